@@ -1,0 +1,259 @@
+"""FaceAnalyzer: one object that detects, aligns, embeds, scores and compares faces with a pack."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from faceatlas.engine.calibration import Calibration, load_calibration
+from faceatlas.engine.detectors import (
+    SCRFD,
+    Detections,
+    Detector,
+    DlibHOG,
+    YuNet,
+    keypoints_from_dlib,
+    template_keypoints,
+)
+from faceatlas.engine.errors import ModelMismatch, NoFace, NotCalibrated, TooManyFaces
+from faceatlas.engine.face import Face, cosine_similarity
+from faceatlas.engine.geometry import estimate_pose
+from faceatlas.engine.image import ChannelOrder, ImageInput, load_image
+from faceatlas.engine.liveness import LivenessResult, MiniFASNet
+from faceatlas.engine.models import resolve
+from faceatlas.engine.packs import DLIB_SHAPE_5, Pack, get_pack
+from faceatlas.engine.quality import quality_score
+from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
+
+log = logging.getLogger("faceatlas")
+_announced: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer of a 1:1 comparison: similarity, the threshold used, and the FAR it reaches."""
+
+    similarity: float
+    match: bool
+    threshold: float
+    far: float | None
+    far_level: float | None
+
+    def to_dict(self) -> dict[str, float | bool | None]:
+        return {
+            "similarity": round(self.similarity, 4),
+            "match": self.match,
+            "threshold": round(self.threshold, 4),
+            "far": self.far,
+            "match_at_far": self.far_level,
+        }
+
+
+class FaceAnalyzer:
+    """Detect -> align -> embed -> quality/pose (-> liveness) with one model pack.
+
+    Sessions are created once here; reuse the analyzer. ``providers`` overrides the ONNX Runtime
+    providers (CUDA is used automatically when this onnxruntime build has it).
+    """
+
+    def __init__(
+        self,
+        pack: str | Pack | None = None,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        *,
+        det_threshold: float | None = None,
+        det_max_side: int = 640,
+        max_pixels: int | None = None,
+        download: bool | None = None,
+    ) -> None:
+        self.pack = pack if isinstance(pack, Pack) else get_pack(pack)
+        self.providers = providers
+        self.threads = threads
+        self.max_pixels = max_pixels
+        self._download = download
+        self.detector = self._build_detector(det_threshold, det_max_side)
+        self.recognizer = self._build_recognizer()
+        self._liveness: MiniFASNet | None = None
+        self.calibration: Calibration | None = load_calibration(self.pack)
+        self._announce_licence()
+
+    # -- construction -------------------------------------------------------------------
+    def _build_detector(self, threshold: float | None, max_side: int) -> Detector:
+        spec = self.pack.detector
+        if spec.kind == "dlib_hog":
+            return DlibHOG(resolve(DLIB_SHAPE_5), max_side=max(max_side, 1280))
+        path = resolve(spec.file, download=self._download)
+        if spec.kind == "yunet":
+            return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side)
+        return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side)
+
+    def _build_recognizer(self) -> Recognizer:
+        spec = self.pack.recognizer
+        path = resolve(spec.file, download=self._download)
+        if spec.kind == "dlib":
+            return DlibResNet(path)
+        return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
+
+    def _announce_licence(self) -> None:
+        if self.pack.name in _announced:
+            return
+        _announced.add(self.pack.name)
+        text = f"model pack '{self.pack.name}': " + "; ".join(self.pack.licenses + list(self.pack.notes))
+        restricted = any(w in text for w in ("non-commercial", "unknown", "not sha256-pinned"))
+        log.log(logging.WARNING if restricted else logging.INFO, text)
+
+    @property
+    def liveness_model(self) -> MiniFASNet:
+        """The pack's liveness ensemble, loaded on first use."""
+        if self._liveness is None:
+            if not self.pack.liveness:
+                raise NotCalibrated(f"pack {self.pack.name} has no liveness model")
+            files = [(resolve(s.file, download=self._download), s.scale) for s in self.pack.liveness]
+            self._liveness = MiniFASNet(files, self.providers, self.threads)
+        return self._liveness
+
+    @property
+    def embedding_size(self) -> int:
+        return self.pack.recognizer.embedding_size
+
+    # -- analysis -------------------------------------------------------------------------
+    def load(self, image: ImageInput, channels: ChannelOrder = "bgr") -> np.ndarray:
+        """Decode any supported input to BGR with this analyzer's pixel limit."""
+        return load_image(image, channels=channels, max_pixels=self.max_pixels)
+
+    def detect(self, image: ImageInput, *, channels: ChannelOrder = "bgr") -> Detections:
+        """Boxes, scores and keypoints only (no embedding)."""
+        return self.detector.detect(self.load(image, channels))
+
+    def analyze(
+        self,
+        image: ImageInput,
+        *,
+        channels: ChannelOrder = "bgr",
+        max_faces: int | None = None,
+        embed: bool = True,
+        with_crop: bool = False,
+        liveness: bool = False,
+    ) -> list[Face]:
+        """Every face in ``image`` (largest first), with embedding, quality and pose."""
+        return self.analyze_many([image], channels=channels, max_faces=max_faces, embed=embed,
+                                 with_crop=with_crop, liveness=liveness)[0]
+
+    def analyze_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        channels: ChannelOrder = "bgr",
+        max_faces: int | None = None,
+        embed: bool = True,
+        with_crop: bool = False,
+        liveness: bool = False,
+    ) -> list[list[Face]]:
+        """Like :meth:`analyze` for many images; all their faces are embedded in one batch."""
+        decoded = [self.load(img, channels) for img in images]
+        per_image = [self.detector.detect(img).sorted_by_area(max_faces) for img in decoded]
+        return self._faces_from(decoded, per_image, embed=embed, with_crop=with_crop, liveness=liveness)
+
+    def analyze_one(self, image: ImageInput, *, channels: ChannelOrder = "bgr", largest: bool = True,
+                    liveness: bool = False, with_crop: bool = False) -> Face:
+        """The one face of ``image``: the largest when ``largest``, else exactly one is required."""
+        faces = self.analyze(image, channels=channels, max_faces=None if not largest else 1,
+                             liveness=liveness, with_crop=with_crop)
+        if not faces:
+            raise NoFace("no face found in the image")
+        if not largest and len(faces) > 1:
+            raise TooManyFaces(f"{len(faces)} faces found where exactly one was expected")
+        return faces[0]
+
+    def face_in_box(self, image: np.ndarray, box: Sequence[float]) -> Face:
+        """Embed the face inside a given box when the detector found none (e.g. evaluation on
+        pre-cropped photos): dlib places its landmarks in the box, others lay the template on it."""
+        box_arr = np.asarray(box, dtype=np.float32).reshape(1, 4)
+        if isinstance(self.detector, DlibHOG):
+            landmarks = self.detector.landmarks_in_box(image, box_arr[0])[None]
+            detections = Detections(box_arr, np.zeros(1, np.float32), keypoints_from_dlib(landmarks[0])[None], landmarks)
+        else:
+            detections = Detections(box_arr, np.zeros(1, np.float32), template_keypoints(box_arr[0])[None])
+        return self._faces_from([image], [detections], embed=True, with_crop=False, liveness=False)[0][0]
+
+    def _faces_from(self, images: list[np.ndarray], detections: list[Detections], *, embed: bool,
+                    with_crop: bool, liveness: bool) -> list[list[Face]]:
+        results: list[list[Face]] = []
+        crops: list[np.ndarray] = []
+        for image, found in zip(images, detections):
+            faces = []
+            for i in range(len(found)):
+                crop = self.recognizer.align(image, found, i)
+                pose = estimate_pose(found.keypoints[i], image.shape[:2])
+                face = Face(
+                    bbox=found.boxes[i],
+                    det_score=float(found.scores[i]),
+                    keypoints=found.keypoints[i],
+                    quality=quality_score(float(found.scores[i]), found.keypoints[i], pose, crop),
+                    pose=pose,
+                    crop=crop if with_crop else None,
+                )
+                if liveness:
+                    face.liveness = self.liveness_model.predict(image, found.boxes[i]).score
+                faces.append(face)
+                crops.append(crop)
+            results.append(faces)
+        if embed and crops:
+            vectors = self.recognizer.embed_aligned(crops)
+            flat = [face for faces in results for face in faces]
+            for face, vector in zip(flat, vectors):
+                face.embedding = vector
+        return results
+
+    def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Embeddings of already aligned crops (the recogniser's crop size), one batch."""
+        return self.recognizer.embed_aligned(crops)
+
+    def check_liveness(self, image: ImageInput, face: Face | None = None) -> LivenessResult:
+        """Passive liveness of ``face`` (default: the largest face) in ``image``."""
+        decoded = self.load(image)
+        if face is None:
+            found = self.detector.detect(decoded)
+            if len(found) == 0:
+                raise NoFace("no face found for the liveness check")
+            box = found.boxes[0]
+        else:
+            box = face.bbox
+        return self.liveness_model.predict(decoded, box)
+
+    # -- comparison -----------------------------------------------------------------------
+    def compare(self, a: Face | np.ndarray, b: Face | np.ndarray) -> float:
+        """Cosine similarity of two faces or embeddings of this pack."""
+        va, vb = (_vector(x) for x in (a, b))
+        if len(va) != self.embedding_size or len(vb) != self.embedding_size:
+            raise ModelMismatch(
+                f"pack {self.pack.name} makes {self.embedding_size}-d embeddings, got {len(va)} and {len(vb)}"
+            )
+        return cosine_similarity(va, vb)
+
+    def threshold(self, far: float) -> float:
+        """The similarity threshold of this pack at false-accept rate ``far``."""
+        if self.calibration is None:
+            raise NotCalibrated(f"pack {self.pack.name} is not calibrated: run `faceatlas eval lfw --pack {self.pack.name}`")
+        return self.calibration.threshold(far)
+
+    def verify(self, a: Face | np.ndarray, b: Face | np.ndarray, *, far: float = 1e-4,
+               threshold: float | None = None) -> Verdict:
+        """1:1 decision at a calibrated FAR (or a raw similarity ``threshold``)."""
+        similarity = self.compare(a, b)
+        used = threshold if threshold is not None else self.threshold(far)
+        level = self.calibration.far_level(similarity) if self.calibration else None
+        return Verdict(similarity, similarity >= used, used, None if threshold is not None else far, level)
+
+
+def _vector(x: Face | np.ndarray) -> np.ndarray:
+    if isinstance(x, Face):
+        if x.embedding is None:
+            raise ValueError("the face has no embedding (analyze with embed=True)")
+        return x.embedding
+    return np.asarray(x, dtype=np.float32).ravel()
+

@@ -1,0 +1,71 @@
+"""Passive liveness with Silent-Face MiniFASNet models: each sees the face at its own crop
+scale (2.7x and 4.0x the box), their softmax outputs are averaged; class 1 is a real face."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from faceatlas.engine.runtime import create_session
+
+
+@dataclass(frozen=True)
+class LivenessResult:
+    """Averaged class probabilities ``[spoof (print), real, spoof (replay)]`` and the verdict."""
+
+    probabilities: tuple[float, float, float]
+
+    @property
+    def score(self) -> float:
+        """Probability that the face is real."""
+        return self.probabilities[1]
+
+    @property
+    def is_real(self) -> bool:
+        return int(np.argmax(self.probabilities)) == 1
+
+
+def scaled_crop_box(width: int, height: int, box: np.ndarray, scale: float) -> tuple[int, int, int, int]:
+    """Silent-Face's crop: the box grown ``scale`` times about its centre, shifted to stay inside."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    box_w, box_h = max(1.0, x2 - x1), max(1.0, y2 - y1)
+    scale = min((height - 1) / box_h, (width - 1) / box_w, scale)
+    new_w, new_h = box_w * scale, box_h * scale
+    cx, cy = x1 + box_w / 2, y1 + box_h / 2
+    left, top, right, bottom = cx - new_w / 2, cy - new_h / 2, cx + new_w / 2, cy + new_h / 2
+    if left < 0:
+        right, left = right - left, 0.0
+    if top < 0:
+        bottom, top = bottom - top, 0.0
+    if right > width - 1:
+        left, right = left - (right - width + 1), width - 1.0
+    if bottom > height - 1:
+        top, bottom = top - (bottom - height + 1), height - 1.0
+    return int(left), int(top), int(right), int(bottom)
+
+
+class MiniFASNet:
+    """An ensemble of MiniFASNet ONNX models, each paired with its crop scale."""
+
+    def __init__(
+        self, models: Sequence[tuple[Path, float]], providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> None:
+        self.members = [(create_session(path, providers, threads), scale) for path, scale in models]
+
+    def predict(self, image: np.ndarray, box: np.ndarray) -> LivenessResult:
+        """Liveness of the face in ``box`` of a BGR image."""
+        height, width = image.shape[:2]
+        total = np.zeros(3, dtype=np.float64)
+        for session, scale in self.members:
+            left, top, right, bottom = scaled_crop_box(width, height, box, scale)
+            crop = cv2.resize(image[top : bottom + 1, left : right + 1], (80, 80))
+            blob = crop.transpose(2, 0, 1)[None].astype(np.float32)
+            logits = session.run(None, {session.get_inputs()[0].name: blob})[0][0].astype(np.float64)
+            exp = np.exp(logits - logits.max())
+            total += exp / exp.sum()
+        mean = total / len(self.members)
+        return LivenessResult((float(mean[0]), float(mean[1]), float(mean[2])))

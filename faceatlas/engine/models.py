@@ -1,0 +1,172 @@
+"""Model files: where they come from, how they are checked, where they are looked for.
+
+Lookup order for a file named ``insightface/det_500m.onnx``:
+
+1. each folder in ``FACEATLAS_MODEL_DIR`` (``os.pathsep``-separated), as ``DIR/insightface/det_500m.onnx``
+   or ``DIR/det_500m.onnx``;
+2. the user cache ``$FACEATLAS_CACHE`` (default ``~/.cache/faceatlas``), ``models/insightface/det_500m.onnx``;
+3. a download from the file's source URL (progress bar, sha256 check, atomic rename into the cache),
+   unless ``FACEATLAS_OFFLINE=1``.
+
+Files shipped inside a Python package (the dlib models of ``face_recognition_models``) are
+resolved through that package instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from faceatlas.engine.errors import ModelIntegrityError, ModelMissing
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model file with its provenance: the name it is stored under, its checksum and source."""
+
+    name: str
+    sha256: str | None
+    url: str | None
+    license: str
+    size: int | None = None
+    archive_member: str | None = None
+    package: str | None = None
+    package_function: str | None = None
+
+    @property
+    def basename(self) -> str:
+        return Path(self.name).name
+
+
+def cache_dir() -> Path:
+    """The user cache folder for downloaded models and calibration files."""
+    return Path(os.environ.get("FACEATLAS_CACHE", Path.home() / ".cache" / "faceatlas"))
+
+
+def model_dirs() -> list[Path]:
+    """Folders named by ``FACEATLAS_MODEL_DIR``, in order."""
+    raw = os.environ.get("FACEATLAS_MODEL_DIR", "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+
+
+def candidate_paths(model: ModelFile) -> list[Path]:
+    """Every place ``model`` is looked for, in lookup order."""
+    paths: list[Path] = []
+    for folder in model_dirs():
+        paths += [folder / model.name, folder / model.basename]
+    paths.append(cache_dir() / "models" / model.name)
+    return paths
+
+
+def locate(model: ModelFile) -> Path | None:
+    """The first existing path of ``model`` or None; never downloads."""
+    if model.package:
+        return _package_path(model)
+    return next((p for p in candidate_paths(model) if p.is_file()), None)
+
+
+def resolve(model: ModelFile, *, download: bool | None = None) -> Path:
+    """Path of a verified copy of ``model``, downloading it when allowed and needed."""
+    path = locate(model)
+    if path is not None:
+        verify(model, path)
+        return path
+    offline = os.environ.get("FACEATLAS_OFFLINE", "") not in ("", "0")
+    if download is None:
+        download = not offline
+    if not download or model.url is None:
+        raise ModelMissing(_missing_message(model, offline=offline))
+    return fetch(model)
+
+
+def fetch(model: ModelFile) -> Path:
+    """Download ``model`` into the cache with a progress bar, check sha256, rename atomically."""
+    if model.url is None:
+        raise ModelMissing(_missing_message(model, offline=False))
+    target = cache_dir() / "models" / model.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{model.basename}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _download(model.url, tmp)
+        if model.archive_member:
+            with zipfile.ZipFile(tmp) as archive, archive.open(model.archive_member) as member:
+                data = member.read()
+            tmp.write_bytes(data)
+        verify(model, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ModelMissing(f"{_missing_message(model, offline=False)}\nDownload failed: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def verify(model: ModelFile, path: Path) -> None:
+    """Raise :class:`ModelIntegrityError` when ``path`` does not hash to ``model.sha256``."""
+    if model.sha256 is None:
+        return
+    stat = path.stat()
+    digest = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    if digest != model.sha256:
+        raise ModelIntegrityError(
+            f"{path}: sha256 {digest} does not match the published {model.sha256} of {model.name}; "
+            "the file is corrupt or another model. Delete it and fetch it again."
+        )
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url: str, target: Path) -> None:
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    request = urllib.request.Request(url, headers={"User-Agent": "faceatlas"})
+    with urllib.request.urlopen(request, timeout=60) as response, open(target, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task(f"download {Path(url).name}", total=total)
+            for block in iter(lambda: response.read(1 << 16), b""):
+                out.write(block)
+                progress.advance(task, len(block))
+
+
+def _package_path(model: ModelFile) -> Path:
+    try:
+        module = importlib.import_module(model.package or "")
+    except ImportError as exc:
+        raise ModelMissing(
+            f"model {model.name} ships in the Python package '{model.package}', which is not "
+            f"installed: pip install {model.package}"
+        ) from exc
+    return Path(getattr(module, model.package_function or "")())
+
+
+def _missing_message(model: ModelFile, *, offline: bool) -> str:
+    looked = "\n  ".join(str(p) for p in candidate_paths(model))
+    lines = [
+        f"model file '{model.name}' not found (sha256 {model.sha256 or 'not published'}).",
+        f"Looked in:\n  {looked}",
+        f"Put the file at {cache_dir() / 'models' / model.name}, or set FACEATLAS_MODEL_DIR to a "
+        "folder that holds it.",
+    ]
+    if model.url:
+        lines.append(f"Source: {model.url}" + (" (downloads are off: FACEATLAS_OFFLINE)" if offline else ""))
+    else:
+        lines.append("This file has no public download URL; it has to be placed by hand.")
+    return "\n".join(lines)

