@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from faceatlas.engine.geometry import estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, load_image
 from faceatlas.engine.liveness import LivenessResult, MiniFASNet
 from faceatlas.engine.models import resolve
-from faceatlas.engine.packs import DLIB_SHAPE_5, Pack, get_pack
+from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
 
@@ -56,7 +56,8 @@ class FaceAnalyzer:
     """Detect -> align -> embed -> quality/pose (-> liveness) with one model pack.
 
     Sessions are created once here; reuse the analyzer. ``providers`` overrides the ONNX Runtime
-    providers (CUDA is used automatically when this onnxruntime build has it).
+    providers (CUDA is used automatically when this onnxruntime build has it). The pack's licences
+    are logged once per process (a warning when they restrict use) unless ``announce_licence`` is off.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class FaceAnalyzer:
         det_max_side: int = 640,
         max_pixels: int | None = None,
         download: bool | None = None,
+        announce_licence: bool = True,
     ) -> None:
         self.pack = pack if isinstance(pack, Pack) else get_pack(pack)
         self.providers = providers
@@ -79,14 +81,15 @@ class FaceAnalyzer:
         self.recognizer = self._build_recognizer()
         self._liveness: MiniFASNet | None = None
         self.calibration: Calibration | None = load_calibration(self.pack)
-        self._announce_licence()
+        if announce_licence:
+            self._announce_licence()
 
     # -- construction -------------------------------------------------------------------
     def _build_detector(self, threshold: float | None, max_side: int) -> Detector:
         spec = self.pack.detector
-        if spec.kind == "dlib_hog":
-            return DlibHOG(resolve(DLIB_SHAPE_5), max_side=max(max_side, 1280))
         path = resolve(spec.file, download=self._download)
+        if spec.kind == "dlib_hog":
+            return DlibHOG(path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side)
         return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side)
@@ -110,8 +113,6 @@ class FaceAnalyzer:
     def liveness_model(self) -> MiniFASNet:
         """The pack's liveness ensemble, loaded on first use."""
         if self._liveness is None:
-            if not self.pack.liveness:
-                raise NotCalibrated(f"pack {self.pack.name} has no liveness model")
             files = [(resolve(s.file, download=self._download), s.scale) for s in self.pack.liveness]
             self._liveness = MiniFASNet(files, self.providers, self.threads)
         return self._liveness
@@ -140,8 +141,9 @@ class FaceAnalyzer:
         liveness: bool = False,
     ) -> list[Face]:
         """Every face in ``image`` (largest first), with embedding, quality and pose."""
-        return self.analyze_many([image], channels=channels, max_faces=max_faces, embed=embed,
-                                 with_crop=with_crop, liveness=liveness)[0]
+        return self.analyze_many(
+            [image], channels=channels, max_faces=max_faces, embed=embed, with_crop=with_crop, liveness=liveness
+        )[0]
 
     def analyze_many(
         self,
@@ -158,11 +160,19 @@ class FaceAnalyzer:
         per_image = [self.detector.detect(img).sorted_by_area(max_faces) for img in decoded]
         return self._faces_from(decoded, per_image, embed=embed, with_crop=with_crop, liveness=liveness)
 
-    def analyze_one(self, image: ImageInput, *, channels: ChannelOrder = "bgr", largest: bool = True,
-                    liveness: bool = False, with_crop: bool = False) -> Face:
+    def analyze_one(
+        self,
+        image: ImageInput,
+        *,
+        channels: ChannelOrder = "bgr",
+        largest: bool = True,
+        liveness: bool = False,
+        with_crop: bool = False,
+    ) -> Face:
         """The one face of ``image``: the largest when ``largest``, else exactly one is required."""
-        faces = self.analyze(image, channels=channels, max_faces=None if not largest else 1,
-                             liveness=liveness, with_crop=with_crop)
+        faces = self.analyze(
+            image, channels=channels, max_faces=None if not largest else 1, liveness=liveness, with_crop=with_crop
+        )
         if not faces:
             raise NoFace("no face found in the image")
         if not largest and len(faces) > 1:
@@ -175,13 +185,15 @@ class FaceAnalyzer:
         box_arr = np.asarray(box, dtype=np.float32).reshape(1, 4)
         if isinstance(self.detector, DlibHOG):
             landmarks = self.detector.landmarks_in_box(image, box_arr[0])[None]
-            detections = Detections(box_arr, np.zeros(1, np.float32), keypoints_from_dlib(landmarks[0])[None], landmarks)
+            keypoints = keypoints_from_dlib(landmarks[0])[None]
+            detections = Detections(box_arr, np.zeros(1, np.float32), keypoints, landmarks)
         else:
             detections = Detections(box_arr, np.zeros(1, np.float32), template_keypoints(box_arr[0])[None])
         return self._faces_from([image], [detections], embed=True, with_crop=False, liveness=False)[0][0]
 
-    def _faces_from(self, images: list[np.ndarray], detections: list[Detections], *, embed: bool,
-                    with_crop: bool, liveness: bool) -> list[list[Face]]:
+    def _faces_from(
+        self, images: list[np.ndarray], detections: list[Detections], *, embed: bool, with_crop: bool, liveness: bool
+    ) -> list[list[Face]]:
         results: list[list[Face]] = []
         crops: list[np.ndarray] = []
         for image, found in zip(images, detections):
@@ -238,11 +250,13 @@ class FaceAnalyzer:
     def threshold(self, far: float) -> float:
         """The similarity threshold of this pack at false-accept rate ``far``."""
         if self.calibration is None:
-            raise NotCalibrated(f"pack {self.pack.name} is not calibrated: run `faceatlas eval lfw --pack {self.pack.name}`")
+            name = self.pack.name
+            raise NotCalibrated(f"pack {name} is not calibrated: run `faceatlas eval lfw --pack {name}`")
         return self.calibration.threshold(far)
 
-    def verify(self, a: Face | np.ndarray, b: Face | np.ndarray, *, far: float = 1e-4,
-               threshold: float | None = None) -> Verdict:
+    def verify(
+        self, a: Face | np.ndarray, b: Face | np.ndarray, *, far: float = 1e-4, threshold: float | None = None
+    ) -> Verdict:
         """1:1 decision at a calibrated FAR (or a raw similarity ``threshold``)."""
         similarity = self.compare(a, b)
         used = threshold if threshold is not None else self.threshold(far)
@@ -256,4 +270,3 @@ def _vector(x: Face | np.ndarray) -> np.ndarray:
             raise ValueError("the face has no embedding (analyze with embed=True)")
         return x.embedding
     return np.asarray(x, dtype=np.float32).ravel()
-

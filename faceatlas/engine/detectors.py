@@ -7,9 +7,10 @@ The input size adapts to the image: a 250x250 photo is run at 256x256, not lette
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -35,10 +36,10 @@ class Detections:
         return len(self.boxes)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
-    def sorted_by_area(self, limit: int | None = None) -> "Detections":
+    def sorted_by_area(self, limit: int | None = None) -> Detections:
         area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
         order = np.argsort(-area, kind="stable")[:limit]
         return Detections(
@@ -139,6 +140,7 @@ class YuNet:
     def __init__(self, model: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640):
         self.model = str(model)
         self.max_side = max_side
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns on every YuNet load
         self._net = cv2.FaceDetectorYN.create(self.model, "", (320, 320), score_threshold, nms_threshold, 5000)
 
     def detect(self, image: np.ndarray) -> Detections:

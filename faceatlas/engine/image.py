@@ -10,14 +10,14 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from faceatlas.engine.errors import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Image.Image]
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 ChannelOrder = Literal["bgr", "rgb"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -30,9 +30,7 @@ def default_max_pixels() -> int:
     return int(os.environ.get("FACEATLAS_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
-def load_image(
-    source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None
-) -> np.ndarray:
+def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None) -> np.ndarray:
     """Decode ``source`` to an HxWx3 BGR uint8 array, EXIF orientation applied.
 
     ``channels`` states the channel order of a numpy input (ignored for other inputs).
@@ -59,16 +57,23 @@ def load_image(
         pil = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise InvalidImage(f"{name}: not an image (unrecognised format)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _decode_error(name, exc) from exc
     _check_pixels(pil.width, pil.height, limit, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pil.load()
+            return _from_pil(pil)
     except (OSError, SyntaxError, ValueError) as exc:
-        if "truncated" in str(exc) or "broken data stream" in str(exc):
-            raise TruncatedImage(f"{name}: the image data is truncated ({exc})") from exc
-        raise InvalidImage(f"{name}: the image could not be decoded ({exc})") from exc
-    return _from_pil(pil)
+        raise _decode_error(name, exc) from exc
+
+
+def _decode_error(name: str, exc: Exception) -> InvalidImage:
+    text = str(exc).lower()
+    if "truncated" in text or "broken data stream" in text:
+        return TruncatedImage(f"{name}: the image data is truncated ({exc})")
+    return InvalidImage(f"{name}: the image could not be decoded ({exc})")
 
 
 def _check_pixels(width: int, height: int, limit: int, name: str = "<image>") -> None:

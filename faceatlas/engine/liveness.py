@@ -3,9 +3,9 @@ scale (2.7x and 4.0x the box), their softmax outputs are averaged; class 1 is a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

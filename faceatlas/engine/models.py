@@ -162,8 +162,7 @@ def _missing_message(model: ModelFile, *, offline: bool) -> str:
     lines = [
         f"model file '{model.name}' not found (sha256 {model.sha256 or 'not published'}).",
         f"Looked in:\n  {looked}",
-        f"Put the file at {cache_dir() / 'models' / model.name}, or set FACEATLAS_MODEL_DIR to a "
-        "folder that holds it.",
+        f"Put the file at {cache_dir() / 'models' / model.name}, or set FACEATLAS_MODEL_DIR to a folder that holds it.",
     ]
     if model.url:
         lines.append(f"Source: {model.url}" + (" (downloads are off: FACEATLAS_OFFLINE)" if offline else ""))

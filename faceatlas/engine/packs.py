@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from faceatlas.engine.errors import UnknownPack
+from faceatlas.engine.errors import ModelMissing, UnknownPack
 from faceatlas.engine.models import ModelFile, locate
 
 DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
@@ -70,19 +70,24 @@ class Pack:
         return f"{self.recognizer.file.basename}:{digest}"
 
     @property
+    def core_files(self) -> list[ModelFile]:
+        """The detector and recogniser files (what detect/embed/compare need)."""
+        return [f for f in (self.detector.file, self.recognizer.file) if f is not None]
+
+    @property
     def files(self) -> list[ModelFile]:
-        found = [self.detector.file, self.recognizer.file, *(s.file for s in self.liveness)]
-        return [f for f in found if f is not None]
+        """Every file of the pack, liveness models included."""
+        return self.core_files + [s.file for s in self.liveness]
 
     @property
     def licenses(self) -> list[str]:
         return sorted({f.license for f in self.files})
 
     def is_available(self) -> bool:
-        """True when every file of the pack is already on disk (no download needed)."""
+        """True when the detector and recogniser are already on disk (no download needed)."""
         try:
-            return all(locate(f) is not None for f in self.files)
-        except Exception:
+            return all(locate(f) is not None for f in self.core_files)
+        except ModelMissing:
             return False
 
 
@@ -117,8 +122,7 @@ SCRFD_2_5G = ModelFile(
 YUNET_2026MAY = ModelFile(
     "opencv_zoo/face_detection_yunet_2026may.onnx",
     "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
-    f"{_RAW}/RuDr8A/RealTime-PPE-Compliance/d876a822bbb20180b9ed7850c1d3229d72883067/"
-    "face_detection_yunet_2026may.onnx",
+    f"{_RAW}/RuDr8A/RealTime-PPE-Compliance/d876a822bbb20180b9ed7850c1d3229d72883067/face_detection_yunet_2026may.onnx",
     "MIT (OpenCV Zoo YuNet)",
     229738,
 )
@@ -171,9 +175,7 @@ def _insightface_release(zip_name: str, member: str) -> ModelFile:
 
 SILENT_FACE = (LivenessSpec(MINIFASNET_V2, 2.7), LivenessSpec(MINIFASNET_V1SE, 4.0))
 _MBF = RecognizerSpec("arcface", MOBILEFACENET_128D, 128)
-_UNPINNED = (
-    "InsightFace publishes no checksums for its release archives; the file is not sha256-pinned.",
-)
+_UNPINNED = ("InsightFace publishes no checksums for its release archives; the file is not sha256-pinned.",)
 
 PACKS: dict[str, Pack] = {
     p.name: p
@@ -181,8 +183,9 @@ PACKS: dict[str, Pack] = {
         Pack(
             "dlib",
             "1",
-            DetectorSpec("dlib_hog"),
+            DetectorSpec("dlib_hog", DLIB_SHAPE_5),
             RecognizerSpec("dlib", DLIB_RESNET, 128),
+            SILENT_FACE,
             description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; offline default",
         ),
         Pack(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -94,8 +95,11 @@ class ArcFaceONNX:
         if len(crops) == 0:
             return np.zeros((0, self.embedding_size), np.float32)
         blob = cv2.dnn.blobFromImages(
-            list(crops), 1.0 / self.input_std, (self.crop_size, self.crop_size),
-            (self.input_mean,) * 3, swapRB=True,
+            list(crops),
+            1.0 / self.input_std,
+            (self.crop_size, self.crop_size),
+            (self.input_mean,) * 3,
+            swapRB=True,
         )
         parts = [
             self.session.run(None, {self.input_name: blob[i : i + self.max_batch]})[0]

@@ -1,0 +1,1 @@
+"""Command-line doors onto the FaceAtlas layers."""

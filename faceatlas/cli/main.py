@@ -1,0 +1,170 @@
+"""The `faceatlas` command line: a thin door onto the engine (and the layers above it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import cv2
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.cli import models as models_cli
+from faceatlas.engine import FaceAnalyzer, FaceAtlasError, get_pack
+from faceatlas.engine.draw import draw_faces
+
+app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
+app.add_typer(models_cli.app, name="models")
+console = Console()
+err = Console(stderr=True)
+
+PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or dlib)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+
+
+def _analyzer(pack: str | None, as_json: bool) -> FaceAnalyzer:
+    """The analyzer for ``pack``; says on stderr which pack and licences it runs."""
+    try:
+        chosen = get_pack(pack)
+        err.print(f"[dim]pack {chosen.name} v{chosen.version} — {chosen.description}[/dim]")
+        for line in chosen.licenses + list(chosen.notes):
+            err.print(f"[dim]licence: {line}[/dim]")
+        return FaceAnalyzer(chosen, announce_licence=False)
+    except FaceAtlasError as exc:
+        _fail(exc, as_json)
+        raise
+
+
+def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
+    if as_json:
+        print(json.dumps({"error": exc.code, "message": str(exc)}))
+    else:
+        err.print(f"[red]error ({exc.code}):[/red] {exc}")
+    raise typer.Exit(2) from exc
+
+
+@app.command()
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    pack: PackOption = None,
+    liveness: Annotated[bool, typer.Option(help="add a passive liveness score per face")] = False,
+    draw: Annotated[Path | None, typer.Option(help="write an annotated image (one input only)")] = None,
+    embedding: Annotated[bool, typer.Option(help="include embeddings in --json output")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Detect faces: box, score, 5 keypoints, quality and pose for each."""
+    analyzer = _analyzer(pack, as_json)
+    results = []
+    for path in images:
+        try:
+            image = analyzer.load(path)
+            faces = analyzer.analyze(image, liveness=liveness)
+        except FaceAtlasError as exc:
+            results.append({"image": str(path), "error": exc.code, "message": str(exc)})
+            if not as_json:
+                err.print(f"[red]{path}: {exc.code}[/red] {exc}")
+            continue
+        results.append({"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]})
+        if draw is not None:
+            cv2.imwrite(str(draw), draw_faces(image, faces))
+        if not as_json:
+            _print_faces(path, faces, liveness)
+    if as_json:
+        print(json.dumps({"pack": analyzer.pack.name, "results": results}))
+    if any("error" in r for r in results):
+        raise typer.Exit(2)
+
+
+def _print_faces(path: Path, faces: list, liveness: bool) -> None:
+    table = Table(title=f"{path} — {len(faces)} face(s)")
+    for column in ("#", "box", "score", "quality", "yaw/pitch/roll", *(["liveness"] if liveness else [])):
+        table.add_column(column)
+    for i, face in enumerate(faces, 1):
+        pose = face.pose
+        row = [
+            str(i),
+            " ".join(f"{v:.0f}" for v in face.bbox),
+            f"{face.det_score:.2f}",
+            f"{face.quality:.2f}",
+            f"{pose.yaw:.0f}/{pose.pitch:.0f}/{pose.roll:.0f}",
+        ]
+        if liveness:
+            row.append(f"{face.liveness:.2f}")
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+def compare(
+    image_a: Path,
+    image_b: Path,
+    pack: PackOption = None,
+    far: Annotated[float, typer.Option(help="false-accept rate of the decision threshold")] = 1e-4,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
+    analyzer = _analyzer(pack, as_json)
+    try:
+        face_a = analyzer.analyze_one(image_a)
+        face_b = analyzer.analyze_one(image_b)
+        if analyzer.calibration is None:
+            result = {
+                "similarity": round(analyzer.compare(face_a, face_b), 4),
+                "match": None,
+                "note": f"pack {analyzer.pack.name} is not calibrated; run `faceatlas eval lfw`",
+            }
+        else:
+            result = analyzer.verify(face_a, face_b, far=far).to_dict()
+    except FaceAtlasError as exc:
+        _fail(exc, as_json)
+    result["pack"] = analyzer.pack.name
+    if as_json:
+        print(json.dumps(result))
+        return
+    verdict = {True: "[green]same person[/green]", False: "[red]different people[/red]", None: "unknown"}
+    console.print(f"similarity {result['similarity']:.4f} — {verdict[result['match']]}")
+    if result.get("match_at_far"):
+        level, threshold = result["match_at_far"], result["threshold"]
+        console.print(f"match at FAR {level:.0e} (threshold at FAR {far:.0e}: {threshold:.4f})")
+    elif "threshold" in result:
+        console.print(f"threshold at FAR {far:.0e}: {result['threshold']:.4f}")
+    else:
+        console.print(result["note"])
+
+
+@app.command()
+def liveness(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    pack: PackOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Passive liveness (MiniFASNet) of the largest face in each image."""
+    analyzer = _analyzer(pack, as_json)
+    rows = []
+    for path in images:
+        try:
+            result = analyzer.check_liveness(path)
+        except FaceAtlasError as exc:
+            rows.append({"image": str(path), "error": exc.code, "message": str(exc)})
+            continue
+        rows.append(
+            {
+                "image": str(path),
+                "real": result.is_real,
+                "score": round(result.score, 4),
+                "probabilities": [round(p, 4) for p in result.probabilities],
+            }
+        )
+    if as_json:
+        print(json.dumps({"pack": analyzer.pack.name, "results": rows}))
+    else:
+        for row in rows:
+            if "error" in row:
+                err.print(f"[red]{row['image']}: {row['error']}[/red] {row['message']}")
+            else:
+                label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"
+                console.print(f"{row['image']}: {label} (real score {row['score']:.3f})")
+    if any("error" in r for r in rows):
+        raise typer.Exit(2)

@@ -1,0 +1,112 @@
+"""`faceatlas models list|info|fetch`: what packs exist, where their files are, fetch them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.engine import PACKS, FaceAtlasError, get_pack, load_calibration
+from faceatlas.engine.models import candidate_paths, fetch, locate, verify
+
+app = typer.Typer(help="Model packs: list, inspect, download.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("list")
+def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every known pack, whether its files are on this machine, and its embedding size."""
+    rows = [
+        {
+            "name": p.name,
+            "version": p.version,
+            "embedding_size": p.recognizer.embedding_size,
+            "available": p.is_available(),
+            "calibrated": load_calibration(p) is not None,
+            "description": p.description,
+        }
+        for p in PACKS.values()
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="model packs")
+    for column in ("name", "version", "dim", "on disk", "calibrated", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["version"],
+            str(row["embedding_size"]),
+            "yes" if row["available"] else "no",
+            "yes" if row["calibrated"] else "no",
+            row["description"],
+        )
+    console.print(table)
+
+
+@app.command()
+def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A pack's files (path found, sha256, source URL, licence) and its calibration."""
+    chosen = get_pack(pack)
+    files = []
+    for model in chosen.files:
+        path = locate(model)
+        files.append(
+            {
+                "name": model.name,
+                "found": str(path) if path else None,
+                "sha256": model.sha256,
+                "url": model.url,
+                "license": model.license,
+                "looked_in": [] if path or model.package else [str(p) for p in candidate_paths(model)],
+            }
+        )
+    calibration = load_calibration(chosen)
+    out = {
+        "name": chosen.name,
+        "version": chosen.version,
+        "recognizer_id": chosen.recognizer_id,
+        "description": chosen.description,
+        "notes": list(chosen.notes),
+        "files": files,
+        "thresholds": calibration.thresholds if calibration else None,
+    }
+    if as_json:
+        print(json.dumps(out))
+        return
+    console.print(f"[bold]{chosen.name}[/bold] v{chosen.version} — {chosen.description}")
+    console.print(f"embedding space: {chosen.recognizer_id}")
+    for note in chosen.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    for f in files:
+        status = f"[green]{f['found']}[/green]" if f["found"] else "[red]missing[/red]"
+        console.print(
+            f"- {f['name']}: {status}\n  sha256 {f['sha256'] or '-'}\n  source {f['url'] or 'Python package'}"
+            f"\n  licence {f['license']}"
+        )
+    if calibration:
+        thresholds = ", ".join(f"FAR {k}: {v:.4f}" for k, v in sorted(calibration.thresholds.items(), reverse=True))
+        console.print(f"calibration: {thresholds}")
+    else:
+        console.print("calibration: none (run `faceatlas eval lfw`)")
+
+
+@app.command("fetch")
+def fetch_pack(pack: str) -> None:
+    """Download every missing file of a pack into the user cache, checking sha256."""
+    chosen = get_pack(pack)
+    try:
+        for model in chosen.files:
+            path = locate(model)
+            if path is not None:
+                verify(model, path)
+                console.print(f"{model.name}: already at {path}")
+                continue
+            console.print(f"{model.name}: downloaded to {fetch(model)}")
+    except FaceAtlasError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc

@@ -1,0 +1,30 @@
+"""Annotated images for a person to look at: boxes, keypoints and labels drawn on a copy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from faceatlas.engine.face import Face
+
+_KEYPOINT_COLOURS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255)]
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None) -> np.ndarray:
+    """A copy of the BGR ``image`` with each face's box, 5 keypoints and label drawn."""
+    canvas = image.copy()
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    for i, face in enumerate(faces):
+        x1, y1, x2, y2 = (int(round(v)) for v in face.bbox)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 200, 0), thickness)
+        for (x, y), colour in zip(face.keypoints, _KEYPOINT_COLOURS):
+            cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, colour, -1)
+        text = labels[i] if labels else f"{face.det_score:.2f}"
+        scale = 0.4 * thickness
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(0, y1 - th - 4)
+        cv2.rectangle(canvas, (x1, top), (x1 + tw + 4, top + th + 4), (0, 200, 0), -1)
+        cv2.putText(canvas, text, (x1 + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas

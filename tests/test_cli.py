@@ -1,0 +1,64 @@
+"""The CLI as a user runs it: human output by default, --json for machines, clean errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+
+runner = CliRunner()
+
+
+def test_detect_json_and_annotated_output(examples, tmp_path):
+    out = tmp_path / "drawn.jpg"
+    result = runner.invoke(
+        app, ["detect", str(examples / "examples/two_people.jpg"), "-p", "scrfd-mbf", "--json", "--draw", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["pack"] == "scrfd-mbf" and len(payload["results"][0]["faces"]) == 2
+    assert cv2.imread(str(out)).shape == cv2.imread(str(examples / "examples/two_people.jpg")).shape
+
+
+def test_detect_reports_bad_files_and_exits_non_zero(examples, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((examples / "tests/test_images/obama.jpg").read_bytes()[:2000])
+    result = runner.invoke(app, ["detect", str(broken), "-p", "scrfd-mbf", "--json"])
+    assert result.exit_code == 2
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["results"][0]["error"] == "truncated_image"
+
+
+def test_compare_says_same_and_different(examples):
+    images = examples / "tests/test_images"
+    same = runner.invoke(
+        app, ["compare", str(images / "obama.jpg"), str(images / "obama2.jpg"), "-p", "scrfd-mbf", "--json"]
+    )
+    different = runner.invoke(
+        app, ["compare", str(images / "obama.jpg"), str(images / "biden.jpg"), "-p", "scrfd-mbf", "--json"]
+    )
+    assert same.exit_code == 0 and different.exit_code == 0, same.output + different.output
+    same_sim = json.loads(same.stdout.strip().splitlines()[-1])["similarity"]
+    different_sim = json.loads(different.stdout.strip().splitlines()[-1])["similarity"]
+    assert same_sim > 0.5 > different_sim
+
+
+def test_models_list_and_info(shared):
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
+    by_name = {row["name"]: row for row in listed}
+    assert by_name["dlib"]["available"] and by_name["scrfd-mbf"]["available"]
+    info = json.loads(runner.invoke(app, ["models", "info", "scrfd-mbf", "--json"]).stdout)
+    assert all(f["found"] for f in info["files"]) and info["recognizer_id"].startswith("mobilefacenet_128d.onnx:")
+
+
+def test_liveness_command(shared):
+    samples = shared / "data/antispoof_samples"
+    result = runner.invoke(
+        app, ["liveness", str(samples / "image_T1.jpg"), str(samples / "image_F2.jpg"), "-p", "scrfd-mbf", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert [r["real"] for r in rows] == [True, False]

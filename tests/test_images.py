@@ -1,0 +1,91 @@
+"""Every input form decodes to the same pixels; bad input raises the right typed error."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceatlas.engine import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage, load_image
+
+
+@pytest.fixture(scope="module")
+def obama_path(examples):
+    return examples / "tests" / "test_images" / "obama.jpg"
+
+
+def test_path_bytes_array_and_pil_give_the_same_image(obama_path):
+    from_path = load_image(obama_path)
+    assert from_path.dtype == np.uint8 and from_path.shape[2] == 3
+    np.testing.assert_array_equal(load_image(obama_path.read_bytes()), from_path)
+    np.testing.assert_array_equal(load_image(str(obama_path)), from_path)
+    np.testing.assert_array_equal(load_image(Image.open(obama_path)), from_path)
+    np.testing.assert_array_equal(load_image(from_path), from_path)
+    rgb = np.ascontiguousarray(from_path[:, :, ::-1])
+    np.testing.assert_array_equal(load_image(rgb, channels="rgb"), from_path)
+
+
+def test_grayscale_rgba_and_16_bit_are_converted(examples, obama_path, tmp_path):
+    rgba = load_image(examples / "tests" / "test_images" / "32bit.png")
+    assert rgba.ndim == 3 and rgba.shape[2] == 3
+    grey = np.asarray(Image.open(obama_path).convert("L"))
+    assert load_image(grey).shape == grey.shape + (3,)
+    sixteen = grey.astype(np.uint16) * 257
+    path = tmp_path / "grey16.png"
+    Image.fromarray(sixteen).save(path)
+    decoded = load_image(path)
+    np.testing.assert_allclose(decoded[:, :, 0].astype(int), grey.astype(int), atol=1)
+
+
+def test_exif_orientation_is_applied(fast_analyzer, obama_path, tmp_path):
+    upright = Image.open(obama_path)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # pixels stored rotated...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...and EXIF says "rotate 90° clockwise to display"
+    path = tmp_path / "rotated.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    decoded = load_image(path)
+    assert decoded.shape[:2] == (upright.height, upright.width)
+    face = fast_analyzer.analyze_one(path)
+    assert face.keypoints[:2, 1].mean() < face.keypoints[3:, 1].mean()  # eyes above mouth
+
+
+def test_bad_inputs_raise_typed_errors(obama_path, tmp_path):
+    with pytest.raises(EmptyImage):
+        load_image(b"")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyImage, match="empty"):
+        load_image(empty)
+    with pytest.raises(InvalidImage, match="not an image"):
+        load_image(b"this is a text file, not a picture")
+    with pytest.raises(InvalidImage, match="no such file"):
+        load_image(tmp_path / "missing.jpg")
+    data = obama_path.read_bytes()
+    with pytest.raises(TruncatedImage, match="truncated"):
+        load_image(data[: len(data) // 2])
+    with pytest.raises(InvalidImage):
+        load_image(np.zeros((10, 10, 7), np.uint8))
+
+
+def test_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    huge = tmp_path / "huge.png"
+    Image.new("1", (10_000, 10_000)).save(huge)  # 100 MP, a few kB on disk
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match="100.0 MP exceeds"):
+        load_image(huge)
+    assert time.perf_counter() - started < 0.5  # the header alone was read
+    monkeypatch.setenv("FACEATLAS_MAX_PIXELS", "150000000")
+    assert load_image(huge).shape == (10_000, 10_000, 3)
+    with pytest.raises(ImageTooLarge):
+        load_image(np.zeros((100, 100, 3), np.uint8), max_pixels=5_000)
+
+
+def test_png_bytes_round_trip():
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), (10, 20, 30)).save(buffer, format="PNG")
+    decoded = load_image(buffer.getvalue())
+    assert decoded.shape == (6, 8, 3) and tuple(decoded[0, 0]) == (30, 20, 10)

@@ -1,0 +1,106 @@
+"""Model files: lookup order, sha256 checks, the download path over a real loopback HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from faceatlas.engine import ModelMissing, UnknownPack, get_pack
+from faceatlas.engine.errors import ModelIntegrityError
+from faceatlas.engine.models import ModelFile, fetch, resolve
+from faceatlas.engine.packs import DET_500M
+
+
+@pytest.fixture()
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEATLAS_MODEL_DIR", str(tmp_path / "models"))
+    return tmp_path
+
+
+@pytest.fixture()
+def http_root(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_missing_model_offline_names_the_file_and_where_to_put_it(isolated, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    with pytest.raises(ModelMissing) as info:
+        resolve(DET_500M)
+    message = str(info.value)
+    assert "det_500m.onnx" in message and "FACEATLAS_MODEL_DIR" in message and DET_500M.sha256 in message
+
+
+def test_model_dir_is_searched_and_checksums_are_enforced(isolated, shared):
+    folder = isolated / "models"
+    folder.mkdir()
+    (folder / "det_500m.onnx").symlink_to(shared / "models" / "insightface" / "det_500m.onnx")
+    assert resolve(DET_500M, download=False).name == "det_500m.onnx"
+    (folder / "det_500m.onnx").unlink()
+    (folder / "det_500m.onnx").write_bytes(b"not the model")
+    with pytest.raises(ModelIntegrityError, match="does not match"):
+        resolve(DET_500M, download=False)
+
+
+def test_download_checks_sha256_and_renames_atomically(isolated, http_root):
+    root, base = http_root
+    payload = b"model bytes " * 1000
+    (root / "m.onnx").write_bytes(payload)
+    good = ModelFile("test/m.onnx", hashlib.sha256(payload).hexdigest(), f"{base}/m.onnx", "test")
+    path = resolve(good)
+    assert path == isolated / "cache" / "models" / "test" / "m.onnx" and path.read_bytes() == payload
+    bad = ModelFile("test/bad.onnx", "0" * 64, f"{base}/m.onnx", "test")
+    with pytest.raises(ModelIntegrityError):
+        fetch(bad)
+    assert not list((isolated / "cache" / "models" / "test").glob("*bad*"))  # no partial file left
+
+
+def test_download_extracts_a_member_of_a_release_archive(isolated, http_root):
+    root, base = http_root
+    payload = b"weights" * 100
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pack/w.onnx", payload)
+    (root / "pack.zip").write_bytes(buffer.getvalue())
+    spec = ModelFile(
+        "test/w.onnx", hashlib.sha256(payload).hexdigest(), f"{base}/pack.zip", "test", archive_member="pack/w.onnx"
+    )
+    assert Path(fetch(spec)).read_bytes() == payload
+
+
+def test_unreachable_source_is_a_clear_model_missing_error(isolated):
+    spec = ModelFile("test/x.onnx", "0" * 64, "http://127.0.0.1:9/x.onnx", "test")
+    with pytest.raises(ModelMissing, match="Download failed"):
+        resolve(spec)
+
+
+def test_unknown_pack_lists_the_known_ones():
+    with pytest.raises(UnknownPack, match="scrfd-mbf"):
+        get_pack("nope")
+
+
+def test_dlib_pack_needs_no_download(isolated, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    pack = get_pack("dlib")
+    assert pack.is_available()
+    assert all(resolve(f).is_file() for f in pack.core_files)
