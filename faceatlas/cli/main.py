@@ -11,12 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli import evaluate
 from faceatlas.cli import models as models_cli
+from faceatlas.cli import service as service_cli
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError, get_pack
 from faceatlas.engine.draw import draw_faces
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
 app.add_typer(models_cli.app, name="models")
+app.add_typer(service_cli.admin, name="admin")
+app.command("serve")(service_cli.serve)
+app.add_typer(evaluate.app, name="eval")
 console = Console()
 err = Console(stderr=True)
 

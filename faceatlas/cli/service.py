@@ -1,0 +1,148 @@
+"""`faceatlas serve` and `faceatlas admin ...`: run the API, bootstrap tenants and keys, bill usage."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.service.accounts import AccountError, Accounts, usage_csv
+from faceatlas.service.db import make_engine, migrate
+from faceatlas.service.settings import ServiceSettings
+
+console = Console()
+admin = typer.Typer(help="Tenants, API keys and usage (run on the server's database).", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+admin.add_typer(tenant_app, name="tenant")
+admin.add_typer(key_app, name="key")
+
+DbOption = Annotated[str | None, typer.Option("--db", help="database URL (default FACEATLAS_DATABASE_URL)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    db: DbOption = None,
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack")] = None,
+    workers: Annotated[int | None, typer.Option(help="inference worker threads")] = None,
+    batching: Annotated[bool, typer.Option(help="micro-batch the recogniser across requests")] = True,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from faceatlas.service import create_app
+
+    overrides: dict[str, object] = {"batching": batching}
+    for name, value in (("database_url", db), ("pack", pack), ("workers", workers)):
+        if value is not None:
+            overrides[name] = value
+    uvicorn.run(create_app(ServiceSettings.from_env(**overrides)), host=host, port=port, log_level="info")
+
+
+def _accounts(db: str | None) -> Accounts:
+    engine = make_engine(db or ServiceSettings.from_env().database_url)
+    migrate(engine)
+    return Accounts(engine)
+
+
+def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning AccountError into exit 2
+    try:
+        return action()
+    except AccountError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@tenant_app.command("create")
+def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, typer.Option(
+        help="monthly call quota")] = None, db: DbOption = None) -> None:
+    """Create a tenant."""
+    tenant = _guard(lambda: _accounts(db).create_tenant(tenant_id, name, quota))
+    console.print(f"tenant {tenant.id} created (quota {tenant.monthly_quota or 'unlimited'})")
+
+
+@tenant_app.command("list")
+def tenant_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List tenants."""
+    tenants = _accounts(db).list_tenants()
+    if as_json:
+        print(json.dumps([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota} for t in tenants]))
+        return
+    for t in tenants:
+        console.print(f"{t.id}\t{t.name}\tquota {t.monthly_quota or 'unlimited'}")
+
+
+@key_app.command("create")
+def key_create(
+    tenant_id: str,
+    scope: Annotated[list[str], typer.Option("--scope", help="admin, write, read or detect (repeatable)")],
+    name: str = "",
+    rate: Annotated[float, typer.Option(help="requests per second")] = 20.0,
+    burst: Annotated[int, typer.Option(help="token-bucket burst")] = 40,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key; the key itself is printed once and never stored."""
+    issued = _guard(lambda: _accounts(db).create_key(tenant_id, scope, name, rate, burst))
+    if as_json:
+        print(json.dumps({"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id,
+                          "scopes": issued.scopes}))
+    else:
+        console.print(f"key for {issued.tenant_id} ({', '.join(issued.scopes)}) — store it now, it is not kept:")
+        print(issued.token)
+
+
+@key_app.command("list")
+def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOption = None,
+             as_json: JsonOption = False) -> None:
+    """List keys (prefixes only)."""
+    keys = _accounts(db).list_keys(tenant_id)
+    rows = [{"prefix": k.prefix, "tenant": k.tenant_id, "scopes": k.scopes, "name": k.name,
+             "revoked": k.revoked_at is not None} for k in keys]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("prefix", "tenant", "scopes", "name", "revoked")
+    for r in rows:
+        table.add_row(r["prefix"], r["tenant"], ",".join(r["scopes"]), r["name"], "yes" if r["revoked"] else "")
+    console.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(prefix: str, db: DbOption = None) -> None:
+    """Revoke a key by its prefix."""
+    _guard(lambda: _accounts(db).revoke_key(prefix))
+    console.print(f"key {prefix} revoked")
+
+
+@key_app.command("rotate")
+def key_rotate(prefix: str, db: DbOption = None) -> None:
+    """Revoke a key and print its replacement."""
+    issued = _guard(lambda: _accounts(db).rotate_key(prefix))
+    print(issued.token)
+
+
+@admin.command("usage")
+def usage(
+    tenant_id: Annotated[str | None, typer.Option("--tenant")] = None,
+    start: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
+    end: Annotated[datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="inclusive")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV for billing")] = False,
+    db: DbOption = None,
+) -> None:
+    """Calls, faces and errors per tenant, day and operation."""
+    end_exclusive = end + timedelta(days=1) if end else None
+    rows = _accounts(db).usage_report(tenant_id, start, end_exclusive)
+    if csv:
+        print(usage_csv(rows), end="")
+        return
+    table = Table("tenant", "day", "operation", "calls", "faces", "errors", title=f"usage to {date.today()}")
+    for r in rows:
+        table.add_row(r["tenant"], r["day"], r["operation"], str(r["calls"]), str(r["faces"]), str(r["errors"]))
+    console.print(table)

@@ -1,0 +1,244 @@
+"""Tenants, API keys, usage metering and the audit trail: the business side of the service.
+
+An API key reads ``fa_<prefix>_<secret>``. Only ``sha256(secret)`` is stored, the prefix finds
+the row, and the full key is shown once, when it is created or rotated.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord, utcnow
+
+SCOPES = ("admin", "write", "read", "detect")
+# What each scope grants: admin ⊃ write ⊃ read ⊃ detect.
+_IMPLIED = {
+    "admin": set(SCOPES),
+    "write": {"write", "read", "detect"},
+    "read": {"read", "detect"},
+    "detect": {"detect"},
+}
+
+
+class AccountError(Exception):
+    """A bad admin request (unknown tenant, unknown scope, duplicate id)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    tenant_id: str
+    key_id: int
+    scopes: frozenset[str]
+    rate_per_second: float
+    burst: int
+    monthly_quota: int | None = None
+
+    def allows(self, scope: str) -> bool:
+        return any(scope in _IMPLIED[s] for s in self.scopes)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly created key: ``token`` is the only time the secret is visible."""
+
+    id: int
+    tenant_id: str
+    prefix: str
+    token: str
+    scopes: list[str]
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Accounts:
+    """Tenant, key, usage and audit operations over one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- tenants ---------------------------------------------------------------------------
+    def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
+        with Session(self.engine, expire_on_commit=False) as session:
+            if session.get(Tenant, tenant_id) is not None:
+                raise AccountError(f"tenant '{tenant_id}' already exists")
+            tenant = Tenant(id=tenant_id, name=name or tenant_id, monthly_quota=monthly_quota)
+            session.add(tenant)
+            session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
+            session.commit()
+            return tenant
+
+    def list_tenants(self) -> list[Tenant]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(Tenant).order_by(Tenant.id)))
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        with Session(self.engine) as session:
+            return session.get(Tenant, tenant_id)
+
+    # -- keys ------------------------------------------------------------------------------
+    def create_key(
+        self,
+        tenant_id: str,
+        scopes: list[str],
+        name: str = "",
+        rate_per_second: float = 20.0,
+        burst: int = 40,
+        actor_key_id: int | None = None,
+    ) -> IssuedKey:
+        unknown = set(scopes) - set(SCOPES)
+        if unknown or not scopes:
+            raise AccountError(f"scopes must be among {SCOPES}, got {scopes}")
+        with Session(self.engine) as session:
+            if session.get(Tenant, tenant_id) is None:
+                raise AccountError(f"no tenant '{tenant_id}'")
+            prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+            key = ApiKey(
+                tenant_id=tenant_id,
+                prefix=prefix,
+                secret_hash=_hash(secret),
+                name=name,
+                scopes=sorted(set(scopes)),
+                rate_per_second=rate_per_second,
+                burst=burst,
+            )
+            session.add(key)
+            session.flush()
+            session.add(
+                AuditRecord(
+                    tenant_id=tenant_id,
+                    key_id=actor_key_id,
+                    action="key.create",
+                    target=f"key:{prefix}",
+                    details={"scopes": key.scopes},
+                )
+            )
+            session.commit()
+            return IssuedKey(key.id, tenant_id, prefix, f"fa_{prefix}_{secret}", key.scopes)
+
+    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        with Session(self.engine) as session:
+            query = select(ApiKey).order_by(ApiKey.id)
+            if tenant_id is not None:
+                query = query.where(ApiKey.tenant_id == tenant_id)
+            return list(session.scalars(query))
+
+    def revoke_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> None:
+        """Revoke the key with ``prefix`` (within ``tenant_id`` when given)."""
+        with Session(self.engine) as session:
+            key = self._find(session, prefix, tenant_id)
+            key.revoked_at = key.revoked_at or utcnow()
+            session.add(
+                AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke", target=f"key:{prefix}")
+            )
+            session.commit()
+
+    def rotate_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> IssuedKey:
+        """Revoke a key and issue a new one with the same tenant, scopes and limits."""
+        with Session(self.engine) as session:
+            old = self._find(session, prefix, tenant_id)
+            settings = (old.tenant_id, list(old.scopes), old.name, old.rate_per_second, old.burst)
+        self.revoke_key(prefix, tenant_id, actor_key_id)
+        tenant, scopes, name, rate, burst = settings
+        return self.create_key(tenant, scopes, name, rate, burst, actor_key_id)
+
+    @staticmethod
+    def _find(session: Session, prefix: str, tenant_id: str | None) -> ApiKey:
+        key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
+            raise AccountError(f"no key with prefix '{prefix}'")
+        return key
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a presented key, or None when it is unknown, malformed or revoked."""
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "fa":
+            return None
+        _, prefix, secret = parts
+        with Session(self.engine) as session:
+            key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+            if key is None or key.revoked_at is not None:
+                return None
+            if not hmac.compare_digest(key.secret_hash, _hash(secret)):
+                return None
+            tenant = session.get(Tenant, key.tenant_id)
+            quota = tenant.monthly_quota if tenant else None
+            return Principal(key.tenant_id, key.id, frozenset(key.scopes), key.rate_per_second, key.burst, quota)
+
+    # -- metering and audit ------------------------------------------------------------------
+    def record_usage(self, rows: list[UsageRecord]) -> None:
+        """Append usage records (the service batches them from a background writer)."""
+        with Session(self.engine) as session:
+            session.add_all(rows)
+            session.commit()
+
+    def calls_this_month(self, tenant_id: str, now: datetime | None = None) -> int:
+        now = now or utcnow()
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        with Session(self.engine) as session:
+            query = (
+                select(func.count())
+                .select_from(UsageRecord)
+                .where(UsageRecord.tenant_id == tenant_id, UsageRecord.at >= start)
+            )
+            return int(session.scalar(query) or 0)
+
+    def usage_report(
+        self, tenant_id: str | None, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict]:
+        """Calls, faces and errors per day and operation (the basis of the bill), summed in SQL."""
+        day = func.date(UsageRecord.at)
+        errors = func.sum(case((UsageRecord.status >= 400, 1), else_=0))
+        query = select(
+            UsageRecord.tenant_id, day, UsageRecord.operation, func.count(), func.sum(UsageRecord.faces), errors
+        ).group_by(UsageRecord.tenant_id, day, UsageRecord.operation)
+        if tenant_id is not None:
+            query = query.where(UsageRecord.tenant_id == tenant_id)
+        if start is not None:
+            query = query.where(UsageRecord.at >= start)
+        if end is not None:
+            query = query.where(UsageRecord.at < end)
+        with Session(self.engine) as session:
+            rows = session.execute(query.order_by(UsageRecord.tenant_id, day, UsageRecord.operation)).all()
+        return [
+            {"tenant": t, "day": str(d), "operation": op, "calls": int(c), "faces": int(f or 0), "errors": int(e or 0)}
+            for t, d, op, c, f, e in rows
+        ]
+
+    def audit(
+        self, action: str, target: str, tenant_id: str | None, key_id: int | None, details: dict | None = None
+    ) -> None:
+        with Session(self.engine) as session:
+            session.add(
+                AuditRecord(tenant_id=tenant_id, key_id=key_id, action=action, target=target, details=details or {})
+            )
+            session.commit()
+
+    def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        with Session(self.engine) as session:
+            query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+            if tenant_id is not None:
+                query = query.where(AuditRecord.tenant_id == tenant_id)
+            return list(session.scalars(query))
+
+
+def usage_csv(rows: list[dict]) -> str:
+    """The usage report as CSV text."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["tenant", "day", "operation", "calls", "faces", "errors"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

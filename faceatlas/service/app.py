@@ -1,0 +1,157 @@
+"""The FastAPI application: wiring of settings, database, engine pool, metering and routes."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import generate_latest
+from sqlalchemy import text
+
+from faceatlas.engine import FaceAnalyzer
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import UsageRecord, make_engine, migrate
+from faceatlas.service.deps import QuotaCounter, usage_row
+from faceatlas.service.errors import install_error_handlers
+from faceatlas.service.inference import InferencePool
+from faceatlas.service.limits import UploadLimit
+from faceatlas.service.metrics import ServiceMetrics
+from faceatlas.service.ratelimit import TokenBuckets
+from faceatlas.service.routes import account, faces
+from faceatlas.service.settings import ServiceSettings
+
+log = logging.getLogger("faceatlas.service")
+
+
+class UsageWriter:
+    """Writes usage records from a background thread in small batches; ``flush`` waits for them."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+        self._rows: queue.Queue[UsageRecord | None] = queue.Queue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread = threading.Thread(target=self._loop, name="faceatlas-usage", daemon=True)
+        self._thread.start()
+
+    def add(self, row: UsageRecord) -> None:
+        with self._idle:
+            self._pending += 1
+        self._rows.put(row)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        self._rows.put(None)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._rows.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    row = self._rows.get(timeout=0.05)
+                except queue.Empty:
+                    break
+                if row is None:
+                    self._rows.put(None)
+                    break
+                batch.append(row)
+            try:
+                self._accounts.record_usage(batch)
+            except Exception:  # a metering outage must not take the API down; it is logged
+                log.exception("could not record %d usage rows", len(batch))
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+
+
+def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None) -> FastAPI:
+    """The service app. Models load and migrations run at startup (``/readyz`` says when done)."""
+    settings = settings or ServiceSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        state.db = make_engine(settings.database_url)
+        migrate(state.db)
+        state.accounts = Accounts(state.db)
+        state.quotas = QuotaCounter(state.accounts.calls_this_month)
+        state.usage = UsageWriter(state.accounts)
+        state.analyzer = analyzer or FaceAnalyzer(settings.pack)
+        state.pool = InferencePool(
+            state.analyzer,
+            state.metrics,
+            workers=settings.workers,
+            queue_size=settings.queue_size,
+            batching=settings.batching,
+            max_batch=settings.max_batch,
+            max_wait=settings.max_wait_ms / 1000.0,
+        )
+        state.ready = True
+        try:
+            yield
+        finally:
+            state.ready = False
+            state.pool.close()
+            state.usage.close()
+            state.db.dispose()
+
+    app = FastAPI(
+        title="FaceAtlas",
+        version="1",
+        lifespan=lifespan,
+        description="Face detection, 1:1 comparison, liveness, galleries and 1:N search; metered per call.",
+    )
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
+    app.state.buckets = TokenBuckets()
+    app.state.ready = False
+    install_error_handlers(app)
+    app.include_router(faces.router, prefix="/v1")
+    app.include_router(account.router, prefix="/v1")
+
+    @app.middleware("http")
+    async def meter_calls(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        meter = getattr(request.state, "meter", None)
+        operation = meter.operation if meter else "other"
+        app.state.metrics.requests.labels(operation, str(response.status_code)).inc()
+        app.state.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+        if meter is not None:
+            app.state.usage.add(usage_row(meter, response.status_code, started))
+        return response
+
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> PlainTextResponse:
+        if not app.state.ready:
+            return PlainTextResponse("starting", status_code=503)
+        with app.state.db.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return PlainTextResponse("ready")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            generate_latest(app.state.metrics.registry).decode(), media_type="text/plain; version=0.0.4"
+        )
+
+    return app

@@ -1,0 +1,185 @@
+"""Inference off the event loop: a bounded job queue, worker threads, and a micro-batcher that
+sends the faces of several concurrent requests through the recogniser as one batch.
+
+A full queue refuses new work at once (:class:`Overloaded`, answered 503 with Retry-After)
+instead of letting memory and latency grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from faceatlas.engine import Face, FaceAnalyzer
+from faceatlas.service.metrics import ServiceMetrics
+
+
+class Overloaded(Exception):
+    """The job queue is full."""
+
+
+@dataclass
+class _EmbedRequest:
+    crops: list[np.ndarray]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+class MicroBatcher:
+    """Collects crops from concurrent callers for up to ``max_wait`` seconds (or ``max_batch``
+    crops) and embeds them in one recogniser call."""
+
+    def __init__(
+        self, embed: Callable[[list[np.ndarray]], np.ndarray], max_batch: int, max_wait: float, metrics: ServiceMetrics
+    ) -> None:
+        self._embed = embed
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._metrics = metrics
+        self._requests: queue.Queue[_EmbedRequest | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="faceatlas-batcher", daemon=True)
+        self._thread.start()
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of ``crops``, computed together with other callers' crops."""
+        request = _EmbedRequest(crops)
+        self._requests.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is None:
+                return
+            pending, count = [first], len(first.crops)
+            deadline = time.monotonic() + self.max_wait
+            while count < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._requests.get(timeout=max(0.0, remaining))
+                        if remaining > 0
+                        else self._requests.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._requests.put(None)
+                    break
+                pending.append(item)
+                count += len(item.crops)
+            self._run(pending, count)
+
+    def _run(self, pending: list[_EmbedRequest], count: int) -> None:
+        self._metrics.batch_size.observe(count)
+        try:
+            vectors = self._embed([crop for request in pending for crop in request.crops])
+        except BaseException as exc:  # handed to every waiting caller
+            for request in pending:
+                request.error = exc
+                request.done.set()
+            return
+        start = 0
+        for request in pending:
+            request.result = vectors[start : start + len(request.crops)]
+            start += len(request.crops)
+            request.done.set()
+
+
+class InferencePool:
+    """Runs engine work in ``workers`` threads fed by a queue of at most ``queue_size`` jobs."""
+
+    def __init__(
+        self,
+        analyzer: FaceAnalyzer,
+        metrics: ServiceMetrics,
+        *,
+        workers: int = 2,
+        queue_size: int = 64,
+        batching: bool = True,
+        max_batch: int = 32,
+        max_wait: float = 0.004,
+    ) -> None:
+        self.analyzer = analyzer
+        self.metrics = metrics
+        self._jobs: queue.Queue[tuple | None] = queue.Queue(maxsize=queue_size)
+        self.batcher = MicroBatcher(analyzer.embed_aligned, max_batch, max_wait, metrics) if batching else None
+        self._workers = [
+            threading.Thread(target=self._work, name=f"faceatlas-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(*args)`` in a worker; raise :class:`Overloaded` when the queue is full."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        try:
+            self._jobs.put_nowait((function, args, future, loop))
+        except queue.Full:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise Overloaded from None
+        self.metrics.queue_depth.set(self._jobs.qsize())
+        return await future
+
+    async def analyze(self, image: Any, *, liveness: bool = False, max_faces: int | None = None) -> list[Face]:
+        """Every face of ``image`` with embeddings (micro-batched across concurrent calls)."""
+        return await self.run(self.analyze_sync, image, liveness, max_faces)
+
+    def analyze_sync(self, image: Any, liveness: bool = False, max_faces: int | None = None) -> list[Face]:
+        """The worker-side body of :meth:`analyze` (usable from any worker job)."""
+        if self.batcher is None:
+            return self.analyzer.analyze(image, liveness=liveness, max_faces=max_faces)
+        faces = self.analyzer.analyze(image, embed=False, with_crop=True, liveness=liveness, max_faces=max_faces)
+        if faces:
+            vectors = self.batcher.embed([face.crop for face in faces])
+            for face, vector in zip(faces, vectors):
+                face.embedding = vector
+                face.crop = None
+        return faces
+
+    def close(self) -> None:
+        for _ in self._workers:
+            self._jobs.put(None)
+        for worker in self._workers:
+            worker.join(timeout=5)
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self.metrics.queue_depth.set(self._jobs.qsize())
+            function, args, future, loop = job
+            try:
+                result = function(*args)
+            except BaseException as exc:  # delivered to the awaiting request
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

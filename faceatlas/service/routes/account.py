@@ -1,0 +1,122 @@
+"""The caller's own account: usage (the bill), API keys of its tenant, the audit trail."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from faceatlas.service.accounts import AccountError, usage_csv
+from faceatlas.service.deps import Meter, metered
+from faceatlas.service.errors import ApiError
+
+router = APIRouter(tags=["account"])
+
+
+class KeyRequest(BaseModel):
+    scopes: list[Literal["admin", "write", "read", "detect"]] = Field(min_length=1)
+    name: str = Field(default="", max_length=200)
+    rate_per_second: float = Field(default=20.0, gt=0, le=10_000)
+    burst: int = Field(default=40, ge=1, le=100_000)
+
+
+@router.get("/usage", response_model=None)
+def usage(
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("usage", "read", billable=False))],
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to", description="inclusive")] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> dict | PlainTextResponse:
+    """Calls, faces and errors of the caller's tenant per day and operation."""
+    request.app.state.usage.flush()
+    rows = request.app.state.accounts.usage_report(
+        meter.principal.tenant_id,
+        datetime.combine(start, datetime.min.time()) if start else None,
+        datetime.combine(end + timedelta(days=1), datetime.min.time()) if end else None,
+    )
+    if format == "csv":
+        return PlainTextResponse(usage_csv(rows), media_type="text/csv")
+    return {"tenant": meter.principal.tenant_id, "rows": rows}
+
+
+@router.get("/keys")
+def list_keys(
+    request: Request, meter: Annotated[Meter, Depends(metered("keys.list", "admin", billable=False))]
+) -> dict:
+    """The tenant's keys (prefix, scopes, limits, revocation); never the secrets."""
+    keys = request.app.state.accounts.list_keys(meter.principal.tenant_id)
+    return {
+        "keys": [
+            {
+                "prefix": k.prefix,
+                "name": k.name,
+                "scopes": k.scopes,
+                "rate_per_second": k.rate_per_second,
+                "burst": k.burst,
+                "created_at": k.created_at.isoformat(),
+                "revoked": k.revoked_at is not None,
+            }
+            for k in keys
+        ]
+    }
+
+
+@router.post("/keys", status_code=201)
+def create_key(
+    body: KeyRequest,
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("keys.create", "admin", billable=False))],
+) -> dict:
+    """A new key of the caller's tenant; the returned ``key`` is shown only this once."""
+    issued = request.app.state.accounts.create_key(
+        meter.principal.tenant_id,
+        list(body.scopes),
+        body.name,
+        body.rate_per_second,
+        body.burst,
+        meter.principal.key_id,
+    )
+    return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
+
+
+@router.delete("/keys/{prefix}", status_code=204)
+def revoke_key(
+    prefix: str, request: Request, meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False))]
+) -> None:
+    """Revoke one of the tenant's keys (effective on the next call)."""
+    try:
+        request.app.state.accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
+    except AccountError as exc:
+        raise ApiError("not_found", str(exc)) from exc
+
+
+@router.post("/keys/{prefix}/rotate", status_code=201)
+def rotate_key(
+    prefix: str, request: Request, meter: Annotated[Meter, Depends(metered("keys.rotate", "admin", billable=False))]
+) -> dict:
+    """Revoke a key and issue its replacement (same scopes and limits)."""
+    try:
+        issued = request.app.state.accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
+    except AccountError as exc:
+        raise ApiError("not_found", str(exc)) from exc
+    return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
+
+
+@router.get("/audit")
+def audit(
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("audit", "admin", billable=False))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
+    """The tenant's audit trail, newest first."""
+    rows = request.app.state.accounts.audit_log(meter.principal.tenant_id, limit)
+    return {
+        "events": [
+            {"at": r.at.isoformat(), "action": r.action, "target": r.target, "key_id": r.key_id, "details": r.details}
+            for r in rows
+        ]
+    }

@@ -1,0 +1,169 @@
+"""The REST API over a real uvicorn server: faces, errors, keys, limits, metering, metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app as cli
+
+
+def _upload(path, name: str = "image") -> dict:
+    return {name: (path.name, path.read_bytes(), "image/jpeg")}
+
+
+def test_detect_by_upload_and_by_base64_json(server, examples):
+    photo = examples / "examples" / "two_people.jpg"
+    with server.client("acme_detect") as client:
+        uploaded = client.post("/v1/detect", files=_upload(photo))
+        as_json = client.post("/v1/detect", json={"image": base64.b64encode(photo.read_bytes()).decode()})
+    assert uploaded.status_code == 200, uploaded.text
+    assert len(uploaded.json()["faces"]) == 2
+    assert as_json.json()["faces"] == uploaded.json()["faces"]
+
+
+def test_compare_same_and_different_people(server, examples):
+    images = examples / "tests" / "test_images"
+    with server.client("acme_detect") as client:
+        same = client.post("/v1/compare", files={**_upload(images / "obama.jpg", "image_a"),
+                                                 **_upload(images / "obama2.jpg", "image_b")}).json()
+        different = client.post("/v1/compare", files={**_upload(images / "obama.jpg", "image_a"),
+                                                      **_upload(images / "biden.jpg", "image_b")}).json()
+    assert same["similarity"] > 0.5 > different["similarity"]
+    if same["match"] is not None:  # the pack is calibrated: FAR-based verdicts
+        assert same["match"] is True and different["match"] is False
+
+
+def test_liveness_endpoint(server, shared):
+    samples = shared / "data" / "antispoof_samples"
+    with server.client("acme_detect") as client:
+        real = client.post("/v1/liveness", files=_upload(samples / "image_T1.jpg")).json()
+        spoof = client.post("/v1/liveness", files=_upload(samples / "image_F2.jpg")).json()
+    assert real["real"] is True and spoof["real"] is False
+
+
+def test_errors_have_stable_codes_and_statuses(server, examples, tmp_path):
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    truncated = photo.read_bytes()[:3000]
+    with server.client() as anonymous:
+        assert anonymous.post("/v1/detect", files=_upload(photo)).json()["error"]["code"] == "unauthorized"
+    with server.client("fa_nope_wrong") as wrong:
+        assert wrong.post("/v1/detect", files=_upload(photo)).status_code == 401
+    with server.client("acme_detect") as client:
+        cases = {
+            "invalid_image": client.post("/v1/detect", files={"image": ("x.jpg", b"not an image", "image/jpeg")}),
+            "truncated_image": client.post("/v1/detect", files={"image": ("t.jpg", truncated, "image/jpeg")}),
+            "no_face": client.post("/v1/compare", files={**_upload(blank, "image_a"), **_upload(photo, "image_b")}),
+            "unsupported_media_type": client.post("/v1/detect", content=b"raw", headers={"content-type": "text/plain"}),
+            "url_fetch_disabled": client.post("/v1/detect", json={"image": {"url": "http://127.0.0.1:1/x.jpg"}}),
+            "forbidden": client.get("/v1/usage"),
+            "validation_error": client.post("/v1/detect", json={"nothing": 1}),
+        }
+    statuses = {code: (r.status_code, r.json()["error"]["code"]) for code, r in cases.items()}
+    assert statuses == {
+        "invalid_image": (400, "invalid_image"),
+        "truncated_image": (400, "truncated_image"),
+        "no_face": (422, "no_face"),
+        "unsupported_media_type": (415, "unsupported_media_type"),
+        "url_fetch_disabled": (400, "url_fetch_disabled"),
+        "forbidden": (403, "forbidden"),
+        "validation_error": (422, "validation_error"),
+    }
+
+
+def test_upload_limit_is_enforced_while_streaming(server):
+    big = b"\xff" * 4_000_000
+    with server.client("acme_detect") as client:
+        declared = client.post("/v1/detect", files={"image": ("big.jpg", big, "image/jpeg")})
+
+        def chunks():
+            for _ in range(40):
+                yield b"\x00" * 100_000
+
+        streamed = client.post("/v1/detect", content=chunks(), headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+    assert streamed.status_code == 413
+
+
+def test_rate_limit_answers_429_with_retry_after(server, examples):
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    with server.client("acme_slow") as client:
+        statuses = [client.post("/v1/detect", files=_upload(photo)) for _ in range(3)]
+    assert [r.status_code for r in statuses[:2]] == [200, 200]
+    assert statuses[2].status_code == 429 and statuses[2].json()["error"]["code"] == "rate_limited"
+    assert int(statuses[2].headers["retry-after"]) >= 1
+
+
+def test_monthly_quota(server, examples):
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    with server.client("globex_admin") as client:
+        responses = [client.post("/v1/detect", files=_upload(photo)) for _ in range(7)]
+    assert [r.status_code for r in responses[:6]] == [200] * 6
+    assert responses[6].status_code == 429 and responses[6].json()["error"]["code"] == "quota_exceeded"
+    assert int(responses[6].headers["retry-after"]) > 0
+
+
+def test_usage_is_metered_per_tenant_and_operation(server, examples):
+    photo = examples / "examples" / "two_people.jpg"
+    with server.client("acme_detect") as client:
+        for _ in range(3):
+            assert client.post("/v1/detect", files=_upload(photo)).status_code == 200
+    with server.client("acme_read") as client:
+        rows = client.get("/v1/usage").json()["rows"]
+        csv_text = client.get("/v1/usage", params={"format": "csv"}).text
+    detect = [r for r in rows if r["operation"] == "detect"]
+    assert detect and all(r["tenant"] == "acme" for r in rows)
+    assert detect[0]["calls"] >= 3 and detect[0]["faces"] >= 6
+    assert csv_text.splitlines()[0] == "tenant,day,operation,calls,faces,errors"
+    result = CliRunner().invoke(cli, ["admin", "usage", "--csv", "--db", server.database_url])
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("globex,") for line in result.stdout.splitlines())
+
+
+def test_keys_are_shown_once_stored_hashed_rotated_and_revoked(server, examples):
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    with server.client("acme_admin") as admin:
+        created = admin.post("/v1/keys", json={"scopes": ["detect"], "name": "kiosk"})
+        assert created.status_code == 201
+        token, prefix = created.json()["key"], created.json()["prefix"]
+        listed = admin.get("/v1/keys").json()["keys"]
+        assert any(k["prefix"] == prefix for k in listed) and token not in json.dumps(listed)
+    stored = [k for k in server.accounts.list_keys("acme") if k.prefix == prefix][0]
+    assert token.split("_", 2)[2] not in stored.secret_hash and len(stored.secret_hash) == 64
+    with server.client(token) as kiosk:
+        assert kiosk.post("/v1/detect", files=_upload(photo)).status_code == 200
+    with server.client("acme_admin") as admin:
+        rotated = admin.post(f"/v1/keys/{prefix}/rotate").json()["key"]
+        audit = [e["action"] for e in admin.get("/v1/audit").json()["events"]]
+    assert {"key.create", "key.revoke"} <= set(audit)
+    with server.client(token) as old, server.client(rotated) as new:
+        assert old.post("/v1/detect", files=_upload(photo)).status_code == 401
+        assert new.post("/v1/detect", files=_upload(photo)).status_code == 200
+
+
+def test_tenants_cannot_touch_each_others_keys_or_usage(server):
+    acme_prefixes = {k.prefix for k in server.accounts.list_keys("acme")}
+    with server.client("globex_admin") as globex:
+        visible = {k["prefix"] for k in globex.get("/v1/keys").json()["keys"]}
+        for prefix in list(acme_prefixes)[:3]:
+            assert globex.delete(f"/v1/keys/{prefix}").status_code == 404
+            assert globex.post(f"/v1/keys/{prefix}/rotate").status_code == 404
+    assert not visible & acme_prefixes
+    assert all(k.revoked_at is None for k in server.accounts.list_keys("acme") if k.name != "kiosk")
+
+
+def test_health_readiness_and_prometheus_metrics(server):
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'faceatlas_requests_total{operation="detect",status="200"}' in metrics
+    assert "faceatlas_recognizer_batch_size_bucket" in metrics and "faceatlas_inference_queue_depth" in metrics
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    assert "/v1/detect" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
