@@ -1,0 +1,581 @@
+"""The gallery: tenants -> collections -> subjects -> faces, with enrolment, search and verify.
+
+Every write commits to the database first and only then updates the derived vector index
+(see :mod:`faceatlas.gallery.sync`), so the database is always the source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceatlas.engine import (
+    Calibration,
+    Face,
+    FaceAnalyzer,
+    ModelMismatch,
+    NoFace,
+    NotCalibrated,
+    Pack,
+    get_pack,
+    load_calibration,
+)
+from faceatlas.engine.image import ImageInput
+from faceatlas.gallery.db import create_database_engine, default_database_url, migrate, normalize_url, sqlite_path
+from faceatlas.gallery.errors import AlreadyExists, NotFound
+from faceatlas.gallery.index import ANN_MIN_FACES, Storage, normalize_rows
+from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant
+from faceatlas.gallery.sync import IndexCache
+from faceatlas.gallery.types import (
+    Aggregate,
+    CollectionInfo,
+    EnrolReport,
+    FaceInfo,
+    Match,
+    Page,
+    ReembedReport,
+    SubjectInfo,
+    Verification,
+)
+
+DEFAULT_TENANT = "default"
+_CROP_MARGIN = 0.5
+
+
+class Gallery:
+    """Face collections of one tenant. Open with :meth:`open`; :meth:`for_tenant` gives another
+    tenant's view over the same database and indexes. Close (or use as a context manager) to
+    persist the indexes."""
+
+    def __init__(self, sessions: sessionmaker[Session], indexes: IndexCache, tenant: str) -> None:
+        self._sessions = sessions
+        self._indexes = indexes
+        self.tenant = tenant
+        with self._sessions.begin() as session:
+            found = session.scalar(select(Tenant.id).where(Tenant.name == tenant))
+            if found is None:
+                row = Tenant(name=tenant)
+                session.add(row)
+                session.flush()
+                found = row.id
+            self._tenant_id: int = found
+
+    @classmethod
+    def open(cls, url: str | None = None, *, tenant: str = DEFAULT_TENANT, index_dir: Path | None = None,
+             ann_min_faces: int = ANN_MIN_FACES, storage: Storage = "float32",
+             autosave_every: int = 1000) -> Gallery:
+        """Connect to ``url`` (default ``$FACEATLAS_DATABASE_URL`` or the SQLite file under
+        ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery.
+
+        Indexes are persisted in ``index_dir`` (default: ``<db file>.indexes`` for SQLite; none
+        for a server database unless given)."""
+        url = normalize_url(url or default_database_url())
+        engine = create_database_engine(url)
+        migrate(engine)
+        if index_dir is None and (db_file := sqlite_path(url)) is not None:
+            index_dir = db_file.with_name(db_file.name + ".indexes")
+        indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage, autosave_every=autosave_every)
+        return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant)
+
+    def for_tenant(self, tenant: str) -> Gallery:
+        """The gallery of another tenant on the same database."""
+        return Gallery(self._sessions, self._indexes, tenant)
+
+    def close(self) -> None:
+        """Persist unsaved index changes and release database connections."""
+        self._indexes.flush()
+        engine = self._sessions.kw["bind"]
+        engine.dispose()
+
+    def flush(self) -> None:
+        """Persist unsaved index changes now."""
+        self._indexes.flush()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections ----------------------------------------------------------------------
+    def create_collection(self, name: str, pack: str | Pack | FaceAnalyzer, *, keep_crops: bool = False,
+                          metadata: dict[str, Any] | None = None) -> CollectionInfo:
+        """A new collection bound to ``pack``'s embedding space. ``keep_crops`` stores a source
+        crop of every face (needed to :meth:`reembed` later); off by default."""
+        pack = _pack_of(pack)
+        return self._create_bound_collection(name, pack.name, pack.version, pack.recognizer_id,
+                                             pack.recognizer.embedding_size, keep_crops=keep_crops,
+                                             metadata=metadata)
+
+    def _create_bound_collection(self, name: str, pack_name: str, pack_version: str, recognizer_id: str,
+                                 embedding_size: int, *, keep_crops: bool,
+                                 metadata: dict[str, Any] | None) -> CollectionInfo:
+        row = Collection(tenant_id=self._tenant_id, name=name, pack_name=pack_name, pack_version=pack_version,
+                         recognizer_id=recognizer_id, embedding_size=embedding_size, keep_crops=keep_crops,
+                         meta=metadata or {}, revision=0)
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise AlreadyExists(f"collection '{name}' already exists") from exc
+        return self.get_collection(name)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        """One collection with its subject and face counts."""
+        with self._sessions() as session:
+            return self._collection_info(session, self._collection(session, name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection of this tenant, by name."""
+        with self._sessions() as session:
+            rows = session.scalars(select(Collection).where(Collection.tenant_id == self._tenant_id)
+                                   .order_by(Collection.name))
+            return [self._collection_info(session, row) for row in rows]
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection with all its subjects, faces, crops and its index file."""
+        with self._sessions.begin() as session:
+            collection = self._collection(session, name)
+            collection_id = collection.id
+            session.execute(delete(FaceRecord).where(FaceRecord.collection_id == collection_id))
+            session.execute(delete(Subject).where(Subject.collection_id == collection_id))
+            session.delete(collection)
+        self._indexes.drop(collection_id)
+
+    # -- subjects -------------------------------------------------------------------------
+    def add_subject(self, collection: str, external_id: str, *, name: str | None = None,
+                    metadata: dict[str, Any] | None = None) -> SubjectInfo:
+        """A new subject known by ``external_id`` (unique in the collection)."""
+        try:
+            with self._sessions.begin() as session:
+                coll = self._collection(session, collection)
+                session.add(Subject(collection_id=coll.id, external_id=external_id, name=name, meta=metadata or {}))
+        except IntegrityError as exc:
+            raise AlreadyExists(f"subject '{external_id}' already exists in '{collection}'") from exc
+        return self.get_subject(collection, external_id)
+
+    def ensure_subject(self, collection: str, external_id: str, *, name: str | None = None,
+                       metadata: dict[str, Any] | None = None) -> SubjectInfo:
+        """The subject ``external_id``, created with ``name`` and ``metadata`` when it is new."""
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            subject = self._subject_or_create(session, coll, external_id, name)
+            if metadata and not subject.meta:
+                subject.meta = dict(metadata)
+        return self.get_subject(collection, external_id)
+
+    def export(self, collection: str, path: Path, *, with_crops: bool = True) -> int:
+        """Write the collection to a Parquet file (see :mod:`faceatlas.gallery.exchange`)."""
+        from faceatlas.gallery.exchange import export_collection
+
+        return export_collection(self, collection, Path(path), with_crops=with_crops)
+
+    def import_(self, path: Path, *, name: str | None = None) -> int:
+        """Create a collection from a Parquet export; returns the number of faces imported."""
+        from faceatlas.gallery.exchange import import_collection
+
+        return import_collection(self, Path(path), name=name)
+
+    def get_subject(self, collection: str, external_id: str) -> SubjectInfo:
+        """One subject with its face count."""
+        with self._sessions() as session:
+            subject = self._subject(session, self._collection(session, collection), external_id)
+            return self._subject_info(session, subject)
+
+    def list_subjects(self, collection: str, *, limit: int = 100, after: str | None = None) -> Page[SubjectInfo]:
+        """Subjects in enrolment order, ``limit`` per page (keyset pagination)."""
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            query = select(Subject).where(Subject.collection_id == coll.id)
+            if after:
+                query = query.where(Subject.id > int(after))
+            rows = list(session.scalars(query.order_by(Subject.id).limit(limit + 1)))
+            counts = self._face_counts(session, [row.id for row in rows[:limit]])
+            items = [_subject_info(row, counts.get(row.id, 0)) for row in rows[:limit]]
+            return Page(items, str(rows[limit - 1].id) if len(rows) > limit else None)
+
+    def list_faces(self, collection: str, *, subject: str | None = None, limit: int = 100,
+                   after: str | None = None) -> Page[FaceInfo]:
+        """Faces of the collection (or of one subject) in enrolment order, keyset-paginated."""
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            query = (select(FaceRecord.id, Subject.external_id, FaceRecord.quality, FaceRecord.source,
+                            FaceRecord.created_at)
+                     .join(Subject, Subject.id == FaceRecord.subject_id)
+                     .where(FaceRecord.collection_id == coll.id))
+            if subject is not None:
+                query = query.where(FaceRecord.subject_id == self._subject(session, coll, subject).id)
+            if after:
+                query = query.where(FaceRecord.id > int(after))
+            rows = session.execute(query.order_by(FaceRecord.id).limit(limit + 1)).all()
+            items = [FaceInfo(*row) for row in rows[:limit]]
+            return Page(items, str(items[-1].id) if len(rows) > limit else None)
+
+    def update_subject(self, collection: str, external_id: str, *, name: str | None = None,
+                       metadata: dict[str, Any] | None = None, replace_metadata: bool = False,
+                       new_external_id: str | None = None) -> SubjectInfo:
+        """Change a subject's name, metadata (merged unless ``replace_metadata``) or external id."""
+        try:
+            with self._sessions.begin() as session:
+                subject = self._subject(session, self._collection(session, collection), external_id)
+                if name is not None:
+                    subject.name = name
+                if metadata is not None:
+                    subject.meta = dict(metadata) if replace_metadata else {**subject.meta, **metadata}
+                if new_external_id is not None:
+                    subject.external_id = new_external_id
+        except IntegrityError as exc:
+            raise AlreadyExists(f"subject '{new_external_id}' already exists in '{collection}'") from exc
+        return self.get_subject(collection, new_external_id or external_id)
+
+    def merge_subjects(self, collection: str, keep: str, absorb: str) -> SubjectInfo:
+        """Move every face of ``absorb`` to ``keep`` (metadata merged, ``keep`` wins) and delete
+        ``absorb``; the index is unaffected because it holds face ids only."""
+        if keep == absorb:
+            raise ValueError("cannot merge a subject into itself")
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            kept, absorbed = self._subject(session, coll, keep), self._subject(session, coll, absorb)
+            session.execute(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
+                            .values(subject_id=kept.id))
+            kept.meta = {**absorbed.meta, **kept.meta}
+            kept.name = kept.name or absorbed.name
+            session.delete(absorbed)
+        return self.get_subject(collection, keep)
+
+    def delete_subject(self, collection: str, external_id: str) -> int:
+        """Delete a subject and every face row, crop and index entry of it; returns the face count.
+        The index file is rewritten at once so no vector of the subject stays on disk."""
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            subject = self._subject(session, coll, external_id)
+            face_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.subject_id == subject.id)),
+                                   dtype=np.int64)
+            session.execute(delete(FaceRecord).where(FaceRecord.subject_id == subject.id))
+            session.delete(subject)
+            revision = self._bump(session, coll)
+        self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True)
+        return len(face_ids)
+
+    def delete_face(self, collection: str, face_id: int) -> None:
+        """Delete one face (row, crop and index entry)."""
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            deleted = session.execute(delete(FaceRecord).where(FaceRecord.collection_id == coll.id,
+                                                               FaceRecord.id == face_id)).rowcount
+            if not deleted:
+                raise NotFound(f"face {face_id} not found in '{collection}'")
+            revision = self._bump(session, coll)
+        self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True)
+
+    # -- enrolment ------------------------------------------------------------------------
+    def add_embeddings(self, collection: str, external_id: str, embeddings: np.ndarray | Sequence[np.ndarray], *,
+                       recognizer_id: str, qualities: Sequence[float | None] | None = None,
+                       sources: Sequence[str | None] | None = None, crops: Sequence[bytes | None] | None = None,
+                       name: str | None = None) -> list[int]:
+        """Enrol raw embeddings made by the recogniser ``recognizer_id`` (refused with
+        :class:`ModelMismatch` when it is not the collection's). The subject is created if needed."""
+        vectors = normalize_rows(np.asarray(embeddings, dtype=np.float32))
+        count = len(vectors)
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            _check_model(coll, recognizer_id, vectors.shape[1])
+            subject = self._subject_or_create(session, coll, external_id, name)
+            rows = [
+                {"collection_id": coll.id, "subject_id": subject.id, "embedding": vector.tobytes(),
+                 "quality": None if qualities is None else qualities[i],
+                 "source": None if sources is None else sources[i],
+                 "crop": crops[i] if crops is not None and coll.keep_crops else None}
+                for i, vector in enumerate(vectors)
+            ]
+            ids = list(session.scalars(insert(FaceRecord).returning(FaceRecord.id, sort_by_parameter_order=True),
+                                       rows)) if count else []
+            revision = self._bump(session, coll)
+        self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors))
+        return ids
+
+    def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
+                     *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None) -> EnrolReport:
+        """Detect and embed faces in ``images`` (the largest per image, or all of them) and enrol
+        those whose quality reaches ``min_quality``. Source crops are kept only when the
+        collection's ``keep_crops`` is on."""
+        keep_crops = self.get_collection(collection).keep_crops
+        report = EnrolReport()
+        vectors: list[np.ndarray] = []
+        qualities: list[float | None] = []
+        sources: list[str | None] = []
+        crops: list[bytes | None] = []
+        for number, image in enumerate(images):
+            source = str(image) if isinstance(image, str | Path) else f"image#{number}"
+            decoded = analyzer.load(image)
+            faces = analyzer.analyze(decoded, max_faces=None if all_faces else 1)
+            if not faces:
+                report.rejected.append((source, "no_face"))
+                continue
+            for face in faces:
+                if (face.quality or 0.0) < min_quality:
+                    report.rejected.append((source, f"low_quality ({face.quality:.2f} < {min_quality:.2f})"))
+                    continue
+                vectors.append(face.embedding)
+                qualities.append(face.quality)
+                sources.append(source)
+                crops.append(source_crop(decoded, face) if keep_crops else None)
+        if vectors:
+            report.added = self.add_embeddings(collection, external_id, np.stack(vectors),
+                                               recognizer_id=analyzer.pack.recognizer_id, qualities=qualities,
+                                               sources=sources, crops=crops, name=name)
+        return report
+
+    # -- search -----------------------------------------------------------------------------
+    def search(self, collection: str, query: np.ndarray | Face, *, k: int = 5, threshold: float | None = None,
+               far: float | None = None, aggregate: Aggregate = "best",
+               calibration: Calibration | None = None) -> list[Match]:
+        """The ``k`` most similar subjects to one embedding. A subject's score is its best face
+        (``aggregate="best"``) or its mean template; only subjects reaching the threshold are
+        returned: a raw cosine ``threshold`` or one derived from ``far`` with the pack calibration."""
+        vector = normalize_rows(_embedding_of(query))[0]
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            _check_model(coll, coll.recognizer_id, len(vector))
+            calibration = calibration or _calibration_for(coll)
+            cutoff = _resolve_threshold(coll, threshold, far, calibration)
+            index = self._indexes.get(session, coll)
+            if len(index) == 0:
+                return []
+            sims, face_ids = index.search(vector[None], min(len(index), max(8 * k, 64)))
+            hits = {int(f): float(s) for f, s in zip(face_ids[0], sims[0]) if f >= 0}
+            owners = session.execute(select(FaceRecord.id, FaceRecord.subject_id)
+                                     .where(FaceRecord.collection_id == coll.id, FaceRecord.id.in_(list(hits))))
+            best: dict[int, tuple[float, int, int]] = {}
+            for face_id, subject_id in owners:
+                score, best_face, matched = best.get(subject_id, (-2.0, -1, 0))
+                if hits[face_id] > score:
+                    score, best_face = hits[face_id], face_id
+                best[subject_id] = (score, best_face, matched + 1)
+            means = self._mean_similarities(session, vector, list(best)) if aggregate == "mean" else {}
+            ranked = sorted(best, key=lambda s: means[s] if aggregate == "mean" else best[s][0], reverse=True)
+            subjects = {row.id: row for row in session.scalars(select(Subject).where(Subject.id.in_(ranked[:k])))}
+            matches = []
+            for subject_id in ranked[:k]:
+                score = means[subject_id] if aggregate == "mean" else best[subject_id][0]
+                if cutoff is not None and score < cutoff:
+                    continue
+                row = subjects[subject_id]
+                matches.append(Match(row.external_id, row.name, score, best[subject_id][0], best[subject_id][1],
+                                     best[subject_id][2], means.get(subject_id),
+                                     calibration.far_level(score) if calibration else None, dict(row.meta)))
+            return matches
+
+    def search_image(self, collection: str, image: ImageInput, analyzer: FaceAnalyzer, *, all_faces: bool = False,
+                     **options: Any) -> list[tuple[Face, list[Match]]]:
+        """Search with the largest face of ``image`` (or every face); options as :meth:`search`."""
+        self._check_analyzer(collection, analyzer)
+        faces = analyzer.analyze(image, max_faces=None if all_faces else 1)
+        if not faces:
+            raise NoFace("no face found in the query image")
+        options.setdefault("calibration", analyzer.calibration)
+        return [(face, self.search(collection, face, **options)) for face in faces]
+
+    def verify(self, collection: str, external_id: str, query: np.ndarray | Face, *, threshold: float | None = None,
+               far: float = 1e-4, aggregate: Aggregate = "best",
+               calibration: Calibration | None = None) -> Verification:
+        """Is ``query`` subject ``external_id``? Compared with all the subject's faces exactly."""
+        vector = normalize_rows(_embedding_of(query))[0]
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            _check_model(coll, coll.recognizer_id, len(vector))
+            subject = self._subject(session, coll, external_id)
+            calibration = calibration or _calibration_for(coll)
+            cutoff = _resolve_threshold(coll, threshold, None if threshold is not None else far, calibration)
+            vectors = self._subject_vectors(session, [subject.id]).get(subject.id)
+            if vectors is None:
+                raise NotFound(f"subject '{external_id}' has no enrolled faces")
+            best = float((vectors @ vector).max())
+            mean = float(normalize_rows(vectors.mean(axis=0))[0] @ vector)
+            score = mean if aggregate == "mean" else best
+            return Verification(external_id, score >= cutoff, score, cutoff, best, mean,
+                                calibration.far_level(score) if calibration else None)
+
+    # -- migration --------------------------------------------------------------------------
+    def reembed(self, collection: str, analyzer: FaceAnalyzer, *, drop_unmigratable: bool = False) -> ReembedReport:
+        """Move a collection to ``analyzer``'s pack by re-embedding the stored source crops.
+
+        Faces without a crop (or whose crop yields no face) cannot be migrated: unless
+        ``drop_unmigratable`` they are reported and nothing changes; otherwise they are deleted."""
+        report = ReembedReport()
+        new_vectors: dict[int, np.ndarray] = {}
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            rows = session.execute(select(FaceRecord.id, FaceRecord.crop).where(FaceRecord.collection_id == coll.id)
+                                   .order_by(FaceRecord.id).execution_options(yield_per=256))
+            for face_id, crop in rows:
+                if crop is None:
+                    report.unmigratable.append(face_id)
+                    continue
+                faces = analyzer.analyze(cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR), max_faces=1)
+                if faces:
+                    new_vectors[face_id] = faces[0].embedding
+                else:
+                    report.failed.append(face_id)
+        if (report.unmigratable or report.failed) and not drop_unmigratable:
+            return report
+        pack = analyzer.pack
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            dropped = report.unmigratable + report.failed
+            if dropped:
+                session.execute(delete(FaceRecord).where(FaceRecord.id.in_(dropped)))
+            for face_id, vector in new_vectors.items():
+                session.execute(update(FaceRecord).where(FaceRecord.id == face_id)
+                                .values(embedding=normalize_rows(vector)[0].tobytes()))
+            coll.pack_name, coll.pack_version = pack.name, pack.version
+            coll.recognizer_id, coll.embedding_size = pack.recognizer_id, pack.recognizer.embedding_size
+            self._bump(session, coll)
+            collection_id = coll.id
+        self._indexes.drop(collection_id)
+        report.migrated, report.applied = len(new_vectors), True
+        return report
+
+    # -- internals --------------------------------------------------------------------------
+    def _collection(self, session: Session, name: str) -> Collection:
+        found = session.scalar(select(Collection).where(Collection.tenant_id == self._tenant_id,
+                                                        Collection.name == name))
+        if found is None:
+            raise NotFound(f"collection '{name}' not found")
+        return found
+
+    @staticmethod
+    def _subject(session: Session, collection: Collection, external_id: str) -> Subject:
+        found = session.scalar(select(Subject).where(Subject.collection_id == collection.id,
+                                                     Subject.external_id == external_id))
+        if found is None:
+            raise NotFound(f"subject '{external_id}' not found in '{collection.name}'")
+        return found
+
+    @staticmethod
+    def _subject_or_create(session: Session, collection: Collection, external_id: str, name: str | None) -> Subject:
+        found = session.scalar(select(Subject).where(Subject.collection_id == collection.id,
+                                                     Subject.external_id == external_id))
+        if found is None:
+            found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id, meta={})
+            session.add(found)
+            session.flush()
+        return found
+
+    @staticmethod
+    def _bump(session: Session, collection: Collection) -> int:
+        """Increment the collection revision in the current transaction; returns the new value."""
+        return session.scalar(update(Collection).where(Collection.id == collection.id)
+                              .values(revision=Collection.revision + 1).returning(Collection.revision))
+
+    @staticmethod
+    def _face_counts(session: Session, subject_ids: list[int]) -> dict[int, int]:
+        rows = session.execute(select(FaceRecord.subject_id, func.count()).where(FaceRecord.subject_id.in_(subject_ids))
+                               .group_by(FaceRecord.subject_id))
+        return {subject_id: count for subject_id, count in rows}
+
+    def _subject_info(self, session: Session, subject: Subject) -> SubjectInfo:
+        return _subject_info(subject, self._face_counts(session, [subject.id]).get(subject.id, 0))
+
+    @staticmethod
+    def _collection_info(session: Session, row: Collection) -> CollectionInfo:
+        subjects = session.scalar(select(func.count()).where(Subject.collection_id == row.id)) or 0
+        faces = session.scalar(select(func.count()).where(FaceRecord.collection_id == row.id)) or 0
+        return CollectionInfo(row.name, row.pack_name, row.pack_version, row.recognizer_id, row.embedding_size,
+                              row.keep_crops, dict(row.meta), subjects, faces, row.created_at)
+
+    @staticmethod
+    def _subject_vectors(session: Session, subject_ids: list[int]) -> dict[int, np.ndarray]:
+        grouped: dict[int, list[bytes]] = {}
+        rows = session.execute(select(FaceRecord.subject_id, FaceRecord.embedding)
+                               .where(FaceRecord.subject_id.in_(subject_ids)))
+        for subject_id, blob in rows:
+            grouped.setdefault(subject_id, []).append(blob)
+        return {sid: np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), -1)
+                for sid, blobs in grouped.items()}
+
+    def _mean_similarities(self, session: Session, vector: np.ndarray, subject_ids: list[int]) -> dict[int, float]:
+        """Cosine of ``vector`` with each subject's mean template (normalised mean embedding)."""
+        vectors = self._subject_vectors(session, subject_ids)
+        return {sid: float(normalize_rows(v.mean(axis=0))[0] @ vector) for sid, v in vectors.items()}
+
+    def _check_analyzer(self, collection: str, analyzer: FaceAnalyzer) -> None:
+        info = self.get_collection(collection)
+        if analyzer.pack.recognizer_id != info.recognizer_id:
+            raise ModelMismatch(_mismatch_message(info.name, info.pack_name, info.recognizer_id,
+                                                  analyzer.pack.recognizer_id))
+
+
+def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN) -> bytes:
+    """JPEG of the face box grown by ``margin`` on each side: enough context for any pack to
+    detect and align the face again (used by :meth:`Gallery.reembed`)."""
+    x1, y1, x2, y2 = (float(v) for v in face.bbox)
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    height, width = image.shape[:2]
+    left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
+    right, bottom = min(width, int(x2 + dx)), min(height, int(y2 + dy))
+    ok, encoded = cv2.imencode(".jpg", image[top:bottom, left:right], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise ValueError("could not encode the face crop")
+    return encoded.tobytes()
+
+
+def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:
+    if isinstance(pack, FaceAnalyzer):
+        return pack.pack
+    return pack if isinstance(pack, Pack) else get_pack(pack)
+
+
+def _embedding_of(query: np.ndarray | Face) -> np.ndarray:
+    if isinstance(query, Face):
+        if query.embedding is None:
+            raise ValueError("the face has no embedding (analyze with embed=True)")
+        return query.embedding
+    return np.asarray(query, dtype=np.float32).ravel()
+
+
+def _mismatch_message(collection: str, pack_name: str, expected: str, got: str) -> str:
+    return (f"collection '{collection}' holds embeddings of pack '{pack_name}' (recognizer {expected}); "
+            f"got embeddings of recognizer {got}. Use a collection of that pack or reembed this one.")
+
+
+def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:
+    if recognizer_id != collection.recognizer_id:
+        raise ModelMismatch(_mismatch_message(collection.name, collection.pack_name, collection.recognizer_id,
+                                              recognizer_id))
+    if size != collection.embedding_size:
+        raise ModelMismatch(f"collection '{collection.name}' holds {collection.embedding_size}-d embeddings, "
+                            f"got {size}-d")
+
+
+def _calibration_for(collection: Collection) -> Calibration | None:
+    try:
+        pack = get_pack(collection.pack_name)
+    except Exception:
+        return None
+    if pack.recognizer_id != collection.recognizer_id:
+        return None
+    return load_calibration(pack)
+
+
+def _resolve_threshold(collection: Collection, threshold: float | None, far: float | None,
+                       calibration: Calibration | None) -> float | None:
+    if threshold is not None:
+        return threshold
+    if far is None:
+        return None
+    if calibration is None or calibration.recognizer_id != collection.recognizer_id:
+        raise NotCalibrated(f"pack '{collection.pack_name}' has no calibration for FAR {far}; "
+                            "pass a raw similarity threshold instead")
+    return calibration.threshold(far)
+
+
+def _subject_info(row: Subject, faces: int) -> SubjectInfo:
+    return SubjectInfo(row.external_id, row.name, dict(row.meta), faces, row.created_at, row.updated_at)

@@ -1,0 +1,89 @@
+"""ORM tables of the gallery: tenant -> collection -> subject -> face (SQLAlchemy 2, typed).
+
+Schema changes go through a new Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every gallery table."""
+
+
+class Tenant(Base):
+    """An isolated owner of collections; every query is scoped by tenant."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Collection(Base):
+    """A set of subjects whose faces were all embedded by one model pack.
+
+    ``revision`` is bumped in the same transaction as every change to the collection's faces;
+    the derived vector index records the revision it reflects.
+    """
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_collection_tenant_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    pack_name: Mapped[str] = mapped_column(String(100))
+    pack_version: Mapped[str] = mapped_column(String(50))
+    recognizer_id: Mapped[str] = mapped_column(String(200))
+    embedding_size: Mapped[int]
+    keep_crops: Mapped[bool] = mapped_column(default=False)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    revision: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Subject(Base):
+    """A person in a collection, known to the caller by ``external_id``."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("collection_id", "external_id", name="uq_subject_collection_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(400))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    faces: Mapped[list[FaceRecord]] = relationship(back_populates="subject", passive_deletes=True)
+
+
+class FaceRecord(Base):
+    """One enrolled face: its embedding (float32 bytes) and, when the collection keeps crops,
+    the source crop (JPEG) that lets ``reembed`` migrate it to another model."""
+
+    __tablename__ = "faces"
+    __table_args__ = (Index("ix_faces_collection_id_id", "collection_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    quality: Mapped[float | None]
+    source: Mapped[str | None] = mapped_column(String(1000))
+    crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    subject: Mapped[Subject] = relationship(back_populates="faces")

@@ -1,0 +1,172 @@
+"""Keeps each collection's derived vector index in step with the database.
+
+An index is trusted only for the collection ``revision`` it records. When the database has moved
+on (another process wrote, or this one crashed before saving), the index is caught up by a set
+difference of face ids, so a face committed to the database is never lost and a face deleted
+from it never lingers in search results or on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from faceatlas.gallery.index import (
+    ANN_MIN_FACES,
+    DEFAULT_NPROBE,
+    ExactIndex,
+    IndexState,
+    IVFIndex,
+    Storage,
+    VectorIndex,
+    build_index,
+    load_index,
+    save_index,
+)
+from faceatlas.gallery.models import Collection, FaceRecord
+
+_FETCH_CHUNK = 10_000
+
+
+def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
+    """Stack float32 embedding blobs from the database into an (n, dim) matrix."""
+    if not blobs:
+        return np.empty((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+
+class IndexCache:
+    """In-memory indexes per collection id, persisted under ``directory`` (None: memory only)."""
+
+    def __init__(self, directory: Path | None, *, ann_min_faces: int = ANN_MIN_FACES,
+                 storage: Storage = "float32", nprobe: int = DEFAULT_NPROBE, autosave_every: int = 1000) -> None:
+        self.directory = directory
+        self.ann_min_faces = ann_min_faces
+        self.storage = storage
+        self.nprobe = nprobe
+        self.autosave_every = autosave_every
+        self._states: dict[int, IndexState] = {}
+        self._unsaved: dict[int, int] = {}
+        self._lock = threading.RLock()
+
+    def path(self, collection_id: int) -> Path | None:
+        """Where the index of ``collection_id`` is persisted."""
+        return None if self.directory is None else self.directory / f"collection-{collection_id}.npz"
+
+    def get(self, session: Session, collection: Collection) -> VectorIndex:
+        """The collection's index, loaded from disk and caught up with the database if stale."""
+        with self._lock:
+            state = self._states.get(collection.id)
+            if state is None:
+                state = self._load(collection)
+            if state is None or state.revision != collection.revision:
+                state = self._catch_up(session, collection, state)
+                self._states[collection.id] = state
+                self._note_changes(collection.id, force=True)
+            return state.index
+
+    def applied(self, collection_id: int, revision: int, *, added: tuple[np.ndarray, np.ndarray] | None = None,
+                removed: np.ndarray | None = None, save_now: bool = False) -> None:
+        """Apply a committed change that moved the collection from ``revision - 1`` to ``revision``.
+
+        When the cached index is not exactly one revision behind, it is left stale and the next
+        :meth:`get` catches it up from the database instead."""
+        with self._lock:
+            state = self._states.get(collection_id)
+            if state is None or state.revision != revision - 1:
+                return
+            if removed is not None and len(removed):
+                state.index.remove(removed)
+            if added is not None and len(added[0]):
+                state.index.add(*added)
+            state.revision = revision
+            self._note_changes(collection_id, force=save_now)
+
+    def save(self, collection_id: int) -> None:
+        """Persist one collection's index now."""
+        with self._lock:
+            state = self._states.get(collection_id)
+            path = self.path(collection_id)
+            if state is not None and path is not None:
+                save_index(state, path)
+            self._unsaved.pop(collection_id, None)
+
+    def flush(self) -> None:
+        """Persist every index with unsaved changes."""
+        with self._lock:
+            for collection_id in list(self._unsaved):
+                self.save(collection_id)
+
+    def drop(self, collection_id: int) -> None:
+        """Forget a deleted collection's index, in memory and on disk."""
+        with self._lock:
+            self._states.pop(collection_id, None)
+            self._unsaved.pop(collection_id, None)
+            path = self.path(collection_id)
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+    def _note_changes(self, collection_id: int, *, force: bool) -> None:
+        pending = self._unsaved.get(collection_id, 0) + 1
+        self._unsaved[collection_id] = pending
+        if force or pending >= self.autosave_every:
+            self.save(collection_id)
+
+    def _load(self, collection: Collection) -> IndexState | None:
+        path = self.path(collection.id)
+        if path is None or not path.is_file():
+            return None
+        state = load_index(path)
+        if state is None or state.index.dim != collection.embedding_size \
+                or state.meta.get("recognizer_id") != collection.recognizer_id:
+            return None
+        return state
+
+    def _catch_up(self, session: Session, collection: Collection, state: IndexState | None) -> IndexState:
+        db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
+                             dtype=np.int64)
+        meta = {"recognizer_id": collection.recognizer_id}
+        if state is None or self._needs_rebuild(state.index, len(db_ids)):
+            ids, vectors = self._fetch(session, collection)
+            index = build_index(ids, vectors, collection.embedding_size, storage=self.storage,
+                                ann_min_faces=self.ann_min_faces, nprobe=self.nprobe)
+            return IndexState(index, collection.revision, meta)
+        index = state.index
+        ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
+        if len(ghosts):
+            index.remove(ghosts)
+        missing = np.setdiff1d(db_ids, index.ids(), assume_unique=True)
+        if len(missing):
+            index.add(*self._fetch(session, collection, missing))
+        if isinstance(index, ExactIndex) and len(index) >= self.ann_min_faces:
+            index = build_index(index.ids(), index.vectors(), index.dim, storage=self.storage,
+                                ann_min_faces=self.ann_min_faces, nprobe=self.nprobe)
+        return IndexState(index, collection.revision, meta)
+
+    def _needs_rebuild(self, index: VectorIndex, size: int) -> bool:
+        """IVF cells are retrained when the collection grew 4x or fell back to exact-search size."""
+        if isinstance(index, IVFIndex):
+            return size > 4 * index.trained_on or size < self.ann_min_faces // 2
+        return False
+
+    @staticmethod
+    def _fetch(session: Session, collection: Collection, ids: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the given faces of ``collection`` (all when ``ids`` is None), in chunks."""
+        base = select(FaceRecord.id, FaceRecord.embedding).where(FaceRecord.collection_id == collection.id)
+        if ids is None:
+            queries = [base.order_by(FaceRecord.id).execution_options(yield_per=_FETCH_CHUNK)]
+        else:
+            queries = [base.where(FaceRecord.id.in_([int(i) for i in ids[start: start + _FETCH_CHUNK]]))
+                       for start in range(0, len(ids), _FETCH_CHUNK)]
+        found_ids: list[int] = []
+        blobs: list[bytes] = []
+        for query in queries:
+            for face_id, blob in session.execute(query):
+                found_ids.append(face_id)
+                blobs.append(blob)
+        return np.asarray(found_ids, np.int64), decode_embeddings(blobs, collection.embedding_size)

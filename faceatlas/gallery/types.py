@@ -1,0 +1,127 @@
+"""Plain result types returned by :class:`faceatlas.gallery.Gallery` (no ORM objects leak out)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+Aggregate = Literal["best", "mean"]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection and the model pack its embeddings belong to."""
+
+    name: str
+    pack_name: str
+    pack_version: str
+    recognizer_id: str
+    embedding_size: int
+    keep_crops: bool
+    metadata: dict[str, Any]
+    subjects: int
+    faces: int
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """A subject (person) of a collection."""
+
+    external_id: str
+    name: str | None
+    metadata: dict[str, Any]
+    faces: int
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """One enrolled face (its embedding stays in the database)."""
+
+    id: int
+    subject: str
+    quality: float | None
+    source: str | None
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back as ``after`` for the next page (None: last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A subject found by a search: one identity however many of its faces matched.
+
+    ``similarity`` is the score used for ranking and thresholding (best-of or mean template)."""
+
+    external_id: str
+    name: str | None
+    similarity: float
+    best_similarity: float
+    best_face_id: int
+    matched_faces: int
+    mean_similarity: float | None = None
+    far_level: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("similarity", "best_similarity", "mean_similarity"):
+            if out[key] is not None:
+                out[key] = round(out[key], 4)
+        return out
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The answer to "is this face subject X"."""
+
+    external_id: str
+    match: bool
+    similarity: float
+    threshold: float
+    best_similarity: float
+    mean_similarity: float
+    far_level: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EnrolReport:
+    """What an enrolment added and what it refused (source, reason)."""
+
+    added: list[int] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ReembedReport:
+    """Outcome of migrating a collection to another pack.
+
+    ``unmigratable``: faces without a stored source crop; ``failed``: crops where the new pack
+    found no face. ``applied`` is False when nothing was changed because of those."""
+
+    migrated: int = 0
+    unmigratable: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    applied: bool = False

@@ -1,0 +1,191 @@
+"""Gallery operations on real photos, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from faceatlas.engine import Calibration, ModelMismatch, NotCalibrated, get_pack
+from faceatlas.gallery import AlreadyExists, Gallery, NotFound
+from faceatlas.gallery.index import load_index
+from faceatlas.gallery.models import FaceRecord, Subject
+
+
+def _rows(gallery: Gallery, model, *conditions) -> int:
+    with gallery._sessions() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*conditions))
+
+
+def test_obama_photo_finds_obama(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    [(face, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
+    assert matches[0].external_id == "obama"
+    assert matches[0].similarity > 0.5
+    assert matches[0].similarity - matches[1].similarity > 0.2
+
+
+def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    results = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer, all_faces=True,
+                                    k=1, threshold=0.4)
+    assert {matches[0].external_id for _, matches in results if matches} == {"kit_harington", "rose_leslie"}
+
+
+def test_subject_is_one_identity_not_many_votes(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
+    best = enrolled.search("people", face, k=5)
+    mean = enrolled.search("people", face, k=5, aggregate="mean")
+    for matches in (best, mean):
+        names = [m.external_id for m in matches]
+        assert len(names) == len(set(names)) == 5
+        assert names[0] == "obama"
+    obama = mean[0]
+    assert obama.matched_faces == 2 and obama.mean_similarity is not None
+    assert obama.similarity == obama.mean_similarity > 0.5
+
+
+def test_threshold_raw_and_far(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
+    assert [m.external_id for m in enrolled.search("people", face, k=5, threshold=0.45)] == ["obama"]
+    info = enrolled.get_collection("people")
+    calibration = Calibration("scrfd-mbf", info.recognizer_id, {"1e-3": 0.30, "1e-4": 0.40, "1e-5": 0.50})
+    matches = enrolled.search("people", face, k=5, far=1e-4, calibration=calibration)
+    assert [m.external_id for m in matches] == ["obama"] and matches[0].far_level == 1e-5
+    stranger = Calibration("dlib", "other:1", {"1e-4": 0.4})
+    with pytest.raises(NotCalibrated):
+        enrolled.search("people", face, far=1e-4, calibration=stranger)
+
+
+def test_verify(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
+    assert enrolled.verify("people", "obama", face, threshold=0.4).match
+    rejected = enrolled.verify("people", "biden", face, threshold=0.4)
+    assert not rejected.match and rejected.similarity < 0.4
+
+
+def test_model_mismatch_refused(gallery: Gallery, fast_analyzer, train_dir: Path) -> None:
+    gallery.create_collection("dlib-people", "dlib")
+    dlib_id = get_pack("dlib").recognizer_id
+    with pytest.raises(ModelMismatch, match="dlib-people.*recognizer"):
+        gallery.enrol_images("dlib-people", "obama", [str(train_dir / "obama" / "obama.jpg")], fast_analyzer)
+    with pytest.raises(ModelMismatch, match="512-d"):
+        gallery.add_embeddings("dlib-people", "x", np.ones((1, 512)), recognizer_id=dlib_id)
+    with pytest.raises(ModelMismatch):
+        gallery.search_image("dlib-people", str(train_dir / "obama" / "obama.jpg"), fast_analyzer)
+    assert _rows(gallery, FaceRecord) == 0
+
+
+def test_quality_gate_and_all_faces(gallery: Gallery, test_dir: Path, fast_analyzer) -> None:
+    gallery.create_collection("c", fast_analyzer)
+    group = str(test_dir / "obama_and_biden.jpg")
+    assert len(gallery.enrol_images("c", "group", [group], fast_analyzer, all_faces=True).added) == 3
+    strict = gallery.enrol_images("c", "strict", [group], fast_analyzer, all_faces=True, min_quality=1.01)
+    assert not strict.added and len(strict.rejected) == 3 and "low_quality" in strict.rejected[0][1]
+
+
+def test_delete_subject_leaves_no_trace(enrolled: Gallery, index_dir: Path) -> None:
+    face_ids = [f.id for f in enrolled.list_faces("people", subject="obama").items]
+    assert len(face_ids) == 2
+    assert _rows(enrolled, FaceRecord, FaceRecord.id.in_(face_ids), FaceRecord.crop.is_not(None)) == 2
+    assert enrolled.delete_subject("people", "obama") == 2
+
+    assert _rows(enrolled, FaceRecord, FaceRecord.id.in_(face_ids)) == 0
+    assert _rows(enrolled, Subject, Subject.external_id == "obama") == 0
+    with enrolled._sessions() as session:
+        collection = enrolled._collection(session, "people")
+        live_ids = set(enrolled._indexes.get(session, collection).ids().tolist())
+        db_ids = set(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)))
+    assert live_ids == db_ids and not live_ids & set(face_ids)
+    on_disk = load_index(enrolled._indexes.path(collection.id))
+    assert on_disk is not None and set(on_disk.index.ids().tolist()) == db_ids
+    with pytest.raises(NotFound):
+        enrolled.get_subject("people", "obama")
+
+
+def test_merge_subjects(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    enrolled.update_subject("people", "obama", metadata={"role": "president"})
+    enrolled.update_subject("people", "biden", name="Joe Biden", metadata={"role": "vp", "state": "DE"})
+    merged = enrolled.merge_subjects("people", keep="obama", absorb="biden")
+    assert merged.faces == 4 and merged.metadata == {"role": "president", "state": "DE"}
+    with pytest.raises(NotFound):
+        enrolled.get_subject("people", "biden")
+    face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
+    names = [m.external_id for m in enrolled.search("people", face, k=10)]
+    assert names.count("obama") == 1 and "biden" not in names
+
+
+def test_subjects_crud_and_pagination(gallery: Gallery) -> None:
+    info = gallery.create_collection("c", "scrfd-mbf", metadata={"site": "hq"})
+    for i in range(25):
+        gallery.add_subject("c", f"s{i:02d}", name=f"Person {i}", metadata={"i": i})
+    with pytest.raises(AlreadyExists):
+        gallery.add_subject("c", "s00")
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = gallery.list_subjects("c", limit=10, after=cursor)
+        seen += [s.external_id for s in page.items]
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"s{i:02d}" for i in range(25)] and pages == 3
+    vectors = np.random.default_rng(0).normal(size=(12, 128))
+    gallery.add_embeddings("c", "s01", vectors, recognizer_id=info.recognizer_id)
+    first = gallery.list_faces("c", subject="s01", limit=5)
+    rest = gallery.list_faces("c", subject="s01", limit=10, after=first.next_cursor)
+    assert len(first.items) == 5 and len(rest.items) == 7 and rest.next_cursor is None
+    updated = gallery.update_subject("c", "s01", name="Renamed", metadata={"x": 1}, new_external_id="s99")
+    assert (updated.name, updated.metadata, updated.faces) == ("Renamed", {"i": 1, "x": 1}, 12)
+    assert [c.name for c in gallery.list_collections()] == ["c"]
+    gallery.delete_collection("c")
+    assert gallery.list_collections() == [] and _rows(gallery, FaceRecord) == 0
+
+
+def test_tenants_are_isolated(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
+    other = enrolled.for_tenant("other")
+    assert other.list_collections() == []
+    with pytest.raises(NotFound):
+        other.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer)
+    other.create_collection("people", fast_analyzer)
+    face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
+    assert other.search("people", face) == []
+    assert enrolled.search("people", face)[0].external_id == "obama"
+
+
+def test_export_import_round_trip(enrolled: Gallery, tmp_path: Path, test_dir: Path, fast_analyzer) -> None:
+    enrolled.update_subject("people", "obama", metadata={"role": "president"})
+    enrolled.add_subject("people", "nobody", metadata={"empty": True})
+    path = tmp_path / "people.parquet"
+    assert enrolled.export("people", path) == 9
+    target = enrolled.for_tenant("restore")
+    assert target.import_(path, name="copy") == 9
+    original, copy = enrolled.get_collection("people"), target.get_collection("copy")
+    assert (copy.recognizer_id, copy.keep_crops, copy.subjects, copy.faces) == (
+        original.recognizer_id, True, original.subjects, original.faces)
+    assert target.get_subject("copy", "obama").metadata == {"role": "president"}
+    assert target.get_subject("copy", "nobody").faces == 0
+    face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
+    before, after = enrolled.search("people", face, k=5), target.search("copy", face, k=5)
+    assert [(m.external_id, round(m.similarity, 5)) for m in before] == [
+        (m.external_id, round(m.similarity, 5)) for m in after]
+
+
+def test_reembed_needs_crops(enrolled: Gallery, gallery_without_crops, dlib_analyzer, test_dir: Path) -> None:
+    report = gallery_without_crops.reembed("plain", dlib_analyzer)
+    assert not report.applied and len(report.unmigratable) == 1
+    assert gallery_without_crops.get_collection("plain").pack_name == "scrfd-mbf"
+
+    report = enrolled.reembed("people", dlib_analyzer)
+    assert report.applied and report.migrated == 9 and not report.unmigratable
+    info = enrolled.get_collection("people")
+    assert (info.pack_name, info.recognizer_id) == ("dlib", dlib_analyzer.pack.recognizer_id)
+    [(_, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
+    assert matches[0].external_id == "obama"
+
+
+@pytest.fixture
+def gallery_without_crops(enrolled: Gallery, train_dir: Path, fast_analyzer) -> Gallery:
+    enrolled.create_collection("plain", fast_analyzer)
+    enrolled.enrol_images("plain", "obama", [str(train_dir / "obama" / "obama.jpg")], fast_analyzer)
+    return enrolled
