@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import AccountError, Accounts, usage_csv
-from faceatlas.service.db import make_engine, migrate
+from faceatlas.service.db import migrate
 from faceatlas.service.settings import ServiceSettings
 
 console = Console()
@@ -46,7 +47,7 @@ def serve(
 
 
 def _accounts(db: str | None) -> Accounts:
-    engine = make_engine(db or ServiceSettings.from_env().database_url)
+    engine = create_database_engine(db or ServiceSettings.from_env().database_url)
     migrate(engine)
     return Accounts(engine)
 

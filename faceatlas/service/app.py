@@ -14,15 +14,17 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from faceatlas.engine import FaceAnalyzer
+from faceatlas.gallery import Gallery
+from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import UsageRecord, make_engine, migrate
+from faceatlas.service.db import UsageRecord, migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
-from faceatlas.service.routes import account, faces
+from faceatlas.service.routes import account, faces, galleries
 from faceatlas.service.settings import ServiceSettings
 
 log = logging.getLogger("faceatlas.service")
@@ -84,11 +86,13 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state = app.state
-        state.db = make_engine(settings.database_url)
+        state.db = create_database_engine(settings.database_url)
         migrate(state.db)
         state.accounts = Accounts(state.db)
         state.quotas = QuotaCounter(state.accounts.calls_this_month)
         state.usage = UsageWriter(state.accounts)
+        state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
+        state.tenant_galleries = {}
         state.analyzer = analyzer or FaceAnalyzer(settings.pack)
         state.pool = InferencePool(
             state.analyzer,
@@ -106,6 +110,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.ready = False
             state.pool.close()
             state.usage.close()
+            state.gallery.close()
             state.db.dispose()
 
     app = FastAPI(
@@ -120,6 +125,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.state.ready = False
     install_error_handlers(app)
     app.include_router(faces.router, prefix="/v1")
+    app.include_router(galleries.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
 
     @app.middleware("http")

@@ -20,6 +20,7 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "model_mismatch": 409,
     "conflict": 409,
+    "already_exists": 409,
     "not_calibrated": 409,
     "image_too_large": 413,
     "payload_too_large": 413,

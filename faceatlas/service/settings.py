@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-DEFAULT_DATABASE = f"sqlite:///{Path.home() / '.local' / 'share' / 'faceatlas' / 'faceatlas.db'}"
+from faceatlas.gallery.db import DEFAULT_DATA_DIR, default_database_url
 
 
 def _env_list(name: str) -> list[str]:
@@ -17,7 +17,8 @@ def _env_list(name: str) -> list[str]:
 class ServiceSettings(BaseModel):
     """Everything an operator can tune; ``from_env()`` reads the environment."""
 
-    database_url: str = DEFAULT_DATABASE
+    database_url: str = Field(default_factory=default_database_url)
+    index_dir: Path = DEFAULT_DATA_DIR.expanduser() / "indexes"
     pack: str | None = None
     max_upload_bytes: int = 15 * 1024 * 1024
     workers: int = 2
@@ -32,7 +33,8 @@ class ServiceSettings(BaseModel):
     def from_env(cls, **overrides: object) -> ServiceSettings:
         env = os.environ
         values: dict[str, object] = {
-            "database_url": env.get("FACEATLAS_DATABASE_URL", DEFAULT_DATABASE),
+            "database_url": default_database_url(),
+            "index_dir": Path(env.get("FACEATLAS_INDEX_DIR", DEFAULT_DATA_DIR.expanduser() / "indexes")),
             "pack": env.get("FACEATLAS_PACK"),
             "max_upload_bytes": int(env.get("FACEATLAS_MAX_UPLOAD_BYTES", 15 * 1024 * 1024)),
             "workers": int(env.get("FACEATLAS_WORKERS", 2)),

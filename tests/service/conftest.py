@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import make_engine, migrate
+from faceatlas.service.db import migrate
 
 
 @dataclass
@@ -52,8 +53,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
+    yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
     with admin.connect() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
@@ -62,11 +62,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def start_server(database_url: str, shared: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
     """``faceatlas serve`` in a child process; returns it once /readyz answers."""
     port = _free_port()
-    environment = {**os.environ, "FACEATLAS_DATABASE_URL": database_url, "FACEATLAS_PACK": "scrfd-mbf",
-                   "FACEATLAS_MODEL_DIR": str(shared / "models"), "FACEATLAS_THREADS": "1", **env}
+    environment = {
+        **os.environ,
+        "FACEATLAS_DATABASE_URL": database_url,
+        "FACEATLAS_PACK": "scrfd-mbf",
+        "FACEATLAS_MODEL_DIR": str(shared / "models"),
+        "FACEATLAS_THREADS": "1",
+        "FACEATLAS_INDEX_DIR": str(log.parent / "indexes"),
+        **env,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port)],
-        env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env=environment,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -93,11 +102,11 @@ def stop_server(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def server(database_url: str, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    engine = make_engine(database_url)
+    engine = create_database_engine(database_url)
     migrate(engine)
     accounts = Accounts(engine)
     accounts.create_tenant("acme", "Acme Retail")
-    accounts.create_tenant("globex", "Globex", monthly_quota=6)
+    accounts.create_tenant("globex", "Globex")
     keys = {
         "acme_admin": accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token,
         "acme_write": accounts.create_key("acme", ["write"], rate_per_second=500, burst=500).token,

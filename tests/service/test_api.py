@@ -30,10 +30,14 @@ def test_detect_by_upload_and_by_base64_json(server, examples):
 def test_compare_same_and_different_people(server, examples):
     images = examples / "tests" / "test_images"
     with server.client("acme_detect") as client:
-        same = client.post("/v1/compare", files={**_upload(images / "obama.jpg", "image_a"),
-                                                 **_upload(images / "obama2.jpg", "image_b")}).json()
-        different = client.post("/v1/compare", files={**_upload(images / "obama.jpg", "image_a"),
-                                                      **_upload(images / "biden.jpg", "image_b")}).json()
+        same = client.post(
+            "/v1/compare",
+            files={**_upload(images / "obama.jpg", "image_a"), **_upload(images / "obama2.jpg", "image_b")},
+        ).json()
+        different = client.post(
+            "/v1/compare",
+            files={**_upload(images / "obama.jpg", "image_a"), **_upload(images / "biden.jpg", "image_b")},
+        ).json()
     assert same["similarity"] > 0.5 > different["similarity"]
     if same["match"] is not None:  # the pack is calibrated: FAR-based verdicts
         assert same["match"] is True and different["match"] is False
@@ -103,7 +107,9 @@ def test_rate_limit_answers_429_with_retry_after(server, examples):
 
 def test_monthly_quota(server, examples):
     photo = examples / "tests" / "test_images" / "obama.jpg"
-    with server.client("globex_admin") as client:
+    server.accounts.create_tenant("initech", "Initech", monthly_quota=6)
+    key = server.accounts.create_key("initech", ["detect"], rate_per_second=100, burst=100).token
+    with server.client(key) as client:
         responses = [client.post("/v1/detect", files=_upload(photo)) for _ in range(7)]
     assert [r.status_code for r in responses[:6]] == [200] * 6
     assert responses[6].status_code == 429 and responses[6].json()["error"]["code"] == "quota_exceeded"
@@ -124,7 +130,7 @@ def test_usage_is_metered_per_tenant_and_operation(server, examples):
     assert csv_text.splitlines()[0] == "tenant,day,operation,calls,faces,errors"
     result = CliRunner().invoke(cli, ["admin", "usage", "--csv", "--db", server.database_url])
     assert result.exit_code == 0, result.output
-    assert any(line.startswith("globex,") for line in result.stdout.splitlines())
+    assert any(line.startswith("acme,") for line in result.stdout.splitlines())
 
 
 def test_keys_are_shown_once_stored_hashed_rotated_and_revoked(server, examples):
