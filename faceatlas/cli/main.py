@@ -13,6 +13,7 @@ from rich.table import Table
 
 from faceatlas.cli import evaluate
 from faceatlas.cli import models as models_cli
+from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError, get_pack
 from faceatlas.engine.draw import draw_faces
@@ -20,6 +21,7 @@ from faceatlas.engine.draw import draw_faces
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
 app.add_typer(models_cli.app, name="models")
 app.add_typer(service_cli.admin, name="admin")
+app.add_typer(remote_cli.app, name="remote")
 app.command("serve")(service_cli.serve)
 app.add_typer(evaluate.app, name="eval")
 console = Console()

@@ -101,6 +101,21 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
+def launch():
+    """``launch(database_url, shared, log, **env)`` starts an extra server; stopped at session end."""
+    started: list[subprocess.Popen] = []
+
+    def _launch(database_url: str, shared: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+        process, url = start_server(database_url, shared, log, **env)
+        started.append(process)
+        return process, url
+
+    yield _launch
+    for process in started:
+        stop_server(process)
+
+
+@pytest.fixture(scope="session")
 def server(database_url: str, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     engine = create_database_engine(database_url)
     migrate(engine)

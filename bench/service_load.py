@@ -1,0 +1,179 @@
+"""Load test of `faceatlas serve`: search-by-image and compare at rising concurrency, micro-batching
+on vs off, against the raw engine on the same images in the same run.
+
+    FACEATLAS_MODEL_DIR=../shared/models python bench/service_load.py [--seconds 6] [--levels 1,2,4,8,16,32]
+
+Prints req/s, p50/p99 latency and refusals (503/429) per level, the service/raw-engine ratio at
+saturation, and the server's memory before and after. The load client shares the machine's cores
+with the server, as a caveat for absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.engine import FaceAnalyzer
+from faceatlas.gallery.db import create_database_engine
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
+
+SHARED = Path(os.environ.get("FACEATLAS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+console = Console()
+
+
+def lfw_images(count: int) -> list[Path]:
+    people = sorted((SHARED / "data" / "lfw" / "images").iterdir())
+    return [sorted(p.iterdir())[0] for p in people[:count]]
+
+
+def raw_engine_rate(analyzer: FaceAnalyzer, images: list[bytes], seconds: float) -> float:
+    """Images/s of one in-process analyzer (all cores) on the same images."""
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        analyzer.analyze(images[done % len(images)])
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def start_server(database: str, workdir: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "FACEATLAS_DATABASE_URL": database, "FACEATLAS_PACK": "scrfd-mbf",
+           "FACEATLAS_THREADS": "1", "FACEATLAS_WORKERS": "2", "FACEATLAS_QUEUE_SIZE": "16",
+           "FACEATLAS_BATCHING": "1" if batching else "0", "FACEATLAS_INDEX_DIR": str(workdir / "indexes")}
+    log = (workdir / f"server-{batching}.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port)], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+async def run_level(url: str, key: str, operation: str, images: list[bytes], concurrency: int,
+                    seconds: float) -> dict:
+    latencies: list[float] = []
+    refused = 0
+    deadline = time.perf_counter() + seconds
+
+    async def user(worker: int, client: httpx.AsyncClient) -> None:
+        nonlocal refused
+        i = worker
+        while time.perf_counter() < deadline:
+            image = images[i % len(images)]
+            i += concurrency
+            started = time.perf_counter()
+            if operation == "search":
+                response = await client.post("/v1/collections/bench/search", params={"k": 5},
+                                             files={"image": ("q.jpg", image, "image/jpeg")})
+            else:
+                other = images[(i + 1) % len(images)]
+                response = await client.post("/v1/compare", files={"image_a": ("a.jpg", image, "image/jpeg"),
+                                                                   "image_b": ("b.jpg", other, "image/jpeg")})
+            if response.status_code in (429, 503):
+                refused += 1
+                await asyncio.sleep(float(response.headers.get("retry-after", 1)) / 10)
+            elif response.status_code == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                                 limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(user(w, client) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    images_per_call = 1 if operation == "search" else 2
+    return {"rps": len(latencies) / elapsed, "images_s": len(latencies) * images_per_call / elapsed,
+            "p50": statistics.median(latencies) * 1000 if latencies else float("nan"),
+            "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else float("nan"),
+            "refused": refused}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--levels", default="1,2,4,8,16,32")
+    parser.add_argument("--identities", type=int, default=200)
+    args = parser.parse_args()
+    levels = [int(v) for v in args.levels.split(",")]
+    paths = lfw_images(args.identities)
+    images = [p.read_bytes() for p in paths]
+    analyzer = FaceAnalyzer("scrfd-mbf")
+    analyzer.analyze(images[0])
+    workdir = Path(tempfile.mkdtemp(prefix="faceatlas-load-"))
+    summary = []
+    for batching in (True, False):
+        database = f"sqlite:///{workdir / f'load-{batching}.db'}"
+        engine = create_database_engine(database)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("bench")
+        key = accounts.create_key("bench", ["write"], rate_per_second=1e6, burst=1_000_000).token
+        process, url = start_server(database, workdir, batching)
+        try:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+                client.post("/v1/collections", json={"name": "bench"})
+                for path, image in zip(paths, images):
+                    client.post(f"/v1/collections/bench/subjects/{path.parent.name}/faces",
+                                files={"image": ("e.jpg", image, "image/jpeg")})
+            memory_before = rss_mib(process.pid)
+            for operation in ("search", "compare"):
+                table = Table(title=f"{operation} — micro-batching {'on' if batching else 'off'}")
+                for column in ("concurrency", "req/s", "images/s", "vs raw", "p50 ms", "p99 ms", "refused"):
+                    table.add_column(column, justify="right")
+                # the raw engine is measured right before and after each series (this machine is shared)
+                raw_before = raw_engine_rate(analyzer, images, args.seconds)
+                best = 0.0
+                rows = []
+                for level in levels:
+                    row = asyncio.run(run_level(url, key, operation, images, level, args.seconds))
+                    best = max(best, row["images_s"])
+                    rows.append((level, row))
+                raw = (raw_before + raw_engine_rate(analyzer, images, args.seconds)) / 2
+                for level, row in rows:
+                    table.add_row(str(level), f"{row['rps']:.1f}", f"{row['images_s']:.1f}",
+                                  f"{row['images_s'] / raw:.0%}", f"{row['p50']:.0f}", f"{row['p99']:.0f}",
+                                  str(row["refused"]))
+                console.print(table)
+                summary.append((operation, batching, best, raw))
+            console.print(f"server RSS {memory_before:.0f} MiB before load, {rss_mib(process.pid):.0f} MiB after")
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            engine.dispose()
+    table = Table(title="saturation throughput vs the raw engine measured around each series")
+    for column in ("operation", "micro-batching", "service images/s", "raw images/s", "ratio"):
+        table.add_column(column, justify="right")
+    for operation, batching, best, raw in summary:
+        table.add_row(operation, "on" if batching else "off", f"{best:.1f}", f"{raw:.1f}", f"{best / raw:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`faceatlas remote ...`: the same operations against a FaceAtlas server, through faceatlas.client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
+
+app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY).",
+                  no_args_is_help=True)
+console = Console()
+
+Server = Annotated[str, typer.Option("--server", envvar="FACEATLAS_SERVER", help="base URL of the server")]
+Key = Annotated[str, typer.Option("--key", envvar="FACEATLAS_API_KEY", help="API key (fa_...)")]
+
+
+def _run(server: str, key: str, call) -> None:  # noqa: ANN001 - a function of the client
+    try:
+        with FaceAtlasClient(server, key) as client:
+            print(json.dumps(call(client), indent=2))
+    except FaceAtlasApiError as exc:
+        console.print(f"[red]{exc.status} {exc.code}:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def detect(image: Path, server: Server, key: Key, liveness: bool = False) -> None:
+    """Faces in an image."""
+    _run(server, key, lambda c: c.detect(image, liveness=liveness))
+
+
+@app.command()
+def compare(image_a: Path, image_b: Path, server: Server, key: Key, far: float = 1e-4) -> None:
+    """1:1 comparison with a FAR-calibrated verdict."""
+    _run(server, key, lambda c: c.compare(image_a, image_b, far=far))
+
+
+@app.command()
+def enrol(collection: str, subject: str, image: Path, server: Server, key: Key) -> None:
+    """Enrol the largest face of an image to a subject."""
+    _run(server, key, lambda c: c.enrol(collection, subject, image))
+
+
+@app.command()
+def search(collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float = 1e-4) -> None:
+    """1:N search of a collection."""
+    _run(server, key, lambda c: c.search(collection, image, k=k, far=far))
+
+
+@app.command()
+def usage(server: Server, key: Key) -> None:
+    """The tenant's usage per day and operation."""
+    _run(server, key, lambda c: c.usage())
