@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli import evaluate
+from faceatlas.cli import gallery as gallery_cli
 from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
@@ -24,6 +25,7 @@ app.add_typer(service_cli.admin, name="admin")
 app.add_typer(remote_cli.app, name="remote")
 app.command("serve")(service_cli.serve)
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(gallery_cli.app, name="gallery")
 console = Console()
 err = Console(stderr=True)
 

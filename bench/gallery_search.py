@@ -1,0 +1,146 @@
+"""Search benchmark of the gallery's vector index against FAISS IndexFlatIP (exact), same run.
+
+Synthetic embeddings with face-like cluster structure: identities are random unit centres,
+each with several faces whose pairwise cosine is 0.5-0.8 (like real recognisers). Queries
+are fresh faces of enrolled identities. Example:
+
+    python bench/gallery_search.py --sizes 100k 1M --dims 128 512
+    python bench/gallery_search.py --sizes 10M --dims 128 --storage float16 --no-exact
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.gallery.index import ANN_MIN_FACES, DEFAULT_NPROBE, ExactIndex, VectorIndex, build_index, normalize_rows
+
+FACES_PER_IDENTITY = 5
+_CHUNK = 500_000
+
+
+def parse_size(text: str) -> int:
+    """'100k' -> 100000, '1M' -> 1000000, '12345' -> 12345."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1].lower(), 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def synthetic_faces(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(faces (n, dim), identity of each face, queries (q, dim)) with same-identity cosine 0.5-0.8."""
+    rng = np.random.default_rng(seed)
+    identities = max(1, n // FACES_PER_IDENTITY)
+    centres = normalize_rows(rng.standard_normal((identities, dim), dtype=np.float32))
+    # cos(a, b) ~ 1 / (1 + dim * sigma^2) for two noisy copies of one centre: spread over 0.5-0.8.
+    sigma = np.sqrt(rng.uniform(0.25, 1.0, identities).astype(np.float32) / dim)
+    owner = np.arange(n) % identities
+    faces = np.empty((n, dim), np.float32)
+    for start in range(0, n, _CHUNK):
+        who = owner[start: start + _CHUNK]
+        noise = rng.standard_normal((len(who), dim), dtype=np.float32) * sigma[who, None]
+        faces[start: start + len(who)] = normalize_rows(centres[who] + noise)
+    asked = rng.integers(0, identities, queries)
+    query_vectors = normalize_rows(centres[asked] + rng.standard_normal((queries, dim), dtype=np.float32)
+                                   * sigma[asked, None])
+    return faces, owner, query_vectors
+
+
+@dataclass
+class Result:
+    name: str
+    build_s: float
+    bytes_per_face: float
+    p50_ms: float
+    p99_ms: float
+    recall_at_1: float
+
+
+def latencies(search, queries: np.ndarray) -> np.ndarray:
+    """Milliseconds of one top-10 search per query, one query at a time."""
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        search(query[None])
+        times.append((time.perf_counter() - start) * 1000)
+    return np.asarray(times)
+
+
+def measure(name: str, build, queries: np.ndarray, truth: np.ndarray | None, timed: int) -> tuple[Result, np.ndarray]:
+    """Build an index, time single searches, and compare its top-1 with ``truth`` (None: it is the truth)."""
+    start = time.perf_counter()
+    index = build()
+    build_s = time.perf_counter() - start
+    def search(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return index.search(q, 10)
+
+    per_face = index.d * 4 if isinstance(index, faiss.Index) else index.memory_bytes() / len(index)
+    _, found = search(queries)
+    times = latencies(search, queries[:timed])
+    recall = 1.0 if truth is None else float((found[:, 0] == truth).mean())
+    return Result(name, build_s, per_face, float(np.percentile(times, 50)), float(np.percentile(times, 99)),
+                  recall), found[:, 0]
+
+
+def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list[Result]:
+    start = time.perf_counter()
+    faces, _, queries = synthetic_faces(size, dim, args.queries)
+    ids = np.arange(size, dtype=np.int64)
+    console.log(f"{size:,} x {dim}-d faces generated in {time.perf_counter() - start:.1f}s")
+
+    def flat_ip() -> faiss.IndexFlatIP:
+        index = faiss.IndexFlatIP(dim)
+        index.add(faces)
+        return index
+
+    flat_result, truth = measure("faiss IndexFlatIP (exact)", flat_ip, queries, None, min(args.timed, args.flat_timed))
+    results = [flat_result]
+    kind = "ivf" if size >= args.ann_min_faces else "exact"
+
+    def gallery_index() -> VectorIndex:
+        return build_index(ids, faces, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
+                           nprobe=args.nprobe)
+
+    results.append(measure(f"gallery index ({kind}, {args.storage}, nprobe {args.nprobe})", gallery_index,
+                           queries, truth, args.timed)[0])
+    if not args.no_exact and kind == "ivf":
+        def exact() -> ExactIndex:
+            index = ExactIndex(dim, args.storage)
+            index.add(ids, faces)
+            return index
+        results.append(measure(f"gallery ExactIndex ({args.storage})", exact, queries, truth,
+                               min(args.timed, args.flat_timed))[0])
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["100k", "1M"], help="collection sizes, e.g. 100k 1M 10M")
+    parser.add_argument("--dims", nargs="+", type=int, default=[128, 512])
+    parser.add_argument("--storage", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE)
+    parser.add_argument("--ann-min-faces", type=int, default=ANN_MIN_FACES)
+    parser.add_argument("--queries", type=int, default=1000, help="queries for recall@1")
+    parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")
+    parser.add_argument("--flat-timed", type=int, default=50, help="timed queries for the brute-force indexes")
+    parser.add_argument("--no-exact", action="store_true", help="skip the gallery ExactIndex row (saves memory)")
+    args = parser.parse_args()
+    console = Console()
+    table = Table(title=f"top-10 search, {faiss.omp_get_max_threads()} threads, single-query latency")
+    for column in ("faces", "dim", "index", "build s", "bytes/face", "p50 ms", "p99 ms", "recall@1"):
+        table.add_column(column, justify="left" if column == "index" else "right")
+    for size in (parse_size(s) for s in args.sizes):
+        for dim in args.dims:
+            for r in run(size, dim, args, console):
+                table.add_row(f"{size:,}", str(dim), r.name, f"{r.build_s:.1f}", f"{r.bytes_per_face:.0f}",
+                              f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.recall_at_1:.4f}")
+            console.log(f"done {size:,} x {dim}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

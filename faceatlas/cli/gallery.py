@@ -1,0 +1,213 @@
+"""`faceatlas gallery ...`: collections of known faces (create, enrol, search, list, delete,
+export, import, reembed). Human output by default, ``--json`` for machines."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from faceatlas.engine import FaceAnalyzer, FaceAtlasError
+from faceatlas.gallery import Gallery
+
+app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+DbOption = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: "
+                                                              "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
+TenantOption = Annotated[str, typer.Option("--tenant", help="tenant whose collections to use")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's; "
+                                                                     "for create FACEATLAS_PACK or dlib)")]
+
+
+def _fail(exc: Exception, as_json: bool) -> NoReturn:
+    code = getattr(exc, "code", "error")
+    if as_json:
+        console.print_json(json.dumps({"error": code, "message": str(exc)}))
+    else:
+        err.print(f"[red]error ({code}):[/red] {exc}")
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _gallery(db: str | None, tenant: str, as_json: bool) -> Iterator[Gallery]:
+    try:
+        gallery = Gallery.open(db, tenant=tenant)
+    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way
+        _fail(exc, as_json)
+    try:
+        yield gallery
+    except (FaceAtlasError, ValueError) as exc:
+        _fail(exc, as_json)
+    finally:
+        gallery.close()
+
+
+def _emit(payload: Any, as_json: bool, human: str | Table) -> None:
+    if as_json:
+        console.print_json(json.dumps(payload, default=str))
+    else:
+        console.print(human)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err)
+
+
+@app.command()
+def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer.Option(
+        "--keep-crops", help="store a source crop of each face (allows reembed; stores face images)")] = False,
+        db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Create a collection bound to a model pack."""
+    with _gallery(db, tenant, as_json) as gallery:
+        info = gallery.create_collection(name, pack or os.environ.get("FACEATLAS_PACK") or "dlib",
+                                         keep_crops=keep_crops)
+        _emit(info.to_dict(), as_json, f"created collection [bold]{info.name}[/bold] (pack {info.pack_name})")
+
+
+@app.command()
+def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, a folder of images (with "
+                                                                     "--subject) or a folder of person folders")],
+          subject: Annotated[str | None, typer.Option("--subject", "-s", help="external id of the person")] = None,
+          all_faces: Annotated[bool, typer.Option("--all-faces", help="enrol every face, not the largest")] = False,
+          min_quality: Annotated[float, typer.Option("--min-quality", help="quality gate, 0..1")] = 0.0,
+          pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
+          as_json: JsonOption = False) -> None:
+    """Enrol faces. A folder of per-person folders (root/<Name>/<img>.jpg, like LFW) enrols everyone."""
+    if path.is_dir() and subject is None:
+        people = {p.name: _images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
+    elif subject is not None:
+        people = {subject: _images_in(path) if path.is_dir() else [path]}
+    else:
+        _fail(ValueError("give --subject for a single image or a flat folder"), as_json)
+    with _gallery(db, tenant, as_json) as gallery:
+        analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
+        summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0}
+        with _progress() as progress:
+            task = progress.add_task("enrolling", total=sum(len(images) for images in people.values()))
+            for person, images in people.items():
+                report = gallery.enrol_images(collection, person, [str(i) for i in images], analyzer,
+                                              all_faces=all_faces, min_quality=min_quality)
+                summary["added"] += len(report.added)
+                summary["subjects"] += bool(report.added)
+                summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
+                progress.advance(task, len(images))
+        _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
+                                f"{len(summary['rejected'])} rejected")
+
+
+@app.command()
+def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", help="subjects to return")] = 5,
+           threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold")] = None,
+           far: Annotated[float | None, typer.Option(help="threshold as a false-accept rate")] = None,
+           aggregate: Annotated[str, typer.Option(help="subject score: best or mean")] = "best",
+           all_faces: Annotated[bool, typer.Option("--all-faces", help="search every face of the image")] = False,
+           pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
+           as_json: JsonOption = False) -> None:
+    """Identify the face(s) of an image against a collection."""
+    with _gallery(db, tenant, as_json) as gallery:
+        analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
+        results = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
+                                       threshold=threshold, far=far, aggregate=aggregate)
+        payload = [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches]} for face, matches in results]
+        table = Table("face", "rank", "subject", "name", "similarity", "faces matched")
+        for number, (_, matches) in enumerate(results):
+            for rank, match in enumerate(matches, 1):
+                table.add_row(str(number), str(rank), match.external_id, match.name or "",
+                              f"{match.similarity:.3f}", str(match.matched_faces))
+        _emit(payload, as_json, table)
+
+
+@app.command("list")
+def list_(collection: Annotated[str | None, typer.Argument(help="list this collection's subjects")] = None,
+          limit: Annotated[int, typer.Option(help="subjects per page")] = 50,
+          after: Annotated[str | None, typer.Option(help="cursor from the previous page")] = None,
+          db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """List collections, or the subjects of one collection (paginated)."""
+    with _gallery(db, tenant, as_json) as gallery:
+        if collection is None:
+            infos = gallery.list_collections()
+            table = Table("collection", "pack", "subjects", "faces", "keeps crops")
+            for info in infos:
+                table.add_row(info.name, info.pack_name, str(info.subjects), str(info.faces), str(info.keep_crops))
+            _emit([i.to_dict() for i in infos], as_json, table)
+            return
+        page = gallery.list_subjects(collection, limit=limit, after=after)
+        table = Table("subject", "name", "faces", caption=f"next page: --after {page.next_cursor}"
+                      if page.next_cursor else None)
+        for subject in page.items:
+            table.add_row(subject.external_id, subject.name or "", str(subject.faces))
+        _emit({"items": [s.to_dict() for s in page.items], "next_cursor": page.next_cursor}, as_json, table)
+
+
+@app.command()
+def delete(collection: str, subject: Annotated[str | None, typer.Option(
+        "--subject", "-s", help="delete only this subject")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+        db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Delete a subject (all its faces) or a whole collection."""
+    target = f"subject '{subject}' of '{collection}'" if subject else f"collection '{collection}'"
+    if not yes and not as_json and not typer.confirm(f"delete {target} and all its faces?"):
+        raise typer.Exit(1)
+    with _gallery(db, tenant, as_json) as gallery:
+        if subject:
+            faces = gallery.delete_subject(collection, subject)
+        else:
+            faces = gallery.get_collection(collection).faces
+            gallery.delete_collection(collection)
+        _emit({"deleted": target, "faces": faces}, as_json, f"deleted {target} ({faces} faces)")
+
+
+@app.command()
+def export(collection: str, path: Path,
+           without_crops: Annotated[bool, typer.Option("--without-crops", help="leave face crops out")] = False,
+           db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Export a collection (ids, metadata, embeddings, pack identity) to a Parquet file."""
+    with _gallery(db, tenant, as_json) as gallery:
+        faces = gallery.export(collection, path, with_crops=not without_crops)
+        _emit({"collection": collection, "path": str(path), "faces": faces}, as_json,
+              f"exported {faces} faces of '{collection}' to {path}")
+
+
+@app.command("import")
+def import_(path: Path, name: Annotated[str | None, typer.Option(help="collection name (default: as exported)")]
+            = None, db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Import a collection from a Parquet export."""
+    with _gallery(db, tenant, as_json) as gallery:
+        faces = gallery.import_(path, name=name)
+        _emit({"path": str(path), "faces": faces}, as_json, f"imported {faces} faces from {path}")
+
+
+@app.command()
+def reembed(collection: str, pack: Annotated[str, typer.Option("--pack", "-p", help="the new model pack")],
+            drop_unmigratable: Annotated[bool, typer.Option(
+                "--drop-unmigratable", help="delete faces without a stored crop instead of refusing")] = False,
+            db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Migrate a collection to another pack from its stored source crops."""
+    with _gallery(db, tenant, as_json) as gallery:
+        report = gallery.reembed(collection, FaceAnalyzer(pack), drop_unmigratable=drop_unmigratable)
+        payload = {"applied": report.applied, "migrated": report.migrated, "unmigratable": report.unmigratable,
+                   "failed": report.failed}
+        human = (f"migrated {report.migrated} faces to {pack}" if report.applied else
+                 f"not migrated: {len(report.unmigratable)} faces have no stored crop, {len(report.failed)} "
+                 "crops show no face (use --drop-unmigratable to delete them)")
+        _emit(payload, as_json, human)
+        if not report.applied:
+            raise typer.Exit(2)
