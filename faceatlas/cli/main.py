@@ -16,6 +16,7 @@ from faceatlas.cli import gallery as gallery_cli
 from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
+from faceatlas.cli import watch as watch_cli
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError, get_pack
 from faceatlas.engine.draw import draw_faces
 
@@ -25,6 +26,7 @@ app.add_typer(service_cli.admin, name="admin")
 app.add_typer(remote_cli.app, name="remote")
 app.command("serve")(service_cli.serve)
 app.add_typer(evaluate.app, name="eval")
+app.command("watch")(watch_cli.watch)
 app.add_typer(gallery_cli.app, name="gallery")
 console = Console()
 err = Console(stderr=True)

@@ -1,0 +1,79 @@
+"""What a person looks at: annotated frames (boxes, names, line and zone counts), face blurring
+for privacy, and the writer of the annotated video and snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from faceatlas.video.zones import LineCounter, ZoneCounter
+
+
+def blur_faces(image: np.ndarray, faces: sv.Detections, keep: np.ndarray | None = None) -> np.ndarray:
+    """A copy of ``image`` with every face blurred except those where ``keep`` is True."""
+    if len(faces) == 0:
+        return image.copy()
+    hidden = faces if keep is None else faces[~keep]
+    return sv.BlurAnnotator(kernel_size=max(15, image.shape[1] // 40)).annotate(image.copy(), hidden)
+
+
+class FrameAnnotator:
+    """Draws tracked faces and persons with labels, counting lines and zones onto a frame."""
+
+    def __init__(self) -> None:
+        self.face_boxes = sv.BoxAnnotator(color=sv.Color.GREEN, thickness=2)
+        self.person_boxes = sv.BoxAnnotator(color=sv.Color.BLUE, thickness=1)
+        self.face_labels = sv.LabelAnnotator(color=sv.Color.GREEN, text_scale=0.5, text_color=sv.Color.BLACK)
+        self.person_labels = sv.LabelAnnotator(color=sv.Color.BLUE, text_scale=0.4, text_position=sv.Position.TOP_LEFT)
+        self.line = sv.LineZoneAnnotator(thickness=2, text_scale=0.6)
+
+    def draw(
+        self,
+        image: np.ndarray,
+        faces: sv.Detections,
+        face_labels: Sequence[str],
+        persons: sv.Detections,
+        person_labels: Sequence[str],
+        lines: Sequence[LineCounter],
+        zones: Sequence[ZoneCounter],
+    ) -> np.ndarray:
+        """``image`` (modified in place) with everything drawn on it."""
+        for zone in zones:
+            text = f"{zone.spec.name}: {zone.count}" + (f" ({zone.level})" if zone.level else "")
+            image = sv.draw_polygon(image, zone.zone.polygon, sv.Color.YELLOW, thickness=2)
+            anchor = zone.zone.polygon.min(axis=0)
+            cv2.putText(image, text, (int(anchor[0]) + 4, int(anchor[1]) + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                        (0, 255, 255), 2, cv2.LINE_AA)
+        for line in lines:
+            image = self.line.annotate(image, line.zone)
+        if len(persons):
+            image = self.person_boxes.annotate(image, persons)
+            image = self.person_labels.annotate(image, persons, list(person_labels))
+        if len(faces):
+            image = self.face_boxes.annotate(image, faces)
+            image = self.face_labels.annotate(image, faces, list(face_labels))
+        return image
+
+
+class VideoWriter:
+    """An MP4 file written frame by frame (opened at the first frame's size)."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = Path(path)
+        self.fps = fps or 25.0
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, image: np.ndarray) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = image.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
+        self._writer.write(image)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()

@@ -1,0 +1,138 @@
+"""Camera and sink settings: dataclasses, loaded from a YAML file for several cameras per process.
+
+Example ``cams.yaml``::
+
+    collection: staff            # gallery collection to recognise against (optional)
+    gallery: sqlite:///gallery.db
+    events: events.jsonl         # JSON lines sink
+    database: sqlite:///events.db
+    webhook: {url: "https://example.org/hook", secret: "s3cret"}
+    mqtt: {host: localhost, port: 1883, topic: faceatlas}
+    cameras:
+      - name: door
+        source: rtsp://10.0.0.5/stream1
+        stride: 2
+        lines: ["0,360,1280,360"]
+        zones: [{name: hall, polygon: [[0,0],[640,0],[640,720],[0,720]], levels: {busy: 10, crowded: 20}}]
+        watchlist: [alice]
+        output: door.mp4
+        snapshots: snaps/
+        blur_unlisted: true
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faceatlas.video.zones import LineSpec, ZoneSpec
+
+
+@dataclass
+class RecognitionConfig:
+    """When and how tracks are recognised."""
+
+    min_quality: float = 0.15
+    samples: int = 5
+    min_evidence: int = 3
+    min_agree: int = 2
+    improve_margin: float = 0.1
+    threshold: float | None = None
+    far: float = 1e-4
+
+
+@dataclass
+class CameraConfig:
+    """One camera: its source, detection stride, counting geometry and privacy settings."""
+
+    source: str
+    name: str = "camera"
+    stride: int = 2
+    faces: bool = True
+    persons: bool = True
+    lines: list[LineSpec] = field(default_factory=list)
+    zones: list[ZoneSpec] = field(default_factory=list)
+    watchlist: list[str] = field(default_factory=list)
+    output: Path | None = None
+    snapshots: Path | None = None
+    blur_unlisted: bool = False
+    track_timeout: float = 1.5
+    realtime: bool = False
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+
+
+@dataclass
+class WebhookConfig:
+    url: str
+    secret: str
+    max_attempts: int = 8
+    backoff_start: float = 0.5
+    backoff_max: float = 60.0
+    timeout: float = 10.0
+
+
+@dataclass
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    topic: str = "faceatlas"
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass
+class WatchConfig:
+    """Everything a `faceatlas watch` process runs: cameras, the collection and the sinks."""
+
+    cameras: list[CameraConfig]
+    collection: str | None = None
+    gallery: str | None = None
+    events: Path | None = None
+    database: str | None = None
+    webhook: WebhookConfig | None = None
+    mqtt: MqttConfig | None = None
+
+
+def _line(raw: str | dict[str, Any], number: int) -> LineSpec:
+    if isinstance(raw, str):
+        return LineSpec.parse(raw, f"line{number}")
+    return LineSpec(tuple(raw["start"]), tuple(raw["end"]), raw.get("name", f"line{number}"),
+                    raw.get("anchor", "center"))
+
+
+def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
+    raw = dict(raw)
+    known = {f.name for f in fields(CameraConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"camera {number}: unknown settings {sorted(unknown)}")
+    raw.setdefault("name", f"camera{number}")
+    raw["source"] = str(raw["source"])
+    raw["lines"] = [_line(line, i) for i, line in enumerate(raw.get("lines", []), 1)]
+    raw["zones"] = [ZoneSpec(**{**z, "polygon": [tuple(p) for p in z["polygon"]]}) for z in raw.get("zones", [])]
+    raw["recognition"] = RecognitionConfig(**raw.get("recognition", {}))
+    for key in ("output", "snapshots"):
+        if raw.get(key) is not None:
+            raw[key] = Path(raw[key])
+    return CameraConfig(**raw)
+
+
+def load_config(path: Path) -> WatchConfig:
+    """Read a ``cams.yaml`` file."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
+    if not cameras:
+        raise ValueError(f"{path}: no cameras")
+    webhook = raw.pop("webhook", None)
+    mqtt = raw.pop("mqtt", None)
+    events = raw.pop("events", None)
+    return WatchConfig(
+        cameras,
+        webhook=WebhookConfig(**webhook) if webhook else None,
+        mqtt=MqttConfig(**mqtt) if mqtt else None,
+        events=Path(events) if events else None,
+        **raw,
+    )

@@ -1,0 +1,162 @@
+"""Who is on a track: a small matcher protocol, an in-memory matcher, a gallery adapter, and
+the per-track vote that turns several frames' matches into one stable identity."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from faceatlas.engine import Calibration, FaceAnalyzer, NotCalibrated
+
+if TYPE_CHECKING:
+    from faceatlas.gallery import Gallery
+
+log = logging.getLogger(__name__)
+
+# MobileFaceNet-128 on LFW: same-person mean cosine 0.645, different-person 0.014 (shared/ASSETS.md);
+# used only when the pack has no calibration and no threshold is given.
+FALLBACK_THRESHOLD = 0.40
+
+
+@dataclass(frozen=True)
+class IdentityMatch:
+    """A subject matched by one face: its id, display name, similarity and the FAR level reached."""
+
+    subject_id: str
+    name: str | None
+    similarity: float
+    far_level: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject_id,
+            "name": self.name,
+            "similarity": round(self.similarity, 4),
+            "far_level": self.far_level,
+        }
+
+
+class IdentityMatcher(Protocol):
+    """Anything that names the subject of one embedding, or returns None for nobody known."""
+
+    def match(self, embedding: np.ndarray) -> IdentityMatch | None: ...
+
+
+def _threshold(threshold: float | None, far: float, calibration: Calibration | None) -> float:
+    if threshold is not None:
+        return threshold
+    if calibration is not None:
+        return calibration.threshold(far)
+    log.warning("no calibration for this pack: matching at raw cosine %.2f", FALLBACK_THRESHOLD)
+    return FALLBACK_THRESHOLD
+
+
+class EmbeddingMatcher:
+    """In-memory matcher: each subject scores its best enrolled face (for tests and small watchlists)."""
+
+    def __init__(
+        self, *, threshold: float | None = None, far: float = 1e-4, calibration: Calibration | None = None
+    ) -> None:
+        self.calibration = calibration
+        self.threshold = _threshold(threshold, far, calibration)
+        self._names: list[tuple[str, str | None]] = []
+        self._vectors: list[np.ndarray] = []
+
+    def add(self, subject_id: str, embeddings: Iterable[np.ndarray], name: str | None = None) -> None:
+        """Enrol embeddings (L2-normalised here) for ``subject_id``."""
+        for vector in embeddings:
+            vector = np.asarray(vector, np.float32).ravel()
+            self._vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+            self._names.append((subject_id, name))
+
+    def add_images(self, analyzer: FaceAnalyzer, subject_id: str, images: Iterable[Any], name: str | None = None):
+        """Enrol the largest face of each image."""
+        self.add(subject_id, [analyzer.analyze_one(image).embedding for image in images], name)
+
+    def match(self, embedding: np.ndarray) -> IdentityMatch | None:
+        if not self._vectors:
+            return None
+        sims = np.stack(self._vectors) @ np.asarray(embedding, np.float32).ravel()
+        best = int(np.argmax(sims))
+        score = float(sims[best])
+        if score < self.threshold:
+            return None
+        level = self.calibration.far_level(score) if self.calibration else None
+        return IdentityMatch(self._names[best][0], self._names[best][1], score, level)
+
+
+class GalleryMatcher:
+    """Adapter onto a gallery collection: per-subject best-face search at a FAR-calibrated threshold
+    (or a raw ``threshold``; the fallback threshold when the collection's pack is not calibrated)."""
+
+    def __init__(
+        self,
+        gallery: Gallery,
+        collection: str,
+        *,
+        far: float = 1e-4,
+        threshold: float | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self.gallery = gallery
+        self.collection = collection
+        self.far = far
+        self.threshold = threshold
+        self.calibration = calibration
+
+    def match(self, embedding: np.ndarray) -> IdentityMatch | None:
+        options: dict[str, Any] = {"k": 1, "calibration": self.calibration}
+        try:
+            if self.threshold is not None:
+                found = self.gallery.search(self.collection, embedding, threshold=self.threshold, **options)
+            else:
+                found = self.gallery.search(self.collection, embedding, far=self.far, **options)
+        except NotCalibrated:
+            self.threshold = _threshold(None, self.far, None)
+            return self.match(embedding)
+        if not found:
+            return None
+        best = found[0]
+        return IdentityMatch(best.external_id, best.name, best.similarity, best.far_level)
+
+
+@dataclass
+class IdentityVote:
+    """Evidence of several frames for one track; the identity never rests on one frame.
+
+    A subject is chosen when at least ``min_agree`` matches name it and they are a majority of
+    the evidence. Once chosen it changes only when another subject passes the same rule with
+    more votes, so names do not flicker. ``unknown`` once ``min_evidence`` frames gave no such
+    majority.
+    """
+
+    min_evidence: int = 3
+    min_agree: int = 2
+    evidence: list[IdentityMatch | None] = field(default_factory=list)
+    identity: IdentityMatch | None = None
+
+    def add(self, match: IdentityMatch | None) -> None:
+        self.evidence.append(match)
+
+    @property
+    def decided(self) -> bool:
+        return len(self.evidence) >= self.min_evidence
+
+    def decide(self) -> IdentityMatch | None:
+        """The current identity (updated from the evidence), or None."""
+        votes = Counter(m.subject_id for m in self.evidence if m is not None)
+        current = self.identity.subject_id if self.identity else None
+        if votes:
+            leader, count = votes.most_common(1)[0]
+            passes = count >= self.min_agree and 2 * count > len(self.evidence)
+            if passes and (current is None or count > votes[current]):
+                current = leader
+        if current is not None:
+            self.identity = max((m for m in self.evidence if m is not None and m.subject_id == current),
+                                key=lambda m: m.similarity)
+        return self.identity

@@ -1,0 +1,331 @@
+"""The per-camera pipeline: decode -> detect faces and persons every ``stride``-th frame ->
+track (ByteTrack) -> keep each face track's best faces -> recognise from several frames -> events.
+
+One :class:`VideoPipeline` per camera; :func:`run_cameras` runs several in threads of one
+process, sharing the models and the event sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from faceatlas.engine import Face, FaceAnalyzer
+from faceatlas.engine.persons import PersonDetections, PersonDetector
+from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces
+from faceatlas.video.config import CameraConfig
+from faceatlas.video.events import Event, EventType
+from faceatlas.video.identity import IdentityMatcher, IdentityVote
+from faceatlas.video.sinks import EventBus
+from faceatlas.video.sources import Frame, SourceStats, VideoSource
+from faceatlas.video.tracks import FaceSample, Track, byte_tracker
+from faceatlas.video.zones import LineCounter, ZoneCounter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineStats:
+    """What one camera did: frames seen and analysed, source counters, wall time."""
+
+    camera: str
+    frames: int = 0
+    analysed: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    source: SourceStats = field(default_factory=SourceStats)
+    line_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"camera": self.camera, "frames": self.frames, "analysed": self.analysed, "embedded": self.embedded,
+                "seconds": round(self.seconds, 2), "fps": round(self.fps, 1), "source": vars(self.source),
+                "line_counts": self.line_counts}
+
+
+class VideoPipeline:
+    """Turns the frames of one camera into events on ``bus``.
+
+    ``matcher`` None turns recognition off (tracks, counts and zones still work); ``persons``
+    None turns person detection off (lines and zones then count face tracks).
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        analyzer: FaceAnalyzer | None,
+        bus: EventBus,
+        *,
+        persons: PersonDetector | None = None,
+        matcher: IdentityMatcher | None = None,
+    ) -> None:
+        self.camera = camera
+        self.analyzer = analyzer if camera.faces else None
+        self.persons = persons if camera.persons else None
+        self.matcher = matcher
+        self.bus = bus
+        self.stats = PipelineStats(camera.name)
+        self.lines = [LineCounter(spec) for spec in camera.lines]
+        self.zones = [ZoneCounter(spec) for spec in camera.zones]
+        self.tracks: dict[tuple[str, int], Track] = {}
+        self._trackers: dict[str, sv.ByteTrack] = {}
+        self._shown: dict[str, sv.Detections] = {"face": _empty("face"), "person": _empty("person")}
+        self._watchlist = set(camera.watchlist)
+        self._annotator = FrameAnnotator() if camera.output else None
+        self._writer: VideoWriter | None = None
+        self._stop = threading.Event()
+        self._last_time = 0.0
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, source: VideoSource | None = None) -> PipelineStats:
+        """Process ``source`` (default: the camera's) until it ends or :meth:`stop` is called."""
+        source = source or VideoSource(self.camera.source, realtime=self.camera.realtime)
+        started = time.perf_counter()
+        try:
+            for frame in source:
+                if self._stop.is_set():
+                    break
+                self.process(frame, source.fps)
+        finally:
+            source.close()
+            self.finish()
+            self.stats.seconds = time.perf_counter() - started
+            self.stats.source = source.stats
+        return self.stats
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end after the current frame (tracks are then ended and flushed)."""
+        self._stop.set()
+
+    def process(self, frame: Frame, fps: float) -> None:
+        """One frame: analysed when it is a ``stride``-th frame, written to the output video if any."""
+        stride = max(1, self.camera.stride)
+        analyse = self.stats.frames % stride == 0
+        self.stats.frames += 1
+        self._last_time = frame.time
+        if analyse:
+            self.stats.analysed += 1
+            self._analyse(frame, (fps or 25.0) / stride)
+        if self.camera.output is not None:
+            self._write_output(frame, fps)
+
+    def finish(self) -> None:
+        """End every open track (``track_ended``) and close the output video."""
+        for key in list(self.tracks):
+            self._end(key, self._last_time, self.stats.frames)
+        self.stats.line_counts = {line.spec.name: line.counts for line in self.lines}
+        if self._writer is not None:
+            self._writer.close()
+
+    # -- analysis -------------------------------------------------------------------------------
+    def _analyse(self, frame: Frame, detection_fps: float) -> None:
+        faces: list[Face] = []
+        if self.analyzer is not None:
+            faces = self.analyzer.analyze(frame.image, embed=False, with_crop=self.matcher is not None)
+        face_dets = self._track("face", frame, _face_detections(faces), detection_fps)
+        if self.persons is not None:
+            person_dets = self._track("person", frame, _person_detections(self.persons.detect(frame.image)),
+                                      detection_fps)
+            self._link(face_dets, person_dets)
+        else:
+            person_dets = face_dets
+        counted = "person" if self.persons is not None else "face"
+        if self.matcher is not None:
+            self._collect_samples(frame, face_dets, faces)
+            self._recognise(frame)
+        for line in self.lines:
+            for track_id, direction in line.update(person_dets):
+                self._emit("line_crossed", frame, (counted, track_id),
+                           {"line": line.spec.name, "direction": direction, **line.counts})
+        for zone in self.zones:
+            report = zone.update(person_dets, frame.time)
+            if report is not None:
+                self._emit("zone_occupancy", frame, None, report)
+        self._expire(frame)
+
+    def _track(self, kind: str, frame: Frame, detections: sv.Detections, detection_fps: float) -> sv.Detections:
+        if kind not in self._trackers:
+            self._trackers[kind] = byte_tracker(detection_fps, self.camera.track_timeout)
+        tracked = self._trackers[kind].update_with_detections(detections)
+        for track_id, box in zip(tracked.tracker_id, tracked.xyxy):
+            key = (kind, int(track_id))
+            track = self.tracks.get(key)
+            if track is None:
+                settings = self.camera.recognition
+                track = Track(int(track_id), kind, frame.index, frame.time, frame.time, box, keep=settings.samples,
+                              vote=IdentityVote(settings.min_evidence, settings.min_agree))
+                self.tracks[key] = track
+                self._emit("track_started", frame, key, {"box": _box(box)})
+            track.last_time, track.box = frame.time, box
+        self._shown[kind] = tracked
+        return tracked
+
+    def _link(self, faces: sv.Detections, persons: sv.Detections) -> None:
+        """Remember which person track holds each face (its centre inside the person box)."""
+        if len(faces) == 0 or len(persons) == 0:
+            return
+        centres = faces.get_anchors_coordinates(sv.Position.CENTER)
+        for face_id, (cx, cy) in zip(faces.tracker_id, centres):
+            inside = ((persons.xyxy[:, 0] <= cx) & (cx <= persons.xyxy[:, 2])
+                      & (persons.xyxy[:, 1] <= cy) & (cy <= persons.xyxy[:, 3]))
+            if inside.any():
+                person_id = int(persons.tracker_id[np.argmax(inside)])
+                self.tracks[("face", int(face_id))].linked = person_id
+                self.tracks[("person", person_id)].linked = int(face_id)
+
+    def _collect_samples(self, frame: Frame, tracked: sv.Detections, faces: list[Face]) -> None:
+        for track_id, index in zip(tracked.tracker_id, tracked.data.get("face", [])):
+            face = faces[int(index)]
+            if face.crop is not None and (face.quality or 0.0) >= self.camera.recognition.min_quality:
+                self.tracks[("face", int(track_id))].add_sample(FaceSample(face.quality, frame.index, face.crop))
+
+    def _recognise(self, frame: Frame) -> None:
+        """Embed, in one batch, the faces due on every track; then update each track's vote."""
+        settings = self.camera.recognition
+        jobs = [(track, sample) for track in self.tracks.values() if track.kind == "face"
+                for sample in track.due_for_recognition(settings.min_evidence, settings.improve_margin)]
+        if not jobs or self.analyzer is None or self.matcher is None:
+            return
+        vectors = self.analyzer.embed_aligned(np.stack([sample.crop for _, sample in jobs]))
+        self.stats.embedded += len(jobs)
+        for (track, sample), vector in zip(jobs, vectors):
+            track.record(sample, self.matcher.match(vector))
+        for track in {id(t): t for t, _ in jobs}.values():
+            self._decide(track, frame)
+
+    def _decide(self, track: Track, frame: Frame) -> None:
+        before = track.identity.subject_id if track.identity else None
+        identity = track.vote.decide()
+        key = ("face", track.id)
+        agreeing = [m for m in track.vote.evidence if m and identity and m.subject_id == identity.subject_id]
+        evidence = {"evidence": len(track.vote.evidence), "agreeing": len(agreeing)}
+        if identity is not None and identity.subject_id != before:
+            data = {**identity.to_dict(), **evidence, "previous": before}
+            self._emit("identified", frame, key, data, snapshot=True)
+            if identity.subject_id in self._watchlist:
+                self._emit("watchlist_hit", frame, key, data, snapshot=True)
+        elif identity is None and track.vote.decided and not track.unknown_reported:
+            track.unknown_reported = True
+            self._emit("unknown_person", frame, key, evidence, snapshot=True)
+
+    def _expire(self, frame: Frame) -> None:
+        for key, track in list(self.tracks.items()):
+            if frame.time - track.last_time > self.camera.track_timeout:
+                self._end(key, frame.time, frame.index)
+
+    def _end(self, key: tuple[str, int], video_time: float, frame_index: int) -> None:
+        track = self.tracks.pop(key)
+        data: dict[str, Any] = {"dwell": round(track.dwell, 3), "first_frame": track.first_frame,
+                                "last_time": round(track.last_time, 3)}
+        if track.identity is not None:
+            data["subject"] = track.identity.subject_id
+        self.bus.emit(Event("track_ended", self.camera.name, frame_index, video_time, track.id, track.kind, data))
+
+    # -- events and output ----------------------------------------------------------------------
+    def _emit(self, kind: EventType, frame: Frame, key: tuple[str, int] | None, data: dict[str, Any],
+              *, snapshot: bool = False) -> None:
+        track = self.tracks.get(key) if key else None
+        if track is not None and track.linked is not None:
+            other = self.tracks.get(("person" if track.kind == "face" else "face", track.linked))
+            data = {**data, "linked_track": track.linked}
+            if other is not None and other.identity is not None and "subject" not in data:
+                data["subject"] = other.identity.subject_id
+        if snapshot and self.camera.snapshots is not None:
+            data = {**data, "snapshot": str(self._snapshot(frame, kind, key))}
+        self.bus.emit(Event(kind, self.camera.name, frame.index, frame.time, key[1] if key else None,
+                            key[0] if key else None, data))
+
+    def _private(self, image: np.ndarray) -> np.ndarray:
+        """``image`` with the faces of people not on the watchlist blurred, when asked for."""
+        if not self.camera.blur_unlisted:
+            return image
+        faces = self._shown["face"]
+        keep = np.array([self._listed(int(t)) for t in faces.tracker_id], dtype=bool)
+        return blur_faces(image, faces, keep)
+
+    def _listed(self, face_track: int) -> bool:
+        track = self.tracks.get(("face", face_track))
+        return track is not None and track.identity is not None and track.identity.subject_id in self._watchlist
+
+    def _snapshot(self, frame: Frame, kind: str, key: tuple[str, int] | None) -> Path:
+        folder = Path(self.camera.snapshots or ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.camera.name}_{frame.index:07d}_{key[1] if key else 0}_{kind}.jpg"
+        cv2.imwrite(str(path), self._private(frame.image))
+        return path
+
+    def _labels(self, kind: str) -> list[str]:
+        labels = []
+        for track_id in self._shown[kind].tracker_id:
+            track = self.tracks.get((kind, int(track_id)))
+            name = track.identity.name or track.identity.subject_id if track and track.identity else None
+            if kind == "face" and track is not None and name is None and track.unknown_reported:
+                name = "unknown"
+            labels.append(f"#{track_id} {name}" if name else f"#{track_id}")
+        return labels
+
+    def _write_output(self, frame: Frame, fps: float) -> None:
+        if self._writer is None:
+            self._writer = VideoWriter(Path(self.camera.output or "out.mp4"), fps)
+        assert self._annotator is not None
+        image = self._annotator.draw(self._private(frame.image), self._shown["face"], self._labels("face"),
+                                     self._shown["person"], self._labels("person"), self.lines, self.zones)
+        self._writer.write(image)
+
+
+def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
+    """Run each pipeline in its own thread until all sources end; Ctrl-C (or SIGTERM turned into
+    KeyboardInterrupt) stops them all, ending their tracks so that every event is flushed."""
+    results: dict[int, PipelineStats] = {}
+    threads = [threading.Thread(target=lambda i=i, p=p: results.__setitem__(i, p.run()), name=p.camera.name,
+                                daemon=True) for i, p in enumerate(pipelines)]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.2)
+    except KeyboardInterrupt:
+        log.info("stopping %d camera(s)", len(pipelines))
+        for pipeline in pipelines:
+            pipeline.stop()
+        for thread in threads:
+            thread.join(30)
+    return [results[i] for i in sorted(results)]
+
+
+def _face_detections(faces: list[Face]) -> sv.Detections:
+    if not faces:
+        return _empty("face")
+    return sv.Detections(xyxy=np.stack([f.bbox for f in faces]).astype(np.float32),
+                         confidence=np.array([f.det_score for f in faces], np.float32),
+                         class_id=np.zeros(len(faces), int), data={"face": np.arange(len(faces))})
+
+
+def _person_detections(found: PersonDetections) -> sv.Detections:
+    if len(found) == 0:
+        return _empty("person")
+    return sv.Detections(xyxy=found.boxes, confidence=found.scores, class_id=np.zeros(len(found), int))
+
+
+def _empty(kind: str) -> sv.Detections:
+    empty = sv.Detections.empty()
+    empty.tracker_id = np.zeros(0, int)
+    if kind == "face":
+        empty.data["face"] = np.zeros(0, int)
+    return empty
+
+
+def _box(box: np.ndarray) -> list[float]:
+    return [round(float(v), 1) for v in box]

@@ -1,0 +1,199 @@
+"""Frame sources: video files, RTSP/HTTP streams (PyAV) and webcams by index (OpenCV).
+
+Files are read frame by frame in the caller's thread, nothing dropped. Live sources are read
+by a background thread into a small buffer: when processing falls behind, the oldest frames
+are dropped (and counted) so that lag does not grow; a stream that drops is reopened with
+exponential backoff. Frames that fail to decode are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+@dataclass
+class Frame:
+    """One decoded frame: its number in the source (dropped frames count), time in seconds, BGR pixels."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+@dataclass
+class SourceStats:
+    """What the source did so far."""
+
+    decoded: int = 0
+    corrupt: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+
+
+def is_live(spec: str | int | Path) -> bool:
+    """True for webcams (an index) and network streams."""
+    text = str(spec)
+    return text.isdigit() or text.lower().startswith(LIVE_SCHEMES)
+
+
+class VideoSource:
+    """Iterate over the frames of ``spec`` (a path, a stream URL or a webcam index).
+
+    ``live`` (default: guessed from ``spec``) turns on the background reader with frame dropping
+    and reconnection; ``realtime`` paces that reader at the source's frame rate (to replay a file
+    as if it were a camera). ``max_reconnects`` None retries forever; backoff doubles from
+    ``backoff_start`` up to ``backoff_max`` seconds.
+    """
+
+    def __init__(
+        self,
+        spec: str | int | Path,
+        *,
+        live: bool | None = None,
+        realtime: bool = False,
+        buffer: int = 2,
+        max_reconnects: int | None = None,
+        backoff_start: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self.live = is_live(spec) if live is None else live
+        self.realtime = realtime
+        self.max_reconnects = max_reconnects
+        self.backoff_start = backoff_start
+        self.backoff_max = backoff_max
+        self.stats = SourceStats()
+        self.fps = 0.0
+        self._buffer: deque[Frame] = deque(maxlen=max(1, buffer))
+        self._ready = threading.Condition()
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread: threading.Thread | None = None
+        self._next_index = 0
+        self._first_index_of_run = 0
+        self._time_offset = 0.0
+
+    def __iter__(self) -> Iterator[Frame]:
+        if not self.live:
+            yield from self._frames()
+            return
+        self._thread = threading.Thread(target=self._read_live, name=f"source-{self.spec}", daemon=True)
+        self._thread.start()
+        while True:
+            with self._ready:
+                while not self._buffer and not self._finished:
+                    self._ready.wait(0.5)
+                if not self._buffer:
+                    return
+                frame = self._buffer.popleft()
+            yield frame
+
+    def close(self) -> None:
+        """Stop reading (the background reader exits at its next frame)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- live reading ---------------------------------------------------------------------------
+    def _read_live(self) -> None:
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                produced = False
+                try:
+                    for frame in self._frames():
+                        produced = True
+                        self._push(frame, started)
+                        if self._stop.is_set():
+                            return
+                except (av.error.FFmpegError, OSError, RuntimeError) as exc:
+                    log.warning("source %s failed: %s", self.spec, exc)
+                failures = 0 if produced else failures + 1
+                if self.max_reconnects is not None and self.stats.reconnects >= self.max_reconnects:
+                    return
+                delay = min(self.backoff_max, self.backoff_start * 2 ** max(0, failures - 1))
+                log.info("source %s ended; reconnecting in %.1fs", self.spec, delay)
+                if self._stop.wait(delay):
+                    return
+                self.stats.reconnects += 1
+        finally:
+            with self._ready:
+                self._finished = True
+                self._ready.notify_all()
+
+    def _push(self, frame: Frame, started: float) -> None:
+        if self.realtime and self.fps > 0:
+            wait = started + (frame.index - self._first_index_of_run) / self.fps - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
+        with self._ready:
+            if len(self._buffer) == self._buffer.maxlen:
+                self.stats.dropped += 1
+            self._buffer.append(frame)
+            self._ready.notify()
+
+    # -- decoding -------------------------------------------------------------------------------
+    def _frames(self) -> Iterator[Frame]:
+        self._first_index_of_run = self._next_index
+        reader = self._opencv_frames if str(self.spec).isdigit() else self._pyav_frames
+        last_time = self._time_offset
+        for seconds, image in reader():
+            if image is None or image.ndim != 3 or image.size == 0:
+                self.stats.corrupt += 1
+                continue
+            last_time = self._time_offset + seconds
+            frame = Frame(self._next_index, last_time, image)
+            self._next_index += 1
+            self.stats.decoded += 1
+            yield frame
+        self._time_offset = last_time + (1.0 / self.fps if self.fps else 0.0)
+
+    def _pyav_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
+        options = {"rtsp_transport": "tcp"} if str(self.spec).lower().startswith("rtsp") else {}
+        with av.open(str(self.spec), options=options, timeout=(10.0, 10.0)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+            base = float(stream.time_base or 0.0)
+            count = 0
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:
+                    self.stats.corrupt += 1
+                    continue
+                for frame in decoded:
+                    seconds = frame.pts * base if frame.pts is not None and base else count / (self.fps or 1.0)
+                    count += 1
+                    yield seconds, frame.to_ndarray(format="bgr24")
+
+    def _opencv_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
+        capture = cv2.VideoCapture(int(str(self.spec)))
+        try:
+            if not capture.isOpened():
+                raise OSError(f"cannot open camera {self.spec}")
+            self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 30.0)
+            count = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield count / self.fps, image
+                count += 1
+        finally:
+            capture.release()

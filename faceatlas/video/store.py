@@ -1,0 +1,46 @@
+"""The video events table (SQLAlchemy 2), with its own MetaData so that it never mixes with the
+gallery's or the service's tables and migrations. Created with ``create_all`` when missing."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from faceatlas.video.events import Event
+
+
+class VideoBase(DeclarativeBase):
+    metadata = MetaData()
+
+
+class EventRow(VideoBase):
+    """One stored event; ``id`` is the event's idempotency key, so a replay inserts nothing twice."""
+
+    __tablename__ = "video_events"
+    __table_args__ = (Index("ix_video_events_camera_type", "camera", "type"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    camera: Mapped[str] = mapped_column(String(200))
+    frame: Mapped[int] = mapped_column(Integer)
+    video_time: Mapped[float] = mapped_column(Float)
+    wall_time: Mapped[str] = mapped_column(String(40), index=True)
+    track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    data: Mapped[dict] = mapped_column(JSON)
+
+    @classmethod
+    def of(cls, event: Event) -> EventRow:
+        return cls(**event.to_dict())
+
+    def to_event(self) -> Event:
+        return Event(self.type, self.camera, self.frame, self.video_time, self.track_id, self.kind, dict(self.data),
+                     self.id, self.wall_time)
+
+
+def open_events_db(url: str) -> Engine:
+    """An engine on ``url`` with the events table created if missing."""
+    engine = create_engine(url)
+    VideoBase.metadata.create_all(engine)
+    return engine

@@ -1,0 +1,48 @@
+"""Video fixtures: the real clips in ../shared and an in-memory event sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faceatlas.video.events import Event
+
+
+class MemorySink:
+    """Collects events in a list (a sink for tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.closed = False
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.type == kind]
+
+
+@pytest.fixture
+def memory() -> MemorySink:
+    return MemorySink()
+
+
+@pytest.fixture(scope="session")
+def hamilton(examples: Path) -> Path:
+    return examples / "examples" / "short_hamilton_clip.mp4"
+
+
+@pytest.fixture(scope="session")
+def pedestrians(shared: Path) -> Path:
+    return shared / "data" / "videos" / "people_walking_vtest.avi"
+
+
+@pytest.fixture(scope="session")
+def person_detector(shared: Path):
+    from faceatlas.engine.persons import PersonDetector
+
+    return PersonDetector()

@@ -1,0 +1,154 @@
+"""Events and sinks: JSON round trip, JSON lines, database table, MQTT; identity vote; zones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from faceatlas.video.config import MqttConfig, load_config
+from faceatlas.video.events import EVENT_TYPES, Event
+from faceatlas.video.identity import EmbeddingMatcher, IdentityMatch, IdentityVote
+from faceatlas.video.sinks import DatabaseSink, EventBus, JsonlSink, events_from_jsonl
+from faceatlas.video.store import EventRow
+from faceatlas.video.zones import ZoneCounter, ZoneSpec
+
+
+def _events() -> list[Event]:
+    return [Event(kind, "cam", i, i / 10, i, "face", {"n": i}) for i, kind in enumerate(EVENT_TYPES)]
+
+
+def test_event_json_round_trip():
+    for event in _events():
+        assert Event.from_dict(json.loads(event.to_json())) == event
+
+
+def test_jsonl_and_database_sinks(tmp_path):
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    bus = EventBus([JsonlSink(tmp_path / "events.jsonl"), DatabaseSink(url, batch=3)])
+    for event in _events():
+        bus.emit(event)
+    bus.close()
+    assert events_from_jsonl(tmp_path / "events.jsonl") == _events_ids(bus, tmp_path)
+    assert bus.counts == {kind: 1 for kind in EVENT_TYPES}
+
+
+def _events_ids(bus: EventBus, tmp_path) -> list[Event]:
+    sink = next(s for s in bus.sinks if isinstance(s, DatabaseSink))
+    with Session(sink.engine) as session:
+        return [row.to_event() for row in session.scalars(select(EventRow).order_by(EventRow.frame))]
+
+
+def test_vote_needs_several_frames_and_does_not_flicker():
+    alice, bob = IdentityMatch("alice", "Alice", 0.6), IdentityMatch("bob", "Bob", 0.7)
+    vote = IdentityVote(min_evidence=3, min_agree=2)
+    vote.add(alice)
+    assert vote.decide() is None, "one frame is not enough"
+    vote.add(None)
+    vote.add(alice)
+    assert vote.decide() == alice
+    vote.add(bob)
+    vote.add(bob)
+    assert vote.decide().subject_id == "alice", "a tie keeps the current name"
+    vote.add(bob)
+    assert vote.decide().subject_id == "alice", "no majority yet: 3 of 6"
+    vote.add(bob)
+    assert vote.decide() == bob
+
+
+def test_embedding_matcher_threshold():
+    matcher = EmbeddingMatcher(threshold=0.5)
+    matcher.add("a", [np.array([1.0, 0.0])], "A")
+    assert matcher.match(np.array([0.9, 0.1])).subject_id == "a"
+    assert matcher.match(np.array([0.0, 1.0])) is None
+
+
+def test_zone_levels_and_report_rate():
+    zone = ZoneCounter(ZoneSpec("z", [(0, 0), (100, 0), (100, 100), (0, 100)], levels={"busy": 2}, report_every=1.0))
+    inside = sv.Detections(xyxy=np.array([[10, 10, 20, 20], [30, 30, 40, 40], [50, 50, 60, 60]], np.float32))
+    assert zone.update(inside[:1], 0.0) == {"zone": "z", "count": 1, "level": None}
+    assert zone.update(inside[:2], 0.1) == {"zone": "z", "count": 2, "level": "busy"}  # level change: at once
+    assert zone.update(inside, 0.2) is None  # count change within report_every
+    assert zone.update(inside, 1.2) == {"zone": "z", "count": 3, "level": "busy"}
+
+
+def _mosquitto() -> str | None:
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    if found is None and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "mosquitto"], capture_output=True, timeout=300)
+        found = shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
+    return found
+
+
+def test_mqtt_sink_publishes(tmp_path):
+    mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
+    broker = _mosquitto()
+    if broker is None:
+        pytest.skip("no MQTT broker: mosquitto could not be installed from Debian packages")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen([broker, "-c", str(tmp_path / "m.conf")], stderr=subprocess.DEVNULL)
+    try:
+        received: list[bytes] = []
+        subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        subscriber.on_message = lambda client, userdata, message: received.append(message.payload)
+        for _ in range(50):
+            try:
+                subscriber.connect("127.0.0.1", port)
+                break
+            except OSError:
+                time.sleep(0.1)
+        subscriber.subscribe("fa/#", qos=1)
+        subscriber.loop_start()
+        time.sleep(0.3)
+        from faceatlas.video.sinks import MqttSink
+
+        sink = MqttSink(MqttConfig("127.0.0.1", port, "fa"))
+        event = Event("watchlist_hit", "door", 5, 0.2, 1, "face", {"subject": "alice"})
+        sink.emit(event)
+        sink.close()
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        subscriber.loop_stop()
+        assert [Event.from_dict(json.loads(p)) for p in received] == [event]
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def test_watch_cli_runs_two_cameras_from_yaml(tmp_path):
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    clip = tmp_path / "noise.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10, (320, 240))
+    for value in range(12):
+        writer.write(np.full((240, 320, 3), value * 20, np.uint8))
+    writer.release()
+    (tmp_path / "cams.yaml").write_text(
+        f"events: {tmp_path / 'events.jsonl'}\n"
+        f"database: sqlite:///{tmp_path / 'events.db'}\n"
+        "cameras:\n"
+        f"  - {{name: a, source: {clip}, stride: 3, lines: ['0,120,320,120'], output: {tmp_path / 'a.mp4'}}}\n"
+        f"  - {{name: b, source: {clip}, persons: false,"
+        " zones: [{name: all, polygon: [[0,0],[320,0],[320,240],[0,240]], levels: {busy: 3}}]}\n"
+    )
+    config = load_config(tmp_path / "cams.yaml")
+    assert [c.name for c in config.cameras] == ["a", "b"] and config.cameras[0].lines[0].end == (320.0, 120.0)
+    result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.mp4").stat().st_size > 0
+    assert (tmp_path / "events.jsonl").exists() and (tmp_path / "events.db").exists()

@@ -1,0 +1,54 @@
+"""Sources: corrupt frames skipped and counted, a slow consumer drops frames, reconnects."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from faceatlas.video.sources import VideoSource, is_live
+
+
+def test_corrupt_packets_are_skipped_and_counted(hamilton: Path, tmp_path: Path):
+    data = bytearray(hamilton.read_bytes())
+    rng = np.random.default_rng(0)
+    for position in rng.integers(100_000, len(data) - 1_000, 40):
+        data[position : position + 200] = rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    source = VideoSource(damaged)
+    frames = list(source)
+    assert source.stats.corrupt > 0
+    assert len(frames) == source.stats.decoded >= 250
+    assert [f.index for f in frames] == list(range(len(frames)))
+
+
+def test_live_source_drops_frames_instead_of_lagging(hamilton: Path):
+    source = VideoSource(hamilton, live=True, realtime=True, max_reconnects=0)
+    seen = 0
+    started = time.monotonic()
+    for _ in source:
+        seen += 1
+        time.sleep(0.1)  # a consumer at 10 fps on a 30 fps camera
+    elapsed = time.monotonic() - started
+    assert source.stats.dropped > 100
+    assert seen + source.stats.dropped == source.stats.decoded == 275
+    assert elapsed < 9.2 + 1.5, "lag must not grow beyond the clip's own length"
+
+
+def test_reconnects_with_backoff_then_gives_up():
+    source = VideoSource("rtsp://127.0.0.1:9/none", max_reconnects=2, backoff_start=0.05)
+    assert is_live(source.spec)
+    started = time.monotonic()
+    assert list(source) == []
+    assert source.stats.reconnects == 2
+    assert time.monotonic() - started >= 0.05 + 0.1  # 0.05 s, then doubled
+
+
+def test_stream_that_ends_is_reopened(hamilton: Path):
+    source = VideoSource(hamilton, live=True, buffer=1000, max_reconnects=1, backoff_start=0.01)
+    frames = list(source)
+    assert source.stats.reconnects == 1
+    assert len(frames) == 550 and frames[-1].index == 549
+    assert frames[300].time > frames[200].time

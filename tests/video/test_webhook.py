@@ -1,0 +1,75 @@
+"""Webhook delivery against a real HTTP server on 127.0.0.1: signature, retries, idempotency."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from faceatlas.video.config import WebhookConfig
+from faceatlas.video.events import Event
+from faceatlas.video.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, WebhookSink, verify_signature
+
+SECRET = "test-secret"
+
+
+class Receiver(ThreadingHTTPServer):
+    """Answers 500 to the first ``failures`` requests, then 200; keeps what it received."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.requests: list[tuple[Message, bytes]] = []
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((self.headers, body))
+        status = 500 if len(self.server.requests) <= self.server.failures else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(failures=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_retried_until_delivered_once_with_same_key(receiver):
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    sink = WebhookSink(WebhookConfig(url, SECRET, backoff_start=0.05, backoff_max=0.2))
+    event = Event("identified", "door", 12, 0.4, 3, "face", {"subject": "alice", "similarity": 0.61})
+    sink.emit(event)
+    sink.close(timeout=10)
+    assert (sink.delivered, sink.failed) == (1, 0)
+    assert len(receiver.requests) == 3
+    keys = {headers[IDEMPOTENCY_HEADER] for headers, _ in receiver.requests}
+    assert keys == {event.id}
+    accepted_headers, accepted_body = receiver.requests[-1]
+    assert verify_signature(accepted_body, SECRET, accepted_headers[SIGNATURE_HEADER])
+    assert not verify_signature(accepted_body, "other-secret", accepted_headers[SIGNATURE_HEADER])
+    assert Event.from_dict(json.loads(accepted_body)) == event
+
+
+def test_emit_never_blocks_and_gives_up_on_dead_receiver():
+    sink = WebhookSink(WebhookConfig("http://127.0.0.1:9/unreachable", SECRET, max_attempts=2, backoff_start=0.01))
+    for number in range(3):
+        sink.emit(Event("track_started", "door", number, number / 25))
+    sink.close(timeout=10)
+    assert (sink.delivered, sink.failed) == (0, 3)
