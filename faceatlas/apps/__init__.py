@@ -1,0 +1,1 @@
+"""Vertical applications built on the engine, gallery and video layers."""

@@ -1,0 +1,37 @@
+"""Smart retail: checkout-free face pay for consenting members and customer analytics.
+
+See docs/retail.md. Central types: :class:`StoreConfig` (cameras, products, privacy),
+:class:`RetailStore` (visits, carts, face pay, alerts), :class:`MemberRegistry` (consented
+enrolment, export, erasure), the events :class:`Entry`, :class:`ZoneVisit`, :class:`Pick`,
+:class:`Exit`, and :func:`compute_report` for analytics.
+"""
+
+from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
+from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
+from faceatlas.apps.retail.members import ConsentRecord, ConsentRequired, ErasureReport, MemberInfo, MemberRegistry
+from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
+from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
+
+__all__ = [
+    "Camera",
+    "Cart",
+    "ConsentRecord",
+    "ConsentRequired",
+    "Entry",
+    "ErasureReport",
+    "Exit",
+    "ExitOutcome",
+    "LedgerPayments",
+    "MemberInfo",
+    "MemberRegistry",
+    "PaymentBackend",
+    "Pick",
+    "Privacy",
+    "Product",
+    "Recognition",
+    "RetailStore",
+    "StoreConfig",
+    "UnknownShopper",
+    "ZoneVisit",
+    "from_video_event",
+]

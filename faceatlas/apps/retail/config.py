@@ -1,0 +1,105 @@
+"""Store configuration: cameras and their roles, products and prices, privacy settings.
+
+Loaded from YAML or JSON (``StoreConfig.load``); validated with pydantic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+
+CameraRole = Literal["entrance", "exit", "zone", "checkout"]
+
+
+class Camera(BaseModel):
+    """One camera of the store; zone cameras name the zone (shelf aisle) they watch."""
+
+    id: str
+    role: CameraRole
+    zone: str | None = None
+
+    @model_validator(mode="after")
+    def _zone_named(self) -> Camera:
+        if self.role == "zone" and not self.zone:
+            raise ValueError(f"zone camera '{self.id}' needs a zone name")
+        return self
+
+
+class Product(BaseModel):
+    """A product on sale; prices are integer minor units (cents) to keep money exact."""
+
+    sku: str
+    name: str
+    price_cents: int = Field(ge=0)
+
+
+class Privacy(BaseModel):
+    """What the store may keep about people.
+
+    ``anonymous_tracking`` keeps a short-lived face vector of non-members so that a returning
+    anonymous visitor is counted once within ``anonymous_retention_hours``; off by default.
+    ``keep_face_crops`` stores enrolment crops in the gallery (off: only vectors are kept).
+    """
+
+    anonymous_tracking: bool = False
+    anonymous_retention_hours: float = Field(default=24.0, gt=0)
+    keep_face_crops: bool = False
+
+
+class Recognition(BaseModel):
+    """Decision thresholds: false-accept rates of the pack calibration for recognising visitors
+    and for face pay, and the least MiniFASNet real-face score accepted at the exit."""
+
+    visit_far: float = 1e-4
+    pay_far: float = 1e-6
+    min_liveness: float = Field(default=0.5, ge=0, le=1)
+
+
+class StoreConfig(BaseModel):
+    """A store: its id, currency, cameras, catalogue and settings."""
+
+    id: str
+    name: str = ""
+    currency: str = "EUR"
+    cameras: list[Camera]
+    products: list[Product]
+    privacy: Privacy = Privacy()
+    recognition: Recognition = Recognition()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> StoreConfig:
+        for label, ids in (("camera", [c.id for c in self.cameras]), ("product", [p.sku for p in self.products])):
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"duplicate {label} ids in store '{self.id}'")
+        return self
+
+    @classmethod
+    def load(cls, path: Path | str) -> StoreConfig:
+        """Read a store from a ``.yaml``/``.yml`` or ``.json`` file."""
+        path = Path(path)
+        text = path.read_text()
+        raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        return cls.model_validate(raw)
+
+    def camera(self, camera_id: str) -> Camera:
+        """The camera ``camera_id`` (KeyError when the store has none by that id)."""
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
+        raise KeyError(f"store '{self.id}' has no camera '{camera_id}'")
+
+    def product(self, sku: str) -> Product:
+        """The product ``sku`` (KeyError when unknown)."""
+        for product in self.products:
+            if product.sku == sku:
+                return product
+        raise KeyError(f"store '{self.id}' sells no product '{sku}'")
+
+    @property
+    def zones(self) -> list[str]:
+        """Zone names in camera order, without duplicates."""
+        return list(dict.fromkeys(c.zone for c in self.cameras if c.role == "zone" and c.zone))

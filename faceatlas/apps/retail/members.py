@@ -1,0 +1,221 @@
+"""Members: enrolment with an explicit consent record, export of their data, complete erasure."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceatlas.apps.retail.db import (
+    CartItem,
+    Charge,
+    Consent,
+    Member,
+    Refund,
+    Visit,
+    ZoneVisitRecord,
+    utcnow,
+)
+from faceatlas.apps.retail.payments import PaymentBackend
+from faceatlas.engine import FaceAnalyzer, FaceAtlasError, NoFace
+from faceatlas.engine.image import ImageInput
+from faceatlas.gallery import Gallery, NotFound
+
+PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
+BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
+
+
+class ConsentRequired(FaceAtlasError):
+    """The consent given does not cover what was asked."""
+
+    code = "consent_required"
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """What a member agreed to: ``purposes`` (of :data:`PURPOSES`), given by ``granted_by`` (the
+    person, or a guardian), recorded by ``recorded_by`` (staff or kiosk) under ``notice_version``."""
+
+    purposes: tuple[str, ...]
+    granted_by: str
+    recorded_by: str = "kiosk"
+    notice_version: str = "v1"
+    granted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A member as the app shows it (the payment reference is never echoed back)."""
+
+    id: str
+    name: str
+    enrolled_at: datetime
+    purposes: tuple[str, ...]
+    faces: int
+    has_payment_method: bool
+    age_band: str | None = None
+    gender: str | None = None
+
+
+@dataclass
+class ErasureReport:
+    """What an erasure removed or anonymised."""
+
+    member_id: str
+    faces_deleted: int = 0
+    consents_deleted: int = 0
+    visits_anonymised: int = 0
+    charges_anonymised: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class MemberRegistry:
+    """Members of one store; their faces live in the store's gallery collection, keyed by member id."""
+
+    def __init__(self, store_id: str, sessions: sessionmaker[Session], gallery: Gallery, collection: str,
+                 analyzer: FaceAnalyzer, payments: PaymentBackend) -> None:
+        self.store_id = store_id
+        self._sessions = sessions
+        self._gallery = gallery
+        self._collection = collection
+        self._analyzer = analyzer
+        self._payments = payments
+
+    def enrol(self, name: str, images: Iterable[ImageInput], consent: ConsentRecord, *,
+              payment_ref: str | None = None, email: str | None = None, age_band: str | None = None,
+              gender: str | None = None, member_id: str | None = None, at: datetime | None = None) -> MemberInfo:
+        """Enrol a member from face images under ``consent``. A biometric purpose (face_pay or
+        visit_recognition) is required; face_pay also needs ``payment_ref``; the declared age
+        band and gender are kept only when the consent covers "analytics"."""
+        purposes = tuple(dict.fromkeys(consent.purposes))
+        unknown = [p for p in purposes if p not in PURPOSES]
+        if unknown:
+            raise ValueError(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
+        if not any(p in BIOMETRIC_PURPOSES for p in purposes):
+            raise ConsentRequired(f"enrolment needs consent to one of {list(BIOMETRIC_PURPOSES)}")
+        if "face_pay" in purposes and not payment_ref:
+            raise ConsentRequired("face pay needs a payment method reference")
+        member_id = member_id or uuid.uuid4().hex
+        at = at or utcnow()
+        report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
+        if not report.added:
+            raise NoFace(f"no usable face in the enrolment images: {report.rejected}")
+        analytics = "analytics" in purposes
+        try:
+            with self._sessions.begin() as session:
+                session.add(Member(id=member_id, store_id=self.store_id, name=name, email=email,
+                                   payment_ref=payment_ref if "face_pay" in purposes else None,
+                                   age_band=age_band if analytics else None, gender=gender if analytics else None,
+                                   enrolled_at=at))
+                session.flush()
+                session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=consent.granted_by,
+                                    recorded_by=consent.recorded_by, notice_version=consent.notice_version,
+                                    granted_at=consent.granted_at or at))
+        except Exception:
+            self._gallery.delete_subject(self._collection, member_id)
+            raise
+        return self.get(member_id)
+
+    def get(self, member_id: str) -> MemberInfo:
+        """One member (NotFound when there is none)."""
+        with self._sessions() as session:
+            member = self._member(session, member_id)
+            return self._info(session, member)
+
+    def list(self) -> list[MemberInfo]:
+        """Every member of the store, by enrolment time."""
+        with self._sessions() as session:
+            rows = session.scalars(select(Member).where(Member.store_id == self.store_id)
+                                   .order_by(Member.enrolled_at, Member.id))
+            return [self._info(session, row) for row in rows]
+
+    def purposes(self, member_id: str) -> tuple[str, ...]:
+        """The purposes of the member's active consents."""
+        with self._sessions() as session:
+            return _purposes(session, member_id)
+
+    def payment_ref(self, member_id: str) -> str | None:
+        """The member's payment method reference, when face pay is consented."""
+        with self._sessions() as session:
+            member = self._member(session, member_id)
+            return member.payment_ref if "face_pay" in _purposes(session, member_id) else None
+
+    def export(self, member_id: str) -> dict[str, Any]:
+        """Everything the store holds about the member, JSON-ready (face vectors are described,
+        not dumped)."""
+        with self._sessions() as session:
+            member = self._member(session, member_id)
+            consents = session.scalars(select(Consent).where(Consent.member_id == member_id).order_by(Consent.id))
+            visits = list(session.scalars(select(Visit).where(Visit.member_id == member_id).order_by(Visit.entry_at)))
+            charges = session.scalars(select(Charge).where(Charge.member_id == member_id).order_by(Charge.at))
+            out: dict[str, Any] = {
+                "member": _row(member),
+                "consents": [_row(c) for c in consents],
+                "visits": [self._visit_export(session, v) for v in visits],
+                "charges": [_row(c) for c in charges],
+            }
+        faces = self._gallery.list_faces(self._collection, subject=member_id, limit=1000).items
+        out["faces"] = [face.to_dict() for face in faces]
+        return out
+
+    def erase(self, member_id: str) -> ErasureReport:
+        """Erase the member on request: the gallery subject with every face, vector and crop, the
+        consents and the member row; their visits and charges stay only as anonymous counts (no
+        link, no track id), and the payment backend forgets their account reference."""
+        report = ErasureReport(member_id)
+        with self._sessions() as session:
+            payment_ref = self._member(session, member_id).payment_ref
+        try:
+            report.faces_deleted = self._gallery.delete_subject(self._collection, member_id)
+        except NotFound:
+            report.details["gallery"] = "no subject"
+        if payment_ref:
+            self._payments.forget(payment_ref)
+        with self._sessions.begin() as session:
+            report.visits_anonymised = session.execute(
+                update(Visit).where(Visit.member_id == member_id).values(member_id=None, track=None)).rowcount
+            report.charges_anonymised = session.execute(
+                update(Charge).where(Charge.member_id == member_id).values(member_id=None)).rowcount
+            report.consents_deleted = session.execute(delete(Consent).where(Consent.member_id == member_id)).rowcount
+            session.execute(delete(Member).where(Member.id == member_id))
+        return report
+
+    def _member(self, session: Session, member_id: str) -> Member:
+        found = session.scalar(select(Member).where(Member.id == member_id, Member.store_id == self.store_id))
+        if found is None:
+            raise NotFound(f"member '{member_id}' not found in store '{self.store_id}'")
+        return found
+
+    def _info(self, session: Session, member: Member) -> MemberInfo:
+        faces = self._gallery.get_subject(self._collection, member.id).faces
+        return MemberInfo(member.id, member.name, member.enrolled_at, _purposes(session, member.id), faces,
+                          member.payment_ref is not None, member.age_band, member.gender)
+
+    @staticmethod
+    def _visit_export(session: Session, visit: Visit) -> dict[str, Any]:
+        zones = session.scalars(select(ZoneVisitRecord).where(ZoneVisitRecord.visit_id == visit.id))
+        items = session.scalars(select(CartItem).where(CartItem.visit_id == visit.id))
+        refunds = session.scalars(select(Refund).join(Charge, Charge.id == Refund.charge_id)
+                                  .where(Charge.visit_id == visit.id))
+        return {**_row(visit), "zones": [_row(z) for z in zones], "items": [_row(i) for i in items],
+                "refunds": [_row(r) for r in refunds]}
+
+
+def _purposes(session: Session, member_id: str) -> tuple[str, ...]:
+    rows = session.scalars(select(Consent.purposes).where(Consent.member_id == member_id,
+                                                          Consent.withdrawn_at.is_(None)))
+    return tuple(dict.fromkeys(p for purposes in rows for p in purposes))
+
+
+def _row(row: Any) -> dict[str, Any]:
+    out = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        out[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+

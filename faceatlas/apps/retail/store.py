@@ -1,0 +1,423 @@
+"""RetailStore: visits from entrance/exit events, carts, checkout-free face pay, refunds, alerts.
+
+Face pay at the exit needs a live face (MiniFASNet) that matches a member at the strict FAR of
+the pack calibration (1e-6 by default); otherwise nobody is charged and a staff alert is stored.
+A retried exit event (same id) never charges twice: the exit event id is unique on the visit
+and on the charge, and the payment backend is called with it as idempotency key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceatlas.apps.retail.config import Camera, CameraRole, StoreConfig
+from faceatlas.apps.retail.db import (
+    Alert,
+    AnonymousVisitor,
+    CartItem,
+    Charge,
+    Member,
+    Refund,
+    Visit,
+    ZoneVisitRecord,
+    migrate,
+    utcnow,
+)
+from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
+from faceatlas.apps.retail.members import MemberRegistry
+from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
+from faceatlas.engine import Face, FaceAnalyzer, FaceAtlasError, NotCalibrated
+from faceatlas.gallery import Gallery, NotFound
+from faceatlas.gallery.db import create_database_engine, default_database_url, normalize_url
+
+COLLECTION = "members"
+ExitStatus = Literal["charged", "no_purchase", "unpaid", "refused", "no_visit"]
+
+
+class UnknownShopper(FaceAtlasError):
+    """An event names a shopper with no open visit."""
+
+    code = "unknown_shopper"
+
+
+@dataclass(frozen=True)
+class CartLine:
+    """One product in a cart: net quantity and price when picked."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+@dataclass(frozen=True)
+class Cart:
+    """The items of one visit."""
+
+    visit_id: int
+    lines: list[CartLine]
+
+    @property
+    def items(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+    @property
+    def total_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.lines)
+
+
+@dataclass(frozen=True)
+class ExitOutcome:
+    """What an exit did. ``repeated`` is True when the event had been handled already."""
+
+    status: ExitStatus
+    visit_id: int | None
+    member_id: str | None = None
+    amount_cents: int = 0
+    charge_id: int | None = None
+    alert: str | None = None
+    repeated: bool = False
+
+
+class RetailStore:
+    """One store: members, visits, carts, face pay and alerts over the gallery's database."""
+
+    def __init__(self, config: StoreConfig, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine,
+                 payments: PaymentBackend | None = None) -> None:
+        self.config = config
+        self.analyzer = analyzer
+        self.gallery = gallery
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.payments: PaymentBackend = payments or LedgerPayments(self._sessions)
+        try:
+            gallery.get_collection(COLLECTION)
+        except NotFound:
+            gallery.create_collection(COLLECTION, analyzer, keep_crops=config.privacy.keep_face_crops)
+        self.members = MemberRegistry(config.id, self._sessions, gallery, COLLECTION, analyzer, self.payments)
+
+    @classmethod
+    def open(cls, config: StoreConfig, analyzer: FaceAnalyzer, url: str | None = None, *,
+             index_dir: Path | None = None, payments: PaymentBackend | None = None) -> RetailStore:
+        """Open the store on ``url`` (default: the gallery's default database), migrating the
+        gallery and retail tables. Members' faces go to tenant ``retail-<store id>``."""
+        url = normalize_url(url or default_database_url())
+        gallery = Gallery.open(url, tenant=f"retail-{config.id}", index_dir=index_dir)
+        engine = create_database_engine(url)
+        migrate(engine)
+        return cls(config, analyzer, gallery, engine, payments)
+
+    def close(self) -> None:
+        """Release the database and persist the gallery index."""
+        self.gallery.close()
+        self._engine.dispose()
+
+    def __enter__(self) -> RetailStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Sessions on the store's database (analytics and tests read through them)."""
+        return self._sessions
+
+    # -- events ----------------------------------------------------------------------------
+    def handle(self, event: Entry | ZoneVisit | Pick | Exit) -> Any:
+        """Dispatch one event to :meth:`entry`, :meth:`zone_visit`, :meth:`pick` or :meth:`exit`."""
+        if isinstance(event, Entry):
+            return self.entry(event)
+        if isinstance(event, ZoneVisit):
+            return self.zone_visit(event)
+        if isinstance(event, Pick):
+            return self.pick(event)
+        return self.exit(event)
+
+    def entry(self, event: Entry) -> int:
+        """Open a visit; returns its id. A member is recognised at the visit FAR; a non-member is
+        anonymous (with a short-lived anonymous id only when anonymous tracking is on)."""
+        self._check_role(event.camera, "entrance")
+        with self._sessions() as session:
+            done = session.scalar(select(Visit.id).where(Visit.entry_event_id == event.id))
+        if done is not None:
+            return done
+        vector = self._embedding(event)
+        member_id = self._identify(vector, self.config.recognition.visit_far) if vector is not None else None
+        with self._sessions.begin() as session:
+            anonymous_id, returning = None, False
+            if member_id is not None:
+                returning = bool(session.scalar(select(func.count()).select_from(Visit).where(
+                    Visit.member_id == member_id, Visit.entry_at < event.at)))
+            elif vector is not None and self.config.privacy.anonymous_tracking:
+                anonymous_id, returning = self._anonymous(session, vector, event.at)
+            visit = Visit(store_id=self.config.id, member_id=member_id, anonymous_id=anonymous_id,
+                          track=event.track, is_returning=returning, entry_event_id=event.id,
+                          entry_camera=event.camera, entry_at=event.at)
+            session.add(visit)
+            session.flush()
+            return visit.id
+
+    def zone_visit(self, event: ZoneVisit) -> int | None:
+        """Record that the shopper's visit reached the camera's zone; None when no open visit
+        matches the shopper."""
+        zone = self._check_role(event.camera, "zone").zone or ""
+        member_id = self._shopper(event)
+        with self._sessions.begin() as session:
+            visit = self._open_visit(session, member_id, event.track)
+            if visit is None:
+                return None
+            if session.scalar(select(ZoneVisitRecord.id).where(ZoneVisitRecord.event_id == event.id)) is None:
+                session.add(ZoneVisitRecord(visit_id=visit.id, zone=zone, camera=event.camera, event_id=event.id,
+                                            at=event.at))
+            return visit.id
+
+    def pick(self, event: Pick) -> int:
+        """Put an item in the shopper's cart (a negative quantity puts it back); returns the visit id."""
+        product = self.config.product(event.sku)
+        if event.quantity == 0:
+            raise ValueError("a pick needs a non-zero quantity")
+        member_id = self._shopper(event)
+        with self._sessions.begin() as session:
+            visit = self._open_visit(session, member_id, event.track)
+            if visit is None:
+                raise UnknownShopper(f"no open visit for the shopper of pick {event.id}")
+            if session.scalar(select(CartItem.id).where(CartItem.event_id == event.id)) is None:
+                session.add(CartItem(visit_id=visit.id, sku=product.sku, quantity=event.quantity,
+                                     unit_price_cents=product.price_cents, event_id=event.id, at=event.at))
+            return visit.id
+
+    def cart(self, visit_id: int) -> Cart:
+        """The net contents of a visit's cart."""
+        with self._sessions() as session:
+            return _cart(session, visit_id)
+
+    def exit(self, event: Exit) -> ExitOutcome:
+        """Close the shopper's visit and run face pay on its cart.
+
+        The face must be live and match a member with face pay at the pay FAR; a spoof is
+        refused and an unidentified shopper with items is not charged, both with a staff alert.
+        Raises :class:`NotCalibrated` (nothing changed) when the pack has no threshold for the
+        pay FAR: face pay is refused rather than run on a guessed threshold."""
+        self._check_role(event.camera, "exit")
+        with self._sessions() as session:
+            done = session.scalar(select(Visit).where(Visit.exit_event_id == event.id))
+            if done is not None:
+                return self._replay(session, done, event.id)
+        try:
+            self.analyzer.threshold(self.config.recognition.pay_far)
+        except NotCalibrated as exc:
+            raise NotCalibrated(f"face pay refused: {exc}") from exc
+        face = self._exit_face(event)
+        live = face is not None and (face.liveness or 0.0) >= self.config.recognition.min_liveness
+        member_id = self._identify(face.embedding, self.config.recognition.pay_far) if live else None
+        try:
+            with self._sessions.begin() as session:
+                outcome = self._close(session, event, face is not None, live, member_id)
+        except IntegrityError:
+            with self._sessions() as session:
+                done = session.scalar(select(Visit).where(Visit.exit_event_id == event.id))
+                if done is None:
+                    raise
+                return self._replay(session, done, event.id)
+        if outcome.charge_id is not None:
+            self._settle(outcome.charge_id)
+        return outcome
+
+    def _close(self, session: Session, event: Exit, has_face: bool, live: bool,
+               member_id: str | None) -> ExitOutcome:
+        visit = self._open_visit(session, member_id, event.track)
+        alert: str | None = None
+        if has_face and not live:
+            alert = "spoof"
+        if visit is None:
+            if alert:
+                self._alert(session, alert, event, None, {})
+            return ExitOutcome("no_visit", None, member_id, alert=alert)
+        if member_id is not None and visit.member_id is None:
+            visit.member_id = member_id
+        cart = _cart(session, visit.id)
+        status: ExitStatus
+        charge_id = None
+        if alert:
+            status = "refused"
+        elif cart.items <= 0:
+            status = "no_purchase"
+        elif member_id is None:
+            status, alert = "unpaid", "unidentified_shopper"
+        elif visit.member_id != member_id:
+            status, alert = "unpaid", "identity_mismatch"
+        elif not self.members.payment_ref(member_id):
+            status, alert = "unpaid", "no_payment_method"
+        else:
+            status = "charged"
+        visit.exit_event_id, visit.exit_camera, visit.exit_at = event.id, event.camera, event.at
+        visit.outcome = "purchased" if status == "charged" else status
+        if status == "charged":
+            charge = Charge(store_id=self.config.id, event_id=event.id, visit_id=visit.id, member_id=member_id,
+                            amount_cents=cart.total_cents, currency=self.config.currency, items=cart.items,
+                            status="pending", at=event.at)
+            session.add(charge)
+            session.flush()
+            charge_id = charge.id
+        if alert:
+            details = {"items": cart.items, "amount_cents": cart.total_cents, "face_seen": has_face}
+            self._alert(session, alert, event, visit.id, details)
+        return ExitOutcome(status, visit.id, visit.member_id, cart.total_cents if charge_id else 0, charge_id, alert)
+
+    def _settle(self, charge_id: int) -> None:
+        """Ask the payment backend for a pending charge (idempotent on the exit event id)."""
+        with self._sessions() as session:
+            charge = session.get(Charge, charge_id)
+            if charge is None or charge.status != "pending":
+                return
+            account = session.scalar(select(Member.payment_ref).where(Member.id == charge.member_id))
+        if account is None:
+            raise UnknownShopper(f"charge {charge_id} has no payment account")
+        ref = self.payments.charge(account, charge.amount_cents, charge.currency,
+                                   idempotency_key=f"{self.config.id}:charge:{charge.event_id}")
+        with self._sessions.begin() as session:
+            row = session.get(Charge, charge_id)
+            if row is not None and row.status == "pending":
+                row.status, row.transaction_ref = "charged", ref
+
+    def _replay(self, session: Session, visit: Visit, event_id: str) -> ExitOutcome:
+        charge = session.scalar(select(Charge).where(Charge.event_id == event_id))
+        alert = session.scalar(select(Alert.kind).where(Alert.event_id == event_id))
+        if charge is not None and charge.status == "pending":
+            self._settle(charge.id)
+        status: ExitStatus = "charged" if visit.outcome == "purchased" else visit.outcome  # type: ignore[assignment]
+        return ExitOutcome(status, visit.id, visit.member_id, charge.amount_cents if charge else 0,
+                           charge.id if charge else None, alert, repeated=True)
+
+    # -- refunds and alerts ----------------------------------------------------------------
+    def refund(self, charge_id: int, amount_cents: int | None = None, *, reason: str = "",
+               key: str | None = None) -> int:
+        """Refund ``amount_cents`` (default: what is left) of a charge, once per ``key``; returns
+        the refund id."""
+        key = key or uuid.uuid4().hex
+        with self._sessions() as session:
+            existing = session.scalar(select(Refund.id).where(Refund.key == key))
+            if existing is not None:
+                return existing
+            charge = session.get(Charge, charge_id)
+            if charge is None or charge.status == "pending" or charge.transaction_ref is None:
+                raise NotFound(f"no settled charge {charge_id}")
+            left = charge.amount_cents - charge.refunded_cents
+        amount = left if amount_cents is None else amount_cents
+        if not 0 < amount <= left:
+            raise ValueError(f"refund of {amount} outside 1..{left} cents")
+        ref = self.payments.refund(charge.transaction_ref, amount, charge.currency,
+                                   idempotency_key=f"{self.config.id}:refund:{key}")
+        with self._sessions.begin() as session:
+            row = session.get(Charge, charge_id, with_for_update=True)
+            refund = Refund(charge_id=charge_id, key=key, amount_cents=amount, reason=reason, transaction_ref=ref)
+            session.add(refund)
+            row.refunded_cents += amount
+            row.status = "refunded" if row.refunded_cents >= row.amount_cents else "charged"
+            session.flush()
+            return refund.id
+
+    def alerts(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """Staff alerts, oldest first."""
+        with self._sessions() as session:
+            query = select(Alert).where(Alert.store_id == self.config.id)
+            if open_only:
+                query = query.where(Alert.resolved_at.is_(None))
+            return [{"id": a.id, "kind": a.kind, "camera": a.camera, "visit_id": a.visit_id, "details": a.details,
+                     "at": a.at.isoformat(), "resolved": a.resolved_at is not None}
+                    for a in session.scalars(query.order_by(Alert.at, Alert.id))]
+
+    def resolve_alert(self, alert_id: int) -> None:
+        """Mark an alert as dealt with."""
+        with self._sessions.begin() as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None:
+                raise NotFound(f"alert {alert_id} not found")
+            alert.resolved_at = utcnow()
+
+    def purge_anonymous(self, now: datetime | None = None) -> int:
+        """Delete the anonymous visitors whose retention window has passed; returns how many."""
+        with self._sessions.begin() as session:
+            return self._purge(session, now or utcnow())
+
+    # -- internals -------------------------------------------------------------------------
+    def _check_role(self, camera_id: str, role: CameraRole) -> Camera:
+        camera = self.config.camera(camera_id)
+        if camera.role != role:
+            raise ValueError(f"camera '{camera_id}' is a {camera.role} camera, not {role}")
+        return camera
+
+    def _embedding(self, event: Sighting | Pick) -> np.ndarray | None:
+        embedding = getattr(event, "embedding", None)
+        if embedding is not None:
+            return np.asarray(embedding, dtype=np.float32)
+        if event.image is None:
+            return None
+        faces = self.analyzer.analyze(event.image, max_faces=1)
+        return faces[0].embedding if faces else None
+
+    def _exit_face(self, event: Exit) -> Face | None:
+        if event.image is None:
+            return None
+        faces = self.analyzer.analyze(event.image, max_faces=1, liveness=True)
+        return faces[0] if faces else None
+
+    def _identify(self, vector: np.ndarray, far: float) -> str | None:
+        matches = self.gallery.search(COLLECTION, vector, k=1, far=far, calibration=self.analyzer.calibration)
+        return matches[0].external_id if matches else None
+
+    def _shopper(self, event: Sighting | Pick) -> str | None:
+        """The member recognised in the event's face at the visit FAR, if any."""
+        vector = self._embedding(event)
+        return self._identify(vector, self.config.recognition.visit_far) if vector is not None else None
+
+    def _open_visit(self, session: Session, member_id: str | None, track: str | None) -> Visit | None:
+        base = select(Visit).where(Visit.store_id == self.config.id, Visit.exit_event_id.is_(None))
+        found = None
+        if member_id is not None:
+            found = session.scalar(base.where(Visit.member_id == member_id).order_by(Visit.entry_at.desc()))
+        if found is None and track is not None:
+            found = session.scalar(base.where(Visit.track == track).order_by(Visit.entry_at.desc()))
+        return found
+
+    def _anonymous(self, session: Session, vector: np.ndarray, at: datetime) -> tuple[str, bool]:
+        """The anonymous id of a non-member within the retention window, and whether it was known."""
+        self._purge(session, at)
+        rows = session.execute(select(AnonymousVisitor.id, AnonymousVisitor.embedding)
+                               .where(AnonymousVisitor.store_id == self.config.id)).all()
+        unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        if rows:
+            matrix = np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(len(rows), -1)
+            sims = matrix @ unit
+            best = int(np.argmax(sims))
+            if sims[best] >= self.analyzer.threshold(self.config.recognition.visit_far):
+                return rows[best].id, True
+        new_id = uuid.uuid4().hex
+        hours = self.config.privacy.anonymous_retention_hours
+        session.add(AnonymousVisitor(id=new_id, store_id=self.config.id, embedding=unit.astype(np.float32).tobytes(),
+                                     first_seen=at, expires_at=at + timedelta(hours=hours)))
+        return new_id, False
+
+    def _purge(self, session: Session, now: datetime) -> int:
+        return session.execute(delete(AnonymousVisitor).where(AnonymousVisitor.store_id == self.config.id,
+                                                              AnonymousVisitor.expires_at <= now)).rowcount
+
+    def _alert(self, session: Session, kind: str, event: Exit, visit_id: int | None, details: dict[str, Any]) -> None:
+        session.add(Alert(store_id=self.config.id, kind=kind, camera=event.camera, event_id=event.id,
+                          visit_id=visit_id, details=details, at=event.at))
+
+
+def _cart(session: Session, visit_id: int) -> Cart:
+    rows = session.execute(select(CartItem.sku, func.sum(CartItem.quantity), func.max(CartItem.unit_price_cents))
+                           .where(CartItem.visit_id == visit_id).group_by(CartItem.sku).order_by(CartItem.sku))
+    return Cart(visit_id, [CartLine(sku, int(qty), int(price)) for sku, qty, price in rows if qty > 0])
