@@ -1,0 +1,90 @@
+"""Galleries through the API: enrol, search, verify, delete every trace; tenants never see each other."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
+
+
+def _client(server, key: str) -> FaceAtlasClient:
+    return FaceAtlasClient(server.url, server.keys[key])
+
+
+def test_enrol_search_verify_and_delete_subject(server, examples):
+    train = examples / "examples" / "knn_examples" / "train"
+    probe = examples / "examples" / "knn_examples" / "test" / "obama1.jpg"
+    name = f"people_{uuid.uuid4().hex[:6]}"
+    with _client(server, "acme_write") as client:
+        created = client.create_collection(name)
+        assert created["pack_name"] == "scrfd-mbf" and created["embedding_size"] == 128
+        for person in ("obama", "biden", "rose_leslie"):
+            client.add_subject(name, person, name=person.replace("_", " ").title())
+            for photo in sorted((train / person).iterdir()):
+                assert client.enrol(name, person, photo)["face_ids"]
+        page = client.list_subjects(name, limit=2)
+        assert len(page["subjects"]) == 2 and page["next"]
+        rest = client.list_subjects(name, limit=2, after=page["next"])
+        assert [s["external_id"] for s in page["subjects"] + rest["subjects"]] == ["obama", "biden", "rose_leslie"]
+        found = client.search(name, probe, k=3, far=None)["results"][0]["matches"]
+        assert found[0]["external_id"] == "obama" and found[0]["matched_faces"] >= 1
+        assert len({m["external_id"] for m in found}) == len(found)  # one entry per subject, not per face
+        assert client.verify(name, "obama", probe, far=1e-3)["match"] is True
+        assert client.verify(name, "biden", probe, far=1e-3)["match"] is False
+        client.delete_subject(name, "obama")
+        after = client.search(name, probe, k=3, far=None)["results"][0]["matches"]
+        assert "obama" not in {m["external_id"] for m in after}
+        try:
+            client.verify(name, "obama", probe)
+            raise AssertionError("a deleted subject must be gone")
+        except FaceAtlasApiError as exc:
+            assert exc.status == 404 and exc.code == "not_found"
+        client.delete_collection(name)
+
+
+def test_search_by_raw_embedding_and_model_mismatch(server, examples):
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    name = f"emb_{uuid.uuid4().hex[:6]}"
+    with _client(server, "acme_write") as client:
+        client.create_collection(name)
+        client.enrol(name, "obama", photo)
+        embedding = client.detect(photo, embedding=True)["faces"][0]["embedding"]
+    with server.client("acme_read") as http:
+        hit = http.post(f"/v1/collections/{name}/search", json={"embedding": embedding}, params={"threshold": 0.5})
+        wrong = http.post(f"/v1/collections/{name}/search", json={"embedding": [0.1] * 512})
+    assert hit.json()["results"][0]["matches"][0]["external_id"] == "obama"
+    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "model_mismatch"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    collection=st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True),
+    subject=st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,20}", fullmatch=True),
+)
+def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(server, collection, subject):
+    name = f"{collection}_{uuid.uuid4().hex[:4]}"
+    with server.client("acme_write") as acme:
+        assert acme.post("/v1/collections", json={"name": name}).status_code == 201
+        assert acme.post(f"/v1/collections/{name}/subjects", json={"id": subject}).status_code == 201
+    with server.client("globex_admin") as globex:
+        listed = globex.get("/v1/collections").json()["collections"]
+        assert name not in {c["name"] for c in listed}
+        probes = [
+            globex.get(f"/v1/collections/{name}"),
+            globex.get(f"/v1/collections/{name}/subjects"),
+            globex.get(f"/v1/collections/{name}/subjects/{subject}"),
+            globex.delete(f"/v1/collections/{name}/subjects/{subject}"),
+            globex.post(f"/v1/collections/{name}/search", json={"embedding": [0.1] * 128}),
+            globex.delete(f"/v1/collections/{name}"),
+        ]
+        assert [p.status_code for p in probes] == [404] * len(probes)
+        # the same name is free for the other tenant: a 409 would leak that it exists elsewhere
+        assert globex.post("/v1/collections", json={"name": name}).status_code == 201
+        assert globex.get(f"/v1/collections/{name}").json()["subjects"] == 0
+        assert globex.delete(f"/v1/collections/{name}").status_code == 204
+    with server.client("acme_read") as acme:
+        still = acme.get(f"/v1/collections/{name}/subjects/{subject}")
+        assert still.status_code == 200 and still.json()["external_id"] == subject
