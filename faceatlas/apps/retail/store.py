@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceatlas.apps.retail.analytics import Report, compute_report
 from faceatlas.apps.retail.config import Camera, CameraRole, StoreConfig
 from faceatlas.apps.retail.db import (
     Alert,
@@ -298,6 +299,10 @@ class RetailStore:
         status: ExitStatus = "charged" if visit.outcome == "purchased" else visit.outcome  # type: ignore[assignment]
         return ExitOutcome(status, visit.id, visit.member_id, charge.amount_cents if charge else 0,
                            charge.id if charge else None, alert, repeated=True)
+
+    def report(self, start: datetime, end: datetime) -> Report:
+        """Customer analytics of the visits that entered in ``[start, end)`` (naive UTC)."""
+        return compute_report(self._sessions, self.config.id, start, end)
 
     # -- refunds and alerts ----------------------------------------------------------------
     def refund(self, charge_id: int, amount_cents: int | None = None, *, reason: str = "",
