@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli import demo as demo_cli
 from faceatlas.cli import evaluate
 from faceatlas.cli import gallery as gallery_cli
 from faceatlas.cli import models as models_cli
@@ -28,6 +29,7 @@ app.command("serve")(service_cli.serve)
 app.add_typer(evaluate.app, name="eval")
 app.command("watch")(watch_cli.watch)
 app.add_typer(gallery_cli.app, name="gallery")
+app.add_typer(demo_cli.app, name="demo")
 console = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,105 @@
+"""`faceatlas demo ...`: end-to-end demonstrations on real faces (the shared LFW photos)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.engine import FaceAnalyzer, FaceAtlasError
+
+if TYPE_CHECKING:
+    from faceatlas.apps.retail.analytics import Report
+    from faceatlas.apps.retail.store import ExitOutcome
+
+app = typer.Typer(help="Demonstrations of the vertical apps on real faces.", no_args_is_help=True)
+console = Console()
+
+
+def _shared_dir() -> Path:
+    """``$FACEATLAS_SHARED``, else the ``shared`` folder beside the source checkout."""
+    default = Path(__file__).resolve().parents[2].parent / "shared"
+    return Path(os.environ.get("FACEATLAS_SHARED", default)).expanduser()
+
+
+@app.command()
+def retail(
+    members: Annotated[int, typer.Option(help="members to enrol")] = 8,
+    visits: Annotated[int, typer.Option(help="visits in the simulated day")] = 30,
+    seed: Annotated[int, typer.Option(help="seed of the simulation")] = 0,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: a new temporary folder)")] = None,
+    pack: Annotated[str, typer.Option(help="model pack")] = "scrfd-mbf",
+    lfw: Annotated[Path | None, typer.Option(help="LFW images folder (<Name>/*.jpg)")] = None,
+    spoof: Annotated[Path | None, typer.Option(help="spoof photo shown at the exit")] = None,
+) -> None:
+    """Simulate a day in a checkout-free store: enrol members from LFW photos, run visits, face
+    pay and a spoof attempt through the real engine, then print the analytics and write the
+    charts (PNG), the CSV and the ground truth (JSON) to ``--out``."""
+    from faceatlas.apps.retail import RetailStore
+    from faceatlas.apps.retail.analytics import draw_charts, write_csv
+    from faceatlas.apps.retail.simulator import demo_store, simulate_day
+
+    shared = _shared_dir()
+    lfw = lfw or shared / "data" / "lfw" / "images"
+    spoof = spoof or shared / "data" / "antispoof_samples" / "image_F1.jpg"
+    if (shared / "models").is_dir():
+        os.environ.setdefault("FACEATLAS_MODEL_DIR", str(shared / "models"))
+    if not lfw.is_dir():
+        console.print(f"[red]LFW images not found at {lfw}[/red] (set FACEATLAS_SHARED or --lfw)")
+        raise typer.Exit(2)
+    out = out or Path(tempfile.mkdtemp(prefix="faceatlas-retail-"))
+    out.mkdir(parents=True, exist_ok=True)
+    database = out / "retail.db"
+    for stale in out.glob("retail.db*"):
+        stale.unlink()
+    started = time.perf_counter()
+    try:
+        analyzer = FaceAnalyzer(pack, announce_licence=False)
+        with RetailStore.open(demo_store(), analyzer, f"sqlite:///{database}", index_dir=out / "indexes") as store:
+            result = simulate_day(store, lfw, spoof if spoof.is_file() else None, members=members, visits=visits,
+                                  seed=seed)
+            report = store.report(result.start, result.end)
+            alerts = store.alerts()
+    except FaceAtlasError as exc:
+        console.print(f"[red]error ({exc.code}):[/red] {exc}")
+        raise typer.Exit(2) from exc
+    _print_report(report, result.outcomes, alerts)
+    charts = draw_charts(report, out)
+    csv_path = write_csv(report, out / "retail_analytics.csv")
+    (out / "ground_truth.json").write_text(json.dumps(vars(result.truth), indent=2, default=str))
+    console.print(f"charts: {', '.join(p.name for p in charts)}; CSV: {csv_path.name}; database: {database.name}")
+    console.print(f"written to {out} in {time.perf_counter() - started:.1f} s")
+
+
+def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict]) -> None:
+    """The day's analytics as rich tables."""
+    summary = Table(title=f"Store analytics {report.start:%Y-%m-%d}")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for key, value in report.summary().items():
+        shown = f"{value / 100:.2f}" if key.endswith("_cents") else f"{value:.1%}" if key == "conversion" else value
+        summary.add_row(key.removesuffix("_cents"), str(shown))
+    console.print(summary)
+    for title, values in (("Visits per hour", {f"{h:02d}:00": n for h, n in report.visits_per_hour.items()}),
+                          ("Dwell time (min)", report.dwell_histogram), ("Zone heat (visits)", report.zone_heat),
+                          ("Basket size (items)", report.basket_sizes), ("Declared age band", report.age_mix),
+                          ("Declared gender", report.gender_mix), ("Staff alerts", report.alerts)):
+        table = Table(title=title)
+        table.add_column("key")
+        table.add_column("count", justify="right")
+        for key, value in values.items():
+            table.add_row(str(key), str(value))
+        console.print(table)
+    statuses: dict[str, int] = {}
+    for outcome in outcomes:
+        label = f"{outcome.status} (retried)" if outcome.repeated else outcome.status
+        statuses[label] = statuses.get(label, 0) + 1
+    console.print("exits: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    console.print(f"open staff alerts: {len(alerts)}")
