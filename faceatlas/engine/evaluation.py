@@ -1,0 +1,425 @@
+"""LFW evaluation: the 10-fold View-2 protocol, ROC, and TAR at fixed FARs from all-vs-all pairs.
+
+The image set is every image that ``pairs.txt`` uses. Each image is embedded once (the most
+central face; when the detector finds none, the central box of the photo is embedded with
+:meth:`FaceAnalyzer.face_in_box` and counted as a fallback). From the embeddings come
+
+* the standard 10-fold accuracy over the 6,000 pairs (threshold chosen on 9 folds, tested on the 10th),
+* the ROC of those pairs,
+* exact similarity thresholds at FAR 1e-3 .. 1e-6 from *every* impostor pair of the image set
+  (all pairs of images of different people, about 29.6 million) and the TAR over every genuine pair.
+
+The thresholds become the pack's :class:`Calibration` (similarity >= threshold accepts).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from faceatlas.engine.analyzer import FaceAnalyzer
+from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key
+from faceatlas.engine.face import Face
+
+CENTRAL_BOX = (0.28, 0.28, 0.72, 0.72)  # fractions of width/height: [70, 70, 180, 180] on a 250x250 LFW photo
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One line of ``pairs.txt``: two image keys (``Name/Name_0001.jpg``), same person or not, fold."""
+
+    a: str
+    b: str
+    same: bool
+    fold: int
+
+
+def image_key(name: str, number: int) -> str:
+    """The relative path of LFW image ``number`` of ``name``."""
+    return f"{name}/{name}_{number:04d}.jpg"
+
+
+def read_pairs(path: Path, limit_folds: int | None = None) -> list[Pair]:
+    """Parse a View-2 ``pairs.txt`` (header ``folds n``, then per fold n same + n different lines)."""
+    lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    folds, per_fold = int(lines[0][0]), int(lines[0][1])
+    body = lines[1:]
+    if len(body) != folds * 2 * per_fold:
+        raise ValueError(f"{path}: expected {folds * 2 * per_fold} pair lines, found {len(body)}")
+    pairs = []
+    for i, cols in enumerate(body):
+        fold = i // (2 * per_fold)
+        if limit_folds is not None and fold >= limit_folds:
+            break
+        if len(cols) == 3:
+            pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[0], int(cols[2])), True, fold))
+        elif len(cols) == 4:
+            pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[2], int(cols[3])), False, fold))
+        else:
+            raise ValueError(f"{path}: bad pair line {i + 2}: {' '.join(cols)}")
+    return pairs
+
+
+# -- embedding ---------------------------------------------------------------------------------
+@dataclass
+class EmbeddedSet:
+    """Embeddings of an image set: one row per key, with identity indices and the fallback mask."""
+
+    keys: list[str]
+    embeddings: np.ndarray
+    fallback: np.ndarray
+
+    @property
+    def identities(self) -> np.ndarray:
+        names = [k.split("/", 1)[0] for k in self.keys]
+        _, ids = np.unique(np.array(names), return_inverse=True)
+        return ids
+
+    def index(self) -> dict[str, int]:
+        return {k: i for i, k in enumerate(self.keys)}
+
+
+def central_index(faces: Sequence[Face], shape: tuple[int, ...]) -> int:
+    """The face whose box holds the image centre (the largest such), else the one nearest to it."""
+    cy, cx = shape[0] / 2.0, shape[1] / 2.0
+    holding = [i for i, f in enumerate(faces) if f.bbox[0] <= cx <= f.bbox[2] and f.bbox[1] <= cy <= f.bbox[3]]
+    if holding:
+        return max(holding, key=lambda i: faces[i].area)
+    centres = np.array([[(f.bbox[0] + f.bbox[2]) / 2, (f.bbox[1] + f.bbox[3]) / 2] for f in faces])
+    return int(np.argmin(np.hypot(centres[:, 0] - cx, centres[:, 1] - cy)))
+
+
+def central_box(shape: tuple[int, ...]) -> list[float]:
+    """The central region of an image where LFW centres the face, as ``[x1, y1, x2, y2]``."""
+    h, w = shape[:2]
+    return [CENTRAL_BOX[0] * w, CENTRAL_BOX[1] * h, CENTRAL_BOX[2] * w, CENTRAL_BOX[3] * h]
+
+
+def embed_images(analyzer: FaceAnalyzer, root: Path, keys: Sequence[str], *, chunk: int = 64,
+                 progress: bool = True) -> EmbeddedSet:
+    """Embed the most central face of every image ``root/key`` (detector fallback: the central box)."""
+    embeddings = np.zeros((len(keys), analyzer.embedding_size), np.float32)
+    fallback = np.zeros(len(keys), bool)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"embedding LFW ({analyzer.pack.name})", total=len(keys))
+        for start in range(0, len(keys), chunk):
+            images = [analyzer.load(Path(root) / k) for k in keys[start : start + chunk]]
+            found = analyzer.analyze_many(images, embed=False, with_crop=True)
+            crops, rows = [], []
+            for offset, (image, faces) in enumerate(zip(images, found)):
+                row = start + offset
+                if faces:
+                    crops.append(faces[central_index(faces, image.shape)].crop)
+                    rows.append(row)
+                else:
+                    embeddings[row] = analyzer.face_in_box(image, central_box(image.shape)).embedding
+                    fallback[row] = True
+            if crops:
+                embeddings[rows] = analyzer.embed_aligned(crops)
+            bar.advance(task, len(images))
+    return EmbeddedSet(list(keys), embeddings, fallback)
+
+
+def load_or_embed(analyzer: FaceAnalyzer, root: Path, keys: Sequence[str], cache: Path | None = None,
+                  progress: bool = True) -> EmbeddedSet:
+    """:func:`embed_images`, reusing (or writing) an ``.npz`` cache made by the same recogniser."""
+    if cache is not None and Path(cache).is_file():
+        data = np.load(cache, allow_pickle=False)
+        if str(data["recognizer_id"]) == analyzer.pack.recognizer_id and str(data["pack"]) == analyzer.pack.name:
+            cached = {k: i for i, k in enumerate(data["keys"].tolist())}
+            if all(k in cached for k in keys):
+                rows = [cached[k] for k in keys]
+                return EmbeddedSet(list(keys), data["embeddings"][rows], data["fallback"][rows])
+    embedded = embed_images(analyzer, root, keys, progress=progress)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, keys=np.array(embedded.keys), embeddings=embedded.embeddings, fallback=embedded.fallback,
+                 recognizer_id=analyzer.pack.recognizer_id, pack=analyzer.pack.name)
+    return embedded
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """The threshold (accept: score >= threshold) with the highest accuracy, and that accuracy.
+
+    Every cut between two distinct sorted scores is tried; the threshold is the midpoint of the cut.
+    """
+    scores = np.asarray(scores, np.float64)
+    same = np.asarray(same, bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], same[order]
+    n, negatives = len(s), int((~same).sum())
+    accepted = np.arange(n + 1)
+    true_accepts = np.concatenate([[0], np.cumsum(y)])
+    correct = true_accepts + negatives - (accepted - true_accepts)
+    valid = np.ones(n + 1, bool)
+    valid[1:n] = s[:-1] > s[1:]
+    cut = int(np.argmax(np.where(valid, correct, -1)))
+    if cut == 0:
+        threshold = float(np.nextafter(s[0], np.inf))
+    elif cut == n:
+        threshold = float(s[-1])
+    else:
+        threshold = float((s[cut - 1] + s[cut]) / 2.0)
+    return threshold, float(correct[cut]) / n
+
+
+def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fold test accuracy and threshold: each fold is scored at the best threshold of the others.
+
+    With a single fold the threshold is chosen on that fold itself (not cross-validated).
+    """
+    scores, same, folds = np.asarray(scores), np.asarray(same, bool), np.asarray(folds)
+    accuracies, thresholds = [], []
+    for fold in np.unique(folds):
+        test = folds == fold
+        train = ~test if (~test).any() else test
+        threshold, _ = best_threshold(scores[train], same[train])
+        accuracies.append(float(((scores[test] >= threshold) == same[test]).mean()))
+        thresholds.append(threshold)
+    return np.array(accuracies), np.array(thresholds)
+
+
+def all_vs_all(embeddings: np.ndarray, identities: np.ndarray, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities of every genuine and every impostor pair (i < j) of the set, as float32 arrays."""
+    emb = np.ascontiguousarray(embeddings, np.float32)
+    ids = np.asarray(identities)
+    n = len(emb)
+    counts = np.bincount(ids)
+    n_genuine = int((counts * (counts - 1) // 2).sum())
+    genuine = np.empty(n_genuine, np.float32)
+    impostor = np.empty(n * (n - 1) // 2 - n_genuine, np.float32)
+    g = m = 0
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        sims = emb[start:stop] @ emb[start:].T
+        rows = np.arange(start, stop)[:, None]
+        upper = np.arange(start, n)[None, :] > rows
+        same = ids[start:stop, None] == ids[None, start:]
+        gen, imp = sims[upper & same], sims[upper & ~same]
+        genuine[g : g + len(gen)] = gen
+        impostor[m : m + len(imp)] = imp
+        g, m = g + len(gen), m + len(imp)
+    return genuine, impostor
+
+
+def far_thresholds(impostor: np.ndarray, fars: Sequence[float]) -> dict[float, float]:
+    """Exact thresholds at each FAR: the lowest threshold at which at most ``floor(far * n)``
+    impostor scores are accepted (accept: score >= threshold)."""
+    n = len(impostor)
+    allowed = {far: int(np.floor(far * n + 1e-9)) for far in fars}
+    # the (k)-th and (k+1)-th largest scores, as ascending positions n-k and n-k-1
+    kth = sorted({n - k - d for k in allowed.values() for d in (0, 1) if 0 <= n - k - d < n})
+    part = np.partition(impostor, kth)
+    out = {}
+    for far, k in allowed.items():
+        above = part[n - k - 1] if k < n else -np.inf  # the (k+1)-th largest: must be rejected
+        if k == 0:
+            out[far] = float(np.nextafter(np.float32(above), np.float32(np.inf)))
+        elif part[n - k] > above:
+            out[far] = float(part[n - k])  # the k-th largest, when no tie with the (k+1)-th
+        else:
+            out[far] = float(np.nextafter(np.float32(above), np.float32(np.inf)))
+    return out
+
+
+def roc_points(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """FAR and TAR at every distinct threshold of a scored pair list, and the area under the curve."""
+    scores = np.asarray(scores, np.float64)
+    same = np.asarray(same, bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], same[order]
+    last = np.r_[s[:-1] > s[1:], True]
+    tar = np.r_[0.0, np.cumsum(y)[last] / max(1, y.sum())]
+    far = np.r_[0.0, np.cumsum(~y)[last] / max(1, (~y).sum())]
+    return far, tar, float(np.trapezoid(tar, far))
+
+
+# -- the whole evaluation ----------------------------------------------------------------------
+@dataclass
+class FarPoint:
+    """One calibrated operating point: the threshold, the FAR it really reaches, and the TAR there."""
+
+    far: float
+    threshold: float
+    achieved_far: float
+    tar: float
+    resolvable: bool
+
+
+@dataclass
+class LFWReport:
+    """Everything measured by :func:`evaluate_lfw`."""
+
+    pack: str
+    recognizer_id: str
+    folds: int
+    fold_accuracies: np.ndarray
+    fold_thresholds: np.ndarray
+    pair_far: np.ndarray
+    pair_tar: np.ndarray
+    auc: float
+    points: list[FarPoint]
+    n_pairs: int
+    n_images: int
+    n_genuine: int
+    n_impostor: int
+    fallbacks: int
+    curve: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.fold_accuracies.mean())
+
+    @property
+    def accuracy_std(self) -> float:
+        return float(self.fold_accuracies.std())
+
+    def calibration(self, source: str = "") -> Calibration:
+        """The pack calibration: a threshold per FAR, with the measurements as metrics."""
+        metrics: dict[str, float] = {
+            "lfw_accuracy": round(self.accuracy, 6),
+            "lfw_accuracy_std": round(self.accuracy_std, 6),
+            "lfw_folds": self.folds,
+            "lfw_pairs_auc": round(self.auc, 6),
+            "pairs": self.n_pairs,
+            "images": self.n_images,
+            "genuine_pairs": self.n_genuine,
+            "impostor_pairs": self.n_impostor,
+            "detector_fallbacks": self.fallbacks,
+        }
+        for p in self.points:
+            metrics[f"tar_at_far_{far_key(p.far)}"] = round(p.tar, 6)
+            metrics[f"achieved_far_{far_key(p.far)}"] = p.achieved_far
+        date = _dt.date.today().isoformat()
+        return Calibration(
+            pack=self.pack,
+            recognizer_id=self.recognizer_id,
+            thresholds={far_key(p.far): p.threshold for p in self.points},
+            source=source or f"faceatlas eval lfw ({self.folds} folds, all-vs-all over {self.n_images} images), {date}",
+            metrics=metrics,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready summary."""
+        return {
+            "pack": self.pack,
+            "recognizer_id": self.recognizer_id,
+            "accuracy": self.accuracy,
+            "accuracy_std": self.accuracy_std,
+            "fold_accuracies": self.fold_accuracies.tolist(),
+            "auc": self.auc,
+            "far": [vars(p) for p in self.points],
+            "pairs": self.n_pairs,
+            "images": self.n_images,
+            "genuine_pairs": self.n_genuine,
+            "impostor_pairs": self.n_impostor,
+            "detector_fallbacks": self.fallbacks,
+        }
+
+
+def far_points(genuine: np.ndarray, impostor: np.ndarray, fars: Sequence[float]) -> list[FarPoint]:
+    """Threshold, achieved FAR and TAR at each FAR; a FAR below 1/len(impostor) is marked unresolvable."""
+    thresholds = far_thresholds(impostor, fars)
+    points = []
+    for far in fars:
+        t = np.float32(thresholds[far])
+        points.append(FarPoint(
+            far=far,
+            threshold=float(t),
+            achieved_far=float((impostor >= t).sum() / len(impostor)),
+            tar=float((genuine >= t).mean()) if len(genuine) else float("nan"),
+            resolvable=far * len(impostor) >= 1.0,
+        ))
+    return points
+
+
+def operating_curve(genuine: np.ndarray, impostor: np.ndarray, points: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """TAR on a log grid of FARs (down to 1 / number of impostors) from all-vs-all scores."""
+    lowest = max(1.0 / len(impostor), 1e-9)
+    grid = np.logspace(np.log10(lowest), 0, points)
+    thresholds = far_thresholds(impostor, list(grid))
+    tar = np.array([(genuine >= np.float32(thresholds[f])).mean() for f in grid])
+    return grid, tar
+
+
+def evaluate_lfw(
+    analyzer: FaceAnalyzer,
+    pairs_path: Path,
+    images_dir: Path,
+    *,
+    limit_folds: int | None = None,
+    fars: Sequence[float] = STANDARD_FARS,
+    cache: Path | None = None,
+    progress: bool = True,
+) -> LFWReport:
+    """Run the LFW evaluation of ``analyzer`` (see the module docstring)."""
+    pairs = read_pairs(pairs_path, limit_folds)
+    keys = sorted({k for p in pairs for k in (p.a, p.b)})
+    missing = [k for k in keys if not (Path(images_dir) / k).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} LFW images missing under {images_dir}, e.g. {missing[0]}")
+    embedded = load_or_embed(analyzer, Path(images_dir), keys, cache, progress)
+    row = embedded.index()
+    a = embedded.embeddings[[row[p.a] for p in pairs]]
+    b = embedded.embeddings[[row[p.b] for p in pairs]]
+    scores = (a * b).sum(axis=1)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    accuracies, thresholds = kfold_accuracy(scores, same, folds)
+    pair_far, pair_tar, auc = roc_points(scores, same)
+    genuine, impostor = all_vs_all(embedded.embeddings, embedded.identities)
+    return LFWReport(
+        pack=analyzer.pack.name,
+        recognizer_id=analyzer.pack.recognizer_id,
+        folds=len(np.unique(folds)),
+        fold_accuracies=accuracies,
+        fold_thresholds=thresholds,
+        pair_far=pair_far,
+        pair_tar=pair_tar,
+        auc=auc,
+        points=far_points(genuine, impostor, fars),
+        n_pairs=len(pairs),
+        n_images=len(keys),
+        n_genuine=len(genuine),
+        n_impostor=len(impostor),
+        fallbacks=int(embedded.fallback.sum()),
+        curve=operating_curve(genuine, impostor),
+    )
+
+
+def plot_roc(report: LFWReport, path: Path) -> Path:
+    """Write the ROC (log-scale FAR) of the pairs and of all-vs-all, with the calibrated points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    keep = report.pair_far > 0
+    ax.plot(report.pair_far[keep], report.pair_tar[keep], label=f"{report.n_pairs} LFW pairs (AUC {report.auc:.4f})")
+    grid, tar = report.curve
+    ax.plot(grid, tar, label=f"all-vs-all ({report.n_impostor:,} impostor pairs)")
+    for p in report.points:
+        if p.resolvable:
+            ax.scatter([p.far], [p.tar], marker="o", zorder=3)
+            ax.annotate(f"{p.tar:.3f} @ {far_key(p.far)}\nt={p.threshold:.3f}", (p.far, p.tar),
+                        textcoords="offset points", xytext=(5, -22), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlim(max(1e-7, 0.5 / max(1, report.n_impostor)), 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR)")
+    ax.set_title(f"LFW ROC, pack {report.pack}: accuracy {report.accuracy:.4f} ± {report.accuracy_std:.4f}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
