@@ -1,0 +1,55 @@
+"""Analytics of a simulated day match the simulator's ground truth exactly; config and adapters."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+
+from faceatlas.apps.retail import Entry, Exit, RetailStore, StoreConfig, ZoneVisit, from_video_event
+from faceatlas.apps.retail.analytics import draw_charts, write_csv
+from faceatlas.apps.retail.simulator import demo_store, simulate_day
+
+
+def test_simulated_day_matches_ground_truth(db_url: str, tmp_path: Path, fast_analyzer, lfw: Path,
+                                            spoof_samples: Path) -> None:
+    with RetailStore.open(demo_store("sim"), fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:
+        result = simulate_day(store, lfw, spoof_samples / "image_F1.jpg", members=4, visits=12, seed=3)
+        report = store.report(result.start, result.end)
+    for key, expected in asdict(result.truth).items():
+        assert getattr(report, key) == expected, key
+    assert result.truth.alerts.get("spoof") == 1
+    retried = [o for o in result.outcomes if o.repeated]
+    assert len(retried) == 1 and retried[0].status == "charged"
+    assert report.purchases == sum(1 for o in result.outcomes if o.status == "charged" and not o.repeated)
+    rows = list(csv.DictReader(write_csv(report, tmp_path / "day.csv").open()))
+    assert {"metric": "summary", "key": "visits", "value": "12"} in rows
+    charts = draw_charts(report, tmp_path / "charts")
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in charts)
+
+
+def test_store_config_loads_yaml_and_json(tmp_path: Path) -> None:
+    raw = demo_store("files").model_dump()
+    (tmp_path / "store.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "store.json").write_text(json.dumps(raw))
+    assert StoreConfig.load(tmp_path / "store.yaml") == StoreConfig.load(tmp_path / "store.json") == demo_store("files")
+    assert demo_store().product("milk").price_cents == 119
+
+
+def test_video_events_adapt(tmp_path: Path) -> None:
+    config = demo_store()
+
+    def video(kind: str, camera: str, **data: object) -> SimpleNamespace:
+        return SimpleNamespace(type=kind, camera=camera, track_id=7, data=data, id=f"{kind}-{camera}",
+                               wall_time="2026-03-02T10:00:00.000+00:00")
+
+    assert isinstance(from_video_event(video("line_crossed", "door-in", direction="in"), config), Entry)
+    leaving = from_video_event(video("line_crossed", "door-out", direction="out"), config)
+    assert isinstance(leaving, Exit) and leaving.track == "door-out:7" and leaving.id == "line_crossed-door-out"
+    assert isinstance(from_video_event(video("track_started", "shelf-dairy"), config), ZoneVisit)
+    assert from_video_event(video("line_crossed", "door-in", direction="out"), config) is None
+    assert from_video_event(video("zone_occupancy", "elsewhere"), config) is None

@@ -1,0 +1,105 @@
+"""Checkout-free face pay end to end through the real engine (scrfd-mbf + MiniFASNet)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from faceatlas.apps.retail import ConsentRecord, Entry, Exit, Pick, RetailStore, ZoneVisit
+from faceatlas.apps.retail.db import Alert, Charge, LedgerEntry, Refund
+from faceatlas.engine import NotCalibrated
+
+T0 = datetime(2026, 3, 2, 10, 0)
+
+
+def _enrol(store: RetailStore, photo: Path, name: str = "Member One") -> str:
+    consent = ConsentRecord(("face_pay", "analytics"), granted_by=name, recorded_by="staff-7")
+    return store.members.enrol(name, [photo], consent, payment_ref=f"card-{name}", email="one@example.org",
+                               age_band="50-64", gender="male", at=T0 - timedelta(days=1)).id
+
+
+def _count(store: RetailStore, model: type) -> int:
+    with store.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_member_is_charged_exactly_once(store: RetailStore, member_photos: list[Path]) -> None:
+    enrol, at_entry, at_exit = member_photos
+    member = _enrol(store, enrol)
+    visit = store.entry(Entry("in", T0, image=at_entry, track="t-1"))
+    assert store.zone_visit(ZoneVisit("shelf-fruit", T0 + timedelta(minutes=2), track="t-1")) == visit
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=3), "apple", 2, track="t-1"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=4), "milk", track="t-1"))
+    assert store.cart(visit).items == 3 and store.cart(visit).total_cents == 220
+
+    leave = Exit("out", T0 + timedelta(minutes=12), image=at_exit, track="t-1")
+    first = store.exit(leave)
+    assert (first.status, first.member_id, first.amount_cents, first.repeated) == ("charged", member, 220, False)
+    again = store.exit(leave)
+    assert again.repeated and again.charge_id == first.charge_id
+    assert _count(store, Charge) == 1 and _count(store, LedgerEntry) == 1
+    with store.sessions() as session:
+        ledger = session.scalar(select(LedgerEntry))
+        assert (ledger.account, ledger.amount_cents, ledger.kind) == ("card-Member One", 220, "charge")
+        assert session.scalar(select(Charge.status)) == "charged"
+
+    refund_key = "rma-1"
+    store.refund(first.charge_id, 50, reason="bruised apple", key=refund_key)
+    store.refund(first.charge_id, 50, key=refund_key)
+    assert _count(store, Refund) == 1
+    with store.sessions() as session:
+        assert session.scalar(select(Charge.refunded_cents)) == 50
+        assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 170
+    assert store.report(T0.replace(hour=0), T0.replace(hour=23)).revenue_cents == 170
+    assert store.alerts() == []
+
+
+def test_charge_idempotency_is_a_database_constraint(store: RetailStore) -> None:
+    row = {"store_id": "test-store", "event_id": "exit-1", "amount_cents": 1, "currency": "EUR", "items": 1,
+           "status": "charged", "at": T0}
+    with store.sessions.begin() as session:
+        session.execute(insert(Charge), [row])
+    with pytest.raises(IntegrityError), store.sessions.begin() as session:
+        session.execute(insert(Charge), [row])
+
+
+def test_stranger_is_not_charged_and_raises_an_alert(store: RetailStore, member_photos: list[Path],
+                                                     stranger_photo: Path) -> None:
+    _enrol(store, member_photos[0])
+    visit = store.entry(Entry("in", T0, image=stranger_photo, track="t-9"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=1), "milk", track="t-9"))
+    outcome = store.exit(Exit("out", T0 + timedelta(minutes=5), image=stranger_photo, track="t-9"))
+    assert (outcome.status, outcome.member_id, outcome.alert, outcome.visit_id) == (
+        "unpaid", None, "unidentified_shopper", visit)
+    assert _count(store, Charge) == 0 and _count(store, LedgerEntry) == 0
+    [alert] = store.alerts()
+    assert alert["kind"] == "unidentified_shopper" and alert["details"]["amount_cents"] == 120
+    store.resolve_alert(alert["id"])
+    assert store.alerts() == [] and len(store.alerts(open_only=False)) == 1
+
+
+def test_spoof_at_the_exit_is_refused(store: RetailStore, spoof_samples: Path) -> None:
+    real, spoof = spoof_samples / "image_T1.jpg", spoof_samples / "image_F2.jpg"
+    _enrol(store, real, "Sample Person")
+    store.entry(Entry("in", T0, image=real, track="t-2"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=1), "apple", track="t-2"))
+    outcome = store.exit(Exit("out", T0 + timedelta(minutes=4), image=spoof, track="t-2"))
+    assert (outcome.status, outcome.alert, outcome.charge_id) == ("refused", "spoof", None)
+    assert _count(store, Charge) == 0 and _count(store, LedgerEntry) == 0
+    with store.sessions() as session:
+        assert session.scalar(select(Alert.kind)) == "spoof"
+
+
+def test_uncalibrated_pack_refuses_to_charge(store: RetailStore, member_photos: list[Path],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _enrol(store, member_photos[0])
+    store.entry(Entry("in", T0, image=member_photos[1], track="t-3"))
+    store.pick(Pick("shelf-fruit", T0, "apple", track="t-3"))
+    monkeypatch.setattr(store.analyzer, "calibration", None)
+    with pytest.raises(NotCalibrated, match="face pay refused"):
+        store.exit(Exit("out", T0 + timedelta(minutes=3), image=member_photos[2], track="t-3"))
+    assert _count(store, Charge) == 0

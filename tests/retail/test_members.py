@@ -1,0 +1,67 @@
+"""Members: consent rules, export, and complete erasure (tables and gallery inspected)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, select
+
+from faceatlas.apps.retail import ConsentRecord, ConsentRequired, Entry, Exit, Pick, RetailStore
+from faceatlas.apps.retail.store import COLLECTION
+from faceatlas.gallery import NotFound
+
+T0 = datetime(2026, 3, 2, 10, 0)
+
+
+def _all_rows_text(store: RetailStore) -> str:
+    """Every row of every table in the database (retail, gallery and versions), as text."""
+    metadata = MetaData()
+    with store.sessions() as session:
+        metadata.reflect(bind=session.connection())
+        return "\n".join(repr(tuple(row)) for table in metadata.sorted_tables
+                         for row in session.execute(select(table)))
+
+
+def test_consent_is_required(store: RetailStore, member_photos: list[Path]) -> None:
+    with pytest.raises(ConsentRequired):
+        store.members.enrol("No Consent", [member_photos[0]], ConsentRecord(("marketing",), "No Consent"))
+    with pytest.raises(ConsentRequired):
+        store.members.enrol("No Card", [member_photos[0]], ConsentRecord(("face_pay",), "No Card"))
+    info = store.members.enrol("Visits Only", [member_photos[0]], ConsentRecord(("visit_recognition",), "V"),
+                               age_band="25-34", gender="female")
+    assert info.age_band is None and info.gender is None and not info.has_payment_method
+
+
+def test_erased_member_leaves_no_trace(store: RetailStore, member_photos: list[Path]) -> None:
+    enrol, at_entry, at_exit = member_photos
+    name, card, email = "Erin Erasable", "card-erin-4242", "erin@example.org"
+    member = store.members.enrol(name, [enrol, at_entry], ConsentRecord(("face_pay", "analytics"), name),
+                                 payment_ref=card, email=email, age_band="35-49", gender="female").id
+    store.entry(Entry("in", T0, image=at_entry, track="erin-track"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=1), "milk", track="erin-track"))
+    assert store.exit(Exit("out", T0 + timedelta(minutes=6), image=at_exit, track="erin-track")).status == "charged"
+
+    exported = store.members.export(member)
+    assert exported["member"]["email"] == email and len(exported["faces"]) == 2
+    assert exported["consents"][0]["purposes"] == ["face_pay", "analytics"]
+    assert exported["visits"][0]["items"][0]["sku"] == "milk" and exported["charges"][0]["amount_cents"] == 120
+    json.dumps(exported)
+    before = _all_rows_text(store)
+    assert member in before and card in before
+
+    report = store.members.erase(member)
+    assert (report.faces_deleted, report.consents_deleted, report.visits_anonymised) == (2, 1, 1)
+    after = _all_rows_text(store)
+    for secret in (member, name, card, email, "erin-track", str(enrol), str(at_entry)):
+        assert secret not in after, f"{secret!r} survived erasure"
+    with pytest.raises(NotFound):
+        store.members.get(member)
+    assert store.gallery.get_collection(COLLECTION).faces == 0
+    assert store.gallery.list_subjects(COLLECTION).items == []
+    face = store.analyzer.analyze_one(at_exit)
+    assert store.gallery.search(COLLECTION, face, k=5, threshold=-1.0) == []
+    day = store.report(T0.replace(hour=0), T0.replace(hour=23))
+    assert (day.visits, day.member_visits, day.purchases, day.age_mix) == (1, 0, 1, {})
