@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli import demo as demo_cli
+from faceatlas.cli import drive as drive_cli
 from faceatlas.cli import evaluate
 from faceatlas.cli import gallery as gallery_cli
 from faceatlas.cli import models as models_cli
@@ -29,6 +30,7 @@ app.command("serve")(service_cli.serve)
 app.add_typer(evaluate.app, name="eval")
 app.command("watch")(watch_cli.watch)
 app.add_typer(gallery_cli.app, name="gallery")
+app.command("drive")(drive_cli.drive)
 app.add_typer(demo_cli.app, name="demo")
 console = Console()
 err = Console(stderr=True)

@@ -1,0 +1,114 @@
+"""The driver's face landmarks from MediaPipe Face Mesh (with iris), plus a cheap camera check.
+
+MediaPipe's video mode already tracks the face region from one frame's landmarks to the next and
+only re-runs its detector when a face is lost, so the per-frame cost is mostly the landmark model.
+Here the frame is cropped to the driver region and downscaled first, and a frame that did not
+change since the last one is not processed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from faceatlas.apps.drive.config import DriveConfig
+from faceatlas.apps.drive.geometry import MESH_POINTS_WITH_IRIS
+
+CameraState = Literal["ok", "dark", "blocked"]
+THUMBNAIL_SIZE = (64, 36)
+
+
+@dataclass(frozen=True)
+class DriverFace:
+    """The driver's landmarks in full-frame pixels ((478, 2)) and their bounding box."""
+
+    landmarks: np.ndarray
+    bbox: tuple[float, float, float, float]
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.bbox
+        return (x2 - x1) * (y2 - y1)
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """Luma of a BGR, BGRA or already single-channel frame."""
+    if frame.ndim == 2:
+        return frame
+    if frame.shape[2] == 1:
+        return frame[:, :, 0]
+    code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(frame, code)
+
+
+def to_rgb(frame: np.ndarray) -> np.ndarray:
+    """RGB for MediaPipe from BGR, BGRA or grayscale (night IR) frames."""
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+    code = cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(frame, code)
+
+
+def camera_state(thumbnail: np.ndarray, config: DriveConfig) -> CameraState:
+    """``dark`` when almost nothing is lit, ``blocked`` when the view is one flat colour (lens covered)."""
+    if float(np.percentile(thumbnail, 95)) < config.dark_luma:
+        return "dark"
+    if float(thumbnail.std()) < config.blocked_std:
+        return "blocked"
+    return "ok"
+
+
+def thumbnail(gray: np.ndarray) -> np.ndarray:
+    """A tiny luma image for the camera check and change detection."""
+    return cv2.resize(gray, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+class FaceMeshTracker:
+    """Finds the largest face inside the driver region and returns its 478 landmarks."""
+
+    def __init__(self, config: DriveConfig | None = None) -> None:
+        try:
+            from mediapipe.python.solutions.face_mesh import FaceMesh
+        except ImportError as exc:  # the optional extra is missing
+            raise ImportError("SenseDrive needs MediaPipe: pip install 'faceatlas[drive]'") from exc
+        self.config = config or DriveConfig()
+        self._mesh = FaceMesh(
+            static_image_mode=False,
+            max_num_faces=self.config.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=self.config.min_face_confidence,
+            min_tracking_confidence=self.config.min_face_confidence,
+        )
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def region_pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The driver region in pixels of a ``width`` x ``height`` frame."""
+        x1, y1, x2, y2 = self.config.driver_region
+        return int(x1 * width), int(y1 * height), max(int(x2 * width), 1), max(int(y2 * height), 1)
+
+    def find(self, frame: np.ndarray) -> DriverFace | None:
+        """The driver's face in ``frame`` (BGR or grayscale), or None."""
+        height, width = frame.shape[:2]
+        x1, y1, x2, y2 = self.region_pixels(width, height)
+        crop = frame[y1:y2, x1:x2]
+        crop_h, crop_w = crop.shape[:2]
+        if crop_w > self.config.process_width:
+            scale = self.config.process_width / crop_w
+            crop = cv2.resize(crop, (self.config.process_width, round(crop_h * scale)), interpolation=cv2.INTER_AREA)
+        result = self._mesh.process(to_rgb(crop))
+        if not result.multi_face_landmarks:
+            return None
+        faces = []
+        for face in result.multi_face_landmarks:
+            points = np.array([(p.x, p.y) for p in face.landmark], dtype=np.float64)
+            if len(points) < MESH_POINTS_WITH_IRIS:
+                continue
+            points = points * (crop_w, crop_h) + (x1, y1)
+            lo, hi = points.min(axis=0), points.max(axis=0)
+            faces.append(DriverFace(points, (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))))
+        return max(faces, key=lambda f: f.area, default=None)

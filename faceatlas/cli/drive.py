@@ -1,0 +1,93 @@
+"""`faceatlas drive`: driver monitoring (SenseDrive) on a video file, a webcam or an RTSP stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+err = Console(stderr=True)
+LEVEL_STYLES = {"info": "dim", "warning": "yellow", "alert": "red", "critical": "bold red"}
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    values = tuple(float(v) for v in text.split(","))
+    if len(values) != 4 or not all(0.0 <= v <= 1.0 for v in values):
+        raise typer.BadParameter("give x1,y1,x2,y2 as fractions of the frame, e.g. 0,0,0.6,1")
+    return values  # type: ignore[return-value]
+
+
+def drive(
+    source: Annotated[str, typer.Argument(help="video file, webcam index (0) or rtsp:// URL")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write an annotated video (mp4)")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="write events as JSON lines")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="events as JSON lines on stdout, summary last")] = False,
+    region: Annotated[str, typer.Option(help="driver region x1,y1,x2,y2 (fractions)")] = "0,0,1,1",
+    calibration: Annotated[float, typer.Option(help="seconds of open-eye / road-ahead calibration")] = 5.0,
+    max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
+) -> None:
+    """Monitor the driver: eyes, blinks, PERCLOS, yawns, head pose, gaze, presence; alerts as events."""
+    try:
+        from faceatlas.apps.drive import DriveConfig, DriverMonitor, JsonlWriter, iter_frames
+        from faceatlas.apps.drive.overlay import draw_report
+        from faceatlas.apps.drive.source import frame_rate
+    except ImportError as exc:
+        err.print(f"[red]{exc}[/red] (pip install 'faceatlas[drive]')")
+        raise typer.Exit(2) from exc
+    import cv2
+
+    try:
+        monitor = DriverMonitor(DriveConfig(driver_region=_region(region), calibration_s=calibration))
+        fps = frame_rate(source)
+        frames = iter_frames(source, 0, max_frames)
+    except (ImportError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    writer = JsonlWriter(events) if events else None
+    video: cv2.VideoWriter | None = None
+    last_alert = None
+    try:
+        for index, t, frame in frames:
+            report = monitor.process(frame, t, index)
+            for event in report.events:
+                if writer:
+                    writer.write(event)
+                if as_json:
+                    print(event.to_json(), flush=True)
+                else:
+                    style = LEVEL_STYLES[event.level.name.lower()]
+                    err.print(
+                        f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
+                        f"[/{style}] {json.dumps(event.details)}"
+                    )
+                last_alert = event if event.level > 0 else last_alert
+            if output is not None:
+                if video is None:
+                    height, width = frame.shape[:2]
+                    video = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                video.write(draw_report(frame, report, last_alert))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.close()
+        if writer:
+            writer.close()
+        if video is not None:
+            video.release()
+    _report_summary(monitor.summary(), as_json)
+
+
+def _report_summary(summary: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"summary": summary}))
+        return
+    table = Table(title="SenseDrive summary")
+    table.add_column("measure")
+    table.add_column("value")
+    for key, value in summary.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    Console().print(table)

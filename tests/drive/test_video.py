@@ -1,0 +1,127 @@
+"""SenseDrive on the real night-cabin clip, against labels read off its frames by eye.
+
+shared/data/videos/driver_night_cabin.mp4 (1280x720, 25 fps). Labels, from viewing the frames:
+- 150-285: close-up of the driver at night, eyes open, looking at the camera.
+- 361-364: a blink (eyes shut on 362-363; open on 360 and 366).
+- 500-504: a blink (eyes shut on 502; open on 499 and 506).
+- 960-989: wide shot, driver on the left turns his head towards the image's right (965 ahead,
+  980 turned); a passenger sits on the right, so the driver region is the left 60 %.
+- 95-140: the road through the windscreen, nobody in view.
+- 1310-1320 and 1400-1405: black frames between the closing title cards.
+Only the frame ranges needed are decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("mediapipe")
+
+from faceatlas.apps.drive import DriveConfig, DriverMonitor, FrameReport, iter_frames  # noqa: E402
+
+VIDEO = "data/videos/driver_night_cabin.mp4"
+
+
+@pytest.fixture(scope="module")
+def video(shared: Path) -> str:
+    return str(shared / VIDEO)
+
+
+@pytest.fixture(scope="module")
+def close_up(video: str) -> dict[int, FrameReport]:
+    """Frames 150-519 through one monitor (5 s calibration at the start)."""
+    monitor = DriverMonitor()
+    try:
+        return {r.frame: r for r in monitor.run(iter_frames(video, 150, 520))}
+    finally:
+        monitor.close()
+
+
+def events_of(reports: dict[int, FrameReport], kind: str) -> list:
+    return [e for r in reports.values() for e in r.events if e.type == kind]
+
+
+def test_eyes_open_and_calibration(close_up: dict[int, FrameReport]) -> None:
+    calibrated = events_of(close_up, "calibrated")
+    assert len(calibrated) == 1 and calibrated[0].frame == 150 + 125  # 5 s at 25 fps
+    assert 0.27 < calibrated[0].details["open_ear"] < 0.35
+    open_frames = [close_up[i] for i in range(150, 286)]
+    assert all(r.face_found for r in open_frames)
+    assert not any(r.eyes_closed for r in open_frames)
+    assert min(r.openness[0] + r.openness[1] for r in open_frames if r.calibrated) / 2 > 0.6
+
+
+@pytest.mark.parametrize(("shut", "ends_at"), [((362, 363), 365), ((502,), 505)])
+def test_blinks_are_found(close_up: dict[int, FrameReport], shut: tuple[int, ...], ends_at: int) -> None:
+    for frame in shut:
+        assert max(close_up[frame].openness) < 0.5, frame
+    blinks = {e.frame: e for e in events_of(close_up, "blink")}
+    near = [f for f in blinks if abs(f - ends_at) <= 1]
+    assert near, f"no blink ending near frame {ends_at}: {sorted(blinks)}"
+    assert 0.08 <= blinks[near[0]].details["duration_s"] <= 0.4
+
+
+def test_no_other_blinks_and_no_alerts(close_up: dict[int, FrameReport]) -> None:
+    assert len(events_of(close_up, "blink")) == 2
+    assert not any(r.off_road for r in close_up.values() if r.frame < 286)
+    assert all(r.drowsiness == 0 for r in close_up.values())
+
+
+def test_head_turn_is_off_road(video: str) -> None:
+    monitor = DriverMonitor(DriveConfig(driver_region=(0.0, 0.0, 0.6, 1.0), calibration_s=0.2))
+    try:
+        reports = {r.frame: r for r in monitor.run(iter_frames(video, 955, 990))}
+    finally:
+        monitor.close()
+    assert all(r.face_found for r in reports.values())
+    assert not any(reports[i].off_road for i in range(955, 965))
+    assert all(reports[i].off_road for i in range(970, 990))
+    assert all(reports[i].pose.yaw > 25 for i in range(975, 990))
+
+
+def test_road_view_has_no_driver(video: str) -> None:
+    monitor = DriverMonitor()
+    try:
+        reports = list(monitor.run(iter_frames(video, 95, 141)))
+    finally:
+        monitor.close()
+    assert all(r.camera == "ok" and not r.face_found for r in reports)
+    kinds = [e.type for r in reports for e in r.events]
+    assert kinds == ["face_not_visible"]  # after 1 s; driver_absent needs 5 s
+
+
+def test_black_frames_are_too_dark(video: str) -> None:
+    monitor = DriverMonitor()
+    try:
+        reports = list(monitor.run(iter_frames(video, 1310, 1321))) + list(monitor.run(iter_frames(video, 1400, 1406)))
+    finally:
+        monitor.close()
+    assert all(r.camera == "dark" and not r.face_found for r in reports)
+
+
+def test_grayscale_night_frame(video: str) -> None:
+    """An IR camera gives one channel: the same face and eye opening come out."""
+    _, _, frame = next(iter_frames(video, 200, 201))
+    colour, grey = DriverMonitor(), DriverMonitor()
+    try:
+        from_colour = colour.process(frame, 0.0, 200)
+        from_grey = grey.process(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), 0.0, 200)
+    finally:
+        colour.close()
+        grey.close()
+    assert from_grey.face_found and from_colour.face_found
+    assert np.allclose(from_grey.ear, from_colour.ear, atol=0.03)
+
+
+def test_identical_frames_are_not_reprocessed(video: str) -> None:
+    _, _, frame = next(iter_frames(video, 200, 201))
+    monitor = DriverMonitor()
+    try:
+        first, again = monitor.process(frame, 0.0, 0), monitor.process(frame.copy(), 0.04, 1)
+    finally:
+        monitor.close()
+    assert not first.reused and again.reused and again.ear == first.ear
