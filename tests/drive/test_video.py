@@ -125,3 +125,22 @@ def test_identical_frames_are_not_reprocessed(video: str) -> None:
     finally:
         monitor.close()
     assert not first.reused and again.reused and again.ear == first.ear
+
+
+@pytest.mark.slow
+def test_whole_clip_through_the_cli(video: str, tmp_path: Path) -> None:
+    """All 1,501 frames: the road and title-card stretches (1110-1305, 1310-1500) raise presence events."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    events_path, annotated = tmp_path / "events.jsonl", tmp_path / "annotated.mp4"
+    result = CliRunner().invoke(app, ["drive", video, "--json", "--events", str(events_path), "-o", str(annotated)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    kinds = {e["type"] for e in events}
+    assert {"calibrated", "blink", "face_not_visible", "driver_absent", "camera_dark"} <= kinds
+    assert any(e["type"] == "driver_absent" and 1110 <= e["frame"] <= 1310 for e in events)
+    assert cv2.VideoCapture(str(annotated)).get(cv2.CAP_PROP_FRAME_COUNT) == 1501

@@ -149,8 +149,8 @@ class DriverMonitor:
         roi = gray[y1:y2, x1:x2]
         return roi.copy() if roi.size else None
 
-    def _emit(self, report: FrameReport, kind: str, level: Level, **details: object) -> None:
-        report.events.append(DriveEvent(kind, level, report.t, report.frame, dict(details)))
+    def _emit(self, report: FrameReport, event_type: str, level: Level, /, **details: object) -> None:
+        report.events.append(DriveEvent(event_type, level, report.t, report.frame, dict(details)))
 
     def _presence(self, report: FrameReport) -> None:
         t, camera_ok = report.t, report.camera == "ok"
