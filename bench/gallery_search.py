@@ -19,7 +19,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.gallery.index import ANN_MIN_FACES, DEFAULT_NPROBE, ExactIndex, VectorIndex, build_index, normalize_rows
+from faceatlas.gallery.index import (
+    ANN_MIN_FACES,
+    DEFAULT_EXPANSION_SEARCH,
+    ExactIndex,
+    VectorIndex,
+    build_index,
+    normalize_rows,
+)
 
 FACES_PER_IDENTITY = 5
 _CHUNK = 500_000
@@ -48,6 +55,18 @@ def synthetic_faces(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.n
     query_vectors = normalize_rows(centres[asked] + rng.standard_normal((queries, dim), dtype=np.float32)
                                    * sigma[asked, None])
     return faces, owner, query_vectors
+
+
+def cosine_stats(faces: np.ndarray, owner: np.ndarray, pairs: int = 20_000, seed: int = 1) -> str:
+    """Same-identity and different-identity cosine of random face pairs, to check the generator."""
+    rng = np.random.default_rng(seed)
+    identities = int(owner.max()) + 1
+    first = rng.integers(0, min(identities, len(faces) - identities), pairs)
+    same = np.sum(faces[first] * faces[first + identities], axis=1)
+    a, b = rng.integers(0, len(faces), (2, pairs))
+    diff = np.sum(faces[a] * faces[b], axis=1)[owner[a] != owner[b]]
+    return (f"same identity cos {same.mean():.2f} (5-95%: {np.percentile(same, 5):.2f}-{np.percentile(same, 95):.2f}),"
+            f" different {diff.mean():.3f} +- {diff.std():.3f}")
 
 
 @dataclass
@@ -88,9 +107,10 @@ def measure(name: str, build, queries: np.ndarray, truth: np.ndarray | None, tim
 
 def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list[Result]:
     start = time.perf_counter()
-    faces, _, queries = synthetic_faces(size, dim, args.queries)
+    faces, owner, queries = synthetic_faces(size, dim, args.queries)
     ids = np.arange(size, dtype=np.int64)
-    console.log(f"{size:,} x {dim}-d faces generated in {time.perf_counter() - start:.1f}s")
+    console.log(f"{size:,} x {dim}-d faces generated in {time.perf_counter() - start:.1f}s; "
+                f"{cosine_stats(faces, owner)}")
 
     def flat_ip() -> faiss.IndexFlatIP:
         index = faiss.IndexFlatIP(dim)
@@ -99,15 +119,15 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
 
     flat_result, truth = measure("faiss IndexFlatIP (exact)", flat_ip, queries, None, min(args.timed, args.flat_timed))
     results = [flat_result]
-    kind = "ivf" if size >= args.ann_min_faces else "exact"
+    kind = "hnsw" if size >= args.ann_min_faces else "exact"
 
     def gallery_index() -> VectorIndex:
         return build_index(ids, faces, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
-                           nprobe=args.nprobe)
+                           expansion_search=args.ef_search)
 
-    results.append(measure(f"gallery index ({kind}, {args.storage}, nprobe {args.nprobe})", gallery_index,
+    results.append(measure(f"gallery index ({kind}, {args.storage}, ef {args.ef_search})", gallery_index,
                            queries, truth, args.timed)[0])
-    if not args.no_exact and kind == "ivf":
+    if not args.no_exact and kind == "hnsw":
         def exact() -> ExactIndex:
             index = ExactIndex(dim, args.storage)
             index.add(ids, faces)
@@ -122,7 +142,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["100k", "1M"], help="collection sizes, e.g. 100k 1M 10M")
     parser.add_argument("--dims", nargs="+", type=int, default=[128, 512])
     parser.add_argument("--storage", choices=["float32", "float16"], default="float32")
-    parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE)
+    parser.add_argument("--ef-search", type=int, default=DEFAULT_EXPANSION_SEARCH, help="HNSW expansion_search")
     parser.add_argument("--ann-min-faces", type=int, default=ANN_MIN_FACES)
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall@1")
     parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")

@@ -1,9 +1,9 @@
 """The gallery layer: tenants -> collections -> subjects -> faces, persisted with SQLAlchemy
-(SQLite or PostgreSQL) and searched through a derived vector index (exact or FAISS IVF)."""
+(SQLite or PostgreSQL) and searched through a derived vector index (exact or usearch HNSW)."""
 
 from faceatlas.gallery.errors import AlreadyExists, NotFound
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery
-from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, IVFIndex, build_index
+from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, HNSWIndex, build_index
 from faceatlas.gallery.types import (
     CollectionInfo,
     EnrolReport,
@@ -24,7 +24,7 @@ __all__ = [
     "ExactIndex",
     "FaceInfo",
     "Gallery",
-    "IVFIndex",
+    "HNSWIndex",
     "Match",
     "NotFound",
     "Page",

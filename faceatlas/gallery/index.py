@@ -1,4 +1,4 @@
-"""Derived vector index of a collection: exact BLAS search for small sets, FAISS IVF above.
+"""Derived vector index of a collection: exact BLAS search for small sets, usearch HNSW above.
 
 The database is the source of truth; an index only ever holds (face id, vector) pairs copied
 from it, persisted atomically together with the collection ``revision`` it reflects.
@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
+import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import faiss
 import numpy as np
+from usearch.index import Index
 
 Storage = Literal["float32", "float16"]
 
-# Below this many faces the exact (brute-force) index is used; at and above it FAISS IVF.
-# Measured with bench/gallery_search.py (2 shared cores, 128-d, clustered synthetic faces): exact
-# numpy p50 1.3 ms at 25k, 8 ms at 50k, 12 ms at 100k with recall 1.0; IVF (sqrt(n) cells,
-# nprobe 32) was faster (0.3-0.7 ms) but reached only recall@1 0.87-0.94 on that data, so exact
-# search is kept as long as its latency is tolerable. See docs/gallery.md.
+# Below this many faces the exact (brute-force) index is used; at and above it the HNSW graph.
+# Measured with bench/gallery_search.py (2 shared, heavily loaded cores); see docs/gallery.md.
 ANN_MIN_FACES = 100_000
-DEFAULT_NPROBE = 64
+# HNSW graph: neighbours per node ("M"), candidate list while inserting ("efConstruction") and
+# while searching ("ef"). Chosen with bench/gallery_search.py for recall@1 >= 0.99; see docs/gallery.md.
+HNSW_CONNECTIVITY = 16
+HNSW_EXPANSION_ADD = 64
+DEFAULT_EXPANSION_SEARCH = 128
+_BLANK_KEY_BASE = 2**63
 _EXACT_BLOCK = 262_144
-_FORMAT = 1
+_FORMAT = 2
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -137,70 +140,84 @@ class ExactIndex:
         return self._size * (self.dim * np.dtype(self.storage).itemsize + 8)
 
 
-class IVFIndex:
-    """FAISS inverted file (k-means cells, ``nprobe`` cells scanned per query), float32 or
-    float16 (scalar-quantised) vectors, ids kept inside FAISS; trained on the vectors it is built from."""
+class HNSWIndex:
+    """usearch HNSW graph over inner product, float32 or float16 vectors, multi-threaded build.
 
-    kind = "ivf"
+    usearch's ``remove`` unlinks a node but leaves its vector in the slot until the slot is reused,
+    so every removal at once refills the freed slots with zero-vector placeholders (keys >= 2**63,
+    negative as int64, never returned), and later adds take those slots back first: a removed
+    face's vector is overwritten in memory and absent from the next saved file."""
 
-    def __init__(self, index: faiss.IndexIVF, storage: Storage, ids: np.ndarray, trained_on: int) -> None:
-        self.index = index
-        self.dim = index.d
+    kind = "hnsw"
+
+    def __init__(self, dim: int, storage: Storage = "float32", *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
+                 graph: Index | None = None, blanks: np.ndarray | None = None) -> None:
+        self.dim = dim
         self.storage = storage
-        self._ids = np.asarray(ids, dtype=np.int64)
-        self.trained_on = trained_on
-
-    @classmethod
-    def train(cls, ids: np.ndarray, vectors: np.ndarray, storage: Storage = "float32",
-              nprobe: int = DEFAULT_NPROBE, nlist: int | None = None) -> IVFIndex:
-        """Train the coarse quantiser on ``vectors`` (about sqrt(n) cells) and add them all."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        n, dim = vectors.shape
-        nlist = nlist or max(16, 2 ** round(math.log2(math.sqrt(n))))
-        codec = "SQfp16" if storage == "float16" else "Flat"
-        index = faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
-        index.cp.max_points_per_centroid = 64
-        index.cp.niter = 10
-        index.train(vectors)
-        index.nprobe = min(nprobe, nlist)
-        built = cls(index, storage, np.empty(0, np.int64), trained_on=n)
-        built.add(ids, vectors)
-        return built
+        self.graph = graph if graph is not None else Index(
+            ndim=dim, metric="ip", dtype="f16" if storage == "float16" else "f32",
+            connectivity=HNSW_CONNECTIVITY, expansion_add=HNSW_EXPANSION_ADD)
+        self.graph.expansion_search = expansion_search
+        self.blanks = np.empty(0, np.uint64) if blanks is None else np.asarray(blanks, np.uint64)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return len(self.graph) - len(self.blanks)
 
     def ids(self) -> np.ndarray:
-        return self._ids.copy()
+        keys = np.asarray(self.graph.keys).view(np.int64)
+        return keys[keys >= 0]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).ravel()
-        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim), ids)
-        self._ids = np.concatenate([self._ids, ids])
+        if not len(ids):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            reuse = min(len(ids), len(self.blanks))
+            if reuse:  # free placeholder slots so the new faces land in them
+                self.graph.remove(self.blanks[len(self.blanks) - reuse:])
+                self.blanks = self.blanks[: len(self.blanks) - reuse]
+            self.graph.add(ids.view(np.uint64), vectors)
 
     def remove(self, ids: np.ndarray) -> int:
-        ids = np.asarray(ids, dtype=np.int64).ravel()
-        removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
-        self._ids = self._ids[~np.isin(self._ids, ids)]
-        return removed
+        ids = np.unique(np.asarray(ids, dtype=np.int64).ravel()).view(np.uint64)
+        with self._lock:
+            present = ids[np.atleast_1d(self.graph.contains(ids))] if len(ids) else ids
+            if not len(present):
+                return 0
+            self.graph.remove(present)
+            first = int(self.blanks[-1]) + 1 if len(self.blanks) else _BLANK_KEY_BASE
+            blanks = np.arange(first, first + len(present), dtype=np.uint64)
+            self.graph.add(blanks, np.zeros((len(present), self.dim), np.float32))
+            self.blanks = np.concatenate([self.blanks, blanks])
+        return len(present)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        sims, ids = self.index.search(queries, k)
-        sims[ids < 0] = -np.inf
-        return sims, ids
+        with self._lock:
+            count = min(k + min(len(self.blanks), k), len(self.graph))
+            if count == 0:
+                return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
+            matches = self.graph.search(queries, count)
+        ids = matches.keys.reshape(len(queries), -1).view(np.int64)
+        sims = 1.0 - matches.distances.reshape(len(queries), -1)
+        found = np.asarray(getattr(matches, "counts", [len(matches)])).reshape(-1, 1)  # one query: Matches
+        invalid = (ids < 0) | (np.arange(ids.shape[1]) >= found)
+        order = np.argsort(invalid, axis=1, kind="stable")[:, :k]
+        ids, sims, invalid = (np.take_along_axis(a, order, 1) for a in (ids, sims, invalid))
+        sims[invalid], ids[invalid] = -np.inf, -1
+        return _pad(sims.astype(np.float32), ids, k)
 
     def memory_bytes(self) -> int:
-        item = 2 if self.storage == "float16" else 4
-        return len(self) * (self.dim * item + 8 + 8) + self.index.nlist * self.dim * 4
+        return int(self.graph.memory_usage)
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, *, storage: Storage = "float32",
-                ann_min_faces: int = ANN_MIN_FACES, nprobe: int = DEFAULT_NPROBE) -> VectorIndex:
-    """The right index for this many faces: exact below ``ann_min_faces``, IVF from there on."""
-    if len(ids) >= ann_min_faces:
-        return IVFIndex.train(ids, vectors, storage, nprobe)
-    index = ExactIndex(dim, storage)
+                ann_min_faces: int = ANN_MIN_FACES, expansion_search: int = DEFAULT_EXPANSION_SEARCH) -> VectorIndex:
+    """The right index for this many faces: exact below ``ann_min_faces``, HNSW from there on."""
+    index: VectorIndex = HNSWIndex(dim, storage, expansion_search=expansion_search) \
+        if len(ids) >= ann_min_faces else ExactIndex(dim, storage)
     index.add(ids, vectors)
     return index
 
@@ -214,18 +231,31 @@ class IndexState:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def _graph_files(path: Path) -> list[Path]:
+    return list(path.parent.glob(f"{path.name}.*.usearch"))
+
+
 def save_index(state: IndexState, path: Path) -> None:
-    """Write index, ids and revision to ``path`` in one file, atomically (tmp, fsync, rename)."""
+    """Write index and revision to ``path`` atomically (tmp, fsync, rename). An HNSW graph goes to
+    a fresh ``<path>.<token>.usearch`` file named in the metadata; older graph files are deleted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     index = state.index
     meta = {"format": _FORMAT, "kind": index.kind, "dim": index.dim, "storage": index.storage,
             "revision": state.revision, **state.meta}
-    arrays: dict[str, np.ndarray] = {"ids": index.ids()}
-    if isinstance(index, ExactIndex):
-        arrays["vectors"] = index.vectors()
+    arrays: dict[str, np.ndarray] = {}
+    graph_file = None
+    if isinstance(index, HNSWIndex):
+        graph_file = path.with_name(f"{path.name}.{uuid.uuid4().hex}.usearch")
+        with index._lock:
+            index.graph.save(str(graph_file))
+            arrays["blanks"] = index.blanks
+        with open(graph_file, "rb+") as handle:
+            os.fsync(handle.fileno())
+        meta["graph"] = graph_file.name
+        meta["expansion_search"] = index.graph.expansion_search
     else:
-        meta["trained_on"] = index.trained_on
-        arrays["faiss"] = faiss.serialize_index(index.index)
+        arrays["ids"] = index.ids()
+        arrays["vectors"] = index.vectors()
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
@@ -233,6 +263,16 @@ def save_index(state: IndexState, path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    for stale in _graph_files(path):
+        if stale != graph_file:
+            stale.unlink(missing_ok=True)
+
+
+def delete_index(path: Path) -> None:
+    """Remove the index saved at ``path`` and its graph files."""
+    path.unlink(missing_ok=True)
+    for graph_file in _graph_files(path):
+        graph_file.unlink(missing_ok=True)
 
 
 def load_index(path: Path) -> IndexState | None:
@@ -242,16 +282,18 @@ def load_index(path: Path) -> IndexState | None:
             meta = json.loads(bytes(data["meta"]).decode())
             if meta.get("format") != _FORMAT:
                 return None
-            ids = data["ids"]
             if meta["kind"] == "exact":
                 index: VectorIndex = ExactIndex(meta["dim"], meta["storage"])
-                index.add(ids, data["vectors"])
+                index.add(data["ids"], data["vectors"])
             else:
-                ivf = faiss.deserialize_index(np.array(data["faiss"]))
-                index = IVFIndex(ivf, meta["storage"], ids, meta.get("trained_on", len(ids)))
+                graph = Index.restore(str(path.with_name(meta["graph"])))
+                if graph is None or graph.ndim != meta["dim"]:
+                    return None
+                index = HNSWIndex(meta["dim"], meta["storage"], expansion_search=meta["expansion_search"],
+                                  graph=graph, blanks=data["blanks"])
     except (OSError, ValueError, KeyError, EOFError, RuntimeError, io.UnsupportedOperation):
         return None
     revision = meta.pop("revision")
-    for key in ("format", "kind", "dim", "storage", "trained_on"):
+    for key in ("format", "kind", "dim", "storage", "graph", "expansion_search"):
         meta.pop(key, None)
     return IndexState(index, revision, meta)

@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session
 
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
-    DEFAULT_NPROBE,
+    DEFAULT_EXPANSION_SEARCH,
     ExactIndex,
+    HNSWIndex,
     IndexState,
-    IVFIndex,
     Storage,
     VectorIndex,
     build_index,
+    delete_index,
     load_index,
     save_index,
 )
@@ -43,11 +44,12 @@ class IndexCache:
     """In-memory indexes per collection id, persisted under ``directory`` (None: memory only)."""
 
     def __init__(self, directory: Path | None, *, ann_min_faces: int = ANN_MIN_FACES,
-                 storage: Storage = "float32", nprobe: int = DEFAULT_NPROBE, autosave_every: int = 1000) -> None:
+                 storage: Storage = "float32", expansion_search: int = DEFAULT_EXPANSION_SEARCH,
+                 autosave_every: int = 1000) -> None:
         self.directory = directory
         self.ann_min_faces = ann_min_faces
         self.storage = storage
-        self.nprobe = nprobe
+        self.expansion_search = expansion_search
         self.autosave_every = autosave_every
         self._states: dict[int, IndexState] = {}
         self._unsaved: dict[int, int] = {}
@@ -108,7 +110,7 @@ class IndexCache:
             self._unsaved.pop(collection_id, None)
             path = self.path(collection_id)
             if path is not None:
-                path.unlink(missing_ok=True)
+                delete_index(path)
 
     def _note_changes(self, collection_id: int, *, force: bool) -> None:
         pending = self._unsaved.get(collection_id, 0) + 1
@@ -133,7 +135,7 @@ class IndexCache:
         if state is None or self._needs_rebuild(state.index, len(db_ids)):
             ids, vectors = self._fetch(session, collection)
             index = build_index(ids, vectors, collection.embedding_size, storage=self.storage,
-                                ann_min_faces=self.ann_min_faces, nprobe=self.nprobe)
+                                ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
             return IndexState(index, collection.revision, meta)
         index = state.index
         ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
@@ -144,13 +146,14 @@ class IndexCache:
             index.add(*self._fetch(session, collection, missing))
         if isinstance(index, ExactIndex) and len(index) >= self.ann_min_faces:
             index = build_index(index.ids(), index.vectors(), index.dim, storage=self.storage,
-                                ann_min_faces=self.ann_min_faces, nprobe=self.nprobe)
+                                ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
         return IndexState(index, collection.revision, meta)
 
     def _needs_rebuild(self, index: VectorIndex, size: int) -> bool:
-        """IVF cells are retrained when the collection grew 4x or fell back to exact-search size."""
-        if isinstance(index, IVFIndex):
-            return size > 4 * index.trained_on or size < self.ann_min_faces // 2
+        """An HNSW graph is rebuilt when the collection fell back to exact-search size or a quarter
+        of its nodes are placeholders left by removals."""
+        if isinstance(index, HNSWIndex):
+            return size < self.ann_min_faces // 2 or len(index.blanks) > size // 4
         return False
 
     @staticmethod
