@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEATLAS_SHARED", REPO.parent / "shared")).resolve()
@@ -44,3 +49,41 @@ def dlib_analyzer():
     from faceatlas.engine import FaceAnalyzer
 
     return FaceAnalyzer("dlib")
+
+
+@contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    """An empty database URL: an SQLite file in ``folder``, or a private schema on the test
+    PostgreSQL server named by ``FACEATLAS_TEST_PG_URL`` (skipped when it is unset)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'faceatlas.db'}"
+        return
+    base = os.environ.get("FACEATLAS_TEST_PG_URL")
+    if not base:
+        pytest.skip('PostgreSQL tests need FACEATLAS_TEST_PG_URL (run: eval "$(bash .ci/start-postgres.sh)")')
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database per test, on SQLite and on PostgreSQL."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def session_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database shared by a whole test session (one per backend)."""
+    with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
@@ -63,9 +63,26 @@ def create_database_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision shipped in ``faceatlas/gallery/migrations``."""
-    script_location = resources.files("faceatlas.gallery").joinpath("migrations")
+    upgrade(engine, Path(str(resources.files("faceatlas.gallery").joinpath("migrations"))))
+
+
+def upgrade(engine: Engine, script_location: Path) -> None:
+    """Run the Alembic history in ``script_location`` to head; every layer that keeps tables
+    (gallery, service, retail) has its own history and calls this at open."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def run_migrations_env(metadata: MetaData, version_table: str = "alembic_version") -> None:
+    """The whole body of a layer's Alembic ``env.py``: migrate the connection :func:`upgrade` hands over,
+    recording the revision in the layer's own ``version_table``."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    context.configure(connection=connection, target_metadata=metadata, version_table=version_table,
+                      render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()

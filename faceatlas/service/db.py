@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from faceatlas.gallery.db import upgrade
 
 VERSION_TABLE = "faceatlas_service_alembic_version"
 
@@ -87,8 +87,4 @@ class AuditRecord(Base):
 
 def migrate(engine: Engine) -> None:
     """Bring the service tables to the latest Alembic revision."""
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    upgrade(engine, Path(__file__).parent / "migrations")

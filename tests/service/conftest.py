@@ -7,15 +7,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import Accounts
@@ -38,25 +35,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An empty database: an SQLite file, or a private schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('svc') / 'service.db'}"
-        return
-    base = os.environ.get("FACEATLAS_TEST_PG_URL")
-    if not base:
-        pytest.skip('PostgreSQL tests need FACEATLAS_TEST_PG_URL (eval "$(bash .ci/start-postgres.sh)")')
-    schema = f"svc_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def start_server(database_url: str, shared: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
@@ -116,7 +94,8 @@ def launch():
 
 
 @pytest.fixture(scope="session")
-def server(database_url: str, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(session_db_url: str, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    database_url = session_db_url
     engine = create_database_engine(database_url)
     migrate(engine)
     accounts = Accounts(engine)

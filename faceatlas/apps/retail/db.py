@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from faceatlas.gallery.db import upgrade
 
 VERSION_TABLE = "faceatlas_retail_alembic_version"
 
@@ -192,8 +192,4 @@ class AnonymousVisitor(Base):
 
 def migrate(engine: Engine) -> None:
     """Bring the retail tables to the latest Alembic revision."""
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    upgrade(engine, Path(__file__).parent / "migrations")

@@ -1,15 +1,6 @@
-"""Alembic environment of the service tables; run from faceatlas.service.db.migrate."""
+"""Alembic environment of the service tables; run by ``faceatlas.service.db.migrate``."""
 
-from alembic import context
-
+from faceatlas.gallery.db import run_migrations_env
 from faceatlas.service.db import VERSION_TABLE, Base
 
-connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection,
-    target_metadata=Base.metadata,
-    version_table=VERSION_TABLE,
-    render_as_batch=connection.dialect.name == "sqlite",
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations_env(Base.metadata, VERSION_TABLE)

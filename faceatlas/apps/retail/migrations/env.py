@@ -1,15 +1,6 @@
-"""Alembic environment of the retail tables; run from faceatlas.apps.retail.db.migrate."""
-
-from alembic import context
+"""Alembic environment of the retail tables; run by ``faceatlas.apps.retail.db.migrate``."""
 
 from faceatlas.apps.retail.db import VERSION_TABLE, Base
+from faceatlas.gallery.db import run_migrations_env
 
-connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection,
-    target_metadata=Base.metadata,
-    version_table=VERSION_TABLE,
-    render_as_batch=connection.dialect.name == "sqlite",
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations_env(Base.metadata, VERSION_TABLE)
