@@ -22,7 +22,7 @@ Storage = Literal["float32", "float16"]
 
 # Below this many faces the exact (brute-force) index is used; at and above it the HNSW graph.
 # Measured with bench/gallery_search.py (2 shared, heavily loaded cores); see docs/gallery.md.
-ANN_MIN_FACES = 100_000
+ANN_MIN_FACES = 20_000
 # HNSW graph: neighbours per node ("M"), candidate list while inserting ("efConstruction") and
 # while searching ("ef"). Chosen with bench/gallery_search.py for recall@1 >= 0.99; see docs/gallery.md.
 HNSW_CONNECTIVITY = 16
@@ -146,7 +146,8 @@ class HNSWIndex:
     usearch's ``remove`` unlinks a node but leaves its vector in the slot until the slot is reused,
     so every removal at once refills the freed slots with zero-vector placeholders (keys >= 2**63,
     negative as int64, never returned), and later adds take those slots back first: a removed
-    face's vector is overwritten in memory and absent from the next saved file."""
+    face's vector is overwritten in memory and absent from the next saved file. One lock guards the
+    graph: usearch may reallocate it while adding, which concurrent searches must not see."""
 
     kind = "hnsw"
 
@@ -165,7 +166,8 @@ class HNSWIndex:
         return len(self.graph) - len(self.blanks)
 
     def ids(self) -> np.ndarray:
-        keys = np.asarray(self.graph.keys).view(np.int64)
+        with self._lock:
+            keys = np.asarray(self.graph.keys).view(np.int64)
         return keys[keys >= 0]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -212,6 +214,15 @@ class HNSWIndex:
     def memory_bytes(self) -> int:
         return int(self.graph.memory_usage)
 
+    def save(self, file: Path) -> np.ndarray:
+        """Write the graph to ``file`` (fsynced); returns the placeholder keys it holds."""
+        with self._lock:
+            self.graph.save(str(file))
+            blanks = self.blanks.copy()
+        with open(file, "rb+") as handle:
+            os.fsync(handle.fileno())
+        return blanks
+
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, *, storage: Storage = "float32",
                 ann_min_faces: int = ANN_MIN_FACES, expansion_search: int = DEFAULT_EXPANSION_SEARCH) -> VectorIndex:
@@ -246,11 +257,7 @@ def save_index(state: IndexState, path: Path) -> None:
     graph_file = None
     if isinstance(index, HNSWIndex):
         graph_file = path.with_name(f"{path.name}.{uuid.uuid4().hex}.usearch")
-        with index._lock:
-            index.graph.save(str(graph_file))
-            arrays["blanks"] = index.blanks
-        with open(graph_file, "rb+") as handle:
-            os.fsync(handle.fileno())
+        arrays["blanks"] = index.save(graph_file)
         meta["graph"] = graph_file.name
         meta["expansion_search"] = index.graph.expansion_search
     else:
