@@ -28,7 +28,7 @@ def _sinks(config: WatchConfig) -> list[EventSink]:
     if config.events:
         sinks.append(JsonlSink(config.events))
     if config.database:
-        sinks.append(DatabaseSink(config.database))
+        sinks.append(DatabaseSink(config.database, tenant=config.tenant))
     if config.webhook:
         sinks.append(WebhookSink(config.webhook))
     if config.mqtt:
@@ -73,7 +73,7 @@ def watch(
     if settings.collection:
         from faceatlas.gallery import Gallery
 
-        gallery_handle = Gallery.open(settings.gallery)
+        gallery_handle = Gallery.open(settings.gallery, tenant=settings.tenant)
         matcher = GalleryMatcher(gallery_handle, settings.collection)
     pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher)
                  for camera in settings.cameras]

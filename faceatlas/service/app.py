@@ -24,8 +24,9 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
-from faceatlas.service.routes import account, faces, galleries
+from faceatlas.service.routes import account, events, faces, galleries
 from faceatlas.service.settings import ServiceSettings
+from faceatlas.video.store import VideoBase
 
 log = logging.getLogger("faceatlas.service")
 
@@ -88,6 +89,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state = app.state
         state.db = create_database_engine(settings.database_url)
         migrate(state.db)
+        VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
         state.accounts = Accounts(state.db)
         state.quotas = QuotaCounter(state.accounts.calls_this_month)
         state.usage = UsageWriter(state.accounts)
@@ -126,6 +128,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     install_error_handlers(app)
     app.include_router(faces.router, prefix="/v1")
     app.include_router(galleries.router, prefix="/v1")
+    app.include_router(events.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
 
     @app.middleware("http")

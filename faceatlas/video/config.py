@@ -85,11 +85,13 @@ class MqttConfig:
 
 @dataclass
 class WatchConfig:
-    """Everything a `faceatlas watch` process runs: cameras, the collection and the sinks."""
+    """Everything a `faceatlas watch` process runs: cameras, the collection and the sinks, all on
+    behalf of one ``tenant`` (its gallery and its stored events)."""
 
     cameras: list[CameraConfig]
     collection: str | None = None
     gallery: str | None = None
+    tenant: str = "default"
     events: Path | None = None
     database: str | None = None
     webhook: WebhookConfig | None = None

@@ -49,10 +49,11 @@ class JsonlSink:
 
 class DatabaseSink:
     """Inserts events into the ``video_events`` table in batches (every ``batch`` events or
-    ``interval`` seconds, and on close)."""
+    ``interval`` seconds, and on close), on behalf of ``tenant`` (the API lists them per tenant)."""
 
-    def __init__(self, url: str, *, batch: int = 50, interval: float = 1.0) -> None:
+    def __init__(self, url: str, *, tenant: str = "default", batch: int = 50, interval: float = 1.0) -> None:
         self.engine = open_events_db(url)
+        self.tenant = tenant
         self.batch = batch
         self.interval = interval
         self._pending: list[Event] = []
@@ -69,7 +70,7 @@ class DatabaseSink:
         if self._pending:
             with Session(self.engine) as session, session.begin():
                 for event in self._pending:
-                    session.merge(EventRow.of(event))
+                    session.merge(EventRow.of(event, self.tenant))
             self._pending.clear()
         self._flushed_at = time.monotonic()
 

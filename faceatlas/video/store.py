@@ -3,10 +3,11 @@ gallery's or the service's tables and migrations. Created with ``create_all`` wh
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, create_engine
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from faceatlas.gallery.db import create_database_engine
 from faceatlas.video.events import Event
 
 
@@ -18,21 +19,23 @@ class EventRow(VideoBase):
     """One stored event; ``id`` is the event's idempotency key, so a replay inserts nothing twice."""
 
     __tablename__ = "video_events"
-    __table_args__ = (Index("ix_video_events_camera_type", "camera", "type"),)
+    __table_args__ = (Index("ix_video_events_tenant_time", "tenant", "wall_time"),
+                      Index("ix_video_events_camera_type", "camera", "type"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default")
     type: Mapped[str] = mapped_column(String(32))
     camera: Mapped[str] = mapped_column(String(200))
     frame: Mapped[int] = mapped_column(Integer)
     video_time: Mapped[float] = mapped_column(Float)
-    wall_time: Mapped[str] = mapped_column(String(40), index=True)
+    wall_time: Mapped[str] = mapped_column(String(40))
     track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     data: Mapped[dict] = mapped_column(JSON)
 
     @classmethod
-    def of(cls, event: Event) -> EventRow:
-        return cls(**event.to_dict())
+    def of(cls, event: Event, tenant: str = "default") -> EventRow:
+        return cls(tenant=tenant, **event.to_dict())
 
     def to_event(self) -> Event:
         return Event(self.type, self.camera, self.frame, self.video_time, self.track_id, self.kind, dict(self.data),
@@ -41,6 +44,6 @@ class EventRow(VideoBase):
 
 def open_events_db(url: str) -> Engine:
     """An engine on ``url`` with the events table created if missing."""
-    engine = create_engine(url)
+    engine = create_database_engine(url)
     VideoBase.metadata.create_all(engine)
     return engine

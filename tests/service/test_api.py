@@ -173,3 +173,19 @@ def test_health_readiness_and_prometheus_metrics(server):
     assert "faceatlas_recognizer_batch_size_bucket" in metrics and "faceatlas_inference_queue_depth" in metrics
     assert httpx.get(f"{server.url}/docs").status_code == 200
     assert "/v1/detect" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+def test_video_events_are_listed_per_tenant(server):
+    from faceatlas.video.events import Event
+    from faceatlas.video.sinks import DatabaseSink
+
+    for tenant, camera in (("acme", "door"), ("globex", "lobby")):
+        sink = DatabaseSink(server.database_url, tenant=tenant)
+        sink.emit(Event("watchlist_hit", camera, 10, 0.4, 1, "face", {"subject": f"{tenant}-vip"}))
+        sink.emit(Event("line_crossed", camera, 20, 0.8, 2, "person", {"direction": "in"}))
+        sink.close()
+    with server.client("acme_read") as acme:
+        listed = acme.get("/v1/events").json()["events"]
+        hits = acme.get("/v1/events", params={"type": "watchlist_hit"}).json()["events"]
+    assert {e["camera"] for e in listed} == {"door"} and len(listed) == 2
+    assert [e["data"]["subject"] for e in hits] == ["acme-vip"]
