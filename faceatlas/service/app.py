@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
+from faceatlas.apps.retail.db import migrate as migrate_retail
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.db import create_database_engine
@@ -24,7 +25,7 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
-from faceatlas.service.routes import account, events, faces, galleries
+from faceatlas.service.routes import account, events, faces, galleries, retail
 from faceatlas.service.settings import ServiceSettings
 from faceatlas.video.store import VideoBase
 
@@ -90,6 +91,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.db = create_database_engine(settings.database_url)
         migrate(state.db)
         VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
+        migrate_retail(state.db)  # the retail tables whose analytics the console reads
         state.accounts = Accounts(state.db)
         state.quotas = QuotaCounter(state.accounts.calls_this_month)
         state.usage = UsageWriter(state.accounts)
@@ -129,6 +131,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(faces.router, prefix="/v1")
     app.include_router(galleries.router, prefix="/v1")
     app.include_router(events.router, prefix="/v1")
+    app.include_router(retail.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
 
     @app.middleware("http")

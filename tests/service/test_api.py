@@ -189,3 +189,33 @@ def test_video_events_are_listed_per_tenant(server):
         hits = acme.get("/v1/events", params={"type": "watchlist_hit"}).json()["events"]
     assert {e["camera"] for e in listed} == {"door"} and len(listed) == 2
     assert [e["data"]["subject"] for e in hits] == ["acme-vip"]
+
+
+def test_retail_analytics_are_served_to_the_store_owner_only(server, examples, fast_analyzer, tmp_path):
+    from datetime import datetime, timedelta
+
+    from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
+    from faceatlas.apps.retail.events import Entry, Exit
+
+    config = StoreConfig(
+        id=f"shop-{tmp_path.name[-6:]}",
+        tenant="acme",
+        cameras=[Camera(id="in", role="entrance"), Camera(id="out", role="exit")],
+        products=[Product(sku="milk", name="Milk", price_cents=120)],
+    )
+    visitor = examples / "tests" / "test_images" / "biden.jpg"
+    day = datetime(2026, 11, 2, 10, 0)
+    with RetailStore.open(config, fast_analyzer, server.database_url, index_dir=tmp_path / "idx") as store:
+        store.entry(Entry("in", day, image=visitor, track="a"))
+        store.exit(Exit("out", day + timedelta(minutes=12), image=visitor, track="a"))
+    path = f"/v1/retail/stores/{config.id}/analytics"
+    window = {"from": "2026-11-01", "to": "2026-11-03"}
+    with server.client("acme_read") as acme:
+        report = acme.get(path, params=window).json()
+        chart = acme.get(path, params={**window, "format": "png", "chart": "dwell"})
+        table = acme.get(path, params={**window, "format": "csv"}).text
+    assert report["summary"]["visits"] == 1 and report["summary"]["anonymous_visits"] == 1
+    assert chart.headers["content-type"] == "image/png" and chart.content[:4] == b"\x89PNG"
+    assert table.splitlines()[0] == "metric,key,value"
+    with server.client("globex_admin") as globex:
+        assert globex.get(path, params=window).status_code == 404

@@ -60,10 +60,12 @@ class Recognition(BaseModel):
 
 
 class StoreConfig(BaseModel):
-    """A store: its id, currency, cameras, catalogue and settings."""
+    """A store: its id, the platform tenant that owns it (the API shows its analytics to that
+    tenant only), currency, cameras, catalogue and settings."""
 
     id: str
     name: str = ""
+    tenant: str = "default"
     currency: str = "EUR"
     cameras: list[Camera]
     products: list[Product]

@@ -29,6 +29,16 @@ class Base(DeclarativeBase):
     metadata = MetaData()
 
 
+class StoreRecord(Base):
+    """A store and the tenant that owns it (written when the store opens)."""
+
+    __tablename__ = "retail_stores"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(400), default="")
+
+
 class Member(Base):
     """A shopper who enrolled for face pay; ``id`` is also their gallery subject id."""
 

@@ -29,6 +29,7 @@ from faceatlas.apps.retail.db import (
     Charge,
     Member,
     Refund,
+    StoreRecord,
     Visit,
     ZoneVisitRecord,
     migrate,
@@ -115,6 +116,8 @@ class RetailStore:
         gallery = Gallery.open(url, tenant=f"retail-{config.id}", index_dir=index_dir)
         engine = create_database_engine(url)
         migrate(engine)
+        with sessionmaker(engine).begin() as session:
+            session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name))
         return cls(config, analyzer, gallery, engine, payments)
 
     def close(self) -> None:

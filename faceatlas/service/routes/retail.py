@@ -1,0 +1,71 @@
+"""Retail analytics for the console: a store's report as JSON, CSV or a PNG chart, shown only to
+the tenant that owns the store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.apps.retail.analytics import compute_report, draw_charts
+from faceatlas.apps.retail.db import StoreRecord
+from faceatlas.gallery import NotFound
+from faceatlas.service.deps import Meter, metered
+
+router = APIRouter(tags=["retail"])
+Chart = Literal["visits_per_hour", "dwell", "zone_heat", "basket_size", "demographics"]
+
+
+@router.get("/retail/stores/{store_id}/analytics", response_model=None)
+async def store_analytics(
+    store_id: str,
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("retail.analytics", "read", billable=False))],
+    start: Annotated[date | None, Query(alias="from", description="first day (default: 30 days ago)")] = None,
+    end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
+    format: Annotated[Literal["json", "csv", "png"], Query()] = "json",
+    chart: Annotated[Chart, Query(description="the chart drawn when format=png")] = "visits_per_hour",
+) -> dict | Response:
+    """Visitors, returning visitors, conversion, dwell, zone heat, basket size and demographics."""
+    last = end or date.today()
+    first = start or last - timedelta(days=30)
+    sessions = sessionmaker(request.app.state.db)
+
+    def work() -> dict | Response:
+        with sessions() as session:
+            store = session.get(StoreRecord, store_id)
+        if store is None or store.tenant != meter.principal.tenant_id:
+            raise NotFound(f"store '{store_id}' not found")
+        report = compute_report(
+            sessions,
+            store_id,
+            datetime.combine(first, datetime.min.time()),
+            datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        )
+        if format == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(["metric", "key", "value"])
+            writer.writerows(report.rows())
+            return PlainTextResponse(out.getvalue(), media_type="text/csv")
+        if format == "png":
+            with tempfile.TemporaryDirectory() as folder:
+                paths = {p.stem.removeprefix("retail_"): p for p in draw_charts(report, Path(folder))}
+                return Response(paths[chart].read_bytes(), media_type="image/png")
+        return {
+            "store": store_id,
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "summary": report.summary(),
+            "sections": [{"metric": m, "key": k, "value": v} for m, k, v in report.rows() if m != "summary"],
+        }
+
+    return await run_in_threadpool(work)
