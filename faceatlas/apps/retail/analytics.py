@@ -7,6 +7,7 @@ Exported as a tidy CSV (metric, key, value) and drawn as PNG charts (matplotlib,
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,44 +155,65 @@ def _demographics(session: Session, report: Report, member_ids: set[str]) -> Non
     report.gender_mix = dict(sorted(Counter(gender or "undeclared" for _, gender in rows).items()))
 
 
+def csv_text(report: Report) -> str:
+    """The report as CSV text (metric, key, value)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["metric", "key", "value"])
+    writer.writerows(report.rows())
+    return out.getvalue()
+
+
 def write_csv(report: Report, path: Path) -> Path:
-    """The report as CSV (metric, key, value)."""
+    """The report as a CSV file (metric, key, value)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["metric", "key", "value"])
-        writer.writerows(report.rows())
+    path.write_text(csv_text(report))
     return path
 
 
-def draw_charts(report: Report, out_dir: Path, *, prefix: str = "retail") -> list[Path]:
-    """PNG charts of the report: hourly traffic, dwell time, zone heat, basket size, demographics."""
+def _chart_specs(report: Report) -> dict[str, tuple[str, list[str], list[int]]]:
+    """Every chart by name: title, bar labels, bar values."""
+    hours = list(range(min(report.visits_per_hour, default=8), max(report.visits_per_hour, default=20) + 1))
+    return {
+        "visits_per_hour": ("Visits per hour", [f"{h:02d}" for h in hours],
+                            [report.visits_per_hour.get(h, 0) for h in hours]),
+        "dwell": ("Dwell time (minutes)", list(report.dwell_histogram), list(report.dwell_histogram.values())),
+        "zone_heat": ("Visits per zone", list(report.zone_heat), list(report.zone_heat.values())),
+        "basket_size": ("Items per purchase", [str(k) for k in report.basket_sizes],
+                        list(report.basket_sizes.values())),
+        "demographics": ("Members by declared age band / gender", [*report.age_mix, *report.gender_mix],
+                         [*report.age_mix.values(), *report.gender_mix.values()]),
+    }
+
+
+CHARTS = ("visits_per_hour", "dwell", "zone_heat", "basket_size", "demographics")
+
+
+def chart_png(report: Report, name: str) -> bytes:
+    """One chart of the report (a name of :data:`CHARTS`) as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    title, labels, values = _chart_specs(report)[name]
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.bar(labels, values, color="#3b7dd8")
+    axes.set_title(f"{title} — {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}", fontsize=10)
+    axes.tick_params(axis="x", labelrotation=45 if len(labels) > 8 else 0)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def draw_charts(report: Report, out_dir: Path, *, prefix: str = "retail") -> list[Path]:
+    """PNG files of every chart: hourly traffic, dwell time, zone heat, basket size, demographics."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    hours = list(range(min(report.visits_per_hour, default=8), max(report.visits_per_hour, default=20) + 1))
-    charts = [
-        ("visits_per_hour", "Visits per hour", [f"{h:02d}" for h in hours],
-         [report.visits_per_hour.get(h, 0) for h in hours]),
-        ("dwell", "Dwell time (minutes)", list(report.dwell_histogram), list(report.dwell_histogram.values())),
-        ("zone_heat", "Visits per zone", list(report.zone_heat), list(report.zone_heat.values())),
-        ("basket_size", "Items per purchase", [str(k) for k in report.basket_sizes],
-         list(report.basket_sizes.values())),
-        ("demographics", "Members by declared age band / gender",
-         [*report.age_mix, *report.gender_mix], [*report.age_mix.values(), *report.gender_mix.values()]),
-    ]
     paths = []
-    for name, title, labels, values in charts:
-        figure, axes = plt.subplots(figsize=(6, 3.5))
-        axes.bar(labels, values, color="#3b7dd8")
-        axes.set_title(f"{title} — {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}", fontsize=10)
-        axes.tick_params(axis="x", labelrotation=45 if len(labels) > 8 else 0)
-        figure.tight_layout()
+    for name in CHARTS:
         path = out_dir / f"{prefix}_{name}.png"
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
+        path.write_bytes(chart_png(report, name))
         paths.append(path)
     return paths

@@ -3,11 +3,7 @@ the tenant that owns the store."""
 
 from __future__ import annotations
 
-import csv
-import io
-import tempfile
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,13 +11,13 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail.analytics import compute_report, draw_charts
+from faceatlas.apps.retail.analytics import CHARTS, chart_png, compute_report, csv_text
 from faceatlas.apps.retail.db import StoreRecord
 from faceatlas.gallery import NotFound
 from faceatlas.service.deps import Meter, metered
 
 router = APIRouter(tags=["retail"])
-Chart = Literal["visits_per_hour", "dwell", "zone_heat", "basket_size", "demographics"]
+Chart = Literal[CHARTS]  # type: ignore[valid-type]
 
 
 @router.get("/retail/stores/{store_id}/analytics", response_model=None)
@@ -51,15 +47,9 @@ async def store_analytics(
             datetime.combine(last + timedelta(days=1), datetime.min.time()),
         )
         if format == "csv":
-            out = io.StringIO()
-            writer = csv.writer(out)
-            writer.writerow(["metric", "key", "value"])
-            writer.writerows(report.rows())
-            return PlainTextResponse(out.getvalue(), media_type="text/csv")
+            return PlainTextResponse(csv_text(report), media_type="text/csv")
         if format == "png":
-            with tempfile.TemporaryDirectory() as folder:
-                paths = {p.stem.removeprefix("retail_"): p for p in draw_charts(report, Path(folder))}
-                return Response(paths[chart].read_bytes(), media_type="image/png")
+            return Response(chart_png(report, chart), media_type="image/png")
         return {
             "store": store_id,
             "from": first.isoformat(),
