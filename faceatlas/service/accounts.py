@@ -85,10 +85,6 @@ class Accounts:
         with Session(self.engine) as session:
             return list(session.scalars(select(Tenant).order_by(Tenant.id)))
 
-    def get_tenant(self, tenant_id: str) -> Tenant | None:
-        with Session(self.engine) as session:
-            return session.get(Tenant, tenant_id)
-
     # -- keys ------------------------------------------------------------------------------
     def create_key(
         self,

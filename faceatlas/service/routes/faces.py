@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from faceatlas.engine import NoFace
+from faceatlas.engine.calibration import far_key
 from faceatlas.service.deps import Meter, image_request_body, metered, read_images
 from faceatlas.service.errors import ApiError
 from faceatlas.service.inference import Overloaded
@@ -59,7 +60,7 @@ async def compare(
     if analyzer.calibration is None:
         return {"similarity": round(analyzer.compare(*found), 4), "match": None, "pack": analyzer.pack.name}
     calibrated = sorted(analyzer.calibration.thresholds, key=float)
-    if f"{far:.0e}".replace("e-0", "e-") not in calibrated:
+    if far_key(far) not in calibrated:
         raise ApiError("validation_error", f"far must be one of the calibrated rates {calibrated}")
     return {**analyzer.verify(*found, far=far).to_dict(), "pack": analyzer.pack.name}
 
