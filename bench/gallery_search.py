@@ -1,11 +1,16 @@
 """Search benchmark of the gallery's vector index against FAISS IndexFlatIP (exact), same run.
 
-Synthetic embeddings with face-like cluster structure: identities are random unit centres,
-each with several faces whose pairwise cosine is 0.5-0.8 (like real recognisers). Queries
-are fresh faces of enrolled identities. Example:
+Synthetic embeddings with face-like cluster structure: identities with several faces each
+(same-identity cosine about 0.5-0.8, like real recognisers); queries are fresh faces of
+enrolled identities. Two generators:
 
-    python bench/gallery_search.py --sizes 100k 1M --dims 128 512
-    python bench/gallery_search.py --sizes 10M --dims 128 --storage float16 --no-exact
+- ``fitted`` (128-d): identity centres and within-identity variation drawn from Gaussians whose
+  covariances are fitted to real embeddings (the ``--pack`` recogniser on the LFW photos in
+  ``--lfw``; the fit is cached), so the spread of faces over the sphere is that of real faces.
+- ``isotropic``: random directions, the worst case for any index (nothing to learn).
+
+    python bench/gallery_search.py --sizes 100k 1M --dims 128 --generator fitted
+    python bench/gallery_search.py --sizes 100k --dims 512 --generator isotropic
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
 from faceatlas.gallery.index import (
@@ -31,6 +38,7 @@ from faceatlas.gallery.index import (
 
 FACES_PER_IDENTITY = 5
 _CHUNK = 500_000
+_CACHE = Path.home() / ".cache" / "faceatlas" / "bench"
 
 
 def parse_size(text: str) -> int:
@@ -39,23 +47,77 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1] if scale > 1 else text) * scale)
 
 
-def synthetic_faces(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(faces (n, dim), identity of each face, queries (q, dim)) with same-identity cosine 0.5-0.8."""
+@dataclass
+class FaceModel:
+    """Gaussian model of embeddings: identity centre ~ N(mean, B B^T), a face of it adds
+    N(0, s^2 W W^T) with s^2 drawn per identity from ``spread``, then unit length."""
+
+    mean: np.ndarray
+    between: np.ndarray
+    within: np.ndarray
+    spread: tuple[float, float]
+
+    @property
+    def dim(self) -> int:
+        return len(self.mean)
+
+
+def isotropic_model(dim: int) -> FaceModel:
+    """Random identity directions; two faces of one identity have cosine about 0.5-0.8."""
+    unit = np.eye(dim, dtype=np.float32) / np.sqrt(dim)
+    return FaceModel(np.zeros(dim, np.float32), unit, unit, (0.25, 1.0))
+
+
+def fitted_model(lfw: Path, pack: str) -> FaceModel:
+    """Between- and within-identity covariances of ``pack``'s embeddings of the LFW folder (cached)."""
+    cache = _CACHE / f"face-model-{pack}.npz"
+    if not cache.exists():
+        from faceatlas.engine import FaceAnalyzer
+
+        analyzer = FaceAnalyzer(pack)
+        vectors, labels = [], []
+        people = [folder for folder in sorted(lfw.iterdir()) if folder.is_dir()]
+        for label, folder in enumerate(track(people, description=f"fitting to {pack} on LFW")):
+            for image in sorted(folder.glob("*.jpg")):
+                faces = analyzer.analyze(str(image), max_faces=1)
+                if faces:
+                    vectors.append(faces[0].embedding)
+                    labels.append(label)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, vectors=np.asarray(vectors, np.float64), labels=np.asarray(labels))
+    with np.load(cache) as data:
+        vectors, labels = data["vectors"], data["labels"]
+    people, counts = np.unique(labels, return_counts=True)
+    means = np.stack([vectors[labels == p].mean(0) for p in people])
+    residuals = np.concatenate([vectors[labels == p] - means[i] for i, p in enumerate(people) if counts[i] > 1])
+    within = residuals.T @ residuals / (counts[counts > 1] - 1).sum()
+    # an identity's mean photo still carries within-identity noise: take it out of the spread of means
+    between = np.cov(means.T) - within * np.mean(1.0 / counts)
+    ridge = 1e-6 * np.eye(len(within))
+    values, vecs = np.linalg.eigh(between)
+    between_root = vecs * np.sqrt(np.clip(values, 0, None))
+    return FaceModel(vectors.mean(0).astype(np.float32), between_root.astype(np.float32),
+                     np.linalg.cholesky(within + ridge).astype(np.float32), (0.5, 1.5))
+
+
+def synthetic_faces(n: int, model: FaceModel, queries: int, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(faces (n, dim), identity of each face, queries (q, dim)): FACES_PER_IDENTITY faces per identity."""
     rng = np.random.default_rng(seed)
+    dim = model.dim
     identities = max(1, n // FACES_PER_IDENTITY)
-    centres = normalize_rows(rng.standard_normal((identities, dim), dtype=np.float32))
-    # cos(a, b) ~ 1 / (1 + dim * sigma^2) for two noisy copies of one centre: spread over 0.5-0.8.
-    sigma = np.sqrt(rng.uniform(0.25, 1.0, identities).astype(np.float32) / dim)
+    centres = model.mean + rng.standard_normal((identities, dim), dtype=np.float32) @ model.between.T
+    scale = np.sqrt(rng.uniform(*model.spread, identities)).astype(np.float32)
     owner = np.arange(n) % identities
+
+    def faces_of(who: np.ndarray) -> np.ndarray:
+        noise = rng.standard_normal((len(who), dim), dtype=np.float32) @ model.within.T
+        return normalize_rows(centres[who] + noise * scale[who, None])
+
     faces = np.empty((n, dim), np.float32)
     for start in range(0, n, _CHUNK):
-        who = owner[start: start + _CHUNK]
-        noise = rng.standard_normal((len(who), dim), dtype=np.float32) * sigma[who, None]
-        faces[start: start + len(who)] = normalize_rows(centres[who] + noise)
-    asked = rng.integers(0, identities, queries)
-    query_vectors = normalize_rows(centres[asked] + rng.standard_normal((queries, dim), dtype=np.float32)
-                                   * sigma[asked, None])
-    return faces, owner, query_vectors
+        faces[start: start + _CHUNK] = faces_of(owner[start: start + _CHUNK])
+    return faces, owner, faces_of(rng.integers(0, identities, queries))
 
 
 def cosine_stats(faces: np.ndarray, owner: np.ndarray, pairs: int = 20_000, seed: int = 1) -> str:
@@ -111,9 +173,12 @@ def measure(name: str, build, queries: np.ndarray, truth: np.ndarray | None, tim
 
 def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list[Result]:
     start = time.perf_counter()
-    faces, owner, queries = synthetic_faces(size, dim, args.queries)
+    model = fitted_model(args.lfw, args.pack) if args.generator == "fitted" else isotropic_model(dim)
+    if model.dim != dim:
+        raise SystemExit(f"--pack {args.pack} makes {model.dim}-d embeddings; use --generator isotropic for {dim}-d")
+    faces, owner, queries = synthetic_faces(size, model, args.queries)
     ids = np.arange(size, dtype=np.int64)
-    console.log(f"{size:,} x {dim}-d faces generated in {time.perf_counter() - start:.1f}s; "
+    console.log(f"{size:,} x {dim}-d {args.generator} faces generated in {time.perf_counter() - start:.1f}s; "
                 f"{cosine_stats(faces, owner)}")
 
     def flat_ip() -> faiss.IndexFlatIP:
@@ -133,7 +198,7 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
             built.append(build_index(ids, faces, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
                                      expansion_search=ef))
         if isinstance(built[0], HNSWIndex):
-            built[0].graph.expansion_search = ef
+            built[0].expansion_search = ef
         return built[0]
 
     for ef in args.ef_search if kind == "hnsw" else args.ef_search[:1]:
@@ -153,7 +218,11 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["100k", "1M"], help="collection sizes, e.g. 100k 1M 10M")
-    parser.add_argument("--dims", nargs="+", type=int, default=[128, 512])
+    parser.add_argument("--dims", nargs="+", type=int, default=[128])
+    parser.add_argument("--generator", choices=["fitted", "isotropic"], default="fitted")
+    parser.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw/images"),
+                        help="LFW photos the fitted generator learns from")
+    parser.add_argument("--pack", default="scrfd-mbf", help="recogniser whose embeddings the generator imitates")
     parser.add_argument("--storage", choices=["float32", "float16"], default="float32")
     parser.add_argument("--ef-search", type=int, nargs="+", default=[DEFAULT_EXPANSION_SEARCH],
                         help="HNSW expansion_search values, one row each (the graph is built once)")

@@ -1,5 +1,5 @@
 """The gallery layer: tenants -> collections -> subjects -> faces, persisted with SQLAlchemy
-(SQLite or PostgreSQL) and searched through a derived vector index (exact or usearch HNSW)."""
+(SQLite or PostgreSQL) and searched through a derived vector index (exact or FAISS HNSW)."""
 
 from faceatlas.gallery.errors import AlreadyExists, NotFound
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery

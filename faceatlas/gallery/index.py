@@ -1,4 +1,4 @@
-"""Derived vector index of a collection: exact BLAS search for small sets, usearch HNSW above.
+"""Derived vector index of a collection: exact BLAS search for small sets, a FAISS HNSW graph above.
 
 The database is the source of truth; an index only ever holds (face id, vector) pairs copied
 from it, persisted atomically together with the collection ``revision`` it reflects.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import faiss
 import numpy as np
-from usearch.index import Index
 
 Storage = Literal["float32", "float16"]
 
@@ -25,12 +25,11 @@ Storage = Literal["float32", "float16"]
 ANN_MIN_FACES = 20_000
 # HNSW graph: neighbours per node ("M"), candidate list while inserting ("efConstruction") and
 # while searching ("ef"). Chosen with bench/gallery_search.py for recall@1 >= 0.99; see docs/gallery.md.
-HNSW_CONNECTIVITY = 16
+HNSW_CONNECTIVITY = 32
 HNSW_EXPANSION_ADD = 64
 DEFAULT_EXPANSION_SEARCH = 256
-_BLANK_KEY_BASE = 2**63
 _EXACT_BLOCK = 262_144
-_FORMAT = 2
+_FORMAT = 3
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -141,34 +140,41 @@ class ExactIndex:
 
 
 class HNSWIndex:
-    """usearch HNSW graph over inner product, float32 or float16 vectors, multi-threaded build.
+    """FAISS HNSW graph over inner product, float32 or float16 vectors, multi-threaded build.
 
-    usearch's ``remove`` unlinks a node but leaves its vector in the slot until the slot is reused,
-    so every removal at once refills the freed slots with zero-vector placeholders (keys >= 2**63,
-    negative as int64, never returned), and later adds take those slots back first: a removed
-    face's vector is overwritten in memory and absent from the next saved file. One lock guards the
-    graph: usearch may reallocate it while adding, which concurrent searches must not see."""
+    FAISS cannot unlink a node from the graph, so ``remove`` leaves a tombstone: the node keeps
+    routing searches, its label becomes -1 (never returned) and its stored vector is overwritten
+    with zeros at once, so a removed face is neither in memory nor in the next saved file. The
+    cache rebuilds a graph when tombstones pile up. One lock guards the graph: FAISS may
+    reallocate it while adding, which concurrent searches must not see."""
 
     kind = "hnsw"
 
     def __init__(self, dim: int, storage: Storage = "float32", *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
-                 graph: Index | None = None, blanks: np.ndarray | None = None) -> None:
+                 graph: faiss.IndexHNSW | None = None, labels: np.ndarray | None = None) -> None:
         self.dim = dim
         self.storage = storage
-        self.graph = graph if graph is not None else Index(
-            ndim=dim, metric="ip", dtype="f16" if storage == "float16" else "f32",
-            connectivity=HNSW_CONNECTIVITY, expansion_add=HNSW_EXPANSION_ADD)
-        self.graph.expansion_search = expansion_search
-        self.blanks = np.empty(0, np.uint64) if blanks is None else np.asarray(blanks, np.uint64)
+        if graph is None:
+            graph = faiss.IndexHNSWFlat(dim, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT) \
+                if storage == "float32" else \
+                faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = HNSW_EXPANSION_ADD
+        self.graph = graph
+        self.expansion_search = expansion_search
+        self.labels = np.empty(0, np.int64) if labels is None else np.asarray(labels, np.int64)
         self._lock = threading.Lock()
 
+    @property
+    def tombstones(self) -> int:
+        """Graph nodes left behind by removed faces."""
+        return int(np.count_nonzero(self.labels < 0))
+
     def __len__(self) -> int:
-        return len(self.graph) - len(self.blanks)
+        return len(self.labels) - self.tombstones
 
     def ids(self) -> np.ndarray:
         with self._lock:
-            keys = np.asarray(self.graph.keys).view(np.int64)
-        return keys[keys >= 0]
+            return self.labels[self.labels >= 0].copy()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -176,52 +182,50 @@ class HNSWIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
-            reuse = min(len(ids), len(self.blanks))
-            if reuse:  # free placeholder slots so the new faces land in them
-                self.graph.remove(self.blanks[len(self.blanks) - reuse:])
-                self.blanks = self.blanks[: len(self.blanks) - reuse]
-            self.graph.add(ids.view(np.uint64), vectors)
+            self.graph.add(vectors)
+            self.labels = np.concatenate([self.labels, ids])
 
     def remove(self, ids: np.ndarray) -> int:
-        ids = np.unique(np.asarray(ids, dtype=np.int64).ravel()).view(np.uint64)
+        ids = np.asarray(ids, dtype=np.int64).ravel()
         with self._lock:
-            present = ids[np.atleast_1d(self.graph.contains(ids))] if len(ids) else ids
-            if not len(present):
+            positions = np.flatnonzero(np.isin(self.labels, ids) & (self.labels >= 0))
+            if not len(positions):
                 return 0
-            self.graph.remove(present)
-            first = int(self.blanks[-1]) + 1 if len(self.blanks) else _BLANK_KEY_BASE
-            blanks = np.arange(first, first + len(present), dtype=np.uint64)
-            self.graph.add(blanks, np.zeros((len(present), self.dim), np.float32))
-            self.blanks = np.concatenate([self.blanks, blanks])
-        return len(present)
+            stored = faiss.downcast_index(self.graph.storage)
+            codes = faiss.rev_swig_ptr(stored.codes.data(), stored.codes.size()).reshape(-1, stored.code_size)
+            codes[positions] = 0  # the vector itself is gone, not just unreachable
+            self.labels[positions] = -1
+        return len(positions)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         with self._lock:
-            count = min(k + min(len(self.blanks), k), len(self.graph))
+            count = min(k + min(self.tombstones, k), len(self.labels))
             if count == 0:
                 return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
-            matches = self.graph.search(queries, count)
-        ids = matches.keys.reshape(len(queries), -1).view(np.int64)
-        sims = 1.0 - matches.distances.reshape(len(queries), -1)
-        found = np.asarray(getattr(matches, "counts", [len(matches)])).reshape(-1, 1)  # one query: Matches
-        invalid = (ids < 0) | (np.arange(ids.shape[1]) >= found)
-        order = np.argsort(invalid, axis=1, kind="stable")[:, :k]
-        ids, sims, invalid = (np.take_along_axis(a, order, 1) for a in (ids, sims, invalid))
-        sims[invalid], ids[invalid] = -np.inf, -1
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.expansion_search, count)
+            sims, positions = self.graph.search(queries, count, params=params)
+            ids = np.where(positions >= 0, self.labels[positions], -1)
+        order = np.argsort(ids < 0, axis=1, kind="stable")[:, :k]
+        sims, ids = np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
+        sims[ids < 0] = -np.inf
         return _pad(sims.astype(np.float32), ids, k)
 
     def memory_bytes(self) -> int:
-        return int(self.graph.memory_usage)
+        stored = faiss.downcast_index(self.graph.storage)
+        hnsw = self.graph.hnsw
+        return int(stored.codes.size() + 4 * hnsw.neighbors.size() + 8 * hnsw.offsets.size()
+                   + 4 * hnsw.levels.size() + 8 * len(self.labels))
 
     def save(self, file: Path) -> np.ndarray:
-        """Write the graph to ``file`` (fsynced); returns the placeholder keys it holds."""
+        """Write the graph to ``file`` (fsynced); returns the face id of every graph node."""
         with self._lock:
-            self.graph.save(str(file))
-            blanks = self.blanks.copy()
+            faiss.write_index(self.graph, str(file))
+            labels = self.labels.copy()
         with open(file, "rb+") as handle:
             os.fsync(handle.fileno())
-        return blanks
+        return labels
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, *, storage: Storage = "float32",
@@ -243,12 +247,12 @@ class IndexState:
 
 
 def _graph_files(path: Path) -> list[Path]:
-    return list(path.parent.glob(f"{path.name}.*.usearch"))
+    return list(path.parent.glob(f"{path.name}.*.faiss"))
 
 
 def save_index(state: IndexState, path: Path) -> None:
     """Write index and revision to ``path`` atomically (tmp, fsync, rename). An HNSW graph goes to
-    a fresh ``<path>.<token>.usearch`` file named in the metadata; older graph files are deleted."""
+    a fresh ``<path>.<token>.faiss`` file named in the metadata; older graph files are deleted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     index = state.index
     meta = {"format": _FORMAT, "kind": index.kind, "dim": index.dim, "storage": index.storage,
@@ -256,10 +260,10 @@ def save_index(state: IndexState, path: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     graph_file = None
     if isinstance(index, HNSWIndex):
-        graph_file = path.with_name(f"{path.name}.{uuid.uuid4().hex}.usearch")
-        arrays["blanks"] = index.save(graph_file)
+        graph_file = path.with_name(f"{path.name}.{uuid.uuid4().hex}.faiss")
+        arrays["labels"] = index.save(graph_file)
         meta["graph"] = graph_file.name
-        meta["expansion_search"] = index.graph.expansion_search
+        meta["expansion_search"] = index.expansion_search
     else:
         arrays["ids"] = index.ids()
         arrays["vectors"] = index.vectors()
@@ -293,11 +297,12 @@ def load_index(path: Path) -> IndexState | None:
                 index: VectorIndex = ExactIndex(meta["dim"], meta["storage"])
                 index.add(data["ids"], data["vectors"])
             else:
-                graph = Index.restore(str(path.with_name(meta["graph"])))
-                if graph is None or graph.ndim != meta["dim"]:
+                graph = faiss.read_index(str(path.with_name(meta["graph"])))
+                labels = data["labels"]
+                if graph.d != meta["dim"] or graph.ntotal != len(labels):
                     return None
                 index = HNSWIndex(meta["dim"], meta["storage"], expansion_search=meta["expansion_search"],
-                                  graph=graph, blanks=data["blanks"])
+                                  graph=graph, labels=labels)
     except (OSError, ValueError, KeyError, EOFError, RuntimeError, io.UnsupportedOperation):
         return None
     revision = meta.pop("revision")

@@ -83,6 +83,9 @@ class IndexCache:
                 return
             if removed is not None and len(removed):
                 state.index.remove(removed)
+                if self._needs_rebuild(state.index, len(state.index)):  # next get() rebuilds from the database
+                    self.drop(collection_id)
+                    return
             if added is not None and len(added[0]):
                 state.index.add(*added)
             state.revision = revision
@@ -104,7 +107,7 @@ class IndexCache:
                 self.save(collection_id)
 
     def drop(self, collection_id: int) -> None:
-        """Forget a deleted collection's index, in memory and on disk."""
+        """Forget a collection's index (deleted, or due for a rebuild), in memory and on disk."""
         with self._lock:
             self._states.pop(collection_id, None)
             self._unsaved.pop(collection_id, None)
@@ -151,9 +154,9 @@ class IndexCache:
 
     def _needs_rebuild(self, index: VectorIndex, size: int) -> bool:
         """An HNSW graph is rebuilt when the collection fell back to exact-search size or a quarter
-        of its nodes are placeholders left by removals."""
+        of its nodes are tombstones left by removals."""
         if isinstance(index, HNSWIndex):
-            return size < self.ann_min_faces // 2 or len(index.blanks) > size // 4
+            return size < self.ann_min_faces // 2 or index.tombstones > size // 4
         return False
 
     @staticmethod

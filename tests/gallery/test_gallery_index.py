@@ -1,4 +1,4 @@
-"""The vector indexes on their own: exact vs usearch HNSW, removal, persistence, crash catch-up."""
+"""The vector indexes on their own: exact vs FAISS HNSW, removal, persistence, crash catch-up."""
 
 from __future__ import annotations
 
@@ -75,13 +75,13 @@ def test_hnsw_removal_leaves_no_vector_in_memory_or_on_disk(tmp_path: Path) -> N
     save_index(IndexState(index, 1), path)
     victims = [vectors[i].tobytes() for i in range(5)]
     assert all(v in _bytes_on_disk(tmp_path) for v in victims)
-    assert index.remove(ids[:5]) == 5 and len(index.blanks) == 5
-    assert index.search(vectors[:5], 1000)[1].min() >= 6  # neither removed faces nor placeholders
+    assert index.remove(ids[:5]) == 5 and index.tombstones == 5
+    assert index.search(vectors[:5], 1000)[1].min() >= 6  # removed faces are never returned
     save_index(IndexState(index, 2), path)
-    assert len(list(tmp_path.glob("*.usearch"))) == 1
+    assert len(list(tmp_path.glob("*.faiss"))) == 1
     assert not any(v in _bytes_on_disk(tmp_path) for v in victims)
-    index.add(ids[:2], vectors[:2])  # re-enrolled faces take the placeholder slots back
-    assert len(index.blanks) == 3 and len(index) == len(ids) - 3 and len(index.graph) == len(ids)
+    index.add(ids[:2], vectors[:2])  # re-enrolled faces get new nodes
+    assert index.tombstones == 5 and len(index) == len(ids) - 3 and index.graph.ntotal == len(ids) + 2
     assert index.search(vectors[:2], 1)[1][:, 0].tolist() == ids[:2].tolist()
     delete_index(path)
     assert list(tmp_path.iterdir()) == []
@@ -107,7 +107,7 @@ def test_unreadable_index_file_means_rebuild(tmp_path: Path) -> None:
     assert load_index(path) is None
     vectors, ids, _ = _clustered(50, 2, 16)
     save_index(IndexState(build_index(ids, vectors, 16, ann_min_faces=1), 3), path)
-    next(tmp_path.glob("*.usearch")).unlink()  # graph file lost
+    next(tmp_path.glob("*.faiss")).unlink()  # graph file lost
     assert load_index(path) is None
 
 
@@ -122,7 +122,7 @@ def test_stale_hnsw_file_is_caught_up_after_a_crash(db_url: str, tmp_path: Path)
         for person in range(12):
             first.add_embeddings("c", f"p{person}", rng.normal(size=(4, 128)), recognizer_id=rid)
         first.search("c", rng.normal(size=128))  # builds the HNSW index and saves it
-    assert len(list(index_dir.glob("*.usearch"))) == 1
+    assert len(list(index_dir.glob("*.faiss"))) == 1
     # Another process (its own index files) changes the database; ours goes stale, as after a crash.
     with Gallery.open(db_url, **{**options, "index_dir": tmp_path / "other"}) as writer:
         writer.add_embeddings("c", "late", rng.normal(size=(3, 128)), recognizer_id=rid)
@@ -141,4 +141,30 @@ def test_stale_hnsw_file_is_caught_up_after_a_crash(db_url: str, tmp_path: Path)
         assert not set(index.search(query[None], 47)[1][0].tolist()) & {face_id for face_id, _ in gone}
         assert reopened.search("c", query, k=3)[0].external_id != "p0"
     assert not any(blob in _bytes_on_disk(index_dir) for _, blob in gone)
-    assert len(list(index_dir.glob("*.usearch"))) == 1
+    assert len(list(index_dir.glob("*.faiss"))) == 1
+
+
+def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path) -> None:
+    """Deleting over a quarter of the faces drops the tombstoned graph; the next search rebuilds it
+    from the database, and no file keeps a deleted vector."""
+    rng = np.random.default_rng(4)
+    options = {"tenant": "t", "ann_min_faces": 40, "autosave_every": 1}
+    with Gallery.open(f"sqlite:///{tmp_path}/g.db", **options) as gallery:
+        rid = gallery.create_collection("c", "scrfd-mbf").recognizer_id
+        for person in range(30):
+            gallery.add_embeddings("c", f"p{person}", rng.normal(size=(4, 128)), recognizer_id=rid)
+        gallery.search("c", rng.normal(size=128))
+        with gallery._sessions() as session:
+            collection = gallery._collection(session, "c")
+            gone = session.scalars(select(FaceRecord.embedding).join(Subject)
+                                   .where(Subject.external_id.in_([f"p{i}" for i in range(9)]))).all()
+            first = gallery._indexes.get(session, collection)
+        for person in range(9):
+            gallery.delete_subject("c", f"p{person}")
+        assert first.tombstones == 28  # the 7th delete crossed a quarter (28 > 92 // 4) and dropped it
+        assert gallery.search("c", np.frombuffer(gone[0], np.float32), k=1)[0].external_id not in \
+            {f"p{i}" for i in range(9)}
+        with gallery._sessions() as session:
+            rebuilt = gallery._indexes.get(session, gallery._collection(session, "c"))
+        assert isinstance(rebuilt, HNSWIndex) and rebuilt.tombstones == 0 and len(rebuilt) == 84
+    assert not any(blob in _bytes_on_disk(tmp_path / "g.db.indexes") for blob in gone)
