@@ -26,7 +26,7 @@ ANN_MIN_FACES = 20_000
 # HNSW graph: neighbours per node ("M"), candidate list while inserting ("efConstruction") and
 # while searching ("ef"). Chosen with bench/gallery_search.py for recall@1 >= 0.99; see docs/gallery.md.
 HNSW_CONNECTIVITY = 32
-HNSW_EXPANSION_ADD = 64
+HNSW_EXPANSION_ADD = 128
 DEFAULT_EXPANSION_SEARCH = 256
 _EXACT_BLOCK = 262_144
 _FORMAT = 3
