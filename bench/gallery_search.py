@@ -29,6 +29,7 @@ from rich.table import Table
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     DEFAULT_EXPANSION_SEARCH,
+    HNSW_EXPANSION_ADD,
     ExactIndex,
     HNSWIndex,
     VectorIndex,
@@ -196,13 +197,13 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
         """The gallery's index, built on first use; later calls only set the HNSW search depth."""
         if not built:
             built.append(build_index(ids, faces, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
-                                     expansion_search=ef))
+                                     expansion_search=ef, expansion_add=args.build_depth))
         if isinstance(built[0], HNSWIndex):
             built[0].expansion_search = ef
         return built[0]
 
     for ef in args.ef_search if kind == "hnsw" else args.ef_search[:1]:
-        label = f"{kind}, {args.storage}" + (f", ef {ef}" if kind == "hnsw" else "")
+        label = f"{kind}, {args.storage}" + (f", efC {args.build_depth}, ef {ef}" if kind == "hnsw" else "")
         results.append(measure(f"gallery index ({label})", lambda ef=ef: gallery_index(ef), queries, truth,
                                args.timed)[0])
     if not args.no_exact and kind == "hnsw":
@@ -226,6 +227,7 @@ def main() -> None:
     parser.add_argument("--storage", choices=["float32", "float16"], default="float32")
     parser.add_argument("--ef-search", type=int, nargs="+", default=[DEFAULT_EXPANSION_SEARCH],
                         help="HNSW expansion_search values, one row each (the graph is built once)")
+    parser.add_argument("--build-depth", type=int, default=HNSW_EXPANSION_ADD, help="HNSW efConstruction")
     parser.add_argument("--ann-min-faces", type=int, default=ANN_MIN_FACES)
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall@1")
     parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")

@@ -151,14 +151,15 @@ class HNSWIndex:
     kind = "hnsw"
 
     def __init__(self, dim: int, storage: Storage = "float32", *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
-                 graph: faiss.IndexHNSW | None = None, labels: np.ndarray | None = None) -> None:
+                 expansion_add: int = HNSW_EXPANSION_ADD, graph: faiss.IndexHNSW | None = None,
+                 labels: np.ndarray | None = None) -> None:
         self.dim = dim
         self.storage = storage
         if graph is None:
             graph = faiss.IndexHNSWFlat(dim, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT) \
                 if storage == "float32" else \
                 faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
-            graph.hnsw.efConstruction = HNSW_EXPANSION_ADD
+            graph.hnsw.efConstruction = expansion_add
         self.graph = graph
         self.expansion_search = expansion_search
         self.labels = np.empty(0, np.int64) if labels is None else np.asarray(labels, np.int64)
@@ -229,9 +230,10 @@ class HNSWIndex:
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, *, storage: Storage = "float32",
-                ann_min_faces: int = ANN_MIN_FACES, expansion_search: int = DEFAULT_EXPANSION_SEARCH) -> VectorIndex:
+                ann_min_faces: int = ANN_MIN_FACES, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
+                expansion_add: int = HNSW_EXPANSION_ADD) -> VectorIndex:
     """The right index for this many faces: exact below ``ann_min_faces``, HNSW from there on."""
-    index: VectorIndex = HNSWIndex(dim, storage, expansion_search=expansion_search) \
+    index: VectorIndex = HNSWIndex(dim, storage, expansion_search=expansion_search, expansion_add=expansion_add) \
         if len(ids) >= ann_min_faces else ExactIndex(dim, storage)
     index.add(ids, vectors)
     return index
