@@ -162,13 +162,14 @@ class HNSWIndex:
             graph.hnsw.efConstruction = expansion_add
         self.graph = graph
         self.expansion_search = expansion_search
-        self.labels = np.empty(0, np.int64) if labels is None else np.asarray(labels, np.int64)
+        self._labels = np.empty(0, np.int64) if labels is None else np.array(labels, np.int64)
+        self.tombstones = int(np.count_nonzero(self._labels < 0))  # graph nodes left by removed faces
         self._lock = threading.Lock()
 
     @property
-    def tombstones(self) -> int:
-        """Graph nodes left behind by removed faces."""
-        return int(np.count_nonzero(self.labels < 0))
+    def labels(self) -> np.ndarray:
+        """The face id of every graph node in insertion order, -1 for a tombstone (a view)."""
+        return self._labels[: self.graph.ntotal]
 
     def __len__(self) -> int:
         return len(self.labels) - self.tombstones
@@ -183,8 +184,13 @@ class HNSWIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
+            start = self.graph.ntotal
+            if start + len(ids) > len(self._labels):  # grow geometrically: adds come a few at a time
+                grown = np.empty(max(start + len(ids), 2 * len(self._labels), 1024), np.int64)
+                grown[:start] = self._labels[:start]
+                self._labels = grown
+            self._labels[start: start + len(ids)] = ids
             self.graph.add(vectors)
-            self.labels = np.concatenate([self.labels, ids])
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -196,6 +202,7 @@ class HNSWIndex:
             codes = faiss.rev_swig_ptr(stored.codes.data(), stored.codes.size()).reshape(-1, stored.code_size)
             codes[positions] = 0  # the vector itself is gone, not just unreachable
             self.labels[positions] = -1
+            self.tombstones += len(positions)
         return len(positions)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -67,13 +67,14 @@ def test_remove_and_persist(tmp_path: Path, ann: bool) -> None:
     assert np.array_equal(loaded.index.search(vectors[10:12], 3)[1], index.search(vectors[10:12], 3)[1])
 
 
-def test_hnsw_removal_leaves_no_vector_in_memory_or_on_disk(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_hnsw_removal_leaves_no_vector_in_memory_or_on_disk(tmp_path: Path, storage: str) -> None:
     vectors, ids, _ = _clustered(400, 5, 32, seed=2)
-    index = build_index(ids, vectors, 32, ann_min_faces=1)
+    index = build_index(ids, vectors, 32, ann_min_faces=1, storage=storage)
     assert isinstance(index, HNSWIndex)
     path = tmp_path / "collection-1.npz"
     save_index(IndexState(index, 1), path)
-    victims = [vectors[i].tobytes() for i in range(5)]
+    victims = [vectors[i].astype(storage).tobytes() for i in range(5)]
     assert all(v in _bytes_on_disk(tmp_path) for v in victims)
     assert index.remove(ids[:5]) == 5 and index.tombstones == 5
     assert index.search(vectors[:5], 1000)[1].min() >= 6  # removed faces are never returned
