@@ -256,7 +256,8 @@ class IndexState:
 
 
 def _graph_files(path: Path) -> list[Path]:
-    return list(path.parent.glob(f"{path.name}.*.faiss"))
+    """Graph files of the index at ``path``, including the usearch ones of index format 2."""
+    return [*path.parent.glob(f"{path.name}.*.faiss"), *path.parent.glob(f"{path.name}.*.usearch")]
 
 
 def save_index(state: IndexState, path: Path) -> None:

@@ -169,3 +169,13 @@ def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path) -> None:
             rebuilt = gallery._indexes.get(session, gallery._collection(session, "c"))
         assert isinstance(rebuilt, HNSWIndex) and rebuilt.tombstones == 0 and len(rebuilt) == 84
     assert not any(blob in _bytes_on_disk(tmp_path / "g.db.indexes") for blob in gone)
+
+
+def test_saving_replaces_graph_files_of_the_previous_format(tmp_path: Path) -> None:
+    """A usearch graph left by index format 2 holds vectors too: the next save deletes it."""
+    path = tmp_path / "collection-1.npz"
+    legacy = tmp_path / "collection-1.npz.0123abcd.usearch"
+    legacy.write_bytes(b"old graph with vectors")
+    vectors, ids, _ = _clustered(50, 2, 16)
+    save_index(IndexState(build_index(ids, vectors, 16, ann_min_faces=1), 1), path)
+    assert not legacy.exists() and len(list(tmp_path.glob("*.faiss"))) == 1
