@@ -23,7 +23,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 from rich.console import Console
-from rich.progress import track
 from rich.table import Table
 
 from faceatlas.gallery.index import (
@@ -73,19 +72,17 @@ def fitted_model(lfw: Path, pack: str) -> FaceModel:
     """Between- and within-identity covariances of ``pack``'s embeddings of the LFW folder (cached)."""
     cache = _CACHE / f"face-model-{pack}.npz"
     if not cache.exists():
+        from lfw_identification import embed_folder  # the sibling bench: largest face of each photo
+
         from faceatlas.engine import FaceAnalyzer
 
-        analyzer = FaceAnalyzer(pack)
-        vectors, labels = [], []
         people = [folder for folder in sorted(lfw.iterdir()) if folder.is_dir()]
-        for label, folder in enumerate(track(people, description=f"fitting to {pack} on LFW")):
-            for image in sorted(folder.glob("*.jpg")):
-                faces = analyzer.analyze(str(image), max_faces=1)
-                if faces:
-                    vectors.append(faces[0].embedding)
-                    labels.append(label)
+        photos = [(label, image) for label, folder in enumerate(people) for image in sorted(folder.glob("*.jpg"))]
+        embedded = embed_folder(FaceAnalyzer(pack), [image for _, image in photos])
+        found = [(label, vector) for (label, _), vector in zip(photos, embedded) if vector is not None]
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, vectors=np.asarray(vectors, np.float64), labels=np.asarray(labels))
+        np.savez(cache, vectors=np.asarray([vector for _, vector in found], np.float64),
+                 labels=np.asarray([label for label, _ in found]))
     with np.load(cache) as data:
         vectors, labels = data["vectors"], data["labels"]
     people, counts = np.unique(labels, return_counts=True)
