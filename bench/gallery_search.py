@@ -28,9 +28,10 @@ from rich.table import Table
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     DEFAULT_EXPANSION_SEARCH,
+    HNSW_CONNECTIVITY,
     HNSW_EXPANSION_ADD,
     ExactIndex,
-    HNSWIndex,
+    TemplateIndex,
     VectorIndex,
     build_index,
     normalize_rows,
@@ -186,24 +187,28 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
 
     flat_result, truth = measure("faiss IndexFlatIP (exact)", flat_ip, queries, None, min(args.timed, args.flat_timed))
     results = [flat_result]
-    kind = "hnsw" if size >= args.ann_min_faces else "exact"
+    kind = "templates" if size >= args.ann_min_faces else "exact"
 
     built: list[VectorIndex] = []
 
     def gallery_index(ef: int) -> VectorIndex:
         """The gallery's index, built on first use; later calls only set the HNSW search depth."""
         if not built:
-            built.append(build_index(ids, faces, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
-                                     expansion_search=ef, expansion_add=args.build_depth))
-        if isinstance(built[0], HNSWIndex):
+            built.append(build_index(ids, faces, dim, owner, storage=args.storage, ann_min_faces=args.ann_min_faces,
+                                     expansion_search=ef, expansion_add=args.build_depth,
+                                     connectivity=args.connectivity))
+            if isinstance(built[0], TemplateIndex):
+                console.log(f"{built[0].nodes:,} template nodes for {size:,} faces")
+        if isinstance(built[0], TemplateIndex):
             built[0].expansion_search = ef
         return built[0]
 
-    for ef in args.ef_search if kind == "hnsw" else args.ef_search[:1]:
-        label = f"{kind}, {args.storage}" + (f", efC {args.build_depth}, ef {ef}" if kind == "hnsw" else "")
+    for ef in args.ef_search if kind == "templates" else args.ef_search[:1]:
+        label = f"{kind}, {args.storage}" + \
+            (f", M {args.connectivity}, efC {args.build_depth}, ef {ef}" if kind == "templates" else "")
         results.append(measure(f"gallery index ({label})", lambda ef=ef: gallery_index(ef), queries, truth,
                                args.timed)[0])
-    if not args.no_exact and kind == "hnsw":
+    if not args.no_exact and kind == "templates":
         def exact() -> ExactIndex:
             index = ExactIndex(dim, args.storage)
             index.add(ids, faces)
@@ -225,6 +230,7 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, nargs="+", default=[DEFAULT_EXPANSION_SEARCH],
                         help="HNSW expansion_search values, one row each (the graph is built once)")
     parser.add_argument("--build-depth", type=int, default=HNSW_EXPANSION_ADD, help="HNSW efConstruction")
+    parser.add_argument("--connectivity", type=int, default=HNSW_CONNECTIVITY, help="HNSW M (links per node)")
     parser.add_argument("--ann-min-faces", type=int, default=ANN_MIN_FACES)
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall@1")
     parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")

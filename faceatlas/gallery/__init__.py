@@ -1,9 +1,10 @@
 """The gallery layer: tenants -> collections -> subjects -> faces, persisted with SQLAlchemy
-(SQLite or PostgreSQL) and searched through a derived vector index (exact or FAISS HNSW)."""
+(SQLite or PostgreSQL) and searched through a derived vector index (exact, or a FAISS HNSW
+graph over subject templates)."""
 
 from faceatlas.gallery.errors import AlreadyExists, NotFound
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery
-from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, HNSWIndex, build_index
+from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
 from faceatlas.gallery.types import (
     CollectionInfo,
     EnrolReport,
@@ -24,12 +25,12 @@ __all__ = [
     "ExactIndex",
     "FaceInfo",
     "Gallery",
-    "HNSWIndex",
     "Match",
     "NotFound",
     "Page",
     "ReembedReport",
     "SubjectInfo",
+    "TemplateIndex",
     "Verification",
     "build_index",
 ]

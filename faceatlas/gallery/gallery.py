@@ -237,7 +237,8 @@ class Gallery:
 
     def merge_subjects(self, collection: str, keep: str, absorb: str) -> SubjectInfo:
         """Move every face of ``absorb`` to ``keep`` (metadata merged, ``keep`` wins) and delete
-        ``absorb``; the index is unaffected because it holds face ids only."""
+        ``absorb``. The index is left as it is: it returns face ids, and grouping faces by their
+        old subjects still routes searches well (a rebuild regroups them)."""
         if keep == absorb:
             raise ValueError("cannot merge a subject into itself")
         with self._sessions.begin() as session:
@@ -298,7 +299,8 @@ class Gallery:
             ids = list(session.scalars(insert(FaceRecord).returning(FaceRecord.id, sort_by_parameter_order=True),
                                        rows)) if count else []
             revision = self._bump(session, coll)
-        self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors))
+        self._indexes.applied(coll.id, revision,
+                              added=(np.asarray(ids, np.int64), vectors, np.full(len(ids), subject.id, np.int64)))
         return ids
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,

@@ -1,6 +1,7 @@
-"""Derived vector index of a collection: exact BLAS search for small sets, a FAISS HNSW graph above.
+"""Derived vector index of a collection: exact BLAS search for small sets, and above that a FAISS
+HNSW graph over subject templates whose faces are then scored exactly (:class:`TemplateIndex`).
 
-The database is the source of truth; an index only ever holds (face id, vector) pairs copied
+The database is the source of truth; an index only ever holds (face id, vector, subject) copied
 from it, persisted atomically together with the collection ``revision`` it reflects.
 """
 
@@ -20,16 +21,21 @@ import numpy as np
 
 Storage = Literal["float32", "float16"]
 
-# Below this many faces the exact (brute-force) index is used; at and above it the HNSW graph.
+# Below this many faces the exact (brute-force) index is used; at and above it the template index.
 # Measured with bench/gallery_search.py (2 shared, heavily loaded cores); see docs/gallery.md.
 ANN_MIN_FACES = 20_000
 # HNSW graph: neighbours per node ("M"), candidate list while inserting ("efConstruction") and
 # while searching ("ef"). Chosen with bench/gallery_search.py for recall@1 >= 0.99; see docs/gallery.md.
-HNSW_CONNECTIVITY = 32
-HNSW_EXPANSION_ADD = 128
+HNSW_CONNECTIVITY = 64
+HNSW_EXPANSION_ADD = 96
 DEFAULT_EXPANSION_SEARCH = 256
+# Template index: at most this many faces of one subject share a graph node, and a search scores
+# the faces of at least this many nodes exactly. Chosen with bench/gallery_search.py.
+TEMPLATE_GROUP_SIZE = 8
+TEMPLATE_CANDIDATES = 16
 _EXACT_BLOCK = 262_144
-_FORMAT = 3
+_TEMPLATE_BLOCK = 65_536
+_FORMAT = 4
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -59,8 +65,21 @@ def _pad(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
             np.hstack([ids, np.full((nq, missing), -1, np.int64)]))
 
 
+def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarray:
+    """``array`` itself when it has ``needed`` rows, else a copy with geometrically more rows
+    (new rows set to ``fill`` when given)."""
+    if needed <= len(array):
+        return array
+    grown = np.empty((max(needed, 2 * len(array), 1024), *array.shape[1:]), array.dtype)
+    grown[: len(array)] = array
+    if fill is not None:
+        grown[len(array):] = fill
+    return grown
+
+
 class VectorIndex(Protocol):
-    """Inner-product top-k over unit vectors keyed by int64 face ids."""
+    """Inner-product top-k over unit vectors keyed by int64 face ids. ``groups`` (the subject of
+    each face) lets an index route by subject; search results are faces either way."""
 
     kind: str
     dim: int
@@ -68,7 +87,7 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
     def ids(self) -> np.ndarray: ...
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None: ...
     def remove(self, ids: np.ndarray) -> int: ...
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def memory_bytes(self) -> int: ...
@@ -95,16 +114,10 @@ class ExactIndex:
     def vectors(self) -> np.ndarray:
         return self._vectors[: self._size]
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         new_size = self._size + len(ids)
-        if new_size > len(self._ids):
-            capacity = max(new_size, 2 * len(self._ids), 1024)
-            grown = np.empty((capacity, self.dim), dtype=self.storage)
-            grown[: self._size] = self._vectors[: self._size]
-            grown_ids = np.empty(capacity, dtype=np.int64)
-            grown_ids[: self._size] = self._ids[: self._size]
-            self._vectors, self._ids = grown, grown_ids
+        self._vectors, self._ids = _grown(self._vectors, new_size), _grown(self._ids, new_size)
         self._vectors[self._size: new_size] = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         self._ids[self._size: new_size] = ids
         self._size = new_size
@@ -140,25 +153,21 @@ class ExactIndex:
 
 
 class HNSWIndex:
-    """FAISS HNSW graph over inner product, float32 or float16 vectors, multi-threaded build.
+    """FAISS HNSW graph over inner product of float32 vectors, multi-threaded build; the router of
+    :class:`TemplateIndex` (its labels are template node ids).
 
     FAISS cannot unlink a node from the graph, so ``remove`` leaves a tombstone: the node keeps
     routing searches, its label becomes -1 (never returned) and its stored vector is overwritten
-    with zeros at once, so a removed face is neither in memory nor in the next saved file. The
+    with zeros at once, so a removed vector is neither in memory nor in the next saved file. The
     cache rebuilds a graph when tombstones pile up. One lock guards the graph: FAISS may
     reallocate it while adding, which concurrent searches must not see."""
 
-    kind = "hnsw"
-
-    def __init__(self, dim: int, storage: Storage = "float32", *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
-                 expansion_add: int = HNSW_EXPANSION_ADD, graph: faiss.IndexHNSW | None = None,
-                 labels: np.ndarray | None = None) -> None:
+    def __init__(self, dim: int, *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
+                 expansion_add: int = HNSW_EXPANSION_ADD, connectivity: int = HNSW_CONNECTIVITY,
+                 graph: faiss.IndexHNSW | None = None, labels: np.ndarray | None = None) -> None:
         self.dim = dim
-        self.storage = storage
         if graph is None:
-            graph = faiss.IndexHNSWFlat(dim, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT) \
-                if storage == "float32" else \
-                faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+            graph = faiss.IndexHNSWFlat(dim, connectivity, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = expansion_add
         self.graph = graph
         self.expansion_search = expansion_search
@@ -168,15 +177,8 @@ class HNSWIndex:
 
     @property
     def labels(self) -> np.ndarray:
-        """The face id of every graph node in insertion order, -1 for a tombstone (a view)."""
+        """The label of every graph node in insertion order, -1 for a tombstone (a view)."""
         return self._labels[: self.graph.ntotal]
-
-    def __len__(self) -> int:
-        return len(self.labels) - self.tombstones
-
-    def ids(self) -> np.ndarray:
-        with self._lock:
-            return self.labels[self.labels >= 0].copy()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -185,12 +187,22 @@ class HNSWIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
             start = self.graph.ntotal
-            if start + len(ids) > len(self._labels):  # grow geometrically: adds come a few at a time
-                grown = np.empty(max(start + len(ids), 2 * len(self._labels), 1024), np.int64)
-                grown[:start] = self._labels[:start]
-                self._labels = grown
+            self._labels = _grown(self._labels, start + len(ids))  # geometric: adds come a few at a time
             self._labels[start: start + len(ids)] = ids
             self.graph.add(vectors)
+
+    def _codes(self) -> tuple[np.ndarray, faiss.Index]:
+        """The graph's stored vectors as a writable (nodes, code size) byte view, and their codec."""
+        stored = faiss.downcast_index(self.graph.storage)
+        codes = faiss.rev_swig_ptr(stored.codes.data(), stored.codes.size())
+        return codes.reshape(-1, stored.code_size), stored
+
+    def overwrite(self, positions: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the stored vectors of graph nodes in place (their links stay as built)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            codes, stored = self._codes()
+            codes[np.asarray(positions, np.int64)] = stored.sa_encode(vectors)
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -198,8 +210,7 @@ class HNSWIndex:
             positions = np.flatnonzero(np.isin(self.labels, ids) & (self.labels >= 0))
             if not len(positions):
                 return 0
-            stored = faiss.downcast_index(self.graph.storage)
-            codes = faiss.rev_swig_ptr(stored.codes.data(), stored.codes.size()).reshape(-1, stored.code_size)
+            codes, _ = self._codes()
             codes[positions] = 0  # the vector itself is gone, not just unreachable
             self.labels[positions] = -1
             self.tombstones += len(positions)
@@ -226,23 +237,196 @@ class HNSWIndex:
         return int(stored.codes.size() + 4 * hnsw.neighbors.size() + 8 * hnsw.offsets.size()
                    + 4 * hnsw.levels.size() + 8 * len(self.labels))
 
-    def save(self, file: Path) -> np.ndarray:
-        """Write the graph to ``file`` (fsynced); returns the face id of every graph node."""
+    def save(self, file: Path) -> None:
+        """Write the graph to ``file`` (fsynced)."""
         with self._lock:
             faiss.write_index(self.graph, str(file))
-            labels = self.labels.copy()
         with open(file, "rb+") as handle:
             os.fsync(handle.fileno())
-        return labels
 
 
-def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, *, storage: Storage = "float32",
-                ann_min_faces: int = ANN_MIN_FACES, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
-                expansion_add: int = HNSW_EXPANSION_ADD) -> VectorIndex:
-    """The right index for this many faces: exact below ``ann_min_faces``, HNSW from there on."""
-    index: VectorIndex = HNSWIndex(dim, storage, expansion_search=expansion_search, expansion_add=expansion_add) \
-        if len(ids) >= ann_min_faces else ExactIndex(dim, storage)
-    index.add(ids, vectors)
+class TemplateIndex:
+    """Faces grouped by subject: an HNSW graph over *templates* finds candidate subjects, then their
+    faces are scored exactly.
+
+    A template is the normalised mean of up to ``TEMPLATE_GROUP_SIZE`` faces of one subject (a
+    subject with more faces gets several). The graph has a node per template rather than per face,
+    so with a few photos per person it is several times smaller and faster to build, and a query
+    lands nearer its own subject's template (the mean of its photos) than its best photo, which
+    makes the graph easier to search. Results are faces with exact similarities.
+
+    Node ids are graph positions. Adding a face to a subject with room in its last node, or
+    removing a face, rewrites that node's template in place; a node left empty becomes a
+    tombstone. Removed faces are zeroed at once, in memory and in the next saved file."""
+
+    kind = "templates"
+
+    def __init__(self, dim: int, storage: Storage = "float32", *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
+                 expansion_add: int = HNSW_EXPANSION_ADD, connectivity: int = HNSW_CONNECTIVITY,
+                 router: HNSWIndex | None = None, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self.dim = dim
+        self.storage = storage  # of the faces; templates are float32
+        self.router = router or HNSWIndex(dim, expansion_search=expansion_search, expansion_add=expansion_add,
+                                          connectivity=connectivity)
+        arrays = arrays or {}
+        self._vectors = np.array(arrays.get("vectors", np.empty((0, dim))), dtype=storage)
+        self._ids = np.array(arrays.get("ids", np.empty(0)), np.int64)  # face id of each row, -1 removed
+        self._node_of = np.array(arrays.get("node_of", np.empty(0)), np.int64)  # graph node of each row
+        self._members = np.array(arrays.get("members", np.empty((0, TEMPLATE_GROUP_SIZE))), np.int64)  # rows
+        self._groups = np.array(arrays.get("groups", np.empty(0)), np.int64)  # subject of each node, -1 empty
+        self._rows = len(self._ids)
+        self._dead = int(np.count_nonzero(self._ids < 0))
+        self._lock = threading.RLock()
+
+    @property
+    def expansion_search(self) -> int:
+        return self.router.expansion_search
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        self.router.expansion_search = value
+
+    @property
+    def nodes(self) -> int:
+        return self.router.graph.ntotal
+
+    @property
+    def stale_fraction(self) -> float:
+        """Share of graph nodes that are tombstones or of face rows that are removed."""
+        return max(self.router.tombstones / max(self.nodes, 1), self._dead / max(self._rows, 1))
+
+    def __len__(self) -> int:
+        return self._rows - self._dead
+
+    def ids(self) -> np.ndarray:
+        with self._lock:
+            ids = self._ids[: self._rows]
+            return ids[ids >= 0].copy()
+
+    def save(self, graph_file: Path) -> dict[str, np.ndarray]:
+        """Write the graph to ``graph_file``; returns the other arrays to save with it (copies)."""
+        with self._lock:
+            self.router.save(graph_file)
+            return {"vectors": self._vectors[: self._rows].copy(), "ids": self._ids[: self._rows].copy(),
+                    "node_of": self._node_of[: self._rows].copy(), "members": self._members[: self.nodes].copy(),
+                    "groups": self._groups[: self.nodes].copy()}
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
+        """Add faces; ``groups`` is the subject of each (None: every face its own)."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if not len(ids):
+            return
+        groups = ids if groups is None else np.asarray(groups, np.int64).ravel()
+        with self._lock:
+            start, end = self._rows, self._rows + len(ids)
+            self._vectors = _grown(self._vectors, end)
+            self._ids, self._node_of = _grown(self._ids, end), _grown(self._node_of, end)
+            self._vectors[start:end] = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+            self._ids[start:end] = ids
+            self._rows = end
+            self._place(np.arange(start, end), groups)
+
+    def remove(self, ids: np.ndarray) -> int:
+        with self._lock:
+            rows = np.flatnonzero(np.isin(self._ids[: self._rows], np.asarray(ids, np.int64)) &
+                                  (self._ids[: self._rows] >= 0))
+            if not len(rows):
+                return 0
+            nodes = np.unique(self._node_of[rows])
+            self._vectors[rows] = 0  # the vector itself is gone, not just unreachable
+            self._ids[rows] = -1
+            self._node_of[rows] = -1
+            self._dead += len(rows)
+            members = self._members[nodes]
+            members[np.isin(members, rows)] = -1
+            self._members[nodes] = members
+            empty = (members >= 0).sum(1) == 0
+            self._groups[nodes[empty]] = -1
+            self.router.remove(nodes[empty])
+            self._refresh(nodes[~empty])
+        return len(rows)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        with self._lock:
+            _, nodes = self.router.search(queries, max(k, TEMPLATE_CANDIDATES))
+            sims, ids = [], []
+            for query, found in zip(queries, nodes):
+                rows = self._members[found[found >= 0]].ravel()
+                rows = rows[rows >= 0]
+                top = _topk((self._vectors[rows].astype(np.float32) @ query)[None], self._ids[rows], k) \
+                    if len(rows) else (np.empty((1, 0), np.float32), np.empty((1, 0), np.int64))
+                padded = _pad(*top, k)
+                sims.append(padded[0])
+                ids.append(padded[1])
+        return np.vstack(sims), np.vstack(ids)
+
+    def memory_bytes(self) -> int:
+        return int(self.router.memory_bytes() + self._rows * (self.dim * np.dtype(self.storage).itemsize + 16)
+                   + self.nodes * 8 * (TEMPLATE_GROUP_SIZE + 1))
+
+    def _place(self, rows: np.ndarray, groups: np.ndarray) -> None:
+        """Put new face rows into their subject's last node while it has room, the rest into new
+        nodes of at most TEMPLATE_GROUP_SIZE faces (balanced within a subject)."""
+        order = np.argsort(groups, kind="stable")
+        rows, groups = rows[order], groups[order]
+        waiting = np.ones(len(rows), bool)
+        existing = np.flatnonzero(np.isin(self._groups[: self.nodes], groups))
+        existing = existing[(self._members[existing] < 0).any(1)]
+        for node in existing:  # subjects that already have a node with room: usually few
+            lo, hi = np.searchsorted(groups, self._groups[node], side="left"), \
+                np.searchsorted(groups, self._groups[node], side="right")
+            take = lo + np.flatnonzero(waiting[lo:hi])
+            free = np.flatnonzero(self._members[node] < 0)[: len(take)]
+            take = take[: len(free)]
+            self._members[node, free] = rows[take]
+            self._node_of[rows[take]] = node
+            waiting[take] = False
+        self._refresh(existing)
+        rows, groups = rows[waiting], groups[waiting]
+        if not len(rows):
+            return
+        subjects, first, counts = np.unique(groups, return_index=True, return_counts=True)
+        per_subject = -(-counts // TEMPLATE_GROUP_SIZE)
+        rank = np.arange(len(rows)) - np.repeat(first, counts)
+        node = np.repeat(np.cumsum(per_subject) - per_subject, counts) + \
+            rank * np.repeat(per_subject, counts) // np.repeat(counts, counts)
+        slot = np.arange(len(rows)) - np.searchsorted(node, node)
+        base, created = self.nodes, int(per_subject.sum())
+        self._members = _grown(self._members, base + created, fill=-1)
+        self._groups = _grown(self._groups, base + created, fill=-1)
+        self._members[base + node, slot] = rows
+        self._groups[base: base + created] = np.repeat(subjects, per_subject)
+        self._node_of[rows] = base + node
+        new_nodes = np.arange(base, base + created)
+        self.router.add(new_nodes, self._templates(new_nodes))
+
+    def _refresh(self, nodes: np.ndarray) -> None:
+        """Recompute the templates of ``nodes`` after their faces changed."""
+        if len(nodes):
+            self.router.overwrite(nodes, self._templates(nodes))
+
+    def _templates(self, nodes: np.ndarray) -> np.ndarray:
+        """Normalised mean face of each node, computed in blocks (bounded memory)."""
+        out = np.empty((len(nodes), self.dim), np.float32)
+        for start in range(0, len(nodes), _TEMPLATE_BLOCK):
+            members = self._members[nodes[start: start + _TEMPLATE_BLOCK]]
+            faces = self._vectors[np.maximum(members, 0)].astype(np.float32)
+            out[start: start + len(members)] = normalize_rows(np.einsum("ng,ngd->nd", (members >= 0).astype(np.float32),
+                                                                        faces))
+        return out
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, groups: np.ndarray | None = None, *,
+                storage: Storage = "float32", ann_min_faces: int = ANN_MIN_FACES,
+                expansion_search: int = DEFAULT_EXPANSION_SEARCH, expansion_add: int = HNSW_EXPANSION_ADD,
+                connectivity: int = HNSW_CONNECTIVITY) -> VectorIndex:
+    """The right index for this many faces: exact below ``ann_min_faces``, templates from there on.
+    ``groups`` is the subject of each face."""
+    index: VectorIndex = ExactIndex(dim, storage) if len(ids) < ann_min_faces else \
+        TemplateIndex(dim, storage, expansion_search=expansion_search, expansion_add=expansion_add,
+                      connectivity=connectivity)
+    index.add(ids, vectors, groups)
     return index
 
 
@@ -261,17 +445,18 @@ def _graph_files(path: Path) -> list[Path]:
 
 
 def save_index(state: IndexState, path: Path) -> None:
-    """Write index and revision to ``path`` atomically (tmp, fsync, rename). An HNSW graph goes to
-    a fresh ``<path>.<token>.faiss`` file named in the metadata; older graph files are deleted."""
+    """Write index and revision to ``path`` atomically (tmp, fsync, rename). A template index's
+    graph goes to a fresh ``<path>.<token>.faiss`` file named in the metadata; older graph files
+    are deleted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     index = state.index
     meta = {"format": _FORMAT, "kind": index.kind, "dim": index.dim, "storage": index.storage,
             "revision": state.revision, **state.meta}
     arrays: dict[str, np.ndarray] = {}
     graph_file = None
-    if isinstance(index, HNSWIndex):
+    if isinstance(index, TemplateIndex):
         graph_file = path.with_name(f"{path.name}.{uuid.uuid4().hex}.faiss")
-        arrays["labels"] = index.save(graph_file)
+        arrays.update(index.save(graph_file))
         meta["graph"] = graph_file.name
         meta["expansion_search"] = index.expansion_search
     else:
@@ -308,11 +493,13 @@ def load_index(path: Path) -> IndexState | None:
                 index.add(data["ids"], data["vectors"])
             else:
                 graph = faiss.read_index(str(path.with_name(meta["graph"])))
-                labels = data["labels"]
-                if graph.d != meta["dim"] or graph.ntotal != len(labels):
+                arrays = {name: data[name] for name in ("vectors", "ids", "node_of", "members", "groups")}
+                if graph.d != meta["dim"] or graph.ntotal != len(arrays["groups"]):
                     return None
-                index = HNSWIndex(meta["dim"], meta["storage"], expansion_search=meta["expansion_search"],
-                                  graph=graph, labels=labels)
+                # node ids are graph positions; a tombstone is a node whose subject is gone
+                labels = np.where(arrays["groups"] >= 0, np.arange(graph.ntotal), -1)
+                router = HNSWIndex(meta["dim"], expansion_search=meta["expansion_search"], graph=graph, labels=labels)
+                index = TemplateIndex(meta["dim"], meta["storage"], router=router, arrays=arrays)
     except (OSError, ValueError, KeyError, EOFError, RuntimeError, io.UnsupportedOperation):
         return None
     revision = meta.pop("revision")

@@ -19,9 +19,9 @@ from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     DEFAULT_EXPANSION_SEARCH,
     ExactIndex,
-    HNSWIndex,
     IndexState,
     Storage,
+    TemplateIndex,
     VectorIndex,
     build_index,
     delete_index,
@@ -71,9 +71,11 @@ class IndexCache:
                 self._note_changes(collection.id, force=True)
             return state.index
 
-    def applied(self, collection_id: int, revision: int, *, added: tuple[np.ndarray, np.ndarray] | None = None,
-                removed: np.ndarray | None = None, save_now: bool = False) -> None:
-        """Apply a committed change that moved the collection from ``revision - 1`` to ``revision``.
+    def applied(self, collection_id: int, revision: int, *,
+                added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, removed: np.ndarray | None = None,
+                save_now: bool = False) -> None:
+        """Apply a committed change that moved the collection from ``revision - 1`` to ``revision``;
+        ``added`` is (face ids, vectors, subject ids).
 
         When the cached index is not exactly one revision behind, it is left stale and the next
         :meth:`get` catches it up from the database instead."""
@@ -136,10 +138,7 @@ class IndexCache:
                              dtype=np.int64)
         meta = {"recognizer_id": collection.recognizer_id}
         if state is None or self._needs_rebuild(state.index, len(db_ids)):
-            ids, vectors = self._fetch(session, collection)
-            index = build_index(ids, vectors, collection.embedding_size, storage=self.storage,
-                                ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
-            return IndexState(index, collection.revision, meta)
+            return IndexState(self._build(session, collection), collection.revision, meta)
         index = state.index
         ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
         if len(ghosts):
@@ -148,22 +147,28 @@ class IndexCache:
         if len(missing):
             index.add(*self._fetch(session, collection, missing))
         if isinstance(index, ExactIndex) and len(index) >= self.ann_min_faces:
-            index = build_index(index.ids(), index.vectors(), index.dim, storage=self.storage,
-                                ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
+            index = self._build(session, collection)
         return IndexState(index, collection.revision, meta)
 
+    def _build(self, session: Session, collection: Collection) -> VectorIndex:
+        ids, vectors, subjects = self._fetch(session, collection)
+        return build_index(ids, vectors, collection.embedding_size, subjects, storage=self.storage,
+                           ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
+
     def _needs_rebuild(self, index: VectorIndex, size: int) -> bool:
-        """An HNSW graph is rebuilt when the collection fell back to exact-search size or a quarter
-        of its nodes are tombstones left by removals."""
-        if isinstance(index, HNSWIndex):
-            return size < self.ann_min_faces // 2 or index.tombstones > size // 4
+        """A template index is rebuilt when the collection fell back to exact-search size or a
+        quarter of its graph nodes or face rows are left over from removals."""
+        if isinstance(index, TemplateIndex):
+            return size < self.ann_min_faces // 2 or index.stale_fraction > 0.25
         return False
 
     @staticmethod
     def _fetch(session: Session, collection: Collection, ids: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the given faces of ``collection`` (all when ``ids`` is None), in chunks."""
-        base = select(FaceRecord.id, FaceRecord.embedding).where(FaceRecord.collection_id == collection.id)
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, vectors, subject ids) of the given faces of ``collection`` (all when ``ids`` is
+        None), in chunks."""
+        base = select(FaceRecord.id, FaceRecord.embedding, FaceRecord.subject_id) \
+            .where(FaceRecord.collection_id == collection.id)
         if ids is None:
             queries = [base.order_by(FaceRecord.id).execution_options(yield_per=_FETCH_CHUNK)]
         else:
@@ -171,8 +176,11 @@ class IndexCache:
                        for start in range(0, len(ids), _FETCH_CHUNK)]
         found_ids: list[int] = []
         blobs: list[bytes] = []
+        subjects: list[int] = []
         for query in queries:
-            for face_id, blob in session.execute(query):
+            for face_id, blob, subject_id in session.execute(query):
                 found_ids.append(face_id)
                 blobs.append(blob)
-        return np.asarray(found_ids, np.int64), decode_embeddings(blobs, collection.embedding_size)
+                subjects.append(subject_id)
+        return (np.asarray(found_ids, np.int64), decode_embeddings(blobs, collection.embedding_size),
+                np.asarray(subjects, np.int64))

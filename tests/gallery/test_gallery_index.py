@@ -1,4 +1,4 @@
-"""The vector indexes on their own: exact vs FAISS HNSW, removal, persistence, crash catch-up."""
+"""The vector indexes on their own: exact vs the template index, removal, persistence, crash catch-up."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from sqlalchemy import select
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.index import (
     ExactIndex,
-    HNSWIndex,
     IndexState,
+    TemplateIndex,
     build_index,
     delete_index,
     load_index,
@@ -25,7 +25,7 @@ from faceatlas.gallery.models import FaceRecord, Subject
 def _clustered(identities: int, per_identity: int, dim: int, seed: int = 0,
                queries: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(faces, ids, fresh query faces) around random identity centres, same-identity cosine about
-    0.5-0.8 like the bench's generator."""
+    0.5-0.8 like the bench's generator; face ``ids[i]`` belongs to identity ``(ids[i] - 1) // per_identity``."""
     rng = np.random.default_rng(seed)
     centres = normalize_rows(rng.normal(size=(identities, dim)))
     sigma = np.sqrt(rng.uniform(0.25, 1.0, identities) / dim)
@@ -41,15 +41,35 @@ def _bytes_on_disk(directory: Path) -> bytes:
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])
-def test_hnsw_recall_against_exact(storage: str) -> None:
+def test_template_index_recall_against_exact(storage: str) -> None:
     vectors, ids, queries = _clustered(1000, 5, 64, queries=1000)
     exact = build_index(ids, vectors, 64, storage=storage, ann_min_faces=10**9)
-    hnsw = build_index(ids, vectors, 64, storage=storage, ann_min_faces=1000)
-    assert isinstance(exact, ExactIndex) and isinstance(hnsw, HNSWIndex) and len(hnsw) == len(ids)
+    index = build_index(ids, vectors, 64, (ids - 1) // 5, storage=storage, ann_min_faces=1000)
+    assert isinstance(exact, ExactIndex) and isinstance(index, TemplateIndex) and len(index) == len(ids)
+    assert index.nodes == 1000  # one graph node per subject of 5 faces
     exact_sims, exact_ids = exact.search(queries, 10)
-    hnsw_sims, hnsw_ids = hnsw.search(queries, 10)
-    same = exact_ids[:, 0] == hnsw_ids[:, 0]
-    assert same.mean() >= 0.99 and np.allclose(exact_sims[same, 0], hnsw_sims[same, 0], atol=2e-3)
+    sims, found = index.search(queries, 10)
+    same = exact_ids[:, 0] == found[:, 0]
+    assert same.mean() >= 0.99 and np.allclose(exact_sims[same, 0], sims[same, 0], atol=1e-6)
+
+
+def test_template_nodes_follow_subjects_as_faces_come_and_go() -> None:
+    """Faces enrolled one at a time share their subject's node until it is full; a removed face
+    rewrites its node's template, the last one leaves a tombstone."""
+    vectors, ids, _ = _clustered(60, 20, 32, seed=5)
+    subjects = (ids - 1) // 20
+    index = TemplateIndex(32)
+    for row in range(len(ids)):
+        index.add(ids[row: row + 1], vectors[row: row + 1], subjects[row: row + 1])
+    assert index.nodes == 60 * 3 and index.router.tombstones == 0  # 20 faces: nodes of 8, 8 and 4
+    bulk = build_index(ids, vectors, 32, subjects, ann_min_faces=1)
+    assert isinstance(bulk, TemplateIndex) and bulk.nodes == 60 * 3  # balanced: 7, 7 and 6
+    assert np.array_equal(bulk.search(vectors[::7], 5)[1], index.search(vectors[::7], 5)[1])
+    before = index.search(vectors[:1], 1)
+    assert index.remove(ids[:8]) == 8 and index.router.tombstones == 1  # the first node is empty now
+    assert index.remove(ids[8:10]) == 2 and index.router.tombstones == 1 and len(index) == len(ids) - 10
+    assert before[1][0, 0] == ids[0] and not np.isin(index.search(vectors[:10], 50)[1], ids[:10]).any()
+    assert index.stale_fraction == pytest.approx(10 / len(ids))
 
 
 @pytest.mark.parametrize("ann", [False, True])
@@ -68,21 +88,24 @@ def test_remove_and_persist(tmp_path: Path, ann: bool) -> None:
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])
-def test_hnsw_removal_leaves_no_vector_in_memory_or_on_disk(tmp_path: Path, storage: str) -> None:
+def test_removal_leaves_no_vector_in_memory_or_on_disk(tmp_path: Path, storage: str) -> None:
     vectors, ids, _ = _clustered(400, 5, 32, seed=2)
-    index = build_index(ids, vectors, 32, ann_min_faces=1, storage=storage)
-    assert isinstance(index, HNSWIndex)
+    index = build_index(ids, vectors, 32, (ids - 1) // 5, ann_min_faces=1, storage=storage)
+    assert isinstance(index, TemplateIndex)
     path = tmp_path / "collection-1.npz"
     save_index(IndexState(index, 1), path)
-    victims = [vectors[i].astype(storage).tobytes() for i in range(5)]
-    assert all(v in _bytes_on_disk(tmp_path) for v in victims)
-    assert index.remove(ids[:5]) == 5 and index.tombstones == 5
-    assert index.search(vectors[:5], 1000)[1].min() >= 6  # removed faces are never returned
+    # subject 0 goes whole, subject 1 loses two of its five faces: its template changes
+    victims = [vectors[i].astype(storage).tobytes() for i in range(7)]
+    codes, _ = index.router._codes()
+    old_template = codes[1].tobytes()
+    assert all(v in _bytes_on_disk(tmp_path) for v in [*victims, old_template])
+    assert index.remove(ids[:7]) == 7 and index.router.tombstones == 1
+    assert index.search(vectors[:7], 1000)[1].min() >= 8  # removed faces are never returned
     save_index(IndexState(index, 2), path)
     assert len(list(tmp_path.glob("*.faiss"))) == 1
-    assert not any(v in _bytes_on_disk(tmp_path) for v in victims)
-    index.add(ids[:2], vectors[:2])  # re-enrolled faces get new nodes
-    assert index.tombstones == 5 and len(index) == len(ids) - 3 and index.graph.ntotal == len(ids) + 2
+    assert not any(v in _bytes_on_disk(tmp_path) for v in [*victims, old_template])
+    index.add(ids[:2], vectors[:2], np.array([0, 0]))  # re-enrolled faces get a new node
+    assert index.router.tombstones == 1 and len(index) == len(ids) - 5 and index.nodes == 401
     assert index.search(vectors[:2], 1)[1][:, 0].tolist() == ids[:2].tolist()
     delete_index(path)
     assert list(tmp_path.iterdir()) == []
@@ -95,10 +118,10 @@ def test_small_and_empty_searches_pad() -> None:
     index.add(np.array([5]), normalize_rows(np.ones((1, 8))))
     sims, ids = index.search(normalize_rows(np.ones((1, 8))), 3)
     assert ids.tolist() == [[5, -1, -1]] and sims[0, 0] == pytest.approx(1.0)
-    hnsw = HNSWIndex(8)
-    assert hnsw.search(np.ones(8), 2)[1].tolist() == [[-1, -1]]
-    hnsw.add(np.array([5]), normalize_rows(np.ones((1, 8))))
-    sims, ids = hnsw.search(normalize_rows(np.ones((1, 8))), 3)
+    templates = TemplateIndex(8)
+    assert templates.search(np.ones(8), 2)[1].tolist() == [[-1, -1]]
+    templates.add(np.array([5]), normalize_rows(np.ones((1, 8))))
+    sims, ids = templates.search(normalize_rows(np.ones((1, 8))), 3)
     assert ids.tolist() == [[5, -1, -1]] and sims[0, 0] == pytest.approx(1.0)
 
 
@@ -112,8 +135,8 @@ def test_unreadable_index_file_means_rebuild(tmp_path: Path) -> None:
     assert load_index(path) is None
 
 
-def test_stale_hnsw_file_is_caught_up_after_a_crash(db_url: str, tmp_path: Path) -> None:
-    """An HNSW index saved at an old revision (the writer died before saving again) is caught up
+def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: Path) -> None:
+    """A template index saved at an old revision (the writer died before saving again) is caught up
     from the database: new faces appear, a deleted subject's faces vanish from search and disk."""
     index_dir = tmp_path / "indexes"
     rng = np.random.default_rng(3)
@@ -122,7 +145,7 @@ def test_stale_hnsw_file_is_caught_up_after_a_crash(db_url: str, tmp_path: Path)
         rid = first.create_collection("c", "scrfd-mbf").recognizer_id
         for person in range(12):
             first.add_embeddings("c", f"p{person}", rng.normal(size=(4, 128)), recognizer_id=rid)
-        first.search("c", rng.normal(size=128))  # builds the HNSW index and saves it
+        first.search("c", rng.normal(size=128))  # builds the template index and saves it
     assert len(list(index_dir.glob("*.faiss"))) == 1
     # Another process (its own index files) changes the database; ours goes stale, as after a crash.
     with Gallery.open(db_url, **{**options, "index_dir": tmp_path / "other"}) as writer:
@@ -137,7 +160,7 @@ def test_stale_hnsw_file_is_caught_up_after_a_crash(db_url: str, tmp_path: Path)
             collection = reopened._collection(session, "c")
             index = reopened._indexes.get(session, collection)
             db_ids = set(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)))
-        assert isinstance(index, HNSWIndex) and set(index.ids().tolist()) == db_ids and len(db_ids) == 47
+        assert isinstance(index, TemplateIndex) and set(index.ids().tolist()) == db_ids and len(db_ids) == 47
         query = np.frombuffer(gone[0][1], np.float32)
         assert not set(index.search(query[None], 47)[1][0].tolist()) & {face_id for face_id, _ in gone}
         assert reopened.search("c", query, k=3)[0].external_id != "p0"
@@ -146,7 +169,7 @@ def test_stale_hnsw_file_is_caught_up_after_a_crash(db_url: str, tmp_path: Path)
 
 
 def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path) -> None:
-    """Deleting over a quarter of the faces drops the tombstoned graph; the next search rebuilds it
+    """Emptying over a quarter of the graph's nodes drops the index; the next search rebuilds it
     from the database, and no file keeps a deleted vector."""
     rng = np.random.default_rng(4)
     options = {"tenant": "t", "ann_min_faces": 40, "autosave_every": 1}
@@ -160,14 +183,17 @@ def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path) -> None:
             gone = session.scalars(select(FaceRecord.embedding).join(Subject)
                                    .where(Subject.external_id.in_([f"p{i}" for i in range(9)]))).all()
             first = gallery._indexes.get(session, collection)
+        gallery.add_embeddings("c", "p29", rng.normal(size=(2, 128)), recognizer_id=rid)
+        assert isinstance(first, TemplateIndex) and first.nodes == 30 and len(first) == 122  # joined p29's node
         for person in range(9):
             gallery.delete_subject("c", f"p{person}")
-        assert first.tombstones == 28  # the 7th delete crossed a quarter (28 > 92 // 4) and dropped it
+        assert first.router.tombstones == 8  # the 8th delete crossed a quarter (8 / 30 nodes) and dropped it
         assert gallery.search("c", np.frombuffer(gone[0], np.float32), k=1)[0].external_id not in \
             {f"p{i}" for i in range(9)}
         with gallery._sessions() as session:
             rebuilt = gallery._indexes.get(session, gallery._collection(session, "c"))
-        assert isinstance(rebuilt, HNSWIndex) and rebuilt.tombstones == 0 and len(rebuilt) == 84
+        assert isinstance(rebuilt, TemplateIndex) and rebuilt.router.tombstones == 0 and len(rebuilt) == 86
+        assert rebuilt.nodes == 21
     assert not any(blob in _bytes_on_disk(tmp_path / "g.db.indexes") for blob in gone)
 
 
