@@ -16,6 +16,7 @@ enrolled identities. Two generators:
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,8 @@ def main() -> None:
             for r in run(size, dim, args, console):
                 table.add_row(f"{size:,}", str(dim), r.name, f"{r.build_s:.1f}", f"{r.bytes_per_face:.0f}",
                               f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.cpu_p50_ms:.2f}", f"{r.recall_at_1:.4f}")
-            console.log(f"done {size:,} x {dim}")
+            console.log(f"done {size:,} x {dim}; peak RSS of this process so far "
+                        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
     console.print(table)
 
 
