@@ -494,7 +494,9 @@ def load_index(path: Path) -> IndexState | None:
             else:
                 graph = faiss.read_index(str(path.with_name(meta["graph"])))
                 arrays = {name: data[name] for name in ("vectors", "ids", "node_of", "members", "groups")}
-                if graph.d != meta["dim"] or graph.ntotal != len(arrays["groups"]):
+                rows = {len(arrays["vectors"]), len(arrays["ids"]), len(arrays["node_of"])}
+                if graph.d != meta["dim"] or len(rows) != 1 or \
+                        {graph.ntotal} != {len(arrays["groups"]), len(arrays["members"])}:
                     return None
                 # node ids are graph positions; a tombstone is a node whose subject is gone
                 labels = np.where(arrays["groups"] >= 0, np.arange(graph.ntotal), -1)
