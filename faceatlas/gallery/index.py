@@ -28,7 +28,7 @@ ANN_MIN_FACES = 20_000
 # while searching ("ef"). Chosen with bench/gallery_search.py for recall@1 >= 0.99; see docs/gallery.md.
 HNSW_CONNECTIVITY = 64
 HNSW_EXPANSION_ADD = 128
-DEFAULT_EXPANSION_SEARCH = 256
+DEFAULT_EXPANSION_SEARCH = 192
 # Template index: at most this many faces of one subject share a graph node, and a search scores
 # the faces of at least this many nodes exactly. Chosen with bench/gallery_search.py.
 TEMPLATE_GROUP_SIZE = 8
