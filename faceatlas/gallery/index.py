@@ -251,9 +251,9 @@ class TemplateIndex:
 
     A template is the normalised mean of up to ``TEMPLATE_GROUP_SIZE`` faces of one subject (a
     subject with more faces gets several). The graph has a node per template rather than per face,
-    so with a few photos per person it is several times smaller and faster to build, and a query
-    lands nearer its own subject's template (the mean of its photos) than its best photo, which
-    makes the graph easier to search. Results are faces with exact similarities.
+    so with a few photos per person it is several times smaller and faster to build, and the mean
+    of several photos stands out more clearly from other people than one photo does, which makes
+    the graph easier to search. Results are faces with exact similarities.
 
     Node ids are graph positions. Adding a face to a subject with room in its last node, or
     removing a face, rewrites that node's template in place; a node left empty becomes a
