@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -303,13 +304,14 @@ class TemplateIndex:
             ids = self._ids[: self._rows]
             return ids[ids >= 0].copy()
 
-    def save(self, graph_file: Path) -> dict[str, np.ndarray]:
-        """Write the graph to ``graph_file``; returns the other arrays to save with it (copies)."""
+    def save(self, graph_file: Path, write: Callable[[dict[str, np.ndarray]], None]) -> None:
+        """Write the graph to ``graph_file`` and hand the other arrays to ``write``, all under the
+        lock, so the arrays are views (no copy of every face) that nothing changes meanwhile."""
         with self._lock:
             self.router.save(graph_file)
-            return {"vectors": self._vectors[: self._rows].copy(), "ids": self._ids[: self._rows].copy(),
-                    "node_of": self._node_of[: self._rows].copy(), "members": self._members[: self.nodes].copy(),
-                    "groups": self._groups[: self.nodes].copy()}
+            write({"vectors": self._vectors[: self._rows], "ids": self._ids[: self._rows],
+                   "node_of": self._node_of[: self._rows], "members": self._members[: self.nodes],
+                   "groups": self._groups[: self.nodes]})
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
         """Add faces; ``groups`` is the subject of each (None: every face its own)."""
@@ -452,22 +454,22 @@ def save_index(state: IndexState, path: Path) -> None:
     index = state.index
     meta = {"format": _FORMAT, "kind": index.kind, "dim": index.dim, "storage": index.storage,
             "revision": state.revision, **state.meta}
-    arrays: dict[str, np.ndarray] = {}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+    def write(arrays: dict[str, np.ndarray]) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            handle.flush()
+            os.fsync(handle.fileno())
+
     graph_file = None
     if isinstance(index, TemplateIndex):
         graph_file = path.with_name(f"{path.name}.{uuid.uuid4().hex}.faiss")
-        arrays.update(index.save(graph_file))
         meta["graph"] = graph_file.name
         meta["expansion_search"] = index.expansion_search
+        index.save(graph_file, write)
     else:
-        arrays["ids"] = index.ids()
-        arrays["vectors"] = index.vectors()
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
+        write({"ids": index.ids(), "vectors": index.vectors()})
     os.replace(tmp, path)
     for stale in _graph_files(path):
         if stale != graph_file:
