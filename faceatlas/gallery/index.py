@@ -34,9 +34,13 @@ DEFAULT_EXPANSION_SEARCH = 192
 # the faces of at least this many nodes exactly. Chosen with bench/gallery_search.py.
 TEMPLATE_GROUP_SIZE = 8
 TEMPLATE_CANDIDATES = 16
+# Wider embeddings are routed in this many dimensions: the graph holds templates projected onto
+# their principal subspace (scoring stays exact in full width). Measured with bench/gallery_search.py.
+ROUTER_DIM = 128
+_PROJECTION_SAMPLE = 200_000
 _EXACT_BLOCK = 262_144
 _TEMPLATE_BLOCK = 65_536
-_FORMAT = 4
+_FORMAT = 5
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -78,6 +82,15 @@ def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarra
     return grown
 
 
+def _reserved(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with room for exactly ``rows`` rows (itself when it has that many already)."""
+    if rows <= len(array):
+        return array
+    grown = np.empty((rows, *array.shape[1:]), array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
 class VectorIndex(Protocol):
     """Inner-product top-k over unit vectors keyed by int64 face ids. ``groups`` (the subject of
     each face) lets an index route by subject; search results are faces either way."""
@@ -88,6 +101,7 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
     def ids(self) -> np.ndarray: ...
+    def reserve(self, faces: int) -> None: ...
     def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None: ...
     def remove(self, ids: np.ndarray) -> int: ...
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
@@ -114,6 +128,11 @@ class ExactIndex:
 
     def vectors(self) -> np.ndarray:
         return self._vectors[: self._size]
+
+    def reserve(self, faces: int) -> None:
+        """Make room for ``faces`` more faces, so adding them in chunks copies nothing."""
+        end = self._size + faces
+        self._vectors, self._ids = _reserved(self._vectors, end), _reserved(self._ids, end)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -267,9 +286,12 @@ class TemplateIndex:
                  router: HNSWIndex | None = None, arrays: dict[str, np.ndarray] | None = None) -> None:
         self.dim = dim
         self.storage = storage  # of the faces; templates are float32
-        self.router = router or HNSWIndex(dim, expansion_search=expansion_search, expansion_add=expansion_add,
-                                          connectivity=connectivity)
         arrays = arrays or {}
+        # (dim, ROUTER_DIM) orthonormal columns when dim > ROUTER_DIM, fitted on the first templates
+        self.projection: np.ndarray | None = np.array(arrays["projection"], np.float32) \
+            if "projection" in arrays else None
+        self.router = router or HNSWIndex(min(dim, ROUTER_DIM), expansion_search=expansion_search,
+                                          expansion_add=expansion_add, connectivity=connectivity)
         self._vectors = np.array(arrays.get("vectors", np.empty((0, dim))), dtype=storage)
         self._ids = np.array(arrays.get("ids", np.empty(0)), np.int64)  # face id of each row, -1 removed
         self._node_of = np.array(arrays.get("node_of", np.empty(0)), np.int64)  # graph node of each row
@@ -309,9 +331,17 @@ class TemplateIndex:
         lock, so the arrays are views (no copy of every face) that nothing changes meanwhile."""
         with self._lock:
             self.router.save(graph_file)
-            write({"vectors": self._vectors[: self._rows], "ids": self._ids[: self._rows],
-                   "node_of": self._node_of[: self._rows], "members": self._members[: self.nodes],
-                   "groups": self._groups[: self.nodes]})
+            arrays = {"vectors": self._vectors[: self._rows], "ids": self._ids[: self._rows],
+                      "node_of": self._node_of[: self._rows], "members": self._members[: self.nodes],
+                      "groups": self._groups[: self.nodes]}
+            write(arrays if self.projection is None else {**arrays, "projection": self.projection})
+
+    def reserve(self, faces: int) -> None:
+        """Make room for ``faces`` more faces, so adding them in chunks copies no face."""
+        with self._lock:
+            end = self._rows + faces
+            self._vectors = _reserved(self._vectors, end)
+            self._ids, self._node_of = _reserved(self._ids, end), _reserved(self._node_of, end)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
         """Add faces; ``groups`` is the subject of each (None: every face its own)."""
@@ -351,7 +381,7 @@ class TemplateIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         with self._lock:
-            _, nodes = self.router.search(queries, max(k, TEMPLATE_CANDIDATES))
+            _, nodes = self.router.search(self._routed(queries), max(k, TEMPLATE_CANDIDATES))
             sims, ids = [], []
             for query, found in zip(queries, nodes):
                 rows = self._members[found[found >= 0]].ravel()
@@ -401,12 +431,19 @@ class TemplateIndex:
         self._groups[base: base + created] = np.repeat(subjects, per_subject)
         self._node_of[rows] = base + node
         new_nodes = np.arange(base, base + created)
-        self.router.add(new_nodes, self._templates(new_nodes))
+        templates = self._templates(new_nodes)
+        if self.router.dim < self.dim and self.projection is None:
+            self.projection = principal_axes(templates, self.router.dim)
+        self.router.add(new_nodes, self._routed(templates))
 
     def _refresh(self, nodes: np.ndarray) -> None:
         """Recompute the templates of ``nodes`` after their faces changed."""
         if len(nodes):
-            self.router.overwrite(nodes, self._templates(nodes))
+            self.router.overwrite(nodes, self._routed(self._templates(nodes)))
+
+    def _routed(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` as the router sees them: projected and renormalised when it is narrower."""
+        return vectors if self.projection is None else normalize_rows(vectors @ self.projection)
 
     def _templates(self, nodes: np.ndarray) -> np.ndarray:
         """Normalised mean face of each node, computed in blocks (bounded memory)."""
@@ -419,15 +456,33 @@ class TemplateIndex:
         return out
 
 
-def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, groups: np.ndarray | None = None, *,
-                storage: Storage = "float32", ann_min_faces: int = ANN_MIN_FACES,
+def principal_axes(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """(dim, count) orthonormal directions that keep most of the inner products of ``vectors``: the
+    top eigenvectors of their second-moment matrix (a sample of them). Any orthonormal
+    completion where the sample spans fewer directions."""
+    rng = np.random.default_rng(seed)
+    sample = vectors if len(vectors) <= _PROJECTION_SAMPLE else \
+        vectors[np.sort(rng.choice(len(vectors), _PROJECTION_SAMPLE, replace=False))]
+    sample = np.asarray(sample, np.float64)
+    _, axes = np.linalg.eigh(sample.T @ sample)
+    return np.ascontiguousarray(axes[:, ::-1][:, :count], dtype=np.float32)
+
+
+def empty_index(faces: int, dim: int, *, storage: Storage = "float32", ann_min_faces: int = ANN_MIN_FACES,
                 expansion_search: int = DEFAULT_EXPANSION_SEARCH, expansion_add: int = HNSW_EXPANSION_ADD,
                 connectivity: int = HNSW_CONNECTIVITY) -> VectorIndex:
-    """The right index for this many faces: exact below ``ann_min_faces``, templates from there on.
-    ``groups`` is the subject of each face."""
-    index: VectorIndex = ExactIndex(dim, storage) if len(ids) < ann_min_faces else \
-        TemplateIndex(dim, storage, expansion_search=expansion_search, expansion_add=expansion_add,
-                      connectivity=connectivity)
+    """An empty index of the right kind for ``faces`` faces: exact below ``ann_min_faces``,
+    templates from there on."""
+    if faces < ann_min_faces:
+        return ExactIndex(dim, storage)
+    return TemplateIndex(dim, storage, expansion_search=expansion_search, expansion_add=expansion_add,
+                         connectivity=connectivity)
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, groups: np.ndarray | None = None,
+                **options: Any) -> VectorIndex:
+    """The right index (see :func:`empty_index`) holding these faces; ``groups`` is the subject of each."""
+    index = empty_index(len(ids), dim, **options)
     index.add(ids, vectors, groups)
     return index
 
@@ -495,14 +550,18 @@ def load_index(path: Path) -> IndexState | None:
                 index.add(data["ids"], data["vectors"])
             else:
                 graph = faiss.read_index(str(path.with_name(meta["graph"])))
-                arrays = {name: data[name] for name in ("vectors", "ids", "node_of", "members", "groups")}
+                names = ("vectors", "ids", "node_of", "members", "groups", "projection")
+                arrays = {name: data[name] for name in names if name in data}
                 rows = {len(arrays["vectors"]), len(arrays["ids"]), len(arrays["node_of"])}
-                if graph.d != meta["dim"] or len(rows) != 1 or \
-                        {graph.ntotal} != {len(arrays["groups"]), len(arrays["members"])}:
+                router_dim = min(meta["dim"], ROUTER_DIM)
+                projection = arrays["projection"].shape if "projection" in arrays else None
+                needs_projection = graph.ntotal > 0 and router_dim < meta["dim"]
+                if graph.d != router_dim or (needs_projection and projection != (meta["dim"], router_dim)) or \
+                        len(rows) != 1 or {graph.ntotal} != {len(arrays["groups"]), len(arrays["members"])}:
                     return None
                 # node ids are graph positions; a tombstone is a node whose subject is gone
                 labels = np.where(arrays["groups"] >= 0, np.arange(graph.ntotal), -1)
-                router = HNSWIndex(meta["dim"], expansion_search=meta["expansion_search"], graph=graph, labels=labels)
+                router = HNSWIndex(graph.d, expansion_search=meta["expansion_search"], graph=graph, labels=labels)
                 index = TemplateIndex(meta["dim"], meta["storage"], router=router, arrays=arrays)
     except (OSError, ValueError, KeyError, EOFError, RuntimeError, io.UnsupportedOperation):
         return None

@@ -9,10 +9,11 @@ from it never lingers in search results or on disk.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from faceatlas.gallery.index import (
@@ -23,14 +24,15 @@ from faceatlas.gallery.index import (
     Storage,
     TemplateIndex,
     VectorIndex,
-    build_index,
     delete_index,
+    empty_index,
     load_index,
     save_index,
 )
 from faceatlas.gallery.models import Collection, FaceRecord
 
 _FETCH_CHUNK = 10_000
+_BUILD_CHUNK = 200_000
 
 
 def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
@@ -151,9 +153,16 @@ class IndexCache:
         return IndexState(index, collection.revision, meta)
 
     def _build(self, session: Session, collection: Collection) -> VectorIndex:
-        ids, vectors, subjects = self._fetch(session, collection)
-        return build_index(ids, vectors, collection.embedding_size, subjects, storage=self.storage,
-                           ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
+        """A new index of every face, streamed from the database a subject at a time (memory:
+        the index plus one chunk, not a second copy of every vector)."""
+        count = session.scalar(select(func.count()).select_from(FaceRecord)
+                               .where(FaceRecord.collection_id == collection.id)) or 0
+        index = empty_index(count, collection.embedding_size, storage=self.storage,
+                            ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
+        index.reserve(count)
+        for chunk in self._fetch_chunks(session, collection, _BUILD_CHUNK):
+            index.add(*chunk)
+        return index
 
     def _needs_rebuild(self, index: VectorIndex, size: int) -> bool:
         """A template index is rebuilt when the collection fell back to exact-search size or a
@@ -162,25 +171,34 @@ class IndexCache:
             return size < self.ann_min_faces // 2 or index.stale_fraction > 0.25
         return False
 
-    @staticmethod
-    def _fetch(session: Session, collection: Collection, ids: np.ndarray | None = None
+    @classmethod
+    def _fetch(cls, session: Session, collection: Collection, ids: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, vectors, subject ids) of the given faces of ``collection`` (all when ``ids`` is
-        None), in chunks."""
-        base = select(FaceRecord.id, FaceRecord.embedding, FaceRecord.subject_id) \
+        """(ids, vectors, subject ids) of the given faces of ``collection``."""
+        chunks = [cls._decode(session.execute(cls._select(collection).where(
+            FaceRecord.id.in_([int(i) for i in ids[start: start + _FETCH_CHUNK]]))).all(), collection)
+            for start in range(0, len(ids), _FETCH_CHUNK)]
+        if not chunks:
+            return np.empty(0, np.int64), np.empty((0, collection.embedding_size), np.float32), np.empty(0, np.int64)
+        return tuple(np.concatenate(parts) for parts in zip(*chunks))  # type: ignore[return-value]
+
+    @classmethod
+    def _fetch_chunks(cls, session: Session, collection: Collection, size: int
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every face of ``collection`` as (ids, vectors, subject ids) chunks of ``size``, ordered
+        by subject so a subject's faces arrive together."""
+        query = cls._select(collection).order_by(FaceRecord.subject_id, FaceRecord.id) \
+            .execution_options(yield_per=_FETCH_CHUNK)
+        for rows in session.execute(query).partitions(size):
+            yield cls._decode(rows, collection)
+
+    @staticmethod
+    def _select(collection: Collection) -> Select:
+        return select(FaceRecord.id, FaceRecord.embedding, FaceRecord.subject_id) \
             .where(FaceRecord.collection_id == collection.id)
-        if ids is None:
-            queries = [base.order_by(FaceRecord.id).execution_options(yield_per=_FETCH_CHUNK)]
-        else:
-            queries = [base.where(FaceRecord.id.in_([int(i) for i in ids[start: start + _FETCH_CHUNK]]))
-                       for start in range(0, len(ids), _FETCH_CHUNK)]
-        found_ids: list[int] = []
-        blobs: list[bytes] = []
-        subjects: list[int] = []
-        for query in queries:
-            for face_id, blob, subject_id in session.execute(query):
-                found_ids.append(face_id)
-                blobs.append(blob)
-                subjects.append(subject_id)
-        return (np.asarray(found_ids, np.int64), decode_embeddings(blobs, collection.embedding_size),
-                np.asarray(subjects, np.int64))
+
+    @staticmethod
+    def _decode(rows: Sequence[Row], collection: Collection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.asarray([row[0] for row in rows], np.int64),
+                decode_embeddings([row[1] for row in rows], collection.embedding_size),
+                np.asarray([row[2] for row in rows], np.int64))

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.index import (
+    ROUTER_DIM,
     ExactIndex,
     IndexState,
     TemplateIndex,
@@ -51,6 +52,29 @@ def test_template_index_recall_against_exact(storage: str) -> None:
     sims, found = index.search(queries, 10)
     same = exact_ids[:, 0] == found[:, 0]
     assert same.mean() >= 0.99 and np.allclose(exact_sims[same, 0], sims[same, 0], atol=1e-6)
+
+
+def test_wide_embeddings_are_routed_in_fewer_dimensions(tmp_path: Path) -> None:
+    """512-d faces: the graph holds templates projected to ROUTER_DIM, scores stay exact 512-d,
+    and the projection is saved with the index; filling in reserved chunks gives the same index."""
+    vectors, ids, queries = _clustered(1000, 5, 512, seed=3, queries=500)
+    exact = build_index(ids, vectors, 512, ann_min_faces=10**9)
+    index = TemplateIndex(512)
+    index.reserve(len(ids))
+    for start in range(0, len(ids), 1000):
+        index.add(ids[start: start + 1000], vectors[start: start + 1000], (ids[start: start + 1000] - 1) // 5)
+    assert index.router.dim == ROUTER_DIM and index.projection is not None
+    assert np.allclose(index.projection.T @ index.projection, np.eye(ROUTER_DIM), atol=1e-4)
+    exact_sims, exact_ids = exact.search(queries, 10)
+    sims, found = index.search(queries, 10)
+    same = exact_ids[:, 0] == found[:, 0]
+    assert same.mean() >= 0.99 and np.allclose(exact_sims[same, 0], sims[same, 0], atol=1e-5)
+    path = tmp_path / "wide.npz"
+    save_index(IndexState(index, 1), path)
+    loaded = load_index(path)
+    assert loaded is not None and isinstance(loaded.index, TemplateIndex)
+    assert np.array_equal(loaded.index.projection, index.projection)
+    assert np.array_equal(loaded.index.search(queries, 10)[1], found)
 
 
 def test_template_nodes_follow_subjects_as_faces_come_and_go() -> None:
