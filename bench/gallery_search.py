@@ -130,7 +130,11 @@ def synthetic_faces(n: int, model: FaceModel, seed: int = 0) -> Iterator[tuple[n
     for block in range(-(-identities // per_block)):
         centres, scale = _identity_block(model, identities, block, seed)
         who = np.repeat(np.arange(len(centres)), FACES_PER_IDENTITY)
-        faces = _faces_of(model, centres[who], scale[who], np.random.default_rng([seed, block, 1]))
+        rng = np.random.default_rng([seed, block, 1])
+        faces = np.empty((len(who), model.dim), np.float32)
+        for start in range(0, len(who), _CHUNK // 16):  # bounded temporaries next to a 10M index
+            part = who[start: start + _CHUNK // 16]
+            faces[start: start + len(part)] = _faces_of(model, centres[part], scale[part], rng)
         yield faces, who + block * per_block
 
 
