@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from faceatlas.gallery.index import (
@@ -140,27 +140,25 @@ class IndexCache:
                              dtype=np.int64)
         meta = {"recognizer_id": collection.recognizer_id}
         if state is None or self._needs_rebuild(state.index, len(db_ids)):
-            return IndexState(self._build(session, collection), collection.revision, meta)
+            return IndexState(self._build(session, collection, len(db_ids)), collection.revision, meta)
         index = state.index
         ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
         if len(ghosts):
             index.remove(ghosts)
         missing = np.setdiff1d(db_ids, index.ids(), assume_unique=True)
-        if len(missing):
-            index.add(*self._fetch(session, collection, missing))
+        for chunk in self._fetch_chunks(session, collection, missing):
+            index.add(*chunk)
         if isinstance(index, ExactIndex) and len(index) >= self.ann_min_faces:
-            index = self._build(session, collection)
+            index = self._build(session, collection, len(db_ids))
         return IndexState(index, collection.revision, meta)
 
-    def _build(self, session: Session, collection: Collection) -> VectorIndex:
-        """A new index of every face, streamed from the database a subject at a time (memory:
-        the index plus one chunk, not a second copy of every vector)."""
-        count = session.scalar(select(func.count()).select_from(FaceRecord)
-                               .where(FaceRecord.collection_id == collection.id)) or 0
+    def _build(self, session: Session, collection: Collection, count: int) -> VectorIndex:
+        """A new index of the collection's ``count`` faces, streamed from the database a subject
+        at a time (memory: the index plus one chunk, not a second copy of every vector)."""
         index = empty_index(count, collection.embedding_size, storage=self.storage,
                             ann_min_faces=self.ann_min_faces, expansion_search=self.expansion_search)
         index.reserve(count)
-        for chunk in self._fetch_chunks(session, collection, _BUILD_CHUNK):
+        for chunk in self._fetch_chunks(session, collection):
             index.add(*chunk)
         return index
 
@@ -172,25 +170,20 @@ class IndexCache:
         return False
 
     @classmethod
-    def _fetch(cls, session: Session, collection: Collection, ids: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, vectors, subject ids) of the given faces of ``collection``."""
-        chunks = [cls._decode(session.execute(cls._select(collection).where(
-            FaceRecord.id.in_([int(i) for i in ids[start: start + _FETCH_CHUNK]]))).all(), collection)
-            for start in range(0, len(ids), _FETCH_CHUNK)]
-        if not chunks:
-            return np.empty(0, np.int64), np.empty((0, collection.embedding_size), np.float32), np.empty(0, np.int64)
-        return tuple(np.concatenate(parts) for parts in zip(*chunks))  # type: ignore[return-value]
-
-    @classmethod
-    def _fetch_chunks(cls, session: Session, collection: Collection, size: int
+    def _fetch_chunks(cls, session: Session, collection: Collection, ids: np.ndarray | None = None
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Every face of ``collection`` as (ids, vectors, subject ids) chunks of ``size``, ordered
-        by subject so a subject's faces arrive together."""
-        query = cls._select(collection).order_by(FaceRecord.subject_id, FaceRecord.id) \
-            .execution_options(yield_per=_FETCH_CHUNK)
-        for rows in session.execute(query).partitions(size):
-            yield cls._decode(rows, collection)
+        """(ids, vectors, subject ids) of the given faces of ``collection`` in chunks; all faces
+        when ``ids`` is None, then ordered by subject so a subject's faces arrive together."""
+        if ids is None:
+            query = cls._select(collection).order_by(FaceRecord.subject_id, FaceRecord.id) \
+                .execution_options(yield_per=_FETCH_CHUNK)
+            for rows in session.execute(query).partitions(_BUILD_CHUNK):
+                yield cls._decode(rows, collection)
+            return
+        for start in range(0, len(ids), _FETCH_CHUNK):
+            chosen = [int(i) for i in ids[start: start + _FETCH_CHUNK]]
+            yield cls._decode(session.execute(cls._select(collection).where(FaceRecord.id.in_(chosen))).all(),
+                              collection)
 
     @staticmethod
     def _select(collection: Collection) -> Select:

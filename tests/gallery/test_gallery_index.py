@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, sync
 from faceatlas.gallery.index import (
     ROUTER_DIM,
     ExactIndex,
@@ -192,9 +192,13 @@ def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: 
     assert len(list(index_dir.glob("*.faiss"))) == 1
 
 
-def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("build_chunk", [sync._BUILD_CHUNK, 5])
+def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                build_chunk: int) -> None:
     """Emptying over a quarter of the graph's nodes drops the index; the next search rebuilds it
-    from the database, and no file keeps a deleted vector."""
+    from the database (streamed in chunks that may split a subject: same nodes), and no file
+    keeps a deleted vector."""
+    monkeypatch.setattr(sync, "_BUILD_CHUNK", build_chunk)
     rng = np.random.default_rng(4)
     options = {"tenant": "t", "ann_min_faces": 40, "autosave_every": 1}
     with Gallery.open(f"sqlite:///{tmp_path}/g.db", **options) as gallery:
