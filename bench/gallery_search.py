@@ -38,6 +38,7 @@ from faceatlas.gallery.index import (
     DEFAULT_EXPANSION_SEARCH,
     HNSW_CONNECTIVITY,
     HNSW_EXPANSION_ADD,
+    ROUTER_DIM,
     ExactIndex,
     TemplateIndex,
     VectorIndex,
@@ -242,7 +243,7 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
     console.log(f"{size:,} x {dim}-d {args.generator}: exact reference done")
     results = [flat]
     index = empty_index(size, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
-                        expansion_add=args.build_depth, connectivity=args.connectivity)
+                        expansion_add=args.build_depth, connectivity=args.connectivity, router_dim=args.router_dim)
     build_s = fill(index, size, model)
     if isinstance(index, TemplateIndex):
         console.log(f"{index.nodes:,} template nodes for {size:,} faces, built in {build_s:.0f}s")
@@ -250,7 +251,7 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
         label = f"{index.kind}, {args.storage}"
         if isinstance(index, TemplateIndex):
             index.expansion_search = ef
-            label += f", M {args.connectivity}, efC {args.build_depth}, ef {ef}"
+            label += f", M {args.connectivity}, efC {args.build_depth}, {index.router.dim}-d router, ef {ef}"
         results.append(score(f"gallery index ({label})", index, build_s, queries, truth, args.timed))
     if not args.no_exact and isinstance(index, TemplateIndex):
         del index
@@ -274,6 +275,7 @@ def main() -> None:
                         help="HNSW expansion_search values, one row each (the graph is built once)")
     parser.add_argument("--build-depth", type=int, default=HNSW_EXPANSION_ADD, help="HNSW efConstruction")
     parser.add_argument("--connectivity", type=int, default=HNSW_CONNECTIVITY, help="HNSW M (links per node)")
+    parser.add_argument("--router-dim", type=int, default=ROUTER_DIM, help="dimensions the graph routes in")
     parser.add_argument("--ann-min-faces", type=int, default=ANN_MIN_FACES)
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall@1")
     parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")

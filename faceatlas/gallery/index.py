@@ -283,14 +283,15 @@ class TemplateIndex:
 
     def __init__(self, dim: int, storage: Storage = "float32", *, expansion_search: int = DEFAULT_EXPANSION_SEARCH,
                  expansion_add: int = HNSW_EXPANSION_ADD, connectivity: int = HNSW_CONNECTIVITY,
-                 router: HNSWIndex | None = None, arrays: dict[str, np.ndarray] | None = None) -> None:
+                 router_dim: int = ROUTER_DIM, router: HNSWIndex | None = None,
+                 arrays: dict[str, np.ndarray] | None = None) -> None:
         self.dim = dim
         self.storage = storage  # of the faces; templates are float32
         arrays = arrays or {}
-        # (dim, ROUTER_DIM) orthonormal columns when dim > ROUTER_DIM, fitted on the first templates
+        # (dim, router dim) orthonormal columns when the router is narrower, fitted on the first templates
         self.projection: np.ndarray | None = np.array(arrays["projection"], np.float32) \
             if "projection" in arrays else None
-        self.router = router or HNSWIndex(min(dim, ROUTER_DIM), expansion_search=expansion_search,
+        self.router = router or HNSWIndex(min(dim, router_dim), expansion_search=expansion_search,
                                           expansion_add=expansion_add, connectivity=connectivity)
         self._vectors = np.array(arrays.get("vectors", np.empty((0, dim))), dtype=storage)
         self._ids = np.array(arrays.get("ids", np.empty(0)), np.int64)  # face id of each row, -1 removed
@@ -469,14 +470,12 @@ def principal_axes(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray
 
 
 def empty_index(faces: int, dim: int, *, storage: Storage = "float32", ann_min_faces: int = ANN_MIN_FACES,
-                expansion_search: int = DEFAULT_EXPANSION_SEARCH, expansion_add: int = HNSW_EXPANSION_ADD,
-                connectivity: int = HNSW_CONNECTIVITY) -> VectorIndex:
+                **template_options: Any) -> VectorIndex:
     """An empty index of the right kind for ``faces`` faces: exact below ``ann_min_faces``,
-    templates from there on."""
+    templates (built with ``template_options``) from there on."""
     if faces < ann_min_faces:
         return ExactIndex(dim, storage)
-    return TemplateIndex(dim, storage, expansion_search=expansion_search, expansion_add=expansion_add,
-                         connectivity=connectivity)
+    return TemplateIndex(dim, storage, **template_options)
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, groups: np.ndarray | None = None,
@@ -553,10 +552,9 @@ def load_index(path: Path) -> IndexState | None:
                 names = ("vectors", "ids", "node_of", "members", "groups", "projection")
                 arrays = {name: data[name] for name in names if name in data}
                 rows = {len(arrays["vectors"]), len(arrays["ids"]), len(arrays["node_of"])}
-                router_dim = min(meta["dim"], ROUTER_DIM)
                 projection = arrays["projection"].shape if "projection" in arrays else None
-                needs_projection = graph.ntotal > 0 and router_dim < meta["dim"]
-                if graph.d != router_dim or (needs_projection and projection != (meta["dim"], router_dim)) or \
+                needs_projection = graph.ntotal > 0 and graph.d < meta["dim"]
+                if graph.d > meta["dim"] or (needs_projection and projection != (meta["dim"], graph.d)) or \
                         len(rows) != 1 or {graph.ntotal} != {len(arrays["groups"]), len(arrays["members"])}:
                     return None
                 # node ids are graph positions; a tombstone is a node whose subject is gone
