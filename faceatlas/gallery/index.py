@@ -36,7 +36,7 @@ TEMPLATE_GROUP_SIZE = 8
 TEMPLATE_CANDIDATES = 16
 # Wider embeddings are routed in this many dimensions: the graph holds templates projected onto
 # their principal subspace (scoring stays exact in full width). Measured with bench/gallery_search.py.
-ROUTER_DIM = 128
+ROUTER_DIM = 64
 _PROJECTION_SAMPLE = 200_000
 _EXACT_BLOCK = 262_144
 _TEMPLATE_BLOCK = 65_536
