@@ -34,8 +34,8 @@ DEFAULT_EXPANSION_SEARCH = 192
 # the faces of at least this many nodes exactly. Chosen with bench/gallery_search.py.
 TEMPLATE_GROUP_SIZE = 8
 TEMPLATE_CANDIDATES = 16
-# Wider embeddings are routed in this many dimensions: the graph holds templates projected onto
-# their principal subspace (scoring stays exact in full width). Measured with bench/gallery_search.py.
+# Embeddings wider than this are routed in this many dimensions: the graph holds templates projected
+# onto their principal axes (scoring stays exact, full width). Chosen with bench/gallery_search.py.
 ROUTER_DIM = 64
 _PROJECTION_SAMPLE = 200_000
 _EXACT_BLOCK = 262_144
@@ -70,24 +70,15 @@ def _pad(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
             np.hstack([ids, np.full((nq, missing), -1, np.int64)]))
 
 
-def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarray:
-    """``array`` itself when it has ``needed`` rows, else a copy with geometrically more rows
-    (new rows set to ``fill`` when given)."""
+def _grown(array: np.ndarray, needed: int, fill: int | None = None, *, spare: bool = True) -> np.ndarray:
+    """``array`` itself when it has ``needed`` rows, else a copy with room for them: geometrically
+    more rows when ``spare``, exactly ``needed`` otherwise (new rows set to ``fill`` when given)."""
     if needed <= len(array):
         return array
-    grown = np.empty((max(needed, 2 * len(array), 1024), *array.shape[1:]), array.dtype)
+    grown = np.empty((max(needed, 2 * len(array), 1024) if spare else needed, *array.shape[1:]), array.dtype)
     grown[: len(array)] = array
     if fill is not None:
         grown[len(array):] = fill
-    return grown
-
-
-def _reserved(array: np.ndarray, rows: int) -> np.ndarray:
-    """``array`` with room for exactly ``rows`` rows (itself when it has that many already)."""
-    if rows <= len(array):
-        return array
-    grown = np.empty((rows, *array.shape[1:]), array.dtype)
-    grown[: len(array)] = array
     return grown
 
 
@@ -132,7 +123,7 @@ class ExactIndex:
     def reserve(self, faces: int) -> None:
         """Make room for ``faces`` more faces, so adding them in chunks copies nothing."""
         end = self._size + faces
-        self._vectors, self._ids = _reserved(self._vectors, end), _reserved(self._ids, end)
+        self._vectors, self._ids = _grown(self._vectors, end, spare=False), _grown(self._ids, end, spare=False)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -275,6 +266,10 @@ class TemplateIndex:
     of several photos stands out more clearly from other people than one photo does, which makes
     the graph easier to search. Results are faces with exact similarities.
 
+    The graph routes in at most ``router_dim`` dimensions: wider templates (and queries) are
+    projected onto principal axes fitted on the first templates added, which keeps the true
+    subject among the candidates while making the graph cheaper and easier to search.
+
     Node ids are graph positions. Adding a face to a subject with room in its last node, or
     removing a face, rewrites that node's template in place; a node left empty becomes a
     tombstone. Removed faces are zeroed at once, in memory and in the next saved file."""
@@ -341,8 +336,8 @@ class TemplateIndex:
         """Make room for ``faces`` more faces, so adding them in chunks copies no face."""
         with self._lock:
             end = self._rows + faces
-            self._vectors = _reserved(self._vectors, end)
-            self._ids, self._node_of = _reserved(self._ids, end), _reserved(self._node_of, end)
+            self._vectors = _grown(self._vectors, end, spare=False)
+            self._ids, self._node_of = _grown(self._ids, end, spare=False), _grown(self._node_of, end, spare=False)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
         """Add faces; ``groups`` is the subject of each (None: every face its own)."""
@@ -457,11 +452,11 @@ class TemplateIndex:
         return out
 
 
-def principal_axes(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+def principal_axes(vectors: np.ndarray, count: int) -> np.ndarray:
     """(dim, count) orthonormal directions that keep most of the inner products of ``vectors``: the
-    top eigenvectors of their second-moment matrix (a sample of them). Any orthonormal
-    completion where the sample spans fewer directions."""
-    rng = np.random.default_rng(seed)
+    top eigenvectors of the second-moment matrix of (a sample of) them. Orthonormal even when the
+    sample spans fewer than ``count`` directions."""
+    rng = np.random.default_rng(0)
     sample = vectors if len(vectors) <= _PROJECTION_SAMPLE else \
         vectors[np.sort(rng.choice(len(vectors), _PROJECTION_SAMPLE, replace=False))]
     sample = np.asarray(sample, np.float64)
