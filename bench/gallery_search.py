@@ -38,7 +38,6 @@ from faceatlas.gallery.index import (
     DEFAULT_EXPANSION_SEARCH,
     HNSW_CONNECTIVITY,
     HNSW_EXPANSION_ADD,
-    ROUTER_DIM,
     ExactIndex,
     TemplateIndex,
     VectorIndex,
@@ -243,7 +242,7 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
     console.log(f"{size:,} x {dim}-d {args.generator}: exact reference done")
     results = [flat]
     index = empty_index(size, dim, storage=args.storage, ann_min_faces=args.ann_min_faces,
-                        expansion_add=args.build_depth, connectivity=args.connectivity, router_dim=args.router_dim)
+                        expansion_add=args.build_depth, connectivity=args.connectivity, routing_dim=args.router_dim)
     build_s = fill(index, size, model)
     if isinstance(index, TemplateIndex):
         console.log(f"{index.nodes:,} template nodes for {size:,} faces, built in {build_s:.0f}s")
@@ -275,7 +274,7 @@ def main() -> None:
                         help="HNSW expansion_search values, one row each (the graph is built once)")
     parser.add_argument("--build-depth", type=int, default=HNSW_EXPANSION_ADD, help="HNSW efConstruction")
     parser.add_argument("--connectivity", type=int, default=HNSW_CONNECTIVITY, help="HNSW M (links per node)")
-    parser.add_argument("--router-dim", type=int, default=ROUTER_DIM, help="dimensions the graph routes in")
+    parser.add_argument("--router-dim", type=int, help="dimensions the graph routes in (default: router_dim(dim))")
     parser.add_argument("--ann-min-faces", type=int, default=ANN_MIN_FACES)
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall@1")
     parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")

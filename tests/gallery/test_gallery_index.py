@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from faceatlas.gallery import Gallery, sync
 from faceatlas.gallery.index import (
-    ROUTER_DIM,
     ExactIndex,
     IndexState,
     TemplateIndex,
@@ -18,6 +17,7 @@ from faceatlas.gallery.index import (
     delete_index,
     load_index,
     normalize_rows,
+    router_dim,
     save_index,
 )
 from faceatlas.gallery.models import FaceRecord, Subject
@@ -55,7 +55,7 @@ def test_template_index_recall_against_exact(storage: str) -> None:
 
 
 def test_wide_embeddings_are_routed_in_fewer_dimensions(tmp_path: Path) -> None:
-    """512-d faces: the graph holds templates projected to ROUTER_DIM, scores stay exact 512-d,
+    """512-d faces: the graph holds templates projected to 128-d, scores stay exact 512-d,
     and the projection is saved with the index; filling in reserved chunks gives the same index."""
     vectors, ids, queries = _clustered(1000, 5, 512, seed=3, queries=500)
     exact = build_index(ids, vectors, 512, ann_min_faces=10**9)
@@ -63,8 +63,8 @@ def test_wide_embeddings_are_routed_in_fewer_dimensions(tmp_path: Path) -> None:
     index.reserve(len(ids))
     for start in range(0, len(ids), 1000):
         index.add(ids[start: start + 1000], vectors[start: start + 1000], (ids[start: start + 1000] - 1) // 5)
-    assert index.router.dim == ROUTER_DIM and index.projection is not None
-    assert np.allclose(index.projection.T @ index.projection, np.eye(ROUTER_DIM), atol=1e-4)
+    assert index.router.dim == router_dim(512) == 128 and index.projection is not None
+    assert np.allclose(index.projection.T @ index.projection, np.eye(128), atol=1e-4)
     exact_sims, exact_ids = exact.search(queries, 10)
     sims, found = index.search(queries, 10)
     same = exact_ids[:, 0] == found[:, 0]

@@ -1,0 +1,65 @@
+"""Does projecting templates for the graph lose the right subject? Without any graph: for each query,
+the rank of its exact top-1 face's template among all templates by *projected* cosine, for
+several router widths. A rank below TEMPLATE_CANDIDATES is what the template index needs; what
+the graph then misses is the graph's doing. Same synthetic faces as bench/gallery_search.py.
+
+    python bench/router_projection.py --size 10M --dim 512 --router-dims 64 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from gallery_search import FACES_PER_IDENTITY, isotropic_model, parse_size, synthetic_faces, synthetic_queries
+from rich.console import Console
+from rich.table import Table
+
+from faceatlas.gallery.index import TEMPLATE_CANDIDATES, normalize_rows, principal_axes
+
+_FIT_TEMPLATES = 200_000  # the bench's index fits its projection on its first add: one chunk's templates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1M")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--router-dims", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--queries", type=int, default=1000)
+    args = parser.parse_args()
+    size, console = parse_size(args.size), Console(width=120)
+    model = isotropic_model(args.dim)
+    queries = synthetic_queries(size, model, args.queries)
+    best, truth = np.full(len(queries), -np.inf, np.float32), np.zeros(len(queries), np.int64)
+    templates, offset, start = [], 0, time.perf_counter()
+    for faces, _ in synthetic_faces(size, model):
+        sims = queries @ faces.T
+        top = sims.argmax(1)
+        found = sims[np.arange(len(queries)), top]
+        better = found > best
+        best[better], truth[better] = found[better], top[better] + offset
+        templates.append(normalize_rows(faces.reshape(-1, FACES_PER_IDENTITY, args.dim).sum(1)))
+        offset += len(faces)
+    console.log(f"{size:,} faces generated and scanned in {time.perf_counter() - start:.0f}s")
+    templates_all = np.concatenate(templates)
+    own = truth // FACES_PER_IDENTITY
+    table = Table(title=f"{size:,} x {args.dim}-d isotropic: rank of the true template, no graph")
+    for column in ("router dims", "rank 0", f"< {TEMPLATE_CANDIDATES}", "< 64", "< 256"):
+        table.add_column(column, justify="right")
+    for width in [args.dim, *args.router_dims]:
+        if width == args.dim:
+            routed, asked = templates_all, queries
+        else:
+            axes = principal_axes(templates_all[:_FIT_TEMPLATES], width)
+            routed, asked = normalize_rows(templates_all @ axes), normalize_rows(queries @ axes)
+        rank = np.empty(len(asked), np.int64)
+        for row in range(0, len(asked), 100):  # (100, templates) similarities at a time
+            sims = asked[row: row + 100] @ routed.T
+            rank[row: row + 100] = (sims > sims[np.arange(len(sims)), own[row: row + 100]][:, None]).sum(1)
+        table.add_row(str(width), *(f"{(rank < cut).mean():.3f}" for cut in (1, TEMPLATE_CANDIDATES, 64, 256)))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
