@@ -187,12 +187,24 @@ def timed(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tuple[
     return np.asarray(wall), np.asarray(cpu)
 
 
+class BestFace:
+    """Running exact top-1 face of each query over chunks of faces."""
+
+    def __init__(self, queries: int) -> None:
+        self.similarity = np.full(queries, -np.inf, np.float32)
+        self.face = np.full(queries, -1, np.int64)
+
+    def update(self, similarity: np.ndarray, face: np.ndarray) -> None:
+        """Keep each query's (similarity, face id) from this chunk where it beats the best so far."""
+        better = similarity > self.similarity
+        self.similarity[better], self.face[better] = similarity[better], face[better]
+
+
 def flat_reference(size: int, model: FaceModel, queries: np.ndarray, timed_queries: int, console: Console
                    ) -> tuple[Result, np.ndarray]:
     """FAISS IndexFlatIP over all faces, a chunk at a time (the same scan as one big index, without
     holding every face): the exact top-1 of each query and the time a full scan takes per query."""
-    best = np.full(len(queries), -np.inf, np.float32)
-    truth = np.full(len(queries), -1, np.int64)
+    best = BestFace(len(queries))
     build_s, wall, cpu = 0.0, np.zeros(timed_queries), np.zeros(timed_queries)
     offset = 0
     for faces, owner in synthetic_faces(size, model):
@@ -203,13 +215,12 @@ def flat_reference(size: int, model: FaceModel, queries: np.ndarray, timed_queri
         index.add(faces)
         build_s += time.perf_counter() - start
         sims, found = index.search(queries, 1)
-        better = sims[:, 0] > best
-        best[better], truth[better] = sims[better, 0], found[better, 0] + offset
+        best.update(sims[:, 0], found[:, 0] + offset)
         chunk_wall, chunk_cpu = timed(partial(index.search, k=10), queries[:timed_queries])
         wall, cpu = wall + chunk_wall, cpu + chunk_cpu
         offset += len(faces)
     return Result("faiss IndexFlatIP (exact)", build_s, model.dim * 4, float(np.percentile(wall, 50)),
-                  float(np.percentile(wall, 99)), float(np.percentile(cpu, 50)), 1.0), truth
+                  float(np.percentile(wall, 99)), float(np.percentile(cpu, 50)), 1.0), best.face
 
 
 def fill(index: VectorIndex, size: int, model: FaceModel) -> float:

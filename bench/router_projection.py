@@ -12,7 +12,7 @@ import argparse
 import time
 
 import numpy as np
-from gallery_search import FACES_PER_IDENTITY, isotropic_model, parse_size, synthetic_faces, synthetic_queries
+from gallery_search import FACES_PER_IDENTITY, BestFace, isotropic_model, parse_size, synthetic_faces, synthetic_queries
 from rich.console import Console
 from rich.table import Table
 
@@ -31,19 +31,17 @@ def main() -> None:
     size, console = parse_size(args.size), Console(width=120)
     model = isotropic_model(args.dim)
     queries = synthetic_queries(size, model, args.queries)
-    best, truth = np.full(len(queries), -np.inf, np.float32), np.zeros(len(queries), np.int64)
+    best = BestFace(len(queries))
     templates, offset, start = [], 0, time.perf_counter()
     for faces, _ in synthetic_faces(size, model):
         sims = queries @ faces.T
         top = sims.argmax(1)
-        found = sims[np.arange(len(queries)), top]
-        better = found > best
-        best[better], truth[better] = found[better], top[better] + offset
+        best.update(sims[np.arange(len(queries)), top], top + offset)
         templates.append(normalize_rows(faces.reshape(-1, FACES_PER_IDENTITY, args.dim).sum(1)))
         offset += len(faces)
     console.log(f"{size:,} faces generated and scanned in {time.perf_counter() - start:.0f}s")
     templates_all = np.concatenate(templates)
-    own = truth // FACES_PER_IDENTITY
+    own = best.face // FACES_PER_IDENTITY
     table = Table(title=f"{size:,} x {args.dim}-d isotropic: rank of the true template, no graph")
     for column in ("router dims", "rank 0", f"< {TEMPLATE_CANDIDATES}", "< 64", "< 256"):
         table.add_column(column, justify="right")
