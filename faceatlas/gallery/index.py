@@ -40,6 +40,7 @@ TEMPLATE_CANDIDATES = 16
 # keeps the true subject among 16 candidates for 99.5% of queries, a 128-d one for all.
 ROUTER_MIN_DIM = 64
 _PROJECTION_SAMPLE = 200_000
+_CODE_RANGE_MIN_VECTORS = 1_000
 _EXACT_BLOCK = 262_144
 _TEMPLATE_BLOCK = 65_536
 _FORMAT = 5
@@ -171,8 +172,13 @@ class ExactIndex:
 
 
 class HNSWIndex:
-    """FAISS HNSW graph over inner product of float32 vectors, multi-threaded build; the router of
-    :class:`TemplateIndex` (its labels are template node ids).
+    """FAISS HNSW graph over inner product of unit vectors stored as 8-bit codes, multi-threaded
+    build; the router of :class:`TemplateIndex` (its labels are template node ids).
+
+    The codes span, per dimension, a range fitted on the first vectors added (:func:`code_range`),
+    a quarter of float32's bytes: at 200k 128-d templates the build is 1.5x and search 1.1-1.2x
+    faster than on float32 with the same recall; the router only ranks candidates, whose faces are
+    then scored exactly.
 
     FAISS cannot unlink a node from the graph, so ``remove`` leaves a tombstone: the node keeps
     routing searches, its label becomes -1 (never returned) and its stored vector is overwritten
@@ -185,7 +191,7 @@ class HNSWIndex:
                  graph: faiss.IndexHNSW | None = None, labels: np.ndarray | None = None) -> None:
         self.dim = dim
         if graph is None:
-            graph = faiss.IndexHNSWFlat(dim, connectivity, faiss.METRIC_INNER_PRODUCT)
+            graph = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, connectivity, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = expansion_add
         self.graph = graph
         self.expansion_search = expansion_search
@@ -204,6 +210,9 @@ class HNSWIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
+            if not self.graph.is_trained:
+                limit = code_range(vectors)
+                self.graph.train(np.stack([-limit, limit]))  # per dimension: codes span [-limit, limit]
             start = self.graph.ntotal
             self._labels = _grown(self._labels, start + len(ids))  # geometric: adds come a few at a time
             self._labels[start: start + len(ids)] = ids
@@ -288,7 +297,7 @@ class TemplateIndex:
                  routing_dim: int | None = None, router: HNSWIndex | None = None,
                  arrays: dict[str, np.ndarray] | None = None) -> None:
         self.dim = dim
-        self.storage = storage  # of the faces; templates are float32
+        self.storage = storage  # of the faces; templates are 8-bit codes in the router
         arrays = arrays or {}
         # (dim, router dim) orthonormal columns when the router is narrower, fitted on the first templates
         self.projection: np.ndarray | None = np.array(arrays["projection"], np.float32) \
@@ -457,6 +466,15 @@ class TemplateIndex:
             out[start: start + len(members)] = normalize_rows(np.einsum("ng,ngd->nd", (members >= 0).astype(np.float32),
                                                                         faces))
         return out
+
+
+def code_range(vectors: np.ndarray) -> np.ndarray:
+    """Per dimension, the bound of 8-bit router codes for unit vectors like ``vectors``: 1.5 times
+    the largest magnitude seen, so later vectors rarely clip, capped at 1 (no unit vector goes
+    further); 1 everywhere when there are too few vectors to tell."""
+    if len(vectors) < _CODE_RANGE_MIN_VECTORS:
+        return np.ones(vectors.shape[1], np.float32)
+    return np.minimum(1.5 * np.abs(vectors).max(0), 1.0).astype(np.float32)
 
 
 def principal_axes(vectors: np.ndarray, count: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from faceatlas.gallery.index import (
     IndexState,
     TemplateIndex,
     build_index,
+    code_range,
     delete_index,
     load_index,
     normalize_rows,
@@ -52,6 +53,26 @@ def test_template_index_recall_against_exact(storage: str) -> None:
     sims, found = index.search(queries, 10)
     same = exact_ids[:, 0] == found[:, 0]
     assert same.mean() >= 0.99 and np.allclose(exact_sims[same, 0], sims[same, 0], atol=1e-6)
+
+
+def test_router_stores_templates_as_8bit_codes_over_a_fitted_range() -> None:
+    """One byte per router dimension; the code range covers the first templates with room to
+    spare (a small first batch gets the whole [-1, 1]); a later template outside it still routes."""
+    vectors, ids, queries = _clustered(1000, 5, 64, queries=200)
+    index = build_index(ids, vectors, 64, (ids - 1) // 5, ann_min_faces=1)
+    assert isinstance(index, TemplateIndex)
+    codes, _ = index.router._codes()
+    assert codes.shape == (1000, 64) and codes.dtype == np.uint8
+    templates = normalize_rows(vectors.reshape(1000, 5, 64).sum(1))
+    limit = code_range(templates)
+    assert (limit < 1).any() and (limit >= np.abs(templates).max(0)).all()
+    assert (code_range(templates[:10]) == 1).all()
+    outlier = np.zeros((1, 64), np.float32)
+    outlier[0, int(np.argmin(limit))] = 1.0  # beyond the fitted range of that dimension
+    index.add(np.array([10_001]), outlier, np.array([10_001]))
+    assert index.search(outlier, 1)[1][0, 0] == 10_001
+    assert (index.search(queries, 1)[1][:, 0] == build_index(ids, vectors, 64, ann_min_faces=10**9)
+            .search(queries, 1)[1][:, 0]).mean() >= 0.99
 
 
 def test_wide_embeddings_are_routed_in_fewer_dimensions(tmp_path: Path) -> None:
