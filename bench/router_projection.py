@@ -2,8 +2,12 @@
 the rank of its exact top-1 face's template among all templates by *projected* cosine, for
 several router widths. A rank below TEMPLATE_CANDIDATES is what the template index needs; what
 the graph then misses is the graph's doing. Same synthetic faces as bench/gallery_search.py.
+``--graphs`` also builds the router graph over the projected templates, float32 (FAISS
+IndexHNSWFlat) against the gallery's 8-bit codes, and reports how often the true template is
+among the TEMPLATE_CANDIDATES found, and the graph's own search time.
 
     python bench/router_projection.py --size 10M --dim 512 --router-dims 64 128
+    python bench/router_projection.py --size 1M --dim 512 --router-dims 128 --graphs --ef-search 16 32 64 128
 """
 
 from __future__ import annotations
@@ -11,12 +15,20 @@ from __future__ import annotations
 import argparse
 import time
 
+import faiss
 import numpy as np
 from gallery_search import FACES_PER_IDENTITY, BestFace, isotropic_model, parse_size, synthetic_faces, synthetic_queries
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.gallery.index import TEMPLATE_CANDIDATES, normalize_rows, principal_axes
+from faceatlas.gallery.index import (
+    HNSW_CONNECTIVITY,
+    HNSW_EXPANSION_ADD,
+    TEMPLATE_CANDIDATES,
+    HNSWIndex,
+    normalize_rows,
+    principal_axes,
+)
 
 _FIT_TEMPLATES = 200_000  # the bench's index fits its projection on its first add: one chunk's templates
 
@@ -27,6 +39,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--router-dims", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--graphs", action="store_true", help="also build the router graphs, float32 and 8-bit")
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128])
     args = parser.parse_args()
     size, console = parse_size(args.size), Console(width=120)
     model = isotropic_model(args.dim)
@@ -42,6 +56,7 @@ def main() -> None:
     console.log(f"{size:,} faces generated and scanned in {time.perf_counter() - start:.0f}s")
     templates_all = np.concatenate(templates)
     own = best.face // FACES_PER_IDENTITY
+    graphs: list[list[str]] = []
     table = Table(title=f"{size:,} x {args.dim}-d isotropic: rank of the true template, no graph")
     for column in ("router dims", "rank 0", f"< {TEMPLATE_CANDIDATES}", "< 64", "< 256"):
         table.add_column(column, justify="right")
@@ -56,7 +71,39 @@ def main() -> None:
             sims = asked[row: row + 100] @ routed.T
             rank[row: row + 100] = (sims > sims[np.arange(len(sims)), own[row: row + 100]][:, None]).sum(1)
         table.add_row(str(width), *(f"{(rank < cut).mean():.3f}" for cut in (1, TEMPLATE_CANDIDATES, 64, 256)))
+        if args.graphs and width != args.dim:
+            graphs.extend(graph_rows(routed, asked, own, width, args.ef_search))
     console.print(table)
+    if graphs:
+        graph_table = Table(title=f"router graph, M {HNSW_CONNECTIVITY}, efC {HNSW_EXPANSION_ADD}: true template "
+                                  f"among the {TEMPLATE_CANDIDATES} found / p50 of the graph search")
+        for column in ("router dims", "storage", "build s", *(f"ef {ef}" for ef in args.ef_search)):
+            graph_table.add_column(column, justify="right")
+        for row in graphs:
+            graph_table.add_row(*row)
+        console.print(graph_table)
+
+
+def graph_rows(routed: np.ndarray, asked: np.ndarray, own: np.ndarray, width: int, efs: list[int]) -> list[list[str]]:
+    """Build the router graph over ``routed`` with float32 and with 8-bit storage; one table row each."""
+    rows = []
+    flat = faiss.IndexHNSWFlat(width, HNSW_CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+    flat.hnsw.efConstruction = HNSW_EXPANSION_ADD
+    for name, router in (("float32", HNSWIndex(width, graph=flat)), ("8-bit", HNSWIndex(width))):
+        start = time.perf_counter()
+        router.add(np.arange(len(routed)), routed)
+        row = [str(width), name, f"{time.perf_counter() - start:.0f}"]
+        for ef in efs:
+            router.expansion_search = ef
+            _, found = router.search(asked, TEMPLATE_CANDIDATES)
+            wall = []
+            for query in asked[:500]:
+                start = time.perf_counter()
+                router.search(query[None], TEMPLATE_CANDIDATES)
+                wall.append(time.perf_counter() - start)
+            row.append(f"{(found == own[:, None]).any(1).mean():.3f} / {np.median(wall) * 1000:.2f} ms")
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":
