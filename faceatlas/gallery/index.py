@@ -180,7 +180,8 @@ class HNSWIndex:
     The codes span, per dimension, a range fitted on the first vectors added (:func:`code_range`),
     a quarter of float32's bytes: at 200k 128-d templates the build is 1.5x and search 1.04-1.4x
     faster than on float32 with the same recall (docs/gallery.md); the router only ranks
-    candidates, whose faces are then scored exactly.
+    candidates, whose faces are then scored exactly. A float32 graph saved before loads and works
+    as it is.
 
     FAISS cannot unlink a node from the graph, so ``remove`` leaves a tombstone: the node keeps
     routing searches, its label becomes -1 (never returned) and its stored vector is overwritten

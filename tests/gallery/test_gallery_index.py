@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -66,6 +67,8 @@ def test_router_stores_templates_as_8bit_codes_over_a_fitted_range() -> None:
     templates = normalize_rows(vectors.reshape(1000, 5, 64).sum(1))
     limit = code_range(templates)
     assert (limit < 1).any() and (limit >= np.abs(templates).max(0)).all()
+    trained = faiss.vector_to_array(faiss.downcast_index(index.router.graph.storage).sq.trained)
+    assert np.allclose(trained, np.concatenate([-limit, 2 * limit]), atol=1e-5)  # (min, width) per dimension
     assert (code_range(templates[:10]) == 1).all()
     outlier = np.zeros((1, 64), np.float32)
     outlier[0, int(np.argmin(limit))] = 1.0  # beyond the fitted range of that dimension
