@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import faiss
 import numpy as np
-from gallery_search import FACES_PER_IDENTITY, BestFace, isotropic_model, parse_size, synthetic_faces, synthetic_queries
+from gallery_search import (
+    FACES_PER_IDENTITY,
+    BestFace,
+    isotropic_model,
+    parse_size,
+    synthetic_faces,
+    synthetic_queries,
+    timed,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -96,12 +105,8 @@ def graph_rows(routed: np.ndarray, asked: np.ndarray, own: np.ndarray, width: in
         for ef in efs:
             router.expansion_search = ef
             _, found = router.search(asked, TEMPLATE_CANDIDATES)
-            wall = []
-            for query in asked[:500]:
-                start = time.perf_counter()
-                router.search(query[None], TEMPLATE_CANDIDATES)
-                wall.append(time.perf_counter() - start)
-            row.append(f"{(found == own[:, None]).any(1).mean():.3f} / {np.median(wall) * 1000:.2f} ms")
+            wall, _ = timed(partial(router.search, k=TEMPLATE_CANDIDATES), asked[:500])
+            row.append(f"{(found == own[:, None]).any(1).mean():.3f} / {np.median(wall):.2f} ms")
         rows.append(row)
     return rows
 
