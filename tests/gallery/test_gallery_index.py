@@ -12,6 +12,7 @@ from sqlalchemy import select
 from faceatlas.gallery import Gallery, sync
 from faceatlas.gallery.index import (
     ExactIndex,
+    HNSWIndex,
     IndexState,
     TemplateIndex,
     build_index,
@@ -76,6 +77,22 @@ def test_router_stores_templates_as_8bit_codes_over_a_fitted_range() -> None:
     assert index.search(outlier, 1)[1][0, 0] == 10_001
     assert (index.search(queries, 1)[1][:, 0] == build_index(ids, vectors, 64, ann_min_faces=10**9)
             .search(queries, 1)[1][:, 0]).mean() >= 0.99
+
+
+def test_a_float32_router_saved_before_8bit_codes_still_works(tmp_path: Path) -> None:
+    """Index files of the same format written with a float32 graph load, update and search as before."""
+    vectors, ids, queries = _clustered(300, 5, 32, seed=4, queries=100)
+    graph = faiss.IndexHNSWFlat(32, 16, faiss.METRIC_INNER_PRODUCT)
+    index = TemplateIndex(32, router=HNSWIndex(32, graph=graph))
+    index.add(ids, vectors, (ids - 1) // 5)
+    path = tmp_path / "old.npz"
+    save_index(IndexState(index, 1), path)
+    loaded = load_index(path)
+    assert loaded is not None and isinstance(loaded.index, TemplateIndex)
+    assert isinstance(faiss.downcast_index(loaded.index.router.graph.storage), faiss.IndexFlat)
+    assert loaded.index.remove(ids[:3]) == 3  # rewrites subject 0's template in place
+    exact = build_index(ids[3:], vectors[3:], 32, ann_min_faces=10**9)
+    assert (loaded.index.search(queries, 1)[1][:, 0] == exact.search(queries, 1)[1][:, 0]).mean() >= 0.99
 
 
 def test_wide_embeddings_are_routed_in_fewer_dimensions(tmp_path: Path) -> None:
