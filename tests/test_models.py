@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from faceatlas.engine import ModelMissing, UnknownPack, get_pack
-from faceatlas.engine.errors import ModelIntegrityError
 from faceatlas.engine.models import ModelFile, fetch, resolve
 from faceatlas.engine.packs import DET_500M
+from faceatlas.errors import ModelIntegrityError
 
 
 @pytest.fixture()

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery.db import create_database_engine
-from faceatlas.service.accounts import AccountError, Accounts, usage_csv
+from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
 from faceatlas.service.settings import ServiceSettings
 
@@ -52,10 +53,10 @@ def _accounts(db: str | None) -> Accounts:
     return Accounts(engine)
 
 
-def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning AccountError into exit 2
+def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning a FaceAtlasError into exit 2
     try:
         return action()
-    except AccountError as exc:
+    except FaceAtlasError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 

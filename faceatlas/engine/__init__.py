@@ -3,7 +3,11 @@
 from faceatlas.engine.analyzer import FaceAnalyzer, Verdict
 from faceatlas.engine.calibration import Calibration, load_calibration
 from faceatlas.engine.detectors import Detections
-from faceatlas.engine.errors import (
+from faceatlas.engine.face import Face, Pose, cosine_similarity
+from faceatlas.engine.image import load_image
+from faceatlas.engine.liveness import LivenessResult
+from faceatlas.engine.packs import PACKS, Pack, get_pack
+from faceatlas.errors import (
     EmptyImage,
     FaceAtlasError,
     ImageTooLarge,
@@ -16,10 +20,6 @@ from faceatlas.engine.errors import (
     TruncatedImage,
     UnknownPack,
 )
-from faceatlas.engine.face import Face, Pose, cosine_similarity
-from faceatlas.engine.image import load_image
-from faceatlas.engine.liveness import LivenessResult
-from faceatlas.engine.packs import PACKS, Pack, get_pack
 
 __all__ = [
     "PACKS",

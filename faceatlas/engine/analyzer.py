@@ -18,7 +18,6 @@ from faceatlas.engine.detectors import (
     keypoints_from_dlib,
     template_keypoints,
 )
-from faceatlas.engine.errors import ModelMismatch, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.engine.face import Face, cosine_similarity
 from faceatlas.engine.geometry import estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, load_image
@@ -27,6 +26,7 @@ from faceatlas.engine.models import resolve
 from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
+from faceatlas.errors import ModelMismatch, NoFace, NotCalibrated, TooManyFaces
 
 log = logging.getLogger("faceatlas")
 _announced: set[str] = set()

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from faceatlas.engine.errors import NotCalibrated
 from faceatlas.engine.models import cache_dir
 from faceatlas.engine.packs import Pack
+from faceatlas.errors import NotCalibrated
 
 STANDARD_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
 

@@ -25,6 +25,7 @@ from rich.progress import Progress
 from faceatlas.engine.analyzer import FaceAnalyzer
 from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key
 from faceatlas.engine.face import Face
+from faceatlas.errors import InvalidInput
 
 CENTRAL_BOX = (0.28, 0.28, 0.72, 0.72)  # fractions of width/height: [70, 70, 180, 180] on a 250x250 LFW photo
 
@@ -50,7 +51,7 @@ def read_pairs(path: Path, limit_folds: int | None = None) -> list[Pair]:
     folds, per_fold = int(lines[0][0]), int(lines[0][1])
     body = lines[1:]
     if len(body) != folds * 2 * per_fold:
-        raise ValueError(f"{path}: expected {folds * 2 * per_fold} pair lines, found {len(body)}")
+        raise InvalidInput(f"{path}: expected {folds * 2 * per_fold} pair lines, found {len(body)}")
     pairs = []
     for i, cols in enumerate(body):
         fold = i // (2 * per_fold)
@@ -61,7 +62,7 @@ def read_pairs(path: Path, limit_folds: int | None = None) -> list[Pair]:
         elif len(cols) == 4:
             pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[2], int(cols[3])), False, fold))
         else:
-            raise ValueError(f"{path}: bad pair line {i + 2}: {' '.join(cols)}")
+            raise InvalidInput(f"{path}: bad pair line {i + 2}: {' '.join(cols)}")
     return pairs
 
 

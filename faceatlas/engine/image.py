@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceatlas.engine.errors import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage
+from faceatlas.errors import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage
 
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 ChannelOrder = Literal["bgr", "rgb"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from faceatlas.engine.errors import ModelIntegrityError, ModelMissing
+from faceatlas.errors import ModelIntegrityError, ModelMissing
 
 
 @dataclass(frozen=True)

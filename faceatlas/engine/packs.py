@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from faceatlas.engine.errors import ModelMissing, UnknownPack
 from faceatlas.engine.models import ModelFile, locate
+from faceatlas.errors import ModelMissing, UnknownPack
 
 DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
 RecognizerKind = Literal["arcface", "dlib"]

@@ -12,6 +12,7 @@ import numpy as np
 from faceatlas.engine.detectors import Detections
 from faceatlas.engine.geometry import align_face
 from faceatlas.engine.runtime import create_session
+from faceatlas.errors import InvalidArgument
 
 
 class Recognizer(Protocol):
@@ -124,7 +125,7 @@ class DlibResNet:
         dlib = self._dlib
         points = detections.landmarks[index] if detections.landmarks is not None else None
         if points is None:
-            raise ValueError("the dlib recogniser needs dlib's 5 landmarks")
+            raise InvalidArgument("the dlib recognizer needs dlib's 5 landmarks")
         box = detections.boxes[index]
         rect = dlib.rectangle(*(int(round(v)) for v in box))
         shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in points])

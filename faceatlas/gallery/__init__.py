@@ -2,7 +2,7 @@
 (SQLite or PostgreSQL) and searched through a derived vector index (exact, or a FAISS HNSW
 graph over subject templates)."""
 
-from faceatlas.gallery.errors import AlreadyExists, NotFound
+from faceatlas.errors import AlreadyExists, NotFound
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
 from faceatlas.gallery.types import (

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from faceatlas.errors import InvalidInput
 from faceatlas.gallery.gallery import Gallery
 from faceatlas.gallery.models import FaceRecord, Subject
 from faceatlas.gallery.sync import decode_embeddings
@@ -76,7 +77,7 @@ def read_header(path: Path) -> dict[str, Any]:
     """The pack identity and collection options stored in an export file."""
     metadata = pq.read_schema(path).metadata or {}
     if METADATA_KEY not in metadata:
-        raise ValueError(f"{path} is not a FaceAtlas collection export")
+        raise InvalidInput(f"{path} is not a FaceAtlas collection export")
     return json.loads(metadata[METADATA_KEY])
 
 

@@ -28,8 +28,8 @@ from faceatlas.engine import (
     load_calibration,
 )
 from faceatlas.engine.image import ImageInput
+from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound
 from faceatlas.gallery.db import create_database_engine, default_database_url, migrate, normalize_url, sqlite_path
-from faceatlas.gallery.errors import AlreadyExists, NotFound
 from faceatlas.gallery.index import ANN_MIN_FACES, Storage, normalize_rows
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant
 from faceatlas.gallery.sync import IndexCache
@@ -240,7 +240,7 @@ class Gallery:
         ``absorb``. The index is left as it is: it returns face ids, and grouping faces by their
         old subjects still routes searches well (a rebuild regroups them)."""
         if keep == absorb:
-            raise ValueError("cannot merge a subject into itself")
+            raise InvalidArgument("cannot merge a subject into itself")
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
             kept, absorbed = self._subject(session, coll, keep), self._subject(session, coll, absorb)
@@ -525,7 +525,7 @@ def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN) -> 
     right, bottom = min(width, int(x2 + dx)), min(height, int(y2 + dy))
     ok, encoded = cv2.imencode(".jpg", image[top:bottom, left:right], [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
-        raise ValueError("could not encode the face crop")
+        raise FaceAtlasError("could not encode the face crop")
     return encoded.tobytes()
 
 

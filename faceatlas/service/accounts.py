@@ -18,6 +18,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
 from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord, utcnow
 
 SCOPES = ("admin", "write", "read", "detect")
@@ -28,10 +29,6 @@ _IMPLIED = {
     "read": {"read", "detect"},
     "detect": {"detect"},
 }
-
-
-class AccountError(Exception):
-    """A bad admin request (unknown tenant, unknown scope, duplicate id)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class Accounts:
     def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
-                raise AccountError(f"tenant '{tenant_id}' already exists")
+                raise AlreadyExists(f"tenant '{tenant_id}' already exists")
             tenant = Tenant(id=tenant_id, name=name or tenant_id, monthly_quota=monthly_quota)
             session.add(tenant)
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
@@ -97,10 +94,10 @@ class Accounts:
     ) -> IssuedKey:
         unknown = set(scopes) - set(SCOPES)
         if unknown or not scopes:
-            raise AccountError(f"scopes must be among {SCOPES}, got {scopes}")
+            raise InvalidArgument(f"scopes must be among {SCOPES}, got {scopes}")
         with Session(self.engine) as session:
             if session.get(Tenant, tenant_id) is None:
-                raise AccountError(f"no tenant '{tenant_id}'")
+                raise NotFound(f"no tenant '{tenant_id}'")
             prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
             key = ApiKey(
                 tenant_id=tenant_id,
@@ -155,7 +152,7 @@ class Accounts:
     def _find(session: Session, prefix: str, tenant_id: str | None) -> ApiKey:
         key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
         if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
-            raise AccountError(f"no key with prefix '{prefix}'")
+            raise NotFound(f"no key with prefix '{prefix}'")
         return key
 
     def authenticate(self, token: str) -> Principal | None:

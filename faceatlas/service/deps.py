@@ -16,9 +16,20 @@ from urllib.parse import urlparse
 import httpx
 from fastapi import Request
 
+from faceatlas.errors import (
+    Forbidden,
+    InvalidArgument,
+    InvalidImage,
+    InvalidInput,
+    PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
+    Unauthorized,
+    UnsupportedMediaType,
+    UrlFetchDisabled,
+)
 from faceatlas.service.accounts import Principal
 from faceatlas.service.db import UsageRecord, utcnow
-from faceatlas.service.errors import ApiError
 
 
 @dataclass
@@ -76,13 +87,13 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[[R
         token = bearer_token(request)
         principal = state.accounts.authenticate(token) if token else None
         if principal is None:
-            raise ApiError("unauthorized", "a valid API key is required (Authorization: Bearer fa_...)")
+            raise Unauthorized("a valid API key is required (Authorization: Bearer fa_...)")
         if not principal.allows(scope):
-            raise ApiError("forbidden", f"this key lacks the '{scope}' scope")
+            raise Forbidden(f"this key lacks the '{scope}' scope")
         wait = state.buckets.take(principal.key_id, principal.rate_per_second, principal.burst)
         if wait > 0:
             state.metrics.rejected.labels("rate_limited").inc()
-            raise ApiError("rate_limited", "rate limit exceeded for this key", retry_after=wait)
+            raise RateLimited("rate limit exceeded for this key", retry_after=wait)
         meter = Meter(principal, operation)
         if not billable:
             return meter
@@ -92,7 +103,7 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[[R
         wait = state.quotas.spend(principal.tenant_id, quota)
         if wait > 0:
             state.metrics.rejected.labels("quota_exceeded").inc()
-            raise ApiError("quota_exceeded", "the tenant's monthly call quota is used up", retry_after=wait)
+            raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
         request.state.meter = meter
         return meter
 
@@ -138,19 +149,19 @@ async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], 
         for name in names:
             part = form.get(name)
             if part is None or isinstance(part, str):
-                raise ApiError("validation_error", f"multipart field '{name}' (a file) is required")
+                raise InvalidArgument(f"multipart field '{name}' (a file) is required")
             images[name] = await part.read()
         return images, {}
     if content_type.startswith("application/json"):
         try:
             body = await request.json()
         except ValueError as exc:
-            raise ApiError("bad_request", f"the JSON body does not parse: {exc}") from exc
+            raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
         if not isinstance(body, dict):
-            raise ApiError("validation_error", "the JSON body must be an object")
+            raise InvalidArgument("the JSON body must be an object")
         images = {name: await _decode_json_image(request, body, name) for name in names}
         return images, body
-    raise ApiError("unsupported_media_type", "send images as multipart/form-data or application/json (base64)")
+    raise UnsupportedMediaType("send images as multipart/form-data or application/json (base64)")
 
 
 async def _decode_json_image(request: Request, body: dict[str, Any], name: str) -> bytes:
@@ -158,11 +169,11 @@ async def _decode_json_image(request: Request, body: dict[str, Any], name: str) 
     if isinstance(value, dict) and "url" in value:
         return await _fetch_allowed(request, str(value["url"]))
     if not isinstance(value, str):
-        raise ApiError("validation_error", f"'{name}' must be a base64 string")
+        raise InvalidArgument(f"'{name}' must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ApiError("invalid_image", f"'{name}' is not valid base64") from exc
+        raise InvalidImage(f"'{name}' is not valid base64") from exc
 
 
 async def _fetch_allowed(request: Request, url: str) -> bytes:
@@ -170,17 +181,17 @@ async def _fetch_allowed(request: Request, url: str) -> bytes:
     allowlist = request.app.state.settings.url_fetch_allowlist
     host = urlparse(url).hostname or ""
     if not allowlist:
-        raise ApiError("url_fetch_disabled", "fetching images by URL is disabled on this server")
+        raise UrlFetchDisabled("fetching images by URL is disabled on this server")
     if host not in allowlist or urlparse(url).scheme not in ("http", "https"):
-        raise ApiError("url_fetch_disabled", f"host '{host}' is not on the server's URL allow-list")
+        raise UrlFetchDisabled(f"host '{host}' is not on the server's URL allow-list")
     limit = request.app.state.settings.max_upload_bytes
     async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
         async with client.stream("GET", url) as response:
             if response.status_code != 200:
-                raise ApiError("invalid_image", f"fetching the URL answered HTTP {response.status_code}")
+                raise InvalidImage(f"fetching the URL answered HTTP {response.status_code}")
             data = bytearray()
             async for chunk in response.aiter_bytes():
                 data += chunk
                 if len(data) > limit:
-                    raise ApiError("payload_too_large", f"the image at the URL exceeds {limit} bytes")
+                    raise PayloadTooLarge(f"the image at the URL exceeds {limit} bytes")
     return bytes(data)

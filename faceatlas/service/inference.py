@@ -18,11 +18,8 @@ from typing import Any
 import numpy as np
 
 from faceatlas.engine import Face, FaceAnalyzer
+from faceatlas.errors import Overloaded
 from faceatlas.service.metrics import ServiceMetrics
-
-
-class Overloaded(Exception):
-    """The job queue is full."""
 
 
 @dataclass
@@ -133,7 +130,7 @@ class InferencePool:
             self._jobs.put_nowait((function, args, future, loop))
         except queue.Full:
             self.metrics.rejected.labels("overloaded").inc()
-            raise Overloaded from None
+            raise Overloaded("the server is at capacity; retry shortly", retry_after=1) from None
         self.metrics.queue_depth.set(self._jobs.qsize())
         return await future
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from faceatlas.errors import InvalidInput
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
 
@@ -110,7 +111,7 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
     known = {f.name for f in fields(CameraConfig)}
     unknown = set(raw) - known
     if unknown:
-        raise ValueError(f"camera {number}: unknown settings {sorted(unknown)}")
+        raise InvalidInput(f"camera {number}: unknown settings {sorted(unknown)}")
     raw.setdefault("name", f"camera{number}")
     raw["source"] = str(raw["source"])
     raw["lines"] = [_line(line, i) for i, line in enumerate(raw.get("lines", []), 1)]
@@ -127,7 +128,7 @@ def load_config(path: Path) -> WatchConfig:
     raw = yaml.safe_load(Path(path).read_text()) or {}
     cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
     if not cameras:
-        raise ValueError(f"{path}: no cameras")
+        raise InvalidInput(f"{path}: no cameras")
     webhook = raw.pop("webhook", None)
     mqtt = raw.pop("mqtt", None)
     events = raw.pop("events", None)

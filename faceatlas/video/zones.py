@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from faceatlas.errors import InvalidArgument
+
 ANCHORS = {"center": sv.Position.CENTER, "bottom_center": sv.Position.BOTTOM_CENTER}
 
 
@@ -28,9 +30,12 @@ class LineSpec:
     @classmethod
     def parse(cls, text: str, name: str = "line") -> LineSpec:
         """``"x1,y1,x2,y2"`` as typed on the command line."""
-        values = [float(v) for v in text.split(",")]
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
         if len(values) != 4:
-            raise ValueError(f"a line is x1,y1,x2,y2, got {text!r}")
+            raise InvalidArgument(f"a line is x1,y1,x2,y2, got {text!r}")
         return cls((values[0], values[1]), (values[2], values[3]), name)
 
 

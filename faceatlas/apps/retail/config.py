@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from faceatlas.errors import InvalidInput, NotFound
 
 CameraRole = Literal["entrance", "exit", "zone", "checkout"]
 
@@ -84,22 +86,28 @@ class StoreConfig(BaseModel):
         """Read a store from a ``.yaml``/``.yml`` or ``.json`` file."""
         path = Path(path)
         text = path.read_text()
-        raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        return cls.model_validate(raw)
+        try:
+            raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"{path}: does not parse: {exc}") from exc
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidInput(f"{path}: not a valid store: {exc}") from exc
 
     def camera(self, camera_id: str) -> Camera:
-        """The camera ``camera_id`` (KeyError when the store has none by that id)."""
+        """The camera ``camera_id`` (:class:`NotFound` when the store has none by that id)."""
         for camera in self.cameras:
             if camera.id == camera_id:
                 return camera
-        raise KeyError(f"store '{self.id}' has no camera '{camera_id}'")
+        raise NotFound(f"store '{self.id}' has no camera '{camera_id}'")
 
     def product(self, sku: str) -> Product:
-        """The product ``sku`` (KeyError when unknown)."""
+        """The product ``sku`` (:class:`NotFound` when unknown)."""
         for product in self.products:
             if product.sku == sku:
                 return product
-        raise KeyError(f"store '{self.id}' sells no product '{sku}'")
+        raise NotFound(f"store '{self.id}' sells no product '{sku}'")
 
     @property
     def zones(self) -> list[str]:

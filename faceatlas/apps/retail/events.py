@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceatlas.apps.retail.config import StoreConfig
+from faceatlas.errors import NotFound
 
 
 def _new_id() -> str:
@@ -86,7 +87,7 @@ def from_video_event(event: VideoEvent, store: StoreConfig, *, image: Any = None
     """
     try:
         role = store.camera(event.camera).role
-    except KeyError:
+    except NotFound:
         return None
     at = datetime.fromisoformat(event.wall_time).astimezone(UTC).replace(tzinfo=None)
     track = f"{event.camera}:{event.track_id}" if event.track_id is not None else None

@@ -22,18 +22,13 @@ from faceatlas.apps.retail.db import (
     utcnow,
 )
 from faceatlas.apps.retail.payments import PaymentBackend
-from faceatlas.engine import FaceAnalyzer, FaceAtlasError, NoFace
+from faceatlas.engine import FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
+from faceatlas.errors import ConsentRequired, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
 BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
-
-
-class ConsentRequired(FaceAtlasError):
-    """The consent given does not cover what was asked."""
-
-    code = "consent_required"
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ class MemberRegistry:
         purposes = tuple(dict.fromkeys(consent.purposes))
         unknown = [p for p in purposes if p not in PURPOSES]
         if unknown:
-            raise ValueError(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
+            raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
         if not any(p in BIOMETRIC_PURPOSES for p in purposes):
             raise ConsentRequired(f"enrolment needs consent to one of {list(BIOMETRIC_PURPOSES)}")
         if "face_pay" in purposes and not payment_ref:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.retail.db import LedgerEntry
+from faceatlas.errors import NotFound
 
 
 class PaymentBackend(Protocol):
@@ -43,7 +44,7 @@ class LedgerPayments:
         with self._sessions() as session:
             account = session.scalar(select(LedgerEntry.account).where(LedgerEntry.id == _ledger_id(transaction_ref)))
         if account is None:
-            raise KeyError(f"no ledger transaction {transaction_ref}")
+            raise NotFound(f"no ledger transaction {transaction_ref}")
         return self._book("refund", account, -amount_cents, currency, idempotency_key, transaction_ref)
 
     def forget(self, account: str) -> None:
@@ -70,5 +71,5 @@ class LedgerPayments:
 def _ledger_id(transaction_ref: str) -> int:
     prefix, _, number = transaction_ref.partition(":")
     if prefix != "ledger" or not number.isdigit():
-        raise KeyError(f"not a ledger transaction: {transaction_ref}")
+        raise NotFound(f"not a ledger transaction: {transaction_ref}")
     return int(number)

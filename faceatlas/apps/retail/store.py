@@ -38,7 +38,8 @@ from faceatlas.apps.retail.db import (
 from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
-from faceatlas.engine import Face, FaceAnalyzer, FaceAtlasError, NotCalibrated
+from faceatlas.engine import Face, FaceAnalyzer, NotCalibrated
+from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
 from faceatlas.gallery.db import create_database_engine, default_database_url, normalize_url
 
@@ -46,7 +47,7 @@ COLLECTION = "members"
 ExitStatus = Literal["charged", "no_purchase", "unpaid", "refused", "no_visit"]
 
 
-class UnknownShopper(FaceAtlasError):
+class UnknownShopper(Conflict):
     """An event names a shopper with no open visit."""
 
     code = "unknown_shopper"
@@ -189,7 +190,7 @@ class RetailStore:
         """Put an item in the shopper's cart (a negative quantity puts it back); returns the visit id."""
         product = self.config.product(event.sku)
         if event.quantity == 0:
-            raise ValueError("a pick needs a non-zero quantity")
+            raise InvalidArgument("a pick needs a non-zero quantity")
         member_id = self._shopper(event)
         with self._sessions.begin() as session:
             visit = self._open_visit(session, member_id, event.track)
@@ -323,7 +324,7 @@ class RetailStore:
             left = charge.amount_cents - charge.refunded_cents
         amount = left if amount_cents is None else amount_cents
         if not 0 < amount <= left:
-            raise ValueError(f"refund of {amount} outside 1..{left} cents")
+            raise InvalidArgument(f"refund of {amount} outside 1..{left} cents")
         ref = self.payments.refund(charge.transaction_ref, amount, charge.currency,
                                    idempotency_key=f"{self.config.id}:refund:{key}")
         with self._sessions.begin() as session:
@@ -362,7 +363,7 @@ class RetailStore:
     def _check_role(self, camera_id: str, role: CameraRole) -> Camera:
         camera = self.config.camera(camera_id)
         if camera.role != role:
-            raise ValueError(f"camera '{camera_id}' is a {camera.role} camera, not {role}")
+            raise InvalidArgument(f"camera '{camera_id}' is a {camera.role} camera, not {role}")
         return camera
 
     def _embedding(self, event: Sighting | Pick) -> np.ndarray | None:

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from faceatlas.service.accounts import AccountError, usage_csv
+from faceatlas.service.accounts import usage_csv
 from faceatlas.service.deps import Meter, metered
-from faceatlas.service.errors import ApiError
 
 router = APIRouter(tags=["account"])
 
@@ -88,10 +87,7 @@ def revoke_key(
     prefix: str, request: Request, meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False))]
 ) -> None:
     """Revoke one of the tenant's keys (effective on the next call)."""
-    try:
-        request.app.state.accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
-    except AccountError as exc:
-        raise ApiError("not_found", str(exc)) from exc
+    request.app.state.accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
 
 
 @router.post("/keys/{prefix}/rotate", status_code=201)
@@ -99,10 +95,7 @@ def rotate_key(
     prefix: str, request: Request, meter: Annotated[Meter, Depends(metered("keys.rotate", "admin", billable=False))]
 ) -> dict:
     """Revoke a key and issue its replacement (same scopes and limits)."""
-    try:
-        issued = request.app.state.accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
-    except AccountError as exc:
-        raise ApiError("not_found", str(exc)) from exc
+    issued = request.app.state.accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
     return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
 
 

@@ -9,19 +9,15 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from faceatlas.engine import NoFace
 from faceatlas.engine.calibration import far_key
+from faceatlas.errors import InvalidArgument
 from faceatlas.service.deps import Meter, image_request_body, metered, read_images
-from faceatlas.service.errors import ApiError
-from faceatlas.service.inference import Overloaded
 
 router = APIRouter(tags=["faces"])
 
 
 async def analyze(request: Request, image: bytes, *, liveness: bool = False, max_faces: int | None = None):
     """Every face of an uploaded image, through the shared inference pool."""
-    try:
-        return await request.app.state.pool.analyze(image, liveness=liveness, max_faces=max_faces)
-    except Overloaded:
-        raise ApiError("overloaded", "the server is at capacity; retry shortly", retry_after=1) from None
+    return await request.app.state.pool.analyze(image, liveness=liveness, max_faces=max_faces)
 
 
 @router.post("/detect", openapi_extra=image_request_body("image"))
@@ -61,7 +57,7 @@ async def compare(
         return {"similarity": round(analyzer.compare(*found), 4), "match": None, "pack": analyzer.pack.name}
     calibrated = sorted(analyzer.calibration.thresholds, key=float)
     if far_key(far) not in calibrated:
-        raise ApiError("validation_error", f"far must be one of the calibrated rates {calibrated}")
+        raise InvalidArgument(f"far must be one of the calibrated rates {calibrated}")
     return {**analyzer.verify(*found, far=far).to_dict(), "pack": analyzer.pack.name}
 
 

@@ -10,11 +10,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import NoFace
+from faceatlas.errors import InvalidArgument, InvalidInput, ModelMismatch
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.gallery import source_crop
 from faceatlas.service.deps import Meter, image_request_body, metered, read_images
-from faceatlas.service.errors import ApiError
-from faceatlas.service.inference import Overloaded
 
 router = APIRouter(tags=["galleries"])
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -55,10 +54,7 @@ async def faces_with_crops(request: Request, image: bytes, *, all_faces: bool, k
         faces = pool.analyze_sync(decoded, max_faces=None if all_faces else 1)
         return faces, [source_crop(decoded, face) if keep_crops else None for face in faces]
 
-    try:
-        return await pool.run(work)
-    except Overloaded:
-        raise ApiError("overloaded", "the server is at capacity; retry shortly", retry_after=1) from None
+    return await pool.run(work)
 
 
 # -- collections -----------------------------------------------------------------------------------
@@ -192,7 +188,7 @@ async def enrol(
     kept = [(f, c) for f, c in zip(faces, crops) if (f.quality or 0.0) >= min_quality]
     meter.faces = len(faces)
     if not kept:
-        raise ApiError("validation_error", f"no face reached min_quality {min_quality}")
+        raise InvalidArgument(f"no face reached min_quality {min_quality}")
     ids = await run_in_threadpool(
         gallery.add_embeddings,
         collection,
@@ -277,7 +273,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError as exc:
-        raise ApiError("bad_request", f"the JSON body does not parse: {exc}") from exc
+        raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
     return body if isinstance(body, dict) else {}
 
 
@@ -285,9 +281,9 @@ def _embedding(values: Any, size: int) -> np.ndarray:
     try:
         vector = np.asarray(values, dtype=np.float32).ravel()
     except (TypeError, ValueError) as exc:
-        raise ApiError("validation_error", "embedding must be a list of numbers") from exc
+        raise InvalidArgument("embedding must be a list of numbers") from exc
     if len(vector) != size or not np.isfinite(vector).all() or not np.linalg.norm(vector) > 0:
-        raise ApiError("model_mismatch", f"embedding must be {size} finite numbers, not all zero (got {len(vector)})")
+        raise ModelMismatch(f"embedding must be {size} finite numbers, not all zero (got {len(vector)})")
     return vector
 
 

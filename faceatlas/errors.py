@@ -1,0 +1,287 @@
+"""One error tree for every layer of FaceAtlas.
+
+Every error raised on purpose is a :class:`FaceAtlasError` with a stable ``code`` (what clients
+and scripts match on) and the HTTP ``status`` the service answers with. Doors map errors by
+these two attributes only: the CLI prints ``code`` and exits 2, the service answers
+``{"error": {"code", "message"}}`` with ``status`` (and ``Retry-After`` when ``retry_after`` is
+set). An error without its own class is a fault of the server: ``FaceAtlasError`` itself is 500.
+
+    FaceAtlasError                      error                 500
+    ├── InvalidInput                    bad_request           400
+    │   ├── InvalidImage                invalid_image         400
+    │   │   ├── EmptyImage              empty_image           400
+    │   │   ├── TruncatedImage          truncated_image       400
+    │   │   └── ImageTooLarge           image_too_large       413
+    │   ├── InvalidArgument             validation_error      422
+    │   │   └── FarNotCalibrated        validation_error      422
+    │   ├── UnknownPack                 unknown_pack          400
+    │   ├── UrlFetchDisabled            url_fetch_disabled    400
+    │   ├── PayloadTooLarge             payload_too_large     413
+    │   └── UnsupportedMediaType        unsupported_media_type 415
+    ├── FaceError
+    │   ├── NoFace                      no_face               422
+    │   └── TooManyFaces                too_many_faces        422
+    ├── NotFound                        not_found             404
+    ├── Conflict                        conflict              409
+    │   ├── AlreadyExists               already_exists        409
+    │   ├── ModelMismatch               model_mismatch        409
+    │   └── NotCalibrated               not_calibrated        409
+    ├── AccessError
+    │   ├── Unauthorized                unauthorized          401
+    │   ├── Forbidden                   forbidden             403
+    │   └── ConsentRequired             consent_required      403
+    ├── LimitExceeded
+    │   ├── RateLimited                 rate_limited          429
+    │   ├── QuotaExceeded               quota_exceeded        429
+    │   └── Overloaded                  overloaded            503
+    └── ModelError                      model_error           500
+        ├── ModelMissing                model_missing         503
+        └── ModelIntegrityError         model_integrity       500
+
+Layers raise these (or subclasses of them, e.g. retail's ``UnknownShopper``); a layer that needs
+a new kind of failure adds a class here or subclasses one, never a bare ``ValueError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessError",
+    "AlreadyExists",
+    "Conflict",
+    "ConsentRequired",
+    "EmptyImage",
+    "FaceAtlasError",
+    "FaceError",
+    "FarNotCalibrated",
+    "Forbidden",
+    "ImageTooLarge",
+    "InvalidArgument",
+    "InvalidImage",
+    "InvalidInput",
+    "LimitExceeded",
+    "ModelError",
+    "ModelIntegrityError",
+    "ModelMismatch",
+    "ModelMissing",
+    "NoFace",
+    "NotCalibrated",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "QuotaExceeded",
+    "RateLimited",
+    "TooManyFaces",
+    "TruncatedImage",
+    "Unauthorized",
+    "UnknownPack",
+    "UnsupportedMediaType",
+    "UrlFetchDisabled",
+]
+
+
+class FaceAtlasError(Exception):
+    """Base class of every error FaceAtlas raises on purpose; by itself a server fault (500)."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message or self.__doc__ or self.code)
+        self.retry_after = retry_after
+
+
+# -- the caller's input ----------------------------------------------------------------------------
+class InvalidInput(FaceAtlasError):
+    """The request or the input data cannot be used as given."""
+
+    code = "bad_request"
+    status = 400
+
+
+class InvalidImage(InvalidInput):
+    """The input is not an image FaceAtlas can decode."""
+
+    code = "invalid_image"
+
+
+class EmptyImage(InvalidImage):
+    """The input has zero bytes or zero pixels."""
+
+    code = "empty_image"
+
+
+class TruncatedImage(InvalidImage):
+    """The image header is valid but the pixel data ends early."""
+
+    code = "truncated_image"
+
+
+class ImageTooLarge(InvalidImage):
+    """The image has more pixels than the configured limit (checked before decoding)."""
+
+    code = "image_too_large"
+    status = 413
+
+
+class InvalidArgument(InvalidInput):
+    """A parameter is well-formed but not acceptable (out of range, inconsistent, unknown value)."""
+
+    code = "validation_error"
+    status = 422
+
+
+class FarNotCalibrated(InvalidArgument):
+    """A false-accept rate that the pack's calibration has no threshold for."""
+
+
+class UnknownPack(InvalidInput):
+    """No model pack has the requested name."""
+
+    code = "unknown_pack"
+
+
+class UrlFetchDisabled(InvalidInput):
+    """Fetching images by URL is off, or the host is not allowed."""
+
+    code = "url_fetch_disabled"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body or a fetched image exceeds the size limit."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body is in a format the endpoint does not take."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+# -- faces -----------------------------------------------------------------------------------------
+class FaceError(FaceAtlasError):
+    """The image decoded, but its faces do not fit the operation."""
+
+    code = "face_error"
+    status = 422
+
+
+class NoFace(FaceError):
+    """An operation that needs a face found none."""
+
+    code = "no_face"
+
+
+class TooManyFaces(FaceError):
+    """An operation that needs exactly one face found several."""
+
+    code = "too_many_faces"
+
+
+# -- records ---------------------------------------------------------------------------------------
+class NotFound(FaceAtlasError):
+    """A collection, subject, face, key, product or transaction does not exist (for this tenant)."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(FaceAtlasError):
+    """The operation conflicts with the state of what it acts on."""
+
+    code = "conflict"
+    status = 409
+
+
+class AlreadyExists(Conflict):
+    """A collection, subject or tenant with this name or id already exists."""
+
+    code = "already_exists"
+
+
+class ModelMismatch(Conflict):
+    """Embeddings of two different models (embedding spaces) were mixed."""
+
+    code = "model_mismatch"
+
+
+class NotCalibrated(Conflict):
+    """A FAR-based threshold was asked of a pack that has no calibration."""
+
+    code = "not_calibrated"
+
+
+# -- access ----------------------------------------------------------------------------------------
+class AccessError(FaceAtlasError):
+    """The caller may not do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class Unauthorized(AccessError):
+    """No valid API key was given."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(AccessError):
+    """The key is valid but lacks the scope (or the tenant) this needs."""
+
+    code = "forbidden"
+
+
+class ConsentRequired(AccessError):
+    """Biometric processing of this person needs a consent that was not given (or was withdrawn)."""
+
+    code = "consent_required"
+
+
+# -- limits ----------------------------------------------------------------------------------------
+class LimitExceeded(FaceAtlasError):
+    """A limit was reached; ``retry_after`` says when trying again makes sense."""
+
+    code = "limit_exceeded"
+    status = 429
+
+
+class RateLimited(LimitExceeded):
+    """The key's request rate is above its limit."""
+
+    code = "rate_limited"
+
+
+class QuotaExceeded(LimitExceeded):
+    """The tenant's monthly quota is used up."""
+
+    code = "quota_exceeded"
+
+
+class Overloaded(LimitExceeded):
+    """The inference queue is full; the server refuses new work at once."""
+
+    code = "overloaded"
+    status = 503
+
+
+# -- models (server side) --------------------------------------------------------------------------
+class ModelError(FaceAtlasError):
+    """A model file cannot be used: a fault of the installation, not of the request."""
+
+    code = "model_error"
+
+
+class ModelMissing(ModelError):
+    """A model file is not on disk and could not be downloaded."""
+
+    code = "model_missing"
+    status = 503
+
+
+class ModelIntegrityError(ModelError):
+    """A model file on disk or downloaded does not match its published sha256."""
+
+    code = "model_integrity"
