@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import Embedding, FaceAnalyzer
 from faceatlas.gallery import Gallery
 
 
@@ -61,7 +61,7 @@ def main() -> None:
             if vector is None:
                 no_face += 1
                 continue
-            matches = gallery.search("lfw", vector, k=1)
+            matches = gallery.search("lfw", Embedding(vector, analyzer.pack.recognizer_id), k=1)
             correct += bool(matches) and matches[0].external_id == name
             accepted_genuine += bool(matches) and matches[0].external_id == name and matches[0].similarity >= threshold
         false_accepts = stranger_no_face = 0
@@ -69,7 +69,7 @@ def main() -> None:
             if vector is None:
                 stranger_no_face += 1
                 continue
-            matches = gallery.search("lfw", vector, k=1, threshold=threshold)
+            matches = gallery.search("lfw", Embedding(vector, analyzer.pack.recognizer_id), k=1, threshold=threshold)
             false_accepts += bool(matches)
     elapsed = time.perf_counter() - start
 

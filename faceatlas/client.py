@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 
 ImageArg = str | os.PathLike | bytes
+# The server's default false-accept rate (faceatlas.engine.DEFAULT_FAR; the client imports nothing
+# of the server, a test keeps the two equal).
+DEFAULT_FAR = 1e-4
 
 
 class FaceAtlasApiError(Exception):
@@ -75,7 +78,7 @@ class FaceAtlasClient:
             params={"liveness": liveness, "embedding": embedding},
         )
 
-    def compare(self, image_a: ImageArg, image_b: ImageArg, *, far: float = 1e-4) -> dict:
+    def compare(self, image_a: ImageArg, image_b: ImageArg, *, far: float = DEFAULT_FAR) -> dict:
         files = dict([_image("image_a", image_a), _image("image_b", image_b)])
         return self._call("POST", "/v1/compare", files=files, params={"far": far})
 
@@ -112,7 +115,9 @@ class FaceAtlasClient:
     def delete_subject(self, collection: str, subject_id: str) -> None:
         self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}")
 
-    def search(self, collection: str, image: ImageArg, *, k: int = 5, far: float | None = 1e-4) -> dict:
+    def search(self, collection: str, image: ImageArg, *, k: int = 5, far: float | None = None) -> dict:
+        """The ``k`` most similar subjects; only those reaching ``far`` when it is given (as the
+        gallery, the CLI and the API: search ranks, ``verify`` decides)."""
         params: dict[str, Any] = {"k": k}
         if far is not None:
             params["far"] = far
@@ -120,7 +125,7 @@ class FaceAtlasClient:
             "POST", f"/v1/collections/{collection}/search", files=dict([_image("image", image)]), params=params
         )
 
-    def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = 1e-4) -> dict:
+    def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = DEFAULT_FAR) -> dict:
         return self._call(
             "POST",
             f"/v1/collections/{collection}/subjects/{subject_id}/verify",

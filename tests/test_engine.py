@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceatlas.engine import FaceAnalyzer, ModelMismatch, NoFace, TooManyFaces
+from faceatlas.engine import Embedding, FaceAnalyzer, ModelMismatch, NoFace, TooManyFaces
 from faceatlas.engine.detectors import _fit_size
 
 
@@ -71,7 +71,21 @@ def test_analyze_one_errors(examples, fast_analyzer):
 def test_compare_refuses_embeddings_of_another_size(examples, fast_analyzer):
     face = fast_analyzer.analyze_one(examples / "tests/test_images/obama.jpg")
     with pytest.raises(ModelMismatch):
-        fast_analyzer.compare(face, np.ones(512, np.float32))
+        fast_analyzer.compare(face, Embedding(np.ones(512, np.float32), fast_analyzer.pack.recognizer_id))
+    with pytest.raises(TypeError, match="Embedding"):  # a bare vector does not say which model made it
+        fast_analyzer.compare(face, face.embedding)
+
+
+def test_same_size_embeddings_of_another_model_do_not_mix(examples, fast_analyzer, dlib_analyzer):
+    """dlib and MobileFaceNet both make 128-d vectors; their spaces must never be compared."""
+    photo = examples / "tests/test_images/obama.jpg"
+    mbf, dlib = fast_analyzer.analyze_one(photo), dlib_analyzer.analyze_one(photo)
+    assert len(mbf.embedding) == len(dlib.embedding) == 128
+    assert dlib.recognizer_id == dlib_analyzer.pack.recognizer_id != mbf.recognizer_id
+    with pytest.raises(ModelMismatch):
+        fast_analyzer.compare(mbf, dlib)
+    with pytest.raises(ModelMismatch):
+        fast_analyzer.verify(mbf, dlib.as_embedding())
 
 
 def test_detection_input_size_adapts_to_the_image():
@@ -83,7 +97,7 @@ def test_detection_input_size_adapts_to_the_image():
 def test_liveness_on_the_silent_face_samples(shared, fast_analyzer):
     samples = shared / "data" / "antispoof_samples"
     names = ("image_F1", "image_F2", "image_T1")
-    verdicts = {name: fast_analyzer.check_liveness(samples / f"{name}.jpg").is_real for name in names}
+    verdicts = {name: fast_analyzer.check_liveness(samples / f"{name}.jpg").is_real() for name in names}
     assert verdicts == {"image_F1": False, "image_F2": False, "image_T1": True}
 
 

@@ -19,7 +19,7 @@ from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
-from faceatlas.engine import FaceAnalyzer, FaceAtlasError, get_pack
+from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, get_pack
 from faceatlas.engine.draw import draw_faces
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
@@ -106,7 +106,7 @@ def _print_faces(path: Path, faces: list, liveness: bool) -> None:
             f"{pose.yaw:.0f}/{pose.pitch:.0f}/{pose.roll:.0f}",
         ]
         if liveness:
-            row.append(f"{face.liveness:.2f}")
+            row.append(f"{face.liveness.score:.2f}")
         table.add_row(*row)
     console.print(table)
 
@@ -116,22 +116,13 @@ def compare(
     image_a: Path,
     image_b: Path,
     pack: PackOption = None,
-    far: Annotated[float, typer.Option(help="false-accept rate of the decision threshold")] = 1e-4,
+    far: Annotated[float, typer.Option(help="false-accept rate of the decision threshold")] = DEFAULT_FAR,
     as_json: JsonOption = False,
 ) -> None:
     """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
     analyzer = _analyzer(pack, as_json)
     try:
-        face_a = analyzer.analyze_one(image_a)
-        face_b = analyzer.analyze_one(image_b)
-        if analyzer.calibration is None:
-            result = {
-                "similarity": round(analyzer.compare(face_a, face_b), 4),
-                "match": None,
-                "note": f"pack {analyzer.pack.name} is not calibrated; run `faceatlas eval lfw`",
-            }
-        else:
-            result = analyzer.verify(face_a, face_b, far=far).to_dict()
+        result = analyzer.verify(analyzer.analyze_one(image_a), analyzer.analyze_one(image_b), far=far).to_dict()
     except FaceAtlasError as exc:
         _fail(exc, as_json)
     result["pack"] = analyzer.pack.name
@@ -143,10 +134,10 @@ def compare(
     if result.get("match_at_far"):
         level, threshold = result["match_at_far"], result["threshold"]
         console.print(f"match at FAR {level:.0e} (threshold at FAR {far:.0e}: {threshold:.4f})")
-    elif "threshold" in result:
+    elif result["threshold"] is not None:
         console.print(f"threshold at FAR {far:.0e}: {result['threshold']:.4f}")
     else:
-        console.print(result["note"])
+        console.print(f"pack {analyzer.pack.name} is not calibrated; run `faceatlas eval lfw`")
 
 
 @app.command()
@@ -164,14 +155,7 @@ def liveness(
         except FaceAtlasError as exc:
             rows.append({"image": str(path), "error": exc.code, "message": str(exc)})
             continue
-        rows.append(
-            {
-                "image": str(path),
-                "real": result.is_real,
-                "score": round(result.score, 4),
-                "probabilities": [round(p, 4) for p in result.probabilities],
-            }
-        )
+        rows.append({"image": str(path), **result.to_dict()})
     if as_json:
         print(json.dumps({"pack": analyzer.pack.name, "results": rows}))
     else:

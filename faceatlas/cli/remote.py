@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
+from faceatlas.engine import DEFAULT_FAR
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY).",
                   no_args_is_help=True)
@@ -35,7 +36,7 @@ def detect(image: Path, server: Server, key: Key, liveness: bool = False) -> Non
 
 
 @app.command()
-def compare(image_a: Path, image_b: Path, server: Server, key: Key, far: float = 1e-4) -> None:
+def compare(image_a: Path, image_b: Path, server: Server, key: Key, far: float = DEFAULT_FAR) -> None:
     """1:1 comparison with a FAR-calibrated verdict."""
     _run(server, key, lambda c: c.compare(image_a, image_b, far=far))
 
@@ -47,7 +48,9 @@ def enrol(collection: str, subject: str, image: Path, server: Server, key: Key) 
 
 
 @app.command()
-def search(collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float = 1e-4) -> None:
+def search(
+    collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float | None = None
+) -> None:
     """1:N search of a collection."""
     _run(server, key, lambda c: c.search(collection, image, k=k, far=far))
 

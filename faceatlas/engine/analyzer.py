@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceatlas.engine.calibration import Calibration, load_calibration
+from faceatlas.engine.calibration import DEFAULT_FAR, Calibration, load_calibration
 from faceatlas.engine.detectors import (
     SCRFD,
     Detections,
@@ -18,7 +18,7 @@ from faceatlas.engine.detectors import (
     keypoints_from_dlib,
     template_keypoints,
 )
-from faceatlas.engine.face import Face, cosine_similarity
+from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similarity
 from faceatlas.engine.geometry import estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, load_image
 from faceatlas.engine.liveness import LivenessResult, MiniFASNet
@@ -34,11 +34,14 @@ _announced: set[str] = set()
 
 @dataclass(frozen=True)
 class Verdict:
-    """The answer of a 1:1 comparison: similarity, the threshold used, and the FAR it reaches."""
+    """The answer of a 1:1 comparison: similarity, the threshold used, and the FAR it reaches.
+
+    ``match`` (and ``threshold``) are None when the pack has no calibration and no raw threshold
+    was given: the similarity alone cannot say "same person"."""
 
     similarity: float
-    match: bool
-    threshold: float
+    match: bool | None
+    threshold: float | None
     far: float | None
     far_level: float | None
 
@@ -46,7 +49,7 @@ class Verdict:
         return {
             "similarity": round(self.similarity, 4),
             "match": self.match,
-            "threshold": round(self.threshold, 4),
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
             "far": self.far,
             "match_at_far": self.far_level,
         }
@@ -210,16 +213,20 @@ class FaceAnalyzer:
                     crop=crop if with_crop else None,
                 )
                 if liveness:
-                    face.liveness = self.liveness_model.predict(image, found.boxes[i]).score
+                    face.liveness = self.liveness_model.predict(image, found.boxes[i])
                 faces.append(face)
                 crops.append(crop)
             results.append(faces)
         if embed and crops:
-            vectors = self.recognizer.embed_aligned(crops)
-            flat = [face for faces in results for face in faces]
-            for face, vector in zip(flat, vectors):
-                face.embedding = vector
+            self.attach_embeddings([face for faces in results for face in faces], self.recognizer.embed_aligned(crops))
         return results
+
+    def attach_embeddings(self, faces: Sequence[Face], vectors: np.ndarray) -> None:
+        """Give each face its vector (made by this pack's recogniser from its aligned crop), with
+        the embedding space it belongs to."""
+        for face, vector in zip(faces, vectors, strict=True):
+            face.embedding = vector
+            face.recognizer_id = self.pack.recognizer_id
 
     def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Embeddings of already aligned crops (the recogniser's crop size), one batch."""
@@ -238,14 +245,21 @@ class FaceAnalyzer:
         return self.liveness_model.predict(decoded, box)
 
     # -- comparison -----------------------------------------------------------------------
-    def compare(self, a: Face | np.ndarray, b: Face | np.ndarray) -> float:
-        """Cosine similarity of two faces or embeddings of this pack."""
-        va, vb = (_vector(x) for x in (a, b))
-        if len(va) != self.embedding_size or len(vb) != self.embedding_size:
-            raise ModelMismatch(
-                f"pack {self.pack.name} makes {self.embedding_size}-d embeddings, got {len(va)} and {len(vb)}"
-            )
+    def compare(self, a: Face | Embedding, b: Face | Embedding) -> float:
+        """Cosine similarity of two faces or embeddings made by this pack's recogniser
+        (:class:`ModelMismatch` for an embedding of another space)."""
+        va, vb = (self.own_embedding(x).vector for x in (a, b))
         return cosine_similarity(va, vb)
+
+    def own_embedding(self, query: Face | Embedding) -> Embedding:
+        """``query`` as an :class:`Embedding`, refused unless this pack's recogniser made it."""
+        embedding = as_embedding(query)
+        if embedding.recognizer_id != self.pack.recognizer_id or len(embedding) != self.embedding_size:
+            raise ModelMismatch(
+                f"pack {self.pack.name} makes {self.embedding_size}-d embeddings of recognizer "
+                f"{self.pack.recognizer_id}; got a {len(embedding)}-d embedding of {embedding.recognizer_id}"
+            )
+        return embedding
 
     def threshold(self, far: float) -> float:
         """The similarity threshold of this pack at false-accept rate ``far``."""
@@ -255,18 +269,17 @@ class FaceAnalyzer:
         return self.calibration.threshold(far)
 
     def verify(
-        self, a: Face | np.ndarray, b: Face | np.ndarray, *, far: float = 1e-4, threshold: float | None = None
+        self, a: Face | Embedding, b: Face | Embedding, *, far: float = DEFAULT_FAR, threshold: float | None = None
     ) -> Verdict:
-        """1:1 decision at a calibrated FAR (or a raw similarity ``threshold``)."""
+        """1:1 decision at a calibrated FAR (or a raw similarity ``threshold``).
+
+        Without a calibration and without ``threshold`` the verdict has ``match=None``; a FAR the
+        calibration has no threshold for is :class:`FarNotCalibrated`."""
         similarity = self.compare(a, b)
-        used = threshold if threshold is not None else self.threshold(far)
         level = self.calibration.far_level(similarity) if self.calibration else None
-        return Verdict(similarity, similarity >= used, used, None if threshold is not None else far, level)
-
-
-def _vector(x: Face | np.ndarray) -> np.ndarray:
-    if isinstance(x, Face):
-        if x.embedding is None:
-            raise ValueError("the face has no embedding (analyze with embed=True)")
-        return x.embedding
-    return np.asarray(x, dtype=np.float32).ravel()
+        if threshold is not None:
+            return Verdict(similarity, similarity >= threshold, threshold, None, level)
+        if self.calibration is None:
+            return Verdict(similarity, None, None, None, None)
+        used = self.calibration.threshold(far)
+        return Verdict(similarity, similarity >= used, used, far, level)

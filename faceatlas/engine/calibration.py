@@ -14,9 +14,12 @@ from pathlib import Path
 
 from faceatlas.engine.models import cache_dir
 from faceatlas.engine.packs import Pack
-from faceatlas.errors import NotCalibrated
+from faceatlas.errors import FarNotCalibrated
 
 STANDARD_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
+# The false-accept rate of a decision when the caller names none: compare, verify and search, in
+# the engine, the gallery, the CLI, the API and the Python client alike.
+DEFAULT_FAR = 1e-4
 
 
 @dataclass
@@ -30,10 +33,11 @@ class Calibration:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def threshold(self, far: float) -> float:
-        """The threshold for ``far`` (one of the calibrated rates)."""
+        """The threshold for ``far`` (one of the calibrated rates, else :class:`FarNotCalibrated`)."""
         key = far_key(far)
         if key not in self.thresholds:
-            raise NotCalibrated(f"pack {self.pack} has no threshold for FAR {key}; have {sorted(self.thresholds)}")
+            have = sorted(self.thresholds, key=float)
+            raise FarNotCalibrated(f"far must be one of the calibrated rates {have} of pack {self.pack}, not {key}")
         return self.thresholds[key]
 
     def far_level(self, similarity: float) -> float | None:

@@ -1,11 +1,17 @@
-"""The central result type of the engine: one detected face and what was measured on it."""
+"""The central result types of the engine: one detected face and what was measured on it, and
+an :class:`Embedding`, a face vector that carries the embedding space it belongs to."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from faceatlas.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from faceatlas.engine.liveness import LivenessResult
 
 
 @dataclass(frozen=True)
@@ -17,13 +23,38 @@ class Pose:
     roll: float
 
 
+@dataclass(frozen=True)
+class Embedding:
+    """A face vector and its embedding space: ``recognizer_id`` names the model that made it
+    (``Pack.recognizer_id``). Vectors of different spaces are never compared; every entry point
+    that takes a vector takes an ``Embedding`` (or a :class:`Face`) so that it can check."""
+
+    vector: np.ndarray
+    recognizer_id: str
+
+    def __post_init__(self) -> None:
+        try:
+            vector = np.asarray(self.vector, dtype=np.float32).ravel()
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument("an embedding is a list of numbers") from exc
+        if len(vector) == 0 or not np.isfinite(vector).all() or not float(np.linalg.norm(vector)) > 0:
+            raise InvalidArgument(f"an embedding must be finite numbers, not all zero (got {len(vector)})")
+        if not self.recognizer_id:
+            raise InvalidArgument("an embedding needs the recognizer_id of the model that made it")
+        object.__setattr__(self, "vector", vector)
+
+    def __len__(self) -> int:
+        return len(self.vector)
+
+
 @dataclass
 class Face:
     """A detected face.
 
     ``bbox`` is ``[x1, y1, x2, y2]`` in image pixels; ``keypoints`` is 5x2 in the order
     left eye, right eye, nose, left mouth corner, right mouth corner (as seen in the image).
-    ``embedding`` is L2-normalised; ``crop`` is the aligned crop (BGR) when asked for.
+    ``embedding`` is L2-normalised and made by the recogniser ``recognizer_id``; ``crop`` is the
+    aligned crop (BGR) when asked for; ``liveness`` the passive liveness result when asked for.
     """
 
     bbox: np.ndarray
@@ -33,12 +64,19 @@ class Face:
     quality: float | None = None
     pose: Pose | None = None
     crop: np.ndarray | None = field(default=None, repr=False)
-    liveness: float | None = None
+    liveness: LivenessResult | None = None
+    recognizer_id: str | None = None
 
     @property
     def area(self) -> float:
         x1, y1, x2, y2 = self.bbox
         return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
+
+    def as_embedding(self) -> Embedding:
+        """The face's vector with its embedding space."""
+        if self.embedding is None or self.recognizer_id is None:
+            raise InvalidArgument("the face has no embedding (analyze with embed=True)")
+        return Embedding(self.embedding, self.recognizer_id)
 
     def to_dict(self, *, with_embedding: bool = False) -> dict[str, Any]:
         """A JSON-ready view of the face."""
@@ -52,9 +90,10 @@ class Face:
         if self.pose is not None:
             out["pose"] = {k: round(v, 1) for k, v in vars(self.pose).items()}
         if self.liveness is not None:
-            out["liveness"] = round(self.liveness, 4)
+            out["liveness"] = round(self.liveness.score, 4)
         if with_embedding and self.embedding is not None:
             out["embedding"] = [round(float(v), 6) for v in self.embedding]
+            out["recognizer_id"] = self.recognizer_id
         return out
 
 
@@ -64,3 +103,16 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float32).ravel()
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(a @ b) / denom if denom > 0 else 0.0
+
+
+def as_embedding(query: Face | Embedding) -> Embedding:
+    """The :class:`Embedding` of a face or an embedding; a bare array is refused because it does
+    not say which model made it."""
+    if isinstance(query, Embedding):
+        return query
+    if isinstance(query, Face):
+        return query.as_embedding()
+    raise TypeError(
+        f"expected a Face or an Embedding, got {type(query).__name__}: wrap a raw vector as "
+        "Embedding(vector, recognizer_id) so that its embedding space can be checked"
+    )

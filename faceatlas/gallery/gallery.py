@@ -17,13 +17,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.engine import (
+    DEFAULT_FAR,
     Calibration,
+    Embedding,
     Face,
     FaceAnalyzer,
     ModelMismatch,
     NoFace,
     NotCalibrated,
     Pack,
+    as_embedding,
     get_pack,
     load_calibration,
 )
@@ -336,16 +339,18 @@ class Gallery:
         return report
 
     # -- search -----------------------------------------------------------------------------
-    def search(self, collection: str, query: np.ndarray | Face, *, k: int = 5, threshold: float | None = None,
+    def search(self, collection: str, query: Face | Embedding, *, k: int = 5, threshold: float | None = None,
                far: float | None = None, aggregate: Aggregate = "best",
                calibration: Calibration | None = None) -> list[Match]:
         """The ``k`` most similar subjects to one embedding. A subject's score is its best face
         (``aggregate="best"``) or its mean template; only subjects reaching the threshold are
-        returned: a raw cosine ``threshold`` or one derived from ``far`` with the pack calibration."""
-        vector = normalize_rows(_embedding_of(query))[0]
+        returned: a raw cosine ``threshold`` or one derived from ``far`` with the pack calibration.
+        An embedding of another space than the collection's is :class:`ModelMismatch`."""
+        embedding = as_embedding(query)
+        vector = normalize_rows(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
-            _check_model(coll, coll.recognizer_id, len(vector))
+            _check_model(coll, embedding.recognizer_id, len(vector))
             calibration = calibration or _calibration_for(coll)
             cutoff = _resolve_threshold(coll, threshold, far, calibration)
             index = self._indexes.get(session, coll)
@@ -385,14 +390,15 @@ class Gallery:
         options.setdefault("calibration", analyzer.calibration)
         return [(face, self.search(collection, face, **options)) for face in faces]
 
-    def verify(self, collection: str, external_id: str, query: np.ndarray | Face, *, threshold: float | None = None,
-               far: float = 1e-4, aggregate: Aggregate = "best",
+    def verify(self, collection: str, external_id: str, query: Face | Embedding, *, threshold: float | None = None,
+               far: float = DEFAULT_FAR, aggregate: Aggregate = "best",
                calibration: Calibration | None = None) -> Verification:
         """Is ``query`` subject ``external_id``? Compared with all the subject's faces exactly."""
-        vector = normalize_rows(_embedding_of(query))[0]
+        embedding = as_embedding(query)
+        vector = normalize_rows(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
-            _check_model(coll, coll.recognizer_id, len(vector))
+            _check_model(coll, embedding.recognizer_id, len(vector))
             subject = self._subject(session, coll, external_id)
             calibration = calibration or _calibration_for(coll)
             cutoff = _resolve_threshold(coll, threshold, None if threshold is not None else far, calibration)
@@ -533,14 +539,6 @@ def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:
     if isinstance(pack, FaceAnalyzer):
         return pack.pack
     return pack if isinstance(pack, Pack) else get_pack(pack)
-
-
-def _embedding_of(query: np.ndarray | Face) -> np.ndarray:
-    if isinstance(query, Face):
-        if query.embedding is None:
-            raise ValueError("the face has no embedding (analyze with embed=True)")
-        return query.embedding
-    return np.asarray(query, dtype=np.float32).ravel()
 
 
 def _mismatch_message(collection: str, pack_name: str, expected: str, got: str) -> str:

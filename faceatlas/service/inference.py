@@ -144,9 +144,8 @@ class InferencePool:
             return self.analyzer.analyze(image, liveness=liveness, max_faces=max_faces)
         faces = self.analyzer.analyze(image, embed=False, with_crop=True, liveness=liveness, max_faces=max_faces)
         if faces:
-            vectors = self.batcher.embed([face.crop for face in faces])
-            for face, vector in zip(faces, vectors):
-                face.embedding = vector
+            self.analyzer.attach_embeddings(faces, self.batcher.embed([face.crop for face in faces]))
+            for face in faces:
                 face.crop = None
         return faces
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from faceatlas.engine import Calibration, FaceAnalyzer, NotCalibrated
+from faceatlas.engine import Calibration, Embedding, Face, FaceAnalyzer, ModelMismatch, NotCalibrated, as_embedding
 
 if TYPE_CHECKING:
     from faceatlas.gallery import Gallery
@@ -42,9 +42,10 @@ class IdentityMatch:
 
 
 class IdentityMatcher(Protocol):
-    """Anything that names the subject of one embedding, or returns None for nobody known."""
+    """Anything that names the subject of one embedding, or returns None for nobody known; an
+    embedding of another space than the matcher's is :class:`ModelMismatch`."""
 
-    def match(self, embedding: np.ndarray) -> IdentityMatch | None: ...
+    def match(self, embedding: Embedding) -> IdentityMatch | None: ...
 
 
 def _threshold(threshold: float | None, far: float, calibration: Calibration | None) -> float:
@@ -57,7 +58,8 @@ def _threshold(threshold: float | None, far: float, calibration: Calibration | N
 
 
 class EmbeddingMatcher:
-    """In-memory matcher: each subject scores its best enrolled face (for tests and small watchlists)."""
+    """In-memory matcher: each subject scores its best enrolled face (for tests and small watchlists).
+    Its embedding space is the one of the first embedding added."""
 
     def __init__(
         self, *, threshold: float | None = None, far: float = 1e-4, calibration: Calibration | None = None
@@ -66,22 +68,32 @@ class EmbeddingMatcher:
         self.threshold = _threshold(threshold, far, calibration)
         self._names: list[tuple[str, str | None]] = []
         self._vectors: list[np.ndarray] = []
+        self.recognizer_id: str | None = None
 
-    def add(self, subject_id: str, embeddings: Iterable[np.ndarray], name: str | None = None) -> None:
+    def add(self, subject_id: str, embeddings: Iterable[Embedding | Face], name: str | None = None) -> None:
         """Enrol embeddings (L2-normalised here) for ``subject_id``."""
-        for vector in embeddings:
-            vector = np.asarray(vector, np.float32).ravel()
+        for item in embeddings:
+            vector = self._own(item)
             self._vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
             self._names.append((subject_id, name))
 
+    def _own(self, item: Embedding | Face) -> np.ndarray:
+        embedding = as_embedding(item)
+        if self.recognizer_id is None:
+            self.recognizer_id = embedding.recognizer_id
+        if embedding.recognizer_id != self.recognizer_id:
+            raise ModelMismatch(f"this matcher holds embeddings of {self.recognizer_id}, "
+                                f"got one of {embedding.recognizer_id}")
+        return embedding.vector
+
     def add_images(self, analyzer: FaceAnalyzer, subject_id: str, images: Iterable[Any], name: str | None = None):
         """Enrol the largest face of each image."""
-        self.add(subject_id, [analyzer.analyze_one(image).embedding for image in images], name)
+        self.add(subject_id, [analyzer.analyze_one(image) for image in images], name)
 
-    def match(self, embedding: np.ndarray) -> IdentityMatch | None:
+    def match(self, embedding: Embedding) -> IdentityMatch | None:
         if not self._vectors:
             return None
-        sims = np.stack(self._vectors) @ np.asarray(embedding, np.float32).ravel()
+        sims = np.stack(self._vectors) @ self._own(embedding)
         best = int(np.argmax(sims))
         score = float(sims[best])
         if score < self.threshold:
@@ -109,7 +121,7 @@ class GalleryMatcher:
         self.threshold = threshold
         self.calibration = calibration
 
-    def match(self, embedding: np.ndarray) -> IdentityMatch | None:
+    def match(self, embedding: Embedding) -> IdentityMatch | None:
         options: dict[str, Any] = {"k": 1, "calibration": self.calibration}
         try:
             if self.threshold is not None:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from faceatlas.engine import Face, FaceAnalyzer
+from faceatlas.engine import Embedding, Face, FaceAnalyzer
 from faceatlas.engine.persons import PersonDetections, PersonDetector
 from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces
 from faceatlas.video.config import CameraConfig
@@ -204,8 +204,9 @@ class VideoPipeline:
             return
         vectors = self.analyzer.embed_aligned(np.stack([sample.crop for _, sample in jobs]))
         self.stats.embedded += len(jobs)
+        space = self.analyzer.pack.recognizer_id
         for (track, sample), vector in zip(jobs, vectors):
-            track.record(sample, self.matcher.match(vector))
+            track.record(sample, self.matcher.match(Embedding(vector, space)))
         for track in {id(t): t for t, _ in jobs}.values():
             self._decide(track, frame)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from faceatlas.engine import Embedding
 from faceatlas.gallery import Gallery, sync
 from faceatlas.gallery.index import (
     ExactIndex,
@@ -210,7 +211,7 @@ def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: 
         rid = first.create_collection("c", "scrfd-mbf").recognizer_id
         for person in range(12):
             first.add_embeddings("c", f"p{person}", rng.normal(size=(4, 128)), recognizer_id=rid)
-        first.search("c", rng.normal(size=128))  # builds the template index and saves it
+        first.search("c", Embedding(rng.normal(size=128), rid))  # builds the template index and saves it
     assert len(list(index_dir.glob("*.faiss"))) == 1
     # Another process (its own index files) changes the database; ours goes stale, as after a crash.
     with Gallery.open(db_url, **{**options, "index_dir": tmp_path / "other"}) as writer:
@@ -228,7 +229,7 @@ def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: 
         assert isinstance(index, TemplateIndex) and set(index.ids().tolist()) == db_ids and len(db_ids) == 47
         query = np.frombuffer(gone[0][1], np.float32)
         assert not set(index.search(query[None], 47)[1][0].tolist()) & {face_id for face_id, _ in gone}
-        assert reopened.search("c", query, k=3)[0].external_id != "p0"
+        assert reopened.search("c", Embedding(query, rid), k=3)[0].external_id != "p0"
     assert not any(blob in _bytes_on_disk(index_dir) for _, blob in gone)
     assert len(list(index_dir.glob("*.faiss"))) == 1
 
@@ -246,7 +247,7 @@ def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path, monkeypatch: pyt
         rid = gallery.create_collection("c", "scrfd-mbf").recognizer_id
         for person in range(30):
             gallery.add_embeddings("c", f"p{person}", rng.normal(size=(4, 128)), recognizer_id=rid)
-        gallery.search("c", rng.normal(size=128))
+        gallery.search("c", Embedding(rng.normal(size=128), rid))
         with gallery._sessions() as session:
             collection = gallery._collection(session, "c")
             gone = session.scalars(select(FaceRecord.embedding).join(Subject)
@@ -257,7 +258,7 @@ def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path, monkeypatch: pyt
         for person in range(9):
             gallery.delete_subject("c", f"p{person}")
         assert first.router.tombstones == 8  # the 8th delete crossed a quarter (8 / 30 nodes) and dropped it
-        assert gallery.search("c", np.frombuffer(gone[0], np.float32), k=1)[0].external_id not in \
+        assert gallery.search("c", Embedding(np.frombuffer(gone[0], np.float32), rid), k=1)[0].external_id not in \
             {f"p{i}" for i in range(9)}
         with gallery._sessions() as session:
             rebuilt = gallery._indexes.get(session, gallery._collection(session, "c"))

@@ -8,6 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
+from faceatlas.engine import get_pack
+
+RID = get_pack("scrfd-mbf").recognizer_id
 
 
 def _client(server, key: str) -> FaceAtlasClient:
@@ -51,12 +54,20 @@ def test_search_by_raw_embedding_and_model_mismatch(server, examples):
     with _client(server, "acme_write") as client:
         client.create_collection(name)
         client.enrol(name, "obama", photo)
-        embedding = client.detect(photo, embedding=True)["faces"][0]["embedding"]
+        face = client.detect(photo, embedding=True)["faces"][0]
+    embedding, space = face["embedding"], face["recognizer_id"]
+    assert space == get_pack("scrfd-mbf").recognizer_id
+    dlib_space = get_pack("dlib").recognizer_id  # dlib's vectors are 128-d too: only the space tells them apart
     with server.client("acme_read") as http:
-        hit = http.post(f"/v1/collections/{name}/search", json={"embedding": embedding}, params={"threshold": 0.5})
-        wrong = http.post(f"/v1/collections/{name}/search", json={"embedding": [0.1] * 512})
+        url = f"/v1/collections/{name}/search"
+        hit = http.post(url, json={"embedding": embedding, "recognizer_id": space}, params={"threshold": 0.5})
+        wrong_size = http.post(url, json={"embedding": [0.1] * 512, "recognizer_id": space})
+        wrong_space = http.post(url, json={"embedding": embedding, "recognizer_id": dlib_space})
+        unnamed = http.post(url, json={"embedding": embedding})
     assert hit.json()["results"][0]["matches"][0]["external_id"] == "obama"
-    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "model_mismatch"
+    assert wrong_size.status_code == 409 and wrong_size.json()["error"]["code"] == "model_mismatch"
+    assert wrong_space.status_code == 409 and wrong_space.json()["error"]["code"] == "model_mismatch"
+    assert unnamed.status_code == 422 and "recognizer_id" in unnamed.json()["error"]["message"]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -77,7 +88,7 @@ def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(server, col
             globex.get(f"/v1/collections/{name}/subjects"),
             globex.get(f"/v1/collections/{name}/subjects/{subject}"),
             globex.delete(f"/v1/collections/{name}/subjects/{subject}"),
-            globex.post(f"/v1/collections/{name}/search", json={"embedding": [0.1] * 128}),
+            globex.post(f"/v1/collections/{name}/search", json={"embedding": [0.1] * 128, "recognizer_id": RID}),
             globex.delete(f"/v1/collections/{name}"),
         ]
         assert [p.status_code for p in probes] == [404] * len(probes)

@@ -15,6 +15,7 @@ import supervision as sv
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from faceatlas.engine import Embedding, ModelMismatch
 from faceatlas.video.config import MqttConfig, load_config
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, IdentityMatch, IdentityVote
@@ -67,9 +68,11 @@ def test_vote_needs_several_frames_and_does_not_flicker():
 
 def test_embedding_matcher_threshold():
     matcher = EmbeddingMatcher(threshold=0.5)
-    matcher.add("a", [np.array([1.0, 0.0])], "A")
-    assert matcher.match(np.array([0.9, 0.1])).subject_id == "a"
-    assert matcher.match(np.array([0.0, 1.0])) is None
+    matcher.add("a", [Embedding(np.array([1.0, 0.0]), "space-1")], "A")
+    assert matcher.match(Embedding(np.array([0.9, 0.1]), "space-1")).subject_id == "a"
+    assert matcher.match(Embedding(np.array([0.0, 1.0]), "space-1")) is None
+    with pytest.raises(ModelMismatch):
+        matcher.match(Embedding(np.array([0.9, 0.1]), "space-2"))
 
 
 def test_zone_levels_and_report_rate():

@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from faceatlas.engine import REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
 
 CameraRole = Literal["entrance", "exit", "zone", "checkout"]
@@ -58,7 +59,7 @@ class Recognition(BaseModel):
 
     visit_far: float = 1e-4
     pay_far: float = 1e-6
-    min_liveness: float = Field(default=0.5, ge=0, le=1)
+    min_liveness: float = Field(default=REAL_THRESHOLD, ge=0, le=1)  # the engine's one liveness rule
 
 
 class StoreConfig(BaseModel):

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import numpy as np
-
 from faceatlas.apps.retail.config import StoreConfig
+from faceatlas.engine import Embedding
 from faceatlas.errors import NotFound
 
 
@@ -29,7 +28,7 @@ class Sighting:
     camera: str
     at: datetime
     image: Any = field(default=None, repr=False)
-    embedding: np.ndarray | None = field(default=None, repr=False)
+    embedding: Embedding | None = field(default=None, repr=False)
     track: str | None = None
     id: str = field(default_factory=_new_id)
 

@@ -142,7 +142,7 @@ class _Casting:
 
     def _face(self, path: Path) -> np.ndarray | None:
         faces = self.analyzer.analyze(path, max_faces=1, liveness=True)
-        if not faces or (faces[0].liveness or 0.0) < self.min_live:
+        if not faces or faces[0].liveness is None or not faces[0].liveness.is_real(self.min_live):
             return None
         return faces[0].embedding
 

@@ -38,7 +38,7 @@ from faceatlas.apps.retail.db import (
 from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
-from faceatlas.engine import Face, FaceAnalyzer, NotCalibrated
+from faceatlas.engine import Embedding, Face, FaceAnalyzer, NotCalibrated
 from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
 from faceatlas.gallery.db import create_database_engine, default_database_url, normalize_url
@@ -223,8 +223,9 @@ class RetailStore:
         except NotCalibrated as exc:
             raise NotCalibrated(f"face pay refused: {exc}") from exc
         face = self._exit_face(event)
-        live = face is not None and (face.liveness or 0.0) >= self.config.recognition.min_liveness
-        member_id = self._identify(face.embedding, self.config.recognition.pay_far) if live else None
+        live = face is not None and face.liveness is not None and face.liveness.is_real(
+            self.config.recognition.min_liveness)
+        member_id = self._identify(face, self.config.recognition.pay_far) if face is not None and live else None
         try:
             with self._sessions.begin() as session:
                 outcome = self._close(session, event, face is not None, live, member_id)
@@ -366,14 +367,14 @@ class RetailStore:
             raise InvalidArgument(f"camera '{camera_id}' is a {camera.role} camera, not {role}")
         return camera
 
-    def _embedding(self, event: Sighting | Pick) -> np.ndarray | None:
+    def _embedding(self, event: Sighting | Pick) -> Embedding | None:
         embedding = getattr(event, "embedding", None)
         if embedding is not None:
-            return np.asarray(embedding, dtype=np.float32)
+            return self.analyzer.own_embedding(embedding)
         if event.image is None:
             return None
         faces = self.analyzer.analyze(event.image, max_faces=1)
-        return faces[0].embedding if faces else None
+        return faces[0].as_embedding() if faces else None
 
     def _exit_face(self, event: Exit) -> Face | None:
         if event.image is None:
@@ -381,7 +382,7 @@ class RetailStore:
         faces = self.analyzer.analyze(event.image, max_faces=1, liveness=True)
         return faces[0] if faces else None
 
-    def _identify(self, vector: np.ndarray, far: float) -> str | None:
+    def _identify(self, vector: Embedding | Face, far: float) -> str | None:
         matches = self.gallery.search(COLLECTION, vector, k=1, far=far, calibration=self.analyzer.calibration)
         return matches[0].external_id if matches else None
 
@@ -399,12 +400,12 @@ class RetailStore:
             found = session.scalar(base.where(Visit.track == track).order_by(Visit.entry_at.desc()))
         return found
 
-    def _anonymous(self, session: Session, vector: np.ndarray, at: datetime) -> tuple[str, bool]:
+    def _anonymous(self, session: Session, embedding: Embedding, at: datetime) -> tuple[str, bool]:
         """The anonymous id of a non-member within the retention window, and whether it was known."""
         self._purge(session, at)
         rows = session.execute(select(AnonymousVisitor.id, AnonymousVisitor.embedding)
                                .where(AnonymousVisitor.store_id == self.config.id)).all()
-        unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        unit = embedding.vector / max(float(np.linalg.norm(embedding.vector)), 1e-12)
         if rows:
             matrix = np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(len(rows), -1)
             sims = matrix @ unit

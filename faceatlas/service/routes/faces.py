@@ -7,9 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from faceatlas.engine import NoFace
-from faceatlas.engine.calibration import far_key
-from faceatlas.errors import InvalidArgument
+from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.service.deps import Meter, image_request_body, metered, read_images
 
 router = APIRouter(tags=["faces"])
@@ -42,7 +40,7 @@ async def detect(
 async def compare(
     request: Request,
     meter: Annotated[Meter, Depends(metered("compare", "detect"))],
-    far: Annotated[float, Query(gt=0, lt=1, description="false-accept rate of the decision")] = 1e-4,
+    far: Annotated[float, Query(gt=0, lt=1, description="false-accept rate of the decision")] = DEFAULT_FAR,
 ) -> dict:
     """1:1: the largest face of each image, their similarity and a FAR-calibrated verdict."""
     images, _ = await read_images(request, "image_a", "image_b")
@@ -53,11 +51,6 @@ async def compare(
             raise NoFace(f"no face found in {name}")
     found = [faces[0] for faces in results]
     meter.faces = 2
-    if analyzer.calibration is None:
-        return {"similarity": round(analyzer.compare(*found), 4), "match": None, "pack": analyzer.pack.name}
-    calibrated = sorted(analyzer.calibration.thresholds, key=float)
-    if far_key(far) not in calibrated:
-        raise InvalidArgument(f"far must be one of the calibrated rates {calibrated}")
     return {**analyzer.verify(*found, far=far).to_dict(), "pack": analyzer.pack.name}
 
 
@@ -69,4 +62,4 @@ async def liveness(request: Request, meter: Annotated[Meter, Depends(metered("li
     if not faces:
         raise NoFace("no face found for the liveness check")
     meter.faces = 1
-    return {"real": faces[0].liveness >= 0.5, "score": round(faces[0].liveness, 4), "face": faces[0].to_dict()}
+    return {**faces[0].liveness.to_dict(), "face": faces[0].to_dict()}

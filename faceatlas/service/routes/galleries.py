@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.engine import NoFace
-from faceatlas.errors import InvalidArgument, InvalidInput, ModelMismatch
+from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
+from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.gallery import source_crop
 from faceatlas.service.deps import Meter, image_request_body, metered, read_images
@@ -208,7 +208,10 @@ async def enrol(
 
 @router.post(
     "/collections/{collection}/search",
-    openapi_extra=image_request_body("image", extra={"embedding": {"type": "array", "items": {"type": "number"}}}),
+    openapi_extra=image_request_body("image", extra={
+        "embedding": {"type": "array", "items": {"type": "number"}},
+        "recognizer_id": {"type": "string", "description": "the embedding's space (as /detect returns it)"},
+    }),
 )
 async def search(
     collection: str,
@@ -220,12 +223,13 @@ async def search(
     aggregate: Annotated[Literal["best", "mean"], Query()] = "best",
     all_faces: Annotated[bool, Query()] = False,
 ):
-    """1:N: the subjects most similar to the query face(s) (image) or to a raw ``embedding``."""
+    """1:N: the subjects most similar to the query face(s) (image) or to an ``embedding`` with its
+    ``recognizer_id`` (an embedding of another space than the collection's is ``model_mismatch``)."""
     gallery = tenant_gallery(request, meter)
     options = {"k": k, "threshold": threshold, "far": far if threshold is None else None, "aggregate": aggregate}
     body = await _json_body(request)
     if "embedding" in body:
-        vector = _embedding(body["embedding"], request.app.state.analyzer.embedding_size)
+        vector = _embedding(body)
         matches = await run_in_threadpool(lambda: gallery.search(collection, vector, **options))
         meter.faces = 1
         return {"results": [{"face": None, "matches": [m.to_dict() for m in matches]}]}
@@ -250,7 +254,7 @@ async def verify(
     subject: str,
     request: Request,
     meter: Annotated[Meter, Depends(metered("verify", "read"))],
-    far: Annotated[float, Query(gt=0, lt=1)] = 1e-4,
+    far: Annotated[float, Query(gt=0, lt=1)] = DEFAULT_FAR,
     threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
 ):
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
@@ -277,14 +281,13 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _embedding(values: Any, size: int) -> np.ndarray:
-    try:
-        vector = np.asarray(values, dtype=np.float32).ravel()
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument("embedding must be a list of numbers") from exc
-    if len(vector) != size or not np.isfinite(vector).all() or not np.linalg.norm(vector) > 0:
-        raise ModelMismatch(f"embedding must be {size} finite numbers, not all zero (got {len(vector)})")
-    return vector
+def _embedding(body: dict[str, Any]) -> Embedding:
+    space = body.get("recognizer_id")
+    if not isinstance(space, str) or not space:
+        raise InvalidArgument("an embedding needs its 'recognizer_id' (the embedding space /detect returns)")
+    if not isinstance(body["embedding"], list):
+        raise InvalidArgument("embedding must be a list of numbers")
+    return Embedding(body["embedding"], space)
 
 
 async def _audit(request: Request, meter: Meter, action: str, target: str, details: dict | None = None) -> None:
