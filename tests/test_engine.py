@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
-from faceatlas.engine import Embedding, FaceAnalyzer, ModelMismatch, NoFace, TooManyFaces
+from faceatlas.engine import (
+    REAL_THRESHOLD,
+    Embedding,
+    FaceAnalyzer,
+    FarNotCalibrated,
+    LivenessResult,
+    ModelMismatch,
+    NoFace,
+    TooManyFaces,
+)
 from faceatlas.engine.detectors import _fit_size
 
 
@@ -108,3 +119,24 @@ def test_pose_is_frontal_for_a_frontal_portrait_and_turned_for_a_profile(example
         np.ascontiguousarray(fast_analyzer.load(examples / "examples" / "obama-480p.jpg")[:, ::-1])
     )
     assert abs(mirrored.pose.yaw + frontal.pose.yaw) < 8
+
+
+def test_one_liveness_rule():
+    """Real only when the real class reaches the threshold: a real class that is merely the largest
+    of three (0.45) is not enough (the CLI's old argmax rule said real, the API's said spoof)."""
+    assert not LivenessResult((0.30, 0.45, 0.25)).is_real()
+    assert LivenessResult((0.10, 0.60, 0.30)).is_real()
+    assert LivenessResult((0.30, 0.45, 0.25)).is_real(threshold=0.4)
+    assert REAL_THRESHOLD == 0.5
+
+
+def test_verify_without_calibration_gives_no_verdict(examples, fast_analyzer):
+    images = examples / "tests/test_images"
+    a, b = fast_analyzer.analyze_one(images / "obama.jpg"), fast_analyzer.analyze_one(images / "obama2.jpg")
+    with pytest.raises(FarNotCalibrated, match="1e-3"):  # the calibrated rates are named
+        fast_analyzer.verify(a, b, far=0.02)
+    uncalibrated = copy.copy(fast_analyzer)
+    uncalibrated.calibration = None
+    verdict = uncalibrated.verify(a, b)
+    assert verdict.match is None and verdict.threshold is None and verdict.similarity > 0.5
+    assert uncalibrated.verify(a, b, threshold=0.3).match is True

@@ -1,0 +1,73 @@
+"""One error tree: every error carries its code and HTTP status, and the service answers with them
+(an error without a status of its own is a server fault, never a 400)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import faceatlas.errors as errors
+from faceatlas.errors import FaceAtlasError
+from faceatlas.service.errors import install_error_handlers
+
+CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, FaceAtlasError)]
+
+
+def test_every_error_is_in_the_tree_drawing_and_exported():
+    assert sorted(c.__name__ for c in CLASSES) == sorted(errors.__all__)
+    for cls in CLASSES:
+        assert cls.__name__ in errors.__doc__, f"{cls.__name__} is missing from the tree in the docstring"
+        assert 400 <= cls.status <= 599
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (errors.ModelIntegrityError("sha256 differs"), 500, "model_integrity"),
+        (FaceAtlasError("unexpected"), 500, "error"),
+        (errors.ConsentRequired("no consent"), 403, "consent_required"),
+        (errors.UnknownPack("no such pack"), 400, "unknown_pack"),
+        (errors.FarNotCalibrated("far must be one of"), 422, "validation_error"),
+        (errors.ModelMismatch("another space"), 409, "model_mismatch"),
+        (errors.Overloaded("busy", retry_after=1), 503, "overloaded"),
+        (errors.NotFound("gone"), 404, "not_found"),
+    ],
+)
+def test_the_service_answers_with_the_errors_own_status(error, status, code):
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise error
+
+    response = TestClient(app).get("/boom")
+    assert response.status_code == status
+    assert response.json() == {"error": {"code": code, "message": str(error)}}
+    assert ("retry-after" in response.headers) == (error.retry_after is not None)
+
+
+def test_domain_errors_are_typed(tmp_path):
+    """Retail and the gallery's exchange raised bare ValueError/KeyError, which the API turned into 500s."""
+    from faceatlas.apps.retail import StoreConfig
+    from faceatlas.gallery.exchange import read_header
+
+    store = StoreConfig.model_validate({"id": "s", "name": "S", "cameras": [], "products": []})
+    with pytest.raises(errors.NotFound):
+        store.camera("nowhere")
+    with pytest.raises(errors.NotFound):
+        store.product("nothing")
+    bad = tmp_path / "store.yaml"
+    bad.write_text("id: [unclosed")
+    with pytest.raises(errors.InvalidInput):
+        StoreConfig.load(bad)
+    not_an_export = tmp_path / "x.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1]}), not_an_export)
+    with pytest.raises(errors.InvalidInput):
+        read_header(not_an_export)
