@@ -25,8 +25,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
-from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 

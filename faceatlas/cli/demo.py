@@ -16,8 +16,7 @@ from rich.table import Table
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError
 
 if TYPE_CHECKING:
-    from faceatlas.apps.retail.analytics import Report
-    from faceatlas.apps.retail.store import ExitOutcome
+    from faceatlas.apps.retail import ExitOutcome, Report
 
 app = typer.Typer(help="Demonstrations of the vertical apps on real faces.", no_args_is_help=True)
 console = Console()
@@ -42,9 +41,7 @@ def retail(
     """Simulate a day in a checkout-free store: enrol members from LFW photos, run visits, face
     pay and a spoof attempt through the real engine, then print the analytics and write the
     charts (PNG), the CSV and the ground truth (JSON) to ``--out``."""
-    from faceatlas.apps.retail import RetailStore
-    from faceatlas.apps.retail.analytics import draw_charts, write_csv
-    from faceatlas.apps.retail.simulator import demo_store, simulate_day
+    from faceatlas.apps.retail import RetailStore, demo_store, draw_charts, simulate_day, write_csv
 
     shared = _shared_dir()
     lfw = lfw or shared / "data" / "lfw" / "images"

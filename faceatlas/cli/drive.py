@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.errors import FaceAtlasError
+
 err = Console(stderr=True)
 LEVEL_STYLES = {"info": "dim", "warning": "yellow", "alert": "red", "critical": "bold red"}
 
@@ -32,53 +34,26 @@ def drive(
 ) -> None:
     """Monitor the driver: eyes, blinks, PERCLOS, yawns, head pose, gaze, presence; alerts as events."""
     try:
-        from faceatlas.apps.drive import DriveConfig, DriverMonitor, JsonlWriter, iter_frames
-        from faceatlas.apps.drive.overlay import draw_report
-        from faceatlas.apps.drive.source import frame_rate
+        from faceatlas.apps.drive import DriveConfig, DriveEvent, run_drive
     except ImportError as exc:
         err.print(f"[red]{exc}[/red] (pip install 'faceatlas[drive]')")
         raise typer.Exit(2) from exc
-    import cv2
 
+    def show(event: DriveEvent) -> None:
+        if as_json:
+            print(event.to_json(), flush=True)
+            return
+        style = LEVEL_STYLES[event.level.name.lower()]
+        err.print(f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
+                  f"[/{style}] {json.dumps(event.details)}")
+
+    config = DriveConfig(driver_region=_region(region), calibration_s=calibration)
     try:
-        monitor = DriverMonitor(DriveConfig(driver_region=_region(region), calibration_s=calibration))
-        fps = frame_rate(source)
-        frames = iter_frames(source, 0, max_frames)
-    except (ImportError, OSError) as exc:
+        summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show)
+    except (ImportError, FaceAtlasError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    writer = JsonlWriter(events) if events else None
-    video: cv2.VideoWriter | None = None
-    last_alert = None
-    try:
-        for index, t, frame in frames:
-            report = monitor.process(frame, t, index)
-            for event in report.events:
-                if writer:
-                    writer.write(event)
-                if as_json:
-                    print(event.to_json(), flush=True)
-                else:
-                    style = LEVEL_STYLES[event.level.name.lower()]
-                    err.print(
-                        f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
-                        f"[/{style}] {json.dumps(event.details)}"
-                    )
-                last_alert = event if event.level > 0 else last_alert
-            if output is not None:
-                if video is None:
-                    height, width = frame.shape[:2]
-                    video = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                video.write(draw_report(frame, report, last_alert))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        monitor.close()
-        if writer:
-            writer.close()
-        if video is not None:
-            video.release()
-    _report_summary(monitor.summary(), as_json)
+    _report_summary(summary, as_json)
 
 
 def _report_summary(summary: dict[str, object], as_json: bool) -> None:

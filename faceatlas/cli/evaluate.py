@@ -10,9 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import FaceAnalyzer, FaceAtlasError, get_pack
-from faceatlas.engine.calibration import far_key, save_calibration, user_calibration_path
-from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc
+from faceatlas.engine import (
+    FaceAnalyzer,
+    FaceAtlasError,
+    LFWReport,
+    evaluate_lfw,
+    far_key,
+    get_pack,
+    plot_roc,
+    save_calibration,
+    user_calibration_path,
+)
 
 app = typer.Typer(help="Evaluate a model pack and calibrate its thresholds.", no_args_is_help=True)
 console = Console()

@@ -19,8 +19,7 @@ from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
-from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, get_pack
-from faceatlas.engine.draw import draw_faces
+from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, draw_faces, get_pack
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
 app.add_typer(models_cli.app, name="models")

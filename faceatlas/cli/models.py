@@ -9,8 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import PACKS, FaceAtlasError, get_pack, load_calibration
-from faceatlas.engine.models import candidate_paths, fetch, locate, verify
+from faceatlas.engine import (
+    PACKS,
+    FaceAtlasError,
+    candidate_paths,
+    fetch,
+    get_pack,
+    load_calibration,
+    locate,
+    verify_sha256,
+)
 
 app = typer.Typer(help="Model packs: list, inspect, download.", no_args_is_help=True)
 console = Console()
@@ -103,7 +111,7 @@ def fetch_pack(pack: str) -> None:
         for model in chosen.files:
             path = locate(model)
             if path is not None:
-                verify(model, path)
+                verify_sha256(model, path)
                 console.print(f"{model.name}: already at {path}")
                 continue
             console.print(f"{model.name}: downloaded to {fetch(model)}")

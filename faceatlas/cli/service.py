@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.db import create_database_engine
 from faceatlas.errors import FaceAtlasError
-from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
 from faceatlas.service.settings import ServiceSettings

@@ -11,29 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import FaceAnalyzer
-from faceatlas.engine.persons import PersonDetector
-from faceatlas.video.config import CameraConfig, RecognitionConfig, WatchConfig, load_config
-from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
-from faceatlas.video.pipeline import VideoPipeline, run_cameras
-from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
-from faceatlas.video.webhook import WebhookSink
-from faceatlas.video.zones import LineSpec
+from faceatlas.engine import default_pack_name
+from faceatlas.video import CameraConfig, LineSpec, RecognitionConfig, WatchConfig, load_config, run_watch
 
 err = Console(stderr=True)
-
-
-def _sinks(config: WatchConfig) -> list[EventSink]:
-    sinks: list[EventSink] = []
-    if config.events:
-        sinks.append(JsonlSink(config.events))
-    if config.database:
-        sinks.append(DatabaseSink(config.database, tenant=config.tenant))
-    if config.webhook:
-        sinks.append(WebhookSink(config.webhook))
-    if config.mqtt:
-        sinks.append(MqttSink(config.mqtt))
-    return sinks
+WATCH_PACK = "scrfd-mbf"  # video wants the fast pack when FACEATLAS_PACK names none
 
 
 def watch(
@@ -44,7 +26,8 @@ def watch(
     line: Annotated[list[str] | None, typer.Option(help="counting line x1,y1,x2,y2 (repeatable)")] = None,
     events: Annotated[Path | None, typer.Option(help="write events as JSON lines here")] = None,
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
-    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack")] = "scrfd-mbf",
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or "
+                                             "scrfd-mbf)")] = None,
     gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
@@ -61,35 +44,14 @@ def watch(
         raise typer.BadParameter("give a SOURCE or --config")
     settings.collection = collection or settings.collection
     settings.events = events or settings.events
-    with_persons = persons and any(c.persons for c in settings.cameras)
-    # faces and persons are detected side by side (two threads): one ONNX thread each fills the
-    # two cores; two each would oversubscribe them (measured 36 vs 19 frames/s at stride 2)
-    threads = 1 if with_persons else None
-    analyzer = FaceAnalyzer(pack, threads=threads)
-    person_detector = PersonDetector(threads=1) if with_persons else None
-    bus = EventBus(_sinks(settings))
-    gallery_handle = None
-    matcher: IdentityMatcher | None = None
-    if settings.collection:
-        from faceatlas.gallery import Gallery
-
-        gallery_handle = Gallery.open(settings.gallery, tenant=settings.tenant)
-        matcher = GalleryMatcher(gallery_handle, settings.collection)
-    pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher)
-                 for camera in settings.cameras]
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
-    try:
-        results = run_cameras(pipelines)
-    finally:
-        bus.close()
-        if gallery_handle is not None:
-            gallery_handle.close()
+    report = run_watch(settings, pack=pack or default_pack_name(WATCH_PACK), persons=persons)
     table = Table(title="faceatlas watch")
     for column in ("camera", "frames", "analysed", "fps", "dropped", "corrupt", "reconnects", "lines"):
         table.add_column(column)
-    for stats in results:
+    for stats in report.cameras:
         table.add_row(stats.camera, str(stats.frames), str(stats.analysed), f"{stats.fps:.1f}",
                       str(stats.source.dropped), str(stats.source.corrupt), str(stats.source.reconnects),
                       str(stats.line_counts or ""))
     err.print(table)
-    err.print({kind: count for kind, count in sorted(bus.counts.items())})
+    err.print(report.events)

@@ -1,12 +1,23 @@
 """The face engine: model packs, detection, alignment, embeddings, liveness, calibration."""
 
 from faceatlas.engine.analyzer import FaceAnalyzer, Verdict
-from faceatlas.engine.calibration import DEFAULT_FAR, Calibration, load_calibration
+from faceatlas.engine.calibration import (
+    DEFAULT_FAR,
+    Calibration,
+    far_key,
+    load_calibration,
+    save_calibration,
+    user_calibration_path,
+)
 from faceatlas.engine.detectors import Detections
+from faceatlas.engine.draw import draw_faces
+from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
-from faceatlas.engine.image import load_image
+from faceatlas.engine.image import ImageInput, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
-from faceatlas.engine.packs import PACKS, Pack, get_pack
+from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
+from faceatlas.engine.packs import PACKS, Pack, default_pack_name, get_pack
+from faceatlas.engine.persons import PersonDetector
 from faceatlas.errors import (
     EmptyImage,
     FaceAtlasError,
@@ -30,26 +41,42 @@ __all__ = [
     "Detections",
     "Embedding",
     "EmptyImage",
-    "FarNotCalibrated",
     "Face",
     "FaceAnalyzer",
     "FaceAtlasError",
+    "FarNotCalibrated",
+    "ImageInput",
     "ImageTooLarge",
     "InvalidImage",
+    "LFWReport",
     "LivenessResult",
+    "ModelFile",
     "ModelMismatch",
     "ModelMissing",
     "NoFace",
     "NotCalibrated",
     "Pack",
+    "PersonDetector",
     "Pose",
     "TooManyFaces",
     "TruncatedImage",
     "UnknownPack",
-    "as_embedding",
     "Verdict",
+    "as_embedding",
+    "candidate_paths",
     "cosine_similarity",
+    "default_pack_name",
+    "draw_faces",
+    "evaluate_lfw",
+    "far_key",
+    "fetch",
     "get_pack",
     "load_calibration",
     "load_image",
+    "locate",
+    "plot_roc",
+    "resolve",
+    "save_calibration",
+    "user_calibration_path",
+    "verify_sha256",
 ]

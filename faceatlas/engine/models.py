@@ -76,7 +76,7 @@ def resolve(model: ModelFile, *, download: bool | None = None) -> Path:
     """Path of a verified copy of ``model``, downloading it when allowed and needed."""
     path = locate(model)
     if path is not None:
-        verify(model, path)
+        verify_sha256(model, path)
         return path
     offline = os.environ.get("FACEATLAS_OFFLINE", "") not in ("", "0")
     if download is None:
@@ -101,7 +101,7 @@ def fetch(model: ModelFile) -> Path:
             with zipfile.ZipFile(tmp) as archive, archive.open(model.archive_member) as member:
                 data = member.read()
             tmp.write_bytes(data)
-        verify(model, tmp)
+        verify_sha256(model, tmp)
         os.replace(tmp, target)
     except OSError as exc:
         raise ModelMissing(f"{_missing_message(model, offline=False)}\nDownload failed: {exc}") from exc
@@ -110,7 +110,7 @@ def fetch(model: ModelFile) -> Path:
     return target
 
 
-def verify(model: ModelFile, path: Path) -> None:
+def verify_sha256(model: ModelFile, path: Path) -> None:
     """Raise :class:`ModelIntegrityError` when ``path`` does not hash to ``model.sha256``."""
     if model.sha256 is None:
         return

@@ -253,9 +253,9 @@ PACKS: dict[str, Pack] = {
 DEFAULT_PACK = "dlib"
 
 
-def default_pack_name() -> str:
-    """The pack named by ``FACEATLAS_PACK``, else the offline ``dlib`` pack."""
-    return os.environ.get("FACEATLAS_PACK", DEFAULT_PACK)
+def default_pack_name(fallback: str = DEFAULT_PACK) -> str:
+    """The pack named by ``FACEATLAS_PACK``, else ``fallback`` (the offline ``dlib`` pack)."""
+    return os.environ.get("FACEATLAS_PACK") or fallback
 
 
 def get_pack(name: str | None = None) -> Pack:

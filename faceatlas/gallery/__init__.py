@@ -3,7 +3,7 @@
 graph over subject templates)."""
 
 from faceatlas.errors import AlreadyExists, NotFound
-from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery
+from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, source_crop
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
 from faceatlas.gallery.types import (
     CollectionInfo,
@@ -33,4 +33,5 @@ __all__ = [
     "TemplateIndex",
     "Verification",
     "build_index",
+    "source_crop",
 ]

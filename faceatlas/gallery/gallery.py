@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceatlas.db import create_database_engine, default_database_url, normalize_url, sqlite_path
 from faceatlas.engine import (
     DEFAULT_FAR,
     Calibration,
@@ -32,9 +33,8 @@ from faceatlas.engine import (
 )
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound
-from faceatlas.gallery.db import create_database_engine, default_database_url, migrate, normalize_url, sqlite_path
 from faceatlas.gallery.index import ANN_MIN_FACES, Storage, normalize_rows
-from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant
+from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
 from faceatlas.gallery.sync import IndexCache
 from faceatlas.gallery.types import (
     Aggregate,

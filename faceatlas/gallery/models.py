@@ -5,15 +5,15 @@ Schema changes go through a new Alembic revision in ``migrations/versions``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, Engine, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+from faceatlas.db import upgrade, utcnow
 
 
 class Base(DeclarativeBase):
@@ -87,3 +87,8 @@ class FaceRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subject: Mapped[Subject] = relationship(back_populates="faces")
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the gallery tables to the newest Alembic revision shipped in ``faceatlas/gallery/migrations``."""
+    upgrade(engine, Path(str(resources.files("faceatlas.gallery").joinpath("migrations"))))

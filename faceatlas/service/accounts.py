@@ -18,8 +18,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from faceatlas.db import utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
-from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord, utcnow
+from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord
 
 SCOPES = ("admin", "write", "read", "detect")
 # What each scope grants: admin ⊃ write ⊃ read ⊃ detect.

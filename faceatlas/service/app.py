@@ -13,10 +13,10 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from faceatlas.apps.retail.db import migrate as migrate_retail
+from faceatlas.apps.retail import migrate as migrate_retail
+from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.gallery import Gallery
-from faceatlas.gallery.db import create_database_engine
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import UsageRecord, migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
@@ -27,7 +27,7 @@ from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.routes import account, events, faces, galleries, retail
 from faceatlas.service.settings import ServiceSettings
-from faceatlas.video.store import VideoBase
+from faceatlas.video import VideoBase
 
 log = logging.getLogger("faceatlas.service")
 

@@ -6,20 +6,16 @@ They live in the same database as the galleries but have their own Alembic histo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from faceatlas.gallery.db import upgrade
+from faceatlas.db import upgrade, utcnow
 
 VERSION_TABLE = "faceatlas_service_alembic_version"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):

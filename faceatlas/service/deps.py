@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import httpx
 from fastapi import Request
 
+from faceatlas.db import utcnow
 from faceatlas.errors import (
     Forbidden,
     InvalidArgument,
@@ -29,7 +30,7 @@ from faceatlas.errors import (
     UrlFetchDisabled,
 )
 from faceatlas.service.accounts import Principal
-from faceatlas.service.db import UsageRecord, utcnow
+from faceatlas.service.db import UsageRecord
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from faceatlas.gallery.db import DEFAULT_DATA_DIR, default_database_url
+from faceatlas.db import DEFAULT_DATA_DIR, default_database_url
 
 
 def _env_list(name: str) -> list[str]:

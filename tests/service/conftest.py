@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faceatlas.gallery.db import create_database_engine
+from faceatlas.db import create_database_engine
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 

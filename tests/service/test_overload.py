@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from faceatlas.gallery.db import create_database_engine
+from faceatlas.db import create_database_engine
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 

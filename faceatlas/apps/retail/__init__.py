@@ -6,13 +6,26 @@ enrolment, export, erasure), the events :class:`Entry`, :class:`ZoneVisit`, :cla
 :class:`Exit`, and :func:`compute_report` for analytics.
 """
 
+from faceatlas.apps.retail.analytics import (
+    CHARTS,
+    Report,
+    chart_png,
+    compute_report,
+    csv_text,
+    draw_charts,
+    tenant_report,
+    write_csv,
+)
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
+from faceatlas.apps.retail.db import migrate
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
 from faceatlas.apps.retail.members import ConsentRecord, ConsentRequired, ErasureReport, MemberInfo, MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
+from faceatlas.apps.retail.simulator import demo_store, simulate_day
 from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
+    "CHARTS",
     "Camera",
     "Cart",
     "ConsentRecord",
@@ -29,9 +42,19 @@ __all__ = [
     "Privacy",
     "Product",
     "Recognition",
+    "Report",
     "RetailStore",
     "StoreConfig",
     "UnknownShopper",
     "ZoneVisit",
+    "chart_png",
+    "compute_report",
+    "csv_text",
+    "demo_store",
+    "draw_charts",
     "from_video_event",
+    "migrate",
+    "simulate_day",
+    "tenant_report",
+    "write_csv",
 ]

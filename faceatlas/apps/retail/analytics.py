@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.apps.retail.db import Alert, Charge, Consent, Member, Visit, ZoneVisitRecord
+from faceatlas.apps.retail.db import Alert, Charge, Consent, Member, StoreRecord, Visit, ZoneVisitRecord
+from faceatlas.errors import NotFound
 
 DWELL_BUCKETS: tuple[tuple[str, float], ...] = (("<5", 5), ("5-10", 10), ("10-20", 20), ("20-30", 30),
                                                 ("30-60", 60), ("60+", float("inf")))
@@ -217,3 +218,14 @@ def draw_charts(report: Report, out_dir: Path, *, prefix: str = "retail") -> lis
         path.write_bytes(chart_png(report, name))
         paths.append(path)
     return paths
+
+
+def tenant_report(engine: Engine, tenant: str, store_id: str, start: datetime, end: datetime) -> Report:
+    """The report of store ``store_id`` for ``tenant``: a store of another tenant is :class:`NotFound`
+    (as one that does not exist: a tenant never learns which stores others run)."""
+    sessions = sessionmaker(engine)
+    with sessions() as session:
+        store = session.get(StoreRecord, store_id)
+    if store is None or store.tenant != tenant:
+        raise NotFound(f"store '{store_id}' not found")
+    return compute_report(sessions, store_id, start, end)

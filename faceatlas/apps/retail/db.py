@@ -8,7 +8,7 @@ They share the gallery's database but have their own Alembic history (version ta
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,9 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from faceatlas.gallery.db import upgrade
+from faceatlas.db import upgrade, utcnow
 
 VERSION_TABLE = "faceatlas_retail_alembic_version"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):

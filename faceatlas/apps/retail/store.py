@@ -38,10 +38,10 @@ from faceatlas.apps.retail.db import (
 from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
+from faceatlas.db import create_database_engine, default_database_url, normalize_url
 from faceatlas.engine import Embedding, Face, FaceAnalyzer, NotCalibrated
 from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
-from faceatlas.gallery.db import create_database_engine, default_database_url, normalize_url
 
 COLLECTION = "members"
 ExitStatus = Literal["charged", "no_purchase", "unpaid", "refused", "no_visit"]

@@ -11,8 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.gallery import Gallery
-from faceatlas.gallery.gallery import source_crop
+from faceatlas.gallery import Gallery, source_crop
 from faceatlas.service.deps import Meter, image_request_body, metered, read_images
 
 router = APIRouter(tags=["galleries"])

@@ -8,12 +8,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail.analytics import CHARTS, chart_png, compute_report, csv_text
-from faceatlas.apps.retail.db import StoreRecord
-from faceatlas.gallery import NotFound
+from faceatlas.apps.retail import CHARTS, chart_png, csv_text, tenant_report
 from faceatlas.service.deps import Meter, metered
 
 router = APIRouter(tags=["retail"])
@@ -33,29 +30,22 @@ async def store_analytics(
     """Visitors, returning visitors, conversion, dwell, zone heat, basket size and demographics."""
     last = end or date.today()
     first = start or last - timedelta(days=30)
-    sessions = sessionmaker(request.app.state.db)
-
-    def work() -> dict | Response:
-        with sessions() as session:
-            store = session.get(StoreRecord, store_id)
-        if store is None or store.tenant != meter.principal.tenant_id:
-            raise NotFound(f"store '{store_id}' not found")
-        report = compute_report(
-            sessions,
-            store_id,
-            datetime.combine(first, datetime.min.time()),
-            datetime.combine(last + timedelta(days=1), datetime.min.time()),
-        )
-        if format == "csv":
-            return PlainTextResponse(csv_text(report), media_type="text/csv")
-        if format == "png":
-            return Response(chart_png(report, chart), media_type="image/png")
-        return {
-            "store": store_id,
-            "from": first.isoformat(),
-            "to": last.isoformat(),
-            "summary": report.summary(),
-            "sections": [{"metric": m, "key": k, "value": v} for m, k, v in report.rows() if m != "summary"],
-        }
-
-    return await run_in_threadpool(work)
+    report = await run_in_threadpool(
+        tenant_report,
+        request.app.state.db,
+        meter.principal.tenant_id,
+        store_id,
+        datetime.combine(first, datetime.min.time()),
+        datetime.combine(last + timedelta(days=1), datetime.min.time()),
+    )
+    if format == "csv":
+        return PlainTextResponse(csv_text(report), media_type="text/csv")
+    if format == "png":
+        return Response(await run_in_threadpool(chart_png, report, chart), media_type="image/png")
+    return {
+        "store": store_id,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "summary": report.summary(),
+        "sections": [{"metric": m, "key": k, "value": v} for m, k, v in report.rows() if m != "summary"],
+    }

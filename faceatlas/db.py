@@ -1,9 +1,11 @@
-"""Database connection: URL resolution, SQLite pragmas, and Alembic migrations run at open."""
+"""Database infrastructure shared by every layer that keeps tables (gallery, video events, retail,
+service): URL resolution, the engine with SQLite pragmas, the Alembic runner each layer's
+``migrate`` calls with its own history, and ``utcnow`` for naive-UTC timestamp columns."""
 
 from __future__ import annotations
 
 import os
-from importlib import resources
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +14,11 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
+
+
+def utcnow() -> datetime:
+    """Now in UTC, naive (how every table stores its timestamps)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def default_database_url() -> str:
@@ -59,11 +66,6 @@ def create_database_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision shipped in ``faceatlas/gallery/migrations``."""
-    upgrade(engine, Path(str(resources.files("faceatlas.gallery").joinpath("migrations"))))
 
 
 def upgrade(engine: Engine, script_location: Path) -> None:

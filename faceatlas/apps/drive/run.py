@@ -1,0 +1,63 @@
+"""The `drive` use case: read a source frame by frame, monitor the driver, write the events and an
+annotated video when asked, and return the session summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+
+from faceatlas.apps.drive.config import DriveConfig
+from faceatlas.apps.drive.events import DriveEvent, JsonlWriter
+from faceatlas.apps.drive.monitor import DriverMonitor
+from faceatlas.apps.drive.overlay import draw_report
+from faceatlas.apps.drive.source import frame_rate, iter_frames
+from faceatlas.errors import InvalidInput
+
+
+def run_drive(
+    source: str,
+    config: DriveConfig,
+    *,
+    output: Path | None = None,
+    events: Path | None = None,
+    max_frames: int | None = None,
+    on_event: Callable[[DriveEvent], None] | None = None,
+) -> dict[str, object]:
+    """Monitor the driver on ``source`` (file, webcam index, URL) until it ends, ``max_frames`` or
+    Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
+    annotated video. Returns :meth:`DriverMonitor.summary`."""
+    monitor = DriverMonitor(config)
+    try:
+        fps = frame_rate(source)
+        frames = iter_frames(source, 0, max_frames)
+    except OSError as exc:
+        monitor.close()
+        raise InvalidInput(str(exc)) from exc
+    writer = JsonlWriter(events) if events else None
+    video: cv2.VideoWriter | None = None
+    last_alert = None
+    try:
+        for index, t, frame in frames:
+            report = monitor.process(frame, t, index)
+            for event in report.events:
+                if writer:
+                    writer.write(event)
+                if on_event:
+                    on_event(event)
+                last_alert = event if event.level > 0 else last_alert
+            if output is not None:
+                if video is None:
+                    height, width = frame.shape[:2]
+                    video = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                video.write(draw_report(frame, report, last_alert))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.close()
+        if writer:
+            writer.close()
+        if video is not None:
+            video.release()
+    return monitor.summary()

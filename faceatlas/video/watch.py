@@ -1,0 +1,60 @@
+"""The `watch` use case: build the sinks a :class:`WatchConfig` names, the engine, the optional
+gallery matcher and one pipeline per camera, run them until the sources end or Ctrl-C, and report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine.persons import PersonDetector
+from faceatlas.gallery import Gallery
+from faceatlas.video.config import WatchConfig
+from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
+from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
+from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
+from faceatlas.video.webhook import WebhookSink
+
+
+@dataclass
+class WatchReport:
+    """Per-camera statistics and how many events of each type were emitted."""
+
+    cameras: list[PipelineStats]
+    events: dict[str, int] = field(default_factory=dict)
+
+
+def build_sinks(config: WatchConfig) -> list[EventSink]:
+    """The event sinks ``config`` names: JSONL file, database table, webhooks, MQTT."""
+    sinks: list[EventSink] = []
+    if config.events:
+        sinks.append(JsonlSink(config.events))
+    if config.database:
+        sinks.append(DatabaseSink(config.database, tenant=config.tenant))
+    if config.webhook:
+        sinks.append(WebhookSink(config.webhook))
+    if config.mqtt:
+        sinks.append(MqttSink(config.mqtt))
+    return sinks
+
+
+def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True) -> WatchReport:
+    """Run every camera of ``config`` (faces, persons when ``persons``, recognition against
+    ``config.collection`` when set); events are flushed to the sinks whatever ends the run."""
+    with_persons = persons and any(c.persons for c in config.cameras)
+    # faces and persons are detected side by side (two threads): one ONNX thread each fills the
+    # two cores; two each would oversubscribe them (measured 36 vs 19 frames/s at stride 2)
+    analyzer = FaceAnalyzer(pack, threads=1 if with_persons else None)
+    person_detector = PersonDetector(threads=1) if with_persons else None
+    bus = EventBus(build_sinks(config))
+    gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
+    matcher: IdentityMatcher | None = GalleryMatcher(gallery, config.collection) if gallery and config.collection \
+        else None
+    pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher)
+                 for camera in config.cameras]
+    try:
+        results = run_cameras(pipelines)
+    finally:
+        bus.close()
+        if gallery is not None:
+            gallery.close()
+    return WatchReport(results, dict(sorted(bus.counts.items())))

@@ -1,0 +1,88 @@
+"""The seam between doors and layers, checked on the source: doors (the CLI and the HTTP service)
+import only what a layer exports from its package (``__all__``), and layers never import upward."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "faceatlas"
+# Layers, lowest first; a layer may import those before it. `errors` and `db` are shared infrastructure.
+LAYERS = ["faceatlas.engine", "faceatlas.gallery", "faceatlas.video", "faceatlas.apps.drive", "faceatlas.apps.retail"]
+SHARED = {"faceatlas.errors", "faceatlas.db"}
+DOORS = ["faceatlas.cli", "faceatlas.service"]
+# The Python client is shipped on its own: it imports nothing of faceatlas.
+STANDALONE = {"faceatlas.client"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """(module, names, line) of every ``from faceatlas... import`` and ``import faceatlas...`` in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("faceatlas"):
+            found.append((node.module, [alias.name for alias in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names if a.name.startswith("faceatlas")]
+    return found
+
+
+def _files(package: str) -> list[Path]:
+    folder = PACKAGE.parent.joinpath(*package.split("."))
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_doors_import_only_what_layers_export(door: str) -> None:
+    wrong = []
+    for path in _files(door):
+        for module, names, line in _imports(path):
+            if any(_within(module, d) for d in DOORS) or module in SHARED or module in STANDALONE:
+                continue
+            layer = next((p for p in LAYERS if _within(module, p)), None)
+            where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+            if layer is None or module != layer:
+                wrong.append(f"{where}: from {module} import {', '.join(names)} (import it from the layer package)")
+                continue
+            exported = set(importlib.import_module(layer).__all__)
+            wrong += [f"{where}: {layer}.{n} is not in its __all__" for n in names if n not in exported]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layers_never_import_upward(layer: str) -> None:
+    position = LAYERS.index(layer)
+    allowed = set(LAYERS[: position + 1]) | SHARED
+    if layer == "faceatlas.apps.retail":
+        allowed.discard("faceatlas.apps.drive")  # the two apps are siblings
+    wrong = []
+    for path in _files(layer):
+        for module, _, line in _imports(path):
+            if not any(_within(module, p) for p in allowed):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_shared_modules_and_the_client_import_no_layer() -> None:
+    for module in [*SHARED, *STANDALONE]:
+        for path in _files(module):
+            assert [m for m, _, _ in _imports(path)] == [], f"{module} must stay a leaf"
+
+
+def test_every_layer_declares_its_exports() -> None:
+    for layer in LAYERS:
+        package = importlib.import_module(layer)
+        assert package.__doc__ and package.__all__, f"{layer} needs a docstring and __all__"
+        missing = [n for n in package.__all__ if not hasattr(package, n)]
+        assert not missing, f"{layer}.__all__ names what it does not define: {missing}"
