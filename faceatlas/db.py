@@ -4,7 +4,6 @@ service): URL resolution, the engine with SQLite pragmas, the Alembic runner eac
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
-DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
+from faceatlas.settings import StorageSettings
 
 
 def utcnow() -> datetime:
@@ -22,11 +21,8 @@ def utcnow() -> datetime:
 
 
 def default_database_url() -> str:
-    """``$FACEATLAS_DATABASE_URL``, else an SQLite file under ``~/.local/share/faceatlas``."""
-    url = os.environ.get("FACEATLAS_DATABASE_URL")
-    if url:
-        return url
-    return f"sqlite:///{DEFAULT_DATA_DIR.expanduser() / 'faceatlas.db'}"
+    """``FACEATLAS_DATABASE_URL`` (the storage settings), else an SQLite file under ``~/.local/share/faceatlas``."""
+    return StorageSettings().database_url
 
 
 def normalize_url(url: str) -> str:

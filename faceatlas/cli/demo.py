@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -14,18 +13,25 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError
+from faceatlas.settings import EngineSettings
 
 if TYPE_CHECKING:
     from faceatlas.apps.retail import ExitOutcome, Report
 
 app = typer.Typer(help="Demonstrations of the vertical apps on real faces.", no_args_is_help=True)
 console = Console()
+DEMO_PACK = "scrfd-mbf"  # when neither --pack nor FACEATLAS_PACK names one
 
 
-def _shared_dir() -> Path:
-    """``$FACEATLAS_SHARED``, else the ``shared`` folder beside the source checkout."""
-    default = Path(__file__).resolve().parents[2].parent / "shared"
-    return Path(os.environ.get("FACEATLAS_SHARED", default)).expanduser()
+def _settings() -> EngineSettings:
+    """The engine settings, with the team's shared assets as defaults: ``FACEATLAS_SHARED``, else the
+    ``shared`` folder beside the source checkout; its models are used when FACEATLAS_MODEL_DIR is unset."""
+    settings = EngineSettings()
+    shared = (settings.shared or Path(__file__).resolve().parents[2].parent / "shared").expanduser()
+    update: dict[str, object] = {"shared": shared}
+    if not settings.model_dir and (shared / "models").is_dir():
+        update["model_dir"] = str(shared / "models")
+    return settings.model_copy(update=update)
 
 
 @app.command()
@@ -34,7 +40,7 @@ def retail(
     visits: Annotated[int, typer.Option(help="visits in the simulated day")] = 30,
     seed: Annotated[int, typer.Option(help="seed of the simulation")] = 0,
     out: Annotated[Path | None, typer.Option(help="output folder (default: a new temporary folder)")] = None,
-    pack: Annotated[str, typer.Option(help="model pack")] = "scrfd-mbf",
+    pack: Annotated[str | None, typer.Option(help="model pack (default: FACEATLAS_PACK or scrfd-mbf)")] = None,
     lfw: Annotated[Path | None, typer.Option(help="LFW images folder (<Name>/*.jpg)")] = None,
     spoof: Annotated[Path | None, typer.Option(help="spoof photo shown at the exit")] = None,
 ) -> None:
@@ -43,11 +49,10 @@ def retail(
     charts (PNG), the CSV and the ground truth (JSON) to ``--out``."""
     from faceatlas.apps.retail import RetailStore, demo_store, draw_charts, simulate_day, write_csv
 
-    shared = _shared_dir()
+    settings = _settings()
+    shared = settings.shared or Path("shared")
     lfw = lfw or shared / "data" / "lfw" / "images"
     spoof = spoof or shared / "data" / "antispoof_samples" / "image_F1.jpg"
-    if (shared / "models").is_dir():
-        os.environ.setdefault("FACEATLAS_MODEL_DIR", str(shared / "models"))
     if not lfw.is_dir():
         console.print(f"[red]LFW images not found at {lfw}[/red] (set FACEATLAS_SHARED or --lfw)")
         raise typer.Exit(2)
@@ -58,7 +63,7 @@ def retail(
         stale.unlink()
     started = time.perf_counter()
     try:
-        analyzer = FaceAnalyzer(pack, announce_licence=False)
+        analyzer = FaceAnalyzer(pack or settings.pack_name(DEMO_PACK), announce_licence=False, settings=settings)
         with RetailStore.open(demo_store(), analyzer, f"sqlite:///{database}", index_dir=out / "indexes") as store:
             result = simulate_day(store, lfw, spoof if spoof.is_file() else None, members=members, visits=visits,
                                   seed=seed)

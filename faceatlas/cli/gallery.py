@@ -4,7 +4,6 @@ export, import, reembed). Human output by default, ``--json`` for machines."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from faceatlas.engine import FaceAnalyzer, FaceAtlasError
+from faceatlas.engine import FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -77,7 +76,7 @@ def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Create a collection bound to a model pack."""
     with _gallery(db, tenant, as_json) as gallery:
-        info = gallery.create_collection(name, pack or os.environ.get("FACEATLAS_PACK") or "dlib",
+        info = gallery.create_collection(name, pack or default_pack_name(),
                                          keep_crops=keep_crops)
         _emit(info.to_dict(), as_json, f"created collection [bold]{info.name}[/bold] (pack {info.pack_name})")
 

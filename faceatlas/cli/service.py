@@ -14,7 +14,7 @@ from faceatlas.db import create_database_engine
 from faceatlas.errors import FaceAtlasError
 from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
-from faceatlas.service.settings import ServiceSettings
+from faceatlas.settings import ServiceSettings
 
 console = Console()
 admin = typer.Typer(help="Tenants, API keys and usage (run on the server's database).", no_args_is_help=True)

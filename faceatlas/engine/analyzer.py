@@ -27,6 +27,7 @@ from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
 from faceatlas.errors import ModelMismatch, NoFace, NotCalibrated, TooManyFaces
+from faceatlas.settings import EngineSettings
 
 log = logging.getLogger("faceatlas")
 _announced: set[str] = set()
@@ -61,6 +62,7 @@ class FaceAnalyzer:
     Sessions are created once here; reuse the analyzer. ``providers`` overrides the ONNX Runtime
     providers (CUDA is used automatically when this onnxruntime build has it). The pack's licences
     are logged once per process (a warning when they restrict use) unless ``announce_licence`` is off.
+    ``settings`` (model folders, cache, threads, pixel limit) defaults to the environment's.
     """
 
     def __init__(
@@ -74,23 +76,25 @@ class FaceAnalyzer:
         max_pixels: int | None = None,
         download: bool | None = None,
         announce_licence: bool = True,
+        settings: EngineSettings | None = None,
     ) -> None:
-        self.pack = pack if isinstance(pack, Pack) else get_pack(pack)
+        self.settings = settings or EngineSettings()
+        self.pack = pack if isinstance(pack, Pack) else get_pack(pack, self.settings)
         self.providers = providers
-        self.threads = threads
-        self.max_pixels = max_pixels
+        self.threads = threads or self.settings.threads
+        self.max_pixels = max_pixels or self.settings.max_pixels
         self._download = download
         self.detector = self._build_detector(det_threshold, det_max_side)
         self.recognizer = self._build_recognizer()
         self._liveness: MiniFASNet | None = None
-        self.calibration: Calibration | None = load_calibration(self.pack)
+        self.calibration: Calibration | None = load_calibration(self.pack, self.settings)
         if announce_licence:
             self._announce_licence()
 
     # -- construction -------------------------------------------------------------------
     def _build_detector(self, threshold: float | None, max_side: int) -> Detector:
         spec = self.pack.detector
-        path = resolve(spec.file, download=self._download)
+        path = resolve(spec.file, download=self._download, settings=self.settings)
         if spec.kind == "dlib_hog":
             return DlibHOG(path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
@@ -99,7 +103,7 @@ class FaceAnalyzer:
 
     def _build_recognizer(self) -> Recognizer:
         spec = self.pack.recognizer
-        path = resolve(spec.file, download=self._download)
+        path = resolve(spec.file, download=self._download, settings=self.settings)
         if spec.kind == "dlib":
             return DlibResNet(path)
         return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
@@ -116,7 +120,8 @@ class FaceAnalyzer:
     def liveness_model(self) -> MiniFASNet:
         """The pack's liveness ensemble, loaded on first use."""
         if self._liveness is None:
-            files = [(resolve(s.file, download=self._download), s.scale) for s in self.pack.liveness]
+            files = [(resolve(s.file, download=self._download, settings=self.settings), s.scale)
+                     for s in self.pack.liveness]
             self._liveness = MiniFASNet(files, self.providers, self.threads)
         return self._liveness
 

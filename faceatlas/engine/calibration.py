@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from faceatlas.engine.models import cache_dir
 from faceatlas.engine.packs import Pack
 from faceatlas.errors import FarNotCalibrated
+from faceatlas.settings import EngineSettings
 
 STANDARD_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
 # The false-accept rate of a decision when the caller names none: compare, verify and search, in
@@ -50,15 +50,15 @@ def far_key(far: float) -> str:
     return f"{far:.0e}".replace("e-0", "e-")
 
 
-def user_calibration_path(pack: Pack) -> Path:
-    return cache_dir() / "calibration" / f"{pack.name}.json"
+def user_calibration_path(pack: Pack, settings: EngineSettings | None = None) -> Path:
+    return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.name}.json"
 
 
-def load_calibration(pack: Pack) -> Calibration | None:
+def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Calibration | None:
     """The pack's calibration (user-measured first, then shipped), or None when there is none
     for this pack's recogniser."""
     shipped = resources.files("faceatlas.engine").joinpath("calibrations", f"{pack.name}.json")
-    for path in (user_calibration_path(pack), shipped):
+    for path in (user_calibration_path(pack, settings), shipped):
         if path.is_file():
             found = Calibration(**json.loads(path.read_text()))
             if found.recognizer_id == pack.recognizer_id:

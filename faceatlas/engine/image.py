@@ -16,18 +16,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from faceatlas.errors import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage
+from faceatlas.settings import EngineSettings
 
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 ChannelOrder = Literal["bgr", "rgb"]
 
-DEFAULT_MAX_PIXELS = 40_000_000
 # FaceAtlas enforces its own (configurable) limit; PIL's bomb check would fire with another message.
 Image.MAX_IMAGE_PIXELS = None
-
-
-def default_max_pixels() -> int:
-    """The pixel limit from ``FACEATLAS_MAX_PIXELS`` or the 40 MP default."""
-    return int(os.environ.get("FACEATLAS_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
 def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None) -> np.ndarray:
@@ -36,7 +31,7 @@ def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels
     ``channels`` states the channel order of a numpy input (ignored for other inputs).
     Raises :class:`InvalidImage` (or a subclass) with a message saying what is wrong.
     """
-    limit = default_max_pixels() if max_pixels is None else max_pixels
+    limit = EngineSettings().max_pixels if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
         return _from_array(source, channels, limit)
     if isinstance(source, Image.Image):

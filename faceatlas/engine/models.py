@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from faceatlas.errors import ModelIntegrityError, ModelMissing
+from faceatlas.settings import EngineSettings
 
 
 @dataclass(frozen=True)
@@ -45,52 +46,43 @@ class ModelFile:
         return Path(self.name).name
 
 
-def cache_dir() -> Path:
-    """The user cache folder for downloaded models and calibration files."""
-    return Path(os.environ.get("FACEATLAS_CACHE", Path.home() / ".cache" / "faceatlas"))
-
-
-def model_dirs() -> list[Path]:
-    """Folders named by ``FACEATLAS_MODEL_DIR``, in order."""
-    raw = os.environ.get("FACEATLAS_MODEL_DIR", "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
-
-
-def candidate_paths(model: ModelFile) -> list[Path]:
-    """Every place ``model`` is looked for, in lookup order."""
+def candidate_paths(model: ModelFile, settings: EngineSettings | None = None) -> list[Path]:
+    """Every place ``model`` is looked for, in lookup order: ``FACEATLAS_MODEL_DIR``, then the cache."""
+    settings = settings or EngineSettings()
     paths: list[Path] = []
-    for folder in model_dirs():
+    for folder in settings.model_dirs:
         paths += [folder / model.name, folder / model.basename]
-    paths.append(cache_dir() / "models" / model.name)
+    paths.append(settings.cache_dir / "models" / model.name)
     return paths
 
 
-def locate(model: ModelFile) -> Path | None:
+def locate(model: ModelFile, settings: EngineSettings | None = None) -> Path | None:
     """The first existing path of ``model`` or None; never downloads."""
     if model.package:
         return _package_path(model)
-    return next((p for p in candidate_paths(model) if p.is_file()), None)
+    return next((p for p in candidate_paths(model, settings) if p.is_file()), None)
 
 
-def resolve(model: ModelFile, *, download: bool | None = None) -> Path:
-    """Path of a verified copy of ``model``, downloading it when allowed and needed."""
-    path = locate(model)
+def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None) -> Path:
+    """Path of a verified copy of ``model``, downloading it when allowed (not ``offline``) and needed."""
+    settings = settings or EngineSettings()
+    path = locate(model, settings)
     if path is not None:
         verify_sha256(model, path)
         return path
-    offline = os.environ.get("FACEATLAS_OFFLINE", "") not in ("", "0")
     if download is None:
-        download = not offline
+        download = not settings.offline
     if not download or model.url is None:
-        raise ModelMissing(_missing_message(model, offline=offline))
-    return fetch(model)
+        raise ModelMissing(_missing_message(model, settings))
+    return fetch(model, settings)
 
 
-def fetch(model: ModelFile) -> Path:
+def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
     """Download ``model`` into the cache with a progress bar, check sha256, rename atomically."""
+    settings = settings or EngineSettings()
     if model.url is None:
-        raise ModelMissing(_missing_message(model, offline=False))
-    target = cache_dir() / "models" / model.name
+        raise ModelMissing(_missing_message(model, settings))
+    target = settings.cache_dir / "models" / model.name
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{model.basename}.", suffix=".part")
     os.close(fd)
@@ -104,7 +96,7 @@ def fetch(model: ModelFile) -> Path:
         verify_sha256(model, tmp)
         os.replace(tmp, target)
     except OSError as exc:
-        raise ModelMissing(f"{_missing_message(model, offline=False)}\nDownload failed: {exc}") from exc
+        raise ModelMissing(f"{_missing_message(model, settings)}\nDownload failed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -157,12 +149,14 @@ def _package_path(model: ModelFile) -> Path:
     return Path(getattr(module, model.package_function or "")())
 
 
-def _missing_message(model: ModelFile, *, offline: bool) -> str:
-    looked = "\n  ".join(str(p) for p in candidate_paths(model))
+def _missing_message(model: ModelFile, settings: EngineSettings) -> str:
+    offline = settings.offline
+    looked = "\n  ".join(str(p) for p in candidate_paths(model, settings))
     lines = [
         f"model file '{model.name}' not found (sha256 {model.sha256 or 'not published'}).",
         f"Looked in:\n  {looked}",
-        f"Put the file at {cache_dir() / 'models' / model.name}, or set FACEATLAS_MODEL_DIR to a folder that holds it.",
+        f"Put the file at {settings.cache_dir / 'models' / model.name}, "
+        "or set FACEATLAS_MODEL_DIR to a folder that holds it.",
     ]
     if model.url:
         lines.append(f"Source: {model.url}" + (" (downloads are off: FACEATLAS_OFFLINE)" if offline else ""))

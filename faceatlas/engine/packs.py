@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from faceatlas.engine.models import ModelFile, locate
 from faceatlas.errors import ModelMissing, UnknownPack
+from faceatlas.settings import DEFAULT_PACK, EngineSettings
 
 DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
 RecognizerKind = Literal["arcface", "dlib"]
@@ -250,17 +250,14 @@ PACKS: dict[str, Pack] = {
     )
 }
 
-DEFAULT_PACK = "dlib"
+def default_pack_name(fallback: str = DEFAULT_PACK, settings: EngineSettings | None = None) -> str:
+    """The pack named by ``FACEATLAS_PACK`` (the engine settings), else ``fallback``."""
+    return (settings or EngineSettings()).pack_name(fallback)
 
 
-def default_pack_name(fallback: str = DEFAULT_PACK) -> str:
-    """The pack named by ``FACEATLAS_PACK``, else ``fallback`` (the offline ``dlib`` pack)."""
-    return os.environ.get("FACEATLAS_PACK") or fallback
-
-
-def get_pack(name: str | None = None) -> Pack:
+def get_pack(name: str | None = None, settings: EngineSettings | None = None) -> Pack:
     """The pack called ``name`` (default: :func:`default_pack_name`)."""
-    name = name or default_pack_name()
+    name = name or default_pack_name(settings=settings)
     try:
         return PACKS[name]
     except KeyError:

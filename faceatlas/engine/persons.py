@@ -17,6 +17,7 @@ import numpy as np
 from faceatlas.engine.geometry import nms
 from faceatlas.engine.models import ModelFile, resolve
 from faceatlas.engine.runtime import create_session
+from faceatlas.settings import EngineSettings
 
 YOLOX_NANO = ModelFile(
     "person_detector/yolox_nano.onnx",
@@ -59,8 +60,11 @@ class PersonDetector:
         score_threshold: float = 0.35,
         nms_threshold: float = 0.45,
         download: bool | None = None,
+        settings: EngineSettings | None = None,
     ) -> None:
-        self.session = create_session(model or resolve(YOLOX_NANO, download=download), providers, threads)
+        settings = settings or EngineSettings()
+        path = model or resolve(YOLOX_NANO, download=download, settings=settings)
+        self.session = create_session(path, providers, threads or settings.threads)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold

@@ -13,9 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
-    """Intra-op threads: ``FACEATLAS_THREADS`` or every core this process may use."""
-    if "FACEATLAS_THREADS" in os.environ:
-        return max(1, int(os.environ["FACEATLAS_THREADS"]))
+    """Intra-op threads when none are configured: every core this process may use."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

@@ -26,7 +26,7 @@ from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.routes import account, events, faces, galleries, retail
-from faceatlas.service.settings import ServiceSettings
+from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
 
 log = logging.getLogger("faceatlas.service")

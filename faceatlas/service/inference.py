@@ -20,6 +20,7 @@ import numpy as np
 from faceatlas.engine import Face, FaceAnalyzer
 from faceatlas.errors import Overloaded
 from faceatlas.service.metrics import ServiceMetrics
+from faceatlas.settings import DEFAULT_QUEUE_SIZE
 
 
 @dataclass
@@ -107,7 +108,7 @@ class InferencePool:
         metrics: ServiceMetrics,
         *,
         workers: int = 2,
-        queue_size: int = 64,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         batching: bool = True,
         max_batch: int = 32,
         max_wait: float = 0.004,

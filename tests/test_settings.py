@@ -1,0 +1,71 @@
+"""One settings object: the documented FACEATLAS_* variables, read in one module only."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+from faceatlas.service.inference import InferencePool
+from faceatlas.settings import DEFAULT_QUEUE_SIZE, EngineSettings, ServiceSettings, Settings
+
+PACKAGE = Path(__file__).resolve().parents[1] / "faceatlas"
+
+
+def test_settings_read_the_documented_variables(monkeypatch, tmp_path):
+    env = {
+        "FACEATLAS_PACK": "yunet-mbf",
+        "FACEATLAS_MODEL_DIR": f"{tmp_path}/a:{tmp_path}/b",
+        "FACEATLAS_CACHE": str(tmp_path / "cache"),
+        "FACEATLAS_OFFLINE": "1",
+        "FACEATLAS_THREADS": "3",
+        "FACEATLAS_MAX_PIXELS": "1000",
+        "FACEATLAS_DATABASE_URL": "sqlite:///x.db",
+        "FACEATLAS_INDEX_DIR": str(tmp_path / "idx"),
+        "FACEATLAS_QUEUE_SIZE": "7",
+        "FACEATLAS_BATCHING": "no",
+        "FACEATLAS_URL_ALLOWLIST": "a.example, b.example",
+        "FACEATLAS_MAX_UPLOAD_BYTES": "123",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    assert settings.engine.pack == "yunet-mbf" and settings.engine.offline and settings.engine.threads == 3
+    assert settings.engine.model_dirs == [tmp_path / "a", tmp_path / "b"]
+    assert settings.engine.cache_dir == tmp_path / "cache" and settings.engine.max_pixels == 1000
+    assert settings.storage.database_url == "sqlite:///x.db" and settings.storage.index_dir == tmp_path / "idx"
+    service = settings.service
+    assert (service.queue_size, service.batching, service.max_upload_bytes) == (7, False, 123)
+    assert service.url_fetch_allowlist == ["a.example", "b.example"] and service.pack == "yunet-mbf"
+    assert service.database_url == "sqlite:///x.db"
+    assert ServiceSettings.from_env(queue_size=2).queue_size == 2  # overrides on top of the environment
+
+
+def test_only_the_settings_module_reads_the_environment():
+    readers = [
+        str(path.relative_to(PACKAGE.parent))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "settings.py" and re.search(r"os\.environ|getenv\(", path.read_text())
+    ]
+    assert readers == []
+
+
+def test_the_queue_size_has_one_default():
+    default = inspect.signature(InferencePool).parameters["queue_size"].default
+    assert default == ServiceSettings().queue_size == DEFAULT_QUEUE_SIZE  # was 64 in the pool, 32 in the settings
+
+
+def test_watch_and_demo_use_the_configured_pack(monkeypatch, tmp_path):
+    """Both commands named their own pack and ignored FACEATLAS_PACK; now an unknown pack named
+    there is refused before any video or photo is read."""
+    monkeypatch.setenv("FACEATLAS_PACK", "no-such-pack")
+    runner = CliRunner()
+    watch = runner.invoke(app, ["watch", str(tmp_path / "missing.mp4")])
+    demo = runner.invoke(app, ["demo", "retail", "--out", str(tmp_path / "demo"), "--members", "1", "--visits", "1"])
+    for result in (watch, demo):
+        assert result.exit_code != 0
+        assert "no-such-pack" in (result.output + repr(result.exception))
+    assert EngineSettings().pack_name() == "no-such-pack"
