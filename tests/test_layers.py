@@ -87,3 +87,36 @@ def test_every_layer_declares_its_exports() -> None:
         assert package.__doc__ and package.__all__, f"{layer} needs a docstring and __all__"
         missing = [n for n in package.__all__ if not hasattr(package, n)]
         assert not missing, f"{layer}.__all__ names what it does not define: {missing}"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the faceatlas modules (not packages) it imports, wherever the import statement is."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for module, names, _ in _imports(path):
+            targets |= {f"{module}.{n}" for n in names if f"{module}.{n}" in modules}
+            if module in modules:
+                targets.add(module)
+        graph[name] = targets - {name}
+    return graph
+
+
+def test_no_import_cycles_between_modules() -> None:
+    graph, cycles = _module_graph(), []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(cycles)

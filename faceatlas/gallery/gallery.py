@@ -33,6 +33,7 @@ from faceatlas.engine import (
 )
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound
+from faceatlas.gallery import exchange
 from faceatlas.gallery.index import ANN_MIN_FACES, Storage, normalize_rows
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
 from faceatlas.gallery.sync import IndexCache
@@ -175,16 +176,38 @@ class Gallery:
         return self.get_subject(collection, external_id)
 
     def export(self, collection: str, path: Path, *, with_crops: bool = True) -> int:
-        """Write the collection to a Parquet file (see :mod:`faceatlas.gallery.exchange`)."""
-        from faceatlas.gallery.exchange import export_collection
-
-        return export_collection(self, collection, Path(path), with_crops=with_crops)
+        """Write the collection to a Parquet file (see :mod:`faceatlas.gallery.exchange`); returns
+        the number of faces written."""
+        info = self.get_collection(collection)
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            query = (select(Subject.external_id, Subject.name, Subject.meta, FaceRecord.id, FaceRecord.embedding,
+                            FaceRecord.quality, FaceRecord.source, FaceRecord.crop)
+                     .outerjoin(FaceRecord, FaceRecord.subject_id == Subject.id)
+                     .where(Subject.collection_id == coll.id).order_by(Subject.id, FaceRecord.id)
+                     .execution_options(yield_per=exchange.BATCH))
+            return exchange.write_collection(Path(path), info, session.execute(query).partitions(),
+                                             with_crops=with_crops)
 
     def import_(self, path: Path, *, name: str | None = None) -> int:
-        """Create a collection from a Parquet export; returns the number of faces imported."""
-        from faceatlas.gallery.exchange import import_collection
-
-        return import_collection(self, Path(path), name=name)
+        """Create a collection (named as exported, or ``name``) from a Parquet export, keeping the
+        exported pack identity; returns the number of faces imported."""
+        header = exchange.read_header(Path(path))
+        target = name or header["collection"]
+        self._create_bound_collection(target, header["pack_name"], header["pack_version"], header["recognizer_id"],
+                                      header["embedding_size"], keep_crops=header["keep_crops"],
+                                      metadata=header.get("metadata") or {})
+        imported = 0
+        for by_subject in exchange.read_subjects(Path(path)):
+            for external_id, entry in by_subject.items():
+                self.ensure_subject(target, external_id, name=entry["name"], metadata=entry["metadata"])
+                faces = entry["faces"]
+                if faces:
+                    self.add_embeddings(target, external_id, np.asarray([f["embedding"] for f in faces], np.float32),
+                                        recognizer_id=header["recognizer_id"], qualities=[f["quality"] for f in faces],
+                                        sources=[f["source"] for f in faces], crops=[f["crop"] for f in faces])
+                    imported += len(faces)
+        return imported
 
     def get_subject(self, collection: str, external_id: str) -> SubjectInfo:
         """One subject with its face count."""
