@@ -19,10 +19,8 @@ from sqlalchemy.orm import Session
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     DEFAULT_EXPANSION_SEARCH,
-    ExactIndex,
     IndexState,
     Storage,
-    TemplateIndex,
     VectorIndex,
     delete_index,
     empty_index,
@@ -87,7 +85,7 @@ class IndexCache:
                 return
             if removed is not None and len(removed):
                 state.index.remove(removed)
-                if self._needs_rebuild(state.index, len(state.index)):  # next get() rebuilds from the database
+                if state.index.needs_rebuild(len(state.index), self.ann_min_faces):  # next get() rebuilds it
                     self.drop(collection_id)
                     return
             if added is not None and len(added[0]):
@@ -139,7 +137,7 @@ class IndexCache:
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
         meta = {"recognizer_id": collection.recognizer_id}
-        if state is None or self._needs_rebuild(state.index, len(db_ids)):
+        if state is None or state.index.needs_rebuild(len(db_ids), self.ann_min_faces):
             return IndexState(self._build(session, collection, len(db_ids)), collection.revision, meta)
         index = state.index
         ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
@@ -148,7 +146,7 @@ class IndexCache:
         missing = np.setdiff1d(db_ids, index.ids(), assume_unique=True)
         for chunk in self._fetch_chunks(session, collection, missing):
             index.add(*chunk)
-        if isinstance(index, ExactIndex) and len(index) >= self.ann_min_faces:
+        if index.needs_rebuild(len(index), self.ann_min_faces):
             index = self._build(session, collection, len(db_ids))
         return IndexState(index, collection.revision, meta)
 
@@ -161,13 +159,6 @@ class IndexCache:
         for chunk in self._fetch_chunks(session, collection):
             index.add(*chunk)
         return index
-
-    def _needs_rebuild(self, index: VectorIndex, size: int) -> bool:
-        """A template index is rebuilt when the collection fell back to exact-search size or a
-        quarter of its graph nodes or face rows are left over from removals."""
-        if isinstance(index, TemplateIndex):
-            return size < self.ann_min_faces // 2 or index.stale_fraction > 0.25
-        return False
 
     @classmethod
     def _fetch_chunks(cls, session: Session, collection: Collection, ids: np.ndarray | None = None
