@@ -9,7 +9,7 @@ from faceatlas.engine.calibration import (
     save_calibration,
     user_calibration_path,
 )
-from faceatlas.engine.detectors import Detections
+from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import draw_faces
 from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceatlas.engine.calibration import DEFAULT_FAR, Calibration, load_calibration
+from faceatlas.engine.detections import Detections
 from faceatlas.engine.detectors import (
     SCRFD,
-    Detections,
     Detector,
     DlibHOG,
     YuNet,

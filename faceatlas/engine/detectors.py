@@ -8,46 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 
+from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import ARCFACE_TEMPLATE, nms, similarity_transform
 from faceatlas.engine.runtime import create_session
-
-
-@dataclass
-class Detections:
-    """Faces found in one image, column by column, sorted by box area (largest first).
-
-    ``landmarks`` holds the detector's own points when they differ from the 5 standard
-    ``keypoints`` (dlib's 5-point model marks eye corners and the nose base).
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    keypoints: np.ndarray
-    landmarks: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
-
-    def sorted_by_area(self, limit: int | None = None) -> Detections:
-        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
-        order = np.argsort(-area, kind="stable")[:limit]
-        return Detections(
-            self.boxes[order],
-            self.scores[order],
-            self.keypoints[order],
-            None if self.landmarks is None else self.landmarks[order],
-        )
 
 
 class Detector(Protocol):

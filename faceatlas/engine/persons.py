@@ -8,12 +8,12 @@ Output ``[1, 3549, 85]``: per grid cell (strides 8/16/32) x/y offsets, log w/h, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import nms
 from faceatlas.engine.models import ModelFile, resolve
 from faceatlas.engine.runtime import create_session
@@ -27,21 +27,6 @@ YOLOX_NANO = ModelFile(
     "assumed Apache-2.0 (Megvii YOLOX), unconfirmed",
     3678356,
 )
-
-
-@dataclass
-class PersonDetections:
-    """Persons found in one image: ``boxes`` N x 4 ``[x1, y1, x2, y2]`` in image pixels, ``scores`` N."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    @classmethod
-    def empty(cls) -> PersonDetections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
 
 
 class PersonDetector:
@@ -70,7 +55,7 @@ class PersonDetector:
         self.nms_threshold = nms_threshold
         self._grid, self._grid_strides = _grid(self.input_size, self.strides)
 
-    def detect(self, image: np.ndarray) -> PersonDetections:
+    def detect(self, image: np.ndarray) -> Detections:
         """Persons in a BGR uint8 image."""
         height, width = image.shape[:2]
         scale = min(self.input_size / height, self.input_size / width)
@@ -82,13 +67,13 @@ class PersonDetector:
         scores = raw[:, 4] * raw[:, 5 + self.person_class]
         hits = np.where(scores >= self.score_threshold)[0]
         if len(hits) == 0:
-            return PersonDetections.empty()
+            return Detections.empty(keypoints=False)
         centers = (raw[hits, :2] + self._grid[hits]) * self._grid_strides[hits]
         sizes = np.exp(raw[hits, 2:4]) * self._grid_strides[hits]
         boxes = np.hstack([centers - sizes / 2, centers + sizes / 2]) / scale
         boxes = np.clip(boxes, 0, [width, height, width, height])
         keep = nms(boxes, scores[hits], self.nms_threshold)
-        return PersonDetections(boxes[keep].astype(np.float32), scores[hits][keep].astype(np.float32))
+        return Detections(boxes[keep], scores[hits][keep], class_id=np.zeros(len(keep), np.int64))
 
 
 def _grid(size: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from faceatlas.engine.detectors import Detections
+from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import align_face
 from faceatlas.engine.runtime import create_session
 from faceatlas.errors import InvalidArgument

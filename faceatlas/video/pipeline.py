@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from faceatlas.engine import Embedding, Face, FaceAnalyzer
-from faceatlas.engine.persons import PersonDetections, PersonDetector
+from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer, PersonDetector
 from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
@@ -314,15 +313,12 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
 def _face_detections(faces: list[Face]) -> sv.Detections:
     if not faces:
         return _empty("face")
-    return sv.Detections(xyxy=np.stack([f.bbox for f in faces]).astype(np.float32),
-                         confidence=np.array([f.det_score for f in faces], np.float32),
-                         class_id=np.zeros(len(faces), int), data={"face": np.arange(len(faces))})
+    found = Detections(np.stack([f.bbox for f in faces]), np.array([f.det_score for f in faces]))
+    return found.to_supervision(face=np.arange(len(faces)))
 
 
-def _person_detections(found: PersonDetections) -> sv.Detections:
-    if len(found) == 0:
-        return _empty("person")
-    return sv.Detections(xyxy=found.boxes, confidence=found.scores, class_id=np.zeros(len(found), int))
+def _person_detections(found: Detections) -> sv.Detections:
+    return found.to_supervision() if len(found) else _empty("person")
 
 
 def _empty(kind: str) -> sv.Detections:
