@@ -22,8 +22,10 @@ ARCFACE_TEMPLATE = np.array(
 # A generic 3D face for the same 5 points (x right, y down, z towards the camera): x and y are the
 # template's, centred on the nose and scaled to millimetres (64 mm between the eyes); depths are
 # average anthropometric offsets behind the nose tip. A frontal template face has pose (0, 0, 0).
+# The 5 keypoints on a generic face in millimetres, OpenCV camera axes (x right, y down, z away from
+# the camera: eyes and mouth corners lie behind the nose tip).
 _FACE_3D = np.column_stack(
-    [(ARCFACE_TEMPLATE - ARCFACE_TEMPLATE[2]) * (64.0 / 35.24), np.array([-30.0, -30.0, 0.0, -25.0, -25.0])]
+    [(ARCFACE_TEMPLATE - ARCFACE_TEMPLATE[2]) * (64.0 / 35.24), np.array([30.0, 30.0, 0.0, 25.0, 25.0])]
 ).astype(np.float64)
 
 
@@ -57,26 +59,54 @@ def align_face(image: np.ndarray, keypoints: np.ndarray, size: int = 112) -> np.
     return cv2.warpAffine(image, matrix, (size, size), borderValue=0.0)
 
 
+def camera_matrix(width: int, height: int) -> np.ndarray:
+    """The pinhole camera every head pose assumes: focal length = the longer image side, principal
+    point at the centre."""
+    focal = float(max(width, height))
+    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_from_pose(pose: Pose) -> np.ndarray:
+    """The 3x3 rotation (camera axes) of ``pose``: R = Rz(roll) Ry(-yaw) Rx(-pitch)."""
+    ax, ay, az = np.radians([-pose.pitch, -pose.yaw, pose.roll])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def pose_from_rotation(rotation: np.ndarray) -> Pose:
+    """Inverse of :func:`rotation_from_pose`: yaw > 0 turns the nose to the image's right, pitch > 0
+    looks up, roll > 0 tilts the head clockwise in the image."""
+    r = np.asarray(rotation, dtype=np.float64)
+    ax = np.arctan2(r[2, 1], r[2, 2])
+    ay = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
+    az = np.arctan2(r[1, 0], r[0, 0])
+    return Pose(yaw=float(-np.degrees(ay)), pitch=float(-np.degrees(ax)), roll=float(np.degrees(az)))
+
+
+def solve_pose(model_mm: np.ndarray, points: np.ndarray, width: int, height: int, *,
+               guess: tuple[np.ndarray, np.ndarray] | None = None) -> Pose | None:
+    """Head pose from image ``points`` of the 3D ``model_mm`` points (OpenCV axes) by PnP with
+    :func:`camera_matrix`; ``guess`` (rvec, tvec) starts the iterative solver, else EPnP. The one
+    pose solver of the engine (5 keypoints) and of driver monitoring (6 mesh points)."""
+    camera = camera_matrix(width, height)
+    image_points = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 1, 2)
+    if guess is None:
+        ok, rvec, _ = cv2.solvePnP(model_mm, image_points, camera, None, flags=cv2.SOLVEPNP_EPNP)
+    else:
+        ok, rvec, _ = cv2.solvePnP(model_mm, image_points, camera, None, guess[0], guess[1], useExtrinsicGuess=True,
+                                   flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok:
+        return None
+    rotation, _ = cv2.Rodrigues(rvec)
+    return pose_from_rotation(rotation)
+
+
 def estimate_pose(keypoints: np.ndarray, image_size: tuple[int, int]) -> Pose:
     """Head pose from 5 keypoints by PnP against a generic 3D face; a coarse estimate (±10°)."""
     height, width = image_size
-    focal = float(max(height, width))
-    camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
-    points = np.asarray(keypoints, dtype=np.float64).reshape(5, 1, 2)
-    ok, rvec, _ = cv2.solvePnP(_FACE_3D, points, camera, None, flags=cv2.SOLVEPNP_EPNP)
-    if not ok:
-        return Pose(0.0, 0.0, 0.0)
-    rotation, _ = cv2.Rodrigues(rvec)
-    pitch, yaw, roll = _euler_degrees(rotation)
-    return Pose(yaw=yaw, pitch=pitch, roll=roll)
-
-
-def _euler_degrees(rotation: np.ndarray) -> tuple[float, float, float]:
-    sy = float(np.hypot(rotation[0, 0], rotation[1, 0]))
-    pitch = float(np.degrees(np.arctan2(-rotation[2, 1], rotation[2, 2])))
-    yaw = float(np.degrees(np.arctan2(rotation[2, 0], sy)))
-    roll = float(np.degrees(np.arctan2(rotation[1, 0], rotation[0, 0])))
-    return pitch, -yaw, roll
+    return solve_pose(_FACE_3D, keypoints, width, height) or Pose(0.0, 0.0, 0.0)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -16,17 +16,15 @@ from faceatlas.apps.drive.geometry import (
     MOUTH_INNER,
     POSE_LANDMARKS,
     POSE_MODEL_MM,
-    HeadPose,
-    camera_matrix,
     eye_aspect_ratio,
     eye_aspect_ratios,
     head_pose,
     iris_offset,
     mouth_aspect_ratio,
-    pose_from_rotation,
-    rotation_from_pose,
 )
 from faceatlas.apps.drive.signals import Calibrator, SlidingShare, Sustained, WindowedCount
+from faceatlas.engine import Pose
+from faceatlas.engine.geometry import _FACE_3D, camera_matrix, estimate_pose, pose_from_rotation, rotation_from_pose
 
 
 def eye(x: float, y: float, width: float, height: float) -> np.ndarray:
@@ -57,17 +55,17 @@ def test_eye_and_mouth_ratios_from_mesh_indices() -> None:
 @pytest.mark.parametrize(
     "pose",
     [
-        HeadPose(0, 0, 0),
-        HeadPose(25, 0, 0),
-        HeadPose(-40, 0, 0),
-        HeadPose(0, 15, 0),
-        HeadPose(0, -20, 0),
-        HeadPose(0, 0, 12),
-        HeadPose(30, -10, 5),
-        HeadPose(-15, 20, -8),
+        Pose(0, 0, 0),
+        Pose(25, 0, 0),
+        Pose(-40, 0, 0),
+        Pose(0, 15, 0),
+        Pose(0, -20, 0),
+        Pose(0, 0, 12),
+        Pose(30, -10, 5),
+        Pose(-15, 20, -8),
     ],
 )
-def test_head_pose_recovers_known_rotation(pose: HeadPose) -> None:
+def test_head_pose_recovers_known_rotation(pose: Pose) -> None:
     width, height = 1280, 720
     rvec, _ = cv2.Rodrigues(rotation_from_pose(pose))
     projected, _ = cv2.projectPoints(
@@ -84,23 +82,23 @@ def test_head_pose_signs_follow_the_image() -> None:
     """yaw > 0 moves the nose to the image's right, pitch > 0 moves it up, roll > 0 turns clockwise."""
     camera = camera_matrix(640, 480)
 
-    def project(pose: HeadPose) -> np.ndarray:
+    def project(pose: Pose) -> np.ndarray:
         rvec, _ = cv2.Rodrigues(rotation_from_pose(pose))
         return cv2.projectPoints(POSE_MODEL_MM, rvec, np.array([0.0, 0.0, 1500.0]), camera, None)[0].reshape(-1, 2)
 
-    def nose_from_eyes(pose: HeadPose) -> np.ndarray:
+    def nose_from_eyes(pose: Pose) -> np.ndarray:
         points = project(pose)
         return points[0] - (points[2] + points[3]) / 2
 
-    front = nose_from_eyes(HeadPose(0, 0, 0))
-    assert nose_from_eyes(HeadPose(20, 0, 0))[0] > front[0] + 10
-    assert nose_from_eyes(HeadPose(0, 20, 0))[1] < front[1] - 10
-    tilted = project(HeadPose(0, 0, 20))
+    front = nose_from_eyes(Pose(0, 0, 0))
+    assert nose_from_eyes(Pose(20, 0, 0))[0] > front[0] + 10
+    assert nose_from_eyes(Pose(0, 20, 0))[1] < front[1] - 10
+    tilted = project(Pose(0, 0, 20))
     assert tilted[3, 1] > tilted[2, 1]  # image-right eye corner drops: clockwise in the image
 
 
 def test_rotation_round_trip() -> None:
-    pose = HeadPose(33.0, -12.0, 7.0)
+    pose = Pose(33.0, -12.0, 7.0)
     back = pose_from_rotation(rotation_from_pose(pose))
     assert (back.yaw, back.pitch, back.roll) == pytest.approx((33.0, -12.0, 7.0))
 
@@ -152,3 +150,14 @@ def test_windowed_count_and_calibrator() -> None:
     results = [calibrator.add(0.04, *s) for s in samples]
     assert results[-2] is None and results[-1] is not None  # ready after 25 x 0.04 s = 1 s
     assert (results[-1].open_ear, results[-1].yaw, results[-1].pitch) == (0.3, 1.0, -2.0)
+
+
+@pytest.mark.parametrize("pose", [Pose(0, 0, 0), Pose(25, 0, 0), Pose(-30, 0, 0), Pose(0, 15, 0), Pose(20, -10, 5)])
+def test_engine_and_drive_share_one_pose_convention(pose: Pose) -> None:
+    """The engine's 5-keypoint pose and the drive's mesh pose solve with the same camera and the
+    same angle convention: the engine recovers a known rotation of its 5-point face with the drive's signs."""
+    width, height = 640, 480
+    rvec, _ = cv2.Rodrigues(rotation_from_pose(pose))
+    projected, _ = cv2.projectPoints(_FACE_3D, rvec, np.array([0.0, 0.0, 600.0]), camera_matrix(width, height), None)
+    found = estimate_pose(projected.reshape(-1, 2), (height, width))
+    assert (found.yaw, found.pitch, found.roll) == pytest.approx((pose.yaw, pose.pitch, pose.roll), abs=2.0)

@@ -7,10 +7,10 @@ as seen in the image, so the image-left eye is the driver's right eye.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import cv2
 import numpy as np
+
+from faceatlas.engine.face import Pose
+from faceatlas.engine.geometry import camera_matrix, solve_pose
 
 # Six points per eye for the eye aspect ratio (Soukupová & Čech 2016): corner, two upper lid
 # points, corner, two lower lid points (p1..p6), in Face Mesh indices.
@@ -40,16 +40,6 @@ POSE_MODEL_MM = np.array(
 MESH_POINTS_WITH_IRIS = 478
 
 
-@dataclass(frozen=True)
-class HeadPose:
-    """Head rotation in degrees: yaw > 0 turns the nose to the image's right, pitch > 0 looks up,
-    roll > 0 tilts the head clockwise in the image."""
-
-    yaw: float
-    pitch: float
-    roll: float
-
-
 def eye_aspect_ratio(points: np.ndarray) -> float:
     """EAR of six eye points p1..p6: (|p2-p6| + |p3-p5|) / (2 |p1-p4|); about 0.3 open, near 0 closed."""
     p = np.asarray(points, dtype=np.float64)
@@ -76,31 +66,7 @@ def mouth_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(upper - lower)) / width if width > 0 else 0.0
 
 
-def camera_matrix(width: int, height: int) -> np.ndarray:
-    """A pinhole camera with focal length = image width and the principal point at the centre."""
-    focal = float(width)
-    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
-
-
-def rotation_from_pose(pose: HeadPose) -> np.ndarray:
-    """The 3x3 rotation (camera axes) of ``pose``: R = Rz(roll) Ry(-yaw) Rx(-pitch)."""
-    ax, ay, az = np.radians([-pose.pitch, -pose.yaw, pose.roll])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def pose_from_rotation(rotation: np.ndarray) -> HeadPose:
-    """Inverse of :func:`rotation_from_pose`."""
-    r = np.asarray(rotation, dtype=np.float64)
-    ax = np.arctan2(r[2, 1], r[2, 2])
-    ay = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
-    az = np.arctan2(r[1, 0], r[0, 0])
-    return HeadPose(yaw=float(-np.degrees(ay)), pitch=float(-np.degrees(ax)), roll=float(np.degrees(az)))
-
-
-def head_pose(landmarks: np.ndarray, width: int, height: int) -> HeadPose | None:
+def head_pose(landmarks: np.ndarray, width: int, height: int) -> Pose | None:
     """Yaw/pitch/roll from ``cv2.solvePnP`` of six mesh points against a generic 3D face.
 
     The solver starts from an upright face at the distance implied by the eye-corner spacing, so
@@ -117,13 +83,7 @@ def head_pose(landmarks: np.ndarray, width: int, height: int) -> HeadPose | None
     nose = image_points[0]
     rvec = np.zeros((3, 1))
     tvec = np.array([[(nose[0] - cx) * depth / focal], [(nose[1] - cy) * depth / focal], [depth]])
-    ok, rvec, _ = cv2.solvePnP(
-        POSE_MODEL_MM, image_points, camera, None, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE
-    )
-    if not ok:
-        return None
-    rotation, _ = cv2.Rodrigues(rvec)
-    return pose_from_rotation(rotation)
+    return solve_pose(POSE_MODEL_MM, image_points, width, height, guess=(rvec, tvec))
 
 
 def iris_offset(landmarks: np.ndarray) -> tuple[float, float]:

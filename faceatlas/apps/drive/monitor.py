@@ -11,7 +11,6 @@ import numpy as np
 from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent, Level
 from faceatlas.apps.drive.geometry import (
-    HeadPose,
     eye_aspect_ratios,
     head_pose,
     iris_offset,
@@ -19,6 +18,7 @@ from faceatlas.apps.drive.geometry import (
 )
 from faceatlas.apps.drive.mesh import CameraState, DriverFace, FaceMeshTracker, camera_state, thumbnail, to_gray
 from faceatlas.apps.drive.signals import Baseline, Calibrator, SlidingShare, Sustained, WindowedCount
+from faceatlas.engine import Pose
 
 MAX_SAMPLE_S = 0.5  # one frame never counts for more than this (pauses, dropped stretches)
 
@@ -34,7 +34,7 @@ class FrameReport:
     ear: tuple[float, float] | None = None
     openness: tuple[float, float] | None = None
     mar: float | None = None
-    pose: HeadPose | None = None
+    pose: Pose | None = None
     gaze_yaw: float | None = None
     gaze_pitch: float | None = None
     off_road: bool | None = None
