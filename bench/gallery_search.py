@@ -33,6 +33,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.engine import l2_normalize
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     DEFAULT_EXPANSION_SEARCH,
@@ -42,7 +43,6 @@ from faceatlas.gallery.index import (
     TemplateIndex,
     VectorIndex,
     empty_index,
-    normalize_rows,
 )
 
 FACES_PER_IDENTITY = 5
@@ -118,7 +118,7 @@ def _identity_block(model: FaceModel, identities: int, block: int, seed: int) ->
 
 def _faces_of(model: FaceModel, centres: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal((len(centres), model.dim), dtype=np.float32) @ model.within.T
-    return normalize_rows(centres + noise * scale[:, None])
+    return l2_normalize(centres + noise * scale[:, None])
 
 
 def synthetic_faces(n: int, model: FaceModel, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -30,12 +30,12 @@ from gallery_search import (
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.engine import l2_normalize
 from faceatlas.gallery.index import (
     HNSW_CONNECTIVITY,
     HNSW_EXPANSION_ADD,
     TEMPLATE_CANDIDATES,
     HNSWIndex,
-    normalize_rows,
     principal_axes,
 )
 
@@ -60,7 +60,7 @@ def main() -> None:
         sims = queries @ faces.T
         top = sims.argmax(1)
         best.update(sims[np.arange(len(queries)), top], top + offset)
-        templates.append(normalize_rows(faces.reshape(-1, FACES_PER_IDENTITY, args.dim).sum(1)))
+        templates.append(l2_normalize(faces.reshape(-1, FACES_PER_IDENTITY, args.dim).sum(1)))
         offset += len(faces)
     console.log(f"{size:,} faces generated and scanned in {time.perf_counter() - start:.0f}s")
     templates_all = np.concatenate(templates)
@@ -74,7 +74,7 @@ def main() -> None:
             routed, asked = templates_all, queries
         else:
             axes = principal_axes(templates_all[:_FIT_TEMPLATES], width)
-            routed, asked = normalize_rows(templates_all @ axes), normalize_rows(queries @ axes)
+            routed, asked = l2_normalize(templates_all @ axes), l2_normalize(queries @ axes)
         rank = np.empty(len(asked), np.int64)
         for row in range(0, len(asked), 100):  # (100, templates) similarities at a time
             sims = asked[row: row + 100] @ routed.T

@@ -18,6 +18,7 @@ from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
 from faceatlas.engine.packs import PACKS, Pack, default_pack_name, get_pack
 from faceatlas.engine.persons import PersonDetector
+from faceatlas.engine.vectors import l2_normalize, top_k
 from faceatlas.errors import (
     EmptyImage,
     FaceAtlasError,
@@ -72,11 +73,13 @@ __all__ = [
     "fetch",
     "get_pack",
     "load_calibration",
+    "l2_normalize",
     "load_image",
     "locate",
     "plot_roc",
     "resolve",
     "save_calibration",
+    "top_k",
     "user_calibration_path",
     "verify_sha256",
 ]

@@ -12,6 +12,7 @@ import numpy as np
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import align_face
 from faceatlas.engine.runtime import create_session
+from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument
 
 
@@ -26,11 +27,6 @@ class Recognizer(Protocol):
     def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """L2-normalised embeddings (N x D float32) of aligned BGR crops."""
         ...
-
-
-def _l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def dynamic_batch_model(path: Path) -> bytes | Path:
@@ -106,7 +102,7 @@ class ArcFaceONNX:
             self.session.run(None, {self.input_name: blob[i : i + self.max_batch]})[0]
             for i in range(0, len(blob), self.max_batch)
         ]
-        return _l2_normalise(np.concatenate(parts).reshape(len(blob), -1))
+        return l2_normalize(np.concatenate(parts).reshape(len(blob), -1))
 
 
 class DlibResNet:
@@ -138,4 +134,4 @@ class DlibResNet:
             return np.zeros((0, self.embedding_size), np.float32)
         chips = [np.ascontiguousarray(c[:, :, ::-1]) for c in crops]
         vectors = self._net.compute_face_descriptor(chips)
-        return _l2_normalise(np.array([np.asarray(v) for v in vectors], dtype=np.float32))
+        return l2_normalize(np.array([np.asarray(v) for v in vectors], dtype=np.float32))

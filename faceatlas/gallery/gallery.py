@@ -29,12 +29,16 @@ from faceatlas.engine import (
     Pack,
     as_embedding,
     get_pack,
+    l2_normalize,
     load_calibration,
 )
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound
 from faceatlas.gallery import exchange
-from faceatlas.gallery.index import ANN_MIN_FACES, Storage, normalize_rows
+from faceatlas.gallery.index import (
+    ANN_MIN_FACES,
+    Storage,
+)
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
 from faceatlas.gallery.sync import IndexCache
 from faceatlas.gallery.types import (
@@ -309,7 +313,7 @@ class Gallery:
                        name: str | None = None) -> list[int]:
         """Enrol raw embeddings made by the recogniser ``recognizer_id`` (refused with
         :class:`ModelMismatch` when it is not the collection's). The subject is created if needed."""
-        vectors = normalize_rows(np.asarray(embeddings, dtype=np.float32))
+        vectors = l2_normalize(np.asarray(embeddings, dtype=np.float32))
         count = len(vectors)
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
@@ -370,7 +374,7 @@ class Gallery:
         returned: a raw cosine ``threshold`` or one derived from ``far`` with the pack calibration.
         An embedding of another space than the collection's is :class:`ModelMismatch`."""
         embedding = as_embedding(query)
-        vector = normalize_rows(embedding.vector)[0]
+        vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
             _check_model(coll, embedding.recognizer_id, len(vector))
@@ -418,7 +422,7 @@ class Gallery:
                calibration: Calibration | None = None) -> Verification:
         """Is ``query`` subject ``external_id``? Compared with all the subject's faces exactly."""
         embedding = as_embedding(query)
-        vector = normalize_rows(embedding.vector)[0]
+        vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
             _check_model(coll, embedding.recognizer_id, len(vector))
@@ -429,7 +433,7 @@ class Gallery:
             if vectors is None:
                 raise NotFound(f"subject '{external_id}' has no enrolled faces")
             best = float((vectors @ vector).max())
-            mean = float(normalize_rows(vectors.mean(axis=0))[0] @ vector)
+            mean = float(l2_normalize(vectors.mean(axis=0))[0] @ vector)
             score = mean if aggregate == "mean" else best
             return Verification(external_id, score >= cutoff, score, cutoff, best, mean,
                                 calibration.far_level(score) if calibration else None)
@@ -465,7 +469,7 @@ class Gallery:
                 session.execute(delete(FaceRecord).where(FaceRecord.id.in_(dropped)))
             for face_id, vector in new_vectors.items():
                 session.execute(update(FaceRecord).where(FaceRecord.id == face_id)
-                                .values(embedding=normalize_rows(vector)[0].tobytes()))
+                                .values(embedding=l2_normalize(vector)[0].tobytes()))
             coll.pack_name, coll.pack_version = pack.name, pack.version
             coll.recognizer_id, coll.embedding_size = pack.recognizer_id, pack.recognizer.embedding_size
             self._bump(session, coll)
@@ -535,7 +539,7 @@ class Gallery:
     def _mean_similarities(self, session: Session, vector: np.ndarray, subject_ids: list[int]) -> dict[int, float]:
         """Cosine of ``vector`` with each subject's mean template (normalised mean embedding)."""
         vectors = self._subject_vectors(session, subject_ids)
-        return {sid: float(normalize_rows(v.mean(axis=0))[0] @ vector) for sid, v in vectors.items()}
+        return {sid: float(l2_normalize(v.mean(axis=0))[0] @ vector) for sid, v in vectors.items()}
 
     def _check_analyzer(self, collection: str, analyzer: FaceAnalyzer) -> None:
         info = self.get_collection(collection)

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from faceatlas.engine import Calibration, Embedding, Face, FaceAnalyzer, ModelMismatch, NotCalibrated, as_embedding
+from faceatlas.engine import (
+    Calibration,
+    Embedding,
+    Face,
+    FaceAnalyzer,
+    ModelMismatch,
+    NotCalibrated,
+    as_embedding,
+    l2_normalize,
+    top_k,
+)
 
 if TYPE_CHECKING:
     from faceatlas.gallery import Gallery
@@ -74,7 +84,7 @@ class EmbeddingMatcher:
         """Enrol embeddings (L2-normalised here) for ``subject_id``."""
         for item in embeddings:
             vector = self._own(item)
-            self._vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+            self._vectors.append(l2_normalize(vector)[0])
             self._names.append((subject_id, name))
 
     def _own(self, item: Embedding | Face) -> np.ndarray:
@@ -93,9 +103,8 @@ class EmbeddingMatcher:
     def match(self, embedding: Embedding) -> IdentityMatch | None:
         if not self._vectors:
             return None
-        sims = np.stack(self._vectors) @ self._own(embedding)
-        best = int(np.argmax(sims))
-        score = float(sims[best])
+        (scores,), (rows,) = top_k(np.stack(self._vectors) @ self._own(embedding), np.arange(len(self._vectors)), 1)
+        best, score = int(rows[0]), float(scores[0])
         if score < self.threshold:
             return None
         level = self.calibration.far_level(score) if self.calibration else None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from faceatlas.engine import Embedding
+from faceatlas.engine import Embedding, l2_normalize
 from faceatlas.gallery import Gallery, sync
 from faceatlas.gallery.index import (
     ExactIndex,
@@ -20,7 +20,6 @@ from faceatlas.gallery.index import (
     code_range,
     delete_index,
     load_index,
-    normalize_rows,
     router_dim,
     save_index,
 )
@@ -32,12 +31,12 @@ def _clustered(identities: int, per_identity: int, dim: int, seed: int = 0,
     """(faces, ids, fresh query faces) around random identity centres, same-identity cosine about
     0.5-0.8 like the bench's generator; face ``ids[i]`` belongs to identity ``(ids[i] - 1) // per_identity``."""
     rng = np.random.default_rng(seed)
-    centres = normalize_rows(rng.normal(size=(identities, dim)))
+    centres = l2_normalize(rng.normal(size=(identities, dim)))
     sigma = np.sqrt(rng.uniform(0.25, 1.0, identities) / dim)
     owner = np.repeat(np.arange(identities), per_identity)
-    faces = normalize_rows(centres[owner] + rng.normal(size=(len(owner), dim)) * sigma[owner, None])
+    faces = l2_normalize(centres[owner] + rng.normal(size=(len(owner), dim)) * sigma[owner, None])
     asked = rng.integers(0, identities, queries)
-    fresh = normalize_rows(centres[asked] + rng.normal(size=(queries, dim)) * sigma[asked, None])
+    fresh = l2_normalize(centres[asked] + rng.normal(size=(queries, dim)) * sigma[asked, None])
     return faces, np.arange(len(owner), dtype=np.int64) + 1, fresh
 
 
@@ -66,7 +65,7 @@ def test_router_stores_templates_as_8bit_codes_over_a_fitted_range() -> None:
     assert isinstance(index, TemplateIndex)
     codes, _ = index.router._codes()
     assert codes.shape == (1000, 64) and codes.dtype == np.uint8
-    templates = normalize_rows(vectors.reshape(1000, 5, 64).sum(1))
+    templates = l2_normalize(vectors.reshape(1000, 5, 64).sum(1))
     limit = code_range(templates)
     assert (limit < 1).any() and (limit >= np.abs(templates).max(0)).all()
     trained = faiss.vector_to_array(faiss.downcast_index(index.router.graph.storage).sq.trained)
@@ -181,13 +180,13 @@ def test_small_and_empty_searches_pad() -> None:
     index = ExactIndex(8)
     sims, ids = index.search(np.ones(8), 3)
     assert ids.tolist() == [[-1, -1, -1]] and np.isneginf(sims).all()
-    index.add(np.array([5]), normalize_rows(np.ones((1, 8))))
-    sims, ids = index.search(normalize_rows(np.ones((1, 8))), 3)
+    index.add(np.array([5]), l2_normalize(np.ones((1, 8))))
+    sims, ids = index.search(l2_normalize(np.ones((1, 8))), 3)
     assert ids.tolist() == [[5, -1, -1]] and sims[0, 0] == pytest.approx(1.0)
     templates = TemplateIndex(8)
     assert templates.search(np.ones(8), 2)[1].tolist() == [[-1, -1]]
-    templates.add(np.array([5]), normalize_rows(np.ones((1, 8))))
-    sims, ids = templates.search(normalize_rows(np.ones((1, 8))), 3)
+    templates.add(np.array([5]), l2_normalize(np.ones((1, 8))))
+    sims, ids = templates.search(l2_normalize(np.ones((1, 8))), 3)
     assert ids.tolist() == [[5, -1, -1]] and sims[0, 0] == pytest.approx(1.0)
 
 

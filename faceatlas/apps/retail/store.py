@@ -39,7 +39,7 @@ from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.db import create_database_engine, default_database_url, normalize_url
-from faceatlas.engine import Embedding, Face, FaceAnalyzer, NotCalibrated
+from faceatlas.engine import Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
 
@@ -405,13 +405,12 @@ class RetailStore:
         self._purge(session, at)
         rows = session.execute(select(AnonymousVisitor.id, AnonymousVisitor.embedding)
                                .where(AnonymousVisitor.store_id == self.config.id)).all()
-        unit = embedding.vector / max(float(np.linalg.norm(embedding.vector)), 1e-12)
+        unit = l2_normalize(embedding.vector)[0]
         if rows:
             matrix = np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(len(rows), -1)
-            sims = matrix @ unit
-            best = int(np.argmax(sims))
-            if sims[best] >= self.analyzer.threshold(self.config.recognition.visit_far):
-                return rows[best].id, True
+            (best_sim,), (best,) = top_k(matrix @ unit, np.arange(len(rows)), 1)
+            if best_sim[0] >= self.analyzer.threshold(self.config.recognition.visit_far):
+                return rows[int(best[0])].id, True
         new_id = uuid.uuid4().hex
         hours = self.config.privacy.anonymous_retention_hours
         session.add(AnonymousVisitor(id=new_id, store_id=self.config.id, embedding=unit.astype(np.float32).tobytes(),

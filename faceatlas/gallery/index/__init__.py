@@ -16,7 +16,6 @@ from faceatlas.gallery.index.base import (
     TEMPLATE_GROUP_SIZE,
     Storage,
     VectorIndex,
-    normalize_rows,
     router_dim,
 )
 from faceatlas.gallery.index.exact import ExactIndex
@@ -43,7 +42,6 @@ __all__ = [
     "delete_index",
     "empty_index",
     "load_index",
-    "normalize_rows",
     "principal_axes",
     "router_dim",
     "save_index",

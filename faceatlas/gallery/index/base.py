@@ -42,24 +42,6 @@ def router_dim(dim: int) -> int:
     return min(dim, max(ROUTER_MIN_DIM, dim // 4))
 
 
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """Float32 copy of ``vectors`` (n, d) with every row scaled to unit length."""
-    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
-def _topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns of ``scores`` (nq, n) per row, sorted descending, as (sims, ids)."""
-    k_eff = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1)
-    best = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(part_scores, order, axis=1), ids[best]
-
-
 def _pad(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     missing = k - sims.shape[1]
     if missing <= 0:

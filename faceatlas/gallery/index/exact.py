@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from faceatlas.gallery.index.base import _EXACT_BLOCK, Storage, _grown, _pad, _topk
+from faceatlas.engine import top_k
+from faceatlas.gallery.index.base import (
+    _EXACT_BLOCK,
+    Storage,
+    _grown,
+    _pad,
+)
 
 
 class ExactIndex:
@@ -60,11 +66,11 @@ class ExactIndex:
             return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
         if self.storage == "float32":
             scores = queries @ self._vectors[: self._size].T
-            return _pad(*_topk(scores, self._ids[: self._size], k), k)
+            return _pad(*top_k(scores, self._ids[: self._size], k), k)
         best_sims, best_ids = [], []
         for start in range(0, self._size, _EXACT_BLOCK):
             block = self._vectors[start: min(start + _EXACT_BLOCK, self._size)].astype(np.float32)
-            sims, ids = _topk(queries @ block.T, self._ids[start: start + len(block)], k)
+            sims, ids = top_k(queries @ block.T, self._ids[start: start + len(block)], k)
             best_sims.append(sims)
             best_ids.append(ids)
         sims, ids = np.hstack(best_sims), np.hstack(best_ids)

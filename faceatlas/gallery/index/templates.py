@@ -12,6 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from faceatlas.engine import l2_normalize, top_k
 from faceatlas.gallery.index.base import (
     _TEMPLATE_BLOCK,
     DEFAULT_EXPANSION_SEARCH,
@@ -22,8 +23,6 @@ from faceatlas.gallery.index.base import (
     Storage,
     _grown,
     _pad,
-    _topk,
-    normalize_rows,
     router_dim,
 )
 from faceatlas.gallery.index.router import HNSWIndex, principal_axes
@@ -182,7 +181,7 @@ class TemplateIndex:
             for query, found in zip(queries, nodes):
                 rows = self._members[found[found >= 0]].ravel()
                 rows = rows[rows >= 0]
-                top = _topk((self._vectors[rows].astype(np.float32) @ query)[None], self._ids[rows], k) \
+                top = top_k((self._vectors[rows].astype(np.float32) @ query)[None], self._ids[rows], k) \
                     if len(rows) else (np.empty((1, 0), np.float32), np.empty((1, 0), np.int64))
                 padded = _pad(*top, k)
                 sims.append(padded[0])
@@ -239,7 +238,7 @@ class TemplateIndex:
 
     def _routed(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` as the router sees them: projected and renormalised when it is narrower."""
-        return vectors if self.projection is None else normalize_rows(vectors @ self.projection)
+        return vectors if self.projection is None else l2_normalize(vectors @ self.projection)
 
     def _templates(self, nodes: np.ndarray) -> np.ndarray:
         """Normalised mean face of each node, computed in blocks (bounded memory)."""
@@ -247,7 +246,7 @@ class TemplateIndex:
         for start in range(0, len(nodes), _TEMPLATE_BLOCK):
             members = self._members[nodes[start: start + _TEMPLATE_BLOCK]]
             faces = self._vectors[np.maximum(members, 0)].astype(np.float32)
-            out[start: start + len(members)] = normalize_rows(np.einsum("ng,ngd->nd", (members >= 0).astype(np.float32),
+            out[start: start + len(members)] = l2_normalize(np.einsum("ng,ngd->nd", (members >= 0).astype(np.float32),
                                                                         faces))
         return out
 
