@@ -60,10 +60,10 @@ def main(
     frames: Annotated[int, typer.Option(help="frames per measurement")] = 150,
     persons: Annotated[bool, typer.Option(help="run the person detector too")] = True,
 ) -> None:
-    analyzer = FaceAnalyzer("scrfd-mbf", announce_licence=False)
+    analyzer = FaceAnalyzer("scrfd-mbf", announce_license=False)
     # the pipeline runs faces and persons side by side, so it gets one ONNX thread per model (as
     # `faceatlas watch` does); the naive loop keeps all cores for its one model
-    pipeline_analyzer = FaceAnalyzer("scrfd-mbf", threads=1, announce_licence=False) if persons else analyzer
+    pipeline_analyzer = FaceAnalyzer("scrfd-mbf", threads=1, announce_license=False) if persons else analyzer
     detector = PersonDetector(threads=1) if persons else None
     matcher = EmbeddingMatcher(threshold=0.4)
     matcher.add_images(analyzer, "lin", [SHARED / "data/face_recognition_examples/examples/lin-manuel-miranda.png"])

@@ -63,7 +63,7 @@ def retail(
         stale.unlink()
     started = time.perf_counter()
     try:
-        analyzer = FaceAnalyzer(pack or settings.pack_name(DEMO_PACK), announce_licence=False, settings=settings)
+        analyzer = FaceAnalyzer(pack or settings.pack_name(DEMO_PACK), announce_license=False, settings=settings)
         with RetailStore.open(demo_store(), analyzer, f"sqlite:///{database}", index_dir=out / "indexes") as store:
             result = simulate_day(store, lfw, spoof if spoof.is_file() else None, members=members, visits=visits,
                                   seed=seed)

@@ -45,7 +45,7 @@ def _analyzer(pack: str | None, as_json: bool) -> FaceAnalyzer:
         err.print(f"[dim]pack {chosen.name} v{chosen.version} — {chosen.description}[/dim]")
         for line in chosen.licenses + list(chosen.notes):
             err.print(f"[dim]licence: {line}[/dim]")
-        return FaceAnalyzer(chosen, announce_licence=False)
+        return FaceAnalyzer(chosen, announce_license=False)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
         raise

@@ -47,10 +47,10 @@ def watch(
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
     report = run_watch(settings, pack=pack or default_pack_name(WATCH_PACK), persons=persons)
     table = Table(title="faceatlas watch")
-    for column in ("camera", "frames", "analysed", "fps", "dropped", "corrupt", "reconnects", "lines"):
+    for column in ("camera", "frames", "analyzed", "fps", "dropped", "corrupt", "reconnects", "lines"):
         table.add_column(column)
     for stats in report.cameras:
-        table.add_row(stats.camera, str(stats.frames), str(stats.analysed), f"{stats.fps:.1f}",
+        table.add_row(stats.camera, str(stats.frames), str(stats.analyzed), f"{stats.fps:.1f}",
                       str(stats.source.dropped), str(stats.source.corrupt), str(stats.source.reconnects),
                       str(stats.line_counts or ""))
     err.print(table)

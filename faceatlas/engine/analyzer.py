@@ -61,7 +61,7 @@ class FaceAnalyzer:
 
     Sessions are created once here; reuse the analyzer. ``providers`` overrides the ONNX Runtime
     providers (CUDA is used automatically when this onnxruntime build has it). The pack's licences
-    are logged once per process (a warning when they restrict use) unless ``announce_licence`` is off.
+    are logged once per process (a warning when they restrict use) unless ``announce_license`` is off.
     ``settings`` (model folders, cache, threads, pixel limit) defaults to the environment's.
     """
 
@@ -75,7 +75,7 @@ class FaceAnalyzer:
         det_max_side: int = 640,
         max_pixels: int | None = None,
         download: bool | None = None,
-        announce_licence: bool = True,
+        announce_license: bool = True,
         settings: EngineSettings | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
@@ -88,8 +88,8 @@ class FaceAnalyzer:
         self.recognizer = self._build_recognizer()
         self._liveness: MiniFASNet | None = None
         self.calibration: Calibration | None = load_calibration(self.pack, self.settings)
-        if announce_licence:
-            self._announce_licence()
+        if announce_license:
+            self._announce_license()
 
     # -- construction -------------------------------------------------------------------
     def _build_detector(self, threshold: float | None, max_side: int) -> Detector:
@@ -108,7 +108,7 @@ class FaceAnalyzer:
             return DlibResNet(path)
         return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
 
-    def _announce_licence(self) -> None:
+    def _announce_license(self) -> None:
         if self.pack.name in _announced:
             return
         _announced.add(self.pack.name)

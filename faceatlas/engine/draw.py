@@ -9,7 +9,7 @@ import numpy as np
 
 from faceatlas.engine.face import Face
 
-_KEYPOINT_COLOURS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255)]
+_KEYPOINT_COLORS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255)]
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None) -> np.ndarray:
@@ -19,8 +19,8 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = (int(round(v)) for v in face.bbox)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 200, 0), thickness)
-        for (x, y), colour in zip(face.keypoints, _KEYPOINT_COLOURS):
-            cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, colour, -1)
+        for (x, y), color in zip(face.keypoints, _KEYPOINT_COLORS):
+            cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, color, -1)
         text = labels[i] if labels else f"{face.det_score:.2f}"
         scale = 0.4 * thickness
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PipelineStats:
-    """What one camera did: frames seen and analysed, source counters, wall time."""
+    """What one camera did: frames seen and analyzed, source counters, wall time."""
 
     camera: str
     frames: int = 0
-    analysed: int = 0
+    analyzed: int = 0
     embedded: int = 0
     seconds: float = 0.0
     source: SourceStats = field(default_factory=SourceStats)
@@ -49,7 +49,7 @@ class PipelineStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"camera": self.camera, "frames": self.frames, "analysed": self.analysed, "embedded": self.embedded,
+        return {"camera": self.camera, "frames": self.frames, "analyzed": self.analyzed, "embedded": self.embedded,
                 "seconds": round(self.seconds, 2), "fps": round(self.fps, 1), "source": vars(self.source),
                 "line_counts": self.line_counts}
 
@@ -110,14 +110,14 @@ class VideoPipeline:
         self._stop.set()
 
     def process(self, frame: Frame, fps: float) -> None:
-        """One frame: analysed when it is a ``stride``-th frame, written to the output video if any."""
+        """One frame: analyzed when it is a ``stride``-th frame, written to the output video if any."""
         stride = max(1, self.camera.stride)
         analyse = self.stats.frames % stride == 0
         self.stats.frames += 1
         self._last_time = frame.time
         if analyse:
-            self.stats.analysed += 1
-            self._analyse(frame, (fps or 25.0) / stride)
+            self.stats.analyzed += 1
+            self._analyze(frame, (fps or 25.0) / stride)
         if self.camera.output is not None:
             self._write_output(frame, fps)
 
@@ -131,8 +131,8 @@ class VideoPipeline:
             self._writer.close()
 
     # -- analysis -------------------------------------------------------------------------------
-    def _analyse(self, frame: Frame, detection_fps: float) -> None:
-        # persons are detected in a second thread while the faces are analysed: the two small
+    def _analyze(self, frame: Frame, detection_fps: float) -> None:
+        # persons are detected in a second thread while the faces are analyzed: the two small
         # models use the cores better side by side than one after the other (measured: 33 vs 39 ms)
         persons = self._person_worker.submit(self.persons.detect, frame.image) if self.persons else None
         faces: list[Face] = []
@@ -147,7 +147,7 @@ class VideoPipeline:
         counted = "person" if self.persons is not None else "face"
         if self.matcher is not None:
             self._collect_samples(frame, face_dets, faces)
-            self._recognise(frame)
+            self._recognize(frame)
         for line in self.lines:
             for track_id, direction in line.update(person_dets):
                 self._emit("line_crossed", frame, (counted, track_id),
@@ -194,7 +194,7 @@ class VideoPipeline:
             if face.crop is not None and (face.quality or 0.0) >= self.camera.recognition.min_quality:
                 self.tracks[("face", int(track_id))].add_sample(FaceSample(face.quality, frame.index, face.crop))
 
-    def _recognise(self, frame: Frame) -> None:
+    def _recognize(self, frame: Frame) -> None:
         """Embed, in one batch, the faces due on every track; then update each track's vote."""
         settings = self.camera.recognition
         jobs = [(track, sample) for track in self.tracks.values() if track.kind == "face"

@@ -18,7 +18,7 @@ ANCHORS = {"center": sv.Position.CENTER, "bottom_center": sv.Position.BOTTOM_CEN
 class LineSpec:
     """A counting line from ``start`` to ``end`` (pixels). Crossing it is "in" or "out" by
     supervision's convention: "in" when moving from the line's right side to its left side,
-    looking from ``start`` to ``end``. A track counts once it stays ``min_frames`` analysed
+    looking from ``start`` to ``end``. A track counts once it stays ``min_frames`` analyzed
     frames on the new side (no double counts from box jitter on the line)."""
 
     start: tuple[float, float]

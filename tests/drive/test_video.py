@@ -106,15 +106,15 @@ def test_black_frames_are_too_dark(video: str) -> None:
 def test_grayscale_night_frame(video: str) -> None:
     """An IR camera gives one channel: the same face and eye opening come out."""
     _, _, frame = next(iter_frames(video, 200, 201))
-    colour, grey = DriverMonitor(), DriverMonitor()
+    color, grey = DriverMonitor(), DriverMonitor()
     try:
-        from_colour = colour.process(frame, 0.0, 200)
+        from_color = color.process(frame, 0.0, 200)
         from_grey = grey.process(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), 0.0, 200)
     finally:
-        colour.close()
+        color.close()
         grey.close()
-    assert from_grey.face_found and from_colour.face_found
-    assert np.allclose(from_grey.ear, from_colour.ear, atol=0.03)
+    assert from_grey.face_found and from_color.face_found
+    assert np.allclose(from_grey.ear, from_color.ear, atol=0.03)
 
 
 def test_identical_frames_are_not_reprocessed(video: str) -> None:
