@@ -35,16 +35,17 @@ FALLBACK_THRESHOLD = 0.40
 
 @dataclass(frozen=True)
 class IdentityMatch:
-    """A subject matched by one face: its id, display name, similarity and the FAR level reached."""
+    """A subject matched by one face: its ``external_id`` (as in the gallery's :class:`Match`; ``subject``
+    in event JSON), display name, similarity and the FAR level reached."""
 
-    subject_id: str
+    external_id: str
     name: str | None
     similarity: float
     far_level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "subject": self.subject_id,
+            "subject": self.external_id,
             "name": self.name,
             "similarity": round(self.similarity, 4),
             "far_level": self.far_level,
@@ -170,14 +171,14 @@ class IdentityVote:
 
     def decide(self) -> IdentityMatch | None:
         """The current identity (updated from the evidence), or None."""
-        votes = Counter(m.subject_id for m in self.evidence if m is not None)
-        current = self.identity.subject_id if self.identity else None
+        votes = Counter(m.external_id for m in self.evidence if m is not None)
+        current = self.identity.external_id if self.identity else None
         if votes:
             leader, count = votes.most_common(1)[0]
             passes = count >= self.min_agree and 2 * count > len(self.evidence)
             if passes and (current is None or count > votes[current]):
                 current = leader
         if current is not None:
-            self.identity = max((m for m in self.evidence if m is not None and m.subject_id == current),
+            self.identity = max((m for m in self.evidence if m is not None and m.external_id == current),
                                 key=lambda m: m.similarity)
         return self.identity

@@ -210,15 +210,15 @@ class VideoPipeline:
             self._decide(track, frame)
 
     def _decide(self, track: Track, frame: Frame) -> None:
-        before = track.identity.subject_id if track.identity else None
+        before = track.identity.external_id if track.identity else None
         identity = track.vote.decide()
         key = ("face", track.id)
-        agreeing = [m for m in track.vote.evidence if m and identity and m.subject_id == identity.subject_id]
+        agreeing = [m for m in track.vote.evidence if m and identity and m.external_id == identity.external_id]
         evidence = {"evidence": len(track.vote.evidence), "agreeing": len(agreeing)}
-        if identity is not None and identity.subject_id != before:
+        if identity is not None and identity.external_id != before:
             data = {**identity.to_dict(), **evidence, "previous": before}
             self._emit("identified", frame, key, data, snapshot=True)
-            if identity.subject_id in self._watchlist:
+            if identity.external_id in self._watchlist:
                 self._emit("watchlist_hit", frame, key, data, snapshot=True)
         elif identity is None and track.vote.decided and not track.unknown_reported:
             track.unknown_reported = True
@@ -234,7 +234,7 @@ class VideoPipeline:
         data: dict[str, Any] = {"dwell": round(track.dwell, 3), "first_frame": track.first_frame,
                                 "last_time": round(track.last_time, 3)}
         if track.identity is not None:
-            data["subject"] = track.identity.subject_id
+            data["subject"] = track.identity.external_id
         self.bus.emit(Event("track_ended", self.camera.name, frame_index, video_time, track.id, track.kind, data))
 
     # -- events and output ----------------------------------------------------------------------
@@ -245,7 +245,7 @@ class VideoPipeline:
             other = self.tracks.get(("person" if track.kind == "face" else "face", track.linked))
             data = {**data, "linked_track": track.linked}
             if other is not None and other.identity is not None and "subject" not in data:
-                data["subject"] = other.identity.subject_id
+                data["subject"] = other.identity.external_id
         if snapshot and self.camera.snapshots is not None:
             data = {**data, "snapshot": str(self._snapshot(frame, kind, key))}
         self.bus.emit(Event(kind, self.camera.name, frame.index, frame.time, key[1] if key else None,
@@ -261,7 +261,7 @@ class VideoPipeline:
 
     def _listed(self, face_track: int) -> bool:
         track = self.tracks.get(("face", face_track))
-        return track is not None and track.identity is not None and track.identity.subject_id in self._watchlist
+        return track is not None and track.identity is not None and track.identity.external_id in self._watchlist
 
     def _snapshot(self, frame: Frame, kind: str, key: tuple[str, int] | None) -> Path:
         folder = Path(self.camera.snapshots or ".")
@@ -274,7 +274,7 @@ class VideoPipeline:
         labels = []
         for track_id in self._shown[kind].tracker_id:
             track = self.tracks.get((kind, int(track_id)))
-            name = track.identity.name or track.identity.subject_id if track and track.identity else None
+            name = track.identity.name or track.identity.external_id if track and track.identity else None
             if kind == "face" and track is not None and name is None and track.unknown_reported:
                 name = "unknown"
             labels.append(f"#{track_id} {name}" if name else f"#{track_id}")

@@ -23,7 +23,7 @@ def test_vectors_of_another_model_are_refused(enrolled: Gallery, test_dir, fast_
         with pytest.raises(ModelMismatch):
             enrolled.verify("people", "obama", query, threshold=0.3)
     matcher = GalleryMatcher(enrolled, "people", threshold=0.3)
-    assert matcher.match(own.as_embedding()).subject_id == "obama"
+    assert matcher.match(own.as_embedding()).external_id == "obama"
     with pytest.raises(ModelMismatch):
         matcher.match(foreign.as_embedding())
     with pytest.raises(TypeError):  # a bare vector does not say which model made it

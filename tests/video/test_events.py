@@ -59,9 +59,9 @@ def test_vote_needs_several_frames_and_does_not_flicker():
     assert vote.decide() == alice
     vote.add(bob)
     vote.add(bob)
-    assert vote.decide().subject_id == "alice", "a tie keeps the current name"
+    assert vote.decide().external_id == "alice", "a tie keeps the current name"
     vote.add(bob)
-    assert vote.decide().subject_id == "alice", "no majority yet: 3 of 6"
+    assert vote.decide().external_id == "alice", "no majority yet: 3 of 6"
     vote.add(bob)
     assert vote.decide() == bob
 
@@ -69,7 +69,7 @@ def test_vote_needs_several_frames_and_does_not_flicker():
 def test_embedding_matcher_threshold():
     matcher = EmbeddingMatcher(threshold=0.5)
     matcher.add("a", [Embedding(np.array([1.0, 0.0]), "space-1")], "A")
-    assert matcher.match(Embedding(np.array([0.9, 0.1]), "space-1")).subject_id == "a"
+    assert matcher.match(Embedding(np.array([0.9, 0.1]), "space-1")).external_id == "a"
     assert matcher.match(Embedding(np.array([0.0, 1.0]), "space-1")) is None
     with pytest.raises(ModelMismatch):
         matcher.match(Embedding(np.array([0.9, 0.1]), "space-2"))
