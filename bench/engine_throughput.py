@@ -41,7 +41,7 @@ def lfw_sample(images_dir: Path, count: int) -> list[Path]:
     return paths[::step][:count]
 
 
-def insightface_app(model_dir: Path, root: Path):  # noqa: ANN201 (insightface has no types)
+def insightface_app(model_dir: Path, root: Path):
     """InsightFace FaceAnalysis on a temp model folder holding links to our two model files."""
     from insightface.app import FaceAnalysis
 
@@ -67,7 +67,7 @@ def run_faceatlas(analyzer: FaceAnalyzer, images: Sequence[np.ndarray], batch: i
     return out
 
 
-def run_insightface(app, images: Sequence[np.ndarray]) -> Found:  # noqa: ANN001
+def run_insightface(app, images: Sequence[np.ndarray]) -> Found:
     """InsightFace ``FaceAnalysis.get``, one image at a time."""
     out = []
     for image in images:

@@ -6,7 +6,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -86,13 +86,16 @@ def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     for key, value in report.summary().items():
-        shown = f"{value / 100:.2f}" if key.endswith("_cents") else f"{value:.1%}" if key == "conversion" else value
+        shown: object = f"{value / 100:.2f}" if key.endswith("_cents") else \
+            f"{value:.1%}" if key == "conversion" else value
         summary.add_row(key.removesuffix("_cents"), str(shown))
     console.print(summary)
-    for title, values in (("Visits per hour", {f"{h:02d}:00": n for h, n in report.visits_per_hour.items()}),
-                          ("Dwell time (min)", report.dwell_histogram), ("Zone heat (visits)", report.zone_heat),
-                          ("Basket size (items)", report.basket_sizes), ("Declared age band", report.age_mix),
-                          ("Declared gender", report.gender_mix), ("Staff alerts", report.alerts)):
+    hours = {f"{h:02d}:00": n for h, n in report.visits_per_hour.items()}
+    sections: tuple[tuple[str, dict[Any, Any]], ...] = (
+        ("Visits per hour", hours), ("Dwell time (min)", report.dwell_histogram),
+        ("Zone heat (visits)", report.zone_heat), ("Basket size (items)", report.basket_sizes),
+        ("Declared age band", report.age_mix), ("Declared gender", report.gender_mix), ("Staff alerts", report.alerts))
+    for title, values in sections:
         table = Table(title=title)
         table.add_column("key")
         table.add_column("count", justify="right")

@@ -17,10 +17,10 @@ LEVEL_STYLES = {"info": "dim", "warning": "yellow", "alert": "red", "critical": 
 
 
 def _region(text: str) -> tuple[float, float, float, float]:
-    values = tuple(float(v) for v in text.split(","))
+    values = [float(v) for v in text.split(",")]
     if len(values) != 4 or not all(0.0 <= v <= 1.0 for v in values):
         raise typer.BadParameter("give x1,y1,x2,y2 as fractions of the frame, e.g. 0,0,0.6,1")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2], values[3]
 
 
 def drive(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import cv2
 import typer
@@ -70,7 +70,7 @@ def detect(
 ) -> None:
     """Detect faces: box, score, 5 keypoints, quality and pose for each."""
     analyzer = _analyzer(pack, as_json)
-    results = []
+    results: list[dict[str, Any]] = []
     for path in images:
         try:
             image = analyzer.load(path)
@@ -147,7 +147,7 @@ def liveness(
 ) -> None:
     """Passive liveness (MiniFASNet) of the largest face in each image."""
     analyzer = _analyzer(pack, as_json)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in images:
         try:
             result = analyzer.check_liveness(path)

@@ -46,12 +46,12 @@ def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"],
-            row["version"],
+            str(row["name"]),
+            str(row["version"]),
             str(row["embedding_size"]),
             "yes" if row["available"] else "no",
             "yes" if row["calibrated"] else "no",
-            row["description"],
+            str(row["description"]),
         )
     console.print(table)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -105,7 +105,7 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
              as_json: JsonOption = False) -> None:
     """List keys (prefixes only)."""
     keys = _accounts(db).list_keys(tenant_id)
-    rows = [{"prefix": k.prefix, "tenant": k.tenant_id, "scopes": k.scopes, "name": k.name,
+    rows: list[dict[str, Any]] = [{"prefix": k.prefix, "tenant": k.tenant_id, "scopes": k.scopes, "name": k.name,
              "revoked": k.revoked_at is not None} for k in keys]
     if as_json:
         print(json.dumps(rows))

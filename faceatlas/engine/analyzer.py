@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Verdict:
     far: float | None
     far_level: float | None
 
-    def to_dict(self) -> dict[str, float | bool | None]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "similarity": round(self.similarity, 4),
             "match": self.match,
@@ -206,14 +207,16 @@ class FaceAnalyzer:
         crops: list[np.ndarray] = []
         for image, found in zip(images, detections):
             faces = []
+            # face detectors always give the 5 keypoints
+            keypoints = found.keypoints if found.keypoints is not None else np.zeros((len(found), 5, 2), np.float32)
             for i in range(len(found)):
                 crop = self.recognizer.align(image, found, i)
-                pose = estimate_pose(found.keypoints[i], image.shape[:2])
+                pose = estimate_pose(keypoints[i], image.shape[:2])
                 face = Face(
                     bbox=found.boxes[i],
                     det_score=float(found.scores[i]),
-                    keypoints=found.keypoints[i],
-                    quality=quality_score(float(found.scores[i]), found.keypoints[i], pose, crop),
+                    keypoints=keypoints[i],
+                    quality=quality_score(float(found.scores[i]), keypoints[i], pose, crop),
                     pose=pose,
                     crop=crop if with_crop else None,
                 )

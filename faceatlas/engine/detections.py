@@ -131,7 +131,7 @@ class Detections:
         import supervision as sv
 
         class_id = self.class_id if self.class_id is not None else np.zeros(len(self), np.int64)
-        columns = {**self.data, **{k: np.asarray(v) for k, v in data.items()}}
+        columns: dict[str, Any] = {**self.data, **{k: np.asarray(v) for k, v in data.items()}}
         return sv.Detections(xyxy=self.boxes, confidence=self.scores, class_id=class_id.astype(int), data=columns)
 
     @classmethod

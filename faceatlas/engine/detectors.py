@@ -106,7 +106,9 @@ class SCRFD:
 class YuNet:
     """OpenCV Zoo YuNet detector (MIT), run through ``cv2.FaceDetectorYN``."""
 
-    def __init__(self, model: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640):
+    def __init__(
+        self, model: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640
+    ) -> None:
         self.model = str(model)
         self.max_side = max_side
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns on every YuNet load

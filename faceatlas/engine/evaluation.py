@@ -111,11 +111,13 @@ def embed_images(analyzer: FaceAnalyzer, root: Path, keys: Sequence[str], *, chu
         for start in range(0, len(keys), chunk):
             images = [analyzer.load(Path(root) / k) for k in keys[start : start + chunk]]
             found = analyzer.analyze_many(images, embed=False, with_crop=True)
-            crops, rows = [], []
+            crops: list[np.ndarray] = []
+            rows: list[int] = []
             for offset, (image, faces) in enumerate(zip(images, found)):
                 row = start + offset
-                if faces:
-                    crops.append(faces[central_index(faces, image.shape)].crop)
+                crop = faces[central_index(faces, image.shape)].crop if faces else None
+                if crop is not None:
+                    crops.append(crop)
                     rows.append(row)
                 else:
                     embeddings[row] = analyzer.face_in_box(image, central_box(image.shape)).embedding

@@ -46,6 +46,15 @@ class Embedding:
     def __len__(self) -> int:
         return len(self.vector)
 
+    @classmethod
+    def parse(cls, values: object, recognizer_id: object) -> Embedding:
+        """An embedding from untrusted input (a JSON list and a string), else :class:`InvalidArgument`."""
+        if not isinstance(values, list | tuple | np.ndarray):
+            raise InvalidArgument("an embedding is a list of numbers")
+        if not isinstance(recognizer_id, str) or not recognizer_id:
+            raise InvalidArgument("an embedding needs its 'recognizer_id' (the embedding space /detect returns)")
+        return cls(np.asarray(values, dtype=object), recognizer_id)
+
 
 @dataclass
 class Face:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,7 +36,7 @@ class LivenessResult:
         """Real when :attr:`score` reaches ``threshold`` (default :data:`REAL_THRESHOLD`)."""
         return self.score >= (REAL_THRESHOLD if threshold is None else threshold)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "real": self.is_real(),
             "score": round(self.score, 4),

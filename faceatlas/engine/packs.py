@@ -29,7 +29,7 @@ _OPENCV_ZOO_LFS = "https://media.githubusercontent.com/media/opencv/opencv_zoo/m
 @dataclass(frozen=True)
 class DetectorSpec:
     kind: DetectorKind
-    file: ModelFile | None = None
+    file: ModelFile
 
 
 @dataclass(frozen=True)

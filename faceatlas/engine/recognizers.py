@@ -86,7 +86,10 @@ class ArcFaceONNX:
         self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 64
 
     def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
-        return align_face(image, detections.keypoints[index], self.crop_size)
+        keypoints = detections.keypoints
+        if keypoints is None:
+            raise InvalidArgument("alignment needs the 5 keypoints of a face detector")
+        return align_face(image, keypoints[index], self.crop_size)
 
     def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         if len(crops) == 0:

@@ -45,7 +45,7 @@ def create_session(
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, options, providers=choose_providers(providers))
     wanted_cuda = providers is None or "CUDAExecutionProvider" in (providers or [])
-    if wanted_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-        if "CUDAExecutionProvider" not in session.get_providers():
-            log.warning("CUDA is built in but the session fell back to %s", session.get_providers())
+    if wanted_cuda and "CUDAExecutionProvider" in ort.get_available_providers() \
+            and "CUDAExecutionProvider" not in session.get_providers():
+        log.warning("CUDA is built in but the session fell back to %s", session.get_providers())
     return session

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.db import create_database_engine, default_database_url, normalize_url, sqlite_path
+from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount, sqlite_path
 from faceatlas.engine import (
     DEFAULT_FAR,
     Calibration,
@@ -33,7 +33,7 @@ from faceatlas.engine import (
     load_calibration,
 )
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound
+from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound, UnknownPack
 from faceatlas.gallery import exchange
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
@@ -299,8 +299,8 @@ class Gallery:
         """Delete one face (row, crop and index entry)."""
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
-            deleted = session.execute(delete(FaceRecord).where(FaceRecord.collection_id == coll.id,
-                                                               FaceRecord.id == face_id)).rowcount
+            deleted = rowcount(session.execute(delete(FaceRecord).where(FaceRecord.collection_id == coll.id,
+                                                               FaceRecord.id == face_id)))
             if not deleted:
                 raise NotFound(f"face {face_id} not found in '{collection}'")
             revision = self._bump(session, coll)
@@ -355,7 +355,7 @@ class Gallery:
                 if (face.quality or 0.0) < min_quality:
                     report.rejected.append((source, f"low_quality ({face.quality:.2f} < {min_quality:.2f})"))
                     continue
-                vectors.append(face.embedding)
+                vectors.append(face.as_embedding().vector)
                 qualities.append(face.quality)
                 sources.append(source)
                 crops.append(source_crop(decoded, face) if keep_crops else None)
@@ -429,6 +429,8 @@ class Gallery:
             subject = self._subject(session, coll, external_id)
             calibration = calibration or _calibration_for(coll)
             cutoff = _resolve_threshold(coll, threshold, None if threshold is not None else far, calibration)
+            if cutoff is None:
+                raise InvalidArgument("verify needs a far or a raw threshold")
             vectors = self._subject_vectors(session, [subject.id]).get(subject.id)
             if vectors is None:
                 raise NotFound(f"subject '{external_id}' has no enrolled faces")
@@ -454,9 +456,10 @@ class Gallery:
                 if crop is None:
                     report.unmigratable.append(face_id)
                     continue
-                faces = analyzer.analyze(cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR), max_faces=1)
+                decoded = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+                faces = analyzer.analyze(decoded, max_faces=1) if decoded is not None else []
                 if faces:
-                    new_vectors[face_id] = faces[0].embedding
+                    new_vectors[face_id] = faces[0].as_embedding().vector
                 else:
                     report.failed.append(face_id)
         if (report.unmigratable or report.failed) and not drop_unmigratable:
@@ -507,8 +510,10 @@ class Gallery:
     @staticmethod
     def _bump(session: Session, collection: Collection) -> int:
         """Increment the collection revision in the current transaction; returns the new value."""
-        return session.scalar(update(Collection).where(Collection.id == collection.id)
-                              .values(revision=Collection.revision + 1).returning(Collection.revision))
+        revision = session.scalar(update(Collection).where(Collection.id == collection.id)
+                                  .values(revision=Collection.revision + 1).returning(Collection.revision))
+        assert revision is not None, "the collection row is locked by this transaction"
+        return revision
 
     @staticmethod
     def _face_counts(session: Session, subject_ids: list[int]) -> dict[int, int]:
@@ -585,7 +590,7 @@ def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:
 def _calibration_for(collection: Collection) -> Calibration | None:
     try:
         pack = get_pack(collection.pack_name)
-    except Exception:
+    except UnknownPack:  # a pack this version no longer ships
         return None
     if pack.recognizer_id != collection.recognizer_id:
         return None

@@ -53,6 +53,7 @@ class MicroBatcher:
         request.done.wait()
         if request.error is not None:
             raise request.error
+        assert request.result is not None, "a finished request has a result or an error"
         return request.result
 
     def close(self) -> None:
@@ -87,7 +88,7 @@ class MicroBatcher:
         self._metrics.batch_size.observe(count)
         try:
             vectors = self._embed([crop for request in pending for crop in request.crops])
-        except BaseException as exc:  # handed to every waiting caller
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller, who re-raises it
             for request in pending:
                 request.error = exc
                 request.done.set()
@@ -145,7 +146,8 @@ class InferencePool:
             return self.analyzer.analyze(image, liveness=liveness, max_faces=max_faces)
         faces = self.analyzer.analyze(image, embed=False, with_crop=True, liveness=liveness, max_faces=max_faces)
         if faces:
-            self.analyzer.attach_embeddings(faces, self.batcher.embed([face.crop for face in faces]))
+            self.analyzer.attach_embeddings(faces, self.batcher.embed([face.crop for face in faces
+                                                                       if face.crop is not None]))
             for face in faces:
                 face.crop = None
         return faces
@@ -167,7 +169,7 @@ class InferencePool:
             function, args, future, loop = job
             try:
                 result = function(*args)
-            except BaseException as exc:  # delivered to the awaiting request
+            except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting request, which re-raises it
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ def blur_faces(image: np.ndarray, faces: sv.Detections, keep: np.ndarray | None 
     """A copy of ``image`` with every face blurred except those where ``keep`` is True."""
     if len(faces) == 0:
         return image.copy()
-    hidden = faces if keep is None else faces[~keep]
+    hidden = faces if keep is None else cast(sv.Detections, faces[~keep])
     return sv.BlurAnnotator(kernel_size=max(15, image.shape[1] // 40)).annotate(image.copy(), hidden)
 
 

@@ -97,7 +97,9 @@ class EmbeddingMatcher:
                                 f"got one of {embedding.recognizer_id}")
         return embedding.vector
 
-    def add_images(self, analyzer: FaceAnalyzer, subject_id: str, images: Iterable[Any], name: str | None = None):
+    def add_images(
+        self, analyzer: FaceAnalyzer, subject_id: str, images: Iterable[Any], name: str | None = None
+    ) -> None:
         """Enrol the largest face of each image."""
         self.add(subject_id, [analyzer.analyze_one(image) for image in images], name)
 

@@ -162,7 +162,7 @@ class VideoPipeline:
         if kind not in self._trackers:
             self._trackers[kind] = byte_tracker(detection_fps, self.camera.track_timeout)
         tracked = self._trackers[kind].update_with_detections(detections)
-        for track_id, box in zip(tracked.tracker_id, tracked.xyxy):
+        for track_id, box in zip(_track_ids(tracked), tracked.xyxy):
             key = (kind, int(track_id))
             track = self.tracks.get(key)
             if track is None:
@@ -180,19 +180,19 @@ class VideoPipeline:
         if len(faces) == 0 or len(persons) == 0:
             return
         centres = faces.get_anchors_coordinates(sv.Position.CENTER)
-        for face_id, (cx, cy) in zip(faces.tracker_id, centres):
+        for face_id, (cx, cy) in zip(_track_ids(faces), centres):
             inside = ((persons.xyxy[:, 0] <= cx) & (cx <= persons.xyxy[:, 2])
                       & (persons.xyxy[:, 1] <= cy) & (cy <= persons.xyxy[:, 3]))
             if inside.any():
-                person_id = int(persons.tracker_id[np.argmax(inside)])
+                person_id = int(_track_ids(persons)[np.argmax(inside)])
                 self.tracks[("face", int(face_id))].linked = person_id
                 self.tracks[("person", person_id)].linked = int(face_id)
 
     def _collect_samples(self, frame: Frame, tracked: sv.Detections, faces: list[Face]) -> None:
-        for track_id, index in zip(tracked.tracker_id, tracked.data.get("face", [])):
+        for track_id, index in zip(_track_ids(tracked), tracked.data.get("face", [])):
             face = faces[int(index)]
             if face.crop is not None and (face.quality or 0.0) >= self.camera.recognition.min_quality:
-                self.tracks[("face", int(track_id))].add_sample(FaceSample(face.quality, frame.index, face.crop))
+                self.tracks[("face", int(track_id))].add_sample(FaceSample(face.quality or 0.0, frame.index, face.crop))
 
     def _recognize(self, frame: Frame) -> None:
         """Embed, in one batch, the faces due on every track; then update each track's vote."""
@@ -256,7 +256,7 @@ class VideoPipeline:
         if not self.camera.blur_unlisted:
             return image
         faces = self._shown["face"]
-        keep = np.array([self._listed(int(t)) for t in faces.tracker_id], dtype=bool)
+        keep = np.array([self._listed(int(t)) for t in _track_ids(faces)], dtype=np.bool_)
         return blur_faces(image, faces, keep)
 
     def _listed(self, face_track: int) -> bool:
@@ -272,7 +272,7 @@ class VideoPipeline:
 
     def _labels(self, kind: str) -> list[str]:
         labels = []
-        for track_id in self._shown[kind].tracker_id:
+        for track_id in _track_ids(self._shown[kind]):
             track = self.tracks.get((kind, int(track_id)))
             name = track.identity.name or track.identity.external_id if track and track.identity else None
             if kind == "face" and track is not None and name is None and track.unknown_reported:
@@ -327,6 +327,11 @@ def _empty(kind: str) -> sv.Detections:
     if kind == "face":
         empty.data["face"] = np.zeros(0, int)
     return empty
+
+
+def _track_ids(detections: sv.Detections) -> np.ndarray:
+    """The tracker ids of tracked detections (none before tracking)."""
+    return detections.tracker_id if detections.tracker_id is not None else np.zeros(0, int)
 
 
 def _box(box: np.ndarray) -> list[float]:

@@ -128,7 +128,7 @@ class EventBus:
             for sink in self.sinks:
                 try:
                     sink.emit(event)
-                except Exception:  # noqa: BLE001 - one broken sink must not stop the cameras
+                except Exception:
                     log.exception("sink %s failed on event %s", type(sink).__name__, event.id)
 
     def close(self) -> None:
@@ -136,7 +136,7 @@ class EventBus:
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
 
 

@@ -3,12 +3,14 @@ gallery's or the service's tables and migrations. Created with ``create_all`` wh
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from faceatlas.db import create_database_engine
-from faceatlas.video.events import Event
+from faceatlas.video.events import Event, EventType
 
 
 class VideoBase(DeclarativeBase):
@@ -38,8 +40,8 @@ class EventRow(VideoBase):
         return cls(tenant=tenant, **event.to_dict())
 
     def to_event(self) -> Event:
-        return Event(self.type, self.camera, self.frame, self.video_time, self.track_id, self.kind, dict(self.data),
-                     self.id, self.wall_time)
+        return Event(cast(EventType, self.type), self.camera, self.frame, self.video_time, self.track_id, self.kind,
+                     dict(self.data), self.id, self.wall_time)
 
 
 def open_events_db(url: str) -> Engine:

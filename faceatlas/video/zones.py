@@ -68,6 +68,8 @@ class LineCounter:
             return []
         crossed_in, crossed_out = self.zone.trigger(detections)
         ids = detections.tracker_id
+        if ids is None:  # not tracked: nothing can cross
+            return []
         return [(int(t), "in") for t in ids[crossed_in]] + [(int(t), "out") for t in ids[crossed_out]]
 
     @property

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from faceatlas.apps.drive import DriveConfig, DriverMonitor, FrameReport, iter_frames  # noqa: E402
+from faceatlas.apps.drive import DriveConfig, DriverMonitor, FrameReport, iter_frames
 
 VIDEO = "data/videos/driver_night_cabin.mp4"
 

@@ -47,7 +47,7 @@ class JsonlWriter:
     """Appends events to a JSON-lines file, one object per line, flushed per event."""
 
     def __init__(self, path: str | Path) -> None:
-        self._file: IO[str] = Path(path).open("w", encoding="utf-8")
+        self._file: IO[str] = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()/__exit__
 
     def write(self, event: DriveEvent) -> None:
         self._file.write(event.to_json() + "\n")

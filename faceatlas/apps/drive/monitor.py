@@ -134,9 +134,9 @@ class DriverMonitor:
     def _find_face(self, frame: np.ndarray, gray: np.ndarray) -> tuple[DriverFace | None, bool]:
         """The driver's face; the previous one again when the face region did not change at all."""
         roi = self._face_roi(gray)
-        if roi is not None and self._last_roi is not None and roi.shape == self._last_roi.shape:
-            if float(cv2.absdiff(roi, self._last_roi).mean()) < self.config.unchanged_diff:
-                return self._last_face, True
+        if roi is not None and self._last_roi is not None and roi.shape == self._last_roi.shape \
+                and float(cv2.absdiff(roi, self._last_roi).mean()) < self.config.unchanged_diff:
+            return self._last_face, True
         self._last_face = self.tracker.find(frame)
         self._last_roi = self._face_roi(gray)
         return self._last_face, False
@@ -171,6 +171,7 @@ class DriverMonitor:
 
     def _measure(self, report: FrameReport, width: int, height: int, dt: float) -> None:
         cfg, t = self.config, report.t
+        assert report.face is not None, "measured only when a face was found"
         landmarks = report.face.landmarks
         report.ear = eye_aspect_ratios(landmarks)
         report.mar = mouth_aspect_ratio(landmarks)
@@ -244,8 +245,8 @@ class DriverMonitor:
                 Level.ALERT,
                 kind="long_glance",
                 seconds=cfg.long_glance_s,
-                gaze_yaw=round(report.gaze_yaw, 1),
-                gaze_pitch=round(report.gaze_pitch, 1),
+                gaze_yaw=round(report.gaze_yaw or 0.0, 1),
+                gaze_pitch=round(report.gaze_pitch or 0.0, 1),
             )
         self._off_road_share.add(t, dt, bool(report.off_road))
         away = self._off_road_share.flagged_s

@@ -50,7 +50,7 @@ def draw_report(frame: np.ndarray, report: FrameReport, last_event: DriveEvent |
     if report.pose is not None:
         text = f"yaw {report.pose.yaw:+.0f} pitch {report.pose.pitch:+.0f} roll {report.pose.roll:+.0f}"
         cv2.putText(image, text, (10, 152), FONT, 0.42, WHITE, 1, cv2.LINE_AA)
-    status = report.camera if report.camera != "ok" else ("no face" if report.face is None else "driver")
+    status: str = report.camera if report.camera != "ok" else ("no face" if report.face is None else "driver")
     if report.off_road:
         status += ", off road"
     status += f", drowsy {report.drowsiness}" if report.drowsiness else ""

@@ -50,7 +50,7 @@ def run_drive(
             if output is not None:
                 if video is None:
                     height, width = frame.shape[:2]
-                    video = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                    video = cv2.VideoWriter(str(output), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
                 video.write(draw_report(frame, report, last_alert))
     except KeyboardInterrupt:
         pass

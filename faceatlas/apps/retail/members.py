@@ -22,6 +22,7 @@ from faceatlas.apps.retail.db import (
     utcnow,
 )
 from faceatlas.apps.retail.payments import PaymentBackend
+from faceatlas.db import rowcount
 from faceatlas.engine import FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import ConsentRequired, InvalidArgument
@@ -172,11 +173,11 @@ class MemberRegistry:
         if payment_ref:
             self._payments.forget(payment_ref)
         with self._sessions.begin() as session:
-            report.visits_anonymised = session.execute(
-                update(Visit).where(Visit.member_id == member_id).values(member_id=None, track=None)).rowcount
-            report.charges_anonymised = session.execute(
-                update(Charge).where(Charge.member_id == member_id).values(member_id=None)).rowcount
-            report.consents_deleted = session.execute(delete(Consent).where(Consent.member_id == member_id)).rowcount
+            report.visits_anonymised = rowcount(session.execute(
+                update(Visit).where(Visit.member_id == member_id).values(member_id=None, track=None)))
+            report.charges_anonymised = rowcount(session.execute(
+                update(Charge).where(Charge.member_id == member_id).values(member_id=None)))
+            report.consents_deleted = rowcount(session.execute(delete(Consent).where(Consent.member_id == member_id)))
             session.execute(delete(Member).where(Member.id == member_id))
         return report
 

@@ -114,6 +114,7 @@ def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *,
     truth = GroundTruth()
     consent_analytics: dict[str, tuple[str, str]] = {}
     for i, person in enumerate(member_cast):
+        assert person.enrol_image is not None, "members are cast with an enrolment photo"
         purposes = ("face_pay", "visit_recognition") + (("analytics",) if rng.random() < 0.7 else ())
         age, gender = rng.choice(AGE_BANDS), rng.choice(GENDERS)
         info = store.members.enrol(f"Member {i + 1}", [person.enrol_image], ConsentRecord(purposes, f"Member {i + 1}"),
@@ -150,7 +151,7 @@ class _Casting:
         return all(float(vector @ other) < self.visit - MARGIN for other in self.known)
 
     def members(self, people: list[Path], count: int) -> list[Person]:
-        chosen = []
+        chosen: list[Person] = []
         for folder in people:
             if len(chosen) == count:
                 break
@@ -169,7 +170,7 @@ class _Casting:
         return chosen
 
     def unknowns(self, people: list[Path], count: int) -> list[Person]:
-        chosen = []
+        chosen: list[Person] = []
         for folder in people:
             if len(chosen) == count:
                 break
@@ -231,7 +232,7 @@ def _run(store: RetailStore, plan: list[PlannedVisit], rng: random.Random) -> li
         if isinstance(event, Exit):
             outcomes.append(result)
             if not retried and result.status == "charged":
-                outcomes.append(store.handle(event))  # type: ignore[arg-type]
+                outcomes.append(store.handle(event))
                 retried = True
     return outcomes
 
@@ -244,7 +245,7 @@ def _fill_truth(truth: GroundTruth, plan: list[PlannedVisit], config: StoreConfi
     for n, visit in enumerate(plan):
         member = visit.person.member_id if visit.person else None
         recognisable = visit.person is not None and (member is not None or config.privacy.anonymous_tracking)
-        seen[visit.person.key if recognisable else f"visit-{n}"] += 1
+        seen[visit.person.key if recognisable and visit.person is not None else f"visit-{n}"] += 1
         truth.visits += 1
         truth.member_visits += member is not None
         truth.visits_per_hour[visit.entry.hour] = truth.visits_per_hour.get(visit.entry.hour, 0) + 1

@@ -38,7 +38,7 @@ from faceatlas.apps.retail.db import (
 from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
-from faceatlas.db import create_database_engine, default_database_url, normalize_url
+from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
 from faceatlas.engine import Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
@@ -330,6 +330,8 @@ class RetailStore:
                                    idempotency_key=f"{self.config.id}:refund:{key}")
         with self._sessions.begin() as session:
             row = session.get(Charge, charge_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no charge {charge_id}")
             refund = Refund(charge_id=charge_id, key=key, amount_cents=amount, reason=reason, transaction_ref=ref)
             session.add(refund)
             row.refunded_cents += amount
@@ -418,8 +420,8 @@ class RetailStore:
         return new_id, False
 
     def _purge(self, session: Session, now: datetime) -> int:
-        return session.execute(delete(AnonymousVisitor).where(AnonymousVisitor.store_id == self.config.id,
-                                                              AnonymousVisitor.expires_at <= now)).rowcount
+        return rowcount(session.execute(delete(AnonymousVisitor).where(AnonymousVisitor.store_id == self.config.id,
+                                                              AnonymousVisitor.expires_at <= now)))
 
     def _alert(self, session: Session, kind: str, event: Exit, visit_id: int | None, details: dict[str, Any]) -> None:
         session.add(Alert(store_id=self.config.id, kind=kind, camera=event.camera, event_id=event.id,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 
 from faceatlas.gallery.index.base import (
@@ -19,6 +20,9 @@ from faceatlas.gallery.index.base import (
     _grown,
     _pad,
 )
+
+# FAISS's SWIG stubs miss attributes it has at run time (codes, hnsw.neighbors, SearchParametersHNSW).
+faiss: Any = _faiss
 
 
 class HNSWIndex:

@@ -69,7 +69,8 @@ def save_index(state: IndexState, path: Path) -> None:
 
     def write(arrays: dict[str, np.ndarray]) -> None:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            columns: dict[str, Any] = {**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+            np.savez(handle, **columns)
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 
 from faceatlas.engine import l2_normalize, top_k
@@ -26,6 +26,9 @@ from faceatlas.gallery.index.base import (
     router_dim,
 )
 from faceatlas.gallery.index.router import HNSWIndex, principal_axes
+
+# FAISS's SWIG stubs miss attributes it has at run time (codes, hnsw.neighbors, SearchParametersHNSW).
+faiss: Any = _faiss
 
 
 class TemplateIndex:
@@ -183,7 +186,7 @@ class TemplateIndex:
                 rows = rows[rows >= 0]
                 top = top_k((self._vectors[rows].astype(np.float32) @ query)[None], self._ids[rows], k) \
                     if len(rows) else (np.empty((1, 0), np.float32), np.empty((1, 0), np.int64))
-                padded = _pad(*top, k)
+                padded = _pad(top[0], top[1], k)
                 sims.append(padded[0])
                 ids.append(padded[1])
         return np.vstack(sims), np.vstack(ids)
@@ -216,15 +219,15 @@ class TemplateIndex:
         subjects, first, counts = np.unique(groups, return_index=True, return_counts=True)
         per_subject = -(-counts // TEMPLATE_GROUP_SIZE)
         rank = np.arange(len(rows)) - np.repeat(first, counts)
-        node = np.repeat(np.cumsum(per_subject) - per_subject, counts) + \
+        placed = np.repeat(np.cumsum(per_subject) - per_subject, counts) + \
             rank * np.repeat(per_subject, counts) // np.repeat(counts, counts)
-        slot = np.arange(len(rows)) - np.searchsorted(node, node)
+        slot = np.arange(len(rows)) - np.searchsorted(placed, placed)
         base, created = self.nodes, int(per_subject.sum())
         self._members = _grown(self._members, base + created, fill=-1)
         self._groups = _grown(self._groups, base + created, fill=-1)
-        self._members[base + node, slot] = rows
+        self._members[base + placed, slot] = rows
         self._groups[base: base + created] = np.repeat(subjects, per_subject)
-        self._node_of[rows] = base + node
+        self._node_of[rows] = base + placed
         new_nodes = np.arange(base, base + created)
         templates = self._templates(new_nodes)
         if self.router.dim < self.dim and self.projection is None:

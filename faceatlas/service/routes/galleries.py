@@ -225,7 +225,8 @@ async def search(
     """1:N: the subjects most similar to the query face(s) (image) or to an ``embedding`` with its
     ``recognizer_id`` (an embedding of another space than the collection's is ``model_mismatch``)."""
     gallery = tenant_gallery(request, meter)
-    options = {"k": k, "threshold": threshold, "far": far if threshold is None else None, "aggregate": aggregate}
+    options: dict[str, Any] = {"k": k, "threshold": threshold, "far": far if threshold is None else None,
+                               "aggregate": aggregate}
     body = await _json_body(request)
     if "embedding" in body:
         vector = _embedding(body)
@@ -240,9 +241,7 @@ async def search(
     calibration = request.app.state.analyzer.calibration
     results = []
     for face in faces:
-        matches = await run_in_threadpool(
-            lambda f=face: gallery.search(collection, f, calibration=calibration, **options)
-        )
+        matches = await run_in_threadpool(gallery.search, collection, face, calibration=calibration, **options)
         results.append({"face": face.to_dict(), "matches": [m.to_dict() for m in matches]})
     return {"results": results}
 
@@ -281,12 +280,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def _embedding(body: dict[str, Any]) -> Embedding:
-    space = body.get("recognizer_id")
-    if not isinstance(space, str) or not space:
-        raise InvalidArgument("an embedding needs its 'recognizer_id' (the embedding space /detect returns)")
-    if not isinstance(body["embedding"], list):
-        raise InvalidArgument("embedding must be a list of numbers")
-    return Embedding(body["embedding"], space)
+    return Embedding.parse(body["embedding"], body.get("recognizer_id"))
 
 
 async def _audit(request: Request, meter: Meter, action: str, target: str, details: dict | None = None) -> None:
