@@ -3,9 +3,9 @@ gallery's or the service's tables and migrations. Created with ``create_all`` wh
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, String
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from faceatlas.gallery.db import create_database_engine
 from faceatlas.video.events import Event
@@ -47,3 +47,18 @@ def open_events_db(url: str) -> Engine:
     engine = create_database_engine(url)
     VideoBase.metadata.create_all(engine)
     return engine
+
+
+def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type: str | None = None,
+                since: str | None = None, limit: int = 100) -> list[Event]:
+    """The tenant's newest stored events, newest first; ``since`` is an ISO 8601 UTC time."""
+    query = select(EventRow).where(EventRow.tenant == tenant)
+    if camera is not None:
+        query = query.where(EventRow.camera == camera)
+    if type is not None:
+        query = query.where(EventRow.type == type)
+    if since is not None:
+        query = query.where(EventRow.wall_time >= since)
+    with Session(engine) as session:
+        rows = session.scalars(query.order_by(EventRow.wall_time.desc()).limit(limit))
+        return [row.to_event() for row in rows]

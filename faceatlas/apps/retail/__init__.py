@@ -6,6 +6,7 @@ enrolment, export, erasure), the events :class:`Entry`, :class:`ZoneVisit`, :cla
 :class:`Exit`, and :func:`compute_report` for analytics.
 """
 
+from faceatlas.apps.retail.analytics import CHARTS, Report, chart_png, compute_report, csv_text, store_report
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
 from faceatlas.apps.retail.members import ConsentRecord, ConsentRequired, ErasureReport, MemberInfo, MemberRegistry
@@ -13,6 +14,7 @@ from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
+    "CHARTS",
     "Camera",
     "Cart",
     "ConsentRecord",
@@ -29,9 +31,14 @@ __all__ = [
     "Privacy",
     "Product",
     "Recognition",
+    "Report",
     "RetailStore",
     "StoreConfig",
     "UnknownShopper",
     "ZoneVisit",
+    "chart_png",
+    "compute_report",
+    "csv_text",
     "from_video_event",
+    "store_report",
 ]

@@ -10,13 +10,15 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.apps.retail.db import Alert, Charge, Consent, Member, Visit, ZoneVisitRecord
+from faceatlas.apps.retail.db import Alert, Charge, Consent, Member, StoreRecord, Visit, ZoneVisitRecord
+from faceatlas.errors import NotFound
 
 DWELL_BUCKETS: tuple[tuple[str, float], ...] = (("<5", 5), ("5-10", 10), ("10-20", 20), ("20-30", 30),
                                                 ("30-60", 60), ("60+", float("inf")))
@@ -132,6 +134,18 @@ def compute_report(sessions: sessionmaker[Session], store_id: str, start: dateti
     report.refunded_cents = sum(c.refunded_cents for c in charges.values())
     report.basket_sizes = dict(sorted(Counter(c.items for c in charges.values()).items()))
     return report
+
+
+def store_report(engine: Engine, tenant: str, store_id: str, first: date, last: date) -> Report:
+    """The report of ``store_id`` for the days ``first`` to ``last`` (inclusive), for the tenant
+    that owns the store: another tenant's store is :class:`NotFound`, as a missing one."""
+    sessions = sessionmaker(engine)
+    with sessions() as session:
+        store = session.get(StoreRecord, store_id)
+    if store is None or store.tenant != tenant:
+        raise NotFound(f"store '{store_id}' not found")
+    start = datetime.combine(first, datetime.min.time())
+    return compute_report(sessions, store_id, start, datetime.combine(last + timedelta(days=1), datetime.min.time()))
 
 
 def _visitor(visit: Visit) -> str:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.service.deps import Meter, metered
+from faceatlas.service.deps import DbDep, Meter, metered
+from faceatlas.service.schemas import EventList
 from faceatlas.video.events import EVENT_TYPES
-from faceatlas.video.store import EventRow
+from faceatlas.video.store import list_events as stored_events
 
 router = APIRouter(tags=["video"])
 
 
-@router.get("/events")
+@router.get("/events", response_model=EventList)
 async def list_events(
-    request: Request,
+    db: DbDep,
     meter: Annotated[Meter, Depends(metered("events.list", "read", billable=False))],
     camera: Annotated[str | None, Query(max_length=200)] = None,
     type: Annotated[str | None, Query(description=f"one of {', '.join(EVENT_TYPES)}")] = None,
@@ -26,17 +25,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     """The tenant's newest video events (watchlist hits, identifications, line crossings, ...)."""
-    query = select(EventRow).where(EventRow.tenant == meter.principal.tenant_id)
-    if camera is not None:
-        query = query.where(EventRow.camera == camera)
-    if type is not None:
-        query = query.where(EventRow.type == type)
-    if since is not None:
-        query = query.where(EventRow.wall_time >= since)
-    query = query.order_by(EventRow.wall_time.desc()).limit(limit)
-
-    def fetch() -> list[dict]:
-        with Session(request.app.state.db) as session:
-            return [row.to_event().to_dict() for row in session.scalars(query)]
-
-    return {"events": await run_in_threadpool(fetch)}
+    events = await run_in_threadpool(
+        stored_events, db, meter.principal.tenant_id, camera=camera, type=type, since=since, limit=limit
+    )
+    return {"events": [event.to_dict() for event in events]}
