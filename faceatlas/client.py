@@ -1,14 +1,20 @@
 """A small Python client for a FaceAtlas server (``faceatlas serve``).
 
 >>> client = FaceAtlasClient("http://127.0.0.1:8000", api_key="fa_...")
->>> client.detect("group.jpg")["faces"]
+>>> [face.bbox for face in client.detect("group.jpg").faces]
+
+Answers are small frozen dataclasses (``DetectResult``, ``CompareResult``, ``Collection``,
+``Subject``, ``SearchResult``, ...) parsed from the JSON; each keeps the JSON itself as ``raw``.
+This module imports nothing else of faceatlas: it ships on its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -28,6 +34,180 @@ class FaceAtlasApiError(Exception):
         self.retry_after = retry_after
 
 
+T = TypeVar("T")
+
+
+def _parse(cls: type[T], data: dict[str, Any], **nested: Any) -> T:
+    """``cls`` from the JSON object ``data``: its known fields (missing ones take their defaults),
+    ``nested`` values already parsed, and ``raw``."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"raw"}  # type: ignore[arg-type]
+    values = {k: _frozen(v) for k, v in data.items() if k in names}
+    return cls(**{**values, **nested, "raw": data})
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+def _raw() -> Any:
+    """The ``raw`` field: the JSON the answer was parsed from (left out of repr and ==)."""
+    return field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box (x1, y1, x2, y2), detector score, 5 keypoints; quality, pose,
+    liveness score and embedding (with its ``recognizer_id``) when the server sent them."""
+
+    bbox: tuple[float, ...]
+    det_score: float
+    keypoints: tuple[tuple[float, ...], ...]
+    quality: float | None = None
+    pose: dict[str, float] | None = None
+    liveness: float | None = None
+    embedding: tuple[float, ...] | None = field(default=None, repr=False)
+    recognizer_id: str | None = None
+    raw: dict[str, Any] = _raw()
+
+    @classmethod
+    def of(cls, data: dict[str, Any] | None) -> Face | None:
+        return None if data is None else _parse(cls, data)
+
+
+def _faces(data: dict[str, Any]) -> tuple[Face, ...]:
+    return tuple(_parse(Face, f) for f in data.get("faces", []))
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    pack: str
+    faces: tuple[Face, ...]
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """A 1:1 verdict: ``match`` (and ``threshold``) are None when the server's pack is uncalibrated."""
+
+    similarity: float
+    match: bool | None
+    threshold: float | None
+    far: float | None
+    match_at_far: float | None
+    pack: str
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class LivenessResult:
+    real: bool
+    score: float
+    probabilities: tuple[float, ...]
+    face: Face | None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    pack_name: str
+    pack_version: str
+    recognizer_id: str
+    embedding_size: int
+    keep_crops: bool
+    metadata: dict[str, Any]
+    subjects: int
+    faces: int
+    created_at: str
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Subject:
+    external_id: str
+    name: str | None
+    metadata: dict[str, Any]
+    faces: int
+    created_at: str
+    updated_at: str
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class SubjectPage:
+    """One page of subjects; pass ``next`` back as ``after`` (None: the last page)."""
+
+    subjects: tuple[Subject, ...]
+    next: str | None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    face_ids: tuple[int, ...]
+    faces: tuple[Face, ...]
+    rejected: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Match:
+    """A subject found by a search (one entry per subject however many of its faces matched)."""
+
+    external_id: str
+    name: str | None
+    similarity: float
+    best_similarity: float
+    best_face_id: int
+    matched_faces: int
+    mean_similarity: float | None = None
+    far_level: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The matches of one query face (``face`` is None for a search by embedding)."""
+
+    face: Face | None
+    matches: tuple[Match, ...]
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Is the image's largest face this subject?"""
+
+    external_id: str
+    match: bool
+    similarity: float
+    threshold: float
+    best_similarity: float
+    mean_similarity: float
+    far_level: float | None
+    face: Face | None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    tenant: str
+    day: str
+    operation: str
+    calls: int
+    faces: int
+    errors: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Usage:
+    tenant: str
+    rows: tuple[UsageRow, ...]
+    raw: dict[str, Any] = _raw()
+
+
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     if isinstance(image, bytes):
         return name, (name, image, "application/octet-stream")
@@ -36,15 +216,20 @@ def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
 
 
 class FaceAtlasClient:
-    """Typed access to the ``/v1`` API; every method returns the decoded JSON answer."""
+    """Typed access to the ``/v1`` API; every method returns a frozen dataclass of the answer.
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0) -> None:
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {api_key}"}
-        )
+    ``http`` replaces the HTTP client (e.g. a ``fastapi.testclient.TestClient``, which is one)."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 60.0, http: httpx.Client | None = None
+    ) -> None:
+        self._owned = http is None
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()
 
     def __enter__(self) -> FaceAtlasClient:
         return self
@@ -53,7 +238,7 @@ class FaceAtlasClient:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        response = self._http.request(method, path, headers=self._auth, **kwargs)
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -70,69 +255,90 @@ class FaceAtlasClient:
         return response.text
 
     # -- faces ---------------------------------------------------------------------------------
-    def detect(self, image: ImageArg, *, liveness: bool = False, embedding: bool = False) -> dict:
-        return self._call(
+    def detect(self, image: ImageArg, *, liveness: bool = False, embedding: bool = False) -> DetectResult:
+        data = self._call(
             "POST",
             "/v1/detect",
             files=dict([_image("image", image)]),
             params={"liveness": liveness, "embedding": embedding},
         )
+        return _parse(DetectResult, data, faces=_faces(data))
 
-    def compare(self, image_a: ImageArg, image_b: ImageArg, *, far: float = DEFAULT_FAR) -> dict:
+    def compare(self, image_a: ImageArg, image_b: ImageArg, *, far: float = DEFAULT_FAR) -> CompareResult:
         files = dict([_image("image_a", image_a), _image("image_b", image_b)])
-        return self._call("POST", "/v1/compare", files=files, params={"far": far})
+        return _parse(CompareResult, self._call("POST", "/v1/compare", files=files, params={"far": far}))
 
-    def liveness(self, image: ImageArg) -> dict:
-        return self._call("POST", "/v1/liveness", files=dict([_image("image", image)]))
+    def liveness(self, image: ImageArg) -> LivenessResult:
+        data = self._call("POST", "/v1/liveness", files=dict([_image("image", image)]))
+        return _parse(LivenessResult, data, face=Face.of(data.get("face")))
 
     # -- galleries -------------------------------------------------------------------------------
-    def create_collection(self, name: str, *, keep_crops: bool = False) -> dict:
-        return self._call("POST", "/v1/collections", json={"name": name, "keep_crops": keep_crops})
+    def create_collection(self, name: str, *, keep_crops: bool = False) -> Collection:
+        return _parse(Collection, self._call("POST", "/v1/collections", json={"name": name, "keep_crops": keep_crops}))
 
-    def list_collections(self) -> dict:
-        return self._call("GET", "/v1/collections")
+    def list_collections(self) -> list[Collection]:
+        return [_parse(Collection, c) for c in self._call("GET", "/v1/collections")["collections"]]
+
+    def get_collection(self, name: str) -> Collection:
+        return _parse(Collection, self._call("GET", f"/v1/collections/{name}"))
 
     def delete_collection(self, name: str) -> None:
         self._call("DELETE", f"/v1/collections/{name}")
 
     def add_subject(
         self, collection: str, subject_id: str, *, name: str | None = None, metadata: dict | None = None
-    ) -> dict:
+    ) -> Subject:
         body = {"id": subject_id, "name": name, "metadata": metadata or {}}
-        return self._call("POST", f"/v1/collections/{collection}/subjects", json=body)
+        return _parse(Subject, self._call("POST", f"/v1/collections/{collection}/subjects", json=body))
 
-    def list_subjects(self, collection: str, *, limit: int = 100, after: str | None = None) -> dict:
+    def get_subject(self, collection: str, subject_id: str) -> Subject:
+        return _parse(Subject, self._call("GET", f"/v1/collections/{collection}/subjects/{subject_id}"))
+
+    def list_subjects(self, collection: str, *, limit: int = 100, after: str | None = None) -> SubjectPage:
         params: dict[str, Any] = {"limit": limit}
         if after:
             params["after"] = after
-        return self._call("GET", f"/v1/collections/{collection}/subjects", params=params)
+        data = self._call("GET", f"/v1/collections/{collection}/subjects", params=params)
+        return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in data["subjects"]))
 
-    def enrol(self, collection: str, subject_id: str, image: ImageArg) -> dict:
-        return self._call(
+    def enrol(self, collection: str, subject_id: str, image: ImageArg) -> EnrolResult:
+        data = self._call(
             "POST", f"/v1/collections/{collection}/subjects/{subject_id}/faces", files=dict([_image("image", image)])
         )
+        return _parse(EnrolResult, data, faces=_faces(data))
 
     def delete_subject(self, collection: str, subject_id: str) -> None:
         self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}")
 
-    def search(self, collection: str, image: ImageArg, *, k: int = 5, far: float | None = None) -> dict:
-        """The ``k`` most similar subjects; only those reaching ``far`` when it is given (as the
-        gallery, the CLI and the API: search ranks, ``verify`` decides)."""
+    def search(self, collection: str, image: ImageArg, *, k: int = 5, far: float | None = None) -> list[SearchResult]:
+        """The ``k`` most similar subjects per query face; only those reaching ``far`` when it is
+        given (as the gallery, the CLI and the API: search ranks, ``verify`` decides)."""
         params: dict[str, Any] = {"k": k}
         if far is not None:
             params["far"] = far
-        return self._call(
+        data = self._call(
             "POST", f"/v1/collections/{collection}/search", files=dict([_image("image", image)]), params=params
         )
+        return [
+            _parse(
+                SearchResult,
+                result,
+                face=Face.of(result.get("face")),
+                matches=tuple(_parse(Match, m) for m in result["matches"]),
+            )
+            for result in data["results"]
+        ]
 
-    def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = DEFAULT_FAR) -> dict:
-        return self._call(
+    def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = DEFAULT_FAR) -> Verification:
+        data = self._call(
             "POST",
             f"/v1/collections/{collection}/subjects/{subject_id}/verify",
             files=dict([_image("image", image)]),
             params={"far": far},
         )
+        return _parse(Verification, data, face=Face.of(data.get("face")))
 
     # -- account ---------------------------------------------------------------------------------
-    def usage(self) -> dict:
-        return self._call("GET", "/v1/usage")
+    def usage(self) -> Usage:
+        data = self._call("GET", "/v1/usage")
+        return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in data["rows"]))

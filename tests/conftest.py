@@ -87,3 +87,10 @@ def session_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     """A fresh database shared by a whole test session (one per backend)."""
     with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def new_database():
+    """``new_database(kind, folder)``: the :func:`fresh_database` context manager, for fixtures
+    in other folders that need a database of their own."""
+    return fresh_database

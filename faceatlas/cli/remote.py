@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,10 +20,17 @@ Server = Annotated[str, typer.Option("--server", envvar="FACEATLAS_SERVER", help
 Key = Annotated[str, typer.Option("--key", envvar="FACEATLAS_API_KEY", help="API key (fa_...)")]
 
 
+def _json(answer: Any) -> Any:
+    """The JSON the server sent for a client answer (a dataclass with ``raw``, or a list of them)."""
+    if isinstance(answer, list):
+        return [_json(item) for item in answer]
+    return getattr(answer, "raw", answer)
+
+
 def _run(server: str, key: str, call) -> None:  # noqa: ANN001 - a function of the client
     try:
         with FaceAtlasClient(server, key) as client:
-            print(json.dumps(call(client), indent=2))
+            print(json.dumps(_json(call(client)), indent=2))
     except FaceAtlasApiError as exc:
         console.print(f"[red]{exc.status} {exc.code}:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -52,7 +59,7 @@ def search(
     collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float | None = None
 ) -> None:
     """1:N search of a collection."""
-    _run(server, key, lambda c: c.search(collection, image, k=k, far=far))
+    _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, far=far))})
 
 
 @app.command()

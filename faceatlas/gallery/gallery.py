@@ -351,10 +351,7 @@ class Gallery:
             if not faces:
                 report.rejected.append((source, "no_face"))
                 continue
-            for face in faces:
-                if (face.quality or 0.0) < min_quality:
-                    report.rejected.append((source, f"low_quality ({face.quality:.2f} < {min_quality:.2f})"))
-                    continue
+            for face in _quality_gate(faces, min_quality, source, report):
                 vectors.append(face.as_embedding().vector)
                 qualities.append(face.quality)
                 sources.append(source)
@@ -363,6 +360,30 @@ class Gallery:
             report.added = self.add_embeddings(collection, external_id, np.stack(vectors),
                                                recognizer_id=analyzer.pack.recognizer_id, qualities=qualities,
                                                sources=sources, crops=crops, name=name)
+        return report
+
+    def enrol_faces(self, collection: str, external_id: str, faces: Sequence[Face], *,
+                    crops: Sequence[bytes | None] | None = None, min_quality: float = 0.0,
+                    source: str = "api") -> EnrolReport:
+        """Enrol already analysed ``faces`` of one image (with their source ``crops`` when the
+        collection keeps them) that reach ``min_quality``: the same gate as :meth:`enrol_images`.
+        No face is :class:`NoFace`; none reaching the gate is :class:`InvalidArgument`."""
+        if not faces:
+            raise NoFace("no face found in the image")
+        crop_of = dict(zip(map(id, faces), crops)) if crops is not None else {}
+        report = EnrolReport()
+        kept = _quality_gate(faces, min_quality, source, report)
+        if not kept:
+            raise InvalidArgument(f"no face reached min_quality {min_quality}")
+        embeddings = [f.as_embedding() for f in kept]
+        if len({e.recognizer_id for e in embeddings}) > 1:
+            raise ModelMismatch("faces of one enrolment come from different recognizers")
+        report.added = self.add_embeddings(
+            collection, external_id, np.stack([e.vector for e in embeddings]),
+            recognizer_id=embeddings[0].recognizer_id,
+            qualities=[f.quality for f in kept], sources=[source] * len(kept),
+            crops=[crop_of.get(id(f)) for f in kept])
+        report.faces = kept
         return report
 
     # -- search -----------------------------------------------------------------------------
@@ -565,6 +586,17 @@ def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN) -> 
     if not ok:
         raise FaceAtlasError("could not encode the face crop")
     return encoded.tobytes()
+
+
+def _quality_gate(faces: Sequence[Face], min_quality: float, source: str, report: EnrolReport) -> list[Face]:
+    """The faces reaching ``min_quality``; the others are recorded as rejected in ``report``."""
+    kept = []
+    for face in faces:
+        if (face.quality or 0.0) < min_quality:
+            report.rejected.append((source, f"low_quality ({face.quality or 0.0:.2f} < {min_quality:.2f})"))
+        else:
+            kept.append(face)
+    return kept
 
 
 def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:

@@ -108,10 +108,12 @@ class Verification:
 
 @dataclass
 class EnrolReport:
-    """What an enrolment added and what it refused (source, reason)."""
+    """What an enrolment added and what it refused (source, reason); ``faces``: the enrolled
+    faces when they were given analysed (:meth:`Gallery.enrol_faces`)."""
 
     added: list[int] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    faces: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
@@ -18,7 +16,7 @@ from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import UsageRecord, migrate
+from faceatlas.service.db import migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
 from faceatlas.service.inference import InferencePool
@@ -26,59 +24,9 @@ from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.routes import account, events, faces, galleries, retail
+from faceatlas.service.usage import UsageWriter
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
-
-log = logging.getLogger("faceatlas.service")
-
-
-class UsageWriter:
-    """Writes usage records from a background thread in small batches; ``flush`` waits for them."""
-
-    def __init__(self, accounts: Accounts) -> None:
-        self._accounts = accounts
-        self._rows: queue.Queue[UsageRecord | None] = queue.Queue()
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._thread = threading.Thread(target=self._loop, name="faceatlas-usage", daemon=True)
-        self._thread.start()
-
-    def add(self, row: UsageRecord) -> None:
-        with self._idle:
-            self._pending += 1
-        self._rows.put(row)
-
-    def flush(self, timeout: float = 10.0) -> None:
-        with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def close(self) -> None:
-        self.flush()
-        self._rows.put(None)
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while True:
-            first = self._rows.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < 500:
-                try:
-                    row = self._rows.get(timeout=0.05)
-                except queue.Empty:
-                    break
-                if row is None:
-                    self._rows.put(None)
-                    break
-                batch.append(row)
-            try:
-                self._accounts.record_usage(batch)
-            except Exception:  # a metering outage must not take the API down; it is logged
-                log.exception("could not record %d usage rows", len(batch))
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
 
 
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None) -> FastAPI:
@@ -86,7 +34,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     settings = settings or ServiceSettings.from_env()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
         state.db = create_database_engine(settings.database_url)
         migrate(state.db)
@@ -135,7 +83,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(account.router, prefix="/v1")
 
     @app.middleware("http")
-    async def meter_calls(request: Request, call_next):
+    async def meter_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         meter = getattr(request.state, "meter", None)

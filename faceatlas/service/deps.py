@@ -1,5 +1,9 @@
-"""Request dependencies: the caller's key (auth), scope checks, rate limits, quotas, metering,
-and image inputs (multipart upload or base64 JSON)."""
+"""Request dependencies, typed: the app's parts (``SettingsDep``, ``DbDep``, ``AccountsDep``,
+``PoolDep``, ``AnalyzerDep``, ``TenantGalleryDep``, ...), the caller's key (auth), scope checks,
+rate limits, quotas, metering, auditing, and image inputs (multipart upload or base64 JSON).
+
+Routes declare what they need as parameters (``pool: PoolDep``); nothing else reads ``app.state``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,19 @@ import base64
 import binascii
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import httpx
-from fastapi import Request
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import utcnow
+from faceatlas.engine import FaceAnalyzer
 from faceatlas.errors import (
     Forbidden,
     InvalidArgument,
@@ -29,8 +36,14 @@ from faceatlas.errors import (
     UnsupportedMediaType,
     UrlFetchDisabled,
 )
-from faceatlas.service.accounts import Principal
+from faceatlas.gallery import Gallery
+from faceatlas.service.accounts import Accounts, Principal
 from faceatlas.service.db import UsageRecord
+from faceatlas.service.inference import InferencePool
+from faceatlas.service.metrics import ServiceMetrics
+from faceatlas.service.ratelimit import TokenBuckets
+from faceatlas.service.usage import UsageWriter
+from faceatlas.settings import ServiceSettings
 
 
 @dataclass
@@ -69,6 +82,64 @@ def _seconds_to_next_month() -> float:
     return (first - now).total_seconds()
 
 
+# -- the app's parts, typed ------------------------------------------------------------------
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Engine:
+    return request.app.state.db
+
+
+def get_accounts(request: Request) -> Accounts:
+    return request.app.state.accounts
+
+
+def get_pool(request: Request) -> InferencePool:
+    return request.app.state.pool
+
+
+def get_analyzer(request: Request) -> FaceAnalyzer:
+    return request.app.state.analyzer
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
+def get_buckets(request: Request) -> TokenBuckets:
+    return request.app.state.buckets
+
+
+def get_quotas(request: Request) -> QuotaCounter:
+    return request.app.state.quotas
+
+
+def get_usage(request: Request) -> UsageWriter:
+    return request.app.state.usage
+
+
+def get_gallery(request: Request) -> Gallery:
+    return request.app.state.gallery
+
+
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+DbDep = Annotated[Engine, Depends(get_db)]
+AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+PoolDep = Annotated[InferencePool, Depends(get_pool)]
+AnalyzerDep = Annotated[FaceAnalyzer, Depends(get_analyzer)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+BucketsDep = Annotated[TokenBuckets, Depends(get_buckets)]
+QuotasDep = Annotated[QuotaCounter, Depends(get_quotas)]
+UsageDep = Annotated[UsageWriter, Depends(get_usage)]
+GalleryDep = Annotated[Gallery, Depends(get_gallery)]
+
+
+# -- the caller ----------------------------------------------------------------------------------
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -76,34 +147,48 @@ def bearer_token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[[Request], Meter]:
+def authenticate(request: Request, accounts: AccountsDep) -> Principal:
+    """The caller of the request (its API key), or :class:`Unauthorized`."""
+    token = bearer_token(request)
+    principal = accounts.authenticate(token) if token else None
+    if principal is None:
+        raise Unauthorized("a valid API key is required (Authorization: Bearer fa_...)")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..., Meter]:
     """A dependency: authenticate, check ``scope``, rate limit, quota; returns the call's Meter.
 
     Billable calls count against the tenant's monthly quota and are recorded for the bill;
     account calls (keys, usage, audit) are neither, so a tenant over quota can still see its bill.
     """
 
-    def dependency(request: Request) -> Meter:
-        state = request.app.state
-        token = bearer_token(request)
-        principal = state.accounts.authenticate(token) if token else None
-        if principal is None:
-            raise Unauthorized("a valid API key is required (Authorization: Bearer fa_...)")
+    def dependency(
+        request: Request,
+        principal: PrincipalDep,
+        settings: SettingsDep,
+        buckets: BucketsDep,
+        quotas: QuotasDep,
+        metrics: MetricsDep,
+    ) -> Meter:
         if not principal.allows(scope):
             raise Forbidden(f"this key lacks the '{scope}' scope")
-        wait = state.buckets.take(principal.key_id, principal.rate_per_second, principal.burst)
+        wait = buckets.take(principal.key_id, principal.rate_per_second, principal.burst)
         if wait > 0:
-            state.metrics.rejected.labels("rate_limited").inc()
+            metrics.rejected.labels("rate_limited").inc()
             raise RateLimited("rate limit exceeded for this key", retry_after=wait)
         meter = Meter(principal, operation)
         if not billable:
             return meter
         quota = principal.monthly_quota
         if quota is None:
-            quota = state.settings.default_monthly_quota
-        wait = state.quotas.spend(principal.tenant_id, quota)
+            quota = settings.default_monthly_quota
+        wait = quotas.spend(principal.tenant_id, quota)
         if wait > 0:
-            state.metrics.rejected.labels("quota_exceeded").inc()
+            metrics.rejected.labels("quota_exceeded").inc()
             raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
         request.state.meter = meter
         return meter
@@ -111,6 +196,42 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[[R
     return dependency
 
 
+def get_tenant_gallery(request: Request, principal: PrincipalDep, gallery: GalleryDep) -> Gallery:
+    """The caller's tenant view of the gallery (one per tenant, cached)."""
+    views: dict[str, Gallery] = request.app.state.tenant_galleries
+    if principal.tenant_id not in views:
+        views[principal.tenant_id] = gallery.for_tenant(principal.tenant_id)
+    return views[principal.tenant_id]
+
+
+TenantGalleryDep = Annotated[Gallery, Depends(get_tenant_gallery)]
+
+
+# -- auditing ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditEntry:
+    """The audit record of one call: ``target`` from the route's path, ``details`` filled by the route."""
+
+    action: str
+    target: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def audited(action: str, target: str = "{collection}") -> Any:
+    """Declared on a route (``dependencies=[audited(...)]`` or as an ``AuditEntry`` parameter):
+    once the route succeeded, ``action`` on ``target`` (formatted with the path parameters) is
+    written to the tenant's audit trail, before the answer leaves. A failed call audits nothing."""
+
+    async def dependency(request: Request, principal: PrincipalDep, accounts: AccountsDep) -> AsyncIterator[AuditEntry]:
+        entry = AuditEntry(action, target.format(**request.path_params))
+        yield entry
+        await run_in_threadpool(
+            accounts.audit, entry.action, entry.target, principal.tenant_id, principal.key_id, entry.details or None
+        )
+
+    return Depends(dependency, scope="function")
 def usage_row(meter: Meter, status: int, started: float) -> UsageRecord:
     return UsageRecord(
         tenant_id=meter.principal.tenant_id,
@@ -168,7 +289,7 @@ async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], 
 async def _decode_json_image(request: Request, body: dict[str, Any], name: str) -> bytes:
     value = body.get(name)
     if isinstance(value, dict) and "url" in value:
-        return await _fetch_allowed(request, str(value["url"]))
+        return await _fetch_allowed(get_settings(request), str(value["url"]))
     if not isinstance(value, str):
         raise InvalidArgument(f"'{name}' must be a base64 string")
     try:
@@ -177,22 +298,21 @@ async def _decode_json_image(request: Request, body: dict[str, Any], name: str) 
         raise InvalidImage(f"'{name}' is not valid base64") from exc
 
 
-async def _fetch_allowed(request: Request, url: str) -> bytes:
+async def _fetch_allowed(settings: ServiceSettings, url: str) -> bytes:
     """Fetch an image URL only when the operator allow-listed its host (URL fetching is an SSRF hole)."""
-    allowlist = request.app.state.settings.url_fetch_allowlist
+    allowlist = settings.url_fetch_allowlist
     host = urlparse(url).hostname or ""
     if not allowlist:
         raise UrlFetchDisabled("fetching images by URL is disabled on this server")
     if host not in allowlist or urlparse(url).scheme not in ("http", "https"):
         raise UrlFetchDisabled(f"host '{host}' is not on the server's URL allow-list")
-    limit = request.app.state.settings.max_upload_bytes
-    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
-        async with client.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise InvalidImage(f"fetching the URL answered HTTP {response.status_code}")
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data += chunk
-                if len(data) > limit:
-                    raise PayloadTooLarge(f"the image at the URL exceeds {limit} bytes")
+    limit = settings.max_upload_bytes
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client, client.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise InvalidImage(f"fetching the URL answered HTTP {response.status_code}")
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > limit:
+                raise PayloadTooLarge(f"the image at the URL exceeds {limit} bytes")
     return bytes(data)

@@ -19,6 +19,7 @@ import numpy as np
 
 from faceatlas.engine import Face, FaceAnalyzer
 from faceatlas.errors import Overloaded
+from faceatlas.gallery import source_crop
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.settings import DEFAULT_QUEUE_SIZE
 
@@ -151,6 +152,19 @@ class InferencePool:
             for face in faces:
                 face.crop = None
         return faces
+
+    async def faces_and_crops(
+        self, image: Any, *, max_faces: int | None = None, keep_crops: bool = False
+    ) -> tuple[list[Face], list[bytes | None]]:
+        """The faces of ``image`` (as :meth:`analyze`) and, when ``keep_crops``, their source crops
+        (what a collection that keeps crops stores for re-embedding)."""
+
+        def work() -> tuple[list[Face], list[bytes | None]]:
+            decoded = self.analyzer.load(image)
+            faces = self.analyze_sync(decoded, max_faces=max_faces)
+            return faces, [source_crop(decoded, face) if keep_crops else None for face in faces]
+
+        return await self.run(work)
 
     def close(self) -> None:
         for _ in self._workers:

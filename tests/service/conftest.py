@@ -1,4 +1,6 @@
-"""A real uvicorn server on loopback, on SQLite and on PostgreSQL, with two tenants and their keys."""
+"""The API with two tenants and their keys, on SQLite and on PostgreSQL: in-process (``api``: a
+``TestClient`` over the app, for route behaviour) and as a real uvicorn server on loopback
+(``server``: for what needs sockets and a process: body limits while streaming, overload, fuzzing)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from faceatlas.client import FaceAtlasClient
 from faceatlas.db import create_database_engine
+from faceatlas.service import create_app
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
+from faceatlas.settings import ServiceSettings
 
 
 @dataclass
@@ -29,6 +36,60 @@ class Server:
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys.get(key, key)}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@dataclass
+class InProcess:
+    """The app in this process (``TestClient``): same ``keys``/``accounts``/``client()`` as :class:`Server`."""
+
+    app: object
+    http: TestClient
+    keys: dict[str, str]
+    accounts: Accounts
+    database_url: str
+    url: str = "http://testserver"
+
+    def client(self, key: str | None = None) -> nullcontext[TestClient]:
+        """A client with ``key``'s bearer header (the app runs already: entering it starts nothing)."""
+        headers = {"Authorization": f"Bearer {self.keys.get(key, key)}"} if key else {}
+        return nullcontext(TestClient(self.app, headers=headers))
+
+    def api_client(self, key: str) -> FaceAtlasClient:
+        """The Python client (faceatlas.client) over this app."""
+        return FaceAtlasClient(self.url, self.keys.get(key, key), http=self.http)
+
+
+def _tenants(accounts: Accounts) -> dict[str, str]:
+    """The tenants acme and globex and their keys, by name."""
+    accounts.create_tenant("acme", "Acme Retail")
+    accounts.create_tenant("globex", "Globex")
+    return {
+        "acme_admin": accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token,
+        "acme_write": accounts.create_key("acme", ["write"], rate_per_second=500, burst=500).token,
+        "acme_read": accounts.create_key("acme", ["read"], rate_per_second=500, burst=500).token,
+        "acme_detect": accounts.create_key("acme", ["detect"], rate_per_second=500, burst=500).token,
+        "acme_slow": accounts.create_key("acme", ["detect"], rate_per_second=0.2, burst=2).token,
+        "globex_admin": accounts.create_key("globex", ["admin"], rate_per_second=500, burst=500).token,
+    }
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def api(request, new_database, fast_analyzer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """``create_app`` in this process over a fresh database and the session's scrfd-mbf analyzer."""
+    folder = tmp_path_factory.mktemp("api")
+    with new_database(request.param, folder) as database_url:
+        engine = create_database_engine(database_url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        keys = _tenants(accounts)
+        settings = ServiceSettings(
+            database_url=database_url, index_dir=folder / "indexes", pack="scrfd-mbf", workers=1,
+            max_upload_bytes=3_000_000,
+        )
+        app = create_app(settings, analyzer=fast_analyzer)
+        with TestClient(app) as http:
+            yield InProcess(app, http, keys, accounts, database_url)
+        engine.dispose()
 
 
 def _free_port() -> int:
@@ -99,16 +160,7 @@ def server(session_db_url: str, shared: Path, tmp_path_factory: pytest.TempPathF
     engine = create_database_engine(database_url)
     migrate(engine)
     accounts = Accounts(engine)
-    accounts.create_tenant("acme", "Acme Retail")
-    accounts.create_tenant("globex", "Globex")
-    keys = {
-        "acme_admin": accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token,
-        "acme_write": accounts.create_key("acme", ["write"], rate_per_second=500, burst=500).token,
-        "acme_read": accounts.create_key("acme", ["read"], rate_per_second=500, burst=500).token,
-        "acme_detect": accounts.create_key("acme", ["detect"], rate_per_second=500, burst=500).token,
-        "acme_slow": accounts.create_key("acme", ["detect"], rate_per_second=0.2, burst=2).token,
-        "globex_admin": accounts.create_key("globex", ["admin"], rate_per_second=500, burst=500).token,
-    }
+    keys = _tenants(accounts)
     log = tmp_path_factory.mktemp("server") / "server.log"
     process, url = start_server(database_url, shared, log, FACEATLAS_MAX_UPLOAD_BYTES="3000000")
     yield Server(url, keys, accounts, database_url)

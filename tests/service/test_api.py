@@ -1,11 +1,11 @@
-"""The REST API over a real uvicorn server: faces, errors, keys, limits, metering, metrics."""
+"""The REST API in process (``api``) and, for the upload limit at the socket, over a real uvicorn
+api (``api``): faces, errors, keys, limits, metering, metrics."""
 
 from __future__ import annotations
 
 import base64
 import json
 
-import httpx
 import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
@@ -17,9 +17,9 @@ def _upload(path, name: str = "image") -> dict:
     return {name: (path.name, path.read_bytes(), "image/jpeg")}
 
 
-def test_detect_by_upload_and_by_base64_json(server, examples):
+def test_detect_by_upload_and_by_base64_json(api, examples):
     photo = examples / "examples" / "two_people.jpg"
-    with server.client("acme_detect") as client:
+    with api.client("acme_detect") as client:
         uploaded = client.post("/v1/detect", files=_upload(photo))
         as_json = client.post("/v1/detect", json={"image": base64.b64encode(photo.read_bytes()).decode()})
     assert uploaded.status_code == 200, uploaded.text
@@ -27,9 +27,9 @@ def test_detect_by_upload_and_by_base64_json(server, examples):
     assert as_json.json()["faces"] == uploaded.json()["faces"]
 
 
-def test_compare_same_and_different_people(server, examples):
+def test_compare_same_and_different_people(api, examples):
     images = examples / "tests" / "test_images"
-    with server.client("acme_detect") as client:
+    with api.client("acme_detect") as client:
         same = client.post(
             "/v1/compare",
             files={**_upload(images / "obama.jpg", "image_a"), **_upload(images / "obama2.jpg", "image_b")},
@@ -43,24 +43,24 @@ def test_compare_same_and_different_people(server, examples):
         assert same["match"] is True and different["match"] is False
 
 
-def test_liveness_endpoint(server, shared):
+def test_liveness_endpoint(api, shared):
     samples = shared / "data" / "antispoof_samples"
-    with server.client("acme_detect") as client:
+    with api.client("acme_detect") as client:
         real = client.post("/v1/liveness", files=_upload(samples / "image_T1.jpg")).json()
         spoof = client.post("/v1/liveness", files=_upload(samples / "image_F2.jpg")).json()
     assert real["real"] is True and spoof["real"] is False
 
 
-def test_errors_have_stable_codes_and_statuses(server, examples, tmp_path):
+def test_errors_have_stable_codes_and_statuses(api, examples, tmp_path):
     photo = examples / "tests" / "test_images" / "obama.jpg"
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
     truncated = photo.read_bytes()[:3000]
-    with server.client() as anonymous:
+    with api.client() as anonymous:
         assert anonymous.post("/v1/detect", files=_upload(photo)).json()["error"]["code"] == "unauthorized"
-    with server.client("fa_nope_wrong") as wrong:
+    with api.client("fa_nope_wrong") as wrong:
         assert wrong.post("/v1/detect", files=_upload(photo)).status_code == 401
-    with server.client("acme_detect") as client:
+    with api.client("acme_detect") as client:
         cases = {
             "invalid_image": client.post("/v1/detect", files={"image": ("x.jpg", b"not an image", "image/jpeg")}),
             "truncated_image": client.post("/v1/detect", files={"image": ("t.jpg", truncated, "image/jpeg")}),
@@ -96,102 +96,106 @@ def test_upload_limit_is_enforced_while_streaming(server):
     assert streamed.status_code == 413
 
 
-def test_rate_limit_answers_429_with_retry_after(server, examples):
+def test_rate_limit_answers_429_with_retry_after(api, examples):
     photo = examples / "tests" / "test_images" / "obama.jpg"
-    with server.client("acme_slow") as client:
+    with api.client("acme_slow") as client:
         statuses = [client.post("/v1/detect", files=_upload(photo)) for _ in range(3)]
     assert [r.status_code for r in statuses[:2]] == [200, 200]
     assert statuses[2].status_code == 429 and statuses[2].json()["error"]["code"] == "rate_limited"
     assert int(statuses[2].headers["retry-after"]) >= 1
 
 
-def test_monthly_quota(server, examples):
+def test_monthly_quota(api, examples):
     photo = examples / "tests" / "test_images" / "obama.jpg"
-    server.accounts.create_tenant("initech", "Initech", monthly_quota=6)
-    key = server.accounts.create_key("initech", ["detect"], rate_per_second=100, burst=100).token
-    with server.client(key) as client:
+    api.accounts.create_tenant("initech", "Initech", monthly_quota=6)
+    key = api.accounts.create_key("initech", ["detect"], rate_per_second=100, burst=100).token
+    with api.client(key) as client:
         responses = [client.post("/v1/detect", files=_upload(photo)) for _ in range(7)]
     assert [r.status_code for r in responses[:6]] == [200] * 6
     assert responses[6].status_code == 429 and responses[6].json()["error"]["code"] == "quota_exceeded"
     assert int(responses[6].headers["retry-after"]) > 0
 
 
-def test_usage_is_metered_per_tenant_and_operation(server, examples):
+def test_usage_is_metered_per_tenant_and_operation(api, examples):
     photo = examples / "examples" / "two_people.jpg"
-    with server.client("acme_detect") as client:
+    with api.client("acme_detect") as client:
         for _ in range(3):
             assert client.post("/v1/detect", files=_upload(photo)).status_code == 200
-    with server.client("acme_read") as client:
+    with api.client("acme_read") as client:
         rows = client.get("/v1/usage").json()["rows"]
         csv_text = client.get("/v1/usage", params={"format": "csv"}).text
     detect = [r for r in rows if r["operation"] == "detect"]
     assert detect and all(r["tenant"] == "acme" for r in rows)
     assert detect[0]["calls"] >= 3 and detect[0]["faces"] >= 6
     assert csv_text.splitlines()[0] == "tenant,day,operation,calls,faces,errors"
-    result = CliRunner().invoke(cli, ["admin", "usage", "--csv", "--db", server.database_url])
+    result = CliRunner().invoke(cli, ["admin", "usage", "--csv", "--db", api.database_url])
     assert result.exit_code == 0, result.output
     assert any(line.startswith("acme,") for line in result.stdout.splitlines())
 
 
-def test_keys_are_shown_once_stored_hashed_rotated_and_revoked(server, examples):
+def test_keys_are_shown_once_stored_hashed_rotated_and_revoked(api, examples):
     photo = examples / "tests" / "test_images" / "obama.jpg"
-    with server.client("acme_admin") as admin:
+    with api.client("acme_admin") as admin:
         created = admin.post("/v1/keys", json={"scopes": ["detect"], "name": "kiosk"})
         assert created.status_code == 201
         token, prefix = created.json()["key"], created.json()["prefix"]
         listed = admin.get("/v1/keys").json()["keys"]
         assert any(k["prefix"] == prefix for k in listed) and token not in json.dumps(listed)
-    stored = [k for k in server.accounts.list_keys("acme") if k.prefix == prefix][0]
+    stored = [k for k in api.accounts.list_keys("acme") if k.prefix == prefix][0]
     assert token.split("_", 2)[2] not in stored.secret_hash and len(stored.secret_hash) == 64
-    with server.client(token) as kiosk:
+    with api.client(token) as kiosk:
         assert kiosk.post("/v1/detect", files=_upload(photo)).status_code == 200
-    with server.client("acme_admin") as admin:
+    with api.client("acme_admin") as admin:
         rotated = admin.post(f"/v1/keys/{prefix}/rotate").json()["key"]
         audit = [e["action"] for e in admin.get("/v1/audit").json()["events"]]
     assert {"key.create", "key.revoke"} <= set(audit)
-    with server.client(token) as old, server.client(rotated) as new:
+    with api.client(token) as old, api.client(rotated) as new:
         assert old.post("/v1/detect", files=_upload(photo)).status_code == 401
         assert new.post("/v1/detect", files=_upload(photo)).status_code == 200
 
 
-def test_tenants_cannot_touch_each_others_keys_or_usage(server):
-    acme_prefixes = {k.prefix for k in server.accounts.list_keys("acme")}
-    with server.client("globex_admin") as globex:
+def test_tenants_cannot_touch_each_others_keys_or_usage(api):
+    acme_prefixes = {k.prefix for k in api.accounts.list_keys("acme")}
+    with api.client("globex_admin") as globex:
         visible = {k["prefix"] for k in globex.get("/v1/keys").json()["keys"]}
         for prefix in list(acme_prefixes)[:3]:
             assert globex.delete(f"/v1/keys/{prefix}").status_code == 404
             assert globex.post(f"/v1/keys/{prefix}/rotate").status_code == 404
     assert not visible & acme_prefixes
-    assert all(k.revoked_at is None for k in server.accounts.list_keys("acme") if k.name != "kiosk")
+    assert all(k.revoked_at is None for k in api.accounts.list_keys("acme") if k.name != "kiosk")
 
 
-def test_health_readiness_and_prometheus_metrics(server):
-    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{server.url}/readyz").status_code == 200
-    metrics = httpx.get(f"{server.url}/metrics").text
+def test_health_readiness_and_prometheus_metrics(api, examples):
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    with api.client("acme_detect") as client:
+        assert client.post("/v1/detect", files=_upload(photo)).status_code == 200
+    with api.client() as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/readyz").status_code == 200
+        metrics = anonymous.get("/metrics").text
+        assert anonymous.get("/docs").status_code == 200
+        assert "/v1/detect" in anonymous.get("/openapi.json").json()["paths"]
     assert 'faceatlas_requests_total{operation="detect",status="200"}' in metrics
     assert "faceatlas_recognizer_batch_size_bucket" in metrics and "faceatlas_inference_queue_depth" in metrics
-    assert httpx.get(f"{server.url}/docs").status_code == 200
-    assert "/v1/detect" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
 
 
-def test_video_events_are_listed_per_tenant(server):
+def test_video_events_are_listed_per_tenant(api):
     from faceatlas.video.events import Event
     from faceatlas.video.sinks import DatabaseSink
 
     for tenant, camera in (("acme", "door"), ("globex", "lobby")):
-        sink = DatabaseSink(server.database_url, tenant=tenant)
+        sink = DatabaseSink(api.database_url, tenant=tenant)
         sink.emit(Event("watchlist_hit", camera, 10, 0.4, 1, "face", {"subject": f"{tenant}-vip"}))
         sink.emit(Event("line_crossed", camera, 20, 0.8, 2, "person", {"direction": "in"}))
         sink.close()
-    with server.client("acme_read") as acme:
+    with api.client("acme_read") as acme:
         listed = acme.get("/v1/events").json()["events"]
         hits = acme.get("/v1/events", params={"type": "watchlist_hit"}).json()["events"]
     assert {e["camera"] for e in listed} == {"door"} and len(listed) == 2
     assert [e["data"]["subject"] for e in hits] == ["acme-vip"]
 
 
-def test_retail_analytics_are_served_to_the_store_owner_only(server, examples, fast_analyzer, tmp_path):
+def test_retail_analytics_are_served_to_the_store_owner_only(api, examples, fast_analyzer, tmp_path):
     from datetime import datetime, timedelta
 
     from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
@@ -205,17 +209,17 @@ def test_retail_analytics_are_served_to_the_store_owner_only(server, examples, f
     )
     visitor = examples / "tests" / "test_images" / "biden.jpg"
     day = datetime(2026, 11, 2, 10, 0)
-    with RetailStore.open(config, fast_analyzer, server.database_url, index_dir=tmp_path / "idx") as store:
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
         store.entry(Entry("in", day, image=visitor, track="a"))
         store.exit(Exit("out", day + timedelta(minutes=12), image=visitor, track="a"))
     path = f"/v1/retail/stores/{config.id}/analytics"
     window = {"from": "2026-11-01", "to": "2026-11-03"}
-    with server.client("acme_read") as acme:
+    with api.client("acme_read") as acme:
         report = acme.get(path, params=window).json()
         chart = acme.get(path, params={**window, "format": "png", "chart": "dwell"})
         table = acme.get(path, params={**window, "format": "csv"}).text
     assert report["summary"]["visits"] == 1 and report["summary"]["anonymous_visits"] == 1
     assert chart.headers["content-type"] == "image/png" and chart.content[:4] == b"\x89PNG"
     assert table.splitlines()[0] == "metric,key,value"
-    with server.client("globex_admin") as globex:
+    with api.client("globex_admin") as globex:
         assert globex.get(path, params=window).status_code == 404

@@ -7,58 +7,79 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
+from faceatlas.client import FaceAtlasApiError
 from faceatlas.engine import get_pack
 
 RID = get_pack("scrfd-mbf").recognizer_id
 
 
-def _client(server, key: str) -> FaceAtlasClient:
-    return FaceAtlasClient(server.url, server.keys[key])
-
-
-def test_enrol_search_verify_and_delete_subject(server, examples):
+def test_enrol_search_verify_and_delete_subject(api, examples):
     train = examples / "examples" / "knn_examples" / "train"
     probe = examples / "examples" / "knn_examples" / "test" / "obama1.jpg"
     name = f"people_{uuid.uuid4().hex[:6]}"
-    with _client(server, "acme_write") as client:
+    with api.api_client("acme_write") as client:
         created = client.create_collection(name)
-        assert created["pack_name"] == "scrfd-mbf" and created["embedding_size"] == 128
+        assert created.pack_name == "scrfd-mbf" and created.embedding_size == 128
         for person in ("obama", "biden", "rose_leslie"):
             client.add_subject(name, person, name=person.replace("_", " ").title())
             for photo in sorted((train / person).iterdir()):
-                assert client.enrol(name, person, photo)["face_ids"]
+                assert client.enrol(name, person, photo).face_ids
         page = client.list_subjects(name, limit=2)
-        assert len(page["subjects"]) == 2 and page["next"]
-        rest = client.list_subjects(name, limit=2, after=page["next"])
-        assert [s["external_id"] for s in page["subjects"] + rest["subjects"]] == ["obama", "biden", "rose_leslie"]
-        found = client.search(name, probe, k=3, far=None)["results"][0]["matches"]
-        assert found[0]["external_id"] == "obama" and found[0]["matched_faces"] >= 1
-        assert len({m["external_id"] for m in found}) == len(found)  # one entry per subject, not per face
-        assert client.verify(name, "obama", probe, far=1e-3)["match"] is True
-        assert client.verify(name, "biden", probe, far=1e-3)["match"] is False
+        assert len(page.subjects) == 2 and page.next
+        rest = client.list_subjects(name, limit=2, after=page.next)
+        assert [s.external_id for s in page.subjects + rest.subjects] == ["obama", "biden", "rose_leslie"]
+        assert page.subjects[0].name == "Obama"
+        found = client.search(name, probe, k=3, far=None)[0].matches
+        assert found[0].external_id == "obama" and found[0].matched_faces >= 1
+        assert len({m.external_id for m in found}) == len(found)  # one entry per subject, not per face
+        assert client.verify(name, "obama", probe, far=1e-3).match is True
+        assert client.verify(name, "biden", probe, far=1e-3).match is False
         client.delete_subject(name, "obama")
-        after = client.search(name, probe, k=3, far=None)["results"][0]["matches"]
-        assert "obama" not in {m["external_id"] for m in after}
+        after = client.search(name, probe, k=3, far=None)[0].matches
+        assert "obama" not in {m.external_id for m in after}
         try:
             client.verify(name, "obama", probe)
             raise AssertionError("a deleted subject must be gone")
         except FaceAtlasApiError as exc:
             assert exc.status == 404 and exc.code == "not_found"
         client.delete_collection(name)
+    with api.client("acme_admin") as admin:
+        trail = {(e["action"], e["target"]) for e in admin.get("/v1/audit").json()["events"]}
+    assert {("collection.create", name), ("subject.create", f"{name}/obama"), ("face.enrol", f"{name}/obama"),
+            ("subject.delete", f"{name}/obama"), ("collection.delete", name)} <= trail
 
 
-def test_search_by_raw_embedding_and_model_mismatch(server, examples):
+def test_the_python_client_answers_typed_objects(api, examples, shared):
+    images = examples / "tests" / "test_images"
+    with api.api_client("acme_admin") as client:
+        found = client.detect(examples / "examples" / "two_people.jpg", liveness=True)
+        same = client.compare(images / "obama.jpg", images / "obama2.jpg")
+        live = client.liveness(shared / "data" / "antispoof_samples" / "image_T1.jpg")
+        usage = client.usage()
+    assert found.pack == "scrfd-mbf" and len(found.faces) == 2
+    assert len(found.faces[0].bbox) == 4 and found.faces[0].liveness is not None and found.faces[0].embedding is None
+    assert same.similarity > 0.5 and same.raw["similarity"] == same.similarity
+    assert live.real is True and live.face is not None and live.face.quality is not None
+    assert usage.tenant == "acme" and all(row.tenant == "acme" for row in usage.rows)
+    with api.api_client("acme_detect") as weak:
+        try:
+            weak.list_collections()
+            raise AssertionError("a detect key cannot read collections")
+        except FaceAtlasApiError as exc:
+            assert exc.status == 403 and exc.code == "forbidden"
+
+
+def test_search_by_raw_embedding_and_model_mismatch(api, examples):
     photo = examples / "tests" / "test_images" / "obama.jpg"
     name = f"emb_{uuid.uuid4().hex[:6]}"
-    with _client(server, "acme_write") as client:
+    with api.api_client("acme_write") as client:
         client.create_collection(name)
         client.enrol(name, "obama", photo)
-        face = client.detect(photo, embedding=True)["faces"][0]
-    embedding, space = face["embedding"], face["recognizer_id"]
+        face = client.detect(photo, embedding=True).faces[0]
+    embedding, space = list(face.embedding), face.recognizer_id
     assert space == get_pack("scrfd-mbf").recognizer_id
     dlib_space = get_pack("dlib").recognizer_id  # dlib's vectors are 128-d too: only the space tells them apart
-    with server.client("acme_read") as http:
+    with api.client("acme_read") as http:
         url = f"/v1/collections/{name}/search"
         hit = http.post(url, json={"embedding": embedding, "recognizer_id": space}, params={"threshold": 0.5})
         wrong_size = http.post(url, json={"embedding": [0.1] * 512, "recognizer_id": space})
@@ -75,12 +96,12 @@ def test_search_by_raw_embedding_and_model_mismatch(server, examples):
     collection=st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True),
     subject=st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,20}", fullmatch=True),
 )
-def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(server, collection, subject):
+def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(api, collection, subject):
     name = f"{collection}_{uuid.uuid4().hex[:4]}"
-    with server.client("acme_write") as acme:
+    with api.client("acme_write") as acme:
         assert acme.post("/v1/collections", json={"name": name}).status_code == 201
         assert acme.post(f"/v1/collections/{name}/subjects", json={"id": subject}).status_code == 201
-    with server.client("globex_admin") as globex:
+    with api.client("globex_admin") as globex:
         listed = globex.get("/v1/collections").json()["collections"]
         assert name not in {c["name"] for c in listed}
         probes = [
@@ -96,6 +117,6 @@ def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(server, col
         assert globex.post("/v1/collections", json={"name": name}).status_code == 201
         assert globex.get(f"/v1/collections/{name}").json()["subjects"] == 0
         assert globex.delete(f"/v1/collections/{name}").status_code == 204
-    with server.client("acme_read") as acme:
+    with api.client("acme_read") as acme:
         still = acme.get(f"/v1/collections/{name}/subjects/{subject}")
         assert still.status_code == 200 and still.json()["external_id"] == subject

@@ -13,7 +13,7 @@ from faceatlas.apps.retail.analytics import (
     compute_report,
     csv_text,
     draw_charts,
-    tenant_report,
+    store_report,
     write_csv,
 )
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
@@ -55,6 +55,6 @@ __all__ = [
     "from_video_event",
     "migrate",
     "simulate_day",
-    "tenant_report",
+    "store_report",
     "write_csv",
 ]

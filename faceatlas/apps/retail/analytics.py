@@ -10,7 +10,7 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
@@ -135,6 +135,18 @@ def compute_report(sessions: sessionmaker[Session], store_id: str, start: dateti
     return report
 
 
+def store_report(engine: Engine, tenant: str, store_id: str, first: date, last: date) -> Report:
+    """The report of ``store_id`` for the days ``first`` to ``last`` (inclusive), for the tenant
+    that owns the store: another tenant's store is :class:`NotFound`, as a missing one."""
+    sessions = sessionmaker(engine)
+    with sessions() as session:
+        store = session.get(StoreRecord, store_id)
+    if store is None or store.tenant != tenant:
+        raise NotFound(f"store '{store_id}' not found")
+    start = datetime.combine(first, datetime.min.time())
+    return compute_report(sessions, store_id, start, datetime.combine(last + timedelta(days=1), datetime.min.time()))
+
+
 def _visitor(visit: Visit) -> str:
     if visit.member_id:
         return f"member:{visit.member_id}"
@@ -218,14 +230,3 @@ def draw_charts(report: Report, out_dir: Path, *, prefix: str = "retail") -> lis
         path.write_bytes(chart_png(report, name))
         paths.append(path)
     return paths
-
-
-def tenant_report(engine: Engine, tenant: str, store_id: str, start: datetime, end: datetime) -> Report:
-    """The report of store ``store_id`` for ``tenant``: a store of another tenant is :class:`NotFound`
-    (as one that does not exist: a tenant never learns which stores others run)."""
-    sessions = sessionmaker(engine)
-    with sessions() as session:
-        store = session.get(StoreRecord, store_id)
-    if store is None or store.tenant != tenant:
-        raise NotFound(f"store '{store_id}' not found")
-    return compute_report(sessions, store_id, start, end)

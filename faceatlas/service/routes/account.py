@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from faceatlas.service.accounts import usage_csv
-from faceatlas.service.deps import Meter, metered
+from faceatlas.service.deps import AccountsDep, Meter, UsageDep, metered
+from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, UsageOut
 
 router = APIRouter(tags=["account"])
 
@@ -22,32 +23,33 @@ class KeyRequest(BaseModel):
     burst: int = Field(default=40, ge=1, le=100_000)
 
 
-@router.get("/usage", response_model=None)
+def _midnight(day: date | None, days: int = 0) -> datetime | None:
+    return datetime.combine(day + timedelta(days=days), datetime.min.time()) if day else None
+
+
+@router.get("/usage", response_model=UsageOut, responses={200: {"content": {"text/csv": {}}}})
 def usage(
-    request: Request,
+    accounts: AccountsDep,
+    writer: UsageDep,
     meter: Annotated[Meter, Depends(metered("usage", "read", billable=False))],
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to", description="inclusive")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> dict | PlainTextResponse:
     """Calls, faces and errors of the caller's tenant per day and operation."""
-    request.app.state.usage.flush()
-    rows = request.app.state.accounts.usage_report(
-        meter.principal.tenant_id,
-        datetime.combine(start, datetime.min.time()) if start else None,
-        datetime.combine(end + timedelta(days=1), datetime.min.time()) if end else None,
-    )
+    writer.flush()
+    rows = accounts.usage_report(meter.principal.tenant_id, _midnight(start), _midnight(end, 1))
     if format == "csv":
         return PlainTextResponse(usage_csv(rows), media_type="text/csv")
     return {"tenant": meter.principal.tenant_id, "rows": rows}
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=KeyList)
 def list_keys(
-    request: Request, meter: Annotated[Meter, Depends(metered("keys.list", "admin", billable=False))]
-) -> dict:
+    accounts: AccountsDep, meter: Annotated[Meter, Depends(metered("keys.list", "admin", billable=False))]
+) -> dict[str, Any]:
     """The tenant's keys (prefix, scopes, limits, revocation); never the secrets."""
-    keys = request.app.state.accounts.list_keys(meter.principal.tenant_id)
+    keys = accounts.list_keys(meter.principal.tenant_id)
     return {
         "keys": [
             {
@@ -64,49 +66,49 @@ def list_keys(
     }
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, response_model=IssuedKeyOut)
 def create_key(
     body: KeyRequest,
-    request: Request,
+    accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("keys.create", "admin", billable=False))],
-) -> dict:
-    """A new key of the caller's tenant; the returned ``key`` is shown only this once."""
-    issued = request.app.state.accounts.create_key(
-        meter.principal.tenant_id,
-        list(body.scopes),
-        body.name,
-        body.rate_per_second,
-        body.burst,
-        meter.principal.key_id,
+) -> dict[str, Any]:
+    """A new key of the caller's tenant; the returned ``key`` is shown only this once (audited)."""
+    caller = meter.principal
+    issued = accounts.create_key(
+        caller.tenant_id, list(body.scopes), body.name, body.rate_per_second, body.burst, caller.key_id
     )
     return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
 
 
 @router.delete("/keys/{prefix}", status_code=204)
 def revoke_key(
-    prefix: str, request: Request, meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False))]
+    prefix: str,
+    accounts: AccountsDep,
+    meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False))],
 ) -> None:
-    """Revoke one of the tenant's keys (effective on the next call)."""
-    request.app.state.accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
+    """Revoke one of the tenant's keys (effective on the next call; audited)."""
+    accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
 
 
-@router.post("/keys/{prefix}/rotate", status_code=201)
+@router.post("/keys/{prefix}/rotate", status_code=201, response_model=IssuedKeyOut)
 def rotate_key(
-    prefix: str, request: Request, meter: Annotated[Meter, Depends(metered("keys.rotate", "admin", billable=False))]
-) -> dict:
-    """Revoke a key and issue its replacement (same scopes and limits)."""
-    issued = request.app.state.accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
+    prefix: str,
+    accounts: AccountsDep,
+    meter: Annotated[Meter, Depends(metered("keys.rotate", "admin", billable=False))],
+) -> dict[str, Any]:
+    """Revoke a key and issue its replacement (same scopes and limits; audited)."""
+    issued = accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
     return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditList)
 def audit(
-    request: Request,
+    accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("audit", "admin", billable=False))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict:
+) -> dict[str, Any]:
     """The tenant's audit trail, newest first."""
-    rows = request.app.state.accounts.audit_log(meter.principal.tenant_id, limit)
+    rows = accounts.audit_log(meter.principal.tenant_id, limit)
     return {
         "events": [
             {"at": r.at.isoformat(), "action": r.action, "target": r.target, "key_id": r.key_id, "details": r.details}

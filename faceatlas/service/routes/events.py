@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.service.deps import Meter, metered
-from faceatlas.video import EVENT_TYPES, list_events
+from faceatlas.service.deps import DbDep, Meter, metered
+from faceatlas.service.schemas import EventList
+from faceatlas.video import EVENT_TYPES
+from faceatlas.video import list_events as stored_events
 
 router = APIRouter(tags=["video"])
 
 
-@router.get("/events")
-async def get_events(
-    request: Request,
+@router.get("/events", response_model=EventList)
+async def list_events(
+    db: DbDep,
     meter: Annotated[Meter, Depends(metered("events.list", "read", billable=False))],
     camera: Annotated[str | None, Query(max_length=200)] = None,
     type: Annotated[str | None, Query(description=f"one of {', '.join(EVENT_TYPES)}")] = None,
@@ -24,7 +26,6 @@ async def get_events(
 ) -> dict:
     """The tenant's newest video events (watchlist hits, identifications, line crossings, ...)."""
     events = await run_in_threadpool(
-        lambda: list_events(request.app.state.db, meter.principal.tenant_id, camera=camera, type=type, since=since,
-                            limit=limit)
+        stored_events, db, meter.principal.tenant_id, camera=camera, type=type, since=since, limit=limit
     )
     return {"events": [event.to_dict() for event in events]}

@@ -8,58 +8,62 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
-from faceatlas.service.deps import Meter, image_request_body, metered, read_images
+from faceatlas.service.deps import AnalyzerDep, Meter, PoolDep, image_request_body, metered, read_images
+from faceatlas.service.schemas import CompareOut, DetectOut, LivenessOut
 
 router = APIRouter(tags=["faces"])
+IMAGE_PAIR = ("image_a", "image_b")
 
 
-async def analyze(request: Request, image: bytes, *, liveness: bool = False, max_faces: int | None = None):
-    """Every face of an uploaded image, through the shared inference pool."""
-    return await request.app.state.pool.analyze(image, liveness=liveness, max_faces=max_faces)
-
-
-@router.post("/detect", openapi_extra=image_request_body("image"))
+@router.post(
+    "/detect", response_model=DetectOut, response_model_exclude_unset=True, openapi_extra=image_request_body("image")
+)
 async def detect(
     request: Request,
     meter: Annotated[Meter, Depends(metered("detect", "detect"))],
+    pool: PoolDep,
     liveness: Annotated[bool, Query(description="add a passive liveness score per face")] = False,
     embedding: Annotated[bool, Query(description="include each face's embedding")] = False,
     max_faces: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> dict:
     """Faces in an image: box, score, 5 keypoints, quality, pose (and liveness, embedding on request)."""
     images, _ = await read_images(request, "image")
-    faces = await analyze(request, images["image"], liveness=liveness, max_faces=max_faces)
+    faces = await pool.analyze(images["image"], liveness=liveness, max_faces=max_faces)
     meter.faces = len(faces)
-    return {
-        "pack": request.app.state.analyzer.pack.name,
-        "faces": [face.to_dict(with_embedding=embedding) for face in faces],
-    }
+    return {"pack": pool.analyzer.pack.name, "faces": [face.to_dict(with_embedding=embedding) for face in faces]}
 
 
-@router.post("/compare", openapi_extra=image_request_body("image_a", "image_b"))
+@router.post("/compare", response_model=CompareOut, openapi_extra=image_request_body(*IMAGE_PAIR))
 async def compare(
     request: Request,
     meter: Annotated[Meter, Depends(metered("compare", "detect"))],
+    pool: PoolDep,
+    analyzer: AnalyzerDep,
     far: Annotated[float, Query(gt=0, lt=1, description="false-accept rate of the decision")] = DEFAULT_FAR,
 ) -> dict:
     """1:1: the largest face of each image, their similarity and a FAR-calibrated verdict."""
-    images, _ = await read_images(request, "image_a", "image_b")
-    analyzer = request.app.state.analyzer
-    results = await asyncio.gather(*(analyze(request, images[n], max_faces=1) for n in ("image_a", "image_b")))
-    for name, faces in zip(("image_a", "image_b"), results):
+    images, _ = await read_images(request, *IMAGE_PAIR)
+    results = await asyncio.gather(*(pool.analyze(images[n], max_faces=1) for n in IMAGE_PAIR))
+    for name, faces in zip(IMAGE_PAIR, results):
         if not faces:
             raise NoFace(f"no face found in {name}")
-    found = [faces[0] for faces in results]
     meter.faces = 2
-    return {**analyzer.verify(*found, far=far).to_dict(), "pack": analyzer.pack.name}
+    return {**analyzer.verify(*(faces[0] for faces in results), far=far).to_dict(), "pack": analyzer.pack.name}
 
 
-@router.post("/liveness", openapi_extra=image_request_body("image"))
-async def liveness(request: Request, meter: Annotated[Meter, Depends(metered("liveness", "detect"))]) -> dict:
+@router.post(
+    "/liveness",
+    response_model=LivenessOut,
+    response_model_exclude_unset=True,
+    openapi_extra=image_request_body("image"),
+)
+async def liveness(
+    request: Request, meter: Annotated[Meter, Depends(metered("liveness", "detect"))], pool: PoolDep
+) -> dict:
     """Passive liveness of the largest face: real or spoof, with class probabilities."""
     images, _ = await read_images(request, "image")
-    faces = await analyze(request, images["image"], liveness=True, max_faces=1)
-    if not faces:
+    faces = await pool.analyze(images["image"], liveness=True, max_faces=1)
+    if not faces or faces[0].liveness is None:
         raise NoFace("no face found for the liveness check")
     meter.faces = 1
     return {**faces[0].liveness.to_dict(), "face": faces[0].to_dict()}

@@ -3,24 +3,29 @@ the tenant that owns the store."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail import CHARTS, chart_png, csv_text, tenant_report
-from faceatlas.service.deps import Meter, metered
+from faceatlas.apps.retail import CHARTS, chart_png, csv_text, store_report
+from faceatlas.service.deps import DbDep, Meter, metered
+from faceatlas.service.schemas import RetailReportOut
 
 router = APIRouter(tags=["retail"])
 Chart = Literal[CHARTS]  # type: ignore[valid-type]
 
 
-@router.get("/retail/stores/{store_id}/analytics", response_model=None)
+@router.get(
+    "/retail/stores/{store_id}/analytics",
+    response_model=RetailReportOut,
+    responses={200: {"content": {"text/csv": {}, "image/png": {}}}},
+)
 async def store_analytics(
     store_id: str,
-    request: Request,
+    db: DbDep,
     meter: Annotated[Meter, Depends(metered("retail.analytics", "read", billable=False))],
     start: Annotated[date | None, Query(alias="from", description="first day (default: 30 days ago)")] = None,
     end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
@@ -30,14 +35,7 @@ async def store_analytics(
     """Visitors, returning visitors, conversion, dwell, zone heat, basket size and demographics."""
     last = end or date.today()
     first = start or last - timedelta(days=30)
-    report = await run_in_threadpool(
-        tenant_report,
-        request.app.state.db,
-        meter.principal.tenant_id,
-        store_id,
-        datetime.combine(first, datetime.min.time()),
-        datetime.combine(last + timedelta(days=1), datetime.min.time()),
-    )
+    report = await run_in_threadpool(store_report, db, meter.principal.tenant_id, store_id, first, last)
     if format == "csv":
         return PlainTextResponse(csv_text(report), media_type="text/csv")
     if format == "png":

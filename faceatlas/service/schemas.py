@@ -1,0 +1,202 @@
+"""The JSON answers of the API as pydantic models (the OpenAPI ``response_model`` of each route).
+
+Routes return the layers' ``to_dict()`` views; these models validate and document them. Keys a
+view leaves out (a face's ``pose``, ``embedding``, ...) stay out: the routes answer with
+``response_model_exclude_unset``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# -- faces ----------------------------------------------------------------------------------------
+
+
+class FaceOut(BaseModel):
+    bbox: list[float] = Field(description="x1, y1, x2, y2 in pixels")
+    det_score: float
+    keypoints: list[list[float]] = Field(description="5 (x, y) landmarks")
+    quality: float | None = None
+    pose: dict[str, float] | None = Field(default=None, description="yaw, pitch, roll in degrees")
+    liveness: float | None = Field(default=None, description="passive liveness score (on request)")
+    embedding: list[float] | None = Field(default=None, description="on request")
+    recognizer_id: str | None = Field(default=None, description="the embedding's space (with the embedding)")
+
+
+class DetectOut(BaseModel):
+    pack: str
+    faces: list[FaceOut]
+
+
+class CompareOut(BaseModel):
+    similarity: float
+    match: bool | None = Field(description="None when the pack is not calibrated")
+    threshold: float | None
+    far: float | None
+    match_at_far: float | None
+    pack: str
+
+
+class LivenessOut(BaseModel):
+    real: bool
+    score: float
+    probabilities: list[float]
+    face: FaceOut
+
+
+# -- galleries -------------------------------------------------------------------------------------
+
+
+class CollectionOut(BaseModel):
+    name: str
+    pack_name: str
+    pack_version: str
+    recognizer_id: str
+    embedding_size: int
+    keep_crops: bool
+    metadata: dict[str, Any]
+    subjects: int
+    faces: int
+    created_at: str
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class SubjectOut(BaseModel):
+    external_id: str
+    name: str | None
+    metadata: dict[str, Any]
+    faces: int
+    created_at: str
+    updated_at: str
+
+
+class SubjectPage(BaseModel):
+    subjects: list[SubjectOut]
+    next: str | None = Field(description="pass back as ``after`` for the next page; None on the last")
+
+
+class EnrolOut(BaseModel):
+    face_ids: list[int]
+    faces: list[FaceOut]
+    rejected: int = Field(description="faces under min_quality")
+
+
+class MatchOut(BaseModel):
+    external_id: str
+    name: str | None
+    similarity: float
+    best_similarity: float
+    best_face_id: int
+    matched_faces: int
+    mean_similarity: float | None = None
+    far_level: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchResultOut(BaseModel):
+    face: FaceOut | None = Field(description="the query face; None for a search by embedding")
+    matches: list[MatchOut]
+
+
+class SearchOut(BaseModel):
+    results: list[SearchResultOut]
+
+
+class VerifyOut(BaseModel):
+    external_id: str
+    match: bool
+    similarity: float
+    threshold: float
+    best_similarity: float
+    mean_similarity: float
+    far_level: float | None
+    face: FaceOut
+
+
+# -- video and retail ------------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    type: str
+    camera: str
+    frame: int
+    video_time: float
+    track_id: int | None
+    kind: str | None
+    data: dict[str, Any]
+    id: str
+    wall_time: str
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+
+
+class ReportRow(BaseModel):
+    metric: str
+    key: str
+    value: float | int
+
+
+class RetailReportOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    store: str
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    summary: dict[str, float | int]
+    sections: list[ReportRow]
+
+
+# -- account ---------------------------------------------------------------------------------------
+
+
+class UsageRow(BaseModel):
+    tenant: str
+    day: str
+    operation: str
+    calls: int
+    faces: int
+    errors: int
+
+
+class UsageOut(BaseModel):
+    tenant: str
+    rows: list[UsageRow]
+
+
+class KeyOut(BaseModel):
+    prefix: str
+    name: str
+    scopes: list[str]
+    rate_per_second: float
+    burst: int
+    created_at: str
+    revoked: bool
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class IssuedKeyOut(BaseModel):
+    key: str = Field(description="the full key, shown only this once")
+    prefix: str
+    scopes: list[str]
+
+
+class AuditEventOut(BaseModel):
+    at: str
+    action: str
+    target: str
+    key_id: int | None
+    details: dict[str, Any] | None
+
+
+class AuditList(BaseModel):
+    events: list[AuditEventOut]
