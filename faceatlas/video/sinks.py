@@ -29,15 +29,22 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-class JsonlSink:
-    """Appends one JSON line per event (flushed per line, so a crash loses nothing written)."""
+class JsonRecord(Protocol):
+    """Anything that writes itself as one line of JSON (video ``Event``, drive ``DriveEvent``)."""
 
-    def __init__(self, path: Path) -> None:
+    def to_json(self) -> str: ...
+
+
+class JsonlSink:
+    """One JSON line per event (flushed per line, so a crash loses nothing written); appends to
+    the file, or starts it afresh with ``append=False``. The one JSONL writer of video and drive."""
+
+    def __init__(self, path: Path, *, append: bool = True) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._lock = threading.Lock()
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: JsonRecord) -> None:
         with self._lock:
             self._file.write(event.to_json() + "\n")
             self._file.flush()

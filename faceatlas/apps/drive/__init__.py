@@ -4,7 +4,7 @@ Needs the optional extra: ``pip install 'faceatlas[drive]'``.
 """
 
 from faceatlas.apps.drive.config import DriveConfig
-from faceatlas.apps.drive.events import DriveEvent, JsonlWriter, Level
+from faceatlas.apps.drive.events import DriveEvent, Level
 from faceatlas.apps.drive.monitor import DriverMonitor, FrameReport
 from faceatlas.apps.drive.run import run_drive
 from faceatlas.apps.drive.source import iter_frames
@@ -14,7 +14,6 @@ __all__ = [
     "DriveEvent",
     "DriverMonitor",
     "FrameReport",
-    "JsonlWriter",
     "Level",
     "iter_frames",
     "run_drive",

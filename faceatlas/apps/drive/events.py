@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 
 class Level(IntEnum):
@@ -41,23 +40,3 @@ class DriveEvent:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
-
-
-class JsonlWriter:
-    """Appends events to a JSON-lines file, one object per line, flushed per event."""
-
-    def __init__(self, path: str | Path) -> None:
-        self._file: IO[str] = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()/__exit__
-
-    def write(self, event: DriveEvent) -> None:
-        self._file.write(event.to_json() + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

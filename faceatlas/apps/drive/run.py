@@ -9,11 +9,12 @@ from pathlib import Path
 import cv2
 
 from faceatlas.apps.drive.config import DriveConfig
-from faceatlas.apps.drive.events import DriveEvent, JsonlWriter
+from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import frame_rate, iter_frames
 from faceatlas.errors import InvalidInput
+from faceatlas.video import JsonlSink
 
 
 def run_drive(
@@ -35,7 +36,7 @@ def run_drive(
     except OSError as exc:
         monitor.close()
         raise InvalidInput(str(exc)) from exc
-    writer = JsonlWriter(events) if events else None
+    writer = JsonlSink(events, append=False) if events else None
     video: cv2.VideoWriter | None = None
     last_alert = None
     try:
@@ -43,7 +44,7 @@ def run_drive(
             report = monitor.process(frame, t, index)
             for event in report.events:
                 if writer:
-                    writer.write(event)
+                    writer.emit(event)
                 if on_event:
                     on_event(event)
                 last_alert = event if event.level > 0 else last_alert
