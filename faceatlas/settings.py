@@ -46,7 +46,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
 DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503 overloaded
 
-_ENV = SettingsConfigDict(env_prefix="FACEATLAS_", extra="ignore", populate_by_name=True)
+# An empty variable counts as unset (FACEATLAS_DATABASE_URL= means the default database, not "").
+_ENV = SettingsConfigDict(env_prefix="FACEATLAS_", extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
 
 class EngineSettings(BaseSettings):

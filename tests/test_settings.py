@@ -69,3 +69,10 @@ def test_watch_and_demo_use_the_configured_pack(monkeypatch, tmp_path):
         assert result.exit_code != 0
         assert "no-such-pack" in (result.output + repr(result.exception))
     assert EngineSettings().pack_name() == "no-such-pack"
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch):
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", "")
+    monkeypatch.setenv("FACEATLAS_THREADS", "")
+    settings = Settings.from_env()
+    assert settings.storage.database_url.startswith("sqlite:///") and settings.engine.threads is None

@@ -52,6 +52,7 @@ from faceatlas.gallery.types import (
     SubjectInfo,
     Verification,
 )
+from faceatlas.settings import EngineSettings
 
 DEFAULT_TENANT = "default"
 _CROP_MARGIN = 0.5
@@ -62,10 +63,12 @@ class Gallery:
     tenant's view over the same database and indexes. Close (or use as a context manager) to
     persist the indexes."""
 
-    def __init__(self, sessions: sessionmaker[Session], indexes: IndexCache, tenant: str) -> None:
+    def __init__(self, sessions: sessionmaker[Session], indexes: IndexCache, tenant: str,
+                 settings: EngineSettings | None = None) -> None:
         self._sessions = sessions
         self._indexes = indexes
         self.tenant = tenant
+        self.settings = settings or EngineSettings()  # where user calibrations are (read once, not per search)
         with self._sessions.begin() as session:
             found = session.scalar(select(Tenant.id).where(Tenant.name == tenant))
             if found is None:
@@ -78,7 +81,7 @@ class Gallery:
     @classmethod
     def open(cls, url: str | None = None, *, tenant: str = DEFAULT_TENANT, index_dir: Path | None = None,
              ann_min_faces: int = ANN_MIN_FACES, storage: Storage = "float32",
-             autosave_every: int = 1000) -> Gallery:
+             autosave_every: int = 1000, settings: EngineSettings | None = None) -> Gallery:
         """Connect to ``url`` (default ``$FACEATLAS_DATABASE_URL`` or the SQLite file under
         ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery.
 
@@ -90,11 +93,11 @@ class Gallery:
         if index_dir is None and (db_file := sqlite_path(url)) is not None:
             index_dir = db_file.with_name(db_file.name + ".indexes")
         indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage, autosave_every=autosave_every)
-        return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant)
+        return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant, settings)
 
     def for_tenant(self, tenant: str) -> Gallery:
         """The gallery of another tenant on the same database."""
-        return Gallery(self._sessions, self._indexes, tenant)
+        return Gallery(self._sessions, self._indexes, tenant, self.settings)
 
     def close(self) -> None:
         """Persist unsaved index changes and release database connections."""
@@ -399,7 +402,7 @@ class Gallery:
         with self._sessions() as session:
             coll = self._collection(session, collection)
             _check_model(coll, embedding.recognizer_id, len(vector))
-            calibration = calibration or _calibration_for(coll)
+            calibration = calibration or _calibration_for(coll, self.settings)
             cutoff = _resolve_threshold(coll, threshold, far, calibration)
             index = self._indexes.get(session, coll)
             if len(index) == 0:
@@ -448,7 +451,7 @@ class Gallery:
             coll = self._collection(session, collection)
             _check_model(coll, embedding.recognizer_id, len(vector))
             subject = self._subject(session, coll, external_id)
-            calibration = calibration or _calibration_for(coll)
+            calibration = calibration or _calibration_for(coll, self.settings)
             cutoff = _resolve_threshold(coll, threshold, None if threshold is not None else far, calibration)
             if cutoff is None:
                 raise InvalidArgument("verify needs a far or a raw threshold")
@@ -619,14 +622,14 @@ def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:
                             f"got {size}-d")
 
 
-def _calibration_for(collection: Collection) -> Calibration | None:
+def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibration | None:
     try:
         pack = get_pack(collection.pack_name)
     except UnknownPack:  # a pack this version no longer ships
         return None
     if pack.recognizer_id != collection.recognizer_id:
         return None
-    return load_calibration(pack)
+    return load_calibration(pack, settings)
 
 
 def _resolve_threshold(collection: Collection, threshold: float | None, far: float | None,
