@@ -12,9 +12,8 @@ from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
-from faceatlas.apps.drive.source import frame_rate, iter_frames
 from faceatlas.errors import InvalidInput
-from faceatlas.video import JsonlSink
+from faceatlas.video import JsonlSink, VideoSource
 
 
 def run_drive(
@@ -30,18 +29,16 @@ def run_drive(
     Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
     annotated video. Returns :meth:`DriverMonitor.summary`."""
     monitor = DriverMonitor(config)
-    try:
-        fps = frame_rate(source)
-        frames = iter_frames(source, 0, max_frames)
-    except OSError as exc:
-        monitor.close()
-        raise InvalidInput(str(exc)) from exc
+    frames = VideoSource(source)
     writer = JsonlSink(events, append=False) if events else None
     video: cv2.VideoWriter | None = None
     last_alert = None
     try:
-        for index, t, frame in frames:
-            report = monitor.process(frame, t, index)
+        for item in frames:
+            if max_frames is not None and item.index >= max_frames:
+                break
+            frame = item.image
+            report = monitor.process(frame, item.time, item.index)
             for event in report.events:
                 if writer:
                     writer.emit(event)
@@ -51,11 +48,15 @@ def run_drive(
             if output is not None:
                 if video is None:
                     height, width = frame.shape[:2]
+                    fps = frames.fps or 25.0
                     video = cv2.VideoWriter(str(output), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
                 video.write(draw_report(frame, report, last_alert))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the source cannot be opened or read
+        raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
     finally:
+        frames.close()
         monitor.close()
         if writer:
             writer.close()
