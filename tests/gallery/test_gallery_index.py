@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import faiss
@@ -274,3 +275,17 @@ def test_saving_replaces_graph_files_of_the_previous_format(tmp_path: Path) -> N
     vectors, ids, _ = _clustered(50, 2, 16)
     save_index(IndexState(build_index(ids, vectors, 16, ann_min_faces=1), 1), path)
     assert not legacy.exists() and len(list(tmp_path.glob("*.faiss"))) == 1
+
+
+def test_persistence_and_sync_use_the_protocol_only() -> None:
+    """save/load and the index cache go through VectorIndex (persist/restore/needs_rebuild); no
+    branch on an index kind is left in the gallery package."""
+    from pathlib import Path
+
+    import faceatlas.gallery as package
+    from faceatlas.gallery.index.store import INDEX_KINDS
+
+    sources = Path(package.__file__).parent.rglob("*.py")
+    assert not [p.name for p in sources if re.search(r"isinstance\([^)]*(Exact|Template|HNSW)Index", p.read_text())]
+    for kind in INDEX_KINDS.values():
+        assert all(callable(getattr(kind, name, None)) for name in ("persist", "restore", "needs_rebuild", "search"))
