@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -56,7 +57,9 @@ class VideoSource:
     ``live`` (default: guessed from ``spec``) turns on the background reader with frame dropping
     and reconnection; ``realtime`` paces that reader at the source's frame rate (to replay a file
     as if it were a camera). ``max_reconnects`` None retries forever; backoff doubles from
-    ``backoff_start`` up to ``backoff_max`` seconds.
+    ``backoff_start`` up to ``backoff_max`` seconds. ``start`` (files only) seeks to that frame
+    number: the first frame yielded has that index. A file that cannot be opened raises
+    ``OSError`` when iterated; a live source logs the failure, keeps it in ``error`` and retries.
     """
 
     def __init__(
@@ -69,21 +72,26 @@ class VideoSource:
         max_reconnects: int | None = None,
         backoff_start: float = 0.5,
         backoff_max: float = 30.0,
+        start: int = 0,
     ) -> None:
         self.spec = spec
         self.live = is_live(spec) if live is None else live
+        if start and (self.live or str(spec).isdigit()):
+            raise ValueError("start is for files only")
+        self.start = start
         self.realtime = realtime
         self.max_reconnects = max_reconnects
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self.stats = SourceStats()
         self.fps = 0.0
+        self.error: Exception | None = None  # the live reader's last failure
         self._buffer: deque[Frame] = deque(maxlen=max(1, buffer))
         self._ready = threading.Condition()
         self._stop = threading.Event()
         self._finished = False
         self._thread: threading.Thread | None = None
-        self._next_index = 0
+        self._next_index = start
         self._first_index_of_run = 0
         self._time_offset = 0.0
 
@@ -123,6 +131,7 @@ class VideoSource:
                             return
                 except (av.error.FFmpegError, OSError, RuntimeError) as exc:
                     log.warning("source %s failed: %s", self.spec, exc)
+                    self.error = exc
                 failures = 0 if produced else failures + 1
                 if self.max_reconnects is not None and self.stats.reconnects >= self.max_reconnects:
                     return
@@ -165,12 +174,20 @@ class VideoSource:
 
     def _pyav_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
         options = {"rtsp_transport": "tcp"} if str(self.spec).lower().startswith("rtsp") else {}
-        with av.open(str(self.spec), options=options, timeout=(10.0, 10.0)) as container:
+        try:
+            container = av.open(str(self.spec), options=options, timeout=(10.0, 10.0))
+        except av.error.FFmpegError as exc:
+            raise OSError(f"cannot open video source {str(self.spec)!r}: {exc}") from exc
+        with container:
+            if not container.streams.video:
+                raise OSError(f"no video stream in {str(self.spec)!r}")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+            rate = stream.average_rate or stream.guessed_rate or 0
+            self.fps = float(rate)
             base = float(stream.time_base or 0.0)
             count = 0
+            skip_before = self._seek(container, stream, rate) if self.start else 0
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
@@ -178,9 +195,29 @@ class VideoSource:
                     self.stats.corrupt += 1
                     continue
                 for frame in decoded:
+                    if skip_before:  # decoding from the keyframe before ``start``
+                        if frame.pts is not None and self._frame_number(frame.pts, stream, rate) < skip_before:
+                            continue
+                        count, skip_before = self.start, 0
                     seconds = frame.pts * base if frame.pts is not None and base else count / (self.fps or 1.0)
                     count += 1
                     yield seconds, frame.to_ndarray(format="bgr24")
+
+    def _seek(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+              rate: Fraction) -> int:
+        """Seek to the keyframe at or before frame ``start``; the frame number to skip up to."""
+        if not rate or not stream.time_base:
+            raise OSError(f"cannot seek {str(self.spec)!r}: no frame rate")
+        target = (stream.start_time or 0) + int(self.start / (rate * stream.time_base))
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:  # not seekable: decode from the start and skip
+            log.warning("cannot seek %s (%s); decoding from the start", self.spec, exc)
+        return self.start
+
+    @staticmethod
+    def _frame_number(pts: int, stream: av.video.stream.VideoStream, rate: Fraction) -> int:
+        return round((pts - (stream.start_time or 0)) * stream.time_base * rate)
 
     def _opencv_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
         capture = cv2.VideoCapture(int(str(self.spec)))

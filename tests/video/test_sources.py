@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from faceatlas.video.sources import VideoSource, is_live
 
@@ -52,3 +53,28 @@ def test_stream_that_ends_is_reopened(hamilton: Path):
     assert source.stats.reconnects == 1
     assert len(frames) == 550 and frames[-1].index == 549
     assert frames[300].time > frames[200].time
+
+
+def test_start_seeks_a_file_to_that_frame(hamilton: Path):
+    everything = list(VideoSource(hamilton))
+    source = VideoSource(hamilton, start=200)
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(200, len(everything)))
+    assert all(np.array_equal(a.image, b.image) and a.time == b.time for a, b in zip(frames, everything[200:]))
+
+
+def test_a_file_that_cannot_be_opened_raises_oserror(tmp_path: Path):
+    (tmp_path / "junk.mp4").write_bytes(b"not a video" * 100)
+    (tmp_path / "audio.wav").write_bytes(b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00"
+                                         b"@\x1f\x00\x00@\x1f\x00\x00\x01\x00\x08\x00data\x00\x00\x00\x00")
+    for spec in (tmp_path / "missing.mp4", tmp_path / "junk.mp4", tmp_path / "audio.wav"):
+        with pytest.raises(OSError, match="cannot open video source|no video stream"):
+            list(VideoSource(spec))
+    with pytest.raises(ValueError, match="files only"):
+        VideoSource("rtsp://127.0.0.1:9/none", start=5)
+
+
+def test_a_live_source_keeps_its_last_failure():
+    source = VideoSource("rtsp://127.0.0.1:9/none", max_reconnects=0)
+    assert list(source) == []
+    assert isinstance(source.error, OSError)
