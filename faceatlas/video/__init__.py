@@ -15,7 +15,7 @@ from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
-from faceatlas.video.sources import Frame, SourceStats, VideoSource
+from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
 from faceatlas.video.store import EventRow, VideoBase, list_events, open_events_db
 from faceatlas.video.tracks import Track
 from faceatlas.video.watch import WatchReport, build_sinks, run_watch
@@ -59,6 +59,7 @@ __all__ = [
     "blur_faces",
     "build_sinks",
     "events_from_jsonl",
+    "is_live",
     "list_events",
     "load_config",
     "open_events_db",

@@ -183,7 +183,7 @@ class VideoSource:
                 raise OSError(f"no video stream in {str(self.spec)!r}")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate or 0
+            rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
             self.fps = float(rate)
             base = float(stream.time_base or 0.0)
             count = 0
@@ -217,7 +217,7 @@ class VideoSource:
 
     @staticmethod
     def _frame_number(pts: int, stream: av.video.stream.VideoStream, rate: Fraction) -> int:
-        return round((pts - (stream.start_time or 0)) * stream.time_base * rate)
+        return round((pts - (stream.start_time or 0)) * Fraction(stream.time_base or 0) * rate)
 
     def _opencv_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
         capture = cv2.VideoCapture(int(str(self.spec)))

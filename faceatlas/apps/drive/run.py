@@ -12,6 +12,7 @@ from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
+from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidInput
 from faceatlas.video import JsonlSink, VideoSource
 
@@ -34,11 +35,8 @@ def run_drive(
     video: cv2.VideoWriter | None = None
     last_alert = None
     try:
-        for item in frames:
-            if max_frames is not None and item.index >= max_frames:
-                break
-            frame = item.image
-            report = monitor.process(frame, item.time, item.index)
+        for index, seconds, frame in timed_frames(frames, max_frames):
+            report = monitor.process(frame, seconds, index)
             for event in report.events:
                 if writer:
                     writer.emit(event)
@@ -56,7 +54,6 @@ def run_drive(
     except OSError as exc:  # the source cannot be opened or read
         raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
     finally:
-        frames.close()
         monitor.close()
         if writer:
             writer.close()

@@ -1,4 +1,6 @@
-"""Frames from a video file, a webcam index or an RTSP/HTTP URL through plain OpenCV capture."""
+"""The driver's frames, read through the video layer's :class:`~faceatlas.video.VideoSource`
+(a video file, a webcam index or an RTSP/HTTP URL), as the ``(index, seconds, image)`` tuples that
+:meth:`DriverMonitor.run` takes."""
 
 from __future__ import annotations
 
@@ -6,17 +8,32 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from faceatlas.video import VideoSource, is_live
 
-def open_capture(spec: str | int | Path) -> cv2.VideoCapture:
-    """An opened ``cv2.VideoCapture`` for ``spec`` (a digit string is a webcam index)."""
-    text = str(spec)
-    capture = cv2.VideoCapture(int(text)) if text.isdigit() else cv2.VideoCapture(text)
-    if not capture.isOpened():
-        raise OSError(f"cannot open video source {text!r}")
-    return capture
+
+def timed_frames(source: VideoSource, stop: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``(index, seconds, BGR frame)`` of ``source`` up to (not including) frame number ``stop``.
+
+    Files are timed by their frame rate (frame ``i`` at ``i / fps``); live sources by the wall
+    clock from the first frame read. The source is closed when the iterator ends or is closed.
+    """
+    frames = iter(source)
+    began: float | None = None
+    try:
+        for frame in frames:
+            if stop is not None and frame.index >= stop:
+                return
+            if not source.live and source.fps:
+                seconds = frame.index / source.fps
+            else:
+                began = time.monotonic() if began is None else began
+                seconds = time.monotonic() - began
+            yield frame.index, seconds, frame.image
+    finally:
+        frames.close()  # type: ignore[attr-defined]  # a generator: closes the decoder
+        source.close()
 
 
 def iter_frames(
@@ -24,30 +41,8 @@ def iter_frames(
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(index, seconds, BGR frame)`` from ``start`` up to (not including) ``stop``.
 
-    Files are timed by their frame rate and seeked to ``start``; live sources (no frame count)
-    are timed by the wall clock.
+    Files are timed by their frame rate and seeked to ``start``; live sources (webcams, streams)
+    are timed by the wall clock, numbered from 0, and drop frames when processing falls behind.
     """
-    capture = open_capture(spec)
-    try:
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        is_file = capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0 and fps > 0
-        if start and is_file:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-        index, began = (start if is_file else 0), time.monotonic()
-        while stop is None or index < stop:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield index, (index / fps if is_file else time.monotonic() - began), frame
-            index += 1
-    finally:
-        capture.release()
-
-
-def frame_rate(spec: str | int | Path, default: float = 25.0) -> float:
-    """The source's frames per second (``default`` when it does not say)."""
-    capture = open_capture(spec)
-    try:
-        return capture.get(cv2.CAP_PROP_FPS) or default
-    finally:
-        capture.release()
+    source = VideoSource(spec, start=0 if is_live(spec) else start)
+    return timed_frames(source, stop)
