@@ -21,7 +21,8 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from faceatlas.apps.drive import DriveConfig, DriverMonitor, FrameReport, iter_frames
+from faceatlas.apps.drive import DriveConfig, DriverMonitor, FrameReport, iter_frames, run_drive
+from faceatlas.errors import InvalidInput
 
 VIDEO = "data/videos/driver_night_cabin.mp4"
 
@@ -125,6 +126,38 @@ def test_identical_frames_are_not_reprocessed(video: str) -> None:
     finally:
         monitor.close()
     assert not first.reused and again.reused and again.ear == first.ear
+
+
+def test_run_drive_writes_what_the_monitor_reports(video: str, tmp_path: Path) -> None:
+    """The use case behind `faceatlas drive`: the same events as the monitor on iter_frames, to the
+    callback and (one JSON line each, file started afresh) to --events; one annotated frame each."""
+    monitor = DriverMonitor(DriveConfig(calibration_s=1.0))
+    try:
+        expected = [e.to_json() for r in monitor.run(iter_frames(video, 0, 60)) for e in r.events]
+    finally:
+        monitor.close()
+    assert expected, "the first 60 frames calibrate (1 s) and show the road, so events are expected"
+    events_path, annotated = tmp_path / "events.jsonl", tmp_path / "annotated.mp4"
+    events_path.write_text("left over from an earlier run\n")
+    seen: list = []
+    summary = run_drive(video, DriveConfig(calibration_s=1.0), output=annotated, events=events_path,
+                        max_frames=60, on_event=seen.append)
+    assert [e.to_json() for e in seen] == expected == events_path.read_text().splitlines()
+    assert summary["frames"] == 60
+    capture = cv2.VideoCapture(str(annotated))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 60 and capture.get(cv2.CAP_PROP_FPS) == 25
+
+
+def test_a_missing_source_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    with pytest.raises(InvalidInput, match="missing.mp4"):
+        run_drive(str(tmp_path / "missing.mp4"), DriveConfig(), events=tmp_path / "events.jsonl")
+    result = CliRunner().invoke(app, ["drive", str(tmp_path / "missing.mp4"), "--events", str(tmp_path / "e.jsonl")])
+    assert result.exit_code == 2 and "missing.mp4" in result.output
+    assert not (tmp_path / "events.jsonl").exists() and not (tmp_path / "e.jsonl").exists()
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ annotated video when asked, and return the session summary."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 
 import cv2
@@ -29,13 +30,18 @@ def run_drive(
     """Monitor the driver on ``source`` (file, webcam index, URL) until it ends, ``max_frames`` or
     Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
     annotated video. Returns :meth:`DriverMonitor.summary`."""
-    monitor = DriverMonitor(config)
     frames = VideoSource(source)
+    timed = timed_frames(frames, max_frames)
+    try:  # open the source before anything is written
+        first = next(timed, None)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
+    monitor = DriverMonitor(config)
     writer = JsonlSink(events, append=False) if events else None
     video: cv2.VideoWriter | None = None
     last_alert = None
     try:
-        for index, seconds, frame in timed_frames(frames, max_frames):
+        for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
             for event in report.events:
                 if writer:
