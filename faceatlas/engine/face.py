@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -108,10 +109,7 @@ class Face:
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings (normalised here, so raw vectors are fine too)."""
-    a = np.asarray(a, dtype=np.float32).ravel()
-    b = np.asarray(b, dtype=np.float32).ravel()
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / denom if denom > 0 else 0.0
+    return float(l2_normalize(np.ravel(a))[0] @ l2_normalize(np.ravel(b))[0])
 
 
 def as_embedding(query: Face | Embedding) -> Embedding:

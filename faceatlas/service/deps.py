@@ -262,6 +262,15 @@ def image_request_body(*names: str, extra: dict[str, Any] | None = None) -> dict
     }
 
 
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body (the one parse of every route; Starlette caches it), or an
+    ``InvalidInput`` saying why it does not parse."""
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
+
+
 async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The named images of a multipart or JSON request, and the JSON body's other fields."""
     content_type = request.headers.get("content-type", "")
@@ -275,10 +284,7 @@ async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], 
             images[name] = await part.read()
         return images, {}
     if content_type.startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidArgument("the JSON body must be an object")
         images = {name: await _decode_json_image(request, body, name) for name in names}

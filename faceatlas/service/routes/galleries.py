@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
-from faceatlas.errors import InvalidInput
 from faceatlas.service.deps import (
     AnalyzerDep,
     AuditEntry,
@@ -21,6 +20,7 @@ from faceatlas.service.deps import (
     TenantGalleryDep,
     audited,
     image_request_body,
+    json_body,
     metered,
     read_images,
 )
@@ -233,9 +233,9 @@ async def search(
     ``recognizer_id`` (an embedding of another space than the collection's is ``model_mismatch``)."""
     options: dict[str, Any] = {"k": k, "threshold": threshold, "far": far if threshold is None else None,
                                "aggregate": aggregate}
-    body = await _json_body(request)
-    if "embedding" in body:
-        vector = _embedding(body)
+    body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
+    if isinstance(body, dict) and "embedding" in body:
+        vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
         matches = await run_in_threadpool(lambda: gallery.search(collection, vector, **options))
         meter.faces = 1
         return {"results": [{"face": None, "matches": [m.to_dict() for m in matches]}]}
@@ -280,16 +280,3 @@ async def verify(
     )
     return {**verdict.to_dict(), "face": faces[0].to_dict()}
 
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    if not request.headers.get("content-type", "").startswith("application/json"):
-        return {}
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
-    return body if isinstance(body, dict) else {}
-
-
-def _embedding(body: dict[str, Any]) -> Embedding:
-    return Embedding.parse(body["embedding"], body.get("recognizer_id"))
