@@ -40,7 +40,7 @@ from faceatlas.gallery.index import (
     Storage,
 )
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
-from faceatlas.gallery.sync import IndexCache
+from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
     Aggregate,
     CollectionInfo,
@@ -101,13 +101,14 @@ class Gallery:
 
     def close(self) -> None:
         """Persist unsaved index changes and release database connections."""
-        self._indexes.flush()
+        self.flush()
         engine = self._sessions.kw["bind"]
         engine.dispose()
 
     def flush(self) -> None:
-        """Persist unsaved index changes now."""
-        self._indexes.flush()
+        """Persist unsaved index changes now (each caught up with the database first)."""
+        with self._sessions() as session:
+            self._indexes.flush(session)
 
     def __enter__(self) -> Gallery:
         return self
@@ -270,18 +271,24 @@ class Gallery:
 
     def merge_subjects(self, collection: str, keep: str, absorb: str) -> SubjectInfo:
         """Move every face of ``absorb`` to ``keep`` (metadata merged, ``keep`` wins) and delete
-        ``absorb``. The index is left as it is: it returns face ids, and grouping faces by their
-        old subjects still routes searches well (a rebuild regroups them)."""
+        ``absorb``; the index regroups the moved faces under ``keep`` at once."""
         if keep == absorb:
             raise InvalidArgument("cannot merge a subject into itself")
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
             kept, absorbed = self._subject(session, coll, keep), self._subject(session, coll, absorb)
+            moved = session.execute(select(FaceRecord.id, FaceRecord.embedding)
+                                    .where(FaceRecord.subject_id == absorbed.id).order_by(FaceRecord.id)).all()
             session.execute(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
                             .values(subject_id=kept.id))
             kept.meta = {**absorbed.meta, **kept.meta}
             kept.name = kept.name or absorbed.name
             session.delete(absorbed)
+            revision = self._bump(session, coll)
+        face_ids = np.asarray([row[0] for row in moved], np.int64)
+        vectors = decode_embeddings([row[1] for row in moved], coll.embedding_size)
+        self._indexes.applied(coll.id, revision, removed=face_ids,
+                              added=(face_ids, vectors, np.full(len(face_ids), kept.id, np.int64)))
         return self.get_subject(collection, keep)
 
     def delete_subject(self, collection: str, external_id: str) -> int:
@@ -523,12 +530,18 @@ class Gallery:
 
     @staticmethod
     def _subject_or_create(session: Session, collection: Collection, external_id: str, name: str | None) -> Subject:
-        found = session.scalar(select(Subject).where(Subject.collection_id == collection.id,
-                                                     Subject.external_id == external_id))
+        query = select(Subject).where(Subject.collection_id == collection.id, Subject.external_id == external_id)
+        found = session.scalar(query)
         if found is None:
-            found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id, meta={})
-            session.add(found)
-            session.flush()
+            try:
+                with session.begin_nested():  # another enrolment may create the same subject meanwhile
+                    found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id,
+                                    meta={})
+                    session.add(found)
+            except IntegrityError:
+                found = session.scalar(query)
+                if found is None:
+                    raise
         return found
 
     @staticmethod

@@ -8,6 +8,7 @@ from it never lingers in search results or on disk.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,21 @@ _FETCH_CHUNK = 10_000
 _BUILD_CHUNK = 200_000
 
 
+def _process_alive(pid: str) -> bool:
+    """Whether the process with this id (as written in a temporary file's name) still runs here."""
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False  # this process saves under the lock: a file of its own is from a failed save
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
     """Stack float32 embedding blobs from the database into an (n, dim) matrix."""
     if not blobs:
@@ -46,7 +62,7 @@ class IndexCache:
     def __init__(self, directory: Path | None, *, ann_min_faces: int = ANN_MIN_FACES,
                  storage: Storage = "float32", expansion_search: int = DEFAULT_EXPANSION_SEARCH,
                  autosave_every: int = 1000) -> None:
-        self.directory = directory
+        self.directory = None if directory is None else Path(directory)
         self.ann_min_faces = ann_min_faces
         self.storage = storage
         self.expansion_search = expansion_search
@@ -77,13 +93,23 @@ class IndexCache:
         """Apply a committed change that moved the collection from ``revision - 1`` to ``revision``;
         ``added`` is (face ids, vectors, subject ids).
 
-        When the cached index is not exactly one revision behind, it is left stale and the next
-        :meth:`get` catches it up from the database instead."""
+        Additions are applied only to an index exactly one revision behind; any other is left
+        stale and the next :meth:`get` catches it up from the database. Removals are erasure: they
+        are applied to whatever copy exists — the one in memory, or the file on disk when this
+        process has not loaded it — and saved before returning, whatever the revisions say."""
         with self._lock:
+            removed = np.empty(0, np.int64) if removed is None else np.asarray(removed, np.int64)
+            erasing = len(removed) > 0
+            if erasing:
+                self._remove_leftovers(collection_id)
             state = self._states.get(collection_id)
             if state is None or state.revision != revision - 1:
+                if erasing:  # a stale copy in memory is dropped (the next get() catches up); scrub the file
+                    self._states.pop(collection_id, None)
+                    self._unsaved.pop(collection_id, None)
+                    self._erase_on_disk(collection_id, removed, revision if added is None else None)
                 return
-            if removed is not None and len(removed):
+            if erasing:
                 state.index.remove(removed)
                 if state.index.needs_rebuild(len(state.index), self.ann_min_faces):  # next get() rebuilds it
                     self.drop(collection_id)
@@ -91,7 +117,40 @@ class IndexCache:
             if added is not None and len(added[0]):
                 state.index.add(*added)
             state.revision = revision
-            self._note_changes(collection_id, force=save_now)
+            self._note_changes(collection_id, force=save_now or erasing)
+
+    def _erase_on_disk(self, collection_id: int, face_ids: np.ndarray, revision: int | None) -> None:
+        """Take ``face_ids`` out of the collection's index file as it is. Its revision moves to
+        ``revision`` only when it was exactly one behind (a change that only removed); otherwise a
+        later load catches it up. A file that cannot be read cannot be scrubbed: it is
+        deleted, with graph files a killed save left behind (the next get() rebuilds)."""
+        path = self.path(collection_id)
+        if path is None:
+            return
+        state = load_index(path) if path.is_file() else None
+        if state is None:
+            delete_index(path)
+            return
+        held = np.intersect1d(face_ids, state.index.ids())
+        if revision is not None and state.revision == revision - 1:
+            state.revision = revision
+        elif not len(held):
+            return
+        state.index.remove(held)
+        if state.index.needs_rebuild(len(state.index), self.ann_min_faces):
+            delete_index(path)
+        else:
+            save_index(state, path)
+
+    def _remove_leftovers(self, collection_id: int) -> None:
+        """Delete the temporary files of saves that were interrupted (a killed process): they may
+        hold vectors that were erased since. A save in progress in another live process is left."""
+        path = self.path(collection_id)
+        if path is None or not path.parent.is_dir():
+            return
+        for leftover in path.parent.glob(f"{path.name}.*.tmp"):
+            if not _process_alive(leftover.suffixes[-2].lstrip(".")):
+                leftover.unlink(missing_ok=True)
 
     def save(self, collection_id: int) -> None:
         """Persist one collection's index now."""
@@ -102,10 +161,18 @@ class IndexCache:
                 save_index(state, path)
             self._unsaved.pop(collection_id, None)
 
-    def flush(self) -> None:
-        """Persist every index with unsaved changes."""
+    def flush(self, session: Session | None = None) -> None:
+        """Persist every index with unsaved changes. With a ``session``, each is first caught up
+        with the database, so a copy that another process has erased from since is not written
+        back with the erased vectors."""
         with self._lock:
             for collection_id in list(self._unsaved):
+                if session is not None:
+                    collection = session.get(Collection, collection_id)
+                    if collection is None:
+                        self.drop(collection_id)
+                        continue
+                    self.get(session, collection)
                 self.save(collection_id)
 
     def drop(self, collection_id: int) -> None:
@@ -115,6 +182,7 @@ class IndexCache:
             self._unsaved.pop(collection_id, None)
             path = self.path(collection_id)
             if path is not None:
+                self._remove_leftovers(collection_id)
                 delete_index(path)
 
     def _note_changes(self, collection_id: int, *, force: bool) -> None:
