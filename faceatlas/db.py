@@ -65,14 +65,14 @@ def create_database_engine(url: str) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine, script_location: Path) -> None:
-    """Run the Alembic history in ``script_location`` to head; every layer that keeps tables
+def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> None:
+    """Run the Alembic history in ``script_location`` to ``revision``; every layer that keeps tables
     (gallery, service, retail) has its own history and calls this at open."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def run_migrations_env(metadata: MetaData, version_table: str = "alembic_version") -> None:

@@ -75,7 +75,9 @@ class FaceRecord(Base):
     the source crop (JPEG) that lets ``reembed`` migrate it to another model."""
 
     __tablename__ = "faces"
-    __table_args__ = (Index("ix_faces_collection_id_id", "collection_id", "id"),)
+    # ids are never reused (SQLite would reuse the highest after a delete): a stale index copy
+    # must not hold a deleted face's vector under a new face's id
+    __table_args__ = (Index("ix_faces_collection_id_id", "collection_id", "id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))

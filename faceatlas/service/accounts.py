@@ -10,6 +10,7 @@ import csv
 import hashlib
 import hmac
 import io
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from faceatlas.db import utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
 from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord
 
+TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 SCOPES = ("admin", "write", "read", "detect")
 # What each scope grants: admin ⊃ write ⊃ read ⊃ detect.
 _IMPLIED = {
@@ -70,6 +72,10 @@ class Accounts:
 
     # -- tenants ---------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
+        """A new tenant. Its id is 1–64 letters, digits, ``_``, ``.`` or ``-`` (no colon: the
+        gallery spaces of the CLI and the apps stay out of its reach)."""
+        if not TENANT_ID.fullmatch(tenant_id):
+            raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' already exists")

@@ -196,11 +196,17 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..
     return dependency
 
 
+def gallery_tenant(tenant_id: str) -> str:
+    """The gallery tenant of a service tenant: ``svc:<id>``. Service tenant ids have no colon, so
+    this space meets neither the CLI's tenants nor the apps' (``app:<app>:<name>``)."""
+    return f"svc:{tenant_id}"
+
+
 def get_tenant_gallery(request: Request, principal: PrincipalDep, gallery: GalleryDep) -> Gallery:
     """The caller's tenant view of the gallery (one per tenant, cached)."""
     views: dict[str, Gallery] = request.app.state.tenant_galleries
     if principal.tenant_id not in views:
-        views[principal.tenant_id] = gallery.for_tenant(principal.tenant_id)
+        views[principal.tenant_id] = gallery.for_tenant(gallery_tenant(principal.tenant_id))
     return views[principal.tenant_id]
 
 

@@ -184,3 +184,32 @@ def test_sigkill_never_leaves_an_acknowledged_delete_on_disk(db_url: str, index_
     assert len(acknowledged_ids) >= 6
     with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as gallery:
         assert_erased(gallery, index_dir, np.concatenate(acknowledged_vectors))
+
+
+def test_face_ids_are_never_reused(db_url: str, index_dir: Path) -> None:
+    rng = np.random.default_rng(5)
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as gallery:
+        rid = gallery.create_collection("c", "scrfd-mbf").recognizer_id
+        ids = gallery.add_embeddings("c", "a", _unit(rng, 2), recognizer_id=rid)
+        gallery.delete_face("c", ids[-1])
+        assert gallery.add_embeddings("c", "b", _unit(rng, 1), recognizer_id=rid)[0] > ids[-1]
+
+
+def test_upgrade_moves_retail_tenants_to_their_own_space(tmp_path: Path) -> None:
+    from importlib import resources
+
+    from sqlalchemy import text
+
+    from faceatlas.db import create_database_engine, upgrade
+    from faceatlas.gallery.models import migrate
+
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, Path(str(resources.files("faceatlas.gallery").joinpath("migrations"))), "0001")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO tenants (name, created_at) VALUES ('retail-shop1', '2026-01-01')"))
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT name FROM tenants")).scalars().all() == ["app:retail:shop1"]
+        schema = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'faces'")).scalar_one()
+    assert "AUTOINCREMENT" in schema
+    engine.dispose()

@@ -112,9 +112,10 @@ class RetailStore:
     def open(cls, config: StoreConfig, analyzer: FaceAnalyzer, url: str | None = None, *,
              index_dir: Path | None = None, payments: PaymentBackend | None = None) -> RetailStore:
         """Open the store on ``url`` (default: the gallery's default database), migrating the
-        gallery and retail tables. Members' faces go to tenant ``retail-<store id>``."""
+        gallery and retail tables. Members' faces go to the gallery tenant ``app:retail:<store id>``,
+        a space the service's API cannot reach."""
         url = normalize_url(url or default_database_url())
-        gallery = Gallery.open(url, tenant=f"retail-{config.id}", index_dir=index_dir)
+        gallery = Gallery.open(url, tenant=f"app:retail:{config.id}", index_dir=index_dir)
         engine = create_database_engine(url)
         migrate(engine)
         with sessionmaker(engine).begin() as session:
