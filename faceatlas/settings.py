@@ -106,6 +106,10 @@ class ServiceSettings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("FACEATLAS_URL_ALLOWLIST", "url_fetch_allowlist")
     )
     default_monthly_quota: int | None = None
+    # What the audit trail keeps of a deleted subject: False (default) replaces its id with
+    # "[erased]" in every audit record of the tenant (the trail still says that a subject of the
+    # collection was deleted, when, and by which key); True keeps ids for regimes that need them.
+    audit_keeps_subject_ids: bool = False
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
 from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
 # What each scope grants: admin ⊃ write ⊃ read ⊃ detect.
 _IMPLIED = {
@@ -226,6 +227,19 @@ class Accounts:
                 AuditRecord(tenant_id=tenant_id, key_id=key_id, action=action, target=target, details=details or {})
             )
             session.commit()
+
+    def erase_subject(self, tenant_id: str, target: str, *, keep_ids: bool) -> str:
+        """After a subject was deleted: unless ``keep_ids``, replace ``target`` (``collection/subject``)
+        by ``collection/[erased]`` in every audit record of the tenant, details dropped. Returns the
+        target the deletion itself is audited under."""
+        if keep_ids:
+            return target
+        erased = f"{target.split('/', 1)[0]}/{ERASED}"
+        with Session(self.engine) as session:
+            session.execute(update(AuditRecord).where(AuditRecord.tenant_id == tenant_id, AuditRecord.target == target)
+                            .values(target=erased, details={}))
+            session.commit()
+        return erased
 
     def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         with Session(self.engine) as session:

@@ -13,10 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
 from faceatlas.service.deps import (
+    AccountsDep,
     AnalyzerDep,
     AuditEntry,
     Meter,
     PoolDep,
+    PrincipalDep,
+    SettingsDep,
     TenantGalleryDep,
     audited,
     image_request_body,
@@ -168,9 +171,15 @@ async def delete_subject(
     meter: Annotated[Meter, Depends(metered("subjects.delete", "write"))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("subject.delete", SUBJECT)],
+    principal: PrincipalDep,
+    accounts: AccountsDep,
+    settings: SettingsDep,
 ) -> None:
-    """Delete a subject and every trace of it: faces, vectors, crops, index entries."""
+    """Delete a subject and every trace of it: faces, vectors, crops, index entries, and (unless
+    the server keeps them) its id in the audit trail."""
     audit.details["faces"] = await run_in_threadpool(gallery.delete_subject, collection, subject)
+    audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
+                                           keep_ids=settings.audit_keeps_subject_ids)
 
 
 @router.post(
