@@ -62,6 +62,9 @@ class EngineSettings(BaseSettings):
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads (None: all cores)")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="refuse larger images before decoding")
     shared: Path | None = Field(default=None, description="the team's shared assets folder (demos)")
+    calibration: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+                                    description="a user calibration to use (written by `faceatlas eval lfw "
+                                                "--save-as NAME`) for the packs that have it; None: the shipped one")
 
     def pack_name(self, fallback: str = DEFAULT_PACK) -> str:
         """The configured pack, else ``fallback``."""

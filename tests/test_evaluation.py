@@ -95,16 +95,29 @@ def test_all_vs_all_matches_brute_force():
     assert len(genuine) == 4 and len(impostor) == 17
 
 
-def test_lfw_one_fold_real_run(shared, tmp_path):
+def test_lfw_one_fold_real_run(shared, tmp_path, monkeypatch):
+    from faceatlas.engine import FaceAnalyzer
+
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    shipped = FaceAnalyzer("scrfd-mbf").calibration
     result = CliRunner().invoke(app, [
         "lfw", "--pairs", str(shared / "data/lfw/pairs.txt"), "--images", str(shared / "data/lfw/images"),
-        "--pack", "scrfd-mbf", "--limit-folds", "1", "--no-write", "--json", "--plot", str(tmp_path / "roc.png"),
+        "--pack", "scrfd-mbf", "--limit-folds", "1", "--json", "--plot", str(tmp_path / "roc.png"),
+        "--save-as", "onefold",
     ])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout[result.stdout.index("{"):])
     assert payload["pairs"] == 600 and payload["accuracy"] >= 0.97
     assert payload["far"][0]["tar"] >= 0.95
     assert (tmp_path / "roc.png").stat().st_size > 10_000
+    # a named calibration: only the FARs its impostor pairs support, used only once selected
+    assert FaceAnalyzer("scrfd-mbf").calibration == shipped
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "onefold")
+    mine = FaceAnalyzer("scrfd-mbf").calibration
+    assert mine is not None and mine != shipped
+    impostors = int(mine.metrics["impostor_pairs"])
+    assert set(mine.thresholds) == {k for k in ("1e-3", "1e-4", "1e-5", "1e-6") if impostors * float(k) >= 10}
+    assert "1e-6" not in mine.thresholds and "1e-3" in mine.thresholds
 
 
 def test_shipped_calibration_verifies_obama_not_biden(examples, tmp_path, monkeypatch):
@@ -117,3 +130,31 @@ def test_shipped_calibration_verifies_obama_not_biden(examples, tmp_path, monkey
     obama, obama2, biden = (analyzer.analyze_one(images / f) for f in ("obama.jpg", "obama2.jpg", "biden.jpg"))
     assert analyzer.verify(obama, obama2, far=1e-4).match
     assert not analyzer.verify(obama, biden, far=1e-4).match
+
+
+def test_a_small_evaluation_never_replaces_the_thresholds(shared, tmp_path, monkeypatch):
+    """Issue 16.1: 4 LFW pairs wrote FAR 1e-6 = 0.154 over the shipped 0.575; now nothing is written
+    unless asked, a named calibration holds only what its pairs support, and is used only when selected."""
+    from faceatlas.engine import FaceAnalyzer
+
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    lines = (shared / "data/lfw/pairs.txt").read_text().splitlines()
+    small = tmp_path / "pairs.txt"
+    small.write_text("\n".join(["1\t2", *lines[1:3], *lines[301:303]]) + "\n")  # 2 same + 2 different
+    args = ["lfw", "--pairs", str(small), "--images", str(shared / "data/lfw/images"), "--pack", "scrfd-mbf"]
+    shipped = FaceAnalyzer("scrfd-mbf").calibration
+    assert shipped is not None
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "too few" in result.output
+    assert not (tmp_path / "cache").exists()  # nothing written by default
+    assert FaceAnalyzer("scrfd-mbf").calibration == shipped
+
+    refused = CliRunner().invoke(app, [*args, "--save-as", "mine"])
+    assert refused.exit_code == 2 and "impostor pairs support no FAR" in refused.output
+    assert not (tmp_path / "cache").exists()
+
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")  # selected but absent: the shipped one stays
+    assert FaceAnalyzer("scrfd-mbf").calibration == shipped
+

@@ -19,7 +19,7 @@ from faceatlas.engine import (
     get_pack,
     plot_roc,
     save_calibration,
-    user_calibration_path,
+    save_user_calibration,
 )
 
 app = typer.Typer(help="Evaluate a model pack and calibrate its thresholds.", no_args_is_help=True)
@@ -57,10 +57,12 @@ def lfw(
                                          file_okay=False)],
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or dlib)")]
     = None,
-    limit_folds: Annotated[int | None, typer.Option(min=1, max=10, help="use only the first N folds (quick run; "
-                                                       "the calibration is then not written)")] = None,
+    limit_folds: Annotated[int | None, typer.Option(min=1, max=10, help="use only the first N folds (quick run)")]
+    = None,
     plot: Annotated[Path | None, typer.Option(help="write the ROC plot (PNG) here")] = None,
-    write: Annotated[bool, typer.Option(help="write the thresholds to the pack's user calibration")] = True,
+    save_as: Annotated[str | None, typer.Option(
+        "--save-as", help="save the thresholds the data supports as the pack's calibration NAME; it is used only "
+                          "once selected with FACEATLAS_CALIBRATION=NAME (the shipped one stays the default)")] = None,
     output: Annotated[Path | None, typer.Option(help="also write the calibration JSON to this path")] = None,
     cache: Annotated[Path | None, typer.Option(help="embedding cache (.npz), reused when it matches")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
@@ -72,21 +74,27 @@ def lfw(
     except (FaceAtlasError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    calibration = report.calibration()
     written: list[str] = []
-    if write and limit_folds is None:
-        written.append(str(save_calibration(calibration, user_calibration_path(analyzer.pack))))
+    try:
+        if save_as is not None:
+            written.append(str(save_user_calibration(report, save_as, analyzer)))
+    except FaceAtlasError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     if output is not None:
-        written.append(str(save_calibration(calibration, output)))
+        written.append(str(save_calibration(report.calibration(), output)))
     if plot is not None:
         plot_roc(report, plot)
     if as_json:
         print(json.dumps({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
         return
     console.print(report_table(report))
-    if write and limit_folds is not None:
-        err.print("[yellow]quick run (--limit-folds): the calibration was not written[/yellow]")
+    unsupported = [far_key(p.far) for p in report.points if not p.resolvable]
+    if unsupported:
+        err.print(f"[yellow]{report.n_impostor:,} impostor pairs are too few for FAR {', '.join(unsupported)}: "
+                  "those thresholds are shown, never written[/yellow]")
     for path in written:
-        err.print(f"calibration written to {path}")
+        err.print(f"calibration written to {path}" + (f" (use it with FACEATLAS_CALIBRATION={save_as})"
+                                                      if save_as and path == written[0] else ""))
     if plot is not None:
         err.print(f"ROC plot written to {plot}")

@@ -11,7 +11,7 @@ from faceatlas.engine.calibration import (
 )
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import draw_faces
-from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc
+from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc, save_user_calibration
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
 from faceatlas.engine.image import ImageInput, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
@@ -79,6 +79,7 @@ __all__ = [
     "plot_roc",
     "resolve",
     "save_calibration",
+    "save_user_calibration",
     "top_k",
     "user_calibration_path",
     "verify_sha256",

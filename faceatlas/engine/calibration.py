@@ -1,8 +1,10 @@
 """Similarity thresholds per false-accept rate, measured per pack (``faceatlas eval lfw``).
 
-A pack's calibration is read from ``$FACEATLAS_CACHE/calibration/<pack>.json`` when the user
-ran the evaluation, else from the values measured by the FaceAtlas team and shipped with
-the package. A calibration only applies to the recogniser it was measured with.
+A pack's calibration is the one measured by the FaceAtlas team and shipped with the package,
+unless the user selects one of theirs by name (``FACEATLAS_CALIBRATION=NAME``, read from
+``$FACEATLAS_CACHE/calibration/<pack>.<NAME>.json``, written by ``faceatlas eval lfw --save-as
+NAME``). A calibration only applies to the recogniser it was measured with, and only holds a
+threshold for a FAR its data supports: at least :data:`IMPOSTORS_PER_FAR` / FAR impostor pairs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ STANDARD_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
 # The false-accept rate of a decision when the caller names none: compare, verify and search, in
 # the engine, the gallery, the CLI, the API and the Python client alike.
 DEFAULT_FAR = 1e-4
+# A threshold at FAR 1e-k is written only from at least 10 x 10^k impostor pairs (10 false
+# accepts expected at it): with fewer, the threshold is set by a handful of pairs.
+IMPOSTORS_PER_FAR = 10
+
+
+def supported_far(far: float, impostor_pairs: int) -> bool:
+    """Whether ``impostor_pairs`` are enough to set a threshold at ``far``."""
+    return impostor_pairs * far >= IMPOSTORS_PER_FAR
 
 
 @dataclass
@@ -50,15 +60,20 @@ def far_key(far: float) -> str:
     return f"{far:.0e}".replace("e-0", "e-")
 
 
-def user_calibration_path(pack: Pack, settings: EngineSettings | None = None) -> Path:
-    return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.name}.json"
+def user_calibration_path(pack: Pack, name: str, settings: EngineSettings | None = None) -> Path:
+    """Where the user calibration ``name`` of ``pack`` is kept."""
+    return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.name}.{name}.json"
 
 
 def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Calibration | None:
-    """The pack's calibration (user-measured first, then shipped), or None when there is none
-    for this pack's recogniser."""
+    """The pack's calibration: the user's named in ``settings.calibration`` when this pack has
+    it, else the shipped one; None when there is none for this pack's recogniser."""
+    settings = settings or EngineSettings()
+    candidates: list[Path] = []
+    if settings.calibration:
+        candidates.append(user_calibration_path(pack, settings.calibration, settings))
     shipped = resources.files("faceatlas.engine").joinpath("calibrations", f"{pack.name}.json")
-    for path in (user_calibration_path(pack, settings), shipped):
+    for path in (*candidates, shipped):
         if path.is_file():
             found = Calibration(**json.loads(path.read_text()))
             if found.recognizer_id == pack.recognizer_id:

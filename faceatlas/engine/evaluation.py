@@ -15,6 +15,7 @@ The thresholds become the pack's :class:`Calibration` (similarity >= threshold a
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,22 @@ import numpy as np
 from rich.progress import Progress
 
 from faceatlas.engine.analyzer import FaceAnalyzer
-from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key
+from faceatlas.engine.calibration import (
+    IMPOSTORS_PER_FAR,
+    STANDARD_FARS,
+    Calibration,
+    far_key,
+    save_calibration,
+    supported_far,
+    user_calibration_path,
+)
 from faceatlas.engine.face import Face
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.settings import EngineSettings
 
 CENTRAL_BOX = (0.28, 0.28, 0.72, 0.72)  # fractions of width/height: [70, 70, 180, 180] on a 250x250 LFW photo
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # a user calibration's name, as FACEATLAS_CALIBRATION takes it
 
 
 @dataclass(frozen=True)
@@ -303,7 +315,7 @@ class LFWReport:
         return Calibration(
             pack=self.pack,
             recognizer_id=self.recognizer_id,
-            thresholds={far_key(p.far): p.threshold for p in self.points},
+            thresholds={far_key(p.far): p.threshold for p in self.points if p.resolvable},
             source=source or f"faceatlas eval lfw ({self.folds} folds, all-vs-all over {self.n_images} images), {date}",
             metrics=metrics,
         )
@@ -326,8 +338,25 @@ class LFWReport:
         }
 
 
+def save_user_calibration(report: LFWReport, name: str, analyzer: FaceAnalyzer,
+                          settings: EngineSettings | None = None) -> Path:
+    """Write ``report``'s thresholds as the user calibration ``name`` of the analyzer's pack (used
+    once selected with ``FACEATLAS_CALIBRATION=name``). Only the FARs its impostor pairs support
+    are written; with none, :class:`InvalidArgument` says how many pairs it had and needed."""
+    calibration = report.calibration()
+    if not calibration.thresholds:
+        weakest = max(STANDARD_FARS)
+        raise InvalidArgument(
+            f"{report.n_impostor:,} impostor pairs support no FAR threshold: FAR {far_key(weakest)} needs at least "
+            f"{IMPOSTORS_PER_FAR / weakest:,.0f}; nothing written")
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(f"invalid calibration name {name!r}: use 1-64 letters, digits, '_', '.' or '-'")
+    return save_calibration(calibration, user_calibration_path(analyzer.pack, name, settings or analyzer.settings))
+
+
 def far_points(genuine: np.ndarray, impostor: np.ndarray, fars: Sequence[float]) -> list[FarPoint]:
-    """Threshold, achieved FAR and TAR at each FAR; a FAR below 1/len(impostor) is marked unresolvable."""
+    """Threshold, achieved FAR and TAR at each FAR; a FAR the impostor pairs cannot support
+    (:func:`supported_far`) is marked unresolvable and never written to a calibration."""
     thresholds = far_thresholds(impostor, fars)
     points = []
     for far in fars:
@@ -337,7 +366,7 @@ def far_points(genuine: np.ndarray, impostor: np.ndarray, fars: Sequence[float])
             threshold=float(t),
             achieved_far=float((impostor >= t).sum() / len(impostor)),
             tar=float((genuine >= t).mean()) if len(genuine) else float("nan"),
-            resolvable=far * len(impostor) >= 1.0,
+            resolvable=supported_far(far, len(impostor)),
         ))
     return points
 
