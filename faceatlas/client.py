@@ -172,6 +172,7 @@ class SearchResult:
 
     face: Face | None
     matches: tuple[Match, ...]
+    unknown: bool | None = None  # True: nobody enrolled reached the threshold; None: ranked, not decided
     raw: dict[str, Any] = _raw()
 
 
@@ -310,11 +311,14 @@ class FaceAtlasClient:
     def delete_subject(self, collection: str, subject_id: str) -> None:
         self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}")
 
-    def search(self, collection: str, image: ImageArg, *, k: int = 5, far: float | None = None) -> list[SearchResult]:
-        """The ``k`` most similar subjects per query face; only those reaching ``far`` when it is
-        given (as the gallery, the CLI and the API: search ranks, ``verify`` decides)."""
+    def search(self, collection: str, image: ImageArg, *, k: int = 5,
+               far: float | None = DEFAULT_FAR) -> list[SearchResult]:
+        """Who is each query face, or nobody: the ``k`` most similar subjects that reach ``far``
+        (``unknown`` when none does); ``far=None`` ranks without deciding (strangers included)."""
         params: dict[str, Any] = {"k": k}
-        if far is not None:
+        if far is None:
+            params["rank_only"] = "true"
+        else:
             params["far"] = far
         data = self._call(
             "POST", f"/v1/collections/{collection}/search", files=dict([_image("image", image)]), params=params

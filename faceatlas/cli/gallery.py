@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from faceatlas.engine import FaceAnalyzer, FaceAtlasError, default_pack_name
+from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -114,20 +114,28 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
 
 @app.command()
 def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", help="subjects to return")] = 5,
-           threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold")] = None,
-           far: Annotated[float | None, typer.Option(help="threshold as a false-accept rate")] = None,
+           threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold (instead of --far)")]
+           = None,
+           far: Annotated[float, typer.Option(help="threshold as a false-accept rate")] = DEFAULT_FAR,
+           rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding: strangers get "
+                                                                       "their nearest subjects")] = False,
            aggregate: Annotated[str, typer.Option(help="subject score: best or mean")] = "best",
            all_faces: Annotated[bool, typer.Option("--all-faces", help="search every face of the image")] = False,
            pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
            as_json: JsonOption = False) -> None:
-    """Identify the face(s) of an image against a collection."""
+    """Identify the face(s) of an image against a collection: who, or unknown (at --far 1e-4 by default)."""
+    decided = threshold is not None or not rank_only
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         results = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
-                                       threshold=threshold, far=far, aggregate=aggregate)
-        payload = [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches]} for face, matches in results]
-        table = Table("face", "rank", "subject", "name", "similarity", "faces matched")
+                                       threshold=threshold, far=None if rank_only else far, aggregate=aggregate)
+        payload = [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
+                    "unknown": not matches if decided else None} for face, matches in results]
+        cut = f"similarity >= {threshold}" if threshold is not None else f"FAR {far:g}" if decided else "ranked only"
+        table = Table("face", "rank", "subject", "name", "similarity", "faces matched", title=f"search ({cut})")
         for number, (_, matches) in enumerate(results):
+            if not matches and decided:
+                table.add_row(str(number), "", "unknown", "no enrolled subject reached the threshold", "", "")
             for rank, match in enumerate(matches, 1):
                 table.add_row(str(number), str(rank), match.external_id, match.name or "",
                               f"{match.similarity:.3f}", str(match.matched_faces))

@@ -56,10 +56,13 @@ def enrol(collection: str, subject: str, image: Path, server: Server, key: Key) 
 
 @app.command()
 def search(
-    collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float | None = None
+    collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float = DEFAULT_FAR,
+    rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding (strangers included)")]
+    = False,
 ) -> None:
-    """1:N search of a collection."""
-    _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, far=far))})
+    """1:N search of a collection: who, or unknown."""
+    _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k,
+                                                            far=None if rank_only else far))})
 
 
 @app.command()

@@ -398,11 +398,13 @@ class Gallery:
 
     # -- search -----------------------------------------------------------------------------
     def search(self, collection: str, query: Face | Embedding, *, k: int = 5, threshold: float | None = None,
-               far: float | None = None, aggregate: Aggregate = "best",
+               far: float | None = DEFAULT_FAR, aggregate: Aggregate = "best",
                calibration: Calibration | None = None) -> list[Match]:
         """The ``k`` most similar subjects to one embedding. A subject's score is its best face
         (``aggregate="best"``) or its mean template; only subjects reaching the threshold are
-        returned: a raw cosine ``threshold`` or one derived from ``far`` with the pack calibration.
+        returned — none means "unknown": a raw cosine ``threshold``, else the pack calibration's
+        threshold for ``far`` (default :data:`DEFAULT_FAR`; :class:`NotCalibrated` for a pack
+        without one). ``far=None`` without a threshold ranks without deciding (strangers included).
         An embedding of another space than the collection's is :class:`ModelMismatch`."""
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
@@ -653,7 +655,7 @@ def _resolve_threshold(collection: Collection, threshold: float | None, far: flo
         return None
     if calibration is None or calibration.recognizer_id != collection.recognizer_id:
         raise NotCalibrated(f"pack '{collection.pack_name}' has no calibration for FAR {far}; "
-                            "pass a raw similarity threshold instead")
+                            "pass a raw similarity threshold instead (or far=None to rank without deciding)")
     return calibration.threshold(far)
 
 

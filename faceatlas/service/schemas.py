@@ -101,10 +101,14 @@ class MatchOut(BaseModel):
 class SearchResultOut(BaseModel):
     face: FaceOut | None = Field(description="the query face; None for a search by embedding")
     matches: list[MatchOut]
+    unknown: bool | None = Field(default=None, description="true: no enrolled subject reached the threshold "
+                                                           "(a stranger); null: ranked without a decision (rank_only)")
 
 
 class SearchOut(BaseModel):
     results: list[SearchResultOut]
+    far: float | None = Field(default=None, description="the false-accept rate the matches were cut at")
+    threshold: float | None = Field(default=None, description="the raw cosine cut-off, when one was given")
 
 
 class VerifyOut(BaseModel):

@@ -21,9 +21,11 @@ def _rows(gallery: Gallery, model, *conditions) -> int:
 
 def test_obama_photo_finds_obama(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
     [(face, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
-    assert matches[0].external_id == "obama"
-    assert matches[0].similarity > 0.5
-    assert matches[0].similarity - matches[1].similarity > 0.2
+    assert [m.external_id for m in matches] == ["obama"]  # cut at FAR 1e-4 by default: nobody else
+    [(_, ranked)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, far=None)
+    assert ranked[0].external_id == "obama"
+    assert ranked[0].similarity > 0.5
+    assert ranked[0].similarity - ranked[1].similarity > 0.2
 
 
 def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
@@ -34,8 +36,8 @@ def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fas
 
 def test_subject_is_one_identity_not_many_votes(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
     face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
-    best = enrolled.search("people", face, k=5)
-    mean = enrolled.search("people", face, k=5, aggregate="mean")
+    best = enrolled.search("people", face, k=5, far=None)
+    mean = enrolled.search("people", face, k=5, aggregate="mean", far=None)
     for matches in (best, mean):
         names = [m.external_id for m in matches]
         assert len(names) == len(set(names)) == 5
@@ -111,7 +113,7 @@ def test_merge_subjects(enrolled: Gallery, test_dir: Path, fast_analyzer) -> Non
     with pytest.raises(NotFound):
         enrolled.get_subject("people", "biden")
     face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
-    names = [m.external_id for m in enrolled.search("people", face, k=10)]
+    names = [m.external_id for m in enrolled.search("people", face, k=10, far=None)]
     assert names.count("obama") == 1 and "biden" not in names
 
 
@@ -189,3 +191,12 @@ def gallery_without_crops(enrolled: Gallery, train_dir: Path, fast_analyzer) -> 
     enrolled.create_collection("plain", fast_analyzer)
     enrolled.enrol_images("plain", "obama", [str(train_dir / "obama" / "obama.jpg")], fast_analyzer)
     return enrolled
+
+
+def test_search_answers_unknown_for_a_stranger_by_default(enrolled: Gallery, examples: Path, fast_analyzer) -> None:
+    """Issue 16.3: without a threshold, search named the nearest subjects of a stranger."""
+    stranger = examples / "examples" / "lin-manuel-miranda.png"  # not enrolled in 'people'
+    [(_, matches)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3)
+    assert matches == []  # unknown at the default FAR
+    [(_, ranked)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, far=None)
+    assert len(ranked) == 3  # ranking without a decision is still there when asked for

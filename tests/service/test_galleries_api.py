@@ -29,7 +29,13 @@ def test_enrol_search_verify_and_delete_subject(api, examples):
         rest = client.list_subjects(name, limit=2, after=page.next)
         assert [s.external_id for s in page.subjects + rest.subjects] == ["obama", "biden", "rose_leslie"]
         assert page.subjects[0].name == "Obama"
-        found = client.search(name, probe, k=3, far=None)[0].matches
+        stranger = client.search(name, examples / "examples" / "lin-manuel-miranda.png", k=3)[0]
+        assert stranger.unknown is True and stranger.matches == ()  # who, or nobody: nobody (at FAR 1e-4)
+        known = client.search(name, probe, k=3)[0]
+        assert known.unknown is False and [m.external_id for m in known.matches] == ["obama"]
+        found = client.search(name, probe, k=3, far=None)[0]
+        assert found.unknown is None  # ranked without a decision
+        found = found.matches
         assert found[0].external_id == "obama" and found[0].matched_faces >= 1
         assert len({m.external_id for m in found}) == len(found)  # one entry per subject, not per face
         assert client.verify(name, "obama", probe, far=1e-3).match is True

@@ -233,21 +233,28 @@ async def search(
     gallery: TenantGalleryDep,
     pool: PoolDep,
     k: Annotated[int, Query(ge=1, le=100)] = 5,
-    far: Annotated[float | None, Query(gt=0, lt=1)] = None,
-    threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off")] = None,
+    far: Annotated[float, Query(gt=0, lt=1, description="cut at this false-accept rate")] = DEFAULT_FAR,
+    threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of far)")] = None,
+    rank_only: Annotated[bool, Query(description="rank without deciding: strangers get their nearest subjects")]
+    = False,
     aggregate: Annotated[Literal["best", "mean"], Query()] = "best",
     all_faces: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    """1:N: the subjects most similar to the query face(s) (image) or to an ``embedding`` with its
-    ``recognizer_id`` (an embedding of another space than the collection's is ``model_mismatch``)."""
-    options: dict[str, Any] = {"k": k, "threshold": threshold, "far": far if threshold is None else None,
-                               "aggregate": aggregate}
+    """1:N: who is this, or nobody. The subjects most similar to the query face(s) (image) or to an
+    ``embedding`` with its ``recognizer_id`` that reach the threshold (``far``, default 1e-4, or a
+    raw ``threshold``); ``unknown`` is true when none does. An embedding of another space than the
+    collection's is ``model_mismatch``."""
+    decided = threshold is not None or not rank_only
+    used_far = far if threshold is None and not rank_only else None
+    options: dict[str, Any] = {"k": k, "threshold": threshold, "far": used_far, "aggregate": aggregate}
+    cut = {"far": used_far, "threshold": threshold}
     body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     if isinstance(body, dict) and "embedding" in body:
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
         matches = await run_in_threadpool(lambda: gallery.search(collection, vector, **options))
         meter.faces = 1
-        return {"results": [{"face": None, "matches": [m.to_dict() for m in matches]}]}
+        return {"results": [{"face": None, "matches": [m.to_dict() for m in matches],
+                             "unknown": not matches if decided else None}], **cut}
     images, _ = await read_images(request, "image")
     faces = await pool.analyze(images["image"], max_faces=None if all_faces else 1)
     if not faces:
@@ -257,8 +264,9 @@ async def search(
     results = []
     for face in faces:
         matches = await run_in_threadpool(gallery.search, collection, face, calibration=calibration, **options)
-        results.append({"face": face.to_dict(), "matches": [m.to_dict() for m in matches]})
-    return {"results": results}
+        results.append({"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
+                        "unknown": not matches if decided else None})
+    return {"results": results, **cut}
 
 
 @router.post(
