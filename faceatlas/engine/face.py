@@ -82,6 +82,13 @@ class Face:
         x1, y1, x2, y2 = self.bbox
         return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
 
+    def rescale(self, factor: float) -> None:
+        """Multiply the face's coordinates by ``factor`` (found on a reduced image, reported in
+        the original's pixels)."""
+        if factor != 1:
+            self.bbox = np.asarray(self.bbox, np.float32) * factor
+            self.keypoints = np.asarray(self.keypoints, np.float32) * factor
+
     def as_embedding(self) -> Embedding:
         """The face's vector with its embedding space."""
         if self.embedding is None or self.recognizer_id is None:

@@ -7,6 +7,7 @@ upload costs nothing but its header read.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -31,12 +32,29 @@ def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels
     ``channels`` states the channel order of a numpy input (ignored for other inputs).
     Raises :class:`InvalidImage` (or a subclass) with a message saying what is wrong.
     """
+    return decode_image(source, channels=channels, max_pixels=max_pixels)[0]
+
+
+def reduction_factor(width: int, height: int, work_pixels: int | None) -> int:
+    """The smallest integer factor that brings ``width`` x ``height`` to at most ``work_pixels``."""
+    if work_pixels is None or width * height <= work_pixels:
+        return 1
+    return math.ceil(math.sqrt(width * height / work_pixels))
+
+
+def decode_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None,
+                 work_pixels: int | None = None) -> tuple[np.ndarray, float]:
+    """Like :func:`load_image`, but an encoded image of more than ``work_pixels`` is reduced by an
+    integer factor, chosen from the header and applied while decoding: a JPEG decodes at 1/2, 1/4
+    or 1/8 scale in the codec; another format is reduced right after decoding, before any
+    conversion copies it. Returns the array and the factor (multiply its coordinates by it to
+    get the original's). Arrays and PIL images are never reduced (factor 1)."""
     limit = EngineSettings().max_pixels if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
-        return _from_array(source, channels, limit)
+        return _from_array(source, channels, limit), 1.0
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, limit)
-        return _from_pil(source)
+        return _from_pil(source), 1.0
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<bytes>"
     elif isinstance(source, (str, os.PathLike)):
@@ -49,17 +67,23 @@ def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels
     if not data:
         raise EmptyImage(f"{name}: the file is empty (0 bytes)")
     try:
-        pil = Image.open(io.BytesIO(data))
+        pil: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise InvalidImage(f"{name}: not an image (unrecognised format)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise _decode_error(name, exc) from exc
     _check_pixels(pil.width, pil.height, limit, name)
+    width, factor = pil.width, reduction_factor(pil.width, pil.height, work_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if factor > 1 and pil.format == "JPEG":
+                pil.draft(pil.mode, (math.ceil(pil.width / factor), math.ceil(pil.height / factor)))
             pil.load()
-            return _from_pil(pil)
+            decoded = width // pil.width  # what the codec reduced already (JPEG draft)
+            if factor > decoded:
+                pil = pil.reduce(math.ceil(factor / decoded))
+            return _from_pil(pil), width / pil.width
     except (OSError, SyntaxError, ValueError) as exc:
         raise _decode_error(name, exc) from exc
 

@@ -356,7 +356,7 @@ class Gallery:
         crops: list[bytes | None] = []
         for number, image in enumerate(images):
             source = str(image) if isinstance(image, str | Path) else f"image#{number}"
-            decoded = analyzer.load(image)
+            decoded = analyzer.load_reduced(image)[0]  # a huge photo is reduced while decoding: crops need no more
             faces = analyzer.analyze(decoded, max_faces=None if all_faces else 1)
             if not faces:
                 report.rejected.append((source, "no_face"))

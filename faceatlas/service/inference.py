@@ -160,9 +160,12 @@ class InferencePool:
         (what a collection that keeps crops stores for re-embedding)."""
 
         def work() -> tuple[list[Face], list[bytes | None]]:
-            decoded = self.analyzer.load(image)
+            decoded, factor = self.analyzer.load_reduced(image)
             faces = self.analyze_sync(decoded, max_faces=max_faces)
-            return faces, [source_crop(decoded, face) if keep_crops else None for face in faces]
+            crops = [source_crop(decoded, face) if keep_crops else None for face in faces]
+            for face in faces:
+                face.rescale(factor)
+            return faces, crops
 
         return await self.run(work)
 
