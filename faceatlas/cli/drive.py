@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -23,12 +23,20 @@ def _region(text: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
+def _seat(text: str) -> Literal["left", "right", "any"]:
+    sides: dict[str, Literal["left", "right", "any"]] = {"left": "left", "right": "right", "any": "any"}
+    if text in sides:
+        return sides[text]
+    raise typer.BadParameter("give left, right (the side of the image the driver sits in) or any")
+
+
 def drive(
     source: Annotated[str, typer.Argument(help="video file, webcam index (0) or rtsp:// URL")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write an annotated video (mp4)")] = None,
     events: Annotated[Path | None, typer.Option("--events", help="write events as JSON lines")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="events as JSON lines on stdout, summary last")] = False,
     region: Annotated[str, typer.Option(help="driver region x1,y1,x2,y2 (fractions)")] = "0,0,1,1",
+    seat: Annotated[str, typer.Option(help="side of the image the driver sits in: left, right or any")] = "any",
     calibration: Annotated[float, typer.Option(help="seconds of open-eye / road-ahead calibration")] = 5.0,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
 ) -> None:
@@ -47,7 +55,7 @@ def drive(
         err.print(f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
                   f"[/{style}] {json.dumps(event.details)}")
 
-    config = DriveConfig(driver_region=_region(region), calibration_s=calibration)
+    config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
     try:
         summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show)
     except (ImportError, FaceAtlasError) as exc:

@@ -16,7 +16,6 @@ from faceatlas.engine.detectors import (
     Detector,
     DlibHOG,
     YuNet,
-    keypoints_from_dlib,
     template_keypoints,
 )
 from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similarity
@@ -27,7 +26,7 @@ from faceatlas.engine.models import resolve
 from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
-from faceatlas.errors import ModelMismatch, NoFace, NotCalibrated, TooManyFaces
+from faceatlas.errors import ModelError, ModelMismatch, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
 log = logging.getLogger("faceatlas")
@@ -97,7 +96,10 @@ class FaceAnalyzer:
         spec = self.pack.detector
         path = resolve(spec.file, download=self._download, settings=self.settings)
         if spec.kind == "dlib_hog":
-            return DlibHOG(path, max_side=max(max_side, 1280))
+            if spec.keypoint_file is None:
+                raise ModelError(f"pack {self.pack.name!r}: the dlib detector needs its 68-point keypoint predictor")
+            keypoint_path = resolve(spec.keypoint_file, download=self._download, settings=self.settings)
+            return DlibHOG(path, keypoint_path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side)
         return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side)
@@ -205,7 +207,7 @@ class FaceAnalyzer:
         box_arr = np.asarray(box, dtype=np.float32).reshape(1, 4)
         if isinstance(self.detector, DlibHOG):
             landmarks = self.detector.landmarks_in_box(image, box_arr[0])[None]
-            keypoints = keypoints_from_dlib(landmarks[0])[None]
+            keypoints = self.detector.keypoints_in_box(image, box_arr[0])[None]
             detections = Detections(box_arr, np.zeros(1, np.float32), keypoints, landmarks)
         else:
             detections = Detections(box_arr, np.zeros(1, np.float32), template_keypoints(box_arr[0])[None])

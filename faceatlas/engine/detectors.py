@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from faceatlas.engine.detections import Detections
-from faceatlas.engine.geometry import ARCFACE_TEMPLATE, nms, similarity_transform
+from faceatlas.engine.geometry import ARCFACE_TEMPLATE, nms
 from faceatlas.engine.runtime import create_session
 
 
@@ -129,14 +129,17 @@ class YuNet:
 
 
 class DlibHOG:
-    """dlib's HOG face detector with its 5-point shape predictor (public-domain models)."""
+    """dlib's HOG face detector with its 5-point shape predictor (the landmarks dlib's recogniser
+    aligns on) and its 68-point predictor (the 5 keypoints: eye centres, nose tip, mouth corners,
+    the points SCRFD and YuNet give); public-domain models."""
 
-    def __init__(self, shape_model: Path, max_side: int = 1280) -> None:
+    def __init__(self, shape_model: Path, keypoint_model: Path, max_side: int = 1280) -> None:
         import dlib
 
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(str(shape_model))
+        self._shape68 = dlib.shape_predictor(str(keypoint_model))
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> Detections:
@@ -150,10 +153,16 @@ class DlibHOG:
             return Detections.empty()
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32) / scale
         landmarks = np.stack([self.landmarks_in_box(image, box) for box in boxes])
-        keypoints = np.stack([keypoints_from_dlib(points) for points in landmarks])
+        keypoints = np.stack([self.keypoints_in_box(image, box) for box in boxes])
         # HOG margins (about -0.5..3) mapped to (0, 1) so that scores read like the other detectors'.
         confidence = 1.0 / (1.0 + np.exp(-3.0 * np.asarray(scores, np.float32)))
         return Detections(boxes, confidence.astype(np.float32), keypoints, landmarks).sorted_by_area()
+
+    def keypoints_in_box(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The 5 standard keypoints inside ``box``, from the 68-point predictor."""
+        rect = self._dlib.rectangle(*(int(round(v)) for v in box))
+        shape = self._shape68(np.ascontiguousarray(image[:, :, ::-1]), rect)
+        return keypoints_from_dlib68(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32))
 
     def landmarks_in_box(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """dlib's 5 points (eye corners, nose base) inside ``box``."""
@@ -162,14 +171,17 @@ class DlibHOG:
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
 
-def keypoints_from_dlib(points: np.ndarray) -> np.ndarray:
-    """The 5 standard keypoints from dlib's 5 points: eye centres and nose measured, mouth
-    corners placed by fitting the ArcFace template to the three measured points."""
-    eyes = sorted([points[0:2].mean(axis=0), points[2:4].mean(axis=0)], key=lambda p: p[0])
-    measured = np.array([eyes[0], eyes[1], points[4]], dtype=np.float64)
-    to_image = similarity_transform(ARCFACE_TEMPLATE[:3], measured)
-    mouth = ARCFACE_TEMPLATE[3:] @ to_image[:, :2].T + to_image[:, 2]
-    return np.vstack([measured, mouth]).astype(np.float32)
+def keypoints_from_dlib68(points: np.ndarray) -> np.ndarray:
+    """The 5 standard keypoints from dlib's 68 points: the eye contours' centres (36-41 in the
+    image's left, 42-47), the nose tip (30) and the mouth corners (48, 54), all measured.
+
+    dlib's 5-point model has no nose tip (its nose point is the base of the nose, well below the
+    tip) and no mouth; keypoints built from it gave pose angles of the opposite sign to SCRFD's
+    on the same faces."""
+    points = np.asarray(points, dtype=np.float32)
+    return np.array(
+        [points[36:42].mean(axis=0), points[42:48].mean(axis=0), points[30], points[48], points[54]], dtype=np.float32
+    )
 
 
 def template_keypoints(box: np.ndarray) -> np.ndarray:

@@ -28,8 +28,12 @@ _OPENCV_ZOO_LFS = "https://media.githubusercontent.com/media/opencv/opencv_zoo/m
 
 @dataclass(frozen=True)
 class DetectorSpec:
+    """A face detector; ``keypoint_file`` a second model that places the 5 keypoints when the
+    detector's own points are not them (dlib: its 68-point predictor)."""
+
     kind: DetectorKind
     file: ModelFile
+    keypoint_file: ModelFile | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class Pack:
     @property
     def core_files(self) -> list[ModelFile]:
         """The detector and recogniser files (what detect/embed/compare need)."""
-        return [f for f in (self.detector.file, self.recognizer.file) if f is not None]
+        return [f for f in (self.detector.file, self.detector.keypoint_file, self.recognizer.file) if f is not None]
 
     @property
     def files(self) -> list[ModelFile]:
@@ -103,6 +107,7 @@ def _dlib_file(name: str, function: str) -> ModelFile:
 
 
 DLIB_SHAPE_5 = _dlib_file("shape_predictor_5_face_landmarks.dat", "pose_predictor_five_point_model_location")
+DLIB_SHAPE_68 = _dlib_file("shape_predictor_68_face_landmarks.dat", "pose_predictor_model_location")
 DLIB_RESNET = _dlib_file("dlib_face_recognition_resnet_model_v1.dat", "face_recognition_model_location")
 
 DET_500M = ModelFile(
@@ -183,7 +188,7 @@ PACKS: dict[str, Pack] = {
         Pack(
             "dlib",
             "1",
-            DetectorSpec("dlib_hog", DLIB_SHAPE_5),
+            DetectorSpec("dlib_hog", DLIB_SHAPE_5, DLIB_SHAPE_68),
             RecognizerSpec("dlib", DLIB_RESNET, 128),
             SILENT_FACE,
             description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; offline default",

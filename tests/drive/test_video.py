@@ -177,3 +177,110 @@ def test_whole_clip_through_the_cli(video: str, tmp_path: Path) -> None:
     assert {"calibrated", "blink", "face_not_visible", "driver_absent", "camera_dark"} <= kinds
     assert any(e["type"] == "driver_absent" and 1110 <= e["frame"] <= 1310 for e in events)
     assert cv2.VideoCapture(str(annotated)).get(cv2.CAP_PROP_FRAME_COUNT) == 1501
+
+
+# Frames where the driver (the bearded man at the wheel, on the image's left) and a passenger are
+# both in view, labelled by eye: a point on the driver's face and one on a passenger's face, in
+# full-frame pixels. 480-490: close-up, a back-seat passenger over his shoulder (right); 560-630: wide
+# shot, passengers leaning in from the right, the one at 600-630 looking down (eyes nearly shut);
+# 1000-1090: wide shot, back-seat passengers on the right.
+DRIVER_AND_PASSENGER = {
+    480: ((600, 320), (1050, 190)),
+    490: ((620, 320), (1050, 190)),
+    560: ((455, 180), (1120, 120)),
+    570: ((450, 180), (1080, 190)),
+    600: ((450, 175), (915, 255)),
+    630: ((445, 175), (865, 300)),
+    1000: ((295, 225), (885, 160)),
+    1040: ((335, 230), (710, 130)),
+    1080: ((390, 245), (785, 130)),
+    1090: ((400, 245), (795, 125)),
+}
+
+
+def covers(box: tuple[float, float, float, float], point: tuple[int, int]) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+@pytest.mark.parametrize("config", [DriveConfig(), DriveConfig(driver_side="left")], ids=["default", "left_seat"])
+def test_the_driver_is_watched_not_a_passenger(video: str, config: DriveConfig) -> None:
+    """With the whole frame as the region, the monitor keeps to the driver while passengers come
+    into view; the passenger looking down at 600-630 once raised a critical microsleep."""
+    reports: dict[int, FrameReport] = {}
+    for start, end in ((460, 640), (990, 1100)):
+        monitor = DriverMonitor(config)
+        try:
+            reports.update({r.frame: r for r in monitor.run(iter_frames(video, start, end))})
+        finally:
+            monitor.close()
+    for frame, (driver, passenger) in DRIVER_AND_PASSENGER.items():
+        face = reports[frame].face
+        assert face is not None, frame
+        assert covers(face.bbox, driver) and not covers(face.bbox, passenger), (frame, face.bbox)
+    assert max(r.drowsiness for r in reports.values()) < 3
+
+
+def test_driver_side_picks_among_the_faces_of_one_frame(video: str) -> None:
+    """The faces Face Mesh finds in frame 600 (driver left, passenger right): a fresh chooser takes
+    the face on the configured side, and "any" the largest."""
+    from faceatlas.apps.drive.mesh import DriverChooser, FaceMeshTracker
+
+    _, _, frame = next(iter_frames(video, 600, 601))
+    tracker = FaceMeshTracker(DriveConfig())
+    try:
+        faces = tracker.find(frame)
+    finally:
+        tracker.close()
+    driver, passenger = DRIVER_AND_PASSENGER[600]
+    assert len(faces) >= 2
+    height, width = frame.shape[:2]
+    left = DriverChooser(DriveConfig(driver_side="left")).choose(faces, width, height)
+    right = DriverChooser(DriveConfig(driver_side="right")).choose(faces, width, height)
+    anyone = DriverChooser(DriveConfig()).choose(faces, width, height)
+    assert left is not None and covers(left.bbox, driver)
+    assert right is not None and covers(right.bbox, passenger)
+    assert anyone is faces[0] and anyone.area == max(f.area for f in faces)
+
+
+def test_face_not_visible_clears_as_soon_as_the_driver_is_tracked(video: str, tmp_path: Path) -> None:
+    """Frames 0-199: the driver (0-89), the road with nobody (95-140), the driver's close-up (150-).
+    face_not_visible is the alert only while no face is tracked; in the annotated video (what
+    `faceatlas drive -o` writes) its banner once stayed over the driver's tracked face."""
+    monitor = DriverMonitor()
+    try:
+        reports = list(monitor.run(iter_frames(video, 0, 200)))
+    finally:
+        monitor.close()
+    lost = [r.frame for r in reports if r.alert is not None and r.alert.type == "face_not_visible"]
+    assert lost and all(not reports[i].face_found for i in lost)
+    back = [r for r in reports if r.frame > lost[-1]]
+    assert back and back[0].face_found and all(r.face_found for r in back)
+    assert all(r.alert is None or r.alert.type != "face_not_visible" for r in reports if r.face_found)
+
+    annotated = tmp_path / "annotated.mp4"
+    run_drive(video, DriveConfig(), output=annotated, max_frames=200)
+    capture, raw = cv2.VideoCapture(str(annotated)), iter_frames(video, 0, 200)
+
+    def banner(index: int) -> bool:
+        """Pixels of the banner row (right of the gauges panel) changed by drawn text."""
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, drawn = capture.read()
+        assert ok
+        diff = cv2.absdiff(drawn[10:50, 220:900], frames[index][10:50, 220:900])
+        return int((diff.max(axis=2) > 80).sum()) > 50
+
+    frames = {i: f for i, _, f in raw}
+    assert banner(lost[len(lost) // 2])
+    assert not any(banner(r.frame) for r in back[::5])
+
+
+def test_cli_takes_the_drivers_seat(video: str) -> None:
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    result = CliRunner().invoke(app, ["drive", video, "--seat", "left", "--max-frames", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"frames": 3' in result.output
+    wrong = CliRunner().invoke(app, ["drive", video, "--seat", "middle", "--max-frames", "3"])
+    assert wrong.exit_code == 2 and "left, right" in wrong.output

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class DriveConfig:
     """Every tunable of the driver monitor. Times are in seconds, angles in degrees."""
 
-    # Driver region: (x1, y1, x2, y2) as fractions of the frame; the largest face inside is the driver.
+    # Which face is the driver. Faces are looked for in driver_region ((x1, y1, x2, y2) as fractions
+    # of the frame). A new driver is the largest (closest) face whose box reaches into the driver's
+    # side of the region: driver_side "left" or "right" is the half of the image the driver sits in
+    # as the camera sees it, "any" the whole region. Once chosen, the driver's face is followed from
+    # frame to frame (the face nearest the last box, moved by less than driver_max_shift of its size)
+    # and another face is taken only after the driver was not seen for driver_lost_frames frames:
+    # a passenger never stands in for a driver whom Face Mesh missed for a moment.
     driver_region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
-    max_faces: int = 2  # faces tracked by Face Mesh; the largest one is taken
+    driver_side: Literal["left", "right", "any"] = "any"
+    driver_lost_frames: int = 10
+    driver_max_shift: float = 0.5
+    max_faces: int = 4  # faces Face Mesh looks for: enough that passengers do not crowd the driver out
     process_width: int = 640  # frames wider than this are downscaled before Face Mesh
     min_face_confidence: float = 0.5
 
@@ -52,6 +62,9 @@ class DriveConfig:
 
     # Presence and camera.
     face_lost_s: float = 1.0  # no face this long -> face_not_visible
+    # A report's alert (the banner) is the latest warning or alert whose condition still holds (no
+    # face, camera dark, looking away, drowsy ...); a one-off one (a long blink) shows this long.
+    alert_hold_s: float = 3.0
     driver_absent_s: float = 5.0  # no face this long -> driver_absent
     dark_luma: float = 20.0  # 95th percentile of luma below this -> too dark
     blocked_std: float = 4.0  # luma spread of a thumbnail below this -> lens covered

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from faceatlas.engine.face import Pose
-from faceatlas.engine.geometry import camera_matrix, solve_pose
+from faceatlas.engine.geometry import solve_pose
 
 # Six points per eye for the eye aspect ratio (Soukupová & Čech 2016): corner, two upper lid
 # points, corner, two lower lid points (p1..p6), in Face Mesh indices.
@@ -67,23 +67,13 @@ def mouth_aspect_ratio(landmarks: np.ndarray) -> float:
 
 
 def head_pose(landmarks: np.ndarray, width: int, height: int) -> Pose | None:
-    """Yaw/pitch/roll from ``cv2.solvePnP`` of six mesh points against a generic 3D face.
-
-    The solver starts from an upright face at the distance implied by the eye-corner spacing, so
-    it does not fall into the mirrored, upside-down solution that six points allow.
-    """
+    """Yaw/pitch/roll from six mesh points against a generic 3D face, by the engine's
+    :func:`~faceatlas.engine.geometry.solve_pose` (which starts from an upright face, so it does not
+    fall into the mirrored, upside-down solution that six points allow)."""
     image_points = np.ascontiguousarray(landmarks[list(POSE_LANDMARKS)], dtype=np.float64)
-    camera = camera_matrix(width, height)
-    focal, cx, cy = camera[0, 0], camera[0, 2], camera[1, 2]
-    eye_span_px = float(np.linalg.norm(image_points[2] - image_points[3]))
-    eye_span_mm = float(POSE_MODEL_MM[3, 0] - POSE_MODEL_MM[2, 0])
-    if eye_span_px <= 0:
+    if float(np.linalg.norm(image_points[2] - image_points[3])) <= 0:
         return None
-    depth = focal * eye_span_mm / eye_span_px
-    nose = image_points[0]
-    rvec = np.zeros((3, 1))
-    tvec = np.array([[(nose[0] - cx) * depth / focal], [(nose[1] - cy) * depth / focal], [depth]])
-    return solve_pose(POSE_MODEL_MM, image_points, width, height, guess=(rvec, tvec))
+    return solve_pose(POSE_MODEL_MM, image_points, width, height)
 
 
 def iris_offset(landmarks: np.ndarray) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
 
 
 class FaceMeshTracker:
-    """Finds the largest face inside the driver region and returns its 478 landmarks."""
+    """Finds the faces inside the driver region and returns their 478 landmarks."""
 
     def __init__(self, config: DriveConfig | None = None) -> None:
         try:
@@ -91,8 +91,8 @@ class FaceMeshTracker:
         x1, y1, x2, y2 = self.config.driver_region
         return int(x1 * width), int(y1 * height), max(int(x2 * width), 1), max(int(y2 * height), 1)
 
-    def find(self, frame: np.ndarray) -> DriverFace | None:
-        """The driver's face in ``frame`` (BGR or grayscale), or None."""
+    def find(self, frame: np.ndarray) -> list[DriverFace]:
+        """Every face in the driver region of ``frame`` (BGR or grayscale), largest first."""
         height, width = frame.shape[:2]
         x1, y1, x2, y2 = self.region_pixels(width, height)
         crop = frame[y1:y2, x1:x2]
@@ -102,7 +102,7 @@ class FaceMeshTracker:
             crop = cv2.resize(crop, (self.config.process_width, round(crop_h * scale)), interpolation=cv2.INTER_AREA)
         result = self._mesh.process(to_rgb(crop))
         if not result.multi_face_landmarks:
-            return None
+            return []
         faces = []
         for face in result.multi_face_landmarks:
             points = np.array([(p.x, p.y) for p in face.landmark], dtype=np.float64)
@@ -111,4 +111,56 @@ class FaceMeshTracker:
             points = points * (crop_w, crop_h) + (x1, y1)
             lo, hi = points.min(axis=0), points.max(axis=0)
             faces.append(DriverFace(points, (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))))
-        return max(faces, key=lambda f: f.area, default=None)
+        return sorted(faces, key=lambda f: f.area, reverse=True)
+
+
+class DriverChooser:
+    """Which of the faces is the driver, frame after frame (see ``DriveConfig``: driver_side,
+    driver_lost_frames, driver_max_shift): the largest face on the driver's side, then the same
+    face for as long as it is seen, kept through short gaps rather than swapped for a passenger."""
+
+    def __init__(self, config: DriveConfig) -> None:
+        self.config = config
+        self.driver: DriverFace | None = None
+        self.missed = 0
+
+    def forget(self) -> None:
+        """Choose afresh on the next frame (the camera saw nothing usable)."""
+        self.driver, self.missed = None, 0
+
+    def choose(self, faces: list[DriverFace], width: int, height: int) -> DriverFace | None:
+        """The driver among ``faces`` (full-frame pixels of a ``width`` x ``height`` frame), or None."""
+        if self.driver is not None:
+            followed = self._follow(faces)
+            if followed is not None:
+                self.driver, self.missed = followed, 0
+                return followed
+            self.missed += 1
+            if self.missed < self.config.driver_lost_frames:
+                return None
+        self.driver = max(self._on_driver_side(faces, width), key=lambda f: f.area, default=None)
+        self.missed = 0
+        return self.driver
+
+    def _follow(self, faces: list[DriverFace]) -> DriverFace | None:
+        assert self.driver is not None
+        x1, y1, x2, y2 = self.driver.bbox
+        size = max(x2 - x1, y2 - y1)
+        centre = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
+        best, best_distance = None, self.config.driver_max_shift * size
+        for face in faces:
+            fx1, fy1, fx2, fy2 = face.bbox
+            distance = float(np.linalg.norm(np.array([(fx1 + fx2) / 2, (fy1 + fy2) / 2]) - centre))
+            if distance <= best_distance and 0.5 <= face.area / max(self.driver.area, 1.0) <= 2.0:
+                best, best_distance = face, distance
+        return best
+
+    def _on_driver_side(self, faces: list[DriverFace], width: int) -> list[DriverFace]:
+        side = self.config.driver_side
+        if side == "any":
+            return faces
+        x1, _, x2, _ = self.config.driver_region
+        middle = (x1 + x2) / 2 * width
+        if side == "left":
+            return [f for f in faces if f.bbox[0] < middle]
+        return [f for f in faces if f.bbox[2] > middle]

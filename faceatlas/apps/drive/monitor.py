@@ -16,7 +16,15 @@ from faceatlas.apps.drive.geometry import (
     iris_offset,
     mouth_aspect_ratio,
 )
-from faceatlas.apps.drive.mesh import CameraState, DriverFace, FaceMeshTracker, camera_state, thumbnail, to_gray
+from faceatlas.apps.drive.mesh import (
+    CameraState,
+    DriverChooser,
+    DriverFace,
+    FaceMeshTracker,
+    camera_state,
+    thumbnail,
+    to_gray,
+)
 from faceatlas.apps.drive.signals import Baseline, Calibrator, SlidingShare, Sustained, WindowedCount
 from faceatlas.engine import Pose
 
@@ -44,6 +52,7 @@ class FrameReport:
     calibrated: bool = False
     reused: bool = False
     events: list[DriveEvent] = field(default_factory=list)
+    alert: DriveEvent | None = None  # the warning or alert to show now: its condition still holds
 
     @property
     def face_found(self) -> bool:
@@ -81,6 +90,8 @@ class DriverMonitor:
     def __init__(self, config: DriveConfig | None = None, tracker: FaceMeshTracker | None = None) -> None:
         self.config = cfg = config or DriveConfig()
         self.tracker = tracker or FaceMeshTracker(cfg)
+        self._chooser = DriverChooser(cfg)
+        self._alerts: list[DriveEvent] = []
         self.baseline: Baseline | None = None
         self._calibrator = Calibrator(cfg.calibration_s)
         self._closure = Sustained(cfg.blink_below, cfg.blink_above, above=False)
@@ -119,6 +130,7 @@ class DriverMonitor:
             report.face, report.reused = self._find_face(frame, gray)
         else:
             self._last_face = self._last_roi = None
+            self._chooser.choose([], frame.shape[1], frame.shape[0])  # a frame without the driver
         self._presence(report)
         if report.face is not None:
             self.face_frames += 1
@@ -129,7 +141,33 @@ class DriverMonitor:
             self._glance.update(t, False)
         self._drowsy(report)
         report.calibrated = self.baseline is not None
+        report.alert = self._current_alert(report)
         return report
+
+    def _current_alert(self, report: FrameReport) -> DriveEvent | None:
+        """The latest warning or alert whose condition still holds after this frame."""
+        for event in report.events:
+            if event.level > Level.INFO:
+                self._alerts = [a for a in self._alerts if a.type != event.type] + [event]
+        self._alerts = [a for a in self._alerts if self._holds(a, report.t)]
+        return self._alerts[-1] if self._alerts else None
+
+    def _holds(self, event: DriveEvent, t: float) -> bool:
+        conditions = {
+            "face_not_visible": self._face_lost,
+            "driver_absent": self._absent,
+            "camera_dark": self._dark,
+            "camera_blocked": self._blocked,
+        }
+        if event.type in conditions:
+            return conditions[event.type].reported
+        if event.type == "drowsiness":
+            return self._drowsiness > 0
+        if event.type == "distraction" and event.details.get("kind") == "long_glance":
+            return self._glance.reported
+        if event.type == "distraction":
+            return self._accumulated_reported
+        return t - event.t < self.config.alert_hold_s
 
     def _find_face(self, frame: np.ndarray, gray: np.ndarray) -> tuple[DriverFace | None, bool]:
         """The driver's face; the previous one again when the face region did not change at all."""
@@ -137,7 +175,7 @@ class DriverMonitor:
         if roi is not None and self._last_roi is not None and roi.shape == self._last_roi.shape \
                 and float(cv2.absdiff(roi, self._last_roi).mean()) < self.config.unchanged_diff:
             return self._last_face, True
-        self._last_face = self.tracker.find(frame)
+        self._last_face = self._chooser.choose(self.tracker.find(frame), frame.shape[1], frame.shape[0])
         self._last_roi = self._face_roi(gray)
         return self._last_face, False
 

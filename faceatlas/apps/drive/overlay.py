@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceatlas.apps.drive.events import DriveEvent, Level
+from faceatlas.apps.drive.events import Level
 from faceatlas.apps.drive.geometry import IMAGE_LEFT_EYE, IMAGE_LEFT_IRIS, IMAGE_RIGHT_EYE, IMAGE_RIGHT_IRIS
 from faceatlas.apps.drive.monitor import FrameReport
 
@@ -24,8 +24,8 @@ def _gauge(image: np.ndarray, x: int, y: int, label: str, value: float | None, d
         cv2.rectangle(image, (x, y), (x + fill, y + height), RED if value > danger_above else GREEN, -1)
 
 
-def draw_report(frame: np.ndarray, report: FrameReport, last_event: DriveEvent | None = None) -> np.ndarray:
-    """A BGR copy of ``frame`` with the report drawn on it."""
+def draw_report(frame: np.ndarray, report: FrameReport) -> np.ndarray:
+    """A BGR copy of ``frame`` with the report drawn on it (its alert as the banner)."""
     image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     if report.face is not None:
         points = report.face.landmarks
@@ -57,7 +57,7 @@ def draw_report(frame: np.ndarray, report: FrameReport, last_event: DriveEvent |
     cv2.putText(image, status, (10, 176), FONT, 0.45, WHITE, 1, cv2.LINE_AA)
     if not report.calibrated:
         cv2.putText(image, "calibrating", (10, 194), FONT, 0.45, AMBER, 1, cv2.LINE_AA)
-    if last_event is not None and last_event.level > Level.INFO:
-        text = f"{last_event.level.name}: {last_event.type}"
-        cv2.putText(image, text, (220, 40), FONT, 1.0, LEVEL_COLOURS[last_event.level], 2, cv2.LINE_AA)
+    if report.alert is not None:
+        text = f"{report.alert.level.name}: {report.alert.type}"
+        cv2.putText(image, text, (220, 40), FONT, 1.0, LEVEL_COLOURS[report.alert.level], 2, cv2.LINE_AA)
     return image

@@ -39,7 +39,6 @@ def run_drive(
     monitor = DriverMonitor(config)
     writer = JsonlSink(events, append=False) if events else None
     video: cv2.VideoWriter | None = None
-    last_alert = None
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
@@ -48,13 +47,12 @@ def run_drive(
                     writer.emit(event)
                 if on_event:
                     on_event(event)
-                last_alert = event if event.level > 0 else last_alert
             if output is not None:
                 if video is None:
                     height, width = frame.shape[:2]
                     fps = frames.fps or 25.0
                     video = cv2.VideoWriter(str(output), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-                video.write(draw_report(frame, report, last_alert))
+                video.write(draw_report(frame, report))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the source cannot be opened or read
