@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from faceatlas.errors import InvalidInput
+from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
 
@@ -47,7 +48,11 @@ class RecognitionConfig:
 
 @dataclass
 class CameraConfig:
-    """One camera: its source, detection stride, counting geometry and privacy settings."""
+    """One camera: its source, detection stride, counting geometry and privacy settings.
+
+    ``scene_cut``: the histogram distance between consecutive frames taken as a cut to another
+    shot (every track then ends, and the new shot is analyzed at once); None turns it off.
+    ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred."""
 
     source: str
     name: str = "camera"
@@ -62,6 +67,7 @@ class CameraConfig:
     blur_unlisted: bool = False
     track_timeout: float = 1.5
     realtime: bool = False
+    scene_cut: float | None = DEFAULT_CUT_DISTANCE
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
 
 
