@@ -13,7 +13,8 @@ Example ``cams.yaml``::
         source: rtsp://10.0.0.5/stream1
         stride: 2
         lines: ["0,360,1280,360"]
-        zones: [{name: hall, polygon: [[0,0],[640,0],[640,720],[0,720]], levels: {busy: 10, crowded: 20}}]
+        zones: [{name: hall, polygon: [[0,0],[640,0],[640,720],[0,720]], levels: {busy: 10, crowded: 20},
+                 min_dwell: 1.0, hysteresis: 1}]   # a level holds >= 1 s; left 1 below its start
         watchlist: [alice]
         output: door.mp4
         snapshots: snaps/

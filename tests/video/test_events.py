@@ -76,10 +76,11 @@ def test_embedding_matcher_threshold():
 
 
 def test_zone_levels_and_report_rate():
-    zone = ZoneCounter(ZoneSpec("z", [(0, 0), (100, 0), (100, 100), (0, 100)], levels={"busy": 2}, report_every=1.0))
+    zone = ZoneCounter(ZoneSpec("z", [(0, 0), (100, 0), (100, 100), (0, 100)], levels={"busy": 2}, report_every=1.0,
+                                min_dwell=0.0))
     inside = sv.Detections(xyxy=np.array([[10, 10, 20, 20], [30, 30, 40, 40], [50, 50, 60, 60]], np.float32))
     assert zone.update(inside[:1], 0.0) == {"zone": "z", "count": 1, "level": None}
-    assert zone.update(inside[:2], 0.1) == {"zone": "z", "count": 2, "level": "busy"}  # level change: at once
+    assert zone.update(inside[:2], 0.1) == {"zone": "z", "count": 2, "level": "busy"}  # at once: no dwell
     assert zone.update(inside, 0.2) is None  # count change within report_every
     assert zone.update(inside, 1.2) == {"zone": "z", "count": 3, "level": "busy"}
 
