@@ -84,11 +84,17 @@ class WebhookConfig:
 
 @dataclass
 class MqttConfig:
+    """The broker; while it is unreachable, events wait in a queue of ``max_queued`` and the
+    connection is retried quietly, the delay doubling from ``backoff_start`` to ``backoff_max`` s."""
+
     host: str = "localhost"
     port: int = 1883
     topic: str = "faceatlas"
     username: str | None = None
     password: str | None = None
+    max_queued: int = 10_000
+    backoff_start: int = 1
+    backoff_max: int = 120
 
 
 @dataclass
