@@ -55,3 +55,5 @@ def watch(
                       str(stats.line_counts or ""))
     err.print(table)
     err.print(report.events)
+    for sink, count in report.undelivered.items():
+        err.print(f"{sink}: {count} events not delivered")

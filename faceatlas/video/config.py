@@ -13,7 +13,8 @@ Example ``cams.yaml``::
         source: rtsp://10.0.0.5/stream1
         stride: 2
         lines: ["0,360,1280,360"]
-        zones: [{name: hall, polygon: [[0,0],[640,0],[640,720],[0,720]], levels: {busy: 10, crowded: 20}}]
+        zones: [{name: hall, polygon: [[0,0],[640,0],[640,720],[0,720]], levels: {busy: 10, crowded: 20},
+                 min_dwell: 1.0, hysteresis: 1}]   # a level holds >= 1 s; left 1 below its start
         watchlist: [alice]
         output: door.mp4
         snapshots: snaps/
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from faceatlas.errors import InvalidInput
+from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
 
@@ -47,7 +49,11 @@ class RecognitionConfig:
 
 @dataclass
 class CameraConfig:
-    """One camera: its source, detection stride, counting geometry and privacy settings."""
+    """One camera: its source, detection stride, counting geometry and privacy settings.
+
+    ``scene_cut``: the histogram distance between consecutive frames taken as a cut to another
+    shot (every track then ends, and the new shot is analyzed at once); None turns it off.
+    ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred."""
 
     source: str
     name: str = "camera"
@@ -62,6 +68,7 @@ class CameraConfig:
     blur_unlisted: bool = False
     track_timeout: float = 1.5
     realtime: bool = False
+    scene_cut: float | None = DEFAULT_CUT_DISTANCE
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
 
 
@@ -77,11 +84,17 @@ class WebhookConfig:
 
 @dataclass
 class MqttConfig:
+    """The broker; while it is unreachable, events wait in a queue of ``max_queued`` and the
+    connection is retried quietly, the delay doubling from ``backoff_start`` to ``backoff_max`` s."""
+
     host: str = "localhost"
     port: int = 1883
     topic: str = "faceatlas"
     username: str | None = None
     password: str | None = None
+    max_queued: int = 10_000
+    backoff_start: int = 1
+    backoff_max: int = 120
 
 
 @dataclass

@@ -24,6 +24,7 @@ from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
 from faceatlas.video.identity import IdentityMatcher, IdentityVote
+from faceatlas.video.shots import ShotCutDetector
 from faceatlas.video.sinks import EventBus
 from faceatlas.video.sources import Frame, SourceStats, VideoSource
 from faceatlas.video.tracks import FaceSample, Track, byte_tracker
@@ -81,11 +82,17 @@ class VideoPipeline:
         self.tracks: dict[tuple[str, int], Track] = {}
         self._trackers: dict[str, sv.ByteTrack] = {}
         self._shown: dict[str, sv.Detections] = {"face": _empty("face"), "person": _empty("person")}
+        self._detected = _empty("face")  # every face of the last analysis, tracked or not yet
+        self._last_id: dict[str, int] = {}  # the highest track id so far: a new tracker's ids follow it
+        self._id_base: dict[str, int] = {}
+        self._cuts = ShotCutDetector(camera.scene_cut) if camera.scene_cut is not None else None
+        self._since_analysis = 0
         self._watchlist = set(camera.watchlist)
         self._annotator = FrameAnnotator() if camera.output else None
         self._writer: VideoWriter | None = None
         self._stop = threading.Event()
         self._last_time = 0.0
+        self._last_index = 0
         self._person_worker = ThreadPoolExecutor(1, thread_name_prefix=f"persons-{camera.name}")
 
     # -- running --------------------------------------------------------------------------------
@@ -110,11 +117,16 @@ class VideoPipeline:
         self._stop.set()
 
     def process(self, frame: Frame, fps: float) -> None:
-        """One frame: analyzed when it is a ``stride``-th frame, written to the output video if any."""
+        """One frame: analyzed when it is a ``stride``-th frame or the first of a new shot (tracks of
+        the shot before end there), written to the output video if any."""
         stride = max(1, self.camera.stride)
-        analyse = self.stats.frames % stride == 0
+        cut = self._cuts is not None and self._cuts.is_cut(frame.image)
+        if cut:
+            self._new_shot(frame)
+        analyse = cut or self.stats.frames == 0 or self._since_analysis >= stride
+        self._since_analysis = 1 if analyse else self._since_analysis + 1
         self.stats.frames += 1
-        self._last_time = frame.time
+        self._last_time, self._last_index = frame.time, frame.index
         if analyse:
             self.stats.analyzed += 1
             self._analyze(frame, (fps or 25.0) / stride)
@@ -124,11 +136,20 @@ class VideoPipeline:
     def finish(self) -> None:
         """End every open track (``track_ended``) and close the output video."""
         for key in list(self.tracks):
-            self._end(key, self._last_time, self.stats.frames)
+            self._end(key, self._last_time, self._last_index)
         self.stats.line_counts = {line.spec.name: line.counts for line in self.lines}
         self._person_worker.shutdown(wait=True)
         if self._writer is not None:
             self._writer.close()
+
+    def _new_shot(self, frame: Frame) -> None:
+        """A cut: every track ends (``reason`` "scene_cut"); tracking starts afresh with new ids."""
+        log.debug("camera %s: scene cut at frame %d", self.camera.name, frame.index)
+        for key in list(self.tracks):
+            self._end(key, frame.time, frame.index, reason="scene_cut")
+        self._trackers.clear()
+        self._shown = {"face": _empty("face"), "person": _empty("person")}
+        self._detected = _empty("face")
 
     # -- analysis -------------------------------------------------------------------------------
     def _analyze(self, frame: Frame, detection_fps: float) -> None:
@@ -138,7 +159,8 @@ class VideoPipeline:
         faces: list[Face] = []
         if self.analyzer is not None:
             faces = self.analyzer.analyze(frame.image, embed=False, with_crop=self.matcher is not None)
-        face_dets = self._track("face", frame, _face_detections(faces), detection_fps)
+        self._detected = _face_detections(faces)
+        face_dets = self._track("face", frame, self._detected, detection_fps)
         if persons is not None:
             person_dets = self._track("person", frame, _person_detections(persons.result()), detection_fps)
             self._link(face_dets, person_dets)
@@ -161,7 +183,11 @@ class VideoPipeline:
     def _track(self, kind: str, frame: Frame, detections: sv.Detections, detection_fps: float) -> sv.Detections:
         if kind not in self._trackers:
             self._trackers[kind] = byte_tracker(detection_fps, self.camera.track_timeout)
+            self._id_base[kind] = self._last_id.get(kind, 0)
         tracked = self._trackers[kind].update_with_detections(detections)
+        if len(tracked):
+            tracked.tracker_id = _track_ids(tracked) + self._id_base[kind]
+            self._last_id[kind] = max(self._last_id.get(kind, 0), int(tracked.tracker_id.max()))
         for track_id, box in zip(_track_ids(tracked), tracked.xyxy):
             key = (kind, int(track_id))
             track = self.tracks.get(key)
@@ -229,10 +255,12 @@ class VideoPipeline:
             if frame.time - track.last_time > self.camera.track_timeout:
                 self._end(key, frame.time, frame.index)
 
-    def _end(self, key: tuple[str, int], video_time: float, frame_index: int) -> None:
+    def _end(self, key: tuple[str, int], video_time: float, frame_index: int, *, reason: str | None = None) -> None:
         track = self.tracks.pop(key)
         data: dict[str, Any] = {"dwell": round(track.dwell, 3), "first_frame": track.first_frame,
                                 "last_time": round(track.last_time, 3)}
+        if reason is not None:
+            data["reason"] = reason
         if track.identity is not None:
             data["subject"] = track.identity.external_id
         self.bus.emit(Event("track_ended", self.camera.name, frame_index, video_time, track.id, track.kind, data))
@@ -252,12 +280,14 @@ class VideoPipeline:
                             key[0] if key else None, data))
 
     def _private(self, image: np.ndarray) -> np.ndarray:
-        """``image`` with the faces of people not on the watchlist blurred, when asked for."""
+        """``image`` with every face of the last analysis blurred, when asked for, except the faces
+        whose track is identified as a watchlist subject (a face not yet tracked is blurred too)."""
         if not self.camera.blur_unlisted:
             return image
-        faces = self._shown["face"]
-        keep = np.array([self._listed(int(t)) for t in _track_ids(faces)], dtype=np.bool_)
-        return blur_faces(image, faces, keep)
+        tracked = self._shown["face"]
+        listed = {int(i) for t, i in zip(_track_ids(tracked), tracked.data.get("face", [])) if self._listed(int(t))}
+        keep = np.array([i in listed for i in range(len(self._detected))], dtype=np.bool_)
+        return blur_faces(image, self._detected, keep)
 
     def _listed(self, face_track: int) -> bool:
         track = self.tracks.get(("face", face_track))

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -89,36 +89,95 @@ class DatabaseSink:
 
 class MqttSink:
     """Publishes each event as JSON to ``<topic>/<camera>/<type>`` with QoS 1 (needs paho-mqtt:
-    ``pip install 'faceatlas[mqtt]'``)."""
+    ``pip install 'faceatlas[mqtt]'``).
+
+    A broker that cannot be reached is one warning (again only after it was reached): events wait
+    in paho's queue and go out when the background reconnection, with backoff, succeeds.
+    ``undelivered`` counts the events the broker has not acknowledged: still waiting, refused by a
+    full queue, or left when the sink closed."""
 
     def __init__(self, config: MqttConfig) -> None:
         import paho.mqtt.client as mqtt
 
+        self.config = config
         self.topic = config.topic.rstrip("/")
+        self._lock = threading.Lock()
+        self._waiting: set[int] = set()  # message ids not acknowledged yet
+        self._early: set[int] = set()  # acknowledged before publish() returned their id
+        self._refused = 0
+        self._warned = False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faceatlas-{id(self):x}")
         if config.username:
             self.client.username_pw_set(config.username, config.password)
+        self.client.reconnect_delay_set(config.backoff_start, config.backoff_max)
+        self.client.max_queued_messages_set(config.max_queued)
+        self.client.on_publish = self._acknowledged
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = self._disconnected
         try:
             self.client.connect(config.host, config.port)
         except OSError as exc:
-            log.warning("MQTT broker %s:%d not reachable (%s); retrying in the background", config.host,
-                        config.port, exc)
+            self._warn(f"not reachable ({exc})")
             self.client.connect_async(config.host, config.port)
         self.client.loop_start()
-        self._messages: list[mqtt.MQTTMessageInfo] = []
+
+    @property
+    def undelivered(self) -> int:
+        with self._lock:
+            return self._refused + len(self._waiting)
+
+    def _warn(self, what: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("MQTT broker %s:%d %s; retrying in the background, events wait in a queue",
+                        self.config.host, self.config.port, what)
+
+    def _acknowledged(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._lock:
+            if mid in self._waiting:
+                self._waiting.remove(mid)
+            else:
+                self._early.add(mid)
+
+    def _connected(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if not reason.is_failure:
+            if self._warned:
+                log.info("MQTT broker %s:%d reached", self.config.host, self.config.port)
+            self._warned = False
+        else:
+            self._warn(f"refused the connection ({reason})")
+
+    def _disconnected(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._warn(f"lost ({reason})")
 
     def emit(self, event: Event) -> None:
+        import paho.mqtt.client as mqtt
+
+        # not under self._lock: paho calls on_publish holding its own lock, which publish() takes
         info = self.client.publish(f"{self.topic}/{event.camera}/{event.type}", event.to_json(), qos=1)
-        self._messages.append(info)
-        self._messages = [m for m in self._messages if not m.is_published()]
+        with self._lock:
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # not queued
+                self._refused += 1
+            elif info.mid in self._early:
+                self._early.remove(info.mid)
+            else:
+                self._waiting.add(info.mid)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._warn(f"is behind: queue of {self.config.max_queued} full, events dropped")
+        elif info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self._warn("not connected")
 
     def close(self, timeout: float = 10.0) -> None:
+        """Wait up to ``timeout`` s for the broker to acknowledge (not when it is unreachable)."""
         deadline = time.monotonic() + timeout
-        for message in self._messages:
-            while not message.is_published() and time.monotonic() < deadline:
-                time.sleep(0.01)
+        while self.client.is_connected() and self.undelivered and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.client.loop_stop()
         self.client.disconnect()
+        if self.undelivered:  # reported as the sink's ``undelivered`` (the watch summary prints it)
+            log.info("MQTT broker %s:%d: %d events not delivered", self.config.host, self.config.port,
+                     self.undelivered)
 
 
 class EventBus:
@@ -137,6 +196,15 @@ class EventBus:
                     sink.emit(event)
                 except Exception:
                     log.exception("sink %s failed on event %s", type(sink).__name__, event.id)
+
+    def undelivered(self) -> dict[str, int]:
+        """Events not delivered, per sink that counts them (an ``undelivered`` attribute)."""
+        counts: dict[str, int] = {}
+        for sink in self.sinks:
+            count = getattr(sink, "undelivered", None)
+            if isinstance(count, int):
+                counts[type(sink).__name__] = counts.get(type(sink).__name__, 0) + count
+        return counts
 
     def close(self) -> None:
         """Flush and close every sink."""

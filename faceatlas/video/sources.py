@@ -183,11 +183,16 @@ class VideoSource:
                 raise OSError(f"no video stream in {str(self.spec)!r}")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+            # FFmpeg's guess (av_guess_frame_rate) before the container's average: an AVI of 341
+            # frames over 13.6 s (25 fps) declares an average of 50 (two packets per frame)
+            rate = Fraction(stream.guessed_rate or stream.average_rate or 0)
             self.fps = float(rate)
             base = float(stream.time_base or 0.0)
+            # AVI keeps no presentation times (this AVI's packed B-frames come out stamped out of
+            # order): its frames are timed, and sought, by their count
+            by_count = container.format.name == "avi" or not base
             count = 0
-            skip_before = self._seek(container, stream, rate) if self.start else 0
+            skip_before = self._seek(container, stream, rate) if self.start and not by_count else 0
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
@@ -199,7 +204,10 @@ class VideoSource:
                         if frame.pts is not None and self._frame_number(frame.pts, stream, rate) < skip_before:
                             continue
                         count, skip_before = self.start, 0
-                    seconds = frame.pts * base if frame.pts is not None and base else count / (self.fps or 1.0)
+                    elif count < self.start:  # timed by count: decoded from the start up to ``start``
+                        count += 1
+                        continue
+                    seconds = count / (self.fps or 1.0) if by_count or frame.pts is None else frame.pts * base
                     count += 1
                     yield seconds, frame.to_ndarray(format="bgr24")
 

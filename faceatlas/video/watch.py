@@ -17,10 +17,12 @@ from faceatlas.video.webhook import WebhookSink
 
 @dataclass
 class WatchReport:
-    """Per-camera statistics and how many events of each type were emitted."""
+    """Per-camera statistics, how many events of each type were emitted, and how many events
+    each sink that counts them could not deliver (``{"MqttSink": 3}``)."""
 
     cameras: list[PipelineStats]
     events: dict[str, int] = field(default_factory=dict)
+    undelivered: dict[str, int] = field(default_factory=dict)
 
 
 def build_sinks(config: WatchConfig) -> list[EventSink]:
@@ -57,4 +59,4 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
         bus.close()
         if gallery is not None:
             gallery.close()
-    return WatchReport(results, dict(sorted(bus.counts.items())))
+    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered())

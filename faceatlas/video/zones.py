@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,13 +42,23 @@ class LineSpec:
 
 @dataclass(frozen=True)
 class ZoneSpec:
-    """A polygon zone and crowd levels: ``levels`` maps a level name to the count where it starts."""
+    """A polygon zone and crowd levels: ``levels`` maps a level name to the count where it starts.
+
+    A count hovering at a level's edge must not flap the level: a new level is taken only once
+    it held ``min_dwell`` seconds of video, and a level is left downwards only when the count
+    falls more than ``hysteresis`` below the count where it starts."""
 
     name: str
     polygon: Sequence[tuple[float, float]]
     levels: dict[str, int] = field(default_factory=dict)
     anchor: str = "bottom_center"
     report_every: float = 1.0
+    min_dwell: float = 1.0
+    hysteresis: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_dwell < 0 or self.hysteresis < 0:
+            raise InvalidArgument(f"zone {self.name}: min_dwell and hysteresis must be >= 0")
 
 
 class LineCounter:
@@ -78,8 +89,9 @@ class LineCounter:
 
 
 class ZoneCounter:
-    """Counts tracks inside one polygon; reports when the crowd level changes, or the count
-    differs from the last report and ``report_every`` seconds of video have passed since it."""
+    """Counts tracks inside one polygon; reports when the crowd level changes (after the
+    spec's hysteresis and minimum dwell), or the count differs from the last report and
+    ``report_every`` seconds of video have passed since it."""
 
     def __init__(self, spec: ZoneSpec) -> None:
         self.spec = spec
@@ -87,18 +99,53 @@ class ZoneCounter:
         self.count = 0
         self.level: str | None = None
         self._reported_at = -np.inf
+        # (video time, level asked for) since the last level change, back to the window of min_dwell
+        self._asked: deque[tuple[float, str | None]] = deque()
 
     def level_of(self, count: int) -> str | None:
         """The highest crowd level ``count`` reaches (None below all of them)."""
         reached = [(start, name) for name, start in self.spec.levels.items() if count >= start]
         return max(reached)[1] if reached else None
 
+    def _start(self, level: str | None) -> float:
+        return -np.inf if level is None else self.spec.levels[level]
+
+    def _candidate(self, count: int) -> str | None:
+        """The level ``count`` asks for: the current one while the count stays within the hysteresis below it."""
+        level = self.level_of(count)
+        current = self._start(self.level)
+        if self._start(level) < current and count >= current - self.spec.hysteresis:
+            return self.level
+        return level
+
+    def _held(self, candidate: str | None, video_time: float) -> bool:
+        """Move to the level every count of the last ``min_dwell`` seconds asked for (at least, going
+        up; at most, going down), if any; True when the level changed."""
+        asked = self._asked
+        asked.append((video_time, candidate))
+        window_start = video_time - self.spec.min_dwell
+        while len(asked) > 1 and asked[1][0] <= window_start:
+            asked.popleft()
+        if asked[0][0] > window_start:  # not watched for min_dwell yet
+            return False
+        current = self._start(self.level)
+        lowest = min((c for _, c in asked), key=self._start)
+        highest = max((c for _, c in asked), key=self._start)
+        if self._start(lowest) > current:
+            self.level = lowest
+        elif self._start(highest) < current:
+            self.level = highest
+        else:
+            return False
+        asked.clear()
+        asked.append((video_time, candidate))
+        return True
+
     def update(self, detections: sv.Detections, video_time: float) -> dict[str, Any] | None:
         """The occupancy report due now, if any."""
         count = int(self.zone.trigger(detections).sum()) if len(detections) else 0
-        level = self.level_of(count)
-        due = level != self.level or (count != self.count and video_time - self._reported_at >= self.spec.report_every)
-        if not due:
+        changed = self._held(self._candidate(count), video_time)
+        if not changed and (count == self.count or video_time - self._reported_at < self.spec.report_every):
             return None
-        self.count, self.level, self._reported_at = count, level, video_time
-        return {"zone": self.spec.name, "count": count, "level": level}
+        self.count, self._reported_at = count, video_time
+        return {"zone": self.spec.name, "count": count, "level": self.level}

@@ -44,3 +44,33 @@ def test_line_crossings_match_hand_counts(pedestrians, person_detector, memory):
     assert occupancy and all(e.data["zone"] == "left half" for e in occupancy)
     assert {e.data["level"] for e in occupancy} & {"busy", "crowded"}
     assert len(memory.of("track_started")) >= 15
+
+
+def test_zone_level_holds_a_minimum_dwell(pedestrians, person_detector, memory):
+    """The whole hall holds 17-23 people over the first 9 s: counted every 2nd frame, a bare
+    threshold at 20 flaps busy/crowded every few frames; hysteresis and a 1 s dwell keep a handful."""
+    hall = [(0, 0), (1280, 0), (1280, 720), (0, 720)]
+    levels = {"busy": 10, "crowded": 20}
+    zones = [ZoneSpec("steady", hall, levels), ZoneSpec("bare", hall, levels, min_dwell=0.0, hysteresis=0)]
+    camera = CameraConfig(source=str(pedestrians), name="hall", stride=2, faces=False, zones=zones)
+    pipeline = VideoPipeline(camera, None, EventBus([memory]), persons=person_detector)
+    source = VideoSource(pedestrians)
+    for frame in source:
+        pipeline.process(frame, source.fps)
+        if frame.time >= 9.0:
+            break
+    pipeline.finish()
+
+    def changes(zone: str) -> list[tuple[float, str | None]]:
+        found: list[tuple[float, str | None]] = []
+        for event in memory.of("zone_occupancy"):
+            if event.data["zone"] == zone and (not found or event.data["level"] != found[-1][1]):
+                found.append((event.video_time, event.data["level"]))
+        return found
+
+    assert len(changes("bare")) > 15, "the bare threshold flaps (the reason for the dwell)"
+    steady = changes("steady")
+    assert 2 <= len(steady) <= 5, steady
+    assert {level for _, level in steady} >= {"busy", "crowded"}
+    held = [later - earlier for (earlier, _), (later, _) in zip(steady, steady[1:])]
+    assert min(held) >= 1.0, f"a level lasted {min(held):.2f} s"

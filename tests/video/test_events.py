@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -76,10 +77,11 @@ def test_embedding_matcher_threshold():
 
 
 def test_zone_levels_and_report_rate():
-    zone = ZoneCounter(ZoneSpec("z", [(0, 0), (100, 0), (100, 100), (0, 100)], levels={"busy": 2}, report_every=1.0))
+    zone = ZoneCounter(ZoneSpec("z", [(0, 0), (100, 0), (100, 100), (0, 100)], levels={"busy": 2}, report_every=1.0,
+                                min_dwell=0.0))
     inside = sv.Detections(xyxy=np.array([[10, 10, 20, 20], [30, 30, 40, 40], [50, 50, 60, 60]], np.float32))
     assert zone.update(inside[:1], 0.0) == {"zone": "z", "count": 1, "level": None}
-    assert zone.update(inside[:2], 0.1) == {"zone": "z", "count": 2, "level": "busy"}  # level change: at once
+    assert zone.update(inside[:2], 0.1) == {"zone": "z", "count": 2, "level": "busy"}  # at once: no dwell
     assert zone.update(inside, 0.2) is None  # count change within report_every
     assert zone.update(inside, 1.2) == {"zone": "z", "count": 3, "level": "busy"}
 
@@ -128,6 +130,57 @@ def test_mqtt_sink_publishes(tmp_path):
         process.wait(5)
 
 
+def _closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_mqtt_sink_with_unreachable_broker_warns_once_and_counts(caplog, capfd):
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
+    from faceatlas.video.sinks import MqttSink
+
+    caplog.set_level(logging.INFO)
+    sink = MqttSink(MqttConfig("127.0.0.1", _closed_port(), "fa"))
+    bus = EventBus([sink])
+    for i in range(20):
+        bus.emit(Event("track_started", "door", i, i / 25, i, "face", {"box": [0, 0, 10, 10]}))
+        time.sleep(0.02)  # the background reconnection runs meanwhile
+    assert sink.undelivered == 20
+    bus.close()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "not reachable" in warnings[0].getMessage(), [r.getMessage() for r in warnings]
+    assert not [r for r in caplog.records if r.exc_info]
+    assert "Traceback" not in capfd.readouterr().err
+    assert sink.undelivered == 20 and bus.undelivered() == {"MqttSink": 20}
+
+
+def test_mqtt_sink_delivers_queued_events_once_the_broker_is_up(tmp_path):
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
+    broker = _mosquitto()
+    if broker is None:
+        pytest.skip("no MQTT broker: apt-get install mosquitto (.ci/run does)")
+    from faceatlas.video.sinks import MqttSink
+
+    port = _closed_port()
+    sink = MqttSink(MqttConfig("127.0.0.1", port, "fa", backoff_start=1, backoff_max=2))
+    for i in range(5):
+        sink.emit(Event("track_started", "door", i, i / 25, i, "face", {}))
+    assert sink.undelivered == 5
+    (tmp_path / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen([broker, "-c", str(tmp_path / "m.conf")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while sink.undelivered and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sink.undelivered == 0, "the queued events go out after the reconnection"
+        sink.close()
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
 def test_watch_cli_runs_two_cameras_from_yaml(tmp_path):
     from typer.testing import CliRunner
 
@@ -152,3 +205,26 @@ def test_watch_cli_runs_two_cameras_from_yaml(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "a.mp4").stat().st_size > 0
     assert (tmp_path / "events.jsonl").exists() and (tmp_path / "events.db").exists()
+
+
+def test_watch_summary_counts_events_the_broker_did_not_get(hamilton, tmp_path):
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    clip, capture = tmp_path / "singer.mp4", cv2.VideoCapture(str(hamilton))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30, (640, 360))
+    for _ in range(15):
+        writer.write(capture.read()[1])
+    writer.release()
+    capture.release()
+    (tmp_path / "cams.yaml").write_text(
+        f"events: {tmp_path / 'events.jsonl'}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {_closed_port()}}}\n"
+        f"cameras:\n  - {{name: stage, source: {clip}, stride: 3, persons: false}}\n"
+    )
+    result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
+    assert result.exit_code == 0, result.output
+    emitted = len(events_from_jsonl(tmp_path / "events.jsonl"))
+    assert emitted >= 2 and f"MqttSink: {emitted} events not delivered" in result.output, result.output

@@ -78,3 +78,16 @@ def test_a_live_source_keeps_its_last_failure():
     source = VideoSource("rtsp://127.0.0.1:9/none", max_reconnects=0)
     assert list(source) == []
     assert isinstance(source.error, OSError)
+
+
+def test_frame_rate_and_seeking_follow_the_frames_not_the_container(pedestrians: Path):
+    """The AVI declares an average rate of 50 fps and stamps its frames out of order; its 341
+    frames run at 25 fps, in order, and seeking to a frame number lands on that frame."""
+    everything = list(VideoSource(pedestrians))
+    assert len(everything) == 341
+    assert all(0.039 < b.time - a.time < 0.041 for a, b in zip(everything, everything[1:]))
+    source = VideoSource(pedestrians, start=100)
+    first = next(iter(source))
+    assert source.fps == 25.0
+    assert first.index == 100 and np.array_equal(first.image, everything[100].image)
+    assert abs(first.time - everything[100].time) < 1e-6

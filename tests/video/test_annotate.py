@@ -1,0 +1,36 @@
+"""The annotated video: written at the source's real frame rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+
+from faceatlas.video.config import CameraConfig
+from faceatlas.video.pipeline import VideoPipeline
+from faceatlas.video.sinks import EventBus
+
+
+def _real_fps(path: Path) -> tuple[int, float]:
+    """Frames decoded and frames per second of video time (from the frames' own timestamps)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = sorted(float(frame.pts * stream.time_base) for frame in container.decode(stream))
+    return len(times), (len(times) - 1) / (times[-1] - times[0])
+
+
+def test_annotated_video_plays_at_the_source_frame_rate(pedestrians, memory, tmp_path):
+    """The AVI's container claims 50 fps for 341 frames over 13.6 s (25 fps); the annotated copy
+    used to be written at 50 fps and so played twice as fast."""
+    frames, fps = _real_fps(pedestrians)
+    assert frames == 341 and 24 < fps < 26
+    output = tmp_path / "annotated.mp4"
+    camera = CameraConfig(source=str(pedestrians), name="hall", faces=False, persons=False, output=output)
+    stats = VideoPipeline(camera, None, EventBus([memory])).run()
+    assert stats.frames == frames
+    written = cv2.VideoCapture(str(output))
+    written_fps, written_frames = written.get(cv2.CAP_PROP_FPS), written.get(cv2.CAP_PROP_FRAME_COUNT)
+    written.release()
+    assert written_frames == frames
+    assert abs(written_fps / fps - 1) < 0.05, f"written at {written_fps:.2f} fps, the source runs at {fps:.2f}"
