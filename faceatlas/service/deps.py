@@ -267,8 +267,10 @@ async def json_body(request: Request) -> Any:
     ``InvalidInput`` saying why it does not parse."""
     try:
         return await request.json()
-    except ValueError as exc:
+    except ValueError as exc:  # also invalid UTF-8
         raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput("the JSON body nests too deeply") from exc
 
 
 async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
