@@ -25,7 +25,9 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     ├── Conflict                        conflict              409
     │   ├── AlreadyExists               already_exists        409
     │   ├── ModelMismatch               model_mismatch        409
-    │   └── NotCalibrated               not_calibrated        409
+    │   ├── NotCalibrated               not_calibrated        409
+    │   ├── KeyRevoked                  key_revoked           409
+    │   └── KeyLimitReached             key_limit             409
     ├── AccessError
     │   ├── Unauthorized                unauthorized          401
     │   ├── Forbidden                   forbidden             403
@@ -58,6 +60,8 @@ __all__ = [
     "InvalidArgument",
     "InvalidImage",
     "InvalidInput",
+    "KeyLimitReached",
+    "KeyRevoked",
     "LimitExceeded",
     "ModelError",
     "ModelIntegrityError",
@@ -211,6 +215,18 @@ class NotCalibrated(Conflict):
     """A FAR-based threshold was asked of a pack that has no calibration."""
 
     code = "not_calibrated"
+
+
+class KeyRevoked(Conflict):
+    """The API key is revoked (or was rotated already): it cannot be rotated again."""
+
+    code = "key_revoked"
+
+
+class KeyLimitReached(Conflict):
+    """A new key would pass the tenant's ceiling on active keys or on their summed rate."""
+
+    code = "key_limit"
 
 
 # -- access ----------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FAC
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated),
-            FACEATLAS_DEFAULT_MONTHLY_QUOTA (plus the storage variables and FACEATLAS_PACK)
+            FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_MAX_KEYS_PER_TENANT (default 50),
+            FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
+            keys) (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
 
@@ -106,6 +108,12 @@ class ServiceSettings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("FACEATLAS_URL_ALLOWLIST", "url_fetch_allowlist")
     )
     default_monthly_quota: int | None = None
+    max_keys_per_tenant: int | None = Field(
+        default=50, ge=1, description="active (unrevoked) API keys a tenant may hold; None: no ceiling"
+    )
+    max_key_rate_per_tenant: float | None = Field(
+        default=20_000.0, gt=0, description="sum of rate_per_second over a tenant's active keys; None: no ceiling"
+    )
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts
+from faceatlas.service.accounts import Accounts, KeyCeilings
 from faceatlas.service.db import migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
@@ -40,7 +40,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         migrate(state.db)
         VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
         migrate_retail(state.db)  # the retail tables whose analytics the console reads
-        state.accounts = Accounts(state.db)
+        state.accounts = Accounts(
+            state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
+        )
         state.quotas = QuotaCounter(state.accounts.calls_this_month)
         state.usage = UsageWriter(state.accounts)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
