@@ -19,7 +19,10 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated),
             FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_MAX_KEYS_PER_TENANT (default 50),
             FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
-            keys) (plus the storage variables and FACEATLAS_PACK)
+            keys), FACEATLAS_DOCS (serve /docs and /redoc, default off: they load scripts from a
+            CDN), FACEATLAS_METRICS_TOKEN (when set, /metrics needs ``Authorization: Bearer <it>``),
+            FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10)
+            (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
 
@@ -114,6 +117,10 @@ class ServiceSettings(BaseSettings):
     max_key_rate_per_tenant: float | None = Field(
         default=20_000.0, gt=0, description="sum of rate_per_second over a tenant's active keys; None: no ceiling"
     )
+
+    docs: bool = Field(default=False, description="serve Swagger UI (/docs) and ReDoc (/redoc); they load from a CDN")
+    metrics_token: str | None = Field(default=None, description="when set, /metrics needs it as a bearer token")
+    fetch_timeout: float = Field(default=10.0, gt=0, description="seconds for a whole image fetch by URL")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod
