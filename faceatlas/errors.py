@@ -16,6 +16,7 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   │   └── FarNotCalibrated        validation_error      422
     │   ├── UnknownPack                 unknown_pack          400
     │   ├── UrlFetchDisabled            url_fetch_disabled    400
+    │   ├── FetchFailed                 fetch_failed          400
     │   ├── PayloadTooLarge             payload_too_large     413
     │   └── UnsupportedMediaType        unsupported_media_type 415
     ├── FaceError
@@ -55,6 +56,7 @@ __all__ = [
     "FaceAtlasError",
     "FaceError",
     "FarNotCalibrated",
+    "FetchFailed",
     "Forbidden",
     "ImageTooLarge",
     "InvalidArgument",
@@ -145,9 +147,16 @@ class UnknownPack(InvalidInput):
 
 
 class UrlFetchDisabled(InvalidInput):
-    """Fetching images by URL is off, or the host is not allowed."""
+    """Fetching images by URL is off, or the URL's origin (scheme, host, port) is not allowed."""
 
     code = "url_fetch_disabled"
+
+
+class FetchFailed(InvalidInput):
+    """An allowed image URL could not be fetched: connection refused or reset, the deadline for
+    the whole fetch passed, or the origin answered anything but 200."""
+
+    code = "fetch_failed"
 
 
 class PayloadTooLarge(InvalidInput):

@@ -16,7 +16,8 @@ engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FAC
             FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
-            FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated),
+            FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
+            origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
             FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_MAX_KEYS_PER_TENANT (default 50),
             FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
             keys), FACEATLAS_DOCS (serve /docs and /redoc, default off: they load scripts from a

@@ -21,6 +21,7 @@ from faceatlas.service.accounts import Accounts, KeyCeilings
 from faceatlas.service.db import migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
+from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
@@ -35,6 +36,7 @@ from faceatlas.video import VideoBase
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None) -> FastAPI:
     """The service app. Models load and migrations run at startup (``/readyz`` says when done)."""
     settings = settings or ServiceSettings.from_env()
+    allowed_origins(settings.url_fetch_allowlist)  # a malformed allow-list entry fails at start, not per request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
