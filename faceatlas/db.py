@@ -1,10 +1,11 @@
 """Database infrastructure shared by every layer that keeps tables (gallery, video events, retail,
 service): URL resolution, the engine with SQLite pragmas, the Alembic runner each layer's
-``migrate`` calls with its own history, and ``utcnow`` for naive-UTC timestamp columns."""
+``migrate`` calls with its own history, ``utcnow`` for naive-UTC timestamp columns and
+``day_range`` for queries over inclusive calendar days."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +20,16 @@ from faceatlas.settings import StorageSettings
 def utcnow() -> datetime:
     """Now in UTC, naive (how every table stores its timestamps)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def day_range(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:
+    """The naive-UTC ``[start, end)`` of the days ``first`` to ``last`` inclusive (None: unbounded).
+    Every calendar date is valid: a range ending on 9999-12-31 ends at ``datetime.max``."""
+    start = datetime.combine(first, datetime.min.time()) if first else None
+    if last is None:
+        return start, None
+    end = datetime.max if last == date.max else datetime.combine(last + timedelta(days=1), datetime.min.time())
+    return start, end
 
 
 def default_database_url() -> str:

@@ -16,6 +16,7 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   │   └── FarNotCalibrated        validation_error      422
     │   ├── UnknownPack                 unknown_pack          400
     │   ├── UrlFetchDisabled            url_fetch_disabled    400
+    │   ├── FetchFailed                 fetch_failed          400
     │   ├── PayloadTooLarge             payload_too_large     413
     │   └── UnsupportedMediaType        unsupported_media_type 415
     ├── FaceError
@@ -25,7 +26,9 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     ├── Conflict                        conflict              409
     │   ├── AlreadyExists               already_exists        409
     │   ├── ModelMismatch               model_mismatch        409
-    │   └── NotCalibrated               not_calibrated        409
+    │   ├── NotCalibrated               not_calibrated        409
+    │   ├── KeyRevoked                  key_revoked           409
+    │   └── KeyLimitReached             key_limit             409
     ├── AccessError
     │   ├── Unauthorized                unauthorized          401
     │   ├── Forbidden                   forbidden             403
@@ -53,11 +56,14 @@ __all__ = [
     "FaceAtlasError",
     "FaceError",
     "FarNotCalibrated",
+    "FetchFailed",
     "Forbidden",
     "ImageTooLarge",
     "InvalidArgument",
     "InvalidImage",
     "InvalidInput",
+    "KeyLimitReached",
+    "KeyRevoked",
     "LimitExceeded",
     "ModelError",
     "ModelIntegrityError",
@@ -141,9 +147,16 @@ class UnknownPack(InvalidInput):
 
 
 class UrlFetchDisabled(InvalidInput):
-    """Fetching images by URL is off, or the host is not allowed."""
+    """Fetching images by URL is off, or the URL's origin (scheme, host, port) is not allowed."""
 
     code = "url_fetch_disabled"
+
+
+class FetchFailed(InvalidInput):
+    """An allowed image URL could not be fetched: connection refused or reset, the deadline for
+    the whole fetch passed, or the origin answered anything but 200."""
+
+    code = "fetch_failed"
 
 
 class PayloadTooLarge(InvalidInput):
@@ -211,6 +224,18 @@ class NotCalibrated(Conflict):
     """A FAR-based threshold was asked of a pack that has no calibration."""
 
     code = "not_calibrated"
+
+
+class KeyRevoked(Conflict):
+    """The API key is revoked (or was rotated already): it cannot be rotated again."""
+
+    code = "key_revoked"
+
+
+class KeyLimitReached(Conflict):
+    """A new key would pass the tenant's ceiling on active keys or on their summed rate."""
+
+    code = "key_limit"
 
 
 # -- access ----------------------------------------------------------------------------------------

@@ -16,8 +16,14 @@ engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FAC
             FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
-            FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated),
-            FACEATLAS_DEFAULT_MONTHLY_QUOTA (plus the storage variables and FACEATLAS_PACK)
+            FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
+            origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
+            FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_MAX_KEYS_PER_TENANT (default 50),
+            FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
+            keys), FACEATLAS_DOCS (serve /docs and /redoc, default off: they load scripts from a
+            CDN), FACEATLAS_METRICS_TOKEN (when set, /metrics needs ``Authorization: Bearer <it>``),
+            FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10)
+            (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
 
@@ -118,6 +124,16 @@ class ServiceSettings(BaseSettings):
     # "[erased]" in every audit record of the tenant (the trail still says that a subject of the
     # collection was deleted, when, and by which key); True keeps ids for regimes that need them.
     audit_keeps_subject_ids: bool = False
+    max_keys_per_tenant: int | None = Field(
+        default=50, ge=1, description="active (unrevoked) API keys a tenant may hold; None: no ceiling"
+    )
+    max_key_rate_per_tenant: float | None = Field(
+        default=20_000.0, gt=0, description="sum of rate_per_second over a tenant's active keys; None: no ceiling"
+    )
+
+    docs: bool = Field(default=False, description="serve Swagger UI (/docs) and ReDoc (/redoc); they load from a CDN")
+    metrics_token: str | None = Field(default=None, description="when set, /metrics needs it as a bearer token")
+    fetch_timeout: float = Field(default=10.0, gt=0, description="seconds for a whole image fetch by URL")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

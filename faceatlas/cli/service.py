@@ -35,7 +35,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="inference worker threads")] = None,
     batching: Annotated[bool, typer.Option(help="micro-batch the recogniser across requests")] = True,
 ) -> None:
-    """Run the REST API (OpenAPI docs at /docs)."""
+    """Run the REST API (OpenAPI schema at /openapi.json; Swagger UI at /docs with FACEATLAS_DOCS=1)."""
     import uvicorn
 
     from faceatlas.service import create_app

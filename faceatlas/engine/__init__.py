@@ -18,7 +18,7 @@ from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
 from faceatlas.engine.packs import PACKS, Pack, default_pack_name, get_pack
 from faceatlas.engine.persons import PersonDetector
-from faceatlas.engine.vectors import l2_normalize, top_k
+from faceatlas.engine.vectors import check_vectors, l2_normalize, top_k
 from faceatlas.errors import (
     EmptyImage,
     FaceAtlasError,
@@ -65,6 +65,7 @@ __all__ = [
     "Verdict",
     "as_embedding",
     "candidate_paths",
+    "check_vectors",
     "cosine_similarity",
     "default_pack_name",
     "draw_faces",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceatlas.engine.vectors import l2_normalize
+from faceatlas.engine.vectors import check_vectors, l2_normalize
 from faceatlas.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -34,12 +34,10 @@ class Embedding:
     recognizer_id: str
 
     def __post_init__(self) -> None:
-        try:
-            vector = np.asarray(self.vector, dtype=np.float32).ravel()
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument("an embedding is a list of numbers") from exc
-        if len(vector) == 0 or not np.isfinite(vector).all() or not float(np.linalg.norm(vector)) > 0:
-            raise InvalidArgument(f"an embedding must be finite numbers, not all zero (got {len(vector)})")
+        vectors = check_vectors(self.vector)
+        if len(vectors) != 1:
+            raise InvalidArgument("an embedding is one vector")
+        vector = vectors[0]
         if not self.recognizer_id:
             raise InvalidArgument("an embedding needs the recognizer_id of the model that made it")
         object.__setattr__(self, "vector", vector)

@@ -1,18 +1,41 @@
-"""Vector helpers every layer uses: L2 normalisation and brute-force top-k by inner product."""
+"""Vector helpers every layer uses: the check of untrusted vectors, L2 normalisation and
+brute-force top-k by inner product."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["l2_normalize", "top_k"]
+from faceatlas.errors import InvalidArgument
+
+__all__ = ["check_vectors", "l2_normalize", "top_k"]
+
+
+def check_vectors(vectors: object) -> np.ndarray:
+    """``vectors`` ((n, d), or one (d,) vector as (1, d)) as float32, when every row is usable as an
+    embedding: numbers, finite after the cast to float32, and of a norm that is neither zero nor
+    beyond float32 (computed in float64: 128 x 1e38 is finite in float32, its float32 norm is not).
+    Else :class:`InvalidArgument`. Every entry point that takes a vector from outside uses this."""
+    try:
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused below
+            array = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise InvalidArgument("an embedding is a list of numbers") from exc
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise InvalidArgument(f"embeddings are (n, d) numbers with d > 0, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidArgument("an embedding must be finite numbers (as float32)")
+    norms = np.linalg.norm(array.astype(np.float64), axis=1)
+    if not ((norms > 0) & (norms <= np.finfo(np.float32).max)).all():
+        raise InvalidArgument("an embedding must not be all zero, nor have a norm beyond float32")
+    return array
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Float32 copy of ``vectors`` ((n, d), or one (d,) vector as (1, d)) with every row scaled to
     unit length (a zero row stays zero)."""
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)  # float64: no overflow
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ graph over subject templates)."""
 from faceatlas.errors import AlreadyExists, NotFound
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, source_crop
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
+from faceatlas.gallery.rules import ID_MAX_LENGTH, ID_PATTERN, check_id, check_metadata, parse_cursor
 from faceatlas.gallery.types import (
     CollectionInfo,
     EnrolReport,
@@ -19,6 +20,8 @@ from faceatlas.gallery.types import (
 __all__ = [
     "ANN_MIN_FACES",
     "DEFAULT_TENANT",
+    "ID_MAX_LENGTH",
+    "ID_PATTERN",
     "AlreadyExists",
     "CollectionInfo",
     "EnrolReport",
@@ -33,5 +36,8 @@ __all__ = [
     "TemplateIndex",
     "Verification",
     "build_index",
+    "check_id",
+    "check_metadata",
+    "parse_cursor",
     "source_crop",
 ]

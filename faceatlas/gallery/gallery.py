@@ -6,9 +6,9 @@ Every write commits to the database first and only then updates the derived vect
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -28,18 +28,20 @@ from faceatlas.engine import (
     NotCalibrated,
     Pack,
     as_embedding,
+    check_vectors,
     get_pack,
     l2_normalize,
     load_calibration,
 )
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound, UnknownPack
+from faceatlas.errors import AlreadyExists, Conflict, FaceAtlasError, InvalidArgument, NotFound, UnknownPack
 from faceatlas.gallery import exchange
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     Storage,
 )
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
+from faceatlas.gallery.rules import check_id, check_metadata, check_text, parse_cursor
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
     Aggregate,
@@ -55,6 +57,7 @@ from faceatlas.gallery.types import (
 from faceatlas.settings import EngineSettings
 
 DEFAULT_TENANT = "default"
+T = TypeVar("T")
 _CROP_MARGIN = 0.5
 
 
@@ -121,6 +124,7 @@ class Gallery:
                           metadata: dict[str, Any] | None = None) -> CollectionInfo:
         """A new collection bound to ``pack``'s embedding space. ``keep_crops`` stores a source
         crop of every face (needed to :meth:`reembed` later); off by default."""
+        check_id(name, "collection name")
         pack = _pack_of(pack)
         return self._create_bound_collection(name, pack.name, pack.version, pack.recognizer_id,
                                              pack.recognizer.embedding_size, keep_crops=keep_crops,
@@ -131,7 +135,7 @@ class Gallery:
                                  metadata: dict[str, Any] | None) -> CollectionInfo:
         row = Collection(tenant_id=self._tenant_id, name=name, pack_name=pack_name, pack_version=pack_version,
                          recognizer_id=recognizer_id, embedding_size=embedding_size, keep_crops=keep_crops,
-                         meta=metadata or {}, revision=0)
+                         meta=check_metadata(metadata), revision=0)
         try:
             with self._sessions.begin() as session:
                 session.add(row)
@@ -165,6 +169,9 @@ class Gallery:
     def add_subject(self, collection: str, external_id: str, *, name: str | None = None,
                     metadata: dict[str, Any] | None = None) -> SubjectInfo:
         """A new subject known by ``external_id`` (unique in the collection)."""
+        check_id(external_id)
+        check_text(name)
+        metadata = check_metadata(metadata)
         try:
             with self._sessions.begin() as session:
                 coll = self._collection(session, collection)
@@ -176,11 +183,17 @@ class Gallery:
     def ensure_subject(self, collection: str, external_id: str, *, name: str | None = None,
                        metadata: dict[str, Any] | None = None) -> SubjectInfo:
         """The subject ``external_id``, created with ``name`` and ``metadata`` when it is new."""
-        with self._sessions.begin() as session:
-            coll = self._collection(session, collection)
-            subject = self._subject_or_create(session, coll, external_id, name)
-            if metadata and not subject.meta:
-                subject.meta = dict(metadata)
+        check_text(name)
+        metadata = check_metadata(metadata)
+
+        def ensure() -> None:
+            with self._sessions.begin() as session:
+                coll = self._collection(session, collection)
+                subject = self._subject_or_create(session, coll, external_id, name)
+                if metadata and not subject.meta:
+                    subject.meta = dict(metadata)
+
+        self._once_more_on_race(ensure)
         return self.get_subject(collection, external_id)
 
     def export(self, collection: str, path: Path, *, with_crops: bool = True) -> int:
@@ -228,8 +241,9 @@ class Gallery:
         with self._sessions() as session:
             coll = self._collection(session, collection)
             query = select(Subject).where(Subject.collection_id == coll.id)
-            if after:
-                query = query.where(Subject.id > int(after))
+            cursor = parse_cursor(after)
+            if cursor is not None:
+                query = query.where(Subject.id > cursor)
             rows = list(session.scalars(query.order_by(Subject.id).limit(limit + 1)))
             counts = self._face_counts(session, [row.id for row in rows[:limit]])
             items = [_subject_info(row, counts.get(row.id, 0)) for row in rows[:limit]]
@@ -246,8 +260,9 @@ class Gallery:
                      .where(FaceRecord.collection_id == coll.id))
             if subject is not None:
                 query = query.where(FaceRecord.subject_id == self._subject(session, coll, subject).id)
-            if after:
-                query = query.where(FaceRecord.id > int(after))
+            cursor = parse_cursor(after)
+            if cursor is not None:
+                query = query.where(FaceRecord.id > cursor)
             rows = session.execute(query.order_by(FaceRecord.id).limit(limit + 1)).all()
             items = [FaceInfo(*row) for row in rows[:limit]]
             return Page(items, str(items[-1].id) if len(rows) > limit else None)
@@ -256,13 +271,18 @@ class Gallery:
                        metadata: dict[str, Any] | None = None, replace_metadata: bool = False,
                        new_external_id: str | None = None) -> SubjectInfo:
         """Change a subject's name, metadata (merged unless ``replace_metadata``) or external id."""
+        check_text(name)
+        if metadata is not None:
+            check_metadata(metadata)
+        if new_external_id is not None:
+            check_id(new_external_id)
         try:
             with self._sessions.begin() as session:
                 subject = self._subject(session, self._collection(session, collection), external_id)
                 if name is not None:
                     subject.name = name
                 if metadata is not None:
-                    subject.meta = dict(metadata) if replace_metadata else {**subject.meta, **metadata}
+                    subject.meta = check_metadata(dict(metadata) if replace_metadata else {**subject.meta, **metadata})
                 if new_external_id is not None:
                     subject.external_id = new_external_id
         except IntegrityError as exc:
@@ -323,7 +343,13 @@ class Gallery:
                        name: str | None = None) -> list[int]:
         """Enrol raw embeddings made by the recogniser ``recognizer_id`` (refused with
         :class:`ModelMismatch` when it is not the collection's). The subject is created if needed."""
-        vectors = l2_normalize(np.asarray(embeddings, dtype=np.float32))
+        vectors = l2_normalize(check_vectors(embeddings))
+        return self._once_more_on_race(lambda: self._add_vectors(collection, external_id, vectors, recognizer_id,
+                                                                 qualities, sources, crops, name))
+
+    def _add_vectors(self, collection: str, external_id: str, vectors: np.ndarray, recognizer_id: str,
+                     qualities: Sequence[float | None] | None, sources: Sequence[str | None] | None,
+                     crops: Sequence[bytes | None] | None, name: str | None) -> list[int]:
         count = len(vectors)
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
@@ -515,6 +541,19 @@ class Gallery:
         return report
 
     # -- internals --------------------------------------------------------------------------
+    @staticmethod
+    def _once_more_on_race(write: Callable[[], T]) -> T:
+        """Run ``write`` (one transaction that may create a subject). When a concurrent writer
+        created the same subject between its lookup and its insert (the unique key refuses the
+        second row), the transaction rolled back whole: run it once more, it now finds the subject."""
+        try:
+            return write()
+        except IntegrityError:
+            try:
+                return write()
+            except IntegrityError as exc:
+                raise Conflict("a concurrent change to the same subject; try again") from exc
+
     def _collection(self, session: Session, name: str) -> Collection:
         found = session.scalar(select(Collection).where(Collection.tenant_id == self._tenant_id,
                                                         Collection.name == name))
@@ -535,6 +574,8 @@ class Gallery:
         query = select(Subject).where(Subject.collection_id == collection.id, Subject.external_id == external_id)
         found = session.scalar(query)
         if found is None:
+            check_id(external_id)
+            check_text(name)
             try:
                 with session.begin_nested():  # another enrolment may create the same subject meanwhile
                     found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id,

@@ -19,8 +19,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from faceatlas.db import utcnow
-from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
+from faceatlas.db import rowcount, utcnow
+from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
 from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
@@ -65,11 +65,22 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class Accounts:
-    """Tenant, key, usage and audit operations over one database."""
+@dataclass(frozen=True)
+class KeyCeilings:
+    """Per-tenant ceilings on its active (unrevoked) keys: how many, and their summed rate (calls
+    per second). None: no ceiling."""
 
-    def __init__(self, engine: Engine) -> None:
+    max_keys: int | None = None
+    max_rate: float | None = None
+
+
+class Accounts:
+    """Tenant, key, usage and audit operations over one database. ``ceilings`` bound the keys a
+    tenant may hold (the service passes its settings; none by default, for operators' tools)."""
+
+    def __init__(self, engine: Engine, ceilings: KeyCeilings | None = None) -> None:
         self.engine = engine
+        self.ceilings = ceilings or KeyCeilings()
 
     # -- tenants ---------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
@@ -104,31 +115,64 @@ class Accounts:
         if unknown or not scopes:
             raise InvalidArgument(f"scopes must be among {SCOPES}, got {scopes}")
         with Session(self.engine) as session:
-            if session.get(Tenant, tenant_id) is None:
-                raise NotFound(f"no tenant '{tenant_id}'")
-            prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-            key = ApiKey(
-                tenant_id=tenant_id,
-                prefix=prefix,
-                secret_hash=_hash(secret),
-                name=name,
-                scopes=sorted(set(scopes)),
-                rate_per_second=rate_per_second,
-                burst=burst,
-            )
-            session.add(key)
-            session.flush()
-            session.add(
-                AuditRecord(
-                    tenant_id=tenant_id,
-                    key_id=actor_key_id,
-                    action="key.create",
-                    target=f"key:{prefix}",
-                    details={"scopes": key.scopes},
-                )
-            )
+            issued = self._issue(session, tenant_id, scopes, name, rate_per_second, burst, actor_key_id)
             session.commit()
-            return IssuedKey(key.id, tenant_id, prefix, f"fa_{prefix}_{secret}", key.scopes)
+            return issued
+
+    def _issue(
+        self,
+        session: Session,
+        tenant_id: str,
+        scopes: list[str],
+        name: str,
+        rate_per_second: float,
+        burst: int,
+        actor_key_id: int | None,
+        action: str = "key.create",
+    ) -> IssuedKey:
+        """A new key in the session's transaction, within the tenant's ceilings (the tenant row is
+        locked for the check where the database can)."""
+        if session.get(Tenant, tenant_id, with_for_update=True) is None:
+            raise NotFound(f"no tenant '{tenant_id}'")
+        self._check_ceilings(session, tenant_id, rate_per_second)
+        prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        key = ApiKey(
+            tenant_id=tenant_id,
+            prefix=prefix,
+            secret_hash=_hash(secret),
+            name=name,
+            scopes=sorted(set(scopes)),
+            rate_per_second=rate_per_second,
+            burst=burst,
+        )
+        session.add(key)
+        session.flush()
+        session.add(
+            AuditRecord(
+                tenant_id=tenant_id,
+                key_id=actor_key_id,
+                action=action,
+                target=f"key:{prefix}",
+                details={"scopes": key.scopes},
+            )
+        )
+        return IssuedKey(key.id, tenant_id, prefix, f"fa_{prefix}_{secret}", key.scopes)
+
+    def _check_ceilings(self, session: Session, tenant_id: str, rate_per_second: float) -> None:
+        ceilings = self.ceilings
+        if ceilings.max_keys is None and ceilings.max_rate is None:
+            return
+        active = select(func.count(), func.coalesce(func.sum(ApiKey.rate_per_second), 0.0)).where(
+            ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)
+        )
+        count, rate = session.execute(active).one()
+        if ceilings.max_keys is not None and count + 1 > ceilings.max_keys:
+            raise KeyLimitReached(f"the tenant has {count} active keys, the most allowed is {ceilings.max_keys}")
+        if ceilings.max_rate is not None and float(rate) + rate_per_second > ceilings.max_rate:
+            raise KeyLimitReached(
+                f"the tenant's active keys allow {float(rate):g} calls/s; another {rate_per_second:g} would pass "
+                f"the ceiling of {ceilings.max_rate:g}"
+            )
 
     def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         with Session(self.engine) as session:
@@ -148,13 +192,27 @@ class Accounts:
             session.commit()
 
     def rotate_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> IssuedKey:
-        """Revoke a key and issue a new one with the same tenant, scopes and limits."""
+        """Revoke a key and issue its one replacement (same tenant, scopes and limits), in one
+        transaction. A key rotates once: a revoked key (rotated already, or revoked) is
+        :class:`KeyRevoked`, also when two rotations of one key race."""
         with Session(self.engine) as session:
             old = self._find(session, prefix, tenant_id)
-            settings = (old.tenant_id, list(old.scopes), old.name, old.rate_per_second, old.burst)
-        self.revoke_key(prefix, tenant_id, actor_key_id)
-        tenant, scopes, name, rate, burst = settings
-        return self.create_key(tenant, scopes, name, rate, burst, actor_key_id)
+            revoked = rowcount(
+                session.execute(
+                    update(ApiKey).where(ApiKey.id == old.id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+                )
+            )
+            if not revoked:
+                raise KeyRevoked(f"key '{prefix}' is revoked (or rotated already): create a new key instead")
+            session.add(
+                AuditRecord(tenant_id=old.tenant_id, key_id=actor_key_id, action="key.revoke", target=f"key:{prefix}")
+            )
+            issued = self._issue(
+                session, old.tenant_id, list(old.scopes), old.name, old.rate_per_second, old.burst, actor_key_id,
+                action="key.rotate",
+            )
+            session.commit()
+            return issued
 
     @staticmethod
     def _find(session: Session, prefix: str, tenant_id: str | None) -> ApiKey:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,15 +15,18 @@ from sqlalchemy import text
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
+from faceatlas.errors import Unauthorized
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts
+from faceatlas.service.accounts import Accounts, KeyCeilings
 from faceatlas.service.db import migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
+from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
+from faceatlas.service.redact import RedactQuerySecrets
 from faceatlas.service.routes import account, events, faces, galleries, retail
 from faceatlas.service.usage import UsageWriter
 from faceatlas.settings import ServiceSettings
@@ -32,6 +36,7 @@ from faceatlas.video import VideoBase
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None) -> FastAPI:
     """The service app. Models load and migrations run at startup (``/readyz`` says when done)."""
     settings = settings or ServiceSettings.from_env()
+    allowed_origins(settings.url_fetch_allowlist)  # a malformed allow-list entry fails at start, not per request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,7 +45,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         migrate(state.db)
         VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
         migrate_retail(state.db)  # the retail tables whose analytics the console reads
-        state.accounts = Accounts(state.db)
+        state.accounts = Accounts(
+            state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
+        )
         state.quotas = QuotaCounter(state.accounts.calls_this_month)
         state.usage = UsageWriter(state.accounts)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
@@ -65,10 +72,13 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.gallery.close()
             state.db.dispose()
 
+    # Swagger UI and ReDoc load their scripts from a CDN: served only when the operator enables them.
     app = FastAPI(
         title="FaceAtlas",
         version="1",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
         description="Face detection, 1:1 comparison, liveness, galleries and 1:N search; metered per call.",
     )
     app.state.settings = settings
@@ -95,6 +105,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         return response
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RedactQuerySecrets)  # outermost of ours: before anything reads or logs the URL
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -109,7 +120,12 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         return PlainTextResponse("ready")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics; with ``metrics_token`` set, only for ``Authorization: Bearer <token>``."""
+        if settings.metrics_token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
+                raise Unauthorized("/metrics needs the metrics token (Authorization: Bearer <token>)")
         return PlainTextResponse(
             generate_latest(app.state.metrics.registry).decode(), media_type="text/plain; version=0.0.4"
         )

@@ -15,9 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlparse
 
-import httpx
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -29,16 +27,15 @@ from faceatlas.errors import (
     InvalidArgument,
     InvalidImage,
     InvalidInput,
-    PayloadTooLarge,
     QuotaExceeded,
     RateLimited,
     Unauthorized,
     UnsupportedMediaType,
-    UrlFetchDisabled,
 )
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, Principal
 from faceatlas.service.db import UsageRecord
+from faceatlas.service.fetch import fetch_image
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
@@ -273,8 +270,10 @@ async def json_body(request: Request) -> Any:
     ``InvalidInput`` saying why it does not parse."""
     try:
         return await request.json()
-    except ValueError as exc:
+    except ValueError as exc:  # also invalid UTF-8
         raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput("the JSON body nests too deeply") from exc
 
 
 async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -301,30 +300,10 @@ async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], 
 async def _decode_json_image(request: Request, body: dict[str, Any], name: str) -> bytes:
     value = body.get(name)
     if isinstance(value, dict) and "url" in value:
-        return await _fetch_allowed(get_settings(request), str(value["url"]))
+        return await fetch_image(get_settings(request), str(value["url"]))
     if not isinstance(value, str):
         raise InvalidArgument(f"'{name}' must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidImage(f"'{name}' is not valid base64") from exc
-
-
-async def _fetch_allowed(settings: ServiceSettings, url: str) -> bytes:
-    """Fetch an image URL only when the operator allow-listed its host (URL fetching is an SSRF hole)."""
-    allowlist = settings.url_fetch_allowlist
-    host = urlparse(url).hostname or ""
-    if not allowlist:
-        raise UrlFetchDisabled("fetching images by URL is disabled on this server")
-    if host not in allowlist or urlparse(url).scheme not in ("http", "https"):
-        raise UrlFetchDisabled(f"host '{host}' is not on the server's URL allow-list")
-    limit = settings.max_upload_bytes
-    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client, client.stream("GET", url) as response:
-        if response.status_code != 200:
-            raise InvalidImage(f"fetching the URL answered HTTP {response.status_code}")
-        data = bytearray()
-        async for chunk in response.aiter_bytes():
-            data += chunk
-            if len(data) > limit:
-                raise PayloadTooLarge(f"the image at the URL exceeds {limit} bytes")
-    return bytes(data)

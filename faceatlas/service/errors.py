@@ -20,7 +20,8 @@ def error_response(code: str, message: str, status: int, retry_after: float | No
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map FaceAtlas errors, HTTP errors and request validation errors to the JSON body."""
+    """Map FaceAtlas errors, HTTP errors, request validation errors and, last, any other exception
+    (500 ``internal``) to the JSON body."""
 
     @app.exception_handler(FaceAtlasError)
     async def _error(_: Request, exc: FaceAtlasError) -> JSONResponse:
@@ -30,6 +31,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return error_response(InvalidArgument.code, details or "invalid request", InvalidArgument.status)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        # Anything else is a bug: the documented shape, no details (the server log has the traceback).
+        return error_response("internal", "internal server error", 500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

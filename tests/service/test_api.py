@@ -173,7 +173,7 @@ def test_health_readiness_and_prometheus_metrics(api, examples):
         assert anonymous.get("/healthz").json() == {"status": "ok"}
         assert anonymous.get("/readyz").status_code == 200
         metrics = anonymous.get("/metrics").text
-        assert anonymous.get("/docs").status_code == 200
+        assert anonymous.get("/docs").status_code == 404  # Swagger UI loads from a CDN: off unless FACEATLAS_DOCS
         assert "/v1/detect" in anonymous.get("/openapi.json").json()["paths"]
     assert 'faceatlas_requests_total{operation="detect",status="200"}' in metrics
     assert "faceatlas_recognizer_batch_size_bucket" in metrics and "faceatlas_inference_queue_depth" in metrics

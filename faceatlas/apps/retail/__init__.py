@@ -13,6 +13,7 @@ from faceatlas.apps.retail.analytics import (
     compute_report,
     csv_text,
     draw_charts,
+    report_window,
     store_report,
     write_csv,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "from_video_event",
     "migrate",
     "simulate_day",
+    "report_window",
     "store_report",
     "write_csv",
 ]

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.retail.db import Alert, Charge, Consent, Member, StoreRecord, Visit, ZoneVisitRecord
+from faceatlas.db import day_range
 from faceatlas.errors import NotFound
 
 DWELL_BUCKETS: tuple[tuple[str, float], ...] = (("<5", 5), ("5-10", 10), ("10-20", 20), ("20-30", 30),
@@ -143,8 +144,16 @@ def store_report(engine: Engine, tenant: str, store_id: str, first: date, last: 
         store = session.get(StoreRecord, store_id)
     if store is None or store.tenant != tenant:
         raise NotFound(f"store '{store_id}' not found")
-    start = datetime.combine(first, datetime.min.time())
-    return compute_report(sessions, store_id, start, datetime.combine(last + timedelta(days=1), datetime.min.time()))
+    start, end = day_range(first, last)
+    assert start is not None and end is not None
+    return compute_report(sessions, store_id, start, end)
+
+
+def report_window(first: date | None, last: date | None, today: date | None = None) -> tuple[date, date]:
+    """The days of a report: ``last`` defaults to today, ``first`` to 30 days before ``last``
+    (or the first calendar day, near it); any calendar dates are valid."""
+    last = last or today or date.today()
+    return first or last - min(timedelta(days=30), last - date.min), last
 
 
 def _visitor(visit: Visit) -> str:

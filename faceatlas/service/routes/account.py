@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from faceatlas.db import day_range
 from faceatlas.service.accounts import usage_csv
 from faceatlas.service.deps import AccountsDep, Meter, UsageDep, metered
 from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, UsageOut
@@ -23,10 +24,6 @@ class KeyRequest(BaseModel):
     burst: int = Field(default=40, ge=1, le=100_000)
 
 
-def _midnight(day: date | None, days: int = 0) -> datetime | None:
-    return datetime.combine(day + timedelta(days=days), datetime.min.time()) if day else None
-
-
 @router.get("/usage", response_model=UsageOut, responses={200: {"content": {"text/csv": {}}}})
 def usage(
     accounts: AccountsDep,
@@ -38,7 +35,7 @@ def usage(
 ) -> dict | PlainTextResponse:
     """Calls, faces and errors of the caller's tenant per day and operation."""
     writer.flush()
-    rows = accounts.usage_report(meter.principal.tenant_id, _midnight(start), _midnight(end, 1))
+    rows = accounts.usage_report(meter.principal.tenant_id, *day_range(start, end))
     if format == "csv":
         return PlainTextResponse(usage_csv(rows), media_type="text/csv")
     return {"tenant": meter.principal.tenant_id, "rows": rows}

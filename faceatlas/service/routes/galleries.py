@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -38,7 +39,10 @@ from faceatlas.service.schemas import (
 )
 
 router = APIRouter(tags=["galleries"])
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# The gallery's one rule for collection names and subject ids, in bodies and in URL paths alike.
+Name = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+CollectionName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+SubjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 SUBJECT = "{collection}/{subject}"
 
 
@@ -88,14 +92,18 @@ async def create_collection(
 
 @router.get("/collections/{collection}", response_model=CollectionOut)
 async def get_collection(
-    collection: str, meter: Annotated[Meter, Depends(metered("collections.get", "read"))], gallery: TenantGalleryDep
+    collection: CollectionName,
+    meter: Annotated[Meter, Depends(metered("collections.get", "read"))],
+    gallery: TenantGalleryDep,
 ) -> dict[str, Any]:
     return (await run_in_threadpool(gallery.get_collection, collection)).to_dict()
 
 
 @router.delete("/collections/{collection}", status_code=204, dependencies=[audited("collection.delete")])
 async def delete_collection(
-    collection: str, meter: Annotated[Meter, Depends(metered("collections.delete", "write"))], gallery: TenantGalleryDep
+    collection: CollectionName,
+    meter: Annotated[Meter, Depends(metered("collections.delete", "write"))],
+    gallery: TenantGalleryDep,
 ) -> None:
     """Delete a collection with every subject, face, vector and crop in it."""
     await run_in_threadpool(gallery.delete_collection, collection)
@@ -110,7 +118,7 @@ async def delete_collection(
     response_model=SubjectOut,
 )
 async def add_subject(
-    collection: str,
+    collection: CollectionName,
     body: SubjectRequest,
     meter: Annotated[Meter, Depends(metered("subjects.create", "write"))],
     gallery: TenantGalleryDep,
@@ -125,7 +133,7 @@ async def add_subject(
 
 @router.get("/collections/{collection}/subjects", response_model=SubjectPage)
 async def list_subjects(
-    collection: str,
+    collection: CollectionName,
     meter: Annotated[Meter, Depends(metered("subjects.list", "read"))],
     gallery: TenantGalleryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -138,8 +146,8 @@ async def list_subjects(
 
 @router.get("/collections/{collection}/subjects/{subject}", response_model=SubjectOut)
 async def get_subject(
-    collection: str,
-    subject: str,
+    collection: CollectionName,
+    subject: SubjectId,
     meter: Annotated[Meter, Depends(metered("subjects.get", "read"))],
     gallery: TenantGalleryDep,
 ) -> dict[str, Any]:
@@ -152,8 +160,8 @@ async def get_subject(
     dependencies=[audited("subject.update", SUBJECT)],
 )
 async def update_subject(
-    collection: str,
-    subject: str,
+    collection: CollectionName,
+    subject: SubjectId,
     body: SubjectUpdate,
     meter: Annotated[Meter, Depends(metered("subjects.update", "write"))],
     gallery: TenantGalleryDep,
@@ -166,8 +174,8 @@ async def update_subject(
 
 @router.delete("/collections/{collection}/subjects/{subject}", status_code=204)
 async def delete_subject(
-    collection: str,
-    subject: str,
+    collection: CollectionName,
+    subject: SubjectId,
     meter: Annotated[Meter, Depends(metered("subjects.delete", "write"))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("subject.delete", SUBJECT)],
@@ -190,8 +198,8 @@ async def delete_subject(
     openapi_extra=image_request_body("image"),
 )
 async def enrol(
-    collection: str,
-    subject: str,
+    collection: CollectionName,
+    subject: SubjectId,
     request: Request,
     meter: Annotated[Meter, Depends(metered("enrol", "write"))],
     gallery: TenantGalleryDep,
@@ -227,7 +235,7 @@ async def enrol(
     }),
 )
 async def search(
-    collection: str,
+    collection: CollectionName,
     request: Request,
     meter: Annotated[Meter, Depends(metered("search", "read"))],
     gallery: TenantGalleryDep,
@@ -276,8 +284,8 @@ async def search(
     openapi_extra=image_request_body("image"),
 )
 async def verify(
-    collection: str,
-    subject: str,
+    collection: CollectionName,
+    subject: SubjectId,
     request: Request,
     meter: Annotated[Meter, Depends(metered("verify", "read"))],
     gallery: TenantGalleryDep,

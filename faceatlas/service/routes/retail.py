@@ -3,14 +3,14 @@ the tenant that owns the store."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail import CHARTS, chart_png, csv_text, store_report
+from faceatlas.apps.retail import CHARTS, chart_png, csv_text, report_window, store_report
 from faceatlas.service.deps import DbDep, Meter, metered
 from faceatlas.service.schemas import RetailReportOut
 
@@ -33,8 +33,7 @@ async def store_analytics(
     chart: Annotated[Chart, Query(description="the chart drawn when format=png")] = "visits_per_hour",
 ) -> dict | Response:
     """Visitors, returning visitors, conversion, dwell, zone heat, basket size and demographics."""
-    last = end or date.today()
-    first = start or last - timedelta(days=30)
+    first, last = report_window(start, end)
     report = await run_in_threadpool(store_report, db, meter.principal.tenant_id, store_id, first, last)
     if format == "csv":
         return PlainTextResponse(csv_text(report), media_type="text/csv")

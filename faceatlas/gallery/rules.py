@@ -1,0 +1,83 @@
+"""What the gallery accepts as names, subject ids, metadata and page cursors: one rule each, used
+by every entry point (the gallery's own writes, and the service for ids in URL paths and bodies).
+Breaking a rule is :class:`InvalidArgument` (422), before anything is stored."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from faceatlas.errors import InvalidArgument
+
+__all__ = [
+    "ID_MAX_LENGTH",
+    "ID_PATTERN",
+    "METADATA_MAX_BYTES",
+    "METADATA_MAX_DEPTH",
+    "check_id",
+    "check_metadata",
+    "check_text",
+    "parse_cursor",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+ID_MAX_LENGTH = 200
+METADATA_MAX_DEPTH = 16
+METADATA_MAX_BYTES = 64 * 1024
+_ID = re.compile(ID_PATTERN)
+_MAX_ROW_ID = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
+
+
+def check_id(value: object, what: str = "subject id") -> str:
+    """``value`` when it is a valid collection name or subject id: 1 to 200 of ``A-Z a-z 0-9 _ . -``."""
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LENGTH or not _ID.fullmatch(value):
+        shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+        raise InvalidArgument(
+            f"a {what} is 1 to {ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.', '-' (got {shown})"
+        )
+    return value
+
+
+def check_text(value: str | None, what: str = "name", max_length: int = 300) -> str | None:
+    """A free-text field (a subject's display name): at most ``max_length`` characters, no NUL."""
+    if value is not None and (len(value) > max_length or "\x00" in value):
+        raise InvalidArgument(f"a {what} is at most {max_length} characters without NUL")
+    return value
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Metadata as given (``{}`` for None) when it is JSON of at most ``METADATA_MAX_DEPTH``
+    levels and ``METADATA_MAX_BYTES`` bytes, without NUL characters."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidArgument("metadata is a JSON object")
+    _check_depth(metadata, 1)
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"metadata must be plain JSON: {exc}") from exc
+    if len(text.encode()) > METADATA_MAX_BYTES or "\\u0000" in text:
+        raise InvalidArgument(f"metadata is at most {METADATA_MAX_BYTES} bytes of JSON without NUL")
+    return metadata
+
+
+def _check_depth(value: object, depth: int) -> None:
+    if depth > METADATA_MAX_DEPTH:
+        raise InvalidArgument(f"metadata nests at most {METADATA_MAX_DEPTH} levels")
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        if isinstance(child, dict | list):
+            _check_depth(child, depth + 1)
+
+
+def parse_cursor(after: str | int | None) -> int | None:
+    """A page cursor (the ``next`` of the previous page) as a row id; a cursor past every row
+    id is a valid cursor of an empty page, anything but digits is :class:`InvalidArgument`."""
+    if after is None or after == "":
+        return None
+    text = str(after)
+    if not text.isascii() or not text.isdigit():
+        raise InvalidArgument(f"'after' is the 'next' cursor of a previous page (digits), got {text[:40]!r}")
+    return _MAX_ROW_ID if len(text) > 19 else min(int(text), _MAX_ROW_ID)
