@@ -55,6 +55,8 @@ QUERIES = {
     "to_max": "to=9999-12-31",
     "from_min_to_min": "from=0001-01-01&to=0001-01-01",
     "from_max": "from=9999-12-31",
+    "to_min": "to=0001-01-01",
+    "to_min_csv": "to=0001-01-02&format=csv",
     "window_everything": "from=0001-01-01&to=9999-12-31",
     "nan": "far=nan&threshold=nan&min_quality=nan",
     "inf": "far=inf&threshold=-inf&min_quality=inf",
