@@ -146,6 +146,20 @@ def test_boundary_query_values_on_every_route_answer_json(api, prepared):
     assert not failures, "\n".join(failures)
 
 
+def test_nul_characters_in_paths_queries_and_key_names_answer_json_4xx(api, prepared):
+    """PostgreSQL refuses NUL in text: it must never reach a query (store ids, key prefixes, names)."""
+    failures = []
+    for method, path in _routes(api, prepared):
+        for variant in (re.sub(r"(sec|alice|shop-[\w-]+|000000000000)", "a%00b", path), f"{path}?camera=%00&after=%00"):
+            failures += _unclean(prepared.client.request(method, variant, json={}), f"{method} {variant}")
+    for prefix in ("a%00b", "000000000000"):
+        failures += _unclean(prepared.client.delete(f"/v1/keys/{prefix}"), f"DELETE /v1/keys/{prefix}")
+    named = prepared.client.post("/v1/keys", json={"scopes": ["read"], "name": "a\u0000b"})
+    failures += _unclean(named, "POST /v1/keys name with NUL")
+    assert named.status_code != 201
+    assert not failures, "\n".join(failures)
+
+
 def test_an_unexpected_fault_answers_the_documented_json_shape(api, prepared, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
