@@ -56,6 +56,7 @@ QUERIES = {
     "from_min_to_min": "from=0001-01-01&to=0001-01-01",
     "from_max": "from=9999-12-31",
     "to_min": "to=0001-01-01",
+    "odd_names": "%C3%BC%F2%A6%AC%8E=%19%C2%9D&%FF%FE=1&%5B%06=f%C3%94",
     "to_min_csv": "to=0001-01-02&format=csv",
     "window_everything": "from=0001-01-01&to=9999-12-31",
     "nan": "far=nan&threshold=nan&min_quality=nan",
