@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -243,7 +243,7 @@ class Gallery:
             query = select(Subject).where(Subject.collection_id == coll.id)
             cursor = parse_cursor(after)
             if cursor is not None:
-                query = query.where(Subject.id > cursor)
+                query = query.where(Subject.id > literal(cursor, BigInteger))  # 64-bit: any cursor compares
             rows = list(session.scalars(query.order_by(Subject.id).limit(limit + 1)))
             counts = self._face_counts(session, [row.id for row in rows[:limit]])
             items = [_subject_info(row, counts.get(row.id, 0)) for row in rows[:limit]]
@@ -262,7 +262,7 @@ class Gallery:
                 query = query.where(FaceRecord.subject_id == self._subject(session, coll, subject).id)
             cursor = parse_cursor(after)
             if cursor is not None:
-                query = query.where(FaceRecord.id > cursor)
+                query = query.where(FaceRecord.id > literal(cursor, BigInteger))
             rows = session.execute(query.order_by(FaceRecord.id).limit(limit + 1)).all()
             items = [FaceInfo(*row) for row in rows[:limit]]
             return Page(items, str(items[-1].id) if len(rows) > limit else None)

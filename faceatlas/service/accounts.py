@@ -114,6 +114,8 @@ class Accounts:
         unknown = set(scopes) - set(SCOPES)
         if unknown or not scopes:
             raise InvalidArgument(f"scopes must be among {SCOPES}, got {scopes}")
+        if "\x00" in name:
+            raise InvalidArgument("a key name cannot contain NUL characters")
         with Session(self.engine) as session:
             issued = self._issue(session, tenant_id, scopes, name, rate_per_second, burst, actor_key_id)
             session.commit()

@@ -23,7 +23,7 @@ from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
 from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
-from faceatlas.service.limits import UploadLimit
+from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.redact import RedactQuerySecrets
@@ -105,6 +105,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         return response
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RefuseNul)
     app.add_middleware(RedactQuerySecrets)  # outermost of ours: before anything reads or logs the URL
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,4 +1,5 @@
-"""An ASGI middleware that enforces the upload limit while the body streams in."""
+"""ASGI middlewares on what a request may carry: the upload limit, enforced while the body
+streams in, and no NUL character in the URL (no database stores one in text)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,20 @@ class UploadLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RefuseNul:
+    """Answer 400 to a request whose path or query string holds a NUL character (``%00``):
+    PostgreSQL refuses NUL in text, so it must never reach a lookup of an id or a filter."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")):
+            body = json.dumps({"error": {"code": "bad_request", "message": "the URL holds a NUL character"}}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

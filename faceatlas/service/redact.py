@@ -14,8 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 REDACTED = b"REDACTED"
 # Query parameters that carry credentials by name, and any value shaped like a FaceAtlas key.
-_SECRET_NAMES = {b"api_key", b"apikey", b"api-key", b"key", b"token", b"access_token", b"authorization",
-                 b"x-api-key", b"metrics_token"}
+_SECRET_NAMES = {"api_key", "apikey", "api-key", "key", "token", "access_token", "authorization", "x-api-key",
+                 "metrics_token"}
 _KEY_SHAPE = re.compile(r"fa_[0-9a-fA-F]+_")
 
 
@@ -25,8 +25,7 @@ def redact_query(query: bytes) -> bytes:
     for part in query.split(b"&"):
         name, sep, value = part.partition(b"=")
         decoded = unquote_plus(part.decode("latin-1"))
-        if sep and (unquote_plus(name.decode("latin-1")).lower().encode("latin-1") in _SECRET_NAMES
-                    or _KEY_SHAPE.search(decoded)):
+        if sep and (unquote_plus(name.decode("latin-1")).lower() in _SECRET_NAMES or _KEY_SHAPE.search(decoded)):
             part = name + b"=" + REDACTED
         elif _KEY_SHAPE.search(decoded):  # a bare key without a name
             part = REDACTED

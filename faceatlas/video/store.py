@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from faceatlas.db import create_database_engine
-from faceatlas.video.events import Event, EventType
+from faceatlas.errors import InvalidArgument
+from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
 
 class VideoBase(DeclarativeBase):
@@ -53,7 +54,12 @@ def open_events_db(url: str) -> Engine:
 
 def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type: str | None = None,
                 since: str | None = None, limit: int = 100) -> list[Event]:
-    """The tenant's newest stored events, newest first; ``since`` is an ISO 8601 UTC time."""
+    """The tenant's newest stored events, newest first; ``since`` is an ISO 8601 UTC time. An
+    unknown ``type`` or a filter with a NUL character is :class:`InvalidArgument`."""
+    if type is not None and type not in EVENT_TYPES:
+        raise InvalidArgument(f"unknown event type {type[:40]!r}; one of {', '.join(EVENT_TYPES)}")
+    if any("\x00" in value for value in (camera, since) if value is not None):
+        raise InvalidArgument("event filters cannot contain NUL characters")
     query = select(EventRow).where(EventRow.tenant == tenant)
     if camera is not None:
         query = query.where(EventRow.camera == camera)

@@ -61,6 +61,8 @@ def test_redact_query_replaces_credentials_by_name_and_by_shape():
     assert b"SECRET" not in redacted and b"t0k" not in redacted
     assert redacted == b"limit=5&api_key=REDACTED&x=REDACTED&REDACTED&token=REDACTED&after=12"
     assert redact_query(b"after=12&limit=3") == b"after=12&limit=3"
+    odd = b"%C3%BC%F2%A6%AC%8E=%19%C2%9D&%FF%FE=1&=&&x"  # non-Latin-1 names, bad UTF-8, empty parts
+    assert redact_query(odd) == odd
 
 
 def test_a_key_in_the_query_string_is_refused_and_never_logged(launch, shared, tmp_path):

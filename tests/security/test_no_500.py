@@ -55,6 +55,9 @@ QUERIES = {
     "to_max": "to=9999-12-31",
     "from_min_to_min": "from=0001-01-01&to=0001-01-01",
     "from_max": "from=9999-12-31",
+    "to_min": "to=0001-01-01",
+    "odd_names": "%C3%BC%F2%A6%AC%8E=%19%C2%9D&%FF%FE=1&%5B%06=f%C3%94",
+    "to_min_csv": "to=0001-01-02&format=csv",
     "window_everything": "from=0001-01-01&to=9999-12-31",
     "nan": "far=nan&threshold=nan&min_quality=nan",
     "inf": "far=inf&threshold=-inf&min_quality=inf",
@@ -141,6 +144,20 @@ def test_boundary_query_values_on_every_route_answer_json(api, prepared):
         for name, query in QUERIES.items():
             response = prepared.client.request(method, f"{path}?{query}", json={})
             failures += _unclean(response, f"{method} {path}?{query} ({name})")
+    assert not failures, "\n".join(failures)
+
+
+def test_nul_characters_in_paths_queries_and_key_names_answer_json_4xx(api, prepared):
+    """PostgreSQL refuses NUL in text: it must never reach a query (store ids, key prefixes, names)."""
+    failures = []
+    for method, path in _routes(api, prepared):
+        for variant in (re.sub(r"(sec|alice|shop-[\w-]+|000000000000)", "a%00b", path), f"{path}?camera=%00&after=%00"):
+            failures += _unclean(prepared.client.request(method, variant, json={}), f"{method} {variant}")
+    for prefix in ("a%00b", "000000000000"):
+        failures += _unclean(prepared.client.delete(f"/v1/keys/{prefix}"), f"DELETE /v1/keys/{prefix}")
+    named = prepared.client.post("/v1/keys", json={"scopes": ["read"], "name": "a\u0000b"})
+    failures += _unclean(named, "POST /v1/keys name with NUL")
+    assert named.status_code != 201
     assert not failures, "\n".join(failures)
 
 
