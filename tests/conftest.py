@@ -82,13 +82,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def session_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh database shared by a whole test session (one per backend)."""
-    with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
-        yield url
-
-
 @pytest.fixture(scope="session")
 def new_database():
     """``new_database(kind, folder)``: the :func:`fresh_database` context manager, for fixtures

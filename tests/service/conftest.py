@@ -154,15 +154,17 @@ def launch():
         stop_server(process)
 
 
-@pytest.fixture(scope="session")
-def server(session_db_url: str, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    database_url = session_db_url
-    engine = create_database_engine(database_url)
-    migrate(engine)
-    accounts = Accounts(engine)
-    keys = _tenants(accounts)
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    process, url = start_server(database_url, shared, log, FACEATLAS_MAX_UPLOAD_BYTES="3000000")
-    yield Server(url, keys, accounts, database_url)
-    stop_server(process)
-    engine.dispose()
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def server(request, new_database, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real server over a database of its own (the security tests load these fixtures again:
+    each instance must not meet the other's tenants)."""
+    folder = tmp_path_factory.mktemp("server")
+    with new_database(request.param, folder) as database_url:
+        engine = create_database_engine(database_url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        keys = _tenants(accounts)
+        process, url = start_server(database_url, shared, folder / "server.log", FACEATLAS_MAX_UPLOAD_BYTES="3000000")
+        yield Server(url, keys, accounts, database_url)
+        stop_server(process)
+        engine.dispose()
