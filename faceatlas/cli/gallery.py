@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -36,7 +37,7 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
     if as_json:
         console.print_json(json.dumps({"error": code, "message": str(exc)}))
     else:
-        err.print(f"[red]error ({code}):[/red] {exc}")
+        err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -9,7 +9,9 @@ from typing import Annotated, Any, NoReturn
 import cv2
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from faceatlas.cli import demo as demo_cli
 from faceatlas.cli import drive as drive_cli
@@ -21,7 +23,23 @@ from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
 from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, draw_faces, get_pack
 
-app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
+
+class _Commands(TyperGroup):
+    """The command group: a :class:`FaceAtlasError` (or an ``OSError``: a file that cannot be read or
+    written) that escapes any command is one line on stderr and exit 2, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except FaceAtlasError as exc:
+            _fail(exc, as_json)
+        except OSError as exc:
+            _fail(FaceAtlasError(str(exc)), as_json)
+
+
+app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
+                  cls=_Commands)
 app.add_typer(models_cli.app, name="models")
 app.add_typer(service_cli.admin, name="admin")
 app.add_typer(remote_cli.app, name="remote")
@@ -55,7 +73,7 @@ def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
     if as_json:
         print(json.dumps({"error": exc.code, "message": str(exc)}))
     else:
-        err.print(f"[red]error ({exc.code}):[/red] {exc}")
+        err.print(f"[red]error ({exc.code}):[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(2) from exc
 
 
