@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import cv2
+import numpy as np
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
@@ -39,3 +43,26 @@ def test_watch_file_that_is_no_video_is_one_line_and_non_zero(shared, tmp_path):
     assert "Traceback" not in result.output
     lines = _error_lines(result.output)
     assert len(lines) == 1 and "notes.mp4" in lines[0], result.output
+
+
+def test_enrol_folder_enrols_the_good_and_names_each_reject(shared, tmp_path):
+    lfw = shared / "data/lfw/images/Aaron_Peirsol"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted(lfw.iterdir())[:2]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    (folder / "truncated.jpg").write_bytes(sorted(lfw.iterdir())[0].read_bytes()[:200])
+    cv2.imwrite(str(folder / "blank.png"), np.zeros((240, 240, 3), np.uint8))
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", *db]).exit_code == 0
+
+    result = runner.invoke(app, ["gallery", "enrol", "people", str(folder), "--subject", "aaron", *db])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert "enrolled 2 faces of 1 subjects; 2 rejected" in result.output
+    rejected = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("rejected")}
+    assert set(rejected) == {f"{folder / 'truncated.jpg'}:", f"{folder / 'blank.png'}:"}, result.output
+    assert "truncated_image" in rejected[f"{folder / 'truncated.jpg'}:"]
+    assert "no_face" in rejected[f"{folder / 'blank.png'}:"]
+    listed = runner.invoke(app, ["gallery", "list", "people", "--json", *db])
+    assert [(s["external_id"], s["faces"]) for s in json.loads(listed.stdout)["items"]] == [("aaron", 2)]

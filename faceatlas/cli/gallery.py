@@ -111,6 +111,11 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                 progress.advance(task, len(images))
         _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
                                 f"{len(summary['rejected'])} rejected")
+        if summary["rejected"]:
+            if not as_json:
+                for row in summary["rejected"]:
+                    err.print(f"[red]rejected[/red] {escape(row['source'])}: {escape(row['reason'])}", soft_wrap=True)
+            raise typer.Exit(1)
 
 
 @app.command()

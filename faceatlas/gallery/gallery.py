@@ -33,7 +33,7 @@ from faceatlas.engine import (
     load_calibration,
 )
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, NotFound, UnknownPack
+from faceatlas.errors import AlreadyExists, FaceAtlasError, InvalidArgument, InvalidImage, NotFound, UnknownPack
 from faceatlas.gallery import exchange
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
@@ -339,8 +339,9 @@ class Gallery:
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
                      *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None) -> EnrolReport:
         """Detect and embed faces in ``images`` (the largest per image, or all of them) and enrol
-        those whose quality reaches ``min_quality``. Source crops are kept only when the
-        collection's ``keep_crops`` is on."""
+        those whose quality reaches ``min_quality``. An image that cannot be decoded, shows no
+        face or none good enough is listed in ``rejected`` as (source, "code: why") and the
+        others are still enrolled. Source crops are kept only when the collection's ``keep_crops`` is on."""
         keep_crops = self.get_collection(collection).keep_crops
         report = EnrolReport()
         vectors: list[np.ndarray] = []
@@ -349,10 +350,14 @@ class Gallery:
         crops: list[bytes | None] = []
         for number, image in enumerate(images):
             source = str(image) if isinstance(image, str | Path) else f"image#{number}"
-            decoded = analyzer.load(image)
+            try:
+                decoded = analyzer.load(image)
+            except InvalidImage as exc:  # one bad file (truncated, too large, not an image) rejects only itself
+                report.rejected.append((source, f"{exc.code}: {exc}"))
+                continue
             faces = analyzer.analyze(decoded, max_faces=None if all_faces else 1)
             if not faces:
-                report.rejected.append((source, "no_face"))
+                report.rejected.append((source, "no_face: no face found in the image"))
                 continue
             for face in _quality_gate(faces, min_quality, source, report):
                 vectors.append(face.as_embedding().vector)
