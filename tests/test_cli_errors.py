@@ -66,3 +66,21 @@ def test_enrol_folder_enrols_the_good_and_names_each_reject(shared, tmp_path):
     assert "no_face" in rejected[f"{folder / 'blank.png'}:"]
     listed = runner.invoke(app, ["gallery", "list", "people", "--json", *db])
     assert [(s["external_id"], s["faces"]) for s in json.loads(listed.stdout)["items"]] == [("aaron", 2)]
+
+
+def test_remote_server_down_is_one_line(examples):
+    photo = examples / "tests/test_images/obama.jpg"
+    result = runner.invoke(app, ["remote", "detect", str(photo), "--server", "http://127.0.0.1:9", "--key", "fa_x"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "cannot reach the server at http://127.0.0.1:9" in lines[0], result.output
+
+
+def test_remote_missing_file_is_one_line(tmp_path):
+    missing = tmp_path / "nosuch.jpg"
+    result = runner.invoke(app, ["remote", "compare", str(missing), str(missing), "--server", "http://127.0.0.1:9",
+                                 "--key", "fa_x"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert _error_lines(result.output) == [f"error: no such file: {missing}"], result.output
