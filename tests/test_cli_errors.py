@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -84,3 +88,26 @@ def test_remote_missing_file_is_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert _error_lines(result.output) == [f"error: no such file: {missing}"], result.output
+
+
+def test_models_fetch_offline_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEATLAS_MODEL_DIR", str(tmp_path / "models"))
+    result = runner.invoke(app, ["models", "fetch", "scrfd-mbf"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Download failed" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "model_missing" in lines[0] and "FACEATLAS_OFFLINE" in lines[0], result.output
+    assert not list((tmp_path / "cache").rglob("*.onnx*"))
+
+
+def test_the_suite_ignores_faceatlas_settings_of_the_shell(tmp_path):
+    """A user with FACEATLAS_OFFLINE (or another pack, database, cache) in the shell can run the tests."""
+    shell = {**os.environ, "FACEATLAS_OFFLINE": "1", "faceatlas_pack": "nosuch", "FACEATLAS_CACHE": "/nonexistent",
+             "FACEATLAS_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
+    test = "tests/test_models.py::test_download_checks_sha256_and_renames_atomically"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                         cwd=Path(__file__).resolve().parents[1], env=shell, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import FaceAnalyzer, get_pack
 from faceatlas.engine.persons import PersonDetector
 from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery
@@ -43,7 +43,8 @@ def build_sinks(config: WatchConfig) -> list[EventSink]:
 def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True) -> WatchReport:
     """Run every camera of ``config`` (faces, persons when ``persons``, recognition against
     ``config.collection`` when set); events are flushed to the sinks whatever ends the run."""
-    for camera in config.cameras:  # fail before loading models or writing anything
+    get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
+    for camera in config.cameras:
         if not is_live(camera.source) and not Path(str(camera.source)).is_file():
             raise InvalidInput(f"video source {str(camera.source)!r} not found")
     gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
