@@ -62,3 +62,14 @@ def test_liveness_command(shared):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout.strip().splitlines()[-1])["results"]
     assert [r["real"] for r in rows] == [True, False]
+
+
+def test_compare_says_no_match_at_the_far_asked_and_where_it_would_match(shared):
+    """A genuine LFW pair between the FAR 1e-3 and 1e-4 thresholds: not "different people" beside "match"."""
+    folder = shared / "data/lfw/images/Isaiah_Washington"
+    result = runner.invoke(app, ["compare", str(folder / "Isaiah_Washington_0001.jpg"),
+                                 str(folder / "Isaiah_Washington_0002.jpg"), "-p", "scrfd-mbf"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "no match at FAR 1e-04" in text and "the similarity would match at FAR 1e-03" in text, text
+    assert "different people" not in text

@@ -146,15 +146,21 @@ def compare(
     if as_json:
         print(json.dumps(result))
         return
-    verdict = {True: "[green]same person[/green]", False: "[red]different people[/red]", None: "unknown"}
-    console.print(f"similarity {result['similarity']:.4f} — {verdict[result['match']]}")
-    if result.get("match_at_far"):
-        level, threshold = result["match_at_far"], result["threshold"]
-        console.print(f"match at FAR {level:.0e} (threshold at FAR {far:.0e}: {threshold:.4f})")
-    elif result["threshold"] is not None:
-        console.print(f"threshold at FAR {far:.0e}: {result['threshold']:.4f}")
-    else:
-        console.print(f"pack {analyzer.pack.name} is not calibrated; run `faceatlas eval lfw`")
+    console.print(_verdict_text(result, far, analyzer.pack.name))
+
+
+def _verdict_text(result: dict[str, Any], far: float, pack: str) -> str:
+    """One line: the similarity, the verdict at the asked FAR, and the strictest FAR it would match at."""
+    similarity, threshold, level = result["similarity"], result["threshold"], result.get("match_at_far")
+    if result["match"] is None:
+        return f"similarity {similarity:.4f} — no verdict: pack {pack} is not calibrated; run `faceatlas eval lfw`"
+    at = f"at FAR {far:.0e} (threshold {threshold:.4f})"
+    if result["match"]:
+        text = f"similarity {similarity:.4f} — [green]same person[/green] {at}"
+        return text + (f"; it would match even at FAR {level:.0e}" if level is not None and level < far else "")
+    text = f"similarity {similarity:.4f} — [red]no match[/red] {at}"
+    return text + (f"; the similarity would match at FAR {level:.0e}" if level is not None else
+                   "; no calibrated FAR would match")
 
 
 @app.command()
