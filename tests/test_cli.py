@@ -73,3 +73,13 @@ def test_compare_says_no_match_at_the_far_asked_and_where_it_would_match(shared)
     text = " ".join(result.stdout.split())
     assert "no match at FAR 1e-04" in text and "the similarity would match at FAR 1e-03" in text, text
     assert "different people" not in text
+
+
+def test_the_pack_is_one_line_and_licences_come_with_verbose(examples):
+    photo = str(examples / "tests/test_images/obama.jpg")
+    quiet = runner.invoke(app, ["detect", photo, "-p", "scrfd-mbf", "--json"])
+    verbose = runner.invoke(app, ["detect", photo, "-p", "scrfd-mbf", "--json", "--verbose"])
+    assert quiet.exit_code == 0 and verbose.exit_code == 0, quiet.output + verbose.output
+    lines = quiet.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pack scrfd-mbf v1") and "non-commercial" in lines[0], lines
+    assert sum(line.startswith("licence:") for line in verbose.stderr.splitlines()) >= 3

@@ -54,15 +54,22 @@ err = Console(stderr=True)
 
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or dlib)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="also print the pack's licences")]
 
 
-def _analyzer(pack: str | None, as_json: bool) -> FaceAnalyzer:
-    """The analyzer for ``pack``; says on stderr which pack and licences it runs."""
+def _analyzer(pack: str | None, as_json: bool, verbose: bool = False) -> FaceAnalyzer:
+    """The analyzer for ``pack``; says on stderr, in one line, which pack it runs (its licences
+    with ``verbose``; they are always in `faceatlas models info PACK`)."""
     try:
         chosen = get_pack(pack)
-        err.print(f"[dim]pack {chosen.name} v{chosen.version} — {chosen.description}[/dim]")
-        for line in chosen.licenses + list(chosen.notes):
-            err.print(f"[dim]licence: {line}[/dim]")
+        text = " ".join(chosen.licenses + list(chosen.notes))
+        restricted = [w for w in ("non-commercial", "unknown") if w in text]
+        note = f"; licence: {', '.join(restricted)} (see `faceatlas models info {chosen.name}`)" if restricted else ""
+        err.print(f"[dim]pack {chosen.name} v{chosen.version}{note}[/dim]", soft_wrap=True)
+        if verbose:
+            err.print(f"[dim]{escape(chosen.description)}[/dim]", soft_wrap=True)
+            for line in chosen.licenses + list(chosen.notes):
+                err.print(f"[dim]licence: {escape(line)}[/dim]", soft_wrap=True)
         return FaceAnalyzer(chosen, announce_license=False)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
@@ -85,9 +92,10 @@ def detect(
     draw: Annotated[Path | None, typer.Option(help="write an annotated image (one input only)")] = None,
     embedding: Annotated[bool, typer.Option(help="include embeddings in --json output")] = False,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Detect faces: box, score, 5 keypoints, quality and pose for each."""
-    analyzer = _analyzer(pack, as_json)
+    analyzer = _analyzer(pack, as_json, verbose)
     results: list[dict[str, Any]] = []
     for path in images:
         try:
@@ -135,9 +143,10 @@ def compare(
     pack: PackOption = None,
     far: Annotated[float, typer.Option(help="false-accept rate of the decision threshold")] = DEFAULT_FAR,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
-    analyzer = _analyzer(pack, as_json)
+    analyzer = _analyzer(pack, as_json, verbose)
     try:
         result = analyzer.verify(analyzer.analyze_one(image_a), analyzer.analyze_one(image_b), far=far).to_dict()
     except FaceAtlasError as exc:
@@ -168,9 +177,10 @@ def liveness(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     pack: PackOption = None,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Passive liveness (MiniFASNet) of the largest face in each image."""
-    analyzer = _analyzer(pack, as_json)
+    analyzer = _analyzer(pack, as_json, verbose)
     rows: list[dict[str, Any]] = []
     for path in images:
         try:
