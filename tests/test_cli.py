@@ -83,3 +83,16 @@ def test_the_pack_is_one_line_and_licences_come_with_verbose(examples):
     lines = quiet.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("pack scrfd-mbf v1") and "non-commercial" in lines[0], lines
     assert sum(line.startswith("licence:") for line in verbose.stderr.splitlines()) >= 3
+
+
+def test_watch_summary_fits_80_columns_without_raw_dicts(shared, tmp_path):
+    video = shared / "data/videos/store-aisle-detection.gif"
+    result = runner.invoke(app, ["watch", str(video), "-p", "scrfd-mbf", "--line", "0,135,480,135",
+                                 "--events", str(tmp_path / "events.jsonl")])
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table), result.output
+    text = "\n".join(table)
+    assert "…" not in text and "{" not in text and "store-aisle-detection" in text
+    assert "track_started" in text and not any(line.startswith("{") for line in result.output.splitlines())
+    assert "line1 crossings" in text

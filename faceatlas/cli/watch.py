@@ -12,7 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.engine import default_pack_name
-from faceatlas.video import CameraConfig, LineSpec, RecognitionConfig, WatchConfig, load_config, run_watch
+from faceatlas.video import (
+    CameraConfig,
+    LineSpec,
+    RecognitionConfig,
+    WatchConfig,
+    WatchReport,
+    load_config,
+    run_watch,
+)
 
 err = Console(stderr=True)
 WATCH_PACK = "scrfd-mbf"  # video wants the fast pack when FACEATLAS_PACK names none
@@ -46,12 +54,27 @@ def watch(
     settings.events = events or settings.events
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
     report = run_watch(settings, pack=pack or default_pack_name(WATCH_PACK), persons=persons)
-    table = Table(title="faceatlas watch")
-    for column in ("camera", "frames", "analyzed", "fps", "dropped", "corrupt", "reconnects", "lines"):
-        table.add_column(column)
+    for table in summary_tables(report):
+        err.print(table)
+
+
+def summary_tables(report: WatchReport) -> list[Table]:
+    """The run in two narrow tables (they fit 80 columns): one row per camera and measure
+    (lines as "name: direction count, ..."), then the events by type."""
+    cameras = Table("camera", "measure", "value", title="faceatlas watch")
     for stats in report.cameras:
-        table.add_row(stats.camera, str(stats.frames), str(stats.analyzed), f"{stats.fps:.1f}",
-                      str(stats.source.dropped), str(stats.source.corrupt), str(stats.source.reconnects),
-                      str(stats.line_counts or ""))
-    err.print(table)
-    err.print(report.events)
+        source = stats.source
+        measures = [("frames (analyzed)", f"{stats.frames} ({stats.analyzed})"), ("frames/s", f"{stats.fps:.1f}"),
+                    ("dropped / corrupt", f"{source.dropped} / {source.corrupt}"),
+                    ("reconnects", str(source.reconnects))]
+        measures += [(f"{name} crossings", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
+                     for name, counts in stats.line_counts.items()]
+        for number, (measure, value) in enumerate(measures):
+            cameras.add_row(stats.camera if number == 0 else "", measure, value)
+        cameras.add_section()
+    events = Table("event", "count", title="events")
+    for kind, count in report.events.items():
+        events.add_row(kind, str(count))
+    if not report.events:
+        events.add_row("(none)", "0")
+    return [cameras, events]
