@@ -96,3 +96,15 @@ def test_watch_summary_fits_80_columns_without_raw_dicts(shared, tmp_path):
     assert "…" not in text and "{" not in text and "store-aisle-detection" in text
     assert "track_started" in text and not any(line.startswith("{") for line in result.output.splitlines())
     assert "line1 crossings" in text
+
+
+def test_index_dir_setting_is_honoured_for_sqlite(shared, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "my-indexes"))
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    photo = shared / "data/lfw/images/Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", *db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "people", str(photo), "-s", "aaron", *db]).exit_code == 0
+    searched = runner.invoke(app, ["gallery", "search", "people", str(photo), "--json", *db])
+    assert searched.exit_code == 0, searched.output
+    assert list((tmp_path / "my-indexes").iterdir()), "no index saved in FACEATLAS_INDEX_DIR"
+    assert not (tmp_path / "g.db.indexes").exists()

@@ -52,7 +52,7 @@ from faceatlas.gallery.types import (
     SubjectInfo,
     Verification,
 )
-from faceatlas.settings import EngineSettings
+from faceatlas.settings import EngineSettings, StorageSettings
 
 DEFAULT_TENANT = "default"
 _CROP_MARGIN = 0.5
@@ -85,13 +85,17 @@ class Gallery:
         """Connect to ``url`` (default ``$FACEATLAS_DATABASE_URL`` or the SQLite file under
         ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery.
 
-        Indexes are persisted in ``index_dir`` (default: ``<db file>.indexes`` for SQLite; none
-        for a server database unless given)."""
+        Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
+        ``<db file>.indexes`` for SQLite and none for a server database)."""
         url = normalize_url(url or default_database_url())
         engine = create_database_engine(url)
         migrate(engine)
-        if index_dir is None and (db_file := sqlite_path(url)) is not None:
-            index_dir = db_file.with_name(db_file.name + ".indexes")
+        if index_dir is None:
+            storage_settings = StorageSettings()
+            if "index_dir" in storage_settings.model_fields_set:  # FACEATLAS_INDEX_DIR is set
+                index_dir = storage_settings.index_dir.expanduser()
+            elif (db_file := sqlite_path(url)) is not None:
+                index_dir = db_file.with_name(db_file.name + ".indexes")
         indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage, autosave_every=autosave_every)
         return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant, settings)
 
