@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import cv2
 from typer.testing import CliRunner
@@ -108,3 +110,21 @@ def test_index_dir_setting_is_honoured_for_sqlite(shared, tmp_path, monkeypatch)
     assert searched.exit_code == 0, searched.output
     assert list((tmp_path / "my-indexes").iterdir()), "no index saved in FACEATLAS_INDEX_DIR"
     assert not (tmp_path / "g.db.indexes").exists()
+
+
+def test_readme_step_one_draws_outside_the_repository(shared, monkeypatch):
+    """The README's first command works as written (from the repository root) and writes its picture
+    outside the repository."""
+    repo = Path(__file__).resolve().parents[1]
+    lines = (repo / "README.md").read_text().splitlines()
+    step = lines[next(i for i, line in enumerate(lines) if line.startswith("# 1.")) + 1]
+    command = shlex.split(step.split(" && ")[-1])
+    assert command[0] == "faceatlas"
+    drawn = Path(command[command.index("--draw") + 1])
+    assert drawn.is_absolute() and repo not in drawn.parents, drawn
+    drawn.unlink(missing_ok=True)
+    monkeypatch.chdir(repo)
+    before = set(repo.iterdir())
+    result = runner.invoke(app, command[1:])
+    assert result.exit_code == 0, result.output
+    assert drawn.is_file() and set(repo.iterdir()) == before
