@@ -128,3 +128,19 @@ def test_readme_step_one_draws_outside_the_repository(shared, monkeypatch):
     result = runner.invoke(app, command[1:])
     assert result.exit_code == 0, result.output
     assert drawn.is_file() and set(repo.iterdir()) == before
+
+
+def test_watch_recognises_with_the_collections_pack_by_default(examples, tmp_path):
+    """One default: a collection created with the default pack is watched with that pack, not another."""
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    lin = examples / "examples/lin-manuel-miranda.png"
+    assert runner.invoke(app, ["gallery", "create", "people", "--db", db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "people", str(lin), "-s", "lin", "--db", db]).exit_code == 0
+    pack = json.loads(runner.invoke(app, ["gallery", "list", "--json", "--db", db]).stdout)[0]["pack_name"]
+    clip = examples / "examples/short_hamilton_clip.mp4"
+    result = runner.invoke(app, ["watch", str(clip), "--collection", "people", "--gallery", db, "--no-persons",
+                                 "--stride", "3", "--events", str(tmp_path / "events.jsonl")])
+    assert result.exit_code == 0, result.output
+    identified = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()
+                  if json.loads(line)["type"] == "identified"]
+    assert pack == "dlib" and identified and identified[0]["data"]["subject"] == "lin"

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import default_pack_name
 from faceatlas.video import (
     CameraConfig,
     LineSpec,
@@ -23,7 +22,6 @@ from faceatlas.video import (
 )
 
 err = Console(stderr=True)
-WATCH_PACK = "scrfd-mbf"  # video wants the fast pack when FACEATLAS_PACK names none
 
 
 def watch(
@@ -34,8 +32,8 @@ def watch(
     line: Annotated[list[str] | None, typer.Option(help="counting line x1,y1,x2,y2 (repeatable)")] = None,
     events: Annotated[Path | None, typer.Option(help="write events as JSON lines here")] = None,
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
-    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or "
-                                             "scrfd-mbf)")] = None,
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's, else "
+                                             "FACEATLAS_PACK or dlib)")] = None,
     gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
@@ -53,7 +51,7 @@ def watch(
     settings.collection = collection or settings.collection
     settings.events = events or settings.events
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
-    report = run_watch(settings, pack=pack or default_pack_name(WATCH_PACK), persons=persons)
+    report = run_watch(settings, pack=pack, persons=persons)
     for table in summary_tables(report):
         err.print(table)
 

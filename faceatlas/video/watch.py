@@ -42,15 +42,19 @@ def build_sinks(config: WatchConfig) -> list[EventSink]:
 
 def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True) -> WatchReport:
     """Run every camera of ``config`` (faces, persons when ``persons``, recognition against
-    ``config.collection`` when set); events are flushed to the sinks whatever ends the run."""
-    get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
+    ``config.collection`` when set); events are flushed to the sinks whatever ends the run.
+    ``pack`` None: the collection's pack when recognising, else the default (``FACEATLAS_PACK`` or
+    the engine's default), as for every other use case."""
+    if pack is not None or not config.collection:
+        get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
     for camera in config.cameras:
         if not is_live(camera.source) and not Path(str(camera.source)).is_file():
             raise InvalidInput(f"video source {str(camera.source)!r} not found")
     gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
     try:
         if gallery is not None and config.collection:
-            gallery.get_collection(config.collection)  # NotFound for an unknown collection
+            collection = gallery.get_collection(config.collection)  # NotFound for an unknown collection
+            pack = pack or collection.pack_name
         return _run(config, gallery, pack=pack, persons=persons)
     finally:
         if gallery is not None:
