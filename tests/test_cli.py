@@ -144,3 +144,31 @@ def test_watch_recognises_with_the_collections_pack_by_default(examples, tmp_pat
     identified = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()
                   if json.loads(line)["type"] == "identified"]
     assert pack == "dlib" and identified and identified[0]["data"]["subject"] == "lin"
+
+
+def test_gallery_enrol_name_rename_and_merge(examples, tmp_path):
+    images = examples / "tests/test_images"
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+
+    def run(*args: str) -> object:
+        result = runner.invoke(app, ["gallery", *args, *db])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if "--json" in args else result
+
+    run("create", "people", "-p", "scrfd-mbf")
+    run("enrol", "people", str(images / "obama.jpg"), "-s", "barack", "--name", "Barack Obama")
+    run("enrol", "people", str(images / "obama2.jpg"), "-s", "obama44")
+    run("enrol", "people", str(images / "biden.jpg"), "-s", "joe")
+    listed = run("list", "people", "--json")["items"]
+    assert {s["external_id"]: s["name"] for s in listed}["barack"] == "Barack Obama"
+
+    merged = run("merge", "people", "obama44", "barack", "--json")
+    assert merged["external_id"] == "barack" and merged["faces"] == 2
+    renamed = run("rename", "people", "barack", "obama", "--name", "B. Obama", "--json")
+    assert (renamed["external_id"], renamed["name"], renamed["faces"]) == ("obama", "B. Obama", 2)
+    assert {s["external_id"]: s["faces"] for s in run("list", "people", "--json")["items"]} == {"obama": 2, "joe": 1}
+    found = run("search", "people", str(images / "obama2.jpg"), "--json")[0]["matches"][0]
+    assert (found["external_id"], found["name"], found["matched_faces"]) == ("obama", "B. Obama", 2)
+
+    missing = runner.invoke(app, ["gallery", "merge", "people", "nobody", "obama", *db])
+    assert missing.exit_code != 0 and "not_found" in missing.output

@@ -86,6 +86,9 @@ def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer
 def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, a folder of images (with "
                                                                      "--subject) or a folder of person folders")],
           subject: Annotated[str | None, typer.Option("--subject", "-s", help="external id of the person")] = None,
+          name: Annotated[str | None, typer.Option("--name", help="display name of a new subject (with --subject; "
+                                                                  "change it later with `gallery rename --name`)")]
+          = None,
           all_faces: Annotated[bool, typer.Option("--all-faces", help="enrol every face, not the largest")] = False,
           min_quality: Annotated[float, typer.Option("--min-quality", help="quality gate, 0..1")] = 0.0,
           pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
@@ -97,6 +100,8 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
         people = {subject: _images_in(path) if path.is_dir() else [path]}
     else:
         _fail(ValueError("give --subject for a single image or a flat folder"), as_json)
+    if name is not None and subject is None:
+        _fail(ValueError("--name names one subject: give --subject too"), as_json)
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0}
@@ -104,7 +109,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
             task = progress.add_task("enrolling", total=sum(len(images) for images in people.values()))
             for person, images in people.items():
                 report = gallery.enrol_images(collection, person, [str(i) for i in images], analyzer,
-                                              all_faces=all_faces, min_quality=min_quality)
+                                              all_faces=all_faces, min_quality=min_quality, name=name)
                 summary["added"] += len(report.added)
                 summary["subjects"] += bool(report.added)
                 summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
@@ -160,6 +165,29 @@ def list_(collection: Annotated[str | None, typer.Argument(help="list this colle
         for subject in page.items:
             table.add_row(subject.external_id, subject.name or "", str(subject.faces))
         _emit({"items": [s.to_dict() for s in page.items], "next_cursor": page.next_cursor}, as_json, table)
+
+
+@app.command()
+def rename(collection: str, subject: Annotated[str, typer.Argument(help="the subject's external id")],
+           new_id: Annotated[str | None, typer.Argument(help="its new external id")] = None,
+           name: Annotated[str | None, typer.Option("--name", help="its new display name")] = None,
+           db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Rename a subject: a new external id, a new display name (--name), or both."""
+    if new_id is None and name is None:
+        _fail(ValueError("give NEW_ID, --name or both"), as_json)
+    with _gallery(db, tenant, as_json) as gallery:
+        info = gallery.update_subject(collection, subject, name=name, new_external_id=new_id)
+        _emit(info.to_dict(), as_json, f"subject '{subject}' is now '{info.external_id}' ({info.name or 'no name'})")
+
+
+@app.command()
+def merge(collection: str, source: Annotated[str, typer.Argument(help="the subject to absorb (deleted)")],
+          into: Annotated[str, typer.Argument(help="the subject that keeps every face")],
+          db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Merge two subjects (one person enrolled twice): SOURCE's faces move to INTO, SOURCE is deleted."""
+    with _gallery(db, tenant, as_json) as gallery:
+        info = gallery.merge_subjects(collection, keep=into, absorb=source)
+        _emit(info.to_dict(), as_json, f"merged '{source}' into '{info.external_id}' ({info.faces} faces)")
 
 
 @app.command()
