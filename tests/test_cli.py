@@ -172,3 +172,17 @@ def test_gallery_enrol_name_rename_and_merge(examples, tmp_path):
 
     missing = runner.invoke(app, ["gallery", "merge", "people", "nobody", "obama", *db])
     assert missing.exit_code != 0 and "not_found" in missing.output
+
+
+def test_detect_on_a_folder_with_a_progress_bar(examples, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg"):
+        (folder / name).write_bytes((examples / "tests/test_images" / name).read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    result = runner.invoke(app, ["detect", str(folder), "-p", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert [Path(r["image"]).name for r in rows] == ["biden.jpg", "obama.jpg"]
+    assert all(len(r["faces"]) == 1 for r in rows)
+    assert "detecting" in result.stderr and "2/2" in result.stderr

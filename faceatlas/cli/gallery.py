@@ -12,17 +12,16 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
+from faceatlas.cli.files import images_in, progress
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 DbOption = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: "
                                                               "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
@@ -62,13 +61,8 @@ def _emit(payload: Any, as_json: bool, human: str | Table) -> None:
         console.print(human)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err)
+    return progress(err)
 
 
 @app.command()
@@ -95,9 +89,9 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
           as_json: JsonOption = False) -> None:
     """Enrol faces. A folder of per-person folders (root/<Name>/<img>.jpg, like LFW) enrols everyone."""
     if path.is_dir() and subject is None:
-        people = {p.name: _images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
+        people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
     elif subject is not None:
-        people = {subject: _images_in(path) if path.is_dir() else [path]}
+        people = {subject: images_in(path) if path.is_dir() else [path]}
     else:
         _fail(ValueError("give --subject for a single image or a flat folder"), as_json)
     if name is not None and subject is None:

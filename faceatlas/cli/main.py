@@ -21,6 +21,7 @@ from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
+from faceatlas.cli.files import expand_images, progress
 from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, draw_faces, get_pack
 
 
@@ -86,7 +87,7 @@ def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
 
 @app.command()
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="image files")],
+    images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
     pack: PackOption = None,
     liveness: Annotated[bool, typer.Option(help="add a passive liveness score per face")] = False,
     draw: Annotated[Path | None, typer.Option(help="write an annotated image (one input only)")] = None,
@@ -96,25 +97,34 @@ def detect(
 ) -> None:
     """Detect faces: box, score, 5 keypoints, quality and pose for each."""
     analyzer = _analyzer(pack, as_json, verbose)
+    paths = expand_images(images)
     results: list[dict[str, Any]] = []
-    for path in images:
-        try:
-            image = analyzer.load(path)
-            faces = analyzer.analyze(image, liveness=liveness)
-        except FaceAtlasError as exc:
-            results.append({"image": str(path), "error": exc.code, "message": str(exc)})
-            if not as_json:
-                err.print(f"[red]{path}: {exc.code}[/red] {exc}")
-            continue
-        results.append({"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]})
-        if draw is not None:
-            cv2.imwrite(str(draw), draw_faces(image, faces))
-        if not as_json:
-            _print_faces(path, faces, liveness)
+    with progress(err) as bar:
+        task = bar.add_task("detecting", total=len(paths), visible=len(paths) > 1)
+        for path in paths:
+            results.append(_detect_one(analyzer, path, liveness=liveness, draw=draw, embedding=embedding,
+                                       as_json=as_json))
+            bar.advance(task)
     if as_json:
         print(json.dumps({"pack": analyzer.pack.name, "results": results}))
     if any("error" in r for r in results):
         raise typer.Exit(2)
+
+
+def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, draw: Path | None, embedding: bool,
+                as_json: bool) -> dict[str, Any]:
+    try:
+        image = analyzer.load(path)
+        faces = analyzer.analyze(image, liveness=liveness)
+    except FaceAtlasError as exc:
+        if not as_json:
+            err.print(f"[red]{escape(str(path))}: {exc.code}[/red] {escape(str(exc))}", soft_wrap=True)
+        return {"image": str(path), "error": exc.code, "message": str(exc)}
+    if draw is not None:
+        cv2.imwrite(str(draw), draw_faces(image, faces))
+    if not as_json:
+        _print_faces(path, faces, liveness)
+    return {"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]}
 
 
 def _print_faces(path: Path, faces: list, liveness: bool) -> None:
