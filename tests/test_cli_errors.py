@@ -111,3 +111,17 @@ def test_the_suite_ignores_faceatlas_settings_of_the_shell(tmp_path):
                          cwd=Path(__file__).resolve().parents[1], env=shell, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_gallery_database_down_is_one_line(tmp_path):
+    result = runner.invoke(app, ["gallery", "list", "--db", "postgresql://nobody@127.0.0.1:9/none"])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error") and "cannot open the gallery database" in lines[0]
+
+
+def test_drive_missing_source_is_one_line(shared, tmp_path):
+    result = runner.invoke(app, ["drive", str(tmp_path / "nosuch.mp4")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error") and "nosuch.mp4" in lines[0], lines

@@ -44,8 +44,12 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
 def _gallery(db: str | None, tenant: str, as_json: bool) -> Iterator[Gallery]:
     try:
         gallery = Gallery.open(db, tenant=tenant)
-    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way
+    except FaceAtlasError as exc:
         _fail(exc, as_json)
+    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        _fail(FaceAtlasError(f"cannot open the gallery database: {first}"), as_json)
     try:
         yield gallery
     except (FaceAtlasError, ValueError) as exc:
