@@ -22,7 +22,7 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
     return [image for path in paths for image in (images_in(path) if path.is_dir() else [path])]
 
 
-def progress(console: Console) -> Progress:
-    """A progress bar (description, bar, done/total, time left) on ``console``."""
+def progress(console: Console, *, disable: bool = False) -> Progress:
+    """A progress bar (description, bar, done/total, time left) on ``console``; ``disable``: none at all."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console)
+                    console=console, disable=disable)

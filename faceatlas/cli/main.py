@@ -99,8 +99,8 @@ def detect(
     analyzer = _analyzer(pack, as_json, verbose)
     paths = expand_images(images)
     results: list[dict[str, Any]] = []
-    with progress(err) as bar:
-        task = bar.add_task("detecting", total=len(paths), visible=len(paths) > 1)
+    with progress(err, disable=len(paths) < 2) as bar:
+        task = bar.add_task("detecting", total=len(paths))
         for path in paths:
             results.append(_detect_one(analyzer, path, liveness=liveness, draw=draw, embedding=embedding,
                                        as_json=as_json))
