@@ -22,6 +22,22 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("FACEATLAS_MODEL_DIR", str(SHARED / "models"))
 
 
+# The FACEATLAS_* variables the test harness itself reads (and the model folder set above);
+# every other one a user's shell may hold (FACEATLAS_OFFLINE, _PACK, _DATABASE_URL, ...) is removed.
+HARNESS_VARIABLES = frozenset({"FACEATLAS_TEST_PG_URL", "FACEATLAS_SHARED", "FACEATLAS_MODEL_DIR"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment() -> Iterator[None]:
+    """Tests run on the settings' defaults, not on the FACEATLAS_* settings of the shell that runs
+    them (first of all fixtures, so that session fixtures such as the analyzers see it too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.upper().startswith("FACEATLAS_") and name.upper() not in HARNESS_VARIABLES:
+                patch.delenv(name)
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The ../shared folder with real models and photos; tests skip when it is absent."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import cv2
 from typer.testing import CliRunner
@@ -62,3 +64,125 @@ def test_liveness_command(shared):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout.strip().splitlines()[-1])["results"]
     assert [r["real"] for r in rows] == [True, False]
+
+
+def test_compare_says_no_match_at_the_far_asked_and_where_it_would_match(shared):
+    """A genuine LFW pair between the FAR 1e-3 and 1e-4 thresholds: not "different people" beside "match"."""
+    folder = shared / "data/lfw/images/Isaiah_Washington"
+    result = runner.invoke(app, ["compare", str(folder / "Isaiah_Washington_0001.jpg"),
+                                 str(folder / "Isaiah_Washington_0002.jpg"), "-p", "scrfd-mbf"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "no match at FAR 1e-04" in text and "the similarity would match at FAR 1e-03" in text, text
+    assert "different people" not in text
+
+
+def test_the_pack_is_one_line_and_licences_come_with_verbose(examples):
+    photo = str(examples / "tests/test_images/obama.jpg")
+    quiet = runner.invoke(app, ["detect", photo, "-p", "scrfd-mbf", "--json"])
+    verbose = runner.invoke(app, ["detect", photo, "-p", "scrfd-mbf", "--json", "--verbose"])
+    assert quiet.exit_code == 0 and verbose.exit_code == 0, quiet.output + verbose.output
+    lines = quiet.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pack scrfd-mbf v1") and "non-commercial" in lines[0], lines
+    assert sum(line.startswith("licence:") for line in verbose.stderr.splitlines()) >= 3
+
+
+def test_watch_summary_fits_80_columns_without_raw_dicts(shared, tmp_path):
+    video = shared / "data/videos/store-aisle-detection.gif"
+    result = runner.invoke(app, ["watch", str(video), "-p", "scrfd-mbf", "--line", "0,135,480,135",
+                                 "--events", str(tmp_path / "events.jsonl")])
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table), result.output
+    text = "\n".join(table)
+    assert "…" not in text and "{" not in text and "store-aisle-detection" in text
+    assert "track_started" in text and not any(line.startswith("{") for line in result.output.splitlines())
+    assert "line1 crossings" in text
+
+
+def test_index_dir_setting_is_honoured_for_sqlite(shared, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "my-indexes"))
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    photo = shared / "data/lfw/images/Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", *db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "people", str(photo), "-s", "aaron", *db]).exit_code == 0
+    searched = runner.invoke(app, ["gallery", "search", "people", str(photo), "--json", *db])
+    assert searched.exit_code == 0, searched.output
+    assert list((tmp_path / "my-indexes").iterdir()), "no index saved in FACEATLAS_INDEX_DIR"
+    assert not (tmp_path / "g.db.indexes").exists()
+
+
+def test_readme_step_one_draws_outside_the_repository(shared, monkeypatch):
+    """The README's first command works as written (from the repository root) and writes its picture
+    outside the repository."""
+    repo = Path(__file__).resolve().parents[1]
+    lines = (repo / "README.md").read_text().splitlines()
+    step = lines[next(i for i, line in enumerate(lines) if line.startswith("# 1.")) + 1]
+    command = shlex.split(step.split(" && ")[-1])
+    assert command[0] == "faceatlas"
+    drawn = Path(command[command.index("--draw") + 1])
+    assert drawn.is_absolute() and repo not in drawn.parents, drawn
+    drawn.unlink(missing_ok=True)
+    monkeypatch.chdir(repo)
+    before = set(repo.iterdir())
+    result = runner.invoke(app, command[1:])
+    assert result.exit_code == 0, result.output
+    assert drawn.is_file() and set(repo.iterdir()) == before
+
+
+def test_watch_recognises_with_the_collections_pack_by_default(examples, tmp_path):
+    """One default: a collection created with the default pack is watched with that pack, not another."""
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    lin = examples / "examples/lin-manuel-miranda.png"
+    assert runner.invoke(app, ["gallery", "create", "people", "--db", db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "people", str(lin), "-s", "lin", "--db", db]).exit_code == 0
+    pack = json.loads(runner.invoke(app, ["gallery", "list", "--json", "--db", db]).stdout)[0]["pack_name"]
+    clip = examples / "examples/short_hamilton_clip.mp4"
+    result = runner.invoke(app, ["watch", str(clip), "--collection", "people", "--gallery", db, "--no-persons",
+                                 "--stride", "3", "--events", str(tmp_path / "events.jsonl")])
+    assert result.exit_code == 0, result.output
+    identified = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()
+                  if json.loads(line)["type"] == "identified"]
+    assert pack == "dlib" and identified and identified[0]["data"]["subject"] == "lin"
+
+
+def test_gallery_enrol_name_rename_and_merge(examples, tmp_path):
+    images = examples / "tests/test_images"
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+
+    def run(*args: str) -> object:
+        result = runner.invoke(app, ["gallery", *args, *db])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if "--json" in args else result
+
+    run("create", "people", "-p", "scrfd-mbf")
+    run("enrol", "people", str(images / "obama.jpg"), "-s", "barack", "--name", "Barack Obama")
+    run("enrol", "people", str(images / "obama2.jpg"), "-s", "obama44")
+    run("enrol", "people", str(images / "biden.jpg"), "-s", "joe")
+    listed = run("list", "people", "--json")["items"]
+    assert {s["external_id"]: s["name"] for s in listed}["barack"] == "Barack Obama"
+
+    merged = run("merge", "people", "obama44", "barack", "--json")
+    assert merged["external_id"] == "barack" and merged["faces"] == 2
+    renamed = run("rename", "people", "barack", "obama", "--name", "B. Obama", "--json")
+    assert (renamed["external_id"], renamed["name"], renamed["faces"]) == ("obama", "B. Obama", 2)
+    assert {s["external_id"]: s["faces"] for s in run("list", "people", "--json")["items"]} == {"obama": 2, "joe": 1}
+    found = run("search", "people", str(images / "obama2.jpg"), "--json")[0]["matches"][0]
+    assert (found["external_id"], found["name"], found["matched_faces"]) == ("obama", "B. Obama", 2)
+
+    missing = runner.invoke(app, ["gallery", "merge", "people", "nobody", "obama", *db])
+    assert missing.exit_code != 0 and "not_found" in missing.output
+
+
+def test_detect_on_a_folder_with_a_progress_bar(examples, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg"):
+        (folder / name).write_bytes((examples / "tests/test_images" / name).read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    result = runner.invoke(app, ["detect", str(folder), "-p", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert [Path(r["image"]).name for r in rows] == ["biden.jpg", "obama.jpg"]
+    assert all(len(r["faces"]) == 1 for r in rows)
+    assert "detecting" in result.stderr and "2/2" in result.stderr

@@ -104,3 +104,14 @@ def test_dlib_pack_needs_no_download(isolated, monkeypatch):
     pack = get_pack("dlib")
     assert pack.is_available()
     assert all(resolve(f).is_file() for f in pack.core_files)
+
+
+def test_offline_fetch_refuses_without_touching_the_network(isolated, http_root, monkeypatch):
+    root, base = http_root
+    payload = b"model bytes " * 100
+    (root / "m.onnx").write_bytes(payload)
+    spec = ModelFile("test/m.onnx", hashlib.sha256(payload).hexdigest(), f"{base}/m.onnx", "test")
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    with pytest.raises(ModelMissing, match="offline"):
+        fetch(spec)
+    assert not (isolated / "cache" / "models" / "test" / "m.onnx").exists()

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.errors import FaceAtlasError
@@ -59,7 +60,8 @@ def drive(
     try:
         summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show)
     except (ImportError, FaceAtlasError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        code = getattr(exc, "code", "missing_dependency")
+        err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     _report_summary(summary, as_json)
 

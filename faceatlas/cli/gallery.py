@@ -11,17 +11,17 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 
+from faceatlas.cli.files import images_in, progress
 from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 DbOption = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: "
                                                               "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
@@ -36,7 +36,7 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
     if as_json:
         console.print_json(json.dumps({"error": code, "message": str(exc)}))
     else:
-        err.print(f"[red]error ({code}):[/red] {exc}")
+        err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -44,8 +44,12 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
 def _gallery(db: str | None, tenant: str, as_json: bool) -> Iterator[Gallery]:
     try:
         gallery = Gallery.open(db, tenant=tenant)
-    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way
+    except FaceAtlasError as exc:
         _fail(exc, as_json)
+    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        _fail(FaceAtlasError(f"cannot open the gallery database: {first}"), as_json)
     try:
         yield gallery
     except (FaceAtlasError, ValueError) as exc:
@@ -61,13 +65,8 @@ def _emit(payload: Any, as_json: bool, human: str | Table) -> None:
         console.print(human)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err)
+    return progress(err)
 
 
 @app.command()
@@ -85,17 +84,22 @@ def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer
 def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, a folder of images (with "
                                                                      "--subject) or a folder of person folders")],
           subject: Annotated[str | None, typer.Option("--subject", "-s", help="external id of the person")] = None,
+          name: Annotated[str | None, typer.Option("--name", help="display name of a new subject (with --subject; "
+                                                                  "change it later with `gallery rename --name`)")]
+          = None,
           all_faces: Annotated[bool, typer.Option("--all-faces", help="enrol every face, not the largest")] = False,
           min_quality: Annotated[float, typer.Option("--min-quality", help="quality gate, 0..1")] = 0.0,
           pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
           as_json: JsonOption = False) -> None:
     """Enrol faces. A folder of per-person folders (root/<Name>/<img>.jpg, like LFW) enrols everyone."""
     if path.is_dir() and subject is None:
-        people = {p.name: _images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
+        people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
     elif subject is not None:
-        people = {subject: _images_in(path) if path.is_dir() else [path]}
+        people = {subject: images_in(path) if path.is_dir() else [path]}
     else:
         _fail(ValueError("give --subject for a single image or a flat folder"), as_json)
+    if name is not None and subject is None:
+        _fail(ValueError("--name names one subject: give --subject too"), as_json)
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0}
@@ -103,13 +107,18 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
             task = progress.add_task("enrolling", total=sum(len(images) for images in people.values()))
             for person, images in people.items():
                 report = gallery.enrol_images(collection, person, [str(i) for i in images], analyzer,
-                                              all_faces=all_faces, min_quality=min_quality)
+                                              all_faces=all_faces, min_quality=min_quality, name=name)
                 summary["added"] += len(report.added)
                 summary["subjects"] += bool(report.added)
                 summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
                 progress.advance(task, len(images))
         _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
                                 f"{len(summary['rejected'])} rejected")
+        if summary["rejected"]:
+            if not as_json:
+                for row in summary["rejected"]:
+                    err.print(f"[red]rejected[/red] {escape(row['source'])}: {escape(row['reason'])}", soft_wrap=True)
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -162,6 +171,29 @@ def list_(collection: Annotated[str | None, typer.Argument(help="list this colle
         for subject in page.items:
             table.add_row(subject.external_id, subject.name or "", str(subject.faces))
         _emit({"items": [s.to_dict() for s in page.items], "next_cursor": page.next_cursor}, as_json, table)
+
+
+@app.command()
+def rename(collection: str, subject: Annotated[str, typer.Argument(help="the subject's external id")],
+           new_id: Annotated[str | None, typer.Argument(help="its new external id")] = None,
+           name: Annotated[str | None, typer.Option("--name", help="its new display name")] = None,
+           db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Rename a subject: a new external id, a new display name (--name), or both."""
+    if new_id is None and name is None:
+        _fail(ValueError("give NEW_ID, --name or both"), as_json)
+    with _gallery(db, tenant, as_json) as gallery:
+        info = gallery.update_subject(collection, subject, name=name, new_external_id=new_id)
+        _emit(info.to_dict(), as_json, f"subject '{subject}' is now '{info.external_id}' ({info.name or 'no name'})")
+
+
+@app.command()
+def merge(collection: str, source: Annotated[str, typer.Argument(help="the subject to absorb (deleted)")],
+          into: Annotated[str, typer.Argument(help="the subject that keeps every face")],
+          db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Merge two subjects (one person enrolled twice): SOURCE's faces move to INTO, SOURCE is deleted."""
+    with _gallery(db, tenant, as_json) as gallery:
+        info = gallery.merge_subjects(collection, keep=into, absorb=source)
+        _emit(info.to_dict(), as_json, f"merged '{source}' into '{info.external_id}' ({info.faces} faces)")
 
 
 @app.command()

@@ -9,7 +9,9 @@ from typing import Annotated, Any, NoReturn
 import cv2
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from faceatlas.cli import demo as demo_cli
 from faceatlas.cli import drive as drive_cli
@@ -19,9 +21,26 @@ from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
+from faceatlas.cli.files import expand_images, progress
 from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, draw_faces, get_pack
 
-app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True)
+
+class _Commands(TyperGroup):
+    """The command group: a :class:`FaceAtlasError` (or an ``OSError``: a file that cannot be read or
+    written) that escapes any command is one line on stderr and exit 2, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except FaceAtlasError as exc:
+            _fail(exc, as_json)
+        except OSError as exc:
+            _fail(FaceAtlasError(str(exc)), as_json)
+
+
+app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
+                  cls=_Commands)
 app.add_typer(models_cli.app, name="models")
 app.add_typer(service_cli.admin, name="admin")
 app.add_typer(remote_cli.app, name="remote")
@@ -36,15 +55,22 @@ err = Console(stderr=True)
 
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or dlib)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="also print the pack's licences")]
 
 
-def _analyzer(pack: str | None, as_json: bool) -> FaceAnalyzer:
-    """The analyzer for ``pack``; says on stderr which pack and licences it runs."""
+def _analyzer(pack: str | None, as_json: bool, verbose: bool = False) -> FaceAnalyzer:
+    """The analyzer for ``pack``; says on stderr, in one line, which pack it runs (its licences
+    with ``verbose``; they are always in `faceatlas models info PACK`)."""
     try:
         chosen = get_pack(pack)
-        err.print(f"[dim]pack {chosen.name} v{chosen.version} — {chosen.description}[/dim]")
-        for line in chosen.licenses + list(chosen.notes):
-            err.print(f"[dim]licence: {line}[/dim]")
+        text = " ".join(chosen.licenses + list(chosen.notes))
+        restricted = [w for w in ("non-commercial", "unknown") if w in text]
+        note = f"; licence: {', '.join(restricted)} (see `faceatlas models info {chosen.name}`)" if restricted else ""
+        err.print(f"[dim]pack {chosen.name} v{chosen.version}{note}[/dim]", soft_wrap=True)
+        if verbose:
+            err.print(f"[dim]{escape(chosen.description)}[/dim]", soft_wrap=True)
+            for line in chosen.licenses + list(chosen.notes):
+                err.print(f"[dim]licence: {escape(line)}[/dim]", soft_wrap=True)
         return FaceAnalyzer(chosen, announce_license=False)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
@@ -55,40 +81,50 @@ def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
     if as_json:
         print(json.dumps({"error": exc.code, "message": str(exc)}))
     else:
-        err.print(f"[red]error ({exc.code}):[/red] {exc}")
+        err.print(f"[red]error ({exc.code}):[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(2) from exc
 
 
 @app.command()
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="image files")],
+    images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
     pack: PackOption = None,
     liveness: Annotated[bool, typer.Option(help="add a passive liveness score per face")] = False,
     draw: Annotated[Path | None, typer.Option(help="write an annotated image (one input only)")] = None,
     embedding: Annotated[bool, typer.Option(help="include embeddings in --json output")] = False,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Detect faces: box, score, 5 keypoints, quality and pose for each."""
-    analyzer = _analyzer(pack, as_json)
+    analyzer = _analyzer(pack, as_json, verbose)
+    paths = expand_images(images)
     results: list[dict[str, Any]] = []
-    for path in images:
-        try:
-            image = analyzer.load(path)
-            faces = analyzer.analyze(image, liveness=liveness)
-        except FaceAtlasError as exc:
-            results.append({"image": str(path), "error": exc.code, "message": str(exc)})
-            if not as_json:
-                err.print(f"[red]{path}: {exc.code}[/red] {exc}")
-            continue
-        results.append({"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]})
-        if draw is not None:
-            cv2.imwrite(str(draw), draw_faces(image, faces))
-        if not as_json:
-            _print_faces(path, faces, liveness)
+    with progress(err, disable=len(paths) < 2) as bar:
+        task = bar.add_task("detecting", total=len(paths))
+        for path in paths:
+            results.append(_detect_one(analyzer, path, liveness=liveness, draw=draw, embedding=embedding,
+                                       as_json=as_json))
+            bar.advance(task)
     if as_json:
         print(json.dumps({"pack": analyzer.pack.name, "results": results}))
     if any("error" in r for r in results):
         raise typer.Exit(2)
+
+
+def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, draw: Path | None, embedding: bool,
+                as_json: bool) -> dict[str, Any]:
+    try:
+        image = analyzer.load(path)
+        faces = analyzer.analyze(image, liveness=liveness)
+    except FaceAtlasError as exc:
+        if not as_json:
+            err.print(f"[red]{escape(str(path))}: {exc.code}[/red] {escape(str(exc))}", soft_wrap=True)
+        return {"image": str(path), "error": exc.code, "message": str(exc)}
+    if draw is not None:
+        cv2.imwrite(str(draw), draw_faces(image, faces))
+    if not as_json:
+        _print_faces(path, faces, liveness)
+    return {"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]}
 
 
 def _print_faces(path: Path, faces: list, liveness: bool) -> None:
@@ -117,9 +153,10 @@ def compare(
     pack: PackOption = None,
     far: Annotated[float, typer.Option(help="false-accept rate of the decision threshold")] = DEFAULT_FAR,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
-    analyzer = _analyzer(pack, as_json)
+    analyzer = _analyzer(pack, as_json, verbose)
     try:
         result = analyzer.verify(analyzer.analyze_one(image_a), analyzer.analyze_one(image_b), far=far).to_dict()
     except FaceAtlasError as exc:
@@ -128,15 +165,21 @@ def compare(
     if as_json:
         print(json.dumps(result))
         return
-    verdict = {True: "[green]same person[/green]", False: "[red]different people[/red]", None: "unknown"}
-    console.print(f"similarity {result['similarity']:.4f} — {verdict[result['match']]}")
-    if result.get("match_at_far"):
-        level, threshold = result["match_at_far"], result["threshold"]
-        console.print(f"match at FAR {level:.0e} (threshold at FAR {far:.0e}: {threshold:.4f})")
-    elif result["threshold"] is not None:
-        console.print(f"threshold at FAR {far:.0e}: {result['threshold']:.4f}")
-    else:
-        console.print(f"pack {analyzer.pack.name} is not calibrated; run `faceatlas eval lfw`")
+    console.print(_verdict_text(result, far, analyzer.pack.name))
+
+
+def _verdict_text(result: dict[str, Any], far: float, pack: str) -> str:
+    """One line: the similarity, the verdict at the asked FAR, and the strictest FAR it would match at."""
+    similarity, threshold, level = result["similarity"], result["threshold"], result.get("match_at_far")
+    if result["match"] is None:
+        return f"similarity {similarity:.4f} — no verdict: pack {pack} is not calibrated; run `faceatlas eval lfw`"
+    at = f"at FAR {far:.0e} (threshold {threshold:.4f})"
+    if result["match"]:
+        text = f"similarity {similarity:.4f} — [green]same person[/green] {at}"
+        return text + (f"; it would match even at FAR {level:.0e}" if level is not None and level < far else "")
+    text = f"similarity {similarity:.4f} — [red]no match[/red] {at}"
+    return text + (f"; the similarity would match at FAR {level:.0e}" if level is not None else
+                   "; no calibrated FAR would match")
 
 
 @app.command()
@@ -144,9 +187,10 @@ def liveness(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     pack: PackOption = None,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Passive liveness (MiniFASNet) of the largest face in each image."""
-    analyzer = _analyzer(pack, as_json)
+    analyzer = _analyzer(pack, as_json, verbose)
     rows: list[dict[str, Any]] = []
     for path in images:
         try:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
 from faceatlas.engine import DEFAULT_FAR
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY).",
                   no_args_is_help=True)
-console = Console()
+err = Console(stderr=True)
 
 Server = Annotated[str, typer.Option("--server", envvar="FACEATLAS_SERVER", help="base URL of the server")]
 Key = Annotated[str, typer.Option("--key", envvar="FACEATLAS_API_KEY", help="API key (fa_...)")]
@@ -28,12 +30,26 @@ def _json(answer: Any) -> Any:
 
 
 def _run(server: str, key: str, call) -> None:  # noqa: ANN001 - a function of the client
+    """Call the server and print its JSON answer; any failure is one line on stderr and exit 2."""
     try:
         with FaceAtlasClient(server, key) as client:
-            print(json.dumps(_json(call(client)), indent=2))
-    except FaceAtlasApiError as exc:
-        console.print(f"[red]{exc.status} {exc.code}:[/red] {exc}")
-        raise typer.Exit(2) from exc
+            answer = call(client)
+    except FaceAtlasApiError as exc:  # the server answered with an error
+        _fail(str(exc), exc)
+    except httpx.InvalidURL as exc:
+        _fail(f"invalid server URL {server!r}: {exc}", exc)
+    except httpx.TransportError as exc:  # refused, unreachable, timed out, broken connection
+        _fail(f"cannot reach the server at {server}: {exc or type(exc).__name__}", exc)
+    except FileNotFoundError as exc:
+        _fail(f"no such file: {exc.filename}", exc)
+    except OSError as exc:
+        _fail(f"cannot read {exc.filename or 'the input'}: {exc.strerror or exc}", exc)
+    print(json.dumps(_json(answer), indent=2))
+
+
+def _fail(message: str, exc: Exception) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2) from exc
 
 
 @app.command()

@@ -11,11 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import default_pack_name
-from faceatlas.video import CameraConfig, LineSpec, RecognitionConfig, WatchConfig, load_config, run_watch
+from faceatlas.video import (
+    CameraConfig,
+    LineSpec,
+    RecognitionConfig,
+    WatchConfig,
+    WatchReport,
+    load_config,
+    run_watch,
+)
 
 err = Console(stderr=True)
-WATCH_PACK = "scrfd-mbf"  # video wants the fast pack when FACEATLAS_PACK names none
 
 
 def watch(
@@ -26,8 +32,8 @@ def watch(
     line: Annotated[list[str] | None, typer.Option(help="counting line x1,y1,x2,y2 (repeatable)")] = None,
     events: Annotated[Path | None, typer.Option(help="write events as JSON lines here")] = None,
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
-    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or "
-                                             "scrfd-mbf)")] = None,
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's, else "
+                                             "FACEATLAS_PACK or dlib)")] = None,
     gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
@@ -45,15 +51,30 @@ def watch(
     settings.collection = collection or settings.collection
     settings.events = events or settings.events
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
-    report = run_watch(settings, pack=pack or default_pack_name(WATCH_PACK), persons=persons)
-    table = Table(title="faceatlas watch")
-    for column in ("camera", "frames", "analyzed", "fps", "dropped", "corrupt", "reconnects", "lines"):
-        table.add_column(column)
-    for stats in report.cameras:
-        table.add_row(stats.camera, str(stats.frames), str(stats.analyzed), f"{stats.fps:.1f}",
-                      str(stats.source.dropped), str(stats.source.corrupt), str(stats.source.reconnects),
-                      str(stats.line_counts or ""))
-    err.print(table)
-    err.print(report.events)
+    report = run_watch(settings, pack=pack, persons=persons)
+    for table in summary_tables(report):
+        err.print(table)
     for sink, count in report.undelivered.items():
         err.print(f"{sink}: {count} events not delivered")
+
+
+def summary_tables(report: WatchReport) -> list[Table]:
+    """The run in two narrow tables (they fit 80 columns): one row per camera and measure
+    (lines as "name: direction count, ..."), then the events by type."""
+    cameras = Table("camera", "measure", "value", title="faceatlas watch")
+    for stats in report.cameras:
+        source = stats.source
+        measures = [("frames (analyzed)", f"{stats.frames} ({stats.analyzed})"), ("frames/s", f"{stats.fps:.1f}"),
+                    ("dropped / corrupt", f"{source.dropped} / {source.corrupt}"),
+                    ("reconnects", str(source.reconnects))]
+        measures += [(f"{name} crossings", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
+                     for name, counts in stats.line_counts.items()]
+        for number, (measure, value) in enumerate(measures):
+            cameras.add_row(stats.camera if number == 0 else "", measure, value)
+        cameras.add_section()
+    events = Table("event", "count", title="events")
+    for kind, count in report.events.items():
+        events.add_row(kind, str(count))
+    if not report.events:
+        events.add_row("(none)", "0")
+    return [cameras, events]

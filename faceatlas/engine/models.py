@@ -78,8 +78,12 @@ def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineS
 
 
 def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
-    """Download ``model`` into the cache with a progress bar, check sha256, rename atomically."""
+    """Download ``model`` into the cache with a progress bar, check sha256, rename atomically.
+    Offline (``FACEATLAS_OFFLINE``) it refuses with :class:`ModelMissing` and touches no network."""
     settings = settings or EngineSettings()
+    if settings.offline:
+        raise ModelMissing(f"not downloading {model.name}: offline (FACEATLAS_OFFLINE is set; unset it to "
+                           f"fetch).\n{_missing_message(model, settings)}")
     if model.url is None:
         raise ModelMissing(_missing_message(model, settings))
     target = settings.cache_dir / "models" / model.name

@@ -34,7 +34,15 @@ from faceatlas.engine import (
     load_calibration,
 )
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import AlreadyExists, Conflict, FaceAtlasError, InvalidArgument, NotFound, UnknownPack
+from faceatlas.errors import (
+    AlreadyExists,
+    Conflict,
+    FaceAtlasError,
+    InvalidArgument,
+    InvalidImage,
+    NotFound,
+    UnknownPack,
+)
 from faceatlas.gallery import exchange
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
@@ -54,7 +62,7 @@ from faceatlas.gallery.types import (
     SubjectInfo,
     Verification,
 )
-from faceatlas.settings import EngineSettings
+from faceatlas.settings import EngineSettings, StorageSettings
 
 DEFAULT_TENANT = "default"
 T = TypeVar("T")
@@ -88,13 +96,17 @@ class Gallery:
         """Connect to ``url`` (default ``$FACEATLAS_DATABASE_URL`` or the SQLite file under
         ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery.
 
-        Indexes are persisted in ``index_dir`` (default: ``<db file>.indexes`` for SQLite; none
-        for a server database unless given)."""
+        Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
+        ``<db file>.indexes`` for SQLite and none for a server database)."""
         url = normalize_url(url or default_database_url())
         engine = create_database_engine(url)
         migrate(engine)
-        if index_dir is None and (db_file := sqlite_path(url)) is not None:
-            index_dir = db_file.with_name(db_file.name + ".indexes")
+        if index_dir is None:
+            storage_settings = StorageSettings()
+            if "index_dir" in storage_settings.model_fields_set:  # FACEATLAS_INDEX_DIR is set
+                index_dir = storage_settings.index_dir.expanduser()
+            elif (db_file := sqlite_path(url)) is not None:
+                index_dir = db_file.with_name(db_file.name + ".indexes")
         indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage, autosave_every=autosave_every)
         return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant, settings)
 
@@ -372,8 +384,9 @@ class Gallery:
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
                      *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None) -> EnrolReport:
         """Detect and embed faces in ``images`` (the largest per image, or all of them) and enrol
-        those whose quality reaches ``min_quality``. Source crops are kept only when the
-        collection's ``keep_crops`` is on."""
+        those whose quality reaches ``min_quality``. An image that cannot be decoded, shows no
+        face or none good enough is listed in ``rejected`` as (source, "code: why") and the
+        others are still enrolled. Source crops are kept only when the collection's ``keep_crops`` is on."""
         keep_crops = self.get_collection(collection).keep_crops
         report = EnrolReport()
         vectors: list[np.ndarray] = []
@@ -382,10 +395,14 @@ class Gallery:
         crops: list[bytes | None] = []
         for number, image in enumerate(images):
             source = str(image) if isinstance(image, str | Path) else f"image#{number}"
-            decoded = analyzer.load_reduced(image)[0]  # a huge photo is reduced while decoding: crops need no more
+            try:  # a huge photo is reduced while decoding: crops need no more
+                decoded = analyzer.load_reduced(image)[0]
+            except InvalidImage as exc:  # one bad file (truncated, too large, not an image) rejects only itself
+                report.rejected.append((source, f"{exc.code}: {exc}"))
+                continue
             faces = analyzer.analyze(decoded, max_faces=None if all_faces else 1)
             if not faces:
-                report.rejected.append((source, "no_face"))
+                report.rejected.append((source, "no_face: no face found in the image"))
                 continue
             for face in _quality_gate(faces, min_quality, source, report):
                 vectors.append(face.as_embedding().vector)

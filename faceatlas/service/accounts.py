@@ -247,24 +247,30 @@ class Accounts:
             session.commit()
 
     def calls_this_month(self, tenant_id: str, now: datetime | None = None) -> int:
+        """Billed calls of the tenant this month (what its quota counts)."""
         now = now or utcnow()
         start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         with Session(self.engine) as session:
             query = (
                 select(func.count())
                 .select_from(UsageRecord)
-                .where(UsageRecord.tenant_id == tenant_id, UsageRecord.at >= start)
+                .where(UsageRecord.tenant_id == tenant_id, UsageRecord.at >= start, UsageRecord.status < 500)
             )
             return int(session.scalar(query) or 0)
 
     def usage_report(
         self, tenant_id: str | None, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict]:
-        """Calls, faces and errors per day and operation (the basis of the bill), summed in SQL."""
+        """Billed calls, their faces and client errors per day and operation (the bill), and the
+        server failures that are not billed, summed in SQL (see :func:`billed`)."""
         day = func.date(UsageRecord.at)
-        errors = func.sum(case((UsageRecord.status >= 400, 1), else_=0))
+        is_billed = UsageRecord.status < 500
+        calls = func.sum(case((is_billed, 1), else_=0))
+        faces = func.sum(case((is_billed, UsageRecord.faces), else_=0))
+        errors = func.sum(case(((UsageRecord.status >= 400) & is_billed, 1), else_=0))
+        failed = func.sum(case((is_billed, 0), else_=1))
         query = select(
-            UsageRecord.tenant_id, day, UsageRecord.operation, func.count(), func.sum(UsageRecord.faces), errors
+            UsageRecord.tenant_id, day, UsageRecord.operation, calls, faces, errors, failed
         ).group_by(UsageRecord.tenant_id, day, UsageRecord.operation)
         if tenant_id is not None:
             query = query.where(UsageRecord.tenant_id == tenant_id)
@@ -275,8 +281,9 @@ class Accounts:
         with Session(self.engine) as session:
             rows = session.execute(query.order_by(UsageRecord.tenant_id, day, UsageRecord.operation)).all()
         return [
-            {"tenant": t, "day": str(d), "operation": op, "calls": int(c), "faces": int(f or 0), "errors": int(e or 0)}
-            for t, d, op, c, f, e in rows
+            {"tenant": t, "day": str(d), "operation": op, "calls": int(c or 0), "faces": int(f or 0),
+             "errors": int(e or 0), "failed": int(x or 0)}
+            for t, d, op, c, f, e, x in rows
         ]
 
     def audit(
@@ -309,10 +316,18 @@ class Accounts:
             return list(session.scalars(query))
 
 
+def billed(status: int) -> bool:
+    """What is billable: a metered call (one that passed authentication, its scope, the rate limit
+    and the quota) answered with a status below 500 — a success, or a client error such as no face
+    in the image. A server failure (5xx, including 503 overloaded) is recorded but neither billed
+    nor counted against the quota; a call refused before metering (401, 403, 429) is not recorded."""
+    return status < 500
+
+
 def usage_csv(rows: list[dict]) -> str:
     """The usage report as CSV text."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["tenant", "day", "operation", "calls", "faces", "errors"])
+    writer = csv.DictWriter(out, fieldnames=["tenant", "day", "operation", "calls", "faces", "errors", "failed"])
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

@@ -11,13 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.errors import Unauthorized
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts, KeyCeilings
+from faceatlas.service.accounts import Accounts, KeyCeilings, billed
 from faceatlas.service.db import migrate
 from faceatlas.service.deps import QuotaCounter, usage_row
 from faceatlas.service.errors import install_error_handlers
@@ -28,7 +29,6 @@ from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.redact import RedactQuerySecrets
 from faceatlas.service.routes import account, events, faces, galleries, retail
-from faceatlas.service.usage import UsageWriter
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
 
@@ -49,7 +49,6 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
         state.quotas = QuotaCounter(state.accounts.calls_this_month)
-        state.usage = UsageWriter(state.accounts)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
         state.tenant_galleries = {}
         state.analyzer = analyzer or FaceAnalyzer(settings.pack)
@@ -68,7 +67,6 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         finally:
             state.ready = False
             state.pool.close()
-            state.usage.close()
             state.gallery.close()
             state.db.dispose()
 
@@ -101,7 +99,12 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         app.state.metrics.requests.labels(operation, str(response.status_code)).inc()
         app.state.metrics.latency.labels(operation).observe(time.perf_counter() - started)
         if meter is not None:
-            app.state.usage.add(usage_row(meter, response.status_code, started))
+            # the bill's row is committed before the answer leaves: a call answered is a call recorded,
+            # even if the process is killed next; a 5xx is recorded but neither billed nor counted
+            row = usage_row(meter, response.status_code, started)
+            await run_in_threadpool(app.state.accounts.record_usage, [row])
+            if not billed(response.status_code):
+                app.state.quotas.refund(meter.principal.tenant_id)
         return response
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)

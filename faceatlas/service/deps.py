@@ -39,7 +39,6 @@ from faceatlas.service.fetch import fetch_image
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
-from faceatlas.service.usage import UsageWriter
 from faceatlas.settings import ServiceSettings
 
 
@@ -71,6 +70,13 @@ class QuotaCounter:
                 return _seconds_to_next_month()
             self._counts[tenant_id] = (month, count + 1)
             return 0.0
+
+    def refund(self, tenant_id: str) -> None:
+        """Give back a call counted by :meth:`spend` that was not billed (answered 5xx)."""
+        with self._lock:
+            cached = self._counts.get(tenant_id)
+            if cached is not None and cached[1] > 0:
+                self._counts[tenant_id] = (cached[0], cached[1] - 1)
 
 
 def _seconds_to_next_month() -> float:
@@ -114,10 +120,6 @@ def get_quotas(request: Request) -> QuotaCounter:
     return request.app.state.quotas
 
 
-def get_usage(request: Request) -> UsageWriter:
-    return request.app.state.usage
-
-
 def get_gallery(request: Request) -> Gallery:
     return request.app.state.gallery
 
@@ -130,7 +132,6 @@ AnalyzerDep = Annotated[FaceAnalyzer, Depends(get_analyzer)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 BucketsDep = Annotated[TokenBuckets, Depends(get_buckets)]
 QuotasDep = Annotated[QuotaCounter, Depends(get_quotas)]
-UsageDep = Annotated[UsageWriter, Depends(get_usage)]
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
 
 

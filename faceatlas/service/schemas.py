@@ -164,9 +164,10 @@ class UsageRow(BaseModel):
     tenant: str
     day: str
     operation: str
-    calls: int
-    faces: int
-    errors: int
+    calls: int = Field(description="billed calls: answered with a status below 500")
+    faces: int = Field(description="faces in the billed calls")
+    errors: int = Field(description="billed calls answered with a client error (4xx)")
+    failed: int = Field(description="calls that failed on the server (5xx): recorded, not billed")
 
 
 class UsageOut(BaseModel):

@@ -321,10 +321,20 @@ class VideoPipeline:
 
 def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
     """Run each pipeline in its own thread until all sources end; Ctrl-C (or SIGTERM turned into
-    KeyboardInterrupt) stops them all, ending their tracks so that every event is flushed."""
+    KeyboardInterrupt) stops them all, ending their tracks so that every event is flushed. The first
+    exception of a camera is raised once every camera has ended."""
     results: dict[int, PipelineStats] = {}
-    threads = [threading.Thread(target=lambda i=i, p=p: results.__setitem__(i, p.run()), name=p.camera.name,
-                                daemon=True) for i, p in enumerate(pipelines)]
+    failures: list[BaseException] = []
+
+    def run_one(index: int, pipeline: VideoPipeline) -> None:
+        try:
+            results[index] = pipeline.run()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller once every camera has ended
+            log.error("camera %s failed: %s", pipeline.camera.name, exc)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run_one, args=(i, p), name=p.camera.name, daemon=True)
+               for i, p in enumerate(pipelines)]
     for thread in threads:
         thread.start()
     try:
@@ -337,6 +347,8 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
             pipeline.stop()
         for thread in threads:
             thread.join(30)
+    if failures:  # a camera that failed (a source that cannot be read, a collection gone) is the caller's error
+        raise failures[0]
     return [results[i] for i in sorted(results)]
 
 

@@ -4,14 +4,17 @@ gallery matcher and one pipeline per camera, run them until the sources end or C
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import FaceAnalyzer, get_pack
 from faceatlas.engine.persons import PersonDetector
+from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery
 from faceatlas.video.config import WatchConfig
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
+from faceatlas.video.sources import is_live
 from faceatlas.video.webhook import WebhookSink
 
 
@@ -41,22 +44,40 @@ def build_sinks(config: WatchConfig) -> list[EventSink]:
 
 def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True) -> WatchReport:
     """Run every camera of ``config`` (faces, persons when ``persons``, recognition against
-    ``config.collection`` when set); events are flushed to the sinks whatever ends the run."""
+    ``config.collection`` when set); events are flushed to the sinks whatever ends the run.
+    ``pack`` None: the collection's pack when recognising, else the default (``FACEATLAS_PACK`` or
+    the engine's default), as for every other use case."""
+    if pack is not None or not config.collection:
+        get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
+    for camera in config.cameras:
+        if not is_live(camera.source) and not Path(str(camera.source)).is_file():
+            raise InvalidInput(f"video source {str(camera.source)!r} not found")
+    gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
+    try:
+        if gallery is not None and config.collection:
+            collection = gallery.get_collection(config.collection)  # NotFound for an unknown collection
+            pack = pack or collection.pack_name
+        return _run(config, gallery, pack=pack, persons=persons)
+    finally:
+        if gallery is not None:
+            gallery.close()
+
+
+def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, persons: bool) -> WatchReport:
     with_persons = persons and any(c.persons for c in config.cameras)
     # faces and persons are detected side by side (two threads): one ONNX thread each fills the
     # two cores; two each would oversubscribe them (measured 36 vs 19 frames/s at stride 2)
     analyzer = FaceAnalyzer(pack, threads=1 if with_persons else None)
     person_detector = PersonDetector(threads=1) if with_persons else None
     bus = EventBus(build_sinks(config))
-    gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
     matcher: IdentityMatcher | None = GalleryMatcher(gallery, config.collection) if gallery and config.collection \
         else None
     pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher)
                  for camera in config.cameras]
     try:
         results = run_cameras(pipelines)
+    except OSError as exc:  # a source that cannot be opened or read
+        raise InvalidInput(f"cannot read video source: {exc}") from exc
     finally:
         bus.close()
-        if gallery is not None:
-            gallery.close()
     return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered())

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from faceatlas.db import day_range
 from faceatlas.service.accounts import usage_csv
-from faceatlas.service.deps import AccountsDep, Meter, UsageDep, metered
+from faceatlas.service.deps import AccountsDep, Meter, metered
 from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, UsageOut
 
 router = APIRouter(tags=["account"])
@@ -27,14 +27,12 @@ class KeyRequest(BaseModel):
 @router.get("/usage", response_model=UsageOut, responses={200: {"content": {"text/csv": {}}}})
 def usage(
     accounts: AccountsDep,
-    writer: UsageDep,
     meter: Annotated[Meter, Depends(metered("usage", "read", billable=False))],
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to", description="inclusive")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> dict | PlainTextResponse:
     """Calls, faces and errors of the caller's tenant per day and operation."""
-    writer.flush()
     rows = accounts.usage_report(meter.principal.tenant_id, *day_range(start, end))
     if format == "csv":
         return PlainTextResponse(usage_csv(rows), media_type="text/csv")

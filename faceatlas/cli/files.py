@@ -1,0 +1,28 @@
+"""Input files of the commands: images given one by one or as folders, and the progress bar over them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def expand_images(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the images in it (other paths are kept as given, so
+    that a missing or unreadable file is reported by the command)."""
+    return [image for path in paths for image in (images_in(path) if path.is_dir() else [path])]
+
+
+def progress(console: Console, *, disable: bool = False) -> Progress:
+    """A progress bar (description, bar, done/total, time left) on ``console``; ``disable``: none at all."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, disable=disable)

@@ -1,0 +1,127 @@
+"""What a new user trips on: every failing command is one clear line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+
+runner = CliRunner()
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error")]
+
+
+def test_watch_missing_file_is_one_line_and_non_zero(shared, tmp_path):
+    result = runner.invoke(app, ["watch", str(tmp_path / "nosuch.mp4"), "--events", str(tmp_path / "ev.jsonl")])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert len(_error_lines(result.output)) == 1 and "nosuch.mp4" in _error_lines(result.output)[0]
+    assert not (tmp_path / "ev.jsonl").exists()
+
+
+def test_watch_unknown_collection_is_one_line_and_non_zero(shared, tmp_path):
+    video = shared / "data/videos/one-by-one-person-detection.mp4"
+    result = runner.invoke(app, ["watch", str(video), "--collection", "nosuch",
+                                 "--gallery", f"sqlite:///{tmp_path / 'g.db'}"])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "not_found" in lines[0] and "nosuch" in lines[0], result.output
+
+
+def test_watch_file_that_is_no_video_is_one_line_and_non_zero(shared, tmp_path):
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    result = runner.invoke(app, ["watch", str(not_a_video), "-p", "scrfd-mbf", "--no-persons"])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "notes.mp4" in lines[0], result.output
+
+
+def test_enrol_folder_enrols_the_good_and_names_each_reject(shared, tmp_path):
+    lfw = shared / "data/lfw/images/Aaron_Peirsol"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted(lfw.iterdir())[:2]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    (folder / "truncated.jpg").write_bytes(sorted(lfw.iterdir())[0].read_bytes()[:200])
+    cv2.imwrite(str(folder / "blank.png"), np.zeros((240, 240, 3), np.uint8))
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", *db]).exit_code == 0
+
+    result = runner.invoke(app, ["gallery", "enrol", "people", str(folder), "--subject", "aaron", *db])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert "enrolled 2 faces of 1 subjects; 2 rejected" in result.output
+    rejected = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("rejected")}
+    assert set(rejected) == {f"{folder / 'truncated.jpg'}:", f"{folder / 'blank.png'}:"}, result.output
+    assert "truncated_image" in rejected[f"{folder / 'truncated.jpg'}:"]
+    assert "no_face" in rejected[f"{folder / 'blank.png'}:"]
+    listed = runner.invoke(app, ["gallery", "list", "people", "--json", *db])
+    assert [(s["external_id"], s["faces"]) for s in json.loads(listed.stdout)["items"]] == [("aaron", 2)]
+
+
+def test_remote_server_down_is_one_line(examples):
+    photo = examples / "tests/test_images/obama.jpg"
+    result = runner.invoke(app, ["remote", "detect", str(photo), "--server", "http://127.0.0.1:9", "--key", "fa_x"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "cannot reach the server at http://127.0.0.1:9" in lines[0], result.output
+
+
+def test_remote_missing_file_is_one_line(tmp_path):
+    missing = tmp_path / "nosuch.jpg"
+    result = runner.invoke(app, ["remote", "compare", str(missing), str(missing), "--server", "http://127.0.0.1:9",
+                                 "--key", "fa_x"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert _error_lines(result.output) == [f"error: no such file: {missing}"], result.output
+
+
+def test_models_fetch_offline_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEATLAS_MODEL_DIR", str(tmp_path / "models"))
+    result = runner.invoke(app, ["models", "fetch", "scrfd-mbf"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Download failed" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "model_missing" in lines[0] and "FACEATLAS_OFFLINE" in lines[0], result.output
+    assert not list((tmp_path / "cache").rglob("*.onnx*"))
+
+
+def test_the_suite_ignores_faceatlas_settings_of_the_shell(tmp_path):
+    """A user with FACEATLAS_OFFLINE (or another pack, database, cache) in the shell can run the tests."""
+    shell = {**os.environ, "FACEATLAS_OFFLINE": "1", "faceatlas_pack": "nosuch", "FACEATLAS_CACHE": "/nonexistent",
+             "FACEATLAS_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
+    test = "tests/test_models.py::test_download_checks_sha256_and_renames_atomically"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                         cwd=Path(__file__).resolve().parents[1], env=shell, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_gallery_database_down_is_one_line(tmp_path):
+    result = runner.invoke(app, ["gallery", "list", "--db", "postgresql://nobody@127.0.0.1:9/none"])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error") and "cannot open the gallery database" in lines[0]
+
+
+def test_drive_missing_source_is_one_line(shared, tmp_path):
+    result = runner.invoke(app, ["drive", str(tmp_path / "nosuch.mp4")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error") and "nosuch.mp4" in lines[0], lines
