@@ -12,8 +12,10 @@ from rich.table import Table
 
 from faceatlas.db import create_database_engine
 from faceatlas.errors import FaceAtlasError
+from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
+from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings
 
 console = Console()
@@ -67,6 +69,32 @@ def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, t
     """Create a tenant."""
     tenant = _guard(lambda: _accounts(db).create_tenant(tenant_id, name, quota))
     console.print(f"tenant {tenant.id} created (quota {tenant.monthly_quota or 'unlimited'})")
+
+
+@tenant_app.command("update")
+def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help="new display name")] = None,
+                  quota: Annotated[int | None, typer.Option(help="new monthly call quota")] = None,
+                  unlimited: Annotated[bool, typer.Option("--unlimited", help="remove the quota")] = False,
+                  db: DbOption = None) -> None:
+    """Rename a tenant or change its monthly quota."""
+    tenant = _guard(lambda: _accounts(db).update_tenant(tenant_id, name=name, monthly_quota=quota,
+                                                        unlimited=unlimited))
+    console.print(f"tenant {tenant.id}: {tenant.name}, quota {tenant.monthly_quota or 'unlimited'}")
+
+
+@tenant_app.command("delete")
+def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+                  db: DbOption = None) -> None:
+    """Delete a tenant with every collection, face, vector and key it owns (its usage rows stay: the bill)."""
+    if not yes:
+        typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True)
+    settings = ServiceSettings.from_env()
+    gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir))
+    try:
+        deleted = _guard(lambda: delete_tenant(_accounts(db), gallery, tenant_id))
+    finally:
+        gallery.close()
+    console.print(f"tenant {tenant_id} deleted with {deleted} collections")
 
 
 @tenant_app.command("list")

@@ -3,6 +3,7 @@
 graph over subject templates)."""
 
 from faceatlas.errors import AlreadyExists, NotFound
+from faceatlas.gallery.exchange import read_header
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, source_crop
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
 from faceatlas.gallery.rules import ID_MAX_LENGTH, ID_PATTERN, check_id, check_metadata, parse_cursor
@@ -38,6 +39,7 @@ __all__ = [
     "build_index",
     "check_id",
     "check_metadata",
+    "read_header",
     "parse_cursor",
     "source_crop",
 ]

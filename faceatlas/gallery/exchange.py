@@ -71,7 +71,10 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
 
 def read_header(path: Path) -> dict[str, Any]:
     """The pack identity and collection options stored in an export file."""
-    metadata = pq.read_schema(path).metadata or {}
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InvalidInput(f"{path.name} is not a FaceAtlas collection export (not Parquet: {exc})") from exc
     if METADATA_KEY not in metadata:
         raise InvalidInput(f"{path} is not a FaceAtlas collection export")
     return json.loads(metadata[METADATA_KEY])

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -96,6 +96,42 @@ class Accounts:
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
             session.commit()
             return tenant
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        with Session(self.engine) as session:
+            tenant = session.get(Tenant, tenant_id)
+            if tenant is None:
+                raise NotFound(f"no tenant '{tenant_id}'")
+            return tenant
+
+    def update_tenant(self, tenant_id: str, *, name: str | None = None, monthly_quota: int | None = None,
+                      unlimited: bool = False) -> Tenant:
+        """Rename a tenant or change its monthly quota (``unlimited`` removes it)."""
+        if monthly_quota is not None and monthly_quota < 0:
+            raise InvalidArgument("a monthly quota is 0 or more calls")
+        with Session(self.engine, expire_on_commit=False) as session:
+            tenant = session.get(Tenant, tenant_id)
+            if tenant is None:
+                raise NotFound(f"no tenant '{tenant_id}'")
+            if name is not None:
+                tenant.name = name
+            if monthly_quota is not None or unlimited:
+                tenant.monthly_quota = None if unlimited else monthly_quota
+            session.add(AuditRecord(tenant_id=tenant_id, action="tenant.update", target=tenant_id,
+                                    details={"name": tenant.name, "monthly_quota": tenant.monthly_quota}))
+            session.commit()
+            return tenant
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Delete a tenant's account and keys (see ``service.tenants.delete_tenant`` for all it owns)."""
+        with Session(self.engine) as session:
+            tenant = session.get(Tenant, tenant_id)
+            if tenant is None:
+                raise NotFound(f"no tenant '{tenant_id}'")
+            session.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id))
+            session.delete(tenant)
+            session.add(AuditRecord(tenant_id=tenant_id, action="tenant.delete", target=tenant_id))
+            session.commit()
 
     def list_tenants(self) -> list[Tenant]:
         with Session(self.engine) as session:

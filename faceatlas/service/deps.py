@@ -39,6 +39,7 @@ from faceatlas.service.fetch import fetch_image
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
+from faceatlas.service.tenants import gallery_tenant
 from faceatlas.settings import ServiceSettings
 
 
@@ -192,12 +193,6 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..
         return meter
 
     return dependency
-
-
-def gallery_tenant(tenant_id: str) -> str:
-    """The gallery tenant of a service tenant: ``svc:<id>``. Service tenant ids have no colon, so
-    this space meets neither the CLI's tenants nor the apps' (``app:<app>:<name>``)."""
-    return f"svc:{tenant_id}"
 
 
 def get_tenant_gallery(request: Request, principal: PrincipalDep, gallery: GalleryDep) -> Gallery:

@@ -127,7 +127,7 @@ def test_usage_is_metered_per_tenant_and_operation(api, examples):
     detect = [r for r in rows if r["operation"] == "detect"]
     assert detect and all(r["tenant"] == "acme" for r in rows)
     assert detect[0]["calls"] >= 3 and detect[0]["faces"] >= 6
-    assert csv_text.splitlines()[0] == "tenant,day,operation,calls,faces,errors"
+    assert csv_text.splitlines()[0] == "tenant,day,operation,calls,faces,errors,failed"
     result = CliRunner().invoke(cli, ["admin", "usage", "--csv", "--db", api.database_url])
     assert result.exit_code == 0, result.output
     assert any(line.startswith("acme,") for line in result.stdout.splitlines())

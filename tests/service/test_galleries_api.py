@@ -6,7 +6,9 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from faceatlas.cli.main import app as cli
 from faceatlas.client import FaceAtlasApiError
 from faceatlas.engine import get_pack
 
@@ -129,3 +131,52 @@ def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(api, collec
     with api.client("acme_read") as acme:
         still = acme.get(f"/v1/collections/{name}/subjects/{subject}")
         assert still.status_code == 200 and still.json()["external_id"] == subject
+
+
+def test_merge_export_and_import_over_rest(api, examples):
+    """Issue 16.12: the everyday operations the REST API lacked (merge, export, import)."""
+    train = examples / "examples" / "knn_examples" / "train"
+    name = f"ops_{uuid.uuid4().hex[:6]}"
+    with api.api_client("acme_write") as client:
+        client.create_collection(name)
+        for subject, person in (("obama_a", "obama"), ("obama_b", "obama"), ("biden", "biden")):
+            client.add_subject(name, subject)
+            client.enrol(name, subject, sorted((train / person).iterdir())[0 if subject != "obama_b" else 1])
+    with api.client("acme_write") as http:
+        merged = http.post(f"/v1/collections/{name}/subjects/obama_b/merge", json={"into": "obama_a"})
+        assert merged.status_code == 200, merged.text
+        assert merged.json()["external_id"] == "obama_a" and merged.json()["faces"] == 2
+        assert http.get(f"/v1/collections/{name}/subjects/obama_b").status_code == 404
+        exported = http.get(f"/v1/collections/{name}/export")
+        assert exported.status_code == 200 and exported.content[:4] == b"PAR1"
+        imported = http.post("/v1/collections/import", params={"name": f"{name}_copy"},
+                             files={"file": ("c.parquet", exported.content, "application/octet-stream")})
+        assert imported.status_code == 201, imported.text
+        assert imported.json()["subjects"] == 2 and imported.json()["faces"] == 3
+        garbage = http.post("/v1/collections/import", files={"file": ("c.parquet", b"not parquet", "text/plain")})
+        assert garbage.status_code in (400, 422) and garbage.json()["error"]["code"]
+        for collection in (name, f"{name}_copy"):
+            http.delete(f"/v1/collections/{collection}")
+
+
+def test_tenant_update_and_delete_erase_everything_it_owns(api, examples):
+    """Issue 16.12: tenant update (quota) and delete; deleting a tenant deletes every face it owns."""
+    from faceatlas.gallery import Gallery
+
+    api.accounts.create_tenant("doomed")
+    key = api.accounts.create_key("doomed", ["admin"]).token
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+    runner = CliRunner()
+    updated = runner.invoke(cli, ["admin", "tenant", "update", "doomed", "--quota", "7", "--db", api.database_url])
+    assert updated.exit_code == 0 and "quota 7" in updated.output
+    assert api.accounts.get_tenant("doomed").monthly_quota == 7
+    deleted = runner.invoke(cli, ["admin", "tenant", "delete", "doomed", "--yes", "--db", api.database_url])
+    assert deleted.exit_code == 0, deleted.output
+    assert "1 collections" in deleted.output
+    with api.client(key) as http:
+        assert http.get("/v1/collections").status_code == 401  # its keys are gone
+    with Gallery.open(api.database_url) as gallery:
+        assert gallery.for_tenant("svc:doomed").list_collections() == []
+    missing = runner.invoke(cli, ["admin", "tenant", "delete", "nobody", "--yes", "--db", api.database_url])
+    assert missing.exit_code == 2 and "nobody" in missing.output

@@ -5,14 +5,20 @@ audited by the ``audited(...)`` dependency they declare."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.errors import InvalidArgument
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, CollectionInfo, Gallery, read_header
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -56,6 +62,10 @@ class SubjectRequest(BaseModel):
     id: Name
     name: str | None = Field(default=None, max_length=300)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MergeRequest(BaseModel):
+    into: Name = Field(description="the subject that keeps every face (its metadata wins)")
 
 
 class SubjectUpdate(BaseModel):
@@ -107,6 +117,53 @@ async def delete_collection(
 ) -> None:
     """Delete a collection with every subject, face, vector and crop in it."""
     await run_in_threadpool(gallery.delete_collection, collection)
+
+
+@router.get("/collections/{collection}/export", response_class=FileResponse,
+            responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
+async def export_collection(
+    collection: CollectionName,
+    meter: Annotated[Meter, Depends(metered("collections.export", "write"))],
+    gallery: TenantGalleryDep,
+    audit: Annotated[AuditEntry, audited("collection.export")],
+    crops: Annotated[bool, Query(description="include the stored face crops (images of faces)")] = False,
+) -> FileResponse:
+    """The collection as a Parquet file (subjects, embeddings with their pack identity, crops
+    when asked): ``POST /collections/import`` of the same file restores it. An export is a copy
+    outside the gallery: a later erasure cannot reach it."""
+    folder = tempfile.mkdtemp(prefix="faceatlas-export-")
+    path = FsPath(folder) / f"{collection}.parquet"
+    audit.details["faces"] = await run_in_threadpool(lambda: gallery.export(collection, path, with_crops=crops))
+    return FileResponse(path, media_type="application/vnd.apache.parquet", filename=path.name,
+                        background=BackgroundTask(shutil.rmtree, folder, True))
+
+
+@router.post("/collections/import", status_code=201, response_model=CollectionOut)
+async def import_collection(
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("collections.import", "write"))],
+    gallery: TenantGalleryDep,
+    audit: Annotated[AuditEntry, audited("collection.import", "")],
+    name: Annotated[str | None, Query(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
+                                      description="the new collection's name (default: the exported one)")] = None,
+) -> dict[str, Any]:
+    """Create a collection from an export (multipart field ``file``), keeping its pack identity."""
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InvalidArgument("multipart field 'file' (a Parquet export) is required")
+    with tempfile.TemporaryDirectory(prefix="faceatlas-import-") as folder:
+        path = FsPath(folder) / "import.parquet"
+        path.write_bytes(await upload.read())
+        info = await run_in_threadpool(lambda: _import(gallery, path, name))
+    audit.target = info.name
+    return info.to_dict()
+
+
+def _import(gallery: Gallery, path: FsPath, name: str | None) -> CollectionInfo:
+    target = name or read_header(path)["collection"]
+    gallery.import_(path, name=target)
+    return gallery.get_collection(target)
 
 
 # -- subjects ----------------------------------------------------------------------------------------
@@ -188,6 +245,20 @@ async def delete_subject(
     audit.details["faces"] = await run_in_threadpool(gallery.delete_subject, collection, subject)
     audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
                                            keep_ids=settings.audit_keeps_subject_ids)
+
+
+@router.post("/collections/{collection}/subjects/{subject}/merge", response_model=SubjectOut)
+async def merge_subject(
+    collection: CollectionName,
+    subject: SubjectId,
+    body: MergeRequest,
+    meter: Annotated[Meter, Depends(metered("subjects.merge", "write"))],
+    gallery: TenantGalleryDep,
+    audit: Annotated[AuditEntry, audited("subject.merge", SUBJECT)],
+) -> dict[str, Any]:
+    """Move every face of ``subject`` to ``into`` and delete ``subject`` (one person enrolled twice)."""
+    audit.details["into"] = body.into
+    return (await run_in_threadpool(lambda: gallery.merge_subjects(collection, body.into, subject))).to_dict()
 
 
 @router.post(
