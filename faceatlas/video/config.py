@@ -43,6 +43,7 @@ class RecognitionConfig:
     min_evidence: int = 3
     min_agree: int = 2
     improve_margin: float = 0.1
+    recheck_s: float | None = 1.0  # a named track's latest face is matched again this often (None: never)
     threshold: float | None = None
     far: float = 1e-4
 

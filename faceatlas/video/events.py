@@ -12,6 +12,7 @@ EventType = Literal[
     "track_started",
     "identified",
     "unknown_person",
+    "identity_lost",
     "watchlist_hit",
     "line_crossed",
     "zone_occupancy",

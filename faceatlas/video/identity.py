@@ -156,13 +156,16 @@ class IdentityVote:
     A subject is chosen when at least ``min_agree`` matches name it and they are a majority of
     the evidence. Once chosen it changes only when another subject passes the same rule with
     more votes, so names do not flicker. ``unknown`` once ``min_evidence`` frames gave no such
-    majority.
+    majority. A chosen identity is forgotten when the last ``forget_after`` matches (the track's
+    re-checks) found nobody known: the face on the track is no longer the person it was named
+    for (a tracker switch, a face that changed), and it is unknown again until new evidence names it.
     """
 
     min_evidence: int = 3
     min_agree: int = 2
     evidence: list[IdentityMatch | None] = field(default_factory=list)
     identity: IdentityMatch | None = None
+    forget_after: int = 2
 
     def add(self, match: IdentityMatch | None) -> None:
         self.evidence.append(match)
@@ -173,6 +176,11 @@ class IdentityVote:
 
     def decide(self) -> IdentityMatch | None:
         """The current identity (updated from the evidence), or None."""
+        recent = self.evidence[-self.forget_after:]
+        if self.identity is not None and len(recent) == self.forget_after and all(m is None for m in recent):
+            self.identity = None
+            self.evidence = recent  # the old votes must not bring the name back
+            return None
         votes = Counter(m.external_id for m in self.evidence if m is not None)
         current = self.identity.external_id if self.identity else None
         if votes:

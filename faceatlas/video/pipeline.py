@@ -218,13 +218,15 @@ class VideoPipeline:
         for track_id, index in zip(_track_ids(tracked), tracked.data.get("face", [])):
             face = faces[int(index)]
             if face.crop is not None and (face.quality or 0.0) >= self.camera.recognition.min_quality:
-                self.tracks[("face", int(track_id))].add_sample(FaceSample(face.quality or 0.0, frame.index, face.crop))
+                self.tracks[("face", int(track_id))].add_sample(FaceSample(face.quality or 0.0, frame.index, face.crop,
+                                                                             time=frame.time))
 
     def _recognize(self, frame: Frame) -> None:
         """Embed, in one batch, the faces due on every track; then update each track's vote."""
         settings = self.camera.recognition
         jobs = [(track, sample) for track in self.tracks.values() if track.kind == "face"
-                for sample in track.due_for_recognition(settings.min_evidence, settings.improve_margin)]
+                for sample in track.due_for_recognition(settings.min_evidence, settings.improve_margin,
+                                                        settings.recheck_s)]
         if not jobs or self.analyzer is None or self.matcher is None:
             return
         vectors = self.analyzer.embed_aligned(np.stack([sample.crop for _, sample in jobs]))
@@ -246,6 +248,8 @@ class VideoPipeline:
             self._emit("identified", frame, key, data, snapshot=True)
             if identity.external_id in self._watchlist:
                 self._emit("watchlist_hit", frame, key, data, snapshot=True)
+        elif identity is None and before is not None:  # re-checks no longer find the named person
+            self._emit("identity_lost", frame, key, {**evidence, "previous": before})
         elif identity is None and track.vote.decided and not track.unknown_reported:
             track.unknown_reported = True
             self._emit("unknown_person", frame, key, evidence, snapshot=True)

@@ -33,6 +33,7 @@ class FaceSample:
     frame: int
     crop: np.ndarray = field(repr=False)
     used: bool = False
+    time: float = 0.0
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Track:
     used_quality: float = -1.0
     unknown_reported: bool = False
     linked: int | None = None
+    latest: FaceSample | None = None  # the newest usable face, kept for re-checking the identity
+    checked_time: float = 0.0
 
     @property
     def dwell(self) -> float:
@@ -61,23 +64,31 @@ class Track:
         return self.vote.identity
 
     def add_sample(self, sample: FaceSample) -> None:
-        """Keep ``sample`` when it is among the ``keep`` best (crops of the others are freed)."""
+        """Keep ``sample`` when it is among the ``keep`` best (crops of the others are freed), and
+        as the latest face."""
+        self.latest = sample
         self.samples.append(sample)
         self.samples.sort(key=lambda s: s.quality, reverse=True)
         del self.samples[self.keep :]
 
-    def due_for_recognition(self, min_evidence: int, margin: float) -> list[FaceSample]:
+    def due_for_recognition(self, min_evidence: int, margin: float, recheck: float | None = None) -> list[FaceSample]:
         """Faces to embed now: the first ``min_evidence`` best faces once there are that many,
-        later only a face at least ``margin`` better in quality than every face used so far."""
+        later a face at least ``margin`` better in quality than every face used so far, and, on a
+        named track, its latest face every ``recheck`` seconds (is it still that person?)."""
         unused = [s for s in self.samples if not s.used]
         if not self.vote.evidence:
             return unused[:min_evidence] if len(unused) >= min_evidence else []
         if unused and unused[0].quality >= self.used_quality + margin:
             return unused[:1]
+        latest = self.latest
+        if recheck is not None and self.identity is not None and latest is not None and not latest.used \
+                and latest.time - self.checked_time >= recheck:
+            return [latest]
         return []
 
     def record(self, sample: FaceSample, match: IdentityMatch | None) -> None:
         """Add the match of ``sample`` to the vote."""
         sample.used = True
+        self.checked_time = max(self.checked_time, sample.time)
         self.used_quality = max(self.used_quality, sample.quality)
         self.vote.add(match)

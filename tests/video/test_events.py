@@ -228,3 +228,39 @@ def test_watch_summary_counts_events_the_broker_did_not_get(hamilton, tmp_path):
     assert result.exit_code == 0, result.output
     emitted = len(events_from_jsonl(tmp_path / "events.jsonl"))
     assert emitted >= 2 and f"MqttSink: {emitted} events not delivered" in result.output, result.output
+
+
+def test_a_named_track_whose_face_changes_is_forgotten():
+    """Issue 16.2 (without a cut): re-checks that find nobody known make a named track unknown again."""
+    alice = IdentityMatch("alice", "Alice", 0.6)
+    vote = IdentityVote(min_evidence=3, min_agree=2)
+    for match in (alice, alice, alice):
+        vote.add(match)
+    assert vote.decide() == alice
+    vote.add(None)
+    assert vote.decide() == alice, "one poor frame does not unname a track"
+    vote.add(None)
+    assert vote.decide() is None, "two re-checks of nobody known: the face is no longer alice"
+    vote.add(alice)
+    vote.add(alice)
+    assert vote.decide() is None, "the name comes back only with a majority of new evidence"
+    vote.add(alice)
+    assert vote.decide() == alice
+
+
+def test_a_named_track_is_rechecked_on_its_latest_face():
+    from faceatlas.video.tracks import FaceSample, Track
+
+    crop = np.zeros((112, 112, 3), np.uint8)
+    track = Track(1, "face", 0, 0.0, 0.0, np.zeros(4))
+    for frame in range(3):
+        track.add_sample(FaceSample(0.9, frame, crop, time=frame * 0.1))
+    for sample in track.due_for_recognition(3, 0.1, recheck=1.0):
+        track.record(sample, IdentityMatch("alice", "Alice", 0.6))
+    assert track.vote.decide() is not None
+    track.add_sample(FaceSample(0.3, 10, crop, time=0.5))  # a poorer, newer face: not due yet
+    assert track.due_for_recognition(3, 0.1, recheck=1.0) == []
+    newest = FaceSample(0.3, 30, crop, time=1.5)
+    track.add_sample(newest)
+    assert track.due_for_recognition(3, 0.1, recheck=1.0) == [newest]
+    assert track.due_for_recognition(3, 0.1, recheck=None) == []
