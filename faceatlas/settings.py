@@ -120,6 +120,8 @@ class ServiceSettings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("FACEATLAS_URL_ALLOWLIST", "url_fetch_allowlist")
     )
     default_monthly_quota: int | None = None
+    pixels_per_token: int = Field(default=4_000_000, ge=1, description="a call's one rate-limit token covers "
+                                  "this many decoded pixels; each further share of a larger image spends one more")
     # What the audit trail keeps of a deleted subject: False (default) replaces its id with
     # "[erased]" in every audit record of the tenant (the trail still says that a subject of the
     # collection was deleted, when, and by which key); True keeps ids for regimes that need them.

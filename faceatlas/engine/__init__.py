@@ -13,7 +13,7 @@ from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import draw_faces
 from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc, save_user_calibration
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
-from faceatlas.engine.image import ImageInput, load_image
+from faceatlas.engine.image import ImageInput, encoded_pixels, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
 from faceatlas.engine.packs import PACKS, Pack, default_pack_name, get_pack
@@ -69,6 +69,7 @@ __all__ = [
     "cosine_similarity",
     "default_pack_name",
     "draw_faces",
+    "encoded_pixels",
     "evaluate_lfw",
     "far_key",
     "fetch",

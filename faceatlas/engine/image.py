@@ -35,6 +35,16 @@ def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels
     return decode_image(source, channels=channels, max_pixels=max_pixels)[0]
 
 
+def encoded_pixels(data: bytes) -> int:
+    """Width x height of an encoded image from its header alone (0 when it has none that PIL
+    reads: decoding will say what is wrong)."""
+    try:
+        with Image.open(io.BytesIO(data)) as pil:
+            return int(pil.width) * int(pil.height)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return 0
+
+
 def reduction_factor(width: int, height: int, work_pixels: int | None) -> int:
     """The smallest integer factor that brings ``width`` x ``height`` to at most ``work_pixels``."""
     if work_pixels is None or width * height <= work_pixels:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import utcnow
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import FaceAnalyzer, encoded_pixels
 from faceatlas.errors import (
     Forbidden,
     InvalidArgument,
@@ -273,7 +274,33 @@ async def json_body(request: Request) -> Any:
 
 
 async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The named images of a multipart or JSON request, and the JSON body's other fields."""
+    """The named images of a multipart or JSON request, and the JSON body's other fields. Large
+    images spend more of the key's rate (see :func:`charge_pixels`)."""
+    images, fields = await _read_images(request, *names)
+    charge_pixels(request, images.values())
+    return images, fields
+
+
+def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
+    """Spend one more rate-limit token of the caller's key per ``pixels_per_token`` decoded
+    pixels beyond the first share of each image (read from the header, before decoding): a
+    client sending small files of huge images pays for the pixels, not the bytes."""
+    meter: Meter | None = getattr(request.state, "meter", None)
+    settings = get_settings(request)
+    extra = sum(max(0, math.ceil(encoded_pixels(data) / settings.pixels_per_token) - 1) for data in images)
+    if meter is None or extra == 0:
+        return
+    principal = meter.principal
+    wait = get_buckets(request).take(principal.key_id, principal.rate_per_second, principal.burst, cost=extra)
+    if wait > 0:  # refused like any rate-limited call: neither recorded nor counted
+        request.state.meter = None
+        request.app.state.quotas.refund(principal.tenant_id)
+        request.app.state.metrics.rejected.labels("rate_limited").inc()
+        raise RateLimited(f"rate limit exceeded for this key: the image(s) cost {extra + 1} calls of "
+                          f"{settings.pixels_per_token:,} pixels", retry_after=wait)
+
+
+async def _read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()

@@ -21,14 +21,16 @@ class TokenBuckets:
         self._lock = threading.Lock()
         self._clock = clock
 
-    def take(self, key: int, rate: float, burst: int) -> float:
-        """0.0 when the call may proceed, else the seconds to wait (the Retry-After)."""
+    def take(self, key: int, rate: float, burst: int, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens (at most ``burst``): 0.0 when the call may proceed, else the
+        seconds to wait (the Retry-After)."""
+        cost = min(float(cost), float(burst))
         now = self._clock()
         with self._lock:
             bucket = self._buckets.setdefault(key, _Bucket(float(burst), now))
             bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
+            if bucket.tokens >= cost:
+                bucket.tokens -= cost
                 return 0.0
-            return (1.0 - bucket.tokens) / rate if rate > 0 else 3600.0
+            return (cost - bucket.tokens) / rate if rate > 0 else 3600.0
