@@ -334,7 +334,8 @@ class Gallery:
             session.execute(delete(FaceRecord).where(FaceRecord.subject_id == subject.id))
             session.delete(subject)
             revision = self._bump(session, coll)
-        self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True)
+            journal = self._indexes.intend_erase(coll.id, face_ids)  # written before the commit
+        self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True, journal=journal)
         return len(face_ids)
 
     def delete_face(self, collection: str, face_id: int) -> None:
@@ -346,7 +347,8 @@ class Gallery:
             if not deleted:
                 raise NotFound(f"face {face_id} not found in '{collection}'")
             revision = self._bump(session, coll)
-        self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True)
+            journal = self._indexes.intend_erase(coll.id, np.array([face_id]))
+        self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True, journal=journal)
 
     # -- enrolment ------------------------------------------------------------------------
     def add_embeddings(self, collection: str, external_id: str, embeddings: np.ndarray | Sequence[np.ndarray], *,

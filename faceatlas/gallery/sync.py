@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from faceatlas.gallery.index import (
 from faceatlas.gallery.models import Collection, FaceRecord
 
 _FETCH_CHUNK = 10_000
+STALE = -1  # the revision of an index file that must be caught up from the database when loaded
 _BUILD_CHUNK = 200_000
 
 
@@ -70,6 +72,48 @@ class IndexCache:
         self._states: dict[int, IndexState] = {}
         self._unsaved: dict[int, int] = {}
         self._lock = threading.RLock()
+        self.recover()
+
+    # -- erasure journal: a delete is written down before it commits, so a process killed
+    # between the commit and the index scrub leaves a note the next process acts on at start
+    def intend_erase(self, collection_id: int, face_ids: np.ndarray) -> Path | None:
+        """Before a delete commits: note ``face_ids`` in a journal file next to the index (None
+        without an index folder). :meth:`applied` removes it once the scrub is done."""
+        path = self.path(collection_id)
+        if path is None or not len(face_ids):
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        journal = path.with_name(f"{path.name}.erase-{uuid.uuid4().hex}.npy")
+        tmp = journal.with_suffix(".part")
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(face_ids, np.int64))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, journal)
+        return journal
+
+    def recover(self) -> int:
+        """Carry out the erasures that killed processes noted but did not finish: their face ids
+        leave the index files (marked stale, so a delete that never committed is caught up from
+        the database on the next load). Returns the number of journals handled."""
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        journals = sorted(self.directory.glob("collection-*.npz.erase-*.npy"))
+        with self._lock:
+            for journal in journals:
+                collection_id = int(journal.name.split("-", 1)[1].split(".", 1)[0])
+                try:
+                    face_ids = np.load(journal, allow_pickle=False)
+                except (OSError, ValueError):
+                    face_ids = None  # a torn journal: the whole index goes (rebuilt from the database)
+                self._states.pop(collection_id, None)
+                self._remove_leftovers(collection_id)
+                if face_ids is None:
+                    delete_index(self.path(collection_id))  # type: ignore[arg-type]
+                else:
+                    self._erase_on_disk(collection_id, face_ids, None, stale=True)
+                journal.unlink(missing_ok=True)
+        return len(journals)
 
     def path(self, collection_id: int) -> Path | None:
         """Where the index of ``collection_id`` is persisted."""
@@ -89,14 +133,21 @@ class IndexCache:
 
     def applied(self, collection_id: int, revision: int, *,
                 added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, removed: np.ndarray | None = None,
-                save_now: bool = False) -> None:
+                save_now: bool = False, journal: Path | None = None) -> None:
         """Apply a committed change that moved the collection from ``revision - 1`` to ``revision``;
         ``added`` is (face ids, vectors, subject ids).
 
         Additions are applied only to an index exactly one revision behind; any other is left
         stale and the next :meth:`get` catches it up from the database. Removals are erasure: they
         are applied to whatever copy exists — the one in memory, or the file on disk when this
-        process has not loaded it — and saved before returning, whatever the revisions say."""
+        process has not loaded it — and saved before returning, whatever the revisions say; then
+        the erasure's ``journal`` (:meth:`intend_erase`) is removed."""
+        self._apply(collection_id, revision, added, removed, save_now)
+        if journal is not None:  # kept when the scrub failed: the next process start finishes it
+            journal.unlink(missing_ok=True)
+
+    def _apply(self, collection_id: int, revision: int, added: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+               removed: np.ndarray | None, save_now: bool = False) -> None:
         with self._lock:
             removed = np.empty(0, np.int64) if removed is None else np.asarray(removed, np.int64)
             erasing = len(removed) > 0
@@ -119,11 +170,13 @@ class IndexCache:
             state.revision = revision
             self._note_changes(collection_id, force=save_now or erasing)
 
-    def _erase_on_disk(self, collection_id: int, face_ids: np.ndarray, revision: int | None) -> None:
+    def _erase_on_disk(self, collection_id: int, face_ids: np.ndarray, revision: int | None, *,
+                       stale: bool = False) -> None:
         """Take ``face_ids`` out of the collection's index file as it is. Its revision moves to
         ``revision`` only when it was exactly one behind (a change that only removed); otherwise a
-        later load catches it up. A file that cannot be read cannot be scrubbed: it is
-        deleted, with graph files a killed save left behind (the next get() rebuilds)."""
+        later load catches it up (``stale``: it is marked so, whatever it was). A file that cannot
+        be read cannot be scrubbed: it is deleted, with graph files a killed save left behind (the
+        next get() rebuilds)."""
         path = self.path(collection_id)
         if path is None:
             return
@@ -136,6 +189,8 @@ class IndexCache:
             state.revision = revision
         elif not len(held):
             return
+        elif stale:
+            state.revision = STALE
         state.index.remove(held)
         if state.index.needs_rebuild(len(state.index), self.ann_min_faces):
             delete_index(path)

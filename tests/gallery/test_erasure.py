@@ -213,3 +213,35 @@ def test_upgrade_moves_retail_tenants_to_their_own_space(tmp_path: Path) -> None
         schema = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'faces'")).scalar_one()
     assert "AUTOINCREMENT" in schema
     engine.dispose()
+
+
+def test_a_delete_killed_after_its_commit_is_finished_by_the_next_process(db_url: str, index_dir: Path) -> None:
+    """The window between the database commit and the index scrub: the delete's journal, written
+    before the commit, is carried out when the next process opens the gallery (no search needed)."""
+    _, enrolled = _fill(db_url, index_dir, subjects=3)
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as gallery:
+        applied = gallery._indexes.applied
+        gallery._indexes.applied = lambda *args, **kwargs: None  # the process dies right after the commit
+        gallery.delete_subject("c", "p1")
+        gallery._indexes.applied = applied
+        assert list(index_dir.glob("*.erase-*.npy"))  # the journal of the unfinished erasure
+        assert vectors_on_disk(index_dir, enrolled["p1"][1])  # still in the file: the scrub never ran
+        gallery._indexes._states.clear()  # nothing of this process is saved on close
+        gallery._indexes._unsaved.clear()
+    Gallery.open(db_url, tenant="erase", index_dir=index_dir).close()  # the next process starts
+    assert not list(index_dir.glob("*.erase-*.npy"))
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as reopened:
+        assert_erased(reopened, index_dir, enrolled["p1"][1])
+        rid = reopened.get_collection("c").recognizer_id
+        assert reopened.search("c", Embedding(enrolled["p2"][1][0], rid), k=1)[0].external_id == "p2"
+
+
+def test_a_delete_that_never_committed_loses_no_face(db_url: str, index_dir: Path) -> None:
+    """A journal whose delete rolled back (killed before the commit): the file is scrubbed and
+    marked stale, and the next load puts the faces that are still in the database back."""
+    rid, enrolled = _fill(db_url, index_dir, subjects=3)
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as gallery:
+        gallery._indexes.intend_erase(1, np.asarray(enrolled["p1"][0], np.int64))
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as reopened:
+        assert not vectors_on_disk(index_dir, enrolled["p1"][1])  # scrubbed at start, as the journal said
+        assert reopened.search("c", Embedding(enrolled["p1"][1][0], rid), k=1)[0].external_id == "p1"
