@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import TaskID
 from rich.table import Table
 
+from faceatlas.cli.files import progress
 from faceatlas.video import (
     CameraConfig,
     LineSpec,
@@ -51,7 +53,15 @@ def watch(
     settings.collection = collection or settings.collection
     settings.events = events or settings.events
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
-    report = run_watch(settings, pack=pack, persons=persons)
+    with progress(err) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(camera: str, index: int, total: int | None) -> None:  # from the cameras' threads
+            if camera not in tasks:
+                tasks[camera] = bar.add_task(camera, total=total)
+            bar.update(tasks[camera], completed=index + 1)
+
+        report = run_watch(settings, pack=pack, persons=persons, on_frame=advance)
     for table in summary_tables(report):
         err.print(table)
     for sink, count in report.undelivered.items():

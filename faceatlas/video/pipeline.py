@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,10 @@ class VideoPipeline:
         *,
         persons: PersonDetector | None = None,
         matcher: IdentityMatcher | None = None,
+        on_frame: Callable[[str, int, int | None], None] | None = None,
     ) -> None:
         self.camera = camera
+        self.on_frame = on_frame  # (camera name, frame index, frame count if known) after each frame
         self.analyzer = analyzer if camera.faces else None
         self.persons = persons if camera.persons else None
         self.matcher = matcher
@@ -105,6 +108,8 @@ class VideoPipeline:
                 if self._stop.is_set():
                     break
                 self.process(frame, source.fps)
+                if self.on_frame is not None:
+                    self.on_frame(self.camera.name, frame.index, source.frames)
         finally:
             source.close()
             self.finish()

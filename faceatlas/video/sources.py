@@ -85,6 +85,7 @@ class VideoSource:
         self.backoff_max = backoff_max
         self.stats = SourceStats()
         self.fps = 0.0
+        self.frames: int | None = None  # a file's frame count when its container says (progress bars)
         self.error: Exception | None = None  # the live reader's last failure
         self._buffer: deque[Frame] = deque(maxlen=max(1, buffer))
         self._ready = threading.Condition()
@@ -187,6 +188,7 @@ class VideoSource:
             # frames over 13.6 s (25 fps) declares an average of 50 (two packets per frame)
             rate = Fraction(stream.guessed_rate or stream.average_rate or 0)
             self.fps = float(rate)
+            self.frames = int(stream.frames) if stream.frames and not self.live else None
             base = float(stream.time_base or 0.0)
             # AVI keeps no presentation times (this AVI's packed B-frames come out stamped out of
             # order): its frames are timed, and sought, by their count

@@ -3,6 +3,7 @@ gallery matcher and one pipeline per camera, run them until the sources end or C
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def build_sinks(config: WatchConfig) -> list[EventSink]:
     return sinks
 
 
-def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True) -> WatchReport:
+def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True,
+              on_frame: Callable[[str, int, int | None], None] | None = None) -> WatchReport:
     """Run every camera of ``config`` (faces, persons when ``persons``, recognition against
     ``config.collection`` when set); events are flushed to the sinks whatever ends the run.
     ``pack`` None: the collection's pack when recognising, else the default (``FACEATLAS_PACK`` or
@@ -57,13 +59,14 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
         if gallery is not None and config.collection:
             collection = gallery.get_collection(config.collection)  # NotFound for an unknown collection
             pack = pack or collection.pack_name
-        return _run(config, gallery, pack=pack, persons=persons)
+        return _run(config, gallery, pack=pack, persons=persons, on_frame=on_frame)
     finally:
         if gallery is not None:
             gallery.close()
 
 
-def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, persons: bool) -> WatchReport:
+def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, persons: bool,
+         on_frame: Callable[[str, int, int | None], None] | None = None) -> WatchReport:
     with_persons = persons and any(c.persons for c in config.cameras)
     # faces and persons are detected side by side (two threads): one ONNX thread each fills the
     # two cores; two each would oversubscribe them (measured 36 vs 19 frames/s at stride 2)
@@ -72,7 +75,7 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     bus = EventBus(build_sinks(config))
     matcher: IdentityMatcher | None = GalleryMatcher(gallery, config.collection) if gallery and config.collection \
         else None
-    pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher)
+    pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher, on_frame=on_frame)
                  for camera in config.cameras]
     try:
         results = run_cameras(pipelines)

@@ -91,3 +91,13 @@ def test_frame_rate_and_seeking_follow_the_frames_not_the_container(pedestrians:
     assert source.fps == 25.0
     assert first.index == 100 and np.array_equal(first.image, everything[100].image)
     assert abs(first.time - everything[100].time) < 1e-6
+
+
+def test_the_pipeline_reports_progress_with_the_frame_count(hamilton) -> None:
+    """Issue 16.12: `watch` shows progress; the pipeline reports each frame and the file's frame count."""
+    from faceatlas.video import CameraConfig, EventBus, VideoPipeline
+
+    seen: list[tuple[str, int, int | None]] = []
+    camera = CameraConfig(source=str(hamilton), name="stage", faces=False, persons=False)
+    VideoPipeline(camera, None, EventBus([]), on_frame=lambda *report: seen.append(report)).run()
+    assert len(seen) == seen[-1][2] and seen[-1][1] == len(seen) - 1 and {name for name, _, _ in seen} == {"stage"}
