@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError
 from faceatlas.settings import EngineSettings
 
@@ -65,8 +66,11 @@ def retail(
     try:
         analyzer = FaceAnalyzer(pack or settings.pack_name(DEMO_PACK), announce_license=False, settings=settings)
         with RetailStore.open(demo_store(), analyzer, f"sqlite:///{database}", index_dir=out / "indexes") as store:
-            result = simulate_day(store, lfw, spoof if spoof.is_file() else None, members=members, visits=visits,
-                                  seed=seed)
+            with progress(console) as bar:
+                task = bar.add_task("simulated events", total=None)
+                result = simulate_day(store, lfw, spoof if spoof.is_file() else None, members=members,
+                                      visits=visits, seed=seed,
+                                      on_event=lambda done, total: bar.update(task, completed=done, total=total))
             report = store.report(result.start, result.end)
             alerts = store.alerts()
     except FaceAtlasError as exc:

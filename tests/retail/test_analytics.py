@@ -18,8 +18,13 @@ from faceatlas.apps.retail.simulator import demo_store, simulate_day
 def test_simulated_day_matches_ground_truth(db_url: str, tmp_path: Path, fast_analyzer, lfw: Path,
                                             spoof_samples: Path) -> None:
     with RetailStore.open(demo_store("sim"), fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:
-        result = simulate_day(store, lfw, spoof_samples / "image_F1.jpg", members=4, visits=12, seed=3)
+        steps: list[tuple[int, int]] = []
+        result = simulate_day(store, lfw, spoof_samples / "image_F1.jpg", members=4, visits=12, seed=3,
+                              on_event=lambda done, total: steps.append((done, total)))
         report = store.report(result.start, result.end)
+    # the demo's progress: every event of the day reported once, in order, with the day's total
+    assert [done for done, _ in steps] == list(range(1, len(steps) + 1)) and {t for _, t in steps} == {len(steps)}
+    assert len(steps) >= 2 * 12  # at least an entry and an exit per visit
     for key, expected in asdict(result.truth).items():
         assert getattr(report, key) == expected, key
     assert result.truth.alerts.get("spoof") == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -99,9 +100,11 @@ class SimulationResult:
 
 
 def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *, members: int = 10,
-                 visits: int = 40, seed: int = 0, day: date = date(2026, 3, 2)) -> SimulationResult:
+                 visits: int = 40, seed: int = 0, day: date = date(2026, 3, 2),
+                 on_event: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Enrol ``members`` LFW people and run ``visits`` visits through ``store`` (events in time
-    order, one exit event sent twice); returns the ground truth."""
+    order, one exit event sent twice); returns the ground truth. ``on_event(done, total)`` is
+    called after each event (progress bars)."""
     rng = random.Random(seed)
     analyzer = store.analyzer
     people = sorted(p for p in lfw_dir.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
@@ -125,7 +128,7 @@ def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *,
             consent_analytics[info.id] = (age, gender)
     truth.new_members = len(member_cast)
     plan = _plan(rng, store.config, member_cast, unknown_cast, visits, day, spoof_image)
-    outcomes = _run(store, plan, rng)
+    outcomes = _run(store, plan, rng, on_event)
     _fill_truth(truth, plan, store.config, consent_analytics)
     return SimulationResult(truth, outcomes, start, start + timedelta(days=1))
 
@@ -210,7 +213,8 @@ def _plan(rng: random.Random, config: StoreConfig, members: list[Person], unknow
     return plan
 
 
-def _run(store: RetailStore, plan: list[PlannedVisit], rng: random.Random) -> list[ExitOutcome]:
+def _run(store: RetailStore, plan: list[PlannedVisit], rng: random.Random,
+         on_event: Callable[[int, int], None] | None = None) -> list[ExitOutcome]:
     """Send every visit's events to the store in time order; one exit is retried."""
     events: list[tuple[datetime, int, object]] = []
     for visit in plan:
@@ -227,8 +231,10 @@ def _run(store: RetailStore, plan: list[PlannedVisit], rng: random.Random) -> li
     events.sort(key=lambda e: (e[0], e[1]))
     outcomes: list[ExitOutcome] = []
     retried = False
-    for _, _, event in events:
+    for done, (_, _, event) in enumerate(events, 1):
         result = store.handle(event)  # type: ignore[arg-type]
+        if on_event is not None:
+            on_event(done, len(events))
         if isinstance(event, Exit):
             outcomes.append(result)
             if not retried and result.status == "charged":
