@@ -90,7 +90,7 @@ def decode_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixe
             if factor > 1 and pil.format == "JPEG":
                 pil.draft(pil.mode, (math.ceil(pil.width / factor), math.ceil(pil.height / factor)))
             pil.load()
-            decoded = width // pil.width  # what the codec reduced already (JPEG draft)
+            decoded = round(width / pil.width)  # what the codec reduced already (JPEG draft: 1, 2, 4 or 8)
             if factor > decoded:
                 pil = pil.reduce(math.ceil(factor / decoded))
             return _from_pil(pil), width / pil.width

@@ -595,15 +595,11 @@ class Gallery:
         if found is None:
             check_id(external_id)
             check_text(name)
-            try:
-                with session.begin_nested():  # another enrolment may create the same subject meanwhile
-                    found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id,
-                                    meta={})
-                    session.add(found)
-            except IntegrityError:
-                found = session.scalar(query)
-                if found is None:
-                    raise
+            # a concurrent enrolment creating the same subject fails this flush: the caller's
+            # _once_more_on_race runs the whole transaction again, which then finds the subject
+            found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id, meta={})
+            session.add(found)
+            session.flush()
         return found
 
     @staticmethod

@@ -294,8 +294,8 @@ def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
     wait = get_buckets(request).take(principal.key_id, principal.rate_per_second, principal.burst, cost=extra)
     if wait > 0:  # refused like any rate-limited call: neither recorded nor counted
         request.state.meter = None
-        request.app.state.quotas.refund(principal.tenant_id)
-        request.app.state.metrics.rejected.labels("rate_limited").inc()
+        get_quotas(request).refund(principal.tenant_id)
+        get_metrics(request).rejected.labels("rate_limited").inc()
         raise RateLimited(f"rate limit exceeded for this key: the image(s) cost {extra + 1} calls of "
                           f"{settings.pixels_per_token:,} pixels", retry_after=wait)
 
