@@ -22,7 +22,7 @@ from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
 from faceatlas.cli.files import expand_images, progress
-from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, draw_faces, get_pack
+from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, Pack, draw_faces, get_pack
 
 
 class _Commands(TyperGroup):
@@ -90,6 +90,7 @@ def detect(
     images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
     pack: PackOption = None,
     liveness: Annotated[bool, typer.Option(help="add a passive liveness score per face")] = False,
+    attributes: Annotated[bool, typer.Option(help="add age, gender and emotion per face")] = False,
     draw: Annotated[Path | None, typer.Option(help="write an annotated image (one input only)")] = None,
     embedding: Annotated[bool, typer.Option(help="include embeddings in --json output")] = False,
     as_json: JsonOption = False,
@@ -97,13 +98,15 @@ def detect(
 ) -> None:
     """Detect faces: box, score, 5 keypoints, quality and pose for each."""
     analyzer = _analyzer(pack, as_json, verbose)
+    if attributes:
+        _note_attribute_licences(analyzer.pack)
     paths = expand_images(images)
     results: list[dict[str, Any]] = []
     with progress(err, disable=len(paths) < 2) as bar:
         task = bar.add_task("detecting", total=len(paths))
         for path in paths:
-            results.append(_detect_one(analyzer, path, liveness=liveness, draw=draw, embedding=embedding,
-                                       as_json=as_json))
+            results.append(_detect_one(analyzer, path, liveness=liveness, attributes=attributes, draw=draw,
+                                       embedding=embedding, as_json=as_json))
             bar.advance(task)
     if as_json:
         print(json.dumps({"pack": analyzer.pack.name, "results": results}))
@@ -111,11 +114,19 @@ def detect(
         raise typer.Exit(2)
 
 
-def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, draw: Path | None, embedding: bool,
-                as_json: bool) -> dict[str, Any]:
+def _note_attribute_licences(pack: Pack) -> None:
+    """One line on stderr naming the attribute models' licences when one of them restricts use."""
+    text = " ".join(pack.attribute_licenses)
+    if "unknown" in text:
+        err.print(f"[dim]attributes: the age model's licence is unknown (see `faceatlas models info {pack.name}`)"
+                  "[/dim]", soft_wrap=True)
+
+
+def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, attributes: bool, draw: Path | None,
+                embedding: bool, as_json: bool) -> dict[str, Any]:
     try:
         image = analyzer.load(path)
-        faces = analyzer.analyze(image, liveness=liveness)
+        faces = analyzer.analyze(image, liveness=liveness, attributes=attributes)
     except FaceAtlasError as exc:
         if not as_json:
             err.print(f"[red]{escape(str(path))}: {exc.code}[/red] {escape(str(exc))}", soft_wrap=True)
@@ -123,13 +134,14 @@ def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, draw: Pat
     if draw is not None:
         cv2.imwrite(str(draw), draw_faces(image, faces))
     if not as_json:
-        _print_faces(path, faces, liveness)
+        _print_faces(path, faces, liveness, attributes)
     return {"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]}
 
 
-def _print_faces(path: Path, faces: list, liveness: bool) -> None:
+def _print_faces(path: Path, faces: list, liveness: bool, attributes: bool = False) -> None:
     table = Table(title=f"{path} — {len(faces)} face(s)")
-    for column in ("#", "box", "score", "quality", "yaw/pitch/roll", *(["liveness"] if liveness else [])):
+    extra = (["liveness"] if liveness else []) + (["gender", "age", "emotion"] if attributes else [])
+    for column in ("#", "box", "score", "quality", "yaw/pitch/roll", *extra):
         table.add_column(column)
     for i, face in enumerate(faces, 1):
         pose = face.pose
@@ -142,6 +154,10 @@ def _print_faces(path: Path, faces: list, liveness: bool) -> None:
         ]
         if liveness:
             row.append(f"{face.liveness.score:.2f}")
+        if attributes:
+            found = face.attributes
+            row += [f"{found.gender} {found.gender_score:.2f}" if found.gender else "-",
+                    f"{found.age:.0f}" if found.age is not None else "-", found.emotion or "-"]
         table.add_row(*row)
     console.print(table)
 

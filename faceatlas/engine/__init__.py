@@ -1,6 +1,7 @@
 """The face engine: model packs, detection, alignment, embeddings, liveness, calibration."""
 
 from faceatlas.engine.analyzer import FaceAnalyzer, Verdict
+from faceatlas.engine.attributes import EMOTIONS, Attributes
 from faceatlas.engine.calibration import (
     DEFAULT_FAR,
     Calibration,
@@ -36,8 +37,10 @@ from faceatlas.errors import (
 
 __all__ = [
     "DEFAULT_FAR",
+    "EMOTIONS",
     "PACKS",
     "REAL_THRESHOLD",
+    "Attributes",
     "Calibration",
     "Detections",
     "Embedding",

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from faceatlas.engine.attributes import AttributeModels
 from faceatlas.engine.calibration import DEFAULT_FAR, Calibration, load_calibration
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.detectors import (
@@ -21,12 +22,12 @@ from faceatlas.engine.detectors import (
 from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similarity
 from faceatlas.engine.geometry import estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
-from faceatlas.engine.liveness import LivenessResult, MiniFASNet
+from faceatlas.engine.liveness import LivenessMember, LivenessResult, MiniFASNet
 from faceatlas.engine.models import resolve
 from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
-from faceatlas.errors import ModelError, ModelMismatch, NoFace, NotCalibrated, TooManyFaces
+from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
 log = logging.getLogger("faceatlas")
@@ -87,6 +88,7 @@ class FaceAnalyzer:
         self.detector = self._build_detector(det_threshold, det_max_side)
         self.recognizer = self._build_recognizer()
         self._liveness: MiniFASNet | None = None
+        self._attributes: AttributeModels | None = None
         self.calibration: Calibration | None = load_calibration(self.pack, self.settings)
         if announce_license:
             self._announce_license()
@@ -111,11 +113,13 @@ class FaceAnalyzer:
             return DlibResNet(path)
         return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
 
-    def _announce_license(self) -> None:
-        if self.pack.name in _announced:
+    def _announce_license(self, what: str = "", licenses: Sequence[str] | None = None) -> None:
+        key = f"{self.pack.name}{what}"
+        if key in _announced:
             return
-        _announced.add(self.pack.name)
-        text = f"model pack '{self.pack.name}': " + "; ".join(self.pack.licenses + list(self.pack.notes))
+        _announced.add(key)
+        shown = list(self.pack.licenses + list(self.pack.notes) if licenses is None else licenses)
+        text = f"model pack '{self.pack.name}'{what}: " + "; ".join(shown)
         restricted = any(w in text for w in ("non-commercial", "unknown", "not sha256-pinned"))
         log.log(logging.WARNING if restricted else logging.INFO, text)
 
@@ -123,10 +127,26 @@ class FaceAnalyzer:
     def liveness_model(self) -> MiniFASNet:
         """The pack's liveness ensemble, loaded on first use."""
         if self._liveness is None:
-            files = [(resolve(s.file, download=self._download, settings=self.settings), s.scale)
-                     for s in self.pack.liveness]
+            files = [LivenessMember(resolve(s.file, download=self._download, settings=self.settings), s.scale,
+                                    s.size, s.real_class) for s in self.pack.liveness]
             self._liveness = MiniFASNet(files, self.providers, self.threads)
         return self._liveness
+
+    @property
+    def attribute_models(self) -> AttributeModels:
+        """The pack's attribute models, loaded (and their licences logged) on first use."""
+        if self._attributes is None:
+            spec = self.pack.attributes
+            if spec is None:
+                raise ModelMissing(f"pack {self.pack.name!r} has no attribute models")
+            gender, emotion, age = (
+                None if f is None else resolve(f, download=self._download, settings=self.settings)
+                for f in (spec.gender, spec.emotion, spec.age)
+            )
+            self._attributes = AttributeModels(gender, emotion, age, self.providers, self.threads)
+            lines = self.pack.attribute_licenses + ([] if spec.age else ["no age model (none commercially usable)"])
+            self._announce_license(" attributes", lines)
+        return self._attributes
 
     @property
     def embedding_size(self) -> int:
@@ -156,10 +176,13 @@ class FaceAnalyzer:
         embed: bool = True,
         with_crop: bool = False,
         liveness: bool = False,
+        attributes: bool = False,
     ) -> list[Face]:
-        """Every face in ``image`` (largest first), with embedding, quality and pose."""
+        """Every face in ``image`` (largest first), with embedding, quality and pose (and liveness,
+        attributes (age, gender, emotion) on request)."""
         return self.analyze_many(
-            [image], channels=channels, max_faces=max_faces, embed=embed, with_crop=with_crop, liveness=liveness
+            [image], channels=channels, max_faces=max_faces, embed=embed, with_crop=with_crop, liveness=liveness,
+            attributes=attributes,
         )[0]
 
     def analyze_many(
@@ -171,12 +194,14 @@ class FaceAnalyzer:
         embed: bool = True,
         with_crop: bool = False,
         liveness: bool = False,
+        attributes: bool = False,
     ) -> list[list[Face]]:
         """Like :meth:`analyze` for many images; all their faces are embedded in one batch."""
         loaded = [self.load_reduced(img, channels) for img in images]
         decoded, factors = [array for array, _ in loaded], [factor for _, factor in loaded]
         per_image = [self.detector.detect(img).sorted_by_area(max_faces) for img in decoded]
-        results = self._faces_from(decoded, per_image, embed=embed, with_crop=with_crop, liveness=liveness)
+        results = self._faces_from(decoded, per_image, embed=embed, with_crop=with_crop, liveness=liveness,
+                                   attributes=attributes)
         for faces, factor in zip(results, factors):
             for face in faces:
                 face.rescale(factor)
@@ -190,10 +215,12 @@ class FaceAnalyzer:
         largest: bool = True,
         liveness: bool = False,
         with_crop: bool = False,
+        attributes: bool = False,
     ) -> Face:
         """The one face of ``image``: the largest when ``largest``, else exactly one is required."""
         faces = self.analyze(
-            image, channels=channels, max_faces=None if not largest else 1, liveness=liveness, with_crop=with_crop
+            image, channels=channels, max_faces=None if not largest else 1, liveness=liveness, with_crop=with_crop,
+            attributes=attributes,
         )
         if not faces:
             raise NoFace("no face found in the image")
@@ -214,7 +241,8 @@ class FaceAnalyzer:
         return self._faces_from([image], [detections], embed=True, with_crop=False, liveness=False)[0][0]
 
     def _faces_from(
-        self, images: list[np.ndarray], detections: list[Detections], *, embed: bool, with_crop: bool, liveness: bool
+        self, images: list[np.ndarray], detections: list[Detections], *, embed: bool, with_crop: bool, liveness: bool,
+        attributes: bool = False,
     ) -> list[list[Face]]:
         results: list[list[Face]] = []
         crops: list[np.ndarray] = []
@@ -237,6 +265,9 @@ class FaceAnalyzer:
                     face.liveness = self.liveness_model.predict(image, found.boxes[i])
                 faces.append(face)
                 crops.append(crop)
+            if attributes and len(found):
+                for face, found_attributes in zip(faces, self.attribute_models.predict(image, found.boxes)):
+                    face.attributes = found_attributes
             results.append(faces)
         if embed and crops:
             self.attach_embeddings([face for faces in results for face in faces], self.recognizer.embed_aligned(crops))

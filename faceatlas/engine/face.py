@@ -12,6 +12,7 @@ from faceatlas.engine.vectors import check_vectors, l2_normalize
 from faceatlas.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from faceatlas.engine.attributes import Attributes
     from faceatlas.engine.liveness import LivenessResult
 
 
@@ -62,7 +63,8 @@ class Face:
     ``bbox`` is ``[x1, y1, x2, y2]`` in image pixels; ``keypoints`` is 5x2 in the order
     left eye, right eye, nose, left mouth corner, right mouth corner (as seen in the image).
     ``embedding`` is L2-normalised and made by the recogniser ``recognizer_id``; ``crop`` is the
-    aligned crop (BGR) when asked for; ``liveness`` the passive liveness result when asked for.
+    aligned crop (BGR) when asked for; ``liveness`` the passive liveness result and ``attributes``
+    (age, gender, emotion) when asked for, else None.
     """
 
     bbox: np.ndarray
@@ -74,6 +76,7 @@ class Face:
     crop: np.ndarray | None = field(default=None, repr=False)
     liveness: LivenessResult | None = None
     recognizer_id: str | None = None
+    attributes: Attributes | None = None
 
     @property
     def area(self) -> float:
@@ -106,6 +109,8 @@ class Face:
             out["pose"] = {k: round(v, 1) for k, v in vars(self.pose).items()}
         if self.liveness is not None:
             out["liveness"] = round(self.liveness.score, 4)
+        if self.attributes is not None:
+            out["attributes"] = self.attributes.to_dict()
         if with_embedding and self.embedding is not None:
             out["embedding"] = [round(float(v), 6) for v in self.embedding]
             out["recognizer_id"] = self.recognizer_id

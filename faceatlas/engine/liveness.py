@@ -1,5 +1,6 @@
-"""Passive liveness with Silent-Face MiniFASNet models: each sees the face at its own crop
-scale (2.7x and 4.0x the box), their softmax outputs are averaged; class 1 is a real face."""
+"""Passive liveness with Silent-Face MiniFASNet models (each sees the face at its own crop scale,
+2.7x and 4.0x the box, 80x80; their softmax outputs are averaged; class 1 is a real face) or
+Faceplugin's ``fr_liveness`` (2.7x the box, 128x128, raw BGR 0..255; class 0 is a real face)."""
 
 from __future__ import annotations
 
@@ -63,24 +64,41 @@ def scaled_crop_box(width: int, height: int, box: np.ndarray, scale: float) -> t
     return int(left), int(top), int(right), int(bottom)
 
 
+@dataclass(frozen=True)
+class LivenessMember:
+    """One 3-class passive-liveness model: its file, crop scale, input side and real class."""
+
+    path: Path
+    scale: float
+    size: int = 80
+    real_class: int = 1
+
+
 class MiniFASNet:
-    """An ensemble of MiniFASNet ONNX models, each paired with its crop scale."""
+    """An ensemble of 3-class liveness ONNX models (MiniFASNet, fr_liveness), each with its crop
+    scale; the classes are put in :class:`LivenessResult`'s order (real in the middle)."""
 
     def __init__(
-        self, models: Sequence[tuple[Path, float]], providers: Sequence[str] | None = None, threads: int | None = None
+        self,
+        models: Sequence[tuple[Path, float] | LivenessMember],
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
     ) -> None:
-        self.members = [(create_session(path, providers, threads), scale) for path, scale in models]
+        members = [m if isinstance(m, LivenessMember) else LivenessMember(*m) for m in models]
+        self.members = [(create_session(m.path, providers, threads), m) for m in members]
 
     def predict(self, image: np.ndarray, box: np.ndarray) -> LivenessResult:
         """Liveness of the face in ``box`` of a BGR image."""
         height, width = image.shape[:2]
         total = np.zeros(3, dtype=np.float64)
-        for session, scale in self.members:
-            left, top, right, bottom = scaled_crop_box(width, height, box, scale)
-            crop = cv2.resize(image[top : bottom + 1, left : right + 1], (80, 80))
+        for session, member in self.members:
+            left, top, right, bottom = scaled_crop_box(width, height, box, member.scale)
+            crop = cv2.resize(image[top : bottom + 1, left : right + 1], (member.size, member.size))
             blob = crop.transpose(2, 0, 1)[None].astype(np.float32)
             logits = session.run(None, {session.get_inputs()[0].name: blob})[0][0].astype(np.float64)
             exp = np.exp(logits - logits.max())
-            total += exp / exp.sum()
+            order = [0, 1, 2]
+            order[1], order[member.real_class] = member.real_class, 1
+            total += (exp / exp.sum())[order]
         mean = total / len(self.members)
         return LivenessResult((float(mean[0]), float(mean[1]), float(mean[2])))

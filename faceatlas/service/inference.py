@@ -137,15 +137,20 @@ class InferencePool:
         self.metrics.queue_depth.set(self._jobs.qsize())
         return await future
 
-    async def analyze(self, image: Any, *, liveness: bool = False, max_faces: int | None = None) -> list[Face]:
+    async def analyze(
+        self, image: Any, *, liveness: bool = False, max_faces: int | None = None, attributes: bool = False
+    ) -> list[Face]:
         """Every face of ``image`` with embeddings (micro-batched across concurrent calls)."""
-        return await self.run(self.analyze_sync, image, liveness, max_faces)
+        return await self.run(self.analyze_sync, image, liveness, max_faces, attributes)
 
-    def analyze_sync(self, image: Any, liveness: bool = False, max_faces: int | None = None) -> list[Face]:
+    def analyze_sync(
+        self, image: Any, liveness: bool = False, max_faces: int | None = None, attributes: bool = False
+    ) -> list[Face]:
         """The worker-side body of :meth:`analyze` (usable from any worker job)."""
         if self.batcher is None:
-            return self.analyzer.analyze(image, liveness=liveness, max_faces=max_faces)
-        faces = self.analyzer.analyze(image, embed=False, with_crop=True, liveness=liveness, max_faces=max_faces)
+            return self.analyzer.analyze(image, liveness=liveness, max_faces=max_faces, attributes=attributes)
+        faces = self.analyzer.analyze(image, embed=False, with_crop=True, liveness=liveness, max_faces=max_faces,
+                                      attributes=attributes)
         if faces:
             self.analyzer.attach_embeddings(faces, self.batcher.embed([face.crop for face in faces
                                                                        if face.crop is not None]))

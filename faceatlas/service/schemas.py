@@ -14,6 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 # -- faces ----------------------------------------------------------------------------------------
 
 
+class AttributesOut(BaseModel):
+    gender: str | None = Field(default=None, description="'female' or 'male'")
+    gender_score: float | None = Field(default=None, description="probability of the stated gender")
+    age: float | None = Field(default=None, description="estimated age in years (absent when the pack has no "
+                                                        "age model)")
+    emotion: str | None = Field(default=None, description="the most likely of the 7 emotion classes")
+    emotion_scores: dict[str, float] | None = Field(default=None, description="probability per emotion")
+
+
 class FaceOut(BaseModel):
     bbox: list[float] = Field(description="x1, y1, x2, y2 in pixels")
     det_score: float
@@ -21,6 +30,7 @@ class FaceOut(BaseModel):
     quality: float | None = None
     pose: dict[str, float] | None = Field(default=None, description="yaw, pitch, roll in degrees")
     liveness: float | None = Field(default=None, description="passive liveness score (on request)")
+    attributes: AttributesOut | None = Field(default=None, description="age, gender, emotion (on request)")
     embedding: list[float] | None = Field(default=None, description="on request")
     recognizer_id: str | None = Field(default=None, description="the embedding's space (with the embedding)")
 

@@ -25,10 +25,13 @@ async def detect(
     liveness: Annotated[bool, Query(description="add a passive liveness score per face")] = False,
     embedding: Annotated[bool, Query(description="include each face's embedding")] = False,
     max_faces: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    attributes: Annotated[bool, Query(description="add age, gender and emotion per face (the pack's models)")]
+    = False,
 ) -> dict:
-    """Faces in an image: box, score, 5 keypoints, quality, pose (and liveness, embedding on request)."""
+    """Faces in an image: box, score, 5 keypoints, quality, pose (and liveness, attributes, embedding on
+    request)."""
     images, _ = await read_images(request, "image")
-    faces = await pool.analyze(images["image"], liveness=liveness, max_faces=max_faces)
+    faces = await pool.analyze(images["image"], liveness=liveness, max_faces=max_faces, attributes=attributes)
     meter.faces = len(faces)
     return {"pack": pool.analyzer.pack.name, "faces": [face.to_dict(with_embedding=embedding) for face in faces]}
 
