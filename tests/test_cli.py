@@ -10,6 +10,7 @@ import cv2
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
+from faceatlas.settings import DEFAULT_PACK
 
 runner = CliRunner()
 
@@ -143,7 +144,7 @@ def test_watch_recognises_with_the_collections_pack_by_default(examples, tmp_pat
     assert result.exit_code == 0, result.output
     identified = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()
                   if json.loads(line)["type"] == "identified"]
-    assert pack == "dlib" and identified and identified[0]["data"]["subject"] == "lin"
+    assert pack == DEFAULT_PACK and identified and identified[0]["data"]["subject"] == "lin"
 
 
 def test_gallery_enrol_name_rename_and_merge(examples, tmp_path):

@@ -28,7 +28,7 @@ DbOption = Annotated[str | None, typer.Option("--db", help="database URL or SQLi
 TenantOption = Annotated[str, typer.Option("--tenant", help="tenant whose collections to use")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's; "
-                                                                     "for create FACEATLAS_PACK or dlib)")]
+                                                                     "for create FACEATLAS_PACK or yunet-frfeature)")]
 
 
 def _fail(exc: Exception, as_json: bool) -> NoReturn:

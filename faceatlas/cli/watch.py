@@ -35,7 +35,7 @@ def watch(
     events: Annotated[Path | None, typer.Option(help="write events as JSON lines here")] = None,
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's, else "
-                                             "FACEATLAS_PACK or dlib)")] = None,
+                                             "FACEATLAS_PACK or yunet-frfeature)")] = None,
     gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:

