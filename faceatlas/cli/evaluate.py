@@ -55,8 +55,8 @@ def lfw(
     pairs: Annotated[Path, typer.Option(help="LFW View-2 pairs.txt", exists=True, dir_okay=False)],
     images: Annotated[Path, typer.Option(help="LFW image folder (<Name>/<Name>_NNNN.jpg)", exists=True,
                                          file_okay=False)],
-    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")]
-    = None,
+    pack: Annotated[str | None, typer.Option(
+        "--pack", "-p", help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")] = None,
     limit_folds: Annotated[int | None, typer.Option(min=1, max=10, help="use only the first N folds (quick run)")]
     = None,
     plot: Annotated[Path | None, typer.Option(help="write the ROC plot (PNG) here")] = None,

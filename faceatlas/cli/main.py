@@ -53,7 +53,9 @@ app.add_typer(demo_cli.app, name="demo")
 console = Console()
 err = Console(stderr=True)
 
-PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")]
+PackOption = Annotated[
+    str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="also print the pack's licences")]
 

@@ -112,4 +112,8 @@ def fetch_pack(pack: str) -> None:
             verify_sha256(model, path)
             console.print(f"{model.name}: already at {path}")
             continue
+        if model.url is None and not model.package:  # attribute models: no public download, placed by hand
+            console.print(f"[yellow]{model.name}: not found and not downloadable; place it by hand "
+                          f"(`faceatlas models info {chosen.name}` says where)[/yellow]")
+            continue
         console.print(f"{model.name}: downloaded to {fetch(model)}")

