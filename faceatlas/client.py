@@ -57,7 +57,8 @@ def _raw() -> Any:
 @dataclass(frozen=True)
 class Face:
     """A detected face: box (x1, y1, x2, y2), detector score, 5 keypoints; quality, pose,
-    liveness score and embedding (with its ``recognizer_id``) when the server sent them."""
+    liveness score, attributes (gender, gender_score, age, emotion, emotion_scores) and embedding
+    (with its ``recognizer_id``) when the server sent them."""
 
     bbox: tuple[float, ...]
     det_score: float
@@ -65,6 +66,7 @@ class Face:
     quality: float | None = None
     pose: dict[str, float] | None = None
     liveness: float | None = None
+    attributes: dict[str, Any] | None = None
     embedding: tuple[float, ...] | None = field(default=None, repr=False)
     recognizer_id: str | None = None
     raw: dict[str, Any] = _raw()
@@ -256,12 +258,14 @@ class FaceAtlasClient:
         return response.text
 
     # -- faces ---------------------------------------------------------------------------------
-    def detect(self, image: ImageArg, *, liveness: bool = False, embedding: bool = False) -> DetectResult:
+    def detect(
+        self, image: ImageArg, *, liveness: bool = False, embedding: bool = False, attributes: bool = False
+    ) -> DetectResult:
         data = self._call(
             "POST",
             "/v1/detect",
             files=dict([_image("image", image)]),
-            params={"liveness": liveness, "embedding": embedding},
+            params={"liveness": liveness, "embedding": embedding, "attributes": attributes},
         )
         return _parse(DetectResult, data, faces=_faces(data))
 

@@ -17,3 +17,6 @@ def test_detect_gives_attributes_only_when_asked(api, examples):
     assert set(attributes["emotion_scores"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert attributes["emotion"] in attributes["emotion_scores"]
     assert "attributes" not in plain.json()["faces"][0]
+    through_client = api.api_client("acme_detect").detect(photo, attributes=True).faces[0]
+    assert through_client.attributes is not None and through_client.attributes["gender"] == "male"
+    assert api.api_client("acme_detect").detect(photo).faces[0].attributes is None

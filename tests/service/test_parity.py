@@ -45,9 +45,10 @@ def test_detect_compare_and_liveness_agree(server, examples: Path, shared: Path)
     images = examples / "tests" / "test_images"
     spoofs = sorted((shared / "data" / "antispoof_samples").glob("*.jpg"))
     with server.client("acme_detect") as http:
-        cli_faces = _cli("detect", group, *PACK, "--liveness", "--json")["results"][0]["faces"]
-        api = http.post("/v1/detect", files={"image": group.read_bytes()}, params={"liveness": True}).json()
-        assert len(cli_faces) == 2
+        cli_faces = _cli("detect", group, *PACK, "--liveness", "--attributes", "--json")["results"][0]["faces"]
+        api = http.post("/v1/detect", files={"image": group.read_bytes()},
+                        params={"liveness": True, "attributes": True}).json()
+        assert len(cli_faces) == 2 and all(face["attributes"]["gender"] == "male" for face in cli_faces)
         _same(cli_faces, api["faces"])
 
         for other in ("obama2.jpg", "biden.jpg"):
