@@ -23,8 +23,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import REAL_THRESHOLD, FaceAnalyzer
+from faceatlas.engine import REAL_THRESHOLD, FaceAnalyzer, resolve
 from faceatlas.engine.liveness import LivenessMember, MiniFASNet
+from faceatlas.engine.packs import FACEPLUGIN_LIVENESS, SILENT_FACE, LivenessSpec
+
+
+def ensemble(specs: tuple[LivenessSpec, ...]) -> MiniFASNet:
+    """The liveness models of ``specs`` (as a pack declares them), one thread."""
+    return MiniFASNet([LivenessMember(resolve(s.file), s.scale, s.size, s.real_class) for s in specs], threads=1)
 
 
 def samples(shared: Path, lfw: int, frame_step: int) -> list[tuple[str, np.ndarray, bool]]:
@@ -57,14 +63,10 @@ def main() -> None:
     parser.add_argument("--lfw", type=int, default=200, help="LFW photos among the reals")
     parser.add_argument("--frame-step", type=int, default=100, help="one driver-video frame in this many")
     args = parser.parse_args()
-    models = args.shared / "models"
     analyzer = FaceAnalyzer("yunet-mbf", threads=1, announce_license=False)
     contenders = {
-        "fr_liveness (MIT, Faceplugin)": MiniFASNet(
-            [LivenessMember(models / "faceplugin" / "fr_liveness.onnx", 2.7, 128, 0)], threads=1),
-        "MiniFASNet V2 + V1SE (Apache-2.0)": MiniFASNet(
-            [(models / "antispoof" / "2.7_80x80_MiniFASNetV2.onnx", 2.7),
-             (models / "antispoof" / "4_0_0_80x80_MiniFASNetV1SE.onnx", 4.0)], threads=1),
+        "fr_liveness (MIT, Faceplugin)": ensemble(FACEPLUGIN_LIVENESS),
+        "MiniFASNet V2 + V1SE (Apache-2.0)": ensemble(SILENT_FACE),
     }
     scores: dict[str, list[float]] = {name: [] for name in contenders}
     spent = dict.fromkeys(contenders, 0.0)

@@ -61,3 +61,19 @@ def test_liveness_tells_silent_face_samples_apart(mit, shared):
     samples = shared / "data" / "antispoof_samples"
     assert mit.check_liveness(samples / "image_T1.jpg").is_real()
     assert not mit.check_liveness(samples / "image_F2.jpg").is_real()
+
+
+def test_fr_liveness_reads_its_real_class_first(mit, shared):
+    """fr_liveness (MIT; class 0 = live, 128x128 raw BGR) is wired like MiniFASNet; it lost the
+    comparison (bench/liveness_compare.py) but stays usable: it tells Silent-Face's samples apart."""
+    from faceatlas.engine import resolve
+    from faceatlas.engine.liveness import LivenessMember, MiniFASNet
+    from faceatlas.engine.packs import FACEPLUGIN_LIVENESS
+
+    model = MiniFASNet([LivenessMember(resolve(s.file), s.scale, s.size, s.real_class) for s in FACEPLUGIN_LIVENESS])
+    samples = shared / "data" / "antispoof_samples"
+    verdicts = {}
+    for name in ("image_F1.jpg", "image_F2.jpg", "image_T1.jpg"):
+        image = mit.load(samples / name)
+        verdicts[name] = model.predict(image, mit.detect(image).boxes[0]).is_real()
+    assert verdicts == {"image_F1.jpg": False, "image_F2.jpg": False, "image_T1.jpg": True}
