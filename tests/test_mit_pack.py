@@ -77,3 +77,16 @@ def test_fr_liveness_reads_its_real_class_first(mit, shared):
         image = mit.load(samples / name)
         verdicts[name] = model.predict(image, mit.detect(image).boxes[0]).is_real()
     assert verdicts == {"image_F1.jpg": False, "image_F2.jpg": False, "image_T1.jpg": True}
+
+
+def test_yunet_detects_from_two_threads_at_different_sizes(mit, examples):
+    """cv2.FaceDetectorYN keeps its last input size: two cameras (threads) at different sizes
+    once broke it; each thread now has its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [mit.load(examples / "examples" / "two_people.jpg"),
+              mit.load(examples / "examples" / "knn_examples" / "test" / "kit_with_rose.jpg")]
+    assert images[0].shape != images[1].shape
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(lambda image: len(mit.detect(image)), images * 10))
+    assert counts == [2, 2] * 10

@@ -7,9 +7,10 @@ The input size adapts to the image: a 250x250 photo is run at 256x256, not lette
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -104,15 +105,31 @@ class SCRFD:
 
 
 class YuNet:
-    """OpenCV Zoo YuNet detector (MIT), run through ``cv2.FaceDetectorYN``."""
+    """OpenCV Zoo YuNet detector (MIT), run through ``cv2.FaceDetectorYN``.
+
+    A ``FaceDetectorYN`` keeps the input size of its last call, so one object used by two threads
+    (two cameras of ``watch``, the service's workers) at different image sizes breaks; each thread
+    gets its own (the model is 230 kB)."""
 
     def __init__(
         self, model: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640
     ) -> None:
         self.model = str(model)
         self.max_side = max_side
+        self._options = (score_threshold, nms_threshold)
+        self._local = threading.local()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns on every YuNet load
-        self._net = cv2.FaceDetectorYN.create(self.model, "", (320, 320), score_threshold, nms_threshold, 5000)
+        self._local.net = self._create()
+
+    def _create(self) -> Any:
+        return cv2.FaceDetectorYN.create(self.model, "", (320, 320), *self._options, 5000)
+
+    @property
+    def _net(self) -> Any:
+        net = getattr(self._local, "net", None)
+        if net is None:
+            net = self._local.net = self._create()
+        return net
 
     def detect(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]
