@@ -68,6 +68,8 @@ def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
                 "found": str(path) if path else None,
                 "sha256": model.sha256,
                 "url": model.url,
+                "archive_member": model.archive_member,
+                "package": model.package,
                 "license": model.license,
                 "looked_in": [] if path or model.package else [str(p) for p in candidate_paths(model)],
             }
@@ -91,8 +93,10 @@ def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
         console.print(f"[yellow]{note}[/yellow]")
     for f in files:
         status = f"[green]{f['found']}[/green]" if f["found"] else "[red]missing[/red]"
+        source = f["url"] or (f"Python package {f['package']}" if f["package"] else "none public (place it by hand)")
+        member = f" (member {f['archive_member']})" if f["archive_member"] else ""
         console.print(
-            f"- {f['name']}: {status}\n  sha256 {f['sha256'] or '-'}\n  source {f['url'] or 'Python package'}"
+            f"- {f['name']}: {status}\n  sha256 {f['sha256'] or '-'}\n  source {source}{member}"
             f"\n  licence {f['license']}"
         )
     if calibration:
