@@ -35,7 +35,7 @@ def test_enrol_search_verify_and_delete_subject(api, examples):
         assert stranger.unknown is True and stranger.matches == ()  # who, or nobody: nobody (at FAR 1e-4)
         known = client.search(name, probe, k=3)[0]
         assert known.unknown is False and [m.external_id for m in known.matches] == ["obama"]
-        found = client.search(name, probe, k=3, far=None)[0]
+        found = client.search(name, probe, k=3, rank_only=True)[0]
         assert found.unknown is None  # ranked without a decision
         found = found.matches
         assert found[0].external_id == "obama" and found[0].matched_faces >= 1
@@ -43,7 +43,7 @@ def test_enrol_search_verify_and_delete_subject(api, examples):
         assert client.verify(name, "obama", probe, far=1e-3).match is True
         assert client.verify(name, "biden", probe, far=1e-3).match is False
         client.delete_subject(name, "obama")
-        after = client.search(name, probe, k=3, far=None)[0].matches
+        after = client.search(name, probe, k=3, rank_only=True)[0].matches
         assert "obama" not in {m.external_id for m in after}
         try:
             client.verify(name, "obama", probe)
