@@ -117,8 +117,7 @@ def dataset_table(report: DatasetReport) -> Table:
                           f"{report.n_genuine:,} genuine / {report.n_impostor:,} impostor")
         else:
             table.add_row(f"TAR @ FAR {far_key(p.far)}", "not stated", "",
-                          f"not enough impostor pairs to state FAR {far_key(p.far)}: "
-                          f"{report.n_impostor:,} of {IMPOSTORS_PER_FAR / p.far:,.0f} needed")
+                          f"{report.n_impostor:,} impostor pairs of {IMPOSTORS_PER_FAR / p.far:,.0f} needed")
     found = report.identification
     if found is not None:
         for q in found.points:
@@ -158,6 +157,10 @@ def folder(
         print(json.dumps({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
         return
     console.print(dataset_table(report))
+    unstated = [far_key(p.far) for p in report.points if not p.resolvable]
+    if unstated:
+        err.print(f"[yellow]not enough impostor pairs to state FAR {', '.join(unstated)} "
+                  f"({report.n_impostor:,} pairs; FAR 1e-k needs {IMPOSTORS_PER_FAR} x 10^k)[/yellow]")
     for path in written:
         err.print(f"calibration written to {path} (use it with FACEATLAS_CALIBRATION={save_as})")
     if plot is not None:
