@@ -81,14 +81,14 @@ def fitted_model(lfw: Path, pack: str) -> FaceModel:
     """Between- and within-identity covariances of ``pack``'s embeddings of the LFW folder (cached)."""
     cache = _CACHE / f"face-model-{pack}.npz"
     if not cache.exists():
-        from lfw_identification import embed_folder  # the sibling bench: largest face of each photo
-
         from faceatlas.engine import FaceAnalyzer
+        from faceatlas.engine.dataset import embed_largest
 
         people = [folder for folder in sorted(lfw.iterdir()) if folder.is_dir()]
         photos = [(label, image) for label, folder in enumerate(people) for image in sorted(folder.glob("*.jpg"))]
-        embedded = embed_folder(FaceAnalyzer(pack), [image for _, image in photos])
-        found = [(label, vector) for (label, _), vector in zip(photos, embedded) if vector is not None]
+        keys = [f"{image.parent.name}/{image.name}" for _, image in photos]
+        vectors, ok = embed_largest(FaceAnalyzer(pack), lfw, keys)
+        found = [(label, vector) for (label, _), vector, good in zip(photos, vectors, ok) if good]
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, vectors=np.asarray([vector for _, vector in found], np.float64),
                  labels=np.asarray([label for label, _ in found]))

@@ -22,6 +22,7 @@ ImageArg = str | os.PathLike | bytes
 # The server's default false-accept rate (faceatlas.engine.DEFAULT_FAR; the client imports nothing
 # of the server, a test keeps the two equal).
 DEFAULT_FAR = 1e-4
+DEFAULT_FPIR = 1e-3  # the service's default cut of a search (1:N)
 
 
 class FaceAtlasApiError(Exception):
@@ -315,15 +316,18 @@ class FaceAtlasClient:
     def delete_subject(self, collection: str, subject_id: str) -> None:
         self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}")
 
-    def search(self, collection: str, image: ImageArg, *, k: int = 5,
-               far: float | None = DEFAULT_FAR) -> list[SearchResult]:
-        """Who is each query face, or nobody: the ``k`` most similar subjects that reach ``far``
-        (``unknown`` when none does); ``far=None`` ranks without deciding (strangers included)."""
+    def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float = DEFAULT_FPIR,
+               far: float | None = None, rank_only: bool = False) -> list[SearchResult]:
+        """Who is each query face, or nobody: the ``k`` most similar subjects that reach the cut
+        (``unknown`` when none does): ``fpir`` (the share of strangers named, for the collection's
+        size), or a 1:1 ``far``; ``rank_only`` ranks without deciding (strangers included)."""
         params: dict[str, Any] = {"k": k}
-        if far is None:
+        if rank_only:
             params["rank_only"] = "true"
-        else:
+        elif far is not None:
             params["far"] = far
+        else:
+            params["fpir"] = fpir
         data = self._call(
             "POST", f"/v1/collections/{collection}/search", files=dict([_image("image", image)]), params=params
         )

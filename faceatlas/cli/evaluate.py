@@ -11,12 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.engine import (
+    IMPOSTORS_PER_FAR,
+    DatasetReport,
     FaceAnalyzer,
     FaceAtlasError,
     LFWReport,
+    evaluate_dataset,
     evaluate_lfw,
     far_key,
     get_pack,
+    plot_dataset,
     plot_roc,
     save_calibration,
     save_user_calibration,
@@ -98,3 +102,66 @@ def lfw(
                                                       if save_as and path == written[0] else ""))
     if plot is not None:
         err.print(f"ROC plot written to {plot}")
+
+
+def dataset_table(report: DatasetReport) -> Table:
+    """TAR per FAR with the trials behind it, and FNIR per FPIR."""
+    table = Table(title=f"{report.source}, pack {report.pack} ({report.recognizer_id})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("threshold", justify="right")
+    table.add_column("trials", justify="right")
+    for p in report.points:
+        if p.resolvable:
+            table.add_row(f"TAR @ FAR {far_key(p.far)}", f"{p.tar:.4f}", f"{p.threshold:.4f}",
+                          f"{report.n_genuine:,} genuine / {report.n_impostor:,} impostor")
+        else:
+            table.add_row(f"TAR @ FAR {far_key(p.far)}", "not stated", "",
+                          f"{report.n_impostor:,} impostor pairs of {IMPOSTORS_PER_FAR / p.far:,.0f} needed")
+    found = report.identification
+    if found is not None:
+        for q in found.points:
+            trials = (f"{found.mated:,} mated / {found.non_mated:,} non-mated searches, "
+                      f"gallery of {found.gallery_size:,}")
+            reached = f" (reached {q.achieved_fpir:.4f})" if q.supported else " (too few non-mated searches to check)"
+            table.add_row(f"FNIR @ FPIR {far_key(q.fpir)}", f"{q.fnir:.4f}{reached}", f"{q.threshold:.4f}", trials)
+    table.add_row("images / identities / without a face", f"{report.n_images} / {report.n_identities} / "
+                  f"{len(report.no_face)}", "", "")
+    return table
+
+
+@app.command()
+def folder(
+    dataset: Annotated[Path, typer.Argument(help="per-person folders (DATASET/<person>/<photo>) or a CSV of pairs "
+                                                 "'image_a,image_b,same' (paths relative to the CSV, same 0/1)")],
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or dlib)")]
+    = None,
+    plot: Annotated[Path | None, typer.Option(help="write the ROC and DET plots (PNG) here")] = None,
+    save_as: Annotated[str | None, typer.Option(
+        "--save-as", help="save the thresholds the data supports as the pack's calibration NAME (used once "
+                          "selected with FACEATLAS_CALIBRATION=NAME)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
+) -> None:
+    """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
+    ROC and DET plots, and the thresholds as a calibration your collections can use."""
+    try:
+        analyzer = FaceAnalyzer(get_pack(pack))
+        report = evaluate_dataset(analyzer, dataset, progress=not as_json)
+        written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
+    except FaceAtlasError as exc:
+        err.print(f"[red]error {exc.code}:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if plot is not None:
+        plot_dataset(report, plot)
+    if as_json:
+        print(json.dumps({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
+        return
+    console.print(dataset_table(report))
+    unstated = [far_key(p.far) for p in report.points if not p.resolvable]
+    if unstated:
+        err.print(f"[yellow]not enough impostor pairs to state FAR {', '.join(unstated)} "
+                  f"({report.n_impostor:,} pairs; FAR 1e-k needs {IMPOSTORS_PER_FAR} x 10^k)[/yellow]")
+    for path in written:
+        err.print(f"calibration written to {path} (use it with FACEATLAS_CALIBRATION={save_as})")
+    if plot is not None:
+        err.print(f"ROC and DET plots written to {plot}")

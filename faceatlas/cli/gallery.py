@@ -16,7 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from faceatlas.cli.files import images_in, progress
-from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, default_pack_name
+from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -123,25 +123,32 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
 
 @app.command()
 def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", help="subjects to return")] = 5,
-           threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold (instead of --far)")]
+           threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold (instead of --fpir)")]
            = None,
-           far: Annotated[float, typer.Option(help="threshold as a false-accept rate")] = DEFAULT_FAR,
+           fpir: Annotated[float, typer.Option(help="false positive identification rate: the share of people not "
+                                                    "enrolled that a search names, for the collection's size")]
+           = DEFAULT_FPIR,
+           far: Annotated[float | None, typer.Option(help="1:1 false-accept rate per comparison (instead of --fpir)")]
+           = None,
            rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding: strangers get "
                                                                        "their nearest subjects")] = False,
            aggregate: Annotated[str, typer.Option(help="subject score: best or mean")] = "best",
            all_faces: Annotated[bool, typer.Option("--all-faces", help="search every face of the image")] = False,
            pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
            as_json: JsonOption = False) -> None:
-    """Identify the face(s) of an image against a collection: who, or unknown (at --far 1e-4 by default)."""
-    decided = threshold is not None or not rank_only
+    """Identify the face(s) of an image against a collection: who, or unknown (at --fpir 1e-3 by default:
+    at most 1 search in 1,000 by someone not enrolled names anyone, whatever the collection's size)."""
+    cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
+    decided = cut.decides
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         results = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
-                                       threshold=threshold, far=None if rank_only else far, aggregate=aggregate)
+                                       threshold=threshold, far=far, fpir=fpir, rank_only=rank_only,
+                                       aggregate=aggregate)
         payload = [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
                     "unknown": not matches if decided else None} for face, matches in results]
-        cut = f"similarity >= {threshold}" if threshold is not None else f"FAR {far:g}" if decided else "ranked only"
-        table = Table("face", "rank", "subject", "name", "similarity", "faces matched", title=f"search ({cut})")
+        table = Table("face", "rank", "subject", "name", "similarity", "faces matched",
+                      title=f"search ({cut.describe()})")
         for number, (_, matches) in enumerate(results):
             if not matches and decided:
                 table.add_row(str(number), "", "unknown", "no enrolled subject reached the threshold", "", "")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
-from faceatlas.engine import DEFAULT_FAR
+from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY).",
                   no_args_is_help=True)
@@ -72,13 +72,17 @@ def enrol(collection: str, subject: str, image: Path, server: Server, key: Key) 
 
 @app.command()
 def search(
-    collection: str, image: Path, server: Server, key: Key, k: int = 5, far: float = DEFAULT_FAR,
+    collection: str, image: Path, server: Server, key: Key, k: int = 5,
+    fpir: Annotated[float, typer.Option(help="false positive identification rate (share of strangers named)")]
+    = DEFAULT_FPIR,
+    far: Annotated[float | None, typer.Option(help="1:1 false-accept rate per comparison (instead of --fpir)")]
+    = None,
     rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding (strangers included)")]
     = False,
 ) -> None:
-    """1:N search of a collection: who, or unknown."""
-    _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k,
-                                                            far=None if rank_only else far))})
+    """1:N search of a collection: who, or unknown (at --fpir 1e-3 for the collection's size by default)."""
+    _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, fpir=fpir, far=far,
+                                                            rank_only=rank_only))})
 
 
 @app.command()

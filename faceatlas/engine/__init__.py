@@ -4,16 +4,22 @@ from faceatlas.engine.analyzer import FaceAnalyzer, Verdict
 from faceatlas.engine.attributes import EMOTIONS, Attributes
 from faceatlas.engine.calibration import (
     DEFAULT_FAR,
+    DEFAULT_FPIR,
+    IMPOSTORS_PER_FAR,
+    STANDARD_FPIRS,
     Calibration,
+    Cut,
     far_key,
     load_calibration,
     save_calibration,
     user_calibration_path,
 )
+from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import draw_faces
 from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc, save_user_calibration
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
+from faceatlas.engine.identification import IdentificationReport, identification_report
 from faceatlas.engine.image import ImageInput, encoded_pixels, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
@@ -37,17 +43,23 @@ from faceatlas.errors import (
 
 __all__ = [
     "DEFAULT_FAR",
+    "DEFAULT_FPIR",
     "EMOTIONS",
     "PACKS",
     "REAL_THRESHOLD",
+    "STANDARD_FPIRS",
     "Attributes",
     "Calibration",
+    "Cut",
+    "DatasetReport",
     "Detections",
     "Embedding",
     "EmptyImage",
     "Face",
     "FaceAnalyzer",
+    "IMPOSTORS_PER_FAR",
     "FaceAtlasError",
+    "IdentificationReport",
     "FarNotCalibrated",
     "ImageInput",
     "ImageTooLarge",
@@ -73,14 +85,17 @@ __all__ = [
     "default_pack_name",
     "draw_faces",
     "encoded_pixels",
+    "evaluate_dataset",
     "evaluate_lfw",
     "far_key",
     "fetch",
     "get_pack",
+    "identification_report",
     "load_calibration",
     "l2_normalize",
     "load_image",
     "locate",
+    "plot_dataset",
     "plot_roc",
     "resolve",
     "save_calibration",

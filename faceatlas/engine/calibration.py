@@ -5,23 +5,42 @@ unless the user selects one of theirs by name (``FACEATLAS_CALIBRATION=NAME``, r
 ``$FACEATLAS_CACHE/calibration/<pack>.<NAME>.json``, written by ``faceatlas eval lfw --save-as
 NAME``). A calibration only applies to the recogniser it was measured with, and only holds a
 threshold for a FAR its data supports: at least :data:`IMPOSTORS_PER_FAR` / FAR impostor pairs.
+
+Open-set identification (1:N, "who, or nobody") is decided at a false positive identification
+rate (FPIR): the share of searches by people *not* in the gallery that return anyone. A search
+compares the probe with every face of the gallery, so a stranger is accepted when the best of
+``n`` impostor scores passes: FPIR = 1 - (1 - FAR)^n, and the threshold at FPIR ``p`` for a
+gallery of ``n`` faces is the 1:1 threshold at FAR ``1 - (1 - p)^(1/n)`` (about ``p / n``). Those
+FARs go far below a fixed grid, so a calibration keeps the impostor tail (``tail``: thresholds on
+a fine FAR grid down to the lowest its data supports); between grid points the threshold is
+interpolated in log FAR, and below the lowest it is extrapolated along the last decade's slope,
+which over-states the FAR of a tail that falls faster than exponentially (cosine scores' tails do):
+the extrapolated threshold errs strict. ``bench/lfw_identification.py`` checks the stated FPIR
+against LFW non-mated searches.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from faceatlas.engine.packs import Pack
-from faceatlas.errors import FarNotCalibrated
+from faceatlas.errors import FarNotCalibrated, NotCalibrated
 from faceatlas.settings import EngineSettings
 
 STANDARD_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
 # The false-accept rate of a decision when the caller names none: compare, verify and search, in
 # the engine, the gallery, the CLI, the API and the Python client alike.
 DEFAULT_FAR = 1e-4
+# The false positive identification rate of a search (1:N) when the caller names no cut: the gallery,
+# the CLI, the API, the client and the video and retail matchers alike.
+DEFAULT_FPIR = 1e-3
+STANDARD_FPIRS = (1e-2, 1e-3)
 # A threshold at FAR 1e-k is written only from at least 10 x 10^k impostor pairs (10 false
 # accepts expected at it): with fewer, the threshold is set by a handful of pairs.
 IMPOSTORS_PER_FAR = 10
@@ -41,6 +60,7 @@ class Calibration:
     thresholds: dict[str, float]
     source: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    tail: dict[str, float] = field(default_factory=dict)
 
     def threshold(self, far: float) -> float:
         """The threshold for ``far`` (one of the calibrated rates, else :class:`FarNotCalibrated`)."""
@@ -50,10 +70,79 @@ class Calibration:
             raise FarNotCalibrated(f"far must be one of the calibrated rates {have} of pack {self.pack}, not {key}")
         return self.thresholds[key]
 
+    def far_threshold(self, far: float) -> float:
+        """The threshold for any FAR in (0, 1): interpolated on the impostor tail (the standard
+        thresholds when the calibration has no tail), extrapolated strict below its lowest FAR and
+        held at its highest FAR's threshold above it."""
+        if not 0.0 < far < 1.0:
+            raise FarNotCalibrated(f"far must be between 0 and 1, not {far}")
+        points = sorted(((float(k), t) for k, t in (self.tail or self.thresholds).items()), reverse=True)
+        if not points:
+            raise FarNotCalibrated(f"the calibration of pack {self.pack} holds no threshold")
+        logs = np.log10([f for f, _ in points])
+        values = np.array([t for _, t in points])
+        x = math.log10(far)
+        if x >= logs[0]:
+            return float(values[0])
+        if x >= logs[-1]:
+            return float(np.interp(-x, -logs, values))
+        last = logs >= logs[-1] + 1.0 - 1e-9  # the last decade of the tail (two points at least)
+        if last.sum() < 2:
+            last[-2:] = True
+        slope = np.polyfit(logs[last], values[last], 1)[0] if len(points) > 1 else 0.0
+        return float(values[-1] + min(slope, 0.0) * (x - logs[-1]))
+
+    def fpir_threshold(self, fpir: float, gallery_size: int) -> float:
+        """The threshold at which a search of a gallery of ``gallery_size`` faces returns anyone
+        for at most ``fpir`` of the people not in it (see the module docstring)."""
+        if not 0.0 < fpir < 1.0:
+            raise FarNotCalibrated(f"fpir must be between 0 and 1, not {fpir}")
+        return self.far_threshold(per_comparison_far(fpir, gallery_size))
+
     def far_level(self, similarity: float) -> float | None:
         """The strictest calibrated FAR whose threshold ``similarity`` reaches, or None."""
         passed = [float(k) for k, t in self.thresholds.items() if similarity >= t]
         return min(passed) if passed else None
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a decision cuts, first that applies: a raw cosine ``threshold``, a 1:1 ``far``, an
+    open-set ``fpir`` (1:N, for the searched gallery's size); none of them: rank without deciding."""
+
+    threshold: float | None = None
+    far: float | None = None
+    fpir: float | None = None
+
+    @property
+    def decides(self) -> bool:
+        return self.threshold is not None or self.far is not None or self.fpir is not None
+
+    def similarity(self, calibration: Calibration | None, gallery_size: int = 1) -> float | None:
+        """The similarity a match must reach (None when the cut does not decide)."""
+        if self.threshold is not None:
+            return self.threshold
+        if not self.decides:
+            return None
+        if calibration is None:
+            raise NotCalibrated(f"no calibration to decide at {self.describe()}; pass a raw threshold")
+        if self.far is not None:
+            return calibration.threshold(self.far)
+        return calibration.fpir_threshold(float(self.fpir or DEFAULT_FPIR), gallery_size)
+
+    def describe(self) -> str:
+        if self.threshold is not None:
+            return f"similarity >= {self.threshold:g}"
+        if self.far is not None:
+            return f"FAR {self.far:g}"
+        if self.fpir is not None:
+            return f"FPIR {self.fpir:g}"
+        return "ranked only"
+
+
+def per_comparison_far(fpir: float, gallery_size: int) -> float:
+    """The 1:1 FAR at which ``gallery_size`` independent comparisons pass one at rate ``fpir``."""
+    return float(-np.expm1(np.log1p(-fpir) / max(1, gallery_size)))
 
 
 def far_key(far: float) -> str:

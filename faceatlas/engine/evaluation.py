@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from rich.progress import Progress
@@ -243,6 +244,18 @@ def far_thresholds(impostor: np.ndarray, fars: Sequence[float]) -> dict[float, f
     return out
 
 
+def impostor_tail(impostor: np.ndarray, per_decade: int = 5) -> dict[str, float]:
+    """Thresholds on a log grid of FARs from 1e-1 down to the lowest the impostor pairs support
+    (:func:`supported_far`): the calibration's ``tail``, from which open-set (FPIR) thresholds of any
+    gallery size are read."""
+    n = len(impostor)
+    if n == 0:
+        return {}
+    grid = [10.0 ** (-1 - i / per_decade) for i in range(0, 12 * per_decade + 1)]
+    grid = [far for far in grid if supported_far(far, n)]
+    return {f"{far:.3e}": threshold for far, threshold in far_thresholds(impostor, grid).items()} if grid else {}
+
+
 def roc_points(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """FAR and TAR at every distinct threshold of a scored pair list, and the area under the curve."""
     scores = np.asarray(scores, np.float64)
@@ -286,6 +299,7 @@ class LFWReport:
     n_impostor: int
     fallbacks: int
     curve: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
+    tail: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -318,6 +332,7 @@ class LFWReport:
             thresholds={far_key(p.far): p.threshold for p in self.points if p.resolvable},
             source=source or f"faceatlas eval lfw ({self.folds} folds, all-vs-all over {self.n_images} images), {date}",
             metrics=metrics,
+            tail=dict(self.tail),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -338,7 +353,16 @@ class LFWReport:
         }
 
 
-def save_user_calibration(report: LFWReport, name: str, analyzer: FaceAnalyzer,
+class Measured(Protocol):
+    """A report that yields a calibration: LFW's or a user dataset's."""
+
+    @property
+    def n_impostor(self) -> int: ...
+
+    def calibration(self, source: str = "") -> Calibration: ...
+
+
+def save_user_calibration(report: Measured, name: str, analyzer: FaceAnalyzer,
                           settings: EngineSettings | None = None) -> Path:
     """Write ``report``'s thresholds as the user calibration ``name`` of the analyzer's pack (used
     once selected with ``FACEATLAS_CALIBRATION=name``). Only the FARs its impostor pairs support
@@ -422,6 +446,7 @@ def evaluate_lfw(
         n_impostor=len(impostor),
         fallbacks=int(embedded.fallback.sum()),
         curve=operating_curve(genuine, impostor),
+        tail=impostor_tail(impostor),
     )
 
 

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount, sqlite_path
 from faceatlas.engine import (
     DEFAULT_FAR,
+    DEFAULT_FPIR,
     Calibration,
+    Cut,
     Embedding,
     Face,
     FaceAnalyzer,
@@ -443,22 +445,26 @@ class Gallery:
 
     # -- search -----------------------------------------------------------------------------
     def search(self, collection: str, query: Face | Embedding, *, k: int = 5, threshold: float | None = None,
-               far: float | None = DEFAULT_FAR, aggregate: Aggregate = "best",
-               calibration: Calibration | None = None) -> list[Match]:
+               fpir: float = DEFAULT_FPIR, far: float | None = None, rank_only: bool = False,
+               aggregate: Aggregate = "best", calibration: Calibration | None = None) -> list[Match]:
         """The ``k`` most similar subjects to one embedding. A subject's score is its best face
-        (``aggregate="best"``) or its mean template; only subjects reaching the threshold are
-        returned — none means "unknown": a raw cosine ``threshold``, else the pack calibration's
-        threshold for ``far`` (default :data:`DEFAULT_FAR`; :class:`NotCalibrated` for a pack
-        without one). ``far=None`` without a threshold ranks without deciding (strangers included).
-        An embedding of another space than the collection's is :class:`ModelMismatch`."""
+        (``aggregate="best"``) or its mean template; only subjects reaching the cut are returned —
+        none means "unknown". The cut is, first that applies: none (``rank_only``: strangers get
+        their nearest subjects), a raw cosine ``threshold``, the 1:1 threshold of a ``far``, else
+        the open-set threshold at which a search of this collection's current size (its faces)
+        names a stranger at rate ``fpir`` (default :data:`DEFAULT_FPIR`; see
+        :meth:`Calibration.fpir_threshold`). A decision without a calibration is
+        :class:`NotCalibrated`; an embedding of another space than the collection's is
+        :class:`ModelMismatch`."""
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
             _check_model(coll, embedding.recognizer_id, len(vector))
             calibration = calibration or _calibration_for(coll, self.settings)
-            cutoff = _resolve_threshold(coll, threshold, far, calibration)
             index = self._indexes.get(session, coll)
+            cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
+            cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=len(index))
             if len(index) == 0:
                 return []
             sims, face_ids = index.search(vector[None], min(len(index), max(8 * k, 64)))
@@ -506,7 +512,7 @@ class Gallery:
             _check_model(coll, embedding.recognizer_id, len(vector))
             subject = self._subject(session, coll, external_id)
             calibration = calibration or _calibration_for(coll, self.settings)
-            cutoff = _resolve_threshold(coll, threshold, None if threshold is not None else far, calibration)
+            cutoff = _resolve_threshold(coll, Cut(threshold=threshold, far=far), calibration, gallery_size=1)
             if cutoff is None:
                 raise InvalidArgument("verify needs a far or a raw threshold")
             vectors = self._subject_vectors(session, [subject.id]).get(subject.id)
@@ -703,16 +709,18 @@ def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibr
     return load_calibration(pack, settings)
 
 
-def _resolve_threshold(collection: Collection, threshold: float | None, far: float | None,
-                       calibration: Calibration | None) -> float | None:
-    if threshold is not None:
-        return threshold
-    if far is None:
+def _resolve_threshold(collection: Collection, cut: Cut, calibration: Calibration | None, *,
+                       gallery_size: int) -> float | None:
+    """The similarity a match must reach under ``cut`` (None: rank without deciding)."""
+    if cut.threshold is not None:
+        return cut.threshold
+    if cut.far is None and cut.fpir is None:
         return None
     if calibration is None or calibration.recognizer_id != collection.recognizer_id:
-        raise NotCalibrated(f"pack '{collection.pack_name}' has no calibration for FAR {far}; "
-                            "pass a raw similarity threshold instead (or far=None to rank without deciding)")
-    return calibration.threshold(far)
+        rate = f"FAR {cut.far}" if cut.far is not None else f"FPIR {cut.fpir}"
+        raise NotCalibrated(f"pack '{collection.pack_name}' has no calibration for {rate}; "
+                            "pass a raw similarity threshold instead (or rank without deciding)")
+    return cut.similarity(calibration, gallery_size)
 
 
 def _subject_info(row: Subject, faces: int) -> SubjectInfo:

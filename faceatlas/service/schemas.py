@@ -117,7 +117,9 @@ class SearchResultOut(BaseModel):
 
 class SearchOut(BaseModel):
     results: list[SearchResultOut]
-    far: float | None = Field(default=None, description="the false-accept rate the matches were cut at")
+    fpir: float | None = Field(default=None, description="the false positive identification rate the matches "
+                                                         "were cut at (the default cut)")
+    far: float | None = Field(default=None, description="the 1:1 false-accept rate the matches were cut at")
     threshold: float | None = Field(default=None, description="the raw cosine cut-off, when one was given")
 
 

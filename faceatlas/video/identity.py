@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from faceatlas.engine import (
+    DEFAULT_FPIR,
     Calibration,
+    Cut,
     Embedding,
     Face,
     FaceAnalyzer,
@@ -59,11 +61,9 @@ class IdentityMatcher(Protocol):
     def match(self, embedding: Embedding) -> IdentityMatch | None: ...
 
 
-def _threshold(threshold: float | None, far: float, calibration: Calibration | None) -> float:
-    if threshold is not None:
-        return threshold
-    if calibration is not None:
-        return calibration.threshold(far)
+def _threshold(cut: Cut, calibration: Calibration | None, gallery_size: int) -> float:
+    if cut.threshold is not None or calibration is not None:
+        return float(cut.similarity(calibration, gallery_size) or FALLBACK_THRESHOLD)
     log.warning("no calibration for this pack: matching at raw cosine %.2f", FALLBACK_THRESHOLD)
     return FALLBACK_THRESHOLD
 
@@ -73,10 +73,11 @@ class EmbeddingMatcher:
     Its embedding space is the one of the first embedding added."""
 
     def __init__(
-        self, *, threshold: float | None = None, far: float = 1e-4, calibration: Calibration | None = None
+        self, *, threshold: float | None = None, fpir: float = DEFAULT_FPIR, far: float | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.calibration = calibration
-        self.threshold = _threshold(threshold, far, calibration)
+        self.cut = Cut(threshold=threshold, far=far, fpir=fpir)
         self._names: list[tuple[str, str | None]] = []
         self._vectors: list[np.ndarray] = []
         self.recognizer_id: str | None = None
@@ -87,6 +88,11 @@ class EmbeddingMatcher:
             vector = self._own(item)
             self._vectors.append(l2_normalize(vector)[0])
             self._names.append((subject_id, name))
+
+    @property
+    def threshold(self) -> float:
+        """The similarity a match must reach (at the cut, for the faces enrolled now)."""
+        return _threshold(self.cut, self.calibration, max(1, len(self._vectors)))
 
     def _own(self, item: Embedding | Face) -> np.ndarray:
         embedding = as_embedding(item)
@@ -108,40 +114,39 @@ class EmbeddingMatcher:
             return None
         (scores,), (rows,) = top_k(np.stack(self._vectors) @ self._own(embedding), np.arange(len(self._vectors)), 1)
         best, score = int(rows[0]), float(scores[0])
-        if score < self.threshold:
+        if score < self.threshold:  # the open-set threshold follows the number of faces enrolled
             return None
         level = self.calibration.far_level(score) if self.calibration else None
         return IdentityMatch(self._names[best][0], self._names[best][1], score, level)
 
 
 class GalleryMatcher:
-    """Adapter onto a gallery collection: per-subject best-face search at a FAR-calibrated threshold
-    (or a raw ``threshold``; the fallback threshold when the collection's pack is not calibrated)."""
+    """Adapter onto a gallery collection: per-subject best-face search at the open-set threshold of
+    ``fpir`` for the collection's size (or a 1:1 ``far``, or a raw ``threshold``; the fallback
+    threshold when the collection's pack is not calibrated)."""
 
     def __init__(
         self,
         gallery: Gallery,
         collection: str,
         *,
-        far: float = 1e-4,
+        fpir: float = DEFAULT_FPIR,
+        far: float | None = None,
         threshold: float | None = None,
         calibration: Calibration | None = None,
     ) -> None:
         self.gallery = gallery
         self.collection = collection
-        self.far = far
-        self.threshold = threshold
+        self.cut = Cut(threshold=threshold, far=far, fpir=fpir)
         self.calibration = calibration
 
     def match(self, embedding: Embedding) -> IdentityMatch | None:
         options: dict[str, Any] = {"k": 1, "calibration": self.calibration}
         try:
-            if self.threshold is not None:
-                found = self.gallery.search(self.collection, embedding, threshold=self.threshold, **options)
-            else:
-                found = self.gallery.search(self.collection, embedding, far=self.far, **options)
+            found = self.gallery.search(self.collection, embedding, threshold=self.cut.threshold, far=self.cut.far,
+                                        fpir=self.cut.fpir or DEFAULT_FPIR, **options)
         except NotCalibrated:
-            self.threshold = _threshold(None, self.far, None)
+            self.cut = Cut(threshold=_threshold(Cut(), None, 1))
             return self.match(embedding)
         if not found:
             return None

@@ -229,7 +229,7 @@ def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: 
         assert isinstance(index, TemplateIndex) and set(index.ids().tolist()) == db_ids and len(db_ids) == 47
         query = np.frombuffer(gone[0][1], np.float32)
         assert not set(index.search(query[None], 47)[1][0].tolist()) & {face_id for face_id, _ in gone}
-        assert reopened.search("c", Embedding(query, rid), k=3, far=None)[0].external_id != "p0"
+        assert reopened.search("c", Embedding(query, rid), k=3, rank_only=True)[0].external_id != "p0"
     assert not any(blob in _bytes_on_disk(index_dir) for _, blob in gone)
     assert len(list(index_dir.glob("*.faiss"))) == 1
 
@@ -258,7 +258,7 @@ def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path, monkeypatch: pyt
         for person in range(9):
             gallery.delete_subject("c", f"p{person}")
         assert first.router.tombstones == 8  # the 8th delete crossed a quarter (8 / 30 nodes) and dropped it
-        nearest = gallery.search("c", Embedding(np.frombuffer(gone[0], np.float32), rid), k=1, far=None)[0]
+        nearest = gallery.search("c", Embedding(np.frombuffer(gone[0], np.float32), rid), k=1, rank_only=True)[0]
         assert nearest.external_id not in {f"p{i}" for i in range(9)}
         with gallery._sessions() as session:
             rebuilt = gallery._indexes.get(session, gallery._collection(session, "c"))

@@ -22,7 +22,7 @@ def _rows(gallery: Gallery, model, *conditions) -> int:
 def test_obama_photo_finds_obama(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
     [(face, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
     assert [m.external_id for m in matches] == ["obama"]  # cut at FAR 1e-4 by default: nobody else
-    [(_, ranked)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, far=None)
+    [(_, ranked)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, rank_only=True)
     assert ranked[0].external_id == "obama"
     assert ranked[0].similarity > 0.5
     assert ranked[0].similarity - ranked[1].similarity > 0.2
@@ -36,8 +36,8 @@ def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fas
 
 def test_subject_is_one_identity_not_many_votes(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
     face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
-    best = enrolled.search("people", face, k=5, far=None)
-    mean = enrolled.search("people", face, k=5, aggregate="mean", far=None)
+    best = enrolled.search("people", face, k=5, rank_only=True)
+    mean = enrolled.search("people", face, k=5, aggregate="mean", rank_only=True)
     for matches in (best, mean):
         names = [m.external_id for m in matches]
         assert len(names) == len(set(names)) == 5
@@ -113,7 +113,7 @@ def test_merge_subjects(enrolled: Gallery, test_dir: Path, fast_analyzer) -> Non
     with pytest.raises(NotFound):
         enrolled.get_subject("people", "biden")
     face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
-    names = [m.external_id for m in enrolled.search("people", face, k=10, far=None)]
+    names = [m.external_id for m in enrolled.search("people", face, k=10, rank_only=True)]
     assert names.count("obama") == 1 and "biden" not in names
 
 
@@ -198,5 +198,5 @@ def test_search_answers_unknown_for_a_stranger_by_default(enrolled: Gallery, exa
     stranger = examples / "examples" / "lin-manuel-miranda.png"  # not enrolled in 'people'
     [(_, matches)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3)
     assert matches == []  # unknown at the default FAR
-    [(_, ranked)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, far=None)
+    [(_, ranked)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, rank_only=True)
     assert len(ranked) == 3  # ranking without a decision is still there when asked for

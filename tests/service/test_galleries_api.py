@@ -35,7 +35,7 @@ def test_enrol_search_verify_and_delete_subject(api, examples):
         assert stranger.unknown is True and stranger.matches == ()  # who, or nobody: nobody (at FAR 1e-4)
         known = client.search(name, probe, k=3)[0]
         assert known.unknown is False and [m.external_id for m in known.matches] == ["obama"]
-        found = client.search(name, probe, k=3, far=None)[0]
+        found = client.search(name, probe, k=3, rank_only=True)[0]
         assert found.unknown is None  # ranked without a decision
         found = found.matches
         assert found[0].external_id == "obama" and found[0].matched_faces >= 1
@@ -43,7 +43,7 @@ def test_enrol_search_verify_and_delete_subject(api, examples):
         assert client.verify(name, "obama", probe, far=1e-3).match is True
         assert client.verify(name, "biden", probe, far=1e-3).match is False
         client.delete_subject(name, "obama")
-        after = client.search(name, probe, k=3, far=None)[0].matches
+        after = client.search(name, probe, k=3, rank_only=True)[0].matches
         assert "obama" not in {m.external_id for m in after}
         try:
             client.verify(name, "obama", probe)
@@ -97,6 +97,14 @@ def test_search_by_raw_embedding_and_model_mismatch(api, examples):
         wrong_space = http.post(url, json={"embedding": embedding, "recognizer_id": dlib_space})
         unnamed = http.post(url, json={"embedding": embedding})
     assert hit.json()["results"][0]["matches"][0]["external_id"] == "obama"
+    with api.client("acme_read") as http:
+        body = {"embedding": embedding, "recognizer_id": space}
+        default, one_to_one, ranked = (http.post(url, json=body, params=params).json() for params in (
+            {}, {"far": 1e-3}, {"rank_only": "true"}))
+    # the default cut of a search is the open-set FPIR 1e-3 for the collection's size; far and rank_only say so
+    assert default["fpir"] == 1e-3 and "far" not in default and not default["results"][0]["unknown"]
+    assert one_to_one["far"] == 1e-3 and "fpir" not in one_to_one
+    assert ranked["results"][0]["unknown"] is None and "fpir" not in ranked and "far" not in ranked
     assert wrong_size.status_code == 409 and wrong_size.json()["error"]["code"] == "model_mismatch"
     assert wrong_space.status_code == 409 and wrong_space.json()["error"]["code"] == "model_mismatch"
     assert unnamed.status_code == 422 and "recognizer_id" in unnamed.json()["error"]["message"]

@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from faceatlas.engine import REAL_THRESHOLD
+from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
 
 CameraRole = Literal["entrance", "exit", "zone", "checkout"]
@@ -54,10 +54,12 @@ class Privacy(BaseModel):
 
 
 class Recognition(BaseModel):
-    """Decision thresholds: false-accept rates of the pack calibration for recognising visitors
-    and for face pay, and the least MiniFASNet real-face score accepted at the exit."""
+    """Decision thresholds of the pack calibration: the open-set rate (FPIR, for the number of
+    members' faces) at which a visitor is recognised, the per-comparison false-accept rate of face
+    pay (1e-6: at most 1e-3 of strangers charged up to 1,000 members' faces), and the least
+    MiniFASNet real-face score accepted at the exit."""
 
-    visit_far: float = 1e-4
+    visit_fpir: float = Field(default=DEFAULT_FPIR, gt=0, lt=1)
     pay_far: float = 1e-6
     min_liveness: float = Field(default=REAL_THRESHOLD, ge=0, le=1)  # the engine's one liveness rule
 

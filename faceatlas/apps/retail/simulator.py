@@ -22,7 +22,7 @@ from faceatlas.apps.retail.config import Camera, Privacy, Product, StoreConfig
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit
 from faceatlas.apps.retail.members import ConsentRecord
 from faceatlas.apps.retail.store import ExitOutcome, RetailStore
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import Cut, FaceAnalyzer
 
 MARGIN = 0.05
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
@@ -140,7 +140,8 @@ class _Casting:
         self.analyzer = analyzer
         self.min_live = store.config.recognition.min_liveness
         self.pay = analyzer.threshold(store.config.recognition.pay_far) + MARGIN
-        self.visit = analyzer.threshold(store.config.recognition.visit_far)
+        # the loosest visit threshold (one member's face): strangers stay below it at any size
+        self.visit = float(Cut(fpir=store.config.recognition.visit_fpir).similarity(analyzer.calibration, 1) or 0)
         self.used: set[Path] = set()
         self.known: list[np.ndarray] = []
 

@@ -39,7 +39,7 @@ from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
-from faceatlas.engine import Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
+from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
 
@@ -150,7 +150,7 @@ class RetailStore:
         return self.exit(event)
 
     def entry(self, event: Entry) -> int:
-        """Open a visit; returns its id. A member is recognised at the visit FAR; a non-member is
+        """Open a visit; returns its id. A member is recognised at the visit FPIR; a non-member is
         anonymous (with a short-lived anonymous id only when anonymous tracking is on)."""
         self._check_role(event.camera, "entrance")
         with self._sessions() as session:
@@ -158,7 +158,7 @@ class RetailStore:
         if done is not None:
             return done
         vector = self._embedding(event)
-        member_id = self._identify(vector, self.config.recognition.visit_far) if vector is not None else None
+        member_id = self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None else None
         with self._sessions.begin() as session:
             anonymous_id, returning = None, False
             if member_id is not None:
@@ -226,7 +226,8 @@ class RetailStore:
         face = self._exit_face(event)
         live = face is not None and face.liveness is not None and face.liveness.is_real(
             self.config.recognition.min_liveness)
-        member_id = self._identify(face, self.config.recognition.pay_far) if face is not None and live else None
+        pay = Cut(far=self.config.recognition.pay_far)
+        member_id = self._identify(face, pay) if face is not None and live else None
         try:
             with self._sessions.begin() as session:
                 outcome = self._close(session, event, face is not None, live, member_id)
@@ -385,14 +386,15 @@ class RetailStore:
         faces = self.analyzer.analyze(event.image, max_faces=1, liveness=True)
         return faces[0] if faces else None
 
-    def _identify(self, vector: Embedding | Face, far: float) -> str | None:
-        matches = self.gallery.search(COLLECTION, vector, k=1, far=far, calibration=self.analyzer.calibration)
+    def _identify(self, vector: Embedding | Face, cut: Cut) -> str | None:
+        matches = self.gallery.search(COLLECTION, vector, k=1, far=cut.far, fpir=cut.fpir or DEFAULT_FPIR,
+                                      calibration=self.analyzer.calibration)
         return matches[0].external_id if matches else None
 
     def _shopper(self, event: Sighting | Pick) -> str | None:
-        """The member recognised in the event's face at the visit FAR, if any."""
+        """The member recognised in the event's face at the visit FPIR, if any."""
         vector = self._embedding(event)
-        return self._identify(vector, self.config.recognition.visit_far) if vector is not None else None
+        return self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None else None
 
     def _open_visit(self, session: Session, member_id: str | None, track: str | None) -> Visit | None:
         base = select(Visit).where(Visit.store_id == self.config.id, Visit.exit_event_id.is_(None))
@@ -412,7 +414,8 @@ class RetailStore:
         if rows:
             matrix = np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(len(rows), -1)
             (best_sim,), (best,) = top_k(matrix @ unit, np.arange(len(rows)), 1)
-            if best_sim[0] >= self.analyzer.threshold(self.config.recognition.visit_far):
+            known = Cut(fpir=self.config.recognition.visit_fpir).similarity(self.analyzer.calibration, len(rows))
+            if best_sim[0] >= float(known or 0.0):
                 return rows[int(best[0])].id, True
         new_id = uuid.uuid4().hex
         hours = self.config.privacy.anonymous_retention_hours

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.engine import DEFAULT_FAR, Embedding, NoFace
+from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Embedding, NoFace
 from faceatlas.errors import InvalidArgument
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, CollectionInfo, Gallery, read_header
 from faceatlas.service.deps import (
@@ -312,21 +312,26 @@ async def search(
     gallery: TenantGalleryDep,
     pool: PoolDep,
     k: Annotated[int, Query(ge=1, le=100)] = 5,
-    far: Annotated[float, Query(gt=0, lt=1, description="cut at this false-accept rate")] = DEFAULT_FAR,
-    threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of far)")] = None,
+    fpir: Annotated[float, Query(gt=0, lt=1, description="cut at this false positive identification rate: the "
+                                                         "share of searches by people not enrolled that name anyone, "
+                                                         "for the collection's current size")] = DEFAULT_FPIR,
+    far: Annotated[float | None, Query(gt=0, lt=1, description="cut at this 1:1 false-accept rate per comparison "
+                                                               "(instead of fpir)")] = None,
+    threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of fpir)")] = None,
     rank_only: Annotated[bool, Query(description="rank without deciding: strangers get their nearest subjects")]
     = False,
     aggregate: Annotated[Literal["best", "mean"], Query()] = "best",
     all_faces: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     """1:N: who is this, or nobody. The subjects most similar to the query face(s) (image) or to an
-    ``embedding`` with its ``recognizer_id`` that reach the threshold (``far``, default 1e-4, or a
-    raw ``threshold``); ``unknown`` is true when none does. An embedding of another space than the
-    collection's is ``model_mismatch``."""
+    ``embedding`` with its ``recognizer_id`` that reach the cut (``fpir``, default 1e-3, for the
+    collection's size; or a 1:1 ``far``, or a raw ``threshold``); ``unknown`` is true when none does.
+    An embedding of another space than the collection's is ``model_mismatch``."""
     decided = threshold is not None or not rank_only
-    used_far = far if threshold is None and not rank_only else None
-    options: dict[str, Any] = {"k": k, "threshold": threshold, "far": used_far, "aggregate": aggregate}
-    cut = {"far": used_far, "threshold": threshold}
+    options: dict[str, Any] = {"k": k, "threshold": threshold, "far": far, "fpir": fpir, "rank_only": rank_only,
+                               "aggregate": aggregate}
+    cut = {"threshold": threshold} if threshold is not None else {} if rank_only else \
+        {"far": far} if far is not None else {"fpir": fpir}
     body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     if isinstance(body, dict) and "embedding" in body:
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))

@@ -1,0 +1,212 @@
+"""Evaluation and calibration on the user's own data (``faceatlas eval folder``).
+
+A dataset is a folder of per-person folders (``DATASET/<person>/<photo>``), or a CSV of labelled
+pairs (``a,b,same``: two image paths relative to the CSV and 1/0). Every photo's largest face is
+embedded once (photos without a face are counted, never guessed). From a folder come every
+genuine and every impostor pair (all-vs-all), TAR at FAR 1e-3 .. 1e-6 with the number of trials
+behind each (a FAR is stated only when at least :data:`IMPOSTORS_PER_FAR` / FAR impostor pairs
+back it), the impostor tail (the open-set thresholds of any gallery size), and open-set
+identification (FNIR at FPIR 1e-2 / 1e-3) over the people with two photos or more. A CSV gives
+its pairs only (no 1:N). The thresholds become a calibration the user selects by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from faceatlas.engine.analyzer import FaceAnalyzer
+from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key
+from faceatlas.engine.evaluation import (
+    FarPoint,
+    all_vs_all,
+    far_points,
+    impostor_tail,
+    operating_curve,
+    roc_points,
+)
+from faceatlas.engine.identification import IdentificationReport, identification_report
+from faceatlas.errors import InvalidInput
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+@dataclass
+class DatasetReport:
+    """What :func:`evaluate_dataset` measured."""
+
+    pack: str
+    recognizer_id: str
+    source: str
+    n_images: int
+    n_identities: int
+    no_face: list[str]
+    genuine: np.ndarray
+    impostor: np.ndarray
+    points: list[FarPoint]
+    curve: tuple[np.ndarray, np.ndarray]
+    tail: dict[str, float]
+    identification: IdentificationReport | None = None
+    auc: float = float("nan")
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_genuine(self) -> int:
+        return len(self.genuine)
+
+    @property
+    def n_impostor(self) -> int:
+        return len(self.impostor)
+
+    def calibration(self, source: str = "") -> Calibration:
+        """The thresholds of the FARs the impostor pairs support, the tail and the measurements."""
+        metrics: dict[str, float] = {"images": self.n_images, "identities": self.n_identities,
+                                     "genuine_pairs": self.n_genuine, "impostor_pairs": self.n_impostor,
+                                     "no_face": len(self.no_face), "pairs_auc": round(self.auc, 6)}
+        for p in self.points:
+            if p.resolvable:
+                metrics[f"tar_at_far_{far_key(p.far)}"] = round(p.tar, 6)
+        if self.identification is not None:
+            for q in self.identification.points:
+                metrics[f"fnir_at_fpir_{far_key(q.fpir)}"] = round(q.fnir, 6)
+        date = _dt.date.today().isoformat()
+        return Calibration(pack=self.pack, recognizer_id=self.recognizer_id,
+                           thresholds={far_key(p.far): p.threshold for p in self.points if p.resolvable},
+                           source=source or f"faceatlas eval folder {self.source}, {date}", metrics=metrics,
+                           tail=dict(self.tail))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
+                "images": self.n_images, "identities": self.n_identities, "no_face": self.no_face,
+                "genuine_pairs": self.n_genuine, "impostor_pairs": self.n_impostor, "auc": self.auc,
+                "far": [vars(p) for p in self.points],
+                "identification": self.identification.to_dict() if self.identification else None}
+
+
+def _images_of(root: Path) -> list[str]:
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    if not people:
+        raise InvalidInput(f"{root}: no per-person folders (expected {root}/<person>/<photo>)")
+    keys = [f"{person.name}/{photo.name}" for person in people for photo in sorted(person.iterdir())
+            if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES]
+    if not keys:
+        raise InvalidInput(f"{root}: the person folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return keys
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
+    pairs = []
+    with path.open(newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), 1):
+            if not row or row[0].startswith("#") or (number == 1 and row[-1].strip().lower() in {"same", "label"}):
+                continue
+            if len(row) != 3 or row[2].strip() not in {"0", "1"}:
+                raise InvalidInput(f"{path}:{number}: expected 'image_a,image_b,same' with same 0 or 1")
+            pairs.append((row[0].strip(), row[1].strip(), row[2].strip() == "1"))
+    if not pairs:
+        raise InvalidInput(f"{path}: no pairs")
+    return pairs
+
+
+def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progress: bool = True,
+                  chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The largest face's embedding of each image ``root/key`` and whether one was found."""
+    vectors = np.zeros((len(keys), analyzer.embedding_size), np.float32)
+    found = np.zeros(len(keys), bool)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"embedding ({analyzer.pack.name})", total=len(keys))
+        for start in range(0, len(keys), chunk):
+            part = keys[start:start + chunk]
+            images = [analyzer.load(root / key) for key in part]
+            for offset, faces in enumerate(analyzer.analyze_many(images, max_faces=1)):
+                if faces and faces[0].embedding is not None:
+                    vectors[start + offset] = faces[0].embedding
+                    found[start + offset] = True
+            bar.advance(task, len(part))
+    return vectors, found
+
+
+def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = True,
+                     gallery_identities: int | None = None) -> DatasetReport:
+    """Evaluate ``analyzer`` on a per-person folder or a CSV of labelled pairs (module docstring)."""
+    dataset = Path(dataset)
+    if not dataset.exists():
+        raise InvalidInput(f"{dataset}: no such folder or file")
+    if dataset.is_file():
+        return _evaluate_pairs(analyzer, dataset, progress)
+    keys = _images_of(dataset)
+    vectors, found = embed_largest(analyzer, dataset, keys, progress=progress)
+    kept = [k for k, ok in zip(keys, found) if ok]
+    names = np.array([k.split("/", 1)[0] for k in kept])
+    _, identities = np.unique(names, return_inverse=True)
+    genuine, impostor = all_vs_all(vectors[found], identities)
+    if not len(genuine) or not len(impostor):
+        raise InvalidInput(f"{dataset}: needs two photos of one person and photos of two people "
+                           f"(faces found in {len(kept)} of {len(keys)} photos)")
+    scores = np.concatenate([genuine, impostor])
+    same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
+    report = DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(dataset), len(keys),
+                           int(identities.max()) + 1, [k for k, ok in zip(keys, found) if not ok], genuine, impostor,
+                           far_points(genuine, impostor, STANDARD_FARS), operating_curve(genuine, impostor),
+                           impostor_tail(impostor), auc=roc_points(scores, same)[2])
+    repeated = int((np.bincount(identities) >= 2).sum())
+    if repeated:
+        size = min(repeated, gallery_identities or repeated)
+        report.identification = identification_report(vectors[found], identities, report.calibration(), size)
+    return report
+
+
+def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> DatasetReport:
+    pairs = _read_pairs(path)
+    root = path.parent
+    keys = sorted({k for a, b, _ in pairs for k in (a, b)})
+    missing = [k for k in keys if not (root / k).is_file()]
+    if missing:
+        raise InvalidInput(f"{path}: {len(missing)} images not found next to it, e.g. {missing[0]}")
+    vectors, found = embed_largest(analyzer, root, keys, progress=progress)
+    row = {k: i for i, k in enumerate(keys)}
+    usable = [(row[a], row[b], same) for a, b, same in pairs if found[row[a]] and found[row[b]]]
+    scores = np.array([float(vectors[i] @ vectors[j]) for i, j, _ in usable], np.float32)
+    same_mask = np.array([s for _, _, s in usable], bool)
+    genuine, impostor = scores[same_mask], scores[~same_mask]
+    if not len(genuine) or not len(impostor):
+        raise InvalidInput(f"{path}: needs same and different pairs with a face in both photos")
+    return DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(path), len(keys), 0,
+                         [k for k in keys if not found[row[k]]], genuine, impostor,
+                         far_points(genuine, impostor, STANDARD_FARS), operating_curve(genuine, impostor),
+                         impostor_tail(impostor), auc=roc_points(scores, same_mask)[2])
+
+
+def plot_dataset(report: DatasetReport, path: Path) -> Path:
+    """ROC (TAR against FAR) and DET (FNMR against FMR, both log) side by side, with the stated points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid, tar = report.curve
+    fig, (roc, det) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    roc.plot(grid, tar)
+    det.plot(grid, np.clip(1.0 - tar, 1e-5, 1.0))
+    for p in report.points:
+        if p.resolvable:
+            roc.scatter([p.far], [p.tar], zorder=3)
+            roc.annotate(f"{p.tar:.3f} @ {far_key(p.far)}", (p.far, p.tar), textcoords="offset points",
+                         xytext=(4, -12), fontsize=7)
+            det.scatter([p.far], [max(1e-5, 1.0 - p.tar)], zorder=3)
+    roc.set(xscale="log", xlabel="false accept rate (FAR)", ylabel="true accept rate (TAR)", ylim=(0, 1.01),
+            title=f"ROC ({report.n_genuine:,} genuine / {report.n_impostor:,} impostor pairs)")
+    det.set(xscale="log", yscale="log", xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)",
+            title=f"DET, pack {report.pack}")
+    for ax in (roc, det):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

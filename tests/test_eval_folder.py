@@ -1,0 +1,81 @@
+"""`faceatlas eval folder`: evaluate and calibrate on the user's own per-person folders or pairs CSV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from faceatlas.cli.evaluate import app
+
+
+@pytest.fixture(scope="module")
+def dataset(shared, tmp_path_factory) -> Path:
+    """40 LFW people with 3+ photos (3 each) and 40 with one: 160 photos, 12,720 pairs
+    (120 genuine, 12,600 impostor): enough to state FAR 1e-3, not 1e-4."""
+    root = tmp_path_factory.mktemp("mine")
+    people = sorted(p for p in (shared / "data/lfw/images").iterdir() if p.is_dir())
+    many = [p for p in people if len(list(p.glob("*.jpg"))) >= 3][:40]
+    single = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:40]
+    for person, count in [*((p, 3) for p in many), *((p, 1) for p in single)]:
+        (root / person.name).mkdir()
+        for photo in sorted(person.glob("*.jpg"))[:count]:
+            (root / person.name / photo.name).symlink_to(photo)
+    return root
+
+
+def test_folder_states_only_what_its_pairs_support_and_saves_a_calibration(dataset, tmp_path, monkeypatch):
+    from faceatlas.engine import FaceAnalyzer
+
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    plot = tmp_path / "plots.png"
+    result = CliRunner().invoke(app, ["folder", str(dataset), "--pack", "scrfd-mbf", "--plot", str(plot),
+                                      "--save-as", "mine"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "not enough impostor pairs to state FAR 1e-4, 1e-5, 1e-6" in output
+    assert "FNIR @ FPIR 1e-2" in output and "FNIR @ FPIR 1e-3" in output and "TAR @ FAR 1e-3" in output
+    assert plot.stat().st_size > 20_000
+    # the saved calibration holds FAR 1e-3 only (12,600 impostor pairs), with the tail for open-set
+    # cuts and the measurements, and is used once selected
+    assert FaceAnalyzer("scrfd-mbf").calibration.thresholds.keys() == {"1e-3", "1e-4", "1e-5", "1e-6"}
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")
+    mine = FaceAnalyzer("scrfd-mbf").calibration
+    assert mine is not None and set(mine.thresholds) == {"1e-3"} and mine.tail
+    metrics = mine.metrics
+    assert metrics["images"] == 160 and 10_000 <= metrics["impostor_pairs"] < 100_000
+    assert metrics["tar_at_far_1e-3"] >= 0.9
+    assert metrics["fnir_at_fpir_1e-2"] <= 0.2 and metrics["fnir_at_fpir_1e-3"] <= 0.3
+    assert min(float(k) for k in mine.tail) >= 10 / metrics["impostor_pairs"]
+
+
+def test_pairs_csv_and_bad_datasets(dataset, tmp_path):
+    people = sorted(p for p in dataset.iterdir() if len(list(p.iterdir())) == 3)[:4]
+    rows = ["image_a,image_b,same"]
+    for person in people:
+        a, b, _ = sorted(person.iterdir())
+        rows.append(f"{person.name}/{a.name},{person.name}/{b.name},1")
+    for first, second in zip(people, people[1:]):
+        rows.append(f"{first.name}/{sorted(first.iterdir())[0].name},{second.name}/{sorted(second.iterdir())[0].name},0")
+    csv = dataset / "pairs.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    try:
+        result = CliRunner().invoke(app, ["folder", str(csv), "--pack", "scrfd-mbf", "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout[result.stdout.index("{"):])
+        assert report["genuine_pairs"] == 4 and report["impostor_pairs"] == 3
+        assert report["identification"] is None and not any(p["resolvable"] for p in report["far"])
+        refused = CliRunner().invoke(app, ["folder", str(csv), "--pack", "scrfd-mbf", "--save-as", "x"])
+        assert refused.exit_code == 2 and "support no FAR" in refused.output
+    finally:
+        csv.unlink()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a.jpg,b.jpg,maybe\n")
+    result = CliRunner().invoke(app, ["folder", str(bad), "--pack", "scrfd-mbf"])
+    assert result.exit_code == 2 and "bad_request" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["folder", str(empty), "--pack", "scrfd-mbf"])
+    assert result.exit_code == 2 and "no per-person folders" in " ".join(result.output.split())

@@ -1,0 +1,109 @@
+"""Open-set identification: thresholds at a stated FPIR for the gallery's size, and the gallery,
+CLI and API deciding "who, or nobody" with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceatlas.engine import Calibration, Cut, Embedding, get_pack
+from faceatlas.engine.calibration import load_calibration, per_comparison_far
+from faceatlas.engine.evaluation import far_thresholds, impostor_tail
+from faceatlas.engine.identification import identification_report, run_searches
+from faceatlas.errors import FarNotCalibrated
+from faceatlas.gallery import Gallery
+
+
+def _calibration(impostor: np.ndarray) -> Calibration:
+    return Calibration("p", "r", {}, tail=impostor_tail(impostor))
+
+
+def test_per_comparison_far_is_the_fpir_shared_by_the_gallery():
+    assert per_comparison_far(1e-3, 1) == pytest.approx(1e-3)
+    assert per_comparison_far(1e-3, 1000) == pytest.approx(1.0005e-6, rel=1e-3)
+    # n independent comparisons at that FAR name a stranger at the stated rate
+    far = per_comparison_far(1e-2, 250)
+    assert 1 - (1 - far) ** 250 == pytest.approx(1e-2)
+
+
+def test_far_threshold_interpolates_the_tail_and_extrapolates_strict():
+    impostor = np.random.default_rng(0).normal(0.0, 0.1, 2_000_000).astype(np.float32)
+    calibration = _calibration(impostor)
+    exact = far_thresholds(impostor, [3e-4, 1e-5])
+    assert calibration.far_threshold(3e-4) == pytest.approx(exact[3e-4], abs=2e-3)  # between grid points
+    lowest = min(float(k) for k in calibration.tail)
+    assert lowest >= 10 / len(impostor)  # the tail stops where the data stops supporting a FAR
+    # beyond the data: a Gaussian tail falls faster than the extrapolation, so the threshold errs strict
+    true_1e8 = 0.1 * 5.612  # the 1e-8 upper quantile of N(0, 0.1)
+    assert calibration.far_threshold(1e-8) >= true_1e8
+    # thresholds only tighten as the FAR falls, and an FPIR tightens with the gallery
+    fars = [1e-2, 1e-3, 1e-5, 1e-7, 1e-9]
+    assert np.all(np.diff([calibration.far_threshold(f) for f in fars]) > 0)
+    sizes = [1, 10, 1_000, 100_000]
+    assert np.all(np.diff([calibration.fpir_threshold(1e-3, n) for n in sizes]) > 0)
+    with pytest.raises(FarNotCalibrated):
+        calibration.fpir_threshold(1.5, 10)
+
+
+def test_a_calibration_without_a_tail_reads_its_standard_thresholds():
+    calibration = load_calibration(get_pack("scrfd-mbf"))
+    assert calibration is not None
+    assert calibration.far_threshold(1e-4) == pytest.approx(calibration.thresholds["1e-4"], abs=1e-6)
+    assert calibration.fpir_threshold(1e-3, 10) == pytest.approx(calibration.far_threshold(1e-4), abs=1e-3)
+
+
+def test_cut_order_threshold_far_fpir_rank():
+    calibration = load_calibration(get_pack("scrfd-mbf"))
+    assert Cut(threshold=0.3, far=1e-4, fpir=1e-3).similarity(calibration, 5) == 0.3
+    assert Cut(far=1e-4, fpir=1e-3).similarity(calibration, 5) == calibration.threshold(1e-4)
+    assert Cut(fpir=1e-3).similarity(calibration, 500) == calibration.fpir_threshold(1e-3, 500)
+    assert Cut().similarity(calibration) is None and not Cut().decides
+
+
+def test_identification_on_synthetic_identities_reaches_the_stated_fpir():
+    """Well-separated synthetic identities: FPIR reached ~ stated, and nobody enrolled is missed."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3000, 64))
+    identities = np.repeat(np.arange(3000), 2)
+    faces = centres[identities] + rng.normal(scale=0.3, size=(6000, 64))
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    ids = identities.copy()
+    impostor = (faces[:2000] @ faces[2000:4000].T).ravel().astype(np.float32)
+    report = identification_report(faces, ids, _calibration(impostor), 500, fpirs=(1e-2,))
+    [point] = report.points
+    assert point.supported and report.non_mated == 5000  # 2,500 identities not enrolled, 2 images each
+    assert point.achieved_fpir <= 2e-2
+    assert point.fnir < 0.01 and report.rank1 > 0.99
+    searches = run_searches(faces, ids, 10, seed=1)
+    assert len(searches.mated) == 10 and len(searches.non_mated) == 6000 - 20
+
+
+def test_gallery_search_cut_tightens_with_the_collection(tmp_path):
+    """The default cut of a search is the FPIR for the collection's size: a score that names a
+    subject in a small collection is 'unknown' in a large one."""
+    pack = get_pack("scrfd-mbf")
+    calibration = load_calibration(pack)
+    assert calibration is not None
+    rid, dim = pack.recognizer_id, 128
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=dim)
+    target /= np.linalg.norm(target)
+    small, large = calibration.fpir_threshold(1e-3, 1), calibration.fpir_threshold(1e-3, 400)
+    score = (small + large) / 2
+    orthogonal = rng.normal(size=dim)
+    orthogonal -= (orthogonal @ target) * target
+    orthogonal /= np.linalg.norm(orthogonal)
+    probe = score * target + np.sqrt(1 - score**2) * orthogonal
+    with Gallery.open(f"sqlite:///{tmp_path}/g.db") as gallery:
+        gallery.create_collection("c", pack)
+        gallery.add_embeddings("c", "alice", target[None], recognizer_id=rid)
+        [match] = gallery.search("c", Embedding(probe, rid), k=1)
+        assert match.external_id == "alice" and match.similarity == pytest.approx(score, abs=1e-4)
+        others = rng.normal(size=(399, dim))
+        others -= np.outer(others @ target, target)  # strangers far from alice and the probe
+        for start in range(0, 399, 100):
+            for i, vector in enumerate(others[start:start + 100], start):
+                gallery.add_embeddings("c", f"p{i}", vector[None], recognizer_id=rid)
+        assert gallery.search("c", Embedding(probe, rid), k=1) == []  # unknown at FPIR 1e-3 over 400 faces
+        assert gallery.search("c", Embedding(probe, rid), k=1, far=1e-3)[0].external_id == "alice"
+        assert gallery.search("c", Embedding(probe, rid), k=1, rank_only=True)[0].external_id == "alice"
