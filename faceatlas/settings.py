@@ -148,6 +148,11 @@ class ServiceSettings(BaseSettings):
     idempotency_seconds: int = Field(default=24 * 3600, ge=1, description="how long an Idempotency-Key's "
                                      "first answer is kept")
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:

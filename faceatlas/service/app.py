@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import migrate as migrate_retail
-from faceatlas.db import create_database_engine
+from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.errors import StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
@@ -52,7 +52,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state = app.state
         state.db = create_database_engine(settings.database_url)
         migrate(state.db)
-        VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
+        with state.db.begin() as connection:  # the events table `faceatlas watch` writes
+            lock_schema(connection)
+            VideoBase.metadata.create_all(connection)
         migrate_retail(state.db)  # the retail tables whose analytics the console reads
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -103,7 +105,7 @@ class RedisState(SharedState):
         self.redis = client or redis.Redis.from_url(
             settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, retry_on_timeout=False
         )
-        self.process = uuid.uuid4().hex
+        self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # host-pid-random
         self._count_calls = count_calls
         self._settings = settings
         self._take = self.redis.register_script(_TAKE)
