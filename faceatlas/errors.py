@@ -38,7 +38,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── RateLimited                 rate_limited          429
     │   ├── QuotaExceeded               quota_exceeded        429
     │   ├── Overloaded                  overloaded            503
-    │   └── StateUnavailable            state_unavailable     503
+    │   ├── StateUnavailable            state_unavailable     503
+    │   └── DatabaseUnavailable         database_unavailable  503
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         └── ModelIntegrityError         model_integrity       500
@@ -53,6 +54,7 @@ __all__ = [
     "AccessError",
     "AlreadyExists",
     "Conflict",
+    "DatabaseUnavailable",
     "ConsentRequired",
     "EmptyImage",
     "FaceAtlasError",
@@ -307,6 +309,14 @@ class StateUnavailable(LimitExceeded):
     be reached: a metered call is refused rather than served unmetered."""
 
     code = "state_unavailable"
+    status = 503
+
+
+class DatabaseUnavailable(LimitExceeded):
+    """The database (the record: bill, keys, galleries) cannot be reached: the call is refused,
+    nothing written, and an answer that could not be billed is not sent."""
+
+    code = "database_unavailable"
     status = 503
 
 

@@ -11,17 +11,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer
-from faceatlas.errors import StateUnavailable, Unauthorized
+from faceatlas.errors import DatabaseUnavailable, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, KeyCeilings, billed
 from faceatlas.service.db import migrate
 from faceatlas.service.deps import usage_row
-from faceatlas.service.errors import install_error_handlers
+from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import RefuseNul, UploadLimit
@@ -113,8 +114,14 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             # the bill's row is committed before the answer leaves: a call answered is a call recorded,
             # even if the process is killed next; a 5xx is recorded but neither billed nor counted
             row = usage_row(meter, response.status_code, started)
-            await run_in_threadpool(app.state.accounts.record_usage, [row])
             settle = app.state.shared.settle
+            try:
+                await run_in_threadpool(app.state.accounts.record_usage, [row])
+            except SQLAlchemyError:  # the database is down: the answer would go unbilled, so it does not go
+                with suppress(StateUnavailable):
+                    await run_in_threadpool(settle, meter.principal.tenant_id, False)
+                failure = DatabaseUnavailable("the database is unavailable; the call was not served", retry_after=1.0)
+                return error_response(failure.code, str(failure), failure.status, failure.retry_after)
             with suppress(StateUnavailable):  # the answer stands (billed); reconciliation mends the counter
                 await run_in_threadpool(settle, meter.principal.tenant_id, billed(response.status_code))
         return response
