@@ -4,6 +4,8 @@ Redis down and back, idempotent enrols, key revocation through the 1 s cache."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from faceatlas.db import create_database_engine
@@ -141,3 +144,86 @@ def test_idempotent_enrol_and_revocation_through_the_app(redis_server, accounts:
         accounts.revoke_key(prefix)
         time.sleep(settings.key_cache_seconds + 0.1)
         assert http.get("/v1/collections").status_code == 401
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to the test PostgreSQL: ``down()`` cuts every connection and
+    refuses new ones (the database unreachable), ``up()`` serves again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def down(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it (Linux)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._sockets.clear()
+
+
+def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, accounts: Accounts, fast_analyzer,
+                                                               examples: Path, tmp_path: Path) -> None:
+    redis_server.flush()
+    accounts.create_tenant("acme")
+    token = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
+    url = accounts.engine.url
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    settings = ServiceSettings(database_url=proxied, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1,
+                               redis_url=redis_server.url)
+    image = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
+    with TestClient(create_app(settings, analyzer=fast_analyzer),
+                    headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.post("/v1/detect", files=image).status_code == 200  # the key is cached in Redis now
+        proxy.down()
+        try:
+            detect = http.post("/v1/detect", files=image)  # computed, but its usage row cannot be written
+            listing = http.get("/v1/collections")
+        finally:
+            proxy.up()
+        assert (detect.status_code, detect.json()["error"]["code"]) == (503, "database_unavailable")
+        assert (listing.status_code, listing.json()["error"]["code"]) == (503, "database_unavailable")
+        assert http.post("/v1/detect", files=image).status_code == 200  # back by itself
+    proxy.down()
+    assert accounts.calls_this_month("acme") == 2  # the two answered detects; nothing unbilled went out
+    month = time.strftime("%Y-%m", time.gmtime())
+    assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == 2
