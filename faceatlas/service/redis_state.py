@@ -35,6 +35,7 @@ import redis
 from faceatlas.errors import IdempotencyInFlight, StateUnavailable
 from faceatlas.service.accounts import Principal
 from faceatlas.service.shared_state import (
+    CLAIM_SECONDS,
     CountCalls,
     LoadKey,
     SharedState,
@@ -197,7 +198,7 @@ class RedisState(SharedState):
 
     def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
         name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
-        claimed = self._call(lambda: self.redis.set(name, b"", nx=True, ex=self._settings.idempotency_seconds))
+        claimed = self._call(lambda: self.redis.set(name, b"", nx=True, ex=CLAIM_SECONDS))
         if claimed:
             return None
         stored = self._call(lambda: self.redis.get(name))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from faceatlas.service.accounts import Principal
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.settings import ServiceSettings
 
+CLAIM_SECONDS = 120  # a claimed Idempotency-Key whose call never finished (process killed) frees after this
 CountCalls = Callable[[str], int]  # billed calls of a tenant this month, from the usage table
 LoadKey = Callable[[str], "Principal | None"]  # a presented key's principal, from the database
 
@@ -97,7 +99,7 @@ class MemoryState(SharedState):
         self._count_calls = count_calls
         self._buckets = TokenBuckets()
         self._counts: dict[str, tuple[str, int]] = {}
-        self._answers: dict[tuple[str, str], tuple[float, StoredAnswer | None]] = {}
+        self._answers: OrderedDict[tuple[str, str], tuple[float, StoredAnswer | None]] = OrderedDict()
         self._lock = threading.Lock()
         self._idempotency_seconds = settings.idempotency_seconds
 
@@ -129,14 +131,15 @@ class MemoryState(SharedState):
     def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
         now = time.monotonic()
         with self._lock:
-            for stale in [k for k, (expires, _) in self._answers.items() if expires < now]:
-                del self._answers[stale]
-            if (scope, key) in self._answers:
-                answer = self._answers[(scope, key)][1]
+            while self._answers and next(iter(self._answers.values()))[0] < now:  # oldest first
+                self._answers.popitem(last=False)
+            expires, answer = self._answers.get((scope, key), (0.0, None))
+            if expires >= now:
                 if answer is None:
                     raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
                 return answer
-            self._answers[(scope, key)] = (now + self._idempotency_seconds, None)
+            self._answers[(scope, key)] = (now + CLAIM_SECONDS, None)
+            self._answers.move_to_end((scope, key))
             return None
 
     def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
@@ -145,3 +148,4 @@ class MemoryState(SharedState):
                 self._answers.pop((scope, key), None)
             else:
                 self._answers[(scope, key)] = (time.monotonic() + self._idempotency_seconds, answer)
+                self._answers.move_to_end((scope, key))

@@ -7,6 +7,7 @@ answered call from the bill."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -220,3 +221,53 @@ def test_kill_9_under_load_loses_no_answered_call(cluster: Cluster, examples: Pa
         assert cluster.counter("load") == cluster.accounts.calls_this_month("load") == rows
     finally:
         state.close()
+
+
+@pytest.mark.slow
+def test_serve_processes_runs_n_engines_and_replaces_a_killed_one(redis_server: RedisServer, new_database,
+                                                                  shared: Path, tmp_path: Path) -> None:
+    """``faceatlas serve --processes 2``: two processes on one port, each loading its engine once;
+    one killed with -9 is replaced by uvicorn's supervisor and the port keeps serving."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.service.conftest import _free_port
+
+    with new_database("postgresql", tmp_path) as database_url:
+        engine = create_database_engine(database_url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        token = accounts.create_key("acme", ["read"], rate_per_second=100, burst=100).token
+        port, log = _free_port(), tmp_path / "serve.log"
+        env = {**os.environ, "FACEATLAS_DATABASE_URL": database_url, "FACEATLAS_PACK": "scrfd-mbf",
+               "FACEATLAS_MODEL_DIR": str(shared / "models"), "FACEATLAS_THREADS": "1",
+               "FACEATLAS_REDIS_URL": redis_server.url, "FACEATLAS_INDEX_DIR": str(tmp_path / "indexes")}
+        server = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port),
+                                   "--processes", "2"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        try:
+            def started() -> int:
+                return log.read_text().count("Application startup complete")
+
+            deadline = time.monotonic() + 180
+            while started() < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert started() == 2, log.read_text()[-3000:]
+            url = f"http://127.0.0.1:{port}"
+            headers = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(f"{url}/readyz").status_code == 200
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            workers = [int(pid) for pid in children
+                       if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+            assert len(workers) == 2
+            os.kill(workers[0], signal.SIGKILL)
+            deadline = time.monotonic() + 180
+            while started() < 3 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert started() == 3  # a new process, its engine loaded
+            assert all(httpx.get(f"{url}/v1/collections", headers=headers).status_code == 200 for _ in range(10))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            engine.dispose()

@@ -113,14 +113,15 @@ def test_redis_down_refuses_then_recovers(states: list[RedisState], accounts: Ac
     assert states[2].spend("acme", 2) > 0
 
 
-def test_idempotent_enrol_and_revocation_through_the_app(redis_server, accounts: Accounts, fast_analyzer,
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_idempotent_enrol_and_revocation_through_the_app(state: str, redis_server, accounts: Accounts, fast_analyzer,
                                                          examples: Path, tmp_path: Path) -> None:
     redis_server.flush()
     accounts.create_tenant("acme")
     admin = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
     url = str(accounts.engine.url.render_as_string(hide_password=False))
     settings = ServiceSettings(database_url=url, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1,
-                               redis_url=redis_server.url)
+                               redis_url=redis_server.url if state == "redis" else None)
     image = (examples / "examples" / "obama-480p.jpg").read_bytes()
     with TestClient(create_app(settings, analyzer=fast_analyzer),
                     headers={"Authorization": f"Bearer {admin}"}) as http:
@@ -227,3 +228,14 @@ def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, acc
     assert accounts.calls_this_month("acme") == 2  # the two answered detects; nothing unbilled went out
     month = time.strftime("%Y-%m", time.gmtime())
     assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == 2
+
+
+def test_many_processes_without_redis_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    monkeypatch.delenv("FACEATLAS_REDIS_URL", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--processes", "2", "--db", "sqlite:///unused.db"])
+    assert result.exit_code == 2
+    assert "FACEATLAS_REDIS_URL" in result.output
