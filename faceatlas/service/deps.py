@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Header, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -183,16 +183,20 @@ class Idempotent:
         return Response(body, status, media_type="application/json")
 
 
-async def idempotency(request: Request, principal: PrincipalDep, shared: SharedDep) -> AsyncIterator[Idempotent]:
+async def idempotency(
+    request: Request,
+    principal: PrincipalDep,
+    shared: SharedDep,
+    key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                      description="a retry with the same key runs once and answers the first "
+                                      "answer again (kept 24 h)")] = None,
+) -> AsyncIterator[Idempotent]:
     """The ``Idempotency-Key`` header of a write call: a retry with the same key (same tenant and
     path) runs once and gets the first answer back, neither billed nor counted again. A call that
     failed releases its key (a retry runs again); while it runs, a retry is 409."""
-    key = request.headers.get("idempotency-key")
     if key is None:
         yield Idempotent(None)
         return
-    if not 1 <= len(key) <= 200:
-        raise InvalidArgument("an Idempotency-Key is 1-200 characters")
     scope = f"{principal.tenant_id}:{request.url.path}"
     stored = await run_in_threadpool(shared.begin_idempotent, scope, key)
     call = Idempotent(key, replay=stored)

@@ -16,6 +16,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from faceatlas.client import FaceAtlasClient
 from faceatlas.db import create_database_engine
 from faceatlas.errors import StateUnavailable
 from faceatlas.service import create_app
@@ -132,6 +133,9 @@ def test_idempotent_enrol_and_revocation_through_the_app(state: str, redis_serve
         again = http.post(path, files=files, headers={"Idempotency-Key": "enrol-1"})
         assert first.status_code == again.status_code == 201
         assert first.json() == again.json() and len(first.json()["face_ids"]) == 1
+        client = FaceAtlasClient("http://testserver", admin, http=http)  # the Python client's retry
+        retried = client.enrol("staff", "obama", image, idempotency_key="enrol-1")
+        assert retried.face_ids == tuple(first.json()["face_ids"])
         other = http.post(path, files=files, headers={"Idempotency-Key": "enrol-2"})
         assert other.json()["face_ids"] != first.json()["face_ids"]
         subject = http.get("/v1/collections/staff/subjects/obama").json()
