@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -224,3 +225,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def service_tools() -> SimpleNamespace:
+    """``start``/``stop`` a ``faceatlas serve`` child process and pick a ``free_port``, for tests
+    that manage their own servers (tests do not import conftest modules)."""
+    return SimpleNamespace(start=start_server, stop=stop_server, free_port=_free_port)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -24,7 +25,9 @@ from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 from faceatlas.service.redis_state import RedisState
 from faceatlas.settings import ServiceSettings
-from tests.service.conftest import RedisServer, start_server, stop_server
+
+if TYPE_CHECKING:
+    from tests.service.conftest import RedisServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -53,7 +56,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(redis_server: RedisServer, new_database, shared: Path,
+def cluster(redis_server: RedisServer, new_database, shared: Path, service_tools,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("scale")
     redis_server.flush()
@@ -75,13 +78,13 @@ def cluster(redis_server: RedisServer, new_database, shared: Path,
         for log in logs:
             log.parent.mkdir()
         with ThreadPoolExecutor(3) as pool:
-            started = list(pool.map(lambda log: start_server(
+            started = list(pool.map(lambda log: service_tools.start(
                 database_url, shared, log, FACEATLAS_REDIS_URL=redis_server.url, FACEATLAS_WORKERS="1"), logs))
         processes = [p for p, _ in started]
         yield Cluster([u for _, u in started], processes, accounts, redis_server, keys)
         for process in processes:
             if process.poll() is None:
-                stop_server(process)
+                service_tools.stop(process)
         engine.dispose()
 
 
@@ -225,14 +228,12 @@ def test_kill_9_under_load_loses_no_answered_call(cluster: Cluster, examples: Pa
 
 @pytest.mark.slow
 def test_serve_processes_runs_n_engines_and_replaces_a_killed_one(redis_server: RedisServer, new_database,
-                                                                  shared: Path, tmp_path: Path) -> None:
+                                                                  shared: Path, service_tools, tmp_path: Path) -> None:
     """``faceatlas serve --processes 2``: two processes on one port, each loading its engine once;
     one killed with -9 is replaced by uvicorn's supervisor and the port keeps serving."""
     import signal
     import subprocess
     import sys
-
-    from tests.service.conftest import _free_port
 
     with new_database("postgresql", tmp_path) as database_url:
         engine = create_database_engine(database_url)
@@ -240,7 +241,7 @@ def test_serve_processes_runs_n_engines_and_replaces_a_killed_one(redis_server: 
         accounts = Accounts(engine)
         accounts.create_tenant("acme")
         token = accounts.create_key("acme", ["read"], rate_per_second=100, burst=100).token
-        port, log = _free_port(), tmp_path / "serve.log"
+        port, log = service_tools.free_port(), tmp_path / "serve.log"
         env = {**os.environ, "FACEATLAS_DATABASE_URL": database_url, "FACEATLAS_PACK": "scrfd-mbf",
                "FACEATLAS_MODEL_DIR": str(shared / "models"), "FACEATLAS_THREADS": "1",
                "FACEATLAS_REDIS_URL": redis_server.url, "FACEATLAS_INDEX_DIR": str(tmp_path / "indexes")}
