@@ -119,11 +119,11 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
                 await run_in_threadpool(app.state.accounts.record_usage, [row])
             except SQLAlchemyError:  # the database is down: the answer would go unbilled, so it does not go
                 with suppress(StateUnavailable):
-                    await run_in_threadpool(settle, meter.principal.tenant_id, False)
+                    await run_in_threadpool(settle, meter.principal.tenant_id, False, meter.month)
                 failure = DatabaseUnavailable("the database is unavailable; the call was not served", retry_after=1.0)
                 return error_response(failure.code, str(failure), failure.status, failure.retry_after)
             with suppress(StateUnavailable):  # the answer stands (billed); reconciliation mends the counter
-                await run_in_threadpool(settle, meter.principal.tenant_id, billed(response.status_code))
+                await run_in_threadpool(settle, meter.principal.tenant_id, billed(response.status_code), meter.month)
         return response
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)

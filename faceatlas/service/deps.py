@@ -37,7 +37,7 @@ from faceatlas.service.db import UsageRecord
 from faceatlas.service.fetch import fetch_image
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
-from faceatlas.service.shared_state import SharedState, StoredAnswer
+from faceatlas.service.shared_state import SharedState, StoredAnswer, month_of
 from faceatlas.service.tenants import gallery_tenant
 from faceatlas.settings import ServiceSettings
 
@@ -49,6 +49,7 @@ class Meter:
     principal: Principal
     operation: str
     faces: int = 0
+    month: str | None = None  # the quota month the call was counted in ("YYYY-MM"), for its settle
 
 
 # -- the app's parts, typed ------------------------------------------------------------------
@@ -145,7 +146,8 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..
         quota = principal.monthly_quota
         if quota is None:
             quota = settings.default_monthly_quota
-        wait = shared.spend(principal.tenant_id, quota)
+        meter.month = month_of()
+        wait = shared.spend(principal.tenant_id, quota, meter.month)
         if wait > 0:
             metrics.rejected.labels("quota_exceeded").inc()
             raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
@@ -204,7 +206,7 @@ async def idempotency(
         meter = getattr(request.state, "meter", None)
         if meter is not None:  # the replay is not a second call: neither recorded nor counted
             request.state.meter = None
-            await run_in_threadpool(shared.settle, meter.principal.tenant_id, False)
+            await run_in_threadpool(shared.settle, meter.principal.tenant_id, False, meter.month)
         yield call
         return
     try:
@@ -305,11 +307,11 @@ def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
         wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst, cost=extra)
     except StateUnavailable:
         request.state.meter = None
-        shared.settle(principal.tenant_id, billed=False)
+        shared.settle(principal.tenant_id, False, meter.month)
         raise
     if wait > 0:  # refused like any rate-limited call: neither recorded nor counted
         request.state.meter = None
-        shared.settle(principal.tenant_id, billed=False)
+        shared.settle(principal.tenant_id, False, meter.month)
         get_metrics(request).rejected.labels("rate_limited").inc()
         raise RateLimited(f"rate limit exceeded for this key: the image(s) cost {extra + 1} calls of "
                           f"{settings.pixels_per_token:,} pixels", retry_after=wait)

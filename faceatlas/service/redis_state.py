@@ -135,8 +135,8 @@ class RedisState(SharedState):
         wait = self._call(lambda: self._take(keys=[f"{PREFIX}bucket:{key_id}"], args=[rate, burst, cost]))
         return float(wait)
 
-    def spend(self, tenant_id: str, quota: int | None) -> float:
-        month = month_of()
+    def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
+        month = month or month_of()
         keys = self._quota_keys(tenant_id, month)
         args: list[int | str] = [-1 if quota is None else quota, self.process, MONTH_TTL]
         for _ in range(3):
@@ -148,8 +148,8 @@ class RedisState(SharedState):
             self._reset_counter(tenant_id, month, only_if_missing=True)
         raise StateUnavailable("the quota counter could not be seeded", retry_after=1.0)
 
-    def settle(self, tenant_id: str, billed: bool) -> None:
-        keys = self._quota_keys(tenant_id, month_of())
+    def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
+        keys = self._quota_keys(tenant_id, month or month_of())
         self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed)]))
 
     def _reset_counter(self, tenant_id: str, month: str, *, only_if_missing: bool) -> bool:

@@ -50,14 +50,14 @@ class SharedState(ABC):
         seconds until it could (the Retry-After)."""
 
     @abstractmethod
-    def spend(self, tenant_id: str, quota: int | None) -> float:
-        """Count one call against the tenant's month: 0.0 when within ``quota`` (and counted),
-        else the seconds until the month ends."""
+    def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
+        """Count one call against the tenant's ``month`` (default: this one): 0.0 when within
+        ``quota`` (and counted), else the seconds until the month ends."""
 
     @abstractmethod
-    def settle(self, tenant_id: str, billed: bool) -> None:
-        """A call counted by :meth:`spend` is over (its usage row written): unless ``billed``
-        (answered 5xx, or refused after spending), give its count back."""
+    def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
+        """A call counted by :meth:`spend` in ``month`` is over (its usage row written): unless
+        ``billed`` (answered 5xx, or refused after spending), give its count back."""
 
     @abstractmethod
     def principal(self, token: str, load: LoadKey) -> Principal | None:
@@ -106,8 +106,8 @@ class MemoryState(SharedState):
     def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
         return self._buckets.take(key_id, rate, burst, cost)
 
-    def spend(self, tenant_id: str, quota: int | None) -> float:
-        month = month_of()
+    def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
+        month = month or month_of()
         with self._lock:
             cached = self._counts.get(tenant_id)
             count = cached[1] if cached and cached[0] == month else self._count_calls(tenant_id)
@@ -117,12 +117,12 @@ class MemoryState(SharedState):
             self._counts[tenant_id] = (month, count + 1)
             return 0.0
 
-    def settle(self, tenant_id: str, billed: bool) -> None:
+    def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
         if billed:
             return
         with self._lock:
             cached = self._counts.get(tenant_id)
-            if cached is not None and cached[1] > 0:
+            if cached is not None and cached[1] > 0 and cached[0] == (month or month_of()):
                 self._counts[tenant_id] = (cached[0], cached[1] - 1)
 
     def principal(self, token: str, load: LoadKey) -> Principal | None:
