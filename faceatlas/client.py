@@ -241,8 +241,8 @@ class FaceAtlasClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, headers=self._auth, **kwargs)
+    def _call(self, method: str, path: str, extra_headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, headers={**self._auth, **(extra_headers or {})}, **kwargs)
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -307,9 +307,13 @@ class FaceAtlasClient:
         data = self._call("GET", f"/v1/collections/{collection}/subjects", params=params)
         return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in data["subjects"]))
 
-    def enrol(self, collection: str, subject_id: str, image: ImageArg) -> EnrolResult:
+    def enrol(self, collection: str, subject_id: str, image: ImageArg, *,
+              idempotency_key: str | None = None) -> EnrolResult:
+        """Enrol the largest face of ``image``; with ``idempotency_key``, a retry of this call (after
+        a timeout or a dropped connection) enrols nothing more and returns the first result."""
         data = self._call(
-            "POST", f"/v1/collections/{collection}/subjects/{subject_id}/faces", files=dict([_image("image", image)])
+            "POST", f"/v1/collections/{collection}/subjects/{subject_id}/faces", files=dict([_image("image", image)]),
+            extra_headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
         )
         return _parse(EnrolResult, data, faces=_faces(data))
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import CursorResult, Engine, MetaData, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from faceatlas.settings import StorageSettings
@@ -82,8 +82,20 @@ def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> No
     config = Config()
     config.set_main_option("script_location", str(script_location))
     with engine.begin() as connection:
+        lock_schema(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+MIGRATION_LOCK = 0x46414345  # "FACE": the advisory lock every schema change of FaceAtlas takes
+
+
+def lock_schema(connection: Connection) -> None:
+    """On PostgreSQL, wait for the transaction-scoped advisory lock of schema changes: processes
+    starting together on a fresh database (``faceatlas serve --processes N``) migrate one after
+    the other instead of creating the same table twice. SQLite locks the file already."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 def run_migrations_env(metadata: MetaData, version_table: str = "alembic_version") -> None:

@@ -28,7 +28,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── ModelMismatch               model_mismatch        409
     │   ├── NotCalibrated               not_calibrated        409
     │   ├── KeyRevoked                  key_revoked           409
-    │   └── KeyLimitReached             key_limit             409
+    │   ├── KeyLimitReached             key_limit             409
+    │   └── IdempotencyInFlight         idempotency_in_flight 409
     ├── AccessError
     │   ├── Unauthorized                unauthorized          401
     │   ├── Forbidden                   forbidden             403
@@ -36,7 +37,9 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     ├── LimitExceeded
     │   ├── RateLimited                 rate_limited          429
     │   ├── QuotaExceeded               quota_exceeded        429
-    │   └── Overloaded                  overloaded            503
+    │   ├── Overloaded                  overloaded            503
+    │   ├── StateUnavailable            state_unavailable     503
+    │   └── DatabaseUnavailable         database_unavailable  503
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         └── ModelIntegrityError         model_integrity       500
@@ -51,6 +54,7 @@ __all__ = [
     "AccessError",
     "AlreadyExists",
     "Conflict",
+    "DatabaseUnavailable",
     "ConsentRequired",
     "EmptyImage",
     "FaceAtlasError",
@@ -58,6 +62,7 @@ __all__ = [
     "FarNotCalibrated",
     "FetchFailed",
     "Forbidden",
+    "IdempotencyInFlight",
     "ImageTooLarge",
     "InvalidArgument",
     "InvalidImage",
@@ -76,6 +81,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuotaExceeded",
     "RateLimited",
+    "StateUnavailable",
     "TooManyFaces",
     "TruncatedImage",
     "Unauthorized",
@@ -238,6 +244,12 @@ class KeyLimitReached(Conflict):
     code = "key_limit"
 
 
+class IdempotencyInFlight(Conflict):
+    """A write call with the same ``Idempotency-Key`` is still running; retry once it answered."""
+
+    code = "idempotency_in_flight"
+
+
 # -- access ----------------------------------------------------------------------------------------
 class AccessError(FaceAtlasError):
     """The caller may not do this."""
@@ -289,6 +301,22 @@ class Overloaded(LimitExceeded):
     """The inference queue is full; the server refuses new work at once."""
 
     code = "overloaded"
+    status = 503
+
+
+class StateUnavailable(LimitExceeded):
+    """The shared state of the service processes (Redis: rates, quotas, idempotency keys) cannot
+    be reached: a metered call is refused rather than served unmetered."""
+
+    code = "state_unavailable"
+    status = 503
+
+
+class DatabaseUnavailable(LimitExceeded):
+    """The database (the record: bill, keys, galleries) cannot be reached: the call is refused,
+    nothing written, and an answer that could not be billed is not sent."""
+
+    code = "database_unavailable"
     status = 503
 
 

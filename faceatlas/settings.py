@@ -22,7 +22,10 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
             keys), FACEATLAS_DOCS (serve /docs and /redoc, default off: they load scripts from a
             CDN), FACEATLAS_METRICS_TOKEN (when set, /metrics needs ``Authorization: Bearer <it>``),
-            FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10)
+            FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10),
+            FACEATLAS_REDIS_URL (state shared by many processes: rates, quotas, idempotency
+            keys, key cache; unset: in memory, one process), FACEATLAS_KEY_CACHE_SECONDS (≤ 1),
+            FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -139,6 +142,19 @@ class ServiceSettings(BaseSettings):
     docs: bool = Field(default=False, description="serve Swagger UI (/docs) and ReDoc (/redoc); they load from a CDN")
     metrics_token: str | None = Field(default=None, description="when set, /metrics needs it as a bearer token")
     fetch_timeout: float = Field(default=10.0, gt=0, description="seconds for a whole image fetch by URL")
+    redis_url: str | None = Field(default=None, description="Redis shared by every service process (rates, "
+                                  "quotas, idempotency keys, key cache); None: in this process's memory")
+    key_cache_seconds: float = Field(default=1.0, ge=0, le=1.0, description="how long a key lookup is cached "
+                                     "(a revocation holds on every process within this bound)")
+    quota_reconcile_seconds: float = Field(default=60.0, gt=0, description="with Redis: how often the quota "
+                                           "counters are set again from the usage table (the bill)")
+    idempotency_seconds: int = Field(default=24 * 3600, ge=1, description="how long an Idempotency-Key's "
+                                     "first answer is kept")
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod
@@ -151,6 +167,13 @@ class ServiceSettings(BaseSettings):
     def from_env(cls, **overrides: object) -> ServiceSettings:
         """The environment's settings with ``overrides`` on top."""
         return cls(**overrides)  # type: ignore[arg-type]
+
+    @staticmethod
+    def export(**overrides: object) -> None:
+        """Put ``overrides`` into this process's environment (``FACEATLAS_<NAME>``), for the
+        child processes of ``faceatlas serve --processes N``, which build their settings anew."""
+        for name, value in overrides.items():
+            os.environ[f"FACEATLAS_{name.upper()}"] = str(value)
 
 
 class Settings(BaseModel):

@@ -36,6 +36,8 @@ def serve(
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack")] = None,
     workers: Annotated[int | None, typer.Option(help="inference worker threads")] = None,
     batching: Annotated[bool, typer.Option(help="micro-batch the recogniser across requests")] = True,
+    processes: Annotated[int, typer.Option(min=1, help="server processes on this port (needs FACEATLAS_REDIS_URL "
+                                           "when more than 1: rates and quotas are shared in Redis)")] = 1,
 ) -> None:
     """Run the REST API (OpenAPI schema at /openapi.json; Swagger UI at /docs with FACEATLAS_DOCS=1)."""
     import uvicorn
@@ -46,7 +48,19 @@ def serve(
     for name, value in (("database_url", db), ("pack", pack), ("workers", workers)):
         if value is not None:
             overrides[name] = value
-    uvicorn.run(create_app(ServiceSettings.from_env(**overrides)), host=host, port=port, log_level="info")
+    settings = ServiceSettings.from_env(**overrides)
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    if settings.redis_url is None:
+        console.print(f"[red]error:[/red] --processes {processes} needs FACEATLAS_REDIS_URL: each process would "
+                      "otherwise grant a key's full rate and a tenant's full quota on its own")
+        raise typer.Exit(2)
+    # uvicorn's own supervisor: each process imports the app factory and builds it from the
+    # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
+    ServiceSettings.export(**overrides)
+    uvicorn.run("faceatlas.service.app:create_app", factory=True, workers=processes, host=host, port=port,
+                log_level="info")
 
 
 def _accounts(db: str | None) -> Accounts:

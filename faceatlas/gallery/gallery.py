@@ -82,14 +82,22 @@ class Gallery:
         self._indexes = indexes
         self.tenant = tenant
         self.settings = settings or EngineSettings()  # where user calibrations are (read once, not per search)
-        with self._sessions.begin() as session:
-            found = session.scalar(select(Tenant.id).where(Tenant.name == tenant))
-            if found is None:
-                row = Tenant(name=tenant)
-                session.add(row)
-                session.flush()
-                found = row.id
-            self._tenant_id: int = found
+        self._tenant_id: int = self._tenant_row(tenant)
+
+    def _tenant_row(self, tenant: str) -> int:
+        """The id of ``tenant``'s row, created when new (once, when processes race to create it)."""
+        try:
+            with self._sessions.begin() as session:
+                found = session.scalar(select(Tenant.id).where(Tenant.name == tenant))
+                if found is None:
+                    row = Tenant(name=tenant)
+                    session.add(row)
+                    session.flush()
+                    found = row.id
+                return found
+        except IntegrityError:  # another process created it meanwhile: its row is the one
+            with self._sessions() as session:
+                return session.scalars(select(Tenant.id).where(Tenant.name == tenant)).one()
 
     @classmethod
     def open(cls, url: str | None = None, *, tenant: str = DEFAULT_TENANT, index_dir: Path | None = None,

@@ -5,32 +5,42 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import migrate as migrate_retail
-from faceatlas.db import create_database_engine
+from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer
-from faceatlas.errors import Unauthorized
+from faceatlas.errors import DatabaseUnavailable, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, KeyCeilings, billed
 from faceatlas.service.db import migrate
-from faceatlas.service.deps import QuotaCounter, usage_row
-from faceatlas.service.errors import install_error_handlers
+from faceatlas.service.deps import usage_row
+from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
-from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.redact import RedactQuerySecrets
 from faceatlas.service.routes import account, events, faces, galleries, retail
+from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
+
+
+def open_shared_state(settings: ServiceSettings, count_calls: CountCalls) -> SharedState:
+    """Redis when ``settings.redis_url`` is set (many processes), else this process's memory."""
+    if settings.redis_url is None:
+        return MemoryState(count_calls, settings)
+    from faceatlas.service.redis_state import RedisState  # the redis client: an optional extra
+
+    return RedisState(settings, count_calls)
 
 
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None) -> FastAPI:
@@ -43,12 +53,14 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state = app.state
         state.db = create_database_engine(settings.database_url)
         migrate(state.db)
-        VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
+        with state.db.begin() as connection:  # the events table `faceatlas watch` writes
+            lock_schema(connection)
+            VideoBase.metadata.create_all(connection)
         migrate_retail(state.db)  # the retail tables whose analytics the console reads
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
-        state.quotas = QuotaCounter(state.accounts.calls_this_month)
+        state.shared = open_shared_state(settings, state.accounts.calls_this_month)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
         state.tenant_galleries = {}
         state.analyzer = analyzer or FaceAnalyzer(settings.pack)
@@ -67,6 +79,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         finally:
             state.ready = False
             state.pool.close()
+            state.shared.close()
             state.gallery.close()
             state.db.dispose()
 
@@ -81,7 +94,6 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
-    app.state.buckets = TokenBuckets()
     app.state.ready = False
     install_error_handlers(app)
     app.include_router(faces.router, prefix="/v1")
@@ -102,9 +114,16 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             # the bill's row is committed before the answer leaves: a call answered is a call recorded,
             # even if the process is killed next; a 5xx is recorded but neither billed nor counted
             row = usage_row(meter, response.status_code, started)
-            await run_in_threadpool(app.state.accounts.record_usage, [row])
-            if not billed(response.status_code):
-                app.state.quotas.refund(meter.principal.tenant_id)
+            settle = app.state.shared.settle
+            try:
+                await run_in_threadpool(app.state.accounts.record_usage, [row])
+            except SQLAlchemyError:  # the database is down: the answer would go unbilled, so it does not go
+                with suppress(StateUnavailable):
+                    await run_in_threadpool(settle, meter.principal.tenant_id, False, meter.month)
+                failure = DatabaseUnavailable("the database is unavailable; the call was not served", retry_after=1.0)
+                return error_response(failure.code, str(failure), failure.status, failure.retry_after)
+            with suppress(StateUnavailable):  # the answer stands (billed); reconciliation mends the counter
+                await run_in_threadpool(settle, meter.principal.tenant_id, billed(response.status_code), meter.month)
         return response
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)

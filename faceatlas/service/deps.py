@@ -10,18 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.db import utcnow
 from faceatlas.engine import FaceAnalyzer, encoded_pixels
 from faceatlas.errors import (
     Forbidden,
@@ -30,6 +27,7 @@ from faceatlas.errors import (
     InvalidInput,
     QuotaExceeded,
     RateLimited,
+    StateUnavailable,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -39,7 +37,7 @@ from faceatlas.service.db import UsageRecord
 from faceatlas.service.fetch import fetch_image
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
-from faceatlas.service.ratelimit import TokenBuckets
+from faceatlas.service.shared_state import SharedState, StoredAnswer, month_of
 from faceatlas.service.tenants import gallery_tenant
 from faceatlas.settings import ServiceSettings
 
@@ -51,40 +49,7 @@ class Meter:
     principal: Principal
     operation: str
     faces: int = 0
-
-
-class QuotaCounter:
-    """Calls per tenant in the current month, read from the usage table once, then counted here."""
-
-    def __init__(self, load: Callable[[str], int]) -> None:
-        self._load = load
-        self._counts: dict[str, tuple[str, int]] = {}
-        self._lock = threading.Lock()
-
-    def spend(self, tenant_id: str, quota: int | None) -> float:
-        """0.0 when within quota (and counted), else the seconds until the month ends."""
-        month = utcnow().strftime("%Y-%m")
-        with self._lock:
-            cached = self._counts.get(tenant_id)
-            count = cached[1] if cached and cached[0] == month else self._load(tenant_id)
-            if quota is not None and count >= quota:
-                self._counts[tenant_id] = (month, count)
-                return _seconds_to_next_month()
-            self._counts[tenant_id] = (month, count + 1)
-            return 0.0
-
-    def refund(self, tenant_id: str) -> None:
-        """Give back a call counted by :meth:`spend` that was not billed (answered 5xx)."""
-        with self._lock:
-            cached = self._counts.get(tenant_id)
-            if cached is not None and cached[1] > 0:
-                self._counts[tenant_id] = (cached[0], cached[1] - 1)
-
-
-def _seconds_to_next_month() -> float:
-    now = utcnow()
-    first = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1)
-    return (first - now).total_seconds()
+    month: str | None = None  # the quota month the call was counted in ("YYYY-MM"), for its settle
 
 
 # -- the app's parts, typed ------------------------------------------------------------------
@@ -114,12 +79,8 @@ def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-def get_buckets(request: Request) -> TokenBuckets:
-    return request.app.state.buckets
-
-
-def get_quotas(request: Request) -> QuotaCounter:
-    return request.app.state.quotas
+def get_shared(request: Request) -> SharedState:
+    return request.app.state.shared
 
 
 def get_gallery(request: Request) -> Gallery:
@@ -132,8 +93,7 @@ AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 PoolDep = Annotated[InferencePool, Depends(get_pool)]
 AnalyzerDep = Annotated[FaceAnalyzer, Depends(get_analyzer)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
-BucketsDep = Annotated[TokenBuckets, Depends(get_buckets)]
-QuotasDep = Annotated[QuotaCounter, Depends(get_quotas)]
+SharedDep = Annotated[SharedState, Depends(get_shared)]
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
 
 
@@ -147,10 +107,11 @@ def bearer_token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def authenticate(request: Request, accounts: AccountsDep) -> Principal:
-    """The caller of the request (its API key), or :class:`Unauthorized`."""
+def authenticate(request: Request, accounts: AccountsDep, shared: SharedDep) -> Principal:
+    """The caller of the request (its API key, looked up through the shared short-lived cache),
+    or :class:`Unauthorized`."""
     token = bearer_token(request)
-    principal = accounts.authenticate(token) if token else None
+    principal = shared.principal(token, accounts.authenticate) if token else None
     if principal is None:
         raise Unauthorized("a valid API key is required (Authorization: Bearer fa_...)")
     return principal
@@ -170,13 +131,12 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..
         request: Request,
         principal: PrincipalDep,
         settings: SettingsDep,
-        buckets: BucketsDep,
-        quotas: QuotasDep,
+        shared: SharedDep,
         metrics: MetricsDep,
     ) -> Meter:
         if not principal.allows(scope):
             raise Forbidden(f"this key lacks the '{scope}' scope")
-        wait = buckets.take(principal.key_id, principal.rate_per_second, principal.burst)
+        wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst)
         if wait > 0:
             metrics.rejected.labels("rate_limited").inc()
             raise RateLimited("rate limit exceeded for this key", retry_after=wait)
@@ -186,7 +146,8 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..
         quota = principal.monthly_quota
         if quota is None:
             quota = settings.default_monthly_quota
-        wait = quotas.spend(principal.tenant_id, quota)
+        meter.month = month_of()
+        wait = shared.spend(principal.tenant_id, quota, meter.month)
         if wait > 0:
             metrics.rejected.labels("quota_exceeded").inc()
             raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
@@ -205,6 +166,56 @@ def get_tenant_gallery(request: Request, principal: PrincipalDep, gallery: Galle
 
 
 TenantGalleryDep = Annotated[Gallery, Depends(get_tenant_gallery)]
+
+
+# -- idempotency ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Idempotent:
+    """A write call's ``Idempotency-Key``: ``replay`` is the first answer when the key ran
+    already; the route sets ``answer`` (the bytes it sends) once it succeeded."""
+
+    key: str | None
+    replay: StoredAnswer | None = None
+    answer: StoredAnswer | None = None
+
+    def respond(self, status: int, body: bytes) -> Response:
+        self.answer = StoredAnswer(status, body)
+        return Response(body, status, media_type="application/json")
+
+
+async def idempotency(
+    request: Request,
+    principal: PrincipalDep,
+    shared: SharedDep,
+    key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                      description="a retry with the same key runs once and answers the first "
+                                      "answer again (kept 24 h)")] = None,
+) -> AsyncIterator[Idempotent]:
+    """The ``Idempotency-Key`` header of a write call: a retry with the same key (same tenant and
+    path) runs once and gets the first answer back, neither billed nor counted again. A call that
+    failed releases its key (a retry runs again); while it runs, a retry is 409."""
+    if key is None:
+        yield Idempotent(None)
+        return
+    scope = f"{principal.tenant_id}:{request.url.path}"
+    stored = await run_in_threadpool(shared.begin_idempotent, scope, key)
+    call = Idempotent(key, replay=stored)
+    if stored is not None:
+        meter = getattr(request.state, "meter", None)
+        if meter is not None:  # the replay is not a second call: neither recorded nor counted
+            request.state.meter = None
+            await run_in_threadpool(shared.settle, meter.principal.tenant_id, False, meter.month)
+        yield call
+        return
+    try:
+        yield call
+    finally:
+        await run_in_threadpool(shared.finish_idempotent, scope, key, call.answer)
+
+
+IdempotentDep = Annotated[Idempotent, Depends(idempotency, scope="function")]
 
 
 # -- auditing ------------------------------------------------------------------------------------
@@ -291,10 +302,16 @@ def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
     if meter is None or extra == 0:
         return
     principal = meter.principal
-    wait = get_buckets(request).take(principal.key_id, principal.rate_per_second, principal.burst, cost=extra)
+    shared = get_shared(request)
+    try:
+        wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst, cost=extra)
+    except StateUnavailable:
+        request.state.meter = None
+        shared.settle(principal.tenant_id, False, meter.month)
+        raise
     if wait > 0:  # refused like any rate-limited call: neither recorded nor counted
         request.state.meter = None
-        get_quotas(request).refund(principal.tenant_id)
+        shared.settle(principal.tenant_id, False, meter.month)
         get_metrics(request).rejected.labels("rate_limited").inc()
         raise RateLimited(f"rate limit exceeded for this key: the image(s) cost {extra + 1} calls of "
                           f"{settings.pixels_per_token:,} pixels", retry_after=wait)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from faceatlas.errors import FaceAtlasError, InvalidArgument
+from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument
 
 # Starlette's own HTTP errors (unknown route, wrong method, body over the server's limit).
 _HTTP_CODES = {404: "not_found", 405: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "payload_too_large"}
@@ -31,6 +32,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return error_response(InvalidArgument.code, details or "invalid request", InvalidArgument.status)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        # the database cannot be reached (or dropped the connection): the transaction rolled back
+        failure = DatabaseUnavailable("the database is unavailable; nothing was written", retry_after=1.0)
+        return error_response(failure.code, str(failure), failure.status, failure.retry_after)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -168,3 +169,66 @@ def server(request, new_database, shared: Path, tmp_path_factory: pytest.TempPat
         yield Server(url, keys, accounts, database_url)
         stop_server(process)
         engine.dispose()
+
+
+# -- Redis: the shared state of many processes -----------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` of this test session on loopback (no persistence: a restart empties it)."""
+
+    binary: str
+    folder: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=(self.folder / "redis.log").open("a"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start: {(self.folder / 'redis.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def flush(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.url).flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` (Debian package; .ci/run installs it) on a free loopback port."""
+    import shutil
+
+    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
+    if binary is None:
+        pytest.skip("no redis-server: apt-get install redis-server (.ci/run does)")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"), _free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def service_tools() -> SimpleNamespace:
+    """``start``/``stop`` a ``faceatlas serve`` child process and pick a ``free_port``, for tests
+    that manage their own servers (tests do not import conftest modules)."""
+    return SimpleNamespace(start=start_server, stop=stop_server, free_port=_free_port)

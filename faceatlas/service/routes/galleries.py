@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -23,6 +23,7 @@ from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
     AuditEntry,
+    IdempotentDep,
     Meter,
     PoolDep,
     PrincipalDep,
@@ -276,10 +277,15 @@ async def enrol(
     gallery: TenantGalleryDep,
     pool: PoolDep,
     audit: Annotated[AuditEntry, audited("face.enrol", SUBJECT)],
+    idem: IdempotentDep,
     all_faces: Annotated[bool, Query(description="enrol every face, not only the largest")] = False,
     min_quality: Annotated[float, Query(ge=0, le=1)] = 0.0,
-) -> dict[str, Any]:
-    """Enrol the face(s) of an image to a subject (created when new)."""
+) -> Any:
+    """Enrol the face(s) of an image to a subject (created when new). With an ``Idempotency-Key``
+    header, a retry with the same key enrols nothing more and answers the first answer again."""
+    if idem.replay is not None:
+        audit.action = "face.enrol.replay"
+        return Response(idem.replay.body, idem.replay.status, media_type="application/json")
     images, _ = await read_images(request, "image")
     info = await run_in_threadpool(gallery.get_collection, collection)
     faces, crops = await pool.faces_and_crops(
@@ -290,7 +296,10 @@ async def enrol(
         lambda: gallery.enrol_faces(collection, subject, faces, crops=crops, min_quality=min_quality)
     )
     audit.details["faces"] = len(report.added)
-    return {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected)}
+    result = {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected)}
+    if idem.key is None:
+        return result
+    return idem.respond(201, EnrolOut.model_validate(result).model_dump_json(exclude_unset=True).encode())
 
 
 # -- search and verify -------------------------------------------------------------------------------

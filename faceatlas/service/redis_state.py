@@ -1,0 +1,261 @@
+"""The shared state in Redis, for many service processes on one or many machines.
+
+- token buckets: one hash per key, spent by one Lua script (atomic; Redis's clock, so the
+  processes' clocks need not agree);
+- quota counters: one counter per tenant and month, counted and refunded by Lua scripts. Each
+  process also counts its calls in flight (``inflight`` hash, one field per process, the process
+  alive while its heartbeat key lives). A counter missing (first call of the month, Redis
+  restarted empty) is seeded from the usage table, and every ``quota_reconcile_seconds`` one
+  process sets every counter of the month to *billed rows + calls in flight of live processes*:
+  the calls a killed process had admitted but never answered stop counting. Reconciliation reads
+  the table twice around the set, so a counter is never below the bill (at worst a call over, for
+  one period: the side that refuses, never the side that serves beyond the quota);
+- idempotency keys: ``SET NX`` claims, the first answer stored for ``idempotency_seconds``;
+- key lookups: cached for ``key_cache_seconds`` (≤ 1 s), so a revocation holds everywhere within it.
+
+Redis unreachable: every call raises :class:`~faceatlas.errors.StateUnavailable` (503); the
+client reconnects by itself on the next call once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from hashlib import sha256
+from typing import Any, TypeVar
+
+import redis
+
+from faceatlas.errors import IdempotencyInFlight, StateUnavailable
+from faceatlas.service.accounts import Principal
+from faceatlas.service.shared_state import (
+    CLAIM_SECONDS,
+    CountCalls,
+    LoadKey,
+    SharedState,
+    StoredAnswer,
+    month_of,
+    seconds_to_next_month,
+)
+from faceatlas.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PREFIX = "faceatlas:"
+MONTH_TTL = 40 * 24 * 3600  # a month's counter outlives its month, then goes
+
+_TAKE = """
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost elseif rate > 0 then wait = (cost - tokens) / rate else wait = 3600 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.6f', now))
+redis.call('EXPIRE', KEYS[1], math.min(86400, math.ceil(burst / math.max(rate, 0.001)) + 60))
+return tostring(wait)
+"""
+
+# KEYS: counter, inflight; ARGV: quota (-1: none), process, ttl. -1: seed first; 0: over; 1: counted
+_SPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local count = redis.call('INCR', KEYS[1])
+local quota = tonumber(ARGV[1])
+if quota >= 0 and count > quota then redis.call('DECR', KEYS[1]) return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: counter, inflight; ARGV: process, billed (1/0)
+_SETTLE = """
+if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+if ARGV[2] == '0' and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+# KEYS: counter, inflight; ARGV: billed rows, ttl, alive-key prefix, only-if-missing (1/0).
+# counter := billed rows + calls in flight of live processes (dead processes' fields dropped).
+_RESET = """
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local sum = 0
+local h = redis.call('HGETALL', KEYS[2])
+for i = 1, #h, 2 do
+  if redis.call('EXISTS', ARGV[3] .. h[i]) == 1 then sum = sum + tonumber(h[i + 1])
+  else redis.call('HDEL', KEYS[2], h[i]) end
+end
+redis.call('SET', KEYS[1], tonumber(ARGV[1]) + sum, 'EX', ARGV[2])
+return sum
+"""
+
+
+class RedisState(SharedState):
+    """The shared state of every process that names the same ``FACEATLAS_REDIS_URL``."""
+
+    def __init__(self, settings: ServiceSettings, count_calls: CountCalls,
+                 client: redis.Redis | None = None) -> None:
+        assert settings.redis_url is not None
+        self.redis = client or redis.Redis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, retry_on_timeout=False
+        )
+        self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # host-pid-random
+        self._count_calls = count_calls
+        self._settings = settings
+        self._take = self.redis.register_script(_TAKE)
+        self._spend = self.redis.register_script(_SPEND)
+        self._settle = self.redis.register_script(_SETTLE)
+        self._reset = self.redis.register_script(_RESET)
+        self._stop = threading.Event()
+        self._heartbeat()
+        self._thread = threading.Thread(target=self._background, name="faceatlas-shared-state", daemon=True)
+        self._thread.start()
+
+    # -- Redis calls, failing as StateUnavailable -------------------------------------------------
+    @staticmethod
+    def _call(action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the shared state (Redis) is unavailable: {exc}", retry_after=1.0) from exc
+
+    def _quota_keys(self, tenant_id: str, month: str) -> list[str]:
+        return [f"{PREFIX}quota:{tenant_id}:{month}", f"{PREFIX}inflight:{tenant_id}:{month}"]
+
+    # -- rates and quotas --------------------------------------------------------------------------
+    def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
+        cost = min(float(cost), float(burst))
+        wait = self._call(lambda: self._take(keys=[f"{PREFIX}bucket:{key_id}"], args=[rate, burst, cost]))
+        return float(wait)
+
+    def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
+        month = month or month_of()
+        keys = self._quota_keys(tenant_id, month)
+        args: list[int | str] = [-1 if quota is None else quota, self.process, MONTH_TTL]
+        for _ in range(3):
+            counted = int(self._call(lambda: self._spend(keys=keys, args=args)))
+            if counted == 1:
+                return 0.0
+            if counted == 0:
+                return seconds_to_next_month()
+            self._reset_counter(tenant_id, month, only_if_missing=True)
+        raise StateUnavailable("the quota counter could not be seeded", retry_after=1.0)
+
+    def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
+        keys = self._quota_keys(tenant_id, month or month_of())
+        self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed)]))
+
+    def _reset_counter(self, tenant_id: str, month: str, *, only_if_missing: bool) -> bool:
+        """counter := billed rows + calls in flight; then the rows written meanwhile are added
+        (they were neither in the first read nor in flight any more). True when it was set."""
+        keys = self._quota_keys(tenant_id, month)
+        before = self._count_calls(tenant_id)
+        done = int(self._call(lambda: self._reset(
+            keys=keys, args=[before, MONTH_TTL, f"{PREFIX}alive:", int(only_if_missing)])))
+        if done < 0:
+            return False
+        meanwhile = self._count_calls(tenant_id) - before
+        if meanwhile > 0:
+            self._call(lambda: self.redis.incrby(keys[0], meanwhile))
+        return True
+
+    def reconcile(self) -> int:
+        """Every counter of this month from the usage table (one process at a time)."""
+        month = month_of()
+        lock = f"{PREFIX}reconcile:{month}"
+        if not self._call(lambda: self.redis.set(lock, self.process, nx=True, ex=30)):
+            return 0
+        try:
+            keys = self._call(lambda: list(self.redis.scan_iter(match=f"{PREFIX}quota:*:{month}", count=500)))
+            tenants = [key.decode().removeprefix(f"{PREFIX}quota:").rsplit(":", 1)[0] for key in keys]
+            return sum(self._reset_counter(tenant, month, only_if_missing=False) for tenant in tenants)
+        finally:
+            self._call(lambda: self.redis.delete(lock))
+
+    # -- keys and idempotency ------------------------------------------------------------------------
+    def principal(self, token: str, load: LoadKey) -> Principal | None:
+        ttl_ms = int(self._settings.key_cache_seconds * 1000)
+        if ttl_ms <= 0:
+            return load(token)
+        name = f"{PREFIX}key:{sha256(token.encode()).hexdigest()}"
+        try:
+            cached = self.redis.get(name)
+        except redis.RedisError:
+            return load(token)  # the cache is an optimisation: the database answers alone
+        if cached is not None:
+            return _principal_from(json.loads(cached))
+        principal = load(token)
+        with suppress(redis.RedisError):
+            self.redis.set(name, json.dumps(_principal_to(principal)), px=ttl_ms)
+        return principal
+
+    def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
+        name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
+        claimed = self._call(lambda: self.redis.set(name, b"", nx=True, ex=CLAIM_SECONDS))
+        if claimed:
+            return None
+        stored = self._call(lambda: self.redis.get(name))
+        if isinstance(stored, str):
+            stored = stored.encode()
+        if not stored:
+            raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
+        status, _, body = stored.partition(b"\n")
+        return StoredAnswer(int(status), body)
+
+    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
+        name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
+        if answer is None:
+            self._call(lambda: self.redis.delete(name))
+            return
+        value = str(answer.status).encode() + b"\n" + answer.body
+        self._call(lambda: self.redis.set(name, value, ex=self._settings.idempotency_seconds))
+
+    # -- background: heartbeat and reconciliation ----------------------------------------------------
+    def _heartbeat(self) -> None:
+        with suppress(redis.RedisError):
+            self.redis.set(f"{PREFIX}alive:{self.process}", b"1", ex=15)
+
+    def _background(self) -> None:
+        period = self._settings.quota_reconcile_seconds
+        next_reconcile = 0.0  # at start
+        elapsed = 0.0
+        while True:
+            if elapsed >= next_reconcile:
+                try:
+                    self.reconcile()
+                except Exception:  # Redis or the database down: the next period tries again
+                    log.warning("quota reconciliation failed; retrying in %ss", period, exc_info=True)
+                next_reconcile = elapsed + period
+            if self._stop.wait(5.0):
+                return
+            elapsed += 5.0
+            self._heartbeat()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with suppress(redis.RedisError):
+            self.redis.delete(f"{PREFIX}alive:{self.process}")
+        self.redis.close()
+
+
+def _principal_to(principal: Principal | None) -> dict[str, Any] | None:
+    if principal is None:
+        return None
+    return {"tenant_id": principal.tenant_id, "key_id": principal.key_id, "scopes": sorted(principal.scopes),
+            "rate_per_second": principal.rate_per_second, "burst": principal.burst,
+            "monthly_quota": principal.monthly_quota}
+
+
+def _principal_from(data: dict[str, Any] | None) -> Principal | None:
+    if data is None:
+        return None
+    return Principal(data["tenant_id"], data["key_id"], frozenset(data["scopes"]), data["rate_per_second"],
+                     data["burst"], data["monthly_quota"])

@@ -1,0 +1,151 @@
+"""The state every process of the service must agree on: per-key token buckets, per-tenant
+monthly quota counters, idempotency keys of write calls and the cache of key lookups.
+
+One interface, :class:`SharedState`, two implementations: :class:`MemoryState` (one process:
+the state lives in its memory, today's behaviour) and ``RedisState`` (many processes on one or
+many machines: the state lives in Redis, see :mod:`faceatlas.service.redis_state`).
+The app picks one from ``FACEATLAS_REDIS_URL`` (``service.app.open_shared_state``).
+
+The bill is the usage table in the database (committed before an answer leaves); the quota
+counter is a fast copy of it, reconciled from the table (see ``RedisState.reconcile``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from faceatlas.db import utcnow
+from faceatlas.errors import IdempotencyInFlight
+from faceatlas.service.accounts import Principal
+from faceatlas.service.ratelimit import TokenBuckets
+from faceatlas.settings import ServiceSettings
+
+CLAIM_SECONDS = 120  # a claimed Idempotency-Key whose call never finished (process killed) frees after this
+CountCalls = Callable[[str], int]  # billed calls of a tenant this month, from the usage table
+LoadKey = Callable[[str], "Principal | None"]  # a presented key's principal, from the database
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The first answer of a write call with an ``Idempotency-Key``: what a retry gets back."""
+
+    status: int
+    body: bytes
+
+
+class SharedState(ABC):
+    """Rates, quotas, idempotency keys and key lookups, shared by every process of the service.
+    Every method may raise :class:`~faceatlas.errors.StateUnavailable` (Redis unreachable): the
+    call is then refused, never served unmetered."""
+
+    @abstractmethod
+    def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens of the key's bucket: 0.0 when the call may proceed, else the
+        seconds until it could (the Retry-After)."""
+
+    @abstractmethod
+    def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
+        """Count one call against the tenant's ``month`` (default: this one): 0.0 when within
+        ``quota`` (and counted), else the seconds until the month ends."""
+
+    @abstractmethod
+    def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
+        """A call counted by :meth:`spend` in ``month`` is over (its usage row written): unless
+        ``billed`` (answered 5xx, or refused after spending), give its count back."""
+
+    @abstractmethod
+    def principal(self, token: str, load: LoadKey) -> Principal | None:
+        """The principal of a presented key, from a cache of at most ``key_cache_seconds``."""
+
+    @abstractmethod
+    def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
+        """Claim ``key`` (within ``scope``, e.g. the tenant and route): None when this call runs,
+        the stored first answer when it ran already; :class:`IdempotencyInFlight` while it runs."""
+
+    @abstractmethod
+    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
+        """Store the answer of a claimed key (a retry gets it back), or release the claim
+        (``None``: the call failed, a retry runs it again)."""
+
+    def reconcile(self) -> int:
+        """Set the quota counters from the usage table; returns how many tenants it set."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - nothing to close in memory
+        """Stop background work and drop connections."""
+
+
+def seconds_to_next_month(now: datetime | None = None) -> float:
+    now = now or utcnow()
+    first = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1)
+    return (first - now).total_seconds()
+
+
+def month_of(now: datetime | None = None) -> str:
+    return (now or utcnow()).strftime("%Y-%m")
+
+
+class MemoryState(SharedState):
+    """The state of one process, in its memory: quota counts read from the usage table once per
+    tenant and month, then counted here; no key cache (every call reads the key's row)."""
+
+    def __init__(self, count_calls: CountCalls, settings: ServiceSettings) -> None:
+        self._count_calls = count_calls
+        self._buckets = TokenBuckets()
+        self._counts: dict[str, tuple[str, int]] = {}
+        self._answers: OrderedDict[tuple[str, str], tuple[float, StoredAnswer | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._idempotency_seconds = settings.idempotency_seconds
+
+    def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
+        return self._buckets.take(key_id, rate, burst, cost)
+
+    def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
+        month = month or month_of()
+        with self._lock:
+            cached = self._counts.get(tenant_id)
+            count = cached[1] if cached and cached[0] == month else self._count_calls(tenant_id)
+            if quota is not None and count >= quota:
+                self._counts[tenant_id] = (month, count)
+                return seconds_to_next_month()
+            self._counts[tenant_id] = (month, count + 1)
+            return 0.0
+
+    def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
+        if billed:
+            return
+        with self._lock:
+            cached = self._counts.get(tenant_id)
+            if cached is not None and cached[1] > 0 and cached[0] == (month or month_of()):
+                self._counts[tenant_id] = (cached[0], cached[1] - 1)
+
+    def principal(self, token: str, load: LoadKey) -> Principal | None:
+        return load(token)
+
+    def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
+        now = time.monotonic()
+        with self._lock:
+            while self._answers and next(iter(self._answers.values()))[0] < now:  # oldest first
+                self._answers.popitem(last=False)
+            expires, answer = self._answers.get((scope, key), (0.0, None))
+            if expires >= now:
+                if answer is None:
+                    raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
+                return answer
+            self._answers[(scope, key)] = (now + CLAIM_SECONDS, None)
+            self._answers.move_to_end((scope, key))
+            return None
+
+    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
+        with self._lock:
+            if answer is None:
+                self._answers.pop((scope, key), None)
+            else:
+                self._answers[(scope, key)] = (time.monotonic() + self._idempotency_seconds, answer)
+                self._answers.move_to_end((scope, key))

@@ -1,0 +1,274 @@
+"""Three real server processes (``faceatlas serve`` on three ports, each with its own index
+folder, as on three machines) over one PostgreSQL and one Redis: a key's rate and a tenant's
+quota hold globally, revocation holds everywhere within a second, enrols through every process
+are all found by searches on every other (none lost, none twice), Redis restarting answers 503
+``state_unavailable`` and then recovers, and a process killed with -9 under load loses no
+answered call from the bill."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from faceatlas.db import create_database_engine
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
+from faceatlas.service.redis_state import RedisState
+from faceatlas.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from tests.service.conftest import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@dataclass
+class Cluster:
+    urls: list[str]
+    processes: list
+    accounts: Accounts
+    redis: RedisServer
+    keys: dict[str, str]
+
+    def get(self, i: int, key: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.urls[i % 3] + path, headers={"Authorization": f"Bearer {self.keys[key]}"},
+                         timeout=30, **kwargs)
+
+    def post(self, i: int, key: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.keys[key]}", **kwargs.pop("headers", {})}
+        return httpx.post(self.urls[i % 3] + path, headers=headers, timeout=60, **kwargs)
+
+    def counter(self, tenant: str) -> int:
+        import redis
+
+        value = redis.Redis.from_url(self.redis.url).get(f"faceatlas:quota:{tenant}:{datetime.utcnow():%Y-%m}")
+        return int(value or 0)
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_server: RedisServer, new_database, shared: Path, service_tools,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    folder = tmp_path_factory.mktemp("scale")
+    redis_server.flush()
+    with new_database("postgresql", folder) as database_url:
+        engine = create_database_engine(database_url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        accounts.create_tenant("capped", monthly_quota=9)
+        accounts.create_tenant("load")
+        keys = {
+            "admin": accounts.create_key("acme", ["admin"], rate_per_second=1000, burst=1000).token,
+            "slow": accounts.create_key("acme", ["read"], rate_per_second=0.01, burst=6).token,
+            "revoked": accounts.create_key("acme", ["read"], rate_per_second=100, burst=100).token,
+            "capped": accounts.create_key("capped", ["read"], rate_per_second=1000, burst=1000).token,
+            "load": accounts.create_key("load", ["detect"], rate_per_second=1000, burst=1000).token,
+        }
+        logs = [folder / f"p{i}" / "server.log" for i in range(3)]
+        for log in logs:
+            log.parent.mkdir()
+        with ThreadPoolExecutor(3) as pool:
+            started = list(pool.map(lambda log: service_tools.start(
+                database_url, shared, log, FACEATLAS_REDIS_URL=redis_server.url, FACEATLAS_WORKERS="1"), logs))
+        processes = [p for p, _ in started]
+        yield Cluster([u for _, u in started], processes, accounts, redis_server, keys)
+        for process in processes:
+            if process.poll() is None:
+                service_tools.stop(process)
+        engine.dispose()
+
+
+def _burst(cluster: Cluster, key: str, calls: int) -> list[httpx.Response]:
+    with ThreadPoolExecutor(9) as pool:
+        return list(pool.map(lambda i: cluster.get(i, key, "/v1/collections"), range(calls)))
+
+
+def test_a_keys_rate_holds_across_processes(cluster: Cluster) -> None:
+    answers = _burst(cluster, "slow", 30)  # burst 6, a trickle of 0.01 token/s
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) == 6, statuses
+    assert statuses.count(429) == 24
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 429} == {"rate_limited"}
+
+
+def test_a_tenants_quota_holds_across_processes(cluster: Cluster) -> None:
+    answers = _burst(cluster, "capped", 30)  # quota 9 calls this month
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) == 9, statuses
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 429} == {"quota_exceeded"}
+    assert cluster.accounts.calls_this_month("capped") == 9 == cluster.counter("capped")
+
+
+def test_revocation_holds_on_every_process_within_a_second(cluster: Cluster) -> None:
+    assert [cluster.get(i, "revoked", "/v1/collections").status_code for i in range(3)] == [200] * 3
+    cluster.accounts.revoke_key(cluster.keys["revoked"].split("_")[1])
+    time.sleep(1.05)
+    assert [cluster.get(i, "revoked", "/v1/collections").status_code for i in range(3)] == [401] * 3
+
+
+def _people(shared: Path, count: int) -> list[Path]:
+    root = shared / "data" / "lfw" / "images"
+    names = sorted(p.name for p in root.iterdir() if (p / f"{p.name}_0002.jpg").exists())
+    return [root / name / f"{name}_0001.jpg" for name in names[:count]]
+
+
+def test_enrols_through_every_process_are_found_by_every_process(cluster: Cluster, shared: Path) -> None:
+    assert cluster.post(0, "admin", "/v1/collections", json={"name": "crowd"}).status_code == 201
+    people = _people(shared, 9)
+
+    def enrol(i: int) -> tuple[dict, dict]:
+        path = f"/v1/collections/crowd/subjects/{people[i].parent.name}/faces"
+        files = {"image": (people[i].name, people[i].read_bytes(), "image/jpeg")}
+        idem = {"Idempotency-Key": f"crowd-{i}"}
+        first = cluster.post(i, "admin", path, files=files, headers=idem)
+        retry = cluster.post(i + 1, "admin", path, files=files, headers=idem)  # the retry lands elsewhere
+        assert first.status_code == retry.status_code == 201, (first.text, retry.text)
+        return first.json(), retry.json()
+
+    with ThreadPoolExecutor(9) as pool:
+        answers = list(pool.map(enrol, range(len(people))))
+    assert all(first == retry for first, retry in answers)
+    subjects = cluster.get(2, "admin", "/v1/collections/crowd/subjects", params={"limit": 100}).json()
+    assert sorted(s["external_id"] for s in subjects["subjects"]) == sorted(p.parent.name for p in people)
+    assert all(s["faces"] == 1 for s in subjects["subjects"])  # none lost, none twice
+
+    def search(i: int, person: Path) -> list[str]:
+        files = {"image": (person.name, person.read_bytes(), "image/jpeg")}
+        found = cluster.post(i, "admin", "/v1/collections/crowd/search", files=files,
+                             params={"k": 1, "rank_only": True})
+        assert found.status_code == 200, found.text
+        return [m["external_id"] for m in found.json()["results"][0]["matches"]]
+
+    for i, person in enumerate(people):  # enrolled through process i % 3, searched on the next one
+        assert search(i + 1, person) == [person.parent.name]
+    # erasure is never served stale: deleted through one process, gone on the others at once
+    gone = people[0].parent.name
+    response = httpx.delete(f"{cluster.urls[0]}/v1/collections/crowd/subjects/{gone}",
+                            headers={"Authorization": f"Bearer {cluster.keys['admin']}"})
+    assert response.status_code == 204
+    assert search(1, people[0]) != [gone] and search(2, people[0]) != [gone]
+
+
+def test_redis_restart_answers_503_then_recovers_with_exact_counters(cluster: Cluster) -> None:
+    assert cluster.get(0, "admin", "/v1/collections").status_code == 200
+    cluster.redis.stop()
+    try:
+        down = [cluster.get(i, "admin", "/v1/collections") for i in range(3)]
+    finally:
+        cluster.redis.start()  # empty: no persistence
+    assert [a.status_code for a in down] == [503] * 3
+    assert {a.json()["error"]["code"] for a in down} == {"state_unavailable"}
+    deadline = time.monotonic() + 10
+    statuses = []
+    while time.monotonic() < deadline:
+        statuses = [cluster.get(i, "admin", "/v1/collections").status_code for i in range(3)]
+        if statuses == [200] * 3:
+            break
+        time.sleep(0.2)
+    assert statuses == [200] * 3
+    assert cluster.counter("acme") == cluster.accounts.calls_this_month("acme")  # seeded again from the bill
+
+
+def test_kill_9_under_load_loses_no_answered_call(cluster: Cluster, examples: Path) -> None:
+    image = (examples / "examples" / "obama-240p.jpg").read_bytes()
+    billed = errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + 5.0
+
+    def client(n: int) -> None:
+        nonlocal billed, errors
+        i = n
+        while time.monotonic() < stop:
+            i += 1
+            try:
+                answer = cluster.post(i, "load", "/v1/detect", files={"image": ("o.jpg", image, "image/jpeg")})
+            except httpx.HTTPError:
+                with lock:
+                    errors += 1
+                continue
+            with lock:
+                billed += answer.status_code < 500
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    victim = cluster.processes[0]
+    victim.kill()  # SIGKILL: no shutdown, no flush
+    for thread in threads:
+        thread.join()
+    rows = cluster.accounts.calls_this_month("load")
+    assert billed > 10 and errors >= 1
+    # every answered call is on the bill; a surplus only from calls cut off by the kill (recorded,
+    # then the process died before the answer left)
+    assert billed <= rows <= billed + errors
+    # the dead process's calls in flight stop counting once its heartbeat is gone: counter == bill
+    settings = ServiceSettings(database_url="sqlite://", redis_url=cluster.redis.url)
+    state = RedisState(settings, cluster.accounts.calls_this_month)
+    try:
+        for name in state.redis.scan_iter(match=f"faceatlas:alive:*-{victim.pid}-*"):
+            state.redis.delete(name)  # what its 15 s expiry does
+        deadline = time.monotonic() + 10
+        while state.reconcile() == 0 and time.monotonic() < deadline:  # a server's own periodic run holds the lock
+            time.sleep(0.1)
+        assert cluster.counter("load") == cluster.accounts.calls_this_month("load") == rows
+    finally:
+        state.close()
+
+
+@pytest.mark.slow
+def test_serve_processes_runs_n_engines_and_replaces_a_killed_one(redis_server: RedisServer, new_database,
+                                                                  shared: Path, service_tools, tmp_path: Path) -> None:
+    """``faceatlas serve --processes 2``: two processes on one port, each loading its engine once;
+    one killed with -9 is replaced by uvicorn's supervisor and the port keeps serving."""
+    import signal
+    import subprocess
+    import sys
+
+    with new_database("postgresql", tmp_path) as database_url:
+        engine = create_database_engine(database_url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        token = accounts.create_key("acme", ["read"], rate_per_second=100, burst=100).token
+        port, log = service_tools.free_port(), tmp_path / "serve.log"
+        env = {**os.environ, "FACEATLAS_DATABASE_URL": database_url, "FACEATLAS_PACK": "scrfd-mbf",
+               "FACEATLAS_MODEL_DIR": str(shared / "models"), "FACEATLAS_THREADS": "1",
+               "FACEATLAS_REDIS_URL": redis_server.url, "FACEATLAS_INDEX_DIR": str(tmp_path / "indexes")}
+        server = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port),
+                                   "--processes", "2"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        try:
+            def started() -> int:
+                return log.read_text().count("Application startup complete")
+
+            deadline = time.monotonic() + 180
+            while started() < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert started() == 2, log.read_text()[-3000:]
+            url = f"http://127.0.0.1:{port}"
+            headers = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(f"{url}/readyz").status_code == 200
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            workers = [int(pid) for pid in children
+                       if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+            assert len(workers) == 2
+            os.kill(workers[0], signal.SIGKILL)
+            deadline = time.monotonic() + 180
+            while started() < 3 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert started() == 3  # a new process, its engine loaded
+            assert all(httpx.get(f"{url}/v1/collections", headers=headers).status_code == 200 for _ in range(10))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            engine.dispose()

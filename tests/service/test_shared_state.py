@@ -1,0 +1,245 @@
+"""The shared state in a real Redis, seen by several ``RedisState`` objects (as by several
+processes) over a real PostgreSQL: global rates and quotas, reconciliation from the usage table,
+Redis down and back, idempotent enrols, key revocation through the 1 s cache."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from faceatlas.client import FaceAtlasClient
+from faceatlas.db import create_database_engine
+from faceatlas.errors import StateUnavailable
+from faceatlas.service import create_app
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import UsageRecord, migrate
+from faceatlas.service.redis_state import RedisState
+from faceatlas.settings import ServiceSettings
+
+
+@pytest.fixture
+def accounts(new_database, tmp_path: Path) -> Iterator[Accounts]:
+    with new_database("postgresql", tmp_path) as url:
+        engine = create_database_engine(url)
+        migrate(engine)
+        yield Accounts(engine)
+        engine.dispose()
+
+
+@pytest.fixture
+def states(redis_server, accounts: Accounts) -> Iterator[list[RedisState]]:
+    """Three independent RedisState objects (three 'processes') on one flushed Redis."""
+    redis_server.flush()
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    made = [RedisState(settings, accounts.calls_this_month) for _ in range(3)]
+    yield made
+    for state in made:
+        state.close()
+
+
+def test_a_keys_rate_is_one_bucket_for_every_process(states: list[RedisState]) -> None:
+    # 60 concurrent takes spread over 3 processes, burst 10, a trickle of 0.01 token/s: 10 pass
+    with ThreadPoolExecutor(12) as pool:
+        waits = list(pool.map(lambda i: states[i % 3].take(7, 0.01, 10), range(60)))
+    assert sum(w == 0.0 for w in waits) == 10
+    assert all(w > 0 for w in waits if w != 0.0)
+    assert states[0].take(8, 100.0, 10) == 0.0  # another key: its own bucket
+
+
+def test_a_tenants_quota_is_one_counter_seeded_from_the_bill(states: list[RedisState], accounts: Accounts) -> None:
+    accounts.create_tenant("acme")
+    accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200) for _ in range(5)]
+                          + [UsageRecord(tenant_id="acme", operation="detect", status=503)])  # 5 billed
+    granted = []
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        state = states[i % 3]
+        if state.spend("acme", 12) == 0.0:
+            with lock:
+                granted.append(i)
+            state.settle("acme", billed=True)
+
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(call, range(40)))
+    assert len(granted) == 7  # quota 12, 5 already billed in the usage table
+    # a 5xx gives its count back
+    states[1].redis.delete("faceatlas:quota:acme:" + time.strftime("%Y-%m", time.gmtime()))
+    assert states[1].spend("acme", 6) == 0.0  # reseeded: 5 billed + this one
+    states[1].settle("acme", billed=False)
+    assert states[2].spend("acme", 6) == 0.0
+    assert states[0].spend("acme", 6) > 0
+
+
+def test_reconciliation_drops_the_calls_of_a_dead_process(states: list[RedisState], accounts: Accounts) -> None:
+    accounts.create_tenant("acme")
+    dead, alive = states[0], states[1]
+    assert dead.spend("acme", 3) == 0.0
+    assert dead.spend("acme", 3) == 0.0  # two calls admitted, never answered: the process dies
+    dead.redis.delete(f"faceatlas:alive:{dead.process}")
+    assert alive.spend("acme", 3) == 0.0  # in flight on a live process
+    assert alive.spend("acme", 3) > 0  # the counter says 3
+    accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
+    alive.settle("acme", billed=True)
+    assert alive.reconcile() == 1  # counter := 1 billed + 0 in flight
+    assert alive.spend("acme", 3) == 0.0
+    assert alive.spend("acme", 3) == 0.0
+    assert alive.spend("acme", 3) > 0
+
+
+def test_redis_down_refuses_then_recovers(states: list[RedisState], accounts: Accounts, redis_server) -> None:
+    accounts.create_tenant("acme")
+    assert states[0].spend("acme", 100) == 0.0
+    states[0].settle("acme", billed=True)
+    accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
+    redis_server.stop()
+    try:
+        with pytest.raises(StateUnavailable):
+            states[0].take(1, 10.0, 10)
+        with pytest.raises(StateUnavailable):
+            states[1].spend("acme", 100)
+    finally:
+        redis_server.start()
+    assert states[0].take(1, 10.0, 10) == 0.0  # the client reconnects by itself
+    assert states[1].spend("acme", 2) == 0.0  # reseeded from the bill: 1 + this one
+    assert states[2].spend("acme", 2) > 0
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_idempotent_enrol_and_revocation_through_the_app(state: str, redis_server, accounts: Accounts, fast_analyzer,
+                                                         examples: Path, tmp_path: Path) -> None:
+    redis_server.flush()
+    accounts.create_tenant("acme")
+    admin = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
+    url = str(accounts.engine.url.render_as_string(hide_password=False))
+    settings = ServiceSettings(database_url=url, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1,
+                               redis_url=redis_server.url if state == "redis" else None)
+    image = (examples / "examples" / "obama-480p.jpg").read_bytes()
+    with TestClient(create_app(settings, analyzer=fast_analyzer),
+                    headers={"Authorization": f"Bearer {admin}"}) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        files = {"image": ("o.jpg", image, "image/jpeg")}
+        path = "/v1/collections/staff/subjects/obama/faces"
+        first = http.post(path, files=files, headers={"Idempotency-Key": "enrol-1"})
+        again = http.post(path, files=files, headers={"Idempotency-Key": "enrol-1"})
+        assert first.status_code == again.status_code == 201
+        assert first.json() == again.json() and len(first.json()["face_ids"]) == 1
+        client = FaceAtlasClient("http://testserver", admin, http=http)  # the Python client's retry
+        retried = client.enrol("staff", "obama", image, idempotency_key="enrol-1")
+        assert retried.face_ids == tuple(first.json()["face_ids"])
+        other = http.post(path, files=files, headers={"Idempotency-Key": "enrol-2"})
+        assert other.json()["face_ids"] != first.json()["face_ids"]
+        subject = http.get("/v1/collections/staff/subjects/obama").json()
+        assert subject["faces"] == 2  # two keys, two enrols; the retry enrolled nothing
+        calls = [r for r in accounts.usage_report("acme") if r["operation"] == "enrol"]
+        assert sum(r["calls"] for r in calls) == 2  # the replay is not billed
+
+        # revocation holds within the key cache's second
+        prefix = admin.split("_")[1]
+        assert http.get("/v1/collections").status_code == 200  # cached now
+        accounts.revoke_key(prefix)
+        time.sleep(settings.key_cache_seconds + 0.1)
+        assert http.get("/v1/collections").status_code == 401
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to the test PostgreSQL: ``down()`` cuts every connection and
+    refuses new ones (the database unreachable), ``up()`` serves again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def down(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it (Linux)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._sockets.clear()
+
+
+def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, accounts: Accounts, fast_analyzer,
+                                                               examples: Path, tmp_path: Path) -> None:
+    redis_server.flush()
+    accounts.create_tenant("acme")
+    token = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
+    url = accounts.engine.url
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    settings = ServiceSettings(database_url=proxied, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1,
+                               redis_url=redis_server.url)
+    image = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
+    with TestClient(create_app(settings, analyzer=fast_analyzer),
+                    headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.post("/v1/detect", files=image).status_code == 200  # the key is cached in Redis now
+        proxy.down()
+        try:
+            detect = http.post("/v1/detect", files=image)  # computed, but its usage row cannot be written
+            listing = http.get("/v1/collections")
+        finally:
+            proxy.up()
+        assert (detect.status_code, detect.json()["error"]["code"]) == (503, "database_unavailable")
+        assert (listing.status_code, listing.json()["error"]["code"]) == (503, "database_unavailable")
+        assert http.post("/v1/detect", files=image).status_code == 200  # back by itself
+    proxy.down()
+    assert accounts.calls_this_month("acme") == 2  # the two answered detects; nothing unbilled went out
+    month = time.strftime("%Y-%m", time.gmtime())
+    assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == 2
+
+
+def test_many_processes_without_redis_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    monkeypatch.delenv("FACEATLAS_REDIS_URL", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--processes", "2", "--db", "sqlite:///unused.db"])
+    assert result.exit_code == 2
+    assert "FACEATLAS_REDIS_URL" in result.output
