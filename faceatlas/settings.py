@@ -136,6 +136,8 @@ class ServiceSettings(BaseSettings):
     docs: bool = Field(default=False, description="serve Swagger UI (/docs) and ReDoc (/redoc); they load from a CDN")
     metrics_token: str | None = Field(default=None, description="when set, /metrics needs it as a bearer token")
     fetch_timeout: float = Field(default=10.0, gt=0, description="seconds for a whole image fetch by URL")
+    console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
+                                         description="a web console session ends this long after its login")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod
