@@ -3,7 +3,7 @@ the session dependencies (the caller, CSRF) and rendering."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -50,7 +50,7 @@ class ConsoleRoute(APIRoute):
     """A console route: a missing, expired or revoked session leads to the login page; any other
     FaceAtlas error becomes a page (or an htmx fragment) with its code, message and status."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -52,8 +53,8 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
             except LoginRequired:  # logged out, expired or revoked: the feed ends
                 yield "event: end\ndata: {}\n\n"
                 return
-            rows = await run_in_threadpool(lambda: list_events(db, tenant, camera=_blank(camera),
-                                                               type=_blank(type), since=last, limit=100))
+            rows = await run_in_threadpool(partial(list_events, db, tenant, camera=_blank(camera),
+                                                   type=_blank(type), since=last, limit=100))
             for event in reversed([e for e in rows if e.id not in seen]):
                 yield f"data: {json.dumps(event.to_dict())}\n\n"
             if rows:

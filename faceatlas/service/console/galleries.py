@@ -5,6 +5,7 @@ quota, usage) and calls the gallery as the ``/v1`` routes do."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
@@ -15,8 +16,8 @@ from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.errors import FaceAtlasError, NotFound, QuotaExceeded, RateLimited
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 from faceatlas.service.accounts import Principal
-from faceatlas.service.db import UsageRecord
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, is_htmx, redirect, render
+from faceatlas.service.db import UsageRecord
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -113,7 +114,7 @@ async def enrol(
             faces, crops = await pool.faces_and_crops(data, max_faces=1, keep_crops=info.keep_crops)
             meter.faces = len(faces)
             report = await run_in_threadpool(
-                lambda: gallery.enrol_faces(collection, subject, faces, crops=crops, source="console"))
+                partial(gallery.enrol_faces, collection, subject, faces, crops=crops, source="console"))
             await _audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
             outcomes.append({"file": upload.filename, "ok": True, "faces": len(report.added)})
         except (RateLimited, QuotaExceeded) as exc:  # refused calls are neither recorded nor billed
@@ -131,7 +132,8 @@ async def enrol(
         await run_in_threadpool(accounts.record_usage, rows)
     if name.strip() and any(o["ok"] for o in outcomes):
         await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
-    context = {"info": info, "subject": subject, "outcomes": outcomes, "skipped": max(0, len(photos) - MAX_PHOTOS)}
+    context: dict[str, Any] = {"info": info, "subject": subject, "outcomes": outcomes,
+                               "skipped": max(0, len(photos) - MAX_PHOTOS)}
     if is_htmx(request):
         return render(request, "_enrol.html", user, **context)
     return render(request, "enrolled.html", user, **context)
@@ -151,7 +153,7 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
     gallery = tenant_gallery(request, user.principal)
     matches = await run_in_threadpool(lambda: gallery.search(
         collection, faces[0], k=5, far=DEFAULT_FAR, calibration=pool.analyzer.calibration))
-    context = {"collection": collection, "matches": matches, "far": DEFAULT_FAR}
+    context: dict[str, Any] = {"collection": collection, "matches": matches, "far": DEFAULT_FAR}
     return render(request, "_search.html" if is_htmx(request) else "searched.html", user, **context)
 
 
