@@ -17,7 +17,7 @@ POINTS = ((255, 80, 0), (0, 120, 255), (0, 200, 255), (200, 0, 200), (255, 0, 14
 PALETTE = ("#1f6feb", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#0a7ea4", "#57606a")
 
 
-def faces_png(data: bytes, faces: list[Face], labels: list[str] | None = None, max_side: int = 720) -> str:
+def faces_png(data: bytes, faces: list[Face], labels: list[str] | None = None, max_side: int = 640) -> str:
     """``data`` (an encoded image) with each face's box, 5 keypoints and label drawn, downscaled to
     ``max_side``, as a ``data:image/png;base64,...`` URL."""
     image = load_image(data)
