@@ -99,7 +99,8 @@ def main() -> None:
                 page.get_by_label("Name").fill("staff")
                 page.get_by_role("button", name="Create", exact=True).click()
                 page.wait_for_url("**/console/galleries/staff")
-                for subject, name, photo in (("obama", "Barack Obama", "obama.jpg"), ("biden", "Joe Biden", "biden.jpg")):
+                people = (("obama", "Barack Obama", "obama.jpg"), ("biden", "Joe Biden", "biden.jpg"))
+                for subject, name, photo in people:
                     page.get_by_label("Subject id").fill(subject)
                     page.get_by_label("Display name (optional)").fill(name)
                     page.locator("#photos").set_input_files(str(photos / photo))
