@@ -3,6 +3,7 @@ collection, enrol two people by upload, search, delete, usage, revoked keys, ten
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from faceatlas.service.db import ConsoleSession
+from faceatlas.video import DatabaseSink, Event
 
 EXAMPLES = "data/face_recognition_examples/tests/test_images"
 
@@ -186,3 +188,87 @@ def test_session_expires(console) -> None:
     assert answer.status_code == 303 and "expired" in unquote(answer.headers["location"])
     assert client.get("/console/galleries").headers["location"].endswith("please%20log%20in%20with%20an%20API%20key")
     client.close()
+
+
+def test_events_filtered_and_live(log_in, console) -> None:
+    sink = DatabaseSink(console.database_url, tenant="acme", batch=1)
+    sink.emit(Event("identified", "entrance", frame=1, video_time=0.0, track_id=1, kind="face",
+                    data={"subject": "obama"}))
+    sink.emit(Event("track_started", "till-2", frame=2, video_time=0.1, track_id=2, kind="face"))
+    DatabaseSink(console.database_url, tenant="globex", batch=1).emit(
+        Event("watchlist_hit", "globex-door", frame=1, video_time=0.0))
+    page = log_in("acme_read")
+    page.goto("/console/events")
+    rows = page.locator("#events tbody tr")
+    assert rows.count() == 2 and "globex-door" not in page.locator("main").inner_text()
+    page.get_by_label("Camera").fill("till-2")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    page.wait_for_url("**camera=till-2**")
+    assert rows.count() == 1 and "track_started" in rows.first.inner_text()
+
+    page.goto("/console/events")  # the live feed: an event stored now appears without a reload
+    page.wait_for_timeout(500)  # the feed has connected
+    sink.emit(Event("unknown_person", "entrance", frame=9, video_time=3.0, track_id=7, kind="face"))
+    page.locator("#events tbody tr", has_text="unknown_person").wait_for(timeout=15_000)
+    assert rows.count() == 3
+    sink.close()
+    page.context.close()
+
+
+def test_photos_dropped_on_the_zone_are_uploaded(log_in, console, photos) -> None:
+    page = log_in("acme_write")
+    page.get_by_label("Name").fill("dropped")
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url("**/console/galleries/dropped")
+    payload = base64.b64encode(photos["biden"].read_bytes()).decode()
+    page.evaluate("""data => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "biden.jpg", {type: "image/jpeg"}));
+        const zone = document.getElementById("drop-zone");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", payload)
+    assert page.locator("#drop-list").inner_text() == "1 photo(s): biden.jpg"
+    page.get_by_label("Subject id").fill("biden")
+    page.get_by_role("button", name="Enrol", exact=True).click()
+    page.locator("#enrol-result .outcomes", has_text="biden.jpg: enrolled 1 face").wait_for()
+    page.context.close()
+
+
+PAGES = ["/console/galleries", "/console/galleries/people", "/console/try", "/console/usage", "/console/events"]
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(e => e.tagName === 'BUTTON' ? !(e.getAttribute('aria-label') || e.textContent.trim())
+                                        : e.labels.length === 0)
+    .map(e => e.outerHTML)"""
+
+
+def test_pages_are_labelled_keyboard_usable_and_fit_a_phone(log_in, console) -> None:
+    page = log_in("acme_admin", viewport={"width": 390, "height": 760})
+    for path in PAGES:
+        page.goto(path)
+        assert page.evaluate(UNLABELLED) == [], path
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path  # no sideways scrolling
+        assert page.locator("main h1").count() == 1
+    page.keyboard.press("Tab")  # the first stop is the skip link, and it leads to the content
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#main"
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url("**/console/login**")
+    page.goto("/console/usage")
+    assert "/console/login" in page.url
+    page.context.close()
+
+
+def test_session_cookie_is_secure_over_https(console) -> None:
+    # uvicorn trusts X-Forwarded-Proto from loopback, as from a TLS-terminating proxy in front of it
+    with httpx.Client(base_url=console.url, headers={"X-Forwarded-Proto": "https"}) as client:
+        form = client.get("/console/login")
+        assert "Secure" in form.headers["set-cookie"]
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        client.cookies.clear()  # this client speaks http:// to the server: send the Secure cookie by hand
+        client.cookies.set("faceatlas_console_login", token)
+        answer = client.post("/console/login", data={"key": console.keys["acme_read"], "csrf": token})
+        assert answer.status_code == 303
+        assert "Secure" in answer.headers["set-cookie"]

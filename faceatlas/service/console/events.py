@@ -46,7 +46,7 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
     session_id = request.cookies.get(COOKIE)
 
     async def feed() -> AsyncIterator[str]:
-        last, seen = since, set()
+        last, seen, first = since, set(), True
         while not await request.is_disconnected():
             try:
                 await run_in_threadpool(sessions.user, session_id)
@@ -55,6 +55,9 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
                 return
             rows = await run_in_threadpool(partial(list_events, db, tenant, camera=_blank(camera),
                                                    type=_blank(type), since=last, limit=100))
+            if first and since:  # the page shows the events at ``since`` already
+                seen = {e.id for e in rows if e.wall_time == since}
+            first = False
             for event in reversed([e for e in rows if e.id not in seen]):
                 yield f"data: {json.dumps(event.to_dict())}\n\n"
             if rows:
