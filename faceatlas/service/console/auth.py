@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, SessionsDep, redirect, render
-from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE
+from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE, REASONS
 from faceatlas.service.deps import SettingsDep
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -36,7 +36,7 @@ def home() -> Response:
 
 @router.get("/login", include_in_schema=False)
 def login_form(request: Request, reason: str | None = None) -> Response:
-    return _login_page(request, reason[:200] if reason else None)
+    return _login_page(request, REASONS.get(reason or ""))
 
 
 @router.post("/login", include_in_schema=False)
@@ -63,6 +63,6 @@ async def login(
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request, user: PostingUserDep, sessions: SessionsDep) -> Response:
     await run_in_threadpool(sessions.close, request.cookies.get(COOKIE, ""))
-    response = redirect(request, f"{PREFIX}/login?reason=logged+out")
+    response = redirect(request, f"{PREFIX}/login?reason=logout")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -57,7 +56,7 @@ class ConsoleRoute(APIRoute):
             try:
                 response = await handler(request)
             except LoginRequired as exc:
-                return redirect(request, f"{PREFIX}/login?reason={quote(str(exc))}")
+                return redirect(request, f"{PREFIX}/login?reason={exc.reason}")
             except FaceAtlasError as exc:
                 template = "_error.html" if is_htmx(request) else "error.html"
                 response = templates.TemplateResponse(

@@ -4,6 +4,7 @@ URL, never written to disk) and the usage bar chart's geometry (rendered as inli
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,10 @@ class Chart:
     peak: int
 
 
-def usage_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 220) -> Chart:
-    """Stacked bars of billed calls per day, one colour per operation (rows of ``usage_report``)."""
+def usage_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 220,
+                label: Callable[[str], str] = lambda day: day[5:], unit: str = "calls") -> Chart:
+    """Stacked bars of calls per ``day`` (any sortable period), one colour per ``operation``
+    (rows of ``usage_report``, or :func:`events_per_minute`); ``label`` names a period on the axis."""
     days = sorted({r["day"] for r in rows})
     operations = sorted({r["operation"] for r in rows})
     colors = {op: PALETTE[i % len(PALETTE)] for i, op in enumerate(operations)}
@@ -79,6 +82,16 @@ def usage_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 220)
             h = plot * row["calls"] / peak
             top -= h
             bars.append(Bar(round(x, 1), round(top, 1), round(bar_width, 1), round(h, 1), colors[row["operation"]],
-                            f"{day} {row['operation']}: {row['calls']} calls"))
-        labels.append((round(x + bar_width / 2, 1), day[5:]))
+                            f"{day} {row['operation']}: {row['calls']} {unit}"))
+        labels.append((round(x + bar_width / 2, 1), label(day)))
     return Chart(width, height, bars, labels, list(colors.items()), peak if totals else 0)
+
+
+def events_per_minute(events: list[Any]) -> Chart:
+    """Events per minute (UTC) and type, as stacked bars."""
+    counts: dict[tuple[str, str], int] = {}
+    for event in events:
+        key = (event.wall_time[:16], event.type)
+        counts[key] = counts.get(key, 0) + 1
+    rows = [{"day": minute, "operation": kind, "calls": n} for (minute, kind), n in counts.items()]
+    return usage_chart(rows, height=160, label=lambda minute: minute[11:16], unit="events")

@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.console.base import ConsoleRoute, UserDep, get_sessions, render
+from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
 from faceatlas.service.deps import DbDep, meter_call
 from faceatlas.video import EVENT_TYPES, list_events
@@ -32,7 +33,7 @@ async def events(request: Request, user: UserDep, db: DbDep, camera: Filter = No
     rows = await run_in_threadpool(lambda: list_events(db, meter.principal.tenant_id, camera=_blank(camera),
                                                        type=_blank(type), limit=200))
     return render(request, "events.html", user, events=rows, types=EVENT_TYPES, camera=camera or "",
-                  type=type or "")
+                  type=type or "", chart=events_per_minute(rows))
 
 
 @router.get("/events/stream", include_in_schema=False)

@@ -26,8 +26,21 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
 
+# Why the login page is shown (``?reason=``): only these texts, never one taken from the URL.
+REASONS = {
+    "login": "please log in with an API key",
+    "expired": "the session has expired: please log in again",
+    "revoked": "the session's API key is revoked: log in with a valid key",
+    "logout": "logged out",
+}
+
+
 class LoginRequired(Unauthorized):
     """No console session, an expired one, or one whose key was revoked: back to the login page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(REASONS[reason])
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -68,20 +81,20 @@ class ConsoleSessions:
     def user(self, session_id: str | None) -> ConsoleUser:
         """The session's user, its key checked again; :class:`LoginRequired` when there is none."""
         if not session_id:
-            raise LoginRequired("please log in with an API key")
+            raise LoginRequired("login")
         with Session(self.engine) as session:
             row = session.get(ConsoleSession, _digest(session_id))
             if row is not None and row.expires_at <= utcnow():
                 session.delete(row)
                 session.commit()
-                raise LoginRequired("the session has expired: please log in again")
+                raise LoginRequired("expired")
             if row is None:
-                raise LoginRequired("please log in with an API key")
+                raise LoginRequired("login")
             key_id, csrf = row.key_id, row.csrf_token
         principal = self.accounts.principal_of_key(key_id)
         if principal is None:
             self.close(session_id)
-            raise LoginRequired("the session's API key is revoked: log in with a valid key")
+            raise LoginRequired("revoked")
         prefix = next((k.prefix for k in self.accounts.list_keys(principal.tenant_id) if k.id == key_id), "")
         return ConsoleUser(principal, csrf, prefix)
 

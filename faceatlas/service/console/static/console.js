@@ -56,7 +56,7 @@
       source.onmessage = function (message) {
         var e = JSON.parse(message.data);
         var row = document.createElement("tr");
-        [e.wall_time, e.camera, e.type, (e.kind || "") + " " + (e.track_id === null ? "" : e.track_id),
+        [e.wall_time.slice(0, 19).replace("T", " "), e.camera, e.type, (e.kind || "") + " " + (e.track_id === null ? "" : e.track_id),
          JSON.stringify(e.data)].forEach(function (text) {
           var cell = document.createElement("td");
           cell.textContent = text;
