@@ -22,7 +22,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
             keys), FACEATLAS_DOCS (serve /docs and /redoc, default off: they load scripts from a
             CDN), FACEATLAS_METRICS_TOKEN (when set, /metrics needs ``Authorization: Bearer <it>``),
-            FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10)
+            FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10),
+            FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """

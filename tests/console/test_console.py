@@ -25,8 +25,9 @@ def photos(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     folder = shared / EXAMPLES
     wall = tmp_path_factory.mktemp("photos") / "wall.png"  # a real PNG with no face in it
     cv2.imwrite(str(wall), np.full((240, 320, 3), (180, 200, 210), np.uint8))
+    other = shared / "data/face_recognition_examples/examples/knn_examples/train/biden"
     return {"obama": folder / "obama.jpg", "biden": folder / "biden.jpg", "query": folder / "obama2.jpg",
-            "wall": wall}
+            "wall": wall, "biden_other": other / "biden2.jpg"}
 
 
 def _billed_calls(page) -> int:
@@ -78,6 +79,9 @@ def test_enrol_search_delete_and_usage(log_in, console, photos) -> None:
     page.wait_for_function("() => !document.querySelector('[data-subject=biden]')")
     assert page.locator(".subject").count() == 1
     assert "Joe Biden" not in page.locator("main").inner_text()
+    page.locator("#search-photo").set_input_files(str(photos["biden"]))  # erased: nobody now
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.locator("#search-answer h3", has_text="Unknown").wait_for()
 
     after = _billed_calls(page)
     # create, 3 enrol photos, search, delete, and the pages' listings
@@ -234,6 +238,18 @@ def test_photos_dropped_on_the_zone_are_uploaded(log_in, console, photos) -> Non
     page.get_by_label("Subject id").fill("biden")
     page.get_by_role("button", name="Enrol", exact=True).click()
     page.locator("#enrol-result .outcomes", has_text="biden.jpg: enrolled 1 face").wait_for()
+
+    # the same person enrolled twice, merged into one subject
+    page.get_by_label("Subject id").fill("biden-again")
+    page.locator("#photos").set_input_files(str(photos["biden_other"]))
+    page.get_by_role("button", name="Enrol", exact=True).click()
+    page.locator("#enrol-result .outcomes", has_text=f"{photos['biden_other'].name}: enrolled").wait_for()
+    page.reload()
+    page.get_by_label("Merge").select_option("biden-again")
+    page.get_by_label("into").select_option("biden")
+    page.get_by_role("button", name="Merge", exact=True).click()
+    page.wait_for_function("() => !document.querySelector('[data-subject=biden-again]')")
+    assert page.locator(".subject").all_inner_texts() == ["biden\nid biden · 2 faces\nDelete"]
     page.context.close()
 
 
