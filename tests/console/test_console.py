@@ -89,6 +89,11 @@ def test_enrol_search_delete_and_usage(log_in, console, photos) -> None:
     table = page.locator("#usage-table").inner_text()
     assert "enrol" in table and "search" in table and "subjects.delete" in table
     assert page.locator("svg.chart rect").count() >= 1
+    with httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"}) as api:
+        trail = [(e["action"], e["target"]) for e in api.get("/v1/audit").json()["events"]]
+    # console actions are audited as the API's; the deleted subject's id is erased from the trail
+    assert ("face.enrol", "people/obama") in trail and ("subject.delete", "people/[erased]") in trail
+    assert not any("biden" in target for _, target in trail)
     csv = page.request.get("/console/usage.csv")
     assert csv.ok and csv.headers["content-type"].startswith("text/csv")
     assert re.search(r"acme,\d{4}-\d\d-\d\d,enrol,3,", csv.text())
@@ -174,6 +179,12 @@ def test_forms_without_the_csrf_token_are_refused(console) -> None:
 
 
 def test_scopes_follow_the_key(console) -> None:
+    detector = console.accounts.create_key("acme", ["detect"], name="kiosk").token
+    with httpx.Client(base_url=console.url) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        home = client.post("/console/login", data={"key": detector, "csrf": token}, follow_redirects=True)
+        assert home.url.path == "/console/try" and ">Galleries<" not in home.text  # a detect key: Try it only
+        assert client.get("/console/galleries").status_code == 403
     client, csrf = _session(console, "acme_read")
     page = client.get("/console/galleries").text
     assert "Create a collection" not in page  # a read key sees no write forms

@@ -10,7 +10,15 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, SessionsDep, redirect, render
+from faceatlas.service.console.base import (
+    PREFIX,
+    ConsoleRoute,
+    PostingUserDep,
+    SessionsDep,
+    UserDep,
+    redirect,
+    render,
+)
 from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE, REASONS
 from faceatlas.service.deps import SettingsDep
 
@@ -30,8 +38,10 @@ def _login_page(request: Request, message: str | None, status_code: int = 200) -
 
 
 @router.get("/", include_in_schema=False)
-def home() -> Response:
-    return RedirectResponse(f"{PREFIX}/galleries", status_code=303)
+def home(user: UserDep) -> Response:
+    """The first page the key may see: galleries, or Try it for a detect-only key."""
+    return RedirectResponse(f"{PREFIX}/galleries" if user.principal.allows("read") else f"{PREFIX}/try",
+                            status_code=303)
 
 
 @router.get("/login", include_in_schema=False)
@@ -54,7 +64,7 @@ async def login(
     opened = await run_in_threadpool(sessions.open, key.strip())
     if opened is None:
         return _login_page(request, "this API key is not valid (unknown or revoked)", 401)
-    response = RedirectResponse(f"{PREFIX}/galleries", status_code=303)
+    response = RedirectResponse(f"{PREFIX}/", status_code=303)
     _cookie(response, request, COOKIE, opened[0], settings.console_session_minutes * 60)
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
