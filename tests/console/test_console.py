@@ -126,6 +126,19 @@ def test_revoked_key_is_refused_at_once(log_in, console) -> None:
     admin.wait_for_url("**/console/usage")
     assert admin.locator(f"tr[data-prefix='{prefix}']").inner_text().count("revoked") == 1
 
+    # a key created here is shown once and works on the API; rotating it replaces it at once
+    admin.get_by_label("Name", exact=True).fill("ci")
+    admin.get_by_label("Scope").select_option("read")
+    admin.get_by_role("button", name="Create key", exact=True).click()
+    created = admin.locator("#new-key").inner_text()
+    admin.get_by_role("button", name=f"Rotate key {created.split('_')[1]}", exact=True).click()
+    rotated = admin.locator("#new-key").inner_text()
+    admin.goto("/console/usage")
+    assert admin.locator("#new-key").count() == 0  # shown only on the answer that created it
+    for token, status in ((created, 401), (rotated, 200)):
+        answer = httpx.get(f"{console.url}/v1/collections", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == status
+
     victim.goto("/console/galleries")  # the session's key is checked on every request
     assert "/console/login" in victim.url
     assert "revoked" in victim.get_by_role("alert").inner_text()
