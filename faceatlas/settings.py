@@ -25,7 +25,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_FETCH_TIMEOUT (seconds for a whole image fetch by URL, default 10),
             FACEATLAS_REDIS_URL (state shared by many processes: rates, quotas, idempotency
             keys, key cache; unset: in memory, one process), FACEATLAS_KEY_CACHE_SECONDS (≤ 1),
-            FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS
+            FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS,
+            FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -155,6 +156,8 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+    console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
+                                         description="a web console session ends this long after its login")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

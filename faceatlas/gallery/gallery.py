@@ -289,6 +289,17 @@ class Gallery:
             items = [FaceInfo(*row) for row in rows[:limit]]
             return Page(items, str(items[-1].id) if len(rows) > limit else None)
 
+    def face_crop(self, collection: str, face_id: int) -> bytes | None:
+        """The stored source crop (JPEG) of one face of the collection; None when the collection
+        keeps no crops. A face id of another collection is :class:`NotFound`."""
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            row = session.execute(select(FaceRecord.crop).where(FaceRecord.id == literal(face_id, BigInteger),
+                                                                FaceRecord.collection_id == coll.id)).first()
+            if row is None:
+                raise NotFound(f"no face {face_id} in collection '{collection}'")
+            return row[0] if coll.keep_crops else None
+
     def update_subject(self, collection: str, external_id: str, *, name: str | None = None,
                        metadata: dict[str, Any] | None = None, replace_metadata: bool = False,
                        new_external_id: str | None = None) -> SubjectInfo:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from faceatlas.db import rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
-from faceatlas.service.db import ApiKey, AuditRecord, Tenant, UsageRecord
+from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
@@ -128,6 +128,8 @@ class Accounts:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
                 raise NotFound(f"no tenant '{tenant_id}'")
+            keys = select(ApiKey.id).where(ApiKey.tenant_id == tenant_id).scalar_subquery()
+            session.execute(delete(ConsoleSession).where(ConsoleSession.key_id.in_(keys)))
             session.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id))
             session.delete(tenant)
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.delete", target=tenant_id))
@@ -271,9 +273,16 @@ class Accounts:
                 return None
             if not hmac.compare_digest(key.secret_hash, _hash(secret)):
                 return None
-            tenant = session.get(Tenant, key.tenant_id)
-            quota = tenant.monthly_quota if tenant else None
-            return Principal(key.tenant_id, key.id, frozenset(key.scopes), key.rate_per_second, key.burst, quota)
+            return _principal(session, key)
+
+    def principal_of_key(self, key_id: int) -> Principal | None:
+        """The principal of the key with ``key_id`` (a console session's key, checked again on
+        every request), or None when it is gone or revoked."""
+        with Session(self.engine) as session:
+            key = session.get(ApiKey, key_id)
+            if key is None or key.revoked_at is not None:
+                return None
+            return _principal(session, key)
 
     # -- metering and audit ------------------------------------------------------------------
     def record_usage(self, rows: list[UsageRecord]) -> None:
@@ -350,6 +359,12 @@ class Accounts:
             if tenant_id is not None:
                 query = query.where(AuditRecord.tenant_id == tenant_id)
             return list(session.scalars(query))
+
+
+def _principal(session: Session, key: ApiKey) -> Principal:
+    tenant = session.get(Tenant, key.tenant_id)
+    quota = tenant.monthly_quota if tenant else None
+    return Principal(key.tenant_id, key.id, frozenset(key.scopes), key.rate_per_second, key.burst, quota)
 
 
 def billed(status: int) -> bool:

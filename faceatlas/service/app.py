@@ -20,6 +20,8 @@ from faceatlas.engine import FaceAnalyzer
 from faceatlas.errors import DatabaseUnavailable, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, KeyCeilings, billed
+from faceatlas.service.console import ConsoleSessions
+from faceatlas.service.console import install as install_console
 from faceatlas.service.db import migrate
 from faceatlas.service.deps import usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
@@ -61,6 +63,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
         state.shared = open_shared_state(settings, state.accounts.calls_this_month)
+        state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
         state.tenant_galleries = {}
         state.analyzer = analyzer or FaceAnalyzer(settings.pack)
@@ -101,6 +104,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(events.router, prefix="/v1")
     app.include_router(retail.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
+    install_console(app)
 
     @app.middleware("http")
     async def meter_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

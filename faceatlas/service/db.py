@@ -81,6 +81,20 @@ class AuditRecord(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ConsoleSession(Base):
+    """A web console login: the session id's sha256 (the id itself lives only in the browser's
+    cookie), the API key it was opened with (checked again on every request), its CSRF token and
+    its end."""
+
+    __tablename__ = "svc_console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("svc_api_keys.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the service tables to the latest Alembic revision."""
     upgrade(engine, Path(__file__).parent / "migrations")

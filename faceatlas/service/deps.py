@@ -127,38 +127,47 @@ def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..
     account calls (keys, usage, audit) are neither, so a tenant over quota can still see its bill.
     """
 
-    def dependency(
-        request: Request,
-        principal: PrincipalDep,
-        settings: SettingsDep,
-        shared: SharedDep,
-        metrics: MetricsDep,
-    ) -> Meter:
-        if not principal.allows(scope):
-            raise Forbidden(f"this key lacks the '{scope}' scope")
-        wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst)
-        if wait > 0:
-            metrics.rejected.labels("rate_limited").inc()
-            raise RateLimited("rate limit exceeded for this key", retry_after=wait)
-        meter = Meter(principal, operation)
-        if not billable:
-            return meter
-        quota = principal.monthly_quota
-        if quota is None:
-            quota = settings.default_monthly_quota
-        meter.month = month_of()
-        wait = shared.spend(principal.tenant_id, quota, meter.month)
-        if wait > 0:
-            metrics.rejected.labels("quota_exceeded").inc()
-            raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
-        request.state.meter = meter
-        return meter
+    def dependency(request: Request, principal: PrincipalDep) -> Meter:
+        return meter_call(request, principal, operation, scope, billable=billable)
 
     return dependency
 
 
+def meter_call(request: Request, principal: Principal, operation: str, scope: str, *, billable: bool = True) -> Meter:
+    """Check ``scope``, the key's rate limit and the tenant's quota for one call of ``operation``;
+    a billable call's Meter is left for the metering middleware. The one gate of the API's routes
+    (through :func:`metered`) and of the web console's actions."""
+    if not principal.allows(scope):
+        raise Forbidden(f"this key lacks the '{scope}' scope")
+    metrics = get_metrics(request)
+    shared = get_shared(request)
+    wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst)
+    if wait > 0:
+        metrics.rejected.labels("rate_limited").inc()
+        raise RateLimited("rate limit exceeded for this key", retry_after=wait)
+    meter = Meter(principal, operation)
+    if not billable:
+        return meter
+    quota = principal.monthly_quota
+    if quota is None:
+        quota = get_settings(request).default_monthly_quota
+    meter.month = month_of()
+    wait = shared.spend(principal.tenant_id, quota, meter.month)
+    if wait > 0:
+        metrics.rejected.labels("quota_exceeded").inc()
+        raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
+    request.state.meter = meter
+    return meter
+
+
 def get_tenant_gallery(request: Request, principal: PrincipalDep, gallery: GalleryDep) -> Gallery:
     """The caller's tenant view of the gallery (one per tenant, cached)."""
+    return tenant_gallery(request, principal)
+
+
+def tenant_gallery(request: Request, principal: Principal) -> Gallery:
+    """``principal``'s tenant view of the app's gallery (one per tenant, cached)."""
+    gallery = get_gallery(request)
     views: dict[str, Gallery] = request.app.state.tenant_galleries
     if principal.tenant_id not in views:
         views[principal.tenant_id] = gallery.for_tenant(gallery_tenant(principal.tenant_id))

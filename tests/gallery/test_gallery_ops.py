@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from sqlalchemy import func, select
@@ -200,3 +201,19 @@ def test_search_answers_unknown_for_a_stranger_by_default(enrolled: Gallery, exa
     assert matches == []  # unknown at the default FAR
     [(_, ranked)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, rank_only=True)
     assert len(ranked) == 3  # ranking without a decision is still there when asked for
+
+
+def test_face_crop_is_served_only_where_crops_are_kept(gallery, fast_analyzer, examples: Path) -> None:
+    photo = str(examples / "tests" / "test_images" / "obama.jpg")
+    gallery.create_collection("kept", fast_analyzer, keep_crops=True)
+    gallery.create_collection("bare", fast_analyzer)
+    kept = gallery.enrol_images("kept", "obama", [photo], fast_analyzer).added[0]
+    bare = gallery.enrol_images("bare", "obama", [photo], fast_analyzer).added[0]
+    crop = cv2.imdecode(np.frombuffer(gallery.face_crop("kept", kept), np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None and min(crop.shape[:2]) >= 64
+    assert gallery.face_crop("bare", bare) is None
+    with pytest.raises(NotFound):
+        gallery.face_crop("bare", kept)  # a face of another collection
+    gallery.delete_subject("kept", "obama")
+    with pytest.raises(NotFound):
+        gallery.face_crop("kept", kept)

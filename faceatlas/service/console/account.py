@@ -1,0 +1,81 @@
+"""Usage and keys: calls per day and operation (chart, table, CSV), the month's quota, and the
+tenant's keys (listed by prefix; create, shown once; rotate; revoke), as ``/v1/usage`` and ``/v1/keys``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.db import utcnow
+from faceatlas.service.accounts import IssuedKey, usage_csv
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, redirect, render
+from faceatlas.service.console.draw import usage_chart
+from faceatlas.service.console.sessions import ConsoleUser
+from faceatlas.service.deps import AccountsDep, SettingsDep, meter_call
+
+router = APIRouter(route_class=ConsoleRoute)
+DAYS = 30
+Prefix = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
+
+
+async def _page(request: Request, user: ConsoleUser, accounts: AccountsDep, settings: SettingsDep,
+                issued: IssuedKey | None = None, status_code: int = 200) -> Response:
+    principal = user.principal
+    meter = meter_call(request, principal, "usage", "read", billable=False)
+    start = (utcnow() - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = await run_in_threadpool(accounts.usage_report, meter.principal.tenant_id, start)
+    used = await run_in_threadpool(accounts.calls_this_month, principal.tenant_id)
+    quota = principal.monthly_quota if principal.monthly_quota is not None else settings.default_monthly_quota
+    keys = None
+    if principal.allows("admin"):
+        meter_call(request, principal, "keys.list", "admin", billable=False)
+        keys = await run_in_threadpool(accounts.list_keys, principal.tenant_id)
+    return render(request, "usage.html", user, status_code, rows=rows, chart=usage_chart(rows), used=used,
+                  quota=quota, keys=keys, issued=issued, days=DAYS)
+
+
+@router.get("/usage", include_in_schema=False)
+async def usage(request: Request, user: UserDep, accounts: AccountsDep, settings: SettingsDep) -> Response:
+    return await _page(request, user, accounts, settings)
+
+
+@router.get("/usage.csv", include_in_schema=False)
+async def usage_download(request: Request, user: UserDep, accounts: AccountsDep) -> Response:
+    meter = meter_call(request, user.principal, "usage", "read", billable=False)
+    rows = await run_in_threadpool(accounts.usage_report, meter.principal.tenant_id)
+    return PlainTextResponse(usage_csv(rows), media_type="text/csv",
+                             headers={"Content-Disposition": 'attachment; filename="usage.csv"'})
+
+
+@router.post("/keys", include_in_schema=False)
+async def create_key(
+    request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
+    scope: Annotated[Literal["admin", "write", "read", "detect"], Form()],
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """A new key of the tenant; its secret is on this one answer only."""
+    caller = meter_call(request, user.principal, "keys.create", "admin", billable=False).principal
+    issued = await run_in_threadpool(
+        lambda: accounts.create_key(caller.tenant_id, [scope], name, actor_key_id=caller.key_id))
+    return await _page(request, user, accounts, settings, issued, 201)
+
+
+@router.post("/keys/{prefix}/rotate", include_in_schema=False)
+async def rotate_key(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
+                     prefix: Prefix) -> Response:
+    caller = meter_call(request, user.principal, "keys.rotate", "admin", billable=False).principal
+    issued = await run_in_threadpool(lambda: accounts.rotate_key(prefix, caller.tenant_id, caller.key_id))
+    if prefix == user.key_prefix:  # the session's own key is revoked now: log in with its replacement
+        return render(request, "rotated.html", None, 201, issued=issued)
+    return await _page(request, user, accounts, settings, issued, 201)
+
+
+@router.post("/keys/{prefix}/revoke", include_in_schema=False)
+async def revoke_key(request: Request, user: PostingUserDep, accounts: AccountsDep, prefix: Prefix) -> Response:
+    caller = meter_call(request, user.principal, "keys.revoke", "admin", billable=False).principal
+    await run_in_threadpool(lambda: accounts.revoke_key(prefix, caller.tenant_id, caller.key_id))
+    return redirect(request, f"{PREFIX}/usage")

@@ -1,0 +1,78 @@
+"""Log in (an API key exchanged for a session), log out."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.service.console.base import (
+    PREFIX,
+    ConsoleRoute,
+    PostingUserDep,
+    SessionsDep,
+    UserDep,
+    redirect,
+    render,
+)
+from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE, REASONS
+from faceatlas.service.deps import SettingsDep
+
+router = APIRouter(route_class=ConsoleRoute)
+
+
+def _cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+
+
+def _login_page(request: Request, message: str | None, status_code: int = 200) -> Response:
+    token = secrets.token_urlsafe(32)
+    response = render(request, "login.html", None, status_code, csrf=token, message=message)
+    _cookie(response, request, LOGIN_COOKIE, token, 15 * 60)
+    return response
+
+
+@router.get("/", include_in_schema=False)
+def home(user: UserDep) -> Response:
+    """The first page the key may see: galleries, or Try it for a detect-only key."""
+    return RedirectResponse(f"{PREFIX}/galleries" if user.principal.allows("read") else f"{PREFIX}/try",
+                            status_code=303)
+
+
+@router.get("/login", include_in_schema=False)
+def login_form(request: Request, reason: str | None = None) -> Response:
+    return _login_page(request, REASONS.get(reason or ""))
+
+
+@router.post("/login", include_in_schema=False)
+async def login(
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    key: Annotated[str, Form(max_length=200)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Exchange an API key for a session (the key itself is never stored in the browser)."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
+        return _login_page(request, "the login form expired: please try again", 403)
+    opened = await run_in_threadpool(sessions.open, key.strip())
+    if opened is None:
+        return _login_page(request, "this API key is not valid (unknown or revoked)", 401)
+    response = RedirectResponse(f"{PREFIX}/", status_code=303)
+    _cookie(response, request, COOKIE, opened[0], settings.console_session_minutes * 60)
+    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request, user: PostingUserDep, sessions: SessionsDep) -> Response:
+    await run_in_threadpool(sessions.close, request.cookies.get(COOKIE, ""))
+    response = redirect(request, f"{PREFIX}/login?reason=logout")
+    response.delete_cookie(COOKIE, path=PREFIX)
+    return response

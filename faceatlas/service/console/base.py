@@ -1,0 +1,102 @@
+"""What every console page shares: templates, the route class that turns errors into pages,
+the session dependencies (the caller, CSRF) and rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.errors import FaceAtlasError
+from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
+
+HERE = Path(__file__).parent
+PREFIX = "/console"
+# Scripts and styles only from the console's own static files; images also inline (data: URLs).
+CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def far_words(far: float | None) -> str:
+    """A FAR level in words: what share of strangers would score this high."""
+    if far is None:
+        return "unknown"
+    return f"stronger than 1 in {round(1 / far):,} strangers (FAR {far:g})"
+
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["far_words"] = far_words
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def redirect(request: Request, path: str) -> Response:
+    """See ``path`` next: a 303 for a plain form post, ``HX-Redirect`` for htmx."""
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": path})
+    return RedirectResponse(path, status_code=303)
+
+
+class ConsoleRoute(APIRoute):
+    """A console route: a missing, expired or revoked session leads to the login page; any other
+    FaceAtlas error becomes a page (or an htmx fragment) with its code, message and status."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except LoginRequired as exc:
+                return redirect(request, f"{PREFIX}/login?reason={exc.reason}")
+            except FaceAtlasError as exc:
+                template = "_error.html" if is_htmx(request) else "error.html"
+                response = templates.TemplateResponse(
+                    request, template, {"error": exc, "user": getattr(request.state, "console_user", None)},
+                    status_code=exc.status)
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            return response
+
+        return handle
+
+
+def get_sessions(request: Request) -> ConsoleSessions:
+    return request.app.state.console_sessions
+
+
+SessionsDep = Annotated[ConsoleSessions, Depends(get_sessions)]
+
+
+async def console_user(request: Request, sessions: SessionsDep) -> ConsoleUser:
+    """The logged-in caller (its key re-authenticated now), or :class:`LoginRequired`."""
+    user = await run_in_threadpool(sessions.user, request.cookies.get(COOKIE))
+    request.state.console_user = user
+    return user
+
+
+UserDep = Annotated[ConsoleUser, Depends(console_user)]
+
+
+async def posting_user(request: Request, user: UserDep) -> ConsoleUser:
+    """The caller of a state-changing request, which must carry the session's CSRF token (else 403)."""
+    await check_csrf(request, user.csrf)
+    return user
+
+
+PostingUserDep = Annotated[ConsoleUser, Depends(posting_user)]
+
+
+def render(request: Request, template: str, user: ConsoleUser | None, status_code: int = 200,
+           **context: Any) -> Response:
+    """A page (or, for htmx, a fragment template) with the caller in its context."""
+    return templates.TemplateResponse(request, template, {"user": user, **context}, status_code=status_code)

@@ -1,0 +1,69 @@
+"""Video events stored by ``faceatlas watch``: a filtered list, and a live feed (server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.service.console.base import ConsoleRoute, UserDep, get_sessions, render
+from faceatlas.service.console.draw import events_per_minute
+from faceatlas.service.console.sessions import COOKIE, LoginRequired
+from faceatlas.service.deps import DbDep, meter_call
+from faceatlas.video import EVENT_TYPES, list_events
+
+router = APIRouter(route_class=ConsoleRoute)
+POLL_SECONDS = 2.0
+Filter = Annotated[str | None, Query(max_length=200)]
+
+
+def _blank(value: str | None) -> str | None:
+    return value or None
+
+
+@router.get("/events", include_in_schema=False)
+async def events(request: Request, user: UserDep, db: DbDep, camera: Filter = None, type: Filter = None) -> Response:
+    meter = meter_call(request, user.principal, "events.list", "read", billable=False)
+    rows = await run_in_threadpool(lambda: list_events(db, meter.principal.tenant_id, camera=_blank(camera),
+                                                       type=_blank(type), limit=200))
+    return render(request, "events.html", user, events=rows, types=EVENT_TYPES, camera=camera or "",
+                  type=type or "", chart=events_per_minute(rows))
+
+
+@router.get("/events/stream", include_in_schema=False)
+async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = None, type: Filter = None,
+                 since: Filter = None) -> Response:
+    """New events as they are stored (server-sent events, one ``data:`` line of JSON each). The
+    session is checked again at every poll: a revoked key's feed ends."""
+    meter = meter_call(request, user.principal, "events.stream", "read", billable=False)
+    tenant = meter.principal.tenant_id
+    sessions = get_sessions(request)
+    session_id = request.cookies.get(COOKIE)
+
+    async def feed() -> AsyncIterator[str]:
+        last, seen, first = since, set(), True
+        while not await request.is_disconnected():
+            try:
+                await run_in_threadpool(sessions.user, session_id)
+            except LoginRequired:  # logged out, expired or revoked: the feed ends
+                yield "event: end\ndata: {}\n\n"
+                return
+            rows = await run_in_threadpool(partial(list_events, db, tenant, camera=_blank(camera),
+                                                   type=_blank(type), since=last, limit=100))
+            if first and since:  # the page shows the events at ``since`` already
+                seen = {e.id for e in rows if e.wall_time == since}
+            first = False
+            for event in reversed([e for e in rows if e.id not in seen]):
+                yield f"data: {json.dumps(event.to_dict())}\n\n"
+            if rows:
+                last = rows[0].wall_time
+                seen = {e.id for e in rows if e.wall_time == last}
+            await asyncio.sleep(POLL_SECONDS)
+
+    return StreamingResponse(feed(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,196 @@
+"""Galleries: collections, subjects (thumbnails from stored crops), enrolment by upload, merge,
+delete and search by photo. Each action passes the API's gate (:func:`meter_call`: scope, rate,
+quota, usage) and calls the gallery as the ``/v1`` routes do."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.engine import DEFAULT_FAR, NoFace
+from faceatlas.errors import FaceAtlasError, NotFound, QuotaExceeded, RateLimited
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.service.accounts import Principal, billed
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, is_htmx, redirect, render
+from faceatlas.service.db import UsageRecord
+from faceatlas.service.deps import (
+    AccountsDep,
+    AnalyzerDep,
+    Meter,
+    PoolDep,
+    SettingsDep,
+    charge_pixels,
+    get_shared,
+    meter_call,
+    tenant_gallery,
+    usage_row,
+)
+
+router = APIRouter(route_class=ConsoleRoute)
+Name = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH)]
+MAX_PHOTOS = 20
+
+
+async def _audit(accounts: Any, principal: Principal, action: str, target: str, details: dict | None = None) -> None:
+    await run_in_threadpool(accounts.audit, action, target, principal.tenant_id, principal.key_id, details)
+
+
+@router.get("/galleries", include_in_schema=False)
+async def collections(request: Request, user: UserDep) -> Response:
+    meter_call(request, user.principal, "collections.list", "read")
+    gallery = tenant_gallery(request, user.principal)
+    items = await run_in_threadpool(gallery.list_collections)
+    return render(request, "galleries.html", user, collections=items, can_write=user.principal.allows("write"))
+
+
+@router.post("/galleries", include_in_schema=False)
+async def create_collection(
+    request: Request, user: PostingUserDep, analyzer: AnalyzerDep, accounts: AccountsDep,
+    name: FormName, keep_crops: Annotated[bool, Form()] = False,
+) -> Response:
+    meter_call(request, user.principal, "collections.create", "write")
+    gallery = tenant_gallery(request, user.principal)
+    await run_in_threadpool(lambda: gallery.create_collection(name, analyzer, keep_crops=keep_crops))
+    await _audit(accounts, user.principal, "collection.create", name)
+    return redirect(request, f"{PREFIX}/galleries/{name}")
+
+
+@router.get("/galleries/{collection}", include_in_schema=False)
+async def collection_page(request: Request, user: UserDep, collection: Name) -> Response:
+    meter_call(request, user.principal, "subjects.list", "read")
+    gallery = tenant_gallery(request, user.principal)
+
+    def load() -> tuple[Any, list[Any], dict[str, int]]:
+        info = gallery.get_collection(collection)
+        subjects = gallery.list_subjects(collection, limit=500).items
+        thumbs: dict[str, int] = {}
+        if info.keep_crops:
+            for subject in subjects:
+                faces = gallery.list_faces(collection, subject=subject.external_id, limit=1).items
+                if faces:
+                    thumbs[subject.external_id] = faces[0].id
+        return info, subjects, thumbs
+
+    info, subjects, thumbs = await run_in_threadpool(load)
+    return render(request, "collection.html", user, info=info, subjects=subjects, thumbs=thumbs,
+                  can_write=user.principal.allows("write"))
+
+
+@router.get("/galleries/{collection}/faces/{face_id}", include_in_schema=False)
+async def face_thumbnail(request: Request, user: UserDep, collection: Name, face_id: int) -> Response:
+    """A stored face crop (only when the collection keeps crops)."""
+    meter_call(request, user.principal, "faces.crop", "read", billable=False)
+    gallery = tenant_gallery(request, user.principal)
+    crop = await run_in_threadpool(gallery.face_crop, collection, face_id)
+    if crop is None:
+        raise NotFound(f"collection '{collection}' keeps no face crops")
+    return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/galleries/{collection}/enrol", include_in_schema=False)
+async def enrol(
+    request: Request, user: PostingUserDep, accounts: AccountsDep, pool: PoolDep, collection: Name,
+    subject: FormName, photos: Annotated[list[UploadFile], File()],
+    name: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """Enrol the largest face of each photo to ``subject`` (created when new): one metered
+    ``enrol`` call per photo, as the API bills it; each photo's outcome is reported."""
+    principal = user.principal
+    gallery = tenant_gallery(request, principal)
+    info = await run_in_threadpool(gallery.get_collection, collection)
+    outcomes: list[dict[str, Any]] = []
+    rows: list[UsageRecord] = []
+    settles: list[tuple[Meter, int]] = []
+    for upload in photos[:MAX_PHOTOS]:
+        started, status, meter = time.perf_counter(), 201, None
+        try:
+            meter = meter_call(request, principal, "enrol", "write")
+            data = await upload.read()
+            charge_pixels(request, [data])
+            faces, crops = await pool.faces_and_crops(data, max_faces=1, keep_crops=info.keep_crops)
+            meter.faces = len(faces)
+            report = await run_in_threadpool(
+                partial(gallery.enrol_faces, collection, subject, faces, crops=crops, source="console"))
+            await _audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
+            outcomes.append({"file": upload.filename, "ok": True, "faces": len(report.added)})
+        except (RateLimited, QuotaExceeded) as exc:  # refused calls are neither recorded nor billed
+            meter = None
+            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
+        except FaceAtlasError as exc:
+            status = exc.status
+            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
+        if meter is not None:
+            rows.append(usage_row(meter, status, started))
+            settles.append((meter, status))
+    request.state.meter = None  # this request's calls are recorded here, one row per photo
+    if rows:
+        await run_in_threadpool(accounts.record_usage, rows)
+    shared = get_shared(request)
+    for meter, status in settles:  # each photo's call is over once its row is written
+        await run_in_threadpool(shared.settle, principal.tenant_id, billed(status), meter.month)
+    if name.strip() and any(o["ok"] for o in outcomes):
+        await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
+    context: dict[str, Any] = {"info": info, "subject": subject, "outcomes": outcomes,
+                               "skipped": max(0, len(photos) - MAX_PHOTOS)}
+    if is_htmx(request):
+        return render(request, "_enrol.html", user, **context)
+    return render(request, "enrolled.html", user, **context)
+
+
+@router.post("/galleries/{collection}/search", include_in_schema=False)
+async def search(request: Request, user: PostingUserDep, pool: PoolDep, collection: Name,
+                 photo: Annotated[UploadFile, File()]) -> Response:
+    """1:N: who is this, or nobody (at the default FAR); matches with similarity and FAR level."""
+    meter = meter_call(request, user.principal, "search", "read")
+    data = await photo.read()
+    charge_pixels(request, [data])
+    faces = await pool.analyze(data, max_faces=1)
+    if not faces:
+        raise NoFace("no face found in the query photo")
+    meter.faces = 1
+    gallery = tenant_gallery(request, user.principal)
+    matches = await run_in_threadpool(lambda: gallery.search(
+        collection, faces[0], k=5, far=DEFAULT_FAR, calibration=pool.analyzer.calibration))
+    context: dict[str, Any] = {"collection": collection, "matches": matches, "far": DEFAULT_FAR}
+    return render(request, "_search.html" if is_htmx(request) else "searched.html", user, **context)
+
+
+@router.post("/galleries/{collection}/merge", include_in_schema=False)
+async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, collection: Name,
+                absorb: FormName, into: FormName) -> Response:
+    """Move every face of ``absorb`` to ``into`` and delete ``absorb``."""
+    meter_call(request, user.principal, "subjects.merge", "write")
+    gallery = tenant_gallery(request, user.principal)
+    await run_in_threadpool(lambda: gallery.merge_subjects(collection, into, absorb))
+    await _audit(accounts, user.principal, "subject.merge", f"{collection}/{absorb}", {"into": into})
+    return redirect(request, f"{PREFIX}/galleries/{collection}")
+
+
+@router.post("/galleries/{collection}/subjects/{subject}/delete", include_in_schema=False)
+async def delete_subject(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
+                         collection: Name, subject: Name) -> Response:
+    """Delete a subject and every trace of it (faces, vectors, crops, index entries, its id in the audit trail)."""
+    meter_call(request, user.principal, "subjects.delete", "write")
+    principal = user.principal
+    gallery = tenant_gallery(request, principal)
+    faces = await run_in_threadpool(gallery.delete_subject, collection, subject)
+    target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, f"{collection}/{subject}",
+                                     keep_ids=settings.audit_keeps_subject_ids)
+    await _audit(accounts, principal, "subject.delete", target, {"faces": faces})
+    return redirect(request, f"{PREFIX}/galleries/{collection}")
+
+
+@router.post("/galleries/{collection}/delete", include_in_schema=False)
+async def delete_collection(request: Request, user: PostingUserDep, accounts: AccountsDep,
+                            collection: Name) -> Response:
+    meter_call(request, user.principal, "collections.delete", "write")
+    gallery = tenant_gallery(request, user.principal)
+    await run_in_threadpool(gallery.delete_collection, collection)
+    await _audit(accounts, user.principal, "collection.delete", collection)
+    return redirect(request, f"{PREFIX}/galleries")

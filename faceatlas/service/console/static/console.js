@@ -1,0 +1,73 @@
+// FaceAtlas console: the few behaviours htmx does not cover (no inline scripts: the CSP forbids them).
+(function () {
+  "use strict";
+  // Confirm destructive forms (delete, revoke) with their stated consequence.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.classList && form.classList.contains("confirm") && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+  document.addEventListener("htmx:confirm", function (event) {
+    var form = event.target;
+    if (form.classList && form.classList.contains("confirm") && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+    }
+  });
+
+  function listFiles(input, list) {
+    var names = Array.prototype.map.call(input.files, function (f) { return f.name; });
+    list.textContent = names.length ? names.length + " photo(s): " + names.join(", ") : "";
+  }
+
+  function setup() {
+    // Drag-and-drop of photos onto the enrolment drop zone (the file input stays usable by keyboard).
+    var zone = document.getElementById("drop-zone");
+    var input = document.getElementById("photos");
+    var list = document.getElementById("drop-list");
+    if (zone && input && list) {
+      ["dragenter", "dragover"].forEach(function (name) {
+        zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.add("over"); });
+      });
+      ["dragleave", "drop"].forEach(function (name) {
+        zone.addEventListener(name, function () { zone.classList.remove("over"); });
+      });
+      zone.addEventListener("drop", function (e) {
+        e.preventDefault();
+        input.files = e.dataTransfer.files;
+        listFiles(input, list);
+      });
+      input.addEventListener("change", function () { listFiles(input, list); });
+    }
+    // Upload progress of the enrolment form.
+    var form = document.getElementById("enrol-form");
+    var bar = document.getElementById("enrol-progress");
+    if (form && bar) {
+      form.addEventListener("htmx:xhr:progress", function (e) {
+        if (e.detail.lengthComputable) { bar.hidden = false; bar.value = 100 * e.detail.loaded / e.detail.total; }
+      });
+      form.addEventListener("htmx:afterRequest", function () { bar.hidden = true; });
+    }
+    // Live event feed (server-sent events): new rows on top.
+    var table = document.getElementById("events");
+    if (table && window.EventSource) {
+      var source = new EventSource(table.dataset.stream);
+      source.onmessage = function (message) {
+        var e = JSON.parse(message.data);
+        var row = document.createElement("tr");
+        [e.wall_time.slice(0, 19).replace("T", " "), e.camera, e.type, (e.kind || "") + " " + (e.track_id === null ? "" : e.track_id),
+         JSON.stringify(e.data)].forEach(function (text) {
+          var cell = document.createElement("td");
+          cell.textContent = text;
+          row.appendChild(cell);
+        });
+        table.tBodies[0].insertBefore(row, table.tBodies[0].firstChild);
+        var none = document.getElementById("no-events");
+        if (none) { none.remove(); }
+      };
+      source.addEventListener("end", function () { source.close(); });
+    }
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", setup); } else { setup(); }
+})();

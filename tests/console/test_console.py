@@ -1,0 +1,320 @@
+"""The web console end to end in a real headless Chromium against a real server: log in, create a
+collection, enrol two people by upload, search, delete, usage, revoked keys, tenant isolation, CSRF."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import update
+
+from faceatlas.service.db import ConsoleSession
+from faceatlas.video import DatabaseSink, Event
+
+EXAMPLES = "data/face_recognition_examples/tests/test_images"
+
+
+@pytest.fixture(scope="module")
+def photos(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = shared / EXAMPLES
+    wall = tmp_path_factory.mktemp("photos") / "wall.png"  # a real PNG with no face in it
+    cv2.imwrite(str(wall), np.full((240, 320, 3), (180, 200, 210), np.uint8))
+    other = shared / "data/face_recognition_examples/examples/knn_examples/train/biden"
+    return {"obama": folder / "obama.jpg", "biden": folder / "biden.jpg", "query": folder / "obama2.jpg",
+            "wall": wall, "biden_other": other / "biden2.jpg"}
+
+
+def _billed_calls(page) -> int:
+    page.goto("/console/usage")
+    return int(re.match(r"(\d+) billed calls", page.locator("#quota").inner_text()).group(1))
+
+
+def test_enrol_search_delete_and_usage(log_in, console, photos) -> None:
+    page = log_in("acme_admin")
+    page.on("dialog", lambda dialog: dialog.accept())
+    before = _billed_calls(page)
+
+    page.goto("/console/galleries")
+    page.get_by_label("Name").fill("people")
+    page.get_by_label(re.compile("Keep a face crop")).check()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url("**/console/galleries/people")
+
+    for subject, name, files in (("obama", "Barack Obama", [photos["obama"], photos["wall"]]),
+                                 ("biden", "Joe Biden", [photos["biden"]])):
+        page.get_by_label("Subject id").fill(subject)
+        page.get_by_label("Display name (optional)").fill(name)
+        page.locator("#photos").set_input_files([str(f) for f in files])
+        page.get_by_role("button", name="Enrol", exact=True).click()
+        outcome = page.locator("#enrol-result .outcomes")
+        outcome.wait_for()
+        assert f"{files[0].name}: enrolled 1 face" in outcome.inner_text()
+        if subject == "obama":  # the per-photo error of the photo without a face
+            assert "wall.png: no_face" in outcome.inner_text()
+        page.reload()
+
+    subjects = page.locator(".subject")
+    assert sorted(subjects.all_inner_texts()) == [
+        "Barack Obama\nid obama · 1 face\nDelete", "Joe Biden\nid biden · 1 face\nDelete"]
+    # thumbnails come from the stored crops and load as images
+    assert page.locator(".subject img").count() == 2
+    assert page.eval_on_selector_all(".subject img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
+
+    page.locator("#search-photo").set_input_files(str(photos["query"]))
+    page.get_by_role("button", name="Search", exact=True).click()
+    answer = page.locator("#search-answer")
+    answer.wait_for()
+    assert answer.locator("h3").inner_text() == "Found: Barack Obama"
+    first = answer.locator("tbody tr").first.inner_text()
+    assert "strangers (FAR" in first or "unknown" in first
+
+    page.get_by_role("button", name="Delete subject biden", exact=True).click()
+    page.wait_for_load_state()
+    page.wait_for_function("() => !document.querySelector('[data-subject=biden]')")
+    assert page.locator(".subject").count() == 1
+    assert "Joe Biden" not in page.locator("main").inner_text()
+    page.locator("#search-photo").set_input_files(str(photos["biden"]))  # erased: nobody now
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.locator("#search-answer h3", has_text="Unknown").wait_for()
+
+    after = _billed_calls(page)
+    # create, 3 enrol photos, search, delete, and the pages' listings
+    assert after >= before + 6
+    table = page.locator("#usage-table").inner_text()
+    assert "enrol" in table and "search" in table and "subjects.delete" in table
+    assert page.locator("svg.chart rect").count() >= 1
+    with httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"}) as api:
+        trail = [(e["action"], e["target"]) for e in api.get("/v1/audit").json()["events"]]
+    # console actions are audited as the API's; the deleted subject's id is erased from the trail
+    assert ("face.enrol", "people/obama") in trail and ("subject.delete", "people/[erased]") in trail
+    assert not any("biden" in target for _, target in trail)
+    csv = page.request.get("/console/usage.csv")
+    assert csv.ok and csv.headers["content-type"].startswith("text/csv")
+    assert re.search(r"acme,\d{4}-\d\d-\d\d,enrol,3,", csv.text())
+    page.context.close()
+
+
+def test_try_it_draws_faces(log_in, console, photos) -> None:
+    page = log_in("acme_read")
+    page.goto("/console/try")
+    page.get_by_label("Liveness").check()
+    page.get_by_label("Photo", exact=True).set_input_files(str(photos["obama"]))
+    page.get_by_role("button", name="Run", exact=True).click()
+    answer = page.locator("#try-answer")
+    answer.wait_for()
+    assert answer.locator("h2").inner_text() == "1 face found"
+    image = answer.locator("img")
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.eval_on_selector("#try-answer img", "i => i.naturalWidth") > 100
+    page.context.close()
+
+
+def test_revoked_key_is_refused_at_once(log_in, console) -> None:
+    doomed = console.accounts.create_key("acme", ["read"], name="doomed").token
+    victim = log_in(doomed)
+    admin = log_in("acme_admin")
+    admin.on("dialog", lambda dialog: dialog.accept())
+    admin.goto("/console/usage")
+    prefix = doomed.split("_")[1]
+    admin.get_by_role("button", name=f"Revoke key {prefix}").click()
+    admin.wait_for_url("**/console/usage")
+    assert admin.locator(f"tr[data-prefix='{prefix}']").inner_text().count("revoked") == 1
+
+    # a key created here is shown once and works on the API; rotating it replaces it at once
+    admin.get_by_label("Name", exact=True).fill("ci")
+    admin.get_by_label("Scope").select_option("read")
+    admin.get_by_role("button", name="Create key", exact=True).click()
+    created = admin.locator("#new-key").inner_text()
+    admin.get_by_role("button", name=f"Rotate key {created.split('_')[1]}", exact=True).click()
+    rotated = admin.locator("#new-key").inner_text()
+    admin.goto("/console/usage")
+    assert admin.locator("#new-key").count() == 0  # shown only on the answer that created it
+    for token, status in ((created, 401), (rotated, 200)):
+        answer = httpx.get(f"{console.url}/v1/collections", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == status
+
+    victim.goto("/console/galleries")  # the session's key is checked on every request
+    assert "/console/login" in victim.url
+    assert "revoked" in victim.get_by_role("alert").inner_text()
+    victim.get_by_label("API key").fill(doomed)
+    victim.get_by_role("button", name="Log in", exact=True).click()
+    assert "not valid" in victim.get_by_role("alert").inner_text()
+    for page in (victim, admin):
+        page.context.close()
+
+
+def test_tenant_b_sees_nothing_of_tenant_a(log_in, console) -> None:
+    acme = log_in("acme_write")
+    acme.get_by_label("Name").fill("acme-only")
+    acme.get_by_role("button", name="Create", exact=True).click()
+    acme.wait_for_url("**/console/galleries/acme-only")
+
+    globex = log_in("globex_admin")
+    assert "acme-only" not in globex.locator("main").inner_text()
+    response = globex.goto("/console/galleries/acme-only")
+    assert response.status == 404 and "not_found" in globex.locator("main").inner_text()
+    globex.goto("/console/usage")
+    assert "acme" not in globex.locator("#keys").inner_text().lower()
+    for page in (acme, globex):
+        page.context.close()
+
+
+def _session(console, key: str) -> tuple[httpx.Client, str]:
+    client = httpx.Client(base_url=console.url, timeout=30)
+    login = client.get("/console/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+    answer = client.post("/console/login", data={"key": console.keys[key], "csrf": token})
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Path=/console" in cookie
+    page = client.get("/console/galleries")
+    return client, re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def test_forms_without_the_csrf_token_are_refused(console) -> None:
+    client, csrf = _session(console, "acme_write")
+    assert client.post("/console/galleries", data={"name": "no-token"}).status_code == 403
+    assert client.post("/console/galleries", data={"name": "no-token", "csrf": "forged"}).status_code == 403
+    assert "no-token" not in client.get("/console/galleries").text
+    assert client.post("/console/galleries", data={"name": "with-token", "csrf": csrf}).status_code == 303
+    assert "with-token" in client.get("/console/galleries").text
+    assert client.post("/console/logout", data={}).status_code == 403
+    client.close()
+    # the login form itself carries a token bound to its cookie
+    with httpx.Client(base_url=console.url) as fresh:
+        assert fresh.post("/console/login", data={"key": console.keys["acme_write"]}).status_code == 403
+
+
+def test_scopes_follow_the_key(console) -> None:
+    detector = console.accounts.create_key("acme", ["detect"], name="kiosk").token
+    with httpx.Client(base_url=console.url) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        home = client.post("/console/login", data={"key": detector, "csrf": token}, follow_redirects=True)
+        assert home.url.path == "/console/try" and ">Galleries<" not in home.text  # a detect key: Try it only
+        assert client.get("/console/galleries").status_code == 403
+    client, csrf = _session(console, "acme_read")
+    page = client.get("/console/galleries").text
+    assert "Create a collection" not in page  # a read key sees no write forms
+    refused = client.post("/console/galleries", data={"name": "by-reader", "csrf": csrf})
+    assert refused.status_code == 403 and "forbidden" in refused.text
+    assert "API keys" not in client.get("/console/usage").text  # keys need the admin scope
+    client.close()
+
+
+def test_session_expires(console) -> None:
+    client, _ = _session(console, "acme_read")
+    with console.accounts.engine.begin() as connection:  # the session's end passes
+        connection.execute(update(ConsoleSession).values(expires_at=datetime(2000, 1, 1)))
+    answer = client.get("/console/galleries")
+    assert answer.status_code == 303 and answer.headers["location"].endswith("/console/login?reason=expired")
+    assert "has expired" in client.get(answer.headers["location"]).text
+    assert client.get("/console/galleries").headers["location"].endswith("?reason=login")
+    assert "<script" not in client.get("/console/login?reason=<script>alert(1)</script>").text.split("</head>")[1]
+    client.close()
+
+
+def test_events_filtered_and_live(log_in, console) -> None:
+    sink = DatabaseSink(console.database_url, tenant="acme", batch=1)
+    sink.emit(Event("identified", "entrance", frame=1, video_time=0.0, track_id=1, kind="face",
+                    data={"subject": "obama"}))
+    sink.emit(Event("track_started", "till-2", frame=2, video_time=0.1, track_id=2, kind="face"))
+    DatabaseSink(console.database_url, tenant="globex", batch=1).emit(
+        Event("watchlist_hit", "globex-door", frame=1, video_time=0.0))
+    page = log_in("acme_read")
+    page.goto("/console/events")
+    rows = page.locator("#events tbody tr")
+    assert rows.count() == 2 and "globex-door" not in page.locator("main").inner_text()
+    page.get_by_label("Camera").fill("till-2")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    page.wait_for_url("**camera=till-2**")
+    assert rows.count() == 1 and "track_started" in rows.first.inner_text()
+
+    page.goto("/console/events")  # the live feed: an event stored now appears without a reload
+    page.wait_for_timeout(500)  # the feed has connected
+    sink.emit(Event("unknown_person", "entrance", frame=9, video_time=3.0, track_id=7, kind="face"))
+    page.locator("#events tbody tr", has_text="unknown_person").wait_for(timeout=15_000)
+    assert rows.count() == 3
+    sink.close()
+    page.context.close()
+
+
+def test_photos_dropped_on_the_zone_are_uploaded(log_in, console, photos) -> None:
+    page = log_in("acme_write")
+    page.get_by_label("Name").fill("dropped")
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url("**/console/galleries/dropped")
+    payload = base64.b64encode(photos["biden"].read_bytes()).decode()
+    page.evaluate("""data => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "biden.jpg", {type: "image/jpeg"}));
+        const zone = document.getElementById("drop-zone");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", payload)
+    assert page.locator("#drop-list").inner_text() == "1 photo(s): biden.jpg"
+    page.get_by_label("Subject id").fill("biden")
+    page.get_by_role("button", name="Enrol", exact=True).click()
+    page.locator("#enrol-result .outcomes", has_text="biden.jpg: enrolled 1 face").wait_for()
+
+    # the same person enrolled twice, merged into one subject
+    page.get_by_label("Subject id").fill("biden-again")
+    page.locator("#photos").set_input_files(str(photos["biden_other"]))
+    page.get_by_role("button", name="Enrol", exact=True).click()
+    page.locator("#enrol-result .outcomes", has_text=f"{photos['biden_other'].name}: enrolled").wait_for()
+    page.reload()
+    page.get_by_label("Merge").select_option("biden-again")
+    page.get_by_label("into").select_option("biden")
+    page.get_by_role("button", name="Merge", exact=True).click()
+    page.wait_for_function("() => !document.querySelector('[data-subject=biden-again]')")
+    assert page.locator(".subject").all_inner_texts() == ["biden\nid biden · 2 faces\nDelete"]
+    page.context.close()
+
+
+PAGES = ["/console/galleries", "/console/galleries/people", "/console/try", "/console/usage", "/console/events"]
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(e => e.tagName === 'BUTTON' ? !(e.getAttribute('aria-label') || e.textContent.trim())
+                                        : e.labels.length === 0)
+    .map(e => e.outerHTML)"""
+
+
+def test_pages_are_labelled_keyboard_usable_and_fit_a_phone(log_in, console) -> None:
+    page = log_in("acme_admin", viewport={"width": 390, "height": 760})
+    errors: list[str] = []  # script errors and Content-Security-Policy violations
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    for path in PAGES:
+        page.goto(path)
+        page.wait_for_timeout(300)  # scripts ran (the events page keeps its feed open: never network-idle)
+        assert page.evaluate(UNLABELLED) == [], path
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path  # no sideways scrolling
+        assert page.locator("main h1").count() == 1
+    assert errors == []
+    page.keyboard.press("Tab")  # the first stop is the skip link, and it leads to the content
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#main"
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url("**/console/login**")
+    page.goto("/console/usage")
+    assert "/console/login" in page.url
+    page.context.close()
+
+
+def test_session_cookie_is_secure_over_https(console) -> None:
+    # uvicorn trusts X-Forwarded-Proto from loopback, as from a TLS-terminating proxy in front of it
+    with httpx.Client(base_url=console.url, headers={"X-Forwarded-Proto": "https"}) as client:
+        form = client.get("/console/login")
+        assert "Secure" in form.headers["set-cookie"]
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        client.cookies.clear()  # this client speaks http:// to the server: send the Secure cookie by hand
+        client.cookies.set("faceatlas_console_login", token)
+        answer = client.post("/console/login", data={"key": console.keys["acme_read"], "csrf": token})
+        assert answer.status_code == 303
+        assert "Secure" in answer.headers["set-cookie"]
