@@ -118,8 +118,12 @@ def test_readme_step_one_draws_outside_the_repository(shared, monkeypatch):
     outside the repository."""
     repo = Path(__file__).resolve().parents[1]
     lines = (repo / "README.md").read_text().splitlines()
-    step = lines[next(i for i, line in enumerate(lines) if line.startswith("# 1.")) + 1]
+    step = next(line for line in lines[next(i for i, line in enumerate(lines) if line.startswith("# 1.")):]
+                if not line.startswith("#"))
     command = shlex.split(step.split(" && ")[-1])
+    while "=" in command[0]:  # VARIABLE=value before the command: set it as the shell would
+        name, value = command.pop(0).split("=", 1)
+        monkeypatch.setenv(name, str((repo / value).resolve()) if value.startswith("..") else value)
     assert command[0] == "faceatlas"
     drawn = Path(command[command.index("--draw") + 1])
     assert drawn.is_absolute() and repo not in drawn.parents, drawn
