@@ -1,0 +1,153 @@
+"""Clustering of face vectors into people, batch and incremental, under the user's constraints.
+
+The graph: each face's ``k`` nearest neighbours (FAISS: exact inner product up to
+:data:`EXACT_MAX`, an inverted file above) whose cosine reaches the pack's threshold at the
+album's FAR. Edges are joined strongest first (constrained single linkage, Kruskal): must-link
+groups (``locks``) are joined before any edge, a join that would put a cannot-link pair in one
+person is skipped, and in an increment faces already placed (``anchors``) keep their person: two
+people are never joined by new faces, a new face joins its strongest neighbour's person or starts
+a new one. With no constraint the batch is the connected components of the graph (SciPy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+EXACT_MAX = 50_000
+DEFAULT_K = 10
+_LOCK_SIMILARITY = 2.0  # above any cosine: must-link edges are joined first
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Graph edges ``i - j`` of similarity ``s`` (``i < j``)."""
+
+    i: np.ndarray
+    j: np.ndarray
+    s: np.ndarray
+
+
+def knn(base: np.ndarray, queries: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and row numbers in ``base`` of each query's ``k`` nearest (-1 when fewer)."""
+    base = np.ascontiguousarray(base, np.float32)
+    queries = np.ascontiguousarray(queries, np.float32)
+    k = max(1, min(k, len(base)))
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    index: faiss.Index
+    if len(base) <= EXACT_MAX:
+        index = faiss.IndexFlatIP(base.shape[1])
+    else:
+        lists = int(4 * np.sqrt(len(base)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(base.shape[1]), base.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        index.train(base[rng.choice(len(base), min(len(base), 40 * lists), replace=False)])
+        index.nprobe = 8
+    index.add(base)
+    sims, rows = index.search(queries, k)
+    return sims, rows
+
+
+def threshold_edges(sims: np.ndarray, rows: np.ndarray, threshold: float, query_rows: np.ndarray) -> Edges:
+    """The kNN pairs at or above ``threshold`` (self pairs and duplicates dropped)."""
+    q = np.repeat(query_rows, sims.shape[1])
+    r, s = rows.ravel(), sims.ravel()
+    keep = (r >= 0) & (s >= threshold) & (r != q)
+    i, j = np.minimum(q[keep], r[keep]), np.maximum(q[keep], r[keep])
+    s = s[keep]
+    if len(i):
+        pair = i.astype(np.int64) * (int(max(i.max(), j.max())) + 1) + j
+        _, first = np.unique(pair, return_index=True)
+        i, j, s = i[first], j[first], s[first]
+    return Edges(i.astype(np.int64), j.astype(np.int64), s.astype(np.float32))
+
+
+def cluster(vectors: np.ndarray, threshold: float, *, k: int = DEFAULT_K, locks: np.ndarray | None = None,
+            cannot: Sequence[tuple[int, int]] = (), threads: int | None = None) -> np.ndarray:
+    """Label every row of ``vectors`` (L2-normalised): rows of one person share a label
+    (0..m-1). ``locks``: a must-link group per row (-1: none); ``cannot``: row pairs never in one person."""
+    n = len(vectors)
+    if n == 0:
+        return np.empty(0, np.int64)
+    sims, rows = knn(vectors, vectors, k + 1, threads=threads)
+    edges = threshold_edges(sims, rows, threshold, np.arange(n))
+    edges = _with_locks(edges, locks)
+    if not cannot:
+        graph = coo_matrix((np.ones(len(edges.i)), (edges.i, edges.j)), shape=(n, n))
+        return connected_components(graph, directed=False)[1].astype(np.int64)
+    return _kruskal(n, edges, np.full(n, -1, np.int64), cannot)
+
+
+def assign(old: np.ndarray, old_labels: np.ndarray, new: np.ndarray, threshold: float, *, k: int = DEFAULT_K,
+           threads: int | None = None) -> np.ndarray:
+    """Labels of ``new`` rows: an old person's label (``old_labels``, -1 for old rows in no
+    person) or a new label above the old ones. Old people are never joined or split."""
+    if len(new) == 0:
+        return np.empty(0, np.int64)
+    placed = old_labels >= 0
+    base = np.concatenate([old[placed], new]) if placed.any() else new
+    anchors = np.concatenate([old_labels[placed], np.full(len(new), -1, np.int64)])
+    offset = int(placed.sum())
+    sims, rows = knn(base, new, k + 1, threads=threads)
+    edges = threshold_edges(sims, rows, threshold, np.arange(offset, offset + len(new)))
+    labels = _kruskal(len(base), edges, anchors, ())
+    out = labels[offset:]
+    fresh = out >= 1 << 40
+    start = int(old_labels.max(initial=-1)) + 1
+    _, remapped = np.unique(out[fresh], return_inverse=True)
+    out = out.copy()
+    out[fresh] = start + remapped
+    return out
+
+
+def _with_locks(edges: Edges, locks: np.ndarray | None) -> Edges:
+    if locks is None or not (locks >= 0).any():
+        return edges
+    rows = np.flatnonzero(locks >= 0)
+    order = rows[np.argsort(locks[rows], kind="stable")]
+    grouped = locks[order]
+    same = grouped[1:] == grouped[:-1]
+    li, lj = order[:-1][same], order[1:][same]
+    return Edges(np.concatenate([li, edges.i]), np.concatenate([lj, edges.j]),
+                 np.concatenate([np.full(len(li), _LOCK_SIMILARITY, np.float32), edges.s]))
+
+
+def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Constrained single linkage: roots carry their anchor (an old person) and their cannot-links."""
+    parent = list(range(n))
+    anchor = anchors.tolist()
+    blocked: dict[int, list[int]] = {}
+    for a, b in cannot:
+        blocked.setdefault(a, []).append(b)
+        blocked.setdefault(b, []).append(a)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for e in np.argsort(-edges.s, kind="stable"):
+        ra, rb = find(int(edges.i[e])), find(int(edges.j[e]))
+        if ra == rb or (anchor[ra] >= 0 and anchor[rb] >= 0 and anchor[ra] != anchor[rb]):
+            continue
+        small, large = (ra, rb) if len(blocked.get(ra, ())) <= len(blocked.get(rb, ())) else (rb, ra)
+        if any(find(x) == large for x in blocked.get(small, ())):
+            continue
+        parent[small] = large
+        anchor[large] = max(anchor[large], anchor[small])
+        if small in blocked:
+            blocked.setdefault(large, []).extend(blocked.pop(small))
+    roots = np.fromiter((find(x) for x in range(n)), np.int64, n)
+    labels = np.asarray(anchor, np.int64)[roots]
+    free = labels < 0
+    labels[free] = (1 << 40) + roots[free]  # not an old person: a root number above any label
+    if not (anchors >= 0).any():
+        _, labels = np.unique(labels, return_inverse=True)
+    return labels.astype(np.int64)
