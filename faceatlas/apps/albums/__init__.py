@@ -5,7 +5,7 @@ split, reject, erase, promote, recluster); the clustering itself is :mod:`.clust
 :func:`cluster`, incremental :func:`assign`) and its accuracy :func:`score`.
 """
 
-from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, gate
+from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, gate
 from faceatlas.apps.albums.clustering import assign, cluster
 from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
@@ -23,6 +23,7 @@ __all__ = [
     "ReclusterReport",
     "ScanReport",
     "Scores",
+    "album_pack",
     "assign",
     "cluster",
     "find_photos",

@@ -43,6 +43,17 @@ def gate(face: Face) -> bool:
     return min(x2 - x1, y2 - y1) >= MIN_FACE_PX and (face.quality or 0.0) >= MIN_QUALITY and yaw <= MAX_YAW
 
 
+def album_pack(name: str, url: str | None = None, *, owner: str = "default") -> str | None:
+    """The pack an existing album was made with (None: no such album yet)."""
+    engine = create_database_engine(normalize_url(url or default_database_url()))
+    try:
+        migrate(engine)
+        with sessionmaker(engine)() as session:
+            return session.scalar(select(AlbumRecord.pack).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
+    finally:
+        engine.dispose()
+
+
 class AlbumCore:
     """Scanning and reading of one album of one owner, bound to the pack of ``analyzer``
     (the corrections are :class:`faceatlas.apps.albums.corrections.Album`'s)."""
