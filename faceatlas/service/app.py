@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
@@ -28,7 +29,7 @@ from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.service.redact import RedactQuerySecrets
-from faceatlas.service.routes import account, events, faces, galleries, retail
+from faceatlas.service.routes import account, albums, events, faces, galleries, retail
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
 
@@ -45,6 +46,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         migrate(state.db)
         VideoBase.metadata.create_all(state.db)  # the events table `faceatlas watch` writes
         migrate_retail(state.db)  # the retail tables whose analytics the console reads
+        migrate_albums(state.db)  # the albums' tables
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
@@ -88,6 +90,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(galleries.router, prefix="/v1")
     app.include_router(events.router, prefix="/v1")
     app.include_router(retail.router, prefix="/v1")
+    app.include_router(albums.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
 
     @app.middleware("http")

@@ -59,7 +59,7 @@ class AlbumCore:
     (the corrections are :class:`faceatlas.apps.albums.corrections.Album`'s)."""
 
     def __init__(self, record: AlbumRecord, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine,
-                 far: float) -> None:
+                 far: float, owns: bool) -> None:
         self.name = record.name
         self.owner = record.owner
         self._id = record.id
@@ -68,16 +68,25 @@ class AlbumCore:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.threshold = analyzer.threshold(far)
+        self._owns = owns
 
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
              index_dir: Path | None = None, far: float = ALBUM_FAR) -> Self:
-        """Open (creating when new) the album ``name`` of ``owner``; its faces go to the gallery
-        tenant ``app:albums:<owner>:<name>``, which no door reaches directly."""
+        """Open (creating when new) the album ``name`` of ``owner`` on the database ``url``."""
         check_id(name, "album name")
         url = normalize_url(url or default_database_url())
-        gallery = Gallery.open(url, tenant=f"app:albums:{owner}:{name}", index_dir=index_dir)
-        engine = create_database_engine(url)
+        gallery = Gallery.open(url, index_dir=index_dir)
+        return cls.attach(name, analyzer, gallery, create_database_engine(url), owner=owner, far=far, owns=True)
+
+    @classmethod
+    def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
+               far: float = ALBUM_FAR, owns: bool = False) -> Self:
+        """The album ``name`` of ``owner`` over an open gallery and database engine (a service
+        shares its own; closing the album then closes neither unless ``owns``). Its faces go to the
+        gallery tenant ``app:albums:<owner>:<name>``, which no door reaches directly."""
+        check_id(name, "album name")
+        gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         migrate(engine)
         with sessionmaker(engine, expire_on_commit=False).begin() as session:
             record = session.scalar(select(AlbumRecord).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
@@ -90,11 +99,15 @@ class AlbumCore:
         recognizer = gallery.get_collection(COLLECTION).recognizer_id
         if recognizer != analyzer.pack.recognizer_id:
             raise ModelMismatch(f"album '{name}' holds embeddings of {recognizer}, not of pack {analyzer.pack.name}")
-        return cls(record, analyzer, gallery, engine, far)
+        return cls(record, analyzer, gallery, engine, far, owns)
 
     def close(self) -> None:
-        self.gallery.close()
-        self._engine.dispose()
+        """Persist the gallery index; release the database when the album opened it."""
+        if self._owns:
+            self.gallery.close()
+            self._engine.dispose()
+        else:
+            self.gallery.flush()
 
     def __enter__(self) -> Self:
         return self
