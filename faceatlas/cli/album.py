@@ -57,7 +57,8 @@ def scan(folder: Path, album: AlbumOption = "default", db: DbOption = None, pack
 
 
 @app.command()
-def people(album: AlbumOption = "default", db: DbOption = None, min_faces: int = 2, as_json: JsonOption = False) -> None:
+def people(album: AlbumOption = "default", db: DbOption = None, min_faces: int = 2,
+           as_json: JsonOption = False) -> None:
     """People with at least --min-faces faces, most faces first, with their cover face."""
     with _album(album, db, None) as opened:
         found = opened.people(min_faces=min_faces)

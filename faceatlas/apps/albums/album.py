@@ -187,11 +187,8 @@ class AlbumCore:
                                               qualities=[found[r][1].quality for r in rows],
                                               sources=[photos[found[r][0]].source for r in rows])
             with self._sessions.begin() as session:
-                session.add_all(FaceRow(id=fid, album_id=self._id, photo_id=photos[found[r][0]].id,
-                                        person_id=person, bbox=[round(float(v), 1) for v in found[r][1].bbox],
-                                        quality=float(found[r][1].quality or 0.0),
-                                        yaw=float(found[r][1].pose.yaw if found[r][1].pose else 0.0),
-                                        unsorted=person is None) for fid, r in zip(ids, rows))
+                session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
+                                for fid, r in zip(ids, rows))
         report.faces += len(good)
         report.unsorted += len(unsorted)
 
@@ -223,7 +220,7 @@ class AlbumCore:
         with self._sessions() as session:
             counts = session.execute(select(FaceRow.person_id, func.count()).where(
                 FaceRow.album_id == self._id, FaceRow.person_id.is_not(None)).group_by(FaceRow.person_id)).all()
-            wanted = {pid: n for pid, n in counts if n >= min_faces}
+            wanted = {int(pid): n for pid, n in counts if pid is not None and n >= min_faces}
             return sorted((self._info(session, pid, n) for pid, n in wanted.items()),
                           key=lambda p: (-p.faces, int(p.id[1:])))
 
@@ -320,6 +317,12 @@ class AlbumCore:
         members = set(faces) | set(session.scalars(select(FaceRow.id).where(
             FaceRow.album_id == self._id, FaceRow.lock.in_(locks))))
         session.execute(update(FaceRow).where(FaceRow.id.in_(members)).values(lock=min(members)))
+
+
+def _face_row(face_id: int, album_id: int, photo_id: int, person: int | None, face: Face) -> FaceRow:
+    return FaceRow(id=face_id, album_id=album_id, photo_id=photo_id, person_id=person,
+                   bbox=[round(float(v), 1) for v in face.bbox], quality=float(face.quality or 0.0),
+                   yaw=float(face.pose.yaw) if face.pose is not None else 0.0, unsorted=person is None)
 
 
 def _face(row: FaceRow, source: str) -> AlbumFace:

@@ -107,7 +107,8 @@ async def person_faces(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
 
 
 @router.patch("/albums/{album}/people/{person}", response_model=AlbumPersonOut)
-async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, analyzer: AnalyzerDep,
+                      gallery: GalleryDep, db: DbDep,
                       meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
                       audit: Annotated[AuditEntry, audited("album.name", "{album}/{person}")]) -> dict[str, Any]:
     """Name a person."""
@@ -116,7 +117,8 @@ async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, an
 
 
 @router.post("/albums/{album}/people/{person}/merge", response_model=AlbumPersonOut)
-async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, analyzer: AnalyzerDep,
+                       gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
                        audit: Annotated[AuditEntry, audited("album.merge", "{album}/{person}")]) -> dict[str, Any]:
     """``absorb`` is this person (kept through scans and re-clusters)."""
