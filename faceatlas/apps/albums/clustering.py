@@ -33,11 +33,10 @@ class Edges:
     s: np.ndarray
 
 
-def knn(base: np.ndarray, queries: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities and row numbers in ``base`` of each query's ``k`` nearest (-1 when fewer)."""
+def build_index(base: np.ndarray, *, threads: int | None = None) -> faiss.Index:
+    """A FAISS inner-product index over ``base``: exact up to :data:`EXACT_MAX` rows, an inverted
+    file (``4 sqrt(n)`` lists, 8 probed) above. Keep it to place later increments against."""
     base = np.ascontiguousarray(base, np.float32)
-    queries = np.ascontiguousarray(queries, np.float32)
-    k = max(1, min(k, len(base)))
     if threads:
         faiss.omp_set_num_threads(threads)
     index: faiss.Index
@@ -50,7 +49,14 @@ def knn(base: np.ndarray, queries: np.ndarray, k: int, *, threads: int | None = 
         index.train(base[rng.choice(len(base), min(len(base), 40 * lists), replace=False)])
         index.nprobe = 8
     index.add(base)
-    sims, rows = index.search(queries, k)
+    return index
+
+
+def knn(base: np.ndarray, queries: np.ndarray, k: int, *, index: faiss.Index | None = None,
+        threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and row numbers in ``base`` of each query's ``k`` nearest (-1 when fewer)."""
+    index = index if index is not None else build_index(base, threads=threads)
+    sims, rows = index.search(np.ascontiguousarray(queries, np.float32), max(1, min(k, len(base))))
     return sims, rows
 
 
@@ -81,27 +87,37 @@ def cluster(vectors: np.ndarray, threshold: float, *, k: int = DEFAULT_K, locks:
     if not cannot:
         graph = coo_matrix((np.ones(len(edges.i)), (edges.i, edges.j)), shape=(n, n))
         return connected_components(graph, directed=False)[1].astype(np.int64)
-    return _kruskal(n, edges, np.full(n, -1, np.int64), cannot)
+    labels = _kruskal(n, edges, np.full(n, -1, np.int64), cannot)
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
 def assign(old: np.ndarray, old_labels: np.ndarray, new: np.ndarray, threshold: float, *, k: int = DEFAULT_K,
-           threads: int | None = None) -> np.ndarray:
+           index: faiss.Index | None = None, threads: int | None = None) -> np.ndarray:
     """Labels of ``new`` rows: an old person's label (``old_labels``, -1 for old rows in no
-    person) or a new label above the old ones. Old people are never joined or split."""
+    person) or a new label above the old ones. Old people are never joined or split.
+    ``index``: a kept :func:`build_index` over the placed old rows (in order), else built here."""
     if len(new) == 0:
         return np.empty(0, np.int64)
     placed = old_labels >= 0
-    base = np.concatenate([old[placed], new]) if placed.any() else new
-    anchors = np.concatenate([old_labels[placed], np.full(len(new), -1, np.int64)])
     offset = int(placed.sum())
-    sims, rows = knn(base, new, k + 1, threads=threads)
-    edges = threshold_edges(sims, rows, threshold, np.arange(offset, offset + len(new)))
-    labels = _kruskal(len(base), edges, anchors, ())
-    out = labels[offset:]
+    rows = np.arange(offset, offset + len(new))
+    sims, near = knn(new, new, k + 1, threads=threads)
+    parts = [threshold_edges(sims, near + offset, threshold, rows)]
+    if offset:
+        sims, near = knn(old[placed], new, k, index=index, threads=threads)
+        parts.append(threshold_edges(sims, np.where(near >= 0, near, -1), threshold, rows))
+    i = np.concatenate([p.i for p in parts])
+    j = np.concatenate([p.j for p in parts])
+    nodes, compact = np.unique(np.concatenate([i, j, rows]), return_inverse=True)
+    ci, cj = compact[: len(i)], compact[len(i): 2 * len(i)]
+    anchors = np.full(len(nodes), -1, np.int64)
+    old_nodes = nodes < offset
+    anchors[old_nodes] = old_labels[placed][nodes[old_nodes]]
+    labels = _kruskal(len(nodes), Edges(ci, cj, np.concatenate([p.s for p in parts])), anchors, ())
+    out = labels[compact[2 * len(i):]].copy()
     fresh = out >= 1 << 40
     start = int(old_labels.max(initial=-1)) + 1
     _, remapped = np.unique(out[fresh], return_inverse=True)
-    out = out.copy()
     out[fresh] = start + remapped
     return out
 
@@ -148,6 +164,4 @@ def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[i
     labels = np.asarray(anchor, np.int64)[roots]
     free = labels < 0
     labels[free] = (1 << 40) + roots[free]  # not an old person: a root number above any label
-    if not (anchors >= 0).any():
-        _, labels = np.unique(labels, return_inverse=True)
     return labels.astype(np.int64)
