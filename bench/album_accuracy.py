@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from album_lfw_embed import cache_path  # noqa: E402
+from album_lfw_embed import cache_path
 
-from faceatlas.apps.albums import assign, cluster, score  # noqa: E402
-from faceatlas.apps.albums.album import MAX_YAW, MIN_QUALITY  # noqa: E402
-from faceatlas.engine import get_pack, load_calibration  # noqa: E402
+from faceatlas.apps.albums import assign, cluster, score
+from faceatlas.apps.albums.album import MAX_YAW, MIN_QUALITY
+from faceatlas.engine import get_pack, load_calibration
 
 
 def incremental(vectors: np.ndarray, threshold: float, parts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

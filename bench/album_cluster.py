@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gallery_search import _faces_of, fitted_model, parse_size  # noqa: E402
+from gallery_search import _faces_of, fitted_model, parse_size
 
-from faceatlas.apps.albums import assign, cluster, score  # noqa: E402
-from faceatlas.apps.albums.clustering import build_index  # noqa: E402
-from faceatlas.engine import get_pack, load_calibration  # noqa: E402
+from faceatlas.apps.albums import assign, cluster, score
+from faceatlas.apps.albums.clustering import build_index
+from faceatlas.engine import get_pack, load_calibration
 
 
 def library(n: int, model: object, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
