@@ -35,7 +35,10 @@ def incremental(vectors: np.ndarray, threshold: float, parts: int, seed: int = 0
     labels = np.full(len(vectors), -1, np.int64)
     for chunk in np.array_split(order, parts):
         placed = labels >= 0
-        labels[chunk] = assign(vectors[placed], labels[placed], vectors[chunk], threshold)
+        placement = assign(vectors[placed], labels[placed], vectors[chunk], threshold)
+        for gone, kept in placement.merged.items():
+            labels[labels == gone] = kept
+        labels[chunk] = placement.labels
     return labels, order
 
 

@@ -171,7 +171,13 @@ class AlbumCore:
         good = [i for i, (_, face) in enumerate(found) if gate(face)]
         vectors = np.stack([f.as_embedding().vector for _, f in found]) if found else np.empty((0, 1), np.float32)
         _, old, old_labels = self._placed()
-        labels = clustering.assign(old, old_labels, vectors[good], self.threshold) if good else np.empty(0, np.int64)
+        labels = np.empty(0, np.int64)
+        if good:
+            blocked, named = self._protected()
+            placement = clustering.assign(old, old_labels, vectors[good], self.threshold, blocked=blocked,
+                                          exclusive=named)
+            labels = placement.labels
+            self._join(placement.merged)
         targets: dict[int, list[int]] = defaultdict(list)
         for row, label in zip(good, labels.tolist()):
             targets[label].append(row)
@@ -200,6 +206,31 @@ class AlbumCore:
         ids, vectors = self.gallery.face_vectors(COLLECTION, [r[0] for r in rows]) if rows else (
             np.empty(0, np.int64), np.empty((0, self.analyzer.embedding_size), np.float32))
         return ids, vectors, np.asarray([r[1] for r in rows], np.int64)
+
+    def _protected(self) -> tuple[set[tuple[int, int]], set[int]]:
+        """Pairs of people the user's cannot-links keep apart, and the named people."""
+        with self._sessions() as session:
+            person = dict(session.execute(select(FaceRow.id, FaceRow.person_id).where(
+                FaceRow.album_id == self._id, FaceRow.id.in_(
+                    select(CannotLink.face_a).where(CannotLink.album_id == self._id).union(
+                        select(CannotLink.face_b).where(CannotLink.album_id == self._id))))).all())
+            pairs = self._cannot_pairs(session)
+            named = set(session.scalars(select(Person.id).where(Person.album_id == self._id,
+                                                                Person.name.is_not(None))))
+        blocked = {(person[a], person[b]) for a, b in pairs
+                   if person.get(a) is not None and person.get(b) is not None}
+        return blocked, named
+
+    def _join(self, merged: dict[int, int]) -> None:
+        """People joined by new faces that bridge them (no constraint: a later recluster may part them)."""
+        for gone, kept in merged.items():
+            with self._sessions.begin() as session:
+                session.execute(update(FaceRow).where(FaceRow.person_id == gone).values(person_id=kept))
+                name = session.scalar(select(Person.name).where(Person.id == gone))
+                if name is not None:
+                    session.execute(update(Person).where(Person.id == kept, Person.name.is_(None)).values(name=name))
+                session.execute(delete(Person).where(Person.id == gone))
+            self.gallery.merge_subjects(COLLECTION, f"p{kept}", f"p{gone}")
 
     def _people_for(self, targets: dict[int, list[int]], existing: set[int], report: ScanReport) -> dict[int, int]:
         """Person id of each label: an existing person, else a new one."""

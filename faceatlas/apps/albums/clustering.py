@@ -11,8 +11,8 @@ a new one. With no constraint the batch is the connected components of the graph
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -91,13 +91,25 @@ def cluster(vectors: np.ndarray, threshold: float, *, k: int = DEFAULT_K, locks:
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an increment went: a label per new row, and the old people its faces joined
+    (``merged``: old label -> the label that absorbs it)."""
+
+    labels: np.ndarray
+    merged: dict[int, int]
+
+
 def assign(old: np.ndarray, old_labels: np.ndarray, new: np.ndarray, threshold: float, *, k: int = DEFAULT_K,
-           index: faiss.Index | None = None, threads: int | None = None) -> np.ndarray:
-    """Labels of ``new`` rows: an old person's label (``old_labels``, -1 for old rows in no
-    person) or a new label above the old ones. Old people are never joined or split.
-    ``index``: a kept :func:`build_index` over the placed old rows (in order), else built here."""
+           index: faiss.Index | None = None, blocked: Iterable[tuple[int, int]] = (),
+           exclusive: Iterable[int] = (), threads: int | None = None) -> Placement:
+    """Place ``new`` rows: each gets an old person's label (``old_labels``, -1 for old rows in no
+    person) or a new label above the old ones. Old people are never split; two of them are joined
+    when new faces bridge them (as one batch would), unless the pair is ``blocked`` (the user's
+    cannot-links) or both are ``exclusive`` (named). ``index``: a kept :func:`build_index` over
+    the placed old rows (in order), else built here."""
     if len(new) == 0:
-        return np.empty(0, np.int64)
+        return Placement(np.empty(0, np.int64), {})
     placed = old_labels >= 0
     offset = int(placed.sum())
     rows = np.arange(offset, offset + len(new))
@@ -113,13 +125,33 @@ def assign(old: np.ndarray, old_labels: np.ndarray, new: np.ndarray, threshold: 
     anchors = np.full(len(nodes), -1, np.int64)
     old_nodes = nodes < offset
     anchors[old_nodes] = old_labels[placed][nodes[old_nodes]]
-    labels = _kruskal(len(nodes), Edges(ci, cj, np.concatenate([p.s for p in parts])), anchors, ())
+    people = _People({frozenset(pair) for pair in blocked}, set(exclusive))
+    labels = _kruskal(len(nodes), Edges(ci, cj, np.concatenate([p.s for p in parts])), anchors, (), people)
     out = labels[compact[2 * len(i):]].copy()
     fresh = out >= 1 << 40
     start = int(old_labels.max(initial=-1)) + 1
     _, remapped = np.unique(out[fresh], return_inverse=True)
     out[fresh] = start + remapped
-    return out
+    return Placement(out, people.merged)
+
+
+@dataclass
+class _People:
+    """Which old people may be joined in an increment, and the joins made."""
+
+    blocked: set[frozenset[int]]
+    exclusive: set[int]
+    merged: dict[int, int] = field(default_factory=dict)
+
+    def may_join(self, a: set[int], b: set[int]) -> bool:
+        if len((a | b) & self.exclusive) > 1:
+            return False
+        return not any(frozenset((x, y)) in self.blocked for x in a for y in b)
+
+    @staticmethod
+    def survivor(group: set[int], exclusive: set[int]) -> int:
+        named = group & exclusive
+        return min(named) if named else min(group)
 
 
 def _with_locks(edges: Edges, locks: np.ndarray | None) -> Edges:
@@ -134,10 +166,13 @@ def _with_locks(edges: Edges, locks: np.ndarray | None) -> Edges:
                  np.concatenate([np.full(len(li), _LOCK_SIMILARITY, np.float32), edges.s]))
 
 
-def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Constrained single linkage: roots carry their anchor (an old person) and their cannot-links."""
+def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[int, int]],
+             people: _People | None = None) -> np.ndarray:
+    """Constrained single linkage: roots carry their old people (``anchors``) and cannot-links;
+    without ``people`` two old people are never joined."""
     parent = list(range(n))
-    anchor = anchors.tolist()
+    groups: dict[int, set[int]] = {}
+    first: dict[int, int] = {}
     blocked: dict[int, list[int]] = {}
     for a, b in cannot:
         blocked.setdefault(a, []).append(b)
@@ -149,19 +184,33 @@ def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[i
             x = parent[x]
         return x
 
+    for node, label in zip(np.flatnonzero(anchors >= 0).tolist(), anchors[anchors >= 0].tolist()):
+        if label in first:  # the faces of one old person are one component from the start
+            parent[node] = first[label]
+        else:
+            first[label] = node
+            groups[node] = {label}
     for e in np.argsort(-edges.s, kind="stable"):
         ra, rb = find(int(edges.i[e])), find(int(edges.j[e]))
-        if ra == rb or (anchor[ra] >= 0 and anchor[rb] >= 0 and anchor[ra] != anchor[rb]):
+        if ra == rb:
+            continue
+        ga, gb = groups.get(ra, set()), groups.get(rb, set())
+        if ga and gb and (people is None or not people.may_join(ga, gb)):
             continue
         small, large = (ra, rb) if len(blocked.get(ra, ())) <= len(blocked.get(rb, ())) else (rb, ra)
         if any(find(x) == large for x in blocked.get(small, ())):
             continue
         parent[small] = large
-        anchor[large] = max(anchor[large], anchor[small])
+        if ga or gb:
+            groups[large] = ga | gb
+            groups.pop(small, None)
         if small in blocked:
             blocked.setdefault(large, []).extend(blocked.pop(small))
     roots = np.fromiter((find(x) for x in range(n)), np.int64, n)
-    labels = np.asarray(anchor, np.int64)[roots]
-    free = labels < 0
-    labels[free] = (1 << 40) + roots[free]  # not an old person: a root number above any label
+    labels = (1 << 40) + roots  # not an old person: a root number above any label
+    for root, group in groups.items():
+        keep = _People.survivor(group, people.exclusive if people else set())
+        labels[roots == root] = keep
+        if people is not None:
+            people.merged.update({label: keep for label in group if label != keep})
     return labels.astype(np.int64)
