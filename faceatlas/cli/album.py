@@ -17,6 +17,7 @@ from rich.table import Table
 from faceatlas.apps.albums import Album, album_pack
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
+from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
 console = Console()
@@ -167,3 +168,14 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None, as_j
     with _album(album, db, None) as opened:
         removed = opened.erase(person)
     _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")
+
+
+@app.command()
+def promote(person: str, collection: str, subject: str, album: AlbumOption = "default", db: DbOption = None,
+            tenant: Annotated[str, typer.Option("--tenant", help="gallery tenant of the collection")] = "default",
+            as_json: JsonOption = False) -> None:
+    """Enrol PERSON's faces as SUBJECT of a gallery COLLECTION (of the album's pack)."""
+    with _album(album, db, None) as opened, Gallery.open(db, tenant=tenant) as gallery:
+        added = opened.promote(person, gallery, collection, subject)
+    _out({"person": person, "collection": collection, "subject": subject, "faces": added}, as_json,
+         f"{added} faces enrolled as {escape(subject)} in {escape(collection)}")

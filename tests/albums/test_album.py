@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from faceatlas.apps.albums import Album
+from faceatlas.engine import Embedding
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
 
@@ -58,10 +59,16 @@ def test_reject_keeps_a_face_out(album: Album, library: Path, lfw: Path) -> None
     assert album.face(rejected).person not in {album.face(f).person for f in others}
 
 
-def test_erase_removes_the_persons_vectors(album: Album, library: Path) -> None:
+def test_promote_then_erase_removes_the_persons_vectors(album: Album, library: Path) -> None:
     album.scan(library)
     blair = main_person(album, "Tony_Blair")
     faces = album_ids(album, blair)
+    album.gallery.for_tenant("default").create_collection("known", album.analyzer)
+    known = album.gallery.for_tenant("default")
+    assert album.promote(blair, known, "known", "tony") == len(faces)
+    probe = album.gallery.face_vectors("faces", faces[:1])[1][0]
+    match = known.search("known", Embedding(probe, album.analyzer.pack.recognizer_id), k=1)
+    assert match and match[0].external_id == "tony"
     before = set(album.gallery.face_vectors("faces")[0].tolist())
     assert album.erase(blair) == len(faces)
     after = set(album.gallery.face_vectors("faces")[0].tolist())

@@ -43,6 +43,8 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert merged["id"] == first
     assert run("recluster")["people"] >= 2
     assert [p["source"] for p in run("timeline", "Alice")]
+    assert runner.invoke(app, ["gallery", "create", "known", "--pack", "scrfd-mbf"]).exit_code == 0
+    assert run("promote", "Alice", "known", "alice")["faces"] >= 1
     assert run("erase", "Alice")["faces_deleted"] >= 1
     bad = runner.invoke(app, ["album", "show", "nobody"])
     assert bad.exit_code == 2 and "not_found" in bad.output

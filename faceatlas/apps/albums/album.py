@@ -217,8 +217,11 @@ class AlbumCore:
             pairs = self._cannot_pairs(session)
             named = set(session.scalars(select(Person.id).where(Person.album_id == self._id,
                                                                 Person.name.is_not(None))))
-        blocked = {(person[a], person[b]) for a, b in pairs
-                   if person.get(a) is not None and person.get(b) is not None}
+        blocked: set[tuple[int, int]] = set()
+        for a, b in pairs:
+            pa, pb = person.get(a), person.get(b)
+            if pa is not None and pb is not None:
+                blocked.add((pa, pb))
         return blocked, named
 
     def _join(self, merged: dict[int, int]) -> None:

@@ -52,11 +52,16 @@ def build_index(base: np.ndarray, *, threads: int | None = None) -> faiss.Index:
     return index
 
 
-def knn(base: np.ndarray, queries: np.ndarray, k: int, *, index: faiss.Index | None = None,
+def knn(base: np.ndarray | None, queries: np.ndarray, k: int, *, index: faiss.Index | None = None,
         threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities and row numbers in ``base`` of each query's ``k`` nearest (-1 when fewer)."""
-    index = index if index is not None else build_index(base, threads=threads)
-    sims, rows = index.search(np.ascontiguousarray(queries, np.float32), max(1, min(k, len(base))))
+    """Similarities and row numbers in ``base`` (or the rows of ``index``) of each query's ``k``
+    nearest (-1 when fewer)."""
+    if index is None:
+        assert base is not None
+        index = build_index(base, threads=threads)
+    elif threads:
+        faiss.omp_set_num_threads(threads)
+    sims, rows = index.search(np.ascontiguousarray(queries, np.float32), max(1, min(k, index.ntotal)))
     return sims, rows
 
 
@@ -116,7 +121,7 @@ def assign(old: np.ndarray, old_labels: np.ndarray, new: np.ndarray, threshold: 
     sims, near = knn(new, new, k + 1, threads=threads)
     parts = [threshold_edges(sims, near + offset, threshold, rows)]
     if offset:
-        sims, near = knn(old[placed], new, k, index=index, threads=threads)
+        sims, near = knn(None if index is not None else old[placed], new, k, index=index, threads=threads)
         parts.append(threshold_edges(sims, np.where(near >= 0, near, -1), threshold, rows))
     i = np.concatenate([p.i for p in parts])
     j = np.concatenate([p.j for p in parts])
@@ -207,10 +212,11 @@ def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[i
         if small in blocked:
             blocked.setdefault(large, []).extend(blocked.pop(small))
     roots = np.fromiter((find(x) for x in range(n)), np.int64, n)
-    labels = (1 << 40) + roots  # not an old person: a root number above any label
+    keep_of = np.full(n, -1, np.int64)
     for root, group in groups.items():
         keep = _People.survivor(group, people.exclusive if people else set())
-        labels[roots == root] = keep
+        keep_of[root] = keep
         if people is not None:
             people.merged.update({label: keep for label in group if label != keep})
-    return labels.astype(np.int64)
+    kept = keep_of[roots]
+    return np.where(kept >= 0, kept, (1 << 40) + roots)  # not an old person: a root number above any label
