@@ -4,9 +4,11 @@ The graph: each face's ``k`` nearest neighbours (FAISS: exact inner product up t
 :data:`EXACT_MAX`, an inverted file above) whose cosine reaches the pack's threshold at the
 album's FAR. Edges are joined strongest first (constrained single linkage, Kruskal): must-link
 groups (``locks``) are joined before any edge, a join that would put a cannot-link pair in one
-person is skipped, and in an increment faces already placed (``anchors``) keep their person: two
-people are never joined by new faces, a new face joins its strongest neighbour's person or starts
-a new one. With no constraint the batch is the connected components of the graph (SciPy).
+person is skipped, and in an increment faces already placed (``anchors``) keep their person: a new
+face joins its strongest neighbour's person or starts a new one, and new faces that bridge two
+people join them (as the batch would) unless the user's cannot-links or names keep them apart.
+Single linkage does not depend on the order faces come in, so increments equal one batch (up to the
+kNN lists). With no constraint the batch is the connected components of the graph (SciPy).
 """
 
 from __future__ import annotations
