@@ -3,8 +3,9 @@
 Corrections are constraints kept forever: a merge must-links every face of both people (one
 ``lock``), a move or split must-links the moved faces with their new person and cannot-links them
 with the faces of the person they left, a reject cannot-links the face with its old person.
-Neither a later scan (which never moves a placed face) nor :meth:`Album.recluster` (which joins
-locks first and never joins a cannot-link pair) undoes them.
+Neither a later scan (which never splits a person, and joins two only where no cannot-link and
+no pair of names keeps them apart) nor :meth:`Album.recluster` (which joins locks first and never
+joins a cannot-link pair) undoes them.
 """
 
 from __future__ import annotations
