@@ -7,7 +7,7 @@ single linkage at several FARs, the same library added in 10 increments (``assig
 scikit-learn's HDBSCAN beside it.
 
     python bench/album_lfw_embed.py --pack scrfd-mbf && python bench/album_lfw_embed.py --pack dlib
-    python bench/album_accuracy.py --packs scrfd-mbf dlib
+    python bench/album_accuracy.py --packs scrfd-mbf dlib [--limit 2500]
 """
 
 from __future__ import annotations
@@ -47,13 +47,14 @@ def main() -> None:
     parser.add_argument("--packs", nargs="+", default=["scrfd-mbf", "dlib"])
     parser.add_argument("--fars", nargs="+", default=["1e-5", "1e-6"])
     parser.add_argument("--no-hdbscan", action="store_true")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos (by path) of each cache")
     args = parser.parse_args()
     table = Table(title="LFW as an album (central face of each photo; gate: quality, yaw)")
     for column in ("pack", "method", "faces", "pair P", "pair R", "pair F", "B³ P", "B³ R", "B³ F",
                    "clusters / identities", "seconds"):
         table.add_column(column, justify="right")
     for pack in args.packs:
-        data = np.load(cache_path(pack))
+        data = {key: value[: args.limit] if value.ndim else value for key, value in np.load(cache_path(pack)).items()}
         identities = np.array([k.split("/")[0] for k in data["keys"]])
         keep = data["found"] & (data["quality"] >= MIN_QUALITY) & (np.abs(data["yaw"]) <= MAX_YAW)
         vectors, truth = data["embeddings"][keep], identities[keep]
