@@ -6,7 +6,7 @@ split, reject, erase, promote, recluster); the clustering itself is :mod:`.clust
 """
 
 from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, gate
-from faceatlas.apps.albums.clustering import assign, cluster
+from faceatlas.apps.albums.clustering import Placement, assign, cluster
 from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
 from faceatlas.apps.albums.metrics import Scores, score
@@ -19,6 +19,7 @@ __all__ = [
     "Album",
     "AlbumFace",
     "PersonInfo",
+    "Placement",
     "PhotoInfo",
     "ReclusterReport",
     "ScanReport",
