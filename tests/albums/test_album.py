@@ -10,7 +10,8 @@ from faceatlas.engine import Embedding
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
 
-def test_scan_groups_people_and_skips_rescans_by_hash(album: Album, library: Path) -> None:
+def test_scan_groups_people_and_skips_rescans_by_hash(album: Album, library: Path, monkeypatch) -> None:
+    monkeypatch.setattr("faceatlas.apps.albums.album.CHUNK", 5)  # four increments in one scan
     seen: list[tuple[int, int]] = []
     first = album.scan(library, on_progress=lambda done, total: seen.append((done, total)))
     assert first.photos == 16 and first.skipped == 0 and first.faces + first.unsorted >= 16

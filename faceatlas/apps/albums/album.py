@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from sqlalchemy import delete, func, or_, select, update
@@ -130,6 +130,7 @@ class AlbumCore:
         batch: list[tuple[str, bytes, str]] = []
         seen: set[str] = set()
         done = 0
+        library: _Library | None = None  # the placed faces, loaded once per call
         for source, data in photos:
             digest = content_hash(data)
             if digest in seen or self._has_photo(digest):
@@ -138,13 +139,13 @@ class AlbumCore:
                 seen.add(digest)
                 batch.append((source, data, digest))
             if len(batch) >= CHUNK:
-                self._add_chunk(batch, report)
+                library = self._add_chunk(batch, report, library)
                 done += len(batch)
                 batch = []
             if on_progress:
                 on_progress(done + len(batch) + report.skipped, total)
         if batch:
-            self._add_chunk(batch, report)
+            self._add_chunk(batch, report, library)
         if on_progress:
             on_progress(total or report.photos + report.skipped, total)
         return report
@@ -154,7 +155,8 @@ class AlbumCore:
             found = session.scalar(select(Photo.id).where(Photo.album_id == self._id, Photo.sha256 == digest))
             return found is not None
 
-    def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport) -> None:
+    def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport,
+                   library: _Library | None) -> _Library:
         found: list[tuple[int, Face]] = []  # (photo number in batch, face)
         photos: list[Photo] = []
         for source, data, digest in batch:
@@ -170,14 +172,17 @@ class AlbumCore:
         report.photos += len(photos)
         good = [i for i, (_, face) in enumerate(found) if gate(face)]
         vectors = np.stack([f.as_embedding().vector for _, f in found]) if found else np.empty((0, 1), np.float32)
-        _, old, old_labels = self._placed()
+        if library is None:
+            library = _Library(*self._placed()[1:])
+        old, old_labels = library.vectors, library.labels
         labels = np.empty(0, np.int64)
+        merged: dict[int, int] = {}
         if good:
             blocked, named = self._protected()
             placement = clustering.assign(old, old_labels, vectors[good], self.threshold, blocked=blocked,
-                                          exclusive=named)
-            labels = placement.labels
-            self._join(placement.merged)
+                                          exclusive=named, index=library.index)
+            labels, merged = placement.labels, placement.merged
+            self._join(merged)
         targets: dict[int, list[int]] = defaultdict(list)
         for row, label in zip(good, labels.tolist()):
             targets[label].append(row)
@@ -197,6 +202,9 @@ class AlbumCore:
                                 for fid, r in zip(ids, rows))
         report.faces += len(good)
         report.unsorted += len(unsorted)
+        if good:
+            library.extend(vectors[good], np.asarray([person_of[label] for label in labels.tolist()], np.int64), merged)
+        return library
 
     def _placed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ids, vectors and person ids of the faces placed with a person."""
@@ -351,6 +359,24 @@ class AlbumCore:
         members = set(faces) | set(session.scalars(select(FaceRow.id).where(
             FaceRow.album_id == self._id, FaceRow.lock.in_(locks))))
         session.execute(update(FaceRow).where(FaceRow.id.in_(members)).values(lock=min(members)))
+
+
+class _Library:
+    """The placed faces' vectors, person ids and a FAISS index over them, kept through one scan."""
+
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray) -> None:
+        self.vectors, self.labels = vectors, labels
+        self.index: Any = clustering.build_index(vectors) if len(vectors) else None
+
+    def extend(self, vectors: np.ndarray, labels: np.ndarray, merged: dict[int, int]) -> None:
+        for gone, kept in merged.items():
+            self.labels[self.labels == gone] = kept
+        self.vectors = np.concatenate([self.vectors, vectors.astype(np.float32)])
+        self.labels = np.concatenate([self.labels, labels])
+        if self.index is None:
+            self.index = clustering.build_index(self.vectors)
+        else:
+            self.index.add(np.ascontiguousarray(vectors, np.float32))
 
 
 def _face_row(face_id: int, album_id: int, photo_id: int, person: int | None, face: Face) -> FaceRow:
