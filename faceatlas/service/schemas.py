@@ -202,6 +202,12 @@ class AlbumReclusterOut(BaseModel):
     removed: int
 
 
+class AlbumPromoteOut(BaseModel):
+    collection: str
+    subject: str
+    faces: int
+
+
 class AlbumEraseOut(BaseModel):
     person: str
     faces_deleted: int

@@ -33,6 +33,12 @@ def test_album_upload_people_corrections_and_erase(api, shared: Path) -> None:
         split = http.post(f"/v1/albums/{album}/split", json={"faces": [faces[1]["id"]]}).json()
         assert split["faces"] == 1
         assert http.post(f"/v1/albums/{album}/recluster").status_code == 200
+        known = f"known_{uuid.uuid4().hex[:6]}"
+        assert http.post("/v1/collections", json={"name": known}).status_code in (200, 201)
+        promoted = http.post(f"/v1/albums/{album}/people/{blair}/promote", json={"collection": known,
+                                                                                "subject": "tony"}).json()
+        assert promoted["faces"] >= 2
+        assert http.get(f"/v1/collections/{known}/subjects/tony").json()["faces"] == promoted["faces"]
         erased = http.delete(f"/v1/albums/{album}/people/{blair}").json()
         assert erased["faces_deleted"] >= 2
         missing = http.get(f"/v1/albums/{album}/people/{blair}/faces")

@@ -20,6 +20,7 @@ from faceatlas.service.deps import (
     DbDep,
     GalleryDep,
     Meter,
+    TenantGalleryDep,
     audited,
     image_request_body,
     metered,
@@ -31,6 +32,7 @@ from faceatlas.service.schemas import (
     AlbumFacesOut,
     AlbumPeopleOut,
     AlbumPersonOut,
+    AlbumPromoteOut,
     AlbumReclusterOut,
     AlbumScanOut,
 )
@@ -51,6 +53,11 @@ class MergeRequest(BaseModel):
 
 class MoveRequest(BaseModel):
     to: str = Field(min_length=1, max_length=400, description="the person the face is")
+
+
+class PromoteRequest(BaseModel):
+    collection: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+    subject: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
 
 
 class SplitRequest(BaseModel):
@@ -172,3 +179,14 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
     """Erase a person: every face, vector and constraint of theirs."""
     removed = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
     return {"person": person, "faces_deleted": removed}
+
+
+@router.post("/albums/{album}/people/{person}/promote", response_model=AlbumPromoteOut)
+async def promote_person(album: AlbumName, person: PersonRef, body: PromoteRequest, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, tenant_gallery: TenantGalleryDep, db: DbDep,
+                         meter: Annotated[Meter, Depends(metered("albums.promote", "write"))],
+                         audit: Annotated[AuditEntry, audited("album.promote", "{album}/{person}")]) -> dict[str, Any]:
+    """Enrol the person's faces as ``subject`` of one of the tenant's gallery collections (same pack)."""
+    added = await _call(album, meter, analyzer, gallery, db,
+                        lambda a: a.promote(person, tenant_gallery, body.collection, body.subject))
+    return {"collection": body.collection, "subject": body.subject, "faces": added}
