@@ -322,7 +322,8 @@ class AlbumCore:
         return named[0]
 
     def _face_row(self, session: Session, face_id: int) -> FaceRow:
-        row = session.scalar(select(FaceRow).where(FaceRow.album_id == self._id, FaceRow.id == int(face_id)))
+        row = session.scalar(select(FaceRow).where(FaceRow.album_id == self._id,
+                                                   FaceRow.id == face_ids([face_id])[0]))
         if row is None:
             raise NotFound(f"no face {face_id} in album '{self.name}'")
         return row
@@ -359,6 +360,15 @@ class AlbumCore:
         members = set(faces) | set(session.scalars(select(FaceRow.id).where(
             FaceRow.album_id == self._id, FaceRow.lock.in_(locks))))
         session.execute(update(FaceRow).where(FaceRow.id.in_(members)).values(lock=min(members)))
+
+
+def face_ids(values: Iterable[int]) -> list[int]:
+    """Face ids as the database holds them (1 to 2^63 - 1), else :class:`NotFound`."""
+    out = [int(v) for v in values]
+    bad = [v for v in out if not 0 < v < 2**63]
+    if bad:
+        raise NotFound(f"no face {bad[0]}")
+    return out
 
 
 class _Library:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from faceatlas.apps.albums import clustering
-from faceatlas.apps.albums.album import COLLECTION, UNSORTED, AlbumCore
+from faceatlas.apps.albums.album import COLLECTION, UNSORTED, AlbumCore, face_ids
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
 from faceatlas.errors import InvalidArgument
@@ -60,13 +60,13 @@ class Album(AlbumCore):
         """This face is ``to``: must-linked with that person, cannot-linked with the one it left."""
         with self._sessions.begin() as session:
             target = self._resolve(session, to)
-            self._relocate(session, [int(face_id)], target, lock=True)
+            self._relocate(session, face_ids([face_id]), target, lock=True)
         self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{target}")
         return self.face(face_id)
 
-    def split(self, face_ids: Sequence[int]) -> PersonInfo:
+    def split(self, faces: Sequence[int]) -> PersonInfo:
         """These faces are one new person, not the person(s) they were with."""
-        ids = sorted({int(f) for f in face_ids})
+        ids = sorted(set(face_ids(faces)))
         if not ids:
             raise InvalidArgument("split needs at least one face")
         with self._sessions.begin() as session:

@@ -40,6 +40,8 @@ from faceatlas.service.schemas import (
 router = APIRouter(tags=["albums"])
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
+FACE_ID_MAX = 2**63 - 1
+FaceId = Annotated[int, Path(ge=1, le=FACE_ID_MAX)]
 T = TypeVar("T")
 
 
@@ -61,7 +63,7 @@ class PromoteRequest(BaseModel):
 
 
 class SplitRequest(BaseModel):
-    faces: list[int] = Field(min_length=1, max_length=10_000)
+    faces: list[Annotated[int, Field(ge=1, le=FACE_ID_MAX)]] = Field(min_length=1, max_length=10_000)
 
 
 @contextmanager
@@ -134,7 +136,7 @@ async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, 
 
 
 @router.post("/albums/{album}/faces/{face}/move", response_model=AlbumFaceOut)
-async def move_face(album: AlbumName, face: int, body: MoveRequest, analyzer: AnalyzerDep,
+async def move_face(album: AlbumName, face: FaceId, body: MoveRequest, analyzer: AnalyzerDep,
                     gallery: GalleryDep, db: DbDep,
                     meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
                     audit: Annotated[AuditEntry, audited("album.move", "{album}/{face}")]) -> dict[str, Any]:
@@ -144,7 +146,7 @@ async def move_face(album: AlbumName, face: int, body: MoveRequest, analyzer: An
 
 
 @router.post("/albums/{album}/faces/{face}/reject", response_model=AlbumFaceOut)
-async def reject_face(album: AlbumName, face: int, analyzer: AnalyzerDep, gallery: GalleryDep,
+async def reject_face(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gallery: GalleryDep,
                       db: DbDep, meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
                       audit: Annotated[AuditEntry, audited("album.reject", "{album}/{face}")]) -> dict[str, Any]:
     """This face is not the person it is with (never put back)."""
