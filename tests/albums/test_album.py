@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from PIL import Image
+
 from faceatlas.apps.albums import Album
 from faceatlas.engine import Embedding
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
@@ -94,3 +96,20 @@ def test_timeline_and_photos_together(album: Album, lfw: Path, tmp_path: Path) -
 
 def album_ids(album: Album, person: str) -> list[int]:
     return [f.id for f in album.faces(person)]
+
+
+def test_exif_orientation_is_applied(album: Album, lfw: Path, tmp_path: Path) -> None:
+    """A photo stored sideways with EXIF orientation 6 (as phones write them) joins its person."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:3]
+    for photo in photos[:2]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    with Image.open(photos[2]) as upright:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+        upright.rotate(90, expand=True).save(folder / "sideways.jpg", exif=exif, quality=95)
+    album.scan(folder)
+    sideways = [f for p in album.people() for f in album.faces(p.id) if f.source.endswith("sideways.jpg")]
+    assert sideways and sideways[0].person == main_person(album, "phone")
+    assert album.person(sideways[0].person or "").faces >= 3
