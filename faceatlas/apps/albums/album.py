@@ -81,13 +81,14 @@ class AlbumCore:
 
     @classmethod
     def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
-               far: float = ALBUM_FAR, owns: bool = False) -> Self:
+               far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False) -> Self:
         """The album ``name`` of ``owner`` over an open gallery and database engine (a service
         shares its own; closing the album then closes neither unless ``owns``). Its faces go to the
         gallery tenant ``app:albums:<owner>:<name>``, which no door reaches directly."""
         check_id(name, "album name")
         gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
-        migrate(engine)
+        if not migrated:
+            migrate(engine)
         with sessionmaker(engine, expire_on_commit=False).begin() as session:
             record = session.scalar(select(AlbumRecord).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
             if record is None:

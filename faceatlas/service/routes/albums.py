@@ -68,7 +68,8 @@ class SplitRequest(BaseModel):
 
 @contextmanager
 def _opened(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any) -> Iterator[Album]:
-    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{meter.principal.tenant_id}")
+    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{meter.principal.tenant_id}",
+                          migrated=True)  # create_app migrated the album tables
     try:
         yield opened
     finally:
