@@ -83,8 +83,9 @@ class AlbumCore:
     def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
                far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False) -> Self:
         """The album ``name`` of ``owner`` over an open gallery and database engine (a service
-        shares its own; closing the album then closes neither unless ``owns``). Its faces go to the
-        gallery tenant ``app:albums:<owner>:<name>``, which no door reaches directly."""
+        shares its own; closing the album then closes neither unless ``owns``; ``migrated``: the album
+        tables are known to be current). Its faces go to the gallery tenant ``app:albums:<owner>:<name>``,
+        which no door reaches directly."""
         check_id(name, "album name")
         gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         if not migrated:
