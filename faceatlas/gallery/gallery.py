@@ -371,6 +371,43 @@ class Gallery:
             journal = self._indexes.intend_erase(coll.id, np.array([face_id]))
         self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True, journal=journal)
 
+    def move_faces(self, collection: str, face_ids: Sequence[int], to_subject: str, *, name: str | None = None) -> int:
+        """Move faces (of any subjects of the collection) to ``to_subject`` (created when needed);
+        the index regroups them at once. Returns how many moved."""
+        wanted = [int(f) for f in face_ids]
+        if not wanted:
+            return 0
+
+        def move() -> tuple[int, int, list[Any], int, int]:
+            with self._sessions.begin() as session:
+                coll = self._collection(session, collection)
+                target = self._subject_or_create(session, coll, to_subject, name)
+                moved = session.execute(select(FaceRecord.id, FaceRecord.embedding)
+                                        .where(FaceRecord.collection_id == coll.id, FaceRecord.id.in_(wanted))
+                                        .order_by(FaceRecord.id)).all()
+                if len(moved) != len(set(wanted)):
+                    raise NotFound(f"a face of {sorted(set(wanted))[:10]} is not in '{collection}'")
+                session.execute(update(FaceRecord).where(FaceRecord.id.in_(wanted)).values(subject_id=target.id))
+                return coll.id, coll.embedding_size, list(moved), target.id, self._bump(session, coll)
+
+        coll_id, size, moved, target_id, revision = self._once_more_on_race(move)
+        ids = np.asarray([row[0] for row in moved], np.int64)
+        vectors = decode_embeddings([row[1] for row in moved], size)
+        self._indexes.applied(coll_id, revision, removed=ids,
+                              added=(ids, vectors, np.full(len(ids), target_id, np.int64)))
+        return len(ids)
+
+    def face_vectors(self, collection: str, face_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and embeddings (one row each, by id) of the collection's faces, or of ``face_ids``."""
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            query = select(FaceRecord.id, FaceRecord.embedding).where(FaceRecord.collection_id == coll.id)
+            if face_ids is not None:
+                query = query.where(FaceRecord.id.in_([int(f) for f in face_ids]))
+            rows = session.execute(query.order_by(FaceRecord.id)).all()
+            return (np.asarray([row[0] for row in rows], np.int64),
+                    decode_embeddings([row[1] for row in rows], coll.embedding_size))
+
     # -- enrolment ------------------------------------------------------------------------
     def add_embeddings(self, collection: str, external_id: str, embeddings: np.ndarray | Sequence[np.ndarray], *,
                        recognizer_id: str, qualities: Sequence[float | None] | None = None,

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer
@@ -30,7 +31,7 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
-from faceatlas.service.routes import account, events, faces, galleries, retail
+from faceatlas.service.routes import account, albums, events, faces, galleries, retail
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
@@ -59,6 +60,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             lock_schema(connection)
             VideoBase.metadata.create_all(connection)
         migrate_retail(state.db)  # the retail tables whose analytics the console reads
+        migrate_albums(state.db)  # the albums' tables
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
@@ -103,6 +105,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(galleries.router, prefix="/v1")
     app.include_router(events.router, prefix="/v1")
     app.include_router(retail.router, prefix="/v1")
+    app.include_router(albums.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
     install_console(app)
 

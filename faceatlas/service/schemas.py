@@ -169,6 +169,62 @@ class RetailReportOut(BaseModel):
     sections: list[ReportRow]
 
 
+# -- albums ----------------------------------------------------------------------------------------
+
+
+class AlbumScanOut(BaseModel):
+    photos: int
+    skipped: int
+    failed: list[tuple[str, str]]
+    faces: int
+    unsorted: int
+    new_people: int
+
+
+class AlbumPersonOut(BaseModel):
+    id: str
+    name: str | None
+    faces: int
+    cover_face: int | None
+    cover_source: str | None
+
+
+class AlbumPeopleOut(BaseModel):
+    people: list[AlbumPersonOut]
+
+
+class AlbumFaceOut(BaseModel):
+    id: int
+    photo_id: int
+    source: str
+    bbox: list[float]
+    quality: float
+    yaw: float
+    person: str | None
+    unsorted: bool
+
+
+class AlbumFacesOut(BaseModel):
+    faces: list[AlbumFaceOut]
+
+
+class AlbumReclusterOut(BaseModel):
+    moved: int
+    people: int
+    removed: int
+
+
+class AlbumPromoteOut(BaseModel):
+    collection: str
+    subject: str
+    faces: int
+
+
+class AlbumEraseOut(BaseModel):
+    person: str
+    faces_deleted: int
+
+
 # -- account ---------------------------------------------------------------------------------------
 
 

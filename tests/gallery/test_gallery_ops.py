@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from faceatlas.engine import Calibration, ModelMismatch, NotCalibrated, get_pack
+from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
 from faceatlas.gallery import AlreadyExists, Gallery, NotFound
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
@@ -116,6 +116,20 @@ def test_merge_subjects(enrolled: Gallery, test_dir: Path, fast_analyzer) -> Non
     face = fast_analyzer.analyze_one(str(test_dir / "obama1.jpg"))
     names = [m.external_id for m in enrolled.search("people", face, k=10, rank_only=True)]
     assert names.count("obama") == 1 and "biden" not in names
+
+
+def test_move_faces_and_face_vectors(enrolled: Gallery, fast_analyzer) -> None:
+    biden = [f.id for f in enrolled.list_faces("people", subject="biden").items]
+    ids, vectors = enrolled.face_vectors("people", biden)
+    assert ids.tolist() == sorted(biden) and vectors.shape == (len(biden), 128)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    assert enrolled.move_faces("people", biden, "someone_else", name="Someone") == len(biden)
+    assert enrolled.get_subject("people", "biden").faces == 0
+    assert enrolled.get_subject("people", "someone_else").faces == len(biden)
+    query = Embedding(vectors[0], fast_analyzer.pack.recognizer_id)
+    assert enrolled.search("people", query, k=1)[0].external_id == "someone_else"
+    with pytest.raises(NotFound):
+        enrolled.move_faces("people", [10**9], "obama")
 
 
 def test_subjects_crud_and_pagination(gallery: Gallery) -> None:

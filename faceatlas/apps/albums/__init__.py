@@ -1,0 +1,35 @@
+"""Photo albums: a library's faces grouped into people, incrementally, under the user's corrections.
+
+:class:`Album` (open, scan, people, faces, timeline, together, contact sheet, name, merge, move,
+split, reject, erase, promote, recluster); the clustering itself is :mod:`.clustering` (batch
+:func:`cluster`, incremental :func:`assign`) and its accuracy :func:`score`.
+"""
+
+from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, gate
+from faceatlas.apps.albums.clustering import Placement, assign, cluster
+from faceatlas.apps.albums.corrections import Album
+from faceatlas.apps.albums.db import migrate
+from faceatlas.apps.albums.metrics import Scores, score
+from faceatlas.apps.albums.photos import find_photos, taken_at
+from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ReclusterReport, ScanReport
+
+__all__ = [
+    "ALBUM_FAR",
+    "UNSORTED",
+    "Album",
+    "AlbumFace",
+    "PersonInfo",
+    "Placement",
+    "PhotoInfo",
+    "ReclusterReport",
+    "ScanReport",
+    "Scores",
+    "album_pack",
+    "assign",
+    "cluster",
+    "find_photos",
+    "gate",
+    "migrate",
+    "score",
+    "taken_at",
+]

@@ -1,0 +1,402 @@
+"""An album: a library of photos whose faces are grouped into people, incrementally, under the
+user's corrections. Vectors live in a gallery collection of the tenant ``app:albums:<owner>:<name>``
+(a person ``p<id>`` is a gallery subject, the quality gate's pool the subject ``unsorted``); the
+album's tables hold photos, faces, people and constraints (see :mod:`.db`, :mod:`.clustering`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceatlas.apps.albums import clustering
+from faceatlas.apps.albums.db import AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
+from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
+from faceatlas.apps.albums.photos import content_hash, find_photos, read_photos, taken_at
+from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
+from faceatlas.db import create_database_engine, default_database_url, normalize_url
+from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch
+from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.gallery import Gallery, check_id
+
+COLLECTION = "faces"
+UNSORTED = "unsorted"
+ALBUM_FAR = 1e-6
+MIN_QUALITY = 0.25
+MAX_YAW = 50.0
+MIN_FACE_PX = 24.0
+CHUNK = 64
+Progress = Callable[[int, int], None]
+
+
+def gate(face: Face) -> bool:
+    """Whether a face is good enough to cluster (else it waits in the unsorted pool): not tiny,
+    not blurred or low-confidence (the engine's quality), not in profile."""
+    x1, y1, x2, y2 = face.bbox
+    yaw = abs(face.pose.yaw) if face.pose else 0.0
+    return min(x2 - x1, y2 - y1) >= MIN_FACE_PX and (face.quality or 0.0) >= MIN_QUALITY and yaw <= MAX_YAW
+
+
+def album_pack(name: str, url: str | None = None, *, owner: str = "default") -> str | None:
+    """The pack an existing album was made with (None: no such album yet)."""
+    engine = create_database_engine(normalize_url(url or default_database_url()))
+    try:
+        migrate(engine)
+        with sessionmaker(engine)() as session:
+            return session.scalar(select(AlbumRecord.pack).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
+    finally:
+        engine.dispose()
+
+
+class AlbumCore:
+    """Scanning and reading of one album of one owner, bound to the pack of ``analyzer``
+    (the corrections are :class:`faceatlas.apps.albums.corrections.Album`'s)."""
+
+    def __init__(self, record: AlbumRecord, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine,
+                 far: float, owns: bool) -> None:
+        self.name = record.name
+        self.owner = record.owner
+        self._id = record.id
+        self.analyzer = analyzer
+        self.gallery = gallery
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.threshold = analyzer.threshold(far)
+        self._owns = owns
+
+    @classmethod
+    def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
+             index_dir: Path | None = None, far: float = ALBUM_FAR) -> Self:
+        """Open (creating when new) the album ``name`` of ``owner`` on the database ``url``."""
+        check_id(name, "album name")
+        url = normalize_url(url or default_database_url())
+        gallery = Gallery.open(url, index_dir=index_dir)
+        return cls.attach(name, analyzer, gallery, create_database_engine(url), owner=owner, far=far, owns=True)
+
+    @classmethod
+    def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
+               far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False) -> Self:
+        """The album ``name`` of ``owner`` over an open gallery and database engine (a service
+        shares its own; closing the album then closes neither unless ``owns``; ``migrated``: the album
+        tables are known to be current). Its faces go to the gallery tenant ``app:albums:<owner>:<name>``,
+        which no door reaches directly."""
+        check_id(name, "album name")
+        gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
+        if not migrated:
+            migrate(engine)
+        with sessionmaker(engine, expire_on_commit=False).begin() as session:
+            record = session.scalar(select(AlbumRecord).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
+            if record is None:
+                record = AlbumRecord(owner=owner, name=name, pack=analyzer.pack.name)
+                session.add(record)
+                session.flush()
+        if not any(c.name == COLLECTION for c in gallery.list_collections()):
+            gallery.create_collection(COLLECTION, analyzer)
+        recognizer = gallery.get_collection(COLLECTION).recognizer_id
+        if recognizer != analyzer.pack.recognizer_id:
+            raise ModelMismatch(f"album '{name}' holds embeddings of {recognizer}, not of pack {analyzer.pack.name}")
+        return cls(record, analyzer, gallery, engine, far, owns)
+
+    def close(self) -> None:
+        """Persist the gallery index; release the database when the album opened it."""
+        if self._owns:
+            self.gallery.close()
+            self._engine.dispose()
+        else:
+            self.gallery.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scanning ---------------------------------------------------------------------------
+    def scan(self, folder: Path, *, on_progress: Progress | None = None) -> ScanReport:
+        """Add every photo under ``folder`` (recursive) not scanned before (by content hash)."""
+        paths = find_photos(Path(folder))
+        return self.add_photos(read_photos(paths), total=len(paths), on_progress=on_progress)
+
+    def add_photos(self, photos: Iterable[tuple[str, bytes]], *, total: int = 0,
+                   on_progress: Progress | None = None) -> ScanReport:
+        """Add photos given as (source, bytes): faces that pass :func:`gate` join the person of
+        their strongest neighbour above the threshold or start a new person; people are never
+        re-clustered (that is :meth:`recluster`)."""
+        report = ScanReport()
+        batch: list[tuple[str, bytes, str]] = []
+        seen: set[str] = set()
+        done = 0
+        library: _Library | None = None  # the placed faces, loaded once per call
+        for source, data in photos:
+            digest = content_hash(data)
+            if digest in seen or self._has_photo(digest):
+                report.skipped += 1
+            else:
+                seen.add(digest)
+                batch.append((source, data, digest))
+            if len(batch) >= CHUNK:
+                library = self._add_chunk(batch, report, library)
+                done += len(batch)
+                batch = []
+            if on_progress:
+                on_progress(done + len(batch) + report.skipped, total)
+        if batch:
+            self._add_chunk(batch, report, library)
+        if on_progress:
+            on_progress(total or report.photos + report.skipped, total)
+        return report
+
+    def _has_photo(self, digest: str) -> bool:
+        with self._sessions() as session:
+            found = session.scalar(select(Photo.id).where(Photo.album_id == self._id, Photo.sha256 == digest))
+            return found is not None
+
+    def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport,
+                   library: _Library | None) -> _Library:
+        found: list[tuple[int, Face]] = []  # (photo number in batch, face)
+        photos: list[Photo] = []
+        for source, data, digest in batch:
+            try:
+                faces = self.analyzer.analyze(data)
+            except InvalidImage as exc:
+                report.failed.append((source, f"{exc.code}: {exc}"))
+                continue
+            photos.append(Photo(album_id=self._id, sha256=digest, source=source, taken_at=taken_at(data)))
+            found.extend((len(photos) - 1, face) for face in faces)
+        with self._sessions.begin() as session:
+            session.add_all(photos)
+        report.photos += len(photos)
+        good = [i for i, (_, face) in enumerate(found) if gate(face)]
+        vectors = np.stack([f.as_embedding().vector for _, f in found]) if found else np.empty((0, 1), np.float32)
+        if library is None:
+            library = _Library(*self._placed()[1:])
+        old, old_labels = library.vectors, library.labels
+        labels = np.empty(0, np.int64)
+        merged: dict[int, int] = {}
+        if good:
+            blocked, named = self._protected()
+            placement = clustering.assign(old, old_labels, vectors[good], self.threshold, blocked=blocked,
+                                          exclusive=named, index=library.index)
+            labels, merged = placement.labels, placement.merged
+            self._join(merged)
+        targets: dict[int, list[int]] = defaultdict(list)
+        for row, label in zip(good, labels.tolist()):
+            targets[label].append(row)
+        unsorted = sorted(set(range(len(found))) - set(good))
+        person_of = self._people_for(targets, set(old_labels.tolist()), report)
+        groups = [(UNSORTED, None, unsorted)] + [(f"p{person_of[label]}", person_of[label], rows)
+                                                  for label, rows in targets.items()]
+        for subject, person, rows in groups:
+            if not rows:
+                continue
+            ids = self.gallery.add_embeddings(COLLECTION, subject, vectors[rows],
+                                              recognizer_id=self.analyzer.pack.recognizer_id,
+                                              qualities=[found[r][1].quality for r in rows],
+                                              sources=[photos[found[r][0]].source for r in rows])
+            with self._sessions.begin() as session:
+                session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
+                                for fid, r in zip(ids, rows))
+        report.faces += len(good)
+        report.unsorted += len(unsorted)
+        if good:
+            library.extend(vectors[good], np.asarray([person_of[label] for label in labels.tolist()], np.int64), merged)
+        return library
+
+    def _placed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, vectors and person ids of the faces placed with a person."""
+        with self._sessions() as session:
+            rows = session.execute(select(FaceRow.id, FaceRow.person_id).where(
+                FaceRow.album_id == self._id, FaceRow.person_id.is_not(None)).order_by(FaceRow.id)).all()
+        ids, vectors = self.gallery.face_vectors(COLLECTION, [r[0] for r in rows]) if rows else (
+            np.empty(0, np.int64), np.empty((0, self.analyzer.embedding_size), np.float32))
+        return ids, vectors, np.asarray([r[1] for r in rows], np.int64)
+
+    def _protected(self) -> tuple[set[tuple[int, int]], set[int]]:
+        """Pairs of people the user's cannot-links keep apart, and the named people."""
+        with self._sessions() as session:
+            person = dict(session.execute(select(FaceRow.id, FaceRow.person_id).where(
+                FaceRow.album_id == self._id, FaceRow.id.in_(
+                    select(CannotLink.face_a).where(CannotLink.album_id == self._id).union(
+                        select(CannotLink.face_b).where(CannotLink.album_id == self._id))))).all())
+            pairs = self._cannot_pairs(session)
+            named = set(session.scalars(select(Person.id).where(Person.album_id == self._id,
+                                                                Person.name.is_not(None))))
+        blocked: set[tuple[int, int]] = set()
+        for a, b in pairs:
+            pa, pb = person.get(a), person.get(b)
+            if pa is not None and pb is not None:
+                blocked.add((pa, pb))
+        return blocked, named
+
+    def _join(self, merged: dict[int, int]) -> None:
+        """People joined by new faces that bridge them (no constraint: a later recluster may part them)."""
+        for gone, kept in merged.items():
+            with self._sessions.begin() as session:
+                session.execute(update(FaceRow).where(FaceRow.person_id == gone).values(person_id=kept))
+                name = session.scalar(select(Person.name).where(Person.id == gone))
+                if name is not None:
+                    session.execute(update(Person).where(Person.id == kept, Person.name.is_(None)).values(name=name))
+                session.execute(delete(Person).where(Person.id == gone))
+            self.gallery.merge_subjects(COLLECTION, f"p{kept}", f"p{gone}")
+
+    def _people_for(self, targets: dict[int, list[int]], existing: set[int], report: ScanReport) -> dict[int, int]:
+        """Person id of each label: an existing person, else a new one."""
+        out = {label: label for label in targets if label in existing}
+        fresh = [label for label in targets if label not in existing]
+        if fresh:
+            with self._sessions.begin() as session:
+                people = [Person(album_id=self._id) for _ in fresh]
+                session.add_all(people)
+                session.flush()
+                out.update({label: p.id for label, p in zip(fresh, people)})
+            report.new_people += len(fresh)
+        return out
+
+    # -- reading ----------------------------------------------------------------------------
+    def people(self, *, min_faces: int = 1) -> list[PersonInfo]:
+        """People with at least ``min_faces`` faces, most faces first."""
+        with self._sessions() as session:
+            counts = session.execute(select(FaceRow.person_id, func.count()).where(
+                FaceRow.album_id == self._id, FaceRow.person_id.is_not(None)).group_by(FaceRow.person_id)).all()
+            wanted = {int(pid): n for pid, n in counts if pid is not None and n >= min_faces}
+            return sorted((self._info(session, pid, n) for pid, n in wanted.items()),
+                          key=lambda p: (-p.faces, int(p.id[1:])))
+
+    def person(self, ref: str) -> PersonInfo:
+        """One person by id (``p12`` or ``12``) or by name."""
+        with self._sessions() as session:
+            pid = self._resolve(session, ref)
+            count = session.scalar(select(func.count()).where(FaceRow.person_id == pid)) or 0
+            return self._info(session, pid, count)
+
+    def faces(self, ref: str | None) -> list[AlbumFace]:
+        """The faces of a person (``None``: the unsorted pool), best quality first."""
+        with self._sessions() as session:
+            query = select(FaceRow, Photo.source).join(Photo, Photo.id == FaceRow.photo_id).where(
+                FaceRow.album_id == self._id)
+            query = query.where(FaceRow.person_id.is_(None) if ref is None else
+                                FaceRow.person_id == self._resolve(session, ref))
+            rows = session.execute(query.order_by(FaceRow.quality.desc(), FaceRow.id)).all()
+            return [_face(row, source) for row, source in rows]
+
+    def face(self, face_id: int) -> AlbumFace:
+        with self._sessions() as session:
+            row = self._face_row(session, face_id)
+            return _face(row, session.scalar(select(Photo.source).where(Photo.id == row.photo_id)) or "")
+
+    def timeline(self, ref: str) -> list[PhotoInfo]:
+        """The photos of a person by EXIF date (undated last, by scan time)."""
+        return self.together([ref])
+
+    def together(self, refs: Sequence[str]) -> list[PhotoInfo]:
+        """The photos in which every one of the people ``refs`` appears, by EXIF date."""
+        with self._sessions() as session:
+            pids = [self._resolve(session, ref) for ref in refs]
+            query = select(Photo).where(Photo.album_id == self._id)
+            for pid in pids:
+                query = query.where(Photo.id.in_(select(FaceRow.photo_id).where(FaceRow.person_id == pid)))
+            rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
+            return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
+
+    def contact_sheet(self, ref: str, path: Path, *, columns: int = 8) -> Path:
+        """Write a PNG of the person's faces (cropped from their photos) to ``path``."""
+        return draw_sheet(self.analyzer, [(f.source, f.bbox) for f in self.faces(ref)], Path(path), columns)
+
+    # -- internals shared with corrections ----------------------------------------------------
+    def _resolve(self, session: Session, ref: str) -> int:
+        text = str(ref).strip()
+        number = text[1:] if text[:1] == "p" else text
+        if number.isdigit():
+            found = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.id == int(number)))
+            if found is not None:
+                return found
+        named = list(session.scalars(select(Person.id).where(Person.album_id == self._id, Person.name == text)))
+        if len(named) > 1:
+            raise InvalidArgument(f"{len(named)} people are named '{text}': use their ids {named}")
+        if not named:
+            raise NotFound(f"no person '{text}' in album '{self.name}'")
+        return named[0]
+
+    def _face_row(self, session: Session, face_id: int) -> FaceRow:
+        row = session.scalar(select(FaceRow).where(FaceRow.album_id == self._id,
+                                                   FaceRow.id == face_ids([face_id])[0]))
+        if row is None:
+            raise NotFound(f"no face {face_id} in album '{self.name}'")
+        return row
+
+    def _info(self, session: Session, pid: int, count: int) -> PersonInfo:
+        name = session.scalar(select(Person.name).where(Person.id == pid))
+        cover = session.execute(select(FaceRow.id, Photo.source).join(Photo, Photo.id == FaceRow.photo_id)
+                                .where(FaceRow.person_id == pid).order_by(FaceRow.quality.desc(), FaceRow.id)
+                                .limit(1)).first()
+        return PersonInfo(f"p{pid}", name, count, cover[0] if cover else None, cover[1] if cover else None)
+
+    def _drop_empty_people(self, session: Session) -> int:
+        empty = list(session.scalars(select(Person.id).where(
+            Person.album_id == self._id, ~Person.id.in_(select(FaceRow.person_id).where(
+                FaceRow.album_id == self._id, FaceRow.person_id.is_not(None))))))
+        if empty:
+            session.execute(delete(Person).where(Person.id.in_(empty)))
+        return len(empty)
+
+    def _cannot_pairs(self, session: Session) -> list[tuple[int, int]]:
+        return [(a, b) for a, b in session.execute(select(CannotLink.face_a, CannotLink.face_b)
+                                                   .where(CannotLink.album_id == self._id))]
+
+    def _unlink(self, session: Session, faces: Sequence[int], others: Sequence[int]) -> None:
+        """Forget cannot-links between ``faces`` and ``others`` (a later correction wins)."""
+        if faces and others:
+            session.execute(delete(CannotLink).where(or_(
+                CannotLink.face_a.in_(faces) & CannotLink.face_b.in_(others),
+                CannotLink.face_b.in_(faces) & CannotLink.face_a.in_(others))))
+
+    def _lock(self, session: Session, faces: Sequence[int]) -> None:
+        """Must-link ``faces`` (and every face sharing a lock with them)."""
+        locks = {x for x in session.scalars(select(FaceRow.lock).where(FaceRow.id.in_(faces))) if x is not None}
+        members = set(faces) | set(session.scalars(select(FaceRow.id).where(
+            FaceRow.album_id == self._id, FaceRow.lock.in_(locks))))
+        session.execute(update(FaceRow).where(FaceRow.id.in_(members)).values(lock=min(members)))
+
+
+def face_ids(values: Iterable[int]) -> list[int]:
+    """Face ids as the database holds them (1 to 2^63 - 1), else :class:`NotFound`."""
+    out = [int(v) for v in values]
+    bad = [v for v in out if not 0 < v < 2**63]
+    if bad:
+        raise NotFound(f"no face {bad[0]}")
+    return out
+
+
+class _Library:
+    """The placed faces' vectors, person ids and a FAISS index over them, kept through one scan."""
+
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray) -> None:
+        self.vectors, self.labels = vectors, labels
+        self.index: Any = clustering.build_index(vectors) if len(vectors) else None
+
+    def extend(self, vectors: np.ndarray, labels: np.ndarray, merged: dict[int, int]) -> None:
+        for gone, kept in merged.items():
+            self.labels[self.labels == gone] = kept
+        self.vectors = np.concatenate([self.vectors, vectors.astype(np.float32)])
+        self.labels = np.concatenate([self.labels, labels])
+        if self.index is None:
+            self.index = clustering.build_index(self.vectors)
+        else:
+            self.index.add(np.ascontiguousarray(vectors, np.float32))
+
+
+def _face_row(face_id: int, album_id: int, photo_id: int, person: int | None, face: Face) -> FaceRow:
+    return FaceRow(id=face_id, album_id=album_id, photo_id=photo_id, person_id=person,
+                   bbox=[round(float(v), 1) for v in face.bbox], quality=float(face.quality or 0.0),
+                   yaw=float(face.pose.yaw) if face.pose is not None else 0.0, unsorted=person is None)
+
+
+def _face(row: FaceRow, source: str) -> AlbumFace:
+    return AlbumFace(row.id, row.photo_id, source, list(row.bbox), row.quality, row.yaw,
+                     None if row.person_id is None else f"p{row.person_id}", row.unsorted)

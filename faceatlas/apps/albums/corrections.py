@@ -1,0 +1,205 @@
+"""The user's corrections of an album and the explicit re-cluster.
+
+Corrections are constraints kept forever: a merge must-links every face of both people (one
+``lock``), a move or split must-links the moved faces with their new person and cannot-links them
+with the faces of the person they left, a reject cannot-links the face with its old person.
+Neither a later scan (which never splits a person, and joins two only where no cannot-link and
+no pair of names keeps them apart) nor :meth:`Album.recluster` (which joins locks first and never
+joins a cannot-link pair) undoes them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from faceatlas.apps.albums import clustering
+from faceatlas.apps.albums.album import COLLECTION, UNSORTED, AlbumCore, face_ids
+from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
+from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
+from faceatlas.errors import InvalidArgument
+from faceatlas.gallery import Gallery, NotFound
+
+
+class Album(AlbumCore):
+    """An album: :meth:`open`, :meth:`scan`, :meth:`people`, corrections, :meth:`recluster`."""
+
+    def name_person(self, ref: str, name: str) -> PersonInfo:
+        """Give a person a name (kept through scans and re-clusters)."""
+        if not name.strip() or len(name) > 400:
+            raise InvalidArgument("a name is 1 to 400 characters")
+        with self._sessions.begin() as session:
+            pid = self._resolve(session, ref)
+            session.execute(update(Person).where(Person.id == pid).values(name=name.strip()))
+        self.gallery.update_subject(COLLECTION, f"p{pid}", name=name.strip())
+        return self.person(f"p{pid}")
+
+    def merge(self, keep: str, absorb: str) -> PersonInfo:
+        """One person from two: every face of ``absorb`` moves to ``keep``, all must-linked."""
+        with self._sessions.begin() as session:
+            kept, gone = self._resolve(session, keep), self._resolve(session, absorb)
+            if kept == gone:
+                raise InvalidArgument("cannot merge a person into itself")
+            ids_kept = self._person_faces(session, kept)
+            ids_gone = self._person_faces(session, gone)
+            self._unlink(session, ids_kept, ids_gone)
+            session.execute(update(FaceRow).where(FaceRow.id.in_(ids_gone)).values(person_id=kept))
+            self._lock(session, ids_kept + ids_gone)
+            names = session.execute(select(Person.id, Person.name).where(Person.id.in_([kept, gone]))).all()
+            name = dict(names).get(kept) or dict(names).get(gone)
+            session.execute(update(Person).where(Person.id == kept).values(name=name))
+            session.execute(delete(Person).where(Person.id == gone))
+        self.gallery.merge_subjects(COLLECTION, f"p{kept}", f"p{gone}")
+        return self.person(f"p{kept}")
+
+    def move(self, face_id: int, to: str) -> AlbumFace:
+        """This face is ``to``: must-linked with that person, cannot-linked with the one it left."""
+        with self._sessions.begin() as session:
+            target = self._resolve(session, to)
+            self._relocate(session, face_ids([face_id]), target, lock=True)
+        self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{target}")
+        return self.face(face_id)
+
+    def split(self, faces: Sequence[int]) -> PersonInfo:
+        """These faces are one new person, not the person(s) they were with."""
+        ids = sorted(set(face_ids(faces)))
+        if not ids:
+            raise InvalidArgument("split needs at least one face")
+        with self._sessions.begin() as session:
+            person = Person(album_id=self._id)
+            session.add(person)
+            session.flush()
+            self._relocate(session, ids, person.id, lock=True)
+        self.gallery.move_faces(COLLECTION, ids, f"p{person.id}")
+        return self.person(f"p{person.id}")
+
+    def reject(self, face_id: int) -> AlbumFace:
+        """This face is not its person: it leaves (a person of its own) and is never put back."""
+        with self._sessions.begin() as session:
+            row = self._face_row(session, face_id)
+            if row.person_id is None:
+                raise InvalidArgument(f"face {face_id} is in the unsorted pool, not with a person")
+            person = Person(album_id=self._id)
+            session.add(person)
+            session.flush()
+            self._relocate(session, [row.id], person.id, lock=False)
+        self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{person.id}")
+        return self.face(face_id)
+
+    def erase(self, ref: str) -> int:
+        """Erase a person: every face row, vector and constraint of theirs; returns the face count."""
+        with self._sessions() as session:
+            pid = self._resolve(session, ref)
+        try:
+            removed = self.gallery.delete_subject(COLLECTION, f"p{pid}")
+        except NotFound:
+            removed = 0
+        with self._sessions.begin() as session:
+            faces = self._person_faces(session, pid)
+            session.execute(delete(CannotLink).where(CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
+            session.execute(delete(FaceRow).where(FaceRow.id.in_(faces)))
+            session.execute(delete(Person).where(Person.id == pid))
+        return removed
+
+    def promote(self, ref: str, gallery: Gallery, collection: str, subject: str) -> int:
+        """Enrol a person's faces as ``subject`` of a gallery collection (of the same pack);
+        returns how many faces were enrolled."""
+        with self._sessions() as session:
+            pid = self._resolve(session, ref)
+            name = session.scalar(select(Person.name).where(Person.id == pid))
+            faces = self._person_faces(session, pid)
+        _, vectors = self.gallery.face_vectors(COLLECTION, faces)
+        return len(gallery.add_embeddings(collection, subject, vectors, recognizer_id=self.analyzer.pack.recognizer_id,
+                                          name=name))
+
+    def recluster(self) -> ReclusterReport:
+        """Cluster every placed face again under the constraints; a person keeps its id (and
+        name) for the new cluster holding most of its faces."""
+        with self._sessions() as session:
+            rows = session.execute(select(FaceRow.id, FaceRow.person_id, FaceRow.lock).where(
+                FaceRow.album_id == self._id, FaceRow.unsorted.is_(False)).order_by(FaceRow.id)).all()
+            pairs = self._cannot_pairs(session)
+        if not rows:
+            return ReclusterReport(0, 0, 0)
+        ids = np.asarray([r[0] for r in rows], np.int64)
+        _, vectors = self.gallery.face_vectors(COLLECTION, ids.tolist())
+        row_of = {fid: n for n, fid in enumerate(ids.tolist())}
+        locks = np.asarray([-1 if r[2] is None else r[2] for r in rows], np.int64)
+        cannot = [(row_of[a], row_of[b]) for a, b in pairs if a in row_of and b in row_of]
+        labels = clustering.cluster(vectors, self.threshold, locks=locks, cannot=cannot)
+        old = [r[1] for r in rows]
+        person_of = self._match_people(labels, old)
+        moves: dict[int, list[int]] = defaultdict(list)
+        for fid, label, before in zip(ids.tolist(), labels.tolist(), old):
+            if person_of[label] != before:
+                moves[person_of[label]].append(fid)
+        with self._sessions.begin() as session:
+            for pid, faces in moves.items():
+                session.execute(update(FaceRow).where(FaceRow.id.in_(faces)).values(person_id=pid))
+            removed = self._drop_empty_people(session)
+        for pid, faces in moves.items():
+            self.gallery.move_faces(COLLECTION, faces, f"p{pid}")
+        self._drop_empty_subjects()
+        return ReclusterReport(sum(map(len, moves.values())), len(set(person_of.values())), removed)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _match_people(self, labels: np.ndarray, old: Sequence[int | None]) -> dict[int, int]:
+        """Each new cluster's person: the old person with most of its faces (each old person
+        used once, biggest overlaps first), else a new person."""
+        overlap = Counter((int(label), pid) for label, pid in zip(labels.tolist(), old) if pid is not None)
+        out: dict[int, int] = {}
+        used: set[int] = set()
+        for (label, pid), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0])):
+            if label not in out and pid not in used:
+                out[label] = pid
+                used.add(pid)
+        fresh = sorted(set(labels.tolist()) - set(out))
+        if fresh:
+            with self._sessions.begin() as session:
+                people = [Person(album_id=self._id) for _ in fresh]
+                session.add_all(people)
+                session.flush()
+                out.update({label: p.id for label, p in zip(fresh, people)})
+        return out
+
+    def _drop_empty_subjects(self) -> None:
+        with self._sessions() as session:
+            live = {f"p{pid}" for pid in session.scalars(select(Person.id).where(Person.album_id == self._id))}
+        after: str | None = None
+        while True:
+            page = self.gallery.list_subjects(COLLECTION, limit=500, after=after)
+            for subject in page.items:
+                if subject.faces == 0 and subject.external_id not in live and subject.external_id != UNSORTED:
+                    self.gallery.delete_subject(COLLECTION, subject.external_id)
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor
+
+    def _person_faces(self, session: Session, pid: int) -> list[int]:
+        return list(session.scalars(select(FaceRow.id).where(FaceRow.person_id == pid).order_by(FaceRow.id)))
+
+    def _relocate(self, session: Session, faces: list[int], target: int, *, lock: bool) -> None:
+        """Move ``faces`` to the person ``target``: cannot-linked with the faces of the people
+        they leave, out of their old locks, must-linked with the target when ``lock``."""
+        rows = list(session.scalars(select(FaceRow).where(FaceRow.album_id == self._id, FaceRow.id.in_(faces))))
+        if len(rows) != len(set(faces)):
+            raise NotFound(f"a face of {faces} is not in album '{self.name}'")
+        left = {r.person_id for r in rows if r.person_id is not None and r.person_id != target}
+        old_locks = {r.lock for r in rows if r.lock is not None}
+        for pid in left:
+            others = [f for f in self._person_faces(session, pid) if f not in faces]
+            self._unlink(session, faces, others)  # no duplicate pairs
+            session.add_all(CannotLink(album_id=self._id, face_a=a, face_b=b) for a in faces for b in others)
+        session.execute(update(FaceRow).where(FaceRow.id.in_(faces)).values(person_id=target, unsorted=False,
+                                                                           lock=None))
+        for old_lock in old_locks:  # a lock the faces leave keeps its other members (renamed if it was one of them)
+            rest = list(session.scalars(select(FaceRow.id).where(FaceRow.lock == old_lock)))
+            if rest:
+                session.execute(update(FaceRow).where(FaceRow.id.in_(rest)).values(lock=min(rest)))
+        if lock:
+            self._unlink(session, faces, self._person_faces(session, target))
+            self._lock(session, self._person_faces(session, target))

@@ -1,0 +1,84 @@
+"""Photos of an album: finding them in a folder, their content hash, their EXIF date, and the
+contact sheet of a person's faces (drawn from the photos, only where the user asks for it)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from faceatlas.engine import FaceAnalyzer, InvalidImage
+
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic"})
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+_TILE = 112
+
+
+def find_photos(folder: Path) -> list[Path]:
+    """Every photo under ``folder`` (recursive, by suffix), in path order."""
+    if not folder.is_dir():
+        raise InvalidImage(f"{folder}: not a folder")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+
+
+def read_photos(paths: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
+    """(source, bytes) of each path."""
+    for path in paths:
+        yield str(path), path.read_bytes()
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def taken_at(data: bytes) -> datetime | None:
+    """When the photo was taken: EXIF DateTimeOriginal, else DateTime; None without EXIF."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.getexif()
+            value = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return None
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def contact_sheet(analyzer: FaceAnalyzer, faces: Sequence[tuple[str, list[float]]], path: Path,
+                  columns: int = 8) -> Path:
+    """Write a PNG grid of the faces (source photo, box), each cropped with a margin; a photo
+    that is gone leaves a grey tile."""
+    tiles = []
+    for source, box in faces:
+        try:
+            image = analyzer.load(source)
+        except InvalidImage:
+            tiles.append(np.full((_TILE, _TILE, 3), 128, np.uint8))
+            continue
+        x1, y1, x2, y2 = box
+        margin = 0.25 * max(x2 - x1, y2 - y1)
+        h, w = image.shape[:2]
+        top, bottom = max(0, int(y1 - margin)), min(h, int(y2 + margin))
+        crop = image[top:bottom, max(0, int(x1 - margin)):min(w, int(x2 + margin))]
+        tiles.append(cv2.resize(crop, (_TILE, _TILE)) if crop.size else np.full((_TILE, _TILE, 3), 128, np.uint8))
+    columns = max(1, min(columns, len(tiles) or 1))
+    rows = max(1, -(-len(tiles) // columns))
+    sheet = np.full((rows * _TILE, columns * _TILE, 3), 255, np.uint8)
+    for n, tile in enumerate(tiles):
+        r, c = divmod(n, columns)
+        sheet[r * _TILE:(r + 1) * _TILE, c * _TILE:(c + 1) * _TILE] = tile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), sheet):
+        raise InvalidImage(f"{path}: could not write the contact sheet")
+    return path

@@ -1,0 +1,83 @@
+"""Plain result types of the albums app."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _iso(out: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class AlbumFace:
+    """A face of an album photo; ``person`` None: in the unsorted pool."""
+
+    id: int
+    photo_id: int
+    source: str
+    bbox: list[float]
+    quality: float
+    yaw: float
+    person: str | None
+    unsorted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    """A person of the album: ``id`` like ``p12``, its face count and cover face (the best quality)."""
+
+    id: str
+    name: str | None
+    faces: int
+    cover_face: int | None
+    cover_source: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """A photo of the album, with its EXIF date when it has one."""
+
+    id: int
+    source: str
+    taken_at: datetime | None
+    added_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return _iso(asdict(self))
+
+
+@dataclass
+class ScanReport:
+    """What a scan did: photos added, skipped (already scanned), failed (source, why); faces
+    placed with people, faces in the unsorted pool, people created."""
+
+    photos: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    faces: int = 0
+    unsorted: int = 0
+    new_people: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReclusterReport:
+    """What a re-cluster did: faces that changed person, people now, people removed."""
+
+    moved: int
+    people: int
+    removed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

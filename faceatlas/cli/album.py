@@ -1,0 +1,181 @@
+"""`faceatlas album ...`: a photo library's faces grouped into people (scan, people, show, name,
+merge, move, split, reject, recluster, timeline, together, erase). ``--json`` for machines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from faceatlas.apps.albums import Album, album_pack
+from faceatlas.cli.files import progress
+from faceatlas.engine import FaceAnalyzer, default_pack_name
+from faceatlas.gallery import Gallery
+
+app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+AlbumOption = Annotated[str, typer.Option("--album", "-a", help="album name")]
+DbOption = Annotated[str | None, typer.Option("--db", help="database URL (default: FACEATLAS_DATABASE_URL or "
+                                                              "~/.local/share/faceatlas)")]
+PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the album's; for a "
+                                                                     "new album FACEATLAS_PACK or dlib)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+
+
+@contextmanager
+def _album(name: str, db: str | None, pack: str | None) -> Iterator[Album]:
+    chosen = pack or album_pack(name, db) or default_pack_name()
+    with Album.open(name, FaceAnalyzer(chosen, announce_license=False), db) as album:
+        yield album
+
+
+def _out(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+    else:
+        console.print(text, soft_wrap=True)
+
+
+@app.command()
+def scan(folder: Path, album: AlbumOption = "default", db: DbOption = None, pack: PackOption = None,
+         as_json: JsonOption = False) -> None:
+    """Add the photos under FOLDER (recursive; photos scanned before are skipped by content)."""
+    with _album(album, db, pack) as opened, progress(err, disable=as_json) as bar:
+        task = bar.add_task("scanning", total=None)
+        report = opened.scan(folder, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    _out(report.to_dict(), as_json,
+         f"{report.photos} photos added, {report.skipped} skipped, {len(report.failed)} failed; "
+         f"{report.faces} faces placed, {report.unsorted} unsorted, {report.new_people} new people")
+
+
+@app.command()
+def people(album: AlbumOption = "default", db: DbOption = None, min_faces: int = 2,
+           as_json: JsonOption = False) -> None:
+    """People with at least --min-faces faces, most faces first, with their cover face."""
+    with _album(album, db, None) as opened:
+        found = opened.people(min_faces=min_faces)
+    if as_json:
+        _out([p.to_dict() for p in found], True, "")
+        return
+    table = Table("person", "name", "faces", "cover face", "cover photo")
+    for p in found:
+        table.add_row(p.id, escape(p.name or ""), str(p.faces), str(p.cover_face), escape(p.cover_source or ""))
+    console.print(table)
+
+
+@app.command()
+def show(person: str, album: AlbumOption = "default", db: DbOption = None,
+         sheet: Annotated[Path | None, typer.Option("--sheet", help="write a contact sheet PNG of the faces")] = None,
+         as_json: JsonOption = False) -> None:
+    """A person's faces (``unsorted``: the pool the quality gate keeps); --sheet draws them."""
+    with _album(album, db, None) as opened:
+        faces = opened.faces(None if person == "unsorted" else person)
+        if sheet is not None:
+            opened.contact_sheet(person, sheet)
+    if as_json:
+        _out([f.to_dict() for f in faces], True, "")
+        return
+    table = Table("face", "photo", "quality", "yaw")
+    for f in faces:
+        table.add_row(str(f.id), escape(f.source), f"{f.quality:.2f}", f"{f.yaw:.0f}")
+    console.print(table)
+    if sheet is not None:
+        err.print(f"contact sheet: {sheet}")
+
+
+@app.command()
+def name(person: str, new_name: str, album: AlbumOption = "default", db: DbOption = None,
+         as_json: JsonOption = False) -> None:
+    """Name a person."""
+    with _album(album, db, None) as opened:
+        info = opened.name_person(person, new_name)
+    _out(info.to_dict(), as_json, f"{info.id} is {escape(info.name or '')}")
+
+
+@app.command()
+def merge(keep: str, absorb: str, album: AlbumOption = "default", db: DbOption = None,
+          as_json: JsonOption = False) -> None:
+    """ABSORB is the same person as KEEP (kept through scans and re-clusters)."""
+    with _album(album, db, None) as opened:
+        info = opened.merge(keep, absorb)
+    _out(info.to_dict(), as_json, f"{info.id}: {info.faces} faces")
+
+
+@app.command()
+def move(face: int, person: str, album: AlbumOption = "default", db: DbOption = None,
+         as_json: JsonOption = False) -> None:
+    """FACE is PERSON."""
+    with _album(album, db, None) as opened:
+        moved = opened.move(face, person)
+    _out(moved.to_dict(), as_json, f"face {moved.id} -> {moved.person}")
+
+
+@app.command()
+def split(faces: list[int], album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+    """FACES are one new person, not the person they were with."""
+    with _album(album, db, None) as opened:
+        info = opened.split(faces)
+    _out(info.to_dict(), as_json, f"new person {info.id}: {info.faces} faces")
+
+
+@app.command()
+def reject(face: int, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+    """FACE is not the person it is with (never put back)."""
+    with _album(album, db, None) as opened:
+        moved = opened.reject(face)
+    _out(moved.to_dict(), as_json, f"face {moved.id} -> {moved.person}")
+
+
+@app.command()
+def recluster(album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Cluster the whole album again (corrections kept)."""
+    with _album(album, db, None) as opened:
+        report = opened.recluster()
+    _out(report.to_dict(), as_json, f"{report.moved} faces moved; {report.people} people")
+
+
+@app.command()
+def timeline(person: str, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+    """A person's photos by EXIF date."""
+    with _album(album, db, None) as opened:
+        photos = opened.timeline(person)
+    _out([p.to_dict() for p in photos], as_json,
+         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
+
+
+@app.command()
+def together(people: list[str], album: AlbumOption = "default", db: DbOption = None,
+             as_json: JsonOption = False) -> None:
+    """Photos in which all of PEOPLE appear."""
+    with _album(album, db, None) as opened:
+        photos = opened.together(people)
+    _out([p.to_dict() for p in photos], as_json,
+         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
+
+
+@app.command()
+def erase(person: str, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Erase a person: every face, vector and constraint of theirs."""
+    with _album(album, db, None) as opened:
+        removed = opened.erase(person)
+    _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")
+
+
+@app.command()
+def promote(person: str, collection: str, subject: str, album: AlbumOption = "default", db: DbOption = None,
+            tenant: Annotated[str, typer.Option("--tenant", help="gallery tenant of the collection")] = "default",
+            as_json: JsonOption = False) -> None:
+    """Enrol PERSON's faces as SUBJECT of a gallery COLLECTION (of the album's pack)."""
+    with _album(album, db, None) as opened, Gallery.open(db, tenant=tenant) as gallery:
+        added = opened.promote(person, gallery, collection, subject)
+    _out({"person": person, "collection": collection, "subject": subject, "faces": added}, as_json,
+         f"{added} faces enrolled as {escape(subject)} in {escape(collection)}")

@@ -1,0 +1,195 @@
+"""Photo albums of the caller's tenant: scan by upload, people, faces, and the corrections
+(name, merge, move, split, reject), re-cluster and erasure. An album lives in the gallery tenant
+``app:albums:svc:<tenant>:<album>``, so no other tenant and no gallery route reaches it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.apps.albums import Album
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.service.deps import (
+    AnalyzerDep,
+    AuditEntry,
+    DbDep,
+    GalleryDep,
+    Meter,
+    TenantGalleryDep,
+    audited,
+    image_request_body,
+    metered,
+    read_images,
+)
+from faceatlas.service.schemas import (
+    AlbumEraseOut,
+    AlbumFaceOut,
+    AlbumFacesOut,
+    AlbumPeopleOut,
+    AlbumPersonOut,
+    AlbumPromoteOut,
+    AlbumReclusterOut,
+    AlbumScanOut,
+)
+
+router = APIRouter(tags=["albums"])
+AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
+FACE_ID_MAX = 2**63 - 1
+FaceId = Annotated[int, Path(ge=1, le=FACE_ID_MAX)]
+T = TypeVar("T")
+
+
+class NameRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=400)
+
+
+class MergeRequest(BaseModel):
+    absorb: str = Field(min_length=1, max_length=400, description="the person whose faces join this one")
+
+
+class MoveRequest(BaseModel):
+    to: str = Field(min_length=1, max_length=400, description="the person the face is")
+
+
+class PromoteRequest(BaseModel):
+    collection: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+    subject: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+
+
+class SplitRequest(BaseModel):
+    faces: list[Annotated[int, Field(ge=1, le=FACE_ID_MAX)]] = Field(min_length=1, max_length=10_000)
+
+
+@contextmanager
+def _opened(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any) -> Iterator[Album]:
+    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{meter.principal.tenant_id}",
+                          migrated=True)  # create_app migrated the album tables
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+async def _call(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T]) -> T:
+    def run() -> T:
+        with _opened(album, meter, analyzer, gallery, db) as opened:
+            return use(opened)
+    return await run_in_threadpool(run)
+
+
+@router.post("/albums/{album}/photos", response_model=AlbumScanOut, openapi_extra=image_request_body("image"))
+async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                    meter: Annotated[Meter, Depends(metered("albums.scan", "write"))],
+                    audit: Annotated[AuditEntry, audited("album.scan", "{album}")]) -> dict[str, Any]:
+    """Add an uploaded photo (skipped when the album has it already): its faces join people."""
+    images, _ = await read_images(request, "image")
+    report = await _call(album, meter, analyzer, gallery, db,
+                         lambda a: a.add_photos([("upload", images["image"])], total=1))
+    meter.faces = report.faces + report.unsorted
+    audit.details["faces"] = meter.faces
+    return report.to_dict()
+
+
+@router.get("/albums/{album}/people", response_model=AlbumPeopleOut)
+async def list_people(album: AlbumName, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                      meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
+                      min_faces: Annotated[int, Query(ge=1)] = 1) -> dict[str, Any]:
+    """People with at least ``min_faces`` faces, most first, each with a cover face."""
+    people = await _call(album, meter, analyzer, gallery, db, lambda a: a.people(min_faces=min_faces))
+    return {"people": [p.to_dict() for p in people]}
+
+
+@router.get("/albums/{album}/people/{person}/faces", response_model=AlbumFacesOut)
+async def person_faces(album: AlbumName, person: PersonRef, analyzer: AnalyzerDep,
+                       gallery: GalleryDep, db: DbDep,
+                       meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
+                       ) -> dict[str, Any]:
+    """A person's faces (``unsorted``: the pool of faces the quality gate kept out)."""
+    faces = await _call(album, meter, analyzer, gallery, db,
+                        lambda a: a.faces(None if person == "unsorted" else person))
+    return {"faces": [f.to_dict() for f in faces]}
+
+
+@router.patch("/albums/{album}/people/{person}", response_model=AlbumPersonOut)
+async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, analyzer: AnalyzerDep,
+                      gallery: GalleryDep, db: DbDep,
+                      meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                      audit: Annotated[AuditEntry, audited("album.name", "{album}/{person}")]) -> dict[str, Any]:
+    """Name a person."""
+    info = await _call(album, meter, analyzer, gallery, db, lambda a: a.name_person(person, body.name))
+    return info.to_dict()
+
+
+@router.post("/albums/{album}/people/{person}/merge", response_model=AlbumPersonOut)
+async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, analyzer: AnalyzerDep,
+                       gallery: GalleryDep, db: DbDep,
+                       meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                       audit: Annotated[AuditEntry, audited("album.merge", "{album}/{person}")]) -> dict[str, Any]:
+    """``absorb`` is this person (kept through scans and re-clusters)."""
+    info = await _call(album, meter, analyzer, gallery, db, lambda a: a.merge(person, body.absorb))
+    return info.to_dict()
+
+
+@router.post("/albums/{album}/faces/{face}/move", response_model=AlbumFaceOut)
+async def move_face(album: AlbumName, face: FaceId, body: MoveRequest, analyzer: AnalyzerDep,
+                    gallery: GalleryDep, db: DbDep,
+                    meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                    audit: Annotated[AuditEntry, audited("album.move", "{album}/{face}")]) -> dict[str, Any]:
+    """This face is person ``to``."""
+    moved = await _call(album, meter, analyzer, gallery, db, lambda a: a.move(face, body.to))
+    return moved.to_dict()
+
+
+@router.post("/albums/{album}/faces/{face}/reject", response_model=AlbumFaceOut)
+async def reject_face(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gallery: GalleryDep,
+                      db: DbDep, meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                      audit: Annotated[AuditEntry, audited("album.reject", "{album}/{face}")]) -> dict[str, Any]:
+    """This face is not the person it is with (never put back)."""
+    moved = await _call(album, meter, analyzer, gallery, db, lambda a: a.reject(face))
+    return moved.to_dict()
+
+
+@router.post("/albums/{album}/split", response_model=AlbumPersonOut)
+async def split_faces(album: AlbumName, body: SplitRequest, analyzer: AnalyzerDep,
+                      gallery: GalleryDep, db: DbDep,
+                      meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                      audit: Annotated[AuditEntry, audited("album.split", "{album}")]) -> dict[str, Any]:
+    """These faces are one new person."""
+    info = await _call(album, meter, analyzer, gallery, db, lambda a: a.split(body.faces))
+    return info.to_dict()
+
+
+@router.post("/albums/{album}/recluster", response_model=AlbumReclusterOut)
+async def recluster(album: AlbumName, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                    meter: Annotated[Meter, Depends(metered("albums.recluster", "write"))],
+                    audit: Annotated[AuditEntry, audited("album.recluster", "{album}")]) -> dict[str, Any]:
+    """Cluster the whole album again, corrections kept."""
+    report = await _call(album, meter, analyzer, gallery, db, lambda a: a.recluster())
+    return report.to_dict()
+
+
+@router.delete("/albums/{album}/people/{person}", response_model=AlbumEraseOut)
+async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDep,
+                       gallery: GalleryDep, db: DbDep,
+                       meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False))],
+                       audit: Annotated[AuditEntry, audited("album.erase", "{album}/{person}")]) -> dict[str, Any]:
+    """Erase a person: every face, vector and constraint of theirs."""
+    removed = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
+    return {"person": person, "faces_deleted": removed}
+
+
+@router.post("/albums/{album}/people/{person}/promote", response_model=AlbumPromoteOut)
+async def promote_person(album: AlbumName, person: PersonRef, body: PromoteRequest, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, tenant_gallery: TenantGalleryDep, db: DbDep,
+                         meter: Annotated[Meter, Depends(metered("albums.promote", "write"))],
+                         audit: Annotated[AuditEntry, audited("album.promote", "{album}/{person}")]) -> dict[str, Any]:
+    """Enrol the person's faces as ``subject`` of one of the tenant's gallery collections (same pack)."""
+    added = await _call(album, meter, analyzer, gallery, db,
+                        lambda a: a.promote(person, tenant_gallery, body.collection, body.subject))
+    return {"collection": body.collection, "subject": body.subject, "faces": added}

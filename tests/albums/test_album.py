@@ -1,0 +1,115 @@
+"""Albums on real LFW photos: scan, rescan by hash, corrections surviving scans and re-clusters, erasure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image
+
+from faceatlas.apps.albums import Album
+from faceatlas.engine import Embedding
+from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
+
+
+def test_scan_groups_people_and_skips_rescans_by_hash(album: Album, library: Path, monkeypatch) -> None:
+    monkeypatch.setattr("faceatlas.apps.albums.album.CHUNK", 5)  # four increments in one scan
+    seen: list[tuple[int, int]] = []
+    first = album.scan(library, on_progress=lambda done, total: seen.append((done, total)))
+    assert first.photos == 16 and first.skipped == 0 and first.faces + first.unsorted >= 16
+    assert seen[-1] == (16, 16)
+    mains = {person: main_person(album, person) for person in PEOPLE}
+    assert len(set(mains.values())) == 4  # four people, none merged
+    for person, pid in mains.items():
+        assert len(faces_of_folder(album, pid, person)) >= 3
+        assert album.person(pid).cover_face is not None
+    again = album.scan(library)
+    assert again.photos == 0 and again.skipped == 16 and again.faces == 0
+    assert len(album.gallery.face_vectors("faces")[0]) == first.faces + first.unsorted
+
+
+def test_merge_and_split_survive_a_scan_and_a_recluster(album: Album, library: Path, lfw: Path) -> None:
+    album.scan(library)
+    bush, powell = main_person(album, "George_W_Bush"), main_person(album, "Colin_Powell")
+    blair = main_person(album, "Tony_Blair")
+    merged_faces = set(album_ids(album, bush) + album_ids(album, powell))
+    merged = album.merge(bush, powell)  # the user says they are one (wrongly, but it is theirs to say)
+    album.name_person(merged.id, "Bush or Powell")
+    moved = album.faces(blair)[0].id
+    split = album.split([moved])
+    blair_rest = [f for f in album_ids(album, blair)]
+    copy_people(lfw, library, PEOPLE, 3, skip=4)  # more photos of the same people
+    assert album.scan(library).photos >= 10
+    for _ in range(2):
+        named = album.person("Bush or Powell")
+        assert {album.face(f).person for f in merged_faces} == {named.id}
+        assert album.face(moved).person == split.id or album.face(moved).person not in {
+            album.face(f).person for f in blair_rest}
+        assert album.face(moved).person not in {album.face(f).person for f in blair_rest}
+        album.recluster()
+
+
+def test_reject_keeps_a_face_out(album: Album, library: Path, lfw: Path) -> None:
+    album.scan(library)
+    rumsfeld = main_person(album, "Donald_Rumsfeld")
+    rejected = album.faces(rumsfeld)[-1].id
+    others = [f for f in album_ids(album, rumsfeld) if f != rejected]
+    album.reject(rejected)
+    assert album.face(rejected).person != rumsfeld
+    copy_people(lfw, library, ("Donald_Rumsfeld",), 3, skip=4)
+    album.scan(library)
+    album.recluster()
+    assert album.face(rejected).person not in {album.face(f).person for f in others}
+
+
+def test_promote_then_erase_removes_the_persons_vectors(album: Album, library: Path) -> None:
+    album.scan(library)
+    blair = main_person(album, "Tony_Blair")
+    faces = album_ids(album, blair)
+    album.gallery.for_tenant("default").create_collection("known", album.analyzer)
+    known = album.gallery.for_tenant("default")
+    assert album.promote(blair, known, "known", "tony") == len(faces)
+    probe = album.gallery.face_vectors("faces", faces[:1])[1][0]
+    match = known.search("known", Embedding(probe, album.analyzer.pack.recognizer_id), k=1)
+    assert match and match[0].external_id == "tony"
+    before = set(album.gallery.face_vectors("faces")[0].tolist())
+    assert album.erase(blair) == len(faces)
+    after = set(album.gallery.face_vectors("faces")[0].tolist())
+    assert before - after == set(faces)
+    assert blair not in {p.id for p in album.people()}
+
+
+def test_timeline_and_photos_together(album: Album, lfw: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "dated"
+    folder.mkdir()
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:3] + sorted((lfw / "Colin_Powell").glob("*.jpg"))[:1]
+    for n, (photo, year) in enumerate(zip(photos, (2021, 2019, 2020, 2018))):
+        with_date(photo, folder / f"photo{n}.jpg", datetime(year, 5, 1, 12, 0, 0))
+    album.scan(folder)
+    bush = album.people()[0]
+    years = [p.taken_at.year for p in album.timeline(bush.id) if p.taken_at]
+    assert years == [2019, 2020, 2021]
+    powell = next(p for p in album.people() if p.id != bush.id)
+    assert album.together([bush.id, powell.id]) == [] or all(
+        p.source in {t.source for t in album.timeline(bush.id)} for p in album.together([bush.id, powell.id]))
+
+
+def album_ids(album: Album, person: str) -> list[int]:
+    return [f.id for f in album.faces(person)]
+
+
+def test_exif_orientation_is_applied(album: Album, lfw: Path, tmp_path: Path) -> None:
+    """A photo stored sideways with EXIF orientation 6 (as phones write them) joins its person."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:3]
+    for photo in photos[:2]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    with Image.open(photos[2]) as upright:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+        upright.rotate(90, expand=True).save(folder / "sideways.jpg", exif=exif, quality=95)
+    album.scan(folder)
+    sideways = [f for p in album.people() for f in album.faces(p.id) if f.source.endswith("sideways.jpg")]
+    assert sideways and sideways[0].person == main_person(album, "phone")
+    assert album.person(sideways[0].person or "").faces >= 3

@@ -1,0 +1,50 @@
+"""`faceatlas album ...` on real LFW photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+from tests.albums.conftest import copy_people
+
+
+def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("George_W_Bush", "Tony_Blair"), 3)
+    runner = CliRunner()
+
+    def run(*args: str) -> object:
+        result = runner.invoke(app, ["album", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    scanned = run("scan", str(library), "--pack", "scrfd-mbf")
+    assert scanned["photos"] == 6 and scanned["faces"] >= 5
+    assert run("scan", str(library))["skipped"] == 6
+    people = run("people")
+    assert len(people) >= 2 and all(p["faces"] >= 2 for p in people)
+    first, second = people[0]["id"], people[1]["id"]
+    assert run("name", first, "Alice")["name"] == "Alice"
+    sheet = tmp_path / "sheet.png"
+    faces = run("show", "Alice", "--sheet", str(sheet))
+    assert sheet.is_file() and len(faces) == people[0]["faces"]
+    assert [p.name for p in tmp_path.rglob("*.png")] == ["sheet.png"]  # written only where asked
+    moved = run("move", str(faces[0]["id"]), second)
+    assert moved["person"] == second
+    rejected = run("reject", str(faces[0]["id"]))
+    assert rejected["person"] not in (first, second)
+    split = run("split", str(faces[1]["id"]))
+    assert split["faces"] == 1
+    merged = run("merge", first, split["id"])
+    assert merged["id"] == first
+    assert run("recluster")["people"] >= 2
+    assert [p["source"] for p in run("timeline", "Alice")]
+    assert runner.invoke(app, ["gallery", "create", "known", "--pack", "scrfd-mbf"]).exit_code == 0
+    assert run("promote", "Alice", "known", "alice")["faces"] >= 1
+    assert run("erase", "Alice")["faces_deleted"] >= 1
+    bad = runner.invoke(app, ["album", "show", "nobody"])
+    assert bad.exit_code == 2 and "not_found" in bad.output

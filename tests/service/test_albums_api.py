@@ -1,0 +1,50 @@
+"""/v1/albums on the real service (SQLite and PostgreSQL): scan by upload, people, corrections,
+erasure, and tenant isolation."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+
+def test_album_upload_people_corrections_and_erase(api, shared: Path) -> None:
+    lfw = shared / "data" / "lfw" / "images"
+    album = f"album_{uuid.uuid4().hex[:6]}"
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:3] + sorted((lfw / "Tony_Blair").glob("*.jpg"))[1:3]
+    with api.client("acme_write") as http:
+        for photo in photos:
+            answer = http.post(f"/v1/albums/{album}/photos", files={"image": photo.read_bytes()})
+            assert answer.status_code == 200, answer.text
+        again = http.post(f"/v1/albums/{album}/photos", files={"image": photos[0].read_bytes()}).json()
+        assert again["skipped"] == 1 and again["photos"] == 0
+        people = http.get(f"/v1/albums/{album}/people", params={"min_faces": 2}).json()["people"]
+        assert [p["faces"] for p in people] == [3, 2]
+        bush, blair = people[0]["id"], people[1]["id"]
+        named = http.patch(f"/v1/albums/{album}/people/{bush}", json={"name": "George"})
+        assert named.status_code == 200 and named.json()["name"] == "George"
+        faces = http.get(f"/v1/albums/{album}/people/George/faces").json()["faces"]
+        assert len(faces) == people[0]["faces"]
+        moved = http.post(f"/v1/albums/{album}/faces/{faces[0]['id']}/move", json={"to": blair}).json()
+        assert moved["person"] == blair
+        rejected = http.post(f"/v1/albums/{album}/faces/{faces[0]['id']}/reject").json()
+        assert rejected["person"] not in (bush, blair)
+        merged = http.post(f"/v1/albums/{album}/people/{bush}/merge", json={"absorb": rejected["person"]}).json()
+        assert merged["id"] == bush
+        split = http.post(f"/v1/albums/{album}/split", json={"faces": [faces[1]["id"]]}).json()
+        assert split["faces"] == 1
+        assert http.post(f"/v1/albums/{album}/recluster").status_code == 200
+        known = f"known_{uuid.uuid4().hex[:6]}"
+        assert http.post("/v1/collections", json={"name": known}).status_code in (200, 201)
+        promoted = http.post(f"/v1/albums/{album}/people/{blair}/promote", json={"collection": known,
+                                                                                "subject": "tony"}).json()
+        assert promoted["faces"] >= 2
+        assert http.get(f"/v1/collections/{known}/subjects/tony").json()["faces"] == promoted["faces"]
+        erased = http.delete(f"/v1/albums/{album}/people/{blair}").json()
+        assert erased["faces_deleted"] >= 2
+        missing = http.get(f"/v1/albums/{album}/people/{blair}/faces")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    with api.client("acme_read") as http:  # reading needs read, correcting needs write
+        assert http.get(f"/v1/albums/{album}/people").status_code == 200
+        assert http.post(f"/v1/albums/{album}/recluster").status_code == 403
+    with api.client("globex_admin") as http:  # another tenant's album of that name is another album
+        assert http.get(f"/v1/albums/{album}/people").json()["people"] == []
