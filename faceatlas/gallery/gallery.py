@@ -51,7 +51,7 @@ from faceatlas.gallery.index import (
     Storage,
 )
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
-from faceatlas.gallery.rules import check_id, check_metadata, check_text, parse_cursor
+from faceatlas.gallery.rules import ID_MAX_LENGTH, check_id, check_metadata, check_text, parse_cursor
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
     Aggregate,
@@ -121,7 +121,11 @@ class Gallery:
         return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant, settings)
 
     def for_tenant(self, tenant: str) -> Gallery:
-        """The gallery of another tenant on the same database."""
+        """The gallery of another tenant on the same database (a tenant space of at most
+        ``ID_MAX_LENGTH`` characters, as its column holds; longer is :class:`InvalidArgument`)."""
+        if not 0 < len(tenant) <= ID_MAX_LENGTH:
+            raise InvalidArgument(f"a tenant space has 1 to {ID_MAX_LENGTH} characters, not {len(tenant)} "
+                                  "(an album or store name too long for its owner's space?)")
         return Gallery(self._sessions, self._indexes, tenant, self.settings)
 
     def close(self) -> None:

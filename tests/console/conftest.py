@@ -39,7 +39,7 @@ class Console:
     database_url: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(new_database, shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     folder = tmp_path_factory.mktemp("console")
     service = _service_conftest()
@@ -61,7 +61,7 @@ def console(new_database, shared: Path, tmp_path_factory: pytest.TempPathFactory
         engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
@@ -72,7 +72,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def log_in(browser, console: Console):
     """``log_in(key)``: a new browser context (its own cookies) logged in with ``key``; returns its page."""
     return lambda key, **options: open_session(browser, console, key, **options)
