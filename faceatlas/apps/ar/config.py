@@ -1,0 +1,24 @@
+"""The knobs of AR face effects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faceatlas.apps.drive import DriveConfig
+
+
+@dataclass(frozen=True)
+class ArConfig:
+    max_faces: int = 4
+    process_width: int = 1280  # frames wider than this are downscaled before Face Mesh
+    min_face_confidence: float = 0.5
+    # One Euro filter per landmark coordinate (pixels, seconds); tuned on a still frame with camera
+    # noise (jitter) and a synthetic translation (lag), see tests/ar/test_tracking.py.
+    min_cutoff: float = 0.3
+    beta: float = 0.1
+    d_cutoff: float = 1.0
+    lost_frames: int = 5  # a track unseen for more frames is dropped (its filter with it)
+
+    def mesh_config(self) -> DriveConfig:
+        return DriveConfig(max_faces=self.max_faces, process_width=self.process_width,
+                           min_face_confidence=self.min_face_confidence)
