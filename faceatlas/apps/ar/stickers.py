@@ -70,7 +70,7 @@ def placement(art: StickerArt, a: np.ndarray, b: np.ndarray, yaw: float) -> np.n
     (ax, ay), (bx, by) = art.anchors
     src_vec = np.array([bx - ax, by - ay])
     dst_vec = np.asarray(b, np.float64) - np.asarray(a, np.float64)
-    scale = float(np.linalg.norm(dst_vec) / max(np.linalg.norm(src_vec), 1e-6))
+    scale = float(np.linalg.norm(dst_vec)) / max(float(np.linalg.norm(src_vec)), 1e-6)
     angle = float(np.arctan2(dst_vec[1], dst_vec[0]) - np.arctan2(src_vec[1], src_vec[0]))
     stretch = 1.0 / max(float(np.cos(np.radians(min(abs(yaw), 60.0)))), 0.5)
     c, s = np.cos(angle), np.sin(angle)
