@@ -33,7 +33,8 @@ def _track(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def test_filter_removes_jitter_on_a_still_face_with_camera_noise(photo):
     rng = np.random.default_rng(0)
-    frames = [np.clip(photo + rng.normal(0.0, 6.0, photo.shape).astype(np.float32), 0, 255).astype(np.uint8) for _ in range(40)]
+    noise = [rng.normal(0.0, 6.0, photo.shape).astype(np.float32) for _ in range(40)]  # camera noise, sigma 6
+    frames = [np.clip(photo + n, 0, 255).astype(np.uint8) for n in noise]
     raw, filtered = _track(frames)
     raw_jitter = float(np.median(raw[10:].std(axis=0)))  # std over frames, median over coordinates
     filtered_jitter = float(np.median(filtered[10:].std(axis=0)))
