@@ -38,6 +38,12 @@ def _roi(points: np.ndarray, shape: tuple[int, ...], margin: float) -> tuple[int
     return max(lo[0], 0), max(lo[1], 0), min(hi[0], shape[1]), min(hi[1], shape[0])
 
 
+def _blend(target: np.ndarray, top: np.ndarray, weight: np.ndarray) -> None:
+    """``target`` := ``top`` * weight + ``target`` * (1 - weight), in place (weight: 0..1 per pixel)."""
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    target[:] = cv2.blendLinear(top, np.ascontiguousarray(target), weight, 1.0 - weight)
+
+
 class Sticker:
     """A BGRA sticker (``glasses``, ``hat``, ``mask`` or your own :class:`StickerArt`) anchored to two
     landmarks, alpha-blended. When the head turns by more than ``hide_yaw`` degrees, the part of the
@@ -70,8 +76,7 @@ class Sticker:
         alpha = warped[:, :, 3:4].astype(np.float32) / 255.0
         if abs(face.pose.yaw) > self.hide_yaw:
             alpha *= self._behind_head(face, (x1, y1, x2, y2))[:, :, None]
-        roi = frame[y1:y2, x1:x2]
-        roi[:] = (roi * (1.0 - alpha) + warped[:, :, :3] * alpha).astype(np.uint8)
+        _blend(frame[y1:y2, x1:x2], np.ascontiguousarray(warped[:, :, :3]), alpha[:, :, 0])
 
     @staticmethod
     def _behind_head(face: ArFace, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -118,8 +123,7 @@ class Smooth:
                 continue
             roi = frame[y1:y2, x1:x2]
             smooth = cv2.bilateralFilter(roi, self.diameter, self.sigma_color, self.sigma_space)
-            weight = (self.mask(face, box) * self.strength)[:, :, None]
-            roi[:] = (roi * (1.0 - weight) + smooth * weight + 0.5).astype(np.uint8)
+            _blend(roi, smooth, self.mask(face, box) * np.float32(self.strength))
         return frame
 
 
@@ -145,7 +149,7 @@ class Background:
 
     def apply(self, frame: np.ndarray, faces: Sequence[ArFace]) -> np.ndarray:
         height, width = frame.shape[:2]
-        person = self.person(frame)[:, :, None]
+        person = self.person(frame)
         if self.replace is None:
             small = cv2.resize(frame, (width // 4, height // 4), interpolation=cv2.INTER_AREA)
             small = cv2.GaussianBlur(small, (self.blur // 4 | 1, self.blur // 4 | 1), 0)
@@ -155,7 +159,7 @@ class Background:
         else:
             back = np.empty_like(frame)
             back[:] = self.replace
-        frame[:] = (frame * person + back * (1.0 - person) + 0.5).astype(np.uint8)
+        _blend(frame, back, 1.0 - person)
         return frame
 
 

@@ -3,8 +3,8 @@
 A subset of the mesh (face oval, eye contours, lips, nose) and a fixed ring around the face are
 triangulated (SciPy's Delaunay) at their *moved* positions; each output pixel takes its colour from
 the same barycentric place in the triangle's original position: one affine map per triangle. The
-map is computed on a grid 4x coarser than the pixels (it is linear inside each triangle) and
-applied with ``cv2.remap``.
+map is computed on a grid 4x coarser than the pixels (triangles found by drawing them, numbered,
+on that grid; the map is linear inside each triangle) and applied with ``cv2.remap``.
 """
 
 from __future__ import annotations
@@ -77,20 +77,29 @@ class Warp:
         from scipy.spatial import Delaunay  # the optional extra 'ar'
 
         try:
-            mesh = Delaunay(dst)
+            triangles = Delaunay(dst).simplices  # (n, 3) vertex indices
         except Exception:  # noqa: BLE001  # degenerate (collinear) points: leave the face as it is
             return
         gx, gy = np.meshgrid(np.arange(x1, x2 + GRID, GRID, dtype=np.float64),
                              np.arange(y1, y2 + GRID, GRID, dtype=np.float64))
         grid = np.column_stack([gx.ravel(), gy.ravel()])
-        simplex = mesh.find_simplex(grid)
-        inside = simplex >= 0
+        # which triangle covers each grid point: the triangles drawn with their numbers
+        corners_dst = dst[triangles]  # (n, 3, 2)
+        label = np.full(gx.shape, -1, np.int32)
+        for k, tri in enumerate(np.round((corners_dst - (x1, y1)) / GRID).astype(np.int32)):
+            cv2.fillConvexPoly(label, tri, k)
+        edges = np.stack([corners_dst[:, 0] - corners_dst[:, 2], corners_dst[:, 1] - corners_dst[:, 2]], axis=2)
+        usable = np.abs(np.linalg.det(edges)) > 1e-6
+        inverse = np.zeros_like(edges)
+        inverse[usable] = np.linalg.inv(edges[usable])
+        which = label.ravel()
+        inside = (which >= 0) & usable[np.maximum(which, 0)]
+        k = which[inside]
+        # barycentric coordinates in the moved triangle, the same place in the original one
+        b01 = np.einsum("nij,nj->ni", inverse[k], grid[inside] - corners_dst[k, 2])
+        bary = np.column_stack([b01, 1.0 - b01.sum(axis=1)])
         mapped = grid.copy()
-        transform = mesh.transform[simplex[inside]]  # (n, 3, 2): barycentric transforms
-        bary2 = np.einsum("nij,nj->ni", transform[:, :2], grid[inside] - transform[:, 2])
-        bary = np.column_stack([bary2, 1.0 - bary2.sum(axis=1)])
-        vertices = mesh.simplices[simplex[inside]]  # (n, 3)
-        mapped[inside] = np.einsum("ni,nij->nj", bary, src[vertices])
+        mapped[inside] = np.einsum("ni,nij->nj", bary, src[triangles[k]])
         # the displacement (zero on the fixed ring) is smooth: resized to the pixels, added to them
         shift = (mapped - grid).reshape(*gx.shape, 2).astype(np.float32)
         size = (x2 - x1 + 1, y2 - y1 + 1)
