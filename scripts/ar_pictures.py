@@ -22,7 +22,7 @@ DEFAULT_PHOTO = ROOT.parent / "shared" / "data" / "face_recognition_examples" / 
 MAX_BYTES = 100_000
 
 
-def crop_around(image: np.ndarray, landmarks: np.ndarray, scale: float = 2.6) -> tuple[int, int, int, int]:
+def crop_around(image: np.ndarray, landmarks: np.ndarray, scale: float = 1.8) -> tuple[int, int, int, int]:
     """A square around the face, ``scale`` times the face's width, clipped to the image."""
     centre = landmarks.mean(axis=0)
     side = int(scale * float(np.ptp(landmarks[:, 0])))

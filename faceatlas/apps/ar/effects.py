@@ -168,8 +168,8 @@ EFFECTS: MappingProxyType[str, Callable[[], Effect]] = MappingProxyType({
     "hat": lambda: Sticker("hat"),
     "mask": lambda: Sticker("mask"),
     "smooth": Smooth,
-    "slim": lambda: Warp(slim=0.08, big_eyes=0.0),
-    "big-eyes": lambda: Warp(slim=0.0, big_eyes=0.25),
+    "slim": lambda: Warp(slim=0.12, big_eyes=0.0),
+    "big-eyes": lambda: Warp(slim=0.0, big_eyes=0.3),
     "blur-background": Background,
     "green-background": lambda: Background(replace=(60, 180, 60)),
 })
