@@ -1,5 +1,6 @@
-"""Landmark stability (jitter on a still face) and responsiveness (lag on a moving one), measured on a
-real 720p photo through MediaPipe Face Mesh with and without the One Euro filter."""
+"""Landmark stability (jitter on a still face: a night-IR driver frame held with camera noise) and
+responsiveness (lag on a moving one: a 720p photo translated), through MediaPipe Face Mesh with and
+without the One Euro filter."""
 
 from __future__ import annotations
 
@@ -31,16 +32,26 @@ def _track(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(raw), np.array(filtered)
 
 
-def test_filter_removes_jitter_on_a_still_face_with_camera_noise(photo):
+@pytest.fixture(scope="module")
+def driver_frame(shared) -> np.ndarray:
+    capture = cv2.VideoCapture(str(shared / "data" / "videos" / "driver_night_cabin.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 300)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape[:2] == (720, 1280)
+    return frame
+
+
+def test_filter_removes_jitter_on_a_still_face_with_camera_noise(driver_frame):
     rng = np.random.default_rng(0)
-    noise = [rng.normal(0.0, 6.0, photo.shape).astype(np.float32) for _ in range(40)]  # camera noise, sigma 6
-    frames = [np.clip(photo + n, 0, 255).astype(np.uint8) for n in noise]
+    noise = [rng.normal(0.0, 6.0, driver_frame.shape).astype(np.float32) for _ in range(40)]  # sigma 6
+    frames = [np.clip(driver_frame + n, 0, 255).astype(np.uint8) for n in noise]
     raw, filtered = _track(frames)
     raw_jitter = float(np.median(raw[10:].std(axis=0)))  # std over frames, median over coordinates
     filtered_jitter = float(np.median(filtered[10:].std(axis=0)))
     print(f"jitter at 720p: raw {raw_jitter:.3f} px, filtered {filtered_jitter:.3f} px")
     assert filtered_jitter <= 0.3
-    assert filtered_jitter < raw_jitter / 2
+    assert filtered_jitter < raw_jitter / 3
 
 
 def test_filtered_landmarks_keep_up_with_a_moving_face(photo):
@@ -54,7 +65,7 @@ def test_filtered_landmarks_keep_up_with_a_moving_face(photo):
     settled = next(k for k in range(28, len(frames)) if abs(behind[k]) < 0.5) - 28
     print(f"lag while moving {lag_frames:.2f} frames; frames to settle after the stop: {settled}")
     assert lag_frames <= 1.0
-    assert settled <= 2
+    assert settled <= 1
     # the raw landmarks did follow the image
     assert abs(float((raw[27] - raw[7])[:, 0].mean()) - 120.0) < 3.0
 
