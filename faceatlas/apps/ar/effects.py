@@ -151,7 +151,7 @@ class Background:
         height, width = frame.shape[:2]
         person = self.person(frame)
         if self.replace is None:
-            small = cv2.resize(frame, (width // 4, height // 4), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(frame, (max(width // 4, 1), max(height // 4, 1)), interpolation=cv2.INTER_AREA)
             small = cv2.GaussianBlur(small, (self.blur // 4 | 1, self.blur // 4 | 1), 0)
             back = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         elif isinstance(self.replace, np.ndarray):
