@@ -14,7 +14,7 @@ class ArConfig:
     min_face_confidence: float = 0.5
     # One Euro filter per landmark coordinate (pixels, seconds); tuned on a still night-IR driver frame
     # with camera noise (jitter 1.2 px raw -> 0.21 px) and a photo moving 6 px a frame (lag 0.6 frame,
-    # settled 1 frame after it stops), see tests/ar/test_tracking.py. A higher beta or d_cutoff
+    # settled 1 frame after it stops), see tests/ar/test_ar_tracking.py. A higher beta or d_cutoff
     # follows faster and jitters more (beta 0.1, d_cutoff 1: lag 0.24 frame, jitter 0.44 px).
     min_cutoff: float = 0.1
     beta: float = 0.05
