@@ -84,9 +84,9 @@ class FaceTracker:
 
     config: ArConfig = field(default_factory=ArConfig)
     smooth: bool = True
-    _mesh: FaceMeshTracker | None = None
-    _tracks: list[_Track] = field(default_factory=list)
-    _next_id: int = 0
+    _mesh: FaceMeshTracker | None = field(default=None, init=False, repr=False)
+    _tracks: list[_Track] = field(default_factory=list, init=False, repr=False)
+    _next_id: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._mesh = FaceMeshTracker(self.config.mesh_config())
