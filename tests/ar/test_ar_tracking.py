@@ -66,6 +66,11 @@ def test_filtered_landmarks_keep_up_with_a_moving_face(photo):
     print(f"lag while moving {lag_frames:.2f} frames; frames to settle after the stop: {settled}")
     assert lag_frames <= 1.0
     assert settled <= 1
+    # the glasses' anchor (between the outer eye corners) lags the same
+    sticker = (raw[:, [33, 263]].mean(axis=1) - filtered[:, [33, 263]].mean(axis=1))[:, 0]
+    print(f"sticker anchor lag while moving {float(sticker[12:28].mean()) / 6.0:.2f} frames")
+    assert float(sticker[12:28].mean()) / 6.0 <= 1.0
+    assert abs(float(sticker[28 + settled])) < 1.0
     # the raw landmarks did follow the image
     assert abs(float((raw[27] - raw[7])[:, 0].mean()) - 120.0) < 3.0
 
