@@ -15,6 +15,7 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── InvalidArgument             validation_error      422
     │   │   └── FarNotCalibrated        validation_error      422
     │   ├── UnknownPack                 unknown_pack          400
+    │   ├── UnknownEffect               unknown_effect        400
     │   ├── UrlFetchDisabled            url_fetch_disabled    400
     │   ├── FetchFailed                 fetch_failed          400
     │   ├── PayloadTooLarge             payload_too_large     413
@@ -85,6 +86,7 @@ __all__ = [
     "TooManyFaces",
     "TruncatedImage",
     "Unauthorized",
+    "UnknownEffect",
     "UnknownPack",
     "UnsupportedMediaType",
     "UrlFetchDisabled",
@@ -150,6 +152,12 @@ class UnknownPack(InvalidInput):
     """No model pack has the requested name."""
 
     code = "unknown_pack"
+
+
+class UnknownEffect(InvalidInput):
+    """No AR effect has the requested name."""
+
+    code = "unknown_effect"
 
 
 class UrlFetchDisabled(InvalidInput):

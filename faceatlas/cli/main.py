@@ -14,6 +14,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from faceatlas.cli import album as album_cli
+from faceatlas.cli import ar as ar_cli
 from faceatlas.cli import demo as demo_cli
 from faceatlas.cli import drive as drive_cli
 from faceatlas.cli import evaluate
@@ -50,6 +51,7 @@ app.add_typer(evaluate.app, name="eval")
 app.command("watch")(watch_cli.watch)
 app.add_typer(gallery_cli.app, name="gallery")
 app.command("drive")(drive_cli.drive)
+app.command("ar")(ar_cli.ar)
 app.add_typer(demo_cli.app, name="demo")
 app.add_typer(album_cli.app, name="album")
 console = Console()

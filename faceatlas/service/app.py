@@ -31,7 +31,7 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
-from faceatlas.service.routes import account, albums, events, faces, galleries, retail
+from faceatlas.service.routes import account, albums, ar, events, faces, galleries, retail
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
@@ -106,6 +106,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(events.router, prefix="/v1")
     app.include_router(retail.router, prefix="/v1")
     app.include_router(albums.router, prefix="/v1")
+    app.include_router(ar.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
     install_console(app)
 

@@ -5,6 +5,8 @@ Needs the optional extra: ``pip install 'faceatlas[drive]'``.
 
 from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent, Level
+from faceatlas.apps.drive.geometry import head_pose
+from faceatlas.apps.drive.mesh import FaceMeshTracker
 from faceatlas.apps.drive.monitor import DriverMonitor, FrameReport
 from faceatlas.apps.drive.run import run_drive
 from faceatlas.apps.drive.source import iter_frames
@@ -13,8 +15,10 @@ __all__ = [
     "DriveConfig",
     "DriveEvent",
     "DriverMonitor",
+    "FaceMeshTracker",
     "FrameReport",
     "Level",
+    "head_pose",
     "iter_frames",
     "run_drive",
 ]

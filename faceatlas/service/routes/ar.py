@@ -1,0 +1,35 @@
+"""AR face effects on one image."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from faceatlas.apps.ar import apply_effects
+from faceatlas.service.deps import Meter, PoolDep, image_request_body, metered, read_images
+
+router = APIRouter(tags=["ar"])
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+@router.post(
+    "/ar/effects",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the image with effects"}},
+    openapi_extra=image_request_body("image"),
+)
+async def ar_effects(
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("ar.effects", "detect"))],
+    pool: PoolDep,
+    effect: Annotated[list[str], Query(min_length=1, description="effects in order of application: glasses, "
+                                       "hat, mask, smooth, slim, big-eyes, blur-background, green-background")],
+    image_format: Annotated[Literal["png", "jpeg"], Query(alias="format")] = "jpeg",
+) -> Response:
+    """The image with AR effects applied to every face (and the background); ``X-Faces`` counts the faces."""
+    images, _ = await read_images(request, "image")
+    encoded, faces = await pool.run(apply_effects, images["image"], effect, image_format,
+                                    pool.analyzer.max_pixels)
+    meter.faces = faces
+    return Response(encoded, media_type=MEDIA_TYPES[image_format], headers={"X-Faces": str(faces)})

@@ -1,0 +1,46 @@
+"""The `faceatlas ar` command on a short real video (a 720p photo moving across the frame)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+
+runner = CliRunner()
+
+
+def _clip(examples, path, frames: int = 8) -> None:
+    photo = cv2.imread(str(examples / "examples" / "obama-720p.jpg"))
+    small = cv2.resize(photo, (640, 360))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (640, 360))
+    for i in range(frames):
+        writer.write(np.roll(small, 3 * i, axis=1))
+    writer.release()
+
+
+def test_cli_writes_a_video_with_the_effects(examples, tmp_path):
+    clip, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    _clip(examples, clip)
+    result = runner.invoke(app, ["ar", str(clip), "--effect", "glasses", "-e", "smooth", "--output", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 8 and summary["most_faces"] == 1
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    ok, first = capture.read()
+    capture.release()
+    source = cv2.VideoCapture(str(clip))
+    _, original = source.read()
+    source.release()
+    assert ok and first.shape == (360, 640, 3)
+    assert np.abs(first.astype(int) - original).max(axis=2).__gt__(60).sum() > 500  # the glasses are drawn
+
+
+def test_cli_names_an_unknown_effect(tmp_path):
+    result = runner.invoke(app, ["ar", str(tmp_path / "none.mp4"), "--effect", "sparkles"])
+    assert result.exit_code == 2
+    assert "unknown_effect" in result.output and "sparkles" in result.output

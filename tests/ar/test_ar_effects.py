@@ -1,0 +1,119 @@
+"""Each effect changes pixels only where it should, on a real 720p photo (Face Mesh landmarks)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceatlas.apps.ar import ArConfig, ArFace, Background, FaceTracker, Smooth, Sticker, Warp, make_effects
+from faceatlas.errors import UnknownEffect
+
+
+@pytest.fixture(scope="module")
+def scene(examples) -> tuple[np.ndarray, ArFace]:
+    image = cv2.imread(str(examples / "examples" / "obama-720p.jpg"))
+    with FaceTracker(ArConfig(max_faces=1), smooth=False) as tracker:
+        faces = tracker.process(image, 0.0)
+    assert len(faces) == 1
+    return image, faces[0]
+
+
+def _changed(before: np.ndarray, after: np.ndarray, tolerance: int = 0) -> np.ndarray:
+    return np.abs(after.astype(np.int16) - before).max(axis=2) > tolerance
+
+
+def _polygon_mask(shape: tuple[int, ...], points: np.ndarray, grow: int = 0) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+    if grow > 0:
+        mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    elif grow < 0:
+        mask = cv2.erode(mask, np.ones((-2 * grow + 1, -2 * grow + 1), np.uint8))
+    return mask.astype(bool)
+
+
+def test_glasses_sit_on_the_eyes_and_nowhere_else(scene):
+    image, face = scene
+    out = Sticker("glasses").apply(image.copy(), [face])
+    changed = _changed(image, out)
+    eyes = face.landmarks[[33, 263]]
+    ys, xs = np.nonzero(changed)
+    assert len(xs) > 2000
+    # everything drawn lies on the band through the eyes, within the face's width
+    span = float(np.linalg.norm(eyes[0] - eyes[1]))
+    assert xs.min() > eyes[:, 0].min() - 0.5 * span and xs.max() < eyes[:, 0].max() + 0.5 * span
+    assert ys.min() > eyes[:, 1].mean() - 0.5 * span and ys.max() < eyes[:, 1].mean() + 0.5 * span
+    # both eyes are covered, the mouth is not
+    for eye in eyes:
+        assert changed[int(eye[1]), int(eye[0]) + (12 if eye[0] < face.landmarks[1][0] else -12)]
+    assert not changed[int(face.landmarks[13][1]), int(face.landmarks[13][0])]
+
+
+def test_a_turned_head_hides_the_far_temple(scene):
+    image, face = scene
+    turned = ArFace(face.landmarks, face.raw, type(face.pose)(35.0, 0.0, 0.0))  # nose to the image's right
+    straight = _changed(image, Sticker("glasses").apply(image.copy(), [face]))
+    hidden = _changed(image, Sticker("glasses").apply(image.copy(), [turned]))
+    outside = ~_polygon_mask(image.shape, face.landmarks, grow=3)
+    right = np.zeros_like(outside)
+    right[:, int(face.landmarks[1][0]):] = True
+    assert (straight & outside & right).sum() > 50  # the right temple arm sticks out of the face
+    assert (hidden & outside & right).sum() < 0.1 * (straight & outside & right).sum()
+    assert (hidden & outside & ~right).sum() > 0  # the near one stays
+
+
+def test_smoothing_stays_on_the_skin(scene):
+    image, face = scene
+    out = Smooth().apply(image.copy(), [face])
+    changed = _changed(image, out, tolerance=1)
+    hull = _polygon_mask(image.shape, face.landmarks, grow=2)
+    assert changed.sum() > 5000
+    assert not (changed & ~hull).any()
+    for eye in ((33, 133, 159, 145), (263, 362, 386, 374)):
+        assert not (changed & _polygon_mask(image.shape, face.landmarks[list(eye)])).any()
+    # it smooths: less high-frequency energy on the cheeks
+    inside = _polygon_mask(image.shape, face.landmarks, grow=-40)
+    lap_before = np.abs(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[inside].mean()
+    lap_after = np.abs(cv2.Laplacian(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[inside].mean()
+    assert lap_after < 0.8 * lap_before
+
+
+def test_big_eyes_and_slim_face_warp_only_the_face(scene):
+    image, face = scene
+    ring = _polygon_mask(image.shape, face.landmarks, grow=int(0.25 * face.size))
+    for warp in (Warp(slim=0.0, big_eyes=0.3), Warp(slim=0.1, big_eyes=0.0)):
+        changed = _changed(image, warp.apply(image.copy(), [face]), tolerance=8)
+        assert changed.sum() > 500
+        assert not (changed & ~ring).any()
+    eyes_only = _changed(image, Warp(slim=0.0, big_eyes=0.3).apply(image.copy(), [face]), tolerance=8)
+    mouth = _polygon_mask(image.shape, face.landmarks[[61, 291, 0, 17]], grow=5)
+    assert not (eyes_only & mouth).any()
+
+
+def test_background_replacement_and_blur_keep_the_person(scene):
+    image, face = scene
+    green, blur = Background(replace=(0, 255, 0)), Background()
+    try:
+        person = green.person(image)
+        replaced = green.apply(image.copy(), [face])
+        blurred = blur.apply(image.copy(), [face])
+    finally:
+        green.close()
+        blur.close()
+    assert person[int(face.landmarks[1][1]), int(face.landmarks[1][0])] > 0.99  # the nose is the person's
+    background, body = person <= 0.0, person >= 1.0  # clipped: sure background, sure person
+    assert background.mean() > 0.3 and body.mean() > 0.1
+    assert (replaced[background] == (0, 255, 0)).all()
+    assert not _changed(image, replaced)[body].any()
+    assert not _changed(image, blurred)[body].any()
+    edges = [np.abs(cv2.Laplacian(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[background].mean()
+             for i in (image, blurred)]
+    assert edges[1] < 0.3 * edges[0]  # the background lost its detail
+
+
+def test_unknown_effects_are_named():
+    with pytest.raises(UnknownEffect, match="sparkles"):
+        make_effects(["glasses", "sparkles"])
+    with pytest.raises(UnknownEffect):
+        Sticker("monocle")
