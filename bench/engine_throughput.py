@@ -1,13 +1,16 @@
-"""Engine throughput: FaceAtlas ``analyze_many`` vs InsightFace ``FaceAnalysis`` on the same model files.
+"""Engine throughput: FaceAtlas ``analyze_many`` (float and int8 recogniser) vs InsightFace ``FaceAnalysis``.
 
-Both run det_500m (SCRFD-500M) + the shared MobileFaceNet 128-d on the CPU, in the same process,
+All run det_500m (SCRFD-500M) + the shared MobileFaceNet 128-d on the CPU, in the same process,
 alternating warm rounds, on 200 LFW photos and on repeated group photos. Images are decoded
-beforehand, so only detection, alignment and embedding are timed. Also prints how closely the
-two engines' embeddings of the same faces agree (cosine).
+beforehand, so only detection, alignment and embedding are timed. The int8 row is the same pack
+with ``runtime="int8"`` (the recogniser quantised, ``engine.quantize``); its LFW accuracy and TAR
+column come from its calibration (``faceatlas eval lfw --runtime int8``). Also prints how closely
+the engines' embeddings of the same faces agree (cosine).
 
     FACEATLAS_MODEL_DIR=shared/models python bench/engine_throughput.py --shared ../shared
 
-Needs the ``bench`` extra (``pip install insightface``).
+InsightFace rows need the ``bench`` extra (``pip install insightface``); without it the table
+compares float and int8 only.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import FaceAnalyzer, get_pack
 from faceatlas.engine.geometry import align_face
+from faceatlas.settings import EngineSettings
 
 GROUP_PHOTOS = (
     "face_recognition_examples/examples/two_people.jpg",
@@ -96,6 +100,13 @@ def agreement(analyzer: FaceAnalyzer, images: Sequence[np.ndarray], ours: Found,
     return [end_to_end.mean(), end_to_end.min(), same_kps.mean(), same_kps.min(), len(both)]
 
 
+def lfw_figures(analyzer: FaceAnalyzer) -> tuple[str, str]:
+    """LFW 10-fold accuracy and TAR at FAR 1e-4 from the pack's calibration (made by `eval lfw`)."""
+    metrics = analyzer.calibration.metrics if analyzer.calibration else {}
+    accuracy, tar = metrics.get("lfw_accuracy"), metrics.get("tar_at_far_1e-4")
+    return (f"{100 * accuracy:.2f}%" if accuracy else "-"), (f"{tar:.4f}" if tar else "-")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
@@ -111,37 +122,54 @@ def main() -> None:
     groups = [cv2.imread(str(data / p)) for p in GROUP_PHOTOS] * args.group_repeat
     sets = {f"LFW ({len(lfw)} photos, 250x250)": lfw, f"group photos (3 x {args.group_repeat})": groups}
     console = Console()
-    analyzer = FaceAnalyzer("scrfd-mbf")
+    settings = EngineSettings(shared=args.shared)
+    analyzers = {f"FaceAtlas {runtime}": FaceAnalyzer(get_pack("scrfd-mbf", settings, runtime=runtime),
+                                                      settings=settings, announce_license=False)
+                 for runtime in ("float", "int8")}
+    analyzer = analyzers["FaceAtlas float"]
     with tempfile.TemporaryDirectory() as tmp:
-        insight = insightface_app(model_dir, Path(tmp))
-        table = Table(title="FaceAtlas (scrfd-mbf) vs InsightFace FaceAnalysis, same det_500m + MobileFaceNet, CPU")
-        for column in ("image set", "engine", "images/s", "faces/s", "faces", "ratio (images/s)"):
+        try:
+            insight = insightface_app(model_dir, Path(tmp))
+        except ImportError:
+            insight = None
+            console.print("[yellow]insightface is not installed (pip install insightface): float vs int8 only")
+        engines: dict[str, Callable[[Sequence[np.ndarray]], Found]] = {
+            name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in analyzers.items()}
+        if insight is not None:
+            engines["InsightFace"] = lambda im: run_insightface(insight, im)
+        baseline = "InsightFace" if insight is not None else "FaceAtlas float"
+        table = Table(title="FaceAtlas (scrfd-mbf, float and int8 recogniser) vs InsightFace FaceAnalysis, "
+                            "same det_500m + MobileFaceNet, CPU")
+        for column in ("image set", "engine", "images/s", "faces/s", "faces", f"ratio to {baseline}",
+                       "LFW 10-fold", "TAR@FAR1e-4"):
             table.add_column(column, justify="left" if column in ("image set", "engine") else "right")
         agreements = []
         for label, images in sets.items():
-            run_faceatlas(analyzer, images[:8], args.batch)  # warm-up
-            run_insightface(insight, images[:8])
-            best = {"FaceAtlas": float("inf"), "InsightFace": float("inf")}
+            for fn in engines.values():
+                fn(images[:8])  # warm-up
+            best = dict.fromkeys(engines, float("inf"))
             results: dict[str, Found] = {}
+            order = list(engines.items())
             for round_ in range(args.rounds):
-                engines = [("FaceAtlas", lambda im=images: run_faceatlas(analyzer, im, args.batch)),
-                           ("InsightFace", lambda im=images: run_insightface(insight, im))]
-                for name, fn in engines if round_ % 2 == 0 else engines[::-1]:
-                    seconds, results[name] = timed(fn)
+                for name, fn in order if round_ % 2 == 0 else order[::-1]:
+                    seconds, results[name] = timed(lambda fn=fn, im=images: fn(im))
                     best[name] = min(best[name], seconds)
-            ratio = best["InsightFace"] / best["FaceAtlas"]
-            for name in ("FaceAtlas", "InsightFace"):
+            for name in engines:
                 faces = sum(len(r) for r in results[name])
+                accuracy, tar = lfw_figures(analyzers[name]) if name in analyzers else ("-", "-")
                 table.add_row(label, name, f"{len(images) / best[name]:.1f}", f"{faces / best[name]:.1f}", str(faces),
-                              f"{ratio:.2f}x" if name == "FaceAtlas" else "1.00x")
-            agreements.append((label, *agreement(analyzer, images, results["FaceAtlas"], results["InsightFace"])))
+                              f"{best[baseline] / best[name]:.2f}x", accuracy, tar)
+            if insight is not None:
+                agreements.append((label, *agreement(analyzer, images, results["FaceAtlas float"],
+                                                     results["InsightFace"])))
         console.print(table)
-        agree = Table(title="Embedding agreement, FaceAtlas vs InsightFace (cosine, same face)")
-        for column in ("image set", "end to end: mean", "min", "same keypoints: mean", "min", "images"):
-            agree.add_column(column, justify="left" if column == "image set" else "right")
-        for label, *values in agreements:
-            agree.add_row(label, *(f"{v:.4f}" for v in values[:4]), str(values[4]))
-        console.print(agree)
+        if agreements:
+            agree = Table(title="Embedding agreement, FaceAtlas float vs InsightFace (cosine, same face)")
+            for column in ("image set", "end to end: mean", "min", "same keypoints: mean", "min", "images"):
+                agree.add_column(column, justify="left" if column == "image set" else "right")
+            for label, *values in agreements:
+                agree.add_row(label, *(f"{v:.4f}" for v in values[:4]), str(values[4]))
+            console.print(agree)
         threads = analyzer.detector.session.get_session_options().intra_op_num_threads
         console.print(f"best of {args.rounds} alternating warm rounds; FaceAtlas batch {args.batch}; "
                       f"onnxruntime intra-op threads: FaceAtlas {threads}, InsightFace its default")

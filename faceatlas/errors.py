@@ -43,6 +43,7 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   └── DatabaseUnavailable         database_unavailable  503
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
+        ├── RuntimeUnavailable          runtime_unavailable   422
         └── ModelIntegrityError         model_integrity       500
 
 Layers raise these (or subclasses of them, e.g. retail's ``UnknownShopper``); a layer that needs
@@ -82,6 +83,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuotaExceeded",
     "RateLimited",
+    "RuntimeUnavailable",
     "StateUnavailable",
     "TooManyFaces",
     "TruncatedImage",
@@ -340,6 +342,13 @@ class ModelMissing(ModelError):
 
     code = "model_missing"
     status = 503
+
+
+class RuntimeUnavailable(ModelError):
+    """The pack has no variant for the requested runtime (int8 of a recogniser ONNX Runtime cannot run)."""
+
+    code = "runtime_unavailable"
+    status = 422
 
 
 class ModelIntegrityError(ModelError):

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,6 +80,12 @@ class EngineSettings(BaseSettings):
                                          "and applied while decoding (faces are still reported in the original's "
                                          "pixels)")
     shared: Path | None = Field(default=None, description="the team's shared assets folder (demos)")
+    runtime: Literal["float", "int8"] = Field(
+        default="float", description="the recogniser's numeric runtime: float (the published file) or int8 (a "
+                                     "quantised copy derived from it and cached; its own embedding space)")
+    int8_images: Path | None = Field(
+        default=None, description="folder of face photos that calibrate the int8 quantisation (None: the LFW "
+                                  "photos under FACEATLAS_SHARED/data/lfw/images)")
     calibration: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
                                     description="a user calibration to use (written by `faceatlas eval lfw "
                                                 "--save-as NAME`) for the packs that have it; None: the shipped one")

@@ -16,6 +16,7 @@ from faceatlas.engine import (
     FaceAnalyzer,
     FaceAtlasError,
     LFWReport,
+    Runtime,
     evaluate_dataset,
     evaluate_lfw,
     far_key,
@@ -29,6 +30,8 @@ from faceatlas.engine import (
 app = typer.Typer(help="Evaluate a model pack and calibrate its thresholds.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
+RuntimeOption = Annotated[Runtime | None, typer.Option(
+    "--runtime", help="float, or int8 (a quantised recogniser made once and cached; default: FACEATLAS_RUNTIME)")]
 
 
 @app.callback()
@@ -70,10 +73,11 @@ def lfw(
     output: Annotated[Path | None, typer.Option(help="also write the calibration JSON to this path")] = None,
     cache: Annotated[Path | None, typer.Option(help="embedding cache (.npz), reused when it matches")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
+    runtime: RuntimeOption = None,
 ) -> None:
     """LFW verification: 10-fold accuracy, ROC, and TAR at FAR 1e-3..1e-6 from all-vs-all pairs."""
     try:
-        analyzer = FaceAnalyzer(get_pack(pack))
+        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
     except (FaceAtlasError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -141,11 +145,12 @@ def folder(
         "--save-as", help="save the thresholds the data supports as the pack's calibration NAME (used once "
                           "selected with FACEATLAS_CALIBRATION=NAME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
+    runtime: RuntimeOption = None,
 ) -> None:
     """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
     ROC and DET plots, and the thresholds as a calibration your collections can use."""
     try:
-        analyzer = FaceAnalyzer(get_pack(pack))
+        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime))
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:

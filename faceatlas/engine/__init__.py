@@ -23,7 +23,7 @@ from faceatlas.engine.identification import IdentificationReport, identification
 from faceatlas.engine.image import ImageInput, encoded_pixels, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
-from faceatlas.engine.packs import PACKS, Pack, default_pack_name, get_pack
+from faceatlas.engine.packs import PACKS, RUNTIMES, Pack, Runtime, default_pack_name, get_pack
 from faceatlas.engine.persons import PersonDetector
 from faceatlas.engine.vectors import check_vectors, l2_normalize, top_k
 from faceatlas.errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "EMOTIONS",
     "PACKS",
     "REAL_THRESHOLD",
+    "RUNTIMES",
     "STANDARD_FPIRS",
     "Attributes",
     "Calibration",
@@ -74,6 +75,7 @@ __all__ = [
     "Pack",
     "PersonDetector",
     "Pose",
+    "Runtime",
     "TooManyFaces",
     "TruncatedImage",
     "UnknownPack",

@@ -20,13 +20,14 @@ from faceatlas.engine.detectors import (
     template_keypoints,
 )
 from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similarity
-from faceatlas.engine.geometry import estimate_pose
+from faceatlas.engine.geometry import align_face, estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
 from faceatlas.engine.liveness import LivenessMember, LivenessResult, MiniFASNet
 from faceatlas.engine.models import resolve
 from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
-from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer
+from faceatlas.engine.quantize import calibration_photos, int8_model
+from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer, arcface_blob
 from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
@@ -111,7 +112,21 @@ class FaceAnalyzer:
         path = resolve(spec.file, download=self._download, settings=self.settings)
         if spec.kind == "dlib":
             return DlibResNet(path)
+        if self.pack.runtime == "int8":
+            path = int8_model(spec.file, path, self._calibration_crops,
+                              lambda crops: arcface_blob(crops, ArcFaceONNX.crop_size, spec.input_mean, spec.input_std),
+                              self.settings)
         return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
+
+    def _calibration_crops(self) -> list[np.ndarray]:
+        """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``)."""
+        crops = []
+        for photo in calibration_photos(self.settings):
+            image = load_image(photo)
+            detections = self.detector.detect(image)
+            if len(detections) and detections.keypoints is not None:
+                crops.append(align_face(image, detections.keypoints[0], ArcFaceONNX.crop_size))
+        return crops
 
     def _announce_license(self, what: str = "", licenses: Sequence[str] | None = None) -> None:
         key = f"{self.pack.name}{what}"

@@ -151,7 +151,7 @@ def far_key(far: float) -> str:
 
 def user_calibration_path(pack: Pack, name: str, settings: EngineSettings | None = None) -> Path:
     """Where the user calibration ``name`` of ``pack`` is kept."""
-    return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.name}.{name}.json"
+    return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.calibration_name}.{name}.json"
 
 
 def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Calibration | None:
@@ -161,7 +161,7 @@ def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Cali
     candidates: list[Path] = []
     if settings.calibration:
         candidates.append(user_calibration_path(pack, settings.calibration, settings))
-    shipped = resources.files("faceatlas.engine").joinpath("calibrations", f"{pack.name}.json")
+    shipped = resources.files("faceatlas.engine").joinpath("calibrations", f"{pack.calibration_name}.json")
     for path in (*candidates, shipped):
         if path.is_file():
             found = Calibration(**json.loads(path.read_text()))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from faceatlas.engine.models import ModelFile, locate
-from faceatlas.errors import ModelMissing, UnknownPack
+from faceatlas.errors import ModelMissing, RuntimeUnavailable, UnknownPack
 from faceatlas.settings import DEFAULT_PACK, EngineSettings
 
 DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
 RecognizerKind = Literal["arcface", "dlib"]
+Runtime = Literal["float", "int8"]
+RUNTIMES: tuple[Runtime, ...] = ("float", "int8")
 
 INSIGHTFACE_LICENSE = (
     "InsightFace pretrained weights: non-commercial research use only "
@@ -86,12 +88,29 @@ class Pack:
     description: str = ""
     notes: tuple[str, ...] = field(default=())
     attributes: AttributeSpec | None = None
+    runtime: Runtime = "float"
 
     @property
     def recognizer_id(self) -> str:
-        """Identity of the embedding space: galleries refuse vectors with another id."""
+        """Identity of the embedding space: galleries refuse vectors with another id. The int8
+        variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds."""
         digest = (self.recognizer.file.sha256 or "unpinned")[:12]
-        return f"{self.recognizer.file.basename}:{digest}"
+        suffix = "" if self.runtime == "float" else f"+{self.runtime}"
+        return f"{self.recognizer.file.basename}:{digest}{suffix}"
+
+    @property
+    def calibration_name(self) -> str:
+        """The stem of the pack's calibration files: ``scrfd-mbf``, ``scrfd-mbf.int8``."""
+        return self.name if self.runtime == "float" else f"{self.name}.{self.runtime}"
+
+    def with_runtime(self, runtime: Runtime) -> Pack:
+        """This pack with its recogniser run at ``runtime``; int8 exists for ONNX recognisers only."""
+        if runtime == self.runtime:
+            return self
+        if runtime == "int8" and self.recognizer.kind != "arcface":
+            raise RuntimeUnavailable(f"pack {self.name!r}: its {self.recognizer.kind} recogniser has no int8 "
+                                     "variant (only ONNX recognisers are quantised)")
+        return replace(self, runtime=runtime)
 
     @property
     def core_files(self) -> list[ModelFile]:
@@ -349,10 +368,13 @@ def default_pack_name(fallback: str = DEFAULT_PACK, settings: EngineSettings | N
     return (settings or EngineSettings()).pack_name(fallback)
 
 
-def get_pack(name: str | None = None, settings: EngineSettings | None = None) -> Pack:
-    """The pack called ``name`` (default: :func:`default_pack_name`)."""
+def get_pack(name: str | None = None, settings: EngineSettings | None = None, runtime: Runtime | None = None) -> Pack:
+    """The pack called ``name`` (default: :func:`default_pack_name`) at ``runtime`` (default:
+    ``FACEATLAS_RUNTIME``, float)."""
+    settings = settings or EngineSettings()
     name = name or default_pack_name(settings=settings)
     try:
-        return PACKS[name]
+        pack = PACKS[name]
     except KeyError:
         raise UnknownPack(f"no model pack named '{name}'; known packs: {', '.join(PACKS)}") from None
+    return pack.with_runtime(runtime or settings.runtime)

@@ -63,6 +63,11 @@ def dynamic_batch_model(path: Path) -> bytes | Path:
     return model.SerializeToString()
 
 
+def arcface_blob(crops: Sequence[np.ndarray] | np.ndarray, size: int, mean: float, std: float) -> np.ndarray:
+    """The NCHW RGB float input of aligned BGR crops: ``(pixel - mean) / std``."""
+    return cv2.dnn.blobFromImages(list(crops), 1.0 / std, (size, size), (mean,) * 3, swapRB=True)
+
+
 class ArcFaceONNX:
     """Any 112x112-template ONNX recogniser (InsightFace w600k/glintr100, MobileFaceNet, SFace)."""
 
@@ -94,13 +99,7 @@ class ArcFaceONNX:
     def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros((0, self.embedding_size), np.float32)
-        blob = cv2.dnn.blobFromImages(
-            list(crops),
-            1.0 / self.input_std,
-            (self.crop_size, self.crop_size),
-            (self.input_mean,) * 3,
-            swapRB=True,
-        )
+        blob = arcface_blob(crops, self.crop_size, self.input_mean, self.input_std)
         parts = [
             self.session.run(None, {self.input_name: blob[i : i + self.max_batch]})[0]
             for i in range(0, len(blob), self.max_batch)

@@ -20,6 +20,7 @@ from faceatlas.db import create_database_engine, default_database_url, normalize
 from faceatlas.engine import (
     DEFAULT_FAR,
     DEFAULT_FPIR,
+    RUNTIMES,
     Calibration,
     Cut,
     Embedding,
@@ -43,6 +44,7 @@ from faceatlas.errors import (
     InvalidArgument,
     InvalidImage,
     NotFound,
+    RuntimeUnavailable,
     UnknownPack,
 )
 from faceatlas.gallery import exchange
@@ -760,13 +762,16 @@ def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:
 
 
 def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibration | None:
-    try:
-        pack = get_pack(collection.pack_name)
-    except UnknownPack:  # a pack this version no longer ships
-        return None
-    if pack.recognizer_id != collection.recognizer_id:
-        return None
-    return load_calibration(pack, settings)
+    for runtime in RUNTIMES:  # the collection's space names its runtime (float or int8)
+        try:
+            pack = get_pack(collection.pack_name, settings, runtime=runtime)
+        except UnknownPack:  # a pack this version no longer ships
+            return None
+        except RuntimeUnavailable:
+            continue
+        if pack.recognizer_id == collection.recognizer_id:
+            return load_calibration(pack, settings)
+    return None
 
 
 def _resolve_threshold(collection: Collection, cut: Cut, calibration: Calibration | None, *,

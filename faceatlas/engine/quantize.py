@@ -1,0 +1,163 @@
+"""int8 recognisers: a quantised copy derived from the published float file, made once and cached.
+
+The copy is made here, never downloaded: ONNX Runtime's static QDQ quantisation (per-channel int8
+weights, uint8 activations) calibrated on aligned crops of real face photos. It is written to
+``$FACEATLAS_CACHE/derived/<name>.int8.onnx`` with a JSON record beside it (``.json``: its own
+sha256, the float file's sha256, the recipe version); a later load checks the record and the hash
+and reuses the file, a mismatch makes it again. Only the recogniser is quantised: on these CPUs
+the int8 SCRFD/YuNet detectors ran slower than float (see bench/engine_throughput.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from faceatlas.engine.models import ModelFile
+
+if TYPE_CHECKING:
+    import onnx
+from faceatlas.errors import ModelMissing
+from faceatlas.settings import EngineSettings
+
+RECIPE = "qdq-u8s8-perchannel-minmax-float-ends-v2"
+FLOAT_HEAD, FLOAT_TAIL = 2, 4  # the first and last convolutions stay float (see sensitive_nodes)
+CALIBRATION_CROPS = 256
+OPSET = 13  # per-channel DequantizeLinear needs opset 13
+
+log = logging.getLogger("faceatlas")
+Blobs = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+def derived_path(model: ModelFile, settings: EngineSettings) -> Path:
+    """Where the int8 copy of ``model`` is cached."""
+    return settings.cache_dir / "derived" / f"{Path(model.name).with_suffix('')}.int8.onnx"
+
+
+def record_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_int8(model: ModelFile, settings: EngineSettings) -> Path | None:
+    """The cached int8 copy of ``model`` when its record matches the float file, the recipe and its
+    own bytes; None when it has to be made (again)."""
+    path = derived_path(model, settings)
+    record = record_path(path)
+    if not (path.is_file() and record.is_file()):
+        return None
+    try:
+        meta = json.loads(record.read_text())
+    except ValueError:
+        return None
+    if meta.get("source_sha256") != model.sha256 or meta.get("recipe") != RECIPE:
+        return None
+    return path if meta.get("sha256") == file_sha256(path) else None
+
+
+def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarray]], blobs: Blobs,
+               settings: EngineSettings) -> Path:
+    """The int8 copy of the recogniser ``model`` (float file at ``source``): the cached one, or one
+    made now from ``crops()`` (aligned BGR crops) turned into inputs by ``blobs``."""
+    found = cached_int8(model, settings)
+    if found is not None:
+        return found
+    path = derived_path(model, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
+    samples = crops()
+    if not samples:
+        raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
+    with tempfile.TemporaryDirectory(dir=path.parent) as work:
+        made = _quantize(source, blobs(samples), Path(work))
+        os.replace(made, path)
+    meta = {"sha256": file_sha256(path), "source": model.name, "source_sha256": model.sha256,
+            "recipe": RECIPE, "calibration_crops": len(samples)}
+    tmp = record_path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    tmp.replace(record_path(path))
+    return path
+
+
+def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from faceatlas.engine.recognizers import dynamic_batch_model
+
+    loaded = dynamic_batch_model(source)
+    model = onnx.load_from_string(loaded) if isinstance(loaded, bytes) else onnx.load(str(loaded))
+    if model.opset_import[0].version < OPSET:
+        model = version_converter.convert_version(model, OPSET)
+    upgraded, prepared, out = work / "float.onnx", work / "prepared.onnx", work / "int8.onnx"
+    onnx.save(model, str(upgraded))
+    input_name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator[np.ndarray] = iter(np.array_split(batch, max(1, len(batch) // 32)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            chunk = next(self.batches, None)
+            return None if chunk is None else {input_name: chunk}
+
+    logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves in float
+    try:
+        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))))
+    finally:
+        logging.disable(logging.NOTSET)
+    return out
+
+
+def sensitive_nodes(model: onnx.ModelProto) -> list[str]:
+    """The layers left in float: the first two convolutions (the raw pixel range saturates the u8s8
+    kernels of CPUs without VNNI) and the last four with what follows them (the embedding itself).
+    Measured on MobileFaceNet: mean cosine to float 0.981 (min 0.85) with all int8, 0.996 (min 0.993)
+    with these ends in float, for most of the speed."""
+    nodes = list(model.graph.node)
+    weighted = [i for i, n in enumerate(nodes) if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if len(weighted) <= FLOAT_HEAD + FLOAT_TAIL:
+        return [n.name for n in nodes]
+    keep_float = set(weighted[:FLOAT_HEAD]) | set(range(weighted[-FLOAT_TAIL], len(nodes)))
+    return [nodes[i].name for i in sorted(keep_float)]
+
+
+def calibration_folder(settings: EngineSettings) -> Path | None:
+    """The photos that calibrate the quantisation: ``FACEATLAS_INT8_IMAGES``, else LFW in the shared assets."""
+    if settings.int8_images is not None:
+        return settings.int8_images.expanduser()
+    if settings.shared is not None:
+        return settings.shared.expanduser() / "data" / "lfw" / "images"
+    return None
+
+
+def calibration_photos(settings: EngineSettings, count: int = CALIBRATION_CROPS) -> list[Path]:
+    """``count`` photos spread evenly over the calibration folder (sorted, so the same each time)."""
+    folder = calibration_folder(settings)
+    if folder is None or not folder.is_dir():
+        raise ModelMissing("the int8 recogniser is made from the float one on calibration photos: set "
+                           "FACEATLAS_INT8_IMAGES to a folder of face photos (e.g. LFW's images) or "
+                           f"FACEATLAS_SHARED (looked in {folder})")
+    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    step = max(1, len(photos) // count)
+    return photos[::step][:count]

@@ -1,0 +1,78 @@
+"""The int8 runtime: a quantised recogniser derived from the float file, cached with its sha256,
+its own embedding space (refused by a float collection) and its own calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack
+from faceatlas.engine.quantize import cached_int8, derived_path, file_sha256, record_path
+from faceatlas.errors import RuntimeUnavailable
+from faceatlas.gallery import Gallery
+from faceatlas.settings import EngineSettings
+
+
+@pytest.fixture(scope="module")
+def int8_settings(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineSettings:
+    return EngineSettings(cache=tmp_path_factory.mktemp("int8-cache"), shared=shared, runtime="int8")
+
+
+@pytest.fixture(scope="module")
+def int8_analyzer(int8_settings: EngineSettings) -> FaceAnalyzer:
+    return FaceAnalyzer("scrfd-mbf", settings=int8_settings, announce_license=False)
+
+
+def test_int8_file_is_derived_once_and_cached_with_its_sha256(int8_analyzer: FaceAnalyzer,
+                                                              int8_settings: EngineSettings) -> None:
+    model = int8_analyzer.pack.recognizer.file
+    path = derived_path(model, int8_settings)
+    record = json.loads(record_path(path).read_text())
+    assert record["sha256"] == file_sha256(path)
+    assert record["source_sha256"] == model.sha256 and record["calibration_crops"] > 200
+    made = path.stat().st_mtime_ns
+    again = FaceAnalyzer("scrfd-mbf", settings=int8_settings, announce_license=False)
+    assert path.stat().st_mtime_ns == made  # the second load reuses the file
+    assert again.pack.recognizer_id == int8_analyzer.pack.recognizer_id
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    assert cached_int8(model, int8_settings) is None  # a changed file is not trusted (made again)
+    path.write_bytes(original)
+    assert cached_int8(model, int8_settings) == path
+
+
+def test_int8_is_its_own_embedding_space(int8_analyzer: FaceAnalyzer, fast_analyzer: FaceAnalyzer,
+                                         examples: Path, tmp_path: Path) -> None:
+    assert int8_analyzer.pack.recognizer_id == fast_analyzer.pack.recognizer_id + "+int8"
+    assert int8_analyzer.calibration is not None
+    assert int8_analyzer.calibration.recognizer_id == int8_analyzer.pack.recognizer_id
+    photo = examples / "examples" / "knn_examples" / "test" / "obama1.jpg"
+    floating, quantised = fast_analyzer.analyze_one(photo), int8_analyzer.analyze_one(photo)
+    assert float(floating.embedding @ quantised.embedding) > 0.95  # close, yet another space
+    with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}", tenant="t", index_dir=tmp_path / "idx") as gallery:
+        gallery.create_collection("people", fast_analyzer)
+        gallery.add_embeddings("people", "obama", floating.embedding[None], recognizer_id=floating.recognizer_id)
+        assert gallery.search("people", floating, k=1)[0].external_id == "obama"
+        with pytest.raises(ModelMismatch):
+            gallery.search("people", quantised, k=1)
+        with pytest.raises(ModelMismatch):
+            gallery.add_embeddings("people", "obama", quantised.embedding[None], recognizer_id=quantised.recognizer_id)
+
+
+def test_lfw_pairs_decided_with_the_int8_calibration(int8_analyzer: FaceAnalyzer, shared: Path) -> None:
+    images = shared / "data" / "lfw" / "images"
+    names = ("Abel_Pacheco/Abel_Pacheco_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0004.jpg",
+             "Jong_Thae_Hwa/Jong_Thae_Hwa_0002.jpg")  # pairs.txt lines 2 and 306
+    first, second, stranger = (int8_analyzer.analyze_one(images / name) for name in names)
+    same, other = int8_analyzer.verify(first, second), int8_analyzer.verify(first, stranger)
+    assert same.match is True and other.match is False
+    assert int8_analyzer.calibration is not None
+    assert same.threshold == int8_analyzer.calibration.threshold(1e-4)
+
+
+def test_dlib_has_no_int8_variant() -> None:
+    with pytest.raises(RuntimeUnavailable):
+        get_pack("dlib", runtime="int8")
+    assert get_pack("scrfd-mbf", runtime="float").recognizer_id == get_pack("scrfd-mbf").recognizer_id
