@@ -24,8 +24,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,21 +78,30 @@ class Calibration:
         held at its highest FAR's threshold above it."""
         if not 0.0 < far < 1.0:
             raise FarNotCalibrated(f"far must be between 0 and 1, not {far}")
-        points = sorted(((float(k), t) for k, t in (self.tail or self.thresholds).items()), reverse=True)
-        if not points:
-            raise FarNotCalibrated(f"the calibration of pack {self.pack} holds no threshold")
-        logs = np.log10([f for f, _ in points])
-        values = np.array([t for _, t in points])
+        logs, values, slope = self._tail_curve
         x = math.log10(far)
         if x >= logs[0]:
             return float(values[0])
         if x >= logs[-1]:
             return float(np.interp(-x, -logs, values))
-        last = logs >= logs[-1] + 1.0 - 1e-9  # the last decade of the tail (two points at least)
-        if last.sum() < 2:
-            last[-2:] = True
-        slope = np.polyfit(logs[last], values[last], 1)[0] if len(points) > 1 else 0.0
-        return float(values[-1] + min(slope, 0.0) * (x - logs[-1]))
+        return float(values[-1] + slope * (x - logs[-1]))
+
+    @cached_property
+    def _tail_curve(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """log10 FAR (descending) and threshold of each tail point, and the slope extrapolated below
+        the lowest: fitted on the points above the last decade (whose thresholds rest on a few dozen
+        impostor pairs, label noise among them), never rising as the FAR falls. Parsed once, as
+        searches read it on every call."""
+        points = sorted(((float(k), t) for k, t in (self.tail or self.thresholds).items()), reverse=True)
+        if not points:
+            raise FarNotCalibrated(f"the calibration of pack {self.pack} holds no threshold")
+        logs = np.log10([f for f, _ in points])
+        values = np.array([t for _, t in points])
+        fitted = logs >= logs[-1] + 1.0 - 1e-9
+        if fitted.sum() < 2:
+            fitted[-2:] = True
+        slope = float(np.polyfit(logs[fitted], values[fitted], 1)[0]) if len(points) > 1 else 0.0
+        return logs, values, min(slope, 0.0)
 
     def fpir_threshold(self, fpir: float, gallery_size: int) -> float:
         """The threshold at which a search of a gallery of ``gallery_size`` faces returns anyone
@@ -129,6 +140,11 @@ class Cut:
         if self.far is not None:
             return calibration.threshold(self.far)
         return calibration.fpir_threshold(float(self.fpir or DEFAULT_FPIR), gallery_size)
+
+    def search_options(self) -> dict[str, Any]:
+        """This cut as the keyword arguments of ``Gallery.search``."""
+        return {"threshold": self.threshold, "far": self.far, "fpir": self.fpir or DEFAULT_FPIR,
+                "rank_only": not self.decides}
 
     def describe(self) -> str:
         if self.threshold is not None:

@@ -143,8 +143,7 @@ class GalleryMatcher:
     def match(self, embedding: Embedding) -> IdentityMatch | None:
         options: dict[str, Any] = {"k": 1, "calibration": self.calibration}
         try:
-            found = self.gallery.search(self.collection, embedding, threshold=self.cut.threshold, far=self.cut.far,
-                                        fpir=self.cut.fpir or DEFAULT_FPIR, **options)
+            found = self.gallery.search(self.collection, embedding, **self.cut.search_options(), **options)
         except NotCalibrated:
             self.cut = Cut(threshold=_threshold(Cut(), None, 1))
             return self.match(embedding)

@@ -39,7 +39,7 @@ from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
-from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
+from faceatlas.engine import Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument
 from faceatlas.gallery import Gallery, NotFound
 
@@ -387,8 +387,8 @@ class RetailStore:
         return faces[0] if faces else None
 
     def _identify(self, vector: Embedding | Face, cut: Cut) -> str | None:
-        matches = self.gallery.search(COLLECTION, vector, k=1, far=cut.far, fpir=cut.fpir or DEFAULT_FPIR,
-                                      calibration=self.analyzer.calibration)
+        matches = self.gallery.search(COLLECTION, vector, k=1, calibration=self.analyzer.calibration,
+                                      **cut.search_options())
         return matches[0].external_id if matches else None
 
     def _shopper(self, event: Sighting | Pick) -> str | None:
