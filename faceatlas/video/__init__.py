@@ -16,7 +16,7 @@ from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityM
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
-from faceatlas.video.store import EventRow, VideoBase, list_events, open_events_db
+from faceatlas.video.store import EventRow, VideoBase, event_snapshot, list_events, open_events_db
 from faceatlas.video.tracks import Track
 from faceatlas.video.watch import WatchReport, build_sinks, run_watch
 from faceatlas.video.webhook import WebhookSink, verify_signature
@@ -58,6 +58,7 @@ __all__ = [
     "ZoneSpec",
     "blur_faces",
     "build_sinks",
+    "event_snapshot",
     "events_from_jsonl",
     "is_live",
     "list_events",

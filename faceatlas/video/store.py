@@ -3,6 +3,7 @@ gallery's or the service's tables and migrations. Created with ``create_all`` wh
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, select
@@ -10,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from faceatlas.db import create_database_engine
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
 
@@ -69,3 +70,16 @@ def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type:
         query = query.where(EventRow.wall_time >= since)
     with Session(engine) as session:
         return [row.to_event() for row in session.scalars(query.order_by(EventRow.wall_time.desc()).limit(limit))]
+
+
+def event_snapshot(engine: Engine, tenant: str, event_id: str) -> bytes:
+    """The JPEG that the pipeline kept with the tenant's event ``event_id`` (faces blurred as the
+    camera's ``blur_unlisted`` asked). :class:`NotFound` when the event is another tenant's or
+    unknown, kept no snapshot, or its file is gone (deleted by the operator's retention)."""
+    with Session(engine) as session:
+        row = session.scalars(select(EventRow).where(EventRow.tenant == tenant, EventRow.id == event_id[:32])).first()
+    kept = row.data.get("snapshot") if row is not None else None
+    path = Path(kept) if isinstance(kept, str) else None
+    if path is None or path.suffix.lower() != ".jpg" or not path.is_file():
+        raise NotFound(f"no snapshot for event {event_id[:32]!r}")
+    return path.read_bytes()

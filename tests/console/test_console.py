@@ -219,7 +219,7 @@ def test_session_expires(console) -> None:
     client.close()
 
 
-def test_events_filtered_and_live(log_in, console) -> None:
+def test_events_filtered_and_live(log_in, console, photos, tmp_path) -> None:
     sink = DatabaseSink(console.database_url, tenant="acme", batch=1)
     sink.emit(Event("identified", "entrance", frame=1, video_time=0.0, track_id=1, kind="face",
                     data={"subject": "obama"}))
@@ -237,9 +237,18 @@ def test_events_filtered_and_live(log_in, console) -> None:
 
     page.goto("/console/events")  # the live feed: an event stored now appears without a reload
     page.wait_for_timeout(500)  # the feed has connected
-    sink.emit(Event("unknown_person", "entrance", frame=9, video_time=3.0, track_id=7, kind="face"))
-    page.locator("#events tbody tr", has_text="unknown_person").wait_for(timeout=15_000)
+    frame = tmp_path / "entrance_0000009_7_unknown_person.jpg"  # what the pipeline keeps with `snapshots:`
+    frame.write_bytes(photos["biden"].read_bytes())
+    sink.emit(Event("unknown_person", "entrance", frame=9, video_time=3.0, track_id=7, kind="face",
+                    data={"snapshot": str(frame)}))
+    live = page.locator("#events tbody tr", has_text="unknown_person")
+    live.wait_for(timeout=15_000)
     assert rows.count() == 3
+    shot = live.get_by_role("img")
+    shot.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=shot.element_handle())
+    page.reload()  # the same snapshot in the listed rows
+    assert page.locator("#events tbody tr img").count() == 1
     sink.close()
     page.context.close()
 

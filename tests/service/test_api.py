@@ -179,18 +179,29 @@ def test_health_readiness_and_prometheus_metrics(api, examples):
     assert "faceatlas_recognizer_batch_size_bucket" in metrics and "faceatlas_inference_queue_depth" in metrics
 
 
-def test_video_events_are_listed_per_tenant(api):
+def test_video_events_are_listed_per_tenant(api, examples, tmp_path):
     from faceatlas.video.events import Event
     from faceatlas.video.sinks import DatabaseSink
 
+    frame = tmp_path / "door_0000010_1_watchlist_hit.jpg"  # what the pipeline keeps with `snapshots:`
+    frame.write_bytes((examples / "tests" / "test_images" / "obama.jpg").read_bytes())
     for tenant, camera in (("acme", "door"), ("globex", "lobby")):
         sink = DatabaseSink(api.database_url, tenant=tenant)
-        sink.emit(Event("watchlist_hit", camera, 10, 0.4, 1, "face", {"subject": f"{tenant}-vip"}))
+        hit = {"subject": f"{tenant}-vip", "snapshot": str(frame)}
+        sink.emit(Event("watchlist_hit", camera, 10, 0.4, 1, "face", hit))
         sink.emit(Event("line_crossed", camera, 20, 0.8, 2, "person", {"direction": "in"}))
         sink.close()
-    with api.client("acme_read") as acme:
+    with api.client("acme_read") as acme, api.client("globex_admin") as globex:
         listed = acme.get("/v1/events").json()["events"]
         hits = acme.get("/v1/events", params={"type": "watchlist_hit"}).json()["events"]
+        shot = acme.get(f"/v1/events/{hits[0]['id']}/snapshot")
+        assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg"
+        assert shot.content == frame.read_bytes()
+        crossing = next(e for e in listed if e["type"] == "line_crossed")
+        assert acme.get(f"/v1/events/{crossing['id']}/snapshot").json()["error"]["code"] == "not_found"
+        assert globex.get(f"/v1/events/{hits[0]['id']}/snapshot").status_code == 404  # another tenant's event
+        frame.unlink()  # removed by the operator's retention: gone, not a 500
+        assert acme.get(f"/v1/events/{hits[0]['id']}/snapshot").status_code == 404
     assert {e["camera"] for e in listed} == {"door"} and len(listed) == 2
     assert [e["data"]["subject"] for e in hits] == ["acme-vip"]
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +16,7 @@ from faceatlas.service.console.base import ConsoleRoute, UserDep, get_sessions, 
 from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
 from faceatlas.service.deps import DbDep, meter_call
-from faceatlas.video import EVENT_TYPES, list_events
+from faceatlas.video import EVENT_TYPES, event_snapshot, list_events
 
 router = APIRouter(route_class=ConsoleRoute)
 POLL_SECONDS = 2.0
@@ -67,3 +67,11 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
             await asyncio.sleep(POLL_SECONDS)
 
     return StreamingResponse(feed(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/events/{event_id}/snapshot", include_in_schema=False)
+async def snapshot(request: Request, user: UserDep, db: DbDep,
+                   event_id: Annotated[str, Path(max_length=32)]) -> Response:
+    meter = meter_call(request, user.principal, "events.snapshot", "read", billable=False)
+    image = await run_in_threadpool(event_snapshot, db, meter.principal.tenant_id, event_id)
+    return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

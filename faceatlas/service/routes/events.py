@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.deps import DbDep, Meter, metered
 from faceatlas.service.schemas import EventList
-from faceatlas.video import EVENT_TYPES
+from faceatlas.video import EVENT_TYPES, event_snapshot
 from faceatlas.video import list_events as stored_events
 
 router = APIRouter(tags=["video"])
@@ -29,3 +30,15 @@ async def list_events(
         stored_events, db, meter.principal.tenant_id, camera=camera, type=type, since=since, limit=limit
     )
     return {"events": [event.to_dict() for event in events]}
+
+
+@router.get("/events/{event_id}/snapshot", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no snapshot kept"}})
+async def snapshot(
+    db: DbDep,
+    meter: Annotated[Meter, Depends(metered("events.snapshot", "read", billable=False))],
+    event_id: Annotated[str, Path(max_length=32)],
+) -> Response:
+    """The frame kept with an event (cameras with `snapshots:` in cams.yaml), faces blurred unless listed."""
+    image = await run_in_threadpool(event_snapshot, db, meter.principal.tenant_id, event_id)
+    return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

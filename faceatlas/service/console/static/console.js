@@ -62,6 +62,15 @@
           cell.textContent = text;
           row.appendChild(cell);
         });
+        var shot = document.createElement("td");
+        if (e.data.snapshot) {
+          var img = document.createElement("img");
+          img.src = "/console/events/" + encodeURIComponent(e.id) + "/snapshot";
+          img.alt = "frame kept with this " + e.type + " event";
+          img.width = 120;
+          shot.appendChild(img);
+        }
+        row.appendChild(shot);
         table.tBodies[0].insertBefore(row, table.tBodies[0].firstChild);
         var none = document.getElementById("no-events");
         if (none) { none.remove(); }
