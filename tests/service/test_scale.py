@@ -183,12 +183,12 @@ def test_kill_9_under_load_loses_no_answered_call(cluster: Cluster, examples: Pa
     image = (examples / "examples" / "obama-240p.jpg").read_bytes()
     billed = errors = 0
     lock = threading.Lock()
-    stop = time.monotonic() + 5.0
+    done = threading.Event()  # set once enough calls were answered after the kill (or after 60 s)
 
     def client(n: int) -> None:
         nonlocal billed, errors
         i = n
-        while time.monotonic() < stop:
+        while not done.is_set():
             i += 1
             try:
                 answer = cluster.post(i, "load", "/v1/detect", files={"image": ("o.jpg", image, "image/jpeg")})
@@ -199,12 +199,19 @@ def test_kill_9_under_load_loses_no_answered_call(cluster: Cluster, examples: Pa
             with lock:
                 billed += answer.status_code < 500
 
+    def answered_at_least(n: int, seconds: float) -> None:  # by counts, not time: a loaded machine is slower
+        deadline = time.monotonic() + seconds
+        while billed < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
     for thread in threads:
         thread.start()
-    time.sleep(2.0)
+    answered_at_least(8, 60)
     victim = cluster.processes[0]
     victim.kill()  # SIGKILL: no shutdown, no flush
+    answered_at_least(billed + 8, 60)
+    done.set()
     for thread in threads:
         thread.join()
     rows = cluster.accounts.calls_this_month("load")
