@@ -716,10 +716,11 @@ class Gallery:
                                                   analyzer.pack.recognizer_id))
 
 
-def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN) -> bytes:
+def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN, *, scale: float = 1.0) -> bytes:
     """JPEG of the face box grown by ``margin`` on each side: enough context for any pack to
-    detect and align the face again (used by :meth:`Gallery.reembed`)."""
-    x1, y1, x2, y2 = (float(v) for v in face.bbox)
+    detect and align the face again (used by :meth:`Gallery.reembed`). ``scale`` maps the box
+    into ``image`` (an image decoded reduced)."""
+    x1, y1, x2, y2 = (float(v) * scale for v in face.bbox)
     dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
     height, width = image.shape[:2]
     left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))

@@ -172,6 +172,10 @@ class RetailReportOut(BaseModel):
 # -- albums ----------------------------------------------------------------------------------------
 
 
+class AlbumListOut(BaseModel):
+    albums: list[str]
+
+
 class AlbumScanOut(BaseModel):
     photos: int
     skipped: int

@@ -327,3 +327,66 @@ def test_session_cookie_is_secure_over_https(console) -> None:
         answer = client.post("/console/login", data={"key": console.keys["acme_read"], "csrf": token})
         assert answer.status_code == 303
         assert "Secure" in answer.headers["set-cookie"]
+
+
+def _people(page: str) -> dict[str, int]:
+    """person id → face count, from an album page."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r'data-person="(p\d+)".*?· (\d+) face', page, re.S)}
+
+
+def test_album_people_and_corrections_by_clicking(console, shared: Path, tmp_path) -> None:
+    """Albums page: photos added by upload (one metered call each, a bad file reported), people with
+    their face crops, and the corrections (name, split, merge, not this person) as the annotation tool."""
+    train = shared / "data/face_recognition_examples/examples/knn_examples/train"
+    files = [train / "obama/obama.jpg", train / "obama/obama2.jpg", shared / EXAMPLES / "obama3.jpg",
+             train / "biden/biden.jpg", train / "biden/biden2.jpg"]
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    client, csrf = _session(console, "acme_write")
+    before = console.accounts.calls_this_month("acme")
+    uploads = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in [*files, bad]]
+    added = client.post("/console/albums/photos", data={"album": "family", "keep_crops": "true", "csrf": csrf},
+                        files=uploads)
+    assert added.status_code == 200, added.text
+    assert "notes.jpg: invalid_image" in added.text and "obama.jpg: 1 face" in added.text
+    assert console.accounts.calls_this_month("acme") == before + len(files) + 1  # one metered call per photo
+    people = _people(added.text)
+    assert sum(people.values()) == 5 and len(people) >= 2, people
+    biggest = max(people, key=people.get)  # obama's three photos
+    assert people[biggest] == 3
+
+    page = client.get(f"/console/albums/family/people/{biggest}").text
+    faces = re.findall(r'data-face="(\d+)"', page)
+    assert len(faces) == 3
+    crop = client.get(f"/console/albums/family/faces/{faces[0]}")
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(crop.content, np.uint8), cv2.IMREAD_COLOR).shape[0] >= 40
+
+    named = client.post(f"/console/albums/family/people/{biggest}/name", data={"name": "Barack", "csrf": csrf})
+    assert named.status_code == 303 and "Barack" in client.get(named.headers["location"]).text
+    split = client.post("/console/albums/family/split", data={"faces": faces[2], "csrf": csrf})  # a new person
+    new = split.headers["location"].rsplit("/", 1)[1]
+    assert _people(client.get("/console/albums/family").text)[new] == 1
+    merged = client.post("/console/albums/family/merge", data={"absorb": new, "into": biggest, "csrf": csrf})
+    assert merged.status_code == 303 and _people(client.get("/console/albums/family").text)[biggest] == 3
+    rejected = client.post(f"/console/albums/family/faces/{faces[1]}/reject", data={"back": biggest, "csrf": csrf})
+    assert rejected.status_code == 303
+    assert _people(client.get("/console/albums/family").text)[biggest] == 2
+    assert client.post("/console/albums/family/split", data={"csrf": csrf}).status_code == 422  # nothing ticked
+    assert client.post("/console/albums/family/merge", data={"absorb": new, "into": biggest}).status_code == 403
+    client.close()
+    api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_write']}"})
+    assert "family" in api.get("/v1/albums").json()["albums"]
+    assert api.get(f"/v1/albums/family/faces/{faces[0]}/crop").content == crop.content  # the API serves the same
+    assert api.delete(f"/v1/albums/family/people/{biggest}").json()["faces_deleted"] == 2
+    assert api.get(f"/v1/albums/family/faces/{faces[0]}/crop").status_code == 404  # erased with the person
+    api.close()
+
+    reader, _ = _session(console, "acme_read")
+    assert "Add photos" not in reader.get("/console/albums").text and "family" in reader.get("/console/albums").text
+    reader.close()
+    other, _ = _session(console, "globex_admin")  # another tenant's album does not exist for them
+    assert "family" not in other.get("/console/albums").text
+    assert other.get("/console/albums/family").status_code == 404
+    assert other.get(f"/console/albums/family/faces/{faces[0]}").status_code == 404
+    other.close()

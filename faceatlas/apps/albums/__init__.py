@@ -5,7 +5,7 @@ split, reject, erase, promote, recluster); the clustering itself is :mod:`.clust
 :func:`cluster`, incremental :func:`assign`) and its accuracy :func:`score`.
 """
 
-from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, gate
+from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, gate, list_albums
 from faceatlas.apps.albums.clustering import Placement, assign, cluster
 from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
@@ -29,6 +29,7 @@ __all__ = [
     "cluster",
     "find_photos",
     "gate",
+    "list_albums",
     "migrate",
     "score",
     "taken_at",

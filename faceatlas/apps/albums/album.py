@@ -23,7 +23,7 @@ from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanRe
 from faceatlas.db import create_database_engine, default_database_url, normalize_url
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch
 from faceatlas.errors import InvalidArgument, NotFound
-from faceatlas.gallery import Gallery, check_id
+from faceatlas.gallery import Gallery, check_id, source_crop
 
 COLLECTION = "faces"
 UNSORTED = "unsorted"
@@ -41,6 +41,13 @@ def gate(face: Face) -> bool:
     x1, y1, x2, y2 = face.bbox
     yaw = abs(face.pose.yaw) if face.pose else 0.0
     return min(x2 - x1, y2 - y1) >= MIN_FACE_PX and (face.quality or 0.0) >= MIN_QUALITY and yaw <= MAX_YAW
+
+
+def list_albums(engine: Engine, owner: str) -> list[str]:
+    """The names of ``owner``'s albums, alphabetically (on a database with the album tables)."""
+    with sessionmaker(engine)() as session:
+        return list(session.scalars(select(AlbumRecord.name).where(AlbumRecord.owner == owner)
+                                    .order_by(AlbumRecord.name)))
 
 
 def album_pack(name: str, url: str | None = None, *, owner: str = "default") -> str | None:
@@ -69,6 +76,7 @@ class AlbumCore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.threshold = analyzer.threshold(far)
         self._owns = owns
+        self.keeps_crops = gallery.get_collection(COLLECTION).keep_crops
 
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
@@ -81,11 +89,14 @@ class AlbumCore:
 
     @classmethod
     def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
-               far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False) -> Self:
+               far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False,
+               keep_crops: bool = False) -> Self:
         """The album ``name`` of ``owner`` over an open gallery and database engine (a service
         shares its own; closing the album then closes neither unless ``owns``; ``migrated``: the album
         tables are known to be current). Its faces go to the gallery tenant ``app:albums:<owner>:<name>``,
-        which no door reaches directly."""
+        which no door reaches directly. ``keep_crops`` (chosen when the album is created) keeps a
+        crop of every face with its vector, for :meth:`face_crop` (an album of uploads has no photo
+        files to crop from); erasing a person removes them with the vectors."""
         check_id(name, "album name")
         gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         if not migrated:
@@ -97,7 +108,7 @@ class AlbumCore:
                 session.add(record)
                 session.flush()
         if not any(c.name == COLLECTION for c in gallery.list_collections()):
-            gallery.create_collection(COLLECTION, analyzer)
+            gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
         recognizer = gallery.get_collection(COLLECTION).recognizer_id
         if recognizer != analyzer.pack.recognizer_id:
             raise ModelMismatch(f"album '{name}' holds embeddings of {recognizer}, not of pack {analyzer.pack.name}")
@@ -160,10 +171,12 @@ class AlbumCore:
     def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport,
                    library: _Library | None) -> _Library:
         found: list[tuple[int, Face]] = []  # (photo number in batch, face)
+        crops: list[bytes | None] = []  # of the found faces, when the album keeps them
         photos: list[Photo] = []
         for source, data, digest in batch:
             try:
                 faces = self.analyzer.analyze(data)
+                crops += _crops(self.analyzer, data, faces) if self.keeps_crops else [None] * len(faces)
             except InvalidImage as exc:
                 report.failed.append((source, f"{exc.code}: {exc}"))
                 continue
@@ -198,7 +211,8 @@ class AlbumCore:
             ids = self.gallery.add_embeddings(COLLECTION, subject, vectors[rows],
                                               recognizer_id=self.analyzer.pack.recognizer_id,
                                               qualities=[found[r][1].quality for r in rows],
-                                              sources=[photos[found[r][0]].source for r in rows])
+                                              sources=[photos[found[r][0]].source for r in rows],
+                                              crops=[crops[r] for r in rows])
             with self._sessions.begin() as session:
                 session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
                                 for fid, r in zip(ids, rows))
@@ -289,6 +303,11 @@ class AlbumCore:
         with self._sessions() as session:
             row = self._face_row(session, face_id)
             return _face(row, session.scalar(select(Photo.source).where(Photo.id == row.photo_id)) or "")
+
+    def face_crop(self, face_id: int) -> bytes | None:
+        """The kept crop (JPEG) of one of the album's faces; None when the album keeps none."""
+        self.face(face_id)  # NotFound for a face of another album
+        return self.gallery.face_crop(COLLECTION, face_id)
 
     def timeline(self, ref: str) -> list[PhotoInfo]:
         """The photos of a person by EXIF date (undated last, by scan time)."""
@@ -400,3 +419,11 @@ def _face_row(face_id: int, album_id: int, photo_id: int, person: int | None, fa
 def _face(row: FaceRow, source: str) -> AlbumFace:
     return AlbumFace(row.id, row.photo_id, source, list(row.bbox), row.quality, row.yaw,
                      None if row.person_id is None else f"p{row.person_id}", row.unsorted)
+
+
+def _crops(analyzer: FaceAnalyzer, data: bytes, faces: Sequence[Face]) -> list[bytes | None]:
+    """A crop of each face (boxes in the original's pixels) from the photo decoded as analysis decodes it."""
+    if not faces:
+        return []
+    image, factor = analyzer.load_reduced(data)
+    return [source_crop(image, face, scale=1 / factor) for face in faces]

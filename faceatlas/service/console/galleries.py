@@ -4,7 +4,6 @@ quota, usage) and calls the gallery as the ``/v1`` routes do."""
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Annotated, Any
 
@@ -13,11 +12,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
-from faceatlas.errors import FaceAtlasError, NotFound, QuotaExceeded, RateLimited
+from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
-from faceatlas.service.accounts import Principal, billed
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, is_htmx, redirect, render
-from faceatlas.service.db import UsageRecord
+from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -25,20 +23,13 @@ from faceatlas.service.deps import (
     PoolDep,
     SettingsDep,
     charge_pixels,
-    get_shared,
     meter_call,
     tenant_gallery,
-    usage_row,
 )
 
 router = APIRouter(route_class=ConsoleRoute)
 Name = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH)]
-MAX_PHOTOS = 20
-
-
-async def _audit(accounts: Any, principal: Principal, action: str, target: str, details: dict | None = None) -> None:
-    await run_in_threadpool(accounts.audit, action, target, principal.tenant_id, principal.key_id, details)
 
 
 @router.get("/galleries", include_in_schema=False)
@@ -57,7 +48,7 @@ async def create_collection(
     meter_call(request, user.principal, "collections.create", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: gallery.create_collection(name, analyzer, keep_crops=keep_crops))
-    await _audit(accounts, user.principal, "collection.create", name)
+    await audit(accounts, user.principal, "collection.create", name)
     return redirect(request, f"{PREFIX}/galleries/{name}")
 
 
@@ -104,36 +95,16 @@ async def enrol(
     principal = user.principal
     gallery = tenant_gallery(request, principal)
     info = await run_in_threadpool(gallery.get_collection, collection)
-    outcomes: list[dict[str, Any]] = []
-    rows: list[UsageRecord] = []
-    settles: list[tuple[Meter, int]] = []
-    for upload in photos[:MAX_PHOTOS]:
-        started, status, meter = time.perf_counter(), 201, None
-        try:
-            meter = meter_call(request, principal, "enrol", "write")
-            data = await upload.read()
-            charge_pixels(request, [data])
-            faces, crops = await pool.faces_and_crops(data, max_faces=1, keep_crops=info.keep_crops)
-            meter.faces = len(faces)
-            report = await run_in_threadpool(
-                partial(gallery.enrol_faces, collection, subject, faces, crops=crops, source="console"))
-            await _audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
-            outcomes.append({"file": upload.filename, "ok": True, "faces": len(report.added)})
-        except (RateLimited, QuotaExceeded) as exc:  # refused calls are neither recorded nor billed
-            meter = None
-            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
-        except FaceAtlasError as exc:
-            status = exc.status
-            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
-        if meter is not None:
-            rows.append(usage_row(meter, status, started))
-            settles.append((meter, status))
-    request.state.meter = None  # this request's calls are recorded here, one row per photo
-    if rows:
-        await run_in_threadpool(accounts.record_usage, rows)
-    shared = get_shared(request)
-    for meter, status in settles:  # each photo's call is over once its row is written
-        await run_in_threadpool(shared.settle, principal.tenant_id, billed(status), meter.month)
+
+    async def enrol_one(data: bytes, meter: Meter) -> dict[str, Any]:
+        faces, crops = await pool.faces_and_crops(data, max_faces=1, keep_crops=info.keep_crops)
+        meter.faces = len(faces)
+        report = await run_in_threadpool(
+            partial(gallery.enrol_faces, collection, subject, faces, crops=crops, source="console"))
+        await audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
+        return {"faces": len(report.added)}
+
+    outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201)
     if name.strip() and any(o["ok"] for o in outcomes):
         await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
     context: dict[str, Any] = {"info": info, "subject": subject, "outcomes": outcomes,
@@ -168,7 +139,7 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, c
     meter_call(request, user.principal, "subjects.merge", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: gallery.merge_subjects(collection, into, absorb))
-    await _audit(accounts, user.principal, "subject.merge", f"{collection}/{absorb}", {"into": into})
+    await audit(accounts, user.principal, "subject.merge", f"{collection}/{absorb}", {"into": into})
     return redirect(request, f"{PREFIX}/galleries/{collection}")
 
 
@@ -182,7 +153,7 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
     faces = await run_in_threadpool(gallery.delete_subject, collection, subject)
     target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, f"{collection}/{subject}",
                                      keep_ids=settings.audit_keeps_subject_ids)
-    await _audit(accounts, principal, "subject.delete", target, {"faces": faces})
+    await audit(accounts, principal, "subject.delete", target, {"faces": faces})
     return redirect(request, f"{PREFIX}/galleries/{collection}")
 
 
@@ -192,5 +163,5 @@ async def delete_collection(request: Request, user: PostingUserDep, accounts: Ac
     meter_call(request, user.principal, "collections.delete", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(gallery.delete_collection, collection)
-    await _audit(accounts, user.principal, "collection.delete", collection)
+    await audit(accounts, user.principal, "collection.delete", collection)
     return redirect(request, f"{PREFIX}/galleries")

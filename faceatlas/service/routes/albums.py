@@ -9,10 +9,12 @@ from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.albums import Album
+from faceatlas.apps.albums import Album, list_albums
+from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 from faceatlas.service.deps import (
     AnalyzerDep,
@@ -30,6 +32,7 @@ from faceatlas.service.schemas import (
     AlbumEraseOut,
     AlbumFaceOut,
     AlbumFacesOut,
+    AlbumListOut,
     AlbumPeopleOut,
     AlbumPersonOut,
     AlbumPromoteOut,
@@ -67,30 +70,48 @@ class SplitRequest(BaseModel):
 
 
 @contextmanager
-def _opened(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any) -> Iterator[Album]:
-    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{meter.principal.tenant_id}",
-                          migrated=True)  # create_app migrated the album tables
+def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_crops: bool) -> Iterator[Album]:
+    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{tenant}",
+                          migrated=True, keep_crops=keep_crops)  # create_app migrated the album tables
     try:
         yield opened
     finally:
         opened.close()
 
 
-async def _call(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T]) -> T:
+async def call_album(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T],
+                     *, keep_crops: bool = False) -> T:
+    """``use`` on the tenant's album (created when new, keeping face crops if ``keep_crops``), in a worker thread;
+    the API's album routes and the console's albums page both reach albums through it."""
     def run() -> T:
-        with _opened(album, meter, analyzer, gallery, db) as opened:
+        with _opened(album, tenant, analyzer, gallery, db, keep_crops) as opened:
             return use(opened)
     return await run_in_threadpool(run)
+
+
+async def _call(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T]) -> T:
+    return await call_album(album, meter.principal.tenant_id, analyzer, gallery, db, use)
+
+
+@router.get("/albums", response_model=AlbumListOut)
+async def albums(db: DbDep, meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
+                 ) -> dict[str, Any]:
+    """The tenant's albums."""
+    names = await run_in_threadpool(list_albums, db, f"svc:{meter.principal.tenant_id}")
+    return {"albums": names}
 
 
 @router.post("/albums/{album}/photos", response_model=AlbumScanOut, openapi_extra=image_request_body("image"))
 async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                     meter: Annotated[Meter, Depends(metered("albums.scan", "write"))],
-                    audit: Annotated[AuditEntry, audited("album.scan", "{album}")]) -> dict[str, Any]:
-    """Add an uploaded photo (skipped when the album has it already): its faces join people."""
+                    audit: Annotated[AuditEntry, audited("album.scan", "{album}")],
+                    keep_crops: bool = False) -> dict[str, Any]:
+    """Add an uploaded photo (skipped when the album has it already): its faces join people.
+    ``keep_crops`` (when this creates the album): keep a crop of each face, served at
+    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person."""
     images, _ = await read_images(request, "image")
-    report = await _call(album, meter, analyzer, gallery, db,
-                         lambda a: a.add_photos([("upload", images["image"])], total=1))
+    report = await call_album(album, meter.principal.tenant_id, analyzer, gallery, db,
+                              lambda a: a.add_photos([("upload", images["image"])], total=1), keep_crops=keep_crops)
     meter.faces = report.faces + report.unsorted
     audit.details["faces"] = meter.faces
     return report.to_dict()
@@ -114,6 +135,17 @@ async def person_faces(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
     faces = await _call(album, meter, analyzer, gallery, db,
                         lambda a: a.faces(None if person == "unsorted" else person))
     return {"faces": [f.to_dict() for f in faces]}
+
+
+@router.get("/albums/{album}/faces/{face}/crop", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "unknown face, or no crops kept"}})
+async def face_crop(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                    meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))]) -> Response:
+    """The kept crop of a face (albums made with ``keep_crops``)."""
+    crop = await _call(album, meter, analyzer, gallery, db, lambda a: a.face_crop(face))
+    if crop is None:
+        raise NotFound(f"album '{album}' keeps no face crops")
+    return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 @router.patch("/albums/{album}/people/{person}", response_model=AlbumPersonOut)

@@ -1,0 +1,173 @@
+"""Albums: the tenant's photo albums, people with their face crops (albums made with crops kept),
+and the corrections by clicking (name, merge, split, move, not this person). The console reaches
+albums as the ``/v1/albums`` routes do (:func:`call_album`); corrections become the album's
+constraints, kept through later scans and re-clusters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.apps.albums import UNSORTED, Album, list_albums
+from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, redirect, render
+from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter, meter_call
+from faceatlas.service.routes.albums import FACE_ID_MAX, call_album
+
+router = APIRouter(route_class=ConsoleRoute)
+AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
+FaceId = Annotated[int, Path(ge=1, le=FACE_ID_MAX)]
+FaceIds = Annotated[list[int], Form(max_length=10_000)]
+
+
+@router.get("/albums", include_in_schema=False)
+async def albums(request: Request, user: UserDep, db: DbDep) -> Response:
+    meter = meter_call(request, user.principal, "albums.people", "read", billable=False)
+    names = await run_in_threadpool(list_albums, db, f"svc:{meter.principal.tenant_id}")
+    return render(request, "albums.html", user, albums=names, can_write=user.principal.allows("write"),
+                  max_photos=MAX_PHOTOS)
+
+
+@router.post("/albums/photos", include_in_schema=False)
+async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                     gallery: GalleryDep, db: DbDep,
+                     album: Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
+                     photos: Annotated[list[UploadFile], File()],
+                     keep_crops: Annotated[bool, Form()] = False) -> Response:
+    """Add photos to an album (created when new): one metered ``albums.scan`` call per photo."""
+    tenant = user.principal.tenant_id
+
+    async def add_one(data: bytes, meter: Meter) -> dict[str, Any]:
+        report = await call_album(album, tenant, analyzer, gallery, db,
+                                  lambda a: a.add_photos([("upload", data)], total=1), keep_crops=keep_crops)
+        meter.faces = report.faces + report.unsorted
+        if report.failed:
+            return {"ok": False, "code": "invalid_image", "message": report.failed[0][1]}
+        return {"faces": meter.faces, "skipped": bool(report.skipped)}
+
+    outcomes = await each_photo(request, user.principal, accounts, "albums.scan", "write", photos, add_one)
+    await audit(accounts, user.principal, "album.scan", album, {"photos": len(outcomes)})
+    return await _album_page(request, user, analyzer, gallery, db, album, outcomes=outcomes,
+                             skipped=max(0, len(photos) - MAX_PHOTOS))
+
+
+@router.get("/albums/{album}", include_in_schema=False)
+async def album_page(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                     album: AlbumName) -> Response:
+    meter_call(request, user.principal, "albums.people", "read", billable=False)
+    return await _album_page(request, user, analyzer, gallery, db, album)
+
+
+async def _album_page(request: Request, user: Any, analyzer: Any, gallery: Any, db: Any, album: str,
+                      **context: Any) -> Response:
+    def read(a: Album) -> tuple[list[Any], int, bool]:
+        return a.people(), len(a.faces(None)), a.keeps_crops
+
+    await _existing(db, user, album)
+    people, unsorted, crops = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, read)
+    return render(request, "album.html", user, album=album, people=people, unsorted=unsorted, crops=crops,
+                  can_write=user.principal.allows("write"), **context)
+
+
+@router.get("/albums/{album}/people/{person}", include_in_schema=False)
+async def person_page(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                      album: AlbumName, person: PersonRef) -> Response:
+    meter_call(request, user.principal, "albums.people", "read", billable=False)
+
+    def read(a: Album) -> tuple[Any, list[Any], list[Any], bool]:
+        info = None if person == UNSORTED else a.person(person)
+        return info, a.faces(None if info is None else info.id), a.people(), a.keeps_crops
+
+    await _existing(db, user, album)
+    info, faces, people, crops = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, read)
+    return render(request, "album_person.html", user, album=album, person=info, faces=faces, crops=crops,
+                  others=[p for p in people if info is None or p.id != info.id],
+                  can_write=user.principal.allows("write"))
+
+
+@router.get("/albums/{album}/faces/{face}", include_in_schema=False)
+async def face_crop(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                    album: AlbumName, face: FaceId) -> Response:
+    """A face's kept crop (albums made with crops kept)."""
+    meter_call(request, user.principal, "albums.people", "read", billable=False)
+    await _existing(db, user, album)
+    crop = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, lambda a: a.face_crop(face))
+    if crop is None:
+        raise NotFound(f"album '{album}' keeps no face crops")
+    return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/albums/{album}/people/{person}/name", include_in_schema=False)
+async def name_person(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                      gallery: GalleryDep, db: DbDep, album: AlbumName, person: PersonRef,
+                      name: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
+    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.name", person,
+                          lambda a: a.name_person(person, name))
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+
+
+@router.post("/albums/{album}/merge", include_in_schema=False)
+async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                gallery: GalleryDep, db: DbDep, album: AlbumName,
+                absorb: Annotated[str, Form(min_length=1, max_length=400)],
+                into: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
+    """Every face of ``absorb`` joins ``into`` (the same person)."""
+    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.merge", into,
+                          lambda a: a.merge(into, absorb))
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+
+
+@router.post("/albums/{album}/split", include_in_schema=False)
+async def split(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                gallery: GalleryDep, db: DbDep, album: AlbumName, faces: FaceIds = []) -> Response:  # noqa: B006
+    """The ticked faces are one new person."""
+    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.split", album,
+                          lambda a: a.split(_ticked(faces)))
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+
+
+@router.post("/albums/{album}/move", include_in_schema=False)
+async def move(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+               gallery: GalleryDep, db: DbDep, album: AlbumName,
+               to: Annotated[str, Form(min_length=1, max_length=400)], faces: FaceIds = []) -> Response:  # noqa: B006
+    """The ticked faces are person ``to``."""
+    await _correct(request, user, accounts, analyzer, gallery, db, album, "album.move", to,
+                   lambda a: [a.move(face, to) for face in _ticked(faces)])
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{to}")
+
+
+@router.post("/albums/{album}/faces/{face}/reject", include_in_schema=False)
+async def reject(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                 gallery: GalleryDep, db: DbDep, album: AlbumName, face: FaceId,
+                 back: Annotated[str, Form(max_length=400)] = UNSORTED) -> Response:
+    """Not this person: the face leaves the person and never joins it again."""
+    await _correct(request, user, accounts, analyzer, gallery, db, album, "album.reject", str(face),
+                   lambda a: a.reject(face))
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{back}")
+
+
+async def _correct(request: Request, user: Any, accounts: Any, analyzer: Any, gallery: Any, db: Any, album: str,
+                   action: str, target: str, use: Any) -> Any:
+    meter_call(request, user.principal, "albums.correct", "write", billable=False)
+    await _existing(db, user, album)
+    done = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, use)
+    await audit(accounts, user.principal, action, f"{album}/{target}")
+    return done
+
+
+async def _existing(db: Any, user: Any, album: str) -> None:
+    """Pages and corrections never create an album (only adding photos does)."""
+    if album not in await run_in_threadpool(list_albums, db, f"svc:{user.principal.tenant_id}"):
+        raise NotFound(f"no album '{album}'")
+
+
+def _ticked(faces: list[int]) -> list[int]:
+    if not faces:
+        raise InvalidArgument("tick at least one face")
+    return faces
