@@ -68,7 +68,9 @@ class StoreRunReport:
     events by type."""
 
     cameras: list[PipelineStats]
+    started: datetime | None = None  # naive UTC: a file's video time 0
     entries: int = 0
+    inferred_entries: int = 0
     exits: int = 0
     zone_tracks: int = 0
     outcomes: list[ExitOutcome] = field(default_factory=list)
@@ -100,6 +102,15 @@ class _StorePipeline(VideoPipeline):
     and attributes at the moment of an event."""
 
     frame: Frame | None = None
+
+    @property
+    def counted(self) -> str:
+        """The kind of track the lines count: persons when detected, else faces."""
+        return "person" if self.persons is not None else "face"
+
+    @property
+    def last_time(self) -> float:
+        return self.frame.time if self.frame is not None else 0.0
 
     def process(self, frame: Frame, fps: float) -> None:
         self.frame = frame
@@ -137,9 +148,9 @@ class StoreRun:
         self.persons = persons
         self.on_frame = on_frame
         self.window = timedelta(hours=window_hours)
-        self.report = StoreRunReport([])
         self._lock = threading.Lock()
         self._started = datetime.now(UTC).replace(tzinfo=None)
+        self.report = StoreRunReport([], self._started)
         self._pipelines: dict[str, _StorePipeline] = {}
 
     def run(self) -> StoreRunReport:
@@ -199,17 +210,17 @@ class StoreRun:
             self._alert("stranger_at_checkout", event, at, {"track": event.track_id})
             return
         if event.type == "identified" and camera.role in ("entrance", "door"):
-            person = event.data.get("linked_track", event.track_id if not camera.persons else None)
+            person = event.data.get("linked_track") if pipeline.counted == "person" else event.track_id
             if person is not None and event.data.get("subject"):
                 self.store.observations.recognised(f"{camera.id}:{person}", event.data["subject"], at)
             return
         if event.type == "track_ended" and camera.role == "zone":
-            if event.kind == ("person" if camera.persons else "face"):
+            if event.kind == pipeline.counted:
                 self.store.observations.zone_track(camera.id, camera.zone or "", f"{camera.id}:{event.track_id}",
                                                    event.id, float(event.data.get("dwell", 0.0)), at)
                 self.report.zone_tracks += 1
             return
-        if event.type == "line_crossed" and event.kind != ("person" if camera.persons else "face"):
+        if event.type == "line_crossed" and event.kind != pipeline.counted:
             return
         image = self._crop(pipeline, (event.kind or "face", event.track_id)) if camera.faces else None
         retail = from_video_event(event, self.config, image=image)
@@ -219,20 +230,29 @@ class StoreRun:
             if image is not None:
                 self._demographics(image, at)
         elif isinstance(retail, Exit):
-            self._exit(self._exit_track(retail), camera)
+            self._exit(self._exit_track(pipeline, retail, event.track_id), camera)
         elif isinstance(retail, ZoneVisit):
             self.store.zone_visit(retail)
 
-    def _exit_track(self, event: Exit) -> Exit:
-        """The exit of a track that entered unseen by this camera's tracker (a person who left on a
-        new track) closes the oldest open anonymous visit: the door counts stay right."""
+    def _exit_track(self, pipeline: _StorePipeline, event: Exit, track_id: int | None) -> Exit:
+        """The exit of a track whose entry this camera did not count (the tracker lost the person
+        and found them again on a new track, or first saw them already past the line) closes the
+        oldest open anonymous visit; when there is none, the visit is recorded as entered when the
+        track was first seen (an inferred entry): the door's visits stay right."""
         if event.subject is not None:
             return event
         visits = self.store.observations.open_visits(event.at - self.window)
         if any(v["track"] == event.track for v in visits):
             return event
         anonymous = [v for v in visits if not v["member"]]
-        return replace(event, track=anonymous[0]["track"]) if anonymous else event
+        if anonymous:
+            return replace(event, track=anonymous[0]["track"])
+        track = pipeline.tracks.get((pipeline.counted, track_id or 0))
+        seconds = track.first_time if track is not None else 0.0
+        entered = event.at - timedelta(seconds=max(0.0, pipeline.last_time - seconds))
+        self.store.entry(Entry(event.camera, entered, track=event.track, id=f"{event.id}:entry"))
+        self.report.inferred_entries += 1
+        return event
 
     def _exit(self, event: Exit, camera: Camera) -> None:
         outcome = self.store.exit(event)
