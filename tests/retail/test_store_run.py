@@ -136,7 +136,8 @@ def test_zone_dwell_per_track(runs: dict[str, Any]) -> None:
     assert 3 <= len(tracks) <= 6
     assert tracks[0]["dwell_s"] >= 3.5  # a shopper there all along
     assert sum(t["dwell_s"] for t in tracks) == pytest.approx(66 / (50 / 3) * 2 + 50 / (50 / 3), rel=0.15)
-    report = runs["store"].report(runs["first"].started - timedelta(hours=1), runs["first"].started + timedelta(hours=1))
+    started = runs["first"].started
+    report = runs["store"].report(started - timedelta(hours=1), started + timedelta(hours=1))
     assert report.zone_tracks == {"ceramics": len(tracks)}
 
 
