@@ -223,6 +223,22 @@ class RetailStore:
                                      unit_price_cents=product.price_cents, event_id=event.id, at=event.at))
             return visit.id
 
+    def add_item(self, visit_id: int, sku: str, quantity: int = 1, *, key: str | None = None) -> int:
+        """Put ``quantity`` of ``sku`` into the cart of the open visit ``visit_id`` (staff or a till
+        scan; once per ``key``); returns the visit id."""
+        product = self.config.product(sku)
+        if quantity == 0:
+            raise InvalidArgument("a pick needs a non-zero quantity")
+        with self._sessions.begin() as session:
+            visit = session.get(Visit, visit_id)
+            if visit is None or visit.store_id != self.config.id or visit.exit_event_id is not None:
+                raise NotFound(f"no open visit {visit_id}")
+            event_id = key or uuid.uuid4().hex
+            if session.scalar(select(CartItem.id).where(CartItem.event_id == event_id)) is None:
+                session.add(CartItem(visit_id=visit_id, sku=product.sku, quantity=quantity,
+                                     unit_price_cents=product.price_cents, event_id=event_id, at=utcnow()))
+        return visit_id
+
     def cart(self, visit_id: int) -> Cart:
         """The net contents of a visit's cart."""
         with self._sessions() as session:
