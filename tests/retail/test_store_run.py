@@ -10,8 +10,8 @@ there, and leave to the right: in at frames ~64, 228, 506, 746, 928, 1238; out a
 crossed upwards by each arrival and from the table towards the right by each departure. People
 arrive at least 16 s apart, so a visit whose entry and exit are each within 4 s of one person's
 is that person's (the tracker counts a crossing a few frames after the centre passes the line,
-later when it loses a fast arrival for a moment). The default run reads the first 47 s (people 1
-and 2, cut from the file into tmp without re-encoding); the slow one the whole file.
+later when it loses a fast arrival for a moment). The default run reads the first 22 s (person 1,
+cut from the file into tmp without re-encoding); the slow one the whole file.
 
 Zone camera, store-aisle-detection.gif (480x270, 67 frames at 16.7 fps = 4.0 s), looked at on
 frames 0, 16, 33, 50, 66: three shoppers; a man in a hat and a woman in teal are in the aisle the
@@ -41,7 +41,7 @@ FPS = 10.0
 ENTRIES = [64, 228, 506, 746, 928, 1238]  # frames, by hand (see the module docstring)
 EXITS = [190, 442, 692, 860, 1192, 1354]
 TOLERANCE_S = 4.0
-SEGMENT_S = 47.0  # the first two people
+SEGMENT_S = 22.0  # the first person
 
 
 def _segment(source: Path, target: Path, seconds: float) -> Path:

@@ -60,6 +60,7 @@ from faceatlas.video import (
 
 log = logging.getLogger(__name__)
 ALERT_EVENT = "retail_alert"
+SERVED_WINDOW_S = 10.0
 
 
 @dataclass
@@ -152,6 +153,8 @@ class StoreRun:
         self._started = datetime.now(UTC).replace(tzinfo=None)
         self.report = StoreRunReport([], self._started)
         self._pipelines: dict[str, _StorePipeline] = {}
+        self._served: dict[str, list[float]] = {}  # video times of members identified per checkout camera
+        self._strangers: dict[tuple[str, int | None], tuple[Event, datetime]] = {}
 
     def run(self) -> StoreRunReport:
         """Run every camera until the files end or Ctrl-C; the sinks are flushed whatever ends it."""
@@ -163,6 +166,8 @@ class StoreRun:
                                                 matcher=matcher, on_frame=self.on_frame) for c in self.cameras}
         try:
             self.report.cameras = run_cameras(list(self._pipelines.values()))
+            with self._lock:
+                self._flush_strangers(None, float("inf"))
         except OSError as exc:
             raise InvalidInput(f"cannot read video source: {exc}") from exc
         finally:
@@ -202,12 +207,17 @@ class StoreRun:
         camera = self.config.camera(event.camera)
         at = datetime.fromisoformat(event.wall_time).replace(tzinfo=None)
         if event.type == "identified" and camera.role == "checkout":
+            self._served.setdefault(camera.id, []).append(event.video_time)
+            self._flush_strangers(camera.id, event.video_time - SERVED_WINDOW_S)
             image = self._crop(pipeline, ("face", event.track_id))
             self._exit(Exit(camera.id, at, image=image, track=f"{camera.id}:{event.track_id}", id=event.id,
                             subject=event.data.get("subject")), camera)
             return
         if event.type == "unknown_person" and camera.role == "checkout":
-            self._alert("stranger_at_checkout", event, at, {"track": event.track_id})
+            self._strangers[(camera.id, event.track_id)] = (event, at)
+            return
+        if camera.role == "checkout":
+            self._flush_strangers(camera.id, event.video_time - SERVED_WINDOW_S)
             return
         if event.type == "identified" and camera.role in ("entrance", "door"):
             person = event.data.get("linked_track") if pipeline.counted == "person" else event.track_id
@@ -233,6 +243,17 @@ class StoreRun:
             self._exit(self._exit_track(pipeline, retail, event.track_id), camera)
         elif isinstance(retail, ZoneVisit):
             self.store.zone_visit(retail)
+
+    def _flush_strangers(self, camera: str | None, before: float) -> None:
+        """A face decided unknown at the checkout (before video time ``before``, on ``camera`` or
+        any) is an alert, unless the camera served a member within :data:`SERVED_WINDOW_S` of it
+        (the member's face on a second track, or someone waiting behind them)."""
+        for key, (event, at) in list(self._strangers.items()):
+            if (camera is not None and key[0] != camera) or event.video_time >= before:
+                continue
+            del self._strangers[key]
+            if not any(abs(t - event.video_time) <= SERVED_WINDOW_S for t in self._served.get(key[0], [])):
+                self._alert("stranger_at_checkout", event, at, {"track": event.track_id})
 
     def _exit_track(self, pipeline: _StorePipeline, event: Exit, track_id: int | None) -> Exit:
         """The exit of a track whose entry this camera did not count (the tracker lost the person
