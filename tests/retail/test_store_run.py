@@ -86,6 +86,12 @@ def _run(shared: Path, analyzer: Any, folder: Path, door: Path) -> Iterator[dict
         out.update(member=member, visit=visit, first=StoreRun(store, persons=PersonDetector(threads=1)).run())
     with RetailStore.open(_config(shared, None), analyzer, url, index_dir=folder / "idx") as store:
         out["second"] = StoreRun(store).run()
+        store.members.erase(out["member"])  # now the same face is a stranger at the till
+        clip = Path(store.config.camera("till").source or "")
+        till = store.config.model_copy(update={"cameras": [store.config.camera("till").model_copy(
+            update={"source": str(_segment(clip, folder / "till-3s.mp4", 3.0))})]})
+        with RetailStore.open(till, analyzer, url, index_dir=folder / "idx") as short:
+            out["stranger"] = StoreRun(short).run()
         out["store"] = store
         yield out
 
@@ -151,3 +157,9 @@ def test_member_pays_once_at_the_checkout_camera(runs: dict[str, Any]) -> None:
         assert session.scalar(select(func.count()).select_from(Charge)) == 1
         assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 1250
     assert "stranger_at_checkout" not in first.alerts and "spoof" not in first.alerts
+
+
+def test_a_stranger_at_the_checkout_is_an_alert(runs: dict[str, Any]) -> None:
+    stranger, store = runs["stranger"], runs["store"]
+    assert stranger.alerts == {"stranger_at_checkout": 1} and stranger.charged == 0
+    assert [a["kind"] for a in store.alerts()] == ["stranger_at_checkout"]

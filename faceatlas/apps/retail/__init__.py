@@ -21,7 +21,7 @@ from faceatlas.apps.retail.analytics import (
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
 from faceatlas.apps.retail.db import migrate
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
-from faceatlas.apps.retail.live import StoreRun, StoreRunReport, camera_config, run_store
+from faceatlas.apps.retail.live import StoreRun, StoreRunReport, camera_config, count_demographics, run_store
 from faceatlas.apps.retail.members import ConsentRecord, ConsentRequired, ErasureReport, MemberInfo, MemberRegistry
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
@@ -59,6 +59,7 @@ __all__ = [
     "camera_config",
     "chart_png",
     "compute_report",
+    "count_demographics",
     "csv_text",
     "demo_store",
     "draw_charts",

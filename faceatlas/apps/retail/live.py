@@ -314,12 +314,20 @@ class StoreRun:
         return frame.image[top:bottom, left:right].copy()
 
     def _demographics(self, image: np.ndarray, at: datetime) -> None:
-        """The estimated age band and gender of the face entering, added to the hour's counts."""
-        if not self.store.analyzer.pack.attributes:
-            return
-        faces = self.store.analyzer.analyze(image, max_faces=1, embed=False, attributes=True)
-        if faces and faces[0].attributes is not None:
-            self.store.observations.demographic(at, faces[0].attributes.age, faces[0].attributes.gender)
+        count_demographics(self.store, image, at)
+
+
+def count_demographics(store: RetailStore, image: Any, at: datetime) -> bool:
+    """Add the estimated age band and gender of the largest face in ``image`` to the hour's counts
+    (the pack's attribute models; nothing is kept per person); False when there is no face or the
+    pack has no attribute model."""
+    if not store.analyzer.pack.attributes:
+        return False
+    faces = store.analyzer.analyze(image, max_faces=1, embed=False, attributes=True)
+    if not faces or faces[0].attributes is None:
+        return False
+    store.observations.demographic(at, faces[0].attributes.age, faces[0].attributes.gender)
+    return True
 
 
 def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | None = None,
