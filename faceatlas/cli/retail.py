@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,7 @@ def run(
     face pay with liveness, and alerts go to the store's sinks."""
     from faceatlas.apps.retail import StoreConfig, run_store
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
     report = run_store(StoreConfig.load(config), url=database, index_dir=index_dir, pack=pack)
     outcomes: dict[str, int] = {}
     for outcome in report.outcomes:

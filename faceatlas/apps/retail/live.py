@@ -183,7 +183,7 @@ class StoreRun:
 
     # -- events -----------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:
-        """One video event's effect on the store; a store error is logged and counted, never
+        """One video event's effect on the store; an error is logged and counted (``errors``), never
         fatal to the cameras."""
         pipeline = self._pipelines.get(event.camera)
         if pipeline is None:
@@ -195,6 +195,9 @@ class StoreRun:
             except FaceAtlasError as exc:
                 self.report.errors += 1
                 log.warning("store %s: event %s on %s: %s", self.config.id, event.type, event.camera, exc)
+            except Exception:  # a database hiccup must not stop the cameras
+                self.report.errors += 1
+                log.exception("store %s: event %s on %s failed", self.config.id, event.type, event.camera)
 
     def _clock(self, pipeline: _StorePipeline, event: Event) -> datetime:
         """When the event happened: wall time on a live camera; on a file, the run's start plus the
@@ -298,14 +301,16 @@ class StoreRun:
                                       "at": at.isoformat(), **details}))
 
     def _crop(self, pipeline: _StorePipeline, key: tuple[str, int | None]) -> np.ndarray | None:
-        """The current frame around the track's box (twice its size each way: the liveness models
-        look at the face's surroundings), or None."""
+        """The current frame around the track's box, or None: a face box grown by its size each way
+        (the liveness models look at the face's surroundings), a person box by a tenth (the face
+        in it is that person's)."""
         frame = pipeline.frame
         track = pipeline.tracks.get((key[0], key[1])) if key[1] is not None else None
         if frame is None or track is None:
             return None
         x1, y1, x2, y2 = (float(v) for v in track.box)
-        w, h = x2 - x1, y2 - y1
+        grow = 1.0 if key[0] == "face" else 0.1
+        w, h = (x2 - x1) * grow, (y2 - y1) * grow
         height, width = frame.image.shape[:2]
         left, top = max(0, int(x1 - w)), max(0, int(y1 - h))
         right, bottom = min(width, int(x2 + w)), min(height, int(y2 + h))

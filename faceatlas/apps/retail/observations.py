@@ -39,7 +39,8 @@ class Observations:
 
     def zone_track(self, camera: str, zone: str, track: str, event_id: str, dwell_s: float, at: datetime,
                    visit_id: int | None = None) -> None:
-        """Record that ``track`` stayed ``dwell_s`` seconds in ``zone`` (once per ``event_id``)."""
+        """Record that ``track`` stayed ``dwell_s`` seconds in ``zone``, leaving at ``at`` (once per
+        ``event_id``)."""
         try:
             with self._sessions.begin() as session:
                 if session.scalar(select(ZoneTrack.id).where(ZoneTrack.event_id == event_id)) is None:
@@ -49,7 +50,7 @@ class Observations:
             pass
 
     def zone_tracks(self, start: datetime | None = None, end: datetime | None = None) -> list[dict[str, Any]]:
-        """Zone tracks that started in ``[start, end)``, oldest first."""
+        """Zone tracks that left in ``[start, end)``, oldest first."""
         with self._sessions() as session:
             query = select(ZoneTrack).where(ZoneTrack.store_id == self.store_id)
             if start is not None:
