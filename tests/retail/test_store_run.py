@@ -36,6 +36,7 @@ from faceatlas.apps.retail import Camera, ConsentRecord, Entry, Pick, Product, R
 from faceatlas.apps.retail.db import Charge, LedgerEntry, Visit
 from faceatlas.apps.retail.live import StoreRun
 from faceatlas.engine import PersonDetector
+from faceatlas.video import events_from_jsonl
 
 FPS = 10.0
 ENTRIES = [64, 228, 506, 746, 928, 1238]  # frames, by hand (see the module docstring)
@@ -87,11 +88,12 @@ def _run(shared: Path, analyzer: Any, folder: Path, door: Path) -> Iterator[dict
     with RetailStore.open(_config(shared, None), analyzer, url, index_dir=folder / "idx") as store:
         out["second"] = StoreRun(store).run()
         store.members.erase(out["member"])  # now the same face is a stranger at the till
-        clip = Path(store.config.camera("till").source or "")
-        till = store.config.model_copy(update={"cameras": [store.config.camera("till").model_copy(
-            update={"source": str(_segment(clip, folder / "till-3s.mp4", 3.0))})]})
+        clip = _segment(Path(store.config.camera("till").source or ""), folder / "till-3s.mp4", 3.0)
+        camera = store.config.camera("till").model_copy(update={"source": str(clip)})
+        till = store.config.model_copy(update={"events": str(folder / "till.jsonl"), "cameras": [camera]})
         with RetailStore.open(till, analyzer, url, index_dir=folder / "idx") as short:
             out["stranger"] = StoreRun(short).run()
+        out["sink"] = events_from_jsonl(folder / "till.jsonl")
         out["store"] = store
         yield out
 
@@ -163,3 +165,6 @@ def test_a_stranger_at_the_checkout_is_an_alert(runs: dict[str, Any]) -> None:
     stranger, store = runs["stranger"], runs["store"]
     assert stranger.alerts == {"stranger_at_checkout": 1} and stranger.charged == 0
     assert [a["kind"] for a in store.alerts()] == ["stranger_at_checkout"]
+    sent = [e for e in runs["sink"] if e.type == "retail_alert"]  # and to the store's sink
+    assert [(e.camera, e.data["alert"], e.data["store"]) for e in sent] == [
+        ("till", "stranger_at_checkout", "video-store")]
