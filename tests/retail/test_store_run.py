@@ -68,7 +68,7 @@ def _config(shared: Path, door: Path | None) -> StoreConfig:
                       source=str(door) if door else None),
                Camera(id="aisle", role="zone", zone="ceramics", stride=2, faces=False,
                       source=str(videos / "store-aisle-detection.gif") if all_cameras else None),
-               Camera(id="till", role="checkout", source=str(clip), stride=3, persons=False)]
+               Camera(id="till", role="checkout", source=str(clip), stride=4, persons=False)]
     return StoreConfig(id="video-store", cameras=cameras, products=[Product(sku="mug", name="Mug", price_cents=1250)])
 
 

@@ -61,6 +61,10 @@ from faceatlas.video import (
 log = logging.getLogger(__name__)
 ALERT_EVENT = "retail_alert"
 SERVED_WINDOW_S = 10.0
+# Face pay at a checkout camera is tried on the identified track's frames this far apart, this
+# many times at most: one frame's face may miss the strict pay FAR that the next one passes.
+PAY_RETRY_S = 0.5
+PAY_ATTEMPTS = 8
 
 
 @dataclass
@@ -98,11 +102,22 @@ def camera_config(camera: Camera) -> CameraConfig:
         raise InvalidInput(f"camera '{camera.id}': {exc}") from exc
 
 
+@dataclass
+class _Payment:
+    """Face pay attempts on one identified checkout track."""
+
+    subject: str | None
+    event_id: str
+    attempts: int = 0
+    tried_at: float = float("-inf")
+
+
 class _StorePipeline(VideoPipeline):
     """A pipeline that keeps the frame being analysed: the store needs its pixels for face pay
     and attributes at the moment of an event."""
 
     frame: Frame | None = None
+    after_frame: Callable[[_StorePipeline], None] | None = None
 
     @property
     def counted(self) -> str:
@@ -116,6 +131,8 @@ class _StorePipeline(VideoPipeline):
     def process(self, frame: Frame, fps: float) -> None:
         self.frame = frame
         super().process(frame, fps)
+        if self.after_frame is not None:
+            self.after_frame(self)
 
 
 class _StoreBus(EventBus):
@@ -155,6 +172,7 @@ class StoreRun:
         self._pipelines: dict[str, _StorePipeline] = {}
         self._served: dict[str, list[float]] = {}  # video times of members identified per checkout camera
         self._strangers: dict[tuple[str, int | None], tuple[Event, datetime]] = {}
+        self._paying: dict[tuple[str, int], _Payment] = {}  # checkout face tracks of members not yet paid
 
     def run(self) -> StoreRunReport:
         """Run every camera until the files end or Ctrl-C; the sinks are flushed whatever ends it."""
@@ -164,6 +182,9 @@ class StoreRun:
         bus = _StoreBus(build_sinks(self._watch_config()), self._handle)
         self._pipelines = {c.id: _StorePipeline(camera_config(c), analyzer, bus, persons=self.persons,
                                                 matcher=matcher, on_frame=self.on_frame) for c in self.cameras}
+        for camera in self.cameras:
+            if camera.role == "checkout":
+                self._pipelines[camera.id].after_frame = self._retry_payments
         try:
             self.report.cameras = run_cameras(list(self._pipelines.values()))
             with self._lock:
@@ -202,20 +223,28 @@ class StoreRun:
     def _clock(self, pipeline: _StorePipeline, event: Event) -> datetime:
         """When the event happened: wall time on a live camera; on a file, the run's start plus the
         video time (so that dwell and visit times are those of the recording)."""
+        return self._time(pipeline, event.video_time, event.wall_time).replace(tzinfo=UTC)
+
+    def _time(self, pipeline: _StorePipeline, video_time: float, wall_time: str | None) -> datetime:
+        """Naive UTC: the wall time (``wall_time``, else now) on a live camera, the run's start
+        plus ``video_time`` on a file."""
         if is_live(pipeline.camera.source):
-            return datetime.fromisoformat(event.wall_time).astimezone(UTC)
-        return (self._started + timedelta(seconds=event.video_time)).replace(tzinfo=UTC)
+            wall = datetime.fromisoformat(wall_time) if wall_time else datetime.now(UTC)
+            return wall.astimezone(UTC).replace(tzinfo=None)
+        return self._started + timedelta(seconds=video_time)
 
     def _dispatch(self, pipeline: _StorePipeline, event: Event) -> None:
         camera = self.config.camera(event.camera)
         at = datetime.fromisoformat(event.wall_time).replace(tzinfo=None)
-        if event.type == "identified" and camera.role == "checkout":
+        if event.type == "identified" and camera.role == "checkout" and event.track_id is not None:
             self._served.setdefault(camera.id, []).append(event.video_time)
             self._flush_strangers(camera.id, event.video_time - SERVED_WINDOW_S)
-            image = self._crop(pipeline, ("face", event.track_id))
-            self._exit(Exit(camera.id, at, image=image, track=f"{camera.id}:{event.track_id}", id=event.id,
-                            subject=event.data.get("subject")), camera)
+            payment = _Payment(event.data.get("subject"), event.id)
+            self._paying[(camera.id, event.track_id)] = payment
+            self._pay(pipeline, camera, event.track_id, payment, event.video_time, at)
             return
+        if event.type in ("track_ended", "identity_lost") and camera.role == "checkout" and event.track_id is not None:
+            self._paying.pop((camera.id, event.track_id), None)
         if event.type == "unknown_person" and camera.role == "checkout":
             self._strangers[(camera.id, event.track_id)] = (event, at)
             return
@@ -246,6 +275,37 @@ class StoreRun:
             self._exit(self._exit_track(pipeline, retail, event.track_id), camera)
         elif isinstance(retail, ZoneVisit):
             self.store.zone_visit(retail)
+
+    def _retry_payments(self, pipeline: _StorePipeline) -> None:
+        """Face pay again on this frame for the checkout's identified tracks not paid yet."""
+        if pipeline.frame is None:
+            return
+        video_time = pipeline.frame.time
+        with self._lock:
+            camera = self.config.camera(pipeline.camera.name)
+            for (camera_id, track_id), payment in list(self._paying.items()):
+                if camera_id == camera.id and video_time - payment.tried_at >= PAY_RETRY_S:
+                    at = self._time(pipeline, video_time, None)
+                    try:
+                        self._pay(pipeline, camera, track_id, payment, video_time, at)
+                    except Exception:  # a database hiccup must not stop the cameras
+                        self.report.errors += 1
+                        log.exception("store %s: face pay on %s failed", self.config.id, camera.id)
+
+    def _pay(self, pipeline: _StorePipeline, camera: Camera, track_id: int, payment: _Payment, video_time: float,
+             at: datetime) -> None:
+        """One face pay attempt on the track's face in the current frame; the track is done once
+        the face matched at the pay FAR (charged or not), was a spoof, or after the last attempt."""
+        payment.attempts += 1
+        payment.tried_at = video_time
+        image = self._crop(pipeline, ("face", track_id))
+        if image is None:
+            return
+        outcome = self._exit(Exit(camera.id, at, image=image, track=f"{camera.id}:{track_id}",
+                                  id=f"{payment.event_id}:{payment.attempts}", subject=payment.subject), camera)
+        retry = outcome.status == "no_visit" and outcome.member_id is None and outcome.alert is None
+        if not retry or payment.attempts >= PAY_ATTEMPTS:
+            self._paying.pop((camera.id, track_id), None)
 
     def _flush_strangers(self, camera: str | None, before: float) -> None:
         """A face decided unknown at the checkout (before video time ``before``, on ``camera`` or
@@ -278,7 +338,7 @@ class StoreRun:
         self.report.inferred_entries += 1
         return event
 
-    def _exit(self, event: Exit, camera: Camera) -> None:
+    def _exit(self, event: Exit, camera: Camera) -> ExitOutcome:
         outcome = self.store.exit(event)
         self.report.outcomes.append(outcome)
         if camera.role != "checkout":
@@ -287,6 +347,7 @@ class StoreRun:
             self.report.alerts[outcome.alert] = self.report.alerts.get(outcome.alert, 0) + 1
             self._send_alert(outcome.alert, event.camera, event.id, event.at,
                              {"visit_id": outcome.visit_id, "status": outcome.status})
+        return outcome
 
     def _alert(self, kind: str, event: Event, at: datetime, details: dict[str, Any]) -> None:
         self.store.observations.alert(kind, event.camera, event.id, at, details)
