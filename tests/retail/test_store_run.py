@@ -23,6 +23,9 @@ lin-manuel-miranda.png pays for the mug in their cart once; the same clip run ag
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,9 +48,11 @@ TOLERANCE_S = 4.0
 SEGMENT_S = 22.0  # the first person
 
 
-def _segment(source: Path, target: Path, seconds: float) -> Path:
-    """The first ``seconds`` of ``source``, remuxed (the same packets, so the same pixels)."""
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+def _segment(source: Path, target: Path, seconds: float, *, faststart: bool = False) -> Path:
+    """The first ``seconds`` of ``source``, remuxed (the same packets, so the same pixels);
+    ``faststart``: the index first, for reading over HTTP."""
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(source)) as src, av.open(str(target), "w", options=options) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):
@@ -168,3 +173,38 @@ def test_a_stranger_at_the_checkout_is_an_alert(runs: dict[str, Any]) -> None:
     sent = [e for e in runs["sink"] if e.type == "retail_alert"]  # and to the store's sink
     assert [(e.camera, e.data["alert"], e.data["store"]) for e in sent] == [
         ("till", "stranger_at_checkout", "video-store")]
+
+
+@pytest.mark.slow
+def test_a_camera_that_drops_is_reopened(shared: Path, fast_analyzer: Any, tmp_path: Path) -> None:
+    """The checkout camera is a stream (3 s of the clip over HTTP, paced like a camera) that ends:
+    the source reconnects with backoff and the run goes on until stopped (``StoreRun.stop``), with
+    no store error; the face seen on both plays, no member, is never charged."""
+    clip = shared / "data" / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
+    _segment(clip, tmp_path / "till.mp4", 3.0, faststart=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/till.mp4"
+    config = StoreConfig(id="live-store", products=[Product(sku="mug", name="Mug", price_cents=100)],
+                         cameras=[Camera(id="door", role="door"), Camera(id="till", role="checkout", source=url,
+                                                                           stride=4, persons=False,
+                                                                           video={"realtime": True})])
+    seen: list[int] = []
+    try:
+        with RetailStore.open(config, fast_analyzer, f"sqlite:///{tmp_path / 's.db'}",
+                              index_dir=tmp_path / "idx") as store:
+            def on_frame(camera: str, index: int, total: int | None) -> None:
+                seen.append(index)
+                if index >= 160:  # well into the second play (90 frames a play)
+                    run.stop()
+
+            run = StoreRun(store, on_frame=on_frame)
+            report = run.run()
+            with store.sessions() as session:
+                charges = session.scalar(select(func.count()).select_from(Charge))
+    finally:
+        server.shutdown()
+    till = report.cameras[0]
+    assert till.source.reconnects >= 1 and max(seen) >= 160 and report.errors == 0
+    assert charges == 0 and report.charged == 0  # nobody enrolled: nothing charged, however often seen

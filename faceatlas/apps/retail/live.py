@@ -196,6 +196,11 @@ class StoreRun:
             self.report.events = dict(sorted(bus.counts.items()))
         return self.report
 
+    def stop(self) -> None:
+        """Ask every camera to stop after its current frame (tracks are ended, events flushed)."""
+        for pipeline in self._pipelines.values():
+            pipeline.stop()
+
     def _watch_config(self) -> WatchConfig:
         config = self.config
         return WatchConfig([], tenant=config.tenant, events=Path(config.events) if config.events else None,
