@@ -3,21 +3,27 @@ face pay with liveness (once per key), refunds, alerts, occupancy, erasure."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 from faceatlas.apps.retail import Camera, Entry, Product, RetailStore, StoreConfig
+from faceatlas.apps.retail.db import StoreRecord
 from faceatlas.db import utcnow
 
 
 def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, fast_analyzer, tmp_path) -> None:
     config = StoreConfig(id=f"ops-{tmp_path.name[-6:]}", tenant="acme",
-                         cameras=[Camera(id="door", role="door"), Camera(id="till", role="checkout")],
-                         products=[Product(sku="mug", name="Mug", price_cents=1250)])
+                         cameras=[Camera(id="door", role="door"),
+                                  Camera(id="till", role="checkout", source="rtsp://till:secret@10.0.0.7/s")],
+                         products=[Product(sku="mug", name="Mug", price_cents=1250)],
+                         webhook={"url": "https://example.org/hook", "secret": "secret"})
     lin = examples / "examples" / "lin-manuel-miranda.png"
     spoof = shared / "data" / "antispoof_samples" / "image_F2.jpg"
-    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
-        pass
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as opened, \
+            opened.sessions() as session:  # the config the API reads keeps no credentials
+        saved = session.get(StoreRecord, config.id).config
+    assert "secret" not in json.dumps(saved) and saved["cameras"][1]["role"] == "checkout"
     base = f"/v1/retail/stores/{config.id}"
     with api.client("acme_admin") as acme:
         enrolled = acme.post(f"{base}/members", files={"image": lin.read_bytes()},

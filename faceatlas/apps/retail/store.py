@@ -122,8 +122,10 @@ class RetailStore:
         engine = create_database_engine(url)
         migrate(engine)
         with sessionmaker(engine).begin() as session:
-            session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name,
-                                      config=config.model_dump(mode="json")))
+            # what the API needs (roles, catalogue, rules), never a stream URL's or a sink's credentials
+            saved = config.model_dump(mode="json", exclude={"events": True, "webhook": True, "mqtt": True,
+                                                            "cameras": {"__all__": {"source", "video"}}})
+            session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name, config=saved))
         return cls(config, analyzer, gallery, engine, payments)
 
     @classmethod
