@@ -208,3 +208,26 @@ def test_a_camera_that_drops_is_reopened(shared: Path, fast_analyzer: Any, tmp_p
     till = report.cameras[0]
     assert till.source.reconnects >= 1 and max(seen) >= 160 and report.errors == 0
     assert charges == 0 and report.charged == 0  # nobody enrolled: nothing charged, however often seen
+
+
+@pytest.mark.slow
+def test_a_member_is_recognised_at_the_door(shared: Path, fast_analyzer: Any, tmp_path: Path) -> None:
+    """The Hamilton clip as a door camera counting faces: Lin-Manuel Miranda's face (centres
+    measured every 10th frame: x 202 at frame 90, 287 at 160, 304 at 200, 319 at 210; a cut to a
+    group shot at ~215) crosses the line x=300 rightwards ("in") about frame 200: one visit, named
+    for the member at the visit FPIR from the face on the crossing frame."""
+    clip = shared / "data" / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
+    config = StoreConfig(id="door-store", products=[Product(sku="mug", name="Mug", price_cents=100)],
+                         cameras=[Camera(id="door", role="door", source=str(clip), line="300,0,300,360", stride=4,
+                                         persons=False)])
+    with RetailStore.open(config, fast_analyzer, f"sqlite:///{tmp_path / 's.db'}",
+                          index_dir=tmp_path / "idx") as store:
+        photo = clip.parent / "lin-manuel-miranda.png"
+        member = store.members.enrol("Lin", [photo], ConsentRecord(("visit_recognition",), granted_by="Lin")).id
+        report = StoreRun(store).run()
+        with store.sessions() as session:
+            visits = list(session.scalars(select(Visit)))
+    assert report.entries == 1 and report.cameras[0].line_counts["door"] == {"in": 1, "out": 0}
+    assert [v.member_id for v in visits] == [member]
+    # the crossing is counted once two analysed frames are past the line; the clip's PTS start near 0.8 s
+    assert abs((visits[0].entry_at - report.started).total_seconds() - 200 / 29.97) < 1.5
