@@ -21,6 +21,7 @@ from faceatlas.cli import evaluate
 from faceatlas.cli import gallery as gallery_cli
 from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
+from faceatlas.cli import retail as retail_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
 from faceatlas.cli.files import expand_images, progress
@@ -54,6 +55,7 @@ app.command("drive")(drive_cli.drive)
 app.command("ar")(ar_cli.ar)
 app.add_typer(demo_cli.app, name="demo")
 app.add_typer(album_cli.app, name="album")
+app.add_typer(retail_cli.app, name="retail")
 console = Console()
 err = Console(stderr=True)
 

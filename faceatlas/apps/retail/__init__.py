@@ -3,7 +3,8 @@
 See docs/retail.md. Central types: :class:`StoreConfig` (cameras, products, privacy),
 :class:`RetailStore` (visits, carts, face pay, alerts), :class:`MemberRegistry` (consented
 enrolment, export, erasure), the events :class:`Entry`, :class:`ZoneVisit`, :class:`Pick`,
-:class:`Exit`, and :func:`compute_report` for analytics.
+:class:`Exit`, :func:`compute_report` for analytics, and :func:`run_store` (`faceatlas retail
+run`): the store's cameras, through the video layer, drive the store.
 """
 
 from faceatlas.apps.retail.analytics import (
@@ -20,12 +21,15 @@ from faceatlas.apps.retail.analytics import (
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
 from faceatlas.apps.retail.db import migrate
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
+from faceatlas.apps.retail.live import StoreRun, StoreRunReport, camera_config, count_demographics, run_store
 from faceatlas.apps.retail.members import ConsentRecord, ConsentRequired, ErasureReport, MemberInfo, MemberRegistry
+from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
 from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
+    "AGE_BANDS",
     "CHARTS",
     "Camera",
     "Cart",
@@ -38,6 +42,7 @@ __all__ = [
     "LedgerPayments",
     "MemberInfo",
     "MemberRegistry",
+    "Observations",
     "PaymentBackend",
     "Pick",
     "Privacy",
@@ -46,10 +51,15 @@ __all__ = [
     "Report",
     "RetailStore",
     "StoreConfig",
+    "StoreRun",
+    "StoreRunReport",
     "UnknownShopper",
     "ZoneVisit",
+    "age_band",
+    "camera_config",
     "chart_png",
     "compute_report",
+    "count_demographics",
     "csv_text",
     "demo_store",
     "draw_charts",
@@ -57,6 +67,7 @@ __all__ = [
     "migrate",
     "simulate_day",
     "report_window",
+    "run_store",
     "store_report",
     "write_csv",
 ]

@@ -1,5 +1,6 @@
 """Customer analytics over any date range: traffic, unique vs returning visitors, conversion,
-dwell time, zone heat, basket size and the demographic mix declared by consenting members.
+dwell time, zone heat, zone tracks and their dwell, basket size, the demographic mix declared by
+consenting members, and the aggregated estimated age bands and genders of the faces entering.
 
 Exported as a tidy CSV (metric, key, value) and drawn as PNG charts (matplotlib, Agg).
 """
@@ -16,7 +17,17 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.apps.retail.db import Alert, Charge, Consent, Member, StoreRecord, Visit, ZoneVisitRecord
+from faceatlas.apps.retail.db import (
+    Alert,
+    Charge,
+    Consent,
+    DemographicCount,
+    Member,
+    StoreRecord,
+    Visit,
+    ZoneTrack,
+    ZoneVisitRecord,
+)
 from faceatlas.db import day_range
 from faceatlas.errors import NotFound
 
@@ -50,6 +61,10 @@ class Report:
     age_mix: dict[str, int] = field(default_factory=dict)
     gender_mix: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, int] = field(default_factory=dict)
+    zone_tracks: dict[str, int] = field(default_factory=dict)  # tracks seen by each zone's cameras
+    zone_dwell_s: dict[str, float] = field(default_factory=dict)  # their mean dwell, seconds
+    estimated_age_mix: dict[str, int] = field(default_factory=dict)  # faces entering, aggregated only
+    estimated_gender_mix: dict[str, int] = field(default_factory=dict)
 
     @property
     def conversion(self) -> float:
@@ -96,6 +111,8 @@ class Report:
             ("visits_per_day", self.visits_per_day), ("dwell_minutes", self.dwell_histogram),
             ("zone_heat", self.zone_heat), ("basket_size", dict(sorted(self.basket_sizes.items()))),
             ("age_band", self.age_mix), ("gender", self.gender_mix), ("alerts", self.alerts),
+            ("zone_tracks", self.zone_tracks), ("zone_dwell_s", self.zone_dwell_s),
+            ("estimated_age_band", self.estimated_age_mix), ("estimated_gender", self.estimated_gender_mix),
         ]
         for metric, values in sections:
             out.extend((metric, str(k), v) for k, v in values.items())
@@ -120,6 +137,7 @@ def compute_report(sessions: sessionmaker[Session], store_id: str, start: dateti
             Alert.store_id == store_id, Alert.at >= start, Alert.at < end).group_by(Alert.kind))
         report.alerts = dict(sorted(alerts.all()))
         _demographics(session, report, {v.member_id for v in visits if v.member_id})
+        _observations(session, report, store_id, start, end)
     visitors = {_visitor(v) for v in visits}
     report.visits = len(visits)
     report.member_visits = sum(1 for v in visits if v.member_id)
@@ -177,6 +195,21 @@ def _demographics(session: Session, report: Report, member_ids: set[str]) -> Non
     report.gender_mix = dict(sorted(Counter(gender or "undeclared" for _, gender in rows).items()))
 
 
+def _observations(session: Session, report: Report, store_id: str, start: datetime, end: datetime) -> None:
+    """Zone tracks with their mean dwell, and the estimated demographics counted in range."""
+    zones = session.execute(select(ZoneTrack.zone, func.count(), func.avg(ZoneTrack.dwell_s)).where(
+        ZoneTrack.store_id == store_id, ZoneTrack.at >= start, ZoneTrack.at < end).group_by(ZoneTrack.zone))
+    for zone, count, dwell in sorted(zones.all()):
+        report.zone_tracks[zone] = int(count)
+        report.zone_dwell_s[zone] = round(float(dwell or 0.0), 2)
+    counts = DemographicCount
+    in_range = (counts.store_id == store_id, counts.hour >= start.replace(minute=0, second=0, microsecond=0),
+                counts.hour < end)
+    for column, target in ((counts.age_band, report.estimated_age_mix), (counts.gender, report.estimated_gender_mix)):
+        rows = session.execute(select(column, func.sum(counts.count)).where(*in_range).group_by(column))
+        target.update({str(key): int(total) for key, total in sorted(rows.all())})
+
+
 def csv_text(report: Report) -> str:
     """The report as CSV text (metric, key, value)."""
     out = io.StringIO()
@@ -193,35 +226,56 @@ def write_csv(report: Report, path: Path) -> Path:
     return path
 
 
-def _chart_specs(report: Report) -> dict[str, tuple[str, list[str], list[int]]]:
-    """Every chart by name: title, bar labels, bar values."""
+def _chart_specs(report: Report) -> dict[str, tuple[str, str, str, list[str], list[float]]]:
+    """Every chart by name: title, x-axis label, y-axis label, bar labels, bar values (one measure
+    a chart)."""
     hours = list(range(min(report.visits_per_hour, default=8), max(report.visits_per_hour, default=20) + 1))
     return {
-        "visits_per_hour": ("Visits per hour", [f"{h:02d}" for h in hours],
+        "visits_per_hour": ("Visits per hour", "hour of entry (UTC)", "visits", [f"{h:02d}" for h in hours],
                             [report.visits_per_hour.get(h, 0) for h in hours]),
-        "dwell": ("Dwell time (minutes)", list(report.dwell_histogram), list(report.dwell_histogram.values())),
-        "zone_heat": ("Visits per zone", list(report.zone_heat), list(report.zone_heat.values())),
-        "basket_size": ("Items per purchase", [str(k) for k in report.basket_sizes],
+        "dwell": ("Visit length", "minutes in the store", "visits", list(report.dwell_histogram),
+                  list(report.dwell_histogram.values())),
+        "zone_heat": ("Visits per zone", "zone", "visits", list(report.zone_heat), list(report.zone_heat.values())),
+        "zone_tracks": ("Shoppers seen per zone", "zone", "tracks", list(report.zone_tracks),
+                        list(report.zone_tracks.values())),
+        "zone_dwell": ("Mean dwell per zone", "zone", "seconds per track", list(report.zone_dwell_s),
+                       list(report.zone_dwell_s.values())),
+        "basket_size": ("Items per purchase", "items", "purchases", [str(k) for k in report.basket_sizes],
                         list(report.basket_sizes.values())),
-        "demographics": ("Members by declared age band / gender", [*report.age_mix, *report.gender_mix],
-                         [*report.age_mix.values(), *report.gender_mix.values()]),
+        "age_band": ("Members by declared age band", "age band", "members", list(report.age_mix),
+                     list(report.age_mix.values())),
+        "gender": ("Members by declared gender", "gender", "members", list(report.gender_mix),
+                   list(report.gender_mix.values())),
+        "estimated_age_band": ("Faces entering by estimated age band", "age band", "faces",
+                               list(report.estimated_age_mix), list(report.estimated_age_mix.values())),
+        "estimated_gender": ("Faces entering by estimated gender", "gender", "faces",
+                             list(report.estimated_gender_mix), list(report.estimated_gender_mix.values())),
     }
 
 
-CHARTS = ("visits_per_hour", "dwell", "zone_heat", "basket_size", "demographics")
+CHARTS = ("visits_per_hour", "dwell", "zone_heat", "zone_tracks", "zone_dwell", "basket_size", "age_band", "gender",
+          "estimated_age_band", "estimated_gender")
+COUNT_CHARTS = frozenset(CHARTS) - {"zone_dwell"}  # counts: integer ticks only
 
 
 def chart_png(report: Report, name: str) -> bytes:
-    """One chart of the report (a name of :data:`CHARTS`) as PNG bytes."""
+    """One chart of the report (a name of :data:`CHARTS`) as PNG bytes: labelled axes, integer
+    ticks on counts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    title, labels, values = _chart_specs(report)[name]
+    title, x_label, y_label, labels, values = _chart_specs(report)[name]
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.bar(labels, values, color="#3b7dd8")
     axes.set_title(f"{title} — {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}", fontsize=10)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    if name in COUNT_CHARTS:
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylim(bottom=0, top=max(1, max(values, default=0)))
     axes.tick_params(axis="x", labelrotation=45 if len(labels) > 8 else 0)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -231,7 +285,7 @@ def chart_png(report: Report, name: str) -> bytes:
 
 
 def draw_charts(report: Report, out_dir: Path, *, prefix: str = "retail") -> list[Path]:
-    """PNG files of every chart: hourly traffic, dwell time, zone heat, basket size, demographics."""
+    """PNG files of every chart (:data:`CHARTS`), one measure each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in CHARTS:

@@ -1,4 +1,5 @@
-"""Store configuration: cameras and their roles, products and prices, privacy settings.
+"""Store configuration: cameras and their roles (and video sources), products and prices,
+privacy settings, and the sinks that receive the store's alerts.
 
 Loaded from YAML or JSON (``StoreConfig.load``); validated with pydantic.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -15,20 +16,35 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
 
-CameraRole = Literal["entrance", "exit", "zone", "checkout"]
+CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
 
 
 class Camera(BaseModel):
-    """One camera of the store; zone cameras name the zone (shelf aisle) they watch."""
+    """One camera of the store; zone cameras name the zone (shelf aisle) they watch.
+
+    A ``door`` camera is both entrance and exit. ``source`` (a file, a stream URL, a webcam
+    index) is what `faceatlas retail run` reads; ``line`` ("x1,y1,x2,y2", pixels) is the door's
+    counting line of an entrance, exit or door camera: crossing it "in" (the video layer's
+    convention, see docs/retail.md) enters the store, "out" leaves it. ``stride``, ``faces`` and
+    ``persons`` are the video pipeline's settings for this camera; ``video`` passes any other
+    setting of :class:`faceatlas.video.CameraConfig` (``track_timeout``, ``recognition``...)."""
 
     id: str
     role: CameraRole
     zone: str | None = None
+    source: str | None = None
+    line: str | None = None
+    stride: int = Field(default=2, ge=1)
+    faces: bool = True
+    persons: bool = True
+    video: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _zone_named(self) -> Camera:
         if self.role == "zone" and not self.zone:
             raise ValueError(f"zone camera '{self.id}' needs a zone name")
+        if self.line is not None and self.role not in ("entrance", "exit", "door"):
+            raise ValueError(f"camera '{self.id}': only entrance, exit and door cameras have a line")
         return self
 
 
@@ -76,6 +92,10 @@ class StoreConfig(BaseModel):
     products: list[Product]
     privacy: Privacy = Privacy()
     recognition: Recognition = Recognition()
+    # where `retail run` sends the video events and the store's alerts (the video layer's sinks)
+    events: str | None = None
+    webhook: dict[str, Any] | None = None
+    mqtt: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StoreConfig:

@@ -1,5 +1,5 @@
 """The retail app's tables: members and consents, visits, carts, charges, the payment ledger,
-staff alerts and short-lived anonymous visitors.
+staff alerts, short-lived anonymous visitors, zone tracks and aggregated demographics.
 
 They share the gallery's database but have their own Alembic history (version table
 ``faceatlas_retail_alembic_version``); schema changes go through a new revision in
@@ -12,7 +12,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -33,6 +44,7 @@ class StoreRecord(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(400), default="")
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the StoreConfig, for the API
 
 
 class Member(Base):
@@ -194,6 +206,39 @@ class AnonymousVisitor(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     first_seen: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class ZoneTrack(Base):
+    """One shopper track seen by a zone camera and how long it stayed (no face, no identity:
+    ``visit_id`` links it to a visit only when the track was matched to one)."""
+
+    __tablename__ = "retail_zone_tracks"
+    __table_args__ = (Index("ix_retail_zone_tracks_store_at", "store_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(100))
+    zone: Mapped[str] = mapped_column(String(100))
+    camera: Mapped[str] = mapped_column(String(100))
+    track: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    dwell_s: Mapped[float] = mapped_column(Float)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("retail_visits.id", ondelete="SET NULL"), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DemographicCount(Base):
+    """Aggregated estimated demographics of the faces seen entering: a count per hour, age band
+    and gender, never linked to a visit or a person."""
+
+    __tablename__ = "retail_demographics"
+    __table_args__ = (UniqueConstraint("store_id", "hour", "age_band", "gender"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(100))
+    hour: Mapped[datetime] = mapped_column(DateTime)
+    age_band: Mapped[str] = mapped_column(String(20))
+    gender: Mapped[str] = mapped_column(String(20))
+    count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def migrate(engine: Engine) -> None:

@@ -1,7 +1,8 @@
 """The plain events the retail app consumes, and the adapter from :mod:`faceatlas.video` events.
 
 A shopper is seen as a face (``image`` in BGR/path/bytes, or an ``embedding``) and/or an
-anonymous ``track`` id that the tracking layer keeps across the store's cameras. ``id`` is the
+anonymous ``track`` id that the tracking layer keeps across the store's cameras, and/or the
+``subject`` the video layer already recognised (a member id, at the visit FPIR). ``id`` is the
 event's idempotency key: a retried event with the same id has no second effect.
 """
 
@@ -31,6 +32,7 @@ class Sighting:
     embedding: Embedding | None = field(default=None, repr=False)
     track: str | None = None
     id: str = field(default_factory=_new_id)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,21 +70,28 @@ RetailEvent = Entry | ZoneVisit | Exit | Pick
 class VideoEvent(Protocol):
     """The fields of :class:`faceatlas.video.events.Event` this adapter reads."""
 
-    type: str
-    camera: str
-    track_id: int | None
-    data: dict[str, Any]
-    id: str
-    wall_time: str
+    @property
+    def type(self) -> str: ...
+    @property
+    def camera(self) -> str: ...
+    @property
+    def track_id(self) -> int | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def wall_time(self) -> str: ...
 
 
 def from_video_event(event: VideoEvent, store: StoreConfig, *, image: Any = None) -> Entry | Exit | ZoneVisit | None:
     """The retail event of one video event, or None when it means nothing to the store.
 
-    ``line_crossed`` "in" on an entrance camera is an :class:`Entry`, "out" on an exit camera an
-    :class:`Exit`; ``track_started``/``identified`` on a zone camera is a :class:`ZoneVisit`.
-    ``image`` is the face snapshot of the event, if the pipeline kept one. The track id is
-    prefixed with the camera so ids of different cameras never collide.
+    ``line_crossed`` "in" on an entrance (or door) camera is an :class:`Entry`, "out" on an exit
+    (or door) camera an :class:`Exit`; ``track_started``/``identified`` on a zone camera is a
+    :class:`ZoneVisit`. ``image`` is the face snapshot of the event, if the pipeline kept one; the
+    event's ``subject`` (a member the video layer recognised) is kept. The track id is prefixed
+    with the camera so ids of different cameras never collide.
     """
     try:
         role = store.camera(event.camera).role
@@ -90,11 +99,12 @@ def from_video_event(event: VideoEvent, store: StoreConfig, *, image: Any = None
         return None
     at = datetime.fromisoformat(event.wall_time).astimezone(UTC).replace(tzinfo=None)
     track = f"{event.camera}:{event.track_id}" if event.track_id is not None else None
-    common = {"camera": event.camera, "at": at, "image": image, "track": track, "id": event.id}
+    common = {"camera": event.camera, "at": at, "image": image, "track": track, "id": event.id,
+              "subject": event.data.get("subject")}
     direction = event.data.get("direction")
-    if event.type == "line_crossed" and role == "entrance" and direction == "in":
+    if event.type == "line_crossed" and role in ("entrance", "door") and direction == "in":
         return Entry(**common)
-    if event.type == "line_crossed" and role == "exit" and direction == "out":
+    if event.type == "line_crossed" and role in ("exit", "door") and direction == "out":
         return Exit(**common)
     if event.type in ("track_started", "identified") and role == "zone":
         return ZoneVisit(**common)

@@ -37,6 +37,7 @@ from faceatlas.apps.retail.db import (
 )
 from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
+from faceatlas.apps.retail.observations import Observations
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
 from faceatlas.engine import Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
@@ -95,8 +96,9 @@ class RetailStore:
     """One store: members, visits, carts, face pay and alerts over the gallery's database."""
 
     def __init__(self, config: StoreConfig, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine,
-                 payments: PaymentBackend | None = None) -> None:
+                 payments: PaymentBackend | None = None, *, owns: bool = True) -> None:
         self.config = config
+        self._owns = owns
         self.analyzer = analyzer
         self.gallery = gallery
         self._engine = engine
@@ -107,6 +109,7 @@ class RetailStore:
         except NotFound:
             gallery.create_collection(COLLECTION, analyzer, keep_crops=config.privacy.keep_face_crops)
         self.members = MemberRegistry(config.id, self._sessions, gallery, COLLECTION, analyzer, self.payments)
+        self.observations = Observations(config.id, self._sessions)
 
     @classmethod
     def open(cls, config: StoreConfig, analyzer: FaceAnalyzer, url: str | None = None, *,
@@ -119,11 +122,30 @@ class RetailStore:
         engine = create_database_engine(url)
         migrate(engine)
         with sessionmaker(engine).begin() as session:
-            session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name))
+            # what the API needs (roles, catalogue, rules), never a stream URL's or a sink's credentials
+            saved = config.model_dump(mode="json", exclude={"events": True, "webhook": True, "mqtt": True,
+                                                            "cameras": {"__all__": {"source", "video"}}})
+            session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name, config=saved))
         return cls(config, analyzer, gallery, engine, payments)
 
+    @classmethod
+    def attach(cls, store_id: str, tenant: str, analyzer: FaceAnalyzer, gallery: Gallery,
+               engine: Engine) -> RetailStore:
+        """The store ``store_id`` as last opened by `retail run` (its saved config), over a gallery and
+        engine the caller owns (the service's), for the tenant that owns it: another tenant's store
+        is :class:`NotFound`, as a missing one. Closing it closes neither."""
+        with sessionmaker(engine).begin() as session:
+            record = session.get(StoreRecord, store_id)
+            if record is None or record.tenant != tenant or record.config is None:
+                raise NotFound(f"store '{store_id}' not found")
+            config = StoreConfig.model_validate(record.config)
+        return cls(config, analyzer, gallery.for_tenant(f"app:retail:{store_id}"), engine, owns=False)
+
     def close(self) -> None:
-        """Release the database and persist the gallery index."""
+        """Release the database and persist the gallery index (only flush the index when attached)."""
+        if not self._owns:
+            self.gallery.flush()
+            return
         self.gallery.close()
         self._engine.dispose()
 
@@ -152,13 +174,14 @@ class RetailStore:
     def entry(self, event: Entry) -> int:
         """Open a visit; returns its id. A member is recognised at the visit FPIR; a non-member is
         anonymous (with a short-lived anonymous id only when anonymous tracking is on)."""
-        self._check_role(event.camera, "entrance")
+        self._check_role(event.camera, "entrance", "door")
         with self._sessions() as session:
             done = session.scalar(select(Visit.id).where(Visit.entry_event_id == event.id))
         if done is not None:
             return done
         vector = self._embedding(event)
-        member_id = self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None else None
+        member_id = self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None \
+            else self._member(event.subject)
         with self._sessions.begin() as session:
             anonymous_id, returning = None, False
             if member_id is not None:
@@ -202,6 +225,22 @@ class RetailStore:
                                      unit_price_cents=product.price_cents, event_id=event.id, at=event.at))
             return visit.id
 
+    def add_item(self, visit_id: int, sku: str, quantity: int = 1, *, key: str | None = None) -> int:
+        """Put ``quantity`` of ``sku`` into the cart of the open visit ``visit_id`` (staff or a till
+        scan; once per ``key``); returns the visit id."""
+        product = self.config.product(sku)
+        if quantity == 0:
+            raise InvalidArgument("a pick needs a non-zero quantity")
+        with self._sessions.begin() as session:
+            visit = session.get(Visit, visit_id)
+            if visit is None or visit.store_id != self.config.id or visit.exit_event_id is not None:
+                raise NotFound(f"no open visit {visit_id}")
+            event_id = key or uuid.uuid4().hex
+            if session.scalar(select(CartItem.id).where(CartItem.event_id == event_id)) is None:
+                session.add(CartItem(visit_id=visit_id, sku=product.sku, quantity=quantity,
+                                     unit_price_cents=product.price_cents, event_id=event_id, at=utcnow()))
+        return visit_id
+
     def cart(self, visit_id: int) -> Cart:
         """The net contents of a visit's cart."""
         with self._sessions() as session:
@@ -214,7 +253,7 @@ class RetailStore:
         refused and an unidentified shopper with items is not charged, both with a staff alert.
         Raises :class:`NotCalibrated` (nothing changed) when the pack has no threshold for the
         pay FAR: face pay is refused rather than run on a guessed threshold."""
-        self._check_role(event.camera, "exit")
+        self._check_role(event.camera, "exit", "door", "checkout")
         with self._sessions() as session:
             done = session.scalar(select(Visit).where(Visit.exit_event_id == event.id))
             if done is not None:
@@ -365,11 +404,18 @@ class RetailStore:
             return self._purge(session, now or utcnow())
 
     # -- internals -------------------------------------------------------------------------
-    def _check_role(self, camera_id: str, role: CameraRole) -> Camera:
+    def _check_role(self, camera_id: str, *roles: CameraRole) -> Camera:
         camera = self.config.camera(camera_id)
-        if camera.role != role:
-            raise InvalidArgument(f"camera '{camera_id}' is a {camera.role} camera, not {role}")
+        if camera.role not in roles:
+            raise InvalidArgument(f"camera '{camera_id}' is a {camera.role} camera, not {' or '.join(roles)}")
         return camera
+
+    def _member(self, subject: str | None) -> str | None:
+        """``subject`` when it is a member of this store (a name the video layer recognised)."""
+        if subject is None:
+            return None
+        with self._sessions() as session:
+            return session.scalar(select(Member.id).where(Member.id == subject, Member.store_id == self.config.id))
 
     def _embedding(self, event: Sighting | Pick) -> Embedding | None:
         embedding = getattr(event, "embedding", None)
@@ -392,9 +438,11 @@ class RetailStore:
         return matches[0].external_id if matches else None
 
     def _shopper(self, event: Sighting | Pick) -> str | None:
-        """The member recognised in the event's face at the visit FPIR, if any."""
+        """The member recognised in the event's face at the visit FPIR (or named by the video layer), if any."""
         vector = self._embedding(event)
-        return self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None else None
+        if vector is None:
+            return self._member(getattr(event, "subject", None))
+        return self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir))
 
     def _open_visit(self, session: Session, member_id: str | None, track: str | None) -> Visit | None:
         base = select(Visit).where(Visit.store_id == self.config.id, Visit.exit_event_id.is_(None))

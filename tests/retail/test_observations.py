@@ -1,0 +1,80 @@
+"""Demographics are counted per hour from the attribute models, never per visitor; charts have
+labelled axes and integer ticks on counts; `retail run` as a command."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import inspect, select
+from typer.testing import CliRunner
+
+from faceatlas.apps.retail import RetailStore, age_band, chart_png, count_demographics
+from faceatlas.apps.retail.db import DemographicCount
+
+T0 = datetime(2026, 3, 2, 10, 15)
+
+
+def test_demographics_are_hourly_counts_only(store: RetailStore, lfw: Path) -> None:
+    bush = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:2]  # a man in his fifties (ASSETS.md: 55-58)
+    serena = sorted((lfw / "Serena_Williams").glob("*.jpg"))[0]  # a woman in her twenties
+    for photo, minute in ((bush[0], 0), (bush[1], 20), (serena, 40)):
+        assert count_demographics(store, photo, T0.replace(minute=minute))
+    report = store.report(T0.replace(hour=0), T0.replace(hour=23))
+    assert report.estimated_gender_mix == {"female": 1, "male": 2}
+    assert sum(report.estimated_age_mix.values()) == 3 and report.estimated_age_mix.get("45-59") == 2
+    with store.sessions() as session:
+        rows = session.scalars(select(DemographicCount)).all()
+        assert {r.hour for r in rows} == {T0.replace(minute=0)}
+        columns = {c["name"] for c in inspect(session.get_bind()).get_columns("retail_demographics")}
+    assert columns == {"id", "store_id", "hour", "age_band", "gender", "count"}  # nothing names a person
+    assert [age_band(a) for a in (None, 12, 18, 44.9, 59, 60)] == ["unknown", "0-17", "18-29", "30-44", "45-59", "60+"]
+
+
+def test_count_charts_have_labelled_axes_and_integer_ticks(store: RetailStore, lfw: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    count_demographics(store, sorted((lfw / "George_W_Bush").glob("*.jpg"))[0], T0)
+    report = store.report(T0.replace(hour=0), T0.replace(hour=23))
+    seen = []
+    original = plt.Figure.savefig
+
+    def capture(figure, *args, **kwargs):  # read the axes of the figure as it is saved
+        axes = figure.axes[0]
+        seen.append((axes.get_xlabel(), axes.get_ylabel(), list(axes.get_yticks())))
+        return original(figure, *args, **kwargs)
+
+    plt.Figure.savefig = capture  # type: ignore[method-assign]
+    try:
+        png = chart_png(report, "estimated_gender")
+    finally:
+        plt.Figure.savefig = original  # type: ignore[method-assign]
+    assert png[:4] == b"\x89PNG"
+    (x_label, y_label, ticks), = seen
+    assert (x_label, y_label) == ("gender", "faces")
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_retail_run_command(shared: Path, tmp_path: Path) -> None:
+    from faceatlas.cli.main import app
+
+    config = tmp_path / "store.yaml"
+    config.write_text(json.dumps({
+        "id": "cli-store", "products": [{"sku": "mug", "name": "Mug", "price_cents": 1250}],
+        "cameras": [{"id": "aisle", "role": "zone", "zone": "ceramics", "faces": False, "stride": 2,
+                     "source": str(shared / "data" / "videos" / "store-aisle-detection.gif")}],
+        "events": str(tmp_path / "events.jsonl")}))
+    config = config.rename(tmp_path / "store.json")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", url, "--index-dir",
+                                      str(tmp_path / "idx"), "--pack", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["zone_tracks"] >= 3 and summary["events"]["track_ended"] >= summary["zone_tracks"]
+    assert (tmp_path / "events.jsonl").read_text().count("track_ended") == summary["events"]["track_ended"]
+    missing = CliRunner().invoke(app, ["retail", "run", str(tmp_path / "nowhere.yaml")])
+    assert missing.exit_code == 2

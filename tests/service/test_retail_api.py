@@ -1,0 +1,59 @@
+"""The store's REST operations, for its owner tenant only: members by upload, products, carts,
+face pay with liveness (once per key), refunds, alerts, occupancy, erasure."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from faceatlas.apps.retail import Camera, Entry, Product, RetailStore, StoreConfig
+from faceatlas.apps.retail.db import StoreRecord
+from faceatlas.db import utcnow
+
+
+def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, fast_analyzer, tmp_path) -> None:
+    config = StoreConfig(id=f"ops-{tmp_path.name[-6:]}", tenant="acme",
+                         cameras=[Camera(id="door", role="door"),
+                                  Camera(id="till", role="checkout", source="rtsp://till:secret@10.0.0.7/s")],
+                         products=[Product(sku="mug", name="Mug", price_cents=1250)],
+                         webhook={"url": "https://example.org/hook", "secret": "secret"})
+    lin = examples / "examples" / "lin-manuel-miranda.png"
+    spoof = shared / "data" / "antispoof_samples" / "image_F2.jpg"
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as opened, \
+            opened.sessions() as session:  # the config the API reads keeps no credentials
+        saved = session.get(StoreRecord, config.id).config
+    assert "secret" not in json.dumps(saved) and saved["cameras"][1]["role"] == "checkout"
+    base = f"/v1/retail/stores/{config.id}"
+    with api.client("acme_admin") as acme:
+        enrolled = acme.post(f"{base}/members", files={"image": lin.read_bytes()},
+                             data={"name": "Lin", "purposes": "face_pay,analytics", "payment_ref": "card-9"})
+        assert enrolled.status_code == 201, enrolled.text
+        member = enrolled.json()["id"]
+        assert [m["id"] for m in acme.get(f"{base}/members").json()["members"]] == [member]
+        assert acme.get(f"{base}/products").json()["products"][0]["price_cents"] == 1250
+        with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
+            visit = store.entry(Entry("door", utcnow() - timedelta(minutes=3), image=lin, track="d:1"))
+        assert acme.get(f"{base}/occupancy").json()["inside"] == 1
+        cart = acme.post(f"{base}/visits/{visit}/cart", json={"sku": "mug", "quantity": 2}).json()
+        assert (cart["items"], cart["total_cents"]) == (2, 2500)
+        refused = acme.post(f"{base}/pay", params={"camera": "till", "key": "k0"}, files={"image": spoof.read_bytes()})
+        assert refused.json()["status"] in ("refused", "no_visit") and refused.json()["amount_cents"] == 0
+        paid = acme.post(f"{base}/pay", params={"camera": "till", "key": "k1"}, files={"image": lin.read_bytes()})
+        again = acme.post(f"{base}/pay", params={"camera": "till", "key": "k1"}, files={"image": lin.read_bytes()})
+        charged = paid.json()
+        assert (charged["status"], charged["amount_cents"], charged["member_id"]) == ("charged", 2500, member)
+        assert again.json()["repeated"] and again.json()["charge_id"] == paid.json()["charge_id"]
+        assert acme.get(f"{base}/occupancy").json()["inside"] == 0
+        refund = acme.post(f"{base}/charges/{charged['charge_id']}/refund", json={"amount_cents": 1250, "key": "r1"})
+        assert refund.status_code == 200
+        alerts = acme.get(f"{base}/alerts").json()["alerts"]
+        for alert in alerts:
+            assert acme.post(f"{base}/alerts/{alert['id']}/resolve").json()["resolved"]
+        assert acme.get(f"{base}/alerts").json()["alerts"] == []
+        erased = acme.delete(f"{base}/members/{member}").json()
+        assert erased["faces_deleted"] == 1 and erased["charges_anonymised"] == 1
+        assert acme.get(f"{base}/members").json()["members"] == []
+    with api.client("globex_admin") as globex:
+        assert globex.get(f"{base}/members").status_code == 404
+        assert globex.get(f"{base}/occupancy").status_code == 404
