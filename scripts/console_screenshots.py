@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,17 @@ def _serve(database_url: str, shared: Path, folder: Path) -> tuple[subprocess.Po
         time.sleep(0.3)
     process.kill()
     raise SystemExit(f"the server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+
+
+def _seed_store(database_url: str, shared: Path, folder: Path) -> None:
+    """A day of the demo grocery for acme, today (10 LFW members, 40 visits, one spoof)."""
+    from faceatlas.apps.retail import RetailStore, demo_store, simulate_day
+    from faceatlas.engine import FaceAnalyzer
+
+    config = demo_store("grocery").model_copy(update={"tenant": "acme"})
+    with RetailStore.open(config, FaceAnalyzer("scrfd-mbf"), database_url, index_dir=folder / "indexes") as store:
+        simulate_day(store, shared / "data" / "lfw" / "images", shared / "data" / "antispoof_samples" / "image_F2.jpg",
+                     day=date.today())
 
 
 def _seed_events(database_url: str) -> None:
@@ -90,6 +102,7 @@ def main() -> None:
         key = accounts.create_key("acme", ["admin"], name="console").token
         accounts.create_key("acme", ["read"], name="store dashboard")
         _seed_events(database_url)
+        _seed_store(database_url, shared, folder)
         process, url = _serve(database_url, shared, folder)
         try:
             with sync_playwright() as playwright:
@@ -139,6 +152,8 @@ def main() -> None:
                 page.get_by_role("button", name="Add photos", exact=True).click()
                 page.locator("#people").wait_for()
                 _shoot(page, args.out, "album")
+                page.goto("/console/store/grocery")
+                _shoot(page, args.out, "store")
                 phone = browser.new_page(base_url=url, viewport={"width": 390, "height": 760}, is_mobile=True)
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto("/console/galleries/staff")

@@ -390,3 +390,38 @@ def test_album_people_and_corrections_by_clicking(console, shared: Path, tmp_pat
     assert other.get("/console/albums/family").status_code == 404
     assert other.get(f"/console/albums/family/faces/{faces[0]}").status_code == 404
     other.close()
+
+
+def test_store_dashboard_visits_alerts_and_owner_only(console, fast_analyzer, tmp_path) -> None:
+    from faceatlas.apps.retail import Camera, Entry, Product, RetailStore, StoreConfig
+    from faceatlas.apps.retail.db import Alert
+    from faceatlas.db import utcnow
+
+    now = utcnow()
+    alerts = {}
+    for tenant, store_id in (("acme", "corner-shop"), ("globex", "globex-mart")):
+        config = StoreConfig(id=store_id, tenant=tenant, cameras=[Camera(id="door", role="door")],
+                             products=[Product(sku="mug", name="Mug", price_cents=1250)])
+        with RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "idx") as store:
+            for track in ("a", "b", "c"):  # three shoppers walked in, none left yet
+                store.entry(Entry("door", now, track=f"{store_id}:{track}"))
+            with store.sessions.begin() as session:
+                alert = Alert(store_id=store_id, kind="unpaid_exit", camera="door", event_id=f"{store_id}-e1",
+                              details={"items": 2}, at=now)
+                session.add(alert)
+                session.flush()
+                alerts[tenant] = alert.id
+    client, csrf = _session(console, "acme_write")
+    assert "corner-shop" in client.get("/console/store").text and "globex-mart" not in client.get("/console/store").text
+    page = client.get("/console/store/corner-shop").text
+    assert re.search(r'<strong>3</strong> shoppers inside', page)
+    assert re.search(r'<th scope="row">Visits</th><td>3</td>', page)
+    assert "unpaid exit" in page and 'alt="Visits per hour of day (today)"' in page
+    assert "Zone visits" not in page  # no chart where the store has no figures
+    # another tenant's alert cannot be resolved through this tenant's store
+    assert client.post(f"/console/store/corner-shop/alerts/{alerts['globex']}/resolve",
+                       data={"csrf": csrf}).status_code == 404
+    assert client.get("/console/store/globex-mart").status_code == 404
+    resolved = client.post(f"/console/store/corner-shop/alerts/{alerts['acme']}/resolve", data={"csrf": csrf})
+    assert resolved.status_code == 303 and 'id="no-alerts"' in client.get("/console/store/corner-shop").text
+    client.close()

@@ -167,6 +167,13 @@ def store_report(engine: Engine, tenant: str, store_id: str, first: date, last: 
     return compute_report(sessions, store_id, start, end)
 
 
+def list_stores(engine: Engine, tenant: str) -> list[tuple[str, str]]:
+    """(id, name) of the tenant's stores, by id."""
+    with sessionmaker(engine)() as session:
+        return [(r.id, r.name) for r in session.scalars(select(StoreRecord).where(StoreRecord.tenant == tenant)
+                                                        .order_by(StoreRecord.id))]
+
+
 def report_window(first: date | None, last: date | None, today: date | None = None) -> tuple[date, date]:
     """The days of a report: ``last`` defaults to today, ``first`` to 30 days before ``last``
     (or the first calendar day, near it); any calendar dates are valid."""

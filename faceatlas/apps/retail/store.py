@@ -394,7 +394,7 @@ class RetailStore:
         """Mark an alert as dealt with."""
         with self._sessions.begin() as session:
             alert = session.get(Alert, alert_id)
-            if alert is None:
+            if alert is None or alert.store_id != self.config.id:  # another store's alert is not found here
                 raise NotFound(f"alert {alert_id} not found")
             alert.resolved_at = utcnow()
 

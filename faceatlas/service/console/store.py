@@ -1,0 +1,78 @@
+"""Store (retail) dashboards of the tenant's stores: today's visits and conversion, charts, live
+occupancy and the open alerts to resolve, from the same layer calls as ``/v1/retail/stores/...``."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.apps.retail import RetailStore, chart_png, list_stores, report_window, store_report
+from faceatlas.db import utcnow
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, redirect, render
+from faceatlas.service.console.uploads import audit
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, meter_call
+
+router = APIRouter(route_class=ConsoleRoute)
+StoreId = Annotated[str, Path(min_length=1, max_length=100)]
+# (chart, its section in Report.rows(), title): a chart is shown when its section has figures
+CHARTS = (("visits_per_hour", "visits_per_hour", "Visits per hour of day"),
+          ("dwell", "dwell_minutes", "Time in the store"),
+          ("zone_heat", "zone_heat", "Zone visits (shelf cameras)"),
+          ("zone_tracks", "zone_tracks", "Shoppers tracked per zone (zone cameras)"),
+          ("estimated_age_band", "estimated_age_band", "Estimated age bands (counts only)"))
+
+
+@router.get("/store", include_in_schema=False)
+async def stores(request: Request, user: UserDep, db: DbDep) -> Response:
+    meter = meter_call(request, user.principal, "retail.analytics", "read", billable=False)
+    found = await run_in_threadpool(list_stores, db, meter.principal.tenant_id)
+    return render(request, "stores.html", user, stores=found)
+
+
+@router.get("/store/{store_id}", include_in_schema=False)
+async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                    store_id: StoreId) -> Response:
+    """Today's and the last 30 days' headline numbers, today's charts, occupancy and open alerts."""
+    tenant = meter_call(request, user.principal, "retail.analytics", "read", billable=False).principal.tenant_id
+    today = date.today()
+
+    def read() -> dict[str, Any]:
+        now = store_report(db, tenant, store_id, today, today)  # NotFound for another tenant's store
+        month = store_report(db, tenant, store_id, *report_window(None, today))
+        store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
+        try:
+            inside, alerts = store.observations.occupancy(utcnow()), store.alerts(open_only=True)
+        finally:
+            store.close()
+        shown = {metric for metric, _, _ in now.rows()}
+        charts = [(title, base64.b64encode(chart_png(now, name)).decode())
+                  for name, section, title in CHARTS if section in shown]
+        return {"today": now.summary(), "month": month.summary(), "occupancy": inside, "alerts": alerts,
+                "charts": charts}
+
+    context = await run_in_threadpool(read)
+    return render(request, "store.html", user, store_id=store_id, day=today.isoformat(),
+                  can_write=user.principal.allows("write"), **context)
+
+
+@router.post("/store/{store_id}/alerts/{alert_id}/resolve", include_in_schema=False)
+async def resolve(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                  gallery: GalleryDep, db: DbDep, store_id: StoreId,
+                  alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Response:
+    tenant = meter_call(request, user.principal, "retail.alerts", "write", billable=False).principal.tenant_id
+
+    def run() -> None:
+        store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
+        try:
+            store.resolve_alert(alert_id)
+        finally:
+            store.close()
+
+    await run_in_threadpool(run)
+    await audit(accounts, user.principal, "retail.alert.resolve", f"{store_id}/{alert_id}")
+    return redirect(request, f"{PREFIX}/store/{store_id}")
