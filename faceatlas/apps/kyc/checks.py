@@ -16,7 +16,7 @@ from faceatlas.apps.kyc.motion import Sample, check_challenge, mesh_samples
 from faceatlas.apps.kyc.selfie import Selfie
 from faceatlas.engine import Embedding, Face, FaceAnalyzer, ImageInput, LivenessResult, l2_normalize
 
-CANDIDATE_FRAMES = 8  # frames the engine analyses (detector, recogniser, liveness) out of the selfie
+CANDIDATE_FRAMES = 5  # frames the engine analyses (detector, recogniser, liveness) out of the selfie
 MIN_FACE_SHARE = 0.5  # the person must be found on at least this share of the selfie's frames
 MULTI_FACE_SHARE = 0.1  # another face on this share of frames (or of the analysed frames) refuses
 

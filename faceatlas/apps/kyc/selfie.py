@@ -17,7 +17,7 @@ from faceatlas.engine import load_image
 from faceatlas.errors import InvalidImage, InvalidInput
 
 HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
-MAX_SIDE = 1280  # larger frames are reduced: Face Mesh and the detector work at ≤ 640 anyway
+MAX_SIDE = 640  # larger frames are reduced: Face Mesh and the detector work at ≤ 640 anyway; a selfie face stays large
 
 
 @dataclass(frozen=True)
