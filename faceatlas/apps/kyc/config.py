@@ -49,7 +49,7 @@ class KycConfig:
     # Actions, against the person's own neutral pose and eyes (the median of the selfie's frames).
     # Left and right are the person's own: with an unmirrored camera their left is the image's right.
     mirrored: bool = False
-    turn_yaw: float = 20.0
+    turn_yaw: float = 25.0
     look_up_pitch: float = 12.0
     blink_closed: float = 0.55  # eye openness (EAR over the open-eye EAR) below this is a closed eye ...
     blink_max_s: float = 0.8  # ... for at most this long (longer is eyes shut, not a blink)

@@ -4,7 +4,8 @@ that the asked actions were done in the order asked, each within the time allowe
 
 An action is a change from the neutral face: a turn already held on the first frame does not
 count, nor does a blink or an open mouth already under way. The neutral pose is the median of the
-first half second (clipped to a few degrees: the client asks the person to face the camera)."""
+first half second, clipped to 15 degrees of yaw: the person is asked to face the camera, which
+may sit off to one side (a laptop beside the screen, a car's pillar)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from faceatlas.apps.drive import DriveConfig, FaceMeshTracker, eye_aspect_ratios
 from faceatlas.apps.kyc.config import Action, KycConfig
 
 NEUTRAL_S = 0.5
-NEUTRAL_YAW_CLIP = 5.0
+NEUTRAL_YAW_CLIP = 15.0
 NEUTRAL_PITCH_CLIP = 15.0
 FRONTAL_YAW = 15.0  # eye openness is measured on frames this close to frontal (a turned head hides an eye)
-MIN_SAMPLES = 2  # a turn or an open mouth holds for at least this many frames
+MIN_SAMPLES = 3  # a turn or an open mouth holds for at least this many frames
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,18 @@ def mesh_samples(frames: Sequence[np.ndarray], times: Sequence[float], config: K
     own = tracker is None
     mesh = tracker or FaceMeshTracker(DriveConfig(max_faces=3))
     samples = []
+    last: tuple[float, float] | None = None
     try:
         for frame, t in zip(frames, times, strict=True):
             faces = mesh.find(frame)
             if not faces:
                 samples.append(Sample(t))
                 continue
-            person = faces[0]
-            others = sum(1 for f in faces[1:] if f.area >= config.other_face_share * person.area)
+            # The person: the largest face at first, then the face nearest to where the person was
+            # (someone behind does not take their place for a frame).
+            person = faces[0] if last is None else min(faces, key=lambda f: _distance(f.bbox, last))
+            last = _centre(person.bbox)
+            others = sum(1 for f in faces if f is not person and f.area >= config.other_face_share * person.area)
             pose = head_pose(person.landmarks, frame.shape[1], frame.shape[0])
             left, right = eye_aspect_ratios(person.landmarks)
             samples.append(Sample(
@@ -77,6 +82,15 @@ def mesh_samples(frames: Sequence[np.ndarray], times: Sequence[float], config: K
         if own:
             mesh.close()
     return samples
+
+
+def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+
+
+def _distance(box: tuple[float, float, float, float], point: tuple[float, float]) -> float:
+    x, y = _centre(box)
+    return float(np.hypot(x - point[0], y - point[1]))
 
 
 def _episodes(samples: Sequence[Sample], active: Sequence[bool | None], min_samples: int,

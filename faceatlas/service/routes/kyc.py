@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
-from faceatlas.service.deps import KycDep, Meter, PoolDep, charge_pixels, json_body, metered
+from faceatlas.service.deps import KycDep, Meter, PoolDep, charge_pixels, metered
 from faceatlas.service.schemas import KycSessionOut
 
 router = APIRouter(tags=["kyc"])
@@ -25,15 +25,13 @@ class SessionRequest(BaseModel):
 
 @router.post("/kyc/sessions", status_code=201, response_model=KycSessionOut)
 async def create_session(
-    request: Request,
     meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
     kyc: KycDep,
+    options: Annotated[SessionRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """A new session: its id, the challenge to perform (random, chosen here) and its expiry."""
-    body = await json_body(request) if request.headers.get("content-length", "0") not in ("", "0") else {}
-    options = SessionRequest.model_validate(body or {})
-    info = await run_in_threadpool(kyc.create, f"svc:{meter.principal.tenant_id}", None,
-                                   retention_days=options.retention_days)
+    retention = None if options is None else options.retention_days
+    info = await run_in_threadpool(kyc.create, f"svc:{meter.principal.tenant_id}", None, retention_days=retention)
     return info.to_dict()
 
 
