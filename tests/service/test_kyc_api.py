@@ -40,7 +40,7 @@ def test_a_session_is_created_submitted_and_read_back(api, examples):
         assert client.post(f"{url}/submit", files=files, data={"fps": "10"}).json() == body  # decided once
         assert other.get(url).status_code == 404  # another tenant's session
         missing = client.post(f"{url}/submit", files=[("document", ("id.jpg", card, "image/jpeg"))])
-        assert missing.status_code == 200  # decided already: the decision, not a new one
+        assert missing.status_code == 422 and "selfie" in missing.json()["error"]["message"]
         fresh = client.post("/v1/kyc/sessions", json={"retention_days": 0}).json()
         video = encode_mp4(moved_still(photo, seconds=0.4, fps=10, size=(320, 240)), 10)
         both = client.post(f"/v1/kyc/sessions/{fresh['id']}/submit",

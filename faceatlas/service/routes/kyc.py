@@ -82,7 +82,7 @@ async def submit_session(
 @router.get("/kyc/sessions/{session_id}", response_model=KycSessionOut)
 async def get_session(
     session_id: SessionId,
-    meter: Annotated[Meter, Depends(metered("kyc.session", "read", billable=False))],
+    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
     kyc: KycDep,
 ) -> dict[str, Any]:
     """The session, its decision and its audit."""
