@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("mediapipe")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kyc.media import encode_mp4, moved_still, render_card  # noqa: E402  (the KYC tests' media)
+from kyc.media import encode_mp4, moved_still, render_card
 
 MIRANDA = "examples/lin-manuel-miranda.png"
 
@@ -44,7 +44,8 @@ def test_a_session_is_created_submitted_and_read_back(api, examples):
         fresh = client.post("/v1/kyc/sessions", json={"retention_days": 0}).json()
         video = encode_mp4(moved_still(photo, seconds=0.4, fps=10, size=(320, 240)), 10)
         both = client.post(f"/v1/kyc/sessions/{fresh['id']}/submit",
-                           files=[("document", ("id.jpg", card, "image/jpeg")), ("selfie", ("s.mp4", video, "video/mp4")),
+                           files=[("document", ("id.jpg", card, "image/jpeg")),
+                                  ("selfie", ("s.mp4", video, "video/mp4")),
                                   ("frame", ("0.jpg", frames[0], "image/jpeg"))])
         assert both.status_code == 422 and both.json()["error"]["code"] == "validation_error"
         broken = client.post(f"/v1/kyc/sessions/{fresh['id']}/submit",

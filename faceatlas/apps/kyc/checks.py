@@ -103,7 +103,8 @@ def run_checks(analyzer: FaceAnalyzer, document: ImageInput, selfie: Selfie, cha
     if document_face is None:
         reasons.add("document_no_face")
     else:
-        details["document"].update(quality=round(document_face.quality, 3), det_score=round(document_face.det_score, 3))
+        details["document"].update(quality=round(document_face.quality or 0.0, 3),
+                                   det_score=round(document_face.det_score, 3))
 
     samples = mesh_samples(selfie.frames, selfie.times, config, tracker)
     with_face = [s for s in samples if s.faces >= 1]
@@ -136,7 +137,8 @@ def run_checks(analyzer: FaceAnalyzer, document: ImageInput, selfie: Selfie, cha
         if not real:
             reasons.add("liveness_failed")
         if document_face is not None:
-            vectors = l2_normalize(np.mean(l2_normalize(np.stack([f.embedding for f, _ in best])), axis=0))[0]
+            stacked = np.stack([np.asarray(f.embedding) for f, _ in best])
+            vectors = l2_normalize(np.mean(l2_normalize(stacked), axis=0))[0]
             verdict = analyzer.verify(document_face, Embedding(vectors, analyzer.pack.recognizer_id), far=config.far)
             details["match"] = verdict.to_dict()
             if not verdict.match:
@@ -161,7 +163,7 @@ def _best_faces(analyzer: FaceAnalyzer, selfie: Selfie, samples: Sequence[Sample
             continue
         person = faces[0]
         crowded += any(_area(f) >= config.other_face_share * _area(person) for f in faces[1:])
-        if person.quality >= config.min_quality and person.pose is not None \
+        if (person.quality or 0.0) >= config.min_quality and person.pose is not None \
                 and abs(person.pose.yaw) <= config.max_match_yaw and person.embedding is not None:
             good.append((person, index))
     details["selfie"].update(analysed_frames=len(picked), engine_faces=sum(1 for f in analysed if f),
@@ -172,5 +174,5 @@ def _best_faces(analyzer: FaceAnalyzer, selfie: Selfie, samples: Sequence[Sample
         reasons.add("selfie_no_face")
     elif not good:
         reasons.add("low_quality")
-    good.sort(key=lambda item: item[0].quality, reverse=True)
+    good.sort(key=lambda item: item[0].quality or 0.0, reverse=True)
     return good[:config.best_frames]

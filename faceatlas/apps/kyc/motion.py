@@ -68,7 +68,8 @@ def mesh_samples(frames: Sequence[np.ndarray], times: Sequence[float], config: K
                 continue
             # The person: the largest face at first, then the face nearest to where the person was
             # (someone behind does not take their place for a frame).
-            person = faces[0] if last is None else min(faces, key=lambda f: _distance(f.bbox, last))
+            where = last
+            person = faces[0] if where is None else min(faces, key=lambda f: _distance(f.bbox, where))
             last = _centre(person.bbox)
             others = sum(1 for f in faces if f is not person and f.area >= config.other_face_share * person.area)
             pose = head_pose(person.landmarks, frame.shape[1], frame.shape[0])
