@@ -41,7 +41,7 @@ class KycConfig:
     challenge_length: int = 2
     # The selfie: at most this many seconds are read, sampled at about this rate, and the actions
     # must all be done within step_s of each other (and the first within step_s of the start).
-    max_video_s: float = 15.0
+    max_video_s: float = 10.0  # 300 frames of 640 x 360 at most: about 200 MB while deciding
     sample_fps: float = 30.0  # every frame of a 25-30 fps phone video: a blink lasts 2-4 frames
     step_s: float = 5.0
     # Frames given as images (no container to time them) are this far apart.

@@ -14,9 +14,11 @@ import numpy as np
 
 from faceatlas.apps.kyc.config import KycConfig
 from faceatlas.engine import load_image
-from faceatlas.errors import InvalidImage, InvalidInput
+from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, InvalidInput
 
 HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
+MAX_VIDEO_PIXELS = 4096 * 2160  # a 4K phone video at most
+MIN_FPS, MAX_FPS = 1.0, 120.0  # the rates frames given as images may have
 MAX_SIDE = 640  # larger frames are reduced: Face Mesh and the detector work at ≤ 640 anyway; a selfie face stays large
 
 
@@ -62,6 +64,9 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
             if not container.streams.video:
                 raise InvalidInput("the selfie has no video stream")
             stream = container.streams.video[0]
+            if (stream.codec_context.width or 0) * (stream.codec_context.height or 0) > MAX_VIDEO_PIXELS:
+                raise ImageTooLarge(f"selfie frames of {stream.codec_context.width}x{stream.codec_context.height} "
+                                    f"are larger than {MAX_VIDEO_PIXELS:,} pixels")
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else len(times) / 25.0
                 if t > config.max_video_s:
@@ -84,7 +89,9 @@ def decode_frames(images: Sequence[bytes], config: KycConfig, fps: float | None 
     """A selfie given as encoded images in order, ``fps`` (default ``frames_fps``) apart."""
     if not images:
         raise InvalidInput("no selfie frames were given")
-    rate = fps or config.frames_fps
+    rate = config.frames_fps if fps is None else fps
+    if not MIN_FPS <= rate <= MAX_FPS:
+        raise InvalidArgument(f"the frames' rate must be between {MIN_FPS:g} and {MAX_FPS:g} per second")
     count = min(len(images), int(config.max_video_s * rate) + 1)
     frames = [_reduce(load_image(data)) for data in images[:count]]
     digest = hashlib.sha256()
