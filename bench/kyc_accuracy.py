@@ -99,7 +99,7 @@ def match_step(analyzer: FaceAnalyzer, pairs: list[tuple[Path, Path, bool]], con
         if selfie is not None and selfies[first] is not None:
             photo_ok = bool(analyzer.verify(selfies[first], selfie, far=config.far).match)  # type: ignore[arg-type]
         results["genuine" if same else "impostor"].append((card_ok, photo_ok, card_face is not None))
-        if (index + 1) % 500 == 0:
+        if (index + 1) % 100 == 0:
             print(f"  {index + 1}/{len(pairs)} pairs", flush=True)
     return results
 
