@@ -30,7 +30,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── NotCalibrated               not_calibrated        409
     │   ├── KeyRevoked                  key_revoked           409
     │   ├── KeyLimitReached             key_limit             409
-    │   └── IdempotencyInFlight         idempotency_in_flight 409
+    │   ├── IdempotencyInFlight         idempotency_in_flight 409
+    │   └── SessionExpired              session_expired       410
     ├── AccessError
     │   ├── Unauthorized                unauthorized          401
     │   ├── Forbidden                   forbidden             403
@@ -84,6 +85,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "RuntimeUnavailable",
+    "SessionExpired",
     "StateUnavailable",
     "TooManyFaces",
     "TruncatedImage",
@@ -258,6 +260,13 @@ class IdempotencyInFlight(Conflict):
     """A write call with the same ``Idempotency-Key`` is still running; retry once it answered."""
 
     code = "idempotency_in_flight"
+
+
+class SessionExpired(Conflict):
+    """A verification session was submitted after its expiry (create a new one)."""
+
+    code = "session_expired"
+    status = 410
 
 
 # -- access ----------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_REDIS_URL (state shared by many processes: rates, quotas, idempotency
             keys, key cache; unset: in memory, one process), FACEATLAS_KEY_CACHE_SECONDS (≤ 1),
             FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS,
-            FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60)
+            FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60),
+            FACEATLAS_KYC_SESSION_SECONDS (default 600), FACEATLAS_KYC_RETENTION_DAYS (default 0: no images)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -164,6 +165,10 @@ class ServiceSettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
     console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
                                          description="a web console session ends this long after its login")
+    kyc_session_seconds: float = Field(default=600.0, gt=0, description="a verification session may be "
+                                       "submitted this long after it was created")
+    kyc_retention_days: int = Field(default=0, ge=0, description="days a verification's reference face images "
+                                    "are kept; 0 (default): never written")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from faceatlas.cli import demo as demo_cli
 from faceatlas.cli import drive as drive_cli
 from faceatlas.cli import evaluate
 from faceatlas.cli import gallery as gallery_cli
+from faceatlas.cli import kyc as kyc_cli
 from faceatlas.cli import models as models_cli
 from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import retail as retail_cli
@@ -56,6 +57,7 @@ app.command("ar")(ar_cli.ar)
 app.add_typer(demo_cli.app, name="demo")
 app.add_typer(album_cli.app, name="album")
 app.add_typer(retail_cli.app, name="retail")
+app.add_typer(kyc_cli.app, name="kyc")
 console = Console()
 err = Console(stderr=True)
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import migrate as migrate_albums
+from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer
@@ -31,7 +32,7 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
-from faceatlas.service.routes import account, albums, ar, events, faces, galleries, retail
+from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import ServiceSettings
 from faceatlas.video import VideoBase
@@ -78,6 +79,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             max_batch=settings.max_batch,
             max_wait=settings.max_wait_ms / 1000.0,
         )
+        state.kyc = KycService(state.db, state.analyzer, KycConfig(  # migrates the verification tables
+            session_s=settings.kyc_session_seconds, retention_days=settings.kyc_retention_days))
         state.ready = True
         try:
             yield
@@ -107,6 +110,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(retail.router, prefix="/v1")
     app.include_router(albums.router, prefix="/v1")
     app.include_router(ar.router, prefix="/v1")
+    app.include_router(kyc.router, prefix="/v1")
     app.include_router(account.router, prefix="/v1")
     install_console(app)
 

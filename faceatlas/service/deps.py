@@ -19,6 +19,7 @@ from fastapi import Depends, Header, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from faceatlas.apps.kyc import KycService
 from faceatlas.engine import FaceAnalyzer, encoded_pixels
 from faceatlas.errors import (
     Forbidden,
@@ -83,6 +84,10 @@ def get_shared(request: Request) -> SharedState:
     return request.app.state.shared
 
 
+def get_kyc(request: Request) -> KycService:
+    return request.app.state.kyc
+
+
 def get_gallery(request: Request) -> Gallery:
     return request.app.state.gallery
 
@@ -95,6 +100,7 @@ AnalyzerDep = Annotated[FaceAnalyzer, Depends(get_analyzer)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 SharedDep = Annotated[SharedState, Depends(get_shared)]
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
+KycDep = Annotated[KycService, Depends(get_kyc)]
 
 
 # -- the caller ----------------------------------------------------------------------------------

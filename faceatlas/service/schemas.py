@@ -277,3 +277,17 @@ class AuditEventOut(BaseModel):
 
 class AuditList(BaseModel):
     events: list[AuditEventOut]
+
+
+class KycSessionOut(BaseModel):
+    id: str
+    status: str = Field(description="pending, processing, accepted, rejected or expired")
+    accepted: bool | None = Field(description="the decision (None until decided)")
+    challenge: list[str] = Field(description="the actions to do in this order: blink, turn_left, turn_right, "
+                                 "look_up, open_mouth (left/right are the person's own)")
+    created_at: str
+    expires_at: str
+    decided_at: str | None
+    reasons: list[str] = Field(description="refusal codes: replay, document_no_face, selfie_no_face, "
+                               "multiple_faces, low_quality, challenge_failed, liveness_failed, face_mismatch")
+    details: dict[str, Any] = Field(description="the audit: scores, thresholds, model versions, timings")

@@ -5,7 +5,7 @@ Needs the optional extra: ``pip install 'faceatlas[drive]'``.
 
 from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent, Level
-from faceatlas.apps.drive.geometry import head_pose
+from faceatlas.apps.drive.geometry import eye_aspect_ratios, head_pose, mouth_aspect_ratio
 from faceatlas.apps.drive.mesh import FaceMeshTracker
 from faceatlas.apps.drive.monitor import DriverMonitor, FrameReport
 from faceatlas.apps.drive.run import run_drive
@@ -18,7 +18,9 @@ __all__ = [
     "FaceMeshTracker",
     "FrameReport",
     "Level",
+    "eye_aspect_ratios",
     "head_pose",
     "iter_frames",
+    "mouth_aspect_ratio",
     "run_drive",
 ]

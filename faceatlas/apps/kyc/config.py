@@ -1,0 +1,83 @@
+"""Thresholds and timings of remote identity verification, with where the defaults come from
+(see docs/kyc.md). Angles in degrees, times in seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from faceatlas.errors import InvalidArgument
+
+Action = Literal["blink", "turn_left", "turn_right", "look_up", "open_mouth"]
+ACTIONS: tuple[Action, ...] = ("blink", "turn_left", "turn_right", "look_up", "open_mouth")
+# What a client or the CLI may write for an action ("left" for turn_left, "smile" for open_mouth).
+ALIASES: dict[str, Action] = {
+    "left": "turn_left", "right": "turn_right", "up": "look_up", "mouth": "open_mouth", "smile": "open_mouth",
+    **{a: a for a in ACTIONS},
+}
+
+# The stable codes of a refused verification (``Decision.reasons``), in the order they are checked.
+REASONS = (
+    "replay",
+    "document_no_face",
+    "selfie_no_face",
+    "multiple_faces",
+    "low_quality",
+    "challenge_failed",
+    "liveness_failed",
+    "face_mismatch",
+)
+
+
+@dataclass(frozen=True)
+class KycConfig:
+    """Every tunable of a verification session."""
+
+    # The 1:1 decision between the document's face and the selfie's, at this false-accept rate of
+    # the pack's calibration (a bank's usual 1e-6; the calibration must hold a threshold for it).
+    far: float = 1e-6
+    # Sessions: how long a created session may be submitted, and how many actions it asks for.
+    session_s: float = 600.0
+    challenge_length: int = 2
+    # The selfie: at most this many seconds are read, sampled at about this rate, and the actions
+    # must all be done within step_s of each other (and the first within step_s of the start).
+    max_video_s: float = 10.0  # 300 frames of 640 x 360 at most: about 200 MB while deciding
+    sample_fps: float = 30.0  # every frame of a 25-30 fps phone video: a blink lasts 2-4 frames
+    step_s: float = 5.0
+    # Frames given as images (no container to time them) are this far apart.
+    frames_fps: float = 10.0
+    # Actions, against the person's own neutral pose and eyes (the median of the selfie's frames).
+    # Left and right are the person's own: with an unmirrored camera their left is the image's right.
+    mirrored: bool = False
+    turn_yaw: float = 25.0
+    look_up_pitch: float = 12.0
+    blink_closed: float = 0.55  # eye openness (EAR over the open-eye EAR) below this is a closed eye ...
+    blink_max_s: float = 0.8  # ... for at most this long (longer is eyes shut, not a blink)
+    mouth_open_mar: float = 0.3  # inner-lip opening over mouth width
+    # One person: another face counts when its box is at least this share of the person's box.
+    other_face_share: float = 0.2
+    # Quality and pose bounds of the frames used for matching and liveness.
+    min_quality: float = 0.3
+    max_match_yaw: float = 25.0
+    best_frames: int = 3
+    # Passive liveness: the mean real-class probability of the best frames (None: the engine's rule).
+    liveness_threshold: float | None = None
+    # The document: faces smaller than this (pixels, box height) are searched again on an upscaled copy.
+    document_min_face: int = 80
+    document_upscale: float = 2.0
+    # Replay: a submission whose frames match an earlier one's this closely (share of sampled frames
+    # whose 256-bit difference hash is within replay_bits of a stored one) is refused.
+    replay_bits: int = 24
+    replay_share: float = 0.5
+    # Reference frames (the document face and the best selfie frame) are kept this many days; 0: never written.
+    retention_days: int = 0
+
+
+def parse_challenge(text: str | list[str]) -> list[Action]:
+    """``"blink,left"`` (or a list) as actions; unknown names are :class:`InvalidArgument`."""
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    unknown = [t for t in items if t not in ALIASES]
+    if unknown or not items:
+        raise InvalidArgument(f"challenge actions must be among {', '.join(ACTIONS)} (or left, right, up, smile); "
+                              f"got {', '.join(unknown) or 'none'}")
+    return [ALIASES[t] for t in items]

@@ -1,0 +1,108 @@
+"""The selfie: a short video (decoded in memory, never written to disk) or a series of images, as
+timed frames; and the fingerprints that recognise a submission seen before (replay)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import av
+import cv2
+import numpy as np
+
+from faceatlas.apps.kyc.config import KycConfig
+from faceatlas.engine import load_image
+from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, InvalidInput
+
+HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
+MAX_VIDEO_PIXELS = 4096 * 2160  # a 4K phone video at most
+MIN_FPS, MAX_FPS = 1.0, 120.0  # the rates frames given as images may have
+MAX_SIDE = 640  # larger frames are reduced: Face Mesh and the detector work at ≤ 640 anyway; a selfie face stays large
+
+
+@dataclass(frozen=True)
+class Selfie:
+    """Frames (BGR) with their times in seconds, and the fingerprints of the submission."""
+
+    frames: list[np.ndarray]
+    times: list[float]
+    digest: str  # sha256 of the bytes as submitted
+    hashes: list[int]  # 256-bit difference hash per frame
+
+    @property
+    def duration(self) -> float:
+        return self.times[-1] - self.times[0] if self.times else 0.0
+
+
+def _reduce(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape[:2]
+    scale = MAX_SIDE / max(height, width)
+    if scale >= 1:
+        return frame
+    return cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+
+def frame_hash(frame: np.ndarray) -> int:
+    """256-bit difference hash of the whole frame (a re-encoded or rescaled copy of the same video keeps it)."""
+    gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(gray, (HASH_SIDE + 1, HASH_SIDE), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def decode_video(data: bytes, config: KycConfig) -> Selfie:
+    """Frames of an encoded video at ≤ ``sample_fps`` over its first ``max_video_s`` seconds."""
+    if not data:
+        raise InvalidImage("the selfie video is empty")
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    next_t = 0.0
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise InvalidInput("the selfie has no video stream")
+            stream = container.streams.video[0]
+            if (stream.codec_context.width or 0) * (stream.codec_context.height or 0) > MAX_VIDEO_PIXELS:
+                raise ImageTooLarge(f"selfie frames of {stream.codec_context.width}x{stream.codec_context.height} "
+                                    f"are larger than {MAX_VIDEO_PIXELS:,} pixels")
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else len(times) / 25.0
+                if t > config.max_video_s:
+                    break
+                if t + 1e-6 < next_t:
+                    continue
+                next_t = t + 1.0 / config.sample_fps
+                frames.append(_reduce(frame.to_ndarray(format="bgr24")))
+                times.append(t)
+    except av.error.FFmpegError as exc:
+        raise InvalidInput(f"the selfie video does not decode: {exc}") from exc
+    if not frames:
+        raise InvalidInput("the selfie video has no frames")
+    start = times[0]
+    return Selfie(frames, [t - start for t in times], hashlib.sha256(data).hexdigest(),
+                  [frame_hash(f) for f in frames])
+
+
+def decode_frames(images: Sequence[bytes], config: KycConfig, fps: float | None = None) -> Selfie:
+    """A selfie given as encoded images in order, ``fps`` (default ``frames_fps``) apart."""
+    if not images:
+        raise InvalidInput("no selfie frames were given")
+    rate = config.frames_fps if fps is None else fps
+    if not MIN_FPS <= rate <= MAX_FPS:
+        raise InvalidArgument(f"the frames' rate must be between {MIN_FPS:g} and {MAX_FPS:g} per second")
+    count = min(len(images), int(config.max_video_s * rate) + 1)
+    frames = [_reduce(load_image(data)) for data in images[:count]]
+    digest = hashlib.sha256()
+    for data in images[:count]:
+        digest.update(hashlib.sha256(data).digest())
+    return Selfie(frames, [i / rate for i in range(count)], digest.hexdigest(), [frame_hash(f) for f in frames])
+
+
+def replayed_share(hashes: Sequence[int], earlier: Sequence[int], bits: int) -> float:
+    """Share of ``hashes`` within ``bits`` (Hamming) of some hash in ``earlier``."""
+    if not hashes or not earlier:
+        return 0.0
+    hits = sum(any((value ^ other).bit_count() <= bits for other in earlier) for value in hashes)
+    return hits / len(hashes)

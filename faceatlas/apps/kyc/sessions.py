@@ -1,0 +1,207 @@
+"""Verification sessions: created with a random challenge and an expiry, submitted once, decided
+once, audited; replayed selfies refused per tenant; reference images kept only under retention."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import cv2
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceatlas.apps.drive import FaceMeshTracker
+from faceatlas.apps.kyc.checks import Outcome, run_checks
+from faceatlas.apps.kyc.config import ACTIONS, Action, KycConfig
+from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
+from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, replayed_share
+from faceatlas.db import rowcount, utcnow
+from faceatlas.engine import FaceAnalyzer, ImageInput
+from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
+
+REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
+DECIDED = ("accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session as the doors show it."""
+
+    id: str
+    status: str
+    challenge: list[str]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+    reasons: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool | None:
+        return None if self.status not in DECIDED else self.status == "accepted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "status": self.status, "accepted": self.accepted, "challenge": self.challenge,
+            "created_at": self.created_at.isoformat() + "Z", "expires_at": self.expires_at.isoformat() + "Z",
+            "decided_at": None if self.decided_at is None else self.decided_at.isoformat() + "Z",
+            "reasons": self.reasons, "details": self.details,
+        }
+
+
+def _info(row: KycSession) -> SessionInfo:
+    return SessionInfo(row.id, row.status, list(row.challenge), row.created_at, row.expires_at, row.decided_at,
+                       list(row.reasons or []), dict(row.details or {}))
+
+
+def random_challenge(length: int, rng: secrets.SystemRandom | None = None) -> list[Action]:
+    """``length`` different actions in a random order (at most one turn each way)."""
+    chooser = rng or secrets.SystemRandom()
+    return chooser.sample(list(ACTIONS), k=max(1, min(length, len(ACTIONS))))
+
+
+class KycService:
+    """Verification sessions on the one database, decided with ``analyzer`` (its calibration
+    gives the threshold at ``config.far``). Open one per process and reuse it."""
+
+    def __init__(self, db: Engine, analyzer: FaceAnalyzer, config: KycConfig | None = None, *,
+                 migrated: bool = False) -> None:
+        if not migrated:
+            migrate(db)
+        self.config = config or KycConfig()
+        self.analyzer = analyzer
+        self._sessions = sessionmaker(db, expire_on_commit=False)
+
+    # -- sessions ---------------------------------------------------------------------------
+    def create(self, tenant: str, challenge: Sequence[Action] | None = None, *,
+               retention_days: int | None = None) -> SessionInfo:
+        """A new session with a random challenge (or the one given) that expires after ``session_s``."""
+        retention = self.config.retention_days if retention_days is None else retention_days
+        if retention < 0:
+            raise InvalidArgument("retention_days must be 0 (keep no images) or more")
+        now = utcnow()
+        row = KycSession(id=secrets.token_hex(16), tenant=tenant,
+                         challenge=list(challenge or random_challenge(self.config.challenge_length)),
+                         status="pending", created_at=now,
+                         expires_at=now + timedelta(seconds=self.config.session_s),
+                         reasons=[], details={}, retention_days=retention)
+        with self._sessions.begin() as session:
+            session.add(row)
+        return _info(row)
+
+    def get(self, tenant: str, session_id: str) -> SessionInfo:
+        """The session and its decision; ``expired`` once its time passed undecided."""
+        with self._sessions.begin() as session:
+            row = self._row(session, tenant, session_id)
+            if row.status == "pending" and row.expires_at <= utcnow():
+                row.status = "expired"
+            return _info(row)
+
+    def submit(self, tenant: str, session_id: str, document: ImageInput, *, video: bytes | None = None,
+               frames: Sequence[bytes] | None = None, fps: float | None = None,
+               tracker: FaceMeshTracker | None = None) -> SessionInfo:
+        """Decide the session on the document image and the selfie (a video or frames). A decided
+        session answers its decision again and decides nothing; an expired one is :class:`SessionExpired`."""
+        if (video is None) == (frames is None):
+            raise InvalidArgument("give the selfie as a video or as frames (one of them)")
+        with self._sessions.begin() as session:
+            row = self._row(session, tenant, session_id)
+            if row.status in DECIDED:
+                return _info(row)
+            if row.status == "expired" or row.expires_at <= utcnow():
+                raise SessionExpired(f"session {session_id} expired at {row.expires_at.isoformat()}Z")
+            claimed = session.execute(update(KycSession).values(status="processing").where(
+                KycSession.id == session_id, KycSession.status == "pending"))
+            if rowcount(claimed) != 1:
+                raise Conflict(f"session {session_id} is being decided by another request")
+            challenge = list(row.challenge)
+            retention = row.retention_days
+        started = utcnow()
+        try:
+            selfie = (decode_video(video, self.config) if video is not None
+                      else decode_frames(frames or [], self.config, fps))
+            outcome = self._replayed(tenant, selfie) or run_checks(
+                self.analyzer, document, selfie, challenge, self.config, tracker)  # type: ignore[arg-type]
+        except BaseException:
+            with self._sessions.begin() as session:
+                session.execute(update(KycSession).where(KycSession.id == session_id).values(status="pending"))
+            raise
+        outcome.details["seconds"] = round((utcnow() - started).total_seconds(), 3)
+        return self._decide(tenant, session_id, selfie, outcome, retention)
+
+    def verify(self, tenant: str, document: ImageInput, challenge: Sequence[Action], *, video: bytes | None = None,
+               frames: Sequence[bytes] | None = None, fps: float | None = None) -> SessionInfo:
+        """One session created with ``challenge`` and decided at once (the CLI's one call)."""
+        created = self.create(tenant, challenge)
+        return self.submit(tenant, created.id, document, video=video, frames=frames, fps=fps)
+
+    def purge(self) -> int:
+        """Delete reference images past their retention; returns how many."""
+        with self._sessions.begin() as session:
+            return rowcount(session.execute(delete(KycReference).where(KycReference.expires_at <= utcnow())))
+
+    def references(self, tenant: str, session_id: str) -> dict[str, bytes]:
+        """The reference JPEGs a session still keeps (none without retention)."""
+        self.purge()
+        with self._sessions() as session:
+            self._row(session, tenant, session_id)
+            rows = session.scalars(select(KycReference).where(KycReference.session_id == session_id))
+            return {r.kind: r.image for r in rows}
+
+    # -- internals --------------------------------------------------------------------------
+    @staticmethod
+    def _row(session: Session, tenant: str, session_id: str) -> KycSession:
+        row = session.get(KycSession, session_id)
+        if row is None or row.tenant != tenant:
+            raise NotFound(f"no verification session {session_id}")
+        return row
+
+    def _replayed(self, tenant: str, selfie: Selfie) -> Outcome | None:
+        with self._sessions() as session:
+            same = session.scalar(select(KycFingerprint.session_id).where(
+                KycFingerprint.tenant == tenant, KycFingerprint.digest == selfie.digest).limit(1))
+            recent = session.scalars(select(KycFingerprint.hashes).where(KycFingerprint.tenant == tenant)
+                                     .order_by(KycFingerprint.id.desc()).limit(REPLAY_WINDOW)).all()
+        if same is not None:
+            return Outcome(["replay"], {"replay": {"same_bytes_as": same}})
+        earlier = [int(h, 16) for hashes in recent for h in hashes]
+        share = replayed_share(selfie.hashes, earlier, self.config.replay_bits)
+        if share >= self.config.replay_share:
+            return Outcome(["replay"], {"replay": {"frames_seen_before": round(share, 3)}})
+        return None
+
+    def _decide(self, tenant: str, session_id: str, selfie: Selfie, outcome: Outcome, retention: int) -> SessionInfo:
+        now = utcnow()
+        outcome.details.setdefault("thresholds", {
+            "far": self.config.far,
+            "match": outcome.details.get("match", {}).get("threshold"),
+            "liveness": self.config.liveness_threshold,
+            "turn_yaw": self.config.turn_yaw, "look_up_pitch": self.config.look_up_pitch,
+            "blink_closed": self.config.blink_closed, "mouth_open_mar": self.config.mouth_open_mar,
+            "step_s": self.config.step_s, "min_quality": self.config.min_quality,
+        })
+        with self._sessions.begin() as session:
+            row = self._row(session, tenant, session_id)
+            row.status = "accepted" if outcome.accepted else "rejected"
+            row.decided_at = now
+            row.reasons = outcome.reasons
+            row.details = outcome.details
+            session.add(KycFingerprint(tenant=tenant, session_id=session_id, digest=selfie.digest,
+                                       hashes=[format(h, "x") for h in selfie.hashes], at=now))
+            if retention > 0:
+                for kind, image in outcome.references.items():
+                    session.add(KycReference(session_id=session_id, kind=kind, image=_jpeg(image),
+                                             expires_at=now + timedelta(days=retention)))
+            return _info(row)
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise InvalidArgument("a reference image could not be encoded")
+    return encoded.tobytes()

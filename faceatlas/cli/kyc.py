@@ -1,0 +1,50 @@
+"""`faceatlas kyc verify`: an ID document image against a selfie video, with the active
+challenge the person was asked to do; one audited session in the database, one decision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from faceatlas.apps.kyc import KycConfig, KycService, parse_challenge
+from faceatlas.db import create_database_engine, default_database_url
+from faceatlas.engine import FaceAnalyzer
+
+app = typer.Typer(help="Remote identity verification: ID document vs selfie, active + passive liveness.",
+                  no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def verify(
+    document: Annotated[Path, typer.Option("--document", "-d", help="the ID document image")],
+    selfie: Annotated[Path, typer.Option("--selfie", "-s", help="the selfie video (mp4, webm, mov)")],
+    challenge: Annotated[str, typer.Option("--challenge", "-c", help="the actions asked, in order: blink, left, "
+                                           "right, up, smile (or open_mouth), comma-separated")],
+    far: Annotated[float, typer.Option(help="false-accept rate of the document-selfie match")] = 1e-6,
+    tenant: Annotated[str, typer.Option(help="whose sessions and replay history")] = "default",
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK)")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the whole session as JSON")] = False,
+) -> None:
+    """Decide one verification; exit 0 when accepted, 1 when refused (the reasons are printed)."""
+    actions = parse_challenge(challenge)
+    service = KycService(create_database_engine(db or default_database_url()),
+                         FaceAnalyzer(pack, announce_license=False), KycConfig(far=far))
+    info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
+    if as_json:
+        print(json.dumps(info.to_dict(), default=str))
+    else:
+        details = info.details
+        match = details.get("match", {})
+        liveness = details.get("liveness", {})
+        console.print(f"session {info.id}: [bold]{'ACCEPTED' if info.accepted else 'REFUSED'}[/bold]"
+                      + (f" ({', '.join(info.reasons)})" if info.reasons else ""))
+        console.print(f"  match similarity {match.get('similarity')} (threshold {match.get('threshold')} "
+                      f"at FAR {far:g}); liveness {liveness.get('score')}; challenge: "
+                      f"{details.get('challenge_result', {}).get('detail', '-')}")
+    raise typer.Exit(0 if info.accepted else 1)

@@ -1,0 +1,90 @@
+"""Remote identity verification: a session with a server-chosen challenge, one submission of the
+ID document image and a selfie video (or frames), one audited decision; only the tenant's own."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.errors import InvalidArgument, UnsupportedMediaType
+from faceatlas.service.deps import KycDep, Meter, PoolDep, charge_pixels, metered
+from faceatlas.service.schemas import KycSessionOut
+
+router = APIRouter(tags=["kyc"])
+SessionId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
+MAX_FRAMES = 300
+
+
+class SessionRequest(BaseModel):
+    retention_days: int | None = Field(default=None, ge=0, le=3650, description="days the reference face images "
+                                       "are kept (default: the server's setting, 0 unless configured)")
+
+
+@router.post("/kyc/sessions", status_code=201, response_model=KycSessionOut)
+async def create_session(
+    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
+    kyc: KycDep,
+    options: Annotated[SessionRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """A new session: its id, the challenge to perform (random, chosen here) and its expiry."""
+    retention = None if options is None else options.retention_days
+    info = await run_in_threadpool(kyc.create, f"svc:{meter.principal.tenant_id}", None, retention_days=retention)
+    return info.to_dict()
+
+
+@router.post(
+    "/kyc/sessions/{session_id}/submit",
+    response_model=KycSessionOut,
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["document"],
+        "properties": {"document": {"type": "string", "format": "binary"},
+                       "selfie": {"type": "string", "format": "binary", "description": "a video (mp4, webm, mov)"},
+                       "frame": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                 "description": "or the selfie as images, in order"},
+                       "fps": {"type": "number", "description": "the frames' rate (default 10)"}}}}}}},
+)
+async def submit_session(
+    session_id: SessionId,
+    request: Request,
+    meter: Annotated[Meter, Depends(metered("kyc.verify", "detect"))],
+    kyc: KycDep,
+    pool: PoolDep,
+) -> dict[str, Any]:
+    """Decide the session (once: a decided session answers its decision again)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the document and the selfie as multipart/form-data")
+    form = await request.form(max_files=MAX_FRAMES + 2)
+    document = form.get("document")
+    if document is None or isinstance(document, str):
+        raise InvalidArgument("multipart field 'document' (the ID document image) is required")
+    selfie = form.get("selfie")
+    frames = [part for part in form.getlist("frame") if not isinstance(part, str)]
+    if (selfie is None or isinstance(selfie, str)) == (not frames):
+        raise InvalidArgument("give the selfie as one video ('selfie') or as images ('frame', repeated)")
+    fps_field = form.get("fps")
+    try:
+        fps = float(fps_field) if isinstance(fps_field, str) and fps_field else None
+    except ValueError as exc:
+        raise InvalidArgument("fps must be a number") from exc
+    document_bytes = await document.read()
+    frame_bytes = [await part.read() for part in frames]
+    video = None if selfie is None or isinstance(selfie, str) else await selfie.read()
+    charge_pixels(request, [document_bytes, *frame_bytes[:1]])
+    info = await pool.run(lambda: kyc.submit(f"svc:{meter.principal.tenant_id}", session_id, document_bytes,
+                                             video=video, frames=frame_bytes or None, fps=fps))
+    meter.faces = 1 if info.accepted else 0
+    return info.to_dict()
+
+
+@router.get("/kyc/sessions/{session_id}", response_model=KycSessionOut)
+async def get_session(
+    session_id: SessionId,
+    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
+    kyc: KycDep,
+) -> dict[str, Any]:
+    """The session, its decision and its audit."""
+    info = await run_in_threadpool(kyc.get, f"svc:{meter.principal.tenant_id}", session_id)
+    return info.to_dict()

@@ -1,0 +1,31 @@
+"""`faceatlas kyc verify`: one session decided from files; exit 0 accepted, 1 refused, 2 an error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+
+from .conftest import MIRANDA, still
+from .media import encode_mp4, moved_still
+
+
+def test_kyc_verify_refuses_a_moved_photo(tmp_path: Path, shared: Path, miranda_card: bytes) -> None:
+    document, selfie = tmp_path / "id.jpg", tmp_path / "selfie.mp4"
+    document.write_bytes(miranda_card)
+    selfie.write_bytes(encode_mp4(moved_still(still(shared / MIRANDA), seconds=1.2, fps=10, size=(480, 360)), 10))
+    args = ["kyc", "verify", "--document", str(document), "--selfie", str(selfie), "--pack", "scrfd-mbf",
+            "--db", f"sqlite:///{tmp_path / 'kyc.db'}"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--challenge", "blink,left", "--json"])
+    assert result.exit_code == 1, result.output
+    session = json.loads(result.stdout)
+    assert session["challenge"] == ["blink", "turn_left"] and session["status"] == "rejected"
+    assert "challenge_failed" in session["reasons"] and session["details"]["match"]["match"]
+    again = runner.invoke(app, [*args, "--challenge", "blink"])  # the same file again: a replay
+    assert again.exit_code == 1 and "replay" in again.stdout
+    wrong = runner.invoke(app, [*args, "--challenge", "wink"])
+    assert wrong.exit_code == 2 and "validation_error" in wrong.output
