@@ -8,6 +8,7 @@ Example ``cams.yaml``::
     database: sqlite:///events.db
     webhook: {url: "https://example.org/hook", secret: "s3cret"}
     mqtt: {host: localhost, port: 1883, topic: faceatlas}
+    detector: yolox-nano         # or yolox-s: the larger COCO detector, downloaded by URL + sha256
     cameras:
       - name: door
         source: rtsp://10.0.0.5/stream1
@@ -18,7 +19,17 @@ Example ``cams.yaml``::
         watchlist: [alice]
         output: door.mp4
         snapshots: snaps/
-        blur_unlisted: true
+        blur_unlisted: true        # the default: faces not on the watchlist are blurred in saved images
+      - name: junction             # traffic (see docs/city.md)
+        source: rtsp://10.0.0.6/stream1
+        classes: [person, car, bus, truck, motorcycle, bicycle]
+        lines: [{name: northbound, start: [0, 300], end: [640, 300], expected: in}]
+        zones: [{name: bay, polygon: [[0,0],[300,0],[300,200],[0,200]], classes: [car], max_dwell: 600},
+                {name: platform, polygon: [[0,400],[1280,400],[1280,720],[0,720]], per_m2: true,
+                 levels: {busy: 1.0, crowded: 2.0}, hysteresis: 0.3}]
+        calibration: {image: [[0,300],[1280,300],[1280,720],[0,720]], world: [[0,0],[12,0],[12,20],[0,20]]}
+        speed_limit_kmh: 50
+        blur_plates: true          # the default: the lower third of every vehicle box is blurred
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any
 import yaml
 
 from faceatlas.errors import InvalidInput
+from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
@@ -54,7 +66,12 @@ class CameraConfig:
 
     ``scene_cut``: the histogram distance between consecutive frames taken as a cut to another
     shot (every track then ends, and the new shot is analyzed at once); None turns it off.
-    ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred."""
+    ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred in
+    snapshots and the output video; ``blur_plates``: so is the lower third of every vehicle box
+    (where plates are; there is no plate detector). Both on unless the operator turns them off.
+    ``classes``: the COCO classes tracked (persons and road users); ``aliases`` maps a detector's
+    label to one of them (an overhead camera: YOLOX-Nano calls a car seen from above a cell phone).
+    ``calibration``: the ground plane (speeds, densities); ``speed_limit_kmh``: ``speeding`` events."""
 
     source: str
     name: str = "camera"
@@ -66,11 +83,16 @@ class CameraConfig:
     watchlist: list[str] = field(default_factory=list)
     output: Path | None = None
     snapshots: Path | None = None
-    blur_unlisted: bool = False
+    blur_unlisted: bool = True
     track_timeout: float = 1.5
     realtime: bool = False
     scene_cut: float | None = DEFAULT_CUT_DISTANCE
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    classes: list[str] = field(default_factory=lambda: ["person"])
+    aliases: dict[str, str] = field(default_factory=dict)
+    calibration: GroundPlane | None = None
+    speed_limit_kmh: float | None = None
+    blur_plates: bool = True
 
 
 @dataclass
@@ -111,13 +133,20 @@ class WatchConfig:
     database: str | None = None
     webhook: WebhookConfig | None = None
     mqtt: MqttConfig | None = None
+    detector: str = "yolox-nano"  # the COCO object detector: yolox-nano (shipped) or yolox-s (by URL)
 
 
 def _line(raw: str | dict[str, Any], number: int) -> LineSpec:
     if isinstance(raw, str):
         return LineSpec.parse(raw, f"line{number}")
     return LineSpec(tuple(raw["start"]), tuple(raw["end"]), raw.get("name", f"line{number}"),
-                    raw.get("anchor", "center"))
+                    raw.get("anchor", "center"), raw.get("min_frames", 2), raw.get("expected"))
+
+
+def _zone(raw: dict[str, Any]) -> ZoneSpec:
+    classes = raw.get("classes")
+    return ZoneSpec(**{**raw, "polygon": [tuple(p) for p in raw["polygon"]],
+                       "classes": tuple(classes) if classes is not None else None})
 
 
 def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
@@ -129,7 +158,11 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
     raw.setdefault("name", f"camera{number}")
     raw["source"] = str(raw["source"])
     raw["lines"] = [_line(line, i) for i, line in enumerate(raw.get("lines", []), 1)]
-    raw["zones"] = [ZoneSpec(**{**z, "polygon": [tuple(p) for p in z["polygon"]]}) for z in raw.get("zones", [])]
+    raw["zones"] = [_zone(z) for z in raw.get("zones", [])]
+    if raw.get("calibration") is not None:
+        plane = raw["calibration"]
+        raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
+                                         plane.get("speed_window", 1.0))
     raw["recognition"] = RecognitionConfig(**raw.get("recognition", {}))
     for key in ("output", "snapshots"):
         if raw.get(key) is not None:

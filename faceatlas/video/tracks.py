@@ -54,6 +54,15 @@ class Track:
     linked: int | None = None
     latest: FaceSample | None = None  # the newest usable face, kept for re-checking the identity
     checked_time: float = 0.0
+    classes: dict[str, float] = field(default_factory=dict)  # detector confidence summed per class
+    hits: int = 0  # analyzed frames with a detection on this track
+
+    @property
+    def label(self) -> str:
+        """The class voted over the track (the most confidence summed); a face track's is "face"."""
+        if self.kind == "face" or not self.classes:
+            return self.kind
+        return max(self.classes, key=lambda name: self.classes[name])
 
     @property
     def dwell(self) -> float:
