@@ -35,6 +35,7 @@ Example ``cams.yaml``::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ class CameraConfig:
     (where plates are; there is no plate detector). Both on unless the operator turns them off.
     ``classes``: the COCO classes tracked (persons and road users); ``aliases`` maps a detector's
     label to one of them (an overhead camera: YOLOX-Nano calls a car seen from above a cell phone).
-    ``calibration``: the ground plane (speeds, densities); ``speed_limit_kmh``: ``speeding`` events."""
+    ``calibration``: the ground plane (speeds, densities); ``speed_limit_kmh``: ``speeding`` events.
+    ``start_time``: when a recorded file started (its per-minute counts are placed from there);
+    default: when the run starts."""
 
     source: str
     name: str = "camera"
@@ -93,6 +96,7 @@ class CameraConfig:
     calibration: GroundPlane | None = None
     speed_limit_kmh: float | None = None
     blur_plates: bool = True
+    start_time: datetime | None = None  # a recording's wall-clock start (UTC) for its per-minute counts
 
 
 @dataclass
@@ -164,6 +168,8 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
         raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
                                          plane.get("speed_window", 1.0))
     raw["recognition"] = RecognitionConfig(**raw.get("recognition", {}))
+    if isinstance(raw.get("start_time"), str):
+        raw["start_time"] = datetime.fromisoformat(raw["start_time"])
     for key in ("output", "snapshots"):
         if raw.get(key) is not None:
             raw[key] = Path(raw[key])

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer, PersonDetector
-from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES
+from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
+from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES, ObjectDetector
 from faceatlas.errors import InvalidArgument
 from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
 from faceatlas.video.config import CameraConfig
@@ -76,7 +76,7 @@ class VideoPipeline:
         analyzer: FaceAnalyzer | None,
         bus: EventBus,
         *,
-        persons: PersonDetector | None = None,
+        persons: ObjectDetector | None = None,
         matcher: IdentityMatcher | None = None,
         on_frame: Callable[[str, int, int | None], None] | None = None,
     ) -> None:

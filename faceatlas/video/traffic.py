@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,11 @@ def _keys(detections: sv.Detections) -> list[Key]:
 class CameraAnalytics:
     """Everything a camera measures beyond the persons' line and zone counts of the pipeline."""
 
-    def __init__(self, camera: CameraConfig, lines: Sequence[LineCounter], start: datetime | None = None) -> None:
+    def __init__(self, camera: CameraConfig, lines: Sequence[LineCounter]) -> None:
         self.camera = camera
+        start = camera.start_time
+        if start is not None and start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
         plane = camera.calibration
         self.view = ViewTransformer(plane) if plane is not None else None
         self.speeds = SpeedMeter(plane.speed_window if plane is not None else 1.0)
