@@ -213,6 +213,8 @@ class VideoPipeline:
                 cast(sv.Detections, objects[np.isin(objects.data["label"], list(classes))])
             rules += self.analytics.zone(zone, members, frame.time)
         for kind, rule_key, data in rules:
+            if rule_key is not None and rule_key in self.tracks:
+                data = {**data, "box": _box(self.tracks[rule_key].box)}
             self._emit(kind, frame, rule_key, data, snapshot=kind in ("wrong_way", "dwell_exceeded", "speeding"))
         self._expire(frame)
 

@@ -157,7 +157,7 @@ class CameraAnalytics:
                         if zone_name == name)
             extra["queue"] = queue
             if report is None and queue != self._queues.get(name, 0):
-                report = {"zone": name, "count": zone.count, "level": zone.level}
+                report = zone.report()
             self._queues[name] = queue
         if report is not None:
             out.append(("zone_occupancy", None, {**report, **extra}))

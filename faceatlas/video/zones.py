@@ -170,13 +170,16 @@ class ZoneCounter:
         """The occupancy report due now, if any."""
         self.inside = self.zone.trigger(detections) if len(detections) else np.zeros(0, np.bool_)
         count = int(self.inside.sum())
-        density = count / self.area_m2 if self.area_m2 else None
-        changed = self._held(self._candidate(density if self.spec.per_m2 and density is not None else count),
-                             video_time)
+        value = count / self.area_m2 if self.spec.per_m2 and self.area_m2 else count
+        changed = self._held(self._candidate(value), video_time)
         if not changed and (count == self.count or video_time - self._reported_at < self.spec.report_every):
             return None
         self.count, self._reported_at = count, video_time
-        report: dict[str, Any] = {"zone": self.spec.name, "count": count, "level": self.level}
-        if density is not None:
-            report.update(density=round(density, 3), area_m2=round(self.area_m2 or 0.0, 2))
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        """The zone's count and level now (with its density and area when calibrated)."""
+        report: dict[str, Any] = {"zone": self.spec.name, "count": self.count, "level": self.level}
+        if self.area_m2:
+            report.update(density=round(self.count / self.area_m2, 3), area_m2=round(self.area_m2, 2))
         return report
