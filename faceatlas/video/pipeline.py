@@ -210,7 +210,7 @@ class VideoPipeline:
         for zone in self.zones:
             classes = zone.spec.classes
             members = person_dets if classes is None else \
-                cast(sv.Detections, objects[np.isin(objects.data["label"], list(classes))])
+                cast(sv.Detections, objects[np.isin(objects.data.get("label", []), list(classes))])
             rules += self.analytics.zone(zone, members, frame.time)
         for kind, rule_key, data in rules:
             if rule_key is not None and rule_key in self.tracks:

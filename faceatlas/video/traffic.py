@@ -39,7 +39,8 @@ def merged(parts: Sequence[sv.Detections]) -> sv.Detections:
 
 def _keys(detections: sv.Detections) -> list[Key]:
     ids = detections.tracker_id if detections.tracker_id is not None else np.zeros(len(detections), int)
-    return [(str(kind), int(track_id)) for kind, track_id in zip(detections.data["kind"], ids)]
+    kinds = detections.data.get("kind", [""] * len(detections))
+    return [(str(kind), int(track_id)) for kind, track_id in zip(kinds, ids)]
 
 
 class CameraAnalytics:
