@@ -1,7 +1,11 @@
 """Video pipeline throughput at 720p: frames/s and real-time factor for detection stride 1/2/3,
-against the naive loop (detect and embed every face on every frame), in the same run.
+against the naive loop (detect and embed every face on every frame), in the same run; then faces
+plus every road class (person, car, bus, truck, motorcycle, bicycle, with the city analytics: a
+line, a zone, a ground-plane calibration for speeds), one camera and 4 cameras at once in one
+process (threads sharing the models, as `faceatlas watch` runs them), and how many cameras one
+machine carries at 10 frames/s each (the 4 cameras' total frames/s / 10).
 
-    python bench/video_throughput.py [--video PATH] [--frames 150] [--no-persons]
+    python bench/video_throughput.py [--video PATH] [--frames 150] [--no-persons] [--cameras 4]
 
 Uses ../shared/data/videos/people_walking_vtest.avi (1280x720) and the scrfd-mbf pack.
 """
@@ -9,6 +13,7 @@ Uses ../shared/data/videos/people_walking_vtest.avi (1280x720) and the scrfd-mbf
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,13 +26,16 @@ SHARED = Path(os.environ.get("FACEATLAS_SHARED", Path(__file__).resolve().parent
 os.environ.setdefault("FACEATLAS_MODEL_DIR", str(SHARED / "models"))
 
 from faceatlas.engine import FaceAnalyzer  # noqa: E402
-from faceatlas.engine.persons import PersonDetector  # noqa: E402
+from faceatlas.engine.persons import ROAD_CLASSES, ObjectDetector, PersonDetector  # noqa: E402
+from faceatlas.video.analytics import GroundPlane  # noqa: E402
 from faceatlas.video.config import CameraConfig  # noqa: E402
 from faceatlas.video.identity import EmbeddingMatcher  # noqa: E402
 from faceatlas.video.pipeline import VideoPipeline  # noqa: E402
 from faceatlas.video.sinks import EventBus  # noqa: E402
 from faceatlas.video.sources import VideoSource  # noqa: E402
-from faceatlas.video.zones import LineSpec  # noqa: E402
+from faceatlas.video.zones import LineSpec, ZoneSpec  # noqa: E402
+
+HALL = [(0, 0), (1280, 0), (1280, 720), (0, 720)]
 
 
 def _pipeline_fps(video: Path, frames: int, stride: int, analyzer: FaceAnalyzer, persons: PersonDetector | None,
@@ -45,6 +53,33 @@ def _pipeline_fps(video: Path, frames: int, stride: int, analyzer: FaceAnalyzer,
     return frames / (time.perf_counter() - started), source.fps
 
 
+def _city_fps(video: Path, frames: int, stride: int, analyzer: FaceAnalyzer, detector: ObjectDetector,
+              cameras: int) -> float:
+    """Frames/s per camera with ``cameras`` pipelines (faces + every road class + analytics) at once."""
+    specs = [CameraConfig(source=str(video), name=f"cam{i}", stride=stride, classes=list(ROAD_CLASSES),
+                          lines=[LineSpec.parse("0,360,1280,360")], calibration=GroundPlane(HALL, [(0, 0), (20, 0),
+                          (20, 12), (0, 12)]), zones=[ZoneSpec("hall", HALL, max_dwell=5.0, queue_after=2.0)])
+             for i in range(cameras)]
+    pipelines = [VideoPipeline(spec, analyzer, EventBus(), persons=detector) for spec in specs]
+
+    def run(pipeline: VideoPipeline) -> None:
+        source = VideoSource(video)
+        for frame in source:
+            pipeline.process(frame, source.fps)
+            if frame.index + 1 >= frames:
+                break
+        source.close()
+        pipeline.finish()
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in pipelines]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return frames / (time.perf_counter() - started)
+
+
 def _naive_fps(video: Path, frames: int, analyzer: FaceAnalyzer) -> float:
     source = VideoSource(video)
     started = time.perf_counter()
@@ -59,6 +94,7 @@ def main(
     video: Annotated[Path, typer.Option(help="a 720p video")] = SHARED / "data/videos/people_walking_vtest.avi",
     frames: Annotated[int, typer.Option(help="frames per measurement")] = 150,
     persons: Annotated[bool, typer.Option(help="run the person detector too")] = True,
+    cameras: Annotated[int, typer.Option(help="cameras at once for the city rows")] = 4,
 ) -> None:
     analyzer = FaceAnalyzer("scrfd-mbf", announce_license=False)
     # the pipeline runs faces and persons side by side, so it gets one ONNX thread per model (as
@@ -68,7 +104,10 @@ def main(
     matcher = EmbeddingMatcher(threshold=0.4)
     matcher.add_images(analyzer, "lin", [SHARED / "data/face_recognition_examples/examples/lin-manuel-miranda.png"])
     _naive_fps(video, 10, analyzer)  # warm-up
-    table = Table(title=f"{video.name}, {frames} frames, {os.cpu_count()} CPUs, persons {'on' if persons else 'off'}")
+    load = f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    table = Table(title=f"{video.name}, {frames} frames, {os.cpu_count()} CPUs{load}, "
+                        f"persons {'on' if persons else 'off'} (city: faces + person, car, bus, truck, "
+                        "motorcycle, bicycle + line, zone, speeds)")
     for column in ("loop", "frames/s", "real-time factor"):
         table.add_column(column)
     naive = _naive_fps(video, frames, analyzer)
@@ -78,9 +117,20 @@ def main(
         fps, source_fps = _pipeline_fps(video, frames, stride, pipeline_analyzer, detector, matcher)
         rows.append((f"pipeline stride {stride}", fps))
     rows.insert(0, ("naive (detect + embed every face, every frame)", naive))
+    if persons:
+        road = ObjectDetector(threads=1, classes=ROAD_CLASSES)
+        for count in (1, cameras):
+            for stride in (1, 2, 3):
+                fps = _city_fps(video, frames, stride, pipeline_analyzer, road, count)
+                rows.append((f"city stride {stride}, {count} camera(s), per camera", fps))
+                if count == cameras and stride == 2:
+                    carried = fps * count / 10
     for name, fps in rows:
         table.add_row(name, f"{fps:.1f}", f"{fps / source_fps:.2f}x" if source_fps else "-")
     Console().print(table)
+    if persons:
+        Console().print(f"one machine carries ~{carried:.1f} cameras at 10 frames/s each (stride 2, faces + all "
+                        f"classes: {cameras} cameras' total frames/s / 10)")
 
 
 if __name__ == "__main__":
