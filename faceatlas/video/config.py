@@ -29,7 +29,7 @@ Example ``cams.yaml``::
                  levels: {busy: 1.0, crowded: 2.0}, hysteresis: 0.3}]
         calibration: {image: [[0,300],[1280,300],[1280,720],[0,720]], world: [[0,0],[12,0],[12,20],[0,20]]}
         speed_limit_kmh: 50
-        blur_plates: true          # the default: the lower third of every vehicle box is blurred
+        blur_plates: true          # the default: the lower 40% of every vehicle box is blurred
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class CameraConfig:
     ``scene_cut``: the histogram distance between consecutive frames taken as a cut to another
     shot (every track then ends, and the new shot is analyzed at once); None turns it off.
     ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred in
-    snapshots and the output video; ``blur_plates``: so is the lower third of every vehicle box
+    snapshots and the output video; ``blur_plates``: so is the lower 40% of every vehicle box
     (where plates are; there is no plate detector). Both on unless the operator turns them off.
     ``classes``: the COCO classes tracked (persons and road users); ``aliases`` maps a detector's
     label to one of them (an overhead camera: YOLOX-Nano calls a car seen from above a cell phone).
