@@ -83,6 +83,8 @@ def summary_tables(report: WatchReport) -> list[Table]:
                     ("reconnects", str(source.reconnects))]
         measures += [(f"{name} crossings", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
                      for name, counts in stats.line_counts.items()]
+        measures += [(f"{name} {label}", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
+                     for name, per_class in stats.class_counts.items() for label, counts in per_class.items()]
         for number, (measure, value) in enumerate(measures):
             cameras.add_row(stats.camera if number == 0 else "", measure, value)
         cameras.add_section()

@@ -179,7 +179,10 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
 def load_config(path: Path) -> WatchConfig:
     """Read a ``cams.yaml`` file."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
-    cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
+    try:
+        cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
+    except (TypeError, KeyError) as exc:  # a zone, line or calibration with a missing or unknown key
+        raise InvalidInput(f"{path}: {exc}") from exc
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
     webhook = raw.pop("webhook", None)
