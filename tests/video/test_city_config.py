@@ -75,3 +75,17 @@ def test_a_density_zone_needs_a_calibration_and_a_calibration_four_points(tmp_pa
     path.write_text("cameras:\n  - {source: a.mp4, lines: [{start: [0, 0], end: [9, 9], expected: up}]}\n")
     with pytest.raises(InvalidInput):
         load_config(path)
+
+
+def test_the_larger_detector_is_pinned_by_url_and_sha256(tmp_path):
+    from faceatlas.engine.persons import OBJECT_MODELS, ObjectDetector
+    from faceatlas.errors import ModelMissing, UnknownPack
+    from faceatlas.settings import EngineSettings
+
+    spec, size = OBJECT_MODELS["yolox-s"]
+    assert size == 640 and spec.url and spec.url.startswith("https://") and len(spec.sha256 or "") == 64
+    offline = EngineSettings(model_dir=str(tmp_path), cache=tmp_path / "cache", offline=True)
+    with pytest.raises(ModelMissing):  # not in ../shared: fetched on first use where the network is allowed
+        ObjectDetector(name="yolox-s", settings=offline)
+    with pytest.raises(UnknownPack):
+        ObjectDetector(name="yolov99")
