@@ -5,6 +5,10 @@ line, a zone, a ground-plane calibration for speeds), one camera and 4 cameras a
 process (threads sharing the models, as `faceatlas watch` runs them), and how many cameras one
 machine carries at 10 frames/s each (the 4 cameras' total frames/s / 10).
 
+The machine this was written on is shared and its load varies tenfold, so beside the wall-clock
+frames/s each row gives the CPU time per frame (process time, all threads): the frames/s an idle
+machine would give is about cores x 1000 / (CPU ms per frame), when the work spreads over the cores.
+
     python bench/video_throughput.py [--video PATH] [--frames 150] [--no-persons] [--cameras 4]
 
 Uses ../shared/data/videos/people_walking_vtest.avi (1280x720) and the scrfd-mbf pack.
@@ -39,22 +43,22 @@ HALL = [(0, 0), (1280, 0), (1280, 720), (0, 720)]
 
 
 def _pipeline_fps(video: Path, frames: int, stride: int, analyzer: FaceAnalyzer, persons: PersonDetector | None,
-                  matcher: EmbeddingMatcher) -> tuple[float, float]:
+                  matcher: EmbeddingMatcher) -> tuple[float, float, float]:
     camera = CameraConfig(source=str(video), stride=stride, persons=persons is not None,
                           lines=[LineSpec.parse("0,360,1280,360")])
     pipeline = VideoPipeline(camera, analyzer, EventBus(), persons=persons, matcher=matcher)
     source = VideoSource(video)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for frame in source:
         pipeline.process(frame, source.fps)
         if frame.index + 1 >= frames:
             break
     pipeline.finish()
-    return frames / (time.perf_counter() - started), source.fps
+    return frames / (time.perf_counter() - started), (time.process_time() - cpu) * 1000 / frames, source.fps
 
 
 def _city_fps(video: Path, frames: int, stride: int, analyzer: FaceAnalyzer, detector: ObjectDetector,
-              cameras: int) -> float:
+              cameras: int) -> tuple[float, float]:
     """Frames/s per camera with ``cameras`` pipelines (faces + every road class + analytics) at once."""
     specs = [CameraConfig(source=str(video), name=f"cam{i}", stride=stride, classes=list(ROAD_CLASSES),
                           lines=[LineSpec.parse("0,360,1280,360")], calibration=GroundPlane(HALL, [(0, 0), (20, 0),
@@ -72,22 +76,22 @@ def _city_fps(video: Path, frames: int, stride: int, analyzer: FaceAnalyzer, det
         pipeline.finish()
 
     threads = [threading.Thread(target=run, args=(p,)) for p in pipelines]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return frames / (time.perf_counter() - started)
+    return frames / (time.perf_counter() - started), (time.process_time() - cpu) * 1000 / (frames * cameras)
 
 
-def _naive_fps(video: Path, frames: int, analyzer: FaceAnalyzer) -> float:
+def _naive_fps(video: Path, frames: int, analyzer: FaceAnalyzer) -> tuple[float, float]:
     source = VideoSource(video)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for frame in source:
         analyzer.analyze(frame.image)  # detect + align + embed every face, every frame
         if frame.index + 1 >= frames:
             break
-    return frames / (time.perf_counter() - started)
+    return frames / (time.perf_counter() - started), (time.process_time() - cpu) * 1000 / frames
 
 
 def main(
@@ -108,29 +112,31 @@ def main(
     table = Table(title=f"{video.name}, {frames} frames, {os.cpu_count()} CPUs{load}, "
                         f"persons {'on' if persons else 'off'} (city: faces + person, car, bus, truck, "
                         "motorcycle, bicycle + line, zone, speeds)")
-    for column in ("loop", "frames/s", "real-time factor"):
+    cores = os.cpu_count() or 1
+    for column in ("loop", "frames/s", "real-time factor", "CPU ms/frame", f"idle {cores} cores: frames/s"):
         table.add_column(column)
     naive = _naive_fps(video, frames, analyzer)
     source_fps = 0.0
-    rows = []
+    rows = [("naive (detect + embed every face, every frame)", *naive)]
     for stride in (1, 2, 3):
-        fps, source_fps = _pipeline_fps(video, frames, stride, pipeline_analyzer, detector, matcher)
-        rows.append((f"pipeline stride {stride}", fps))
-    rows.insert(0, ("naive (detect + embed every face, every frame)", naive))
+        fps, cpu_ms, source_fps = _pipeline_fps(video, frames, stride, pipeline_analyzer, detector, matcher)
+        rows.append((f"pipeline stride {stride}", fps, cpu_ms))
+    carried: tuple[float, float] | None = None
     if persons:
         road = ObjectDetector(threads=1, classes=ROAD_CLASSES)
         for count in (1, cameras):
             for stride in (1, 2, 3):
-                fps = _city_fps(video, frames, stride, pipeline_analyzer, road, count)
-                rows.append((f"city stride {stride}, {count} camera(s), per camera", fps))
+                fps, cpu_ms = _city_fps(video, frames, stride, pipeline_analyzer, road, count)
+                rows.append((f"city stride {stride}, {count} camera(s), per camera", fps, cpu_ms))
                 if count == cameras and stride == 2:
-                    carried = fps * count / 10
-    for name, fps in rows:
-        table.add_row(name, f"{fps:.1f}", f"{fps / source_fps:.2f}x" if source_fps else "-")
+                    carried = (fps * count / 10, cores * 1000 / cpu_ms / 10)
+    for name, fps, cpu_ms in rows:
+        table.add_row(name, f"{fps:.1f}", f"{fps / source_fps:.2f}x" if source_fps else "-", f"{cpu_ms:.0f}",
+                      f"{cores * 1000 / cpu_ms:.1f}")
     Console().print(table)
-    if persons:
-        Console().print(f"one machine carries ~{carried:.1f} cameras at 10 frames/s each (stride 2, faces + all "
-                        f"classes: {cameras} cameras' total frames/s / 10)")
+    if carried is not None:
+        Console().print(f"cameras at 10 frames/s each (stride 2, faces + all classes, {cameras} at once): "
+                        f"{carried[0]:.1f} measured now, ~{carried[1]:.1f} on the idle {cores} cores (from CPU time)")
 
 
 if __name__ == "__main__":
