@@ -21,8 +21,7 @@ import numpy as np
 import supervision as sv
 
 from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
-from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES, ObjectDetector
-from faceatlas.errors import InvalidArgument
+from faceatlas.engine.persons import COCO_CLASSES, ObjectDetector
 from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
@@ -31,7 +30,10 @@ from faceatlas.video.shots import ShotCutDetector
 from faceatlas.video.sinks import EventBus
 from faceatlas.video.sources import Frame, SourceStats, VideoSource
 from faceatlas.video.tracks import FaceSample, Track, byte_tracker
-from faceatlas.video.traffic import CameraAnalytics, labelled, merged
+from faceatlas.video.tracks import box_list as _box
+from faceatlas.video.tracks import empty_detections as _empty
+from faceatlas.video.tracks import track_ids as _track_ids
+from faceatlas.video.traffic import CameraAnalytics, CameraClasses, labelled, merged
 from faceatlas.video.zones import LineCounter, ZoneCounter
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,7 @@ class VideoPipeline:
         self.zones = [ZoneCounter(spec, self.analytics.area_of(spec.polygon)) for spec in camera.zones]
         self.tracks: dict[tuple[str, int], Track] = {}
         self._trackers: dict[str, sv.ByteTrack] = {}
-        self._kinds = _class_kinds(camera)  # COCO class id -> "person" | "vehicle" on this camera
-        self._aliases = {COCO_CLASSES.index(k): COCO_CLASSES.index(v) for k, v in camera.aliases.items()}
+        self._classes = CameraClasses(camera)  # which detector labels are this camera's persons and vehicles
         self._shown: dict[str, sv.Detections] = {k: _empty(k) for k in ("face", "person", "vehicle")}
         self._detected = _empty("face")  # every face of the last analysis, tracked or not yet
         self._last_id: dict[str, int] = {}  # the highest track id so far: a new tracker's ids follow it
@@ -181,10 +182,10 @@ class VideoPipeline:
         face_dets = self._track("face", frame, self._detected, detection_fps)
         vehicle_dets = _empty("vehicle")
         if persons is not None:
-            people, vehicles = self._split(persons.result())
+            people, vehicles = self._classes.split(persons.result())
             person_dets = self._track("person", frame, people, detection_fps)
             self._link(face_dets, person_dets)
-            if "vehicle" in self._kinds.values():
+            if self._classes.vehicles:
                 vehicle_dets = self._track("vehicle", frame, vehicles, detection_fps)
         else:
             person_dets = face_dets
@@ -217,17 +218,6 @@ class VideoPipeline:
                 data = {**data, "box": _box(self.tracks[rule_key].box)}
             self._emit(kind, frame, rule_key, data, snapshot=kind in ("wrong_way", "dwell_exceeded", "speeding"))
         self._expire(frame)
-
-    def _split(self, found: Detections) -> tuple[sv.Detections, sv.Detections]:
-        """The detector's rows as this camera's persons and vehicles (aliases applied, other classes dropped)."""
-        ids = np.asarray([self._aliases.get(int(c), int(c)) for c in
-                          (found.class_id if found.class_id is not None else np.zeros(len(found), int))], int)
-        kinds = np.asarray([self._kinds.get(int(c), "") for c in ids], dtype=object)
-        rows = _person_detections(found)
-        if len(rows):
-            rows.class_id = ids
-        return (cast(sv.Detections, rows[kinds == "person"]) if len(rows) else _empty("person"),
-                cast(sv.Detections, rows[kinds == "vehicle"]) if len(rows) else _empty("vehicle"))
 
     def _track(self, kind: str, frame: Frame, detections: sv.Detections, detection_fps: float) -> sv.Detections:
         if kind not in self._trackers:
@@ -423,44 +413,8 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
     return [results[i] for i in sorted(results)]
 
 
-def _class_kinds(camera: CameraConfig) -> dict[int, str]:
-    """COCO class id -> the kind of track ("person" or "vehicle") for the camera's classes."""
-    kinds = {}
-    for name in camera.classes:
-        if name != "person" and name not in VEHICLE_CLASSES:
-            raise InvalidArgument(f"camera {camera.name}: class {name!r} is not person or one of "
-                                  f"{', '.join(VEHICLE_CLASSES)}")
-        kinds[COCO_CLASSES.index(name)] = "person" if name == "person" else "vehicle"
-    for source, target in camera.aliases.items():
-        if source not in COCO_CLASSES or target not in camera.classes:
-            raise InvalidArgument(f"camera {camera.name}: alias {source} -> {target} needs a COCO class and "
-                                  "one of the camera's classes")
-    return kinds
-
-
 def _face_detections(faces: list[Face]) -> sv.Detections:
     if not faces:
         return _empty("face")
     found = Detections(np.stack([f.bbox for f in faces]), np.array([f.det_score for f in faces]))
     return found.to_supervision(face=np.arange(len(faces)))
-
-
-def _person_detections(found: Detections) -> sv.Detections:
-    return found.to_supervision() if len(found) else _empty("person")
-
-
-def _empty(kind: str) -> sv.Detections:
-    empty = sv.Detections.empty()
-    empty.tracker_id = np.zeros(0, int)
-    if kind == "face":
-        empty.data["face"] = np.zeros(0, int)
-    return empty
-
-
-def _track_ids(detections: sv.Detections) -> np.ndarray:
-    """The tracker ids of tracked detections (none before tracking)."""
-    return detections.tracker_id if detections.tracker_id is not None else np.zeros(0, int)
-
-
-def _box(box: np.ndarray) -> list[float]:
-    return [round(float(v), 1) for v in box]

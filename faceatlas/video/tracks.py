@@ -101,3 +101,21 @@ class Track:
         self.checked_time = max(self.checked_time, sample.time)
         self.used_quality = max(self.used_quality, sample.quality)
         self.vote.add(match)
+
+
+def empty_detections(kind: str) -> sv.Detections:
+    """No detection, tracked (with the face index column for faces)."""
+    empty = sv.Detections.empty()
+    empty.tracker_id = np.zeros(0, int)
+    if kind == "face":
+        empty.data["face"] = np.zeros(0, int)
+    return empty
+
+
+def track_ids(detections: sv.Detections) -> np.ndarray:
+    """The tracker ids of tracked detections (none before tracking)."""
+    return detections.tracker_id if detections.tracker_id is not None else np.zeros(0, int)
+
+
+def box_list(box: np.ndarray) -> list[float]:
+    return [round(float(v), 1) for v in box]

@@ -10,14 +10,47 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import supervision as sv
 
+from faceatlas.engine.detections import Detections
+from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES
+from faceatlas.errors import InvalidArgument
 from faceatlas.video.analytics import CountSeries, Emitted, Key, SpeedMeter, ViewTransformer, anchors
 from faceatlas.video.config import CameraConfig
+from faceatlas.video.tracks import empty_detections
 from faceatlas.video.zones import LineCounter, ZoneCounter
+
+
+class CameraClasses:
+    """Which labels of the detector are the camera's persons and vehicles (its ``aliases`` applied)."""
+
+    def __init__(self, camera: CameraConfig) -> None:
+        self.kinds: dict[int, str] = {}  # COCO class id -> "person" | "vehicle"
+        for name in camera.classes:
+            if name != "person" and name not in VEHICLE_CLASSES:
+                raise InvalidArgument(f"camera {camera.name}: class {name!r} is not person or one of "
+                                      f"{', '.join(VEHICLE_CLASSES)}")
+            self.kinds[COCO_CLASSES.index(name)] = "person" if name == "person" else "vehicle"
+        for source, target in camera.aliases.items():
+            if source not in COCO_CLASSES or target not in camera.classes:
+                raise InvalidArgument(f"camera {camera.name}: alias {source} -> {target} needs a COCO class and "
+                                      "one of the camera's classes")
+        self.aliases = {COCO_CLASSES.index(k): COCO_CLASSES.index(v) for k, v in camera.aliases.items()}
+        self.vehicles = "vehicle" in self.kinds.values()
+
+    def split(self, found: Detections) -> tuple[sv.Detections, sv.Detections]:
+        """The detector's rows as the camera's persons and vehicles (``class_id`` aliased; other classes dropped)."""
+        if len(found) == 0:
+            return empty_detections("person"), empty_detections("vehicle")
+        raw = found.class_id if found.class_id is not None else np.zeros(len(found), int)
+        ids = np.asarray([self.aliases.get(int(c), int(c)) for c in raw], int)
+        kinds = np.asarray([self.kinds.get(int(c), "") for c in ids], dtype=object)
+        rows = found.to_supervision()
+        rows.class_id = ids
+        return cast(sv.Detections, rows[kinds == "person"]), cast(sv.Detections, rows[kinds == "vehicle"])
 
 
 def labelled(detections: sv.Detections, kind: str, labels: Sequence[str]) -> sv.Detections:
