@@ -133,7 +133,7 @@ def main(
     for name, fps, cpu_ms in rows:
         table.add_row(name, f"{fps:.1f}", f"{fps / source_fps:.2f}x" if source_fps else "-", f"{cpu_ms:.0f}",
                       f"{cores * 1000 / cpu_ms:.1f}")
-    Console().print(table)
+    Console(width=160).print(table)
     if carried is not None:
         Console().print(f"cameras at 10 frames/s each (stride 2, faces + all classes, {cameras} at once): "
                         f"{carried[0]:.1f} measured now, ~{carried[1]:.1f} on the idle {cores} cores (from CPU time)")
