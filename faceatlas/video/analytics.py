@@ -116,7 +116,7 @@ class CountSeries:
         self._frame_size: tuple[int, int] = (0, 0)
 
     def minute_of(self, video_time: float) -> datetime:
-        moment = self.start + timedelta(seconds=video_time)
+        moment = (self.start + timedelta(seconds=video_time)).astimezone(UTC)
         return moment.replace(second=0, microsecond=0)
 
     def advance(self, video_time: float) -> dict[str, Any] | None:
@@ -165,7 +165,7 @@ class CountSeries:
         self._counts, self._zone_sums, self._heat = defaultdict(Counter), {}, {}
         if not classes:
             return None
-        return {"minute": self._minute.isoformat(timespec="minutes"), "frame_size": list(self._frame_size),
+        return {"minute": self._minute.strftime("%Y-%m-%dT%H:%M"), "frame_size": list(self._frame_size),
                 "classes": classes}
 
 

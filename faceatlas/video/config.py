@@ -68,8 +68,10 @@ class CameraConfig:
     ``scene_cut``: the histogram distance between consecutive frames taken as a cut to another
     shot (every track then ends, and the new shot is analyzed at once); None turns it off.
     ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred in
-    snapshots and the output video; ``blur_plates``: so is the lower 40% of every vehicle box
-    (where plates are; there is no plate detector). Both on unless the operator turns them off.
+    snapshots and the output video; ``blur_plates``: so is the lower ``plate_share`` (40%) of
+    every vehicle box (where plates are on a car seen from the front or back, or from above at an
+    angle: there is no plate detector; 1.0 blurs the whole vehicle, for cameras straight above).
+    Both on unless the operator turns them off.
     ``classes``: the COCO classes tracked (persons and road users); ``aliases`` maps a detector's
     label to one of them (an overhead camera: YOLOX-Nano calls a car seen from above a cell phone).
     ``calibration``: the ground plane (speeds, densities); ``speed_limit_kmh``: ``speeding`` events.
@@ -96,6 +98,7 @@ class CameraConfig:
     calibration: GroundPlane | None = None
     speed_limit_kmh: float | None = None
     blur_plates: bool = True
+    plate_share: float = 0.4  # the lower part of a vehicle box blurred; 1.0: all of it (overhead cameras)
     start_time: datetime | None = None  # a recording's wall-clock start (UTC) for its per-minute counts
 
 

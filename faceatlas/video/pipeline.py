@@ -343,7 +343,7 @@ class VideoPipeline:
             keep = np.array([i in listed for i in range(len(self._detected))], dtype=np.bool_)
             image = blur_faces(image, self._detected, keep)
         if self.camera.blur_plates and len(self._shown["vehicle"]):
-            image = blur_plates(image.copy(), self._shown["vehicle"])
+            image = blur_plates(image.copy(), self._shown["vehicle"], self.camera.plate_share)
         return image
 
     def _listed(self, face_track: int) -> bool:
@@ -374,9 +374,10 @@ class VideoPipeline:
             self._writer = VideoWriter(Path(self.camera.output or "out.mp4"), fps)
         assert self._annotator is not None
         objects = merged([self._shown["person"], self._shown["vehicle"]])
+        # a camera without persons shows its lines' vehicle counts
+        lines = self.analytics.vehicle_lines if "person" not in self.camera.classes else self.lines
         image = self._annotator.draw(self._private(frame.image), self._shown["face"], self._labels("face"),
-                                     objects, self._labels("person") + self._labels("vehicle"), self.lines,
-                                     self.zones)
+                                     objects, self._labels("person") + self._labels("vehicle"), lines, self.zones)
         self._writer.write(image)
 
 

@@ -29,6 +29,7 @@ def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "see
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.dates import DateFormatter, MinuteLocator
     from matplotlib.ticker import MaxNLocator
 
     if not rows:
@@ -42,6 +43,9 @@ def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "see
     axes.set_xlabel("minute (UTC)")
     axes.set_ylabel(f"{measure} per minute")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(minutes) <= 30:  # a tick per minute; longer spans keep matplotlib's choice, labelled in minutes
+        axes.xaxis.set_major_locator(MinuteLocator())
+    axes.xaxis.set_major_formatter(DateFormatter("%H:%M"))
     axes.set_ylim(bottom=0)
     axes.set_title(f"{rows[0].camera}: {measure} per minute and class")
     axes.legend()

@@ -119,6 +119,7 @@ def test_car_park_counts_classes_directions_and_speeds(shared, road_detector, me
 
     # the per-minute series: stored, read back, plotted, and the CLI's table
     rows = camera_counts(database, "carpark")
+    assert all(len(r.minute) == 16 and r.minute[10] == "T" for r in rows)  # UTC YYYY-MM-DDTHH:MM
     assert sum(r.counts.get("seen", 0) for r in rows if r.label == "car") == _seen(memory, "car")
     assert camera_counts(database, "carpark", label="person") == [r for r in rows if r.label == "person"]
     for path in (plot_counts(rows, tmp_path / "counts.png"), plot_heatmap(rows, tmp_path / "heat.png")):
