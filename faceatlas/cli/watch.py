@@ -1,4 +1,5 @@
-"""`faceatlas watch`: run the video pipeline on one source or on the cameras of a YAML file."""
+"""`faceatlas watch`: run the video pipeline on one source or on the cameras of a YAML file;
+`faceatlas counts`: a camera's stored per-minute counts, as a table and PNG charts."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from faceatlas.video import (
     RecognitionConfig,
     WatchConfig,
     WatchReport,
+    camera_counts,
     load_config,
+    plot_counts,
+    plot_heatmap,
     run_watch,
 )
 
@@ -79,6 +83,8 @@ def summary_tables(report: WatchReport) -> list[Table]:
                     ("reconnects", str(source.reconnects))]
         measures += [(f"{name} crossings", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
                      for name, counts in stats.line_counts.items()]
+        measures += [(f"{name} {label}", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
+                     for name, per_class in stats.class_counts.items() for label, counts in per_class.items()]
         for number, (measure, value) in enumerate(measures):
             cameras.add_row(stats.camera if number == 0 else "", measure, value)
         cameras.add_section()
@@ -88,3 +94,26 @@ def summary_tables(report: WatchReport) -> list[Table]:
     if not report.events:
         events.add_row("(none)", "0")
     return [cameras, events]
+
+
+def counts(
+    camera: Annotated[str, typer.Argument(help="camera name (as in cams.yaml)")],
+    database: Annotated[str, typer.Option(help="database URL the watch wrote to")],
+    since: Annotated[str | None, typer.Option("--from", help="ISO 8601 UTC; minutes at or after it")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO 8601 UTC; minutes before it")] = None,
+    label: Annotated[str | None, typer.Option("--class", help="one class (person, car, ...)")] = None,
+    measure: Annotated[str, typer.Option(help="what to plot: seen, in:LINE, out:LINE, zone:ZONE:max")] = "seen",
+    plot: Annotated[Path | None, typer.Option(help="write a PNG of the measure per minute and class here")] = None,
+    heatmap: Annotated[Path | None, typer.Option(help="write a PNG of the occupancy heatmap here")] = None,
+    tenant: Annotated[str, typer.Option(help="tenant of the stored counts")] = "default",
+) -> None:
+    """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
+    rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
+    table = Table("minute", "class", "counts", title=f"{camera}: counts per minute")
+    for row in rows:
+        table.add_row(row.minute, row.label, ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items())))
+    Console().print(table)
+    if plot is not None:
+        err.print(f"wrote {plot_counts(rows, plot, measure=measure)}")
+    if heatmap is not None:
+        err.print(f"wrote {plot_heatmap(rows, heatmap)}")

@@ -153,6 +153,20 @@ class EventList(BaseModel):
     events: list[EventOut]
 
 
+class MinuteCountOut(BaseModel):
+    camera: str
+    minute: str
+    class_: str = Field(alias="class")
+    counts: dict[str, float | int]
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class CountList(BaseModel):
+    camera: str
+    counts: list[MinuteCountOut]
+
+
 class ReportRow(BaseModel):
     metric: str
     key: str

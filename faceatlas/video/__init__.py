@@ -1,8 +1,11 @@
 """The video layer: sources (files, RTSP/HTTP streams, webcams), ByteTrack tracks of faces and
 persons, identities voted over a track, line and zone counts, and events delivered to sinks
-(JSONL, database, webhooks, MQTT). ``run_watch`` is the use case the `watch` command runs."""
+(JSONL, database, webhooks, MQTT). ``run_watch`` is the use case the `watch` command runs.
+Traffic and crowds: vehicles by class, speeds, dwell, queues, densities, wrong-way, and the
+per-minute counts that ``camera_counts`` reads and ``plot_counts``/``plot_heatmap`` draw."""
 
-from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces
+from faceatlas.video.analytics import GroundPlane, SpeedMeter, ViewTransformer
+from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
 from faceatlas.video.config import (
     CameraConfig,
     MqttConfig,
@@ -14,9 +17,19 @@ from faceatlas.video.config import (
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
+from faceatlas.video.plots import camera_counts, occupancy, plot_counts, plot_heatmap
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
-from faceatlas.video.store import EventRow, VideoBase, event_snapshot, list_events, open_events_db
+from faceatlas.video.store import (
+    CountRow,
+    EventRow,
+    MinuteCounts,
+    VideoBase,
+    event_snapshot,
+    list_counts,
+    list_events,
+    open_events_db,
+)
 from faceatlas.video.tracks import Track
 from faceatlas.video.watch import WatchReport, build_sinks, run_watch
 from faceatlas.video.webhook import WebhookSink, verify_signature
@@ -25,6 +38,7 @@ from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 __all__ = [
     "EVENT_TYPES",
     "CameraConfig",
+    "CountRow",
     "DatabaseSink",
     "EmbeddingMatcher",
     "Event",
@@ -34,22 +48,26 @@ __all__ = [
     "Frame",
     "FrameAnnotator",
     "GalleryMatcher",
+    "GroundPlane",
     "IdentityMatch",
     "IdentityMatcher",
     "IdentityVote",
     "JsonlSink",
     "LineCounter",
     "LineSpec",
+    "MinuteCounts",
     "MqttConfig",
     "MqttSink",
     "PipelineStats",
     "RecognitionConfig",
     "SourceStats",
+    "SpeedMeter",
     "Track",
     "VideoBase",
     "VideoPipeline",
     "VideoSource",
     "VideoWriter",
+    "ViewTransformer",
     "WatchConfig",
     "WatchReport",
     "WebhookConfig",
@@ -57,13 +75,19 @@ __all__ = [
     "ZoneCounter",
     "ZoneSpec",
     "blur_faces",
+    "blur_plates",
     "build_sinks",
     "event_snapshot",
+    "camera_counts",
     "events_from_jsonl",
     "is_live",
+    "list_counts",
     "list_events",
     "load_config",
+    "occupancy",
     "open_events_db",
+    "plot_counts",
+    "plot_heatmap",
     "run_cameras",
     "run_watch",
     "verify_signature",

@@ -8,6 +8,7 @@ Example ``cams.yaml``::
     database: sqlite:///events.db
     webhook: {url: "https://example.org/hook", secret: "s3cret"}
     mqtt: {host: localhost, port: 1883, topic: faceatlas}
+    detector: yolox-nano         # or yolox-s: the larger COCO detector, downloaded by URL + sha256
     cameras:
       - name: door
         source: rtsp://10.0.0.5/stream1
@@ -18,18 +19,30 @@ Example ``cams.yaml``::
         watchlist: [alice]
         output: door.mp4
         snapshots: snaps/
-        blur_unlisted: true
+        blur_unlisted: true        # the default: faces not on the watchlist are blurred in saved images
+      - name: junction             # traffic (see docs/city.md)
+        source: rtsp://10.0.0.6/stream1
+        classes: [person, car, bus, truck, motorcycle, bicycle]
+        lines: [{name: northbound, start: [0, 300], end: [640, 300], expected: in}]
+        zones: [{name: bay, polygon: [[0,0],[300,0],[300,200],[0,200]], classes: [car], max_dwell: 600},
+                {name: platform, polygon: [[0,400],[1280,400],[1280,720],[0,720]], per_m2: true,
+                 levels: {busy: 1.0, crowded: 2.0}, hysteresis: 0.3}]
+        calibration: {image: [[0,300],[1280,300],[1280,720],[0,720]], world: [[0,0],[12,0],[12,20],[0,20]]}
+        speed_limit_kmh: 50
+        blur_plates: true          # the default: the lower 40% of every vehicle box is blurred
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from faceatlas.errors import InvalidInput
+from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
@@ -54,7 +67,16 @@ class CameraConfig:
 
     ``scene_cut``: the histogram distance between consecutive frames taken as a cut to another
     shot (every track then ends, and the new shot is analyzed at once); None turns it off.
-    ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred."""
+    ``blur_unlisted``: every detected face not identified as a watchlist subject is blurred in
+    snapshots and the output video; ``blur_plates``: so is the lower ``plate_share`` (40%) of
+    every vehicle box (where plates are on a car seen from the front or back, or from above at an
+    angle: there is no plate detector; 1.0 blurs the whole vehicle, for cameras straight above).
+    Both on unless the operator turns them off.
+    ``classes``: the COCO classes tracked (persons and road users); ``aliases`` maps a detector's
+    label to one of them (an overhead camera: YOLOX-Nano calls a car seen from above a cell phone).
+    ``calibration``: the ground plane (speeds, densities); ``speed_limit_kmh``: ``speeding`` events.
+    ``start_time``: when a recorded file started (its per-minute counts are placed from there);
+    default: when the run starts."""
 
     source: str
     name: str = "camera"
@@ -66,11 +88,18 @@ class CameraConfig:
     watchlist: list[str] = field(default_factory=list)
     output: Path | None = None
     snapshots: Path | None = None
-    blur_unlisted: bool = False
+    blur_unlisted: bool = True
     track_timeout: float = 1.5
     realtime: bool = False
     scene_cut: float | None = DEFAULT_CUT_DISTANCE
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    classes: list[str] = field(default_factory=lambda: ["person"])
+    aliases: dict[str, str] = field(default_factory=dict)
+    calibration: GroundPlane | None = None
+    speed_limit_kmh: float | None = None
+    blur_plates: bool = True
+    plate_share: float = 0.4  # the lower part of a vehicle box blurred; 1.0: all of it (overhead cameras)
+    start_time: datetime | None = None  # a recording's wall-clock start (UTC) for its per-minute counts
 
 
 @dataclass
@@ -111,13 +140,20 @@ class WatchConfig:
     database: str | None = None
     webhook: WebhookConfig | None = None
     mqtt: MqttConfig | None = None
+    detector: str = "yolox-nano"  # the COCO object detector: yolox-nano (shipped) or yolox-s (by URL)
 
 
 def _line(raw: str | dict[str, Any], number: int) -> LineSpec:
     if isinstance(raw, str):
         return LineSpec.parse(raw, f"line{number}")
     return LineSpec(tuple(raw["start"]), tuple(raw["end"]), raw.get("name", f"line{number}"),
-                    raw.get("anchor", "center"))
+                    raw.get("anchor", "center"), raw.get("min_frames", 2), raw.get("expected"))
+
+
+def _zone(raw: dict[str, Any]) -> ZoneSpec:
+    classes = raw.get("classes")
+    return ZoneSpec(**{**raw, "polygon": [tuple(p) for p in raw["polygon"]],
+                       "classes": tuple(classes) if classes is not None else None})
 
 
 def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
@@ -129,8 +165,14 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
     raw.setdefault("name", f"camera{number}")
     raw["source"] = str(raw["source"])
     raw["lines"] = [_line(line, i) for i, line in enumerate(raw.get("lines", []), 1)]
-    raw["zones"] = [ZoneSpec(**{**z, "polygon": [tuple(p) for p in z["polygon"]]}) for z in raw.get("zones", [])]
+    raw["zones"] = [_zone(z) for z in raw.get("zones", [])]
+    if raw.get("calibration") is not None:
+        plane = raw["calibration"]
+        raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
+                                         plane.get("speed_window", 1.0))
     raw["recognition"] = RecognitionConfig(**raw.get("recognition", {}))
+    if isinstance(raw.get("start_time"), str):
+        raw["start_time"] = datetime.fromisoformat(raw["start_time"])
     for key in ("output", "snapshots"):
         if raw.get(key) is not None:
             raw[key] = Path(raw[key])
@@ -140,7 +182,10 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
 def load_config(path: Path) -> WatchConfig:
     """Read a ``cams.yaml`` file."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
-    cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
+    try:
+        cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
+    except (TypeError, KeyError) as exc:  # a zone, line or calibration with a missing or unknown key
+        raise InvalidInput(f"{path}: {exc}") from exc
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
     webhook = raw.pop("webhook", None)

@@ -17,6 +17,10 @@ EventType = Literal[
     "line_crossed",
     "zone_occupancy",
     "track_ended",
+    "wrong_way",
+    "dwell_exceeded",
+    "speeding",
+    "counts",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 
@@ -26,9 +30,10 @@ class Event:
     """Something that happened on ``camera``.
 
     ``frame`` and ``video_time`` (seconds) locate it in the stream; ``wall_time`` is when it was
-    emitted (UTC, ISO 8601). ``track_id`` names the track it is about (``kind`` "face" or "person"),
-    if any. ``data`` holds the type's own fields (see docs/video.md). ``id`` is unique and serves
-    as the idempotency key of deliveries.
+    emitted (UTC, ISO 8601). ``track_id`` names the track it is about (``kind`` "face", "person" or
+    "vehicle"; ``data["class"]`` is its class voted over the track), if any. ``data`` holds the
+    type's own fields (see docs/video.md). ``id`` is unique and serves as the idempotency key of
+    deliveries.
     """
 
     type: EventType

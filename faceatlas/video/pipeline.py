@@ -14,14 +14,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 import supervision as sv
 
-from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer, PersonDetector
-from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces
+from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
+from faceatlas.engine.persons import COCO_CLASSES, ObjectDetector
+from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
 from faceatlas.video.identity import IdentityMatcher, IdentityVote
@@ -29,9 +30,14 @@ from faceatlas.video.shots import ShotCutDetector
 from faceatlas.video.sinks import EventBus
 from faceatlas.video.sources import Frame, SourceStats, VideoSource
 from faceatlas.video.tracks import FaceSample, Track, byte_tracker
+from faceatlas.video.tracks import box_list as _box
+from faceatlas.video.tracks import empty_detections as _empty
+from faceatlas.video.tracks import track_ids as _track_ids
+from faceatlas.video.traffic import CameraAnalytics, CameraClasses, labelled, merged
 from faceatlas.video.zones import LineCounter, ZoneCounter
 
 log = logging.getLogger(__name__)
+MIN_HITS = 3  # analyzed frames a track needs to count as an object seen
 
 
 @dataclass
@@ -45,6 +51,7 @@ class PipelineStats:
     seconds: float = 0.0
     source: SourceStats = field(default_factory=SourceStats)
     line_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    class_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # line -> class -> in/out
 
     @property
     def fps(self) -> float:
@@ -53,14 +60,16 @@ class PipelineStats:
     def to_dict(self) -> dict[str, Any]:
         return {"camera": self.camera, "frames": self.frames, "analyzed": self.analyzed, "embedded": self.embedded,
                 "seconds": round(self.seconds, 2), "fps": round(self.fps, 1), "source": vars(self.source),
-                "line_counts": self.line_counts}
+                "line_counts": self.line_counts, "class_counts": self.class_counts}
 
 
 class VideoPipeline:
     """Turns the frames of one camera into events on ``bus``.
 
     ``matcher`` None turns recognition off (tracks, counts and zones still work); ``persons``
-    None turns person detection off (lines and zones then count face tracks).
+    None turns person detection off (lines and zones then count face tracks). ``persons`` may be
+    an :class:`~faceatlas.engine.persons.ObjectDetector` of more classes: the camera's vehicle
+    ``classes`` are then tracked too (kind "vehicle"), each track's class voted over the track.
     """
 
     def __init__(
@@ -69,7 +78,7 @@ class VideoPipeline:
         analyzer: FaceAnalyzer | None,
         bus: EventBus,
         *,
-        persons: PersonDetector | None = None,
+        persons: ObjectDetector | None = None,
         matcher: IdentityMatcher | None = None,
         on_frame: Callable[[str, int, int | None], None] | None = None,
     ) -> None:
@@ -81,10 +90,12 @@ class VideoPipeline:
         self.bus = bus
         self.stats = PipelineStats(camera.name)
         self.lines = [LineCounter(spec) for spec in camera.lines]
-        self.zones = [ZoneCounter(spec) for spec in camera.zones]
+        self.analytics = CameraAnalytics(camera, self.lines)
+        self.zones = [ZoneCounter(spec, self.analytics.area_of(spec.polygon)) for spec in camera.zones]
         self.tracks: dict[tuple[str, int], Track] = {}
         self._trackers: dict[str, sv.ByteTrack] = {}
-        self._shown: dict[str, sv.Detections] = {"face": _empty("face"), "person": _empty("person")}
+        self._classes = CameraClasses(camera)  # which detector labels are this camera's persons and vehicles
+        self._shown: dict[str, sv.Detections] = {k: _empty(k) for k in ("face", "person", "vehicle")}
         self._detected = _empty("face")  # every face of the last analysis, tracked or not yet
         self._last_id: dict[str, int] = {}  # the highest track id so far: a new tracker's ids follow it
         self._id_base: dict[str, int] = {}
@@ -143,6 +154,9 @@ class VideoPipeline:
         for key in list(self.tracks):
             self._end(key, self._last_time, self._last_index)
         self.stats.line_counts = {line.spec.name: line.counts for line in self.lines}
+        self.stats.class_counts = self.analytics.line_counts()
+        for kind, _, data in self.analytics.flush():
+            self.bus.emit(Event(kind, self.camera.name, self._last_index, self._last_time, None, None, data))
         self._person_worker.shutdown(wait=True)
         if self._writer is not None:
             self._writer.close()
@@ -153,7 +167,7 @@ class VideoPipeline:
         for key in list(self.tracks):
             self._end(key, frame.time, frame.index, reason="scene_cut")
         self._trackers.clear()
-        self._shown = {"face": _empty("face"), "person": _empty("person")}
+        self._shown = {k: _empty(k) for k in ("face", "person", "vehicle")}
         self._detected = _empty("face")
 
     # -- analysis -------------------------------------------------------------------------------
@@ -166,23 +180,43 @@ class VideoPipeline:
             faces = self.analyzer.analyze(frame.image, embed=False, with_crop=self.matcher is not None)
         self._detected = _face_detections(faces)
         face_dets = self._track("face", frame, self._detected, detection_fps)
+        vehicle_dets = _empty("vehicle")
         if persons is not None:
-            person_dets = self._track("person", frame, _person_detections(persons.result()), detection_fps)
+            people, vehicles = self._classes.split(persons.result())
+            person_dets = self._track("person", frame, people, detection_fps)
             self._link(face_dets, person_dets)
+            if self._classes.vehicles:
+                vehicle_dets = self._track("vehicle", frame, vehicles, detection_fps)
         else:
             person_dets = face_dets
         counted = "person" if self.persons is not None else "face"
         if self.matcher is not None:
             self._collect_samples(frame, face_dets, faces)
             self._recognize(frame)
+        objects = merged([person_dets, vehicle_dets])
+        height, width = frame.image.shape[:2]
+        rules = self.analytics.observe(frame.time, objects, (width, height))
         for line in self.lines:
             for track_id, direction in line.update(person_dets):
-                self._emit("line_crossed", frame, (counted, track_id),
-                           {"line": line.spec.name, "direction": direction, **line.counts})
+                key = (counted, track_id)
+                label = self.tracks[key].label if key in self.tracks else counted
+                rules += self.analytics.crossed(line, key, label, direction)
+                self._emit("line_crossed", frame, key, {"line": line.spec.name, "direction": direction,
+                                                        **line.counts, "class": label, **self.analytics.speed_of(key)})
+        for line, key, label, direction in self.analytics.vehicle_crossings(vehicle_dets):
+            rules += self.analytics.crossed(line, key, label, direction)
+            counts = self.analytics.class_counts[line.spec.name][label]
+            self._emit("line_crossed", frame, key, {"line": line.spec.name, "direction": direction, **counts,
+                                                    "class": label, **self.analytics.speed_of(key)})
         for zone in self.zones:
-            report = zone.update(person_dets, frame.time)
-            if report is not None:
-                self._emit("zone_occupancy", frame, None, report)
+            classes = zone.spec.classes
+            members = person_dets if classes is None else \
+                cast(sv.Detections, objects[np.isin(objects.data.get("label", []), list(classes))])
+            rules += self.analytics.zone(zone, members, frame.time)
+        for kind, rule_key, data in rules:
+            if rule_key is not None and rule_key in self.tracks:
+                data = {**data, "box": _box(self.tracks[rule_key].box)}
+            self._emit(kind, frame, rule_key, data, snapshot=kind in ("wrong_way", "dwell_exceeded", "speeding"))
         self._expire(frame)
 
     def _track(self, kind: str, frame: Frame, detections: sv.Detections, detection_fps: float) -> sv.Detections:
@@ -203,7 +237,14 @@ class VideoPipeline:
                 self.tracks[key] = track
                 self._emit("track_started", frame, key, {"box": _box(box)})
             track.last_time, track.box = frame.time, box
-        self._shown[kind] = tracked
+            track.hits += 1
+        if kind != "face" and len(tracked) and tracked.class_id is not None and tracked.confidence is not None:
+            for track_id, class_id, score in zip(_track_ids(tracked), tracked.class_id, tracked.confidence):
+                votes = self.tracks[(kind, int(track_id))].classes
+                name = COCO_CLASSES[int(class_id)]
+                votes[name] = votes.get(name, 0.0) + float(score)
+        labels = [self.tracks[(kind, int(t))].label for t in _track_ids(tracked)]
+        self._shown[kind] = labelled(tracked, kind, labels)
         return tracked
 
     def _link(self, faces: sv.Detections, persons: sv.Detections) -> None:
@@ -267,7 +308,10 @@ class VideoPipeline:
     def _end(self, key: tuple[str, int], video_time: float, frame_index: int, *, reason: str | None = None) -> None:
         track = self.tracks.pop(key)
         data: dict[str, Any] = {"dwell": round(track.dwell, 3), "first_frame": track.first_frame,
-                                "last_time": round(track.last_time, 3)}
+                                "last_time": round(track.last_time, 3), "class": track.label,
+                                **self.analytics.forget(key)}
+        if track.hits >= MIN_HITS:  # a track seen this often is an object (not a flicker) in the counts
+            self.analytics.seen(track.label)
         if reason is not None:
             data["reason"] = reason
         if track.identity is not None:
@@ -289,14 +333,18 @@ class VideoPipeline:
                             key[0] if key else None, data))
 
     def _private(self, image: np.ndarray) -> np.ndarray:
-        """``image`` with every face of the last analysis blurred, when asked for, except the faces
-        whose track is identified as a watchlist subject (a face not yet tracked is blurred too)."""
-        if not self.camera.blur_unlisted:
-            return image
-        tracked = self._shown["face"]
-        listed = {int(i) for t, i in zip(_track_ids(tracked), tracked.data.get("face", [])) if self._listed(int(t))}
-        keep = np.array([i in listed for i in range(len(self._detected))], dtype=np.bool_)
-        return blur_faces(image, self._detected, keep)
+        """``image`` with every face of the last analysis blurred, when asked for (the default), except
+        the faces whose track is identified as a watchlist subject (a face not yet tracked is blurred
+        too), and the lower part of every vehicle box (plates) unless ``blur_plates`` is off."""
+        if self.camera.blur_unlisted:
+            tracked = self._shown["face"]
+            listed = {int(i) for t, i in zip(_track_ids(tracked), tracked.data.get("face", []))
+                      if self._listed(int(t))}
+            keep = np.array([i in listed for i in range(len(self._detected))], dtype=np.bool_)
+            image = blur_faces(image, self._detected, keep)
+        if self.camera.blur_plates and len(self._shown["vehicle"]):
+            image = blur_plates(image.copy(), self._shown["vehicle"], self.camera.plate_share)
+        return image
 
     def _listed(self, face_track: int) -> bool:
         track = self.tracks.get(("face", face_track))
@@ -316,6 +364,8 @@ class VideoPipeline:
             name = track.identity.name or track.identity.external_id if track and track.identity else None
             if kind == "face" and track is not None and name is None and track.unknown_reported:
                 name = "unknown"
+            if kind == "vehicle" and track is not None:
+                name = track.label
             labels.append(f"#{track_id} {name}" if name else f"#{track_id}")
         return labels
 
@@ -323,8 +373,11 @@ class VideoPipeline:
         if self._writer is None:
             self._writer = VideoWriter(Path(self.camera.output or "out.mp4"), fps)
         assert self._annotator is not None
+        objects = merged([self._shown["person"], self._shown["vehicle"]])
+        # a camera without persons shows its lines' vehicle counts
+        lines = self.analytics.vehicle_lines if "person" not in self.camera.classes else self.lines
         image = self._annotator.draw(self._private(frame.image), self._shown["face"], self._labels("face"),
-                                     self._shown["person"], self._labels("person"), self.lines, self.zones)
+                                     objects, self._labels("person") + self._labels("vehicle"), lines, self.zones)
         self._writer.write(image)
 
 
@@ -366,24 +419,3 @@ def _face_detections(faces: list[Face]) -> sv.Detections:
         return _empty("face")
     found = Detections(np.stack([f.bbox for f in faces]), np.array([f.det_score for f in faces]))
     return found.to_supervision(face=np.arange(len(faces)))
-
-
-def _person_detections(found: Detections) -> sv.Detections:
-    return found.to_supervision() if len(found) else _empty("person")
-
-
-def _empty(kind: str) -> sv.Detections:
-    empty = sv.Detections.empty()
-    empty.tracker_id = np.zeros(0, int)
-    if kind == "face":
-        empty.data["face"] = np.zeros(0, int)
-    return empty
-
-
-def _track_ids(detections: sv.Detections) -> np.ndarray:
-    """The tracker ids of tracked detections (none before tracking)."""
-    return detections.tracker_id if detections.tracker_id is not None else np.zeros(0, int)
-
-
-def _box(box: np.ndarray) -> list[float]:
-    return [round(float(v), 1) for v in box]

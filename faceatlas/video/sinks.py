@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from faceatlas.video.config import MqttConfig
 from faceatlas.video.events import Event
-from faceatlas.video.store import EventRow, open_events_db
+from faceatlas.video.store import CountRow, EventRow, open_events_db
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ class JsonlSink:
 
 
 class DatabaseSink:
-    """Inserts events into the ``video_events`` table in batches (every ``batch`` events or
-    ``interval`` seconds, and on close), on behalf of ``tenant`` (the API lists them per tenant)."""
+    """Inserts events into the ``video_events`` table (and ``counts`` events into ``video_counts``) in
+    batches (every ``batch`` events or ``interval`` seconds, and on close), on behalf of ``tenant``
+    (the API lists them per tenant)."""
 
     def __init__(self, url: str, *, tenant: str = "default", batch: int = 50, interval: float = 1.0) -> None:
         self.engine = open_events_db(url)
@@ -78,6 +79,9 @@ class DatabaseSink:
             with Session(self.engine) as session, session.begin():
                 for event in self._pending:
                     session.merge(EventRow.of(event, self.tenant))
+                    if event.type == "counts":  # the per-minute series, one row per class
+                        for row in CountRow.of(event, self.tenant):
+                            session.merge(row)
             self._pending.clear()
         self._flushed_at = time.monotonic()
 

@@ -1,10 +1,12 @@
-"""The video events table (SQLAlchemy 2), with its own MetaData so that it never mixes with the
-gallery's or the service's tables and migrations. Created with ``create_all`` when missing."""
+"""The video events table and the per-minute counts table (SQLAlchemy 2), with their own MetaData so
+that they never mix with the gallery's or the service's tables and migrations. Created with
+``create_all`` when missing."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, select
 from sqlalchemy.engine import Engine
@@ -44,6 +46,78 @@ class EventRow(VideoBase):
     def to_event(self) -> Event:
         return Event(cast(EventType, self.type), self.camera, self.frame, self.video_time, self.track_id, self.kind,
                      dict(self.data), self.id, self.wall_time)
+
+
+class CountRow(VideoBase):
+    """One camera's counts of one class in one minute (UTC, ``YYYY-MM-DDTHH:MM``), from a ``counts``
+    event: ``counts`` maps a measure (``seen``, ``in:<line>``, ``out:<line>``, ``zone:<zone>:max``,
+    ``zone:<zone>:mean``) to its value; ``heatmap`` is the occupancy grid (rows x columns)."""
+
+    __tablename__ = "video_counts"
+    __table_args__ = (Index("ix_video_counts_camera_minute", "tenant", "camera", "minute"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the event's id and the class
+    tenant: Mapped[str] = mapped_column(String(64), default="default")
+    camera: Mapped[str] = mapped_column(String(200))
+    minute: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(32))
+    counts: Mapped[dict] = mapped_column(JSON)
+    heatmap: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    frame_size: Mapped[list | None] = mapped_column(JSON, nullable=True)
+
+    @classmethod
+    def of(cls, event: Event, tenant: str = "default") -> list[CountRow]:
+        """The rows of a ``counts`` event, one per class."""
+        rows = []
+        for label, measures in event.data.get("classes", {}).items():
+            counts = {k: v for k, v in measures.items() if k != "heatmap"}
+            rows.append(cls(id=f"{event.id}:{label}"[:64], tenant=tenant, camera=event.camera,
+                            minute=event.data["minute"], label=label, counts=counts, heatmap=measures.get("heatmap"),
+                            frame_size=event.data.get("frame_size")))
+        return rows
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """A camera's counts of one class in one minute (see :class:`CountRow`)."""
+
+    camera: str
+    minute: str
+    label: str
+    counts: dict[str, Any]
+    heatmap: list[list[int]] | None = None
+    frame_size: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"camera": self.camera, "minute": self.minute, "class": self.label, "counts": self.counts}
+
+
+def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None = None, until: str | None = None,
+                label: str | None = None, limit: int = 10_000) -> list[MinuteCounts]:
+    """The camera's per-minute counts from ``since`` to before ``until`` (ISO 8601 UTC, compared to the
+    minute), oldest first, of one class or all; several rows of one minute and class (two runs) are summed."""
+    for value in (camera, since, until, label):
+        if value is not None and "\x00" in value:
+            raise InvalidArgument("count filters cannot contain NUL characters")
+    query = select(CountRow).where(CountRow.tenant == tenant, CountRow.camera == camera)
+    if since is not None:
+        query = query.where(CountRow.minute >= since[:16])
+    if until is not None:
+        query = query.where(CountRow.minute < until[:16])
+    if label is not None:
+        query = query.where(CountRow.label == label)
+    found: dict[tuple[str, str], MinuteCounts] = {}
+    with Session(engine) as session:
+        for row in session.scalars(query.order_by(CountRow.minute, CountRow.label).limit(limit)):
+            key = (row.minute, row.label)
+            before = found.get(key)
+            counts, heatmap = dict(row.counts), row.heatmap
+            if before is not None:
+                counts = {k: before.counts.get(k, 0) + counts.get(k, 0) for k in {*before.counts, *counts}}
+                if before.heatmap is not None and heatmap is not None:
+                    heatmap = [[a + b for a, b in zip(r1, r2)] for r1, r2 in zip(before.heatmap, heatmap)]
+            found[key] = MinuteCounts(camera, row.minute, row.label, counts, heatmap, row.frame_size)
+    return list(found.values())
 
 
 def open_events_db(url: str) -> Engine:

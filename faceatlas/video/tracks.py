@@ -54,6 +54,15 @@ class Track:
     linked: int | None = None
     latest: FaceSample | None = None  # the newest usable face, kept for re-checking the identity
     checked_time: float = 0.0
+    classes: dict[str, float] = field(default_factory=dict)  # detector confidence summed per class
+    hits: int = 0  # analyzed frames with a detection on this track
+
+    @property
+    def label(self) -> str:
+        """The class voted over the track (the most confidence summed); a face track's is "face"."""
+        if self.kind == "face" or not self.classes:
+            return self.kind
+        return max(self.classes, key=lambda name: self.classes[name])
 
     @property
     def dwell(self) -> float:
@@ -92,3 +101,21 @@ class Track:
         self.checked_time = max(self.checked_time, sample.time)
         self.used_quality = max(self.used_quality, sample.quality)
         self.vote.add(match)
+
+
+def empty_detections(kind: str) -> sv.Detections:
+    """No detection, tracked (with the face index column for faces)."""
+    empty = sv.Detections.empty()
+    empty.tracker_id = np.zeros(0, int)
+    if kind == "face":
+        empty.data["face"] = np.zeros(0, int)
+    return empty
+
+
+def track_ids(detections: sv.Detections) -> np.ndarray:
+    """The tracker ids of tracked detections (none before tracking)."""
+    return detections.tracker_id if detections.tracker_id is not None else np.zeros(0, int)
+
+
+def box_list(box: np.ndarray) -> list[float]:
+    return [round(float(v), 1) for v in box]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceatlas.engine import FaceAnalyzer, get_pack
-from faceatlas.engine.persons import PersonDetector
+from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery
 from faceatlas.video.config import WatchConfig
@@ -71,7 +71,9 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     # faces and persons are detected side by side (two threads): one ONNX thread each fills the
     # two cores; two each would oversubscribe them (measured 36 vs 19 frames/s at stride 2)
     analyzer = FaceAnalyzer(pack, threads=1 if with_persons else None)
-    person_detector = PersonDetector(threads=1) if with_persons else None
+    # one detector for every camera: the union of their classes (and of the labels they alias)
+    wanted = sorted({n for c in config.cameras if c.persons for n in [*c.classes, *c.aliases]})
+    person_detector = ObjectDetector(threads=1, classes=wanted, name=config.detector) if with_persons else None
     bus = EventBus(build_sinks(config))
     matcher: IdentityMatcher | None = GalleryMatcher(gallery, config.collection) if gallery and config.collection \
         else None

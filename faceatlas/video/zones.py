@@ -20,13 +20,22 @@ class LineSpec:
     """A counting line from ``start`` to ``end`` (pixels). Crossing it is "in" or "out" by
     supervision's convention: "in" when moving from the line's right side to its left side,
     looking from ``start`` to ``end``. A track counts once it stays ``min_frames`` analyzed
-    frames on the new side (no double counts from box jitter on the line)."""
+    frames on the new side (no double counts from box jitter on the line). One line per lane
+    counts lanes apart. ``expected`` ("in" or "out"): the lane's direction of travel; a
+    crossing the other way is a ``wrong_way`` event."""
 
     start: tuple[float, float]
     end: tuple[float, float]
     name: str = "line"
     anchor: str = "center"
     min_frames: int = 2
+    expected: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.expected not in (None, "in", "out"):
+            raise InvalidArgument(f"line {self.name}: expected is 'in' or 'out', got {self.expected!r}")
+        if self.anchor not in ANCHORS:
+            raise InvalidArgument(f"line {self.name}: anchor is one of {', '.join(ANCHORS)}")
 
     @classmethod
     def parse(cls, text: str, name: str = "line") -> LineSpec:
@@ -46,19 +55,31 @@ class ZoneSpec:
 
     A count hovering at a level's edge must not flap the level: a new level is taken only once
     it held ``min_dwell`` seconds of video, and a level is left downwards only when the count
-    falls more than ``hysteresis`` below the count where it starts."""
+    falls more than ``hysteresis`` below the count where it starts.
+
+    ``classes``: the object classes it counts (None: persons, or faces without a person
+    detector). ``per_m2``: ``levels`` and ``hysteresis`` are people per m² (crowd density; needs
+    the camera's ground-plane calibration). ``max_dwell``: a track inside longer than this (s) is a
+    ``dwell_exceeded`` event (loitering, parking too long). ``queue_after``: the zone is a queue;
+    its members are the tracks inside for at least this long (s), reported as ``queue``."""
 
     name: str
     polygon: Sequence[tuple[float, float]]
-    levels: dict[str, int] = field(default_factory=dict)
+    levels: dict[str, float] = field(default_factory=dict)
     anchor: str = "bottom_center"
     report_every: float = 1.0
     min_dwell: float = 1.0
-    hysteresis: int = 1
+    hysteresis: float = 1
+    classes: tuple[str, ...] | None = None
+    per_m2: bool = False
+    max_dwell: float | None = None
+    queue_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_dwell < 0 or self.hysteresis < 0:
             raise InvalidArgument(f"zone {self.name}: min_dwell and hysteresis must be >= 0")
+        if len(self.polygon) < 3:
+            raise InvalidArgument(f"zone {self.name}: a polygon has at least 3 points")
 
 
 class LineCounter:
@@ -93,24 +114,28 @@ class ZoneCounter:
     spec's hysteresis and minimum dwell), or the count differs from the last report and
     ``report_every`` seconds of video have passed since it."""
 
-    def __init__(self, spec: ZoneSpec) -> None:
+    def __init__(self, spec: ZoneSpec, area_m2: float | None = None) -> None:
+        if spec.per_m2 and not area_m2:
+            raise InvalidArgument(f"zone {spec.name}: levels per m² need the camera's ground-plane calibration")
         self.spec = spec
+        self.area_m2 = area_m2
         self.zone = sv.PolygonZone(np.asarray(spec.polygon, dtype=np.int64), triggering_anchors=(ANCHORS[spec.anchor],))
         self.count = 0
+        self.inside = np.zeros(0, np.bool_)  # the last update's detections inside the zone
         self.level: str | None = None
         self._reported_at = -np.inf
         # (video time, level asked for) since the last level change, back to the window of min_dwell
         self._asked: deque[tuple[float, str | None]] = deque()
 
-    def level_of(self, count: int) -> str | None:
-        """The highest crowd level ``count`` reaches (None below all of them)."""
+    def level_of(self, count: float) -> str | None:
+        """The highest crowd level ``count`` (a density with ``per_m2``) reaches (None below all of them)."""
         reached = [(start, name) for name, start in self.spec.levels.items() if count >= start]
         return max(reached)[1] if reached else None
 
     def _start(self, level: str | None) -> float:
         return -np.inf if level is None else self.spec.levels[level]
 
-    def _candidate(self, count: int) -> str | None:
+    def _candidate(self, count: float) -> str | None:
         """The level ``count`` asks for: the current one while the count stays within the hysteresis below it."""
         level = self.level_of(count)
         current = self._start(self.level)
@@ -143,9 +168,18 @@ class ZoneCounter:
 
     def update(self, detections: sv.Detections, video_time: float) -> dict[str, Any] | None:
         """The occupancy report due now, if any."""
-        count = int(self.zone.trigger(detections).sum()) if len(detections) else 0
-        changed = self._held(self._candidate(count), video_time)
+        self.inside = self.zone.trigger(detections) if len(detections) else np.zeros(0, np.bool_)
+        count = int(self.inside.sum())
+        value = count / self.area_m2 if self.spec.per_m2 and self.area_m2 else count
+        changed = self._held(self._candidate(value), video_time)
         if not changed and (count == self.count or video_time - self._reported_at < self.spec.report_every):
             return None
         self.count, self._reported_at = count, video_time
-        return {"zone": self.spec.name, "count": count, "level": self.level}
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        """The zone's count and level now (with its density and area when calibrated)."""
+        report: dict[str, Any] = {"zone": self.spec.name, "count": self.count, "level": self.level}
+        if self.area_m2:
+            report.update(density=round(self.count / self.area_m2, 3), area_m2=round(self.area_m2, 2))
+        return report

@@ -1,4 +1,4 @@
-"""Video events stored by `faceatlas watch` (database sink), listed for the caller's tenant."""
+"""Video events and per-minute counts stored by `faceatlas watch` (database sink), for the caller's tenant."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.deps import DbDep, Meter, metered
-from faceatlas.service.schemas import EventList
+from faceatlas.service.schemas import CountList, EventList
 from faceatlas.video import EVENT_TYPES, event_snapshot
+from faceatlas.video import list_counts as stored_counts
 from faceatlas.video import list_events as stored_events
 
 router = APIRouter(tags=["video"])
@@ -42,3 +43,18 @@ async def snapshot(
     """The frame kept with an event (cameras with `snapshots:` in cams.yaml), faces blurred unless listed."""
     image = await run_in_threadpool(event_snapshot, db, meter.principal.tenant_id, event_id)
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/cameras/{camera}/counts", response_model=CountList)
+async def camera_counts(
+    db: DbDep,
+    meter: Annotated[Meter, Depends(metered("counts.list", "read", billable=False))],
+    camera: Annotated[str, Path(max_length=200)],
+    since: Annotated[str | None, Query(alias="from", description="ISO 8601 UTC; minutes at or after it")] = None,
+    until: Annotated[str | None, Query(alias="to", description="ISO 8601 UTC; minutes before it")] = None,
+    label: Annotated[str | None, Query(alias="class", max_length=32, description="person, car, bus, ...")] = None,
+) -> dict:
+    """A camera's per-minute counts per class (objects seen, line crossings, zone occupancy), oldest first."""
+    rows = await run_in_threadpool(stored_counts, db, meter.principal.tenant_id, camera, since=since, until=until,
+                                   label=label)
+    return {"camera": camera, "counts": [row.to_dict() for row in rows]}

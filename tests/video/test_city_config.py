@@ -1,0 +1,91 @@
+"""The city settings of cams.yaml: classes, aliases, lanes with a direction, class zones with dwell,
+queue and density levels, the ground-plane calibration; and the mistakes refused before a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.video.analytics import GroundPlane, SpeedMeter, ViewTransformer
+from faceatlas.video.config import CameraConfig, load_config
+from faceatlas.video.pipeline import VideoPipeline
+from faceatlas.video.sinks import EventBus
+
+CAMS = """
+detector: yolox-nano
+cameras:
+  - name: junction
+    source: street.mp4
+    classes: [person, car, bus]
+    aliases: {cell_phone: car}
+    lines: [{name: northbound, start: [0, 300], end: [640, 300], expected: in}]
+    zones:
+      - {name: bay, polygon: [[0, 0], [300, 0], [300, 200], [0, 200]], classes: [car], max_dwell: 600}
+      - {name: platform, polygon: [[0, 300], [640, 300], [640, 480], [0, 480]], per_m2: true,
+         levels: {busy: 1.0, crowded: 2.0}, hysteresis: 0.3, queue_after: 5}
+    calibration: {image: [[0, 300], [640, 300], [640, 480], [0, 480]], world: [[0, 0], [10, 0], [10, 6], [0, 6]]}
+    speed_limit_kmh: 30
+    start_time: 2026-12-04T10:00:00
+"""
+
+
+def test_city_settings_are_read_from_cams_yaml(tmp_path):
+    path = tmp_path / "cams.yaml"
+    path.write_text(CAMS)
+    config = load_config(path)
+    camera = config.cameras[0]
+    assert config.detector == "yolox-nano" and camera.classes == ["person", "car", "bus"]
+    assert camera.aliases == {"cell_phone": "car"} and camera.lines[0].expected == "in"
+    bay, platform = camera.zones
+    assert bay.classes == ("car",) and bay.max_dwell == 600 and platform.per_m2 and platform.queue_after == 5
+    assert camera.calibration is not None and camera.speed_limit_kmh == 30
+    assert camera.blur_plates and camera.blur_unlisted  # privacy on unless turned off
+    assert camera.start_time is not None and camera.start_time.hour == 10
+    pipeline = VideoPipeline(camera, None, EventBus())
+    assert pipeline.zones[1].area_m2 == pytest.approx(60.0)  # the platform: 10 m x 6 m on the ground
+
+
+def test_ground_plane_maps_pixels_to_metres_and_speeds_carry_their_error():
+    plane = GroundPlane([(0, 0), (100, 0), (100, 50), (0, 50)], [(0, 0), (10, 0), (10, 5), (0, 5)])
+    view = ViewTransformer(plane)
+    assert view.transform(np.array([[50, 25]]))[0].tolist() == pytest.approx([5.0, 2.5], abs=1e-4)
+    meter = SpeedMeter(window=1.0)
+    for step in range(6):  # 10 px (1 m) every 0.2 s = 5 m/s = 18 km/h, with a jitter of +-1 px
+        meter.add(("vehicle", 1), step * 0.2, view.transform(np.array([[step * 10 + (-1) ** step, 25]]))[0])
+    speed, error = meter.speed(("vehicle", 1))
+    assert speed == pytest.approx(18.0, abs=2.0) and 0 < error < 2.0
+
+
+@pytest.mark.parametrize("change", [{"classes": ["person", "dog"]}, {"aliases": {"cell_phone": "truck"}},
+                                    {"aliases": {"phone": "car"}}])
+def test_unknown_classes_and_aliases_are_refused(change):
+    camera = CameraConfig(**{"source": "x.mp4", "classes": ["person", "car"], **change})
+    with pytest.raises(InvalidArgument):
+        VideoPipeline(camera, None, EventBus())
+
+
+def test_a_density_zone_needs_a_calibration_and_a_calibration_four_points(tmp_path):
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras:\n  - {source: a.mp4, zones: [{name: z, polygon: [[0,0],[9,0],[9,9]], per_m2: true}]}\n")
+    with pytest.raises(InvalidArgument):
+        VideoPipeline(load_config(path).cameras[0], None, EventBus())
+    with pytest.raises(InvalidArgument):
+        GroundPlane([(0, 0), (1, 0), (1, 1)], [(0, 0), (1, 0), (1, 1)])
+    path.write_text("cameras:\n  - {source: a.mp4, lines: [{start: [0, 0], end: [9, 9], expected: up}]}\n")
+    with pytest.raises(InvalidInput):
+        load_config(path)
+
+
+def test_the_larger_detector_is_pinned_by_url_and_sha256(tmp_path):
+    from faceatlas.engine.persons import OBJECT_MODELS, ObjectDetector
+    from faceatlas.errors import ModelMissing, UnknownPack
+    from faceatlas.settings import EngineSettings
+
+    spec, size = OBJECT_MODELS["yolox-s"]
+    assert size == 640 and spec.url and spec.url.startswith("https://") and len(spec.sha256 or "") == 64
+    offline = EngineSettings(model_dir=str(tmp_path), cache=tmp_path / "cache", offline=True)
+    with pytest.raises(ModelMissing):  # not in ../shared: fetched on first use where the network is allowed
+        ObjectDetector(name="yolox-s", settings=offline)
+    with pytest.raises(UnknownPack):
+        ObjectDetector(name="yolov99")
