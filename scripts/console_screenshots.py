@@ -65,6 +65,29 @@ def _seed_store(database_url: str, shared: Path, folder: Path) -> None:
                      day=date.today())
 
 
+def _seed_kyc(database_url: str) -> None:
+    """Three sessions of acme as the API leaves them: one pending, one accepted, one refused (the
+    decisions written as a submission writes them; the page shows what is stored)."""
+    from sqlalchemy import update
+
+    from faceatlas.apps.kyc import KycService
+    from faceatlas.apps.kyc.db import KycSession
+    from faceatlas.db import utcnow
+    from faceatlas.engine import FaceAnalyzer
+
+    engine = create_database_engine(database_url)
+    kyc = KycService(engine, FaceAnalyzer("scrfd-mbf"))
+    decided = {kyc.create("svc:acme", ["blink", "turn_left"]).id: ("accepted", []),
+               kyc.create("svc:acme", ["open_mouth", "turn_right"]).id: ("rejected", ["challenge_failed"]),
+               kyc.create("svc:acme", ["look_up", "blink"]).id: ("rejected", ["face_mismatch", "liveness_failed"])}
+    kyc.create("svc:acme", ["turn_right", "blink"])
+    with engine.begin() as connection:
+        for session_id, (status, reasons) in decided.items():
+            connection.execute(update(KycSession).where(KycSession.id == session_id).values(
+                status=status, reasons=reasons, decided_at=utcnow()))
+    engine.dispose()
+
+
 def _seed_events(database_url: str) -> None:
     sink = DatabaseSink(database_url, tenant="acme", batch=1)
     for i, (camera, kind) in enumerate([("entrance", "track_started"), ("entrance", "identified"),
@@ -103,6 +126,7 @@ def main() -> None:
         accounts.create_key("acme", ["read"], name="store dashboard")
         _seed_events(database_url)
         _seed_store(database_url, shared, folder)
+        _seed_kyc(database_url)
         process, url = _serve(database_url, shared, folder)
         try:
             with sync_playwright() as playwright:
@@ -154,6 +178,8 @@ def main() -> None:
                 _shoot(page, args.out, "album")
                 page.goto("/console/store/grocery")
                 _shoot(page, args.out, "store")
+                page.goto("/console/kyc")
+                _shoot(page, args.out, "kyc")
                 phone = browser.new_page(base_url=url, viewport={"width": 390, "height": 760}, is_mobile=True)
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto("/console/galleries/staff")

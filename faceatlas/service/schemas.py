@@ -305,3 +305,8 @@ class KycSessionOut(BaseModel):
     reasons: list[str] = Field(description="refusal codes: replay, document_no_face, selfie_no_face, "
                                "multiple_faces, low_quality, challenge_failed, liveness_failed, face_mismatch")
     details: dict[str, Any] = Field(description="the audit: scores, thresholds, model versions, timings")
+
+
+
+class KycSessionList(BaseModel):
+    sessions: list[KycSessionOut]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
+from faceatlas.db import create_database_engine
 from faceatlas.service.db import ConsoleSession
 from faceatlas.video import DatabaseSink, Event
 
@@ -425,3 +426,43 @@ def test_store_dashboard_visits_alerts_and_owner_only(console, fast_analyzer, tm
     resolved = client.post(f"/console/store/corner-shop/alerts/{alerts['acme']}/resolve", data={"csrf": csrf})
     assert resolved.status_code == 303 and 'id="no-alerts"' in client.get("/console/store/corner-shop").text
     client.close()
+
+
+def test_kyc_sessions_with_decisions_reasons_and_kept_frames(console, fast_analyzer, photos) -> None:
+    from datetime import timedelta
+
+    from faceatlas.apps.kyc import KycService
+    from faceatlas.apps.kyc.db import KycReference, KycSession
+    from faceatlas.db import utcnow
+
+    engine = create_database_engine(console.database_url)
+    kyc = KycService(engine, fast_analyzer)
+    pending = kyc.create("svc:acme", ["blink", "turn_left"])
+    refused = kyc.create("svc:acme", ["open_mouth"], retention_days=7)
+    kyc.create("svc:globex", ["blink"])
+    with engine.begin() as connection:  # decided as a submission would have left it
+        connection.execute(update(KycSession).where(KycSession.id == refused.id).values(
+            status="rejected", decided_at=utcnow(), reasons=["face_mismatch"],
+            details={"similarity": 0.21, "threshold": 0.575, "far": 1e-6, "pack": "scrfd-mbf"}))
+        connection.execute(KycReference.__table__.insert().values(
+            session_id=refused.id, kind="selfie", image=photos["biden"].read_bytes(),
+            expires_at=utcnow() + timedelta(days=7)))
+    client, _ = _session(console, "acme_admin")
+    page = client.get("/console/kyc").text
+    assert pending.id in page and refused.id in page
+    only = client.get("/console/kyc", params={"status": "rejected"}).text
+    assert refused.id in only and pending.id not in only
+    assert "the selfie is not the person on the document" in only
+    detail = client.get(f"/console/kyc/{refused.id}").text
+    assert "0.575" in detail and 'alt="selfie reference"' in detail
+    assert "No reference frame kept" in client.get(f"/console/kyc/{pending.id}").text
+    client.close()
+    api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"})
+    listed = api.get("/v1/kyc/sessions", params={"status": "rejected"}).json()["sessions"]
+    assert [(s["id"], s["reasons"]) for s in listed] == [(refused.id, ["face_mismatch"])]
+    api.close()
+    other, _ = _session(console, "globex_admin")
+    assert refused.id not in other.get("/console/kyc").text
+    assert other.get(f"/console/kyc/{refused.id}").status_code == 404
+    other.close()
+    engine.dispose()

@@ -102,6 +102,19 @@ class KycService:
                 row.status = "expired"
             return _info(row)
 
+    def list(self, tenant: str, *, status: str | None = None, limit: int = 100) -> list[SessionInfo]:
+        """The tenant's sessions, newest first (``status``: only those; pending ones past their
+        expiry are ``expired``), for review."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            session.execute(update(KycSession).values(status="expired").where(
+                KycSession.tenant == tenant, KycSession.status == "pending", KycSession.expires_at <= now))
+            query = select(KycSession).where(KycSession.tenant == tenant)
+            if status is not None:
+                query = query.where(KycSession.status == status)
+            rows = session.scalars(query.order_by(KycSession.created_at.desc(), KycSession.id).limit(limit))
+            return [_info(row) for row in rows]
+
     def submit(self, tenant: str, session_id: str, document: ImageInput, *, video: bytes | None = None,
                frames: Sequence[bytes] | None = None, fps: float | None = None,
                tracker: FaceMeshTracker | None = None) -> SessionInfo:

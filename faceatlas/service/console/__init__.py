@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from faceatlas.service.console import account, albums, auth, events, galleries, store, trial
+from faceatlas.service.console import account, albums, auth, events, galleries, kyc, store, trial
 from faceatlas.service.console.base import HERE, PREFIX
 from faceatlas.service.console.sessions import ConsoleSessions
 
@@ -16,7 +16,7 @@ __all__ = ["ConsoleSessions", "install"]
 def install(app: FastAPI) -> None:
     """Mount the console's pages and static files on ``app``."""
     router = APIRouter()
-    for module in (auth, galleries, albums, store, trial, account, events):
+    for module in (auth, galleries, albums, store, kyc, trial, account, events):
         router.include_router(module.router)
     app.include_router(router, prefix=PREFIX, include_in_schema=False)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -3,17 +3,18 @@ ID document image and a selfie video (or frames), one audited decision; only the
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.deps import KycDep, Meter, PoolDep, charge_pixels, metered
-from faceatlas.service.schemas import KycSessionOut
+from faceatlas.service.schemas import KycSessionList, KycSessionOut
 
 router = APIRouter(tags=["kyc"])
+Status = Literal["pending", "processing", "accepted", "rejected", "expired"]
 SessionId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
 MAX_FRAMES = 300
 
@@ -88,3 +89,15 @@ async def get_session(
     """The session, its decision and its audit."""
     info = await run_in_threadpool(kyc.get, f"svc:{meter.principal.tenant_id}", session_id)
     return info.to_dict()
+
+
+@router.get("/kyc/sessions", response_model=KycSessionList)
+async def list_sessions(
+    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
+    kyc: KycDep,
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The tenant's sessions, newest first, with their decisions and reasons (for review)."""
+    found = await run_in_threadpool(lambda: kyc.list(f"svc:{meter.principal.tenant_id}", status=status, limit=limit))
+    return {"sessions": [info.to_dict() for info in found]}

@@ -1,0 +1,52 @@
+"""KYC: the tenant's identity verification sessions with their decisions and reasons in words,
+and one session's audit (scores, thresholds, model versions) with the reference frames it still
+keeps under its retention; the same layer calls as ``/v1/kyc/sessions``."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.service.console.base import ConsoleRoute, UserDep, render
+from faceatlas.service.deps import KycDep, meter_call
+
+router = APIRouter(route_class=ConsoleRoute)
+STATUSES = ("pending", "processing", "accepted", "rejected", "expired")
+REASON_WORDS = {
+    "replay": "the same selfie was submitted before",
+    "document_no_face": "no face found on the ID document",
+    "selfie_no_face": "no face in the selfie",
+    "multiple_faces": "more than one person on camera",
+    "low_quality": "face too small, blurred or turned",
+    "challenge_failed": "the actions asked were not done in order and in time",
+    "liveness_failed": "the selfie looks like a photo or a screen",
+    "face_mismatch": "the selfie is not the person on the document",
+}
+
+
+@router.get("/kyc", include_in_schema=False)
+async def sessions(request: Request, user: UserDep, kyc: KycDep,
+                   status: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+    tenant = meter_call(request, user.principal, "kyc.session", "detect", billable=False).principal.tenant_id
+    wanted = status if status in STATUSES else None
+    found = await run_in_threadpool(lambda: kyc.list(f"svc:{tenant}", status=wanted, limit=200))
+    return render(request, "kyc.html", user, sessions=found, statuses=STATUSES, status=wanted or "",
+                  words=REASON_WORDS)
+
+
+@router.get("/kyc/{session_id}", include_in_schema=False)
+async def session(request: Request, user: UserDep, kyc: KycDep,
+                  session_id: Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")],
+                  ) -> Response:
+    tenant = meter_call(request, user.principal, "kyc.session", "detect", billable=False).principal.tenant_id
+
+    def read() -> tuple[object, dict[str, bytes]]:
+        return kyc.get(f"svc:{tenant}", session_id), kyc.references(f"svc:{tenant}", session_id)
+
+    info, kept = await run_in_threadpool(read)
+    images = [(kind, base64.b64encode(image).decode()) for kind, image in sorted(kept.items())]
+    return render(request, "kyc_session.html", user, info=info, images=images, words=REASON_WORDS)
