@@ -84,7 +84,7 @@ def _milvus_held(face_ids: list[int], collection: str = "c", tenant: str = "test
 def test_search_returns_what_exact_search_returns(db_url: str, tmp_path: Path, backend: str) -> None:
     with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
         gallery.create_collection("c", "scrfd-mbf")
-        rid = _enrol(gallery, 40)
+        rid = _enrol(gallery, 8, per_subject=15)
         ids, vectors = gallery.face_vectors("c")
         exact = ExactIndex(128)
         exact.add(ids, vectors)

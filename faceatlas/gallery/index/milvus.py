@@ -15,6 +15,7 @@ there (``FACEATLAS_MILVUS_INDEX`` chooses another). Search parameters: see bench
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -78,6 +79,7 @@ class MilvusStore:
         self.uri = uri
         self.prefix = prefix
         self.index_type = ("IVF_FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
+        self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
         # a connection of its own: pymilvus shares one per URI, which any client's close() would end
         self.client = _guard(lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}"),
                              f"connect to {uri}")
@@ -147,8 +149,19 @@ class MilvusStore:
                                                      consistency_level="Strong"), f"create {name}")
 
     def search_params(self, k: int) -> dict[str, Any]:
-        params = {"IVF_FLAT": {"nprobe": IVF_NPROBE}, "HNSW": {"ef": max(HNSW_EF, k)}}
+        params = {"IVF_FLAT": {"nprobe": self.nprobe}, "HNSW": {"ef": max(self.ef, k)}}
         return {"metric_type": "IP", "params": params.get(self.index_type, {})}
+
+    def settle(self, name: str, timeout_s: float = 3600.0) -> None:
+        """Seal what was written to ``name`` and wait until its index covers every vector (a fresh
+        write is searched without the index until then); for benchmarks."""
+        _guard(lambda: self.client.flush(name), f"flush {name}")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = _guard(lambda: self.client.describe_index(name, "vector"), f"describe the index of {name}")
+            if not state.get("pending_index_rows", 0) and state.get("indexed_rows", 0) >= state.get("total_rows", 0):
+                return
+            time.sleep(0.5)
 
     def drop(self, collection_id: int) -> None:
         """Delete a gallery collection's vectors and revision from Milvus."""
