@@ -9,7 +9,8 @@ Erasure deletes ahead: :meth:`MilvusIndexCache.intend_erase` (inside the transac
 commit) marks the stored revision stale and deletes the vectors, confirmed by a query; when
 Milvus cannot confirm, the delete is refused (:class:`VectorStoreUnavailable`) and nothing is
 committed. A delete that then fails to commit loses no face: the stale mark makes the next
-:meth:`get` put the vectors back from the database.
+:meth:`get` put the vectors back from the database. A Milvus server is then asked to compact the
+collection (deleted rows leave its segment files); Milvus Lite has no compaction.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class MilvusIndexCache:
             self.store.set_revision(record["name"], collection_id, STALE, record["recognizer_id"], record["dim"])
             index = state.index if state is not None else self.store.open(record["name"], record["dim"])
             index.remove(np.asarray(face_ids, np.int64))
+            self.store.compact(record["name"])
         return None
 
     def applied(self, collection_id: int, revision: int, *,

@@ -163,6 +163,12 @@ class MilvusStore:
                 return
             time.sleep(0.5)
 
+    def compact(self, name: str) -> None:
+        """Ask a Milvus server to rewrite ``name``'s segments without deleted rows (it runs in the
+        background); Milvus Lite implements no compaction, so nothing is asked of it."""
+        if not self.lite:
+            _guard(lambda: self.client.compact(name), f"compact {name}")
+
     def drop(self, collection_id: int) -> None:
         """Delete a gallery collection's vectors and revision from Milvus."""
         record = self.record(collection_id)
