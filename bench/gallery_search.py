@@ -23,7 +23,7 @@ default, or a server with ``--milvus-uri http://host:19530``; ``--nprobe`` (IVF_
 ``--milvus-ef`` (HNSW) give one row each. Milvus searches in its own process (Lite too), so its
 CPU column is "-" and its memory is not this process's.
 
-    python bench/gallery_search.py --sizes 100k --backend milvus --ef-search 384 --nprobe 16 32 64 --no-exact
+    python bench/gallery_search.py --sizes 100k --backend milvus --milvus-index FLAT IVF_FLAT --nprobe 8 128 --no-exact
 """
 
 from __future__ import annotations
@@ -286,34 +286,35 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
 
 def milvus_rows(size: int, model: FaceModel, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace,
                 console: Console) -> list[Result]:
-    """Milvus through the gallery's MilvusIndex: fill, seal (flush) and index, then one row per
-    search setting. The collection is dropped afterwards."""
+    """Milvus through the gallery's MilvusIndex, for each ``--milvus-index``: fill, seal (flush) and
+    index, then one row per search setting. The collection is dropped afterwards."""
     from faceatlas.gallery.index.milvus import IVF_NLIST, MilvusStore
 
+    results = []
     with tempfile.TemporaryDirectory(prefix="faceatlas-milvus-") as folder:
-        store = MilvusStore(args.milvus_uri or f"{folder}/bench.db", prefix="bench", index_type=args.milvus_index)
-        name = store.name("bench", size * 10_000 + model.dim)
-        if store.client.has_collection(name):
+        for kind in args.milvus_index:
+            store = MilvusStore(args.milvus_uri or f"{folder}/bench.db", prefix="bench", index_type=kind)
+            name = store.name(f"bench_{store.index_type}", size * 10_000 + model.dim)
+            if store.client.has_collection(name):
+                store.client.drop_collection(name)
+            index = store.open(name, model.dim)
+            build_s = fill(index, size, model)
+            start = time.perf_counter()
+            store.settle(name)
+            build_s += time.perf_counter() - start
+            where = "Lite" if store.lite else "server"
+            console.log(f"milvus {where} {store.index_type}: {size:,} faces in {build_s:.0f}s")
+            sweep = {"IVF_FLAT": ("nprobe", args.nprobe), "HNSW": ("ef", args.milvus_ef)}.get(store.index_type)
+            for value in sweep[1] if sweep else [None]:
+                label = f"milvus {where} {store.index_type}"
+                if sweep:
+                    setattr(store, sweep[0], value)
+                    label += (f", nlist {IVF_NLIST}" if store.index_type == "IVF_FLAT" else "") + f", {sweep[0]} {value}"
+                row = score(label, index, build_s, queries, truth, args.timed)
+                results.append(Result(row.name, row.build_s, float("nan"), row.p50_ms, row.p99_ms, float("nan"),
+                                      row.recall_at_1))
             store.client.drop_collection(name)
-        index = store.open(name, model.dim)
-        build_s = fill(index, size, model)
-        start = time.perf_counter()
-        store.settle(name)
-        build_s += time.perf_counter() - start
-        where = "Lite" if store.lite else "server"
-        console.log(f"milvus {where} {store.index_type}: {size:,} faces in {build_s:.0f}s")
-        results = []
-        sweep = {"IVF_FLAT": ("nprobe", args.nprobe), "HNSW": ("ef", args.milvus_ef)}.get(store.index_type)
-        for value in sweep[1] if sweep else [None]:
-            label = f"milvus {where} {store.index_type}"
-            if sweep:
-                setattr(store, sweep[0], value)
-                label += (f", nlist {IVF_NLIST}" if store.index_type == "IVF_FLAT" else "") + f", {sweep[0]} {value}"
-            row = score(label, index, build_s, queries, truth, args.timed)
-            results.append(Result(row.name, row.build_s, float("nan"), row.p50_ms, row.p99_ms, float("nan"),
-                                  row.recall_at_1))
-        store.client.drop_collection(name)
-        store.close()
+            store.close()
     return results
 
 
@@ -343,8 +344,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
                         help="milvus: add Milvus rows beside the gallery's FAISS index")
     parser.add_argument("--milvus-uri", help="Milvus server (http://host:19530); default: Milvus Lite, a fresh file")
-    parser.add_argument("--milvus-index", choices=["auto", "FLAT", "IVF_FLAT", "HNSW"], default="auto",
-                        help="auto: IVF_FLAT on Lite (it builds no HNSW), HNSW on a server")
+    parser.add_argument("--milvus-index", choices=["auto", "FLAT", "IVF_FLAT", "HNSW"], nargs="+", default=["auto"],
+                        help="one Milvus collection each; auto: FLAT on Lite (no HNSW, nprobe ignored), HNSW on a server")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[IVF_NPROBE], help="IVF_FLAT clusters scanned")
     parser.add_argument("--milvus-ef", type=int, nargs="+", default=[HNSW_EF], help="Milvus HNSW ef")
     args = parser.parse_args()

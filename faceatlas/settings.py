@@ -122,7 +122,7 @@ class StorageSettings(BaseSettings):
                             description="a file path (Milvus Lite, embedded) or http://host:19530 (a server)")
     milvus_token: str | None = None
     milvus_prefix: str = Field(default="faceatlas", description="collection names start with it: one per database")
-    milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: IVF_FLAT on Lite, HNSW on a server
+    milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: FLAT on Lite, HNSW on a server
 
 
 class ServiceSettings(BaseSettings):

@@ -8,8 +8,9 @@ reflects, so a process that starts catches up from the database as the FAISS ind
 ``FACEATLAS_MILVUS_URI`` is a file path ending in ``.db`` for Milvus Lite (embedded, one process
 per file) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
 ``MilvusClient`` code talks to both. Metric: inner product on the L2-normalised vectors (cosine).
-Index: HNSW on a server; Milvus Lite 2.5 builds only FLAT, IVF_FLAT and AUTOINDEX, so IVF_FLAT
-there (``FACEATLAS_MILVUS_INDEX`` chooses another). Search parameters: see bench/gallery_search.py.
+Index: HNSW on a server. Milvus Lite 2.5 builds only FLAT, IVF_FLAT and AUTOINDEX, and its
+searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprobe), so FLAT
+(exact) there; ``FACEATLAS_MILVUS_INDEX`` chooses another. Measured: bench/gallery_search.py.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class MilvusStore:
             uri = str(path)
         self.uri = uri
         self.prefix = prefix
-        self.index_type = ("IVF_FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
+        self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
         self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
         # a connection of its own: pymilvus shares one per URI, which any client's close() would end
         self.client = _guard(lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}"),
