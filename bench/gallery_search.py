@@ -309,7 +309,8 @@ def milvus_rows(size: int, model: FaceModel, queries: np.ndarray, truth: np.ndar
                 label = f"milvus {where} {store.index_type}"
                 if sweep:
                     setattr(store, sweep[0], value)
-                    label += (f", nlist {IVF_NLIST}" if store.index_type == "IVF_FLAT" else "") + f", {sweep[0]} {value}"
+                    nlist = f", nlist {IVF_NLIST}" if store.index_type == "IVF_FLAT" else ""
+                    label += f"{nlist}, {sweep[0]} {value}"
                 row = score(label, index, build_s, queries, truth, args.timed)
                 results.append(Result(row.name, row.build_s, float("nan"), row.p50_ms, row.p99_ms, float("nan"),
                                       row.recall_at_1))
@@ -345,7 +346,7 @@ def main() -> None:
                         help="milvus: add Milvus rows beside the gallery's FAISS index")
     parser.add_argument("--milvus-uri", help="Milvus server (http://host:19530); default: Milvus Lite, a fresh file")
     parser.add_argument("--milvus-index", choices=["auto", "FLAT", "IVF_FLAT", "HNSW"], nargs="+", default=["auto"],
-                        help="one Milvus collection each; auto: FLAT on Lite (no HNSW, nprobe ignored), HNSW on a server")
+                        help="one collection each; auto: FLAT on Lite (no HNSW, nprobe ignored), HNSW on a server")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[IVF_NPROBE], help="IVF_FLAT clusters scanned")
     parser.add_argument("--milvus-ef", type=int, nargs="+", default=[HNSW_EF], help="Milvus HNSW ef")
     args = parser.parse_args()
