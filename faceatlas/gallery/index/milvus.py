@@ -81,17 +81,27 @@ class MilvusStore:
         self.prefix = prefix
         self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
         self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
-        # a connection of its own: pymilvus shares one per URI, which any client's close() would end
-        self.client = _guard(lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}"),
-                             f"connect to {uri}")
+        self._connect = lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}")
+        self._client: Any = None
         self._revisions = f"{prefix}_{_REVISIONS}"
         if not _guard(lambda: self.client.has_collection(self._revisions), "list collections"):
             self._create_revisions()
 
+    @property
+    def client(self) -> Any:
+        """This store's pymilvus ``MilvusClient``, connected on first use (again after :meth:`close`).
+        A connection of its own: pymilvus shares one per URI, which any client's close() would end."""
+        if self._client is None:
+            self._client = _guard(self._connect, f"connect to {self.uri}")
+        return self._client
+
     def close(self) -> None:
-        """Close this connection. A Lite file's embedded server runs until the process ends (other
-        clients of this process may share it): Lite serves one process per file."""
-        self.client.close()
+        """Close this connection (the next call opens another). A Lite file's embedded server runs
+        until the process ends (other clients of this process may share it): Lite serves one
+        process per file."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     # -- names and revisions ----------------------------------------------------------------
     def name(self, tenant: str, collection_id: int) -> str:
