@@ -153,6 +153,9 @@ class MilvusIndexCache:
                 return  # left out: the next get() reads the stored revision and catches up
             if added is not None and len(added[0]):
                 index.add(*added)
+                if self._sessions is not None:  # a delete in another process may have overtaken the write
+                    with self._sessions() as session:
+                        self._confirm(session, index, np.asarray(added[0], np.int64))
             state.revision = revision
             self._states[collection_id] = state
             self.store.set_revision(index.name, collection_id, revision, state.meta["recognizer_id"], index.dim)
