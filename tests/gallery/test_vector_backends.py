@@ -140,6 +140,21 @@ def test_a_restart_catches_up_with_changes_made_without_the_index(db_url: str, t
             assert _milvus_held(erased) == [] and _milvus_held(sorted(db_ids)) == sorted(db_ids)
 
 
+def test_a_second_gallery_on_the_same_store_sees_changes_at_once(db_url: str, tmp_path: Path, backend: str) -> None:
+    """Two galleries with indexes of their own (as two processes have) over one database and store."""
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as first, \
+            Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as second:
+        first.create_collection("c", "scrfd-mbf")
+        rid = _enrol(first, 3)
+        assert _index_and_db_ids(second)[0] == _index_and_db_ids(first)[1]  # loaded by the second
+        _enrol(first, 1, seed=9, first=5)
+        newcomer = first.face_vectors("c", [f.id for f in first.list_faces("c", subject="p5").items])[1][0]
+        assert second.search("c", Embedding(newcomer, rid), k=1, rank_only=True)[0].external_id == "p5"
+        second.delete_subject("c", "p5")
+        index_ids, db_ids = _index_and_db_ids(first)
+        assert index_ids == db_ids and len(db_ids) == 9
+
+
 def test_tenants_and_collections_get_milvus_collections_of_their_own(db_url: str, tmp_path: Path,
                                                                      backend: str) -> None:
     if backend != "milvus":
