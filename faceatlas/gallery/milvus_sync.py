@@ -68,7 +68,7 @@ class MilvusIndexCache:
             if record is not None and record["revision"] == collection.revision:
                 index = state.index if state is not None else self.store.open(name, collection.embedding_size)
                 if state is not None and isinstance(index, MilvusIndex):
-                    index._count = index._counted()  # another process moved it to this revision
+                    index.recount()  # another process moved it to this revision
             else:
                 index = self._catch_up(session, collection, self.store.open(name, collection.embedding_size))
             self._states[collection.id] = IndexState(index, collection.revision,
@@ -80,7 +80,7 @@ class MilvusIndexCache:
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
         held = index.ids()
-        index._count = len(held)
+        index.recount(len(held))
         ghosts = np.setdiff1d(held, db_ids)
         if len(ghosts):
             index.remove(ghosts)

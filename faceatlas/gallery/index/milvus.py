@@ -215,6 +215,10 @@ class MilvusIndex:
     def __len__(self) -> int:
         return self._count
 
+    def recount(self, count: int | None = None) -> None:
+        """Set the count of held faces: ``count``, or as Milvus counts them (after writes elsewhere)."""
+        self._count = self._counted() if count is None else count
+
     def ids(self) -> np.ndarray:
         return np.fromiter(self._iter_ids(), np.int64)
 
