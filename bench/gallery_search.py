@@ -16,12 +16,21 @@ nor the gallery index needs a second copy of all faces: 10M x 512-d fits in 24 G
     python bench/gallery_search.py --sizes 100k 1M --dims 128 --generator fitted
     python bench/gallery_search.py --sizes 100k --dims 512 --generator isotropic
     python bench/gallery_search.py --sizes 10M --dims 512 --generator isotropic --storage float16 --no-exact
+
+``--backend milvus`` adds rows for Milvus (``FACEATLAS_VECTOR_BACKEND=milvus``) filled through the
+gallery's :class:`MilvusIndex` (the same upserts and searches): Milvus Lite in a fresh file by
+default, or a server with ``--milvus-uri http://host:19530``; ``--nprobe`` (IVF_FLAT) and
+``--milvus-ef`` (HNSW) give one row each. Milvus searches in its own process (Lite too), so its
+CPU column is "-" and its memory is not this process's.
+
+    python bench/gallery_search.py --sizes 100k --backend milvus --milvus-index FLAT IVF_FLAT --nprobe 8 128 --no-exact
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,6 +53,7 @@ from faceatlas.gallery.index import (
     VectorIndex,
     empty_index,
 )
+from faceatlas.gallery.index.milvus import HNSW_EF, IVF_NPROBE
 
 FACES_PER_IDENTITY = 5
 _CHUNK = 1_000_000
@@ -263,6 +273,8 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
             index.expansion_search = ef
             label += f", M {args.connectivity}, efC {args.build_depth}, {index.router.dim}-d router, ef {ef}"
         results.append(score(f"gallery index ({label})", index, build_s, queries, truth, args.timed))
+    if args.backend == "milvus":
+        results.extend(milvus_rows(size, model, queries, truth, args, console))
     if not args.no_exact and isinstance(index, TemplateIndex):
         del index
         exact = ExactIndex(dim, args.storage)
@@ -270,6 +282,45 @@ def run(size: int, dim: int, args: argparse.Namespace, console: Console) -> list
         results.append(score(f"gallery ExactIndex ({args.storage})", exact, build_s, queries, truth,
                              min(args.timed, args.flat_timed)))
     return results
+
+
+def milvus_rows(size: int, model: FaceModel, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace,
+                console: Console) -> list[Result]:
+    """Milvus through the gallery's MilvusIndex, for each ``--milvus-index``: fill, seal (flush) and
+    index, then one row per search setting. The collection is dropped afterwards."""
+    from faceatlas.gallery.index.milvus import IVF_NLIST, MilvusStore
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="faceatlas-milvus-") as folder:
+        for kind in args.milvus_index:
+            store = MilvusStore(args.milvus_uri or f"{folder}/bench.db", prefix="bench", index_type=kind)
+            name = store.name(f"bench_{store.index_type}", size * 10_000 + model.dim)
+            if store.client.has_collection(name):
+                store.client.drop_collection(name)
+            index = store.open(name, model.dim)
+            build_s = fill(index, size, model)
+            start = time.perf_counter()
+            store.settle(name)
+            build_s += time.perf_counter() - start
+            where = "Lite" if store.lite else "server"
+            console.log(f"milvus {where} {store.index_type}: {size:,} faces in {build_s:.0f}s")
+            sweep = {"IVF_FLAT": ("nprobe", args.nprobe), "HNSW": ("ef", args.milvus_ef)}.get(store.index_type)
+            for value in sweep[1] if sweep else [None]:
+                label = f"milvus {where} {store.index_type}"
+                if sweep:
+                    setattr(store, sweep[0], value)
+                    nlist = f", nlist {IVF_NLIST}" if store.index_type == "IVF_FLAT" else ""
+                    label += f"{nlist}, {sweep[0]} {value}"
+                row = score(label, index, build_s, queries, truth, args.timed)
+                results.append(Result(row.name, row.build_s, float("nan"), row.p50_ms, row.p99_ms, float("nan"),
+                                      row.recall_at_1))
+            store.client.drop_collection(name)
+            store.close()
+    return results
+
+
+def _cell(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else "-"
 
 
 def main() -> None:
@@ -291,6 +342,13 @@ def main() -> None:
     parser.add_argument("--timed", type=int, default=500, help="queries timed one by one")
     parser.add_argument("--flat-timed", type=int, default=50, help="timed queries for the brute-force indexes")
     parser.add_argument("--no-exact", action="store_true", help="skip the gallery ExactIndex row (saves memory)")
+    parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
+                        help="milvus: add Milvus rows beside the gallery's FAISS index")
+    parser.add_argument("--milvus-uri", help="Milvus server (http://host:19530); default: Milvus Lite, a fresh file")
+    parser.add_argument("--milvus-index", choices=["auto", "FLAT", "IVF_FLAT", "HNSW"], nargs="+", default=["auto"],
+                        help="one collection each; auto: FLAT on Lite (no HNSW, nprobe ignored), HNSW on a server")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[IVF_NPROBE], help="IVF_FLAT clusters scanned")
+    parser.add_argument("--milvus-ef", type=int, nargs="+", default=[HNSW_EF], help="Milvus HNSW ef")
     args = parser.parse_args()
     console = Console(width=150)
     table = Table(title=f"top-10 search, {faiss.omp_get_max_threads()} threads, single-query latency")
@@ -299,8 +357,8 @@ def main() -> None:
     for size in (parse_size(s) for s in args.sizes):
         for dim in args.dims:
             for r in run(size, dim, args, console):
-                table.add_row(f"{size:,}", str(dim), r.name, f"{r.build_s:.1f}", f"{r.bytes_per_face:.0f}",
-                              f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.cpu_p50_ms:.2f}", f"{r.recall_at_1:.4f}")
+                table.add_row(f"{size:,}", str(dim), r.name, f"{r.build_s:.1f}", _cell(r.bytes_per_face, 0),
+                              f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", _cell(r.cpu_p50_ms, 2), f"{r.recall_at_1:.4f}")
             console.log(f"done {size:,} x {dim}; peak RSS of this process so far "
                         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
     console.print(table)

@@ -41,7 +41,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── QuotaExceeded               quota_exceeded        429
     │   ├── Overloaded                  overloaded            503
     │   ├── StateUnavailable            state_unavailable     503
-    │   └── DatabaseUnavailable         database_unavailable  503
+    │   ├── DatabaseUnavailable         database_unavailable  503
+    │   └── VectorStoreUnavailable      vector_store_unavailable 503
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         ├── RuntimeUnavailable          runtime_unavailable   422
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownPack",
     "UnsupportedMediaType",
     "UrlFetchDisabled",
+    "VectorStoreUnavailable",
 ]
 
 
@@ -336,6 +338,14 @@ class DatabaseUnavailable(LimitExceeded):
     nothing written, and an answer that could not be billed is not sent."""
 
     code = "database_unavailable"
+    status = 503
+
+
+class VectorStoreUnavailable(LimitExceeded):
+    """The vector store of the galleries (Milvus, ``FACEATLAS_VECTOR_BACKEND=milvus``) cannot be
+    reached, is not installed, or did not confirm an erasure: the call is refused."""
+
+    code = "vector_store_unavailable"
     status = 503
 
 

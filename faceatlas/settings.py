@@ -14,7 +14,9 @@ Sections, with their variables:
 ==========  ===================================================================================
 engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FACEATLAS_CACHE,
             FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED
-storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR
+storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEND (``faiss``, the
+            default, or ``milvus``), FACEATLAS_MILVUS_URI (a file: Milvus Lite; ``http://host:19530``:
+            a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX, FACEATLAS_MILVUS_INDEX
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
             origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
@@ -114,6 +116,14 @@ class StorageSettings(BaseSettings):
         description="SQLAlchemy URL (SQLite file by default, PostgreSQL in production)",
     )
     index_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.expanduser() / "indexes")
+    # Where the gallery's vectors are searched: the FAISS/exact indexes under index_dir, or Milvus
+    # (the database stays the record either way; see faceatlas/gallery/index/milvus.py).
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str = Field(default_factory=lambda: str(DEFAULT_DATA_DIR.expanduser() / "milvus.db"),
+                            description="a file path (Milvus Lite, embedded) or http://host:19530 (a server)")
+    milvus_token: str | None = None
+    milvus_prefix: str = Field(default="faceatlas", description="collection names start with it: one per database")
+    milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: FLAT on Lite, HNSW on a server
 
 
 class ServiceSettings(BaseSettings):

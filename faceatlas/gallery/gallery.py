@@ -52,6 +52,8 @@ from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     Storage,
 )
+from faceatlas.gallery.index.milvus import MilvusStore
+from faceatlas.gallery.milvus_sync import MilvusIndexCache
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
 from faceatlas.gallery.rules import ID_MAX_LENGTH, check_id, check_metadata, check_text, parse_cursor
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
@@ -78,7 +80,7 @@ class Gallery:
     tenant's view over the same database and indexes. Close (or use as a context manager) to
     persist the indexes."""
 
-    def __init__(self, sessions: sessionmaker[Session], indexes: IndexCache, tenant: str,
+    def __init__(self, sessions: sessionmaker[Session], indexes: IndexCache | MilvusIndexCache, tenant: str,
                  settings: EngineSettings | None = None) -> None:
         self._sessions = sessions
         self._indexes = indexes
@@ -113,14 +115,22 @@ class Gallery:
         url = normalize_url(url or default_database_url())
         engine = create_database_engine(url)
         migrate(engine)
+        storage_settings = StorageSettings()
         if index_dir is None:
-            storage_settings = StorageSettings()
             if "index_dir" in storage_settings.model_fields_set:  # FACEATLAS_INDEX_DIR is set
                 index_dir = storage_settings.index_dir.expanduser()
             elif (db_file := sqlite_path(url)) is not None:
                 index_dir = db_file.with_name(db_file.name + ".indexes")
-        indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage, autosave_every=autosave_every)
-        return cls(sessionmaker(engine, expire_on_commit=False), indexes, tenant, settings)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        indexes: IndexCache | MilvusIndexCache
+        if storage_settings.vector_backend == "milvus":  # FACEATLAS_VECTOR_BACKEND=milvus: vectors in Milvus
+            indexes = MilvusIndexCache(MilvusStore(storage_settings.milvus_uri, token=storage_settings.milvus_token,
+                                                   prefix=storage_settings.milvus_prefix,
+                                                   index_type=storage_settings.milvus_index), sessions)
+        else:
+            indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage,
+                                 autosave_every=autosave_every)
+        return cls(sessions, indexes, tenant, settings)
 
     def for_tenant(self, tenant: str) -> Gallery:
         """The gallery of another tenant on the same database (a tenant space of at most
@@ -133,6 +143,7 @@ class Gallery:
     def close(self) -> None:
         """Persist unsaved index changes and release database connections."""
         self.flush()
+        self._indexes.close()
         engine = self._sessions.kw["bind"]
         engine.dispose()
 

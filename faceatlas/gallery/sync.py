@@ -115,6 +115,9 @@ class IndexCache:
                 journal.unlink(missing_ok=True)
         return len(journals)
 
+    def close(self) -> None:
+        """Nothing is held open (indexes are saved by :meth:`flush`)."""
+
     def path(self, collection_id: int) -> Path | None:
         """Where the index of ``collection_id`` is persisted."""
         return None if self.directory is None else self.directory / f"collection-{collection_id}.npz"

@@ -1,0 +1,293 @@
+"""Milvus as the vector store of the galleries (``FACEATLAS_VECTOR_BACKEND=milvus``).
+
+The database stays the record: Milvus holds a copy of each face's vector keyed by its face id,
+in one Milvus collection per gallery collection (:meth:`MilvusStore.name`: prefix, tenant,
+collection id), and, in one small collection of its own, the gallery revision each copy
+reflects, so a process that starts catches up from the database as the FAISS index files do.
+
+``FACEATLAS_MILVUS_URI`` is a file path ending in ``.db`` for Milvus Lite (embedded, one process
+per file) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
+``MilvusClient`` code talks to both. Metric: inner product on the L2-normalised vectors (cosine).
+Index: HNSW on a server. Milvus Lite 2.5 builds only FLAT, IVF_FLAT and AUTOINDEX, and its
+searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprobe), so FLAT
+(exact) there; ``FACEATLAS_MILVUS_INDEX`` chooses another. Measured: bench/gallery_search.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from faceatlas.errors import InvalidArgument, VectorStoreUnavailable
+from faceatlas.gallery.index.base import Storage, _pad
+
+T = TypeVar("T")
+STALE = -1  # the stored revision of a copy that must be caught up from the database
+# IVF_FLAT: clusters, and clusters scanned per query; HNSW: links per node, candidate lists while
+# building and searching. Chosen with bench/gallery_search.py (docs/milvus.md).
+IVF_NLIST = 1024
+IVF_NPROBE = 32
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 256
+HNSW_EF = 128
+_TOP_K_MAX = 16_384  # Milvus's limit on k
+_BATCH = 8_192  # vectors or ids per request (gRPC messages stay far below 64 MB at 512-d)
+_REVISIONS = "revisions"
+_NAME_MAX = 255
+
+
+def is_lite(uri: str) -> bool:
+    """Whether ``uri`` names a Milvus Lite file rather than a server."""
+    return "://" not in uri and not uri.startswith("unix:")
+
+
+def _guard(call: Callable[[], T], doing: str) -> T:
+    """Run one Milvus call; any failure of Milvus is :class:`VectorStoreUnavailable`."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        return call()
+    except (MilvusException, ConnectionError, OSError) as error:
+        raise VectorStoreUnavailable(f"Milvus could not {doing}: {error}") from error
+
+
+class MilvusStore:
+    """One Milvus (a Lite file or a server) holding the vectors of one FaceAtlas database."""
+
+    def __init__(self, uri: str, *, token: str | None = None, prefix: str = "faceatlas",
+                 index_type: str = "auto") -> None:
+        try:
+            from pymilvus import MilvusClient
+        except ImportError as error:
+            raise VectorStoreUnavailable("FACEATLAS_VECTOR_BACKEND=milvus needs pymilvus and milvus-lite: "
+                                         "pip install 'faceatlas[milvus]'") from error
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", prefix):
+            raise InvalidArgument(f"a Milvus prefix is a letter then letters, digits or '_', not {prefix!r}")
+        self.lite = is_lite(uri)
+        if self.lite:
+            path = Path(uri).expanduser()
+            if path.suffix != ".db":
+                raise InvalidArgument(f"a Milvus Lite file ends with .db, not {uri!r}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            uri = str(path)
+        self.uri = uri
+        self.prefix = prefix
+        self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
+        self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
+        self._connect = lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}")
+        self._client: Any = None
+        self._revisions = f"{prefix}_{_REVISIONS}"
+        if not _guard(lambda: self.client.has_collection(self._revisions), "list collections"):
+            self._create_revisions()
+
+    @property
+    def client(self) -> Any:
+        """This store's pymilvus ``MilvusClient``, connected on first use (again after :meth:`close`).
+        A connection of its own: pymilvus shares one per URI, which any client's close() would end."""
+        if self._client is None:
+            self._client = _guard(self._connect, f"connect to {self.uri}")
+        return self._client
+
+    def close(self) -> None:
+        """Close this connection (the next call opens another). A Lite file's embedded server runs
+        until the process ends (other clients of this process may share it): Lite serves one
+        process per file."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- names and revisions ----------------------------------------------------------------
+    def name(self, tenant: str, collection_id: int) -> str:
+        """The Milvus collection of a gallery collection: ``<prefix>_<tenant>_c<id>``, the tenant
+        with every character but letters and digits as ``_`` (the id keeps names apart)."""
+        tail = f"_c{collection_id}"
+        safe = re.sub(r"[^A-Za-z0-9]", "_", tenant)[: _NAME_MAX - len(self.prefix) - len(tail) - 1]
+        return f"{self.prefix}_{safe}{tail}"
+
+    def _create_revisions(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=_NAME_MAX)
+        schema.add_field("collection_id", DataType.INT64)
+        schema.add_field("revision", DataType.INT64)
+        schema.add_field("recognizer_id", DataType.VARCHAR, max_length=512)
+        schema.add_field("dim", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one; unused
+        params = self.client.prepare_index_params()
+        params.add_index("vector", index_type="FLAT", metric_type="IP")
+        _guard(lambda: self.client.create_collection(self._revisions, schema=schema, index_params=params,
+                                                     consistency_level="Strong"), "create its revisions")
+
+    def record(self, collection_id: int) -> dict[str, Any] | None:
+        """What Milvus holds for a gallery collection: name, revision, recognizer_id, dim."""
+        rows = _guard(lambda: self.client.query(self._revisions, filter=f"collection_id == {int(collection_id)}",
+                                                output_fields=["name", "revision", "recognizer_id", "dim"],
+                                                consistency_level="Strong"), "read a revision")
+        return dict(rows[0]) if rows else None
+
+    def set_revision(self, name: str, collection_id: int, revision: int, recognizer_id: str, dim: int) -> None:
+        row = {"name": name, "collection_id": int(collection_id), "revision": int(revision),
+               "recognizer_id": recognizer_id, "dim": int(dim), "vector": [1.0, 0.0]}
+        _guard(lambda: self.client.upsert(self._revisions, [row]), "store a revision")
+
+    # -- collections ----------------------------------------------------------------------
+    def open(self, name: str, dim: int, count: int | None = None) -> MilvusIndex:
+        """The index over Milvus collection ``name``, created (empty) when missing."""
+        if not _guard(lambda: self.client.has_collection(name), "list collections"):
+            self._create(name, dim)
+            count = 0
+        return MilvusIndex(self, name, dim, count)
+
+    def _create(self, name: str, dim: int) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        options = {"IVF_FLAT": {"nlist": IVF_NLIST}, "HNSW": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}}
+        params = self.client.prepare_index_params()
+        params.add_index("vector", index_type=self.index_type, metric_type="IP",
+                         params=options.get(self.index_type, {}))
+        _guard(lambda: self.client.create_collection(name, schema=schema, index_params=params,
+                                                     consistency_level="Strong"), f"create {name}")
+
+    def search_params(self, k: int) -> dict[str, Any]:
+        params = {"IVF_FLAT": {"nprobe": self.nprobe}, "HNSW": {"ef": max(self.ef, k)}}
+        return {"metric_type": "IP", "params": params.get(self.index_type, {})}
+
+    def settle(self, name: str, timeout_s: float = 3600.0) -> None:
+        """Seal what was written to ``name`` and wait until its index covers every vector (a fresh
+        write is searched without the index until then); for benchmarks."""
+        _guard(lambda: self.client.flush(name), f"flush {name}")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = _guard(lambda: self.client.describe_index(name, "vector"), f"describe the index of {name}")
+            if not state.get("pending_index_rows", 0) and state.get("indexed_rows", 0) >= state.get("total_rows", 0):
+                return
+            time.sleep(0.5)
+
+    def compact(self, name: str) -> None:
+        """Ask a Milvus server to rewrite ``name``'s segments without deleted rows (it runs in the
+        background); Milvus Lite implements no compaction, so nothing is asked of it."""
+        if not self.lite:
+            _guard(lambda: self.client.compact(name), f"compact {name}")
+
+    def drop(self, collection_id: int) -> None:
+        """Delete a gallery collection's vectors and revision from Milvus."""
+        record = self.record(collection_id)
+        if record is None:
+            return
+        _guard(lambda: self.client.drop_collection(record["name"]), f"drop {record['name']}")
+        _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]]), "forget a revision")
+
+
+class MilvusIndex:
+    """The :class:`VectorIndex` of one Milvus collection: face ids and vectors live in Milvus; this
+    object counts them (the count each search needs without asking Milvus). A removal is
+    confirmed: the ids are queried after the delete and any still found is an error."""
+
+    kind = "milvus"
+    storage: Storage = "float32"
+
+    def __init__(self, store: MilvusStore, name: str, dim: int, count: int | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.dim = dim
+        self._count = self._counted() if count is None else count
+
+    @property
+    def _client(self) -> Any:
+        return self.store.client
+
+    def _counted(self) -> int:
+        rows = _guard(lambda: self._client.query(self.name, filter="id >= 0", output_fields=["count(*)"],
+                                                 consistency_level="Strong"), "count vectors")
+        return int(rows[0]["count(*)"])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def recount(self, count: int | None = None) -> None:
+        """Set the count of held faces: ``count``, or as Milvus counts them (after writes elsewhere)."""
+        self._count = self._counted() if count is None else count
+
+    def ids(self) -> np.ndarray:
+        return np.fromiter(self._iter_ids(), np.int64)
+
+    def _iter_ids(self) -> Iterator[int]:
+        iterator = _guard(lambda: self._client.query_iterator(self.name, batch_size=_BATCH, filter="",
+                                                              output_fields=["id"]), "list ids")
+        try:
+            while batch := _guard(iterator.next, "list ids"):
+                yield from (int(row["id"]) for row in batch)
+        finally:
+            iterator.close()
+
+    def held(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` Milvus holds (query straight to Milvus)."""
+        found: list[int] = []
+        for start in range(0, len(ids), _BATCH):
+            chunk = [int(i) for i in ids[start: start + _BATCH]]
+            rows = _guard(partial(self._client.query, self.name, ids=chunk, output_fields=["id"],
+                                  consistency_level="Strong"), "query ids")
+            found.extend(int(row["id"]) for row in rows)
+        return np.asarray(sorted(found), np.int64)
+
+    def reserve(self, faces: int) -> None:
+        """Nothing to reserve: Milvus allocates."""
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None) -> None:
+        ids = np.asarray(ids, np.int64).ravel()
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        for start in range(0, len(ids), _BATCH):
+            rows = [{"id": int(i), "vector": v} for i, v in zip(ids[start: start + _BATCH],
+                                                                 vectors[start: start + _BATCH])]
+            _guard(partial(self._client.upsert, self.name, rows), "store vectors")
+        self._count += len(ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Delete these faces' vectors and confirm they are gone; returns how many were held."""
+        held = self.held(np.unique(np.asarray(ids, np.int64)))
+        for start in range(0, len(held), _BATCH):
+            chunk = [int(i) for i in held[start: start + _BATCH]]
+            _guard(partial(self._client.delete, self.name, ids=chunk), "delete vectors")
+        if len(held) and len(self.held(held)):
+            raise VectorStoreUnavailable(f"Milvus still holds deleted faces of {self.name}")
+        self._count -= len(held)
+        return len(held)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        limit = min(k, _TOP_K_MAX)
+        if self._count == 0 or limit < 1:
+            return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
+        found = _guard(lambda: self._client.search(self.name, data=list(queries), limit=limit, output_fields=["id"],
+                                                   search_params=self.store.search_params(limit)), "search")
+        sims = np.full((len(queries), limit), -np.inf, np.float32)
+        ids = np.full((len(queries), limit), -1, np.int64)
+        for row, hits in enumerate(found):
+            for column, hit in enumerate(hits):
+                sims[row, column], ids[row, column] = hit["distance"], hit["id"]
+        return _pad(sims, ids, k)
+
+    def memory_bytes(self) -> int:
+        """Bytes held in this process: none (the vectors live in Milvus)."""
+        return 0
+
+    def needs_rebuild(self, faces: int, ann_min_faces: int) -> bool:
+        return False  # Milvus builds and compacts its own index
+
+    def persist(self, path: Path, meta: dict[str, Any], write: Callable[[dict[str, np.ndarray]], None]) -> Path | None:
+        raise TypeError("a Milvus index is persisted by Milvus, not in an index file")
+
+    @classmethod
+    def restore(cls, path: Path, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> MilvusIndex | None:
+        return None  # never saved in an index file

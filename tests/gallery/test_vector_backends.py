@@ -1,0 +1,231 @@
+"""The gallery's index behaviours on both vector backends: the FAISS/exact index files (default)
+and Milvus (``FACEATLAS_VECTOR_BACKEND=milvus``, here Milvus Lite, the embedded Milvus). Milvus is
+checked by querying it directly, not through the gallery."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from faceatlas.engine import Embedding
+from faceatlas.gallery import Gallery
+from faceatlas.gallery.index import ExactIndex
+from faceatlas.gallery.models import FaceRecord
+
+pymilvus = pytest.importorskip("pymilvus")
+
+BACKENDS = ["faiss", "milvus"]
+
+
+@pytest.fixture(scope="module")
+def lite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Milvus Lite file for the module (its embedded server starts once per process); each
+    test keeps to collections of its own prefix."""
+    return tmp_path_factory.mktemp("milvus") / "vectors.db"
+
+
+@pytest.fixture(scope="module")
+def prefixes() -> Iterator[str]:
+    return (f"t{n}" for n in itertools.count())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, lite_file: Path,
+            prefixes: Iterator[str]) -> str:
+    """Selects the backend through the environment, as a user does (and child processes inherit)."""
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", request.param)
+    monkeypatch.setenv("FACEATLAS_MILVUS_URI", str(lite_file))
+    monkeypatch.setenv("FACEATLAS_MILVUS_PREFIX", next(prefixes))
+    return str(request.param)
+
+
+def _enrol(gallery: Gallery, subjects: int, per_subject: int = 3, seed: int = 0, first: int = 0) -> str:
+    rid = gallery.get_collection("c").recognizer_id
+    rng = np.random.default_rng(seed)
+    for subject in range(first, first + subjects):
+        gallery.add_embeddings("c", f"p{subject}", rng.normal(size=(per_subject, 128)), recognizer_id=rid)
+    return rid
+
+
+def _index_and_db_ids(gallery: Gallery) -> tuple[set[int], set[int]]:
+    with gallery._sessions() as session:
+        collection = gallery._collection(session, "c")
+        index_ids = set(gallery._indexes.get(session, collection).ids().tolist())
+        db_ids = set(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)))
+    return index_ids, db_ids
+
+
+def _milvus_held(face_ids: list[int], collection: str = "c", tenant: str = "test") -> list[int]:
+    """The ids of ``face_ids`` that Milvus holds, asked of Milvus with a client of its own."""
+    if not face_ids:
+        return []
+    client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
+    try:
+        prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
+        names = [n for n in client.list_collections() if n.startswith(f"{prefix}_{tenant}_c")]
+        assert len(names) == 1, names
+        rows = client.query(names[0], ids=face_ids, output_fields=["id"], consistency_level="Strong")
+        return sorted(int(row["id"]) for row in rows)
+    finally:
+        client.close()
+
+
+def test_search_returns_what_exact_search_returns(db_url: str, tmp_path: Path, backend: str) -> None:
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        rid = _enrol(gallery, 8, per_subject=15)
+        ids, vectors = gallery.face_vectors("c")
+        exact = ExactIndex(128)
+        exact.add(ids, vectors)
+        queries = np.random.default_rng(1).normal(size=(10, 128)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        with gallery._sessions() as session:
+            index = gallery._indexes.get(session, gallery._collection(session, "c"))
+            assert index.kind == ("milvus" if backend == "milvus" else "exact")
+            assert len(index) == len(ids) == 120
+            sims, found = index.search(queries, 10)
+        want_sims, want_ids = exact.search(queries, 10)
+        np.testing.assert_array_equal(found, want_ids)
+        np.testing.assert_allclose(sims, want_sims, atol=1e-5)
+        own = gallery.search("c", Embedding(vectors[7], rid), k=1, rank_only=True)
+        assert own[0].best_face_id == ids[7] and own[0].similarity == pytest.approx(1.0, abs=1e-5)
+
+
+def test_deleting_a_subject_removes_its_vectors(db_url: str, tmp_path: Path, backend: str) -> None:
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        rid = _enrol(gallery, 5)
+        doomed = gallery.list_faces("c", subject="p2").items
+        doomed_ids = [face.id for face in doomed]
+        _, doomed_vectors = gallery.face_vectors("c", doomed_ids)
+        if backend == "milvus":
+            assert _milvus_held(doomed_ids) == doomed_ids
+        assert gallery.delete_subject("c", "p2") == 3
+        index_ids, db_ids = _index_and_db_ids(gallery)
+        assert index_ids == db_ids and not set(doomed_ids) & index_ids
+        if backend == "milvus":
+            assert _milvus_held(doomed_ids) == []
+        matches = gallery.search("c", Embedding(doomed_vectors[0], rid), k=5, rank_only=True)
+        assert "p2" not in [m.external_id for m in matches]
+    if backend == "milvus":  # and after the process's gallery is closed
+        assert _milvus_held(doomed_ids) == []
+
+
+def test_a_restart_catches_up_with_changes_made_without_the_index(db_url: str, tmp_path: Path, backend: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        _enrol(gallery, 4)
+        erased = [face.id for face in gallery.list_faces("c", subject="p1").items]
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", "faiss")  # a writer whose changes never reach the index
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "elsewhere") as writer:
+        _enrol(writer, 3, seed=5, first=10)
+        writer.delete_subject("c", "p1")
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", backend)
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as reopened:
+        index_ids, db_ids = _index_and_db_ids(reopened)
+        assert index_ids == db_ids and len(db_ids) == 3 * 6
+        if backend == "milvus":
+            assert _milvus_held(erased) == [] and _milvus_held(sorted(db_ids)) == sorted(db_ids)
+
+
+def test_a_second_gallery_on_the_same_store_sees_changes_at_once(db_url: str, tmp_path: Path, backend: str) -> None:
+    """Two galleries with indexes of their own (as two processes have) over one database and store."""
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as first, \
+            Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as second:
+        first.create_collection("c", "scrfd-mbf")
+        rid = _enrol(first, 3)
+        assert _index_and_db_ids(second)[0] == _index_and_db_ids(first)[1]  # loaded by the second
+        _enrol(first, 1, seed=9, first=5)
+        newcomer = first.face_vectors("c", [f.id for f in first.list_faces("c", subject="p5").items])[1][0]
+        assert second.search("c", Embedding(newcomer, rid), k=1, rank_only=True)[0].external_id == "p5"
+        second.delete_subject("c", "p5")
+        index_ids, db_ids = _index_and_db_ids(first)
+        assert index_ids == db_ids and len(db_ids) == 9
+
+
+def test_tenants_and_collections_get_milvus_collections_of_their_own(db_url: str, tmp_path: Path,
+                                                                     backend: str) -> None:
+    if backend != "milvus":
+        pytest.skip("Milvus collection names")
+    with Gallery.open(db_url, tenant="svc:acme", index_dir=tmp_path / "indexes") as acme:
+        other = acme.for_tenant("app:albums:default:holiday")
+        for gallery in (acme, other):
+            gallery.create_collection("c", "scrfd-mbf")
+        rid = _enrol(acme, 2)
+        vector = acme.face_vectors("c")[1][0]
+        assert other.search("c", Embedding(vector, rid), k=3, rank_only=True) == []
+        client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
+        prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
+        names = sorted(n for n in client.list_collections() if n.startswith(prefix + "_"))
+        client.close()
+    assert len([n for n in names if n.startswith(f"{prefix}_svc_acme_c")]) == 1
+    assert len([n for n in names if n.startswith(f"{prefix}_app_albums_default_holiday_c")]) == 1
+
+
+# Enrols batches of random embeddings forever, deleting a face now and then.
+CHILD = """
+import sys
+import numpy as np
+from faceatlas.gallery import Gallery
+
+gallery = Gallery.open(sys.argv[1], tenant="test", index_dir=sys.argv[2], autosave_every=3)
+rid = gallery.get_collection("c").recognizer_id
+rng = np.random.default_rng(int(sys.argv[3]))
+print("ready", flush=True)
+step = 0
+while True:
+    ids = gallery.add_embeddings("c", f"p{step % 7}", rng.normal(size=(4, 128)), recognizer_id=rid)
+    if step % 5 == 4:
+        gallery.delete_face("c", ids[0])
+    step += 1
+"""
+
+
+# SQLite only, two kills: each round starts a child and reopens (tests/gallery/test_gallery_crash.py
+# kills the FAISS backend's writer ten times on both databases; here it is slow).
+@pytest.mark.parametrize("backend", [pytest.param("faiss", marks=pytest.mark.slow), "milvus"], indirect=True)
+def test_sigkill_mid_enrolment_then_reopen_is_consistent(tmp_path: Path, backend: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEATLAS_MILVUS_URI", str(tmp_path / "crash.db"))  # Lite: one process per file
+    db_url = f"sqlite:///{tmp_path / 'crash.sqlite'}"
+    index_dir = tmp_path / "indexes"
+
+    def check() -> None:
+        with Gallery.open(db_url, tenant="test", index_dir=index_dir) as gallery:
+            index_ids, db_ids = _index_and_db_ids(gallery)
+            assert index_ids == db_ids
+            if backend == "milvus":
+                assert _milvus_held(sorted(db_ids)) == sorted(db_ids)
+        release()
+
+    def release() -> None:  # let the next child open the Lite file
+        if backend == "milvus":
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(tmp_path / "crash.db"))
+
+    with Gallery.open(db_url, tenant="test", index_dir=index_dir) as setup:
+        setup.create_collection("c", "scrfd-mbf")
+    release()
+    rng = random.Random(3)
+    for round_number in range(2):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, db_url, str(index_dir), str(round_number)],
+                                 stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.3, 0.8))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        check()
+
