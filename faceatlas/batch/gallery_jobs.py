@@ -163,7 +163,8 @@ def duplicate_groups(hashes: np.ndarray, max_distance: int = DEFAULT_MAX_DISTANC
     index = faiss.IndexBinaryFlat(64)
     index.add(codes)
     limits, _, neighbours = index.range_search(codes, max_distance + 1)  # strictly below the radius
-    sources = np.repeat(np.arange(count), np.diff(np.asarray(limits, np.int64)))
+    bounds: np.ndarray = np.asarray(limits, np.int64)
+    sources = np.repeat(np.arange(count), bounds[1:] - bounds[:-1])
     graph = coo_matrix((np.ones(len(neighbours)), (sources, neighbours)), shape=(count, count))
     _, labels = connected_components(graph, directed=False)
     first = {label: i for i, label in reversed(list(enumerate(labels)))}

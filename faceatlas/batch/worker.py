@@ -122,7 +122,7 @@ class FaceWorker:
         self.analyzer = FaceAnalyzer(pack, threads=1, settings=settings, announce_license=False) if faces else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        faces, images = analyze_batch(batch["path"], batch["bytes"], self.analyzer, self.settings)
+        faces, images = analyze_batch(list(batch["path"]), list(batch["bytes"]), self.analyzer, self.settings)
         write_part(self.fs, self.root, faces, images)
         return {"image_id": np.asarray(images.column("image_id").to_pylist(), dtype=object),
                 "faces": images.column("faces").to_numpy(),

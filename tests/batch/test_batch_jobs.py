@@ -20,7 +20,7 @@ PACK = "scrfd-mbf"
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray for the module's jobs (they use a running session as it is)."""
-    with ray_session(2, None):
+    with ray_session(1, None):
         yield
 
 
@@ -38,7 +38,7 @@ def people(shared: Path) -> list[Path]:
 
 
 def _options(**extra) -> BatchOptions:
-    return BatchOptions(workers=2, pack=PACK, batch_size=4, **extra)
+    return BatchOptions(workers=1, pack=PACK, batch_size=4, **extra)
 
 
 def test_embed_reports_bad_inputs_and_resumes_nothing(ray_cluster, people, tmp_path, fast_analyzer):
@@ -70,6 +70,7 @@ def test_embed_reports_bad_inputs_and_resumes_nothing(ray_cluster, people, tmp_p
     assert (again.processed, again.skipped, again.faces, again.errors) == (0, report.images, report.faces, 3)
 
 
+@pytest.mark.slow
 def test_enrol_folders_then_search_identifies_other_photos(ray_cluster, people, tmp_path):
     enrol_dir, probe_dir = tmp_path / "enrol", tmp_path / "probe"
     for person in people[:3]:
@@ -101,6 +102,7 @@ def test_enrol_folders_then_search_identifies_other_photos(ray_cluster, people, 
     assert found.details["unknown_faces"] >= 1
 
 
+@pytest.mark.slow
 def test_dedupe_finds_a_resized_reencoded_copy(ray_cluster, people, tmp_path):
     source = tmp_path / "photos"
     source.mkdir()
