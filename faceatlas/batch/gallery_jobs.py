@@ -14,6 +14,7 @@ from collections import defaultdict
 import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -25,9 +26,11 @@ from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import ModelMismatch, NotFound
 from faceatlas.gallery import Gallery
 
-DEFAULT_MAX_DISTANCE = 6
-"""Bits (of 64) two perceptual hashes may differ by for near-duplicates: a resized or re-encoded
-copy differs by 0-4; two different LFW photos (same framing, often the same person) by 16 or more."""
+DEFAULT_MAX_DISTANCE = 4
+"""Bits (of 64) two perceptual hashes may differ by for near-duplicates. Measured on LFW (same
+framing, often the same person): a copy resized to 75 % and re-encoded as JPEG quality 60 differs
+by 0-3 bits (300 photos, mean 0.5); the nearest other photo of 2,567 by 5 or more (1st percentile
+9, median 15): at 4 none of them is grouped, at 6 two are, at 8 seventeen."""
 
 
 def _vectors(faces: pa.Table) -> np.ndarray:
@@ -81,9 +84,9 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
         report = embed_source(src, folder, options, on_progress)
         faces = read_faces(_absolute(folder))
         if min_quality > 0:
-            faces = faces.filter(pa.compute.greater_equal(faces.column("quality"), min_quality))
+            faces = faces.filter(pc.greater_equal(faces.column("quality"), min_quality))
         if not all_faces:
-            faces = faces.filter(pa.compute.equal(faces.column("face"), 0))
+            faces = faces.filter(pc.equal(faces.column("face"), 0))
         vectors = _vectors(faces)
         already = _enrolled_sources(gallery, collection)
         by_subject: dict[str, list[int]] = defaultdict(list)
@@ -181,7 +184,7 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
     to the group's first image), groups of two or more only."""
     out = _absolute(out)
     report = embed_source(resolve_source(source), f"{out}/images", options, on_progress, faces=False)
-    images = read_images(f"{out}/images").filter(pa.compute.equal(pa.compute.field("error"), ""))
+    images = read_images(f"{out}/images").filter(pc.equal(pc.field("error"), ""))
     images = images.sort_by("image_id")
     labels, distance = duplicate_groups(images.column("phash").to_numpy(), max_distance)
     sizes = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)

@@ -21,7 +21,7 @@ from typing import Any
 from faceatlas.batch.output import prepare, read_faces, read_images, write_errors_csv
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.worker import FaceWorker
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.settings import EngineSettings
 
 Progress = Callable[[int, int], None]
@@ -67,12 +67,22 @@ class BatchReport:
         return {**asdict(self), "images_per_second": round(self.images_per_second, 2)}
 
 
+def _ray() -> Any:
+    """The ``ray`` module, imported only when a job runs (the optional extra ``faceatlas[batch]``)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:  # an installation without the extra: say which one
+        raise FaceAtlasError("batch jobs need Ray Data: pip install 'faceatlas[batch]'") from exc
+    return ray
+
+
 @contextmanager
 def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
     """A Ray session for one job: connect to ``address``, or start Ray here with ``workers``
     CPUs (no dashboard). Yields the number of workers; an already initialised Ray (a caller's
     own session) is used as it is and left running."""
-    import ray
+    ray = _ray()
 
     started = not ray.is_initialized()
     if started:
@@ -91,7 +101,7 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
 
 def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress | None, *, faces: bool,
          report: BatchReport) -> None:
-    import ray
+    ray = _ray()
 
     done = prepare(out)
     todo = [p for p in source.paths if p not in done]
