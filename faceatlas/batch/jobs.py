@@ -11,6 +11,7 @@ on this machine with ``num_cpus=workers``) unless an address of a running cluste
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ Progress = Callable[[int, int], None]
 """Called by the driver as images complete: (done, total), both counting images done before a restart."""
 
 DEFAULT_BATCH_SIZE = 16
+MAX_BLOCKS = 4096
 
 
 @dataclass
@@ -118,8 +120,10 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         started = time.perf_counter()
         # reading is I/O: it reserves no CPU, so the actors (one CPU each) can take them all
+        # blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written
+        blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
         dataset = ray.data.read_binary_files(todo, include_paths=True, filesystem=source.filesystem,
-                                             ignore_missing_paths=True, num_cpus=0)
+                                             ignore_missing_paths=True, num_cpus=0, override_num_blocks=blocks)
         dataset = dataset.map_batches(
             FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
