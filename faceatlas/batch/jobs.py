@@ -120,10 +120,13 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         started = time.perf_counter()
         # reading is I/O: it reserves no CPU, so the actors (one CPU each) can take them all
-        # blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written
+        # blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written;
+        # at most one read task per worker at a time (they hold no CPU: unbounded, Ray would start a
+        # Python process for each)
         blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
         dataset = ray.data.read_binary_files(todo, include_paths=True, filesystem=source.filesystem,
-                                             ignore_missing_paths=True, num_cpus=0, override_num_blocks=blocks)
+                                             ignore_missing_paths=True, num_cpus=0, override_num_blocks=blocks,
+                                             concurrency=workers)
         dataset = dataset.map_batches(
             FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=workers),

@@ -4,9 +4,10 @@ cores by default, a cluster with --ray-address). Needs ``pip install 'faceatlas[
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Annotated
 
 import typer
@@ -43,7 +44,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 @contextmanager
 def _progress(disable: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar with images/s (of this run) and time left, fed by the job's callback."""
+    """A progress bar with images/s (of this run) and time left, fed by the job's callback. What
+    Ray prints meanwhile (its processes' warnings) goes to stderr: stdout holds only the result."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=disable)
     task = bar.add_task("images", total=None, rate="")
@@ -57,7 +59,7 @@ def _progress(disable: bool) -> Iterator[Callable[[int, int], None]]:
         rate = (done - state["first"]) / elapsed if elapsed > 0 else 0.0
         bar.update(task, completed=done, total=total, rate=f"{rate:.1f} img/s" if rate else "")
 
-    with bar:
+    with bar, redirect_stdout(sys.stderr):
         yield update
 
 

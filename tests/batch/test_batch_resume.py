@@ -52,7 +52,8 @@ def test_killed_job_resumes_to_the_uninterrupted_output(shared, tmp_path):
 
     finished = subprocess.run(_command(source, out), env=env, cwd=tmp_path, capture_output=True, text=True,
                               start_new_session=True, timeout=900)
-    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.returncode == 0 and finished.stdout.strip(), (finished.stdout, finished.stderr[-3000:])
+    assert finished.stdout.lstrip().startswith("{"), finished.stdout[:1000]
     report = json.loads(finished.stdout)
     assert report["skipped"] >= interrupted and report["skipped"] + report["processed"] == len(photos)
 
