@@ -102,7 +102,6 @@ def test_enrol_folders_then_search_identifies_other_photos(ray_cluster, people, 
     assert found.details["unknown_faces"] >= 1
 
 
-@pytest.mark.slow
 def test_dedupe_finds_a_resized_reencoded_copy(ray_cluster, people, tmp_path):
     source = tmp_path / "photos"
     source.mkdir()
