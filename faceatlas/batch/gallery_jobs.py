@@ -200,6 +200,7 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
         stream.write(text.getvalue().encode())
     report.details = {"groups": len(renumber), "duplicate_images": len(members) - len(renumber),
                       "max_distance": max_distance, "hash": "pHash (OpenCV img_hash, 64-bit DCT)"}
-    report.files = {**report.files, "duplicates": f"{out}/duplicates.csv"}
+    report.files = {"images": f"{out}/images", "errors": f"{out}/images/_errors.csv",
+                    "duplicates": f"{out}/duplicates.csv"}
     return report
 
