@@ -11,7 +11,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "faceatlas"
 # Layers, lowest first; a layer may import those before it. `errors` and `db` are shared infrastructure.
-LAYERS = ["faceatlas.engine", "faceatlas.gallery", "faceatlas.video", "faceatlas.apps.drive", "faceatlas.apps.kyc",
+LAYERS = ["faceatlas.engine", "faceatlas.gallery", "faceatlas.batch", "faceatlas.video", "faceatlas.apps.drive",
+          "faceatlas.apps.kyc",
           "faceatlas.apps.retail",
           "faceatlas.apps.albums",
           "faceatlas.apps.ar"]

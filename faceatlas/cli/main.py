@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from faceatlas.cli import album as album_cli
 from faceatlas.cli import ar as ar_cli
+from faceatlas.cli import batch as batch_cli
 from faceatlas.cli import demo as demo_cli
 from faceatlas.cli import drive as drive_cli
 from faceatlas.cli import evaluate
@@ -59,6 +60,7 @@ app.add_typer(demo_cli.app, name="demo")
 app.add_typer(album_cli.app, name="album")
 app.add_typer(retail_cli.app, name="retail")
 app.add_typer(kyc_cli.app, name="kyc")
+app.add_typer(batch_cli.app, name="batch")
 console = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,176 @@
+"""The batch use cases on Ray Data: embed, enrol, search and dedupe a SOURCE of images.
+
+One pipeline serves them all: ``read_binary_files`` (bytes, so a file that is not an image
+becomes an error row of the worker, not a failed read) → ``map_batches`` over an actor pool of
+:class:`FaceWorker` (one ``FaceAnalyzer`` per actor, ``concurrency`` = workers) → one output part
+per batch, written by the actor (``output``). The driver only counts (progress) and, for enrol and
+search, reads the faces back and talks to the gallery. Ray is started for the job (``ray.init``
+on this machine with ``num_cpus=workers``) unless an address of a running cluster is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from faceatlas.batch.output import prepare, read_faces, read_images, write_errors_csv
+from faceatlas.batch.source import Source, resolve_source
+from faceatlas.batch.worker import FaceWorker
+from faceatlas.errors import FaceAtlasError, InvalidArgument
+from faceatlas.settings import EngineSettings
+
+Progress = Callable[[int, int], None]
+"""Called by the driver as images complete: (done, total), both counting images done before a restart."""
+
+DEFAULT_BATCH_SIZE = 16
+MAX_BLOCKS = 4096
+
+
+@dataclass
+class BatchOptions:
+    """Where and how a job runs: ``workers`` actors (default: this machine's cores, or the
+    cluster's CPUs), on the Ray cluster at ``ray_address`` (default: a local one started for the
+    job), with model ``pack``; ``batch_size`` images per actor call and per output part."""
+
+    workers: int | None = None
+    ray_address: str | None = None
+    pack: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    settings: EngineSettings = field(default_factory=EngineSettings)
+
+
+@dataclass
+class BatchReport:
+    """What a job did: images in the source, done by earlier runs (``skipped``), done now
+    (``processed``), faces and failed images in the whole output, and the files it wrote."""
+
+    out: str
+    images: int = 0
+    skipped: int = 0
+    processed: int = 0
+    faces: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "images_per_second": round(self.images_per_second, 2)}
+
+
+def _ray() -> Any:
+    """The ``ray`` module, imported only when a job runs (the optional extra ``faceatlas[batch]``)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:  # an installation without the extra: say which one
+        raise FaceAtlasError("batch jobs need Ray Data: pip install 'faceatlas[batch]'") from exc
+    return ray
+
+
+@contextmanager
+def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
+    """A Ray session for one job: connect to ``address``, or start Ray here with ``workers``
+    CPUs (no dashboard). Yields the number of workers; an already initialised Ray (a caller's
+    own session) is used as it is and left running."""
+    ray = _ray()
+
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        yield max(1, workers or cpus)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress | None, *, faces: bool,
+         report: BatchReport) -> None:
+    ray = _ray()
+
+    done = prepare(out)
+    todo = [p for p in source.paths if p not in done]
+    report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
+    if on_progress:
+        on_progress(report.skipped, report.images)
+    if not todo:
+        return
+    with ray_session(options.workers, options.ray_address) as workers:
+        report.workers = workers
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        started = time.perf_counter()
+        # reading is I/O: it reserves no CPU, so the actors (one CPU each) can take them all
+        # blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written;
+        # at most one read task per worker at a time (they hold no CPU: unbounded, Ray would start a
+        # Python process for each)
+        blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
+        dataset = ray.data.read_binary_files(todo, include_paths=True, filesystem=source.filesystem,
+                                             ignore_missing_paths=True, num_cpus=0, override_num_blocks=blocks,
+                                             concurrency=workers)
+        dataset = dataset.map_batches(
+            FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces})
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            report.processed += len(batch["image_id"])
+            if on_progress:
+                on_progress(report.skipped + report.processed, report.images)
+        report.seconds = time.perf_counter() - started
+
+
+def _absolute(out: str) -> str:
+    return out if "://" in out else os.path.abspath(os.path.expanduser(out))
+
+
+def embed(source: str, out: str, options: BatchOptions | None = None, on_progress: Progress | None = None, *,
+          faces: bool = True) -> BatchReport:
+    """Every face of every image of ``source`` into the Parquet dataset ``out`` (image id, box,
+    keypoints, quality, pose, embedding, recognizer_id, pack); failed images into
+    ``out/_errors.csv`` with their error code. Restarted with the same ``out``, a killed job
+    does only what is left. ``faces=False`` only decodes and hashes (dedupe)."""
+    return embed_source(resolve_source(source), out, options, on_progress, faces=faces)
+
+
+def embed_source(source: Source, out: str, options: BatchOptions | None = None, on_progress: Progress | None = None,
+                 *, faces: bool = True) -> BatchReport:
+    """:func:`embed` of an already resolved source."""
+    options = options or BatchOptions()
+    if options.batch_size < 1 or (options.workers is not None and options.workers < 1):
+        raise InvalidArgument("workers and batch size are at least 1")
+    out = _absolute(out)
+    report = BatchReport(out=out)
+    _run(source, out, options, on_progress, faces=faces, report=report)
+    report.errors = write_errors_csv(out)
+    report.faces = read_faces(out).num_rows if faces else 0
+    report.files = {"faces": out, "errors": f"{out}/_errors.csv"}
+    return report
+
+
+def image_table(out: str) -> Any:
+    """The done-manifest of a job's output (a pyarrow table: one row per image)."""
+    return read_images(_absolute(out))
+
+
+def face_table(out: str) -> Any:
+    """The faces of a job's output (a pyarrow table)."""
+    return read_faces(_absolute(out))

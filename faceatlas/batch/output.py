@@ -1,0 +1,130 @@
+"""The output folder of a batch job, written part by part so that a killed job resumes.
+
+``OUT/`` is a Parquet dataset of faces (``part-<id>.parquet``, one per processed batch of images:
+``pandas.read_parquet(OUT)`` reads them all) beside folders whose names start with ``_`` (readers
+of the dataset skip them):
+
+- ``_images/part-<id>.parquet``: the done-manifest, one row per image of the batch (its id, path,
+  number of faces, error code and message, perceptual hash). It is written last, after the faces
+  part, so an image is done only when its faces are on disk;
+- ``_errors.csv``: the images that failed (id, path, typed error code, message), rewritten at the
+  end of each run from the done-manifest.
+
+Every part is written under a name starting with ``.`` and renamed into place. A restarted job
+deletes faces parts without their manifest part (a kill between the two) and skips done images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+IMAGES_DIR = "_images"
+ERRORS_CSV = "_errors.csv"
+
+FACE_SCHEMA = pa.schema([
+    ("image_id", pa.string()),
+    ("face", pa.int32()),
+    ("box", pa.list_(pa.float32(), 4)),
+    ("det_score", pa.float32()),
+    ("keypoints", pa.list_(pa.float32(), 10)),
+    ("quality", pa.float32()),
+    ("yaw", pa.float32()),
+    ("pitch", pa.float32()),
+    ("roll", pa.float32()),
+    ("embedding", pa.list_(pa.float32())),
+    ("recognizer_id", pa.string()),
+    ("pack", pa.string()),
+])
+IMAGE_SCHEMA = pa.schema([
+    ("image_id", pa.string()),
+    ("faces", pa.int32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("phash", pa.uint64()),
+    ("error", pa.string()),
+    ("message", pa.string()),
+])
+
+
+def out_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and root path of an output folder (a local path or a pyarrow URL)."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
+
+
+def _files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
+    return [i for i in fs.get_file_info(pafs.FileSelector(folder)) if i.type == pafs.FileType.File]
+
+
+def _write(fs: pafs.FileSystem, table: pa.Table, folder: str, name: str) -> None:
+    temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    pq.write_table(table, temporary, filesystem=fs)
+    fs.move(temporary, f"{folder}/{name}")
+
+
+def write_part(fs: pafs.FileSystem, root: str, faces: pa.Table, images: pa.Table) -> str:
+    """Write one batch: its faces part (when it has faces), then its manifest part. Returns the part id."""
+    part = uuid.uuid4().hex
+    fs.create_dir(f"{root}/{IMAGES_DIR}", recursive=True)
+    if faces.num_rows:
+        _write(fs, faces, root, f"part-{part}.parquet")
+    _write(fs, images, f"{root}/{IMAGES_DIR}", f"part-{part}.parquet")
+    return part
+
+
+def prepare(uri: str) -> set[str]:
+    """Create the output folder or tidy one left by a killed run (temporary files, faces parts
+    without their manifest part); the ids of the images already done."""
+    fs, root = out_filesystem(uri)
+    fs.create_dir(f"{root}/{IMAGES_DIR}", recursive=True)
+    manifest = {PurePosixPath(i.path).name for i in _files(fs, f"{root}/{IMAGES_DIR}")}
+    for folder in (root, f"{root}/{IMAGES_DIR}"):
+        for info in _files(fs, folder):
+            name = PurePosixPath(info.path).name
+            orphan = folder == root and name.startswith("part-") and name not in manifest
+            if name.endswith(".tmp") or orphan:
+                fs.delete_file(info.path)
+    return set(read_images(uri).column("image_id").to_pylist())
+
+
+def read_images(uri: str) -> pa.Table:
+    """The done-manifest: one row per processed image."""
+    fs, root = out_filesystem(uri)
+    files = [i.path for i in _files(fs, f"{root}/{IMAGES_DIR}") if i.path.endswith(".parquet")]
+    if not files:
+        return IMAGE_SCHEMA.empty_table()
+    return pads.dataset(files, schema=IMAGE_SCHEMA, filesystem=fs, format="parquet").to_table()
+
+
+def read_faces(uri: str) -> pa.Table:
+    """Every face of the job's output (the Parquet dataset at ``uri``)."""
+    fs, root = out_filesystem(uri)
+    files = [i.path for i in _files(fs, root) if PurePosixPath(i.path).name.startswith("part-")]
+    if not files:
+        return FACE_SCHEMA.empty_table()
+    return pads.dataset(files, schema=FACE_SCHEMA, filesystem=fs, format="parquet").to_table()
+
+
+def write_errors_csv(uri: str) -> int:
+    """Rewrite ``_errors.csv`` from the manifest; the number of failed images."""
+    images = read_images(uri).filter(pads.field("error") != "").sort_by("image_id")
+    fs, root = out_filesystem(uri)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["image_id", "error", "message"])
+    for row in images.select(["image_id", "error", "message"]).to_pylist():
+        writer.writerow([row["image_id"], row["error"], row["message"]])
+    with fs.open_output_stream(f"{root}/{ERRORS_CSV}") as stream:
+        stream.write(text.getvalue().encode())
+    return images.num_rows

@@ -1,0 +1,106 @@
+"""What a batch job reads: a folder (recursive), a glob, a manifest CSV or an fsspec/pyarrow URL,
+resolved on the driver into one sorted list of files on one filesystem.
+
+An image's id is its path as the filesystem names it (``/abs/path.jpg`` locally, ``bucket/key.jpg``
+for ``s3://bucket/key.jpg``): Ray Data reports the same string, so a restarted job can tell what
+is done. For enrolment every image also has a subject: its parent folder's name (per-person
+folders) or the manifest's ``subject`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob as globbing
+import io
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pyarrow.fs as pafs
+
+from faceatlas.errors import InvalidArgument
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+MANIFEST_SUFFIXES = frozenset({".csv"})
+
+
+@dataclass
+class Source:
+    """The files of a job: ``paths`` on ``filesystem`` (sorted), with a subject per path when known."""
+
+    filesystem: pafs.FileSystem
+    paths: list[str]
+    subjects: dict[str, str] = field(default_factory=dict)
+    uri: str = ""
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's filesystem for a URL (``s3://``, ``gs://``, ``file://`` ...), any other fsspec
+    protocol through fsspec, or the local filesystem for a plain path."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pafs.ArrowInvalid, ValueError, OSError):  # a protocol pyarrow lacks: ask fsspec
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(uri)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def _images_under(fs: pafs.FileSystem, root: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and not _hidden(i.path, root)
+                  and PurePosixPath(i.path).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _hidden(path: str, root: str) -> bool:
+    return any(part.startswith(".") for part in PurePosixPath(path[len(root):]).parts)
+
+
+def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
+    """A CSV with a ``path`` column (relative paths are taken from the manifest's folder) and an
+    optional ``subject`` column."""
+    with fs.open_input_stream(path) as stream:
+        text = stream.read().decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or "path" not in reader.fieldnames:
+        raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
+    base = PurePosixPath(path).parent
+    paths: list[str] = []
+    subjects: dict[str, str] = {}
+    for row in reader:
+        raw = (row.get("path") or "").strip()
+        if not raw:
+            continue
+        # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
+        file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
+        paths.append(file)
+        if (subject := (row.get("subject") or "").strip()):
+            subjects[file] = subject
+    return Source(fs, sorted(set(paths)), subjects, uri)
+
+
+def resolve_source(uri: str) -> Source:
+    """The files named by ``uri``: a folder (its images, recursively; a file's subject is its
+    parent folder's name), a glob (``photos/*/*.jpg``), a manifest ``.csv``, one image, or the
+    same on object storage (``s3://bucket/prefix/``). Nothing found is :class:`InvalidArgument`."""
+    if "://" not in uri and any(c in uri for c in "*?["):
+        paths = sorted(str(Path(p).resolve()) for p in globbing.glob(str(Path(uri).expanduser()), recursive=True)
+                       if Path(p).is_file())
+        source = Source(pafs.LocalFileSystem(), paths, {p: Path(p).parent.name for p in paths}, uri)
+    else:
+        fs, path = _filesystem(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            paths = _images_under(fs, path)
+            source = Source(fs, paths, {p: PurePosixPath(p).parent.name for p in paths
+                                        if PurePosixPath(p).parent != PurePosixPath(path)}, uri)
+        elif info.type == pafs.FileType.File and PurePosixPath(path).suffix.lower() in MANIFEST_SUFFIXES:
+            source = _manifest(fs, path, uri)
+        elif info.type == pafs.FileType.File:
+            source = Source(fs, [path], {}, uri)
+        else:
+            raise InvalidArgument(f"{uri}: no such file or folder")
+    if not source.paths:
+        raise InvalidArgument(f"{uri}: no images found")
+    return source

@@ -1,0 +1,141 @@
+"""`faceatlas batch ...`: embed, enrol, search and dedupe many images on Ray (this machine's
+cores by default, a cluster with --ray-address). Needs ``pip install 'faceatlas[batch]'``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport
+from faceatlas.batch import dedupe as dedupe_job
+from faceatlas.batch import embed as embed_job
+from faceatlas.batch import enrol as enrol_job
+from faceatlas.batch import search as search_job
+from faceatlas.engine import DEFAULT_FPIR, Cut
+from faceatlas.gallery import Gallery
+
+app = typer.Typer(help="Batch jobs on Ray: embed, enrol, search and dedupe folders, globs, manifests or "
+                       "object storage of images.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+SourceArg = Annotated[str, typer.Argument(help="a folder, a glob, a manifest .csv (path[,subject]) or a URL "
+                                               "(s3://..., any fsspec protocol)")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", "-w", help="Ray actors, one analyzer each "
+                                                                         "(default: the cores)")]
+AddressOption = Annotated[str | None, typer.Option("--ray-address", help="a running Ray cluster (default: "
+                                                                          "start Ray here for the job)")]
+PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK, or "
+                                                                     "the collection's)")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="images per actor call and output part")]
+DbOption = Annotated[str | None, typer.Option("--db", help="gallery database URL (default: "
+                                                          "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
+TenantOption = Annotated[str, typer.Option("--tenant", help="tenant space of the gallery")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+
+
+@contextmanager
+def _progress(disable: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with images/s (of this run) and time left, fed by the job's callback. What
+    Ray prints meanwhile (its processes' warnings) goes to stderr: stdout holds only the result."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=disable)
+    task = bar.add_task("images", total=None, rate="")
+    state: dict[str, float] = {}
+
+    def update(done: int, total: int) -> None:
+        now = time.perf_counter()
+        state.setdefault("start", now)
+        state.setdefault("first", done)
+        elapsed = now - state["start"]
+        rate = (done - state["first"]) / elapsed if elapsed > 0 else 0.0
+        bar.update(task, completed=done, total=total, rate=f"{rate:.1f} img/s" if rate else "")
+
+    with bar, redirect_stdout(sys.stderr):
+        yield update
+
+
+def _options(workers: int | None, ray_address: str | None, pack: str | None, batch_size: int) -> BatchOptions:
+    return BatchOptions(workers=workers, ray_address=ray_address, pack=pack, batch_size=batch_size)
+
+
+def _show(report: BatchReport, as_json: bool, what: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(report.to_dict(), default=str))
+        return
+    console.print(f"{report.images} images: {report.processed} processed now ({report.images_per_second:.1f} img/s "
+                  f"on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "
+                  f"{report.errors} failed{what}", soft_wrap=True)
+    for name, path in report.files.items():
+        console.print(f"  {name}: {path}", soft_wrap=True)
+
+
+@app.command()
+def embed(source: SourceArg, out: Annotated[str, typer.Option("--out", "-o", help="output Parquet dataset "
+                                                                                   "(a folder; resumable)")],
+          workers: WorkersOption = None, ray_address: AddressOption = None, pack: PackOption = None,
+          batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, as_json: JsonOption = False) -> None:
+    """Every face of every image: box, keypoints, quality, pose, embedding, pack (Parquet)."""
+    with _progress(as_json) as update:
+        report = embed_job(source, out, _options(workers, ray_address, pack, batch_size), update)
+    _show(report, as_json, "")
+
+
+@app.command()
+def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray_address: AddressOption = None,
+          pack: PackOption = None, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, db: DbOption = None,
+          tenant: TenantOption = "default",
+          work: Annotated[str | None, typer.Option("--work", help="keep the embedded faces here (resumable); "
+                                                                  "default: a temporary folder")] = None,
+          all_faces: Annotated[bool, typer.Option("--all-faces", help="every face, not the largest")] = False,
+          min_quality: Annotated[float, typer.Option("--min-quality")] = 0.0, as_json: JsonOption = False) -> None:
+    """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
+    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json) as update:
+        report = enrol_job(source, collection, gallery, _options(workers, ray_address, pack, batch_size), update,
+                           work=work, all_faces=all_faces, min_quality=min_quality)
+    details = report.details
+    _show(report, as_json, f"; {details['enrolled']} faces enrolled into {details['subjects']} subjects, "
+                           f"{details['already_enrolled']} already enrolled, {details['no_subject']} without subject")
+
+
+@app.command()
+def search(source: SourceArg, collection: str,
+           out: Annotated[str, typer.Option("--out", "-o", help="output folder: faces/ and matches.parquet")],
+           workers: WorkersOption = None, ray_address: AddressOption = None, pack: PackOption = None,
+           batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, db: DbOption = None, tenant: TenantOption = "default",
+           k: Annotated[int, typer.Option("--k", help="matches per face")] = 1,
+           fpir: Annotated[float, typer.Option("--fpir", help="open-set false positive identification rate")]
+           = DEFAULT_FPIR,
+           threshold: Annotated[float | None, typer.Option("--threshold", help="raw cosine cut instead")] = None,
+           as_json: JsonOption = False) -> None:
+    """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
+    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json) as update:
+        report = search_job(source, collection, gallery, out, _options(workers, ray_address, pack, batch_size),
+                            update, cut=Cut(threshold=threshold, fpir=fpir), k=k)
+    details = report.details
+    _show(report, as_json, f"; {details['identified_faces']} faces identified, {details['unknown_faces']} "
+                           f"unknown at {details['cut']}")
+
+
+@app.command()
+def dedupe(source: SourceArg,
+           out: Annotated[str, typer.Option("--out", "-o", help="output folder: images/ and duplicates.csv")],
+           workers: WorkersOption = None, ray_address: AddressOption = None,
+           batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+           max_distance: Annotated[int, typer.Option("--max-distance", help="bits of 64 the perceptual hashes "
+                                                                            "may differ by")] = DEFAULT_MAX_DISTANCE,
+           as_json: JsonOption = False) -> None:
+    """Near-duplicate photos (resized, re-encoded copies) by perceptual hash."""
+    with _progress(as_json) as update:
+        report = dedupe_job(source, out, _options(workers, ray_address, None, batch_size), update,
+                            max_distance=max_distance)
+    _show(report, as_json, f"; {report.details['groups']} groups of near-duplicates "
+                           f"({report.details['duplicate_images']} extra copies)")

@@ -1,0 +1,136 @@
+"""Batch jobs on a real local Ray (one session shared by this module), real LFW photos and models."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceatlas.batch import BatchOptions, dedupe, duplicate_groups, embed, enrol, face_table, phash, ray_session, search
+from faceatlas.engine import cosine_similarity
+from faceatlas.gallery import Gallery
+
+PACK = "scrfd-mbf"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the module's jobs (they use a running session as it is)."""
+    with ray_session(1, None):
+        yield
+
+
+@pytest.fixture(scope="module")
+def people(shared: Path) -> list[Path]:
+    """Folders of LFW people with at least 3 photos (sorted, the first few)."""
+    root = shared / "data" / "lfw" / "images"
+    found = []
+    for folder in sorted(root.iterdir()):
+        if len(list(folder.glob("*.jpg"))) >= 3:
+            found.append(folder)
+        if len(found) == 4:
+            return found
+    raise AssertionError("LFW has people with 3 photos")
+
+
+def _options(batch_size: int = 4) -> BatchOptions:
+    return BatchOptions(workers=1, pack=PACK, batch_size=batch_size)
+
+
+def test_embed_reports_bad_inputs_and_resumes_nothing(ray_cluster, people, tmp_path, fast_analyzer):
+    source = tmp_path / "in"
+    source.mkdir()
+    photos = [sorted(person.glob("*.jpg"))[0] for person in people[:3]]
+    for photo in photos:
+        shutil.copy(photo, source / photo.name)
+    (source / "truncated.jpg").write_bytes(photos[0].read_bytes()[:600])
+    (source / "notes.jpg").write_text("not an image at all")
+    Image.new("1", (8000, 6000)).save(source / "huge.png")  # 48 MP > the 40 MP limit, read from the header
+    out = tmp_path / "faces.parquet"
+
+    report = embed(str(source), str(out), _options(batch_size=8))  # one batch, one part
+
+    assert (report.images, report.processed, report.skipped) == (len(photos) + 3, len(photos) + 3, 0)
+    with open(out / "_errors.csv") as f:
+        errors = {Path(row["image_id"]).name: row["error"] for row in csv.DictReader(f)}
+    assert errors == {"truncated.jpg": "truncated_image", "notes.jpg": "invalid_image", "huge.png": "image_too_large"}
+    faces = face_table(str(out))
+    assert {Path(i).name for i in faces.column("image_id").to_pylist()} == {p.name for p in photos}
+    assert set(faces.column("recognizer_id").to_pylist()) == {fast_analyzer.pack.recognizer_id}
+    first = faces.filter(faces.column("face").to_numpy() == 0).sort_by("image_id").slice(0, 1).to_pylist()[0]
+    direct = fast_analyzer.analyze(first["image_id"])[0]
+    assert cosine_similarity(np.asarray(first["embedding"]), direct.embedding) > 0.999
+    assert np.allclose(first["box"], direct.bbox, atol=0.5)
+
+    again = embed(str(source), str(out), _options())  # all done: nothing is read again
+    assert (again.processed, again.skipped, again.faces, again.errors) == (0, report.images, report.faces, 3)
+
+
+@pytest.mark.slow
+def test_enrol_folders_then_search_identifies_other_photos(ray_cluster, people, tmp_path):
+    enrol_dir, probe_dir = tmp_path / "enrol", tmp_path / "probe"
+    for person in people[:3]:
+        (enrol_dir / person.name).mkdir(parents=True)
+        photos = sorted(person.glob("*.jpg"))
+        for photo in photos[:2]:
+            shutil.copy(photo, enrol_dir / person.name / photo.name)
+        probe_dir.mkdir(exist_ok=True)
+        shutil.copy(photos[2], probe_dir / photos[2].name)
+    stranger = sorted(people[3].glob("*.jpg"))[0]
+    shutil.copy(stranger, probe_dir / stranger.name)
+
+    with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}") as gallery:
+        report = enrol(str(enrol_dir), "staff", gallery, _options())
+        assert report.details["enrolled"] == 6 and report.details["subjects"] == 3
+        assert gallery.get_collection("staff").faces == 6
+        again = enrol(str(enrol_dir), "staff", gallery, _options())  # a restart enrols nothing twice
+        assert again.details["enrolled"] == 0 and again.details["already_enrolled"] == 6
+        assert gallery.get_collection("staff").faces == 6
+
+        found = search(str(probe_dir), "staff", gallery, str(tmp_path / "search"), _options())
+    import pyarrow.parquet as pq
+
+    matches = {Path(r["image_id"]).name: r["subject"]
+               for r in pq.read_table(tmp_path / "search" / "matches.parquet").to_pylist() if r["face"] == 0}
+    expected = {sorted(p.glob("*.jpg"))[2].name: p.name for p in people[:3]}
+    assert {name: matches[name] for name in expected} == expected
+    assert matches[stranger.name] is None  # open-set: a stranger is nobody
+    assert found.details["unknown_faces"] >= 1
+
+
+def test_dedupe_finds_a_resized_reencoded_copy(ray_cluster, people, tmp_path):
+    source = tmp_path / "photos"
+    source.mkdir()
+    photos = [p for person in people for p in sorted(person.glob("*.jpg"))[:3]]
+    for photo in photos:
+        shutil.copy(photo, source / photo.name)
+    copy = source / "copy_of_first.jpg"
+    Image.open(photos[4]).resize((180, 180)).save(copy, quality=60)
+
+    report = dedupe(str(source), str(tmp_path / "dedupe"), _options())
+
+    with open(tmp_path / "dedupe" / "duplicates.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(Path(r["image_id"]).name for r in rows) == sorted([photos[4].name, copy.name])
+    assert report.details["groups"] == 1 and report.details["duplicate_images"] == 1
+
+
+def test_duplicate_groups_are_transitive_within_the_distance():
+    base = 0xF0F0_1234_5678_9ABC
+    hashes = np.asarray([base, base ^ 0b111, base ^ 0b111_0000_0000, ~base & (2**64 - 1)], np.uint64)
+    labels, distance = duplicate_groups(hashes, max_distance=4)
+    assert labels[0] == labels[1] == labels[2] != labels[3]  # 0-1: 3 bits, 1-2: 6 bits but 0-2: 3 bits
+    assert distance.tolist()[:3] == [0, 3, 3]
+
+
+def test_phash_of_a_copy_is_close_and_of_another_photo_far(people):
+    a, b = sorted(people[0].glob("*.jpg"))[:2]
+    image = np.asarray(Image.open(a))[:, :, ::-1].copy()
+    small = np.asarray(Image.open(a).resize((125, 125)))[:, :, ::-1].copy()
+    other = np.asarray(Image.open(b))[:, :, ::-1].copy()
+    assert (phash(image) ^ phash(small)).bit_count() <= 4
+    assert (phash(image) ^ phash(other)).bit_count() > 10

@@ -1,0 +1,73 @@
+"""A batch job killed with SIGKILL half-way and restarted ends with the output of one
+uninterrupted run: every image once, the same faces and embeddings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceatlas.batch import analyze_batch, face_table, image_table
+from faceatlas.engine import FaceAnalyzer
+from faceatlas.settings import EngineSettings
+
+REPO = Path(__file__).resolve().parents[2]
+PACK = "scrfd-mbf"
+
+
+def _command(source: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "faceatlas.cli", "batch", "embed", str(source), "--out", str(out), "--workers", "1",
+            "--batch-size", "4", "--pack", PACK, "--json"]
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_to_the_uninterrupted_output(shared, tmp_path):
+    photos = sorted((shared / "data" / "lfw" / "images").glob("A*/*.jpg"))[:64]
+    source = tmp_path / "photos"
+    source.mkdir()
+    for number, photo in enumerate(photos):
+        (source / f"{number:03d}_{photo.name}").symlink_to(photo)
+    out = tmp_path / "faces.parquet"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    child = subprocess.Popen(_command(source, out), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while len(list((out / "_images").glob("part-*.parquet"))) < 4 and time.monotonic() < deadline:
+            assert child.poll() is None, "the job ended before it could be killed half-way"
+            time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the driver and the Ray processes it started here
+        child.wait()
+    interrupted = image_table(str(out)).num_rows
+    assert 0 < interrupted < len(photos)
+
+    finished = subprocess.run(_command(source, out), env=env, cwd=tmp_path, capture_output=True, text=True,
+                              start_new_session=True, timeout=900)
+    assert finished.returncode == 0 and finished.stdout.strip(), (finished.stdout, finished.stderr[-3000:])
+    assert finished.stdout.lstrip().startswith("{"), finished.stdout[:1000]
+    report = json.loads(finished.stdout)
+    assert report["skipped"] >= interrupted and report["skipped"] + report["processed"] == len(photos)
+
+    images = image_table(str(out)).column("image_id").to_pylist()
+    assert sorted(images) == sorted(str(p) for p in source.iterdir())  # every image once
+    faces = face_table(str(out)).sort_by([("image_id", "ascending"), ("face", "ascending")])
+    keys = list(zip(faces.column("image_id").to_pylist(), faces.column("face").to_pylist()))
+    assert len(keys) == len(set(keys))
+
+    settings = EngineSettings()
+    paths = sorted(str(p) for p in source.iterdir())
+    reference, _ = analyze_batch(paths, [Path(p).read_bytes() for p in paths], FaceAnalyzer(PACK, threads=1), settings)
+    reference = reference.sort_by([("image_id", "ascending"), ("face", "ascending")])
+    assert keys == list(zip(reference.column("image_id").to_pylist(), reference.column("face").to_pylist()))
+    ours = np.asarray(faces.column("embedding").to_pylist(), np.float32)
+    theirs = np.asarray(reference.column("embedding").to_pylist(), np.float32)
+    assert np.min(np.sum(ours * theirs, axis=1)) > 0.999

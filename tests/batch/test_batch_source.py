@@ -1,0 +1,50 @@
+"""What a batch job reads (no Ray): folders, globs, manifests; and the door's typed errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from faceatlas.batch import resolve_source
+from faceatlas.cli.main import app
+from faceatlas.errors import InvalidArgument
+
+
+@pytest.fixture()
+def folders(shared: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "people"
+    for person in sorted((shared / "data" / "lfw" / "images").glob("Ab*"))[:2]:
+        (root / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:2]:
+            shutil.copy(photo, root / person.name / photo.name)
+    (root / "readme.txt").write_text("not listed: not an image suffix")
+    return root
+
+
+def test_folder_glob_and_manifest_name_the_same_files_and_subjects(folders: Path, tmp_path: Path):
+    from_folder = resolve_source(str(folders))
+    files = sorted(str(p.resolve()) for p in folders.glob("*/*.jpg"))
+    assert from_folder.paths == files
+    assert from_folder.subjects == {f: Path(f).parent.name for f in files}
+    assert resolve_source(str(folders / "*" / "*.jpg")).paths == files
+    assert resolve_source(f"file://{folders}").paths == files
+
+    manifest = folders / "manifest.csv"
+    lines = ["path,subject"] + [f"{Path(f).relative_to(folders)},{Path(f).stem}" for f in files[:3]]
+    manifest.write_text("\n".join(lines) + "\n")
+    from_manifest = resolve_source(str(manifest))
+    assert from_manifest.paths == files[:3]
+    assert from_manifest.subjects == {f: Path(f).stem for f in files[:3]}
+
+
+def test_missing_or_empty_sources_are_typed_errors(tmp_path: Path):
+    with pytest.raises(InvalidArgument):
+        resolve_source(str(tmp_path / "nothing-here"))
+    (tmp_path / "bad.csv").write_text("file,who\nx.jpg,a\n")
+    with pytest.raises(InvalidArgument, match="'path' column"):
+        resolve_source(str(tmp_path / "bad.csv"))
+    result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path / "empty*"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "validation_error" in result.output
