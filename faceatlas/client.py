@@ -212,6 +212,22 @@ class Usage:
     raw: dict[str, Any] = _raw()
 
 
+@dataclass(frozen=True)
+class KycSession:
+    """An identity verification session: its challenge, then its decision (``accepted``) and reasons."""
+
+    id: str
+    status: str
+    accepted: bool | None
+    challenge: tuple[str, ...]
+    created_at: str
+    expires_at: str
+    decided_at: str | None = None
+    reasons: tuple[str, ...] = ()
+    details: Any = None
+    raw: dict[str, Any] = _raw()
+
+
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     if isinstance(image, bytes):
         return name, (name, image, "application/octet-stream")
@@ -254,9 +270,10 @@ class FaceAtlasClient:
             )
         if response.status_code == 204:
             return None
-        if response.headers.get("content-type", "").startswith("application/json"):
+        kind = response.headers.get("content-type", "")
+        if kind.startswith("application/json"):
             return response.json()
-        return response.text
+        return response.content if kind.startswith("image/") else response.text
 
     # -- faces ---------------------------------------------------------------------------------
     def detect(
@@ -353,6 +370,34 @@ class FaceAtlasClient:
             params={"far": far},
         )
         return _parse(Verification, data, face=Face.of(data.get("face")))
+
+    # -- AR and identity verification -----------------------------------------------------------
+    def ar_effects(self, image: ImageArg, effects: list[str], *, image_format: str = "jpeg") -> bytes:
+        """The image with ``effects`` applied in order (glasses, hat, mask, smooth, slim, big-eyes,
+        blur-background, green-background), encoded as ``image_format`` (jpeg or png)."""
+        return self._call("POST", "/v1/ar/effects", files=dict([_image("image", image)]),
+                          params={"effect": effects, "format": image_format})
+
+    def kyc_session(self, *, retention_days: int | None = None) -> KycSession:
+        """A new verification session: its id, the challenge to perform (chosen by the server), its expiry."""
+        body = None if retention_days is None else {"retention_days": retention_days}
+        return _parse(KycSession, self._call("POST", "/v1/kyc/sessions", json=body))
+
+    def kyc_submit(self, session_id: str, document: ImageArg, *, selfie: ImageArg | None = None,
+                   frames: list[ImageArg] | None = None, fps: float | None = None) -> KycSession:
+        """Decide the session on the ID document and the selfie: a video (``selfie``) or images (``frames``)."""
+        files = [_image("document", document)]
+        files += [_image("selfie", selfie)] if selfie is not None else [_image("frame", f) for f in frames or []]
+        data = {"fps": str(fps)} if fps is not None else None
+        return _parse(KycSession, self._call("POST", f"/v1/kyc/sessions/{session_id}/submit", files=files, data=data))
+
+    def kyc_get(self, session_id: str) -> KycSession:
+        return _parse(KycSession, self._call("GET", f"/v1/kyc/sessions/{session_id}"))
+
+    def kyc_sessions(self, *, status: str | None = None, limit: int = 100) -> list[KycSession]:
+        params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+        data = self._call("GET", "/v1/kyc/sessions", params=params)
+        return [_parse(KycSession, s) for s in data["sessions"]]
 
     # -- account ---------------------------------------------------------------------------------
     def usage(self) -> Usage:

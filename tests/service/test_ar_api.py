@@ -23,6 +23,8 @@ def test_ar_effects_returns_the_image_with_glasses(api, examples):
     assert (np.abs(out.astype(int) - original).max(axis=2) > 60).sum() > 300
     assert unknown.status_code == 400
     assert unknown.json()["error"]["code"] == "unknown_effect"
+    jpeg = api.api_client("acme_detect").ar_effects(photo, ["glasses"])  # the Python client: the JPEG's bytes
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == original.shape
 
 
 def test_ar_effects_needs_a_key(api, examples):
