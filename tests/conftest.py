@@ -22,6 +22,17 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("FACEATLAS_MODEL_DIR", str(SHARED / "models"))
 
 
+# Variants that repeat on PostgreSQL what their SQLite twin checks at length (the default suite
+# keeps the SQLite one; `pytest -m slow` runs these too): keeps the default run near ten minutes.
+SLOW_VARIANTS = ("tests/service/test_schema_fuzz.py::test_no_server_error_for_schema_generated_requests[postgresql]",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid in SLOW_VARIANTS:
+            item.add_marker(pytest.mark.slow)
+
+
 # The FACEATLAS_* variables the test harness itself reads (and the model folder set above);
 # every other one a user's shell may hold (FACEATLAS_OFFLINE, _PACK, _DATABASE_URL, ...) is removed.
 HARNESS_VARIABLES = frozenset({"FACEATLAS_TEST_PG_URL", "FACEATLAS_SHARED", "FACEATLAS_MODEL_DIR"})

@@ -202,7 +202,8 @@ def covers(box: tuple[float, float, float, float], point: tuple[int, int]) -> bo
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
-@pytest.mark.parametrize("config", [DriveConfig(), DriveConfig(driver_side="left")], ids=["default", "left_seat"])
+@pytest.mark.parametrize("config", [DriveConfig(), pytest.param(DriveConfig(driver_side="left"),
+                                                                 marks=pytest.mark.slow)], ids=["default", "left_seat"])
 def test_the_driver_is_watched_not_a_passenger(video: str, config: DriveConfig) -> None:
     """With the whole frame as the region, the monitor keeps to the driver while passengers come
     into view; the passenger looking down at 600-630 once raised a critical microsleep."""

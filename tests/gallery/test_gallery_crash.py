@@ -16,7 +16,7 @@ from faceatlas.gallery import Gallery
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord
 
-ROUNDS = 10
+ROUNDS = 4  # kills per database; each lands at a random point of the writer's loop
 
 # Enrols batches of random embeddings forever, deleting a face now and then; the index is
 # saved every 3 changes so kills land before, during and after index writes.

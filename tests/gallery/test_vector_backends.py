@@ -194,7 +194,7 @@ while True:
 
 
 # SQLite only, two kills: each round starts a child and reopens (tests/gallery/test_gallery_crash.py
-# kills the FAISS backend's writer ten times on both databases; here it is slow).
+# kills the FAISS backend's writer four times on both databases; here it is slow).
 @pytest.mark.parametrize("backend", [pytest.param("faiss", marks=pytest.mark.slow), "milvus"], indirect=True)
 def test_sigkill_mid_enrolment_then_reopen_is_consistent(tmp_path: Path, backend: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
