@@ -8,6 +8,7 @@ and on the charge, and the payment backend is called with it as idempotency key.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -385,24 +386,27 @@ class RetailStore:
         """Refund ``amount_cents`` (default: what is left) of a charge, once per ``key``; returns
         the refund id."""
         key = key or uuid.uuid4().hex
+        scoped = hashlib.sha256(f"{self.config.id}\x00{key}".encode()).hexdigest()  # keys are per store
         with self._sessions() as session:
-            existing = session.scalar(select(Refund.id).where(Refund.key == key))
+            existing = session.scalar(select(Refund.id).join(Charge, Charge.id == Refund.charge_id)
+                                      .where(Refund.key.in_((scoped, key)), Charge.store_id == self.config.id))
             if existing is not None:
                 return existing
             charge = session.get(Charge, charge_id)
-            if charge is None or charge.status == "pending" or charge.transaction_ref is None:
+            if charge is None or charge.store_id != self.config.id or charge.status == "pending" \
+                    or charge.transaction_ref is None:  # another store's charge is not found here
                 raise NotFound(f"no settled charge {charge_id}")
             left = charge.amount_cents - charge.refunded_cents
         amount = left if amount_cents is None else amount_cents
         if not 0 < amount <= left:
             raise InvalidArgument(f"refund of {amount} outside 1..{left} cents")
         ref = self.payments.refund(charge.transaction_ref, amount, charge.currency,
-                                   idempotency_key=f"{self.config.id}:refund:{key}")
+                                   idempotency_key=f"{self.config.id}:refund:{scoped}")
         with self._sessions.begin() as session:
             row = session.get(Charge, charge_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no charge {charge_id}")
-            refund = Refund(charge_id=charge_id, key=key, amount_cents=amount, reason=reason, transaction_ref=ref)
+            refund = Refund(charge_id=charge_id, key=scoped, amount_cents=amount, reason=reason, transaction_ref=ref)
             session.add(refund)
             row.refunded_cents += amount
             row.status = "refunded" if row.refunded_cents >= row.amount_cents else "charged"

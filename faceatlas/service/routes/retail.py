@@ -6,6 +6,7 @@ occupancy. A store is reachable once `faceatlas retail run`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
@@ -302,12 +303,15 @@ async def add_to_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1
 async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                    meter: Annotated[Meter, Depends(metered("retail.pay", "write"))],
                    camera: Annotated[str, Query(min_length=1, max_length=100, description="checkout camera")],
-                   key: Annotated[str, Query(min_length=1, max_length=100, description="idempotency key")]) -> dict:
+                   event: Annotated[str, Query(min_length=1, max_length=200,
+                                               description="the payment's id: its idempotency key")]) -> dict:
     """Face pay at a checkout: the uploaded face must be live and match a member at the pay FAR;
-    their open visit's cart is charged once per ``key``."""
+    their open visit's cart is charged once per ``event`` (not ``key``: the server redacts a
+    query parameter of that name from every URL, as it may be an API key)."""
     images, _ = await read_images(request, "image")
+    exit_id = "api:" + hashlib.sha256(f"{store_id}\x00{event}".encode()).hexdigest()[:40]  # one store's ids
     outcome = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.exit(
-        Exit(camera, utcnow(), image=images["image"], id=f"api:{key}")))
+        Exit(camera, utcnow(), image=images["image"], id=exit_id)))
     meter.faces = 1
     return asdict(outcome)
 
