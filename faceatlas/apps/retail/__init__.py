@@ -34,13 +34,14 @@ from faceatlas.apps.retail.members import (
 )
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
-from faceatlas.apps.retail.products import Catalogue, ProductRemoval
+from faceatlas.apps.retail.products import MAX_PRICE_CENTS, Catalogue, ProductRemoval
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
 from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
     "AGE_BANDS",
     "CHARTS",
+    "MAX_PRICE_CENTS",
     "Camera",
     "Cart",
     "Catalogue",

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import (
     CHARTS,
+    MAX_PRICE_CENTS,
     Cart,
     ConsentRecord,
     Exit,
@@ -31,7 +32,6 @@ from faceatlas.apps.retail import (
     report_window,
     store_report,
 )
-from faceatlas.apps.retail.products import MAX_PRICE_CENTS
 from faceatlas.db import utcnow
 from faceatlas.errors import InvalidArgument
 from faceatlas.service.deps import (
