@@ -18,6 +18,7 @@ from faceatlas.engine.quantize import file_sha256, record_path
 from faceatlas.engine.recognizers import DlibChipONNX
 from faceatlas.errors import ModelMissing
 from faceatlas.settings import EngineSettings
+from tests.lfw_pairs import decide_known_pairs
 
 PACK = "yunet-dlib"
 
@@ -96,19 +97,11 @@ def test_the_pack_is_public_domain_or_permissive_and_its_own_space() -> None:
 
 
 def test_real_lfw_pairs_are_decided_right_at_far_1e4(fast: FaceAnalyzer, shared: Path) -> None:
-    lfw = shared / "data" / "lfw" / "images"
-    gul_a, gul_b, powell, aaron = fast.analyze_many(
-        [lfw / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg", lfw / "Abdullah_Gul" / "Abdullah_Gul_0006.jpg",
-         lfw / "Colin_Powell" / "Colin_Powell_0040.jpg", lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"],
-        max_faces=1,
-    )
-    assert fast.calibration is not None and fast.calibration.pack == PACK
-    same = fast.verify(gul_a[0], gul_b[0], far=1e-4)
-    assert same.match is True and len(gul_a[0].embedding) == 128
-    for other in (powell[0], aaron[0]):
-        different = fast.verify(gul_a[0], other, far=1e-4)
-        assert different.match is False and same.similarity > different.similarity + 0.1
-    assert np.isclose(np.linalg.norm(gul_a[0].embedding), 1.0, atol=1e-5)
+    face, same, different = decide_known_pairs(fast, shared)
+    assert same.match is True and len(face.embedding) == 128
+    for other in different:
+        assert other.match is False and same.similarity > other.similarity + 0.1
+    assert np.isclose(np.linalg.norm(face.embedding), 1.0, atol=1e-5)
 
 
 def test_its_vectors_are_the_dlib_packs_on_the_same_faces(fast: FaceAnalyzer, dlib_analyzer: FaceAnalyzer,
