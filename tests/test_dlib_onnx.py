@@ -12,9 +12,8 @@ import pytest
 
 from faceatlas.engine import FaceAnalyzer, get_pack
 from faceatlas.engine.dlib_onnx import build_model, derived_path, dlib_onnx_model, read_layers
-from faceatlas.engine.models import resolve
+from faceatlas.engine.models import file_sha256, record_path, resolve
 from faceatlas.engine.packs import DLIB_RESNET, DLIB_SHAPE_5
-from faceatlas.engine.quantize import file_sha256, record_path
 from faceatlas.engine.recognizers import DlibChipONNX
 from faceatlas.errors import ModelMissing
 from faceatlas.settings import EngineSettings

@@ -19,7 +19,6 @@ embeddings equal dlib's on the same chips within 1e-4 cosine.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceatlas.engine.quantize import file_sha256, record_path
+from faceatlas.engine.models import cached_derived, file_sha256, store_derived
 from faceatlas.errors import ModelMissing
 
 if TYPE_CHECKING:
@@ -284,29 +283,17 @@ def derived_path(cache_dir: Path) -> Path:
 
 def dlib_onnx_model(source: Path, cache_dir: Path) -> Path:
     """The ONNX copy of dlib's ResNet at ``source``: the cached one when its record matches the
-    source file and recipe and its own bytes, else made now (a few seconds) and cached."""
+    source file and recipe and its own bytes, else made now (a second) and cached."""
     path = derived_path(cache_dir)
-    record = record_path(path)
     source_sha = file_sha256(source)
-    if path.is_file() and record.is_file():
-        try:
-            meta = json.loads(record.read_text())
-        except ValueError:
-            meta = {}
-        if meta.get("source_sha256") == source_sha and meta.get("recipe") == RECIPE \
-                and meta.get("sha256") == file_sha256(path):
-            return path
+    found = cached_derived(path, source_sha256=source_sha, recipe=RECIPE)
+    if found is not None:
+        return found
     path.parent.mkdir(parents=True, exist_ok=True)
     log.warning("converting dlib's ResNet %s to ONNX (once; cached at %s)", source.name, path)
-    model = build_model(read_layers(source))
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(model.SerializeToString())
-    os.replace(tmp, path)
-    meta = {"sha256": file_sha256(path), "source": source.name, "source_sha256": source_sha, "recipe": RECIPE}
-    tmp_record = record.with_suffix(f".{os.getpid()}.tmp")
-    tmp_record.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp_record, record)
-    return path
+    made = path.with_suffix(f".{os.getpid()}.tmp")
+    made.write_bytes(build_model(read_layers(source)).SerializeToString())
+    return store_derived(made, path, source=source.name, source_sha256=source_sha, recipe=RECIPE)
 
 
 __all__ = ["CHIP_SIZE", "Layer", "build_model", "dlib_onnx_model", "read_layers"]
