@@ -3,6 +3,8 @@ path: ``mesh_samples`` on frames reduced to 640 px) over every frame of the two 
 face, and the largest rise of the pitch above its own previous second on one continuous track
 (25 measured frames before it: no cut, no lost face), near-frontal (|yaw| <= 25 deg, as the
 frames the match uses) and at any yaw. ``look_up`` needs a rise above ``KycConfig.look_up_pitch``.
+Then the actions ``find_actions`` sees on the five genuine segments of ``bench/kyc_accuracy.py``
+(against each segment's own neutral: its first 0.5 s).
 
     FACEATLAS_MODEL_DIR=../shared/models nice -n 10 python bench/kyc_pitch_scan.py --shared ../shared
 """
@@ -18,10 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kyc.media import clip
+from kyc_accuracy import GENUINE, HAMILTON
 
 from faceatlas.apps.kyc import KycConfig
-from faceatlas.apps.kyc.motion import mesh_samples
+from faceatlas.apps.kyc.motion import find_actions, mesh_samples
 
 CLIPS = {  # name: (path under shared, frames, fps)
     "Hamilton clip": ("data/face_recognition_examples/examples/short_hamilton_clip.mp4", 275, 29.97),
@@ -72,7 +76,18 @@ def main() -> None:
             return "none measured" if found[1] is None else f"{found[0]:.1f} deg ({found[1]}, {found[2]:.0f} deg)"
 
         table.add_row(name, str(len(rows)), str(sum(p is not None for _, _, p in rows)), cell(frontal), cell(anywhere))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    table = Table(title="Actions seen on the genuine segments of bench/kyc_accuracy.py")
+    for column in ("segment", "frames", "performs", "actions seen (start, s)"):
+        table.add_column(column)
+    for _, name, video, start, stop, crop, challenge, _ in GENUINE:
+        frames = clip(args.shared / video, start, stop, crop)
+        fps = 29.97 if video == HAMILTON else 25.0
+        seen = find_actions(mesh_samples(frames, [i / fps for i in range(len(frames))], KycConfig()), KycConfig())
+        actions = ", ".join(f"{e.action} {e.start:.2f}" for e in seen)
+        table.add_row(name, f"{start}-{stop}", ", ".join(challenge), actions)
+    console.print(table)
 
 
 if __name__ == "__main__":
