@@ -497,6 +497,15 @@ class FaceAtlasClient:
         return dict(self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}"))
 
     # -- account ---------------------------------------------------------------------------------
+    def tenant_settings(self) -> dict[str, Any]:
+        """The tenant's settings (admin key): ``{"tenant", "kyc_retention_days"}``."""
+        return dict(self._call("GET", "/v1/settings"))
+
+    def update_tenant_settings(self, *, kyc_retention_days: int | None = None) -> dict[str, Any]:
+        """Change the tenant's settings (admin key); a shorter KYC retention deletes the images past it."""
+        body = {} if kyc_retention_days is None else {"kyc_retention_days": kyc_retention_days}
+        return dict(self._call("PATCH", "/v1/settings", json=body))
+
     def usage(self) -> Usage:
         data = self._call("GET", "/v1/usage")
         return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in data["rows"]))

@@ -328,6 +328,12 @@ class AuditList(BaseModel):
     events: list[AuditEventOut]
 
 
+class TenantSettingsOut(BaseModel):
+    tenant: str
+    kyc_retention_days: int = Field(description="days a verification's reference face images (document crop, "
+                                    "best selfie frame) are kept after its decision; 0: none is written")
+
+
 class KycSessionOut(BaseModel):
     id: str
     status: str = Field(description="pending, processing, accepted, rejected or expired")
