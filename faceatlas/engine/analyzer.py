@@ -105,7 +105,8 @@ class FaceAnalyzer:
             return DlibHOG(path, keypoint_path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side)
-        return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side)
+        return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side,
+                     provider=self.settings.provider)
 
     def _build_recognizer(self) -> Recognizer:
         spec = self.pack.recognizer
@@ -116,7 +117,8 @@ class FaceAnalyzer:
             path = int8_model(spec.file, path, self._calibration_crops,
                               lambda crops: arcface_blob(crops, ArcFaceONNX.crop_size, spec.input_mean, spec.input_std),
                               self.settings)
-        return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
+        return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads,
+                           self.settings.provider)
 
     def _calibration_crops(self) -> list[np.ndarray]:
         """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``)."""
