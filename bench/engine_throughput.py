@@ -7,7 +7,8 @@ compared with their own float/onnxruntime row. Every variant runs in the same pr
 alternating warm rounds, on 200 LFW photos and on repeated group photos. Images are decoded
 beforehand, so only detection, alignment and embedding are timed. The int8 rows are the pack with
 ``runtime="int8"`` (the recogniser quantised, ``engine.quantize``); the openvino rows run the
-detector (SCRFD) and recogniser through OpenVINO (``FACEATLAS_PROVIDER=openvino``). LFW accuracy
+detector (SCRFD) and the float recogniser through OpenVINO (``FACEATLAS_PROVIDER=openvino``; an
+int8 recogniser stays on ONNX Runtime, see bench/openvino_compare.py for OpenVINO's int8). LFW accuracy
 and TAR come from the variant's calibration (``faceatlas eval lfw``; the provider does not change
 the recogniser's id, so both providers share it), and "cos to onnxruntime" is the lowest cosine
 between an openvino row's embedding and the onnxruntime row's of the same face, measured here.
