@@ -99,8 +99,10 @@ def match_step(analyzer: FaceAnalyzer, pairs: list[tuple[Path, Path, bool]], con
         if selfie is not None and selfies[first] is not None:
             photo_ok = bool(analyzer.verify(selfies[first], selfie, far=config.far).match)  # type: ignore[arg-type]
         results["genuine" if same else "impostor"].append((card_ok, photo_ok, card_face is not None))
-        if (index + 1) % 100 == 0:
-            print(f"  {index + 1}/{len(pairs)} pairs", flush=True)
+        if (index + 1) % 100 == 0:  # running counts: a run cut short still reports its folds
+            counts = ", ".join(f"{kind} card {sum(r[0] for r in rows)}/{len(rows)} photo {sum(r[1] for r in rows)}"
+                               f"/{len(rows)} found {sum(r[2] for r in rows)}" for kind, rows in results.items())
+            print(f"  {index + 1}/{len(pairs)} pairs: {counts}", flush=True)
     return results
 
 

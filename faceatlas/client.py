@@ -228,6 +228,52 @@ class KycSession:
     raw: dict[str, Any] = _raw()
 
 
+@dataclass(frozen=True)
+class RetailProduct:
+    """A product on sale in a store; price in minor units (cents)."""
+
+    sku: str
+    name: str
+    price_cents: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailProductRemoval:
+    """A product taken off sale; ``open_carts`` still hold it at the price picked."""
+
+    sku: str
+    deleted: bool
+    open_carts: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailMember:
+    """A store member: consented purposes and how many face vectors the store holds (0 once withdrawn)."""
+
+    id: str
+    name: str
+    enrolled_at: str
+    purposes: tuple[str, ...]
+    faces: int
+    has_payment_method: bool
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class ConsentWithdrawal:
+    """What withdrawing a member's consent did (``purposes``: what stays consented)."""
+
+    member: str
+    withdrawn: tuple[str, ...]
+    purposes: tuple[str, ...]
+    faces_deleted: int
+    payment_method_removed: bool
+    demographics_removed: bool
+    raw: dict[str, Any] = _raw()
+
+
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     if isinstance(image, bytes):
         return name, (name, image, "application/octet-stream")
@@ -399,7 +445,67 @@ class FaceAtlasClient:
         data = self._call("GET", "/v1/kyc/sessions", params=params)
         return [_parse(KycSession, s) for s in data["sessions"]]
 
+    # -- retail (the store's owner tenant) ----------------------------------------------------------
+    def retail_products(self, store: str) -> list[RetailProduct]:
+        """The products on sale in ``store``, by SKU."""
+        return [_parse(RetailProduct, p) for p in self._call("GET", f"/v1/retail/stores/{store}/products")["products"]]
+
+    def retail_create_product(self, store: str, sku: str, name: str, price_cents: int) -> RetailProduct:
+        """Put a product on sale (409 ``already_exists`` when the SKU is on sale already)."""
+        body = {"sku": sku, "name": name, "price_cents": price_cents}
+        return _parse(RetailProduct, self._call("POST", f"/v1/retail/stores/{store}/products", json=body))
+
+    def retail_update_product(self, store: str, sku: str, *, name: str | None = None,
+                              price_cents: int | None = None) -> RetailProduct:
+        """Rename or reprice a product (carts keep the price their items were picked at)."""
+        body = {k: v for k, v in (("name", name), ("price_cents", price_cents)) if v is not None}
+        return _parse(RetailProduct, self._call("PATCH", f"/v1/retail/stores/{store}/products/{sku}", json=body))
+
+    def retail_delete_product(self, store: str, sku: str) -> RetailProductRemoval:
+        """Take a product off sale."""
+        return _parse(RetailProductRemoval, self._call("DELETE", f"/v1/retail/stores/{store}/products/{sku}"))
+
+    def retail_members(self, store: str) -> list[RetailMember]:
+        return [_parse(RetailMember, m) for m in self._call("GET", f"/v1/retail/stores/{store}/members")["members"]]
+
+    def retail_enrol_member(self, store: str, image: ImageArg, *, name: str, purposes: list[str],
+                            granted_by: str | None = None, payment_ref: str | None = None) -> RetailMember:
+        """Enrol a member from a face photo under the consent given (face_pay needs ``payment_ref``)."""
+        data = {"name": name, "purposes": ",".join(purposes), "granted_by": granted_by or name,
+                **({"payment_ref": payment_ref} if payment_ref else {})}
+        return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{store}/members",
+                                               files=dict([_image("image", image)]), data=data))
+
+    def retail_withdraw_consent(self, store: str, member_id: str,
+                                purposes: list[str] | None = None) -> ConsentWithdrawal:
+        """Withdraw the member's consent (``purposes``: only those): their faces go at once once no
+        biometric purpose is left; the member and their history stay."""
+        body: dict[str, Any] = {"consent": False} | ({"purposes": purposes} if purposes is not None else {})
+        return _parse(ConsentWithdrawal, self._call("PATCH", f"/v1/retail/stores/{store}/members/{member_id}",
+                                                    json=body))
+
+    def retail_grant_consent(self, store: str, member_id: str, image: ImageArg, *, purposes: list[str],
+                             granted_by: str, payment_ref: str | None = None) -> RetailMember:
+        """A new consent of a member, with a new face photo."""
+        data = {"purposes": ",".join(purposes), "granted_by": granted_by,
+                **({"payment_ref": payment_ref} if payment_ref else {})}
+        return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{store}/members/{member_id}/consent",
+                                               files=dict([_image("image", image)]), data=data))
+
+    def retail_erase_member(self, store: str, member_id: str) -> dict[str, Any]:
+        """Erase a member: faces, consents; visits and charges stay as anonymous counts."""
+        return dict(self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}"))
+
     # -- account ---------------------------------------------------------------------------------
+    def tenant_settings(self) -> dict[str, Any]:
+        """The tenant's settings (admin key): ``{"tenant", "kyc_retention_days"}``."""
+        return dict(self._call("GET", "/v1/settings"))
+
+    def update_tenant_settings(self, *, kyc_retention_days: int | None = None) -> dict[str, Any]:
+        """Change the tenant's settings (admin key); a shorter KYC retention deletes the images past it."""
+        body = {} if kyc_retention_days is None else {"kyc_retention_days": kyc_retention_days}
+        return dict(self._call("PATCH", "/v1/settings", json=body))
+
     def usage(self) -> Usage:
         data = self._call("GET", "/v1/usage")
         return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in data["rows"]))

@@ -29,7 +29,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             keys, key cache; unset: in memory, one process), FACEATLAS_KEY_CACHE_SECONDS (≤ 1),
             FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS,
             FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60),
-            FACEATLAS_KYC_SESSION_SECONDS (default 600), FACEATLAS_KYC_RETENTION_DAYS (default 0: no images)
+            FACEATLAS_KYC_SESSION_SECONDS (default 600); KYC reference images are kept per tenant
+            (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by a setting here
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -181,8 +182,6 @@ class ServiceSettings(BaseSettings):
                                          description="a web console session ends this long after its login")
     kyc_session_seconds: float = Field(default=600.0, gt=0, description="a verification session may be "
                                        "submitted this long after it was created")
-    kyc_retention_days: int = Field(default=0, ge=0, description="days a verification's reference face images "
-                                    "are kept; 0 (default): never written")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

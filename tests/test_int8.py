@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack
-from faceatlas.engine.quantize import cached_int8, derived_path, file_sha256, record_path
+from faceatlas.engine.models import file_sha256, record_path
+from faceatlas.engine.quantize import cached_int8, derived_path
 from faceatlas.errors import RuntimeUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.settings import EngineSettings

@@ -10,6 +10,7 @@ import pytest
 
 from faceatlas.engine import FaceAnalyzer, get_pack
 from faceatlas.settings import DEFAULT_PACK
+from tests.lfw_pairs import decide_known_pairs
 
 PACK = "yunet-frfeature"
 
@@ -42,19 +43,11 @@ def test_the_licences_are_shown_at_load(shared, caplog):
 
 
 def test_real_lfw_pairs_are_decided_right_at_far_1e4(mit, shared):
-    lfw = shared / "data" / "lfw" / "images"
-    gul_a, gul_b, powell, aaron = mit.analyze_many(
-        [lfw / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg", lfw / "Abdullah_Gul" / "Abdullah_Gul_0006.jpg",
-         lfw / "Colin_Powell" / "Colin_Powell_0040.jpg", lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"],
-        max_faces=1,
-    )
-    assert mit.calibration is not None and mit.calibration.pack == PACK
-    same = mit.verify(gul_a[0], gul_b[0], far=1e-4)
-    for other in (powell[0], aaron[0]):
-        different = mit.verify(gul_a[0], other, far=1e-4)
-        assert same.similarity > different.similarity
-        assert different.match is False
-    assert same.match is True and len(gul_a[0].embedding) == 512
+    face, same, different = decide_known_pairs(mit, shared)
+    for other in different:
+        assert same.similarity > other.similarity
+        assert other.match is False
+    assert same.match is True and len(face.embedding) == 512
 
 
 def test_liveness_tells_silent_face_samples_apart(mit, shared):

@@ -19,6 +19,7 @@ from faceatlas.engine.detectors import (
     YuNet,
     template_keypoints,
 )
+from faceatlas.engine.dlib_onnx import dlib_onnx_model
 from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similarity
 from faceatlas.engine.geometry import align_face, estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
@@ -27,7 +28,7 @@ from faceatlas.engine.models import resolve
 from faceatlas.engine.packs import Pack, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.quantize import calibration_photos, int8_model
-from faceatlas.engine.recognizers import ArcFaceONNX, DlibResNet, Recognizer, arcface_blob
+from faceatlas.engine.recognizers import ArcFaceONNX, DlibChipONNX, DlibResNet, Recognizer, arcface_blob
 from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
@@ -116,6 +117,11 @@ class FaceAnalyzer:
         path = resolve(spec.file, download=self._download, settings=self.settings)
         if spec.kind == "dlib":
             return DlibResNet(path)
+        if spec.kind == "dlib_onnx":
+            if spec.aligner is None:
+                raise ModelError(f"pack {self.pack.name!r}: dlib's chips need its 5-point landmark predictor")
+            aligner = resolve(spec.aligner, download=self._download, settings=self.settings)
+            return DlibChipONNX(dlib_onnx_model(path, self.settings.cache_dir), aligner, self.providers, self.threads)
         if self.pack.runtime == "int8":
             path = int8_model(spec.file, path, self._calibration_crops,
                               lambda crops: arcface_blob(crops, ArcFaceONNX.crop_size, spec.input_mean, spec.input_std),

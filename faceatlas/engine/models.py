@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import tarfile
 import tempfile
@@ -121,13 +122,52 @@ def verify_sha256(model: ModelFile, path: Path) -> None:
     """Raise :class:`ModelIntegrityError` when ``path`` does not hash to ``model.sha256``."""
     if model.sha256 is None:
         return
-    stat = path.stat()
-    digest = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    digest = file_sha256(path)
     if digest != model.sha256:
         raise ModelIntegrityError(
             f"{path}: sha256 {digest} does not match the published {model.sha256} of {model.name}; "
             "the file is corrupt or another model. Delete it and fetch it again."
         )
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of the file at ``path`` (remembered while its size and mtime stay the same)."""
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+# -- derived files: made here from a published file, cached with a JSON record ---------------------
+
+
+def record_path(path: Path) -> Path:
+    """The JSON record beside a derived file: its own sha256, its source's, the recipe."""
+    return path.with_suffix(".json")
+
+
+def cached_derived(path: Path, **expected: object) -> Path | None:
+    """``path`` when it and its record exist, the record holds ``expected`` (source sha256, recipe)
+    and the file still hashes to the sha256 recorded; None when it must be made (again)."""
+    record = record_path(path)
+    if not (path.is_file() and record.is_file()):
+        return None
+    try:
+        meta = json.loads(record.read_text())
+    except ValueError:
+        return None
+    if any(meta.get(name) != value for name, value in expected.items()):
+        return None
+    return path if meta.get("sha256") == file_sha256(path) else None
+
+
+def store_derived(made: Path, path: Path, **meta: object) -> Path:
+    """Move the file ``made`` to ``path`` and write its record (its sha256 and ``meta``), both by
+    atomic rename: a reader sees the old pair, or a file whose record does not match it (made again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(made, path)
+    tmp = record_path(path).with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"sha256": file_sha256(path), **meta}, indent=2, sort_keys=True))
+    os.replace(tmp, record_path(path))
+    return path
 
 
 @lru_cache(maxsize=64)

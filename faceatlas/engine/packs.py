@@ -10,7 +10,7 @@ from faceatlas.errors import ModelMissing, RuntimeUnavailable, UnknownPack
 from faceatlas.settings import DEFAULT_PACK, EngineSettings
 
 DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
-RecognizerKind = Literal["arcface", "dlib"]
+RecognizerKind = Literal["arcface", "dlib", "dlib_onnx"]
 Runtime = Literal["float", "int8"]
 RUNTIMES: tuple[Runtime, ...] = ("float", "int8")
 
@@ -50,6 +50,7 @@ class RecognizerSpec:
     embedding_size: int
     input_mean: float = 127.5
     input_std: float = 127.5
+    aligner: ModelFile | None = None  # a model that places the points the crop is cut on (dlib's chips)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Pack:
         variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds."""
         digest = (self.recognizer.file.sha256 or "unpinned")[:12]
         suffix = "" if self.runtime == "float" else f"+{self.runtime}"
+        if self.recognizer.kind == "dlib_onnx":
+            suffix += "+onnx"  # the same network, other boxes (YuNet's): kept apart from the dlib pack's space
         return f"{self.recognizer.file.basename}:{digest}{suffix}"
 
     @property
@@ -115,7 +118,8 @@ class Pack:
     @property
     def core_files(self) -> list[ModelFile]:
         """The detector and recogniser files (what detect/embed/compare need)."""
-        return [f for f in (self.detector.file, self.detector.keypoint_file, self.recognizer.file) if f is not None]
+        return [f for f in (self.detector.file, self.detector.keypoint_file, self.recognizer.aligner,
+                            self.recognizer.file) if f is not None]
 
     @property
     def files(self) -> list[ModelFile]:
@@ -284,6 +288,17 @@ PACKS: dict[str, Pack] = {
             SILENT_FACE,
             description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; offline default",
             attributes=ATTRIBUTES,
+        ),
+        Pack(
+            "yunet-dlib",
+            "1",
+            DetectorSpec("yunet", YUNET_2026MAY),
+            RecognizerSpec("dlib_onnx", DLIB_RESNET, 128, input_mean=0.0, input_std=1.0, aligner=DLIB_SHAPE_5),
+            SILENT_FACE,
+            "YuNet (MIT) + dlib's ResNet 128-d (public domain) converted to ONNX here + MiniFASNet (Apache-2.0): "
+            "the fast public-domain pack",
+            ("dlib's ResNet is converted from its .dat file to ONNX on first use (engine.dlib_onnx) and cached.",),
+            attributes=ATTRIBUTES_MIT,
         ),
         Pack(
             "scrfd-mbf",

@@ -10,10 +10,7 @@ the int8 SCRFD/YuNet detectors ran slower than float (see bench/engine_throughpu
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceatlas.engine.models import ModelFile
+from faceatlas.engine.models import ModelFile, cached_derived, store_derived
 
 if TYPE_CHECKING:
     import onnx
@@ -42,32 +39,10 @@ def derived_path(model: ModelFile, settings: EngineSettings) -> Path:
     return settings.cache_dir / "derived" / f"{Path(model.name).with_suffix('')}.int8.onnx"
 
 
-def record_path(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_int8(model: ModelFile, settings: EngineSettings) -> Path | None:
     """The cached int8 copy of ``model`` when its record matches the float file, the recipe and its
     own bytes; None when it has to be made (again)."""
-    path = derived_path(model, settings)
-    record = record_path(path)
-    if not (path.is_file() and record.is_file()):
-        return None
-    try:
-        meta = json.loads(record.read_text())
-    except ValueError:
-        return None
-    if meta.get("source_sha256") != model.sha256 or meta.get("recipe") != RECIPE:
-        return None
-    return path if meta.get("sha256") == file_sha256(path) else None
+    return cached_derived(derived_path(model, settings), source_sha256=model.sha256, recipe=RECIPE)
 
 
 def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarray]], blobs: Blobs,
@@ -84,14 +59,8 @@ def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarr
     if not samples:
         raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
     with tempfile.TemporaryDirectory(dir=path.parent) as work:
-        made = _quantize(source, blobs(samples), Path(work))
-        os.replace(made, path)
-    meta = {"sha256": file_sha256(path), "source": model.name, "source_sha256": model.sha256,
-            "recipe": RECIPE, "calibration_crops": len(samples)}
-    tmp = record_path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    tmp.replace(record_path(path))
-    return path
+        return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
+                             source_sha256=model.sha256, recipe=RECIPE, calibration_crops=len(samples))
 
 
 def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:

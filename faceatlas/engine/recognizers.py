@@ -1,4 +1,5 @@
-"""Face recognisers: ArcFace-style ONNX models (112x112 template) and dlib's ResNet."""
+"""Face recognisers: ArcFace-style ONNX models (112x112 template) and dlib's ResNet (run by dlib, or
+converted to ONNX on dlib's own chips)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 
 from faceatlas.engine.detections import Detections
+from faceatlas.engine.dlib_onnx import CHIP_SIZE
 from faceatlas.engine.geometry import align_face
 from faceatlas.engine.runtime import Provider, create_session
 from faceatlas.engine.vectors import l2_normalize
@@ -138,3 +140,37 @@ class DlibResNet:
         chips = [np.ascontiguousarray(c[:, :, ::-1]) for c in crops]
         vectors = self._net.compute_face_descriptor(chips)
         return l2_normalize(np.array([np.asarray(v) for v in vectors], dtype=np.float32))
+
+
+# Where dlib's HOG detector puts its box, relative to YuNet's on the same face (centre shift and size,
+# in units of YuNet's width and height): the median over 334 LFW faces both find alone
+# (bench/dlib_onnx_alignment.py). dlib's 5-point predictor was trained on dlib's boxes.
+YUNET_TO_DLIB_BOX = (-0.0301, 0.0322, 1.1180, 0.8449)
+
+
+class DlibChipONNX(ArcFaceONNX):
+    """dlib's ResNet converted to ONNX (``engine.dlib_onnx``) on dlib's own 150x150 chips: dlib's
+    5-point predictor places its landmarks inside the detector's box (moved to where dlib's HOG box
+    would be) and dlib cuts the chip as the ``dlib`` pack does, so the vectors stay within 0.001
+    cosine of that pack's (bench/dlib_onnx_alignment.py); only the network runs in ONNX Runtime."""
+
+    def __init__(self, model: Path, shape_model: Path, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        import dlib
+
+        super().__init__(model, 128, 0.0, 1.0, providers, threads)  # mean and scale are in the graph
+        self.crop_size = CHIP_SIZE
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(str(shape_model))
+
+    def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
+        dlib = self._dlib
+        x1, y1, x2, y2 = (float(v) for v in detections.boxes[index])
+        dx, dy, sw, sh = YUNET_TO_DLIB_BOX
+        width, height = x2 - x1, y2 - y1
+        cx, cy = (x1 + x2) / 2 + dx * width, (y1 + y2) / 2 + dy * height
+        half_w, half_h = sw * width / 2, sh * height / 2
+        rect = dlib.rectangle(round(cx - half_w), round(cy - half_h), round(cx + half_w), round(cy + half_h))
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        chip = dlib.get_face_chip(rgb, self._shape(rgb, rect), size=self.crop_size, padding=0.25)
+        return np.ascontiguousarray(chip[:, :, ::-1])

@@ -26,6 +26,7 @@ from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, Us
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
+MAX_RETENTION_DAYS = 3650  # the longest a tenant may keep verification reference images
 # What each scope grants: admin ⊃ write ⊃ read ⊃ detect.
 _IMPLIED = {
     "admin": set(SCOPES),
@@ -105,10 +106,14 @@ class Accounts:
             return tenant
 
     def update_tenant(self, tenant_id: str, *, name: str | None = None, monthly_quota: int | None = None,
-                      unlimited: bool = False) -> Tenant:
-        """Rename a tenant or change its monthly quota (``unlimited`` removes it)."""
+                      unlimited: bool = False, kyc_retention_days: int | None = None,
+                      actor_key_id: int | None = None) -> Tenant:
+        """Rename a tenant, change its monthly quota (``unlimited`` removes it) or the days its
+        verifications' reference face images are kept (0: none written)."""
         if monthly_quota is not None and monthly_quota < 0:
             raise InvalidArgument("a monthly quota is 0 or more calls")
+        if kyc_retention_days is not None and not 0 <= kyc_retention_days <= MAX_RETENTION_DAYS:
+            raise InvalidArgument(f"kyc_retention_days is 0 (keep no face image) to {MAX_RETENTION_DAYS}")
         with Session(self.engine, expire_on_commit=False) as session:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
@@ -117,8 +122,11 @@ class Accounts:
                 tenant.name = name
             if monthly_quota is not None or unlimited:
                 tenant.monthly_quota = None if unlimited else monthly_quota
-            session.add(AuditRecord(tenant_id=tenant_id, action="tenant.update", target=tenant_id,
-                                    details={"name": tenant.name, "monthly_quota": tenant.monthly_quota}))
+            if kyc_retention_days is not None:
+                tenant.kyc_retention_days = kyc_retention_days
+            session.add(AuditRecord(tenant_id=tenant_id, key_id=actor_key_id, action="tenant.update", target=tenant_id,
+                                    details={"name": tenant.name, "monthly_quota": tenant.monthly_quota,
+                                             "kyc_retention_days": tenant.kyc_retention_days}))
             session.commit()
             return tenant
 

@@ -79,8 +79,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             max_batch=settings.max_batch,
             max_wait=settings.max_wait_ms / 1000.0,
         )
+        # Reference images are kept per tenant (svc_tenants.kyc_retention_days, default 0: none).
         state.kyc = KycService(state.db, state.analyzer, KycConfig(  # migrates the verification tables
-            session_s=settings.kyc_session_seconds, retention_days=settings.kyc_retention_days))
+            session_s=settings.kyc_session_seconds, retention_days=0))
         state.ready = True
         try:
             yield

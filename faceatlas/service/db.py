@@ -23,7 +23,7 @@ class Base(DeclarativeBase):
 
 
 class Tenant(Base):
-    """A customer of the platform: owns collections, keys and a monthly call quota."""
+    """A customer of the platform: owns collections, keys, a monthly call quota and its settings."""
 
     __tablename__ = "svc_tenants"
 
@@ -31,6 +31,9 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     monthly_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Days a verification's reference face images (document crop, best selfie frame) are kept
+    # after its decision; 0 (the default): none is ever written. Set by the tenant's admin.
+    kyc_retention_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Base):

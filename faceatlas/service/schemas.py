@@ -183,6 +183,41 @@ class RetailReportOut(BaseModel):
     sections: list[ReportRow]
 
 
+class RetailProductOut(BaseModel):
+    sku: str
+    name: str
+    price_cents: int = Field(description="price in minor units (cents)")
+
+
+class RetailProductList(BaseModel):
+    currency: str
+    products: list[RetailProductOut]
+
+
+class RetailProductRemovedOut(BaseModel):
+    sku: str
+    deleted: bool
+    open_carts: int = Field(description="open visits whose cart still holds the product (at the price picked)")
+
+
+class RetailMemberOut(BaseModel):
+    id: str
+    name: str
+    enrolled_at: str
+    purposes: list[str] = Field(description="the purposes of the member's active consent")
+    faces: int = Field(description="face vectors held in the store's gallery (0 once consent is withdrawn)")
+    has_payment_method: bool
+
+
+class RetailWithdrawalOut(BaseModel):
+    member: str
+    withdrawn: list[str] = Field(description="the purposes withdrawn by this call")
+    purposes: list[str] = Field(description="the purposes still consented")
+    faces_deleted: int = Field(description="face vectors removed from the store's gallery")
+    payment_method_removed: bool
+    demographics_removed: bool
+
+
 # -- albums ----------------------------------------------------------------------------------------
 
 
@@ -291,6 +326,12 @@ class AuditEventOut(BaseModel):
 
 class AuditList(BaseModel):
     events: list[AuditEventOut]
+
+
+class TenantSettingsOut(BaseModel):
+    tenant: str
+    kyc_retention_days: int = Field(description="days a verification's reference face images (document crop, "
+                                    "best selfie frame) are kept after its decision; 0: none is written")
 
 
 class KycSessionOut(BaseModel):

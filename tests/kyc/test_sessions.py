@@ -129,3 +129,34 @@ def test_retention_keeps_reference_images_until_they_expire(tmp_path: Path, fast
     service.submit("acme", created.id, night_card, video=night_blink)
     kept = service.references("acme", created.id)
     assert set(kept) == {"document", "selfie"} and all(data[:2] == b"\xff\xd8" for data in kept.values())
+
+
+def test_a_shorter_retention_shortens_the_images_kept(service: KycService) -> None:
+    """``apply_retention``: a tenant's images expire at most N days after their decision once its
+    retention becomes N, undecided sessions keep at most N, other tenants are untouched, and a
+    longer retention lengthens nothing."""
+    from datetime import timedelta
+
+    from faceatlas.apps.kyc.db import KycSession
+    from faceatlas.db import utcnow
+
+    decided = utcnow() - timedelta(days=5)
+    with service._sessions.begin() as session:  # decided sessions with images kept 30 days (rows written here)
+        for tenant, sid in (("acme", "a" * 32), ("acme", "b" * 32), ("globex", "c" * 32)):
+            session.add(KycSession(id=sid, tenant=tenant, challenge=["blink"], status="rejected", created_at=decided,
+                                   expires_at=decided, decided_at=decided, reasons=[], details={}, retention_days=30))
+            session.flush()
+            session.add(KycReference(session_id=sid, kind="selfie", image=b"\xff\xd8",
+                                     expires_at=decided + timedelta(days=30)))
+    pending = service.create("acme", ["blink"], retention_days=30)
+    assert service.apply_retention("acme", 10) == 0  # 5 days old: within 10
+    assert service.apply_retention("acme", 40) == 0  # longer: the images still end at day 30 ...
+    assert set(service.references("acme", "a" * 32)) == {"selfie"}
+    assert service.purge(now=decided + timedelta(days=10, seconds=1)) == 2  # ... and at day 10 after the first
+    assert service.references("acme", "b" * 32) == {}
+    assert set(service.references("globex", "c" * 32)) == {"selfie"}  # another tenant's retention is its own
+    assert service.apply_retention("acme", 3) == 0
+    with service._sessions() as session:
+        assert session.get(KycSession, pending.id).retention_days == 3  # undecided: at most the tenant's
+    assert service.apply_retention("globex", 4) == 1  # 5 days old, past 4 days: deleted now
+    assert service.references("globex", "c" * 32) == {}

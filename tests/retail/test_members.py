@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import MetaData, select
 
 from faceatlas.apps.retail import ConsentRecord, ConsentRequired, Entry, Exit, Pick, RetailStore
+from faceatlas.apps.retail.db import Consent, Member, Visit
 from faceatlas.apps.retail.store import COLLECTION
 from faceatlas.gallery import NotFound
 
@@ -65,3 +66,38 @@ def test_erased_member_leaves_no_trace(store: RetailStore, member_photos: list[P
     assert store.gallery.search(COLLECTION, face, k=5, threshold=-1.0) == []
     day = store.report(T0.replace(hour=0), T0.replace(hour=23))
     assert (day.visits, day.member_visits, day.purchases, day.age_mix) == (1, 0, 1, {})
+
+
+def test_withdrawal_narrows_consent_and_a_new_grant_needs_a_new_photo(store: RetailStore,
+                                                                      member_photos: list[Path]) -> None:
+    enrol, at_entry, at_exit = member_photos
+    member = store.members.enrol("Wanda", [enrol], ConsentRecord(("face_pay", "visit_recognition", "analytics"), "W"),
+                                 payment_ref="card-w", age_band="25-34", gender="female").id
+    face_pay_only = store.members.withdraw(member, ["face_pay", "analytics"])
+    assert (face_pay_only.withdrawn, face_pay_only.purposes, face_pay_only.faces_deleted) == \
+        (("face_pay", "analytics"), ("visit_recognition",), 0)  # still recognised at the door: the face stays
+    assert face_pay_only.payment_method_removed and face_pay_only.demographics_removed
+    assert store.entry(Entry("in", T0, image=at_entry, track="w1")) and store.members.get(member).faces == 1
+    info = store.members.get(member)
+    assert (info.purposes, info.has_payment_method, info.age_band) == (("visit_recognition",), False, None)
+
+    everything = store.members.withdraw(member)
+    assert (everything.withdrawn, everything.purposes, everything.faces_deleted) == (("visit_recognition",), (), 1)
+    face = store.analyzer.analyze_one(at_exit)
+    assert store.gallery.search(COLLECTION, face, k=5, threshold=-1.0) == []
+    with store.sessions() as session:  # the consent history stays: every record withdrawn, none deleted
+        rows = list(session.scalars(select(Consent).where(Consent.member_id == member).order_by(Consent.id)))
+        assert [(r.purposes, r.withdrawn_at is not None) for r in rows] == \
+            [(["face_pay", "visit_recognition", "analytics"], True), (["visit_recognition"], True)]
+        assert session.get(Member, member).payment_ref is None
+    second = store.entry(Entry("in", T0 + timedelta(hours=1), image=at_entry, track="w2"))
+    with store.sessions() as session:
+        assert session.get(Visit, second).member_id is None  # no longer recognised
+
+    with pytest.raises(ConsentRequired):
+        store.members.grant(member, [at_entry], ConsentRecord(("face_pay",), "W"))  # no card
+    with pytest.raises(NotFound):
+        store.members.grant("nobody", [at_entry], ConsentRecord(("visit_recognition",), "W"))
+    again = store.members.grant(member, [at_entry], ConsentRecord(("face_pay",), "W"), payment_ref="card-w2")
+    assert (again.purposes, again.faces, again.has_payment_method) == (("face_pay",), 1, True)
+    assert store.members.payment_ref(member) == "card-w2"

@@ -3,7 +3,9 @@ document and the selfie as a video or frames), the decision and its audit; tenan
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,8 @@ import pytest
 pytest.importorskip("mediapipe")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kyc.media import encode_mp4, moved_still, render_card
+
+from faceatlas.errors import AlreadyExists
 
 MIRANDA = "examples/lin-manuel-miranda.png"
 
@@ -71,3 +75,64 @@ def test_the_python_client_runs_a_session(api, examples):
     assert client.kyc_get(session.id) == decided
     assert session.id in [s.id for s in client.kyc_sessions(status="rejected")]
     assert session.id not in [s.id for s in client.kyc_sessions(status="pending")]
+
+
+def _admin_of_new_tenant(api, tenant: str) -> str:
+    """An admin key of ``tenant``, created here (the ``api`` database is shared by the session's tests)."""
+    with contextlib.suppress(AlreadyExists):
+        api.accounts.create_tenant(tenant)
+    return api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+
+
+def test_reference_frames_are_kept_only_as_long_as_the_tenant_says(api, examples):
+    """Retention is the tenant's: none by default, N days when its admin sets N, then purged;
+    shortening it deletes what is past it at once."""
+    photo = cv2.imread(str(examples / MIRANDA))
+    card = render_card(examples / MIRANDA, "Lin_Manuel_Miranda", 11)
+    frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in moved_still(photo, seconds=0.6, fps=10, size=(320, 240))]
+    files = [("document", ("id.jpg", card, "image/jpeg"))] + [("frame", (f"{i}.jpg", f, "image/jpeg"))
+                                                               for i, f in enumerate(frames)]
+    kyc = api.app.state.kyc
+    week_admin = _admin_of_new_tenant(api, "kyc-keep-week")
+    with api.client(_admin_of_new_tenant(api, "kyc-keep-none")) as none, api.client(week_admin) as week:
+        assert none.get("/v1/settings").json() == {"tenant": "kyc-keep-none", "kyc_retention_days": 0}  # default
+        changed = week.patch("/v1/settings", json={"kyc_retention_days": 7})
+        assert changed.status_code == 200 and changed.json()["kyc_retention_days"] == 7
+        assert week.get("/v1/settings").json()["kyc_retention_days"] == 7
+        assert none.get("/v1/settings").json()["kyc_retention_days"] == 0  # the other tenant's stays
+        assert week.patch("/v1/settings", json={"kyc_retention_days": -1}).status_code == 422
+        audit = week.get("/v1/audit").json()["events"]
+        assert any(e["action"] == "tenant.update" and e["details"]["kyc_retention_days"] == 7 for e in audit)
+        refused = none.post("/v1/kyc/sessions", json={"retention_days": 7})  # a session may not keep longer
+        assert refused.status_code == 422 and "retention" in refused.json()["error"]["message"]
+        decided = {}
+        for name, client in (("none", none), ("week", week)):
+            session = client.post("/v1/kyc/sessions").json()
+            answer = client.post(f"/v1/kyc/sessions/{session['id']}/submit", files=files, data={"fps": "10"})
+            assert answer.status_code == 200 and answer.json()["status"] == "rejected", answer.text
+            decided[name] = answer.json()
+        assert kyc.references("svc:kyc-keep-none", decided["none"]["id"]) == {}  # nothing written
+        week_id = decided["week"]["id"]
+        kept = kyc.references("svc:kyc-keep-week", week_id)
+        assert set(kept) == {"document", "selfie"} and all(data[:2] == b"\xff\xd8" for data in kept.values())
+        at = datetime.fromisoformat(decided["week"]["decided_at"].rstrip("Z"))
+        assert kyc.purge(now=at + timedelta(days=7) - timedelta(minutes=1)) == 0  # kept through the 7 days ...
+        assert set(kyc.references("svc:kyc-keep-week", week_id)) == {"document", "selfie"}
+        assert kyc.purge(now=at + timedelta(days=7, seconds=1)) >= 2  # ... and purged after them
+        assert kyc.references("svc:kyc-keep-week", week_id) == {}
+
+        session = week.post("/v1/kyc/sessions").json()  # kept again, then the admin stops keeping
+        frames_again = [cv2.imencode(".jpg", cv2.flip(f, 1))[1].tobytes()
+                        for f in moved_still(photo, seconds=0.6, fps=10, size=(320, 240), seed=5)]
+        again = [files[0]] + [("frame", (f"{i}.jpg", f, "image/jpeg")) for i, f in enumerate(frames_again)]
+        answer = week.post(f"/v1/kyc/sessions/{session['id']}/submit", files=again, data={"fps": "10"})
+        assert answer.status_code == 200, answer.text
+        assert set(kyc.references("svc:kyc-keep-week", session["id"])) == {"document", "selfie"}
+        assert week.patch("/v1/settings", json={"kyc_retention_days": 0}).json()["kyc_retention_days"] == 0
+        assert kyc.references("svc:kyc-keep-week", session["id"]) == {}  # deleted at once, not in 7 days
+    client = api.api_client(week_admin)  # the Python client
+    assert client.update_tenant_settings(kyc_retention_days=2) == {"tenant": "kyc-keep-week", "kyc_retention_days": 2}
+    assert client.tenant_settings()["kyc_retention_days"] == 2
+    with api.client("acme_detect") as detect:
+        assert detect.get("/v1/settings").status_code == 403  # the admin's alone
+        assert detect.patch("/v1/settings", json={"kyc_retention_days": 30}).status_code == 403

@@ -37,10 +37,11 @@ def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, 
         assert acme.get(f"{base}/occupancy").json()["inside"] == 1
         cart = acme.post(f"{base}/visits/{visit}/cart", json={"sku": "mug", "quantity": 2}).json()
         assert (cart["items"], cart["total_cents"]) == (2, 2500)
-        refused = acme.post(f"{base}/pay", params={"camera": "till", "key": "k0"}, files={"image": spoof.read_bytes()})
+        refused = acme.post(f"{base}/pay", params={"camera": "till", "event": "k0"},
+                            files={"image": spoof.read_bytes()})
         assert refused.json()["status"] in ("refused", "no_visit") and refused.json()["amount_cents"] == 0
-        paid = acme.post(f"{base}/pay", params={"camera": "till", "key": "k1"}, files={"image": lin.read_bytes()})
-        again = acme.post(f"{base}/pay", params={"camera": "till", "key": "k1"}, files={"image": lin.read_bytes()})
+        paid = acme.post(f"{base}/pay", params={"camera": "till", "event": "k1"}, files={"image": lin.read_bytes()})
+        again = acme.post(f"{base}/pay", params={"camera": "till", "event": "k1"}, files={"image": lin.read_bytes()})
         charged = paid.json()
         assert (charged["status"], charged["amount_cents"], charged["member_id"]) == ("charged", 2500, member)
         assert again.json()["repeated"] and again.json()["charge_id"] == paid.json()["charge_id"]

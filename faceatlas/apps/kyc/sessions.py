@@ -153,10 +153,34 @@ class KycService:
         created = self.create(tenant, challenge)
         return self.submit(tenant, created.id, document, video=video, frames=frames, fps=fps)
 
-    def purge(self) -> int:
-        """Delete reference images past their retention; returns how many."""
+    def purge(self, now: datetime | None = None) -> int:
+        """Delete reference images past their retention (at ``now``, default the present); returns
+        how many. Runs on every decision and whenever references are read."""
         with self._sessions.begin() as session:
-            return rowcount(session.execute(delete(KycReference).where(KycReference.expires_at <= utcnow())))
+            return rowcount(session.execute(delete(KycReference).where(KycReference.expires_at <= (now or utcnow()))))
+
+    def apply_retention(self, tenant: str, days: int, now: datetime | None = None) -> int:
+        """The tenant's retention became ``days``: its kept reference images now expire at most
+        ``days`` after their session's decision (0: all deleted now), its undecided sessions keep
+        at most that, and what is past it is purged. A longer retention does not lengthen the
+        life of images already kept. Returns how many images were deleted."""
+        if days < 0:
+            raise InvalidArgument("retention_days must be 0 (keep no images) or more")
+        owned = select(KycSession.id).where(KycSession.tenant == tenant)
+        with self._sessions.begin() as session:
+            session.execute(update(KycSession).values(retention_days=days).where(
+                KycSession.tenant == tenant, KycSession.status.in_(("pending", "processing")),
+                KycSession.retention_days > days))
+            if days == 0:
+                return rowcount(session.execute(delete(KycReference).where(KycReference.session_id.in_(owned))))
+            kept = session.execute(select(KycReference.id, KycReference.expires_at, KycSession.decided_at)
+                                   .join(KycSession, KycSession.id == KycReference.session_id)
+                                   .where(KycSession.tenant == tenant)).all()
+            for ref_id, expires_at, decided_at in kept:
+                latest = (decided_at or expires_at) + timedelta(days=days)
+                if latest < expires_at:
+                    session.execute(update(KycReference).where(KycReference.id == ref_id).values(expires_at=latest))
+        return self.purge(now)
 
     def references(self, tenant: str, session_id: str) -> dict[str, bytes]:
         """The reference JPEGs a session still keeps (none without retention)."""
@@ -168,8 +192,8 @@ class KycService:
 
     # -- internals --------------------------------------------------------------------------
     @staticmethod
-    def _row(session: Session, tenant: str, session_id: str) -> KycSession:
-        row = session.get(KycSession, session_id)
+    def _row(session: Session, tenant: str, session_id: str, *, lock: bool = False) -> KycSession:
+        row = session.get(KycSession, session_id, with_for_update=lock)
         if row is None or row.tenant != tenant:
             raise NotFound(f"no verification session {session_id}")
         return row
@@ -199,18 +223,21 @@ class KycService:
             "step_s": self.config.step_s, "min_quality": self.config.min_quality,
         })
         with self._sessions.begin() as session:
-            row = self._row(session, tenant, session_id)
+            row = self._row(session, tenant, session_id, lock=True)  # a retention change waits for this
             row.status = "accepted" if outcome.accepted else "rejected"
             row.decided_at = now
             row.reasons = outcome.reasons
             row.details = outcome.details
+            retention = min(retention, row.retention_days)  # the tenant may have shortened it meanwhile
             session.add(KycFingerprint(tenant=tenant, session_id=session_id, digest=selfie.digest,
                                        hashes=[format(h, "x") for h in selfie.hashes], at=now))
             if retention > 0:
                 for kind, image in outcome.references.items():
                     session.add(KycReference(session_id=session_id, kind=kind, image=_jpeg(image),
                                              expires_at=now + timedelta(days=retention)))
-            return _info(row)
+            info = _info(row)
+        self.purge(now)
+        return info
 
 
 def _jpeg(image: np.ndarray) -> bytes:

@@ -2,9 +2,10 @@
 
 See docs/retail.md. Central types: :class:`StoreConfig` (cameras, products, privacy),
 :class:`RetailStore` (visits, carts, face pay, alerts), :class:`MemberRegistry` (consented
-enrolment, export, erasure), the events :class:`Entry`, :class:`ZoneVisit`, :class:`Pick`,
-:class:`Exit`, :func:`compute_report` for analytics, and :func:`run_store` (`faceatlas retail
-run`): the store's cameras, through the video layer, drive the store.
+enrolment, consent withdrawal, export, erasure), :class:`Catalogue` (``store.products``: the
+products on sale), the events :class:`Entry`, :class:`ZoneVisit`, :class:`Pick`, :class:`Exit`,
+:func:`compute_report` for analytics, and :func:`run_store` (`faceatlas retail run`): the
+store's cameras, through the video layer, drive the store.
 """
 
 from faceatlas.apps.retail.analytics import (
@@ -23,17 +24,27 @@ from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, 
 from faceatlas.apps.retail.db import migrate
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
 from faceatlas.apps.retail.live import StoreRun, StoreRunReport, camera_config, count_demographics, run_store
-from faceatlas.apps.retail.members import ConsentRecord, ConsentRequired, ErasureReport, MemberInfo, MemberRegistry
+from faceatlas.apps.retail.members import (
+    ConsentRecord,
+    ConsentRequired,
+    ErasureReport,
+    MemberInfo,
+    MemberRegistry,
+    WithdrawalReport,
+)
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
+from faceatlas.apps.retail.products import MAX_PRICE_CENTS, Catalogue, ProductRemoval
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
 from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
     "AGE_BANDS",
     "CHARTS",
+    "MAX_PRICE_CENTS",
     "Camera",
     "Cart",
+    "Catalogue",
     "ConsentRecord",
     "ConsentRequired",
     "Entry",
@@ -48,6 +59,7 @@ __all__ = [
     "Pick",
     "Privacy",
     "Product",
+    "ProductRemoval",
     "Recognition",
     "Report",
     "RetailStore",
@@ -55,6 +67,7 @@ __all__ = [
     "StoreRun",
     "StoreRunReport",
     "UnknownShopper",
+    "WithdrawalReport",
     "ZoneVisit",
     "age_band",
     "camera_config",

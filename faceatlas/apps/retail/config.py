@@ -89,7 +89,7 @@ class StoreConfig(BaseModel):
     tenant: str = "default"
     currency: str = "EUR"
     cameras: list[Camera]
-    products: list[Product]
+    products: list[Product] = Field(default_factory=list)  # seeds the catalogue (see products.py)
     privacy: Privacy = Privacy()
     recognition: Recognition = Recognition()
     # where `retail run` sends the video events and the store's alerts (the video layer's sinks)

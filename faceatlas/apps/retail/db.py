@@ -1,4 +1,4 @@
-"""The retail app's tables: members and consents, visits, carts, charges, the payment ledger,
+"""The retail app's tables: the catalogue, members and consents, visits, carts, charges, the payment ledger,
 staff alerts, short-lived anonymous visitors, zone tracks and aggregated demographics.
 
 They share the gallery's database but have their own Alembic history (version table
@@ -45,6 +45,23 @@ class StoreRecord(Base):
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(400), default="")
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the StoreConfig, for the API
+
+
+class CatalogueProduct(Base):
+    """A product of a store's catalogue (prices in minor units). The config's ``products`` seed it
+    when the store opens; afterwards the REST API manages it. A deleted product keeps its row
+    (``deleted_at``) so its SKU is not seeded again; carts keep the price of each pick."""
+
+    __tablename__ = "retail_products"
+    __table_args__ = (UniqueConstraint("store_id", "sku"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(100))
+    sku: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(400))
+    price_cents: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Member(Base):

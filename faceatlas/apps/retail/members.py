@@ -1,4 +1,5 @@
-"""Members: enrolment with an explicit consent record, export of their data, complete erasure."""
+"""Members: enrolment with an explicit consent record, consent withdrawal (the faces go at once,
+the account stays) and a new grant with a new photo, export of their data, complete erasure."""
 
 from __future__ import annotations
 
@@ -59,6 +60,20 @@ class MemberInfo:
 
 
 @dataclass
+class WithdrawalReport:
+    """What a consent withdrawal did: the purposes ``withdrawn`` and those still consented
+    (``purposes``); the faces deleted from the gallery (every one, once no biometric purpose is
+    left), and whether the payment method and the declared demographics were dropped."""
+
+    member_id: str
+    withdrawn: tuple[str, ...]
+    purposes: tuple[str, ...]
+    faces_deleted: int = 0
+    payment_method_removed: bool = False
+    demographics_removed: bool = False
+
+
+@dataclass
 class ErasureReport:
     """What an erasure removed or anonymised."""
 
@@ -88,14 +103,7 @@ class MemberRegistry:
         """Enrol a member from face images under ``consent``. A biometric purpose (face_pay or
         visit_recognition) is required; face_pay also needs ``payment_ref``; the declared age
         band and gender are kept only when the consent covers "analytics"."""
-        purposes = tuple(dict.fromkeys(consent.purposes))
-        unknown = [p for p in purposes if p not in PURPOSES]
-        if unknown:
-            raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
-        if not any(p in BIOMETRIC_PURPOSES for p in purposes):
-            raise ConsentRequired(f"enrolment needs consent to one of {list(BIOMETRIC_PURPOSES)}")
-        if "face_pay" in purposes and not payment_ref:
-            raise ConsentRequired("face pay needs a payment method reference")
+        purposes = _checked(consent, payment_ref)
         member_id = member_id or uuid.uuid4().hex
         at = at or utcnow()
         report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
@@ -114,6 +122,83 @@ class MemberRegistry:
                                     granted_at=consent.granted_at or at))
         except Exception:
             self._gallery.delete_subject(self._collection, member_id)
+            raise
+        return self.get(member_id)
+
+    def withdraw(self, member_id: str, purposes: Iterable[str] | None = None, *,
+                 at: datetime | None = None) -> WithdrawalReport:
+        """Withdraw the member's consent to ``purposes`` (default: every one), effective at once.
+
+        Once no biometric purpose (face_pay, visit_recognition) is left, every face and vector of
+        the member leaves the gallery before the consent is marked withdrawn, so the member is no
+        longer recognised anywhere, face pay included. Without face_pay the payment method
+        reference is dropped; without analytics the declared age band and gender. The member,
+        the consent history (``withdrawn_at`` set; what stays is a new record of the remaining
+        purposes), visits and charges stay: :meth:`erase` removes those. A new consent needs a
+        new photo (:meth:`grant`). Withdrawing what is not consented changes nothing."""
+        at = at or utcnow()
+        with self._sessions() as session:
+            self._member(session, member_id)
+            active = _purposes(session, member_id)
+        requested = tuple(dict.fromkeys(purposes)) if purposes is not None else active
+        unknown = [p for p in requested if p not in PURPOSES]
+        if unknown:
+            raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
+        withdrawn = tuple(p for p in active if p in requested)
+        remaining = tuple(p for p in active if p not in requested)
+        report = WithdrawalReport(member_id, withdrawn, remaining)
+        if not withdrawn:
+            return report
+        if not any(p in BIOMETRIC_PURPOSES for p in remaining):  # biometric data first: never held unconsented
+            try:
+                report.faces_deleted = self._gallery.delete_subject(self._collection, member_id)
+            except NotFound:
+                report.faces_deleted = 0
+        with self._sessions.begin() as session:
+            member = self._member(session, member_id)
+            rows = list(session.scalars(select(Consent).where(Consent.member_id == member_id,
+                                                              Consent.withdrawn_at.is_(None))
+                                        .order_by(Consent.id)))
+            for row in rows:
+                row.withdrawn_at = at
+            if remaining:
+                last = rows[-1]
+                session.add(Consent(member_id=member_id, purposes=list(remaining), granted_by=last.granted_by,
+                                    recorded_by=last.recorded_by, notice_version=last.notice_version,
+                                    granted_at=last.granted_at))
+            if "face_pay" not in remaining and member.payment_ref is not None:
+                member.payment_ref, report.payment_method_removed = None, True
+            if "analytics" not in remaining and (member.age_band, member.gender) != (None, None):
+                member.age_band, member.gender, report.demographics_removed = None, None, True
+        return report
+
+    def grant(self, member_id: str, images: Iterable[ImageInput], consent: ConsentRecord, *,
+              payment_ref: str | None = None, age_band: str | None = None,
+              gender: str | None = None) -> MemberInfo:
+        """Record a new consent of an existing member (after a withdrawal, or to change purposes)
+        with new face images, under the same rules as :meth:`enrol`: faces withdrawn before are
+        never restored, the member gives a new photo."""
+        purposes = _checked(consent, payment_ref)
+        with self._sessions() as session:
+            self._member(session, member_id)
+        report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
+        if not report.added:
+            raise NoFace(f"no usable face in the enrolment images: {report.rejected}")
+        analytics = "analytics" in purposes
+        at = utcnow()
+        try:
+            with self._sessions.begin() as session:
+                member = self._member(session, member_id)
+                session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=consent.granted_by,
+                                    recorded_by=consent.recorded_by, notice_version=consent.notice_version,
+                                    granted_at=consent.granted_at or at))
+                if "face_pay" in purposes:
+                    member.payment_ref = payment_ref
+                if analytics and (age_band or gender):
+                    member.age_band, member.gender = age_band, gender
+        except Exception:
+            for face_id in report.added:
+                self._gallery.delete_face(self._collection, face_id)
             raise
         return self.get(member_id)
 
@@ -188,7 +273,10 @@ class MemberRegistry:
         return found
 
     def _info(self, session: Session, member: Member) -> MemberInfo:
-        faces = self._gallery.get_subject(self._collection, member.id).faces
+        try:
+            faces = self._gallery.get_subject(self._collection, member.id).faces
+        except NotFound:  # consent withdrawn: no face kept
+            faces = 0
         return MemberInfo(member.id, member.name, member.enrolled_at, _purposes(session, member.id), faces,
                           member.payment_ref is not None, member.age_band, member.gender)
 
@@ -200,6 +288,19 @@ class MemberRegistry:
                                   .where(Charge.visit_id == visit.id))
         return {**_row(visit), "zones": [_row(z) for z in zones], "items": [_row(i) for i in items],
                 "refunds": [_row(r) for r in refunds]}
+
+
+def _checked(consent: ConsentRecord, payment_ref: str | None) -> tuple[str, ...]:
+    """The consent's purposes, once they allow an enrolment."""
+    purposes = tuple(dict.fromkeys(consent.purposes))
+    unknown = [p for p in purposes if p not in PURPOSES]
+    if unknown:
+        raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
+    if not any(p in BIOMETRIC_PURPOSES for p in purposes):
+        raise ConsentRequired(f"enrolment needs consent to one of {list(BIOMETRIC_PURPOSES)}")
+    if "face_pay" in purposes and not payment_ref:
+        raise ConsentRequired("face pay needs a payment method reference")
+    return purposes
 
 
 def _purposes(session: Session, member_id: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ and on the charge, and the payment backend is called with it as idempotency key.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
 from faceatlas.apps.retail.members import MemberRegistry
 from faceatlas.apps.retail.observations import Observations
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
+from faceatlas.apps.retail.products import Catalogue
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
 from faceatlas.engine import Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument
@@ -56,7 +58,8 @@ class UnknownShopper(Conflict):
 
 @dataclass(frozen=True)
 class CartLine:
-    """One product in a cart: net quantity and price when picked."""
+    """One product in a cart at one price: net quantity and the price when picked (a product
+    picked before and after a price change is two lines)."""
 
     sku: str
     quantity: int
@@ -109,6 +112,9 @@ class RetailStore:
         except NotFound:
             gallery.create_collection(COLLECTION, analyzer, keep_crops=config.privacy.keep_face_crops)
         self.members = MemberRegistry(config.id, self._sessions, gallery, COLLECTION, analyzer, self.payments)
+        self.products = Catalogue(config.id, self._sessions)
+        if owns:  # opened by its runner: the config's products seed the catalogue (SKUs it never had)
+            self.products.seed(config.products)
         self.observations = Observations(config.id, self._sessions)
 
     @classmethod
@@ -123,7 +129,9 @@ class RetailStore:
         migrate(engine)
         with sessionmaker(engine).begin() as session:
             # what the API needs (roles, catalogue, rules), never a stream URL's or a sink's credentials
+            # and not the products: the catalogue of record is retail_products (seeded below)
             saved = config.model_dump(mode="json", exclude={"events": True, "webhook": True, "mqtt": True,
+                                                            "products": True,
                                                             "cameras": {"__all__": {"source", "video"}}})
             session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name, config=saved))
         return cls(config, analyzer, gallery, engine, payments)
@@ -212,23 +220,22 @@ class RetailStore:
 
     def pick(self, event: Pick) -> int:
         """Put an item in the shopper's cart (a negative quantity puts it back); returns the visit id."""
-        product = self.config.product(event.sku)
         if event.quantity == 0:
             raise InvalidArgument("a pick needs a non-zero quantity")
+        if event.quantity > 0:
+            self.products.get(event.sku)  # NotFound before the face is analysed
         member_id = self._shopper(event)
         with self._sessions.begin() as session:
             visit = self._open_visit(session, member_id, event.track)
             if visit is None:
                 raise UnknownShopper(f"no open visit for the shopper of pick {event.id}")
             if session.scalar(select(CartItem.id).where(CartItem.event_id == event.id)) is None:
-                session.add(CartItem(visit_id=visit.id, sku=product.sku, quantity=event.quantity,
-                                     unit_price_cents=product.price_cents, event_id=event.id, at=event.at))
+                self._cart_rows(session, visit.id, event.sku, event.quantity, event.id, event.at)
             return visit.id
 
     def add_item(self, visit_id: int, sku: str, quantity: int = 1, *, key: str | None = None) -> int:
         """Put ``quantity`` of ``sku`` into the cart of the open visit ``visit_id`` (staff or a till
         scan; once per ``key``); returns the visit id."""
-        product = self.config.product(sku)
         if quantity == 0:
             raise InvalidArgument("a pick needs a non-zero quantity")
         with self._sessions.begin() as session:
@@ -237,9 +244,32 @@ class RetailStore:
                 raise NotFound(f"no open visit {visit_id}")
             event_id = key or uuid.uuid4().hex
             if session.scalar(select(CartItem.id).where(CartItem.event_id == event_id)) is None:
-                session.add(CartItem(visit_id=visit_id, sku=product.sku, quantity=quantity,
-                                     unit_price_cents=product.price_cents, event_id=event_id, at=utcnow()))
+                self._cart_rows(session, visit_id, sku, quantity, event_id, utcnow())
         return visit_id
+
+    def _cart_rows(self, session: Session, visit_id: int, sku: str, quantity: int, event_id: str,
+                   at: datetime) -> None:
+        """The cart rows of one pick: items picked at the catalogue's price now (a product on
+        sale); items put back at the prices the cart holds them at, the dearest first, never more
+        than it holds (a product taken off sale can still be put back)."""
+        if quantity > 0:
+            product = self.products.get(sku)
+            session.add(CartItem(visit_id=visit_id, sku=sku, quantity=quantity, unit_price_cents=product.price_cents,
+                                 event_id=event_id, at=at))
+            return
+        held = sorted((line for line in _cart(session, visit_id).lines if line.sku == sku),
+                      key=lambda line: -line.unit_price_cents)
+        if not held:
+            self.products.get(sku)  # NotFound for a product the store does not sell
+            raise Conflict(f"the cart of visit {visit_id} holds no '{sku}' to put back")
+        left = -quantity
+        for number, line in enumerate(held):
+            take = min(left, line.quantity)
+            if take <= 0:
+                break
+            session.add(CartItem(visit_id=visit_id, sku=sku, quantity=-take, unit_price_cents=line.unit_price_cents,
+                                 event_id=event_id if number == 0 else uuid.uuid4().hex, at=at))
+            left -= take
 
     def cart(self, visit_id: int) -> Cart:
         """The net contents of a visit's cart."""
@@ -356,24 +386,27 @@ class RetailStore:
         """Refund ``amount_cents`` (default: what is left) of a charge, once per ``key``; returns
         the refund id."""
         key = key or uuid.uuid4().hex
+        scoped = hashlib.sha256(f"{self.config.id}\x00{key}".encode()).hexdigest()  # keys are per store
         with self._sessions() as session:
-            existing = session.scalar(select(Refund.id).where(Refund.key == key))
+            existing = session.scalar(select(Refund.id).join(Charge, Charge.id == Refund.charge_id)
+                                      .where(Refund.key.in_((scoped, key)), Charge.store_id == self.config.id))
             if existing is not None:
                 return existing
             charge = session.get(Charge, charge_id)
-            if charge is None or charge.status == "pending" or charge.transaction_ref is None:
+            if charge is None or charge.store_id != self.config.id or charge.status == "pending" \
+                    or charge.transaction_ref is None:  # another store's charge is not found here
                 raise NotFound(f"no settled charge {charge_id}")
             left = charge.amount_cents - charge.refunded_cents
         amount = left if amount_cents is None else amount_cents
         if not 0 < amount <= left:
             raise InvalidArgument(f"refund of {amount} outside 1..{left} cents")
         ref = self.payments.refund(charge.transaction_ref, amount, charge.currency,
-                                   idempotency_key=f"{self.config.id}:refund:{key}")
+                                   idempotency_key=f"{self.config.id}:refund:{scoped}")
         with self._sessions.begin() as session:
             row = session.get(Charge, charge_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no charge {charge_id}")
-            refund = Refund(charge_id=charge_id, key=key, amount_cents=amount, reason=reason, transaction_ref=ref)
+            refund = Refund(charge_id=charge_id, key=scoped, amount_cents=amount, reason=reason, transaction_ref=ref)
             session.add(refund)
             row.refunded_cents += amount
             row.status = "refunded" if row.refunded_cents >= row.amount_cents else "charged"
@@ -481,6 +514,8 @@ class RetailStore:
 
 
 def _cart(session: Session, visit_id: int) -> Cart:
-    rows = session.execute(select(CartItem.sku, func.sum(CartItem.quantity), func.max(CartItem.unit_price_cents))
-                           .where(CartItem.visit_id == visit_id).group_by(CartItem.sku).order_by(CartItem.sku))
+    rows = session.execute(select(CartItem.sku, func.sum(CartItem.quantity), CartItem.unit_price_cents)
+                           .where(CartItem.visit_id == visit_id)
+                           .group_by(CartItem.sku, CartItem.unit_price_cents)
+                           .order_by(CartItem.sku, CartItem.unit_price_cents.desc()))
     return Cart(visit_id, [CartLine(sku, int(qty), int(price)) for sku, qty, price in rows if qty > 0])

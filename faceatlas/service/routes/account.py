@@ -1,4 +1,4 @@
-"""The caller's own account: usage (the bill), API keys of its tenant, the audit trail."""
+"""The caller's own account: usage (the bill), API keys of its tenant, the audit trail, its settings."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import day_range
-from faceatlas.service.accounts import usage_csv
-from faceatlas.service.deps import AccountsDep, Meter, metered
-from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, UsageOut
+from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
+from faceatlas.service.deps import AccountsDep, KycDep, Meter, metered
+from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, TenantSettingsOut, UsageOut
 
 router = APIRouter(tags=["account"])
 
@@ -22,6 +23,40 @@ class KeyRequest(BaseModel):
     name: str = Field(default="", max_length=200)
     rate_per_second: float = Field(default=20.0, gt=0, le=10_000)
     burst: int = Field(default=40, ge=1, le=100_000)
+
+
+class SettingsRequest(BaseModel):
+    kyc_retention_days: int | None = Field(
+        default=None, ge=0, le=MAX_RETENTION_DAYS,
+        description="days a verification's reference face images are kept (0: none written); shortening it "
+                    "shortens the images kept already, lengthening it does not lengthen them")
+
+
+@router.get("/settings", response_model=TenantSettingsOut)
+def get_settings(
+    accounts: AccountsDep, meter: Annotated[Meter, Depends(metered("settings.get", "admin", billable=False))]
+) -> dict[str, Any]:
+    """The tenant's settings."""
+    tenant = accounts.get_tenant(meter.principal.tenant_id)
+    return {"tenant": tenant.id, "kyc_retention_days": tenant.kyc_retention_days}
+
+
+@router.patch("/settings", response_model=TenantSettingsOut)
+async def update_settings(
+    body: SettingsRequest,
+    accounts: AccountsDep,
+    kyc: KycDep,
+    meter: Annotated[Meter, Depends(metered("settings.update", "admin", billable=False))],
+) -> dict[str, Any]:
+    """Change the tenant's settings (audited). A shorter KYC retention deletes the reference images
+    kept past it at once."""
+    caller = meter.principal
+    days = body.kyc_retention_days
+    tenant = await run_in_threadpool(lambda: accounts.update_tenant(
+        caller.tenant_id, kyc_retention_days=days, actor_key_id=caller.key_id))
+    if days is not None:
+        await run_in_threadpool(kyc.apply_retention, f"svc:{caller.tenant_id}", days)
+    return {"tenant": tenant.id, "kyc_retention_days": tenant.kyc_retention_days}
 
 
 @router.get("/usage", response_model=UsageOut, responses={200: {"content": {"text/csv": {}}}})

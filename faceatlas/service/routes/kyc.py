@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
-from faceatlas.service.deps import KycDep, Meter, PoolDep, charge_pixels, metered
+from faceatlas.service.accounts import MAX_RETENTION_DAYS
+from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, metered
 from faceatlas.service.schemas import KycSessionList, KycSessionOut
 
 router = APIRouter(tags=["kyc"])
@@ -20,19 +21,30 @@ MAX_FRAMES = 300
 
 
 class SessionRequest(BaseModel):
-    retention_days: int | None = Field(default=None, ge=0, le=3650, description="days the reference face images "
-                                       "are kept (default: the server's setting, 0 unless configured)")
+    retention_days: int | None = Field(default=None, ge=0, le=MAX_RETENTION_DAYS, description="days the reference "
+                                       "face images are kept: at most the tenant's setting (PATCH /v1/settings, "
+                                       "0 unless its admin set more), which is the default")
 
 
 @router.post("/kyc/sessions", status_code=201, response_model=KycSessionOut)
 async def create_session(
     meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
     kyc: KycDep,
+    accounts: AccountsDep,
     options: Annotated[SessionRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """A new session: its id, the challenge to perform (random, chosen here) and its expiry."""
-    retention = None if options is None else options.retention_days
-    info = await run_in_threadpool(kyc.create, f"svc:{meter.principal.tenant_id}", None, retention_days=retention)
+    tenant_id = meter.principal.tenant_id
+
+    def create() -> Any:
+        allowed = accounts.get_tenant(tenant_id).kyc_retention_days
+        asked = None if options is None else options.retention_days
+        if asked is not None and asked > allowed:
+            raise InvalidArgument(f"retention_days {asked} is more than the tenant keeps ({allowed} days; "
+                                  "its admin sets it with PATCH /v1/settings)")
+        return kyc.create(f"svc:{tenant_id}", None, retention_days=allowed if asked is None else asked)
+
+    info = await run_in_threadpool(create)
     return info.to_dict()
 
 

@@ -1,10 +1,12 @@
 """Retail for the store's owner tenant (no other tenant sees the store: 404): analytics as JSON,
-CSV or a PNG chart; members (consent, enrolment by upload, erasure), products, carts, face pay
-and refunds, staff alerts and live occupancy. A store is reachable once `faceatlas retail run`
+CSV or a PNG chart; members (consent, its withdrawal and a new grant by upload, enrolment by
+upload, erasure), the product catalogue, carts, face pay and refunds, staff alerts and live
+occupancy. A store is reachable once `faceatlas retail run`
 (or ``RetailStore.open``) saved its config."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
@@ -18,10 +20,12 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import (
     CHARTS,
+    MAX_PRICE_CENTS,
     Cart,
     ConsentRecord,
     Exit,
     MemberInfo,
+    Product,
     RetailStore,
     chart_png,
     csv_text,
@@ -31,15 +35,27 @@ from faceatlas.apps.retail import (
 from faceatlas.db import utcnow
 from faceatlas.errors import InvalidArgument
 from faceatlas.service.deps import (
+    AccountsDep,
     AnalyzerDep,
+    AuditEntry,
     DbDep,
     GalleryDep,
     Meter,
+    PrincipalDep,
+    SettingsDep,
+    audited,
     image_request_body,
     metered,
     read_images,
 )
-from faceatlas.service.schemas import RetailReportOut
+from faceatlas.service.schemas import (
+    RetailMemberOut,
+    RetailProductList,
+    RetailProductOut,
+    RetailProductRemovedOut,
+    RetailReportOut,
+    RetailWithdrawalOut,
+)
 
 router = APIRouter(tags=["retail"])
 Chart = Literal[CHARTS]  # type: ignore[valid-type]
@@ -78,7 +94,28 @@ async def store_analytics(
 # -- store operations: the owner tenant's members, products, carts, face pay, alerts, occupancy ------
 
 StoreId = Annotated[str, PathParam(min_length=1, max_length=100)]
+MemberId = Annotated[str, PathParam(min_length=1, max_length=64)]
+Sku = Annotated[str, PathParam(min_length=1, max_length=100)]
+MEMBER = "{store_id}/{member_id}"  # the audit target of a member (erasure blanks the member id)
 T = TypeVar("T")
+Price = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="minor units (cents)")]
+
+
+class ProductCreate(BaseModel):
+    sku: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=400)
+    price_cents: Price
+
+
+class ProductChange(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=400)
+    price_cents: Price | None = None
+
+
+class ConsentChange(BaseModel):
+    consent: bool = Field(description="false: withdraw (a new consent is POST .../consent with a new photo)")
+    purposes: list[str] | None = Field(default=None, max_length=10,
+                                       description="the purposes withdrawn (default: every one)")
 
 
 class PickRequest(BaseModel):
@@ -108,7 +145,7 @@ def _member(info: MemberInfo) -> dict[str, Any]:
             "purposes": list(info.purposes), "faces": info.faces, "has_payment_method": info.has_payment_method}
 
 
-@router.get("/retail/stores/{store_id}/members")
+@router.get("/retail/stores/{store_id}/members", response_model=dict[str, list[RetailMemberOut]])
 async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.members", "read", billable=False))]) -> dict:
     """The store's members (no payment reference is ever echoed)."""
@@ -116,7 +153,7 @@ async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galler
     return {"members": [_member(m) for m in members]}
 
 
-@router.post("/retail/stores/{store_id}/members", status_code=201,
+@router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailMemberOut,
              openapi_extra=image_request_body("image", extra={
                  "name": {"type": "string"}, "purposes": {"type": "string", "description": "comma-separated"},
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
@@ -124,37 +161,123 @@ async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDe
                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write"))]) -> dict:
     """Enrol a member from an uploaded face photo under the consent given (``purposes`` of
     face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian)."""
-    images, fields = await read_images(request, "image")
-    form = fields or {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    purposes = tuple(p.strip() for p in str(form.get("purposes", "")).split(",") if p.strip())
-    name, granted_by = str(form.get("name", "")), str(form.get("granted_by", form.get("name", "")))
-    if not name or not granted_by:
-        raise InvalidArgument("a member needs a name and who granted the consent")
-    consent = ConsentRecord(purposes, granted_by=granted_by, recorded_by=f"api:{meter.principal.key_id}")
-    payment = form.get("payment_ref")
+    image, name, consent, payment = await _consent_form(request, meter)
+    if not name:
+        raise InvalidArgument("a member needs a name")
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.enrol(
-        name, [images["image"]], consent, payment_ref=str(payment) if payment else None))
+        name, [image], consent, payment_ref=payment))
     meter.faces = info.faces
     return _member(info)
 
 
+async def _consent_form(request: Request, meter: Meter) -> tuple[bytes, str, ConsentRecord, str | None]:
+    """The photo, name, consent and payment reference of an enrolment or a new consent."""
+    images, fields = await read_images(request, "image")
+    form = fields or {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    purposes = tuple(p.strip() for p in str(form.get("purposes", "")).split(",") if p.strip())
+    name, granted_by = str(form.get("name", "")), str(form.get("granted_by", form.get("name", "")))
+    if not granted_by:
+        raise InvalidArgument("a consent needs who granted it (granted_by, or the member's name)")
+    consent = ConsentRecord(purposes, granted_by=granted_by, recorded_by=f"api:{meter.principal.key_id}")
+    payment = form.get("payment_ref")
+    return images["image"], name, consent, str(payment) if payment else None
+
+
+@router.patch("/retail/stores/{store_id}/members/{member_id}", response_model=RetailWithdrawalOut)
+async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentChange, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, db: DbDep,
+                         meter: Annotated[Meter, Depends(metered("retail.consent", "write", billable=False))],
+                         audit: Annotated[AuditEntry, audited("retail.consent.withdraw", MEMBER)]) -> dict:
+    """Withdraw a member's consent (``purposes``: some of it) at once: with no biometric purpose
+    left, every face vector of theirs leaves the store's gallery and they are recognised nowhere,
+    face pay included; the member, consent history, visits and charges stay (DELETE erases)."""
+    if body.consent:
+        raise InvalidArgument("a new consent needs a new photo: POST "
+                              f"/v1/retail/stores/{store_id}/members/{member_id}/consent")
+    report = await _store(store_id, meter, analyzer, gallery, db,
+                          lambda s: s.members.withdraw(member_id, body.purposes))
+    audit.details.update(withdrawn=list(report.withdrawn), faces_deleted=report.faces_deleted)
+    return {"member": report.member_id, "withdrawn": list(report.withdrawn), "purposes": list(report.purposes),
+            "faces_deleted": report.faces_deleted, "payment_method_removed": report.payment_method_removed,
+            "demographics_removed": report.demographics_removed}
+
+
+@router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailMemberOut,
+             openapi_extra=image_request_body("image", extra={
+                 "purposes": {"type": "string", "description": "comma-separated"},
+                 "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
+async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request, analyzer: AnalyzerDep,
+                        gallery: GalleryDep, db: DbDep,
+                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write"))],
+                        audit: Annotated[AuditEntry, audited("retail.consent.grant", MEMBER)]) -> dict:
+    """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
+    for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``)."""
+    image, _, consent, payment = await _consent_form(request, meter)
+    info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.grant(
+        member_id, [image], consent, payment_ref=payment))
+    meter.faces = 1
+    audit.details["purposes"] = list(info.purposes)
+    return _member(info)
+
+
 @router.delete("/retail/stores/{store_id}/members/{member_id}")
-async def erase_member(store_id: StoreId, member_id: Annotated[str, PathParam(min_length=1, max_length=64)],
-                       analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                       meter: Annotated[Meter, Depends(metered("retail.erase", "write", billable=False))]) -> dict:
-    """Erase a member: faces, vectors, consents; visits and charges stay as anonymous counts."""
+async def erase_member(store_id: StoreId, member_id: MemberId, analyzer: AnalyzerDep, gallery: GalleryDep,
+                       db: DbDep, meter: Annotated[Meter, Depends(metered("retail.erase", "write", billable=False))],
+                       audit: Annotated[AuditEntry, audited("retail.erase", MEMBER)], principal: PrincipalDep,
+                       accounts: AccountsDep, settings: SettingsDep) -> dict:
+    """Erase a member: faces, vectors, consents; visits and charges stay as anonymous counts, and
+    (unless the server keeps them) the member id leaves the audit trail."""
     report = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.erase(member_id))
+    audit.details["faces"] = report.faces_deleted
+    audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
+                                           keep_ids=settings.audit_keeps_subject_ids)
     return {"member": report.member_id, "faces_deleted": report.faces_deleted,
             "consents_deleted": report.consents_deleted, "visits_anonymised": report.visits_anonymised,
             "charges_anonymised": report.charges_anonymised}
 
 
-@router.get("/retail/stores/{store_id}/products")
+@router.get("/retail/stores/{store_id}/products", response_model=RetailProductList)
 async def list_products(store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.products", "read", billable=False))]) -> dict:
-    """The catalogue of the store's config (prices in minor units)."""
-    store = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.config)
-    return {"currency": store.currency, "products": [p.model_dump() for p in store.products]}
+    """The products on sale, by SKU (prices in minor units)."""
+    currency, products = await _store(store_id, meter, analyzer, gallery, db,
+                                      lambda s: (s.config.currency, s.products.list()))
+    return {"currency": currency, "products": [p.model_dump() for p in products]}
+
+
+@router.post("/retail/stores/{store_id}/products", status_code=201, response_model=RetailProductOut)
+async def create_product(store_id: StoreId, body: ProductCreate, analyzer: AnalyzerDep, gallery: GalleryDep,
+                         db: DbDep, meter: Annotated[Meter, Depends(metered("retail.products", "write",
+                                                                             billable=False))],
+                         audit: Annotated[AuditEntry, audited("retail.product.create", "{store_id}/products")]) -> dict:
+    """Put a product on sale (409 when the SKU is on sale already)."""
+    product: Product = await _store(store_id, meter, analyzer, gallery, db,
+                                    lambda s: s.products.create(body.sku, body.name, body.price_cents))
+    audit.details.update(sku=product.sku, price_cents=product.price_cents)
+    return product.model_dump()
+
+
+@router.patch("/retail/stores/{store_id}/products/{sku}", response_model=RetailProductOut)
+async def update_product(store_id: StoreId, sku: Sku, body: ProductChange, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, db: DbDep,
+                         meter: Annotated[Meter, Depends(metered("retail.products", "write", billable=False))],
+                         audit: Annotated[AuditEntry, audited("retail.product.update", "{store_id}/products")]) -> dict:
+    """Rename or reprice a product; a new price applies to picks after it (carts keep the price picked)."""
+    product: Product = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.products.update(
+        sku, name=body.name, price_cents=body.price_cents))
+    audit.details.update(sku=sku, **body.model_dump(exclude_none=True))
+    return product.model_dump()
+
+
+@router.delete("/retail/stores/{store_id}/products/{sku}", response_model=RetailProductRemovedOut)
+async def delete_product(store_id: StoreId, sku: Sku, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                         meter: Annotated[Meter, Depends(metered("retail.products", "write", billable=False))],
+                         audit: Annotated[AuditEntry, audited("retail.product.delete", "{store_id}/products")]) -> dict:
+    """Take a product off sale. Open carts that hold it keep it at the price picked (``open_carts``
+    says how many); it can be put back but no longer picked."""
+    removal = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.products.delete(sku))
+    audit.details.update(sku=sku, open_carts=removal.open_carts)
+    return {"sku": removal.sku, "deleted": True, "open_carts": removal.open_carts}
 
 
 @router.get("/retail/stores/{store_id}/visits/{visit_id}/cart")
@@ -180,12 +303,15 @@ async def add_to_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1
 async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                    meter: Annotated[Meter, Depends(metered("retail.pay", "write"))],
                    camera: Annotated[str, Query(min_length=1, max_length=100, description="checkout camera")],
-                   key: Annotated[str, Query(min_length=1, max_length=100, description="idempotency key")]) -> dict:
+                   event: Annotated[str, Query(min_length=1, max_length=200,
+                                               description="the payment's id: its idempotency key")]) -> dict:
     """Face pay at a checkout: the uploaded face must be live and match a member at the pay FAR;
-    their open visit's cart is charged once per ``key``."""
+    their open visit's cart is charged once per ``event`` (not ``key``: the server redacts a
+    query parameter of that name from every URL, as it may be an API key)."""
     images, _ = await read_images(request, "image")
+    exit_id = "api:" + hashlib.sha256(f"{store_id}\x00{event}".encode()).hexdigest()[:40]  # one store's ids
     outcome = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.exit(
-        Exit(camera, utcnow(), image=images["image"], id=f"api:{key}")))
+        Exit(camera, utcnow(), image=images["image"], id=exit_id)))
     meter.faces = 1
     return asdict(outcome)
 
