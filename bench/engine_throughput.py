@@ -1,16 +1,24 @@
-"""Engine throughput: FaceAtlas ``analyze_many`` (float and int8 recogniser) vs InsightFace ``FaceAnalysis``.
+"""Engine throughput: FaceAtlas ``analyze_many`` (float/int8 recogniser x ONNX Runtime/OpenVINO) vs InsightFace.
 
-All run det_500m (SCRFD-500M) + the shared MobileFaceNet 128-d on the CPU, in the same process,
+``scrfd-mbf`` rows run det_500m (SCRFD-500M) + the shared MobileFaceNet 128-d on the CPU, as
+InsightFace ``FaceAnalysis`` does with the same two files; ``yunet-frfeature`` rows (the default
+pack, YuNet through OpenCV + Faceplugin fr_feature 512-d) have no InsightFace counterpart and are
+compared with their own float/onnxruntime row. Every variant runs in the same process,
 alternating warm rounds, on 200 LFW photos and on repeated group photos. Images are decoded
-beforehand, so only detection, alignment and embedding are timed. The int8 row is the same pack
-with ``runtime="int8"`` (the recogniser quantised, ``engine.quantize``); its LFW accuracy and TAR
-column come from its calibration (``faceatlas eval lfw --runtime int8``). Also prints how closely
-the engines' embeddings of the same faces agree (cosine).
+beforehand, so only detection, alignment and embedding are timed. The int8 rows are the pack with
+``runtime="int8"`` (the recogniser quantised, ``engine.quantize``); the openvino rows run the
+detector (SCRFD) and the float recogniser through OpenVINO (``FACEATLAS_PROVIDER=openvino``; an
+int8 recogniser stays on ONNX Runtime, see bench/openvino_compare.py for OpenVINO's int8). LFW accuracy
+and TAR come from the variant's calibration (``faceatlas eval lfw``; the provider does not change
+the recogniser's id, so both providers share it), and "cos to onnxruntime" is the lowest cosine
+between an openvino row's embedding and the onnxruntime row's of the same face, measured here.
+Also prints how closely FaceAtlas and InsightFace embeddings agree, and the thread policy for
+each call shape: one session with 2 intra-op threads vs two 1-thread sessions in parallel.
 
     FACEATLAS_MODEL_DIR=shared/models python bench/engine_throughput.py --shared ../shared
 
-InsightFace rows need the ``bench`` extra (``pip install insightface``); without it the table
-compares float and int8 only.
+InsightFace rows need the ``bench`` extra (``pip install insightface``), openvino rows the
+``openvino`` extra; without them those rows are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -107,6 +116,61 @@ def lfw_figures(analyzer: FaceAnalyzer) -> tuple[str, str]:
     return (f"{100 * accuracy:.2f}%" if accuracy else "-"), (f"{tar:.4f}" if tar else "-")
 
 
+PACKS = ("scrfd-mbf", "yunet-frfeature")
+RUNTIMES = ("float", "int8")
+PROVIDERS = ("onnxruntime", "openvino")
+
+
+def openvino_installed() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def lowest_cosine(ours: Found, theirs: Found) -> float | None:
+    """The lowest cosine between two variants' embeddings of the same faces (None: faces differ)."""
+    if [len(r) for r in ours] != [len(r) for r in theirs]:
+        return None
+    values = [float(a[0] @ b[0]) for x, y in zip(ours, theirs) for a, b in zip(x, y)]
+    return min(values) if values else None
+
+
+Work = Callable[[FaceAnalyzer, int, int], object]  # (analyzer, start, stop): one call on that share
+
+
+def thread_policy(variants: dict[str, tuple[FaceAnalyzer, FaceAnalyzer, FaceAnalyzer]],
+                  shapes: dict[str, tuple[Work, int]], rounds: int) -> Table:
+    """Per call shape: one 2-thread analyzer doing all ``n`` items vs two 1-thread analyzers doing
+    half each, in parallel threads."""
+    table = Table(title="Thread policy: one session x 2 intra-op threads vs two 1-thread sessions in parallel "
+                        "(seconds per call, best of alternating rounds)")
+    for column in ("variant", "call shape", "1 x 2 threads", "2 x 1 thread", "2 x 1 speed-up"):
+        table.add_column(column, justify="left" if column in ("variant", "call shape") else "right")
+    with ThreadPoolExecutor(2) as pool:
+        for name, (two, one_a, one_b) in variants.items():
+            for shape, (work, n) in shapes.items():
+                if shape.startswith("detect") and not name.startswith("scrfd-mbf float"):
+                    continue  # the detector is the same for float and int8; YuNet runs in OpenCV
+                calls: dict[str, Callable[[], object]] = {
+                    "whole": lambda w=work, n=n, a=two: w(a, 0, n),
+                    "halves": lambda w=work, n=n, a=one_a, b=one_b: list(
+                        pool.map(lambda job: w(*job), [(a, 0, n // 2), (b, n // 2, n)])),
+                }
+                for fn in calls.values():
+                    fn()
+                best = dict.fromkeys(calls, float("inf"))
+                for round_ in range(rounds):
+                    for key, fn in (calls.items() if round_ % 2 == 0 else reversed(list(calls.items()))):
+                        start = time.perf_counter()
+                        fn()
+                        best[key] = min(best[key], time.perf_counter() - start)
+                table.add_row(name, shape, f"{best['whole']:.3f}", f"{best['halves']:.3f}",
+                              f"{best['whole'] / best['halves']:.2f}x")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
@@ -114,6 +178,8 @@ def main() -> None:
     parser.add_argument("--group-repeat", type=int, default=10, help="times each group photo is repeated")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per engine")
     parser.add_argument("--batch", type=int, default=32, help="FaceAtlas analyze_many batch size")
+    parser.add_argument("--packs", default=",".join(PACKS), help="packs to measure, comma-separated")
+    parser.add_argument("--no-threads", action="store_true", help="skip the thread-policy table")
     args = parser.parse_args()
 
     model_dir = args.shared / "models"
@@ -121,27 +187,31 @@ def main() -> None:
     lfw = [cv2.imread(str(p)) for p in lfw_sample(data / "lfw" / "images", args.lfw)]
     groups = [cv2.imread(str(data / p)) for p in GROUP_PHOTOS] * args.group_repeat
     sets = {f"LFW ({len(lfw)} photos, 250x250)": lfw, f"group photos (3 x {args.group_repeat})": groups}
-    console = Console()
-    settings = EngineSettings(shared=args.shared)
-    analyzers = {f"FaceAtlas {runtime}": FaceAnalyzer(get_pack("scrfd-mbf", settings, runtime=runtime),
-                                                      settings=settings, announce_license=False)
-                 for runtime in ("float", "int8")}
-    analyzer = analyzers["FaceAtlas float"]
+    console = Console(width=220)
+    providers = PROVIDERS if openvino_installed() else PROVIDERS[:1]
+    if len(providers) == 1:
+        console.print("[yellow]openvino is not installed (pip install 'faceatlas[openvino]'): onnxruntime rows only")
+    analyzers: dict[str, FaceAnalyzer] = {}
+    for pack in args.packs.split(","):
+        for runtime in RUNTIMES:
+            for provider in providers:
+                settings = EngineSettings(shared=args.shared, provider=provider)
+                analyzers[f"{pack} {runtime} {provider}"] = FaceAnalyzer(
+                    get_pack(pack, settings, runtime=runtime), settings=settings, announce_license=False)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            insight = insightface_app(model_dir, Path(tmp))
+            insight = insightface_app(model_dir, Path(tmp)) if "scrfd-mbf float onnxruntime" in analyzers else None
         except ImportError:
             insight = None
-            console.print("[yellow]insightface is not installed (pip install insightface): float vs int8 only")
+            console.print("[yellow]insightface is not installed (pip install insightface): no InsightFace rows")
         engines: dict[str, Callable[[Sequence[np.ndarray]], Found]] = {
             name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in analyzers.items()}
         if insight is not None:
             engines["InsightFace"] = lambda im: run_insightface(insight, im)
-        baseline = "InsightFace" if insight is not None else "FaceAtlas float"
-        table = Table(title="FaceAtlas (scrfd-mbf, float and int8 recogniser) vs InsightFace FaceAnalysis, "
-                            "same det_500m + MobileFaceNet, CPU")
-        for column in ("image set", "engine", "images/s", "faces/s", "faces", f"ratio to {baseline}",
-                       "LFW 10-fold", "TAR@FAR1e-4"):
+        table = Table(title="FaceAtlas variants (pack, recogniser runtime, provider) vs InsightFace FaceAnalysis "
+                            "(scrfd-mbf: same det_500m + MobileFaceNet), CPU")
+        for column in ("image set", "engine", "images/s", "faces/s", "faces", "ratio to InsightFace",
+                       "ratio to pack float onnxruntime", "cos to onnxruntime (min)", "LFW 10-fold", "TAR@FAR1e-4"):
             table.add_column(column, justify="left" if column in ("image set", "engine") else "right")
         agreements = []
         for label, images in sets.items():
@@ -157,22 +227,44 @@ def main() -> None:
             for name in engines:
                 faces = sum(len(r) for r in results[name])
                 accuracy, tar = lfw_figures(analyzers[name]) if name in analyzers else ("-", "-")
+                own = f"{name.split()[0]} float onnxruntime"
+                vs_insight = f"{best['InsightFace'] / best[name]:.2f}x" \
+                    if insight is not None and name.startswith("scrfd-mbf") or name == "InsightFace" else "-"
+                vs_own = f"{best[own] / best[name]:.2f}x" if own in best and name != "InsightFace" else "-"
+                cosine = lowest_cosine(results[name], results[name.replace("openvino", "onnxruntime")]) \
+                    if name.endswith("openvino") else None
                 table.add_row(label, name, f"{len(images) / best[name]:.1f}", f"{faces / best[name]:.1f}", str(faces),
-                              f"{best[baseline] / best[name]:.2f}x", accuracy, tar)
+                              vs_insight, vs_own, "-" if cosine is None else f"{cosine:.6f}", accuracy, tar)
             if insight is not None:
-                agreements.append((label, *agreement(analyzer, images, results["FaceAtlas float"],
-                                                     results["InsightFace"])))
+                agreements.append((label, *agreement(analyzers["scrfd-mbf float onnxruntime"], images,
+                                                     results["scrfd-mbf float onnxruntime"], results["InsightFace"])))
         console.print(table)
         if agreements:
-            agree = Table(title="Embedding agreement, FaceAtlas float vs InsightFace (cosine, same face)")
+            agree = Table(title="Embedding agreement, FaceAtlas scrfd-mbf float vs InsightFace (cosine, same face)")
             for column in ("image set", "end to end: mean", "min", "same keypoints: mean", "min", "images"):
                 agree.add_column(column, justify="left" if column == "image set" else "right")
             for label, *values in agreements:
                 agree.add_row(label, *(f"{v:.4f}" for v in values[:4]), str(values[4]))
             console.print(agree)
-        threads = analyzer.detector.session.get_session_options().intra_op_num_threads
-        console.print(f"best of {args.rounds} alternating warm rounds; FaceAtlas batch {args.batch}; "
-                      f"onnxruntime intra-op threads: FaceAtlas {threads}, InsightFace its default")
+        console.print(f"best of {args.rounds} alternating warm rounds; FaceAtlas batch {args.batch}, "
+                      f"{analyzers[next(iter(analyzers))].threads or 'all'} threads per session (default: every "
+                      "core); InsightFace onnxruntime's default")
+    if not args.no_threads:
+        first = next(iter(analyzers.values()))
+        crops = [align_face(image, faces[0][1], 112)
+                 for image, faces in zip(lfw, run_faceatlas(first, lfw[:64], args.batch)) if faces][:32]
+        variants = {}
+        for name in analyzers:
+            pack, runtime, provider = name.split()
+            settings = EngineSettings(shared=args.shared, provider=provider)
+            variants[name] = tuple(FaceAnalyzer(get_pack(pack, settings, runtime=runtime), threads=threads,
+                                                settings=settings, announce_license=False) for threads in (2, 1, 1))
+        shapes: dict[str, tuple[Work, int]] = {
+            f"embed {len(crops)} crops in one batch": (lambda a, i, j: a.embed_aligned(crops[i:j]), len(crops)),
+            "detect 16 LFW photos (256x256 input)": (lambda a, i, j: [a.detector.detect(x) for x in lfw[i:j]], 16),
+            "detect 6 group photos (640 input)": (lambda a, i, j: [a.detector.detect(x) for x in groups[i:j]], 6),
+        }
+        console.print(thread_policy(variants, shapes, args.rounds))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         ├── RuntimeUnavailable          runtime_unavailable   422
+        ├── ProviderMissing             provider_missing      503
         └── ModelIntegrityError         model_integrity       500
 
 Layers raise these (or subclasses of them, e.g. retail's ``UnknownShopper``); a layer that needs
@@ -83,6 +84,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "ProviderMissing",
     "QuotaExceeded",
     "RateLimited",
     "RuntimeUnavailable",
@@ -368,6 +370,13 @@ class RuntimeUnavailable(ModelError):
 
     code = "runtime_unavailable"
     status = 422
+
+
+class ProviderMissing(ModelError):
+    """The inference backend the settings ask for (``FACEATLAS_PROVIDER=openvino``) is not installed."""
+
+    code = "provider_missing"
+    status = 503
 
 
 class ModelIntegrityError(ModelError):

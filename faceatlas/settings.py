@@ -87,6 +87,10 @@ class EngineSettings(BaseSettings):
     runtime: Literal["float", "int8"] = Field(
         default="float", description="the recogniser's numeric runtime: float (the published file) or int8 (a "
                                      "quantised copy derived from it and cached; its own embedding space)")
+    provider: Literal["onnxruntime", "openvino"] = Field(
+        default="onnxruntime", description="what runs the detector's and recogniser's ONNX files: onnxruntime, or "
+                                           "openvino (the `openvino` extra; same embeddings, faster on some models: "
+                                           "see the README's runtime section)")
     int8_images: Path | None = Field(
         default=None, description="folder of face photos that calibrate the int8 quantisation (None: the LFW "
                                   "photos under FACEATLAS_SHARED/data/lfw/images)")

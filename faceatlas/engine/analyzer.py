@@ -65,7 +65,10 @@ class FaceAnalyzer:
     Sessions are created once here; reuse the analyzer. ``providers`` overrides the ONNX Runtime
     providers (CUDA is used automatically when this onnxruntime build has it). The pack's licences
     are logged once per process (a warning when they restrict use) unless ``announce_license`` is off.
-    ``settings`` (model folders, cache, threads, pixel limit) defaults to the environment's.
+    ``settings`` (model folders, cache, threads, pixel limit) defaults to the environment's; its
+    ``provider`` (``FACEATLAS_PROVIDER``) picks ONNX Runtime or OpenVINO for the SCRFD detector and the
+    float ONNX recogniser (same embeddings either way; an int8 recogniser, liveness and attribute
+    models stay on ONNX Runtime).
     """
 
     def __init__(
@@ -106,7 +109,8 @@ class FaceAnalyzer:
             return DlibHOG(path, keypoint_path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side)
-        return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side)
+        return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side,
+                     provider=self.settings.provider)
 
     def _build_recognizer(self) -> Recognizer:
         spec = self.pack.recognizer
@@ -122,7 +126,11 @@ class FaceAnalyzer:
             path = int8_model(spec.file, path, self._calibration_crops,
                               lambda crops: arcface_blob(crops, ArcFaceONNX.crop_size, spec.input_mean, spec.input_std),
                               self.settings)
-        return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads)
+        # int8 stays on ONNX Runtime: OpenVINO's int8 kernels give other embeddings (cosine to ONNX
+        # Runtime's int8 down to 0.95 on fr_feature, bench/openvino_compare.py) under the same id.
+        provider = self.settings.provider if self.pack.runtime == "float" else "onnxruntime"
+        return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads,
+                           provider)
 
     def _calibration_crops(self) -> list[np.ndarray]:
         """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import ARCFACE_TEMPLATE, nms
-from faceatlas.engine.runtime import create_session
+from faceatlas.engine.runtime import Provider, create_session
 
 
 class Detector(Protocol):
@@ -48,8 +48,9 @@ class SCRFD:
         score_threshold: float = 0.5,
         nms_threshold: float = 0.4,
         max_side: int = 640,
+        provider: Provider = "onnxruntime",
     ) -> None:
-        self.session = create_session(model, providers, threads)
+        self.session = create_session(model, providers, threads, provider)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold

@@ -13,7 +13,7 @@ import numpy as np
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.dlib_onnx import CHIP_SIZE
 from faceatlas.engine.geometry import align_face
-from faceatlas.engine.runtime import create_session
+from faceatlas.engine.runtime import Provider, create_session
 from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument
 
@@ -83,8 +83,9 @@ class ArcFaceONNX:
         input_std: float = 127.5,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        provider: Provider = "onnxruntime",
     ) -> None:
-        self.session = create_session(dynamic_batch_model(model), providers, threads)
+        self.session = create_session(dynamic_batch_model(model), providers, threads, provider)
         self.input_name = self.session.get_inputs()[0].name
         self.embedding_size = embedding_size
         self.input_mean = input_mean

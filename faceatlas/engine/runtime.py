@@ -1,13 +1,31 @@
-"""ONNX Runtime sessions: created once per model, with deliberate thread counts and providers."""
+"""Inference sessions: created once per model, with deliberate thread counts and providers.
+
+Two backends run the engine's ONNX files (``FACEATLAS_PROVIDER``): ONNX Runtime (the default) and
+OpenVINO (the optional ``openvino`` extra). Both are used through the same interface, an ONNX
+Runtime ``InferenceSession``'s: ``get_inputs()``/``get_outputs()`` (name, shape) and
+``run(None, {name: array}) -> [arrays]``; callers never ask which one runs. OpenVINO computes the
+same float embeddings (cosine to ONNX Runtime's above 0.99999, tests/test_openvino.py), so the
+recogniser's id does not depend on the backend. bench/engine_throughput.py measures both.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, Protocol
 
+import numpy as np
 import onnxruntime as ort
+
+from faceatlas.errors import ProviderMissing
+
+Provider = Literal["onnxruntime", "openvino"]
+PROVIDERS: tuple[Provider, ...] = ("onnxruntime", "openvino")
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +51,31 @@ def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
     return chosen or ["CPUExecutionProvider"]
 
 
+class Session(Protocol):
+    """What the engine needs of a session (an ONNX Runtime ``InferenceSession`` has it)."""
+
+    def get_inputs(self) -> Sequence[Any]: ...
+
+    def get_outputs(self) -> Sequence[Any]: ...
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]) -> list[Any]: ...
+
+
 def create_session(
+    model: Path | bytes, providers: Sequence[str] | None = None, threads: int | None = None,
+    provider: Provider = "onnxruntime",
+) -> Session:
+    """A session for ``model`` on ``provider``: ONNX Runtime (graph optimisation on, ``threads``
+    intra-op threads, quiet logs; ``providers`` its execution providers) or OpenVINO on the CPU."""
+    if provider == "openvino":
+        return OpenVINOSession(model, threads)
+    return create_ort_session(model, providers, threads)
+
+
+def create_ort_session(
     model: Path | bytes, providers: Sequence[str] | None = None, threads: int | None = None
 ) -> ort.InferenceSession:
-    """An inference session with graph optimisation on, ``threads`` intra-op threads, quiet logs."""
+    """An ONNX Runtime session with graph optimisation on, ``threads`` intra-op threads, quiet logs."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or default_threads()
@@ -49,3 +88,65 @@ def create_session(
             and "CUDAExecutionProvider" not in session.get_providers():
         log.warning("CUDA is built in but the session fell back to %s", session.get_providers())
     return session
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """An input or output as ONNX Runtime describes it: name, shape (a dynamic dimension is a str)."""
+
+    name: str
+    shape: list[int | str]
+
+
+def _openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as exc:
+        raise ProviderMissing("FACEATLAS_PROVIDER=openvino needs the OpenVINO runtime: "
+                              "pip install 'faceatlas[openvino]' (or unset FACEATLAS_PROVIDER)") from exc
+    return openvino
+
+
+class OpenVINOSession:
+    """An ONNX file compiled by OpenVINO for the CPU, used like an ONNX Runtime session.
+
+    Compiled once (latency hint, ``threads`` inference threads; dynamic dimensions stay dynamic);
+    each thread gets its own infer request, so one session serves the service's workers at once as
+    an ONNX Runtime session does. Outputs come back as fresh arrays, in the model's output order."""
+
+    def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
+        ov = _openvino()
+        core = ov.Core()
+        parsed = core.read_model(io.BytesIO(model) if isinstance(model, bytes) else str(model))
+        self.threads = threads or default_threads()
+        self.compiled = core.compile_model(parsed, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                           "INFERENCE_NUM_THREADS": self.threads})
+        self._inputs = [self._arg(port) for port in self.compiled.inputs]
+        self._outputs = [self._arg(port) for port in self.compiled.outputs]
+        self._index = {arg.name: i for i, arg in enumerate(self._inputs)}
+        self._local = threading.local()
+
+    @staticmethod
+    def _arg(port: Any) -> NodeArg:
+        shape = [dim.get_length() if dim.is_static else f"d{i}" for i, dim in enumerate(port.get_partial_shape())]
+        return NodeArg(port.get_any_name(), shape)
+
+    def get_inputs(self) -> list[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        return list(self._outputs)
+
+    def get_providers(self) -> list[str]:
+        return ["OpenVINO CPU"]
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]) -> list[np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer({self._index[name]: np.ascontiguousarray(value) for name, value in input_feed.items()})
+        arrays = [np.array(result[port], copy=True) for port in self.compiled.outputs]
+        if output_names is None:
+            return arrays
+        wanted = {arg.name: array for arg, array in zip(self._outputs, arrays)}
+        return [wanted[name] for name in output_names]
