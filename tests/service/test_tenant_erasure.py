@@ -18,6 +18,7 @@ pytest.importorskip("mediapipe")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kyc.media import moved_still, render_card
 
+from faceatlas.apps.albums import erase_owner
 from faceatlas.apps.albums.db import AlbumRecord, FaceRow, Photo
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession
 from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
@@ -108,10 +109,13 @@ def test_deleting_a_tenant_erases_every_face_it_owns(api, examples: Path, fast_a
     gallery.flush()
     assert _on_disk(index_dir, vectors)  # the check sees vectors that are there
 
+    assert erase_owner(engine, gallery, f"svc:{TENANT}") == 1  # a deletion cut short after the albums ...
+    assert api.accounts.get_tenant(TENANT).id == TENANT  # ... leaves the account: running it again finishes
     assert delete_tenant(api.accounts, gallery, TENANT) == 1
     with Session(engine) as session:
         assert _spaces(session) == []
-        assert session.scalar(select(func.count()).select_from(KycSession).where(KycSession.tenant == f"svc:{TENANT}")) == 0
+        assert session.scalar(select(func.count()).select_from(KycSession)
+                              .where(KycSession.tenant == f"svc:{TENANT}")) == 0
         assert session.scalar(select(func.count()).select_from(KycReference)
                               .where(KycReference.session_id == session_id)) == 0
         assert session.scalar(select(func.count()).select_from(KycFingerprint)

@@ -1,8 +1,9 @@
 """Photo albums: a library's faces grouped into people, incrementally, under the user's corrections.
 
 :class:`Album` (open, scan, people, faces, timeline, together, contact sheet, name, merge, move,
-split, reject, erase, promote, recluster; :func:`erase_owner` erases every album of an owner); the clustering itself is :mod:`.clustering` (batch
-:func:`cluster`, incremental :func:`assign`) and its accuracy :func:`score`.
+split, reject, erase, promote, recluster; :func:`erase_owner` erases every album of an owner);
+the clustering itself is :mod:`.clustering` (batch :func:`cluster`, incremental :func:`assign`)
+and its accuracy :func:`score`.
 """
 
 from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, erase_owner, gate, list_albums
