@@ -99,7 +99,8 @@ def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help=
 @tenant_app.command("delete")
 def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
                   db: DbOption = None) -> None:
-    """Delete a tenant with every collection, face, vector and key it owns (its usage rows stay: the bill)."""
+    """Delete a tenant with every collection, face, vector and key it owns, its verification sessions,
+    albums, stores' members and video events (its usage rows stay: the bill)."""
     if not yes:
         typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True)
     settings = ServiceSettings.from_env()

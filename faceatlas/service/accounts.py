@@ -130,6 +130,15 @@ class Accounts:
             session.commit()
             return tenant
 
+    def revoke_tenant_keys(self, tenant_id: str) -> int:
+        """Revoke every key of a tenant at once (the first step of deleting it, so that its keys stop
+        adding data while the rest is erased; the deletion's audit record covers it). Returns how many."""
+        with Session(self.engine) as session:
+            revoked = rowcount(session.execute(update(ApiKey).where(
+                ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())))
+            session.commit()
+            return revoked
+
     def delete_tenant(self, tenant_id: str) -> None:
         """Delete a tenant's account and keys (see ``service.tenants.delete_tenant`` for all it owns)."""
         with Session(self.engine) as session:

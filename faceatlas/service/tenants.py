@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from faceatlas.apps.albums import erase_owner
+from faceatlas.apps.kyc import erase_tenant as erase_kyc
+from faceatlas.apps.retail import erase_stores
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts
+from faceatlas.video import erase_tenant_events
 
 
 def gallery_tenant(tenant_id: str) -> str:
@@ -13,13 +17,33 @@ def gallery_tenant(tenant_id: str) -> str:
 
 
 def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str) -> int:
-    """Delete a tenant and everything it owns: every collection (faces, vectors, crops, index
-    files), its keys and its account. Its usage rows stay (the bill), as does the audit record of
-    the deletion. Returns the number of collections deleted."""
+    """Delete a tenant and everything it owns, biometric data first and the account last:
+
+    0. its keys are revoked, so that they add nothing while the rest goes (not covered: a request
+       let in before, or in the seconds the service's key cache still knows the key);
+    1. its gallery collections (faces, vectors, crops, index files);
+    2. its verification sessions with their kept reference images and selfie fingerprints;
+    3. its albums (their gallery spaces ``app:albums:svc:<id>:<album>`` and album tables);
+    4. its retail stores (members' faces, vectors and records; only money records stay, see
+       ``apps.retail.erase_stores``);
+    5. its stored video events and counts with their snapshot files;
+    6. its keys and its account.
+
+    Each step finds what is left by the tenant's id and the account goes last, so a run cut short
+    can be run again and finishes the job; once the account is gone the tenant is :class:`NotFound`.
+    Its usage rows stay (the bill), as does the audit record of the deletion. Returns the number
+    of gallery collections deleted in step 1."""
     accounts.get_tenant(tenant_id)  # NotFound before anything is touched
+    accounts.revoke_tenant_keys(tenant_id)
     owned = gallery.for_tenant(gallery_tenant(tenant_id))
     collections = owned.list_collections()
     for collection in collections:
         owned.delete_collection(collection.name)
+    engine = accounts.engine
+    erase_kyc(engine, gallery_tenant(tenant_id), migrated=False)
+    erase_owner(engine, gallery, gallery_tenant(tenant_id), migrated=False)
+    erase_stores(engine, gallery, tenant_id, migrated=False)
+    erase_tenant_events(engine, tenant_id)
+    gallery.flush()
     accounts.delete_tenant(tenant_id)
     return len(collections)

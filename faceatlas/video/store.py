@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, select
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from faceatlas.db import create_database_engine
+from faceatlas.db import create_database_engine, rowcount
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
@@ -157,3 +157,20 @@ def event_snapshot(engine: Engine, tenant: str, event_id: str) -> bytes:
     if path is None or path.suffix.lower() != ".jpg" or not path.is_file():
         raise NotFound(f"no snapshot for event {event_id[:32]!r}")
     return path.read_bytes()
+
+
+def erase_tenant_events(engine: Engine, tenant: str) -> int:
+    """Erase every stored event and minute count of ``tenant`` with the snapshot files its events
+    kept (the frames: deleted first, where this process can reach them; a file already gone is
+    fine), the rows after them in one transaction, so running this again after a crash finishes
+    the job. Creates the tables when missing. Returns how many events were deleted."""
+    VideoBase.metadata.create_all(engine)
+    with Session(engine) as session:
+        kept = [row.get("snapshot") for row in session.scalars(select(EventRow.data).where(EventRow.tenant == tenant))]
+    for snapshot in kept:
+        path = Path(snapshot) if isinstance(snapshot, str) else None
+        if path is not None and path.suffix.lower() == ".jpg":
+            path.unlink(missing_ok=True)
+    with Session(engine) as session, session.begin():
+        session.execute(delete(CountRow).where(CountRow.tenant == tenant))
+        return rowcount(session.execute(delete(EventRow).where(EventRow.tenant == tenant)))

@@ -1,11 +1,12 @@
 """Photo albums: a library's faces grouped into people, incrementally, under the user's corrections.
 
 :class:`Album` (open, scan, people, faces, timeline, together, contact sheet, name, merge, move,
-split, reject, erase, promote, recluster); the clustering itself is :mod:`.clustering` (batch
-:func:`cluster`, incremental :func:`assign`) and its accuracy :func:`score`.
+split, reject, erase, promote, recluster; :func:`erase_owner` erases every album of an owner);
+the clustering itself is :mod:`.clustering` (batch :func:`cluster`, incremental :func:`assign`)
+and its accuracy :func:`score`.
 """
 
-from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, gate, list_albums
+from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, erase_owner, gate, list_albums
 from faceatlas.apps.albums.clustering import Placement, assign, cluster
 from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
@@ -27,6 +28,7 @@ __all__ = [
     "album_pack",
     "assign",
     "cluster",
+    "erase_owner",
     "find_photos",
     "gate",
     "list_albums",

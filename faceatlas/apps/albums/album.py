@@ -50,6 +50,32 @@ def list_albums(engine: Engine, owner: str) -> list[str]:
                                     .order_by(AlbumRecord.name)))
 
 
+def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool = True) -> int:
+    """Erase every album of ``owner`` (a tenant going away): first each album's gallery space
+    ``app:albums:<owner>:<name>`` (every face, vector, crop and index file), then its photos, faces,
+    people, constraints and the album row. An album's row goes last, so a run cut short leaves it
+    findable and running this again finishes the job. Returns how many albums were erased.
+    ``migrated`` False: bring the album tables up first."""
+    if not migrated:
+        migrate(engine)
+    sessions = sessionmaker(engine)
+    with sessions() as session:
+        albums = list(session.execute(select(AlbumRecord.id, AlbumRecord.name).where(AlbumRecord.owner == owner)))
+    for album_id, name in albums:
+        space = gallery.for_tenant(f"app:albums:{owner}:{name}")
+        for collection in space.list_collections():
+            space.delete_collection(collection.name)
+        with sessions.begin() as session:
+            faces = select(FaceRow.id).where(FaceRow.album_id == album_id)
+            session.execute(delete(CannotLink).where(
+                (CannotLink.album_id == album_id) | CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
+            session.execute(delete(FaceRow).where(FaceRow.album_id == album_id))
+            session.execute(delete(Person).where(Person.album_id == album_id))
+            session.execute(delete(Photo).where(Photo.album_id == album_id))
+            session.execute(delete(AlbumRecord).where(AlbumRecord.id == album_id))
+    return len(albums)
+
+
 def album_pack(name: str, url: str | None = None, *, owner: str = "default") -> str | None:
     """The pack an existing album was made with (None: no such album yet)."""
     engine = create_database_engine(normalize_url(url or default_database_url()))

@@ -9,7 +9,7 @@ from faceatlas.apps.kyc.checks import Outcome, find_document_face, run_checks
 from faceatlas.apps.kyc.config import ACTIONS, REASONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video
-from faceatlas.apps.kyc.sessions import KycService, SessionInfo, random_challenge
+from faceatlas.apps.kyc.sessions import KycService, SessionInfo, erase_tenant, random_challenge
 
 __all__ = [
     "ACTIONS",
@@ -22,6 +22,7 @@ __all__ = [
     "SessionInfo",
     "decode_frames",
     "decode_video",
+    "erase_tenant",
     "find_document_face",
     "migrate",
     "parse_challenge",

@@ -182,6 +182,10 @@ class KycService:
                     session.execute(update(KycReference).where(KycReference.id == ref_id).values(expires_at=latest))
         return self.purge(now)
 
+    def erase_tenant(self, tenant: str) -> int:
+        """Erase every session of ``tenant`` (see :func:`erase_tenant`); returns how many."""
+        return erase_tenant(self._sessions, tenant)
+
     def references(self, tenant: str, session_id: str) -> dict[str, bytes]:
         """The reference JPEGs a session still keeps (none without retention)."""
         self.purge()
@@ -238,6 +242,23 @@ class KycService:
             info = _info(row)
         self.purge(now)
         return info
+
+
+def erase_tenant(db: Engine | sessionmaker[Session], tenant: str, *, migrated: bool = True) -> int:
+    """Erase everything verification keeps of ``tenant``: its kept reference face images, the
+    fingerprints of its selfies and its sessions with their audited decisions, in one transaction
+    (the tenant is going away: nothing of it is kept). Returns how many sessions were deleted; a
+    second call finds nothing and returns 0. Needs no analyzer (``migrated`` False: bring the
+    tables up first, for a database the service never opened)."""
+    if isinstance(db, Engine) and not migrated:
+        migrate(db)
+    sessions = db if isinstance(db, sessionmaker) else sessionmaker(db)
+    owned = select(KycSession.id).where(KycSession.tenant == tenant)
+    with sessions.begin() as session:
+        session.execute(delete(KycReference).where(KycReference.session_id.in_(owned)))
+        session.execute(delete(KycFingerprint).where(
+            (KycFingerprint.tenant == tenant) | KycFingerprint.session_id.in_(owned)))
+        return rowcount(session.execute(delete(KycSession).where(KycSession.tenant == tenant)))
 
 
 def _jpeg(image: np.ndarray) -> bytes:
