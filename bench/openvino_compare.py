@@ -2,7 +2,8 @@
 
 For SCRFD-500M (one 640x640 group-photo input, one 256x256 LFW input) and the recognisers
 MobileFaceNet and Faceplugin fr_feature, float and the int8 copy ``engine.quantize`` derives
-(batches of 1 and 32 aligned LFW crops), in one process with alternating warm rounds: ONNX Runtime
+(batches of 1 and 32 aligned LFW crops), and dlib's ResNet converted to ONNX (``engine.dlib_onnx``,
+batches of 1 and 32 of dlib's 150x150 chips), in one process with alternating warm rounds: ONNX Runtime
 (CPU provider, 2 intra-op threads) vs OpenVINO compiled for the CPU with the latency hint (2
 threads) on dynamic shapes (what ``FACEATLAS_PROVIDER=openvino`` runs), with the latency hint on
 the call's static shape, and with the throughput hint (2 streams, the batch split over 2 requests).
@@ -30,7 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.engine import FaceAnalyzer, get_pack
+from faceatlas.engine.dlib_onnx import dlib_onnx_model
 from faceatlas.engine.models import resolve
+from faceatlas.engine.packs import DLIB_RESNET
 from faceatlas.engine.quantize import derived_path
 from faceatlas.engine.recognizers import arcface_blob, dynamic_batch_model
 from faceatlas.engine.runtime import create_ort_session
@@ -129,6 +132,17 @@ def main() -> None:
             else dynamic_batch_model(resolve(spec.file, settings=settings))
         blob = arcface_blob(crops, 112, spec.input_mean, spec.input_std)
         cases += [(name, source, "1 crop", blob[:1]), (name, source, f"{len(crops)} crops", blob)]
+    fast_dlib = FaceAnalyzer(get_pack("yunet-dlib", settings), settings=settings, announce_license=False)
+    chips = []
+    for path in sorted(lfw_dir.glob("*/*.jpg"))[::97][:48]:
+        image = cv2.imread(str(path))
+        found = fast_dlib.detector.detect(image)
+        if len(found):
+            chips.append(fast_dlib.recognizer.align(image, found, 0))
+    dlib_onnx = dlib_onnx_model(resolve(DLIB_RESNET, settings=settings), settings.cache_dir)
+    blob = arcface_blob(chips[:32], 150, 0.0, 1.0)
+    cases += [("dlib ResNet (converted)", dlib_onnx, "1 chip", blob[:1]),
+              ("dlib ResNet (converted)", dlib_onnx, f"{len(blob)} chips", blob)]
     core = ov.Core()
     table = Table(title=f"OpenVINO {ov.__version__} vs ONNX Runtime (CPU provider), {THREADS} threads, "
                         f"ms per call (median of {args.rounds} alternating rounds)")

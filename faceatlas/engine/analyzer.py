@@ -121,7 +121,8 @@ class FaceAnalyzer:
             if spec.aligner is None:
                 raise ModelError(f"pack {self.pack.name!r}: dlib's chips need its 5-point landmark predictor")
             aligner = resolve(spec.aligner, download=self._download, settings=self.settings)
-            return DlibChipONNX(dlib_onnx_model(path, self.settings.cache_dir), aligner, self.providers, self.threads)
+            return DlibChipONNX(dlib_onnx_model(path, self.settings.cache_dir), aligner, self.providers, self.threads,
+                                self.settings.provider)
         if self.pack.runtime == "int8":
             path = int8_model(spec.file, path, self._calibration_crops,
                               lambda crops: arcface_blob(crops, ArcFaceONNX.crop_size, spec.input_mean, spec.input_std),

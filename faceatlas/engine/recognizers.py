@@ -152,13 +152,14 @@ class DlibChipONNX(ArcFaceONNX):
     """dlib's ResNet converted to ONNX (``engine.dlib_onnx``) on dlib's own 150x150 chips: dlib's
     5-point predictor places its landmarks inside the detector's box (moved to where dlib's HOG box
     would be) and dlib cuts the chip as the ``dlib`` pack does, so the vectors stay within 0.001
-    cosine of that pack's (bench/dlib_onnx_alignment.py); only the network runs in ONNX Runtime."""
+    cosine of that pack's (bench/dlib_onnx_alignment.py); only the network runs in ONNX Runtime (or
+    OpenVINO, ``provider``)."""
 
     def __init__(self, model: Path, shape_model: Path, providers: Sequence[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, provider: Provider = "onnxruntime") -> None:
         import dlib
 
-        super().__init__(model, 128, 0.0, 1.0, providers, threads)  # mean and scale are in the graph
+        super().__init__(model, 128, 0.0, 1.0, providers, threads, provider)  # mean and scale are in the graph
         self.crop_size = CHIP_SIZE
         self._dlib = dlib
         self._shape = dlib.shape_predictor(str(shape_model))
