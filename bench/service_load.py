@@ -48,11 +48,11 @@ def raw_engine_rate(analyzer: FaceAnalyzer, images: list[bytes], seconds: float)
     return done / (time.perf_counter() - start)
 
 
-def start_server(database: str, workdir: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+def start_server(database: str, workdir: Path, batching: bool, pack: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "FACEATLAS_DATABASE_URL": database, "FACEATLAS_PACK": "scrfd-mbf",
+    env = {**os.environ, "FACEATLAS_DATABASE_URL": database, "FACEATLAS_PACK": pack,
            "FACEATLAS_THREADS": "1", "FACEATLAS_WORKERS": "2", "FACEATLAS_QUEUE_SIZE": "16",
            "FACEATLAS_BATCHING": "1" if batching else "0", "FACEATLAS_INDEX_DIR": str(workdir / "indexes")}
     log = (workdir / f"server-{batching}.log").open("w")
@@ -120,11 +120,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--levels", default="1,2,4,8,16,32")
     parser.add_argument("--identities", type=int, default=200)
+    parser.add_argument("--pack", default="scrfd-mbf", help="FACEATLAS_PROVIDER picks ONNX Runtime or OpenVINO")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
     paths = lfw_images(args.identities)
     images = [p.read_bytes() for p in paths]
-    analyzer = FaceAnalyzer("scrfd-mbf")
+    analyzer = FaceAnalyzer(args.pack)
     analyzer.analyze(images[0])
     workdir = Path(tempfile.mkdtemp(prefix="faceatlas-load-"))
     summary = []
@@ -135,7 +136,7 @@ def main() -> None:
         accounts = Accounts(engine)
         accounts.create_tenant("bench")
         key = accounts.create_key("bench", ["write"], rate_per_second=1e6, burst=1_000_000).token
-        process, url = start_server(database, workdir, batching)
+        process, url = start_server(database, workdir, batching, args.pack)
         try:
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
                 client.post("/v1/collections", json={"name": "bench"})

@@ -11,7 +11,7 @@ machine would give is about cores x 1000 / (CPU ms per frame), when the work spr
 
     python bench/video_throughput.py [--video PATH] [--frames 150] [--no-persons] [--cameras 4]
 
-Uses ../shared/data/videos/people_walking_vtest.avi (1280x720) and the scrfd-mbf pack.
+Uses ../shared/data/videos/people_walking_vtest.avi (1280x720) and the scrfd-mbf pack (`--pack`).
 """
 
 from __future__ import annotations
@@ -99,11 +99,13 @@ def main(
     frames: Annotated[int, typer.Option(help="frames per measurement")] = 150,
     persons: Annotated[bool, typer.Option(help="run the person detector too")] = True,
     cameras: Annotated[int, typer.Option(help="cameras at once for the city rows")] = 4,
+    pack: Annotated[str, typer.Option(help="the face pack (FACEATLAS_PROVIDER picks ONNX Runtime or OpenVINO)")]
+    = "scrfd-mbf",
 ) -> None:
-    analyzer = FaceAnalyzer("scrfd-mbf", announce_license=False)
+    analyzer = FaceAnalyzer(pack, announce_license=False)
     # the pipeline runs faces and persons side by side, so it gets one ONNX thread per model (as
     # `faceatlas watch` does); the naive loop keeps all cores for its one model
-    pipeline_analyzer = FaceAnalyzer("scrfd-mbf", threads=1, announce_license=False) if persons else analyzer
+    pipeline_analyzer = FaceAnalyzer(pack, threads=1, announce_license=False) if persons else analyzer
     detector = PersonDetector(threads=1) if persons else None
     matcher = EmbeddingMatcher(threshold=0.4)
     matcher.add_images(analyzer, "lin", [SHARED / "data/face_recognition_examples/examples/lin-manuel-miranda.png"])
