@@ -96,6 +96,17 @@ def agreement(reference: list[np.ndarray], other: list[np.ndarray], detector: bo
     return f"cos min {float(cosine.min()):.6f}"
 
 
+def aligned(analyzer: FaceAnalyzer, photos: list[Path]) -> list[np.ndarray]:
+    """The recogniser's aligned crop of the largest face of each photo (photos without one skipped)."""
+    crops = []
+    for path in photos:
+        image = cv2.imread(str(path))
+        found = analyzer.detector.detect(image)
+        if len(found):
+            crops.append(analyzer.recognizer.align(image, found, 0))
+    return crops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
@@ -110,14 +121,8 @@ def main() -> None:
                                              ("mobilefacenet int8", "scrfd-mbf", "int8"),
                                              ("fr_feature", "yunet-frfeature", "float"),
                                              ("fr_feature int8", "yunet-frfeature", "int8"))}
-    detector = analyzers["mobilefacenet"]
-    crops = []
-    for path in sorted(lfw_dir.glob("*/*.jpg"))[::97][:48]:
-        image = cv2.imread(str(path))
-        found = detector.detector.detect(image)
-        if len(found):
-            crops.append(detector.recognizer.align(image, found, 0))
-    crops = crops[:32]
+    photos = sorted(lfw_dir.glob("*/*.jpg"))[::97][:48]
+    crops = aligned(analyzers["mobilefacenet"], photos)[:32]
     lfw_photo = cv2.imread(str(sorted(lfw_dir.glob("*/*.jpg"))[0]))
     cases: list[tuple[str, Path | bytes, str, np.ndarray]] = [
         ("det_500m (SCRFD-500M)", models / "insightface" / "det_500m.onnx", "640x640 group photo",
@@ -133,12 +138,7 @@ def main() -> None:
         blob = arcface_blob(crops, 112, spec.input_mean, spec.input_std)
         cases += [(name, source, "1 crop", blob[:1]), (name, source, f"{len(crops)} crops", blob)]
     fast_dlib = FaceAnalyzer(get_pack("yunet-dlib", settings), settings=settings, announce_license=False)
-    chips = []
-    for path in sorted(lfw_dir.glob("*/*.jpg"))[::97][:48]:
-        image = cv2.imread(str(path))
-        found = fast_dlib.detector.detect(image)
-        if len(found):
-            chips.append(fast_dlib.recognizer.align(image, found, 0))
+    chips = aligned(fast_dlib, photos)
     dlib_onnx = dlib_onnx_model(resolve(DLIB_RESNET, settings=settings), settings.cache_dir)
     blob = arcface_blob(chips[:32], 150, 0.0, 1.0)
     cases += [("dlib ResNet (converted)", dlib_onnx, "1 chip", blob[:1]),
