@@ -13,7 +13,9 @@ Sections, with their variables:
 
 ==========  ===================================================================================
 engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FACEATLAS_CACHE,
-            FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED
+            FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED,
+            FACEATLAS_RUNTIME, FACEATLAS_PROVIDER, FACEATLAS_DET_MAX_SIDE (640),
+            FACEATLAS_MIN_FACE (None: every face the max side allows)
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEND (``faiss``, the
             default, or ``milvus``), FACEATLAS_MILVUS_URI (a file: Milvus Lite; ``http://host:19530``:
             a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX, FACEATLAS_MILVUS_INDEX
@@ -83,6 +85,15 @@ class EngineSettings(BaseSettings):
                              description="analyse larger images reduced by an integer factor, chosen from the header "
                                          "and applied while decoding (faces are still reported in the original's "
                                          "pixels)")
+    det_max_side: int = Field(default=640, ge=64, le=4096,
+                              description="detection runs on the image reduced to this longest side (never "
+                                          "enlarged): 640 as InsightFace; crowds of small faces need more (1024 "
+                                          "finds the crowd clip's faces that 640 misses: bench/detect_size.py)")
+    min_face: int | None = Field(default=None, ge=8, le=4096,
+                                 description="the smallest face (its box side in the image's pixels) worth "
+                                             "finding: detection then runs on the image reduced until such a face "
+                                             "is about 16 px (faster on big photos of big faces; smaller faces may be "
+                                             "missed). None: up to the detector's max side (640), as InsightFace")
     shared: Path | None = Field(default=None, description="the team's shared assets folder (demos)")
     runtime: Literal["float", "int8"] = Field(
         default="float", description="the recogniser's numeric runtime: float (the published file) or int8 (a "

@@ -67,3 +67,28 @@ def test_detectors_return_the_one_type(examples, fast_analyzer, shared):
     assert isinstance(faces, Detections) and isinstance(persons, Detections)
     assert len(faces) == 2 and faces.keypoints.shape == (2, 5, 2)
     assert len(persons) >= 1 and persons.keypoints is None and set(persons.class_id.tolist()) == {0}
+
+
+def test_min_face_runs_detection_smaller_and_finds_the_same_big_faces(examples):
+    """FACEATLAS_MIN_FACE: a photo of big faces is detected on a reduced image (the same faces,
+    boxes within a few pixels), a face below the stated size is not promised."""
+    from faceatlas.engine import FaceAnalyzer
+    from faceatlas.engine.detectors import DETECTABLE_FACE, detection_scale
+    from faceatlas.settings import EngineSettings
+
+    image_path = examples / "examples" / "two_people.jpg"
+    default = FaceAnalyzer("scrfd-mbf", announce_license=False)
+    reduced = FaceAnalyzer("scrfd-mbf", settings=EngineSettings(min_face=64), announce_license=False)
+    image = default.load(image_path)
+    height, width = image.shape[:2]
+    assert detection_scale(height, width, 640, 64) == DETECTABLE_FACE / 64 < detection_scale(height, width, 640)
+    ours, theirs = reduced.detector.detect(image), default.detector.detect(image)
+    assert len(ours) == len(theirs) == 2
+    ours_boxes, their_boxes = (d.boxes[d.boxes[:, 0].argsort()] for d in (ours, theirs))  # left to right
+    inter = (np.minimum(ours_boxes[:, 2:], their_boxes[:, 2:]) - np.maximum(ours_boxes[:, :2], their_boxes[:, :2]))
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    overlap = inter.clip(0).prod(axis=1) / (area(ours_boxes) + area(their_boxes) - inter.clip(0).prod(axis=1))
+    assert overlap.min() > 0.8, overlap
+    assert EngineSettings(det_max_side=1024).det_max_side == 1024
+    assert FaceAnalyzer("scrfd-mbf", settings=EngineSettings(det_max_side=1024),
+                        announce_license=False).detector.max_side == 1024

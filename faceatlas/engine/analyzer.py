@@ -78,7 +78,7 @@ class FaceAnalyzer:
         threads: int | None = None,
         *,
         det_threshold: float | None = None,
-        det_max_side: int = 640,
+        det_max_side: int | None = None,
         max_pixels: int | None = None,
         download: bool | None = None,
         announce_license: bool = True,
@@ -90,7 +90,7 @@ class FaceAnalyzer:
         self.threads = threads or self.settings.threads
         self.max_pixels = max_pixels or self.settings.max_pixels
         self._download = download
-        self.detector = self._build_detector(det_threshold, det_max_side)
+        self.detector = self._build_detector(det_threshold, det_max_side or self.settings.det_max_side)
         self.recognizer = self._build_recognizer()
         self._liveness: MiniFASNet | None = None
         self._attributes: AttributeModels | None = None
@@ -108,9 +108,9 @@ class FaceAnalyzer:
             keypoint_path = resolve(spec.keypoint_file, download=self._download, settings=self.settings)
             return DlibHOG(path, keypoint_path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
-            return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side)
+            return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side, min_face=self.settings.min_face)
         return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side,
-                     provider=self.settings.provider)
+                     provider=self.settings.provider, min_face=self.settings.min_face)
 
     def _build_recognizer(self) -> Recognizer:
         spec = self.pack.recognizer

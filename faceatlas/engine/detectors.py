@@ -26,9 +26,24 @@ class Detector(Protocol):
         ...
 
 
-def _fit_size(height: int, width: int, max_side: int, multiple: int) -> tuple[float, int, int]:
-    """Scale factor and padded input size for an image, never upscaling."""
+# The smallest face SCRFD and YuNet find reliably at their input scale (their finest anchors: stride 8).
+DETECTABLE_FACE = 16
+
+
+def detection_scale(height: int, width: int, max_side: int, min_face: int | None = None) -> float:
+    """How much an image is reduced before detection: to ``max_side`` on its longest side, and
+    further while a face of ``min_face`` pixels (the smallest the caller wants) stays at least
+    ``DETECTABLE_FACE`` pixels; never enlarged."""
     scale = min(1.0, max_side / max(height, width))
+    if min_face is not None:
+        scale = min(scale, DETECTABLE_FACE / min_face)
+    return scale
+
+
+def _fit_size(height: int, width: int, max_side: int, multiple: int,
+              min_face: int | None = None) -> tuple[float, int, int]:
+    """Scale factor and padded input size for an image, never upscaling."""
+    scale = detection_scale(height, width, max_side, min_face)
     in_h = max(multiple, math.ceil(height * scale / multiple) * multiple)
     in_w = max(multiple, math.ceil(width * scale / multiple) * multiple)
     return scale, in_h, in_w
@@ -49,17 +64,19 @@ class SCRFD:
         nms_threshold: float = 0.4,
         max_side: int = 640,
         provider: Provider = "onnxruntime",
+        min_face: int | None = None,
     ) -> None:
         self.session = create_session(model, providers, threads, provider)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side
+        self.min_face = min_face
         self._centers: dict[tuple[int, int, int], np.ndarray] = {}
 
     def detect(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]
-        scale, in_h, in_w = _fit_size(height, width, self.max_side, 32)
+        scale, in_h, in_w = _fit_size(height, width, self.max_side, 32, self.min_face)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         resized = cv2.resize(image, (new_w, new_h)) if scale < 1.0 else image
         canvas = np.zeros((in_h, in_w, 3), dtype=np.uint8)
@@ -113,10 +130,12 @@ class YuNet:
     gets its own (the model is 230 kB)."""
 
     def __init__(
-        self, model: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640
+        self, model: Path, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640,
+        min_face: int | None = None,
     ) -> None:
         self.model = str(model)
         self.max_side = max_side
+        self.min_face = min_face
         self._options = (score_threshold, nms_threshold)
         self._local = threading.local()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns on every YuNet load
@@ -134,7 +153,7 @@ class YuNet:
 
     def detect(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
+        scale = detection_scale(height, width, self.max_side, self.min_face)
         if scale < 1.0:
             image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))))
         self._net.setInputSize((image.shape[1], image.shape[0]))
