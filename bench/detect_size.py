@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import supervision as sv
 from rich.console import Console
 from rich.table import Table
 
@@ -33,22 +34,11 @@ GROUP_PHOTOS = (
 )
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` with every box in ``b`` (N x M)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def found_again(reference: Detections, found: Detections) -> int:
     """How many of ``reference``'s faces ``found`` has too (greedy, IoU >= 0.3)."""
     if not len(reference) or not len(found):
         return 0
-    overlap = iou(reference.boxes, found.boxes)
+    overlap = sv.box_iou_batch(reference.boxes, found.boxes)
     return int((overlap.max(axis=1) >= 0.3).sum())
 
 

@@ -85,9 +85,7 @@ def test_min_face_runs_detection_smaller_and_finds_the_same_big_faces(examples):
     ours, theirs = reduced.detector.detect(image), default.detector.detect(image)
     assert len(ours) == len(theirs) == 2
     ours_boxes, their_boxes = (d.boxes[d.boxes[:, 0].argsort()] for d in (ours, theirs))  # left to right
-    inter = (np.minimum(ours_boxes[:, 2:], their_boxes[:, 2:]) - np.maximum(ours_boxes[:, :2], their_boxes[:, :2]))
-    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
-    overlap = inter.clip(0).prod(axis=1) / (area(ours_boxes) + area(their_boxes) - inter.clip(0).prod(axis=1))
+    overlap = np.diag(sv.box_iou_batch(ours_boxes, their_boxes))
     assert overlap.min() > 0.8, overlap
     assert EngineSettings(det_max_side=1024).det_max_side == 1024
     assert FaceAnalyzer("scrfd-mbf", settings=EngineSettings(det_max_side=1024),
