@@ -12,8 +12,11 @@ int8 recogniser stays on ONNX Runtime, see bench/openvino_compare.py for OpenVIN
 and TAR come from the variant's calibration (``faceatlas eval lfw``; the provider does not change
 the recogniser's id, so both providers share it), and "cos to onnxruntime" is the lowest cosine
 between an openvino row's embedding and the onnxruntime row's of the same face, measured here.
-Also prints how closely FaceAtlas and InsightFace embeddings agree, and the thread policy for
-each call shape: one session with 2 intra-op threads vs two 1-thread sessions in parallel.
+On the group photos every variant also runs with a smallest wanted face (``--min-face``, default 64 px:
+``FACEATLAS_MIN_FACE``), which detects on a smaller image; its "faces" column beside InsightFace's is
+the recall cost on these photos. Also prints how closely FaceAtlas and InsightFace embeddings
+agree, and the thread policy for each call shape: one session with 2 intra-op threads vs two
+1-thread sessions in parallel.
 
     FACEATLAS_MODEL_DIR=shared/models python bench/engine_throughput.py --shared ../shared
 
@@ -180,6 +183,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="FaceAtlas analyze_many batch size")
     parser.add_argument("--packs", default=",".join(PACKS), help="packs to measure, comma-separated")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-policy table")
+    parser.add_argument("--min-face", type=int, default=64,
+                        help="also run each variant with FACEATLAS_MIN_FACE=N on the group photos (0: no such rows)")
     args = parser.parse_args()
 
     model_dir = args.shared / "models"
@@ -198,6 +203,12 @@ def main() -> None:
                 settings = EngineSettings(shared=args.shared, provider=provider)
                 analyzers[f"{pack} {runtime} {provider}"] = FaceAnalyzer(
                     get_pack(pack, settings, runtime=runtime), settings=settings, announce_license=False)
+    sized: dict[str, FaceAnalyzer] = {}  # the same variants with a smallest wanted face: group photos only
+    if args.min_face:
+        for name, analyzer in analyzers.items():
+            settings = analyzer.settings.model_copy(update={"min_face": args.min_face})
+            sized[f"{name} min-face {args.min_face}"] = FaceAnalyzer(analyzer.pack, settings=settings,
+                                                                   announce_license=False)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             insight = insightface_app(model_dir, Path(tmp)) if "scrfd-mbf float onnxruntime" in analyzers else None
@@ -208,6 +219,7 @@ def main() -> None:
             name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in analyzers.items()}
         if insight is not None:
             engines["InsightFace"] = lambda im: run_insightface(insight, im)
+        group_only = {name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in sized.items()}
         table = Table(title="FaceAtlas variants (pack, recogniser runtime, provider) vs InsightFace FaceAnalysis "
                             "(scrfd-mbf: same det_500m + MobileFaceNet), CPU")
         for column in ("image set", "engine", "images/s", "faces/s", "faces", "ratio to InsightFace",
@@ -215,24 +227,26 @@ def main() -> None:
             table.add_column(column, justify="left" if column in ("image set", "engine") else "right")
         agreements = []
         for label, images in sets.items():
-            for fn in engines.values():
+            runs = engines | (group_only if label.startswith("group") else {})
+            for fn in runs.values():
                 fn(images[:8])  # warm-up
-            best = dict.fromkeys(engines, float("inf"))
+            best = dict.fromkeys(runs, float("inf"))
             results: dict[str, Found] = {}
-            order = list(engines.items())
+            order = list(runs.items())
             for round_ in range(args.rounds):
                 for name, fn in order if round_ % 2 == 0 else order[::-1]:
                     seconds, results[name] = timed(lambda fn=fn, im=images: fn(im))
                     best[name] = min(best[name], seconds)
-            for name in engines:
+            for name in runs:
                 faces = sum(len(r) for r in results[name])
-                accuracy, tar = lfw_figures(analyzers[name]) if name in analyzers else ("-", "-")
+                variant = analyzers.get(name) or sized.get(name)
+                accuracy, tar = lfw_figures(variant) if variant is not None else ("-", "-")
                 own = f"{name.split()[0]} float onnxruntime"
                 vs_insight = f"{best['InsightFace'] / best[name]:.2f}x" \
                     if insight is not None and name.startswith("scrfd-mbf") or name == "InsightFace" else "-"
                 vs_own = f"{best[own] / best[name]:.2f}x" if own in best and name != "InsightFace" else "-"
                 cosine = lowest_cosine(results[name], results[name.replace("openvino", "onnxruntime")]) \
-                    if name.endswith("openvino") else None
+                    if " openvino" in name else None
                 table.add_row(label, name, f"{len(images) / best[name]:.1f}", f"{faces / best[name]:.1f}", str(faces),
                               vs_insight, vs_own, "-" if cosine is None else f"{cosine:.6f}", accuracy, tar)
             if insight is not None:
