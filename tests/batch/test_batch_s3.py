@@ -4,6 +4,8 @@ a missing bucket or refused credentials go through pyarrow's S3 client as they w
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -17,9 +19,19 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 from moto.server import ThreadedMotoServer
+from PIL import Image
 from typer.testing import CliRunner
 
-from faceatlas.batch import BatchOptions, analyze_batch, enrol, face_table, image_table, ray_session, resolve_source
+from faceatlas.batch import (
+    BatchOptions,
+    analyze_batch,
+    dedupe,
+    enrol,
+    face_table,
+    image_table,
+    ray_session,
+    resolve_source,
+)
 from faceatlas.batch.output import prepare, write_part
 from faceatlas.cli.main import app
 from faceatlas.engine import cosine_similarity
@@ -158,8 +170,8 @@ def ray_cluster(s3):
         yield
 
 
-@pytest.mark.slow  # ~60 s here: Ray's start and three jobs (embed, the resumed embed, enrol)
-def test_embed_s3_to_s3_resumes_then_enrols_per_person_folders(s3, ray_cluster, fast_analyzer, tmp_path):
+@pytest.mark.slow  # ~60 s here: Ray's start and four jobs (embed, the resumed embed, enrol, dedupe)
+def test_embed_s3_to_s3_resumes_then_enrols_and_dedupes(s3, ray_cluster, fast_analyzer, tmp_path):
     out = f"s3://{BUCKET}/out/faces.parquet"
     command = ["batch", "embed", f"s3://{BUCKET}/people", "--out", out, "--workers", "1", "--batch-size", "4",
                "--pack", PACK, "--json"]
@@ -184,3 +196,19 @@ def test_embed_s3_to_s3_resumes_then_enrols_per_person_folders(s3, ray_cluster, 
         assert enrolled.details["enrolled"] == 12 and enrolled.details["subjects"] == 3
         subjects = {PurePosixPath(p).parent.name for p in s3.photos}
         assert {s.external_id for s in gallery.list_subjects("staff").items} == subjects
+
+    # dedupe: a resized, re-encoded copy put beside its original is found; the CSV is written to S3
+    original, other = sorted(s3.photos)[1], sorted(s3.photos)[5]
+    copy = io.BytesIO()
+    Image.open(s3.photos[original]).resize((180, 180)).save(copy, format="JPEG", quality=60)
+    fs = s3.filesystem()
+    for name, data in ((f"{BUCKET}/dupes/original.jpg", s3.photos[original].read_bytes()),
+                       (f"{BUCKET}/dupes/copy.jpg", copy.getvalue()),
+                       (f"{BUCKET}/dupes/other.jpg", s3.photos[other].read_bytes())):
+        with fs.open_output_stream(name) as stream:
+            stream.write(data)
+    found = dedupe(f"s3://{BUCKET}/dupes", f"s3://{BUCKET}/dedupe", BatchOptions(workers=1, batch_size=4))
+    assert found.details["groups"] == 1
+    with fs.open_input_stream(f"{BUCKET}/dedupe/duplicates.csv") as stream:
+        rows = list(csv.DictReader(io.StringIO(stream.read().decode())))
+    assert sorted(r["image_id"] for r in rows) == [f"{BUCKET}/dupes/copy.jpg", f"{BUCKET}/dupes/original.jpg"]
