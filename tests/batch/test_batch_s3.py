@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,7 @@ import httpx
 import numpy as np
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
@@ -31,6 +33,7 @@ from faceatlas.batch import (
     image_table,
     ray_session,
     resolve_source,
+    search,
 )
 from faceatlas.batch.output import prepare, write_part
 from faceatlas.cli.main import app
@@ -161,6 +164,14 @@ def test_missing_bucket_and_refused_credentials_are_typed_errors(s3, tmp_path, m
     assert "error (storage_unavailable)" in refused.output and "ACCESS_DENIED" in refused.output
     assert "AWS_SECRET_ACCESS_KEY" in refused.output  # says what to check
 
+    with socket.socket() as free:  # a loopback port nothing listens on: the server is down
+        free.bind(("127.0.0.1", 0))
+        closed = free.getsockname()[1]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    with pytest.raises(StorageUnavailable, match="NETWORK_CONNECTION"):  # after the S3 client's retries (~6 s)
+        resolve_source(f"s3://{BUCKET}/people")
+
 
 @pytest.fixture(scope="module")
 def ray_cluster(s3):
@@ -170,8 +181,8 @@ def ray_cluster(s3):
         yield
 
 
-@pytest.mark.slow  # ~60 s here: Ray's start and four jobs (embed, the resumed embed, enrol, dedupe)
-def test_embed_s3_to_s3_resumes_then_enrols_and_dedupes(s3, ray_cluster, fast_analyzer, tmp_path):
+@pytest.mark.slow  # ~60 s here: Ray's start and five jobs (embed, the resumed embed, enrol, search, dedupe)
+def test_embed_s3_to_s3_resumes_then_enrols_searches_and_dedupes(s3, ray_cluster, fast_analyzer, tmp_path):
     out = f"s3://{BUCKET}/out/faces.parquet"
     command = ["batch", "embed", f"s3://{BUCKET}/people", "--out", out, "--workers", "1", "--batch-size", "4",
                "--pack", PACK, "--json"]
@@ -196,6 +207,13 @@ def test_embed_s3_to_s3_resumes_then_enrols_and_dedupes(s3, ray_cluster, fast_an
         assert enrolled.details["enrolled"] == 12 and enrolled.details["subjects"] == 3
         subjects = {PurePosixPath(p).parent.name for p in s3.photos}
         assert {s.external_id for s in gallery.list_subjects("staff").items} == subjects
+
+        # search: each enrolled photo is its own subject's; matches.parquet is written to S3
+        search(f"s3://{BUCKET}/people", "staff", gallery, f"s3://{BUCKET}/search",
+               BatchOptions(workers=1, batch_size=4))
+    matches = pq.read_table(f"s3://{BUCKET}/search/matches.parquet").to_pylist()
+    assert {r["image_id"]: r["subject"] for r in matches if r["face"] == 0} == {
+        p: PurePosixPath(p).parent.name for p in s3.photos}
 
     # dedupe: a resized, re-encoded copy put beside its original is found; the CSV is written to S3
     original, other = sorted(s3.photos)[1], sorted(s3.photos)[5]
