@@ -42,7 +42,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── Overloaded                  overloaded            503
     │   ├── StateUnavailable            state_unavailable     503
     │   ├── DatabaseUnavailable         database_unavailable  503
-    │   └── VectorStoreUnavailable      vector_store_unavailable 503
+    │   ├── VectorStoreUnavailable      vector_store_unavailable 503
+    │   └── StorageUnavailable          storage_unavailable   503
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         ├── RuntimeUnavailable          runtime_unavailable   422
@@ -90,6 +91,7 @@ __all__ = [
     "RuntimeUnavailable",
     "SessionExpired",
     "StateUnavailable",
+    "StorageUnavailable",
     "TooManyFaces",
     "TruncatedImage",
     "Unauthorized",
@@ -348,6 +350,14 @@ class VectorStoreUnavailable(LimitExceeded):
     reached, is not installed, or did not confirm an erasure: the call is refused."""
 
     code = "vector_store_unavailable"
+    status = 503
+
+
+class StorageUnavailable(LimitExceeded):
+    """The object storage of a batch job's source or output (``s3://``, ``gs://``, ...) cannot be
+    used: no such bucket, credentials it refuses, or an endpoint that does not answer."""
+
+    code = "storage_unavailable"
     status = 503
 
 

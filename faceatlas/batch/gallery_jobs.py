@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, embed_source
 from faceatlas.batch.output import out_filesystem, read_faces, read_images
 from faceatlas.batch.source import resolve_source
+from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import ModelMismatch, NotFound
 from faceatlas.gallery import Gallery
@@ -149,7 +150,8 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
             rows["similarity"].append(match.similarity if match else None)
             rows["far_level"].append(match.far_level if match else None)
     fs, root = out_filesystem(out)
-    pq.write_table(pa.table(rows), f"{root}/matches.parquet", filesystem=fs)
+    with storage_errors(out):
+        pq.write_table(pa.table(rows), f"{root}/matches.parquet", filesystem=fs)
     report.details = {"identified_faces": known, "unknown_faces": len(vectors) - known, "cut": chosen.describe()}
     report.files = {**report.files, "matches": f"{out}/matches.parquet"}
     return report
@@ -196,7 +198,7 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
     writer.writerow(["group", "image_id", "distance"])
     writer.writerows([renumber[g], i, d] for g, i, d in members)
     fs, root = out_filesystem(out)
-    with fs.open_output_stream(f"{root}/duplicates.csv") as stream:
+    with storage_errors(out), fs.open_output_stream(f"{root}/duplicates.csv") as stream:
         stream.write(text.getvalue().encode())
     report.details = {"groups": len(renumber), "duplicate_images": len(members) - len(renumber),
                       "max_distance": max_distance, "hash": "pHash (OpenCV img_hash, 64-bit DCT)"}

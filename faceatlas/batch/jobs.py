@@ -21,6 +21,7 @@ from typing import Any
 
 from faceatlas.batch.output import prepare, read_faces, read_images, write_errors_csv
 from faceatlas.batch.source import Source, resolve_source
+from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.settings import EngineSettings
@@ -159,9 +160,10 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
         raise InvalidArgument("workers and batch size are at least 1")
     out = _absolute(out)
     report = BatchReport(out=out)
-    _run(source, out, options, on_progress, faces=faces, report=report)
-    report.errors = write_errors_csv(out)
-    report.faces = read_faces(out).num_rows if faces else 0
+    with storage_errors(out):  # the output is prepared (listed, tidied) before Ray starts: bad storage fails first
+        _run(source, out, options, on_progress, faces=faces, report=report)
+        report.errors = write_errors_csv(out)
+        report.faces = read_faces(out).num_rows if faces else 0
     report.files = {"faces": out, "errors": f"{out}/_errors.csv"}
     return report
 

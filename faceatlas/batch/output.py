@@ -26,6 +26,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from faceatlas.batch.storage import filesystem
+
 IMAGES_DIR = "_images"
 ERRORS_CSV = "_errors.csv"
 
@@ -55,9 +57,9 @@ IMAGE_SCHEMA = pa.schema([
 
 
 def out_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and root path of an output folder (a local path or a pyarrow URL)."""
+    """The filesystem and root path of an output folder (a local path or a URL)."""
     if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
+        return filesystem(uri)
     return pafs.LocalFileSystem(), uri
 
 

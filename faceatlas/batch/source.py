@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
 
+from faceatlas.batch.storage import check_bucket, filesystem, storage_errors
 from faceatlas.errors import InvalidArgument
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -34,17 +35,11 @@ class Source:
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow's filesystem for a URL (``s3://``, ``gs://``, ``file://`` ...), any other fsspec
-    protocol through fsspec, or the local filesystem for a plain path."""
+    """pyarrow's filesystem for a URL (:func:`~faceatlas.batch.storage.filesystem`), or the local
+    filesystem for a plain path."""
     if "://" not in uri:
         return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pafs.ArrowInvalid, ValueError, OSError):  # a protocol pyarrow lacks: ask fsspec
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(uri)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    return filesystem(uri)
 
 
 def _images_under(fs: pafs.FileSystem, root: str) -> list[str]:
@@ -83,7 +78,13 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
 def resolve_source(uri: str) -> Source:
     """The files named by ``uri``: a folder (its images, recursively; a file's subject is its
     parent folder's name), a glob (``photos/*/*.jpg``), a manifest ``.csv``, one image, or the
-    same on object storage (``s3://bucket/prefix/``). Nothing found is :class:`InvalidArgument`."""
+    same on object storage (``s3://bucket/prefix/``). Nothing found is :class:`InvalidArgument`;
+    a missing bucket or storage that refuses or does not answer is :class:`StorageUnavailable`."""
+    with storage_errors(uri):
+        return _resolve(uri)
+
+
+def _resolve(uri: str) -> Source:
     if "://" not in uri and any(c in uri for c in "*?["):
         paths = sorted(str(Path(p).resolve()) for p in globbing.glob(str(Path(uri).expanduser()), recursive=True)
                        if Path(p).is_file())
@@ -100,6 +101,7 @@ def resolve_source(uri: str) -> Source:
         elif info.type == pafs.FileType.File:
             source = Source(fs, [path], {}, uri)
         else:
+            check_bucket(fs, path, uri)
             raise InvalidArgument(f"{uri}: no such file or folder")
     if not source.paths:
         raise InvalidArgument(f"{uri}: no images found")
