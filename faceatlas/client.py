@@ -281,8 +281,15 @@ def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     return name, (path.name, path.read_bytes(), "application/octet-stream")
 
 
+def _once(idempotency_key: str | None) -> dict[str, str] | None:
+    """The header of a write call that a retry with the same key repeats without acting twice."""
+    return {"Idempotency-Key": idempotency_key} if idempotency_key else None
+
+
 class FaceAtlasClient:
     """Typed access to the ``/v1`` API; every method returns a frozen dataclass of the answer.
+    A write method's ``idempotency_key``: a retry with the same key (after a timeout or a dropped
+    connection) acts once and returns the first answer (``Idempotency-Key``, kept 24 h).
 
     ``http`` replaces the HTTP client (e.g. a ``fastapi.testclient.TestClient``, which is one)."""
 
@@ -342,8 +349,10 @@ class FaceAtlasClient:
         return _parse(LivenessResult, data, face=Face.of(data.get("face")))
 
     # -- galleries -------------------------------------------------------------------------------
-    def create_collection(self, name: str, *, keep_crops: bool = False) -> Collection:
-        return _parse(Collection, self._call("POST", "/v1/collections", json={"name": name, "keep_crops": keep_crops}))
+    def create_collection(self, name: str, *, keep_crops: bool = False,
+                          idempotency_key: str | None = None) -> Collection:
+        return _parse(Collection, self._call("POST", "/v1/collections", _once(idempotency_key),
+                                             json={"name": name, "keep_crops": keep_crops}))
 
     def list_collections(self) -> list[Collection]:
         return [_parse(Collection, c) for c in self._call("GET", "/v1/collections")["collections"]]
@@ -351,14 +360,16 @@ class FaceAtlasClient:
     def get_collection(self, name: str) -> Collection:
         return _parse(Collection, self._call("GET", f"/v1/collections/{name}"))
 
-    def delete_collection(self, name: str) -> None:
-        self._call("DELETE", f"/v1/collections/{name}")
+    def delete_collection(self, name: str, *, idempotency_key: str | None = None) -> None:
+        self._call("DELETE", f"/v1/collections/{name}", _once(idempotency_key))
 
     def add_subject(
-        self, collection: str, subject_id: str, *, name: str | None = None, metadata: dict | None = None
+        self, collection: str, subject_id: str, *, name: str | None = None, metadata: dict | None = None,
+        idempotency_key: str | None = None,
     ) -> Subject:
         body = {"id": subject_id, "name": name, "metadata": metadata or {}}
-        return _parse(Subject, self._call("POST", f"/v1/collections/{collection}/subjects", json=body))
+        return _parse(Subject, self._call("POST", f"/v1/collections/{collection}/subjects", _once(idempotency_key),
+                                          json=body))
 
     def get_subject(self, collection: str, subject_id: str) -> Subject:
         return _parse(Subject, self._call("GET", f"/v1/collections/{collection}/subjects/{subject_id}"))
@@ -376,12 +387,12 @@ class FaceAtlasClient:
         a timeout or a dropped connection) enrols nothing more and returns the first result."""
         data = self._call(
             "POST", f"/v1/collections/{collection}/subjects/{subject_id}/faces", files=dict([_image("image", image)]),
-            extra_headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
+            extra_headers=_once(idempotency_key),
         )
         return _parse(EnrolResult, data, faces=_faces(data))
 
-    def delete_subject(self, collection: str, subject_id: str) -> None:
-        self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}")
+    def delete_subject(self, collection: str, subject_id: str, *, idempotency_key: str | None = None) -> None:
+        self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}", _once(idempotency_key))
 
     def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float = DEFAULT_FPIR,
                far: float | None = None, rank_only: bool = False) -> list[SearchResult]:
@@ -424,10 +435,10 @@ class FaceAtlasClient:
         return self._call("POST", "/v1/ar/effects", files=dict([_image("image", image)]),
                           params={"effect": effects, "format": image_format})
 
-    def kyc_session(self, *, retention_days: int | None = None) -> KycSession:
+    def kyc_session(self, *, retention_days: int | None = None, idempotency_key: str | None = None) -> KycSession:
         """A new verification session: its id, the challenge to perform (chosen by the server), its expiry."""
         body = None if retention_days is None else {"retention_days": retention_days}
-        return _parse(KycSession, self._call("POST", "/v1/kyc/sessions", json=body))
+        return _parse(KycSession, self._call("POST", "/v1/kyc/sessions", _once(idempotency_key), json=body))
 
     def kyc_submit(self, session_id: str, document: ImageArg, *, selfie: ImageArg | None = None,
                    frames: list[ImageArg] | None = None, fps: float | None = None) -> KycSession:
@@ -450,10 +461,12 @@ class FaceAtlasClient:
         """The products on sale in ``store``, by SKU."""
         return [_parse(RetailProduct, p) for p in self._call("GET", f"/v1/retail/stores/{store}/products")["products"]]
 
-    def retail_create_product(self, store: str, sku: str, name: str, price_cents: int) -> RetailProduct:
+    def retail_create_product(self, store: str, sku: str, name: str, price_cents: int, *,
+                              idempotency_key: str | None = None) -> RetailProduct:
         """Put a product on sale (409 ``already_exists`` when the SKU is on sale already)."""
         body = {"sku": sku, "name": name, "price_cents": price_cents}
-        return _parse(RetailProduct, self._call("POST", f"/v1/retail/stores/{store}/products", json=body))
+        return _parse(RetailProduct, self._call("POST", f"/v1/retail/stores/{store}/products", _once(idempotency_key),
+                                                json=body))
 
     def retail_update_product(self, store: str, sku: str, *, name: str | None = None,
                               price_cents: int | None = None) -> RetailProduct:
@@ -461,9 +474,11 @@ class FaceAtlasClient:
         body = {k: v for k, v in (("name", name), ("price_cents", price_cents)) if v is not None}
         return _parse(RetailProduct, self._call("PATCH", f"/v1/retail/stores/{store}/products/{sku}", json=body))
 
-    def retail_delete_product(self, store: str, sku: str) -> RetailProductRemoval:
+    def retail_delete_product(self, store: str, sku: str, *,
+                              idempotency_key: str | None = None) -> RetailProductRemoval:
         """Take a product off sale."""
-        return _parse(RetailProductRemoval, self._call("DELETE", f"/v1/retail/stores/{store}/products/{sku}"))
+        return _parse(RetailProductRemoval, self._call("DELETE", f"/v1/retail/stores/{store}/products/{sku}",
+                                                       _once(idempotency_key)))
 
     def retail_members(self, store: str) -> list[RetailMember]:
         return [_parse(RetailMember, m) for m in self._call("GET", f"/v1/retail/stores/{store}/members")["members"]]
@@ -492,9 +507,9 @@ class FaceAtlasClient:
         return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{store}/members/{member_id}/consent",
                                                files=dict([_image("image", image)]), data=data))
 
-    def retail_erase_member(self, store: str, member_id: str) -> dict[str, Any]:
+    def retail_erase_member(self, store: str, member_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Erase a member: faces, consents; visits and charges stay as anonymous counts."""
-        return dict(self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}"))
+        return dict(self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}", _once(idempotency_key)))
 
     # -- account ---------------------------------------------------------------------------------
     def tenant_settings(self) -> dict[str, Any]:

@@ -13,7 +13,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   │   ├── TruncatedImage          truncated_image       400
     │   │   └── ImageTooLarge           image_too_large       413
     │   ├── InvalidArgument             validation_error      422
-    │   │   └── FarNotCalibrated        validation_error      422
+    │   │   ├── FarNotCalibrated        validation_error      422
+    │   │   └── IdempotencyKeyReused    idempotency_key_reused 422
     │   ├── UnknownPack                 unknown_pack          400
     │   ├── UnknownEffect               unknown_effect        400
     │   ├── UrlFetchDisabled            url_fetch_disabled    400
@@ -69,6 +70,7 @@ __all__ = [
     "FetchFailed",
     "Forbidden",
     "IdempotencyInFlight",
+    "IdempotencyKeyReused",
     "ImageTooLarge",
     "InvalidArgument",
     "InvalidImage",
@@ -156,6 +158,12 @@ class InvalidArgument(InvalidInput):
 
 class FarNotCalibrated(InvalidArgument):
     """A false-accept rate that the pack's calibration has no threshold for."""
+
+
+class IdempotencyKeyReused(InvalidArgument):
+    """An ``Idempotency-Key`` already used for another call (another method, path, query or body)."""
+
+    code = "idempotency_key_reused"
 
 
 class UnknownPack(InvalidInput):

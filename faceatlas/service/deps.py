@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -36,9 +36,11 @@ from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, Principal
 from faceatlas.service.db import UsageRecord
 from faceatlas.service.fetch import fetch_image
+from faceatlas.service.idempotency import HEADER as IDEMPOTENCY_HEADER
+from faceatlas.service.idempotency import claim as claim_idempotency_key
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
-from faceatlas.service.shared_state import SharedState, StoredAnswer, month_of
+from faceatlas.service.shared_state import SharedState, month_of
 from faceatlas.service.tenants import gallery_tenant
 from faceatlas.settings import ServiceSettings
 
@@ -126,17 +128,44 @@ def authenticate(request: Request, accounts: AccountsDep, shared: SharedDep) -> 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-def metered(operation: str, scope: str, *, billable: bool = True) -> Callable[..., Meter]:
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias=IDEMPOTENCY_HEADER, min_length=1, max_length=200,
+    description="a retry with the same key (same call: method, path, query and body) runs once and gets the "
+    "first answer again (kept 24 h, FACEATLAS_IDEMPOTENCY_SECONDS), neither billed nor counted; the same key "
+    "for another call is 422 idempotency_key_reused")]
+
+
+def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bool = False) -> Callable[..., Any]:
     """A dependency: authenticate, check ``scope``, rate limit, quota; returns the call's Meter.
 
     Billable calls count against the tenant's monthly quota and are recorded for the bill;
     account calls (keys, usage, audit) are neither, so a tenant over quota can still see its bill.
+    ``idempotent``: the call honours an ``Idempotency-Key`` header (see
+    :mod:`faceatlas.service.idempotency`; its router's ``route_class`` is ``IdempotentRoute``).
     """
 
     def dependency(request: Request, principal: PrincipalDep) -> Meter:
         return meter_call(request, principal, operation, scope, billable=billable)
 
-    return dependency
+    if not idempotent:
+        return dependency
+
+    async def idempotent_dependency(request: Request, principal: PrincipalDep,
+                                    key: IdempotencyKeyHeader = None) -> Meter:
+        meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+        if key is not None:
+            await claim_idempotency_key(request, get_shared(request), principal.tenant_id, key,
+                                    lambda: unmeter(request, meter))
+        return meter
+
+    return idempotent_dependency
+
+
+def unmeter(request: Request, meter: Meter) -> None:
+    """The call is not one (a replay, a refusal after metering): neither recorded nor counted."""
+    if getattr(request.state, "meter", None) is meter:
+        request.state.meter = None
+        get_shared(request).settle(meter.principal.tenant_id, False, meter.month)
 
 
 def meter_call(request: Request, principal: Principal, operation: str, scope: str, *, billable: bool = True) -> Meter:
@@ -181,56 +210,6 @@ def tenant_gallery(request: Request, principal: Principal) -> Gallery:
 
 
 TenantGalleryDep = Annotated[Gallery, Depends(get_tenant_gallery)]
-
-
-# -- idempotency ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Idempotent:
-    """A write call's ``Idempotency-Key``: ``replay`` is the first answer when the key ran
-    already; the route sets ``answer`` (the bytes it sends) once it succeeded."""
-
-    key: str | None
-    replay: StoredAnswer | None = None
-    answer: StoredAnswer | None = None
-
-    def respond(self, status: int, body: bytes) -> Response:
-        self.answer = StoredAnswer(status, body)
-        return Response(body, status, media_type="application/json")
-
-
-async def idempotency(
-    request: Request,
-    principal: PrincipalDep,
-    shared: SharedDep,
-    key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                      description="a retry with the same key runs once and answers the first "
-                                      "answer again (kept 24 h)")] = None,
-) -> AsyncIterator[Idempotent]:
-    """The ``Idempotency-Key`` header of a write call: a retry with the same key (same tenant and
-    path) runs once and gets the first answer back, neither billed nor counted again. A call that
-    failed releases its key (a retry runs again); while it runs, a retry is 409."""
-    if key is None:
-        yield Idempotent(None)
-        return
-    scope = f"{principal.tenant_id}:{request.url.path}"
-    stored = await run_in_threadpool(shared.begin_idempotent, scope, key)
-    call = Idempotent(key, replay=stored)
-    if stored is not None:
-        meter = getattr(request.state, "meter", None)
-        if meter is not None:  # the replay is not a second call: neither recorded nor counted
-            request.state.meter = None
-            await run_in_threadpool(shared.settle, meter.principal.tenant_id, False, meter.month)
-        yield call
-        return
-    try:
-        yield call
-    finally:
-        await run_in_threadpool(shared.finish_idempotent, scope, key, call.answer)
-
-
-IdempotentDep = Annotated[Idempotent, Depends(idempotency, scope="function")]
 
 
 # -- auditing ------------------------------------------------------------------------------------

@@ -32,15 +32,17 @@ from typing import Any, TypeVar
 
 import redis
 
-from faceatlas.errors import IdempotencyInFlight, StateUnavailable
+from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, StateUnavailable
 from faceatlas.service.accounts import Principal
 from faceatlas.service.shared_state import (
     CLAIM_SECONDS,
+    KEY_REUSED,
     CountCalls,
     LoadKey,
     SharedState,
     StoredAnswer,
     month_of,
+    same_call,
     seconds_to_next_month,
 )
 from faceatlas.settings import ServiceSettings
@@ -196,25 +198,30 @@ class RedisState(SharedState):
             self.redis.set(name, json.dumps(_principal_to(principal)), px=ttl_ms)
         return principal
 
-    def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
+    def begin_idempotent(self, scope: str, key: str, fingerprint: str = "") -> StoredAnswer | None:
+        # one value per key: "<status> <fingerprint> <media type>\n<body>"; status 0 while the call runs
         name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
-        claimed = self._call(lambda: self.redis.set(name, b"", nx=True, ex=CLAIM_SECONDS))
+        claim = f"0 {fingerprint}".encode()
+        claimed = self._call(lambda: self.redis.set(name, claim, nx=True, ex=CLAIM_SECONDS))
         if claimed:
             return None
         stored = self._call(lambda: self.redis.get(name))
         if isinstance(stored, str):
             stored = stored.encode()
-        if not stored:
+        head, _, body = (stored or b"").partition(b"\n")  # a value written before fingerprints: "<status>\n<body>"
+        status, claimed_for, media_type = (head.decode().split(" ", 2) + ["", ""])[:3]
+        if not same_call(claimed_for, fingerprint):
+            raise IdempotencyKeyReused(KEY_REUSED)
+        if not status or status == "0":  # the key expired between the two calls: rare, and retried
             raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
-        status, _, body = stored.partition(b"\n")
-        return StoredAnswer(int(status), body)
+        return StoredAnswer(int(status), body, media_type if claimed_for else "application/json")
 
-    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
+    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
         name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
         if answer is None:
             self._call(lambda: self.redis.delete(name))
             return
-        value = str(answer.status).encode() + b"\n" + answer.body
+        value = f"{answer.status} {fingerprint} {answer.media_type}\n".encode() + answer.body
         self._call(lambda: self.redis.set(name, value, ex=self._settings.idempotency_seconds))
 
     # -- background: heartbeat and reconciliation ----------------------------------------------------

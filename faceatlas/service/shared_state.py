@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from faceatlas.db import utcnow
-from faceatlas.errors import IdempotencyInFlight
+from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused
 from faceatlas.service.accounts import Principal
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.settings import ServiceSettings
@@ -31,12 +31,23 @@ CountCalls = Callable[[str], int]  # billed calls of a tenant this month, from t
 LoadKey = Callable[[str], "Principal | None"]  # a presented key's principal, from the database
 
 
+KEY_REUSED = ("this Idempotency-Key was used for another call (method, path, query or body); "
+              "use a new key for a new call")
+
+
+def same_call(first: str, again: str) -> bool:
+    """Whether two fingerprints of calls with one ``Idempotency-Key`` name one call (an empty
+    one, from a claim stored before fingerprints, matches any)."""
+    return not first or not again or first == again
+
+
 @dataclass(frozen=True)
 class StoredAnswer:
     """The first answer of a write call with an ``Idempotency-Key``: what a retry gets back."""
 
     status: int
     body: bytes
+    media_type: str = "application/json"  # "": none (a 204)
 
 
 class SharedState(ABC):
@@ -64,12 +75,14 @@ class SharedState(ABC):
         """The principal of a presented key, from a cache of at most ``key_cache_seconds``."""
 
     @abstractmethod
-    def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
-        """Claim ``key`` (within ``scope``, e.g. the tenant and route): None when this call runs,
-        the stored first answer when it ran already; :class:`IdempotencyInFlight` while it runs."""
+    def begin_idempotent(self, scope: str, key: str, fingerprint: str = "") -> StoredAnswer | None:
+        """Claim ``key`` (within ``scope``, the tenant) for the call ``fingerprint`` names (method,
+        path, query, body): None when this call runs, the stored first answer when it ran already;
+        :class:`IdempotencyInFlight` while it runs; :class:`IdempotencyKeyReused` when the key
+        was claimed for another call (an empty fingerprint matches any)."""
 
     @abstractmethod
-    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
+    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
         """Store the answer of a claimed key (a retry gets it back), or release the claim
         (``None``: the call failed, a retry runs it again)."""
 
@@ -99,7 +112,8 @@ class MemoryState(SharedState):
         self._count_calls = count_calls
         self._buckets = TokenBuckets()
         self._counts: dict[str, tuple[str, int]] = {}
-        self._answers: OrderedDict[tuple[str, str], tuple[float, StoredAnswer | None]] = OrderedDict()
+        # (scope, key) -> (expiry, fingerprint, answer; None while the call runs)
+        self._answers: OrderedDict[tuple[str, str], tuple[float, str, StoredAnswer | None]] = OrderedDict()
         self._lock = threading.Lock()
         self._idempotency_seconds = settings.idempotency_seconds
 
@@ -128,24 +142,26 @@ class MemoryState(SharedState):
     def principal(self, token: str, load: LoadKey) -> Principal | None:
         return load(token)
 
-    def begin_idempotent(self, scope: str, key: str) -> StoredAnswer | None:
+    def begin_idempotent(self, scope: str, key: str, fingerprint: str = "") -> StoredAnswer | None:
         now = time.monotonic()
         with self._lock:
             while self._answers and next(iter(self._answers.values()))[0] < now:  # oldest first
                 self._answers.popitem(last=False)
-            expires, answer = self._answers.get((scope, key), (0.0, None))
+            expires, claimed_for, answer = self._answers.get((scope, key), (0.0, "", None))
             if expires >= now:
+                if not same_call(claimed_for, fingerprint):
+                    raise IdempotencyKeyReused(KEY_REUSED)
                 if answer is None:
                     raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
                 return answer
-            self._answers[(scope, key)] = (now + CLAIM_SECONDS, None)
+            self._answers[(scope, key)] = (now + CLAIM_SECONDS, fingerprint, None)
             self._answers.move_to_end((scope, key))
             return None
 
-    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None) -> None:
+    def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
         with self._lock:
             if answer is None:
                 self._answers.pop((scope, key), None)
             else:
-                self._answers[(scope, key)] = (time.monotonic() + self._idempotency_seconds, answer)
+                self._answers[(scope, key)] = (time.monotonic() + self._idempotency_seconds, fingerprint, answer)
                 self._answers.move_to_end((scope, key))

@@ -1,7 +1,8 @@
 """Three real server processes (``faceatlas serve`` on three ports, each with its own index
 folder, as on three machines) over one PostgreSQL and one Redis: a key's rate and a tenant's
 quota hold globally, revocation holds everywhere within a second, enrols through every process
-are all found by searches on every other (none lost, none twice), Redis restarting answers 503
+are all found by searches on every other (none lost, none twice), a write retried with its
+``Idempotency-Key`` on another process acts once, Redis restarting answers 503
 ``state_unavailable`` and then recovers, and a process killed with -9 under load loses no
 answered call from the bill."""
 
@@ -157,6 +158,23 @@ def test_enrols_through_every_process_are_found_by_every_process(cluster: Cluste
                             headers={"Authorization": f"Bearer {cluster.keys['admin']}"})
     assert response.status_code == 204
     assert search(1, people[0]) != [gone] and search(2, people[0]) != [gone]
+
+
+def test_a_write_retried_on_another_process_acts_once(cluster: Cluster) -> None:
+    key = {"Idempotency-Key": "scale-create"}
+    answers = [cluster.post(i, "admin", "/v1/collections", json={"name": "once"}, headers=key) for i in range(3)]
+    assert [a.status_code for a in answers] == [201] * 3 and answers[1].content == answers[2].content == \
+        answers[0].content
+    assert [a.headers.get("idempotent-replayed") for a in answers] == [None, "true", "true"]
+    other = cluster.post(1, "admin", "/v1/collections", json={"name": "twice"}, headers=key)
+    assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    cluster.post(0, "admin", "/v1/collections/once/subjects", json={"id": "ada"})
+    headers = {"Authorization": f"Bearer {cluster.keys['admin']}", "Idempotency-Key": "scale-del"}
+    deletes = [httpx.delete(f"{cluster.urls[i]}/v1/collections/once/subjects/ada", headers=headers, timeout=30)
+               for i in (2, 0)]
+    assert [d.status_code for d in deletes] == [204, 204]  # the retry on another process: not 404
+    names = [c["name"] for c in cluster.get(1, "admin", "/v1/collections").json()["collections"]]
+    assert "once" in names and "twice" not in names
 
 
 def test_redis_restart_answers_503_then_recovers_with_exact_counters(cluster: Cluster) -> None:

@@ -13,9 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.db import day_range
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, metered
+from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, TenantSettingsOut, UsageOut
 
-router = APIRouter(tags=["account"])
+router = APIRouter(tags=["account"], route_class=IdempotentRoute)
 
 
 class KeyRequest(BaseModel):
@@ -46,7 +47,7 @@ async def update_settings(
     body: SettingsRequest,
     accounts: AccountsDep,
     kyc: KycDep,
-    meter: Annotated[Meter, Depends(metered("settings.update", "admin", billable=False))],
+    meter: Annotated[Meter, Depends(metered("settings.update", "admin", billable=False, idempotent=True))],
 ) -> dict[str, Any]:
     """Change the tenant's settings (audited). A shorter KYC retention deletes the reference images
     kept past it at once."""
@@ -114,7 +115,7 @@ def create_key(
 def revoke_key(
     prefix: str,
     accounts: AccountsDep,
-    meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False))],
+    meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False, idempotent=True))],
 ) -> None:
     """Revoke one of the tenant's keys (effective on the next call; audited)."""
     accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)

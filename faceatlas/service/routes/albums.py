@@ -28,6 +28,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
+from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import (
     AlbumEraseOut,
     AlbumFaceOut,
@@ -40,7 +41,7 @@ from faceatlas.service.schemas import (
     AlbumScanOut,
 )
 
-router = APIRouter(tags=["albums"])
+router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
 FACE_ID_MAX = 2**63 - 1
@@ -103,7 +104,7 @@ async def albums(db: DbDep, meter: Annotated[Meter, Depends(metered("albums.peop
 
 @router.post("/albums/{album}/photos", response_model=AlbumScanOut, openapi_extra=image_request_body("image"))
 async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                    meter: Annotated[Meter, Depends(metered("albums.scan", "write"))],
+                    meter: Annotated[Meter, Depends(metered("albums.scan", "write", idempotent=True))],
                     audit: Annotated[AuditEntry, audited("album.scan", "{album}")],
                     keep_crops: bool = False) -> dict[str, Any]:
     """Add an uploaded photo (skipped when the album has it already): its faces join people.
@@ -151,7 +152,8 @@ async def face_crop(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, galle
 @router.patch("/albums/{album}/people/{person}", response_model=AlbumPersonOut)
 async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, analyzer: AnalyzerDep,
                       gallery: GalleryDep, db: DbDep,
-                      meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                      meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False,
+                                                              idempotent=True))],
                       audit: Annotated[AuditEntry, audited("album.name", "{album}/{person}")]) -> dict[str, Any]:
     """Name a person."""
     info = await _call(album, meter, analyzer, gallery, db, lambda a: a.name_person(person, body.name))
@@ -161,7 +163,8 @@ async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, an
 @router.post("/albums/{album}/people/{person}/merge", response_model=AlbumPersonOut)
 async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, analyzer: AnalyzerDep,
                        gallery: GalleryDep, db: DbDep,
-                       meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                       meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False,
+                                                               idempotent=True))],
                        audit: Annotated[AuditEntry, audited("album.merge", "{album}/{person}")]) -> dict[str, Any]:
     """``absorb`` is this person (kept through scans and re-clusters)."""
     info = await _call(album, meter, analyzer, gallery, db, lambda a: a.merge(person, body.absorb))
@@ -171,7 +174,8 @@ async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, 
 @router.post("/albums/{album}/faces/{face}/move", response_model=AlbumFaceOut)
 async def move_face(album: AlbumName, face: FaceId, body: MoveRequest, analyzer: AnalyzerDep,
                     gallery: GalleryDep, db: DbDep,
-                    meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                    meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False,
+                                                            idempotent=True))],
                     audit: Annotated[AuditEntry, audited("album.move", "{album}/{face}")]) -> dict[str, Any]:
     """This face is person ``to``."""
     moved = await _call(album, meter, analyzer, gallery, db, lambda a: a.move(face, body.to))
@@ -180,7 +184,8 @@ async def move_face(album: AlbumName, face: FaceId, body: MoveRequest, analyzer:
 
 @router.post("/albums/{album}/faces/{face}/reject", response_model=AlbumFaceOut)
 async def reject_face(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gallery: GalleryDep,
-                      db: DbDep, meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                      db: DbDep, meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False,
+                                                                         idempotent=True))],
                       audit: Annotated[AuditEntry, audited("album.reject", "{album}/{face}")]) -> dict[str, Any]:
     """This face is not the person it is with (never put back)."""
     moved = await _call(album, meter, analyzer, gallery, db, lambda a: a.reject(face))
@@ -190,7 +195,8 @@ async def reject_face(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gal
 @router.post("/albums/{album}/split", response_model=AlbumPersonOut)
 async def split_faces(album: AlbumName, body: SplitRequest, analyzer: AnalyzerDep,
                       gallery: GalleryDep, db: DbDep,
-                      meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False))],
+                      meter: Annotated[Meter, Depends(metered("albums.correct", "write", billable=False,
+                                                              idempotent=True))],
                       audit: Annotated[AuditEntry, audited("album.split", "{album}")]) -> dict[str, Any]:
     """These faces are one new person."""
     info = await _call(album, meter, analyzer, gallery, db, lambda a: a.split(body.faces))
@@ -199,7 +205,7 @@ async def split_faces(album: AlbumName, body: SplitRequest, analyzer: AnalyzerDe
 
 @router.post("/albums/{album}/recluster", response_model=AlbumReclusterOut)
 async def recluster(album: AlbumName, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                    meter: Annotated[Meter, Depends(metered("albums.recluster", "write"))],
+                    meter: Annotated[Meter, Depends(metered("albums.recluster", "write", idempotent=True))],
                     audit: Annotated[AuditEntry, audited("album.recluster", "{album}")]) -> dict[str, Any]:
     """Cluster the whole album again, corrections kept."""
     report = await _call(album, meter, analyzer, gallery, db, lambda a: a.recluster())
@@ -209,7 +215,8 @@ async def recluster(album: AlbumName, analyzer: AnalyzerDep, gallery: GalleryDep
 @router.delete("/albums/{album}/people/{person}", response_model=AlbumEraseOut)
 async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDep,
                        gallery: GalleryDep, db: DbDep,
-                       meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False))],
+                       meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False,
+                                                               idempotent=True))],
                        audit: Annotated[AuditEntry, audited("album.erase", "{album}/{person}")]) -> dict[str, Any]:
     """Erase a person: every face, vector and constraint of theirs."""
     removed = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
@@ -219,7 +226,7 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
 @router.post("/albums/{album}/people/{person}/promote", response_model=AlbumPromoteOut)
 async def promote_person(album: AlbumName, person: PersonRef, body: PromoteRequest, analyzer: AnalyzerDep,
                          gallery: GalleryDep, tenant_gallery: TenantGalleryDep, db: DbDep,
-                         meter: Annotated[Meter, Depends(metered("albums.promote", "write"))],
+                         meter: Annotated[Meter, Depends(metered("albums.promote", "write", idempotent=True))],
                          audit: Annotated[AuditEntry, audited("album.promote", "{album}/{person}")]) -> dict[str, Any]:
     """Enrol the person's faces as ``subject`` of one of the tenant's gallery collections (same pack)."""
     added = await _call(album, meter, analyzer, gallery, db,

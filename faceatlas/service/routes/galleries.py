@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -23,7 +23,6 @@ from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
     AuditEntry,
-    IdempotentDep,
     Meter,
     PoolDep,
     PrincipalDep,
@@ -35,6 +34,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
+from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import (
     CollectionList,
     CollectionOut,
@@ -45,7 +45,7 @@ from faceatlas.service.schemas import (
     VerifyOut,
 )
 
-router = APIRouter(tags=["galleries"])
+router = APIRouter(tags=["galleries"], route_class=IdempotentRoute)
 # The gallery's one rule for collection names and subject ids, in bodies and in URL paths alike.
 Name = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 CollectionName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
@@ -88,7 +88,7 @@ async def list_collections(
 @router.post("/collections", status_code=201, response_model=CollectionOut)
 async def create_collection(
     body: CollectionRequest,
-    meter: Annotated[Meter, Depends(metered("collections.create", "write"))],
+    meter: Annotated[Meter, Depends(metered("collections.create", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     analyzer: AnalyzerDep,
     audit: Annotated[AuditEntry, audited("collection.create", "")],
@@ -113,7 +113,7 @@ async def get_collection(
 @router.delete("/collections/{collection}", status_code=204, dependencies=[audited("collection.delete")])
 async def delete_collection(
     collection: CollectionName,
-    meter: Annotated[Meter, Depends(metered("collections.delete", "write"))],
+    meter: Annotated[Meter, Depends(metered("collections.delete", "write", idempotent=True))],
     gallery: TenantGalleryDep,
 ) -> None:
     """Delete a collection with every subject, face, vector and crop in it."""
@@ -142,7 +142,7 @@ async def export_collection(
 @router.post("/collections/import", status_code=201, response_model=CollectionOut)
 async def import_collection(
     request: Request,
-    meter: Annotated[Meter, Depends(metered("collections.import", "write"))],
+    meter: Annotated[Meter, Depends(metered("collections.import", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("collection.import", "")],
     name: Annotated[str | None, Query(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
@@ -178,7 +178,7 @@ def _import(gallery: Gallery, path: FsPath, name: str | None) -> CollectionInfo:
 async def add_subject(
     collection: CollectionName,
     body: SubjectRequest,
-    meter: Annotated[Meter, Depends(metered("subjects.create", "write"))],
+    meter: Annotated[Meter, Depends(metered("subjects.create", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("subject.create")],
 ) -> dict[str, Any]:
@@ -221,7 +221,7 @@ async def update_subject(
     collection: CollectionName,
     subject: SubjectId,
     body: SubjectUpdate,
-    meter: Annotated[Meter, Depends(metered("subjects.update", "write"))],
+    meter: Annotated[Meter, Depends(metered("subjects.update", "write", idempotent=True))],
     gallery: TenantGalleryDep,
 ) -> dict[str, Any]:
     info = await run_in_threadpool(
@@ -234,7 +234,7 @@ async def update_subject(
 async def delete_subject(
     collection: CollectionName,
     subject: SubjectId,
-    meter: Annotated[Meter, Depends(metered("subjects.delete", "write"))],
+    meter: Annotated[Meter, Depends(metered("subjects.delete", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("subject.delete", SUBJECT)],
     principal: PrincipalDep,
@@ -253,7 +253,7 @@ async def merge_subject(
     collection: CollectionName,
     subject: SubjectId,
     body: MergeRequest,
-    meter: Annotated[Meter, Depends(metered("subjects.merge", "write"))],
+    meter: Annotated[Meter, Depends(metered("subjects.merge", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("subject.merge", SUBJECT)],
 ) -> dict[str, Any]:
@@ -273,19 +273,15 @@ async def enrol(
     collection: CollectionName,
     subject: SubjectId,
     request: Request,
-    meter: Annotated[Meter, Depends(metered("enrol", "write"))],
+    meter: Annotated[Meter, Depends(metered("enrol", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     pool: PoolDep,
     audit: Annotated[AuditEntry, audited("face.enrol", SUBJECT)],
-    idem: IdempotentDep,
     all_faces: Annotated[bool, Query(description="enrol every face, not only the largest")] = False,
     min_quality: Annotated[float, Query(ge=0, le=1)] = 0.0,
-) -> Any:
+) -> dict[str, Any]:
     """Enrol the face(s) of an image to a subject (created when new). With an ``Idempotency-Key``
     header, a retry with the same key enrols nothing more and answers the first answer again."""
-    if idem.replay is not None:
-        audit.action = "face.enrol.replay"
-        return Response(idem.replay.body, idem.replay.status, media_type="application/json")
     images, _ = await read_images(request, "image")
     info = await run_in_threadpool(gallery.get_collection, collection)
     faces, crops = await pool.faces_and_crops(
@@ -296,10 +292,7 @@ async def enrol(
         lambda: gallery.enrol_faces(collection, subject, faces, crops=crops, min_quality=min_quality)
     )
     audit.details["faces"] = len(report.added)
-    result = {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected)}
-    if idem.key is None:
-        return result
-    return idem.respond(201, EnrolOut.model_validate(result).model_dump_json(exclude_unset=True).encode())
+    return {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected)}
 
 
 # -- search and verify -------------------------------------------------------------------------------

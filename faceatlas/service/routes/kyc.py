@@ -12,9 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, metered
+from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import KycSessionList, KycSessionOut
 
-router = APIRouter(tags=["kyc"])
+router = APIRouter(tags=["kyc"], route_class=IdempotentRoute)
 Status = Literal["pending", "processing", "accepted", "rejected", "expired"]
 SessionId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
 MAX_FRAMES = 300
@@ -28,7 +29,7 @@ class SessionRequest(BaseModel):
 
 @router.post("/kyc/sessions", status_code=201, response_model=KycSessionOut)
 async def create_session(
-    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
+    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False, idempotent=True))],
     kyc: KycDep,
     accounts: AccountsDep,
     options: Annotated[SessionRequest | None, Body()] = None,
@@ -62,7 +63,7 @@ async def create_session(
 async def submit_session(
     session_id: SessionId,
     request: Request,
-    meter: Annotated[Meter, Depends(metered("kyc.verify", "detect"))],
+    meter: Annotated[Meter, Depends(metered("kyc.verify", "detect", idempotent=True))],
     kyc: KycDep,
     pool: PoolDep,
 ) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
+from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import (
     RetailMemberOut,
     RetailProductList,
@@ -57,7 +58,7 @@ from faceatlas.service.schemas import (
     RetailWithdrawalOut,
 )
 
-router = APIRouter(tags=["retail"])
+router = APIRouter(tags=["retail"], route_class=IdempotentRoute)
 Chart = Literal[CHARTS]  # type: ignore[valid-type]
 
 
@@ -158,7 +159,7 @@ async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galler
                  "name": {"type": "string"}, "purposes": {"type": "string", "description": "comma-separated"},
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
 async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                       meter: Annotated[Meter, Depends(metered("retail.enrol", "write"))]) -> dict:
+                       meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))]) -> dict:
     """Enrol a member from an uploaded face photo under the consent given (``purposes`` of
     face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian)."""
     image, name, consent, payment = await _consent_form(request, meter)
@@ -186,7 +187,8 @@ async def _consent_form(request: Request, meter: Meter) -> tuple[bytes, str, Con
 @router.patch("/retail/stores/{store_id}/members/{member_id}", response_model=RetailWithdrawalOut)
 async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentChange, analyzer: AnalyzerDep,
                          gallery: GalleryDep, db: DbDep,
-                         meter: Annotated[Meter, Depends(metered("retail.consent", "write", billable=False))],
+                         meter: Annotated[Meter, Depends(metered("retail.consent", "write", billable=False,
+                                                                 idempotent=True))],
                          audit: Annotated[AuditEntry, audited("retail.consent.withdraw", MEMBER)]) -> dict:
     """Withdraw a member's consent (``purposes``: some of it) at once: with no biometric purpose
     left, every face vector of theirs leaves the store's gallery and they are recognised nowhere,
@@ -208,7 +210,7 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
 async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request, analyzer: AnalyzerDep,
                         gallery: GalleryDep, db: DbDep,
-                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write"))],
+                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))],
                         audit: Annotated[AuditEntry, audited("retail.consent.grant", MEMBER)]) -> dict:
     """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
     for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``)."""
@@ -222,7 +224,8 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
 
 @router.delete("/retail/stores/{store_id}/members/{member_id}")
 async def erase_member(store_id: StoreId, member_id: MemberId, analyzer: AnalyzerDep, gallery: GalleryDep,
-                       db: DbDep, meter: Annotated[Meter, Depends(metered("retail.erase", "write", billable=False))],
+                       db: DbDep, meter: Annotated[Meter, Depends(metered("retail.erase", "write", billable=False,
+                                                                          idempotent=True))],
                        audit: Annotated[AuditEntry, audited("retail.erase", MEMBER)], principal: PrincipalDep,
                        accounts: AccountsDep, settings: SettingsDep) -> dict:
     """Erase a member: faces, vectors, consents; visits and charges stay as anonymous counts, and
@@ -248,7 +251,7 @@ async def list_products(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galle
 @router.post("/retail/stores/{store_id}/products", status_code=201, response_model=RetailProductOut)
 async def create_product(store_id: StoreId, body: ProductCreate, analyzer: AnalyzerDep, gallery: GalleryDep,
                          db: DbDep, meter: Annotated[Meter, Depends(metered("retail.products", "write",
-                                                                             billable=False))],
+                                                                             billable=False, idempotent=True))],
                          audit: Annotated[AuditEntry, audited("retail.product.create", "{store_id}/products")]) -> dict:
     """Put a product on sale (409 when the SKU is on sale already)."""
     product: Product = await _store(store_id, meter, analyzer, gallery, db,
@@ -260,7 +263,8 @@ async def create_product(store_id: StoreId, body: ProductCreate, analyzer: Analy
 @router.patch("/retail/stores/{store_id}/products/{sku}", response_model=RetailProductOut)
 async def update_product(store_id: StoreId, sku: Sku, body: ProductChange, analyzer: AnalyzerDep,
                          gallery: GalleryDep, db: DbDep,
-                         meter: Annotated[Meter, Depends(metered("retail.products", "write", billable=False))],
+                         meter: Annotated[Meter, Depends(metered("retail.products", "write", billable=False,
+                                                                 idempotent=True))],
                          audit: Annotated[AuditEntry, audited("retail.product.update", "{store_id}/products")]) -> dict:
     """Rename or reprice a product; a new price applies to picks after it (carts keep the price picked)."""
     product: Product = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.products.update(
@@ -271,7 +275,8 @@ async def update_product(store_id: StoreId, sku: Sku, body: ProductChange, analy
 
 @router.delete("/retail/stores/{store_id}/products/{sku}", response_model=RetailProductRemovedOut)
 async def delete_product(store_id: StoreId, sku: Sku, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                         meter: Annotated[Meter, Depends(metered("retail.products", "write", billable=False))],
+                         meter: Annotated[Meter, Depends(metered("retail.products", "write", billable=False,
+                                                                 idempotent=True))],
                          audit: Annotated[AuditEntry, audited("retail.product.delete", "{store_id}/products")]) -> dict:
     """Take a product off sale. Open carts that hold it keep it at the price picked (``open_carts``
     says how many); it can be put back but no longer picked."""
@@ -292,7 +297,8 @@ async def get_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)],
 @router.post("/retail/stores/{store_id}/visits/{visit_id}/cart")
 async def add_to_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)], body: PickRequest,
                       analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                      meter: Annotated[Meter, Depends(metered("retail.carts", "write", billable=False))]) -> dict:
+                      meter: Annotated[Meter, Depends(metered("retail.carts", "write", billable=False,
+                                                              idempotent=True))]) -> dict:
     """Put ``quantity`` of ``sku`` into an open visit's cart (negative: put back)."""
     cart = await _store(store_id, meter, analyzer, gallery, db,
                         lambda s: s.cart(s.add_item(visit_id, body.sku, body.quantity)))
@@ -301,7 +307,7 @@ async def add_to_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1
 
 @router.post("/retail/stores/{store_id}/pay", openapi_extra=image_request_body("image"))
 async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                   meter: Annotated[Meter, Depends(metered("retail.pay", "write"))],
+                   meter: Annotated[Meter, Depends(metered("retail.pay", "write", idempotent=True))],
                    camera: Annotated[str, Query(min_length=1, max_length=100, description="checkout camera")],
                    event: Annotated[str, Query(min_length=1, max_length=200,
                                                description="the payment's id: its idempotency key")]) -> dict:
@@ -319,7 +325,8 @@ async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, g
 @router.post("/retail/stores/{store_id}/charges/{charge_id}/refund")
 async def refund(store_id: StoreId, charge_id: Annotated[int, PathParam(ge=1)], body: RefundRequest,
                  analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                 meter: Annotated[Meter, Depends(metered("retail.refund", "write", billable=False))]) -> dict:
+                 meter: Annotated[Meter, Depends(metered("retail.refund", "write", billable=False,
+                                                         idempotent=True))]) -> dict:
     """Refund a settled charge (default: what is left), once per ``key``."""
     refund_id = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.refund(
         charge_id, body.amount_cents, reason=body.reason, key=body.key))
@@ -337,7 +344,8 @@ async def list_alerts(store_id: StoreId, analyzer: AnalyzerDep, gallery: Gallery
 @router.post("/retail/stores/{store_id}/alerts/{alert_id}/resolve")
 async def resolve_alert(store_id: StoreId, alert_id: Annotated[int, PathParam(ge=1)], analyzer: AnalyzerDep,
                         gallery: GalleryDep, db: DbDep,
-                        meter: Annotated[Meter, Depends(metered("retail.alerts", "write", billable=False))]) -> dict:
+                        meter: Annotated[Meter, Depends(metered("retail.alerts", "write", billable=False,
+                                                                idempotent=True))]) -> dict:
     """Mark an alert as dealt with."""
     await _store(store_id, meter, analyzer, gallery, db, lambda s: s.resolve_alert(alert_id))
     return {"id": alert_id, "resolved": True}

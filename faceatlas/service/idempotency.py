@@ -1,0 +1,159 @@
+"""``Idempotency-Key`` of the API's write calls: one mechanism for every route that changes state.
+
+A route opts in with ``metered(..., idempotent=True)`` (the one gate of every route: auth, scope,
+rate, quota) on a router whose ``route_class`` is :class:`IdempotentRoute`. With the header set:
+
+- the gate, once the call passed authentication and the rate limit, fingerprints the call
+  (method, path, sorted query, media type and body: a multipart body's field names and contents,
+  a JSON body with sorted keys) and claims the key in the shared state (Redis across processes,
+  else this process's memory), per tenant;
+- the key unknown: the call runs; :class:`IdempotentRoute` stores its answer (status, body,
+  media type) when it succeeded (2xx), or releases the key when it failed (an error answer is
+  not kept: the call changed nothing, a retry runs again, with the same or a corrected body);
+- the key answered already for the same fingerprint: the stored answer comes back, byte for byte,
+  with ``Idempotent-Replayed: true``; the route never runs, the replay is neither recorded nor
+  billed nor counted against the quota (it still spends the key's rate), and nothing is audited;
+- the key claimed for another call (another method, path, query or body): 422
+  ``idempotency_key_reused``; the same call still running: 409 ``idempotency_in_flight``
+  (neither is billed).
+
+Why a gate dependency plus a route class, not a middleware: the key belongs to the caller's
+tenant, known only once the key is authenticated (a middleware runs before that, and would
+replay answers to revoked keys or keys without the route's scope); and the route class sees the
+route's finished ``Response`` (its bytes) without wrapping the ASGI ``send``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, StateUnavailable
+from faceatlas.service.shared_state import SharedState, StoredAnswer
+
+log = logging.getLogger(__name__)
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+_NAME = re.compile(rb'(?:^|[;\s])name="([^"]*)"', re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key this call claimed: its answer is stored (or the key released) once the route ran."""
+
+    shared: SharedState
+    scope: str
+    key: str
+    fingerprint: str
+
+
+class Replay(Exception):
+    """Raised by the gate when the key answered already; :class:`IdempotentRoute` sends ``answer``."""
+
+    def __init__(self, answer: StoredAnswer) -> None:
+        super().__init__("replayed")
+        self.answer = answer
+
+
+async def fingerprint(request: Request) -> str:
+    """What makes two calls with one key the same call: method, path, query (sorted), media type
+    and body: a multipart body's fields (names and contents, in order; not the boundary, the file
+    names or the parts' media types, which clients choose), a JSON body with sorted keys."""
+    body = await request.body()  # Starlette keeps it: the route's own form()/json() reads it again
+    media, _, params = request.headers.get("content-type", "").partition(";")
+    media = media.strip().lower()
+    if media.startswith("multipart/"):
+        boundary = next((value.strip().strip('"') for name, _, value in
+                         (param.strip().partition("=") for param in params.split(";"))
+                         if name.lower() == "boundary"), "")
+        if boundary:
+            body = b"".join(_field_digest(name, content) for name, content in _fields(body, boundary.encode()))
+    elif media == "application/json":
+        with suppress(ValueError, RecursionError):  # else the route refuses it; the raw bytes name it
+            body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    query = urlencode(sorted(parse_qsl(request.url.query, keep_blank_values=True)))
+    digest = sha256("\0".join((request.method, request.url.path, query, media, "")).encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def _fields(body: bytes, boundary: bytes) -> list[tuple[bytes, bytes]]:
+    """The (name, content) of each part of a multipart body (a malformed one: what parses of it)."""
+    fields = []
+    for part in body.split(b"--" + boundary)[1:]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        head, found, content = part.partition(b"\r\n\r\n")
+        if found:
+            name = _NAME.search(head)
+            fields.append((name.group(1) if name else b"", content.removesuffix(b"\r\n")))
+    return fields
+
+
+def _field_digest(name: bytes, content: bytes) -> bytes:
+    return sha256(name).digest() + sha256(content).digest()
+
+
+async def claim(request: Request, shared: SharedState, tenant_id: str, key: str, unmeter: Callable[[], None]) -> None:
+    """Claim ``key`` for this call of ``tenant_id``'s; a replay or a refusal calls ``unmeter``
+    (the call is then neither recorded nor counted) and raises :class:`Replay` or the refusal."""
+    call = await fingerprint(request)
+    try:
+        stored = await run_in_threadpool(shared.begin_idempotent, tenant_id, key, call)
+    except (IdempotencyInFlight, IdempotencyKeyReused):
+        await run_in_threadpool(unmeter)
+        raise
+    if stored is not None:
+        await run_in_threadpool(unmeter)
+        raise Replay(stored)
+    request.state.idempotency = Claim(shared, tenant_id, key, call)
+
+
+async def _finish(request: Request, response: Response | None) -> None:
+    """Store the answer of the call's claimed key (a success), or release the key (else)."""
+    claimed: Claim | None = getattr(request.state, "idempotency", None)
+    if claimed is None:
+        return
+    request.state.idempotency = None
+    answer = None
+    if response is not None and 200 <= response.status_code < 300 and not isinstance(response, StreamingResponse):
+        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "")
+    try:
+        await run_in_threadpool(claimed.shared.finish_idempotent, claimed.scope, claimed.key, answer,
+                                claimed.fingerprint)
+    except StateUnavailable:  # the call is done and answered: its answer goes; the claim expires by itself
+        log.warning("the answer of Idempotency-Key %r could not be stored", claimed.key, exc_info=True)
+
+
+class IdempotentRoute(APIRoute):
+    """A route that sends a replayed answer and stores (or releases) the key its call claimed."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except Replay as replay:
+                answer = replay.answer
+                return Response(answer.body, answer.status, headers={REPLAYED: "true"},
+                                media_type=answer.media_type or None)
+            except Exception:  # cancelled: the claim expires by itself
+                await _finish(request, None)
+                raise
+            await _finish(request, response)
+            return response
+
+        return route

@@ -1,0 +1,198 @@
+"""``Idempotency-Key`` on the API's write calls, over PostgreSQL, with the keys in this process's
+memory and in a real Redis: a retry with the same key acts once (the state says so), answers the
+first answer byte for byte and is not billed; the same key for another call is refused; an error
+answer is not kept; every state-changing route honours the header."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
+from faceatlas.client import FaceAtlasClient
+from faceatlas.db import create_database_engine
+from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused
+from faceatlas.service import create_app
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
+from faceatlas.service.idempotency import IdempotentRoute
+from faceatlas.service.redis_state import RedisState
+from faceatlas.service.shared_state import MemoryState, StoredAnswer
+from faceatlas.settings import ServiceSettings
+
+# POST/PATCH/DELETE calls that do not honour Idempotency-Key: reads sent as POST (their retry
+# changes nothing), and the key calls whose answer holds a new API key (never stored anywhere)
+NOT_IDEMPOTENT = {
+    "POST /v1/detect", "POST /v1/compare", "POST /v1/liveness", "POST /v1/ar/effects",
+    "POST /v1/collections/{collection}/search", "POST /v1/collections/{collection}/subjects/{subject}/verify",
+    "POST /v1/keys", "POST /v1/keys/{prefix}/rotate",
+}
+
+
+class Api:
+    def __init__(self, http: TestClient, accounts: Accounts, database_url: str, state: str, token: str) -> None:
+        self.http, self.accounts, self.database_url, self.state = http, accounts, database_url, state
+        self.client = FaceAtlasClient("http://testserver", token, http=http)  # the Python client
+
+    def calls(self, operation: str) -> int:
+        """The billed calls of ``operation`` on acme's bill."""
+        return sum(r["calls"] for r in self.accounts.usage_report("acme") if r["operation"] == operation)
+
+    def audited(self, action: str) -> int:
+        return sum(e["action"] == action for e in self.http.get("/v1/audit", params={"limit": 1000}).json()["events"])
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def api(request, redis_server, new_database, fast_analyzer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    folder = tmp_path_factory.mktemp("idem")
+    redis_server.flush()
+    with new_database("postgresql", folder) as url:
+        engine = create_database_engine(url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        admin = accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token
+        settings = ServiceSettings(database_url=url, index_dir=folder / "indexes", pack="scrfd-mbf", workers=1,
+                                   redis_url=redis_server.url if request.param == "redis" else None)
+        with TestClient(create_app(settings, analyzer=fast_analyzer),
+                        headers={"Authorization": f"Bearer {admin}"}) as http:
+            yield Api(http, accounts, url, request.param, admin)
+        engine.dispose()
+
+
+def _key(api: Api, name: str) -> dict[str, str]:
+    return {"Idempotency-Key": f"{api.state}-{name}"}
+
+
+def _code(response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_a_retried_collection_create_creates_once(api: Api) -> None:
+    key = _key(api, "create")
+    first = api.http.post("/v1/collections", json={"name": "staff", "keep_crops": False}, headers=key)
+    again = api.http.post("/v1/collections", json={"keep_crops": False, "name": "staff"}, headers=key)  # same JSON
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content  # the first answer, byte for byte
+    assert "idempotent-replayed" not in first.headers and again.headers["idempotent-replayed"] == "true"
+    assert _code(api.http.post("/v1/collections", json={"name": "staff"})) == (409, "already_exists")  # it exists
+    assert api.calls("collections.create") == 2  # the call and the one without a key; not the replay
+    assert api.audited("collection.create") == 1
+
+    # the same key for another call: refused, nothing done, nothing billed
+    assert _code(api.http.post("/v1/collections", json={"name": "other"}, headers=key)) == \
+        (422, "idempotency_key_reused")
+    assert _code(api.http.delete("/v1/collections/staff", headers=key)) == (422, "idempotency_key_reused")
+    assert _code(api.http.post("/v1/collections?x=1", json={"name": "staff"}, headers=key)) == \
+        (422, "idempotency_key_reused")
+    assert [c["name"] for c in api.http.get("/v1/collections").json()["collections"]] == ["staff"]
+    assert api.calls("collections.create") == 2 and api.calls("collections.delete") == 0
+
+
+def test_a_retried_subject_delete_deletes_once_and_answers_204_again(api: Api, examples: Path) -> None:
+    api.http.post("/v1/collections", json={"name": "gone"})
+    image = (examples / "examples" / "obama-240p.jpg").read_bytes()
+    client = api.client
+    enrolled = client.enrol("gone", "obama", image, idempotency_key=f"{api.state}-enrol")
+    assert client.enrol("gone", "obama", image, idempotency_key=f"{api.state}-enrol") == enrolled
+    assert api.http.get("/v1/collections/gone/subjects/obama").json()["faces"] == 1
+
+    key = _key(api, "delete")
+    path = "/v1/collections/gone/subjects/obama"
+    first, again = api.http.delete(path, headers=key), api.http.delete(path, headers=key)
+    assert (first.status_code, again.status_code, again.content) == (204, 204, b"")
+    assert again.headers["idempotent-replayed"] == "true"
+    assert _code(api.http.delete(path)) == (404, "not_found")  # a call without the key runs: gone already
+    assert api.calls("subjects.delete") == 2 and api.audited("subject.delete") == 1
+    client.delete_subject("gone", "obama", idempotency_key=key["Idempotency-Key"])  # the client's retry: no error
+
+
+def test_an_error_answer_is_not_kept_and_a_retry_runs_again(api: Api) -> None:
+    key = _key(api, "early")
+    body = {"id": "ada", "name": "Ada"}
+    assert _code(api.http.post("/v1/collections/later/subjects", json=body, headers=key)) == (404, "not_found")
+    api.http.post("/v1/collections", json={"name": "later"})
+    created = api.http.post("/v1/collections/later/subjects", json=body, headers=key)  # the retry runs
+    assert created.status_code == 201 and "idempotent-replayed" not in created.headers
+    again = api.http.post("/v1/collections/later/subjects", json=body, headers=key)
+    assert again.json() == created.json() and again.headers["idempotent-replayed"] == "true"
+
+
+def test_a_retried_kyc_session_and_product_are_created_once(api: Api, fast_analyzer, tmp_path: Path) -> None:
+    key = _key(api, "kyc")
+    first = api.http.post("/v1/kyc/sessions", headers=key)
+    again = api.http.post("/v1/kyc/sessions", headers=key)
+    assert first.status_code == again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    assert [s["id"] for s in api.http.get("/v1/kyc/sessions").json()["sessions"]] == [first.json()["id"]]
+    assert _code(api.http.post("/v1/kyc/sessions", json={"retention_days": 0}, headers=key)) == \
+        (422, "idempotency_key_reused")
+
+    config = StoreConfig(id=f"shop-{api.state}", tenant="acme", cameras=[Camera(id="door", role="door")],
+                         products=[Product(sku="mug", name="Mug", price_cents=1250)])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    products = f"/v1/retail/stores/{config.id}/products"
+    key = _key(api, "tea")
+    tea = {"sku": "tea", "name": "Tea", "price_cents": 300}
+    first, again = api.http.post(products, json=tea, headers=key), api.http.post(products, json=tea, headers=key)
+    assert first.status_code == again.status_code == 201 and again.content == first.content
+    assert _code(api.http.post(products, json=tea)) == (409, "already_exists")
+    reprice = _key(api, "reprice")
+    for _ in range(2):
+        assert api.http.patch(f"{products}/tea", json={"price_cents": 350}, headers=reprice).status_code == 200
+    assert _code(api.http.patch(f"{products}/tea", json={"price_cents": 400}, headers=reprice)) == \
+        (422, "idempotency_key_reused")
+    assert [(p["sku"], p["price_cents"]) for p in api.http.get(products).json()["products"]] == \
+        [("mug", 1250), ("tea", 350)]
+    assert api.audited("retail.product.update") == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_key_is_claimed_once_per_call(kind: str, redis_server) -> None:
+    redis_server.flush()
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    state = MemoryState(lambda tenant: 0, settings) if kind == "memory" else RedisState(settings, lambda tenant: 0)
+    try:
+        assert state.begin_idempotent("acme", "k", "call-a") is None
+        with pytest.raises(IdempotencyInFlight):
+            state.begin_idempotent("acme", "k", "call-a")
+        with pytest.raises(IdempotencyKeyReused):
+            state.begin_idempotent("acme", "k", "call-b")
+        assert state.begin_idempotent("globex", "k", "call-b") is None  # another tenant's key
+        answer = StoredAnswer(204, b"", "")
+        state.finish_idempotent("acme", "k", answer, "call-a")
+        assert state.begin_idempotent("acme", "k", "call-a") == answer
+        with pytest.raises(IdempotencyKeyReused):
+            state.begin_idempotent("acme", "k", "call-b")
+        state.finish_idempotent("globex", "k", None)  # released: the next call runs
+        assert state.begin_idempotent("globex", "k", "call-c") is None
+    finally:
+        state.close()
+
+
+def _api_routes(app) -> Iterator[tuple[str, APIRoute]]:
+    """Every route of the app with its full path (routers included as such, or flattened)."""
+    for entry in app.routes:
+        inner = getattr(entry, "original_router", None)
+        routes = [("", entry)] if inner is None else [(entry.include_context.prefix, r) for r in inner.routes]
+        yield from ((prefix + route.path, route) for prefix, route in routes if isinstance(route, APIRoute))
+
+
+def test_every_state_changing_call_honours_the_key() -> None:
+    app = create_app(ServiceSettings(database_url="sqlite://"))
+    paths = app.openapi()["paths"]
+    writes = [(f"{method} {path}", route) for path, route in _api_routes(app) if path.startswith("/v1/")
+              for method in sorted(route.methods & {"POST", "PUT", "PATCH", "DELETE"})]
+    assert len(writes) > 30
+    honoured = set()
+    for call, route in writes:
+        method, path = call.split(" ")
+        headers = {p["name"] for p in paths[path][method.lower()].get("parameters", []) if p["in"] == "header"}
+        if "Idempotency-Key" in headers:
+            assert isinstance(route, IdempotentRoute), call
+            honoured.add(call)
+    assert {call for call, _ in writes} - honoured == NOT_IDEMPOTENT
