@@ -20,7 +20,7 @@ from rich.table import Table
 
 from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration
 
-PACKS = ("dlib", "yunet-dlib", "scrfd-mbf", "yunet-mbf", "yunet-frfeature")
+PACKS = ("dlib", "yunet-dlib", "scrfd-mbf", "yunet-mbf", "yunet-frfeature", "scrfd-fusion")
 
 
 def main() -> None:

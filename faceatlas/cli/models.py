@@ -30,7 +30,7 @@ def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         {
             "name": p.name,
             "version": p.version,
-            "embedding_size": p.recognizer.embedding_size,
+            "embedding_size": p.embedding_size,
             "available": p.is_available(),
             "calibrated": load_calibration(p) is not None,
             "description": p.description,

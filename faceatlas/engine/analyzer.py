@@ -25,10 +25,17 @@ from faceatlas.engine.geometry import align_face, estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
 from faceatlas.engine.liveness import LivenessMember, LivenessResult, MiniFASNet
 from faceatlas.engine.models import resolve
-from faceatlas.engine.packs import Pack, get_pack
+from faceatlas.engine.packs import Pack, RecognizerSpec, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.quantize import calibration_photos, int8_model
-from faceatlas.engine.recognizers import ArcFaceONNX, DlibChipONNX, DlibResNet, Recognizer, arcface_blob
+from faceatlas.engine.recognizers import (
+    ArcFaceONNX,
+    DlibChipONNX,
+    DlibResNet,
+    FusedRecognizer,
+    Recognizer,
+    arcface_blob,
+)
 from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
@@ -113,7 +120,11 @@ class FaceAnalyzer:
                      provider=self.settings.provider, min_face=self.settings.min_face)
 
     def _build_recognizer(self) -> Recognizer:
-        spec = self.pack.recognizer
+        if self.pack.fused:
+            return FusedRecognizer([self._build_one_recognizer(spec) for spec in self.pack.recognizers])
+        return self._build_one_recognizer(self.pack.recognizer)
+
+    def _build_one_recognizer(self, spec: RecognizerSpec) -> Recognizer:
         path = resolve(spec.file, download=self._download, settings=self.settings)
         if spec.kind == "dlib":
             return DlibResNet(path)
@@ -180,7 +191,7 @@ class FaceAnalyzer:
 
     @property
     def embedding_size(self) -> int:
-        return self.pack.recognizer.embedding_size
+        return self.pack.embedding_size
 
     # -- analysis -------------------------------------------------------------------------
     def load(self, image: ImageInput, channels: ChannelOrder = "bgr") -> np.ndarray:

@@ -90,16 +90,32 @@ class Pack:
     notes: tuple[str, ...] = field(default=())
     attributes: AttributeSpec | None = None
     runtime: Runtime = "float"
+    fused: tuple[RecognizerSpec, ...] = ()  # more recognisers of the same crop, joined (score fusion)
+
+    def __post_init__(self) -> None:
+        if self.fused and any(spec.kind != "arcface" for spec in self.recognizers):
+            raise ValueError(f"pack {self.name!r}: only recognisers of the same 112x112 crop (arcface) fuse")
+
+    @property
+    def recognizers(self) -> tuple[RecognizerSpec, ...]:
+        """The recogniser and the ones fused with it: their embeddings, each L2-normalised and
+        scaled by 1/sqrt(n), are joined into one vector whose cosine is the mean of theirs."""
+        return (self.recognizer, *self.fused)
+
+    @property
+    def embedding_size(self) -> int:
+        return sum(spec.embedding_size for spec in self.recognizers)
 
     @property
     def recognizer_id(self) -> str:
         """Identity of the embedding space: galleries refuse vectors with another id. The int8
-        variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds."""
-        digest = (self.recognizer.file.sha256 or "unpinned")[:12]
+        variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds;
+        a fused pack's names each recogniser (``a:<sha>&b:<sha>``)."""
         suffix = "" if self.runtime == "float" else f"+{self.runtime}"
         if self.recognizer.kind == "dlib_onnx":
             suffix += "+onnx"  # the same network, other boxes (YuNet's): kept apart from the dlib pack's space
-        return f"{self.recognizer.file.basename}:{digest}{suffix}"
+        names = "&".join(f"{spec.file.basename}:{(spec.file.sha256 or 'unpinned')[:12]}" for spec in self.recognizers)
+        return names + suffix
 
     @property
     def calibration_name(self) -> str:
@@ -113,13 +129,15 @@ class Pack:
         if runtime == "int8" and self.recognizer.kind != "arcface":
             raise RuntimeUnavailable(f"pack {self.name!r}: its {self.recognizer.kind} recogniser has no int8 "
                                      "variant (only ONNX recognisers are quantised)")
+        if runtime == "int8" and self.fused:
+            raise RuntimeUnavailable(f"pack {self.name!r}: a fused pack has no int8 variant (use its packs' own)")
         return replace(self, runtime=runtime)
 
     @property
     def core_files(self) -> list[ModelFile]:
         """The detector and recogniser files (what detect/embed/compare need)."""
         return [f for f in (self.detector.file, self.detector.keypoint_file, self.recognizer.aligner,
-                            self.recognizer.file) if f is not None]
+                            *(spec.file for spec in self.recognizers)) if f is not None]
 
     @property
     def files(self) -> list[ModelFile]:
@@ -275,6 +293,7 @@ def _insightface_release(zip_name: str, member: str) -> ModelFile:
 SILENT_FACE = (LivenessSpec(MINIFASNET_V2, 2.7), LivenessSpec(MINIFASNET_V1SE, 4.0))
 FACEPLUGIN_LIVENESS = (LivenessSpec(FR_LIVENESS, 2.7, size=128, real_class=0),)
 _MBF = RecognizerSpec("arcface", MOBILEFACENET_128D, 128)
+_FR_FEATURE = RecognizerSpec("arcface", FR_FEATURE, 512, input_mean=127.0, input_std=128.0)
 _UNPINNED = ("InsightFace publishes no checksums for its release archives; the file is not sha256-pinned.",)
 
 PACKS: dict[str, Pack] = {
@@ -331,10 +350,21 @@ PACKS: dict[str, Pack] = {
             "yunet-frfeature",
             "1",
             DetectorSpec("yunet", YUNET_2026MAY),
-            RecognizerSpec("arcface", FR_FEATURE, 512, input_mean=127.0, input_std=128.0),
+            _FR_FEATURE,
             SILENT_FACE,
             "YuNet (MIT) + Faceplugin fr_feature 512-d (MIT) + MiniFASNet (Apache-2.0): every file commercially usable",
             attributes=ATTRIBUTES_MIT,
+        ),
+        Pack(
+            "scrfd-fusion",
+            "1",
+            DetectorSpec("scrfd", DET_500M),
+            _MBF,
+            SILENT_FACE,
+            "SCRFD-500M + MobileFaceNet 128-d and fr_feature 512-d fused (mean of their cosines) + MiniFASNet: "
+            "the most accurate pack at low FAR, at the cost of both recognisers",
+            attributes=ATTRIBUTES,
+            fused=(_FR_FEATURE,),
         ),
         Pack(
             "yunet-sface",

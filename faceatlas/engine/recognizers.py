@@ -110,6 +110,29 @@ class ArcFaceONNX:
         return l2_normalize(np.concatenate(parts).reshape(len(blob), -1))
 
 
+class FusedRecognizer:
+    """Several recognisers of the same aligned crop as one (score-level fusion): each one's
+    embedding L2-normalised, scaled by 1/sqrt(n) and joined, so the joined vector has unit length
+    and the cosine of two of them is the mean of the recognisers' cosines. Galleries, indexes and
+    calibrations use it unchanged, as one embedding space."""
+
+    def __init__(self, parts: Sequence[Recognizer]) -> None:
+        if len({part.crop_size for part in parts}) != 1:
+            raise InvalidArgument("only recognisers of the same crop size fuse")
+        self.parts = list(parts)
+        self.crop_size = self.parts[0].crop_size
+        self.embedding_size = sum(part.embedding_size for part in self.parts)
+
+    def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
+        return self.parts[0].align(image, detections, index)
+
+    def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_size), np.float32)
+        joined = np.hstack([part.embed_aligned(crops) for part in self.parts]) / np.sqrt(len(self.parts))
+        return joined.astype(np.float32)
+
+
 class DlibResNet:
     """dlib's ResNet-29 recogniser on its own 150x150 face chips (aligned by dlib)."""
 

@@ -166,7 +166,7 @@ class Gallery:
         check_id(name, "collection name")
         pack = _pack_of(pack)
         return self._create_bound_collection(name, pack.name, pack.version, pack.recognizer_id,
-                                             pack.recognizer.embedding_size, keep_crops=keep_crops,
+                                             pack.embedding_size, keep_crops=keep_crops,
                                              metadata=metadata)
 
     def _create_bound_collection(self, name: str, pack_name: str, pack_version: str, recognizer_id: str,
@@ -631,7 +631,7 @@ class Gallery:
                 session.execute(update(FaceRecord).where(FaceRecord.id == face_id)
                                 .values(embedding=l2_normalize(vector)[0].tobytes()))
             coll.pack_name, coll.pack_version = pack.name, pack.version
-            coll.recognizer_id, coll.embedding_size = pack.recognizer_id, pack.recognizer.embedding_size
+            coll.recognizer_id, coll.embedding_size = pack.recognizer_id, pack.embedding_size
             self._bump(session, coll)
             collection_id = coll.id
         self._indexes.drop(collection_id)
