@@ -90,21 +90,27 @@ class Pack:
     notes: tuple[str, ...] = field(default=())
     attributes: AttributeSpec | None = None
     runtime: Runtime = "float"
+    flip: bool = False  # flip test-time augmentation: each crop embedded with its mirror, the two summed
 
     @property
     def recognizer_id(self) -> str:
         """Identity of the embedding space: galleries refuse vectors with another id. The int8
-        variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds."""
+        variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds;
+        so is the flip variant (``...+flip``, last: ``...+int8+flip``)."""
         digest = (self.recognizer.file.sha256 or "unpinned")[:12]
         suffix = "" if self.runtime == "float" else f"+{self.runtime}"
         if self.recognizer.kind == "dlib_onnx":
             suffix += "+onnx"  # the same network, other boxes (YuNet's): kept apart from the dlib pack's space
+        if self.flip:
+            suffix += "+flip"
         return f"{self.recognizer.file.basename}:{digest}{suffix}"
 
     @property
     def calibration_name(self) -> str:
-        """The stem of the pack's calibration files: ``scrfd-mbf``, ``scrfd-mbf.int8``."""
-        return self.name if self.runtime == "float" else f"{self.name}.{self.runtime}"
+        """The stem of the pack's calibration files: ``scrfd-mbf``, ``scrfd-mbf.int8``,
+        ``scrfd-mbf.flip``, ``scrfd-mbf.int8.flip``."""
+        stem = self.name if self.runtime == "float" else f"{self.name}.{self.runtime}"
+        return f"{stem}.flip" if self.flip else stem
 
     def with_runtime(self, runtime: Runtime) -> Pack:
         """This pack with its recogniser run at ``runtime``; int8 exists for ONNX recognisers only."""
@@ -114,6 +120,13 @@ class Pack:
             raise RuntimeUnavailable(f"pack {self.name!r}: its {self.recognizer.kind} recogniser has no int8 "
                                      "variant (only ONNX recognisers are quantised)")
         return replace(self, runtime=runtime)
+
+    def with_flip(self, flip: bool) -> Pack:
+        """This pack with flip test-time augmentation on or off: the recogniser embeds each aligned
+        crop and its mirror in one batch, the vector is their normalised sum (about twice the
+        recogniser's cost). Every recogniser kind takes it (ArcFace's template and dlib's chips are
+        both left-right symmetric); it is another embedding space with its own calibration."""
+        return self if flip == self.flip else replace(self, flip=flip)
 
     @property
     def core_files(self) -> list[ModelFile]:
@@ -383,13 +396,15 @@ def default_pack_name(fallback: str = DEFAULT_PACK, settings: EngineSettings | N
     return (settings or EngineSettings()).pack_name(fallback)
 
 
-def get_pack(name: str | None = None, settings: EngineSettings | None = None, runtime: Runtime | None = None) -> Pack:
+def get_pack(name: str | None = None, settings: EngineSettings | None = None, runtime: Runtime | None = None,
+             flip: bool | None = None) -> Pack:
     """The pack called ``name`` (default: :func:`default_pack_name`) at ``runtime`` (default:
-    ``FACEATLAS_RUNTIME``, float)."""
+    ``FACEATLAS_RUNTIME``, float), with flip test-time augmentation when ``flip`` (default:
+    ``FACEATLAS_FLIP``, off)."""
     settings = settings or EngineSettings()
     name = name or default_pack_name(settings=settings)
     try:
         pack = PACKS[name]
     except KeyError:
         raise UnknownPack(f"no model pack named '{name}'; known packs: {', '.join(PACKS)}") from None
-    return pack.with_runtime(runtime or settings.runtime)
+    return pack.with_runtime(runtime or settings.runtime).with_flip(settings.flip if flip is None else flip)
