@@ -69,9 +69,9 @@ def test_flip_vector_is_the_normalised_sum_of_crop_and_mirror(flip_analyzer: Fac
 
 
 @pytest.mark.parametrize("name", ["dlib", "yunet-frfeature"])
-def test_flip_works_for_dlib_and_fr_feature(name: str, shared: Path) -> None:
+def test_flip_works_for_dlib_and_fr_feature(name: str, shared: Path, request: pytest.FixtureRequest) -> None:
     """dlib's own chips (dlib runs the network) and fr_feature's 112 crops mirror alike."""
-    plain = FaceAnalyzer(name, announce_license=False)
+    plain = request.getfixturevalue("dlib_analyzer") if name == "dlib" else FaceAnalyzer(name, announce_license=False)
     flipped = FaceAnalyzer(get_pack(name, flip=True), announce_license=False)
     crop = _crop(plain, shared / LFW / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg")
     expected = l2_normalize(plain.embed_aligned([crop]) + plain.embed_aligned([np.ascontiguousarray(crop[:, ::-1])]))
