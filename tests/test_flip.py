@@ -137,3 +137,14 @@ def test_eval_takes_flip(shared: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["recognizer_id"] == get_pack("scrfd-mbf").recognizer_id + "+flip"
+
+
+def test_flip_accepts_a_genuine_lfw_pair_that_plain_misses(flip_analyzer: FaceAnalyzer, fast_analyzer: FaceAnalyzer,
+                                                           shared: Path) -> None:
+    """pairs.txt line 4308: cosine 0.394 plain (threshold at FAR 1e-4: 0.414), 0.468 with flip
+    (threshold 0.416), one of the genuine pairs flip wins at the same FAR."""
+    photos = [shared / LFW / "Jim_Edmonds" / f"Jim_Edmonds_000{i}.jpg" for i in (1, 2)]
+    plain = fast_analyzer.verify(*(fast_analyzer.analyze_one(p) for p in photos), far=1e-4)
+    flipped = flip_analyzer.verify(*(flip_analyzer.analyze_one(p) for p in photos), far=1e-4)
+    assert plain.match is False and flipped.match is True
+    assert flipped.similarity > plain.similarity + 0.05
