@@ -54,7 +54,7 @@ def embed_with_flip(analyzer: FaceAnalyzer, root: Path, keys: list[str], cache: 
                 rows.append(start + offset)
                 quality[start + offset] = face.quality
         if crops:
-            vectors = analyzer.embed_aligned(crops + [c[:, ::-1].copy() for c in crops])
+            vectors = analyzer.recognizer.embed_aligned(crops + [c[:, ::-1].copy() for c in crops])
             plain[rows] = vectors[:len(crops)]
             flip[rows] = l2_normalize(vectors[:len(crops)] + vectors[len(crops):])
     np.savez(cache, plain=plain, flip=flip, quality=quality)

@@ -98,6 +98,10 @@ class EngineSettings(BaseSettings):
     runtime: Literal["float", "int8"] = Field(
         default="float", description="the recogniser's numeric runtime: float (the published file) or int8 (a "
                                      "quantised copy derived from it and cached; its own embedding space)")
+    flip: bool = Field(
+        default=False, description="flip test-time augmentation: the recogniser embeds each aligned crop and its "
+                                   "mirror and sums them (better TAR at low FAR, about twice the recogniser's cost; "
+                                   "its own embedding space: existing galleries need a reembed)")
     provider: Literal["onnxruntime", "openvino"] = Field(
         default="onnxruntime", description="what runs the detector's and recogniser's ONNX files: onnxruntime, or "
                                            "openvino (the `openvino` extra; same embeddings, faster on some models: "

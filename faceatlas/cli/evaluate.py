@@ -32,6 +32,9 @@ console = Console()
 err = Console(stderr=True)
 RuntimeOption = Annotated[Runtime | None, typer.Option(
     "--runtime", help="float, or int8 (a quantised recogniser made once and cached; default: FACEATLAS_RUNTIME)")]
+FlipOption = Annotated[bool | None, typer.Option(
+    "--flip/--no-flip", help="flip test-time augmentation: each crop embedded with its mirror, the two summed (its "
+                             "own embedding space and calibration; default: FACEATLAS_FLIP)")]
 
 
 @app.callback()
@@ -74,10 +77,11 @@ def lfw(
     cache: Annotated[Path | None, typer.Option(help="embedding cache (.npz), reused when it matches")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
     runtime: RuntimeOption = None,
+    flip: FlipOption = None,
 ) -> None:
     """LFW verification: 10-fold accuracy, ROC, and TAR at FAR 1e-3..1e-6 from all-vs-all pairs."""
     try:
-        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime))
+        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
     except (FaceAtlasError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -146,11 +150,12 @@ def folder(
                           "selected with FACEATLAS_CALIBRATION=NAME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
     runtime: RuntimeOption = None,
+    flip: FlipOption = None,
 ) -> None:
     """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
     ROC and DET plots, and the thresholds as a calibration your collections can use."""
     try:
-        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime))
+        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:

@@ -35,6 +35,7 @@ from faceatlas.engine.recognizers import (
     FusedRecognizer,
     Recognizer,
     arcface_blob,
+    embed_with_mirror,
 )
 from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
@@ -311,7 +312,7 @@ class FaceAnalyzer:
                     face.attributes = found_attributes
             results.append(faces)
         if embed and crops:
-            self.attach_embeddings([face for faces in results for face in faces], self.recognizer.embed_aligned(crops))
+            self.attach_embeddings([face for faces in results for face in faces], self.embed_aligned(crops))
         return results
 
     def attach_embeddings(self, faces: Sequence[Face], vectors: np.ndarray) -> None:
@@ -322,7 +323,10 @@ class FaceAnalyzer:
             face.recognizer_id = self.pack.recognizer_id
 
     def embed_aligned(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Embeddings of already aligned crops (the recogniser's crop size), one batch."""
+        """Embeddings of already aligned crops (the recogniser's crop size), one batch; with the
+        pack's flip on, each crop's with its mirror (:func:`embed_with_mirror`)."""
+        if self.pack.flip:
+            return embed_with_mirror(self.recognizer, crops)
         return self.recognizer.embed_aligned(crops)
 
     def check_liveness(self, image: ImageInput, face: Face | None = None) -> LivenessResult:

@@ -91,6 +91,7 @@ class Pack:
     attributes: AttributeSpec | None = None
     runtime: Runtime = "float"
     fused: tuple[RecognizerSpec, ...] = ()  # more recognisers of the same crop, joined (score fusion)
+    flip: bool = False  # flip test-time augmentation: each crop embedded with its mirror, the two summed
 
     def __post_init__(self) -> None:
         if self.fused and any(spec.kind != "arcface" for spec in self.recognizers):
@@ -110,17 +111,22 @@ class Pack:
     def recognizer_id(self) -> str:
         """Identity of the embedding space: galleries refuse vectors with another id. The int8
         variant is its own space (``...:<sha>+int8``): its vectors differ and so do its thresholds;
-        a fused pack's names each recogniser (``a:<sha>&b:<sha>``)."""
+        a fused pack's names each recogniser (``a:<sha>&b:<sha>``); so is the flip variant (``...+flip``,
+        last: ``...+int8+flip``)."""
         suffix = "" if self.runtime == "float" else f"+{self.runtime}"
         if self.recognizer.kind == "dlib_onnx":
             suffix += "+onnx"  # the same network, other boxes (YuNet's): kept apart from the dlib pack's space
+        if self.flip:
+            suffix += "+flip"
         names = "&".join(f"{spec.file.basename}:{(spec.file.sha256 or 'unpinned')[:12]}" for spec in self.recognizers)
         return names + suffix
 
     @property
     def calibration_name(self) -> str:
-        """The stem of the pack's calibration files: ``scrfd-mbf``, ``scrfd-mbf.int8``."""
-        return self.name if self.runtime == "float" else f"{self.name}.{self.runtime}"
+        """The stem of the pack's calibration files: ``scrfd-mbf``, ``scrfd-mbf.int8``,
+        ``scrfd-mbf.flip``, ``scrfd-mbf.int8.flip``."""
+        stem = self.name if self.runtime == "float" else f"{self.name}.{self.runtime}"
+        return f"{stem}.flip" if self.flip else stem
 
     def with_runtime(self, runtime: Runtime) -> Pack:
         """This pack with its recogniser run at ``runtime``; int8 exists for ONNX recognisers only."""
@@ -132,6 +138,13 @@ class Pack:
         if runtime == "int8" and self.fused:
             raise RuntimeUnavailable(f"pack {self.name!r}: a fused pack has no int8 variant (use its packs' own)")
         return replace(self, runtime=runtime)
+
+    def with_flip(self, flip: bool) -> Pack:
+        """This pack with flip test-time augmentation on or off: the recogniser embeds each aligned
+        crop and its mirror in one batch, the vector is their normalised sum (about twice the
+        recogniser's cost). Every recogniser kind takes it (ArcFace's template and dlib's chips are
+        both left-right symmetric); it is another embedding space with its own calibration."""
+        return self if flip == self.flip else replace(self, flip=flip)
 
     @property
     def core_files(self) -> list[ModelFile]:
@@ -413,13 +426,15 @@ def default_pack_name(fallback: str = DEFAULT_PACK, settings: EngineSettings | N
     return (settings or EngineSettings()).pack_name(fallback)
 
 
-def get_pack(name: str | None = None, settings: EngineSettings | None = None, runtime: Runtime | None = None) -> Pack:
+def get_pack(name: str | None = None, settings: EngineSettings | None = None, runtime: Runtime | None = None,
+             flip: bool | None = None) -> Pack:
     """The pack called ``name`` (default: :func:`default_pack_name`) at ``runtime`` (default:
-    ``FACEATLAS_RUNTIME``, float)."""
+    ``FACEATLAS_RUNTIME``, float), with flip test-time augmentation when ``flip`` (default:
+    ``FACEATLAS_FLIP``, off)."""
     settings = settings or EngineSettings()
     name = name or default_pack_name(settings=settings)
     try:
         pack = PACKS[name]
     except KeyError:
         raise UnknownPack(f"no model pack named '{name}'; known packs: {', '.join(PACKS)}") from None
-    return pack.with_runtime(runtime or settings.runtime)
+    return pack.with_runtime(runtime or settings.runtime).with_flip(settings.flip if flip is None else flip)

@@ -31,6 +31,16 @@ class Recognizer(Protocol):
         ...
 
 
+def embed_with_mirror(recognizer: Recognizer, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation: each aligned crop and its horizontal mirror embedded in one
+    batch, the vector the L2-normalised sum of the two (bench/templates.py measured it on LFW)."""
+    if len(crops) == 0:
+        return np.zeros((0, recognizer.embedding_size), np.float32)
+    plain = list(crops)
+    vectors = recognizer.embed_aligned(plain + [np.ascontiguousarray(c[:, ::-1]) for c in plain])
+    return l2_normalize(vectors[: len(plain)] + vectors[len(plain) :])
+
+
 def dynamic_batch_model(path: Path) -> bytes | Path:
     """The model with its batch dimension made dynamic when it was exported fixed at 1.
 

@@ -774,9 +774,10 @@ def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:
 
 
 def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibration | None:
-    for runtime in RUNTIMES:  # the collection's space names its runtime (float or int8)
+    # the collection's space names its runtime (float or int8) and whether flip TTA made it
+    for runtime, flip in ((r, f) for r in RUNTIMES for f in (False, True)):
         try:
-            pack = get_pack(collection.pack_name, settings, runtime=runtime)
+            pack = get_pack(collection.pack_name, settings, runtime=runtime, flip=flip)
         except UnknownPack:  # a pack this version no longer ships
             return None
         except RuntimeUnavailable:

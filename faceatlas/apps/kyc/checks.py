@@ -83,6 +83,7 @@ def model_versions(analyzer: FaceAnalyzer) -> dict[str, Any]:
         "pack": pack.name,
         "pack_version": pack.version,
         "runtime": pack.runtime,
+        "flip": pack.flip,
         "detector": pack.detector.file.basename,
         "recognizer_id": pack.recognizer_id,
         "liveness": [spec.file.basename for spec in pack.liveness],
