@@ -8,7 +8,8 @@ best round counts. Beside it, each pack's shipped LFW calibration (10-fold accur
     FACEATLAS_MODEL_DIR=../shared/models python bench/pack_speed.py --shared ../shared
 
 ``--openvino PACK ...`` adds those packs run through OpenVINO (``FACEATLAS_PROVIDER=openvino``, the
-``openvino`` extra) as rows of the same run.
+``openvino`` extra) and ``--flip PACK ...`` those packs with flip test-time augmentation
+(``FACEATLAS_FLIP=1``, LFW figures from their flip calibration) as rows of the same run.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--openvino", nargs="*", default=[], help="packs also run through OpenVINO, same run")
+    parser.add_argument("--flip", nargs="*", default=[], help="packs also run with flip TTA, same run")
     args = parser.parse_args()
     paths = sorted((args.shared / "data" / "lfw" / "images").glob("*/*.jpg"))
     images = [cv2.imread(str(p)) for p in paths[:: max(1, len(paths) // args.lfw)][: args.lfw]]
@@ -43,6 +45,9 @@ def main() -> None:
     for name in args.openvino:
         analyzers[f"{name} openvino"] = FaceAnalyzer(get_pack(name, openvino), threads=args.threads, settings=openvino,
                                                      announce_license=False)
+    for name in args.flip:
+        analyzers[f"{name} flip"] = FaceAnalyzer(get_pack(name, flip=True), threads=args.threads,
+                                                 announce_license=False)
     for analyzer in analyzers.values():
         analyzer.analyze_many(images[:4])  # warm-up
     best = dict.fromkeys(analyzers, float("inf"))
@@ -60,7 +65,7 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("pack", "licences") else "right")
     for label, analyzer in analyzers.items():
         name = analyzer.pack.name
-        metrics = (load_calibration(get_pack(name)) or None)
+        metrics = load_calibration(analyzer.pack) or None
         m = metrics.metrics if metrics else {}
         table.add_row(
             label, f"{faces[label] / best[label]:.1f}", f"{1000 * best[label] / max(1, faces[label]):.1f}",
