@@ -4,7 +4,9 @@
 InsightFace ``FaceAnalysis`` does with the same two files; ``yunet-frfeature`` rows (the default
 pack, YuNet through OpenCV + Faceplugin fr_feature 512-d) have no InsightFace counterpart and are
 compared with their own float/onnxruntime row. Every variant runs in the same process,
-alternating warm rounds, on 200 LFW photos and on repeated group photos. Images are decoded
+alternating warm rounds, on 200 LFW photos and on repeated group photos. FaceAtlas rows run
+``analyze_many`` as shipped (images split into lanes side by side, ``FACEATLAS_PARALLEL_IMAGES``); the
+"one image at a time" rows run each pack's float variant on one lane. Images are decoded
 beforehand, so only detection, alignment and embedding are timed. The int8 rows are the pack with
 ``runtime="int8"`` (the recogniser quantised, ``engine.quantize``); the openvino rows run the
 detector (SCRFD) and the float recogniser through OpenVINO (``FACEATLAS_PROVIDER=openvino``; an
@@ -203,6 +205,11 @@ def main() -> None:
                 settings = EngineSettings(shared=args.shared, provider=provider)
                 analyzers[f"{pack} {runtime} {provider}"] = FaceAnalyzer(
                     get_pack(pack, settings, runtime=runtime), settings=settings, announce_license=False)
+    # Each pack's float onnxruntime variant once more, one image after the other on 2-thread sessions
+    # (FACEATLAS_PARALLEL_IMAGES=1, the engine before lanes): what analysing images side by side gains.
+    one_lane = {f"{name} one image at a time": FaceAnalyzer(
+        analyzer.pack, settings=analyzer.settings.model_copy(update={"parallel_images": 1}), announce_license=False)
+        for name, analyzer in analyzers.items() if name.endswith("float onnxruntime")}
     sized: dict[str, FaceAnalyzer] = {}  # the same variants with a smallest wanted face: group photos only
     if args.min_face:
         for name, analyzer in analyzers.items():
@@ -216,7 +223,7 @@ def main() -> None:
             insight = None
             console.print("[yellow]insightface is not installed (pip install insightface): no InsightFace rows")
         engines: dict[str, Callable[[Sequence[np.ndarray]], Found]] = {
-            name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in analyzers.items()}
+            name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in (analyzers | one_lane).items()}
         if insight is not None:
             engines["InsightFace"] = lambda im: run_insightface(insight, im)
         group_only = {name: (lambda im, a=a: run_faceatlas(a, im, args.batch)) for name, a in sized.items()}
@@ -239,7 +246,7 @@ def main() -> None:
                     best[name] = min(best[name], seconds)
             for name in runs:
                 faces = sum(len(r) for r in results[name])
-                variant = analyzers.get(name) or sized.get(name)
+                variant = analyzers.get(name) or sized.get(name) or one_lane.get(name)
                 accuracy, tar = lfw_figures(variant) if variant is not None else ("-", "-")
                 own = f"{name.split()[0]} float onnxruntime"
                 vs_insight = f"{best['InsightFace'] / best[name]:.2f}x" \
@@ -260,9 +267,10 @@ def main() -> None:
             for label, *values in agreements:
                 agree.add_row(label, *(f"{v:.4f}" for v in values[:4]), str(values[4]))
             console.print(agree)
-        console.print(f"best of {args.rounds} alternating warm rounds; FaceAtlas batch {args.batch}, "
-                      f"{analyzers[next(iter(analyzers))].threads or 'all'} threads per session (default: every "
-                      "core); InsightFace onnxruntime's default")
+        first = analyzers[next(iter(analyzers))]
+        console.print(f"best of {args.rounds} alternating warm rounds; FaceAtlas batch {args.batch} split into "
+                      f"{first.lane_count(args.batch)} lanes of one-thread sessions (FACEATLAS_PARALLEL_IMAGES; "
+                      "'one image at a time': 1 lane on sessions with every core); InsightFace onnxruntime's default")
     if not args.no_threads:
         first = next(iter(analyzers.values()))
         crops = [align_face(image, faces[0][1], 112)

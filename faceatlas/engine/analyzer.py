@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ from faceatlas.engine.recognizers import (
     arcface_blob,
     embed_with_mirror,
 )
+from faceatlas.engine.runtime import choose_providers, default_threads
 from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
@@ -98,10 +101,14 @@ class FaceAnalyzer:
         self.threads = threads or self.settings.threads
         self.max_pixels = max_pixels or self.settings.max_pixels
         self._download = download
-        self.detector = self._build_detector(det_threshold, det_max_side or self.settings.det_max_side)
+        self._det_options = (det_threshold, det_max_side or self.settings.det_max_side)
+        self.detector = self._build_detector(*self._det_options)
         self.recognizer = self._build_recognizer()
         self._liveness: MiniFASNet | None = None
         self._attributes: AttributeModels | None = None
+        self._lane: FaceAnalyzer | None = None
+        self._lane_pool: ThreadPoolExecutor | None = None
+        self._lane_lock = threading.Lock()
         self.calibration: Calibration | None = load_calibration(self.pack, self.settings)
         if announce_license:
             self._announce_license()
@@ -238,7 +245,55 @@ class FaceAnalyzer:
         liveness: bool = False,
         attributes: bool = False,
     ) -> list[list[Face]]:
-        """Like :meth:`analyze` for many images; all their faces are embedded in one batch."""
+        """Like :meth:`analyze` for many images; all their faces are embedded in one batch per lane.
+
+        With two threads or more (``threads``, ``FACEATLAS_PARALLEL_IMAGES``) the images are split
+        into contiguous lanes analysed side by side, each on one-thread sessions of the same model
+        files (same faces, same order; see :meth:`lane_count`)."""
+        options: dict[str, Any] = {"channels": channels, "max_faces": max_faces, "embed": embed,
+                                   "with_crop": with_crop, "liveness": liveness, "attributes": attributes}
+        items = list(images)
+        lanes = self.lane_count(len(items))
+        if lanes > 1:
+            lane, pool = self._lanes(lanes)
+            size = -(-len(items) // lanes)
+            futures = [pool.submit(lane.analyze_many, items[start:start + size], **options)
+                       for start in range(0, len(items), size)]
+            return [faces for future in futures for faces in future.result()]
+        return self._analyze_here(items, **options)
+
+    def lane_count(self, images: int) -> int:
+        """How many images :meth:`analyze_many` works on side by side: ``parallel_images`` (default
+        the intra-op threads), at most one per image; 1 for packs with a dlib part (its Python
+        objects are not shared across threads), on CUDA, and on OpenVINO (its one-thread compiled
+        models side by side ran 0.5-0.6x its one lane: bench/engine_throughput.py)."""
+        wanted = self.settings.parallel_images or self.threads or default_threads()
+        uses_dlib = self.pack.detector.kind == "dlib_hog" or any(
+            spec.kind.startswith("dlib") for spec in self.pack.recognizers)
+        if wanted < 2 or images < 2 or uses_dlib:
+            return 1
+        if self.settings.provider == "openvino" or "CUDAExecutionProvider" in choose_providers(self.providers):
+            return 1
+        return min(wanted, images)
+
+    def _lanes(self, count: int) -> tuple[FaceAnalyzer, ThreadPoolExecutor]:
+        """The one-thread twin of this analyzer (same pack, settings and detector options; its
+        sessions are shared by the lanes) and the pool running them, made on first use."""
+        with self._lane_lock:
+            if self._lane is None:
+                single = self.settings.model_copy(update={"parallel_images": 1})
+                self._lane = FaceAnalyzer(self.pack, self.providers, 1, det_threshold=self._det_options[0],
+                                          det_max_side=self._det_options[1], max_pixels=self.max_pixels,
+                                          download=self._download, announce_license=False, settings=single)
+            if self._lane_pool is None or self._lane_pool._max_workers < count:
+                self._lane_pool = ThreadPoolExecutor(count, thread_name_prefix="faceatlas-lane")
+            return self._lane, self._lane_pool
+
+    def _analyze_here(
+        self, images: list[ImageInput], *, channels: ChannelOrder, max_faces: int | None, embed: bool,
+        with_crop: bool, liveness: bool, attributes: bool,
+    ) -> list[list[Face]]:
+        """:meth:`analyze_many` on this thread, one image after the other."""
         loaded = [self.load_reduced(img, channels) for img in images]
         decoded, factors = [array for array, _ in loaded], [factor for _, factor in loaded]
         per_image = [self.detector.detect(img).sorted_by_area(max_faces) for img in decoded]
