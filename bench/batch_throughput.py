@@ -3,7 +3,8 @@ loop over ``FaceAnalyzer.analyze_many``, in the same run, on N images (LFW photo
 distinct names: N symbolic links in a temporary folder).
 
 Every row does the same work per image: read the file's bytes, decode, detect, align, embed. The
-plain loops hold one analyzer (one intra-op thread, then all cores' threads) and call
+plain loops hold one analyzer (one intra-op thread; all cores' threads on one image at a time;
+all cores as lanes of images side by side, ``FACEATLAS_PARALLEL_IMAGES``, the default) and call
 ``analyze_many`` on batches of ``--batch-size`` images; the Ray rows run the whole job (a local Ray
 started for it, Ray Data reading, one analyzer per actor with one thread, a Parquet part per batch,
 perceptual hash, done-manifest). ``job s`` includes starting Ray and the actors; ``pipeline s``
@@ -29,6 +30,7 @@ from rich.table import Table
 
 from faceatlas.batch import BatchOptions, embed, ray_session
 from faceatlas.engine import FaceAnalyzer
+from faceatlas.settings import EngineSettings
 
 
 def make_source(lfw: Path, n: int, folder: Path) -> list[Path]:
@@ -41,14 +43,17 @@ def make_source(lfw: Path, n: int, folder: Path) -> list[Path]:
     return links
 
 
-def plain_loop(paths: list[Path], pack: str, threads: int | None, batch_size: int) -> tuple[float, int]:
-    analyzer = FaceAnalyzer(pack, threads=threads, announce_license=False)
-    analyzer.analyze_many([paths[0].read_bytes()])  # warm
+def plain_loop(paths: list[Path], pack: str, threads: int | None, lanes: int | None,
+               batch_size: int) -> tuple[float, int, int]:
+    """Seconds, faces and lanes of one analyzer's ``analyze_many`` over ``paths`` in batches."""
+    settings = EngineSettings(parallel_images=lanes)
+    analyzer = FaceAnalyzer(pack, threads=threads, announce_license=False, settings=settings)
+    analyzer.analyze_many([p.read_bytes() for p in paths[:batch_size]])  # warm (and make the lanes' twin)
     faces, start = 0, time.perf_counter()
     for first in range(0, len(paths), batch_size):
         batch = [p.read_bytes() for p in paths[first:first + batch_size]]
         faces += sum(len(f) for f in analyzer.analyze_many(batch))
-    return time.perf_counter() - start, faces
+    return time.perf_counter() - start, faces, analyzer.lane_count(batch_size)
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -86,11 +91,11 @@ def main() -> None:
         source = Path(tmp) / "images"
         source.mkdir()
         paths = make_source(args.shared / "data" / "lfw" / "images", args.n, source)
-        for threads in (1, None):
+        for threads, lanes in ((1, None), (None, 1), (None, None)):  # 1 thread; all cores on one image; lanes
             cpu = tree_cpu_seconds(me)
-            seconds, faces = plain_loop(paths, args.pack, threads, args.batch_size)
+            seconds, faces, used = plain_loop(paths, args.pack, threads, lanes, args.batch_size)
             cpu = tree_cpu_seconds(me) - cpu
-            label = f"plain analyze_many, 1 process, {threads or os.cpu_count()} thread(s)"
+            label = f"plain analyze_many, 1 process, {threads or os.cpu_count()} thread(s), {used} lane(s)"
             rows.append((label, seconds, seconds, faces, cpu))
             console.print(f"{label}: {args.n / seconds:.1f} img/s, {cpu / args.n * 1000:.1f} CPU ms/img")
         for workers in args.workers:

@@ -48,12 +48,13 @@ def raw_engine_rate(analyzer: FaceAnalyzer, images: list[bytes], seconds: float)
     return done / (time.perf_counter() - start)
 
 
-def start_server(database: str, workdir: Path, batching: bool, pack: str) -> tuple[subprocess.Popen, str]:
+def start_server(database: str, workdir: Path, batching: bool, pack: str,
+                 threads: int) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "FACEATLAS_DATABASE_URL": database, "FACEATLAS_PACK": pack,
-           "FACEATLAS_THREADS": "1", "FACEATLAS_WORKERS": "2", "FACEATLAS_QUEUE_SIZE": "16",
+           "FACEATLAS_THREADS": str(threads or ""), "FACEATLAS_WORKERS": "2", "FACEATLAS_QUEUE_SIZE": "16",
            "FACEATLAS_BATCHING": "1" if batching else "0", "FACEATLAS_INDEX_DIR": str(workdir / "indexes")}
     log = (workdir / f"server-{batching}.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port)], env=env,
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,4,8,16,32")
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--pack", default="scrfd-mbf", help="FACEATLAS_PROVIDER picks ONNX Runtime or OpenVINO")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="the server's FACEATLAS_THREADS per worker (0: unset, i.e. every core)")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
     paths = lfw_images(args.identities)
@@ -136,7 +139,7 @@ def main() -> None:
         accounts = Accounts(engine)
         accounts.create_tenant("bench")
         key = accounts.create_key("bench", ["write"], rate_per_second=1e6, burst=1_000_000).token
-        process, url = start_server(database, workdir, batching, args.pack)
+        process, url = start_server(database, workdir, batching, args.pack, args.threads)
         try:
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
                 client.post("/v1/collections", json={"name": "bench"})

@@ -255,7 +255,7 @@ class FaceAnalyzer:
         items = list(images)
         lanes = self.lane_count(len(items))
         if lanes > 1:
-            lane, pool = self._lanes(lanes)
+            lane, pool = self._lanes()
             size = -(-len(items) // lanes)
             futures = [pool.submit(lane.analyze_many, items[start:start + size], **options)
                        for start in range(0, len(items), size)]
@@ -266,8 +266,8 @@ class FaceAnalyzer:
         """How many images :meth:`analyze_many` works on side by side: ``parallel_images`` (default
         the intra-op threads), at most one per image; 1 for packs with a dlib part (its Python
         objects are not shared across threads), on CUDA, and on OpenVINO (its one-thread compiled
-        models side by side ran 0.5-0.6x its one lane: bench/engine_throughput.py)."""
-        wanted = self.settings.parallel_images or self.threads or default_threads()
+        models side by side ran 0.68-0.94x its one lane: bench/engine_throughput.py)."""
+        wanted = self._wanted_lanes()
         uses_dlib = self.pack.detector.kind == "dlib_hog" or any(
             spec.kind.startswith("dlib") for spec in self.pack.recognizers)
         if wanted < 2 or images < 2 or uses_dlib:
@@ -276,7 +276,10 @@ class FaceAnalyzer:
             return 1
         return min(wanted, images)
 
-    def _lanes(self, count: int) -> tuple[FaceAnalyzer, ThreadPoolExecutor]:
+    def _wanted_lanes(self) -> int:
+        return self.settings.parallel_images or self.threads or default_threads()
+
+    def _lanes(self) -> tuple[FaceAnalyzer, ThreadPoolExecutor]:
         """The one-thread twin of this analyzer (same pack, settings and detector options; its
         sessions are shared by the lanes) and the pool running them, made on first use."""
         with self._lane_lock:
@@ -285,8 +288,8 @@ class FaceAnalyzer:
                 self._lane = FaceAnalyzer(self.pack, self.providers, 1, det_threshold=self._det_options[0],
                                           det_max_side=self._det_options[1], max_pixels=self.max_pixels,
                                           download=self._download, announce_license=False, settings=single)
-            if self._lane_pool is None or self._lane_pool._max_workers < count:
-                self._lane_pool = ThreadPoolExecutor(count, thread_name_prefix="faceatlas-lane")
+            if self._lane_pool is None:  # as many threads as lanes can ever be (lane_count's ``wanted``)
+                self._lane_pool = ThreadPoolExecutor(self._wanted_lanes(), thread_name_prefix="faceatlas-lane")
             return self._lane, self._lane_pool
 
     def _analyze_here(
