@@ -113,3 +113,14 @@ def test_exif_orientation_is_applied(album: Album, lfw: Path, tmp_path: Path) ->
     sideways = [f for p in album.people() for f in album.faces(p.id) if f.source.endswith("sideways.jpg")]
     assert sideways and sideways[0].person == main_person(album, "phone")
     assert album.person(sideways[0].person or "").faces >= 3
+
+
+def test_unreadable_photos_are_reported_and_the_rest_of_their_group_is_added(album: Album, library: Path) -> None:
+    good = sorted(library.rglob("*.jpg"))
+    (library / "George_W_Bush" / "broken.jpg").write_bytes(b"not a photo at all")
+    (library / "Colin_Powell" / "truncated.jpg").write_bytes(good[0].read_bytes()[:300])
+    report = album.scan(library)
+    assert sorted(Path(source).name for source, _ in report.failed) == ["broken.jpg", "truncated.jpg"]
+    assert all(reason.split(":")[0] in ("invalid_image", "truncated_image") for _, reason in report.failed)
+    assert report.photos == len(good) == 16  # every readable photo, though a group held a bad one
+    assert report.faces + report.unsorted >= 16
