@@ -10,8 +10,9 @@ import pytest
 
 from faceatlas.engine import Calibration, Cut, Embedding, get_pack
 from faceatlas.engine.calibration import load_calibration, per_comparison_far
-from faceatlas.engine.evaluation import far_thresholds, impostor_tail
+from faceatlas.engine.evaluation import far_thresholds, impostor_tail, template_impostors
 from faceatlas.engine.identification import identification_report, run_searches
+from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import FarNotCalibrated
 from faceatlas.gallery import Gallery
 
@@ -110,3 +111,58 @@ def test_gallery_search_cut_tightens_with_the_collection(tmp_path):
         assert gallery.search("c", Embedding(probe, rid), k=1) == []  # unknown at FPIR 1e-3 over 400 faces
         assert gallery.search("c", Embedding(probe, rid), k=1, far=1e-3)[0].external_id == "alice"
         assert gallery.search("c", Embedding(probe, rid), k=1, rank_only=True)[0].external_id == "alice"
+
+
+def test_template_impostors_score_every_image_against_other_peoples_templates():
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(7, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ids = np.array([0, 0, 1, 1, 1, 2, 3])  # identities 0 and 1 have 2 photos or more: two templates
+    scores = template_impostors(emb, ids, photos=2, block=3)
+    templates = {i: l2_normalize(emb[np.flatnonzero(ids == i)[:2]].mean(axis=0))[0] for i in (0, 1)}
+    expected = [float(emb[r] @ t) for i, t in templates.items() for r in range(7) if ids[r] != i]
+    assert len(scores) == len(expected) == 5 + 4
+    assert sorted(scores) == pytest.approx(sorted(expected), abs=1e-6)
+
+
+def test_template_searches_read_the_template_tail_of_the_shipped_calibration():
+    """LFW: a template of 2 photos sits nearer to strangers' photos than one photo does, so a
+    search scoring subjects by their mean template needs a higher threshold for the same FPIR."""
+    for name in ("scrfd-mbf", "yunet-frfeature", "scrfd-fusion"):
+        shipped = load_calibration(get_pack(name))
+        assert shipped is not None and shipped.template_tail, name
+        assert min(float(k) for k in shipped.template_tail) >= 10 / 12e6  # 1,559 templates x 7,701 photos
+        for size in (10, 100):  # FAR 1e-4, 1e-5: both tails measured there
+            assert shipped.fpir_threshold(1e-3, size, templates=True) > shipped.fpir_threshold(1e-3, size) + 0.005
+        for size in (1_000, 100_000):  # beyond the template tail: never below the photos' tail
+            assert shipped.fpir_threshold(1e-3, size, templates=True) >= shipped.fpir_threshold(1e-3, size)
+        older = dataclasses.replace(shipped, template_tail={})  # a calibration made before template tails
+        assert older.fpir_threshold(1e-3, 50, templates=True) == older.fpir_threshold(1e-3, 50)
+
+
+def test_mean_aggregate_searches_cut_at_the_template_threshold_for_the_subject_count(tmp_path):
+    pack = get_pack("scrfd-mbf")
+    shipped = load_calibration(pack)
+    assert shipped is not None
+    lifted = {k: v + 0.05 for k, v in shipped.tail.items()}
+    calibration = dataclasses.replace(shipped, template_tail=lifted)
+    rid, dim = pack.recognizer_id, 128
+    rng = np.random.default_rng(1)
+    target = rng.normal(size=dim)
+    target /= np.linalg.norm(target)
+    photo = calibration.fpir_threshold(1e-3, 2)  # best face: the collection's 2 faces
+    template = calibration.fpir_threshold(1e-3, 1, templates=True)  # mean template: its 1 subject
+    assert template > photo + 0.02
+    score = (photo + template) / 2
+    orthogonal = rng.normal(size=dim)
+    orthogonal -= (orthogonal @ target) * target
+    orthogonal /= np.linalg.norm(orthogonal)
+    probe = Embedding(score * target + np.sqrt(1 - score**2) * orthogonal, rid)
+    with Gallery.open(f"sqlite:///{tmp_path}/g.db") as gallery:
+        gallery.create_collection("c", pack)
+        gallery.add_embeddings("c", "alice", np.stack([target, target]), recognizer_id=rid)
+        [best] = gallery.search("c", probe, k=1, calibration=calibration)
+        assert best.external_id == "alice" and best.similarity == pytest.approx(score, abs=1e-4)
+        assert gallery.search("c", probe, k=1, aggregate="mean", calibration=calibration) == []
+        assert gallery.search("c", probe, k=1, aggregate="mean", calibration=calibration,
+                              far=1e-3)[0].external_id == "alice"  # a 1:1 FAR is not read on the template tail

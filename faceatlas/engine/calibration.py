@@ -63,6 +63,9 @@ class Calibration:
     source: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     tail: dict[str, float] = field(default_factory=dict)
+    # The same for a probe against subject *templates* (normalised means of 2 photos of one person):
+    # searches that score subjects by their mean template (``aggregate="mean"``) read this one.
+    template_tail: dict[str, float] = field(default_factory=dict)
 
     def threshold(self, far: float) -> float:
         """The threshold for ``far`` (one of the calibrated rates, else :class:`FarNotCalibrated`)."""
@@ -78,42 +81,67 @@ class Calibration:
         held at its highest FAR's threshold above it."""
         if not 0.0 < far < 1.0:
             raise FarNotCalibrated(f"far must be between 0 and 1, not {far}")
-        logs, values, slope = self._tail_curve
-        x = math.log10(far)
-        if x >= logs[0]:
-            return float(values[0])
-        if x >= logs[-1]:
-            return float(np.interp(-x, -logs, values))
-        return float(values[-1] + slope * (x - logs[-1]))
+        return _read_curve(self._tail_curve, far)
 
     @cached_property
-    def _tail_curve(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """log10 FAR (descending) and threshold of each tail point, and the slope extrapolated below
-        the lowest: fitted on the points above the last decade (whose thresholds rest on a few dozen
-        impostor pairs, label noise among them), never rising as the FAR falls. Parsed once, as
-        searches read it on every call."""
-        points = sorted(((float(k), t) for k, t in (self.tail or self.thresholds).items()), reverse=True)
-        if not points:
+    def _tail_curve(self) -> Curve:
+        if not (self.tail or self.thresholds):
             raise FarNotCalibrated(f"the calibration of pack {self.pack} holds no threshold")
-        logs = np.log10([f for f, _ in points])
-        values = np.array([t for _, t in points])
-        fitted = logs >= logs[-1] + 1.0 - 1e-9
-        if fitted.sum() < 2:
-            fitted[-2:] = True
-        slope = float(np.polyfit(logs[fitted], values[fitted], 1)[0]) if len(points) > 1 else 0.0
-        return logs, values, min(slope, 0.0)
+        return _curve(self.tail or self.thresholds)
 
-    def fpir_threshold(self, fpir: float, gallery_size: int) -> float:
+    @cached_property
+    def _template_curve(self) -> Curve:
+        return _curve(self.template_tail)
+
+    def fpir_threshold(self, fpir: float, gallery_size: int, *, templates: bool = False) -> float:
         """The threshold at which a search of a gallery of ``gallery_size`` faces returns anyone
-        for at most ``fpir`` of the people not in it (see the module docstring)."""
+        for at most ``fpir`` of the people not in it (see the module docstring). With
+        ``templates`` the gallery is ``gallery_size`` subject templates (mean of their faces),
+        read on :attr:`template_tail` where the calibration has one (a template of several photos
+        sits nearer to strangers' faces than one photo does: LFW, ``scrfd-mbf``, FAR 1e-4: 0.424
+        against 0.414), never below the photos' tail (the template tail rests on fewer pairs, so
+        its extrapolation to a large gallery's FAR starts higher up), else on the photos' tail."""
         if not 0.0 < fpir < 1.0:
             raise FarNotCalibrated(f"fpir must be between 0 and 1, not {fpir}")
-        return self.far_threshold(per_comparison_far(fpir, gallery_size))
+        far = per_comparison_far(fpir, gallery_size)
+        if templates and self.template_tail:
+            return max(_read_curve(self._template_curve, far), self.far_threshold(far))
+        return self.far_threshold(far)
 
     def far_level(self, similarity: float) -> float | None:
         """The strictest calibrated FAR whose threshold ``similarity`` reaches, or None."""
         passed = [float(k) for k, t in self.thresholds.items() if similarity >= t]
         return min(passed) if passed else None
+
+
+Curve = tuple[np.ndarray, np.ndarray, float]
+
+
+def _curve(tail: dict[str, float]) -> Curve:
+    """log10 FAR (descending) and threshold of each tail point, and the slope extrapolated below
+    the lowest: fitted on the points above the last decade (whose thresholds rest on a few dozen
+    impostor pairs, label noise among them), never rising as the FAR falls. Parsed once per
+    calibration, as searches read it on every call."""
+    points = sorted(((float(k), t) for k, t in tail.items()), reverse=True)
+    logs = np.log10([f for f, _ in points])
+    values = np.array([t for _, t in points])
+    fitted = logs >= logs[-1] + 1.0 - 1e-9
+    if fitted.sum() < 2:
+        fitted[-2:] = True
+    slope = float(np.polyfit(logs[fitted], values[fitted], 1)[0]) if len(points) > 1 else 0.0
+    return logs, values, min(slope, 0.0)
+
+
+def _read_curve(curve: Curve, far: float) -> float:
+    """The threshold at ``far``: interpolated in log FAR, held above the highest point, extrapolated
+    strict below the lowest."""
+    logs, values, slope = curve
+    x = math.log10(far)
+    if x >= logs[0]:
+        return float(values[0])
+    if x >= logs[-1]:
+        return float(np.interp(-x, -logs, values))
+    return float(values[-1] + slope * (x - logs[-1]))
 
 
 @dataclass(frozen=True)
@@ -129,8 +157,10 @@ class Cut:
     def decides(self) -> bool:
         return self.threshold is not None or self.far is not None or self.fpir is not None
 
-    def similarity(self, calibration: Calibration | None, gallery_size: int = 1) -> float | None:
-        """The similarity a match must reach (None when the cut does not decide)."""
+    def similarity(self, calibration: Calibration | None, gallery_size: int = 1, *,
+                   templates: bool = False) -> float | None:
+        """The similarity a match must reach (None when the cut does not decide); ``templates``:
+        the gallery is ``gallery_size`` subject templates (:meth:`Calibration.fpir_threshold`)."""
         if self.threshold is not None:
             return self.threshold
         if not self.decides:
@@ -139,7 +169,7 @@ class Cut:
             raise NotCalibrated(f"no calibration to decide at {self.describe()}; pass a raw threshold")
         if self.far is not None:
             return calibration.threshold(self.far)
-        return calibration.fpir_threshold(float(self.fpir or DEFAULT_FPIR), gallery_size)
+        return calibration.fpir_threshold(float(self.fpir or DEFAULT_FPIR), gallery_size, templates=templates)
 
     def search_options(self) -> dict[str, Any]:
         """This cut as the keyword arguments of ``Gallery.search``."""

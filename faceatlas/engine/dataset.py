@@ -29,6 +29,7 @@ from faceatlas.engine.evaluation import (
     impostor_tail,
     operating_curve,
     roc_points,
+    template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
 from faceatlas.errors import InvalidInput
@@ -52,6 +53,7 @@ class DatasetReport:
     curve: tuple[np.ndarray, np.ndarray]
     tail: dict[str, float]
     identification: IdentificationReport | None = None
+    template_tail: dict[str, float] = field(default_factory=dict)
     auc: float = float("nan")
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -78,7 +80,7 @@ class DatasetReport:
         return Calibration(pack=self.pack, recognizer_id=self.recognizer_id,
                            thresholds={far_key(p.far): p.threshold for p in self.points if p.resolvable},
                            source=source or f"faceatlas eval folder {self.source}, {date}", metrics=metrics,
-                           tail=dict(self.tail))
+                           tail=dict(self.tail), template_tail=dict(self.template_tail))
 
     def to_dict(self) -> dict[str, object]:
         return {"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
@@ -153,7 +155,8 @@ def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = 
     report = DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(dataset), len(keys),
                            int(identities.max()) + 1, [k for k, ok in zip(keys, found) if not ok], genuine, impostor,
                            far_points(genuine, impostor, STANDARD_FARS), operating_curve(genuine, impostor),
-                           impostor_tail(impostor), auc=roc_points(scores, same)[2])
+                           impostor_tail(impostor), auc=roc_points(scores, same)[2],
+                           template_tail=impostor_tail(template_impostors(vectors[found], identities)))
     repeated = int((np.bincount(identities) >= 2).sum())
     if repeated:
         size = min(repeated, gallery_identities or repeated)

@@ -35,6 +35,7 @@ from faceatlas.engine.calibration import (
     user_calibration_path,
 )
 from faceatlas.engine.face import Face
+from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.settings import EngineSettings
 
@@ -256,6 +257,30 @@ def impostor_tail(impostor: np.ndarray, per_decade: int = 5) -> dict[str, float]
     return {f"{far:.3e}": threshold for far, threshold in far_thresholds(impostor, grid).items()} if grid else {}
 
 
+TEMPLATE_PHOTOS = 2  # photos per subject template of the calibration's template tail
+
+
+def template_impostors(embeddings: np.ndarray, identities: np.ndarray, photos: int = TEMPLATE_PHOTOS,
+                       block: int = 2048) -> np.ndarray:
+    """Similarities of every image with the template (normalised mean of its first ``photos``
+    images) of every other identity that has that many: the impostor scores of searches that score
+    subjects by their mean template."""
+    ids = np.asarray(identities)
+    vectors = np.ascontiguousarray(embeddings, np.float32)
+    rows: dict[int, list[int]] = {}
+    for row, identity in enumerate(ids.tolist()):
+        rows.setdefault(identity, []).append(row)
+    owners = np.array([i for i, r in rows.items() if len(r) >= photos], ids.dtype)
+    if not len(owners):
+        return np.zeros(0, np.float32)
+    templates = l2_normalize(np.stack([vectors[rows[int(i)][:photos]].mean(axis=0) for i in owners]))
+    scores = []
+    for start in range(0, len(vectors), block):
+        sims = vectors[start:start + block] @ templates.T
+        scores.append(sims[ids[start:start + block, None] != owners[None, :]])
+    return np.concatenate(scores).astype(np.float32)
+
+
 def roc_points(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """FAR and TAR at every distinct threshold of a scored pair list, and the area under the curve."""
     scores = np.asarray(scores, np.float64)
@@ -300,6 +325,7 @@ class LFWReport:
     fallbacks: int
     curve: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
     tail: dict[str, float] = field(default_factory=dict)
+    template_tail: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -333,6 +359,7 @@ class LFWReport:
             source=source or f"faceatlas eval lfw ({self.folds} folds, all-vs-all over {self.n_images} images), {date}",
             metrics=metrics,
             tail=dict(self.tail),
+            template_tail=dict(self.template_tail),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -447,6 +474,7 @@ def evaluate_lfw(
         fallbacks=int(embedded.fallback.sum()),
         curve=operating_curve(genuine, impostor),
         tail=impostor_tail(impostor),
+        template_tail=impostor_tail(template_impostors(embedded.embeddings, embedded.identities)),
     )
 
 

@@ -537,7 +537,12 @@ class Gallery:
             calibration = calibration or _calibration_for(coll, self.settings)
             index = self._indexes.get(session, coll)
             cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
-            cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=len(index))
+            templates = aggregate == "mean"  # subjects scored by their mean template: the template tail
+            size = len(index)
+            if templates:
+                size = session.scalar(select(func.count()).select_from(Subject)
+                                      .where(Subject.collection_id == coll.id)) or 0
+            cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=max(size, 1), templates=templates)
             if len(index) == 0:
                 return []
             sims, face_ids = index.search(vector[None], min(len(index), max(8 * k, 64)))
@@ -788,7 +793,7 @@ def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibr
 
 
 def _resolve_threshold(collection: Collection, cut: Cut, calibration: Calibration | None, *,
-                       gallery_size: int) -> float | None:
+                       gallery_size: int, templates: bool = False) -> float | None:
     """The similarity a match must reach under ``cut`` (None: rank without deciding)."""
     if cut.threshold is not None:
         return cut.threshold
@@ -798,7 +803,7 @@ def _resolve_threshold(collection: Collection, cut: Cut, calibration: Calibratio
         rate = f"FAR {cut.far}" if cut.far is not None else f"FPIR {cut.fpir}"
         raise NotCalibrated(f"pack '{collection.pack_name}' has no calibration for {rate}; "
                             "pass a raw similarity threshold instead (or rank without deciding)")
-    return cut.similarity(calibration, gallery_size)
+    return cut.similarity(calibration, gallery_size, templates=templates)
 
 
 def _subject_info(row: Subject, faces: int) -> SubjectInfo:
