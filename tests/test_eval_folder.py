@@ -43,7 +43,7 @@ def test_folder_states_only_what_its_pairs_support_and_saves_a_calibration(datas
     assert FaceAnalyzer("scrfd-mbf").calibration.thresholds.keys() == {"1e-3", "1e-4", "1e-5", "1e-6"}
     monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")
     mine = FaceAnalyzer("scrfd-mbf").calibration
-    assert mine is not None and set(mine.thresholds) == {"1e-3"} and mine.tail
+    assert mine is not None and set(mine.thresholds) == {"1e-3"} and mine.tail and mine.template_tail
     metrics = mine.metrics
     assert metrics["images"] == 160 and 10_000 <= metrics["impostor_pairs"] < 100_000
     assert metrics["tar_at_far_1e-3"] >= 0.9

@@ -118,6 +118,9 @@ def test_lfw_one_fold_real_run(shared, tmp_path, monkeypatch):
     impostors = int(mine.metrics["impostor_pairs"])
     assert set(mine.thresholds) == {k for k in ("1e-3", "1e-4", "1e-5", "1e-6") if impostors * float(k) >= 10}
     assert "1e-6" not in mine.thresholds and "1e-3" in mine.thresholds
+    # and the template tail (photo vs 2-photo template) for searches by mean template, as far as its pairs go
+    templates = int(mine.metrics["template_impostor_pairs"])
+    assert mine.template_tail and min(float(k) for k in mine.template_tail) >= 10 / templates
 
 
 def test_shipped_calibration_verifies_obama_not_biden(examples, tmp_path, monkeypatch):

@@ -326,6 +326,7 @@ class LFWReport:
     curve: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
     tail: dict[str, float] = field(default_factory=dict)
     template_tail: dict[str, float] = field(default_factory=dict)
+    n_template_impostor: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -347,6 +348,7 @@ class LFWReport:
             "genuine_pairs": self.n_genuine,
             "impostor_pairs": self.n_impostor,
             "detector_fallbacks": self.fallbacks,
+            "template_impostor_pairs": self.n_template_impostor,
         }
         for p in self.points:
             metrics[f"tar_at_far_{far_key(p.far)}"] = round(p.tar, 6)
@@ -457,6 +459,7 @@ def evaluate_lfw(
     accuracies, thresholds = kfold_accuracy(scores, same, folds)
     pair_far, pair_tar, auc = roc_points(scores, same)
     genuine, impostor = all_vs_all(embedded.embeddings, embedded.identities)
+    template_impostor = template_impostors(embedded.embeddings, embedded.identities)
     return LFWReport(
         pack=analyzer.pack.name,
         recognizer_id=analyzer.pack.recognizer_id,
@@ -474,7 +477,8 @@ def evaluate_lfw(
         fallbacks=int(embedded.fallback.sum()),
         curve=operating_curve(genuine, impostor),
         tail=impostor_tail(impostor),
-        template_tail=impostor_tail(template_impostors(embedded.embeddings, embedded.identities)),
+        template_tail=impostor_tail(template_impostor),
+        n_template_impostor=len(template_impostor),
     )
 
 
