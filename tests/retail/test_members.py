@@ -101,3 +101,44 @@ def test_withdrawal_narrows_consent_and_a_new_grant_needs_a_new_photo(store: Ret
     again = store.members.grant(member, [at_entry], ConsentRecord(("face_pay",), "W"), payment_ref="card-w2")
     assert (again.purposes, again.faces, again.has_payment_method) == (("face_pay",), 1, True)
     assert store.members.payment_ref(member) == "card-w2"
+
+
+
+def test_face_pay_alone_links_the_cart_for_one_visit_only(store: RetailStore, member_photos: list[Path]) -> None:
+    """``face_pay`` lets the store recognise the member to link their cart and charge it; the
+    visit history (who came when, returning visits) needs ``visit_recognition``: without it, a
+    closed visit keeps no member and the charge is the only link (export and erasure follow it)."""
+    enrol, at_entry, at_exit = member_photos
+    member = store.members.enrol("Paula", [enrol], ConsentRecord(("face_pay",), "Paula"), payment_ref="card-p").id
+
+    def shop(hour: int, *, buy: bool) -> tuple[str | None, str | None, bool]:
+        """One visit: (member linked while it was open, member kept after the exit, returning)."""
+        start, track = T0 + timedelta(hours=hour), f"p-{hour}"
+        visit_id = store.entry(Entry("in", start, image=at_entry, track=track))
+        with store.sessions() as session:
+            during = session.get(Visit, visit_id)
+            assert during is not None
+            linked = during.member_id
+        if buy:
+            store.pick(Pick("shelf-fruit", start + timedelta(minutes=1), "milk", track=track))
+        leave = Exit("out", start + timedelta(minutes=5), image=at_exit, track=track)
+        outcome = store.exit(leave)
+        assert (outcome.status, outcome.member_id) == ("charged" if buy else "no_purchase", member)
+        assert store.exit(leave).member_id == member  # a retried exit replays who paid
+        with store.sessions() as session:
+            closed = session.get(Visit, visit_id)
+            assert closed is not None
+            return linked, closed.member_id, closed.is_returning
+
+    assert shop(0, buy=True) == (member, None, False)
+    assert shop(2, buy=True) == (member, None, False)  # not returning: no history was kept
+    exported = store.members.export(member)
+    assert [v["items"][0]["sku"] for v in exported["visits"]] == ["milk", "milk"]
+    assert len(exported["charges"]) == 2
+
+    store.members.grant(member, [at_entry], ConsentRecord(("face_pay", "visit_recognition"), "Paula"),
+                        payment_ref="card-p")
+    assert shop(4, buy=False) == (member, member, False)
+    assert shop(6, buy=False) == (member, member, True)
+    assert len(store.members.export(member)["visits"]) == 4
+    assert store.members.erase(member).visits_anonymised == 4

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.retail.db import (
@@ -139,7 +139,7 @@ class MemberRegistry:
         at = at or utcnow()
         with self._sessions() as session:
             self._member(session, member_id)
-            active = _purposes(session, member_id)
+            active = active_purposes(session, member_id)
         requested = tuple(dict.fromkeys(purposes)) if purposes is not None else active
         unknown = [p for p in requested if p not in PURPOSES]
         if unknown:
@@ -218,13 +218,13 @@ class MemberRegistry:
     def purposes(self, member_id: str) -> tuple[str, ...]:
         """The purposes of the member's active consents."""
         with self._sessions() as session:
-            return _purposes(session, member_id)
+            return active_purposes(session, member_id)
 
     def payment_ref(self, member_id: str) -> str | None:
         """The member's payment method reference, when face pay is consented."""
         with self._sessions() as session:
             member = self._member(session, member_id)
-            return member.payment_ref if "face_pay" in _purposes(session, member_id) else None
+            return member.payment_ref if "face_pay" in active_purposes(session, member_id) else None
 
     def export(self, member_id: str) -> dict[str, Any]:
         """Everything the store holds about the member, JSON-ready (face vectors are described,
@@ -232,7 +232,7 @@ class MemberRegistry:
         with self._sessions() as session:
             member = self._member(session, member_id)
             consents = session.scalars(select(Consent).where(Consent.member_id == member_id).order_by(Consent.id))
-            visits = list(session.scalars(select(Visit).where(Visit.member_id == member_id).order_by(Visit.entry_at)))
+            visits = list(session.scalars(select(Visit).where(_theirs(member_id)).order_by(Visit.entry_at)))
             charges = session.scalars(select(Charge).where(Charge.member_id == member_id).order_by(Charge.at))
             out: dict[str, Any] = {
                 "member": _row(member),
@@ -259,7 +259,7 @@ class MemberRegistry:
             self._payments.forget(payment_ref)
         with self._sessions.begin() as session:
             report.visits_anonymised = rowcount(session.execute(
-                update(Visit).where(Visit.member_id == member_id).values(member_id=None, track=None)))
+                update(Visit).where(_theirs(member_id)).values(member_id=None, track=None)))
             report.charges_anonymised = rowcount(session.execute(
                 update(Charge).where(Charge.member_id == member_id).values(member_id=None)))
             report.consents_deleted = rowcount(session.execute(delete(Consent).where(Consent.member_id == member_id)))
@@ -277,7 +277,7 @@ class MemberRegistry:
             faces = self._gallery.get_subject(self._collection, member.id).faces
         except NotFound:  # consent withdrawn: no face kept
             faces = 0
-        return MemberInfo(member.id, member.name, member.enrolled_at, _purposes(session, member.id), faces,
+        return MemberInfo(member.id, member.name, member.enrolled_at, active_purposes(session, member.id), faces,
                           member.payment_ref is not None, member.age_band, member.gender)
 
     @staticmethod
@@ -303,7 +303,15 @@ def _checked(consent: ConsentRecord, payment_ref: str | None) -> tuple[str, ...]
     return purposes
 
 
-def _purposes(session: Session, member_id: str) -> tuple[str, ...]:
+def _theirs(member_id: str) -> ColumnElement[bool]:
+    """The member's visits: those recognised as theirs (``visit_recognition``) and those their
+    charges paid for (face pay keeps no other link once the visit is closed)."""
+    paid = select(Charge.visit_id).where(Charge.member_id == member_id)
+    return or_(Visit.member_id == member_id, Visit.id.in_(paid))
+
+
+def active_purposes(session: Session, member_id: str) -> tuple[str, ...]:
+    """The purposes of the member's consents not withdrawn, read in ``session``."""
     rows = session.scalars(select(Consent.purposes).where(Consent.member_id == member_id,
                                                           Consent.withdrawn_at.is_(None)))
     return tuple(dict.fromkeys(p for purposes in rows for p in purposes))

@@ -37,7 +37,7 @@ from faceatlas.apps.retail.db import (
     utcnow,
 )
 from faceatlas.apps.retail.events import Entry, Exit, Pick, Sighting, ZoneVisit
-from faceatlas.apps.retail.members import MemberRegistry
+from faceatlas.apps.retail.members import MemberRegistry, active_purposes
 from faceatlas.apps.retail.observations import Observations
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.products import Catalogue
@@ -349,7 +349,10 @@ class RetailStore:
         if alert:
             details = {"items": cart.items, "amount_cents": cart.total_cents, "face_seen": has_face}
             self._alert(session, alert, event, visit.id, details)
-        return ExitOutcome(status, visit.id, visit.member_id, cart.total_cents if charge_id else 0, charge_id, alert)
+        shopper = visit.member_id
+        if shopper is not None and "visit_recognition" not in active_purposes(session, shopper):
+            visit.member_id = None  # face pay linked the cart for this visit only; the charge is the receipt
+        return ExitOutcome(status, visit.id, shopper, cart.total_cents if charge_id else 0, charge_id, alert)
 
     def _settle(self, charge_id: int) -> None:
         """Ask the payment backend for a pending charge (idempotent on the exit event id)."""
@@ -373,7 +376,8 @@ class RetailStore:
         if charge is not None and charge.status == "pending":
             self._settle(charge.id)
         status: ExitStatus = "charged" if visit.outcome == "purchased" else visit.outcome  # type: ignore[assignment]
-        return ExitOutcome(status, visit.id, visit.member_id, charge.amount_cents if charge else 0,
+        return ExitOutcome(status, visit.id, charge.member_id if charge else visit.member_id,
+                           charge.amount_cents if charge else 0,
                            charge.id if charge else None, alert, repeated=True)
 
     def report(self, start: datetime, end: datetime) -> Report:
