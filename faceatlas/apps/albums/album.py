@@ -250,7 +250,8 @@ class AlbumCore:
     def _analyze(self, batch: list[tuple[str, bytes, str]]) -> list[list[Face] | InvalidImage]:
         """The faces of each photo, or why it could not be read: ``analyze_many`` on groups of
         :data:`ANALYZE_GROUP` photos (side by side in the engine's lanes; a group's decoded photos
-        are in memory at once), photo by photo for a group holding an unreadable one."""
+        are in memory at once). A group holding an unreadable photo is decoded photo by photo to
+        find it, and its readable photos analysed together again."""
         results: list[list[Face] | InvalidImage] = []
         for start in range(0, len(batch), ANALYZE_GROUP):
             group = [data for _, data, _ in batch[start:start + ANALYZE_GROUP]]
@@ -259,11 +260,9 @@ class AlbumCore:
                 continue
             except InvalidImage:
                 pass
-            for data in group:
-                try:
-                    results.append(self.analyzer.analyze(data))
-                except InvalidImage as exc:
-                    results.append(exc)
+            checked = [_unreadable(self.analyzer, data) for data in group]
+            faces = iter(self.analyzer.analyze_many([d for d, bad in zip(group, checked, strict=True) if bad is None]))
+            results.extend(next(faces) if bad is None else bad for bad in checked)
         return results
 
     def _placed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -471,3 +470,12 @@ def _crops(analyzer: FaceAnalyzer, data: bytes, faces: Sequence[Face]) -> list[b
         return []
     image, factor = analyzer.load_reduced(data)
     return [source_crop(image, face, scale=1 / factor) for face in faces]
+
+
+def _unreadable(analyzer: FaceAnalyzer, data: bytes) -> InvalidImage | None:
+    """Why the analyzer cannot decode ``data``, or None when it can."""
+    try:
+        analyzer.load_reduced(data)
+    except InvalidImage as exc:
+        return exc
+    return None
