@@ -1,5 +1,8 @@
 """The gallery's index behaviours on both vector backends: the FAISS/exact index files (default)
-and Milvus (``FACEATLAS_VECTOR_BACKEND=milvus``, here Milvus Lite, the embedded Milvus). Milvus is
+and Milvus (``FACEATLAS_VECTOR_BACKEND=milvus``), as Milvus Lite (a file URI: the embedded Milvus)
+and as a server (an ``http://`` URI: the code path of a Milvus standalone or cluster, HNSW index,
+compaction asked; served here by Milvus Lite's server binary on a loopback port, with IVF_FLAT
+for the HNSW it does not build). Milvus is
 checked by querying it directly, not through the gallery."""
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ import itertools
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +29,7 @@ from faceatlas.gallery.models import FaceRecord
 
 pymilvus = pytest.importorskip("pymilvus")
 
-BACKENDS = ["faiss", "milvus"]
+BACKENDS = ["faiss", "milvus", "milvus-server"]
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +44,34 @@ def prefixes() -> Iterator[str]:
     return (f"t{n}" for n in itertools.count())
 
 
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a Milvus server on a free loopback port, for the module."""
+    from milvus_lite.server import Server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Server(str(tmp_path_factory.mktemp("milvus-server") / "server.db"), f"127.0.0.1:{port}")
+    assert server.init() and server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, lite_file: Path,
             prefixes: Iterator[str]) -> str:
-    """Selects the backend through the environment, as a user does (and child processes inherit)."""
-    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", request.param)
-    monkeypatch.setenv("FACEATLAS_MILVUS_URI", str(lite_file))
+    """Selects the backend through the environment, as a user does (and child processes inherit);
+    returns the ``FACEATLAS_VECTOR_BACKEND`` value."""
+    server = request.param == "milvus-server"
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", "milvus" if server else request.param)
+    monkeypatch.setenv("FACEATLAS_MILVUS_URI", request.getfixturevalue("milvus_server") if server else str(lite_file))
     monkeypatch.setenv("FACEATLAS_MILVUS_PREFIX", next(prefixes))
-    return str(request.param)
+    if server:  # Lite's binary builds FLAT, IVF_FLAT or AUTOINDEX only; a real server's default is HNSW
+        monkeypatch.setenv("FACEATLAS_MILVUS_INDEX", "IVF_FLAT")
+    return "milvus" if server else str(request.param)
 
 
 def _enrol(gallery: Gallery, subjects: int, per_subject: int = 3, seed: int = 0, first: int = 0) -> str:
@@ -155,7 +179,7 @@ def test_a_second_gallery_on_the_same_store_sees_changes_at_once(db_url: str, tm
         assert index_ids == db_ids and len(db_ids) == 9
 
 
-@pytest.mark.parametrize("backend", ["milvus"], indirect=True)  # Milvus's own collection names
+@pytest.mark.parametrize("backend", ["milvus", "milvus-server"], indirect=True)  # Milvus's own collection names
 def test_tenants_and_collections_get_milvus_collections_of_their_own(db_url: str, tmp_path: Path,
                                                                      backend: str) -> None:
     with Gallery.open(db_url, tenant="svc:acme", index_dir=tmp_path / "indexes") as acme:
@@ -194,10 +218,13 @@ while True:
 
 # SQLite only, two kills: each round starts a child and reopens (tests/gallery/test_gallery_crash.py
 # kills the FAISS backend's writer four times on both databases; here it is slow).
-@pytest.mark.parametrize("backend", [pytest.param("faiss", marks=pytest.mark.slow), "milvus"], indirect=True)
+@pytest.mark.parametrize("backend", [pytest.param("faiss", marks=pytest.mark.slow), "milvus", "milvus-server"],
+                         indirect=True)
 def test_sigkill_mid_enrolment_then_reopen_is_consistent(tmp_path: Path, backend: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FACEATLAS_MILVUS_URI", str(tmp_path / "crash.db"))  # Lite: one process per file
+    lite = backend == "milvus" and "://" not in os.environ["FACEATLAS_MILVUS_URI"]
+    if lite:
+        monkeypatch.setenv("FACEATLAS_MILVUS_URI", str(tmp_path / "crash.db"))  # Lite: one process per file
     db_url = f"sqlite:///{tmp_path / 'crash.sqlite'}"
     index_dir = tmp_path / "indexes"
 
@@ -210,7 +237,7 @@ def test_sigkill_mid_enrolment_then_reopen_is_consistent(tmp_path: Path, backend
         release()
 
     def release() -> None:  # let the next child open the Lite file
-        if backend == "milvus":
+        if lite:
             from milvus_lite.server_manager import server_manager_instance
 
             server_manager_instance.release_server(str(tmp_path / "crash.db"))

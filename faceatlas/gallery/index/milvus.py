@@ -15,6 +15,7 @@ searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprob
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -29,6 +30,7 @@ from faceatlas.errors import InvalidArgument, VectorStoreUnavailable
 from faceatlas.gallery.index.base import Storage, _pad
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 STALE = -1  # the stored revision of a copy that must be caught up from the database
 # IVF_FLAT: clusters, and clusters scanned per query; HNSW: links per node, candidate lists while
 # building and searching. Chosen with bench/gallery_search.py (docs/milvus.md).
@@ -50,11 +52,12 @@ def is_lite(uri: str) -> bool:
 
 def _guard(call: Callable[[], T], doing: str) -> T:
     """Run one Milvus call; any failure of Milvus is :class:`VectorStoreUnavailable`."""
+    import grpc
     from pymilvus.exceptions import MilvusException
 
     try:
         return call()
-    except (MilvusException, ConnectionError, OSError) as error:
+    except (MilvusException, grpc.RpcError, ConnectionError, OSError) as error:
         raise VectorStoreUnavailable(f"Milvus could not {doing}: {error}") from error
 
 
@@ -83,6 +86,7 @@ class MilvusStore:
         self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
         self._connect = lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}")
         self._client: Any = None
+        self._compacts = True  # until a server answers that it cannot
         self._revisions = f"{prefix}_{_REVISIONS}"
         if not _guard(lambda: self.client.has_collection(self._revisions), "list collections"):
             self._create_revisions()
@@ -176,9 +180,22 @@ class MilvusStore:
 
     def compact(self, name: str) -> None:
         """Ask a Milvus server to rewrite ``name``'s segments without deleted rows (it runs in the
-        background); Milvus Lite implements no compaction, so nothing is asked of it."""
-        if not self.lite:
+        background). Milvus Lite implements no compaction, so nothing is asked of it; a server
+        that answers UNIMPLEMENTED (Milvus Lite's binary serving a port) is warned about once and
+        not asked again. Any other failure is :class:`VectorStoreUnavailable`."""
+        import grpc
+
+        if self.lite or not self._compacts:
+            return
+        try:
             _guard(lambda: self.client.compact(name), f"compact {name}")
+        except VectorStoreUnavailable as error:
+            cause = error.__cause__
+            if not isinstance(cause, grpc.RpcError) or cause.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            self._compacts = False
+            _log.warning("the Milvus server at %s implements no compaction: deleted vectors stay in its "
+                         "segment files (never searched or returned)", self.uri)
 
     def drop(self, collection_id: int) -> None:
         """Delete a gallery collection's vectors and revision from Milvus."""
