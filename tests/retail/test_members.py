@@ -109,7 +109,8 @@ def test_face_pay_alone_links_the_cart_for_one_visit_only(store: RetailStore, me
     visit history (who came when, returning visits) needs ``visit_recognition``: without it, a
     closed visit keeps no member and the charge is the only link (export and erasure follow it)."""
     enrol, at_entry, at_exit = member_photos
-    member = store.members.enrol("Paula", [enrol], ConsentRecord(("face_pay",), "Paula"), payment_ref="card-p").id
+    member = store.members.enrol("Paula", [enrol], ConsentRecord(("face_pay", "analytics"), "Paula"),
+                                 payment_ref="card-p", age_band="25-34", gender="female").id
 
     def shop(hour: int, *, buy: bool) -> tuple[str | None, str | None, bool]:
         """One visit: (member linked while it was open, member kept after the exit, returning)."""
@@ -135,6 +136,8 @@ def test_face_pay_alone_links_the_cart_for_one_visit_only(store: RetailStore, me
     exported = store.members.export(member)
     assert [v["items"][0]["sku"] for v in exported["visits"]] == ["milk", "milk"]
     assert len(exported["charges"]) == 2
+    day = store.report(T0, T0 + timedelta(hours=3))
+    assert (day.visits, day.member_visits, day.purchases, day.age_mix) == (2, 0, 2, {"25-34": 1})
 
     store.members.grant(member, [at_entry], ConsentRecord(("face_pay", "visit_recognition"), "Paula"),
                         payment_ref="card-p")

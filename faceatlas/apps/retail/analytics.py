@@ -136,7 +136,8 @@ def compute_report(sessions: sessionmaker[Session], store_id: str, start: dateti
         alerts = session.execute(select(Alert.kind, func.count()).where(
             Alert.store_id == store_id, Alert.at >= start, Alert.at < end).group_by(Alert.kind))
         report.alerts = dict(sorted(alerts.all()))
-        _demographics(session, report, {v.member_id for v in visits if v.member_id})
+        _demographics(session, report, {v.member_id for v in visits if v.member_id}
+                      | {c.member_id for c in charges.values() if c.member_id})  # face pay's receipts
         _observations(session, report, store_id, start, end)
     visitors = {_visitor(v) for v in visits}
     report.visits = len(visits)
