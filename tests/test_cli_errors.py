@@ -107,7 +107,7 @@ def test_the_suite_ignores_faceatlas_settings_of_the_shell(tmp_path):
     shell = {**os.environ, "FACEATLAS_OFFLINE": "1", "faceatlas_pack": "nosuch", "FACEATLAS_CACHE": "/nonexistent",
              "FACEATLAS_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
     test = "tests/test_models.py::test_download_checks_sha256_and_renames_atomically"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", test],
                          cwd=Path(__file__).resolve().parents[1], env=shell, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
