@@ -88,14 +88,20 @@ class SpeedMeter:
         history = self._history.get(key)
         if history is None or len(history) < self.min_points:
             return None
-        t, x, y = (np.asarray(column) for column in zip(*history))
-        if t[-1] - t[0] <= 0:
+        points = np.asarray(history, np.float64)
+        t = points[:, 0] - points[:, 0].mean()
+        spread = float(t @ t)
+        if points[-1, 0] - points[0, 0] <= 0 or spread <= 0:
             return None
-        (vx, _), cov_x = np.polyfit(t, x, 1, cov=True)
-        (vy, _), cov_y = np.polyfit(t, y, 1, cov=True)
+        # least-squares slopes of x and y over time and their variances (what np.polyfit(t, ., 1,
+        # cov=True) gives, in closed form: 10x cheaper, and this runs for every track every frame)
+        centred = points[:, 1:] - points[:, 1:].mean(axis=0)
+        vx, vy = (t @ centred) / spread
+        residuals = centred - np.outer(t, (vx, vy))
+        var_x, var_y = (residuals * residuals).sum(axis=0) / (len(t) - 2) / spread
         speed = math.hypot(vx, vy)
         # the speed's standard error from the slopes' variances (first-order propagation)
-        error = math.sqrt(max(0.0, vx * vx * cov_x[0, 0] + vy * vy * cov_y[0, 0])) / speed if speed else 0.0
+        error = math.sqrt(max(0.0, vx * vx * var_x + vy * vy * var_y)) / speed if speed else 0.0
         return speed * 3.6, error * 3.6
 
     def forget(self, key: Key) -> None:
