@@ -145,3 +145,26 @@ def test_face_pay_alone_links_the_cart_for_one_visit_only(store: RetailStore, me
     assert shop(6, buy=False) == (member, member, True)
     assert len(store.members.export(member)["visits"]) == 4
     assert store.members.erase(member).visits_anonymised == 4
+
+
+def test_a_visit_whose_exit_is_never_seen_is_closed_as_abandoned(store: RetailStore,
+                                                                 member_photos: list[Path]) -> None:
+    """Face pay's link lasts until the visit closes: a visit whose exit was never seen closes
+    ``privacy.max_visit_hours`` (12) after its entry, at the next entry, without the member, and
+    its cart raises an alert."""
+    enrol, at_entry, _ = member_photos
+    member = store.members.enrol("Gone", [enrol], ConsentRecord(("face_pay",), "Gone"), payment_ref="card-g").id
+    visit_id = store.entry(Entry("in", T0, image=at_entry, track="gone"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=1), "milk", track="gone"))
+    assert store.close_abandoned(T0 + timedelta(hours=11)) == 0
+    with store.sessions() as session:
+        assert session.get(Visit, visit_id).member_id == member  # type: ignore[union-attr]
+    later = store.entry(Entry("in", T0 + timedelta(hours=13), track="next"))
+    with store.sessions() as session:
+        closed = session.get(Visit, visit_id)
+        assert closed is not None and (closed.outcome, closed.member_id, closed.exit_at) == ("abandoned", None, None)
+    assert [(a["kind"], a["visit_id"], a["details"]["items"]) for a in store.alerts()] == [
+        ("abandoned_cart", visit_id, 1)]
+    assert store.close_abandoned(T0 + timedelta(hours=13, minutes=30)) == 0
+    assert store.close_abandoned(T0 + timedelta(hours=26)) == 1 and len(store.alerts()) == 1  # empty cart: no alert
+    assert later != visit_id

@@ -62,10 +62,14 @@ class Privacy(BaseModel):
     ``anonymous_tracking`` keeps a short-lived face vector of non-members so that a returning
     anonymous visitor is counted once within ``anonymous_retention_hours``; off by default.
     ``keep_face_crops`` stores enrolment crops in the gallery (off: only vectors are kept).
+    A visit still open ``max_visit_hours`` after its entry (its exit never seen) is closed as
+    ``abandoned`` at the next entry: face pay's link to the member goes with it, and a cart with
+    items raises an ``abandoned_cart`` alert.
     """
 
     anonymous_tracking: bool = False
     anonymous_retention_hours: float = Field(default=24.0, gt=0)
+    max_visit_hours: float = Field(default=12.0, gt=0)
     keep_face_crops: bool = False
 
 

@@ -96,7 +96,8 @@ class Consent(Base):
 
 class Visit(Base):
     """One visit from entry to exit. Member visits point at the member; anonymous visits carry
-    at most a short-lived anonymous id. ``outcome``: purchased, no_purchase, unpaid, refused."""
+    at most a short-lived anonymous id. ``outcome``: purchased, no_purchase, unpaid, refused,
+    abandoned (closed after ``privacy.max_visit_hours`` without an exit)."""
 
     __tablename__ = "retail_visits"
     __table_args__ = (Index("ix_retail_visits_store_entry", "store_id", "entry_at"),)

@@ -191,6 +191,7 @@ class RetailStore:
         member_id = self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None \
             else self._member(event.subject)
         with self._sessions.begin() as session:
+            self._close_abandoned(session, event.at)
             anonymous_id, returning = None, False
             if member_id is not None:
                 returning = bool(session.scalar(select(func.count()).select_from(Visit).where(
@@ -350,8 +351,7 @@ class RetailStore:
             details = {"items": cart.items, "amount_cents": cart.total_cents, "face_seen": has_face}
             self._alert(session, alert, event, visit.id, details)
         shopper = visit.member_id
-        if shopper is not None and "visit_recognition" not in active_purposes(session, shopper):
-            visit.member_id = None  # face pay linked the cart for this visit only; the charge is the receipt
+        _keep_history_by_consent(session, visit)
         return ExitOutcome(status, visit.id, shopper, cart.total_cents if charge_id else 0, charge_id, alert)
 
     def _settle(self, charge_id: int) -> None:
@@ -435,6 +435,12 @@ class RetailStore:
                 raise NotFound(f"alert {alert_id} not found")
             alert.resolved_at = utcnow()
 
+    def close_abandoned(self, now: datetime | None = None) -> int:
+        """Close the visits open longer than ``privacy.max_visit_hours`` (their exit was never
+        seen) as ``abandoned`` (each entry does it too); returns how many."""
+        with self._sessions.begin() as session:
+            return self._close_abandoned(session, now or utcnow())
+
     def purge_anonymous(self, now: datetime | None = None) -> int:
         """Delete the anonymous visitors whose retention window has passed; returns how many."""
         with self._sessions.begin() as session:
@@ -508,6 +514,20 @@ class RetailStore:
                                      first_seen=at, expires_at=at + timedelta(hours=hours)))
         return new_id, False
 
+    def _close_abandoned(self, session: Session, now: datetime) -> int:
+        cutoff = now - timedelta(hours=self.config.privacy.max_visit_hours)
+        stale = list(session.scalars(select(Visit).where(Visit.store_id == self.config.id,
+                                                         Visit.exit_event_id.is_(None), Visit.entry_at <= cutoff)))
+        for visit in stale:
+            visit.exit_event_id, visit.outcome = f"abandoned:{visit.id}", "abandoned"
+            cart = _cart(session, visit.id)
+            if cart.items > 0:
+                session.add(Alert(store_id=self.config.id, kind="abandoned_cart", camera=visit.entry_camera or "",
+                                  event_id=visit.exit_event_id, visit_id=visit.id, at=now,
+                                  details={"items": cart.items, "amount_cents": cart.total_cents}))
+            _keep_history_by_consent(session, visit)
+        return len(stale)
+
     def _purge(self, session: Session, now: datetime) -> int:
         return rowcount(session.execute(delete(AnonymousVisitor).where(AnonymousVisitor.store_id == self.config.id,
                                                               AnonymousVisitor.expires_at <= now)))
@@ -515,6 +535,13 @@ class RetailStore:
     def _alert(self, session: Session, kind: str, event: Exit, visit_id: int | None, details: dict[str, Any]) -> None:
         session.add(Alert(store_id=self.config.id, kind=kind, camera=event.camera, event_id=event.id,
                           visit_id=visit_id, details=details, at=event.at))
+
+
+def _keep_history_by_consent(session: Session, visit: Visit) -> None:
+    """Unlink a closed visit from a member who did not consent to ``visit_recognition``: face
+    pay linked the cart for that visit only (the charge, if any, is the receipt)."""
+    if visit.member_id is not None and "visit_recognition" not in active_purposes(session, visit.member_id):
+        visit.member_id = None
 
 
 def _cart(session: Session, visit_id: int) -> Cart:
