@@ -190,8 +190,8 @@ class RetailStore:
         vector = self._embedding(event)
         member_id = self._identify(vector, Cut(fpir=self.config.recognition.visit_fpir)) if vector is not None \
             else self._member(event.subject)
+        self.close_abandoned(event.at)
         with self._sessions.begin() as session:
-            self._close_abandoned(session, event.at)
             anonymous_id, returning = None, False
             if member_id is not None:
                 returning = bool(session.scalar(select(func.count()).select_from(Visit).where(
@@ -437,9 +437,13 @@ class RetailStore:
 
     def close_abandoned(self, now: datetime | None = None) -> int:
         """Close the visits open longer than ``privacy.max_visit_hours`` (their exit was never
-        seen) as ``abandoned`` (each entry does it too); returns how many."""
-        with self._sessions.begin() as session:
-            return self._close_abandoned(session, now or utcnow())
+        seen) as ``abandoned`` (each entry does it too); returns how many (0 when another
+        process closed them at the same moment)."""
+        try:
+            with self._sessions.begin() as session:
+                return self._close_abandoned(session, now or utcnow())
+        except IntegrityError:  # the same visits' abandonment ids or alerts, written by the other
+            return 0
 
     def purge_anonymous(self, now: datetime | None = None) -> int:
         """Delete the anonymous visitors whose retention window has passed; returns how many."""
