@@ -94,7 +94,7 @@ class SpeedMeter:
         if points[-1, 0] - points[0, 0] <= 0 or spread <= 0:
             return None
         # least-squares slopes of x and y over time and their variances (what np.polyfit(t, ., 1,
-        # cov=True) gives, in closed form: 10x cheaper, and this runs for every track every frame)
+        # cov=True) gives, in closed form: 4x cheaper, and this runs for every track every frame)
         centred = points[:, 1:] - points[:, 1:].mean(axis=0)
         vx, vy = (t @ centred) / spread
         residuals = centred - np.outer(t, (vx, vy))
