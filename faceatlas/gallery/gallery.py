@@ -539,7 +539,7 @@ class Gallery:
             cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
             templates = aggregate == "mean"  # subjects scored by their mean template: the template tail
             size = len(index)
-            if templates:
+            if templates and cut.fpir is not None and cut.threshold is None and cut.far is None:  # size read
                 size = session.scalar(select(func.count()).select_from(Subject)
                                       .where(Subject.collection_id == coll.id)) or 0
             cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=max(size, 1), templates=templates)
