@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,48 @@ def test_merge_and_split_survive_a_scan_and_a_recluster(album: Album, library: P
             album.face(f).person for f in blair_rest}
         assert album.face(moved).person not in {album.face(f).person for f in blair_rest}
         album.recluster()
+
+
+def _lance(lfw: Path, folder: Path, numbers: tuple[str, ...]) -> Path:
+    folder.mkdir(parents=True)
+    for number in numbers:
+        shutil.copy(lfw / "Lance_Armstrong" / f"Lance_Armstrong_{number}.jpg", folder)
+    return folder
+
+
+def test_recluster_never_joins_two_named_people(album: Album, lfw: Path, tmp_path: Path) -> None:
+    """Two groups of photos that match only through a third photo (at the album's threshold),
+    named apart by the user (two look-alikes, say): the bridging photo joins one of them in the
+    scan, and a re-cluster keeps them apart too, both names kept."""
+    left = _lance(lfw, tmp_path / "left", ("0001", "0009", "0017"))
+    right = _lance(lfw, tmp_path / "right", ("0005", "0007", "0011"))
+    album.scan(left)
+    lance = album.name_person(main_person(album, "left"), "Lance")
+    album.scan(right)
+    armstrong = album.name_person(main_person(album, "right"), "Armstrong")
+    assert lance.id != armstrong.id and lance.faces == armstrong.faces == 3
+    album.scan(_lance(lfw, tmp_path / "bridge", ("0018",)))
+    bridge = [f for p in album.people() for f in album.faces(p.id) if "/bridge/" in f.source]
+    assert len(bridge) == 1 and bridge[0].person in (lance.id, armstrong.id)
+    lance_faces, armstrong_faces = album_ids(album, "Lance"), album_ids(album, "Armstrong")
+    album.recluster()
+    assert album.person("Lance").id == lance.id and album.person("Armstrong").id == armstrong.id
+    assert album_ids(album, "Lance") == lance_faces and album_ids(album, "Armstrong") == armstrong_faces
+
+
+def test_recluster_gives_a_named_person_the_cluster_of_its_faces(album: Album, lfw: Path, tmp_path: Path) -> None:
+    """Faces scanned apart (a stricter threshold then) and joined by a re-cluster: the one the user
+    named keeps its name and id, though an unnamed person matches the cluster as well."""
+    threshold = album.threshold
+    album.threshold = 0.99  # each face a person of its own
+    album.scan(_lance(lfw, tmp_path / "lance", ("0001", "0009", "0017")))
+    people = sorted(int(p.id[1:]) for p in album.people())
+    assert len(people) == 3
+    named = album.name_person(f"p{people[-1]}", "Lance")
+    album.threshold = threshold
+    album.recluster()
+    assert album.person("Lance").id == named.id and album.person("Lance").faces == 3
+    assert [p.id for p in album.people()] == [named.id]
 
 
 def test_reject_keeps_a_face_out(album: Album, library: Path, lfw: Path) -> None:

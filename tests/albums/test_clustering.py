@@ -36,3 +36,14 @@ def test_an_increment_joins_the_people_it_bridges_unless_kept_apart() -> None:
     assert named.merged == {}
     alone = assign(old, labels, -v[3:], 0.7)
     assert alone.merged == {} and alone.labels.tolist() == [2]
+
+
+def test_a_batch_never_joins_two_exclusive_groups() -> None:
+    v = _vectors()
+    assert len(set(cluster(v, 0.7).tolist())) == 1  # the bridge joins a and b
+    apart = cluster(v, 0.7, exclusive=np.array([5, -1, 9, -1]))
+    assert apart[0] == apart[1] and apart[0] != apart[2] and apart[3] in (apart[0], apart[2])
+    one_group = cluster(v, 0.7, exclusive=np.array([5, -1, 5, -1]))
+    assert len(set(one_group.tolist())) == 1
+    locked = cluster(v, 0.7, locks=np.array([-1, 3, -1, 3]), exclusive=np.array([5, -1, 9, -1]))
+    assert locked[1] == locked[3] == locked[0] != locked[2]

@@ -8,7 +8,9 @@ person is skipped, and in an increment faces already placed (``anchors``) keep t
 face joins its strongest neighbour's person or starts a new one, and new faces that bridge two
 people join them (as the batch would) unless the user's cannot-links or names keep them apart.
 Single linkage does not depend on the order faces come in, so increments equal one batch (up to the
-kNN lists). With no constraint the batch is the connected components of the graph (SciPy).
+kNN lists). The batch keeps named people apart as an increment does: rows of two ``exclusive``
+groups (the faces of two named people) are never joined, so no re-cluster joins two names. With
+no constraint the batch is the connected components of the graph (SciPy).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import faiss
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from faceatlas.errors import InvalidArgument
 
 EXACT_MAX = 50_000
 DEFAULT_K = 10
@@ -82,19 +86,25 @@ def threshold_edges(sims: np.ndarray, rows: np.ndarray, threshold: float, query_
 
 
 def cluster(vectors: np.ndarray, threshold: float, *, k: int = DEFAULT_K, locks: np.ndarray | None = None,
-            cannot: Sequence[tuple[int, int]] = (), threads: int | None = None) -> np.ndarray:
+            cannot: Sequence[tuple[int, int]] = (), exclusive: np.ndarray | None = None,
+            threads: int | None = None) -> np.ndarray:
     """Label every row of ``vectors`` (L2-normalised): rows of one person share a label
-    (0..m-1). ``locks``: a must-link group per row (-1: none); ``cannot``: row pairs never in one person."""
+    (0..m-1). ``locks``: a must-link group per row (-1: none); ``cannot``: row pairs never in one person;
+    ``exclusive``: a group per row (-1: none), rows of two different groups never in one person
+    (the faces of two named people, as :func:`assign`'s ``exclusive``); a group may still part."""
     n = len(vectors)
     if n == 0:
         return np.empty(0, np.int64)
     sims, rows = knn(vectors, vectors, k + 1, threads=threads)
     edges = threshold_edges(sims, rows, threshold, np.arange(n))
     edges = _with_locks(edges, locks)
-    if not cannot:
+    tags = None if exclusive is None or not (np.asarray(exclusive) >= 0).any() else np.asarray(exclusive, np.int64)
+    if not cannot and tags is None:
         graph = coo_matrix((np.ones(len(edges.i)), (edges.i, edges.j)), shape=(n, n))
         return connected_components(graph, directed=False)[1].astype(np.int64)
-    labels = _kruskal(n, edges, np.full(n, -1, np.int64), cannot)
+    if tags is not None and len(tags) != n:
+        raise InvalidArgument(f"exclusive holds {len(tags)} groups for {n} rows")
+    labels = _kruskal(n, edges, np.full(n, -1, np.int64), cannot, tags=tags)
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
@@ -174,13 +184,16 @@ def _with_locks(edges: Edges, locks: np.ndarray | None) -> Edges:
 
 
 def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[int, int]],
-             people: _People | None = None) -> np.ndarray:
-    """Constrained single linkage: roots carry their old people (``anchors``) and cannot-links;
+             people: _People | None = None, tags: np.ndarray | None = None) -> np.ndarray:
+    """Constrained single linkage: roots carry their old people (``anchors``), cannot-links and
+    exclusive groups (``tags``, -1: none; two roots of different groups are never joined);
     without ``people`` two old people are never joined."""
     parent = list(range(n))
     groups: dict[int, set[int]] = {}
     first: dict[int, int] = {}
     blocked: dict[int, list[int]] = {}
+    tag: dict[int, int] = {} if tags is None else {
+        int(row): int(tags[row]) for row in np.flatnonzero(tags >= 0).tolist()}
     for a, b in cannot:
         blocked.setdefault(a, []).append(b)
         blocked.setdefault(b, []).append(a)
@@ -204,10 +217,15 @@ def _kruskal(n: int, edges: Edges, anchors: np.ndarray, cannot: Sequence[tuple[i
         ga, gb = groups.get(ra, set()), groups.get(rb, set())
         if ga and gb and (people is None or not people.may_join(ga, gb)):
             continue
+        ta, tb = tag.get(ra), tag.get(rb)
+        if ta is not None and tb is not None and ta != tb:
+            continue
         small, large = (ra, rb) if len(blocked.get(ra, ())) <= len(blocked.get(rb, ())) else (rb, ra)
         if any(find(x) == large for x in blocked.get(small, ())):
             continue
         parent[small] = large
+        if small in tag:
+            tag[large] = tag.pop(small)
         if ga or gb:
             groups[large] = ga | gb
             groups.pop(small, None)

@@ -4,8 +4,9 @@ Corrections are constraints kept forever: a merge must-links every face of both 
 ``lock``), a move or split must-links the moved faces with their new person and cannot-links them
 with the faces of the person they left, a reject cannot-links the face with its old person.
 Neither a later scan (which never splits a person, and joins two only where no cannot-link and
-no pair of names keeps them apart) nor :meth:`Album.recluster` (which joins locks first and never
-joins a cannot-link pair) undoes them.
+no pair of names keeps them apart) nor :meth:`Album.recluster` (which joins locks first, never
+joins a cannot-link pair nor the faces of two named people, and gives a named person the new
+person holding most of its faces before any unnamed one is matched) undoes them.
 """
 
 from __future__ import annotations
@@ -118,11 +119,14 @@ class Album(AlbumCore):
 
     def recluster(self) -> ReclusterReport:
         """Cluster every placed face again under the constraints; a person keeps its id (and
-        name) for the new cluster holding most of its faces."""
+        name) for the new cluster holding most of its faces. The faces of two named people are
+        never put in one cluster (as a scan never joins them), so no name is lost to a merge."""
         with self._sessions() as session:
             rows = session.execute(select(FaceRow.id, FaceRow.person_id, FaceRow.lock).where(
                 FaceRow.album_id == self._id, FaceRow.unsorted.is_(False)).order_by(FaceRow.id)).all()
             pairs = self._cannot_pairs(session)
+            named = set(session.scalars(select(Person.id).where(Person.album_id == self._id,
+                                                                Person.name.is_not(None))))
         if not rows:
             return ReclusterReport(0, 0, 0)
         ids = np.asarray([r[0] for r in rows], np.int64)
@@ -130,9 +134,10 @@ class Album(AlbumCore):
         row_of = {fid: n for n, fid in enumerate(ids.tolist())}
         locks = np.asarray([-1 if r[2] is None else r[2] for r in rows], np.int64)
         cannot = [(row_of[a], row_of[b]) for a, b in pairs if a in row_of and b in row_of]
-        labels = clustering.cluster(vectors, self.threshold, locks=locks, cannot=cannot)
+        exclusive = np.asarray([r[1] if r[1] in named else -1 for r in rows], np.int64)
+        labels = clustering.cluster(vectors, self.threshold, locks=locks, cannot=cannot, exclusive=exclusive)
         old = [r[1] for r in rows]
-        person_of = self._match_people(labels, old)
+        person_of = self._match_people(labels, old, named)
         moves: dict[int, list[int]] = defaultdict(list)
         for fid, label, before in zip(ids.tolist(), labels.tolist(), old):
             if person_of[label] != before:
@@ -147,13 +152,15 @@ class Album(AlbumCore):
         return ReclusterReport(sum(map(len, moves.values())), len(set(person_of.values())), removed)
 
     # -- internals -------------------------------------------------------------------------------
-    def _match_people(self, labels: np.ndarray, old: Sequence[int | None]) -> dict[int, int]:
+    def _match_people(self, labels: np.ndarray, old: Sequence[int | None], named: set[int]) -> dict[int, int]:
         """Each new cluster's person: the old person with most of its faces (each old person
-        used once, biggest overlaps first), else a new person."""
+        used once; named people first, then biggest overlaps first), else a new person. A named
+        person thus keeps its name on the cluster holding most of its faces, however many faces
+        of an unnamed person share it."""
         overlap = Counter((int(label), pid) for label, pid in zip(labels.tolist(), old) if pid is not None)
         out: dict[int, int] = {}
         used: set[int] = set()
-        for (label, pid), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0])):
+        for (label, pid), _ in sorted(overlap.items(), key=lambda kv: (kv[0][1] not in named, -kv[1], kv[0])):
             if label not in out and pid not in used:
                 out[label] = pid
                 used.add(pid)
