@@ -10,25 +10,49 @@ import typer
 from rich.console import Console
 
 from faceatlas.cli.files import progress
+from faceatlas.errors import InvalidArgument
 
 err = Console(stderr=True)
 
 
+def _anchors(text: str | None) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """``x1,y1,x2,y2`` as two points."""
+    if text is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise InvalidArgument(f"--sticker-anchors is x1,y1,x2,y2 (pixels of the PNG), not {text!r}") from exc
+    return (x1, y1), (x2, y2)
+
+
 def ar(
     source: Annotated[str, typer.Argument(help="video file, webcam index (0) or rtsp:// / http:// URL")],
-    effect: Annotated[list[str], typer.Option("--effect", "-e", help="an effect (repeat for several, applied "
-                                              "in order): glasses, hat, mask, smooth, slim, big-eyes, "
-                                              "blur-background, green-background")],
+    effect: Annotated[list[str] | None, typer.Option("--effect", "-e", help="an effect (repeat for several, "
+                                                     "applied in order): glasses, hat, mask, smooth, slim, "
+                                                     "big-eyes, blur-background, green-background")] = None,
+    sticker: Annotated[Path | None, typer.Option("--sticker", help="a PNG with transparency (alpha) drawn on "
+                                                 "each face after the effects")] = None,
+    sticker_on: Annotated[str, typer.Option(help="where the PNG sits: eyes (outer eye corners), temples or "
+                                            "cheeks")] = "eyes",
+    sticker_anchors: Annotated[str | None, typer.Option(help="x1,y1,x2,y2: the PNG's two pixels that go onto "
+                                                        "the left and right point (default: the middles of its "
+                                                        "left and right edges)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the video (mp4)")] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Apply AR face effects (stickers, smoothing, warps, background) to every frame; print a summary."""
     try:
-        from faceatlas.apps.ar import run_ar
+        from faceatlas.apps.ar import Effect, Sticker, StickerArt, run_ar
     except ImportError as exc:
         err.print(f"[red]{exc}[/red] (pip install 'faceatlas[ar]')")
         raise typer.Exit(2) from exc
+    effects: list[str | Effect] = list(effect or [])
+    if sticker is not None:
+        effects.append(Sticker(StickerArt.from_png(sticker, _anchors(sticker_anchors), on=sticker_on)))
+    if not effects:
+        raise InvalidArgument("give at least one --effect or a --sticker")
     spec: str | int = int(source) if source.isdigit() else source
     with progress(err, disable=quiet) as bar:
         task = bar.add_task("ar", total=max_frames)
@@ -36,5 +60,5 @@ def ar(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = run_ar(spec, effect, output=output, max_frames=max_frames, on_frame=advance)
+        summary = run_ar(spec, effects, output=output, max_frames=max_frames, on_frame=advance)
     print(json.dumps(summary))

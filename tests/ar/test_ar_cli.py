@@ -44,3 +44,31 @@ def test_cli_names_an_unknown_effect(tmp_path):
     result = runner.invoke(app, ["ar", str(tmp_path / "none.mp4"), "--effect", "sparkles"])
     assert result.exit_code == 2
     assert "unknown_effect" in result.output and "sparkles" in result.output
+
+
+def test_cli_draws_a_png_sticker(examples, tmp_path):
+    clip, out, png = tmp_path / "in.mp4", tmp_path / "out.mp4", tmp_path / "star.png"
+    _clip(examples, clip, frames=3)
+    sticker = np.zeros((80, 160, 4), np.uint8)
+    sticker[20:60, 10:150] = (255, 0, 255, 255)  # an opaque magenta band in a transparent frame
+    assert cv2.imwrite(str(png), sticker)
+    result = runner.invoke(app, ["ar", str(clip), "--sticker", str(png), "--sticker-on", "eyes", "--sticker-anchors",
+                                 "10,40,150,40", "--output", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["frames"] == 3
+    capture = cv2.VideoCapture(str(out))
+    ok, first = capture.read()
+    capture.release()
+    assert ok
+    magenta = (first[..., 0] > 180) & (first[..., 1] < 90) & (first[..., 2] > 180)
+    assert magenta.sum() > 300
+
+
+def test_cli_refuses_a_png_without_alpha(tmp_path):
+    png = tmp_path / "flat.png"
+    assert cv2.imwrite(str(png), np.full((40, 80, 3), 200, np.uint8))
+    result = runner.invoke(app, ["ar", str(tmp_path / "none.mp4"), "--sticker", str(png)])
+    assert result.exit_code == 2
+    assert "validation_error" in result.output and "no alpha channel" in result.output
+    nothing = runner.invoke(app, ["ar", str(tmp_path / "none.mp4")])
+    assert nothing.exit_code == 2 and "--effect or a --sticker" in nothing.output

@@ -6,8 +6,18 @@ import cv2
 import numpy as np
 import pytest
 
-from faceatlas.apps.ar import ArConfig, ArFace, Background, FaceTracker, Smooth, Sticker, Warp, make_effects
-from faceatlas.errors import UnknownEffect
+from faceatlas.apps.ar import (
+    ArConfig,
+    ArFace,
+    Background,
+    FaceTracker,
+    Smooth,
+    Sticker,
+    StickerArt,
+    Warp,
+    make_effects,
+)
+from faceatlas.errors import InvalidArgument, InvalidImage, UnknownEffect
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +127,57 @@ def test_unknown_effects_are_named():
         make_effects(["glasses", "sparkles"])
     with pytest.raises(UnknownEffect):
         Sticker("monocle")
+
+
+def _bar_png(path, depth: type = np.uint8) -> None:
+    """A 200x100 RGBA PNG: an opaque red bar (rows 40-59), fully transparent elsewhere."""
+    top = np.iinfo(depth).max
+    image = np.zeros((100, 200, 4), depth)
+    image[40:60, :, 2] = top  # red (BGRA)
+    image[40:60, :, 3] = top
+    assert cv2.imwrite(str(path), image)
+
+
+def test_a_png_sticker_is_drawn_where_its_alpha_is(scene, tmp_path):
+    image, face = scene
+    _bar_png(tmp_path / "bar.png")
+    sticker = Sticker(StickerArt.from_png(tmp_path / "bar.png"))  # default: edge midpoints onto the eye corners
+    assert sticker.art.landmarks == (33, 263) and sticker.art.anchors == ((0.0, 50.0), (200.0, 50.0))
+    out = sticker.apply(image.copy(), [face])
+    changed = _changed(image, out)
+    bar = np.array([[0, 40, 1], [200, 40, 1], [200, 60, 1], [0, 60, 1]], np.float64) @ sticker.matrix(face).T
+    drawn = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillConvexPoly(drawn, np.round(bar).astype(np.int32), 1)
+    inside = cv2.erode(drawn, np.ones((5, 5), np.uint8)).astype(bool)
+    assert inside.sum() > 500
+    assert not (changed & ~cv2.dilate(drawn, np.ones((5, 5), np.uint8)).astype(bool)).any()  # transparent: untouched
+    assert (out[inside] == (0, 0, 255)).all()  # opaque: the bar's red
+    # the bar runs from one outer eye corner to the other
+    for corner in face.landmarks[[33, 263]]:
+        assert np.linalg.norm(bar[[0, 3]].mean(axis=0) - corner) < 3 or np.linalg.norm(bar[[1, 2]].mean(axis=0)
+                                                                                      - corner) < 3
+
+
+def test_png_sticker_options_and_refusals(tmp_path):
+    _bar_png(tmp_path / "deep.png", np.uint16)
+    deep = StickerArt.from_png(tmp_path / "deep.png", anchors=((20, 50), (180, 50)), on="temples")
+    assert deep.image.dtype == np.uint8 and deep.image.shape == (100, 200, 4) and deep.image[50, 0, 3] == 255
+    assert deep.landmarks == (54, 284) and deep.anchors == ((20.0, 50.0), (180.0, 50.0))
+    assert StickerArt.from_png(tmp_path / "deep.png", on=(234, 454)).landmarks == (234, 454)
+    opaque = np.full((100, 200, 3), 128, np.uint8)
+    assert cv2.imwrite(str(tmp_path / "opaque.png"), opaque)
+    with pytest.raises(InvalidArgument, match="no alpha channel"):
+        StickerArt.from_png(tmp_path / "opaque.png")
+    with pytest.raises(InvalidArgument, match="alpha channel"):  # an array without alpha: refused, not a crash
+        Sticker(StickerArt(opaque, ((0.0, 50.0), (200.0, 50.0)), (33, 263)))
+    with pytest.raises(InvalidArgument, match="sits on one of"):
+        StickerArt.from_png(tmp_path / "deep.png", on="nose")
+    with pytest.raises(InvalidArgument, match="1 pixel apart"):
+        StickerArt.from_png(tmp_path / "deep.png", anchors=((5, 5), (5, 5)))
+    with pytest.raises(InvalidArgument, match="Face Mesh points"):
+        StickerArt.from_png(tmp_path / "deep.png", on=(33, 478))
+    with pytest.raises(InvalidArgument, match="cannot read"):
+        StickerArt.from_png(tmp_path / "missing.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(InvalidImage):
+        StickerArt.from_png(tmp_path / "junk.png")

@@ -10,10 +10,10 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from faceatlas.apps.ar.stickers import ART, StickerArt, placement
-from faceatlas.apps.ar.tracking import ArFace
+from faceatlas.apps.ar.stickers import ART, StickerArt, placement, quad
+from faceatlas.apps.ar.tracking import INSTALL_HINT, ArFace
 from faceatlas.apps.ar.warp import Warp
-from faceatlas.errors import UnknownEffect
+from faceatlas.errors import InvalidArgument, ProviderMissing, UnknownEffect
 
 # Face Mesh regions (indices of the 478 points) that skin smoothing leaves alone.
 LEFT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -45,16 +45,28 @@ def _blend(target: np.ndarray, top: np.ndarray, weight: np.ndarray) -> None:
 
 
 class Sticker:
-    """A BGRA sticker (``glasses``, ``hat``, ``mask`` or your own :class:`StickerArt`) anchored to two
-    landmarks, alpha-blended. When the head turns by more than ``hide_yaw`` degrees, the part of the
-    sticker on the far side of the nose that falls outside the face is hidden (behind the head)."""
+    """A BGRA sticker (``glasses``, ``hat``, ``mask`` or your own :class:`StickerArt`, e.g.
+    ``StickerArt.from_png``) anchored to two landmarks, alpha-blended. When the head turns by more
+    than ``hide_yaw`` degrees, the part of the sticker on the far side of the nose that falls
+    outside the face is hidden (behind the head)."""
 
     def __init__(self, art: str | StickerArt = "glasses", hide_yaw: float = 15.0) -> None:
         if isinstance(art, str):
             if art not in ART:
                 raise UnknownEffect(f"no sticker named {art!r}; stickers: {', '.join(ART)}")
             art = ART[art]()
+        elif not isinstance(art, StickerArt):
+            raise InvalidArgument(f"a sticker is a name ({', '.join(ART)}) or a StickerArt, not {type(art).__name__}")
         self.art, self.hide_yaw = art, hide_yaw
+
+    def matrix(self, face: ArFace) -> np.ndarray:
+        """The 2x3 affine map from the sticker's pixels onto ``face`` (its filtered landmarks and pose)."""
+        i, j = self.art.landmarks
+        return placement(self.art, face.landmarks[i], face.landmarks[j], face.pose.yaw)
+
+    def quad(self, face: ArFace) -> np.ndarray:
+        """Where the sticker's four corners are drawn on ``face``: (4, 2) frame pixels."""
+        return quad(self.art, self.matrix(face))
 
     def apply(self, frame: np.ndarray, faces: Sequence[ArFace]) -> np.ndarray:
         for face in faces:
@@ -62,11 +74,8 @@ class Sticker:
         return frame
 
     def _one(self, frame: np.ndarray, face: ArFace) -> None:
-        i, j = self.art.landmarks
-        matrix = placement(self.art, face.landmarks[i], face.landmarks[j], face.pose.yaw)
-        h, w = self.art.image.shape[:2]
-        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ matrix.T
-        x1, y1, x2, y2 = _roi(corners, frame.shape, 2)
+        matrix = self.matrix(face)
+        x1, y1, x2, y2 = _roi(quad(self.art, matrix), frame.shape, 2)
         if x2 <= x1 or y2 <= y1:
             return
         shifted = matrix.copy()
@@ -133,7 +142,10 @@ class Background:
 
     def __init__(self, replace: np.ndarray | tuple[int, int, int] | None = None, blur: int = 31,
                  threshold: float = 0.5) -> None:
-        from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
+        try:
+            from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
+        except ImportError as exc:  # the optional extra is missing
+            raise ProviderMissing(f"background effects need MediaPipe (selfie segmentation): {INSTALL_HINT}") from exc
 
         self.replace, self.blur, self.threshold = replace, blur | 1, threshold
         self._segmenter = SelfieSegmentation(model_selection=1)

@@ -17,6 +17,7 @@ from faceatlas.errors import InvalidArgument
 from faceatlas.video import VideoSource, VideoWriter
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
+MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
 
 
 class ArSession:
@@ -56,7 +57,9 @@ class ArSession:
 def apply_effects(image: ImageInput, effects: Sequence[str], image_format: str = "jpeg",
                   max_pixels: int | None = None) -> tuple[bytes, int]:
     """``image`` (bytes, path or array) with ``effects`` applied, encoded as ``png`` or ``jpeg``,
-    and the number of faces found."""
+    and the number of faces found. At most :data:`MAX_EFFECTS` effects (else ``InvalidArgument``)."""
+    if len(effects) > MAX_EFFECTS:
+        raise InvalidArgument(f"at most {MAX_EFFECTS} effects in one call, not {len(effects)}")
     if image_format not in IMAGE_FORMATS:
         raise InvalidArgument(f"image format must be one of {', '.join(IMAGE_FORMATS)}")
     frame = load_image(image, max_pixels=max_pixels)
@@ -68,12 +71,13 @@ def apply_effects(image: ImageInput, effects: Sequence[str], image_format: str =
     return encoded.tobytes(), len(faces)
 
 
-def run_ar(source: str | int | Path, effects: Sequence[str], *, output: Path | None = None,
+def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output: Path | None = None,
            max_frames: int | None = None, config: ArConfig | None = None,
            on_frame: Callable[[int, int | None], None] | None = None) -> dict[str, float | int]:
-    """Apply ``effects`` to every frame of ``source`` (video file, webcam index or stream URL),
-    writing ``output`` (mp4) when given; ``on_frame(done, total)`` after each frame (total is None
-    for live sources). Returns frames, faces seen (most in one frame) and processing fps."""
+    """Apply ``effects`` (names or :class:`Effect` objects, e.g. a PNG :class:`Sticker`) to every
+    frame of ``source`` (video file, webcam index or stream URL), writing ``output`` (mp4) when
+    given; ``on_frame(done, total)`` after each frame (total is None for live sources). Returns
+    frames, faces seen (most in one frame) and processing fps."""
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     video = VideoSource(source)
     writer: VideoWriter | None = None

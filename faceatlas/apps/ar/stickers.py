@@ -1,28 +1,99 @@
-"""Sticker images (BGRA) drawn in code, and their anchoring to Face Mesh landmarks.
+"""Sticker images (BGRA): drawn in code or a user's PNG with alpha, and their anchoring to Face
+Mesh landmarks.
 
-Each sticker is drawn once at a fixed size in its own frame: ``anchor`` maps two of its points to
-two landmarks (glasses: the outer eye corners), which sets scale, rotation and position.
+Each sticker is an image in its own frame: its two ``anchors`` map onto two landmarks (glasses:
+the outer eye corners), which sets scale, rotation and position.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 import cv2
 import numpy as np
 
+from faceatlas.errors import InvalidArgument, InvalidImage
+
 SIZE = 400  # sticker canvas width in pixels
+MESH_POINTS = 478  # Face Mesh landmarks with iris
+MAX_STICKER_SIDE = 4096  # a PNG sticker larger than this is refused (it is warped every frame)
+# Where a PNG sticker can sit: two Face Mesh landmarks, left and right in the image.
+PLACES = MappingProxyType({"eyes": (33, 263), "temples": (54, 284), "cheeks": (234, 454)})
 
 
 @dataclass(frozen=True)
 class StickerArt:
-    """A BGRA image and where its two anchor points are (pixels of the image), bound to the two
-    landmark indices ``landmarks``; ``height_ratio`` stretches it vertically by 1/cos(yaw)."""
+    """A BGRA uint8 image and its two anchor points (pixels of the image), mapped onto the two
+    landmark indices ``landmarks``. Anything else (no alpha channel, equal anchors, a landmark not
+    of the mesh) is :class:`~faceatlas.errors.InvalidArgument`."""
 
     image: np.ndarray
     anchors: tuple[tuple[float, float], tuple[float, float]]
     landmarks: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        image = self.image
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 4:
+            shape = getattr(image, "shape", None)
+            raise InvalidArgument(f"a sticker is a BGRA uint8 image (height, width, 4) with an alpha channel; "
+                                  f"got {getattr(image, 'dtype', type(image).__name__)} {shape}")
+        if min(image.shape[:2]) < 2:
+            raise InvalidArgument(f"a sticker image must be at least 2x2 pixels, not {image.shape[1]}x{image.shape[0]}")
+        (ax, ay), (bx, by) = self.anchors
+        if not all(np.isfinite((ax, ay, bx, by))) or np.hypot(bx - ax, by - ay) < 1.0:
+            raise InvalidArgument(f"a sticker's two anchors must be finite and at least 1 pixel apart: {self.anchors}")
+        if len(self.landmarks) != 2 or not all(0 <= int(i) < MESH_POINTS for i in self.landmarks) \
+                or self.landmarks[0] == self.landmarks[1]:
+            raise InvalidArgument(f"a sticker's landmarks are two different Face Mesh points (0..{MESH_POINTS - 1}): "
+                                  f"{self.landmarks}")
+
+    @classmethod
+    def from_png(cls, path: str | Path, anchors: Sequence[Sequence[float]] | None = None,
+                 on: str | tuple[int, int] = "eyes") -> StickerArt:
+        """A sticker from a PNG file with an alpha channel (8 or 16 bits; grey or colour).
+
+        ``on`` is where it sits: a name of :data:`PLACES` (``eyes``: outer eye corners 33, 263;
+        ``temples``: 54, 284; ``cheeks``: 234, 454) or two landmark indices. ``anchors`` are the
+        two points of the image (x, y pixels) that go onto them, left then right; by default the
+        midpoints of the image's left and right edges. A PNG without alpha is refused
+        (:class:`~faceatlas.errors.InvalidArgument`): an opaque rectangle over the face is never
+        what a sticker means, so the transparency must be in the file."""
+        if isinstance(on, str):
+            if on not in PLACES:
+                raise InvalidArgument(f"a sticker sits on one of {', '.join(PLACES)}, not {on!r}")
+            landmarks = PLACES[on]
+        else:
+            landmarks = (int(on[0]), int(on[1]))
+        path = Path(path)
+        try:
+            data = np.fromfile(path, np.uint8)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read the sticker {path}: {exc.strerror or exc}") from exc
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if image is None:
+            raise InvalidImage(f"{path} is not an image OpenCV can decode")
+        if image.ndim == 2 or image.shape[2] not in (2, 4):
+            raise InvalidArgument(f"the sticker {path} has no alpha channel: save it as a PNG with transparency "
+                                  "(RGBA), the parts to leave out fully transparent")
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        elif image.dtype != np.uint8:
+            raise InvalidArgument(f"the sticker {path} has {image.dtype} pixels; 8 or 16 bits per channel are read")
+        if image.shape[2] == 2:  # grey + alpha
+            image = np.dstack([image[:, :, 0]] * 3 + [image[:, :, 1]])
+        height, width = image.shape[:2]
+        if max(height, width) > MAX_STICKER_SIDE:
+            raise InvalidArgument(f"the sticker {path} is {width}x{height}; at most {MAX_STICKER_SIDE} pixels a side")
+        if anchors is None:
+            points = ((0.0, height / 2.0), (float(width), height / 2.0))
+        else:
+            if len(anchors) != 2 or any(len(p) != 2 for p in anchors):
+                raise InvalidArgument(f"a sticker's anchors are two (x, y) points, not {anchors!r}")
+            points = ((float(anchors[0][0]), float(anchors[0][1])), (float(anchors[1][0]), float(anchors[1][1])))
+        return cls(np.ascontiguousarray(image), points, landmarks)
 
 
 def glasses() -> StickerArt:
@@ -78,3 +149,10 @@ def placement(art: StickerArt, a: np.ndarray, b: np.ndarray, yaw: float) -> np.n
     linear = np.array([[c, -s], [s, c]]) @ np.diag([scale, scale * stretch])
     origin = np.asarray(a, np.float64) - linear @ np.array([ax, ay])
     return np.hstack([linear, origin[:, None]])
+
+
+def quad(art: StickerArt, matrix: np.ndarray) -> np.ndarray:
+    """The sticker's four corners in the frame under ``matrix`` (a :func:`placement`): (4, 2),
+    top-left, top-right, bottom-left, bottom-right."""
+    h, w = art.image.shape[:2]
+    return np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ matrix.T
