@@ -32,9 +32,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 
 @contextmanager
-def _album(name: str, db: str | None, pack: str | None) -> Iterator[Album]:
+def _album(name: str, db: str | None, pack: str | None, *, create: bool = False) -> Iterator[Album]:
+    """The album ``name``; only a scan (``create``) makes a new one, else a missing album is not_found."""
     chosen = pack or album_pack(name, db) or default_pack_name()
-    with Album.open(name, FaceAnalyzer(chosen, announce_license=False), db) as album:
+    with Album.open(name, FaceAnalyzer(chosen, announce_license=False), db, create=create) as album:
         yield album
 
 
@@ -49,7 +50,7 @@ def _out(data: Any, as_json: bool, text: str) -> None:
 def scan(folder: Path, album: AlbumOption = "default", db: DbOption = None, pack: PackOption = None,
          as_json: JsonOption = False) -> None:
     """Add the photos under FOLDER (recursive; photos scanned before are skipped by content)."""
-    with _album(album, db, pack) as opened, progress(err, disable=as_json) as bar:
+    with _album(album, db, pack, create=True) as opened, progress(err, disable=as_json) as bar:
         task = bar.add_task("scanning", total=None)
         report = opened.scan(folder, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     _out(report.to_dict(), as_json,

@@ -48,7 +48,7 @@ def library(lfw: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def album(tmp_path: Path, fast_analyzer, new_database) -> Iterator[Album]:
     with new_database("sqlite", tmp_path) as url, Album.open("family", fast_analyzer, url,
-                                                             index_dir=tmp_path / "indexes") as opened:
+                                                             index_dir=tmp_path / "indexes", create=True) as opened:
         yield opened
 
 

@@ -14,6 +14,7 @@ from tests.albums.conftest import copy_people
 def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
     monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    monkeypatch.setenv("FACEATLAS_PACK", "scrfd-mbf")
     library = copy_people(lfw, tmp_path / "photos", ("George_W_Bush", "Tony_Blair"), 3)
     runner = CliRunner()
 
@@ -22,6 +23,9 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
+    for _ in range(2):  # reading an album that is not there makes none
+        missing = runner.invoke(app, ["album", "people"])
+        assert missing.exit_code == 2 and "not_found" in missing.output and "no album 'default'" in missing.output
     scanned = run("scan", str(library), "--pack", "scrfd-mbf")
     assert scanned["photos"] == 6 and scanned["faces"] >= 5
     assert run("scan", str(library))["skipped"] == 6

@@ -46,5 +46,24 @@ def test_album_upload_people_corrections_and_erase(api, shared: Path) -> None:
     with api.client("acme_read") as http:  # reading needs read, correcting needs write
         assert http.get(f"/v1/albums/{album}/people").status_code == 200
         assert http.post(f"/v1/albums/{album}/recluster").status_code == 403
-    with api.client("globex_admin") as http:  # another tenant's album of that name is another album
-        assert http.get(f"/v1/albums/{album}/people").json()["people"] == []
+    with api.client("globex_admin") as http:  # another tenant's album of that name does not exist for them
+        assert http.get(f"/v1/albums/{album}/people").status_code == 404
+        assert album not in http.get("/v1/albums").json()["albums"]
+
+
+def test_reads_and_corrections_of_a_missing_album_create_nothing(api, shared: Path) -> None:
+    album = f"typo_{uuid.uuid4().hex[:6]}"
+    photo = sorted((shared / "data" / "lfw" / "images" / "Tony_Blair").glob("*.jpg"))[0]
+    with api.client("acme_write") as http:
+        for answer in (http.get(f"/v1/albums/{album}/people"), http.get(f"/v1/albums/{album}/people/p1/faces"),
+                       http.get(f"/v1/albums/{album}/people/unsorted/faces"),
+                       http.get(f"/v1/albums/{album}/faces/1/crop"),
+                       http.patch(f"/v1/albums/{album}/people/p1", json={"name": "Ann"}),
+                       http.post(f"/v1/albums/{album}/split", json={"faces": [1]}),
+                       http.post(f"/v1/albums/{album}/recluster"), http.delete(f"/v1/albums/{album}/people/p1")):
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["error"] == {"code": "not_found", "message": f"no album '{album}'"}
+        assert album not in http.get("/v1/albums").json()["albums"]
+        assert http.post(f"/v1/albums/{album}/photos", files={"image": photo.read_bytes()}).status_code == 200
+        assert album in http.get("/v1/albums").json()["albums"]  # uploading a photo creates it
+        assert [p["faces"] for p in http.get(f"/v1/albums/{album}/people").json()["people"]] == [1]

@@ -107,23 +107,32 @@ class AlbumCore:
 
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
-             index_dir: Path | None = None, far: float = ALBUM_FAR) -> Self:
-        """Open (creating when new) the album ``name`` of ``owner`` on the database ``url``."""
+             index_dir: Path | None = None, far: float = ALBUM_FAR, create: bool = False) -> Self:
+        """Open the album ``name`` of ``owner`` on the database ``url``; a new one only when
+        ``create`` (to add photos to), else :class:`NotFound`."""
         check_id(name, "album name")
         url = normalize_url(url or default_database_url())
+        engine = create_database_engine(url)
         gallery = Gallery.open(url, index_dir=index_dir)
-        return cls.attach(name, analyzer, gallery, create_database_engine(url), owner=owner, far=far, owns=True)
+        try:
+            return cls.attach(name, analyzer, gallery, engine, owner=owner, far=far, owns=True, create=create)
+        except BaseException:
+            gallery.close()
+            engine.dispose()
+            raise
 
     @classmethod
     def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
                far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False,
-               keep_crops: bool = False) -> Self:
+               keep_crops: bool = False, create: bool = False) -> Self:
         """The album ``name`` of ``owner`` over an open gallery and database engine (a service
         shares its own; closing the album then closes neither unless ``owns``; ``migrated``: the album
         tables are known to be current). Its faces go to the gallery tenant ``app:albums:<owner>:<name>``,
-        which no door reaches directly. ``keep_crops`` (chosen when the album is created) keeps a
-        crop of every face with its vector, for :meth:`face_crop` (an album of uploads has no photo
-        files to crop from); erasing a person removes them with the vectors."""
+        which no door reaches directly. A missing album is :class:`NotFound` unless ``create`` (only
+        adding photos creates: reading or correcting a mistyped name makes nothing). ``keep_crops``
+        (chosen when the album is created) keeps a crop of every face with its vector, for
+        :meth:`face_crop` (an album of uploads has no photo files to crop from); erasing a person
+        removes them with the vectors."""
         check_id(name, "album name")
         gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         if not migrated:
@@ -131,6 +140,8 @@ class AlbumCore:
         with sessionmaker(engine, expire_on_commit=False).begin() as session:
             record = session.scalar(select(AlbumRecord).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
             if record is None:
+                if not create:
+                    raise NotFound(f"no album '{name}'")
                 record = AlbumRecord(owner=owner, name=name, pack=analyzer.pack.name)
                 session.add(record)
                 session.flush()

@@ -71,9 +71,10 @@ class SplitRequest(BaseModel):
 
 
 @contextmanager
-def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_crops: bool) -> Iterator[Album]:
-    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{tenant}",
-                          migrated=True, keep_crops=keep_crops)  # create_app migrated the album tables
+def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_crops: bool,
+            create: bool) -> Iterator[Album]:
+    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{tenant}", migrated=True,  # create_app migrated
+                          keep_crops=keep_crops, create=create)
     try:
         yield opened
     finally:
@@ -81,17 +82,19 @@ def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_
 
 
 async def call_album(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T],
-                     *, keep_crops: bool = False) -> T:
-    """``use`` on the tenant's album (created when new, keeping face crops if ``keep_crops``), in a worker thread;
-    the API's album routes and the console's albums page both reach albums through it."""
+                     *, keep_crops: bool = False, create: bool = True) -> T:
+    """``use`` on the tenant's album, in a worker thread; the API's album routes and the console's
+    albums page both reach albums through it. ``create``: make the album when new (to add photos,
+    keeping face crops if ``keep_crops``), else a missing album is :class:`NotFound` (404)."""
     def run() -> T:
-        with _opened(album, tenant, analyzer, gallery, db, keep_crops) as opened:
+        with _opened(album, tenant, analyzer, gallery, db, keep_crops, create) as opened:
             return use(opened)
     return await run_in_threadpool(run)
 
 
 async def _call(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T]) -> T:
-    return await call_album(album, meter.principal.tenant_id, analyzer, gallery, db, use)
+    """``use`` on an existing album of the caller's tenant (reads and corrections never create one)."""
+    return await call_album(album, meter.principal.tenant_id, analyzer, gallery, db, use, create=False)
 
 
 @router.get("/albums", response_model=AlbumListOut)
@@ -112,7 +115,8 @@ async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, g
     ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person."""
     images, _ = await read_images(request, "image")
     report = await call_album(album, meter.principal.tenant_id, analyzer, gallery, db,
-                              lambda a: a.add_photos([("upload", images["image"])], total=1), keep_crops=keep_crops)
+                              lambda a: a.add_photos([("upload", images["image"])], total=1), keep_crops=keep_crops,
+                              create=True)
     meter.faces = report.faces + report.unsorted
     audit.details["faces"] = meter.faces
     return report.to_dict()
