@@ -22,6 +22,8 @@ from .media import clip, encode_mp4, render_card
 NIGHT = "data/videos/driver_night_cabin.mp4"
 HAMILTON = "data/face_recognition_examples/examples/short_hamilton_clip.mp4"
 MIRANDA = "data/face_recognition_examples/examples/lin-manuel-miranda.png"
+LFW_PERSON = "data/lfw/images/George_W_Bush/George_W_Bush_0007.jpg"  # another person than the night driver
+CARS = "data/videos/car-detection.mp4"  # a street seen from above: no face
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +46,12 @@ def night_blink(night: Path) -> bytes:
 @pytest.fixture(scope="session")
 def miranda_card(shared: Path) -> bytes:
     return render_card(shared / MIRANDA, "Lin_Manuel_Miranda", 1)
+
+
+@pytest.fixture(scope="session")
+def lfw_card(shared: Path) -> bytes:
+    """The ID card of an LFW person (not the night driver): the document of an impostor's session."""
+    return render_card(shared / LFW_PERSON, "George_W_Bush", 7)
 
 
 @pytest.fixture

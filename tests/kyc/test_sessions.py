@@ -1,26 +1,38 @@
 """Verification sessions end to end on real footage and real cards: a genuine selfie accepted
-with its audit, then the same selfie refused as a replay; attacks from stills refused; sessions
-decided once, expiring, keeping no face image unless retention says so."""
+with its audit, then the same selfie refused as a replay; another person's selfie and a selfie
+without a face refused; attacks from stills refused; sessions decided once, expiring (also when
+left half-decided), keeping no face image unless retention says so and no fingerprint past the
+replay window."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from faceatlas.apps.kyc import REASONS, KycConfig, KycService
-from faceatlas.apps.kyc.db import KycFingerprint, KycReference
-from faceatlas.errors import NotFound, SessionExpired
+from faceatlas.apps.kyc import ACTIONS, REASONS, KycConfig, KycService, decode_video, parse_challenge, random_challenge
+from faceatlas.apps.kyc.checks import Outcome
+from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession
+from faceatlas.db import utcnow
+from faceatlas.errors import Conflict, NotFound, SessionExpired
 
-from .conftest import HAMILTON, MIRANDA, still
+from .conftest import CARS, HAMILTON, MIRANDA, still
 from .media import clip, encode_mp4, moved_still, render_card
 
 
 def _count(service: KycService, table: type) -> int:
     with service._sessions() as session:
         return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def _jpegs(frames: Sequence[np.ndarray]) -> list[bytes]:
+    return [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
 
 
 def test_genuine_blink_is_accepted_and_audited_then_replay_refused(service: KycService, night: Path,
@@ -160,3 +172,101 @@ def test_a_shorter_retention_shortens_the_images_kept(service: KycService) -> No
         assert session.get(KycSession, pending.id).retention_days == 3  # undecided: at most the tenant's
     assert service.apply_retention("globex", 4) == 1  # 5 days old, past 4 days: deleted now
     assert service.references("globex", "c" * 32) == {}
+
+
+def test_another_persons_selfie_is_refused_as_a_mismatch(service: KycService, night: Path, lfw_card: bytes) -> None:
+    """An impostor: the night driver's live selfie (the blink, every frame as an image at 25 fps)
+    against the ID card of an LFW person. He blinks, he is alone and live: only the match refuses."""
+    created = service.create("acme", ["blink"])
+    decided = service.submit("acme", created.id, lfw_card, frames=_jpegs(clip(night, 345, 395)), fps=25)
+    assert decided.status == "rejected" and decided.accepted is False
+    assert decided.reasons == ["face_mismatch"], decided.details
+    assert decided.details["document"]["found"] and decided.details["challenge_result"]["passed"]
+    match = decided.details["match"]
+    assert match["match"] is False and match["far"] == 1e-6
+    assert match["similarity"] < match["threshold"]
+    assert service.get("acme", created.id) == decided
+
+
+@pytest.mark.parametrize("scene", ["street", "blank"])
+def test_a_selfie_without_a_face_is_refused(service: KycService, shared: Path, night_card: bytes, scene: str) -> None:
+    """Frames with nobody in them: a street seen from above (real footage), or a grey screen."""
+    frames = (clip(shared / CARS, 0, 30) if scene == "street"
+              else [np.full((480, 640, 3), 120 + i % 3, np.uint8) for i in range(20)])
+    decided = service.verify("acme", night_card, ["blink"], frames=_jpegs(frames), fps=10)
+    assert not decided.accepted
+    assert "selfie_no_face" in REASONS
+    assert decided.reasons == ["selfie_no_face", "challenge_failed"], decided.details
+    assert decided.details["selfie"]["face_frames"] == 0 and decided.details["document"]["found"]
+    assert "match" not in decided.details and "liveness" not in decided.details
+
+
+def test_a_session_left_processing_by_a_killed_process_expires(service: KycService, night_card: bytes,
+                                                               night_blink: bytes) -> None:
+    """A process killed while deciding leaves its session ``processing``: once the session is
+    past its expiry by the processing timeout it reads as expired (get, list), and submitting
+    it again is ``session_expired``; within the timeout a decision may still be under way."""
+    listed, got, in_flight, fresh = (service.create(t, ["blink"]) for t in ("acme", "globex", "acme", "acme"))
+    long_ago = utcnow() - timedelta(hours=1)  # the session expired an hour ago (the timeout is minutes)
+    with service._sessions.begin() as session:  # what a crash leaves: claimed, never decided
+        for sid, expires_at in ((listed.id, long_ago), (got.id, long_ago),
+                                (in_flight.id, utcnow() - timedelta(seconds=1)), (fresh.id, fresh.expires_at)):
+            session.execute(update(KycSession).where(KycSession.id == sid)
+                            .values(status="processing", expires_at=expires_at))
+    statuses = {s.id: s.status for s in service.list("acme")}
+    assert statuses == {listed.id: "expired", in_flight.id: "processing", fresh.id: "processing"}
+    assert {s.id for s in service.list("acme", status="processing")} == {in_flight.id, fresh.id}
+    expired = service.get("globex", got.id)
+    assert expired.status == "expired" and expired.accepted is None
+    assert expired.details["expired_while"] == "processing"
+    assert service.get("acme", listed.id).details["expired_while"] == "processing"
+    for sid, tenant in ((listed.id, "acme"), (got.id, "globex"), (in_flight.id, "acme")):
+        with pytest.raises(SessionExpired):
+            service.submit(tenant, sid, night_card, video=night_blink)
+    with pytest.raises(Conflict) as raised:  # not expired: another request may be deciding it
+        service.submit("acme", fresh.id, night_card, video=night_blink)
+    assert raised.value.code == "conflict"
+    # A decision that comes after its session was given up writes nothing over the expiry.
+    selfie = decode_video(night_blink, service.config)
+    with pytest.raises(SessionExpired):
+        service._decide("acme", listed.id, selfie, Outcome([], {}), 0)
+    assert service.get("acme", listed.id).status == "expired"
+    assert _count(service, KycFingerprint) == 0
+
+
+def _age_fingerprints(service: KycService, age: timedelta) -> None:
+    with service._sessions.begin() as session:
+        session.execute(update(KycFingerprint).values(at=utcnow() - age))
+
+
+def test_fingerprints_are_kept_for_the_replay_window_only(service: KycService, night_card: bytes,
+                                                          night_blink: bytes) -> None:
+    """The frame hashes of a selfie are biometric-derived: deleted once older than the replay
+    window (``KycConfig.replay_days``, 30 days) by ``purge``; within it a replay is refused."""
+    window = timedelta(days=30)  # the window docs/kyc.md states
+    first = service.verify("acme", night_card, ["blink"], video=night_blink)
+    assert first.accepted, first.reasons
+    _age_fingerprints(service, window + timedelta(minutes=1))
+    service.purge()
+    assert _count(service, KycFingerprint) == 0  # older than the window: gone
+    second = service.verify("acme", night_card, ["blink"], video=night_blink)
+    assert second.accepted, second.reasons  # nothing is remembered past the window
+    _age_fingerprints(service, window - timedelta(days=1))
+    assert service.apply_retention("acme", 0) == 0  # the images' retention does not shorten the window
+    service.purge()
+    assert _count(service, KycFingerprint) == 1
+    replay = service.verify("acme", night_card, ["blink"], video=night_blink)
+    assert replay.reasons == ["replay"] and replay.details["replay"]["same_bytes_as"] == second.id
+    assert service.config.replay_days == window.days
+
+
+def test_the_random_challenge_never_asks_to_look_up(service: KycService) -> None:
+    """Look up was never seen on real footage (docs/kyc.md): the server does not draw it; a
+    challenge given explicitly may still ask it."""
+    rng = random.Random(7)
+    drawn = [random_challenge(2, rng) for _ in range(400)]
+    assert all(len(set(c)) == 2 and "look_up" not in c for c in drawn)
+    assert {a for c in drawn for a in c} == set(ACTIONS) - {"look_up"}
+    assert sorted(random_challenge(5, rng)) == sorted(set(ACTIONS) - {"look_up"})
+    assert not any("look_up" in service.create("acme").challenge for _ in range(40))
+    assert service.create("acme", parse_challenge("blink,up")).challenge == ["blink", "look_up"]

@@ -10,6 +10,10 @@ from faceatlas.errors import InvalidArgument
 
 Action = Literal["blink", "turn_left", "turn_right", "look_up", "open_mouth"]
 ACTIONS: tuple[Action, ...] = ("blink", "turn_left", "turn_right", "look_up", "open_mouth")
+# What the server draws a random challenge from: look up is left out (never seen on real footage,
+# so its detection rate and the BPCER of a challenge asking it are unmeasured; docs/kyc.md). A
+# challenge given explicitly (the CLI's --challenge, KycService.create) may still ask it.
+RANDOM_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a != "look_up")
 # What a client or the CLI may write for an action ("left" for turn_left, "smile" for open_mouth).
 ALIASES: dict[str, Action] = {
     "left": "turn_left", "right": "turn_right", "up": "look_up", "mouth": "open_mouth", "smile": "open_mouth",
@@ -39,6 +43,10 @@ class KycConfig:
     # Sessions: how long a created session may be submitted, and how many actions it asks for.
     session_s: float = 600.0
     challenge_length: int = 2
+    # A session still ``processing`` (claimed by a submission, never decided: its process was
+    # killed) this long past its expiry reads as expired. A decision takes seconds (p90 11 s under
+    # load), and the claim is taken before the expiry, so one under way has had at least this long.
+    processing_s: float = 300.0
     # The selfie: at most this many seconds are read, sampled at about this rate, and the actions
     # must all be done within step_s of each other (and the first within step_s of the start).
     max_video_s: float = 10.0  # 300 frames of 640 x 360 at most: about 200 MB while deciding
@@ -69,6 +77,10 @@ class KycConfig:
     # whose 256-bit difference hash is within replay_bits of a stored one) is refused.
     replay_bits: int = 24
     replay_share: float = 0.5
+    # The fingerprints of submitted selfies (sha256, frame hashes: derived from biometric images)
+    # are kept this many days, whatever the tenant's image retention: a replay is recognised
+    # within this window (and among the tenant's last 500 selfies); older ones are purged.
+    replay_days: float = 30.0
     # Reference frames (the document face and the best selfie frame) are kept this many days; 0: never written.
     retention_days: int = 0
 

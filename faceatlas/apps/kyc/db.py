@@ -26,7 +26,9 @@ class Base(DeclarativeBase):
 
 class KycSession(Base):
     """A verification session. ``status``: pending, processing (being decided), accepted,
-    rejected, expired. ``details`` is the audit: scores, thresholds, model versions, timings."""
+    rejected, expired (undecided past its expiry; a ``processing`` one past it by
+    ``KycConfig.processing_s``, its decision never written). ``details`` is the audit: scores,
+    thresholds, model versions, timings."""
 
     __tablename__ = "kyc_sessions"
     __table_args__ = (Index("ix_kyc_sessions_tenant_created", "tenant", "created_at"),)
@@ -44,7 +46,8 @@ class KycSession(Base):
 
 
 class KycFingerprint(Base):
-    """One submitted selfie: sha256 of its bytes and its frames' difference hashes (hex)."""
+    """One submitted selfie: sha256 of its bytes and its frames' difference hashes (hex), kept
+    ``KycConfig.replay_days`` after ``at`` (then purged)."""
 
     __tablename__ = "kyc_fingerprints"
 

@@ -1,8 +1,10 @@
 """Verification sessions: created with a random challenge and an expiry, submitted once, decided
-once, audited; replayed selfies refused per tenant; reference images kept only under retention."""
+once, audited; replayed selfies refused per tenant (fingerprints kept for the replay window only);
+reference images kept only under retention; a session left half-decided by a killed process expires."""
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,13 +13,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.drive import FaceMeshTracker
 from faceatlas.apps.kyc.checks import Outcome, run_checks
-from faceatlas.apps.kyc.config import ACTIONS, Action, KycConfig
+from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, replayed_share
 from faceatlas.db import rowcount, utcnow
@@ -26,6 +28,7 @@ from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
 
 REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
 DECIDED = ("accepted", "rejected")
+UNDECIDED = ("pending", "processing")
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,12 @@ def _info(row: KycSession) -> SessionInfo:
                        list(row.reasons or []), dict(row.details or {}))
 
 
-def random_challenge(length: int, rng: secrets.SystemRandom | None = None) -> list[Action]:
-    """``length`` different actions in a random order (at most one turn each way)."""
+def random_challenge(length: int, rng: random.Random | None = None,
+                     pool: Sequence[Action] = RANDOM_ACTIONS) -> list[Action]:
+    """``length`` different actions of ``pool`` in a random order (at most one turn each way). The
+    default pool leaves out ``look_up``, whose detection was never measured (docs/kyc.md)."""
     chooser = rng or secrets.SystemRandom()
-    return chooser.sample(list(ACTIONS), k=max(1, min(length, len(ACTIONS))))
+    return chooser.sample(list(pool), k=max(1, min(length, len(pool))))
 
 
 class KycService:
@@ -95,20 +100,21 @@ class KycService:
         return _info(row)
 
     def get(self, tenant: str, session_id: str) -> SessionInfo:
-        """The session and its decision; ``expired`` once its time passed undecided."""
+        """The session and its decision; ``expired`` once its time passed undecided (see :meth:`list`)."""
         with self._sessions.begin() as session:
             row = self._row(session, tenant, session_id)
-            if row.status == "pending" and row.expires_at <= utcnow():
-                row.status = "expired"
+            if row.status in UNDECIDED:
+                self._expire(session, utcnow(), KycSession.id == session_id)
+                session.refresh(row)
             return _info(row)
 
     def list(self, tenant: str, *, status: str | None = None, limit: int = 100) -> list[SessionInfo]:
-        """The tenant's sessions, newest first (``status``: only those; pending ones past their
-        expiry are ``expired``), for review."""
+        """The tenant's sessions, newest first (``status``: only those), for review. Pending ones
+        past their expiry are ``expired``, and so are ``processing`` ones past it by
+        ``processing_s`` (a decision that never finished: ``details["expired_while"]``)."""
         now = utcnow()
         with self._sessions.begin() as session:
-            session.execute(update(KycSession).values(status="expired").where(
-                KycSession.tenant == tenant, KycSession.status == "pending", KycSession.expires_at <= now))
+            self._expire(session, now, KycSession.tenant == tenant)
             query = select(KycSession).where(KycSession.tenant == tenant)
             if status is not None:
                 query = query.where(KycSession.status == status)
@@ -142,7 +148,8 @@ class KycService:
                 self.analyzer, document, selfie, challenge, self.config, tracker)  # type: ignore[arg-type]
         except BaseException:
             with self._sessions.begin() as session:
-                session.execute(update(KycSession).where(KycSession.id == session_id).values(status="pending"))
+                session.execute(update(KycSession).where(KycSession.id == session_id,
+                                                         KycSession.status == "processing").values(status="pending"))
             raise
         outcome.details["seconds"] = round((utcnow() - started).total_seconds(), 3)
         return self._decide(tenant, session_id, selfie, outcome, retention)
@@ -154,33 +161,40 @@ class KycService:
         return self.submit(tenant, created.id, document, video=video, frames=frames, fps=fps)
 
     def purge(self, now: datetime | None = None) -> int:
-        """Delete reference images past their retention (at ``now``, default the present); returns
-        how many. Runs on every decision and whenever references are read."""
+        """Delete reference images past their retention and selfie fingerprints older than the
+        replay window (``replay_days``), at ``now`` (default the present); returns how many images.
+        Runs on every decision, on every retention change and whenever references are read."""
+        now = now or utcnow()
         with self._sessions.begin() as session:
-            return rowcount(session.execute(delete(KycReference).where(KycReference.expires_at <= (now or utcnow()))))
+            session.execute(delete(KycFingerprint).where(KycFingerprint.at <= self._replay_since(now)))
+            return rowcount(session.execute(delete(KycReference).where(KycReference.expires_at <= now)))
 
     def apply_retention(self, tenant: str, days: int, now: datetime | None = None) -> int:
         """The tenant's retention became ``days``: its kept reference images now expire at most
         ``days`` after their session's decision (0: all deleted now), its undecided sessions keep
         at most that, and what is past it is purged. A longer retention does not lengthen the
-        life of images already kept. Returns how many images were deleted."""
+        life of images already kept; the selfies' fingerprints keep their own window (``replay_days``,
+        purged here too). Returns how many images were deleted."""
         if days < 0:
             raise InvalidArgument("retention_days must be 0 (keep no images) or more")
         owned = select(KycSession.id).where(KycSession.tenant == tenant)
+        deleted = 0
         with self._sessions.begin() as session:
             session.execute(update(KycSession).values(retention_days=days).where(
-                KycSession.tenant == tenant, KycSession.status.in_(("pending", "processing")),
+                KycSession.tenant == tenant, KycSession.status.in_(UNDECIDED),
                 KycSession.retention_days > days))
             if days == 0:
-                return rowcount(session.execute(delete(KycReference).where(KycReference.session_id.in_(owned))))
-            kept = session.execute(select(KycReference.id, KycReference.expires_at, KycSession.decided_at)
-                                   .join(KycSession, KycSession.id == KycReference.session_id)
-                                   .where(KycSession.tenant == tenant)).all()
-            for ref_id, expires_at, decided_at in kept:
-                latest = (decided_at or expires_at) + timedelta(days=days)
-                if latest < expires_at:
-                    session.execute(update(KycReference).where(KycReference.id == ref_id).values(expires_at=latest))
-        return self.purge(now)
+                deleted = rowcount(session.execute(delete(KycReference).where(KycReference.session_id.in_(owned))))
+            else:
+                kept = session.execute(select(KycReference.id, KycReference.expires_at, KycSession.decided_at)
+                                       .join(KycSession, KycSession.id == KycReference.session_id)
+                                       .where(KycSession.tenant == tenant)).all()
+                for ref_id, expires_at, decided_at in kept:
+                    latest = (decided_at or expires_at) + timedelta(days=days)
+                    if latest < expires_at:
+                        session.execute(update(KycReference).where(KycReference.id == ref_id)
+                                        .values(expires_at=latest))
+        return deleted + self.purge(now)  # and the fingerprints past the replay window
 
     def erase_tenant(self, tenant: str) -> int:
         """Erase every session of ``tenant`` (see :func:`erase_tenant`); returns how many."""
@@ -202,12 +216,31 @@ class KycService:
             raise NotFound(f"no verification session {session_id}")
         return row
 
+    def _expire(self, session: Session, now: datetime, *where: ColumnElement[bool]) -> None:
+        """Sessions (of ``where``) whose time is up become ``expired``: pending ones past their
+        expiry, and processing ones past it by ``processing_s`` (claimed by a submission whose
+        process died before deciding; the claim is taken before the expiry, so a decision still
+        under way has had at least that long). Conditional updates: a decision written meanwhile stays."""
+        session.execute(update(KycSession).values(status="expired").where(
+            KycSession.status == "pending", KycSession.expires_at <= now, *where))
+        session.execute(update(KycSession).values(
+            status="expired", details={"expired_while": "processing", "processing_s": self.config.processing_s},
+        ).where(KycSession.status == "processing",
+                KycSession.expires_at <= now - timedelta(seconds=self.config.processing_s), *where))
+
+    def _replay_since(self, now: datetime) -> datetime:
+        """Fingerprints from before this are out of the replay window (and purged)."""
+        return now - timedelta(days=self.config.replay_days)
+
     def _replayed(self, tenant: str, selfie: Selfie) -> Outcome | None:
+        since = self._replay_since(utcnow())
         with self._sessions() as session:
             same = session.scalar(select(KycFingerprint.session_id).where(
-                KycFingerprint.tenant == tenant, KycFingerprint.digest == selfie.digest).limit(1))
-            recent = session.scalars(select(KycFingerprint.hashes).where(KycFingerprint.tenant == tenant)
-                                     .order_by(KycFingerprint.id.desc()).limit(REPLAY_WINDOW)).all()
+                KycFingerprint.tenant == tenant, KycFingerprint.digest == selfie.digest,
+                KycFingerprint.at > since).limit(1))
+            recent = session.scalars(select(KycFingerprint.hashes).where(
+                KycFingerprint.tenant == tenant, KycFingerprint.at > since)
+                .order_by(KycFingerprint.id.desc()).limit(REPLAY_WINDOW)).all()
         if same is not None:
             return Outcome(["replay"], {"replay": {"same_bytes_as": same}})
         earlier = [int(h, 16) for hashes in recent for h in hashes]
@@ -228,6 +261,8 @@ class KycService:
         })
         with self._sessions.begin() as session:
             row = self._row(session, tenant, session_id, lock=True)  # a retention change waits for this
+            if row.status != "processing":  # given up meanwhile (processing past its expiry by processing_s)
+                raise SessionExpired(f"session {session_id} expired before its decision was written")
             row.status = "accepted" if outcome.accepted else "rejected"
             row.decided_at = now
             row.reasons = outcome.reasons
