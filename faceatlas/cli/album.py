@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.apps.albums import Album, album_pack
+from faceatlas.apps.albums import UNSORTED, Album, album_pack
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.gallery import Gallery
@@ -78,10 +78,11 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None,
          sheet: Annotated[Path | None, typer.Option("--sheet", help="write a contact sheet PNG of the faces")] = None,
          as_json: JsonOption = False) -> None:
     """A person's faces (``unsorted``: the pool the quality gate keeps); --sheet draws them."""
+    ref = None if person == UNSORTED else person
     with _album(album, db, None) as opened:
-        faces = opened.faces(None if person == "unsorted" else person)
+        faces = opened.faces(ref)
         if sheet is not None:
-            opened.contact_sheet(person, sheet)
+            opened.contact_sheet(ref, sheet)
     if as_json:
         _out([f.to_dict() for f in faces], True, "")
         return

@@ -122,6 +122,15 @@ def test_promote_then_erase_removes_the_persons_vectors(album: Album, library: P
     assert blair not in {p.id for p in album.people()}
 
 
+def test_contact_sheet_of_the_unsorted_pool(album: Album, library: Path, tmp_path: Path) -> None:
+    report = album.scan(library)
+    pool = album.faces(None)
+    assert len(pool) == report.unsorted >= 1
+    sheet = album.contact_sheet(None, tmp_path / "pool.png", columns=4)
+    with Image.open(sheet) as image:  # one 112-pixel tile per face of the pool, 4 to a row
+        assert image.size == (112 * min(4, len(pool)), 112 * -(-len(pool) // 4))
+
+
 def test_timeline_and_photos_together(album: Album, lfw: Path, tmp_path: Path) -> None:
     folder = tmp_path / "dated"
     folder.mkdir()

@@ -37,6 +37,9 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     faces = run("show", "Alice", "--sheet", str(sheet))
     assert sheet.is_file() and len(faces) == people[0]["faces"]
     assert [p.name for p in tmp_path.rglob("*.png")] == ["sheet.png"]  # written only where asked
+    pool = run("show", "unsorted", "--sheet", str(tmp_path / "pool.png"))  # the quality gate's pool
+    assert len(pool) == scanned["unsorted"] and all(f["person"] is None for f in pool)
+    assert (tmp_path / "pool.png").is_file()
     moved = run("move", str(faces[0]["id"]), second)
     assert moved["person"] == second
     rejected = run("reject", str(faces[0]["id"]))

@@ -377,8 +377,9 @@ class AlbumCore:
             rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
             return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
 
-    def contact_sheet(self, ref: str, path: Path, *, columns: int = 8) -> Path:
-        """Write a PNG of the person's faces (cropped from their photos) to ``path``."""
+    def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> Path:
+        """Write a PNG of the person's faces (``None``: the unsorted pool's, as :meth:`faces`),
+        cropped from their photos, to ``path``."""
         return draw_sheet(self.analyzer, [(f.source, f.bbox) for f in self.faces(ref)], Path(path), columns)
 
     # -- internals shared with corrections ----------------------------------------------------
