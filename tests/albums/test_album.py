@@ -131,7 +131,7 @@ def test_contact_sheet_of_the_unsorted_pool(album: Album, library: Path, tmp_pat
         assert image.size == (112 * min(4, len(pool)), 112 * -(-len(pool) // 4))
 
 
-def test_timeline_and_photos_together(album: Album, lfw: Path, tmp_path: Path) -> None:
+def test_timeline_by_exif_date(album: Album, lfw: Path, tmp_path: Path) -> None:
     folder = tmp_path / "dated"
     folder.mkdir()
     photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:3] + sorted((lfw / "Colin_Powell").glob("*.jpg"))[:1]
@@ -141,9 +141,26 @@ def test_timeline_and_photos_together(album: Album, lfw: Path, tmp_path: Path) -
     bush = album.people()[0]
     years = [p.taken_at.year for p in album.timeline(bush.id) if p.taken_at]
     assert years == [2019, 2020, 2021]
-    powell = next(p for p in album.people() if p.id != bush.id)
-    assert album.together([bush.id, powell.id]) == [] or all(
-        p.source in {t.source for t in album.timeline(bush.id)} for p in album.together([bush.id, powell.id]))
+
+
+def test_photos_together(album: Album, examples: Path, tmp_path: Path) -> None:
+    """Obama and Biden each a person of the album (two photos of each alone), and one photo of
+    them together: only that photo holds both."""
+    knn = examples / "examples" / "knn_examples"
+    for person in ("obama", "biden"):
+        shutil.copytree(knn / "train" / person, tmp_path / "photos" / person)
+    (tmp_path / "photos" / "group").mkdir()
+    group = shutil.copy(knn / "test" / "obama_and_biden.jpg", tmp_path / "photos" / "group")
+    album.scan(tmp_path / "photos")
+    obama, biden = main_person(album, "obama"), main_person(album, "biden")
+    assert obama != biden and len(faces_of_folder(album, obama, "obama")) == 2
+    assert len(faces_of_folder(album, biden, "biden")) == 2
+    assert len(faces_of_folder(album, obama, "group")) == len(faces_of_folder(album, biden, "group")) == 1
+    alone = tmp_path / "photos" / "obama" / "obama.jpg"
+    assert str(alone) in {p.source for p in album.timeline(obama)}
+    together = album.together([obama, biden])
+    assert [p.source for p in together] == [str(group)]  # not a photo of only one of them
+    assert [p.source for p in album.together([biden, obama])] == [str(group)]
 
 
 def album_ids(album: Album, person: str) -> list[int]:
