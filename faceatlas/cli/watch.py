@@ -99,8 +99,8 @@ def summary_tables(report: WatchReport) -> list[Table]:
 def counts(
     camera: Annotated[str, typer.Argument(help="camera name (as in cams.yaml)")],
     database: Annotated[str, typer.Option(help="database URL the watch wrote to")],
-    since: Annotated[str | None, typer.Option("--from", help="ISO 8601 UTC; minutes at or after it")] = None,
-    until: Annotated[str | None, typer.Option("--to", help="ISO 8601 UTC; minutes before it")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="ISO 8601, no offset = UTC; from its minute")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO 8601, no offset = UTC; before its minute")] = None,
     label: Annotated[str | None, typer.Option("--class", help="one class (person, car, ...)")] = None,
     measure: Annotated[str, typer.Option(help="what to plot: seen, in:LINE, out:LINE, zone:ZONE:max")] = "seen",
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the measure per minute and class here")] = None,

@@ -165,6 +165,8 @@ class MinuteCountOut(BaseModel):
 class CountList(BaseModel):
     camera: str
     counts: list[MinuteCountOut]
+    truncated: bool = False  # more minutes in the range than the limit: ask again from next_from
+    next_from: str | None = None
 
 
 class ReportRow(BaseModel):

@@ -17,10 +17,12 @@ from faceatlas.video.config import (
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
-from faceatlas.video.plots import camera_counts, occupancy, plot_counts, plot_heatmap
+from faceatlas.video.plots import camera_counts, minute_series, occupancy, plot_counts, plot_heatmap
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
 from faceatlas.video.store import (
+    COUNT_PAGE_MINUTES,
+    CountPage,
     CountRow,
     EventRow,
     MinuteCounts,
@@ -37,8 +39,10 @@ from faceatlas.video.webhook import WebhookSink, verify_signature
 from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 
 __all__ = [
+    "COUNT_PAGE_MINUTES",
     "EVENT_TYPES",
     "CameraConfig",
+    "CountPage",
     "CountRow",
     "DatabaseSink",
     "EmbeddingMatcher",
@@ -86,6 +90,7 @@ __all__ = [
     "list_counts",
     "list_events",
     "load_config",
+    "minute_series",
     "occupancy",
     "open_events_db",
     "plot_counts",

@@ -4,7 +4,7 @@ heatmap over the frame (matplotlib, Agg backend, no display needed)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,39 @@ from faceatlas.video.store import MinuteCounts, list_counts, open_events_db
 
 def camera_counts(database: str, camera: str, *, tenant: str = "default", since: str | None = None,
                   until: str | None = None, label: str | None = None) -> list[MinuteCounts]:
-    """The use case of `faceatlas counts`: the camera's stored per-minute counts (see :func:`list_counts`)."""
+    """The use case of `faceatlas counts`: the camera's stored per-minute counts of the whole range
+    (:func:`list_counts`, page after page)."""
     engine = open_events_db(database)
+    rows: list[MinuteCounts] = []
     try:
-        return list_counts(engine, tenant, camera, since=since, until=until, label=label)
+        while True:
+            page = list_counts(engine, tenant, camera, since=since, until=until, label=label)
+            rows += page.rows
+            if page.next_from is None:
+                return rows
+            since = page.next_from
     finally:
         engine.dispose()
 
 
+def minute_series(rows: Sequence[MinuteCounts], measure: str = "seen") -> tuple[list[str], dict[str, list[float]]]:
+    """Every minute from the first to the last of ``rows`` (``YYYY-MM-DDTHH:MM``), and per class the
+    value of ``measure`` in each: 0 in a minute without a row (nothing seen then: no ``counts`` event)."""
+    if not rows:
+        return [], {}
+    first, last = (datetime.fromisoformat(m) for m in (min(r.minute for r in rows), max(r.minute for r in rows)))
+    minutes = [(first + timedelta(minutes=i)).isoformat(timespec="minutes")
+               for i in range(int((last - first).total_seconds()) // 60 + 1)]
+    series: dict[str, list[float]] = {}
+    for label in sorted({row.label for row in rows}):
+        values = {row.minute: row.counts.get(measure, 0) for row in rows if row.label == label}
+        series[label] = [values.get(m, 0) for m in minutes]
+    return minutes, series
+
+
 def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "seen") -> Path:
-    """A PNG of ``measure`` (``seen``, ``in:<line>``, ...) per minute, one line per class."""
+    """A PNG of ``measure`` (``seen``, ``in:<line>``, ...) per minute, one line per class; a minute
+    without counts is drawn as 0 (see :func:`minute_series`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,12 +57,11 @@ def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "see
 
     if not rows:
         raise NotFound("no counts stored for this camera and time range")
-    minutes = sorted({row.minute for row in rows})
+    minutes, series = minute_series(rows, measure)
+    times = np.array([datetime.fromisoformat(m) for m in minutes])
     figure, axes = plt.subplots(figsize=(8, 4), dpi=100)
-    for label in sorted({row.label for row in rows}):
-        values = {row.minute: row.counts.get(measure, 0) for row in rows if row.label == label}
-        axes.plot(np.array([datetime.fromisoformat(m) for m in minutes]), [values.get(m, 0) for m in minutes],
-                  marker="o", label=label)
+    for label, values in series.items():
+        axes.plot(times, values, marker="o", label=label)
     axes.set_xlabel("minute (UTC)")
     axes.set_ylabel(f"{measure} per minute")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))

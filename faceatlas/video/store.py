@@ -5,6 +5,7 @@ that they never mix with the gallery's or the service's tables and migrations. C
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -92,23 +93,60 @@ class MinuteCounts:
         return {"camera": self.camera, "minute": self.minute, "class": self.label, "counts": self.counts}
 
 
+@dataclass(frozen=True)
+class CountPage:
+    """Per-minute counts of a time range, oldest first: at most ``limit`` minutes (each with every class
+    asked for). ``truncated``: the range holds more minutes; ``next_from`` is the first one left out
+    (ask again from it for the rest)."""
+
+    rows: list[MinuteCounts]
+    truncated: bool = False
+    next_from: str | None = None
+
+
+COUNT_PAGE_MINUTES = 1_440  # minutes per page: a day
+
+
+def utc_minute(value: str, name: str = "time") -> str:
+    """``value`` (ISO 8601, as :meth:`datetime.fromisoformat` reads it: ``2026-12-04T10:00Z``,
+    ``...+01:00``, a space for the ``T``, a date alone) as the UTC minute it falls in,
+    ``YYYY-MM-DDTHH:MM``; a time without an offset is UTC. Anything else is :class:`InvalidArgument`."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{name} is not an ISO 8601 time: {value[:40]!r}") from None
+    return moment.isoformat(timespec="minutes")
+
+
 def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None = None, until: str | None = None,
-                label: str | None = None, limit: int = 10_000) -> list[MinuteCounts]:
-    """The camera's per-minute counts from ``since`` to before ``until`` (ISO 8601 UTC, compared to the
-    minute), oldest first, of one class or all; several rows of one minute and class (two runs) are summed."""
-    for value in (camera, since, until, label):
+                label: str | None = None, limit: int = COUNT_PAGE_MINUTES) -> CountPage:
+    """The camera's per-minute counts from the minute of ``since`` to before the minute of ``until``
+    (ISO 8601, see :func:`utc_minute`; an offset is converted to UTC, none means UTC), oldest first, of
+    one class or all; several rows of one minute and class (two runs) are summed. At most ``limit``
+    minutes: a longer range is ``truncated`` (see :class:`CountPage`)."""
+    for value in (camera, label):
         if value is not None and "\x00" in value:
             raise InvalidArgument("count filters cannot contain NUL characters")
-    query = select(CountRow).where(CountRow.tenant == tenant, CountRow.camera == camera)
+    if limit < 1:
+        raise InvalidArgument(f"limit must be at least 1, got {limit}")
+    where = [CountRow.tenant == tenant, CountRow.camera == camera]
     if since is not None:
-        query = query.where(CountRow.minute >= since[:16])
+        where.append(CountRow.minute >= utc_minute(since, "from"))
     if until is not None:
-        query = query.where(CountRow.minute < until[:16])
+        where.append(CountRow.minute < utc_minute(until, "to"))
     if label is not None:
-        query = query.where(CountRow.label == label)
+        where.append(CountRow.label == label)
     found: dict[tuple[str, str], MinuteCounts] = {}
     with Session(engine) as session:
-        for row in session.scalars(query.order_by(CountRow.minute, CountRow.label).limit(limit)):
+        # the limit counts minutes, before the rows of a minute (classes, runs) are read and merged
+        minutes = list(session.scalars(select(CountRow.minute).where(*where).distinct()
+                                       .order_by(CountRow.minute).limit(limit + 1)))
+        next_from = minutes[limit] if len(minutes) > limit else None
+        if next_from is not None:
+            where.append(CountRow.minute < next_from)
+        for row in session.scalars(select(CountRow).where(*where).order_by(CountRow.minute, CountRow.label)):
             key = (row.minute, row.label)
             before = found.get(key)
             counts, heatmap = dict(row.counts), row.heatmap
@@ -117,7 +155,7 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
                 if before.heatmap is not None and heatmap is not None:
                     heatmap = [[a + b for a, b in zip(r1, r2)] for r1, r2 in zip(before.heatmap, heatmap)]
             found[key] = MinuteCounts(camera, row.minute, row.label, counts, heatmap, row.frame_size)
-    return list(found.values())
+    return CountPage(list(found.values()), next_from is not None, next_from)
 
 
 def open_events_db(url: str) -> Engine:

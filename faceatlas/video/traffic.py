@@ -92,7 +92,12 @@ class CameraAnalytics:
         self.vehicle_lines = [LineCounter(line.spec) for line in lines]
         self.class_counts: dict[str, dict[str, dict[str, int]]] = {
             line.spec.name: defaultdict(lambda: {"in": 0, "out": 0}) for line in lines}
+        # (zone, track) -> when the track entered the zone and when it was last seen inside: an entry
+        # lasts while its track does (ByteTrack lists only the tracks matched in a frame; a track missed
+        # now and then is still there), until the track is seen outside, ends (:meth:`forget`) or is
+        # not seen for the camera's ``track_timeout`` (when the pipeline ends it)
         self._entered: dict[tuple[str, Key], float] = {}
+        self._inside_at: dict[tuple[str, Key], float] = {}
         self._dwell_reported: set[tuple[str, Key]] = set()
         self._queues: dict[str, int] = {}
         self._speeding: set[Key] = set()
@@ -161,18 +166,25 @@ class CameraAnalytics:
 
     # -- zones -----------------------------------------------------------------------------------
     def zone(self, zone: ZoneCounter, objects: sv.Detections, video_time: float) -> list[Emitted]:
-        """The zone's occupancy report (with counts per class and its queue) and dwell events."""
+        """The zone's occupancy report (with counts per class and its queue) and dwell events.
+
+        A track's dwell runs from its entry until it is seen outside the zone or ends; a frame whose
+        tracker output lacks it (a missed detection) neither ends nor restarts it, and it stays in the queue."""
         report = zone.update(objects, video_time)
         inside = zone.inside if len(zone.inside) == len(objects) else np.zeros(len(objects), np.bool_)
         keys, labels = _keys(objects), [str(v) for v in objects.data.get("label", [])]
         name, spec = zone.spec.name, zone.spec
         out: list[Emitted] = []
-        present: set[tuple[str, Key]] = set()
+        outside = {(name, key) for key, is_inside in zip(keys, inside) if not is_inside}
+        timeout = self.camera.track_timeout
+        for entry in [e for e in self._entered if e[0] == name]:
+            if entry in outside or video_time - self._inside_at[entry] > timeout:  # left, or the track is lost
+                self._drop(entry)
         for key, label, is_inside in zip(keys, labels, inside):
             if not is_inside:
                 continue
             entry = (name, key)
-            present.add(entry)
+            self._inside_at[entry] = video_time
             since = self._entered.setdefault(entry, video_time)
             dwell = video_time - since
             if spec.max_dwell is not None and dwell > spec.max_dwell and entry not in self._dwell_reported:
@@ -180,9 +192,6 @@ class CameraAnalytics:
                 rule = "loitering" if label == "person" else "parked_too_long"
                 out.append(("dwell_exceeded", key, {"zone": name, "class": label, "rule": rule,
                                                     "dwell": round(dwell, 2), "max_dwell": spec.max_dwell}))
-        for entry in [e for e in self._entered if e[0] == name and e not in present]:
-            del self._entered[entry]
-            self._dwell_reported.discard(entry)
         per_class = Counter(label for label, is_inside in zip(labels, inside) if is_inside)
         self.series.zone(name, per_class, sorted(set(labels) | set(spec.classes or ())))
         extra: dict[str, Any] = {"classes": dict(per_class)}
@@ -198,8 +207,15 @@ class CameraAnalytics:
         return out
 
     # -- ends ------------------------------------------------------------------------------------
+    def _drop(self, entry: tuple[str, Key]) -> None:
+        del self._entered[entry]
+        del self._inside_at[entry]
+        self._dwell_reported.discard(entry)
+
     def forget(self, key: Key) -> dict[str, float]:
-        """The track's top speed, and its state dropped."""
+        """The track's top speed, and its state dropped (its zone entries too: the track ended)."""
+        for entry in [e for e in self._entered if e[1] == key]:
+            self._drop(entry)
         self.speeds.forget(key)
         self._speeding.discard(key)
         top = self.top_speed.pop(key, None)

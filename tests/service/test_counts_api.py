@@ -36,3 +36,33 @@ def test_camera_counts_are_served_per_tenant_minute_and_class(api):
     assert [r["counts"]["seen"] for r in cars["counts"]] == [5]
     assert {r["minute"] for r in window.json()["counts"]} == {"2026-12-04T10:00", "2026-12-04T10:01"}
     assert unknown["counts"] == []
+
+
+def test_counts_bounds_are_times_with_offsets_and_long_ranges_say_truncated(api):
+    from faceatlas.video.events import Event
+    from faceatlas.video.sinks import DatabaseSink
+
+    sink = DatabaseSink(api.database_url, tenant="acme")
+    for minute in ("10:00", "10:01", "10:02"):
+        data = {"minute": f"2026-12-04T{minute}", "classes": {"car": {"seen": 1}}}
+        sink.emit(Event("counts", "bay", 1, 1.0, data=data))
+    sink.close()
+
+    def minutes(**params: object) -> list[str]:
+        with api.client("acme_read") as acme:
+            answer = acme.get("/v1/cameras/bay/counts", params=params)
+        assert answer.status_code == 200, answer.text
+        return [row["minute"][-5:] for row in answer.json()["counts"]]
+
+    assert minutes(**{"from": "2026-12-04T11:01+01:00"}) == ["10:01", "10:02"]
+    assert minutes(**{"from": "2026-12-04 10:01", "to": "2026-12-04T10:02Z"}) == ["10:01"]
+    with api.client("acme_read") as acme:
+        bad = acme.get("/v1/cameras/bay/counts", params={"from": "garbage"})
+        page = acme.get("/v1/cameras/bay/counts", params={"limit": 2}).json()
+        rest = acme.get("/v1/cameras/bay/counts", params={"from": page["next_from"], "limit": 2}).json()
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+    assert "ISO 8601" in bad.json()["error"]["message"]
+    assert page["truncated"] and page["next_from"] == "2026-12-04T10:02"
+    assert [r["minute"][-5:] for r in page["counts"]] == ["10:00", "10:01"]
+    assert not rest["truncated"] and rest["next_from"] is None
+    assert [r["minute"][-5:] for r in rest["counts"]] == ["10:02"]

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.deps import DbDep, Meter, metered
 from faceatlas.service.schemas import CountList, EventList
-from faceatlas.video import EVENT_TYPES, event_snapshot
+from faceatlas.video import COUNT_PAGE_MINUTES, EVENT_TYPES, event_snapshot
 from faceatlas.video import list_counts as stored_counts
 from faceatlas.video import list_events as stored_events
 
@@ -50,11 +50,16 @@ async def camera_counts(
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("counts.list", "read", billable=False))],
     camera: Annotated[str, Path(max_length=200)],
-    since: Annotated[str | None, Query(alias="from", description="ISO 8601 UTC; minutes at or after it")] = None,
-    until: Annotated[str | None, Query(alias="to", description="ISO 8601 UTC; minutes before it")] = None,
+    since: Annotated[str | None, Query(alias="from", max_length=64,
+                                       description="ISO 8601 (no offset: UTC); minutes from its minute on")] = None,
+    until: Annotated[str | None, Query(alias="to", max_length=64,
+                                       description="ISO 8601 (no offset: UTC); minutes before its minute")] = None,
     label: Annotated[str | None, Query(alias="class", max_length=32, description="person, car, bus, ...")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many minutes")] = COUNT_PAGE_MINUTES,
 ) -> dict:
-    """A camera's per-minute counts per class (objects seen, line crossings, zone occupancy), oldest first."""
-    rows = await run_in_threadpool(stored_counts, db, meter.principal.tenant_id, camera, since=since, until=until,
-                                   label=label)
-    return {"camera": camera, "counts": [row.to_dict() for row in rows]}
+    """A camera's per-minute counts per class (objects seen, line crossings, zone occupancy), oldest first;
+    `truncated` when the range holds more minutes than `limit` (ask again from `next_from`)."""
+    page = await run_in_threadpool(stored_counts, db, meter.principal.tenant_id, camera, since=since, until=until,
+                                   label=label, limit=limit)
+    return {"camera": camera, "counts": [row.to_dict() for row in page.rows], "truncated": page.truncated,
+            "next_from": page.next_from}

@@ -1,0 +1,124 @@
+"""The stored per-minute counts read back: time bounds parsed as times (offsets converted to UTC, a
+time without one is UTC, anything else refused), long ranges paged instead of silently cut, and the
+series behind the plot with the minutes that saw nothing drawn as 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from faceatlas.errors import InvalidArgument
+from faceatlas.video.events import Event
+from faceatlas.video.plots import camera_counts, minute_series
+from faceatlas.video.sinks import DatabaseSink
+from faceatlas.video.store import MinuteCounts, list_counts, open_events_db, utc_minute
+
+
+def _store(database: str, minutes: list[str], classes: dict | None = None) -> None:
+    sink = DatabaseSink(database)
+    for minute in minutes:
+        sink.emit(Event("counts", "gate", 1, 1.0, data={"minute": minute, "frame_size": [8, 8],
+                                                         "classes": classes or {"car": {"seen": 1}}}))
+    sink.close()
+
+
+@pytest.fixture
+def database(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    _store(url, ["2026-12-04T10:00", "2026-12-04T10:01", "2026-12-04T10:02"])
+    return url
+
+
+def _minutes(database: str, **bounds: str) -> list[str]:
+    engine = open_events_db(database)
+    try:
+        return [row.minute[-5:] for row in list_counts(engine, "default", "gate", **bounds).rows]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("since", "expected"), [
+    ("2026-12-04T11:01+01:00", ["10:01", "10:02"]),  # 10:01 UTC
+    ("2026-12-04T09:01-01:00", ["10:01", "10:02"]),
+    ("2026-12-04T10:01Z", ["10:01", "10:02"]),
+    ("2026-12-04T10:01:30", ["10:01", "10:02"]),  # no offset: UTC; the minute it falls in counts
+    ("2026-12-04 10:01", ["10:01", "10:02"]),  # a space for the T
+    ("2026-12-04", ["10:00", "10:01", "10:02"]),  # a date: its midnight
+    ("2026-12-05", []),
+])
+def test_from_is_a_time_with_its_offset(database, since, expected):
+    assert _minutes(database, since=since) == expected
+
+
+def test_to_is_a_time_with_its_offset(database):
+    assert _minutes(database, until="2026-12-04T11:02+01:00") == ["10:00", "10:01"]
+    assert _minutes(database, since="2026-12-04 10:01", until="2026-12-04T10:02:00.000+00:00") == ["10:01"]
+
+
+@pytest.mark.parametrize("bad", ["garbage", "", "2026-13-01T10:00", "10:01", "2026-12-04T10:01 UTC", "x\x00",
+                                 "0001-01-01T00:00+01:00"])
+def test_a_time_that_is_not_iso_8601_is_refused(database, bad):
+    with pytest.raises(InvalidArgument, match="ISO 8601"):
+        _minutes(database, since=bad)
+    with pytest.raises(InvalidArgument, match="ISO 8601"):
+        _minutes(database, until=bad)
+
+
+def test_utc_minute():
+    assert utc_minute("2026-12-31T23:59:59.9-00:30") == "2027-01-01T00:29"
+    assert utc_minute("2026-12-04T10:00:00+05:30") == "2026-12-04T04:30"
+
+
+def test_a_long_range_is_paged_not_cut(tmp_path):
+    """Every minute of a range longer than the limit is read: the limit counts minutes after the rows of a
+    minute are merged (two runs, two classes), and a page that stops early says so and where to go on."""
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    minutes = [f"2026-12-04T{10 + i // 60:02d}:{i % 60:02d}" for i in range(25)]
+    _store(url, minutes, {"car": {"seen": 1}, "person": {"seen": 2}})
+    _store(url, minutes[:5], {"car": {"seen": 10}})  # a second run over the first minutes
+    engine = open_events_db(url)
+    try:
+        first = list_counts(engine, "default", "gate", limit=10)
+        assert first.truncated and first.next_from == minutes[10]
+        assert [r.minute for r in first.rows] == [m for m in minutes[:10] for _ in ("car", "person")]
+        assert [r.counts["seen"] for r in first.rows if r.label == "car"] == [11] * 5 + [1] * 5
+        rest = list_counts(engine, "default", "gate", since=first.next_from, limit=15)
+        assert not rest.truncated and rest.next_from is None
+        assert [r.minute for r in rest.rows if r.label == "car"] == minutes[10:]
+        newest = list_counts(engine, "default", "gate", since="2026-12-04T10:20", label="car", limit=5)
+        assert [r.minute for r in newest.rows] == minutes[20:] and not newest.truncated
+        with pytest.raises(InvalidArgument):
+            list_counts(engine, "default", "gate", limit=0)
+    finally:
+        engine.dispose()
+    assert [r.minute for r in camera_counts(url, "gate", label="car")] == minutes  # the CLI's use case
+
+
+def test_the_cli_reads_every_page(tmp_path, monkeypatch):
+    """`faceatlas counts` (``camera_counts``) goes on from ``next_from`` until the range is read."""
+    from faceatlas.video import plots
+
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    minutes = [f"2026-12-04T10:{i:02d}" for i in range(7)]
+    _store(url, minutes)
+    pages = []
+
+    def three_minutes(*args, **kwargs):
+        pages.append(list_counts(*args, **{**kwargs, "limit": 3}))
+        return pages[-1]
+
+    monkeypatch.setattr(plots, "list_counts", three_minutes)
+    assert [r.minute for r in camera_counts(url, "gate", since="2026-12-04T10:00Z")] == minutes
+    assert [p.truncated for p in pages] == [True, True, False]
+
+
+def test_the_plotted_series_has_every_minute_of_its_range():
+    """A minute with nothing seen has no row; the plot's line must drop to 0 there, not join across."""
+    rows = [MinuteCounts("gate", "2026-12-04T23:58", "car", {"seen": 3}),
+            MinuteCounts("gate", "2026-12-04T23:58", "person", {"seen": 1, "in:l": 1}),
+            MinuteCounts("gate", "2026-12-05T00:02", "car", {"seen": 2})]
+    minutes, series = minute_series(rows)
+    assert minutes == ["2026-12-04T23:58", "2026-12-04T23:59", "2026-12-05T00:00", "2026-12-05T00:01",
+                       "2026-12-05T00:02"]
+    assert series == {"car": [3, 0, 0, 0, 2], "person": [1, 0, 0, 0, 0]}
+    assert minute_series(rows, "in:l")[1] == {"car": [0] * 5, "person": [1, 0, 0, 0, 0]}
+    assert minute_series([]) == ([], {})
