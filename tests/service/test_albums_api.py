@@ -67,3 +67,41 @@ def test_reads_and_corrections_of_a_missing_album_create_nothing(api, shared: Pa
         assert http.post(f"/v1/albums/{album}/photos", files={"image": photo.read_bytes()}).status_code == 200
         assert album in http.get("/v1/albums").json()["albums"]  # uploading a photo creates it
         assert [p["faces"] for p in http.get(f"/v1/albums/{album}/people").json()["people"]] == [1]
+
+
+def test_timeline_and_photos_together(api, shared: Path) -> None:
+    knn = shared / "data" / "face_recognition_examples" / "examples" / "knn_examples"
+    album = f"pair_{uuid.uuid4().hex[:6]}"
+    uploads = [knn / "train" / "obama" / "obama.jpg", knn / "train" / "obama" / "obama2.jpg",
+               knn / "train" / "biden" / "biden.jpg", knn / "train" / "biden" / "biden2.jpg",
+               knn / "test" / "obama_and_biden.jpg"]
+    with api.client("acme_write") as http:
+        for photo in uploads:
+            assert http.post(f"/v1/albums/{album}/photos", files={"image": photo.read_bytes()}).status_code == 200
+        people = http.get(f"/v1/albums/{album}/people", params={"min_faces": 2}).json()["people"]
+        assert [p["faces"] for p in people] == [3, 3]
+        photos_of = {p["id"]: {f["photo_id"] for f in http.get(f"/v1/albums/{album}/people/{p['id']}/faces").json()
+                               ["faces"]} for p in people}
+        group = max(max(ids) for ids in photos_of.values())  # uploaded last
+        obama, biden = sorted(photos_of, key=lambda p: min(photos_of[p]))  # Obama's photos came first
+        assert photos_of[obama] & photos_of[biden] == {group}
+        http.patch(f"/v1/albums/{album}/people/{obama}", json={"name": "Barack"})
+    with api.client("acme_read") as http:  # read scope
+        timeline = http.get(f"/v1/albums/{album}/people/Barack/timeline")
+        assert timeline.status_code == 200, timeline.text
+        photos = timeline.json()["photos"]
+        assert [p["id"] for p in photos] == sorted(photos_of[obama])  # the dated one first, then as added
+        assert [p["taken_at"] for p in photos] == ["2012-12-06T15:46:01", None, None]  # obama.jpg's EXIF date
+        assert all(p["source"] == "upload" and p["added_at"] for p in photos)
+        together = http.get(f"/v1/albums/{album}/together", params={"people": ["Barack", biden]})
+        assert together.status_code == 200, together.text
+        assert [p["id"] for p in together.json()["photos"]] == [group]  # not the photos of one of them alone
+        alone = http.get(f"/v1/albums/{album}/together", params={"people": [biden]}).json()["photos"]
+        assert {p["id"] for p in alone} == photos_of[biden]
+        assert http.get(f"/v1/albums/{album}/together").status_code == 422  # no people
+        unknown = http.get(f"/v1/albums/{album}/together", params={"people": ["Barack", "nobody"]})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+        assert http.get(f"/v1/albums/{album}/people/nobody/timeline").status_code == 404
+    with api.client("globex_admin") as http:  # another tenant has no such album
+        assert http.get(f"/v1/albums/{album}/people/Barack/timeline").status_code == 404
+        assert http.get(f"/v1/albums/{album}/together", params={"people": ["Barack"]}).status_code == 404

@@ -1,6 +1,7 @@
-"""Photo albums of the caller's tenant: scan by upload, people, faces, and the corrections
-(name, merge, move, split, reject), re-cluster and erasure. An album lives in the gallery tenant
-``app:albums:svc:<tenant>:<album>``, so no other tenant and no gallery route reaches it."""
+"""Photo albums of the caller's tenant: scan by upload, people, faces, a person's timeline,
+photos of people together, and the corrections (name, merge, move, split, reject), re-cluster
+and erasure. An album lives in the gallery tenant ``app:albums:svc:<tenant>:<album>``, so no
+other tenant and no gallery route reaches it."""
 
 from __future__ import annotations
 
@@ -68,6 +69,17 @@ class PromoteRequest(BaseModel):
 
 class SplitRequest(BaseModel):
     faces: list[Annotated[int, Field(ge=1, le=FACE_ID_MAX)]] = Field(min_length=1, max_length=10_000)
+
+
+class AlbumPhotoOut(BaseModel):
+    id: int
+    source: str = Field(description="where the photo came from (``upload`` for the API's uploads)")
+    taken_at: str | None = Field(description="its EXIF date (ISO 8601), null when it has none")
+    added_at: str
+
+
+class AlbumPhotosOut(BaseModel):
+    photos: list[AlbumPhotoOut] = Field(description="by EXIF date, undated last (by when they were added)")
 
 
 @contextmanager
@@ -140,6 +152,26 @@ async def person_faces(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
     faces = await _call(album, meter, analyzer, gallery, db,
                         lambda a: a.faces(None if person == "unsorted" else person))
     return {"faces": [f.to_dict() for f in faces]}
+
+
+@router.get("/albums/{album}/people/{person}/timeline", response_model=AlbumPhotosOut)
+async def person_timeline(album: AlbumName, person: PersonRef, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                          meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
+                          ) -> dict[str, Any]:
+    """A person's photos by EXIF date."""
+    photos = await _call(album, meter, analyzer, gallery, db, lambda a: a.timeline(person))
+    return {"photos": [p.to_dict() for p in photos]}
+
+
+@router.get("/albums/{album}/together", response_model=AlbumPhotosOut)
+async def photos_together(album: AlbumName, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                          meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
+                          people: Annotated[list[Annotated[str, Field(min_length=1, max_length=400)]],
+                                            Query(min_length=1, max_length=20)],
+                          ) -> dict[str, Any]:
+    """The photos in which every one of ``people`` (``?people=A&people=B``, ids or names) appears, by EXIF date."""
+    photos = await _call(album, meter, analyzer, gallery, db, lambda a: a.together(people))
+    return {"photos": [p.to_dict() for p in photos]}
 
 
 @router.get("/albums/{album}/faces/{face}/crop", response_class=Response,
