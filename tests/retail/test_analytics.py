@@ -11,23 +11,29 @@ from types import SimpleNamespace
 import yaml
 
 from faceatlas.apps.retail import Entry, Exit, RetailStore, StoreConfig, ZoneVisit, from_video_event
-from faceatlas.apps.retail.analytics import draw_charts, write_csv
+from faceatlas.apps.retail.analytics import compute_report, draw_charts, suppress_cells, write_csv
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
 
 
 def test_simulated_day_matches_ground_truth(db_url: str, tmp_path: Path, fast_analyzer, lfw: Path,
                                             spoof_samples: Path) -> None:
-    with RetailStore.open(demo_store("sim"), fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:
+    config = demo_store("sim")
+    config.privacy.demographics_min_count = 1  # every demographic cell shown, to match the truth
+    with RetailStore.open(config, fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:
         steps: list[tuple[int, int]] = []
         result = simulate_day(store, lfw, spoof_samples / "image_F1.jpg", members=4, visits=12, seed=3,
                               on_event=lambda done, total: steps.append((done, total)))
         report = store.report(result.start, result.end)
+        default = compute_report(store.sessions, "sim", result.start, result.end)  # k = 5
     # the demo's progress: every event of the day reported once, in order, with the day's total
     assert [done for done, _ in steps] == list(range(1, len(steps) + 1)) and {t for _, t in steps} == {len(steps)}
     assert len(steps) >= 2 * 12  # at least an entry and an exit per visit
     for key, expected in asdict(result.truth).items():
         assert getattr(report, key) == expected, key
     assert result.truth.alerts.get("spoof") == 1
+    for key in ("age_mix", "gender_mix"):  # at the default k, the same counts less the cells under 5
+        assert getattr(default, key) == suppress_cells(getattr(result.truth, key), 5), key
+    assert set(default.age_mix) <= {"suppressed"} and default.visits == report.visits  # four members: none shown
     retried = [o for o in result.outcomes if o.repeated]
     assert len(retried) == 1 and retried[0].status == "charged"
     assert report.purchases == sum(1 for o in result.outcomes if o.status == "charged" and not o.repeated)

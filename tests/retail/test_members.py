@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, select
 
-from faceatlas.apps.retail import ConsentRecord, ConsentRequired, Entry, Exit, Pick, RetailStore
+from faceatlas.apps.retail import ConsentRecord, ConsentRequired, Entry, Exit, Pick, RetailStore, compute_report
 from faceatlas.apps.retail.db import Consent, Member, Visit
 from faceatlas.apps.retail.store import COLLECTION
 from faceatlas.gallery import NotFound
@@ -136,8 +136,9 @@ def test_face_pay_alone_links_the_cart_for_one_visit_only(store: RetailStore, me
     exported = store.members.export(member)
     assert [v["items"][0]["sku"] for v in exported["visits"]] == ["milk", "milk"]
     assert len(exported["charges"]) == 2
-    day = store.report(T0, T0 + timedelta(hours=3))
+    day = compute_report(store.sessions, store.config.id, T0, T0 + timedelta(hours=3), min_count=1)
     assert (day.visits, day.member_visits, day.purchases, day.age_mix) == (2, 0, 2, {"25-34": 1})
+    assert store.report(T0, T0 + timedelta(hours=3)).age_mix == {"suppressed": 1}  # one member: under k (5)
 
     store.members.grant(member, [at_entry], ConsentRecord(("face_pay", "visit_recognition"), "Paula"),
                         payment_ref="card-p")

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import inspect, select
 from typer.testing import CliRunner
 
-from faceatlas.apps.retail import RetailStore, age_band, chart_png, count_demographics
+from faceatlas.apps.retail import RetailStore, age_band, chart_png, compute_report, count_demographics
 from faceatlas.apps.retail.db import DemographicCount
 
 T0 = datetime(2026, 3, 2, 10, 15)
@@ -21,9 +21,12 @@ def test_demographics_are_hourly_counts_only(store: RetailStore, lfw: Path) -> N
     serena = sorted((lfw / "Serena_Williams").glob("*.jpg"))[0]  # a woman in her twenties
     for photo, minute in ((bush[0], 0), (bush[1], 20), (serena, 40)):
         assert count_demographics(store, photo, T0.replace(minute=minute))
-    report = store.report(T0.replace(hour=0), T0.replace(hour=23))
+    day = (T0.replace(hour=0), T0.replace(hour=23))
+    report = compute_report(store.sessions, store.config.id, *day, min_count=1)  # every cell shown
     assert report.estimated_gender_mix == {"female": 1, "male": 2}
     assert sum(report.estimated_age_mix.values()) == 3 and report.estimated_age_mix.get("45-59") == 2
+    shown = store.report(*day)  # the store's k (5): an hour of three faces shows none of them
+    assert shown.estimated_gender_mix == shown.estimated_age_mix == {"suppressed": 3} and shown.estimated_faces == 3
     with store.sessions() as session:
         rows = session.scalars(select(DemographicCount)).all()
         assert {r.hour for r in rows} == {T0.replace(minute=0)}

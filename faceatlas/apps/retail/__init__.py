@@ -10,6 +10,7 @@ store's cameras, through the video layer, drive the store.
 
 from faceatlas.apps.retail.analytics import (
     CHARTS,
+    SUPPRESSED,
     Report,
     chart_png,
     compute_report,
@@ -18,6 +19,7 @@ from faceatlas.apps.retail.analytics import (
     list_stores,
     report_window,
     store_report,
+    suppress_cells,
     write_csv,
 )
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
@@ -64,6 +66,7 @@ __all__ = [
     "Recognition",
     "Report",
     "RetailStore",
+    "SUPPRESSED",
     "StoreConfig",
     "StoreRun",
     "StoreRunReport",
@@ -86,5 +89,6 @@ __all__ = [
     "report_window",
     "run_store",
     "store_report",
+    "suppress_cells",
     "write_csv",
 ]

@@ -3,6 +3,12 @@ dwell time, zone heat, zone tracks and their dwell, basket size, the demographic
 consenting members, and the aggregated estimated age bands and genders of the faces entering.
 
 Exported as a tidy CSV (metric, key, value) and drawn as PNG charts (matplotlib, Agg).
+
+Small cells are suppressed (:func:`suppress_cells`, k = ``privacy.demographics_min_count``, 5 by
+default): an age band or a gender counting fewer than k people is not shown; what it counted is
+reported under the key ``suppressed``, so every breakdown still sums to its total. The estimated
+demographics are suppressed per stored hour before an hour is added to a report's range, so no
+range, and no difference of two ranges, shows a cell of an hour that had fewer than k.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceatlas.apps.retail.config import Privacy
 from faceatlas.apps.retail.db import (
     Alert,
     Charge,
@@ -28,9 +36,13 @@ from faceatlas.apps.retail.db import (
     ZoneTrack,
     ZoneVisitRecord,
 )
+from faceatlas.apps.retail.observations import AGE_BANDS
 from faceatlas.db import day_range
 from faceatlas.errors import NotFound
 
+SUPPRESSED = "suppressed"  # the key of a breakdown's cells under k, summed
+ESTIMATED_AGE_BANDS = (*(label for label, _ in AGE_BANDS), "unknown")  # every cell an hour's faces can have
+ESTIMATED_GENDERS = ("female", "male", "unknown")
 DWELL_BUCKETS: tuple[tuple[str, float], ...] = (("<5", 5), ("5-10", 10), ("10-20", 20), ("20-30", 30),
                                                 ("30-60", 60), ("60+", float("inf")))
 
@@ -40,7 +52,11 @@ class Report:
     """The analytics of visits that entered in ``[start, end)``.
 
     A visitor is a member, an anonymous id (anonymous tracking on) or, failing both, the visit
-    itself. ``returning_visitors`` counts visitors with a visit in range that was a return."""
+    itself. ``returning_visitors`` counts visitors with a visit in range that was a return.
+
+    The demographic breakdowns (``age_mix``, ``gender_mix``, ``estimated_age_mix``,
+    ``estimated_gender_mix``) show only cells of at least ``demographics_min_count`` people; the
+    rest is summed under :data:`SUPPRESSED`. ``estimated_faces`` counts every face entering."""
 
     start: datetime
     end: datetime
@@ -65,6 +81,8 @@ class Report:
     zone_dwell_s: dict[str, float] = field(default_factory=dict)  # their mean dwell, seconds
     estimated_age_mix: dict[str, int] = field(default_factory=dict)  # faces entering, aggregated only
     estimated_gender_mix: dict[str, int] = field(default_factory=dict)
+    estimated_faces: int = 0  # every face entering, suppressed cells included
+    demographics_min_count: int = Privacy().demographics_min_count  # k of the breakdowns
 
     @property
     def conversion(self) -> float:
@@ -101,6 +119,8 @@ class Report:
             "mean_basket": round(self.mean_basket, 2),
             "mean_dwell_minutes": round(sum(self.dwell_minutes) / len(self.dwell_minutes), 1)
             if self.dwell_minutes else 0.0,
+            "estimated_faces": self.estimated_faces,
+            "demographics_min_count": self.demographics_min_count,
         }
 
     def rows(self) -> list[tuple[str, str, float | int]]:
@@ -119,9 +139,31 @@ class Report:
         return out
 
 
-def compute_report(sessions: sessionmaker[Session], store_id: str, start: datetime, end: datetime) -> Report:
-    """Analytics of the visits of ``store_id`` that entered in ``[start, end)`` (naive UTC)."""
-    report = Report(start, end)
+def suppress_cells(counts: Mapping[str, int], k: int, categories: Iterable[str] = ()) -> dict[str, int]:
+    """The cells of ``counts`` that count at least ``k`` people, by key, and the sum of the others
+    under :data:`SUPPRESSED` (when it is not 0), so the breakdown keeps its total.
+
+    ``categories``: every cell the breakdown can have (an absent one counts 0). A cell under k is
+    never shown, nor named; when a single cell would be under k, its count would be the total less
+    the cells shown, so the smallest shown cell is suppressed with it."""
+    cells = {**dict.fromkeys(categories, 0), **counts}
+    shown = {key: n for key, n in cells.items() if n >= k}
+    hidden = [key for key in cells if key not in shown]
+    if len(hidden) == 1 and cells[hidden[0]] > 0 and shown:
+        del shown[min(shown, key=lambda key: (shown[key], key))]
+    out = dict(sorted(shown.items()))
+    rest = sum(cells.values()) - sum(shown.values())
+    if rest:
+        out[SUPPRESSED] = rest
+    return out
+
+
+def compute_report(sessions: sessionmaker[Session], store_id: str, start: datetime, end: datetime, *,
+                   min_count: int | None = None) -> Report:
+    """Analytics of the visits of ``store_id`` that entered in ``[start, end)`` (naive UTC); the
+    demographic cells under ``min_count`` (default: :class:`Privacy`'s) are suppressed."""
+    k = min_count if min_count is not None else Privacy().demographics_min_count
+    report = Report(start, end, demographics_min_count=k)
     with sessions() as session:
         visits = list(session.scalars(select(Visit).where(Visit.store_id == store_id, Visit.entry_at >= start,
                                                           Visit.entry_at < end)))
@@ -163,9 +205,10 @@ def store_report(engine: Engine, tenant: str, store_id: str, first: date, last: 
         store = session.get(StoreRecord, store_id)
     if store is None or store.tenant != tenant:
         raise NotFound(f"store '{store_id}' not found")
+    privacy = Privacy.model_validate((store.config or {}).get("privacy") or {})  # the store's saved settings
     start, end = day_range(first, last)
     assert start is not None and end is not None
-    return compute_report(sessions, store_id, start, end)
+    return compute_report(sessions, store_id, start, end, min_count=privacy.demographics_min_count)
 
 
 def list_stores(engine: Engine, tenant: str) -> list[tuple[str, str]]:
@@ -199,8 +242,9 @@ def _demographics(session: Session, report: Report, member_ids: set[str]) -> Non
                                                           Consent.withdrawn_at.is_(None)))
         if "analytics" in purposes}
     rows = session.execute(select(Member.age_band, Member.gender).where(Member.id.in_(consenting))).all()
-    report.age_mix = dict(sorted(Counter(age or "undeclared" for age, _ in rows).items()))
-    report.gender_mix = dict(sorted(Counter(gender or "undeclared" for _, gender in rows).items()))
+    k = report.demographics_min_count
+    report.age_mix = suppress_cells(Counter(age or "undeclared" for age, _ in rows), k)
+    report.gender_mix = suppress_cells(Counter(gender or "undeclared" for _, gender in rows), k)
 
 
 def _observations(session: Session, report: Report, store_id: str, start: datetime, end: datetime) -> None:
@@ -213,9 +257,26 @@ def _observations(session: Session, report: Report, store_id: str, start: dateti
     counts = DemographicCount
     in_range = (counts.store_id == store_id, counts.hour >= start.replace(minute=0, second=0, microsecond=0),
                 counts.hour < end)
-    for column, target in ((counts.age_band, report.estimated_age_mix), (counts.gender, report.estimated_gender_mix)):
-        rows = session.execute(select(column, func.sum(counts.count)).where(*in_range).group_by(column))
-        target.update({str(key): int(total) for key, total in sorted(rows.all())})
+    hours: dict[datetime, tuple[Counter[str], Counter[str]]] = {}
+    for hour, band, gender, count in session.execute(select(counts.hour, counts.age_band, counts.gender,
+                                                            counts.count).where(*in_range)):
+        ages, genders = hours.setdefault(hour, (Counter(), Counter()))
+        ages[str(band)] += int(count)
+        genders[str(gender)] += int(count)
+    k = report.demographics_min_count
+    age_mix: Counter[str] = Counter()
+    gender_mix: Counter[str] = Counter()
+    for ages, genders in hours.values():  # each hour's small cells suppressed before the hour is summed
+        age_mix.update(suppress_cells(ages, k, ESTIMATED_AGE_BANDS))
+        gender_mix.update(suppress_cells(genders, k, ESTIMATED_GENDERS))
+    report.estimated_faces = sum(age_mix.values())
+    report.estimated_age_mix = _breakdown(age_mix)
+    report.estimated_gender_mix = _breakdown(gender_mix)
+
+
+def _breakdown(counts: Counter[str]) -> dict[str, int]:
+    """Cells by key, :data:`SUPPRESSED` last."""
+    return {key: counts[key] for key in sorted(counts, key=lambda key: (key == SUPPRESSED, key)) if counts[key]}
 
 
 def csv_text(report: Report) -> str:
@@ -277,7 +338,7 @@ def chart_png(report: Report, name: str) -> bytes:
 
     title, x_label, y_label, labels, values = _chart_specs(report)[name]
     figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.bar(labels, values, color="#3b7dd8")
+    axes.bar(labels, values, color=["#9aa0a6" if label == SUPPRESSED else "#3b7dd8" for label in labels])
     axes.set_title(f"{title} — {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}", fontsize=10)
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)

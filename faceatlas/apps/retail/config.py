@@ -65,12 +65,16 @@ class Privacy(BaseModel):
     A visit still open ``max_visit_hours`` after its entry (its exit never seen) is closed as
     ``abandoned`` at the next entry: face pay's link to the member goes with it, and a cart with
     items raises an ``abandoned_cart`` alert.
+    ``demographics_min_count`` (k, default 5): a demographic cell (an age band or a gender, of an
+    hour's faces entering or of the members visiting in a report) counting fewer people is
+    suppressed in every report, CSV, chart and API answer (see :func:`suppress_cells`).
     """
 
     anonymous_tracking: bool = False
     anonymous_retention_hours: float = Field(default=24.0, gt=0)
     max_visit_hours: float = Field(default=12.0, gt=0)
     keep_face_crops: bool = False
+    demographics_min_count: int = Field(default=5, ge=1)
 
 
 class Recognition(BaseModel):

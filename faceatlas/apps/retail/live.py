@@ -4,8 +4,11 @@ Each camera of the store config that names a ``source`` runs the video layer's p
 (:class:`faceatlas.video.VideoPipeline`, ByteTrack tracks, line crossings, identities voted over
 a track at the visit FPIR) in its own thread, until its source ends (files) or the run is stopped
 (Ctrl-C / SIGTERM); a live source that drops is reopened with backoff by
-:class:`faceatlas.video.VideoSource`. Every video event goes to the store's sinks (JSONL, webhook,
-MQTT) and, through :func:`from_video_event`, to the :class:`RetailStore`:
+:class:`faceatlas.video.VideoSource`. Every video event goes to the :class:`RetailStore` (through
+:func:`from_video_event`) and to the store's sinks (JSONL, webhook, MQTT), which receive a
+member's id only when the member consented to visit recognition
+(:meth:`MemberRegistry.shares_identity`): for anyone else the subject is taken out of the event,
+and an ``identified`` event of theirs is not sent (see :meth:`StoreRun.outgoing`).
 
 - door line "in" (entrance/door camera): a visit opens, named when the face is recognised (at
   the crossing or later on the same track); the face's estimated age band and gender are added
@@ -61,6 +64,7 @@ from faceatlas.video import (
 log = logging.getLogger(__name__)
 ALERT_EVENT = "retail_alert"
 SERVED_WINDOW_S = 10.0
+IDENTITY_FIELDS = ("subject", "name", "similarity", "far_level")  # what an event says of whom a track is
 # Face pay at a checkout camera is tried on the identified track's frames this far apart, this
 # many times at most: one frame's face may miss the strict pay FAR that the next one passes.
 PAY_RETRY_S = 0.5
@@ -136,15 +140,23 @@ class _StorePipeline(VideoPipeline):
 
 
 class _StoreBus(EventBus):
-    """Delivers each video event to the sinks, then to the store (outside the sinks' lock, so the
-    store's alerts can go to the same sinks)."""
+    """Delivers each video event to the sinks as ``outgoing`` makes it (None: not sent, only
+    counted), then as it is to the store (outside the sinks' lock, so the store's alerts can go
+    to the same sinks)."""
 
-    def __init__(self, sinks: list[Any], handle: Callable[[Event], None]) -> None:
+    def __init__(self, sinks: list[Any], handle: Callable[[Event], None],
+                 outgoing: Callable[[Event], Event | None]) -> None:
         super().__init__(sinks)
         self._handle = handle
+        self._outgoing = outgoing
 
     def emit(self, event: Event) -> None:
-        super().emit(event)
+        sent = self._outgoing(event)
+        if sent is not None:
+            super().emit(sent)
+        else:
+            with self._lock:
+                self.counts[event.type] += 1
         if event.type != ALERT_EVENT:
             self._handle(event)
 
@@ -179,7 +191,7 @@ class StoreRun:
         analyzer = self.store.analyzer
         matcher = GalleryMatcher(self.store.gallery, COLLECTION, fpir=self.config.recognition.visit_fpir,
                                  calibration=analyzer.calibration)
-        bus = _StoreBus(build_sinks(self._watch_config()), self._handle)
+        bus = _StoreBus(build_sinks(self._watch_config()), self._handle, self.outgoing)
         self._pipelines = {c.id: _StorePipeline(camera_config(c), analyzer, bus, persons=self.persons,
                                                 matcher=matcher, on_frame=self.on_frame) for c in self.cameras}
         for camera in self.cameras:
@@ -208,6 +220,34 @@ class StoreRun:
                            mqtt=MqttConfig(**config.mqtt) if config.mqtt else None)
 
     # -- events -----------------------------------------------------------------------------
+    def outgoing(self, event: Event) -> Event | None:
+        """The event as it leaves the store through its sinks: a member's id (``subject``, with the
+        match's ``name``, ``similarity`` and ``far_level``; ``previous``) stays only when the member
+        consented to visit recognition, decided on each event (a withdrawal counts at once).
+        Otherwise it is taken out: an ``identified`` event left naming nobody is not sent (the
+        track reads as unidentified), or becomes ``identity_lost`` when the sinks knew the track as
+        a member who may be named; a ``watchlist_hit`` or an ``identity_lost`` of a member who may
+        not be named is not sent. None: not sent."""
+        data = event.data
+        subject, previous = data.get("subject"), data.get("previous")
+        if not subject and not previous:
+            return event
+        named = {str(s) for s in (subject, previous) if s and self.store.members.shares_identity(str(s))}
+        if (not subject or str(subject) in named) and (not previous or str(previous) in named):
+            return event
+        out = dict(data)
+        if subject and str(subject) not in named:
+            for key in IDENTITY_FIELDS:
+                out.pop(key, None)
+        if previous and str(previous) not in named:
+            out["previous"] = None
+        if event.type == "identified" and "subject" not in out:
+            return replace(event, type="identity_lost", data=out) if out.get("previous") else None
+        if (event.type == "watchlist_hit" and "subject" not in out) or \
+                (event.type == "identity_lost" and not out.get("previous")):
+            return None
+        return replace(event, data=out)
+
     def _handle(self, event: Event) -> None:
         """One video event's effect on the store; an error is logged and counted (``errors``), never
         fatal to the cameras."""

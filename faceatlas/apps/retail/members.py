@@ -220,6 +220,15 @@ class MemberRegistry:
         with self._sessions() as session:
             return active_purposes(session, member_id)
 
+    def shares_identity(self, member_id: str) -> bool:
+        """Whether events leaving the store (its JSONL, webhook and MQTT sinks) may name this member:
+        only under an active consent to ``visit_recognition`` (face pay alone links a member to
+        their cart inside the store, never to an event sent out). False for no such member."""
+        with self._sessions() as session:
+            known = session.scalar(select(Member.id).where(Member.id == member_id,
+                                                           Member.store_id == self.store_id))
+            return known is not None and "visit_recognition" in active_purposes(session, member_id)
+
     def payment_ref(self, member_id: str) -> str | None:
         """The member's payment method reference, when face pay is consented."""
         with self._sessions() as session:

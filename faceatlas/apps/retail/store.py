@@ -381,8 +381,10 @@ class RetailStore:
                            charge.id if charge else None, alert, repeated=True)
 
     def report(self, start: datetime, end: datetime) -> Report:
-        """Customer analytics of the visits that entered in ``[start, end)`` (naive UTC)."""
-        return compute_report(self._sessions, self.config.id, start, end)
+        """Customer analytics of the visits that entered in ``[start, end)`` (naive UTC), demographic
+        cells under ``privacy.demographics_min_count`` suppressed."""
+        return compute_report(self._sessions, self.config.id, start, end,
+                              min_count=self.config.privacy.demographics_min_count)
 
     # -- refunds and alerts ----------------------------------------------------------------
     def refund(self, charge_id: int, amount_cents: int | None = None, *, reason: str = "",
