@@ -6,7 +6,15 @@ from faceatlas.errors import AlreadyExists, NotFound
 from faceatlas.gallery.exchange import read_header
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, source_crop
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
-from faceatlas.gallery.rules import ID_MAX_LENGTH, ID_PATTERN, check_id, check_metadata, parse_cursor
+from faceatlas.gallery.rules import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ROW_ID_MAX,
+    check_id,
+    check_metadata,
+    check_row_id,
+    parse_cursor,
+)
 from faceatlas.gallery.types import (
     CollectionInfo,
     EnrolReport,
@@ -23,6 +31,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "ID_MAX_LENGTH",
     "ID_PATTERN",
+    "ROW_ID_MAX",
     "AlreadyExists",
     "CollectionInfo",
     "EnrolReport",
@@ -39,6 +48,7 @@ __all__ = [
     "build_index",
     "check_id",
     "check_metadata",
+    "check_row_id",
     "read_header",
     "parse_cursor",
     "source_crop",

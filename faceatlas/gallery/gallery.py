@@ -55,7 +55,7 @@ from faceatlas.gallery.index import (
 from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
-from faceatlas.gallery.rules import ID_MAX_LENGTH, check_id, check_metadata, check_text, parse_cursor
+from faceatlas.gallery.rules import ID_MAX_LENGTH, check_id, check_metadata, check_row_id, check_text, parse_cursor
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
     Aggregate,
@@ -309,6 +309,7 @@ class Gallery:
     def face_crop(self, collection: str, face_id: int) -> bytes | None:
         """The stored source crop (JPEG) of one face of the collection; None when the collection
         keeps no crops. A face id of another collection is :class:`NotFound`."""
+        check_row_id(face_id)
         with self._sessions() as session:
             coll = self._collection(session, collection)
             row = session.execute(select(FaceRecord.crop).where(FaceRecord.id == literal(face_id, BigInteger),
@@ -378,6 +379,7 @@ class Gallery:
 
     def delete_face(self, collection: str, face_id: int) -> None:
         """Delete one face (row, crop and index entry)."""
+        check_row_id(face_id)
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
             deleted = rowcount(session.execute(delete(FaceRecord).where(FaceRecord.collection_id == coll.id,
@@ -391,7 +393,7 @@ class Gallery:
     def move_faces(self, collection: str, face_ids: Sequence[int], to_subject: str, *, name: str | None = None) -> int:
         """Move faces (of any subjects of the collection) to ``to_subject`` (created when needed);
         the index regroups them at once. Returns how many moved."""
-        wanted = [int(f) for f in face_ids]
+        wanted = [check_row_id(int(f)) for f in face_ids]
         if not wanted:
             return 0
 
@@ -420,7 +422,7 @@ class Gallery:
             coll = self._collection(session, collection)
             query = select(FaceRecord.id, FaceRecord.embedding).where(FaceRecord.collection_id == coll.id)
             if face_ids is not None:
-                query = query.where(FaceRecord.id.in_([int(f) for f in face_ids]))
+                query = query.where(FaceRecord.id.in_([check_row_id(int(f)) for f in face_ids]))
             rows = session.execute(query.order_by(FaceRecord.id)).all()
             return (np.asarray([row[0] for row in rows], np.int64),
                     decode_embeddings([row[1] for row in rows], coll.embedding_size))

@@ -15,8 +15,10 @@ __all__ = [
     "ID_PATTERN",
     "METADATA_MAX_BYTES",
     "METADATA_MAX_DEPTH",
+    "ROW_ID_MAX",
     "check_id",
     "check_metadata",
+    "check_row_id",
     "check_text",
     "parse_cursor",
 ]
@@ -26,7 +28,7 @@ ID_MAX_LENGTH = 200
 METADATA_MAX_DEPTH = 16
 METADATA_MAX_BYTES = 64 * 1024
 _ID = re.compile(ID_PATTERN)
-_MAX_ROW_ID = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
+ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
 
 
 def check_id(value: object, what: str = "subject id") -> str:
@@ -36,6 +38,14 @@ def check_id(value: object, what: str = "subject id") -> str:
         raise InvalidArgument(
             f"a {what} is 1 to {ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.', '-' (got {shown})"
         )
+    return value
+
+
+def check_row_id(value: int, what: str = "face id") -> int:
+    """``value`` when it can be a stored row's id (a face id): 1 to :data:`ROW_ID_MAX`. Beyond
+    that the database would fail on it (an error, not an answer), so it is refused here."""
+    if not 0 < value <= ROW_ID_MAX:
+        raise InvalidArgument(f"a {what} is 1 to {ROW_ID_MAX} (got {value})"[:120])
     return value
 
 
@@ -80,4 +90,4 @@ def parse_cursor(after: str | int | None) -> int | None:
     text = str(after)
     if not text.isascii() or not text.isdigit():
         raise InvalidArgument(f"'after' is the 'next' cursor of a previous page (digits), got {text[:40]!r}")
-    return _MAX_ROW_ID if len(text) > 19 else min(int(text), _MAX_ROW_ID)
+    return ROW_ID_MAX if len(text) > 19 else min(int(text), ROW_ID_MAX)

@@ -20,6 +20,12 @@ def error_response(code: str, message: str, status: int, retry_after: float | No
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers)
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """What a request's failed validation says: each field's location and the rule it broke."""
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return details or "invalid request"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map FaceAtlas errors, HTTP errors, request validation errors and, last, any other exception
     (500 ``internal``) to the JSON body."""
@@ -30,8 +36,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return error_response(InvalidArgument.code, details or "invalid request", InvalidArgument.status)
+        return error_response(InvalidArgument.code, validation_message(exc), InvalidArgument.status)
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:

@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import utcnow
 from faceatlas.service.accounts import IssuedKey, usage_csv
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, redirect, render
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
 from faceatlas.service.console.draw import usage_chart
 from faceatlas.service.console.sessions import ConsoleUser
-from faceatlas.service.deps import AccountsDep, SettingsDep, meter_call
+from faceatlas.service.deps import AccountsDep, SettingsDep
 
 router = APIRouter(route_class=ConsoleRoute)
 DAYS = 30
@@ -25,14 +25,14 @@ Prefix = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$"
 async def _page(request: Request, user: ConsoleUser, accounts: AccountsDep, settings: SettingsDep,
                 issued: IssuedKey | None = None, status_code: int = 200) -> Response:
     principal = user.principal
-    meter = meter_call(request, principal, "usage", "read", billable=False)
+    meter = await gate(request, principal, "usage", "read", billable=False)
     start = (utcnow() - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = await run_in_threadpool(accounts.usage_report, meter.principal.tenant_id, start)
     used = await run_in_threadpool(accounts.calls_this_month, principal.tenant_id)
     quota = principal.monthly_quota if principal.monthly_quota is not None else settings.default_monthly_quota
     keys = None
     if principal.allows("admin"):
-        meter_call(request, principal, "keys.list", "admin", billable=False)
+        await gate(request, principal, "keys.list", "admin", billable=False)
         keys = await run_in_threadpool(accounts.list_keys, principal.tenant_id)
     return render(request, "usage.html", user, status_code, rows=rows, chart=usage_chart(rows), used=used,
                   quota=quota, keys=keys, issued=issued, days=DAYS)
@@ -45,7 +45,7 @@ async def usage(request: Request, user: UserDep, accounts: AccountsDep, settings
 
 @router.get("/usage.csv", include_in_schema=False)
 async def usage_download(request: Request, user: UserDep, accounts: AccountsDep) -> Response:
-    meter = meter_call(request, user.principal, "usage", "read", billable=False)
+    meter = await gate(request, user.principal, "usage", "read", billable=False)
     rows = await run_in_threadpool(accounts.usage_report, meter.principal.tenant_id)
     return PlainTextResponse(usage_csv(rows), media_type="text/csv",
                              headers={"Content-Disposition": 'attachment; filename="usage.csv"'})
@@ -58,7 +58,7 @@ async def create_key(
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """A new key of the tenant; its secret is on this one answer only."""
-    caller = meter_call(request, user.principal, "keys.create", "admin", billable=False).principal
+    caller = (await gate(request, user.principal, "keys.create", "admin", billable=False)).principal
     issued = await run_in_threadpool(
         lambda: accounts.create_key(caller.tenant_id, [scope], name, actor_key_id=caller.key_id))
     return await _page(request, user, accounts, settings, issued, 201)
@@ -67,7 +67,7 @@ async def create_key(
 @router.post("/keys/{prefix}/rotate", include_in_schema=False)
 async def rotate_key(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
                      prefix: Prefix) -> Response:
-    caller = meter_call(request, user.principal, "keys.rotate", "admin", billable=False).principal
+    caller = (await gate(request, user.principal, "keys.rotate", "admin", billable=False)).principal
     issued = await run_in_threadpool(lambda: accounts.rotate_key(prefix, caller.tenant_id, caller.key_id))
     if prefix == user.key_prefix:  # the session's own key is revoked now: log in with its replacement
         return render(request, "rotated.html", None, 201, issued=issued)
@@ -76,6 +76,6 @@ async def rotate_key(request: Request, user: PostingUserDep, accounts: AccountsD
 
 @router.post("/keys/{prefix}/revoke", include_in_schema=False)
 async def revoke_key(request: Request, user: PostingUserDep, accounts: AccountsDep, prefix: Prefix) -> Response:
-    caller = meter_call(request, user.principal, "keys.revoke", "admin", billable=False).principal
+    caller = (await gate(request, user.principal, "keys.revoke", "admin", billable=False)).principal
     await run_in_threadpool(lambda: accounts.revoke_key(prefix, caller.tenant_id, caller.key_id))
     return redirect(request, f"{PREFIX}/usage")

@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.apps.albums import UNSORTED, Album, list_albums
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, redirect, render
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
-from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter, meter_call
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
 from faceatlas.service.routes.albums import FACE_ID_MAX, call_album
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -28,7 +28,7 @@ FaceIds = Annotated[list[int], Form(max_length=10_000)]
 
 @router.get("/albums", include_in_schema=False)
 async def albums(request: Request, user: UserDep, db: DbDep) -> Response:
-    meter = meter_call(request, user.principal, "albums.people", "read", billable=False)
+    meter = await gate(request, user.principal, "albums.people", "read", billable=False)
     names = await run_in_threadpool(list_albums, db, f"svc:{meter.principal.tenant_id}")
     return render(request, "albums.html", user, albums=names, can_write=user.principal.allows("write"),
                   max_photos=MAX_PHOTOS)
@@ -60,7 +60,7 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
 @router.get("/albums/{album}", include_in_schema=False)
 async def album_page(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                      album: AlbumName) -> Response:
-    meter_call(request, user.principal, "albums.people", "read", billable=False)
+    await gate(request, user.principal, "albums.people", "read", billable=False)
     return await _album_page(request, user, analyzer, gallery, db, album)
 
 
@@ -78,7 +78,7 @@ async def _album_page(request: Request, user: Any, analyzer: Any, gallery: Any, 
 @router.get("/albums/{album}/people/{person}", include_in_schema=False)
 async def person_page(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                       album: AlbumName, person: PersonRef) -> Response:
-    meter_call(request, user.principal, "albums.people", "read", billable=False)
+    await gate(request, user.principal, "albums.people", "read", billable=False)
 
     def read(a: Album) -> tuple[Any, list[Any], list[Any], bool]:
         info = None if person == UNSORTED else a.person(person)
@@ -95,7 +95,7 @@ async def person_page(request: Request, user: UserDep, analyzer: AnalyzerDep, ga
 async def face_crop(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                     album: AlbumName, face: FaceId) -> Response:
     """A face's kept crop (albums made with crops kept)."""
-    meter_call(request, user.principal, "albums.people", "read", billable=False)
+    await gate(request, user.principal, "albums.people", "read", billable=False)
     await _existing(db, user, album)
     crop = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, lambda a: a.face_crop(face))
     if crop is None:
@@ -154,7 +154,7 @@ async def reject(request: Request, user: PostingUserDep, accounts: AccountsDep, 
 
 async def _correct(request: Request, user: Any, accounts: Any, analyzer: Any, gallery: Any, db: Any, album: str,
                    action: str, target: str, use: Any) -> Any:
-    meter_call(request, user.principal, "albums.correct", "write", billable=False)
+    await gate(request, user.principal, "albums.correct", "write", billable=False)
     await _existing(db, user, album)
     done = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, use)
     await audit(accounts, user.principal, action, f"{album}/{target}")

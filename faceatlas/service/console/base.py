@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgument
+from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
+from faceatlas.service.deps import Meter, meter_call
+from faceatlas.service.errors import validation_message
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -47,14 +51,18 @@ def redirect(request: Request, path: str) -> Response:
 
 class ConsoleRoute(APIRoute):
     """A console route: a missing, expired or revoked session leads to the login page; any other
-    FaceAtlas error becomes a page (or an htmx fragment) with its code, message and status."""
+    FaceAtlas error, and a form field or path value that breaks its rules (422), becomes a page (or
+    an htmx fragment) with its code, message and status."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
             try:
-                response = await handler(request)
+                try:
+                    response = await handler(request)
+                except RequestValidationError as invalid:  # a form field or address out of its rules
+                    raise InvalidArgument(validation_message(invalid)) from None
             except LoginRequired as exc:
                 return redirect(request, f"{PREFIX}/login?reason={exc.reason}")
             except FaceAtlasError as exc:
@@ -94,6 +102,14 @@ async def posting_user(request: Request, user: UserDep) -> ConsoleUser:
 
 
 PostingUserDep = Annotated[ConsoleUser, Depends(posting_user)]
+
+
+async def gate(request: Request, principal: Principal, operation: str, scope: str, *,
+               billable: bool = True) -> Meter:
+    """The API's gate (:func:`faceatlas.service.deps.meter_call`: scope, rate, quota) for one
+    console action, run off the event loop as the API's dependencies are (it may wait on Redis or
+    the database)."""
+    return await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
 
 
 def render(request: Request, template: str, user: ConsoleUser | None, status_code: int = 200,

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.service.console.base import ConsoleRoute, UserDep, get_sessions, render
+from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, get_sessions, render
 from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
-from faceatlas.service.deps import DbDep, meter_call
+from faceatlas.service.deps import DbDep
 from faceatlas.video import EVENT_TYPES, event_snapshot, list_events
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -29,7 +29,7 @@ def _blank(value: str | None) -> str | None:
 
 @router.get("/events", include_in_schema=False)
 async def events(request: Request, user: UserDep, db: DbDep, camera: Filter = None, type: Filter = None) -> Response:
-    meter = meter_call(request, user.principal, "events.list", "read", billable=False)
+    meter = await gate(request, user.principal, "events.list", "read", billable=False)
     rows = await run_in_threadpool(lambda: list_events(db, meter.principal.tenant_id, camera=_blank(camera),
                                                        type=_blank(type), limit=200))
     return render(request, "events.html", user, events=rows, types=EVENT_TYPES, camera=camera or "",
@@ -41,7 +41,7 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
                  since: Filter = None) -> Response:
     """New events as they are stored (server-sent events, one ``data:`` line of JSON each). The
     session is checked again at every poll: a revoked key's feed ends."""
-    meter = meter_call(request, user.principal, "events.stream", "read", billable=False)
+    meter = await gate(request, user.principal, "events.stream", "read", billable=False)
     tenant = meter.principal.tenant_id
     sessions = get_sessions(request)
     session_id = request.cookies.get(COOKIE)
@@ -72,6 +72,6 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
 @router.get("/events/{event_id}/snapshot", include_in_schema=False)
 async def snapshot(request: Request, user: UserDep, db: DbDep,
                    event_id: Annotated[str, Path(max_length=32)]) -> Response:
-    meter = meter_call(request, user.principal, "events.snapshot", "read", billable=False)
+    meter = await gate(request, user.principal, "events.snapshot", "read", billable=False)
     image = await run_in_threadpool(event_snapshot, db, meter.principal.tenant_id, event_id)
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

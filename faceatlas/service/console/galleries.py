@@ -14,7 +14,16 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, is_htmx, redirect, render
+from faceatlas.service.console.base import (
+    PREFIX,
+    ConsoleRoute,
+    PostingUserDep,
+    UserDep,
+    gate,
+    is_htmx,
+    redirect,
+    render,
+)
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import (
     AccountsDep,
@@ -23,7 +32,6 @@ from faceatlas.service.deps import (
     PoolDep,
     SettingsDep,
     charge_pixels,
-    meter_call,
     tenant_gallery,
 )
 
@@ -34,7 +42,7 @@ FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH)]
 
 @router.get("/galleries", include_in_schema=False)
 async def collections(request: Request, user: UserDep) -> Response:
-    meter_call(request, user.principal, "collections.list", "read")
+    await gate(request, user.principal, "collections.list", "read")
     gallery = tenant_gallery(request, user.principal)
     items = await run_in_threadpool(gallery.list_collections)
     return render(request, "galleries.html", user, collections=items, can_write=user.principal.allows("write"))
@@ -45,7 +53,7 @@ async def create_collection(
     request: Request, user: PostingUserDep, analyzer: AnalyzerDep, accounts: AccountsDep,
     name: FormName, keep_crops: Annotated[bool, Form()] = False,
 ) -> Response:
-    meter_call(request, user.principal, "collections.create", "write")
+    await gate(request, user.principal, "collections.create", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: gallery.create_collection(name, analyzer, keep_crops=keep_crops))
     await audit(accounts, user.principal, "collection.create", name)
@@ -54,7 +62,7 @@ async def create_collection(
 
 @router.get("/galleries/{collection}", include_in_schema=False)
 async def collection_page(request: Request, user: UserDep, collection: Name) -> Response:
-    meter_call(request, user.principal, "subjects.list", "read")
+    await gate(request, user.principal, "subjects.list", "read")
     gallery = tenant_gallery(request, user.principal)
 
     def load() -> tuple[Any, list[Any], dict[str, int]]:
@@ -76,7 +84,7 @@ async def collection_page(request: Request, user: UserDep, collection: Name) -> 
 @router.get("/galleries/{collection}/faces/{face_id}", include_in_schema=False)
 async def face_thumbnail(request: Request, user: UserDep, collection: Name, face_id: int) -> Response:
     """A stored face crop (only when the collection keeps crops)."""
-    meter_call(request, user.principal, "faces.crop", "read", billable=False)
+    await gate(request, user.principal, "faces.crop", "read", billable=False)
     gallery = tenant_gallery(request, user.principal)
     crop = await run_in_threadpool(gallery.face_crop, collection, face_id)
     if crop is None:
@@ -118,7 +126,7 @@ async def enrol(
 async def search(request: Request, user: PostingUserDep, pool: PoolDep, collection: Name,
                  photo: Annotated[UploadFile, File()]) -> Response:
     """1:N: who is this, or nobody (at the default FAR); matches with similarity and FAR level."""
-    meter = meter_call(request, user.principal, "search", "read")
+    meter = await gate(request, user.principal, "search", "read")
     data = await photo.read()
     charge_pixels(request, [data])
     faces = await pool.analyze(data, max_faces=1)
@@ -136,7 +144,7 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, collection: Name,
                 absorb: FormName, into: FormName) -> Response:
     """Move every face of ``absorb`` to ``into`` and delete ``absorb``."""
-    meter_call(request, user.principal, "subjects.merge", "write")
+    await gate(request, user.principal, "subjects.merge", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: gallery.merge_subjects(collection, into, absorb))
     await audit(accounts, user.principal, "subject.merge", f"{collection}/{absorb}", {"into": into})
@@ -147,7 +155,7 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, c
 async def delete_subject(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
                          collection: Name, subject: Name) -> Response:
     """Delete a subject and every trace of it (faces, vectors, crops, index entries, its id in the audit trail)."""
-    meter_call(request, user.principal, "subjects.delete", "write")
+    await gate(request, user.principal, "subjects.delete", "write")
     principal = user.principal
     gallery = tenant_gallery(request, principal)
     faces = await run_in_threadpool(gallery.delete_subject, collection, subject)
@@ -160,7 +168,7 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
 @router.post("/galleries/{collection}/delete", include_in_schema=False)
 async def delete_collection(request: Request, user: PostingUserDep, accounts: AccountsDep,
                             collection: Name) -> Response:
-    meter_call(request, user.principal, "collections.delete", "write")
+    await gate(request, user.principal, "collections.delete", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(gallery.delete_collection, collection)
     await audit(accounts, user.principal, "collection.delete", collection)

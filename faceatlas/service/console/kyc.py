@@ -11,8 +11,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.service.console.base import ConsoleRoute, UserDep, render
-from faceatlas.service.deps import KycDep, meter_call
+from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, render
+from faceatlas.service.deps import KycDep
 
 router = APIRouter(route_class=ConsoleRoute)
 STATUSES = ("pending", "processing", "accepted", "rejected", "expired")
@@ -31,7 +31,7 @@ REASON_WORDS = {
 @router.get("/kyc", include_in_schema=False)
 async def sessions(request: Request, user: UserDep, kyc: KycDep,
                    status: Annotated[str | None, Query(max_length=20)] = None) -> Response:
-    tenant = meter_call(request, user.principal, "kyc.session", "detect", billable=False).principal.tenant_id
+    tenant = (await gate(request, user.principal, "kyc.session", "detect", billable=False)).principal.tenant_id
     wanted = status if status in STATUSES else None
     found = await run_in_threadpool(lambda: kyc.list(f"svc:{tenant}", status=wanted, limit=200))
     return render(request, "kyc.html", user, sessions=found, statuses=STATUSES, status=wanted or "",
@@ -42,7 +42,7 @@ async def sessions(request: Request, user: UserDep, kyc: KycDep,
 async def session(request: Request, user: UserDep, kyc: KycDep,
                   session_id: Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")],
                   ) -> Response:
-    tenant = meter_call(request, user.principal, "kyc.session", "detect", billable=False).principal.tenant_id
+    tenant = (await gate(request, user.principal, "kyc.session", "detect", billable=False)).principal.tenant_id
 
     def read() -> tuple[object, dict[str, bytes]]:
         return kyc.get(f"svc:{tenant}", session_id), kyc.references(f"svc:{tenant}", session_id)

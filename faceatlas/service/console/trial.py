@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.errors import InvalidArgument
-from faceatlas.service.console.base import ConsoleRoute, PostingUserDep, UserDep, is_htmx, render
+from faceatlas.service.console.base import ConsoleRoute, PostingUserDep, UserDep, gate, is_htmx, render
 from faceatlas.service.console.draw import faces_png
-from faceatlas.service.deps import AnalyzerDep, PoolDep, charge_pixels, meter_call
+from faceatlas.service.deps import AnalyzerDep, PoolDep, charge_pixels
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -31,7 +31,7 @@ async def try_it(
     other: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """One metered call of ``operation`` (scope ``detect``), as ``/v1/detect|liveness|compare``."""
-    meter = meter_call(request, user.principal, operation, "detect")
+    meter = await gate(request, user.principal, operation, "detect")
     data = await photo.read()
     result: dict = {"operation": operation}
     if operation == "compare":

@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import FaceAtlasError, QuotaExceeded, RateLimited
 from faceatlas.service.accounts import Principal, billed
+from faceatlas.service.console.base import gate
 from faceatlas.service.db import UsageRecord
-from faceatlas.service.deps import Meter, charge_pixels, get_shared, meter_call, usage_row
+from faceatlas.service.deps import Meter, charge_pixels, get_shared, usage_row
 
 MAX_PHOTOS = 20
 
@@ -36,15 +37,17 @@ async def each_photo(request: Request, principal: Principal, accounts: Any, oper
     for upload in photos[:MAX_PHOTOS]:
         started, status, meter = time.perf_counter(), ok_status, None
         try:
-            meter = meter_call(request, principal, operation, scope)
+            meter = await gate(request, principal, operation, scope)
             data = await upload.read()
-            charge_pixels(request, [data])
+            await run_in_threadpool(charge_pixels, request, [data])
             outcomes.append({"file": upload.filename, "ok": True, **await work(data, meter)})
         except (RateLimited, QuotaExceeded) as exc:
             meter = None
             outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
         except FaceAtlasError as exc:
             status = exc.status
+            if getattr(request.state, "meter", None) is not meter:
+                meter = None  # the gate gave this call back already (e.g. shared state unavailable)
             outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
         if meter is not None:
             rows.append(usage_row(meter, status, started))
