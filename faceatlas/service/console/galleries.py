@@ -1,5 +1,5 @@
 """Galleries: collections, subjects (thumbnails from stored crops), enrolment by upload, merge,
-delete and search by photo. Each action passes the API's gate (:func:`meter_call`: scope, rate,
+delete and search by photo. Each action passes the API's gate (:func:`base.gate`: scope, rate,
 quota, usage) and calls the gallery as the ``/v1`` routes do."""
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import RetailStore, chart_png, list_stores, report_window, store_report
 from faceatlas.db import utcnow
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, redirect, render
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
 from faceatlas.service.console.uploads import audit
-from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, meter_call
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep
 
 router = APIRouter(route_class=ConsoleRoute)
 StoreId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -29,7 +29,7 @@ CHARTS = (("visits_per_hour", "visits_per_hour", "Visits per hour of day"),
 
 @router.get("/store", include_in_schema=False)
 async def stores(request: Request, user: UserDep, db: DbDep) -> Response:
-    meter = meter_call(request, user.principal, "retail.analytics", "read", billable=False)
+    meter = await gate(request, user.principal, "retail.analytics", "read", billable=False)
     found = await run_in_threadpool(list_stores, db, meter.principal.tenant_id)
     return render(request, "stores.html", user, stores=found)
 
@@ -38,7 +38,7 @@ async def stores(request: Request, user: UserDep, db: DbDep) -> Response:
 async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                     store_id: StoreId) -> Response:
     """Today's and the last 30 days' headline numbers, today's charts, occupancy and open alerts."""
-    tenant = meter_call(request, user.principal, "retail.analytics", "read", billable=False).principal.tenant_id
+    tenant = (await gate(request, user.principal, "retail.analytics", "read", billable=False)).principal.tenant_id
     today = date.today()
 
     def read() -> dict[str, Any]:
@@ -64,7 +64,7 @@ async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
 async def resolve(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                   gallery: GalleryDep, db: DbDep, store_id: StoreId,
                   alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Response:
-    tenant = meter_call(request, user.principal, "retail.alerts", "write", billable=False).principal.tenant_id
+    tenant = (await gate(request, user.principal, "retail.alerts", "write", billable=False)).principal.tenant_id
 
     def run() -> None:
         store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
