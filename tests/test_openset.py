@@ -175,3 +175,27 @@ def test_mean_aggregate_searches_cut_at_the_template_threshold_for_the_subject_c
         assert gallery.search("c", probe, k=1, aggregate="mean", calibration=calibration) == []
         assert gallery.search("c", probe, k=1, aggregate="mean", calibration=calibration,
                               far=1e-3)[0].external_id == "alice"  # a 1:1 FAR is not read on the template tail
+
+
+def test_a_cut_read_below_the_measured_tail_is_logged_once(tmp_path, caplog):
+    """The shipped scrfd-mbf tail reaches ~3e-7 per comparison: FPIR 1e-3 over a handful of faces
+    is measured, over 10,000 faces (1e-7 per comparison) it is extrapolated, and the gallery says
+    so in its log once for that collection size, not on every search."""
+    pack = get_pack("scrfd-mbf")
+    calibration = load_calibration(pack)
+    assert calibration is not None
+    lowest = calibration.lowest_far()
+    assert 1e-7 < lowest < 1e-5
+    assert not calibration.extrapolates(1e-3, 10) and calibration.extrapolates(1e-3, 10_000)
+    rid = pack.recognizer_id
+    vectors = l2_normalize(np.random.default_rng(1).normal(size=(3, 128)))
+    with Gallery.open(f"sqlite:///{tmp_path}/g.db") as gallery:
+        gallery.create_collection("c", pack)
+        for i, vector in enumerate(vectors):
+            gallery.add_embeddings("c", f"p{i}", vector[None], recognizer_id=rid)
+        with caplog.at_level("WARNING", logger="faceatlas"):
+            gallery.search("c", Embedding(vectors[0], rid), k=1)
+            assert "extrapolated" not in caplog.text  # 3 faces: inside the measured tail
+            gallery.search("c", Embedding(vectors[0], rid), k=1, fpir=1e-6)
+            gallery.search("c", Embedding(vectors[1], rid), k=1, fpir=1e-6)
+        assert caplog.text.count("extrapolated below the calibration's lowest measured FAR") == 1

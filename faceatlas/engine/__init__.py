@@ -11,6 +11,7 @@ from faceatlas.engine.calibration import (
     Cut,
     far_key,
     load_calibration,
+    per_comparison_far,
     save_calibration,
     user_calibration_path,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "get_pack",
     "identification_report",
     "load_calibration",
+    "per_comparison_far",
     "l2_normalize",
     "load_image",
     "locate",

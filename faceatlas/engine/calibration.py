@@ -108,6 +108,16 @@ class Calibration:
             return max(_read_curve(self._template_curve, far), self.far_threshold(far))
         return self.far_threshold(far)
 
+    def lowest_far(self, *, templates: bool = False) -> float:
+        """The lowest FAR this calibration's impostor pairs reach; below it thresholds are extrapolated."""
+        tail = self.template_tail if templates and self.template_tail else (self.tail or self.thresholds)
+        return min(float(k) for k in tail)
+
+    def extrapolates(self, fpir: float, gallery_size: int, *, templates: bool = False) -> bool:
+        """Whether :meth:`fpir_threshold` for this gallery size reads below the measured tail (the
+        threshold is then extrapolated: strict by design, but the FPIR reached is not measured)."""
+        return per_comparison_far(fpir, gallery_size) < self.lowest_far(templates=templates)
+
     def far_level(self, similarity: float) -> float | None:
         """The strictest calibrated FAR whose threshold ``similarity`` reaches, or None."""
         passed = [float(k) for k, t in self.thresholds.items() if similarity >= t]

@@ -6,6 +6,8 @@ Every write commits to the database first and only then updates the derived vect
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +37,7 @@ from faceatlas.engine import (
     get_pack,
     l2_normalize,
     load_calibration,
+    per_comparison_far,
 )
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import (
@@ -70,6 +73,7 @@ from faceatlas.gallery.types import (
 )
 from faceatlas.settings import EngineSettings, StorageSettings
 
+log = logging.getLogger("faceatlas")
 DEFAULT_TENANT = "default"
 T = TypeVar("T")
 _CROP_MARGIN = 0.5
@@ -87,6 +91,7 @@ class Gallery:
         self.tenant = tenant
         self.settings = settings or EngineSettings()  # where user calibrations are (read once, not per search)
         self._tenant_id: int = self._tenant_row(tenant)
+        self._extrapolated: set[tuple[int, int, float]] = set()  # cuts already logged as extrapolated
 
     def _tenant_row(self, tenant: str) -> int:
         """The id of ``tenant``'s row, created when new (once, when processes race to create it)."""
@@ -519,6 +524,20 @@ class Gallery:
         return report
 
     # -- search -----------------------------------------------------------------------------
+    def _note_extrapolated(self, coll: Collection, calibration: Calibration, fpir: float, size: int,
+                           templates: bool) -> None:
+        """Log, once per collection and decade of its size, a search cut read below the
+        calibration's measured tail: the stated FPIR is then an extrapolation (strict), not a measure."""
+        decade = (coll.id, int(math.log10(size)), fpir)
+        if decade in self._extrapolated or not calibration.extrapolates(fpir, size, templates=templates):
+            return
+        self._extrapolated.add(decade)
+        log.warning("collection '%s' (%s %s): the threshold for FPIR %g is extrapolated below the calibration's "
+                    "lowest measured FAR %.1e (per comparison: %.1e); the FPIR reached is then lower than "
+                    "stated and fewer enrolled people are found (README: open-set identification)",
+                    coll.name, f"{size:,}", "subjects" if templates else "faces", fpir,
+                    calibration.lowest_far(templates=templates), per_comparison_far(fpir, size))
+
     def search(self, collection: str, query: Face | Embedding, *, k: int = 5, threshold: float | None = None,
                fpir: float = DEFAULT_FPIR, far: float | None = None, rank_only: bool = False,
                aggregate: Aggregate = "best", calibration: Calibration | None = None) -> list[Match]:
@@ -545,6 +564,8 @@ class Gallery:
                 size = session.scalar(select(func.count()).select_from(Subject)
                                       .where(Subject.collection_id == coll.id)) or 0
             cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=max(size, 1), templates=templates)
+            if cut.threshold is None and cut.far is None and cut.fpir is not None and calibration is not None:
+                self._note_extrapolated(coll, calibration, cut.fpir, max(size, 1), templates)
             if len(index) == 0:
                 return []
             sims, face_ids = index.search(vector[None], min(len(index), max(8 * k, 64)))
