@@ -3,6 +3,9 @@
 Routes return the layers' ``to_dict()`` views; these models validate and document them. Keys a
 view leaves out (a face's ``pose``, ``embedding``, ...) stay out: the routes answer with
 ``response_model_exclude_unset``.
+
+The JSON request bodies of the routes derive from :class:`RequestBody`: a field they do not declare
+is refused (422 ``validation_error``), never silently ignored.
 """
 
 from __future__ import annotations
@@ -10,6 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class RequestBody(BaseModel):
+    """The base of every JSON request body: an unknown field (a typo, a field no call can change) is
+    refused with 422 ``validation_error`` instead of being dropped and answered 200."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 # -- faces ----------------------------------------------------------------------------------------
 

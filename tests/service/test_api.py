@@ -235,3 +235,26 @@ def test_retail_analytics_are_served_to_the_store_owner_only(api, examples, fast
     assert table.splitlines()[0] == "metric,key,value"
     with api.client("globex_admin") as globex:
         assert globex.get(path, params=window).status_code == 404
+
+
+def test_every_json_body_model_of_the_api_refuses_unknown_fields(api):
+    """A body model that ignores a field it does not declare answers 200 to a typo and does nothing
+    asked: every model of a JSON request body forbids them (``additionalProperties: false``)."""
+    spec = api.app.openapi()
+    schemas = spec["components"]["schemas"]
+
+    def refs(schema: dict) -> list[str]:
+        found = [schema["$ref"]] if "$ref" in schema else []
+        return found + [ref for option in schema.get("anyOf", []) for ref in refs(option)]
+
+    bodies = {
+        f"{method.upper()} {path}": ref.rsplit("/", 1)[-1]
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        for ref in refs(operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+                        .get("schema", {}))
+    }
+    assert len(bodies) >= 17 and "PATCH /v1/collections/{collection}/subjects/{subject}" in bodies
+    lax = sorted(f"{route} ({model})" for route, model in bodies.items()
+                 if schemas[model].get("additionalProperties") is not False)
+    assert lax == []

@@ -188,3 +188,25 @@ def test_tenant_update_and_delete_erase_everything_it_owns(api, examples):
         assert gallery.for_tenant("svc:doomed").list_collections() == []
     missing = runner.invoke(cli, ["admin", "tenant", "delete", "nobody", "--yes", "--db", api.database_url])
     assert missing.exit_code == 2 and "nobody" in missing.output
+
+
+def test_a_field_a_write_body_does_not_declare_is_refused_not_ignored(api):
+    """PATCH of a subject with ``external_id`` (which no body can change) answered 200 and changed
+    nothing; a misspelt option of a new collection was dropped the same way."""
+    name = f"strict_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        assert http.post(f"/v1/collections/{name}/subjects", json={"id": "ada", "name": "Ada"}).status_code == 201
+        subject = f"/v1/collections/{name}/subjects/ada"
+        renamed = http.patch(subject, json={"external_id": "other"})
+        mixed = http.patch(subject, json={"name": "Grace", "nmae": "Grace"})
+        misspelt = http.post("/v1/collections", json={"name": f"{name}_b", "keep_crop": True})
+        kept = http.get(subject).json()
+        assert http.patch(subject, json={"name": "Grace"}).json()["name"] == "Grace"
+        http.delete(f"/v1/collections/{name}")
+    for refused, field in ((renamed, "external_id"), (mixed, "nmae"), (misspelt, "keep_crop")):
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
+        assert field in refused.json()["error"]["message"]
+    assert (kept["external_id"], kept["name"]) == ("ada", "Ada")  # nothing was written
+    with api.client("acme_read") as http:
+        assert http.get(f"/v1/collections/{name}_b").status_code == 404

@@ -7,26 +7,26 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import day_range
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, metered
 from faceatlas.service.idempotency import IdempotentRoute
-from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, TenantSettingsOut, UsageOut
+from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, RequestBody, TenantSettingsOut, UsageOut
 
 router = APIRouter(tags=["account"], route_class=IdempotentRoute)
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(RequestBody):
     scopes: list[Literal["admin", "write", "read", "detect"]] = Field(min_length=1)
     name: str = Field(default="", max_length=200)
     rate_per_second: float = Field(default=20.0, gt=0, le=10_000)
     burst: int = Field(default=40, ge=1, le=100_000)
 
 
-class SettingsRequest(BaseModel):
+class SettingsRequest(RequestBody):
     kyc_retention_days: int | None = Field(
         default=None, ge=0, le=MAX_RETENTION_DAYS,
         description="days a verification's reference face images are kept (0: none written); shortening it "

@@ -40,6 +40,7 @@ from faceatlas.service.schemas import (
     AlbumPromoteOut,
     AlbumReclusterOut,
     AlbumScanOut,
+    RequestBody,
 )
 
 router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
@@ -50,24 +51,24 @@ FaceId = Annotated[int, Path(ge=1, le=FACE_ID_MAX)]
 T = TypeVar("T")
 
 
-class NameRequest(BaseModel):
+class NameRequest(RequestBody):
     name: str = Field(min_length=1, max_length=400)
 
 
-class MergeRequest(BaseModel):
+class MergeRequest(RequestBody):
     absorb: str = Field(min_length=1, max_length=400, description="the person whose faces join this one")
 
 
-class MoveRequest(BaseModel):
+class MoveRequest(RequestBody):
     to: str = Field(min_length=1, max_length=400, description="the person the face is")
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(RequestBody):
     collection: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
     subject: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
 
 
-class SplitRequest(BaseModel):
+class SplitRequest(RequestBody):
     faces: list[Annotated[int, Field(ge=1, le=FACE_ID_MAX)]] = Field(min_length=1, max_length=10_000)
 
 

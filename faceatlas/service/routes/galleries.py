@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +39,7 @@ from faceatlas.service.schemas import (
     CollectionList,
     CollectionOut,
     EnrolOut,
+    RequestBody,
     SearchOut,
     SubjectOut,
     SubjectPage,
@@ -53,23 +54,23 @@ SubjectId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=
 SUBJECT = "{collection}/{subject}"
 
 
-class CollectionRequest(BaseModel):
+class CollectionRequest(RequestBody):
     name: Name
     keep_crops: bool = Field(default=False, description="store a source crop of each face (enables re-embedding)")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class SubjectRequest(BaseModel):
+class SubjectRequest(RequestBody):
     id: Name
     name: str | None = Field(default=None, max_length=300)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class MergeRequest(BaseModel):
+class MergeRequest(RequestBody):
     into: Name = Field(description="the subject that keeps every face (its metadata wins)")
 
 
-class SubjectUpdate(BaseModel):
+class SubjectUpdate(RequestBody):
     name: str | None = Field(default=None, max_length=300)
     metadata: dict[str, Any] | None = None
 

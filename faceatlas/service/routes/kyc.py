@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, metered
 from faceatlas.service.idempotency import IdempotentRoute
-from faceatlas.service.schemas import KycSessionList, KycSessionOut
+from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
 
 router = APIRouter(tags=["kyc"], route_class=IdempotentRoute)
 Status = Literal["pending", "processing", "accepted", "rejected", "expired"]
@@ -21,7 +21,7 @@ SessionId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]
 MAX_FRAMES = 300
 
 
-class SessionRequest(BaseModel):
+class SessionRequest(RequestBody):
     retention_days: int | None = Field(default=None, ge=0, le=MAX_RETENTION_DAYS, description="days the reference "
                                        "face images are kept: at most the tenant's setting (PATCH /v1/settings, "
                                        "0 unless its admin set more), which is the default")
@@ -86,7 +86,7 @@ async def submit_session(
     document_bytes = await document.read()
     frame_bytes = [await part.read() for part in frames]
     video = None if selfie is None or isinstance(selfie, str) else await selfie.read()
-    charge_pixels(request, [document_bytes, *frame_bytes[:1]])
+    charge_pixels(request, [document_bytes, *frame_bytes])  # every image's pixels, as on every route
     info = await pool.run(lambda: kyc.submit(f"svc:{meter.principal.tenant_id}", session_id, document_bytes,
                                              video=video, frames=frame_bytes or None, fps=fps))
     meter.faces = 1 if info.accepted else 0

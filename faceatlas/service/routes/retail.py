@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import (
@@ -50,6 +50,7 @@ from faceatlas.service.deps import (
 )
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import (
+    RequestBody,
     RetailMemberOut,
     RetailProductList,
     RetailProductOut,
@@ -102,29 +103,29 @@ T = TypeVar("T")
 Price = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="minor units (cents)")]
 
 
-class ProductCreate(BaseModel):
+class ProductCreate(RequestBody):
     sku: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=400)
     price_cents: Price
 
 
-class ProductChange(BaseModel):
+class ProductChange(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=400)
     price_cents: Price | None = None
 
 
-class ConsentChange(BaseModel):
+class ConsentChange(RequestBody):
     consent: bool = Field(description="false: withdraw (a new consent is POST .../consent with a new photo)")
     purposes: list[str] | None = Field(default=None, max_length=10,
                                        description="the purposes withdrawn (default: every one)")
 
 
-class PickRequest(BaseModel):
+class PickRequest(RequestBody):
     sku: str = Field(min_length=1, max_length=100)
     quantity: int = Field(default=1, ge=-1000, le=1000)
 
 
-class RefundRequest(BaseModel):
+class RefundRequest(RequestBody):
     amount_cents: int | None = Field(default=None, ge=1)
     reason: str = Field(default="", max_length=400)
     key: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
