@@ -108,6 +108,11 @@ def test_search_by_raw_embedding_and_model_mismatch(api, examples):
     assert wrong_size.status_code == 409 and wrong_size.json()["error"]["code"] == "model_mismatch"
     assert wrong_space.status_code == 409 and wrong_space.json()["error"]["code"] == "model_mismatch"
     assert unnamed.status_code == 422 and "recognizer_id" in unnamed.json()["error"]["message"]
+    with api.client("acme_read") as http:  # booleans and number strings were cast to float32 and searched
+        for values in ([True] * 128, ["0.5"] * 128, embedding[:-1] + [False], embedding[:-1] + ["1"]):
+            refused = http.post(url, json={"embedding": values, "recognizer_id": space})
+            assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
+            assert "number" in refused.json()["error"]["message"]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
