@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Demonstrations of the vertical apps on real faces.", no_args_is_help=True)
 console = Console()
-DEMO_PACK = "scrfd-mbf"  # when neither --pack nor FACEATLAS_PACK names one
 
 
 def _settings() -> EngineSettings:
@@ -41,7 +40,7 @@ def retail(
     visits: Annotated[int, typer.Option(help="visits in the simulated day")] = 30,
     seed: Annotated[int, typer.Option(help="seed of the simulation")] = 0,
     out: Annotated[Path | None, typer.Option(help="output folder (default: a new temporary folder)")] = None,
-    pack: Annotated[str | None, typer.Option(help="model pack (default: FACEATLAS_PACK or scrfd-mbf)")] = None,
+    pack: Annotated[str | None, typer.Option(help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")] = None,
     lfw: Annotated[Path | None, typer.Option(help="LFW images folder (<Name>/*.jpg)")] = None,
     spoof: Annotated[Path | None, typer.Option(help="spoof photo shown at the exit")] = None,
 ) -> None:
@@ -64,7 +63,7 @@ def retail(
         stale.unlink()
     started = time.perf_counter()
     try:
-        analyzer = FaceAnalyzer(pack or settings.pack_name(DEMO_PACK), announce_license=False, settings=settings)
+        analyzer = FaceAnalyzer(pack or settings.pack_name(), announce_license=False, settings=settings)
         with RetailStore.open(demo_store(), analyzer, f"sqlite:///{database}", index_dir=out / "indexes") as store:
             with progress(console) as bar:
                 task = bar.add_task("simulated events", total=None)

@@ -19,3 +19,26 @@ def test_demo_retail_writes_analytics(shared: Path, tmp_path: Path, monkeypatch)
     truth = json.loads((tmp_path / "ground_truth.json").read_text())
     assert truth["visits"] == 6 and truth["new_members"] == 3
     assert (tmp_path / "retail_analytics.csv").is_file() and (tmp_path / "retail_visits_per_hour.png").is_file()
+
+
+def test_demo_uses_the_settings_pack_unless_one_is_named(tmp_path: Path, monkeypatch) -> None:
+    """The demo named scrfd-mbf (non-commercial) when FACEATLAS_PACK was unset, while every other
+    command takes the settings' default (yunet-frfeature, commercially usable)."""
+    import faceatlas.cli.demo as demo
+    from faceatlas.errors import ModelMissing
+    from faceatlas.settings import DEFAULT_PACK
+
+    asked: list[str] = []
+
+    def analyzer(pack: str, **_: object) -> None:
+        asked.append(pack)
+        raise ModelMissing("stop here")
+
+    monkeypatch.setattr(demo, "FaceAnalyzer", analyzer)
+    (tmp_path / "lfw").mkdir()
+    command = ["demo", "retail", "--lfw", str(tmp_path / "lfw"), "--out", str(tmp_path / "out")]
+    for extra, env in (([], None), ([], "yunet-mbf"), (["--pack", "dlib"], "yunet-mbf")):
+        if env:
+            monkeypatch.setenv("FACEATLAS_PACK", env)
+        assert CliRunner().invoke(app, command + extra).exit_code == 2
+    assert asked == [DEFAULT_PACK, "yunet-mbf", "dlib"] and DEFAULT_PACK == "yunet-frfeature"
