@@ -106,6 +106,16 @@ def test_dlib_pack_needs_no_download(isolated, monkeypatch):
     assert all(resolve(f).is_file() for f in pack.core_files)
 
 
+def test_only_the_default_pack_is_described_as_the_default():
+    """`models list` called dlib the "offline default" after yunet-frfeature became the default."""
+    from faceatlas.engine.packs import PACKS
+    from faceatlas.settings import DEFAULT_PACK
+
+    called_default = sorted(name for name, pack in PACKS.items() if "default" in pack.description.lower())
+    assert called_default in ([], [DEFAULT_PACK])
+    assert "offline" in get_pack("dlib").description and "install" in get_pack("dlib").description
+
+
 def test_offline_fetch_refuses_without_touching_the_network(isolated, http_root, monkeypatch):
     root, base = http_root
     payload = b"model bytes " * 100

