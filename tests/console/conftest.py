@@ -37,6 +37,7 @@ class Console:
     keys: dict[str, str]
     accounts: Accounts
     database_url: str
+    index_dir: Path | None = None  # the server's gallery index folder
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def console(new_database, shared: Path, tmp_path_factory: pytest.TempPathFactory
             "globex_admin": accounts.create_key("globex", ["admin"], rate_per_second=500, burst=500).token,
         }
         process, url = service.start_server(database_url, shared, folder / "server.log")
-        yield Console(url, keys, accounts, database_url)
+        yield Console(url, keys, accounts, database_url, folder / "indexes")
         service.stop_server(process)
         engine.dispose()
 

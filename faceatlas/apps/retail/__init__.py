@@ -33,6 +33,7 @@ from faceatlas.apps.retail.members import (
     ErasureReport,
     MemberInfo,
     MemberRegistry,
+    NoUsableFace,
     WithdrawalReport,
 )
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
@@ -57,6 +58,7 @@ __all__ = [
     "LedgerPayments",
     "MemberInfo",
     "MemberRegistry",
+    "NoUsableFace",
     "Observations",
     "PaymentBackend",
     "Pick",

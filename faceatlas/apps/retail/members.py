@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,18 @@ class MemberInfo:
     has_payment_method: bool
     age_band: str | None = None
     gender: str | None = None
+    # of an enrolment or a new grant: the images that gave no usable face, as (source, "code: why");
+    # the source is the gallery's name for the image (a path, or "image#N", the N-th from 0)
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+class NoUsableFace(NoFace):
+    """No image of an enrolment or a new grant gave a usable face; ``rejected``: each image's
+    (source, "code: why"), as :attr:`MemberInfo.rejected` names them."""
+
+    def __init__(self, rejected: Iterable[tuple[str, str]]) -> None:
+        self.rejected = tuple(rejected)
+        super().__init__(f"no usable face in the enrolment images: {list(self.rejected)}")
 
 
 @dataclass
@@ -108,7 +120,7 @@ class MemberRegistry:
         at = at or utcnow()
         report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
         if not report.added:
-            raise NoFace(f"no usable face in the enrolment images: {report.rejected}")
+            raise NoUsableFace(report.rejected)
         analytics = "analytics" in purposes
         try:
             with self._sessions.begin() as session:
@@ -123,7 +135,7 @@ class MemberRegistry:
         except Exception:
             self._gallery.delete_subject(self._collection, member_id)
             raise
-        return self.get(member_id)
+        return replace(self.get(member_id), rejected=tuple(report.rejected))
 
     def withdraw(self, member_id: str, purposes: Iterable[str] | None = None, *,
                  at: datetime | None = None) -> WithdrawalReport:
@@ -183,7 +195,7 @@ class MemberRegistry:
             self._member(session, member_id)
         report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
         if not report.added:
-            raise NoFace(f"no usable face in the enrolment images: {report.rejected}")
+            raise NoUsableFace(report.rejected)
         analytics = "analytics" in purposes
         at = utcnow()
         try:
@@ -200,7 +212,7 @@ class MemberRegistry:
             for face_id in report.added:
                 self._gallery.delete_face(self._collection, face_id)
             raise
-        return self.get(member_id)
+        return replace(self.get(member_id), rejected=tuple(report.rejected))
 
     def get(self, member_id: str) -> MemberInfo:
         """One member (NotFound when there is none)."""

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from faceatlas.errors import NotFound
-from faceatlas.service.console import account, albums, auth, events, galleries, kyc, store, trial
+from faceatlas.service.console import account, albums, auth, events, galleries, kyc, members, store, trial
 from faceatlas.service.console.base import HERE, PREFIX, ConsoleRoute
 from faceatlas.service.console.sessions import ConsoleSessions
 
@@ -19,7 +19,7 @@ def install(app: FastAPI) -> None:
     """Mount the console's pages and static files on ``app``."""
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     router = APIRouter()
-    for module in (auth, galleries, albums, store, kyc, trial, account, events):
+    for module in (auth, galleries, albums, store, members, kyc, trial, account, events):
         router.include_router(module.router)
     router.include_router(_unknown)  # last: any other console address is a page, not the API's JSON
     app.include_router(router, prefix=PREFIX, include_in_schema=False)

@@ -1,0 +1,290 @@
+"""A store's members and products, for the store's owner tenant: the members listed with their
+consent and enrolled faces, enrolment by uploaded photos under the consent purposes chosen (each
+photo's outcome shown), consent withdrawal and a new grant with a new photo, erasure after a
+confirm step; the product catalogue (add, rename, reprice, take off sale). Each action passes the
+API's gate (:func:`base.gate`) with the operation and scope of its ``/v1/retail/stores/...`` route
+and calls the same retail layer use case (``store.members``, ``store.products``), audited alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from faceatlas.apps.retail import ConsentRecord, MemberInfo, NoUsableFace, RetailStore
+from faceatlas.apps.retail.members import BIOMETRIC_PURPOSES, PURPOSES
+from faceatlas.errors import Forbidden, InvalidArgument
+from faceatlas.service.accounts import Principal
+from faceatlas.service.console.base import (
+    PREFIX,
+    ConsoleRoute,
+    PostingUserDep,
+    UserDep,
+    gate,
+    is_htmx,
+    redirect,
+    render,
+)
+from faceatlas.service.console.uploads import MAX_PHOTOS, audit
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, SettingsDep, charge_pixels
+
+router = APIRouter(route_class=ConsoleRoute)
+StoreId = Annotated[str, Path(min_length=1, max_length=100)]
+MemberId = Annotated[str, Path(min_length=1, max_length=64)]
+Sku = Annotated[str, Path(min_length=1, max_length=100)]
+Photos = Annotated[list[UploadFile], File()]
+Purposes = Annotated[list[str] | None, Form(max_length=len(PURPOSES))]
+Text = Annotated[str, Form(max_length=400)]
+T = TypeVar("T")
+# what each purpose lets the store do, as the enrolment form states it (docs/retail.md, "Consent")
+PURPOSE_HELP = {
+    "face_pay": "recognised at the door and the checkout to charge their cart (needs a payment method)",
+    "visit_recognition": "their visits kept as theirs (returning visits, named in the store's events)",
+    "analytics": "their declared age band and gender counted in the store's reports",
+    "marketing": "offers (not biometric: never enough on its own)",
+}
+def erasure_promise(keeps_ids: bool) -> str:
+    """What an erasure does, stated before it is confirmed (``keeps_ids``: the server's
+    ``audit_keeps_subject_ids``)."""
+    trail = ("their id stays in the audit trail (this server keeps subject ids)" if keeps_ids
+             else "their id is removed from the audit trail")
+    return ("Erasing a member deletes at once every face, vector and stored crop of theirs (the gallery index is "
+            "rewritten), their consent records and the member record; their visits and charges stay only as "
+            f"anonymous counts, the payment backend forgets their payment method, and {trail}. "
+            "This cannot be undone.")
+
+
+async def _store(request: Request, principal: Principal, operation: str, scope: str, store_id: str,
+                 analyzer: Any, gallery: Any, db: Any, use: Callable[[RetailStore], T], *,
+                 billable: bool = False) -> T:
+    """``use`` on the tenant's store after the gate, off the event loop (another tenant's store: 404)."""
+    tenant = (await gate(request, principal, operation, scope, billable=billable)).principal.tenant_id
+
+    def run() -> T:
+        store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
+        try:
+            return use(store)
+        finally:
+            store.close()
+
+    return await run_in_threadpool(run)
+
+
+def _consent(principal: Principal, purposes: Sequence[str] | None, granted_by: str) -> ConsentRecord:
+    return ConsentRecord(tuple(purposes or ()), granted_by=granted_by.strip(),
+                         recorded_by=f"console:{principal.key_id}")
+
+
+async def _photos(request: Request, photos: Sequence[UploadFile]) -> list[bytes]:
+    """The first :data:`MAX_PHOTOS` photos' bytes; large images spend more of the key's rate."""
+    images = [await upload.read() for upload in photos[:MAX_PHOTOS]]
+    await run_in_threadpool(charge_pixels, request, images)
+    return images
+
+
+def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: Sequence[tuple[str, str]]
+              ) -> list[dict[str, Any]]:
+    """Each photo's outcome from what the layer rejected (``image#N``: the N-th photo)."""
+    why = dict(rejected)
+    outcomes = []
+    for number, upload in enumerate(photos[:MAX_PHOTOS]):
+        reason = why.get(f"image#{number}")
+        if reason is None and info is not None:
+            outcomes.append({"file": upload.filename, "ok": True})
+        else:
+            code, _, message = (reason or "no_face: no usable face").partition(": ")
+            outcomes.append({"file": upload.filename, "ok": False, "code": code, "message": message})
+    return outcomes
+
+
+def _money(price: str) -> int:
+    """A price typed as a decimal (``12.50``) in minor units (1250)."""
+    try:
+        cents = Decimal(price.strip()) * 100
+    except InvalidOperation:
+        raise InvalidArgument(f"'{price[:40]}' is not a price: a number such as 12.50") from None
+    if not cents.is_finite() or cents != cents.to_integral_value():
+        raise InvalidArgument("a price has at most two decimals")
+    return int(cents)
+
+
+# -- members ---------------------------------------------------------------------------------------
+
+@router.get("/store/{store_id}/members", include_in_schema=False)
+async def members(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                  store_id: StoreId) -> Response:
+    """The store's members: consent purposes and enrolled faces (no payment reference is shown)."""
+    found = await _store(request, user.principal, "retail.members", "read", store_id, analyzer, gallery, db,
+                         lambda s: s.members.list())
+    return render(request, "members.html", user, store_id=store_id, members=found, purposes=PURPOSES,
+                  purpose_help=PURPOSE_HELP, can_write=user.principal.allows("write"), max_photos=MAX_PHOTOS)
+
+
+@router.post("/store/{store_id}/members", include_in_schema=False)
+async def enrol(request: Request, user: PostingUserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                store_id: StoreId, name: Annotated[str, Form(min_length=1, max_length=400)], photos: Photos,
+                purposes: Purposes = None, granted_by: Text = "", payment_ref: Text = "") -> Response:
+    """Enrol a member from the uploaded photos under the consent given (``members.enrol``, one
+    ``retail.enrol`` call as the API's ``POST .../members``): the largest face of each photo."""
+    principal = user.principal
+    if not name.strip():
+        raise InvalidArgument("a member needs a name")
+    consent, payment = _consent(principal, purposes, granted_by or name), payment_ref.strip() or None
+    page, _ = await _enrolment(request, user, store_id, analyzer, gallery, db, photos,
+                               lambda s, images: s.members.enrol(name.strip(), images, consent, payment_ref=payment))
+    return page
+
+
+async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, gallery: Any, db: Any,
+                     photos: Sequence[UploadFile], use: Callable[[RetailStore, list[bytes]], MemberInfo], *,
+                     member: str | None = None) -> tuple[Response, MemberInfo | None]:
+    """One metered ``retail.enrol`` call (an enrolment or a new grant, as the API bills one
+    request) with every photo given, and the page of each photo's outcome."""
+    meter = await gate(request, user.principal, "retail.enrol", "write")
+    images = await _photos(request, photos)
+    tenant = meter.principal.tenant_id
+
+    def run() -> MemberInfo:
+        store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
+        try:
+            return use(store, images)
+        finally:
+            store.close()
+
+    status, info = 200, None
+    try:
+        info = await run_in_threadpool(run)
+        meter.faces, rejected = info.faces, info.rejected
+    except NoUsableFace as refused:  # each photo's reason, as the galleries page shows them
+        status, rejected = refused.status, refused.rejected
+    context: dict[str, Any] = {"store_id": store_id, "info": info, "member": member,
+                               "outcomes": _outcomes(photos, info, rejected),
+                               "skipped": max(0, len(photos) - MAX_PHOTOS)}
+    template = "_member_enrol.html" if is_htmx(request) else "member_enrolled.html"
+    return render(request, template, user, status_code=status, **context), info
+
+
+@router.get("/store/{store_id}/members/{member_id}", include_in_schema=False)
+async def member_page(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                      store_id: StoreId, member_id: MemberId) -> Response:
+    info = await _store(request, user.principal, "retail.members", "read", store_id, analyzer, gallery, db,
+                        lambda s: s.members.get(member_id))
+    return render(request, "member.html", user, store_id=store_id, member=info, purposes=PURPOSES,
+                  purpose_help=PURPOSE_HELP, biometric=BIOMETRIC_PURPOSES, can_write=user.principal.allows("write"),
+                  max_photos=MAX_PHOTOS)
+
+
+@router.post("/store/{store_id}/members/{member_id}/withdraw", include_in_schema=False)
+async def withdraw(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                   gallery: GalleryDep, db: DbDep, store_id: StoreId, member_id: MemberId,
+                   purposes: Purposes = None) -> Response:
+    """Withdraw the purposes ticked (``members.withdraw``, as ``PATCH .../members/{member}``): with
+    no biometric purpose left, every face of the member leaves the gallery at once."""
+    if not purposes:
+        raise InvalidArgument("tick the purposes to withdraw")
+    report = await _store(request, user.principal, "retail.consent", "write", store_id, analyzer, gallery, db,
+                          lambda s: s.members.withdraw(member_id, purposes))
+    await audit(accounts, user.principal, "retail.consent.withdraw", f"{store_id}/{member_id}",
+                {"withdrawn": list(report.withdrawn), "faces_deleted": report.faces_deleted})
+    return render(request, "member_withdrawn.html", user, store_id=store_id, report=report)
+
+
+@router.post("/store/{store_id}/members/{member_id}/consent", include_in_schema=False)
+async def grant(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                gallery: GalleryDep, db: DbDep, store_id: StoreId, member_id: MemberId, photos: Photos,
+                purposes: Purposes = None, granted_by: Annotated[str, Form(min_length=1, max_length=400)] = "",
+                payment_ref: Text = "") -> Response:
+    """A new consent with new photos (``members.grant``, as ``POST .../members/{member}/consent``)."""
+    principal = user.principal
+    if not granted_by.strip():
+        raise InvalidArgument("a consent needs who granted it")
+    consent, payment = _consent(principal, purposes, granted_by), payment_ref.strip() or None
+    page, info = await _enrolment(request, user, store_id, analyzer, gallery, db, photos,
+                                  lambda s, images: s.members.grant(member_id, images, consent, payment_ref=payment),
+                                  member=member_id)
+    if info is not None:
+        await audit(accounts, principal, "retail.consent.grant", f"{store_id}/{member_id}",
+                    {"purposes": list(info.purposes)})
+    return page
+
+
+@router.get("/store/{store_id}/members/{member_id}/erase", include_in_schema=False)
+async def erase_confirm(request: Request, user: UserDep, settings: SettingsDep, analyzer: AnalyzerDep,
+                        gallery: GalleryDep, db: DbDep, store_id: StoreId, member_id: MemberId) -> Response:
+    """The confirm step of an erasure: what it removes, stated before it is done."""
+    if not user.principal.allows("write"):
+        raise Forbidden("this key lacks the 'write' scope")
+    info = await _store(request, user.principal, "retail.members", "read", store_id, analyzer, gallery, db,
+                        lambda s: s.members.get(member_id))
+    return render(request, "member_erase.html", user, store_id=store_id, member=info,
+                  promise=erasure_promise(settings.audit_keeps_subject_ids))
+
+
+@router.post("/store/{store_id}/members/{member_id}/erase", include_in_schema=False)
+async def erase(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
+                analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep, store_id: StoreId, member_id: MemberId,
+                confirm: Annotated[str, Form(max_length=10)] = "") -> Response:
+    """Erase a member (``members.erase``, as ``DELETE .../members/{member}``), once confirmed."""
+    if confirm != "erase":
+        raise InvalidArgument("an erasure needs its confirmation (the confirm step)")
+    principal = user.principal
+    report = await _store(request, principal, "retail.erase", "write", store_id, analyzer, gallery, db,
+                          lambda s: s.members.erase(member_id))
+    target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, f"{store_id}/{member_id}",
+                                     keep_ids=settings.audit_keeps_subject_ids)
+    await audit(accounts, principal, "retail.erase", target, {"faces": report.faces_deleted})
+    return render(request, "member_erased.html", user, store_id=store_id, report=report,
+                  promise=erasure_promise(settings.audit_keeps_subject_ids))
+
+
+# -- products --------------------------------------------------------------------------------------
+
+@router.get("/store/{store_id}/products", include_in_schema=False)
+async def products(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                   store_id: StoreId) -> Response:
+    currency, found = await _store(request, user.principal, "retail.products", "read", store_id, analyzer,
+                                   gallery, db, lambda s: (s.config.currency, s.products.list()))
+    return render(request, "products.html", user, store_id=store_id, currency=currency, products=found,
+                  can_write=user.principal.allows("write"))
+
+
+@router.post("/store/{store_id}/products", include_in_schema=False)
+async def create_product(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, db: DbDep, store_id: StoreId,
+                         sku: Annotated[str, Form(min_length=1, max_length=100)],
+                         name: Annotated[str, Form(min_length=1, max_length=400)],
+                         price: Annotated[str, Form(min_length=1, max_length=20)]) -> Response:
+    cents = _money(price)
+    product = await _store(request, user.principal, "retail.products", "write", store_id, analyzer, gallery, db,
+                           lambda s: s.products.create(sku, name, cents))
+    await audit(accounts, user.principal, "retail.product.create", f"{store_id}/products",
+                {"sku": product.sku, "price_cents": product.price_cents})
+    return redirect(request, f"{PREFIX}/store/{store_id}/products")
+
+
+@router.post("/store/{store_id}/products/{sku}", include_in_schema=False)
+async def update_product(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, db: DbDep, store_id: StoreId, sku: Sku,
+                         name: Annotated[str, Form(min_length=1, max_length=400)],
+                         price: Annotated[str, Form(min_length=1, max_length=20)]) -> Response:
+    """Rename and/or reprice (a new price applies to picks after it; carts keep the price picked)."""
+    cents = _money(price)
+    await _store(request, user.principal, "retail.products", "write", store_id, analyzer, gallery, db,
+                 lambda s: s.products.update(sku, name=name, price_cents=cents))
+    await audit(accounts, user.principal, "retail.product.update", f"{store_id}/products",
+                {"sku": sku, "name": name, "price_cents": cents})
+    return redirect(request, f"{PREFIX}/store/{store_id}/products")
+
+
+@router.post("/store/{store_id}/products/{sku}/delete", include_in_schema=False)
+async def delete_product(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
+                         gallery: GalleryDep, db: DbDep, store_id: StoreId, sku: Sku) -> Response:
+    removal = await _store(request, user.principal, "retail.products", "write", store_id, analyzer, gallery, db,
+                           lambda s: s.products.delete(sku))
+    await audit(accounts, user.principal, "retail.product.delete", f"{store_id}/products",
+                {"sku": sku, "open_carts": removal.open_carts})
+    return redirect(request, f"{PREFIX}/store/{store_id}/products")
