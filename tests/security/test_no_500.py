@@ -250,7 +250,7 @@ def test_every_console_page_answers_a_page_not_a_500(api, prepared):
     from faceatlas.service import console
 
     pages = (console.account, console.albums, console.auth, console.events, console.galleries, console.kyc,
-             console.store, console.trial)
+             console.members, console.store, console.trial)
     templates = [f"/console{route.path}" for page in pages for route in page.router.routes
                  if isinstance(route, APIRoute) and "GET" in route.methods and "{" in route.path]
     assert len(templates) >= 5, templates
