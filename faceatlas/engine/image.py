@@ -26,13 +26,16 @@ ChannelOrder = Literal["bgr", "rgb"]
 Image.MAX_IMAGE_PIXELS = None
 
 
-def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None) -> np.ndarray:
+def load_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None,
+               min_side: int | None = None) -> np.ndarray:
     """Decode ``source`` to an HxWx3 BGR uint8 array, EXIF orientation applied.
 
     ``channels`` states the channel order of a numpy input (ignored for other inputs).
+    ``min_side``: an encoded image is decoded reduced by the largest integer factor that keeps its
+    longer side at least this (see :func:`decode_image`); full size without it.
     Raises :class:`InvalidImage` (or a subclass) with a message saying what is wrong.
     """
-    return decode_image(source, channels=channels, max_pixels=max_pixels)[0]
+    return decode_image(source, channels=channels, max_pixels=max_pixels, min_side=min_side)[0]
 
 
 def encoded_pixels(data: bytes) -> int:
@@ -52,19 +55,63 @@ def reduction_factor(width: int, height: int, work_pixels: int | None) -> int:
     return math.ceil(math.sqrt(width * height / work_pixels))
 
 
+def side_factor(width: int, height: int, min_side: int | None) -> int:
+    """The largest integer factor that keeps the longer side of ``width`` x ``height`` at least ``min_side``."""
+    if min_side is None:
+        return 1
+    return max(1, max(width, height) // min_side)
+
+
 def decode_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixels: int | None = None,
-                 work_pixels: int | None = None) -> tuple[np.ndarray, float]:
+                 work_pixels: int | None = None, min_side: int | None = None) -> tuple[np.ndarray, float]:
     """Like :func:`load_image`, but an encoded image of more than ``work_pixels`` is reduced by an
     integer factor, chosen from the header and applied while decoding: a JPEG decodes at 1/2, 1/4
     or 1/8 scale in the codec; another format is reduced right after decoding, before any
     conversion copies it. Returns the array and the factor (multiply its coordinates by it to
-    get the original's). Arrays and PIL images are never reduced (factor 1)."""
+    get the original's). Arrays and PIL images are never reduced (factor 1).
+
+    ``min_side`` (instead of ``work_pixels``): reduce by the largest integer factor that keeps the
+    longer side at least ``min_side`` (for a caller that shrinks to that side anyway)."""
     limit = EngineSettings().max_pixels if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
         return _from_array(source, channels, limit), 1.0
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, limit)
         return _from_pil(source), 1.0
+    pil, name = _open(source)
+    _check_pixels(pil.width, pil.height, limit, name)
+    width, (factor, at_least) = pil.width, _plan(pil, work_pixels, min_side, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pil.load()
+            decoded = round(width / pil.width)  # what the codec reduced already (JPEG draft: 1, 2, 4 or 8)
+            rest = factor // decoded if at_least else math.ceil(factor / decoded)
+            if rest > 1:
+                pil = pil.reduce(rest)
+            return _from_pil(pil), width / pil.width
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _decode_error(name, exc) from exc
+
+
+def decoded_pixels(source: ImageInput, *, max_pixels: int | None = None, work_pixels: int | None = None,
+                   min_side: int | None = None) -> int:
+    """The pixels the codec produces when :func:`decode_image` decodes ``source`` with these
+    options, from the header alone (a JPEG at its 1/2, 1/4 or 1/8 draft scale, another format at
+    full size): what decoding it costs. Refuses from the header as :func:`decode_image` does
+    (:class:`ImageTooLarge` above ``max_pixels``, :class:`EmptyImage`, not an image); 0 for an
+    array or a PIL image (already decoded)."""
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return 0
+    pil, name = _open(source)
+    with pil:
+        _check_pixels(pil.width, pil.height, EngineSettings().max_pixels if max_pixels is None else max_pixels, name)
+        _plan(pil, work_pixels, min_side, name)
+        return int(pil.width) * int(pil.height)
+
+
+def _open(source: ImageInput) -> tuple[Image.Image, str]:
+    """An encoded image (bytes or a path) opened: its header read, no pixel decoded."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<bytes>"
     elif isinstance(source, (str, os.PathLike)):
@@ -77,25 +124,26 @@ def decode_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixe
     if not data:
         raise EmptyImage(f"{name}: the file is empty (0 bytes)")
     try:
-        pil: Image.Image = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data)), name
     except UnidentifiedImageError as exc:
         raise InvalidImage(f"{name}: not an image (unrecognised format)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise _decode_error(name, exc) from exc
-    _check_pixels(pil.width, pil.height, limit, name)
-    width, factor = pil.width, reduction_factor(pil.width, pil.height, work_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if factor > 1 and pil.format == "JPEG":
-                pil.draft(pil.mode, (math.ceil(pil.width / factor), math.ceil(pil.height / factor)))
-            pil.load()
-            decoded = round(width / pil.width)  # what the codec reduced already (JPEG draft: 1, 2, 4 or 8)
-            if factor > decoded:
-                pil = pil.reduce(math.ceil(factor / decoded))
-            return _from_pil(pil), width / pil.width
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise _decode_error(name, exc) from exc
+
+
+def _plan(pil: Image.Image, work_pixels: int | None, min_side: int | None, name: str) -> tuple[int, bool]:
+    """The reduction factor of an opened image (and whether it is a floor: the result keeps at
+    least ``min_side``); a JPEG's codec is set to decode at the largest draft scale within it."""
+    if min_side is not None:
+        factor, at_least = side_factor(pil.width, pil.height, min_side), True
+    else:
+        factor, at_least = reduction_factor(pil.width, pil.height, work_pixels), False
+    if factor > 1 and pil.format == "JPEG":
+        try:
+            pil.draft(pil.mode, (math.ceil(pil.width / factor), math.ceil(pil.height / factor)))
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise _decode_error(name, exc) from exc
+    return factor, at_least
 
 
 def _decode_error(name: str, exc: Exception) -> InvalidImage:

@@ -13,8 +13,10 @@ import numpy as np
 from faceatlas.apps.drive import FaceMeshTracker
 from faceatlas.apps.kyc.config import REASONS, Action, KycConfig
 from faceatlas.apps.kyc.motion import Sample, check_challenge, mesh_samples
-from faceatlas.apps.kyc.selfie import Selfie
+from faceatlas.apps.kyc.selfie import MAX_SIDE, Selfie, frames_pixels
 from faceatlas.engine import Embedding, Face, FaceAnalyzer, ImageInput, LivenessResult, l2_normalize
+from faceatlas.engine.image import decoded_pixels
+from faceatlas.errors import ImageTooLarge
 
 CANDIDATE_FRAMES = 5  # frames the engine analyses (detector, recogniser, liveness) out of the selfie
 MIN_FACE_SHARE = 0.5  # the person must be found on at least this share of the selfie's frames
@@ -38,8 +40,9 @@ class Outcome:
 def find_document_face(analyzer: FaceAnalyzer, document: ImageInput, config: KycConfig) -> tuple[Face | None, str]:
     """The largest face on the document and how it was found (``whole`` or ``tiles``): a card's
     printed face is small, so when the whole card (shrunk to the detector's input) shows none,
-    overlapping tiles of it are searched at a larger scale."""
-    image = analyzer.load(document)
+    overlapping tiles of it are searched at a larger scale. An encoded document above the
+    engine's ``work_pixels`` is decoded reduced, as the engine's analyses are."""
+    image, _ = analyzer.load_reduced(document)
     faces = analyzer.analyze(image, max_faces=1, with_crop=True)
     if faces:
         return faces[0], "whole"
@@ -57,6 +60,25 @@ def find_document_face(analyzer: FaceAnalyzer, document: ImageInput, config: Kyc
             if found and (best is None or found[0].det_score > best.det_score):
                 best = found[0]
     return best, "tiles" if best is not None else "none"
+
+
+def check_pixels(analyzer: FaceAnalyzer, document: ImageInput, config: KycConfig,
+                 frames: Sequence[bytes] | None = None, fps: float | None = None) -> int:
+    """What decoding one submission costs, in pixels, read from the headers before anything is
+    decoded: the document (as :func:`find_document_face` decodes it) and the selfie's frames used
+    (as :func:`~faceatlas.apps.kyc.selfie.decode_frames` does; a video has its own bound). An
+    image above the analyzer's ``max_pixels``, or a total above ``config.max_submission_pixels``,
+    is :class:`ImageTooLarge`. Returns the total."""
+    total = decoded_pixels(document, max_pixels=analyzer.max_pixels, work_pixels=analyzer.settings.work_pixels)
+    for cost in frames_pixels(frames, config, fps, max_pixels=analyzer.max_pixels) if frames is not None else ():
+        total += cost
+        if total > config.max_submission_pixels:
+            break
+    if total > config.max_submission_pixels:
+        raise ImageTooLarge(f"the document and selfie frames decode to at least {total / 1e6:.1f} MP, more than "
+                            f"the {config.max_submission_pixels / 1e6:.0f} MP one submission may (frames are used "
+                            f"at {MAX_SIDE} pixels: send them no larger)")
+    return total
 
 
 def _area(face: Face) -> float:

@@ -54,6 +54,12 @@ class KycConfig:
     step_s: float = 5.0
     # Frames given as images (no container to time them) are this far apart.
     frames_fps: float = 10.0
+    # One submission's images (the document and the frames used) may decode to at most this many
+    # pixels, counted from their headers before any is decoded (a JPEG at the scale its codec
+    # reduces it to, a PNG at full size): 300 frames of 640 x 480 (10 s at 30 fps) and a 16 MP
+    # document fit; small files of huge images (a flat 40 MP PNG is 130 kB) are refused, not
+    # decoded. A PNG decodes at about 50 ms per MP on a 2-core machine (docs/kyc.md).
+    max_submission_pixels: int = 120_000_000
     # Actions, against the person's own neutral pose and eyes (the median of the selfie's frames).
     # Left and right are the person's own: with an unmirrored camera their left is the image's right.
     mirrored: bool = False

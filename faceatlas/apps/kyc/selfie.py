@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import av
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from faceatlas.apps.kyc.config import KycConfig
-from faceatlas.engine import load_image
+from faceatlas.engine.image import decode_image, decoded_pixels
 from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, InvalidInput
 
 HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
@@ -85,15 +85,33 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
                   [frame_hash(f) for f in frames])
 
 
-def decode_frames(images: Sequence[bytes], config: KycConfig, fps: float | None = None) -> Selfie:
-    """A selfie given as encoded images in order, ``fps`` (default ``frames_fps``) apart."""
+def frames_used(images: Sequence[bytes], config: KycConfig, fps: float | None = None) -> tuple[int, float]:
+    """How many of ``images`` a selfie given as frames uses (its first ``max_video_s`` seconds)
+    and their rate: ``fps``, default ``frames_fps``."""
     if not images:
         raise InvalidInput("no selfie frames were given")
     rate = config.frames_fps if fps is None else fps
     if not MIN_FPS <= rate <= MAX_FPS:
         raise InvalidArgument(f"the frames' rate must be between {MIN_FPS:g} and {MAX_FPS:g} per second")
-    count = min(len(images), int(config.max_video_s * rate) + 1)
-    frames = [_reduce(load_image(data)) for data in images[:count]]
+    return min(len(images), int(config.max_video_s * rate) + 1), rate
+
+
+def frames_pixels(images: Sequence[bytes], config: KycConfig, fps: float | None = None, *,
+                  max_pixels: int | None = None) -> Iterator[int]:
+    """What decoding each used frame costs, in pixels (see :func:`decode_frames`), from its header
+    alone; a frame above ``max_pixels`` (default the engine's) is :class:`ImageTooLarge`."""
+    count, _ = frames_used(images, config, fps)
+    for data in images[:count]:
+        yield decoded_pixels(data, max_pixels=max_pixels, min_side=MAX_SIDE)
+
+
+def decode_frames(images: Sequence[bytes], config: KycConfig, fps: float | None = None, *,
+                  max_pixels: int | None = None) -> Selfie:
+    """A selfie given as encoded images in order, ``fps`` (default ``frames_fps``) apart. Each is
+    decoded reduced to about ``MAX_SIDE`` (a JPEG in its codec), refused from its header above
+    ``max_pixels`` (default the engine's)."""
+    count, rate = frames_used(images, config, fps)
+    frames = [_reduce(decode_image(data, max_pixels=max_pixels, min_side=MAX_SIDE)[0]) for data in images[:count]]
     digest = hashlib.sha256()
     for data in images[:count]:
         digest.update(hashlib.sha256(data).digest())

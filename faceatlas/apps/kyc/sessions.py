@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.drive import FaceMeshTracker
-from faceatlas.apps.kyc.checks import Outcome, run_checks
+from faceatlas.apps.kyc.checks import Outcome, check_pixels, run_checks
 from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, replayed_share
@@ -125,7 +125,9 @@ class KycService:
                frames: Sequence[bytes] | None = None, fps: float | None = None,
                tracker: FaceMeshTracker | None = None) -> SessionInfo:
         """Decide the session on the document image and the selfie (a video or frames). A decided
-        session answers its decision again and decides nothing; an expired one is :class:`SessionExpired`."""
+        session answers its decision again and decides nothing; an expired one is :class:`SessionExpired`.
+        Images that would decode to more than ``max_submission_pixels`` (or one above the engine's
+        ``max_pixels``) are :class:`ImageTooLarge` before any is decoded; the session stays pending."""
         if (video is None) == (frames is None):
             raise InvalidArgument("give the selfie as a video or as frames (one of them)")
         with self._sessions.begin() as session:
@@ -142,8 +144,9 @@ class KycService:
             retention = row.retention_days
         started = utcnow()
         try:
+            check_pixels(self.analyzer, document, self.config, frames, fps)  # before decoding anything
             selfie = (decode_video(video, self.config) if video is not None
-                      else decode_frames(frames or [], self.config, fps))
+                      else decode_frames(frames or [], self.config, fps, max_pixels=self.analyzer.max_pixels))
             outcome = self._replayed(tenant, selfie) or run_checks(
                 self.analyzer, document, selfie, challenge, self.config, tracker)  # type: ignore[arg-type]
         except BaseException:

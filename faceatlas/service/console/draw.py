@@ -4,6 +4,7 @@ URL, never written to disk) and the usage bar chart's geometry (rendered as inli
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceatlas.engine import Face, load_image
+from faceatlas.engine import Face, encoded_pixels, load_image
 
 BOX = (60, 200, 40)  # BGR
 POINTS = ((255, 80, 0), (0, 120, 255), (0, 200, 255), (200, 0, 200), (255, 0, 140))  # eyes, nose, mouth
@@ -20,11 +21,14 @@ PALETTE = ("#1f6feb", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#0
 
 def faces_png(data: bytes, faces: list[Face], labels: list[str] | None = None, max_side: int = 640) -> str:
     """``data`` (an encoded image) with each face's box, 5 keypoints and label drawn, downscaled to
-    ``max_side``, as a ``data:image/png;base64,...`` URL."""
-    image = load_image(data)
-    scale = min(1.0, max_side / max(image.shape[:2]))
-    if scale < 1.0:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ``max_side``, as a ``data:image/png;base64,...`` URL. The photo is decoded reduced (a JPEG in
+    its codec) to no less than ``max_side``: only what is drawn is decoded."""
+    image = load_image(data, min_side=max_side)
+    reduced = math.sqrt(max(1, encoded_pixels(data)) / (image.shape[0] * image.shape[1]))  # the decoding's factor
+    fit = min(1.0, max_side / max(image.shape[:2]))
+    if fit < 1.0:
+        image = cv2.resize(image, None, fx=fit, fy=fit, interpolation=cv2.INTER_AREA)
+    scale = fit / max(1.0, reduced)  # faces are in the original's pixels
     thickness = max(2, round(max(image.shape[:2]) / 300))
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in face.bbox[:4])
