@@ -274,6 +274,27 @@ class ConsentWithdrawal:
     raw: dict[str, Any] = _raw()
 
 
+@dataclass(frozen=True)
+class RetailErasure:
+    """What erasing a member removed (faces, consents) and anonymised (visits, charges)."""
+
+    member: str
+    faces_deleted: int
+    consents_deleted: int
+    visits_anonymised: int
+    charges_anonymised: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """The tenant's settings: days a verification's reference face images are kept (0: none)."""
+
+    tenant: str
+    kyc_retention_days: int
+    raw: dict[str, Any] = _raw()
+
+
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     if isinstance(image, bytes):
         return name, (name, image, "application/octet-stream")
@@ -507,19 +528,20 @@ class FaceAtlasClient:
         return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{store}/members/{member_id}/consent",
                                                files=dict([_image("image", image)]), data=data))
 
-    def retail_erase_member(self, store: str, member_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def retail_erase_member(self, store: str, member_id: str, *, idempotency_key: str | None = None) -> RetailErasure:
         """Erase a member: faces, consents; visits and charges stay as anonymous counts."""
-        return dict(self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}", _once(idempotency_key)))
+        return _parse(RetailErasure, self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}",
+                                                _once(idempotency_key)))
 
     # -- account ---------------------------------------------------------------------------------
-    def tenant_settings(self) -> dict[str, Any]:
-        """The tenant's settings (admin key): ``{"tenant", "kyc_retention_days"}``."""
-        return dict(self._call("GET", "/v1/settings"))
+    def tenant_settings(self) -> TenantSettings:
+        """The tenant's settings (admin key)."""
+        return _parse(TenantSettings, self._call("GET", "/v1/settings"))
 
-    def update_tenant_settings(self, *, kyc_retention_days: int | None = None) -> dict[str, Any]:
+    def update_tenant_settings(self, *, kyc_retention_days: int | None = None) -> TenantSettings:
         """Change the tenant's settings (admin key); a shorter KYC retention deletes the images past it."""
         body = {} if kyc_retention_days is None else {"kyc_retention_days": kyc_retention_days}
-        return dict(self._call("PATCH", "/v1/settings", json=body))
+        return _parse(TenantSettings, self._call("PATCH", "/v1/settings", json=body))
 
     def usage(self) -> Usage:
         data = self._call("GET", "/v1/usage")

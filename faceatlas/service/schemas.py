@@ -231,6 +231,69 @@ class RetailWithdrawalOut(BaseModel):
     demographics_removed: bool
 
 
+class RetailErasureOut(BaseModel):
+    member: str
+    faces_deleted: int = Field(description="face vectors removed from the store's gallery")
+    consents_deleted: int
+    visits_anonymised: int = Field(description="visits kept as anonymous counts (no member, no track id)")
+    charges_anonymised: int = Field(description="charges kept without the member")
+
+
+class RetailCartLineOut(BaseModel):
+    sku: str
+    quantity: int = Field(description="net quantity at this price")
+    unit_price_cents: int = Field(description="the price when picked (a price change starts a new line)")
+
+
+class RetailCartOut(BaseModel):
+    visit_id: int
+    items: int = Field(description="the number of items (net quantities summed)")
+    total_cents: int
+    lines: list[RetailCartLineOut]
+
+
+class RetailExitOut(BaseModel):
+    status: str = Field(description="charged, no_purchase, unpaid, refused (liveness or no member match) or no_visit")
+    visit_id: int | None
+    member_id: str | None
+    amount_cents: int
+    charge_id: int | None
+    alert: str | None = Field(description="the staff alert raised, if any")
+    repeated: bool = Field(description="the payment (its event) had been handled already: nothing charged again")
+
+
+class RetailRefundOut(BaseModel):
+    refund_id: int
+    charge_id: int
+
+
+class RetailAlertOut(BaseModel):
+    id: int
+    kind: str
+    camera: str
+    visit_id: int | None
+    details: dict[str, Any]
+    at: str
+    resolved: bool
+
+
+class RetailAlertList(BaseModel):
+    alerts: list[RetailAlertOut] = Field(description="oldest first")
+
+
+class RetailAlertResolvedOut(BaseModel):
+    id: int
+    resolved: bool
+
+
+class RetailOccupancyOut(BaseModel):
+    store: str
+    at: str
+    inside: int = Field(description="open visits entered within window_hours")
+    members_inside: int
+    window_hours: float
+
+
 # -- albums ----------------------------------------------------------------------------------------
 
 

@@ -258,3 +258,19 @@ def test_every_json_body_model_of_the_api_refuses_unknown_fields(api):
     lax = sorted(f"{route} ({model})" for route, model in bodies.items()
                  if schemas[model].get("additionalProperties") is not False)
     assert lax == []
+
+
+def test_every_json_answer_of_the_api_has_a_schema(api):
+    """Eight retail routes (member erasure, carts, face pay, refunds, alerts, occupancy) answered an
+    undocumented object: every JSON answer names its fields in the OpenAPI schema."""
+    spec = api.app.openapi()
+    untyped = sorted(
+        f"{method.upper()} {path} {status}"
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        for status, answer in operation["responses"].items()
+        if status.startswith("2") and (schema := answer.get("content", {}).get("application/json", {})
+                                       .get("schema")) is not None
+        and "$ref" not in json.dumps(schema)
+    )
+    assert untyped == []

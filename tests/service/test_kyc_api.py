@@ -131,8 +131,10 @@ def test_reference_frames_are_kept_only_as_long_as_the_tenant_says(api, examples
         assert week.patch("/v1/settings", json={"kyc_retention_days": 0}).json()["kyc_retention_days"] == 0
         assert kyc.references("svc:kyc-keep-week", session["id"]) == {}  # deleted at once, not in 7 days
     client = api.api_client(week_admin)  # the Python client
-    assert client.update_tenant_settings(kyc_retention_days=2) == {"tenant": "kyc-keep-week", "kyc_retention_days": 2}
-    assert client.tenant_settings()["kyc_retention_days"] == 2
+    updated = client.update_tenant_settings(kyc_retention_days=2)  # typed answers
+    assert (updated.tenant, updated.kyc_retention_days) == ("kyc-keep-week", 2)
+    assert client.tenant_settings() == updated and client.tenant_settings().raw == {"tenant": "kyc-keep-week",
+                                                                                   "kyc_retention_days": 2}
     with api.client("acme_detect") as detect:
         assert detect.get("/v1/settings").status_code == 403  # the admin's alone
         assert detect.patch("/v1/settings", json={"kyc_retention_days": 30}).status_code == 403

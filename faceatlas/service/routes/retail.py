@@ -51,10 +51,17 @@ from faceatlas.service.deps import (
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import (
     RequestBody,
+    RetailAlertList,
+    RetailAlertResolvedOut,
+    RetailCartOut,
+    RetailErasureOut,
+    RetailExitOut,
     RetailMemberOut,
+    RetailOccupancyOut,
     RetailProductList,
     RetailProductOut,
     RetailProductRemovedOut,
+    RetailRefundOut,
     RetailReportOut,
     RetailWithdrawalOut,
 )
@@ -223,12 +230,12 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
     return _member(info)
 
 
-@router.delete("/retail/stores/{store_id}/members/{member_id}")
+@router.delete("/retail/stores/{store_id}/members/{member_id}", response_model=RetailErasureOut)
 async def erase_member(store_id: StoreId, member_id: MemberId, analyzer: AnalyzerDep, gallery: GalleryDep,
                        db: DbDep, meter: Annotated[Meter, Depends(metered("retail.erase", "write", billable=False,
                                                                           idempotent=True))],
                        audit: Annotated[AuditEntry, audited("retail.erase", MEMBER)], principal: PrincipalDep,
-                       accounts: AccountsDep, settings: SettingsDep) -> dict:
+                       accounts: AccountsDep, settings: SettingsDep) -> dict[str, Any]:
     """Erase a member: faces, vectors, consents; visits and charges stay as anonymous counts, and
     (unless the server keeps them) the member id leaves the audit trail."""
     report = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.erase(member_id))
@@ -286,32 +293,32 @@ async def delete_product(store_id: StoreId, sku: Sku, analyzer: AnalyzerDep, gal
     return {"sku": removal.sku, "deleted": True, "open_carts": removal.open_carts}
 
 
-@router.get("/retail/stores/{store_id}/visits/{visit_id}/cart")
+@router.get("/retail/stores/{store_id}/visits/{visit_id}/cart", response_model=RetailCartOut)
 async def get_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)], analyzer: AnalyzerDep,
                    gallery: GalleryDep, db: DbDep,
-                   meter: Annotated[Meter, Depends(metered("retail.carts", "read", billable=False))]) -> dict:
+                   meter: Annotated[Meter, Depends(metered("retail.carts", "read", billable=False))]) -> dict[str, Any]:
     """A visit's cart."""
     cart = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.cart(visit_id))
     return _cart(cart)
 
 
-@router.post("/retail/stores/{store_id}/visits/{visit_id}/cart")
+@router.post("/retail/stores/{store_id}/visits/{visit_id}/cart", response_model=RetailCartOut)
 async def add_to_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)], body: PickRequest,
                       analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                       meter: Annotated[Meter, Depends(metered("retail.carts", "write", billable=False,
-                                                              idempotent=True))]) -> dict:
+                                                              idempotent=True))]) -> dict[str, Any]:
     """Put ``quantity`` of ``sku`` into an open visit's cart (negative: put back)."""
     cart = await _store(store_id, meter, analyzer, gallery, db,
                         lambda s: s.cart(s.add_item(visit_id, body.sku, body.quantity)))
     return _cart(cart)
 
 
-@router.post("/retail/stores/{store_id}/pay", openapi_extra=image_request_body("image"))
+@router.post("/retail/stores/{store_id}/pay", response_model=RetailExitOut, openapi_extra=image_request_body("image"))
 async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                    meter: Annotated[Meter, Depends(metered("retail.pay", "write", idempotent=True))],
                    camera: Annotated[str, Query(min_length=1, max_length=100, description="checkout camera")],
                    event: Annotated[str, Query(min_length=1, max_length=200,
-                                               description="the payment's id: its idempotency key")]) -> dict:
+                                               description="the payment's id: its idempotency key")]) -> dict[str, Any]:
     """Face pay at a checkout: the uploaded face must be live and match a member at the pay FAR;
     their open visit's cart is charged once per ``event`` (not ``key``: the server redacts a
     query parameter of that name from every URL, as it may be an API key)."""
@@ -323,38 +330,40 @@ async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, g
     return asdict(outcome)
 
 
-@router.post("/retail/stores/{store_id}/charges/{charge_id}/refund")
+@router.post("/retail/stores/{store_id}/charges/{charge_id}/refund", response_model=RetailRefundOut)
 async def refund(store_id: StoreId, charge_id: Annotated[int, PathParam(ge=1)], body: RefundRequest,
                  analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                  meter: Annotated[Meter, Depends(metered("retail.refund", "write", billable=False,
-                                                         idempotent=True))]) -> dict:
+                                                         idempotent=True))]) -> dict[str, Any]:
     """Refund a settled charge (default: what is left), once per ``key``."""
     refund_id = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.refund(
         charge_id, body.amount_cents, reason=body.reason, key=body.key))
     return {"refund_id": refund_id, "charge_id": charge_id}
 
 
-@router.get("/retail/stores/{store_id}/alerts")
+@router.get("/retail/stores/{store_id}/alerts", response_model=RetailAlertList)
 async def list_alerts(store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                       meter: Annotated[Meter, Depends(metered("retail.alerts", "read", billable=False))],
-                      open_only: Annotated[bool, Query(alias="open")] = True) -> dict:
+                      open_only: Annotated[bool, Query(alias="open")] = True) -> dict[str, Any]:
     """Staff alerts, oldest first (``open=false``: resolved ones too)."""
     return {"alerts": await _store(store_id, meter, analyzer, gallery, db, lambda s: s.alerts(open_only=open_only))}
 
 
-@router.post("/retail/stores/{store_id}/alerts/{alert_id}/resolve")
+@router.post("/retail/stores/{store_id}/alerts/{alert_id}/resolve", response_model=RetailAlertResolvedOut)
 async def resolve_alert(store_id: StoreId, alert_id: Annotated[int, PathParam(ge=1)], analyzer: AnalyzerDep,
                         gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.alerts", "write", billable=False,
-                                                                idempotent=True))]) -> dict:
+                                                                idempotent=True))]) -> dict[str, Any]:
     """Mark an alert as dealt with."""
     await _store(store_id, meter, analyzer, gallery, db, lambda s: s.resolve_alert(alert_id))
     return {"id": alert_id, "resolved": True}
 
 
-@router.get("/retail/stores/{store_id}/occupancy")
-async def occupancy(store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                    meter: Annotated[Meter, Depends(metered("retail.occupancy", "read", billable=False))]) -> dict:
+@router.get("/retail/stores/{store_id}/occupancy", response_model=RetailOccupancyOut)
+async def occupancy(
+    store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+    meter: Annotated[Meter, Depends(metered("retail.occupancy", "read", billable=False))],
+) -> dict[str, Any]:
     """Live occupancy: the visits inside now (entered within 12 h and not left)."""
     return await _store(store_id, meter, analyzer, gallery, db, lambda s: s.observations.occupancy(utcnow()))
 
