@@ -107,17 +107,31 @@ class CountPage:
 COUNT_PAGE_MINUTES = 1_440  # minutes per page: a day
 
 
-def utc_minute(value: str, name: str = "time") -> str:
+def utc_time(value: str, name: str = "time") -> datetime:
     """``value`` (ISO 8601, as :meth:`datetime.fromisoformat` reads it: ``2026-12-04T10:00Z``,
-    ``...+01:00``, a space for the ``T``, a date alone) as the UTC minute it falls in,
-    ``YYYY-MM-DDTHH:MM``; a time without an offset is UTC. Anything else is :class:`InvalidArgument`."""
+    ``...+01:00``, a space for the ``T``, a date alone) as a naive UTC time; a time without an offset
+    is UTC. Anything else is :class:`InvalidArgument`. The one parser of the stores' time bounds."""
     try:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is not None:
             moment = moment.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         raise InvalidArgument(f"{name} is not an ISO 8601 time: {value[:40]!r}") from None
-    return moment.isoformat(timespec="minutes")
+    return moment
+
+
+def utc_minute(value: str, name: str = "time") -> str:
+    """``value`` (see :func:`utc_time`) as the UTC minute it falls in, ``YYYY-MM-DDTHH:MM``."""
+    return utc_time(value, name).isoformat(timespec="minutes")
+
+
+def _wall_time_bound(moment: datetime) -> str:
+    """The least text of an event's wall time at or after ``moment`` (naive UTC). Wall times are
+    stored as ISO 8601 UTC with their offset (``...T10:01:30.500+00:00``; retail's clock writes
+    microseconds or no fraction); the bound has no offset and no trailing zero of the fraction
+    (``...T10:01:30.5``), so that, compared as text, a wall time of the same instant in any of
+    these forms extends it (``+`` and ``.`` sort before the digits) and is never below it."""
+    return moment.isoformat(timespec="microseconds").rstrip("0").rstrip(".")
 
 
 def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None = None, until: str | None = None,
@@ -167,19 +181,21 @@ def open_events_db(url: str) -> Engine:
 
 def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type: str | None = None,
                 since: str | None = None, limit: int = 100) -> list[Event]:
-    """The tenant's newest stored events, newest first; ``since`` is an ISO 8601 UTC time. An
-    unknown ``type`` or a filter with a NUL character is :class:`InvalidArgument`."""
+    """The tenant's newest stored events, newest first; ``since``: those emitted at or after it (ISO 8601,
+    see :func:`utc_time`; an offset is converted to UTC, none means UTC). An unknown ``type``, a
+    camera with a NUL character or a ``since`` that is not a time is :class:`InvalidArgument`."""
     if type is not None and type not in EVENT_TYPES:
         raise InvalidArgument(f"unknown event type {type[:40]!r}; one of {', '.join(EVENT_TYPES)}")
-    if any("\x00" in value for value in (camera, since) if value is not None):
+    if camera is not None and "\x00" in camera:
         raise InvalidArgument("event filters cannot contain NUL characters")
+    bound = None if since is None else _wall_time_bound(utc_time(since, "since"))
     query = select(EventRow).where(EventRow.tenant == tenant)
     if camera is not None:
         query = query.where(EventRow.camera == camera)
     if type is not None:
         query = query.where(EventRow.type == type)
-    if since is not None:
-        query = query.where(EventRow.wall_time >= since)
+    if bound is not None:
+        query = query.where(EventRow.wall_time >= bound)
     with Session(engine) as session:
         return [row.to_event() for row in session.scalars(query.order_by(EventRow.wall_time.desc()).limit(limit))]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from PIL import Image
@@ -200,6 +201,14 @@ def test_video_events_are_listed_per_tenant(api, examples, tmp_path):
         crossing = next(e for e in listed if e["type"] == "line_crossed")
         assert acme.get(f"/v1/events/{crossing['id']}/snapshot").json()["error"]["code"] == "not_found"
         assert globex.get(f"/v1/events/{hits[0]['id']}/snapshot").status_code == 404  # another tenant's event
+        # since is a time with its offset (it was compared as text: an offset or a 'Z' left events out)
+        emitted = datetime.fromisoformat(crossing["wall_time"])
+        ahead = (emitted - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
+        assert crossing["id"] in {e["id"] for e in acme.get("/v1/events", params={"since": ahead}).json()["events"]}
+        later = (emitted + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=-5))).isoformat()
+        assert acme.get("/v1/events", params={"since": later, "camera": "door"}).json()["events"] == []
+        refused = acme.get("/v1/events", params={"since": "yesterday"})
+        assert refused.status_code == 422 and "ISO 8601" in refused.json()["error"]["message"]
         frame.unlink()  # removed by the operator's retention: gone, not a 500
         assert acme.get(f"/v1/events/{hits[0]['id']}/snapshot").status_code == 404
     assert sorted(e["type"] for e in listed if e["camera"] == "door") == ["line_crossed", "watchlist_hit"]

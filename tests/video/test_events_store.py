@@ -1,0 +1,60 @@
+"""The stored events read back from a time: ``since`` parsed as a time (offsets converted to UTC, a time
+without one is UTC, anything else refused, as the counts' bounds), not compared as text."""
+
+from __future__ import annotations
+
+import pytest
+
+from faceatlas.errors import InvalidArgument
+from faceatlas.video.events import Event
+from faceatlas.video.sinks import DatabaseSink
+from faceatlas.video.store import list_events, open_events_db
+
+STORED = {  # frame: wall time, as the pipeline writes it (UTC, milliseconds) and as retail's clock does (none)
+    1: "2026-12-04T10:00:00.000+00:00",
+    2: "2026-12-04T10:01:00+00:00",
+    3: "2026-12-04T10:01:30.500+00:00",
+    4: "2026-12-04T10:02:00.000+00:00",
+}
+
+
+@pytest.fixture
+def database(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    sink = DatabaseSink(url)
+    for frame, wall_time in STORED.items():
+        sink.emit(Event("line_crossed", "gate", frame, float(frame), data={}, wall_time=wall_time))
+    sink.close()
+    return url
+
+
+def _frames(database: str, since: str) -> list[int]:
+    engine = open_events_db(database)
+    try:
+        return sorted(event.frame for event in list_events(engine, "default", since=since))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("since", "expected"), [
+    ("2026-12-04T11:01+01:00", [2, 3, 4]),  # 10:01 UTC (as text it was after every event)
+    ("2026-12-04T09:01-01:00", [2, 3, 4]),
+    ("2026-12-04T10:01Z", [2, 3, 4]),  # as text 'Z' sorted after ':' and left out 10:01:00 and 10:01:30
+    ("2026-12-04T10:01", [2, 3, 4]),
+    ("2026-12-04T10:01:00.000+00:00", [2, 3, 4]),  # an event's own wall time finds it (the console's feed)
+    ("2026-12-04 10:01", [2, 3, 4]),  # a space for the T (as text it was before every event)
+    ("2026-12-04T10:01:30.5", [3, 4]),
+    ("2026-12-04T10:01:30.500001", [4]),
+    ("2026-12-04T10:01:00.001", [3, 4]),
+    ("2026-12-04", [1, 2, 3, 4]),  # a date: its midnight
+    ("2026-12-05", []),
+])
+def test_since_is_a_time_with_its_offset(database, since, expected):
+    assert _frames(database, since) == expected
+
+
+@pytest.mark.parametrize("bad", ["garbage", "", "2026-13-01T10:00", "10:01", "2026-12-04T10:01 UTC", "x\x00",
+                                 "0001-01-01T00:00+01:00"])
+def test_a_since_that_is_not_iso_8601_is_refused(database, bad):
+    with pytest.raises(InvalidArgument, match="ISO 8601"):
+        _frames(database, bad)
