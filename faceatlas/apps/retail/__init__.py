@@ -28,6 +28,8 @@ from faceatlas.apps.retail.erasure import erase_stores
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
 from faceatlas.apps.retail.live import StoreRun, StoreRunReport, camera_config, count_demographics, run_store
 from faceatlas.apps.retail.members import (
+    BIOMETRIC_PURPOSES,
+    PURPOSES,
     ConsentRecord,
     ConsentRequired,
     ErasureReport,
@@ -44,6 +46,7 @@ from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownS
 
 __all__ = [
     "AGE_BANDS",
+    "BIOMETRIC_PURPOSES",
     "CHARTS",
     "MAX_PRICE_CENTS",
     "Camera",
@@ -64,6 +67,7 @@ __all__ = [
     "Pick",
     "Privacy",
     "Product",
+    "PURPOSES",
     "ProductRemoval",
     "Recognition",
     "Report",

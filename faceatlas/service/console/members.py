@@ -15,8 +15,14 @@ from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail import ConsentRecord, MemberInfo, NoUsableFace, RetailStore
-from faceatlas.apps.retail.members import BIOMETRIC_PURPOSES, PURPOSES
+from faceatlas.apps.retail import (
+    BIOMETRIC_PURPOSES,
+    PURPOSES,
+    ConsentRecord,
+    MemberInfo,
+    NoUsableFace,
+    RetailStore,
+)
 from faceatlas.errors import Forbidden, InvalidArgument
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.base import (
