@@ -1,12 +1,19 @@
 """An album: a library of photos whose faces are grouped into people, incrementally, under the
 user's corrections. Vectors live in a gallery collection of the tenant ``app:albums:<owner>:<name>``
 (a person ``p<id>`` is a gallery subject, the quality gate's pool the subject ``unsorted``); the
-album's tables hold photos, faces, people and constraints (see :mod:`.db`, :mod:`.clustering`)."""
+album's tables hold photos, faces, people and constraints (see :mod:`.db`, :mod:`.clustering`).
+A process keeps an album's placed faces (ids, people, FAISS index) between calls (:data:`LIBRARIES`)
+and uses them only at the album's revision it holds them at, so adding a photo costs its own faces,
+not the whole library's, and nothing another process changed or erased is matched."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+import weakref
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,7 +28,7 @@ from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
 from faceatlas.apps.albums.photos import content_hash, find_photos, read_photos, taken_at
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url
-from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch
+from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.gallery import Gallery, check_id, source_crop
 
@@ -33,7 +40,9 @@ MAX_YAW = 50.0
 MIN_FACE_PX = 24.0
 CHUNK = 64
 ANALYZE_GROUP = 8  # photos per analyze_many call: the engine's lanes work on them side by side
+CACHE_FACES = 2_000_000  # placed faces a process keeps in memory over all its albums (~2 KiB each at 512-d)
 Progress = Callable[[int, int], None]
+Token = tuple[datetime, int]  # an album's created_at and revision: what a cached library is current at
 
 
 def gate(face: Face) -> bool:
@@ -63,6 +72,7 @@ def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool 
     with sessions() as session:
         albums = list(session.execute(select(AlbumRecord.id, AlbumRecord.name).where(AlbumRecord.owner == owner)))
     for album_id, name in albums:
+        LIBRARIES.drop(engine, album_id)
         space = gallery.for_tenant(f"app:albums:{owner}:{name}")
         for collection in space.list_collections():
             space.delete_collection(collection.name)
@@ -74,6 +84,7 @@ def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool 
             session.execute(delete(Person).where(Person.album_id == album_id))
             session.execute(delete(Photo).where(Photo.album_id == album_id))
             session.execute(delete(AlbumRecord).where(AlbumRecord.id == album_id))
+        LIBRARIES.drop(engine, album_id)
     return len(albums)
 
 
@@ -153,8 +164,10 @@ class AlbumCore:
         return cls(record, analyzer, gallery, engine, far, owns)
 
     def close(self) -> None:
-        """Persist the gallery index; release the database when the album opened it."""
+        """Persist the gallery index; release the database when the album opened it (and the
+        libraries cached for it)."""
         if self._owns:
+            LIBRARIES.forget(self._engine)
             self.gallery.close()
             self._engine.dispose()
         else:
@@ -176,12 +189,13 @@ class AlbumCore:
                    on_progress: Progress | None = None) -> ScanReport:
         """Add photos given as (source, bytes): faces that pass :func:`gate` join the person of
         their strongest neighbour above the threshold or start a new person; people are never
-        re-clustered (that is :meth:`recluster`)."""
+        re-clustered (that is :meth:`recluster`). The placed faces are placed against are the
+        process's cached library of the album (:data:`LIBRARIES`) while the album's revision is the
+        one it was loaded or last updated at, so an upload costs its own faces, not the album's."""
         report = ScanReport()
         batch: list[tuple[str, bytes, str]] = []
         seen: set[str] = set()
         done = 0
-        library: _Library | None = None  # the placed faces, loaded once per call
         for source, data in photos:
             digest = content_hash(data)
             if digest in seen or self._has_photo(digest):
@@ -190,13 +204,13 @@ class AlbumCore:
                 seen.add(digest)
                 batch.append((source, data, digest))
             if len(batch) >= CHUNK:
-                library = self._add_chunk(batch, report, library)
+                self._add_chunk(batch, report)
                 done += len(batch)
                 batch = []
             if on_progress:
                 on_progress(done + len(batch) + report.skipped, total)
         if batch:
-            self._add_chunk(batch, report, library)
+            self._add_chunk(batch, report)
         if on_progress:
             on_progress(total or report.photos + report.skipped, total)
         return report
@@ -206,8 +220,7 @@ class AlbumCore:
             found = session.scalar(select(Photo.id).where(Photo.album_id == self._id, Photo.sha256 == digest))
             return found is not None
 
-    def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport,
-                   library: _Library | None) -> _Library:
+    def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport) -> None:
         found: list[tuple[int, Face]] = []  # (photo number in batch, face)
         crops: list[bytes | None] = []  # of the found faces, when the album keeps them
         photos: list[Photo] = []
@@ -222,41 +235,42 @@ class AlbumCore:
             session.add_all(photos)
         report.photos += len(photos)
         good = [i for i, (_, face) in enumerate(found) if gate(face)]
-        vectors = np.stack([f.as_embedding().vector for _, f in found]) if found else np.empty((0, 1), np.float32)
-        if library is None:
-            library = _Library(*self._placed()[1:])
-        old, old_labels = library.vectors, library.labels
+        size = self.analyzer.embedding_size
+        vectors = l2_normalize(np.stack([f.as_embedding().vector for _, f in found])) if found else np.empty(
+            (0, size), np.float32)
         labels = np.empty(0, np.int64)
-        merged: dict[int, int] = {}
-        if good:
-            blocked, named = self._protected()
-            placement = clustering.assign(old, old_labels, vectors[good], self.threshold, blocked=blocked,
-                                          exclusive=named, index=library.index)
-            labels, merged = placement.labels, placement.merged
-            self._join(merged)
-        targets: dict[int, list[int]] = defaultdict(list)
-        for row, label in zip(good, labels.tolist()):
-            targets[label].append(row)
-        unsorted = sorted(set(range(len(found))) - set(good))
-        person_of = self._people_for(targets, set(old_labels.tolist()), report)
-        groups = [(UNSORTED, None, unsorted)] + [(f"p{person_of[label]}", person_of[label], rows)
-                                                  for label, rows in targets.items()]
-        for subject, person, rows in groups:
-            if not rows:
-                continue
-            ids = self.gallery.add_embeddings(COLLECTION, subject, vectors[rows],
-                                              recognizer_id=self.analyzer.pack.recognizer_id,
-                                              qualities=[found[r][1].quality for r in rows],
-                                              sources=[photos[found[r][0]].source for r in rows],
-                                              crops=[crops[r] for r in rows])
-            with self._sessions.begin() as session:
-                session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
-                                for fid, r in zip(ids, rows))
+        fresh = 0  # labels from here on are new people
+        with LIBRARIES.lock(self._engine, self._id):  # this process's placements in the album one at a time
+            if good:
+                library = self._library()
+                blocked, named = self._protected()
+                placement = clustering.assign(np.empty((0, size), np.float32), library.labels, vectors[good],
+                                              self.threshold, blocked=blocked, exclusive=named, index=library.index)
+                labels, fresh = placement.labels, int(library.labels.max(initial=-1)) + 1
+                self._join(placement.merged)
+            targets: dict[int, list[int]] = defaultdict(list)
+            for row, label in zip(good, labels.tolist()):
+                targets[label].append(row)
+            unsorted = sorted(set(range(len(found))) - set(good))
+            person_of = self._people_for(targets, fresh, report)
+            groups = [(UNSORTED, None, unsorted)] + [(f"p{person_of[label]}", person_of[label], rows)
+                                                      for label, rows in targets.items()]
+            for subject, person, rows in groups:
+                if not rows:
+                    continue
+                ids = self.gallery.add_embeddings(COLLECTION, subject, vectors[rows],
+                                                  recognizer_id=self.analyzer.pack.recognizer_id,
+                                                  qualities=[found[r][1].quality for r in rows],
+                                                  sources=[photos[found[r][0]].source for r in rows],
+                                                  crops=[crops[r] for r in rows])
+                with self._sessions.begin() as session:
+                    session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
+                                    for fid, r in zip(ids, rows))
+                    token = None if person is None else self._bump(session)
+                if token is not None and person is not None:
+                    self._advanced(token, partial(_Library.extend, ids=ids, vectors=vectors[rows], person=person))
         report.faces += len(good)
         report.unsorted += len(unsorted)
-        if good:
-            library.extend(vectors[good], np.asarray([person_of[label] for label in labels.tolist()], np.int64), merged)
-        return library
 
     def _analyze(self, batch: list[tuple[str, bytes, str]]) -> list[list[Face] | InvalidImage]:
         """The faces of each photo, or why it could not be read: ``analyze_many`` on groups of
@@ -276,14 +290,66 @@ class AlbumCore:
             results.extend(next(faces) if bad is None else bad for bad in checked)
         return results
 
+    # -- the cached library of placed faces ------------------------------------------------------
+    def _library(self) -> _Library:
+        """The placed faces as the database has them now: the process's cached library while the
+        album's revision is the one it is at, else loaded (and cached). Called holding the album's
+        :meth:`Libraries.lock`."""
+        token = self._token()
+        library = LIBRARIES.get(self._engine, self._id, token)
+        if library is None:
+            library = _Library(*self._placed(), token)  # read after the token: a change in between reloads
+            LIBRARIES.put(self._engine, self._id, library)
+        return library
+
+    def _token(self) -> Token:
+        with self._sessions() as session:
+            row = session.execute(select(AlbumRecord.created_at, AlbumRecord.revision).where(
+                AlbumRecord.id == self._id)).first()
+        if row is None:
+            raise NotFound(f"no album '{self.name}'")
+        return row[0], row[1]
+
+    def _bump(self, session: Session) -> Token:
+        """Raise the album's revision in the current transaction (one changing its placed faces);
+        returns the new token, for :meth:`_advanced` once the transaction is committed."""
+        row = session.execute(update(AlbumRecord).where(AlbumRecord.id == self._id).values(
+            revision=AlbumRecord.revision + 1).returning(AlbumRecord.created_at, AlbumRecord.revision)).first()
+        if row is None:
+            raise NotFound(f"no album '{self.name}'")
+        return row[0], row[1]
+
+    def _advanced(self, token: Token, change: Callable[[_Library], object] | None) -> None:
+        """After this process's committed change that raised the revision to ``token``: bring the
+        cached library up to it by ``change`` when it was current just before, else (another
+        process changed the album too, or ``change`` is None) drop it, to be loaded again."""
+        with LIBRARIES.lock(self._engine, self._id):
+            library = LIBRARIES.get(self._engine, self._id, (token[0], token[1] - 1))
+            if library is None:
+                return
+            if change is None:
+                LIBRARIES.drop(self._engine, self._id)
+                return
+            change(library)
+            library.token = token
+
+    def _vectors_of(self, face_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.gallery.face_vectors(COLLECTION, list(face_ids))
+
     def _placed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ids, vectors and person ids of the faces placed with a person."""
+        """Ids, vectors and person ids of the faces placed with a person (a face whose vector is
+        no longer in the gallery, being erased, left out). The collection's vectors are read whole
+        (no list of every id in the query)."""
         with self._sessions() as session:
             rows = session.execute(select(FaceRow.id, FaceRow.person_id).where(
                 FaceRow.album_id == self._id, FaceRow.person_id.is_not(None)).order_by(FaceRow.id)).all()
-        ids, vectors = self.gallery.face_vectors(COLLECTION, [r[0] for r in rows]) if rows else (
+        ids = np.asarray([r[0] for r in rows], np.int64)
+        labels = np.asarray([r[1] for r in rows], np.int64)
+        known, vectors = self.gallery.face_vectors(COLLECTION) if rows else (
             np.empty(0, np.int64), np.empty((0, self.analyzer.embedding_size), np.float32))
-        return ids, vectors, np.asarray([r[1] for r in rows], np.int64)
+        at = np.minimum(np.searchsorted(known, ids), max(len(known) - 1, 0))
+        found = known[at] == ids if len(known) else np.zeros(len(ids), bool)
+        return ids[found], vectors[at[found]], labels[found]
 
     def _protected(self) -> tuple[set[tuple[int, int]], set[int]]:
         """Pairs of people the user's cannot-links keep apart, and the named people."""
@@ -311,12 +377,14 @@ class AlbumCore:
                 if name is not None:
                     session.execute(update(Person).where(Person.id == kept, Person.name.is_(None)).values(name=name))
                 session.execute(delete(Person).where(Person.id == gone))
+                token = self._bump(session)
+            self._advanced(token, partial(_Library.merge, gone=gone, kept=kept))
             self.gallery.merge_subjects(COLLECTION, f"p{kept}", f"p{gone}")
 
-    def _people_for(self, targets: dict[int, list[int]], existing: set[int], report: ScanReport) -> dict[int, int]:
-        """Person id of each label: an existing person, else a new one."""
-        out = {label: label for label in targets if label in existing}
-        fresh = [label for label in targets if label not in existing]
+    def _people_for(self, targets: dict[int, list[int]], start: int, report: ScanReport) -> dict[int, int]:
+        """Person id of each label: an existing person (a label below ``start``), else a new one."""
+        out = {label: label for label in targets if label < start}
+        fresh = [label for label in targets if label >= start]
         if fresh:
             with self._sessions.begin() as session:
                 people = [Person(album_id=self._id) for _ in fresh]
@@ -448,21 +516,114 @@ def face_ids(values: Iterable[int]) -> list[int]:
 
 
 class _Library:
-    """The placed faces' vectors, person ids and a FAISS index over them, kept through one scan."""
+    """An album's placed faces as of ``token``: their gallery face ids, person ids and a FAISS
+    index over their vectors (row ``i`` of each is one face; the vectors themselves are only in
+    the index)."""
 
-    def __init__(self, vectors: np.ndarray, labels: np.ndarray) -> None:
-        self.vectors, self.labels = vectors, labels
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, labels: np.ndarray, token: Token) -> None:
+        self.ids, self.labels, self.token = np.asarray(ids, np.int64), np.asarray(labels, np.int64), token
         self.index: Any = clustering.build_index(vectors) if len(vectors) else None
 
-    def extend(self, vectors: np.ndarray, labels: np.ndarray, merged: dict[int, int]) -> None:
-        for gone, kept in merged.items():
-            self.labels[self.labels == gone] = kept
-        self.vectors = np.concatenate([self.vectors, vectors.astype(np.float32)])
-        self.labels = np.concatenate([self.labels, labels])
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def extend(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray, person: int | np.ndarray) -> None:
+        """Faces placed with ``person`` (one, or one per face)."""
+        if not len(ids):
+            return
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        self.ids = np.concatenate([self.ids, np.asarray(ids, np.int64)])
+        self.labels = np.concatenate([self.labels, np.broadcast_to(np.asarray(person, np.int64), (len(ids),))])
         if self.index is None:
-            self.index = clustering.build_index(self.vectors)
+            self.index = clustering.build_index(vectors)
         else:
-            self.index.add(np.ascontiguousarray(vectors, np.float32))
+            self.index.add(vectors)
+
+    def merge(self, gone: int, kept: int) -> None:
+        """The faces of ``gone`` are ``kept``'s."""
+        self.labels[self.labels == gone] = kept
+
+    def assign_faces(self, moves: dict[int, Sequence[int]],
+                     vectors_of: Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]) -> None:
+        """The faces of each person of ``moves`` (person id -> face ids) are theirs; those not
+        placed before (from the unsorted pool) join with their vectors (``vectors_of``: ids and
+        vectors of the faces still in the gallery)."""
+        wanted = np.asarray([f for faces in moves.values() for f in faces], np.int64)
+        person = np.asarray([p for p, faces in moves.items() for _ in faces], np.int64)
+        if not len(wanted):
+            return
+        order = np.argsort(self.ids, kind="stable")
+        at = np.minimum(np.searchsorted(self.ids, wanted, sorter=order), max(len(order) - 1, 0))
+        rows = order[at] if len(order) else np.zeros(len(wanted), np.int64)
+        here = self.ids[rows] == wanted if len(order) else np.zeros(len(wanted), bool)
+        self.labels[rows[here]] = person[here]
+        if not here.all():
+            found, vectors = vectors_of(wanted[~here].tolist())
+            of = dict(zip(wanted[~here].tolist(), person[~here].tolist()))
+            self.extend(found, vectors, np.asarray([of[f] for f in found.tolist()], np.int64))
+
+
+class Libraries:
+    """The libraries of the albums a process used last, by database engine and album id, kept
+    between calls (the service opens an album per request on its one engine) up to
+    ``max_faces`` placed faces in all (least recently used dropped first; the last one kept
+    whatever its size). One is used only at the album's token it holds (:meth:`get`), so another
+    process's placements, corrections, erasures and re-clusters make it reload; erasing a person
+    drops it at once. :meth:`lock` orders one process's placements in one album."""
+
+    def __init__(self, max_faces: int = CACHE_FACES) -> None:
+        self.max_faces = max_faces
+        self._guard = threading.Lock()
+        self._held: OrderedDict[tuple[int, int], tuple[weakref.ref[Engine], _Library]] = OrderedDict()
+        self._locks: dict[tuple[int, int], tuple[weakref.ref[Engine], threading.RLock]] = {}
+
+    def lock(self, engine: Engine, album: int) -> threading.RLock:
+        with self._guard:
+            held = self._locks.get((id(engine), album))
+            if held is None or held[0]() is not engine:
+                held = self._locks[(id(engine), album)] = (weakref.ref(engine), threading.RLock())
+            return held[1]
+
+    def get(self, engine: Engine, album: int, token: Token) -> _Library | None:
+        """The album's library when it is at ``token``; one at another token is dropped."""
+        key = (id(engine), album)
+        with self._guard:
+            held = self._held.get(key)
+            if held is None:
+                return None
+            if held[0]() is not engine or held[1].token != token:
+                del self._held[key]
+                return None
+            self._held.move_to_end(key)
+            return held[1]
+
+    def put(self, engine: Engine, album: int, library: _Library) -> None:
+        key = (id(engine), album)
+        with self._guard:
+            self._held[key] = (weakref.ref(engine), library)
+            self._held.move_to_end(key)
+            while len(self._held) > 1 and sum(len(lib) for _, lib in self._held.values()) > self.max_faces:
+                self._held.popitem(last=False)
+
+    def drop(self, engine: Engine, album: int) -> None:
+        with self._guard:
+            self._held.pop((id(engine), album), None)
+
+    def forget(self, engine: Engine) -> None:
+        """Every library and lock of an engine being disposed."""
+        with self._guard:
+            for table in (self._held, self._locks):
+                for key in [k for k in table if k[0] == id(engine)]:
+                    del table[key]
+
+    def cached(self, engine: Engine, album: int) -> _Library | None:
+        """The library held for the album, whatever its token (for tests and benches)."""
+        with self._guard:
+            held = self._held.get((id(engine), album))
+            return held[1] if held is not None and held[0]() is engine else None
+
+
+LIBRARIES = Libraries()
 
 
 def _face_row(face_id: int, album_id: int, photo_id: int, person: int | None, face: Face) -> FaceRow:

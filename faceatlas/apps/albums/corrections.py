@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from faceatlas.apps.albums import clustering
-from faceatlas.apps.albums.album import COLLECTION, UNSORTED, AlbumCore, face_ids
+from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCore, _Library, face_ids
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
 from faceatlas.errors import InvalidArgument
@@ -54,6 +55,8 @@ class Album(AlbumCore):
             name = dict(names).get(kept) or dict(names).get(gone)
             session.execute(update(Person).where(Person.id == kept).values(name=name))
             session.execute(delete(Person).where(Person.id == gone))
+            token = self._bump(session)
+        self._advanced(token, partial(_Library.merge, gone=gone, kept=kept))
         self.gallery.merge_subjects(COLLECTION, f"p{kept}", f"p{gone}")
         return self.person(f"p{kept}")
 
@@ -62,6 +65,8 @@ class Album(AlbumCore):
         with self._sessions.begin() as session:
             target = self._resolve(session, to)
             self._relocate(session, face_ids([face_id]), target, lock=True)
+            token = self._bump(session)
+        self._advanced(token, self._assigned([int(face_id)], target))
         self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{target}")
         return self.face(face_id)
 
@@ -75,6 +80,8 @@ class Album(AlbumCore):
             session.add(person)
             session.flush()
             self._relocate(session, ids, person.id, lock=True)
+            token = self._bump(session)
+        self._advanced(token, self._assigned(ids, person.id))
         self.gallery.move_faces(COLLECTION, ids, f"p{person.id}")
         return self.person(f"p{person.id}")
 
@@ -88,22 +95,30 @@ class Album(AlbumCore):
             session.add(person)
             session.flush()
             self._relocate(session, [row.id], person.id, lock=False)
+            token = self._bump(session)
+        self._advanced(token, self._assigned([row.id], person.id))
         self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{person.id}")
         return self.face(face_id)
 
     def erase(self, ref: str) -> int:
-        """Erase a person: every face row, vector and constraint of theirs; returns the face count."""
+        """Erase a person: every face row, vector and constraint of theirs; returns the face count.
+        The process's cached library of the album goes first (no vector of theirs stays in memory
+        to match), and the album's revision goes up, so other processes reload theirs."""
         with self._sessions() as session:
             pid = self._resolve(session, ref)
-        try:
-            removed = self.gallery.delete_subject(COLLECTION, f"p{pid}")
-        except NotFound:
-            removed = 0
-        with self._sessions.begin() as session:
-            faces = self._person_faces(session, pid)
-            session.execute(delete(CannotLink).where(CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
-            session.execute(delete(FaceRow).where(FaceRow.id.in_(faces)))
-            session.execute(delete(Person).where(Person.id == pid))
+        with LIBRARIES.lock(self._engine, self._id):  # no placement of this process meanwhile
+            LIBRARIES.drop(self._engine, self._id)
+            try:
+                removed = self.gallery.delete_subject(COLLECTION, f"p{pid}")
+            except NotFound:
+                removed = 0
+            with self._sessions.begin() as session:
+                faces = self._person_faces(session, pid)
+                session.execute(delete(CannotLink).where(CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
+                session.execute(delete(FaceRow).where(FaceRow.id.in_(faces)))
+                session.execute(delete(Person).where(Person.id == pid))
+                self._bump(session)
+            LIBRARIES.drop(self._engine, self._id)
         return removed
 
     def promote(self, ref: str, gallery: Gallery, collection: str, subject: str) -> int:
@@ -146,12 +161,19 @@ class Album(AlbumCore):
             for pid, faces in moves.items():
                 session.execute(update(FaceRow).where(FaceRow.id.in_(faces)).values(person_id=pid))
             removed = self._drop_empty_people(session)
+            token = self._bump(session) if moves else None
+        if token is not None:
+            self._advanced(token, partial(_Library.assign_faces, moves=dict(moves), vectors_of=self._vectors_of))
         for pid, faces in moves.items():
             self.gallery.move_faces(COLLECTION, faces, f"p{pid}")
         self._drop_empty_subjects()
         return ReclusterReport(sum(map(len, moves.values())), len(set(person_of.values())), removed)
 
     # -- internals -------------------------------------------------------------------------------
+    def _assigned(self, faces: Sequence[int], person: int) -> partial[None]:
+        """The cached library's change when ``faces`` become ``person``'s."""
+        return partial(_Library.assign_faces, moves={person: list(faces)}, vectors_of=self._vectors_of)
+
     def _match_people(self, labels: np.ndarray, old: Sequence[int | None], named: set[int]) -> dict[int, int]:
         """Each new cluster's person: the old person with most of its faces (each old person
         used once; named people first, then biggest overlaps first), else a new person. A named

@@ -25,7 +25,10 @@ class Base(DeclarativeBase):
 
 
 class AlbumRecord(Base):
-    """An album: its owner (a door's tenant), name and the pack its faces are embedded with."""
+    """An album: its owner (a door's tenant), name and the pack its faces are embedded with.
+    ``revision`` goes up with every change to its placed faces (a face placed, a person joined,
+    a correction, an erasure, a re-cluster), in the change's transaction: a process's cached
+    library of the album (:class:`faceatlas.apps.albums.album.Libraries`) is current only at it."""
 
     __tablename__ = "album_albums"
     __table_args__ = (UniqueConstraint("owner", "name", name="uq_album_albums_owner_name"),)
@@ -35,6 +38,7 @@ class AlbumRecord(Base):
     name: Mapped[str] = mapped_column(String(200))
     pack: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Photo(Base):
