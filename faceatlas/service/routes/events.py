@@ -23,7 +23,8 @@ async def list_events(
     meter: Annotated[Meter, Depends(metered("events.list", "read", billable=False))],
     camera: Annotated[str | None, Query(max_length=200)] = None,
     type: Annotated[str | None, Query(description=f"one of {', '.join(EVENT_TYPES)}")] = None,
-    since: Annotated[str | None, Query(description="ISO 8601 UTC; events emitted at or after it")] = None,
+    since: Annotated[str | None, Query(description="ISO 8601 (with an offset, or UTC without one); events emitted "
+                                                   "at or after it")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     """The tenant's newest video events (watchlist hits, identifications, line crossings, ...)."""
