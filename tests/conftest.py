@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import ImageFile
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -114,3 +115,17 @@ def new_database():
     """``new_database(kind, folder)``: the :func:`fresh_database` context manager, for fixtures
     in other folders that need a database of their own."""
     return fresh_database
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The sizes of the images PIL decodes (or reads again) from now on."""
+    seen: list[tuple[int, int]] = []
+    original = ImageFile.ImageFile.load
+
+    def load(self: ImageFile.ImageFile):  # type: ignore[no-untyped-def]
+        seen.append(self.size)
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen

@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from faceatlas.apps.kyc import KycConfig, KycService, decode_frames
 from faceatlas.apps.kyc.checks import check_pixels
@@ -32,20 +32,6 @@ def _jpeg(width: int, height: int, seed: int = 0) -> bytes:
     small = rng.integers(0, 255, (height // 40, width // 40, 3), dtype=np.uint8)
     image = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-
-
-@pytest.fixture
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """The sizes of the images PIL decodes (or reads again) from now on."""
-    seen: list[tuple[int, int]] = []
-    original = ImageFile.ImageFile.load
-
-    def load(self: ImageFile.ImageFile):  # type: ignore[no-untyped-def]
-        seen.append(self.size)
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return seen
 
 
 def test_bomb_frames_are_refused_before_any_is_decoded(service: KycService, loads: list) -> None:

@@ -12,8 +12,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from faceatlas.engine import Face
 from faceatlas.service.console.draw import BOX, faces_png
@@ -33,19 +32,6 @@ def _document() -> bytes:
 def _files(frames: int) -> list:
     return [("document", ("id.jpg", _document(), "image/jpeg"))] + [
         ("frame", (f"{i}.png", _bomb(), "image/png")) for i in range(frames)]
-
-
-@pytest.fixture
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    seen: list[tuple[int, int]] = []
-    original = ImageFile.ImageFile.load
-
-    def load(self: ImageFile.ImageFile):  # type: ignore[no-untyped-def]
-        seen.append(self.size)
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return seen
 
 
 def test_every_frame_spends_the_rate_of_its_pixels(api, loads) -> None:
