@@ -11,17 +11,23 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from faceatlas.client import FaceAtlasClient
 from faceatlas.db import create_database_engine
 from faceatlas.errors import StateUnavailable
+from faceatlas.gallery import Gallery
+from faceatlas.gallery.models import Collection, FaceRecord, Subject
 from faceatlas.service import create_app
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import UsageRecord, migrate
+from faceatlas.service.db import AuditRecord, UsageRecord, migrate
+from faceatlas.service.inference import InferencePool
 from faceatlas.service.redis_state import RedisState
 from faceatlas.settings import ServiceSettings
 
@@ -232,6 +238,100 @@ def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, acc
     assert accounts.calls_this_month("acme") == 2  # the two answered detects; nothing unbilled went out
     month = time.strftime("%Y-%m", time.gmtime())
     assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == 2
+
+
+def _rows(accounts: Accounts) -> dict[str, list]:
+    """What the database holds (read directly, not through the proxy): the gallery's collections,
+    subjects and face ids, and the service's usage and audit rows."""
+    with Session(accounts.engine) as session:
+        return {
+            "collections": sorted(session.scalars(select(Collection.name))),
+            "subjects": sorted(session.scalars(select(Subject.external_id))),
+            "faces": sorted(session.scalars(select(FaceRecord.id))),
+            "usage": list(session.execute(select(UsageRecord.operation, UsageRecord.status).order_by(UsageRecord.id))),
+            "audit": list(session.execute(select(AuditRecord.action, AuditRecord.target).order_by(AuditRecord.id))),
+        }
+
+
+def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
+        redis_server, accounts: Accounts, fast_analyzer, examples: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enrolment and a new collection while the database is unreachable (from the start, or
+    gone between the call's first read and its write): 503 ``database_unavailable``; once the
+    database is back, no collection, subject, face, index entry, usage or audit row of theirs, and
+    their Idempotency-Keys are free again (a retry runs; it does not replay the failure)."""
+    redis_server.flush()
+    accounts.create_tenant("acme")
+    token = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
+    url = accounts.engine.url
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    index_dir = tmp_path / "indexes"
+    settings = ServiceSettings(database_url=proxied, index_dir=index_dir, pack="scrfd-mbf", workers=1,
+                               redis_url=redis_server.url)
+    obama = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
+    lin = {"image": ("l.png", (examples / "examples" / "lin-manuel-miranda.png").read_bytes(), "image/png")}
+    enrol_lin = "/v1/collections/staff/subjects/lin/faces"
+    cut_while_computing = threading.Event()
+    computing = InferencePool.faces_and_crops
+
+    async def faces_and_crops(self: InferencePool, *args: Any, **kwargs: Any) -> Any:
+        if cut_while_computing.is_set():  # the call has read its collection: the database goes before its write
+            cut_while_computing.clear()
+            proxy.down()
+        return await computing(self, *args, **kwargs)
+
+    monkeypatch.setattr(InferencePool, "faces_and_crops", faces_and_crops)
+    app = create_app(settings, analyzer=fast_analyzer)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        assert http.post("/v1/collections/staff/subjects/obama/faces", files=obama).status_code == 201
+        found = http.post("/v1/collections/staff/search", files=obama).json()  # the app's index is loaded
+        assert found["results"][0]["matches"][0]["external_id"] == "obama"
+        before = _rows(accounts)
+        month = time.strftime("%Y-%m", time.gmtime())
+        quota = int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}"))
+
+        proxy.down()
+        try:
+            failed = [http.post(enrol_lin, files=lin, headers={"Idempotency-Key": "enrol-lin"}),
+                      http.post("/v1/collections", json={"name": "visitors"},
+                                headers={"Idempotency-Key": "create-visitors"})]
+        finally:
+            proxy.up()
+        cut_while_computing.set()
+        try:
+            failed.append(http.post(enrol_lin, files=lin, headers={"Idempotency-Key": "enrol-lin-2"}))
+        finally:
+            proxy.up()
+        assert not cut_while_computing.is_set()  # the third call lost the database on its way
+        for answer in failed:
+            assert (answer.status_code, answer.json()["error"]["code"]) == (503, "database_unavailable"), answer.text
+
+        # the database is back: nothing of the three calls is in it, nor in Redis's quota, nor in the index
+        assert _rows(accounts) == before
+        assert (before["subjects"], len(before["faces"])) == (["obama"], 1)
+        assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == quota
+        assert http.get("/v1/collections/staff/subjects/lin").status_code == 404
+        assert http.get("/v1/collections/visitors").status_code == 404
+        staff = app.state.gallery.for_tenant("svc:acme")  # the index the app searches, as it is in memory
+        with staff._sessions() as session:
+            assert sorted(staff._indexes.get(session, staff._collection(session, "staff")).ids()) == before["faces"]
+        ranked = http.post("/v1/collections/staff/search", files=lin, params={"rank_only": "true"}).json()
+        assert [m["external_id"] for m in ranked["results"][0]["matches"]] == ["obama"]
+
+        # the failed calls' Idempotency-Keys were released: a retry runs, once
+        retried = http.post(enrol_lin, files=lin, headers={"Idempotency-Key": "enrol-lin"})
+        created = http.post("/v1/collections", json={"name": "visitors"},
+                            headers={"Idempotency-Key": "create-visitors"})
+        assert (retried.status_code, created.status_code) == (201, 201), retried.text + created.text
+        assert "Idempotent-Replayed" not in retried.headers and len(retried.json()["face_ids"]) == 1
+    proxy.down()
+    faces = before["faces"] + retried.json()["face_ids"]
+    assert _rows(accounts)["faces"] == faces
+    direct = url.render_as_string(hide_password=False)
+    with Gallery.open(direct, tenant="svc:acme", index_dir=index_dir) as gallery, gallery._sessions() as session:
+        assert sorted(gallery._indexes.get(session, gallery._collection(session, "staff")).ids()) == faces
 
 
 def test_many_processes_without_redis_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
