@@ -20,11 +20,16 @@ from faceatlas.gallery import Gallery
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """test_erasure.py's CLI door costs a child process (~7 s of CPU, the CLI's imports): its
     delete on PostgreSQL repeats the SQLite twin, its merge the gallery door's (same
-    ``merge_subjects`` in a process that loaded no index). Slow: ``pytest -m slow`` runs them."""
+    ``merge_subjects`` in a process that loaded no index). Slow: ``pytest -m slow`` runs them,
+    with the Milvus-on-PostgreSQL variants."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if item.path.name == "test_erasure.py" and params.get("door") == "cli" and (
                 params.get("db_url") == "postgresql" or item.name.startswith("test_a_merge")):
+            item.add_marker(pytest.mark.slow)
+        # Milvus on PostgreSQL repeats Milvus on SQLite (the vectors are Milvus's either way): slow,
+        # so the default suite stays near ten minutes; CI's slow step (.ci/run) runs it.
+        if params.get("vector_backend") == "milvus" and params.get("db_url") == "postgresql":
             item.add_marker(pytest.mark.slow)
 
 
