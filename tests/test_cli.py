@@ -172,7 +172,9 @@ def test_gallery_enrol_name_rename_and_merge(examples, tmp_path):
     renamed = run("rename", "people", "barack", "obama", "--name", "B. Obama", "--json")
     assert (renamed["external_id"], renamed["name"], renamed["faces"]) == ("obama", "B. Obama", 2)
     assert {s["external_id"]: s["faces"] for s in run("list", "people", "--json")["items"]} == {"obama": 2, "joe": 1}
-    found = run("search", "people", str(images / "obama2.jpg"), "--json")[0]["matches"][0]
+    searched = run("search", "people", str(images / "obama2.jpg"), "--json")
+    assert set(searched) == {"results", "fpir"} and searched["fpir"] == 1e-3  # the API's shape
+    found = searched["results"][0]["matches"][0]
     assert (found["external_id"], found["name"], found["matched_faces"]) == ("obama", "B. Obama", 2)
 
     missing = runner.invoke(app, ["gallery", "merge", "people", "nobody", "obama", *db])

@@ -145,8 +145,9 @@ def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", he
         results = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
                                        threshold=threshold, far=far, fpir=fpir, rank_only=rank_only,
                                        aggregate=aggregate)
-        payload = [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
-                    "unknown": not matches if decided else None} for face, matches in results]
+        payload = {"results": [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
+                                "unknown": not matches if decided else None} for face, matches in results],
+                   **cut.stated()}  # the API's answer: the results and the cut they were decided at
         table = Table("face", "rank", "subject", "name", "similarity", "faces matched",
                       title=f"search ({cut.describe()})")
         for number, (_, matches) in enumerate(results):

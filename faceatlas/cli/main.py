@@ -27,7 +27,7 @@ from faceatlas.cli import retail as retail_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
 from faceatlas.cli.files import expand_images, progress
-from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, Pack, draw_faces, get_pack
+from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, NoFace, Pack, draw_faces, get_pack
 
 
 class _Commands(TyperGroup):
@@ -222,12 +222,14 @@ def liveness(
     analyzer = _analyzer(pack, as_json, verbose)
     rows: list[dict[str, Any]] = []
     for path in images:
-        try:
-            result = analyzer.check_liveness(path)
+        try:  # the API's use case: the largest face, analysed with its liveness
+            faces = analyzer.analyze(path, liveness=True, max_faces=1, embed=False)
+            if not faces or faces[0].liveness is None:
+                raise NoFace("no face found for the liveness check")
         except FaceAtlasError as exc:
             rows.append({"image": str(path), "error": exc.code, "message": str(exc)})
             continue
-        rows.append({"image": str(path), **result.to_dict()})
+        rows.append({"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict()})
     if as_json:
         print(json.dumps({"pack": analyzer.pack.name, "results": rows}))
     else:

@@ -81,8 +81,9 @@ def search(
     = False,
 ) -> None:
     """1:N search of a collection: who, or unknown (at --fpir 1e-3 for the collection's size by default)."""
+    cut = {} if rank_only else {"far": far} if far is not None else {"fpir": fpir}  # what the client sends
     _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, fpir=fpir, far=far,
-                                                            rank_only=rank_only))})
+                                                            rank_only=rank_only)), **cut})
 
 
 @app.command()

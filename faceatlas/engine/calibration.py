@@ -186,6 +186,15 @@ class Cut:
         return {"threshold": self.threshold, "far": self.far, "fpir": self.fpir or DEFAULT_FPIR,
                 "rank_only": not self.decides}
 
+    def stated(self) -> dict[str, float]:
+        """The cut that applies, named as the doors answer it (CLI and API alike): ``{"threshold": t}``,
+        ``{"far": f}`` or ``{"fpir": p}``; ``{}`` when it ranks without deciding."""
+        for name in ("threshold", "far", "fpir"):
+            value = getattr(self, name)
+            if value is not None:
+                return {name: value}
+        return {}
+
     def describe(self) -> str:
         if self.threshold is not None:
             return f"similarity >= {self.threshold:g}"

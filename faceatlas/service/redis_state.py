@@ -9,7 +9,11 @@
   process sets every counter of the month to *billed rows + calls in flight of live processes*:
   the calls a killed process had admitted but never answered stop counting. Reconciliation reads
   the table twice around the set, so a counter is never below the bill (at worst a call over, for
-  one period: the side that refuses, never the side that serves beyond the quota);
+  one period: the side that refuses, never the side that serves beyond the quota). A call counted
+  before Redis restarted empty and billed after the counter was seeded again may be in neither
+  (its count is gone, its row newer than the seed): each call is counted in an ``instance`` of
+  Redis's state (a random id set once Redis starts empty), and a call settling billed in a newer
+  instance than its own counts its counter again from the bill;
 - idempotency keys: ``SET NX`` claims, the first answer stored for ``idempotency_seconds``;
 - key lookups: cached for ``key_cache_seconds`` (≤ 1 s), so a revocation holds everywhere within it.
 
@@ -51,6 +55,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "faceatlas:"
 MONTH_TTL = 40 * 24 * 3600  # a month's counter outlives its month, then goes
+ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its heartbeat (5 s) and its calls
+INSTANCE_KEY = f"{PREFIX}instance"  # a random id, set by the first call counted after Redis started empty
 
 _TAKE = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -66,20 +72,32 @@ redis.call('EXPIRE', KEYS[1], math.min(86400, math.ceil(burst / math.max(rate, 0
 return tostring(wait)
 """
 
-# KEYS: counter, inflight; ARGV: quota (-1: none), process, ttl. -1: seed first; 0: over; 1: counted
+# KEYS: counter, inflight, this process's alive key, instance; ARGV: quota (-1: none), process, ttl,
+# alive ttl, a new instance id. -1: seed first; 0: over; else counted, in the instance named
+# (the state this Redis holds since it last started empty). A process counting calls is alive
+# (also before its next heartbeat after Redis restarted empty): a reset keeps its calls in flight.
 _SPEND = """
+local instance = redis.call('GET', KEYS[4])
+if not instance then instance = ARGV[5] redis.call('SET', KEYS[4], instance) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local count = redis.call('INCR', KEYS[1])
 local quota = tonumber(ARGV[1])
 if quota >= 0 and count > quota then redis.call('DECR', KEYS[1]) return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
+return instance
 """
 
-# KEYS: counter, inflight; ARGV: process, billed (1/0)
+# KEYS: counter, inflight, instance; ARGV: process, billed (1/0), the instance the call was counted
+# in. -1: the counter does not hold this call: it was counted in an instance that is gone (Redis
+# restarted empty), or its count was dropped (the process taken for dead, its count below zero);
+# the caller counts the counter again from the bill, nothing is given back. 0: settled.
 _SETTLE = """
-if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
+local left = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+if left < 0 then return -1 end
 if ARGV[2] == '0' and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
 return 0
 """
@@ -111,6 +129,9 @@ class RedisState(SharedState):
         self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # host-pid-random
         self._count_calls = count_calls
         self._settings = settings
+        self._lock = threading.Lock()
+        self._instance = ""  # the instance of Redis's state this process last counted a call in
+        self._counted: dict[tuple[str, str, str], int] = {}  # (tenant, month, instance): calls in flight
         self._take = self.redis.register_script(_TAKE)
         self._spend = self.redis.register_script(_SPEND)
         self._settle = self.redis.register_script(_SETTLE)
@@ -140,19 +161,51 @@ class RedisState(SharedState):
     def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
         month = month or month_of()
         keys = self._quota_keys(tenant_id, month)
-        args: list[int | str] = [-1 if quota is None else quota, self.process, MONTH_TTL]
+        args: list[int | str] = [-1 if quota is None else quota, self.process, MONTH_TTL, ALIVE_SECONDS,
+                                 uuid.uuid4().hex]
+        spend_keys = [*keys, f"{PREFIX}alive:{self.process}", INSTANCE_KEY]
         for _ in range(3):
-            counted = int(self._call(lambda: self._spend(keys=keys, args=args)))
-            if counted == 1:
+            counted = self._call(lambda: self._spend(keys=spend_keys, args=args))
+            if isinstance(counted, bytes | str):  # counted in this instance of Redis's state
+                instance = counted.decode() if isinstance(counted, bytes) else counted
+                with self._lock:
+                    self._instance = instance
+                    self._counted.setdefault((tenant_id, month, instance), 0)
+                    self._counted[(tenant_id, month, instance)] += 1
                 return 0.0
-            if counted == 0:
+            if int(counted) == 0:
                 return seconds_to_next_month()
             self._reset_counter(tenant_id, month, only_if_missing=True)
         raise StateUnavailable("the quota counter could not be seeded", retry_after=1.0)
 
+    def _settled_instance(self, tenant_id: str, month: str) -> str:
+        """The instance a call of the tenant now settling was counted in. Calls are not told apart:
+        one counted in an older instance than the newest goes first (a restart of Redis finds calls
+        in flight that were admitted before it, and these are answered first), so a mistake only
+        makes the counter count one call too many until reconciled, never too few."""
+        with self._lock:
+            mine = [key for key, n in self._counted.items() if key[:2] == (tenant_id, month) and n > 0]
+            if not mine:
+                return self._instance
+            key = next((k for k in mine if k[2] != self._instance), mine[0])
+            self._counted[key] -= 1
+            if self._counted[key] == 0:
+                del self._counted[key]
+            return key[2]
+
     def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
-        keys = self._quota_keys(tenant_id, month or month_of())
-        self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed)]))
+        month = month or month_of()
+        keys = [*self._quota_keys(tenant_id, month), INSTANCE_KEY]
+        instance = self._settled_instance(tenant_id, month)
+        held = int(self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed), instance])))
+        if held < 0 and billed:  # its row is on the bill, its count not in the counter: count again
+            try:
+                self._reset_counter(tenant_id, month, only_if_missing=False)
+            except StateUnavailable:
+                raise
+            except Exception:  # the database: the answer stands, reconciliation mends the counter
+                log.warning("quota counter of %s not counted again after a restart of Redis", tenant_id,
+                            exc_info=True)
 
     def _reset_counter(self, tenant_id: str, month: str, *, only_if_missing: bool) -> bool:
         """counter := billed rows + calls in flight; then the rows written meanwhile are added
@@ -227,7 +280,7 @@ class RedisState(SharedState):
     # -- background: heartbeat and reconciliation ----------------------------------------------------
     def _heartbeat(self) -> None:
         with suppress(redis.RedisError):
-            self.redis.set(f"{PREFIX}alive:{self.process}", b"1", ex=15)
+            self.redis.set(f"{PREFIX}alive:{self.process}", b"1", ex=ALIVE_SECONDS)
 
     def _background(self) -> None:
         period = self._settings.quota_reconcile_seconds

@@ -120,6 +120,27 @@ def test_redis_down_refuses_then_recovers(states: list[RedisState], accounts: Ac
     assert states[2].spend("acme", 2) > 0
 
 
+def test_calls_in_flight_across_a_restart_of_redis_keep_the_counter_at_the_bill(
+        states: list[RedisState], accounts: Accounts, redis_server) -> None:
+    """Calls counted before Redis restarted empty and settled after another process seeded the
+    counter again: one billed after the seed is counted, one that failed (5xx) gives nothing back,
+    and the calls counted since are kept, so the quota holds (never served beyond it)."""
+    accounts.create_tenant("acme")
+    assert [states[0].spend("acme", 4) for _ in range(2)] == [0.0, 0.0]  # A and B admitted on process 0
+    redis_server.stop()
+    redis_server.start()  # empty
+    assert states[1].spend("acme", 4) == 0.0  # C on process 1: seeded from the bill (0), then counted
+    assert states[0].spend("acme", 4) == 0.0  # D on process 0, in flight
+    accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
+    states[0].settle("acme", billed=True)  # A answered and billed after the seed
+    accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=503)])
+    states[0].settle("acme", billed=False)  # B failed: not billed, its count was never in this counter
+    counter = states[2].redis.get("faceatlas:quota:acme:" + time.strftime("%Y-%m", time.gmtime()))
+    assert int(counter or 0) == 3  # A on the bill, C and D in flight
+    assert states[2].spend("acme", 4) == 0.0
+    assert states[2].spend("acme", 4) > 0  # quota 4: A, C, D and this one
+
+
 @pytest.mark.parametrize("state", ["memory", "redis"])
 def test_idempotent_enrol_and_revocation_through_the_app(state: str, redis_server, accounts: Accounts, fast_analyzer,
                                                          examples: Path, tmp_path: Path) -> None:

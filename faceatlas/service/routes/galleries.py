@@ -16,7 +16,7 @@ from pydantic import Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Embedding, NoFace
+from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut, Embedding, NoFace
 from faceatlas.errors import InvalidArgument
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, CollectionInfo, Gallery, read_header
 from faceatlas.service.deps import (
@@ -330,11 +330,12 @@ async def search(
     ``embedding`` with its ``recognizer_id`` that reach the cut (``fpir``, default 1e-3, for the
     collection's size; or a 1:1 ``far``, or a raw ``threshold``); ``unknown`` is true when none does.
     An embedding of another space than the collection's is ``model_mismatch``."""
-    decided = threshold is not None or not rank_only
+    # the gallery's cut: rank_only drops the default fpir; a threshold or a far given still decides
+    decision = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
+    decided = decision.decides
     options: dict[str, Any] = {"k": k, "threshold": threshold, "far": far, "fpir": fpir, "rank_only": rank_only,
                                "aggregate": aggregate}
-    cut = {"threshold": threshold} if threshold is not None else {} if rank_only else \
-        {"far": far} if far is not None else {"fpir": fpir}
+    cut = decision.stated()
     body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     if isinstance(body, dict) and "embedding" in body:
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
