@@ -48,3 +48,14 @@ def test_numbers_of_any_kind_pass_the_check():
     assert check_vectors(np.arange(1, 9, dtype=np.uint8).reshape(2, 4)).shape == (2, 4)
     assert check_vectors([np.ones(4, np.float32), np.full(4, 2.0)]).tolist() == [[1.0] * 4, [2.0] * 4]
     assert Embedding.parse([0.25] * 128, "any").vector.dtype == np.float32
+
+
+@pytest.mark.parametrize("depth", [40, 900])
+def test_a_deeply_nested_list_is_refused_not_a_crash(depth):
+    """numpy refuses more than 64 dimensions with a RuntimeError (and deep lists recurse): both are
+    an invalid embedding (422), never a 500 (the no-500 fuzz's ``deep_embedding`` body)."""
+    nested: object = 1.0
+    for _ in range(depth):
+        nested = [nested]
+    with pytest.raises(InvalidArgument):
+        Embedding.parse(nested, "r")

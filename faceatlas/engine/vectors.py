@@ -22,7 +22,7 @@ def check_vectors(vectors: object) -> np.ndarray:
         _check_numbers(vectors)
         with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused below
             array = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # RuntimeError: nesting beyond numpy's dims
         raise InvalidArgument("an embedding is a list of numbers") from exc
     if array.ndim != 2 or array.shape[1] == 0:
         raise InvalidArgument(f"embeddings are (n, d) numbers with d > 0, got shape {array.shape}")
