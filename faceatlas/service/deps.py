@@ -11,7 +11,7 @@ import base64
 import binascii
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -278,12 +278,19 @@ async def json_body(request: Request) -> Any:
         raise InvalidInput("the JSON body nests too deeply") from exc
 
 
-async def read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The named images of a multipart or JSON request, and the JSON body's other fields. Large
-    images spend more of the key's rate (see :func:`charge_pixels`)."""
-    images, fields = await _read_images(request, *names)
+async def read_images(request: Request, *names: str,
+                      fields: Collection[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The named images of a multipart or JSON request, and its other ``fields`` (a form's text
+    fields, a JSON body's values); any other field is refused (``validation_error``), as the
+    JSON bodies of the other routes are, rather than silently ignored. Large images spend more
+    of the key's rate (see :func:`charge_pixels`)."""
+    images, given = await _read_images(request, *names)
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        allowed = ", ".join(f"'{name}'" for name in (*names, *fields))
+        raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
     charge_pixels(request, images.values())
-    return images, fields
+    return images, given
 
 
 def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
@@ -321,13 +328,13 @@ async def _read_images(request: Request, *names: str) -> tuple[dict[str, bytes],
             if part is None or isinstance(part, str):
                 raise InvalidArgument(f"multipart field '{name}' (a file) is required")
             images[name] = await part.read()
-        return images, {}
+        return images, {key: value for key, value in form.items() if key not in images}
     if content_type.startswith("application/json"):
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidArgument("the JSON body must be an object")
         images = {name: await _decode_json_image(request, body, name) for name in names}
-        return images, body
+        return images, {key: value for key, value in body.items() if key not in images}
     raise UnsupportedMediaType("send images as multipart/form-data or application/json (base64)")
 
 

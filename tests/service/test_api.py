@@ -269,6 +269,22 @@ def test_every_json_body_model_of_the_api_refuses_unknown_fields(api):
     assert lax == []
 
 
+def test_image_calls_refuse_fields_they_do_not_take(api, examples):
+    """The image calls read their body by hand (multipart or base64 JSON), outside the body models:
+    a field they do not take (a typo, an option of another call) was ignored with a 200; it is a
+    ``validation_error`` naming it, in both encodings."""
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    encoded = base64.b64encode(photo.read_bytes()).decode()
+    with api.client("acme_detect") as client:
+        as_json = client.post("/v1/detect", json={"image": encoded, "max_face": 1})
+        as_form = client.post("/v1/detect", files=_upload(photo), data={"attributes": "true"})
+        plain = client.post("/v1/detect", json={"image": encoded})
+    for refused, field in ((as_json, "max_face"), (as_form, "attributes")):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "validation_error" and field in refused.json()["error"]["message"]
+    assert plain.status_code == 200 and len(plain.json()["faces"]) == 1
+
+
 def test_every_json_answer_of_the_api_has_a_schema(api):
     """Eight retail routes (member erasure, carts, face pay, refunds, alerts, occupancy) answered an
     undocumented object: every JSON answer names its fields in the OpenAPI schema."""

@@ -181,8 +181,10 @@ async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDe
 
 async def _consent_form(request: Request, meter: Meter) -> tuple[bytes, str, ConsentRecord, str | None]:
     """The photo, name, consent and payment reference of an enrolment or a new consent."""
-    images, fields = await read_images(request, "image")
-    form = fields or {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    images, given = await read_images(request, "image", fields=("name", "purposes", "granted_by", "payment_ref"))
+    form = {key: value for key, value in given.items() if isinstance(value, (str, int, float))}
+    if len(form) < len(given):
+        raise InvalidArgument(f"{', '.join(sorted(set(given) - set(form)))}: text expected")
     purposes = tuple(p.strip() for p in str(form.get("purposes", "")).split(",") if p.strip())
     name, granted_by = str(form.get("name", "")), str(form.get("granted_by", form.get("name", "")))
     if not granted_by:
