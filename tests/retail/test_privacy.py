@@ -18,7 +18,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
 
 from faceatlas.apps.retail import (
@@ -40,30 +39,16 @@ from faceatlas.apps.retail import (
 )
 from faceatlas.db import create_database_engine
 from faceatlas.video import Event, events_from_jsonl
+from tests.clips import first_seconds
 
 T0 = datetime(2026, 3, 2, 10, 15)
 PURPOSES = {"face_pay": ("face_pay",), "visit_recognition": ("visit_recognition",)}
 
 
-def _segment(source: Path, target: Path, seconds: float) -> Path:
-    """The first ``seconds`` of ``source``, remuxed (the same packets, so the same pixels)."""
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
-        stream = src.streams.video[0]
-        out = dst.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is None:
-                continue
-            if packet.pts is not None and packet.pts * stream.time_base >= seconds:
-                break
-            packet.stream = out
-            dst.mux(packet)
-    return target
-
-
 @pytest.fixture(scope="module")
 def clip(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = shared / "data" / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
-    return _segment(source, tmp_path_factory.mktemp("sink-clip") / "hamilton-4.5s.mp4", 4.5)
+    return first_seconds(source, tmp_path_factory.mktemp("sink-clip") / "hamilton-4.5s.mp4", 4.5)
 
 
 def _run(shared: Path, analyzer: Any, clip: Path, folder: Path, purposes: tuple[str, ...]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 
 from faceatlas.apps.retail import ConsentRecord, Entry, Pick, RetailStore, StoreConfig
 from faceatlas.apps.retail.db import Charge, LedgerEntry, Visit
-from tests.retail.test_store_run import ENTRIES, EXITS, FPS, SEGMENT_S, TOLERANCE_S, _segment
+from tests.clips import first_seconds
+from tests.retail.test_store_run import ENTRIES, EXITS, FPS, SEGMENT_S, TOLERANCE_S
 
 RUN_LIMIT_S = 420.0  # the run takes ~1-2 min on two shared cores; past this it is stopped (SIGINT) and fails
 
@@ -65,7 +66,7 @@ def _retail_run(config: Path, folder: Path) -> dict[str, Any]:
 def test_retail_run_yaml_with_three_cameras(shared: Path, fast_analyzer: Any, tmp_path: Path) -> None:
     videos = shared / "data" / "videos"
     examples = shared / "data" / "face_recognition_examples" / "examples"
-    door = _segment(videos / "one-by-one-person-detection.mp4", tmp_path / "door.mp4", SEGMENT_S)
+    door = first_seconds(videos / "one-by-one-person-detection.mp4", tmp_path / "door.mp4", SEGMENT_S)
     config = tmp_path / "store.yaml"
     till = examples / "short_hamilton_clip.mp4"
     config.write_text(_store_yaml(till, tmp_path / "events.jsonl", door, videos / "store-aisle-detection.gif"))

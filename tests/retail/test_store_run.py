@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
 from sqlalchemy import func, select
 
@@ -40,29 +39,13 @@ from faceatlas.apps.retail.db import Charge, LedgerEntry, Visit
 from faceatlas.apps.retail.live import StoreRun
 from faceatlas.engine import PersonDetector
 from faceatlas.video import events_from_jsonl
+from tests.clips import first_seconds
 
 FPS = 10.0
 ENTRIES = [64, 228, 506, 746, 928, 1238]  # frames, by hand (see the module docstring)
 EXITS = [190, 442, 692, 860, 1192, 1354]
 TOLERANCE_S = 4.0
 SEGMENT_S = 22.0  # the first person
-
-
-def _segment(source: Path, target: Path, seconds: float, *, faststart: bool = False) -> Path:
-    """The first ``seconds`` of ``source``, remuxed (the same packets, so the same pixels);
-    ``faststart``: the index first, for reading over HTTP."""
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(source)) as src, av.open(str(target), "w", options=options) as dst:
-        stream = src.streams.video[0]
-        out = dst.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is None:
-                continue
-            if packet.pts is not None and packet.pts * stream.time_base >= seconds:
-                break
-            packet.stream = out
-            dst.mux(packet)
-    return target
 
 
 def _config(shared: Path, door: Path | None) -> StoreConfig:
@@ -93,7 +76,7 @@ def _run(shared: Path, analyzer: Any, folder: Path, door: Path) -> Iterator[dict
     with RetailStore.open(_config(shared, None), analyzer, url, index_dir=folder / "idx") as store:
         out["second"] = StoreRun(store).run()
         store.members.erase(out["member"])  # now the same face is a stranger at the till
-        clip = _segment(Path(store.config.camera("till").source or ""), folder / "till-3s.mp4", 3.0)
+        clip = first_seconds(Path(store.config.camera("till").source or ""), folder / "till-3s.mp4", 3.0)
         camera = store.config.camera("till").model_copy(update={"source": str(clip)})
         till = store.config.model_copy(update={"events": str(folder / "till.jsonl"), "cameras": [camera]})
         with RetailStore.open(till, analyzer, url, index_dir=folder / "idx") as short:
@@ -106,7 +89,7 @@ def _run(shared: Path, analyzer: Any, folder: Path, door: Path) -> Iterator[dict
 @pytest.fixture(scope="module")
 def runs(shared: Path, fast_analyzer: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("store-run")
-    door = _segment(shared / "data" / "videos" / "one-by-one-person-detection.mp4", folder / "door.mp4", SEGMENT_S)
+    door = first_seconds(shared / "data" / "videos" / "one-by-one-person-detection.mp4", folder / "door.mp4", SEGMENT_S)
     yield from _run(shared, fast_analyzer, folder, door)
 
 
@@ -181,7 +164,7 @@ def test_a_camera_that_drops_is_reopened(shared: Path, fast_analyzer: Any, tmp_p
     the source reconnects with backoff and the run goes on until stopped (``StoreRun.stop``), with
     no store error; the face seen on both plays, no member, is never charged."""
     clip = shared / "data" / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
-    _segment(clip, tmp_path / "till.mp4", 3.0, faststart=True)
+    first_seconds(clip, tmp_path / "till.mp4", 3.0, faststart=True)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
