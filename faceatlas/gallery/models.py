@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Engine, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, Engine, Float, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from faceatlas.db import upgrade, utcnow
@@ -83,7 +83,7 @@ class FaceRecord(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
-    quality: Mapped[float | None]
+    quality: Mapped[float | None] = mapped_column(Float)  # as the migration made it (Float, not Double)
     source: Mapped[str | None] = mapped_column(String(1000))
     crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

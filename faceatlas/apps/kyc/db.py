@@ -56,7 +56,7 @@ class KycFingerprint(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("kyc_sessions.id", ondelete="CASCADE"), index=True)
     digest: Mapped[str] = mapped_column(String(64), index=True)
     hashes: Mapped[list[str]] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class KycReference(Base):
