@@ -18,8 +18,11 @@ LEVEL_STYLES = {"info": "dim", "warning": "yellow", "alert": "red", "critical": 
 
 
 def _region(text: str) -> tuple[float, float, float, float]:
-    values = [float(v) for v in text.split(",")]
-    if len(values) != 4 or not all(0.0 <= v <= 1.0 for v in values):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
         raise typer.BadParameter("give x1,y1,x2,y2 as fractions of the frame, e.g. 0,0,0.6,1")
     return values[0], values[1], values[2], values[3]
 
@@ -56,8 +59,8 @@ def drive(
         err.print(f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
                   f"[/{style}] {json.dumps(event.details)}")
 
-    config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
     try:
+        config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
         summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show)
     except (ImportError, FaceAtlasError) as exc:
         code = getattr(exc, "code", "missing_dependency")

@@ -285,3 +285,22 @@ def test_cli_takes_the_drivers_seat(video: str) -> None:
     assert '"frames": 3' in result.output
     wrong = CliRunner().invoke(app, ["drive", video, "--seat", "middle", "--max-frames", "3"])
     assert wrong.exit_code == 2 and "left, right" in wrong.output
+
+
+@pytest.mark.parametrize("region", ["0.6,0,0.2,1", "0,0.5,1,0.5", "a,b,c,d", "0,0,2,1", "0,0,1"])
+def test_a_bad_driver_region_is_refused_before_any_frame(video: str, region: str) -> None:
+    """An empty or inverted region used to reach OpenCV (`!_src.empty()` in cvtColor), and a
+    region that is not numbers a ValueError traceback; both are a usage error now (exit 2)."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.errors import InvalidArgument
+
+    result = CliRunner().invoke(app, ["drive", video, "--region", region, "--max-frames", "3"])
+    assert result.exit_code == 2, result.output
+    assert "x1,y1,x2,y2" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    with pytest.raises(InvalidArgument, match="driver_region"):
+        DriveConfig(driver_region=(0.6, 0.0, 0.2, 1.0))
+    with pytest.raises(InvalidArgument, match="calibration_s"):
+        DriveConfig(calibration_s=-1.0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from faceatlas.errors import InvalidArgument
+
 
 @dataclass(frozen=True)
 class DriveConfig:
@@ -72,3 +74,14 @@ class DriveConfig:
     # Mean absolute change (grey levels) of the face box below which the frame is not reprocessed:
     # repeated frames of a stalled or frame-doubling camera. A blink changes it by about 1-3.
     unchanged_diff: float = 0.25
+
+    def __post_init__(self) -> None:
+        x1, y1, x2, y2 = self.driver_region
+        if not all(0.0 <= v <= 1.0 for v in self.driver_region) or x1 >= x2 or y1 >= y2:
+            raise InvalidArgument(
+                f"driver_region {self.driver_region}: give x1,y1,x2,y2 as fractions of the frame with "
+                "x1 < x2 and y1 < y2, e.g. 0,0,0.6,1")
+        if self.driver_side not in ("left", "right", "any"):
+            raise InvalidArgument(f"driver_side {self.driver_side!r}: give left, right or any")
+        if self.calibration_s < 0:
+            raise InvalidArgument(f"calibration_s {self.calibration_s}: give 0 or more seconds")
