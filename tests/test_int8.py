@@ -16,6 +16,10 @@ from faceatlas.errors import RuntimeUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.settings import EngineSettings
 
+# Making the int8 file (ONNX Runtime's calibrator over 256 crops, one at a time, with a histogram of
+# each of 99 tensors) takes 1.5-2 minutes here: these run in CI's slow step, not the default suite.
+SLOW = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def int8_settings(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineSettings:
@@ -27,6 +31,7 @@ def int8_analyzer(int8_settings: EngineSettings) -> FaceAnalyzer:
     return FaceAnalyzer("scrfd-mbf", settings=int8_settings, announce_license=False)
 
 
+@SLOW
 def test_int8_file_is_derived_once_and_cached_with_its_sha256(int8_analyzer: FaceAnalyzer,
                                                               int8_settings: EngineSettings) -> None:
     model = int8_analyzer.pack.recognizer.file
@@ -45,6 +50,7 @@ def test_int8_file_is_derived_once_and_cached_with_its_sha256(int8_analyzer: Fac
     assert cached_int8(model, int8_settings) == path
 
 
+@SLOW
 def test_int8_is_its_own_embedding_space(int8_analyzer: FaceAnalyzer, fast_analyzer: FaceAnalyzer,
                                          examples: Path, tmp_path: Path) -> None:
     assert int8_analyzer.pack.recognizer_id == fast_analyzer.pack.recognizer_id + "+int8"
@@ -63,6 +69,7 @@ def test_int8_is_its_own_embedding_space(int8_analyzer: FaceAnalyzer, fast_analy
             gallery.add_embeddings("people", "obama", quantised.embedding[None], recognizer_id=quantised.recognizer_id)
 
 
+@SLOW
 def test_lfw_pairs_decided_with_the_int8_calibration(int8_analyzer: FaceAnalyzer, shared: Path) -> None:
     images = shared / "data" / "lfw" / "images"
     names = ("Abel_Pacheco/Abel_Pacheco_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0004.jpg",
@@ -80,6 +87,7 @@ def test_dlib_has_no_int8_variant() -> None:
     assert get_pack("scrfd-mbf", runtime="float").recognizer_id == get_pack("scrfd-mbf").recognizer_id
 
 
+@SLOW
 def test_int8_recogniser_stays_on_onnxruntime_under_openvino(int8_settings: EngineSettings,
                                                                int8_analyzer: FaceAnalyzer, shared: Path) -> None:
     """FACEATLAS_PROVIDER=openvino moves the detector, not the int8 recogniser (OpenVINO's int8

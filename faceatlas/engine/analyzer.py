@@ -156,7 +156,7 @@ class FaceAnalyzer:
         """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``)."""
         crops = []
         for photo in calibration_photos(self.settings):
-            image = load_image(photo)
+            image = load_image(photo, max_pixels=self.max_pixels)
             detections = self.detector.detect(image)
             if len(detections) and detections.keypoints is not None:
                 crops.append(align_face(image, detections.keypoints[0], ArcFaceONNX.crop_size))

@@ -57,6 +57,7 @@ def _open_set(tmp_path: Path, analyzer: FaceAnalyzer, embedded, seed: int = 0) -
     return rejected / non_mated, named / mated, non_mated, mated
 
 
+@pytest.mark.slow  # 1,583 photos embedded: about a minute; CI's slow step runs tests/gallery
 def test_two_folds_of_lfw_reject_strangers_and_name_members(shared, fast_analyzer, tmp_path):
     embedded = _embedded(shared, fast_analyzer, 2, tmp_path / "lfw.npz")
     rejected, named, non_mated, mated = _open_set(tmp_path, fast_analyzer, embedded)
