@@ -19,8 +19,8 @@ from sqlalchemy import func, select, update
 from faceatlas.apps.kyc import ACTIONS, REASONS, KycConfig, KycService, decode_video, parse_challenge, random_challenge
 from faceatlas.apps.kyc.checks import Outcome
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession
-from faceatlas.db import utcnow
-from faceatlas.errors import Conflict, NotFound, SessionExpired
+from faceatlas.db import create_database_engine, utcnow
+from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
 
 from .conftest import CARS, HAMILTON, MIRANDA, still
 from .media import clip, encode_mp4, moved_still, render_card
@@ -65,6 +65,18 @@ def test_genuine_blink_is_accepted_and_audited_then_replay_refused(service: KycS
     # Retention 0 (the default): no face image was written.
     assert _count(service, KycReference) == 0
     assert _count(service, KycFingerprint) == 3
+
+
+def test_an_uncalibrated_far_is_refused_even_for_a_replayed_selfie(service: KycService, tmp_path: Path,
+                                                                     night_card: bytes, night_blink: bytes) -> None:
+    """A replay used to be decided (and audited with the bad FAR) before the FAR was looked at:
+    `faceatlas kyc verify --far 2` on a selfie seen before answered REFUSED (replay), exit 1."""
+    service.submit("acme", service.create("acme", ["blink"]).id, night_card, video=night_blink)
+    odd = KycService(create_database_engine(f"sqlite:///{tmp_path / 'kyc.db'}"), service.analyzer, KycConfig(far=2.0))
+    pending = odd.create("acme", ["blink"])
+    with pytest.raises(InvalidArgument, match="calibrated rates"):
+        odd.submit("acme", pending.id, night_card, video=night_blink)
+    assert odd.get("acme", pending.id).status == "pending"
 
 
 def test_a_photo_moved_before_the_camera_is_refused(service: KycService, shared: Path, miranda_card: bytes) -> None:

@@ -130,6 +130,8 @@ class KycService:
         ``max_pixels``) are :class:`ImageTooLarge` before any is decoded; the session stays pending."""
         if (video is None) == (frames is None):
             raise InvalidArgument("give the selfie as a video or as frames (one of them)")
+        if self.analyzer.calibration is not None:  # a FAR without a threshold: refused before the replay check
+            self.analyzer.calibration.threshold(self.config.far)
         with self._sessions.begin() as session:
             row = self._row(session, tenant, session_id)
             if row.status in DECIDED:
