@@ -21,6 +21,7 @@ from faceatlas.video import (
     WatchConfig,
     WatchReport,
     camera_counts,
+    check_measure,
     load_config,
     plot_counts,
     plot_heatmap,
@@ -108,6 +109,8 @@ def counts(
     tenant: Annotated[str, typer.Option(help="tenant of the stored counts")] = "default",
 ) -> None:
     """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
+    if plot is not None:
+        check_measure(measure)
     rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
     table = Table("minute", "class", "counts", title=f"{camera}: counts per minute")
     for row in rows:

@@ -17,7 +17,7 @@ from faceatlas.video.config import (
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
-from faceatlas.video.plots import camera_counts, minute_series, occupancy, plot_counts, plot_heatmap
+from faceatlas.video.plots import camera_counts, check_measure, minute_series, occupancy, plot_counts, plot_heatmap
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
 from faceatlas.video.store import (
@@ -86,6 +86,7 @@ __all__ = [
     "erase_tenant_events",
     "event_snapshot",
     "camera_counts",
+    "check_measure",
     "events_from_jsonl",
     "is_live",
     "list_counts",

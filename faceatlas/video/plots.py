@@ -3,13 +3,14 @@ heatmap over the frame (matplotlib, Agg backend, no display needed)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from faceatlas.errors import NotFound
+from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.store import MinuteCounts, list_counts, open_events_db
 
 
@@ -28,6 +29,19 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
             since = page.next_from
     finally:
         engine.dispose()
+
+
+# The measures a `counts` event holds per class (video/traffic.py, video/analytics.py).
+MEASURE = re.compile(r"seen|(in|out):.+|zone:.+:(max|mean)")
+
+
+def check_measure(measure: str) -> str:
+    """``measure`` if it is one a ``counts`` row can hold, else :class:`InvalidArgument` (a plot of
+    a measure no row can have would be a flat 0 that reads like nothing happened)."""
+    if not MEASURE.fullmatch(measure):
+        raise InvalidArgument(f"measure {measure[:64]!r}: give seen, in:<line>, out:<line>, zone:<zone>:max "
+                              "or zone:<zone>:mean")
+    return measure
 
 
 def minute_series(rows: Sequence[MinuteCounts], measure: str = "seen") -> tuple[list[str], dict[str, list[float]]]:
@@ -55,6 +69,7 @@ def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "see
     from matplotlib.dates import DateFormatter, MinuteLocator
     from matplotlib.ticker import MaxNLocator
 
+    check_measure(measure)
     if not rows:
         raise NotFound("no counts stored for this camera and time range")
     minutes, series = minute_series(rows, measure)

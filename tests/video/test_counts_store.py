@@ -122,3 +122,23 @@ def test_the_plotted_series_has_every_minute_of_its_range():
     assert series == {"car": [3, 0, 0, 0, 2], "person": [1, 0, 0, 0, 0]}
     assert minute_series(rows, "in:l")[1] == {"car": [0] * 5, "person": [1, 0, 0, 0, 0]}
     assert minute_series([]) == ([], {})
+
+
+@pytest.mark.parametrize("measure", ["bogus", "in", "zone:bay", "zone:bay:min", "in-aisle", "seen:car"])
+def test_a_measure_no_row_can_hold_is_refused_not_plotted_flat(database, tmp_path, measure):
+    """`faceatlas counts --measure bogus --plot p.png` used to write a chart of zeros (a measure no
+    counts row can have reads as "nothing happened"); it is a validation_error (exit 2), no PNG."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.plots import plot_counts
+
+    rows = camera_counts(database, "gate")
+    with pytest.raises(InvalidArgument, match="measure"):
+        plot_counts(rows, tmp_path / "p.png", measure=measure)
+    result = CliRunner().invoke(app, ["counts", "gate", "--database", database, "--measure", measure,
+                                      "--plot", str(tmp_path / "q.png")])
+    assert result.exit_code == 2 and "validation_error" in result.output, result.output
+    assert not (tmp_path / "p.png").exists() and not (tmp_path / "q.png").exists()
+    for good in ("seen", "in:aisle", "out:north bound", "zone:bay:max", "zone:bay:mean"):
+        assert plot_counts(rows, tmp_path / "ok.png", measure=good).is_file()
