@@ -387,6 +387,11 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
     exception of a camera is raised once every camera has ended."""
     results: dict[int, PipelineStats] = {}
     failures: list[BaseException] = []
+    # Each camera's end is waited for on an Event, not Thread.join: a KeyboardInterrupt that lands
+    # inside join() marks a thread that is still running as stopped (CPython 3.11, gh-90882), so a
+    # later join() returned at once and the process went on (closing the sinks, exiting) while the
+    # camera was still ending its tracks ("terminate called without an active exception").
+    ended = [threading.Event() for _ in pipelines]
 
     def run_one(index: int, pipeline: VideoPipeline) -> None:
         try:
@@ -394,21 +399,24 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
         except Exception as exc:  # noqa: BLE001 - handed to the caller once every camera has ended
             log.error("camera %s failed: %s", pipeline.camera.name, exc)
             failures.append(exc)
+        finally:
+            ended[index].set()
 
     threads = [threading.Thread(target=run_one, args=(i, p), name=p.camera.name, daemon=True)
                for i, p in enumerate(pipelines)]
     for thread in threads:
         thread.start()
     try:
-        while any(t.is_alive() for t in threads):
-            for thread in threads:
-                thread.join(0.2)
+        while not all(done.is_set() for done in ended):
+            for done in ended:
+                done.wait(0.2)
     except KeyboardInterrupt:
         log.info("stopping %d camera(s)", len(pipelines))
         for pipeline in pipelines:
             pipeline.stop()
-        for thread in threads:
-            thread.join(30)
+        deadline = time.monotonic() + 30
+        for done in ended:
+            done.wait(max(0.0, deadline - time.monotonic()))
     if failures:  # a camera that failed (a source that cannot be read, a collection gone) is the caller's error
         raise failures[0]
     return [results[i] for i in sorted(results)]

@@ -1,0 +1,43 @@
+"""Ctrl-C / SIGTERM in `faceatlas watch` (``run_cameras``): every camera ends its open tracks and
+its events reach the sinks before the call returns."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from pathlib import Path
+
+from faceatlas.video.config import CameraConfig
+from faceatlas.video.pipeline import VideoPipeline, run_cameras
+from faceatlas.video.sinks import EventBus
+
+from .conftest import MemorySink
+
+
+def test_an_interrupt_waits_for_every_camera_to_finish(pedestrians: Path, memory: MemorySink,
+                                                       monkeypatch) -> None:
+    """A KeyboardInterrupt landing in Thread.join marks the still running camera thread as ended
+    (CPython 3.11, gh-90882): run_cameras used to return at once with no stats while the camera was
+    still working, and `watch` closed the sinks under it (track_ended events lost, "I/O operation
+    on closed file", or the process aborted: "terminate called without an active exception")."""
+    pipeline = VideoPipeline(CameraConfig(source=str(pedestrians), name="hall"), None, EventBus([memory]))
+    real_process, real_finish = pipeline.process, pipeline.finish
+    finished = threading.Event()
+
+    def slow_process(frame, fps):  # a frame takes as long as a model's analysis
+        time.sleep(0.02)
+        real_process(frame, fps)
+
+    def slow_finish() -> None:  # ending the tracks and flushing takes a moment too
+        time.sleep(0.5)
+        real_finish()
+        finished.set()
+
+    monkeypatch.setattr(pipeline, "process", slow_process)
+    monkeypatch.setattr(pipeline, "finish", slow_finish)
+    threading.Timer(0.5, _thread.interrupt_main).start()  # Ctrl-C (SIGTERM is turned into it)
+    stats = run_cameras([pipeline])
+    assert finished.is_set(), "run_cameras returned before the camera had finished"
+    assert [s.camera for s in stats] == ["hall"]
+    assert 0 < stats[0].frames < 341  # stopped early, not at the end of the clip
