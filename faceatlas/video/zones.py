@@ -36,6 +36,8 @@ class LineSpec:
             raise InvalidArgument(f"line {self.name}: expected is 'in' or 'out', got {self.expected!r}")
         if self.anchor not in ANCHORS:
             raise InvalidArgument(f"line {self.name}: anchor is one of {', '.join(ANCHORS)}")
+        if tuple(self.start) == tuple(self.end):  # supervision's LineZone raises a bare ValueError on it
+            raise InvalidArgument(f"line {self.name}: its start and end are the same point {tuple(self.start)}")
 
     @classmethod
     def parse(cls, text: str, name: str = "line") -> LineSpec:

@@ -89,3 +89,24 @@ def test_the_larger_detector_is_pinned_by_url_and_sha256(tmp_path):
         ObjectDetector(name="yolox-s", settings=offline)
     with pytest.raises(UnknownPack):
         ObjectDetector(name="yolov99")
+
+
+@pytest.mark.parametrize("lines", ['["5,5,5,5"]', "[{start: [0, 300], end: [0, 300]}]"])
+def test_a_line_of_zero_length_is_refused_before_a_run(tmp_path, shared, lines):
+    """A line whose two points are one reached supervision's LineZone, whose bare ValueError
+    ("The magnitude of the vector cannot be zero") came out of `faceatlas watch` and `retail run`
+    as a traceback (exit 1); it is a validation_error (exit 2) before any frame is read."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.zones import LineSpec
+
+    with pytest.raises(InvalidArgument, match="same point"):
+        LineSpec.parse("5,5,5,5")
+    path = tmp_path / "cams.yaml"
+    video = shared / "data" / "videos" / "car-detection.mp4"
+    path.write_text(f"events: {tmp_path / 'events.jsonl'}\ncameras:\n  - {{source: {video}, faces: false, "
+                    f"persons: false, lines: {lines}}}\n")
+    result = CliRunner().invoke(app, ["watch", "--config", str(path)])
+    assert result.exit_code == 2 and "same point" in result.output, result.output
+    assert not (tmp_path / "events.jsonl").exists()
