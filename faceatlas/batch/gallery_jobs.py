@@ -24,7 +24,7 @@ from faceatlas.batch.output import out_filesystem, read_faces, read_images
 from faceatlas.batch.source import resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
-from faceatlas.errors import ModelMismatch, NotFound
+from faceatlas.errors import InvalidArgument, ModelMismatch, NotFound
 from faceatlas.gallery import Gallery
 
 DEFAULT_MAX_DISTANCE = 4
@@ -78,7 +78,12 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     already enrolled in its subject (same source) is not enrolled twice, so a restart adds only
     what is missing."""
     options = options or BatchOptions()
+    if not 0.0 <= min_quality <= 1.0:  # also NaN
+        raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
     src = resolve_source(source)
+    if not src.subjects:  # nothing could be enrolled: said before the collection is made or Ray started
+        raise InvalidArgument(f"{source}: no image has a subject: give per-person folders (SOURCE/<subject>/*.jpg) "
+                              "or a manifest with a 'subject' column")
     options.pack = _pack_for(gallery, collection, options, create=True)
     folder = work or tempfile.mkdtemp(prefix="faceatlas-enrol-")
     try:
@@ -184,6 +189,8 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
     64-bit DCT perceptual hash; no face analysis) into ``out/images`` (resumable), then groups of
     hashes within ``max_distance`` bits go to ``out/duplicates.csv`` (group, image_id, distance
     to the group's first image), groups of two or more only."""
+    if not 0 <= max_distance <= 64:
+        raise InvalidArgument(f"max_distance is 0 to 64 bits (of a 64-bit hash), not {max_distance}")
     out = _absolute(out)
     report = embed_source(resolve_source(source), f"{out}/images", options, on_progress, faces=False)
     images = read_images(f"{out}/images").filter(pc.equal(pc.field("error"), ""))

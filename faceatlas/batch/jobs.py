@@ -23,6 +23,7 @@ from faceatlas.batch.output import prepare, read_faces, read_images, write_error
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
+from faceatlas.engine import get_pack
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.settings import EngineSettings
 
@@ -158,6 +159,8 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
     options = options or BatchOptions()
     if options.batch_size < 1 or (options.workers is not None and options.workers < 1):
         raise InvalidArgument("workers and batch size are at least 1")
+    if faces:  # an unknown pack or a missing model file fails here, not in every Ray actor
+        get_pack(options.pack, options.settings)
     out = _absolute(out)
     report = BatchReport(out=out)
     with storage_errors(out):  # the output is prepared (listed, tidied) before Ray starts: bad storage fails first

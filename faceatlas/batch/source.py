@@ -56,22 +56,32 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
     """A CSV with a ``path`` column (relative paths are taken from the manifest's folder) and an
     optional ``subject`` column."""
     with fs.open_input_stream(path) as stream:
-        text = stream.read().decode("utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "path" not in reader.fieldnames:
-        raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
+        data = stream.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"{uri}: a manifest is a UTF-8 CSV file; this one is not text") from exc
+    reader = csv.DictReader(io.StringIO(text), strict=True)
     base = PurePosixPath(path).parent
     paths: list[str] = []
     subjects: dict[str, str] = {}
-    for row in reader:
-        raw = (row.get("path") or "").strip()
-        if not raw:
-            continue
-        # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
-        file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
-        paths.append(file)
-        if (subject := (row.get("subject") or "").strip()):
-            subjects[file] = subject
+    try:
+        if reader.fieldnames is None or "path" not in reader.fieldnames:
+            raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
+        for row in reader:
+            raw = (row.get("path") or "").strip()
+            if not raw:
+                continue
+            # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
+            file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
+            paths.append(file)
+            if (subject := (row.get("subject") or "").strip()):
+                subjects[file] = subject
+    except csv.Error as exc:  # an unterminated quote, a NUL byte: not a CSV file
+        raise InvalidArgument(f"{uri}: not a valid CSV manifest (line {reader.line_num}: {exc})") from exc
+    if paths and isinstance(fs, pafs.LocalFileSystem) and not any(
+            info.type == pafs.FileType.File for info in fs.get_file_info(paths)):
+        raise InvalidArgument(f"{uri}: none of the {len(set(paths))} files it lists exists (e.g. {paths[0]})")
     return Source(fs, sorted(set(paths)), subjects, uri)
 
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.errors import fail
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
@@ -83,16 +84,11 @@ def lfw(
     try:
         analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
-    except (FaceAtlasError, FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    written: list[str] = []
-    try:
+        written: list[str] = []
         if save_as is not None:
             written.append(str(save_user_calibration(report, save_as, analyzer)))
     except FaceAtlasError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail(exc)
     if output is not None:
         written.append(str(save_calibration(report.calibration(), output)))
     if plot is not None:
@@ -160,8 +156,7 @@ def folder(
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:
-        err.print(f"[red]error {exc.code}:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail(exc)
     if plot is not None:
         plot_dataset(report, plot)
     if as_json:

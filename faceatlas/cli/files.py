@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from faceatlas.errors import InvalidInput
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
@@ -16,10 +18,20 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """:func:`images_in`, where a folder without any image is :class:`InvalidInput` (a wrong folder
+    given is said, not taken for nothing to do)."""
+    found = images_in(folder)
+    if not found:
+        raise InvalidInput(f"{folder}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return found
+
+
 def expand_images(paths: Iterable[Path]) -> list[Path]:
     """``paths`` with each folder replaced by the images in it (other paths are kept as given, so
-    that a missing or unreadable file is reported by the command)."""
-    return [image for path in paths for image in (images_in(path) if path.is_dir() else [path])]
+    that a missing or unreadable file is reported by the command); a folder without images is
+    :class:`InvalidInput`."""
+    return [image for path in paths for image in (folder_images(path) if path.is_dir() else [path])]
 
 
 def progress(console: Console, *, disable: bool = False) -> Progress:

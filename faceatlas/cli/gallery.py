@@ -15,8 +15,10 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from faceatlas.cli.files import images_in, progress
+from faceatlas.cli.errors import fail, print_error
+from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
+from faceatlas.errors import DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -32,12 +34,7 @@ PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack
 
 
 def _fail(exc: Exception, as_json: bool) -> NoReturn:
-    code = getattr(exc, "code", "error")
-    if as_json:
-        console.print_json(json.dumps({"error": code, "message": str(exc)}))
-    else:
-        err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)
-    raise typer.Exit(1)
+    fail(exc if isinstance(exc, FaceAtlasError) else InvalidArgument(str(exc)), as_json, exit_code=1)
 
 
 @contextmanager
@@ -49,7 +46,7 @@ def _gallery(db: str | None, tenant: str, as_json: bool) -> Iterator[Gallery]:
     except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
         cause = getattr(exc, "orig", None) or exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        _fail(FaceAtlasError(f"cannot open the gallery database: {first}"), as_json)
+        _fail(DatabaseUnavailable(f"cannot open the gallery database: {first}"), as_json)
     try:
         yield gallery
     except (FaceAtlasError, ValueError) as exc:
@@ -92,14 +89,12 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
           pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
           as_json: JsonOption = False) -> None:
     """Enrol faces. A folder of per-person folders (root/<Name>/<img>.jpg, like LFW) enrols everyone."""
-    if path.is_dir() and subject is None:
-        people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
-    elif subject is not None:
-        people = {subject: images_in(path) if path.is_dir() else [path]}
-    else:
-        _fail(ValueError("give --subject for a single image or a flat folder"), as_json)
     if name is not None and subject is None:
-        _fail(ValueError("--name names one subject: give --subject too"), as_json)
+        _fail(InvalidArgument("--name names one subject: give --subject too"), as_json)
+    try:
+        people = _people(path, subject)
+    except FaceAtlasError as exc:
+        _fail(exc, as_json)
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0}
@@ -112,13 +107,38 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                 summary["subjects"] += bool(report.added)
                 summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
                 progress.advance(task, len(images))
-        _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
-                                f"{len(summary['rejected'])} rejected")
-        if summary["rejected"]:
+        rejected = summary["rejected"]
+        if as_json or summary["added"]:
+            _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
+                                    f"{len(rejected)} rejected")
+        if rejected:
             if not as_json:
-                for row in summary["rejected"]:
+                for row in rejected:
                     err.print(f"[red]rejected[/red] {escape(row['source'])}: {escape(row['reason'])}", soft_wrap=True)
+                if not summary["added"]:  # nothing at all: the run failed, in one line after the reasons
+                    codes = {row["reason"].split(":")[0].split()[0] for row in rejected}
+                    failed = FaceAtlasError(f"nothing enrolled: {len(rejected)} of {len(rejected)} "
+                                            f"{'image' if len(rejected) == 1 else 'images'} rejected")
+                    failed.code = codes.pop() if len(codes) == 1 else "bad_request"
+                    print_error(failed)
             raise typer.Exit(1)
+
+
+def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
+    """The images to enrol per subject: ``path`` (an image or a flat folder) for ``subject``, else
+    each person folder of ``path`` for its name. A missing path, or a folder without images, is
+    :class:`InvalidInput`."""
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file or folder")
+    if subject is not None:
+        return {subject: folder_images(path) if path.is_dir() else [path]}
+    if not path.is_dir():
+        raise InvalidArgument("give --subject for a single image or a flat folder")
+    people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
+    if not any(people.values()):
+        raise InvalidInput(f"{path}: no person folders with images ({path}/<name>/<photo>); "
+                           "give --subject to enrol a flat folder as one person")
+    return people
 
 
 @app.command()
@@ -188,7 +208,7 @@ def rename(collection: str, subject: Annotated[str, typer.Argument(help="the sub
            db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Rename a subject: a new external id, a new display name (--name), or both."""
     if new_id is None and name is None:
-        _fail(ValueError("give NEW_ID, --name or both"), as_json)
+        _fail(InvalidArgument("give NEW_ID, --name or both"), as_json)
     with _gallery(db, tenant, as_json) as gallery:
         info = gallery.update_subject(collection, subject, name=name, new_external_id=new_id)
         _emit(info.to_dict(), as_json, f"subject '{subject}' is now '{info.external_id}' ({info.name or 'no name'})")

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import cv2
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
 from faceatlas.cli import album as album_cli
@@ -26,22 +26,40 @@ from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import retail as retail_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
+from faceatlas.cli.errors import UsageError, database_error, fail, is_usage_error, os_error, print_error, usage_error
 from faceatlas.cli.files import expand_images, progress
-from faceatlas.engine import DEFAULT_FAR, FaceAnalyzer, FaceAtlasError, NoFace, Pack, draw_faces, get_pack
+from faceatlas.engine import (
+    DEFAULT_FAR,
+    FaceAnalyzer,
+    FaceAtlasError,
+    NoFace,
+    Pack,
+    draw_faces,
+    get_pack,
+    save_image,
+)
+from faceatlas.errors import InvalidArgument
 
 
 class _Commands(TyperGroup):
-    """The command group: a :class:`FaceAtlasError` (or an ``OSError``: a file that cannot be read or
-    written) that escapes any command is one line on stderr and exit 2, never a traceback."""
+    """The command group: a :class:`FaceAtlasError` that escapes any command (or an ``OSError``: a
+    file that cannot be read or written; a database that cannot be used; a command line that does
+    not parse) is one line on stderr and exit 2, never a traceback."""
 
     def invoke(self, ctx: Any) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            if not is_usage_error(exc):
+                raise  # a group called bare: its help, as click shows it
+            fail(usage_error(exc), as_json, exc.exit_code)
         except FaceAtlasError as exc:
             _fail(exc, as_json)
+        except DBAPIError as exc:
+            _fail(database_error(exc), as_json)
         except OSError as exc:
-            _fail(FaceAtlasError(str(exc)), as_json)
+            _fail(os_error(exc), as_json)
 
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
@@ -91,11 +109,7 @@ def _analyzer(pack: str | None, as_json: bool, verbose: bool = False) -> FaceAna
 
 
 def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
-    if as_json:
-        print(json.dumps({"error": exc.code, "message": str(exc)}))
-    else:
-        err.print(f"[red]error ({exc.code}):[/red] {escape(str(exc))}", soft_wrap=True)
-    raise typer.Exit(2) from exc
+    fail(exc, as_json)
 
 
 @app.command()
@@ -110,10 +124,12 @@ def detect(
     verbose: VerboseOption = False,
 ) -> None:
     """Detect faces: box, score, 5 keypoints, quality and pose for each."""
+    paths = expand_images(images)
+    if draw is not None and len(paths) > 1:
+        raise InvalidArgument(f"--draw writes one annotated image: give one image, not {len(paths)}")
     analyzer = _analyzer(pack, as_json, verbose)
     if attributes:
         _note_attribute_licences(analyzer.pack)
-    paths = expand_images(images)
     results: list[dict[str, Any]] = []
     with progress(err, disable=len(paths) < 2) as bar:
         task = bar.add_task("detecting", total=len(paths))
@@ -142,10 +158,10 @@ def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, attribute
         faces = analyzer.analyze(image, liveness=liveness, attributes=attributes)
     except FaceAtlasError as exc:
         if not as_json:
-            err.print(f"[red]{escape(str(path))}: {exc.code}[/red] {escape(str(exc))}", soft_wrap=True)
+            print_error(exc, about=str(path))  # one line per input that failed, naming it
         return {"image": str(path), "error": exc.code, "message": str(exc)}
     if draw is not None:
-        cv2.imwrite(str(draw), draw_faces(image, faces))
+        save_image(draw, draw_faces(image, faces))
     if not as_json:
         _print_faces(path, faces, liveness, attributes)
     return {"image": str(path), "faces": [f.to_dict(with_embedding=embedding) for f in faces]}
@@ -213,20 +229,23 @@ def _verdict_text(result: dict[str, Any], far: float, pack: str) -> str:
 
 @app.command()
 def liveness(
-    images: Annotated[list[Path], typer.Argument(help="image files")],
+    images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
     pack: PackOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Passive liveness (MiniFASNet) of the largest face in each image."""
+    paths = expand_images(images)
     analyzer = _analyzer(pack, as_json, verbose)
     rows: list[dict[str, Any]] = []
-    for path in images:
+    failures: dict[str, FaceAtlasError] = {}
+    for path in paths:
         try:  # the API's use case: the largest face, analysed with its liveness
             faces = analyzer.analyze(path, liveness=True, max_faces=1, embed=False)
             if not faces or faces[0].liveness is None:
                 raise NoFace("no face found for the liveness check")
         except FaceAtlasError as exc:
+            failures[str(path)] = exc
             rows.append({"image": str(path), "error": exc.code, "message": str(exc)})
             continue
         rows.append({"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict()})
@@ -235,7 +254,7 @@ def liveness(
     else:
         for row in rows:
             if "error" in row:
-                err.print(f"[red]{row['image']}: {row['error']}[/red] {row['message']}")
+                print_error(failures[row["image"]], about=row["image"])
             else:
                 label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"
                 console.print(f"{row['image']}: {label} (real score {row['score']:.3f})")

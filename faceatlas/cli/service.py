@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.errors import fail
 from faceatlas.db import create_database_engine
 from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery import Gallery
@@ -73,8 +74,12 @@ def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning a Fac
     try:
         return action()
     except FaceAtlasError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail(exc)
+
+
+def _quota(calls: int | None) -> str:
+    """A monthly quota as shown: none is unlimited (a quota of 0 allows no call)."""
+    return "unlimited" if calls is None else str(calls)
 
 
 @tenant_app.command("create")
@@ -82,7 +87,7 @@ def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, t
         help="monthly call quota")] = None, db: DbOption = None) -> None:
     """Create a tenant."""
     tenant = _guard(lambda: _accounts(db).create_tenant(tenant_id, name, quota))
-    console.print(f"tenant {tenant.id} created (quota {tenant.monthly_quota or 'unlimited'})")
+    console.print(f"tenant {tenant.id} created (quota {_quota(tenant.monthly_quota)})")
 
 
 @tenant_app.command("update")
@@ -93,7 +98,7 @@ def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help=
     """Rename a tenant or change its monthly quota."""
     tenant = _guard(lambda: _accounts(db).update_tenant(tenant_id, name=name, monthly_quota=quota,
                                                         unlimited=unlimited))
-    console.print(f"tenant {tenant.id}: {tenant.name}, quota {tenant.monthly_quota or 'unlimited'}")
+    console.print(f"tenant {tenant.id}: {tenant.name}, quota {_quota(tenant.monthly_quota)}")
 
 
 @tenant_app.command("delete")
@@ -120,7 +125,7 @@ def tenant_list(db: DbOption = None, as_json: JsonOption = False) -> None:
         print(json.dumps([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota} for t in tenants]))
         return
     for t in tenants:
-        console.print(f"{t.id}\t{t.name}\tquota {t.monthly_quota or 'unlimited'}")
+        console.print(f"{t.id}\t{t.name}\tquota {_quota(t.monthly_quota)}")
 
 
 @key_app.command("create")

@@ -17,7 +17,7 @@ from faceatlas.engine.calibration import (
 )
 from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
-from faceatlas.engine.draw import draw_faces
+from faceatlas.engine.draw import draw_faces, save_image
 from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc, save_user_calibration
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
 from faceatlas.engine.identification import IdentificationReport, identification_report
@@ -103,6 +103,7 @@ __all__ = [
     "plot_roc",
     "resolve",
     "save_calibration",
+    "save_image",
     "save_user_calibration",
     "top_k",
     "user_calibration_path",

@@ -179,11 +179,13 @@ class Cut:
             raise NotCalibrated(f"no calibration to decide at {self.describe()}; pass a raw threshold")
         if self.far is not None:
             return calibration.threshold(self.far)
-        return calibration.fpir_threshold(float(self.fpir or DEFAULT_FPIR), gallery_size, templates=templates)
+        # an fpir of 0 is refused there, not read as the default
+        return calibration.fpir_threshold(float(DEFAULT_FPIR if self.fpir is None else self.fpir), gallery_size,
+                                          templates=templates)
 
     def search_options(self) -> dict[str, Any]:
         """This cut as the keyword arguments of ``Gallery.search``."""
-        return {"threshold": self.threshold, "far": self.far, "fpir": self.fpir or DEFAULT_FPIR,
+        return {"threshold": self.threshold, "far": self.far, "fpir": DEFAULT_FPIR if self.fpir is None else self.fpir,
                 "rank_only": not self.decides}
 
     def stated(self) -> dict[str, float]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from faceatlas.engine.face import Face
+from faceatlas.errors import InvalidArgument
 
 _KEYPOINT_COLORS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255)]
 
@@ -28,3 +30,17 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 4, top + th + 4), (0, 200, 0), -1)
         cv2.putText(canvas, text, (x1 + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
+
+
+def save_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write the BGR ``image`` to ``path`` in the format its suffix names (its folder made if
+    missing). A suffix OpenCV writes no format for is :class:`InvalidArgument`; a file that
+    cannot be written is ``OSError``: nothing is reported written that was not."""
+    path = Path(path)
+    if not cv2.haveImageWriter(str(path)):
+        raise InvalidArgument(f"{path}: cannot write an image with suffix {path.suffix or '(none)'!r}; "
+                              "use .jpg or .png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"{path}: could not write the image")
+    return path

@@ -60,9 +60,20 @@ def image_key(name: str, number: int) -> str:
 
 
 def read_pairs(path: Path, limit_folds: int | None = None) -> list[Pair]:
-    """Parse a View-2 ``pairs.txt`` (header ``folds n``, then per fold n same + n different lines)."""
-    lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
-    folds, per_fold = int(lines[0][0]), int(lines[0][1])
+    """Parse a View-2 ``pairs.txt`` (header ``folds n``, then per fold n same + n different lines);
+    a file that is not one (unreadable, not text, a bad header or line) is :class:`InvalidInput`."""
+    try:
+        lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot be read as an LFW pairs.txt ({exc})") from exc
+    try:
+        folds, per_fold = int(lines[0][0]), int(lines[0][1])
+    except (IndexError, ValueError) as exc:
+        first = " ".join(lines[0])[:80] if lines else "an empty file"
+        raise InvalidInput(f"{path}: not an LFW pairs.txt: its first line is 'FOLDS PAIRS_PER_FOLD', "
+                           f"not {first!r}") from exc
+    if folds < 1 or per_fold < 1:
+        raise InvalidInput(f"{path}: the header asks for {folds} folds of {per_fold} pairs")
     body = lines[1:]
     if len(body) != folds * 2 * per_fold:
         raise InvalidInput(f"{path}: expected {folds * 2 * per_fold} pair lines, found {len(body)}")
@@ -71,12 +82,15 @@ def read_pairs(path: Path, limit_folds: int | None = None) -> list[Pair]:
         fold = i // (2 * per_fold)
         if limit_folds is not None and fold >= limit_folds:
             break
-        if len(cols) == 3:
-            pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[0], int(cols[2])), True, fold))
-        elif len(cols) == 4:
-            pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[2], int(cols[3])), False, fold))
-        else:
-            raise InvalidInput(f"{path}: bad pair line {i + 2}: {' '.join(cols)}")
+        try:
+            if len(cols) == 3:
+                pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[0], int(cols[2])), True, fold))
+            elif len(cols) == 4:
+                pairs.append(Pair(image_key(cols[0], int(cols[1])), image_key(cols[2], int(cols[3])), False, fold))
+            else:
+                raise ValueError
+        except ValueError:
+            raise InvalidInput(f"{path}: bad pair line {i + 2}: {' '.join(cols)[:120]}") from None
     return pairs
 
 
@@ -448,7 +462,7 @@ def evaluate_lfw(
     keys = sorted({k for p in pairs for k in (p.a, p.b)})
     missing = [k for k in keys if not (Path(images_dir) / k).is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} LFW images missing under {images_dir}, e.g. {missing[0]}")
+        raise InvalidInput(f"{len(missing)} LFW images missing under {images_dir}, e.g. {missing[0]}")
     embedded = load_or_embed(analyzer, Path(images_dir), keys, cache, progress)
     row = embedded.index()
     a = embedded.embeddings[[row[p.a] for p in pairs]]

@@ -61,6 +61,7 @@ from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, mi
 from faceatlas.gallery.rules import ID_MAX_LENGTH, check_id, check_metadata, check_row_id, check_text, parse_cursor
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
+    AGGREGATES,
     Aggregate,
     CollectionInfo,
     EnrolReport,
@@ -282,6 +283,7 @@ class Gallery:
 
     def list_subjects(self, collection: str, *, limit: int = 100, after: str | None = None) -> Page[SubjectInfo]:
         """Subjects in enrolment order, ``limit`` per page (keyset pagination)."""
+        _check_limit(limit)
         with self._sessions() as session:
             coll = self._collection(session, collection)
             query = select(Subject).where(Subject.collection_id == coll.id)
@@ -296,6 +298,7 @@ class Gallery:
     def list_faces(self, collection: str, *, subject: str | None = None, limit: int = 100,
                    after: str | None = None) -> Page[FaceInfo]:
         """Faces of the collection (or of one subject) in enrolment order, keyset-paginated."""
+        _check_limit(limit)
         with self._sessions() as session:
             coll = self._collection(session, collection)
             query = (select(FaceRecord.id, Subject.external_id, FaceRecord.quality, FaceRecord.source,
@@ -471,6 +474,7 @@ class Gallery:
         those whose quality reaches ``min_quality``. An image that cannot be decoded, shows no
         face or none good enough is listed in ``rejected`` as (source, "code: why") and the
         others are still enrolled. Source crops are kept only when the collection's ``keep_crops`` is on."""
+        _check_min_quality(min_quality)
         keep_crops = self.get_collection(collection).keep_crops
         report = EnrolReport()
         vectors: list[np.ndarray] = []
@@ -505,6 +509,7 @@ class Gallery:
         """Enrol already analysed ``faces`` of one image (with their source ``crops`` when the
         collection keeps them) that reach ``min_quality``: the same gate as :meth:`enrol_images`.
         No face is :class:`NoFace`; none reaching the gate is :class:`InvalidArgument`."""
+        _check_min_quality(min_quality)
         if not faces:
             raise NoFace("no face found in the image")
         crop_of = dict(zip(map(id, faces), crops)) if crops is not None else {}
@@ -549,7 +554,11 @@ class Gallery:
         names a stranger at rate ``fpir`` (default :data:`DEFAULT_FPIR`; see
         :meth:`Calibration.fpir_threshold`). A decision without a calibration is
         :class:`NotCalibrated`; an embedding of another space than the collection's is
-        :class:`ModelMismatch`."""
+        :class:`ModelMismatch`; ``k`` below 1 or another ``aggregate`` is :class:`InvalidArgument`."""
+        if k < 1:
+            raise InvalidArgument(f"k is the number of subjects to return, 1 or more, not {k}")
+        if aggregate not in AGGREGATES:
+            raise InvalidArgument(f"aggregate is one of {', '.join(AGGREGATES)}, not {aggregate!r}")
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
@@ -768,6 +777,16 @@ def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN, *, 
     if not ok:
         raise FaceAtlasError("could not encode the face crop")
     return encoded.tobytes()
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise InvalidArgument(f"limit is the number of items per page, 1 or more, not {limit}")
+
+
+def _check_min_quality(min_quality: float) -> None:
+    if not 0.0 <= min_quality <= 1.0:  # also NaN
+        raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
 
 
 def _quality_gate(faces: Sequence[Face], min_quality: float, source: str, report: EnrolReport) -> list[Face]:

@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 Aggregate = Literal["best", "mean"]
+AGGREGATES: tuple[Aggregate, ...] = ("best", "mean")  # a subject's score: its best face, or its mean template
 
 
 @dataclass(frozen=True)

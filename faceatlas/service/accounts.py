@@ -89,6 +89,8 @@ class Accounts:
         gallery spaces of the CLI and the apps stay out of its reach)."""
         if not TENANT_ID.fullmatch(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
+        if monthly_quota is not None and monthly_quota < 0:
+            raise InvalidArgument("a monthly quota is 0 or more calls")
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' already exists")
@@ -171,6 +173,10 @@ class Accounts:
             raise InvalidArgument(f"scopes must be among {SCOPES}, got {scopes}")
         if "\x00" in name:
             raise InvalidArgument("a key name cannot contain NUL characters")
+        if not rate_per_second > 0:  # also NaN
+            raise InvalidArgument(f"a key's rate is more than 0 requests per second, not {rate_per_second:g}")
+        if burst < 1:
+            raise InvalidArgument(f"a key's burst is 1 or more requests, not {burst}")
         with Session(self.engine) as session:
             issued = self._issue(session, tenant_id, scopes, name, rate_per_second, burst, actor_key_id)
             session.commit()
@@ -232,9 +238,12 @@ class Accounts:
             )
 
     def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        """Every key, or those of ``tenant_id`` (an unknown tenant is :class:`NotFound`)."""
         with Session(self.engine) as session:
             query = select(ApiKey).order_by(ApiKey.id)
             if tenant_id is not None:
+                if session.get(Tenant, tenant_id) is None:
+                    raise NotFound(f"no tenant '{tenant_id}'")
                 query = query.where(ApiKey.tenant_id == tenant_id)
             return list(session.scalars(query))
 

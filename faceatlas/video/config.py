@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
@@ -100,6 +100,11 @@ class CameraConfig:
     blur_plates: bool = True
     plate_share: float = 0.4  # the lower part of a vehicle box blurred; 1.0: all of it (overhead cameras)
     start_time: datetime | None = None  # a recording's wall-clock start (UTC) for its per-minute counts
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise InvalidArgument(f"camera {self.name}: stride is analysing every Nth frame, N a whole number of "
+                                  f"1 or more, not {self.stride!r}")
 
 
 @dataclass
@@ -180,21 +185,44 @@ def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
 
 
 def load_config(path: Path) -> WatchConfig:
-    """Read a ``cams.yaml`` file."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    """Read a ``cams.yaml`` file; one that cannot be read, is not YAML or not a valid
+    configuration is :class:`InvalidInput` saying where."""
     try:
-        cameras = [_camera(c, i) for i, c in enumerate(raw.pop("cameras", []), 1)]
-    except (TypeError, KeyError) as exc:  # a zone, line or calibration with a missing or unknown key
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{path}: no such configuration file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot be read as a YAML file ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{path}: a cams.yaml is a mapping with 'cameras: [...]', not a {type(raw).__name__}")
+    try:
+        listed = raw.pop("cameras", []) or []
+        if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
+            raise TypeError("'cameras' is a list of cameras, each a mapping with a 'source'")
+        cameras = [_camera(c, i) for i, c in enumerate(listed, 1)]
+    except (TypeError, KeyError, ValueError) as exc:  # a zone, line or calibration with a missing or unknown key
         raise InvalidInput(f"{path}: {exc}") from exc
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
-    webhook = raw.pop("webhook", None)
-    mqtt = raw.pop("mqtt", None)
-    events = raw.pop("events", None)
-    return WatchConfig(
-        cameras,
-        webhook=WebhookConfig(**webhook) if webhook else None,
-        mqtt=MqttConfig(**mqtt) if mqtt else None,
-        events=Path(events) if events else None,
-        **raw,
-    )
+    try:
+        webhook = raw.pop("webhook", None)
+        mqtt = raw.pop("mqtt", None)
+        events = raw.pop("events", None)
+        return WatchConfig(
+            cameras,
+            webhook=WebhookConfig(**webhook) if webhook else None,
+            mqtt=MqttConfig(**mqtt) if mqtt else None,
+            events=Path(events) if events else None,
+            **raw,
+        )
+    except TypeError as exc:  # an unknown setting, or a sink that is not a mapping
+        raise InvalidInput(f"{path}: {exc}") from exc
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem

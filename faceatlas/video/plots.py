@@ -10,17 +10,27 @@ from pathlib import Path
 
 import numpy as np
 
+from faceatlas.db import normalize_url, sqlite_path
 from faceatlas.errors import InvalidArgument, NotFound
-from faceatlas.video.store import MinuteCounts, list_counts, open_events_db
+from faceatlas.video.store import MinuteCounts, count_cameras, list_counts, open_events_db
 
 
 def camera_counts(database: str, camera: str, *, tenant: str = "default", since: str | None = None,
                   until: str | None = None, label: str | None = None) -> list[MinuteCounts]:
     """The use case of `faceatlas counts`: the camera's stored per-minute counts of the whole range
-    (:func:`list_counts`, page after page)."""
+    (:func:`list_counts`, page after page). An SQLite file that does not exist (it is not created)
+    or a camera that never stored counts is :class:`NotFound`; a range or class without counts
+    of a known camera is no rows."""
+    path = sqlite_path(normalize_url(database))
+    if path is not None and not path.is_file():
+        raise NotFound(f"no events database at {path}")
     engine = open_events_db(database)
     rows: list[MinuteCounts] = []
     try:
+        known = count_cameras(engine, tenant)
+        if camera not in known:
+            listed = f"cameras with counts: {', '.join(known[:20])}" if known else "no camera stored counts there"
+            raise NotFound(f"no counts of camera {camera[:64]!r} in the database ({listed})")
         while True:
             page = list_counts(engine, tenant, camera, since=since, until=until, label=label)
             rows += page.rows

@@ -51,6 +51,19 @@ def is_live(spec: str | int | Path) -> bool:
     return text.isdigit() or text.lower().startswith(LIVE_SCHEMES)
 
 
+def check_video_file(path: str | Path) -> None:
+    """Open the video file ``path`` and close it again: ``OSError`` (as :class:`VideoSource` raises
+    it when iterated) when it cannot be opened or holds no video stream. Lets a use case refuse a
+    file that is no video before it writes anything (its events file, its output video)."""
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise OSError(f"cannot open video source {str(path)!r}: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise OSError(f"no video stream in {str(path)!r}")
+
+
 class VideoSource:
     """Iterate over the frames of ``spec`` (a path, a stream URL or a webcam index).
 

@@ -172,6 +172,13 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
     return CountPage(list(found.values()), next_from is not None, next_from)
 
 
+def count_cameras(engine: Engine, tenant: str) -> list[str]:
+    """The cameras of ``tenant`` that stored per-minute counts, sorted."""
+    with Session(engine) as session:
+        return list(session.scalars(select(CountRow.camera).where(CountRow.tenant == tenant).distinct()
+                                    .order_by(CountRow.camera)))
+
+
 def open_events_db(url: str) -> Engine:
     """An engine on ``url`` with the events table created if missing."""
     engine = create_database_engine(url)

@@ -15,7 +15,7 @@ from faceatlas.video.config import WatchConfig
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
-from faceatlas.video.sources import is_live
+from faceatlas.video.sources import check_video_file, is_live
 from faceatlas.video.webhook import WebhookSink
 
 
@@ -52,8 +52,14 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
     if pack is not None or not config.collection:
         get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
     for camera in config.cameras:
-        if not is_live(camera.source) and not Path(str(camera.source)).is_file():
+        if is_live(camera.source):
+            continue
+        if not Path(str(camera.source)).is_file():
             raise InvalidInput(f"video source {str(camera.source)!r} not found")
+        try:  # a file that is no video fails here, before the sinks create the events file
+            check_video_file(camera.source)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read video source: {exc}") from exc
     gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
     try:
         if gallery is not None and config.collection:

@@ -88,7 +88,7 @@ def test_quality_gate_and_all_faces(gallery: Gallery, test_dir: Path, fast_analy
     gallery.create_collection("c", fast_analyzer)
     group = str(test_dir / "obama_and_biden.jpg")
     assert len(gallery.enrol_images("c", "group", [group], fast_analyzer, all_faces=True).added) == 3
-    strict = gallery.enrol_images("c", "strict", [group], fast_analyzer, all_faces=True, min_quality=1.01)
+    strict = gallery.enrol_images("c", "strict", [group], fast_analyzer, all_faces=True, min_quality=1.0)
     assert not strict.added and len(strict.rejected) == 3 and "low_quality" in strict.rejected[0][1]
 
 

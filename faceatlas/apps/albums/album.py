@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.albums import clustering
 from faceatlas.apps.albums.db import AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
+from faceatlas.apps.albums.photos import PHOTO_SUFFIXES, content_hash, find_photos, read_photos, taken_at
 from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
-from faceatlas.apps.albums.photos import content_hash, find_photos, read_photos, taken_at
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
-from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.errors import InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import Gallery, check_id, source_crop
 
 COLLECTION = "faces"
@@ -181,8 +181,11 @@ class AlbumCore:
 
     # -- scanning ---------------------------------------------------------------------------
     def scan(self, folder: Path, *, on_progress: Progress | None = None) -> ScanReport:
-        """Add every photo under ``folder`` (recursive) not scanned before (by content hash)."""
+        """Add every photo under ``folder`` (recursive) not scanned before (by content hash); a
+        folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new)."""
         paths = find_photos(Path(folder))
+        if not paths:
+            raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))})")
         return self.add_photos(read_photos(paths), total=len(paths), on_progress=on_progress)
 
     def add_photos(self, photos: Iterable[tuple[str, bytes]], *, total: int = 0,
@@ -396,7 +399,9 @@ class AlbumCore:
 
     # -- reading ----------------------------------------------------------------------------
     def people(self, *, min_faces: int = 1) -> list[PersonInfo]:
-        """People with at least ``min_faces`` faces, most faces first."""
+        """People with at least ``min_faces`` faces (1 or more), most faces first."""
+        if min_faces < 1:
+            raise InvalidArgument(f"min_faces is 1 or more faces, not {min_faces}")
         with self._sessions() as session:
             counts = session.execute(select(FaceRow.person_id, func.count()).where(
                 FaceRow.album_id == self._id, FaceRow.person_id.is_not(None)).group_by(FaceRow.person_id)).all()

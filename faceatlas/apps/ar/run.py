@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -13,8 +13,8 @@ from faceatlas.apps.ar.config import ArConfig
 from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.engine import ImageInput, load_image
-from faceatlas.errors import InvalidArgument
-from faceatlas.video import VideoSource, VideoWriter
+from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.video import Frame, VideoSource, VideoWriter
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -77,13 +77,16 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
     """Apply ``effects`` (names or :class:`Effect` objects, e.g. a PNG :class:`Sticker`) to every
     frame of ``source`` (video file, webcam index or stream URL), writing ``output`` (mp4) when
     given; ``on_frame(done, total)`` after each frame (total is None for live sources). Returns
-    frames, faces seen (most in one frame) and processing fps."""
+    frames, faces seen (most in one frame) and processing fps. A source that cannot be opened or
+    read is :class:`InvalidInput`; ``max_frames`` below 1 is :class:`InvalidArgument`."""
+    if max_frames is not None and max_frames < 1:
+        raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
     try:
-        for frame in video:
+        for frame in _frames(video, source):
             if max_frames is not None and frames >= max_frames:
                 break
             if writer is None and output is not None:
@@ -104,3 +107,11 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
             writer.close()
     elapsed = time.perf_counter() - began
     return {"frames": frames, "most_faces": most_faces, "fps": round(frames / elapsed, 1) if elapsed else 0.0}
+
+
+def _frames(video: VideoSource, source: str | int | Path) -> Iterator[Frame]:
+    """The frames of ``video``; a source that cannot be opened or read is :class:`InvalidInput`."""
+    try:
+        yield from video
+    except OSError as exc:
+        raise InvalidInput(f"cannot read video source {str(source)!r}: {exc}") from exc

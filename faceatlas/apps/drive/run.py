@@ -14,7 +14,7 @@ from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video import JsonlSink, VideoSource
 
 
@@ -30,6 +30,8 @@ def run_drive(
     """Monitor the driver on ``source`` (file, webcam index, URL) until it ends, ``max_frames`` or
     Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
     annotated video. Returns :meth:`DriverMonitor.summary`."""
+    if max_frames is not None and max_frames < 1:
+        raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     frames = VideoSource(source)
     timed = timed_frames(frames, max_frames)
     try:  # open the source before anything is written

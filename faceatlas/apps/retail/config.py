@@ -114,17 +114,30 @@ class StoreConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path | str) -> StoreConfig:
-        """Read a store from a ``.yaml``/``.yml`` or ``.json`` file."""
+        """Read a store from a ``.yaml``/``.yml`` or ``.json`` file; one that cannot be read, does
+        not parse or is not a valid store is :class:`InvalidInput` saying what and where, in one line."""
         path = Path(path)
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except FileNotFoundError as exc:
+            raise InvalidInput(f"{path}: no such store file") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{path}: cannot be read as a YAML or JSON file ({exc})") from exc
         try:
             raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidInput(f"{path}: does not parse: {problem}{where}") from exc
+        except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}: does not parse: {exc}") from exc
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise InvalidInput(f"{path}: not a valid store: {exc}") from exc
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the store'}: {e['msg']}" for e in exc.errors()[:5])
+            more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+            raise InvalidInput(f"{path}: not a valid store: {problems}{more}") from exc
 
     def camera(self, camera_id: str) -> Camera:
         """The camera ``camera_id`` (:class:`NotFound` when the store has none by that id)."""

@@ -1,0 +1,79 @@
+"""How every command says it failed: one line on stderr, ``error (code): message``, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
+
+from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidInput
+
+try:  # the click typer runs on: its own copy since typer 0.2x, click itself before
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - an older typer
+    from click.exceptions import UsageError  # type: ignore[assignment]
+
+err = Console(stderr=True)
+
+
+class CommandLineError(InvalidInput):
+    """The command line does not parse: a missing argument, an unknown option, a value out of range."""
+
+    code = "usage"
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a message of several lines (a YAML or validation error) joined by spaces."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def print_error(exc: FaceAtlasError, console: Console | None = None, *, about: str | None = None) -> None:
+    """``error (code): message`` in one unwrapped line on ``console`` (stderr by default); ``about``:
+    the input it concerns (one of several), put first unless the message names it already."""
+    message = one_line(str(exc))
+    if about is not None and about not in message:
+        message = f"{about}: {message}"
+    (console or err).print(f"[red]error ({exc.code}):[/red] {escape(message)}", soft_wrap=True)
+
+
+def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoReturn:
+    """Report ``exc`` (as one JSON object on stdout with ``as_json``, else one line on stderr) and exit."""
+    if as_json:
+        print(json.dumps({"error": exc.code, "message": one_line(str(exc))}))
+    else:
+        print_error(exc)
+    raise typer.Exit(exit_code) from exc
+
+
+def os_error(exc: OSError) -> FaceAtlasError:
+    """A file that cannot be read or written as the error a user understands: ``PATH: reason``."""
+    reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))
+    if exc.filename is not None:
+        message = f"{os.fsdecode(exc.filename)}: {reason}"
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError):
+            return InvalidInput(message)
+        return FaceAtlasError(message)
+    return FaceAtlasError(one_line(str(exc)))
+
+
+def database_error(exc: DBAPIError) -> DatabaseUnavailable:
+    """A database that cannot be opened or used (down, not a database file, refused credentials)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return DatabaseUnavailable(f"cannot use the database: {first}")
+
+
+def is_usage_error(exc: BaseException) -> bool:
+    """A command line that does not parse, but not a group called bare (click shows its help then)."""
+    return isinstance(exc, UsageError) and type(exc).__name__ != "NoArgsIsHelpError"
+
+
+def usage_error(exc: UsageError) -> CommandLineError:
+    """click's usage error as one line that says where the help is."""
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return CommandLineError(one_line(exc.format_message()) + hint)
