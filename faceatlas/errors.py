@@ -20,7 +20,8 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── UrlFetchDisabled            url_fetch_disabled    400
     │   ├── FetchFailed                 fetch_failed          400
     │   ├── PayloadTooLarge             payload_too_large     413
-    │   └── UnsupportedMediaType        unsupported_media_type 415
+    │   ├── UnsupportedMediaType        unsupported_media_type 415
+    │   └── CommandLineError            usage                 400
     ├── FaceError
     │   ├── NoFace                      no_face               422
     │   └── TooManyFaces                too_many_faces        422
@@ -60,6 +61,7 @@ from __future__ import annotations
 __all__ = [
     "AccessError",
     "AlreadyExists",
+    "CommandLineError",
     "Conflict",
     "DatabaseUnavailable",
     "ConsentRequired",
@@ -122,6 +124,13 @@ class InvalidInput(FaceAtlasError):
 
     code = "bad_request"
     status = 400
+
+
+class CommandLineError(InvalidInput):
+    """The command line does not parse: a missing argument, an unknown option, a value out of range
+    (the CLI's own parser; raised by no layer)."""
+
+    code = "usage"
 
 
 class InvalidImage(InvalidInput):

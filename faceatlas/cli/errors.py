@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
-from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidInput
+from faceatlas.errors import CommandLineError, DatabaseUnavailable, FaceAtlasError, InvalidInput
 
 try:  # the click typer runs on: its own copy since typer 0.2x, click itself before
     from typer._click.exceptions import UsageError
@@ -19,12 +19,6 @@ except ImportError:  # pragma: no cover - an older typer
     from click.exceptions import UsageError  # type: ignore[assignment]
 
 err = Console(stderr=True)
-
-
-class CommandLineError(InvalidInput):
-    """The command line does not parse: a missing argument, an unknown option, a value out of range."""
-
-    code = "usage"
 
 
 def one_line(text: str) -> str:
