@@ -45,3 +45,39 @@ def test_the_migrations_build_what_the_models_declare(layer: str, db_url: str) -
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_album_people_rebuilt_for_unique_ids_keep_every_face_s_person(tmp_path) -> None:
+    """Migration 0003 of the albums rebuilds ``album_people`` on SQLite (AUTOINCREMENT); dropping the
+    old table nulls the faces' ``person_id`` (ON DELETE SET NULL), which it must put back."""
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from faceatlas.db import upgrade
+
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'albums.db'}")
+    try:
+        upgrade(engine, Path(albums_db.__file__).parent / "migrations", "0002")
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO album_albums (id, owner, name, pack, created_at, revision) "
+                                    "VALUES (1, 'me', 'family', 'scrfd-mbf', '2026-12-05', 0)"))
+            connection.execute(text("INSERT INTO album_photos (id, album_id, sha256, source, added_at) "
+                                    "VALUES (1, 1, 'x', 'a.jpg', '2026-12-05')"))
+            connection.execute(text("INSERT INTO album_people (id, album_id, name) VALUES (3, 1, 'Ann'), (7, 1, NULL)"))
+            for face, person in ((10, 3), (11, 7), (12, None)):
+                connection.execute(text("INSERT INTO album_faces (id, album_id, photo_id, person_id, bbox, quality, "
+                                        "yaw, unsorted) VALUES (:f, 1, 1, :p, '[]', 0.9, 0, 0)"),
+                                   {"f": face, "p": person})
+        albums_db.migrate(engine)
+        with engine.begin() as connection:
+            faces = dict(connection.execute(text("SELECT id, person_id FROM album_faces ORDER BY id")).all())
+            people = connection.execute(text("SELECT id, name FROM album_people ORDER BY id")).all()
+            connection.execute(text("DELETE FROM album_people WHERE id = 7"))
+            connection.execute(text("INSERT INTO album_people (album_id) VALUES (1)"))
+            newest = connection.execute(text("SELECT max(id) FROM album_people")).scalar()
+    finally:
+        engine.dispose()
+    assert faces == {10: 3, 11: 7, 12: None}, "a face lost its person in the rebuild"
+    assert [tuple(row) for row in people] == [(3, "Ann"), (7, None)]
+    assert newest == 8  # 7 is not given again

@@ -193,3 +193,15 @@ def test_unreadable_photos_are_reported_and_the_rest_of_their_group_is_added(alb
     assert all(reason.split(":")[0] in ("invalid_image", "truncated_image") for _, reason in report.failed)
     assert report.photos == len(good) == 16  # every readable photo, though a group held a bad one
     assert report.faces + report.unsorted >= 16
+
+
+def test_a_person_id_is_never_given_again(album: Album, library: Path) -> None:
+    """After a merge removes a person, a later split must not hand out the removed person's id: a
+    reference to it (a bookmark, a script, the gallery subject ``p<id>``) would silently mean
+    someone else. SQLite gave the highest removed id again (rowid without AUTOINCREMENT)."""
+    album.scan(library)
+    ids = sorted((p.id for p in album.people()), key=lambda pid: int(pid[1:]))
+    highest, other = ids[-1], ids[0]
+    album.merge(other, highest)  # the highest id goes
+    split = album.split([album.faces(other)[0].id])
+    assert split.id not in ids, f"{split.id} was given again"

@@ -59,6 +59,7 @@ class Person(Base):
     """A person of the album; its faces are the gallery subject ``p<id>``."""
 
     __tablename__ = "album_people"
+    __table_args__ = {"sqlite_autoincrement": True}  # an id is never given twice (migration 0003)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     album_id: Mapped[int] = mapped_column(ForeignKey("album_albums.id", ondelete="CASCADE"), index=True)
