@@ -72,7 +72,9 @@ class VideoSource:
     as if it were a camera). ``max_reconnects`` None retries forever; backoff doubles from
     ``backoff_start`` up to ``backoff_max`` seconds. ``start`` (files only) seeks to that frame
     number: the first frame yielded has that index. A file that cannot be opened raises
-    ``OSError`` when iterated; a live source logs the failure, keeps it in ``error`` and retries.
+    ``OSError`` when iterated; a live source logs the failure, keeps it in ``error`` and retries,
+    except a webcam index that does not open the first time (no such camera): iterating it raises
+    that ``OSError`` at once instead of retrying forever.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class VideoSource:
         self._next_index = start
         self._first_index_of_run = 0
         self._time_offset = 0.0
+        self._gave_up = False  # a webcam index that never opened: its error is raised to the reader
 
     def __iter__(self) -> Iterator[Frame]:
         if not self.live:
@@ -120,6 +123,8 @@ class VideoSource:
                 while not self._buffer and not self._finished:
                     self._ready.wait(0.5)
                 if not self._buffer:
+                    if self._gave_up and self.error is not None:
+                        raise self.error
                     return
                 frame = self._buffer.popleft()
             yield frame
@@ -146,6 +151,9 @@ class VideoSource:
                 except (av.error.FFmpegError, OSError, RuntimeError) as exc:
                     log.warning("source %s failed: %s", self.spec, exc)
                     self.error = exc
+                    if str(self.spec).isdigit() and not produced and self._next_index == 0:
+                        self._gave_up = True  # no camera at this index: it will not appear by waiting
+                        return
                 failures = 0 if produced else failures + 1
                 if self.max_reconnects is not None and self.stats.reconnects >= self.max_reconnects:
                     return

@@ -101,3 +101,15 @@ def test_the_pipeline_reports_progress_with_the_frame_count(hamilton) -> None:
     camera = CameraConfig(source=str(hamilton), name="stage", faces=False, persons=False)
     VideoPipeline(camera, None, EventBus([]), on_frame=lambda *report: seen.append(report)).run()
     assert len(seen) == seen[-1][2] and seen[-1][1] == len(seen) - 1 and {name for name, _, _ in seen} == {"stage"}
+
+
+def test_a_webcam_index_with_no_camera_fails_at_once() -> None:
+    """``faceatlas drive 0`` / ``ar 0`` / ``watch 0`` on a machine with no such camera retried
+    "cannot open camera 0" forever; a camera index that never opened is an error at once (a stream
+    URL still retries: a camera rebooting comes back)."""
+    source = VideoSource("99", max_reconnects=None)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="cannot open camera 99"):
+        next(iter(source))
+    assert time.monotonic() - started < 10
+    source.close()
