@@ -34,7 +34,7 @@ PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack
 
 
 def _fail(exc: Exception, as_json: bool) -> NoReturn:
-    fail(exc if isinstance(exc, FaceAtlasError) else InvalidArgument(str(exc)), as_json, exit_code=1)
+    fail(exc if isinstance(exc, FaceAtlasError) else InvalidArgument(str(exc)), as_json)  # exit 2, as every command
 
 
 @contextmanager
@@ -121,7 +121,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                                             f"{'image' if len(rejected) == 1 else 'images'} rejected")
                     failed.code = codes.pop() if len(codes) == 1 else "bad_request"
                     print_error(failed)
-            raise typer.Exit(1)
+            raise typer.Exit(1 if summary["added"] else 2)  # 1: some enrolled, some rejected; 2: a failure
 
 
 def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
