@@ -146,7 +146,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("gallery-import-not-parquet", f"gallery import {{bad}}/notes.jpg {DB}", "notes.jpg", (), None),
     ("gallery-reembed-unknown-pack", f"gallery reembed people -p nosuch {DB}", "unknown_pack", (), "collection"),
     # album
-    ("album-scan-missing-folder", f"album scan {{tmp}}/photos -a trip {FAST} {DB}", "photos", (), None),
+    ("album-scan-missing-folder", f"album scan {{tmp}}/photos -a trip {FAST} {DB}", "photos", ("g.db",), None),
     ("album-scan-empty-folder", f"album scan {{bad}}/empty -a trip {FAST} {DB}", "no photos", (), None),
     ("album-people-unknown-album", f"album people -a nosuch {DB}", "nosuch", (), None),
     ("album-people-zero-faces", f"album people -a trip --min-faces 0 {DB}", "min_faces", (), "album"),

@@ -47,7 +47,8 @@ def _out(data: Any, as_json: bool, text: str) -> None:
 
 
 @app.command()
-def scan(folder: Path, album: AlbumOption = "default", db: DbOption = None, pack: PackOption = None,
+def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="folder of photos")],
+         album: AlbumOption = "default", db: DbOption = None, pack: PackOption = None,
          as_json: JsonOption = False) -> None:
     """Add the photos under FOLDER (recursive; photos scanned before are skipped by content)."""
     with _album(album, db, pack, create=True) as opened, progress(err, disable=as_json) as bar:
