@@ -128,6 +128,11 @@ class IndexCache:
             state = self._states.get(collection.id)
             if state is None:
                 state = self._load(collection)
+            if state is not None and state.meta.get("created") != _identity(collection)["created"]:
+                # an index of another collection that had this id (SQLite gives the id of a deleted
+                # collection again; a kill between its deletion and its file's removal left the file),
+                # or a file from before the stamp: trusted for no revision, caught up from the database
+                state.revision = STALE
             if state is None or state.revision != collection.revision:
                 state = self._catch_up(session, collection, state)
                 self._states[collection.id] = state
@@ -262,7 +267,7 @@ class IndexCache:
     def _catch_up(self, session: Session, collection: Collection, state: IndexState | None) -> IndexState:
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
-        meta = {"recognizer_id": collection.recognizer_id}
+        meta = _identity(collection)
         if state is None or state.index.needs_rebuild(len(db_ids), self.ann_min_faces):
             return IndexState(self._build(session, collection, len(db_ids)), collection.revision, meta)
         index = state.index
@@ -312,3 +317,9 @@ class IndexCache:
         return (np.asarray([row[0] for row in rows], np.int64),
                 decode_embeddings([row[1] for row in rows], collection.embedding_size),
                 np.asarray([row[2] for row in rows], np.int64))
+
+
+def _identity(collection: Collection) -> dict[str, str]:
+    """What an index file records of its collection beside the revision: the embedding space, and
+    the collection's creation time (its id alone can name a later collection)."""
+    return {"recognizer_id": collection.recognizer_id, "created": collection.created_at.isoformat()}

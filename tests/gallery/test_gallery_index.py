@@ -234,6 +234,33 @@ def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: 
     assert len(list(index_dir.glob("*.faiss"))) == 1
 
 
+def test_an_index_file_left_by_a_deleted_collection_is_not_trusted_for_a_new_one(tmp_path: Path) -> None:
+    """SQLite gives a deleted collection's id to the next collection; a kill between the deletion's
+    commit and its index file's removal leaves that file. At the same revision the new collection
+    trusted it: its own faces were not found (search answered nothing). The file records the
+    collection's creation time, and one of another collection is caught up from the database."""
+    import shutil
+
+    index_dir, db_url = tmp_path / "indexes", f"sqlite:///{tmp_path / 'g.db'}"
+    rng = np.random.default_rng(5)
+    with Gallery.open(db_url, index_dir=index_dir) as gallery:
+        rid = gallery.create_collection("old", "scrfd-mbf").recognizer_id
+        gallery.add_embeddings("old", "gone", rng.normal(size=(1, 128)), recognizer_id=rid)
+        gallery.search("old", Embedding(rng.normal(size=128), rid), rank_only=True)
+        (left,) = index_dir.glob("collection-*.npz")
+        shutil.copy(left, tmp_path / "left.npz")
+        gallery.delete_collection("old")
+    shutil.copy(tmp_path / "left.npz", left)  # as if the process died before removing it
+    with Gallery.open(db_url, index_dir=index_dir) as gallery:
+        gallery.create_collection("new", "scrfd-mbf")
+        member = rng.normal(size=128)
+        gallery.add_embeddings("new", "member", member[None], recognizer_id=rid)
+    assert {path.name for path in index_dir.glob("collection-*.npz")} == {left.name}  # the id was given again
+    with Gallery.open(db_url, index_dir=index_dir) as gallery:  # a fresh process: loads the file
+        found = gallery.search("new", Embedding(member, rid), k=3, rank_only=True)
+    assert [m.external_id for m in found] == ["member"]
+
+
 @pytest.mark.parametrize("build_chunk", [sync._BUILD_CHUNK, 5])
 def test_graph_is_rebuilt_when_removals_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 build_chunk: int) -> None:
