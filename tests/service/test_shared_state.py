@@ -232,16 +232,22 @@ class TcpProxy:
         self._sockets.clear()
 
 
-def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, accounts: Accounts, fast_analyzer,
-                                                               examples: Path, tmp_path: Path) -> None:
+def _behind_a_proxy(redis_server, accounts: Accounts, index_dir: Path) -> tuple[str, TcpProxy, ServiceSettings]:
+    """A fresh tenant ``acme`` with an admin key, and the service's settings reaching its database
+    through a TCP proxy the test can take down (Redis flushed, as every test here starts)."""
     redis_server.flush()
     accounts.create_tenant("acme")
     token = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
     url = accounts.engine.url
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings = ServiceSettings(database_url=proxied, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1,
-                               redis_url=redis_server.url)
+    return token, proxy, ServiceSettings(database_url=proxied, index_dir=index_dir, pack="scrfd-mbf", workers=1,
+                                         redis_url=redis_server.url)
+
+
+def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, accounts: Accounts, fast_analyzer,
+                                                               examples: Path, tmp_path: Path) -> None:
+    token, proxy, settings = _behind_a_proxy(redis_server, accounts, tmp_path / "indexes")
     image = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
     with TestClient(create_app(settings, analyzer=fast_analyzer),
                     headers={"Authorization": f"Bearer {token}"}) as http:
@@ -281,15 +287,8 @@ def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
     gone between the call's first read and its write): 503 ``database_unavailable``; once the
     database is back, no collection, subject, face, index entry, usage or audit row of theirs, and
     their Idempotency-Keys are free again (a retry runs; it does not replay the failure)."""
-    redis_server.flush()
-    accounts.create_tenant("acme")
-    token = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
-    url = accounts.engine.url
-    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     index_dir = tmp_path / "indexes"
-    settings = ServiceSettings(database_url=proxied, index_dir=index_dir, pack="scrfd-mbf", workers=1,
-                               redis_url=redis_server.url)
+    token, proxy, settings = _behind_a_proxy(redis_server, accounts, index_dir)
     obama = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
     lin = {"image": ("l.png", (examples / "examples" / "lin-manuel-miranda.png").read_bytes(), "image/png")}
     enrol_lin = "/v1/collections/staff/subjects/lin/faces"
@@ -350,7 +349,7 @@ def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
     proxy.down()
     faces = before["faces"] + retried.json()["face_ids"]
     assert _rows(accounts)["faces"] == faces
-    direct = url.render_as_string(hide_password=False)
+    direct = accounts.engine.url.render_as_string(hide_password=False)
     with Gallery.open(direct, tenant="svc:acme", index_dir=index_dir) as gallery, gallery._sessions() as session:
         assert sorted(gallery._indexes.get(session, gallery._collection(session, "staff")).ids()) == faces
 
