@@ -113,6 +113,11 @@ def test_search_by_raw_embedding_and_model_mismatch(api, examples):
             refused = http.post(url, json={"embedding": values, "recognizer_id": space})
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
             assert "number" in refused.json()["error"]["message"]
+        # a field the call does not take (a typo of k, an image beside the embedding) was ignored with a 200
+        for extra in ({"k": 3}, {"image": "aGVsbG8="}):
+            refused = http.post(url, json={"embedding": embedding, "recognizer_id": space, **extra})
+            assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
+            assert repr(next(iter(extra))) in refused.json()["error"]["message"]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -338,6 +338,10 @@ async def search(
     cut = decision.stated()
     body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     if isinstance(body, dict) and "embedding" in body:
+        unknown = sorted(set(body) - {"embedding", "recognizer_id"})
+        if unknown:  # refused as read_images refuses them, never silently ignored (an image too)
+            raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: a search by embedding "
+                                  "takes 'embedding' and 'recognizer_id'")
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
         matches = await run_in_threadpool(lambda: gallery.search(collection, vector, **options))
         meter.faces = 1
