@@ -210,6 +210,9 @@ class VideoSource:
             rate = Fraction(stream.guessed_rate or stream.average_rate or 0)
             self.fps = float(rate)
             self.frames = int(stream.frames) if stream.frames and not self.live else None
+            if self.frames and rate and stream.average_rate and stream.average_rate > rate:
+                # that AVI's header counts its 682 packets, two per frame, as the average rate does
+                self.frames = round(self.frames * rate / stream.average_rate)
             base = float(stream.time_base or 0.0)
             # AVI keeps no presentation times (this AVI's packed B-frames come out stamped out of
             # order): its frames are timed, and sought, by their count
