@@ -46,6 +46,7 @@ set). An error without its own class is a fault of the server: ``FaceAtlasError`
     │   ├── DatabaseUnavailable         database_unavailable  503
     │   ├── VectorStoreUnavailable      vector_store_unavailable 503
     │   └── StorageUnavailable          storage_unavailable   503
+    ├── InvalidSetting                  invalid_setting       500
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         ├── RuntimeUnavailable          runtime_unavailable   422
@@ -77,6 +78,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidImage",
     "InvalidInput",
+    "InvalidSetting",
     "KeyLimitReached",
     "KeyRevoked",
     "LimitExceeded",
@@ -376,6 +378,14 @@ class StorageUnavailable(LimitExceeded):
 
     code = "storage_unavailable"
     status = 503
+
+
+class InvalidSetting(FaceAtlasError):
+    """A ``FACEATLAS_*`` setting the operator gave is out of its rules (a number that is not
+    one, a provider that does not exist, a calibration of that name nowhere): a fault of the
+    installation, said with the variable's name, never run with a default in its place."""
+
+    code = "invalid_setting"
 
 
 # -- models (server side) --------------------------------------------------------------------------

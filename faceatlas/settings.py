@@ -43,8 +43,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from faceatlas.errors import InvalidSetting
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -70,7 +72,27 @@ DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503
 _ENV = SettingsConfigDict(env_prefix="FACEATLAS_", extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
 
-class EngineSettings(BaseSettings):
+def _variable(field: str) -> str:
+    return field if field.upper().startswith("FACEATLAS_") else f"FACEATLAS_{field.upper()}"
+
+
+class _Section(BaseSettings):
+    """A section: a value out of its rules is :class:`InvalidSetting`, one line per variable
+    (``FACEATLAS_DET_MAX_SIDE='abc': Input should be a valid integer``), not pydantic's report."""
+
+    def __init__(self, **values: object) -> None:
+        try:
+            super().__init__(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_url=False):
+                name = _variable(str(error["loc"][0])) if error["loc"] else type(self).__name__
+                given = f"={str(error['input'])[:80]!r}" if isinstance(error.get("input"), str) else ""
+                problems.append(f"{name}{given}: {error['msg']}")
+            raise InvalidSetting("; ".join(problems)) from None
+
+
+class EngineSettings(_Section):
     """Model packs, where their files are, and how the engine runs."""
 
     model_config = _ENV
@@ -133,7 +155,7 @@ class EngineSettings(BaseSettings):
         return self.cache.expanduser()
 
 
-class StorageSettings(BaseSettings):
+class StorageSettings(_Section):
     """The one database of every layer's tables, and where vector indexes are saved."""
 
     model_config = _ENV
@@ -153,7 +175,7 @@ class StorageSettings(BaseSettings):
     milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: FLAT on Lite, HNSW on a server
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(_Section):
     """Everything an operator of ``faceatlas serve`` can tune."""
 
     model_config = _ENV

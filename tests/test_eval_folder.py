@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from faceatlas.cli.evaluate import app
+from faceatlas.errors import InvalidSetting
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,12 @@ def test_folder_states_only_what_its_pairs_support_and_saves_a_calibration(datas
 
     monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
     plot = tmp_path / "plots.png"
+    # already selected in the shell: the evaluation, which measures, does not need it to exist yet
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")
     result = CliRunner().invoke(app, ["folder", str(dataset), "--pack", "scrfd-mbf", "--plot", str(plot),
                                       "--save-as", "mine"])
     assert result.exit_code == 0, result.output
+    monkeypatch.delenv("FACEATLAS_CALIBRATION")
     output = " ".join(result.output.split())
     assert "not enough impostor pairs to state FAR 1e-4, 1e-5, 1e-6" in output
     assert "FNIR @ FPIR 1e-2" in output and "FNIR @ FPIR 1e-3" in output and "TAR @ FAR 1e-3" in output
@@ -49,6 +53,10 @@ def test_folder_states_only_what_its_pairs_support_and_saves_a_calibration(datas
     assert metrics["tar_at_far_1e-3"] >= 0.9
     assert metrics["fnir_at_fpir_1e-2"] <= 0.2 and metrics["fnir_at_fpir_1e-3"] <= 0.3
     assert min(float(k) for k in mine.tail) >= 10 / metrics["impostor_pairs"]
+    # a name no calibration has (a typo) ran on the shipped thresholds without a word
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mien")
+    with pytest.raises(InvalidSetting, match=r"FACEATLAS_CALIBRATION='mien': no calibration.*scrfd-mbf\.mine\.json"):
+        FaceAnalyzer("scrfd-mbf")
 
 
 def test_pairs_csv_and_bad_datasets(dataset, tmp_path):

@@ -19,6 +19,7 @@ from faceatlas.engine.evaluation import (
     read_pairs,
     roc_points,
 )
+from faceatlas.errors import InvalidSetting
 
 
 def test_read_pairs_parses_view2_layout(tmp_path):
@@ -158,6 +159,8 @@ def test_a_small_evaluation_never_replaces_the_thresholds(shared, tmp_path, monk
     assert refused.exit_code == 2 and "impostor pairs support no FAR" in refused.output
     assert not (tmp_path / "cache").exists()
 
-    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")  # selected but absent: the shipped one stays
-    assert FaceAnalyzer("scrfd-mbf").calibration == shipped
+    # selected but absent (never written, a typo, a wiped cache): said, not replaced by the shipped one
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")
+    with pytest.raises(InvalidSetting, match="FACEATLAS_CALIBRATION='mine': no calibration of that name"):
+        FaceAnalyzer("scrfd-mbf")
 

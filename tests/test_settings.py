@@ -76,3 +76,27 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
     monkeypatch.setenv("FACEATLAS_THREADS", "")
     settings = Settings.from_env()
     assert settings.storage.database_url.startswith("sqlite:///") and settings.engine.threads is None
+
+
+def test_a_setting_out_of_its_rules_is_one_line_naming_the_variable(monkeypatch, examples):
+    """A mistyped FACEATLAS_* value printed pydantic's 40-line traceback (exit 1), and `serve`
+    started uvicorn before failing in its startup: one line, the variable and why, exit 2."""
+    from faceatlas.errors import InvalidSetting
+    from faceatlas.service import create_app
+
+    photo = examples / "examples" / "two_people.jpg"
+    for variable, value, why in (("FACEATLAS_DET_MAX_SIDE", "abc", "valid integer"),
+                                 ("FACEATLAS_PROVIDER", "cuda", "'onnxruntime' or 'openvino'"),
+                                 ("FACEATLAS_MIN_FACE", "0", "greater than or equal to 8")):
+        monkeypatch.setenv(variable, value)
+        result = CliRunner().invoke(app, ["detect", str(photo)])
+        assert result.exit_code == 2, result.output
+        assert f"error (invalid_setting): {variable}='{value}': " in result.output and why in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("FACEATLAS_MAX_PIXELS", "-1")
+    try:
+        create_app(ServiceSettings(database_url="sqlite://"))
+        raise AssertionError("an engine setting out of its rules must stop the app before it starts")
+    except InvalidSetting as exc:
+        assert str(exc).startswith("FACEATLAS_MAX_PIXELS='-1': ")

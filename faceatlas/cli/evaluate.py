@@ -14,7 +14,6 @@ from faceatlas.cli.errors import fail
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
-    FaceAnalyzer,
     FaceAtlasError,
     LFWReport,
     Runtime,
@@ -22,6 +21,7 @@ from faceatlas.engine import (
     evaluate_lfw,
     far_key,
     get_pack,
+    measuring_analyzer,
     plot_dataset,
     plot_roc,
     save_calibration,
@@ -82,7 +82,7 @@ def lfw(
 ) -> None:
     """LFW verification: 10-fold accuracy, ROC, and TAR at FAR 1e-3..1e-6 from all-vs-all pairs."""
     try:
-        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime, flip=flip))
+        analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
         written: list[str] = []
         if save_as is not None:
@@ -152,7 +152,7 @@ def folder(
     """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
     ROC and DET plots, and the thresholds as a calibration your collections can use."""
     try:
-        analyzer = FaceAnalyzer(get_pack(pack, runtime=runtime, flip=flip))
+        analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:

@@ -17,7 +17,7 @@ from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
 from faceatlas.service.tenants import delete_tenant
-from faceatlas.settings import ServiceSettings
+from faceatlas.settings import ServiceSettings, Settings
 
 console = Console()
 admin = typer.Typer(help="Tenants, API keys and usage (run on the server's database).", no_args_is_help=True)
@@ -49,9 +49,10 @@ def serve(
     for name, value in (("database_url", db), ("pack", pack), ("workers", workers)):
         if value is not None:
             overrides[name] = value
-    settings = ServiceSettings.from_env(**overrides)
+    sections = Settings(service=ServiceSettings.from_env(**overrides))  # every FACEATLAS_* variable checked here
+    settings = sections.service
     if processes == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port, log_level="info")
         return
     if settings.redis_url is None:
         console.print(f"[red]error:[/red] --processes {processes} needs FACEATLAS_REDIS_URL: each process would "

@@ -18,7 +18,13 @@ from faceatlas.engine.calibration import (
 from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import draw_faces, save_image
-from faceatlas.engine.evaluation import LFWReport, evaluate_lfw, plot_roc, save_user_calibration
+from faceatlas.engine.evaluation import (
+    LFWReport,
+    evaluate_lfw,
+    measuring_analyzer,
+    plot_roc,
+    save_user_calibration,
+)
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
 from faceatlas.engine.identification import IdentificationReport, identification_report
 from faceatlas.engine.image import ImageInput, encoded_pixels, load_image
@@ -98,6 +104,7 @@ __all__ = [
     "per_comparison_far",
     "l2_normalize",
     "load_image",
+    "measuring_analyzer",
     "locate",
     "plot_dataset",
     "plot_roc",

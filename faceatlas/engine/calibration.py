@@ -22,6 +22,7 @@ against LFW non-mated searches.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -32,8 +33,10 @@ from typing import Any
 import numpy as np
 
 from faceatlas.engine.packs import Pack
-from faceatlas.errors import FarNotCalibrated, NotCalibrated
+from faceatlas.errors import FarNotCalibrated, InvalidSetting, NotCalibrated
 from faceatlas.settings import EngineSettings
+
+log = logging.getLogger(__name__)
 
 STANDARD_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
 # The false-accept rate of a decision when the caller names none: compare, verify and search, in
@@ -223,17 +226,27 @@ def user_calibration_path(pack: Pack, name: str, settings: EngineSettings | None
 
 def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Calibration | None:
     """The pack's calibration: the user's named in ``settings.calibration`` when this pack has
-    it, else the shipped one; None when there is none for this pack's recogniser."""
+    it, else the shipped one; None when there is none for this pack's recogniser. A name no
+    calibration has (of any pack) is :class:`InvalidSetting`."""
     settings = settings or EngineSettings()
     candidates: list[Path] = []
     if settings.calibration:
-        candidates.append(user_calibration_path(pack, settings.calibration, settings))
+        chosen = user_calibration_path(pack, settings.calibration, settings)
+        if not any(chosen.parent.glob(f"*.{settings.calibration}.json")):  # a typo is not "the shipped one"
+            made = sorted(p.name for p in chosen.parent.glob("*.json"))
+            raise InvalidSetting(f"FACEATLAS_CALIBRATION={settings.calibration!r}: no calibration of that name in "
+                                 f"{chosen.parent} (`faceatlas eval lfw --save-as NAME` makes one; made here: "
+                                 f"{', '.join(made[:20]) or 'none'})")
+        candidates.append(chosen)
     shipped = resources.files("faceatlas.engine").joinpath("calibrations", f"{pack.calibration_name}.json")
     for path in (*candidates, shipped):
         if path.is_file():
             found = Calibration(**json.loads(path.read_text()))
             if found.recognizer_id == pack.recognizer_id:
                 return found
+            if path in candidates:
+                log.warning("calibration %s was made for other model files (%s), not this pack's %s: "
+                            "the shipped calibration is used", path, found.recognizer_id, pack.recognizer_id)
     return None
 
 

@@ -35,6 +35,7 @@ from faceatlas.engine.calibration import (
     user_calibration_path,
 )
 from faceatlas.engine.face import Face
+from faceatlas.engine.packs import Pack
 from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.settings import EngineSettings
@@ -403,6 +404,13 @@ class Measured(Protocol):
     def n_impostor(self) -> int: ...
 
     def calibration(self, source: str = "") -> Calibration: ...
+
+
+def measuring_analyzer(pack: Pack, settings: EngineSettings | None = None) -> FaceAnalyzer:
+    """The analyzer of an evaluation: it measures thresholds, so it loads no user calibration
+    (``FACEATLAS_CALIBRATION`` may name the one it is about to write)."""
+    settings = (settings or EngineSettings()).model_copy(update={"calibration": None})
+    return FaceAnalyzer(pack, settings=settings)
 
 
 def save_user_calibration(report: Measured, name: str, analyzer: FaceAnalyzer,

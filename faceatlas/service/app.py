@@ -34,7 +34,7 @@ from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
-from faceatlas.settings import ServiceSettings
+from faceatlas.settings import EngineSettings, ServiceSettings
 from faceatlas.video import VideoBase
 
 
@@ -47,9 +47,12 @@ def open_shared_state(settings: ServiceSettings, count_calls: CountCalls) -> Sha
     return RedisState(settings, count_calls)
 
 
-def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None) -> FastAPI:
-    """The service app. Models load and migrations run at startup (``/readyz`` says when done)."""
+def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None,
+               engine_settings: EngineSettings | None = None) -> FastAPI:
+    """The service app. Models load and migrations run at startup (``/readyz`` says when done);
+    a setting out of its rules fails here, before the server starts (:class:`InvalidSetting`)."""
     settings = settings or ServiceSettings.from_env()
+    engine_settings = engine_settings or EngineSettings()
     allowed_origins(settings.url_fetch_allowlist)  # a malformed allow-list entry fails at start, not per request
 
     @asynccontextmanager
@@ -67,9 +70,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         )
         state.shared = open_shared_state(settings, state.accounts.calls_this_month)
         state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
-        state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir)
+        state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings)
         state.tenant_galleries = {}
-        state.analyzer = analyzer or FaceAnalyzer(settings.pack)
+        state.analyzer = analyzer or FaceAnalyzer(settings.pack, settings=engine_settings)
         state.pool = InferencePool(
             state.analyzer,
             state.metrics,
