@@ -98,7 +98,7 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
           all_faces: Annotated[bool, typer.Option("--all-faces", help="every face, not the largest")] = False,
           min_quality: Annotated[float, typer.Option("--min-quality")] = 0.0, as_json: JsonOption = False) -> None:
     """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
-    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json) as update:
+    with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
         report = enrol_job(source, collection, gallery, _options(workers, ray_address, pack, batch_size), update,
                            work=work, all_faces=all_faces, min_quality=min_quality)
     details = report.details
@@ -117,7 +117,7 @@ def search(source: SourceArg, collection: str,
            threshold: Annotated[float | None, typer.Option("--threshold", help="raw cosine cut instead")] = None,
            as_json: JsonOption = False) -> None:
     """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
-    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json) as update:
+    with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
         report = search_job(source, collection, gallery, out, _options(workers, ray_address, pack, batch_size),
                             update, cut=Cut(threshold=threshold, fpir=fpir), k=k)
     details = report.details

@@ -38,9 +38,9 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
 
 
 @contextmanager
-def _gallery(db: str | None, tenant: str, as_json: bool) -> Iterator[Gallery]:
+def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False) -> Iterator[Gallery]:
     try:
-        gallery = Gallery.open(db, tenant=tenant)
+        gallery = Gallery.open(db, tenant=tenant, create=create)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
     except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
@@ -70,8 +70,8 @@ def _progress() -> Progress:
 def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer.Option(
         "--keep-crops", help="store a source crop of each face (allows reembed; stores face images)")] = False,
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
-    """Create a collection bound to a model pack."""
-    with _gallery(db, tenant, as_json) as gallery:
+    """Create a collection bound to a model pack (and the database, the first time)."""
+    with _gallery(db, tenant, as_json, create=True) as gallery:
         info = gallery.create_collection(name, pack or default_pack_name(),
                                          keep_crops=keep_crops)
         _emit(info.to_dict(), as_json, f"created collection [bold]{info.name}[/bold] (pack {info.pack_name})")
@@ -256,8 +256,8 @@ def export(collection: str, path: Path,
 @app.command("import")
 def import_(path: Path, name: Annotated[str | None, typer.Option(help="collection name (default: as exported)")]
             = None, db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
-    """Import a collection from a Parquet export."""
-    with _gallery(db, tenant, as_json) as gallery:
+    """Import a collection from a Parquet export (creating the database the first time)."""
+    with _gallery(db, tenant, as_json, create=True) as gallery:
         faces = gallery.import_(path, name=name)
         _emit({"path": str(path), "faces": faces}, as_json, f"imported {faces} faces from {path}")
 

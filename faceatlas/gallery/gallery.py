@@ -112,13 +112,17 @@ class Gallery:
     @classmethod
     def open(cls, url: str | None = None, *, tenant: str = DEFAULT_TENANT, index_dir: Path | None = None,
              ann_min_faces: int = ANN_MIN_FACES, storage: Storage = "float32",
-             autosave_every: int = 1000, settings: EngineSettings | None = None) -> Gallery:
+             autosave_every: int = 1000, settings: EngineSettings | None = None, create: bool = True) -> Gallery:
         """Connect to ``url`` (default ``$FACEATLAS_DATABASE_URL`` or the SQLite file under
-        ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery.
+        ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery. Without
+        ``create`` an SQLite file that does not exist is :class:`NotFound` (a read of a mistyped
+        path is not an empty gallery), and none is made.
 
         Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
         ``<db file>.indexes`` for SQLite and none for a server database)."""
         url = normalize_url(url or default_database_url())
+        if not create and (db_file := sqlite_path(url)) is not None and not db_file.is_file():
+            raise NotFound(f"no gallery database at {db_file} (`faceatlas gallery create NAME` makes one there)")
         engine = create_database_engine(url)
         migrate(engine)
         storage_settings = StorageSettings()
