@@ -14,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from faceatlas.errors import NotFound
 from faceatlas.settings import StorageSettings
 
 
@@ -45,6 +46,15 @@ def normalize_url(url: str) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         return parsed.set(database=str(Path(parsed.database).expanduser())).render_as_string(hide_password=False)
     return url
+
+
+def require_database(url: str, what: str, hint: str = "") -> None:
+    """:class:`NotFound` when ``url`` names an SQLite file that does not exist: a read of a
+    mistyped path is not a read of an empty database, and makes no file (``what``: "gallery
+    database"; ``hint``: the command that makes one)."""
+    path = sqlite_path(normalize_url(url))
+    if path is not None and not path.is_file():
+        raise NotFound(f"no {what} at {path}" + (f" ({hint})" if hint else ""))
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli.errors import fail
-from faceatlas.db import create_database_engine
+from faceatlas.db import create_database_engine, require_database
 from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, usage_csv
@@ -65,8 +65,12 @@ def serve(
                 log_level="info")
 
 
-def _accounts(db: str | None) -> Accounts:
-    engine = create_database_engine(db or ServiceSettings.from_env().database_url)
+def _accounts(db: str | None, *, create: bool = False) -> Accounts:
+    """The accounts of the service database; only creating a tenant makes the database."""
+    url = db or ServiceSettings.from_env().database_url
+    if not create:
+        require_database(url, "service database", "`faceatlas admin tenant create` makes one")
+    engine = create_database_engine(url)
     migrate(engine)
     return Accounts(engine)
 
@@ -87,7 +91,7 @@ def _quota(calls: int | None) -> str:
 def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, typer.Option(
         help="monthly call quota")] = None, db: DbOption = None) -> None:
     """Create a tenant."""
-    tenant = _guard(lambda: _accounts(db).create_tenant(tenant_id, name, quota))
+    tenant = _guard(lambda: _accounts(db, create=True).create_tenant(tenant_id, name, quota))
     console.print(f"tenant {tenant.id} created (quota {_quota(tenant.monthly_quota)})")
 
 
@@ -110,9 +114,10 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", hel
     if not yes:
         typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True)
     settings = ServiceSettings.from_env()
+    accounts = _guard(lambda: _accounts(db))
     gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir))
     try:
-        deleted = _guard(lambda: delete_tenant(_accounts(db), gallery, tenant_id))
+        deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id))
     finally:
         gallery.close()
     console.print(f"tenant {tenant_id} deleted with {deleted} collections")

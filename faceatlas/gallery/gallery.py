@@ -18,7 +18,14 @@ from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount, sqlite_path
+from faceatlas.db import (
+    create_database_engine,
+    default_database_url,
+    normalize_url,
+    require_database,
+    rowcount,
+    sqlite_path,
+)
 from faceatlas.engine import (
     DEFAULT_FAR,
     DEFAULT_FPIR,
@@ -121,8 +128,8 @@ class Gallery:
         Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
         ``<db file>.indexes`` for SQLite and none for a server database)."""
         url = normalize_url(url or default_database_url())
-        if not create and (db_file := sqlite_path(url)) is not None and not db_file.is_file():
-            raise NotFound(f"no gallery database at {db_file} (`faceatlas gallery create NAME` makes one there)")
+        if not create:
+            require_database(url, "gallery database", "`faceatlas gallery create NAME` makes one there")
         engine = create_database_engine(url)
         migrate(engine)
         storage_settings = StorageSettings()

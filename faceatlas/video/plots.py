@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceatlas.db import normalize_url, sqlite_path
+from faceatlas.db import require_database
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.store import MinuteCounts, count_cameras, list_counts, open_events_db
 
@@ -21,9 +21,7 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
     (:func:`list_counts`, page after page). An SQLite file that does not exist (it is not created)
     or a camera that never stored counts is :class:`NotFound`; a range or class without counts
     of a known camera is no rows."""
-    path = sqlite_path(normalize_url(database))
-    if path is not None and not path.is_file():
-        raise NotFound(f"no events database at {path}")
+    require_database(database, "events database")
     engine = open_events_db(database)
     rows: list[MinuteCounts] = []
     try:
