@@ -32,6 +32,7 @@ class FaceAtlasApiError(Exception):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
+        self.message = message
         self.retry_after = retry_after
 
 

@@ -79,6 +79,11 @@ def test_remote_server_down_is_one_line(examples):
     assert "Traceback" not in result.output
     lines = _error_lines(result.output)
     assert len(lines) == 1 and "cannot reach the server at http://127.0.0.1:9" in lines[0], result.output
+    assert lines[0].startswith("error (server_unreachable): ")
+    # a URL without its scheme was "cannot reach the server": it is a usage error that says the form
+    bare = runner.invoke(app, ["remote", "detect", str(photo), "--server", "127.0.0.1:9", "--key", "fa_x"])
+    assert bare.exit_code == 2 and _error_lines(bare.output)[0].startswith(
+        "error (usage): invalid server URL '127.0.0.1:9' (give http(s)://host[:port])"), bare.output
 
 
 def test_remote_missing_file_is_one_line(tmp_path):
@@ -87,7 +92,7 @@ def test_remote_missing_file_is_one_line(tmp_path):
                                  "--key", "fa_x"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert _error_lines(result.output) == [f"error: no such file: {missing}"], result.output
+    assert _error_lines(result.output) == [f"error (bad_request): {missing}: no such file or directory"], result.output
 
 
 def test_models_fetch_offline_is_refused(tmp_path, monkeypatch):
@@ -140,3 +145,4 @@ def test_drive_missing_source_is_one_line(shared, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error") and "nosuch.mp4" in lines[0], lines
+

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -58,6 +60,9 @@ class _Commands(TyperGroup):
             _fail(exc, as_json)
         except DBAPIError as exc:
             _fail(database_error(exc), as_json)
+        except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and nowhere to say it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as exc:
             _fail(os_error(exc), as_json)
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from faceatlas.cli.errors import fail, os_error
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR
+from faceatlas.errors import CommandLineError, FaceAtlasError
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY).",
                   no_args_is_help=True)
-err = Console(stderr=True)
 
 Server = Annotated[str, typer.Option("--server", envvar="FACEATLAS_SERVER", help="base URL of the server")]
 Key = Annotated[str, typer.Option("--key", envvar="FACEATLAS_API_KEY", help="API key (fa_...)")]
@@ -30,26 +29,27 @@ def _json(answer: Any) -> Any:
 
 
 def _run(server: str, key: str, call) -> None:  # noqa: ANN001 - a function of the client
-    """Call the server and print its JSON answer; any failure is one line on stderr and exit 2."""
+    """Call the server and print its JSON answer; any failure is one line on stderr, ``error
+    (code): message`` as every command says it (the server's own code when it answered), exit 2."""
     try:
         with FaceAtlasClient(server, key) as client:
             answer = call(client)
     except FaceAtlasApiError as exc:  # the server answered with an error
-        _fail(str(exc), exc)
-    except httpx.InvalidURL as exc:
-        _fail(f"invalid server URL {server!r}: {exc}", exc)
+        fail(_coded(exc.code, f"the server answered {exc.status}: {exc.message}"))
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        fail(CommandLineError(f"invalid server URL {server!r} (give http(s)://host[:port]): {exc}"))
     except httpx.TransportError as exc:  # refused, unreachable, timed out, broken connection
-        _fail(f"cannot reach the server at {server}: {exc or type(exc).__name__}", exc)
-    except FileNotFoundError as exc:
-        _fail(f"no such file: {exc.filename}", exc)
+        fail(_coded("server_unreachable", f"cannot reach the server at {server}: {exc or type(exc).__name__}"))
     except OSError as exc:
-        _fail(f"cannot read {exc.filename or 'the input'}: {exc.strerror or exc}", exc)
+        fail(os_error(exc))
     print(json.dumps(_json(answer), indent=2))
 
 
-def _fail(message: str, exc: Exception) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(2) from exc
+def _coded(code: str, message: str) -> FaceAtlasError:
+    """An error of the other side of the wire, under the code it has there (or of the wire itself)."""
+    error = FaceAtlasError(message)
+    error.code = code
+    return error
 
 
 @app.command()

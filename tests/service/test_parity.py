@@ -161,3 +161,18 @@ def test_search_agrees(server, examples: Path, shared: Path, tmp_path: Path) -> 
     ranked_cli, ranked_api = who(cli["rank-only-stranger"]), who(api["rank-only-stranger"])
     assert ranked_cli == ranked_api and len(ranked_cli[0]) == 2 and ranked_cli[1] is None
     assert who(cli["rank-only-far"]) == who(api["rank-only-far"]) == who(api["far"])
+
+
+def test_remote_errors_carry_the_servers_code(server, examples: Path) -> None:
+    """`faceatlas remote` printed `error: 401 unauthorized: ...` where every other command prints
+    `error (code): ...`: the server's code is the line's code, exit 2; an answer is JSON on stdout."""
+    photo = examples / "tests/test_images/obama.jpg"
+    remote = ["remote", "detect", str(photo), "--server", server.url]
+    refused = runner.invoke(app, [*remote, "--key", "fa_not_a_key"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("error (unauthorized): the server answered 401: "), refused.output
+    missing = runner.invoke(app, ["remote", "search", "nosuch", str(photo), "--server", server.url,
+                                  "--key", server.keys["acme_read"]])
+    assert missing.exit_code == 2 and missing.output.startswith("error (not_found): the server answered 404: ")
+    answered = runner.invoke(app, [*remote, "--key", server.keys["acme_detect"]])
+    assert answered.exit_code == 0 and len(json.loads(answered.stdout)["faces"]) == 1, answered.output
