@@ -15,6 +15,7 @@ import pytest
 
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.engine.runtime import OpenVINOSession
+from faceatlas.errors import InvalidSetting
 from faceatlas.settings import EngineSettings
 
 LFW = ("Abel_Pacheco/Abel_Pacheco_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0004.jpg",
@@ -72,7 +73,7 @@ def test_one_openvino_session_serves_several_threads(shared: Path, photos: list[
 
 def test_provider_setting_is_checked() -> None:
     assert EngineSettings().provider == "onnxruntime"
-    with pytest.raises(ValueError, match="provider"):
+    with pytest.raises(InvalidSetting, match="FACEATLAS_PROVIDER='tensorrt': Input should be 'onnxruntime' or"):
         EngineSettings(provider="tensorrt")
 
 
