@@ -68,14 +68,18 @@ def _options(workers: int | None, ray_address: str | None, pack: str | None, bat
 
 
 def _show(report: BatchReport, as_json: bool, what: str) -> None:
+    """The report, then the exit status as `gallery enrol`'s: 0 every image read, 1 some failed
+    (listed in the errors CSV), 2 every one failed."""
     if as_json:
         console.print_json(json.dumps(report.to_dict(), default=str))
-        return
-    console.print(f"{report.images} images: {report.processed} processed now ({report.images_per_second:.1f} img/s "
-                  f"on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "
-                  f"{report.errors} failed{what}", soft_wrap=True)
-    for name, path in report.files.items():
-        console.print(f"  {name}: {path}", soft_wrap=True)
+    else:
+        console.print(f"{report.images} images: {report.processed} processed now ({report.images_per_second:.1f} "
+                      f"img/s on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "
+                      f"{report.errors} failed{what}", soft_wrap=True)
+        for name, path in report.files.items():
+            console.print(f"  {name}: {path}", soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(2 if report.errors >= report.images else 1)
 
 
 @app.command()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from faceatlas.batch import BatchOptions, dedupe, duplicate_groups, embed, enrol, face_table, phash, ray_session, search
+from faceatlas.cli.main import app
 from faceatlas.engine import cosine_similarity
 from faceatlas.gallery import Gallery
 
@@ -68,6 +71,16 @@ def test_embed_reports_bad_inputs_and_resumes_nothing(ray_cluster, people, tmp_p
 
     again = embed(str(source), str(out), _options())  # all done: nothing is read again
     assert (again.processed, again.skipped, again.faces, again.errors) == (0, report.images, report.faces, 3)
+
+    # the CLI exited 0 whatever failed: 1 when some images failed (as `gallery enrol`), 2 when every one did
+    command = ["batch", "embed", "--workers", "1", "--pack", PACK, "--batch-size", "4", "--json"]
+    partly = CliRunner().invoke(app, [*command, str(source), "--out", str(out)])
+    assert partly.exit_code == 1 and json.loads(partly.stdout)["errors"] == 3, partly.output
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "notes.jpg").write_text("not an image at all")
+    failed = CliRunner().invoke(app, [*command, str(unreadable), "--out", str(tmp_path / "none.parquet")])
+    assert failed.exit_code == 2 and json.loads(failed.stdout)["errors"] == 1, failed.output
 
 
 @pytest.mark.slow
