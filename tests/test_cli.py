@@ -193,3 +193,9 @@ def test_detect_on_a_folder_with_a_progress_bar(examples, tmp_path):
     assert [Path(r["image"]).name for r in rows] == ["biden.jpg", "obama.jpg"]
     assert all(len(r["faces"]) == 1 for r in rows)
     assert "detecting" in result.stderr and "2/2" in result.stderr
+    # a folder with one unreadable photo exited 2, as if nothing had been read: 1, the others' faces stand
+    (folder / "broken.jpg").write_bytes((examples / "tests/test_images/obama.jpg").read_bytes()[:2000])
+    for command in ("detect", "liveness"):
+        partly = runner.invoke(app, [command, str(folder), "-p", "scrfd-mbf", "--json"])
+        rows = json.loads(partly.stdout.strip().splitlines()[-1])["results"]
+        assert partly.exit_code == 1 and [r.get("error") for r in rows] == [None, "truncated_image", None], partly.output

@@ -19,6 +19,7 @@ from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
 from faceatlas.batch import search as search_job
+from faceatlas.cli.errors import exit_for_failures
 from faceatlas.engine import DEFAULT_FPIR, Cut
 from faceatlas.gallery import Gallery
 
@@ -78,8 +79,7 @@ def _show(report: BatchReport, as_json: bool, what: str) -> None:
                       f"{report.errors} failed{what}", soft_wrap=True)
         for name, path in report.files.items():
             console.print(f"  {name}: {path}", soft_wrap=True)
-    if report.errors:
-        raise typer.Exit(2 if report.errors >= report.images else 1)
+    exit_for_failures(report.errors, report.images)
 
 
 @app.command()

@@ -44,6 +44,13 @@ def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoRe
     raise typer.Exit(exit_code) from exc
 
 
+def exit_for_failures(failed: int, total: int) -> None:
+    """The exit status of a command over many inputs, once its report is out: 0 when none
+    failed, 1 when some did (the others' results stand), 2 when every one failed."""
+    if failed:
+        raise typer.Exit(2 if failed >= total else 1)
+
+
 def os_error(exc: OSError) -> FaceAtlasError:
     """A file that cannot be read or written as the error a user understands: ``PATH: reason``."""
     reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))

@@ -28,7 +28,16 @@ from faceatlas.cli import remote as remote_cli
 from faceatlas.cli import retail as retail_cli
 from faceatlas.cli import service as service_cli
 from faceatlas.cli import watch as watch_cli
-from faceatlas.cli.errors import UsageError, database_error, fail, is_usage_error, os_error, print_error, usage_error
+from faceatlas.cli.errors import (
+    UsageError,
+    database_error,
+    exit_for_failures,
+    fail,
+    is_usage_error,
+    os_error,
+    print_error,
+    usage_error,
+)
 from faceatlas.cli.files import expand_images, progress
 from faceatlas.engine import (
     DEFAULT_FAR,
@@ -144,8 +153,7 @@ def detect(
             bar.advance(task)
     if as_json:
         print(json.dumps({"pack": analyzer.pack.name, "results": results}))
-    if any("error" in r for r in results):
-        raise typer.Exit(2)
+    exit_for_failures(sum("error" in r for r in results), len(results))
 
 
 def _note_attribute_licences(pack: Pack) -> None:
@@ -263,5 +271,4 @@ def liveness(
             else:
                 label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"
                 console.print(f"{row['image']}: {label} (real score {row['score']:.3f})")
-    if any("error" in r for r in rows):
-        raise typer.Exit(2)
+    exit_for_failures(sum("error" in r for r in rows), len(rows))
