@@ -198,4 +198,5 @@ def test_detect_on_a_folder_with_a_progress_bar(examples, tmp_path):
     for command in ("detect", "liveness"):
         partly = runner.invoke(app, [command, str(folder), "-p", "scrfd-mbf", "--json"])
         rows = json.loads(partly.stdout.strip().splitlines()[-1])["results"]
-        assert partly.exit_code == 1 and [r.get("error") for r in rows] == [None, "truncated_image", None], partly.output
+        errors = [r.get("error") for r in rows]
+        assert partly.exit_code == 1 and errors == [None, "truncated_image", None], partly.output
