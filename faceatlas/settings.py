@@ -87,7 +87,8 @@ class _Section(BaseSettings):
             problems = []
             for error in exc.errors(include_url=False):
                 name = _variable(str(error["loc"][0])) if error["loc"] else type(self).__name__
-                given = f"={str(error['input'])[:80]!r}" if isinstance(error.get("input"), str) else ""
+                secret = "URL" in name or "TOKEN" in name  # may hold a password: named, not echoed
+                given = f"={str(error['input'])[:80]!r}" if isinstance(error.get("input"), str) and not secret else ""
                 problems.append(f"{name}{given}: {error['msg']}")
             raise InvalidSetting("; ".join(problems)) from None
 
@@ -222,6 +223,13 @@ class ServiceSettings(_Section):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+        return value
     console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
                                          description="a web console session ends this long after its login")
     kyc_session_seconds: float = Field(default=600.0, gt=0, description="a verification session may be "

@@ -94,6 +94,14 @@ def test_a_setting_out_of_its_rules_is_one_line_naming_the_variable(monkeypatch,
         assert f"error (invalid_setting): {variable}='{value}': " in result.output and why in result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
         monkeypatch.delenv(variable)
+    # a Redis URL without its scheme failed in the app's startup with a traceback; a URL is named, not echoed
+    monkeypatch.setenv("FACEATLAS_REDIS_URL", "secret@localhost:6379")
+    try:
+        create_app(ServiceSettings(database_url="sqlite://"))
+        raise AssertionError("a Redis URL without its scheme must stop the app before it starts")
+    except InvalidSetting as exc:
+        assert str(exc).startswith("FACEATLAS_REDIS_URL: ") and "redis://" in str(exc) and "secret" not in str(exc)
+    monkeypatch.delenv("FACEATLAS_REDIS_URL")
     monkeypatch.setenv("FACEATLAS_MAX_PIXELS", "-1")
     try:
         create_app(ServiceSettings(database_url="sqlite://"))
