@@ -34,7 +34,7 @@ Example ``cams.yaml``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -161,12 +161,24 @@ def _zone(raw: dict[str, Any]) -> ZoneSpec:
                        "classes": tuple(classes) if classes is not None else None})
 
 
-def _camera(raw: dict[str, Any], number: int) -> CameraConfig:
-    raw = dict(raw)
-    known = {f.name for f in fields(CameraConfig)}
+def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``raw`` as the settings of the dataclass ``kind`` (``besides``: its fields read elsewhere): a
+    mapping of known names, else :class:`InvalidInput` saying ``where`` and which names it takes."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: a mapping of settings, not {type(raw).__name__} {str(raw)[:60]!r}")
+    known = {f.name for f in fields(kind)} - set(besides)
     unknown = set(raw) - known
     if unknown:
-        raise InvalidInput(f"camera {number}: unknown settings {sorted(unknown)}")
+        raise InvalidInput(f"{where}: unknown settings {sorted(map(str, unknown))} (known: {', '.join(sorted(known))})")
+    needed = [f.name for f in fields(kind) if f.name in known and f.default is MISSING
+              and f.default_factory is MISSING and f.name not in raw]
+    if needed:
+        raise InvalidInput(f"{where}: missing settings {needed}")
+    return dict(raw)
+
+
+def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
+    raw = _settings_of(CameraConfig, raw, f"{path}: camera {number}")
     raw.setdefault("name", f"camera{number}")
     raw["source"] = str(raw["source"])
     raw["lines"] = [_line(line, i) for i, line in enumerate(raw.get("lines", []), 1)]
@@ -201,15 +213,18 @@ def load_config(path: Path) -> WatchConfig:
         listed = raw.pop("cameras", []) or []
         if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
             raise TypeError("'cameras' is a list of cameras, each a mapping with a 'source'")
-        cameras = [_camera(c, i) for i, c in enumerate(listed, 1)]
+        cameras = [_camera(c, i, path) for i, c in enumerate(listed, 1)]
     except (TypeError, KeyError, ValueError) as exc:  # a zone, line or calibration with a missing or unknown key
         raise InvalidInput(f"{path}: {exc}") from exc
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
+    raw = _settings_of(WatchConfig, raw, str(path), besides=("cameras",))
+    webhook = _settings_of(WebhookConfig, raw.pop("webhook"), f"{path}: webhook") if raw.get("webhook") else None
+    mqtt = _settings_of(MqttConfig, raw.pop("mqtt"), f"{path}: mqtt") if raw.get("mqtt") else None
+    if webhook is not None and not str(webhook.get("url", "")).startswith(("http://", "https://")):
+        raise InvalidInput(f"{path}: webhook: 'url' is an http:// or https:// address, not {webhook.get('url')!r}")
+    events = raw.pop("events", None)
     try:
-        webhook = raw.pop("webhook", None)
-        mqtt = raw.pop("mqtt", None)
-        events = raw.pop("events", None)
         return WatchConfig(
             cameras,
             webhook=WebhookConfig(**webhook) if webhook else None,
@@ -217,7 +232,7 @@ def load_config(path: Path) -> WatchConfig:
             events=Path(events) if events else None,
             **raw,
         )
-    except TypeError as exc:  # an unknown setting, or a sink that is not a mapping
+    except TypeError as exc:  # a sink without a setting it needs (the webhook's url or secret)
         raise InvalidInput(f"{path}: {exc}") from exc
 
 

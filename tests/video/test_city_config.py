@@ -110,3 +110,22 @@ def test_a_line_of_zero_length_is_refused_before_a_run(tmp_path, shared, lines):
     result = CliRunner().invoke(app, ["watch", "--config", str(path)])
     assert result.exit_code == 2 and "same point" in result.output, result.output
     assert not (tmp_path / "events.jsonl").exists()
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("sinks: {webhook: x}", "cams.yaml: unknown settings ['sinks'] (known: collection, database"),
+    ("webhook: http://example.com/hook", "cams.yaml: webhook: a mapping of settings, not str"),
+    ("webhook: {url: 'htp://example.com', secret: s}", "webhook: 'url' is an http:// or https:// address"),
+    ("webhook: {url: 'http://example.com'}", "cams.yaml: webhook: missing settings ['secret']"),
+    ("mqtt: {hots: broker}", "cams.yaml: mqtt: unknown settings ['hots'] (known: backoff_max"),
+    ("cameras: [{name: door}]", "cams.yaml: camera 1: missing settings ['source']"),
+])
+def test_a_cams_yaml_setting_out_of_place_is_named(tmp_path, body, says):
+    """A misplaced top-level key was `WatchConfig.__init__() got an unexpected keyword argument`, a
+    webhook given as a string `argument after ** must be a mapping`, a camera without a source `'source'`."""
+    path = tmp_path / "cams.yaml"
+    cameras = "" if body.startswith("cameras") else "cameras: [{source: a.mp4}]\n"
+    path.write_text(cameras + body + "\n")
+    with pytest.raises(InvalidInput) as refused:
+        load_config(path)
+    assert says in str(refused.value)
