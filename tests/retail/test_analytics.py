@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from faceatlas.apps.retail import Entry, Exit, RetailStore, StoreConfig, ZoneVisit, from_video_event
 from faceatlas.apps.retail.analytics import compute_report, draw_charts, suppress_cells, write_csv
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
+from faceatlas.errors import InvalidInput
 
 
 def test_simulated_day_matches_ground_truth(db_url: str, tmp_path: Path, fast_analyzer, lfw: Path,
@@ -49,6 +52,17 @@ def test_store_config_loads_yaml_and_json(tmp_path: Path) -> None:
     (tmp_path / "store.json").write_text(json.dumps(raw))
     assert StoreConfig.load(tmp_path / "store.yaml") == StoreConfig.load(tmp_path / "store.json") == demo_store("files")
     assert demo_store().product("milk").price_cents == 119
+    # a misspelt name (privcy, min_liveliness) was dropped without a word: the store ran on the defaults
+    for typo, says in (({"privcy": {"keep_face_crops": True}}, "unknown settings ['privcy']"),
+                       ({"recognition": {"min_liveliness": 0.9}}, "recognition: Value error, unknown settings "
+                                                                  "['min_liveliness'] (known: visit_fpir"),
+                       ({"cameras": [{**raw["cameras"][0], "strid": 2}]}, "cameras.0: Value error, unknown")):
+        (tmp_path / "typo.yaml").write_text(yaml.safe_dump({**raw, **typo}))
+        with pytest.raises(InvalidInput, match=re.escape(says)):
+            StoreConfig.load(tmp_path / "typo.yaml")
+    # a store saved by an earlier version (a setting since renamed) still loads from its database record
+    saved = {**raw, "recognition": {**raw["recognition"], "visit_far": 1e-4}}
+    assert StoreConfig.model_validate(saved) == demo_store("files")
 
 
 def test_video_events_adapt(tmp_path: Path) -> None:

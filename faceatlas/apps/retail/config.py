@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
@@ -19,7 +19,22 @@ from faceatlas.errors import InvalidInput, NotFound
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
 
 
-class Camera(BaseModel):
+class _Section(BaseModel):
+    """A part of a store file: a name it does not know (a typo such as ``privcy``, a setting of
+    another part) is refused when read from a file (``StoreConfig.load``), not dropped; a store
+    saved by an earlier version (its database record) still loads."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context and info.context.get("from_file") and isinstance(data, dict):
+            unknown = set(map(str, data)) - set(cls.model_fields)
+            if unknown:
+                raise ValueError(f"unknown settings {sorted(unknown)} (known: {', '.join(cls.model_fields)})")
+        return data
+
+
+class Camera(_Section):
     """One camera of the store; zone cameras name the zone (shelf aisle) they watch.
 
     A ``door`` camera is both entrance and exit. ``source`` (a file, a stream URL, a webcam
@@ -48,7 +63,7 @@ class Camera(BaseModel):
         return self
 
 
-class Product(BaseModel):
+class Product(_Section):
     """A product on sale; prices are integer minor units (cents) to keep money exact."""
 
     sku: str
@@ -56,7 +71,7 @@ class Product(BaseModel):
     price_cents: int = Field(ge=0)
 
 
-class Privacy(BaseModel):
+class Privacy(_Section):
     """What the store may keep about people.
 
     ``anonymous_tracking`` keeps a short-lived face vector of non-members so that a returning
@@ -77,7 +92,7 @@ class Privacy(BaseModel):
     demographics_min_count: int = Field(default=5, ge=1)
 
 
-class Recognition(BaseModel):
+class Recognition(_Section):
     """Decision thresholds of the pack calibration: the open-set rate (FPIR, for the number of
     members' faces) at which a visitor is recognised, the per-comparison false-accept rate of face
     pay (1e-6: at most 1e-3 of strangers charged up to 1,000 members' faces), and the least
@@ -88,7 +103,7 @@ class Recognition(BaseModel):
     min_liveness: float = Field(default=REAL_THRESHOLD, ge=0, le=1)  # the engine's one liveness rule
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(_Section):
     """A store: its id, the platform tenant that owns it (the API shows its analytics to that
     tenant only), currency, cameras, catalogue and settings."""
 
@@ -133,7 +148,7 @@ class StoreConfig(BaseModel):
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}: does not parse: {exc}") from exc
         try:
-            return cls.model_validate(raw)
+            return cls.model_validate(raw, context={"from_file": True})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the store'}: {e['msg']}" for e in exc.errors()[:5])
             more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
