@@ -60,6 +60,13 @@ def test_store_config_loads_yaml_and_json(tmp_path: Path) -> None:
         (tmp_path / "typo.yaml").write_text(yaml.safe_dump({**raw, **typo}))
         with pytest.raises(InvalidInput, match=re.escape(says)):
             StoreConfig.load(tmp_path / "typo.yaml")
+    # the video settings a camera passes on: a recognition setting of another name was a TypeError out of the run
+    from faceatlas.apps.retail.config import Camera
+    from faceatlas.apps.retail.live import camera_config
+
+    for video in ({"recognition": {"fpr": 0.01}}, {"trak_timeout": 3}):
+        with pytest.raises(InvalidInput, match="camera 'door': .*unexpected keyword argument"):
+            camera_config(Camera(id="door", role="door", source="door.mp4", video=video))
     # a store saved by an earlier version (a setting since renamed) still loads from its database record
     saved = {**raw, "recognition": {**raw["recognition"], "visit_far": 1e-4}}
     assert StoreConfig.model_validate(saved) == demo_store("files")

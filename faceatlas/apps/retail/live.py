@@ -97,9 +97,9 @@ def camera_config(camera: Camera) -> CameraConfig:
     if camera.source is None:
         raise InvalidInput(f"camera '{camera.id}' has no video source")
     extra = dict(camera.video)
-    recognition = RecognitionConfig(**extra.pop("recognition", {}))
     lines = [LineSpec.parse(camera.line, "door")] if camera.line else []
     try:
+        recognition = RecognitionConfig(**extra.pop("recognition", {}))
         return CameraConfig(source=str(camera.source), name=camera.id, stride=camera.stride, faces=camera.faces,
                             persons=camera.persons, lines=lines, recognition=recognition, **extra)
     except TypeError as exc:
