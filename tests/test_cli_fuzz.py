@@ -90,7 +90,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("counts-missing-database", "counts gate --database sqlite:///{tmp}/events.db", "events.db", ("events.db",),
      None),
     ("counts-not-a-database", "counts gate --database sqlite:///{bad}/notes.jpg", "database", (), None),
-    ("counts-unknown-camera", "counts door --database sqlite:///{tmp}/events.db --plot {tmp}/counts.png", "door",
+    ("counts-unknown-camera", "counts door --db sqlite:///{tmp}/events.db --plot {tmp}/counts.png", "door",
      ("counts.png",), "counts"),
     ("counts-bad-time", "counts gate --database sqlite:///{tmp}/events.db --from yesterday", "yesterday", (),
      "counts"),
@@ -169,7 +169,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     # retail, kyc
     ("retail-missing-file", "retail run {tmp}/store.yaml --database sqlite:///{tmp}/r.db", "store.yaml", (), None),
     ("retail-broken-yaml", "retail run {bad}/broken.yaml --database sqlite:///{tmp}/r.db", "broken.yaml", (), None),
-    ("retail-invalid-store", "retail run {bad}/nocameras.yaml --database sqlite:///{tmp}/r.db", "no camera",
+    ("retail-invalid-store", "retail run {bad}/nocameras.yaml --db sqlite:///{tmp}/r.db", "no camera",
      (), None),
     ("kyc-missing-document", f"{KYC} -d {{tmp}}/id.jpg -s {{cabin}} -c blink", "id.jpg", (), None),
     ("kyc-document-text-bytes", f"{KYC} -d {{bad}}/notes.jpg -s {{cabin}} -c blink", "invalid_image", (), None),

@@ -18,7 +18,8 @@ console = Console()
 @app.command("run")
 def run(
     config: Annotated[Path, typer.Argument(help="the store's YAML/JSON: cameras (with sources), products")],
-    database: Annotated[str | None, typer.Option(help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
+    database: Annotated[str | None, typer.Option("--db", "--database",
+                                                 help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
     index_dir: Annotated[Path | None, typer.Option(help="gallery index folder")] = None,
     pack: Annotated[str | None, typer.Option(help="model pack (default: FACEATLAS_PACK)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the run's summary as JSON")] = False,

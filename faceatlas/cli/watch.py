@@ -99,7 +99,7 @@ def summary_tables(report: WatchReport) -> list[Table]:
 
 def counts(
     camera: Annotated[str, typer.Argument(help="camera name (as in cams.yaml)")],
-    database: Annotated[str, typer.Option(help="database URL the watch wrote to")],
+    database: Annotated[str, typer.Option("--db", "--database", help="database URL the watch wrote to")],
     since: Annotated[str | None, typer.Option("--from", help="ISO 8601, no offset = UTC; from its minute")] = None,
     until: Annotated[str | None, typer.Option("--to", help="ISO 8601, no offset = UTC; before its minute")] = None,
     label: Annotated[str | None, typer.Option("--class", help="one class (person, car, ...)")] = None,
