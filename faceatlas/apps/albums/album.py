@@ -27,7 +27,7 @@ from faceatlas.apps.albums.db import AlbumRecord, CannotLink, FaceRow, Person, P
 from faceatlas.apps.albums.photos import PHOTO_SUFFIXES, content_hash, find_photos, read_photos, taken_at
 from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
-from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database, sqlite_path
+from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
 from faceatlas.errors import InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import Gallery, check_id, source_crop
@@ -91,7 +91,9 @@ def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool 
 def album_pack(name: str, url: str | None = None, *, owner: str = "default") -> str | None:
     """The pack an existing album was made with (None: no such album yet, or no database yet)."""
     url = normalize_url(url or default_database_url())
-    if (path := sqlite_path(url)) is not None and not path.is_file():
+    try:
+        require_database(url, "album database")  # the one check of a missing SQLite file
+    except NotFound:
         return None
     engine = create_database_engine(url)
     try:
