@@ -37,11 +37,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
 from faceatlas.engine import FaceAnalyzer, get_pack
+from faceatlas.engine.detectors import fit_size
 from faceatlas.engine.geometry import align_face
+from faceatlas.engine.image import network_input
 from faceatlas.settings import EngineSettings
 
 GROUP_PHOTOS = (
@@ -176,6 +179,76 @@ def thread_policy(variants: dict[str, tuple[FaceAnalyzer, FaceAnalyzer, FaceAnal
     return table
 
 
+def input_table(photos: dict[str, np.ndarray], rounds: int) -> Table:
+    """SCRFD's input made by ``cv2.dnn.blobFromImage`` on a padded canvas (before 2026-12-05) vs the
+    engine's ``network_input`` (same floats), per photo at its detection size."""
+    table = Table(title="SCRFD input of one photo (ms, median of alternating rounds): padded canvas + "
+                        "cv2.dnn.blobFromImage vs network_input")
+    for column in ("photo", "input", "blobFromImage", "network_input", "speed-up", "same floats"):
+        table.add_column(column, justify="left" if column == "photo" else "right")
+    for name, photo in photos.items():
+        height, width = photo.shape[:2]
+        scale, in_h, in_w = fit_size(height, width, 640, 32)
+        resized = cv2.resize(photo, (round(width * scale), round(height * scale))) if scale < 1 else photo
+
+        def opencv(resized: np.ndarray = resized, in_h: int = in_h, in_w: int = in_w) -> np.ndarray:
+            canvas = np.zeros((in_h, in_w, 3), np.uint8)
+            canvas[: resized.shape[0], : resized.shape[1]] = resized
+            return cv2.dnn.blobFromImage(canvas, 1 / 128, (in_w, in_h), (127.5,) * 3, swapRB=True)
+
+        def ours(resized: np.ndarray = resized, in_h: int = in_h, in_w: int = in_w) -> np.ndarray:
+            return network_input([resized], 127.5, 1 / 128, in_h, in_w)
+
+        times: dict[str, list[float]] = {"opencv": [], "ours": []}
+        for round_ in range(max(rounds, 1) * 10):
+            for key, fn in (("opencv", opencv), ("ours", ours))[:: 1 if round_ % 2 == 0 else -1]:
+                start = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - start)
+        a, b = (1000 * float(np.median(times[k])) for k in ("opencv", "ours"))
+        table.add_row(name, f"{in_w}x{in_h}", f"{a:.2f}", f"{b:.2f}", f"{a / b:.1f}x",
+                      str(np.array_equal(opencv(), ours())))
+    return table
+
+
+def spinning_table(shared: Path, photos: dict[str, np.ndarray], rounds: int) -> Table:
+    """One image at a time through scrfd-mbf (detector and recogniser sessions alternating, 2 threads):
+    the engine's sessions (threads do not spin between calls) vs the same sessions with ONNX Runtime's
+    default (threads spin after each call, keeping the cores from the other session)."""
+    from faceatlas.engine.recognizers import dynamic_batch_model
+
+    settings = EngineSettings(shared=shared, parallel_images=1)
+    ours = FaceAnalyzer(get_pack("scrfd-mbf", settings), settings=settings, announce_license=False)
+    default = FaceAnalyzer(get_pack("scrfd-mbf", settings), settings=settings, announce_license=False)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = ours.settings.threads or 2
+    options.log_severity_level = 3
+    det, rec = (shared / "models" / name for name in MODEL_FILES)
+    default.detector.session = ort.InferenceSession(str(det), options, providers=["CPUExecutionProvider"])  # type: ignore[union-attr]
+    rec_source = dynamic_batch_model(rec)
+    default.recognizer.session = ort.InferenceSession(  # type: ignore[union-attr]
+        rec_source if isinstance(rec_source, bytes) else str(rec_source), options, providers=["CPUExecutionProvider"])
+    table = Table(title="One image at a time, scrfd-mbf (detector and recogniser sessions alternating, 2 threads): "
+                        "ms per image, median of alternating rounds")
+    for column in ("photo", "faces", "ONNX Runtime default (spinning)", "FaceAtlas (no spinning)", "speed-up"):
+        table.add_column(column, justify="left" if column == "photo" else "right")
+    for name, photo in photos.items():
+        times: dict[str, list[float]] = {"default": [], "ours": []}
+        for analyzer in (default, ours):
+            analyzer.analyze(photo)
+        for round_ in range(max(rounds, 1) * 3):  # blocks of 10 calls, a pause after each: spinning threads
+            for key, analyzer in (("default", default), ("ours", ours))[:: 1 if round_ % 2 == 0 else -1]:
+                start = time.perf_counter()  # of one block would otherwise slow the next block down
+                for _ in range(10):
+                    analyzer.analyze(photo)
+                times[key].append((time.perf_counter() - start) / 10)
+                time.sleep(0.2)
+        a, b = (1000 * float(np.median(times[k])) for k in ("default", "ours"))
+        table.add_row(name, str(len(ours.analyze(photo))), f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}x")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
@@ -268,6 +341,10 @@ def main() -> None:
                 agree.add_row(label, *(f"{v:.4f}" for v in values[:4]), str(values[4]))
             console.print(agree)
         first = analyzers[next(iter(analyzers))]
+        console.print(input_table({Path(p).name: cv2.imread(str(data / p)) for p in GROUP_PHOTOS}
+                                  | {"LFW photo": lfw[0]}, args.rounds))
+        console.print(spinning_table(args.shared, {Path(p).name: cv2.imread(str(data / p)) for p in GROUP_PHOTOS}
+                                     | {"LFW photo": lfw[0]}, args.rounds))
         console.print(f"best of {args.rounds} alternating warm rounds; FaceAtlas batch {args.batch} split into "
                       f"{first.lane_count(args.batch)} lanes of one-thread sessions (FACEATLAS_PARALLEL_IMAGES; "
                       "'one image at a time': 1 lane on sessions with every core); InsightFace onnxruntime's default")

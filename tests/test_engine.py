@@ -17,7 +17,7 @@ from faceatlas.engine import (
     NoFace,
     TooManyFaces,
 )
-from faceatlas.engine.detectors import _fit_size
+from faceatlas.engine.detectors import fit_size
 
 
 def test_group_photo_has_two_faces_with_every_detector(examples, fast_analyzer, dlib_analyzer):
@@ -100,8 +100,8 @@ def test_same_size_embeddings_of_another_model_do_not_mix(examples, fast_analyze
 
 
 def test_detection_input_size_adapts_to_the_image():
-    assert _fit_size(250, 250, 640, 32) == (1.0, 256, 256)
-    scale, height, width = _fit_size(1080, 1920, 640, 32)
+    assert fit_size(250, 250, 640, 32) == (1.0, 256, 256)
+    scale, height, width = fit_size(1080, 1920, 640, 32)
     assert scale == pytest.approx(1 / 3) and (height, width) == (384, 640)
 
 
@@ -140,3 +140,15 @@ def test_verify_without_calibration_gives_no_verdict(examples, fast_analyzer):
     verdict = uncalibrated.verify(a, b)
     assert verdict.match is None and verdict.threshold is None and verdict.similarity > 0.5
     assert uncalibrated.verify(a, b, threshold=0.3).match is True
+
+
+def test_engine_sessions_do_not_spin_between_calls(fast_analyzer):
+    """Detector, recogniser and liveness sessions alternate on the same cores: a session whose
+    threads kept spinning after its call would hold the cores the next one needs (2-2.5x slower
+    single-image analysis of a group photo, bench/engine_throughput.py)."""
+    from faceatlas.engine.runtime import SPINNING
+
+    sessions = [fast_analyzer.detector.session, fast_analyzer.recognizer.session,
+                *(session for session, _ in fast_analyzer.liveness_model.members)]
+    assert len(sessions) >= 3
+    assert [s.get_session_options().get_session_config_entry(SPINNING) for s in sessions] == ["0"] * len(sessions)

@@ -114,3 +114,25 @@ def test_a_huge_image_is_reduced_while_decoding_and_faces_keep_original_coordina
         assert left < x1 < x2 < left + width and top < y1 < y2 < top + width * 1.5, (kind, face.bbox)
         full = fast_analyzer.analyze(canvas)[0]  # a PIL image is never reduced: the reference
         assert np.abs(face.bbox - full.bbox).max() < 0.03 * width, (kind, face.bbox, full.bbox)
+
+
+def test_network_input_is_the_blob_opencv_makes_with_the_padding_a_detector_needs(examples):
+    """The detectors' input: bit for bit what cv2.dnn.blobFromImage gives for the padded canvas,
+    for a real photo at the size SCRFD runs it, and for a batch of crops."""
+    import cv2
+
+    from faceatlas.engine.image import network_input
+
+    photo = cv2.imread(str(examples / "examples/knn_examples/test/kit_with_rose.jpg"))
+    resized = cv2.resize(photo, (457, 640))  # 501x700 reduced to a 640 side, padded to 480x640
+    canvas = np.zeros((640, 480, 3), np.uint8)
+    canvas[:640, :457] = resized
+    expected = cv2.dnn.blobFromImage(canvas, 1 / 128, (480, 640), (127.5,) * 3, swapRB=True)
+    ours = network_input([resized], 127.5, 1 / 128, 640, 480)
+    assert ours.shape == (1, 3, 640, 480) and ours.dtype == np.float32
+    assert np.array_equal(ours, expected)
+    crops = [np.ascontiguousarray(photo[y : y + 112, 100:212]) for y in (0, 200, 400)]
+    assert np.array_equal(network_input(crops, 127.5, 1 / 127.5),
+                          cv2.dnn.blobFromImages(crops, 1 / 127.5, (112, 112), (127.5,) * 3, swapRB=True))
+    with pytest.raises(ValueError, match="does not fit"):
+        network_input([photo], 127.5, 1 / 128, 640, 480)

@@ -17,6 +17,7 @@ import numpy as np
 
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import ARCFACE_TEMPLATE, nms
+from faceatlas.engine.image import network_input
 from faceatlas.engine.runtime import Provider, create_session
 
 
@@ -40,7 +41,7 @@ def detection_scale(height: int, width: int, max_side: int, min_face: int | None
     return scale
 
 
-def _fit_size(height: int, width: int, max_side: int, multiple: int,
+def fit_size(height: int, width: int, max_side: int, multiple: int,
               min_face: int | None = None) -> tuple[float, int, int]:
     """Scale factor and padded input size for an image, never upscaling."""
     scale = detection_scale(height, width, max_side, min_face)
@@ -76,12 +77,10 @@ class SCRFD:
 
     def detect(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]
-        scale, in_h, in_w = _fit_size(height, width, self.max_side, 32, self.min_face)
+        scale, in_h, in_w = fit_size(height, width, self.max_side, 32, self.min_face)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         resized = cv2.resize(image, (new_w, new_h)) if scale < 1.0 else image
-        canvas = np.zeros((in_h, in_w, 3), dtype=np.uint8)
-        canvas[:new_h, :new_w] = resized
-        blob = cv2.dnn.blobFromImage(canvas, 1.0 / 128.0, (in_w, in_h), (127.5, 127.5, 127.5), swapRB=True)
+        blob = network_input([resized], 127.5, 1.0 / 128.0, in_h, in_w)
         outputs = self.session.run(None, {self.input_name: blob})
         boxes, scores, kps = self._decode(outputs, in_h, in_w)
         if len(scores) == 0:

@@ -10,6 +10,7 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -202,3 +203,28 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     top = float(array.max())
     scale = 255.0 / 65535.0 if top > 255 else 1.0
     return np.clip(array * scale + 0.5, 0, 255).astype(np.uint8)
+
+
+def network_input(images: Sequence[np.ndarray], mean: float, scale: float,
+                  height: int | None = None, width: int | None = None) -> np.ndarray:
+    """The NCHW RGB float32 input of BGR uint8 images: ``(pixel - mean) * scale``, the float
+    ``cv2.dnn.blobFromImages(images, scale, (width, height), (mean,) * 3, swapRB=True)`` gives.
+
+    Each image sits at the top-left of a ``height`` x ``width`` plane (default: its own size)
+    whose rest is black (0 before normalisation), so a detector's padded input needs no canvas
+    copy. One strided copy per channel plane: ~0.5 ms for 640x480 where ``blobFromImage`` took
+    5.3 ms on these CPUs (bench/engine_throughput.py)."""
+    if len(images) == 0:
+        raise ValueError("network_input needs at least one image")
+    height = height or images[0].shape[0]
+    width = width or images[0].shape[1]
+    blob = np.zeros((len(images), 3, height, width), np.float32)
+    for i, image in enumerate(images):
+        rows, cols = image.shape[:2]
+        if rows > height or cols > width:
+            raise ValueError(f"a {cols}x{rows} image does not fit a {width}x{height} input")
+        for channel in range(3):
+            blob[i, 2 - channel, :rows, :cols] = image[:, :, channel]
+    blob -= np.float32(mean)
+    blob *= np.float32(scale)
+    return blob
