@@ -105,6 +105,47 @@ GalleryDep = Annotated[Gallery, Depends(get_gallery)]
 KycDep = Annotated[KycService, Depends(get_kyc)]
 
 
+# -- the query string ----------------------------------------------------------------------------
+
+
+API_PREFIX = "/v1"  # every API route's path starts with it
+
+
+def known_query(request: Request) -> None:
+    """Refuse query parameters the route does not take (a misspelt ``?fpr=`` would otherwise be
+    ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes.
+    The names come from the app's OpenAPI document, the API's public contract. A request without
+    a key is left to the route (401 before anything about its query)."""
+    if bearer_token(request) is None:
+        return
+    path = getattr(request.scope.get("route"), "path_format", "")
+    if not path.startswith(API_PREFIX + "/"):  # an included router's route holds its path without the prefix
+        path = API_PREFIX + path
+    names = _query_names(request.app).get((request.method, path))
+    unknown = sorted(set(request.query_params) - names) if names is not None else []
+    if unknown:
+        takes = ", ".join(sorted(names or ())) or "none"
+        raise InvalidArgument(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(unknown)} (this route takes: {takes})")
+
+
+def _query_names(app: Any) -> dict[tuple[str, str], set[str]]:
+    """(method, path) -> the query parameters OpenAPI documents for it, built once per app."""
+    cached = getattr(app.state, "query_names", None)
+    if cached is None:
+        cached = {}
+        for path, operations in app.openapi().get("paths", {}).items():
+            for method, operation in operations.items():
+                if isinstance(operation, dict):
+                    cached[(method.upper(), path)] = {p["name"] for p in operation.get("parameters", [])
+                                                      if p.get("in") == "query"}
+        app.state.query_names = cached
+    return cached
+
+
+KnownQuery = Depends(known_query)
+
+
 # -- the caller ----------------------------------------------------------------------------------
 
 

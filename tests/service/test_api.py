@@ -299,3 +299,22 @@ def test_every_json_answer_of_the_api_has_a_schema(api):
         and "$ref" not in json.dumps(schema)
     )
     assert untyped == []
+
+
+def test_query_parameters_a_route_does_not_take_are_refused(api):
+    """``?formt=csv`` (a typo) answered 200 with the default format, and ``?sinse=`` listed every
+    event: a query parameter the route does not document is a ``validation_error`` naming it and
+    the ones the route takes, on every /v1 route; the documented ones still work."""
+    with api.client("acme_admin") as client:
+        typo = client.get("/v1/usage", params={"formt": "csv"})
+        two = client.get("/v1/events", params={"sinse": "2026-01-01T00:00:00Z", "kamera": "door"})
+        fine = client.get("/v1/usage", params={"format": "csv"})
+        listed = client.get("/v1/collections", params={"limit": "3"})
+    assert typo.status_code == 422, typo.text
+    error = typo.json()["error"]
+    assert error["code"] == "validation_error" and "formt" in error["message"] and "format" in error["message"]
+    assert two.status_code == 422 and "kamera, sinse" in two.json()["error"]["message"]
+    assert fine.status_code == 200 and fine.headers["content-type"].startswith("text/csv")
+    assert listed.status_code == 422 and "none" in listed.json()["error"]["message"]
+    with api.client() as anonymous:  # no key: still 401 first, whatever the query says
+        assert anonymous.get("/v1/usage", params={"api_key": "fa_0123_x"}).status_code == 401
