@@ -146,3 +146,21 @@ def test_drive_missing_source_is_one_line(shared, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error") and "nosuch.mp4" in lines[0], lines
 
+
+
+def test_delete_names_what_is_missing_before_asking_and_asks_with_the_face_count(tmp_path):
+    """`gallery delete typo` asked "delete collection 'typo' and all its faces?" and only after a
+    "y" said there was no such collection; `admin tenant delete` did the same. What is not there is
+    the error, with no question; what is there is asked about with its size."""
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    for command in (["gallery", "delete", "typo", "--db", db],
+                    ["gallery", "delete", "people", "--subject", "nobody", "--db", db],
+                    ["admin", "tenant", "delete", "nobody", "--db", db]):
+        result = runner.invoke(app, command, input="")  # a question would read EOF and abort
+        assert result.exit_code == 2 and "?" not in result.output, result.output
+        assert _error_lines(result.output)[0].startswith("error (not_found): "), result.output
+    kept = runner.invoke(app, ["gallery", "delete", "people", "--db", db], input="n\n")
+    assert kept.exit_code == 1 and "delete collection 'people' and its 0 faces?" in kept.output, kept.output
+    listed = runner.invoke(app, ["gallery", "list", "--json", "--db", db])
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["people"]

@@ -231,9 +231,10 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Delete a subject (all its faces) or a whole collection."""
     target = f"subject '{subject}' of '{collection}'" if subject else f"collection '{collection}'"
-    if not yes and not as_json and not typer.confirm(f"delete {target} and all its faces?"):
-        raise typer.Exit(1)
-    with _gallery(db, tenant, as_json) as gallery:
+    with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
+        held = gallery.get_subject(collection, subject).faces if subject else gallery.get_collection(collection).faces
+        if not yes and not as_json and not typer.confirm(f"delete {target} and its {held} faces?"):
+            raise typer.Exit(1)
         if subject:
             faces = gallery.delete_subject(collection, subject)
         else:

@@ -111,10 +111,11 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", hel
                   db: DbOption = None) -> None:
     """Delete a tenant with every collection, face, vector and key it owns, its verification sessions,
     albums, stores' members and video events (its usage rows stay: the bill)."""
+    settings = ServiceSettings.from_env()
+    accounts = _guard(lambda: _accounts(db))  # a missing database or tenant is an error before the question
+    _guard(lambda: accounts.get_tenant(tenant_id))
     if not yes:
         typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True)
-    settings = ServiceSettings.from_env()
-    accounts = _guard(lambda: _accounts(db))
     gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir))
     try:
         deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id))
