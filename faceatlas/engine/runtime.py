@@ -84,8 +84,8 @@ def create_ort_session(
     Each session has its own thread pool, and by default its threads keep spinning on the cores
     after each call; the engine alternates sessions (detector, recogniser, liveness, persons), so
     the next session's threads would wait for those cores. Without spinning, one image's analysis
-    (SCRFD + MobileFaceNet, 2 threads) took 9.1 ms instead of 14-16 ms on an LFW photo, one call
-    alone the same (bench/engine_throughput.py, "alternating sessions" table)."""
+    (SCRFD + MobileFaceNet, 2 threads) took 18.5-25.0 ms instead of 44-50 ms on a group photo; one
+    call alone takes the same time either way (bench/engine_throughput.py, "One image at a time")."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or default_threads()
