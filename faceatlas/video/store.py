@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from faceatlas.db import create_database_engine, rowcount
+from faceatlas.engine.persons import COCO_CLASSES, ROAD_CLASSES
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
@@ -145,6 +146,8 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
             raise InvalidArgument("count filters cannot contain NUL characters")
     if limit < 1:
         raise InvalidArgument(f"limit must be at least 1, got {limit}")
+    if label is not None and label not in COCO_CLASSES:  # a typo ("cars") would read as "none counted"
+        raise InvalidArgument(f"unknown class {label[:32]!r}: a COCO name such as {', '.join(ROAD_CLASSES)}")
     where = [CountRow.tenant == tenant, CountRow.camera == camera]
     if since is not None:
         where.append(CountRow.minute >= utc_minute(since, "from"))

@@ -28,6 +28,7 @@ def test_camera_counts_are_served_per_tenant_minute_and_class(api):
         cars = acme.get("/v1/cameras/gate/counts", params={"class": "car", "from": "2026-12-04T10:01:00Z"}).json()
         window = acme.get("/v1/cameras/gate/counts", params={"from": "2026-12-04T10:00", "to": "2026-12-04T10:02"})
         unknown = acme.get("/v1/cameras/nowhere/counts").json()
+        plural = acme.get("/v1/cameras/gate/counts", params={"class": "cars"})  # a typo: not "no cars"
     assert every["camera"] == "gate"
     assert [(r["minute"], r["class"]) for r in every["counts"]] == [
         ("2026-12-04T10:00", "car"), ("2026-12-04T10:00", "person"), ("2026-12-04T10:01", "car"),
@@ -36,6 +37,8 @@ def test_camera_counts_are_served_per_tenant_minute_and_class(api):
     assert [r["counts"]["seen"] for r in cars["counts"]] == [5]
     assert {r["minute"] for r in window.json()["counts"]} == {"2026-12-04T10:00", "2026-12-04T10:01"}
     assert unknown["counts"] == []
+    assert plural.status_code == 422 and plural.json()["error"]["code"] == "validation_error"
+    assert "'cars'" in plural.json()["error"]["message"] and "car" in plural.json()["error"]["message"]
 
 
 def test_counts_bounds_are_times_with_offsets_and_long_ranges_say_truncated(api):

@@ -142,3 +142,19 @@ def test_a_measure_no_row_can_hold_is_refused_not_plotted_flat(database, tmp_pat
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "q.png").exists()
     for good in ("seen", "in:aisle", "out:north bound", "zone:bay:max", "zone:bay:mean"):
         assert plot_counts(rows, tmp_path / "ok.png", measure=good).is_file()
+
+
+def test_a_class_that_is_no_object_class_is_refused_not_read_as_none_counted(database, tmp_path):
+    """`faceatlas counts gate --class cars` (a typo) printed an empty table, read as "no cars"; a
+    class the detectors cannot have is a validation_error (exit 2) in the CLI, as in the API."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    with pytest.raises(InvalidArgument, match="unknown class 'cars'"):
+        camera_counts(database, "gate", label="cars")
+    result = CliRunner().invoke(app, ["counts", "gate", "--database", database, "--class", "cars",
+                                      "--plot", str(tmp_path / "q.png")])
+    assert result.exit_code == 2 and "validation_error" in result.output, result.output
+    assert not (tmp_path / "q.png").exists()
+    assert {r.label for r in camera_counts(database, "gate", label="car")} == {"car"}
