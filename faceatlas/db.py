@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from faceatlas.errors import NotFound
+from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.settings import StorageSettings
 
 
@@ -25,7 +25,10 @@ def utcnow() -> datetime:
 
 def day_range(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:
     """The naive-UTC ``[start, end)`` of the days ``first`` to ``last`` inclusive (None: unbounded).
-    Every calendar date is valid: a range ending on 9999-12-31 ends at ``datetime.max``."""
+    Every calendar date is valid: a range ending on 9999-12-31 ends at ``datetime.max``. A first day
+    after the last is :class:`InvalidArgument` (it would read as "nothing happened")."""
+    if first is not None and last is not None and first > last:
+        raise InvalidArgument(f"the days run from {first} to {last}: 'from' is after 'to'")
     start = datetime.combine(first, datetime.min.time()) if first else None
     if last is None:
         return start, None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli.errors import fail
-from faceatlas.db import create_database_engine, require_database
+from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, usage_csv
@@ -194,8 +194,9 @@ def usage(
     db: DbOption = None,
 ) -> None:
     """Calls, faces and errors per tenant, day and operation."""
-    end_exclusive = end + timedelta(days=1) if end else None
-    rows = _accounts(db).usage_report(tenant_id, start, end_exclusive)
+    accounts = _accounts(db)
+    days = day_range(start.date() if start else None, end.date() if end else None)
+    rows = _guard(lambda: accounts.usage_report(tenant_id, *days))
     if csv:
         print(usage_csv(rows), end="")
         return

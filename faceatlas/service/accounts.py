@@ -333,7 +333,8 @@ class Accounts:
         self, tenant_id: str | None, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict]:
         """Billed calls, their faces and client errors per day and operation (the bill), and the
-        server failures that are not billed, summed in SQL (see :func:`billed`)."""
+        server failures that are not billed, summed in SQL (see :func:`billed`). A ``tenant_id``
+        that is no tenant and has no usage recorded (a deleted tenant's bill stays) is :class:`NotFound`."""
         day = func.date(UsageRecord.at)
         is_billed = UsageRecord.status < 500
         calls = func.sum(case((is_billed, 1), else_=0))
@@ -351,6 +352,9 @@ class Accounts:
             query = query.where(UsageRecord.at < end)
         with Session(self.engine) as session:
             rows = session.execute(query.order_by(UsageRecord.tenant_id, day, UsageRecord.operation)).all()
+            if not rows and tenant_id is not None and session.get(Tenant, tenant_id) is None and session.scalar(
+                    select(UsageRecord.id).where(UsageRecord.tenant_id == tenant_id).limit(1)) is None:
+                raise NotFound(f"no tenant '{tenant_id}' and no usage recorded for it")
         return [
             {"tenant": t, "day": str(d), "operation": op, "calls": int(c or 0), "faces": int(f or 0),
              "errors": int(e or 0), "failed": int(x or 0)}

@@ -133,6 +133,19 @@ def test_usage_is_metered_per_tenant_and_operation(api, examples):
     assert result.exit_code == 0, result.output
     assert any(line.startswith("acme,") for line in result.stdout.splitlines())
 
+    # a typo reads as "no usage" no more: a tenant that never was, or days given backwards, are errors
+    typo = CliRunner().invoke(cli, ["admin", "usage", "--tenant", "acme-typo", "--db", api.database_url])
+    assert typo.exit_code == 2 and "error (not_found): no tenant 'acme-typo'" in typo.output, typo.output
+    quiet = CliRunner().invoke(cli, ["admin", "usage", "--tenant", "globex", "--csv", "--db", api.database_url])
+    assert quiet.exit_code == 0, quiet.output  # a tenant that exists: its rows, however few
+    assert all(line.startswith("globex,") for line in quiet.stdout.splitlines()[1:])
+    backwards = CliRunner().invoke(cli, ["admin", "usage", "--from", "2026-12-05", "--to", "2026-12-01",
+                                         "--db", api.database_url])
+    assert backwards.exit_code == 2 and "'from' is after 'to'" in " ".join(backwards.output.split())
+    with api.client("acme_read") as client:
+        refused = client.get("/v1/usage", params={"from": "2026-12-05", "to": "2026-12-01"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error"
+
 
 def test_keys_are_shown_once_stored_hashed_rotated_and_revoked(api, examples):
     photo = examples / "tests" / "test_images" / "obama.jpg"
