@@ -23,6 +23,7 @@ from faceatlas.gallery.types import CollectionInfo
 FORMAT_VERSION = 1
 METADATA_KEY = b"faceatlas.gallery"
 BATCH = 10_000
+MAX_EMBEDDING_SIZE = 4096  # the widest embedding an export may declare (packs here: 128 to 640)
 
 
 def _schema(dim: int, header: dict[str, Any]) -> pa.Schema:
@@ -76,8 +77,34 @@ def read_header(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InvalidInput(f"{path.name} is not a FaceAtlas collection export (not Parquet: {exc})") from exc
     if METADATA_KEY not in metadata:
-        raise InvalidInput(f"{path} is not a FaceAtlas collection export")
-    return json.loads(metadata[METADATA_KEY])
+        raise InvalidInput(f"{path.name} is not a FaceAtlas collection export")
+    try:
+        header = json.loads(metadata[METADATA_KEY])
+    except ValueError as exc:
+        raise InvalidInput(f"{path.name}: its export header is not JSON ({exc})") from exc
+    return _checked_header(header, path.name)
+
+
+def _checked_header(header: object, name: str) -> dict[str, Any]:
+    """``header`` when it is one this version writes: a file edited or made elsewhere is refused here,
+    before a collection is created from it."""
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        found = header.get("format") if isinstance(header, dict) else header
+        raise InvalidInput(f"{name}: export format {str(found)[:40]!r} is not one this version reads "
+                           f"({FORMAT_VERSION})")
+    strings = ("collection", "pack_name", "pack_version", "recognizer_id")
+    wrong = [key for key in strings if not isinstance(header.get(key), str) or not 0 < len(header[key]) <= 200]
+    size = header.get("embedding_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_EMBEDDING_SIZE:
+        wrong.append("embedding_size")
+    if not isinstance(header.get("keep_crops"), bool):
+        wrong.append("keep_crops")
+    if not isinstance(header.get("metadata") or {}, dict):
+        wrong.append("metadata")
+    if wrong:
+        raise InvalidInput(f"{name}: the export header's {', '.join(wrong)} "
+                           f"{'is' if len(wrong) == 1 else 'are'} not what an export holds")
+    return header
 
 
 def read_subjects(path: Path) -> Iterator[dict[str, dict[str, Any]]]:
@@ -86,8 +113,17 @@ def read_subjects(path: Path) -> Iterator[dict[str, dict[str, Any]]]:
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
         by_subject: dict[str, dict[str, Any]] = {}
         for row in batch.to_pylist():
-            entry = by_subject.setdefault(row["external_id"], {"name": row["name"], "faces": [],
-                                                               "metadata": json.loads(row["subject_metadata"])})
+            entry = by_subject.get(row["external_id"])
+            if entry is None:
+                entry = by_subject[row["external_id"]] = {"name": row["name"], "faces": [],
+                                                          "metadata": _subject_metadata(row)}
             if row["embedding"] is not None:
                 entry["faces"].append(row)
         yield by_subject
+
+
+def _subject_metadata(row: dict[str, Any]) -> Any:
+    try:
+        return json.loads(row["subject_metadata"] or "{}")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"subject {str(row['external_id'])[:60]!r}: its metadata is not JSON ({exc})") from exc

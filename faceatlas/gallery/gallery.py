@@ -268,20 +268,28 @@ class Gallery:
 
     def import_(self, path: Path, *, name: str | None = None) -> int:
         """Create a collection (named as exported, or ``name``) from a Parquet export, keeping the
-        exported pack identity; returns the number of faces imported."""
+        exported pack identity; returns the number of faces imported. All or nothing: a file
+        refused part way (a row that breaks a rule) leaves no collection behind."""
         header = exchange.read_header(Path(path))
-        target = name or header["collection"]
+        target = check_id(name or header["collection"], "collection name")
         self._create_bound_collection(target, header["pack_name"], header["pack_version"], header["recognizer_id"],
                                       header["embedding_size"], keep_crops=header["keep_crops"],
                                       metadata=header.get("metadata") or {})
+        try:
+            return self._import_subjects(Path(path), target, header["recognizer_id"])
+        except BaseException:
+            self.delete_collection(target)
+            raise
+
+    def _import_subjects(self, path: Path, target: str, recognizer_id: str) -> int:
         imported = 0
-        for by_subject in exchange.read_subjects(Path(path)):
+        for by_subject in exchange.read_subjects(path):
             for external_id, entry in by_subject.items():
                 self.ensure_subject(target, external_id, name=entry["name"], metadata=entry["metadata"])
                 faces = entry["faces"]
                 if faces:
                     self.add_embeddings(target, external_id, np.asarray([f["embedding"] for f in faces], np.float32),
-                                        recognizer_id=header["recognizer_id"], qualities=[f["quality"] for f in faces],
+                                        recognizer_id=recognizer_id, qualities=[f["quality"] for f in faces],
                                         sources=[f["source"] for f in faces], crops=[f["crop"] for f in faces])
                     imported += len(faces)
         return imported

@@ -23,7 +23,9 @@ __all__ = [
     "parse_cursor",
 ]
 
-ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+# At least one character that is not a dot: "." and ".." are path segments that URL clients resolve
+# away (`/collections/..` is `/`), so a collection or subject by that name could not be reached.
+ID_PATTERN = r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
 ID_MAX_LENGTH = 200
 METADATA_MAX_DEPTH = 16
 METADATA_MAX_BYTES = 64 * 1024
@@ -32,11 +34,13 @@ ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
 
 
 def check_id(value: object, what: str = "subject id") -> str:
-    """``value`` when it is a valid collection name or subject id: 1 to 200 of ``A-Z a-z 0-9 _ . -``."""
+    """``value`` when it is a valid collection name or subject id: 1 to 200 of ``A-Z a-z 0-9 _ . -``,
+    not dots alone."""
     if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LENGTH or not _ID.fullmatch(value):
         shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
         raise InvalidArgument(
-            f"a {what} is 1 to {ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.', '-' (got {shown})"
+            f"a {what} is 1 to {ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.', '-', not dots alone"
+            f" (got {shown})"
         )
     return value
 

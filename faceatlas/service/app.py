@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -36,6 +37,8 @@ from faceatlas.service.routes import account, albums, ar, events, faces, galleri
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import EngineSettings, ServiceSettings
 from faceatlas.video import VideoBase
+
+_log = logging.getLogger(__name__)
 
 
 def open_shared_state(settings: ServiceSettings, count_calls: CountCalls) -> SharedState:
@@ -121,7 +124,11 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     @app.middleware("http")
     async def meter_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 - a bug: the documented 500, recorded (neither billed nor counted)
+            _log.exception("unhandled error answering %s %s", request.method, request.url.path)
+            response = error_response("internal", "internal server error", 500)
         meter = getattr(request.state, "meter", None)
         operation = meter.operation if meter else "other"
         app.state.metrics.requests.labels(operation, str(response.status_code)).inc()

@@ -3,6 +3,7 @@ change vectors (search, delete, merge, move) on both vector backends, FAISS and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
+from faceatlas.errors import InvalidInput
 from faceatlas.gallery import AlreadyExists, Gallery, NotFound
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
@@ -198,6 +200,56 @@ def test_export_import_round_trip(enrolled: Gallery, tmp_path: Path, test_dir: P
     before, after = enrolled.search("people", face, k=5), target.search("copy", face, k=5)
     assert [(m.external_id, round(m.similarity, 5)) for m in before] == [
         (m.external_id, round(m.similarity, 5)) for m in after]
+
+
+def _edited_export(source: Path, target: Path, *, header: dict | None = None, column: str | None = None,
+                   value: object = None) -> Path:
+    """``source`` rewritten with its export header replaced, or one column's first value replaced."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(source)
+    if column is not None:
+        values = table.column(column).to_pylist()
+        values[0] = value
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array(values, type=table.schema.field(column).type))
+    if header is not None:
+        table = table.replace_schema_metadata({b"faceatlas.gallery": json.dumps(header).encode()})
+    pq.write_table(table, target)
+    return target
+
+
+def test_an_import_refused_part_way_leaves_nothing(enrolled: Gallery, tmp_path: Path) -> None:
+    """A hostile client's edited exports: a header naming a collection no URL reaches ("bad name/../x",
+    "..") was created, an unknown format was read, subject metadata that is not JSON was a 500, and a
+    file refused at a row left its collection behind (subjects created, no faces)."""
+    path = tmp_path / "people.parquet"
+    enrolled.export("people", path)
+    import pyarrow.parquet as pq
+
+    header = json.loads(pq.read_schema(path).metadata[b"faceatlas.gallery"])
+    target = enrolled.for_tenant("hostile")
+    nan = [float("nan")] * header["embedding_size"]
+    refused = {
+        "name": _edited_export(path, tmp_path / "a.parquet", header={**header, "collection": "bad name/../x"}),
+        "dots": _edited_export(path, tmp_path / "b.parquet", header={**header, "collection": ".."}),
+        "format": _edited_export(path, tmp_path / "c.parquet", header={**header, "format": 99}),
+        "size": _edited_export(path, tmp_path / "d.parquet", header={**header, "embedding_size": "128"}),
+        "metadata": _edited_export(path, tmp_path / "e.parquet", column="subject_metadata", value="not json"),
+        "nan": _edited_export(path, tmp_path / "f.parquet", column="embedding", value=nan),
+        "id": _edited_export(path, tmp_path / "g.parquet", column="external_id", value="no/slash"),
+    }
+    for what, file in refused.items():
+        with pytest.raises(InvalidInput):
+            target.import_(file, name=None if what in ("name", "dots") else f"copy_{what}")
+        assert target.list_collections() == [], what
+    with pytest.raises(InvalidInput):
+        target.import_(path, name=".")
+    assert target.import_(path, name="copy") == 9 and [c.name for c in target.list_collections()] == ["copy"]
+    with pytest.raises(AlreadyExists):  # a name taken: the collection there stays whole
+        target.import_(refused["nan"], name="copy")
+    assert target.get_collection("copy").faces == 9
 
 
 def test_reembed_needs_crops(enrolled: Gallery, gallery_without_crops, dlib_analyzer, test_dir: Path) -> None:

@@ -331,3 +331,25 @@ def test_query_parameters_a_route_does_not_take_are_refused(api):
     assert listed.status_code == 422 and "none" in listed.json()["error"]["message"]
     with api.client() as anonymous:  # no key: still 401 first, whatever the query says
         assert anonymous.get("/v1/usage", params={"api_key": "fa_0123_x"}).status_code == 401
+
+
+def test_a_bug_answers_500_unbilled_and_uncounted(api, monkeypatch):
+    """An unhandled exception (a bug) answered 500 but skipped the metering: the call was counted against
+    the quota and never recorded, so a tenant with a quota of 3 was refused after three 500s and its
+    bill showed nothing. Now it is recorded as failed, neither billed nor counted."""
+    from fastapi.testclient import TestClient
+
+    from faceatlas.gallery import Gallery
+
+    api.accounts.create_tenant("buggy", "Buggy", monthly_quota=3)
+    key = api.accounts.create_key("buggy", ["admin"], rate_per_second=100, burst=100).token
+    client = TestClient(api.app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"})
+    with monkeypatch.context() as patched:
+        patched.setattr(Gallery, "list_collections", lambda self: 1 / 0)
+        failures = [client.get("/v1/collections") for _ in range(4)]
+    assert [r.status_code for r in failures] == [500] * 4
+    assert failures[0].json() == {"error": {"code": "internal", "message": "internal server error"}}
+    served = [client.get("/v1/collections") for _ in range(4)]
+    assert [r.status_code for r in served] == [200, 200, 200, 429]  # the quota: 3 calls served
+    [row] = [r for r in client.get("/v1/usage").json()["rows"] if r["operation"] == "collections.list"]
+    assert (row["calls"], row["failed"]) == (3, 4)

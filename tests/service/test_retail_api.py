@@ -52,6 +52,13 @@ def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, 
         for alert in alerts:
             assert acme.post(f"{base}/alerts/{alert['id']}/resolve").json()["resolved"]
         assert acme.get(f"{base}/alerts").json()["alerts"] == []
+        huge = 2**64  # an id no BIGINT holds was a 500 (OverflowError in the database driver)
+        for method, path, body in (("GET", f"visits/{huge}/cart", None),
+                                   ("POST", f"visits/{huge}/cart", {"sku": "mug"}),
+                                   ("POST", f"charges/{huge}/refund", {"key": "r2"}),
+                                   ("POST", f"alerts/{huge}/resolve", None)):
+            refused_id = acme.request(method, f"{base}/{path}", json=body)
+            assert (refused_id.status_code, refused_id.json()["error"]["code"]) == (422, "validation_error"), path
         erased = api.api_client("acme_admin").retail_erase_member(config.id, member)  # a typed answer
         assert (erased.member, erased.faces_deleted, erased.charges_anonymised) == (member, 1, 1)
         assert set(erased.raw) == {"member", "faces_deleted", "consents_deleted", "visits_anonymised",

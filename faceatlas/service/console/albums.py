@@ -17,12 +17,11 @@ from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
-from faceatlas.service.routes.albums import FACE_ID_MAX, call_album
+from faceatlas.service.routes.albums import FaceId, call_album
 
 router = APIRouter(route_class=ConsoleRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
-FaceId = Annotated[int, Path(ge=1, le=FACE_ID_MAX)]
 FaceIds = Annotated[list[int], Form(max_length=10_000)]
 
 

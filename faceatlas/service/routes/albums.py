@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import Album, list_albums
 from faceatlas.errors import NotFound
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
 from faceatlas.service.deps import (
     AnalyzerDep,
     AuditEntry,
@@ -46,8 +46,7 @@ from faceatlas.service.schemas import (
 router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
-FACE_ID_MAX = 2**63 - 1
-FaceId = Annotated[int, Path(ge=1, le=FACE_ID_MAX)]
+FaceId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 T = TypeVar("T")
 
 
@@ -69,7 +68,7 @@ class PromoteRequest(RequestBody):
 
 
 class SplitRequest(RequestBody):
-    faces: list[Annotated[int, Field(ge=1, le=FACE_ID_MAX)]] = Field(min_length=1, max_length=10_000)
+    faces: list[Annotated[int, Field(ge=1, le=ROW_ID_MAX)]] = Field(min_length=1, max_length=10_000)
 
 
 class AlbumPhotoOut(BaseModel):

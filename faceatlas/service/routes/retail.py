@@ -34,6 +34,7 @@ from faceatlas.apps.retail import (
 )
 from faceatlas.db import utcnow
 from faceatlas.errors import InvalidArgument
+from faceatlas.gallery import ROW_ID_MAX
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -105,6 +106,8 @@ async def store_analytics(
 StoreId = Annotated[str, PathParam(min_length=1, max_length=100)]
 MemberId = Annotated[str, PathParam(min_length=1, max_length=64)]
 Sku = Annotated[str, PathParam(min_length=1, max_length=100)]
+# A visit's, charge's or alert's id: beyond a BIGINT the database would fail on it (a 500), so 422 here.
+RowId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX)]
 MEMBER = "{store_id}/{member_id}"  # the audit target of a member (erasure blanks the member id)
 T = TypeVar("T")
 Price = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="minor units (cents)")]
@@ -296,7 +299,7 @@ async def delete_product(store_id: StoreId, sku: Sku, analyzer: AnalyzerDep, gal
 
 
 @router.get("/retail/stores/{store_id}/visits/{visit_id}/cart", response_model=RetailCartOut)
-async def get_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)], analyzer: AnalyzerDep,
+async def get_cart(store_id: StoreId, visit_id: RowId, analyzer: AnalyzerDep,
                    gallery: GalleryDep, db: DbDep,
                    meter: Annotated[Meter, Depends(metered("retail.carts", "read", billable=False))]) -> dict[str, Any]:
     """A visit's cart."""
@@ -305,7 +308,7 @@ async def get_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)],
 
 
 @router.post("/retail/stores/{store_id}/visits/{visit_id}/cart", response_model=RetailCartOut)
-async def add_to_cart(store_id: StoreId, visit_id: Annotated[int, PathParam(ge=1)], body: PickRequest,
+async def add_to_cart(store_id: StoreId, visit_id: RowId, body: PickRequest,
                       analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                       meter: Annotated[Meter, Depends(metered("retail.carts", "write", billable=False,
                                                               idempotent=True))]) -> dict[str, Any]:
@@ -333,7 +336,7 @@ async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, g
 
 
 @router.post("/retail/stores/{store_id}/charges/{charge_id}/refund", response_model=RetailRefundOut)
-async def refund(store_id: StoreId, charge_id: Annotated[int, PathParam(ge=1)], body: RefundRequest,
+async def refund(store_id: StoreId, charge_id: RowId, body: RefundRequest,
                  analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                  meter: Annotated[Meter, Depends(metered("retail.refund", "write", billable=False,
                                                          idempotent=True))]) -> dict[str, Any]:
@@ -352,7 +355,7 @@ async def list_alerts(store_id: StoreId, analyzer: AnalyzerDep, gallery: Gallery
 
 
 @router.post("/retail/stores/{store_id}/alerts/{alert_id}/resolve", response_model=RetailAlertResolvedOut)
-async def resolve_alert(store_id: StoreId, alert_id: Annotated[int, PathParam(ge=1)], analyzer: AnalyzerDep,
+async def resolve_alert(store_id: StoreId, alert_id: RowId, analyzer: AnalyzerDep,
                         gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.alerts", "write", billable=False,
                                                                 idempotent=True))]) -> dict[str, Any]:
