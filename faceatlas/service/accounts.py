@@ -372,13 +372,25 @@ class Accounts:
 
     def erase_subject(self, tenant_id: str, target: str, *, keep_ids: bool) -> str:
         """After a subject was deleted: unless ``keep_ids``, replace ``target`` (``collection/subject``)
-        by ``collection/[erased]`` in every audit record of the tenant, details dropped. Returns the
-        target the deletion itself is audited under."""
+        by ``collection/[erased]`` in every audit record of the tenant, details dropped, and so for the
+        ids merged into it (``subject.merge`` records whose ``into`` is the subject, or one merged into
+        it: the same person's earlier ids). Returns the target the deletion itself is audited under."""
         if keep_ids:
             return target
-        erased = f"{target.split('/', 1)[0]}/{ERASED}"
+        collection = target.split("/", 1)[0]
+        erased = f"{collection}/{ERASED}"
         with Session(self.engine) as session:
-            session.execute(update(AuditRecord).where(AuditRecord.tenant_id == tenant_id, AuditRecord.target == target)
+            merges = session.execute(select(AuditRecord.target, AuditRecord.details).where(
+                AuditRecord.tenant_id == tenant_id, AuditRecord.action == "subject.merge",
+                AuditRecord.target.startswith(f"{collection}/", autoescape=True))).all()
+            targets, grown = {target}, True
+            while grown:  # the ids merged into one of them, transitively
+                merged = {source for source, details in merges
+                          if f"{collection}/{(details or {}).get('into')}" in targets}
+                grown = not merged <= targets
+                targets |= merged
+            session.execute(update(AuditRecord).where(AuditRecord.tenant_id == tenant_id,
+                                                      AuditRecord.target.in_(sorted(targets)))
                             .values(target=erased, details={}))
             session.commit()
         return erased

@@ -273,11 +273,15 @@ def audited(action: str, target: str = "{collection}") -> Any:
     async def dependency(request: Request, principal: PrincipalDep, accounts: AccountsDep) -> AsyncIterator[AuditEntry]:
         entry = AuditEntry(action, target.format(**request.path_params))
         yield entry
+        if getattr(request.state, "replayed", False):  # an Idempotency-Key's replay: the call ran once
+            return
         await run_in_threadpool(
             accounts.audit, entry.action, entry.target, principal.tenant_id, principal.key_id, entry.details or None
         )
 
     return Depends(dependency, scope="function")
+
+
 def usage_row(meter: Meter, status: int, started: float) -> UsageRecord:
     return UsageRecord(
         tenant_id=meter.principal.tenant_id,

@@ -146,7 +146,8 @@ class IdempotentRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 response = await handler(request)
-            except Replay as replay:
+            except Replay as replay:  # answered here, so the dependencies exit as after a success:
+                request.state.replayed = True  # the audit (`audited`) reads this and writes nothing
                 answer = replay.answer
                 return Response(answer.body, answer.status, headers={REPLAYED: "true"},
                                 media_type=answer.media_type or None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from hypothesis import HealthCheck, given, settings
@@ -220,3 +221,28 @@ def test_a_field_a_write_body_does_not_declare_is_refused_not_ignored(api):
     assert (kept["external_id"], kept["name"]) == ("ada", "Ada")  # nothing was written
     with api.client("acme_read") as http:
         assert http.get(f"/v1/collections/{name}_b").status_code == 404
+
+
+def test_erasure_reaches_the_ids_merged_into_the_subject(api):
+    """A hostile check of the erasure promise: after `secret` was merged into `alias` and `alias` into
+    `person`, deleting `person` left "secret" and "alias" in clear in the audit trail (targets of the
+    merges, and `into` in their details)."""
+    name = f"merged_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        for subject in ("secret", "alias", "person", "bystander"):
+            assert http.post(f"/v1/collections/{name}/subjects", json={"id": subject}).status_code == 201
+        for source, into in (("secret", "alias"), ("alias", "person"), ("bystander", "keeper")):
+            if into == "keeper":
+                assert http.post(f"/v1/collections/{name}/subjects", json={"id": into}).status_code == 201
+            merged = http.post(f"/v1/collections/{name}/subjects/{source}/merge", json={"into": into})
+            assert merged.status_code == 200, merged.text
+        assert http.delete(f"/v1/collections/{name}/subjects/person").status_code == 204
+    with api.client("acme_admin") as admin:
+        events = [e for e in admin.get("/v1/audit", params={"limit": 1000}).json()["events"]
+                  if e["target"].startswith(f"{name}/")]
+    shown = json.dumps(events)
+    assert "secret" not in shown and "alias" not in shown and '"person' not in shown and "/person" not in shown
+    assert {(e["action"], e["target"]) for e in events} >= {
+        ("subject.merge", f"{name}/[erased]"), ("subject.delete", f"{name}/[erased]"),
+        ("subject.merge", f"{name}/bystander")}  # another person's merge stays as it was

@@ -116,6 +116,20 @@ def test_a_retried_subject_delete_deletes_once_and_answers_204_again(api: Api, e
     client.delete_subject("gone", "obama", idempotency_key=key["Idempotency-Key"])  # the client's retry: no error
 
 
+def test_a_replay_of_a_route_audited_by_declaration_is_not_audited_again(api: Api) -> None:
+    """Routes that declare their audit (``dependencies=[audited(...)]``: update, collection delete)
+    audited each replay again (docs/deploy.md: a replay is "nor audited again")."""
+    api.http.post("/v1/collections", json={"name": "trail"})
+    api.http.post("/v1/collections/trail/subjects", json={"id": "p3"})
+    patch = _key(api, "patch")
+    answers = [api.http.patch("/v1/collections/trail/subjects/p3", json={"name": "P"}, headers=patch)
+               for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3 and answers[2].headers["idempotent-replayed"] == "true"
+    gone = _key(api, "drop")
+    assert [api.http.delete("/v1/collections/trail", headers=gone).status_code for _ in range(3)] == [204] * 3
+    assert api.audited("subject.update") == 1 and api.audited("collection.delete") == 1
+
+
 def test_an_error_answer_is_not_kept_and_a_retry_runs_again(api: Api) -> None:
     key = _key(api, "early")
     body = {"id": "ada", "name": "Ada"}
