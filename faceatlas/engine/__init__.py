@@ -27,7 +27,7 @@ from faceatlas.engine.evaluation import (
 )
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import ImageInput, encoded_pixels, load_image
+from faceatlas.engine.image import ImageInput, decode_image, decoded_pixels, encoded_pixels, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
 from faceatlas.engine.packs import PACKS, RUNTIMES, Pack, Runtime, default_pack_name, get_pack
@@ -93,6 +93,8 @@ __all__ = [
     "cosine_similarity",
     "default_pack_name",
     "draw_faces",
+    "decode_image",
+    "decoded_pixels",
     "encoded_pixels",
     "evaluate_dataset",
     "evaluate_lfw",

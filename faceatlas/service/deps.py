@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.kyc import KycService
-from faceatlas.engine import FaceAnalyzer, encoded_pixels
+from faceatlas.engine import FaceAnalyzer, decoded_pixels, encoded_pixels
 from faceatlas.errors import (
     Forbidden,
     InvalidArgument,
@@ -327,13 +327,18 @@ async def read_images(request: Request, *names: str,
                       fields: Collection[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The named images of a multipart or JSON request, and its other ``fields`` (a form's text
     fields, a JSON body's values); any other field is refused (``validation_error``), as the
-    JSON bodies of the other routes are, rather than silently ignored. Large images spend more
-    of the key's rate (see :func:`charge_pixels`)."""
+    JSON bodies of the other routes are, rather than silently ignored. An image that its header
+    shows empty, not an image, or over the pixel limit is refused here, before any work (the same
+    answer from every route: the album, the store's members); large images spend more of the
+    key's rate (see :func:`charge_pixels`)."""
     images, given = await _read_images(request, *names)
     unknown = sorted(set(given) - set(fields))
     if unknown:
         allowed = ", ".join(f"'{name}'" for name in (*names, *fields))
         raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
+    limit = get_analyzer(request).max_pixels
+    for data in images.values():
+        decoded_pixels(data, max_pixels=limit)
     charge_pixels(request, images.values())
     return images, given
 
@@ -341,10 +346,14 @@ async def read_images(request: Request, *names: str,
 def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
     """Spend one more rate-limit token of the caller's key per ``pixels_per_token`` decoded
     pixels beyond the first share of each image (read from the header, before decoding): a
-    client sending small files of huge images pays for the pixels, not the bytes."""
+    client sending small files of huge images pays for the pixels, not the bytes. An image over the
+    pixel limit costs nothing here: decoding refuses it (413), and a 429 would ask for a retry that
+    cannot succeed."""
     meter: Meter | None = getattr(request.state, "meter", None)
     settings = get_settings(request)
-    extra = sum(max(0, math.ceil(encoded_pixels(data) / settings.pixels_per_token) - 1) for data in images)
+    limit = get_analyzer(request).max_pixels
+    sizes = [pixels for pixels in map(encoded_pixels, images) if pixels <= limit]
+    extra = sum(max(0, math.ceil(pixels / settings.pixels_per_token) - 1) for pixels in sizes)
     if meter is None or extra == 0:
         return
     principal = meter.principal
@@ -372,6 +381,8 @@ async def _read_images(request: Request, *names: str) -> tuple[dict[str, bytes],
             part = form.get(name)
             if part is None or isinstance(part, str):
                 raise InvalidArgument(f"multipart field '{name}' (a file) is required")
+            if len(form.getlist(name)) > 1:
+                raise InvalidArgument(f"multipart field '{name}' is given more than once: this call takes one")
             images[name] = await part.read()
         return images, {key: value for key, value in form.items() if key not in images}
     if content_type.startswith("application/json"):

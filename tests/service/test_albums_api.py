@@ -105,3 +105,28 @@ def test_timeline_and_photos_together(api, shared: Path) -> None:
     with api.client("globex_admin") as http:  # another tenant has no such album
         assert http.get(f"/v1/albums/{album}/people/Barack/timeline").status_code == 404
         assert http.get(f"/v1/albums/{album}/together", params={"people": ["Barack"]}).status_code == 404
+
+
+def test_an_upload_that_is_no_photo_is_refused_and_makes_no_album(api, shared: Path) -> None:
+    """Empty, non-image, truncated or 10-gigapixel uploads answered 200 with the photo under
+    `failed`, billed as a success, and made the album; every other image route refuses them."""
+    import struct
+    import zlib
+
+    photo = sorted((shared / "data" / "lfw" / "images" / "Tony_Blair").glob("*.jpg"))[0].read_bytes()
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)  # a PNG whose header says 10 GP
+    huge = b"".join([b"\x89PNG\r\n\x1a\n", *(struct.pack(">I", len(body)) + kind + body + struct.pack(
+        ">I", zlib.crc32(kind + body)) for kind, body in ((b"IHDR", header), (b"IDAT", zlib.compress(b"\0" * 64)),
+                                                          (b"IEND", b"")))])
+    album = f"none_{uuid.uuid4().hex[:6]}"
+    expected = {"empty": (b"", 400, "empty_image"), "text": (b"no photo", 400, "invalid_image"),
+                "truncated": (photo[: len(photo) // 2], 400, "truncated_image"),
+                "huge": (huge, 413, "image_too_large")}
+    with api.client("acme_write") as http:
+        for what, (data, status, code) in expected.items():
+            answer = http.post(f"/v1/albums/{album}/photos", files={"image": data})
+            assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), (what, answer.text)
+        assert album not in http.get("/v1/albums").json()["albums"]
+        twice = http.post(f"/v1/albums/{album}/photos", files=[("image", photo), ("image", photo)])
+        assert (twice.status_code, twice.json()["error"]["code"]) == (422, "validation_error")
+        assert http.post(f"/v1/albums/{album}/photos", files={"image": photo}).status_code == 200

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import Album, list_albums
+from faceatlas.engine import decode_image
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
 from faceatlas.service.deps import (
@@ -48,6 +49,9 @@ AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=
 PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
 FaceId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 T = TypeVar("T")
+# a JPEG checked at its smallest draft scale (1/8), every byte still read: 12.7 ms for a 1.6 MP photo of
+# 774 kB, against 38.7 ms decoded whole (the scan's analysis of it costs several times that)
+CHECK_PIXELS = 256 * 256
 
 
 class NameRequest(RequestBody):
@@ -126,6 +130,10 @@ async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, g
     ``keep_crops`` (when this creates the album): keep a crop of each face, served at
     ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person."""
     images, _ = await read_images(request, "image")
+    # a photo that does not decode (a truncated file) is refused before the album is made: the scan
+    # would list it as failed and answer 200, billed, with a new empty album
+    await run_in_threadpool(lambda: decode_image(images["image"], max_pixels=analyzer.max_pixels,
+                                                 work_pixels=CHECK_PIXELS))
     report = await call_album(album, meter.principal.tenant_id, analyzer, gallery, db,
                               lambda a: a.add_photos([("upload", images["image"])], total=1), keep_crops=keep_crops,
                               create=True)
