@@ -7,8 +7,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 from sqlalchemy import text
@@ -34,6 +36,7 @@ from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
+from faceatlas.service.schemas import ErrorOut
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import EngineSettings, ServiceSettings
 from faceatlas.video import VideoBase
@@ -120,6 +123,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.include_router(kyc.router, prefix=API_PREFIX, dependencies=[KnownQuery])
     app.include_router(account.router, prefix=API_PREFIX, dependencies=[KnownQuery])
     install_console(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def meter_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -177,3 +181,30 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         )
 
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI document with the error answers the API gives: its 422 is documented as
+    FastAPI's ``HTTPValidationError`` (``{"detail": [...]}``), which the API never answers, so a
+    generated client could not read an error. Every operation's 422 and ``default`` answers are
+    :class:`ErrorOut` (``{"error": {"code", "message"}}``)."""
+    if app.openapi_schema is None:
+        spec = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                           description=app.description, routes=app.routes,
+                           separate_input_output_schemas=app.separate_input_output_schemas)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        error = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(error.pop("$defs", {}))
+        schemas["ErrorOut"] = error
+        answer = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        for operations in spec.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "validation_error: a parameter or field breaks its rule",
+                                        **answer}
+                responses["default"] = {"description": "an error (4xx, 5xx)", **answer}
+        app.openapi_schema = spec
+    return app.openapi_schema

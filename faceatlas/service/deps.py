@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
@@ -111,36 +112,65 @@ KycDep = Annotated[KycService, Depends(get_kyc)]
 API_PREFIX = "/v1"  # every API route's path starts with it
 
 
-def known_query(request: Request) -> None:
+async def known_query(request: Request) -> None:
     """Refuse query parameters the route does not take (a misspelt ``?fpr=`` would otherwise be
-    ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes.
-    The names come from the app's OpenAPI document, the API's public contract. A request without
-    a key is left to the route (401 before anything about its query)."""
+    ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes; and
+    a body sent to a route that takes none (``DELETE`` with ``{"force": true}``). Both come from the
+    app's OpenAPI document, the API's public contract. A request without a key is left to the route
+    (401 before anything about its query)."""
     if bearer_token(request) is None:
         return
     path = getattr(request.scope.get("route"), "path_format", "")
     if not path.startswith(API_PREFIX + "/"):  # an included router's route holds its path without the prefix
         path = API_PREFIX + path
-    names = _query_names(request.app).get((request.method, path))
-    unknown = sorted(set(request.query_params) - names) if names is not None else []
+    contract = _contracts(request.app).get((request.method, path))
+    if contract is None:
+        return
+    names, takes_body = contract
+    unknown = sorted(set(request.query_params) - names)
     if unknown:
-        takes = ", ".join(sorted(names or ())) or "none"
+        takes = ", ".join(sorted(names)) or "none"
         raise InvalidArgument(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)} (this route takes: {takes})")
+    if not takes_body and (request.headers.get("content-length", "0") != "0"
+                           or "transfer-encoding" in request.headers) and not _empty(await request.body()):
+        raise InvalidArgument(f"{request.method} {path} takes no body (what was sent would be ignored)")
 
 
-def _query_names(app: Any) -> dict[tuple[str, str], set[str]]:
-    """(method, path) -> the query parameters OpenAPI documents for it, built once per app."""
-    cached = getattr(app.state, "query_names", None)
+def _empty(body: bytes) -> bool:
+    """Nothing, or a JSON ``{}`` (what some clients send for "no fields")."""
+    try:
+        return not body.strip() or json.loads(body) == {}
+    except (ValueError, RecursionError):
+        return False
+
+
+def _contracts(app: Any) -> dict[tuple[str, str], tuple[set[str], bool]]:
+    """(method, path) -> the query parameters OpenAPI documents for it and whether it takes a body,
+    built once per app."""
+    cached = getattr(app.state, "route_contracts", None)
     if cached is None:
         cached = {}
         for path, operations in app.openapi().get("paths", {}).items():
             for method, operation in operations.items():
                 if isinstance(operation, dict):
-                    cached[(method.upper(), path)] = {p["name"] for p in operation.get("parameters", [])
-                                                      if p.get("in") == "query"}
-        app.state.query_names = cached
+                    cached[(method.upper(), path)] = ({p["name"] for p in operation.get("parameters", [])
+                                                       if p.get("in") == "query"}, "requestBody" in operation)
+        app.state.route_contracts = cached
     return cached
+
+
+def check_form(form: Any, takes: Collection[str], *, repeated: Collection[str] = ()) -> None:
+    """Refuse a multipart form's fields that the call does not take, and a field it takes once given
+    several times (either would be silently ignored): :class:`InvalidArgument` naming them."""
+    given = [name for name, _ in form.multi_items()]
+    unknown = sorted(set(given) - set(takes))
+    if unknown:
+        allowed = ", ".join(f"'{name}'" for name in takes)
+        raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
+    twice = sorted(name for name in set(given) - set(repeated) if given.count(name) > 1)
+    if twice:
+        raise InvalidArgument(f"field(s) {', '.join(map(repr, twice))} given more than once: this call takes one")
 
 
 KnownQuery = Depends(known_query)

@@ -22,6 +22,17 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="what went wrong, for programs: validation_error, not_found, quota_exceeded, ...")
+    message: str = Field(description="what went wrong, for people")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer (4xx and 5xx) of the API."""
+
+    error: ErrorDetail
+
+
 # -- faces ----------------------------------------------------------------------------------------
 
 

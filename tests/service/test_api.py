@@ -353,3 +353,22 @@ def test_a_bug_answers_500_unbilled_and_uncounted(api, monkeypatch):
     assert [r.status_code for r in served] == [200, 200, 200, 429]  # the quota: 3 calls served
     [row] = [r for r in client.get("/v1/usage").json()["rows"] if r["operation"] == "collections.list"]
     assert (row["calls"], row["failed"]) == (3, 4)
+
+
+def test_the_openapi_document_describes_the_error_body_the_api_answers(api, examples):
+    """Every 422 was documented as FastAPI's {"detail": [...]} while the API answers
+    {"error": {"code", "message"}}: a client generated from the document could not read an error."""
+    spec = api.app.openapi()
+    assert "HTTPValidationError" not in json.dumps(spec)
+    error = spec["components"]["schemas"]["ErrorOut"]
+    detail = spec["components"]["schemas"][error["properties"]["error"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(detail["required"]) == {"code", "message"}
+    answers = [operation["responses"] for operations in spec["paths"].values() for operation in operations.values()]
+    assert all(a["default"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut") for a in answers)
+    with api.client("acme_detect") as client:
+        refused = client.post("/v1/detect", params={"max_faces": 0},
+                              files=_upload(examples / "tests" / "test_images" / "obama.jpg"))
+    assert refused.status_code == 422 and set(refused.json()) == {"error"}
+    assert set(refused.json()["error"]) == set(detail["required"])
+    assert spec["paths"]["/v1/detect"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorOut"}

@@ -246,3 +246,22 @@ def test_erasure_reaches_the_ids_merged_into_the_subject(api):
     assert {(e["action"], e["target"]) for e in events} >= {
         ("subject.merge", f"{name}/[erased]"), ("subject.delete", f"{name}/[erased]"),
         ("subject.merge", f"{name}/bystander")}  # another person's merge stays as it was
+
+
+def test_what_a_call_does_not_take_is_refused_not_ignored(api):
+    """A body sent to a route that takes none (DELETE with {"force": true}, recluster with {"really": 1}),
+    and a form field the import does not take, were silently ignored and answered 2xx."""
+    name = f"strict_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        exported = http.get(f"/v1/collections/{name}/export").content
+        extra = http.post("/v1/collections/import", params={"name": f"{name}_copy"}, data={"extra": "1"},
+                          files={"file": ("c.parquet", exported, "application/octet-stream")})
+        assert (extra.status_code, extra.json()["error"]["code"]) == (422, "validation_error")
+        assert http.get(f"/v1/collections/{name}_copy").status_code == 404
+        for method, path in (("DELETE", f"/v1/collections/{name}"), ("POST", "/v1/albums/none/recluster")):
+            refused = http.request(method, path, json={"force": True})
+            assert (refused.status_code, refused.json()["error"]["code"]) == (422, "validation_error"), path
+            assert "takes no body" in refused.json()["error"]["message"]
+        assert http.get(f"/v1/collections/{name}").status_code == 200
+        assert http.request("DELETE", f"/v1/collections/{name}", json={}).status_code == 204  # {}: no fields

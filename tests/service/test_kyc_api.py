@@ -57,6 +57,12 @@ def test_a_session_is_created_submitted_and_read_back(api, examples):
                                     ("selfie", ("s.mp4", b"not a video", "video/mp4"))])
         assert broken.status_code == 400
         assert client.get(f"/v1/kyc/sessions/{fresh['id']}").json()["status"] == "pending"  # not used up
+        for extra in ({"bogus": "1"}, {"selfie": "text, not a video"}):  # were ignored, the session used up
+            ignored = client.post(f"/v1/kyc/sessions/{fresh['id']}/submit", data=extra,
+                                  files=[("document", ("id.jpg", card, "image/jpeg")),
+                                         ("frame", ("0.jpg", frames[0], "image/jpeg"))])
+            assert (ignored.status_code, ignored.json()["error"]["code"]) == (422, "validation_error"), extra
+        assert client.get(f"/v1/kyc/sessions/{fresh['id']}").json()["status"] == "pending"
     with api.client() as anonymous:
         assert anonymous.post("/v1/kyc/sessions").status_code == 401
 

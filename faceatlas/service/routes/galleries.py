@@ -29,6 +29,7 @@ from faceatlas.service.deps import (
     SettingsDep,
     TenantGalleryDep,
     audited,
+    check_form,
     image_request_body,
     json_body,
     metered,
@@ -140,7 +141,11 @@ async def export_collection(
                         background=BackgroundTask(shutil.rmtree, folder, True))
 
 
-@router.post("/collections/import", status_code=201, response_model=CollectionOut)
+@router.post("/collections/import", status_code=201, response_model=CollectionOut, openapi_extra={
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "a collection export (GET /collections/{collection}/export)"}}}}}}})
 async def import_collection(
     request: Request,
     meter: Annotated[Meter, Depends(metered("collections.import", "write", idempotent=True))],
@@ -151,6 +156,7 @@ async def import_collection(
 ) -> dict[str, Any]:
     """Create a collection from an export (multipart field ``file``), keeping its pack identity."""
     form = await request.form()
+    check_form(form, ("file",))
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise InvalidArgument("multipart field 'file' (a Parquet export) is required")

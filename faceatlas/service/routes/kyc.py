@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
-from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, metered
+from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, check_form, metered
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
 
@@ -71,12 +71,15 @@ async def submit_session(
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the document and the selfie as multipart/form-data")
     form = await request.form(max_files=MAX_FRAMES + 2)
+    check_form(form, ("document", "selfie", "frame", "fps"), repeated=("frame",))
     document = form.get("document")
     if document is None or isinstance(document, str):
         raise InvalidArgument("multipart field 'document' (the ID document image) is required")
     selfie = form.get("selfie")
+    if isinstance(selfie, str) or any(isinstance(part, str) for part in form.getlist("frame")):
+        raise InvalidArgument("'selfie' (a video) and 'frame' (images) are files, not text fields")
     frames = [part for part in form.getlist("frame") if not isinstance(part, str)]
-    if (selfie is None or isinstance(selfie, str)) == (not frames):
+    if (selfie is None) == (not frames):
         raise InvalidArgument("give the selfie as one video ('selfie') or as images ('frame', repeated)")
     fps_field = form.get("fps")
     try:
