@@ -12,7 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument
 
 # Starlette's own HTTP errors (unknown route, wrong method, body over the server's limit).
-_HTTP_CODES = {404: "not_found", 405: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "payload_too_large"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
+               413: "payload_too_large"}
 
 
 def error_response(code: str, message: str, status: int, retry_after: float | None = None) -> JSONResponse:

@@ -149,10 +149,14 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
     if label is not None and label not in COCO_CLASSES:  # a typo ("cars") would read as "none counted"
         raise InvalidArgument(f"unknown class {label[:32]!r}: a COCO name such as {', '.join(ROAD_CLASSES)}")
     where = [CountRow.tenant == tenant, CountRow.camera == camera]
-    if since is not None:
-        where.append(CountRow.minute >= utc_minute(since, "from"))
-    if until is not None:
-        where.append(CountRow.minute < utc_minute(until, "to"))
+    first = None if since is None else utc_minute(since, "from")
+    last = None if until is None else utc_minute(until, "to")
+    if first is not None and last is not None and first > last:  # else an empty series: "nothing was seen"
+        raise InvalidArgument(f"the minutes run from {first} to {last}: 'from' is after 'to'")
+    if first is not None:
+        where.append(CountRow.minute >= first)
+    if last is not None:
+        where.append(CountRow.minute < last)
     if label is not None:
         where.append(CountRow.label == label)
     found: dict[tuple[str, str], MinuteCounts] = {}

@@ -369,6 +369,9 @@ def test_the_openapi_document_describes_the_error_body_the_api_answers(api, exam
         refused = client.post("/v1/detect", params={"max_faces": 0},
                               files=_upload(examples / "tests" / "test_images" / "obama.jpg"))
     assert refused.status_code == 422 and set(refused.json()) == {"error"}
+    with api.client("acme_admin") as client:  # a method the path does not take: its own code, not bad_request
+        wrong = client.put("/v1/collections")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
     assert set(refused.json()["error"]) == set(detail["required"])
     assert spec["paths"]["/v1/detect"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorOut"}

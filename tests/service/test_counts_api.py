@@ -38,6 +38,9 @@ def test_camera_counts_are_served_per_tenant_minute_and_class(api):
     assert {r["minute"] for r in window.json()["counts"]} == {"2026-12-04T10:00", "2026-12-04T10:01"}
     assert unknown["counts"] == []
     assert plural.status_code == 422 and plural.json()["error"]["code"] == "validation_error"
+    with api.client("acme_read") as acme:  # minutes given backwards: an error, as days are in /v1/usage
+        backwards = acme.get("/v1/cameras/gate/counts", params={"from": "2026-12-04T10:02", "to": "2026-12-04T10:00"})
+    assert backwards.status_code == 422 and "'from' is after 'to'" in backwards.json()["error"]["message"]
     assert "'cars'" in plural.json()["error"]["message"] and "car" in plural.json()["error"]["message"]
 
 
