@@ -112,6 +112,8 @@ def test_promote_then_erase_removes_the_persons_vectors(album: Album, library: P
     album.gallery.for_tenant("default").create_collection("known", album.analyzer)
     known = album.gallery.for_tenant("default")
     assert album.promote(blair, known, "known", "tony") == len(faces)
+    assert album.promote(blair, known, "known", "tony") == 0  # again: nothing twice (it enrolled every face again)
+    assert known.get_subject("known", "tony").faces == len(faces)
     probe = album.gallery.face_vectors("faces", faces[:1])[1][0]
     match = known.search("known", Embedding(probe, album.analyzer.pack.recognizer_id), k=1)
     assert match and match[0].external_id == "tony"

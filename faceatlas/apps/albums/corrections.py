@@ -123,14 +123,20 @@ class Album(AlbumCore):
 
     def promote(self, ref: str, gallery: Gallery, collection: str, subject: str) -> int:
         """Enrol a person's faces as ``subject`` of a gallery collection (of the same pack);
-        returns how many faces were enrolled."""
+        returns how many faces were enrolled. Each enrolled face's source names its album face, so
+        promoting again enrols only the faces the subject does not hold yet (it enrolled them twice)."""
         with self._sessions() as session:
             pid = self._resolve(session, ref)
             name = session.scalar(select(Person.name).where(Person.id == pid))
             faces = self._person_faces(session, pid)
-        _, vectors = self.gallery.face_vectors(COLLECTION, faces)
+        sources = [f"album:{self._id}/face:{face}" for face in faces]
+        held = _sources(gallery, collection, subject)
+        fresh = [n for n, source in enumerate(sources) if source not in held]
+        if not fresh:
+            return 0
+        _, vectors = self.gallery.face_vectors(COLLECTION, [faces[n] for n in fresh])
         return len(gallery.add_embeddings(collection, subject, vectors, recognizer_id=self.analyzer.pack.recognizer_id,
-                                          name=name))
+                                          sources=[sources[n] for n in fresh], name=name))
 
     def recluster(self) -> ReclusterReport:
         """Cluster every placed face again under the constraints; a person keeps its id (and
@@ -232,3 +238,18 @@ class Album(AlbumCore):
         if lock:
             self._unlink(session, faces, self._person_faces(session, target))
             self._lock(session, self._person_faces(session, target))
+
+
+def _sources(gallery: Gallery, collection: str, subject: str) -> set[str]:
+    """The sources of the faces ``subject`` holds in ``collection`` (none when it is not there yet)."""
+    held: set[str] = set()
+    after = None
+    while True:
+        try:
+            page = gallery.list_faces(collection, subject=subject, limit=1000, after=after)
+        except NotFound:
+            return held
+        held.update(face.source for face in page.items if face.source)
+        if page.next_cursor is None:
+            return held
+        after = page.next_cursor
