@@ -6,10 +6,12 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from faceatlas.apps.albums import Album
 from faceatlas.engine import Embedding
+from faceatlas.errors import InvalidArgument
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
 
@@ -75,6 +77,9 @@ def test_recluster_never_joins_two_named_people(album: Album, lfw: Path, tmp_pat
     album.recluster()
     assert album.person("Lance").id == lance.id and album.person("Armstrong").id == armstrong.id
     assert album_ids(album, "Lance") == lance_faces and album_ids(album, "Armstrong") == armstrong_faces
+    album.name_person(armstrong.id, "Lance")  # two people of one name: the error names the ids to use instead
+    with pytest.raises(InvalidArgument, match=rf"use their ids \({lance.id}, {armstrong.id}\)"):
+        album.person("Lance")
 
 
 def test_recluster_gives_a_named_person_the_cluster_of_its_faces(album: Album, lfw: Path, tmp_path: Path) -> None:

@@ -472,7 +472,8 @@ class AlbumCore:
                 return found
         named = list(session.scalars(select(Person.id).where(Person.album_id == self._id, Person.name == text)))
         if len(named) > 1:
-            raise InvalidArgument(f"{len(named)} people are named '{text}': use their ids {named}")
+            ids = ", ".join(f"p{pid}" for pid in named)
+            raise InvalidArgument(f"{len(named)} people are named '{text}': use their ids ({ids})")
         if not named:
             raise NotFound(f"no person '{text}' in album '{self.name}'")
         return named[0]
