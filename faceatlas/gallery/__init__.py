@@ -13,6 +13,7 @@ from faceatlas.gallery.rules import (
     check_id,
     check_metadata,
     check_row_id,
+    check_text,
     parse_cursor,
 )
 from faceatlas.gallery.types import (
@@ -48,6 +49,7 @@ __all__ = [
     "build_index",
     "check_id",
     "check_metadata",
+    "check_text",
     "check_row_id",
     "read_header",
     "parse_cursor",

@@ -30,6 +30,7 @@ ID_MAX_LENGTH = 200
 METADATA_MAX_DEPTH = 16
 METADATA_MAX_BYTES = 64 * 1024
 _ID = re.compile(ID_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
 
 
@@ -54,9 +55,11 @@ def check_row_id(value: int, what: str = "face id") -> int:
 
 
 def check_text(value: str | None, what: str = "name", max_length: int = 300) -> str | None:
-    """A free-text field (a subject's display name): at most ``max_length`` characters, no NUL."""
-    if value is not None and (len(value) > max_length or "\x00" in value):
-        raise InvalidArgument(f"a {what} is at most {max_length} characters without NUL")
+    """A free-text field (a subject's display name): at most ``max_length`` characters, none of them
+    a control character (NUL, a line break, an escape: a name is one line that a terminal or a log
+    shows as it is)."""
+    if value is not None and (len(value) > max_length or _CONTROL.search(value)):
+        raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
     return value
 
 

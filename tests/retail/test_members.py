@@ -12,6 +12,7 @@ from sqlalchemy import MetaData, select
 from faceatlas.apps.retail import ConsentRecord, ConsentRequired, Entry, Exit, Pick, RetailStore, compute_report
 from faceatlas.apps.retail.db import Consent, Member, Visit
 from faceatlas.apps.retail.store import COLLECTION
+from faceatlas.errors import InvalidArgument
 from faceatlas.gallery import NotFound
 
 T0 = datetime(2026, 3, 2, 10, 0)
@@ -34,6 +35,16 @@ def test_consent_is_required(store: RetailStore, member_photos: list[Path]) -> N
     info = store.members.enrol("Visits Only", [member_photos[0]], ConsentRecord(("visit_recognition",), "V"),
                                age_band="25-34", gender="female")
     assert info.age_band is None and info.gender is None and not info.has_payment_method
+
+
+def test_a_member_name_is_one_line_that_fits_its_column(store: RetailStore, member_photos: list[Path]) -> None:
+    """1,000 characters (wider than the column: a database error on PostgreSQL) or a line break and an
+    escape in a name were enrolled; refused before any face is."""
+    faces = store.gallery.get_collection(COLLECTION).faces
+    for name in ("x" * 1000, "Eve\n\x1b[31mAdmin"):
+        with pytest.raises(InvalidArgument):
+            store.members.enrol(name, [member_photos[0]], ConsentRecord(("visit_recognition",), "Eve"))
+    assert store.gallery.get_collection(COLLECTION).faces == faces and store.members.list() == []
 
 
 def test_erased_member_leaves_no_trace(store: RetailStore, member_photos: list[Path]) -> None:

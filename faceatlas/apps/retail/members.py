@@ -27,10 +27,11 @@ from faceatlas.db import rowcount
 from faceatlas.engine import FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import ConsentRequired, InvalidArgument
-from faceatlas.gallery import Gallery, NotFound
+from faceatlas.gallery import Gallery, NotFound, check_text
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
 BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
+TEXT_MAX = 400  # a member's name, email and payment reference: the columns' width
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class MemberRegistry:
         visit_recognition) is required; face_pay also needs ``payment_ref``; the declared age
         band and gender are kept only when the consent covers "analytics"."""
         purposes = _checked(consent, payment_ref)
+        for what, text in (("member name", name), ("email", email), ("payment reference", payment_ref)):
+            check_text(text, what, max_length=TEXT_MAX)  # before any face is enrolled
         member_id = member_id or uuid.uuid4().hex
         at = at or utcnow()
         report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
