@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from pathlib import PurePosixPath
 
@@ -27,9 +28,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from faceatlas.batch.storage import filesystem
+from faceatlas.errors import InvalidArgument
 
 IMAGES_DIR = "_images"
 ERRORS_CSV = "_errors.csv"
+_PART = re.compile(r"part-[0-9a-f]{32}\.parquet")  # what write_part names: a file of another name is not ours
+_TEMPORARY = re.compile(r"\.part-[0-9a-f]{32}\.parquet\.[0-9a-f]{8}\.tmp")
 
 FACE_SCHEMA = pa.schema([
     ("image_id", pa.string()),
@@ -87,15 +91,28 @@ def write_part(fs: pafs.FileSystem, root: str, faces: pa.Table, images: pa.Table
 
 def prepare(uri: str) -> set[str]:
     """Create the output folder or tidy one left by a killed run (temporary files, faces parts
-    without their manifest part); the ids of the images already done."""
+    without their manifest part); the ids of the images already done. A folder that holds anything
+    but no job's manifest is not a job's output: refused, nothing in it touched (a user's own
+    ``part-*.parquet`` there was deleted as an orphan)."""
     fs, root = out_filesystem(uri)
+    if fs.get_file_info(f"{root}/{IMAGES_DIR}").type != pafs.FileType.Directory:
+        found = fs.get_file_info(root)
+        if found.type == pafs.FileType.File:
+            raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
+        if found.type == pafs.FileType.Directory:
+            held = fs.get_file_info(pafs.FileSelector(root))
+            if held:
+                shown = ", ".join(sorted(PurePosixPath(i.path).name for i in held)[:3])
+                raise InvalidArgument(f"--out {uri} holds files no batch job wrote ({shown}"
+                                      f"{', ...' if len(held) > 3 else ''}): give a new or empty folder, "
+                                      "or the output folder of the job to resume")
     fs.create_dir(f"{root}/{IMAGES_DIR}", recursive=True)
     manifest = {PurePosixPath(i.path).name for i in _files(fs, f"{root}/{IMAGES_DIR}")}
     for folder in (root, f"{root}/{IMAGES_DIR}"):
         for info in _files(fs, folder):
             name = PurePosixPath(info.path).name
-            orphan = folder == root and name.startswith("part-") and name not in manifest
-            if name.endswith(".tmp") or orphan:
+            orphan = folder == root and _PART.fullmatch(name) is not None and name not in manifest
+            if _TEMPORARY.fullmatch(name) or orphan:
                 fs.delete_file(info.path)
     return set(read_images(uri).column("image_id").to_pylist())
 

@@ -147,3 +147,25 @@ def test_phash_of_a_copy_is_close_and_of_another_photo_far(people):
     other = np.asarray(Image.open(b))[:, :, ::-1].copy()
     assert (phash(image) ^ phash(small)).bit_count() <= 4
     assert (phash(image) ^ phash(other)).bit_count() > 10
+
+
+def test_an_output_folder_no_job_wrote_is_refused_and_left_alone(tmp_path):
+    """`batch embed --out FOLDER` on a user's folder deleted its `part-mydata.parquet` as an orphan part
+    of a killed run: a folder holding files but no job's manifest is refused before anything runs."""
+    from faceatlas.batch.output import prepare
+    from faceatlas.errors import InvalidArgument
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "part-mydata.parquet").write_bytes(b"the user's own data")
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(InvalidArgument, match="holds files no batch job wrote"):
+        prepare(str(precious))
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt", "part-mydata.parquet"]
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InvalidArgument, match="is a file"):
+        prepare(str(tmp_path / "a-file"))
+    assert prepare(str(tmp_path / "new")) == set() and prepare(str(tmp_path / "new")) == set()  # new, then resumed
+    (tmp_path / "new" / "part-mine.parquet").write_bytes(b"not a part of ours")  # in a job's folder: kept
+    prepare(str(tmp_path / "new"))
+    assert (tmp_path / "new" / "part-mine.parquet").exists()

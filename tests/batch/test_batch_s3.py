@@ -134,9 +134,8 @@ def test_output_parts_on_s3_are_tidied_and_resumed_without_ray(s3, fast_analyzer
     faces, images = analyze_batch(paths[:2], data[:2], fast_analyzer, BatchOptions().settings)
     write_part(fs, root, faces, images)
     orphan, _ = analyze_batch(paths[2:], data[2:], fast_analyzer, BatchOptions().settings)
-    pads.write_dataset(orphan, root, filesystem=fs, format="parquet", basename_template="part-orphan-{i}.parquet",
-                       existing_data_behavior="overwrite_or_ignore")  # a kill between the faces and manifest parts
-    with fs.open_output_stream(f"{root}/.part-x.parquet.1234.tmp") as stream:
+    pq.write_table(orphan, f"{root}/part-{'0' * 32}.parquet", filesystem=fs)  # a kill between the two parts
+    with fs.open_output_stream(f"{root}/.part-{'1' * 32}.parquet.{'2' * 8}.tmp") as stream:
         stream.write(b"half written")
 
     assert prepare(out) == set(paths[:2])
