@@ -5,7 +5,7 @@ Traffic and crowds: vehicles by class, speeds, dwell, queues, densities, wrong-w
 per-minute counts that ``camera_counts`` reads and ``plot_counts``/``plot_heatmap`` draw."""
 
 from faceatlas.video.analytics import GroundPlane, SpeedMeter, ViewTransformer
-from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
+from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates, check_video_path
 from faceatlas.video.config import (
     CameraConfig,
     MqttConfig,
@@ -73,6 +73,7 @@ __all__ = [
     "VideoPipeline",
     "VideoSource",
     "VideoWriter",
+    "check_video_path",
     "ViewTransformer",
     "WatchConfig",
     "WatchReport",

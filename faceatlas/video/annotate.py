@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from faceatlas.errors import InvalidArgument
 from faceatlas.video.zones import LineCounter, ZoneCounter
 
 
@@ -71,11 +72,25 @@ class FrameAnnotator:
         return image
 
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")  # the containers OpenCV writes MPEG-4 Part 2 ('mp4v') into
+
+
+def check_video_path(path: str | Path) -> Path:
+    """``path`` when its suffix names a video file :class:`VideoWriter` writes; else
+    :class:`InvalidArgument` before any frame is read (OpenCV wrote nothing for ``out.txt`` and
+    said so only in a log line, and the run ended 0)."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InvalidArgument(f"{path}: cannot write a video with suffix {path.suffix or '(none)'!r}; "
+                              f"use {', '.join(VIDEO_SUFFIXES)}")
+    return path
+
+
 class VideoWriter:
     """An MP4 file written frame by frame (opened at the first frame's size)."""
 
     def __init__(self, path: Path, fps: float) -> None:
-        self.path = Path(path)
+        self.path = check_video_path(path)
         self.fps = fps or 25.0
         self._writer: cv2.VideoWriter | None = None
 
@@ -84,6 +99,8 @@ class VideoWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             height, width = image.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise OSError(f"{self.path}: could not open the video for writing")
         self._writer.write(image)
 
     def close(self) -> None:

@@ -43,6 +43,7 @@ import yaml
 
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
+from faceatlas.video.annotate import check_video_path
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
@@ -105,6 +106,8 @@ class CameraConfig:
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise InvalidArgument(f"camera {self.name}: stride is analysing every Nth frame, N a whole number of "
                                   f"1 or more, not {self.stride!r}")
+        if self.output is not None:
+            check_video_path(self.output)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import JsonlSink, VideoSource
+from faceatlas.video import JsonlSink, VideoSource, check_video_path
 
 
 def run_drive(
@@ -32,6 +32,8 @@ def run_drive(
     annotated video. Returns :meth:`DriverMonitor.summary`."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
+    if output is not None:
+        check_video_path(output)
     frames = VideoSource(source)
     timed = timed_frames(frames, max_frames)
     try:  # open the source before anything is written
