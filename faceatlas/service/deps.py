@@ -112,7 +112,7 @@ KycDep = Annotated[KycService, Depends(get_kyc)]
 API_PREFIX = "/v1"  # every API route's path starts with it
 
 
-async def known_query(request: Request) -> None:
+async def known_request(request: Request) -> None:
     """Refuse query parameters the route does not take (a misspelt ``?fpr=`` would otherwise be
     ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes; and
     a body sent to a route that takes none (``DELETE`` with ``{"force": true}``). Both come from the
@@ -164,16 +164,20 @@ def check_form(form: Any, takes: Collection[str], *, repeated: Collection[str] =
     """Refuse a multipart form's fields that the call does not take, and a field it takes once given
     several times (either would be silently ignored): :class:`InvalidArgument` naming them."""
     given = [name for name, _ in form.multi_items()]
-    unknown = sorted(set(given) - set(takes))
-    if unknown:
-        allowed = ", ".join(f"'{name}'" for name in takes)
-        raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
+    _refuse_unknown(given, takes)
     twice = sorted(name for name in set(given) - set(repeated) if given.count(name) > 1)
     if twice:
         raise InvalidArgument(f"field(s) {', '.join(map(repr, twice))} given more than once: this call takes one")
 
 
-KnownQuery = Depends(known_query)
+def _refuse_unknown(given: Iterable[str], takes: Collection[str]) -> None:
+    unknown = sorted(set(given) - set(takes))
+    if unknown:
+        allowed = ", ".join(f"'{name}'" for name in takes)
+        raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
+
+
+KnownRequest = Depends(known_request)
 
 
 # -- the caller ----------------------------------------------------------------------------------
@@ -356,20 +360,14 @@ async def json_body(request: Request) -> Any:
 async def read_images(request: Request, *names: str,
                       fields: Collection[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The named images of a multipart or JSON request, and its other ``fields`` (a form's text
-    fields, a JSON body's values); any other field is refused (``validation_error``), as the
-    JSON bodies of the other routes are, rather than silently ignored. An image that its header
-    shows empty, not an image, or over the pixel limit is refused here, before any work (the same
-    answer from every route: the album, the store's members); large images spend more of the
-    key's rate (see :func:`charge_pixels`)."""
-    images, given = await _read_images(request, *names)
-    unknown = sorted(set(given) - set(fields))
-    if unknown:
-        allowed = ", ".join(f"'{name}'" for name in (*names, *fields))
-        raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
+    fields, a JSON body's values); any other field, or a field given twice, is refused
+    (``validation_error``, :func:`check_form`), as the JSON bodies of the other routes are, rather
+    than silently ignored. An image that its header shows empty, not an image, or over the pixel
+    limit is refused here, before any work (the same answer from every route: the album, the
+    store's members); large images spend more of the key's rate (see :func:`charge_pixels`)."""
+    images, given = await _read_images(request, names, fields)
     limit = get_analyzer(request).max_pixels
-    for data in images.values():
-        decoded_pixels(data, max_pixels=limit)
-    charge_pixels(request, images.values())
+    _spend_pixels(request, [decoded_pixels(data, max_pixels=limit) for data in images.values()])
     return images, given
 
 
@@ -379,10 +377,14 @@ def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
     client sending small files of huge images pays for the pixels, not the bytes. An image over the
     pixel limit costs nothing here: decoding refuses it (413), and a 429 would ask for a retry that
     cannot succeed."""
+    limit = get_analyzer(request).max_pixels
+    _spend_pixels(request, [pixels for pixels in map(encoded_pixels, images) if pixels <= limit])
+
+
+def _spend_pixels(request: Request, sizes: list[int]) -> None:
+    """:func:`charge_pixels` for images whose pixels are counted already."""
     meter: Meter | None = getattr(request.state, "meter", None)
     settings = get_settings(request)
-    limit = get_analyzer(request).max_pixels
-    sizes = [pixels for pixels in map(encoded_pixels, images) if pixels <= limit]
     extra = sum(max(0, math.ceil(pixels / settings.pixels_per_token) - 1) for pixels in sizes)
     if meter is None or extra == 0:
         return
@@ -402,23 +404,24 @@ def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
                           f"{settings.pixels_per_token:,} pixels", retry_after=wait)
 
 
-async def _read_images(request: Request, *names: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+async def _read_images(request: Request, names: Collection[str],
+                       fields: Collection[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
+        check_form(form, (*names, *fields))
         images = {}
         for name in names:
             part = form.get(name)
             if part is None or isinstance(part, str):
                 raise InvalidArgument(f"multipart field '{name}' (a file) is required")
-            if len(form.getlist(name)) > 1:
-                raise InvalidArgument(f"multipart field '{name}' is given more than once: this call takes one")
             images[name] = await part.read()
         return images, {key: value for key, value in form.items() if key not in images}
     if content_type.startswith("application/json"):
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidArgument("the JSON body must be an object")
+        _refuse_unknown(body, (*names, *fields))
         images = {name: await _decode_json_image(request, body, name) for name in names}
         return images, {key: value for key, value in body.items() if key not in images}
     raise UnsupportedMediaType("send images as multipart/form-data or application/json (base64)")

@@ -7,15 +7,13 @@ from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 
-import cv2
-
 from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import JsonlSink, VideoSource, check_video_path
+from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_video_path
 
 
 def run_drive(
@@ -33,7 +31,7 @@ def run_drive(
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
-        check_video_path(output)
+        check_video_path(output)  # before the source is opened
     frames = VideoSource(source)
     timed = timed_frames(frames, max_frames)
     try:  # open the source before anything is written
@@ -42,7 +40,7 @@ def run_drive(
         raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
     monitor = DriverMonitor(config)
     writer = JsonlSink(events, append=False) if events else None
-    video: cv2.VideoWriter | None = None
+    video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
@@ -51,11 +49,7 @@ def run_drive(
                     writer.emit(event)
                 if on_event:
                     on_event(event)
-            if output is not None:
-                if video is None:
-                    height, width = frame.shape[:2]
-                    fps = frames.fps or 25.0
-                    video = cv2.VideoWriter(str(output), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+            if video is not None:
                 video.write(draw_report(frame, report))
     except KeyboardInterrupt:
         pass
@@ -66,5 +60,5 @@ def run_drive(
         if writer:
             writer.close()
         if video is not None:
-            video.release()
+            video.close()
     return monitor.summary()
