@@ -17,6 +17,7 @@ from faceatlas.engine import (
     FaceAtlasError,
     LFWReport,
     Runtime,
+    check_figure_path,
     evaluate_dataset,
     evaluate_lfw,
     far_key,
@@ -82,6 +83,8 @@ def lfw(
 ) -> None:
     """LFW verification: 10-fold accuracy, ROC, and TAR at FAR 1e-3..1e-6 from all-vs-all pairs."""
     try:
+        if plot is not None:
+            check_figure_path(plot)  # before the minutes of evaluation
         analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
         written: list[str] = []
@@ -152,6 +155,8 @@ def folder(
     """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
     ROC and DET plots, and the thresholds as a calibration your collections can use."""
     try:
+        if plot is not None:
+            check_figure_path(plot)  # before the minutes of evaluation
         analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []

@@ -14,6 +14,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from faceatlas.cli.files import progress
+from faceatlas.engine import check_figure_path
 from faceatlas.video import (
     CameraConfig,
     LineSpec,
@@ -111,6 +112,9 @@ def counts(
     """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
     if plot is not None:
         check_measure(measure)
+    for chart in (plot, heatmap):
+        if chart is not None:
+            check_figure_path(chart)
     rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
     table = Table("minute", "class", "counts", title=f"{camera}: counts per minute")
     for row in rows:

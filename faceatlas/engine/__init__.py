@@ -17,7 +17,7 @@ from faceatlas.engine.calibration import (
 )
 from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
-from faceatlas.engine.draw import draw_faces, save_image
+from faceatlas.engine.draw import check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
     evaluate_lfw,
@@ -89,12 +89,13 @@ __all__ = [
     "Verdict",
     "as_embedding",
     "candidate_paths",
+    "check_figure_path",
     "check_vectors",
     "cosine_similarity",
-    "default_pack_name",
-    "draw_faces",
     "decode_image",
     "decoded_pixels",
+    "default_pack_name",
+    "draw_faces",
     "encoded_pixels",
     "evaluate_dataset",
     "evaluate_lfw",

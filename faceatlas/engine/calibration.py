@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from faceatlas.engine.packs import Pack
-from faceatlas.errors import FarNotCalibrated, InvalidSetting, NotCalibrated
+from faceatlas.errors import FarNotCalibrated, InvalidArgument, InvalidSetting, NotCalibrated
 from faceatlas.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,15 @@ class Cut:
     threshold: float | None = None
     far: float | None = None
     fpir: float | None = None
+
+    def __post_init__(self) -> None:
+        # refused where the cut is made: a batch search checked its fpir only after embedding every image
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
+            raise InvalidArgument(f"threshold is a cosine similarity, -1 to 1, not {self.threshold}")
+        for name in ("far", "fpir"):
+            rate = getattr(self, name)
+            if rate is not None and not 0.0 < rate < 1.0:
+                raise FarNotCalibrated(f"{name} must be between 0 and 1, not {rate}")
 
     @property
     def decides(self) -> bool:

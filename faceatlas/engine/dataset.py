@@ -22,6 +22,7 @@ from rich.progress import Progress
 
 from faceatlas.engine.analyzer import FaceAnalyzer
 from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key
+from faceatlas.engine.draw import check_figure_path
 from faceatlas.engine.evaluation import (
     FarPoint,
     all_vs_all,
@@ -187,6 +188,7 @@ def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> Datas
 
 def plot_dataset(report: DatasetReport, path: Path) -> Path:
     """ROC (TAR against FAR) and DET (FNMR against FMR, both log) side by side, with the stated points."""
+    path = check_figure_path(path)
     import matplotlib
 
     matplotlib.use("Agg")

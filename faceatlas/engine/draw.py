@@ -44,3 +44,17 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), image):
         raise OSError(f"{path}: could not write the image")
     return path
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """``path`` when matplotlib writes a figure in the format its suffix names (png, pdf, svg, jpg,
+    ...); else :class:`InvalidArgument`. Called before the work a plot shows (matplotlib's own
+    ``ValueError`` came after an evaluation's minutes, as a traceback)."""
+    from matplotlib.backend_bases import FigureCanvasBase  # only where a plot is asked for
+
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise InvalidArgument(f"{path}: cannot write a plot with suffix {path.suffix or '(none)'!r}; "
+                              f"use .png, .pdf or .svg")
+    return path

@@ -34,6 +34,7 @@ from faceatlas.engine.calibration import (
     supported_far,
     user_calibration_path,
 )
+from faceatlas.engine.draw import check_figure_path
 from faceatlas.engine.face import Face
 from faceatlas.engine.packs import Pack
 from faceatlas.engine.vectors import l2_normalize
@@ -506,6 +507,7 @@ def evaluate_lfw(
 
 def plot_roc(report: LFWReport, path: Path) -> Path:
     """Write the ROC (log-scale FAR) of the pairs and of all-vs-all, with the calibrated points."""
+    path = check_figure_path(path)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -24,6 +24,7 @@ from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, Ke
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+QUOTA_MAX = 2**31 - 1  # the most calls a monthly quota holds
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
 MAX_RETENTION_DAYS = 3650  # the longest a tenant may keep verification reference images
@@ -89,8 +90,7 @@ class Accounts:
         gallery spaces of the CLI and the apps stay out of its reach)."""
         if not TENANT_ID.fullmatch(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
-        if monthly_quota is not None and monthly_quota < 0:
-            raise InvalidArgument("a monthly quota is 0 or more calls")
+        _check_quota(monthly_quota)
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' already exists")
@@ -112,8 +112,9 @@ class Accounts:
                       actor_key_id: int | None = None) -> Tenant:
         """Rename a tenant, change its monthly quota (``unlimited`` removes it) or the days its
         verifications' reference face images are kept (0: none written)."""
-        if monthly_quota is not None and monthly_quota < 0:
-            raise InvalidArgument("a monthly quota is 0 or more calls")
+        _check_quota(monthly_quota)
+        if unlimited and monthly_quota is not None:
+            raise InvalidArgument("give a monthly quota or 'unlimited', not both")
         if kyc_retention_days is not None and not 0 <= kyc_retention_days <= MAX_RETENTION_DAYS:
             raise InvalidArgument(f"kyc_retention_days is 0 (keep no face image) to {MAX_RETENTION_DAYS}")
         with Session(self.engine, expire_on_commit=False) as session:
@@ -401,6 +402,13 @@ class Accounts:
             if tenant_id is not None:
                 query = query.where(AuditRecord.tenant_id == tenant_id)
             return list(session.scalars(query))
+
+
+def _check_quota(calls: int | None) -> None:
+    """A monthly quota is 0 to :data:`QUOTA_MAX` calls (the column is a 32-bit INTEGER: beyond it the
+    database failed, a traceback in the CLI)."""
+    if calls is not None and not 0 <= calls <= QUOTA_MAX:
+        raise InvalidArgument(f"a monthly quota is 0 to {QUOTA_MAX:,} calls (none: unlimited)")
 
 
 def _principal(session: Session, key: ApiKey) -> Principal:

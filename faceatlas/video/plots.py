@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from faceatlas.db import require_database
+from faceatlas.engine import check_figure_path
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.store import MinuteCounts, count_cameras, list_counts, open_events_db
 
@@ -70,6 +71,7 @@ def minute_series(rows: Sequence[MinuteCounts], measure: str = "seen") -> tuple[
 def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "seen") -> Path:
     """A PNG of ``measure`` (``seen``, ``in:<line>``, ...) per minute, one line per class; a minute
     without counts is drawn as 0 (see :func:`minute_series`)."""
+    path = check_figure_path(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,6 +115,7 @@ def occupancy(rows: Sequence[MinuteCounts]) -> np.ndarray:
 
 def plot_heatmap(rows: Sequence[MinuteCounts], path: Path) -> Path:
     """A PNG of where objects stood (their foot points) over the frame, summed over ``rows``."""
+    path = check_figure_path(path)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from faceatlas.engine import FaceAnalyzer, InvalidImage
+from faceatlas.engine import FaceAnalyzer, InvalidImage, save_image
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic"})
 _EXIF_IFD = 0x8769
@@ -78,7 +78,4 @@ def contact_sheet(analyzer: FaceAnalyzer, faces: Sequence[tuple[str, list[float]
     for n, tile in enumerate(tiles):
         r, c = divmod(n, columns)
         sheet[r * _TILE:(r + 1) * _TILE, c * _TILE:(c + 1) * _TILE] = tile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), sheet):
-        raise InvalidImage(f"{path}: could not write the contact sheet")
-    return path
+    return save_image(path, sheet)  # a suffix no image format has is InvalidArgument (cv2.imwrite raised)
