@@ -115,6 +115,8 @@ class VideoSource:
     def __iter__(self) -> Iterator[Frame]:
         if not self.live:
             yield from self._frames()
+            if self.stats.decoded == 0 and self.stats.corrupt:  # a text file named .jpg opens as an image
+                raise OSError(f"no frame of {str(self.spec)!r} could be decoded ({self.stats.corrupt} corrupt)")
             return
         self._thread = threading.Thread(target=self._read_live, name=f"source-{self.spec}", daemon=True)
         self._thread.start()
