@@ -64,6 +64,10 @@ def test_bad_inputs_raise_typed_errors(obama_path, tmp_path):
         load_image(b"this is a text file, not a picture")
     with pytest.raises(InvalidImage, match="no such file"):
         load_image(tmp_path / "missing.jpg")
+    with pytest.raises(InvalidImage, match="a folder, not an image file"):  # it said "no such file"
+        load_image(tmp_path)
+    with pytest.raises(ImageTooLarge, match="exceeds the limit of 10 pixels"):  # it said "of 0.0 MP"
+        load_image(obama_path, max_pixels=10)
     data = obama_path.read_bytes()
     with pytest.raises(TruncatedImage, match="truncated"):
         load_image(data[: len(data) // 2])

@@ -118,7 +118,7 @@ def _open(source: ImageInput) -> tuple[Image.Image, str]:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise InvalidImage(f"{path}: no such file")
+            raise InvalidImage(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such file'}")
         data, name = path.read_bytes(), str(path)
     else:
         raise InvalidImage(f"unsupported image input of type {type(source).__name__}")
@@ -159,9 +159,14 @@ def _check_pixels(width: int, height: int, limit: int, name: str = "<image>") ->
         raise EmptyImage(f"{name}: the image has no pixels ({width}x{height})")
     if width * height > limit:
         raise ImageTooLarge(
-            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-            f"{limit / 1e6:.1f} MP (set FACEATLAS_MAX_PIXELS to raise it)"
+            f"{name}: {width}x{height} = {_megapixels(width * height)} exceeds the limit of "
+            f"{_megapixels(limit)} (set FACEATLAS_MAX_PIXELS to raise it)"
         )
+
+
+def _megapixels(pixels: int) -> str:
+    """``pixels`` as people read them: "12.3 MP", or the count below a tenth of one ("0.0 MP" said nothing)."""
+    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels:,} pixels"
 
 
 def _from_pil(pil: Image.Image) -> np.ndarray:

@@ -72,6 +72,8 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
 
 def read_header(path: Path) -> dict[str, Any]:
     """The pack identity and collection options stored in an export file."""
+    if not Path(path).is_file():
+        raise InvalidInput(f"{path}: no such file")
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, ValueError, pa.ArrowException) as exc:
