@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.apps.albums import UNSORTED, Album, album_pack
+from faceatlas.cli.errors import exit_for_failures
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.gallery import Gallery
@@ -57,6 +58,10 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
     _out(report.to_dict(), as_json,
          f"{report.photos} photos added, {report.skipped} skipped, {len(report.failed)} failed; "
          f"{report.faces} faces placed, {report.unsorted} unsorted, {report.new_people} new people")
+    if not as_json:
+        for source, why in report.failed:  # the reasons were in --json only
+            err.print(f"failed: {escape(source)}: {escape(why)}")
+    exit_for_failures(len(report.failed), report.photos + report.skipped + len(report.failed))
 
 
 @app.command()

@@ -55,3 +55,15 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert run("erase", "Alice")["faces_deleted"] >= 1
     bad = runner.invoke(app, ["album", "show", "nobody"])
     assert bad.exit_code == 2 and "not_found" in bad.output
+
+
+def test_a_scan_with_failed_photos_says_which_and_exits_1(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """`album scan` of a folder with unreadable photos exited 0 and named them only under --json,
+    where `detect` and `batch embed` exit 1 on the same folder: 1 and one line per failed photo."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("Tony_Blair",), 2)
+    (library / "notes.jpg").write_text("not a photo")
+    result = CliRunner().invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"])
+    assert result.exit_code == 1, result.output
+    assert "2 photos added" in result.output and "failed:" in result.output and "notes.jpg" in result.output
