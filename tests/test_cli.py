@@ -257,3 +257,24 @@ def test_help_lists_the_other_layers_commands_without_importing_them(monkeypatch
     assert "serve" in listed and "Batch jobs on Ray" in listed
     monkeypatch.setattr(main._Commands, "format_help", TyperGroup.format_help)  # the real commands, loaded
     assert runner.invoke(app, ["--help"], terminal_width=100).output == listed
+
+
+def test_readme_gallery_steps_run_in_order(shared, monkeypatch, tmp_path):
+    """Followed line by line, the README's Galleries block failed at `gallery merge` (it merged a
+    subject nothing had enrolled): every line of it runs, in order, on a fresh database."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text()
+    block = text[text.index("## Galleries"):].split("```bash\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'faceatlas.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    monkeypatch.chdir(tmp_path)  # `gallery export staff staff.parquet` writes here
+    ran = []
+    for line in block.splitlines():
+        if not line.startswith("faceatlas "):
+            continue  # the `export FACEATLAS_DATABASE_URL=...` line: set above
+        command = [str((repo / word).resolve()) if word.startswith("../shared") else word
+                   for word in shlex.split(line.split("  #", 1)[0])]
+        result = runner.invoke(app, command[1:])
+        assert result.exit_code == 0, f"{line}\n{result.output}"
+        ran.append(command[2])
+    assert ran[-2:] == ["merge", "export"] and (tmp_path / "staff.parquet").is_file()
