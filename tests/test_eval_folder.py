@@ -87,3 +87,16 @@ def test_pairs_csv_and_bad_datasets(dataset, tmp_path):
     empty.mkdir()
     result = CliRunner().invoke(app, ["folder", str(empty), "--pack", "scrfd-mbf"])
     assert result.exit_code == 2 and "no per-person folders" in " ".join(result.output.split())
+
+
+def test_a_folder_too_small_for_any_far_is_reported_not_refused(examples, tmp_path):
+    """Nine photos of five people (32 impostor pairs) failed with "the calibration of pack scrfd-mbf
+    holds no threshold" and no plot: the 1:1 report says how many pairs each FAR needs, 1:N is left
+    out, the plot is written."""
+    plot = tmp_path / "roc.png"
+    result = CliRunner().invoke(app, ["folder", str(examples / "examples" / "knn_examples" / "train"),
+                                      "--pack", "scrfd-mbf", "--plot", str(plot), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["impostor_pairs"] == 32 and report["identification"] is None
+    assert not any(p["resolvable"] for p in report["far"]) and plot.is_file()

@@ -159,9 +159,12 @@ def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = 
                            impostor_tail(impostor), auc=roc_points(scores, same)[2],
                            template_tail=impostor_tail(template_impostors(vectors[found], identities)))
     repeated = int((np.bincount(identities) >= 2).sum())
-    if repeated:
+    calibration = report.calibration()
+    # 1:N needs a threshold: a set too small to resolve any FAR gets its 1:1 report, each FAR saying
+    # how many impostor pairs it needs, instead of "the calibration holds no threshold"
+    if repeated and (calibration.tail or calibration.thresholds):
         size = min(repeated, gallery_identities or repeated)
-        report.identification = identification_report(vectors[found], identities, report.calibration(), size)
+        report.identification = identification_report(vectors[found], identities, calibration, size)
     return report
 
 
