@@ -430,8 +430,9 @@ class KycSessionOut(BaseModel):
     created_at: str
     expires_at: str
     decided_at: str | None
-    reasons: list[str] = Field(description="refusal codes: replay, document_no_face, selfie_no_face, "
-                               "multiple_faces, low_quality, challenge_failed, liveness_failed, face_mismatch")
+    reasons: list[str] = Field(description="refusal codes: replay, selfie_is_document, document_no_face, "
+                               "selfie_no_face, multiple_faces, low_quality, challenge_failed, liveness_failed, "
+                               "face_mismatch")
     details: dict[str, Any] = Field(description="the audit: scores, thresholds, model versions, timings")
 
 

@@ -87,6 +87,14 @@ def test_a_photo_moved_before_the_camera_is_refused(service: KycService, shared:
     assert not decided.accepted
     assert "challenge_failed" in decided.reasons
     assert decided.details["challenge_result"]["seen"] == []
+    assert "selfie_is_document" not in decided.reasons  # another picture of the person, not the card's
+
+
+def test_the_document_itself_as_the_selfie_is_refused(service: KycService, miranda_card: bytes) -> None:
+    """The card's own image given as the selfie matched it at 0.9997 and passed passive liveness: it
+    was refused only because no action was done. It is refused as the document, whatever else."""
+    decided = service.verify("acme", miranda_card, ["blink"], frames=[miranda_card] * 12, fps=10)
+    assert not decided.accepted and decided.reasons[0] == "selfie_is_document", decided.reasons
 
 
 def test_expired_and_unknown_sessions(tmp_path: Path, fast_analyzer, night_card: bytes, night_blink: bytes) -> None:

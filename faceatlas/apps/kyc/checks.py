@@ -13,7 +13,7 @@ import numpy as np
 from faceatlas.apps.drive import FaceMeshTracker
 from faceatlas.apps.kyc.config import REASONS, Action, KycConfig
 from faceatlas.apps.kyc.motion import Sample, check_challenge, mesh_samples
-from faceatlas.apps.kyc.selfie import MAX_SIDE, Selfie, frames_pixels
+from faceatlas.apps.kyc.selfie import MAX_SIDE, Selfie, frame_hash, frames_pixels, replayed_share
 from faceatlas.engine import Embedding, Face, FaceAnalyzer, ImageInput, LivenessResult, l2_normalize
 from faceatlas.engine.image import decoded_pixels
 from faceatlas.errors import ImageTooLarge
@@ -43,6 +43,10 @@ def find_document_face(analyzer: FaceAnalyzer, document: ImageInput, config: Kyc
     overlapping tiles of it are searched at a larger scale. An encoded document above the
     engine's ``work_pixels`` is decoded reduced, as the engine's analyses are."""
     image, _ = analyzer.load_reduced(document)
+    return _face_on_document(analyzer, image, config)
+
+
+def _face_on_document(analyzer: FaceAnalyzer, image: np.ndarray, config: KycConfig) -> tuple[Face | None, str]:
     faces = analyzer.analyze(image, max_faces=1, with_crop=True)
     if faces:
         return faces[0], "whole"
@@ -121,8 +125,13 @@ def run_checks(analyzer: FaceAnalyzer, document: ImageInput, selfie: Selfie, cha
     details: dict[str, Any] = {"challenge": list(challenge), "far": config.far, "models": model_versions(analyzer)}
     references: dict[str, np.ndarray] = {}
 
-    document_face, how = find_document_face(analyzer, document, config)
+    document_image, _ = analyzer.load_reduced(document)
+    document_face, how = _face_on_document(analyzer, document_image, config)
     details["document"] = {"found": document_face is not None, "search": how}
+    # the document's own picture submitted as the selfie (a still "video" of it): the same frame,
+    # within the replay check's bits of the document's difference hash
+    if replayed_share(selfie.hashes, [frame_hash(document_image)], config.replay_bits) >= config.replay_share:
+        reasons.add("selfie_is_document")
     if document_face is None:
         reasons.add("document_no_face")
     else:

@@ -23,6 +23,7 @@ ALIASES: dict[str, Action] = {
 # The stable codes of a refused verification (``Decision.reasons``), in the order they are checked.
 REASONS = (
     "replay",
+    "selfie_is_document",
     "document_no_face",
     "selfie_no_face",
     "multiple_faces",

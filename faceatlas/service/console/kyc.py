@@ -18,6 +18,7 @@ router = APIRouter(route_class=ConsoleRoute)
 STATUSES = ("pending", "processing", "accepted", "rejected", "expired")
 REASON_WORDS = {
     "replay": "the same selfie was submitted before",
+    "selfie_is_document": "the selfie is the ID document's own picture",
     "document_no_face": "no face found on the ID document",
     "selfie_no_face": "no face in the selfie",
     "multiple_faces": "more than one person on camera",
