@@ -171,9 +171,15 @@ def together(people: list[str], album: AlbumOption = "default", db: DbOption = N
 
 
 @app.command()
-def erase(person: str, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
+          yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+          as_json: JsonOption = False) -> None:
     """Erase a person: every face, vector and constraint of theirs."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None) as opened:  # an unknown person is an error before any question
+        info = opened.person(person)
+        shown = f"{info.id} ({escape(info.name)})" if info.name else info.id
+        if not yes and not as_json and not typer.confirm(f"erase {shown} and their {info.faces} faces?"):
+            raise typer.Exit(1)  # as `gallery delete` asks
         removed = opened.erase(person)
     _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")
 

@@ -107,7 +107,7 @@ def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help=
 
 
 @tenant_app.command("delete")
-def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
                   db: DbOption = None) -> None:
     """Delete a tenant with every collection, face, vector and key it owns, its verification sessions,
     albums, stores' members and video events (its usage rows stay: the bill)."""

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import hmac
 import io
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, Ke
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-QUOTA_MAX = 2**31 - 1  # the most calls a monthly quota holds
+INT_COLUMN_MAX = 2**31 - 1  # an INTEGER column's largest value (PostgreSQL's is 32-bit)
+QUOTA_MAX = INT_COLUMN_MAX  # the most calls a monthly quota holds
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
 MAX_RETENTION_DAYS = 3650  # the longest a tenant may keep verification reference images
@@ -174,10 +176,11 @@ class Accounts:
             raise InvalidArgument(f"scopes must be among {SCOPES}, got {scopes}")
         if "\x00" in name:
             raise InvalidArgument("a key name cannot contain NUL characters")
-        if not rate_per_second > 0:  # also NaN
-            raise InvalidArgument(f"a key's rate is more than 0 requests per second, not {rate_per_second:g}")
-        if burst < 1:
-            raise InvalidArgument(f"a key's burst is 1 or more requests, not {burst}")
+        if not 0 < rate_per_second < math.inf:  # also NaN; 1e400 read as inf was a key without a limit
+            raise InvalidArgument(f"a key's rate is a finite number of requests per second above 0, "
+                                  f"not {rate_per_second:g}")
+        if not 1 <= burst <= INT_COLUMN_MAX:
+            raise InvalidArgument(f"a key's burst is 1 to {INT_COLUMN_MAX:,} requests, not {burst}")
         with Session(self.engine) as session:
             issued = self._issue(session, tenant_id, scopes, name, rate_per_second, burst, actor_key_id)
             session.commit()

@@ -52,6 +52,9 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert [p["source"] for p in run("timeline", "Alice")]
     assert runner.invoke(app, ["gallery", "create", "known", "--pack", "scrfd-mbf"]).exit_code == 0
     assert run("promote", "Alice", "known", "alice")["faces"] >= 1
+    declined = runner.invoke(app, ["album", "erase", "Alice"], input="n\n")  # it erased at once, unasked
+    assert declined.exit_code == 1 and "(Alice) and their" in declined.output, declined.output
+    assert "Alice" in {p["name"] for p in run("people")}
     assert run("erase", "Alice")["faces_deleted"] >= 1
     bad = runner.invoke(app, ["album", "show", "nobody"])
     assert bad.exit_code == 2 and "not_found" in bad.output
