@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError
 
 err = Console(stderr=True)
@@ -43,6 +44,7 @@ def drive(
     seat: Annotated[str, typer.Option(help="side of the image the driver sits in: left, right or any")] = "any",
     calibration: Annotated[float, typer.Option(help="seconds of open-eye / road-ahead calibration")] = 5.0,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Monitor the driver: eyes, blinks, PERCLOS, yawns, head pose, gaze, presence; alerts as events."""
     try:
@@ -61,7 +63,10 @@ def drive(
 
     try:
         config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
-        summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show)
+        with progress(err, disable=quiet) as bar:
+            task = bar.add_task("drive", total=max_frames)
+            summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show,
+                                on_frame=lambda done, total: bar.update(task, completed=done, total=total))
     except (ImportError, FaceAtlasError) as exc:
         code = getattr(exc, "code", "missing_dependency")
         err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)

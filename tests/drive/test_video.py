@@ -285,6 +285,10 @@ def test_cli_takes_the_drivers_seat(video: str) -> None:
     assert '"frames": 3' in result.output
     wrong = CliRunner().invoke(app, ["drive", video, "--seat", "middle", "--max-frames", "3"])
     assert wrong.exit_code == 2 and "left, right" in wrong.output
+    shown = CliRunner().invoke(app, ["drive", video, "--max-frames", "3"])  # a long clip showed nothing while working
+    assert shown.exit_code == 0 and "drive" in shown.stderr and "3/3" in shown.stderr, shown.stderr
+    quiet = CliRunner().invoke(app, ["drive", video, "--max-frames", "3", "-q"])
+    assert quiet.exit_code == 0 and "3/3" not in quiet.stderr
 
 
 @pytest.mark.parametrize("region", ["0.6,0,0.2,1", "0,0.5,1,0.5", "a,b,c,d", "0,0,2,1", "0,0,1"])

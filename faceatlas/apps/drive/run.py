@@ -24,10 +24,12 @@ def run_drive(
     events: Path | None = None,
     max_frames: int | None = None,
     on_event: Callable[[DriveEvent], None] | None = None,
+    on_frame: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, object]:
     """Monitor the driver on ``source`` (file, webcam index, URL) until it ends, ``max_frames`` or
     Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
-    annotated video. Returns :meth:`DriverMonitor.summary`."""
+    annotated video; ``on_frame(done, total)`` after each frame (total None for live sources).
+    Returns :meth:`DriverMonitor.summary`."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
@@ -51,6 +53,9 @@ def run_drive(
                     on_event(event)
             if video is not None:
                 video.write(draw_report(frame, report))
+            if on_frame is not None:
+                total = frames.frames
+                on_frame(index + 1, min(total, max_frames) if total and max_frames else total or max_frames)
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the source cannot be opened or read
