@@ -40,7 +40,8 @@ def retail(
     visits: Annotated[int, typer.Option(help="visits in the simulated day")] = 30,
     seed: Annotated[int, typer.Option(help="seed of the simulation")] = 0,
     out: Annotated[Path | None, typer.Option(help="output folder (default: a new temporary folder)")] = None,
-    pack: Annotated[str | None, typer.Option(help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")] = None,
+    pack: Annotated[str | None, typer.Option("--pack", "-p",
+                                             help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")] = None,
     lfw: Annotated[Path | None, typer.Option(help="LFW images folder (<Name>/*.jpg)")] = None,
     spoof: Annotated[Path | None, typer.Option(help="spoof photo shown at the exit")] = None,
 ) -> None:

@@ -42,3 +42,12 @@ def test_demo_uses_the_settings_pack_unless_one_is_named(tmp_path: Path, monkeyp
             monkeypatch.setenv("FACEATLAS_PACK", env)
         assert CliRunner().invoke(app, command + extra).exit_code == 2
     assert asked == [DEFAULT_PACK, "yunet-mbf", "dlib"] and DEFAULT_PACK == "yunet-frfeature"
+
+
+def test_a_day_of_no_visits_or_more_members_than_people_is_refused(shared: Path, tmp_path: Path, monkeypatch) -> None:
+    """`--visits -1` ran one visit, and `--members 100000` worked for over a minute without a word
+    (LFW has 1,680 people with two photos or more): both are refused before any enrolment."""
+    monkeypatch.setenv("FACEATLAS_SHARED", str(shared))
+    for option, value in (("--visits", "-1"), ("--members", "100000"), ("--members", "0")):
+        result = CliRunner().invoke(app, ["demo", "retail", option, value, "--out", str(tmp_path), "-p", "scrfd-mbf"])
+        assert result.exit_code == 2 and "validation_error" in result.output, (option, value, result.output)

@@ -23,6 +23,7 @@ from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit
 from faceatlas.apps.retail.members import ConsentRecord
 from faceatlas.apps.retail.store import ExitOutcome, RetailStore
 from faceatlas.engine import Cut, FaceAnalyzer
+from faceatlas.errors import InvalidArgument
 
 MARGIN = 0.05
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
@@ -105,9 +106,14 @@ def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *,
     """Enrol ``members`` LFW people and run ``visits`` visits through ``store`` (events in time
     order, one exit event sent twice); returns the ground truth. ``on_event(done, total)`` is
     called after each event (progress bars)."""
+    if visits < 1:
+        raise InvalidArgument(f"a simulated day has 1 or more visits, not {visits}")
     rng = random.Random(seed)
     analyzer = store.analyzer
     people = sorted(p for p in lfw_dir.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
+    if not 1 <= members <= len(people) // 2:  # the rest are the strangers who visit
+        raise InvalidArgument(f"members are 1 to {len(people) // 2} of the {len(people)} LFW people with two "
+                              f"photos or more, not {members}")
     rng.shuffle(people)
     cast = _Casting(analyzer, store)
     member_cast = cast.members(people, members)
