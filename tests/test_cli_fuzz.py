@@ -119,6 +119,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("ar-text-named-jpg", "ar {bad}/notes.jpg -e glasses", "could be decoded", (), None),
     ("ar-unknown-effect", "ar {cabin} -e sparkles -o {tmp}/out.mp4", "sparkles", ("out.mp4",), None),
     ("ar-sticker-not-an-image", "ar {cabin} --sticker {bad}/notes.png", "notes.png", (), None),
+    ("ar-sticker-on-without-sticker", "ar {cabin} -e hat --sticker-on temples", "--sticker", (), None),
     ("ar-max-frames-zero", "ar {cabin} -e glasses --max-frames 0", "--max-frames", (), None),
     # eval
     ("eval-lfw-missing-pairs", "eval lfw --pairs {tmp}/pairs.txt --images {bad}/empty", "pairs.txt", (), None),

@@ -33,8 +33,8 @@ def ar(
                                                      "big-eyes, blur-background, green-background")] = None,
     sticker: Annotated[Path | None, typer.Option("--sticker", help="a PNG with transparency (alpha) drawn on "
                                                  "each face after the effects")] = None,
-    sticker_on: Annotated[str, typer.Option(help="where the PNG sits: eyes (outer eye corners), temples or "
-                                            "cheeks")] = "eyes",
+    sticker_on: Annotated[str | None, typer.Option(help="where the PNG sits: eyes (outer eye corners, the "
+                                                   "default), temples or cheeks")] = None,
     sticker_anchors: Annotated[str | None, typer.Option(help="x1,y1,x2,y2: the PNG's two pixels that go onto "
                                                         "the left and right point (default: the middles of its "
                                                         "left and right edges)")] = None,
@@ -50,7 +50,9 @@ def ar(
         raise typer.Exit(2) from exc
     effects: list[str | Effect] = list(effect or [])
     if sticker is not None:
-        effects.append(Sticker(StickerArt.from_png(sticker, _anchors(sticker_anchors), on=sticker_on)))
+        effects.append(Sticker(StickerArt.from_png(sticker, _anchors(sticker_anchors), on=sticker_on or "eyes")))
+    elif sticker_on is not None or sticker_anchors is not None:  # they were ignored
+        raise InvalidArgument("--sticker-on and --sticker-anchors place a --sticker: give the PNG")
     if not effects:
         raise InvalidArgument("give at least one --effect or a --sticker")
     spec: str | int = int(source) if source.isdigit() else source
