@@ -177,7 +177,7 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
     """Erase a person: every face, vector and constraint of theirs."""
     with _album(album, db, None) as opened:  # an unknown person is an error before any question
         info = opened.person(person)
-        shown = f"{info.id} ({escape(info.name)})" if info.name else info.id
+        shown = f"{info.id} ({info.name})" if info.name else info.id  # a plain prompt: no markup to escape
         if not yes and not as_json and not typer.confirm(f"erase {shown} and their {info.faces} faces?"):
             raise typer.Exit(1)  # as `gallery delete` asks
         removed = opened.erase(person)

@@ -25,8 +25,7 @@ from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, Ke
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-INT_COLUMN_MAX = 2**31 - 1  # an INTEGER column's largest value (PostgreSQL's is 32-bit)
-QUOTA_MAX = INT_COLUMN_MAX  # the most calls a monthly quota holds
+INT_COLUMN_MAX = 2**31 - 1  # an INTEGER column's largest value (PostgreSQL's is 32-bit): a quota, a burst
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
 MAX_RETENTION_DAYS = 3650  # the longest a tenant may keep verification reference images
@@ -408,10 +407,10 @@ class Accounts:
 
 
 def _check_quota(calls: int | None) -> None:
-    """A monthly quota is 0 to :data:`QUOTA_MAX` calls (the column is a 32-bit INTEGER: beyond it the
-    database failed, a traceback in the CLI)."""
-    if calls is not None and not 0 <= calls <= QUOTA_MAX:
-        raise InvalidArgument(f"a monthly quota is 0 to {QUOTA_MAX:,} calls (none: unlimited)")
+    """A monthly quota is 0 to :data:`INT_COLUMN_MAX` calls (beyond it the database failed, a
+    traceback in the CLI)."""
+    if calls is not None and not 0 <= calls <= INT_COLUMN_MAX:
+        raise InvalidArgument(f"a monthly quota is 0 to {INT_COLUMN_MAX:,} calls (none: unlimited)")
 
 
 def _principal(session: Session, key: ApiKey) -> Principal:
