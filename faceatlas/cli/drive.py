@@ -64,9 +64,15 @@ def drive(
     try:
         config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
         with progress(err, disable=quiet) as bar:
-            task = bar.add_task("drive", total=max_frames)
+            tasks: list = []  # the bar's task, added at the first frame: a source that does not open shows none
+
+            def advance(done: int, total: int | None) -> None:
+                if not tasks:
+                    tasks.append(bar.add_task("drive", total=total))
+                bar.update(tasks[0], completed=done, total=total)
+
             summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show,
-                                on_frame=lambda done, total: bar.update(task, completed=done, total=total))
+                                on_frame=advance)
     except (ImportError, FaceAtlasError) as exc:
         code = getattr(exc, "code", "missing_dependency")
         err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)
