@@ -22,7 +22,6 @@ ImageArg = str | os.PathLike | bytes
 # The server's default false-accept rate (faceatlas.engine.DEFAULT_FAR; the client imports nothing
 # of the server, a test keeps the two equal).
 DEFAULT_FAR = 1e-4
-DEFAULT_FPIR = 1e-3  # the service's default cut of a search (1:N)
 
 
 class FaceAtlasApiError(Exception):
@@ -416,17 +415,18 @@ class FaceAtlasClient:
     def delete_subject(self, collection: str, subject_id: str, *, idempotency_key: str | None = None) -> None:
         self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}", _once(idempotency_key))
 
-    def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float = DEFAULT_FPIR,
+    def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float | None = None,
                far: float | None = None, rank_only: bool = False) -> list[SearchResult]:
         """Who is each query face, or nobody: the ``k`` most similar subjects that reach the cut
         (``unknown`` when none does): ``fpir`` (the share of strangers named, for the collection's
-        size), or a 1:1 ``far``; ``rank_only`` ranks without deciding (strangers included)."""
+        size; the server's default 1e-3 when neither is given), or a 1:1 ``far``; ``rank_only`` ranks
+        without deciding (strangers included). Both cuts at once are the server's ``invalid_argument``."""
         params: dict[str, Any] = {"k": k}
         if rank_only:
             params["rank_only"] = "true"
-        elif far is not None:
+        if far is not None:
             params["far"] = far
-        else:
+        if fpir is not None:
             params["fpir"] = fpir
         data = self._call(
             "POST", f"/v1/collections/{collection}/search", files=dict([_image("image", image)]), params=params

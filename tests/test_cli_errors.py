@@ -164,3 +164,22 @@ def test_delete_names_what_is_missing_before_asking_and_asks_with_the_face_count
     assert kept.exit_code == 1 and "delete collection 'people' and its 0 faces?" in kept.output, kept.output
     listed = runner.invoke(app, ["gallery", "list", "--json", "--db", db])
     assert [c["name"] for c in json.loads(listed.stdout)] == ["people"]
+
+
+def test_two_cuts_at_once_are_refused_before_any_work(tmp_path):
+    # --far with --fpir was decided by the far alone, silently (the first of threshold, far, fpir)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"never read")
+    for args in (["gallery", "search", "c", str(photo), "--far", "1e-3", "--fpir", "1e-2"],
+                 ["gallery", "search", "c", str(photo), "--threshold", "0.5", "--far", "1e-3"],
+                 ["gallery", "search", "c", str(photo), "--rank-only", "--fpir", "1e-2"],
+                 ["batch", "search", str(tmp_path), "c", "--out", str(tmp_path / "o"), "--threshold", "0.5",
+                  "--fpir", "1e-2"],
+                 ["remote", "search", "c", str(photo), "--far", "1e-3", "--fpir", "1e-2", "--server",
+                  "http://127.0.0.1:9", "--key", "fa_x"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+        assert len(_error_lines(result.output)) == 1 and "give one of them" in result.output, (args, result.output)
+        assert "images" not in result.output  # no progress bar first
+    assert not (tmp_path / "o").exists()

@@ -116,14 +116,15 @@ def search(source: SourceArg, collection: str,
            workers: WorkersOption = None, ray_address: AddressOption = None, pack: PackOption = None,
            batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, db: DbOption = None, tenant: TenantOption = "default",
            k: Annotated[int, typer.Option("--k", help="matches per face")] = 1,
-           fpir: Annotated[float, typer.Option("--fpir", help="open-set false positive identification rate")]
-           = DEFAULT_FPIR,
+           fpir: Annotated[float | None, typer.Option("--fpir", help="open-set false positive identification rate "
+                                                                    f"[default: {DEFAULT_FPIR:g}]")] = None,
            threshold: Annotated[float | None, typer.Option("--threshold", help="raw cosine cut instead")] = None,
            as_json: JsonOption = False) -> None:
     """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
+    cut = Cut.given(threshold=threshold, fpir=fpir)  # refused before a progress bar shows
     with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
         report = search_job(source, collection, gallery, out, _options(workers, ray_address, pack, batch_size),
-                            update, cut=Cut(threshold=threshold, fpir=fpir), k=k)
+                            update, cut=cut, k=k)
     details = report.details
     _show(report, as_json, f"; {details['identified_faces']} faces identified, {details['unknown_faces']} "
                            f"unknown at {details['cut']}")

@@ -145,9 +145,9 @@ def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
 def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", help="subjects to return")] = 5,
            threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold (instead of --fpir)")]
            = None,
-           fpir: Annotated[float, typer.Option(help="false positive identification rate: the share of people not "
-                                                    "enrolled that a search names, for the collection's size")]
-           = DEFAULT_FPIR,
+           fpir: Annotated[float | None, typer.Option(help="false positive identification rate: the share of people "
+                                                           "not enrolled that a search names, for the collection's "
+                                                           f"size [default: {DEFAULT_FPIR:g}]")] = None,
            far: Annotated[float | None, typer.Option(help="1:1 false-accept rate per comparison (instead of --fpir)")]
            = None,
            rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding: strangers get "
@@ -158,13 +158,12 @@ def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", he
            as_json: JsonOption = False) -> None:
     """Identify the face(s) of an image against a collection: who, or unknown (at --fpir 1e-3 by default:
     at most 1 search in 1,000 by someone not enrolled names anyone, whatever the collection's size)."""
-    cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
+    cut = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
     decided = cut.decides
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         results = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
-                                       threshold=threshold, far=far, fpir=fpir, rank_only=rank_only,
-                                       aggregate=aggregate)
+                                       **cut.search_options(), aggregate=aggregate)
         payload = {"results": [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
                                 "unknown": not matches if decided else None} for face, matches in results],
                    **cut.stated()}  # the API's answer: the results and the cut they were decided at

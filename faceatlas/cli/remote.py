@@ -11,7 +11,7 @@ import typer
 
 from faceatlas.cli.errors import fail, os_error
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
-from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR
+from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
 from faceatlas.errors import CommandLineError, FaceAtlasError
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY).",
@@ -73,15 +73,18 @@ def enrol(collection: str, subject: str, image: Path, server: Server, key: Key) 
 @app.command()
 def search(
     collection: str, image: Path, server: Server, key: Key, k: int = 5,
-    fpir: Annotated[float, typer.Option(help="false positive identification rate (share of strangers named)")]
-    = DEFAULT_FPIR,
+    fpir: Annotated[float | None, typer.Option(help="false positive identification rate (share of strangers named) "
+                                                    f"[default: {DEFAULT_FPIR:g}]")] = None,
     far: Annotated[float | None, typer.Option(help="1:1 false-accept rate per comparison (instead of --fpir)")]
     = None,
     rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding (strangers included)")]
     = False,
 ) -> None:
     """1:N search of a collection: who, or unknown (at --fpir 1e-3 for the collection's size by default)."""
-    cut = {} if rank_only else {"far": far} if far is not None else {"fpir": fpir}  # what the client sends
+    try:  # the cut the server answers with, refused here as there when two are given
+        cut = Cut.given(far=far, fpir=fpir, rank_only=rank_only).stated()
+    except FaceAtlasError as exc:
+        fail(exc)
     _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, fpir=fpir, far=far,
                                                             rank_only=rank_only)), **cut})
 

@@ -175,6 +175,22 @@ class Cut:
             if rate is not None and not 0.0 < rate < 1.0:
                 raise FarNotCalibrated(f"{name} must be between 0 and 1, not {rate}")
 
+    @classmethod
+    def given(cls, *, threshold: float | None = None, far: float | None = None, fpir: float | None = None,
+              rank_only: bool = False) -> Cut:
+        """The cut a door's options ask for, each ``None`` when not given: at most one of ``threshold``,
+        ``far`` and ``fpir`` (two would be decided by the first silently); none: the default
+        FPIR, or no cut with ``rank_only`` (which a threshold or a far still overrides, not an fpir)."""
+        named = [name for name, value in (("threshold", threshold), ("far", far), ("fpir", fpir))
+                 if value is not None]
+        if len(named) > 1:
+            raise InvalidArgument(f"{' and '.join(named)} are alternative cuts: give one of them")
+        if rank_only and fpir is not None:
+            raise InvalidArgument("rank_only ranks without the fpir cut: give one of them")
+        if fpir is None and not (rank_only or named):
+            fpir = DEFAULT_FPIR
+        return cls(threshold=threshold, far=far, fpir=fpir)
+
     @property
     def decides(self) -> bool:
         return self.threshold is not None or self.far is not None or self.fpir is not None

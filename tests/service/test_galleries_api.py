@@ -106,6 +106,18 @@ def test_search_by_raw_embedding_and_model_mismatch(api, examples):
     assert default["fpir"] == 1e-3 and "far" not in default and not default["results"][0]["unknown"]
     assert one_to_one["far"] == 1e-3 and "fpir" not in one_to_one
     assert ranked["results"][0]["unknown"] is None and "fpir" not in ranked and "far" not in ranked
+    with api.client("acme_read") as http:  # two cuts at once: the first of threshold, far, fpir decided silently
+        for params in ({"far": 1e-3, "fpir": 1e-2}, {"threshold": 0.5, "far": 1e-3}, {"rank_only": "true",
+                                                                                      "fpir": 1e-2}):
+            refused = http.post(url, json=body, params=params)
+            assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
+            assert "give one" in refused.json()["error"]["message"]
+        both = http.post(f"/v1/collections/{name}/subjects/obama/verify", params={"far": 1e-3, "threshold": 0.9},
+                         files={"image": photo.read_bytes()})
+        assert both.status_code == 422 and "threshold and far" in both.json()["error"]["message"], both.text
+        one = http.post(f"/v1/collections/{name}/subjects/obama/verify", params={"threshold": 0.99},
+                        files={"image": photo.read_bytes()})
+        assert one.status_code == 200 and one.json()["threshold"] == 0.99, one.text
     assert wrong_size.status_code == 409 and wrong_size.json()["error"]["code"] == "model_mismatch"
     assert wrong_space.status_code == 409 and wrong_space.json()["error"]["code"] == "model_mismatch"
     assert unnamed.status_code == 422 and "recognizer_id" in unnamed.json()["error"]["message"]

@@ -321,9 +321,10 @@ async def search(
     gallery: TenantGalleryDep,
     pool: PoolDep,
     k: Annotated[int, Query(ge=1, le=100)] = 5,
-    fpir: Annotated[float, Query(gt=0, lt=1, description="cut at this false positive identification rate: the "
-                                                         "share of searches by people not enrolled that name anyone, "
-                                                         "for the collection's current size")] = DEFAULT_FPIR,
+    fpir: Annotated[float | None, Query(gt=0, lt=1, description="cut at this false positive identification rate: "
+                                                                "the share of searches by people not enrolled "
+                                                                "that name anyone, for the collection's current "
+                                                                f"size (default {DEFAULT_FPIR:g})")] = None,
     far: Annotated[float | None, Query(gt=0, lt=1, description="cut at this 1:1 false-accept rate per comparison "
                                                                "(instead of fpir)")] = None,
     threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of fpir)")] = None,
@@ -336,11 +337,10 @@ async def search(
     ``embedding`` with its ``recognizer_id`` that reach the cut (``fpir``, default 1e-3, for the
     collection's size; or a 1:1 ``far``, or a raw ``threshold``); ``unknown`` is true when none does.
     An embedding of another space than the collection's is ``model_mismatch``."""
-    # the gallery's cut: rank_only drops the default fpir; a threshold or a far given still decides
-    decision = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
+    # one cut of threshold, far and fpir; rank_only drops the default fpir, a threshold or a far still decides
+    decision = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
     decided = decision.decides
-    options: dict[str, Any] = {"k": k, "threshold": threshold, "far": far, "fpir": fpir, "rank_only": rank_only,
-                               "aggregate": aggregate}
+    options: dict[str, Any] = {"k": k, **decision.search_options(), "aggregate": aggregate}
     cut = decision.stated()
     body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     if isinstance(body, dict) and "embedding" in body:
@@ -380,10 +380,12 @@ async def verify(
     meter: Annotated[Meter, Depends(metered("verify", "read"))],
     gallery: TenantGalleryDep,
     pool: PoolDep,
-    far: Annotated[float, Query(gt=0, lt=1)] = DEFAULT_FAR,
-    threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
+    far: Annotated[float | None, Query(gt=0, lt=1, description=f"1:1 false-accept rate (default {DEFAULT_FAR:g})")]
+    = None,
+    threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of far)")] = None,
 ) -> dict[str, Any]:
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
+    cut = Cut.given(threshold=threshold, far=far, rank_only=True)  # one of them; neither: the default far
     images, _ = await read_images(request, "image")
     faces = await pool.analyze(images["image"], max_faces=1)
     if not faces:
@@ -391,7 +393,8 @@ async def verify(
     meter.faces = 1
     calibration = pool.analyzer.calibration
     verdict = await run_in_threadpool(
-        lambda: gallery.verify(collection, subject, faces[0], far=far, threshold=threshold, calibration=calibration)
+        lambda: gallery.verify(collection, subject, faces[0], far=DEFAULT_FAR if far is None else far,
+                               threshold=cut.threshold, calibration=calibration)
     )
     return {**verdict.to_dict(), "face": faces[0].to_dict()}
 
