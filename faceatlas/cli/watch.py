@@ -24,6 +24,7 @@ from faceatlas.video import (
     camera_counts,
     check_measure,
     load_config,
+    measure_note,
     plot_counts,
     plot_heatmap,
     run_watch,
@@ -121,6 +122,9 @@ def counts(
         table.add_row(row.minute, row.label, ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items())))
     Console().print(table)
     if plot is not None:
+        note = measure_note(rows, measure)
+        if note is not None:
+            err.print(f"warning: {note}", markup=False)
         err.print(f"wrote {plot_counts(rows, plot, measure=measure)}")
     if heatmap is not None:
         err.print(f"wrote {plot_heatmap(rows, heatmap)}")

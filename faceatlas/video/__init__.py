@@ -17,7 +17,15 @@ from faceatlas.video.config import (
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
-from faceatlas.video.plots import camera_counts, check_measure, minute_series, occupancy, plot_counts, plot_heatmap
+from faceatlas.video.plots import (
+    camera_counts,
+    check_measure,
+    measure_note,
+    minute_series,
+    occupancy,
+    plot_counts,
+    plot_heatmap,
+)
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
 from faceatlas.video.store import (
@@ -88,6 +96,7 @@ __all__ = [
     "event_snapshot",
     "camera_counts",
     "check_measure",
+    "measure_note",
     "events_from_jsonl",
     "is_live",
     "list_counts",

@@ -53,6 +53,16 @@ def check_measure(measure: str) -> str:
     return measure
 
 
+def measure_note(rows: Sequence[MinuteCounts], measure: str) -> str | None:
+    """A warning when no row of ``rows`` holds ``measure``: rows hold only what happened, so a
+    misspelt line or zone plots as a flat 0 that reads like "nothing crossed"; None when one does."""
+    if not rows or any(measure in row.counts for row in rows):
+        return None
+    held = sorted({key for row in rows for key in row.counts})
+    return (f"no minute of this range holds {measure[:64]!r} (they hold: {', '.join(held[:20]) or 'nothing'}): "
+            "a misspelt line or zone, or nothing crossed it then; plotted as 0")
+
+
 def minute_series(rows: Sequence[MinuteCounts], measure: str = "seen") -> tuple[list[str], dict[str, list[float]]]:
     """Every minute from the first to the last of ``rows`` (``YYYY-MM-DDTHH:MM``), and per class the
     value of ``measure`` in each: 0 in a minute without a row (nothing seen then: no ``counts`` event)."""

@@ -158,3 +158,24 @@ def test_a_class_that_is_no_object_class_is_refused_not_read_as_none_counted(dat
     assert result.exit_code == 2 and "validation_error" in result.output, result.output
     assert not (tmp_path / "q.png").exists()
     assert {r.label for r in camera_counts(database, "gate", label="car")} == {"car"}
+
+
+def test_a_line_no_minute_holds_is_plotted_with_a_warning_naming_what_they_hold(tmp_path):
+    """`--measure in:noline` (a misspelt line) drew a flat 0 without a word: rows hold only what
+    happened, so the chart is drawn (a real line may have had no crossing) and stderr says which
+    measures the minutes do hold."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    url = f"sqlite:///{tmp_path / 'lines.db'}"
+    _store(url, ["2026-12-04T10:00", "2026-12-04T10:01"], {"person": {"seen": 2, "in:door": 1}})
+    result = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--measure", "in:dor",
+                                      "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "'in:dor'" in warnings[0] and "in:door, seen" in warnings[0], result.output
+    assert (tmp_path / "p.png").is_file()
+    held = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--measure", "in:door",
+                                    "--plot", str(tmp_path / "q.png")])
+    assert held.exit_code == 0 and "warning" not in held.output, held.output
