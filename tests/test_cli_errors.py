@@ -183,3 +183,14 @@ def test_two_cuts_at_once_are_refused_before_any_work(tmp_path):
         assert len(_error_lines(result.output)) == 1 and "give one of them" in result.output, (args, result.output)
         assert "images" not in result.output  # no progress bar first
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tenant_no_one_could_name_again_is_refused_before_a_database_is_made(tmp_path):
+    # `--tenant ""` (an unset shell variable) kept collections in a blank tenant space
+    database = tmp_path / "g.db"
+    for tenant in ("", "  ", "x" * 201, "a\tb"):
+        result = runner.invoke(app, ["gallery", "create", "c", "--tenant", tenant, "--db", f"sqlite:///{database}"])
+        assert result.exit_code == 2, (tenant, result.output)
+        assert _error_lines(result.output) == [line for line in result.output.splitlines() if "tenant space" in line]
+        assert len(_error_lines(result.output)) == 1, result.output
+    assert not database.exists()

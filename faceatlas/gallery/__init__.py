@@ -13,6 +13,7 @@ from faceatlas.gallery.rules import (
     check_id,
     check_metadata,
     check_row_id,
+    check_tenant,
     check_text,
     parse_cursor,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "build_index",
     "check_id",
     "check_metadata",
+    "check_tenant",
     "check_text",
     "check_row_id",
     "read_header",

@@ -65,7 +65,14 @@ from faceatlas.gallery.index import (
 from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
-from faceatlas.gallery.rules import ID_MAX_LENGTH, check_id, check_metadata, check_row_id, check_text, parse_cursor
+from faceatlas.gallery.rules import (
+    check_id,
+    check_metadata,
+    check_row_id,
+    check_tenant,
+    check_text,
+    parse_cursor,
+)
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
     AGGREGATES,
@@ -96,7 +103,7 @@ class Gallery:
                  settings: EngineSettings | None = None) -> None:
         self._sessions = sessions
         self._indexes = indexes
-        self.tenant = tenant
+        self.tenant = check_tenant(tenant)
         self.settings = settings or EngineSettings()  # where user calibrations are (read once, not per search)
         self._tenant_id: int = self._tenant_row(tenant)
         self._extrapolated: set[tuple[int, int, float]] = set()  # cuts already logged as extrapolated
@@ -127,6 +134,7 @@ class Gallery:
 
         Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
         ``<db file>.indexes`` for SQLite and none for a server database)."""
+        check_tenant(tenant)  # before a database file is made for it
         url = normalize_url(url or default_database_url())
         if not create:
             require_database(url, "gallery database", "`faceatlas gallery create NAME` makes one there")
@@ -152,9 +160,6 @@ class Gallery:
     def for_tenant(self, tenant: str) -> Gallery:
         """The gallery of another tenant on the same database (a tenant space of at most
         ``ID_MAX_LENGTH`` characters, as its column holds; longer is :class:`InvalidArgument`)."""
-        if not 0 < len(tenant) <= ID_MAX_LENGTH:
-            raise InvalidArgument(f"a tenant space has 1 to {ID_MAX_LENGTH} characters, not {len(tenant)} "
-                                  "(an album or store name too long for its owner's space?)")
         return Gallery(self._sessions, self._indexes, tenant, self.settings)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "check_id",
     "check_metadata",
     "check_row_id",
+    "check_tenant",
     "check_text",
     "parse_cursor",
 ]
@@ -60,6 +61,16 @@ def check_text(value: str | None, what: str = "name", max_length: int = 300) -> 
     shows as it is)."""
     if value is not None and (len(value) > max_length or _CONTROL.search(value)):
         raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
+    return value
+
+
+def check_tenant(value: str) -> str:
+    """``value`` when it can name a tenant space: 1 to :data:`ID_MAX_LENGTH` characters (its column's
+    width), not blank, none a control character (a space named by a typo of the shell, ``--tenant ""``,
+    would hold data that no one could name again)."""
+    if not value.strip() or len(value) > ID_MAX_LENGTH or _CONTROL.search(value):
+        raise InvalidArgument(f"a tenant space is 1 to {ID_MAX_LENGTH} characters, not blank, without control "
+                              f"characters (got {value[:40]!r}{'...' if len(value) > 40 else ''})")
     return value
 
 

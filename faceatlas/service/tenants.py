@@ -11,7 +11,7 @@ from faceatlas.video import erase_tenant_events
 
 
 def gallery_tenant(tenant_id: str) -> str:
-    """The gallery tenant of a service tenant: ``svc:<id>``. Service tenant ids have no colon, so
+    """The space of a service tenant in the gallery, KYC and albums: ``svc:<id>``. Service tenant ids have no colon, so
     this space meets neither the CLI's tenants nor the apps' (``app:<app>:<name>``)."""
     return f"svc:{tenant_id}"
 

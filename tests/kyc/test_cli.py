@@ -29,3 +29,6 @@ def test_kyc_verify_refuses_a_moved_photo(tmp_path: Path, shared: Path, miranda_
     assert again.exit_code == 1 and "replay" in again.stdout
     wrong = runner.invoke(app, [*args, "--challenge", "wink"])
     assert wrong.exit_code == 2 and "validation_error" in wrong.output
+    for tenant in ("", " ", "x" * 201, "a\nb"):  # were kept as given: a session nobody could name again
+        refused = runner.invoke(app, [*args, "--challenge", "blink", "--tenant", tenant])
+        assert refused.exit_code == 2 and "validation_error" in refused.output and "tenant" in refused.output, tenant

@@ -144,3 +144,17 @@ def test_reference_frames_are_kept_only_as_long_as_the_tenant_says(api, examples
     with api.client("acme_detect") as detect:
         assert detect.get("/v1/settings").status_code == 403  # the admin's alone
         assert detect.patch("/v1/settings", json={"kyc_retention_days": 30}).status_code == 403
+
+
+def test_a_tenant_with_the_longest_id_can_open_a_session(api, examples):
+    """Tenant ids are up to 64 characters, and KYC keeps them as ``svc:<id>`` in a 64-character
+    column: on PostgreSQL a 61-64 character id failed every session with a 500."""
+    tenant = "t" * 64
+    api.accounts.create_tenant(tenant, "Long Name Ltd")
+    key = api.accounts.create_key(tenant, ["detect"], rate_per_second=100, burst=100).token
+    with api.client(key) as client:
+        created = client.post("/v1/kyc/sessions")
+        assert created.status_code == 201, created.text
+        session = created.json()
+        assert client.get(f"/v1/kyc/sessions/{session['id']}").json()["status"] == "pending"
+        assert [s["id"] for s in client.get("/v1/kyc/sessions").json()["sessions"]] == [session["id"]]

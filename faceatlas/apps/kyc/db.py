@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from faceatlas.db import upgrade, utcnow
+from faceatlas.gallery import ID_MAX_LENGTH as TENANT_MAX_LENGTH  # a tenant space, as the gallery holds it
 
 VERSION_TABLE = "faceatlas_kyc_alembic_version"
 
@@ -34,7 +35,7 @@ class KycSession(Base):
     __table_args__ = (Index("ix_kyc_sessions_tenant_created", "tenant", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX_LENGTH))
     challenge: Mapped[list[str]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -52,7 +53,7 @@ class KycFingerprint(Base):
     __tablename__ = "kyc_fingerprints"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX_LENGTH), index=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("kyc_sessions.id", ondelete="CASCADE"), index=True)
     digest: Mapped[str] = mapped_column(String(64), index=True)
     hashes: Mapped[list[str]] = mapped_column(JSON)

@@ -25,6 +25,7 @@ from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, repla
 from faceatlas.db import rowcount, utcnow
 from faceatlas.engine import FaceAnalyzer, ImageInput
 from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
+from faceatlas.gallery import check_tenant
 
 REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
 DECIDED = ("accepted", "rejected")
@@ -85,7 +86,9 @@ class KycService:
     # -- sessions ---------------------------------------------------------------------------
     def create(self, tenant: str, challenge: Sequence[Action] | None = None, *,
                retention_days: int | None = None) -> SessionInfo:
-        """A new session with a random challenge (or the one given) that expires after ``session_s``."""
+        """A new session with a random challenge (or the one given) that expires after ``session_s``;
+        ``tenant``: a tenant space (:func:`faceatlas.gallery.check_tenant`)."""
+        check_tenant(tenant)
         retention = self.config.retention_days if retention_days is None else retention_days
         if retention < 0:
             raise InvalidArgument("retention_days must be 0 (keep no images) or more")

@@ -18,6 +18,7 @@ from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep,
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
 from faceatlas.service.routes.albums import FaceId, call_album
+from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
@@ -28,7 +29,7 @@ FaceIds = Annotated[list[int], Form(max_length=10_000)]
 @router.get("/albums", include_in_schema=False)
 async def albums(request: Request, user: UserDep, db: DbDep) -> Response:
     meter = await gate(request, user.principal, "albums.people", "read", billable=False)
-    names = await run_in_threadpool(list_albums, db, f"svc:{meter.principal.tenant_id}")
+    names = await run_in_threadpool(list_albums, db, gallery_tenant(meter.principal.tenant_id))
     return render(request, "albums.html", user, albums=names, can_write=user.principal.allows("write"),
                   max_photos=MAX_PHOTOS)
 
@@ -162,7 +163,7 @@ async def _correct(request: Request, user: Any, accounts: Any, analyzer: Any, ga
 
 async def _existing(db: Any, user: Any, album: str) -> None:
     """Pages and corrections never create an album (only adding photos does)."""
-    if album not in await run_in_threadpool(list_albums, db, f"svc:{user.principal.tenant_id}"):
+    if album not in await run_in_threadpool(list_albums, db, gallery_tenant(user.principal.tenant_id)):
         raise NotFound(f"no album '{album}'")
 
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, render
 from faceatlas.service.deps import KycDep
+from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
 STATUSES = ("pending", "processing", "accepted", "rejected", "expired")
@@ -34,7 +35,7 @@ async def sessions(request: Request, user: UserDep, kyc: KycDep,
                    status: Annotated[str | None, Query(max_length=20)] = None) -> Response:
     tenant = (await gate(request, user.principal, "kyc.session", "detect", billable=False)).principal.tenant_id
     wanted = status if status in STATUSES else None
-    found = await run_in_threadpool(lambda: kyc.list(f"svc:{tenant}", status=wanted, limit=200))
+    found = await run_in_threadpool(lambda: kyc.list(gallery_tenant(tenant), status=wanted, limit=200))
     return render(request, "kyc.html", user, sessions=found, statuses=STATUSES, status=wanted or "",
                   words=REASON_WORDS)
 
@@ -46,7 +47,7 @@ async def session(request: Request, user: UserDep, kyc: KycDep,
     tenant = (await gate(request, user.principal, "kyc.session", "detect", billable=False)).principal.tenant_id
 
     def read() -> tuple[object, dict[str, bytes]]:
-        return kyc.get(f"svc:{tenant}", session_id), kyc.references(f"svc:{tenant}", session_id)
+        return kyc.get(gallery_tenant(tenant), session_id), kyc.references(gallery_tenant(tenant), session_id)
 
     info, kept = await run_in_threadpool(read)
     images = [(kind, base64.b64encode(image).decode()) for kind, image in sorted(kept.items())]

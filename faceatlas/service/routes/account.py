@@ -15,6 +15,7 @@ from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, metered
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, RequestBody, TenantSettingsOut, UsageOut
+from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["account"], route_class=IdempotentRoute)
 
@@ -56,7 +57,7 @@ async def update_settings(
     tenant = await run_in_threadpool(lambda: accounts.update_tenant(
         caller.tenant_id, kyc_retention_days=days, actor_key_id=caller.key_id))
     if days is not None:
-        await run_in_threadpool(kyc.apply_retention, f"svc:{caller.tenant_id}", days)
+        await run_in_threadpool(kyc.apply_retention, gallery_tenant(caller.tenant_id), days)
     return {"tenant": tenant.id, "kyc_retention_days": tenant.kyc_retention_days}
 
 

@@ -43,6 +43,7 @@ from faceatlas.service.schemas import (
     AlbumScanOut,
     RequestBody,
 )
+from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
@@ -89,8 +90,8 @@ class AlbumPhotosOut(BaseModel):
 @contextmanager
 def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_crops: bool,
             create: bool) -> Iterator[Album]:
-    opened = Album.attach(album, analyzer, gallery, db, owner=f"svc:{tenant}", migrated=True,  # create_app migrated
-                          keep_crops=keep_crops, create=create)
+    opened = Album.attach(album, analyzer, gallery, db, owner=gallery_tenant(tenant),
+                          migrated=True, keep_crops=keep_crops, create=create)  # create_app migrated
     try:
         yield opened
     finally:
@@ -117,7 +118,7 @@ async def _call(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any, 
 async def albums(db: DbDep, meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
                  ) -> dict[str, Any]:
     """The tenant's albums."""
-    names = await run_in_threadpool(list_albums, db, f"svc:{meter.principal.tenant_id}")
+    names = await run_in_threadpool(list_albums, db, gallery_tenant(meter.principal.tenant_id))
     return {"albums": names}
 
 

@@ -14,6 +14,7 @@ from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, check_form, metered
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
+from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["kyc"], route_class=IdempotentRoute)
 Status = Literal["pending", "processing", "accepted", "rejected", "expired"]
@@ -43,7 +44,7 @@ async def create_session(
         if asked is not None and asked > allowed:
             raise InvalidArgument(f"retention_days {asked} is more than the tenant keeps ({allowed} days; "
                                   "its admin sets it with PATCH /v1/settings)")
-        return kyc.create(f"svc:{tenant_id}", None, retention_days=allowed if asked is None else asked)
+        return kyc.create(gallery_tenant(tenant_id), None, retention_days=allowed if asked is None else asked)
 
     info = await run_in_threadpool(create)
     return info.to_dict()
@@ -90,7 +91,7 @@ async def submit_session(
     frame_bytes = [await part.read() for part in frames]
     video = None if selfie is None or isinstance(selfie, str) else await selfie.read()
     charge_pixels(request, [document_bytes, *frame_bytes])  # every image's pixels, as on every route
-    info = await pool.run(lambda: kyc.submit(f"svc:{meter.principal.tenant_id}", session_id, document_bytes,
+    info = await pool.run(lambda: kyc.submit(gallery_tenant(meter.principal.tenant_id), session_id, document_bytes,
                                              video=video, frames=frame_bytes or None, fps=fps))
     meter.faces = 1 if info.accepted else 0
     return info.to_dict()
@@ -103,7 +104,7 @@ async def get_session(
     kyc: KycDep,
 ) -> dict[str, Any]:
     """The session, its decision and its audit."""
-    info = await run_in_threadpool(kyc.get, f"svc:{meter.principal.tenant_id}", session_id)
+    info = await run_in_threadpool(kyc.get, gallery_tenant(meter.principal.tenant_id), session_id)
     return info.to_dict()
 
 
@@ -115,5 +116,6 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The tenant's sessions, newest first, with their decisions and reasons (for review)."""
-    found = await run_in_threadpool(lambda: kyc.list(f"svc:{meter.principal.tenant_id}", status=status, limit=limit))
+    tenant = gallery_tenant(meter.principal.tenant_id)
+    found = await run_in_threadpool(lambda: kyc.list(tenant, status=status, limit=limit))
     return {"sessions": [info.to_dict() for info in found]}
