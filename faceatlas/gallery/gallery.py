@@ -66,6 +66,7 @@ from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
 from faceatlas.gallery.rules import (
+    ID_MAX_LENGTH,
     check_id,
     check_metadata,
     check_row_id,
@@ -160,6 +161,9 @@ class Gallery:
     def for_tenant(self, tenant: str) -> Gallery:
         """The gallery of another tenant on the same database (a tenant space of at most
         ``ID_MAX_LENGTH`` characters, as its column holds; longer is :class:`InvalidArgument`)."""
+        if len(tenant) > ID_MAX_LENGTH:  # an app's space: its name (an album's, a store's) is the long part
+            raise InvalidArgument(f"a tenant space has 1 to {ID_MAX_LENGTH} characters, not {len(tenant)} "
+                                  "(an album or store name too long for its owner's space?)")
         return Gallery(self._sessions, self._indexes, tenant, self.settings)
 
     def close(self) -> None:
