@@ -192,6 +192,30 @@ def test_forms_without_the_csrf_token_are_refused(console) -> None:
         assert fresh.post("/console/login", data={"key": console.keys["acme_write"]}).status_code == 403
 
 
+def test_a_key_form_sent_twice_makes_one_key(console) -> None:
+    """A reload of the "Create key" answer sent the form again: a second key, another secret shown;
+    rotating twice made two replacements. Each form carries a one-time token."""
+    client, csrf = _session(console, "acme_admin")
+    page = client.get("/console/usage").text
+    once = re.search(r'name="once" value="([^"]+)"', page).group(1)
+    before = len(console.accounts.list_keys("acme"))
+    form = {"csrf": csrf, "once": once, "name": "twice", "scope": "read"}
+    first, again = client.post("/console/keys", data=form), client.post("/console/keys", data=form)
+    assert first.status_code == 201 and 'id="new-key"' in first.text
+    made = re.search(r'<code id="new-key">(fa_[^<]+)</code>', first.text).group(1)
+    assert again.status_code == 200 and 'id="new-key"' not in again.text and made not in again.text
+    assert f"it made key {made.split('_')[1]} then" in again.text
+    assert len(console.accounts.list_keys("acme")) == before + 1
+    once = re.search(r'name="once" value="([^"]+)"', first.text).group(1)  # the answer's own forms: a new token
+    rotate = {"csrf": csrf, "once": once}
+    url = f"/console/keys/{made.split('_')[1]}/rotate"
+    rotated, again = client.post(url, data=rotate), client.post(url, data=rotate)
+    assert rotated.status_code == 201 and again.status_code == 200 and "sent before" in again.text
+    assert len(console.accounts.list_keys("acme")) == before + 2  # the rotated key and its one replacement
+    assert client.post("/console/keys", data={**form, "once": "short"}).status_code == 422
+    client.close()
+
+
 def test_scopes_follow_the_key(console) -> None:
     detector = console.accounts.create_key("acme", ["detect"], name="kiosk").token
     with httpx.Client(base_url=console.url) as client:
