@@ -232,6 +232,9 @@ class ServiceSettings(_Section):
         return value
     console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
                                          description="a web console session ends this long after its login")
+    console_secure_cookie: bool = Field(
+        default=False, description="mark the web console's cookies Secure (sent over HTTPS only) on every answer; "
+        "set it when TLS ends at a proxy in front (without it they are Secure when the request itself is HTTPS)")
     kyc_session_seconds: float = Field(default=600.0, gt=0, description="a verification session may be "
                                        "submitted this long after it was created")
 

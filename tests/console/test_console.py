@@ -494,3 +494,29 @@ def test_kyc_sessions_with_decisions_reasons_and_kept_frames(console, fast_analy
     assert other.get(f"/console/kyc/{refused.id}").status_code == 404
     other.close()
     engine.dispose()
+
+
+def test_cookies_are_secure_where_tls_ends_at_a_proxy(fast_analyzer, tmp_path) -> None:
+    """Behind the documented TLS proxy the request reaches the service as plain HTTP, so the session
+    cookie went out without Secure; FACEATLAS_CONSOLE_SECURE_COOKIE marks it on every answer."""
+    from fastapi.testclient import TestClient
+
+    from faceatlas.service.accounts import Accounts
+    from faceatlas.service.app import create_app
+    from faceatlas.service.db import migrate
+    from faceatlas.settings import ServiceSettings
+
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = create_database_engine(url)
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme")
+    key = accounts.create_key("acme", ["read"]).token
+    for secure in (False, True):
+        settings = ServiceSettings(database_url=url, index_dir=tmp_path / "indexes", console_secure_cookie=secure)
+        with TestClient(create_app(settings, analyzer=fast_analyzer)) as client:  # http://testserver
+            login = client.get("/console/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+            session = client.post("/console/login", data={"key": key, "csrf": token}, follow_redirects=False)
+        for cookie in (login.headers["set-cookie"], session.headers["set-cookie"]):
+            assert ("; secure" in cookie.lower()) is secure, cookie

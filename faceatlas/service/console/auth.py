@@ -20,14 +20,16 @@ from faceatlas.service.console.base import (
     render,
 )
 from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE, REASONS
-from faceatlas.service.deps import SettingsDep
+from faceatlas.service.deps import SettingsDep, get_settings
 
 router = APIRouter(route_class=ConsoleRoute)
 
 
 def _cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    """A console cookie: HttpOnly, SameSite=Strict, and Secure over HTTPS or where the settings say
+    TLS ends at a proxy in front (``FACEATLAS_CONSOLE_SECURE_COOKIE``: the request is plain HTTP then)."""
+    secure = request.url.scheme == "https" or get_settings(request).console_secure_cookie
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict", secure=secure)
 
 
 def _login_page(request: Request, message: str | None, status_code: int = 200) -> Response:
