@@ -3,6 +3,7 @@ streams in, and no NUL character in the URL (no database stores one in text)."""
 
 from __future__ import annotations
 
+import html
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,9 +20,11 @@ class UploadLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+        headers = dict(scope.get("headers", []))
+        declared = headers.get(b"content-length")
+        page = scope.get("path", "").startswith("/console") and (b"fragment" if b"hx-request" in headers else b"page")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(send, page)
             return
         received = 0
         started = rejected = False
@@ -36,7 +39,7 @@ class UploadLimit:
                 if received > self.max_bytes:
                     rejected = True
                     if not started:
-                        await self._reject(send)
+                        await self._reject(send, page)
                     return {"type": "http.disconnect"}  # the app stops reading; its answer is dropped
             return message
 
@@ -53,15 +56,28 @@ class UploadLimit:
             if not rejected:
                 raise
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {"error": {"code": "payload_too_large", "message": f"the request body exceeds {self.max_bytes} bytes"}}
-        ).encode()
+    async def _reject(self, send: Send, page: bytes | bool = False) -> None:
+        """413: the API's JSON error, or for the web console (``page``: b"page" or an htmx b"fragment")
+        the same words for a person, as its error pages show them."""
+        if page:
+            message = (f"this upload is more than the {self.max_bytes / 1e6:.1f} MB the server takes at once: "
+                       "send fewer or smaller photos")
+            body = (f'<div class="error" role="alert"><strong>payload_too_large</strong>: {html.escape(message)}</div>'
+                    + ('' if page == b"fragment" else '<p><a href="/console/">Back to the console</a></p>')).encode()
+            if page != b"fragment":
+                body = (b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused</title>'
+                        b'<link rel="stylesheet" href="/console/static/console.css"></head><body><main><h1>Refused</h1>'
+                        + body + b"</main></body></html>")
+            kind = b"text/html; charset=utf-8"
+        else:
+            body = json.dumps({"error": {"code": "payload_too_large",
+                                         "message": f"the request body exceeds {self.max_bytes} bytes"}}).encode()
+            kind = b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+                "headers": [(b"content-type", kind), (b"connection", b"close")],
             }
         )
         await send({"type": "http.response.body", "body": body})

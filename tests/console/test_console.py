@@ -216,6 +216,26 @@ def test_a_key_form_sent_twice_makes_one_key(console) -> None:
     client.close()
 
 
+def test_an_upload_the_server_refuses_is_a_console_page_not_json(console) -> None:
+    """Photos over the upload limit and more than 1000 files showed the API's raw JSON error."""
+    client, csrf = _session(console, "acme_write")
+    assert client.post("/console/galleries", data={"name": "big-uploads", "csrf": csrf}).status_code == 303
+    url = "/console/galleries/big-uploads/enrol"
+    big = client.post(url, data={"csrf": csrf, "subject": "someone"},
+                      files={"photos": ("big.jpg", b"\xff" * 16_000_000, "image/jpeg")})
+    many = client.post(url, data={"csrf": csrf, "subject": "someone"},
+                       files=[("photos", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(1001)])
+    fragment = client.post(url, data={"csrf": csrf, "subject": "someone"}, headers={"HX-Request": "true"},
+                           files={"photos": ("big.jpg", b"\xff" * 16_000_000, "image/jpeg")})
+    for answer, status, words in ((big, 413, "MB the server takes at once"), (many, 400, "too many files"),
+                                  (fragment, 413, "send fewer or smaller photos")):
+        assert answer.status_code == status and answer.headers["content-type"].startswith("text/html"), answer.text
+        assert words in answer.text and '{"error"' not in answer.text
+    assert "<html" in big.text and "<html" not in fragment.text  # htmx swaps a fragment in
+    assert client.get("/v1/collections").status_code == 401  # the API's own answers stay JSON
+    client.close()
+
+
 def test_scopes_follow_the_key(console) -> None:
     detector = console.accounts.create_key("acme", ["detect"], name="kiosk").token
     with httpx.Client(base_url=console.url) as client:

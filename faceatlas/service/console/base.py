@@ -13,8 +13,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from faceatlas.errors import FaceAtlasError, InvalidArgument
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
 from faceatlas.service.deps import Meter, meter_call
@@ -63,6 +64,8 @@ class ConsoleRoute(APIRoute):
                     response = await handler(request)
                 except RequestValidationError as invalid:  # a form field or address out of its rules
                     raise InvalidArgument(validation_message(invalid)) from None
+                except HTTPException as refused:  # a form the parser refused (e.g. more than 1000 files)
+                    raise _as_error(refused) from None
             except LoginRequired as exc:
                 return redirect(request, f"{PREFIX}/login?reason={exc.reason}")
             except FaceAtlasError as exc:
@@ -76,6 +79,16 @@ class ConsoleRoute(APIRoute):
             return response
 
         return handle
+
+
+def _as_error(refused: HTTPException) -> FaceAtlasError:
+    """An HTTP error of the framework (before the page ran) as the console's error page shows it."""
+    detail = str(refused.detail)
+    if "Too many files" in detail:
+        detail = "too many files in one upload: send at most 1000 at a time (each page reads the first 20)"
+    error = InvalidInput(detail[:300])
+    error.status = refused.status_code
+    return error
 
 
 def get_sessions(request: Request) -> ConsoleSessions:
