@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, ValidationInfo, model_validator
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
 
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
+# An id that is one segment of a URL (/v1/stores/{id}, the console's pages) and fits its columns:
+# 1 to 100 characters, no '/', no control character.
+RetailId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f\x7f]+$")]
 
 
 class _Section(BaseModel):
@@ -44,9 +47,9 @@ class Camera(_Section):
     ``persons`` are the video pipeline's settings for this camera; ``video`` passes any other
     setting of :class:`faceatlas.video.CameraConfig` (``track_timeout``, ``recognition``...)."""
 
-    id: str
+    id: RetailId
     role: CameraRole
-    zone: str | None = None
+    zone: RetailId | None = None
     source: str | None = None
     line: str | None = None
     stride: int = Field(default=2, ge=1)
@@ -66,8 +69,8 @@ class Camera(_Section):
 class Product(_Section):
     """A product on sale; prices are integer minor units (cents) to keep money exact."""
 
-    sku: str
-    name: str
+    sku: RetailId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=400)]
     price_cents: int = Field(ge=0)
 
 
@@ -107,9 +110,9 @@ class StoreConfig(_Section):
     """A store: its id, the platform tenant that owns it (the API shows its analytics to that
     tenant only), currency, cameras, catalogue and settings."""
 
-    id: str
-    name: str = ""
-    tenant: str = "default"
+    id: RetailId
+    name: Annotated[str, StringConstraints(max_length=400)] = ""
+    tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "default"  # its column's width
     currency: str = "EUR"
     cameras: list[Camera]
     products: list[Product] = Field(default_factory=list)  # seeds the catalogue (see products.py)

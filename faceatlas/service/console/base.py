@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +38,8 @@ def far_words(far: float | None) -> str:
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["far_words"] = far_words
+# one path segment of a link: a store id or SKU may hold '#', '?', '%' or spaces (Jinja's urlencode keeps '/')
+templates.env.filters["seg"] = lambda value: quote(str(value), safe="")
 
 
 def is_htmx(request: Request) -> bool:

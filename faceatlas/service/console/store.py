@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -75,4 +76,4 @@ async def resolve(request: Request, user: PostingUserDep, accounts: AccountsDep,
 
     await run_in_threadpool(run)
     await audit(accounts, user.principal, "retail.alert.resolve", f"{store_id}/{alert_id}")
-    return redirect(request, f"{PREFIX}/store/{store_id}")
+    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}")
