@@ -540,3 +540,13 @@ def test_cookies_are_secure_where_tls_ends_at_a_proxy(fast_analyzer, tmp_path) -
             session = client.post("/console/login", data={"key": key, "csrf": token}, follow_redirects=False)
         for cookie in (login.headers["set-cookie"], session.headers["set-cookie"]):
             assert ("; secure" in cookie.lower()) is secure, cookie
+
+
+def test_event_details_read_as_text_not_json_escapes(console) -> None:
+    """Details showed {"name": "Fran\\u00e7ois"} and '<' as \\u003c (the live rows showed François)."""
+    DatabaseSink(console.database_url, tenant="globex", batch=1).emit(
+        Event("identified", "accents", frame=1, video_time=0.0, data={"name": "François Müller 李雷 <b>x</b>"}))
+    client, _ = _session(console, "globex_admin")
+    page = client.get("/console/events", params={"camera": "accents"}).text
+    client.close()
+    assert "François Müller 李雷 &lt;b&gt;x&lt;/b&gt;" in page and "\\u00e7" not in page and "\\u003c" not in page

@@ -3,6 +3,7 @@ the session dependencies (the caller, CSRF) and rendering."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["far_words"] = far_words
 # one path segment of a link: a store id or SKU may hold '#', '?', '%' or spaces (Jinja's urlencode keeps '/')
 templates.env.filters["seg"] = lambda value: quote(str(value), safe="")
+# JSON as a person reads it (François, not Fran\u00e7ois; escaped as any text by the autoescape, not by \u003c)
+templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
 
 
 def is_htmx(request: Request) -> bool:
