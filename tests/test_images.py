@@ -66,7 +66,7 @@ def test_bad_inputs_raise_typed_errors(obama_path, tmp_path):
         load_image(tmp_path / "missing.jpg")
     with pytest.raises(InvalidImage, match="a folder, not an image file"):  # it said "no such file"
         load_image(tmp_path)
-    with pytest.raises(ImageTooLarge, match="exceeds the limit of 10 pixels"):  # it said "of 0.0 MP"
+    with pytest.raises(ImageTooLarge, match="is more than the 10 pixels"):  # it said "of 0.0 MP"
         load_image(obama_path, max_pixels=10)
     data = obama_path.read_bytes()
     with pytest.raises(TruncatedImage, match="truncated"):
@@ -79,7 +79,7 @@ def test_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
     huge = tmp_path / "huge.png"
     Image.new("1", (10_000, 10_000)).save(huge)  # 100 MP, a few kB on disk
     started = time.perf_counter()
-    with pytest.raises(ImageTooLarge, match="100.0 MP exceeds"):
+    with pytest.raises(ImageTooLarge, match="100.0 MP is more than"):
         load_image(huge)
     assert time.perf_counter() - started < 0.5  # the header alone was read
     monkeypatch.setenv("FACEATLAS_MAX_PIXELS", "150000000")

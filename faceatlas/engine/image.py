@@ -114,7 +114,7 @@ def decoded_pixels(source: ImageInput, *, max_pixels: int | None = None, work_pi
 def _open(source: ImageInput) -> tuple[Image.Image, str]:
     """An encoded image (bytes or a path) opened: its header read, no pixel decoded."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, name = bytes(source), "<bytes>"
+        data, name = bytes(source), ""  # an upload: its caller names it (a file, a form field)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -123,11 +123,11 @@ def _open(source: ImageInput) -> tuple[Image.Image, str]:
     else:
         raise InvalidImage(f"unsupported image input of type {type(source).__name__}")
     if not data:
-        raise EmptyImage(f"{name}: the file is empty (0 bytes)")
+        raise EmptyImage(_named(name, "the file is empty (0 bytes)"))
     try:
         return Image.open(io.BytesIO(data)), name
     except UnidentifiedImageError as exc:
-        raise InvalidImage(f"{name}: not an image (unrecognised format)") from exc
+        raise InvalidImage(_named(name, "not an image (unrecognised format)")) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise _decode_error(name, exc) from exc
 
@@ -147,21 +147,25 @@ def _plan(pil: Image.Image, work_pixels: int | None, min_side: int | None, name:
     return factor, at_least
 
 
+def _named(name: str, text: str) -> str:
+    """``text`` about the image ``name`` (a file's path), or alone for bytes (whose caller names them)."""
+    return f"{name}: {text}" if name else text
+
+
 def _decode_error(name: str, exc: Exception) -> InvalidImage:
     text = str(exc).lower()
-    if "truncated" in text or "broken data stream" in text:
-        return TruncatedImage(f"{name}: the image data is truncated ({exc})")
-    return InvalidImage(f"{name}: the image could not be decoded ({exc})")
+    if "truncated" in text or "broken data stream" in text:  # PIL's words add nothing to these
+        return TruncatedImage(_named(name, "the image data is truncated (the file was cut short)"))
+    return InvalidImage(_named(name, f"the image could not be decoded ({exc})"))
 
 
-def _check_pixels(width: int, height: int, limit: int, name: str = "<image>") -> None:
+def _check_pixels(width: int, height: int, limit: int, name: str = "") -> None:
     if width <= 0 or height <= 0:
-        raise EmptyImage(f"{name}: the image has no pixels ({width}x{height})")
-    if width * height > limit:
-        raise ImageTooLarge(
-            f"{name}: {width}x{height} = {_megapixels(width * height)} exceeds the limit of "
-            f"{_megapixels(limit)} (set FACEATLAS_MAX_PIXELS to raise it)"
-        )
+        raise EmptyImage(_named(name, f"the image has no pixels ({width}x{height})"))
+    if width * height > limit:  # the setting is named to whoever runs the engine (a path: the CLI's user)
+        raise ImageTooLarge(_named(
+            name, f"{width}x{height} = {_megapixels(width * height)} is more than the {_megapixels(limit)} "
+            "an image may have" + (" (set FACEATLAS_MAX_PIXELS to raise it)" if name else "")))
 
 
 def _megapixels(pixels: int) -> str:

@@ -550,3 +550,22 @@ def test_event_details_read_as_text_not_json_escapes(console) -> None:
     page = client.get("/console/events", params={"camera": "accents"}).text
     client.close()
     assert "François Müller 李雷 &lt;b&gt;x&lt;/b&gt;" in page and "\\u00e7" not in page and "\\u003c" not in page
+
+
+def test_an_album_upload_that_adds_nothing_makes_no_album_and_no_audit(console, tmp_path) -> None:
+    """A file that is no photo made a new, empty album that the console could not delete; a read key's
+    upload wrote album.scan audit lines and answered "no album"; a bad photo's code showed twice."""
+    bad = ("notes.txt", b"not a photo at all", "text/plain")
+    trail = len(console.accounts.audit_log("acme", 1000))
+    reader, csrf = _session(console, "acme_read")
+    refused = reader.post("/console/albums/photos", data={"album": "by-reader", "csrf": csrf},
+                          files=[("photos", bad)])
+    assert refused.status_code == 403 and "lacks the &#39;write&#39; scope" in refused.text, refused.text[-400:]
+    reader.close()
+    writer, csrf = _session(console, "acme_write")
+    junk = writer.post("/console/albums/photos", data={"album": "junk-only", "csrf": csrf}, files=[("photos", bad)])
+    assert junk.status_code == 422 and "No photo added to junk-only" in junk.text
+    assert "notes.txt: invalid_image: not an image" in junk.text and "invalid_image: invalid_image" not in junk.text
+    assert 'href="/console/albums/junk-only"' not in writer.get("/console/albums").text
+    writer.close()
+    assert len(console.accounts.audit_log("acme", 1000)) == trail  # nothing was done, nothing audited

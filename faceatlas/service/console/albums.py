@@ -12,12 +12,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import UNSORTED, Album, list_albums
-from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.engine import decode_image
+from faceatlas.errors import Forbidden, InvalidArgument, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
-from faceatlas.service.routes.albums import FaceId, call_album
+from faceatlas.service.routes.albums import CHECK_PIXELS, FaceId, call_album
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -40,21 +41,32 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
                      album: Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
                      photos: Annotated[list[UploadFile], File()],
                      keep_crops: Annotated[bool, Form()] = False) -> Response:
-    """Add photos to an album (created when new): one metered ``albums.scan`` call per photo."""
+    """Add photos to an album (created when new, by its first photo that decodes): one metered
+    ``albums.scan`` call per photo; audited when one was added."""
+    if not user.principal.allows("write"):  # every photo would be refused: no audit, no "no album" page
+        raise Forbidden("this key lacks the 'write' scope")
     tenant = user.principal.tenant_id
 
     async def add_one(data: bytes, meter: Meter) -> dict[str, Any]:
+        # refused before the album is made, as the API's upload is: a file that is no photo made an empty album
+        await run_in_threadpool(lambda: decode_image(data, max_pixels=analyzer.max_pixels, work_pixels=CHECK_PIXELS))
         report = await call_album(album, tenant, analyzer, gallery, db,
                                   lambda a: a.add_photos([("upload", data)], total=1), keep_crops=keep_crops)
         meter.faces = report.faces + report.unsorted
-        if report.failed:
-            return {"ok": False, "code": "invalid_image", "message": report.failed[0][1]}
+        if report.failed:  # "code: message" (the scan's report), shown as the other outcomes are
+            code, _, message = report.failed[0][1].partition(": ")
+            return {"ok": False, "code": code, "message": message}
         return {"faces": meter.faces, "skipped": bool(report.skipped)}
 
     outcomes = await each_photo(request, user.principal, accounts, "albums.scan", "write", photos, add_one)
-    await audit(accounts, user.principal, "album.scan", album, {"photos": len(outcomes)})
-    return await _album_page(request, user, analyzer, gallery, db, album, outcomes=outcomes,
-                             skipped=max(0, len(photos) - MAX_PHOTOS))
+    skipped = max(0, len(photos) - MAX_PHOTOS)
+    if any(outcome["ok"] for outcome in outcomes):
+        await audit(accounts, user.principal, "album.scan", album, {"photos": len(outcomes)})
+    names = await run_in_threadpool(list_albums, db, gallery_tenant(tenant))
+    if album not in names:  # no photo made it
+        return render(request, "albums.html", user, 422, albums=names, can_write=True, max_photos=MAX_PHOTOS,
+                      album=album, outcomes=outcomes, skipped=skipped)
+    return await _album_page(request, user, analyzer, gallery, db, album, outcomes=outcomes, skipped=skipped)
 
 
 @router.get("/albums/{album}", include_in_schema=False)
