@@ -3,6 +3,8 @@ itself (:mod:`faceatlas.errors`), so the service holds no table of its own."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 
 # Starlette's own HTTP errors (unknown route, wrong method, body over the server's limit).
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
@@ -22,9 +25,16 @@ def error_response(code: str, message: str, status: int, retry_after: float | No
 
 
 def validation_message(exc: RequestValidationError) -> str:
-    """What a request's failed validation says: each field's location and the rule it broke."""
-    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    """What a request's failed validation says: each field's location and the rule it broke (an
+    id's pattern in words: the regular expression told a person nothing)."""
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {_rule(e)}" for e in exc.errors())
     return details or "invalid request"
+
+
+def _rule(error: Any) -> str:
+    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == ID_PATTERN:
+        return f"use 1 to {ID_MAX_LENGTH} of A-Z, a-z, 0-9, '_', '.', '-' (not dots alone)"
+    return str(error["msg"])
 
 
 def install_error_handlers(app: FastAPI) -> None:

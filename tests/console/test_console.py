@@ -569,3 +569,19 @@ def test_an_album_upload_that_adds_nothing_makes_no_album_and_no_audit(console, 
     assert 'href="/console/albums/junk-only"' not in writer.get("/console/albums").text
     writer.close()
     assert len(console.accounts.audit_log("acme", 1000)) == trail  # nothing was done, nothing audited
+
+
+def test_a_subject_id_out_of_its_rules_is_refused_before_any_photo_is_billed(console, photos) -> None:
+    """Subject "a b" (the form's pattern bypassed) analysed and billed every photo, each answering the
+    same validation_error; the API refuses it first. The rule is said in words, not as a regex."""
+    client, csrf = _session(console, "acme_write")
+    assert client.post("/console/galleries", data={"name": "rules", "csrf": csrf}).status_code == 303
+    before = console.accounts.calls_this_month("acme")
+    uploads = [("photos", ("obama.jpg", photos["obama"].read_bytes(), "image/jpeg"))] * 2
+    for fields in ({"subject": "a b"}, {"subject": "ok", "name": "two\nlines"}):
+        refused = client.post("/console/galleries/rules/enrol", data={**fields, "csrf": csrf}, files=uploads)
+        assert refused.status_code == 422, refused.text[-300:]
+    assert "use 1 to 200 of A-Z" in client.post("/console/galleries/rules/enrol", data={"subject": "a b", "csrf": csrf},
+                                                files=uploads).text
+    assert console.accounts.calls_this_month("acme") == before
+    client.close()

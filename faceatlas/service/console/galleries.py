@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.errors import NotFound
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, check_text
 from faceatlas.service.console.base import (
     PREFIX,
     ConsoleRoute,
@@ -37,7 +37,7 @@ from faceatlas.service.deps import (
 
 router = APIRouter(route_class=ConsoleRoute)
 Name = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
-FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH)]
+FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 @router.get("/galleries", include_in_schema=False)
@@ -100,6 +100,7 @@ async def enrol(
 ) -> Response:
     """Enrol the largest face of each photo to ``subject`` (created when new): one metered
     ``enrol`` call per photo, as the API bills it; each photo's outcome is reported."""
+    check_text(name, "name")  # refused before any photo is analysed and billed, as the subject id is
     principal = user.principal
     gallery = tenant_gallery(request, principal)
     info = await run_in_threadpool(gallery.get_collection, collection)
