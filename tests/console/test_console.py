@@ -325,9 +325,12 @@ def test_photos_dropped_on_the_zone_are_uploaded(log_in, console, photos) -> Non
     page.reload()
     page.get_by_label("Merge").select_option("biden-again")
     page.get_by_label("into").select_option("biden")
+    asked: list[str] = []  # a merge cannot be undone: it asks first, as a delete does
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="Merge", exact=True).click()
     page.wait_for_function("() => !document.querySelector('[data-subject=biden-again]')")
     assert page.locator(".subject").all_inner_texts() == ["biden\nid biden · 2 faces\nDelete"]
+    assert len(asked) == 1 and "cannot be undone" in asked[0]
     page.context.close()
 
 

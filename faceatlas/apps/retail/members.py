@@ -321,7 +321,8 @@ def _checked(consent: ConsentRecord, payment_ref: str | None) -> tuple[str, ...]
     if unknown:
         raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
     if not any(p in BIOMETRIC_PURPOSES for p in purposes):
-        raise ConsentRequired(f"enrolment needs consent to one of {list(BIOMETRIC_PURPOSES)}")
+        raise ConsentRequired("enrolment needs consent to " + " or ".join(p.replace("_", " ")
+                                                                          for p in BIOMETRIC_PURPOSES))
     if "face_pay" in purposes and not payment_ref:
         raise ConsentRequired("face pay needs a payment method reference")
     return purposes

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import (
     BIOMETRIC_PURPOSES,
+    MAX_PRICE_CENTS,
     PURPOSES,
     ConsentRecord,
     MemberInfo,
@@ -116,6 +117,8 @@ def _money(price: str) -> int:
         raise InvalidArgument(f"'{price[:40]}' is not a price: a number such as 12.50") from None
     if not cents.is_finite() or cents != cents.to_integral_value():
         raise InvalidArgument("a price has at most two decimals")
+    if not 0 <= cents <= MAX_PRICE_CENTS:  # said in the form's unit (the catalogue says price_cents)
+        raise InvalidArgument(f"a price is 0 to {MAX_PRICE_CENTS / 100:,.2f} (got {price.strip()[:20]})")
     return int(cents)
 
 
