@@ -12,6 +12,7 @@ from faceatlas.video.config import (
     RecognitionConfig,
     WatchConfig,
     WebhookConfig,
+    checked_settings,
     load_config,
 )
 from faceatlas.video.events import EVENT_TYPES, Event
@@ -96,6 +97,7 @@ __all__ = [
     "event_snapshot",
     "camera_counts",
     "check_measure",
+    "checked_settings",
     "measure_note",
     "events_from_jsonl",
     "is_live",

@@ -34,12 +34,15 @@ Example ``cams.yaml``::
 
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as checked
 
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
@@ -47,19 +50,41 @@ from faceatlas.video.annotate import check_video_path
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
+# The settings dataclasses of a file are checked by pydantic (types and ranges: a numeric webhook
+# secret, a port of 99999, a watchlist given as one string were kept and failed mid-run, or never).
+STRICT_SETTINGS = ConfigDict(extra="forbid")
+Positive = Annotated[float, Field(gt=0)]
 
-@dataclass
+
+@checked(config=STRICT_SETTINGS)
 class RecognitionConfig:
     """When and how tracks are recognised."""
 
-    min_quality: float = 0.15
-    samples: int = 5
-    min_evidence: int = 3
-    min_agree: int = 2
-    improve_margin: float = 0.1
-    recheck_s: float | None = 1.0  # a named track's latest face is matched again this often (None: never)
-    threshold: float | None = None
-    far: float = 1e-4
+    min_quality: Annotated[float, Field(ge=0, le=1)] = 0.15
+    samples: Annotated[int, Field(ge=1)] = 5
+    min_evidence: Annotated[int, Field(ge=1)] = 3
+    min_agree: Annotated[int, Field(ge=1)] = 2
+    improve_margin: Annotated[float, Field(ge=0)] = 0.1
+    recheck_s: Positive | None = 1.0  # a named track's latest face is matched again this often (None: never)
+    threshold: Annotated[float, Field(ge=-1, le=1)] | None = None
+    far: Annotated[float, Field(gt=0, lt=1)] = 1e-4
+
+
+def checked_settings(kind: Any, raw: dict[str, Any], where: str) -> Any:
+    """``kind(**raw)``, a settings dataclass checked by pydantic; a value of the wrong type or out
+    of its range is :class:`InvalidInput` saying ``where``, which setting and why, in one line."""
+    try:
+        return kind(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"{where}: {problems}"[:400]) from None
+    except TypeError as exc:  # a dataclass of the standard library: a missing or unknown name
+        raise InvalidInput(f"{where}: {exc}") from None
+
+
+# A camera's name is a topic level of MQTT, a folder of its snapshots and a part of URLs: none of
+# '/', '\\', '+', '#', '?', a control character, and not '.' or '..'.
+_CAMERA_NAME = re.compile(r"[^/\\+#?\x00-\x1f\x7f]{1,200}")
 
 
 @dataclass
@@ -103,36 +128,70 @@ class CameraConfig:
     start_time: datetime | None = None  # a recording's wall-clock start (UTC) for its per-minute counts
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _CAMERA_NAME.fullmatch(self.name) or self.name in (".", ".."):
+            raise InvalidArgument(f"a camera name is 1 to 200 characters without '/', '\\', '+', '#', '?' or "
+                                  f"control characters, not '.' or '..' (got {str(self.name)[:60]!r}): it names "
+                                  "the camera's MQTT topic and snapshot folder")
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise InvalidArgument(f"camera {self.name}: stride is analysing every Nth frame, N a whole number of "
                                   f"1 or more, not {self.stride!r}")
+        if isinstance(self.watchlist, str) or not all(isinstance(s, str) for s in self.watchlist):
+            raise InvalidArgument(f"camera {self.name}: watchlist is a list of subject ids, "
+                                  f"not {self.watchlist!r}"[:200])
+        for name, zero_ok in (("track_timeout", False), ("speed_limit_kmh", False), ("scene_cut", True)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not (value >= 0 if zero_ok else value > 0)):
+                bound = "of 0 or more" if zero_ok else "above 0"
+                raise InvalidArgument(f"camera {self.name}: {name} is a number {bound}, not {value!r}")
+        if not isinstance(self.plate_share, (int, float)) or not 0 < self.plate_share <= 1:
+            raise InvalidArgument(f"camera {self.name}: plate_share is the share of a vehicle box blurred, above 0 "
+                                  f"and at most 1, not {self.plate_share!r}")
+        if isinstance(self.start_time, date) and not isinstance(self.start_time, datetime):  # YAML's 2026-12-04
+            self.start_time = datetime(self.start_time.year, self.start_time.month, self.start_time.day, tzinfo=UTC)
+        if self.start_time is not None and not isinstance(self.start_time, datetime):
+            raise InvalidArgument(f"camera {self.name}: start_time is an ISO 8601 date and time, not "
+                                  f"{self.start_time!r}")
+        if not self.classes:
+            raise InvalidArgument(f"camera {self.name}: classes names at least one class to track")
         if self.output is not None:
             check_video_path(self.output)
+            if _same_file(self.output, self.source):
+                raise InvalidArgument(f"camera {self.name}: output {self.output} is the camera's source: writing it "
+                                      "would destroy the video being read")
 
 
-@dataclass
+def _same_file(path: Path | str, source: str) -> bool:
+    """Whether ``path`` names the file ``source`` reads (a source that is a URL or a webcam is none)."""
+    try:
+        return Path(source).is_file() and Path(path).resolve() == Path(source).resolve()
+    except (OSError, ValueError):
+        return False
+
+
+@checked(config=STRICT_SETTINGS)
 class WebhookConfig:
-    url: str
-    secret: str
-    max_attempts: int = 8
-    backoff_start: float = 0.5
-    backoff_max: float = 60.0
-    timeout: float = 10.0
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    secret: Annotated[str, Field(min_length=1)]
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    backoff_start: Positive = 0.5
+    backoff_max: Positive = 60.0
+    timeout: Positive = 10.0
 
 
-@dataclass
+@checked(config=STRICT_SETTINGS)
 class MqttConfig:
     """The broker; while it is unreachable, events wait in a queue of ``max_queued`` and the
     connection is retried quietly, the delay doubling from ``backoff_start`` to ``backoff_max`` s."""
 
-    host: str = "localhost"
-    port: int = 1883
-    topic: str = "faceatlas"
+    host: Annotated[str, Field(min_length=1)] = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    topic: Annotated[str, Field(min_length=1, pattern=r"^[^+#\x00]+$")] = "faceatlas"
     username: str | None = None
     password: str | None = None
-    max_queued: int = 10_000
-    backoff_start: int = 1
-    backoff_max: int = 120
+    max_queued: Annotated[int, Field(ge=1)] = 10_000
+    backoff_start: Annotated[int, Field(ge=1)] = 1
+    backoff_max: Annotated[int, Field(ge=1)] = 120
 
 
 @dataclass
@@ -190,7 +249,8 @@ def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
         plane = raw["calibration"]
         raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
                                          plane.get("speed_window", 1.0))
-    raw["recognition"] = RecognitionConfig(**raw.get("recognition", {}))
+    raw["recognition"] = checked_settings(RecognitionConfig, raw.get("recognition") or {}, f"{path}: camera {number}: "
+                                  "recognition")
     if isinstance(raw.get("start_time"), str):
         raw["start_time"] = datetime.fromisoformat(raw["start_time"])
     for key in ("output", "snapshots"):
@@ -217,7 +277,12 @@ def load_config(path: Path) -> WatchConfig:
         if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
             raise TypeError("'cameras' is a list of cameras, each a mapping with a 'source'")
         cameras = [_camera(c, i, path) for i, c in enumerate(listed, 1)]
-    except (TypeError, KeyError, ValueError) as exc:  # a zone, line or calibration with a missing or unknown key
+    except InvalidInput as exc:  # said by a camera, line or zone: the file is named once
+        if str(exc).startswith(str(path)):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        # a zone, line or calibration with a missing, unknown or mistyped key
         raise InvalidInput(f"{path}: {exc}") from exc
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
@@ -230,12 +295,12 @@ def load_config(path: Path) -> WatchConfig:
     try:
         return WatchConfig(
             cameras,
-            webhook=WebhookConfig(**webhook) if webhook else None,
-            mqtt=MqttConfig(**mqtt) if mqtt else None,
+            webhook=checked_settings(WebhookConfig, webhook, f"{path}: webhook") if webhook else None,
+            mqtt=checked_settings(MqttConfig, mqtt, f"{path}: mqtt") if mqtt else None,
             events=Path(events) if events else None,
             **raw,
         )
-    except TypeError as exc:  # a sink without a setting it needs (the webhook's url or secret)
+    except (TypeError, InvalidArgument) as exc:  # a setting of the wrong kind
         raise InvalidInput(f"{path}: {exc}") from exc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ class LineSpec:
     expected: str | None = None
 
     def __post_init__(self) -> None:
+        for end in (self.start, self.end):
+            if not _is_point(end):
+                raise InvalidArgument(f"line {self.name}: a point is [x, y] in pixels, not {str(end)[:60]}")
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
+            raise InvalidArgument(f"line {self.name}: min_frames is a whole number of 1 or more, "
+                                  f"not {self.min_frames!r}")
         if self.expected not in (None, "in", "out"):
             raise InvalidArgument(f"line {self.name}: expected is 'in' or 'out', got {self.expected!r}")
         if self.anchor not in ANCHORS:
@@ -78,10 +85,27 @@ class ZoneSpec:
     queue_after: float | None = None
 
     def __post_init__(self) -> None:
-        if self.min_dwell < 0 or self.hysteresis < 0:
-            raise InvalidArgument(f"zone {self.name}: min_dwell and hysteresis must be >= 0")
-        if len(self.polygon) < 3:
-            raise InvalidArgument(f"zone {self.name}: a polygon has at least 3 points")
+        numbers = {"min_dwell": self.min_dwell, "hysteresis": self.hysteresis, "report_every": self.report_every,
+                   "max_dwell": self.max_dwell, "queue_after": self.queue_after}
+        for key, value in numbers.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value < math.inf):
+                raise InvalidArgument(f"zone {self.name}: {key} is a number of 0 or more, not {value!r}")
+        if not isinstance(self.levels, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.levels.values()):
+            raise InvalidArgument(f"zone {self.name}: levels maps a level's name to the count where it starts, "
+                                  f"not {str(self.levels)[:60]}")
+        if len(self.polygon) < 3 or not all(_is_point(p) for p in self.polygon):
+            raise InvalidArgument(f"zone {self.name}: a polygon is at least 3 points [x, y] in pixels")
+        xs, ys = [float(p[0]) for p in self.polygon], [float(p[1]) for p in self.polygon]
+        if abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) < 1e-9:  # twice its area
+            raise InvalidArgument(f"zone {self.name}: its polygon has no area (its points are on one line)")
+
+
+def _is_point(point: object) -> bool:
+    """Whether ``point`` is [x, y]: two finite numbers within any frame's reach (pixels)."""
+    return (isinstance(point, (tuple, list)) and len(point) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1e6 for v in point))
 
 
 class LineCounter:

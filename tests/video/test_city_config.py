@@ -129,3 +129,50 @@ def test_a_cams_yaml_setting_out_of_place_is_named(tmp_path, body, says):
     with pytest.raises(InvalidInput) as refused:
         load_config(path)
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    # each was kept and failed mid-run (a traceback, a webhook thread dead on its first event), or never
+    ("webhook: {url: 'http://127.0.0.1:9/h', secret: 12345}", "webhook: secret: Input should be a valid string"),
+    ("webhook: {url: 'http://127.0.0.1:9/h', secret: s, max_attempts: 0}", "max_attempts: Input should be greater"),
+    ("mqtt: {port: 99999}", "mqtt: port: Input should be less than or equal to 65535"),
+    ("mqtt: {port: abc}", "mqtt: port: Input should be a valid integer"),
+    ("cameras: [{source: a.mp4, recognition: {samples: 0}}]", "recognition: samples: Input should be greater"),
+    ("cameras: [{source: a.mp4, watchlist: alice}]", "watchlist is a list of subject ids, not 'alice'"),
+    ("cameras: [{source: a.mp4, classes: []}]", "classes names at least one class"),
+    ("cameras: [{source: a.mp4, track_timeout: -1}]", "track_timeout is a number above 0"),
+    ("cameras: [{source: a.mp4, scene_cut: high}]", "scene_cut is a number of 0 or more"),
+    ("cameras: [{source: a.mp4, plate_share: 5}]", "plate_share is the share of a vehicle box"),
+    ("cameras: [{source: a.mp4, start_time: 5}]", "start_time is an ISO 8601 date and time"),
+    ("cameras: [{source: a.mp4, name: door+1}]", "a camera name is 1 to 200 characters without '/'"),
+    ("cameras: [{source: a.mp4, name: ../outside}]", "a camera name is 1 to 200 characters without '/'"),
+    ("cameras: [{source: a.mp4, name: '..'}]", "not '.' or '..'"),
+    ("cameras: [{source: a.mp4, lines: [{start: [1, 1, 1], end: [5, 5]}]}]", "cams.yaml"),
+    ("cameras: [{source: a.mp4, zones: [zone1]}]", "cams.yaml"),
+])
+def test_a_cams_yaml_value_of_the_wrong_kind_is_refused_at_load(tmp_path, body, says):
+    path = tmp_path / "cams.yaml"
+    cameras = "" if body.startswith("cameras") else "cameras: [{source: a.mp4}]\n"
+    path.write_text(cameras + body + "\n")
+    with pytest.raises(InvalidInput) as refused:
+        load_config(path)
+    assert says in str(refused.value) and "\n" not in str(refused.value), str(refused.value)
+
+
+def test_an_unquoted_yaml_date_is_a_start_time_and_the_output_is_never_the_source(tmp_path, shared):
+    """`start_time: 2026-12-04` (YAML reads a date) was an AttributeError traceback; `--output` naming
+    the source file overwrote the video being read (60 kB left at 16 kB, exit 0)."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras: [{source: a.mp4, start_time: 2026-12-04}]\n")
+    assert str(load_config(path).cameras[0].start_time) == "2026-12-04 00:00:00+00:00"
+    video = tmp_path / "clip.mp4"
+    video.write_bytes((shared / "data" / "videos" / "car-detection.mp4").read_bytes())
+    size = video.stat().st_size
+    for output in (str(video), str(tmp_path / "." / "clip.mp4")):
+        result = CliRunner().invoke(app, ["watch", str(video), "--output", output, "--no-persons"])
+        assert result.exit_code == 2 and "would destroy the video being read" in result.output, result.output
+    assert video.stat().st_size == size

@@ -57,6 +57,7 @@ from faceatlas.video import (
     WatchConfig,
     WebhookConfig,
     build_sinks,
+    checked_settings,
     is_live,
     run_cameras,
 )
@@ -98,8 +99,9 @@ def camera_config(camera: Camera) -> CameraConfig:
         raise InvalidInput(f"camera '{camera.id}' has no video source")
     extra = dict(camera.video)
     lines = [LineSpec.parse(camera.line, "door")] if camera.line else []
+    recognition = checked_settings(RecognitionConfig, extra.pop("recognition", None) or {},
+                                   f"camera '{camera.id}': video: recognition")
     try:
-        recognition = RecognitionConfig(**extra.pop("recognition", {}))
         return CameraConfig(source=str(camera.source), name=camera.id, stride=camera.stride, faces=camera.faces,
                             persons=camera.persons, lines=lines, recognition=recognition, **extra)
     except TypeError as exc:
@@ -216,8 +218,9 @@ class StoreRun:
     def _watch_config(self) -> WatchConfig:
         config = self.config
         return WatchConfig([], tenant=config.tenant, events=Path(config.events) if config.events else None,
-                           webhook=WebhookConfig(**config.webhook) if config.webhook else None,
-                           mqtt=MqttConfig(**config.mqtt) if config.mqtt else None)
+                           webhook=checked_settings(WebhookConfig, config.webhook, "the store's webhook")
+                           if config.webhook else None,
+                           mqtt=checked_settings(MqttConfig, config.mqtt, "the store's mqtt") if config.mqtt else None)
 
     # -- events -----------------------------------------------------------------------------
     def outgoing(self, event: Event) -> Event | None:
