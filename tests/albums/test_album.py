@@ -212,3 +212,28 @@ def test_a_person_id_is_never_given_again(album: Album, library: Path) -> None:
     album.merge(other, highest)  # the highest id goes
     split = album.split([album.faces(other)[0].id])
     assert split.id not in ids, f"{split.id} was given again"
+
+
+def test_a_scan_stopped_mid_chunk_loses_no_face(album: Album, library: Path, monkeypatch) -> None:
+    """Photos were committed before their faces: a scan stopped in between (Ctrl-C, a kill) left 50
+    photos with 0 faces, and every later scan skipped them as scanned. Now a photo is recorded with
+    its faces, so the next scan adds what the stopped one had not finished."""
+    monkeypatch.setattr("faceatlas.apps.albums.album.CHUNK", 8)
+    calls = {"n": 0}
+    add = album.gallery.add_embeddings
+
+    def stopped_on_the_second_person(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return add(*args, **kwargs)
+
+    monkeypatch.setattr(album.gallery, "add_embeddings", stopped_on_the_second_person)
+    with pytest.raises(KeyboardInterrupt):
+        album.scan(library)
+    monkeypatch.setattr(album.gallery, "add_embeddings", add)
+    again = album.scan(library)
+    assert again.photos == 16 and again.skipped == 0 and again.faces + again.unsorted >= 16
+    placed = sum(p.faces for p in album.people()) + len(album.faces(None))
+    assert placed == again.faces + again.unsorted
+    assert len(set(main_person(album, person) for person in PEOPLE)) == 4

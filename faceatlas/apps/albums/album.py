@@ -241,9 +241,6 @@ class AlbumCore:
             crops += _crops(self.analyzer, data, faces) if self.keeps_crops else [None] * len(faces)
             photos.append(Photo(album_id=self._id, sha256=digest, source=source, taken_at=taken_at(data)))
             found.extend((len(photos) - 1, face) for face in faces)
-        with self._sessions.begin() as session:
-            session.add_all(photos)
-        report.photos += len(photos)
         good = [i for i, (_, face) in enumerate(found) if gate(face)]
         size = self.analyzer.embedding_size
         vectors = l2_normalize(np.stack([f.as_embedding().vector for _, f in found])) if found else np.empty(
@@ -265,20 +262,27 @@ class AlbumCore:
             person_of = self._people_for(targets, fresh, report)
             groups = [(UNSORTED, None, unsorted)] + [(f"p{person_of[label]}", person_of[label], rows)
                                                       for label, rows in targets.items()]
+            added: list[tuple[list[int], list[int], int | None]] = []  # gallery ids, rows, person
             for subject, person, rows in groups:
-                if not rows:
-                    continue
-                ids = self.gallery.add_embeddings(COLLECTION, subject, vectors[rows],
-                                                  recognizer_id=self.analyzer.pack.recognizer_id,
-                                                  qualities=[found[r][1].quality for r in rows],
-                                                  sources=[photos[found[r][0]].source for r in rows],
-                                                  crops=[crops[r] for r in rows])
-                with self._sessions.begin() as session:
-                    session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
-                                    for fid, r in zip(ids, rows))
-                    token = None if person is None else self._bump(session)
-                if token is not None and person is not None:
-                    self._advanced(token, partial(_Library.extend, ids=ids, vectors=vectors[rows], person=person))
+                if rows:
+                    added.append((self.gallery.add_embeddings(
+                        COLLECTION, subject, vectors[rows], recognizer_id=self.analyzer.pack.recognizer_id,
+                        qualities=[found[r][1].quality for r in rows],
+                        sources=[photos[found[r][0]].source for r in rows], crops=[crops[r] for r in rows]),
+                        rows, person))
+            # the photos and their faces in one transaction: a scan stopped before it (Ctrl-C, a kill)
+            # recorded neither, so the next scan adds the photos again (it skipped them, faceless for
+            # good); vectors added before the stop are not placed (placement reads these rows)
+            with self._sessions.begin() as session:
+                session.add_all(photos)
+                session.flush()
+                session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
+                                for ids, rows, person in added for fid, r in zip(ids, rows))
+                token = self._bump(session) if any(person is not None for _, _, person in added) else None
+            if token is not None:
+                placed = [(ids, vectors[rows], person) for ids, rows, person in added if person is not None]
+                self._advanced(token, partial(_extend_all, placed=placed))
+        report.photos += len(photos)
         report.faces += len(good)
         report.unsorted += len(unsorted)
 
@@ -526,6 +530,12 @@ def face_ids(values: Iterable[int]) -> list[int]:
     if bad:
         raise NotFound(f"no face {bad[0]}")
     return out
+
+
+def _extend_all(library: _Library, placed: list[tuple[list[int], np.ndarray, int]]) -> None:
+    """The faces a scan placed, each group with its person."""
+    for ids, vectors, person in placed:
+        library.extend(ids, vectors, person)
 
 
 class _Library:
