@@ -237,3 +237,16 @@ def test_a_scan_stopped_mid_chunk_loses_no_face(album: Album, library: Path, mon
     placed = sum(p.faces for p in album.people()) + len(album.faces(None))
     assert placed == again.faces + again.unsorted
     assert len(set(main_person(album, person) for person in PEOPLE)) == 4
+
+
+def test_a_name_refused_renames_nothing(album: Album, library: Path) -> None:
+    """A 350-character name (or one with a line break) answered an error after the album had renamed
+    the person (the album took 400 characters, the gallery 300); "p5" shadowed the real p5."""
+    album.scan(library)
+    person = album.people()[0]
+    others = {p.id for p in album.people()} - {person.id}
+    for name in ("N" * 350, "two\nlines", "  ", next(iter(others)), "unsorted"):
+        with pytest.raises(InvalidArgument):
+            album.name_person(person.id, name)
+        assert album.person(person.id).name == person.name
+    assert album.name_person(person.id, "  Ana María  ").name == "Ana María"

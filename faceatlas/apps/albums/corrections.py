@@ -11,6 +11,7 @@ person holding most of its faces before any unnamed one is matched) undoes them.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import partial
@@ -24,20 +25,25 @@ from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCo
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
 from faceatlas.errors import InvalidArgument
-from faceatlas.gallery import Gallery, NotFound
+from faceatlas.gallery import Gallery, NotFound, check_text
 
 
 class Album(AlbumCore):
     """An album: :meth:`open`, :meth:`scan`, :meth:`people`, corrections, :meth:`recluster`."""
 
     def name_person(self, ref: str, name: str) -> PersonInfo:
-        """Give a person a name (kept through scans and re-clusters)."""
-        if not name.strip() or len(name) > 400:
-            raise InvalidArgument("a name is 1 to 400 characters")
+        """Give a person a name (kept through scans and re-clusters): 1 to 300 characters on one line
+        (the gallery's rule for a subject's name, checked before anything is renamed), not a person's
+        id (``p5``: the real p5 could no longer be named) nor ``unsorted``."""
+        name = name.strip()
+        check_text(name, "name")
+        if not name or re.fullmatch(r"[pP]?\d+", name) or name.lower() == UNSORTED:
+            raise InvalidArgument(f"a person's name is 1 to 300 characters and not a person id or "
+                                  f"'{UNSORTED}' (got {name[:40]!r})")
         with self._sessions.begin() as session:
             pid = self._resolve(session, ref)
-            session.execute(update(Person).where(Person.id == pid).values(name=name.strip()))
-        self.gallery.update_subject(COLLECTION, f"p{pid}", name=name.strip())
+            session.execute(update(Person).where(Person.id == pid).values(name=name))
+        self.gallery.update_subject(COLLECTION, f"p{pid}", name=name)
         return self.person(f"p{pid}")
 
     def merge(self, keep: str, absorb: str) -> PersonInfo:
