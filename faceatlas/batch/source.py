@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob as globbing
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -43,9 +44,30 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def _images_under(fs: pafs.FileSystem, root: str) -> list[str]:
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and not _hidden(i.path, root)
-                  and PurePosixPath(i.path).suffix.lower() in IMAGE_SUFFIXES)
+    if isinstance(fs, pafs.LocalFileSystem):
+        found = _local_images(root)
+    else:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        found = [i.path for i in infos if i.type == pafs.FileType.File]
+    return sorted(p for p in found if not _hidden(p, root) and PurePosixPath(p).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _local_images(root: str) -> list[str]:
+    """The files under a local folder, not following links to folders (pyarrow's listing followed
+    ``up -> ..`` round and round, and never returned). A name that is not UTF-8 is refused with
+    its folder: Ray and Parquet keep paths as UTF-8 text (it was a traceback)."""
+    found: list[str] = []
+    for folder, _, files in os.walk(root, followlinks=False):
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(path).decode("utf-8", "replace")
+                raise InvalidArgument(f"{shown}: a file name that is not UTF-8; rename it (or move it out of "
+                                      f"{root}) to run the job") from None
+            found.append(path)
+    return found
 
 
 def _hidden(path: str, root: str) -> bool:

@@ -48,3 +48,24 @@ def test_missing_or_empty_sources_are_typed_errors(tmp_path: Path):
         resolve_source(str(tmp_path / "bad.csv"))
     result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path / "empty*"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "validation_error" in result.output
+
+
+def test_a_link_back_up_the_tree_is_listed_once_and_a_name_not_utf8_is_named(folders: Path, tmp_path: Path):
+    """pyarrow's listing followed `up -> ..` round and round (3.5 minutes of CPU until killed); a
+    file name that is not UTF-8 was a UnicodeDecodeError traceback."""
+    import os
+    import threading
+
+    (folders / "up").symlink_to("..", target_is_directory=True)
+    listed: list[list[str]] = []
+    worker = threading.Thread(target=lambda: listed.append(resolve_source(str(folders)).paths), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and listed, "the listing did not end"
+    assert listed[0] == sorted(str(p.resolve()) for p in folders.glob("A*/*.jpg"))
+    os.unlink(folders / "up")
+    odd = os.fsencode(str(folders)) + b"/caf\xe9.jpg"
+    with open(odd, "wb") as handle:
+        handle.write(b"x")
+    with pytest.raises(InvalidArgument, match="caf.\\.jpg: a file name that is not UTF-8"):
+        resolve_source(str(folders))
