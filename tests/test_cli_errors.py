@@ -194,3 +194,18 @@ def test_a_tenant_no_one_could_name_again_is_refused_before_a_database_is_made(t
         assert _error_lines(result.output) == [line for line in result.output.splitlines() if "tenant space" in line]
         assert len(_error_lines(result.output)) == 1, result.output
     assert not database.exists()
+
+
+def test_a_photo_whose_name_is_not_utf8_is_enrolled(tmp_path, shared):
+    """`gallery enrol C 'weird/caf\\xe9.jpg'` failed with "'utf-8' codec can't encode character"
+    without naming the file, midway through a tree of people."""
+    folder = tmp_path / "weird"
+    folder.mkdir()
+    photo = shared / "data" / "face_recognition_examples" / "examples" / "obama_small.jpg"
+    odd = os.fsencode(str(folder)) + b"/caf\xe9.jpg"
+    with open(odd, "wb") as handle:
+        handle.write(photo.read_bytes())
+    database = f"sqlite:///{tmp_path / 'g.db'}"
+    assert runner.invoke(app, ["gallery", "create", "c", "--db", database, "--pack", "scrfd-mbf"]).exit_code == 0
+    result = runner.invoke(app, ["gallery", "enrol", "c", str(folder), "--subject", "obama", "--db", database])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output

@@ -485,7 +485,7 @@ class Gallery:
             rows = [
                 {"collection_id": coll.id, "subject_id": subject.id, "embedding": vector.tobytes(),
                  "quality": None if qualities is None else qualities[i],
-                 "source": None if sources is None else sources[i],
+                 "source": None if sources is None else _source_text(sources[i]),
                  "crop": crops[i] if crops is not None and coll.keep_crops else None}
                 for i, vector in enumerate(vectors)
             ]
@@ -837,6 +837,14 @@ def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:
 def _mismatch_message(collection: str, pack_name: str, expected: str, got: str) -> str:
     return (f"collection '{collection}' holds embeddings of pack '{pack_name}' (recognizer {expected}); "
             f"got embeddings of recognizer {got}. Use a collection of that pack or reembed this one.")
+
+
+def _source_text(source: str | None) -> str | None:
+    """A face's source as its column keeps it: UTF-8 text (a file name that is not UTF-8 gets U+FFFD
+    for its odd bytes; it failed the enrolment without naming the file) of at most 1000 characters."""
+    if source is None:
+        return None
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:1000]
 
 
 def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:

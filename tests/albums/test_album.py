@@ -250,3 +250,19 @@ def test_a_name_refused_renames_nothing(album: Album, library: Path) -> None:
             album.name_person(person.id, name)
         assert album.person(person.id).name == person.name
     assert album.name_person(person.id, "  Ana María  ").name == "Ana María"
+
+
+def test_a_photo_whose_name_is_not_utf8_is_added(album: Album, library: Path) -> None:
+    """Its path could not be stored as text: the scan was an SQLAlchemy traceback and the other
+    photos of its chunk were not added either."""
+    import os
+
+    photo = next(library.rglob("*.jpg"))
+    odd = os.fsencode(str(photo.parent)) + b"/caf\xe9.jpg"
+    with open(odd, "wb") as handle:
+        handle.write(photo.read_bytes())
+    os.remove(photo)
+    report = album.scan(library)
+    assert report.photos == 16 and not report.failed
+    assert any("caf\ufffd.jpg" in f.source for p in album.people() for f in album.faces(p.id)) or \
+        any("caf\ufffd.jpg" in f.source for f in album.faces(None))

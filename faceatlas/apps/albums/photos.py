@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,9 +31,10 @@ def find_photos(folder: Path) -> list[Path]:
 
 
 def read_photos(paths: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
-    """(source, bytes) of each path."""
+    """(source, bytes) of each path; a source is the path as text (a name that is not UTF-8 with
+    U+FFFD in place of its odd bytes: a database keeps UTF-8 text, and the scan was a traceback)."""
     for path in paths:
-        yield str(path), path.read_bytes()
+        yield os.fsencode(path).decode("utf-8", "replace"), path.read_bytes()
 
 
 def content_hash(data: bytes) -> str:
