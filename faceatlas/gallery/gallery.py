@@ -93,6 +93,7 @@ log = logging.getLogger("faceatlas")
 DEFAULT_TENANT = "default"
 T = TypeVar("T")
 _CROP_MARGIN = 0.5
+REEMBED_ROUNDS = 3  # reads of faces enrolled during a re-embedding before it gives up
 
 
 class Gallery:
@@ -479,7 +480,7 @@ class Gallery:
                      crops: Sequence[bytes | None] | None, name: str | None) -> list[int]:
         count = len(vectors)
         with self._sessions.begin() as session:
-            coll = self._collection(session, collection)
+            coll = self._collection(session, collection, lock=True)  # a re-embedding switches it after
             _check_model(coll, recognizer_id, vectors.shape[1])
             subject = self._subject_or_create(session, coll, external_id, name)
             rows = [
@@ -667,14 +668,36 @@ class Gallery:
         """Move a collection to ``analyzer``'s pack by re-embedding the stored source crops.
 
         Faces without a crop (or whose crop yields no face) cannot be migrated: unless
-        ``drop_unmigratable`` they are reported and nothing changes; otherwise they are deleted."""
+        ``drop_unmigratable`` they are reported and nothing changes; otherwise they are deleted.
+        Faces enrolled while it runs are re-embedded too before the switch (each enrolment locks the
+        collection's row, so none lands between the last read and the switch); faces still arriving
+        after :data:`REEMBED_ROUNDS` rounds are :class:`Conflict` and nothing changes (a face of the
+        old space kept in the new one made every later search and export fail)."""
         report = ReembedReport()
         new_vectors: dict[int, np.ndarray] = {}
+        for _ in range(REEMBED_ROUNDS):
+            self._reembed_read(collection, analyzer, report, new_vectors)
+            if (report.unmigratable or report.failed) and not drop_unmigratable:
+                return report
+            applied = self._reembed_write(collection, analyzer.pack, report, new_vectors)
+            if applied is not None:
+                self._indexes.drop(applied)
+                report.migrated, report.applied = len(new_vectors), True
+                return report
+        raise Conflict(f"faces are being enrolled into '{collection}' while it is re-embedded; stop the "
+                       "enrolments and run it again (nothing changed)")
+
+    def _reembed_read(self, collection: str, analyzer: FaceAnalyzer, report: ReembedReport,
+                      new_vectors: dict[int, np.ndarray]) -> None:
+        """The new vectors of the collection's faces not read yet (``report`` and ``new_vectors`` grow)."""
+        seen = set(new_vectors) | set(report.unmigratable) | set(report.failed)
         with self._sessions() as session:
             coll = self._collection(session, collection)
             rows = session.execute(select(FaceRecord.id, FaceRecord.crop).where(FaceRecord.collection_id == coll.id)
                                    .order_by(FaceRecord.id).execution_options(yield_per=256))
             for face_id, crop in rows:
+                if face_id in seen:
+                    continue
                 if crop is None:
                     report.unmigratable.append(face_id)
                     continue
@@ -684,11 +707,17 @@ class Gallery:
                     new_vectors[face_id] = faces[0].as_embedding().vector
                 else:
                     report.failed.append(face_id)
-        if (report.unmigratable or report.failed) and not drop_unmigratable:
-            return report
-        pack = analyzer.pack
+
+    def _reembed_write(self, collection: str, pack: Pack, report: ReembedReport,
+                       new_vectors: dict[int, np.ndarray]) -> int | None:
+        """The switch to ``pack`` in one transaction holding the collection's row; None (nothing
+        written) when a face not read yet is there (enrolled meanwhile), else the collection's id."""
         with self._sessions.begin() as session:
-            coll = self._collection(session, collection)
+            coll = self._collection(session, collection, lock=True)
+            known = set(new_vectors) | set(report.unmigratable) | set(report.failed)
+            present = set(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == coll.id)))
+            if present - known:
+                return None
             dropped = report.unmigratable + report.failed
             if dropped:
                 session.execute(delete(FaceRecord).where(FaceRecord.id.in_(dropped)))
@@ -698,10 +727,7 @@ class Gallery:
             coll.pack_name, coll.pack_version = pack.name, pack.version
             coll.recognizer_id, coll.embedding_size = pack.recognizer_id, pack.embedding_size
             self._bump(session, coll)
-            collection_id = coll.id
-        self._indexes.drop(collection_id)
-        report.migrated, report.applied = len(new_vectors), True
-        return report
+            return coll.id
 
     # -- internals --------------------------------------------------------------------------
     @staticmethod
@@ -717,9 +743,11 @@ class Gallery:
             except IntegrityError as exc:
                 raise Conflict("a concurrent change to the same subject; try again") from exc
 
-    def _collection(self, session: Session, name: str) -> Collection:
-        found = session.scalar(select(Collection).where(Collection.tenant_id == self._tenant_id,
-                                                        Collection.name == name))
+    def _collection(self, session: Session, name: str, *, lock: bool = False) -> Collection:
+        """The tenant's collection ``name``; ``lock``: its row held until the transaction ends
+        (PostgreSQL's FOR UPDATE; SQLite has one writer at a time anyway)."""
+        query = select(Collection).where(Collection.tenant_id == self._tenant_id, Collection.name == name)
+        found = session.scalar(query.with_for_update() if lock else query)
         if found is None:
             raise NotFound(f"collection '{name}' not found")
         return found

@@ -295,3 +295,29 @@ def test_face_crop_is_served_only_where_crops_are_kept(gallery, fast_analyzer, e
     gallery.delete_subject("kept", "obama")
     with pytest.raises(NotFound):
         gallery.face_crop("kept", kept)
+
+
+def test_a_face_enrolled_during_a_reembedding_is_reembedded_too(enrolled: Gallery, dlib_analyzer, fast_analyzer,
+                                                                 train_dir: Path, test_dir: Path) -> None:
+    """A face enrolled in the old space after the re-embedding read the faces stayed 512-d in a 128-d
+    collection: every later search and export failed ("cannot reshape array")."""
+    photo = str(train_dir / "biden" / "biden.jpg")
+
+    class EnrolsMeanwhile:
+        pack = dlib_analyzer.pack
+        enrolled_once = False
+
+        def analyze(self, image, **options):
+            if not self.enrolled_once:  # another process enrols while the crops are re-embedded
+                self.enrolled_once = True
+                enrolled.enrol_images("people", "biden", [photo], fast_analyzer)
+            return dlib_analyzer.analyze(image, **options)
+
+    report = enrolled.reembed("people", EnrolsMeanwhile())
+    assert report.applied and report.migrated == 10
+    info = enrolled.get_collection("people")
+    assert info.faces == 10 and info.recognizer_id == dlib_analyzer.pack.recognizer_id
+    ids, vectors = enrolled.face_vectors("people")
+    assert vectors.shape == (10, dlib_analyzer.pack.embedding_size)
+    [(_, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
+    assert matches[0].external_id == "obama"
