@@ -131,6 +131,8 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
     one row with no subject for a face nobody matches at the cut (default: the open-set
     threshold at :data:`DEFAULT_FPIR` for the collection's size)."""
     options = options or BatchOptions()
+    if k < 1:  # refused before the images are embedded (it was after the whole job)
+        raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
     options.pack = _pack_for(gallery, collection, options, create=False)
     out = _absolute(out)
     report = embed_source(resolve_source(source), f"{out}/faces", options, on_progress)

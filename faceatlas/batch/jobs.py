@@ -34,6 +34,8 @@ DEFAULT_BATCH_SIZE = 16
 MAX_BLOCKS = 4096
 
 
+LOCAL_WORKERS_PER_CORE = 4  # a local job's workers (processes, a model each) at most per core
+
 @dataclass
 class BatchOptions:
     """Where and how a job runs: ``workers`` actors (default: this machine's cores, or the
@@ -45,6 +47,16 @@ class BatchOptions:
     pack: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     settings: EngineSettings = field(default_factory=EngineSettings)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or (self.workers is not None and self.workers < 1):
+            raise InvalidArgument("workers and batch size are at least 1")
+        cores = os.cpu_count() or 1
+        if self.ray_address is None and self.workers is not None and self.workers > LOCAL_WORKERS_PER_CORE * cores:
+            # each worker is a process holding a model: 100,000 on 2 cores started 60 and never ended
+            raise InvalidArgument(f"at most {LOCAL_WORKERS_PER_CORE * cores} workers on this machine "
+                                  f"({LOCAL_WORKERS_PER_CORE} a core), not {self.workers}; a cluster takes "
+                                  "more (--ray-address)")
 
 
 @dataclass
@@ -157,8 +169,6 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
                  *, faces: bool = True) -> BatchReport:
     """:func:`embed` of an already resolved source."""
     options = options or BatchOptions()
-    if options.batch_size < 1 or (options.workers is not None and options.workers < 1):
-        raise InvalidArgument("workers and batch size are at least 1")
     if faces:  # an unknown pack or a missing model file fails here, not in every Ray actor
         get_pack(options.pack, options.settings)
     out = _absolute(out)

@@ -88,8 +88,9 @@ def embed(source: SourceArg, out: Annotated[str, typer.Option("--out", "-o", hel
           workers: WorkersOption = None, ray_address: AddressOption = None, pack: PackOption = None,
           batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, as_json: JsonOption = False) -> None:
     """Every face of every image: box, keypoints, quality, pose, embedding, pack (Parquet)."""
+    options = _options(workers, ray_address, pack, batch_size)  # refused before a progress bar shows
     with _progress(as_json) as update:
-        report = embed_job(source, out, _options(workers, ray_address, pack, batch_size), update)
+        report = embed_job(source, out, options, update)
     _show(report, as_json, "")
 
 
@@ -102,8 +103,9 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
           all_faces: Annotated[bool, typer.Option("--all-faces", help="every face, not the largest")] = False,
           min_quality: Annotated[float, typer.Option("--min-quality")] = 0.0, as_json: JsonOption = False) -> None:
     """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
+    options = _options(workers, ray_address, pack, batch_size)
     with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
-        report = enrol_job(source, collection, gallery, _options(workers, ray_address, pack, batch_size), update,
+        report = enrol_job(source, collection, gallery, options, update,
                            work=work, all_faces=all_faces, min_quality=min_quality)
     details = report.details
     _show(report, as_json, f"; {details['enrolled']} faces enrolled into {details['subjects']} subjects, "
@@ -122,8 +124,9 @@ def search(source: SourceArg, collection: str,
            as_json: JsonOption = False) -> None:
     """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
     cut = Cut.given(threshold=threshold, fpir=fpir)  # refused before a progress bar shows
+    options = _options(workers, ray_address, pack, batch_size)
     with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
-        report = search_job(source, collection, gallery, out, _options(workers, ray_address, pack, batch_size),
+        report = search_job(source, collection, gallery, out, options,
                             update, cut=cut, k=k)
     details = report.details
     _show(report, as_json, f"; {details['identified_faces']} faces identified, {details['unknown_faces']} "
@@ -139,8 +142,9 @@ def dedupe(source: SourceArg,
                                                                             "may differ by")] = DEFAULT_MAX_DISTANCE,
            as_json: JsonOption = False) -> None:
     """Near-duplicate photos (resized, re-encoded copies) by perceptual hash."""
+    options = _options(workers, ray_address, None, batch_size)
     with _progress(as_json) as update:
-        report = dedupe_job(source, out, _options(workers, ray_address, None, batch_size), update,
+        report = dedupe_job(source, out, options, update,
                             max_distance=max_distance)
     _show(report, as_json, f"; {report.details['groups']} groups of near-duplicates "
                            f"({report.details['duplicate_images']} extra copies)")

@@ -69,3 +69,15 @@ def test_a_link_back_up_the_tree_is_listed_once_and_a_name_not_utf8_is_named(fol
         handle.write(b"x")
     with pytest.raises(InvalidArgument, match="caf.\\.jpg: a file name that is not UTF-8"):
         resolve_source(str(folders))
+
+
+def test_more_local_workers_than_the_machine_can_hold_are_refused_before_ray_starts(folders: Path, tmp_path: Path):
+    """`--workers 100000` on 2 cores started 60 Ray workers that never finished and outlived the job."""
+    import os
+
+    too_many = str(4 * (os.cpu_count() or 1) + 1)
+    for command in ("embed", "dedupe"):
+        result = CliRunner().invoke(app, ["batch", command, str(folders), "--out", str(tmp_path / command),
+                                          "--workers", too_many])
+        assert result.exit_code == 2 and "workers on this machine" in result.output, result.output
+        assert "images" not in result.output and not (tmp_path / command).exists()
