@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from faceatlas.batch.output import prepare, read_faces, read_images, write_errors_csv
+from faceatlas.batch.output import output_space, prepare, read_faces, read_images, write_errors_csv
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
 from faceatlas.engine import get_pack
-from faceatlas.errors import FaceAtlasError, InvalidArgument
+from faceatlas.errors import FaceAtlasError, InvalidArgument, ModelMismatch
 from faceatlas.settings import EngineSettings
 
 Progress = Callable[[int, int], None]
@@ -120,6 +120,12 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     ray = _ray()
 
     done = prepare(out)
+    if faces and done:  # a restart with another pack would mix two embedding spaces in one output
+        written, wanted = output_space(out), get_pack(options.pack, options.settings).recognizer_id
+        if written is not None and written != wanted:
+            raise ModelMismatch(f"{out} holds faces of another embedding space ({written[:60]}) than this "
+                                f"job's pack makes ({wanted[:60]}): resume with the pack that wrote them, or "
+                                "choose another --out")
     todo = [p for p in source.paths if p not in done]
     report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
     if on_progress:

@@ -135,6 +135,19 @@ def read_faces(uri: str) -> pa.Table:
     return pads.dataset(files, schema=FACE_SCHEMA, filesystem=fs, format="parquet").to_table()
 
 
+def output_space(uri: str) -> str | None:
+    """The embedding space (``recognizer_id``) of the faces a job wrote at ``uri``: its first part's
+    first face; None before any face was written."""
+    fs, root = out_filesystem(uri)
+    for info in sorted(_files(fs, root), key=lambda i: i.path):
+        if PurePosixPath(info.path).name.startswith("part-"):
+            table = pads.dataset([info.path], schema=FACE_SCHEMA, filesystem=fs, format="parquet").head(
+                1, columns=["recognizer_id"])
+            if table.num_rows:
+                return str(table.column("recognizer_id")[0].as_py())
+    return None
+
+
 def write_errors_csv(uri: str) -> int:
     """Rewrite ``_errors.csv`` from the manifest; the number of failed images."""
     images = read_images(uri).filter(pads.field("error") != "").sort_by("image_id")

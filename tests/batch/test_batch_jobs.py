@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from faceatlas.batch import BatchOptions, dedupe, duplicate_groups, embed, enrol, face_table, phash, ray_session, search
 from faceatlas.cli.main import app
 from faceatlas.engine import cosine_similarity
+from faceatlas.errors import ModelMismatch
 from faceatlas.gallery import Gallery
 
 PACK = "scrfd-mbf"
@@ -71,6 +72,12 @@ def test_embed_reports_bad_inputs_and_resumes_nothing(ray_cluster, people, tmp_p
 
     again = embed(str(source), str(out), _options())  # all done: nothing is read again
     assert (again.processed, again.skipped, again.faces, again.errors) == (0, report.images, report.faces, 3)
+    # resumed with another pack: its faces would have joined the others' in one output, two spaces mixed
+    (source / "later.jpg").write_bytes(sorted(people[3].glob("*.jpg"))[0].read_bytes())
+    with pytest.raises(ModelMismatch, match="another embedding space"):
+        embed(str(source), str(out), BatchOptions(workers=1, pack="yunet-frfeature", batch_size=4))
+    assert set(face_table(str(out)).column("recognizer_id").to_pylist()) == {fast_analyzer.pack.recognizer_id}
+    (source / "later.jpg").unlink()
 
     # the CLI exited 0 whatever failed: 1 when some images failed (as `gallery enrol`), 2 when every one did
     command = ["batch", "embed", "--workers", "1", "--pack", PACK, "--batch-size", "4", "--json"]
