@@ -185,11 +185,13 @@ class MqttSink:
 
 
 class EventBus:
-    """Fans events out to sinks and counts them by type; a failing sink is logged, not fatal."""
+    """Fans events out to sinks and counts them by type; a failing sink is logged (its first failure
+    with the traceback, then counted), not fatal, and its failed events are in :meth:`undelivered`."""
 
     def __init__(self, sinks: list[EventSink] | None = None) -> None:
         self.sinks = list(sinks or [])
         self.counts: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()  # events a sink raised on, per sink (e.g. a database refusing them)
         self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
@@ -199,16 +201,23 @@ class EventBus:
                 try:
                     sink.emit(event)
                 except Exception:
-                    log.exception("sink %s failed on event %s", type(sink).__name__, event.id)
+                    name = type(sink).__name__
+                    if not self.failed[name]:
+                        log.exception("sink %s failed on event %s (later failures are counted)", name, event.id)
+                    self.failed[name] += 1
 
     def undelivered(self) -> dict[str, int]:
-        """Events not delivered, per sink that counts them (an ``undelivered`` attribute)."""
-        counts: dict[str, int] = {}
+        """Events not delivered, per sink: those a sink raised on, and those it counts itself (an
+        ``undelivered`` attribute: the broker's or the webhook's unacknowledged events)."""
+        counts: dict[str, int] = dict(self.failed)
         for sink in self.sinks:
             count = getattr(sink, "undelivered", None)
             if isinstance(count, int):
                 counts[type(sink).__name__] = counts.get(type(sink).__name__, 0) + count
-        return counts
+        return {name: count for name, count in counts.items() if count or name in self._counting()}
+
+    def _counting(self) -> set[str]:
+        return {type(sink).__name__ for sink in self.sinks if isinstance(getattr(sink, "undelivered", None), int)}
 
     def close(self) -> None:
         """Flush and close every sink."""

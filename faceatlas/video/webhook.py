@@ -13,6 +13,7 @@ other 4xx are given up at once. ``emit`` only enqueues, so the pipeline never wa
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -20,6 +21,7 @@ import queue
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from faceatlas.video.config import WebhookConfig
@@ -42,6 +44,14 @@ def verify_signature(body: bytes, secret: str, header: str) -> bool:
     return hmac.compare_digest(sign(body, secret), header or "")
 
 
+def _host(parts: urllib.parse.SplitResult) -> str:
+    """host[:port] of a URL, without its user and password."""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return host if parts.port is None else f"{host}:{parts.port}"
+
+
 class WebhookSink:
     """Delivers events to one URL from a background thread."""
 
@@ -57,6 +67,17 @@ class WebhookSink:
     def emit(self, event: Event) -> None:
         self._queue.put(event)
 
+    @property
+    def undelivered(self) -> int:
+        """Events not delivered: given up on (refused, out of attempts) and still queued."""
+        return self.failed + sum(event is not None for event in list(self._queue.queue))
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as logs show it: no user, password or query (a token there leaked into every line)."""
+        parts = urllib.parse.urlsplit(self.config.url)
+        return urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
+
     def close(self, timeout: float = 30.0) -> None:
         """Deliver what is queued (waiting at most ``timeout`` seconds), then stop."""
         self._queue.put(None)
@@ -64,11 +85,18 @@ class WebhookSink:
         if self._thread.is_alive():
             self._abort.set()
             self._thread.join(5)
-            log.warning("webhook %s: stopped with %d events undelivered", self.config.url, self._queue.qsize())
+        if self.undelivered:  # reported as the sink's ``undelivered`` (the watch summary prints it)
+            log.warning("webhook %s: %d events not delivered (%d delivered)", self.shown_url, self.undelivered,
+                        self.delivered)
 
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:
-            if self._deliver(event):
+            try:
+                delivered = self._deliver(event)
+            except Exception:  # a bug must not end the thread: every later event would be lost unsaid
+                log.exception("webhook %s: event %s failed", self.shown_url, event.id)
+                delivered = False
+            if delivered:
                 self.delivered += 1
             else:
                 self.failed += 1
@@ -86,16 +114,21 @@ class WebhookSink:
             if status is not None and 200 <= status < 300:
                 return True
             if status is not None and 400 <= status < 500 and status not in RETRYABLE:
-                log.error("webhook %s refused event %s with HTTP %d", self.config.url, event.id, status)
+                log.error("webhook %s refused event %s with HTTP %d", self.shown_url, event.id, status)
                 return False
             delay = min(self.config.backoff_max, self.config.backoff_start * 2 ** (attempt - 1))
             if attempt < self.config.max_attempts and self._abort.wait(delay):
                 return False
-        log.error("webhook %s: event %s not delivered after %d attempts", self.config.url, event.id, attempt)
+        log.error("webhook %s: event %s not delivered after %d attempts", self.shown_url, event.id, attempt)
         return False
 
     def _post(self, body: bytes, headers: dict[str, str]) -> int | None:
-        request = urllib.request.Request(self.config.url, data=body, headers=headers, method="POST")
+        parts = urllib.parse.urlsplit(self.config.url)
+        if parts.username is not None:  # user:password@ in the URL: urllib took it for the host name
+            login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            headers = {**headers, "Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+        url = urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, parts.query, ""))
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
@@ -103,5 +136,5 @@ class WebhookSink:
         except urllib.error.HTTPError as exc:
             return exc.code
         except (urllib.error.URLError, OSError) as exc:
-            log.warning("webhook %s unreachable after %.1fs: %s", self.config.url, time.monotonic() - started, exc)
+            log.warning("webhook %s unreachable after %.1fs: %s", self.shown_url, time.monotonic() - started, exc)
             return None

@@ -73,3 +73,41 @@ def test_emit_never_blocks_and_gives_up_on_dead_receiver():
         sink.emit(Event("track_started", "door", number, number / 25))
     sink.close(timeout=10)
     assert (sink.delivered, sink.failed) == (0, 3)
+
+
+def test_undelivered_events_are_counted_and_the_url_logged_without_its_secrets(receiver, caplog):
+    """A receiver that was down logged "stopped with 0 events undelivered" after losing all 49, and
+    the summary had no webhook line; a password or token in the URL went into every log line, and
+    user:password@ in the URL made every delivery fail ("Name or service not known")."""
+    from faceatlas.video import EventBus
+
+    port = receiver.server_address[1]
+    dead = WebhookSink(WebhookConfig("http://alice:Sup3r@127.0.0.1:9/h?token=abc", SECRET, max_attempts=1))
+    bus = EventBus([dead])
+    for number in range(3):
+        bus.emit(Event("track_started", "door", number, number / 25))
+    bus.close()
+    assert bus.undelivered() == {"WebhookSink": 3}
+    assert "Sup3r" not in caplog.text and "token=abc" not in caplog.text and "3 events not delivered" in caplog.text
+    live = WebhookSink(WebhookConfig(f"http://alice:Sup3r@127.0.0.1:{port}/h", SECRET, backoff_start=0.01))
+    live.emit(Event("track_started", "door", 1, 0.0))
+    live.close(timeout=10)
+    assert (live.delivered, live.undelivered) == (1, 0)
+    assert receiver.requests[-1][0]["Authorization"] == "Basic YWxpY2U6U3VwM3I="
+
+
+def test_a_sink_that_raises_is_counted_once_logged(caplog, tmp_path):
+    from faceatlas.video import EventBus
+
+    class Refusing:
+        def emit(self, event):
+            raise RuntimeError("database refused it")
+
+        def close(self):
+            pass
+
+    bus = EventBus([Refusing()])
+    for number in range(5):
+        bus.emit(Event("track_started", "door", number, number / 25))
+    assert bus.undelivered() == {"Refusing": 5}
+    assert caplog.text.count("RuntimeError: database refused it") == 1  # one traceback, not one an event
