@@ -22,6 +22,7 @@ from faceatlas.video import (
     WatchConfig,
     WatchReport,
     camera_counts,
+    camera_name,
     check_measure,
     load_config,
     measure_note,
@@ -37,7 +38,7 @@ def watch(
     source: Annotated[str | None, typer.Argument(help="video file, rtsp:// or http:// URL, or webcam index")] = None,
     collection: Annotated[str | None, typer.Option(help="gallery collection to recognise against")] = None,
     config: Annotated[Path | None, typer.Option(help="cams.yaml with several cameras and the sinks")] = None,
-    stride: Annotated[int, typer.Option(help="detect on every Nth frame")] = 2,
+    stride: Annotated[int | None, typer.Option(help="detect on every Nth frame [default: 2]")] = None,
     line: Annotated[list[str] | None, typer.Option(help="counting line x1,y1,x2,y2 (repeatable)")] = None,
     events: Annotated[Path | None, typer.Option(help="write events as JSON lines here")] = None,
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
@@ -49,11 +50,16 @@ def watch(
     """Watch video sources: track faces and persons, recognise, count, and emit events."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
+        beside = [name for name, given in (("SOURCE", source is not None), ("--stride", stride is not None),
+                                           ("--line", bool(line)), ("--output", output is not None)) if given]
+        if beside:  # they were dropped without a word
+            raise typer.BadParameter(f"--config names the cameras and their settings; give {', '.join(beside)} "
+                                     "in its file, not beside it")
         settings = load_config(config)
     elif source is not None:
         lines = [LineSpec.parse(text, f"line{i}") for i, text in enumerate(line or [], 1)]
-        camera = CameraConfig(source=source, name=Path(source).stem or source, stride=stride, lines=lines,
-                              output=output, recognition=RecognitionConfig())
+        camera = CameraConfig(source=source, name=camera_name(source), stride=2 if stride is None else stride,
+                              lines=lines, output=output, recognition=RecognitionConfig())
         settings = WatchConfig([camera], collection=collection, gallery=gallery, events=events)
     else:
         raise typer.BadParameter("give a SOURCE or --config")

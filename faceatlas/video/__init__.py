@@ -12,6 +12,7 @@ from faceatlas.video.config import (
     RecognitionConfig,
     WatchConfig,
     WebhookConfig,
+    camera_name,
     checked_settings,
     load_config,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "erase_tenant_events",
     "event_snapshot",
     "camera_counts",
+    "camera_name",
     "check_measure",
     "checked_settings",
     "measure_note",

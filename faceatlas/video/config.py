@@ -161,6 +161,14 @@ class CameraConfig:
                                       "would destroy the video being read")
 
 
+def camera_name(source: str) -> str:
+    """The name of a camera given by its source alone: the file's (or URL's last part's) stem, with
+    what a camera name may not hold as '_' (``clip #2.mp4`` is camera ``clip _2``)."""
+    stem = Path(source).stem or str(source)
+    name = re.sub(r"[/\\+#?\x00-\x1f\x7f]", "_", stem)[:200]
+    return "camera" if name in ("", ".", "..") else name
+
+
 def _same_file(path: Path | str, source: str) -> bool:
     """Whether ``path`` names the file ``source`` reads (a source that is a URL or a webcam is none)."""
     try:
@@ -208,6 +216,15 @@ class WatchConfig:
     webhook: WebhookConfig | None = None
     mqtt: MqttConfig | None = None
     detector: str = "yolox-nano"  # the COCO object detector: yolox-nano (shipped) or yolox-s (by URL)
+
+    def __post_init__(self) -> None:
+        names = [camera.name for camera in self.cameras]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # their per-minute counts merged into one series, their progress into one bar
+            raise InvalidArgument(f"camera names are unique (each names its counts and events); twice: "
+                                  f"{', '.join(twice)[:200]}")
+        if not isinstance(self.tenant, str) or not 0 < len(self.tenant) <= 64 or not self.tenant.strip():
+            raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column), not {str(self.tenant)[:40]!r}")
 
 
 def _line(raw: str | dict[str, Any], number: int) -> LineSpec:

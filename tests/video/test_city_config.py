@@ -176,3 +176,25 @@ def test_an_unquoted_yaml_date_is_a_start_time_and_the_output_is_never_the_sourc
         result = CliRunner().invoke(app, ["watch", str(video), "--output", output, "--no-persons"])
         assert result.exit_code == 2 and "would destroy the video being read" in result.output, result.output
     assert video.stat().st_size == size
+
+
+def test_two_cameras_of_one_name_and_options_beside_a_config_are_refused(tmp_path, shared):
+    """Two cameras named alike merged their counts (seen 46 = 2 x 23); SOURCE, --stride, --line and
+    --output beside --config were dropped without a word; a file named 'clip #2.mp4' names a camera."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video import camera_name
+
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras: [{source: a.mp4, name: door}, {source: b.mp4, name: door}]\n")
+    with pytest.raises(InvalidInput, match="twice: door"):
+        load_config(path)
+    path.write_text("cameras: [{source: a.mp4}]\ntenant: [a, b]\n")
+    with pytest.raises(InvalidInput, match="tenant is 1 to 64 characters"):
+        load_config(path)
+    path.write_text("cameras: [{source: a.mp4}]\n")
+    for beside in (["x.mp4"], ["--stride", "3"], ["--line", "1,1,5,5"], ["--output", str(tmp_path / "o.mp4")]):
+        result = CliRunner().invoke(app, ["watch", "--config", str(path), *beside])
+        assert result.exit_code == 2 and "not beside it" in result.output, result.output
+    assert camera_name("/videos/clip #2.mp4") == "clip _2" and camera_name("rtsp://10.0.0.5/door+1") == "door_1"
