@@ -85,3 +85,19 @@ def test_video_events_adapt(tmp_path: Path) -> None:
     assert isinstance(from_video_event(video("track_started", "shelf-dairy"), config), ZoneVisit)
     assert from_video_event(video("line_crossed", "door-in", direction="out"), config) is None
     assert from_video_event(video("zone_occupancy", "elsewhere"), config) is None
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ({"recognition": {"pay_far": 2}}, "pay_far"),
+    ({"webhook": {"url": "ftp://x", "secret": "s"}}, "webhook: url"),
+    ({"webhook": {"url": "http://x"}}, "secret"),
+    ({"webhook": {"url": "http://x", "secret": "s", "retries": 3}}, "retries"),
+    ({"mqtt": {"hots": "localhost"}}, "hots"),
+])
+def test_a_store_setting_that_fails_only_later_is_refused_at_load(setting, says):
+    """pay_far 2 failed every exit at pay time; an ftp webhook or a mistyped sink setting failed on
+    every event of the run (or as a traceback at its start)."""
+    from faceatlas.apps.retail import Camera, StoreConfig
+
+    with pytest.raises(ValueError, match=says):
+        StoreConfig(id="s", cameras=[Camera(id="door", role="door")], **setting)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, Valid
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
+from faceatlas.video import MqttConfig, WebhookConfig, checked_settings
 
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
 # An id that is one segment of a URL (/v1/stores/{id}, the console's pages) and fits its columns:
@@ -102,7 +103,7 @@ class Recognition(_Section):
     MiniFASNet real-face score accepted at the exit."""
 
     visit_fpir: float = Field(default=DEFAULT_FPIR, gt=0, lt=1)
-    pay_far: float = 1e-6
+    pay_far: float = Field(default=1e-6, gt=0, lt=1)  # a rate: 2 failed every exit, at pay time
     min_liveness: float = Field(default=REAL_THRESHOLD, ge=0, le=1)  # the engine's one liveness rule
 
 
@@ -122,6 +123,18 @@ class StoreConfig(_Section):
     events: str | None = None
     webhook: dict[str, Any] | None = None
     mqtt: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _sinks(self) -> StoreConfig:
+        """The alert sinks' settings, checked as `faceatlas watch` checks them (an ftp:// webhook, a
+        setting of another name or type failed on every event of the run, or at its start)."""
+        for kind, raw, what in ((WebhookConfig, self.webhook, "webhook"), (MqttConfig, self.mqtt, "mqtt")):
+            if raw is not None:
+                try:
+                    checked_settings(kind, raw, what)
+                except InvalidInput as exc:
+                    raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StoreConfig:
