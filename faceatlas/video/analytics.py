@@ -114,6 +114,7 @@ class CountSeries:
     per cell per analyzed frame). Minutes are UTC, the run's start plus the video time."""
 
     def __init__(self, start: datetime | None = None) -> None:
+        self.recorded = start is not None  # a recording placed at its start: a run again replaces its minutes
         self.start = start or datetime.now(UTC)
         self._minute: datetime | None = None
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -172,7 +173,7 @@ class CountSeries:
         if not classes:
             return None
         return {"minute": self._minute.strftime("%Y-%m-%dT%H:%M"), "frame_size": list(self._frame_size),
-                "classes": classes}
+                "classes": classes, **({"recorded": True} if self.recorded else {})}
 
 
 def anchors(detections: sv.Detections) -> np.ndarray:

@@ -4,6 +4,7 @@ that they never mix with the gallery's or the service's tables and migrations. C
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,11 +70,16 @@ class CountRow(VideoBase):
 
     @classmethod
     def of(cls, event: Event, tenant: str = "default") -> list[CountRow]:
-        """The rows of a ``counts`` event, one per class."""
+        """The rows of a ``counts`` event, one per class. A recording's minute (``recorded``: its camera
+        has a ``start_time``) has one id per tenant, camera, minute and class, so a second run of the
+        same recording replaces its rows (it doubled every count); a live camera's minutes are its
+        events' own (a restart within a minute adds up)."""
         rows = []
         for label, measures in event.data.get("classes", {}).items():
             counts = {k: v for k, v in measures.items() if k != "heatmap"}
-            rows.append(cls(id=f"{event.id}:{label}"[:64], tenant=tenant, camera=event.camera,
+            key = (hashlib.sha256(f"{tenant}\0{event.camera}\0{event.data['minute']}\0{label}".encode()).hexdigest()
+                   if event.data.get("recorded") else f"{event.id}:{label}"[:64])
+            rows.append(cls(id=key, tenant=tenant, camera=event.camera,
                             minute=event.data["minute"], label=label, counts=counts, heatmap=measures.get("heatmap"),
                             frame_size=event.data.get("frame_size")))
         return rows
@@ -172,11 +178,23 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
             before = found.get(key)
             counts, heatmap = dict(row.counts), row.heatmap
             if before is not None:
-                counts = {k: before.counts.get(k, 0) + counts.get(k, 0) for k in {*before.counts, *counts}}
+                counts = {k: _merged(k, before.counts.get(k), counts.get(k)) for k in {*before.counts, *counts}}
                 if before.heatmap is not None and heatmap is not None:
                     heatmap = [[a + b for a, b in zip(r1, r2)] for r1, r2 in zip(before.heatmap, heatmap)]
             found[key] = MinuteCounts(camera, row.minute, row.label, counts, heatmap, row.frame_size)
     return CountPage(list(found.values()), next_from is not None, next_from)
+
+
+def _merged(measure: str, first: float | None, second: float | None) -> float:
+    """One minute's ``measure`` of two runs (a live camera restarted within it; None: a run without
+    it): events and crossings add up; a zone's most is the larger, its mean the two runs' mean."""
+    if first is None or second is None:
+        return first if second is None else second  # type: ignore[return-value]
+    if measure.endswith(":max"):
+        return max(first, second)
+    if measure.endswith(":mean"):
+        return round((first + second) / 2, 2)
+    return first + second
 
 
 def count_cameras(engine: Engine, tenant: str) -> list[str]:

@@ -179,3 +179,24 @@ def test_a_line_no_minute_holds_is_plotted_with_a_warning_naming_what_they_hold(
     held = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--measure", "in:door",
                                     "--plot", str(tmp_path / "q.png")])
     assert held.exit_code == 0 and "warning" not in held.output, held.output
+
+
+def test_a_recording_run_twice_replaces_its_minutes_and_zone_measures_never_add_up(tmp_path):
+    """The same recording (a camera with start_time) run twice doubled every count (seen 3 → 6); two
+    runs within one live minute summed a zone's most and mean (max 2 + 2 = 4, never right)."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    minute = {"seen": 3, "in:aisle": 2, "zone:lot:max": 2, "zone:lot:mean": 0.5}
+    for _ in range(2):  # the recording, run again: same minute, same camera
+        sink = DatabaseSink(url)
+        sink.emit(Event("counts", "carpark", 1, 1.0, data={"minute": "2026-12-04T10:00", "recorded": True,
+                                                           "classes": {"car": dict(minute)}}))
+        sink.close()
+    engine = open_events_db(url)
+    assert [r.counts for r in list_counts(engine, "default", "carpark").rows] == [minute]
+    sink = DatabaseSink(url)  # a live camera restarted within a minute: two rows of it
+    for most, mean in ((2, 0.5), (1, 1.5)):
+        sink.emit(Event("counts", "gate", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {
+            "car": {"seen": 1, "zone:lot:max": most, "zone:lot:mean": mean}}}))
+    sink.close()
+    assert list_counts(engine, "default", "gate").rows[0].counts == {"seen": 2, "zone:lot:max": 2, "zone:lot:mean": 1.0}
+    engine.dispose()
