@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.errors import fail
 from faceatlas.cli.files import progress
-from faceatlas.engine import FaceAnalyzer, FaceAtlasError
+from faceatlas.engine import FaceAnalyzer, FaceAtlasError, decoded_pixels
+from faceatlas.errors import InvalidInput
 from faceatlas.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -53,10 +55,14 @@ def retail(
     settings = _settings()
     shared = settings.shared or Path("shared")
     lfw = lfw or shared / "data" / "lfw" / "images"
-    spoof = spoof or shared / "data" / "antispoof_samples" / "image_F1.jpg"
     if not lfw.is_dir():
-        console.print(f"[red]LFW images not found at {lfw}[/red] (set FACEATLAS_SHARED or --lfw)")
-        raise typer.Exit(2)
+        fail(InvalidInput(f"{lfw}: no LFW images folder there (set FACEATLAS_SHARED or --lfw)"))
+    if spoof is not None:  # given: it must be a photo (it was dropped, or failed at the 19th of 20 events)
+        try:
+            decoded_pixels(str(spoof))
+        except FaceAtlasError as exc:
+            fail(exc)
+    spoof = spoof or shared / "data" / "antispoof_samples" / "image_F1.jpg"
     out = out or Path(tempfile.mkdtemp(prefix="faceatlas-retail-"))
     out.mkdir(parents=True, exist_ok=True)
     database = out / "retail.db"
@@ -66,16 +72,15 @@ def retail(
     try:
         analyzer = FaceAnalyzer(pack or settings.pack_name(), announce_license=False, settings=settings)
         with RetailStore.open(demo_store(), analyzer, f"sqlite:///{database}", index_dir=out / "indexes") as store:
-            with progress(console) as bar:
+            with progress(Console(stderr=True)) as bar:
                 task = bar.add_task("simulated events", total=None)
                 result = simulate_day(store, lfw, spoof if spoof.is_file() else None, members=members,
                                       visits=visits, seed=seed,
                                       on_event=lambda done, total: bar.update(task, completed=done, total=total))
             report = store.report(result.start, result.end)
             alerts = store.alerts()
-    except FaceAtlasError as exc:
-        console.print(f"[red]error ({exc.code}):[/red] {exc}")
-        raise typer.Exit(2) from exc
+    except FaceAtlasError as exc:  # one line on stderr, as every command says it
+        fail(exc)
     _print_report(report, result.outcomes, alerts)
     charts = draw_charts(report, out)
     csv_path = write_csv(report, out / "retail_analytics.csv")

@@ -122,6 +122,8 @@ def counts(
     for chart in (plot, heatmap):
         if chart is not None:
             check_figure_path(chart)
+    if plot is not None and heatmap is not None and plot.resolve() == heatmap.resolve():
+        raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
     rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
     table = Table("minute", "class", "counts", title=f"{camera}: counts per minute")
     for row in rows:

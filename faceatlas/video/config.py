@@ -154,6 +154,8 @@ class CameraConfig:
                                   f"{self.start_time!r}")
         if not self.classes:
             raise InvalidArgument(f"camera {self.name}: classes names at least one class to track")
+        if self.snapshots is not None and Path(self.snapshots).exists() and not Path(self.snapshots).is_dir():
+            raise InvalidArgument(f"camera {self.name}: snapshots {self.snapshots} is a file, not a folder")
         if self.output is not None:
             check_video_path(self.output)
             if _same_file(self.output, self.source):

@@ -51,3 +51,18 @@ def test_a_day_of_no_visits_or_more_members_than_people_is_refused(shared: Path,
     for option, value in (("--visits", "-1"), ("--members", "100000"), ("--members", "0")):
         result = CliRunner().invoke(app, ["demo", "retail", option, value, "--out", str(tmp_path), "-p", "scrfd-mbf"])
         assert result.exit_code == 2 and "validation_error" in result.output, (option, value, result.output)
+
+
+def test_a_spoof_that_is_no_photo_and_a_missing_lfw_are_one_line_on_stderr(shared: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """`--spoof /nonexistent.jpg` was dropped (exit 0), `--spoof pairs.txt` failed at the 19th of 20
+    events, and every error went to stdout after an empty progress bar."""
+    monkeypatch.setenv("FACEATLAS_SHARED", str(shared))
+    notes = tmp_path / "pairs.txt"
+    notes.write_text("not a photo")
+    for option, value in (("--spoof", str(tmp_path / "nonexistent.jpg")), ("--spoof", str(notes)),
+                          ("--lfw", str(tmp_path / "nowhere"))):
+        result = CliRunner().invoke(app, ["demo", "retail", option, value, "--out",
+                                                          str(tmp_path / "out"), "-p", "scrfd-mbf"])
+        assert result.exit_code == 2 and result.stdout == "", (option, result.stdout)
+        assert len([line for line in result.stderr.splitlines() if line.startswith("error")]) == 1, result.stderr
