@@ -209,3 +209,16 @@ def test_a_photo_whose_name_is_not_utf8_is_enrolled(tmp_path, shared):
     assert runner.invoke(app, ["gallery", "create", "c", "--db", database, "--pack", "scrfd-mbf"]).exit_code == 0
     result = runner.invoke(app, ["gallery", "enrol", "c", str(folder), "--subject", "obama", "--db", database])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+
+
+def test_json_output_does_not_skip_the_question_before_deleting(tmp_path):
+    """`gallery delete Staff --json` deleted without asking and without --yes."""
+    database = f"sqlite:///{tmp_path / 'g.db'}"
+    assert runner.invoke(app, ["gallery", "create", "c", "--db", database, "-p", "scrfd-mbf"]).exit_code == 0
+    refused = runner.invoke(app, ["gallery", "delete", "c", "--db", database, "--json"])
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["error"] == "usage", refused.output
+    assert "give --yes" in json.loads(refused.stdout)["message"]
+    listed = runner.invoke(app, ["gallery", "list", "--db", database, "--json"])
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["c"]
+    done = runner.invoke(app, ["gallery", "delete", "c", "--db", database, "--json", "--yes"])
+    assert done.exit_code == 0 and json.loads(done.stdout)["deleted"] == "collection 'c'"

@@ -18,6 +18,7 @@ from faceatlas.apps.albums import UNSORTED, Album, album_pack
 from faceatlas.cli.errors import exit_for_failures
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
+from faceatlas.errors import CommandLineError
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
@@ -178,7 +179,9 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
     with _album(album, db, None) as opened:  # an unknown person is an error before any question
         info = opened.person(person)
         shown = f"{info.id} ({info.name})" if info.name else info.id  # a plain prompt: no markup to escape
-        if not yes and not as_json and not typer.confirm(f"erase {shown} and their {info.faces} faces?"):
+        if not yes and as_json:  # nothing to ask in: it erased without a question
+            raise CommandLineError(f"--json cannot ask before erasing {shown}: give --yes")
+        if not yes and not typer.confirm(f"erase {shown} and their {info.faces} faces?"):
             raise typer.Exit(1)  # as `gallery delete` asks
         removed = opened.erase(person)
     _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")

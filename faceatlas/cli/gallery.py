@@ -18,7 +18,7 @@ from rich.table import Table
 from faceatlas.cli.errors import fail, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
-from faceatlas.errors import DatabaseUnavailable, InvalidArgument, InvalidInput
+from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -232,7 +232,9 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
     target = f"subject '{subject}' of '{collection}'" if subject else f"collection '{collection}'"
     with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
         held = gallery.get_subject(collection, subject).faces if subject else gallery.get_collection(collection).faces
-        if not yes and not as_json and not typer.confirm(f"delete {target} and its {held} faces?"):
+        if not yes and as_json:  # nothing to ask in: it deleted without a question
+            raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
+        if not yes and not typer.confirm(f"delete {target} and its {held} faces?"):
             raise typer.Exit(1)
         if subject:
             faces = gallery.delete_subject(collection, subject)
