@@ -222,3 +222,32 @@ def test_json_output_does_not_skip_the_question_before_deleting(tmp_path):
     assert [c["name"] for c in json.loads(listed.stdout)] == ["c"]
     done = runner.invoke(app, ["gallery", "delete", "c", "--db", database, "--json", "--yes"])
     assert done.exit_code == 0 and json.loads(done.stdout)["deleted"] == "collection 'c'"
+
+
+def test_enrol_run_again_skips_what_it_enrolled_and_checks_every_folder_name_first(tmp_path, shared):
+    """A second `gallery enrol` of the same tree enrolled every face twice (and a run again after a
+    Ctrl-C duplicated what the first had done); a folder 'Zoe Smith' was refused after the folders
+    before it were enrolled."""
+    photos = shared / "data" / "face_recognition_examples" / "examples"
+    tree = tmp_path / "people"
+    for person, photo in (("Bob", "obama_small.jpg"), ("Zed", "lin-manuel-miranda.png")):
+        (tree / person).mkdir(parents=True)
+        (tree / person / photo).write_bytes((photos / photo).read_bytes())
+    database = f"sqlite:///{tmp_path / 'g.db'}"
+    assert runner.invoke(app, ["gallery", "create", "c", "--db", database, "-p", "scrfd-mbf"]).exit_code == 0
+
+    def enrol(*extra: str) -> dict:
+        result = runner.invoke(app, ["gallery", "enrol", "c", str(tree), "--db", database, "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert (enrol()["added"], enrol()["added"], enrol()["skipped"]) == (2, 0, 2)
+    assert enrol("--again")["added"] == 2
+    (tree / "Zoe Smith").mkdir()
+    (tree / "Zoe Smith" / "z.jpg").write_bytes((photos / "obama_small.jpg").read_bytes())
+    (tree / "Ann").mkdir()
+    (tree / "Ann" / "a.jpg").write_bytes((photos / "obama_small.jpg").read_bytes())
+    refused = runner.invoke(app, ["gallery", "enrol", "c", str(tree), "--db", database])
+    assert refused.exit_code == 2 and "Zoe Smith" in refused.output
+    listed = runner.invoke(app, ["gallery", "list", "--db", database, "--json"])
+    assert json.loads(listed.stdout)[0]["subjects"] == 2  # Ann, before Zoe, was not enrolled

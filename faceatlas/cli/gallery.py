@@ -19,7 +19,7 @@ from faceatlas.cli.errors import fail, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, check_id
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
 console = Console()
@@ -86,9 +86,12 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
           = None,
           all_faces: Annotated[bool, typer.Option("--all-faces", help="enrol every face, not the largest")] = False,
           min_quality: Annotated[float, typer.Option("--min-quality", help="quality gate, 0..1")] = 0.0,
+          again: Annotated[bool, typer.Option("--again", help="enrol photos already enrolled to their subject "
+                                                              "again (by default a run again skips them)")] = False,
           pack: PackOption = None, db: DbOption = None, tenant: TenantOption = "default",
           as_json: JsonOption = False) -> None:
-    """Enrol faces. A folder of per-person folders (root/<Name>/<img>.jpg, like LFW) enrols everyone."""
+    """Enrol faces. A folder of per-person folders (root/<Name>/<img>.jpg, like LFW) enrols everyone.
+    A photo enrolled to its subject before (same file path) is skipped, so a stopped run can be run again."""
     if name is not None and subject is None:
         _fail(InvalidArgument("--name names one subject: give --subject too"), as_json)
     try:
@@ -97,20 +100,24 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
         _fail(exc, as_json)
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
-        summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0}
+        summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0, "skipped": 0}
         with _progress() as progress:
             task = progress.add_task("enrolling", total=sum(len(images) for images in people.values()))
             for person, images in people.items():
-                report = gallery.enrol_images(collection, person, [str(i) for i in images], analyzer,
-                                              all_faces=all_faces, min_quality=min_quality, name=name)
+                report = gallery.enrol_images(collection, person, [str(i.resolve()) for i in images], analyzer,
+                                              all_faces=all_faces, min_quality=min_quality, name=name,
+                                              once=not again)
                 summary["added"] += len(report.added)
+                summary["skipped"] += len(report.skipped)
                 summary["subjects"] += bool(report.added)
                 summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
                 progress.advance(task, len(images))
         rejected = summary["rejected"]
-        if as_json or summary["added"]:
+        skipped = (f"; {summary['skipped']} photos skipped (enrolled to their subject before; --again enrols "
+                   "them again)") if summary["skipped"] else ""
+        if as_json or summary["added"] or not rejected:
             _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
-                                    f"{len(rejected)} rejected")
+                                    f"{len(rejected)} rejected{skipped}")
         if rejected:
             if not as_json:
                 for row in rejected:
@@ -135,6 +142,8 @@ def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
     if not path.is_dir():
         raise InvalidArgument("give --subject for a single image or a flat folder")
     people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
+    for person in people:  # every folder's name, before anyone is enrolled (one was refused midway)
+        check_id(person, f"subject id (the folder {path / person})")
     if not any(people.values()):
         raise InvalidInput(f"{path}: no person folders with images ({path}/<name>/<photo>); "
                            "give --subject to enrol a flat folder as one person")

@@ -498,20 +498,27 @@ class Gallery:
         return ids
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
-                     *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None) -> EnrolReport:
+                     *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None,
+                     once: bool = False) -> EnrolReport:
         """Detect and embed faces in ``images`` (the largest per image, or all of them) and enrol
         those whose quality reaches ``min_quality``. An image that cannot be decoded, shows no
         face or none good enough is listed in ``rejected`` as (source, "code: why") and the
-        others are still enrolled. Source crops are kept only when the collection's ``keep_crops`` is on."""
+        others are still enrolled. Source crops are kept only when the collection's ``keep_crops`` is on.
+        ``once``: an image whose source (its path) is enrolled to the subject already is listed in
+        ``skipped``, not read (a run again, or after a stop, enrolled every face twice)."""
         _check_min_quality(min_quality)
         keep_crops = self.get_collection(collection).keep_crops
         report = EnrolReport()
+        done = self._sources_of(collection, external_id) if once else set()
         vectors: list[np.ndarray] = []
         qualities: list[float | None] = []
         sources: list[str | None] = []
         crops: list[bytes | None] = []
         for number, image in enumerate(images):
             source = str(image) if isinstance(image, str | Path) else f"image#{number}"
+            if isinstance(image, str | Path) and _source_text(source) in done:
+                report.skipped.append(source)
+                continue
             try:  # a huge photo is reduced while decoding: crops need no more
                 decoded = analyzer.load_reduced(image)[0]
             except InvalidImage as exc:  # one bad file (truncated, too large, not an image) rejects only itself
@@ -531,6 +538,14 @@ class Gallery:
                                                recognizer_id=analyzer.pack.recognizer_id, qualities=qualities,
                                                sources=sources, crops=crops, name=name)
         return report
+
+    def _sources_of(self, collection: str, external_id: str) -> set[str]:
+        """The sources of the subject's faces (none for a subject not enrolled yet)."""
+        with self._sessions() as session:
+            coll = self._collection(session, collection)
+            return set(session.scalars(select(FaceRecord.source).join(Subject, FaceRecord.subject_id == Subject.id)
+                                       .where(Subject.collection_id == coll.id, Subject.external_id == external_id,
+                                              FaceRecord.source.is_not(None))))
 
     def enrol_faces(self, collection: str, external_id: str, faces: Sequence[Face], *,
                     crops: Sequence[bytes | None] | None = None, min_quality: float = 0.0,

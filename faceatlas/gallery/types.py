@@ -115,6 +115,7 @@ class EnrolReport:
     added: list[int] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     faces: list[Any] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # sources enrolled to the subject before (``once``)
 
 
 @dataclass
