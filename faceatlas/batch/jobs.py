@@ -19,12 +19,25 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from faceatlas.batch.output import output_space, prepare, read_faces, read_images, write_errors_csv
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from faceatlas.batch.output import (
+    FACE_SCHEMA,
+    IMAGE_SCHEMA,
+    out_filesystem,
+    output_space,
+    prepare,
+    read_faces,
+    read_images,
+    write_errors_csv,
+    write_part,
+)
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
 from faceatlas.engine import get_pack
-from faceatlas.errors import FaceAtlasError, InvalidArgument, ModelMismatch
+from faceatlas.errors import FaceAtlasError, InvalidArgument, ModelMismatch, NotFound
 from faceatlas.settings import EngineSettings
 
 Progress = Callable[[int, int], None]
@@ -130,6 +143,7 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
     if on_progress:
         on_progress(report.skipped, report.images)
+    todo = _record_missing(source, todo, out, report)
     if not todo:
         return
     with ray_session(options.workers, options.ray_address) as workers:
@@ -156,6 +170,25 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
             if on_progress:
                 on_progress(report.skipped + report.processed, report.images)
         report.seconds = time.perf_counter() - started
+
+
+def _record_missing(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:
+    """``todo`` without the files that are not there (a manifest's row naming a missing photo): each
+    is an image failed with ``not_found`` in the output (its errors CSV), so it is reported, and done
+    for a restart. Ray's reader dropped them without a word, and a restart failed ("No files found")."""
+    infos = source.filesystem.get_file_info(todo)
+    missing = [info.path for info in infos if info.type == pafs.FileType.NotFound]
+    if not missing:
+        return todo
+    fs, root = out_filesystem(out)
+    images = pa.table({"image_id": missing, "faces": [0] * len(missing), "width": [0] * len(missing),
+                       "height": [0] * len(missing), "phash": [0] * len(missing),
+                       "error": [NotFound.code] * len(missing), "message": ["no such file"] * len(missing)},
+                      schema=IMAGE_SCHEMA)
+    write_part(fs, root, FACE_SCHEMA.empty_table(), images)
+    report.processed += len(missing)
+    gone = set(missing)
+    return [path for path in todo if path not in gone]
 
 
 def _absolute(out: str) -> str:

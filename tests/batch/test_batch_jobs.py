@@ -72,6 +72,15 @@ def test_embed_reports_bad_inputs_and_resumes_nothing(ray_cluster, people, tmp_p
 
     again = embed(str(source), str(out), _options())  # all done: nothing is read again
     assert (again.processed, again.skipped, again.faces, again.errors) == (0, report.images, report.faces, 3)
+    # a manifest row naming a missing photo was dropped without a word, and a restart failed ("No files found")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(f"path\n{photos[0]}\n{tmp_path / 'missing.jpg'}\n")
+    listed = embed(str(manifest), str(tmp_path / "listed"), _options())
+    assert (listed.images, listed.processed, listed.errors) == (2, 2, 1)
+    with open(tmp_path / "listed" / "_errors.csv") as f:
+        assert [(Path(r["image_id"]).name, r["error"]) for r in csv.DictReader(f)] == [("missing.jpg", "not_found")]
+    rerun = embed(str(manifest), str(tmp_path / "listed"), _options())
+    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 1)
     # resumed with another pack: its faces would have joined the others' in one output, two spaces mixed
     (source / "later.jpg").write_bytes(sorted(people[3].glob("*.jpg"))[0].read_bytes())
     with pytest.raises(ModelMismatch, match="another embedding space"):
