@@ -75,11 +75,15 @@ def read_header(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise InvalidInput(f"{path}: no such file")
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        schema = pq.read_schema(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InvalidInput(f"{path.name} is not a FaceAtlas collection export (not Parquet: {exc})") from exc
+    metadata = schema.metadata or {}
     if METADATA_KEY not in metadata:
         raise InvalidInput(f"{path.name} is not a FaceAtlas collection export")
+    missing = [column for column in _schema(1, {}).names if column not in schema.names]
+    if missing:  # a column dropped by an edit was a KeyError traceback half way through the import
+        raise InvalidInput(f"{path.name}: the export lacks its column(s) {', '.join(missing)}")
     try:
         header = json.loads(metadata[METADATA_KEY])
     except ValueError as exc:

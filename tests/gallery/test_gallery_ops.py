@@ -239,6 +239,7 @@ def test_an_import_refused_part_way_leaves_nothing(enrolled: Gallery, tmp_path: 
         "metadata": _edited_export(path, tmp_path / "e.parquet", column="subject_metadata", value="not json"),
         "nan": _edited_export(path, tmp_path / "f.parquet", column="embedding", value=nan),
         "id": _edited_export(path, tmp_path / "g.parquet", column="external_id", value="no/slash"),
+        "crop": _dropped_column(path, tmp_path / "h.parquet", "crop"),  # a KeyError traceback
     }
     for what, file in refused.items():
         with pytest.raises(InvalidInput):
@@ -250,6 +251,14 @@ def test_an_import_refused_part_way_leaves_nothing(enrolled: Gallery, tmp_path: 
     with pytest.raises(AlreadyExists):  # a name taken: the collection there stays whole
         target.import_(refused["nan"], name="copy")
     assert target.get_collection("copy").faces == 9
+
+
+def _dropped_column(path: Path, target: Path, column: str) -> Path:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns([column]).replace_schema_metadata(table.schema.metadata), target)
+    return target
 
 
 def test_reembed_needs_crops(enrolled: Gallery, gallery_without_crops, dlib_analyzer, test_dir: Path) -> None:
