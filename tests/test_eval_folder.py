@@ -100,3 +100,22 @@ def test_a_folder_too_small_for_any_far_is_reported_not_refused(examples, tmp_pa
     report = json.loads(result.stdout)
     assert report["impostor_pairs"] == 32 and report["identification"] is None
     assert not any(p["resolvable"] for p in report["far"]) and plot.is_file()
+
+
+def test_a_truncated_photo_is_counted_out_and_named_not_the_end_of_the_evaluation(examples, tmp_path):
+    """One truncated JPEG among 19 photos ended `eval folder` with exit 2 and no result (photos
+    without a face were only counted)."""
+    import shutil
+
+    root = tmp_path / "mine"
+    shutil.copytree(examples / "examples" / "knn_examples" / "train", root)
+    good = next(root.rglob("*.jpg"))
+    (good.parent / "broken.jpg").write_bytes(good.read_bytes()[:700])
+    result = CliRunner().invoke(app, ["folder", str(root), "--pack", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    broken = f"{good.parent.name}/broken.jpg"
+    assert list(report["unreadable"]) == [broken] and report["unreadable"][broken].startswith("truncated_image")
+    assert broken not in report["no_face"] and report["impostor_pairs"] == 32
+    table = CliRunner().invoke(app, ["folder", str(root), "--pack", "scrfd-mbf"])
+    assert table.exit_code == 0 and "unreadable" in table.output, table.output

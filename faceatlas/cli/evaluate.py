@@ -134,6 +134,9 @@ def dataset_table(report: DatasetReport) -> Table:
             table.add_row(f"FNIR @ FPIR {far_key(q.fpir)}", f"{q.fnir:.4f}{reached}", f"{q.threshold:.4f}", trials)
     table.add_row("images / identities / without a face", f"{report.n_images} / {report.n_identities} / "
                   f"{len(report.no_face)}", "", "")
+    if report.unreadable:  # counted out of the measure, named so they can be fixed
+        table.add_row("unreadable photos", str(len(report.unreadable)),
+                      "", "; ".join(f"{k} ({v.split(':')[0]})" for k, v in list(report.unreadable.items())[:5]))
     return table
 
 

@@ -33,7 +33,7 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import InvalidImage, InvalidInput
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -57,6 +57,7 @@ class DatasetReport:
     template_tail: dict[str, float] = field(default_factory=dict)
     auc: float = float("nan")
     extra: dict[str, float] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # photo -> why it could not be read
 
     @property
     def n_genuine(self) -> int:
@@ -86,6 +87,7 @@ class DatasetReport:
     def to_dict(self) -> dict[str, object]:
         return {"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
                 "images": self.n_images, "identities": self.n_identities, "no_face": self.no_face,
+                "unreadable": self.unreadable,
                 "genuine_pairs": self.n_genuine, "impostor_pairs": self.n_impostor, "auc": self.auc,
                 "far": [vars(p) for p in self.points],
                 "identification": self.identification.to_dict() if self.identification else None}
@@ -117,19 +119,29 @@ def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
 
 
 def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progress: bool = True,
-                  chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """The largest face's embedding of each image ``root/key`` and whether one was found."""
+                  chunk: int = 32, unreadable: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The largest face's embedding of each image ``root/key`` and whether one was found; an image
+    that cannot be read is not found, and why is put in ``unreadable`` (one truncated photo ended
+    the whole evaluation)."""
     vectors = np.zeros((len(keys), analyzer.embedding_size), np.float32)
     found = np.zeros(len(keys), bool)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"embedding ({analyzer.pack.name})", total=len(keys))
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]
-            images = [analyzer.load(root / key) for key in part]
-            for offset, faces in enumerate(analyzer.analyze_many(images, max_faces=1)):
+            images: list[np.ndarray] = []
+            rows: list[int] = []
+            for offset, key in enumerate(part):
+                try:
+                    images.append(analyzer.load(root / key))
+                    rows.append(start + offset)
+                except InvalidImage as exc:
+                    if unreadable is not None:
+                        unreadable[key] = f"{exc.code}: {exc}"
+            for row, faces in zip(rows, analyzer.analyze_many(images, max_faces=1)):
                 if faces and faces[0].embedding is not None:
-                    vectors[start + offset] = faces[0].embedding
-                    found[start + offset] = True
+                    vectors[row] = faces[0].embedding
+                    found[row] = True
             bar.advance(task, len(part))
     return vectors, found
 
@@ -143,7 +155,8 @@ def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = 
     if dataset.is_file():
         return _evaluate_pairs(analyzer, dataset, progress)
     keys = _images_of(dataset)
-    vectors, found = embed_largest(analyzer, dataset, keys, progress=progress)
+    unreadable: dict[str, str] = {}
+    vectors, found = embed_largest(analyzer, dataset, keys, progress=progress, unreadable=unreadable)
     kept = [k for k, ok in zip(keys, found) if ok]
     names = np.array([k.split("/", 1)[0] for k in kept])
     _, identities = np.unique(names, return_inverse=True)
@@ -154,10 +167,12 @@ def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = 
     scores = np.concatenate([genuine, impostor])
     same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
     report = DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(dataset), len(keys),
-                           int(identities.max()) + 1, [k for k, ok in zip(keys, found) if not ok], genuine, impostor,
+                           int(identities.max()) + 1,
+                           [k for k, ok in zip(keys, found) if not ok and k not in unreadable], genuine, impostor,
                            far_points(genuine, impostor, STANDARD_FARS), operating_curve(genuine, impostor),
                            impostor_tail(impostor), auc=roc_points(scores, same)[2],
-                           template_tail=impostor_tail(template_impostors(vectors[found], identities)))
+                           template_tail=impostor_tail(template_impostors(vectors[found], identities)),
+                           unreadable=unreadable)
     repeated = int((np.bincount(identities) >= 2).sum())
     calibration = report.calibration()
     # 1:N needs a threshold: a set too small to resolve any FAR gets its 1:1 report, each FAR saying
@@ -175,7 +190,8 @@ def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> Datas
     missing = [k for k in keys if not (root / k).is_file()]
     if missing:
         raise InvalidInput(f"{path}: {len(missing)} images not found next to it, e.g. {missing[0]}")
-    vectors, found = embed_largest(analyzer, root, keys, progress=progress)
+    unreadable: dict[str, str] = {}
+    vectors, found = embed_largest(analyzer, root, keys, progress=progress, unreadable=unreadable)
     row = {k: i for i, k in enumerate(keys)}
     usable = [(row[a], row[b], same) for a, b, same in pairs if found[row[a]] and found[row[b]]]
     scores = np.array([float(vectors[i] @ vectors[j]) for i, j, _ in usable], np.float32)
@@ -184,9 +200,9 @@ def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> Datas
     if not len(genuine) or not len(impostor):
         raise InvalidInput(f"{path}: needs same and different pairs with a face in both photos")
     return DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(path), len(keys), 0,
-                         [k for k in keys if not found[row[k]]], genuine, impostor,
+                         [k for k in keys if not found[row[k]] and k not in unreadable], genuine, impostor,
                          far_points(genuine, impostor, STANDARD_FARS), operating_curve(genuine, impostor),
-                         impostor_tail(impostor), auc=roc_points(scores, same_mask)[2])
+                         impostor_tail(impostor), auc=roc_points(scores, same_mask)[2], unreadable=unreadable)
 
 
 def plot_dataset(report: DatasetReport, path: Path) -> Path:
