@@ -588,3 +588,24 @@ def test_a_subject_id_out_of_its_rules_is_refused_before_any_photo_is_billed(con
                                                 files=uploads).text
     assert console.accounts.calls_this_month("acme") == before
     client.close()
+
+
+def test_every_subject_of_a_large_collection_is_reached_page_by_page(console) -> None:
+    """505 subjects: the page said "505 subjects" and listed 500, with no way to the last five."""
+    from faceatlas.gallery import Gallery
+
+    with Gallery.open(console.database_url, tenant="svc:acme", index_dir=console.index_dir) as gallery:
+        gallery.create_collection("crowd", "scrfd-mbf")
+        for number in range(105):
+            gallery.add_subject("crowd", f"s{number:04d}")
+    client, _ = _session(console, "acme_read")
+    seen: list[str] = []
+    url: str | None = "/console/galleries/crowd"
+    while url is not None:
+        page = client.get(url)
+        assert page.status_code == 200
+        seen += re.findall(r'data-subject="([^"]+)"', page.text)
+        found = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    client.close()
+    assert seen == [f"s{number:04d}" for number in range(105)]

@@ -79,6 +79,8 @@ class ConsoleRoute(APIRoute):
                 response = templates.TemplateResponse(
                     request, template, {"error": exc, "user": getattr(request.state, "console_user", None)},
                     status_code=exc.status)
+                if exc.retry_after is not None:  # as the API says it (a 429 page gave no hint of when)
+                    response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
             response.headers.setdefault("Content-Security-Policy", CSP)
             response.headers.setdefault("Cache-Control", "no-store")
             response.headers.setdefault("X-Frame-Options", "DENY")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -36,6 +36,7 @@ from faceatlas.service.deps import (
 )
 
 router = APIRouter(route_class=ConsoleRoute)
+SUBJECTS_PAGE = 100  # subjects a collection page lists (each with a thumbnail query)
 Name = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
@@ -61,24 +62,28 @@ async def create_collection(
 
 
 @router.get("/galleries/{collection}", include_in_schema=False)
-async def collection_page(request: Request, user: UserDep, collection: Name) -> Response:
+async def collection_page(request: Request, user: UserDep, collection: Name,
+                          after: Annotated[str | None, Query(max_length=400)] = None) -> Response:
+    """The collection's subjects, :data:`SUBJECTS_PAGE` a page in id order (``after``: the page's
+    cursor; subjects past the 500th could not be reached, merged or deleted here)."""
     await gate(request, user.principal, "subjects.list", "read")
     gallery = tenant_gallery(request, user.principal)
 
-    def load() -> tuple[Any, list[Any], dict[str, int]]:
+    def load() -> tuple[Any, list[Any], dict[str, int], str | None]:
         info = gallery.get_collection(collection)
-        subjects = gallery.list_subjects(collection, limit=500).items
+        page = gallery.list_subjects(collection, limit=SUBJECTS_PAGE, after=after)
+        subjects = page.items
         thumbs: dict[str, int] = {}
         if info.keep_crops:
             for subject in subjects:
                 faces = gallery.list_faces(collection, subject=subject.external_id, limit=1).items
                 if faces:
                     thumbs[subject.external_id] = faces[0].id
-        return info, subjects, thumbs
+        return info, subjects, thumbs, page.next_cursor
 
-    info, subjects, thumbs = await run_in_threadpool(load)
+    info, subjects, thumbs, next_cursor = await run_in_threadpool(load)
     return render(request, "collection.html", user, info=info, subjects=subjects, thumbs=thumbs,
-                  can_write=user.principal.allows("write"))
+                  can_write=user.principal.allows("write"), next_cursor=next_cursor, paged=after is not None)
 
 
 @router.get("/galleries/{collection}/faces/{face_id}", include_in_schema=False)
