@@ -170,7 +170,7 @@ def _session(console, key: str) -> tuple[httpx.Client, str]:
     client = httpx.Client(base_url=console.url, timeout=30)
     login = client.get("/console/login")
     token = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
-    answer = client.post("/console/login", data={"key": console.keys[key], "csrf": token})
+    answer = client.post("/console/login", data={"key": console.keys.get(key, key), "csrf": token})
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Path=/console" in cookie
@@ -609,3 +609,13 @@ def test_every_subject_of_a_large_collection_is_reached_page_by_page(console) ->
         url = found.group(1).replace("&amp;", "&") if found else None
     client.close()
     assert seen == [f"s{number:04d}" for number in range(105)]
+
+
+def test_a_rate_limited_page_says_when_to_try_again(console) -> None:
+    slow = console.accounts.create_key("acme", ["read"], name="slow", rate_per_second=0.01, burst=2).token
+    client, _ = _session(console, slow)
+    answers = [client.get("/console/galleries") for _ in range(4)]
+    client.close()
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, [a.status_code for a in answers]
+    assert int(limited[0].headers["Retry-After"]) >= 1 and "Try again in" in limited[0].text
