@@ -760,9 +760,11 @@ class Gallery:
 
     def _collection(self, session: Session, name: str, *, lock: bool = False) -> Collection:
         """The tenant's collection ``name``; ``lock``: its row held until the transaction ends
-        (PostgreSQL's FOR UPDATE; SQLite has one writer at a time anyway)."""
+        (PostgreSQL's FOR NO KEY UPDATE, the lock its revision bump takes anyway, taken first: a
+        re-embedding's switch and an enrolment wait for each other, while inserts that only
+        reference the row, a subject's, are not held up; SQLite has one writer at a time anyway)."""
         query = select(Collection).where(Collection.tenant_id == self._tenant_id, Collection.name == name)
-        found = session.scalar(query.with_for_update() if lock else query)
+        found = session.scalar(query.with_for_update(key_share=True) if lock else query)
         if found is None:
             raise NotFound(f"collection '{name}' not found")
         return found
