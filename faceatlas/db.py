@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.settings import StorageSettings
@@ -58,6 +59,13 @@ def require_database(url: str, what: str, hint: str = "") -> None:
     path = sqlite_path(normalize_url(url))
     if path is not None and not path.is_file():
         raise NotFound(f"no {what} at {path}" + (f" ({hint})" if hint else ""))
+    if path is not None:  # a read makes no tables in a file that holds none (an empty file, another file)
+        with path.open("rb") as handle:
+            head = handle.read(16)
+        if head != b"SQLite format 3\x00":
+            if head:
+                raise NotFound(f"no {what} at {path}: the file is not an SQLite database")
+            raise NotFound(f"no {what} at {path} (an empty file)" + (f"; {hint}" if hint else ""))
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -75,7 +83,11 @@ def create_database_engine(url: str) -> Engine:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except (NoSuchModuleError, ArgumentError) as exc:  # notaurl://x was a traceback
+            raise InvalidArgument(f"{make_url(url).render_as_string()[:80]} is no database URL this install "
+                                  "opens: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB") from exc
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")

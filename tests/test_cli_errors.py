@@ -251,3 +251,18 @@ def test_enrol_run_again_skips_what_it_enrolled_and_checks_every_folder_name_fir
     assert refused.exit_code == 2 and "Zoe Smith" in refused.output
     listed = runner.invoke(app, ["gallery", "list", "--db", database, "--json"])
     assert json.loads(listed.stdout)[0]["subjects"] == 2  # Ann, before Zoe, was not enrolled
+
+
+def test_a_read_of_an_empty_or_foreign_file_or_an_unknown_url_is_one_line_and_writes_nothing(tmp_path):
+    """`counts --db` on an empty file made it an SQLite database (a read that wrote); `--db notaurl://x`
+    was a NoSuchModuleError traceback."""
+    empty, photo = tmp_path / "empty.db", tmp_path / "photo.jpg"
+    empty.write_bytes(b"")
+    photo.write_bytes(b"\xff\xd8\xff\xe0 not a database")
+    for args, says in ((["counts", "cam", "--db", f"sqlite:///{empty}"], "an empty file"),
+                       (["gallery", "list", "--db", str(photo)], "not an SQLite database"),
+                       (["counts", "cam", "--db", "notaurl://x"], "no database URL")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert len(_error_lines(result.output)) == 1 and says in result.output, result.output
+    assert empty.stat().st_size == 0 and photo.read_bytes().endswith(b"not a database")
