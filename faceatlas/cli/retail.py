@@ -21,7 +21,7 @@ def run(
     database: Annotated[str | None, typer.Option("--db", "--database",
                                                  help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
     index_dir: Annotated[Path | None, typer.Option(help="gallery index folder")] = None,
-    pack: Annotated[str | None, typer.Option(help="model pack (default: FACEATLAS_PACK)")] = None,
+    pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the run's summary as JSON")] = False,
 ) -> None:
     """Run the store's cameras until their files end or Ctrl-C: door crossings open and close
