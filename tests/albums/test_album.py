@@ -266,3 +266,29 @@ def test_a_photo_whose_name_is_not_utf8_is_added(album: Album, library: Path) ->
     assert report.photos == 16 and not report.failed
     assert any("caf\ufffd.jpg" in f.source for p in album.people() for f in album.faces(p.id)) or \
         any("caf\ufffd.jpg" in f.source for f in album.faces(None))
+
+
+def test_two_scans_adding_one_photo_is_a_conflict_that_leaves_no_vector_behind(album: Album, library: Path,
+                                                                            monkeypatch) -> None:
+    """The second of two scans of one folder failed with "database_unavailable: UNIQUE constraint
+    failed" (nothing was wrong with the database)."""
+    from faceatlas.apps.albums.db import Photo
+    from faceatlas.apps.albums.photos import content_hash
+    from faceatlas.errors import Conflict
+
+    first = next(iter(sorted(library.rglob("*.jpg"))))
+    add = album.gallery.add_embeddings
+
+    def another_scan_records_the_photo_meanwhile(*args, **kwargs):
+        with album._sessions.begin() as session:
+            if session.query(Photo).filter_by(album_id=album._id).count() == 0:
+                session.add(Photo(album_id=album._id, sha256=content_hash(first.read_bytes()), source="other"))
+        return add(*args, **kwargs)
+
+    monkeypatch.setattr(album.gallery, "add_embeddings", another_scan_records_the_photo_meanwhile)
+    with pytest.raises(Conflict, match="another scan"):
+        album.scan(library)
+    monkeypatch.setattr(album.gallery, "add_embeddings", add)
+    assert len(album.gallery.face_vectors("faces")[0]) == 0  # the chunk's vectors went with it
+    again = album.scan(library)
+    assert again.skipped == 1 and again.photos == 15

@@ -20,6 +20,7 @@ from typing import Any, Self
 import numpy as np
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.albums import clustering
@@ -29,7 +30,7 @@ from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
-from faceatlas.errors import InvalidArgument, InvalidInput, NotFound
+from faceatlas.errors import Conflict, InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import Gallery, check_id, source_crop
 
 COLLECTION = "faces"
@@ -273,12 +274,19 @@ class AlbumCore:
             # the photos and their faces in one transaction: a scan stopped before it (Ctrl-C, a kill)
             # recorded neither, so the next scan adds the photos again (it skipped them, faceless for
             # good); vectors added before the stop are not placed (placement reads these rows)
-            with self._sessions.begin() as session:
-                session.add_all(photos)
-                session.flush()
-                session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
-                                for ids, rows, person in added for fid, r in zip(ids, rows))
-                token = self._bump(session) if any(person is not None for _, _, person in added) else None
+            try:
+                with self._sessions.begin() as session:
+                    session.add_all(photos)
+                    session.flush()
+                    session.add_all(_face_row(fid, self._id, photos[found[r][0]].id, person, found[r][1])
+                                    for ids, rows, person in added for fid, r in zip(ids, rows))
+                    token = self._bump(session) if any(person is not None for _, _, person in added) else None
+            except IntegrityError as exc:  # another scan recorded one of these photos first ("UNIQUE constraint")
+                for ids, _, _ in added:
+                    for face_id in ids:
+                        self.gallery.delete_face(COLLECTION, face_id)
+                raise Conflict(f"another scan is adding the same photos to album '{self.name}': run this scan "
+                               "again once it has ended (the photos it added are skipped then)") from exc
             if token is not None:
                 placed = [(ids, vectors[rows], person) for ids, rows, person in added if person is not None]
                 self._advanced(token, partial(_extend_all, placed=placed))
