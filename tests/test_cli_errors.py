@@ -266,3 +266,22 @@ def test_a_read_of_an_empty_or_foreign_file_or_an_unknown_url_is_one_line_and_wr
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert len(_error_lines(result.output)) == 1 and says in result.output, result.output
     assert empty.stat().st_size == 0 and photo.read_bytes().endswith(b"not a database")
+
+
+def test_ctrl_c_while_the_command_loads_ends_with_130_not_a_traceback(monkeypatch):
+    """An interrupt during the first second or two (the CLI's imports) printed a KeyboardInterrupt
+    traceback: the console script imported the CLI before any handler could run."""
+    import types
+
+    import pytest
+
+    from faceatlas.cli import run
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name: str):
+            raise KeyboardInterrupt  # as a Ctrl-C inside `from faceatlas.cli.main import app`
+
+    monkeypatch.setitem(sys.modules, "faceatlas.cli.main", Loading("faceatlas.cli.main"))
+    with pytest.raises(SystemExit) as ended:
+        run()
+    assert ended.value.code == 130

@@ -1,5 +1,5 @@
 """`python -m faceatlas.cli` runs the same CLI as the `faceatlas` command."""
 
-from faceatlas.cli.main import app
+from faceatlas.cli import run
 
-app(prog_name="faceatlas")
+run()
