@@ -57,6 +57,27 @@ def test_member_is_charged_exactly_once(store: RetailStore, member_photos: list[
     assert store.report(T0.replace(hour=0), T0.replace(hour=23)).revenue_cents == 170
     assert store.alerts() == []
 
+    # ten refunds of what is left at once paid back seven times the charge (the check ran unlocked)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceatlas.errors import InvalidArgument
+
+    def refund_rest(number: int) -> object:
+        try:
+            return store.refund(first.charge_id, key=f"rest-{number}")
+        except InvalidArgument as exc:
+            return exc
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(refund_rest, range(10)))
+    assert sum(isinstance(a, int) for a in answers) == 1, answers
+    with store.sessions() as session:
+        assert session.scalar(select(Charge.refunded_cents)) == 220
+        assert session.scalar(select(func.sum(Refund.amount_cents))) == 220
+        assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
+    with pytest.raises(InvalidArgument, match="another refund"):  # a key is one refund: not another charge's
+        store.refund(first.charge_id, 10, key=refund_key)
+
 
 def test_charge_idempotency_is_a_database_constraint(store: RetailStore) -> None:
     row = {"store_id": "test-store", "event_id": "exit-1", "amount_cents": 1, "currency": "EUR", "items": 1,
@@ -103,3 +124,41 @@ def test_uncalibrated_pack_refuses_to_charge(store: RetailStore, member_photos: 
     with pytest.raises(NotCalibrated, match="face pay refused"):
         store.exit(Exit("out", T0 + timedelta(minutes=3), image=member_photos[2], track="t-3"))
     assert _count(store, Charge) == 0
+
+
+def test_a_cart_is_read_only_through_its_own_store(store: RetailStore, db_url: str, config, fast_analyzer,
+                                                   tmp_path: Path) -> None:
+    """`GET /stores/{own}/visits/{id}/cart` answered any store's visit (another tenant's cart), and
+    an id that never was an empty cart."""
+    from faceatlas.errors import NotFound
+
+    visit = store.entry(Entry("in", T0, track="t-9"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=1), "apple", 1, track="t-9"))
+    assert store.cart(visit).items == 1
+    other = RetailStore.open(config.model_copy(update={"id": "other-shop", "tenant": "evil"}), fast_analyzer,
+                             db_url, index_dir=tmp_path / "other")
+    try:
+        with pytest.raises(NotFound):
+            other.cart(visit)
+    finally:
+        other.close()
+    with pytest.raises(NotFound):
+        store.cart(visit + 1000)
+
+
+def test_exits_of_one_visit_at_once_charge_it_once_and_answer_every_one(store: RetailStore,
+                                                                         member_photos: list[Path]) -> None:
+    """Ten face pays of one open visit at once (ten exit events): four answered 500 (the unique
+    charge per visit refused their INSERT); now one charges and the others find no open visit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    enrol, at_entry, at_exit = member_photos
+    _enrol(store, enrol)
+    visit = store.entry(Entry("in", T0, image=at_entry, track="t-5"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=3), "apple", 2, track="t-5"))
+    leave = [Exit("out", T0 + timedelta(minutes=9), image=at_exit, id=f"pay-{n}") for n in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(store.exit, leave))
+    assert sorted(o.status for o in outcomes) == ["charged"] + ["no_visit"] * 9
+    assert _count(store, Charge) == 1 and _count(store, LedgerEntry) == 1
+    assert store.cart(visit).items == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -273,8 +273,11 @@ class RetailStore:
             left -= take
 
     def cart(self, visit_id: int) -> Cart:
-        """The net contents of a visit's cart."""
+        """The net contents of a visit's cart: a visit of this store (another store's, of any
+        tenant, answered its cart; a visit that never was, an empty one), else :class:`NotFound`."""
         with self._sessions() as session:
+            if session.scalar(select(Visit.id).where(Visit.id == visit_id, Visit.store_id == self.config.id)) is None:
+                raise NotFound(f"no visit {visit_id} in store '{self.config.id}'")
             return _cart(session, visit_id)
 
     def exit(self, event: Exit) -> ExitOutcome:
@@ -304,9 +307,15 @@ class RetailStore:
         except IntegrityError:
             with self._sessions() as session:
                 done = session.scalar(select(Visit).where(Visit.exit_event_id == event.id))
-                if done is None:
-                    raise
-                return self._replay(session, done, event.id)
+                if done is not None:  # this exit, recorded by a retry of it meanwhile
+                    return self._replay(session, done, event.id)
+            # another exit closed the visit (and charged it) meanwhile: closed again, this exit finds
+            # it closed (no_visit) instead of the unique charge per visit answering a 500
+            try:
+                with self._sessions.begin() as session:
+                    outcome = self._close(session, event, face is not None, live, member_id)
+            except IntegrityError as exc:
+                raise Conflict("another exit of this shopper is being recorded; try again") from exc
         if outcome.charge_id is not None:
             self._settle(outcome.charge_id)
         return outcome
@@ -390,34 +399,71 @@ class RetailStore:
     def refund(self, charge_id: int, amount_cents: int | None = None, *, reason: str = "",
                key: str | None = None) -> int:
         """Refund ``amount_cents`` (default: what is left) of a charge, once per ``key``; returns
-        the refund id."""
+        the refund id. The amount is reserved on the charge first, by one conditional update (the
+        refunds of a charge never pass its amount, however many run at once: ten parallel refunds
+        paid back seven times the charge), then paid back, then confirmed; a payment that fails
+        gives the reservation back. A ``key`` used for another charge or amount is
+        :class:`InvalidArgument`; the same refund asked again (its key) is answered by its id."""
         key = key or uuid.uuid4().hex
         scoped = hashlib.sha256(f"{self.config.id}\x00{key}".encode()).hexdigest()  # keys are per store
         with self._sessions() as session:
-            existing = session.scalar(select(Refund.id).join(Charge, Charge.id == Refund.charge_id)
-                                      .where(Refund.key.in_((scoped, key)), Charge.store_id == self.config.id))
-            if existing is not None:
-                return existing
+            existing = session.execute(select(Refund.id, Refund.charge_id, Refund.amount_cents, Refund.transaction_ref)
+                                       .join(Charge, Charge.id == Refund.charge_id)
+                                       .where(Refund.key.in_((scoped, key)), Charge.store_id == self.config.id)).first()
             charge = session.get(Charge, charge_id)
             if charge is None or charge.store_id != self.config.id or charge.status == "pending" \
                     or charge.transaction_ref is None:  # another store's charge is not found here
                 raise NotFound(f"no settled charge {charge_id}")
-            left = charge.amount_cents - charge.refunded_cents
-        amount = left if amount_cents is None else amount_cents
-        if not 0 < amount <= left:
-            raise InvalidArgument(f"refund of {amount} outside 1..{left} cents")
-        ref = self.payments.refund(charge.transaction_ref, amount, charge.currency,
-                                   idempotency_key=f"{self.config.id}:refund:{scoped}")
+            charge_ref, currency, total = charge.transaction_ref, charge.currency, charge.amount_cents
+        if existing is not None:
+            if existing.charge_id != charge_id or (amount_cents is not None and amount_cents != existing.amount_cents):
+                raise InvalidArgument("this refund key was used for another refund (another charge or amount): "
+                                      "a new refund takes a new key")
+            if existing.transaction_ref is not None:
+                return int(existing.id)
+            return self._pay_back(int(existing.id), charge_ref, int(existing.amount_cents), currency, scoped)
+        try:
+            with self._sessions.begin() as session:
+                left = total - int(session.scalar(select(Charge.refunded_cents).where(Charge.id == charge_id)) or 0)
+                amount = left if amount_cents is None else amount_cents
+                if not 0 < amount <= left:
+                    raise InvalidArgument(f"refund of {amount} outside 1..{left} cents")
+                reserved = session.execute(
+                    update(Charge).where(Charge.id == charge_id, Charge.refunded_cents + amount <= Charge.amount_cents)
+                    .values(refunded_cents=Charge.refunded_cents + amount))
+                if rowcount(reserved) != 1:  # another refund reserved what was left meanwhile
+                    raise InvalidArgument(f"refund of {amount} cents is more than is left of charge {charge_id}")
+                refund = Refund(charge_id=charge_id, key=scoped, amount_cents=amount, reason=reason)
+                session.add(refund)
+                session.flush()
+                refund_id = refund.id
+        except IntegrityError:  # the same key, sent twice at once: the other call refunds
+            raise Conflict("a refund with this key is being made; ask again for its answer") from None
+        return self._pay_back(refund_id, charge_ref, amount, currency, scoped)
+
+    def _pay_back(self, refund_id: int, charge_ref: str, amount: int, currency: str, scoped: str) -> int:
+        """The payment of a reserved refund (idempotent by its key), then its confirmation; a failed
+        payment gives the reservation back and leaves no refund row."""
+        try:
+            ref = self.payments.refund(charge_ref, amount, currency,
+                                       idempotency_key=f"{self.config.id}:refund:{scoped}")
+        except BaseException:
+            with self._sessions.begin() as session:
+                refund = session.get(Refund, refund_id)
+                if refund is not None and refund.transaction_ref is None:
+                    session.execute(update(Charge).where(Charge.id == refund.charge_id)
+                                    .values(refunded_cents=Charge.refunded_cents - refund.amount_cents))
+                    session.delete(refund)
+            raise
         with self._sessions.begin() as session:
-            row = session.get(Charge, charge_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no charge {charge_id}")
-            refund = Refund(charge_id=charge_id, key=scoped, amount_cents=amount, reason=reason, transaction_ref=ref)
-            session.add(refund)
-            row.refunded_cents += amount
-            row.status = "refunded" if row.refunded_cents >= row.amount_cents else "charged"
-            session.flush()
-            return refund.id
+            refund = session.get(Refund, refund_id)
+            if refund is None:
+                raise NotFound(f"refund {refund_id} is gone")
+            refund.transaction_ref = ref
+            row = session.get(Charge, refund.charge_id)
+            if row is not None:
+                row.status = "refunded" if row.refunded_cents >= row.amount_cents else "charged"
+        return refund_id
 
     def alerts(self, *, open_only: bool = True) -> list[dict[str, Any]]:
         """Staff alerts, oldest first."""
