@@ -20,7 +20,8 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
 
 
 def error_response(code: str, message: str, status: int, retry_after: float | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, int(round(retry_after))))} if retry_after is not None else None
+    headers = ({"Retry-After": str(max(1, int(round(min(retry_after, 31 * 86400)))))}  # at most a month
+               if retry_after is not None else None)
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers)
 
 

@@ -46,8 +46,13 @@ def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, 
         assert (charged["status"], charged["amount_cents"], charged["member_id"]) == ("charged", 2500, member)
         assert again.json()["repeated"] and again.json()["charge_id"] == paid.json()["charge_id"]
         assert acme.get(f"{base}/occupancy").json()["inside"] == 0
+        for loose in (True, "100", 1.0):  # money as JSON's integer only: true refunded 1 cent, "100" 100
+            refused_amount = acme.post(f"{base}/charges/{charged['charge_id']}/refund", json={"amount_cents": loose})
+            assert refused_amount.status_code == 422, (loose, refused_amount.text)
         refund = acme.post(f"{base}/charges/{charged['charge_id']}/refund", json={"amount_cents": 1250, "key": "r1"})
         assert refund.status_code == 200
+        reused = acme.post(f"{base}/charges/{charged['charge_id']}/refund", json={"amount_cents": 500, "key": "r1"})
+        assert reused.status_code == 422 and "another refund" in reused.text  # it answered the 1250's refund
         alerts = acme.get(f"{base}/alerts").json()["alerts"]
         for alert in alerts:
             assert acme.post(f"{base}/alerts/{alert['id']}/resolve").json()["resolved"]

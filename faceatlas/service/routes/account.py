@@ -23,13 +23,13 @@ router = APIRouter(tags=["account"], route_class=IdempotentRoute)
 class KeyRequest(RequestBody):
     scopes: list[Literal["admin", "write", "read", "detect"]] = Field(min_length=1)
     name: str = Field(default="", max_length=200)
-    rate_per_second: float = Field(default=20.0, gt=0, le=10_000)
+    rate_per_second: float = Field(default=20.0, ge=0.001, le=10_000)  # 1e-300 said Retry-After in 300 digits
     burst: int = Field(default=40, ge=1, le=100_000)
 
 
 class SettingsRequest(RequestBody):
     kyc_retention_days: int | None = Field(
-        default=None, ge=0, le=MAX_RETENTION_DAYS,
+        default=None, ge=0, le=MAX_RETENTION_DAYS, strict=True,
         description="days a verification's reference face images are kept (0: none written); shortening it "
                     "shortens the images kept already, lengthening it does not lengthen them")
 

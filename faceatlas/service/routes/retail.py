@@ -125,18 +125,19 @@ class ProductChange(RequestBody):
 
 
 class ConsentChange(RequestBody):
-    consent: bool = Field(description="false: withdraw (a new consent is POST .../consent with a new photo)")
+    consent: bool = Field(strict=True, description="false: withdraw (a new consent is POST .../consent with a "
+                                                   "new photo); JSON true or false ('false' or 0 withdrew)")
     purposes: list[str] | None = Field(default=None, max_length=10,
                                        description="the purposes withdrawn (default: every one)")
 
 
 class PickRequest(RequestBody):
     sku: str = Field(min_length=1, max_length=100)
-    quantity: int = Field(default=1, ge=-1000, le=1000)
+    quantity: int = Field(default=1, ge=-1000, le=1000, strict=True)  # true added 1
 
 
 class RefundRequest(RequestBody):
-    amount_cents: int | None = Field(default=None, ge=1)
+    amount_cents: int | None = Field(default=None, ge=1, le=MAX_PRICE_CENTS * 1000, strict=True)  # true refunded 1
     reason: str = Field(default="", max_length=400)
     key: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
 
