@@ -15,6 +15,7 @@ pytest.importorskip("mediapipe")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kyc.media import encode_mp4, moved_still, render_card
 
+from faceatlas.client import FaceAtlasApiError
 from faceatlas.errors import AlreadyExists
 
 MIRANDA = "examples/lin-manuel-miranda.png"
@@ -79,8 +80,11 @@ def test_the_python_client_runs_a_session(api, examples):
     assert decided.accepted is False and "replay" not in decided.reasons
     assert "challenge_failed" in decided.reasons  # a still moved before the camera does no action
     assert client.kyc_get(session.id) == decided
-    assert session.id in [s.id for s in client.kyc_sessions(status="rejected")]
-    assert session.id not in [s.id for s in client.kyc_sessions(status="pending")]
+    reviewer = api.api_client("acme_read")  # listing every session is a reviewer's read, not a kiosk's detect
+    assert session.id in [s.id for s in reviewer.kyc_sessions(status="rejected")]
+    assert session.id not in [s.id for s in reviewer.kyc_sessions(status="pending")]
+    with pytest.raises(FaceAtlasApiError, match="'read' scope"):
+        client.kyc_sessions()
 
 
 def _admin_of_new_tenant(api, tenant: str) -> str:
@@ -151,7 +155,7 @@ def test_a_tenant_with_the_longest_id_can_open_a_session(api, examples):
     column: on PostgreSQL a 61-64 character id failed every session with a 500."""
     tenant = "t" * 64
     api.accounts.create_tenant(tenant, "Long Name Ltd")
-    key = api.accounts.create_key(tenant, ["detect"], rate_per_second=100, burst=100).token
+    key = api.accounts.create_key(tenant, ["read"], rate_per_second=100, burst=100).token
     with api.client(key) as client:
         created = client.post("/v1/kyc/sessions")
         assert created.status_code == 201, created.text

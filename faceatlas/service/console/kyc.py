@@ -33,7 +33,7 @@ REASON_WORDS = {
 @router.get("/kyc", include_in_schema=False)
 async def sessions(request: Request, user: UserDep, kyc: KycDep,
                    status: Annotated[str | None, Query(max_length=20)] = None) -> Response:
-    tenant = (await gate(request, user.principal, "kyc.session", "detect", billable=False)).principal.tenant_id
+    tenant = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal.tenant_id
     wanted = status if status in STATUSES else None
     found = await run_in_threadpool(lambda: kyc.list(gallery_tenant(tenant), status=wanted, limit=200))
     return render(request, "kyc.html", user, sessions=found, statuses=STATUSES, status=wanted or "",
@@ -44,7 +44,7 @@ async def sessions(request: Request, user: UserDep, kyc: KycDep,
 async def session(request: Request, user: UserDep, kyc: KycDep,
                   session_id: Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")],
                   ) -> Response:
-    tenant = (await gate(request, user.principal, "kyc.session", "detect", billable=False)).principal.tenant_id
+    tenant = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal.tenant_id
 
     def read() -> tuple[object, dict[str, bytes]]:
         return kyc.get(gallery_tenant(tenant), session_id), kyc.references(gallery_tenant(tenant), session_id)

@@ -110,12 +110,14 @@ async def get_session(
 
 @router.get("/kyc/sessions", response_model=KycSessionList)
 async def list_sessions(
-    meter: Annotated[Meter, Depends(metered("kyc.session", "detect", billable=False))],
+    meter: Annotated[Meter, Depends(metered("kyc.session", "read", billable=False))],
     kyc: KycDep,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """The tenant's sessions, newest first, with their decisions and reasons (for review)."""
+    """The tenant's sessions, newest first, with their decisions and reasons (for review): the
+    ``read`` scope, as every listing of stored data (a kiosk's ``detect`` key reads the sessions it
+    made, by their ids)."""
     tenant = gallery_tenant(meter.principal.tenant_id)
     found = await run_in_threadpool(lambda: kyc.list(tenant, status=status, limit=limit))
     return {"sessions": [info.to_dict() for info in found]}
