@@ -292,3 +292,42 @@ def test_two_scans_adding_one_photo_is_a_conflict_that_leaves_no_vector_behind(a
     assert len(album.gallery.face_vectors("faces")[0]) == 0  # the chunk's vectors went with it
     again = album.scan(library)
     assert again.skipped == 1 and again.photos == 15
+
+
+def test_uploads_creating_one_album_at_once_all_find_it(tmp_path: Path, fast_analyzer, new_database) -> None:
+    """Five uploads to a new album at once: one 500 (the album row's unique name) and 409s leaking
+    "collection 'faces' already exists"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceatlas.db import create_database_engine
+    from faceatlas.gallery import Gallery
+
+    with new_database("sqlite", tmp_path) as url, Gallery.open(url, index_dir=tmp_path / "idx") as gallery:
+        engine = create_database_engine(url)
+        Album.attach("warmup", fast_analyzer, gallery, engine, owner="o", create=True)  # the tables exist
+
+        import threading
+
+        from sqlalchemy import event
+
+        meet = {table: threading.Barrier(2, timeout=10) for table in ("album_albums", "collections")}
+
+        def both_insert(conn, cursor, statement, parameters, context, executemany):  # staged: both looked first
+            for table, barrier in meet.items():
+                if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
+                    barrier.wait()
+
+        def attach(_: int) -> int:
+            return Album.attach("race", fast_analyzer, gallery, engine, owner="o", migrated=True, create=True)._id
+
+        gallery_engine = gallery._sessions.kw["bind"]
+        event.listen(engine, "before_cursor_execute", both_insert)
+        event.listen(gallery_engine, "before_cursor_execute", both_insert)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                ids = list(pool.map(attach, range(2)))
+        finally:
+            event.remove(engine, "before_cursor_execute", both_insert)
+            event.remove(gallery_engine, "before_cursor_execute", both_insert)
+        engine.dispose()
+    assert len(set(ids)) == 1 and not any(b.broken for b in meet.values())

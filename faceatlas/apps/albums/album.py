@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -30,7 +31,7 @@ from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
-from faceatlas.errors import Conflict, InvalidArgument, InvalidInput, NotFound
+from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import Gallery, check_id, source_crop
 
 COLLECTION = "faces"
@@ -156,20 +157,36 @@ class AlbumCore:
         gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         if not migrated:
             migrate(engine)
-        with sessionmaker(engine, expire_on_commit=False).begin() as session:
-            record = session.scalar(select(AlbumRecord).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
-            if record is None:
-                if not create:
-                    raise NotFound(f"no album '{name}'")
-                record = AlbumRecord(owner=owner, name=name, pack=analyzer.pack.name)
-                session.add(record)
-                session.flush()
+        record = cls._record(engine, owner, name, analyzer, create)
         if not any(c.name == COLLECTION for c in gallery.list_collections()):
-            gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
+            with suppress(AlreadyExists):  # made by another upload creating the album at the same moment
+                gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
         recognizer = gallery.get_collection(COLLECTION).recognizer_id
         if recognizer != analyzer.pack.recognizer_id:
             raise ModelMismatch(f"album '{name}' holds embeddings of {recognizer}, not of pack {analyzer.pack.name}")
         return cls(record, analyzer, gallery, engine, far, owns)
+
+    @staticmethod
+    def _record(engine: Engine, owner: str, name: str, analyzer: FaceAnalyzer, create: bool) -> AlbumRecord:
+        """The album's row, made when new and ``create``: uploads creating one album at once find
+        the one row the first made (the others' INSERT was a 500)."""
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        for attempt in range(2):
+            try:
+                with sessions.begin() as session:
+                    query = select(AlbumRecord).where(AlbumRecord.owner == owner, AlbumRecord.name == name)
+                    record = session.scalar(query)
+                    if record is None:
+                        if not create:
+                            raise NotFound(f"no album '{name}'")
+                        record = AlbumRecord(owner=owner, name=name, pack=analyzer.pack.name)
+                        session.add(record)
+                        session.flush()
+                    return record
+            except IntegrityError:
+                if attempt:
+                    raise Conflict(f"album '{name}' is being created by another call; try again") from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Persist the gallery index; release the database when the album opened it (and the
