@@ -42,7 +42,11 @@ def test_a_session_is_created_submitted_and_read_back(api, examples):
         assert body["details"]["match"]["match"] is True  # ... though it is the card's person
         assert body["details"]["thresholds"]["far"] == 1e-6
         assert client.get(url).json() == body
+        billed = api.accounts.calls_this_month("acme")
         assert client.post(f"{url}/submit", files=files, data={"fps": "10"}).json() == body  # decided once
+        empty = [("document", ("e.jpg", b"", "image/jpeg")), ("frame", ("0.jpg", b"", "image/jpeg"))]
+        assert client.post(f"{url}/submit", files=empty).json() == body
+        assert api.accounts.calls_this_month("acme") == billed  # answering the decision again does no work
         assert other.get(url).status_code == 404  # another tenant's session
         missing = client.post(f"{url}/submit", files=[("document", ("id.jpg", card, "image/jpeg"))])
         assert missing.status_code == 422 and "selfie" in missing.json()["error"]["message"]

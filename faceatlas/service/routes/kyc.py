@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
-from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, check_form, metered
+from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, check_form, metered, unmeter
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
 from faceatlas.service.tenants import gallery_tenant
@@ -68,7 +68,8 @@ async def submit_session(
     kyc: KycDep,
     pool: PoolDep,
 ) -> dict[str, Any]:
-    """Decide the session (once: a decided session answers its decision again)."""
+    """Decide the session (once: a decided session answers its decision again, neither billed nor
+    counted: no work is done; it was billed each time, even for an empty document)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the document and the selfie as multipart/form-data")
     form = await request.form(max_files=MAX_FRAMES + 2)
@@ -87,6 +88,10 @@ async def submit_session(
         fps = float(fps_field) if isinstance(fps_field, str) and fps_field else None
     except ValueError as exc:
         raise InvalidArgument("fps must be a number") from exc
+    decided = await run_in_threadpool(kyc.get, gallery_tenant(meter.principal.tenant_id), session_id)
+    if decided.status in ("accepted", "rejected"):  # a well-formed request, answered by the decision
+        await run_in_threadpool(unmeter, request, meter)
+        return decided.to_dict()
     document_bytes = await document.read()
     frame_bytes = [await part.read() for part in frames]
     video = None if selfie is None or isinstance(selfie, str) else await selfie.read()
