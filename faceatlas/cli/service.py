@@ -12,7 +12,7 @@ from rich.table import Table
 
 from faceatlas.cli.errors import fail
 from faceatlas.db import create_database_engine, day_range, require_database
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import CommandLineError, FaceAtlasError
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
@@ -54,10 +54,9 @@ def serve(
     if processes == 1:
         uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port, log_level="info")
         return
-    if settings.redis_url is None:
-        console.print(f"[red]error:[/red] --processes {processes} needs FACEATLAS_REDIS_URL: each process would "
-                      "otherwise grant a key's full rate and a tenant's full quota on its own")
-        raise typer.Exit(2)
+    if settings.redis_url is None:  # one line on stderr, with its code, as every command's error
+        fail(CommandLineError(f"--processes {processes} needs FACEATLAS_REDIS_URL: each process would otherwise "
+                              "grant a key's full rate and a tenant's full quota on its own"))
     # uvicorn's own supervisor: each process imports the app factory and builds it from the
     # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
     ServiceSettings.export(**overrides)

@@ -362,4 +362,4 @@ def test_many_processes_without_redis_are_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("FACEATLAS_REDIS_URL", raising=False)
     result = CliRunner().invoke(app, ["serve", "--processes", "2", "--db", "sqlite:///unused.db"])
     assert result.exit_code == 2
-    assert "FACEATLAS_REDIS_URL" in result.output
+    assert result.stderr.startswith("error (usage): --processes 2 needs FACEATLAS_REDIS_URL") and not result.stdout
