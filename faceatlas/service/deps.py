@@ -126,12 +126,17 @@ async def known_request(request: Request) -> None:
     contract = _contracts(request.app).get((request.method, path))
     if contract is None:
         return
-    names, takes_body = contract
+    names, repeatable, takes_body = contract
     unknown = sorted(set(request.query_params) - names)
     if unknown:
         takes = ", ".join(sorted(names)) or "none"
         raise InvalidArgument(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)} (this route takes: {takes})")
+    given = [name for name, _ in request.query_params.multi_items()]
+    twice = sorted({name for name in given if given.count(name) > 1} - repeatable)
+    if twice:  # the last one was used, silently (and an Idempotency-Key's sorted fingerprint mixed them up)
+        raise InvalidArgument(f"query parameter{'s' if len(twice) > 1 else ''} {', '.join(twice)} given more "
+                              "than once: this route takes one")
     if not takes_body and (request.headers.get("content-length", "0") != "0"
                            or "transfer-encoding" in request.headers) and not _empty(await request.body()):
         raise InvalidArgument(f"{request.method} {path} takes no body (what was sent would be ignored)")
@@ -145,19 +150,25 @@ def _empty(body: bytes) -> bool:
         return False
 
 
-def _contracts(app: Any) -> dict[tuple[str, str], tuple[set[str], bool]]:
-    """(method, path) -> the query parameters OpenAPI documents for it and whether it takes a body,
-    built once per app."""
+def _contracts(app: Any) -> dict[tuple[str, str], tuple[set[str], set[str], bool]]:
+    """(method, path) -> the query parameters OpenAPI documents for it, those of them that are lists
+    (given once per value), and whether it takes a body; built once per app."""
     cached = getattr(app.state, "route_contracts", None)
     if cached is None:
         cached = {}
         for path, operations in app.openapi().get("paths", {}).items():
             for method, operation in operations.items():
                 if isinstance(operation, dict):
-                    cached[(method.upper(), path)] = ({p["name"] for p in operation.get("parameters", [])
-                                                       if p.get("in") == "query"}, "requestBody" in operation)
+                    query = [p for p in operation.get("parameters", []) if p.get("in") == "query"]
+                    cached[(method.upper(), path)] = ({p["name"] for p in query},
+                                                      {p["name"] for p in query if _is_list(p.get("schema", {}))},
+                                                      "requestBody" in operation)
         app.state.route_contracts = cached
     return cached
+
+
+def _is_list(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "array" or any(_is_list(s) for s in schema.get("anyOf", []))
 
 
 def check_form(form: Any, takes: Collection[str], *, repeated: Collection[str] = ()) -> None:

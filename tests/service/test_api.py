@@ -331,6 +331,11 @@ def test_query_parameters_a_route_does_not_take_are_refused(api):
     assert listed.status_code == 422 and "none" in listed.json()["error"]["message"]
     with api.client() as anonymous:  # no key: still 401 first, whatever the query says
         assert anonymous.get("/v1/usage", params={"api_key": "fa_0123_x"}).status_code == 401
+    with api.client("acme_admin") as client:  # ?format=json&format=csv used the last one, silently
+        twice = client.get("/v1/usage", params=[("format", "json"), ("format", "csv")])
+        listed = client.post("/v1/ar/effects", params=[("effect", "glasses"), ("effect", "hat")])  # a list
+    assert twice.status_code == 422 and "format given more than once" in twice.json()["error"]["message"]
+    assert "more than once" not in listed.text  # a list parameter repeats (refused here for its missing image)
 
 
 def test_a_bug_answers_500_unbilled_and_uncounted(api, monkeypatch):
