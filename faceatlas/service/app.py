@@ -16,6 +16,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
@@ -130,6 +131,13 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         started = time.perf_counter()
         try:
             response = await call_next(request)
+        except ClientDisconnect:  # the body was cut off: over the upload limit (UploadLimit answered 413), or
+            meter = getattr(request.state, "meter", None)  # the client left; no call was served: none recorded
+            if meter is not None:
+                request.state.meter = None
+                with suppress(StateUnavailable):
+                    await run_in_threadpool(app.state.shared.settle, meter.principal.tenant_id, False, meter.month)
+            return error_response("bad_request", "the request body was cut off before its end", 400)
         except Exception:  # noqa: BLE001 - a bug: the documented 500, recorded (neither billed nor counted)
             _log.exception("unhandled error answering %s %s", request.method, request.url.path)
             response = error_response("internal", "internal server error", 500)

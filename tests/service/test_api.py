@@ -380,3 +380,27 @@ def test_the_openapi_document_describes_the_error_body_the_api_answers(api, exam
     assert set(refused.json()["error"]) == set(detail["required"])
     assert spec["paths"]["/v1/detect"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorOut"}
+
+
+def test_a_chunked_body_over_the_limit_is_refused_unrecorded_not_a_phantom_500(api):
+    """A chunked upload over the limit got its 413, but the route's read of the cut-off body raised
+    ClientDisconnect: a traceback in the log and a 'failed' call on the tenant's usage."""
+    from sqlalchemy import func, select
+
+    from faceatlas.service.db import UsageRecord
+
+    def rows() -> int:
+        with api.accounts.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(UsageRecord))
+
+    before = rows()
+
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 100_000
+
+    with api.client("acme_detect") as client:
+        answer = client.post("/v1/detect", content=chunks(),
+                             headers={"Content-Type": "multipart/form-data; boundary=zzz"})
+    assert answer.status_code == 413, answer.text
+    assert rows() == before
