@@ -61,6 +61,8 @@ def test_a_session_is_created_submitted_and_read_back(api, examples):
                              files=[("document", ("id.jpg", card, "image/jpeg")),
                                     ("selfie", ("s.mp4", b"not a video", "video/mp4"))])
         assert broken.status_code == 400
+        assert "invalid data found" in broken.json()["error"]["message"]  # FFmpeg's words, not its errno
+        assert "Errno" not in broken.text and "<none>" not in broken.text
         assert client.get(f"/v1/kyc/sessions/{fresh['id']}").json()["status"] == "pending"  # not used up
         for extra in ({"bogus": "1"}, {"selfie": "text, not a video"}):  # were ignored, the session used up
             ignored = client.post(f"/v1/kyc/sessions/{fresh['id']}/submit", data=extra,

@@ -76,8 +76,10 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
                 next_t = t + 1.0 / config.sample_fps
                 frames.append(_reduce(frame.to_ndarray(format="bgr24")))
                 times.append(t)
-    except av.error.FFmpegError as exc:
-        raise InvalidInput(f"the selfie video does not decode: {exc}") from exc
+    except av.error.FFmpegError as exc:  # FFmpeg's own words, not its errno and '<none>' file name
+        reason = (getattr(exc, "strerror", None) or str(exc)).rstrip(".")
+        raise InvalidInput(f"the selfie video does not decode ({reason[:80].lower()}): send an MP4, WebM or "
+                           "MOV video, or the frames as images") from exc
     if not frames:
         raise InvalidInput("the selfie video has no frames")
     start = times[0]
