@@ -209,15 +209,12 @@ class EventBus:
     def undelivered(self) -> dict[str, int]:
         """Events not delivered, per sink: those a sink raised on, and those it counts itself (an
         ``undelivered`` attribute: the broker's or the webhook's unacknowledged events)."""
-        counts: dict[str, int] = dict(self.failed)
+        counts: dict[str, int] = dict(self.failed)  # a Counter holds only the sinks that failed
         for sink in self.sinks:
             count = getattr(sink, "undelivered", None)
             if isinstance(count, int):
                 counts[type(sink).__name__] = counts.get(type(sink).__name__, 0) + count
-        return {name: count for name, count in counts.items() if count or name in self._counting()}
-
-    def _counting(self) -> set[str]:
-        return {type(sink).__name__ for sink in self.sinks if isinstance(getattr(sink, "undelivered", None), int)}
+        return counts
 
     def close(self) -> None:
         """Flush and close every sink."""
