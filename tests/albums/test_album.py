@@ -331,3 +331,21 @@ def test_uploads_creating_one_album_at_once_all_find_it(tmp_path: Path, fast_ana
             event.remove(gallery_engine, "before_cursor_execute", both_insert)
         engine.dispose()
     assert len(set(ids)) == 1 and not any(b.broken for b in meet.values())
+
+
+def test_opening_a_missing_album_makes_no_row_anywhere(album: Album, tmp_path: Path, fast_analyzer) -> None:
+    """A read of a mistyped album name was NotFound but left a gallery tenant row
+    ``app:albums:default:<typo>`` behind (one per typo, for ever)."""
+    from sqlalchemy import func, select
+
+    from faceatlas.errors import NotFound
+    from faceatlas.gallery.models import Tenant
+
+    url = album._engine.url.render_as_string(hide_password=False)
+    with album.gallery._sessions() as session:
+        before = session.scalar(select(func.count()).select_from(Tenant))
+    with pytest.raises(NotFound, match="no album 'famliy'"):
+        Album.open("famliy", fast_analyzer, url, index_dir=tmp_path / "indexes")
+    with album.gallery._sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Tenant)) == before
+        assert not session.scalar(select(Tenant.id).where(Tenant.name.like("%famliy%")))

@@ -154,10 +154,13 @@ class AlbumCore:
         :meth:`face_crop` (an album of uploads has no photo files to crop from); erasing a person
         removes them with the vectors."""
         check_id(name, "album name")
-        gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         if not migrated:
             migrate(engine)
-        record = cls._record(engine, owner, name, analyzer, create)
+        if not create:  # first: a mistyped name is NotFound before its gallery space makes a tenant row
+            record = cls._record(engine, owner, name, analyzer, create)
+        gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
+        if create:  # after: a name too long for its space makes no album row
+            record = cls._record(engine, owner, name, analyzer, create)
         if not any(c.name == COLLECTION for c in gallery.list_collections()):
             with suppress(AlreadyExists):  # made by another upload creating the album at the same moment
                 gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
