@@ -229,6 +229,15 @@ class KycSession:
 
 
 @dataclass(frozen=True)
+class KycSessionPage:
+    """One page of KYC sessions, newest first; pass ``next`` back as ``after`` (None: the last page)."""
+
+    sessions: tuple[KycSession, ...]
+    next: str | None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
 class RetailProduct:
     """A product on sale in a store; price in minor units (cents)."""
 
@@ -473,10 +482,15 @@ class FaceAtlasClient:
     def kyc_get(self, session_id: str) -> KycSession:
         return _parse(KycSession, self._call("GET", f"/v1/kyc/sessions/{session_id}"))
 
-    def kyc_sessions(self, *, status: str | None = None, limit: int = 100) -> list[KycSession]:
+    def kyc_sessions(self, *, status: str | None = None, limit: int = 100,
+                     after: str | None = None) -> KycSessionPage:
+        """A page of the tenant's sessions, newest first; pass its ``next`` as ``after`` for the next."""
         params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+        if after:
+            params["after"] = after
         data = self._call("GET", "/v1/kyc/sessions", params=params)
-        return [_parse(KycSession, s) for s in data["sessions"]]
+        return _parse(KycSessionPage, data, sessions=tuple(_parse(KycSession, s) for s in data["sessions"]),
+                      next=data.get("next_cursor"))
 
     # -- retail (the store's owner tenant) ----------------------------------------------------------
     def retail_products(self, store: str) -> list[RetailProduct]:

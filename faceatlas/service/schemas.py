@@ -439,3 +439,4 @@ class KycSessionOut(BaseModel):
 
 class KycSessionList(BaseModel):
     sessions: list[KycSessionOut]
+    next_cursor: str | None = None

@@ -4,6 +4,7 @@ collection, enrol two people by upload, search, delete, usage, revoked keys, ten
 from __future__ import annotations
 
 import base64
+import html
 import re
 from datetime import datetime
 from pathlib import Path
@@ -511,7 +512,27 @@ def test_kyc_sessions_with_decisions_reasons_and_kept_frames(console, fast_analy
     api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"})
     listed = api.get("/v1/kyc/sessions", params={"status": "rejected"}).json()["sessions"]
     assert [(s["id"], s["reasons"]) for s in listed] == [(refused.id, ["face_mismatch"])]
+    first = api.get("/v1/kyc/sessions", params={"limit": 1}).json()
+    assert [s["id"] for s in first["sessions"]] == [refused.id] and first["next_cursor"]
+    older = api.get("/v1/kyc/sessions", params={"limit": 1, "after": first["next_cursor"]}).json()
+    assert [s["id"] for s in older["sessions"]] == [pending.id] and older["next_cursor"] is None
+    assert api.get("/v1/kyc/sessions", params={"after": "yesterday"}).json()["error"]["code"] == "validation_error"
     api.close()
+    old = utcnow() - timedelta(days=1)  # a page and more of older sessions: the console pages to them
+    with engine.begin() as connection:
+        connection.execute(KycSession.__table__.insert(), [
+            {"id": f"{n:032x}", "tenant": "svc:acme", "challenge": ["blink"], "status": "expired",
+             "created_at": old, "expires_at": old, "reasons": [], "details": {}, "retention_days": 0}
+            for n in range(200)])
+    client, _ = _session(console, "acme_admin")
+    newest = client.get("/console/kyc").text
+    assert pending.id in newest and f"{199:032x}" not in newest and "Older sessions" in newest
+    link = re.search(r'href="(/console/kyc\?after=[^"]+)" rel="next"', newest)
+    assert link, newest[-2000:]
+    rest = client.get(html.unescape(link.group(1))).text
+    assert f"{199:032x}" in rest and pending.id not in rest and "Newest sessions" in rest
+    assert "Older sessions" not in rest
+    client.close()
     other, _ = _session(console, "globex_admin")
     assert refused.id not in other.get("/console/kyc").text
     assert other.get(f"/console/kyc/{refused.id}").status_code == 404

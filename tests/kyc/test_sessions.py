@@ -233,9 +233,9 @@ def test_a_session_left_processing_by_a_killed_process_expires(service: KycServi
                                 (in_flight.id, utcnow() - timedelta(seconds=1)), (fresh.id, fresh.expires_at)):
             session.execute(update(KycSession).where(KycSession.id == sid)
                             .values(status="processing", expires_at=expires_at))
-    statuses = {s.id: s.status for s in service.list("acme")}
+    statuses = {s.id: s.status for s in service.list("acme").items}
     assert statuses == {listed.id: "expired", in_flight.id: "processing", fresh.id: "processing"}
-    assert {s.id for s in service.list("acme", status="processing")} == {in_flight.id, fresh.id}
+    assert {s.id for s in service.list("acme", status="processing").items} == {in_flight.id, fresh.id}
     expired = service.get("globex", got.id)
     assert expired.status == "expired" and expired.accepted is None
     assert expired.details["expired_while"] == "processing"
@@ -290,3 +290,26 @@ def test_the_random_challenge_never_asks_to_look_up(service: KycService) -> None
     assert sorted(random_challenge(5, rng)) == sorted(set(ACTIONS) - {"look_up"})
     assert not any("look_up" in service.create("acme").challenge for _ in range(40))
     assert service.create("acme", parse_challenge("blink,up")).challenge == ["blink", "look_up"]
+
+
+def test_the_session_list_pages_through_every_session_once(service: KycService) -> None:
+    """The list stopped at its limit (the console at 200) with no way to the older sessions; pages
+    now walk all of them, newest first, sessions created in the same microsecond included."""
+    made = [service.create("acme", ["blink"]).id for _ in range(7)]
+    service.create("globex", ["blink"])
+    same = utcnow() - timedelta(minutes=1)
+    with service._sessions.begin() as session:  # three created at one instant: the id orders them
+        session.execute(update(KycSession).where(KycSession.id.in_(made[2:5])).values(created_at=same))
+    seen: list[str] = []
+    page = service.list("acme", limit=2)
+    while True:
+        assert len(page.items) <= 2
+        seen += [s.id for s in page.items]
+        if page.next_cursor is None:
+            break
+        page = service.list("acme", limit=2, after=page.next_cursor)
+    assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
+    assert seen == [s.id for s in service.list("acme", limit=100).items]
+    for bad in ("2026", "x" * 40, "20261205T231000000000." + "g" * 32):
+        with pytest.raises(InvalidArgument, match="next_cursor"):
+            service.list("acme", after=bad)

@@ -87,8 +87,11 @@ def test_the_python_client_runs_a_session(api, examples):
     assert "challenge_failed" in decided.reasons  # a still moved before the camera does no action
     assert client.kyc_get(session.id) == decided
     reviewer = api.api_client("acme_read")  # listing every session is a reviewer's read, not a kiosk's detect
-    assert session.id in [s.id for s in reviewer.kyc_sessions(status="rejected")]
-    assert session.id not in [s.id for s in reviewer.kyc_sessions(status="pending")]
+    assert session.id in [s.id for s in reviewer.kyc_sessions(status="rejected").sessions]
+    assert session.id not in [s.id for s in reviewer.kyc_sessions(status="pending").sessions]
+    newest = reviewer.kyc_sessions(limit=1)
+    assert len(newest.sessions) == 1 and newest.next
+    assert newest.sessions[0].id not in [s.id for s in reviewer.kyc_sessions(limit=1, after=newest.next).sessions]
     with pytest.raises(FaceAtlasApiError, match="'read' scope"):
         client.kyc_sessions()
 

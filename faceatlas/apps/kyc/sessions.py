@@ -13,7 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,11 +25,13 @@ from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, repla
 from faceatlas.db import rowcount, utcnow
 from faceatlas.engine import FaceAnalyzer, ImageInput
 from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
-from faceatlas.gallery import check_tenant
+from faceatlas.gallery import Page, check_tenant
 
 REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
 DECIDED = ("accepted", "rejected")
 UNDECIDED = ("pending", "processing")
+LIST_LIMIT_MAX = 1000  # sessions a page of :meth:`KycService.list` holds at most
+_CURSOR_TIME = "%Y%m%dT%H%M%S%f"
 
 
 @dataclass(frozen=True)
@@ -111,18 +113,28 @@ class KycService:
                 session.refresh(row)
             return _info(row)
 
-    def list(self, tenant: str, *, status: str | None = None, limit: int = 100) -> list[SessionInfo]:
-        """The tenant's sessions, newest first (``status``: only those), for review. Pending ones
-        past their expiry are ``expired``, and so are ``processing`` ones past it by
-        ``processing_s`` (a decision that never finished: ``details["expired_while"]``)."""
+    def list(self, tenant: str, *, status: str | None = None, limit: int = 100,
+             after: str | None = None) -> Page[SessionInfo]:
+        """The tenant's sessions, newest first (``status``: only those), ``limit`` a page: pass a
+        page's ``next_cursor`` as ``after`` for the next (older) one. Pending ones past their expiry
+        are ``expired``, and so are ``processing`` ones past it by ``processing_s`` (a decision that
+        never finished: ``details["expired_while"]``)."""
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidArgument(f"limit is 1 to {LIST_LIMIT_MAX}, got {limit}")
         now = utcnow()
         with self._sessions.begin() as session:
             self._expire(session, now, KycSession.tenant == tenant)
             query = select(KycSession).where(KycSession.tenant == tenant)
             if status is not None:
                 query = query.where(KycSession.status == status)
-            rows = session.scalars(query.order_by(KycSession.created_at.desc(), KycSession.id).limit(limit))
-            return [_info(row) for row in rows]
+            if after:
+                created, session_id = _parse_cursor(after)
+                query = query.where(or_(KycSession.created_at < created,
+                                        and_(KycSession.created_at == created, KycSession.id > session_id)))
+            rows = list(session.scalars(query.order_by(KycSession.created_at.desc(), KycSession.id)
+                                        .limit(limit + 1)))
+            last = rows[limit - 1] if len(rows) > limit else None
+            return Page([_info(row) for row in rows[:limit]], None if last is None else _cursor(last))
 
     def submit(self, tenant: str, session_id: str, document: ImageInput, *, video: bytes | None = None,
                frames: Sequence[bytes] | None = None, fps: float | None = None,
@@ -309,3 +321,19 @@ def _jpeg(image: np.ndarray) -> bytes:
     if not ok:
         raise InvalidArgument("a reference image could not be encoded")
     return encoded.tobytes()
+
+
+def _cursor(row: KycSession) -> str:
+    """A page cursor: the last listed session's creation time and id (newest first, then by id)."""
+    return f"{row.created_at.strftime(_CURSOR_TIME)}.{row.id}"
+
+
+def _parse_cursor(text: str) -> tuple[datetime, str]:
+    """A cursor :func:`_cursor` made, else :class:`InvalidArgument`."""
+    when, _, session_id = text.partition(".")
+    try:
+        if len(session_id) != 32 or not all(c in "0123456789abcdef" for c in session_id):
+            raise ValueError(session_id)
+        return datetime.strptime(when, _CURSOR_TIME), session_id
+    except ValueError:
+        raise InvalidArgument(f"'after' is the 'next_cursor' of a previous page, got {text[:60]!r}") from None

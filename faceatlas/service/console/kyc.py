@@ -16,6 +16,7 @@ from faceatlas.service.deps import KycDep
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
+SESSIONS_PAGE = 200  # sessions a page of the list shows
 STATUSES = ("pending", "processing", "accepted", "rejected", "expired")
 REASON_WORDS = {
     "replay": "the same selfie was submitted before",
@@ -32,12 +33,15 @@ REASON_WORDS = {
 
 @router.get("/kyc", include_in_schema=False)
 async def sessions(request: Request, user: UserDep, kyc: KycDep,
-                   status: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+                   status: Annotated[str | None, Query(max_length=20)] = None,
+                   after: Annotated[str | None, Query(max_length=100)] = None) -> Response:
+    """The sessions, :data:`SESSIONS_PAGE` a page, newest first (``after``: the previous page's cursor)."""
     tenant = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal.tenant_id
     wanted = status if status in STATUSES else None
-    found = await run_in_threadpool(lambda: kyc.list(gallery_tenant(tenant), status=wanted, limit=200))
-    return render(request, "kyc.html", user, sessions=found, statuses=STATUSES, status=wanted or "",
-                  words=REASON_WORDS)
+    page = await run_in_threadpool(lambda: kyc.list(gallery_tenant(tenant), status=wanted, limit=SESSIONS_PAGE,
+                                                    after=after))
+    return render(request, "kyc.html", user, sessions=page.items, statuses=STATUSES, status=wanted or "",
+                  words=REASON_WORDS, next_cursor=page.next_cursor, paged=bool(after))
 
 
 @router.get("/kyc/{session_id}", include_in_schema=False)

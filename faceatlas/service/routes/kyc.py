@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from faceatlas.apps.kyc import LIST_LIMIT_MAX
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, check_form, metered, unmeter
@@ -118,11 +119,13 @@ async def list_sessions(
     meter: Annotated[Meter, Depends(metered("kyc.session", "read", billable=False))],
     kyc: KycDep,
     status: Status | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = 100,
+    after: Annotated[str | None, Query(max_length=100, description="a previous page's next_cursor")] = None,
 ) -> dict[str, Any]:
-    """The tenant's sessions, newest first, with their decisions and reasons (for review): the
-    ``read`` scope, as every listing of stored data (a kiosk's ``detect`` key reads the sessions it
-    made, by their ids)."""
+    """The tenant's sessions, newest first, with their decisions and reasons (for review), a page
+    of ``limit`` (``next_cursor``: pass it as ``after`` for the next, older page; null on the
+    last): the ``read`` scope, as every listing of stored data (a kiosk's ``detect`` key reads the
+    sessions it made, by their ids)."""
     tenant = gallery_tenant(meter.principal.tenant_id)
-    found = await run_in_threadpool(lambda: kyc.list(tenant, status=status, limit=limit))
-    return {"sessions": [info.to_dict() for info in found]}
+    page = await run_in_threadpool(lambda: kyc.list(tenant, status=status, limit=limit, after=after))
+    return {"sessions": [info.to_dict() for info in page.items], "next_cursor": page.next_cursor}
