@@ -357,6 +357,13 @@ def image_request_body(*names: str, extra: dict[str, Any] | None = None) -> dict
     }
 
 
+def media_type(request: Request) -> str:
+    """The request body's media type, lowercased without its parameters (``Multipart/Form-Data;
+    boundary=...`` is ``multipart/form-data``: media types are case-insensitive, as Starlette
+    parses them)."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
 async def json_body(request: Request) -> Any:
     """The parsed JSON body (the one parse of every route; Starlette caches it), or an
     ``InvalidInput`` saying why it does not parse."""
@@ -417,8 +424,8 @@ def _spend_pixels(request: Request, sizes: list[int]) -> None:
 
 async def _read_images(request: Request, names: Collection[str],
                        fields: Collection[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    content_type = media_type(request)
+    if content_type == "multipart/form-data":
         form = await request.form()
         check_form(form, (*names, *fields))
         images = {}
@@ -428,7 +435,7 @@ async def _read_images(request: Request, names: Collection[str],
                 raise InvalidArgument(f"multipart field '{name}' (a file) is required")
             images[name] = await part.read()
         return images, {key: value for key, value in form.items() if key not in images}
-    if content_type.startswith("application/json"):
+    if content_type == "application/json":
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidArgument("the JSON body must be an object")

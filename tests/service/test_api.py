@@ -404,3 +404,23 @@ def test_a_chunked_body_over_the_limit_is_refused_unrecorded_not_a_phantom_500(a
                              headers={"Content-Type": "multipart/form-data; boundary=zzz"})
     assert answer.status_code == 413, answer.text
     assert rows() == before
+
+
+def test_media_types_are_case_insensitive(api, examples):
+    """``Multipart/Form-Data`` and ``Application/JSON`` were 415 (Starlette parses them; the routes
+    compared case-sensitive prefixes) and ``application/jsonx`` passed as JSON."""
+    import base64
+
+    photo = (examples / "tests" / "test_images" / "obama.jpg").read_bytes()
+    boundary = "b0undary"
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"o.jpg\"\r\n"
+                 f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+    body = json.dumps({"image": base64.b64encode(photo).decode()})
+    with api.client("acme_detect") as client:
+        upper = client.post("/v1/detect", content=multipart,
+                            headers={"content-type": f"Multipart/Form-Data; boundary={boundary}"})
+        as_json = client.post("/v1/detect", content=body, headers={"content-type": "Application/JSON; charset=utf-8"})
+        odd = client.post("/v1/detect", content=body, headers={"content-type": "application/jsonx"})
+    assert upper.status_code == 200 and len(upper.json()["faces"]) == 1
+    assert as_json.status_code == 200 and len(as_json.json()["faces"]) == 1
+    assert odd.status_code == 415 and odd.json()["error"]["code"] == "unsupported_media_type"

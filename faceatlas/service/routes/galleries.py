@@ -32,6 +32,7 @@ from faceatlas.service.deps import (
     check_form,
     image_request_body,
     json_body,
+    media_type,
     metered,
     read_images,
 )
@@ -342,7 +343,7 @@ async def search(
     decided = decision.decides
     options: dict[str, Any] = {"k": k, **decision.search_options(), "aggregate": aggregate}
     cut = decision.stated()
-    body = await json_body(request) if request.headers.get("content-type", "").startswith("application/json") else {}
+    body = await json_body(request) if media_type(request) == "application/json" else {}
     if isinstance(body, dict) and "embedding" in body:
         unknown = sorted(set(body) - {"embedding", "recognizer_id"})
         if unknown:  # refused as read_images refuses them, never silently ignored (an image too)

@@ -12,7 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.apps.kyc import LIST_LIMIT_MAX
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
-from faceatlas.service.deps import AccountsDep, KycDep, Meter, PoolDep, charge_pixels, check_form, metered, unmeter
+from faceatlas.service.deps import (
+    AccountsDep,
+    KycDep,
+    Meter,
+    PoolDep,
+    charge_pixels,
+    check_form,
+    media_type,
+    metered,
+    unmeter,
+)
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
 from faceatlas.service.tenants import gallery_tenant
@@ -71,7 +81,7 @@ async def submit_session(
 ) -> dict[str, Any]:
     """Decide the session (once: a decided session answers its decision again, neither billed nor
     counted: no work is done; it was billed each time, even for an empty document)."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send the document and the selfie as multipart/form-data")
     form = await request.form(max_files=MAX_FRAMES + 2)
     check_form(form, ("document", "selfie", "frame", "fps"), repeated=("frame",))
