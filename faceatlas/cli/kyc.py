@@ -17,6 +17,7 @@ from faceatlas.engine import FaceAnalyzer
 app = typer.Typer(help="Remote identity verification: ID document vs selfie, active + passive liveness.",
                   no_args_is_help=True)
 console = Console()
+err = Console(stderr=True)  # the spinner: a terminal's only (rich draws none into a pipe or a file)
 
 
 @app.command()
@@ -35,7 +36,8 @@ def verify(
     actions = parse_challenge(challenge)
     service = KycService(create_database_engine(db or default_database_url()),
                          FaceAnalyzer(pack, announce_license=False), KycConfig(far=far))
-    info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
+    with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):
+        info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
     if as_json:
         print(json.dumps(info.to_dict(), default=str))
     else:
