@@ -11,10 +11,16 @@ This module imports nothing else of faceatlas: it ships on its own.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import json
 import os
+import stat
+import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -24,15 +30,40 @@ ImageArg = str | os.PathLike | bytes
 DEFAULT_FAR = 1e-4
 
 
-class FaceAtlasApiError(Exception):
-    """An error answer of the server, with its stable ``code``, HTTP status and Retry-After."""
+class FaceAtlasClientError(Exception):
+    """Every error of this client (catch this one): what it cannot send (an API key or id no
+    server accepts, a file too large), an answer that is not FaceAtlas's (a proxy's redirect or
+    login page), and the subclasses :class:`FaceAtlasApiError` (the server answered an error) and
+    :class:`FaceAtlasTransportError` (no answer). ``code`` names it as the server's codes do."""
+
+    code = "client_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class FaceAtlasApiError(FaceAtlasClientError):
+    """An error answer of the server, with its stable ``code``, HTTP status and Retry-After (seconds)."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: float | None) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(message, code)
         self.status = status
-        self.code = code
-        self.message = message
         self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        wait = f" (retry in {self.retry_after:g} s)" if self.retry_after is not None else ""
+        return f"{self.status} {self.code}: {self.message}{wait}"
+
+
+class FaceAtlasTransportError(FaceAtlasClientError):
+    """No answer: the server refused or dropped the connection, or sent none within the client's
+    ``timeout`` (``code`` ``timeout``). A write may have been applied all the same: retry it with
+    the same ``idempotency_key`` to apply it once."""
+
+    code = "server_unreachable"
 
 
 T = TypeVar("T")
@@ -41,9 +72,34 @@ T = TypeVar("T")
 def _parse(cls: type[T], data: dict[str, Any], **nested: Any) -> T:
     """``cls`` from the JSON object ``data``: its known fields (missing ones take their defaults),
     ``nested`` values already parsed, and ``raw``."""
+    if not isinstance(data, dict):
+        raise _not_ours(f"a {type(data).__name__} where {cls.__name__} was expected")
     names = {f.name for f in dataclasses.fields(cls)} - {"raw"}  # type: ignore[arg-type]
     values = {k: _frozen(v) for k, v in data.items() if k in names}
-    return cls(**{**values, **nested, "raw": data})
+    try:
+        return cls(**{**values, **nested, "raw": data})
+    except TypeError as exc:  # a field missing: not an answer of this API
+        raise _not_ours(f"{cls.__name__} lacks a field ({exc})") from None
+
+
+class _Answer(dict):
+    """A JSON object of an answer: a missing key is :class:`FaceAtlasClientError` (an answer of
+    something else than the FaceAtlas API), not a KeyError deep in a parse."""
+
+    def __missing__(self, key: str) -> Any:
+        raise _not_ours(f"no '{key}' in the answer")
+
+
+def _not_ours(detail: str) -> FaceAtlasClientError:
+    return FaceAtlasClientError(f"the answer is not the FaceAtlas API's ({detail}): is the server URL that "
+                                "of a FaceAtlas server, of a version this client knows?", "unexpected_answer")
+
+
+def _seg(value: str) -> str:
+    """``value`` as one URL path segment: percent-encoded, so that an id such as ``a/../b``, ``x?y``
+    or ``..`` names itself (never another path the URL would resolve to)."""
+    text = str(value)
+    return quote(text, safe="") if text.strip(".") else "%2E" * len(text)
 
 
 def _frozen(value: Any) -> Any:
@@ -304,16 +360,80 @@ class TenantSettings:
     raw: dict[str, Any] = _raw()
 
 
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an image file sent at most (servers refuse far less: 15 MB by default)
+MAX_ANSWER_BYTES = 256 * 1024 * 1024  # an answer read at most
+
+
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
+    """A multipart file part: bytes as given, or a regular file's bytes (a device, a FIFO or a
+    file above :data:`MAX_UPLOAD_BYTES` is refused before anything is read)."""
     if isinstance(image, bytes):
         return name, (name, image, "application/octet-stream")
     path = Path(image)
+    info = path.stat()  # OSError (missing, unreadable) as Python says it; before open(), which waits on a FIFO
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise FaceAtlasClientError(f"{path}: not a regular file (an image file to send)", "invalid_argument")
+    if info.st_size > MAX_UPLOAD_BYTES:
+        raise FaceAtlasClientError(f"{path}: {info.st_size:,} bytes, above the {MAX_UPLOAD_BYTES:,} this client "
+                                   "sends (the server's limit is lower: 15 MB by default)", "payload_too_large")
     return name, (path.name, path.read_bytes(), "application/octet-stream")
+
+
+def _header_value(value: str, what: str) -> str:
+    """A header value as given (without surrounding whitespace, e.g. a CRLF file's), refused when
+    it holds what no header may (the value itself is never repeated: it may be a secret)."""
+    text = value.strip()
+    if not text or not text.isascii() or not text.isprintable() or " " in text:
+        raise FaceAtlasClientError(f"the {what} is empty or holds whitespace or non-ASCII characters "
+                                   "(copy it again)", "invalid_argument")
+    return text
 
 
 def _once(idempotency_key: str | None) -> dict[str, str] | None:
     """The header of a write call that a retry with the same key repeats without acting twice."""
-    return {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    return {"Idempotency-Key": _header_value(idempotency_key, "Idempotency-Key")} if idempotency_key else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP date (RFC 9110 allows both)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _error_of(response: httpx.Response, body: bytes) -> FaceAtlasApiError:
+    """The server's error answer, whatever shape a proxy in between gave it."""
+    try:
+        error = json.loads(body)["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        text = " ".join(body[:300].decode("utf-8", "replace").split())
+        code, message = "http_error", text or response.reason_phrase
+    return FaceAtlasApiError(response.status_code, code, message, _retry_after(response.headers.get("retry-after")))
+
+
+def _wire_error(exc: Exception, base_url: str, timeout: float) -> FaceAtlasTransportError:
+    """No answer from ``base_url``, said with what to check (a proxy, http vs https)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return FaceAtlasTransportError(f"no answer from {base_url} within {timeout:g} s (the client's timeout): "
+                                       "the server is busy or unreachable", "timeout")
+    text = str(exc) or type(exc).__name__
+    hint = ""
+    if "WRONG_VERSION_NUMBER" in text:
+        hint = " (the server speaks plain http: use http://)"
+    elif any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                                         "all_proxy")):
+        hint = " (through the proxy of HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: NO_PROXY=<host> bypasses it)"
+    return FaceAtlasTransportError(f"cannot reach the server at {base_url}: {text}{hint}")
 
 
 class FaceAtlasClient:
@@ -324,11 +444,37 @@ class FaceAtlasClient:
     ``http`` replaces the HTTP client (e.g. a ``fastapi.testclient.TestClient``, which is one)."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 60.0, http: httpx.Client | None = None
+        self, base_url: str, api_key: str, *, timeout: float = 60.0, http: httpx.Client | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
+        """``timeout``: seconds for a whole call, from sending to the last byte of the answer."""
         self._owned = http is None
-        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
-        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._timeout = timeout
+        self._max_answer = max_answer_bytes
+        self._auth = {"Authorization": f"Bearer {_header_value(api_key, 'API key')}"}
+        if http is None:
+            try:
+                url = httpx.URL(base_url.rstrip("/"))
+            except httpx.InvalidURL as exc:
+                raise FaceAtlasClientError(f"invalid server URL (give http(s)://host[:port]): {exc}",
+                                           "invalid_argument") from None
+            if url.scheme not in ("http", "https") or not url.host:
+                shown = str(url.copy_with(username=None, password=None))
+                raise FaceAtlasClientError(f"invalid server URL {shown!r} (give http(s)://host[:port])",
+                                           "invalid_argument")
+            if url.userinfo:
+                raise FaceAtlasClientError("the server URL holds a user and password: give the API key as "
+                                           "api_key (FACEATLAS_API_KEY), not in the URL", "invalid_argument")
+            if url.path.rstrip("/").endswith("/v1"):
+                raise FaceAtlasClientError(f"give the server URL without /v1 (the client adds it): "
+                                           f"{str(url)[: -len(url.path)] or url}", "invalid_argument")
+            try:
+                http = httpx.Client(base_url=url, timeout=timeout)
+            except ImportError as exc:  # e.g. ALL_PROXY=socks5://... without httpx[socks]
+                raise FaceAtlasClientError(f"the proxy in the environment needs a package: {exc}",
+                                           "invalid_argument") from None
+        self._http = http
+        self._base = str(http.base_url).rstrip("/")
 
     def close(self) -> None:
         if self._owned:
@@ -340,23 +486,43 @@ class FaceAtlasClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, extra_headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, headers={**self._auth, **(extra_headers or {})}, **kwargs)
+    def _call(self, method: str, path: str, extra_headers: dict[str, str] | None = None, *,
+              expect: str = "json", **kwargs: Any) -> Any:
+        """One call: the answer's JSON (``expect="json"``) or bytes (``"image"``); an error answer
+        is :class:`FaceAtlasApiError`, no answer (within ``timeout`` in all) :class:`FaceAtlasTransportError`."""
+        deadline = time.monotonic() + self._timeout
+        try:
+            with self._http.stream(method, path, headers={**self._auth, **(extra_headers or {})},
+                                   **kwargs) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > self._max_answer:
+                        raise FaceAtlasClientError(f"the answer is larger than {self._max_answer:,} bytes "
+                                                   "(max_answer_bytes)", "answer_too_large")
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("the whole answer took too long")
+        except httpx.TransportError as exc:  # refused, reset, timed out, a proxy or TLS failure
+            raise _wire_error(exc, self._base, self._timeout) from None
+        if response.is_redirect:
+            raise FaceAtlasClientError(f"the server redirected to {response.headers.get('location')!r}: give that "
+                                       "URL as the server (http to https?)", "redirected")
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": response.text[:500]}
-            retry = response.headers.get("retry-after")
-            raise FaceAtlasApiError(
-                response.status_code, error["code"], error["message"], float(retry) if retry else None
-            )
+            raise _error_of(response, bytes(body))
         if response.status_code == 204:
             return None
-        kind = response.headers.get("content-type", "")
-        if kind.startswith("application/json"):
-            return response.json()
-        return response.content if kind.startswith("image/") else response.text
+        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if expect == "image" and kind.startswith("image/"):
+            return bytes(body)
+        if kind != "application/json":
+            raise _not_ours(f"{kind or 'no media type'}, {len(body):,} bytes")
+        try:
+            answer = json.loads(body, object_hook=_Answer)
+        except ValueError:
+            raise _not_ours("JSON that does not parse") from None
+        if not isinstance(answer, dict):  # every answer of the API is an object
+            raise _not_ours(f"a JSON {type(answer).__name__}, not an object")
+        return answer
 
     # -- faces ---------------------------------------------------------------------------------
     def detect(
@@ -388,41 +554,43 @@ class FaceAtlasClient:
         return [_parse(Collection, c) for c in self._call("GET", "/v1/collections")["collections"]]
 
     def get_collection(self, name: str) -> Collection:
-        return _parse(Collection, self._call("GET", f"/v1/collections/{name}"))
+        return _parse(Collection, self._call("GET", f"/v1/collections/{_seg(name)}"))
 
     def delete_collection(self, name: str, *, idempotency_key: str | None = None) -> None:
-        self._call("DELETE", f"/v1/collections/{name}", _once(idempotency_key))
+        self._call("DELETE", f"/v1/collections/{_seg(name)}", _once(idempotency_key))
 
     def add_subject(
         self, collection: str, subject_id: str, *, name: str | None = None, metadata: dict | None = None,
         idempotency_key: str | None = None,
     ) -> Subject:
         body = {"id": subject_id, "name": name, "metadata": metadata or {}}
-        return _parse(Subject, self._call("POST", f"/v1/collections/{collection}/subjects", _once(idempotency_key),
+        path = f"/v1/collections/{_seg(collection)}/subjects"
+        return _parse(Subject, self._call("POST", path, _once(idempotency_key),
                                           json=body))
 
     def get_subject(self, collection: str, subject_id: str) -> Subject:
-        return _parse(Subject, self._call("GET", f"/v1/collections/{collection}/subjects/{subject_id}"))
+        return _parse(Subject, self._call("GET", f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}"))
 
     def list_subjects(self, collection: str, *, limit: int = 100, after: str | None = None) -> SubjectPage:
         params: dict[str, Any] = {"limit": limit}
         if after:
             params["after"] = after
-        data = self._call("GET", f"/v1/collections/{collection}/subjects", params=params)
+        data = self._call("GET", f"/v1/collections/{_seg(collection)}/subjects", params=params)
         return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in data["subjects"]))
 
     def enrol(self, collection: str, subject_id: str, image: ImageArg, *,
               idempotency_key: str | None = None) -> EnrolResult:
         """Enrol the largest face of ``image``; with ``idempotency_key``, a retry of this call (after
         a timeout or a dropped connection) enrols nothing more and returns the first result."""
+        path = f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}/faces"
         data = self._call(
-            "POST", f"/v1/collections/{collection}/subjects/{subject_id}/faces", files=dict([_image("image", image)]),
+            "POST", path, files=dict([_image("image", image)]),
             extra_headers=_once(idempotency_key),
         )
         return _parse(EnrolResult, data, faces=_faces(data))
 
     def delete_subject(self, collection: str, subject_id: str, *, idempotency_key: str | None = None) -> None:
-        self._call("DELETE", f"/v1/collections/{collection}/subjects/{subject_id}", _once(idempotency_key))
+        self._call("DELETE", f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}", _once(idempotency_key))
 
     def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float | None = None,
                far: float | None = None, rank_only: bool = False) -> list[SearchResult]:
@@ -438,7 +606,7 @@ class FaceAtlasClient:
         if fpir is not None:
             params["fpir"] = fpir
         data = self._call(
-            "POST", f"/v1/collections/{collection}/search", files=dict([_image("image", image)]), params=params
+            "POST", f"/v1/collections/{_seg(collection)}/search", files=dict([_image("image", image)]), params=params
         )
         return [
             _parse(
@@ -453,7 +621,7 @@ class FaceAtlasClient:
     def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = DEFAULT_FAR) -> Verification:
         data = self._call(
             "POST",
-            f"/v1/collections/{collection}/subjects/{subject_id}/verify",
+            f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}/verify",
             files=dict([_image("image", image)]),
             params={"far": far},
         )
@@ -464,7 +632,7 @@ class FaceAtlasClient:
         """The image with ``effects`` applied in order (glasses, hat, mask, smooth, slim, big-eyes,
         blur-background, green-background), encoded as ``image_format`` (jpeg or png)."""
         return self._call("POST", "/v1/ar/effects", files=dict([_image("image", image)]),
-                          params={"effect": effects, "format": image_format})
+                          params={"effect": effects, "format": image_format}, expect="image")
 
     def kyc_session(self, *, retention_days: int | None = None, idempotency_key: str | None = None) -> KycSession:
         """A new verification session: its id, the challenge to perform (chosen by the server), its expiry."""
@@ -477,10 +645,11 @@ class FaceAtlasClient:
         files = [_image("document", document)]
         files += [_image("selfie", selfie)] if selfie is not None else [_image("frame", f) for f in frames or []]
         data = {"fps": str(fps)} if fps is not None else None
-        return _parse(KycSession, self._call("POST", f"/v1/kyc/sessions/{session_id}/submit", files=files, data=data))
+        path = f"/v1/kyc/sessions/{_seg(session_id)}/submit"
+        return _parse(KycSession, self._call("POST", path, files=files, data=data))
 
     def kyc_get(self, session_id: str) -> KycSession:
-        return _parse(KycSession, self._call("GET", f"/v1/kyc/sessions/{session_id}"))
+        return _parse(KycSession, self._call("GET", f"/v1/kyc/sessions/{_seg(session_id)}"))
 
     def kyc_sessions(self, *, status: str | None = None, limit: int = 100,
                      after: str | None = None) -> KycSessionPage:
@@ -495,36 +664,41 @@ class FaceAtlasClient:
     # -- retail (the store's owner tenant) ----------------------------------------------------------
     def retail_products(self, store: str) -> list[RetailProduct]:
         """The products on sale in ``store``, by SKU."""
-        return [_parse(RetailProduct, p) for p in self._call("GET", f"/v1/retail/stores/{store}/products")["products"]]
+        path = f"/v1/retail/stores/{_seg(store)}/products"
+        return [_parse(RetailProduct, p) for p in self._call("GET", path)["products"]]
 
     def retail_create_product(self, store: str, sku: str, name: str, price_cents: int, *,
                               idempotency_key: str | None = None) -> RetailProduct:
         """Put a product on sale (409 ``already_exists`` when the SKU is on sale already)."""
         body = {"sku": sku, "name": name, "price_cents": price_cents}
-        return _parse(RetailProduct, self._call("POST", f"/v1/retail/stores/{store}/products", _once(idempotency_key),
+        path = f"/v1/retail/stores/{_seg(store)}/products"
+        return _parse(RetailProduct, self._call("POST", path, _once(idempotency_key),
                                                 json=body))
 
     def retail_update_product(self, store: str, sku: str, *, name: str | None = None,
                               price_cents: int | None = None) -> RetailProduct:
         """Rename or reprice a product (carts keep the price their items were picked at)."""
         body = {k: v for k, v in (("name", name), ("price_cents", price_cents)) if v is not None}
-        return _parse(RetailProduct, self._call("PATCH", f"/v1/retail/stores/{store}/products/{sku}", json=body))
+        path = f"/v1/retail/stores/{_seg(store)}/products/{_seg(sku)}"
+        return _parse(RetailProduct, self._call("PATCH", path, json=body))
 
     def retail_delete_product(self, store: str, sku: str, *,
                               idempotency_key: str | None = None) -> RetailProductRemoval:
         """Take a product off sale."""
-        return _parse(RetailProductRemoval, self._call("DELETE", f"/v1/retail/stores/{store}/products/{sku}",
+        path = f"/v1/retail/stores/{_seg(store)}/products/{_seg(sku)}"
+        return _parse(RetailProductRemoval, self._call("DELETE", path,
                                                        _once(idempotency_key)))
 
     def retail_members(self, store: str) -> list[RetailMember]:
-        return [_parse(RetailMember, m) for m in self._call("GET", f"/v1/retail/stores/{store}/members")["members"]]
+        path = f"/v1/retail/stores/{_seg(store)}/members"
+        return [_parse(RetailMember, m) for m in self._call("GET", path)["members"]]
 
     def retail_enrol_member(self, store: str, image: ImageArg, *, name: str, purposes: list[str],
                             granted_by: str | None = None, payment_ref: str | None = None) -> RetailMember:
         """Enrol a member from a face photo under the consent given (face_pay needs ``payment_ref``)."""
         data = {"name": name, "purposes": ",".join(purposes), "granted_by": granted_by or name,
                 **({"payment_ref": payment_ref} if payment_ref else {})}
-        return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{store}/members",
+        return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{_seg(store)}/members",
                                                files=dict([_image("image", image)]), data=data))
 
     def retail_withdraw_consent(self, store: str, member_id: str,
@@ -532,7 +706,8 @@ class FaceAtlasClient:
         """Withdraw the member's consent (``purposes``: only those): their faces go at once once no
         biometric purpose is left; the member and their history stay."""
         body: dict[str, Any] = {"consent": False} | ({"purposes": purposes} if purposes is not None else {})
-        return _parse(ConsentWithdrawal, self._call("PATCH", f"/v1/retail/stores/{store}/members/{member_id}",
+        path = f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}"
+        return _parse(ConsentWithdrawal, self._call("PATCH", path,
                                                     json=body))
 
     def retail_grant_consent(self, store: str, member_id: str, image: ImageArg, *, purposes: list[str],
@@ -540,12 +715,13 @@ class FaceAtlasClient:
         """A new consent of a member, with a new face photo."""
         data = {"purposes": ",".join(purposes), "granted_by": granted_by,
                 **({"payment_ref": payment_ref} if payment_ref else {})}
-        return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{store}/members/{member_id}/consent",
+        path = f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}/consent"
+        return _parse(RetailMember, self._call("POST", path,
                                                files=dict([_image("image", image)]), data=data))
 
     def retail_erase_member(self, store: str, member_id: str, *, idempotency_key: str | None = None) -> RetailErasure:
         """Erase a member: faces, consents; visits and charges stay as anonymous counts."""
-        return _parse(RetailErasure, self._call("DELETE", f"/v1/retail/stores/{store}/members/{member_id}",
+        return _parse(RetailErasure, self._call("DELETE", f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}",
                                                 _once(idempotency_key)))
 
     # -- account ---------------------------------------------------------------------------------

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from faceatlas.cli.errors import fail, os_error
-from faceatlas.client import FaceAtlasApiError, FaceAtlasClient
+from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
 from faceatlas.errors import CommandLineError, FaceAtlasError
 
@@ -19,6 +19,7 @@ app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FAC
 
 Server = Annotated[str, typer.Option("--server", envvar="FACEATLAS_SERVER", help="base URL of the server")]
 Key = Annotated[str, typer.Option("--key", envvar="FACEATLAS_API_KEY", help="API key (fa_...)")]
+Json = Annotated[bool, typer.Option("--json", help="errors as one JSON object on stdout too (answers are JSON)")]
 
 
 def _json(answer: Any) -> Any:
@@ -28,20 +29,29 @@ def _json(answer: Any) -> Any:
     return getattr(answer, "raw", answer)
 
 
-def _run(server: str, key: str, call) -> None:  # noqa: ANN001 - a function of the client
+def _run(server: str, key: str, call, as_json: bool = False, *,  # noqa: ANN001 - a function of the client
+         write_key: str | None = None) -> None:
     """Call the server and print its JSON answer; any failure is one line on stderr, ``error
-    (code): message`` as every command says it (the server's own code when it answered), exit 2."""
+    (code): message`` as every command says it (the server's own code when it answered), or one
+    JSON object on stdout with ``--json``; exit 2. ``write_key``: the Idempotency-Key a write was
+    sent with, named when no answer came (the write may have been applied: a retry with it acts once)."""
     try:
-        with FaceAtlasClient(server, key) as client:
+        opened = FaceAtlasClient(server, key)
+    except FaceAtlasClientError as exc:  # the URL or the key as given: the command line's
+        fail(CommandLineError(str(exc)), as_json)
+    try:
+        with opened as client:
             answer = call(client)
     except FaceAtlasApiError as exc:  # the server answered with an error
-        fail(_coded(exc.code, f"the server answered {exc.status}: {exc.message}"))
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        fail(CommandLineError(f"invalid server URL {server!r} (give http(s)://host[:port]): {exc}"))
-    except httpx.TransportError as exc:  # refused, unreachable, timed out, broken connection
-        fail(_coded("server_unreachable", f"cannot reach the server at {server}: {exc or type(exc).__name__}"))
+        fail(_coded(exc.code, f"the server answered {exc}"), as_json)
+    except FaceAtlasTransportError as exc:  # refused, unreachable, timed out, broken connection
+        again = (f"; it may have been applied: run it again with --idempotency-key {write_key} to apply it once"
+                 if write_key else "")
+        fail(_coded(exc.code, f"{exc}{again}"), as_json)
+    except FaceAtlasClientError as exc:  # what the client cannot send, or an answer not of FaceAtlas
+        fail(_coded(exc.code, str(exc)), as_json)
     except OSError as exc:
-        fail(os_error(exc))
+        fail(os_error(exc), as_json)
     print(json.dumps(_json(answer), indent=2))
 
 
@@ -53,21 +63,29 @@ def _coded(code: str, message: str) -> FaceAtlasError:
 
 
 @app.command()
-def detect(image: Path, server: Server, key: Key, liveness: bool = False) -> None:
+def detect(image: Path, server: Server, key: Key, liveness: bool = False, as_json: Json = False) -> None:
     """Faces in an image."""
-    _run(server, key, lambda c: c.detect(image, liveness=liveness))
+    _run(server, key, lambda c: c.detect(image, liveness=liveness), as_json)
 
 
 @app.command()
-def compare(image_a: Path, image_b: Path, server: Server, key: Key, far: float = DEFAULT_FAR) -> None:
+def compare(image_a: Path, image_b: Path, server: Server, key: Key, far: float = DEFAULT_FAR,
+            as_json: Json = False) -> None:
     """1:1 comparison with a FAR-calibrated verdict."""
-    _run(server, key, lambda c: c.compare(image_a, image_b, far=far))
+    _run(server, key, lambda c: c.compare(image_a, image_b, far=far), as_json)
 
 
 @app.command()
-def enrol(collection: str, subject: str, image: Path, server: Server, key: Key) -> None:
+def enrol(
+    collection: str, subject: str, image: Path, server: Server, key: Key,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="sent as Idempotency-Key: a call again with the key of one that got no answer enrols once "
+             "[default: a new random key, named in the error when no answer came]")] = None,
+    as_json: Json = False,
+) -> None:
     """Enrol the largest face of an image to a subject."""
-    _run(server, key, lambda c: c.enrol(collection, subject, image))
+    once = idempotency_key or uuid.uuid4().hex
+    _run(server, key, lambda c: c.enrol(collection, subject, image, idempotency_key=once), as_json, write_key=once)
 
 
 @app.command()
@@ -79,17 +97,18 @@ def search(
     = None,
     rank_only: Annotated[bool, typer.Option("--rank-only", help="rank without deciding (strangers included)")]
     = False,
+    as_json: Json = False,
 ) -> None:
     """1:N search of a collection: who, or unknown (at --fpir 1e-3 for the collection's size by default)."""
     try:  # the cut the server answers with, refused here as there when two are given
         cut = Cut.given(far=far, fpir=fpir, rank_only=rank_only).stated()
     except FaceAtlasError as exc:
-        fail(exc)
+        fail(exc, as_json)
     _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, fpir=fpir, far=far,
-                                                            rank_only=rank_only)), **cut})
+                                                            rank_only=rank_only)), **cut}, as_json)
 
 
 @app.command()
-def usage(server: Server, key: Key) -> None:
+def usage(server: Server, key: Key, as_json: Json = False) -> None:
     """The tenant's usage per day and operation."""
-    _run(server, key, lambda c: c.usage())
+    _run(server, key, lambda c: c.usage(), as_json)
