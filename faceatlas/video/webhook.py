@@ -8,7 +8,10 @@ Each event is POSTed as its JSON body with the headers
 
 Delivery is at-least-once and in order: a 2xx ends it, a network error, 408, 429 or 5xx is
 retried (backoff doubling from ``backoff_start`` to ``backoff_max``, up to ``max_attempts``),
-other 4xx are given up at once. ``emit`` only enqueues, so the pipeline never waits on a receiver.
+other 4xx are given up at once. A redirect (3xx) is not followed (the event and the URL's
+credentials stay with the configured host): it is given up, logged with where it pointed, so
+that the final URL can be configured. ``emit`` only enqueues, so the pipeline never waits on a
+receiver.
 """
 
 from __future__ import annotations
@@ -52,6 +55,25 @@ def _host(parts: urllib.parse.SplitResult) -> str:
     return host if parts.port is None else f"{host}:{parts.port}"
 
 
+def _shown(url: str) -> str:
+    """A URL as logs show it: scheme, host and path only."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.netloc:  # a relative Location, or none
+        return repr(url[:200])
+    return urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the answer itself (urllib's default re-sent the event as a bodiless GET,
+    with the Authorization header, to whatever host the Location named)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class WebhookSink:
     """Delivers events to one URL from a background thread."""
 
@@ -59,6 +81,7 @@ class WebhookSink:
         self.config = config
         self.delivered = 0
         self.failed = 0
+        self._in_flight = 0  # the event being delivered (in neither count while its attempts last)
         self._queue: queue.Queue[Event | None] = queue.Queue()
         self._abort = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
@@ -70,13 +93,12 @@ class WebhookSink:
     @property
     def undelivered(self) -> int:
         """Events not delivered: given up on (refused, out of attempts) and still queued."""
-        return self.failed + sum(event is not None for event in list(self._queue.queue))
+        return self.failed + self._in_flight + sum(event is not None for event in list(self._queue.queue))
 
     @property
     def shown_url(self) -> str:
         """The URL as logs show it: no user, password or query (a token there leaked into every line)."""
-        parts = urllib.parse.urlsplit(self.config.url)
-        return urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
+        return _shown(self.config.url)
 
     def close(self, timeout: float = 30.0) -> None:
         """Deliver what is queued (waiting at most ``timeout`` seconds), then stop."""
@@ -91,6 +113,7 @@ class WebhookSink:
 
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:
+            self._in_flight = 1
             try:
                 delivered = self._deliver(event)
             except Exception:  # a bug must not end the thread: every later event would be lost unsaid
@@ -100,6 +123,7 @@ class WebhookSink:
                 self.delivered += 1
             else:
                 self.failed += 1
+            self._in_flight = 0
 
     def _deliver(self, event: Event) -> bool:
         body = event.to_json().encode()
@@ -109,20 +133,29 @@ class WebhookSink:
             IDEMPOTENCY_HEADER: event.id,
             "X-FaceAtlas-Event": event.type,
         }
+        last = "no answer"
         for attempt in range(1, self.config.max_attempts + 1):
-            status = self._post(body, headers)
+            status, location = self._post(body, headers)
             if status is not None and 200 <= status < 300:
                 return True
+            if status is not None and 300 <= status < 400:
+                log.error("webhook %s answered event %s with HTTP %d to %s: redirects are not followed (the "
+                          "event and the URL's login stay with its host): configure the final URL", self.shown_url,
+                          event.id, status, _shown(location))
+                return False
             if status is not None and 400 <= status < 500 and status not in RETRYABLE:
                 log.error("webhook %s refused event %s with HTTP %d", self.shown_url, event.id, status)
                 return False
+            last = "no answer" if status is None else f"HTTP {status}"
             delay = min(self.config.backoff_max, self.config.backoff_start * 2 ** (attempt - 1))
             if attempt < self.config.max_attempts and self._abort.wait(delay):
                 return False
-        log.error("webhook %s: event %s not delivered after %d attempts", self.shown_url, event.id, attempt)
+        log.error("webhook %s: event %s not delivered after %d attempts (last: %s)", self.shown_url, event.id,
+                  attempt, last)
         return False
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> int | None:
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
+        """The HTTP status (None: no answer) and, for a redirect, where it pointed."""
         parts = urllib.parse.urlsplit(self.config.url)
         if parts.username is not None:  # user:password@ in the URL: urllib took it for the host name
             login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -131,10 +164,10 @@ class WebhookSink:
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         started = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
-                return response.status
+            with _OPENER.open(request, timeout=self.config.timeout) as response:
+                return response.status, ""
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, exc.headers.get("Location", "") if exc.headers else ""
         except (urllib.error.URLError, OSError) as exc:
             log.warning("webhook %s unreachable after %.1fs: %s", self.shown_url, time.monotonic() - started, exc)
-            return None
+            return None, ""

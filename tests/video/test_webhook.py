@@ -111,3 +111,46 @@ def test_a_sink_that_raises_is_counted_once_logged(caplog, tmp_path):
         bus.emit(Event("track_started", "door", number, number / 25))
     assert bus.undelivered() == {"Refusing": 5}
     assert caplog.text.count("RuntimeError: database refused it") == 1  # one traceback, not one an event
+
+
+def test_a_redirect_is_not_followed_and_the_event_counted_undelivered(caplog):
+    """A 302 from the receiver: urllib re-sent every event as a bodiless GET, with the URL's Basic
+    login, to the host the Location named, and the sink counted it delivered."""
+    elsewhere = Receiver(failures=0)
+
+    class Anything(Handler):
+        def do_GET(self) -> None:  # what urllib's redirect sent: the event's body dropped
+            self.server.requests.append((self.headers, b""))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    elsewhere.RequestHandlerClass = Anything
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{elsewhere.server_address[1]}/evil?t=1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, redirecting):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:pw@127.0.0.1:{redirecting.server_address[1]}/hook"
+        sink = WebhookSink(WebhookConfig(url, SECRET, backoff_start=0.01))
+        for number in range(2):
+            sink.emit(Event("track_started", "door", number, 0.0))
+        sink.close(timeout=10)
+    finally:
+        for server in (elsewhere, redirecting):
+            server.shutdown()
+            server.server_close()
+    assert (sink.delivered, sink.failed, sink.undelivered) == (0, 2, 2)
+    assert elsewhere.requests == []
+    assert "HTTP 302 to http://localhost:" in caplog.text and "/evil" in caplog.text and "t=1" not in caplog.text
