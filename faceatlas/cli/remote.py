@@ -43,7 +43,8 @@ def _run(server: str, key: str, call, as_json: bool = False, *,  # noqa: ANN001 
         with opened as client:
             answer = call(client)
     except FaceAtlasApiError as exc:  # the server answered with an error
-        fail(_coded(exc.code, f"the server answered {exc}"), as_json)
+        wait = f" (retry in {exc.retry_after:g} s)" if exc.retry_after is not None else ""
+        fail(_coded(exc.code, f"the server answered {exc.status}: {exc.message}{wait}"), as_json)
     except FaceAtlasTransportError as exc:  # refused, unreachable, timed out, broken connection
         again = (f"; it may have been applied: run it again with --idempotency-key {write_key} to apply it once"
                  if write_key else "")

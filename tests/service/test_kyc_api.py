@@ -89,6 +89,7 @@ def test_the_python_client_runs_a_session(api, examples):
     reviewer = api.api_client("acme_read")  # listing every session is a reviewer's read, not a kiosk's detect
     assert session.id in [s.id for s in reviewer.kyc_sessions(status="rejected").sessions]
     assert session.id not in [s.id for s in reviewer.kyc_sessions(status="pending").sessions]
+    client.kyc_session()  # a second session: two pages of one
     newest = reviewer.kyc_sessions(limit=1)
     assert len(newest.sessions) == 1 and newest.next
     assert newest.sessions[0].id not in [s.id for s in reviewer.kyc_sessions(limit=1, after=newest.next).sessions]
