@@ -132,6 +132,11 @@ class CameraConfig:
             raise InvalidArgument(f"a camera name is 1 to 200 characters without '/', '\\', '+', '#', '?' or "
                                   f"control characters, not '.' or '..' (got {str(self.name)[:60]!r}): it names "
                                   "the camera's MQTT topic and snapshot folder")
+        for name in ("faces", "persons", "blur_unlisted", "blur_plates", "realtime"):
+            if not isinstance(getattr(self, name), bool):  # 'blur_unlisted:' (null) or 0 turned blurring off
+                raise InvalidArgument(f"camera {self.name}: {name} is true or false, not {getattr(self, name)!r}")
+        if not isinstance(self.classes, list) or not all(isinstance(c, str) for c in self.classes):
+            raise InvalidArgument(f"camera {self.name}: classes is a list of class names, not {self.classes!r}"[:200])
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise InvalidArgument(f"camera {self.name}: stride is analysing every Nth frame, N a whole number of "
                                   f"1 or more, not {self.stride!r}")
@@ -229,17 +234,34 @@ class WatchConfig:
             raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column), not {str(self.tenant)[:40]!r}")
 
 
-def _line(raw: str | dict[str, Any], number: int) -> LineSpec:
+def _line(raw: object, number: int, where: str) -> LineSpec:
     if isinstance(raw, str):
         return LineSpec.parse(raw, f"line{number}")
-    return LineSpec(tuple(raw["start"]), tuple(raw["end"]), raw.get("name", f"line{number}"),
-                    raw.get("anchor", "center"), raw.get("min_frames", 2), raw.get("expected"))
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: line {number}: 'x1,y1,x2,y2' or a mapping with start and end, "
+                           f"not {str(raw)[:60]!r}")
+    line = _settings_of(LineSpec, raw, f"{where}: line {number}")  # a misspelt key ('expectd') was ignored
+    return LineSpec(**{**line, "start": tuple(line["start"]), "end": tuple(line["end"]),
+                       "name": line.get("name", f"line{number}")})
 
 
-def _zone(raw: dict[str, Any]) -> ZoneSpec:
-    classes = raw.get("classes")
-    return ZoneSpec(**{**raw, "polygon": [tuple(p) for p in raw["polygon"]],
+def _zone(raw: object, number: int, where: str) -> ZoneSpec:
+    zone = _settings_of(ZoneSpec, raw, f"{where}: zone {number}")
+    classes = zone.get("classes")
+    if isinstance(classes, str):
+        raise InvalidInput(f"{where}: zone {number}: classes is a list of classes ([person]), not {classes!r}")
+    return ZoneSpec(**{**zone, "polygon": [tuple(p) for p in zone["polygon"]],
                        "classes": tuple(classes) if classes is not None else None})
+
+
+def _path_setting(raw: dict[str, Any], key: str, where: str) -> None:
+    """``raw[key]`` as a Path when given (a number there said "expected str, bytes or os.PathLike")."""
+    value = raw.get(key)
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{where}: {key} is a path, not {str(value)[:60]!r}")
+    raw[key] = Path(value)
 
 
 def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -262,19 +284,25 @@ def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
     raw = _settings_of(CameraConfig, raw, f"{path}: camera {number}")
     raw.setdefault("name", f"camera{number}")
     raw["source"] = str(raw["source"])
-    raw["lines"] = [_line(line, i) for i, line in enumerate(raw.get("lines", []), 1)]
-    raw["zones"] = [_zone(z) for z in raw.get("zones", [])]
+    where = f"{path}: camera {number}"
+    for key in ("lines", "zones", "classes"):
+        if key in raw and not isinstance(raw[key], list):  # 'classes: car' was the classes c, a and r
+            raise InvalidInput(f"{where}: {key} is a list ([...]), not {str(raw[key])[:60]!r}")
+    raw["lines"] = [_line(line, i, where) for i, line in enumerate(raw.get("lines", []), 1)]
+    raw["zones"] = [_zone(z, i, where) for i, z in enumerate(raw.get("zones", []), 1)]
     if raw.get("calibration") is not None:
-        plane = raw["calibration"]
+        plane = _settings_of(GroundPlane, raw["calibration"], f"{where}: calibration")
         raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
                                          plane.get("speed_window", 1.0))
-    raw["recognition"] = checked_settings(RecognitionConfig, raw.get("recognition") or {}, f"{path}: camera {number}: "
-                                  "recognition")
+    raw["recognition"] = checked_settings(RecognitionConfig, raw.get("recognition") or {}, f"{where}: recognition")
     if isinstance(raw.get("start_time"), str):
-        raw["start_time"] = datetime.fromisoformat(raw["start_time"])
+        try:
+            raw["start_time"] = datetime.fromisoformat(raw["start_time"])
+        except ValueError:
+            raise InvalidInput(f"{where}: start_time is an ISO 8601 date and time (2026-12-04T08:00:00+00:00), "
+                               f"not {raw['start_time'][:40]!r}") from None
     for key in ("output", "snapshots"):
-        if raw.get(key) is not None:
-            raw[key] = Path(raw[key])
+        _path_setting(raw, key, where)
     return CameraConfig(**raw)
 
 
@@ -306,17 +334,21 @@ def load_config(path: Path) -> WatchConfig:
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
     raw = _settings_of(WatchConfig, raw, str(path), besides=("cameras",))
-    webhook = _settings_of(WebhookConfig, raw.pop("webhook"), f"{path}: webhook") if raw.get("webhook") else None
-    mqtt = _settings_of(MqttConfig, raw.pop("mqtt"), f"{path}: mqtt") if raw.get("mqtt") else None
+    webhook = raw.pop("webhook", None)  # an empty one ('webhook: {}') is missing its url, not no webhook
+    webhook = None if webhook is None else _settings_of(WebhookConfig, webhook, f"{path}: webhook")
+    mqtt = raw.pop("mqtt", None)
+    mqtt = None if mqtt is None else _settings_of(MqttConfig, mqtt, f"{path}: mqtt")
     if webhook is not None and not str(webhook.get("url", "")).startswith(("http://", "https://")):
         raise InvalidInput(f"{path}: webhook: 'url' is an http:// or https:// address, not {webhook.get('url')!r}")
-    events = raw.pop("events", None)
+    _path_setting(raw, "events", str(path))
+    for key in ("database", "collection", "gallery", "detector"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):  # database: 5 was a traceback
+            raise InvalidInput(f"{path}: {key} is text, not {str(raw[key])[:60]!r}")
     try:
         return WatchConfig(
             cameras,
-            webhook=checked_settings(WebhookConfig, webhook, f"{path}: webhook") if webhook else None,
-            mqtt=checked_settings(MqttConfig, mqtt, f"{path}: mqtt") if mqtt else None,
-            events=Path(events) if events else None,
+            webhook=checked_settings(WebhookConfig, webhook, f"{path}: webhook") if webhook is not None else None,
+            mqtt=checked_settings(MqttConfig, mqtt, f"{path}: mqtt") if mqtt is not None else None,
             **raw,
         )
     except (TypeError, InvalidArgument) as exc:  # a setting of the wrong kind

@@ -149,6 +149,23 @@ def test_a_cams_yaml_setting_out_of_place_is_named(tmp_path, body, says):
     ("cameras: [{source: a.mp4, name: '..'}]", "not '.' or '..'"),
     ("cameras: [{source: a.mp4, lines: [{start: [1, 1, 1], end: [5, 5]}]}]", "cams.yaml"),
     ("cameras: [{source: a.mp4, zones: [zone1]}]", "cams.yaml"),
+    # each was taken without a word (a misspelt key ignored, blurring off, 'car' the classes c, a, r) or
+    # refused in Python's words (a traceback for 'database: 5')
+    ("cameras: [{source: a.mp4, lines: [{start: [0, 9], end: [9, 9], expectd: in}]}]",
+     "camera 1: line 1: unknown settings ['expectd']"),
+    ("cameras: [{source: a.mp4, lines: [[0, 0, 10, 10]]}]", "line 1: 'x1,y1,x2,y2' or a mapping"),
+    ("cameras: [{source: a.mp4, calibration: {image: [[0, 0]], world: [[0, 0]], speed_windw: 3}}]",
+     "calibration: unknown settings ['speed_windw']"),
+    ("cameras: [{source: a.mp4, zones: [{polygon: [[0, 0], [9, 0], [9, 9]]}]}]", "zone 1: missing settings ['name']"),
+    ("cameras: [{source: a.mp4, blur_unlisted: }]", "blur_unlisted is true or false, not None"),
+    ("cameras: [{source: a.mp4, blur_unlisted: 0}]", "blur_unlisted is true or false, not 0"),
+    ("cameras: [{source: a.mp4, faces: 'false'}]", "faces is true or false, not 'false'"),
+    ("cameras: [{source: a.mp4, classes: car}]", "classes is a list ([...]), not 'car'"),
+    ("cameras: [{source: a.mp4, snapshots: 5}]", "camera 1: snapshots is a path, not '5'"),
+    ("cameras: [{source: a.mp4, start_time: yesterday}]", "start_time is an ISO 8601 date and time"),
+    ("events: 5", "cams.yaml: events is a path, not '5'"),
+    ("database: 5", "cams.yaml: database is text, not '5'"),
+    ("webhook: {}", "cams.yaml: webhook: missing settings ['url', 'secret']"),
 ])
 def test_a_cams_yaml_value_of_the_wrong_kind_is_refused_at_load(tmp_path, body, says):
     path = tmp_path / "cams.yaml"
