@@ -76,8 +76,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_database_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+def create_database_engine(url: str, *, busy_s: float = 30.0) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout (``busy_s``: how long
+    a statement waits on another connection's lock) on every connection."""
     url = normalize_url(url)
     path = sqlite_path(url)
     if path is not None:
@@ -88,7 +89,7 @@ def create_database_engine(url: str) -> Engine:
         except (NoSuchModuleError, ArgumentError) as exc:  # notaurl://x was a traceback
             raise InvalidArgument(f"{make_url(url).render_as_string()[:80]} is no database URL this install "
                                   "opens: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB") from exc
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": busy_s})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

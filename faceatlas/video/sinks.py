@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from faceatlas.video.config import MqttConfig
@@ -57,37 +58,77 @@ class JsonlSink:
 class DatabaseSink:
     """Inserts events into the ``video_events`` table (and ``counts`` events into ``video_counts``) in
     batches (every ``batch`` events or ``interval`` seconds, and on close), on behalf of ``tenant``
-    (the API lists them per tenant)."""
+    (the API lists them per tenant).
 
-    def __init__(self, url: str, *, tenant: str = "default", batch: int = 50, interval: float = 1.0) -> None:
-        self.engine = open_events_db(url)
+    A database that is locked or unreachable does not stop the cameras: its events wait (at most
+    ``max_waiting``, the oldest dropped beyond) and the write is retried, the delay doubling to
+    30 s; an SQLite lock is waited on ``busy_s`` per try (the cameras wait meanwhile). What is not
+    written when the sink closes is its ``undelivered`` count (the watch summary prints it)."""
+
+    RETRY_MAX_S = 30.0
+
+    def __init__(self, url: str, *, tenant: str = "default", batch: int = 50, interval: float = 1.0,
+                 busy_s: float = 2.0, max_waiting: int = 100_000) -> None:
+        self.engine = open_events_db(url, busy_s=busy_s)  # the usual 30 s would stall every camera per try
         self.tenant = tenant
         self.batch = batch
         self.interval = interval
+        self.max_waiting = max_waiting
         self._pending: list[Event] = []
+        self._dropped = 0
         self._flushed_at = time.monotonic()
+        self._retry_at = 0.0
+        self._delay = 0.0
         self._lock = threading.Lock()
+
+    @property
+    def undelivered(self) -> int:
+        """Events not written (yet): waiting for the database, or dropped past ``max_waiting``."""
+        with self._lock:
+            return self._dropped + len(self._pending)
 
     def emit(self, event: Event) -> None:
         with self._lock:
             self._pending.append(event)
-            if len(self._pending) >= self.batch or time.monotonic() - self._flushed_at >= self.interval:
-                self._flush()
+            if len(self._pending) > self.max_waiting:
+                del self._pending[0]
+                self._dropped += 1
+            now = time.monotonic()
+            if now >= self._retry_at and (len(self._pending) >= self.batch or now - self._flushed_at >= self.interval):
+                self._try_flush()
+
+    def _try_flush(self) -> bool:
+        """Write what waits; a database locked or gone keeps it waiting (counted per event, not per try)."""
+        try:
+            self._flush()
+        except OperationalError as exc:
+            if not self._delay:
+                log.warning("event database not writable (%s): events wait, retried with backoff",
+                            str(exc.orig).splitlines()[0][:200])
+            self._delay = min(self.RETRY_MAX_S, max(1.0, self._delay * 2))
+            self._retry_at = time.monotonic() + self._delay
+            return False
+        if self._delay:
+            log.warning("event database writable again")
+        self._delay = self._retry_at = 0.0
+        return True
 
     def _flush(self) -> None:
         if self._pending:
             with Session(self.engine) as session, session.begin():
-                for event in self._pending:
-                    session.merge(EventRow.of(event, self.tenant))
-                    if event.type == "counts":  # the per-minute series, one row per class
-                        for row in CountRow.of(event, self.tenant):
+                for pending in self._pending:
+                    session.merge(EventRow.of(pending, self.tenant))
+                    if pending.type == "counts":  # the per-minute series, one row per class
+                        for row in CountRow.of(pending, self.tenant):
                             session.merge(row)
             self._pending.clear()
         self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         with self._lock:
-            self._flush()
+            if not self._try_flush():
+                log.error("%d events not written to the event database (it stayed locked or unreachable)",
+                          len(self._pending))
         self.engine.dispose()
 
 

@@ -204,9 +204,9 @@ def count_cameras(engine: Engine, tenant: str) -> list[str]:
                                     .order_by(CountRow.camera)))
 
 
-def open_events_db(url: str) -> Engine:
-    """An engine on ``url`` with the events table created if missing."""
-    engine = create_database_engine(url)
+def open_events_db(url: str, *, busy_s: float = 30.0) -> Engine:
+    """An engine on ``url`` with the events table created if missing (``busy_s``: an SQLite lock's wait)."""
+    engine = create_database_engine(url, busy_s=busy_s)
     VideoBase.metadata.create_all(engine)
     return engine
 

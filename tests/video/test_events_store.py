@@ -58,3 +58,37 @@ def test_since_is_a_time_with_its_offset(database, since, expected):
 def test_a_since_that_is_not_iso_8601_is_refused(database, bad):
     with pytest.raises(InvalidArgument, match="ISO 8601"):
         _frames(database, bad)
+
+
+def test_a_locked_database_keeps_events_waiting_and_counts_what_it_never_took(tmp_path, caplog) -> None:
+    """An SQLite file held locked by another process: each emit raised (the bus counted every try as
+    an event lost, though the events were kept and written later), each try stalled the cameras
+    30 s, and events still waiting at close were lost with no count."""
+    import sqlite3
+    import time
+
+    from faceatlas.video import EventBus
+
+    path = tmp_path / "events.db"
+    url = f"sqlite:///{path}"
+    sink = DatabaseSink(url, batch=1, busy_s=0.2)
+    bus = EventBus([sink])
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    for frame in range(1, 4):
+        bus.emit(Event("line_crossed", "gate", frame, float(frame), data={}))
+    assert time.monotonic() - started < 3  # one try of 0.2 s, then a backoff: not a 30 s stall per event
+    assert bus.failed == {} and bus.undelivered() == {"DatabaseSink": 3}
+    holder.execute("COMMIT")
+    time.sleep(1.1)  # past the first retry delay
+    bus.emit(Event("line_crossed", "gate", 4, 4.0, data={}))
+    assert bus.undelivered() == {"DatabaseSink": 0}
+    assert _frames(url, "2026-01-01T00:00:00") == [1, 2, 3, 4]
+    holder.execute("BEGIN EXCLUSIVE")  # locked at the end: what waits is counted, not lost unsaid
+    bus.emit(Event("line_crossed", "gate", 5, 5.0, data={}))
+    bus.close()
+    holder.execute("COMMIT")
+    holder.close()
+    assert bus.undelivered() == {"DatabaseSink": 1}
+    assert "1 events not written to the event database" in caplog.text
