@@ -105,6 +105,7 @@ class VideoPipeline:
         self._annotator = FrameAnnotator() if camera.output else None
         self._writer: VideoWriter | None = None
         self._stop = threading.Event()
+        self._source: VideoSource | None = None  # the source being run (stop() stops it too)
         self._last_time = 0.0
         self._last_index = 0
         self._person_worker = ThreadPoolExecutor(1, thread_name_prefix=f"persons-{camera.name}")
@@ -113,6 +114,9 @@ class VideoPipeline:
     def run(self, source: VideoSource | None = None) -> PipelineStats:
         """Process ``source`` (default: the camera's) until it ends or :meth:`stop` is called."""
         source = source or VideoSource(self.camera.source, realtime=self.camera.realtime)
+        self._source = source
+        if self._stop.is_set():  # stopped before it started
+            source.stop()
         started = time.perf_counter()
         try:
             for frame in source:
@@ -129,8 +133,12 @@ class VideoPipeline:
         return self.stats
 
     def stop(self) -> None:
-        """Ask :meth:`run` to end after the current frame (tracks are then ended and flushed)."""
+        """Ask :meth:`run` to end after the current frame (tracks are then ended and flushed), or at
+        once when its live source has no frame to give (a camera reconnecting: it waited out the
+        backoff, up to 30 s, and the interrupted run closed the sinks under the camera)."""
         self._stop.set()
+        if self._source is not None:
+            self._source.stop()
 
     def process(self, frame: Frame, fps: float) -> None:
         """One frame: analyzed when it is a ``stride``-th frame or the first of a new shot (tracks of

@@ -122,7 +122,7 @@ class VideoSource:
         self._thread.start()
         while True:
             with self._ready:
-                while not self._buffer and not self._finished:
+                while not self._buffer and not self._finished and not self._stop.is_set():
                     self._ready.wait(0.5)
                 if not self._buffer:
                     if self._gave_up and self.error is not None:
@@ -131,9 +131,17 @@ class VideoSource:
                 frame = self._buffer.popleft()
             yield frame
 
+    def stop(self) -> None:
+        """Stop reading without waiting: the iteration ends at its next frame, or at once when no
+        frame is buffered (a live source reconnecting or opening); the background reader exits at
+        its next frame or wait."""
+        self._stop.set()
+        with self._ready:
+            self._ready.notify_all()
+
     def close(self) -> None:
         """Stop reading (the background reader exits at its next frame)."""
-        self._stop.set()
+        self.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

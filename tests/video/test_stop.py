@@ -41,3 +41,18 @@ def test_an_interrupt_waits_for_every_camera_to_finish(pedestrians: Path, memory
     assert finished.is_set(), "run_cameras returned before the camera had finished"
     assert [s.camera for s in stats] == ["hall"]
     assert 0 < stats[0].frames < 341  # stopped early, not at the end of the clip
+
+
+def test_stop_ends_a_camera_that_is_reconnecting_at_once(memory: MemorySink) -> None:
+    """A live camera between reconnections has no frame to give: stop() waited out its backoff (up
+    to 30 s, the reader ran on after "stopping 1 camera(s)") and the interrupted `watch` closed the
+    sinks while the camera still had tracks to end."""
+    pipeline = VideoPipeline(CameraConfig(source="rtsp://127.0.0.1:1/stream", name="gate"), None, EventBus([memory]))
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (pipeline.run(), done.set()), daemon=True)
+    thread.start()
+    time.sleep(1.5)  # refused at once, then waiting to reconnect
+    stopped = time.monotonic()
+    pipeline.stop()
+    assert done.wait(5), "the camera was still waiting on its source"
+    assert time.monotonic() - stopped < 5 and pipeline.stats.frames == 0
