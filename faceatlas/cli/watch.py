@@ -47,7 +47,8 @@ def watch(
     gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
-    """Watch video sources: track faces and persons, recognise, count, and emit events."""
+    """Watch video sources: track faces and persons, recognise, count, and emit events. Exit 1 when
+    a sink (MQTT, webhook, database) could not deliver some events (the summary names it and how many)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         beside = [name for name, given in (("SOURCE", source is not None), ("--stride", stride is not None),
@@ -77,8 +78,11 @@ def watch(
         report = run_watch(settings, pack=pack, persons=persons, on_frame=advance)
     for table in summary_tables(report):
         err.print(table)
-    for sink, count in report.undelivered.items():
+    lost = {sink: count for sink, count in report.undelivered.items() if count}
+    for sink, count in lost.items():
         err.print(f"{sink}: {count} events not delivered")
+    if lost:  # the run's results stand, but a consumer of a sink missed some (a script must see it)
+        raise typer.Exit(1)
 
 
 def summary_tables(report: WatchReport) -> list[Table]:

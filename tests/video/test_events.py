@@ -225,7 +225,7 @@ def test_watch_summary_counts_events_the_broker_did_not_get(hamilton, tmp_path):
         f"cameras:\n  - {{name: stage, source: {clip}, stride: 3, persons: false}}\n"
     )
     result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # it was 0: a script could not tell the events were lost
     emitted = len(events_from_jsonl(tmp_path / "events.jsonl"))
     assert emitted >= 2 and f"MqttSink: {emitted} events not delivered" in result.output, result.output
 
