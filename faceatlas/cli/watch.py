@@ -123,6 +123,8 @@ def counts(
     """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
     if plot is not None:
         check_measure(measure)
+    elif measure != "seen":  # it was ignored without a word
+        raise typer.BadParameter("--measure is what --plot draws: give --plot FILE.png too")
     for chart in (plot, heatmap):
         if chart is not None:
             check_figure_path(chart)

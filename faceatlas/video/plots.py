@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import inspect
 
-from faceatlas.db import require_database
+from faceatlas.db import create_database_engine, require_database
 from faceatlas.engine import check_figure_path
 from faceatlas.errors import InvalidArgument, NotFound
-from faceatlas.video.store import MinuteCounts, count_cameras, list_counts, open_events_db
+from faceatlas.video.store import CountRow, MinuteCounts, count_cameras, list_counts
 
 
 def camera_counts(database: str, camera: str, *, tenant: str = "default", since: str | None = None,
@@ -23,9 +24,11 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
     or a camera that never stored counts is :class:`NotFound`; a range or class without counts
     of a known camera is no rows."""
     require_database(database, "events database")
-    engine = open_events_db(database)
+    engine = create_database_engine(database)  # a read: no table is made in a database of another kind
     rows: list[MinuteCounts] = []
     try:
+        if not inspect(engine).has_table(CountRow.__tablename__):
+            raise NotFound("no counts in this database (no `faceatlas watch` stored any: is it the watch's --db?)")
         known = count_cameras(engine, tenant)
         if camera not in known:
             listed = f"cameras with counts: {', '.join(known[:20])}" if known else "no camera stored counts there"

@@ -54,6 +54,9 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
     for camera in config.cameras:
         if is_live(camera.source):
             continue
+        if Path(str(camera.source)).is_dir():
+            raise InvalidInput(f"video source {str(camera.source)!r} is a folder: give a video file in it, or one "
+                               "camera per file in a --config cams.yaml")
         if not Path(str(camera.source)).is_file():
             raise InvalidInput(f"video source {str(camera.source)!r} not found")
         try:  # a file that is no video fails here, before the sinks create the events file

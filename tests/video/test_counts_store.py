@@ -200,3 +200,29 @@ def test_a_recording_run_twice_replaces_its_minutes_and_zone_measures_never_add_
     sink.close()
     assert list_counts(engine, "default", "gate").rows[0].counts == {"seen": 2, "zone:lot:max": 2, "zone:lot:mean": 1.0}
     engine.dispose()
+
+
+def test_counts_of_another_kind_of_database_make_no_table_and_a_measure_needs_a_plot(tmp_path, shared):
+    """`counts --db gallery.db` created the events tables in the gallery's database (a read wrote to
+    it); `--measure` without `--plot` was ignored without a word; a folder as a watch source was
+    "not found"."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    other = tmp_path / "gallery.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE faces (id INTEGER PRIMARY KEY)")
+    result = CliRunner().invoke(app, ["counts", "gate", "--db", f"sqlite:///{other}"])
+    assert result.exit_code == 2 and "no counts in this database" in result.output, result.output
+    with sqlite3.connect(other) as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"faces"}
+    url = f"sqlite:///{tmp_path / 'lines.db'}"
+    _store(url, ["2026-12-04T10:00"], {"person": {"seen": 2, "in:door": 1}})
+    alone = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--measure", "in:door"])
+    assert alone.exit_code == 2 and "--measure is what --plot draws" in alone.output, alone.output
+    folder = CliRunner().invoke(app, ["watch", str(shared / "data" / "videos")])
+    assert folder.exit_code == 2 and "is a folder" in folder.output, folder.output
