@@ -3,6 +3,7 @@ for privacy, and the writer of the annotated video and snapshots."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -13,6 +14,8 @@ import supervision as sv
 
 from faceatlas.errors import InvalidArgument
 from faceatlas.video.zones import LineCounter, ZoneCounter
+
+log = logging.getLogger(__name__)
 
 
 def blur_faces(image: np.ndarray, faces: sv.Detections, keep: np.ndarray | None = None) -> np.ndarray:
@@ -87,20 +90,31 @@ def check_video_path(path: str | Path) -> Path:
 
 
 class VideoWriter:
-    """An MP4 file written frame by frame (opened at the first frame's size)."""
+    """An MP4 file written frame by frame (opened at the first frame's size; a frame of another
+    size, a stream that changed resolution, is scaled to it: OpenCV dropped it without a word)."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = check_video_path(path)
         self.fps = fps or 25.0
         self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] = (0, 0)
+        self.resized = 0  # frames of another size than the first, scaled to it
 
     def write(self, image: np.ndarray) -> None:
+        height, width = image.shape[:2]
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            height, width = image.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
             if not self._writer.isOpened():
                 raise OSError(f"{self.path}: could not open the video for writing")
+            self._size = (width, height)
+        elif (width, height) != self._size:
+            if not self.resized:
+                log.warning("%s: the source's frames changed from %dx%d to %dx%d: scaled to the first size in "
+                            "the recording (lines and zones are in the first size's pixels)", self.path,
+                            *self._size, width, height)
+            self.resized += 1
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
 
     def close(self) -> None:

@@ -34,3 +34,21 @@ def test_annotated_video_plays_at_the_source_frame_rate(pedestrians, memory, tmp
     written.release()
     assert written_frames == frames
     assert abs(written_fps / fps - 1) < 0.05, f"written at {written_fps:.2f} fps, the source runs at {fps:.2f}"
+
+
+def test_frames_of_another_size_are_scaled_into_the_recording(pedestrians, tmp_path, caplog):
+    """A stream that changed resolution mid-way (frames of real video, scaled): OpenCV's writer
+    dropped every frame not of the first size without a word (50 of 150 frames recorded)."""
+    from faceatlas.video.annotate import VideoWriter
+
+    capture = cv2.VideoCapture(str(pedestrians))
+    frames = [capture.read()[1] for _ in range(30)]
+    capture.release()
+    sizes = [(640, 360)] * 10 + [(1280, 720)] * 10 + [(320, 240)] * 10
+    writer = VideoWriter(tmp_path / "changed.mp4", 25)
+    for frame, size in zip(frames, sizes, strict=True):
+        writer.write(cv2.resize(frame, size))
+    writer.close()
+    recorded, _ = _real_fps(tmp_path / "changed.mp4")
+    assert recorded == 30 and writer.resized == 20
+    assert "changed from 640x360 to 1280x720" in caplog.text
