@@ -97,9 +97,28 @@ class ZoneSpec:
                                   f"not {str(self.levels)[:60]}")
         if len(self.polygon) < 3 or not all(_is_point(p) for p in self.polygon):
             raise InvalidArgument(f"zone {self.name}: a polygon is at least 3 points [x, y] in pixels")
-        xs, ys = [float(p[0]) for p in self.polygon], [float(p[1]) for p in self.polygon]
+        points = [(float(p[0]), float(p[1])) for p in self.polygon]
+        if _edges_cross(points):  # a bow-tie: supervision fills it as two triangles, or none when symmetric
+            raise InvalidArgument(f"zone {self.name}: its edges cross: list the corners in order around the zone")
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
         if abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) < 1e-9:  # twice its area
             raise InvalidArgument(f"zone {self.name}: its polygon has no area (its points are on one line)")
+
+
+def _edges_cross(points: list[tuple[float, float]]) -> bool:
+    """Whether two edges of the closed polygon ``points`` that share no corner cross each other."""
+    def side(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    edges = [(points[i], points[(i + 1) % len(points)]) for i in range(len(points))]
+    for i, (a, b) in enumerate(edges):
+        for j in range(i + 2, len(edges)):
+            if i == 0 and j == len(edges) - 1:  # the first and last edges share the first corner
+                continue
+            c, d = edges[j]
+            if side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0:
+                return True
+    return False
 
 
 def _is_point(point: object) -> bool:

@@ -166,6 +166,11 @@ def test_a_cams_yaml_setting_out_of_place_is_named(tmp_path, body, says):
     ("events: 5", "cams.yaml: events is a path, not '5'"),
     ("database: 5", "cams.yaml: database is text, not '5'"),
     ("webhook: {}", "cams.yaml: webhook: missing settings ['url', 'secret']"),
+    # a bow-tie: the symmetric one was "on one line", the other taken as two triangles
+    ("cameras: [{source: a.mp4, zones: [{name: z, polygon: [[0, 0], [100, 100], [100, 0], [0, 100]]}]}]",
+     "zone z: its edges cross"),
+    ("cameras: [{source: a.mp4, zones: [{name: z, polygon: [[0, 0], [100, 100], [100, 0], [0, 50]]}]}]",
+     "zone z: its edges cross"),
 ])
 def test_a_cams_yaml_value_of_the_wrong_kind_is_refused_at_load(tmp_path, body, says):
     path = tmp_path / "cams.yaml"
