@@ -148,6 +148,8 @@ class VideoPipeline:
         if cut:
             self._new_shot(frame)
         analyse = cut or self.stats.frames == 0 or self._since_analysis >= stride
+        if self.stats.frames == 0:
+            self._check_geometry(frame.image.shape[1], frame.image.shape[0])
         self._since_analysis = 1 if analyse else self._since_analysis + 1
         self.stats.frames += 1
         self._last_time, self._last_index = frame.time, frame.index
@@ -156,6 +158,21 @@ class VideoPipeline:
             self._analyze(frame, (fps or 25.0) / stride)
         if self.camera.output is not None:
             self._write_output(frame, fps)
+
+    def _check_geometry(self, width: int, height: int) -> None:
+        """A warning for each line or zone wholly outside the first frame (pixels of another
+        resolution?): it would count nothing, and the run said only "in 0, out 0"."""
+        frame = (0, 0, width, height)
+        for line in self.camera.lines:
+            inside, _, _ = cv2.clipLine(frame, tuple(map(round, line.start)), tuple(map(round, line.end)))
+            if not inside:
+                log.warning("camera %s: line %s is outside the %dx%d frame: it will count nothing (its points "
+                            "are pixels of this video)", self.camera.name, line.name, width, height)
+        for zone in self.camera.zones:
+            xs, ys = [p[0] for p in zone.polygon], [p[1] for p in zone.polygon]
+            if max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
+                log.warning("camera %s: zone %s is outside the %dx%d frame: it will count nothing (its points "
+                            "are pixels of this video)", self.camera.name, zone.name, width, height)
 
     def finish(self) -> None:
         """End every open track (``track_ended``) and close the output video."""

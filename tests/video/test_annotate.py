@@ -52,3 +52,22 @@ def test_frames_of_another_size_are_scaled_into_the_recording(pedestrians, tmp_p
     recorded, _ = _real_fps(tmp_path / "changed.mp4")
     assert recorded == 30 and writer.resized == 20
     assert "changed from 640x360 to 1280x720" in caplog.text
+
+
+def test_a_line_or_zone_outside_the_frame_is_warned_about(pedestrians, memory, caplog):
+    """`--line 5000,5000,6000,5000` on a 1280x720 video counted nothing and said only "in 0, out 0"."""
+    from faceatlas.video.zones import LineSpec, ZoneSpec
+
+    camera = CameraConfig(source=str(pedestrians), name="hall", faces=False, persons=False,
+                          lines=[LineSpec((5000, 5000), (6000, 5000), "far"), LineSpec((0, 300), (9000, 300), "wide")],
+                          zones=[ZoneSpec("away", [(2000, 2000), (2100, 2000), (2100, 2100)])])
+    pipeline = VideoPipeline(camera, None, EventBus([memory]))
+    capture = cv2.VideoCapture(str(pedestrians))
+    from faceatlas.video.sources import Frame
+
+    pipeline.process(Frame(0, 0.0, capture.read()[1]), 25.0)
+    capture.release()
+    pipeline.finish()
+    assert "line far is outside the 1280x720 frame" in caplog.text
+    assert "zone away is outside the 1280x720 frame" in caplog.text
+    assert "line wide" not in caplog.text  # across the frame and beyond it: a line that counts
