@@ -19,9 +19,10 @@ from pathlib import Path, PurePosixPath
 import pyarrow.fs as pafs
 
 from faceatlas.batch.storage import check_bucket, filesystem, storage_errors
+from faceatlas.engine import IMAGE_SUFFIXES as ENGINE_IMAGE_SUFFIXES
 from faceatlas.errors import InvalidArgument
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = ENGINE_IMAGE_SUFFIXES | {".gif"}  # what the workers decode
 MANIFEST_SUFFIXES = frozenset({".csv"})
 
 

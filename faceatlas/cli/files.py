@@ -8,9 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from faceatlas.engine import IMAGE_SUFFIXES
 from faceatlas.errors import InvalidInput
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def images_in(folder: Path) -> list[Path]:

@@ -47,8 +47,10 @@ def watch(
     gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
-    """Watch video sources: track faces and persons, recognise, count, and emit events. Exit 1 when
-    a sink (MQTT, webhook, database) could not deliver some events (the summary names it and how many)."""
+    """Watch video sources: track faces and persons, recognise, count, and emit events.
+
+    Exit 1 when a sink (MQTT, webhook, database) could not deliver some events (the summary names
+    it and how many)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         beside = [name for name, given in (("SOURCE", source is not None), ("--stride", stride is not None),

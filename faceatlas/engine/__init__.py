@@ -27,7 +27,7 @@ from faceatlas.engine.evaluation import (
 )
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import ImageInput, decode_image, decoded_pixels, encoded_pixels, load_image
+from faceatlas.engine.image import IMAGE_SUFFIXES, ImageInput, decode_image, decoded_pixels, encoded_pixels, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
 from faceatlas.engine.packs import PACKS, RUNTIMES, Pack, Runtime, default_pack_name, get_pack
@@ -49,6 +49,7 @@ from faceatlas.errors import (
 )
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "DEFAULT_FAR",
     "DEFAULT_FPIR",
     "EMOTIONS",

@@ -33,9 +33,8 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
+from faceatlas.engine.image import IMAGE_SUFFIXES
 from faceatlas.errors import InvalidImage, InvalidInput
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 @dataclass

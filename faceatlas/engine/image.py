@@ -22,6 +22,7 @@ from faceatlas.settings import EngineSettings
 
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 ChannelOrder = Literal["bgr", "rgb"]
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})  # image files, by suffix
 
 # FaceAtlas enforces its own (configurable) limit; PIL's bomb check would fire with another message.
 Image.MAX_IMAGE_PIXELS = None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceatlas.engine import FaceAnalyzer, get_pack
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery
@@ -59,6 +59,9 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
                                "camera per file in a --config cams.yaml")
         if not Path(str(camera.source)).is_file():
             raise InvalidInput(f"video source {str(camera.source)!r} not found")
+        if Path(str(camera.source)).suffix.lower() in IMAGE_SUFFIXES:  # ran as a 1-frame video: 0 events
+            raise InvalidInput(f"video source {str(camera.source)!r} is a photo: `faceatlas detect` or `faceatlas "
+                               "gallery identify` read photos; watch reads videos, streams and webcams")
         try:  # a file that is no video fails here, before the sinks create the events file
             check_video_file(camera.source)
         except OSError as exc:

@@ -226,3 +226,6 @@ def test_counts_of_another_kind_of_database_make_no_table_and_a_measure_needs_a_
     assert alone.exit_code == 2 and "--measure is what --plot draws" in alone.output, alone.output
     folder = CliRunner().invoke(app, ["watch", str(shared / "data" / "videos")])
     assert folder.exit_code == 2 and "is a folder" in folder.output, folder.output
+    photo = CliRunner().invoke(app, ["watch", str(shared / "data" / "face_recognition_examples" / "tests" /
+                                             "test_images" / "obama.jpg")])
+    assert photo.exit_code == 2 and "is a photo" in photo.output, photo.output  # a 1-frame video, 0 events

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from faceatlas.engine import FaceAnalyzer, InvalidImage, save_image
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, save_image
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic"})
+PHOTO_SUFFIXES = IMAGE_SUFFIXES | {".heic"}
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
