@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack
-from faceatlas.engine.models import file_sha256, record_path
-from faceatlas.engine.quantize import cached_int8, derived_path
+from faceatlas.engine.models import ModelFile, file_sha256, record_path
+from faceatlas.engine.quantize import cached_int8, derived_path, int8_model
+from faceatlas.engine.recognizers import arcface_blob
 from faceatlas.errors import RuntimeUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.settings import EngineSettings
@@ -19,6 +20,35 @@ from faceatlas.settings import EngineSettings
 # Making the int8 file (ONNX Runtime's calibrator over 256 crops, one at a time, with a histogram of
 # each of 99 tensors) takes 1.5-2 minutes here: these run in CI's slow step, not the default suite.
 SLOW = pytest.mark.slow
+
+
+def few_crops(analyzer: FaceAnalyzer, shared: Path, count: int = 8) -> list[np.ndarray]:
+    """Aligned crops of the first ``count`` LFW photos: enough to calibrate a quick int8 copy (seconds,
+    not the minutes of the 256 crops a pack's own copy is made from)."""
+    crops = []
+    for photo in sorted((shared / "data" / "lfw" / "images").rglob("*.jpg"))[:count]:
+        image = analyzer.load(photo)
+        crops.append(analyzer.recognizer.align(image, analyzer.detector.detect(image), 0))
+    return crops
+
+
+def quick_int8(model: ModelFile, source: Path, analyzer: FaceAnalyzer, shared: Path,
+               settings: EngineSettings) -> Path:
+    """The int8 copy of the recogniser ``model`` (float file ``source``) calibrated on a few crops."""
+    return int8_model(model, source, lambda: few_crops(analyzer, shared),
+                      lambda crops: arcface_blob(crops, 112, 127.5, 127.5), settings)
+
+
+def test_making_an_int8_copy_prints_nothing_on_stdout(fast_analyzer: FaceAnalyzer, shared: Path, tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime's calibrator print()s its progress: on stdout it broke `--json` the first time."""
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    model = fast_analyzer.pack.recognizer.file
+    made = quick_int8(model, shared / "models" / model.name, fast_analyzer, shared, settings)
+    assert made == derived_path(model, settings) and made.is_file()
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert "Collecting tensor data" in captured.err  # still shown, on stderr
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ the int8 SCRFD/YuNet detectors ran slower than float (see bench/engine_throughpu
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -97,12 +99,14 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
             return None if chunk is None else {input_name: chunk}
 
     logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves in float
+    # and its calibrator print()s its progress: on stderr, so that a command's stdout (--json) stays its own
     try:
-        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))),
-                        calibrate_method=CalibrationMethod.Percentile)
+        with contextlib.redirect_stdout(sys.stderr):
+            quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))),
+                            calibrate_method=CalibrationMethod.Percentile)
     finally:
         logging.disable(logging.NOTSET)
     return out
