@@ -51,6 +51,18 @@ def test_making_an_int8_copy_prints_nothing_on_stdout(fast_analyzer: FaceAnalyze
     assert "Collecting tensor data" in captured.err  # still shown, on stderr
 
 
+def test_an_int8_record_that_is_not_a_json_object_is_stale(fast_analyzer: FaceAnalyzer, shared: Path,
+                                                           tmp_path: Path) -> None:
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    model = fast_analyzer.pack.recognizer.file
+    made = quick_int8(model, shared / "models" / model.name, fast_analyzer, shared, settings)
+    for record in ("[]", "null", "42"):
+        record_path(made).write_text(record)
+        assert cached_int8(model, settings) is None  # made again, not an AttributeError
+    assert quick_int8(model, shared / "models" / model.name, fast_analyzer, shared, settings) == made
+    assert json.loads(record_path(made).read_text())["sha256"] == file_sha256(made)
+
+
 @pytest.fixture(scope="module")
 def int8_settings(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineSettings:
     return EngineSettings(cache=tmp_path_factory.mktemp("int8-cache"), shared=shared, runtime="int8")

@@ -154,6 +154,8 @@ def cached_derived(path: Path, **expected: object) -> Path | None:
         meta = json.loads(record.read_text())
     except ValueError:
         return None
+    if not isinstance(meta, dict):  # valid JSON, yet not a record (`[]`, `null`): stale as broken JSON is
+        return None
     if any(meta.get(name) != value for name, value in expected.items()):
         return None
     return path if meta.get("sha256") == file_sha256(path) else None
