@@ -22,12 +22,18 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from faceatlas.errors import ModelIntegrityError, ModelMissing
+from faceatlas.errors import FaceAtlasError, ModelIntegrityError, ModelMissing
 from faceatlas.settings import EngineSettings
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,57 @@ def file_sha256(path: Path) -> str:
     """The sha256 of the file at ``path`` (remembered while its size and mtime stay the same)."""
     stat = path.stat()
     return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+# -- loading: a file that is there but does not load ------------------------------------------------
+
+
+def owner(name: str) -> tuple[str, ModelFile] | None:
+    """The first pack that holds the model file ``name`` (its name in a pack, e.g.
+    ``insightface/w600k_mbf.onnx``, or only its file name) and that file; None when no pack does."""
+    from faceatlas.engine.packs import PACKS  # packs import this module
+
+    files = [(pack.name, f) for pack in PACKS.values() for f in pack.files]
+    return next((found for found in files if found[1].name == name), None) or next(
+        (found for found in files if found[1].basename == Path(name).name), None)
+
+
+@contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Around the load of the model file at ``path``: a file that does not load or parse (garbage,
+    truncated, an HTML page, another format) is a :class:`ModelIntegrityError` that names it and
+    says how to get a good copy, whichever library read it (onnx, ONNX Runtime, OpenVINO, OpenCV, dlib)."""
+    try:
+        yield
+    except FaceAtlasError:
+        raise
+    except Exception as exc:
+        raise unloadable(path, exc) from exc
+
+
+def unloadable(path: Path, exc: BaseException) -> ModelIntegrityError:
+    """The error of a model file at ``path`` that ``exc`` says cannot be loaded."""
+    reason = " ".join(str(exc).split())[:300] or "no reason given"
+    found = owner(path.name)
+    if found is not None and found[1].package:
+        remedy = f"Reinstall the package that ships it: pip install --force-reinstall {found[1].package}"
+    elif found is not None and found[1].url:
+        remedy = f"Delete it and fetch it again: faceatlas models fetch {found[0]}"
+    else:
+        remedy = "Delete it and put a good copy in its place (`faceatlas models info <pack>` says where it comes from)"
+    return ModelIntegrityError(f"{path}: cannot be loaded as a model ({type(exc).__name__}: {reason}); the file is "
+                               f"corrupt, truncated or not a model. {remedy}")
+
+
+def parse_onnx(path: Path) -> onnx.ModelProto:
+    """The ONNX model at ``path``, parsed (a :class:`ModelIntegrityError` when it is no ONNX model)."""
+    import onnx
+
+    with loading(path):
+        model = onnx.load(str(path))
+        if not model.graph.input:  # an empty file parses as an empty model
+            raise ValueError("no graph inputs")
+    return model
 
 
 # -- derived files: made here from a published file, cached with a JSON record ---------------------

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceatlas.engine.models import ModelFile, cached_derived, store_derived
+from faceatlas.engine.models import ModelFile, cached_derived, parse_onnx, store_derived
 
 if TYPE_CHECKING:
     import onnx
@@ -57,6 +57,7 @@ def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarr
     found = cached_int8(model, settings)
     if found is not None:
         return found
+    parse_onnx(source)  # a float file that does not load says so now, not after minutes of calibration
     path = derived_path(model, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
