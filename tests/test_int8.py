@@ -51,6 +51,27 @@ def test_making_an_int8_copy_prints_nothing_on_stdout(fast_analyzer: FaceAnalyze
     assert "Collecting tensor data" in captured.err  # still shown, on stderr
 
 
+def test_the_int8_copy_of_an_unpinned_file_follows_that_file(fast_analyzer: FaceAnalyzer, shared: Path,
+                                                             tmp_path: Path) -> None:
+    """No published sha256 (InsightFace's files): the copy was keyed on None, so a float file replaced
+    by another network kept being served the old network's int8 copy."""
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    source = tmp_path / "models" / "w600k_mbf.onnx"
+    source.parent.mkdir()
+    source.write_bytes((shared / "models" / "recognition" / "mobilefacenet_128d.onnx").read_bytes())
+    model = ModelFile("insightface/w600k_mbf.onnx", None, None, "test")
+    made = quick_int8(model, source, fast_analyzer, shared, settings)
+    assert json.loads(record_path(made).read_text())["source_sha256"] == file_sha256(source)
+    first = made.read_bytes()
+    assert quick_int8(model, source, fast_analyzer, shared, settings).read_bytes() == first  # reused
+    source.write_bytes((shared / "models" / "faceplugin" / "fr_feature.onnx").read_bytes())  # another network
+    assert cached_int8(model, settings, source) is None
+    again = quick_int8(model, source, fast_analyzer, shared, settings)
+    assert again.read_bytes() != first
+    assert json.loads(record_path(again).read_text())["source_sha256"] == file_sha256(source)
+    assert cached_int8(model, settings, source) == again
+
+
 def test_an_int8_record_that_is_not_a_json_object_is_stale(fast_analyzer: FaceAnalyzer, shared: Path,
                                                            tmp_path: Path) -> None:
     settings = EngineSettings(cache=tmp_path / "cache", shared=shared)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceatlas.engine.models import ModelFile, cached_derived, parse_onnx, store_derived
+from faceatlas.engine.models import ModelFile, cached_derived, file_sha256, parse_onnx, store_derived
 
 if TYPE_CHECKING:
     import onnx
@@ -44,17 +44,28 @@ def derived_path(model: ModelFile, settings: EngineSettings) -> Path:
     return settings.cache_dir / "derived" / f"{Path(model.name).with_suffix('')}.int8.onnx"
 
 
-def cached_int8(model: ModelFile, settings: EngineSettings) -> Path | None:
-    """The cached int8 copy of ``model`` when its record matches the float file, the recipe and its
-    own bytes; None when it has to be made (again)."""
-    return cached_derived(derived_path(model, settings), source_sha256=model.sha256, recipe=RECIPE)
+def source_sha256(model: ModelFile, source: Path | None) -> str | None:
+    """The sha256 an int8 copy is keyed on: the published one of ``model``, else (an unpinned file,
+    InsightFace's) that of the float file at ``source`` itself, so that a replaced file is not served
+    the old copy (hashed once per process while the file stays the same)."""
+    return model.sha256 or (None if source is None else file_sha256(source))
+
+
+def cached_int8(model: ModelFile, settings: EngineSettings, source: Path | None = None) -> Path | None:
+    """The cached int8 copy of ``model`` (float file at ``source``, needed when no sha256 is
+    published) when its record matches the float file, the recipe and its own bytes; None when it
+    has to be made (again)."""
+    sha256 = source_sha256(model, source)
+    if sha256 is None:
+        return None
+    return cached_derived(derived_path(model, settings), source_sha256=sha256, recipe=RECIPE)
 
 
 def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarray]], blobs: Blobs,
                settings: EngineSettings) -> Path:
     """The int8 copy of the recogniser ``model`` (float file at ``source``): the cached one, or one
     made now from ``crops()`` (aligned BGR crops) turned into inputs by ``blobs``."""
-    found = cached_int8(model, settings)
+    found = cached_int8(model, settings, source)
     if found is not None:
         return found
     parse_onnx(source)  # a float file that does not load says so now, not after minutes of calibration
@@ -66,7 +77,8 @@ def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarr
         raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
     with tempfile.TemporaryDirectory(dir=path.parent) as work:
         return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
-                             source_sha256=model.sha256, recipe=RECIPE, calibration_crops=len(samples))
+                             source_sha256=source_sha256(model, source), recipe=RECIPE,
+                             calibration_crops=len(samples))
 
 
 def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
