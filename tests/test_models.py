@@ -243,3 +243,20 @@ def test_a_download_that_is_not_the_archive_is_an_integrity_error_naming_the_url
     with pytest.raises(ModelIntegrityError, match=r"page\.html: the download's sha256 .* does not match"):
         fetch(plain)
     assert list((isolated / "cache" / "models" / "test").iterdir()) == []
+
+
+def test_a_missing_model_offline_names_the_command_that_fetches_it(isolated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.engine import FaceAnalyzer
+
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    with pytest.raises(ModelMissing) as info:
+        FaceAnalyzer("buffalo_s", announce_license=False)  # its SCRFD-500M is scrfd-mbf's too: named by the pack used
+    assert "det_500m.onnx" in str(info.value)
+    assert "Unset FACEATLAS_OFFLINE and fetch it: faceatlas models fetch buffalo_s" in str(info.value)
+    with pytest.raises(ModelMissing, match="faceatlas models fetch scrfd-mbf"):
+        resolve(DET_500M)  # no pack given: the first that holds the file
+    result = CliRunner().invoke(app, ["models", "fetch", "yunet-mbf"])
+    assert result.exit_code == 2 and "faceatlas models fetch yunet-mbf" in result.output, result.output

@@ -72,8 +72,10 @@ def locate(model: ModelFile, settings: EngineSettings | None = None) -> Path | N
     return next((p for p in candidate_paths(model, settings) if p.is_file()), None)
 
 
-def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None) -> Path:
-    """Path of a verified copy of ``model``, downloading it when allowed (not ``offline``) and needed."""
+def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None,
+            pack: str | None = None) -> Path:
+    """Path of a verified copy of ``model``, downloading it when allowed (not ``offline``) and needed;
+    ``pack``: the pack it is loaded for, named in the command a missing file's error suggests."""
     settings = settings or EngineSettings()
     path = locate(model, settings)
     if path is not None:
@@ -82,19 +84,19 @@ def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineS
     if download is None:
         download = not settings.offline
     if not download or model.url is None:
-        raise ModelMissing(_missing_message(model, settings))
-    return fetch(model, settings)
+        raise ModelMissing(_missing_message(model, settings, pack))
+    return fetch(model, settings, pack=pack)
 
 
-def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
+def fetch(model: ModelFile, settings: EngineSettings | None = None, *, pack: str | None = None) -> Path:
     """Download ``model`` into the cache with a progress bar, check sha256, rename atomically.
     Offline (``FACEATLAS_OFFLINE``) it refuses with :class:`ModelMissing` and touches no network."""
     settings = settings or EngineSettings()
     if settings.offline:
         raise ModelMissing(f"not downloading {model.name}: offline (FACEATLAS_OFFLINE is set; unset it to "
-                           f"fetch).\n{_missing_message(model, settings)}")
+                           f"fetch).\n{_missing_message(model, settings, pack)}")
     if model.url is None:
-        raise ModelMissing(_missing_message(model, settings))
+        raise ModelMissing(_missing_message(model, settings, pack))
     target = settings.cache_dir / "models" / model.name
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{model.basename}.", suffix=".part")
@@ -111,7 +113,7 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
                 f"nothing was kept. Try again later, or put the file at {target} by hand")
         os.replace(tmp, target)
     except OSError as exc:
-        raise ModelMissing(f"{_missing_message(model, settings)}\nDownload failed: {exc}") from exc
+        raise ModelMissing(f"{_missing_message(model, settings, pack)}\nDownload failed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -278,8 +280,11 @@ def _package_path(model: ModelFile) -> Path:
     return Path(getattr(module, model.package_function or "")())
 
 
-def _missing_message(model: ModelFile, settings: EngineSettings) -> str:
+def _missing_message(model: ModelFile, settings: EngineSettings, pack: str | None = None) -> str:
     offline = settings.offline
+    if pack is None:
+        found = owner(model.name)
+        pack = found[0] if found is not None else None
     looked = "\n  ".join(str(p) for p in candidate_paths(model, settings))
     lines = [
         f"model file '{model.name}' not found (sha256 {model.sha256 or 'not published'}).",
@@ -289,6 +294,9 @@ def _missing_message(model: ModelFile, settings: EngineSettings) -> str:
     ]
     if model.url:
         lines.append(f"Source: {model.url}" + (" (downloads are off: FACEATLAS_OFFLINE)" if offline else ""))
+        if pack is not None:
+            lines.append(("Unset FACEATLAS_OFFLINE and fetch it: " if offline else "Fetch it: ")
+                         + f"faceatlas models fetch {pack}")
     else:
         lines.append("This file has no public download URL; it has to be placed by hand.")
     return "\n".join(lines)
