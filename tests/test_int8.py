@@ -168,3 +168,37 @@ def test_int8_recogniser_stays_on_onnxruntime_under_openvino(int8_settings: Engi
     # end to end the keypoints differ by ~1e-4 px between the detectors' backends, which int8 rounding
     # turns into a cosine of 0.999 (float: 0.9999998, tests/test_openvino.py)
     assert float(mixed.analyze_one(photo).embedding @ int8_analyzer.analyze_one(photo).embedding) > 0.995
+
+
+MAKER = """
+import sys
+from pathlib import Path
+
+from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine.packs import MOBILEFACENET_128D
+from faceatlas.settings import EngineSettings
+from tests.test_int8 import quick_int8
+
+shared, cache = Path(sys.argv[1]), Path(sys.argv[2])
+analyzer = FaceAnalyzer("scrfd-mbf", announce_license=False)
+print(quick_int8(MOBILEFACENET_128D, shared / "models" / MOBILEFACENET_128D.name, analyzer, shared,
+                 EngineSettings(cache=cache, shared=shared)))
+"""
+
+
+def test_two_processes_make_the_int8_copy_once(shared: Path, tmp_path: Path) -> None:
+    """Two processes started together (service workers) each made the same int8 copy; the second now
+    waits for the first and loads its file."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", MAKER, str(shared), str(tmp_path / "cache")]
+    runs = [subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    made = Path(outputs[0][0].strip())
+    assert Path(outputs[1][0].strip()) == made and made.is_file()
+    assert sum("making the int8 copy" in err for _, err in outputs) == 1, [err[-2000:] for _, err in outputs]
+    assert json.loads(record_path(made).read_text())["sha256"] == file_sha256(made)

@@ -18,6 +18,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,14 +72,40 @@ def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarr
     parse_onnx(source)  # a float file that does not load says so now, not after minutes of calibration
     path = derived_path(model, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
-    samples = crops()
-    if not samples:
-        raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
-    with tempfile.TemporaryDirectory(dir=path.parent) as work:
-        return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
-                             source_sha256=source_sha256(model, source), recipe=RECIPE,
-                             calibration_crops=len(samples))
+    with _one_maker(path, model):
+        found = cached_int8(model, settings, source)  # made by another process while this one waited
+        if found is not None:
+            return found
+        log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
+        samples = crops()
+        if not samples:
+            raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
+        with tempfile.TemporaryDirectory(dir=path.parent) as work:
+            return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
+                                 source_sha256=source_sha256(model, source), recipe=RECIPE,
+                                 calibration_crops=len(samples))
+
+
+@contextmanager
+def _one_maker(path: Path, model: ModelFile) -> Iterator[None]:
+    """Held while the int8 copy at ``path`` is made: an exclusive lock on the ``.lock`` file beside
+    it, so that processes started together (service workers, two commands) wait for the first one
+    instead of each spending minutes making the same file (no lock where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path.with_suffix(".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("waiting for another process that makes the int8 copy of %s", model.name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
