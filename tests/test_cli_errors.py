@@ -285,3 +285,19 @@ def test_ctrl_c_while_the_command_loads_ends_with_130_not_a_traceback(monkeypatc
     with pytest.raises(SystemExit) as ended:
         run()
     assert ended.value.code == 130
+
+
+def test_eval_json_errors_are_one_json_object_on_stdout(shared, tmp_path):
+    """`eval lfw|folder --json` said their errors in plain text on stderr, with nothing on stdout."""
+    lfw = shared / "data" / "lfw"
+    commands = [
+        ["eval", "lfw", "--pairs", str(lfw / "pairs.txt"), "--images", str(lfw / "images"), "-p", "nosuch", "--json"],
+        ["eval", "folder", str(tmp_path), "-p", "nosuch", "--json"],
+        ["eval", "folder", str(tmp_path), "-p", "scrfd-mbf", "--json"],  # an empty folder: nothing to measure
+    ]
+    for command in commands:
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout)
+        assert set(error) == {"error", "message"}, result.stdout
+    assert json.loads(runner.invoke(app, commands[0]).stdout)["error"] == "unknown_pack"

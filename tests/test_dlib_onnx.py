@@ -82,6 +82,16 @@ def test_the_onnx_file_is_made_once_and_checked_by_its_sha256(dat_file: Path, on
     assert file_sha256(dlib_onnx_model(dat_file, onnx_cache)) == record["sha256"]
 
 
+@pytest.mark.parametrize("record", ["[]", "null", "42", '"text"', "{broken"])
+def test_a_record_that_is_not_a_json_object_is_stale(dat_file: Path, tmp_path: Path, record: str) -> None:
+    """A record that parses but is no object crashed the load (AttributeError): the file is made again."""
+    path = dlib_onnx_model(dat_file, tmp_path)
+    record_path(path).write_text(record)
+    assert dlib_onnx_model(dat_file, tmp_path) == path
+    remade = json.loads(record_path(path).read_text())
+    assert remade["sha256"] == file_sha256(path) and remade["source_sha256"] == file_sha256(dat_file)
+
+
 @pytest.fixture(scope="module")
 def fast(shared: Path, onnx_cache: Path) -> FaceAnalyzer:
     return FaceAnalyzer(PACK, settings=EngineSettings(cache=onnx_cache), announce_license=False)

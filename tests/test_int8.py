@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack
-from faceatlas.engine.models import file_sha256, record_path
-from faceatlas.engine.quantize import cached_int8, derived_path
+from faceatlas.engine.models import ModelFile, file_sha256, record_path
+from faceatlas.engine.quantize import cached_int8, derived_path, int8_model
+from faceatlas.engine.recognizers import arcface_blob
 from faceatlas.errors import RuntimeUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.settings import EngineSettings
@@ -19,6 +20,68 @@ from faceatlas.settings import EngineSettings
 # Making the int8 file (ONNX Runtime's calibrator over 256 crops, one at a time, with a histogram of
 # each of 99 tensors) takes 1.5-2 minutes here: these run in CI's slow step, not the default suite.
 SLOW = pytest.mark.slow
+
+
+def few_crops(analyzer: FaceAnalyzer, shared: Path, count: int = 8) -> list[np.ndarray]:
+    """Aligned crops of the first ``count`` LFW photos: enough to calibrate a quick int8 copy (seconds,
+    not the minutes of the 256 crops a pack's own copy is made from)."""
+    crops = []
+    for photo in sorted((shared / "data" / "lfw" / "images").rglob("*.jpg"))[:count]:
+        image = analyzer.load(photo)
+        crops.append(analyzer.recognizer.align(image, analyzer.detector.detect(image), 0))
+    return crops
+
+
+def quick_int8(model: ModelFile, source: Path, analyzer: FaceAnalyzer, shared: Path,
+               settings: EngineSettings) -> Path:
+    """The int8 copy of the recogniser ``model`` (float file ``source``) calibrated on a few crops."""
+    return int8_model(model, source, lambda: few_crops(analyzer, shared),
+                      lambda crops: arcface_blob(crops, 112, 127.5, 127.5), settings)
+
+
+def test_making_an_int8_copy_prints_nothing_on_stdout(fast_analyzer: FaceAnalyzer, shared: Path, tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime's calibrator print()s its progress: on stdout it broke `--json` the first time."""
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    model = fast_analyzer.pack.recognizer.file
+    made = quick_int8(model, shared / "models" / model.name, fast_analyzer, shared, settings)
+    assert made == derived_path(model, settings) and made.is_file()
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert "Collecting tensor data" in captured.err  # still shown, on stderr
+
+
+def test_the_int8_copy_of_an_unpinned_file_follows_that_file(fast_analyzer: FaceAnalyzer, shared: Path,
+                                                             tmp_path: Path) -> None:
+    """No published sha256 (InsightFace's files): the copy was keyed on None, so a float file replaced
+    by another network kept being served the old network's int8 copy."""
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    source = tmp_path / "models" / "w600k_mbf.onnx"
+    source.parent.mkdir()
+    source.write_bytes((shared / "models" / "recognition" / "mobilefacenet_128d.onnx").read_bytes())
+    model = ModelFile("insightface/w600k_mbf.onnx", None, None, "test")
+    made = quick_int8(model, source, fast_analyzer, shared, settings)
+    assert json.loads(record_path(made).read_text())["source_sha256"] == file_sha256(source)
+    first = made.read_bytes()
+    assert quick_int8(model, source, fast_analyzer, shared, settings).read_bytes() == first  # reused
+    source.write_bytes((shared / "models" / "faceplugin" / "fr_feature.onnx").read_bytes())  # another network
+    assert cached_int8(model, settings, source) is None
+    again = quick_int8(model, source, fast_analyzer, shared, settings)
+    assert again.read_bytes() != first
+    assert json.loads(record_path(again).read_text())["source_sha256"] == file_sha256(source)
+    assert cached_int8(model, settings, source) == again
+
+
+def test_an_int8_record_that_is_not_a_json_object_is_stale(fast_analyzer: FaceAnalyzer, shared: Path,
+                                                           tmp_path: Path) -> None:
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    model = fast_analyzer.pack.recognizer.file
+    made = quick_int8(model, shared / "models" / model.name, fast_analyzer, shared, settings)
+    for record in ("[]", "null", "42"):
+        record_path(made).write_text(record)
+        assert cached_int8(model, settings) is None  # made again, not an AttributeError
+    assert quick_int8(model, shared / "models" / model.name, fast_analyzer, shared, settings) == made
+    assert json.loads(record_path(made).read_text())["sha256"] == file_sha256(made)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +168,37 @@ def test_int8_recogniser_stays_on_onnxruntime_under_openvino(int8_settings: Engi
     # end to end the keypoints differ by ~1e-4 px between the detectors' backends, which int8 rounding
     # turns into a cosine of 0.999 (float: 0.9999998, tests/test_openvino.py)
     assert float(mixed.analyze_one(photo).embedding @ int8_analyzer.analyze_one(photo).embedding) > 0.995
+
+
+MAKER = """
+import sys
+from pathlib import Path
+
+from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine.packs import MOBILEFACENET_128D
+from faceatlas.settings import EngineSettings
+from tests.test_int8 import quick_int8
+
+shared, cache = Path(sys.argv[1]), Path(sys.argv[2])
+analyzer = FaceAnalyzer("scrfd-mbf", announce_license=False)
+print(quick_int8(MOBILEFACENET_128D, shared / "models" / MOBILEFACENET_128D.name, analyzer, shared,
+                 EngineSettings(cache=cache, shared=shared)))
+"""
+
+
+def test_two_processes_make_the_int8_copy_once(shared: Path, tmp_path: Path) -> None:
+    """Two processes started together (service workers) each made the same int8 copy; the second now
+    waits for the first and loads its file."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", MAKER, str(shared), str(tmp_path / "cache")]
+    runs = [subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    made = Path(outputs[0][0].strip())
+    assert Path(outputs[1][0].strip()) == made and made.is_file()
+    assert sum("making the int8 copy" in err for _, err in outputs) == 1, [err[-2000:] for _, err in outputs]
+    assert json.loads(record_path(made).read_text())["sha256"] == file_sha256(made)

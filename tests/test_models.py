@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -145,3 +147,116 @@ def test_download_extracts_a_member_of_an_npm_package(isolated, http_root, share
     wrong = dataclasses.replace(spec, name="faceplugin/other.onnx", archive_member="package/model/fr_liveness.onnx")
     with pytest.raises(ModelIntegrityError):
         fetch(wrong)
+
+
+# -- a file that is there but does not load (an unpinned pack's file: no sha256 to catch it first) ----------
+BROKEN = {
+    "garbage": bytes(range(256)) * 12,
+    "truncated": None,  # the first MB of a real recogniser
+    "empty": b"",
+    "html": b"<!doctype html><html><body>Please log in to the proxy</body></html>\n",
+}
+
+
+def _broken(kind: str, shared: Path) -> bytes:
+    data = BROKEN[kind]
+    return (shared / "models" / "recognition" / "mobilefacenet_128d.onnx").read_bytes()[:1_000_000] \
+        if data is None else data
+
+
+@pytest.fixture()
+def bad_copy_first(monkeypatch, tmp_path, shared):
+    """A model folder searched before the shared models, for broken copies of unpinned files."""
+    bad = tmp_path / "bad"
+    (bad / "insightface").mkdir(parents=True)
+    monkeypatch.setenv("FACEATLAS_MODEL_DIR", f"{bad}{os.pathsep}{shared / 'models'}")
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    return bad / "insightface"
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+@pytest.mark.parametrize("runtime", ["float", "int8"])
+def test_an_unpinned_file_that_does_not_load_is_a_model_integrity_error(bad_copy_first, shared, kind, runtime):
+    from faceatlas.engine import FaceAnalyzer
+
+    broken = bad_copy_first / "w600k_mbf.onnx"
+    broken.write_bytes(_broken(kind, shared))
+    with pytest.raises(ModelIntegrityError) as info:
+        FaceAnalyzer(get_pack("buffalo_s", runtime=runtime), announce_license=False)
+    message = str(info.value)
+    assert message.startswith(f"{broken}: cannot be loaded")
+    assert "Delete it and fetch it again: faceatlas models fetch buffalo_s" in message
+
+
+def test_a_detector_that_does_not_load_is_one_json_error_from_the_cli(bad_copy_first, shared):
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    (bad_copy_first / "det_10g.onnx").write_bytes(_broken("garbage", shared))  # buffalo_l's SCRFD-10G
+    photo = shared / "data" / "lfw" / "images" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"
+    result = CliRunner().invoke(app, ["detect", str(photo), "-p", "buffalo_l", "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert error["error"] == "model_integrity" and str(bad_copy_first / "det_10g.onnx") in error["message"]
+    assert "faceatlas models fetch buffalo_l" in error["message"]
+    (bad_copy_first / "w600k_mbf.onnx").write_bytes(_broken("truncated", shared))
+    plain = CliRunner().invoke(app, ["detect", str(photo), "-p", "buffalo_s"])
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+    lines = [line for line in plain.output.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and "w600k_mbf.onnx" in lines[0] and "faceatlas models fetch buffalo_s" in lines[0]
+
+
+def test_a_download_that_is_not_the_archive_is_an_integrity_error_naming_the_url(isolated, shared):
+    """A proxy's HTML page (or a cut-off or wrong archive) where the release archive should be was a
+    tarfile.ReadError / zipfile.BadZipFile / KeyError traceback."""
+    import dataclasses
+    import tarfile
+
+    from faceatlas.engine.packs import FR_FEATURE, PACKS
+
+    www = isolated / "www"
+    www.mkdir()
+    (www / "page.html").write_bytes(b"<!doctype html><html><body>Please log in to the proxy</body></html>\n")
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("README.md", "not the model")
+    (www / "other.zip").write_bytes(other.getvalue())
+    with tarfile.open(www / "other.tgz", "w:gz") as tarred:
+        tarred.add(shared / "models" / "faceplugin" / "fr_liveness.onnx", arcname="package/model/fr_liveness.onnx")
+    with tarfile.open(www / "full.tgz", "w:gz") as tarred:
+        tarred.add(shared / "models" / FR_FEATURE.name, arcname=FR_FEATURE.archive_member)
+    (www / "cut.tgz").write_bytes((www / "full.tgz").read_bytes()[:1_000_000])
+    buffalo = PACKS["buffalo_s"].recognizer.file  # a member of InsightFace's buffalo_s.zip, unpinned
+    for spec, served in [(FR_FEATURE, "page.html"), (buffalo, "page.html"), (buffalo, "other.zip"),
+                         (FR_FEATURE, "other.tgz"), (FR_FEATURE, "cut.tgz"), (buffalo, "other.tgz")]:
+        url = (www / served).as_uri()
+        with pytest.raises(ModelIntegrityError) as info:
+            fetch(dataclasses.replace(spec, url=url))
+        message = str(info.value)
+        assert message.startswith(f"{url}: the download is not the archive"), message
+        assert "try again later" in message.lower() and "by hand" in message
+        folder = isolated / "cache" / "models" / spec.name.split("/")[0]
+        assert list(folder.iterdir()) == []  # no partial file, no model
+    plain = ModelFile("test/m.onnx", FR_FEATURE.sha256, (www / "page.html").as_uri(), "test")
+    with pytest.raises(ModelIntegrityError, match=r"page\.html: the download's sha256 .* does not match"):
+        fetch(plain)
+    assert list((isolated / "cache" / "models" / "test").iterdir()) == []
+
+
+def test_a_missing_model_offline_names_the_command_that_fetches_it(isolated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.engine import FaceAnalyzer
+
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    with pytest.raises(ModelMissing) as info:
+        FaceAnalyzer("buffalo_s", announce_license=False)  # its SCRFD-500M is scrfd-mbf's too: named by the pack used
+    assert "det_500m.onnx" in str(info.value)
+    assert "Unset FACEATLAS_OFFLINE and fetch it: faceatlas models fetch buffalo_s" in str(info.value)
+    with pytest.raises(ModelMissing, match="faceatlas models fetch scrfd-mbf"):
+        resolve(DET_500M)  # no pack given: the first that holds the file
+    result = CliRunner().invoke(app, ["models", "fetch", "yunet-mbf"])
+    assert result.exit_code == 2 and "faceatlas models fetch yunet-mbf" in result.output, result.output

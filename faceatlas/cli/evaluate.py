@@ -91,7 +91,7 @@ def lfw(
         if save_as is not None:
             written.append(str(save_user_calibration(report, save_as, analyzer)))
     except FaceAtlasError as exc:
-        fail(exc)
+        fail(exc, as_json)
     if output is not None:
         written.append(str(save_calibration(report.calibration(), output)))
     if plot is not None:
@@ -164,7 +164,7 @@ def folder(
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:
-        fail(exc)
+        fail(exc, as_json)
     if plot is not None:
         plot_dataset(report, plot)
     if as_json:

@@ -120,4 +120,4 @@ def fetch_pack(pack: str) -> None:
             console.print(f"[yellow]{model.name}: not found and not downloadable; place it by hand "
                           f"(`faceatlas models info {chosen.name}` says where)[/yellow]")
             continue
-        console.print(f"{model.name}: downloaded to {fetch(model)}")
+        console.print(f"{model.name}: downloaded to {fetch(model, pack=chosen.name)}")

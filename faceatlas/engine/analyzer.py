@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similari
 from faceatlas.engine.geometry import align_face, estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
 from faceatlas.engine.liveness import LivenessMember, LivenessResult, MiniFASNet
-from faceatlas.engine.models import resolve
+from faceatlas.engine.models import ModelFile, resolve
 from faceatlas.engine.packs import Pack, RecognizerSpec, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.quantize import calibration_photos, int8_model
@@ -116,16 +117,20 @@ class FaceAnalyzer:
     # -- construction -------------------------------------------------------------------
     def _build_detector(self, threshold: float | None, max_side: int) -> Detector:
         spec = self.pack.detector
-        path = resolve(spec.file, download=self._download, settings=self.settings)
+        path = self._resolve(spec.file)
         if spec.kind == "dlib_hog":
             if spec.keypoint_file is None:
                 raise ModelError(f"pack {self.pack.name!r}: the dlib detector needs its 68-point keypoint predictor")
-            keypoint_path = resolve(spec.keypoint_file, download=self._download, settings=self.settings)
+            keypoint_path = self._resolve(spec.keypoint_file)
             return DlibHOG(path, keypoint_path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side, min_face=self.settings.min_face)
         return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side,
                      provider=self.settings.provider, min_face=self.settings.min_face)
+
+    def _resolve(self, model: ModelFile) -> Path:
+        """A verified copy of the pack's file ``model`` (a missing one's error names this pack's fetch)."""
+        return resolve(model, download=self._download, settings=self.settings, pack=self.pack.name)
 
     def _build_recognizer(self) -> Recognizer:
         if self.pack.fused:
@@ -133,13 +138,13 @@ class FaceAnalyzer:
         return self._build_one_recognizer(self.pack.recognizer)
 
     def _build_one_recognizer(self, spec: RecognizerSpec) -> Recognizer:
-        path = resolve(spec.file, download=self._download, settings=self.settings)
+        path = self._resolve(spec.file)
         if spec.kind == "dlib":
             return DlibResNet(path)
         if spec.kind == "dlib_onnx":
             if spec.aligner is None:
                 raise ModelError(f"pack {self.pack.name!r}: dlib's chips need its 5-point landmark predictor")
-            aligner = resolve(spec.aligner, download=self._download, settings=self.settings)
+            aligner = self._resolve(spec.aligner)
             return DlibChipONNX(dlib_onnx_model(path, self.settings.cache_dir), aligner, self.providers, self.threads,
                                 self.settings.provider)
         if self.pack.runtime == "int8":
@@ -176,7 +181,7 @@ class FaceAnalyzer:
     def liveness_model(self) -> MiniFASNet:
         """The pack's liveness ensemble, loaded on first use."""
         if self._liveness is None:
-            files = [LivenessMember(resolve(s.file, download=self._download, settings=self.settings), s.scale,
+            files = [LivenessMember(self._resolve(s.file), s.scale,
                                     s.size, s.real_class) for s in self.pack.liveness]
             self._liveness = MiniFASNet(files, self.providers, self.threads)
         return self._liveness
@@ -189,7 +194,7 @@ class FaceAnalyzer:
             if spec is None:
                 raise ModelMissing(f"pack {self.pack.name!r} has no attribute models")
             gender, emotion, age = (
-                None if f is None else resolve(f, download=self._download, settings=self.settings)
+                None if f is None else self._resolve(f)
                 for f in (spec.gender, spec.emotion, spec.age)
             )
             self._attributes = AttributeModels(gender, emotion, age, self.providers, self.threads)

