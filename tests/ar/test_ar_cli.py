@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -72,3 +73,18 @@ def test_cli_refuses_a_png_without_alpha(tmp_path):
     assert "validation_error" in result.output and "no alpha channel" in result.output
     nothing = runner.invoke(app, ["ar", str(tmp_path / "none.mp4")])
     assert nothing.exit_code == 2 and "--effect or a --sticker" in nothing.output
+
+
+def test_cli_json_prints_the_summary_and_errors_as_json(shared: Path, tmp_path: Path) -> None:
+    """`ar --json`: the summary on stdout as without it, and an error as one JSON object there too (as `drive`)."""
+    video = shared / "data/videos/driver_night_cabin.mp4"
+    result = runner.invoke(app, ["ar", str(video), "-e", "glasses", "--max-frames", "2", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 2 and summary["most_faces"] == 1
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video\n")
+    failed = runner.invoke(app, ["ar", str(text), "-e", "glasses", "--json", "-q"])
+    assert failed.exit_code == 2, failed.output
+    lines = failed.stdout.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["error"] == "bad_request" and "text.mp4" in lines[0]
