@@ -88,3 +88,18 @@ def test_cli_json_prints_the_summary_and_errors_as_json(shared: Path, tmp_path: 
     assert failed.exit_code == 2, failed.output
     lines = failed.stdout.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["error"] == "bad_request" and "text.mp4" in lines[0]
+
+
+def test_cli_refuses_an_output_that_is_the_source(shared: Path, tmp_path: Path) -> None:
+    """`ar in.mp4 -o in.mp4` replaced the input by the few frames it wrote, and exited 0."""
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes((shared / "data/videos/driver_night_cabin.mp4").read_bytes())
+    original = clip.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(clip)
+    for output, as_json in ((clip, False), (tmp_path / "link.mp4", True)):
+        result = runner.invoke(app, ["ar", str(clip), "-e", "glasses", "-q", "--max-frames", "2", "-o", str(output),
+                                     *(["--json"] if as_json else [])])
+        assert result.exit_code == 2, result.output
+        said = result.stdout if as_json else result.stderr
+        assert len(said.strip().splitlines()) == 1 and "is the source video" in said, result.output
+        assert clip.read_bytes() == original

@@ -50,3 +50,31 @@ def test_a_file_that_is_no_video_is_a_json_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     error = json_error(result.stdout)
     assert error["error"] == "bad_request" and "text.mp4" in error["message"]
+
+
+@pytest.fixture
+def clip(video: str, tmp_path: Path) -> Path:
+    """A copy of the clip that a run may (wrongly) overwrite."""
+    copy = tmp_path / "in.mp4"
+    copy.write_bytes(Path(video).read_bytes())
+    return copy
+
+
+def test_outputs_that_are_the_source_or_each_other_are_refused(clip: Path, tmp_path: Path) -> None:
+    """`-o in.mp4` made the input a 2-frame video and `--events in.mp4` truncated it to 0 bytes (exit 0);
+    `--events b.mp4 -o b.mp4` wrote the events into the video. Links count as the file they point to."""
+    original = clip.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(clip)
+    (tmp_path / "hard.mp4").hardlink_to(clip)
+    same = [["-o", str(clip)], ["--events", str(clip)], ["-o", str(tmp_path / "link.mp4")],
+            ["--events", str(tmp_path / "hard.mp4")], ["--events", str(tmp_path / "out" / ".." / "in.mp4")]]
+    for args in same:
+        result = runner.invoke(app, ["drive", str(clip), "--json", "-q", "--max-frames", "2", *args])
+        assert result.exit_code == 2, (args, result.output)
+        error = json_error(result.stdout)
+        assert error["error"] == "validation_error" and "is the source video" in error["message"], args
+        assert clip.read_bytes() == original, args
+    both = tmp_path / "out" / "b.mp4"
+    result = runner.invoke(app, ["drive", str(clip), "-q", "--max-frames", "2", "--events", str(both), "-o", str(both)])
+    assert result.exit_code == 2 and "one file" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not both.exists()

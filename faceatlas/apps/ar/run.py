@@ -14,7 +14,7 @@ from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.engine import ImageInput, load_image
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import Frame, VideoSource, VideoWriter, check_video_path
+from faceatlas.video import Frame, VideoSource, VideoWriter, check_video_path, same_file
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -78,12 +78,16 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
     frame of ``source`` (video file, webcam index or stream URL), writing ``output`` (mp4) when
     given; ``on_frame(done, total)`` after each frame (total is None for live sources). Returns
     frames, faces seen (most in one frame) and processing fps. A source that cannot be opened or
-    read is :class:`InvalidInput`; ``max_frames`` below 1 is :class:`InvalidArgument`."""
+    read is :class:`InvalidInput`; ``max_frames`` below 1, or an ``output`` that is the source file
+    (links resolved), is :class:`InvalidArgument`."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     if output is not None:
         check_video_path(output)
+        if same_file(output, str(source)):
+            raise InvalidArgument(f"output {output} is the source video: writing it would destroy the video being "
+                                  "read; give another file")
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
