@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -103,3 +106,13 @@ def test_cli_refuses_an_output_that_is_the_source(shared: Path, tmp_path: Path) 
         said = result.stdout if as_json else result.stderr
         assert len(said.strip().splitlines()) == 1 and "is the source video" in said, result.output
         assert clip.read_bytes() == original
+
+
+def test_cli_refuses_an_output_name_that_is_not_utf8(shared: Path, tmp_path: Path) -> None:
+    """OpenCV's writer crashed the process (exit 139) on a file name with bytes that are not UTF-8."""
+    video = shared / "data/videos/driver_night_cabin.mp4"
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "ar", str(video), "-e", "hat", "-q", "--max-frames",
+                          "2", "-o", os.fsencode(tmp_path) + b"/o\xff.mp4"], capture_output=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert b"error (validation_error)" in run.stderr and b"UTF-8" in run.stderr
+    assert os.listdir(tmp_path) == []

@@ -4,6 +4,9 @@ says so (one line, or one JSON object on stdout with --json)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,15 @@ def test_outputs_that_are_the_source_or_each_other_are_refused(clip: Path, tmp_p
     result = runner.invoke(app, ["drive", str(clip), "-q", "--max-frames", "2", "--events", str(both), "-o", str(both)])
     assert result.exit_code == 2 and "one file" in result.stderr, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and not both.exists()
+
+
+def test_an_output_name_that_is_not_utf8_is_refused_not_a_crash(video: str, tmp_path: Path) -> None:
+    """OpenCV's writer crashed the process (exit 139) on a file name with bytes that are not UTF-8.
+    Run in a process of its own, so that a crash is an exit status here."""
+    output = os.fsencode(tmp_path) + b"/o\xff.mp4"
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "drive", video, "-q", "--json", "--max-frames", "2",
+                          "-o", output], capture_output=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    error = json_error(run.stdout.decode())
+    assert error["error"] == "validation_error" and "UTF-8" in error["message"]
+    assert os.listdir(tmp_path) == []
