@@ -93,3 +93,13 @@ def test_an_output_name_that_is_not_utf8_is_refused_not_a_crash(video: str, tmp_
     error = json_error(run.stdout.decode())
     assert error["error"] == "validation_error" and "UTF-8" in error["message"]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("region", ["0,0,1,0.0005", "0.5,0.5,0.5001,0.5002"])
+def test_a_sliver_of_a_region_has_no_face_and_no_traceback(video: str, region: str) -> None:
+    """A region of 1 pixel row was an OpenCV resize error (inv_scale_x > 0), one of 0 pixels a cvtColor
+    error, both as tracebacks: no face can be there."""
+    result = runner.invoke(app, ["drive", video, "-q", "--json", "--max-frames", "3", "--region", region])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["frames"] == 3 and summary["face_frames"] == 0
