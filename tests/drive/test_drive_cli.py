@@ -103,3 +103,12 @@ def test_a_sliver_of_a_region_has_no_face_and_no_traceback(video: str, region: s
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
     assert summary["frames"] == 3 and summary["face_frames"] == 0
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e400"])
+def test_a_calibration_that_is_no_finite_number_is_refused(video: str, seconds: str) -> None:
+    """nan calibrated on the first frame, inf (and 1e400, read as inf) never did."""
+    result = runner.invoke(app, ["drive", video, "-q", "--json", "--max-frames", "2", "--calibration", seconds])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["error"] == "validation_error" and "calibration_s" in error["message"]
