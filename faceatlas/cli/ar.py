@@ -69,3 +69,5 @@ def ar(
     except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the summary
         fail(exc, as_json)
     print(json.dumps(summary))
+    if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
+        raise typer.Exit(130)

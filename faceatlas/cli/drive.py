@@ -77,6 +77,8 @@ def drive(
     except ImportError as exc:
         fail_import(exc, "drive", as_json)
     _report_summary(summary, as_json)
+    if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
+        raise typer.Exit(130)
 
 
 def _report_summary(summary: dict[str, object], as_json: bool) -> None:

@@ -116,3 +116,17 @@ def test_cli_refuses_an_output_name_that_is_not_utf8(shared: Path, tmp_path: Pat
     assert run.returncode == 2, run.stderr[-2000:]
     assert b"error (validation_error)" in run.stderr and b"UTF-8" in run.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_cli_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(shared: Path, tmp_path: Path) -> None:
+    """Ctrl-C ended a file's run with no summary at all; the video it wrote is whole for the frames done."""
+    from tests.clips import interrupted_run
+
+    output = tmp_path / "out.mp4"
+    run = interrupted_run(["ar", str(shared / "data/videos/driver_night_cabin.mp4"), "-e", "glasses", "-q", "--json",
+                           "-o", str(output)], output)
+    assert run.returncode == 130, run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
+    written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
+    assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing

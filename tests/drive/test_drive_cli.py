@@ -112,3 +112,18 @@ def test_a_calibration_that_is_no_finite_number_is_refused(video: str, seconds: 
     assert result.exit_code == 2, result.output
     error = json_error(result.stdout)
     assert error["error"] == "validation_error" and "calibration_s" in error["message"]
+
+
+def test_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(video: str, tmp_path: Path) -> None:
+    """Ctrl-C ended a file's run with exit 0 and a summary that read as the whole file's."""
+    import cv2
+
+    from tests.clips import interrupted_run
+
+    output, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
+    run = interrupted_run(["drive", video, "-q", "--json", "-o", str(output), "--events", str(events)], output)
+    assert run.returncode == 130, run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
+    written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
+    assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing

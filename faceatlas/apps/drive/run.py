@@ -29,7 +29,9 @@ def run_drive(
     """Monitor the driver on ``source`` (file, webcam index, URL) until it ends, ``max_frames`` or
     Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
     annotated video; ``on_frame(done, total)`` after each frame (total None for live sources).
-    Returns :meth:`DriverMonitor.summary`. ``output`` and ``events`` that name the source file or
+    Returns :meth:`DriverMonitor.summary`, with ``"interrupted": True`` when Ctrl-C stopped a file
+    before its end (what was written is kept, closed: a valid video of the frames done); Ctrl-C is
+    how a live source ends. ``output`` and ``events`` that name the source file or
     each other (links resolved) are :class:`InvalidArgument`, before anything is opened."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
@@ -45,6 +47,7 @@ def run_drive(
     monitor = DriverMonitor(config)
     writer = JsonlSink(events, append=False) if events else None
     video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
+    interrupted = False
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
@@ -59,7 +62,7 @@ def run_drive(
                 total = frames.frames
                 on_frame(index + 1, min(total, max_frames) if total and max_frames else total or max_frames)
     except KeyboardInterrupt:
-        pass
+        interrupted = not frames.live
     except OSError as exc:  # the source cannot be opened or read
         raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
     finally:
@@ -68,7 +71,10 @@ def run_drive(
             writer.close()
         if video is not None:
             video.close()
-    return monitor.summary()
+    summary = monitor.summary()
+    if interrupted:
+        summary["interrupted"] = True
+    return summary
 
 
 def _check_distinct(source: str, output: Path | None, events: Path | None) -> None:
