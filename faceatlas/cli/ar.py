@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from faceatlas.cli.errors import fail, fail_import
 from faceatlas.cli.files import progress
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import FaceAtlasError, InvalidArgument
 
 err = Console(stderr=True)
 
@@ -41,26 +42,32 @@ def ar(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the video (mp4)")] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="errors as one JSON object on stdout too (the summary "
+                                          "is JSON either way)")] = False,
 ) -> None:
     """Apply AR face effects (stickers, smoothing, warps, background) to every frame; print a summary."""
     try:
         from faceatlas.apps.ar import Effect, Sticker, StickerArt, run_ar
     except ImportError as exc:
-        err.print(f"[red]{exc}[/red] (pip install 'faceatlas[ar]')")
-        raise typer.Exit(2) from exc
-    effects: list[str | Effect] = list(effect or [])
-    if sticker is not None:
-        effects.append(Sticker(StickerArt.from_png(sticker, _anchors(sticker_anchors), on=sticker_on or "eyes")))
-    elif sticker_on is not None or sticker_anchors is not None:  # they were ignored
-        raise InvalidArgument("--sticker-on and --sticker-anchors place a --sticker: give the PNG")
-    if not effects:
-        raise InvalidArgument("give at least one --effect or a --sticker")
-    spec: str | int = int(source) if source.isdigit() else source
-    with progress(err, disable=quiet) as bar:
-        task = bar.add_task("ar", total=max_frames)
+        fail_import(exc, "ar", as_json)
+    try:
+        effects: list[str | Effect] = list(effect or [])
+        if sticker is not None:
+            effects.append(Sticker(StickerArt.from_png(sticker, _anchors(sticker_anchors), on=sticker_on or "eyes")))
+        elif sticker_on is not None or sticker_anchors is not None:  # they were ignored
+            raise InvalidArgument("--sticker-on and --sticker-anchors place a --sticker: give the PNG")
+        if not effects:
+            raise InvalidArgument("give at least one --effect or a --sticker")
+        spec: str | int = int(source) if source.isdigit() else source
+        with progress(err, disable=quiet) as bar:
+            task = bar.add_task("ar", total=max_frames)
 
-        def advance(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+            def advance(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
 
-        summary = run_ar(spec, effects, output=output, max_frames=max_frames, on_frame=advance)
+            summary = run_ar(spec, effects, output=output, max_frames=max_frames, on_frame=advance)
+    except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the summary
+        fail(exc, as_json)
     print(json.dumps(summary))
+    if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
+        raise typer.Exit(130)

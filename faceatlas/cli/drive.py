@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from faceatlas.cli.errors import fail, fail_import
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError
 
@@ -50,8 +50,7 @@ def drive(
     try:
         from faceatlas.apps.drive import DriveConfig, DriveEvent, run_drive
     except ImportError as exc:
-        err.print(f"[red]{exc}[/red] (pip install 'faceatlas[drive]')")
-        raise typer.Exit(2) from exc
+        fail_import(exc, "drive", as_json)
 
     def show(event: DriveEvent) -> None:
         if as_json:
@@ -73,11 +72,13 @@ def drive(
 
             summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show,
                                 on_frame=advance)
-    except (ImportError, FaceAtlasError) as exc:
-        code = getattr(exc, "code", "missing_dependency")
-        err.print(f"[red]error ({code}):[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+    except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the events and the summary
+        fail(exc, as_json)
+    except ImportError as exc:
+        fail_import(exc, "drive", as_json)
     _report_summary(summary, as_json)
+    if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
+        raise typer.Exit(130)
 
 
 def _report_summary(summary: dict[str, object], as_json: bool) -> None:

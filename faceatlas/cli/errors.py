@@ -44,6 +44,20 @@ def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoRe
     raise typer.Exit(exit_code) from exc
 
 
+def fail_import(exc: ImportError, extra: str, as_json: bool = False) -> NoReturn:
+    """An optional extra that is not installed (``extra``: its name, ``drive`` or ``ar``): the
+    install hint in one line on stderr, or ``{"error": "missing_dependency", ...}`` on stdout with
+    ``as_json``; exit 2."""
+    hint = f"pip install 'faceatlas[{extra}]'"
+    message = one_line(str(exc))
+    message = message if hint in message else f"{message} ({hint})"
+    if as_json:
+        print(json.dumps({"error": "missing_dependency", "message": message}))
+    else:
+        err.print(f"[red]error (missing_dependency):[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2) from exc
+
+
 def exit_for_failures(failed: int, total: int) -> None:
     """The exit status of a command over many inputs, once its report is out: 0 when none
     failed, 1 when some did (the others' results stand), 2 when every one failed."""

@@ -15,6 +15,7 @@ from faceatlas.video.config import (
     camera_name,
     checked_settings,
     load_config,
+    same_file,
 )
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
@@ -113,6 +114,7 @@ __all__ = [
     "plot_heatmap",
     "run_cameras",
     "run_watch",
+    "same_file",
     "utc_time",
     "verify_signature",
 ]

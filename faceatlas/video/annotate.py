@@ -81,8 +81,14 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")  # the containers OpenCV write
 def check_video_path(path: str | Path) -> Path:
     """``path`` when its suffix names a video file :class:`VideoWriter` writes; else
     :class:`InvalidArgument` before any frame is read (OpenCV wrote nothing for ``out.txt`` and
-    said so only in a log line, and the run ended 0)."""
+    said so only in a log line, and the run ended 0). A name that is not valid UTF-8 (bytes the
+    file system gave as surrogate escapes) is refused too: OpenCV's writer crashed the process on it."""
     path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{str(path)!r}: a video's file name must be valid UTF-8 (OpenCV cannot write "
+                              "this one); give another name") from None
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InvalidArgument(f"{path}: cannot write a video with suffix {path.suffix or '(none)'!r}; "
                               f"use {', '.join(VIDEO_SUFFIXES)}")

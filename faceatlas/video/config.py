@@ -34,6 +34,7 @@ Example ``cams.yaml``::
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -48,6 +49,7 @@ from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
+from faceatlas.video.sources import is_live
 from faceatlas.video.zones import LineSpec, ZoneSpec
 
 # The settings dataclasses of a file are checked by pydantic (types and ranges: a numeric webhook
@@ -163,7 +165,7 @@ class CameraConfig:
             raise InvalidArgument(f"camera {self.name}: snapshots {self.snapshots} is a file, not a folder")
         if self.output is not None:
             check_video_path(self.output)
-            if _same_file(self.output, self.source):
+            if Path(self.source).is_file() and same_file(self.output, self.source):
                 raise InvalidArgument(f"camera {self.name}: output {self.output} is the camera's source: writing it "
                                       "would destroy the video being read")
 
@@ -176,10 +178,17 @@ def camera_name(source: str) -> str:
     return "camera" if name in ("", ".", "..") else name
 
 
-def _same_file(path: Path | str, source: str) -> bool:
-    """Whether ``path`` names the file ``source`` reads (a source that is a URL or a webcam is none)."""
+def same_file(path: Path | str, other: Path | str) -> bool:
+    """Whether ``path`` and ``other`` name one file, links resolved: ``os.path.samefile`` when both
+    exist (a symlink, a hard link), their resolved paths otherwise (an output not written yet). A
+    URL or a webcam index names no file. Outputs are checked with it before anything is written:
+    an output that is the source being read (or another output) would destroy it."""
+    if is_live(path) or is_live(other):
+        return False
     try:
-        return Path(source).is_file() and Path(path).resolve() == Path(source).resolve()
+        if os.path.exists(path) and os.path.exists(other):
+            return os.path.samefile(path, other)
+        return Path(path).resolve() == Path(other).resolve()
     except (OSError, ValueError):
         return False
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -72,3 +76,57 @@ def test_cli_refuses_a_png_without_alpha(tmp_path):
     assert "validation_error" in result.output and "no alpha channel" in result.output
     nothing = runner.invoke(app, ["ar", str(tmp_path / "none.mp4")])
     assert nothing.exit_code == 2 and "--effect or a --sticker" in nothing.output
+
+
+def test_cli_json_prints_the_summary_and_errors_as_json(shared: Path, tmp_path: Path) -> None:
+    """`ar --json`: the summary on stdout as without it, and an error as one JSON object there too (as `drive`)."""
+    video = shared / "data/videos/driver_night_cabin.mp4"
+    result = runner.invoke(app, ["ar", str(video), "-e", "glasses", "--max-frames", "2", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 2 and summary["most_faces"] == 1
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video\n")
+    failed = runner.invoke(app, ["ar", str(text), "-e", "glasses", "--json", "-q"])
+    assert failed.exit_code == 2, failed.output
+    lines = failed.stdout.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["error"] == "bad_request" and "text.mp4" in lines[0]
+
+
+def test_cli_refuses_an_output_that_is_the_source(shared: Path, tmp_path: Path) -> None:
+    """`ar in.mp4 -o in.mp4` replaced the input by the few frames it wrote, and exited 0."""
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes((shared / "data/videos/driver_night_cabin.mp4").read_bytes())
+    original = clip.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(clip)
+    for output, as_json in ((clip, False), (tmp_path / "link.mp4", True)):
+        result = runner.invoke(app, ["ar", str(clip), "-e", "glasses", "-q", "--max-frames", "2", "-o", str(output),
+                                     *(["--json"] if as_json else [])])
+        assert result.exit_code == 2, result.output
+        said = result.stdout if as_json else result.stderr
+        assert len(said.strip().splitlines()) == 1 and "is the source video" in said, result.output
+        assert clip.read_bytes() == original
+
+
+def test_cli_refuses_an_output_name_that_is_not_utf8(shared: Path, tmp_path: Path) -> None:
+    """OpenCV's writer crashed the process (exit 139) on a file name with bytes that are not UTF-8."""
+    video = shared / "data/videos/driver_night_cabin.mp4"
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "ar", str(video), "-e", "hat", "-q", "--max-frames",
+                          "2", "-o", os.fsencode(tmp_path) + b"/o\xff.mp4"], capture_output=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert b"error (validation_error)" in run.stderr and b"UTF-8" in run.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(shared: Path, tmp_path: Path) -> None:
+    """Ctrl-C ended a file's run with no summary at all; the video it wrote is whole for the frames done."""
+    from tests.clips import interrupted_run
+
+    output = tmp_path / "out.mp4"
+    run = interrupted_run(["ar", str(shared / "data/videos/driver_night_cabin.mp4"), "-e", "glasses", "-q", "--json",
+                           "-o", str(output)], output)
+    assert run.returncode == 130, run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
+    written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
+    assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing

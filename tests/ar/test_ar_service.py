@@ -68,3 +68,16 @@ def test_without_mediapipe_the_answer_is_503_with_the_install_hint(service, phot
         error = response.json()["error"]
         assert error["code"] == "provider_missing"
         assert "pip install 'faceatlas[ar]'" in error["message"] and "MediaPipe" in error["message"]
+
+
+def test_a_very_wide_image_has_no_face_not_a_500(service, examples):
+    """A 5000x1 PNG was downscaled to 0 pixel rows for Face Mesh: a cv2.error and a 500."""
+    import cv2
+
+    photo = cv2.imread(str(examples / "examples" / "obama-480p.jpg"))
+    for size in ((5000, 1), (5000, 4)):
+        ok, png = cv2.imencode(".png", cv2.resize(photo, size, interpolation=cv2.INTER_AREA))
+        response = service.http.post("/v1/ar/effects", params=[("effect", "glasses"), ("effect", "blur-background")],
+                                     files={"image": ("wide.png", png.tobytes(), "image/png")})
+        assert response.status_code == 200, response.text[:300]
+        assert response.headers["x-faces"] == "0"

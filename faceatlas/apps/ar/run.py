@@ -14,7 +14,7 @@ from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.engine import ImageInput, load_image
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import Frame, VideoSource, VideoWriter, check_video_path
+from faceatlas.video import Frame, VideoSource, VideoWriter, check_video_path, same_file
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -77,16 +77,23 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
     """Apply ``effects`` (names or :class:`Effect` objects, e.g. a PNG :class:`Sticker`) to every
     frame of ``source`` (video file, webcam index or stream URL), writing ``output`` (mp4) when
     given; ``on_frame(done, total)`` after each frame (total is None for live sources). Returns
-    frames, faces seen (most in one frame) and processing fps. A source that cannot be opened or
-    read is :class:`InvalidInput`; ``max_frames`` below 1 is :class:`InvalidArgument`."""
+    frames, faces seen (most in one frame) and processing fps, and ``"interrupted": True`` when
+    Ctrl-C stopped a file before its end (``output`` is kept, closed: a valid video of the frames
+    done); Ctrl-C is how a live source ends. A source that cannot be opened or
+    read is :class:`InvalidInput`; ``max_frames`` below 1, or an ``output`` that is the source file
+    (links resolved), is :class:`InvalidArgument`."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     if output is not None:
         check_video_path(output)
+        if same_file(output, str(source)):
+            raise InvalidArgument(f"output {output} is the source video: writing it would destroy the video being "
+                                  "read; give another file")
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
+    interrupted = False
     try:
         for frame in _frames(video, source):
             if max_frames is not None and frames >= max_frames:
@@ -102,13 +109,19 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
             if on_frame is not None:
                 total = getattr(video, "frames", None)
                 on_frame(frames, min(total, max_frames) if total and max_frames else total or max_frames)
+    except KeyboardInterrupt:
+        interrupted = not video.live
     finally:
         video.close()
         session.close()
         if writer is not None:
             writer.close()
     elapsed = time.perf_counter() - began
-    return {"frames": frames, "most_faces": most_faces, "fps": round(frames / elapsed, 1) if elapsed else 0.0}
+    summary: dict[str, float | int] = {"frames": frames, "most_faces": most_faces,
+                                       "fps": round(frames / elapsed, 1) if elapsed else 0.0}
+    if interrupted:
+        summary["interrupted"] = True
+    return summary
 
 
 def _frames(video: VideoSource, source: str | int | Path) -> Iterator[Frame]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,5 +84,5 @@ class DriveConfig:
                 "x1 < x2 and y1 < y2, e.g. 0,0,0.6,1")
         if self.driver_side not in ("left", "right", "any"):
             raise InvalidArgument(f"driver_side {self.driver_side!r}: give left, right or any")
-        if self.calibration_s < 0:
-            raise InvalidArgument(f"calibration_s {self.calibration_s}: give 0 or more seconds")
+        if not math.isfinite(self.calibration_s) or self.calibration_s < 0:  # nan calibrated at once, inf never
+            raise InvalidArgument(f"calibration_s {self.calibration_s}: give 0 or more seconds (a finite number)")

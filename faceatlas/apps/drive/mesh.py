@@ -19,6 +19,7 @@ from faceatlas.apps.drive.geometry import MESH_POINTS_WITH_IRIS
 
 CameraState = Literal["ok", "dark", "blocked"]
 THUMBNAIL_SIZE = (64, 36)
+MIN_CROP_PIXELS = 8  # a driver region (or an image) narrower or lower than this, as Face Mesh sees it, holds no face
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,13 @@ class FaceMeshTracker:
         x1, y1, x2, y2 = self.region_pixels(width, height)
         crop = frame[y1:y2, x1:x2]
         crop_h, crop_w = crop.shape[:2]
+        # a sliver of a region (0,0,1,0.0005) or of an image (5000x1), or one downscaled to one: no
+        # face fits, and an empty crop or a 0-pixel resize was an OpenCV error
+        seen_h = round(crop_h * self.config.process_width / crop_w) if crop_w > self.config.process_width else crop_h
+        if min(crop_w, seen_h) < MIN_CROP_PIXELS:
+            return []
         if crop_w > self.config.process_width:
-            scale = self.config.process_width / crop_w
-            crop = cv2.resize(crop, (self.config.process_width, round(crop_h * scale)), interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(crop, (self.config.process_width, seen_h), interpolation=cv2.INTER_AREA)
         result = self._mesh.process(to_rgb(crop))
         if not result.multi_face_landmarks:
             return []

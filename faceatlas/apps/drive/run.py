@@ -13,7 +13,7 @@ from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_video_path
+from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_video_path, same_file
 
 
 def run_drive(
@@ -29,11 +29,15 @@ def run_drive(
     """Monitor the driver on ``source`` (file, webcam index, URL) until it ends, ``max_frames`` or
     Ctrl-C. Each event goes to ``events`` (JSON lines) and to ``on_event``; ``output`` gets the
     annotated video; ``on_frame(done, total)`` after each frame (total None for live sources).
-    Returns :meth:`DriverMonitor.summary`."""
+    Returns :meth:`DriverMonitor.summary`, with ``"interrupted": True`` when Ctrl-C stopped a file
+    before its end (what was written is kept, closed: a valid video of the frames done); Ctrl-C is
+    how a live source ends. ``output`` and ``events`` that name the source file or
+    each other (links resolved) are :class:`InvalidArgument`, before anything is opened."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
         check_video_path(output)  # before the source is opened
+    _check_distinct(source, output, events)
     frames = VideoSource(source)
     timed = timed_frames(frames, max_frames)
     try:  # open the source before anything is written
@@ -43,6 +47,7 @@ def run_drive(
     monitor = DriverMonitor(config)
     writer = JsonlSink(events, append=False) if events else None
     video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
+    interrupted = False
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
@@ -57,7 +62,7 @@ def run_drive(
                 total = frames.frames
                 on_frame(index + 1, min(total, max_frames) if total and max_frames else total or max_frames)
     except KeyboardInterrupt:
-        pass
+        interrupted = not frames.live
     except OSError as exc:  # the source cannot be opened or read
         raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
     finally:
@@ -66,4 +71,18 @@ def run_drive(
             writer.close()
         if video is not None:
             video.close()
-    return monitor.summary()
+    summary = monitor.summary()
+    if interrupted:
+        summary["interrupted"] = True
+    return summary
+
+
+def _check_distinct(source: str, output: Path | None, events: Path | None) -> None:
+    """Refuse an ``output`` or ``events`` file that is the source (writing it would destroy the video
+    being read) or one another (the events would be written into the video)."""
+    for name, path in (("output", output), ("events", events)):
+        if path is not None and same_file(path, source):
+            raise InvalidArgument(f"{name} {path} is the source video: writing it would destroy the video being "
+                                  "read; give another file")
+    if output is not None and events is not None and same_file(output, events):
+        raise InvalidArgument(f"output and events are one file ({output}): give two files")

@@ -1,0 +1,129 @@
+"""`faceatlas drive` as a user runs it, on the real night-cabin clip: what it refuses, and how it
+says so (one line, or one JSON object on stdout with --json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("mediapipe")
+
+from faceatlas.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def video(shared: Path) -> str:
+    return str(shared / "data/videos/driver_night_cabin.mp4")
+
+
+def json_error(stdout: str) -> dict:
+    """The one JSON object of a --json run that failed: nothing else on stdout."""
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1, stdout
+    answer = json.loads(lines[0])
+    assert set(answer) == {"error", "message"}, answer
+    return answer
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["--max-frames", "0"], "validation_error", "max_frames"),
+    (["--calibration", "-1"], "validation_error", "calibration_s"),
+    (["--region", "0,0,2,1"], "validation_error", "x1,y1,x2,y2"),
+    (["--region", "a,b,c,d"], "usage", "x1,y1,x2,y2"),
+])
+def test_drive_json_errors_are_one_json_object(video: str, args: list[str], code: str, says: str) -> None:
+    result = runner.invoke(app, ["drive", video, "--json", "-q", *args])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["error"] == code and says in error["message"]
+
+
+def test_a_file_that_is_no_video_is_a_json_error(tmp_path: Path) -> None:
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video\n")
+    result = runner.invoke(app, ["drive", str(text), "--json", "-q"])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["error"] == "bad_request" and "text.mp4" in error["message"]
+
+
+@pytest.fixture
+def clip(video: str, tmp_path: Path) -> Path:
+    """A copy of the clip that a run may (wrongly) overwrite."""
+    copy = tmp_path / "in.mp4"
+    copy.write_bytes(Path(video).read_bytes())
+    return copy
+
+
+def test_outputs_that_are_the_source_or_each_other_are_refused(clip: Path, tmp_path: Path) -> None:
+    """`-o in.mp4` made the input a 2-frame video and `--events in.mp4` truncated it to 0 bytes (exit 0);
+    `--events b.mp4 -o b.mp4` wrote the events into the video. Links count as the file they point to."""
+    original = clip.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(clip)
+    (tmp_path / "hard.mp4").hardlink_to(clip)
+    same = [["-o", str(clip)], ["--events", str(clip)], ["-o", str(tmp_path / "link.mp4")],
+            ["--events", str(tmp_path / "hard.mp4")], ["--events", str(tmp_path / "out" / ".." / "in.mp4")]]
+    for args in same:
+        result = runner.invoke(app, ["drive", str(clip), "--json", "-q", "--max-frames", "2", *args])
+        assert result.exit_code == 2, (args, result.output)
+        error = json_error(result.stdout)
+        assert error["error"] == "validation_error" and "is the source video" in error["message"], args
+        assert clip.read_bytes() == original, args
+    both = tmp_path / "out" / "b.mp4"
+    result = runner.invoke(app, ["drive", str(clip), "-q", "--max-frames", "2", "--events", str(both), "-o", str(both)])
+    assert result.exit_code == 2 and "one file" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not both.exists()
+
+
+def test_an_output_name_that_is_not_utf8_is_refused_not_a_crash(video: str, tmp_path: Path) -> None:
+    """OpenCV's writer crashed the process (exit 139) on a file name with bytes that are not UTF-8.
+    Run in a process of its own, so that a crash is an exit status here."""
+    output = os.fsencode(tmp_path) + b"/o\xff.mp4"
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "drive", video, "-q", "--json", "--max-frames", "2",
+                          "-o", output], capture_output=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    error = json_error(run.stdout.decode())
+    assert error["error"] == "validation_error" and "UTF-8" in error["message"]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("region", ["0,0,1,0.0005", "0.5,0.5,0.5001,0.5002"])
+def test_a_sliver_of_a_region_has_no_face_and_no_traceback(video: str, region: str) -> None:
+    """A region of 1 pixel row was an OpenCV resize error (inv_scale_x > 0), one of 0 pixels a cvtColor
+    error, both as tracebacks: no face can be there."""
+    result = runner.invoke(app, ["drive", video, "-q", "--json", "--max-frames", "3", "--region", region])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["frames"] == 3 and summary["face_frames"] == 0
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e400"])
+def test_a_calibration_that_is_no_finite_number_is_refused(video: str, seconds: str) -> None:
+    """nan calibrated on the first frame, inf (and 1e400, read as inf) never did."""
+    result = runner.invoke(app, ["drive", video, "-q", "--json", "--max-frames", "2", "--calibration", seconds])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["error"] == "validation_error" and "calibration_s" in error["message"]
+
+
+def test_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(video: str, tmp_path: Path) -> None:
+    """Ctrl-C ended a file's run with exit 0 and a summary that read as the whole file's."""
+    import cv2
+
+    from tests.clips import interrupted_run
+
+    output, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
+    run = interrupted_run(["drive", video, "-q", "--json", "-o", str(output), "--events", str(events)], output)
+    assert run.returncode == 130, run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
+    written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
+    assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing
