@@ -43,8 +43,9 @@ def serve(
     """Run the REST API (OpenAPI schema at /openapi.json; Swagger UI at /docs with FACEATLAS_DOCS=1)."""
     import uvicorn
 
-    from faceatlas.service import create_app
+    from faceatlas.service import check_processes, create_app
 
+    check_processes(processes)
     overrides: dict[str, object] = {"batching": batching}
     for name, value in (("database_url", db), ("pack", pack), ("workers", workers)):
         if value is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -23,7 +24,7 @@ from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer
-from faceatlas.errors import DatabaseUnavailable, StateUnavailable, Unauthorized
+from faceatlas.errors import DatabaseUnavailable, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, KeyCeilings, billed
 from faceatlas.service.console import ConsoleSessions
@@ -52,6 +53,19 @@ def open_shared_state(settings: ServiceSettings, count_calls: CountCalls) -> Sha
     from faceatlas.service.redis_state import RedisState  # the redis client: an optional extra
 
     return RedisState(settings, count_calls)
+
+
+PROCESSES_PER_CORE = 4  # server processes a machine runs at most per core (each loads the models: ~0.5 GB)
+
+
+def check_processes(processes: int) -> int:
+    """``processes`` when this machine can run that many server processes, else :class:`InvalidArgument`
+    (`serve --processes 500` started 500 model-loading processes and the kernel killed what it could)."""
+    most = PROCESSES_PER_CORE * (os.cpu_count() or 1)
+    if not 1 <= processes <= most:
+        raise InvalidArgument(f"--processes is 1 to {most} on this machine ({PROCESSES_PER_CORE} per core: each "
+                              f"process loads the models), not {processes}; scale further with more machines")
+    return processes
 
 
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None,

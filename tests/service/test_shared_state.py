@@ -363,3 +363,19 @@ def test_many_processes_without_redis_are_refused(monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(app, ["serve", "--processes", "2", "--db", "sqlite:///unused.db"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error (usage): --processes 2 needs FACEATLAS_REDIS_URL") and not result.stdout
+
+
+def test_more_processes_than_the_machine_can_hold_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --processes 500` started 500 model-loading processes: the kernel's OOM killer took
+    them and the tests beside them, and those left ran on as orphans."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    monkeypatch.setenv("FACEATLAS_REDIS_URL", "redis://127.0.0.1:1/0")  # never reached: refused before
+    most = 4 * (os.cpu_count() or 1)
+    result = CliRunner().invoke(app, ["serve", "--processes", str(most + 1), "--db", "sqlite:///unused.db"])
+    assert result.exit_code == 2, result.output
+    assert f"--processes is 1 to {most} on this machine" in result.stderr and not result.stdout
