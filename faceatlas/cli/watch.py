@@ -50,7 +50,7 @@ def watch(
     """Watch video sources: track faces and persons, recognise, count, and emit events.
 
     Exit 1 when a sink (MQTT, webhook, database) could not deliver some events (the summary names
-    it and how many)."""
+    it and how many); 130 when Ctrl-C (or SIGTERM) stopped a file's camera before the file's end."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         beside = [name for name, given in (("SOURCE", source is not None), ("--stride", stride is not None),
@@ -83,6 +83,11 @@ def watch(
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():
         err.print(f"{sink}: {count} events not delivered")
+    stopped = [stats for stats in report.cameras if stats.interrupted]
+    for stats in stopped:
+        err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end")
+    if stopped:  # Ctrl-C before a file's end, as `ar` and `drive` say it (a live camera's Ctrl-C is its end)
+        raise typer.Exit(130)
     if lost:  # the run's results stand, but a consumer of a sink missed some (a script must see it)
         raise typer.Exit(1)
 

@@ -52,6 +52,7 @@ class PipelineStats:
     source: SourceStats = field(default_factory=SourceStats)
     line_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     class_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # line -> class -> in/out
+    interrupted: bool = False  # a file's camera stopped (Ctrl-C, SIGTERM) before the file's end
 
     @property
     def fps(self) -> float:
@@ -60,7 +61,8 @@ class PipelineStats:
     def to_dict(self) -> dict[str, Any]:
         return {"camera": self.camera, "frames": self.frames, "analyzed": self.analyzed, "embedded": self.embedded,
                 "seconds": round(self.seconds, 2), "fps": round(self.fps, 1), "source": vars(self.source),
-                "line_counts": self.line_counts, "class_counts": self.class_counts}
+                "line_counts": self.line_counts, "class_counts": self.class_counts,
+                **({"interrupted": True} if self.interrupted else {})}
 
 
 class VideoPipeline:
@@ -121,6 +123,7 @@ class VideoPipeline:
         try:
             for frame in source:
                 if self._stop.is_set():
+                    self.stats.interrupted = not source.live
                     break
                 self.process(frame, source.fps)
                 if self.on_frame is not None:

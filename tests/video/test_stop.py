@@ -41,6 +41,7 @@ def test_an_interrupt_waits_for_every_camera_to_finish(pedestrians: Path, memory
     assert finished.is_set(), "run_cameras returned before the camera had finished"
     assert [s.camera for s in stats] == ["hall"]
     assert 0 < stats[0].frames < 341  # stopped early, not at the end of the clip
+    assert stats[0].interrupted and stats[0].to_dict()["interrupted"]  # watch then exits 130, as ar and drive
 
 
 def test_stop_ends_a_camera_that_is_reconnecting_at_once(memory: MemorySink) -> None:
@@ -56,3 +57,4 @@ def test_stop_ends_a_camera_that_is_reconnecting_at_once(memory: MemorySink) -> 
     pipeline.stop()
     assert done.wait(5), "the camera was still waiting on its source"
     assert time.monotonic() - stopped < 5 and pipeline.stats.frames == 0
+    assert not pipeline.stats.interrupted  # a live camera's stop is its end, not an interruption
