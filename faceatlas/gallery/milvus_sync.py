@@ -62,9 +62,13 @@ class MilvusIndexCache:
             name = self.store.name(tenant.name if tenant is not None else "", collection.id)
             record = self.store.record(collection.id)
             if record is not None and (record["name"], record["dim"], record["recognizer_id"]) != \
-                    (name, collection.embedding_size, collection.recognizer_id):
-                self.store.drop(collection.id)  # another space's vectors (re-embedded): start over
+                    (name, collection.embedding_size, _space(collection)):
+                # another space's vectors (re-embedded), or another collection's that had this id (one
+                # deleted, a database made anew): start over, never caught up by face ids
+                self.store.drop(collection.id)
                 record = None
+            if record is None:  # vectors under this name with no revision (a drop or a record lost): not trusted
+                self.store.discard(name)
             if record is not None and record["revision"] == collection.revision:
                 index = state.index if state is not None else self.store.open(name, collection.embedding_size)
                 if state is not None and isinstance(index, MilvusIndex):
@@ -72,11 +76,11 @@ class MilvusIndexCache:
             else:
                 index = self._catch_up(session, collection, self.store.open(name, collection.embedding_size))
             self._states[collection.id] = IndexState(index, collection.revision,
-                                                     {"recognizer_id": collection.recognizer_id})
+                                                     {"recognizer_id": _space(collection)})
             return index
 
     def _catch_up(self, session: Session, collection: Collection, index: MilvusIndex) -> MilvusIndex:
-        self.store.set_revision(index.name, collection.id, STALE, collection.recognizer_id, collection.embedding_size)
+        self.store.set_revision(index.name, collection.id, STALE, _space(collection), collection.embedding_size)
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
         held = index.ids()
@@ -88,7 +92,7 @@ class MilvusIndexCache:
         for chunk in IndexCache._fetch_chunks(session, collection, missing):
             index.add(*chunk)
         self._confirm(session, index, missing)
-        self.store.set_revision(index.name, collection.id, collection.revision, collection.recognizer_id,
+        self.store.set_revision(index.name, collection.id, collection.revision, _space(collection),
                                 collection.embedding_size)
         return index
 
@@ -172,3 +176,9 @@ class MilvusIndexCache:
             self._states.pop(collection_id, None)
             self._erasing.pop(collection_id, None)
             self.store.drop(collection_id)
+
+
+def _space(collection: Collection) -> str:
+    """What a stored revision names of its collection: the embedding space and the collection's
+    creation time (its id alone can name a later collection of this or of a new database)."""
+    return f"{collection.recognizer_id}|{collection.created_at.isoformat()}"

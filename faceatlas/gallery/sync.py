@@ -130,9 +130,11 @@ class IndexCache:
                 state = self._load(collection)
             if state is not None and state.meta.get("created") != _identity(collection)["created"]:
                 # an index of another collection that had this id (SQLite gives the id of a deleted
-                # collection again; a kill between its deletion and its file's removal left the file),
-                # or a file from before the stamp: trusted for no revision, caught up from the database
-                state.revision = STALE
+                # collection again; a kill between its deletion and its file's removal left the file;
+                # a database made anew beside the old index folder), or a file from before the stamp:
+                # rebuilt from the database, never caught up by face ids (those ids name other faces
+                # there: an erased person's vector came back under a new person's face id)
+                state = None
             if state is None or state.revision != collection.revision:
                 state = self._catch_up(session, collection, state)
                 self._states[collection.id] = state

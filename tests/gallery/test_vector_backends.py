@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -97,7 +98,7 @@ def _milvus_held(face_ids: list[int], collection: str = "c", tenant: str = "test
     client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
     try:
         prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
-        names = [n for n in client.list_collections() if n.startswith(f"{prefix}_{tenant}_c")]
+        names = [n for n in client.list_collections() if re.fullmatch(rf"{prefix}_{tenant}_[0-9a-f]{{8}}_c\d+", n)]
         assert len(names) == 1, names
         rows = client.query(names[0], ids=face_ids, output_fields=["id"], consistency_level="Strong")
         return sorted(int(row["id"]) for row in rows)
@@ -193,8 +194,47 @@ def test_tenants_and_collections_get_milvus_collections_of_their_own(db_url: str
         prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
         names = sorted(n for n in client.list_collections() if n.startswith(prefix + "_"))
         client.close()
-    assert len([n for n in names if n.startswith(f"{prefix}_svc_acme_c")]) == 1
-    assert len([n for n in names if n.startswith(f"{prefix}_app_albums_default_holiday_c")]) == 1
+    assert len([n for n in names if re.fullmatch(rf"{prefix}_svc_acme_[0-9a-f]{{8}}_c\d+", n)]) == 1
+    assert len([n for n in names if re.fullmatch(rf"{prefix}_app_albums_default_holiday_[0-9a-f]{{8}}_c\d+", n)]) == 1
+
+
+def test_a_database_made_anew_never_trusts_the_vectors_left_beside_it(tmp_path: Path, backend: str) -> None:
+    """The SQLite file deleted, its index folder (or Milvus file) kept: the new database gave the
+    new collection and faces the old ids, the copy was caught up by face ids, and an erased
+    person's vector answered a search as the new person (similarity 1.0); the new people were
+    not found with their own vectors."""
+    url = f"sqlite:///{tmp_path / 'fa.db'}"
+    with Gallery.open(url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        rid = _enrol(gallery, 5, seed=1)
+        _, erased = gallery.face_vectors("c")
+    for leftover in tmp_path.glob("fa.db*"):
+        leftover.unlink()
+    with Gallery.open(url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        _enrol(gallery, 5, seed=2, first=10)
+        ids, vectors = gallery.face_vectors("c")
+        for vector in erased:
+            assert gallery.search("c", Embedding(vector, rid), k=1, rank_only=True)[0].similarity < 0.5
+        for face_id, vector in zip(ids, vectors, strict=True):
+            assert gallery.search("c", Embedding(vector, rid), k=1, rank_only=True)[0].best_face_id == face_id
+
+
+def test_prefixes_and_tenants_that_join_alike_name_two_milvus_collections(tmp_path: Path, backend: str) -> None:
+    """Prefix ``fa`` with tenant ``b_x`` and prefix ``fa_b`` with tenant ``x`` (two databases on one
+    Milvus file, as the docs ask: a prefix each) named one Milvus collection."""
+    from faceatlas.gallery.index.milvus import MilvusStore
+
+    if backend != "milvus":
+        pytest.skip("Milvus names only")
+    store = MilvusStore(os.environ["FACEATLAS_MILVUS_URI"], prefix="fa")
+    other = MilvusStore(os.environ["FACEATLAS_MILVUS_URI"], prefix="fa_b")
+    try:
+        assert store.name("b_x", 1) != other.name("x", 1)
+        assert store.name("b x", 1) != store.name("b_x", 1)
+    finally:
+        store.close()
+        other.close()
 
 
 # Enrols batches of random embeddings forever, deleting a face now and then.

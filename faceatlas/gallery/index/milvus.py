@@ -15,6 +15,7 @@ searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprob
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -109,9 +110,11 @@ class MilvusStore:
 
     # -- names and revisions ----------------------------------------------------------------
     def name(self, tenant: str, collection_id: int) -> str:
-        """The Milvus collection of a gallery collection: ``<prefix>_<tenant>_c<id>``, the tenant
-        with every character but letters and digits as ``_`` (the id keeps names apart)."""
-        tail = f"_c{collection_id}"
+        """The Milvus collection of a gallery collection: ``<prefix>_<tenant>_<hash>_c<id>``, the
+        tenant with every character but letters and digits as ``_``, and 8 hex digits of a hash of
+        the prefix and the tenant as given: prefix ``fa`` with tenant ``b_x`` and prefix ``fa_b``
+        with tenant ``x`` named one collection, two databases' vectors in it."""
+        tail = f"_{hashlib.sha256(f'{self.prefix}/{tenant}'.encode()).hexdigest()[:8]}_c{collection_id}"
         safe = re.sub(r"[^A-Za-z0-9]", "_", tenant)[: _NAME_MAX - len(self.prefix) - len(tail) - 1]
         return f"{self.prefix}_{safe}{tail}"
 
@@ -196,6 +199,11 @@ class MilvusStore:
             self._compacts = False
             _log.warning("the Milvus server at %s implements no compaction: deleted vectors stay in its "
                          "segment files (never searched or returned)", self.uri)
+
+    def discard(self, name: str) -> None:
+        """Drop the Milvus collection ``name`` if it exists (vectors no revision vouches for)."""
+        if _guard(lambda: self.client.has_collection(name), "list collections"):
+            _guard(lambda: self.client.drop_collection(name), f"drop {name}")
 
     def drop(self, collection_id: int) -> None:
         """Delete a gallery collection's vectors and revision from Milvus."""
