@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
+from urllib.request import getproxies
 
 import httpx
 
@@ -430,8 +431,7 @@ def _wire_error(exc: Exception, base_url: str, timeout: float) -> FaceAtlasTrans
     hint = ""
     if "WRONG_VERSION_NUMBER" in text:
         hint = " (the server speaks plain http: use http://)"
-    elif any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                                         "all_proxy")):
+    elif any(scheme in getproxies() for scheme in ("http", "https", "all")):  # what httpx takes from the environment
         hint = " (through the proxy of HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: NO_PROXY=<host> bypasses it)"
     return FaceAtlasTransportError(f"cannot reach the server at {base_url}: {text}{hint}")
 

@@ -82,7 +82,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
      "--output {tmp}/out.mp4", "notes.mp4", ("ev.jsonl", "out.mp4"), None),
     ("watch-output-not-a-video", f"watch {{video}} {FAST} --no-persons --output {{tmp}}/out.txt", "out.txt",
      ("out.txt",), None),
-    ("watch-text-named-jpg", f"watch {{bad}}/notes.jpg {FAST} --no-persons", "could be decoded", (), None),
+    ("watch-text-named-jpg", f"watch {{bad}}/notes.jpg {FAST} --no-persons", "is a photo", (), None),
     ("watch-stride-zero", f"watch {{video}} {FAST} --no-persons --stride 0 --events {{tmp}}/ev.jsonl", "stride",
      ("ev.jsonl",), None),
     ("watch-line-of-three", f"watch {{video}} {FAST} --no-persons --line 1,2,3", "1,2,3", (), None),

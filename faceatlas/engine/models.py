@@ -162,12 +162,15 @@ def file_sha256(path: Path) -> str:
 # -- loading: a file that is there but does not load ------------------------------------------------
 
 
+# The files of each pack, by pack name, as faceatlas.engine.packs declares them when it is imported
+# (it imports this module: the messages of a file name its pack through this table, not an import).
+PACK_FILES: dict[str, tuple[ModelFile, ...]] = {}
+
+
 def owner(name: str) -> tuple[str, ModelFile] | None:
     """The first pack that holds the model file ``name`` (its name in a pack, e.g.
     ``insightface/w600k_mbf.onnx``, or only its file name) and that file; None when no pack does."""
-    from faceatlas.engine.packs import PACKS  # packs import this module
-
-    files = [(pack.name, f) for pack in PACKS.values() for f in pack.files]
+    files = [(pack, f) for pack, held in PACK_FILES.items() for f in held]
     return next((found for found in files if found[1].name == name), None) or next(
         (found for found in files if found[1].basename == Path(name).name), None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from faceatlas.engine.models import ModelFile, locate
+from faceatlas.engine.models import PACK_FILES, ModelFile, locate
 from faceatlas.errors import ModelMissing, RuntimeUnavailable, UnknownPack
 from faceatlas.settings import DEFAULT_PACK, EngineSettings
 
@@ -421,6 +421,8 @@ PACKS: dict[str, Pack] = {
         ),
     )
 }
+PACK_FILES.update({name: tuple(pack.files) for name, pack in PACKS.items()})
+
 
 def default_pack_name(fallback: str = DEFAULT_PACK, settings: EngineSettings | None = None) -> str:
     """The pack named by ``FACEATLAS_PACK`` (the engine settings), else ``fallback``."""
