@@ -44,18 +44,20 @@ def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoRe
     raise typer.Exit(exit_code) from exc
 
 
+def coded(code: str, message: str) -> FaceAtlasError:
+    """An error under a code of its own (the server's, across the wire; a missing extra's), said as
+    :func:`fail` says every error."""
+    error = FaceAtlasError(message)
+    error.code = code
+    return error
+
+
 def fail_import(exc: ImportError, extra: str, as_json: bool = False) -> NoReturn:
     """An optional extra that is not installed (``extra``: its name, ``drive`` or ``ar``): the
-    install hint in one line on stderr, or ``{"error": "missing_dependency", ...}`` on stdout with
-    ``as_json``; exit 2."""
+    install hint, as :func:`fail` says an error (code ``missing_dependency``); exit 2."""
     hint = f"pip install 'faceatlas[{extra}]'"
     message = one_line(str(exc))
-    message = message if hint in message else f"{message} ({hint})"
-    if as_json:
-        print(json.dumps({"error": "missing_dependency", "message": message}))
-    else:
-        err.print(f"[red]error (missing_dependency):[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(2) from exc
+    fail(coded("missing_dependency", message if hint in message else f"{message} ({hint})"), as_json)
 
 
 def exit_for_failures(failed: int, total: int) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from faceatlas.cli.errors import fail, os_error
+from faceatlas.cli.errors import coded, fail, os_error
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
 from faceatlas.errors import CommandLineError, FaceAtlasError
@@ -44,23 +44,16 @@ def _run(server: str, key: str, call, as_json: bool = False, *,  # noqa: ANN001 
             answer = call(client)
     except FaceAtlasApiError as exc:  # the server answered with an error
         wait = f" (retry in {exc.retry_after:g} s)" if exc.retry_after is not None else ""
-        fail(_coded(exc.code, f"the server answered {exc.status}: {exc.message}{wait}"), as_json)
+        fail(coded(exc.code, f"the server answered {exc.status}: {exc.message}{wait}"), as_json)
     except FaceAtlasTransportError as exc:  # refused, unreachable, timed out, broken connection
         again = (f"; it may have been applied: run it again with --idempotency-key {write_key} to apply it once"
                  if write_key else "")
-        fail(_coded(exc.code, f"{exc}{again}"), as_json)
+        fail(coded(exc.code, f"{exc}{again}"), as_json)
     except FaceAtlasClientError as exc:  # what the client cannot send, or an answer not of FaceAtlas
-        fail(_coded(exc.code, str(exc)), as_json)
+        fail(coded(exc.code, str(exc)), as_json)
     except OSError as exc:
         fail(os_error(exc), as_json)
     print(json.dumps(_json(answer), indent=2))
-
-
-def _coded(code: str, message: str) -> FaceAtlasError:
-    """An error of the other side of the wire, under the code it has there (or of the wire itself)."""
-    error = FaceAtlasError(message)
-    error.code = code
-    return error
 
 
 @app.command()

@@ -13,12 +13,11 @@ the int8 SCRFD/YuNet detectors ran slower than float (see bench/engine_throughpu
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,7 +140,7 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
     logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves in float
     # and its calibrator print()s its progress: on stderr, so that a command's stdout (--json) stays its own
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with redirect_stdout(sys.stderr):
             quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
             quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,

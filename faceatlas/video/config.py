@@ -178,6 +178,21 @@ def camera_name(source: str) -> str:
     return "camera" if name in ("", ".", "..") else name
 
 
+def check_outputs(source: str, **outputs: Path | None) -> None:
+    """Refuse outputs (by option name: ``output``, ``events``) that are the source file (writing
+    one would destroy the video being read) or one another (one written into the other), before
+    anything is opened: :class:`InvalidArgument`."""
+    given = [(name, path) for name, path in outputs.items() if path is not None]
+    for name, path in given:
+        if same_file(path, source):
+            raise InvalidArgument(f"{name} {path} is the source video: writing it would destroy the video being "
+                                  "read; give another file")
+    for index, (name, path) in enumerate(given):
+        for other, other_path in given[index + 1:]:
+            if same_file(path, other_path):
+                raise InvalidArgument(f"{name} and {other} are one file ({path}): give two files")
+
+
 def same_file(path: Path | str, other: Path | str) -> bool:
     """Whether ``path`` and ``other`` name one file, links resolved: ``os.path.samefile`` when both
     exist (a symlink, a hard link), their resolved paths otherwise (an output not written yet). A

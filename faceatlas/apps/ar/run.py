@@ -14,7 +14,7 @@ from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.engine import ImageInput, load_image
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import Frame, VideoSource, VideoWriter, check_video_path, same_file
+from faceatlas.video import Frame, VideoSource, VideoWriter, check_outputs, check_video_path
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -87,9 +87,7 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     if output is not None:
         check_video_path(output)
-        if same_file(output, str(source)):
-            raise InvalidArgument(f"output {output} is the source video: writing it would destroy the video being "
-                                  "read; give another file")
+        check_outputs(str(source), output=output)
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()

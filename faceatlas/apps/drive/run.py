@@ -13,7 +13,7 @@ from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_video_path, same_file
+from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_outputs, check_video_path
 
 
 def run_drive(
@@ -37,7 +37,7 @@ def run_drive(
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
         check_video_path(output)  # before the source is opened
-    _check_distinct(source, output, events)
+    check_outputs(str(source), output=output, events=events)
     frames = VideoSource(source)
     timed = timed_frames(frames, max_frames)
     try:  # open the source before anything is written
@@ -76,13 +76,3 @@ def run_drive(
         summary["interrupted"] = True
     return summary
 
-
-def _check_distinct(source: str, output: Path | None, events: Path | None) -> None:
-    """Refuse an ``output`` or ``events`` file that is the source (writing it would destroy the video
-    being read) or one another (the events would be written into the video)."""
-    for name, path in (("output", output), ("events", events)):
-        if path is not None and same_file(path, source):
-            raise InvalidArgument(f"{name} {path} is the source video: writing it would destroy the video being "
-                                  "read; give another file")
-    if output is not None and events is not None and same_file(output, events):
-        raise InvalidArgument(f"output and events are one file ({output}): give two files")
