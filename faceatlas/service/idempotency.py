@@ -15,7 +15,8 @@ rate, quota) on a router whose ``route_class`` is :class:`IdempotentRoute`. With
   billed nor counted against the quota (it still spends the key's rate), and nothing is audited;
 - the key claimed for another call (another method, path, query or body): 422
   ``idempotency_key_reused``; the same call still running: 409 ``idempotency_in_flight``
-  (neither is billed).
+  (neither is billed), with ``Retry-After``. A claim is held as long as its call runs; the
+  claims of a process killed mid-call free within a few seconds (see ``SharedState``).
 
 Why a gate dependency plus a route class, not a middleware: the key belongs to the caller's
 tenant, known only once the key is authenticated (a middleware runs before that, and would
@@ -151,8 +152,13 @@ class IdempotentRoute(APIRoute):
                 answer = replay.answer
                 return Response(answer.body, answer.status, headers={REPLAYED: "true"},
                                 media_type=answer.media_type or None)
-            except Exception:  # cancelled: the claim expires by itself
+            except Exception:
                 await _finish(request, None)
+                raise
+            except BaseException:  # cancelled: no await now; the claim frees as a dead process's does
+                claimed: Claim | None = getattr(request.state, "idempotency", None)
+                if claimed is not None:
+                    claimed.shared.abandon(claimed.scope, claimed.key)
                 raise
             await _finish(request, response)
             return response

@@ -14,7 +14,9 @@
   (its count is gone, its row newer than the seed): each call is counted in an ``instance`` of
   Redis's state (a random id set once Redis starts empty), and a call settling billed in a newer
   instance than its own counts its counter again from the bill;
-- idempotency keys: ``SET NX`` claims, the first answer stored for ``idempotency_seconds``;
+- idempotency keys: ``SET NX`` claims, held as long as their call runs (each process refreshes
+  its claims with its heartbeat; a killed process's claims free within ``CLAIM_SECONDS``), the
+  first answer stored for ``idempotency_seconds``;
 - key lookups: cached for ``key_cache_seconds`` (≤ 1 s), so a revocation holds everywhere within it.
 
 Redis unreachable: every call raises :class:`~faceatlas.errors.StateUnavailable` (503); the
@@ -39,7 +41,7 @@ import redis
 from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, StateUnavailable
 from faceatlas.service.accounts import Principal
 from faceatlas.service.shared_state import (
-    CLAIM_SECONDS,
+    IN_FLIGHT,
     KEY_REUSED,
     CountCalls,
     LoadKey,
@@ -55,7 +57,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "faceatlas:"
 MONTH_TTL = 40 * 24 * 3600  # a month's counter outlives its month, then goes
-ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its heartbeat (5 s) and its calls
+ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its heartbeat and its calls
+HEARTBEAT_SECONDS = 5.0
+CLAIM_SECONDS = 15  # a claim of an Idempotency-Key lives this long past its process's last heartbeat
 INSTANCE_KEY = f"{PREFIX}instance"  # a random id, set by the first call counted after Redis started empty
 
 _TAKE = """
@@ -116,6 +120,21 @@ redis.call('SET', KEYS[1], tonumber(ARGV[1]) + sum, 'EX', ARGV[2])
 return sum
 """
 
+# KEYS: claims of Idempotency-Keys; ARGV: ttl, then the value each claim holds while this process's
+# call runs. Each still held (not answered, not taken over) lives ttl seconds more.
+_REFRESH = """
+for i, name in ipairs(KEYS) do
+  if redis.call('GET', name) == ARGV[i + 1] then redis.call('EXPIRE', name, ARGV[1]) end
+end
+return 0
+"""
+
+# KEYS: a claim; ARGV: the value it holds while this process's call runs. Deleted only if so.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisState(SharedState):
     """The shared state of every process that names the same ``FACEATLAS_REDIS_URL``."""
@@ -136,10 +155,15 @@ class RedisState(SharedState):
         self._spend = self.redis.register_script(_SPEND)
         self._settle = self.redis.register_script(_SETTLE)
         self._reset = self.redis.register_script(_RESET)
+        self._refresh = self.redis.register_script(_REFRESH)
+        self._release = self.redis.register_script(_RELEASE)
+        self._claims: dict[str, bytes] = {}  # Idempotency-Keys claimed by this process's calls running
         self._stop = threading.Event()
         self._heartbeat()
-        self._thread = threading.Thread(target=self._background, name="faceatlas-shared-state", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._background, name="faceatlas-shared-state", daemon=True),
+                         threading.Thread(target=self._beat, name="faceatlas-heartbeat", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     # -- Redis calls, failing as StateUnavailable -------------------------------------------------
     @staticmethod
@@ -251,11 +275,24 @@ class RedisState(SharedState):
             self.redis.set(name, json.dumps(_principal_to(principal)), px=ttl_ms)
         return principal
 
+    @staticmethod
+    def _claim_name(scope: str, key: str) -> str:
+        return f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
+
     def begin_idempotent(self, scope: str, key: str, fingerprint: str = "") -> StoredAnswer | None:
-        # one value per key: "<status> <fingerprint> <media type>\n<body>"; status 0 while the call runs
-        name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
-        claim = f"0 {fingerprint}".encode()
-        claimed = self._call(lambda: self.redis.set(name, claim, nx=True, ex=CLAIM_SECONDS))
+        # one value per key: "<status> <fingerprint> <media type>\n<body>"; while the call runs:
+        # "0 <fingerprint> <process>", refreshed by the process's heartbeat
+        name = self._claim_name(scope, key)
+        claim = f"0 {fingerprint} {self.process}".encode()
+        with self._lock:  # held before it is set: the heartbeat refreshes it from its first beat
+            self._claims[name] = claim
+        claimed = False
+        try:
+            claimed = bool(self._call(lambda: self.redis.set(name, claim, nx=True, ex=CLAIM_SECONDS)))
+        finally:
+            if not claimed:
+                with self._lock:
+                    self._claims.pop(name, None)
         if claimed:
             return None
         stored = self._call(lambda: self.redis.get(name))
@@ -265,42 +302,53 @@ class RedisState(SharedState):
         status, claimed_for, media_type = (head.decode().split(" ", 2) + ["", ""])[:3]
         if not same_call(claimed_for, fingerprint):
             raise IdempotencyKeyReused(KEY_REUSED)
-        if not status or status == "0":  # the key expired between the two calls: rare, and retried
-            raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
+        if not status or status == "0":  # running (or freed between the two calls: rare, and retried)
+            raise IdempotencyInFlight(IN_FLIGHT, retry_after=1.0)
         return StoredAnswer(int(status), body, media_type if claimed_for else "application/json")
 
     def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
-        name = f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
+        name = self._claim_name(scope, key)
+        with self._lock:
+            claim = self._claims.pop(name, None)
         if answer is None:
-            self._call(lambda: self.redis.delete(name))
+            if claim is not None:  # never another process's claim (this one's may have expired)
+                self._call(lambda: self._release(keys=[name], args=[claim]))
             return
         value = f"{answer.status} {fingerprint} {answer.media_type}\n".encode() + answer.body
         self._call(lambda: self.redis.set(name, value, ex=self._settings.idempotency_seconds))
 
+    def abandon(self, scope: str, key: str) -> None:
+        with self._lock:
+            self._claims.pop(self._claim_name(scope, key), None)
+
     # -- background: heartbeat and reconciliation ----------------------------------------------------
     def _heartbeat(self) -> None:
+        """This process is alive, and so are the calls it runs: their claims live on."""
+        with self._lock:
+            claims = dict(self._claims)
         with suppress(redis.RedisError):
             self.redis.set(f"{PREFIX}alive:{self.process}", b"1", ex=ALIVE_SECONDS)
+            if claims:
+                self._refresh(keys=list(claims), args=[CLAIM_SECONDS, *claims.values()])
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._heartbeat()
 
     def _background(self) -> None:
         period = self._settings.quota_reconcile_seconds
-        next_reconcile = 0.0  # at start
-        elapsed = 0.0
         while True:
-            if elapsed >= next_reconcile:
-                try:
-                    self.reconcile()
-                except Exception:  # Redis or the database down: the next period tries again
-                    log.warning("quota reconciliation failed; retrying in %ss", period, exc_info=True)
-                next_reconcile = elapsed + period
-            if self._stop.wait(5.0):
+            try:
+                self.reconcile()
+            except Exception:  # Redis or the database down: the next period tries again
+                log.warning("quota reconciliation failed; retrying in %ss", period, exc_info=True)
+            if self._stop.wait(period):
                 return
-            elapsed += 5.0
-            self._heartbeat()
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         with suppress(redis.RedisError):
             self.redis.delete(f"{PREFIX}alive:{self.process}")
         self.redis.close()

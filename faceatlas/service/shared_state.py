@@ -26,7 +26,7 @@ from faceatlas.service.accounts import Principal
 from faceatlas.service.ratelimit import TokenBuckets
 from faceatlas.settings import ServiceSettings
 
-CLAIM_SECONDS = 120  # a claimed Idempotency-Key whose call never finished (process killed) frees after this
+IN_FLIGHT = "a call with this Idempotency-Key is still running; retry once it answered"
 CountCalls = Callable[[str], int]  # billed calls of a tenant this month, from the usage table
 LoadKey = Callable[[str], "Principal | None"]  # a presented key's principal, from the database
 
@@ -84,7 +84,13 @@ class SharedState(ABC):
     @abstractmethod
     def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
         """Store the answer of a claimed key (a retry gets it back), or release the claim
-        (``None``: the call failed, a retry runs it again)."""
+        (``None``: the call failed, a retry runs it again). A claim is held as long as its call
+        runs, however long; only the death of its process (or :meth:`abandon`) frees it unanswered."""
+
+    @abstractmethod
+    def abandon(self, scope: str, key: str) -> None:
+        """Stop holding a claim of this process's without a word to the store (no I/O: for a call
+        cancelled mid-way); the claim frees by itself as a dead process's does."""
 
     def reconcile(self) -> int:
         """Set the quota counters from the usage table; returns how many tenants it set."""
@@ -112,8 +118,9 @@ class MemoryState(SharedState):
         self._count_calls = count_calls
         self._buckets = TokenBuckets()
         self._counts: dict[str, tuple[str, int]] = {}
-        # (scope, key) -> (expiry, fingerprint, answer; None while the call runs)
-        self._answers: OrderedDict[tuple[str, str], tuple[float, str, StoredAnswer | None]] = OrderedDict()
+        # (scope, key) -> (expiry, fingerprint, answer), oldest first; the claims of calls running: apart
+        self._answers: OrderedDict[tuple[str, str], tuple[float, str, StoredAnswer]] = OrderedDict()
+        self._running: dict[tuple[str, str], str] = {}  # (scope, key) -> fingerprint
         self._lock = threading.Lock()
         self._idempotency_seconds = settings.idempotency_seconds
 
@@ -147,21 +154,26 @@ class MemoryState(SharedState):
         with self._lock:
             while self._answers and next(iter(self._answers.values()))[0] < now:  # oldest first
                 self._answers.popitem(last=False)
-            expires, claimed_for, answer = self._answers.get((scope, key), (0.0, "", None))
-            if expires >= now:
-                if not same_call(claimed_for, fingerprint):
+            running = self._running.get((scope, key))
+            if running is not None:
+                if not same_call(running, fingerprint):
                     raise IdempotencyKeyReused(KEY_REUSED)
-                if answer is None:
-                    raise IdempotencyInFlight("a call with this Idempotency-Key is still running; retry later")
-                return answer
-            self._answers[(scope, key)] = (now + CLAIM_SECONDS, fingerprint, None)
-            self._answers.move_to_end((scope, key))
+                raise IdempotencyInFlight(IN_FLIGHT, retry_after=1.0)
+            stored = self._answers.get((scope, key))
+            if stored is not None:
+                if not same_call(stored[1], fingerprint):
+                    raise IdempotencyKeyReused(KEY_REUSED)
+                return stored[2]
+            self._running[(scope, key)] = fingerprint
             return None
 
     def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
         with self._lock:
-            if answer is None:
-                self._answers.pop((scope, key), None)
-            else:
+            self._running.pop((scope, key), None)
+            if answer is not None:
                 self._answers[(scope, key)] = (time.monotonic() + self._idempotency_seconds, fingerprint, answer)
                 self._answers.move_to_end((scope, key))
+
+    def abandon(self, scope: str, key: str) -> None:
+        with self._lock:
+            self._running.pop((scope, key), None)

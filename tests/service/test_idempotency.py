@@ -5,6 +5,7 @@ answer is not kept; every state-changing route honours the header."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.client import FaceAtlasClient
 from faceatlas.db import create_database_engine
 from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused
-from faceatlas.service import create_app
+from faceatlas.service import create_app, redis_state
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 from faceatlas.service.idempotency import IdempotentRoute
@@ -189,6 +190,48 @@ def test_a_key_is_claimed_once_per_call(kind: str, redis_server) -> None:
             state.begin_idempotent("acme", "k", "call-b")
         state.finish_idempotent("globex", "k", None)  # released: the next call runs
         assert state.begin_idempotent("globex", "k", "call-c") is None
+    finally:
+        state.close()
+
+
+def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(monkeypatch: pytest.MonkeyPatch,
+                                                                           redis_server) -> None:
+    """A call running longer than a claim's lifetime keeps its key (a retry meanwhile is refused,
+    never run a second time); the claim of a process gone mid-call frees by itself, and the late
+    release of that dead claim leaves the retry's claim alone."""
+    redis_server.flush()
+    monkeypatch.setattr(redis_state, "CLAIM_SECONDS", 1)
+    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    running, other = RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)
+    try:
+        assert running.begin_idempotent("acme", "enrol-1", "enrol") is None
+        time.sleep(2.5)  # the call still runs, well past a claim's lifetime
+        with pytest.raises(IdempotencyInFlight) as refused:
+            other.begin_idempotent("acme", "enrol-1", "enrol")
+        assert refused.value.retry_after == 1.0  # the 409 says when to try again
+        running.close()  # the process is gone mid-call: no heartbeat, no answer
+        time.sleep(1.5)
+        assert other.begin_idempotent("acme", "enrol-1", "enrol") is None  # the retry runs it
+        running.finish_idempotent("acme", "enrol-1", None, "enrol")  # the dead call's late release
+        with pytest.raises(IdempotencyInFlight):
+            running.begin_idempotent("acme", "enrol-1", "enrol")  # the retry's claim stands
+    finally:
+        running.close()
+        other.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_cancelled_call_abandons_its_claim(kind: str, monkeypatch: pytest.MonkeyPatch, redis_server) -> None:
+    redis_server.flush()
+    monkeypatch.setattr(redis_state, "CLAIM_SECONDS", 1)
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    state = MemoryState(lambda tenant: 0, settings) if kind == "memory" else RedisState(settings, lambda tenant: 0)
+    try:
+        assert state.begin_idempotent("acme", "k", "call-a") is None
+        state.abandon("acme", "k")  # no I/O: memory frees it now, Redis once it is no longer refreshed
+        time.sleep(1.5 if kind == "redis" else 0)
+        assert state.begin_idempotent("acme", "k", "call-a") is None
     finally:
         state.close()
 
