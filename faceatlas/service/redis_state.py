@@ -13,7 +13,11 @@
   before Redis restarted empty and billed after the counter was seeded again may be in neither
   (its count is gone, its row newer than the seed): each call is counted in an ``instance`` of
   Redis's state (a random id set once Redis starts empty), and a call settling billed in a newer
-  instance than its own counts its counter again from the bill;
+  instance than its own counts its counter again from the bill. Each process's heartbeat moves
+  its calls in flight counted in an older instance into the newest (counter and ``inflight``);
+  until every process has beaten once (``restart_grace()``), a restart seen by a process that
+  knew the older instance refuses the calls of tenants with a quota (503, Retry-After), so the
+  calls in flight across the restart are counted before anyone else's: the quota holds exactly;
 - idempotency keys: ``SET NX`` claims, held as long as their call runs (each process refreshes
   its claims with its heartbeat; a killed process's claims free within ``CLAIM_SECONDS``), the
   first answer stored for ``idempotency_seconds``;
@@ -61,6 +65,12 @@ ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its h
 HEARTBEAT_SECONDS = 5.0
 CLAIM_SECONDS = 15  # a claim of an Idempotency-Key lives this long past its process's last heartbeat
 INSTANCE_KEY = f"{PREFIX}instance"  # a random id, set by the first call counted after Redis started empty
+RESTARTED_KEY = f"{PREFIX}restarted"  # lives restart_grace() after a process saw Redis restarted empty
+
+
+def restart_grace() -> float:
+    """Seconds after a restart of Redis within which every live process has beaten once."""
+    return HEARTBEAT_SECONDS + 1.0
 
 _TAKE = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -76,16 +86,35 @@ redis.call('EXPIRE', KEYS[1], math.min(86400, math.ceil(burst / math.max(rate, 0
 return tostring(wait)
 """
 
-# KEYS: counter, inflight, this process's alive key, instance; ARGV: quota (-1: none), process, ttl,
-# alive ttl, a new instance id. -1: seed first; 0: over; else counted, in the instance named
-# (the state this Redis holds since it last started empty). A process counting calls is alive
-# (also before its next heartbeat after Redis restarted empty): a reset keeps its calls in flight.
+# KEYS: instance, restarted; ARGV: a new instance id, the instance this process knew ("": none),
+# the grace in ms. The instance, made when Redis holds none: a restart when this process knew one.
+_INSTANCE = """
+local instance = redis.call('GET', KEYS[1])
+if not instance then
+  instance = ARGV[1]
+  redis.call('SET', KEYS[1], instance)
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+end
+return instance
+"""
+
+# KEYS: counter, inflight, this process's alive key, instance, restarted; ARGV: quota (-1: none),
+# process, ttl, alive ttl, a new instance id, the instance this process knew, the grace in ms.
+# -1: seed first; 0: over; -2: Redis restarted, the calls in flight not all counted again yet;
+# else counted, in the instance named (the state this Redis holds since it last started empty).
+# A process counting calls is alive (also before its next heartbeat after Redis restarted empty):
+# a reset keeps its calls in flight.
 _SPEND = """
 local instance = redis.call('GET', KEYS[4])
-if not instance then instance = ARGV[5] redis.call('SET', KEYS[4], instance) end
+if not instance then
+  instance = ARGV[5]
+  redis.call('SET', KEYS[4], instance)
+  if ARGV[6] ~= '' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[7]) end
+end
+local quota = tonumber(ARGV[1])
+if quota >= 0 and redis.call('EXISTS', KEYS[5]) == 1 then return -2 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local count = redis.call('INCR', KEYS[1])
-local quota = tonumber(ARGV[1])
 if quota >= 0 and count > quota then redis.call('DECR', KEYS[1]) return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -106,6 +135,16 @@ if ARGV[2] == '0' and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis
 return 0
 """
 
+# KEYS: counter, inflight, instance; ARGV: process, calls, the instance they move into, ttl. Calls
+# in flight counted in an older instance, counted again in this one (-1: the instance changed).
+_ADOPT = """
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 # KEYS: counter, inflight; ARGV: billed rows, ttl, alive-key prefix, only-if-missing (1/0).
 # counter := billed rows + calls in flight of live processes (dead processes' fields dropped).
 _RESET = """
@@ -121,10 +160,13 @@ return sum
 """
 
 # KEYS: claims of Idempotency-Keys; ARGV: ttl, then the value each claim holds while this process's
-# call runs. Each still held (not answered, not taken over) lives ttl seconds more.
+# call runs. Each still held (not answered, not taken over) lives ttl seconds more; one gone (Redis
+# restarted empty) is claimed again.
 _REFRESH = """
 for i, name in ipairs(KEYS) do
-  if redis.call('GET', name) == ARGV[i + 1] then redis.call('EXPIRE', name, ARGV[1]) end
+  local held = redis.call('GET', name)
+  if held == ARGV[i + 1] then redis.call('EXPIRE', name, ARGV[1])
+  elseif not held then redis.call('SET', name, ARGV[i + 1], 'EX', ARGV[1]) end
 end
 return 0
 """
@@ -149,12 +191,14 @@ class RedisState(SharedState):
         self._count_calls = count_calls
         self._settings = settings
         self._lock = threading.Lock()
-        self._instance = ""  # the instance of Redis's state this process last counted a call in
+        self._instance = ""  # the instance of Redis's state this process last saw (counting, beating)
         self._counted: dict[tuple[str, str, str], int] = {}  # (tenant, month, instance): calls in flight
         self._take = self.redis.register_script(_TAKE)
         self._spend = self.redis.register_script(_SPEND)
         self._settle = self.redis.register_script(_SETTLE)
         self._reset = self.redis.register_script(_RESET)
+        self._adopt = self.redis.register_script(_ADOPT)
+        self._current = self.redis.register_script(_INSTANCE)
         self._refresh = self.redis.register_script(_REFRESH)
         self._release = self.redis.register_script(_RELEASE)
         self._claims: dict[str, bytes] = {}  # Idempotency-Keys claimed by this process's calls running
@@ -185,11 +229,11 @@ class RedisState(SharedState):
     def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
         month = month or month_of()
         keys = self._quota_keys(tenant_id, month)
-        args: list[int | str] = [-1 if quota is None else quota, self.process, MONTH_TTL, ALIVE_SECONDS,
-                                 uuid.uuid4().hex]
-        spend_keys = [*keys, f"{PREFIX}alive:{self.process}", INSTANCE_KEY]
+        spend_keys = [*keys, f"{PREFIX}alive:{self.process}", INSTANCE_KEY, RESTARTED_KEY]
         for _ in range(3):
-            counted = self._call(lambda: self._spend(keys=spend_keys, args=args))
+            counted = self._call(lambda: self._spend(keys=spend_keys, args=[
+                -1 if quota is None else quota, self.process, MONTH_TTL, ALIVE_SECONDS, uuid.uuid4().hex,
+                self._instance, int(restart_grace() * 1000)]))
             if isinstance(counted, bytes | str):  # counted in this instance of Redis's state
                 instance = counted.decode() if isinstance(counted, bytes) else counted
                 with self._lock:
@@ -199,6 +243,9 @@ class RedisState(SharedState):
                 return 0.0
             if int(counted) == 0:
                 return seconds_to_next_month()
+            if int(counted) == -2:
+                raise StateUnavailable("the shared state (Redis) restarted; quotas are counted again from the calls "
+                                       "in flight within seconds", retry_after=restart_grace())
             self._reset_counter(tenant_id, month, only_if_missing=True)
         raise StateUnavailable("the quota counter could not be seeded", retry_after=1.0)
 
@@ -284,16 +331,10 @@ class RedisState(SharedState):
         # "0 <fingerprint> <process>", refreshed by the process's heartbeat
         name = self._claim_name(scope, key)
         claim = f"0 {fingerprint} {self.process}".encode()
-        with self._lock:  # held before it is set: the heartbeat refreshes it from its first beat
-            self._claims[name] = claim
-        claimed = False
-        try:
-            claimed = bool(self._call(lambda: self.redis.set(name, claim, nx=True, ex=CLAIM_SECONDS)))
-        finally:
-            if not claimed:
-                with self._lock:
-                    self._claims.pop(name, None)
+        claimed = bool(self._call(lambda: self.redis.set(name, claim, nx=True, ex=CLAIM_SECONDS)))
         if claimed:
+            with self._lock:  # from now on refreshed by the heartbeat
+                self._claims[name] = claim
             return None
         stored = self._call(lambda: self.redis.get(name))
         if isinstance(stored, str):
@@ -323,13 +364,32 @@ class RedisState(SharedState):
 
     # -- background: heartbeat and reconciliation ----------------------------------------------------
     def _heartbeat(self) -> None:
-        """This process is alive, and so are the calls it runs: their claims live on."""
-        with self._lock:
-            claims = dict(self._claims)
+        """This process is alive, and so are the calls it runs: their claims live on, and their
+        counts move into the newest instance of Redis's state (see :meth:`_follow`)."""
         with suppress(redis.RedisError):
             self.redis.set(f"{PREFIX}alive:{self.process}", b"1", ex=ALIVE_SECONDS)
-            if claims:
-                self._refresh(keys=list(claims), args=[CLAIM_SECONDS, *claims.values()])
+            with self._lock:  # a call finishing now releases its claim after this, never before
+                if self._claims:
+                    self._refresh(keys=list(self._claims), args=[CLAIM_SECONDS, *self._claims.values()])
+            self._follow()
+
+    def _follow(self) -> None:
+        """Learn the instance of Redis's state (making it, and the restart grace, when Redis
+        restarted empty); count this process's calls in flight of older instances in it."""
+        instance = self._current(keys=[INSTANCE_KEY, RESTARTED_KEY],
+                                 args=[uuid.uuid4().hex, self._instance, int(restart_grace() * 1000)])
+        instance = instance.decode() if isinstance(instance, bytes) else str(instance)
+        with self._lock:  # held across the moves: a settle meanwhile would take a call moved or not
+            for (tenant_id, month, old), calls in list(self._counted.items()):
+                if old == instance or calls <= 0:
+                    continue
+                moved = self._adopt(keys=[*self._quota_keys(tenant_id, month), INSTANCE_KEY],
+                                    args=[self.process, calls, instance, MONTH_TTL])
+                if int(moved) < 0:  # the instance changed again: the next beat
+                    return
+                del self._counted[(tenant_id, month, old)]
+                self._counted[(tenant_id, month, instance)] = self._counted.get((tenant_id, month, instance), 0) + calls
+            self._instance = instance
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):

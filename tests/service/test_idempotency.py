@@ -210,6 +210,10 @@ def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(monke
         with pytest.raises(IdempotencyInFlight) as refused:
             other.begin_idempotent("acme", "enrol-1", "enrol")
         assert refused.value.retry_after == 1.0  # the 409 says when to try again
+        redis_server.flush()  # Redis restarts empty: the heartbeat claims the running call's key again
+        time.sleep(0.5)
+        with pytest.raises(IdempotencyInFlight):
+            other.begin_idempotent("acme", "enrol-1", "enrol")
         running.close()  # the process is gone mid-call: no heartbeat, no answer
         time.sleep(1.5)
         assert other.begin_idempotent("acme", "enrol-1", "enrol") is None  # the retry runs it

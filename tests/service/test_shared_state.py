@@ -24,11 +24,11 @@ from faceatlas.db import create_database_engine
 from faceatlas.errors import StateUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.models import Collection, FaceRecord, Subject
-from faceatlas.service import create_app
+from faceatlas.service import create_app, redis_state
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import AuditRecord, UsageRecord, migrate
 from faceatlas.service.inference import InferencePool
-from faceatlas.service.redis_state import RedisState
+from faceatlas.service.redis_state import RedisState, restart_grace
 from faceatlas.settings import ServiceSettings
 
 
@@ -42,8 +42,10 @@ def accounts(new_database, tmp_path: Path) -> Iterator[Accounts]:
 
 
 @pytest.fixture
-def states(redis_server, accounts: Accounts) -> Iterator[list[RedisState]]:
-    """Three independent RedisState objects (three 'processes') on one flushed Redis."""
+def states(redis_server, accounts: Accounts, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RedisState]]:
+    """Three independent RedisState objects (three 'processes') on one flushed Redis, beating
+    every 0.2 s (so that a restart of Redis is followed within 1.2 s)."""
+    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
     redis_server.flush()
     settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
     made = [RedisState(settings, accounts.calls_this_month) for _ in range(3)]
@@ -116,19 +118,21 @@ def test_redis_down_refuses_then_recovers(states: list[RedisState], accounts: Ac
     finally:
         redis_server.start()
     assert states[0].take(1, 10.0, 10) == 0.0  # the client reconnects by itself
+    time.sleep(restart_grace() + 0.5)  # Redis restarted empty: every process beats once
     assert states[1].spend("acme", 2) == 0.0  # reseeded from the bill: 1 + this one
     assert states[2].spend("acme", 2) > 0
 
 
 def test_calls_in_flight_across_a_restart_of_redis_keep_the_counter_at_the_bill(
         states: list[RedisState], accounts: Accounts, redis_server) -> None:
-    """Calls counted before Redis restarted empty and settled after another process seeded the
-    counter again: one billed after the seed is counted, one that failed (5xx) gives nothing back,
-    and the calls counted since are kept, so the quota holds (never served beyond it)."""
+    """Calls counted before Redis restarted empty, counted again by their process's heartbeat and
+    settled after another process seeded the counter again: one billed is counted once, one that
+    failed (5xx) gives its count back, and the calls counted since are kept, so the quota holds."""
     accounts.create_tenant("acme")
     assert [states[0].spend("acme", 4) for _ in range(2)] == [0.0, 0.0]  # A and B admitted on process 0
     redis_server.stop()
     redis_server.start()  # empty
+    time.sleep(restart_grace() + 0.5)
     assert states[1].spend("acme", 4) == 0.0  # C on process 1: seeded from the bill (0), then counted
     assert states[0].spend("acme", 4) == 0.0  # D on process 0, in flight
     accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
@@ -139,6 +143,39 @@ def test_calls_in_flight_across_a_restart_of_redis_keep_the_counter_at_the_bill(
     assert int(counter or 0) == 3  # A on the bill, C and D in flight
     assert states[2].spend("acme", 4) == 0.0
     assert states[2].spend("acme", 4) > 0  # quota 4: A, C, D and this one
+
+
+def test_calls_in_flight_across_a_restart_of_redis_are_counted_before_anyone_elses(
+        monkeypatch: pytest.MonkeyPatch, redis_server, accounts: Accounts) -> None:
+    """Redis restarts empty while four calls of a tenant with a quota of 6 run on one process: the
+    other processes' calls of that tenant wait (503, Retry-After) until every process has beaten
+    once, which counts those four again; then two more are granted, not six, and the bill of all
+    six answered equals the quota."""
+    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
+    redis_server.flush()
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    busy, other = RedisState(settings, accounts.calls_this_month), RedisState(settings, accounts.calls_this_month)
+    try:
+        accounts.create_tenant("acme")
+        assert [busy.spend("acme", 6) for _ in range(4)] == [0.0] * 4  # admitted, answers pending
+        redis_server.stop()
+        redis_server.start()  # empty
+        with pytest.raises(StateUnavailable) as waiting:
+            other.spend("acme", 6)
+        assert waiting.value.retry_after == restart_grace()
+        assert other.spend("globex", None) == 0.0  # no quota: nothing to wait for
+        time.sleep(restart_grace() + 0.5)
+        granted = [state.spend("acme", 6) == 0.0 for state in (other, busy, other, busy)]
+        assert sum(granted) == 2  # 6 minus the 4 in flight
+        accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200) for _ in range(6)])
+        for state in [busy] * 4 + [state for state, ok in zip((other, busy, other, busy), granted, strict=True) if ok]:
+            state.settle("acme", billed=True)
+        counter = other.redis.get("faceatlas:quota:acme:" + time.strftime("%Y-%m", time.gmtime()))
+        assert int(counter or 0) == 6
+        assert other.reconcile() >= 1 and other.spend("acme", 6) > 0  # the bill says 6: nothing more
+    finally:
+        busy.close()
+        other.close()
 
 
 @pytest.mark.parametrize("state", ["memory", "redis"])
