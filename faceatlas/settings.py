@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -227,8 +228,21 @@ class ServiceSettings(_Section):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        if value is None:
+            return value
+        if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+        if value.startswith("unix://"):
+            return value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - it checks: a port is a number from 0 to 65535
+        except ValueError as exc:
+            raise ValueError(f"a Redis URL's port is a number from 1 to 65535 ({exc})") from None
+        if not parts.hostname:
+            raise ValueError("a Redis URL names its host: redis://[[user]:password@]host[:port][/database]")
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ValueError("a Redis URL's database is a number: redis://host:6379/0")
         return value
     console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
                                          description="a web console session ends this long after its login")

@@ -43,7 +43,7 @@ def serve(
     """Run the REST API (OpenAPI schema at /openapi.json; Swagger UI at /docs with FACEATLAS_DOCS=1)."""
     import uvicorn
 
-    from faceatlas.service import check_processes, create_app
+    from faceatlas.service import check_processes, create_app, preflight
 
     check_processes(processes)
     overrides: dict[str, object] = {"batching": batching}
@@ -52,17 +52,24 @@ def serve(
             overrides[name] = value
     sections = Settings(service=ServiceSettings.from_env(**overrides))  # every FACEATLAS_* variable checked here
     settings = sections.service
-    if processes == 1:
-        uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port, log_level="info")
-        return
-    if settings.redis_url is None:  # one line on stderr, with its code, as every command's error
+    if processes > 1 and settings.redis_url is None:  # one line on stderr, with its code, as every command's error
         fail(CommandLineError(f"--processes {processes} needs FACEATLAS_REDIS_URL: each process would otherwise "
                               "grant a key's full rate and a tenant's full quota on its own"))
-    # uvicorn's own supervisor: each process imports the app factory and builds it from the
-    # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
-    ServiceSettings.export(**overrides)
-    uvicorn.run("faceatlas.service.app:create_app", factory=True, workers=processes, host=host, port=port,
-                log_level="info")
+    # a missing model, Redis refusing, another server on the database: one line, before the port;
+    # the hold on the database lasts as long as this process
+    lease = preflight(settings, sections.engine)
+    try:
+        if processes == 1:
+            uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
+                        log_level="info")
+            return
+        # uvicorn's own supervisor: each process imports the app factory and builds it from the
+        # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
+        ServiceSettings.export(**overrides)
+        uvicorn.run("faceatlas.service.app:create_app", factory=True, workers=processes, host=host, port=port,
+                    log_level="info")
+    finally:
+        lease.release()
 
 
 def _accounts(db: str | None, *, create: bool = False) -> Accounts:

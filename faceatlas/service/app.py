@@ -23,7 +23,7 @@ from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.db import create_database_engine, lock_schema
-from faceatlas.engine import FaceAnalyzer
+from faceatlas.engine import FaceAnalyzer, get_pack, resolve
 from faceatlas.errors import DatabaseUnavailable, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, KeyCeilings, billed
@@ -34,6 +34,7 @@ from faceatlas.service.deps import API_PREFIX, KnownRequest, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
+from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
@@ -68,6 +69,23 @@ def check_processes(processes: int) -> int:
     return processes
 
 
+def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> ServerLease:
+    """What would stop a server's start, found before it binds its port, as one error: the pack's
+    model files (fetched when allowed), the shared state's credentials, another server that may
+    not run beside this one. Returns this server's hold on its database (see
+    :mod:`faceatlas.service.lease`), for the serving process (``faceatlas serve``) to keep."""
+    pack = get_pack(settings.pack, engine_settings)
+    for model in pack.core_files:
+        resolve(model, settings=engine_settings, pack=pack.name)
+    if settings.redis_url is not None:
+        shared = open_shared_state(settings, lambda tenant: 0)
+        try:
+            shared.check()
+        finally:
+            shared.close()
+    return ServerLease.take(settings.database_url, shared=settings.redis_url is not None)
+
+
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None,
                engine_settings: EngineSettings | None = None) -> FastAPI:
     """The service app. Models load and migrations run at startup (``/readyz`` says when done);
@@ -90,6 +108,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
         state.shared = open_shared_state(settings, state.accounts.calls_this_month)
+        state.shared.check()
         state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings)
         state.tenant_galleries = {}
@@ -189,6 +208,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             return PlainTextResponse("starting", status_code=503)
         with app.state.db.connect() as connection:
             connection.execute(text("SELECT 1"))
+        if not app.state.shared.reachable():  # every metered call would answer 503
+            return PlainTextResponse("the shared state (Redis) cannot be reached", status_code=503)
         return PlainTextResponse("ready")
 
     @app.get("/metrics", include_in_schema=False)

@@ -39,10 +39,11 @@ from collections.abc import Callable
 from contextlib import suppress
 from hashlib import sha256
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 
-from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, StateUnavailable
+from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, InvalidSetting, StateUnavailable
 from faceatlas.service.accounts import Principal
 from faceatlas.service.shared_state import (
     IN_FLIGHT,
@@ -184,9 +185,14 @@ class RedisState(SharedState):
     def __init__(self, settings: ServiceSettings, count_calls: CountCalls,
                  client: redis.Redis | None = None) -> None:
         assert settings.redis_url is not None
-        self.redis = client or redis.Redis.from_url(
-            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, retry_on_timeout=False
-        )
+        self.address = _address(settings.redis_url)
+        try:
+            self.redis = client or redis.Redis.from_url(
+                settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, retry_on_timeout=False
+            )
+        except ValueError as exc:  # an option of the URL's query (the URL itself passed the settings)
+            raise InvalidSetting(f"FACEATLAS_REDIS_URL ({self.address}): {exc}") from None
+        self._down = False  # the last call failed: logged once per outage
         self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # host-pid-random
         self._count_calls = count_calls
         self._settings = settings
@@ -210,12 +216,43 @@ class RedisState(SharedState):
             thread.start()
 
     # -- Redis calls, failing as StateUnavailable -------------------------------------------------
-    @staticmethod
-    def _call(action: Callable[[], T]) -> T:
+    def _call(self, action: Callable[[], T]) -> T:
+        """``action``'s answer; Redis failing: :class:`StateUnavailable`, whose message (sent to
+        callers) names neither Redis's address nor its error; the log has both, once an outage."""
         try:
-            return action()
+            answer = action()
         except redis.RedisError as exc:
-            raise StateUnavailable(f"the shared state (Redis) is unavailable: {exc}", retry_after=1.0) from exc
+            if not self._down:
+                log.warning("the shared state (Redis at %s) fails: %s", self.address, exc)
+            self._down = True
+            raise StateUnavailable("the shared state of the service is unavailable; retry shortly",
+                                   retry_after=1.0) from exc
+        if self._down:
+            log.warning("the shared state (Redis at %s) answers again", self.address)
+            self._down = False
+        return answer
+
+    def check(self) -> None:
+        """At start: a Redis that refuses this server (no or a wrong password, a database number
+        it does not have) is :class:`InvalidSetting`, which stops the start; one unreachable now
+        is waited for (:meth:`reachable`: ``/readyz`` answers 503 until it answers)."""
+        try:
+            self.redis.ping()
+        except redis.AuthenticationError as exc:
+            raise InvalidSetting(
+                f"FACEATLAS_REDIS_URL: Redis at {self.address} refused this server's credentials ({exc}); "
+                "give them in the URL: redis://[user]:password@host:port/database") from None
+        except redis.ResponseError as exc:
+            raise InvalidSetting(f"FACEATLAS_REDIS_URL: Redis at {self.address} refused this server: {exc}") from None
+        except redis.RedisError as exc:
+            log.warning("the shared state (Redis at %s) cannot be reached yet: %s; /readyz answers 503 until it "
+                        "can", self.address, exc)
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
 
     def _quota_keys(self, tenant_id: str, month: str) -> list[str]:
         return [f"{PREFIX}quota:{tenant_id}:{month}", f"{PREFIX}inflight:{tenant_id}:{month}"]
@@ -412,6 +449,15 @@ class RedisState(SharedState):
         with suppress(redis.RedisError):
             self.redis.delete(f"{PREFIX}alive:{self.process}")
         self.redis.close()
+
+
+def _address(url: str) -> str:
+    """The URL without its credentials: what messages and logs may show."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}"
 
 
 def _principal_to(principal: Principal | None) -> dict[str, Any] | None:

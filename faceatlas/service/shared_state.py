@@ -96,6 +96,13 @@ class SharedState(ABC):
         """Set the quota counters from the usage table; returns how many tenants it set."""
         return 0
 
+    def check(self) -> None:  # noqa: B027 - memory needs no check
+        """At start: :class:`~faceatlas.errors.InvalidSetting` when the state refuses this server."""
+
+    def reachable(self) -> bool:
+        """Whether the state answers now (``/readyz``)."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - nothing to close in memory
         """Stop background work and drop connections."""
 

@@ -1,0 +1,167 @@
+"""What stops or holds a server's start, checked on real parts: two servers that would count rates
+and quotas apart on one database (SQLite file, PostgreSQL schema; a killed holder frees it), a
+Redis that refuses the server's credentials or database, a Redis URL that does not parse, and a
+Redis unreachable at start (``/readyz`` says so; a refused call names no internal address)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app as cli
+from faceatlas.db import create_database_engine
+from faceatlas.errors import InvalidSetting
+from faceatlas.service import create_app
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
+from faceatlas.service.lease import ServerLease
+from faceatlas.service.redis_state import RedisState
+from faceatlas.settings import ServiceSettings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, new_database, tmp_path: Path) -> Iterator[str]:
+    with new_database(request.param, tmp_path) as url:
+        yield url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_server_without_redis_is_alone_on_its_database(database: str, new_database, tmp_path: Path) -> None:
+    alone = ServerLease.take(database, shared=False)
+    with pytest.raises(InvalidSetting, match="another FaceAtlas server serves this database"):
+        ServerLease.take(database, shared=False)
+    with pytest.raises(InvalidSetting, match="without FACEATLAS_REDIS_URL serves this database"):
+        ServerLease.take(database, shared=True)
+    (tmp_path / "other").mkdir()
+    with new_database("postgresql" if "postgresql" in database else "sqlite", tmp_path / "other") as other:
+        ServerLease.take(other, shared=False).release()  # another database (or schema): not in the way
+    alone.release()
+    with_redis = [ServerLease.take(database, shared=True) for _ in range(2)]  # servers sharing Redis: any number
+    with pytest.raises(InvalidSetting, match="another FaceAtlas server"):
+        ServerLease.take(database, shared=False)
+    for lease in with_redis:
+        lease.release()
+    ServerLease.take(database, shared=False).release()
+
+
+def test_a_killed_server_frees_its_database_at_once(database: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom faceatlas.service.lease import ServerLease\n"
+         "ServerLease.take(sys.argv[1], shared=False)\nprint('held', flush=True)\ntime.sleep(600)", database],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(InvalidSetting):
+            ServerLease.take(database, shared=False)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    deadline = time.monotonic() + 10  # PostgreSQL ends the killed session's backend within moments
+    while True:
+        try:
+            ServerLease.take(database, shared=False).release()
+            break
+        except InvalidSetting:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_serve_beside_a_server_without_redis_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    lease = ServerLease.take(database, shared=False)
+    try:
+        result = CliRunner().invoke(cli, ["serve", "--db", database, "--pack", "scrfd-mbf", "--port",
+                                          str(_free_port())])
+    finally:
+        lease.release()
+    assert result.exit_code == 2
+    assert result.output.startswith("error (invalid_setting): another FaceAtlas server serves this database")
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def password(redis_server) -> Iterator[str]:
+    """The test Redis with a password for the length of a test."""
+    redis_server.flush()
+    redis.Redis.from_url(redis_server.url).config_set("requirepass", "s3cret-pw")
+    yield "s3cret-pw"
+    redis.Redis.from_url(redis_server.url, password="s3cret-pw").config_set("requirepass", "")
+
+
+def test_a_redis_refusing_the_server_stops_the_start_with_a_clear_line(redis_server, password: str,
+                                                                        tmp_path: Path) -> None:
+    port = redis_server.port
+    for url, expected in ((f"redis://127.0.0.1:{port}/0", "refused this server's credentials"),
+                          (f"redis://:wrong-pw@127.0.0.1:{port}/0", "refused this server's credentials"),
+                          (f"redis://:{password}@127.0.0.1:{port}/99", "DB index is out of range")):
+        state = RedisState(ServiceSettings(database_url="sqlite://", redis_url=url), lambda tenant: 0)
+        try:
+            with pytest.raises(InvalidSetting, match=expected) as refused:
+                state.check()
+        finally:
+            state.close()
+        assert "pw" not in str(refused.value) and f"127.0.0.1:{port}" in str(refused.value)
+    result = CliRunner().invoke(cli, ["serve", "--db", f"sqlite:///{tmp_path / 's.db'}", "--pack", "scrfd-mbf"],
+                                env={"FACEATLAS_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    assert result.exit_code == 2 and result.output.startswith("error (invalid_setting): FACEATLAS_REDIS_URL: Redis at")
+    good = RedisState(ServiceSettings(database_url="sqlite://",
+                                      redis_url=f"redis://:{password}@127.0.0.1:{port}/0"), lambda tenant: 0)
+    try:
+        good.check()
+    finally:
+        good.close()
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("redis://:pw@localhost:abc/0", "port is a number"),
+    ("redis://:pw@localhost:70000/0", "port is a number"),
+    ("redis://:pw@/0", "names its host"),
+    ("redis://:pw@localhost:6379/zero", "database is a number"),
+    ("http://localhost:6379/0", "starts with redis://"),
+])
+def test_a_redis_url_that_does_not_parse_is_refused_without_its_password(url: str, expected: str) -> None:
+    with pytest.raises(InvalidSetting, match=expected) as refused:
+        ServiceSettings(database_url="sqlite://", redis_url=url)
+    assert "pw" not in str(refused.value)
+    with pytest.raises(InvalidSetting, match="socket_timeout"):  # an option of the query: at the client
+        RedisState(ServiceSettings(database_url="sqlite://", redis_url="redis://:pw@localhost:6379/0?socket_timeout=x"),
+                   lambda tenant: 0)
+
+
+def test_a_redis_unreachable_at_start_is_waited_for_and_named_nowhere(new_database, fast_analyzer, examples: Path,
+                                                                       tmp_path: Path) -> None:
+    port = _free_port()
+    with new_database("sqlite", tmp_path) as url:
+        engine = create_database_engine(url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        token = accounts.create_key("acme", ["detect"]).token
+        settings = ServiceSettings(database_url=url, index_dir=tmp_path / "idx", pack="scrfd-mbf", workers=1,
+                                   redis_url=f"redis://127.0.0.1:{port}/0")
+        image = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
+        with TestClient(create_app(settings, analyzer=fast_analyzer),
+                        headers={"Authorization": f"Bearer {token}"}) as http:
+            ready = http.get("/readyz")
+            assert (ready.status_code, ready.text) == (503, "the shared state (Redis) cannot be reached")
+            refused = http.post("/v1/detect", files=image)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (503, "state_unavailable")
+            assert refused.headers["retry-after"] == "1"
+            assert str(port) not in refused.text and "127.0.0.1" not in refused.text
+            assert http.get("/healthz").status_code == 200
+        engine.dispose()
