@@ -43,9 +43,10 @@ def serve(
     """Run the REST API (OpenAPI schema at /openapi.json; Swagger UI at /docs with FACEATLAS_DOCS=1)."""
     import uvicorn
 
-    from faceatlas.service import check_processes, create_app, preflight
+    from faceatlas.service import check_address, check_processes, create_app, preflight
 
     check_processes(processes)
+    check_address(host, port)
     overrides: dict[str, object] = {"batching": batching}
     for name, value in (("database_url", db), ("pack", pack), ("workers", workers)):
         if value is not None:
@@ -66,7 +67,7 @@ def serve(
         # uvicorn's own supervisor: each process imports the app factory and builds it from the
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
-        uvicorn.run("faceatlas.service.app:create_app", factory=True, workers=processes, host=host, port=port,
+        uvicorn.run("faceatlas.service.app:create_worker_app", factory=True, workers=processes, host=host, port=port,
                     log_level="info")
     finally:
         lease.release()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import os
+import signal
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -67,6 +71,47 @@ def check_processes(processes: int) -> int:
         raise InvalidArgument(f"--processes is 1 to {most} on this machine ({PROCESSES_PER_CORE} per core: each "
                               f"process loads the models), not {processes}; scale further with more machines")
     return processes
+
+
+def check_address(host: str, port: int) -> None:
+    """:class:`InvalidArgument` when a server could not listen on ``host``:``port`` (the port in use,
+    the host no address of this machine), said before the models load (uvicorn says it after,
+    with exit 3). A probe socket binds and closes; the server binds again a moment later."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidArgument(f"--host {host!r} is no address this machine can listen on ({exc})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InvalidArgument(f"port {port} on {host} is in use (another server?); choose another "
+                                      "with --port") from None
+            raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def watch_parent(period: float = 1.0) -> None:
+    """Stop this process (SIGTERM: a graceful shutdown) once its parent is gone: a worker of
+    ``serve --processes N`` whose supervisor was killed leaves no orphan serving the port."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        _log.warning("the supervising process %d is gone; this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="faceatlas-parent-watch", daemon=True).start()
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one worker of ``serve --processes N`` (uvicorn's factory): :func:`create_app`
+    from the environment, stopping itself when its supervisor is gone."""
+    watch_parent()
+    return create_app()
 
 
 def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> ServerLease:

@@ -365,6 +365,14 @@ def test_serve_processes_runs_n_engines_and_replaces_a_killed_one(redis_server: 
                 time.sleep(0.5)
             assert started() == 3  # a new process, its engine loaded
             assert all(httpx.get(f"{url}/v1/collections", headers=headers).status_code == 200 for _ in range(10))
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+            server.kill()  # the supervisor killed: its workers stop by themselves, none left on the port
+            server.wait(timeout=10)
+            deadline = time.monotonic() + 20
+            while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
         finally:
             server.terminate()
             server.wait(timeout=30)
