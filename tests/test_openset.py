@@ -14,7 +14,7 @@ from faceatlas.engine.calibration import load_calibration, per_comparison_far
 from faceatlas.engine.evaluation import far_thresholds, impostor_tail, template_impostors
 from faceatlas.engine.identification import identification_report, run_searches
 from faceatlas.engine.vectors import l2_normalize
-from faceatlas.errors import FarNotCalibrated
+from faceatlas.errors import FarNotCalibrated, InvalidArgument
 from faceatlas.gallery import Gallery
 
 
@@ -45,8 +45,10 @@ def test_far_threshold_interpolates_the_tail_and_extrapolates_strict():
     assert np.all(np.diff([calibration.far_threshold(f) for f in fars]) > 0)
     sizes = [1, 10, 1_000, 100_000]
     assert np.all(np.diff([calibration.fpir_threshold(1e-3, n) for n in sizes]) > 0)
-    with pytest.raises(FarNotCalibrated):
-        calibration.fpir_threshold(1.5, 10)
+    for bad in (1.5, 0.0, float("nan")):  # no rate at all: a bad argument, not a rate the calibration lacks
+        with pytest.raises(InvalidArgument, match="a rate between 0 and 1") as refused:
+            calibration.fpir_threshold(bad, 10)
+        assert not isinstance(refused.value, FarNotCalibrated)
 
 
 def test_a_calibration_without_a_tail_reads_its_standard_thresholds():

@@ -83,7 +83,7 @@ class Calibration:
         thresholds when the calibration has no tail), extrapolated strict below its lowest FAR and
         held at its highest FAR's threshold above it."""
         if not 0.0 < far < 1.0:
-            raise FarNotCalibrated(f"far must be between 0 and 1, not {far}")
+            raise InvalidArgument(f"far is a rate between 0 and 1 (both excluded), not {far}")
         return _read_curve(self._tail_curve, far)
 
     @cached_property
@@ -105,7 +105,7 @@ class Calibration:
         against 0.414), never below the photos' tail (the template tail rests on fewer pairs, so
         its extrapolation to a large gallery's FAR starts higher up), else on the photos' tail."""
         if not 0.0 < fpir < 1.0:
-            raise FarNotCalibrated(f"fpir must be between 0 and 1, not {fpir}")
+            raise InvalidArgument(f"fpir is a rate between 0 and 1 (both excluded), not {fpir}")
         far = per_comparison_far(fpir, gallery_size)
         if templates and self.template_tail:
             return max(_read_curve(self._template_curve, far), self.far_threshold(far))
@@ -172,8 +172,8 @@ class Cut:
             raise InvalidArgument(f"threshold is a cosine similarity, -1 to 1, not {self.threshold}")
         for name in ("far", "fpir"):
             rate = getattr(self, name)
-            if rate is not None and not 0.0 < rate < 1.0:
-                raise FarNotCalibrated(f"{name} must be between 0 and 1, not {rate}")
+            if rate is not None and not 0.0 < rate < 1.0:  # a rate, not one the calibration lacks
+                raise InvalidArgument(f"{name} is a rate between 0 and 1 (both excluded), not {rate}")
 
     @classmethod
     def given(cls, *, threshold: float | None = None, far: float | None = None, fpir: float | None = None,

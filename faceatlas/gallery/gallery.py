@@ -599,8 +599,8 @@ class Gallery:
         :meth:`Calibration.fpir_threshold`). A decision without a calibration is
         :class:`NotCalibrated`; an embedding of another space than the collection's is
         :class:`ModelMismatch`; ``k`` below 1 or another ``aggregate`` is :class:`InvalidArgument`."""
-        if k < 1:
-            raise InvalidArgument(f"k is the number of subjects to return, 1 or more, not {k}")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise InvalidArgument(f"k is the number of subjects to return, a whole number from 1, not {k!r}")
         if aggregate not in AGGREGATES:
             raise InvalidArgument(f"aggregate is one of {', '.join(AGGREGATES)}, not {aggregate!r}")
         embedding = as_embedding(query)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import FarNotCalibrated, InvalidInput
 from faceatlas.gallery import AlreadyExists, Gallery, NotFound
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
@@ -34,6 +34,21 @@ def test_obama_photo_finds_obama(enrolled: Gallery, test_dir: Path, fast_analyze
     assert ranked[0].external_id == "obama"
     assert ranked[0].similarity > 0.5
     assert ranked[0].similarity - ranked[1].similarity > 0.2
+
+
+def test_a_search_refuses_options_that_are_not_what_they_name(enrolled: Gallery, test_dir: Path,
+                                                              fast_analyzer) -> None:
+    """k=2.5 reached faiss as a float (TypeError, a 500 to an API user); fpir=0 said the calibration
+    lacked that rate: both are the caller's argument, refused as such before any search."""
+    face = fast_analyzer.analyze(str(test_dir / "obama1.jpg"), max_faces=1)[0]
+    for k in (2.5, "3", 0, True):
+        with pytest.raises(InvalidInput, match="k is the number of subjects"):
+            enrolled.search("people", face, k=k)
+    for rate in ({"fpir": 0.0}, {"far": 1.0}, {"fpir": float("nan")}):
+        with pytest.raises(InvalidInput, match="a rate between 0 and 1") as refused:
+            enrolled.search("people", face, **rate)
+        assert not isinstance(refused.value, FarNotCalibrated)
+    assert [m.external_id for m in enrolled.search("people", face, k=np.int64(2))] == ["obama"]
 
 
 def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:

@@ -175,7 +175,7 @@ def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path: Path) 
         database = f"sqlite:///{tmp_path / 'service.db'}"
         in_use = CliRunner().invoke(cli, ["serve", "--db", database, "--port", str(port)])
         no_host = CliRunner().invoke(cli, ["serve", "--db", database, "--host", "no-such-host.invalid"])
-    assert (in_use.exit_code, in_use.output.strip()) == (
-        2, f"error (validation_error): port {port} on 127.0.0.1 is in use (another server?); choose another with --port")
+    assert (in_use.exit_code, in_use.output.strip()) == (2, f"error (validation_error): port {port} on 127.0.0.1 "
+                                                            "is in use (another server?); choose another with --port")
     assert no_host.exit_code == 2 and "--host 'no-such-host.invalid' is no address" in no_host.output
     assert not (tmp_path / "service.db").exists()  # refused before anything was made
