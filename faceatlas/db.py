@@ -117,11 +117,18 @@ MIGRATION_LOCK = 0x46414345  # "FACE": the advisory lock every schema change of 
 
 
 def lock_schema(connection: Connection) -> None:
-    """On PostgreSQL, wait for the transaction-scoped advisory lock of schema changes: processes
-    starting together on a fresh database (``faceatlas serve --processes N``) migrate one after
-    the other instead of creating the same table twice. SQLite locks the file already."""
+    """Wait for the lock of schema changes, held to the end of ``connection``'s transaction (call it
+    first in the transaction): processes starting together on a fresh database (``faceatlas serve
+    --processes N``, two servers) migrate one after the other instead of creating the same table
+    twice. PostgreSQL: a transaction-scoped advisory lock. SQLite: the file's write lock, taken now
+    (``BEGIN IMMEDIATE``; Python's sqlite3 runs DDL outside any transaction otherwise, and
+    ``create_all``'s check-then-create raced: "table video_events already exists")."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    elif connection.dialect.name == "sqlite":
+        raw = connection.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for other writers
 
 
 def run_migrations_env(metadata: MetaData, version_table: str = "alembic_version") -> None:

@@ -81,3 +81,37 @@ def test_album_people_rebuilt_for_unique_ids_keep_every_face_s_person(tmp_path) 
     assert faces == {10: 3, 11: 7, 12: None}, "a face lost its person in the rebuild"
     assert [tuple(row) for row in people] == [(3, "Ann"), (7, None)]
     assert newest == 8  # 7 is not given again
+
+
+def test_processes_starting_together_on_a_fresh_sqlite_file_create_each_table_once(tmp_path) -> None:
+    """Six connections (as six server processes starting at once) create the video tables and run
+    the service's migrations on one new SQLite file: each waits for the schema lock, none fails
+    with "table ... already exists" (4 in 6 did, the check-then-create raced outside a transaction)."""
+    import threading
+
+    from faceatlas.db import lock_schema
+    from faceatlas.video import VideoBase
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    barrier = threading.Barrier(6)
+    failures: list[str] = []
+
+    def start() -> None:
+        engine = create_database_engine(url)
+        barrier.wait()
+        try:
+            with engine.begin() as connection:
+                lock_schema(connection)
+                VideoBase.metadata.create_all(connection)
+            service_db.migrate(engine)
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            failures.append(str(exc).splitlines()[0])
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
