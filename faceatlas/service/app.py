@@ -122,13 +122,17 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
     pack = get_pack(settings.pack, engine_settings)
     for model in pack.core_files:
         resolve(model, settings=engine_settings, pack=pack.name)
-    if settings.redis_url is not None:
-        shared = open_shared_state(settings, lambda tenant: 0)
-        try:
-            shared.check()
-        finally:
-            shared.close()
-    return ServerLease.take(settings.database_url, shared=settings.redis_url is not None)
+    if settings.redis_url is None:
+        return ServerLease.take(settings.database_url)
+    from faceatlas.service import redis_state  # the redis client: an optional extra
+
+    client = redis_state.connect(settings.redis_url)
+    try:
+        redis_state.check(client, redis_state.address(settings.redis_url))
+        return ServerLease.take(settings.database_url,
+                                redis_identity=lambda alone: redis_state.deployment(client, alone))
+    finally:
+        client.close()
 
 
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None,

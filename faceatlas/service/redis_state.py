@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
@@ -66,6 +67,7 @@ ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its h
 HEARTBEAT_SECONDS = 5.0
 CLAIM_SECONDS = 15  # a claim of an Idempotency-Key lives this long past its process's last heartbeat
 INSTANCE_KEY = f"{PREFIX}instance"  # a random id, set by the first call counted after Redis started empty
+DEPLOYMENT_KEY = f"{PREFIX}deployment"  # a random id: the state this Redis holds for one database's servers
 RESTARTED_KEY = f"{PREFIX}restarted"  # lives restart_grace() after a process saw Redis restarted empty
 
 
@@ -172,6 +174,16 @@ end
 return 0
 """
 
+# KEYS: a claim; ARGV: the value it held while this process's call ran, the answer, ttl. The answer
+# is stored only where the claim still holds (or nothing does): a retry that took over an expired
+# claim keeps its own answer. 1: stored.
+_STORE = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
 # KEYS: a claim; ARGV: the value it holds while this process's call runs. Deleted only if so.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -185,13 +197,8 @@ class RedisState(SharedState):
     def __init__(self, settings: ServiceSettings, count_calls: CountCalls,
                  client: redis.Redis | None = None) -> None:
         assert settings.redis_url is not None
-        self.address = _address(settings.redis_url)
-        try:
-            self.redis = client or redis.Redis.from_url(
-                settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, retry_on_timeout=False
-            )
-        except ValueError as exc:  # an option of the URL's query (the URL itself passed the settings)
-            raise InvalidSetting(f"FACEATLAS_REDIS_URL ({self.address}): {exc}") from None
+        self.address = address(settings.redis_url)
+        self.redis = client or connect(settings.redis_url)
         self._down = False  # the last call failed: logged once per outage
         self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # host-pid-random
         self._count_calls = count_calls
@@ -207,6 +214,10 @@ class RedisState(SharedState):
         self._current = self.redis.register_script(_INSTANCE)
         self._refresh = self.redis.register_script(_REFRESH)
         self._release = self.redis.register_script(_RELEASE)
+        self._store = self.redis.register_script(_STORE)
+        self._deployment: bytes | str | None = None  # the id of this deployment's state (see ``deployment``)
+        with suppress(redis.RedisError):
+            self._deployment = self.redis.get(DEPLOYMENT_KEY)
         self._claims: dict[str, bytes] = {}  # Idempotency-Keys claimed by this process's calls running
         self._stop = threading.Event()
         self._heartbeat()
@@ -233,20 +244,7 @@ class RedisState(SharedState):
         return answer
 
     def check(self) -> None:
-        """At start: a Redis that refuses this server (no or a wrong password, a database number
-        it does not have) is :class:`InvalidSetting`, which stops the start; one unreachable now
-        is waited for (:meth:`reachable`: ``/readyz`` answers 503 until it answers)."""
-        try:
-            self.redis.ping()
-        except redis.AuthenticationError as exc:
-            raise InvalidSetting(
-                f"FACEATLAS_REDIS_URL: Redis at {self.address} refused this server's credentials ({exc}); "
-                "give them in the URL: redis://[user]:password@host:port/database") from None
-        except redis.ResponseError as exc:
-            raise InvalidSetting(f"FACEATLAS_REDIS_URL: Redis at {self.address} refused this server: {exc}") from None
-        except redis.RedisError as exc:
-            log.warning("the shared state (Redis at %s) cannot be reached yet: %s; /readyz answers 503 until it "
-                        "can", self.address, exc)
+        check(self.redis, self.address)
 
     def reachable(self) -> bool:
         try:
@@ -393,7 +391,11 @@ class RedisState(SharedState):
                 self._call(lambda: self._release(keys=[name], args=[claim]))
             return
         value = f"{answer.status} {fingerprint} {answer.media_type}\n".encode() + answer.body
-        self._call(lambda: self.redis.set(name, value, ex=self._settings.idempotency_seconds))
+        stored = self._call(lambda: self._store(keys=[name], args=[claim or b"", value,
+                                                                    self._settings.idempotency_seconds]))
+        if not int(stored):  # this process stalled past its claim (SIGSTOP, a paused VM) and a retry ran
+            log.error("the call with Idempotency-Key %r ran twice: this process stalled past its claim and a "
+                      "retry took it over; the answer the retry got stands", key)
 
     def abandon(self, scope: str, key: str) -> None:
         with self._lock:
@@ -409,6 +411,15 @@ class RedisState(SharedState):
                 if self._claims:
                     self._refresh(keys=list(self._claims), args=[CLAIM_SECONDS, *self._claims.values()])
             self._follow()
+            self._keep_deployment()
+
+    def _keep_deployment(self) -> None:
+        """The deployment id back in a Redis restarted empty (before a new server makes another)."""
+        known = self._deployment
+        if known is None:
+            self._deployment = self.redis.get(DEPLOYMENT_KEY)
+        else:
+            self.redis.set(DEPLOYMENT_KEY, known, nx=True)
 
     def _follow(self) -> None:
         """Learn the instance of Redis's state (making it, and the restart grace, when Redis
@@ -451,7 +462,56 @@ class RedisState(SharedState):
         self.redis.close()
 
 
-def _address(url: str) -> str:
+def connect(url: str) -> redis.Redis:
+    """A client of the Redis at ``url`` (connected on first use; calls time out after 1 s)."""
+    try:
+        return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, retry_on_timeout=False)
+    except ValueError as exc:  # an option of the URL's query (the URL itself passed the settings)
+        raise InvalidSetting(f"FACEATLAS_REDIS_URL ({address(url)}): {exc}") from None
+
+
+def check(client: redis.Redis, where: str) -> None:
+    """At start: a Redis that refuses this server (no or a wrong password, a database number it
+    does not have) is :class:`InvalidSetting`, which stops the start; one unreachable now is
+    waited for (``RedisState.reachable``: ``/readyz`` answers 503 until it answers)."""
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise InvalidSetting(
+            f"FACEATLAS_REDIS_URL: Redis at {where} refused this server's credentials ({exc}); "
+            "give them in the URL: redis://[user]:password@host:port/database") from None
+    except redis.ResponseError as exc:
+        raise InvalidSetting(f"FACEATLAS_REDIS_URL: Redis at {where} refused this server: {exc}") from None
+    except redis.RedisError as exc:
+        log.warning("the shared state (Redis at %s) cannot be reached yet: %s; /readyz answers 503 until it "
+                    "can", where, exc)
+
+
+def deployment(client: redis.Redis, alone: bool) -> str:
+    """The id of the shared state in this Redis: every server of one database must name the same
+    (``service.lease``). Made here when Redis holds none and this server is ``alone`` on its
+    database; else waited for (``restart_grace``): the servers running put it back into a Redis
+    restarted empty with their heartbeat; still none, they use another Redis:
+    :class:`InvalidSetting`. Redis unreachable: :class:`StateUnavailable`."""
+    try:
+        found = client.get(DEPLOYMENT_KEY)
+        if found is None and alone:
+            client.set(DEPLOYMENT_KEY, uuid.uuid4().hex, nx=True)
+            found = client.get(DEPLOYMENT_KEY)
+        deadline = time.monotonic() + restart_grace()
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            found = client.get(DEPLOYMENT_KEY)
+    except redis.RedisError as exc:
+        raise StateUnavailable(f"the shared state (Redis) cannot be reached to start beside the other servers "
+                               f"of this database: {exc}", retry_after=1.0) from exc
+    if found is None:
+        raise InvalidSetting("the other servers of this database use another Redis (this one holds no FaceAtlas "
+                             "state): give every server the same FACEATLAS_REDIS_URL")
+    return found.decode() if isinstance(found, bytes) else str(found)
+
+
+def address(url: str) -> str:
     """The URL without its credentials: what messages and logs may show."""
     parts = urlsplit(url)
     if parts.scheme == "unix":

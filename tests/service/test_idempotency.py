@@ -225,6 +225,24 @@ def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(monke
         other.close()
 
 
+def test_a_stalled_call_finishing_after_a_retry_took_its_key_over_leaves_the_retry_s_answer(redis_server) -> None:
+    """A process stalled past its claim (SIGSTOP, a paused VM): a retry takes the key over and
+    answers; the stalled call's late answer does not replace the one the retrier got."""
+    redis_server.flush()
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    stalled, retry = RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)
+    try:
+        assert stalled.begin_idempotent("acme", "enrol-9", "enrol") is None
+        stalled.redis.delete(*stalled.redis.keys("faceatlas:idem:*"))  # its claim expired while it stood still
+        assert retry.begin_idempotent("acme", "enrol-9", "enrol") is None
+        retry.finish_idempotent("acme", "enrol-9", StoredAnswer(201, b'{"face_ids":[9]}'), "enrol")
+        stalled.finish_idempotent("acme", "enrol-9", StoredAnswer(201, b'{"face_ids":[10]}'), "enrol")
+        assert retry.begin_idempotent("acme", "enrol-9", "enrol") == StoredAnswer(201, b'{"face_ids":[9]}')
+    finally:
+        stalled.close()
+        retry.close()
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_a_cancelled_call_abandons_its_claim(kind: str, monkeypatch: pytest.MonkeyPatch, redis_server) -> None:
     redis_server.flush()

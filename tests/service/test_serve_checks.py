@@ -5,6 +5,7 @@ Redis unreachable at start (``/readyz`` says so; a refused call names no interna
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from faceatlas.cli.main import app as cli
 from faceatlas.db import create_database_engine
 from faceatlas.errors import InvalidSetting
-from faceatlas.service import create_app
+from faceatlas.service import create_app, redis_state
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 from faceatlas.service.lease import ServerLease
@@ -40,40 +41,69 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _redis(deployment: str, seen: list[bool] | None = None):
+    """A server's ``redis_identity``: the deployment id of its Redis (noting whether it was alone)."""
+    def identity(alone: bool) -> str:
+        if seen is not None:
+            seen.append(alone)
+        return deployment
+    return identity
+
+
 def test_a_server_without_redis_is_alone_on_its_database(database: str, new_database, tmp_path: Path) -> None:
-    alone = ServerLease.take(database, shared=False)
+    alone = ServerLease.take(database)
     with pytest.raises(InvalidSetting, match="another FaceAtlas server serves this database"):
-        ServerLease.take(database, shared=False)
+        ServerLease.take(database)
     with pytest.raises(InvalidSetting, match="without FACEATLAS_REDIS_URL serves this database"):
-        ServerLease.take(database, shared=True)
+        ServerLease.take(database, redis_identity=_redis("one"))
     (tmp_path / "other").mkdir()
     with new_database("postgresql" if "postgresql" in database else "sqlite", tmp_path / "other") as other:
-        ServerLease.take(other, shared=False).release()  # another database (or schema): not in the way
+        ServerLease.take(other).release()  # another database (or schema): not in the way
     alone.release()
-    with_redis = [ServerLease.take(database, shared=True) for _ in range(2)]  # servers sharing Redis: any number
+    seen: list[bool] = []
+    with_redis = [ServerLease.take(database, redis_identity=_redis("one", seen)) for _ in range(2)]
+    assert seen == [True, False]  # the first alone (it may make the deployment id), the second beside it
     with pytest.raises(InvalidSetting, match="another FaceAtlas server"):
-        ServerLease.take(database, shared=False)
+        ServerLease.take(database)
+    with pytest.raises(InvalidSetting, match="count rates and quotas in another Redis"):
+        ServerLease.take(database, redis_identity=_redis("two"))  # another Redis (or database number)
     for lease in with_redis:
         lease.release()
-    ServerLease.take(database, shared=False).release()
+    ServerLease.take(database, redis_identity=_redis("two")).release()  # alone now: any Redis
+    ServerLease.take(database).release()
+
+
+def test_a_link_to_the_sqlite_file_is_the_same_database(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "service.db"
+    real.parent.mkdir()
+    holder = ServerLease.take(f"sqlite:///{real}")
+    (tmp_path / "alias.db").symlink_to(real)
+    os.link(real, tmp_path / "hard.db")
+    try:
+        for other in (f"sqlite:///{tmp_path / 'alias.db'}", f"sqlite:///{tmp_path / 'hard.db'}",
+                      str(tmp_path / "data" / ".." / "data" / "service.db")):
+            with pytest.raises(InvalidSetting, match="another FaceAtlas server"):
+                ServerLease.take(other)
+    finally:
+        holder.release()
 
 
 def test_a_killed_server_frees_its_database_at_once(database: str) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom faceatlas.service.lease import ServerLease\n"
-         "ServerLease.take(sys.argv[1], shared=False)\nprint('held', flush=True)\ntime.sleep(600)", database],
+         "ServerLease.take(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)", database],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(InvalidSetting):
-            ServerLease.take(database, shared=False)
+            ServerLease.take(database)
     finally:
         holder.kill()
         holder.wait(timeout=10)
     deadline = time.monotonic() + 10  # PostgreSQL ends the killed session's backend within moments
     while True:
         try:
-            ServerLease.take(database, shared=False).release()
+            ServerLease.take(database).release()
             break
         except InvalidSetting:
             if time.monotonic() > deadline:
@@ -83,7 +113,7 @@ def test_a_killed_server_frees_its_database_at_once(database: str) -> None:
 
 def test_serve_beside_a_server_without_redis_is_one_line_and_exit_2(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'service.db'}"
-    lease = ServerLease.take(database, shared=False)
+    lease = ServerLease.take(database)
     try:
         result = CliRunner().invoke(cli, ["serve", "--db", database, "--pack", "scrfd-mbf", "--port",
                                           str(_free_port())])
@@ -92,6 +122,29 @@ def test_serve_beside_a_server_without_redis_is_one_line_and_exit_2(tmp_path: Pa
     assert result.exit_code == 2
     assert result.output.startswith("error (invalid_setting): another FaceAtlas server serves this database")
     assert "Traceback" not in result.output
+
+
+def test_a_redis_of_another_deployment_is_refused_and_a_restarted_one_is_waited_for(
+        redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment id in Redis: made by a server alone on its database; a server beside others
+    finding none waits for their heartbeat to put it back (Redis restarted empty), and is refused
+    when none comes (the others count in another Redis)."""
+    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
+    redis_server.flush()
+    client = redis.Redis.from_url(redis_server.url)
+    made = redis_state.deployment(client, alone=True)
+    assert redis_state.deployment(client, alone=False) == made
+    running = RedisState(ServiceSettings(database_url="sqlite://", redis_url=redis_server.url), lambda tenant: 0)
+    try:
+        redis_server.flush()  # restarted empty: the running server's heartbeat puts the id back
+        assert redis_state.deployment(client, alone=False) == made
+    finally:
+        running.close()
+    redis_server.flush()
+    started = time.monotonic()
+    with pytest.raises(InvalidSetting, match="use another Redis"):
+        redis_state.deployment(client, alone=False)
+    assert time.monotonic() - started >= redis_state.restart_grace()
 
 
 @pytest.fixture
