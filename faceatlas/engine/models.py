@@ -244,8 +244,11 @@ def store_derived(made: Path, path: Path, **meta: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(made, path)
     tmp = record_path(path).with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sha256": file_sha256(path), **meta}, indent=2, sort_keys=True))
-    os.replace(tmp, record_path(path))
+    try:
+        tmp.write_text(json.dumps({"sha256": file_sha256(path), **meta}, indent=2, sort_keys=True))
+        os.replace(tmp, record_path(path))
+    finally:  # interrupted (Ctrl-C, SIGTERM), the half-written record goes
+        tmp.unlink(missing_ok=True)
     return path
 
 
