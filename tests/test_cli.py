@@ -278,3 +278,14 @@ def test_readme_gallery_steps_run_in_order(shared, monkeypatch, tmp_path):
         assert result.exit_code == 0, f"{line}\n{result.output}"
         ran.append(command[2])
     assert ran[-2:] == ["merge", "export"] and (tmp_path / "staff.parquet").is_file()
+
+
+def test_pack_names_are_matched_without_blanks_and_case(examples, monkeypatch):
+    """`--pack " SCRFD-MBF"` and `FACEATLAS_PACK=Scrfd-Mbf` were "no model pack named"; both are scrfd-mbf."""
+    photo = str(examples / "examples/two_people.jpg")
+    option = runner.invoke(app, ["detect", photo, "--pack", " SCRFD-MBF", "--json"])
+    monkeypatch.setenv("FACEATLAS_PACK", "Scrfd-Mbf ")
+    variable = runner.invoke(app, ["detect", photo, "--json"])
+    for result in (option, variable):
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.strip().splitlines()[-1])["pack"] == "scrfd-mbf"

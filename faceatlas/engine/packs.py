@@ -433,9 +433,11 @@ def get_pack(name: str | None = None, settings: EngineSettings | None = None, ru
              flip: bool | None = None) -> Pack:
     """The pack called ``name`` (default: :func:`default_pack_name`) at ``runtime`` (default:
     ``FACEATLAS_RUNTIME``, float), with flip test-time augmentation when ``flip`` (default:
-    ``FACEATLAS_FLIP``, off)."""
+    ``FACEATLAS_FLIP``, off). Every pack name (an argument, ``--pack``, ``FACEATLAS_PACK``, a
+    service's setting) comes through here: it is matched without surrounding blanks and case
+    (``" SCRFD-MBF"`` is ``scrfd-mbf``); a blank one is the default."""
     settings = settings or EngineSettings()
-    name = name or default_pack_name(settings=settings)
+    name = (name or "").strip().lower() or default_pack_name(settings=settings).strip().lower()
     try:
         pack = PACKS[name]
     except KeyError:
