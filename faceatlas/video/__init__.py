@@ -20,7 +20,7 @@ from faceatlas.video.config import (
 )
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
-from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
+from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.plots import (
     camera_counts,
     check_measure,
@@ -113,6 +113,7 @@ __all__ = [
     "open_events_db",
     "plot_counts",
     "plot_heatmap",
+    "interrupts_held",
     "run_cameras",
     "run_watch",
     "check_outputs",
