@@ -30,7 +30,15 @@ from faceatlas.video.plots import (
     plot_counts,
     plot_heatmap,
 )
-from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
+from faceatlas.video.sinks import (
+    EVENTS_STDOUT,
+    DatabaseSink,
+    EventBus,
+    EventSink,
+    JsonlSink,
+    MqttSink,
+    events_from_jsonl,
+)
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
 from faceatlas.video.store import (
     COUNT_PAGE_MINUTES,
@@ -54,6 +62,7 @@ from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 __all__ = [
     "COUNT_PAGE_MINUTES",
     "EVENT_TYPES",
+    "EVENTS_STDOUT",
     "CameraConfig",
     "CountPage",
     "CountRow",
