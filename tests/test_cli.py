@@ -278,3 +278,41 @@ def test_readme_gallery_steps_run_in_order(shared, monkeypatch, tmp_path):
         assert result.exit_code == 0, f"{line}\n{result.output}"
         ran.append(command[2])
     assert ran[-2:] == ["merge", "export"] and (tmp_path / "staff.parquet").is_file()
+
+
+def test_pack_names_are_matched_without_blanks_and_case(examples, monkeypatch):
+    """`--pack " SCRFD-MBF"` and `FACEATLAS_PACK=Scrfd-Mbf` were "no model pack named"; both are scrfd-mbf."""
+    photo = str(examples / "examples/two_people.jpg")
+    option = runner.invoke(app, ["detect", photo, "--pack", " SCRFD-MBF", "--json"])
+    monkeypatch.setenv("FACEATLAS_PACK", "Scrfd-Mbf ")
+    variable = runner.invoke(app, ["detect", photo, "--json"])
+    for result in (option, variable):
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.strip().splitlines()[-1])["pack"] == "scrfd-mbf"
+
+
+def test_models_list_and_info_show_a_corrupt_file(shared, tmp_path, monkeypatch):
+    """A model file with one byte flipped (its sha256 not the published one) was listed as on disk
+    and its path shown as found, though loading it is refused; it is now "corrupt"."""
+    for name in ("insightface/det_500m.onnx", "recognition/mobilefacenet_128d.onnx"):
+        copy = tmp_path / "models" / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes((shared / "models" / name).read_bytes())
+    flipped = bytearray((tmp_path / "models/insightface/det_500m.onnx").read_bytes())
+    flipped[1000] ^= 0xFF
+    (tmp_path / "models/insightface/det_500m.onnx").write_bytes(bytes(flipped))
+    monkeypatch.setenv("FACEATLAS_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    listed = {row["name"]: row for row in json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)}
+    assert listed["scrfd-mbf"]["available"] is False  # it was True
+    assert listed["scrfd-mbf"]["state"] == "corrupt"
+    assert listed["dlib"]["state"] == "ready" and listed["yunet-mbf"]["state"] == "missing"  # no YuNet copied
+    assert "corrupt" in runner.invoke(app, ["models", "list"], terminal_width=200).stdout
+    info = json.loads(runner.invoke(app, ["models", "info", "scrfd-mbf", "--json"]).stdout)
+    files = {f["name"]: f for f in info["files"]}
+    detector, recogniser = files["insightface/det_500m.onnx"], files["recognition/mobilefacenet_128d.onnx"]
+    assert detector["state"] == "corrupt" and detector["sha256_found"] != detector["sha256"]
+    assert recogniser["state"] == "ready" and files["antispoof/2.7_80x80_MiniFASNetV2.onnx"]["state"] == "missing"
+    text = runner.invoke(app, ["models", "info", "scrfd-mbf"], terminal_width=200).stdout
+    assert "det_500m.onnx: corrupt:" in text

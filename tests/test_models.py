@@ -7,8 +7,16 @@ import http.server
 import io
 import json
 import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
 import threading
+import time
 import zipfile
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -260,3 +268,86 @@ def test_a_missing_model_offline_names_the_command_that_fetches_it(isolated, mon
         resolve(DET_500M)  # no pack given: the first that holds the file
     result = CliRunner().invoke(app, ["models", "fetch", "yunet-mbf"])
     assert result.exit_code == 2 and "faceatlas models fetch yunet-mbf" in result.output, result.output
+
+
+def _certificate(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """A self-signed certificate for ``hosts`` (its own CA): the PEM files of the certificate and key."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def _stalling_proxy(cert: Path, key: Path, sent: threading.Event, release: threading.Event) -> socket.socket:
+    """An HTTPS proxy on loopback that answers every download with its headers (1 MB promised) and
+    64 KB of it, then stalls until ``release``: a download cut in the middle."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(client: socket.socket) -> None:
+        with client:
+            reader = client.makefile("rb")
+            while reader.readline() not in (b"\r\n", b""):  # CONNECT host:443 and its headers
+                pass
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with context.wrap_socket(client, server_side=True) as tls:
+                tls.recv(65536)  # the GET
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"\0" * 65536)
+                sent.set()
+                release.wait(60)
+
+    def accept() -> None:
+        with suppress(OSError):
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+def test_sigterm_during_a_download_removes_its_part_file(tmp_path):
+    """`kill` (SIGTERM) of `faceatlas models fetch` in the middle of a download left the
+    `.det_500m.onnx.*.part` file in the cache (SIGTERM's default action ends the process on the
+    spot); it now stops as Ctrl-C does: the download's ``finally`` removes it, status 130."""
+    hosts = ["raw.githubusercontent.com", "github.com", "media.githubusercontent.com", "registry.npmjs.org"]
+    cert, key = _certificate(tmp_path, hosts)
+    sent, release = threading.Event(), threading.Event()
+    proxy = _stalling_proxy(cert, key, sent, release)
+    env = {name: value for name, value in os.environ.items()
+           if not name.upper().startswith("FACEATLAS_") and name.lower() not in ("no_proxy", "all_proxy")}
+    env.update(https_proxy=f"http://127.0.0.1:{proxy.getsockname()[1]}", SSL_CERT_FILE=str(cert),
+               FACEATLAS_CACHE=str(tmp_path / "cache"), FACEATLAS_MODEL_DIR=str(tmp_path / "models"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "models", "fetch", "scrfd-mbf"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert sent.wait(60), "the download never started"
+            deadline = time.monotonic() + 10
+            while not list((tmp_path / "cache").rglob("*.part")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list((tmp_path / "cache").rglob("*.part")), "no download in progress"
+            child.send_signal(signal.SIGTERM)
+            _, stderr = child.communicate(timeout=30)
+        finally:
+            child.kill()
+    finally:
+        release.set()
+        proxy.close()
+    assert not [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no .part, no model
+    assert child.returncode == 130, stderr

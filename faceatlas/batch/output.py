@@ -20,6 +20,7 @@ import csv
 import io
 import re
 import uuid
+from contextlib import suppress
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -75,8 +76,13 @@ def _files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
 
 def _write(fs: pafs.FileSystem, table: pa.Table, folder: str, name: str) -> None:
     temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-    pq.write_table(table, temporary, filesystem=fs)
-    fs.move(temporary, f"{folder}/{name}")
+    try:
+        pq.write_table(table, temporary, filesystem=fs)
+        fs.move(temporary, f"{folder}/{name}")
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: the half-written file goes
+        with suppress(OSError):
+            fs.delete_file(temporary)
+        raise
 
 
 def write_part(fs: pafs.FileSystem, root: str, faces: pa.Table, images: pa.Table) -> str:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+
 __all__ = ["run"]
 
 
 def run() -> None:
     """The `faceatlas` command: the CLI imported inside the Ctrl-C handler, so an interrupt while
-    it loads (the engine's imports take a second or two) ends with status 130, not a traceback."""
+    it loads (the engine's imports take a second or two) ends with status 130, not a traceback.
+
+    SIGTERM (a plain `kill`, a container's stop) is turned into Ctrl-C for every command: the
+    ``finally`` blocks run, so a download's ``.part`` file and the other temporary files are removed
+    and outputs closed, and the command ends as on Ctrl-C (status 130); SIGTERM's default action
+    ended the process on the spot and left them behind."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         from faceatlas.cli.main import app
 

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from faceatlas.cli.errors import fail, fail_import
 from faceatlas.cli.files import progress
-from faceatlas.errors import FaceAtlasError
+from faceatlas.errors import FaceAtlasError, InvalidArgument
+from faceatlas.video import EVENTS_STDOUT
 
 err = Console(stderr=True)
 LEVEL_STYLES = {"info": "dim", "warning": "yellow", "alert": "red", "critical": "bold red"}
@@ -38,7 +39,8 @@ def _seat(text: str) -> Literal["left", "right", "any"]:
 def drive(
     source: Annotated[str, typer.Argument(help="video file, webcam index (0) or rtsp:// URL")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write an annotated video (mp4)")] = None,
-    events: Annotated[Path | None, typer.Option("--events", help="write events as JSON lines")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="write events as JSON lines (- : to stdout, "
+                                                "the summary then on stderr)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="events as JSON lines on stdout, summary last")] = False,
     region: Annotated[str, typer.Option(help="driver region x1,y1,x2,y2 (fractions)")] = "0,0,1,1",
     seat: Annotated[str, typer.Option(help="side of the image the driver sits in: left, right or any")] = "any",
@@ -60,7 +62,11 @@ def drive(
         err.print(f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
                   f"[/{style}] {json.dumps(event.details)}")
 
+    to_stdout = events is not None and str(events) == EVENTS_STDOUT
     try:
+        if to_stdout and as_json:  # each event would be printed twice, in one stream
+            raise InvalidArgument("--json writes the events to stdout as JSON lines already (summary last): "
+                                  "drop --events -, or give --events a file")
         config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
         with progress(err, disable=quiet) as bar:
             tasks: list = []  # the bar's task, added at the first frame: a source that does not open shows none
@@ -76,12 +82,12 @@ def drive(
         fail(exc, as_json)
     except ImportError as exc:
         fail_import(exc, "drive", as_json)
-    _report_summary(summary, as_json)
+    _report_summary(summary, as_json, to_stderr=to_stdout)  # stdout holds the events' JSON lines alone
     if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
         raise typer.Exit(130)
 
 
-def _report_summary(summary: dict[str, object], as_json: bool) -> None:
+def _report_summary(summary: dict[str, object], as_json: bool, *, to_stderr: bool = False) -> None:
     if as_json:
         print(json.dumps({"summary": summary}))
         return
@@ -90,4 +96,4 @@ def _report_summary(summary: dict[str, object], as_json: bool) -> None:
     table.add_column("value")
     for key, value in summary.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    Console().print(table)
+    (err if to_stderr else Console()).print(table)

@@ -16,6 +16,7 @@ from faceatlas.engine import (
     get_pack,
     load_calibration,
     locate,
+    model_status,
     verify_sha256,
 )
 
@@ -31,7 +32,8 @@ def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             "name": p.name,
             "version": p.version,
             "embedding_size": p.embedding_size,
-            "available": p.is_available(),
+            "available": (state := p.state()) == "ready",
+            "state": state,
             "calibrated": load_calibration(p) is not None,
             "description": p.description,
         }
@@ -48,7 +50,7 @@ def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             str(row["name"]),
             str(row["version"]),
             str(row["embedding_size"]),
-            "yes" if row["available"] else "no",
+            {"ready": "yes", "missing": "no"}.get(str(row["state"]), "[red]corrupt[/red]"),
             "yes" if row["calibrated"] else "no",
             str(row["description"]),
         )
@@ -61,12 +63,15 @@ def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
     chosen = get_pack(pack)
     files = []
     for model in chosen.files:
-        path = locate(model)
+        found = model_status(model)
+        path = found.path
         files.append(
             {
                 "name": model.name,
                 "found": str(path) if path else None,
+                "state": found.state,
                 "sha256": model.sha256,
+                "sha256_found": found.sha256,
                 "url": model.url,
                 "archive_member": model.archive_member,
                 "package": model.package,
@@ -92,7 +97,9 @@ def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
     for note in chosen.notes:
         console.print(f"[yellow]{note}[/yellow]")
     for f in files:
-        status = f"[green]{f['found']}[/green]" if f["found"] else "[red]missing[/red]"
+        status = (f"[green]{f['found']}[/green]" if f["state"] == "ready" else "[red]missing[/red]"
+                  if f["state"] == "missing" else f"[red]corrupt: {f['found']} has sha256 {f['sha256_found']}; "
+                  f"delete it and run `faceatlas models fetch {chosen.name}`[/red]")
         source = f["url"] or (f"Python package {f['package']}" if f["package"] else "none public (place it by hand)")
         member = f" (member {f['archive_member']})" if f["archive_member"] else ""
         console.print(

@@ -40,7 +40,7 @@ def watch(
     config: Annotated[Path | None, typer.Option(help="cams.yaml with several cameras and the sinks")] = None,
     stride: Annotated[int | None, typer.Option(help="detect on every Nth frame [default: 2]")] = None,
     line: Annotated[list[str] | None, typer.Option(help="counting line x1,y1,x2,y2 (repeatable)")] = None,
-    events: Annotated[Path | None, typer.Option(help="write events as JSON lines here")] = None,
+    events: Annotated[Path | None, typer.Option(help="write events as JSON lines here (- : to stdout)")] = None,
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's, else "
                                              "FACEATLAS_PACK or yunet-frfeature)")] = None,

@@ -29,7 +29,16 @@ from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_si
 from faceatlas.engine.identification import IdentificationReport, identification_report
 from faceatlas.engine.image import IMAGE_SUFFIXES, ImageInput, decode_image, decoded_pixels, encoded_pixels, load_image
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
-from faceatlas.engine.models import ModelFile, candidate_paths, fetch, locate, resolve, verify_sha256
+from faceatlas.engine.models import (
+    ModelFile,
+    ModelStatus,
+    candidate_paths,
+    fetch,
+    locate,
+    model_status,
+    resolve,
+    verify_sha256,
+)
 from faceatlas.engine.packs import PACKS, RUNTIMES, Pack, Runtime, default_pack_name, get_pack
 from faceatlas.engine.persons import PersonDetector
 from faceatlas.engine.vectors import check_vectors, l2_normalize, top_k
@@ -76,6 +85,7 @@ __all__ = [
     "LFWReport",
     "LivenessResult",
     "ModelFile",
+    "ModelStatus",
     "ModelMismatch",
     "ModelMissing",
     "NoFace",
@@ -110,6 +120,7 @@ __all__ = [
     "load_image",
     "measuring_analyzer",
     "locate",
+    "model_status",
     "plot_dataset",
     "plot_roc",
     "resolve",

@@ -279,6 +279,9 @@ def save_calibration(calibration: Calibration, path: Path) -> Path:
     """Write ``calibration`` as JSON to ``path`` (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(calibration), indent=2, sort_keys=True))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(asdict(calibration), indent=2, sort_keys=True))
+        tmp.replace(path)
+    finally:  # interrupted (Ctrl-C, SIGTERM), the half-written file goes; renamed, nothing is left
+        tmp.unlink(missing_ok=True)
     return path

@@ -292,8 +292,11 @@ def dlib_onnx_model(source: Path, cache_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     log.warning("converting dlib's ResNet %s to ONNX (once; cached at %s)", source.name, path)
     made = path.with_suffix(f".{os.getpid()}.tmp")
-    made.write_bytes(build_model(read_layers(source)).SerializeToString())
-    return store_derived(made, path, source=source.name, source_sha256=source_sha, recipe=RECIPE)
+    try:
+        made.write_bytes(build_model(read_layers(source)).SerializeToString())
+        return store_derived(made, path, source=source.name, source_sha256=source_sha, recipe=RECIPE)
+    finally:  # interrupted (Ctrl-C, SIGTERM), the half-written file goes; moved, nothing is left
+        made.unlink(missing_ok=True)
 
 
 __all__ = ["CHIP_SIZE", "Layer", "build_model", "dlib_onnx_model", "read_layers"]

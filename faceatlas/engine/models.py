@@ -28,13 +28,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from faceatlas.errors import FaceAtlasError, ModelIntegrityError, ModelMissing
 from faceatlas.settings import EngineSettings
 
 if TYPE_CHECKING:
     import onnx
+
+ModelState = Literal["ready", "corrupt", "missing"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,30 @@ def locate(model: ModelFile, settings: EngineSettings | None = None) -> Path | N
     if model.package:
         return _package_path(model)
     return next((p for p in candidate_paths(model, settings) if p.is_file()), None)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Where :func:`resolve` would find ``model`` without downloading, and whether it would load:
+    ``ready`` (found, its sha256 the published one or none published), ``corrupt`` (found, another
+    sha256: refused when loaded; ``sha256`` is the file's) or ``missing``."""
+
+    state: ModelState
+    path: Path | None = None
+    sha256: str | None = None
+
+
+def model_status(model: ModelFile, settings: EngineSettings | None = None) -> ModelStatus:
+    """The :class:`ModelStatus` of ``model`` (the file hashed, never downloaded)."""
+    try:
+        path = locate(model, settings)
+    except ModelMissing:  # the Python package that ships it is not installed
+        return ModelStatus("missing")
+    if path is None:
+        return ModelStatus("missing")
+    if model.sha256 is not None and (digest := file_sha256(path)) != model.sha256:
+        return ModelStatus("corrupt", path, digest)
+    return ModelStatus("ready", path)
 
 
 def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None,
@@ -244,8 +270,11 @@ def store_derived(made: Path, path: Path, **meta: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(made, path)
     tmp = record_path(path).with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sha256": file_sha256(path), **meta}, indent=2, sort_keys=True))
-    os.replace(tmp, record_path(path))
+    try:
+        tmp.write_text(json.dumps({"sha256": file_sha256(path), **meta}, indent=2, sort_keys=True))
+        os.replace(tmp, record_path(path))
+    finally:  # interrupted (Ctrl-C, SIGTERM), the half-written record goes
+        tmp.unlink(missing_ok=True)
     return path
 
 

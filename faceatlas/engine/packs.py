@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from faceatlas.engine.models import PACK_FILES, ModelFile, locate
-from faceatlas.errors import ModelMissing, RuntimeUnavailable, UnknownPack
+from faceatlas.engine.models import PACK_FILES, ModelFile, ModelState, model_status
+from faceatlas.errors import RuntimeUnavailable, UnknownPack
 from faceatlas.settings import DEFAULT_PACK, EngineSettings
 
 DetectorKind = Literal["scrfd", "yunet", "dlib_hog"]
@@ -169,11 +169,16 @@ class Pack:
         return sorted({f.license for f in self.attributes.files}) if self.attributes else []
 
     def is_available(self) -> bool:
-        """True when the detector and recogniser are already on disk (no download needed)."""
-        try:
-            return all(locate(f) is not None for f in self.core_files)
-        except ModelMissing:
-            return False
+        """True when the detector and recogniser are on disk and match their sha256 (they load; no
+        download needed)."""
+        return self.state() == "ready"
+
+    def state(self) -> ModelState:
+        """``ready`` when every detector and recogniser file is on disk with its published sha256;
+        ``corrupt`` when one of them is there with another (it would be refused when loaded, as a
+        download is needed: delete it and fetch); else ``missing``."""
+        states = {model_status(f).state for f in self.core_files}
+        return "corrupt" if "corrupt" in states else "missing" if "missing" in states else "ready"
 
 
 def _dlib_file(name: str, function: str) -> ModelFile:
@@ -433,9 +438,11 @@ def get_pack(name: str | None = None, settings: EngineSettings | None = None, ru
              flip: bool | None = None) -> Pack:
     """The pack called ``name`` (default: :func:`default_pack_name`) at ``runtime`` (default:
     ``FACEATLAS_RUNTIME``, float), with flip test-time augmentation when ``flip`` (default:
-    ``FACEATLAS_FLIP``, off)."""
+    ``FACEATLAS_FLIP``, off). Every pack name (an argument, ``--pack``, ``FACEATLAS_PACK``, a
+    service's setting) comes through here: it is matched without surrounding blanks and case
+    (``" SCRFD-MBF"`` is ``scrfd-mbf``); a blank one is the default."""
     settings = settings or EngineSettings()
-    name = name or default_pack_name(settings=settings)
+    name = (name or "").strip().lower() or default_pack_name(settings=settings).strip().lower()
     try:
         pack = PACKS[name]
     except KeyError:

@@ -85,11 +85,14 @@ class IndexCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         journal = path.with_name(f"{path.name}.erase-{uuid.uuid4().hex}.npy")
         tmp = journal.with_suffix(".part")
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(face_ids, np.int64))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, journal)
+        try:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.asarray(face_ids, np.int64))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, journal)
+        finally:  # interrupted (Ctrl-C, SIGTERM), the half-written journal goes
+            tmp.unlink(missing_ok=True)
         return journal
 
     def recover(self) -> int:

@@ -20,7 +20,7 @@ from faceatlas.video.config import (
 )
 from faceatlas.video.events import EVENT_TYPES, Event
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
-from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
+from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.plots import (
     camera_counts,
     check_measure,
@@ -30,7 +30,15 @@ from faceatlas.video.plots import (
     plot_counts,
     plot_heatmap,
 )
-from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink, events_from_jsonl
+from faceatlas.video.sinks import (
+    EVENTS_STDOUT,
+    DatabaseSink,
+    EventBus,
+    EventSink,
+    JsonlSink,
+    MqttSink,
+    events_from_jsonl,
+)
 from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
 from faceatlas.video.store import (
     COUNT_PAGE_MINUTES,
@@ -54,6 +62,7 @@ from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 __all__ = [
     "COUNT_PAGE_MINUTES",
     "EVENT_TYPES",
+    "EVENTS_STDOUT",
     "CameraConfig",
     "CountPage",
     "CountRow",
@@ -113,6 +122,7 @@ __all__ = [
     "open_events_db",
     "plot_counts",
     "plot_heatmap",
+    "interrupts_held",
     "run_cameras",
     "run_watch",
     "check_outputs",

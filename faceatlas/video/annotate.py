@@ -83,6 +83,9 @@ def check_video_path(path: str | Path) -> Path:
     :class:`InvalidArgument` before any frame is read (OpenCV wrote nothing for ``out.txt`` and
     said so only in a log line, and the run ended 0). A name that is not valid UTF-8 (bytes the
     file system gave as surrogate escapes) is refused too: OpenCV's writer crashed the process on it."""
+    if str(path) == "-":
+        raise InvalidArgument("a video cannot be written to standard output ('-'): an MP4 is finished by "
+                              "seeking back into it; give a file such as out.mp4")
     path = Path(path)
     try:
         str(path).encode("utf-8")

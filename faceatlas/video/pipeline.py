@@ -8,10 +8,12 @@ process, sharing the models and the event sinks.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -439,15 +441,41 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
             for done in ended:
                 done.wait(0.2)
     except KeyboardInterrupt:
-        log.info("stopping %d camera(s)", len(pipelines))
-        for pipeline in pipelines:
-            pipeline.stop()
-        deadline = time.monotonic() + 30
-        for done in ended:
-            done.wait(max(0.0, deadline - time.monotonic()))
+        with interrupts_held("the cameras end their tracks and close their videos"):  # a second Ctrl-C
+            log.info("stopping %d camera(s)", len(pipelines))
+            for pipeline in pipelines:
+                pipeline.stop()
+            deadline = time.monotonic() + 30
+            for done in ended:
+                done.wait(max(0.0, deadline - time.monotonic()))
     if failures:  # a camera that failed (a source that cannot be read, a collection gone) is the caller's error
         raise failures[0]
     return [results[i] for i in sorted(results)]
+
+
+@contextmanager
+def interrupts_held(what: str) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM within the block are logged ("already stopping: ``what``"), not
+    raised: the block closes what a stopped run wrote (tracks ended, events flushed, a video's
+    index written), and a second Ctrl-C there ended the process with none of it (no summary, an
+    unreadable MP4). Each wait in it is bounded (the cameras' 30 s, the sinks' own timeouts).
+    Outside the main thread (where no signal is delivered) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(number: int, _frame: object) -> None:
+        log.warning("already stopping: %s first (%s ignored)", what, signal.Signals(number).name)
+
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.getsignal(number) for number in held]
+    for number in held:
+        signal.signal(number, hold)
+    try:
+        yield
+    finally:
+        for number, handler in zip(held, previous):
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def _face_detections(faces: list[Face]) -> sv.Detections:

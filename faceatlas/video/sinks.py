@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from faceatlas.video.events import Event
 from faceatlas.video.store import CountRow, EventRow, open_events_db
 
 log = logging.getLogger(__name__)
+EVENTS_STDOUT = "-"  # the events "file" that is standard output (`--events -`)
 
 
 class EventSink(Protocol):
@@ -38,11 +40,18 @@ class JsonRecord(Protocol):
 
 class JsonlSink:
     """One JSON line per event (flushed per line, so a crash loses nothing written); appends to
-    the file, or starts it afresh with ``append=False``. The one JSONL writer of video and drive."""
+    the file, or starts it afresh with ``append=False``. The one JSONL writer of video and drive.
+    ``path`` ``-`` (:data:`EVENTS_STDOUT`) is standard output, as for most command-line tools (a file
+    named "-" was created), left open when the sink closes."""
 
-    def __init__(self, path: Path, *, append: bool = True) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+    def __init__(self, path: Path | str, *, append: bool = True) -> None:
+        self._owned = str(path) != EVENTS_STDOUT
+        self._file: TextIO
+        if self._owned:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        else:
+            self._file = sys.stdout
         self._lock = threading.Lock()
 
     def emit(self, event: JsonRecord) -> None:
@@ -52,7 +61,10 @@ class JsonlSink:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._owned:
+                self._file.close()
+            else:
+                self._file.flush()
 
 
 class DatabaseSink:

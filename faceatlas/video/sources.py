@@ -1,6 +1,7 @@
 """Frame sources: video files, RTSP/HTTP streams (PyAV) and webcams by index (OpenCV).
 
-Files are read frame by frame in the caller's thread, nothing dropped. Live sources are read
+Files are read frame by frame in the caller's thread, nothing dropped; so is a file served over
+HTTP(S) (a length or a duration known when it opens): it ends at its end. Live sources are read
 by a background thread into a small buffer: when processing falls behind, the oldest frames
 are dropped (and counted) so that lag does not grow; a stream that drops is reopened with
 exponential backoff. Frames that fail to decode are skipped and counted.
@@ -24,6 +25,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+HTTP_SCHEMES = ("http://", "https://")
+PLAYLIST_FORMATS = frozenset({"hls", "dash"})  # their length is the playlist's: only a duration makes them finite
 
 
 @dataclass
@@ -51,6 +54,14 @@ def is_live(spec: str | int | Path) -> bool:
     return text.isdigit() or text.lower().startswith(LIVE_SCHEMES)
 
 
+def is_finite(container: av.container.InputContainer) -> bool:
+    """True when an opened network source is a file (it ends; it is not a stream to reconnect to):
+    it has a duration, or the server said its length (Content-Length) and it is no playlist."""
+    if container.duration is not None and container.duration > 0:
+        return True
+    return container.format.name not in PLAYLIST_FORMATS and container.size > 0
+
+
 def check_video_file(path: str | Path) -> None:
     """Open the video file ``path`` and close it again: ``OSError`` (as :class:`VideoSource` raises
     it when iterated) when it cannot be opened or holds no video stream. Lets a use case refuse a
@@ -74,7 +85,10 @@ class VideoSource:
     number: the first frame yielded has that index. A file that cannot be opened raises
     ``OSError`` when iterated; a live source logs the failure, keeps it in ``error`` and retries,
     except a webcam index that does not open the first time (no such camera): iterating it raises
-    that ``OSError`` at once instead of retrying forever.
+    that ``OSError`` at once instead of retrying forever. An http(s) URL guessed live (``live``
+    None) is opened first: a file served over HTTP (:func:`is_finite`) is then read as a file
+    (``live`` becomes False: every frame, no reconnection at its end); a stream with no length
+    stays live.
     """
 
     def __init__(
@@ -91,6 +105,7 @@ class VideoSource:
     ) -> None:
         self.spec = spec
         self.live = is_live(spec) if live is None else live
+        self._probe = live is None and str(spec).lower().startswith(HTTP_SCHEMES)
         if start and (self.live or str(spec).isdigit()):
             raise ValueError("start is for files only")
         self.start = start
@@ -113,8 +128,11 @@ class VideoSource:
         self._gave_up = False  # a webcam index that never opened: its error is raised to the reader
 
     def __iter__(self) -> Iterator[Frame]:
+        opened = self._open_http_file() if self._probe else None
+        if opened is not None:
+            self.live = False
         if not self.live:
-            yield from self._frames()
+            yield from self._frames(opened)
             if self.stats.decoded == 0 and self.stats.corrupt:  # a text file named .jpg opens as an image
                 raise OSError(f"no frame of {str(self.spec)!r} could be decoded ({self.stats.corrupt} corrupt)")
             return
@@ -144,6 +162,20 @@ class VideoSource:
         self.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def _open_http_file(self) -> av.container.InputContainer | None:
+        """The opened container of an http(s) URL that serves a file; None for a stream (it is
+        closed again), or when it does not open (a live source retries)."""
+        self._probe = False
+        try:
+            container = self._open()
+        except OSError as exc:
+            log.info("source %s did not open (%s): read as a live stream", self.spec, exc)
+            return None
+        if is_finite(container):
+            return container
+        container.close()
+        return None
 
     # -- live reading ---------------------------------------------------------------------------
     def _read_live(self) -> None:
@@ -189,11 +221,11 @@ class VideoSource:
             self._ready.notify()
 
     # -- decoding -------------------------------------------------------------------------------
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self, opened: av.container.InputContainer | None = None) -> Iterator[Frame]:
         self._first_index_of_run = self._next_index
-        reader = self._opencv_frames if str(self.spec).isdigit() else self._pyav_frames
+        reader = self._opencv_frames() if str(self.spec).isdigit() else self._pyav_frames(opened)
         last_time = self._time_offset
-        for seconds, image in reader():
+        for seconds, image in reader:
             if image is None or image.ndim != 3 or image.size == 0:
                 self.stats.corrupt += 1
                 continue
@@ -204,12 +236,16 @@ class VideoSource:
             yield frame
         self._time_offset = last_time + (1.0 / self.fps if self.fps else 0.0)
 
-    def _pyav_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
+    def _open(self) -> av.container.InputContainer:
         options = {"rtsp_transport": "tcp"} if str(self.spec).lower().startswith("rtsp") else {}
         try:
-            container = av.open(str(self.spec), options=options, timeout=(10.0, 10.0))
+            return av.open(str(self.spec), options=options, timeout=(10.0, 10.0))
         except av.error.FFmpegError as exc:
             raise OSError(f"cannot open video source {str(self.spec)!r}: {exc}") from exc
+
+    def _pyav_frames(self, opened: av.container.InputContainer | None = None,
+                     ) -> Iterator[tuple[float, np.ndarray | None]]:
+        container = opened if opened is not None else self._open()
         with container:
             if not container.streams.video:
                 raise OSError(f"no video stream in {str(self.spec)!r}")

@@ -13,7 +13,7 @@ from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery
 from faceatlas.video.config import WatchConfig
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
-from faceatlas.video.pipeline import PipelineStats, VideoPipeline, run_cameras
+from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
 from faceatlas.video.sources import check_video_file, is_live
 from faceatlas.video.webhook import WebhookSink
@@ -96,5 +96,6 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     except OSError as exc:  # a source that cannot be opened or read
         raise InvalidInput(f"cannot read video source: {exc}") from exc
     finally:
-        bus.close()
+        with interrupts_held("the sinks deliver their events"):
+            bus.close()
     return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered())

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import resource
+import struct
+import time
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -17,7 +22,7 @@ from faceatlas.apps.ar import (
     Warp,
     make_effects,
 )
-from faceatlas.errors import InvalidArgument, InvalidImage, UnknownEffect
+from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, UnknownEffect
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +186,35 @@ def test_png_sticker_options_and_refusals(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not a png")
     with pytest.raises(InvalidImage):
         StickerArt.from_png(tmp_path / "junk.png")
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A valid RGBA PNG of ``width`` x ``height`` transparent pixels in a few hundred KB: its
+    zlib stream is one 1 MiB block of zeros compressed once and repeated (full flushes make each
+    block stand alone), the checksum worked out (Adler-32 of n zeros is n mod 65521 << 16 | 1)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw, block = height * (1 + 4 * width), 1 << 20  # a filter byte per row, then RGBA: all zero
+    stream = zlib.compressobj(9)
+    first = stream.compress(b"\0" * block) + stream.flush(zlib.Z_FULL_FLUSH)
+    again = stream.compress(b"\0" * block) + stream.flush(zlib.Z_FULL_FLUSH)
+    whole, rest = divmod(raw, block)
+    last = zlib.compressobj(9, zlib.DEFLATED, -15)
+    idat = first + again * (whole - 1) + last.compress(b"\0" * rest) + last.flush() \
+        + struct.pack(">I", ((raw % 65521) << 16) | 1)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_huge_png_sticker_is_refused_from_its_header(tmp_path):
+    """A 12000x12000 PNG sticker of 0.4 MB (a decompression bomb) was decoded in full (576 MB of
+    pixels, seconds) before its size was refused; its header's size refuses it at once."""
+    (tmp_path / "bomb.png").write_bytes(_bomb_png(12000, 12000))
+    before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    with pytest.raises(ImageTooLarge, match="12000x12000; at most 4096 pixels a side"):
+        StickerArt.from_png(tmp_path / "bomb.png")
+    assert time.monotonic() - started < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing decoded
+    _bar_png(tmp_path / "small.png")  # the header check lets an ordinary sticker through
+    assert StickerArt.from_png(tmp_path / "small.png").image.shape == (100, 200, 4)

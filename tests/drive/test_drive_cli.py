@@ -127,3 +127,20 @@ def test_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(video: str
     assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
     written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
     assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing
+
+
+def test_events_dash_are_json_lines_on_stdout(video: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--events -` created a file named "-"; it is stdout, as for most tools: the events as JSON
+    lines there alone (the summary table goes to stderr). With --json, which prints them already,
+    it is refused; `-o -` (a video to stdout) is refused clearly."""
+    monkeypatch.chdir(tmp_path)
+    run = runner.invoke(app, ["drive", video, "-q", "--max-frames", "30", "--region", "0,0,0.2,0.2", "--events", "-"])
+    assert run.exit_code == 0, run.output
+    assert os.listdir(tmp_path) == []  # no file named "-"
+    events = [json.loads(line) for line in run.stdout.splitlines()]  # nothing but JSON lines
+    assert [(e["type"], e["frame"]) for e in events] == [("face_not_visible", 25)]  # no face in that corner
+    assert "SenseDrive summary" in run.stderr
+    twice = runner.invoke(app, ["drive", video, "-q", "--json", "--max-frames", "2", "--events", "-"])
+    assert twice.exit_code == 2 and "--json writes the events to stdout" in json_error(twice.stdout)["message"]
+    to_stdout = runner.invoke(app, ["drive", video, "-q", "--max-frames", "2", "-o", "-"])
+    assert to_stdout.exit_code == 2 and "standard output" in to_stdout.stderr, to_stdout.output

@@ -101,3 +101,11 @@ def test_a_store_setting_that_fails_only_later_is_refused_at_load(setting, says)
 
     with pytest.raises(ValueError, match=says):
         StoreConfig(id="s", cameras=[Camera(id="door", role="door")], **setting)
+
+
+def test_store_events_dash_is_refused(tmp_path: Path) -> None:
+    """`events: "-"` in a store file made a file named "-"; stdout is where `retail run` prints its
+    summary, so the store file is refused, saying so."""
+    (tmp_path / "store.yaml").write_text(yaml.safe_dump({**demo_store("files").model_dump(), "events": "-"}))
+    with pytest.raises(InvalidInput, match=re.escape("events: Value error, '-' (standard output) is where")):
+        StoreConfig.load(tmp_path / "store.yaml")

@@ -264,3 +264,26 @@ def test_a_named_track_is_rechecked_on_its_latest_face():
     track.add_sample(newest)
     assert track.due_for_recognition(3, 0.1, recheck=1.0) == [newest]
     assert track.due_for_recognition(3, 0.1, recheck=None) == []
+
+
+def test_watch_events_dash_are_json_lines_on_stdout(hamilton, tmp_path, monkeypatch):
+    """`watch --events -` created a file named "-" (and printed nothing); the events are JSON lines
+    on stdout (the summary and the logs are on stderr)."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    clip, capture = tmp_path / "singer.mp4", cv2.VideoCapture(str(hamilton))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30, (640, 360))
+    for _ in range(15):
+        writer.write(capture.read()[1])
+    writer.release()
+    capture.release()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["watch", str(clip), "--no-persons", "--stride", "3", "--events", "-"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["singer.mp4"]  # no file named "-"
+    events = [Event.from_dict(json.loads(line)) for line in result.stdout.splitlines()]  # nothing but events
+    kinds = [e.type for e in events]
+    assert kinds.count("track_started") == kinds.count("track_ended") > 0 and kinds[-1] == "counts"
+    assert "faceatlas watch" in result.stderr

@@ -4,9 +4,17 @@ its events reach the sinks before the call returns."""
 from __future__ import annotations
 
 import _thread
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+
+import av
 
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.pipeline import VideoPipeline, run_cameras
@@ -58,3 +66,36 @@ def test_stop_ends_a_camera_that_is_reconnecting_at_once(memory: MemorySink) -> 
     assert done.wait(5), "the camera was still waiting on its source"
     assert time.monotonic() - stopped < 5 and pipeline.stats.frames == 0
     assert not pipeline.stats.interrupted  # a live camera's stop is its end, not an interruption
+
+
+def test_a_second_ctrl_c_while_watch_stops_keeps_the_summary_and_the_outputs(hamilton: Path, tmp_path: Path) -> None:
+    """A second Ctrl-C while `faceatlas watch` stopped (the camera ending its tracks, closing its
+    video) ended the process there: no summary, track_ended events missing, and an output MP4
+    without its index (unreadable). It is now ignored until the outputs are closed."""
+    output, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "watch", str(hamilton), "--no-persons", "--pack",
+                              "scrfd-mbf", "--output", str(output), "--events", str(events)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (output.exists() and output.stat().st_size > 50_000) and time.monotonic() < deadline:
+            time.sleep(0.02)  # some frames written
+        child.send_signal(signal.SIGINT)
+        assert child.stderr is not None
+        lines = []
+        while "stopping 1 camera(s)" not in (line := child.stderr.readline()) and line:
+            lines.append(line)
+        child.send_signal(signal.SIGINT)  # the second Ctrl-C, while the camera stops
+        rest = child.stderr.read()
+        child.wait(60)
+    finally:
+        child.kill()
+    stderr = "".join(lines) + rest
+    assert "interrupted: camera short_hamilton_clip stopped after" in stderr, stderr  # the summary
+    assert child.returncode == 130
+    frames = int(re.search(r"stopped after (\d+) frames", stderr).group(1))  # type: ignore[union-attr]
+    with av.open(str(output)) as video:  # closed: its index written
+        assert sum(1 for _ in video.decode(video=0)) == frames
+    kinds = [json.loads(line)["type"] for line in events.read_text().splitlines()]
+    assert kinds.count("track_started") == kinds.count("track_ended") > 0 and "counts" in kinds

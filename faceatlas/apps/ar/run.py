@@ -14,7 +14,7 @@ from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.engine import ImageInput, load_image
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import Frame, VideoSource, VideoWriter, check_outputs, check_video_path
+from faceatlas.video import Frame, VideoSource, VideoWriter, check_outputs, check_video_path, interrupts_held
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -110,10 +110,11 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
     except KeyboardInterrupt:
         interrupted = not video.live
     finally:
-        video.close()
-        session.close()
-        if writer is not None:
-            writer.close()
+        with interrupts_held("closing the video"):  # a second Ctrl-C lost it and the summary
+            video.close()
+            session.close()
+            if writer is not None:
+                writer.close()
     elapsed = time.perf_counter() - began
     summary: dict[str, float | int] = {"frames": frames, "most_faces": most_faces,
                                        "fps": round(frames / elapsed, 1) if elapsed else 0.0}

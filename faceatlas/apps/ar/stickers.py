@@ -7,6 +7,7 @@ the outer eye corners), which sets scale, rotation and position.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,9 @@ from types import MappingProxyType
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from faceatlas.errors import InvalidArgument, InvalidImage
+from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage
 
 SIZE = 400  # sticker canvas width in pixels
 MESH_POINTS = 478  # Face Mesh landmarks with iris
@@ -60,7 +62,10 @@ class StickerArt:
         two points of the image (x, y pixels) that go onto them, left then right; by default the
         midpoints of the image's left and right edges. A PNG without alpha is refused
         (:class:`~faceatlas.errors.InvalidArgument`): an opaque rectangle over the face is never
-        what a sticker means, so the transparency must be in the file."""
+        what a sticker means, so the transparency must be in the file. Its size is read from the
+        header before any pixel is decoded: more than :data:`MAX_STICKER_SIDE` pixels a side is
+        :class:`~faceatlas.errors.ImageTooLarge` at once (a 20000x20000 PNG of a few MB, a
+        decompression bomb, decoded to gigabytes first)."""
         if isinstance(on, str):
             if on not in PLACES:
                 raise InvalidArgument(f"a sticker sits on one of {', '.join(PLACES)}, not {on!r}")
@@ -72,6 +77,7 @@ class StickerArt:
             data = np.fromfile(path, np.uint8)
         except OSError as exc:
             raise InvalidArgument(f"cannot read the sticker {path}: {exc.strerror or exc}") from exc
+        _check_header(path, data)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
         if image is None:
             raise InvalidImage(f"{path} is not an image OpenCV can decode")
@@ -85,8 +91,6 @@ class StickerArt:
         if image.shape[2] == 2:  # grey + alpha
             image = np.dstack([image[:, :, 0]] * 3 + [image[:, :, 1]])
         height, width = image.shape[:2]
-        if max(height, width) > MAX_STICKER_SIDE:
-            raise InvalidArgument(f"the sticker {path} is {width}x{height}; at most {MAX_STICKER_SIDE} pixels a side")
         if anchors is None:
             points = ((0.0, height / 2.0), (float(width), height / 2.0))
         else:
@@ -94,6 +98,20 @@ class StickerArt:
                 raise InvalidArgument(f"a sticker's anchors are two (x, y) points, not {anchors!r}")
             points = ((float(anchors[0][0]), float(anchors[0][1])), (float(anchors[1][0]), float(anchors[1][1])))
         return cls(np.ascontiguousarray(image), points, landmarks)
+
+
+def _check_header(path: Path, data: np.ndarray) -> None:
+    """Refuse the sticker file ``data`` from its header alone: not an image, or more than
+    :data:`MAX_STICKER_SIDE` pixels a side (:class:`~faceatlas.errors.ImageTooLarge`)."""
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as header:  # reads the header, decodes no pixel
+            width, height = header.size
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, Image.DecompressionBombError):  # PIL's own limit, when nothing turned it off
+            raise ImageTooLarge(f"the sticker {path} is too large: {exc}") from exc
+        raise InvalidImage(f"{path} is not an image whose size can be read (a PNG with transparency is)") from exc
+    if max(width, height) > MAX_STICKER_SIDE:
+        raise ImageTooLarge(f"the sticker {path} is {width}x{height}; at most {MAX_STICKER_SIDE} pixels a side")
 
 
 def glasses() -> StickerArt:

@@ -13,7 +13,7 @@ from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_outputs, check_video_path
+from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_outputs, check_video_path, interrupts_held
 
 
 def run_drive(
@@ -66,11 +66,12 @@ def run_drive(
     except OSError as exc:  # the source cannot be opened or read
         raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
     finally:
-        monitor.close()
-        if writer:
-            writer.close()
-        if video is not None:
-            video.close()
+        with interrupts_held("closing the events and the video"):  # a second Ctrl-C lost them and the summary
+            monitor.close()
+            if writer:
+                writer.close()
+            if video is not None:
+                video.close()
     summary = monitor.summary()
     if interrupted:
         summary["interrupted"] = True

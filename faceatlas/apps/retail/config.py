@@ -11,11 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import InvalidInput, NotFound
-from faceatlas.video import MqttConfig, WebhookConfig, checked_settings
+from faceatlas.video import EVENTS_STDOUT, MqttConfig, WebhookConfig, checked_settings
 
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
 # An id that is one segment of a URL (/v1/stores/{id}, the console's pages) and fits its columns:
@@ -123,6 +131,16 @@ class StoreConfig(_Section):
     events: str | None = None
     webhook: dict[str, Any] | None = None
     mqtt: dict[str, Any] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _events_file(cls, value: str | None) -> str | None:
+        """A file: `retail run` prints its summary on stdout, so '-' (stdout elsewhere) is refused
+        (a file named "-" was created)."""
+        if value is not None and value.strip() == EVENTS_STDOUT:
+            raise ValueError("'-' (standard output) is where `retail run` prints its summary: give a file for "
+                             "the events")
+        return value
 
     @model_validator(mode="after")
     def _sinks(self) -> StoreConfig:

@@ -58,6 +58,7 @@ from faceatlas.video import (
     WebhookConfig,
     build_sinks,
     checked_settings,
+    interrupts_held,
     is_live,
     run_cameras,
 )
@@ -206,7 +207,8 @@ class StoreRun:
         except OSError as exc:
             raise InvalidInput(f"cannot read video source: {exc}") from exc
         finally:
-            bus.close()
+            with interrupts_held("the sinks deliver their events"):
+                bus.close()
             self.report.events = dict(sorted(bus.counts.items()))
         return self.report
 

@@ -74,8 +74,11 @@ def save_index(state: IndexState, path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    graph_file = index.persist(path, meta, write)
-    os.replace(tmp, path)
+    try:
+        graph_file = index.persist(path, meta, write)
+        os.replace(tmp, path)
+    finally:  # interrupted (Ctrl-C, SIGTERM), the half-written file goes (a killed process's: next load)
+        tmp.unlink(missing_ok=True)
     for stale in _graph_files(path):
         if stale != graph_file:
             stale.unlink(missing_ok=True)
