@@ -153,7 +153,8 @@ class Gallery:
         if storage_settings.vector_backend == "milvus":  # FACEATLAS_VECTOR_BACKEND=milvus: vectors in Milvus
             indexes = MilvusIndexCache(MilvusStore(storage_settings.milvus_uri, token=storage_settings.milvus_token,
                                                    prefix=storage_settings.milvus_prefix,
-                                                   index_type=storage_settings.milvus_index), sessions)
+                                                   index_type=storage_settings.milvus_index,
+                                                   timeout_s=storage_settings.milvus_timeout), sessions)
         else:
             indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage,
                                  autosave_every=autosave_every)

@@ -8,9 +8,11 @@ checked by querying it directly, not through the gallery."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from faceatlas.engine import Embedding
+from faceatlas.errors import VectorStoreUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.index import ExactIndex
 from faceatlas.gallery.models import FaceRecord
@@ -295,3 +298,82 @@ def test_sigkill_mid_enrolment_then_reopen_is_consistent(tmp_path: Path, backend
         child.wait()
         check()
 
+
+
+# Opens a MilvusStore on each argument in turn: one line of JSON each, the error it answered (None).
+OPEN_STORE = """
+import json, sys, time
+from faceatlas.errors import FaceAtlasError
+from faceatlas.gallery.index.milvus import MilvusStore
+
+for uri in sys.argv[1:]:
+    start = time.monotonic()
+    try:
+        MilvusStore(uri, prefix="t", timeout_s=2).close()
+        error, message = None, None
+    except FaceAtlasError as raised:
+        error, message = type(raised).__name__, str(raised)
+    print(json.dumps({"error": error, "message": message, "seconds": time.monotonic() - start}), flush=True)
+"""
+
+
+def _file_modes_enforced() -> list[str]:
+    """A command prefix under which a process cannot write what file modes forbid: none for a
+    user; root drops the capabilities that let it ignore them (setpriv, from util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root ignores file modes and setpriv is not here to drop that")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def _one_clear_sentence(message: str, path: Path, *words: str) -> None:
+    assert str(path) in message and "\n" not in message, message
+    assert all(word in message for word in words), message
+    assert "Exception" not in message and "code=" not in message and "Open local milvus failed" not in message, message
+
+
+def test_a_damaged_milvus_lite_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    """Random bytes named m.db: Lite's server printed its log and pymilvus answered "Open local
+    milvus failed"; now one sentence names the file and what to do, at once."""
+    from faceatlas.gallery.index.milvus import MilvusStore
+
+    damaged = tmp_path / "m.db"
+    damaged.write_bytes(np.random.default_rng(0).bytes(100_000))
+    start = time.monotonic()
+    with pytest.raises(VectorStoreUnavailable) as refused:
+        MilvusStore(str(damaged), prefix="t", timeout_s=2)
+    assert time.monotonic() - start < 3
+    _one_clear_sentence(str(refused.value), damaged, "not a Milvus Lite file", "move it aside")
+    error = refused.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)  # no traceback
+    assert damaged.read_bytes()[:16] != b"SQLite format 3\x00"  # left as it was
+
+
+def test_a_read_only_milvus_lite_file_or_folder_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    """A Lite file this process may not write was opened and failed at the first write ("internal
+    error"); a folder it may not write failed on Lite's lock file (a PermissionError naming the
+    lock, not the setting). Both are refused at once, in one sentence naming the file."""
+    writable, read_only = tmp_path / "rw", tmp_path / "ro"
+    writable.mkdir()
+    read_only.mkdir()
+    lite = writable / "m.db"
+    made = subprocess.run([sys.executable, "-c", OPEN_STORE, str(lite)], capture_output=True, text=True, timeout=60)
+    assert json.loads(made.stdout)["error"] is None, made.stdout + made.stderr  # a real Lite file
+    lite.chmod(0o444)
+    read_only.chmod(0o555)
+    try:
+        done = subprocess.run([*_file_modes_enforced(), sys.executable, "-c", OPEN_STORE, str(lite),
+                               str(read_only / "m.db")], capture_output=True, text=True, timeout=60)
+    finally:
+        lite.chmod(0o644)
+        read_only.chmod(0o755)
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(answers) == 2, done.stdout + done.stderr
+    assert answers[0]["error"] == "VectorStoreUnavailable", answers[0]
+    _one_clear_sentence(answers[0]["message"], lite, "cannot be opened for writing", "write access")
+    assert answers[1]["error"] == "VectorStoreUnavailable", answers[1]
+    _one_clear_sentence(answers[1]["message"], read_only / "m.db", "folder", "cannot be written")
+    assert all(answer["seconds"] < 3 for answer in answers), answers
+    assert not list(read_only.iterdir())

@@ -11,13 +11,21 @@ per file) or ``http://host:19530`` for a Milvus standalone or cluster; the same 
 Index: HNSW on a server. Milvus Lite 2.5 builds only FLAT, IVF_FLAT and AUTOINDEX, and its
 searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprobe), so FLAT
 (exact) there; ``FACEATLAS_MILVUS_INDEX`` chooses another. Measured: bench/gallery_search.py.
+
+Every call is bounded (``FACEATLAS_MILVUS_TIMEOUT``, retries included: pymilvus alone retries an
+unreachable Milvus for about 3.5 minutes), and a Lite file that Lite cannot use (damaged, not a
+Lite file, read-only, in a folder that cannot be written) is refused before Lite starts, in one
+sentence naming the file (Lite's own answer: "Open local milvus failed", or "internal error" at
+the first write).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +52,9 @@ _TOP_K_MAX = 16_384  # Milvus's limit on k
 _BATCH = 8_192  # vectors or ids per request (gRPC messages stay far below 64 MB at 512-d)
 _REVISIONS = "revisions"
 _NAME_MAX = 255
+DEFAULT_TIMEOUT_S = 10.0  # FACEATLAS_MILVUS_TIMEOUT: what one Milvus call may take, its retries included
+_SQLITE_MAGIC = b"SQLite format 3\x00"  # a Milvus Lite 2.4/2.5 file is an SQLite database
+_LITE_FILE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")  # what milvus-lite takes (else a RuntimeError)
 
 
 def is_lite(uri: str) -> bool:
@@ -59,16 +70,63 @@ def _guard(call: Callable[[], T], doing: str) -> T:
     try:
         return call()
     except (MilvusException, grpc.RpcError, ConnectionError, OSError) as error:
-        raise VectorStoreUnavailable(f"Milvus could not {doing}: {error}") from error
+        raise VectorStoreUnavailable(f"Milvus could not {doing}: {_reason(error)}") from error
+
+
+def _reason(error: BaseException) -> str:
+    """What a pymilvus or gRPC error says, without its class and code wrapping."""
+    message = getattr(error, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    details = getattr(error, "details", None)
+    if callable(details) and isinstance(details(), str):
+        return str(details())
+    return str(error)
+
+
+def check_lite_file(path: Path) -> None:
+    """Refuse a Milvus Lite file that Lite cannot use, in one sentence naming it and what to do,
+    before Lite's server is started on it: Lite answers a damaged file with its server's log and
+    "Open local milvus failed", a read-only file with "internal error" at the first write, a folder
+    it cannot write with a PermissionError on its lock file."""
+    if not _LITE_FILE_NAME.fullmatch(path.name):
+        raise InvalidArgument(f"a Milvus Lite file name is at most 36 letters, digits, '.', '-' or '_' "
+                              f"(Milvus Lite's rule), not {path.name!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise VectorStoreUnavailable(
+            f"the folder of the Milvus Lite file {path} cannot be written ({error.strerror}): Milvus Lite "
+            "writes its file, journal and lock files there; make it writable or set FACEATLAS_MILVUS_URI to a "
+            "file in a folder this process may write") from None
+    if path.is_dir():
+        raise VectorStoreUnavailable(f"the Milvus Lite file {path} is a folder: set FACEATLAS_MILVUS_URI to a "
+                                     "file path ending in .db")
+    if not path.exists():
+        return
+    try:
+        with open(path, "r+b") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as error:
+        raise VectorStoreUnavailable(
+            f"the Milvus Lite file {path} cannot be opened for writing ({error.strerror}): Milvus Lite writes to "
+            "it; give this process write access to it or set FACEATLAS_MILVUS_URI to another file") from None
+    if head and head != _SQLITE_MAGIC:
+        raise VectorStoreUnavailable(
+            f"{path} is not a Milvus Lite file (damaged, or another kind of file): move it aside (Milvus Lite "
+            "starts a new one there; the galleries' vectors are copied again from the database)")
 
 
 class MilvusStore:
     """One Milvus (a Lite file or a server) holding the vectors of one FaceAtlas database."""
 
     def __init__(self, uri: str, *, token: str | None = None, prefix: str = "faceatlas",
-                 index_type: str = "auto") -> None:
+                 index_type: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         try:
             from pymilvus import MilvusClient
+            from pymilvus.exceptions import ConnectionConfigException
         except ImportError as error:
             raise VectorStoreUnavailable("FACEATLAS_VECTOR_BACKEND=milvus needs pymilvus and milvus-lite: "
                                          "pip install 'faceatlas[milvus]'") from error
@@ -79,17 +137,34 @@ class MilvusStore:
             path = Path(uri).expanduser()
             if path.suffix != ".db":
                 raise InvalidArgument(f"a Milvus Lite file ends with .db, not {uri!r}")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = path.absolute()
+            check_lite_file(path)
             uri = str(path)
+        if not timeout_s > 0:
+            raise InvalidArgument(f"a Milvus timeout is a number of seconds above 0, not {timeout_s}")
         self.uri = uri
         self.prefix = prefix
         self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
         self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
-        self._connect = lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}")
+        # whole seconds: pymilvus bounds its retries by a timeout only when it is an int
+        self.timeout = max(1, math.ceil(timeout_s))
+
+        def connect() -> Any:
+            try:
+                return MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}",
+                                    timeout=self.timeout)
+            except ConnectionConfigException:
+                if not self.lite:
+                    raise
+                raise VectorStoreUnavailable(
+                    f"Milvus Lite could not start on {uri} (its server logs why on stderr): if the file is "
+                    "damaged, move it aside (the galleries' vectors are copied again from the database)") from None
+
+        self._connect = connect
         self._client: Any = None
         self._compacts = True  # until a server answers that it cannot
         self._revisions = f"{prefix}_{_REVISIONS}"
-        if not _guard(lambda: self.client.has_collection(self._revisions), "list collections"):
+        if not _guard(lambda: self.client.has_collection(self._revisions, timeout=self.timeout), "list collections"):
             self._create_revisions()
 
     @property
@@ -131,24 +206,25 @@ class MilvusStore:
         params = self.client.prepare_index_params()
         params.add_index("vector", index_type="FLAT", metric_type="IP")
         _guard(lambda: self.client.create_collection(self._revisions, schema=schema, index_params=params,
-                                                     consistency_level="Strong"), "create its revisions")
+                                                     consistency_level="Strong", timeout=self.timeout),
+               "create its revisions")
 
     def record(self, collection_id: int) -> dict[str, Any] | None:
         """What Milvus holds for a gallery collection: name, revision, recognizer_id, dim."""
         rows = _guard(lambda: self.client.query(self._revisions, filter=f"collection_id == {int(collection_id)}",
                                                 output_fields=["name", "revision", "recognizer_id", "dim"],
-                                                consistency_level="Strong"), "read a revision")
+                                                consistency_level="Strong", timeout=self.timeout), "read a revision")
         return dict(rows[0]) if rows else None
 
     def set_revision(self, name: str, collection_id: int, revision: int, recognizer_id: str, dim: int) -> None:
         row = {"name": name, "collection_id": int(collection_id), "revision": int(revision),
                "recognizer_id": recognizer_id, "dim": int(dim), "vector": [1.0, 0.0]}
-        _guard(lambda: self.client.upsert(self._revisions, [row]), "store a revision")
+        _guard(lambda: self.client.upsert(self._revisions, [row], timeout=self.timeout), "store a revision")
 
     # -- collections ----------------------------------------------------------------------
     def open(self, name: str, dim: int, count: int | None = None) -> MilvusIndex:
         """The index over Milvus collection ``name``, created (empty) when missing."""
-        if not _guard(lambda: self.client.has_collection(name), "list collections"):
+        if not _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
             self._create(name, dim)
             count = 0
         return MilvusIndex(self, name, dim, count)
@@ -164,7 +240,8 @@ class MilvusStore:
         params.add_index("vector", index_type=self.index_type, metric_type="IP",
                          params=options.get(self.index_type, {}))
         _guard(lambda: self.client.create_collection(name, schema=schema, index_params=params,
-                                                     consistency_level="Strong"), f"create {name}")
+                                                     consistency_level="Strong", timeout=self.timeout),
+               f"create {name}")
 
     def search_params(self, k: int) -> dict[str, Any]:
         params = {"IVF_FLAT": {"nprobe": self.nprobe}, "HNSW": {"ef": max(self.ef, k)}}
@@ -173,10 +250,11 @@ class MilvusStore:
     def settle(self, name: str, timeout_s: float = 3600.0) -> None:
         """Seal what was written to ``name`` and wait until its index covers every vector (a fresh
         write is searched without the index until then); for benchmarks."""
-        _guard(lambda: self.client.flush(name), f"flush {name}")
+        _guard(lambda: self.client.flush(name, timeout=max(self.timeout, math.ceil(timeout_s))), f"flush {name}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = _guard(lambda: self.client.describe_index(name, "vector"), f"describe the index of {name}")
+            state = _guard(lambda: self.client.describe_index(name, "vector", timeout=self.timeout),
+                           f"describe the index of {name}")
             if not state.get("pending_index_rows", 0) and state.get("indexed_rows", 0) >= state.get("total_rows", 0):
                 return
             time.sleep(0.5)
@@ -191,7 +269,7 @@ class MilvusStore:
         if self.lite or not self._compacts:
             return
         try:
-            _guard(lambda: self.client.compact(name), f"compact {name}")
+            _guard(lambda: self.client.compact(name, timeout=self.timeout), f"compact {name}")
         except VectorStoreUnavailable as error:
             cause = error.__cause__
             if not isinstance(cause, grpc.RpcError) or cause.code() != grpc.StatusCode.UNIMPLEMENTED:
@@ -202,16 +280,17 @@ class MilvusStore:
 
     def discard(self, name: str) -> None:
         """Drop the Milvus collection ``name`` if it exists (vectors no revision vouches for)."""
-        if _guard(lambda: self.client.has_collection(name), "list collections"):
-            _guard(lambda: self.client.drop_collection(name), f"drop {name}")
+        if _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
+            _guard(lambda: self.client.drop_collection(name, timeout=self.timeout), f"drop {name}")
 
     def drop(self, collection_id: int) -> None:
         """Delete a gallery collection's vectors and revision from Milvus."""
         record = self.record(collection_id)
         if record is None:
             return
-        _guard(lambda: self.client.drop_collection(record["name"]), f"drop {record['name']}")
-        _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]]), "forget a revision")
+        _guard(lambda: self.client.drop_collection(record["name"], timeout=self.timeout), f"drop {record['name']}")
+        _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]], timeout=self.timeout),
+               "forget a revision")
 
 
 class MilvusIndex:
@@ -234,7 +313,8 @@ class MilvusIndex:
 
     def _counted(self) -> int:
         rows = _guard(lambda: self._client.query(self.name, filter="id >= 0", output_fields=["count(*)"],
-                                                 consistency_level="Strong"), "count vectors")
+                                                 consistency_level="Strong", timeout=self.store.timeout),
+                      "count vectors")
         return int(rows[0]["count(*)"])
 
     def __len__(self) -> int:
@@ -249,7 +329,8 @@ class MilvusIndex:
 
     def _iter_ids(self) -> Iterator[int]:
         iterator = _guard(lambda: self._client.query_iterator(self.name, batch_size=_BATCH, filter="",
-                                                              output_fields=["id"]), "list ids")
+                                                              output_fields=["id"], timeout=self.store.timeout),
+                          "list ids")
         try:
             while batch := _guard(iterator.next, "list ids"):
                 yield from (int(row["id"]) for row in batch)
@@ -262,7 +343,7 @@ class MilvusIndex:
         for start in range(0, len(ids), _BATCH):
             chunk = [int(i) for i in ids[start: start + _BATCH]]
             rows = _guard(partial(self._client.query, self.name, ids=chunk, output_fields=["id"],
-                                  consistency_level="Strong"), "query ids")
+                                  consistency_level="Strong", timeout=self.store.timeout), "query ids")
             found.extend(int(row["id"]) for row in rows)
         return np.asarray(sorted(found), np.int64)
 
@@ -275,7 +356,7 @@ class MilvusIndex:
         for start in range(0, len(ids), _BATCH):
             rows = [{"id": int(i), "vector": v} for i, v in zip(ids[start: start + _BATCH],
                                                                  vectors[start: start + _BATCH])]
-            _guard(partial(self._client.upsert, self.name, rows), "store vectors")
+            _guard(partial(self._client.upsert, self.name, rows, timeout=self.store.timeout), "store vectors")
         self._count += len(ids)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -283,7 +364,7 @@ class MilvusIndex:
         held = self.held(np.unique(np.asarray(ids, np.int64)))
         for start in range(0, len(held), _BATCH):
             chunk = [int(i) for i in held[start: start + _BATCH]]
-            _guard(partial(self._client.delete, self.name, ids=chunk), "delete vectors")
+            _guard(partial(self._client.delete, self.name, ids=chunk, timeout=self.store.timeout), "delete vectors")
         if len(held) and len(self.held(held)):
             raise VectorStoreUnavailable(f"Milvus still holds deleted faces of {self.name}")
         self._count -= len(held)
@@ -295,7 +376,8 @@ class MilvusIndex:
         if self._count == 0 or limit < 1:
             return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
         found = _guard(lambda: self._client.search(self.name, data=list(queries), limit=limit, output_fields=["id"],
-                                                   search_params=self.store.search_params(limit)), "search")
+                                                   search_params=self.store.search_params(limit),
+                                                   timeout=self.store.timeout), "search")
         sims = np.full((len(queries), limit), -np.inf, np.float32)
         ids = np.full((len(queries), limit), -1, np.int64)
         for row, hits in enumerate(found):
