@@ -109,6 +109,32 @@ def _milvus_held(face_ids: list[int], collection: str = "c", tenant: str = "test
         client.close()
 
 
+def _milvus_held_anywhere(face_ids: list[int]) -> list[int]:
+    """The ids of ``face_ids`` that any Milvus collection of this test's prefix holds."""
+    client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
+    try:
+        prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
+        found: set[int] = set()
+        for name in client.list_collections():
+            if not name.startswith(f"{prefix}_") or name == f"{prefix}_revisions":
+                continue
+            rows = client.query(name, ids=face_ids, output_fields=["id"], consistency_level="Strong")
+            found.update(int(row["id"]) for row in rows)
+        return sorted(found)
+    finally:
+        client.close()
+
+
+def _milvus_collections() -> list[str]:
+    """The Milvus collections of this test's prefix that hold faces (its revisions' aside)."""
+    client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
+    try:
+        prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
+        return sorted(n for n in client.list_collections() if n.startswith(f"{prefix}_") and n != f"{prefix}_revisions")
+    finally:
+        client.close()
+
+
 def test_search_returns_what_exact_search_returns(db_url: str, tmp_path: Path, backend: str) -> None:
     with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
         gallery.create_collection("c", "scrfd-mbf")
@@ -181,6 +207,62 @@ def test_a_second_gallery_on_the_same_store_sees_changes_at_once(db_url: str, tm
         second.delete_subject("c", "p5")
         index_ids, db_ids = _index_and_db_ids(first)
         assert index_ids == db_ids and len(db_ids) == 9
+
+
+@pytest.mark.parametrize("backend", ["milvus"], indirect=True)  # Lite: its server stopped here is Milvus unreachable
+def test_a_collection_whose_vectors_milvus_cannot_drop_is_not_deleted(db_url: str, tmp_path: Path, backend: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database's delete was committed before the Milvus drop: with Milvus unreachable the
+    call failed after the collection was gone, and its vectors stayed in Milvus with nothing
+    left to name them (dropped by no later open). Now the delete is refused whole, and done
+    once Milvus is back."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    monkeypatch.setenv("FACEATLAS_MILVUS_TIMEOUT", "1")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        _enrol(gallery, 3)
+        ids = sorted(gallery.face_vectors("c")[0].tolist())
+        assert _milvus_held(ids) == ids
+        server_manager_instance.release_server(os.environ["FACEATLAS_MILVUS_URI"])  # Milvus Lite stops
+        start = time.monotonic()
+        with pytest.raises(VectorStoreUnavailable):
+            gallery.delete_collection("c")
+        assert time.monotonic() - start < 5  # refused within the timeout, not after pymilvus's minutes of retries
+        assert gallery.get_collection("c").faces == len(ids)  # nothing deleted
+        gallery._indexes.store.close()  # Milvus is back: the next call connects (Lite's server starts again)
+        assert _milvus_held(ids) == ids
+        gallery.delete_collection("c")
+        assert _milvus_collections() == []
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        assert gallery.list_collections() == [] and _milvus_collections() == []
+
+
+def test_vectors_of_a_collection_deleted_without_their_drop_go_at_the_next_open(db_url: str, tmp_path: Path,
+                                                                                   backend: str,
+                                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                                   ) -> None:
+    """A collection deleted by a process whose drop never reached Milvus (killed between its
+    commit and its drop; here one on the FAISS backend): its vectors stayed in Milvus for good
+    (only a later collection given the same id dropped them). Now the next open drops them."""
+    if backend != "milvus":
+        pytest.skip("Milvus only")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        for name in ("c", "kept"):
+            gallery.create_collection(name, "scrfd-mbf")
+        _enrol(gallery, 3)
+        ids = sorted(gallery.face_vectors("c")[0].tolist())
+        kept = gallery.add_embeddings("kept", "k", np.random.default_rng(4).normal(size=(2, 128)),
+                                      recognizer_id=gallery.get_collection("kept").recognizer_id)
+    assert len(_milvus_collections()) == 2
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", "faiss")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "elsewhere") as writer:
+        writer.delete_collection("c")
+    assert _milvus_held_anywhere(ids) == ids  # left behind
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", "milvus")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes"):
+        assert _milvus_held_anywhere(ids + list(kept)) == sorted(kept)  # only the collection the database has
+        assert len(_milvus_collections()) == 1
 
 
 @pytest.mark.parametrize("backend", ["milvus", "milvus-server"], indirect=True)  # Milvus's own collection names

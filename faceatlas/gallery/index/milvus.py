@@ -216,6 +216,27 @@ class MilvusStore:
                                                 consistency_level="Strong", timeout=self.timeout), "read a revision")
         return dict(rows[0]) if rows else None
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every gallery collection Milvus holds vectors of, as :meth:`record` gives each (with its
+        collection_id)."""
+        fields = ["name", "collection_id", "revision", "recognizer_id", "dim"]
+        # one query while they fit its window (a query iterator logs a warning on Lite at every use)
+        rows = _guard(lambda: self.client.query(self._revisions, filter="collection_id >= 0", output_fields=fields,
+                                                limit=_TOP_K_MAX, consistency_level="Strong",
+                                                timeout=self.timeout), "list revisions")
+        if len(rows) < _TOP_K_MAX - 1:  # Lite answers at most one less than its window
+            return [dict(row) for row in rows]
+        iterator = _guard(lambda: self.client.query_iterator(self._revisions, batch_size=_BATCH, filter="",
+                                                             output_fields=fields, timeout=self.timeout),
+                          "list revisions")
+        found: list[dict[str, Any]] = []
+        try:
+            while batch := _guard(iterator.next, "list revisions"):
+                found.extend(dict(row) for row in batch)
+        finally:
+            iterator.close()
+        return found
+
     def set_revision(self, name: str, collection_id: int, revision: int, recognizer_id: str, dim: int) -> None:
         row = {"name": name, "collection_id": int(collection_id), "revision": int(revision),
                "recognizer_id": recognizer_id, "dim": int(dim), "vector": [1.0, 0.0]}
@@ -283,10 +304,13 @@ class MilvusStore:
         if _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
             _guard(lambda: self.client.drop_collection(name, timeout=self.timeout), f"drop {name}")
 
-    def drop(self, collection_id: int) -> None:
-        """Delete a gallery collection's vectors and revision from Milvus."""
+    def drop(self, collection_id: int, space: str | None = None) -> None:
+        """Delete a gallery collection's vectors and revision from Milvus: the collection first, its
+        revision last (a drop that fails leaves the revision that names what is left to drop).
+        With ``space``, only when the stored revision is of that space (``recognizer_id``): not a
+        later collection that was given the same id meanwhile."""
         record = self.record(collection_id)
-        if record is None:
+        if record is None or (space is not None and record["recognizer_id"] != space):
             return
         _guard(lambda: self.client.drop_collection(record["name"], timeout=self.timeout), f"drop {record['name']}")
         _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]], timeout=self.timeout),
