@@ -51,7 +51,11 @@ class MilvusIndexCache:
         self._states: dict[int, IndexState] = {}
         self._erasing: dict[int, IndexState] = {}  # set aside between intend_erase and applied
         self._lock = threading.RLock()
-        self.recover()
+        try:
+            self.recover()
+        except BaseException:
+            store.close()
+            raise
 
     def close(self) -> None:
         self.store.close()

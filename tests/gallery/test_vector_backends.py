@@ -459,3 +459,66 @@ def test_a_read_only_milvus_lite_file_or_folder_is_refused_in_one_sentence(tmp_p
     _one_clear_sentence(answers[1]["message"], read_only / "m.db", "folder", "cannot be written")
     assert all(answer["seconds"] < 3 for answer in answers), answers
     assert not list(read_only.iterdir())
+
+
+# Holds a MilvusStore on argv[1]: "ready", then at a line on stdin closes it ("closed") and waits for another.
+HOLD_STORE = """
+import sys
+from faceatlas.gallery.index.milvus import MilvusStore
+
+store = MilvusStore(sys.argv[1], prefix="t", timeout_s=2)
+print("ready", flush=True)
+sys.stdin.readline()
+store.close()
+print("closed", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _open_store_in_a_process(*uris: Path) -> list[dict[str, object]]:
+    done = subprocess.run([sys.executable, "-c", OPEN_STORE, *map(str, uris)], capture_output=True, text=True,
+                          timeout=60)
+    return [json.loads(line) for line in done.stdout.splitlines()] or [{"stderr": done.stderr}]
+
+
+def test_a_milvus_lite_file_is_served_by_one_process_whoever_gives_up(tmp_path: Path) -> None:
+    """A second process refused by Lite unlinked the first one's lock file (milvus-lite's cleanup
+    of its refused server): a third then served the same file beside the first (two Lite servers
+    writing one SQLite file). Now every other process is refused, naming the file and the process
+    that holds it, until the holder closes its store (its Lite server stops, the file is free)."""
+    lite = tmp_path / "m.db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_STORE, str(lite)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        second, third = _open_store_in_a_process(lite)[0], _open_store_in_a_process(lite)[0]
+        assert (second.get("error"), third.get("error")) == ("VectorStoreUnavailable",) * 2, (second, third)
+        for answer in (second, third):
+            _one_clear_sentence(str(answer["message"]), lite, f"in use by process {holder.pid}",
+                                "one process per file")
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "closed"
+        assert _open_store_in_a_process(lite)[0].get("error") is None  # free once the holder closed its store
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_milvus_lite_file_another_program_serves_is_refused_and_its_lock_kept(tmp_path: Path) -> None:
+    """A program without FaceAtlas's lock (here this test, through pymilvus) serves the file: the
+    refused process's Lite cleanup unlinked that program's lock file; now it is refused first."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    lite = tmp_path / "m.db"
+    client = pymilvus.MilvusClient(str(lite))
+    try:
+        assert (tmp_path / ".m.db.lock").exists()
+        refused = _open_store_in_a_process(lite)[0]
+        assert refused.get("error") == "VectorStoreUnavailable", refused
+        _one_clear_sentence(str(refused["message"]), lite, "in use by another program", "one process per file")
+        assert (tmp_path / ".m.db.lock").exists()  # the program's lock is still there
+    finally:
+        client.close()
+        server_manager_instance.release_server(str(lite))

@@ -6,7 +6,7 @@ collection id), and, in one small collection of its own, the gallery revision ea
 reflects, so a process that starts catches up from the database as the FAISS index files do.
 
 ``FACEATLAS_MILVUS_URI`` is a file path ending in ``.db`` for Milvus Lite (embedded, one process
-per file) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
+per file: :func:`hold_lite_file`) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
 ``MilvusClient`` code talks to both. Metric: inner product on the L2-normalised vectors (cosine).
 Index: HNSW on a server. Milvus Lite 2.5 builds only FLAT, IVF_FLAT and AUTOINDEX, and its
 searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprobe), so FLAT
@@ -21,11 +21,16 @@ the first write).
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import hashlib
 import logging
 import math
+import os
 import re
+import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -119,6 +124,120 @@ def check_lite_file(path: Path) -> None:
             "starts a new one there; the galleries' vectors are copied again from the database)")
 
 
+# -- one process per Lite file --------------------------------------------------------------------
+# milvus-lite guards a file with a POSIX lock on ``.<name>.lock`` beside it, and unlinks that file
+# whenever one of its servers stops, its own or not: a second process refused ("Open local milvus
+# failed") unlinks the first one's lock as its refused server is collected, and a process whose
+# server stops unlinks a lock another process may have taken meanwhile. A third process then makes
+# a new lock file, takes it, and serves the same file beside the first: two servers write one
+# SQLite file. FaceAtlas processes hold a lock of their own, ``<file>.faceatlas-lock`` (flock,
+# never unlinked, released by the kernel when a process dies), for as long as any store of the
+# process is open on the file, and stop this process's Lite server before they release it.
+_LITE_HELD: dict[str, list[Any]] = {}  # resolved path -> [its open lock file, stores of this process on it]
+_LITE_GUARD = threading.Lock()
+
+
+def _in_use(path: Path, by: str) -> VectorStoreUnavailable:
+    return VectorStoreUnavailable(
+        f"the Milvus Lite file {path} is in use by {by}: Milvus Lite serves one process per file; stop that "
+        "process, set FACEATLAS_MILVUS_URI to another file for this one, or use a Milvus server "
+        "(http://host:19530) for several processes")
+
+
+def _lite_servers() -> dict[str, Any]:
+    """The Lite servers this process runs, by resolved path (milvus-lite's own registry)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    servers: dict[str, Any] = getattr(server_manager_instance, "_servers", {})
+    return servers
+
+
+def hold_lite_file(path: Path) -> None:
+    """Count one more store of this process on the Lite file ``path``; the first takes the file's
+    lock for the process, refusing (:class:`VectorStoreUnavailable`, naming the file and the
+    process that holds it) a file another process serves."""
+    key = str(path.resolve())
+    with _LITE_GUARD:
+        if key in _LITE_HELD:
+            _LITE_HELD[key][1] += 1
+            return
+        lock_path = path.with_name(f"{path.name}.faceatlas-lock")
+        try:
+            handle = open(lock_path, "a+")  # noqa: SIM115 (held open while the process serves the file)
+        except OSError as error:
+            raise VectorStoreUnavailable(f"cannot open {lock_path}, the lock of the Milvus Lite file {path} "
+                                         f"({error.strerror}): make its folder writable") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise _in_use(path, f"process {holder}" if holder.isdigit() else "another process") from None
+        try:
+            if key not in _lite_servers():
+                _check_lite_lock(path)
+        except BaseException:
+            handle.close()
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        if not _LITE_HELD:
+            atexit.unregister(_release_all)  # registered once, to run before milvus-lite's own cleanup
+            atexit.register(_release_all)
+        _LITE_HELD[key] = [handle, 1]
+
+
+def _check_lite_lock(path: Path) -> None:
+    """Refuse a Lite file that a program without FaceAtlas's lock serves (milvus-lite's own lock is
+    taken): starting Lite there would fail and unlink that program's lock on the way."""
+    try:
+        with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise _in_use(path, "another program") from None
+            fcntl.lockf(handle, fcntl.LOCK_UN)  # this process serves no Lite on it: no lock of its own is lost
+    except OSError:
+        return  # Lite's start says why
+
+
+def release_lite_file(path: Path) -> None:
+    """One store of this process fewer on the Lite file ``path``; after the last, this process's
+    Lite server on it is stopped, then the file's lock released (another process may serve it)."""
+    key = str(path.resolve())
+    with _LITE_GUARD:
+        held = _LITE_HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _LITE_HELD[key]
+            _stop_lite(key, held[0])
+
+
+def _stop_lite(key: str, handle: Any) -> None:
+    from milvus_lite.server_manager import server_manager_instance
+
+    try:
+        if key in _lite_servers():
+            server_manager_instance.release_server(key)
+    except (OSError, subprocess.SubprocessError):  # still serving, perhaps: held until this process ends
+        _log.exception("could not stop the Milvus Lite server of %s", key)
+        return
+    handle.close()
+
+
+def _release_all() -> None:
+    """At exit: stop this process's Lite servers before their locks go."""
+    with _LITE_GUARD:
+        for key, (handle, _) in list(_LITE_HELD.items()):
+            del _LITE_HELD[key]
+            _stop_lite(key, handle)
+
+
 class MilvusStore:
     """One Milvus (a Lite file or a server) holding the vectors of one FaceAtlas database."""
 
@@ -140,6 +259,8 @@ class MilvusStore:
             path = path.absolute()
             check_lite_file(path)
             uri = str(path)
+        self._path = Path(uri)
+        self._held = False  # whether this store counts in hold_lite_file
         if not timeout_s > 0:
             raise InvalidArgument(f"a Milvus timeout is a number of seconds above 0, not {timeout_s}")
         self.uri = uri
@@ -164,24 +285,40 @@ class MilvusStore:
         self._client: Any = None
         self._compacts = True  # until a server answers that it cannot
         self._revisions = f"{prefix}_{_REVISIONS}"
-        if not _guard(lambda: self.client.has_collection(self._revisions, timeout=self.timeout), "list collections"):
-            self._create_revisions()
+        try:
+            if not _guard(lambda: self.client.has_collection(self._revisions, timeout=self.timeout),
+                          "list collections"):
+                self._create_revisions()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def client(self) -> Any:
         """This store's pymilvus ``MilvusClient``, connected on first use (again after :meth:`close`).
-        A connection of its own: pymilvus shares one per URI, which any client's close() would end."""
+        A connection of its own: pymilvus shares one per URI, which any client's close() would end.
+        On a Lite file, the file is held for this process first (:func:`hold_lite_file`)."""
         if self._client is None:
-            self._client = _guard(self._connect, f"connect to {self.uri}")
+            if self.lite and not self._held:
+                hold_lite_file(self._path)
+                self._held = True
+            try:
+                self._client = _guard(self._connect, f"connect to {self.uri}")
+            except BaseException:
+                self.close()
+                raise
         return self._client
 
     def close(self) -> None:
-        """Close this connection (the next call opens another). A Lite file's embedded server runs
-        until the process ends (other clients of this process may share it): Lite serves one
-        process per file."""
+        """Close this connection (the next call opens another). The last store of this process on
+        a Lite file closed stops Lite's embedded server and releases the file: another process
+        may then serve it (Lite serves one process per file)."""
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._held:
+            self._held = False
+            release_lite_file(self._path)
 
     # -- names and revisions ----------------------------------------------------------------
     def name(self, tenant: str, collection_id: int) -> str:
