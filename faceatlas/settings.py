@@ -18,7 +18,8 @@ engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FAC
             FACEATLAS_MIN_FACE (None: every face the max side allows)
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEND (``faiss``, the
             default, or ``milvus``), FACEATLAS_MILVUS_URI (a file: Milvus Lite; ``http://host:19530``:
-            a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX, FACEATLAS_MILVUS_INDEX
+            a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX, FACEATLAS_MILVUS_INDEX,
+            FACEATLAS_MILVUS_TIMEOUT (seconds one Milvus call may take, retries included; default 10)
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
             origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
@@ -175,6 +176,8 @@ class StorageSettings(_Section):
     milvus_token: str | None = None
     milvus_prefix: str = Field(default="faceatlas", description="collection names start with it: one per database")
     milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: FLAT on Lite, HNSW on a server
+    milvus_timeout: float = Field(default=10.0, gt=0, description="seconds one Milvus call may take, its retries "
+                                  "included (pymilvus alone retries an unreachable Milvus for minutes)")
 
 
 class ServiceSettings(_Section):

@@ -153,7 +153,8 @@ class Gallery:
         if storage_settings.vector_backend == "milvus":  # FACEATLAS_VECTOR_BACKEND=milvus: vectors in Milvus
             indexes = MilvusIndexCache(MilvusStore(storage_settings.milvus_uri, token=storage_settings.milvus_token,
                                                    prefix=storage_settings.milvus_prefix,
-                                                   index_type=storage_settings.milvus_index), sessions)
+                                                   index_type=storage_settings.milvus_index,
+                                                   timeout_s=storage_settings.milvus_timeout), sessions)
         else:
             indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage,
                                  autosave_every=autosave_every)
@@ -222,13 +223,20 @@ class Gallery:
             return [self._collection_info(session, row) for row in rows]
 
     def delete_collection(self, name: str) -> None:
-        """Delete a collection with all its subjects, faces, crops and its index file."""
+        """Delete a collection with all its subjects, faces, crops and its index file (its Milvus
+        collection). The vectors go first, inside the transaction: when they cannot (Milvus
+        unreachable: :class:`VectorStoreUnavailable`) nothing is deleted; a commit that then fails
+        loses nothing (the next use copies them again from the database). After the commit they
+        are dropped once more: another process's catch-up may have copied them back meanwhile
+        (Milvus: what outlives that is dropped at the next open or flush)."""
         with self._sessions.begin() as session:
             collection = self._collection(session, name)
             collection_id = collection.id
             session.execute(delete(FaceRecord).where(FaceRecord.collection_id == collection_id))
             session.execute(delete(Subject).where(Subject.collection_id == collection_id))
             session.delete(collection)
+            session.flush()
+            self._indexes.drop(collection_id)
         self._indexes.drop(collection_id)
 
     # -- subjects -------------------------------------------------------------------------

@@ -11,10 +11,19 @@ Milvus cannot confirm, the delete is refused (:class:`VectorStoreUnavailable`) a
 committed. A delete that then fails to commit loses no face: the stale mark makes the next
 :meth:`get` put the vectors back from the database. A Milvus server is then asked to compact the
 collection (deleted rows leave its segment files); Milvus Lite has no compaction.
+
+A deleted collection's Milvus collection is dropped inside the delete's transaction, before the
+commit (the gallery calls :meth:`MilvusIndexCache.drop` there; a drop Milvus refuses refuses the
+delete, nothing committed), and once more after it. Vectors that outlive their collection all the
+same (a process killed between its commit and a drop, a concurrent catch-up copying them back, a
+delete by a process without Milvus) keep their stored revision, which names them:
+:meth:`MilvusIndexCache.recover`, at every open and flush, drops those whose collection the
+database no longer has.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -28,6 +37,7 @@ from faceatlas.gallery.models import Collection, FaceRecord, Tenant
 from faceatlas.gallery.sync import IndexCache
 
 _CHECK_CHUNK = 10_000
+_log = logging.getLogger(__name__)
 
 
 class MilvusIndexCache:
@@ -41,6 +51,11 @@ class MilvusIndexCache:
         self._states: dict[int, IndexState] = {}
         self._erasing: dict[int, IndexState] = {}  # set aside between intend_erase and applied
         self._lock = threading.RLock()
+        try:
+            self.recover()
+        except BaseException:
+            store.close()
+            raise
 
     def close(self) -> None:
         self.store.close()
@@ -48,9 +63,30 @@ class MilvusIndexCache:
     def path(self, collection_id: int) -> Path | None:
         return None
 
-    def recover(self) -> int:
-        """Nothing to recover: erasure deletes ahead of its commit (see the module docstring)."""
-        return 0
+    def recover(self, session: Session | None = None) -> int:
+        """Drop the Milvus collections whose gallery collection the database no longer has (a
+        deleted collection whose drop did not happen: see the module docstring); returns how
+        many. Face erasure needs nothing here: it deletes ahead of its commit."""
+        if session is not None:  # a transaction of its own: the caller's may be a snapshot
+            fresh = Session(session.get_bind())
+        elif self._sessions is not None:
+            fresh = self._sessions()
+        else:
+            return 0
+        with fresh:
+            records = self.store.records()  # read before the database: a collection made meanwhile is kept
+            ids = [int(record["collection_id"]) for record in records]
+            alive = set(fresh.scalars(select(Collection.id).where(Collection.id.in_(ids)))) if ids else set()
+        gone = [record for record in records if int(record["collection_id"]) not in alive]
+        with self._lock:
+            for record in gone:
+                collection_id = int(record["collection_id"])
+                self._states.pop(collection_id, None)
+                self._erasing.pop(collection_id, None)
+                self.store.drop(collection_id, space=record["recognizer_id"])
+        if gone:
+            _log.info("dropped the Milvus vectors of %d deleted collection(s)", len(gone))
+        return len(gone)
 
     def get(self, session: Session, collection: Collection) -> VectorIndex:
         """The collection's index, caught up with the database when its stored revision is behind."""
@@ -168,7 +204,10 @@ class MilvusIndexCache:
         """Nothing to save: Milvus persists every write."""
 
     def flush(self, session: Session | None = None) -> None:
-        """Nothing to flush: Milvus persists every write."""
+        """Nothing to save (Milvus persists every write); with a ``session``, drops the vectors of
+        collections deleted meanwhile that are left in Milvus (:meth:`recover`)."""
+        if session is not None:
+            self.recover(session)
 
     def drop(self, collection_id: int) -> None:
         """Forget a collection's vectors (deleted or re-embedded), in memory and in Milvus."""

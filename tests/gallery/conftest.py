@@ -87,7 +87,8 @@ def milvus_held(vector_backend: str) -> Callable[[Iterable[int]], list[int]]:
 @pytest.fixture
 def release_milvus_lite(vector_backend: str) -> Callable[[], None]:
     """``release_milvus_lite()`` lets a child process open this process's Milvus Lite file (Lite
-    serves one process per file; the next gallery here starts its embedded server again)."""
+    serves one process per file): it stops the Lite server that this test's own pymilvus clients
+    (``milvus_held``) started here; a gallery's close stops its own. The next one starts it again."""
 
     def release() -> None:
         if vector_backend == "milvus":

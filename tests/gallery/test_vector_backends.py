@@ -8,9 +8,11 @@ checked by querying it directly, not through the gallery."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from faceatlas.engine import Embedding
+from faceatlas.errors import VectorStoreUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.index import ExactIndex
 from faceatlas.gallery.models import FaceRecord
@@ -106,6 +109,32 @@ def _milvus_held(face_ids: list[int], collection: str = "c", tenant: str = "test
         client.close()
 
 
+def _milvus_held_anywhere(face_ids: list[int]) -> list[int]:
+    """The ids of ``face_ids`` that any Milvus collection of this test's prefix holds."""
+    client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
+    try:
+        prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
+        found: set[int] = set()
+        for name in client.list_collections():
+            if not name.startswith(f"{prefix}_") or name == f"{prefix}_revisions":
+                continue
+            rows = client.query(name, ids=face_ids, output_fields=["id"], consistency_level="Strong")
+            found.update(int(row["id"]) for row in rows)
+        return sorted(found)
+    finally:
+        client.close()
+
+
+def _milvus_collections() -> list[str]:
+    """The Milvus collections of this test's prefix that hold faces (its revisions' aside)."""
+    client = pymilvus.MilvusClient(os.environ["FACEATLAS_MILVUS_URI"])
+    try:
+        prefix = os.environ["FACEATLAS_MILVUS_PREFIX"]
+        return sorted(n for n in client.list_collections() if n.startswith(f"{prefix}_") and n != f"{prefix}_revisions")
+    finally:
+        client.close()
+
+
 def test_search_returns_what_exact_search_returns(db_url: str, tmp_path: Path, backend: str) -> None:
     with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
         gallery.create_collection("c", "scrfd-mbf")
@@ -178,6 +207,62 @@ def test_a_second_gallery_on_the_same_store_sees_changes_at_once(db_url: str, tm
         second.delete_subject("c", "p5")
         index_ids, db_ids = _index_and_db_ids(first)
         assert index_ids == db_ids and len(db_ids) == 9
+
+
+@pytest.mark.parametrize("backend", ["milvus"], indirect=True)  # Lite: its server stopped here is Milvus unreachable
+def test_a_collection_whose_vectors_milvus_cannot_drop_is_not_deleted(db_url: str, tmp_path: Path, backend: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database's delete was committed before the Milvus drop: with Milvus unreachable the
+    call failed after the collection was gone, and its vectors stayed in Milvus with nothing
+    left to name them (dropped by no later open). Now the delete is refused whole, and done
+    once Milvus is back."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    monkeypatch.setenv("FACEATLAS_MILVUS_TIMEOUT", "1")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        _enrol(gallery, 3)
+        ids = sorted(gallery.face_vectors("c")[0].tolist())
+        assert _milvus_held(ids) == ids
+        server_manager_instance.release_server(os.environ["FACEATLAS_MILVUS_URI"])  # Milvus Lite stops
+        start = time.monotonic()
+        with pytest.raises(VectorStoreUnavailable):
+            gallery.delete_collection("c")
+        assert time.monotonic() - start < 5  # refused within the timeout, not after pymilvus's minutes of retries
+        assert gallery.get_collection("c").faces == len(ids)  # nothing deleted
+        gallery._indexes.store.close()  # Milvus is back: the next call connects (Lite's server starts again)
+        assert _milvus_held(ids) == ids
+        gallery.delete_collection("c")
+        assert _milvus_collections() == []
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        assert gallery.list_collections() == [] and _milvus_collections() == []
+
+
+def test_vectors_of_a_collection_deleted_without_their_drop_go_at_the_next_open(db_url: str, tmp_path: Path,
+                                                                                   backend: str,
+                                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                                   ) -> None:
+    """A collection deleted by a process whose drop never reached Milvus (killed between its
+    commit and its drop; here one on the FAISS backend): its vectors stayed in Milvus for good
+    (only a later collection given the same id dropped them). Now the next open drops them."""
+    if backend != "milvus":
+        pytest.skip("Milvus only")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes") as gallery:
+        for name in ("c", "kept"):
+            gallery.create_collection(name, "scrfd-mbf")
+        _enrol(gallery, 3)
+        ids = sorted(gallery.face_vectors("c")[0].tolist())
+        kept = gallery.add_embeddings("kept", "k", np.random.default_rng(4).normal(size=(2, 128)),
+                                      recognizer_id=gallery.get_collection("kept").recognizer_id)
+    assert len(_milvus_collections()) == 2
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", "faiss")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "elsewhere") as writer:
+        writer.delete_collection("c")
+    assert _milvus_held_anywhere(ids) == ids  # left behind
+    monkeypatch.setenv("FACEATLAS_VECTOR_BACKEND", "milvus")
+    with Gallery.open(db_url, tenant="test", index_dir=tmp_path / "indexes"):
+        assert _milvus_held_anywhere(ids + list(kept)) == sorted(kept)  # only the collection the database has
+        assert len(_milvus_collections()) == 1
 
 
 @pytest.mark.parametrize("backend", ["milvus", "milvus-server"], indirect=True)  # Milvus's own collection names
@@ -295,3 +380,145 @@ def test_sigkill_mid_enrolment_then_reopen_is_consistent(tmp_path: Path, backend
         child.wait()
         check()
 
+
+
+# Opens a MilvusStore on each argument in turn: one line of JSON each, the error it answered (None).
+OPEN_STORE = """
+import json, sys, time
+from faceatlas.errors import FaceAtlasError
+from faceatlas.gallery.index.milvus import MilvusStore
+
+for uri in sys.argv[1:]:
+    start = time.monotonic()
+    try:
+        MilvusStore(uri, prefix="t", timeout_s=2).close()
+        error, message = None, None
+    except FaceAtlasError as raised:
+        error, message = type(raised).__name__, str(raised)
+    print(json.dumps({"error": error, "message": message, "seconds": time.monotonic() - start}), flush=True)
+"""
+
+
+def _file_modes_enforced() -> list[str]:
+    """A command prefix under which a process cannot write what file modes forbid: none for a
+    user; root drops the capabilities that let it ignore them (setpriv, from util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root ignores file modes and setpriv is not here to drop that")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def _one_clear_sentence(message: str, path: Path, *words: str) -> None:
+    assert str(path) in message and "\n" not in message, message
+    assert all(word in message for word in words), message
+    assert "Exception" not in message and "code=" not in message and "Open local milvus failed" not in message, message
+
+
+def test_a_damaged_milvus_lite_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    """Random bytes named m.db: Lite's server printed its log and pymilvus answered "Open local
+    milvus failed"; now one sentence names the file and what to do, at once."""
+    from faceatlas.gallery.index.milvus import MilvusStore
+
+    damaged = tmp_path / "m.db"
+    damaged.write_bytes(np.random.default_rng(0).bytes(100_000))
+    start = time.monotonic()
+    with pytest.raises(VectorStoreUnavailable) as refused:
+        MilvusStore(str(damaged), prefix="t", timeout_s=2)
+    assert time.monotonic() - start < 3
+    _one_clear_sentence(str(refused.value), damaged, "not a Milvus Lite file", "move it aside")
+    error = refused.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)  # no traceback
+    assert damaged.read_bytes()[:16] != b"SQLite format 3\x00"  # left as it was
+
+
+def test_a_read_only_milvus_lite_file_or_folder_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    """A Lite file this process may not write was opened and failed at the first write ("internal
+    error"); a folder it may not write failed on Lite's lock file (a PermissionError naming the
+    lock, not the setting). Both are refused at once, in one sentence naming the file."""
+    writable, read_only = tmp_path / "rw", tmp_path / "ro"
+    writable.mkdir()
+    read_only.mkdir()
+    lite = writable / "m.db"
+    made = subprocess.run([sys.executable, "-c", OPEN_STORE, str(lite)], capture_output=True, text=True, timeout=60)
+    assert json.loads(made.stdout)["error"] is None, made.stdout + made.stderr  # a real Lite file
+    lite.chmod(0o444)
+    read_only.chmod(0o555)
+    try:
+        done = subprocess.run([*_file_modes_enforced(), sys.executable, "-c", OPEN_STORE, str(lite),
+                               str(read_only / "m.db")], capture_output=True, text=True, timeout=60)
+    finally:
+        lite.chmod(0o644)
+        read_only.chmod(0o755)
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(answers) == 2, done.stdout + done.stderr
+    assert answers[0]["error"] == "VectorStoreUnavailable", answers[0]
+    _one_clear_sentence(answers[0]["message"], lite, "cannot be opened for writing", "write access")
+    assert answers[1]["error"] == "VectorStoreUnavailable", answers[1]
+    _one_clear_sentence(answers[1]["message"], read_only / "m.db", "folder", "cannot be written")
+    assert all(answer["seconds"] < 3 for answer in answers), answers
+    assert not list(read_only.iterdir())
+
+
+# Holds a MilvusStore on argv[1]: "ready", then at a line on stdin closes it ("closed") and waits for another.
+HOLD_STORE = """
+import sys
+from faceatlas.gallery.index.milvus import MilvusStore
+
+store = MilvusStore(sys.argv[1], prefix="t", timeout_s=2)
+print("ready", flush=True)
+sys.stdin.readline()
+store.close()
+print("closed", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _open_store_in_a_process(*uris: Path) -> list[dict[str, object]]:
+    done = subprocess.run([sys.executable, "-c", OPEN_STORE, *map(str, uris)], capture_output=True, text=True,
+                          timeout=60)
+    return [json.loads(line) for line in done.stdout.splitlines()] or [{"stderr": done.stderr}]
+
+
+def test_a_milvus_lite_file_is_served_by_one_process_whoever_gives_up(tmp_path: Path) -> None:
+    """A second process refused by Lite unlinked the first one's lock file (milvus-lite's cleanup
+    of its refused server): a third then served the same file beside the first (two Lite servers
+    writing one SQLite file). Now every other process is refused, naming the file and the process
+    that holds it, until the holder closes its store (its Lite server stops, the file is free)."""
+    lite = tmp_path / "m.db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_STORE, str(lite)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        second, third = _open_store_in_a_process(lite)[0], _open_store_in_a_process(lite)[0]
+        assert (second.get("error"), third.get("error")) == ("VectorStoreUnavailable",) * 2, (second, third)
+        for answer in (second, third):
+            _one_clear_sentence(str(answer["message"]), lite, f"in use by process {holder.pid}",
+                                "one process per file")
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "closed"
+        assert _open_store_in_a_process(lite)[0].get("error") is None  # free once the holder closed its store
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_milvus_lite_file_another_program_serves_is_refused_and_its_lock_kept(tmp_path: Path) -> None:
+    """A program without FaceAtlas's lock (here this test, through pymilvus) serves the file: the
+    refused process's Lite cleanup unlinked that program's lock file; now it is refused first."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    lite = tmp_path / "m.db"
+    client = pymilvus.MilvusClient(str(lite))
+    try:
+        assert (tmp_path / ".m.db.lock").exists()
+        refused = _open_store_in_a_process(lite)[0]
+        assert refused.get("error") == "VectorStoreUnavailable", refused
+        _one_clear_sentence(str(refused["message"]), lite, "in use by another program", "one process per file")
+        assert (tmp_path / ".m.db.lock").exists()  # the program's lock is still there
+    finally:
+        client.close()
+        server_manager_instance.release_server(str(lite))

@@ -6,18 +6,31 @@ collection id), and, in one small collection of its own, the gallery revision ea
 reflects, so a process that starts catches up from the database as the FAISS index files do.
 
 ``FACEATLAS_MILVUS_URI`` is a file path ending in ``.db`` for Milvus Lite (embedded, one process
-per file) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
+per file: :func:`hold_lite_file`) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
 ``MilvusClient`` code talks to both. Metric: inner product on the L2-normalised vectors (cosine).
 Index: HNSW on a server. Milvus Lite 2.5 builds only FLAT, IVF_FLAT and AUTOINDEX, and its
 searches ignore ``nprobe`` (IVF_FLAT at 100k faces: recall@1 0.67 whatever nprobe), so FLAT
 (exact) there; ``FACEATLAS_MILVUS_INDEX`` chooses another. Measured: bench/gallery_search.py.
+
+Every call is bounded (``FACEATLAS_MILVUS_TIMEOUT``, retries included: pymilvus alone retries an
+unreachable Milvus for about 3.5 minutes), and a Lite file that Lite cannot use (damaged, not a
+Lite file, read-only, in a folder that cannot be written) is refused before Lite starts, in one
+sentence naming the file (Lite's own answer: "Open local milvus failed", or "internal error" at
+the first write).
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import hashlib
 import logging
+import math
+import os
 import re
+import subprocess
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +57,9 @@ _TOP_K_MAX = 16_384  # Milvus's limit on k
 _BATCH = 8_192  # vectors or ids per request (gRPC messages stay far below 64 MB at 512-d)
 _REVISIONS = "revisions"
 _NAME_MAX = 255
+DEFAULT_TIMEOUT_S = 10.0  # FACEATLAS_MILVUS_TIMEOUT: what one Milvus call may take, its retries included
+_SQLITE_MAGIC = b"SQLite format 3\x00"  # a Milvus Lite 2.4/2.5 file is an SQLite database
+_LITE_FILE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")  # what milvus-lite takes (else a RuntimeError)
 
 
 def is_lite(uri: str) -> bool:
@@ -59,16 +75,177 @@ def _guard(call: Callable[[], T], doing: str) -> T:
     try:
         return call()
     except (MilvusException, grpc.RpcError, ConnectionError, OSError) as error:
-        raise VectorStoreUnavailable(f"Milvus could not {doing}: {error}") from error
+        raise VectorStoreUnavailable(f"Milvus could not {doing}: {_reason(error)}") from error
+
+
+def _reason(error: BaseException) -> str:
+    """What a pymilvus or gRPC error says, without its class and code wrapping."""
+    message = getattr(error, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    details = getattr(error, "details", None)
+    if callable(details) and isinstance(details(), str):
+        return str(details())
+    return str(error)
+
+
+def check_lite_file(path: Path) -> None:
+    """Refuse a Milvus Lite file that Lite cannot use, in one sentence naming it and what to do,
+    before Lite's server is started on it: Lite answers a damaged file with its server's log and
+    "Open local milvus failed", a read-only file with "internal error" at the first write, a folder
+    it cannot write with a PermissionError on its lock file."""
+    if not _LITE_FILE_NAME.fullmatch(path.name):
+        raise InvalidArgument(f"a Milvus Lite file name is at most 36 letters, digits, '.', '-' or '_' "
+                              f"(Milvus Lite's rule), not {path.name!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise VectorStoreUnavailable(
+            f"the folder of the Milvus Lite file {path} cannot be written ({error.strerror}): Milvus Lite "
+            "writes its file, journal and lock files there; make it writable or set FACEATLAS_MILVUS_URI to a "
+            "file in a folder this process may write") from None
+    if path.is_dir():
+        raise VectorStoreUnavailable(f"the Milvus Lite file {path} is a folder: set FACEATLAS_MILVUS_URI to a "
+                                     "file path ending in .db")
+    if not path.exists():
+        return
+    try:
+        with open(path, "r+b") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as error:
+        raise VectorStoreUnavailable(
+            f"the Milvus Lite file {path} cannot be opened for writing ({error.strerror}): Milvus Lite writes to "
+            "it; give this process write access to it or set FACEATLAS_MILVUS_URI to another file") from None
+    if head and head != _SQLITE_MAGIC:
+        raise VectorStoreUnavailable(
+            f"{path} is not a Milvus Lite file (damaged, or another kind of file): move it aside (Milvus Lite "
+            "starts a new one there; the galleries' vectors are copied again from the database)")
+
+
+# -- one process per Lite file --------------------------------------------------------------------
+# milvus-lite guards a file with a POSIX lock on ``.<name>.lock`` beside it, and unlinks that file
+# whenever one of its servers stops, its own or not: a second process refused ("Open local milvus
+# failed") unlinks the first one's lock as its refused server is collected, and a process whose
+# server stops unlinks a lock another process may have taken meanwhile. A third process then makes
+# a new lock file, takes it, and serves the same file beside the first: two servers write one
+# SQLite file. FaceAtlas processes hold a lock of their own, ``<file>.faceatlas-lock`` (flock,
+# never unlinked, released by the kernel when a process dies), for as long as any store of the
+# process is open on the file, and stop this process's Lite server before they release it.
+_LITE_HELD: dict[str, list[Any]] = {}  # resolved path -> [its open lock file, stores of this process on it]
+_LITE_GUARD = threading.Lock()
+
+
+def _in_use(path: Path, by: str) -> VectorStoreUnavailable:
+    return VectorStoreUnavailable(
+        f"the Milvus Lite file {path} is in use by {by}: Milvus Lite serves one process per file; stop that "
+        "process, set FACEATLAS_MILVUS_URI to another file for this one, or use a Milvus server "
+        "(http://host:19530) for several processes")
+
+
+def _lite_servers() -> dict[str, Any]:
+    """The Lite servers this process runs, by resolved path (milvus-lite's own registry)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    servers: dict[str, Any] = getattr(server_manager_instance, "_servers", {})
+    return servers
+
+
+def hold_lite_file(path: Path) -> None:
+    """Count one more store of this process on the Lite file ``path``; the first takes the file's
+    lock for the process, refusing (:class:`VectorStoreUnavailable`, naming the file and the
+    process that holds it) a file another process serves."""
+    key = str(path.resolve())
+    with _LITE_GUARD:
+        if key in _LITE_HELD:
+            _LITE_HELD[key][1] += 1
+            return
+        lock_path = path.with_name(f"{path.name}.faceatlas-lock")
+        try:
+            handle = open(lock_path, "a+")  # noqa: SIM115 (held open while the process serves the file)
+        except OSError as error:
+            raise VectorStoreUnavailable(f"cannot open {lock_path}, the lock of the Milvus Lite file {path} "
+                                         f"({error.strerror}): make its folder writable") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise _in_use(path, f"process {holder}" if holder.isdigit() else "another process") from None
+        try:
+            if key not in _lite_servers():
+                _check_lite_lock(path)
+        except BaseException:
+            handle.close()
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        if not _LITE_HELD:
+            atexit.unregister(_release_all)  # registered once, to run before milvus-lite's own cleanup
+            atexit.register(_release_all)
+        _LITE_HELD[key] = [handle, 1]
+
+
+def _check_lite_lock(path: Path) -> None:
+    """Refuse a Lite file that a program without FaceAtlas's lock serves (milvus-lite's own lock is
+    taken): starting Lite there would fail and unlink that program's lock on the way."""
+    try:
+        with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise _in_use(path, "another program") from None
+            fcntl.lockf(handle, fcntl.LOCK_UN)  # this process serves no Lite on it: no lock of its own is lost
+    except OSError:
+        return  # Lite's start says why
+
+
+def release_lite_file(path: Path) -> None:
+    """One store of this process fewer on the Lite file ``path``; after the last, this process's
+    Lite server on it is stopped, then the file's lock released (another process may serve it)."""
+    key = str(path.resolve())
+    with _LITE_GUARD:
+        held = _LITE_HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _LITE_HELD[key]
+            _stop_lite(key, held[0])
+
+
+def _stop_lite(key: str, handle: Any) -> None:
+    from milvus_lite.server_manager import server_manager_instance
+
+    try:
+        if key in _lite_servers():
+            server_manager_instance.release_server(key)
+    except (OSError, subprocess.SubprocessError):  # still serving, perhaps: held until this process ends
+        _log.exception("could not stop the Milvus Lite server of %s", key)
+        return
+    handle.close()
+
+
+def _release_all() -> None:
+    """At exit: stop this process's Lite servers before their locks go."""
+    with _LITE_GUARD:
+        for key, (handle, _) in list(_LITE_HELD.items()):
+            del _LITE_HELD[key]
+            _stop_lite(key, handle)
 
 
 class MilvusStore:
     """One Milvus (a Lite file or a server) holding the vectors of one FaceAtlas database."""
 
     def __init__(self, uri: str, *, token: str | None = None, prefix: str = "faceatlas",
-                 index_type: str = "auto") -> None:
+                 index_type: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         try:
             from pymilvus import MilvusClient
+            from pymilvus.exceptions import ConnectionConfigException
         except ImportError as error:
             raise VectorStoreUnavailable("FACEATLAS_VECTOR_BACKEND=milvus needs pymilvus and milvus-lite: "
                                          "pip install 'faceatlas[milvus]'") from error
@@ -79,34 +256,69 @@ class MilvusStore:
             path = Path(uri).expanduser()
             if path.suffix != ".db":
                 raise InvalidArgument(f"a Milvus Lite file ends with .db, not {uri!r}")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = path.absolute()
+            check_lite_file(path)
             uri = str(path)
+        self._path = Path(uri)
+        self._held = False  # whether this store counts in hold_lite_file
+        if not timeout_s > 0:
+            raise InvalidArgument(f"a Milvus timeout is a number of seconds above 0, not {timeout_s}")
         self.uri = uri
         self.prefix = prefix
         self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
         self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
-        self._connect = lambda: MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}")
+        # whole seconds: pymilvus bounds its retries by a timeout only when it is an int
+        self.timeout = max(1, math.ceil(timeout_s))
+
+        def connect() -> Any:
+            try:
+                return MilvusClient(uri=uri, token=token or "", alias=f"faceatlas-{uuid.uuid4().hex}",
+                                    timeout=self.timeout)
+            except ConnectionConfigException:
+                if not self.lite:
+                    raise
+                raise VectorStoreUnavailable(
+                    f"Milvus Lite could not start on {uri} (its server logs why on stderr): if the file is "
+                    "damaged, move it aside (the galleries' vectors are copied again from the database)") from None
+
+        self._connect = connect
         self._client: Any = None
         self._compacts = True  # until a server answers that it cannot
         self._revisions = f"{prefix}_{_REVISIONS}"
-        if not _guard(lambda: self.client.has_collection(self._revisions), "list collections"):
-            self._create_revisions()
+        try:
+            if not _guard(lambda: self.client.has_collection(self._revisions, timeout=self.timeout),
+                          "list collections"):
+                self._create_revisions()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def client(self) -> Any:
         """This store's pymilvus ``MilvusClient``, connected on first use (again after :meth:`close`).
-        A connection of its own: pymilvus shares one per URI, which any client's close() would end."""
+        A connection of its own: pymilvus shares one per URI, which any client's close() would end.
+        On a Lite file, the file is held for this process first (:func:`hold_lite_file`)."""
         if self._client is None:
-            self._client = _guard(self._connect, f"connect to {self.uri}")
+            if self.lite and not self._held:
+                hold_lite_file(self._path)
+                self._held = True
+            try:
+                self._client = _guard(self._connect, f"connect to {self.uri}")
+            except BaseException:
+                self.close()
+                raise
         return self._client
 
     def close(self) -> None:
-        """Close this connection (the next call opens another). A Lite file's embedded server runs
-        until the process ends (other clients of this process may share it): Lite serves one
-        process per file."""
+        """Close this connection (the next call opens another). The last store of this process on
+        a Lite file closed stops Lite's embedded server and releases the file: another process
+        may then serve it (Lite serves one process per file)."""
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._held:
+            self._held = False
+            release_lite_file(self._path)
 
     # -- names and revisions ----------------------------------------------------------------
     def name(self, tenant: str, collection_id: int) -> str:
@@ -131,24 +343,46 @@ class MilvusStore:
         params = self.client.prepare_index_params()
         params.add_index("vector", index_type="FLAT", metric_type="IP")
         _guard(lambda: self.client.create_collection(self._revisions, schema=schema, index_params=params,
-                                                     consistency_level="Strong"), "create its revisions")
+                                                     consistency_level="Strong", timeout=self.timeout),
+               "create its revisions")
 
     def record(self, collection_id: int) -> dict[str, Any] | None:
         """What Milvus holds for a gallery collection: name, revision, recognizer_id, dim."""
         rows = _guard(lambda: self.client.query(self._revisions, filter=f"collection_id == {int(collection_id)}",
                                                 output_fields=["name", "revision", "recognizer_id", "dim"],
-                                                consistency_level="Strong"), "read a revision")
+                                                consistency_level="Strong", timeout=self.timeout), "read a revision")
         return dict(rows[0]) if rows else None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every gallery collection Milvus holds vectors of, as :meth:`record` gives each (with its
+        collection_id)."""
+        fields = ["name", "collection_id", "revision", "recognizer_id", "dim"]
+        # one query while they fit its window (a query iterator logs a warning on Lite at every use)
+        rows = _guard(lambda: self.client.query(self._revisions, filter="collection_id >= 0", output_fields=fields,
+                                                limit=_TOP_K_MAX, consistency_level="Strong",
+                                                timeout=self.timeout), "list revisions")
+        if len(rows) < _TOP_K_MAX - 1:  # Lite answers at most one less than its window
+            return [dict(row) for row in rows]
+        iterator = _guard(lambda: self.client.query_iterator(self._revisions, batch_size=_BATCH, filter="",
+                                                             output_fields=fields, timeout=self.timeout),
+                          "list revisions")
+        found: list[dict[str, Any]] = []
+        try:
+            while batch := _guard(iterator.next, "list revisions"):
+                found.extend(dict(row) for row in batch)
+        finally:
+            iterator.close()
+        return found
 
     def set_revision(self, name: str, collection_id: int, revision: int, recognizer_id: str, dim: int) -> None:
         row = {"name": name, "collection_id": int(collection_id), "revision": int(revision),
                "recognizer_id": recognizer_id, "dim": int(dim), "vector": [1.0, 0.0]}
-        _guard(lambda: self.client.upsert(self._revisions, [row]), "store a revision")
+        _guard(lambda: self.client.upsert(self._revisions, [row], timeout=self.timeout), "store a revision")
 
     # -- collections ----------------------------------------------------------------------
     def open(self, name: str, dim: int, count: int | None = None) -> MilvusIndex:
         """The index over Milvus collection ``name``, created (empty) when missing."""
-        if not _guard(lambda: self.client.has_collection(name), "list collections"):
+        if not _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
             self._create(name, dim)
             count = 0
         return MilvusIndex(self, name, dim, count)
@@ -164,7 +398,8 @@ class MilvusStore:
         params.add_index("vector", index_type=self.index_type, metric_type="IP",
                          params=options.get(self.index_type, {}))
         _guard(lambda: self.client.create_collection(name, schema=schema, index_params=params,
-                                                     consistency_level="Strong"), f"create {name}")
+                                                     consistency_level="Strong", timeout=self.timeout),
+               f"create {name}")
 
     def search_params(self, k: int) -> dict[str, Any]:
         params = {"IVF_FLAT": {"nprobe": self.nprobe}, "HNSW": {"ef": max(self.ef, k)}}
@@ -173,10 +408,11 @@ class MilvusStore:
     def settle(self, name: str, timeout_s: float = 3600.0) -> None:
         """Seal what was written to ``name`` and wait until its index covers every vector (a fresh
         write is searched without the index until then); for benchmarks."""
-        _guard(lambda: self.client.flush(name), f"flush {name}")
+        _guard(lambda: self.client.flush(name, timeout=max(self.timeout, math.ceil(timeout_s))), f"flush {name}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = _guard(lambda: self.client.describe_index(name, "vector"), f"describe the index of {name}")
+            state = _guard(lambda: self.client.describe_index(name, "vector", timeout=self.timeout),
+                           f"describe the index of {name}")
             if not state.get("pending_index_rows", 0) and state.get("indexed_rows", 0) >= state.get("total_rows", 0):
                 return
             time.sleep(0.5)
@@ -191,7 +427,7 @@ class MilvusStore:
         if self.lite or not self._compacts:
             return
         try:
-            _guard(lambda: self.client.compact(name), f"compact {name}")
+            _guard(lambda: self.client.compact(name, timeout=self.timeout), f"compact {name}")
         except VectorStoreUnavailable as error:
             cause = error.__cause__
             if not isinstance(cause, grpc.RpcError) or cause.code() != grpc.StatusCode.UNIMPLEMENTED:
@@ -202,16 +438,20 @@ class MilvusStore:
 
     def discard(self, name: str) -> None:
         """Drop the Milvus collection ``name`` if it exists (vectors no revision vouches for)."""
-        if _guard(lambda: self.client.has_collection(name), "list collections"):
-            _guard(lambda: self.client.drop_collection(name), f"drop {name}")
+        if _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
+            _guard(lambda: self.client.drop_collection(name, timeout=self.timeout), f"drop {name}")
 
-    def drop(self, collection_id: int) -> None:
-        """Delete a gallery collection's vectors and revision from Milvus."""
+    def drop(self, collection_id: int, space: str | None = None) -> None:
+        """Delete a gallery collection's vectors and revision from Milvus: the collection first, its
+        revision last (a drop that fails leaves the revision that names what is left to drop).
+        With ``space``, only when the stored revision is of that space (``recognizer_id``): not a
+        later collection that was given the same id meanwhile."""
         record = self.record(collection_id)
-        if record is None:
+        if record is None or (space is not None and record["recognizer_id"] != space):
             return
-        _guard(lambda: self.client.drop_collection(record["name"]), f"drop {record['name']}")
-        _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]]), "forget a revision")
+        _guard(lambda: self.client.drop_collection(record["name"], timeout=self.timeout), f"drop {record['name']}")
+        _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]], timeout=self.timeout),
+               "forget a revision")
 
 
 class MilvusIndex:
@@ -234,7 +474,8 @@ class MilvusIndex:
 
     def _counted(self) -> int:
         rows = _guard(lambda: self._client.query(self.name, filter="id >= 0", output_fields=["count(*)"],
-                                                 consistency_level="Strong"), "count vectors")
+                                                 consistency_level="Strong", timeout=self.store.timeout),
+                      "count vectors")
         return int(rows[0]["count(*)"])
 
     def __len__(self) -> int:
@@ -249,7 +490,8 @@ class MilvusIndex:
 
     def _iter_ids(self) -> Iterator[int]:
         iterator = _guard(lambda: self._client.query_iterator(self.name, batch_size=_BATCH, filter="",
-                                                              output_fields=["id"]), "list ids")
+                                                              output_fields=["id"], timeout=self.store.timeout),
+                          "list ids")
         try:
             while batch := _guard(iterator.next, "list ids"):
                 yield from (int(row["id"]) for row in batch)
@@ -262,7 +504,7 @@ class MilvusIndex:
         for start in range(0, len(ids), _BATCH):
             chunk = [int(i) for i in ids[start: start + _BATCH]]
             rows = _guard(partial(self._client.query, self.name, ids=chunk, output_fields=["id"],
-                                  consistency_level="Strong"), "query ids")
+                                  consistency_level="Strong", timeout=self.store.timeout), "query ids")
             found.extend(int(row["id"]) for row in rows)
         return np.asarray(sorted(found), np.int64)
 
@@ -275,7 +517,7 @@ class MilvusIndex:
         for start in range(0, len(ids), _BATCH):
             rows = [{"id": int(i), "vector": v} for i, v in zip(ids[start: start + _BATCH],
                                                                  vectors[start: start + _BATCH])]
-            _guard(partial(self._client.upsert, self.name, rows), "store vectors")
+            _guard(partial(self._client.upsert, self.name, rows, timeout=self.store.timeout), "store vectors")
         self._count += len(ids)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -283,7 +525,7 @@ class MilvusIndex:
         held = self.held(np.unique(np.asarray(ids, np.int64)))
         for start in range(0, len(held), _BATCH):
             chunk = [int(i) for i in held[start: start + _BATCH]]
-            _guard(partial(self._client.delete, self.name, ids=chunk), "delete vectors")
+            _guard(partial(self._client.delete, self.name, ids=chunk, timeout=self.store.timeout), "delete vectors")
         if len(held) and len(self.held(held)):
             raise VectorStoreUnavailable(f"Milvus still holds deleted faces of {self.name}")
         self._count -= len(held)
@@ -295,7 +537,8 @@ class MilvusIndex:
         if self._count == 0 or limit < 1:
             return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
         found = _guard(lambda: self._client.search(self.name, data=list(queries), limit=limit, output_fields=["id"],
-                                                   search_params=self.store.search_params(limit)), "search")
+                                                   search_params=self.store.search_params(limit),
+                                                   timeout=self.store.timeout), "search")
         sims = np.full((len(queries), limit), -np.inf, np.float32)
         ids = np.full((len(queries), limit), -1, np.int64)
         for row, hits in enumerate(found):
