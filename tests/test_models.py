@@ -272,7 +272,7 @@ def test_a_missing_model_offline_names_the_command_that_fetches_it(isolated, mon
 
 def _certificate(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
     """A self-signed certificate for ``hosts`` (its own CA): the PEM files of the certificate and key."""
-    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography import x509  # a test dependency (pyproject's test extra)
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
