@@ -30,6 +30,11 @@ DbOption = Annotated[str | None, typer.Option("--db", help="database URL (defaul
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
 
 
+# a stop (SIGTERM, Ctrl-C, a worker's supervisor gone) waits this long for calls in flight, then
+# closes what is left: a client trickling an upload byte by byte no longer holds a stopping server
+GRACEFUL_SHUTDOWN_S = 30
+
+
 def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
@@ -62,13 +67,13 @@ def serve(
     try:
         if processes == 1:
             uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
-                        log_level="info")
+                        log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
             return
         # uvicorn's own supervisor: each process imports the app factory and builds it from the
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
         uvicorn.run("faceatlas.service.app:create_worker_app", factory=True, workers=processes, host=host, port=port,
-                    log_level="info")
+                    log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     finally:
         lease.release()
 

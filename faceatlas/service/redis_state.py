@@ -448,7 +448,9 @@ class RedisState(SharedState):
         while True:
             try:
                 self.reconcile()
-            except Exception:  # Redis or the database down: the next period tries again
+            except StateUnavailable:  # Redis down: said once by _call; the next period tries again
+                pass
+            except Exception:  # the database down: the next period tries again
                 log.warning("quota reconciliation failed; retrying in %ss", period, exc_info=True)
             if self._stop.wait(period):
                 return

@@ -367,12 +367,18 @@ def test_serve_processes_runs_n_engines_and_replaces_a_killed_one(redis_server: 
             assert all(httpx.get(f"{url}/v1/collections", headers=headers).status_code == 200 for _ in range(10))
             children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
             workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+            import socket
+
+            trickle = socket.create_connection(("127.0.0.1", port))  # an upload that never ends
+            trickle.sendall(f"POST /v1/collections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                            "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{".encode())
             server.kill()  # the supervisor killed: its workers stop by themselves, none left on the port
             server.wait(timeout=10)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 45  # the graceful shutdown gives the trickling upload 30 s
             while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+            trickle.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
