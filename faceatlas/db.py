@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 from alembic import command
 from alembic.config import Config
@@ -69,10 +70,15 @@ def require_database(url: str, what: str, hint: str = "") -> None:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of an SQLite URL (None for other databases and in-memory SQLite)."""
+    """The database file of an SQLite URL (None for other databases and in-memory SQLite), also of
+    a URI filename (``sqlite:///file:/srv/fa.db?uri=true``: the file ``/srv/fa.db``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
+    if parsed.query.get("uri") == "true" and parsed.database.startswith("file:"):
+        if parsed.query.get("mode") == "memory":
+            return None
+        return Path(unquote(urlsplit(parsed.database).path))
     return Path(parsed.database)
 
 

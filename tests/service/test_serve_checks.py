@@ -86,6 +86,15 @@ def test_a_link_to_the_sqlite_file_is_the_same_database(tmp_path: Path) -> None:
                 ServerLease.take(other)
     finally:
         holder.release()
+    as_uri = f"sqlite:///file:{real}?uri=true"  # an SQLite URI filename: the same file (was: "file:/...: no such file")
+    holder = ServerLease.take(as_uri)
+    try:
+        with pytest.raises(InvalidSetting, match="another FaceAtlas server"):
+            ServerLease.take(str(real))
+        ServerLease.take("sqlite:///file:shared?mode=memory&uri=true").release()  # in memory: nothing to hold
+    finally:
+        holder.release()
+    assert not Path("file:").exists()
 
 
 def test_a_killed_server_frees_its_database_at_once(database: str) -> None:
