@@ -349,3 +349,19 @@ def test_opening_a_missing_album_makes_no_row_anywhere(album: Album, tmp_path: P
     with album.gallery._sessions() as session:
         assert session.scalar(select(func.count()).select_from(Tenant)) == before
         assert not session.scalar(select(Tenant.id).where(Tenant.name.like("%famliy%")))
+
+
+def test_photos_under_linked_folders_are_found_once_and_a_loop_ends(lfw: Path, tmp_path: Path) -> None:
+    """A library of linked person folders (``album scan`` said "no photos under this folder" where
+    ``gallery enrol`` walked it); a link back to a parent folder is followed once, not forever."""
+    from faceatlas.apps.albums.photos import find_photos
+
+    real = tmp_path / "real"
+    copy_people(lfw, real, PEOPLE[:2], 2)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for person in sorted(real.iterdir()):
+        (linked / person.name).symlink_to(person, target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)
+    found = find_photos(linked)
+    assert len(found) == 4 and {p.parent.name for p in found} == {p.name for p in real.iterdir()}

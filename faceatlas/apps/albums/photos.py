@@ -24,10 +24,21 @@ _TILE = 112
 
 
 def find_photos(folder: Path) -> list[Path]:
-    """Every photo under ``folder`` (recursive, by suffix), in path order."""
+    """Every photo under ``folder`` (recursive, by suffix, through linked folders too, each real
+    folder once: a link to a parent is no loop), in path order."""
     if not folder.is_dir():
         raise InvalidImage(f"{folder}: not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    found: list[Path] = []
+    visited: set[str] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:
+            folders[:] = []
+            continue
+        visited.add(real)
+        found += [Path(root, name) for name in files if Path(name).suffix.lower() in PHOTO_SUFFIXES
+                  and Path(root, name).is_file()]
+    return sorted(found)
 
 
 def read_photos(paths: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
