@@ -301,3 +301,16 @@ def test_eval_json_errors_are_one_json_object_on_stdout(shared, tmp_path):
         error = json.loads(result.stdout)
         assert set(error) == {"error", "message"}, result.stdout
     assert json.loads(runner.invoke(app, commands[0]).stdout)["error"] == "unknown_pack"
+
+
+def test_a_kill_as_a_finished_command_exits_leaves_its_status_and_its_output() -> None:
+    """SIGTERM acts as Ctrl-C while a command runs; once it is done (an enrolment saved, its
+    summary printed), a kill during the exit must not turn the status into 143 (or 130) and lose the
+    buffered summary: a script would take the saved enrolment for undone and enrol again."""
+    late_kill = ("import os, signal, sys\nfrom faceatlas.cli import run\nsys.argv = ['faceatlas', 'models', 'list']\n"
+                 "try:\n    run()\nfinally:\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+                 "    os.kill(os.getpid(), signal.SIGINT)\n    print('exited after the kills', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", late_kill], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "scrfd-mbf" in done.stdout and done.stdout.rstrip().endswith("exited after the kills")
+    assert "Traceback" not in done.stderr
