@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import av
@@ -42,3 +47,53 @@ def interrupted_run(args: list[str], output: Path, timeout: float = 120.0) -> su
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def as_mpegts(source: Path, target: Path) -> Path:
+    """The video of ``source`` remuxed as MPEG-TS (what a camera's HTTP stream sends: no index)."""
+    with av.open(str(source)) as clip, av.open(str(target), "w", format="mpegts") as out:
+        stream = out.add_stream_from_template(clip.streams.video[0])
+        for packet in clip.demux(clip.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return target
+
+
+@contextmanager
+def http_server(folder: Path, *, length: bool = True) -> Iterator[str]:
+    """A real HTTP server in a thread serving the files of ``folder``: as a web server serves a
+    file (Content-Length, byte ranges: an MP4 is read with seeks), or, ``length`` False, as a
+    stream of no length (HTTP/1.0, the body ends when the connection closes)."""
+
+    class Files(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            data = (folder / self.path.lstrip("/")).read_bytes()
+            wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            first = int(wanted.group(1)) if wanted and length else 0
+            last = int(wanted.group(2) or len(data) - 1) if wanted and length else len(data) - 1
+            self.send_response(206 if wanted and length else 200)
+            self.send_header("Content-Type", "video/mp4" if length else "video/mp2t")
+            if length:
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(last + 1 - first))
+                if wanted:
+                    self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+            self.end_headers()
+            with suppress(ConnectionError):  # the reader sought elsewhere and hung up
+                self.wfile.write(data[first : last + 1])
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

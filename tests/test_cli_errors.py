@@ -314,3 +314,37 @@ def test_a_kill_as_a_finished_command_exits_leaves_its_status_and_its_output() -
     assert done.returncode == 0, done.stderr[-2000:]
     assert "scrfd-mbf" in done.stdout and done.stdout.rstrip().endswith("exited after the kills")
     assert "Traceback" not in done.stderr
+
+
+def test_a_stopped_enrolment_says_how_far_it_got_and_that_it_is_kept(shared: Path, tmp_path: Path) -> None:
+    """A kill (or Ctrl-C) during a folder's enrolment ended with the progress bar alone: nothing said
+    what was kept or how to go on. Now one line does, and the same command again continues."""
+    import signal
+    import sqlite3
+    import time
+
+    lfw = shared / "data" / "lfw" / "images"
+    people = tmp_path / "people"
+    people.mkdir()
+    for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:40]:
+        (people / person.name).symlink_to(person, target_is_directory=True)
+    db = tmp_path / "g.db"
+    env = {**os.environ, "FACEATLAS_THREADS": "1"}
+    command = [sys.executable, "-m", "faceatlas.cli", "gallery"]
+    subprocess.run([*command, "create", "people", "-p", "scrfd-mbf", "--db", str(db)], check=True, env=env,
+                   capture_output=True, timeout=120)
+    enrolling = subprocess.Popen([*command, "enrol", "people", str(people), "--db", str(db)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    faces = 0
+    while faces == 0 and time.monotonic() < deadline and enrolling.poll() is None:
+        time.sleep(0.2)
+        with sqlite3.connect(db) as connection:
+            faces = connection.execute("SELECT count(*) FROM faces").fetchone()[0]
+    enrolling.send_signal(signal.SIGTERM)
+    out, errors = enrolling.communicate(timeout=60)
+    assert faces > 0 and enrolling.returncode == 130, (enrolling.returncode, errors[-2000:])
+    assert "interrupted after " in errors and "the faces enrolled before the stop are kept" in errors
+    again = subprocess.run([*command, "enrol", "people", str(people), "--db", str(db)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode in (0, 1) and "skipped (enrolled to their subject before" in " ".join(again.stdout.split())

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.apps.albums import UNSORTED, Album, album_pack
-from faceatlas.cli.errors import exit_for_failures
+from faceatlas.apps.albums import CHUNK, UNSORTED, Album, album_pack
+from faceatlas.cli.errors import exit_for_failures, interrupted
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.errors import CommandLineError
@@ -53,9 +53,19 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
          album: AlbumOption = "default", db: DbOption = None, pack: PackOption = None,
          as_json: JsonOption = False) -> None:
     """Add the photos under FOLDER (recursive; photos scanned before are skipped by content)."""
-    with _album(album, db, pack, create=True) as opened, progress(err, disable=as_json) as bar:
-        task = bar.add_task("scanning", total=None)
-        report = opened.scan(folder, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    seen = [0, 0]  # photos looked at, of
+
+    def advance(done: int, total: int) -> None:
+        seen[:] = [done, total]
+        bar.update(task, completed=done, total=total)
+
+    try:
+        with _album(album, db, pack, create=True) as opened, progress(err, disable=as_json) as bar:
+            task = bar.add_task("scanning", total=None)
+            report = opened.scan(folder, on_progress=advance)
+    except KeyboardInterrupt:
+        interrupted(seen[0], seen[1], "photos", f"the photos added before the stop are kept (they are added "
+                    f"{CHUNK} at a time); `album scan` again continues (photos scanned before are skipped)")
     _out(report.to_dict(), as_json,
          f"{report.photos} photos added, {report.skipped} skipped, {len(report.failed)} failed; "
          f"{report.faces} faces placed, {report.unsorted} unsorted, {report.new_people} new people")

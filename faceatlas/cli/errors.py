@@ -44,6 +44,14 @@ def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoRe
     raise typer.Exit(exit_code) from exc
 
 
+def interrupted(done: int, total: int | None, what: str, kept: str) -> NoReturn:
+    """A long command stopped by Ctrl-C or a kill: one line on stderr saying how far it got and
+    what of it is kept, then status 130 (as every interrupted command)."""
+    of = f" of {total}" if total else ""
+    err.print(f"interrupted after {done}{of} {what}: {kept}", soft_wrap=True)
+    raise typer.Exit(130)
+
+
 def coded(code: str, message: str) -> FaceAtlasError:
     """An error under a code of its own (the server's, across the wire; a missing extra's), said as
     :func:`fail` says every error."""

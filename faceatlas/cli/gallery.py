@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, print_error
+from faceatlas.cli.errors import fail, interrupted, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
@@ -101,17 +101,23 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
         summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0, "skipped": 0}
-        with _progress() as progress:
-            task = progress.add_task("enrolling", total=sum(len(images) for images in people.values()))
-            for person, images in people.items():
-                report = gallery.enrol_images(collection, person, [str(i.resolve()) for i in images], analyzer,
-                                              all_faces=all_faces, min_quality=min_quality, name=name,
-                                              once=not again)
-                summary["added"] += len(report.added)
-                summary["skipped"] += len(report.skipped)
-                summary["subjects"] += bool(report.added)
-                summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
-                progress.advance(task, len(images))
+        total, done = sum(len(images) for images in people.values()), 0
+        try:
+            with _progress() as progress:
+                task = progress.add_task("enrolling", total=total)
+                for person, images in people.items():
+                    report = gallery.enrol_images(collection, person, [str(i.resolve()) for i in images], analyzer,
+                                                  all_faces=all_faces, min_quality=min_quality, name=name,
+                                                  once=not again)
+                    summary["added"] += len(report.added)
+                    summary["skipped"] += len(report.skipped)
+                    summary["subjects"] += bool(report.added)
+                    summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
+                    progress.advance(task, len(images))
+                    done += len(images)
+        except KeyboardInterrupt:
+            interrupted(done, total, "photos", "the faces enrolled before the stop are kept; the same command again "
+                        "continues (photos enrolled before are skipped)")
         rejected = summary["rejected"]
         skipped = (f"; {summary['skipped']} photos skipped (enrolled to their subject before; --again enrols "
                    "them again)") if summary["skipped"] else ""

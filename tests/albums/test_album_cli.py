@@ -70,3 +70,37 @@ def test_a_scan_with_failed_photos_says_which_and_exits_1(lfw: Path, tmp_path: P
     result = CliRunner().invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"])
     assert result.exit_code == 1, result.output
     assert "2 photos added" in result.output and "failed:" in result.output and "notes.jpg" in result.output
+
+
+def test_a_stopped_scan_says_how_far_it_got_and_the_next_scan_goes_on(lfw: Path, tmp_path: Path) -> None:
+    """A kill (or Ctrl-C) during `album scan` ended with the progress bar alone; now one line says
+    how far it got and what is kept, and the next scan skips the photos added before the stop."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    library = tmp_path / "photos"
+    library.mkdir()
+    for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:120]:
+        (library / person.name).symlink_to(person, target_is_directory=True)
+    db = tmp_path / "album.db"
+    env = {**os.environ, "FACEATLAS_DATABASE_URL": f"sqlite:///{db}", "FACEATLAS_INDEX_DIR": str(tmp_path / "idx"),
+           "FACEATLAS_THREADS": "1"}
+    scan = [sys.executable, "-m", "faceatlas.cli", "album", "scan", str(library), "--pack", "scrfd-mbf"]
+    scanning = subprocess.Popen(scan, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, added = time.monotonic() + 180, 0
+    while added == 0 and time.monotonic() < deadline and scanning.poll() is None:
+        time.sleep(0.2)
+        with sqlite3.connect(db) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+            added = connection.execute("SELECT count(*) FROM album_photos").fetchone()[0] \
+                if "album_photos" in tables else 0
+    scanning.send_signal(signal.SIGTERM)
+    _, errors = scanning.communicate(timeout=60)
+    assert added > 0 and scanning.returncode == 130, (scanning.returncode, errors[-2000:])
+    assert "interrupted after " in errors and "the photos added before the stop are kept" in errors
+    again = subprocess.run([*scan, "--json"], env=env, capture_output=True, text=True, timeout=900)
+    assert json.loads(again.stdout)["skipped"] >= added

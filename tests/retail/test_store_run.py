@@ -23,9 +23,7 @@ lin-manuel-miranda.png pays for the mug in their cart once; the same clip run ag
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,7 +37,7 @@ from faceatlas.apps.retail.db import Charge, LedgerEntry, Visit
 from faceatlas.apps.retail.live import StoreRun
 from faceatlas.engine import PersonDetector
 from faceatlas.video import events_from_jsonl
-from tests.clips import first_seconds
+from tests.clips import as_mpegts, first_seconds, http_server
 
 FPS = 10.0
 ENTRIES = [64, 228, 506, 746, 928, 1238]  # frames, by hand (see the module docstring)
@@ -160,15 +158,14 @@ def test_a_stranger_at_the_checkout_is_an_alert(runs: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_a_camera_that_drops_is_reopened(shared: Path, fast_analyzer: Any, tmp_path: Path) -> None:
-    """The checkout camera is a stream (3 s of the clip over HTTP, paced like a camera) that ends:
-    the source reconnects with backoff and the run goes on until stopped (``StoreRun.stop``), with
-    no store error; the face seen on both plays, no member, is never charged."""
+    """The checkout camera is a stream (3 s of the clip as an HTTP stream of no length, MPEG-TS, paced
+    like a camera) that ends: the source reconnects with backoff and the run goes on until stopped
+    (``StoreRun.stop``), with no store error; the face seen on both plays, no member, is never charged."""
     clip = shared / "data" / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
-    first_seconds(clip, tmp_path / "till.mp4", 3.0, faststart=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/till.mp4"
+    (tmp_path / "live").mkdir()
+    as_mpegts(first_seconds(clip, tmp_path / "till.mp4", 3.0), tmp_path / "live" / "till.ts")
+    stream = contextlib.ExitStack()
+    url = f"{stream.enter_context(http_server(tmp_path / 'live', length=False))}/till.ts"
     config = StoreConfig(id="live-store", products=[Product(sku="mug", name="Mug", price_cents=100)],
                          cameras=[Camera(id="door", role="door"), Camera(id="till", role="checkout", source=url,
                                                                            stride=4, persons=False,
@@ -187,7 +184,7 @@ def test_a_camera_that_drops_is_reopened(shared: Path, fast_analyzer: Any, tmp_p
             with store.sessions() as session:
                 charges = session.scalar(select(func.count()).select_from(Charge))
     finally:
-        server.shutdown()
+        stream.close()
     till = report.cameras[0]
     assert till.source.reconnects >= 1 and max(seen) >= 160 and report.errors == 0
     assert charges == 0 and report.charged == 0  # nobody enrolled: nothing charged, however often seen

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
-import re
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from faceatlas.video.sources import VideoSource, is_live
+from tests.clips import as_mpegts, http_server
 
 
 def test_corrupt_packets_are_skipped_and_counted(hamilton: Path, tmp_path: Path):
@@ -123,45 +118,6 @@ def test_a_webcam_index_with_no_camera_fails_at_once() -> None:
     source.close()
 
 
-@contextmanager
-def http_server(folder: Path, *, length: bool = True) -> Iterator[str]:
-    """A real HTTP server in a thread serving the files of ``folder``: as a web server serves a
-    file (Content-Length, byte ranges: an MP4 is read with seeks), or, ``length`` False, as a
-    stream of no length (HTTP/1.0, the body ends when the connection closes)."""
-
-    class Files(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            data = (folder / self.path.lstrip("/")).read_bytes()
-            wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            first = int(wanted.group(1)) if wanted and length else 0
-            last = int(wanted.group(2) or len(data) - 1) if wanted and length else len(data) - 1
-            self.send_response(206 if wanted and length else 200)
-            self.send_header("Content-Type", "video/mp4" if length else "video/mp2t")
-            if length:
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(last + 1 - first))
-                if wanted:
-                    self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
-            self.end_headers()
-            with suppress(ConnectionError):  # the reader sought elsewhere and hung up
-                self.wfile.write(data[first : last + 1])
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_a_file_served_over_http_ends_at_its_end(hamilton: Path, tmp_path: Path) -> None:
     """`watch http://host/clip.mp4` replayed the file forever: a source that ended was reconnected
     like a dropped camera. A file served over HTTP (its length known) is read like a file: every
@@ -175,12 +131,7 @@ def test_a_file_served_over_http_ends_at_its_end(hamilton: Path, tmp_path: Path)
 
 def test_an_http_stream_of_no_length_still_reconnects(hamilton: Path, tmp_path: Path) -> None:
     """A live HTTP stream (MPEG-TS, no Content-Length) that ends is a camera that dropped: reopened."""
-    with av.open(str(hamilton)) as clip, av.open(str(tmp_path / "live.ts"), "w", format="mpegts") as out:
-        stream = out.add_stream_from_template(clip.streams.video[0])
-        for packet in clip.demux(clip.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
+    as_mpegts(hamilton, tmp_path / "live.ts")
     with http_server(tmp_path, length=False) as base:
         source = VideoSource(f"{base}/live.ts", max_reconnects=1, backoff_start=0.01, buffer=1000)
         frames = list(source)

@@ -6,7 +6,7 @@ the clustering itself is :mod:`.clustering` (batch :func:`cluster`, incremental 
 and its accuracy :func:`score`.
 """
 
-from faceatlas.apps.albums.album import ALBUM_FAR, UNSORTED, album_pack, erase_owner, gate, list_albums
+from faceatlas.apps.albums.album import ALBUM_FAR, CHUNK, UNSORTED, album_pack, erase_owner, gate, list_albums
 from faceatlas.apps.albums.clustering import Placement, assign, cluster
 from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
@@ -16,6 +16,7 @@ from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, Reclus
 
 __all__ = [
     "ALBUM_FAR",
+    "CHUNK",
     "UNSORTED",
     "Album",
     "AlbumFace",
