@@ -145,6 +145,12 @@ class EngineSettings(_Section):
                                     description="a user calibration to use (written by `faceatlas eval lfw "
                                                 "--save-as NAME`) for the packs that have it; None: the shipped one")
 
+    @field_validator("pack")
+    @classmethod
+    def _pack_blank_is_none(cls, value: str | None) -> str | None:
+        """``FACEATLAS_PACK=' '`` is no pack named ' ' but none set, as ``--pack ''`` is."""
+        return value.strip() or None if value is not None else None
+
     def pack_name(self, fallback: str = DEFAULT_PACK) -> str:
         """The configured pack, else ``fallback``."""
         return self.pack or fallback

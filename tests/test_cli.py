@@ -10,7 +10,7 @@ import cv2
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
-from faceatlas.settings import DEFAULT_PACK
+from faceatlas.settings import DEFAULT_PACK, EngineSettings
 
 runner = CliRunner()
 
@@ -289,6 +289,8 @@ def test_pack_names_are_matched_without_blanks_and_case(examples, monkeypatch):
     for result in (option, variable):
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout.strip().splitlines()[-1])["pack"] == "scrfd-mbf"
+    monkeypatch.setenv("FACEATLAS_PACK", "  ")  # set to blanks: none set, as --pack '' (was "no pack named ''")
+    assert EngineSettings().pack is None and EngineSettings().pack_name() == DEFAULT_PACK
 
 
 def test_models_list_and_info_show_a_corrupt_file(shared, tmp_path, monkeypatch):
