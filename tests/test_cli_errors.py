@@ -282,8 +282,15 @@ def test_ctrl_c_while_the_command_loads_ends_with_130_not_a_traceback(monkeypatc
             raise KeyboardInterrupt  # as a Ctrl-C inside `from faceatlas.cli.main import app`
 
     monkeypatch.setitem(sys.modules, "faceatlas.cli.main", Loading("faceatlas.cli.main"))
-    with pytest.raises(SystemExit) as ended:
-        run()
+    import signal
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as ended:
+            run()
+    finally:  # run() is a process's entry: it leaves both signals ignored for the exit, not for this test run
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     assert ended.value.code == 130
 
 
