@@ -89,17 +89,24 @@ redis.call('EXPIRE', KEYS[1], math.min(86400, math.ceil(burst / math.max(rate, 0
 return tostring(wait)
 """
 
-# KEYS: instance, restarted; ARGV: a new instance id, the instance this process knew ("": none),
-# the grace in ms. The instance, made when Redis holds none: a restart when this process knew one.
-_INSTANCE = """
-local instance = redis.call('GET', KEYS[1])
+
+
+def _current_instance(key: int, arg: int) -> str:
+    """Lua setting ``instance`` to the instance of Redis's state (``KEYS[key]``), made when Redis
+    holds none (``ARGV[arg]``: a new id), with the restart grace (``KEYS[key + 1]``, for
+    ``ARGV[arg + 2]`` ms) when this process knew an older one (``ARGV[arg + 1]``; "": none)."""
+    return f"""
+local instance = redis.call('GET', KEYS[{key}])
 if not instance then
-  instance = ARGV[1]
-  redis.call('SET', KEYS[1], instance)
-  if ARGV[2] ~= '' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+  instance = ARGV[{arg}]
+  redis.call('SET', KEYS[{key}], instance)
+  if ARGV[{arg + 1}] ~= '' then redis.call('SET', KEYS[{key + 1}], '1', 'PX', ARGV[{arg + 2}]) end
 end
-return instance
 """
+
+
+# KEYS: instance, restarted; ARGV: a new instance id, the instance this process knew, the grace in ms.
+_INSTANCE = _current_instance(1, 1) + "return instance\n"
 
 # KEYS: counter, inflight, this process's alive key, instance, restarted; ARGV: quota (-1: none),
 # process, ttl, alive ttl, a new instance id, the instance this process knew, the grace in ms.
@@ -107,13 +114,7 @@ return instance
 # else counted, in the instance named (the state this Redis holds since it last started empty).
 # A process counting calls is alive (also before its next heartbeat after Redis restarted empty):
 # a reset keeps its calls in flight.
-_SPEND = """
-local instance = redis.call('GET', KEYS[4])
-if not instance then
-  instance = ARGV[5]
-  redis.call('SET', KEYS[4], instance)
-  if ARGV[6] ~= '' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[7]) end
-end
+_SPEND = _current_instance(4, 5) + """
 local quota = tonumber(ARGV[1])
 if quota >= 0 and redis.call('EXISTS', KEYS[5]) == 1 then return -2 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
