@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -207,18 +208,24 @@ def test_watch_cli_runs_two_cameras_from_yaml(tmp_path):
     assert (tmp_path / "events.jsonl").exists() and (tmp_path / "events.db").exists()
 
 
+def _half_second(source: Path, clip: Path) -> Path:
+    """The first 15 frames of ``source`` (a 640x360 clip at 30 fps), re-encoded into ``clip``."""
+    capture = cv2.VideoCapture(str(source))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30, (640, 360))
+    for _ in range(15):
+        writer.write(capture.read()[1])
+    writer.release()
+    capture.release()
+    return clip
+
+
 def test_watch_summary_counts_events_the_broker_did_not_get(hamilton, tmp_path):
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
     from typer.testing import CliRunner
 
     from faceatlas.cli.main import app
 
-    clip, capture = tmp_path / "singer.mp4", cv2.VideoCapture(str(hamilton))
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30, (640, 360))
-    for _ in range(15):
-        writer.write(capture.read()[1])
-    writer.release()
-    capture.release()
+    clip = _half_second(hamilton, tmp_path / "singer.mp4")
     (tmp_path / "cams.yaml").write_text(
         f"events: {tmp_path / 'events.jsonl'}\n"
         f"mqtt: {{host: 127.0.0.1, port: {_closed_port()}}}\n"
@@ -273,12 +280,7 @@ def test_watch_events_dash_are_json_lines_on_stdout(hamilton, tmp_path, monkeypa
 
     from faceatlas.cli.main import app
 
-    clip, capture = tmp_path / "singer.mp4", cv2.VideoCapture(str(hamilton))
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30, (640, 360))
-    for _ in range(15):
-        writer.write(capture.read()[1])
-    writer.release()
-    capture.release()
+    clip = _half_second(hamilton, tmp_path / "singer.mp4")
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["watch", str(clip), "--no-persons", "--stride", "3", "--events", "-"])
     assert result.exit_code == 0, result.output
