@@ -355,3 +355,23 @@ def test_a_stopped_enrolment_says_how_far_it_got_and_that_it_is_kept(shared: Pat
     again = subprocess.run([*command, "enrol", "people", str(people), "--db", str(db)], env=env,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode in (0, 1) and "skipped (enrolled to their subject before" in " ".join(again.stdout.split())
+
+
+def test_eval_lfw_output_that_cannot_hold_a_calibration_is_refused_before_the_work(shared, tmp_path):
+    """`eval lfw --output -` wrote a file named '-', and a folder was a traceback after the evaluation."""
+    lfw = shared / "data" / "lfw"
+    base = ["eval", "lfw", "--pairs", str(lfw / "pairs.txt"), "--images", str(lfw / "images"), "-p", "nosuch"]
+    work = tmp_path / "work"
+    work.mkdir()
+    here = os.getcwd()
+    os.chdir(work)
+    try:
+        dash = runner.invoke(app, [*base, "--output", "-"])
+    finally:
+        os.chdir(here)
+    assert dash.exit_code == 2
+    assert "error (validation_error)" in dash.stderr and "'-' (stdout)" in dash.stderr, dash.stderr
+    assert not any(work.iterdir())
+    folder = runner.invoke(app, [*base, "--output", str(tmp_path)])
+    assert folder.exit_code == 2
+    assert f"{tmp_path} is a folder" in folder.stderr.replace("\n", ""), folder.stderr

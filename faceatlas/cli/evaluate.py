@@ -10,13 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import fail
+from faceatlas.cli.errors import fail, os_error
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
     FaceAtlasError,
     LFWReport,
     Runtime,
+    check_calibration_path,
     check_figure_path,
     evaluate_dataset,
     evaluate_lfw,
@@ -85,15 +86,20 @@ def lfw(
     try:
         if plot is not None:
             check_figure_path(plot)  # before the minutes of evaluation
+        if output is not None:
+            check_calibration_path(output)
         analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
         written: list[str] = []
         if save_as is not None:
             written.append(str(save_user_calibration(report, save_as, analyzer)))
+        if output is not None:
+            try:
+                written.append(str(save_calibration(report.calibration(), output)))
+            except OSError as exc:
+                raise os_error(exc) from exc
     except FaceAtlasError as exc:
         fail(exc, as_json)
-    if output is not None:
-        written.append(str(save_calibration(report.calibration(), output)))
     if plot is not None:
         plot_roc(report, plot)
     if as_json:

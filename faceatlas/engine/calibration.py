@@ -275,6 +275,18 @@ def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Cali
     return None
 
 
+def check_calibration_path(path: Path) -> Path:
+    """``path`` when a calibration JSON can be written there; :class:`InvalidArgument` for ``-``
+    (stdout holds the report) or a folder. Called before the evaluation's minutes (after them, a
+    folder was a traceback and ``-`` a file named ``-``)."""
+    if str(path) == "-":
+        raise InvalidArgument("the calibration is written to a file, not '-' (stdout): give a path ending .json; "
+                              "--json prints the report with its thresholds")
+    if path.is_dir():
+        raise InvalidArgument(f"{path} is a folder: give the calibration's file, e.g. {path / 'calibration.json'}")
+    return path
+
+
 def save_calibration(calibration: Calibration, path: Path) -> Path:
     """Write ``calibration`` as JSON to ``path`` (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
