@@ -380,8 +380,23 @@ class RedisState(SharedState):
         if not same_call(claimed_for, fingerprint):
             raise IdempotencyKeyReused(KEY_REUSED)
         if not status or status == "0":  # running (or freed between the two calls: rare, and retried)
-            raise IdempotencyInFlight(IN_FLIGHT, retry_after=1.0)
+            raise IdempotencyInFlight(IN_FLIGHT, retry_after=self._claim_wait(name, media_type))
         return StoredAnswer(int(status), body, media_type if claimed_for else "application/json")
+
+    def _claim_wait(self, name: str, process: str) -> float:
+        """Seconds until a call holding the claim ``name`` may be retried: a second while its process
+        lives (the call may finish any moment), else the claim's time left (it frees by itself then:
+        sooner retries would all be refused)."""
+        if not process:
+            return 1.0
+        def ask() -> list[int]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.exists(f"{PREFIX}alive:{process}")
+            pipe.pttl(name)
+            return pipe.execute()
+
+        alive, left_ms = self._call(ask)
+        return 1.0 if alive or left_ms <= 0 else max(1.0, left_ms / 1000)
 
     def finish_idempotent(self, scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
         name = self._claim_name(scope, key)

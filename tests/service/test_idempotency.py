@@ -225,6 +225,28 @@ def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(monke
         other.close()
 
 
+def test_a_dead_process_s_claim_says_when_it_frees(monkeypatch: pytest.MonkeyPatch, redis_server) -> None:
+    """A 409 said Retry-After 1 for a claim of a process gone mid-call, though every retry would be
+    refused until the claim freed (up to CLAIM_SECONDS later): it says the claim's time left."""
+    redis_server.flush()
+    monkeypatch.setattr(redis_state, "CLAIM_SECONDS", 6)
+    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    running, other = RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)
+    try:
+        assert running.begin_idempotent("acme", "enrol-2", "enrol") is None
+        with pytest.raises(IdempotencyInFlight) as alive:
+            other.begin_idempotent("acme", "enrol-2", "enrol")
+        assert alive.value.retry_after == 1.0  # its process lives: the call may end any moment
+        running.close()  # gone mid-call
+        with pytest.raises(IdempotencyInFlight) as dead:
+            other.begin_idempotent("acme", "enrol-2", "enrol")
+        assert dead.value.retry_after is not None and 4.0 < dead.value.retry_after <= 6.0
+    finally:
+        running.close()
+        other.close()
+
+
 def test_a_stalled_call_finishing_after_a_retry_took_its_key_over_leaves_the_retry_s_answer(redis_server) -> None:
     """A process stalled past its claim (SIGSTOP, a paused VM): a retry takes the key over and
     answers; the stalled call's late answer does not replace the one the retrier got."""
