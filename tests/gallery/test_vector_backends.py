@@ -461,6 +461,18 @@ def test_a_read_only_milvus_lite_file_or_folder_is_refused_in_one_sentence(tmp_p
     assert not list(read_only.iterdir())
 
 
+def test_a_milvus_lite_file_under_a_file_names_the_file_in_the_way(tmp_path: Path) -> None:
+    """FACEATLAS_MILVUS_URI=notes.txt/m.db said "the folder ... cannot be written (Not a directory)"."""
+    from faceatlas.gallery.index.milvus import check_lite_file
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    with pytest.raises(VectorStoreUnavailable) as refused:
+        check_lite_file(notes / "sub" / "m.db")
+    _one_clear_sentence(str(refused.value), notes / "sub" / "m.db", f"{notes} is a file, not a folder")
+    assert notes.read_text() == "not a folder"
+
+
 # Holds a MilvusStore on argv[1]: "ready", then at a line on stdin closes it ("closed") and waits for another.
 HOLD_STORE = """
 import sys

@@ -102,6 +102,10 @@ def check_lite_file(path: Path) -> None:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as error:
+        blocking = next((above for above in path.parents if above.is_file()), None)
+        if blocking is not None:
+            raise VectorStoreUnavailable(f"the Milvus Lite file {path} cannot be made: {blocking} is a file, not a "
+                                         "folder; set FACEATLAS_MILVUS_URI to a file in a folder") from None
         raise VectorStoreUnavailable(
             f"the folder of the Milvus Lite file {path} cannot be written ({error.strerror}): Milvus Lite "
             "writes its file, journal and lock files there; make it writable or set FACEATLAS_MILVUS_URI to a "
