@@ -461,6 +461,22 @@ def test_a_read_only_milvus_lite_file_or_folder_is_refused_in_one_sentence(tmp_p
     assert not list(read_only.iterdir())
 
 
+def test_a_cut_short_milvus_lite_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    """A Lite file cut short (a copy that stopped) passed the header check: Lite's server printed
+    its log on stderr and failed. Now one sentence names the file and the bytes missing."""
+    lite = tmp_path / "m.db"
+    made = subprocess.run([sys.executable, "-c", OPEN_STORE, str(lite)], capture_output=True, text=True, timeout=60)
+    assert json.loads(made.stdout)["error"] is None, made.stdout + made.stderr  # a real Lite file
+    whole = lite.read_bytes()
+    lite.write_bytes(whole[:len(whole) // 2])
+    done = subprocess.run([sys.executable, "-c", OPEN_STORE, str(lite)], capture_output=True, text=True, timeout=60)
+    answer = json.loads(done.stdout)
+    assert answer["error"] == "VectorStoreUnavailable", answer
+    _one_clear_sentence(answer["message"], lite, "cut short", f"of the {len(whole):,} bytes", "move it aside")
+    assert "milvus" not in done.stderr.lower(), done.stderr  # none of Lite's server log
+    assert answer["seconds"] < 3
+
+
 def test_a_milvus_lite_file_under_a_file_names_the_file_in_the_way(tmp_path: Path) -> None:
     """FACEATLAS_MILVUS_URI=notes.txt/m.db said "the folder ... cannot be written (Not a directory)"."""
     from faceatlas.gallery.index.milvus import check_lite_file

@@ -117,15 +117,30 @@ def check_lite_file(path: Path) -> None:
         return
     try:
         with open(path, "r+b") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
+            head = handle.read(100)  # SQLite's database header
+            size = os.fstat(handle.fileno()).st_size
     except OSError as error:
         raise VectorStoreUnavailable(
             f"the Milvus Lite file {path} cannot be opened for writing ({error.strerror}): Milvus Lite writes to "
             "it; give this process write access to it or set FACEATLAS_MILVUS_URI to another file") from None
-    if head and head != _SQLITE_MAGIC:
+    if head and head[:len(_SQLITE_MAGIC)] != _SQLITE_MAGIC:
         raise VectorStoreUnavailable(
             f"{path} is not a Milvus Lite file (damaged, or another kind of file): move it aside (Milvus Lite "
             "starts a new one there; the galleries' vectors are copied again from the database)")
+    if head and size < _sqlite_size(head):
+        raise VectorStoreUnavailable(
+            f"{path} is cut short ({size:,} of the {_sqlite_size(head):,} bytes its header states; a copy that "
+            "stopped, a full disk): move it aside (Milvus Lite starts a new one there; the galleries' vectors are "
+            "copied again from the database)")
+
+
+def _sqlite_size(header: bytes) -> int:
+    """The bytes an SQLite file's 100-byte ``header`` says the file holds (page size x pages), 0 when
+    the header does not state it (too short, or a size left stale by an old writer)."""
+    if len(header) < 100 or header[92:96] != header[24:28]:  # "version-valid-for" = change counter
+        return 0
+    page_size = int.from_bytes(header[16:18], "big")
+    return (65536 if page_size == 1 else page_size) * int.from_bytes(header[28:32], "big")
 
 
 # -- one process per Lite file --------------------------------------------------------------------
