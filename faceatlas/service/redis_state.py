@@ -501,8 +501,25 @@ def check(client: redis.Redis, where: str) -> None:
     except redis.ResponseError as exc:
         raise InvalidSetting(f"FACEATLAS_REDIS_URL: Redis at {where} refused this server: {exc}") from None
     except redis.RedisError as exc:
+        if _plain_behind_tls(client):
+            raise InvalidSetting(f"FACEATLAS_REDIS_URL: Redis at {where} speaks no TLS (it answers plain commands), "
+                                 "so rediss:// waits for a handshake that never comes: use redis://, or turn "
+                                 "TLS on in that Redis") from None
         log.warning("the shared state (Redis at %s) cannot be reached yet: %s; /readyz answers 503 until it "
                     "can", where, exc)
+
+
+def _plain_behind_tls(client: redis.Redis) -> bool:
+    """Whether ``client`` asks for TLS (``rediss://``) of a Redis that answers a plain PING."""
+    options = client.connection_pool.connection_kwargs
+    if client.connection_pool.connection_class is not redis.SSLConnection or "host" not in options:
+        return False
+    try:
+        with socket.create_connection((options["host"], options.get("port", 6379)), timeout=1.0) as probe:
+            probe.sendall(b"PING\r\n")
+            return probe.recv(1)[:1] in (b"+", b"-")  # +PONG, or -NOAUTH: a Redis reply
+    except OSError:
+        return False
 
 
 def deployment(client: redis.Redis, alone: bool) -> str:

@@ -189,6 +189,19 @@ def test_a_redis_refusing_the_server_stops_the_start_with_a_clear_line(redis_ser
         good.close()
 
 
+def test_tls_asked_of_a_plain_redis_stops_the_start_with_a_clear_line(redis_server) -> None:
+    """rediss:// to a Redis without TLS timed out on the handshake and was waited for for ever as
+    "cannot be reached yet"; it is a setting to change, said at start."""
+    redis_server.flush()
+    state = RedisState(ServiceSettings(database_url="sqlite://", redis_url=f"rediss://127.0.0.1:{redis_server.port}/0"),
+                       lambda tenant: 0)
+    try:
+        with pytest.raises(InvalidSetting, match="speaks no TLS .* use redis://"):
+            state.check()
+    finally:
+        state.close()
+
+
 @pytest.mark.parametrize(("url", "expected"), [
     ("redis://:pw@localhost:abc/0", "port is a number"),
     ("redis://:pw@localhost:70000/0", "port is a number"),
