@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -68,8 +69,11 @@ def render_card(photo: Path | np.ndarray, name: str, seed: int = 0, *, canvas: i
     return encoded.tobytes()
 
 
-def encode_mp4(frames: Sequence[np.ndarray], fps: float = 25.0) -> bytes:
-    """H.264 (or MPEG-4 where libx264 is missing) in an MP4, in memory."""
+def encode_mp4(frames: Sequence[np.ndarray], fps: float = 25.0, *, first_s: float = 0.0,
+               ticks: int | None = None) -> bytes:
+    """H.264 (or MPEG-4 where libx264 is missing) in an MP4, in memory; ``first_s``: the first
+    frame's time (a clip cut from a longer recording); ``ticks``: frames stamped this many units of
+    1/90000 s apart whatever ``fps`` says (a rate no camera has)."""
     buffer = io.BytesIO()
     height, width = frames[0].shape[:2]
     with av.open(buffer, mode="w", format="mp4") as container:
@@ -80,9 +84,13 @@ def encode_mp4(frames: Sequence[np.ndarray], fps: float = 25.0) -> bytes:
         stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "20"}
-        for image in frames:
+        base = Fraction(1, 90000)
+        stream.time_base = stream.codec_context.time_base = base
+        step = ticks if ticks is not None else round(90000 / fps)
+        for index, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:stream.height, :stream.width]),
                                                format="bgr24")
+            frame.pts, frame.time_base = round(first_s * 90000) + index * step, base
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

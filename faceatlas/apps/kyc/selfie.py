@@ -19,6 +19,7 @@ from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, Inval
 HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
 MAX_VIDEO_PIXELS = 4096 * 2160  # a 4K phone video at most
 MIN_FPS, MAX_FPS = 1.0, 120.0  # the rates frames given as images may have
+DECODE_FPS_4K = 30  # a video decodes at most max_video_s of 4K at 30 fps in pixels (1080p at 120 fps)
 MAX_SIDE = 640  # larger frames are reduced: Face Mesh and the detector work at ≤ 640 anyway; a selfie face stays large
 
 
@@ -53,12 +54,17 @@ def frame_hash(frame: np.ndarray) -> int:
 
 
 def decode_video(data: bytes, config: KycConfig) -> Selfie:
-    """Frames of an encoded video at ≤ ``sample_fps`` over its first ``max_video_s`` seconds."""
+    """Frames of an encoded video at ≤ ``sample_fps`` over its first ``max_video_s`` seconds (from
+    its first frame's time, which need not be 0). What decoding costs is bounded: frames of at most
+    ``MAX_VIDEO_PIXELS``, and at most ``max_video_s`` of 4K at ``DECODE_FPS_4K`` in pixels decoded (a
+    small file of a flat picture at thousands of frames a second held a worker for minutes):
+    :class:`ImageTooLarge` beyond either."""
     if not data:
         raise InvalidImage("the selfie video is empty")
     frames: list[np.ndarray] = []
     times: list[float] = []
-    next_t = 0.0
+    next_t, start = 0.0, None
+    budget, decoded, count = int(MAX_VIDEO_PIXELS * DECODE_FPS_4K * config.max_video_s), 0, 0
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
@@ -68,7 +74,16 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
                 raise ImageTooLarge(f"selfie frames of {stream.codec_context.width}x{stream.codec_context.height} "
                                     f"are larger than {MAX_VIDEO_PIXELS:,} pixels")
             for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else len(times) / 25.0
+                count += 1
+                decoded += frame.width * frame.height
+                if decoded > budget:
+                    raise ImageTooLarge(
+                        f"the selfie video's first {config.max_video_s:g} s hold more frames than FaceAtlas decodes "
+                        f"({count:,} of {frame.width}x{frame.height} so far: over {DECODE_FPS_4K} a second at 4K, "
+                        f"{DECODE_FPS_4K * 4} at 1080p); send it at the camera's usual rate")
+                at = float(frame.time) if frame.time is not None else (count - 1) / 25.0
+                start = at if start is None else start
+                t = at - start  # a clip cut from a longer recording starts later than 0
                 if t > config.max_video_s:
                     break
                 if t + 1e-6 < next_t:
@@ -82,8 +97,7 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
                            "MOV video, or the frames as images") from exc
     if not frames:
         raise InvalidInput("the selfie video has no frames")
-    start = times[0]
-    return Selfie(frames, [t - start for t in times], hashlib.sha256(data).hexdigest(),
+    return Selfie(frames, times, hashlib.sha256(data).hexdigest(),
                   [frame_hash(f) for f in frames])
 
 
