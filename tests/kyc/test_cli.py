@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -32,3 +33,20 @@ def test_kyc_verify_refuses_a_moved_photo(tmp_path: Path, shared: Path, miranda_
     for tenant in ("", " ", "x" * 201, "a\nb"):  # were kept as given: a session nobody could name again
         refused = runner.invoke(app, [*args, "--challenge", "blink", "--tenant", tenant])
         assert refused.exit_code == 2 and "validation_error" in refused.output and "tenant" in refused.output, tenant
+
+
+def test_a_refused_kyc_verify_leaves_no_session(tmp_path: Path, miranda_card: bytes) -> None:
+    """A selfie that does not decode, or a FAR the pack has no threshold for, left a pending session
+    in the audit for each try, later listed to reviewers as expired."""
+    document, junk = tmp_path / "id.jpg", tmp_path / "junk.mp4"
+    document.write_bytes(miranda_card)
+    junk.write_bytes(b"not a video at all" * 100)
+    database = tmp_path / "kyc.db"
+    base = ["kyc", "verify", "--document", str(document), "--selfie", str(junk), "--pack", "scrfd-mbf",
+            "--db", f"sqlite:///{database}", "--challenge", "blink"]
+    runner = CliRunner()
+    for extra in ([], ["--far", "1e-9"]):
+        refused = runner.invoke(app, [*base, *extra])
+        assert refused.exit_code == 2, refused.output
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM kyc_sessions").fetchone() == (0,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -72,6 +73,27 @@ def test_a_session_is_created_submitted_and_read_back(api, examples):
         assert client.get(f"/v1/kyc/sessions/{fresh['id']}").json()["status"] == "pending"
     with api.client() as anonymous:
         assert anonymous.post("/v1/kyc/sessions").status_code == 401
+
+
+def test_submissions_of_one_session_at_once_bill_the_one_that_decides(api, examples):
+    """Four submissions of one session at once, on one worker: the three queued behind the first
+    answered its decision and were billed each (four kyc.verify calls for one decision)."""
+    photo = cv2.imread(str(examples / "examples" / "alex-lacamoire.png"))
+    card = render_card(examples / "examples" / "alex-lacamoire.png", "Alex_Lacamoire", 5)
+    frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in moved_still(photo, seconds=1.0, fps=10, size=(480, 360))]
+    files = [("document", ("id.jpg", card, "image/jpeg"))] + [("frame", (f"{i}.jpg", f, "image/jpeg"))
+                                                               for i, f in enumerate(frames)]
+    with api.client("acme_detect") as client:
+        session = client.post("/v1/kyc/sessions").json()
+        billed = api.accounts.calls_this_month("acme")
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: api.http.post(
+                f"/v1/kyc/sessions/{session['id']}/submit", files=files, data={"fps": "10"},
+                headers={"Authorization": f"Bearer {api.keys['acme_detect']}"}), range(4)))
+    decided = [a for a in answers if a.status_code == 200]
+    assert decided and all(a.status_code in (200, 409) for a in answers), [a.text for a in answers]
+    assert all(a.json() == decided[0].json() for a in decided) and decided[0].json()["status"] == "rejected"
+    assert api.accounts.calls_this_month("acme") == billed + 1 + sum(a.status_code == 409 for a in answers)
 
 
 def test_the_python_client_runs_a_session(api, examples):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ class SessionInfo:
     decided_at: datetime | None = None
     reasons: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    decided_before: bool = False  # answered by :meth:`KycService.submit` with a decision it did not make
 
     @property
     def accepted(self) -> bool | None:
@@ -145,12 +146,11 @@ class KycService:
         ``max_pixels``) are :class:`ImageTooLarge` before any is decoded; the session stays pending."""
         if (video is None) == (frames is None):
             raise InvalidArgument("give the selfie as a video or as frames (one of them)")
-        if self.analyzer.calibration is not None:  # a FAR without a threshold: refused before the replay check
-            self.analyzer.calibration.threshold(self.config.far)
+        self._check_far()
         with self._sessions.begin() as session:
             row = self._row(session, tenant, session_id)
-            if row.status in DECIDED:
-                return _info(row)
+            if row.status in DECIDED:  # before this call, or by another one while this waited for a worker
+                return replace(_info(row), decided_before=True)
             if row.status == "expired" or row.expires_at <= utcnow():
                 raise SessionExpired(f"session {session_id} expired at {row.expires_at.isoformat()}Z")
             claimed = session.execute(update(KycSession).values(status="processing").where(
@@ -176,9 +176,23 @@ class KycService:
 
     def verify(self, tenant: str, document: ImageInput, challenge: Sequence[Action], *, video: bytes | None = None,
                frames: Sequence[bytes] | None = None, fps: float | None = None) -> SessionInfo:
-        """One session created with ``challenge`` and decided at once (the CLI's one call)."""
+        """One session created with ``challenge`` and decided at once (the CLI's one call). A
+        submission refused (an image or video that does not decode, a FAR without a threshold)
+        leaves no session behind: it was made for this call alone."""
+        self._check_far()
         created = self.create(tenant, challenge)
-        return self.submit(tenant, created.id, document, video=video, frames=frames, fps=fps)
+        try:
+            return self.submit(tenant, created.id, document, video=video, frames=frames, fps=fps)
+        except BaseException:
+            with self._sessions.begin() as session:
+                session.execute(delete(KycSession).where(KycSession.id == created.id,
+                                                         KycSession.status.in_(UNDECIDED)))
+            raise
+
+    def _check_far(self) -> None:
+        """A FAR the pack's calibration has no threshold for: :class:`FarNotCalibrated`, before any work."""
+        if self.analyzer.calibration is not None:
+            self.analyzer.calibration.threshold(self.config.far)
 
     def purge(self, now: datetime | None = None) -> int:
         """Delete reference images past their retention and selfie fingerprints older than the
