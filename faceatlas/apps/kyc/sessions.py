@@ -46,7 +46,8 @@ class SessionInfo:
     decided_at: datetime | None = None
     reasons: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
-    decided_before: bool = False  # answered by :meth:`KycService.submit` with a decision it did not make
+    # answered by :meth:`KycService.submit` with a decision it did not make (not part of the session)
+    decided_before: bool = field(default=False, compare=False)
 
     @property
     def accepted(self) -> bool | None:
