@@ -101,6 +101,10 @@ def summary_tables(report: WatchReport) -> list[Table]:
         measures = [("frames (analyzed)", f"{stats.frames} ({stats.analyzed})"), ("frames/s", f"{stats.fps:.1f}"),
                     ("dropped / corrupt", f"{source.dropped} / {source.corrupt}"),
                     ("reconnects", str(source.reconnects))]
+        if source.expected:  # a file cut short: it ended before the frames its container states
+            measures.append(("ended early", f"{stats.frames} of {source.expected} frames"))
+        if stats.snapshots_failed:
+            measures.append(("snapshots not written", str(stats.snapshots_failed)))
         measures += [(f"{name} crossings", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
                      for name, counts in stats.line_counts.items()]
         measures += [(f"{name} {label}", ", ".join(f"{direction} {count}" for direction, count in counts.items()))

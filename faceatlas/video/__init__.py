@@ -14,8 +14,10 @@ from faceatlas.video.config import (
     WebhookConfig,
     camera_name,
     check_outputs,
+    check_run_outputs,
     checked_settings,
     load_config,
+    prepare_outputs,
     same_file,
 )
 from faceatlas.video.events import EVENT_TYPES, Event
@@ -126,6 +128,8 @@ __all__ = [
     "run_cameras",
     "run_watch",
     "check_outputs",
+    "check_run_outputs",
+    "prepare_outputs",
     "same_file",
     "utc_time",
     "verify_signature",

@@ -45,6 +45,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as checked
 
+from faceatlas.db import normalize_url, sqlite_path
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
@@ -193,6 +194,76 @@ def check_outputs(source: str, **outputs: Path | None) -> None:
                 raise InvalidArgument(f"{name} and {other} are one file ({path}): give two files")
 
 
+def check_run_outputs(cameras: list[CameraConfig], *, events: Path | str | None = None,
+                      database: str | None = None) -> None:
+    """Refuse, before anything is opened, a run whose outputs (each camera's ``output`` video and
+    ``snapshots`` folder, the ``events`` file, the ``database`` file of an SQLite URL) include a
+    camera's source file (it was overwritten while that camera read it, or events were appended to
+    the video) or one another (two cameras' videos in one file: one of them lost; the events
+    appended to the video written over them): :class:`InvalidArgument` naming both. Cameras may
+    share a snapshots folder (each names its files). URLs and webcam indexes name no file."""
+    several = len(cameras) > 1
+    sources = [(f"camera {camera.name}'s source" if several else "the source video", camera.source)
+               for camera in cameras]
+    outputs: list[tuple[str, Path | str]] = []
+    for camera in cameras:
+        of = f"camera {camera.name}: " if several else ""
+        if camera.output is not None:
+            outputs.append((f"{of}output", camera.output))
+        if camera.snapshots is not None:
+            outputs.append((f"{of}snapshots", camera.snapshots))
+    if events is not None and str(events) != "-":  # '-': standard output
+        outputs.append(("events", events))
+    database_file = _database_file(database)
+    if database_file is not None:
+        outputs.append(("database", database_file))
+    for name, path in outputs:
+        for source_name, source in sources:
+            if same_file(path, source):
+                raise InvalidArgument(f"{name} {path} is {source_name}: writing it would destroy the video "
+                                      "being read; give another file")
+    for index, (name, path) in enumerate(outputs):
+        for other, other_path in outputs[index + 1:]:
+            if name.endswith("snapshots") and other.endswith("snapshots"):
+                continue
+            if same_file(path, other_path):
+                raise InvalidArgument(f"{name} and {other} are one file ({path}): one would be written over the "
+                                      "other; give two files")
+
+
+def prepare_outputs(cameras: list[CameraConfig]) -> None:
+    """Make each camera's snapshots folder and its output video's folder before the run, and check
+    that they (and an output video already there) can be written: one that cannot (a folder under
+    /proc, a read-only one) is :class:`InvalidInput` naming it (the camera died at its first
+    snapshot, and the run said "cannot read video source")."""
+    for camera in cameras:
+        wanted = [("snapshots", camera.snapshots, Path(camera.snapshots) if camera.snapshots is not None else None),
+                  ("output", camera.output, Path(camera.output).parent if camera.output is not None else None)]
+        for what, path, folder in wanted:
+            if folder is None:
+                continue
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = exc.strerror.lower() if exc.strerror else str(exc)
+                raise InvalidInput(f"camera {camera.name}: {what} {path} cannot be written: the folder {folder} "
+                                   f"cannot be made ({reason})") from None
+            if not os.access(folder, os.W_OK | os.X_OK) or (what == "output" and Path(str(path)).exists()
+                                                              and not os.access(str(path), os.W_OK)):
+                raise InvalidInput(f"camera {camera.name}: {what} {path} cannot be written (permission denied)")
+
+
+def _database_file(url: str | None) -> Path | None:
+    """The file of an SQLite database URL; None for another database, or a URL that does not parse
+    (the sink says why when it opens it)."""
+    if not url:
+        return None
+    try:
+        return sqlite_path(normalize_url(url))
+    except Exception:  # noqa: BLE001 - any URL sqlalchemy cannot parse names no file here
+        return None
+
+
 def same_file(path: Path | str, other: Path | str) -> bool:
     """Whether ``path`` and ``other`` name one file, links resolved: ``os.path.samefile`` when both
     exist (a symlink, a hard link), their resolved paths otherwise (an output not written yet). A
@@ -256,6 +327,7 @@ class WatchConfig:
                                   f"{', '.join(twice)[:200]}")
         if not isinstance(self.tenant, str) or not 0 < len(self.tenant) <= 64 or not self.tenant.strip():
             raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column), not {str(self.tenant)[:40]!r}")
+        check_run_outputs(self.cameras, events=self.events, database=self.database)
 
 
 def _line(raw: object, number: int, where: str) -> LineSpec:

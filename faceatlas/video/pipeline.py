@@ -7,6 +7,7 @@ process, sharing the models and the event sinks.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
@@ -24,6 +25,7 @@ import supervision as sv
 
 from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
 from faceatlas.engine.persons import COCO_CLASSES, ObjectDetector
+from faceatlas.errors import InvalidInput
 from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
@@ -55,6 +57,7 @@ class PipelineStats:
     line_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     class_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # line -> class -> in/out
     interrupted: bool = False  # a file's camera stopped (Ctrl-C, SIGTERM) before the file's end
+    snapshots_failed: int = 0  # snapshots that could not be written (their events name none)
 
     @property
     def fps(self) -> float:
@@ -64,7 +67,8 @@ class PipelineStats:
         return {"camera": self.camera, "frames": self.frames, "analyzed": self.analyzed, "embedded": self.embedded,
                 "seconds": round(self.seconds, 2), "fps": round(self.fps, 1), "source": vars(self.source),
                 "line_counts": self.line_counts, "class_counts": self.class_counts,
-                **({"interrupted": True} if self.interrupted else {})}
+                **({"interrupted": True} if self.interrupted else {}),
+                **({"snapshots_failed": self.snapshots_failed} if self.snapshots_failed else {})}
 
 
 class VideoPipeline:
@@ -358,7 +362,9 @@ class VideoPipeline:
             if other is not None and other.identity is not None and "subject" not in data:
                 data["subject"] = other.identity.external_id
         if snapshot and self.camera.snapshots is not None:
-            data = {**data, "snapshot": str(self._snapshot(frame, kind, key))}
+            kept = self._snapshot(frame, kind, key)
+            if kept is not None:  # an event points at a file only when it was written
+                data = {**data, "snapshot": str(kept)}
         self.bus.emit(Event(kind, self.camera.name, frame.index, frame.time, key[1] if key else None,
                             key[0] if key else None, data))
 
@@ -380,12 +386,24 @@ class VideoPipeline:
         track = self.tracks.get(("face", face_track))
         return track is not None and track.identity is not None and track.identity.external_id in self._watchlist
 
-    def _snapshot(self, frame: Frame, kind: str, key: tuple[str, int] | None) -> Path:
+    def _snapshot(self, frame: Frame, kind: str, key: tuple[str, int] | None) -> Path | None:
+        """The frame (made private) written as a JPEG in the snapshots folder: its path, or None
+        when it could not be written (a warning says why; the stats count it): an event pointed
+        at a file that did not exist."""
         folder = Path(self.camera.snapshots or ".")
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.camera.name}_{frame.index:07d}_{key[1] if key else 0}_{kind}.jpg"
-        cv2.imwrite(str(path), self._private(frame.image))
-        return path
+        path = folder / snapshot_name(self.camera.name, frame.index, key[1] if key else 0, kind)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            written = cv2.imwrite(str(path), self._private(frame.image))
+            reason = "the JPEG encoder wrote nothing"
+        except (OSError, cv2.error) as exc:
+            written, reason = False, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if written:
+            return path
+        self.stats.snapshots_failed += 1
+        log.warning("camera %s: snapshot %s could not be written (%s): the %s event has no snapshot",
+                    self.camera.name, path, reason, kind)
+        return None
 
     def _labels(self, kind: str) -> list[str]:
         labels = []
@@ -408,7 +426,28 @@ class VideoPipeline:
         lines = self.analytics.vehicle_lines if "person" not in self.camera.classes else self.lines
         image = self._annotator.draw(self._private(frame.image), self._shown["face"], self._labels("face"),
                                      objects, self._labels("person") + self._labels("vehicle"), lines, self.zones)
-        self._writer.write(image)
+        try:
+            self._writer.write(image)
+        except OSError as exc:  # the writer did not open: this output, not the source, is the problem
+            reason = f"{exc.filename}: {exc.strerror.lower()}" if exc.strerror else str(exc)
+            raise InvalidInput(f"camera {self.camera.name}: cannot write the output video: {reason}") from exc
+
+
+NAME_MAX_BYTES = 255  # a file name's limit on Linux, macOS and Windows file systems
+
+
+def snapshot_name(camera: str, frame_index: int, track_id: int, kind: str) -> str:
+    """``<camera>_<frame>_<track>_<kind>.jpg``, within :data:`NAME_MAX_BYTES` bytes (UTF-8): a long
+    camera name is cut at a character and told apart by a short hash of the whole name (a camera
+    of 120 'Ü', 240 bytes, was allowed, and every snapshot of it failed to be written)."""
+    rest = f"_{frame_index:07d}_{track_id}_{kind}.jpg"
+    name = camera + rest
+    if len(name.encode("utf-8")) <= NAME_MAX_BYTES:
+        return name
+    digest = "~" + hashlib.sha256(camera.encode("utf-8")).hexdigest()[:8]
+    room = NAME_MAX_BYTES - len((digest + rest).encode("utf-8"))
+    cut = camera.encode("utf-8")[:max(0, room)].decode("utf-8", errors="ignore")
+    return cut + digest + rest
 
 
 def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:

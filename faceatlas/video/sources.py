@@ -46,6 +46,7 @@ class SourceStats:
     corrupt: int = 0
     dropped: int = 0
     reconnects: int = 0
+    expected: int | None = None  # set when a file ended before the frame count its container states: that count
 
 
 def is_live(spec: str | int | Path) -> bool:
@@ -263,13 +264,15 @@ class VideoSource:
             # AVI keeps no presentation times (this AVI's packed B-frames come out stamped out of
             # order): its frames are timed, and sought, by their count
             by_count = container.format.name == "avi" or not base
-            count = 0
+            count = corrupt = 0
+            last = -1.0  # the last frame's time
             skip_before = self._seek(container, stream, rate) if self.start and not by_count else 0
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError:
                     self.stats.corrupt += 1
+                    corrupt += 1
                     continue
                 for frame in decoded:
                     if skip_before:  # decoding from the keyframe before ``start``
@@ -281,7 +284,33 @@ class VideoSource:
                         continue
                     seconds = count / (self.fps or 1.0) if by_count or frame.pts is None else frame.pts * base
                     count += 1
+                    last = seconds
                     yield seconds, frame.to_ndarray(format="bgr24")
+            if not self.live:  # read to its end (a reader that stopped early never gets here)
+                start = 0.0 if by_count else float((stream.start_time or 0) * base)
+                self._check_length(container, stream, rate, count + corrupt, last - start)
+
+    def _check_length(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                      rate: Fraction, read: int, last: float) -> None:
+        """A warning, and ``stats.expected``, when a file ended well before what its container states
+        (a file cut short: 52 of 377 frames were read and the run ended as if complete, exit 0): its
+        frame count (``read``: the frames read or corrupt), else its duration (``last``: the last
+        frame's time from the start; a variable frame rate makes no count of it). A file that
+        states neither is not checked; a count a frame or two off is no cut."""
+        if self.frames:
+            if read >= self.frames - max(2, self.frames // 50):
+                return
+            stated = self.frames
+        else:
+            duration = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                        else container.duration / av.time_base if container.duration else 0.0)
+            step = 1.0 / float(rate) if rate else 0.0
+            if duration <= 0 or last + step >= duration - max(0.5, duration / 50):
+                return
+            stated = round(duration * float(rate)) if rate else read
+        self.stats.expected = stated
+        log.warning("video %s ended after %d of the %d frames its container states: the file is cut short or "
+                    "damaged", self.spec, read, stated)
 
     def _seek(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
               rate: Fraction) -> int:

@@ -11,7 +11,7 @@ from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery
-from faceatlas.video.config import WatchConfig
+from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outputs
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
@@ -52,6 +52,9 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
     if pack is not None or not config.collection:
         get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
     for camera in config.cameras:
+        if not str(camera.source).strip():  # Path('') is the working folder: it was "'' is a folder"
+            of = f" of camera {camera.name}" if len(config.cameras) > 1 else ""
+            raise InvalidInput(f"the video source{of} is empty: give a video file, a stream URL or a webcam index")
         if is_live(camera.source):
             continue
         if Path(str(camera.source)).is_dir():
@@ -66,6 +69,9 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
             check_video_file(camera.source)
         except OSError as exc:
             raise InvalidInput(f"cannot read video source: {exc}") from exc
+    # the events file may have been given after the settings were made (`watch --events`)
+    check_run_outputs(config.cameras, events=config.events, database=config.database)
+    prepare_outputs(config.cameras)
     gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
     try:
         if gallery is not None and config.collection:

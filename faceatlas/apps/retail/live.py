@@ -57,9 +57,11 @@ from faceatlas.video import (
     WatchConfig,
     WebhookConfig,
     build_sinks,
+    check_run_outputs,
     checked_settings,
     interrupts_held,
     is_live,
+    prepare_outputs,
     run_cameras,
 )
 
@@ -178,6 +180,9 @@ class StoreRun:
         for camera in self.cameras:
             if not is_live(camera.source or "") and not Path(str(camera.source)).is_file():
                 raise InvalidInput(f"camera '{camera.id}': video source {camera.source!r} not found")
+        # one camera's output video that is another's source was written over while it was read
+        self._settings = [camera_config(c) for c in self.cameras]
+        check_run_outputs(self._settings, events=self.config.events)
         self.persons = persons
         self.on_frame = on_frame
         self.window = timedelta(hours=window_hours)
@@ -194,9 +199,11 @@ class StoreRun:
         analyzer = self.store.analyzer
         matcher = GalleryMatcher(self.store.gallery, COLLECTION, fpir=self.config.recognition.visit_fpir,
                                  calibration=analyzer.calibration)
+        prepare_outputs(self._settings)
         bus = _StoreBus(build_sinks(self._watch_config()), self._handle, self.outgoing)
-        self._pipelines = {c.id: _StorePipeline(camera_config(c), analyzer, bus, persons=self.persons,
-                                                matcher=matcher, on_frame=self.on_frame) for c in self.cameras}
+        self._pipelines = {c.id: _StorePipeline(settings, analyzer, bus, persons=self.persons, matcher=matcher,
+                                                on_frame=self.on_frame) for c, settings in zip(self.cameras,
+                                                                                               self._settings)}
         for camera in self.cameras:
             if camera.role == "checkout":
                 self._pipelines[camera.id].after_frame = self._retry_payments

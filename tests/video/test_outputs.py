@@ -1,0 +1,161 @@
+"""What a watch writes: never over a source being read or over another of its outputs, files it can
+write (named within the file system's limits), and a word when the source itself is cut short."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.video.config import CameraConfig
+from faceatlas.video.pipeline import VideoPipeline
+from faceatlas.video.sinks import EventBus
+from faceatlas.video.sources import VideoSource
+from faceatlas.video.zones import ZoneSpec
+from tests.clips import first_seconds
+
+
+@pytest.fixture
+def clip(shared: Path, tmp_path: Path) -> Path:
+    """A second of car-detection.mp4 (12 frames): a video whose bytes must survive the run."""
+    return first_seconds(shared / "data" / "videos" / "car-detection.mp4", tmp_path / "clip.mp4", 1.0)
+
+
+def _watch(*args: str) -> object:
+    return CliRunner().invoke(app, ["watch", *map(str, args), "--no-persons"])
+
+
+def test_no_output_is_a_source_or_another_output(clip: Path, tmp_path: Path) -> None:
+    """Only each camera's own output was checked against its own source: camera a's output over
+    camera b's source (read meanwhile), the events appended to the source video (also through a
+    link), the events and the video in one file, two cameras' videos in one file all ran, exit 0."""
+    other = tmp_path / "b.mp4"
+    other.write_bytes(clip.read_bytes())
+    (tmp_path / "link.mp4").symlink_to(clip)
+    before = {path: path.read_bytes() for path in (clip, other)}
+    configs = {
+        "b.mp4 is camera b's source": f"cameras: [{{name: a, source: {clip}, output: {other}}}, "
+                                             f"{{name: b, source: {other}}}]",
+        "camera a: output and camera b: output are one file": f"cameras: [{{name: a, source: {clip}, output: "
+                                                              f"{tmp_path / 'same.mp4'}}}, {{name: b, source: "
+                                                              f"{other}, output: {tmp_path / 'same.mp4'}}}]",
+        "database": f"database: sqlite:///{other}\ncameras: [{{name: a, source: {clip}}}, "
+                    f"{{name: b, source: {other}}}]",
+        "events": f"events: {tmp_path / 'link.mp4'}\ncameras: [{{name: a, source: {clip}}}]",
+    }
+    for says, body in configs.items():
+        (tmp_path / "cams.yaml").write_text(body + "\n")
+        result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
+        assert result.exit_code == 2 and says in result.output, result.output
+    for args, says in (([clip, "--events", clip], "events"), ([clip, "--events", tmp_path / "link.mp4"], "events"),
+                       ([clip, "--events", tmp_path / "o.mp4", "--output", tmp_path / "o.mp4"],
+                        "output and events are one file")):
+        result = _watch(*args)
+        assert result.exit_code == 2 and says in result.output and "\n" not in result.output.strip(), result.output
+    assert {path: path.read_bytes() for path in (clip, other)} == before
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "same.mp4").exists()
+
+
+def test_a_store_camera_output_is_not_another_cameras_source(clip: Path, tmp_path: Path) -> None:
+    """retail: one camera's `video: {output: X}`, X another camera's source, ran over it."""
+    from faceatlas.apps.retail import StoreConfig
+    from faceatlas.apps.retail.live import StoreRun
+
+    other = tmp_path / "till.mp4"
+    other.write_bytes(clip.read_bytes())
+    config = StoreConfig.model_validate({
+        "id": "shop", "cameras": [
+            {"id": "door", "role": "door", "source": str(clip), "video": {"output": str(other)}},
+            {"id": "till", "role": "checkout", "source": str(other)}]})
+    with pytest.raises(InvalidArgument, match="output .*till.mp4 is camera till's source"):
+        StoreRun(SimpleNamespace(config=config))  # type: ignore[arg-type]
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_run(clip: Path, tmp_path: Path) -> None:
+    """An output video that is a folder failed at the first frame as "cannot read video source: ...
+    could not open the video for writing"; snapshots under /proc killed the camera mid-run with
+    "cannot read video source: [Errno 2]"; an empty source was "a folder"."""
+    (tmp_path / "adir.mp4").mkdir()
+    result = _watch(clip, "--output", tmp_path / "adir.mp4")
+    assert result.exit_code == 2 and "adir.mp4 is a folder" in result.output, result.output
+    (tmp_path / "cams.yaml").write_text(f"cameras: [{{name: a, source: {clip}, snapshots: /proc/snaps}}]\n")
+    result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
+    assert result.exit_code == 2 and "snapshots /proc/snaps cannot be written" in result.output, result.output
+    result = _watch("")
+    assert result.exit_code == 2 and "video source is empty" in result.output, result.output
+    assert "cannot read video source" not in result.output
+
+
+def test_an_output_that_fails_mid_run_is_named_not_the_source(clip: Path, tmp_path: Path) -> None:
+    """The writer opens at the first frame: a file made since the start where its folder was to be
+    made was "cannot read video source"."""
+    camera = CameraConfig(source=str(clip), name="a", faces=False, persons=False, output=tmp_path / "late" / "a.mp4")
+    (tmp_path / "late").write_text("a file where the folder was to be")
+    with pytest.raises(InvalidInput, match="camera a: cannot write the output video: .*late"):
+        VideoPipeline(camera, None, EventBus([])).run()
+
+
+def test_snapshots_of_a_long_camera_name_are_written_or_left_out(pedestrians: Path, person_detector, memory,
+                                                                 tmp_path: Path, caplog) -> None:
+    """A camera named with 120 'Ü' (240 bytes, a name it may have) made file names over 255 bytes:
+    every snapshot failed and its event pointed at a file that did not exist. A snapshot that cannot
+    be written is warned about and counted, and its event names no file."""
+    from faceatlas.video.sources import Frame
+
+    zone = ZoneSpec("hall", [(0, 0), (10_000, 0), (10_000, 10_000), (0, 10_000)], max_dwell=0.2)
+    capture = VideoSource(pedestrians)
+    frames = [frame for frame, _ in zip(capture, range(16))]
+    capture.close()
+
+    def run(snapshots: Path, name: str) -> tuple[VideoPipeline, list[dict]]:
+        camera = CameraConfig(source=str(pedestrians), name=name, faces=False, stride=1, zones=[zone],
+                              snapshots=snapshots)
+        if name == "door":  # the folder cannot be made any more: a file took its place since the start
+            snapshots.write_text("a file where the folder was")
+        pipeline = VideoPipeline(camera, None, EventBus([memory]), persons=person_detector)
+        for frame in frames:
+            pipeline.process(Frame(frame.index, frame.time, frame.image), 25.0)
+        pipeline.finish()
+        return pipeline, [e.data for e in memory.of("dwell_exceeded") if e.camera == name]
+
+    long_name = "Ü" * 120
+    _, exceeded = run(tmp_path / "snaps", long_name)
+    assert exceeded and all(Path(data["snapshot"]).is_file() for data in exceeded), exceeded[:2]
+    assert all(len(Path(data["snapshot"]).name.encode()) <= 255 for data in exceeded)
+    with caplog.at_level(logging.WARNING):
+        pipeline, exceeded = run(tmp_path / "gone", "door")
+    assert exceeded and not any("snapshot" in data for data in exceeded)
+    assert pipeline.stats.snapshots_failed == len(exceeded) and "could not be written" in caplog.text
+
+
+def test_a_file_cut_short_says_it_ended_early(shared: Path, tmp_path: Path, caplog) -> None:
+    """car-detection.mp4 cut to its first 600,000 bytes: 52 of the 377 frames its index states were
+    read, and the run ended as a whole file ("dropped / corrupt 0 / 0", no word)."""
+    whole = shared / "data" / "videos" / "car-detection.mp4"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:600_000])
+    with caplog.at_level(logging.WARNING):
+        source = VideoSource(cut)
+        read = sum(1 for _ in source)
+    assert read < 100 and source.stats.expected == 377
+    assert f"ended after {read} of the 377 frames" in caplog.text
+    shown = [row for table in _summary(cut) for row in table]
+    assert ("ended early", f"{read} of 377 frames") in shown
+    complete = VideoSource(first_seconds(whole, tmp_path / "whole.mp4", 1.0))
+    assert sum(1 for _ in complete) > 0 and complete.stats.expected is None  # a whole file says nothing
+
+
+def _summary(path: Path) -> list[list[tuple[str, str]]]:
+    """The watch summary's (measure, value) rows for a camera run over ``path`` (no detection)."""
+    from faceatlas.cli.watch import summary_tables
+    from faceatlas.video.watch import WatchReport
+
+    stats = VideoPipeline(CameraConfig(source=str(path), faces=False, persons=False), None, EventBus([])).run()
+    table = summary_tables(WatchReport([stats]))[0]
+    measures, values = (list(column.cells) for column in table.columns[1:3])
+    return [list(zip(measures, values))]
