@@ -316,8 +316,12 @@ def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
     raw["zones"] = [_zone(z, i, where) for i, z in enumerate(raw.get("zones", []), 1)]
     if raw.get("calibration") is not None:
         plane = _settings_of(GroundPlane, raw["calibration"], f"{where}: calibration")
-        raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
-                                         plane.get("speed_window", 1.0))
+        try:
+            image, world = (list(map(tuple, plane[k])) if isinstance(plane[k], list) else plane[k]
+                            for k in ("image", "world"))
+            raw["calibration"] = GroundPlane(image, world, plane.get("speed_window", 1.0))
+        except (InvalidArgument, TypeError) as exc:  # a point that is no list of two numbers
+            raise InvalidInput(f"{where}: {exc}") from None
     raw["recognition"] = checked_settings(RecognitionConfig, raw.get("recognition") or {}, f"{where}: recognition")
     if isinstance(raw.get("start_time"), str):
         try:

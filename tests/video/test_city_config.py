@@ -220,3 +220,31 @@ def test_two_cameras_of_one_name_and_options_beside_a_config_are_refused(tmp_pat
         result = CliRunner().invoke(app, ["watch", "--config", str(path), *beside])
         assert result.exit_code == 2 and "not beside it" in result.output, result.output
     assert camera_name("/videos/clip #2.mp4") == "clip _2" and camera_name("rtsp://10.0.0.5/door+1") == "door_1"
+
+
+GROUND = "[[0, 0], [10, 0], [10, 20], [0, 20]]"
+IMAGE = "[[0, 300], [1280, 300], [1280, 720], [0, 720]]"
+
+
+@pytest.mark.parametrize(("calibration", "says"), [
+    # image points on one line: every speed was 0.0 and speeding never fired
+    (f"{{image: [[0, 0], [400, 0], [800, 0], [1200, 0]], world: {GROUND}}}", "image points 1, 2 and 3 are on one line"),
+    # three of them in a row: a per_m2 zone's area was 0.0 m², its density 9e13
+    (f"{{image: [[0, 0], [400, 400], [800, 800], [0, 700]], world: {GROUND}}}", "image points 1, 2 and 3"),
+    (f"{{image: [[0, 0], [400, 401], [800, 800], [0, 700]], world: {GROUND}}}", "image points 1, 2 and 3"),  # nearly
+    (f"{{image: {IMAGE}, world: [[0, 0], [10, 0], [20, 0], [0, 20]]}}", "world points 1, 2 and 3"),
+    (f"{{image: [[0, 300], [1280, 720], [1280, 300], [0, 720]], world: {GROUND}}}", "not the same 4 corners"),
+    # a window of no seconds gave no speeds; "1" was a TypeError mid-run
+    (f"{{image: {IMAGE}, world: {GROUND}, speed_window: -1}}", "speed_window is the seconds"),
+    (f"{{image: {IMAGE}, world: {GROUND}, speed_window: 0}}", "speed_window is the seconds"),
+    (f"{{image: {IMAGE}, world: {GROUND}, speed_window: '1'}}", "speed_window is the seconds"),
+])
+def test_a_degenerate_calibration_is_refused_when_loaded(tmp_path, calibration, says):
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{source: a.mp4, speed_limit_kmh: 3, calibration: {calibration},\n"
+                    "     zones: [{name: z, polygon: [[0, 0], [99, 0], [99, 99]], per_m2: true}]}\n")
+    with pytest.raises(InvalidInput, match=f"camera 1: calibration: .*{says}"):
+        load_config(path)
+    path.write_text(f"cameras:\n  - {{source: a.mp4, calibration: {{image: {IMAGE}, world: {GROUND}, "
+                    "speed_window: 0.5}}\n")
+    assert load_config(path).cameras[0].calibration.speed_window == 0.5
