@@ -248,3 +248,28 @@ def test_a_degenerate_calibration_is_refused_when_loaded(tmp_path, calibration, 
     path.write_text(f"cameras:\n  - {{source: a.mp4, calibration: {{image: {IMAGE}, world: {GROUND}, "
                     "speed_window: 0.5}}\n")
     assert load_config(path).cameras[0].calibration.speed_window == 0.5
+
+
+def test_a_zone_drawn_far_past_the_frame_holds_no_mask_of_its_reach():
+    """supervision's PolygonZone drew a mask from (0, 0) to the polygon's far corner: a zone to
+    (128000, 72000) asked for 8.6 GiB (MemoryError); here one to (6000, 6000), 36 MB then."""
+    import tracemalloc
+
+    import supervision as sv
+
+    from faceatlas.video.zones import ZoneCounter, ZoneSpec
+
+    spec = ZoneSpec("far", [(0, 0), (6000, 0), (6000, 6000), (0, 6000)], anchor="center")
+    tracemalloc.start()
+    try:
+        zone = ZoneCounter(spec)
+        boxes = np.array([[10, 10, 30, 30], [5990, 5990, 6010, 6010], [6005, 10, 6050, 30], [-40, 10, -20, 30]],
+                         np.float32)
+        inside = zone.zone.trigger(sv.Detections(xyxy=boxes))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes for a zone of 4 corners"
+    assert inside.tolist() == [True, True, False, False]  # the corner's edge is inside; past it or left of 0 not
+    spec = ZoneSpec("huge", [(0, 0), (128000, 0), (128000, 72000), (0, 72000)])
+    assert ZoneCounter(spec).zone.trigger(sv.Detections(xyxy=boxes[:1])).tolist() == [True]
