@@ -161,6 +161,12 @@ class CameraConfig:
                                   f"{self.start_time!r}")
         if not self.classes:
             raise InvalidArgument(f"camera {self.name}: classes names at least one class to track")
+        for kind, specs in (("line", self.lines), ("zone", self.zones)):
+            names = [spec.name for spec in specs]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:  # their counts were merged: two zones 'z' stored one blended zone:z:mean
+                raise InvalidArgument(f"camera {self.name}: {kind} names are unique within a camera (each names its "
+                                      f"counts and events); twice: {', '.join(twice)[:200]}")
         if self.snapshots is not None and Path(self.snapshots).exists() and not Path(self.snapshots).is_dir():
             raise InvalidArgument(f"camera {self.name}: snapshots {self.snapshots} is a file, not a folder")
         if self.output is not None:
@@ -265,8 +271,11 @@ def _line(raw: object, number: int, where: str) -> LineSpec:
         raise InvalidInput(f"{where}: line {number}: 'x1,y1,x2,y2' or a mapping with start and end, "
                            f"not {str(raw)[:60]!r}")
     line = _settings_of(LineSpec, raw, f"{where}: line {number}")  # a misspelt key ('expectd') was ignored
-    return LineSpec(**{**line, "start": tuple(line["start"]), "end": tuple(line["end"]),
-                       "name": line.get("name", f"line{number}")})
+    try:
+        return LineSpec(**{**line, "start": tuple(line["start"]), "end": tuple(line["end"]),
+                           "name": line.get("name", f"line{number}")})
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: line {number}: {exc}") from None
 
 
 def _zone(raw: object, number: int, where: str) -> ZoneSpec:
@@ -274,8 +283,11 @@ def _zone(raw: object, number: int, where: str) -> ZoneSpec:
     classes = zone.get("classes")
     if isinstance(classes, str):
         raise InvalidInput(f"{where}: zone {number}: classes is a list of classes ([person]), not {classes!r}")
-    return ZoneSpec(**{**zone, "polygon": [tuple(p) for p in zone["polygon"]],
-                       "classes": tuple(classes) if classes is not None else None})
+    try:
+        return ZoneSpec(**{**zone, "polygon": [tuple(p) for p in zone["polygon"]],
+                           "classes": tuple(classes) if classes is not None else None})
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: zone {number}: {exc}") from None
 
 
 def _path_setting(raw: dict[str, Any], key: str, where: str) -> None:

@@ -35,6 +35,7 @@ class LineSpec:
     expected: str | None = None
 
     def __post_init__(self) -> None:
+        _check_name("line", self.name)
         for end in (self.start, self.end):
             if not _is_point(end):
                 raise InvalidArgument(f"line {self.name}: a point is [x, y] in pixels, not {str(end)[:60]}")
@@ -87,6 +88,7 @@ class ZoneSpec:
     queue_after: float | None = None
 
     def __post_init__(self) -> None:
+        _check_name("zone", self.name)
         numbers = {"min_dwell": self.min_dwell, "hysteresis": self.hysteresis, "report_every": self.report_every,
                    "max_dwell": self.max_dwell, "queue_after": self.queue_after}
         for key, value in numbers.items():
@@ -105,6 +107,13 @@ class ZoneSpec:
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         if abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) < 1e-9:  # twice its area
             raise InvalidArgument(f"zone {self.name}: its polygon has no area (its points are on one line)")
+
+
+def _check_name(kind: str, name: object) -> None:
+    """A line's or zone's name is text: it keys its counts, events and stored series (a list there was
+    an unhashable TypeError before the run, or mid-run after events were written)."""
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 200 or len(name) > 200:
+        raise InvalidArgument(f"a {kind}'s name is text of 1 to 200 characters, not {str(name)[:60]!r}")
 
 
 def _edges_cross(points: list[tuple[float, float]]) -> bool:

@@ -273,3 +273,26 @@ def test_a_zone_drawn_far_past_the_frame_holds_no_mask_of_its_reach():
     assert inside.tolist() == [True, True, False, False]  # the corner's edge is inside; past it or left of 0 not
     spec = ZoneSpec("huge", [(0, 0), (128000, 0), (128000, 72000), (0, 72000)])
     assert ZoneCounter(spec).zone.trigger(sv.Detections(xyxy=boxes[:1])).tolist() == [True]
+
+
+@pytest.mark.parametrize(("geometry", "says"), [
+    # two zones 'z' stored one zone:z:mean, a blend of both; two lines 'mid' one series of crossings
+    ("zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]]}, {name: z, polygon: [[20, 0], [29, 0], [29, 9]]}]",
+     "zone names are unique within a camera .*twice: z"),
+    ("lines: [{name: mid, start: [0, 5], end: [9, 5]}, {name: mid, start: [0, 7], end: [9, 7]}]",
+     "line names are unique within a camera .*twice: mid"),
+    ("lines: [{start: [0, 5], end: [9, 5]}, {name: line1, start: [0, 7], end: [9, 7]}]", "twice: line1"),
+    # a name that is no text: an unhashable list before the run (a line), or mid-run (a zone)
+    ("lines: [{name: [1], start: [0, 5], end: [9, 5]}]", "line 1: a line's name is text"),
+    ("zones: [{name: [z], polygon: [[0, 0], [9, 0], [9, 9]]}]", "zone 1: a zone's name is text"),
+    ("zones: [{name: '', polygon: [[0, 0], [9, 0], [9, 9]]}]", "zone 1: a zone's name is text"),
+    ("zones: [{name: 7, polygon: [[0, 0], [9, 0], [9, 9]]}]", "zone 1: a zone's name is text"),
+])
+def test_line_and_zone_names_are_unique_text_within_a_camera(tmp_path, geometry, says):
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{source: a.mp4, {geometry}}}\n")
+    with pytest.raises(InvalidInput, match=f"cams.yaml: camera.*{says}"):
+        load_config(path)
+    path.write_text("cameras:\n  - {source: a.mp4, lines: [{name: z, start: [0, 5], end: [9, 5]}],\n"
+                    "     zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]]}]}\n")
+    assert [spec.name for spec in load_config(path).cameras[0].lines] == ["z"]  # a line and a zone may share one
