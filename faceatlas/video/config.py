@@ -265,6 +265,8 @@ class WatchConfig:
 
 
 def _line(raw: object, number: int, where: str) -> LineSpec:
+    if isinstance(raw, LineSpec):  # made by the caller (a store's door line)
+        return raw
     if isinstance(raw, str):
         return LineSpec.parse(raw, f"line{number}")
     if not isinstance(raw, dict):
@@ -317,10 +319,26 @@ def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...
 
 
 def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
-    raw = _settings_of(CameraConfig, raw, f"{path}: camera {number}")
-    raw.setdefault("name", f"camera{number}")
+    return camera_from_settings({"name": f"camera{number}", **raw}, f"{path}: camera {number}")
+
+
+def camera_from_settings(raw: object, where: str, **given: Any) -> CameraConfig:
+    """The :class:`CameraConfig` of a camera's settings as a file gives them (``raw``: lines as
+    'x1,y1,x2,y2' or mappings, zones and the calibration as mappings, ``start_time`` as ISO 8601
+    text, paths as text), as a cams.yaml's camera or a store camera's ``video:`` (which skipped
+    these conversions: a zone there was an AttributeError at the start of the run). ``given``: the
+    settings the caller sets itself (a store camera's source, name...), which ``raw`` may not name.
+    A value that is not one, or a name it does not take, is :class:`InvalidInput` saying ``where``."""
+    raw = {**_settings_of(CameraConfig, raw, where, besides=tuple(given)), **given}
+    try:
+        return _converted_camera(raw, where)
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        # a zone, line or calibration with a missing, unknown or mistyped key
+        raise InvalidInput(f"{where}: {exc}") from exc
+
+
+def _converted_camera(raw: dict[str, Any], where: str) -> CameraConfig:
     raw["source"] = str(raw["source"])
-    where = f"{path}: camera {number}"
     for key in ("lines", "zones", "classes"):
         if key in raw and not isinstance(raw[key], list):  # 'classes: car' was the classes c, a and r
             raise InvalidInput(f"{where}: {key} is a list ([...]), not {str(raw[key])[:60]!r}")

@@ -42,7 +42,7 @@ from faceatlas.apps.retail.events import Entry, Exit, ZoneVisit, from_video_even
 from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.apps.retail.store import COLLECTION, ExitOutcome, RetailStore
 from faceatlas.engine import FaceAnalyzer, PersonDetector, get_pack
-from faceatlas.errors import FaceAtlasError, InvalidInput
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
 from faceatlas.video import (
     CameraConfig,
     Event,
@@ -52,11 +52,11 @@ from faceatlas.video import (
     LineSpec,
     MqttConfig,
     PipelineStats,
-    RecognitionConfig,
     VideoPipeline,
     WatchConfig,
     WebhookConfig,
     build_sinks,
+    camera_from_settings,
     checked_settings,
     interrupts_held,
     is_live,
@@ -98,15 +98,19 @@ def camera_config(camera: Camera) -> CameraConfig:
     """The video layer's settings of one store camera (it must name a source)."""
     if camera.source is None:
         raise InvalidInput(f"camera '{camera.id}' has no video source")
-    extra = dict(camera.video)
-    lines = [LineSpec.parse(camera.line, "door")] if camera.line else []
-    recognition = checked_settings(RecognitionConfig, extra.pop("recognition", None) or {},
-                                   f"camera '{camera.id}': video: recognition")
+    where = f"camera '{camera.id}': video"
+    # video: is read as a cams.yaml camera is (zones, a calibration, start_time as text...); the
+    # store camera's own settings are not among its names (the door's line: no other line on a door)
+    given: dict[str, Any] = {"source": str(camera.source), "name": camera.id, "stride": camera.stride,
+                             "faces": camera.faces, "persons": camera.persons}
+    if camera.line:
+        given["lines"] = [LineSpec.parse(camera.line, "door")]
     try:
-        return CameraConfig(source=str(camera.source), name=camera.id, stride=camera.stride, faces=camera.faces,
-                            persons=camera.persons, lines=lines, recognition=recognition, **extra)
-    except TypeError as exc:
-        raise InvalidInput(f"camera '{camera.id}': {exc}") from exc
+        return camera_from_settings(camera.video, where, **given)
+    except InvalidArgument as exc:  # a setting out of its rules (a zone's edges crossing)
+        if str(exc).startswith(where):
+            raise
+        raise InvalidArgument(f"{where}: {exc}") from None
 
 
 @dataclass
