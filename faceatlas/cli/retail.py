@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from faceatlas.apps.retail import StoreRunReport
+
 app = typer.Typer(help="The Store of the Future on real cameras.", no_args_is_help=True)
 console = Console()
+err = Console(stderr=True)
 
 
 @app.command("run")
@@ -26,7 +30,10 @@ def run(
 ) -> None:
     """Run the store's cameras until their files end or Ctrl-C: door crossings open and close
     visits, members are recognised, zone dwell is recorded, the checkout camera and the exit run
-    face pay with liveness, and alerts go to the store's sinks."""
+    face pay with liveness, and alerts go to the store's sinks.
+
+    Exit 1 when a sink (webhook, MQTT) could not deliver some events (the summary says how many);
+    130 when Ctrl-C (or SIGTERM) stopped a file's camera before the file's end."""
     from faceatlas.apps.retail import StoreConfig, run_store
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
@@ -37,16 +44,28 @@ def run(
     summary = {"entries": report.entries, "inferred_entries": report.inferred_entries, "exits": report.exits,
                "zone_tracks": report.zone_tracks, "charged": report.charged, "outcomes": outcomes,
                "alerts": report.alerts, "errors": report.errors, "events": report.events,
+               "undelivered": report.undelivered, "interrupted": report.interrupted,
                "cameras": [c.to_dict() for c in report.cameras]}
     if as_json:
         print(json.dumps(summary))
-        return
+    else:
+        _print_summary(summary, report)
+    for sink, count in report.undelivered.items():
+        err.print(f"{sink}: {count} events not delivered")
+    for stats in report.cameras:
+        if stats.interrupted:
+            err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end")
+    if report.exit_status:  # as `watch`: 130 stopped before a file's end, 1 events not delivered
+        raise typer.Exit(report.exit_status)
+
+
+def _print_summary(summary: dict[str, Any], report: StoreRunReport) -> None:
     table = Table(title="Store run")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in summary.items():
         if key != "cameras":
-            table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+            table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     console.print(table)
     for camera in report.cameras:
         console.print(f"camera {camera.camera}: {camera.frames} frames, {camera.fps:.1f} fps, "

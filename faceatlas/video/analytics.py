@@ -41,10 +41,34 @@ class GroundPlane:
     speed_window: float = 1.0
 
     def __post_init__(self) -> None:
-        if len(self.image) != 4 or len(self.world) != 4:
+        if not isinstance(self.image, (list, tuple)) or not isinstance(self.world, (list, tuple)) \
+                or len(self.image) != 4 or len(self.world) != 4:
             raise InvalidArgument("a ground-plane calibration has exactly 4 image and 4 world points")
-        if abs(_shoelace(np.asarray(self.world, np.float64))) < 1e-6:
-            raise InvalidArgument("the 4 world points of a calibration must span an area")
+        for name, points in (("image", self.image), ("world", self.world)):
+            if not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+                    for p in points):
+                raise InvalidArgument(f"calibration: a {name} point is [x, y], two numbers, not "
+                                      f"{str(list(points))[:80]}")
+            # 3 points on one line (or 2 the same) tell the plane nothing in one direction: every
+            # speed was 0.0, a zone's area 0 m² (a density of 9e13 per m²), or the homography singular
+            triple = _collinear(np.asarray(points, np.float64))
+            if triple is not None:
+                first, second, third = triple
+                raise InvalidArgument(f"calibration: {name} points {first}, {second} and {third} are on one line (or "
+                                      "nearly): the 4 points are corners of an area on the ground, no 3 in a row")
+        if isinstance(self.speed_window, bool) or not isinstance(self.speed_window, (int, float)) \
+                or not 0 < self.speed_window < math.inf:  # 0 or -1 measured no speed; "1" failed mid-run
+            raise InvalidArgument(f"calibration: speed_window is the seconds a speed is measured over, a number "
+                                  f"above 0, not {self.speed_window!r}")
+        matrix = cv2.getPerspectiveTransform(np.asarray(self.image, np.float32), np.asarray(self.world, np.float32))
+        # the ground's horizon in the image (where the plane goes to infinity) must not pass between the
+        # points: every point seen on the ground is on one side of it (else the points are listed in
+        # another order in the image than on the ground)
+        scale = matrix[2] @ np.vstack([np.asarray(self.image, np.float64).T, np.ones(4)])
+        if not np.all(np.isfinite(matrix)) or not (np.all(scale > 1e-12) or np.all(scale < -1e-12)):
+            raise InvalidArgument("calibration: the image and world points are not the same 4 corners in the same "
+                                  "order (no view of a flat ground maps them onto each other)")
 
 
 class ViewTransformer:
@@ -62,6 +86,21 @@ class ViewTransformer:
     def area(self, polygon: Sequence[tuple[float, float]]) -> float:
         """Ground area (m²) of an image polygon."""
         return abs(_shoelace(self.transform(np.asarray(polygon, np.float32)).astype(np.float64)))
+
+
+def _collinear(points: np.ndarray) -> tuple[int, int, int] | None:
+    """The first 3 of ``points`` (numbered from 1) on one line, or nearly: the third within 1/1000
+    of the longest side of the other two's line (a pixel in a 1280-pixel-wide frame); None if none."""
+    count = len(points)
+    for i in range(count):
+        for j in range(i + 1, count):
+            for k in range(j + 1, count):
+                a, b, c = points[i], points[j], points[k]
+                longest = max(np.hypot(*(b - a)), np.hypot(*(c - a)), np.hypot(*(c - b)))
+                twice_area = abs((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+                if longest == 0 or twice_area / longest < 1e-3 * longest:  # the height over the longest side
+                    return i + 1, j + 1, k + 1
+    return None
 
 
 def _shoelace(points: np.ndarray) -> float:

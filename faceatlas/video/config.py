@@ -162,6 +162,12 @@ class CameraConfig:
                                   f"{self.start_time!r}")
         if not self.classes:
             raise InvalidArgument(f"camera {self.name}: classes names at least one class to track")
+        for kind, specs in (("line", self.lines), ("zone", self.zones)):
+            names = [spec.name for spec in specs]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:  # their counts were merged: two zones 'z' stored one blended zone:z:mean
+                raise InvalidArgument(f"camera {self.name}: {kind} names are unique within a camera (each names its "
+                                      f"counts and events); twice: {', '.join(twice)[:200]}")
         if self.snapshots is not None and Path(self.snapshots).exists() and not Path(self.snapshots).is_dir():
             raise InvalidArgument(f"camera {self.name}: snapshots {self.snapshots} is a file, not a folder")
         if self.output is not None:
@@ -331,14 +337,19 @@ class WatchConfig:
 
 
 def _line(raw: object, number: int, where: str) -> LineSpec:
+    if isinstance(raw, LineSpec):  # made by the caller (a store's door line)
+        return raw
     if isinstance(raw, str):
         return LineSpec.parse(raw, f"line{number}")
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: line {number}: 'x1,y1,x2,y2' or a mapping with start and end, "
                            f"not {str(raw)[:60]!r}")
     line = _settings_of(LineSpec, raw, f"{where}: line {number}")  # a misspelt key ('expectd') was ignored
-    return LineSpec(**{**line, "start": tuple(line["start"]), "end": tuple(line["end"]),
-                       "name": line.get("name", f"line{number}")})
+    try:
+        return LineSpec(**{**line, "start": tuple(line["start"]), "end": tuple(line["end"]),
+                           "name": line.get("name", f"line{number}")})
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: line {number}: {exc}") from None
 
 
 def _zone(raw: object, number: int, where: str) -> ZoneSpec:
@@ -346,8 +357,11 @@ def _zone(raw: object, number: int, where: str) -> ZoneSpec:
     classes = zone.get("classes")
     if isinstance(classes, str):
         raise InvalidInput(f"{where}: zone {number}: classes is a list of classes ([person]), not {classes!r}")
-    return ZoneSpec(**{**zone, "polygon": [tuple(p) for p in zone["polygon"]],
-                       "classes": tuple(classes) if classes is not None else None})
+    try:
+        return ZoneSpec(**{**zone, "polygon": [tuple(p) for p in zone["polygon"]],
+                           "classes": tuple(classes) if classes is not None else None})
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: zone {number}: {exc}") from None
 
 
 def _path_setting(raw: dict[str, Any], key: str, where: str) -> None:
@@ -377,10 +391,26 @@ def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...
 
 
 def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
-    raw = _settings_of(CameraConfig, raw, f"{path}: camera {number}")
-    raw.setdefault("name", f"camera{number}")
+    return camera_from_settings({"name": f"camera{number}", **raw}, f"{path}: camera {number}")
+
+
+def camera_from_settings(raw: object, where: str, **given: Any) -> CameraConfig:
+    """The :class:`CameraConfig` of a camera's settings as a file gives them (``raw``: lines as
+    'x1,y1,x2,y2' or mappings, zones and the calibration as mappings, ``start_time`` as ISO 8601
+    text, paths as text), as a cams.yaml's camera or a store camera's ``video:`` (which skipped
+    these conversions: a zone there was an AttributeError at the start of the run). ``given``: the
+    settings the caller sets itself (a store camera's source, name...), which ``raw`` may not name.
+    A value that is not one, or a name it does not take, is :class:`InvalidInput` saying ``where``."""
+    raw = {**_settings_of(CameraConfig, raw, where, besides=tuple(given)), **given}
+    try:
+        return _converted_camera(raw, where)
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        # a zone, line or calibration with a missing, unknown or mistyped key
+        raise InvalidInput(f"{where}: {exc}") from exc
+
+
+def _converted_camera(raw: dict[str, Any], where: str) -> CameraConfig:
     raw["source"] = str(raw["source"])
-    where = f"{path}: camera {number}"
     for key in ("lines", "zones", "classes"):
         if key in raw and not isinstance(raw[key], list):  # 'classes: car' was the classes c, a and r
             raise InvalidInput(f"{where}: {key} is a list ([...]), not {str(raw[key])[:60]!r}")
@@ -388,8 +418,12 @@ def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
     raw["zones"] = [_zone(z, i, where) for i, z in enumerate(raw.get("zones", []), 1)]
     if raw.get("calibration") is not None:
         plane = _settings_of(GroundPlane, raw["calibration"], f"{where}: calibration")
-        raw["calibration"] = GroundPlane([tuple(p) for p in plane["image"]], [tuple(p) for p in plane["world"]],
-                                         plane.get("speed_window", 1.0))
+        try:
+            image, world = (list(map(tuple, plane[k])) if isinstance(plane[k], list) else plane[k]
+                            for k in ("image", "world"))
+            raw["calibration"] = GroundPlane(image, world, plane.get("speed_window", 1.0))
+        except (InvalidArgument, TypeError) as exc:  # a point that is no list of two numbers
+            raise InvalidInput(f"{where}: {exc}") from None
     raw["recognition"] = checked_settings(RecognitionConfig, raw.get("recognition") or {}, f"{where}: recognition")
     if isinstance(raw.get("start_time"), str):
         try:

@@ -19,6 +19,10 @@ from faceatlas.engine.persons import COCO_CLASSES, ROAD_CLASSES
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
+# the classes of the stored counts: a track's label, "face" for face tracks (a camera without the
+# person detector counts faces), else its COCO class
+COUNTED_CLASSES: frozenset[str] = frozenset({"face", *COCO_CLASSES})
+
 
 class VideoBase(DeclarativeBase):
     metadata = MetaData()
@@ -152,8 +156,8 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
             raise InvalidArgument("count filters cannot contain NUL characters")
     if limit < 1:
         raise InvalidArgument(f"limit must be at least 1, got {limit}")
-    if label is not None and label not in COCO_CLASSES:  # a typo ("cars") would read as "none counted"
-        raise InvalidArgument(f"unknown class {label[:32]!r}: a COCO name such as {', '.join(ROAD_CLASSES)}")
+    if label is not None and label not in COUNTED_CLASSES:  # a typo ("cars") would read as "none counted"
+        raise InvalidArgument(f"unknown class {label[:32]!r}: face or a COCO name such as {', '.join(ROAD_CLASSES)}")
     where = [CountRow.tenant == tenant, CountRow.camera == camera]
     first = None if since is None else utc_minute(since, "from")
     last = None if until is None else utc_minute(until, "to")

@@ -1,4 +1,5 @@
-"""Counting lines and occupancy zones on tracked boxes (supervision's LineZone and PolygonZone)."""
+"""Counting lines and occupancy zones on tracked boxes (supervision's LineZone; a zone tests its
+polygon's corners, as supervision's PolygonZone does its mask, with no mask: see :class:`PolygonArea`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -33,6 +35,7 @@ class LineSpec:
     expected: str | None = None
 
     def __post_init__(self) -> None:
+        _check_name("line", self.name)
         for end in (self.start, self.end):
             if not _is_point(end):
                 raise InvalidArgument(f"line {self.name}: a point is [x, y] in pixels, not {str(end)[:60]}")
@@ -85,6 +88,7 @@ class ZoneSpec:
     queue_after: float | None = None
 
     def __post_init__(self) -> None:
+        _check_name("zone", self.name)
         numbers = {"min_dwell": self.min_dwell, "hysteresis": self.hysteresis, "report_every": self.report_every,
                    "max_dwell": self.max_dwell, "queue_after": self.queue_after}
         for key, value in numbers.items():
@@ -103,6 +107,13 @@ class ZoneSpec:
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         if abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) < 1e-9:  # twice its area
             raise InvalidArgument(f"zone {self.name}: its polygon has no area (its points are on one line)")
+
+
+def _check_name(kind: str, name: object) -> None:
+    """A line's or zone's name is text: it keys its counts, events and stored series (a list there was
+    an unhashable TypeError before the run, or mid-run after events were written)."""
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 200 or len(name) > 200:
+        raise InvalidArgument(f"a {kind}'s name is text of 1 to 200 characters, not {str(name)[:60]!r}")
 
 
 def _edges_cross(points: list[tuple[float, float]]) -> bool:
@@ -154,6 +165,26 @@ class LineCounter:
         return {"in": self.zone.in_count, "out": self.zone.out_count}
 
 
+class PolygonArea:
+    """Which detections have their ``anchor`` inside ``polygon`` (or on its edge): supervision's
+    PolygonZone, less its mask. That mask spans (0, 0) to the polygon's far corner whatever the
+    frame: a zone drawn past the frame to (128000, 72000) allocated 8.6 GiB (a MemoryError); this
+    keeps only the corners, whatever their reach. Like the mask, no point left of or above the
+    frame's (0, 0) is inside."""
+
+    def __init__(self, polygon: Sequence[tuple[float, float]], anchor: sv.Position) -> None:
+        self.polygon = np.asarray(polygon, dtype=np.int64)  # the corners as the mask drew them (and annotate does)
+        self._contour = self.polygon.astype(np.float32).reshape(-1, 1, 2)
+        self.anchor = anchor
+
+    def trigger(self, detections: sv.Detections) -> np.ndarray:
+        if len(detections) == 0:
+            return np.zeros(0, np.bool_)
+        points = np.rint(detections.get_anchors_coordinates(self.anchor)).astype(np.int64)
+        return np.array([x >= 0 and y >= 0 and cv2.pointPolygonTest(self._contour, (float(x), float(y)), False) >= 0
+                         for x, y in points], dtype=np.bool_)
+
+
 class ZoneCounter:
     """Counts tracks inside one polygon; reports when the crowd level changes (after the
     spec's hysteresis and minimum dwell), or the count differs from the last report and
@@ -164,7 +195,7 @@ class ZoneCounter:
             raise InvalidArgument(f"zone {spec.name}: levels per m² need the camera's ground-plane calibration")
         self.spec = spec
         self.area_m2 = area_m2
-        self.zone = sv.PolygonZone(np.asarray(spec.polygon, dtype=np.int64), triggering_anchors=(ANCHORS[spec.anchor],))
+        self.zone = PolygonArea(spec.polygon, ANCHORS[spec.anchor])
         self.count = 0
         self.inside = np.zeros(0, np.bool_)  # the last update's detections inside the zone
         self.level: str | None = None

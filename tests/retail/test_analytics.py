@@ -6,6 +6,7 @@ import csv
 import json
 import re
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,11 +66,35 @@ def test_store_config_loads_yaml_and_json(tmp_path: Path) -> None:
     from faceatlas.apps.retail.live import camera_config
 
     for video in ({"recognition": {"fpr": 0.01}}, {"trak_timeout": 3}):
-        with pytest.raises(InvalidInput, match="(?i)camera .door.: .*unexpected keyword argument"):
+        with pytest.raises(InvalidInput, match="(?i)camera .door.: .*(unexpected keyword argument|unknown settings)"):
             camera_config(Camera(id="door", role="door", source="door.mp4", video=video))
     # a store saved by an earlier version (a setting since renamed) still loads from its database record
     saved = {**raw, "recognition": {**raw["recognition"], "visit_far": 1e-4}}
     assert StoreConfig.model_validate(saved) == demo_store("files")
+
+
+def test_a_store_cameras_video_settings_are_read_as_a_cams_yaml_camera() -> None:
+    from faceatlas.apps.retail.config import Camera
+    from faceatlas.apps.retail.live import camera_config
+
+    # video: takes the settings of a cams.yaml camera as the file gives them: a zone, a calibration
+    # and start_time as text were an AttributeError ('dict' has no 'polygon', no 'image') or refused
+    video = {"zones": [{"name": "till", "polygon": [[0, 0], [100, 0], [100, 100]], "per_m2": True}],
+             "calibration": {"image": [[0, 0], [100, 0], [100, 100], [0, 100]], "world": [[0, 0], [1, 0], [1, 1],
+                                                                                       [0, 1]]},
+             "start_time": "2026-12-04T10:00:00+00:00", "lines": ["0,50,100,50"]}
+    made = camera_config(Camera(id="aisle", role="zone", zone="mugs", source="aisle.mp4", video=video))
+    assert made.zones[0].polygon == [(0, 0), (100, 0), (100, 100)] and made.calibration is not None
+    assert made.start_time == datetime(2026, 12, 4, 10, tzinfo=UTC) and made.lines[0].end == (100.0, 50.0)
+    door = camera_config(Camera(id="door", role="door", source="door.mp4", line="0,5,9,5", video={"track_timeout": 3}))
+    assert [line.name for line in door.lines] == ["door"] and door.track_timeout == 3
+    for video, says in (({"lines": ["0,1,9,1"]}, "unknown settings \\['lines'\\]"),
+                        ({"source": "other.mp4"}, "unknown settings \\['source'\\]"),
+                        ({"zones": [{"name": "z", "polygon": [[0, 0], [9, 0], [9, 9]]}] * 2}, "zone names are unique"),
+                        ({"calibration": {"image": [[0, 0], [1, 0], [2, 0], [0, 1]], "world": [[0, 0], [1, 0], [1, 1],
+                                                                                             [0, 1]]}}, "on one line")):
+        with pytest.raises(InvalidInput, match=f"camera 'door': video: .*{says}"):
+            camera_config(Camera(id="door", role="door", source="door.mp4", line="0,5,9,5", video=video))
 
 
 def test_video_events_adapt(tmp_path: Path) -> None:

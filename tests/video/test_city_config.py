@@ -220,3 +220,79 @@ def test_two_cameras_of_one_name_and_options_beside_a_config_are_refused(tmp_pat
         result = CliRunner().invoke(app, ["watch", "--config", str(path), *beside])
         assert result.exit_code == 2 and "not beside it" in result.output, result.output
     assert camera_name("/videos/clip #2.mp4") == "clip _2" and camera_name("rtsp://10.0.0.5/door+1") == "door_1"
+
+
+GROUND = "[[0, 0], [10, 0], [10, 20], [0, 20]]"
+IMAGE = "[[0, 300], [1280, 300], [1280, 720], [0, 720]]"
+
+
+@pytest.mark.parametrize(("calibration", "says"), [
+    # image points on one line: every speed was 0.0 and speeding never fired
+    (f"{{image: [[0, 0], [400, 0], [800, 0], [1200, 0]], world: {GROUND}}}", "image points 1, 2 and 3 are on one line"),
+    # three of them in a row: a per_m2 zone's area was 0.0 m², its density 9e13
+    (f"{{image: [[0, 0], [400, 400], [800, 800], [0, 700]], world: {GROUND}}}", "image points 1, 2 and 3"),
+    (f"{{image: [[0, 0], [400, 401], [800, 800], [0, 700]], world: {GROUND}}}", "image points 1, 2 and 3"),  # nearly
+    (f"{{image: {IMAGE}, world: [[0, 0], [10, 0], [20, 0], [0, 20]]}}", "world points 1, 2 and 3"),
+    (f"{{image: [[0, 300], [1280, 720], [1280, 300], [0, 720]], world: {GROUND}}}", "not the same 4 corners"),
+    # a window of no seconds gave no speeds; "1" was a TypeError mid-run
+    (f"{{image: {IMAGE}, world: {GROUND}, speed_window: -1}}", "speed_window is the seconds"),
+    (f"{{image: {IMAGE}, world: {GROUND}, speed_window: 0}}", "speed_window is the seconds"),
+    (f"{{image: {IMAGE}, world: {GROUND}, speed_window: '1'}}", "speed_window is the seconds"),
+])
+def test_a_degenerate_calibration_is_refused_when_loaded(tmp_path, calibration, says):
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{source: a.mp4, speed_limit_kmh: 3, calibration: {calibration},\n"
+                    "     zones: [{name: z, polygon: [[0, 0], [99, 0], [99, 99]], per_m2: true}]}\n")
+    with pytest.raises(InvalidInput, match=f"camera 1: calibration: .*{says}"):
+        load_config(path)
+    path.write_text(f"cameras:\n  - {{source: a.mp4, calibration: {{image: {IMAGE}, world: {GROUND}, "
+                    "speed_window: 0.5}}\n")
+    assert load_config(path).cameras[0].calibration.speed_window == 0.5
+
+
+def test_a_zone_drawn_far_past_the_frame_holds_no_mask_of_its_reach():
+    """supervision's PolygonZone drew a mask from (0, 0) to the polygon's far corner: a zone to
+    (128000, 72000) asked for 8.6 GiB (MemoryError); here one to (6000, 6000), 36 MB then."""
+    import tracemalloc
+
+    import supervision as sv
+
+    from faceatlas.video.zones import ZoneCounter, ZoneSpec
+
+    spec = ZoneSpec("far", [(0, 0), (6000, 0), (6000, 6000), (0, 6000)], anchor="center")
+    tracemalloc.start()
+    try:
+        zone = ZoneCounter(spec)
+        boxes = np.array([[10, 10, 30, 30], [5990, 5990, 6010, 6010], [6005, 10, 6050, 30], [-40, 10, -20, 30]],
+                         np.float32)
+        inside = zone.zone.trigger(sv.Detections(xyxy=boxes))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes for a zone of 4 corners"
+    assert inside.tolist() == [True, True, False, False]  # the corner's edge is inside; past it or left of 0 not
+    spec = ZoneSpec("huge", [(0, 0), (128000, 0), (128000, 72000), (0, 72000)])
+    assert ZoneCounter(spec).zone.trigger(sv.Detections(xyxy=boxes[:1])).tolist() == [True]
+
+
+@pytest.mark.parametrize(("geometry", "says"), [
+    # two zones 'z' stored one zone:z:mean, a blend of both; two lines 'mid' one series of crossings
+    ("zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]]}, {name: z, polygon: [[20, 0], [29, 0], [29, 9]]}]",
+     "zone names are unique within a camera .*twice: z"),
+    ("lines: [{name: mid, start: [0, 5], end: [9, 5]}, {name: mid, start: [0, 7], end: [9, 7]}]",
+     "line names are unique within a camera .*twice: mid"),
+    ("lines: [{start: [0, 5], end: [9, 5]}, {name: line1, start: [0, 7], end: [9, 7]}]", "twice: line1"),
+    # a name that is no text: an unhashable list before the run (a line), or mid-run (a zone)
+    ("lines: [{name: [1], start: [0, 5], end: [9, 5]}]", "line 1: a line's name is text"),
+    ("zones: [{name: [z], polygon: [[0, 0], [9, 0], [9, 9]]}]", "zone 1: a zone's name is text"),
+    ("zones: [{name: '', polygon: [[0, 0], [9, 0], [9, 9]]}]", "zone 1: a zone's name is text"),
+    ("zones: [{name: 7, polygon: [[0, 0], [9, 0], [9, 9]]}]", "zone 1: a zone's name is text"),
+])
+def test_line_and_zone_names_are_unique_text_within_a_camera(tmp_path, geometry, says):
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{source: a.mp4, {geometry}}}\n")
+    with pytest.raises(InvalidInput, match=f"cams.yaml: camera.*{says}"):
+        load_config(path)
+    path.write_text("cameras:\n  - {source: a.mp4, lines: [{name: z, start: [0, 5], end: [9, 5]}],\n"
+                    "     zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]]}]}\n")
+    assert [spec.name for spec in load_config(path).cameras[0].lines] == ["z"]  # a line and a zone may share one

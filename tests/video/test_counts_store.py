@@ -229,3 +229,17 @@ def test_counts_of_another_kind_of_database_make_no_table_and_a_measure_needs_a_
     photo = CliRunner().invoke(app, ["watch", str(shared / "data" / "face_recognition_examples" / "tests" /
                                              "test_images" / "obama.jpg")])
     assert photo.exit_code == 2 and "is a photo" in photo.output, photo.output  # a 1-frame video, 0 events
+
+
+def test_the_face_counts_a_camera_without_the_person_detector_stores_are_read_by_their_class(tmp_path):
+    """A camera that counts faces (no person detector) stores rows of class "face", shown in the table,
+    but `faceatlas counts CAM --class face` was refused: "unknown class 'face'" (COCO names only)."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    url = f"sqlite:///{tmp_path / 'faces.db'}"
+    _store(url, ["2026-12-04T10:00"], {"face": {"seen": 3}, "person": {"seen": 1}})
+    assert [(r.label, r.counts) for r in camera_counts(url, "gate", label="face")] == [("face", {"seen": 3})]
+    result = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--class", "face"])
+    assert result.exit_code == 0 and "face" in result.output and "person" not in result.output, result.output
