@@ -3,7 +3,6 @@ merge, move, split, reject, recluster, timeline, together, erase). ``--json`` fo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, album_pack
-from faceatlas.cli.errors import exit_for_failures, interrupted
+from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.errors import CommandLineError
@@ -43,7 +42,7 @@ def _album(name: str, db: str | None, pack: str | None, *, create: bool = False)
 
 def _out(data: Any, as_json: bool, text: str) -> None:
     if as_json:
-        console.print_json(json.dumps(data, default=str))
+        console.print_json(json_text(data))
     else:
         console.print(text, soft_wrap=True)
 

@@ -3,7 +3,6 @@ export, import, reembed). Human output by default, ``--json`` for machines."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, interrupted, print_error
+from faceatlas.cli.errors import fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
@@ -57,7 +56,7 @@ def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False
 
 def _emit(payload: Any, as_json: bool, human: str | Table) -> None:
     if as_json:
-        console.print_json(json.dumps(payload, default=str))
+        console.print_json(json_text(payload))
     else:
         console.print(human)
 

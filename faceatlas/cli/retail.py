@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.errors import json_text
+
 app = typer.Typer(help="The Store of the Future on real cameras.", no_args_is_help=True)
 console = Console()
 
@@ -39,7 +41,7 @@ def run(
                "alerts": report.alerts, "errors": report.errors, "events": report.events,
                "cameras": [c.to_dict() for c in report.cameras]}
     if as_json:
-        print(json.dumps(summary))
+        print(json_text(summary))
         return
     table = Table(title="Store run")
     table.add_column("measure")

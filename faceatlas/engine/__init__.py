@@ -22,6 +22,7 @@ from faceatlas.engine.draw import check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
     evaluate_lfw,
+    json_ready,
     measuring_analyzer,
     plot_roc,
     save_user_calibration,
@@ -111,6 +112,7 @@ __all__ = [
     "encoded_pixels",
     "evaluate_dataset",
     "evaluate_lfw",
+    "json_ready",
     "far_key",
     "fetch",
     "get_pack",

@@ -28,6 +28,7 @@ from faceatlas.engine.evaluation import (
     all_vs_all,
     far_points,
     impostor_tail,
+    json_ready,
     operating_curve,
     roc_points,
     template_impostors,
@@ -84,12 +85,14 @@ class DatasetReport:
                            tail=dict(self.tail), template_tail=dict(self.template_tail))
 
     def to_dict(self) -> dict[str, object]:
-        return {"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
+        """A JSON-ready summary (a rate nothing measured, such as FPIR without a non-mated
+        search, is None: it was NaN, which made ``--json`` no JSON)."""
+        return json_ready({"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
                 "images": self.n_images, "identities": self.n_identities, "no_face": self.no_face,
                 "unreadable": self.unreadable,
                 "genuine_pairs": self.n_genuine, "impostor_pairs": self.n_impostor, "auc": self.auc,
                 "far": [vars(p) for p in self.points],
-                "identification": self.identification.to_dict() if self.identification else None}
+                "identification": self.identification.to_dict() if self.identification else None})
 
 
 def _images_of(root: Path) -> list[str]:
