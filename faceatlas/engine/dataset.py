@@ -34,7 +34,7 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES
+from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden
 from faceatlas.errors import InvalidImage, InvalidInput
 
 
@@ -96,11 +96,11 @@ class DatasetReport:
 
 
 def _images_of(root: Path) -> list[str]:
-    people = sorted(p for p in root.iterdir() if p.is_dir())
+    people = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     if not people:
         raise InvalidInput(f"{root}: no per-person folders (expected {root}/<person>/<photo>)")
     keys = [f"{person.name}/{photo.name}" for person in people for photo in sorted(person.iterdir())
-            if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES]
+            if photo.is_file() and not is_hidden(photo.name) and photo.suffix.lower() in IMAGE_SUFFIXES]
     if not keys:
         raise InvalidInput(f"{root}: the person folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return keys

@@ -24,6 +24,16 @@ ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | I
 ChannelOrder = Literal["bgr", "rgb"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})  # image files, by suffix
 
+
+
+def is_hidden(relative: str | os.PathLike[str]) -> bool:
+    """Whether a path under a folder walked for images (given relative to that folder) is hidden:
+    a part of it starts with a dot (``.thumbs/``, ``.DS_Store``, macOS's ``._IMG_1.jpg``). Every walk
+    of a folder for photos (gallery enrol, eval folder, album scan, batch jobs, a folder given to
+    detect) leaves them out: ``gallery enrol`` made ``.thumbs`` a subject, ``eval folder`` an identity."""
+    return any(part.startswith(".") and part not in (".", "..") for part in Path(relative).parts)
+
+
 # FaceAtlas enforces its own (configurable) limit; PIL's bomb check would fire with another message.
 Image.MAX_IMAGE_PIXELS = None
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from faceatlas.apps.albums.types import ContactSheet
-from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, save_image
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, save_image
 
 PHOTO_SUFFIXES = IMAGE_SUFFIXES | {".heic"}
 _EXIF_IFD = 0x8769
@@ -27,7 +27,7 @@ _TILE = 112
 
 def find_photos(folder: Path) -> list[Path]:
     """Every photo under ``folder`` (recursive, by suffix, through linked folders too, each real
-    folder once: a link to a parent is no loop), in path order."""
+    folder once: a link to a parent is no loop; hidden files and folders left out), in path order."""
     if not folder.is_dir():
         raise InvalidImage(f"{folder}: not a folder")
     found: list[Path] = []
@@ -38,8 +38,9 @@ def find_photos(folder: Path) -> list[Path]:
             folders[:] = []
             continue
         visited.add(real)
+        folders[:] = [name for name in folders if not is_hidden(name)]  # .thumbs/ and the like
         found += [Path(root, name) for name in files if Path(name).suffix.lower() in PHOTO_SUFFIXES
-                  and Path(root, name).is_file()]
+                  and not is_hidden(name) and Path(root, name).is_file()]
     return sorted(found)
 
 
