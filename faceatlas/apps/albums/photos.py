@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from faceatlas.apps.albums.types import ContactSheet
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, save_image
 
-PHOTO_SUFFIXES = IMAGE_SUFFIXES | {".heic"}
+PHOTO_SUFFIXES = IMAGE_SUFFIXES  # as gallery enrol and batch take: no .heic, which nothing decodes
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
