@@ -119,3 +119,31 @@ def test_a_truncated_photo_is_counted_out_and_named_not_the_end_of_the_evaluatio
     assert broken not in report["no_face"] and report["impostor_pairs"] == 32
     table = CliRunner().invoke(app, ["folder", str(root), "--pack", "scrfd-mbf"])
     assert table.exit_code == 0 and "unreadable" in table.output, table.output
+
+
+def strict_json(text: str) -> object:
+    """JSON as a strict parser reads it (Python's ``json.loads`` takes NaN and Infinity, no other does)."""
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_of_a_gallery_without_non_mated_searches_is_json(shared, tmp_path):
+    """Five people and no distractor: `eval folder --json` printed `"achieved_fpir": NaN` (no non-mated
+    search reaches any FPIR), which no JSON parser reads."""
+    people = sorted(p for p in (shared / "data/lfw/images").iterdir() if p.is_dir()
+                    and len(list(p.glob("*.jpg"))) >= 4)[:5]
+    for person in people:
+        (tmp_path / person.name).mkdir()
+        for photo in sorted(person.glob("*.jpg"))[:4]:
+            (tmp_path / person.name / photo.name).symlink_to(photo)
+    result = CliRunner().invoke(app, ["folder", str(tmp_path), "--pack", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    report = strict_json(result.stdout)
+    assert isinstance(report, dict) and report["identification"]["distractors"] == 0
+    assert all(p["achieved_fpir"] is None for p in report["identification"]["points"])
+    from faceatlas.cli.errors import json_text
+
+    assert strict_json(json_text({"far": [float("inf"), -float("inf")], "auc": float("nan")})) == {
+        "far": [None, None], "auc": None}  # what every other --json prints goes the same way

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 
 from faceatlas.batch.storage import check_bucket, filesystem, storage_errors
 from faceatlas.engine import IMAGE_SUFFIXES as ENGINE_IMAGE_SUFFIXES
+from faceatlas.engine import is_hidden
 from faceatlas.errors import InvalidArgument
 
 IMAGE_SUFFIXES = ENGINE_IMAGE_SUFFIXES | {".gif"}  # what the workers decode
@@ -72,7 +73,7 @@ def _local_images(root: str) -> list[str]:
 
 
 def _hidden(path: str, root: str) -> bool:
-    return any(part.startswith(".") for part in PurePosixPath(path[len(root):]).parts)
+    return is_hidden(PurePosixPath(path[len(root):].lstrip("/")))
 
 
 def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:

@@ -3,7 +3,6 @@ merge, move, split, reject, recluster, timeline, together, erase). ``--json`` fo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, album_pack
-from faceatlas.cli.errors import exit_for_failures, interrupted
+from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.errors import CommandLineError
@@ -43,7 +42,7 @@ def _album(name: str, db: str | None, pack: str | None, *, create: bool = False)
 
 def _out(data: Any, as_json: bool, text: str) -> None:
     if as_json:
-        console.print_json(json.dumps(data, default=str))
+        console.print_json(json_text(data))
     else:
         console.print(text, soft_wrap=True)
 
@@ -67,7 +66,8 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
         interrupted(seen[0], seen[1], "photos", f"the photos added before the stop are kept (they are added "
                     f"{CHUNK} at a time); `album scan` again continues (photos scanned before are skipped)")
     _out(report.to_dict(), as_json,
-         f"{report.photos} photos added, {report.skipped} skipped, {len(report.failed)} failed; "
+         f"{report.photos} photos added, {report.skipped} skipped"
+         + (f" ({report.moved} found at a new path)" if report.moved else "") + f", {len(report.failed)} failed; "
          f"{report.faces} faces placed, {report.unsorted} unsorted, {report.new_people} new people")
     if not as_json:
         for source, why in report.failed:  # the reasons were in --json only
@@ -96,10 +96,16 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None,
          as_json: JsonOption = False) -> None:
     """A person's faces (``unsorted``: the pool the quality gate keeps); --sheet draws them."""
     ref = None if person == UNSORTED else person
+    drawn = None
     with _album(album, db, None) as opened:
         faces = opened.faces(ref)
         if sheet is not None:
-            opened.contact_sheet(ref, sheet)
+            drawn = opened.contact_sheet(ref, sheet)
+    if drawn is not None and drawn.unreadable:  # on stderr: --json keeps its list of faces
+        err.print(f"warning: {len(drawn.unreadable)} photos could not be read (moved or deleted? `album scan` "
+                  f"their folder again); their faces are grey tiles on the sheet:", soft_wrap=True)
+        for source in drawn.unreadable:
+            err.print(f"  missing: {escape(source)}", soft_wrap=True)
     if as_json:
         _out([f.to_dict() for f in faces], True, "")
         return
@@ -107,8 +113,9 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None,
     for f in faces:
         table.add_row(str(f.id), escape(f.source), f"{f.quality:.2f}", f"{f.yaw:.0f}")
     console.print(table)
-    if sheet is not None:
-        err.print(f"contact sheet: {sheet}")
+    if drawn is not None:
+        err.print(f"contact sheet: {drawn.path} ({drawn.faces} faces, {len(drawn.unreadable)} photos unreadable)",
+                  soft_wrap=True)
 
 
 @app.command()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from faceatlas.cli.errors import fail, fail_import
+from faceatlas.cli.errors import fail, fail_import, json_text
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 
@@ -68,6 +67,6 @@ def ar(
             summary = run_ar(spec, effects, output=output, max_frames=max_frames, on_frame=advance)
     except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the summary
         fail(exc, as_json)
-    print(json.dumps(summary))
+    print(json_text(summary))
     if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
         raise typer.Exit(130)

@@ -3,7 +3,6 @@ cores by default, a cluster with --ray-address). Needs ``pip install 'faceatlas[
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
 from faceatlas.batch import search as search_job
-from faceatlas.cli.errors import exit_for_failures
+from faceatlas.cli.errors import exit_for_failures, json_text
 from faceatlas.engine import DEFAULT_FPIR, Cut
 from faceatlas.gallery import Gallery
 
@@ -72,7 +71,7 @@ def _show(report: BatchReport, as_json: bool, what: str) -> None:
     """The report, then the exit status as `gallery enrol`'s: 0 every image read, 1 some failed
     (listed in the errors CSV), 2 every one failed."""
     if as_json:
-        console.print_json(json.dumps(report.to_dict(), default=str))
+        console.print_json(json_text(report.to_dict()))
     else:
         console.print(f"{report.images} images: {report.processed} processed now ({report.images_per_second:.1f} "
                       f"img/s on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, fail_import
+from faceatlas.cli.errors import fail, fail_import, json_text
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.video import EVENTS_STDOUT
@@ -89,7 +89,7 @@ def drive(
 
 def _report_summary(summary: dict[str, object], as_json: bool, *, to_stderr: bool = False) -> None:
     if as_json:
-        print(json.dumps({"summary": summary}))
+        print(json_text({"summary": summary}))
         return
     table = Table(title="SenseDrive summary")
     table.add_column("measure")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
+from faceatlas.engine import json_ready
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, FaceAtlasError, InvalidInput
 
 try:  # the click typer runs on: its own copy since typer 0.2x, click itself before
@@ -24,6 +25,13 @@ err = Console(stderr=True)
 def one_line(text: str) -> str:
     """``text`` on one line: a message of several lines (a YAML or validation error) joined by spaces."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def json_text(data: Any, *, indent: int | None = None) -> str:
+    """``data`` as the JSON every ``--json`` prints: a NaN or infinity is null (``json.dumps``
+    wrote ``NaN``, which no JSON parser reads: `eval folder --json` of a gallery without
+    non-mated searches), what JSON has no type for is its text."""
+    return json.dumps(json_ready(data), indent=indent, default=str, allow_nan=False)
 
 
 def print_error(exc: FaceAtlasError, console: Console | None = None, *, about: str | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, os_error
+from faceatlas.cli.errors import fail, json_text, os_error
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
@@ -103,7 +102,7 @@ def lfw(
     if plot is not None:
         plot_roc(report, plot)
     if as_json:
-        print(json.dumps({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
+        print(json_text({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
         return
     console.print(report_table(report))
     unsupported = [far_key(p.far) for p in report.points if not p.resolvable]
@@ -174,7 +173,7 @@ def folder(
     if plot is not None:
         plot_dataset(report, plot)
     if as_json:
-        print(json.dumps({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
+        print(json_text({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
         return
     console.print(dataset_table(report))
     unstated = [far_key(p.far) for p in report.points if not p.resolvable]

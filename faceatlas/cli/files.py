@@ -8,13 +8,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from faceatlas.engine import IMAGE_SUFFIXES
+from faceatlas.engine import IMAGE_SUFFIXES, is_hidden
 from faceatlas.errors import InvalidInput
 
 
 def images_in(folder: Path) -> list[Path]:
-    """The image files directly in ``folder`` (by suffix), sorted."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files directly in ``folder`` (by suffix, hidden ones left out), sorted."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not is_hidden(p.name) and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def folder_images(folder: Path) -> list[Path]:

@@ -3,7 +3,6 @@ export, import, reembed). Human output by default, ``--json`` for machines."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +14,9 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, interrupted, print_error
+from faceatlas.cli.errors import fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
-from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name
+from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import Gallery, check_id
 
@@ -57,7 +56,7 @@ def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False
 
 def _emit(payload: Any, as_json: bool, human: str | Table) -> None:
     if as_json:
-        console.print_json(json.dumps(payload, default=str))
+        console.print_json(json_text(payload))
     else:
         console.print(human)
 
@@ -147,7 +146,7 @@ def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
         return {subject: folder_images(path) if path.is_dir() else [path]}
     if not path.is_dir():
         raise InvalidArgument("give --subject for a single image or a flat folder")
-    people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir()}
+    people = {p.name: images_in(p) for p in sorted(path.iterdir()) if p.is_dir() and not is_hidden(p.name)}
     for person in people:  # every folder's name, before anyone is enrolled (one was refused midway)
         check_id(person, f"subject id (the folder {path / person})")
     if not any(people.values()):

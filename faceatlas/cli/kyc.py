@@ -3,7 +3,6 @@ challenge the person was asked to do; one audited session in the database, one d
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 
 from faceatlas.apps.kyc import KycConfig, KycService, parse_challenge
+from faceatlas.cli.errors import json_text
 from faceatlas.db import create_database_engine, default_database_url
 from faceatlas.engine import FaceAnalyzer
 
@@ -39,7 +39,7 @@ def verify(
     with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):
         info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
     if as_json:
-        print(json.dumps(info.to_dict(), default=str))
+        print(json_text(info.to_dict()))
     else:
         details = info.details
         match = details.get("match", {})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from faceatlas.cli.errors import (
     exit_for_failures,
     fail,
     is_usage_error,
+    json_text,
     os_error,
     print_error,
     usage_error,
@@ -203,7 +203,7 @@ def detect(
                                        embedding=embedding, as_json=as_json))
             bar.advance(task)
     if as_json:
-        print(json.dumps({"pack": analyzer.pack.name, "results": results}))
+        print(json_text({"pack": analyzer.pack.name, "results": results}))
     exit_for_failures(sum("error" in r for r in results), len(results))
 
 
@@ -272,7 +272,7 @@ def compare(
         _fail(exc, as_json)
     result["pack"] = analyzer.pack.name
     if as_json:
-        print(json.dumps(result))
+        print(json_text(result))
         return
     console.print(_verdict_text(result, far, analyzer.pack.name))
 
@@ -314,7 +314,7 @@ def liveness(
             continue
         rows.append({"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict()})
     if as_json:
-        print(json.dumps({"pack": analyzer.pack.name, "results": rows}))
+        print(json_text({"pack": analyzer.pack.name, "results": rows}))
     else:
         for row in rows:
             if "error" in row:

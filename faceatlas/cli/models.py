@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.errors import json_text
 from faceatlas.engine import (
     PACKS,
     candidate_paths,
@@ -40,7 +40,7 @@ def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         for p in PACKS.values()
     ]
     if as_json:
-        print(json.dumps(rows))
+        print(json_text(rows))
         return
     table = Table(title="model packs")
     for column in ("name", "version", "dim", "on disk", "calibrated", "description"):
@@ -90,7 +90,7 @@ def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
         "thresholds": calibration.thresholds if calibration else None,
     }
     if as_json:
-        print(json.dumps(out))
+        print(json_text(out))
         return
     console.print(f"[bold]{chosen.name}[/bold] v{chosen.version} — {chosen.description}")
     console.print(f"embedding space: {chosen.recognizer_id}")

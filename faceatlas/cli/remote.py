@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from faceatlas.cli.errors import coded, fail, os_error
+from faceatlas.cli.errors import coded, fail, json_text, os_error
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
 from faceatlas.errors import CommandLineError, FaceAtlasError
@@ -53,7 +52,7 @@ def _run(server: str, key: str, call, as_json: bool = False, *,  # noqa: ANN001 
         fail(coded(exc.code, str(exc)), as_json)
     except OSError as exc:
         fail(os_error(exc), as_json)
-    print(json.dumps(_json(answer), indent=2))
+    print(json_text(_json(answer), indent=2))
 
 
 @app.command()

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.cli.errors import json_text
+
 if TYPE_CHECKING:
     from faceatlas.apps.retail import StoreRunReport
 
@@ -47,7 +49,7 @@ def run(
                "undelivered": report.undelivered, "interrupted": report.interrupted,
                "cameras": [c.to_dict() for c in report.cameras]}
     if as_json:
-        print(json.dumps(summary))
+        print(json_text(summary))
     else:
         _print_summary(summary, report)
     for sink, count in report.undelivered.items():

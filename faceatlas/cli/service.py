@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import fail
+from faceatlas.cli.errors import fail, json_text
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError
 from faceatlas.gallery import Gallery
@@ -142,7 +141,7 @@ def tenant_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List tenants."""
     tenants = _accounts(db).list_tenants()
     if as_json:
-        print(json.dumps([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota} for t in tenants]))
+        print(json_text([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota} for t in tenants]))
         return
     for t in tenants:
         console.print(f"{t.id}\t{t.name}\tquota {_quota(t.monthly_quota)}")
@@ -161,7 +160,7 @@ def key_create(
     """Create a key; the key itself is printed once and never stored."""
     issued = _guard(lambda: _accounts(db).create_key(tenant_id, scope, name, rate, burst))
     if as_json:
-        print(json.dumps({"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id,
+        print(json_text({"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id,
                           "scopes": issued.scopes}))
     else:
         console.print(f"key for {issued.tenant_id} ({', '.join(issued.scopes)}) — store it now, it is not kept:")
@@ -176,7 +175,7 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
     rows: list[dict[str, Any]] = [{"prefix": k.prefix, "tenant": k.tenant_id, "scopes": k.scopes, "name": k.name,
              "revoked": k.revoked_at is not None} for k in keys]
     if as_json:
-        print(json.dumps(rows))
+        print(json_text(rows))
         return
     table = Table("prefix", "tenant", "scopes", "name", "revoked")
     for r in rows:

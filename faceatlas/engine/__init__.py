@@ -22,13 +22,22 @@ from faceatlas.engine.draw import check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
     evaluate_lfw,
+    json_ready,
     measuring_analyzer,
     plot_roc,
     save_user_calibration,
 )
 from faceatlas.engine.face import Embedding, Face, Pose, as_embedding, cosine_similarity
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES, ImageInput, decode_image, decoded_pixels, encoded_pixels, load_image
+from faceatlas.engine.image import (
+    IMAGE_SUFFIXES,
+    ImageInput,
+    decode_image,
+    decoded_pixels,
+    encoded_pixels,
+    is_hidden,
+    load_image,
+)
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import (
     ModelFile,
@@ -111,6 +120,8 @@ __all__ = [
     "encoded_pixels",
     "evaluate_dataset",
     "evaluate_lfw",
+    "is_hidden",
+    "json_ready",
     "far_key",
     "fetch",
     "get_pack",

@@ -28,12 +28,13 @@ from faceatlas.engine.evaluation import (
     all_vs_all,
     far_points,
     impostor_tail,
+    json_ready,
     operating_curve,
     roc_points,
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES
+from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden
 from faceatlas.errors import InvalidImage, InvalidInput
 
 
@@ -84,20 +85,22 @@ class DatasetReport:
                            tail=dict(self.tail), template_tail=dict(self.template_tail))
 
     def to_dict(self) -> dict[str, object]:
-        return {"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
+        """A JSON-ready summary (a rate nothing measured, such as FPIR without a non-mated
+        search, is None: it was NaN, which made ``--json`` no JSON)."""
+        return json_ready({"pack": self.pack, "recognizer_id": self.recognizer_id, "source": self.source,
                 "images": self.n_images, "identities": self.n_identities, "no_face": self.no_face,
                 "unreadable": self.unreadable,
                 "genuine_pairs": self.n_genuine, "impostor_pairs": self.n_impostor, "auc": self.auc,
                 "far": [vars(p) for p in self.points],
-                "identification": self.identification.to_dict() if self.identification else None}
+                "identification": self.identification.to_dict() if self.identification else None})
 
 
 def _images_of(root: Path) -> list[str]:
-    people = sorted(p for p in root.iterdir() if p.is_dir())
+    people = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     if not people:
         raise InvalidInput(f"{root}: no per-person folders (expected {root}/<person>/<photo>)")
     keys = [f"{person.name}/{photo.name}" for person in people for photo in sorted(person.iterdir())
-            if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES]
+            if photo.is_file() and not is_hidden(photo.name) and photo.suffix.lower() in IMAGE_SUFFIXES]
     if not keys:
         raise InvalidInput(f"{root}: the person folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return keys

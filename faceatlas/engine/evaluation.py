@@ -15,11 +15,12 @@ The thresholds become the pack's :class:`Calibration` (similarity >= threshold a
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from rich.progress import Progress
@@ -54,6 +55,23 @@ class Pair:
     b: str
     same: bool
     fold: int
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` (dicts, lists, tuples, numbers, numpy scalars) with every NaN or infinity as None:
+    what JSON can hold (``json.dumps`` wrote ``NaN``, which no JSON parser reads, for a rate no
+    trial measured), numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def image_key(name: str, number: int) -> str:
@@ -381,8 +399,8 @@ class LFWReport:
         )
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready summary."""
-        return {
+        """A JSON-ready summary (a rate nothing measured is None, not NaN)."""
+        return json_ready({
             "pack": self.pack,
             "recognizer_id": self.recognizer_id,
             "accuracy": self.accuracy,
@@ -395,7 +413,7 @@ class LFWReport:
             "genuine_pairs": self.n_genuine,
             "impostor_pairs": self.n_impostor,
             "detector_fallbacks": self.fallbacks,
-        }
+        })
 
 
 class Measured(Protocol):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceatlas.engine.calibration import IMPOSTORS_PER_FAR, STANDARD_FPIRS, Calibration
+from faceatlas.engine.evaluation import json_ready
 from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument
 
@@ -58,9 +59,10 @@ class IdentificationReport:
         return self.identities + self.distractors
 
     def to_dict(self) -> dict[str, object]:
-        return {"identities": self.identities, "distractors": self.distractors, "gallery_size": self.gallery_size,
-                "mated_searches": self.mated, "non_mated_searches": self.non_mated, "rank1": self.rank1,
-                "points": [p.to_dict() for p in self.points]}
+        return json_ready({"identities": self.identities, "distractors": self.distractors,
+                           "gallery_size": self.gallery_size, "mated_searches": self.mated,
+                           "non_mated_searches": self.non_mated, "rank1": self.rank1,
+                           "points": [p.to_dict() for p in self.points]})
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,19 @@ from faceatlas.settings import EngineSettings
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 ChannelOrder = Literal["bgr", "rgb"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})  # image files, by suffix
+# HEIC/HEIF (iPhone photos) is not among them: nothing here decodes it (no pillow-heif); one given is
+# refused saying so
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"})
+
+
+
+def is_hidden(relative: str | os.PathLike[str]) -> bool:
+    """Whether a path under a folder walked for images (given relative to that folder) is hidden:
+    a part of it starts with a dot (``.thumbs/``, ``.DS_Store``, macOS's ``._IMG_1.jpg``). Every walk
+    of a folder for photos (gallery enrol, eval folder, album scan, batch jobs, a folder given to
+    detect) leaves them out: ``gallery enrol`` made ``.thumbs`` a subject, ``eval folder`` an identity."""
+    return any(part.startswith(".") and part not in (".", "..") for part in Path(relative).parts)
+
 
 # FaceAtlas enforces its own (configurable) limit; PIL's bomb check would fire with another message.
 Image.MAX_IMAGE_PIXELS = None
@@ -128,10 +141,18 @@ def _open(source: ImageInput) -> tuple[Image.Image, str]:
     try:
         return Image.open(io.BytesIO(data)), name
     except UnidentifiedImageError as exc:
+        if _is_heic(data, name):  # an iPhone's photo: say what to do, not "unrecognised"
+            raise InvalidImage(_named(name, "a HEIC/HEIF photo, which FaceAtlas does not decode: convert it to "
+                                            "JPEG (or PNG) first")) from exc
         raise InvalidImage(_named(name, "not an image (unrecognised format)")) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise _decode_error(name, exc) from exc
 
+
+def _is_heic(data: bytes, name: str) -> bool:
+    """Whether undecodable ``data`` is a HEIC/HEIF image: an ISO-BMFF ``ftyp`` box of a HEIF
+    brand, or a ``.heic``/``.heif`` file name."""
+    return (data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS) or Path(name).suffix.lower() in (".heic", ".heif")
 
 def _plan(pil: Image.Image, work_pixels: int | None, min_side: int | None, name: str) -> tuple[int, bool]:
     """The reduction factor of an opened image (and whether it is a floor: the result keeps at

@@ -134,7 +134,8 @@ def test_contact_sheet_of_the_unsorted_pool(album: Album, library: Path, tmp_pat
     pool = album.faces(None)
     assert len(pool) == report.unsorted >= 1
     sheet = album.contact_sheet(None, tmp_path / "pool.png", columns=4)
-    with Image.open(sheet) as image:  # one 112-pixel tile per face of the pool, 4 to a row
+    assert sheet.faces == len(pool) and sheet.unreadable == []
+    with Image.open(sheet.path) as image:  # one 112-pixel tile per face of the pool, 4 to a row
         assert image.size == (112 * min(4, len(pool)), 112 * -(-len(pool) // 4))
 
 
@@ -365,3 +366,58 @@ def test_photos_under_linked_folders_are_found_once_and_a_loop_ends(lfw: Path, t
     (linked / "loop").symlink_to(linked, target_is_directory=True)
     found = find_photos(linked)
     assert len(found) == 4 and {p.parent.name for p in found} == {p.name for p in real.iterdir()}
+
+
+def test_photos_are_kept_by_absolute_path_and_a_rescan_finds_a_moved_folder(album: Album, library: Path,
+                                                                             tmp_path: Path, monkeypatch) -> None:
+    """A scan of a relative folder stored paths relative to where it ran (the sheet drawn from
+    anywhere else was all grey tiles, silently); a moved folder's photos, skipped by content on the
+    rescan, kept their old paths for ever; a deleted photo was a grey tile nobody was told of."""
+    monkeypatch.chdir(library.parent)
+    album.scan(Path(library.name))
+    monkeypatch.chdir(tmp_path.parent)
+    blair = main_person(album, "Tony_Blair")
+    sources = [f.source for f in album.faces(blair)]
+    assert all(Path(s).is_absolute() and Path(s).is_file() for s in sources)
+    assert album.contact_sheet(blair, tmp_path / "blair.png").unreadable == []
+    (library / "moved").mkdir()
+    (library / "Tony_Blair").rename(library / "moved" / "Tony_Blair")
+    gone = album.contact_sheet(blair, tmp_path / "blair.png")
+    assert sorted(gone.unreadable) == sorted(set(sources)) and gone.faces == len(sources)
+    again = album.scan(library)
+    assert again.photos == 0 and again.skipped == 16 and again.moved == 4
+    assert all("/moved/Tony_Blair/" in f.source for f in album.faces(blair))
+    assert album.contact_sheet(blair, tmp_path / "blair.png").unreadable == []
+    assert album.scan(library).moved == 0  # found where it is kept: nothing to move
+    deleted = Path(album.faces(blair)[0].source)
+    deleted.unlink()
+    assert album.contact_sheet(blair, tmp_path / "blair.png").unreadable == [str(deleted)]
+
+
+def test_a_relative_path_of_an_old_album_is_reported_missing_until_a_rescan(album: Album, library: Path,
+                                                                           tmp_path: Path, monkeypatch) -> None:
+    """Albums scanned before kept paths relative to where the scan ran: nothing says where that
+    was, so they are missing (even where the folder happens to be the working one)."""
+    from sqlalchemy import update
+
+    from faceatlas.apps.albums.db import Photo
+
+    album.scan(library)
+    blair = main_person(album, "Tony_Blair")
+    with album._sessions.begin() as session:
+        for photo in session.scalars(select_photos(album)):
+            session.execute(update(Photo).where(Photo.id == photo.id).values(
+                source=str(Path(photo.source).relative_to(library.parent))))
+    monkeypatch.chdir(library.parent)  # where the relative paths would lead
+    missing = album.contact_sheet(blair, tmp_path / "blair.png").unreadable
+    assert missing and all(not Path(s).is_absolute() for s in missing)
+    assert album.scan(library).moved == 16
+    assert album.contact_sheet(blair, tmp_path / "blair.png").unreadable == []
+
+
+def select_photos(album: Album):
+    from sqlalchemy import select
+
+    from faceatlas.apps.albums.db import Photo
+
+    return select(Photo).where(Photo.album_id == album._id)

@@ -104,3 +104,26 @@ def test_a_stopped_scan_says_how_far_it_got_and_the_next_scan_goes_on(lfw: Path,
     assert "interrupted after " in errors and "the photos added before the stop are kept" in errors
     again = subprocess.run([*scan, "--json"], env=env, capture_output=True, text=True, timeout=900)
     assert json.loads(again.stdout)["skipped"] >= added
+
+
+def test_show_from_another_folder_draws_the_photos_and_says_which_are_gone(lfw: Path, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """`album scan lib` then `album show p1 --sheet ...` from another folder: every tile grey,
+    exit 0, no word of it; `show` and `timeline` listed `lib/...`."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    copy_people(lfw, tmp_path / "lib", ("Tony_Blair",), 3)
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["album", "scan", "lib", "--pack", "scrfd-mbf"]).exit_code == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    person = json.loads(runner.invoke(app, ["album", "people", "--json"]).stdout)[0]["id"]
+    photos = json.loads(runner.invoke(app, ["album", "timeline", person, "--json"]).stdout)
+    assert photos and all(Path(p["source"]).is_absolute() and Path(p["source"]).is_file() for p in photos)
+    shown = runner.invoke(app, ["album", "show", person, "--sheet", str(tmp_path / "p.png")])
+    assert shown.exit_code == 0 and "0 photos unreadable" in shown.stderr and "warning" not in shown.stderr
+    Path(photos[0]["source"]).unlink()
+    shown = runner.invoke(app, ["album", "show", person, "--sheet", str(tmp_path / "p.png"), "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)
+    assert "warning: 1 photos could not be read" in shown.stderr and photos[0]["source"] in shown.stderr

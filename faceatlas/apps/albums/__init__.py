@@ -12,7 +12,7 @@ from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
 from faceatlas.apps.albums.metrics import Scores, score
 from faceatlas.apps.albums.photos import find_photos, taken_at
-from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ReclusterReport, ScanReport
+from faceatlas.apps.albums.types import AlbumFace, ContactSheet, PersonInfo, PhotoInfo, ReclusterReport, ScanReport
 
 __all__ = [
     "ALBUM_FAR",
@@ -20,6 +20,7 @@ __all__ = [
     "UNSORTED",
     "Album",
     "AlbumFace",
+    "ContactSheet",
     "PersonInfo",
     "Placement",
     "PhotoInfo",

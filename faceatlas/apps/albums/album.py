@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.albums import clustering
 from faceatlas.apps.albums.db import AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
-from faceatlas.apps.albums.photos import PHOTO_SUFFIXES, content_hash, find_photos, read_photos, taken_at
+from faceatlas.apps.albums.photos import PHOTO_SUFFIXES, content_hash, find_photos, is_photo_file, read_photos, taken_at
 from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
-from faceatlas.apps.albums.types import AlbumFace, PersonInfo, PhotoInfo, ScanReport
+from faceatlas.apps.albums.types import AlbumFace, ContactSheet, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, InvalidInput, NotFound
@@ -229,7 +229,7 @@ class AlbumCore:
         done = 0
         for source, data in photos:
             digest = content_hash(data)
-            if digest in seen or self._has_photo(digest):
+            if digest in seen or self._known_photo(digest, source, report):
                 report.skipped += 1
             else:
                 seen.add(digest)
@@ -246,10 +246,19 @@ class AlbumCore:
             on_progress(total or report.photos + report.skipped, total)
         return report
 
-    def _has_photo(self, digest: str) -> bool:
-        with self._sessions() as session:
-            found = session.scalar(select(Photo.id).where(Photo.album_id == self._id, Photo.sha256 == digest))
-            return found is not None
+    def _known_photo(self, digest: str, source: str, report: ScanReport) -> bool:
+        """Whether the album holds the photo ``digest``; one whose path no longer leads to it
+        (moved, or relative to where an old scan ran) takes ``source`` when that is a photo file
+        (a moved folder's photos kept their old paths for ever; an upload changes no path)."""
+        with self._sessions.begin() as session:
+            found = session.execute(select(Photo.id, Photo.source).where(
+                Photo.album_id == self._id, Photo.sha256 == digest)).first()
+            if found is None:
+                return False
+            if found.source != source and is_photo_file(source) and not is_photo_file(found.source):
+                session.execute(update(Photo).where(Photo.id == found.id).values(source=source))
+                report.moved += 1
+            return True
 
     def _add_chunk(self, batch: list[tuple[str, bytes, str]], report: ScanReport) -> None:
         found: list[tuple[int, Face]] = []  # (photo number in batch, face)
@@ -489,9 +498,10 @@ class AlbumCore:
             rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
             return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
 
-    def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> Path:
+    def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> ContactSheet:
         """Write a PNG of the person's faces (``None``: the unsorted pool's, as :meth:`faces`),
-        cropped from their photos, to ``path``."""
+        cropped from their photos, to ``path``; the result names the photos that could not be
+        read (their faces are grey tiles)."""
         return draw_sheet(self.analyzer, [(f.source, f.bbox) for f in self.faces(ref)], Path(path), columns)
 
     # -- internals shared with corrections ----------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, save_image
+from faceatlas.apps.albums.types import ContactSheet
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, save_image
 
-PHOTO_SUFFIXES = IMAGE_SUFFIXES | {".heic"}
+PHOTO_SUFFIXES = IMAGE_SUFFIXES  # as gallery enrol and batch take: no .heic, which nothing decodes
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
@@ -25,7 +27,7 @@ _TILE = 112
 
 def find_photos(folder: Path) -> list[Path]:
     """Every photo under ``folder`` (recursive, by suffix, through linked folders too, each real
-    folder once: a link to a parent is no loop), in path order."""
+    folder once: a link to a parent is no loop; hidden files and folders left out), in path order."""
     if not folder.is_dir():
         raise InvalidImage(f"{folder}: not a folder")
     found: list[Path] = []
@@ -36,16 +38,25 @@ def find_photos(folder: Path) -> list[Path]:
             folders[:] = []
             continue
         visited.add(real)
+        folders[:] = [name for name in folders if not is_hidden(name)]  # .thumbs/ and the like
         found += [Path(root, name) for name in files if Path(name).suffix.lower() in PHOTO_SUFFIXES
-                  and Path(root, name).is_file()]
+                  and not is_hidden(name) and Path(root, name).is_file()]
     return sorted(found)
 
 
 def read_photos(paths: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
-    """(source, bytes) of each path; a source is the path as text (a name that is not UTF-8 with
-    U+FFFD in place of its odd bytes: a database keeps UTF-8 text, and the scan was a traceback)."""
+    """(source, bytes) of each path; a source is the resolved absolute path as text (one relative
+    to the folder a scan ran in was read from wherever the album was used later: grey tiles), a
+    name that is not UTF-8 with U+FFFD in place of its odd bytes (a database keeps UTF-8 text,
+    and the scan was a traceback)."""
     for path in paths:
-        yield os.fsencode(path).decode("utf-8", "replace"), path.read_bytes()
+        yield os.fsencode(Path(path).resolve()).decode("utf-8", "replace"), path.read_bytes()
+
+
+def is_photo_file(source: str) -> bool:
+    """Whether ``source`` names a photo file that is there: an absolute path to a file (a path
+    relative to where some earlier scan ran, as old albums hold, or an upload's ``upload``, is not)."""
+    return os.path.isabs(source) and os.path.isfile(source)
 
 
 def content_hash(data: bytes) -> str:
@@ -69,26 +80,33 @@ def taken_at(data: bytes) -> datetime | None:
 
 
 def contact_sheet(analyzer: FaceAnalyzer, faces: Sequence[tuple[str, list[float]]], path: Path,
-                  columns: int = 8) -> Path:
-    """Write a PNG grid of the faces (source photo, box), each cropped with a margin; a photo
-    that is gone leaves a grey tile."""
+                  columns: int = 8) -> ContactSheet:
+    """Write a PNG grid of the faces (source photo, box), each cropped with a margin. A photo
+    that cannot be read (moved, deleted, a relative path of an old album, an upload) leaves a grey
+    tile and is named in the result's ``unreadable`` (the sheet was silently grey)."""
     tiles = []
+    unreadable: list[str] = []
     for source, box in faces:
-        try:
-            image = analyzer.load(source)
-        except InvalidImage:
+        crop = np.empty((0, 0, 3), np.uint8)
+        if is_photo_file(source):
+            with suppress(InvalidImage):
+                image = analyzer.load(source)
+                x1, y1, x2, y2 = box
+                margin = 0.25 * max(x2 - x1, y2 - y1)
+                h, w = image.shape[:2]
+                top, bottom = max(0, int(y1 - margin)), min(h, int(y2 + margin))
+                crop = image[top:bottom, max(0, int(x1 - margin)):min(w, int(x2 + margin))]
+        if crop.size:
+            tiles.append(cv2.resize(crop, (_TILE, _TILE)))
+        else:
             tiles.append(np.full((_TILE, _TILE, 3), 128, np.uint8))
-            continue
-        x1, y1, x2, y2 = box
-        margin = 0.25 * max(x2 - x1, y2 - y1)
-        h, w = image.shape[:2]
-        top, bottom = max(0, int(y1 - margin)), min(h, int(y2 + margin))
-        crop = image[top:bottom, max(0, int(x1 - margin)):min(w, int(x2 + margin))]
-        tiles.append(cv2.resize(crop, (_TILE, _TILE)) if crop.size else np.full((_TILE, _TILE, 3), 128, np.uint8))
+            if source not in unreadable:
+                unreadable.append(source)
     columns = max(1, min(columns, len(tiles) or 1))
     rows = max(1, -(-len(tiles) // columns))
     sheet = np.full((rows * _TILE, columns * _TILE, 3), 255, np.uint8)
     for n, tile in enumerate(tiles):
         r, c = divmod(n, columns)
         sheet[r * _TILE:(r + 1) * _TILE, c * _TILE:(c + 1) * _TILE] = tile
-    return save_image(path, sheet)  # a suffix no image format has is InvalidArgument (cv2.imwrite raised)
+    written = save_image(path, sheet)  # a suffix no image format has is InvalidArgument (cv2.imwrite raised)
+    return ContactSheet(written, len(tiles), unreadable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -55,13 +56,29 @@ class PhotoInfo:
         return _iso(asdict(self))
 
 
+@dataclass(frozen=True)
+class ContactSheet:
+    """A contact sheet written: its file, its tiles (one per face) and the photos that could
+    not be read (moved, deleted, or a path relative to where an old scan ran), each once: their
+    faces are grey tiles."""
+
+    path: Path
+    faces: int
+    unreadable: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "faces": self.faces, "unreadable": list(self.unreadable)}
+
+
 @dataclass
 class ScanReport:
-    """What a scan did: photos added, skipped (already scanned), failed (source, why); faces
-    placed with people, faces in the unsorted pool, people created."""
+    """What a scan did: photos added, skipped (already scanned; ``moved`` of them were found at
+    a new path, which the album now holds), failed (source, why); faces placed with people, faces
+    in the unsorted pool, people created."""
 
     photos: int = 0
     skipped: int = 0
+    moved: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     faces: int = 0
     unsorted: int = 0

@@ -1,0 +1,58 @@
+"""HEIC/HEIF (iPhone photos): nothing here decodes them, so no command takes them from a folder
+(`album scan` did, and failed on each one as "not an image (unrecognised format)" while gallery
+enrol and batch skipped them), and one given explicitly or uploaded is refused saying what it is
+and what to do."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+from faceatlas.engine import load_image
+from faceatlas.errors import InvalidImage
+
+# the ISO-BMFF file-type box an iPhone's HEIC starts with (major brand heic, compatible mif1, heic)
+FTYP_HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+
+
+def heic_like(photo: Path, target: Path) -> Path:
+    """A file that opens as an iPhone HEIC does (its ftyp box), carrying a real photo's bytes."""
+    target.write_bytes(FTYP_HEIC + b"\x00\x00\x00\x08free" + photo.read_bytes())
+    return target
+
+
+@pytest.fixture
+def photo(shared: Path) -> Path:
+    return sorted((shared / "data" / "lfw" / "images" / "Tony_Blair").glob("*.jpg"))[0]
+
+
+def test_a_heic_given_or_uploaded_is_refused_saying_so(photo: Path, tmp_path: Path) -> None:
+    heic = heic_like(photo, tmp_path / "IMG_0001.heic")
+    result = CliRunner().invoke(app, ["detect", str(heic), "--pack", "scrfd-mbf"])
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert "HEIC/HEIF" in text and "convert it to JPEG" in text, text
+    with pytest.raises(InvalidImage, match="HEIC/HEIF"):  # an upload: bytes without a name
+        load_image(heic.read_bytes())
+    renamed = shutil.copy(heic, tmp_path / "IMG_0001.bin")
+    with pytest.raises(InvalidImage, match="HEIC/HEIF"):  # by its content, whatever its name
+        load_image(renamed)
+
+
+def test_album_scan_takes_no_heic_from_a_folder(photo: Path, tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = tmp_path / "phone"
+    library.mkdir()
+    shutil.copy(photo, library / "IMG_0001.jpg")
+    heic_like(photo, library / "IMG_0002.HEIC")
+    result = CliRunner().invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["photos"] == 1 and report["failed"] == []
