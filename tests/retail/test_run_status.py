@@ -1,75 +1,76 @@
-"""`faceatlas retail run` ends as `faceatlas watch` does: 130 when Ctrl-C or SIGTERM stopped a file's
-camera before its end, 1 when a sink could not deliver some events, each said in the summary and
-its --json. Both ended in 0 without a word (a SIGTERM after 55 of 1,501 frames; 49 events lost to a
-closed webhook port, said only in a log line). No video is read: the cameras' run is stood in for."""
+"""`faceatlas retail run` ends as `faceatlas watch` does: 130 when SIGTERM (or Ctrl-C) stopped a
+file's camera before its end, 1 when a sink could not deliver some events, each said on stderr and
+in the --json summary. Both ended in 0 without a word (a SIGTERM after 55 of 1,501 frames; 49
+events lost to a closed webhook port, said only in a log line). Real runs: the door camera on the
+first seconds of one-by-one-person-detection.mp4, a webhook on a port nobody listens on."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-import pytest
-from typer.testing import CliRunner
-
-from faceatlas.apps.retail import Camera, StoreConfig, StoreRunReport, live
-from faceatlas.video import Event, PipelineStats
+from tests.clips import first_seconds
 
 
-class _LostSink:
-    """A sink that delivers nothing (a webhook on a closed port)."""
-
-    def __init__(self) -> None:
-        self.undelivered = 0
-
-    def emit(self, event: Event) -> None:
-        self.undelivered += 1
-
-    def close(self) -> None:
-        pass
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again: nothing listens there
 
 
-def test_a_run_reports_the_events_its_sinks_could_not_deliver_and_the_cameras_stopped_early(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    clip = tmp_path / "door.mp4"
-    clip.write_bytes(b"")  # the run is stood in for: only its existence is checked
-    config = StoreConfig(id="s", cameras=[Camera(id="door", role="door", source=str(clip), line="0,5,9,5")])
-
-    def cameras(pipelines: list[Any]) -> list[PipelineStats]:
-        for number in range(3):
-            pipelines[0].bus.emit(Event("track_started", "door", number, number / 10, track_id=number, kind="person"))
-        return [PipelineStats("door", frames=55, interrupted=True)]
-
-    monkeypatch.setattr(live, "build_sinks", lambda _settings: [_LostSink()])
-    monkeypatch.setattr(live, "GalleryMatcher", lambda *args, **kwargs: None)
-    monkeypatch.setattr(live, "run_cameras", cameras)
-    store = SimpleNamespace(config=config, analyzer=SimpleNamespace(calibration=None), gallery=None)
-    report = live.StoreRun(store).run()  # type: ignore[arg-type]
-    assert report.undelivered == {"_LostSink": 3} and report.interrupted == ["door"]
-    assert report.exit_status == 130
-    assert StoreRunReport([PipelineStats("door", frames=1501)], undelivered={"WebhookSink": 49}).exit_status == 1
-    assert StoreRunReport([PipelineStats("door", frames=1501)]).exit_status == 0
+def _store(folder: Path, door: Path, webhook: str = "") -> Path:
+    config = folder / "store.yaml"
+    config.write_text(f"""\
+id: status-store
+cameras:
+  - {{id: door, role: door, source: "{door}", line: "0,386,768,170", stride: 2, faces: false}}
+events: "{folder / 'events.jsonl'}"
+{webhook}""")
+    return config
 
 
-@pytest.mark.parametrize(("report", "status", "says"), [
-    (StoreRunReport([PipelineStats("door", frames=55, interrupted=True)]), 130,
-     "interrupted: camera door stopped after 55 frames"),
-    (StoreRunReport([PipelineStats("door", frames=1501)], undelivered={"WebhookSink": 49}), 1,
-     "WebhookSink: 49 events not delivered"),
-    (StoreRunReport([PipelineStats("door", frames=1501)]), 0, ""),
-])
-@pytest.mark.parametrize("as_json", [False, True])
-def test_retail_run_exits_as_watch_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report: StoreRunReport,
-                                        status: int, says: str, as_json: bool) -> None:
-    import faceatlas.apps.retail as retail
-    from faceatlas.cli.main import app
+def _command(config: Path, folder: Path) -> list[str]:
+    return [sys.executable, "-m", "faceatlas.cli", "retail", "run", str(config), "--database",
+            f"sqlite:///{folder / 'store.db'}", "--index-dir", str(folder / "idx"), "--pack", "scrfd-mbf", "--json"]
 
-    (tmp_path / "store.yaml").write_text("id: s\ncameras:\n  - {id: door, role: door, source: door.mp4}\n")
-    monkeypatch.setattr(retail, "run_store", lambda *args, **kwargs: report)
-    result = CliRunner().invoke(app, ["retail", "run", str(tmp_path / "store.yaml"), *(["--json"] if as_json else [])])
-    assert result.exit_code == status, result.output
-    assert says in result.output
-    if as_json:
-        summary = json.loads(result.stdout.splitlines()[0])
-        assert summary["undelivered"] == report.undelivered and summary["interrupted"] == report.interrupted
+
+def test_events_a_sink_could_not_deliver_end_the_run_in_1(shared: Path, tmp_path: Path) -> None:
+    door = first_seconds(shared / "data" / "videos" / "one-by-one-person-detection.mp4", tmp_path / "door.mp4", 8)
+    webhook = (f"webhook: {{url: 'http://127.0.0.1:{_closed_port()}/hook', secret: s3cret, max_attempts: 1, "
+               "timeout: 1}\n")
+    done = subprocess.run(_command(_store(tmp_path, door, webhook), tmp_path), capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "FACEATLAS_THREADS": "1"})
+    assert done.returncode == 1, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    lost = summary["undelivered"]
+    assert list(lost) == ["WebhookSink"] and lost["WebhookSink"] >= 1, summary
+    sent = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert lost["WebhookSink"] == len(sent)  # every event the file got, the webhook lost
+    assert f"WebhookSink: {lost['WebhookSink']} events not delivered" in done.stderr
+    assert summary["interrupted"] == [] and "s3cret" not in done.stderr
+
+
+def test_a_camera_stopped_before_its_file_s_end_ends_the_run_in_130(shared: Path, tmp_path: Path) -> None:
+    door = first_seconds(shared / "data" / "videos" / "one-by-one-person-detection.mp4", tmp_path / "door.mp4", 40)
+    events = tmp_path / "events.jsonl"
+    with subprocess.Popen(_command(_store(tmp_path, door), tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env={**os.environ, "FACEATLAS_THREADS": "1"}) as process:
+        deadline = time.monotonic() + 240
+        while not (events.exists() and events.stat().st_size) and process.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)  # the run has read frames once its first event is written
+        assert process.poll() is None, "the run ended before it could be stopped"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] == ["door"] and summary["undelivered"] == {}
+    camera = summary["cameras"][0]
+    assert 0 < camera["frames"] < 40 * 25 // 2  # fewer than the file's frames at stride 2
+    assert f"interrupted: camera door stopped after {camera['frames']} frames" in err
