@@ -81,3 +81,29 @@ def test_more_local_workers_than_the_machine_can_hold_are_refused_before_ray_sta
                                           "--workers", too_many])
         assert result.exit_code == 2 and "workers on this machine" in result.output, result.output
         assert "images" not in result.output and not (tmp_path / command).exists()
+
+
+def test_a_glob_lists_each_file_once_and_does_not_follow_links_to_folders(folders: Path, tmp_path: Path):
+    """`'gsrc/**/*.jpg'` with `a/loop -> ..` listed every photo 41 times (two such links never
+    ended); a link to a sibling folder listed its photos twice; a link out of the tree was followed."""
+    import threading
+
+    first = sorted(folders.iterdir())[0]
+    (first / "loop").symlink_to("..", target_is_directory=True)
+    (folders / "again").symlink_to(first.name, target_is_directory=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(next(first.glob("*.jpg")), outside / "elsewhere.jpg")
+    (first / "out").symlink_to(outside, target_is_directory=True)
+    files = sorted(str(p.resolve()) for p in folders.glob("A*/*.jpg"))
+    listed: list[list[str]] = []
+    worker = threading.Thread(target=lambda: listed.extend(resolve_source(str(folders / pattern)).paths
+                                                           for pattern in ("**/*.jpg", "*/*.jpg", "**")),
+                              daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and len(listed) == 3, "the listing did not end"
+    assert listed == [files, files, sorted([*files, str(folders / "readme.txt")])]
+    assert resolve_source(str(folders / "again" / "*.jpg")).paths == sorted(
+        str(p.resolve()) for p in first.glob("*.jpg"))  # a link named in the fixed part is the user's choice
+    assert resolve_source(str(folders / "**" / "*.jpg")).paths == resolve_source(str(folders)).paths
