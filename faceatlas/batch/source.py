@@ -165,7 +165,8 @@ def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
 
 
 def _resolve(uri: str) -> Source:
-    if "://" not in uri and _magic(uri):
+    # a glob, unless it names a file or folder that is there ("party [2024]" was "no images found")
+    if "://" not in uri and _magic(uri) and not os.path.lexists(Path(uri).expanduser()):
         paths = _globbed(uri)
         source = Source(pafs.LocalFileSystem(), paths, {p: Path(p).parent.name for p in paths}, uri)
     else:

@@ -107,3 +107,17 @@ def test_a_glob_lists_each_file_once_and_does_not_follow_links_to_folders(folder
     assert resolve_source(str(folders / "again" / "*.jpg")).paths == sorted(
         str(p.resolve()) for p in first.glob("*.jpg"))  # a link named in the fixed part is the user's choice
     assert resolve_source(str(folders / "**" / "*.jpg")).paths == resolve_source(str(folders)).paths
+
+
+def test_a_folder_or_file_named_with_glob_characters_is_that_folder_or_file(folders: Path, tmp_path: Path):
+    """`batch embed "party [2024]"` read the name as a glob (`[2024]` one character of 2, 0, 4) and
+    found no images."""
+    party = tmp_path / "party [2024]"
+    shutil.copytree(folders, party)
+    files = sorted(str(p) for p in party.glob("*/*.jpg"))
+    source = resolve_source(str(party))
+    assert source.paths == files and source.subjects == {f: Path(f).parent.name for f in files}
+    odd = party / "who? *me*.jpg"
+    shutil.copy(files[0], odd)
+    assert resolve_source(str(odd)).paths == [str(odd)]
+    assert resolve_source(str(tmp_path / "party*" / "*" / "*.jpg")).paths == files  # still a glob
