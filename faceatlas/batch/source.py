@@ -92,14 +92,20 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
         for row in reader:
+            if None in row:  # more fields than columns: `imgs/a, b.jpg,Adam` was path `imgs/a`, subject `b.jpg`
+                raise InvalidArgument(f"{uri}: line {reader.line_num} has {len(reader.fieldnames) + len(row[None])} "
+                                      f"fields for {len(reader.fieldnames)} columns; quote a path or subject that "
+                                      'holds a comma ("imgs/a, b.jpg")')
             raw = (row.get("path") or "").strip()
             if not raw:
                 continue
             # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
             file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
             paths.append(file)
-            if (subject := (row.get("subject") or "").strip()):
-                subjects[file] = subject
+            subject = (row.get("subject") or "").strip()
+            if subject and subjects.setdefault(file, subject) != subject:  # the last one won, silently
+                raise InvalidArgument(f"{uri}: line {reader.line_num} gives {raw} the subject {subject!r}, "
+                                      f"an earlier line {subjects[file]!r}: one photo, one subject")
     except csv.Error as exc:  # an unterminated quote, a NUL byte: not a CSV file
         raise InvalidArgument(f"{uri}: not a valid CSV manifest (line {reader.line_num}: {exc})") from exc
     if paths and isinstance(fs, pafs.LocalFileSystem) and not any(

@@ -121,3 +121,23 @@ def test_a_folder_or_file_named_with_glob_characters_is_that_folder_or_file(fold
     shutil.copy(files[0], odd)
     assert resolve_source(str(odd)).paths == [str(odd)]
     assert resolve_source(str(tmp_path / "party*" / "*" / "*.jpg")).paths == files  # still a glob
+
+
+def test_a_manifest_row_with_an_extra_field_or_a_second_subject_is_refused_by_its_line(folders: Path):
+    """The same path with two subjects took the last one silently; `imgs/a, b.jpg,Adam` (a comma
+    not quoted) became path `imgs/a`, subject `b.jpg`, and `Adam` was dropped."""
+    files = sorted(folders.glob("*/*.jpg"))
+    first, second = (str(f.relative_to(folders)) for f in files[:2])
+    manifest = folders / "manifest.csv"
+    manifest.write_text(f"path,subject\n{first},Adam\n{second},Bea\n./{first},Cleo\n")
+    with pytest.raises(InvalidArgument, match=r"line 4 gives \./.* the subject 'Cleo', an earlier line 'Adam'"):
+        resolve_source(str(manifest))
+    manifest.write_text(f"path,subject\n{first},Adam\n{first},Adam\n{second}\n")  # the same twice: one photo
+    assert resolve_source(str(manifest)).subjects == {str(files[0]): "Adam"}
+    odd = files[0].with_name("a, b.jpg")
+    shutil.copy(files[0], odd)
+    manifest.write_text(f"path,subject\n{second},Bea\n{odd.relative_to(folders)},Adam\n")
+    with pytest.raises(InvalidArgument, match="line 3 has 3 fields for 2 columns; quote"):
+        resolve_source(str(manifest))
+    manifest.write_text(f'path,subject\n{second},Bea\n"{odd.relative_to(folders)}",Adam\n')
+    assert resolve_source(str(manifest)).subjects == {str(files[1]): "Bea", str(odd): "Adam"}
