@@ -25,7 +25,7 @@ from faceatlas.batch.source import resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import InvalidArgument, ModelMismatch, NotFound
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, check_id
 
 DEFAULT_MAX_DISTANCE = 4
 """Bits (of 64) two perceptual hashes may differ by for near-duplicates. Measured on LFW (same
@@ -84,6 +84,11 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     if not src.subjects:  # nothing could be enrolled: said before the collection is made or Ray started
         raise InvalidArgument(f"{source}: no image has a subject: give per-person folders (SOURCE/<subject>/*.jpg) "
                               "or a manifest with a 'subject' column")
+    first_of: dict[str, str] = {}
+    for path, named in sorted(src.subjects.items()):
+        first_of.setdefault(named, path)
+    for named, path in first_of.items():  # every id, before anyone is enrolled ('Ann Lee' stopped a job midway)
+        check_id(named, f"subject id (of {path})")
     options.pack = _pack_for(gallery, collection, options, create=True)
     folder = work or tempfile.mkdtemp(prefix="faceatlas-enrol-")
     try:

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from faceatlas.batch import resolve_source
 from faceatlas.cli.main import app
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.gallery import Gallery
 
 
 @pytest.fixture()
@@ -141,3 +142,24 @@ def test_a_manifest_row_with_an_extra_field_or_a_second_subject_is_refused_by_it
         resolve_source(str(manifest))
     manifest.write_text(f'path,subject\n{second},Bea\n"{odd.relative_to(folders)}",Adam\n')
     assert resolve_source(str(manifest)).subjects == {str(files[1]): "Bea", str(odd): "Adam"}
+
+
+def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """A folder 'Ann Lee' among person folders stopped `batch enrol` after every image was embedded
+    and the subjects before it were enrolled (`gallery enrol` refuses it first)."""
+    import faceatlas.batch.gallery_jobs as jobs
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("the images were embedded")
+
+    monkeypatch.setattr(jobs, "embed_source", no_ray)
+    shutil.copytree(sorted(folders.iterdir())[0], folders / "Ann Lee")
+    shutil.copytree(sorted(folders.iterdir())[0], folders / "Zed")
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    Gallery.open(db).close()
+    result = CliRunner().invoke(app, ["batch", "enrol", str(folders), "people", "--db", db, "--workers", "1"])
+    assert result.exit_code == 2 and "validation_error" in result.output and "'Ann Lee'" in result.output
+    assert "Ann Lee/" in result.output.replace("\n", "")  # which file it is the subject of
+    with Gallery.open(db) as gallery, pytest.raises(NotFound):
+        gallery.get_collection("people")  # nothing made, nobody enrolled (and Ray never started)
