@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -222,3 +223,31 @@ def test_a_photo_an_earlier_batch_enrol_recorded_with_its_face_number_is_skipped
         from faceatlas.gallery import photo_source
 
         assert ("ann", photo_source(photo)) in _enrolled_sources(gallery, "staff")
+
+
+def test_a_file_name_the_reader_cannot_open_is_a_failed_image_and_a_rerun_does_nothing(
+        ray_cluster, people, tmp_path, monkeypatch):
+    """`bad\\nname.jpg` was read by Ray as `badname.jpg` and dropped without a word ("2 images: 1
+    processed, 0 failed", exit 0); the re-run was a traceback (ValueError: No files found)."""
+    import faceatlas.batch.jobs as jobs
+
+    source = tmp_path / "nl"
+    source.mkdir()
+    good, bad = sorted(people[0].glob("*.jpg"))[:2]
+    shutil.copy(good, source / "good.jpg")
+    shutil.copy(bad, source / "bad\nname.jpg")
+    odd = str(source / "bad\nname.jpg")
+
+    def errors(out: Path) -> list[tuple[str, str]]:
+        with open(out / "_errors.csv", newline="") as f:
+            return [(row["image_id"], row["error"]) for row in csv.DictReader(f)]
+
+    report = embed(str(source), str(tmp_path / "out"), _options())
+    assert (report.images, report.processed, report.errors) == (2, 2, 1)
+    assert errors(tmp_path / "out") == [(odd, "validation_error")]
+    rerun = embed(str(source), str(tmp_path / "out"), _options())
+    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 1)
+    # whatever else the reader skips (a file gone between the listing and the read) is reported too
+    monkeypatch.setattr(jobs, "UNREADABLE_NAME", re.compile("(?!)"))
+    dropped = embed(str(source), str(tmp_path / "dropped"), _options())
+    assert (dropped.processed, dropped.errors) == (2, 1) and errors(tmp_path / "dropped") == [(odd, "not_found")]
