@@ -25,7 +25,7 @@ from faceatlas.batch.source import resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import InvalidArgument, ModelMismatch, NotFound
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, check_id, enrolled_photos, photo_source
 
 DEFAULT_MAX_DISTANCE = 4
 """Bits (of 64) two perceptual hashes may differ by for near-duplicates. Measured on LFW (same
@@ -62,7 +62,8 @@ def _enrolled_sources(gallery: Gallery, collection: str) -> set[tuple[str, str]]
     after = None
     while True:
         page = gallery.list_faces(collection, limit=1000, after=after)
-        found |= {(f.subject, f.source) for f in page.items if f.source}
+        for face in page.items:
+            found |= {(face.subject, photo) for photo in enrolled_photos([face.source])}
         if page.next_cursor is None:
             return found
         after = page.next_cursor
@@ -84,6 +85,11 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     if not src.subjects:  # nothing could be enrolled: said before the collection is made or Ray started
         raise InvalidArgument(f"{source}: no image has a subject: give per-person folders (SOURCE/<subject>/*.jpg) "
                               "or a manifest with a 'subject' column")
+    first_of: dict[str, str] = {}
+    for path, named in sorted(src.subjects.items()):
+        first_of.setdefault(named, path)
+    for named, path in first_of.items():  # every id, before anyone is enrolled ('Ann Lee' stopped a job midway)
+        check_id(named, f"subject id (of {path})")
     options.pack = _pack_for(gallery, collection, options, create=True)
     folder = work or tempfile.mkdtemp(prefix="faceatlas-enrol-")
     try:
@@ -97,23 +103,20 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
         already = _enrolled_sources(gallery, collection)
         by_subject: dict[str, list[int]] = defaultdict(list)
         counts = {"enrolled": 0, "already_enrolled": 0, "no_subject": 0}
-        for row, (image_id, face) in enumerate(zip(faces.column("image_id").to_pylist(),
-                                                   faces.column("face").to_pylist())):
+        for row, image_id in enumerate(faces.column("image_id").to_pylist()):
             subject = src.subjects.get(image_id)
-            source_name = f"{image_id}#{face}"
             if subject is None:
                 counts["no_subject"] += 1
-            elif (subject, source_name) in already:
+            elif (subject, photo_source(image_id)) in already:  # by this door or by `gallery enrol`
                 counts["already_enrolled"] += 1
             else:
                 by_subject[subject].append(row)
         qualities = faces.column("quality").to_pylist()
         ids, recognizers = faces.column("image_id").to_pylist(), faces.column("recognizer_id").to_pylist()
-        face_numbers = faces.column("face").to_pylist()
         for subject, rows in sorted(by_subject.items()):
             gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
                                    qualities=[qualities[r] for r in rows],
-                                   sources=[f"{ids[r]}#{face_numbers[r]}" for r in rows])
+                                   sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
             counts["enrolled"] += len(rows)
         report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
         if work is None:

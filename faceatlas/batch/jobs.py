@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -144,7 +145,8 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     if on_progress:
         on_progress(report.skipped, report.images)
     todo = _record_missing(source, todo, out, report)
-    if not todo:
+    todo = _record_unreadable_names(todo, out, report)
+    if not todo:  # nothing left to do (a re-run): Ray is not started ("No files found" was a traceback)
         return
     with ray_session(options.workers, options.ray_address) as workers:
         report.workers = workers
@@ -165,11 +167,16 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
             FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces})
+        read: set[str] = set()
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            read.update(batch["image_id"].tolist())
             report.processed += len(batch["image_id"])
             if on_progress:
                 on_progress(report.skipped + report.processed, report.images)
         report.seconds = time.perf_counter() - started
+    # a file the reader skipped without a word (gone since it was listed) is a failed image, done for a restart
+    _record_failed([path for path in todo if path not in read], NotFound.code,
+                   "not read: the file was not there when the job read it", out, report)
 
 
 def _record_missing(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:
@@ -178,17 +185,37 @@ def _record_missing(source: Source, todo: list[str], out: str, report: BatchRepo
     for a restart. Ray's reader dropped them without a word, and a restart failed ("No files found")."""
     infos = source.filesystem.get_file_info(todo)
     missing = [info.path for info in infos if info.type == pafs.FileType.NotFound]
-    if not missing:
-        return todo
-    fs, root = out_filesystem(out)
-    images = pa.table({"image_id": missing, "faces": [0] * len(missing), "width": [0] * len(missing),
-                       "height": [0] * len(missing), "phash": [0] * len(missing),
-                       "error": [NotFound.code] * len(missing), "message": ["no such file"] * len(missing)},
-                      schema=IMAGE_SCHEMA)
-    write_part(fs, root, FACE_SCHEMA.empty_table(), images)
-    report.processed += len(missing)
+    _record_failed(missing, NotFound.code, "no such file", out, report)
     gone = set(missing)
     return [path for path in todo if path not in gone]
+
+
+UNREADABLE_NAME = re.compile(r"[\t\n\r]")
+"""Characters Ray's reader takes out of a path (it parses paths as URLs): ``bad\nname.jpg`` was
+looked up as ``badname.jpg``, dropped without a word, and the re-run failed ("No files found")."""
+
+
+def _record_unreadable_names(todo: list[str], out: str, report: BatchReport) -> list[str]:
+    """``todo`` without the files whose names Ray's reader cannot open (a tab or a line break):
+    each is an image failed with ``validation_error`` (its errors CSV), done for a restart."""
+    odd = [path for path in todo if UNREADABLE_NAME.search(path)]
+    _record_failed(odd, InvalidArgument.code, "a file name with a tab or line break: the reader cannot open it; "
+                   "rename the file", out, report)
+    refused = set(odd)
+    return [path for path in todo if path not in refused]
+
+
+def _record_failed(paths: list[str], code: str, message: str, out: str, report: BatchReport) -> None:
+    """``paths`` as images failed with ``code`` in the output's done-manifest (and so its errors CSV)."""
+    if not paths:
+        return
+    fs, root = out_filesystem(out)
+    count = len(paths)
+    images = pa.table({"image_id": paths, "faces": [0] * count, "width": [0] * count, "height": [0] * count,
+                       "phash": [0] * count, "error": [code] * count, "message": [message] * count},
+                      schema=IMAGE_SCHEMA)
+    write_part(fs, root, FACE_SCHEMA.empty_table(), images)
+    report.processed += count
 
 
 def _absolute(out: str) -> str:

@@ -10,7 +10,7 @@ folders) or the manifest's ``subject`` column.
 from __future__ import annotations
 
 import csv
-import glob as globbing
+import fnmatch
 import io
 import os
 from dataclasses import dataclass, field
@@ -93,14 +93,20 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
         for row in reader:
+            if None in row:  # more fields than columns: `imgs/a, b.jpg,Adam` was path `imgs/a`, subject `b.jpg`
+                raise InvalidArgument(f"{uri}: line {reader.line_num} has {len(reader.fieldnames) + len(row[None])} "
+                                      f"fields for {len(reader.fieldnames)} columns; quote a path or subject that "
+                                      'holds a comma ("imgs/a, b.jpg")')
             raw = (row.get("path") or "").strip()
             if not raw:
                 continue
             # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
             file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
             paths.append(file)
-            if (subject := (row.get("subject") or "").strip()):
-                subjects[file] = subject
+            subject = (row.get("subject") or "").strip()
+            if subject and subjects.setdefault(file, subject) != subject:  # the last one won, silently
+                raise InvalidArgument(f"{uri}: line {reader.line_num} gives {raw} the subject {subject!r}, "
+                                      f"an earlier line {subjects[file]!r}: one photo, one subject")
     except csv.Error as exc:  # an unterminated quote, a NUL byte: not a CSV file
         raise InvalidArgument(f"{uri}: not a valid CSV manifest (line {reader.line_num}: {exc})") from exc
     if paths and isinstance(fs, pafs.LocalFileSystem) and not any(
@@ -118,10 +124,57 @@ def resolve_source(uri: str) -> Source:
         return _resolve(uri)
 
 
+def _magic(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _globbed(pattern: str) -> list[str]:
+    """The files a local glob matches (``*``, ``?``, ``[...]`` within a name, ``**`` for any
+    folders; names starting with ``.`` only by a part that starts with one), each once by its real
+    path. The folders under the pattern's fixed part are walked without following links to
+    folders, as a folder source is listed: ``glob(recursive=True)`` went down ``a/loop -> ..``
+    (every photo listed 41 times; two such links never ended) and a link to a sibling folder
+    listed its photos twice."""
+    parts = Path(pattern).expanduser().parts
+    fixed = next((i for i, part in enumerate(parts) if _magic(part)), len(parts))
+    root, rest = (str(Path(*parts[:fixed])) if fixed else "."), parts[fixed:]
+    deepest = None if "**" in rest else len(rest) - 1  # folders below the root a match can be in
+    dotted = any(part.startswith(".") for part in rest)
+    found: set[str] = set()
+    for folder, folders, files in os.walk(root, followlinks=False):
+        inside = PurePosixPath(os.path.relpath(folder, root)).parts if folder != root else ()
+        if deepest is not None and len(inside) >= deepest:
+            folders.clear()
+        elif not dotted:
+            folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in files:
+            path = os.path.join(folder, name)
+            if _matches((*inside, name), rest) and os.path.isfile(path):
+                found.add(str(Path(path).resolve()))
+    return sorted(found)
+
+
+def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """``names`` (folders then a file, below the glob's fixed part) matched by ``pattern``'s parts."""
+    if not pattern:
+        return not names
+    head, tail = pattern[0], pattern[1:]
+    if head == "**":  # any number of names, none hidden
+        for skipped in range(len(names) + 1):
+            if _matches(names[skipped:], tail):
+                return True
+            if skipped < len(names) and names[skipped].startswith("."):
+                return False
+        return False
+    if not names or (names[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _matches(names[1:], tail)
+
+
 def _resolve(uri: str) -> Source:
-    if "://" not in uri and any(c in uri for c in "*?["):
-        paths = sorted(str(Path(p).resolve()) for p in globbing.glob(str(Path(uri).expanduser()), recursive=True)
-                       if Path(p).is_file())
+    # a glob, unless it names a file or folder that is there ("party [2024]" was "no images found")
+    if "://" not in uri and _magic(uri) and not os.path.lexists(Path(uri).expanduser()):
+        paths = _globbed(uri)
         source = Source(pafs.LocalFileSystem(), paths, {p: Path(p).parent.name for p in paths}, uri)
     else:
         fs, path = _filesystem(uri)

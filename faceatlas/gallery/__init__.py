@@ -4,7 +4,7 @@ graph over subject templates)."""
 
 from faceatlas.errors import AlreadyExists, NotFound
 from faceatlas.gallery.exchange import read_header
-from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, source_crop
+from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, enrolled_photos, photo_source, source_crop
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
@@ -55,5 +55,7 @@ __all__ = [
     "check_row_id",
     "read_header",
     "parse_cursor",
+    "enrolled_photos",
+    "photo_source",
     "source_crop",
 ]

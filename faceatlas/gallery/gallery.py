@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -524,7 +525,7 @@ class Gallery:
         crops: list[bytes | None] = []
         for number, image in enumerate(images):
             source = str(image) if isinstance(image, str | Path) else f"image#{number}"
-            if isinstance(image, str | Path) and _source_text(source) in done:
+            if isinstance(image, str | Path) and photo_source(source) in done:
                 report.skipped.append(source)
                 continue
             try:  # a huge photo is reduced while decoding: crops need no more
@@ -551,9 +552,10 @@ class Gallery:
         """The sources of the subject's faces (none for a subject not enrolled yet)."""
         with self._sessions() as session:
             coll = self._collection(session, collection)
-            return set(session.scalars(select(FaceRecord.source).join(Subject, FaceRecord.subject_id == Subject.id)
-                                       .where(Subject.collection_id == coll.id, Subject.external_id == external_id,
-                                              FaceRecord.source.is_not(None))))
+            return enrolled_photos(session.scalars(
+                select(FaceRecord.source).join(Subject, FaceRecord.subject_id == Subject.id)
+                .where(Subject.collection_id == coll.id, Subject.external_id == external_id,
+                       FaceRecord.source.is_not(None))))
 
     def enrol_faces(self, collection: str, external_id: str, faces: Sequence[Face], *,
                     crops: Sequence[bytes | None] | None = None, min_quality: float = 0.0,
@@ -890,6 +892,27 @@ def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:
 def _mismatch_message(collection: str, pack_name: str, expected: str, got: str) -> str:
     return (f"collection '{collection}' holds embeddings of pack '{pack_name}' (recognizer {expected}); "
             f"got embeddings of recognizer {got}. Use a collection of that pack or reembed this one.")
+
+
+_FACE_NUMBER = re.compile(r"#[0-9]+\Z")
+
+
+def photo_source(path: str) -> str:
+    """The source that a face enrolled from the photo at ``path`` records, by `gallery enrol`
+    (:meth:`Gallery.enrol_images`) and by `batch enrol` alike: the path as the column keeps it."""
+    return _source_text(path) or ""
+
+
+def enrolled_photos(sources: Iterable[str | None]) -> set[str]:
+    """The photos that stored ``sources`` name (:func:`photo_source`). A source that an earlier
+    `batch enrol` wrote as ``<path>#<face>`` names ``<path>`` too: the two doors wrote different
+    sources for one photo and each enrolled again what the other had."""
+    photos: set[str] = set()
+    for source in sources:
+        if source:
+            photos.add(source)
+            photos.add(_FACE_NUMBER.sub("", source))
+    return photos
 
 
 def _source_text(source: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -185,3 +186,68 @@ def test_an_output_folder_no_job_wrote_is_refused_and_left_alone(tmp_path):
     (tmp_path / "new" / "part-mine.parquet").write_bytes(b"not a part of ours")  # in a job's folder: kept
     prepare(str(tmp_path / "new"))
     assert (tmp_path / "new" / "part-mine.parquet").exists()
+
+
+def test_gallery_enrol_and_batch_enrol_skip_the_photos_the_other_enrolled(ray_cluster, people, tmp_path,
+                                                                          fast_analyzer):
+    """`gallery enrol` recorded a photo as `/abs/path.jpg`, `batch enrol` as `/abs/path.jpg#0`: each
+    enrolled again every photo the other had enrolled."""
+    root = tmp_path / "people"
+    for person in people[:2]:
+        (root / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:2]:
+            shutil.copy(photo, root / person.name / photo.name)
+    first, second = (sorted(str(p.resolve()) for p in (root / person.name).glob("*.jpg")) for person in people[:2])
+    with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}") as gallery:
+        gallery.create_collection("staff", PACK)
+        assert len(gallery.enrol_images("staff", people[0].name, first, fast_analyzer, once=True).added) == 2
+
+        report = enrol(str(root), "staff", gallery, _options())  # the first person's photos: enrolled before
+        assert report.details["enrolled"] == 2 and report.details["already_enrolled"] == 2
+        again = gallery.enrol_images("staff", people[1].name, second, fast_analyzer, once=True)
+        assert again.skipped == second and not again.added  # the batch's photos: enrolled before
+        assert gallery.get_collection("staff").faces == 4
+
+
+def test_a_photo_an_earlier_batch_enrol_recorded_with_its_face_number_is_skipped(people, tmp_path, fast_analyzer):
+    """Faces that `batch enrol` enrolled before recorded `<path>#<face>`: both doors still skip that photo."""
+    from faceatlas.batch.gallery_jobs import _enrolled_sources
+
+    photo = str(sorted(people[0].glob("*.jpg"))[0])
+    with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}") as gallery:
+        gallery.create_collection("staff", PACK)
+        face = fast_analyzer.analyze(fast_analyzer.load_reduced(photo)[0], max_faces=1)[0]
+        gallery.add_embeddings("staff", "ann", [face.as_embedding().vector],
+                               recognizer_id=fast_analyzer.pack.recognizer_id, sources=[f"{photo}#0"])
+        assert gallery.enrol_images("staff", "ann", [photo], fast_analyzer, once=True).skipped == [photo]
+        from faceatlas.gallery import photo_source
+
+        assert ("ann", photo_source(photo)) in _enrolled_sources(gallery, "staff")
+
+
+def test_a_file_name_the_reader_cannot_open_is_a_failed_image_and_a_rerun_does_nothing(
+        ray_cluster, people, tmp_path, monkeypatch):
+    """`bad\\nname.jpg` was read by Ray as `badname.jpg` and dropped without a word ("2 images: 1
+    processed, 0 failed", exit 0); the re-run was a traceback (ValueError: No files found)."""
+    import faceatlas.batch.jobs as jobs
+
+    source = tmp_path / "nl"
+    source.mkdir()
+    good, bad = sorted(people[0].glob("*.jpg"))[:2]
+    shutil.copy(good, source / "good.jpg")
+    shutil.copy(bad, source / "bad\nname.jpg")
+    odd = str(source / "bad\nname.jpg")
+
+    def errors(out: Path) -> list[tuple[str, str]]:
+        with open(out / "_errors.csv", newline="") as f:
+            return [(row["image_id"], row["error"]) for row in csv.DictReader(f)]
+
+    report = embed(str(source), str(tmp_path / "out"), _options())
+    assert (report.images, report.processed, report.errors) == (2, 2, 1)
+    assert errors(tmp_path / "out") == [(odd, "validation_error")]
+    rerun = embed(str(source), str(tmp_path / "out"), _options())
+    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 1)
+    # whatever else the reader skips (a file gone between the listing and the read) is reported too
+    monkeypatch.setattr(jobs, "UNREADABLE_NAME", re.compile("(?!)"))
+    dropped = embed(str(source), str(tmp_path / "dropped"), _options())
+    assert (dropped.processed, dropped.errors) == (2, 1) and errors(tmp_path / "dropped") == [(odd, "not_found")]

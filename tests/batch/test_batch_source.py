@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from faceatlas.batch import resolve_source
 from faceatlas.cli.main import app
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.gallery import Gallery
 
 
 @pytest.fixture()
@@ -81,3 +82,84 @@ def test_more_local_workers_than_the_machine_can_hold_are_refused_before_ray_sta
                                           "--workers", too_many])
         assert result.exit_code == 2 and "workers on this machine" in result.output, result.output
         assert "images" not in result.output and not (tmp_path / command).exists()
+
+
+def test_a_glob_lists_each_file_once_and_does_not_follow_links_to_folders(folders: Path, tmp_path: Path):
+    """`'gsrc/**/*.jpg'` with `a/loop -> ..` listed every photo 41 times (two such links never
+    ended); a link to a sibling folder listed its photos twice; a link out of the tree was followed."""
+    import threading
+
+    first = sorted(folders.iterdir())[0]
+    (first / "loop").symlink_to("..", target_is_directory=True)
+    (folders / "again").symlink_to(first.name, target_is_directory=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(next(first.glob("*.jpg")), outside / "elsewhere.jpg")
+    (first / "out").symlink_to(outside, target_is_directory=True)
+    files = sorted(str(p.resolve()) for p in folders.glob("A*/*.jpg"))
+    listed: list[list[str]] = []
+    worker = threading.Thread(target=lambda: listed.extend(resolve_source(str(folders / pattern)).paths
+                                                           for pattern in ("**/*.jpg", "*/*.jpg", "**")),
+                              daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and len(listed) == 3, "the listing did not end"
+    assert listed == [files, files, sorted([*files, str(folders / "readme.txt")])]
+    assert resolve_source(str(folders / "again" / "*.jpg")).paths == sorted(
+        str(p.resolve()) for p in first.glob("*.jpg"))  # a link named in the fixed part is the user's choice
+    assert resolve_source(str(folders / "**" / "*.jpg")).paths == resolve_source(str(folders)).paths
+
+
+def test_a_folder_or_file_named_with_glob_characters_is_that_folder_or_file(folders: Path, tmp_path: Path):
+    """`batch embed "party [2024]"` read the name as a glob (`[2024]` one character of 2, 0, 4) and
+    found no images."""
+    party = tmp_path / "party [2024]"
+    shutil.copytree(folders, party)
+    files = sorted(str(p) for p in party.glob("*/*.jpg"))
+    source = resolve_source(str(party))
+    assert source.paths == files and source.subjects == {f: Path(f).parent.name for f in files}
+    odd = party / "who? *me*.jpg"
+    shutil.copy(files[0], odd)
+    assert resolve_source(str(odd)).paths == [str(odd)]
+    assert resolve_source(str(tmp_path / "party*" / "*" / "*.jpg")).paths == files  # still a glob
+
+
+def test_a_manifest_row_with_an_extra_field_or_a_second_subject_is_refused_by_its_line(folders: Path):
+    """The same path with two subjects took the last one silently; `imgs/a, b.jpg,Adam` (a comma
+    not quoted) became path `imgs/a`, subject `b.jpg`, and `Adam` was dropped."""
+    files = sorted(folders.glob("*/*.jpg"))
+    first, second = (str(f.relative_to(folders)) for f in files[:2])
+    manifest = folders / "manifest.csv"
+    manifest.write_text(f"path,subject\n{first},Adam\n{second},Bea\n./{first},Cleo\n")
+    with pytest.raises(InvalidArgument, match=r"line 4 gives \./.* the subject 'Cleo', an earlier line 'Adam'"):
+        resolve_source(str(manifest))
+    manifest.write_text(f"path,subject\n{first},Adam\n{first},Adam\n{second}\n")  # the same twice: one photo
+    assert resolve_source(str(manifest)).subjects == {str(files[0]): "Adam"}
+    odd = files[0].with_name("a, b.jpg")
+    shutil.copy(files[0], odd)
+    manifest.write_text(f"path,subject\n{second},Bea\n{odd.relative_to(folders)},Adam\n")
+    with pytest.raises(InvalidArgument, match="line 3 has 3 fields for 2 columns; quote"):
+        resolve_source(str(manifest))
+    manifest.write_text(f'path,subject\n{second},Bea\n"{odd.relative_to(folders)}",Adam\n')
+    assert resolve_source(str(manifest)).subjects == {str(files[1]): "Bea", str(odd): "Adam"}
+
+
+def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """A folder 'Ann Lee' among person folders stopped `batch enrol` after every image was embedded
+    and the subjects before it were enrolled (`gallery enrol` refuses it first)."""
+    import faceatlas.batch.gallery_jobs as jobs
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("the images were embedded")
+
+    monkeypatch.setattr(jobs, "embed_source", no_ray)
+    shutil.copytree(sorted(folders.iterdir())[0], folders / "Ann Lee")
+    shutil.copytree(sorted(folders.iterdir())[0], folders / "Zed")
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    Gallery.open(db).close()
+    result = CliRunner().invoke(app, ["batch", "enrol", str(folders), "people", "--db", db, "--workers", "1"])
+    assert result.exit_code == 2 and "validation_error" in result.output and "'Ann Lee'" in result.output
+    assert "Ann Lee/" in result.output.replace("\n", "")  # which file it is the subject of
+    with Gallery.open(db) as gallery, pytest.raises(NotFound):
+        gallery.get_collection("people")  # nothing made, nobody enrolled (and Ray never started)
