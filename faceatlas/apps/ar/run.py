@@ -12,8 +12,9 @@ import numpy as np
 from faceatlas.apps.ar.config import ArConfig
 from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
+from faceatlas.apps.drive import MEDIAPIPE_MAX_SIDE
 from faceatlas.engine import ImageInput, load_image
-from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidInput
 from faceatlas.video import Frame, VideoSource, VideoWriter, check_outputs, check_video_path, interrupts_held
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
@@ -33,7 +34,13 @@ class ArSession:
         self.tracker = FaceTracker(config or ArConfig(), smooth=smooth)
 
     def process(self, frame: np.ndarray, t: float) -> tuple[np.ndarray, list[ArFace]]:
-        """``frame`` (BGR) at ``t`` seconds with every effect applied (a copy), and its faces."""
+        """``frame`` (BGR) at ``t`` seconds with every effect applied (a copy), and its faces. A frame
+        of more than ``MEDIAPIPE_MAX_SIDE`` pixels a side is :class:`ImageTooLarge` (MediaPipe's
+        segmenter and mesh abort the whole process on it: a 157-byte 40000 x 2 PNG stopped the server)."""
+        height, width = frame.shape[:2]
+        if max(height, width) > MEDIAPIPE_MAX_SIDE:
+            raise ImageTooLarge(f"AR effects take images of at most {MEDIAPIPE_MAX_SIDE:,} pixels a side "
+                                f"(MediaPipe's limit), not {width} x {height}")
         faces = self.tracker.process(frame, t)
         out = frame.copy()
         for effect in self.effects:

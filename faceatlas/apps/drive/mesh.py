@@ -67,6 +67,9 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+MEDIAPIPE_MAX_SIDE = 32766  # MediaPipe's OpenCV remaps images below SHRT_MAX a side; at it, the process aborts
+
+
 class FaceMeshTracker:
     """Finds the faces inside the driver region and returns their 478 landmarks."""
 
@@ -100,11 +103,13 @@ class FaceMeshTracker:
         crop_h, crop_w = crop.shape[:2]
         # a sliver of a region (0,0,1,0.0005) or of an image (5000x1), or one downscaled to one: no
         # face fits, and an empty crop or a 0-pixel resize was an OpenCV error
-        seen_h = round(crop_h * self.config.process_width / crop_w) if crop_w > self.config.process_width else crop_h
-        if min(crop_w, seen_h) < MIN_CROP_PIXELS:
+        scale = min(1.0, self.config.process_width / crop_w)
+        scale = min(scale, MEDIAPIPE_MAX_SIDE / (crop_h * scale)) if crop_h * scale > MEDIAPIPE_MAX_SIDE else scale
+        seen_w, seen_h = (round(crop_w * scale), round(crop_h * scale)) if scale < 1.0 else (crop_w, crop_h)
+        if min(seen_w, seen_h) < MIN_CROP_PIXELS:
             return []
-        if crop_w > self.config.process_width:
-            crop = cv2.resize(crop, (self.config.process_width, seen_h), interpolation=cv2.INTER_AREA)
+        if scale < 1.0:  # at most process_width wide, and within MediaPipe's sides (a 200 x 33000 strip aborted it)
+            crop = cv2.resize(crop, (seen_w, seen_h), interpolation=cv2.INTER_AREA)
         result = self._mesh.process(to_rgb(crop))
         if not result.multi_face_landmarks:
             return []
