@@ -11,7 +11,7 @@ from PIL import Image
 
 from faceatlas.apps.albums import Album
 from faceatlas.engine import Embedding
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, NotFound
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
 
@@ -421,3 +421,14 @@ def select_photos(album: Album):
     from faceatlas.apps.albums.db import Photo
 
     return select(Photo).where(Photo.album_id == album._id)
+
+
+def test_a_person_reference_beyond_any_row_id_is_not_found(album: Album, library: Path) -> None:
+    """'p' + 23 digits, or a Unicode digit ('²'), went into SQL as a number: OverflowError and
+    ValueError, a 500 on every album route naming a person. Both are no person (404)."""
+    album.scan(library)
+    someone = album.people()[0].id
+    for ref in ("99999999999999999999999", "p99999999999999999999999", "²", "p²"):
+        for use in (album.person, album.faces, album.timeline, lambda r: album.merge(r, someone)):
+            with pytest.raises(NotFound, match="no person"):
+                use(ref)

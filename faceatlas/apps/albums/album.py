@@ -32,7 +32,7 @@ from faceatlas.apps.albums.types import AlbumFace, ContactSheet, PersonInfo, Pho
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, InvalidInput, NotFound
-from faceatlas.gallery import Gallery, check_id, source_crop
+from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, source_crop
 
 COLLECTION = "faces"
 UNSORTED = "unsorted"
@@ -508,7 +508,7 @@ class AlbumCore:
     def _resolve(self, session: Session, ref: str) -> int:
         text = str(ref).strip()
         number = text[1:] if text[:1] == "p" else text
-        if number.isdigit():
+        if number.isascii() and number.isdigit() and int(number) <= ROW_ID_MAX:  # '²' is a digit; 10**20 no row id
             found = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.id == int(number)))
             if found is not None:
                 return found
