@@ -134,8 +134,17 @@ class Face:
         return None if data is None else _parse(cls, data)
 
 
+def _items(data: dict[str, Any], key: str, *, optional: bool = False) -> list[dict[str, Any]]:
+    """The JSON objects of the list under ``key`` (``optional``: none when it is missing); anything
+    else there is an answer of something else (``"results": 5`` was a TypeError traceback)."""
+    items = data.get(key, []) if optional else data[key]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise _not_ours(f"'{key}' is not a list of objects")
+    return items
+
+
 def _faces(data: dict[str, Any]) -> tuple[Face, ...]:
-    return tuple(_parse(Face, f) for f in data.get("faces", []))
+    return tuple(_parse(Face, f) for f in _items(data, "faces", optional=True))
 
 
 @dataclass(frozen=True)
@@ -576,7 +585,7 @@ class FaceAtlasClient:
         if after:
             params["after"] = after
         data = self._call("GET", f"/v1/collections/{_seg(collection)}/subjects", params=params)
-        return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in data["subjects"]))
+        return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in _items(data, "subjects")))
 
     def enrol(self, collection: str, subject_id: str, image: ImageArg, *,
               idempotency_key: str | None = None) -> EnrolResult:
@@ -613,9 +622,9 @@ class FaceAtlasClient:
                 SearchResult,
                 result,
                 face=Face.of(result.get("face")),
-                matches=tuple(_parse(Match, m) for m in result["matches"]),
+                matches=tuple(_parse(Match, m) for m in _items(result, "matches")),
             )
-            for result in data["results"]
+            for result in _items(data, "results")
         ]
 
     def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = DEFAULT_FAR) -> Verification:
@@ -658,7 +667,7 @@ class FaceAtlasClient:
         if after:
             params["after"] = after
         data = self._call("GET", "/v1/kyc/sessions", params=params)
-        return _parse(KycSessionPage, data, sessions=tuple(_parse(KycSession, s) for s in data["sessions"]),
+        return _parse(KycSessionPage, data, sessions=tuple(_parse(KycSession, s) for s in _items(data, "sessions")),
                       next=data.get("next_cursor"))
 
     # -- retail (the store's owner tenant) ----------------------------------------------------------
@@ -736,4 +745,4 @@ class FaceAtlasClient:
 
     def usage(self) -> Usage:
         data = self._call("GET", "/v1/usage")
-        return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in data["rows"]))
+        return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in _items(data, "rows")))

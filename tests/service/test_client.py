@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -92,6 +93,15 @@ class _Field(BaseHTTPRequestHandler):
                 pass
         elif mode == "huge":
             self._send(200, b"[" + b"0," * 600_000 + b"0]")
+        elif mode == "shapes":
+            self._send(200, SHAPES)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._send(200, SHAPES)
+
+
+SHAPES = b'{"results": 5, "rows": 3, "faces": 5, "subjects": "x", "pack": "p", "total": 1}'  # lists that are not
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +177,16 @@ def test_remote_enrol_without_an_answer_names_its_idempotency_key(examples) -> N
     assert as_json.exit_code == 2 and error["error"] == "server_unreachable" and "k1" in error["message"]
     usage = runner.invoke(app, ["remote", "usage", "--json", *down])
     assert usage.exit_code == 2 and json.loads(usage.stdout)["error"] == "server_unreachable"
+
+
+def test_an_answer_whose_lists_are_not_lists_is_one_of_the_clients_errors(field: str, examples: Path) -> None:
+    """``{"results": 5}`` to search, ``{"rows": 3}`` to usage, ``{"faces": 5}`` to detect: a
+    TypeError traceback ('int' object is not iterable) where detect's other answers said
+    unexpected_answer."""
+    photo = examples / "tests/test_images/obama.jpg"
+    with FaceAtlasClient(f"{field}/shapes", "fa_key") as client:
+        for call in (client.usage, lambda: client.search("c1", photo), lambda: client.detect(photo),
+                     lambda: client.list_subjects("c1")):
+            with pytest.raises(FaceAtlasClientError) as caught:
+                call()
+            assert caught.value.code == "unexpected_answer" and "is not a list of objects" in str(caught.value)
