@@ -130,12 +130,47 @@ async def _finish(request: Request, response: Response | None) -> None:
     request.state.idempotency = None
     answer = None
     if response is not None and 200 <= response.status_code < 300 and not isinstance(response, StreamingResponse):
-        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "")
+        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "", request.url.path)
     try:
         await run_in_threadpool(claimed.shared.finish_idempotent, claimed.scope, claimed.key, answer,
                                 claimed.fingerprint)
     except StateUnavailable:  # the call is done and answered: its answer goes; the claim expires by itself
         log.warning("the answer of Idempotency-Key %r could not be stored", claimed.key, exc_info=True)
+
+
+ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call made or changed was erased "
+                                                              "since; its answer is no longer kept"}}).encode()
+
+
+async def forget_erased(request: Request, tenant_id: str, created: tuple[str, str] | None = None) -> None:
+    """After an erasure (a subject, a collection, a member, an album's person), the tenant's stored
+    answers of calls on what was erased name it no more: those whose path is the erased thing's
+    path (this DELETE's) or under it (its enrolments, renames), and with ``created`` (a field and
+    a value) the call that created it (a POST to the parent path answering that field with that
+    value), are replaced by a ``404 not_found`` naming nothing. A retry with such a key is still
+    answered, not run again (it would enrol the erased person anew); a replay had given back the
+    erased subject's name and metadata for a day. If the shared state cannot be reached, they
+    expire with their keys (``FACEATLAS_IDEMPOTENCY_SECONDS``)."""
+    erased = request.url.path
+    parent = erased.rsplit("/", 1)[0]
+
+    def names_it(answer: StoredAnswer) -> bool:
+        if answer.path == erased or answer.path.startswith(erased + "/"):
+            return True
+        if created is None or answer.path != parent:
+            return False
+        try:
+            return json.loads(answer.body).get(created[0]) == created[1]
+        except (ValueError, AttributeError):
+            return False
+
+    shared: SharedState = request.app.state.shared
+    try:
+        await run_in_threadpool(shared.replace_answers, tenant_id, names_it,
+                                StoredAnswer(404, ERASED, "application/json", erased))
+    except StateUnavailable:
+        log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
+                    "their keys", erased)
 
 
 class IdempotentRoute(APIRoute):

@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from hashlib import sha256
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -186,6 +187,11 @@ return 1
 """
 
 # KEYS: a claim; ARGV: the value it holds while this process's call runs. Deleted only if so.
+_REPLACE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') return 1 end
+return 0
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -215,6 +221,7 @@ class RedisState(SharedState):
         self._current = self.redis.register_script(_INSTANCE)
         self._refresh = self.redis.register_script(_REFRESH)
         self._release = self.redis.register_script(_RELEASE)
+        self._replace = self.redis.register_script(_REPLACE)
         self._store = self.redis.register_script(_STORE)
         self._deployment: bytes | str | None = None  # the id of this deployment's state (see ``deployment``)
         with suppress(redis.RedisError):
@@ -375,13 +382,27 @@ class RedisState(SharedState):
         stored = self._call(lambda: self.redis.get(name))
         if isinstance(stored, str):
             stored = stored.encode()
-        head, _, body = (stored or b"").partition(b"\n")  # a value written before fingerprints: "<status>\n<body>"
-        status, claimed_for, media_type = (head.decode().split(" ", 2) + ["", ""])[:3]
+        status, claimed_for, media_type, path, body = _stored(stored)
         if not same_call(claimed_for, fingerprint):
             raise IdempotencyKeyReused(KEY_REUSED)
         if not status or status == "0":  # running (or freed between the two calls: rare, and retried)
             raise IdempotencyInFlight(IN_FLIGHT, retry_after=self._claim_wait(name, media_type))
-        return StoredAnswer(int(status), body, media_type if claimed_for else "application/json")
+        return StoredAnswer(int(status), body, media_type if claimed_for else "application/json", path)
+
+    def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
+        pattern = f"{PREFIX}idem:{_glob_escaped(scope)}:*"
+        replaced = 0
+        names: list[bytes] = self._call(lambda: list(self.redis.scan_iter(match=pattern, count=500)))
+        for name in names:
+            value = self._call(partial(self.redis.get, name))
+            if value is None:
+                continue
+            status, call, media_type, path, body = _stored(value)
+            if status and status != "0" and match(StoredAnswer(int(status), body, media_type, path)):
+                new = (f"{replacement.status} {call} {replacement.media_type} {replacement.path}\n".encode()
+                       + replacement.body)
+                replaced += int(self._call(partial(self._replace, keys=[name], args=[value, new])))  # unless changed
+        return replaced
 
     def _claim_wait(self, name: str, process: str) -> float:
         """Seconds until a call holding the claim ``name`` may be retried: a second while its process
@@ -406,7 +427,7 @@ class RedisState(SharedState):
             if claim is not None:  # never another process's claim (this one's may have expired)
                 self._call(lambda: self._release(keys=[name], args=[claim]))
             return
-        value = f"{answer.status} {fingerprint} {answer.media_type}\n".encode() + answer.body
+        value = f"{answer.status} {fingerprint} {answer.media_type} {answer.path}\n".encode() + answer.body
         stored = self._call(lambda: self._store(keys=[name], args=[claim or b"", value,
                                                                     self._settings.idempotency_seconds]))
         if not int(stored):  # this process stalled past its claim (SIGSTOP, a paused VM) and a retry ran
@@ -478,6 +499,21 @@ class RedisState(SharedState):
         with suppress(redis.RedisError):
             self.redis.delete(f"{PREFIX}alive:{self.process}")
         self.redis.close()
+
+
+def _glob_escaped(text: str) -> str:
+    """``text`` matching itself in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _stored(value: bytes | str | None) -> tuple[str, str, str, str, bytes]:
+    """Status, fingerprint, media type, path and body of an Idempotency-Key's value: "<status>
+    <fingerprint> <media type> <path>\n<body>" (a claim: "0 <fingerprint> <process>"; values
+    written before paths have none, before fingerprints "<status>\n<body>")."""
+    raw = value.encode() if isinstance(value, str) else value or b""
+    head, _, body = raw.partition(b"\n")
+    status, fingerprint, media_type, path = (head.decode().split(" ", 3) + ["", "", ""])[:4]
+    return status, fingerprint, media_type, path, body
 
 
 def connect(url: str) -> redis.Redis:

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from faceatlas.db import utcnow
@@ -48,6 +48,7 @@ class StoredAnswer:
     status: int
     body: bytes
     media_type: str = "application/json"  # "": none (a 204)
+    path: str = field(default="", compare=False)  # the call's path: an erasure forgets the answers under it
 
 
 class SharedState(ABC):
@@ -86,6 +87,13 @@ class SharedState(ABC):
         """Store the answer of a claimed key (a retry gets it back), or release the claim
         (``None``: the call failed, a retry runs it again). A claim is held as long as its call
         runs, however long; only the death of its process (or :meth:`abandon`) frees it unanswered."""
+
+    @abstractmethod
+    def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
+        """Replace the stored answers of ``scope`` for which ``match`` is true with ``replacement``,
+        each key keeping its call and its expiry (an erasure: the answers that name what was
+        erased become one that names nothing, and a retry is still answered, never run again);
+        returns how many."""
 
     @abstractmethod
     def abandon(self, scope: str, key: str) -> None:
@@ -180,6 +188,14 @@ class MemoryState(SharedState):
             if answer is not None:
                 self._answers[(scope, key)] = (time.monotonic() + self._idempotency_seconds, fingerprint, answer)
                 self._answers.move_to_end((scope, key))
+
+    def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
+        with self._lock:
+            named = [name for name, (_, _, answer) in self._answers.items() if name[0] == scope and match(answer)]
+            for name in named:
+                expiry, call, _ = self._answers[name]
+                self._answers[name] = (expiry, call, replacement)
+        return len(named)
 
     def abandon(self, scope: str, key: str) -> None:
         with self._lock:

@@ -117,6 +117,39 @@ def test_a_retried_subject_delete_deletes_once_and_answers_204_again(api: Api, e
     client.delete_subject("gone", "obama", idempotency_key=key["Idempotency-Key"])  # the client's retry: no error
 
 
+def _stored_bodies(api: Api) -> list[bytes]:
+    """Every answer the shared state keeps for a retry, as stored."""
+    state = api.http.app.state.shared  # type: ignore[attr-defined]
+    if api.state == "memory":
+        return [answer.body for _, _, answer in state._answers.values()]
+    return [state.redis.get(name) or b"" for name in state.redis.scan_iter(match="faceatlas:idem:*")]
+
+
+def test_erasing_a_subject_forgets_the_answers_that_named_it(api: Api, examples: Path) -> None:
+    """A subject's create (name, metadata) and enrol answers stayed in the Idempotency-Key store
+    for a day after its DELETE, replayed to a retry: a trace of an erased person. Now they become a
+    404 that names nothing (a retry is answered, never run again: it would enrol the person anew);
+    other subjects' answers stay."""
+    api.http.post("/v1/collections", json={"name": "privacy"})
+    image = (examples / "examples" / "obama-240p.jpg").read_bytes()
+    secret = {"id": "secret1", "name": "Jane Secret", "metadata": {"passport": "X123"}}
+    create, other, enrol = _key(api, "secret-create"), _key(api, "other-create"), _key(api, "secret-enrol")
+    assert api.http.post("/v1/collections/privacy/subjects", json=secret, headers=create).status_code == 201
+    assert api.http.post("/v1/collections/privacy/subjects", json={"id": "kept1", "name": "Kept"},
+                         headers=other).status_code == 201
+    enrolled = api.http.post("/v1/collections/privacy/subjects/secret1/faces", headers=enrol,
+                             files={"image": ("o.jpg", image, "image/jpeg")})
+    assert enrolled.status_code == 201 and any(b"Jane Secret" in body for body in _stored_bodies(api))
+    assert api.http.delete("/v1/collections/privacy/subjects/secret1").status_code == 204
+    assert not any(b"Jane Secret" in body or b"X123" in body for body in _stored_bodies(api))
+    again = api.http.post("/v1/collections/privacy/subjects/secret1/faces", headers=enrol,
+                          files={"image": ("o.jpg", image, "image/jpeg")})
+    assert _code(again) == (404, "not_found") and again.headers["idempotent-replayed"] == "true"
+    assert api.http.get("/v1/collections/privacy/subjects/secret1").status_code == 404  # not enrolled anew
+    kept = api.http.post("/v1/collections/privacy/subjects", json={"id": "kept1", "name": "Kept"}, headers=other)
+    assert kept.headers.get("idempotent-replayed") == "true"  # another subject's answer stays
+
+
 def test_a_replay_of_a_route_audited_by_declaration_is_not_audited_again(api: Api) -> None:
     """Routes that declare their audit (``dependencies=[audited(...)]``: update, collection delete)
     audited each replay again (docs/deploy.md: a replay is "nor audited again")."""

@@ -30,7 +30,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute
+from faceatlas.service.idempotency import IdempotentRoute, forget_erased
 from faceatlas.service.schemas import (
     AlbumEraseOut,
     AlbumFaceOut,
@@ -262,9 +262,12 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
                        gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False,
                                                                idempotent=True))],
-                       audit: Annotated[AuditEntry, audited("album.erase", "{album}/{person}")]) -> dict[str, Any]:
-    """Erase a person: every face, vector and constraint of theirs."""
+                       audit: Annotated[AuditEntry, audited("album.erase", "{album}/{person}")],
+                       request: Request) -> dict[str, Any]:
+    """Erase a person: every face, vector and constraint of theirs, and the stored answers of calls
+    on them by this reference (Idempotency-Key)."""
     removed = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
+    await forget_erased(request, meter.principal.tenant_id)
     return {"person": person, "faces_deleted": removed}
 
 

@@ -36,7 +36,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute
+from faceatlas.service.idempotency import IdempotentRoute, forget_erased
 from faceatlas.service.schemas import (
     CollectionList,
     CollectionOut,
@@ -118,9 +118,12 @@ async def delete_collection(
     collection: CollectionName,
     meter: Annotated[Meter, Depends(metered("collections.delete", "write", idempotent=True))],
     gallery: TenantGalleryDep,
+    request: Request,
 ) -> None:
-    """Delete a collection with every subject, face, vector and crop in it."""
+    """Delete a collection with every subject, face, vector and crop in it, and the stored answers
+    of calls on them (Idempotency-Key)."""
     await run_in_threadpool(gallery.delete_collection, collection)
+    await forget_erased(request, meter.principal.tenant_id)
 
 
 @router.get("/collections/{collection}/export", response_class=FileResponse,
@@ -248,12 +251,15 @@ async def delete_subject(
     principal: PrincipalDep,
     accounts: AccountsDep,
     settings: SettingsDep,
+    request: Request,
 ) -> None:
-    """Delete a subject and every trace of it: faces, vectors, crops, index entries, and (unless
-    the server keeps them) its id in the audit trail."""
+    """Delete a subject and every trace of it: faces, vectors, crops, index entries, the stored
+    answers of calls on it (Idempotency-Key), and (unless the server keeps them) its id in the
+    audit trail."""
     audit.details["faces"] = await run_in_threadpool(gallery.delete_subject, collection, subject)
     audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
                                            keep_ids=settings.audit_keeps_subject_ids)
+    await forget_erased(request, principal.tenant_id, created=("external_id", subject))
 
 
 @router.post("/collections/{collection}/subjects/{subject}/merge", response_model=SubjectOut)

@@ -49,7 +49,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute
+from faceatlas.service.idempotency import IdempotentRoute, forget_erased
 from faceatlas.service.schemas import (
     RequestBody,
     RetailAlertList,
@@ -241,13 +241,15 @@ async def erase_member(store_id: StoreId, member_id: MemberId, analyzer: Analyze
                        db: DbDep, meter: Annotated[Meter, Depends(metered("retail.erase", "write", billable=False,
                                                                           idempotent=True))],
                        audit: Annotated[AuditEntry, audited("retail.erase", MEMBER)], principal: PrincipalDep,
-                       accounts: AccountsDep, settings: SettingsDep) -> dict[str, Any]:
-    """Erase a member: faces, vectors, consents; visits and charges stay as anonymous counts, and
-    (unless the server keeps them) the member id leaves the audit trail."""
+                       accounts: AccountsDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
+    """Erase a member: faces, vectors, consents, the stored answers of calls on them
+    (Idempotency-Key); visits and charges stay as anonymous counts, and (unless the server keeps
+    them) the member id leaves the audit trail."""
     report = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.erase(member_id))
     audit.details["faces"] = report.faces_deleted
     audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
                                            keep_ids=settings.audit_keeps_subject_ids)
+    await forget_erased(request, principal.tenant_id, created=("id", member_id))
     return {"member": report.member_id, "faces_deleted": report.faces_deleted,
             "consents_deleted": report.consents_deleted, "visits_anonymised": report.visits_anonymised,
             "charges_anonymised": report.charges_anonymised}
