@@ -71,7 +71,8 @@ class UploadLimit:
             kind = b"text/html; charset=utf-8"
         else:
             body = json.dumps({"error": {"code": "payload_too_large",
-                                         "message": f"the request body exceeds {self.max_bytes} bytes"}}).encode()
+                                         "message": f"the request body exceeds {self.max_bytes} bytes"}},
+                              separators=(",", ":")).encode()  # as every other error body (JSONResponse)
             kind = b"application/json"
         await send(
             {

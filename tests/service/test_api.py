@@ -95,6 +95,7 @@ def test_upload_limit_is_enforced_while_streaming(server):
         streamed = client.post("/v1/detect", content=chunks(), headers={"content-type": "application/json"})
     assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
     assert streamed.status_code == 413
+    assert declared.content.startswith(b'{"error":{"code":"payload_too_large","message":')  # as every error body
 
 
 def test_rate_limit_answers_429_with_retry_after(api, examples):
