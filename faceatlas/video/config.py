@@ -189,15 +189,8 @@ def check_outputs(source: str, **outputs: Path | None) -> None:
     """Refuse outputs (by option name: ``output``, ``events``) that are the source file (writing
     one would destroy the video being read) or one another (one written into the other), before
     anything is opened: :class:`InvalidArgument`."""
-    given = [(name, path) for name, path in outputs.items() if path is not None]
-    for name, path in given:
-        if same_file(path, source):
-            raise InvalidArgument(f"{name} {path} is the source video: writing it would destroy the video being "
-                                  "read; give another file")
-    for index, (name, path) in enumerate(given):
-        for other, other_path in given[index + 1:]:
-            if same_file(path, other_path):
-                raise InvalidArgument(f"{name} and {other} are one file ({path}): give two files")
+    _refuse_overlaps([("the source video", source)],
+                     [(name, path) for name, path in outputs.items() if path is not None])
 
 
 def check_run_outputs(cameras: list[CameraConfig], *, events: Path | str | None = None,
@@ -223,6 +216,12 @@ def check_run_outputs(cameras: list[CameraConfig], *, events: Path | str | None 
     database_file = _database_file(database)
     if database_file is not None:
         outputs.append(("database", database_file))
+    _refuse_overlaps(sources, outputs)
+
+
+def _refuse_overlaps(sources: list[tuple[str, str]], outputs: list[tuple[str, Path | str]]) -> None:
+    """:class:`InvalidArgument` naming an output (name, path) that is a source (name, path) or
+    another output; snapshots folders may be shared (each camera names its files)."""
     for name, path in outputs:
         for source_name, source in sources:
             if same_file(path, source):
