@@ -144,3 +144,12 @@ def test_events_dash_are_json_lines_on_stdout(video: str, tmp_path: Path, monkey
     assert twice.exit_code == 2 and "--json writes the events to stdout" in json_error(twice.stdout)["message"]
     to_stdout = runner.invoke(app, ["drive", video, "-q", "--max-frames", "2", "-o", "-"])
     assert to_stdout.exit_code == 2 and "standard output" in to_stdout.stderr, to_stdout.output
+
+
+@pytest.mark.parametrize("args", [["drive", "99999999999", "-q"], ["ar", "99999999999", "-e", "glasses", "-q"]])
+def test_a_webcam_index_beyond_any_camera_is_no_such_camera(args: list[str]) -> None:
+    """It was a traceback of the reader thread (cv2.error: integer won't fit into a C int), then
+    a summary of 0 frames and exit 0."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "no such camera" in result.output and "Traceback" not in result.output
