@@ -18,6 +18,7 @@ from faceatlas.video.config import (
     check_run_outputs,
     checked_settings,
     load_config,
+    prepare_output_file,
     prepare_outputs,
     same_file,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "run_watch",
     "check_outputs",
     "check_run_outputs",
+    "prepare_output_file",
     "prepare_outputs",
     "same_file",
     "utc_time",

@@ -153,3 +153,21 @@ def test_a_webcam_index_beyond_any_camera_is_no_such_camera(args: list[str]) -> 
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "no such camera" in result.output and "Traceback" not in result.output
+
+
+def test_an_output_that_cannot_be_written_is_named_not_the_source(video: str, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """-o /proc/x.mp4 was "cannot read video source '...mp4': /proc/x.mp4: could not open the video
+    for writing" at the first frame; it is refused before the source is opened, naming the output
+    (and --events likewise), and a writer that fails later (the check skipped here) names it too."""
+    for option, path in (("-o", "/proc/x.mp4"), ("--events", "/proc/e.jsonl")):
+        result = runner.invoke(app, ["drive", video, option, path, "-q", "--json", "--max-frames", "2"])
+        assert result.exit_code == 2, result.output
+        error = json_error(result.stdout)
+        assert error["error"] == "bad_request" and f"{path} cannot be written" in error["message"], error
+        assert "video source" not in error["message"]
+    monkeypatch.setattr("faceatlas.apps.drive.run.prepare_output_file", lambda *args, **kwargs: None)
+    result = runner.invoke(app, ["drive", video, "-o", "/proc/x.mp4", "-q", "--json", "--max-frames", "2"])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["message"].startswith("cannot write the output video: /proc/x.mp4"), error

@@ -15,7 +15,15 @@ from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.apps.drive import MEDIAPIPE_MAX_SIDE
 from faceatlas.engine import ImageInput, load_image
 from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidInput
-from faceatlas.video import Frame, VideoSource, VideoWriter, check_outputs, check_video_path, interrupts_held
+from faceatlas.video import (
+    Frame,
+    VideoSource,
+    VideoWriter,
+    check_outputs,
+    check_video_path,
+    interrupts_held,
+    prepare_output_file,
+)
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -87,14 +95,16 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
     frames, faces seen (most in one frame) and processing fps, and ``"interrupted": True`` when
     Ctrl-C stopped a file before its end (``output`` is kept, closed: a valid video of the frames
     done); Ctrl-C is how a live source ends. A source that cannot be opened or
-    read is :class:`InvalidInput`; ``max_frames`` below 1, or an ``output`` that is the source file
-    (links resolved), is :class:`InvalidArgument`."""
+    read is :class:`InvalidInput`, and so is an ``output`` that cannot be written (naming it, before
+    the source is opened, or when it fails later); ``max_frames`` below 1, or an ``output`` that is
+    the source file (links resolved), is :class:`InvalidArgument`."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     if output is not None:
         check_video_path(output)
         check_outputs(str(source), output=output)
+        prepare_output_file(output, "output")  # it failed at the first frame, as a generic error
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
@@ -108,7 +118,10 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
             t = frame.index / video.fps if (video.fps and not video.live) else time.monotonic()
             out, faces = session.process(frame.image, t)
             if writer is not None:
-                writer.write(out)
+                try:
+                    writer.write(out)
+                except OSError as exc:  # the writer did not open: this output, not the source, is the problem
+                    raise InvalidInput(f"cannot write the output video: {exc}") from exc
             frames += 1
             most_faces = max(most_faces, len(faces))
             if on_frame is not None:
