@@ -56,7 +56,10 @@ def normalize_url(url: str) -> str:
 def require_database(url: str, what: str, hint: str = "") -> None:
     """:class:`NotFound` when ``url`` names an SQLite file that does not exist: a read of a
     mistyped path is not a read of an empty database, and makes no file (``what``: "gallery
-    database"; ``hint``: the command that makes one)."""
+    database"; ``hint``: the command that makes one). An empty ``url`` is :class:`InvalidArgument`:
+    it was the working folder (``counts X --db ''``: "no events database at /home/me")."""
+    if not url.strip():
+        raise InvalidArgument(f"the {what} is empty: give its URL or SQLite file")
     path = sqlite_path(normalize_url(url))
     if path is not None and not path.is_file():
         raise NotFound(f"no {what} at {path}" + (f" ({hint})" if hint else ""))

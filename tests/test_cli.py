@@ -318,3 +318,15 @@ def test_models_list_and_info_show_a_corrupt_file(shared, tmp_path, monkeypatch)
     assert recogniser["state"] == "ready" and files["antispoof/2.7_80x80_MiniFASNetV2.onnx"]["state"] == "missing"
     text = runner.invoke(app, ["models", "info", "scrfd-mbf"], terminal_width=200).stdout
     assert "det_500m.onnx: corrupt:" in text
+
+
+def test_compare_names_the_image_without_a_face(examples, tmp_path):
+    """`compare a.jpg noface.png` said "no face found in the image": which of the two?"""
+    photo = examples / "examples/obama-720p.jpg"
+    noface = tmp_path / "noface.png"
+    cv2.imwrite(str(noface), cv2.imread(str(photo))[:160, :160])  # a corner of the photo: wall, no face
+    for args in ([photo, noface], [noface, photo]):
+        result = runner.invoke(app, ["compare", *map(str, args), "-p", "scrfd-mbf", "--json"])
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout.strip().splitlines()[-1])
+        assert error["error"] == "no_face" and str(noface) in error["message"], error

@@ -202,3 +202,22 @@ def test_two_processes_make_the_int8_copy_once(shared: Path, tmp_path: Path) -> 
     assert Path(outputs[1][0].strip()) == made and made.is_file()
     assert sum("making the int8 copy" in err for _, err in outputs) == 1, [err[-2000:] for _, err in outputs]
     assert json.loads(record_path(made).read_text())["sha256"] == file_sha256(made)
+
+
+def test_a_calibration_folder_that_is_not_one_of_photos_says_so(shared: Path, tmp_path: Path) -> None:
+    """FACEATLAS_INT8_IMAGES=/nonexistent (or a folder with no photo) ended as "no face found in the
+    int8 calibration photos": no photo was ever looked at."""
+    from faceatlas.engine.quantize import calibration_photos
+    from faceatlas.errors import ModelMissing
+
+    photo = shared / "data/face_recognition_examples/examples/obama-720p.jpg"
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes((shared / "data/face_recognition_examples/examples/short_hamilton_clip.mp4")
+                                      .read_bytes())
+    for folder, says in ((tmp_path / "nonexistent", "does not exist"), (photo, "is not a folder"),
+                         (videos, "no photos")):
+        with pytest.raises(ModelMissing, match=says) as caught:
+            calibration_photos(EngineSettings(int8_images=folder))
+        assert str(folder) in str(caught.value) and "no face found" not in str(caught.value)
+    assert len(calibration_photos(EngineSettings(int8_images=photo.parent))) >= 5

@@ -57,7 +57,7 @@ def ar(
             raise InvalidArgument("--sticker-on and --sticker-anchors place a --sticker: give the PNG")
         if not effects:
             raise InvalidArgument("give at least one --effect or a --sticker")
-        spec: str | int = int(source) if source.isdigit() else source
+        spec: str | int = int(source) if source.isascii() and source.isdigit() else source  # '²' is no index
         with progress(err, disable=quiet) as bar:
             task = bar.add_task("ar", total=max_frames)
 

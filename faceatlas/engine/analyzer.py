@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -322,12 +323,15 @@ class FaceAnalyzer:
         with_crop: bool = False,
         attributes: bool = False,
     ) -> Face:
-        """The one face of ``image``: the largest when ``largest``, else exactly one is required."""
+        """The one face of ``image``: the largest when ``largest``, else exactly one is required.
+        :class:`NoFace` names a file given by its path (`compare a.jpg b.png` did not say which)."""
         faces = self.analyze(
             image, channels=channels, max_faces=None if not largest else 1, liveness=liveness, with_crop=with_crop,
             attributes=attributes,
         )
         if not faces:
+            if isinstance(image, (str, os.PathLike)):
+                raise NoFace(f"no face found in {os.fsdecode(image)}")
             raise NoFace("no face found in the image")
         if not largest and len(faces) > 1:
             raise TooManyFaces(f"{len(faces)} faces found where exactly one was expected")

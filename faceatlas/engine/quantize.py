@@ -176,10 +176,18 @@ def calibration_folder(settings: EngineSettings) -> Path | None:
 def calibration_photos(settings: EngineSettings, count: int = CALIBRATION_CROPS) -> list[Path]:
     """``count`` photos spread evenly over the calibration folder (sorted, so the same each time)."""
     folder = calibration_folder(settings)
+    if settings.int8_images is not None and folder is not None and not folder.is_dir():
+        # it went on to say "no face found in the int8 calibration photos (/nonexistent)"
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise ModelMissing(f"FACEATLAS_INT8_IMAGES {folder} {state}: the int8 recogniser is made from the float "
+                           "one on calibration photos; set it to a folder of face photos (e.g. LFW's images)")
     if folder is None or not folder.is_dir():
         raise ModelMissing("the int8 recogniser is made from the float one on calibration photos: set "
                            "FACEATLAS_INT8_IMAGES to a folder of face photos (e.g. LFW's images) or "
                            f"FACEATLAS_SHARED (looked in {folder})")
     photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not photos:
+        raise ModelMissing(f"no photos (.jpg, .jpeg, .png) in the int8 calibration folder {folder}: the int8 "
+                           "recogniser is made from the float one on face photos")
     step = max(1, len(photos) // count)
     return photos[::step][:count]

@@ -18,6 +18,7 @@ from faceatlas.video.config import (
     check_run_outputs,
     checked_settings,
     load_config,
+    prepare_output_file,
     prepare_outputs,
     same_file,
 )
@@ -42,7 +43,7 @@ from faceatlas.video.sinks import (
     MqttSink,
     events_from_jsonl,
 )
-from faceatlas.video.sources import Frame, SourceStats, VideoSource, is_live
+from faceatlas.video.sources import Frame, SourceStats, VideoSource, check_webcam_index, is_live, is_webcam
 from faceatlas.video.store import (
     COUNT_PAGE_MINUTES,
     CountPage,
@@ -98,6 +99,7 @@ __all__ = [
     "VideoSource",
     "VideoWriter",
     "check_video_path",
+    "check_webcam_index",
     "ViewTransformer",
     "WatchConfig",
     "WatchReport",
@@ -118,6 +120,7 @@ __all__ = [
     "measure_note",
     "events_from_jsonl",
     "is_live",
+    "is_webcam",
     "list_counts",
     "list_events",
     "load_config",
@@ -131,6 +134,7 @@ __all__ = [
     "run_watch",
     "check_outputs",
     "check_run_outputs",
+    "prepare_output_file",
     "prepare_outputs",
     "same_file",
     "utc_time",

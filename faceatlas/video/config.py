@@ -238,24 +238,46 @@ def _refuse_overlaps(sources: list[tuple[str, str]], outputs: list[tuple[str, Pa
 
 def prepare_outputs(cameras: list[CameraConfig]) -> None:
     """Make each camera's snapshots folder and its output video's folder before the run, and check
-    that they (and an output video already there) can be written: one that cannot (a folder under
-    /proc, a read-only one) is :class:`InvalidInput` naming it (the camera died at its first
-    snapshot, and the run said "cannot read video source")."""
+    that they (and the output video) can be written: one that cannot (a folder under /proc, a
+    read-only one) is :class:`InvalidInput` naming it (the camera died at its first snapshot, and
+    the run said "cannot read video source")."""
     for camera in cameras:
-        wanted = [("snapshots", camera.snapshots, Path(camera.snapshots) if camera.snapshots is not None else None),
-                  ("output", camera.output, Path(camera.output).parent if camera.output is not None else None)]
-        for what, path, folder in wanted:
-            if folder is None:
-                continue
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                reason = exc.strerror.lower() if exc.strerror else str(exc)
-                raise InvalidInput(f"camera {camera.name}: {what} {path} cannot be written: the folder {folder} "
-                                   f"cannot be made ({reason})") from None
-            if not os.access(folder, os.W_OK | os.X_OK) or (what == "output" and Path(str(path)).exists()
-                                                              and not os.access(str(path), os.W_OK)):
-                raise InvalidInput(f"camera {camera.name}: {what} {path} cannot be written (permission denied)")
+        if camera.snapshots is not None:
+            _prepare_folder(Path(camera.snapshots), "snapshots", camera.snapshots, f"camera {camera.name}: ")
+        if camera.output is not None:
+            prepare_output_file(camera.output, "output", of=f"camera {camera.name}: ")
+
+
+def prepare_output_file(path: Path | str, what: str = "output", *, of: str = "") -> None:
+    """Make the folder of the output file ``path`` (``what``: the option naming it) and check, before
+    the run, that the file can be written there: one that cannot (under /proc, in a read-only
+    folder, a file that cannot be opened for writing) is :class:`InvalidInput` naming the output
+    (``of`` first, such as ``"camera door: "``), not the source: `drive` and `ar` said "cannot read
+    video source" at the first frame. A file already there is opened for writing and closed, not
+    changed; one that is not is made and removed again."""
+    path = Path(path)
+    _prepare_folder(path.parent, what, path, of)
+    try:
+        if path.exists():
+            if path.is_file():
+                os.close(os.open(path, os.O_WRONLY))  # no O_TRUNC: nothing of it changes
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            path.unlink()
+    except OSError as exc:  # os.access says yes to root: /proc is no place for files all the same
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise InvalidInput(f"{of}{what} {path} cannot be written ({reason})") from None
+
+
+def _prepare_folder(folder: Path, what: str, path: Path | str, of: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise InvalidInput(f"{of}{what} {path} cannot be written: the folder {folder} cannot be made "
+                           f"({reason})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{of}{what} {path} cannot be written (permission denied)")
 
 
 def _database_file(url: str | None) -> Path | None:

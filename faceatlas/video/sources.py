@@ -22,11 +22,14 @@ import av
 import cv2
 import numpy as np
 
+from faceatlas.errors import InvalidInput
+
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 HTTP_SCHEMES = ("http://", "https://")
 PLAYLIST_FORMATS = frozenset({"hls", "dash"})  # their length is the playlist's: only a duration makes them finite
+MAX_WEBCAM_INDEX = 9999  # OpenCV's indexes (with a backend's offset, such as 1400 + n) stay far below
 
 
 @dataclass
@@ -49,10 +52,23 @@ class SourceStats:
     expected: int | None = None  # set when a file ended before the frame count its container states: that count
 
 
+def is_webcam(spec: str | int | Path) -> bool:
+    """True for a webcam index: ASCII digits (``'²'`` is a digit to Python, and no index)."""
+    text = str(spec)
+    return text.isascii() and text.isdigit()
+
+
+def check_webcam_index(spec: str | int | Path) -> None:
+    """:class:`InvalidInput` (no such camera) for a webcam index above :data:`MAX_WEBCAM_INDEX`:
+    OpenCV raised on one beyond a C int in the reader thread, and the run ended as if the camera had
+    sent no frame (exit 0)."""
+    if is_webcam(spec) and int(str(spec)) > MAX_WEBCAM_INDEX:
+        raise InvalidInput(f"no such camera: {str(spec)[:30]!r} is no webcam index (0 to {MAX_WEBCAM_INDEX})")
+
+
 def is_live(spec: str | int | Path) -> bool:
     """True for webcams (an index) and network streams."""
-    text = str(spec)
-    return text.isdigit() or text.lower().startswith(LIVE_SCHEMES)
+    return is_webcam(spec) or str(spec).lower().startswith(LIVE_SCHEMES)
 
 
 def is_finite(container: av.container.InputContainer) -> bool:
@@ -86,7 +102,10 @@ class VideoSource:
     number: the first frame yielded has that index. A file that cannot be opened raises
     ``OSError`` when iterated; a live source logs the failure, keeps it in ``error`` and retries,
     except a webcam index that does not open the first time (no such camera): iterating it raises
-    that ``OSError`` at once instead of retrying forever. An http(s) URL guessed live (``live``
+    that ``OSError`` at once instead of retrying forever; an index above :data:`MAX_WEBCAM_INDEX`
+    is :class:`InvalidInput` when the source is made. Any other failure of the live reader (not a
+    decoding, network or camera error: a fault) ends the iteration with an ``OSError`` saying so,
+    never as if the source had ended. An http(s) URL guessed live (``live``
     None) is opened first: a file served over HTTP (:func:`is_finite`) is then read as a file
     (``live`` becomes False: every frame, no reconnection at its end); a stream with no length
     stays live.
@@ -107,7 +126,8 @@ class VideoSource:
         self.spec = spec
         self.live = is_live(spec) if live is None else live
         self._probe = live is None and str(spec).lower().startswith(HTTP_SCHEMES)
-        if start and (self.live or str(spec).isdigit()):
+        check_webcam_index(spec)  # before any thread starts
+        if start and (self.live or is_webcam(spec)):
             raise ValueError("start is for files only")
         self.start = start
         self.realtime = realtime
@@ -126,7 +146,7 @@ class VideoSource:
         self._next_index = start
         self._first_index_of_run = 0
         self._time_offset = 0.0
-        self._gave_up = False  # a webcam index that never opened: its error is raised to the reader
+        self._gave_up = False  # a webcam index that never opened, a reader that failed: the error is raised
 
     def __iter__(self) -> Iterator[Frame]:
         opened = self._open_http_file() if self._probe else None
@@ -194,9 +214,16 @@ class VideoSource:
                 except (av.error.FFmpegError, OSError, RuntimeError) as exc:
                     log.warning("source %s failed: %s", self.spec, exc)
                     self.error = exc
-                    if str(self.spec).isdigit() and not produced and self._next_index == 0:
+                    if is_webcam(self.spec) and not produced and self._next_index == 0:
                         self._gave_up = True  # no camera at this index: it will not appear by waiting
                         return
+                except Exception as exc:  # noqa: BLE001 - any other failure ends the run as an error
+                    # (a cv2.error ended this thread, and the run as if the source had ended: exit 0)
+                    log.warning("source %s failed: %r", self.spec, exc)
+                    error = OSError(f"reading {str(self.spec)!r} failed: {type(exc).__name__}: {exc}")
+                    error.__cause__ = exc
+                    self.error, self._gave_up = error, True
+                    return
                 failures = 0 if produced else failures + 1
                 if self.max_reconnects is not None and self.stats.reconnects >= self.max_reconnects:
                     return
@@ -224,7 +251,7 @@ class VideoSource:
     # -- decoding -------------------------------------------------------------------------------
     def _frames(self, opened: av.container.InputContainer | None = None) -> Iterator[Frame]:
         self._first_index_of_run = self._next_index
-        reader = self._opencv_frames() if str(self.spec).isdigit() else self._pyav_frames(opened)
+        reader = self._opencv_frames() if is_webcam(self.spec) else self._pyav_frames(opened)
         last_time = self._time_offset
         for seconds, image in reader:
             if image is None or image.ndim != 3 or image.size == 0:

@@ -15,7 +15,7 @@ from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outpu
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
-from faceatlas.video.sources import check_video_file, is_live
+from faceatlas.video.sources import check_video_file, check_webcam_index, is_live
 from faceatlas.video.webhook import WebhookSink
 
 
@@ -55,6 +55,7 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
         if not str(camera.source).strip():  # Path('') is the working folder: it was "'' is a folder"
             of = f" of camera {camera.name}" if len(config.cameras) > 1 else ""
             raise InvalidInput(f"the video source{of} is empty: give a video file, a stream URL or a webcam index")
+        check_webcam_index(camera.source)  # no such camera: before any camera's thread starts
         if is_live(camera.source):
             continue
         if Path(str(camera.source)).is_dir():

@@ -130,3 +130,20 @@ def test_cli_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(shared
     assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
     written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
     assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing
+
+
+def test_cli_names_an_output_that_cannot_be_written_with_its_code(examples, tmp_path, monkeypatch) -> None:
+    """-o /proc/x.mp4 failed at the first frame as `error (error): ... could not open the video for
+    writing`, the generic code; it is refused before the run as bad_request naming the output, and
+    a writer that fails later (the check skipped here) names the output too."""
+    clip = tmp_path / "in.mp4"
+    _clip(examples, clip, frames=2)
+    result = runner.invoke(app, ["ar", str(clip), "-e", "glasses", "-o", "/proc/x.mp4", "-q", "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])
+    assert error["error"] == "bad_request" and "output /proc/x.mp4 cannot be written" in error["message"], error
+    monkeypatch.setattr("faceatlas.apps.ar.run.prepare_output_file", lambda *args, **kwargs: None)
+    result = runner.invoke(app, ["ar", str(clip), "-e", "glasses", "-o", "/proc/x.mp4", "-q", "--json"])
+    error = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 2 and error["error"] == "bad_request", result.output
+    assert error["message"].startswith("cannot write the output video: /proc/x.mp4"), error

@@ -6,6 +6,7 @@ import resource
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,7 +21,9 @@ from faceatlas.apps.ar import (
     Sticker,
     StickerArt,
     Warp,
+    apply_effects,
     make_effects,
+    run_ar,
 )
 from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, UnknownEffect
 
@@ -218,3 +221,14 @@ def test_a_huge_png_sticker_is_refused_from_its_header(tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing decoded
     _bar_png(tmp_path / "small.png")  # the header check lets an ordinary sticker through
     assert StickerArt.from_png(tmp_path / "small.png").image.shape == (100, 200, 4)
+
+
+def test_one_effect_may_be_given_by_its_name_alone(examples, tmp_path):
+    """A str is a sequence: apply_effects(path, "hat") and run_ar(clip, "glasses") were
+    UnknownEffect 'h', 'a', 't'. One name is that one effect, as in a list of one."""
+    photo = Path(examples / "examples" / "obama-720p.jpg")
+    assert apply_effects(photo, "hat", "png") == apply_effects(photo, ["hat"], "png")
+    assert apply_effects(photo, "hat")[1] == 1
+    out = tmp_path / "out.mp4"
+    summary = run_ar(str(examples / "examples" / "short_hamilton_clip.mp4"), "glasses", output=out, max_frames=2)
+    assert summary["frames"] == 2 and out.stat().st_size > 0

@@ -144,3 +144,30 @@ def test_events_dash_are_json_lines_on_stdout(video: str, tmp_path: Path, monkey
     assert twice.exit_code == 2 and "--json writes the events to stdout" in json_error(twice.stdout)["message"]
     to_stdout = runner.invoke(app, ["drive", video, "-q", "--max-frames", "2", "-o", "-"])
     assert to_stdout.exit_code == 2 and "standard output" in to_stdout.stderr, to_stdout.output
+
+
+@pytest.mark.parametrize("args", [["drive", "99999999999", "-q"], ["ar", "99999999999", "-e", "glasses", "-q"]])
+def test_a_webcam_index_beyond_any_camera_is_no_such_camera(args: list[str]) -> None:
+    """It was a traceback of the reader thread (cv2.error: integer won't fit into a C int), then
+    a summary of 0 frames and exit 0."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "no such camera" in result.output and "Traceback" not in result.output
+
+
+def test_an_output_that_cannot_be_written_is_named_not_the_source(video: str, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """-o /proc/x.mp4 was "cannot read video source '...mp4': /proc/x.mp4: could not open the video
+    for writing" at the first frame; it is refused before the source is opened, naming the output
+    (and --events likewise), and a writer that fails later (the check skipped here) names it too."""
+    for option, path in (("-o", "/proc/x.mp4"), ("--events", "/proc/e.jsonl")):
+        result = runner.invoke(app, ["drive", video, option, path, "-q", "--json", "--max-frames", "2"])
+        assert result.exit_code == 2, result.output
+        error = json_error(result.stdout)
+        assert error["error"] == "bad_request" and f"{path} cannot be written" in error["message"], error
+        assert "video source" not in error["message"]
+    monkeypatch.setattr("faceatlas.apps.drive.run.prepare_output_file", lambda *args, **kwargs: None)
+    result = runner.invoke(app, ["drive", video, "-o", "/proc/x.mp4", "-q", "--json", "--max-frames", "2"])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["message"].startswith("cannot write the output video: /proc/x.mp4"), error

@@ -128,6 +128,22 @@ def test_identical_frames_are_not_reprocessed(video: str) -> None:
     assert not first.reused and again.reused and again.ear == first.ear
 
 
+def test_a_frame_without_a_face_keeps_the_perclos_level(video: str) -> None:
+    """Frames 518-526 have no face: the level PERCLOS set (blinks at 362 and 502) holds through
+    them, and events report the window's PERCLOS. It went back to 0 with "perclos": 0.0 on every
+    frame without a face (or without a head pose) and up again at the next face."""
+    config = DriveConfig(perclos_warning=0.01, calibration_s=1.0, perclos_min_s=2.0)
+    monitor = DriverMonitor(config)
+    try:
+        reports = {r.frame: r for r in monitor.run(iter_frames(video, 330, 540))}
+    finally:
+        monitor.close()
+    assert not any(reports[i].face_found for i in range(518, 527))  # as labelled: the driver leaves the view
+    levels = [(e.frame, e.details["drowsiness"], e.details["perclos"]) for e in events_of(reports, "drowsiness")]
+    assert len(levels) == 1 and levels[0][1] == 1 and levels[0][2] >= 0.01, levels
+    assert all(reports[i].drowsiness == 1 for i in range(levels[0][0], 540))
+
+
 def test_run_drive_writes_what_the_monitor_reports(video: str, tmp_path: Path) -> None:
     """The use case behind `faceatlas drive`: the same events as the monitor on iter_frames, to the
     callback and (one JSON line each, file started afresh) to --events; one annotated frame each."""

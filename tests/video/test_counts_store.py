@@ -243,3 +243,14 @@ def test_the_face_counts_a_camera_without_the_person_detector_stores_are_read_by
     assert [(r.label, r.counts) for r in camera_counts(url, "gate", label="face")] == [("face", {"seen": 3})]
     result = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--class", "face"])
     assert result.exit_code == 0 and "face" in result.output and "person" not in result.output, result.output
+
+
+def test_counts_refuses_an_empty_database() -> None:
+    """`counts X --db ''` read the working folder: "no events database at /the/cwd"."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    result = CliRunner().invoke(app, ["counts", "door", "--db", ""])
+    assert result.exit_code == 2, result.output
+    assert "events database is empty" in result.output and "no events database at" not in result.output

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from faceatlas.errors import InvalidInput
 from faceatlas.video.sources import VideoSource, is_live
 from tests.clips import as_mpegts, http_server
 
@@ -115,6 +117,37 @@ def test_a_webcam_index_with_no_camera_fails_at_once() -> None:
     with pytest.raises(OSError, match="cannot open camera 99"):
         next(iter(source))
     assert time.monotonic() - started < 10
+    source.close()
+
+
+@pytest.mark.parametrize("index", ["99999999999", "10000"])
+def test_a_webcam_index_beyond_any_camera_is_refused_when_the_source_is_made(index: str) -> None:
+    """OpenCV raised "integer won't fit into a C int" in the reader thread for 99999999999: the
+    thread died and the run ended as if the camera had sent no frame (frames 0, exit 0)."""
+    with pytest.raises(InvalidInput, match="no such camera"):
+        VideoSource(index)
+
+
+def test_a_fault_in_the_live_reader_is_an_error_not_the_end_of_the_source(
+        hamilton: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception the reader thread does not expect (here a cv2.error after 5 frames of the clip)
+    killed the thread, and the iteration ended as if the source had ended; it is an OSError now,
+    after the frames read before it."""
+    frames = VideoSource._pyav_frames
+
+    def failing(self: VideoSource, opened: object = None):  # type: ignore[no-untyped-def]
+        for count, frame in enumerate(frames(self, opened)):
+            if count == 5:
+                raise cv2.error("integer won't fit into a C int")
+            yield frame
+
+    monkeypatch.setattr(VideoSource, "_pyav_frames", failing)
+    source = VideoSource(hamilton, live=True, buffer=100, max_reconnects=3, backoff_start=0.01)
+    seen = []
+    with pytest.raises(OSError, match="error: integer won't fit"):
+        for frame in source:
+            seen.append(frame.index)
+    assert seen == [0, 1, 2, 3, 4] and source.stats.reconnects == 0
     source.close()
 
 

@@ -15,7 +15,15 @@ from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.apps.drive import MEDIAPIPE_MAX_SIDE
 from faceatlas.engine import ImageInput, load_image
 from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidInput
-from faceatlas.video import Frame, VideoSource, VideoWriter, check_outputs, check_video_path, interrupts_held
+from faceatlas.video import (
+    Frame,
+    VideoSource,
+    VideoWriter,
+    check_outputs,
+    check_video_path,
+    interrupts_held,
+    prepare_output_file,
+)
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -24,10 +32,12 @@ MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): 
 class ArSession:
     """Face tracking (filtered landmarks, pose) and a chain of effects over the frames of one stream.
 
-    ``effects`` are names of :data:`~faceatlas.apps.ar.effects.EFFECTS` or :class:`Effect` objects."""
+    ``effects`` are names of :data:`~faceatlas.apps.ar.effects.EFFECTS` or :class:`Effect` objects;
+    one name alone (``"hat"``) is that one effect."""
 
-    def __init__(self, effects: Sequence[str | Effect], config: ArConfig | None = None, *,
+    def __init__(self, effects: str | Sequence[str | Effect], config: ArConfig | None = None, *,
                  smooth: bool = True) -> None:
+        effects = one_or_more(effects)
         names = [e for e in effects if isinstance(e, str)]
         made = iter(make_effects(names))
         self.effects: list[Effect] = [next(made) if isinstance(e, str) else e for e in effects]
@@ -61,10 +71,18 @@ class ArSession:
         self.close()
 
 
-def apply_effects(image: ImageInput, effects: Sequence[str], image_format: str = "jpeg",
+def one_or_more(effects: str | Sequence[str | Effect]) -> list[str | Effect]:
+    """``effects`` as a list; one name alone is that effect (a str is a sequence too: ``"hat"`` was
+    the effects 'h', 'a', 't')."""
+    return [effects] if isinstance(effects, str) else list(effects)
+
+
+def apply_effects(image: ImageInput, effects: str | Sequence[str], image_format: str = "jpeg",
                   max_pixels: int | None = None) -> tuple[bytes, int]:
-    """``image`` (bytes, path or array) with ``effects`` applied, encoded as ``png`` or ``jpeg``,
-    and the number of faces found. At most :data:`MAX_EFFECTS` effects (else ``InvalidArgument``)."""
+    """``image`` (bytes, path or array) with ``effects`` (names, or one name) applied, encoded as
+    ``png`` or ``jpeg``, and the number of faces found. At most :data:`MAX_EFFECTS` effects (else
+    ``InvalidArgument``)."""
+    effects = [effects] if isinstance(effects, str) else list(effects)  # 'hat' was 'h', 'a', 't'
     if len(effects) > MAX_EFFECTS:
         raise InvalidArgument(f"at most {MAX_EFFECTS} effects in one call, not {len(effects)}")
     if image_format not in IMAGE_FORMATS:
@@ -78,23 +96,25 @@ def apply_effects(image: ImageInput, effects: Sequence[str], image_format: str =
     return encoded.tobytes(), len(faces)
 
 
-def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output: Path | None = None,
+def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, output: Path | None = None,
            max_frames: int | None = None, config: ArConfig | None = None,
            on_frame: Callable[[int, int | None], None] | None = None) -> dict[str, float | int]:
-    """Apply ``effects`` (names or :class:`Effect` objects, e.g. a PNG :class:`Sticker`) to every
+    """Apply ``effects`` (names or :class:`Effect` objects, e.g. a PNG :class:`Sticker`, or one name) to every
     frame of ``source`` (video file, webcam index or stream URL), writing ``output`` (mp4) when
     given; ``on_frame(done, total)`` after each frame (total is None for live sources). Returns
     frames, faces seen (most in one frame) and processing fps, and ``"interrupted": True`` when
     Ctrl-C stopped a file before its end (``output`` is kept, closed: a valid video of the frames
     done); Ctrl-C is how a live source ends. A source that cannot be opened or
-    read is :class:`InvalidInput`; ``max_frames`` below 1, or an ``output`` that is the source file
-    (links resolved), is :class:`InvalidArgument`."""
+    read is :class:`InvalidInput`, and so is an ``output`` that cannot be written (naming it, before
+    the source is opened, or when it fails later); ``max_frames`` below 1, or an ``output`` that is
+    the source file (links resolved), is :class:`InvalidArgument`."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
     if output is not None:
         check_video_path(output)
         check_outputs(str(source), output=output)
+        prepare_output_file(output, "output")  # it failed at the first frame, as a generic error
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
@@ -108,7 +128,10 @@ def run_ar(source: str | int | Path, effects: Sequence[str | Effect], *, output:
             t = frame.index / video.fps if (video.fps and not video.live) else time.monotonic()
             out, faces = session.process(frame.image, t)
             if writer is not None:
-                writer.write(out)
+                try:
+                    writer.write(out)
+                except OSError as exc:  # the writer did not open: this output, not the source, is the problem
+                    raise InvalidInput(f"cannot write the output video: {exc}") from exc
             frames += 1
             most_faces = max(most_faces, len(faces))
             if on_frame is not None:

@@ -102,7 +102,8 @@ class FaceMeshTracker:
         crop = frame[y1:y2, x1:x2]
         crop_h, crop_w = crop.shape[:2]
         # a sliver of a region (0,0,1,0.0005) or of an image (5000x1), or one downscaled to one: no
-        # face fits, and an empty crop or a 0-pixel resize was an OpenCV error
+        # face fits, and an empty crop or a 0-pixel resize was an OpenCV error (a crop 0 px wide, a
+        # division by zero below)
         if min(crop_w, crop_h) < MIN_CROP_PIXELS:
             return []
         scale = min(1.0, self.config.process_width / crop_w)

@@ -303,7 +303,11 @@ class DriverMonitor:
 
     def _drowsy(self, report: FrameReport) -> None:
         cfg, t = self.config, report.t
-        perclos = report.perclos or 0.0
+        # a frame without a measurement (no face, no head pose) leaves the window's PERCLOS as it
+        # was: it cleared a level set by PERCLOS on every such frame, reporting a PERCLOS of 0.0
+        self._perclos.expire(t)
+        share = self._perclos.share  # what events report
+        perclos = share if self._perclos.covered_s >= cfg.perclos_min_s else 0.0  # no verdict before
         long_blinks, yawns = self._long_blinks.count(t), self._yawns.count(t)
         closed_s = self._closure.running_for(t)
         if closed_s >= cfg.microsleep_s:
@@ -322,7 +326,7 @@ class DriverMonitor:
                 "drowsiness",
                 Level(level),
                 drowsiness=level,
-                perclos=round(perclos, 3),
+                perclos=round(share, 3),
                 long_blinks=long_blinks,
                 yawns=yawns,
                 eyes_closed_s=round(closed_s, 2),

@@ -7,13 +7,23 @@ from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
 from faceatlas.apps.drive.config import DriveConfig
 from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.video import JsonlSink, VideoSource, VideoWriter, check_outputs, check_video_path, interrupts_held
+from faceatlas.video import (
+    JsonlSink,
+    VideoSource,
+    VideoWriter,
+    check_outputs,
+    check_video_path,
+    interrupts_held,
+    prepare_output_file,
+)
 
 
 def run_drive(
@@ -32,12 +42,18 @@ def run_drive(
     Returns :meth:`DriverMonitor.summary`, with ``"interrupted": True`` when Ctrl-C stopped a file
     before its end (what was written is kept, closed: a valid video of the frames done); Ctrl-C is
     how a live source ends. ``output`` and ``events`` that name the source file or
-    each other (links resolved) are :class:`InvalidArgument`, before anything is opened."""
+    each other (links resolved) are :class:`InvalidArgument`, and ones that cannot be written
+    :class:`InvalidInput` naming them, before anything is opened; a write that fails later names
+    the output too, not the source."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
         check_video_path(output)  # before the source is opened
     check_outputs(str(source), output=output, events=events)
+    if output is not None:  # one that cannot be written failed at the first frame, as "cannot read video source"
+        prepare_output_file(output, "output")
+    if events is not None and str(events) != "-":  # '-': standard output
+        prepare_output_file(events, "events")
     frames = VideoSource(source)
     timed = timed_frames(frames, max_frames)
     try:  # open the source before anything is written
@@ -57,7 +73,7 @@ def run_drive(
                 if on_event:
                     on_event(event)
             if video is not None:
-                video.write(draw_report(frame, report))
+                _write(video, draw_report(frame, report))
             if on_frame is not None:
                 total = frames.frames
                 on_frame(index + 1, min(total, max_frames) if total and max_frames else total or max_frames)
@@ -77,3 +93,10 @@ def run_drive(
         summary["interrupted"] = True
     return summary
 
+
+def _write(video: VideoWriter, image: np.ndarray) -> None:
+    """One frame into the output video; a failure names the output, not the source."""
+    try:
+        video.write(image)
+    except OSError as exc:  # the writer did not open (at the first frame): this output is the problem
+        raise InvalidInput(f"cannot write the output video: {exc}") from exc
