@@ -84,13 +84,16 @@ def encode_mp4(frames: Sequence[np.ndarray], fps: float = 25.0, *, first_s: floa
         stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "20"}
+        stamped = bool(first_s) or ticks is not None  # else the encoder's own timestamps, at round(fps)
         base = Fraction(1, 90000)
-        stream.time_base = stream.codec_context.time_base = base
+        if stamped:
+            stream.time_base = stream.codec_context.time_base = base
         step = ticks if ticks is not None else round(90000 / fps)
         for index, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:stream.height, :stream.width]),
                                                format="bgr24")
-            frame.pts, frame.time_base = round(first_s * 90000) + index * step, base
+            if stamped:
+                frame.pts, frame.time_base = round(first_s * 90000) + index * step, base
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
