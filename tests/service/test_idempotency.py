@@ -6,7 +6,7 @@ answer is not kept; every state-changing route honours the header."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -227,57 +227,62 @@ def test_a_key_is_claimed_once_per_call(kind: str, redis_server) -> None:
         state.close()
 
 
-def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(monkeypatch: pytest.MonkeyPatch,
-                                                                           redis_server) -> None:
+Pair = tuple[RedisState, RedisState]
+
+
+@pytest.fixture
+def two_processes(monkeypatch: pytest.MonkeyPatch, redis_server) -> Iterator[Callable[[int], Pair]]:
+    """Two processes' shared states on an empty Redis: claims living the seconds given,
+    heartbeats every 0.2 s; both closed after the test (a close already done is harmless)."""
+    made: list[RedisState] = []
+
+    def make(claim_seconds: int) -> Pair:
+        redis_server.flush()
+        monkeypatch.setattr(redis_state, "CLAIM_SECONDS", claim_seconds)
+        monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
+        settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+        made.extend((RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)))
+        return made[-2], made[-1]
+
+    yield make
+    for state in made:
+        state.close()
+
+
+def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(two_processes, redis_server) -> None:
     """A call running longer than a claim's lifetime keeps its key (a retry meanwhile is refused,
     never run a second time); the claim of a process gone mid-call frees by itself, and the late
     release of that dead claim leaves the retry's claim alone."""
-    redis_server.flush()
-    monkeypatch.setattr(redis_state, "CLAIM_SECONDS", 1)
-    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
-    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    running, other = RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)
-    try:
-        assert running.begin_idempotent("acme", "enrol-1", "enrol") is None
-        time.sleep(2.5)  # the call still runs, well past a claim's lifetime
-        with pytest.raises(IdempotencyInFlight) as refused:
-            other.begin_idempotent("acme", "enrol-1", "enrol")
-        assert refused.value.retry_after == 1.0  # the 409 says when to try again
-        redis_server.flush()  # Redis restarts empty: the heartbeat claims the running call's key again
-        time.sleep(0.5)
-        with pytest.raises(IdempotencyInFlight):
-            other.begin_idempotent("acme", "enrol-1", "enrol")
-        running.close()  # the process is gone mid-call: no heartbeat, no answer
-        time.sleep(1.5)
-        assert other.begin_idempotent("acme", "enrol-1", "enrol") is None  # the retry runs it
-        running.finish_idempotent("acme", "enrol-1", None, "enrol")  # the dead call's late release
-        with pytest.raises(IdempotencyInFlight):
-            running.begin_idempotent("acme", "enrol-1", "enrol")  # the retry's claim stands
-    finally:
-        running.close()
-        other.close()
+    running, other = two_processes(1)
+    assert running.begin_idempotent("acme", "enrol-1", "enrol") is None
+    time.sleep(2.5)  # the call still runs, well past a claim's lifetime
+    with pytest.raises(IdempotencyInFlight) as refused:
+        other.begin_idempotent("acme", "enrol-1", "enrol")
+    assert refused.value.retry_after == 1.0  # the 409 says when to try again
+    redis_server.flush()  # Redis restarts empty: the heartbeat claims the running call's key again
+    time.sleep(0.5)
+    with pytest.raises(IdempotencyInFlight):
+        other.begin_idempotent("acme", "enrol-1", "enrol")
+    running.close()  # the process is gone mid-call: no heartbeat, no answer
+    time.sleep(1.5)
+    assert other.begin_idempotent("acme", "enrol-1", "enrol") is None  # the retry runs it
+    running.finish_idempotent("acme", "enrol-1", None, "enrol")  # the dead call's late release
+    with pytest.raises(IdempotencyInFlight):
+        running.begin_idempotent("acme", "enrol-1", "enrol")  # the retry's claim stands
 
 
-def test_a_dead_process_s_claim_says_when_it_frees(monkeypatch: pytest.MonkeyPatch, redis_server) -> None:
+def test_a_dead_process_s_claim_says_when_it_frees(two_processes) -> None:
     """A 409 said Retry-After 1 for a claim of a process gone mid-call, though every retry would be
     refused until the claim freed (up to CLAIM_SECONDS later): it says the claim's time left."""
-    redis_server.flush()
-    monkeypatch.setattr(redis_state, "CLAIM_SECONDS", 6)
-    monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
-    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    running, other = RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)
-    try:
-        assert running.begin_idempotent("acme", "enrol-2", "enrol") is None
-        with pytest.raises(IdempotencyInFlight) as alive:
-            other.begin_idempotent("acme", "enrol-2", "enrol")
-        assert alive.value.retry_after == 1.0  # its process lives: the call may end any moment
-        running.close()  # gone mid-call
-        with pytest.raises(IdempotencyInFlight) as dead:
-            other.begin_idempotent("acme", "enrol-2", "enrol")
-        assert dead.value.retry_after is not None and 4.0 < dead.value.retry_after <= 6.0
-    finally:
-        running.close()
-        other.close()
+    running, other = two_processes(6)
+    assert running.begin_idempotent("acme", "enrol-2", "enrol") is None
+    with pytest.raises(IdempotencyInFlight) as alive:
+        other.begin_idempotent("acme", "enrol-2", "enrol")
+    assert alive.value.retry_after == 1.0  # its process lives: the call may end any moment
+    running.close()  # gone mid-call
+    with pytest.raises(IdempotencyInFlight) as dead:
+        other.begin_idempotent("acme", "enrol-2", "enrol")
+    assert dead.value.retry_after is not None and 4.0 < dead.value.retry_after <= 6.0
 
 
 def test_a_stalled_call_finishing_after_a_retry_took_its_key_over_leaves_the_retry_s_answer(redis_server) -> None:
