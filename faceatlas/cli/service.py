@@ -130,7 +130,7 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
         typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True)
     gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir))
     try:
-        deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id))
+        deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id, settings.redis_url))
     finally:
         gallery.close()
     console.print(f"tenant {tenant_id} deleted with {deleted} collections")

@@ -524,6 +524,22 @@ def connect(url: str) -> redis.Redis:
         raise InvalidSetting(f"FACEATLAS_REDIS_URL ({address(url)}): {exc}") from None
 
 
+def forget_scope(url: str, scope: str) -> int:
+    """Delete every Idempotency-Key of ``scope`` (a tenant: its claims and stored answers) from the
+    Redis at ``url``; returns how many. For a deleted tenant: its answers (subjects' names, faces'
+    boxes) would otherwise stay in Redis until their keys expire. Redis unreachable:
+    :class:`StateUnavailable` (run the deletion again)."""
+    client = connect(url)
+    try:
+        names = list(client.scan_iter(match=f"{PREFIX}idem:{_glob_escaped(scope)}:*", count=500))
+        return sum(int(client.delete(*names[i : i + 500])) for i in range(0, len(names), 500))
+    except redis.RedisError as exc:
+        raise StateUnavailable(f"the shared state (Redis at {address(url)}) cannot be reached to delete the "
+                               f"tenant's stored answers: {exc}; run the deletion again", retry_after=1.0) from exc
+    finally:
+        client.close()
+
+
 def check(client: redis.Redis, where: str) -> None:
     """At start: a Redis that refuses this server (no or a wrong password, a database number it
     does not have) is :class:`InvalidSetting`, which stops the start; one unreachable now is

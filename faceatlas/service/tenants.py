@@ -16,7 +16,7 @@ def gallery_tenant(tenant_id: str) -> str:
     return f"svc:{tenant_id}"
 
 
-def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str) -> int:
+def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_url: str | None = None) -> int:
     """Delete a tenant and everything it owns, biometric data first and the account last:
 
     0. its keys are revoked, so that they add nothing while the rest goes (not covered: a request
@@ -27,7 +27,10 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str) -> int:
     4. its retail stores (members' faces, vectors and records; only money records stay, see
        ``apps.retail.erase_stores``);
     5. its stored video events and counts with their snapshot files;
-    6. its keys and its account.
+    6. with ``redis_url`` (the service's ``FACEATLAS_REDIS_URL``), the answers of its calls that
+       Redis keeps for retries (``Idempotency-Key``), which name its subjects (a single server
+       keeps them in its memory, out of reach once the keys are revoked, until they expire);
+    7. its keys and its account.
 
     Each step finds what is left by the tenant's id and the account goes last, so a run cut short
     can be run again and finishes the job; once the account is gone the tenant is :class:`NotFound`.
@@ -45,5 +48,9 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str) -> int:
     erase_stores(engine, gallery, tenant_id, migrated=False)
     erase_tenant_events(engine, tenant_id)
     gallery.flush()
+    if redis_url is not None:
+        from faceatlas.service.redis_state import forget_scope  # the redis client: an optional extra
+
+        forget_scope(redis_url, tenant_id)
     accounts.delete_tenant(tenant_id)
     return len(collections)

@@ -17,12 +17,14 @@ from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.client import FaceAtlasClient
 from faceatlas.db import create_database_engine
 from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused
+from faceatlas.gallery import Gallery
 from faceatlas.service import create_app, redis_state
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.redis_state import RedisState
 from faceatlas.service.shared_state import MemoryState, StoredAnswer
+from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings
 
 # POST/PATCH/DELETE calls that do not honour Idempotency-Key: reads sent as POST (their retry
@@ -148,6 +150,32 @@ def test_erasing_a_subject_forgets_the_answers_that_named_it(api: Api, examples:
     assert api.http.get("/v1/collections/privacy/subjects/secret1").status_code == 404  # not enrolled anew
     kept = api.http.post("/v1/collections/privacy/subjects", json={"id": "kept1", "name": "Kept"}, headers=other)
     assert kept.headers.get("idempotent-replayed") == "true"  # another subject's answer stays
+
+
+def test_deleting_a_tenant_deletes_its_answers_kept_in_redis(api: Api, examples: Path) -> None:
+    """A deleted tenant's stored answers (its subjects' names) stayed in Redis for a day after
+    `faceatlas tenant delete`; now the deletion removes them, and only them. (One server's memory
+    keeps them until they expire, out of reach: the tenant's keys are revoked.)"""
+    api.accounts.create_tenant("leaving")
+    token = api.accounts.create_key("leaving", ["admin"], rate_per_second=500, burst=500).token
+    leaving = {"Authorization": f"Bearer {token}"}
+    assert api.http.post("/v1/collections", json={"name": "staff"}, headers=leaving).status_code == 201
+    assert api.http.post("/v1/collections/staff/subjects", json={"id": "s1", "name": "Leaving Person"},
+                         headers={**leaving, **_key(api, "leaving-create")}).status_code == 201
+    assert api.http.post("/v1/collections", json={"name": "staying"}, headers=_key(api, "staying")).status_code == 201
+    assert any(b"Leaving Person" in body for body in _stored_bodies(api))
+    gallery = Gallery.open(api.database_url, index_dir=api.http.app.state.settings.index_dir)  # type: ignore[attr-defined]
+    try:
+        delete_tenant(api.accounts, gallery, "leaving", redis_url=api.http.app.state.settings.redis_url)  # type: ignore[attr-defined]
+    finally:
+        gallery.close()
+    time.sleep(api.http.app.state.settings.key_cache_seconds + 0.1)  # type: ignore[attr-defined] # revoked everywhere
+    replay = api.http.post("/v1/collections/staff/subjects", json={"id": "s1", "name": "Leaving Person"},
+                           headers={**leaving, **_key(api, "leaving-create")})
+    assert replay.status_code == 401 and b"Leaving Person" not in replay.content
+    bodies = _stored_bodies(api)
+    assert any(b"Leaving Person" in body for body in bodies) == (api.state == "memory")
+    assert any(b'"staying"' in body for body in bodies)  # acme's answer stays
 
 
 def test_a_replay_of_a_route_audited_by_declaration_is_not_audited_again(api: Api) -> None:
