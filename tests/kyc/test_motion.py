@@ -10,7 +10,8 @@ import pytest
 
 from faceatlas.apps.kyc import KycConfig, decode_video
 from faceatlas.apps.kyc.motion import Sample, check_challenge, mesh_samples
-from faceatlas.errors import ImageTooLarge
+from faceatlas.engine.image import decode_image
+from faceatlas.errors import FaceAtlasError, ImageTooLarge
 
 from .media import clip, encode_mp4
 
@@ -72,3 +73,14 @@ def test_a_video_of_more_frames_than_a_camera_gives_is_refused_early() -> None:
         decode_video(crowded, config)
     usual = decode_video(encode_mp4([flat] * 30, fps=30), config)  # a camera's rate: read whole
     assert len(usual.frames) == 30
+
+
+@pytest.mark.parametrize("data", [b"", b"not a video at all" * 100, b"\x00" * 64])
+def test_a_selfie_video_that_does_not_decode_is_refused_as_a_photo_that_does_not(data: bytes) -> None:
+    """An empty selfie video was `invalid_image` and an undecodable one `bad_request`, while the same
+    bytes sent as a photo are `empty_image` / `invalid_image`: one code per failure, whatever the medium."""
+    with pytest.raises(FaceAtlasError) as as_photo:
+        decode_image(data)
+    with pytest.raises(FaceAtlasError) as as_video:
+        decode_video(data, CONFIG)
+    assert as_video.value.code == as_photo.value.code, str(as_video.value)

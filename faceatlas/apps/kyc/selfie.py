@@ -14,7 +14,7 @@ import numpy as np
 
 from faceatlas.apps.kyc.config import KycConfig
 from faceatlas.engine.image import decode_image, decoded_pixels
-from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage, InvalidInput
+from faceatlas.errors import EmptyImage, ImageTooLarge, InvalidArgument, InvalidImage, InvalidInput
 
 HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
 MAX_VIDEO_PIXELS = 4096 * 2160  # a 4K phone video at most
@@ -60,7 +60,7 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
     small file of a flat picture at thousands of frames a second held a worker for minutes):
     :class:`ImageTooLarge` beyond either."""
     if not data:
-        raise InvalidImage("the selfie video is empty")
+        raise EmptyImage("the selfie video is empty")
     frames: list[np.ndarray] = []
     times: list[float] = []
     next_t, start = 0.0, None
@@ -68,7 +68,7 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
-                raise InvalidInput("the selfie has no video stream")
+                raise InvalidImage("the selfie has no video stream")
             stream = container.streams.video[0]
             if (stream.codec_context.width or 0) * (stream.codec_context.height or 0) > MAX_VIDEO_PIXELS:
                 raise ImageTooLarge(f"selfie frames of {stream.codec_context.width}x{stream.codec_context.height} "
@@ -93,10 +93,10 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
                 times.append(t)
     except av.error.FFmpegError as exc:  # FFmpeg's own words, not its errno and '<none>' file name
         reason = (getattr(exc, "strerror", None) or str(exc)).rstrip(".")
-        raise InvalidInput(f"the selfie video does not decode ({reason[:80].lower()}): send an MP4, WebM or "
+        raise InvalidImage(f"the selfie video does not decode ({reason[:80].lower()}): send an MP4, WebM or "
                            "MOV video, or the frames as images") from exc
     if not frames:
-        raise InvalidInput("the selfie video has no frames")
+        raise InvalidImage("the selfie video has no frames")
     return Selfie(frames, times, hashlib.sha256(data).hexdigest(),
                   [frame_hash(f) for f in frames])
 
