@@ -102,6 +102,8 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
                 continue
             # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
             file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
+            if isinstance(fs, pafs.LocalFileSystem):  # `x/../a.jpg` and `a.jpg`: one photo, listed once
+                file = os.path.normpath(file)
             paths.append(file)
             subject = (row.get("subject") or "").strip()
             if subject and subjects.setdefault(file, subject) != subject:  # the last one won, silently

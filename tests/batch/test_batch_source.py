@@ -135,6 +135,8 @@ def test_a_manifest_row_with_an_extra_field_or_a_second_subject_is_refused_by_it
         resolve_source(str(manifest))
     manifest.write_text(f"path,subject\n{first},Adam\n{first},Adam\n{second}\n")  # the same twice: one photo
     assert resolve_source(str(manifest)).subjects == {str(files[0]): "Adam"}
+    manifest.write_text(f"path,subject\n{first},Adam\nx/../{first},Adam\n{files[0]},Adam\n")  # written 3 ways
+    assert resolve_source(str(manifest)).paths == [str(files[0])]  # was listed (and counted) twice
     odd = files[0].with_name("a, b.jpg")
     shutil.copy(files[0], odd)
     manifest.write_text(f"path,subject\n{second},Bea\n{odd.relative_to(folders)},Adam\n")
