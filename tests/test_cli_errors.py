@@ -375,3 +375,33 @@ def test_eval_lfw_output_that_cannot_hold_a_calibration_is_refused_before_the_wo
     folder = runner.invoke(app, [*base, "--output", str(tmp_path)])
     assert folder.exit_code == 2
     assert f"{tmp_path} is a folder" in folder.stderr.replace("\n", ""), folder.stderr
+
+
+def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
+    """An export whose header nests 100,000 levels was a RecursionError traceback (exit 1); a NUL in
+    a face's source was `database_unavailable` on PostgreSQL and stored on SQLite."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from faceatlas.engine import get_pack
+    from faceatlas.gallery import Gallery
+
+    db, path = tmp_path / "g.db", tmp_path / "c.parquet"
+    with Gallery.open(str(db)) as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        gallery.add_embeddings("c", "ada", np.ones((1, 128)), recognizer_id=get_pack("scrfd-mbf").recognizer_id,
+                               sources=["ada.jpg"])
+        gallery.export("c", path)
+    table = pq.read_table(path)
+    deep = tmp_path / "deep.parquet"
+    pq.write_table(table.replace_schema_metadata({b"faceatlas.gallery": b"[" * 100_000 + b"]" * 100_000}), deep)
+    nul = tmp_path / "nul.parquet"
+    sources = table.column("source").to_pylist()
+    pq.write_table(table.set_column(table.schema.get_field_index("source"), "source",
+                                    pa.array(["a\x00b"] * len(sources), pa.string())), nul)
+    for file, code in ((deep, "bad_request"), (nul, "validation_error")):
+        result = runner.invoke(app, ["gallery", "import", str(file), "--name", "copy", "--db", str(db)])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert _error_lines(result.output)[0].startswith(f"error ({code})"), result.output
+    listed = runner.invoke(app, ["gallery", "list", "--json", "--db", str(db)])
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["c"]

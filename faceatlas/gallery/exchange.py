@@ -88,6 +88,8 @@ def read_header(path: Path) -> dict[str, Any]:
         header = json.loads(metadata[METADATA_KEY])
     except ValueError as exc:
         raise InvalidInput(f"{path.name}: its export header is not JSON ({exc})") from exc
+    except RecursionError as exc:  # "[" * 100_000: a traceback (the API's 500) instead of bad input
+        raise InvalidInput(f"{path.name}: its export header nests deeper than JSON of an export does") from exc
     return _checked_header(header, path.name)
 
 
@@ -96,6 +98,8 @@ def _checked_header(header: object, name: str) -> dict[str, Any]:
     before a collection is created from it."""
     if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
         found = header.get("format") if isinstance(header, dict) else header
+        if isinstance(found, dict | list):  # its text, deep enough, was a RecursionError
+            found = type(found).__name__
         raise InvalidInput(f"{name}: export format {str(found)[:40]!r} is not one this version reads "
                            f"({FORMAT_VERSION})")
     strings = ("collection", "pack_name", "pack_version", "recognizer_id")
@@ -133,3 +137,6 @@ def _subject_metadata(row: dict[str, Any]) -> Any:
         return json.loads(row["subject_metadata"] or "{}")
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"subject {str(row['external_id'])[:60]!r}: its metadata is not JSON ({exc})") from exc
+    except RecursionError as exc:  # metadata nests at most METADATA_MAX_DEPTH levels anyway
+        raise InvalidInput(f"subject {str(row['external_id'])[:60]!r}: its metadata nests deeper than "
+                           "metadata may") from exc

@@ -71,6 +71,7 @@ from faceatlas.gallery.rules import (
     check_id,
     check_metadata,
     check_row_id,
+    check_stored,
     check_tenant,
     check_text,
     parse_cursor,
@@ -201,6 +202,8 @@ class Gallery:
     def _create_bound_collection(self, name: str, pack_name: str, pack_version: str, recognizer_id: str,
                                  embedding_size: int, *, keep_crops: bool,
                                  metadata: dict[str, Any] | None) -> CollectionInfo:
+        for what, text in (("pack name", pack_name), ("pack version", pack_version), ("recognizer id", recognizer_id)):
+            check_stored(text, what)  # an import's header names them
         row = Collection(tenant_id=self._tenant_id, name=name, pack_name=pack_name, pack_version=pack_version,
                          recognizer_id=recognizer_id, embedding_size=embedding_size, keep_crops=keep_crops,
                          meta=check_metadata(metadata), revision=0)
@@ -917,10 +920,17 @@ def enrolled_photos(sources: Iterable[str | None]) -> set[str]:
 
 def _source_text(source: str | None) -> str | None:
     """A face's source as its column keeps it: UTF-8 text (a file name that is not UTF-8 gets U+FFFD
-    for its odd bytes; it failed the enrolment without naming the file) of at most 1000 characters."""
+    for its odd bytes; it failed the enrolment without naming the file) of at most 1000 characters.
+    Text that is no file name's (an import's: a lone surrogate that is not an odd byte, a NUL) is
+    :class:`InvalidArgument`."""
     if source is None:
         return None
-    return source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:1000]
+    try:
+        raw = source.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        check_stored(source, "face source")  # refuses it, naming the surrogate
+        raise
+    return check_stored(raw.decode("utf-8", "replace")[:1000], "face source")
 
 
 def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:

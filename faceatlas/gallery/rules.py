@@ -1,6 +1,11 @@
 """What the gallery accepts as names, subject ids, metadata and page cursors: one rule each, used
 by every entry point (the gallery's own writes, and the service for ids in URL paths and bodies).
-Breaking a rule is :class:`InvalidArgument` (422), before anything is stored."""
+Breaking a rule is :class:`InvalidArgument` (422), before anything is stored.
+
+Every string the gallery stores (ids, names, metadata keys and values at any depth, an import's
+pack identity, a face's source) passes :func:`check_stored`: text that UTF-8 can hold (no lone
+surrogate, half of an emoji that a JSON ``"\\ud83d"`` makes) and without NUL (PostgreSQL's text
+refuses it). Stored, such a string broke every later read that showed it."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ __all__ = [
     "check_id",
     "check_metadata",
     "check_row_id",
+    "check_stored",
     "check_tenant",
     "check_text",
     "parse_cursor",
@@ -33,6 +39,25 @@ METADATA_MAX_BYTES = 64 * 1024
 _ID = re.compile(ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
+
+
+def check_stored(value: str, what: str = "text") -> str:
+    """``value`` when the gallery can store it: encodable as UTF-8 (no lone surrogate: a JSON
+    ``"\\ud83d"`` escape is half an emoji, accepted by JSON parsers, then refused by every answer
+    and export that showed it) and without NUL (PostgreSQL's text refuses it, SQLite kept it)."""
+    if "\x00" in value:
+        raise InvalidArgument(f"a {what} holds a NUL character (got {_shown(value)})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"a {what} is not UTF-8 text: it holds a lone surrogate {value[exc.start]!r} "
+                              f"(half of a character such as an emoji; got {_shown(value)})") from exc
+    return value
+
+
+def _shown(value: str) -> str:
+    """``value`` as an error message shows it: its repr (escapes, never a raw surrogate), cut short."""
+    return repr(value[:40]) + ("..." if len(value) > 40 else "")
 
 
 def check_id(value: object, what: str = "subject id") -> str:
@@ -61,7 +86,7 @@ def check_text(value: str | None, what: str = "name", max_length: int = 300) -> 
     shows as it is)."""
     if value is not None and (len(value) > max_length or _CONTROL.search(value)):
         raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
-    return value
+    return value if value is None else check_stored(value, what)
 
 
 def check_tenant(value: str) -> str:
@@ -71,12 +96,13 @@ def check_tenant(value: str) -> str:
     if not value.strip() or len(value) > ID_MAX_LENGTH or _CONTROL.search(value):
         raise InvalidArgument(f"a tenant space is 1 to {ID_MAX_LENGTH} characters, not blank, without control "
                               f"characters (got {value[:40]!r}{'...' if len(value) > 40 else ''})")
-    return value
+    return check_stored(value, "tenant space")
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """Metadata as given (``{}`` for None) when it is JSON of at most ``METADATA_MAX_DEPTH``
-    levels and ``METADATA_MAX_BYTES`` bytes, without NUL characters."""
+    levels and ``METADATA_MAX_BYTES`` bytes whose keys and string values, at any depth, pass
+    :func:`check_stored` (no NUL, no lone surrogate)."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
@@ -92,12 +118,19 @@ def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_depth(value: object, depth: int) -> None:
+    """The nesting of ``value`` (a dict or list at ``depth``), and every string in it."""
     if depth > METADATA_MAX_DEPTH:
         raise InvalidArgument(f"metadata nests at most {METADATA_MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str):  # another key is refused as not plain JSON
+                check_stored(key, "metadata key")
     children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     for child in children:
         if isinstance(child, dict | list):
             _check_depth(child, depth + 1)
+        elif isinstance(child, str):
+            check_stored(child, "metadata value")
 
 
 def parse_cursor(after: str | int | None) -> int | None:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
-from faceatlas.errors import FarNotCalibrated, InvalidInput
+from faceatlas.errors import FarNotCalibrated, InvalidArgument, InvalidInput
 from faceatlas.gallery import AlreadyExists, Gallery, NotFound
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
@@ -266,6 +266,94 @@ def test_an_import_refused_part_way_leaves_nothing(enrolled: Gallery, tmp_path: 
     with pytest.raises(AlreadyExists):  # a name taken: the collection there stays whole
         target.import_(refused["nan"], name="copy")
     assert target.get_collection("copy").faces == 9
+
+
+LONE_SURROGATE = json.loads('"\\ud83d"')  # half an emoji, as a JSON escape gives it
+UNSTORABLE = {"surrogate": f"a{LONE_SURROGATE}b", "nul": "a\x00b"}
+
+
+@pytest.mark.parametrize("bad", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_text_the_database_cannot_hold_is_refused_before_anything_is_stored(gallery: Gallery, bad: str) -> None:
+    """A lone surrogate in a name or in metadata (at any depth, key or value) was stored: the write
+    answered 500 with its row kept, and every later listing, get or search that showed it failed
+    (UTF-8 cannot encode it). A NUL was a psycopg DataError on PostgreSQL (SQLite kept it). Each is
+    refused by the gallery's rules, before a row is written."""
+    gallery.create_collection("c", "scrfd-mbf")
+    gallery.add_subject("c", "ok", name="Ok", metadata={"k": "v"})
+    metadatas = [{"k": bad}, {bad: 1}, {"k": [{"deep": bad}]}, {"k": {"deeper": {bad: True}}}]
+    writes = [*(lambda m=m: gallery.create_collection("d", "scrfd-mbf", metadata=m) for m in metadatas),
+              *(lambda m=m: gallery.add_subject("c", "s", metadata=m) for m in metadatas),
+              *(lambda m=m: gallery.update_subject("c", "ok", metadata=m) for m in metadatas),
+              lambda: gallery.add_subject("c", "s", name=bad),
+              lambda: gallery.ensure_subject("c", "s", name=bad),
+              lambda: gallery.update_subject("c", "ok", name=bad),
+              lambda: gallery.add_subject("c", f"s{bad}"),
+              lambda: gallery.for_tenant(f"t{bad}")]
+    for write in writes:
+        with pytest.raises(InvalidArgument):
+            write()
+    assert [c.name for c in gallery.list_collections()] == ["c"]
+    subjects = gallery.list_subjects("c").items
+    assert [(s.external_id, s.name, s.metadata) for s in subjects] == [("ok", "Ok", {"k": "v"})]
+
+
+def _tiny_export(gallery: Gallery, path: Path) -> dict:
+    """A collection of two subjects with random faces exported to ``path``; its export header."""
+    import pyarrow.parquet as pq
+
+    rid = gallery.create_collection("tiny", "scrfd-mbf", metadata={"site": "hq"}).recognizer_id
+    rng = np.random.default_rng(0)
+    for subject in ("ada", "bob"):
+        gallery.add_embeddings("tiny", subject, rng.normal(size=(2, 128)), recognizer_id=rid,
+                               sources=[f"{subject}.jpg"] * 2)
+    gallery.export("tiny", path)
+    return json.loads(pq.read_schema(path).metadata[b"faceatlas.gallery"])
+
+
+def _raw_header(source: Path, target: Path, header: bytes) -> Path:
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(source).replace_schema_metadata({b"faceatlas.gallery": header}), target)
+    return target
+
+
+def test_an_import_with_text_too_deep_or_unstorable_is_refused_and_leaves_nothing(gallery: Gallery,
+                                                                                   tmp_path: Path) -> None:
+    """An edited export whose header or a subject's metadata nests 100,000 levels was a RecursionError
+    traceback (the API's 500); a NUL in its source, pack version or a name was a psycopg DataError on
+    PostgreSQL (the CLI said database_unavailable) and stored on SQLite; a lone surrogate in its header
+    was stored. Each is bad input, and no collection is left behind."""
+    path = tmp_path / "tiny.parquet"
+    header = _tiny_export(gallery, path)
+    deep = "[" * 100_000 + "]" * 100_000
+    refused: dict[str, tuple[Path, type[Exception]]] = {
+        "deep header": (_raw_header(path, tmp_path / "a.parquet", deep.encode()), InvalidInput),
+        "deep metadata": (_edited_export(path, tmp_path / "b.parquet", column="subject_metadata", value=deep),
+                          InvalidInput),
+        "deep header metadata": (_edited_export(path, tmp_path / "c.parquet",
+                                                header={**header, "metadata": json.loads("[" * 500 + "]" * 500)}),
+                                 InvalidInput),
+    }
+    for key in ("pack_version", "pack_name", "recognizer_id"):
+        for what, bad in UNSTORABLE.items():
+            refused[f"{what} {key}"] = (_edited_export(path, tmp_path / f"{key}-{what}.parquet",
+                                                       header={**header, key: bad}), InvalidArgument)
+    for what, bad in UNSTORABLE.items():
+        refused[f"{what} header metadata"] = (_edited_export(path, tmp_path / f"m-{what}.parquet",
+                                                             header={**header, "metadata": {"k": bad}}),
+                                              InvalidArgument)
+        refused[f"{what} subject metadata"] = (_edited_export(path, tmp_path / f"s-{what}.parquet",
+                                                              column="subject_metadata",
+                                                              value=json.dumps({"k": bad})), InvalidArgument)
+    for column in ("source", "name"):  # Parquet's strings are UTF-8: a NUL is what they can hold
+        refused[f"nul {column}"] = (_edited_export(path, tmp_path / f"{column}.parquet", column=column,
+                                                   value="a\x00b"), InvalidArgument)
+    target = gallery.for_tenant("restore")
+    for what, (file, error) in refused.items():
+        with pytest.raises(error):
+            target.import_(file, name="copy")
+        assert target.list_collections() == [], what
+    assert target.import_(path, name="copy") == 4
 
 
 def _dropped_column(path: Path, target: Path, column: str) -> Path:

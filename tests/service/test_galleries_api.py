@@ -277,3 +277,82 @@ def test_what_a_call_does_not_take_is_refused_not_ignored(api):
             assert "takes no body" in refused.json()["error"]["message"]
         assert http.get(f"/v1/collections/{name}").status_code == 200
         assert http.request("DELETE", f"/v1/collections/{name}", json={}).status_code == 204  # {}: no fields
+
+
+def test_text_no_answer_could_show_is_refused_and_nothing_is_stored(api, examples):
+    """A lone surrogate (JSON "\\ud83d", half an emoji) in a collection's or a subject's metadata or
+    name was stored: the POST answered 500 with the record kept, and then every listing, get and
+    search that showed it answered 500 too. A NUL (PostgreSQL's text refuses it) stays refused. Each is
+    422 validation_error, before anything is stored, and the reads still answer."""
+    name = f"sur_{uuid.uuid4().hex[:6]}"
+    raw = {"content-type": "application/json"}
+    probe = examples / "examples" / "knn_examples" / "test" / "obama1.jpg"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        enrolled = http.post(f"/v1/collections/{name}/subjects/ok/faces",
+                             files={"image": ("o.jpg", probe.read_bytes(), "image/jpeg")})
+        assert enrolled.status_code == 201, enrolled.text
+        subjects = f"/v1/collections/{name}/subjects"
+        refused = [
+            http.post("/v1/collections", content=b'{"name": "%s_b", "metadata": {"k": "\\ud83d"}}' % name.encode(),
+                      headers=raw),
+            http.post("/v1/collections", content=b'{"name": "%s_c", "metadata": {"\\ud800": 1}}' % name.encode(),
+                      headers=raw),
+            http.post(subjects, content=b'{"id": "n1", "metadata": {"k": ["\\ud83d"]}}', headers=raw),
+            http.post(subjects, content=b'{"id": "n2", "name": "a\\ud83db"}', headers=raw),
+            http.post(subjects, json={"id": "n3", "metadata": {"k\u0000": 1}}),
+            http.patch(f"{subjects}/ok", content=b'{"name": "\\udfff"}', headers=raw),
+            http.patch(f"{subjects}/ok", content=b'{"metadata": {"k": {"d": "\\ud83d"}}}', headers=raw),
+        ]
+        for answer in refused:
+            assert answer.status_code == 422, (answer.request.content, answer.text)
+            assert answer.json()["error"]["code"] == "validation_error", answer.text
+        listed = http.get("/v1/collections")
+        assert listed.status_code == 200 and [c["name"] for c in listed.json()["collections"]
+                                              if c["name"].startswith(name)] == [name]
+        page = http.get(subjects)
+        assert page.status_code == 200 and [(s["external_id"], s["name"], s["metadata"])
+                                            for s in page.json()["subjects"]] == [("ok", "ok", {})]
+        searched = http.post(f"/v1/collections/{name}/search", params={"rank_only": "true"},
+                             files={"image": ("o.jpg", probe.read_bytes(), "image/jpeg")})
+        assert searched.status_code == 200 and searched.json()["results"][0]["matches"][0]["external_id"] == "ok"
+        http.delete(f"/v1/collections/{name}")
+
+
+def test_an_import_too_deep_or_holding_nul_is_refused_as_bad_input(api, tmp_path):
+    """POST /collections/import of an export whose header or a subject's metadata nests 100,000
+    levels answered 500 (a RecursionError); one with a NUL in a face's source or in its pack version
+    was a 500 on PostgreSQL (psycopg.DataError) and stored on SQLite. Each is refused, none is kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = f"imp_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        assert http.post(f"/v1/collections/{name}/subjects", json={"id": "ada"}).status_code == 201
+        exported = tmp_path / "c.parquet"
+        exported.write_bytes(http.get(f"/v1/collections/{name}/export").content)
+        table = pq.read_table(exported)
+        header = json.loads(table.schema.metadata[b"faceatlas.gallery"])
+        deep = "[" * 100_000 + "]" * 100_000
+        files = {
+            "deep_header": (table.replace_schema_metadata({b"faceatlas.gallery": deep.encode()}), 400),
+            "deep_metadata": (table.set_column(table.schema.get_field_index("subject_metadata"),
+                                               "subject_metadata", pa.array([deep], pa.string())), 400),
+            "nul_version": (table.replace_schema_metadata({b"faceatlas.gallery": json.dumps(
+                {**header, "pack_version": "1\u00002"}).encode()}), 422),
+            "nul_name": (table.set_column(table.schema.get_field_index("name"), "name",
+                                          pa.array(["a\u0000b"], pa.string())), 422),
+            "surrogate_metadata": (table.replace_schema_metadata({b"faceatlas.gallery": json.dumps(
+                {**header, "metadata": {"k": "\ud83d"}}).encode()}), 422),
+        }
+        for what, (edited, status) in files.items():
+            path = tmp_path / f"{what}.parquet"
+            pq.write_table(edited, path)
+            answer = http.post("/v1/collections/import", params={"name": f"{name}_{what}"},
+                               files={"file": ("c.parquet", path.read_bytes(), "application/octet-stream")})
+            assert answer.status_code == status, (what, answer.text)
+            code = "bad_request" if status == 400 else "validation_error"
+            assert answer.json()["error"]["code"] == code, (what, answer.text)
+            assert http.get(f"/v1/collections/{name}_{what}").status_code == 404, what
+        http.delete(f"/v1/collections/{name}")
