@@ -62,6 +62,7 @@ from faceatlas.gallery import exchange
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     Storage,
+    VectorIndex,
 )
 from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
@@ -96,6 +97,8 @@ DEFAULT_TENANT = "default"
 T = TypeVar("T")
 _CROP_MARGIN = 0.5
 REEMBED_ROUNDS = 3  # reads of faces enrolled during a re-embedding before it gives up
+_SEARCH_WINDOW = 64  # the fewest faces a search reads first (8 per subject asked, at least this)
+_OWNER_BATCH = 10_000  # face ids per query of their subjects (SQLite binds at most 32,766 parameters)
 
 
 class Gallery:
@@ -634,16 +637,9 @@ class Gallery:
                 self._note_extrapolated(coll, calibration, cut.fpir, max(size, 1), templates)
             if len(index) == 0:
                 return []
-            sims, face_ids = index.search(vector[None], min(len(index), max(8 * k, 64)))
-            hits = {int(f): float(s) for f, s in zip(face_ids[0], sims[0]) if f >= 0}
-            owners = session.execute(select(FaceRecord.id, FaceRecord.subject_id)
-                                     .where(FaceRecord.collection_id == coll.id, FaceRecord.id.in_(list(hits))))
-            best: dict[int, tuple[float, int, int]] = {}
-            for face_id, subject_id in owners:
-                score, best_face, matched = best.get(subject_id, (-2.0, -1, 0))
-                if hits[face_id] > score:
-                    score, best_face = hits[face_id], face_id
-                best[subject_id] = (score, best_face, matched + 1)
+            # a subject's best face decides the cut (aggregate "best"): faces below it count for nobody
+            floor = cutoff if cutoff is not None and aggregate == "best" else None
+            best = self._nearest_subjects(session, coll, index, vector, k, floor)
             means = self._mean_similarities(session, vector, list(best)) if aggregate == "mean" else {}
             ranked = sorted(best, key=lambda s: means[s] if aggregate == "mean" else best[s][0], reverse=True)
             subjects = {row.id: row for row in session.scalars(select(Subject).where(Subject.id.in_(ranked[:k])))}
@@ -657,6 +653,41 @@ class Gallery:
                                      best[subject_id][2], means.get(subject_id),
                                      calibration.far_level(score) if calibration else None, dict(row.meta)))
             return matches
+
+    def _nearest_subjects(self, session: Session, coll: Collection, index: VectorIndex, vector: np.ndarray, k: int,
+                          floor: float | None) -> dict[int, tuple[float, int, int]]:
+        """Subject id -> (best similarity, its face, its faces read that reach ``floor``) of the
+        subjects of the faces nearest to ``vector``: at least ``k`` subjects with a face reaching
+        ``floor`` (any face when None) when the index holds them. The window of faces read starts at
+        ``max(8k, 64)`` and grows four times over while fewer subjects reach the floor (one subject
+        with many close faces filled a fixed window alone), until the index is read whole, returns
+        fewer faces than asked, or its farthest face read is below the floor (none after it reaches it)."""
+        size = len(index)
+        window = min(size, max(8 * k, _SEARCH_WINDOW))
+        owner: dict[int, int] = {}  # face id -> subject id, read from the database once per face
+        while True:
+            sims, face_ids = index.search(vector[None], window)
+            hits = [(int(f), float(s)) for f, s in zip(face_ids[0], sims[0]) if f >= 0]
+            unknown = [f for f, _ in hits if f not in owner]
+            for start in range(0, len(unknown), _OWNER_BATCH):
+                rows = session.execute(select(FaceRecord.id, FaceRecord.subject_id)
+                                       .where(FaceRecord.collection_id == coll.id,
+                                              FaceRecord.id.in_(unknown[start:start + _OWNER_BATCH])))
+                owner.update((face_id, subject_id) for face_id, subject_id in rows)
+            best: dict[int, tuple[float, int, int]] = {}
+            for face_id, similarity in hits:
+                subject_id = owner.get(face_id)
+                if subject_id is None:  # deleted since the index was read
+                    continue
+                score, best_face, matched = best.get(subject_id, (-math.inf, -1, 0))
+                if similarity > score:
+                    score, best_face = similarity, face_id
+                best[subject_id] = (score, best_face, matched + (floor is None or similarity >= floor))
+            reached = sum(floor is None or score >= floor for score, _, _ in best.values())
+            if (reached >= k or window >= size or len(hits) < window
+                    or (floor is not None and hits and hits[-1][1] < floor)):
+                return best
+            window = min(size, window * 4)
 
     def search_image(self, collection: str, image: ImageInput, analyzer: FaceAnalyzer, *, all_faces: bool = False,
                      **options: Any) -> list[tuple[Face, list[Match]]]:

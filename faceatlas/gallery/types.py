@@ -71,7 +71,9 @@ class Page(Generic[T]):
 class Match:
     """A subject found by a search: one identity however many of its faces matched.
 
-    ``similarity`` is the score used for ranking and thresholding (best-of or mean template)."""
+    ``similarity`` is the score used for ranking and thresholding (best-of or mean template);
+    ``matched_faces`` the subject's faces among those the search read that reach a best-of cut
+    (every one read when the search ranks only or scores mean templates)."""
 
     external_id: str
     name: str | None

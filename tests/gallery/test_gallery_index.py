@@ -234,6 +234,36 @@ def test_stale_template_index_is_caught_up_after_a_crash(db_url: str, tmp_path: 
     assert len(list(index_dir.glob("*.faiss"))) == 1
 
 
+@pytest.mark.parametrize("ann", [False, True], ids=["exact", "template"])
+def test_a_subject_with_many_close_faces_does_not_crowd_out_the_others(db_url: str, tmp_path: Path,
+                                                                       ann: bool) -> None:
+    """A search read the nearest max(8k, 64) faces and grouped them by subject: 70 photos of one
+    person filled that window alone, so `search -k 5 --rank-only` (or threshold -1) answered that
+    person only, with 64 of its 70 faces matched. The window grows until k subjects reach the cut
+    (or the index is read); matched_faces counts a subject's faces that reach it."""
+    rng = np.random.default_rng(7)
+    centre = l2_normalize(rng.normal(size=128))[0]
+    options = {"tenant": "t", "index_dir": tmp_path / "indexes", "ann_min_faces": 40 if ann else 10**6}
+    with Gallery.open(db_url, **options) as gallery:
+        rid = gallery.create_collection("c", "scrfd-mbf").recognizer_id
+        gallery.add_embeddings("c", "o", centre + rng.normal(size=(70, 128)) * 0.01, recognizer_id=rid)
+        for other in ("biden", "kit"):
+            gallery.add_embeddings("c", other, rng.normal(size=(2, 128)), recognizer_id=rid)
+        near, far = centre + rng.normal(size=(3, 128)) * 0.05, -centre + rng.normal(size=(3, 128)) * 0.05
+        gallery.add_embeddings("c", "half", np.vstack([near, far]), recognizer_id=rid)
+        query = Embedding(centre + rng.normal(size=128) * 0.01, rid)
+        for cut in ({"rank_only": True}, {"threshold": -1.0}):
+            found = gallery.search("c", query, k=5, **cut)
+            assert [m.external_id for m in found][:2] == ["o", "half"] and len(found) == 4, (cut, found)
+            assert {m.external_id: m.matched_faces for m in found} == {"o": 70, "half": 6, "biden": 2, "kit": 2}
+        with gallery._sessions() as session:
+            index = gallery._indexes.get(session, gallery._collection(session, "c"))
+        assert isinstance(index, TemplateIndex if ann else ExactIndex)
+        passed = {m.external_id: m.matched_faces for m in gallery.search("c", query, k=5, threshold=0.5)}
+        assert passed == {"o": 70, "half": 3}  # the faces that reach the cut, not every face read
+        assert [m.external_id for m in gallery.search("c", query, k=1, rank_only=True)] == ["o"]
+
+
 def test_an_index_file_left_by_a_deleted_collection_is_not_trusted_for_a_new_one(tmp_path: Path) -> None:
     """SQLite gives a deleted collection's id to the next collection; a kill between the deletion's
     commit and its index file's removal leaves that file. At the same revision the new collection
