@@ -377,6 +377,54 @@ def test_eval_lfw_output_that_cannot_hold_a_calibration_is_refused_before_the_wo
     assert f"{tmp_path} is a folder" in folder.stderr.replace("\n", ""), folder.stderr
 
 
+def test_an_empty_subject_never_deletes_the_whole_collection(tmp_path):
+    """`gallery delete people -s "" -y` (a script's unset variable) deleted the whole collection: the
+    empty subject read as no subject. It is refused as `enrol -s ""` refuses it; nothing is deleted."""
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    for subject in ("", "  "):
+        for extra in ([], ["--json"]):
+            result = runner.invoke(app, ["gallery", "delete", "people", "-s", subject, "-y", "--db", db, *extra])
+            assert result.exit_code == 2, result.output
+            said = json.loads(result.stdout)["error"] if extra else _error_lines(result.output)[0]
+            assert "validation_error" in said, result.output
+    listed = runner.invoke(app, ["gallery", "list", "--json", "--db", db])
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["people"]
+
+
+def test_an_empty_database_option_is_refused_not_read_as_the_default(tmp_path, monkeypatch):
+    """`--db "$DB"` with DB unset used the default database (~/.local/share/faceatlas): `gallery create`
+    wrote there, and `admin tenant delete` deleted there. Every command's --db refuses it."""
+    default = tmp_path / "default.db"
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{default}")
+    commands = (["gallery", "create", "c", "-p", "scrfd-mbf"], ["gallery", "list"], ["gallery", "delete", "c", "-y"],
+                ["gallery", "import", str(tmp_path / "x.parquet")], ["album", "people"],
+                ["admin", "tenant", "list"], ["admin", "tenant", "delete", "acme", "-y"], ["counts", "cam"],
+                ["batch", "search", str(tmp_path), "c", "--out", str(tmp_path / "out")])
+    for command in commands:
+        for empty in ("", " "):
+            result = runner.invoke(app, [*command, "--db", empty])
+            assert result.exit_code == 2 and "Traceback" not in result.output, (command, result.output)
+            assert _error_lines(result.output) == [line for line in result.output.splitlines() if line.strip()]
+            assert "error (validation_error): --db is empty" in result.output, (command, result.output)
+    json_result = runner.invoke(app, ["gallery", "list", "--db", "", "--json"])
+    assert json.loads(json_result.stdout)["error"] == "validation_error"
+    assert not default.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_page_size_is_bounded_as_the_api_bounds_it(tmp_path):
+    """`gallery list C --limit 9223372036854775807` was an OverflowError traceback (SQLite) or
+    database_unavailable (PostgreSQL); the API takes 1 to 1000."""
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "c", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    for limit in ("9223372036854775807", "1001", "0", "-1"):
+        for collection in (["c"], []):
+            result = runner.invoke(app, ["gallery", "list", *collection, "--limit", limit, "--db", db])
+            assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+            assert _error_lines(result.output)[0].startswith("error (validation_error): limit"), result.output
+    assert runner.invoke(app, ["gallery", "list", "c", "--limit", "1000", "--db", db]).exit_code == 0
+
+
 def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
     """An export whose header nests 100,000 levels was a RecursionError traceback (exit 1); a NUL in
     a face's source was `database_unavailable` on PostgreSQL and stored on SQLite."""

@@ -16,6 +16,7 @@ from rich.table import Table
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, album_pack
 from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
+from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.errors import CommandLineError
 from faceatlas.gallery import Gallery
@@ -25,8 +26,9 @@ console = Console()
 err = Console(stderr=True)
 
 AlbumOption = Annotated[str, typer.Option("--album", "-a", help="album name")]
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL (default: FACEATLAS_DATABASE_URL or "
-                                                              "~/.local/share/faceatlas)")]
+DbOption = Annotated[str | None, typer.Option("--db", callback=database_option,
+                                              help="database URL (default: FACEATLAS_DATABASE_URL or "
+                                                   "~/.local/share/faceatlas)")]
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the album's; for a "
                                                                      "new album FACEATLAS_PACK or the default pack)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]

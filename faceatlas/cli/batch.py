@@ -19,6 +19,7 @@ from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
 from faceatlas.batch import search as search_job
 from faceatlas.cli.errors import exit_for_failures, json_text
+from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut
 from faceatlas.gallery import Gallery
 
@@ -36,8 +37,9 @@ AddressOption = Annotated[str | None, typer.Option("--ray-address", help="a runn
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK, or "
                                                                      "the collection's)")]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="images per actor call and output part")]
-DbOption = Annotated[str | None, typer.Option("--db", help="gallery database URL (default: "
-                                                          "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
+DbOption = Annotated[str | None, typer.Option("--db", callback=database_option,
+                                              help="gallery database URL (default: "
+                                                   "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
 TenantOption = Annotated[str, typer.Option("--tenant", help="tenant space of the gallery")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 

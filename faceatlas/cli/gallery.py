@@ -16,16 +16,18 @@ from rich.table import Table
 
 from faceatlas.cli.errors import fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
+from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
-from faceatlas.gallery import Gallery, check_id
+from faceatlas.gallery import PAGE_MAX, Gallery, check_id, check_limit
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: "
-                                                              "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
+DbOption = Annotated[str | None, typer.Option("--db", callback=database_option,
+                                              help="database URL or SQLite file (default: "
+                                                   "FACEATLAS_DATABASE_URL or ~/.local/share/faceatlas)")]
 TenantOption = Annotated[str, typer.Option("--tenant", help="tenant whose collections to use")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's; "
@@ -194,10 +196,14 @@ def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", he
 
 @app.command("list")
 def list_(collection: Annotated[str | None, typer.Argument(help="list this collection's subjects")] = None,
-          limit: Annotated[int, typer.Option(help="subjects per page")] = 50,
+          limit: Annotated[int, typer.Option(help=f"subjects per page, 1 to {PAGE_MAX}")] = 50,
           after: Annotated[str | None, typer.Option(help="cursor from the previous page")] = None,
           db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """List collections, or the subjects of one collection (paginated)."""
+    try:
+        check_limit(limit)  # before the database is opened (9223372036854775807 was an OverflowError)
+    except FaceAtlasError as exc:
+        _fail(exc, as_json)
     with _gallery(db, tenant, as_json) as gallery:
         if collection is None:
             infos = gallery.list_collections()
@@ -243,14 +249,20 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Delete a subject (all its faces) or a whole collection."""
-    target = f"subject '{subject}' of '{collection}'" if subject else f"collection '{collection}'"
+    if subject is not None:  # -s "" (an unset variable) deleted the whole collection
+        try:
+            check_id(subject)
+        except FaceAtlasError as exc:
+            _fail(exc, as_json)
+    target = f"subject '{subject}' of '{collection}'" if subject is not None else f"collection '{collection}'"
     with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
-        held = gallery.get_subject(collection, subject).faces if subject else gallery.get_collection(collection).faces
+        held = (gallery.get_subject(collection, subject) if subject is not None
+                else gallery.get_collection(collection)).faces
         if not yes and as_json:  # nothing to ask in: it deleted without a question
             raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
         if not yes and not typer.confirm(f"delete {target} and its {held} faces?"):
             raise typer.Exit(1)
-        if subject:
+        if subject is not None:
             faces = gallery.delete_subject(collection, subject)
         else:
             faces = gallery.get_collection(collection).faces

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from faceatlas.apps.kyc import KycConfig, KycService, parse_challenge
 from faceatlas.cli.errors import json_text
+from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url
 from faceatlas.engine import FaceAnalyzer
 
@@ -29,7 +30,8 @@ def verify(
     far: Annotated[float, typer.Option(help="false-accept rate of the document-selfie match")] = 1e-6,
     tenant: Annotated[str, typer.Option(help="whose sessions and replay history")] = "default",
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK)")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
+    db: Annotated[str | None, typer.Option("--db", callback=database_option,
+                                           help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the whole session as JSON")] = False,
 ) -> None:
     """Decide one verification; exit 0 when accepted, 1 when refused (the reasons are printed)."""

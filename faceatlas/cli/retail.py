@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli.errors import json_text
+from faceatlas.cli.options import database_option
 
 if TYPE_CHECKING:
     from faceatlas.apps.retail import StoreRunReport
@@ -24,7 +25,7 @@ err = Console(stderr=True)
 @app.command("run")
 def run(
     config: Annotated[Path, typer.Argument(help="the store's YAML/JSON: cameras (with sources), products")],
-    database: Annotated[str | None, typer.Option("--db", "--database",
+    database: Annotated[str | None, typer.Option("--db", "--database", callback=database_option,
                                                  help="database URL (default: FACEATLAS_DATABASE_URL)")] = None,
     index_dir: Annotated[Path | None, typer.Option(help="gallery index folder")] = None,
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK)")] = None,

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli.errors import fail, json_text
+from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError
 from faceatlas.gallery import Gallery
@@ -25,7 +26,8 @@ key_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_h
 admin.add_typer(tenant_app, name="tenant")
 admin.add_typer(key_app, name="key")
 
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL (default FACEATLAS_DATABASE_URL)")]
+DbOption = Annotated[str | None, typer.Option("--db", callback=database_option,
+                                              help="database URL (default FACEATLAS_DATABASE_URL)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
 
 

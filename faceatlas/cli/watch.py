@@ -14,6 +14,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from faceatlas.cli.files import progress
+from faceatlas.cli.options import database_option
 from faceatlas.engine import check_figure_path
 from faceatlas.video import (
     CameraConfig,
@@ -44,7 +45,7 @@ def watch(
     output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's, else "
                                              "FACEATLAS_PACK or yunet-frfeature)")] = None,
-    gallery: Annotated[str | None, typer.Option(help="gallery database URL")] = None,
+    gallery: Annotated[str | None, typer.Option(callback=database_option, help="gallery database URL")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
     """Watch video sources: track faces and persons, recognise, count, and emit events.
@@ -122,7 +123,8 @@ def summary_tables(report: WatchReport) -> list[Table]:
 
 def counts(
     camera: Annotated[str, typer.Argument(help="camera name (as in cams.yaml)")],
-    database: Annotated[str, typer.Option("--db", "--database", help="database URL the watch wrote to")],
+    database: Annotated[str, typer.Option("--db", "--database", callback=database_option,
+                                          help="database URL the watch wrote to")],
     since: Annotated[str | None, typer.Option("--from", help="ISO 8601, no offset = UTC; from its minute")] = None,
     until: Annotated[str | None, typer.Option("--to", help="ISO 8601, no offset = UTC; before its minute")] = None,
     label: Annotated[str | None, typer.Option("--class", help="one class (person, car, ...)")] = None,

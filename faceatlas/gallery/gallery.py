@@ -70,6 +70,7 @@ from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, mi
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     check_id,
+    check_limit,
     check_metadata,
     check_row_id,
     check_stored,
@@ -140,9 +141,14 @@ class Gallery:
         path is not an empty gallery), and none is made.
 
         Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
-        ``<db file>.indexes`` for SQLite and none for a server database)."""
+        ``<db file>.indexes`` for SQLite and none for a server database). An empty ``url`` is
+        :class:`InvalidArgument`, not the default database (``--db "$DB"`` with ``DB`` unset wrote
+        to ``~/.local/share/faceatlas``)."""
         check_tenant(tenant)  # before a database file is made for it
-        url = normalize_url(url or default_database_url())
+        if url is not None and not url.strip():
+            raise InvalidArgument("the gallery database is empty: give its URL or SQLite file (or none at all "
+                                  "for the default one)")
+        url = normalize_url(default_database_url() if url is None else url)
         if not create:
             require_database(url, "gallery database", "`faceatlas gallery create NAME` makes one there")
         engine = create_database_engine(url)
@@ -296,7 +302,7 @@ class Gallery:
         exported pack identity; returns the number of faces imported. All or nothing: a file
         refused part way (a row that breaks a rule) leaves no collection behind."""
         header = exchange.read_header(Path(path))
-        target = check_id(name or header["collection"], "collection name")
+        target = check_id(header["collection"] if name is None else name, "collection name")  # "": refused
         self._create_bound_collection(target, header["pack_name"], header["pack_version"], header["recognizer_id"],
                                       header["embedding_size"], keep_crops=header["keep_crops"],
                                       metadata=header.get("metadata") or {})
@@ -327,7 +333,7 @@ class Gallery:
 
     def list_subjects(self, collection: str, *, limit: int = 100, after: str | None = None) -> Page[SubjectInfo]:
         """Subjects in enrolment order, ``limit`` per page (keyset pagination)."""
-        _check_limit(limit)
+        check_limit(limit)
         with self._sessions() as session:
             coll = self._collection(session, collection)
             query = select(Subject).where(Subject.collection_id == coll.id)
@@ -342,7 +348,7 @@ class Gallery:
     def list_faces(self, collection: str, *, subject: str | None = None, limit: int = 100,
                    after: str | None = None) -> Page[FaceInfo]:
         """Faces of the collection (or of one subject) in enrolment order, keyset-paginated."""
-        _check_limit(limit)
+        check_limit(limit)
         with self._sessions() as session:
             coll = self._collection(session, collection)
             query = (select(FaceRecord.id, Subject.external_id, FaceRecord.quality, FaceRecord.source,
@@ -416,7 +422,9 @@ class Gallery:
 
     def delete_subject(self, collection: str, external_id: str) -> int:
         """Delete a subject and every face row, crop and index entry of it; returns the face count.
-        The index file is rewritten at once so no vector of the subject stays on disk."""
+        The index file is rewritten at once so no vector of the subject stays on disk. An id that
+        no subject can have (empty, blank) is :class:`InvalidArgument`."""
+        check_id(external_id)
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
             subject = self._subject(session, coll, external_id)
@@ -894,11 +902,6 @@ def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN, *, 
     if not ok:
         raise FaceAtlasError("could not encode the face crop")
     return encoded.tobytes()
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidArgument(f"limit is the number of items per page, 1 or more, not {limit}")
 
 
 def _check_min_quality(min_quality: float) -> None:

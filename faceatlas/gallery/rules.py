@@ -1,6 +1,6 @@
-"""What the gallery accepts as names, subject ids, metadata and page cursors: one rule each, used
-by every entry point (the gallery's own writes, and the service for ids in URL paths and bodies).
-Breaking a rule is :class:`InvalidArgument` (422), before anything is stored.
+"""What the gallery accepts as names, subject ids, metadata, page cursors and page sizes: one rule
+each, used by every entry point (the gallery's own writes, and the service for ids in URL paths and
+bodies). Breaking a rule is :class:`InvalidArgument` (422), before anything is stored.
 
 Every string the gallery stores (ids, names, metadata keys and values at any depth, an import's
 pack identity, a face's source) passes :func:`check_stored`: text that UTF-8 can hold (no lone
@@ -20,8 +20,10 @@ __all__ = [
     "ID_PATTERN",
     "METADATA_MAX_BYTES",
     "METADATA_MAX_DEPTH",
+    "PAGE_MAX",
     "ROW_ID_MAX",
     "check_id",
+    "check_limit",
     "check_metadata",
     "check_row_id",
     "check_stored",
@@ -39,6 +41,7 @@ METADATA_MAX_BYTES = 64 * 1024
 _ID = re.compile(ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
+PAGE_MAX = 1000  # the most items one page of a listing holds
 
 
 def check_stored(value: str, what: str = "text") -> str:
@@ -131,6 +134,14 @@ def _check_depth(value: object, depth: int) -> None:
             _check_depth(child, depth + 1)
         elif isinstance(child, str):
             check_stored(child, "metadata value")
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` when it is a page size: 1 to :data:`PAGE_MAX` items (more was an overflow of the
+    database's integer, or one answer of every row)."""
+    if isinstance(limit, bool) or not 1 <= limit <= PAGE_MAX:
+        raise InvalidArgument(f"limit is the number of items per page, 1 to {PAGE_MAX}, not {limit}"[:120])
+    return limit
 
 
 def parse_cursor(after: str | int | None) -> int | None:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
 from faceatlas.errors import FarNotCalibrated, InvalidArgument, InvalidInput
-from faceatlas.gallery import AlreadyExists, Gallery, NotFound
+from faceatlas.gallery import PAGE_MAX, AlreadyExists, Gallery, NotFound
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
 
@@ -188,6 +188,30 @@ def test_subjects_crud_and_pagination(gallery: Gallery) -> None:
     assert gallery.list_collections() == [] and _rows(gallery, FaceRecord) == 0
 
 
+def test_limits_ids_and_databases_that_name_nothing_are_refused(gallery: Gallery, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gallery list C --limit 9223372036854775807` was an OverflowError traceback on SQLite (the
+    database's error on PostgreSQL); a delete of subject "" (an unset variable) named no subject;
+    an empty database URL opened the default database (`--db "$DB"` with DB unset)."""
+    gallery.create_collection("c", "scrfd-mbf")
+    gallery.add_subject("c", "s")
+    for limit in (0, PAGE_MAX + 1, 2**63 - 1):
+        for listing in (gallery.list_subjects, gallery.list_faces):
+            with pytest.raises(InvalidArgument):
+                listing("c", limit=limit)
+    assert len(gallery.list_subjects("c", limit=PAGE_MAX).items) == 1
+    for blank in ("", "  "):
+        with pytest.raises(InvalidArgument):
+            gallery.delete_subject("c", blank)
+    assert gallery.get_collection("c").subjects == 1
+    default = tmp_path / "default.db"
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{default}")
+    for url in ("", " "):
+        with pytest.raises(InvalidArgument):
+            Gallery.open(url)
+    assert not default.exists()
+
+
 def test_tenants_are_isolated(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
     other = enrolled.for_tenant("other")
     assert other.list_collections() == []
@@ -349,6 +373,8 @@ def test_an_import_with_text_too_deep_or_unstorable_is_refused_and_leaves_nothin
         refused[f"nul {column}"] = (_edited_export(path, tmp_path / f"{column}.parquet", column=column,
                                                    value="a\x00b"), InvalidArgument)
     target = gallery.for_tenant("restore")
+    with pytest.raises(InvalidArgument):  # an empty name (`--name "$NAME"`, unset) is not the exported name
+        target.import_(path, name="")
     for what, (file, error) in refused.items():
         with pytest.raises(error):
             target.import_(file, name="copy")

@@ -253,4 +253,4 @@ def test_counts_refuses_an_empty_database() -> None:
 
     result = CliRunner().invoke(app, ["counts", "door", "--db", ""])
     assert result.exit_code == 2, result.output
-    assert "events database is empty" in result.output and "no events database at" not in result.output
+    assert "--db is empty" in result.output and "no events database at" not in result.output

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut, Embedding, NoFace
 from faceatlas.errors import InvalidArgument
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, CollectionInfo, Gallery, read_header
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, PAGE_MAX, CollectionInfo, Gallery, read_header
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -205,7 +205,7 @@ async def list_subjects(
     collection: CollectionName,
     meter: Annotated[Meter, Depends(metered("subjects.list", "read"))],
     gallery: TenantGalleryDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
     after: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
 ) -> dict[str, Any]:
     """Subjects page by page: pass ``next`` back as ``after``."""
