@@ -425,6 +425,31 @@ def test_a_page_size_is_bounded_as_the_api_bounds_it(tmp_path):
     assert runner.invoke(app, ["gallery", "list", "c", "--limit", "1000", "--db", db]).exit_code == 0
 
 
+def test_names_are_shown_as_written_not_read_as_markup(tmp_path, examples):
+    """A subject named `[/]` (the API takes any name) made `gallery list C` and `gallery search` fail
+    with a MarkupError; `[red]x[/red]` was shown red, as `x`."""
+    from faceatlas.gallery import Gallery
+
+    db = tmp_path / "g.db"
+    photo = examples / "examples" / "obama_small.jpg"
+    assert runner.invoke(app, ["gallery", "create", "m", "-p", "scrfd-mbf", "--db", str(db)]).exit_code == 0
+    names = {"mk": "[/]", "red": "[red]x[/red]", "bold": "[bold]b"}
+    for subject, name in names.items():
+        enrolled = runner.invoke(app, ["gallery", "enrol", "m", str(photo), "-s", subject, "--name", name,
+                                       "--db", str(db)])
+        assert enrolled.exit_code == 0, enrolled.output
+    with Gallery.open(str(db)) as gallery:
+        assert {s.name for s in gallery.list_subjects("m").items} == set(names.values())
+    wide = {"COLUMNS": "200"}
+    listed = runner.invoke(app, ["gallery", "list", "m", "--db", str(db)], env=wide)
+    searched = runner.invoke(app, ["gallery", "search", "m", str(photo), "--rank-only", "--db", str(db)], env=wide)
+    renamed = runner.invoke(app, ["gallery", "rename", "m", "red", "--name", "[/red]", "--db", str(db)], env=wide)
+    for result in (listed, searched):
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+        assert all(name in result.output for name in names.values()), result.output
+    assert renamed.exit_code == 0 and "([/red])" in renamed.output, renamed.output
+
+
 def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
     """An export whose header nests 100,000 levels was a RecursionError traceback (exit 1); a NUL in
     a face's source was `database_unavailable` on PostgreSQL and stored on SQLite."""

@@ -116,7 +116,8 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None,
         table.add_row(str(f.id), escape(f.source), f"{f.quality:.2f}", f"{f.yaw:.0f}")
     console.print(table)
     if drawn is not None:
-        err.print(f"contact sheet: {drawn.path} ({drawn.faces} faces, {len(drawn.unreadable)} photos unreadable)",
+        err.print(f"contact sheet: {escape(str(drawn.path))} ({drawn.faces} faces, {len(drawn.unreadable)} photos "
+                  "unreadable)",
                   soft_wrap=True)
 
 

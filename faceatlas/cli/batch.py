@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport
@@ -79,7 +80,7 @@ def _show(report: BatchReport, as_json: bool, what: str) -> None:
                       f"img/s on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "
                       f"{report.errors} failed{what}", soft_wrap=True)
         for name, path in report.files.items():
-            console.print(f"  {name}: {path}", soft_wrap=True)
+            console.print(f"  {name}: {escape(str(path))}", soft_wrap=True)
     exit_for_failures(report.errors, report.images)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.cli.errors import fail
@@ -86,7 +87,7 @@ def retail(
     csv_path = write_csv(report, out / "retail_analytics.csv")
     (out / "ground_truth.json").write_text(json.dumps(vars(result.truth), indent=2, default=str))
     console.print(f"charts: {', '.join(p.name for p in charts)}; CSV: {csv_path.name}; database: {database.name}")
-    console.print(f"written to {out} in {time.perf_counter() - started:.1f} s")
+    console.print(f"written to {escape(str(out))} in {time.perf_counter() - started:.1f} s")
 
 
 def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict]) -> None:

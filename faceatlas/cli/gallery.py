@@ -75,7 +75,8 @@ def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer
     with _gallery(db, tenant, as_json, create=True) as gallery:
         info = gallery.create_collection(name, pack or default_pack_name(),
                                          keep_crops=keep_crops)
-        _emit(info.to_dict(), as_json, f"created collection [bold]{info.name}[/bold] (pack {info.pack_name})")
+        _emit(info.to_dict(), as_json,
+              f"created collection [bold]{escape(info.name)}[/bold] (pack {escape(info.pack_name)})")
 
 
 @app.command()
@@ -189,7 +190,7 @@ def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", he
             if not matches and decided:
                 table.add_row(str(number), "", "unknown", "no enrolled subject reached the threshold", "", "")
             for rank, match in enumerate(matches, 1):
-                table.add_row(str(number), str(rank), match.external_id, match.name or "",
+                table.add_row(str(number), str(rank), escape(match.external_id), escape(match.name or ""),
                               f"{match.similarity:.3f}", str(match.matched_faces))
         _emit(payload, as_json, table)
 
@@ -209,14 +210,15 @@ def list_(collection: Annotated[str | None, typer.Argument(help="list this colle
             infos = gallery.list_collections()
             table = Table("collection", "pack", "subjects", "faces", "keeps crops")
             for info in infos:
-                table.add_row(info.name, info.pack_name, str(info.subjects), str(info.faces), str(info.keep_crops))
+                table.add_row(escape(info.name), escape(info.pack_name), str(info.subjects), str(info.faces),
+                              str(info.keep_crops))
             _emit([i.to_dict() for i in infos], as_json, table)
             return
         page = gallery.list_subjects(collection, limit=limit, after=after)
         table = Table("subject", "name", "faces", caption=f"next page: --after {page.next_cursor}"
                       if page.next_cursor else None)
         for subject in page.items:
-            table.add_row(subject.external_id, subject.name or "", str(subject.faces))
+            table.add_row(escape(subject.external_id), escape(subject.name or ""), str(subject.faces))
         _emit({"items": [s.to_dict() for s in page.items], "next_cursor": page.next_cursor}, as_json, table)
 
 
@@ -230,7 +232,8 @@ def rename(collection: str, subject: Annotated[str, typer.Argument(help="the sub
         _fail(InvalidArgument("give NEW_ID, --name or both"), as_json)
     with _gallery(db, tenant, as_json) as gallery:
         info = gallery.update_subject(collection, subject, name=name, new_external_id=new_id)
-        _emit(info.to_dict(), as_json, f"subject '{subject}' is now '{info.external_id}' ({info.name or 'no name'})")
+        _emit(info.to_dict(), as_json, f"subject '{escape(subject)}' is now '{escape(info.external_id)}' "
+                                       f"({escape(info.name or 'no name')})")
 
 
 @app.command()
@@ -240,7 +243,8 @@ def merge(collection: str, source: Annotated[str, typer.Argument(help="the subje
     """Merge two subjects (one person enrolled twice): SOURCE's faces move to INTO, SOURCE is deleted."""
     with _gallery(db, tenant, as_json) as gallery:
         info = gallery.merge_subjects(collection, keep=into, absorb=source)
-        _emit(info.to_dict(), as_json, f"merged '{source}' into '{info.external_id}' ({info.faces} faces)")
+        _emit(info.to_dict(), as_json,
+              f"merged '{escape(source)}' into '{escape(info.external_id)}' ({info.faces} faces)")
 
 
 @app.command()
@@ -267,7 +271,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         else:
             faces = gallery.get_collection(collection).faces
             gallery.delete_collection(collection)
-        _emit({"deleted": target, "faces": faces}, as_json, f"deleted {target} ({faces} faces)")
+        _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
 
 
 @app.command()
@@ -278,7 +282,7 @@ def export(collection: str, path: Path,
     with _gallery(db, tenant, as_json) as gallery:
         faces = gallery.export(collection, path, with_crops=not without_crops)
         _emit({"collection": collection, "path": str(path), "faces": faces}, as_json,
-              f"exported {faces} faces of '{collection}' to {path}")
+              f"exported {faces} faces of '{escape(collection)}' to {escape(str(path))}")
 
 
 @app.command("import")
@@ -287,7 +291,7 @@ def import_(path: Path, name: Annotated[str | None, typer.Option(help="collectio
     """Import a collection from a Parquet export (creating the database the first time)."""
     with _gallery(db, tenant, as_json, create=True) as gallery:
         faces = gallery.import_(path, name=name)
-        _emit({"path": str(path), "faces": faces}, as_json, f"imported {faces} faces from {path}")
+        _emit({"path": str(path), "faces": faces}, as_json, f"imported {faces} faces from {escape(str(path))}")
 
 
 @app.command()
@@ -300,7 +304,7 @@ def reembed(collection: str, pack: Annotated[str, typer.Option("--pack", "-p", h
         report = gallery.reembed(collection, FaceAnalyzer(pack), drop_unmigratable=drop_unmigratable)
         payload = {"applied": report.applied, "migrated": report.migrated, "unmigratable": report.unmigratable,
                    "failed": report.failed}
-        human = (f"migrated {report.migrated} faces to {pack}" if report.applied else
+        human = (f"migrated {report.migrated} faces to {escape(pack)}" if report.applied else
                  f"not migrated: {len(report.unmigratable)} faces have no stored crop, {len(report.failed)} "
                  "crops show no face (use --drop-unmigratable to delete them)")
         _emit(payload, as_json, human)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.cli.errors import json_text
@@ -54,10 +55,11 @@ def run(
     else:
         _print_summary(summary, report)
     for sink, count in report.undelivered.items():
-        err.print(f"{sink}: {count} events not delivered")
+        err.print(f"{escape(sink)}: {count} events not delivered")
     for stats in report.cameras:
         if stats.interrupted:
-            err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end")
+            err.print(f"interrupted: camera {escape(stats.camera)} stopped after {stats.frames} frames, "
+                      "before its file's end")
     if report.exit_status:  # as `watch`: 130 stopped before a file's end, 1 events not delivered
         raise typer.Exit(report.exit_status)
 
@@ -68,8 +70,8 @@ def _print_summary(summary: dict[str, Any], report: StoreRunReport) -> None:
     table.add_column("value", justify="right")
     for key, value in summary.items():
         if key != "cameras":
-            table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+            table.add_row(key, escape(json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
     console.print(table)
     for camera in report.cameras:
-        console.print(f"camera {camera.camera}: {camera.frames} frames, {camera.fps:.1f} fps, "
-                      f"lines {camera.line_counts or '-'}, reconnects {camera.source.reconnects}")
+        console.print(f"camera {escape(camera.camera)}: {camera.frames} frames, {camera.fps:.1f} fps, "
+                      f"lines {escape(str(camera.line_counts or '-'))}, reconnects {camera.source.reconnects}")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.cli.errors import fail, json_text
@@ -117,7 +118,7 @@ def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help=
     """Rename a tenant or change its monthly quota."""
     tenant = _guard(lambda: _accounts(db).update_tenant(tenant_id, name=name, monthly_quota=quota,
                                                         unlimited=unlimited))
-    console.print(f"tenant {tenant.id}: {tenant.name}, quota {_quota(tenant.monthly_quota)}")
+    console.print(f"tenant {tenant.id}: {escape(tenant.name)}, quota {_quota(tenant.monthly_quota)}")
 
 
 @tenant_app.command("delete")
@@ -146,7 +147,7 @@ def tenant_list(db: DbOption = None, as_json: JsonOption = False) -> None:
         print(json_text([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota} for t in tenants]))
         return
     for t in tenants:
-        console.print(f"{t.id}\t{t.name}\tquota {_quota(t.monthly_quota)}")
+        console.print(f"{escape(t.id)}\t{escape(t.name)}\tquota {_quota(t.monthly_quota)}")
 
 
 @key_app.command("create")
@@ -165,7 +166,8 @@ def key_create(
         print(json_text({"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id,
                           "scopes": issued.scopes}))
     else:
-        console.print(f"key for {issued.tenant_id} ({', '.join(issued.scopes)}) — store it now, it is not kept:")
+        console.print(f"key for {escape(issued.tenant_id)} ({escape(', '.join(issued.scopes))}) — store it now, it is "
+                      "not kept:")
         print(issued.token)
 
 
@@ -181,7 +183,8 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
         return
     table = Table("prefix", "tenant", "scopes", "name", "revoked")
     for r in rows:
-        table.add_row(r["prefix"], r["tenant"], ",".join(r["scopes"]), r["name"], "yes" if r["revoked"] else "")
+        table.add_row(escape(r["prefix"]), escape(r["tenant"]), escape(",".join(r["scopes"])), escape(r["name"]),
+                      "yes" if r["revoked"] else "")
     console.print(table)
 
 
@@ -189,7 +192,7 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
 def key_revoke(prefix: str, db: DbOption = None) -> None:
     """Revoke a key by its prefix."""
     _guard(lambda: _accounts(db).revoke_key(prefix))
-    console.print(f"key {prefix} revoked")
+    console.print(f"key {escape(prefix)} revoked")
 
 
 @key_app.command("rotate")
@@ -216,5 +219,6 @@ def usage(
         return
     table = Table("tenant", "day", "operation", "calls", "faces", "errors", title=f"usage to {date.today()}")
     for r in rows:
-        table.add_row(r["tenant"], r["day"], r["operation"], str(r["calls"]), str(r["faces"]), str(r["errors"]))
+        table.add_row(escape(r["tenant"]), str(r["day"]), escape(r["operation"]), str(r["calls"]), str(r["faces"]),
+                      str(r["errors"]))
     console.print(table)

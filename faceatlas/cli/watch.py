@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import TaskID
 from rich.table import Table
 
@@ -83,10 +84,11 @@ def watch(
         err.print(table)
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():
-        err.print(f"{sink}: {count} events not delivered")
+        err.print(f"{escape(sink)}: {count} events not delivered")
     stopped = [stats for stats in report.cameras if stats.interrupted]
     for stats in stopped:
-        err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end")
+        err.print(f"interrupted: camera {escape(stats.camera)} stopped after {stats.frames} frames, "
+                  "before its file's end")
     if stopped:  # Ctrl-C before a file's end, as `ar` and `drive` say it (a live camera's Ctrl-C is its end)
         raise typer.Exit(130)
     if lost:  # the run's results stand, but a consumer of a sink missed some (a script must see it)
@@ -106,12 +108,14 @@ def summary_tables(report: WatchReport) -> list[Table]:
             measures.append(("ended early", f"{stats.frames} of {source.expected} frames"))
         if stats.snapshots_failed:
             measures.append(("snapshots not written", str(stats.snapshots_failed)))
-        measures += [(f"{name} crossings", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
+        measures += [(f"{escape(name)} crossings", ", ".join(f"{direction} {count}"
+                                                             for direction, count in counts.items()))
                      for name, counts in stats.line_counts.items()]
-        measures += [(f"{name} {label}", ", ".join(f"{direction} {count}" for direction, count in counts.items()))
+        measures += [(f"{escape(name)} {escape(label)}", ", ".join(f"{direction} {count}"
+                                                                   for direction, count in counts.items()))
                      for name, per_class in stats.class_counts.items() for label, counts in per_class.items()]
         for number, (measure, value) in enumerate(measures):
-            cameras.add_row(stats.camera if number == 0 else "", measure, value)
+            cameras.add_row(escape(stats.camera) if number == 0 else "", measure, value)
         cameras.add_section()
     events = Table("event", "count", title="events")
     for kind, count in report.events.items():
@@ -144,14 +148,14 @@ def counts(
     if plot is not None and heatmap is not None and plot.resolve() == heatmap.resolve():
         raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
     rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
-    table = Table("minute", "class", "counts", title=f"{camera}: counts per minute")
+    table = Table("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
     for row in rows:
-        table.add_row(row.minute, row.label, ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items())))
+        table.add_row(row.minute, escape(row.label), ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items())))
     Console().print(table)
     if plot is not None:
         note = measure_note(rows, measure)
         if note is not None:
             err.print(f"warning: {note}", markup=False)
-        err.print(f"wrote {plot_counts(rows, plot, measure=measure)}")
+        err.print(f"wrote {escape(str(plot_counts(rows, plot, measure=measure)))}")
     if heatmap is not None:
-        err.print(f"wrote {plot_heatmap(rows, heatmap)}")
+        err.print(f"wrote {escape(str(plot_heatmap(rows, heatmap)))}")
