@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -38,6 +39,20 @@ def far_words(far: float | None) -> str:
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+@pass_context
+def _url_path(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
+    """``url_for`` in a template: the root-relative path of a route or static file, never
+    ``http://host/...``. An absolute URL took its scheme and host from the request (its ``Host``
+    header; plain ``http`` where TLS ends at a proxy), so behind the documented nginx the page
+    asked for ``http://`` scripts that the browser blocked under the CSP: console.js, and with it
+    every confirm dialog, never ran."""
+    request: Request = context["request"]
+    return request.url_for(name, **path_params).path
+
+
+templates.env.globals["url_for"] = _url_path
 templates.env.filters["far_words"] = far_words
 # one path segment of a link: a store id or SKU may hold '#', '?', '%' or spaces (Jinja's urlencode keeps '/')
 templates.env.filters["seg"] = lambda value: quote(str(value), safe="")
