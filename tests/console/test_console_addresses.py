@@ -6,11 +6,16 @@ page, and the event feed refuses a filter out of its rules before it starts."""
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session
 
+from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
+from faceatlas.apps.retail.db import CatalogueProduct
+from faceatlas.db import create_database_engine
 from faceatlas.gallery import AlreadyExists, Gallery
 
 # every attribute of a page that the browser follows or loads
@@ -58,4 +63,33 @@ def test_links_and_assets_are_root_relative_whatever_the_host(console, headers) 
         assert "evil.example" not in page, path
         _relative_links(page, path)
         assert '<script src="/console/static/console.js" defer></script>' in page, path
+    client.close()
+
+
+def test_a_store_or_sku_of_dots_is_refused_and_one_kept_from_before_is_reached(console, fast_analyzer) -> None:
+    """SKU '..' (the console's form took it) linked Save to /console/store/<id>/ (404), SKU '.' linked
+    take-off-sale to .../products/delete: a browser resolves '.' and '..' away in a URL, and '%2E' and
+    '%2E%2E' as well, so such an id is refused; one stored before is linked as %2E%2E for other clients."""
+    with pytest.raises(ValueError, match="cannot be '..'"):
+        StoreConfig(id="..", tenant="acme", cameras=[Camera(id="door", role="door")])
+    with pytest.raises(ValueError, match="cannot be '.'"):
+        StoreConfig(id="shop", tenant="acme", cameras=[Camera(id="door", role="door")],
+                    products=[Product(sku=".", name="Dot", price_cents=1)])
+    config = StoreConfig(id="dots-shop", tenant="acme", cameras=[Camera(id="door", role="door")],
+                         products=[Product(sku="tea", name="Tea", price_cents=300)])
+    RetailStore.open(config, fast_analyzer, console.database_url, index_dir=console.index_dir).close()
+    client, csrf = _session(console, "acme_write")
+    for sku in (".", ".."):
+        refused = client.post("/console/store/dots-shop/products",
+                              data={"csrf": csrf, "sku": sku, "name": "Dots", "price": "1.00"})
+        assert refused.status_code == 422 and "not '.' or '..'" in html.unescape(refused.text), refused.text[-300:]
+    engine = create_database_engine(console.database_url)
+    with Session(engine) as session, session.begin():  # a product put on sale before the rule
+        session.add(CatalogueProduct(store_id="dots-shop", sku="..", name="Old", price_cents=100))
+    engine.dispose()
+    page = client.get("/console/store/dots-shop/products").text
+    assert 'action="/console/store/dots-shop/products/%2E%2E"' in page
+    saved = client.post("/console/store/dots-shop/products/%2E%2E", data={"csrf": csrf, "name": "Old", "price": "2.00"})
+    assert saved.status_code == 303 and saved.headers["location"] == "/console/store/dots-shop/products"
+    assert 'value="2.00" required' in client.get("/console/store/dots-shop/products").text
     client.close()

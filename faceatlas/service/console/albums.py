@@ -15,7 +15,7 @@ from faceatlas.apps.albums import UNSORTED, Album, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import Forbidden, InvalidArgument, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render, seg
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
 from faceatlas.service.routes.albums import CHECK_PIXELS, FaceId, call_album
@@ -121,7 +121,7 @@ async def name_person(request: Request, user: PostingUserDep, accounts: Accounts
                       name: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.name", person,
                           lambda a: a.name_person(person, name))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
 @router.post("/albums/{album}/merge", include_in_schema=False)
@@ -132,7 +132,7 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, a
     """Every face of ``absorb`` joins ``into`` (the same person)."""
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.merge", into,
                           lambda a: a.merge(into, absorb))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
 @router.post("/albums/{album}/split", include_in_schema=False)
@@ -141,7 +141,7 @@ async def split(request: Request, user: PostingUserDep, accounts: AccountsDep, a
     """The ticked faces are one new person."""
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.split", album,
                           lambda a: a.split(_ticked(faces)))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
 @router.post("/albums/{album}/move", include_in_schema=False)
@@ -151,7 +151,7 @@ async def move(request: Request, user: PostingUserDep, accounts: AccountsDep, an
     """The ticked faces are person ``to``."""
     await _correct(request, user, accounts, analyzer, gallery, db, album, "album.move", to,
                    lambda a: [a.move(face, to) for face in _ticked(faces)])
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{to}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(to)}")
 
 
 @router.post("/albums/{album}/faces/{face}/reject", include_in_schema=False)
@@ -161,7 +161,7 @@ async def reject(request: Request, user: PostingUserDep, accounts: AccountsDep, 
     """Not this person: the face leaves the person and never joins it again."""
     await _correct(request, user, accounts, analyzer, gallery, db, album, "album.reject", str(face),
                    lambda a: a.reject(face))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{back}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(back)}")
 
 
 async def _correct(request: Request, user: Any, accounts: Any, analyzer: Any, gallery: Any, db: Any, album: str,

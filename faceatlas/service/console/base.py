@@ -54,8 +54,18 @@ def _url_path(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
 
 templates.env.globals["url_for"] = _url_path
 templates.env.filters["far_words"] = far_words
-# one path segment of a link: a store id or SKU may hold '#', '?', '%' or spaces (Jinja's urlencode keeps '/')
-templates.env.filters["seg"] = lambda value: quote(str(value), safe="")
+
+
+def seg(value: object) -> str:
+    """``value`` as one path segment of a link: a store id or SKU may hold '#', '?', '%', spaces or
+    '/' (Jinja's urlencode keeps '/'), and a segment of ``.`` or ``..`` (which a browser resolves
+    away: Save on SKU ``..`` posted to the store's page) is sent as ``%2E`` / ``%2E%2E``, which the
+    server reads back as the dots."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
+templates.env.filters["seg"] = seg
 # JSON as a person reads it (François, not Fran\u00e7ois; escaped as any text by the autoescape, not by \u003c)
 templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
@@ -36,6 +35,7 @@ from faceatlas.service.console.base import (
     is_htmx,
     redirect,
     render,
+    seg,
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, SettingsDep, charge_pixels
@@ -273,7 +273,7 @@ async def create_product(request: Request, user: PostingUserDep, accounts: Accou
                            lambda s: s.products.create(sku, name, cents))
     await audit(accounts, user.principal, "retail.product.create", f"{store_id}/products",
                 {"sku": product.sku, "price_cents": product.price_cents})
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}/products")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}/products")
 
 
 @router.post("/store/{store_id}/products/{sku}", include_in_schema=False)
@@ -287,7 +287,7 @@ async def update_product(request: Request, user: PostingUserDep, accounts: Accou
                  lambda s: s.products.update(sku, name=name, price_cents=cents))
     await audit(accounts, user.principal, "retail.product.update", f"{store_id}/products",
                 {"sku": sku, "name": name, "price_cents": cents})
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}/products")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}/products")
 
 
 @router.post("/store/{store_id}/products/{sku}/delete", include_in_schema=False)
@@ -297,4 +297,4 @@ async def delete_product(request: Request, user: PostingUserDep, accounts: Accou
                            lambda s: s.products.delete(sku))
     await audit(accounts, user.principal, "retail.product.delete", f"{store_id}/products",
                 {"sku": sku, "open_carts": removal.open_carts})
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}/products")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}/products")
