@@ -93,3 +93,78 @@ def test_a_store_or_sku_of_dots_is_refused_and_one_kept_from_before_is_reached(c
     assert saved.status_code == 303 and saved.headers["location"] == "/console/store/dots-shop/products"
     assert 'value="2.00" required' in client.get("/console/store/dots-shop/products").text
     client.close()
+
+
+def _listed(console, collection: str) -> list[str]:
+    with Gallery.open(console.database_url, tenant="svc:acme", index_dir=console.index_dir) as gallery:
+        return [s.external_id for s in gallery.list_subjects(collection, limit=100).items]
+
+
+def test_a_delete_without_console_js_asks_first_on_a_page(log_in, console) -> None:
+    """Where console.js did not run (blocked by the CSP behind the TLS proxy), one click on Delete
+    erased a subject with no confirmation: the server now asks first, on a page."""
+    _subjects(console, "no-script", "doomed", "kept")
+    page = log_in("acme_write", java_script_enabled=False)
+    page.goto("/console/galleries/no-script")
+    page.get_by_role("button", name="Delete subject doomed", exact=True).click()
+    page.wait_for_load_state()
+    assert "Delete doomed? Every face" in page.locator("#question").inner_text()
+    assert _listed(console, "no-script") == ["doomed", "kept"]
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url("**/console/galleries/no-script")
+    assert _listed(console, "no-script") == ["doomed", "kept"]
+    page.get_by_role("button", name="Delete subject doomed", exact=True).click()
+    page.get_by_role("button", name="Yes, go ahead").click()
+    page.wait_for_url("**/console/galleries/no-script")
+    assert _listed(console, "no-script") == ["kept"]
+    page.context.close()
+
+
+def test_rotate_asks_first_as_revoke_does(log_in, console) -> None:
+    """Rotate revoked a key with one click (Revoke asked first)."""
+    spare = console.accounts.create_key("acme", ["read"], name="spare").token
+    prefix = spare.split("_")[1]
+    page = log_in("acme_admin")
+    page.goto("/console/usage")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name=f"Rotate key {prefix}", exact=True).click()
+    assert asked == [f"Rotate key {prefix}? It is revoked at once and a new key replaces it: calls with the old key "
+                     "are refused."]
+    assert httpx.get(f"{console.url}/v1/collections", headers={"Authorization": f"Bearer {spare}"}).status_code == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Rotate key {prefix}", exact=True).click()
+    page.locator("#new-key").wait_for()
+    assert httpx.get(f"{console.url}/v1/collections", headers={"Authorization": f"Bearer {spare}"}).status_code == 401
+    page.context.close()
+
+
+def test_every_destructive_form_sent_unconfirmed_does_nothing(console, fast_analyzer) -> None:
+    """Each form that console.js confirms (delete, merge, take off sale, revoke, rotate) does nothing
+    until it is confirmed: sent without it, the answer asks first, with the same fields to send."""
+    _subjects(console, "unconfirmed", "one", "two")
+    config = StoreConfig(id="confirm-shop", tenant="acme", cameras=[Camera(id="door", role="door")],
+                         products=[Product(sku="tea", name="Tea", price_cents=300)])
+    RetailStore.open(config, fast_analyzer, console.database_url, index_dir=console.index_dir).close()
+    spare = console.accounts.create_key("acme", ["read"], name="spare").token
+    prefix = spare.split("_")[1]
+    client, csrf = _session(console, "acme_admin")
+    once = re.search(r'name="once" value="([^"]+)"', client.get("/console/usage").text).group(1)
+    forms = {"/console/galleries/unconfirmed/subjects/one/delete": {},
+             "/console/galleries/unconfirmed/merge": {"absorb": "one", "into": "two"},
+             "/console/galleries/unconfirmed/delete": {},
+             "/console/store/confirm-shop/products/tea/delete": {},
+             f"/console/keys/{prefix}/revoke": {},
+             f"/console/keys/{prefix}/rotate": {"once": once}}
+    for url, fields in forms.items():
+        asked = client.post(url, data={"csrf": csrf, **fields})
+        assert asked.status_code == 200 and 'id="question"' in asked.text, url
+        assert f'<form method="post" action="{url}">' in asked.text, url
+        for name, value in {"csrf": csrf, **fields, "confirmed": "yes"}.items():
+            assert f'name="{name}" value="{value}"' in asked.text, (url, name)
+    assert _listed(console, "unconfirmed") == ["one", "two"]
+    assert 'data-sku="tea"' in client.get("/console/store/confirm-shop/products").text
+    assert httpx.get(f"{console.url}/v1/collections", headers={"Authorization": f"Bearer {spare}"}).status_code == 200
+    done = client.post("/console/galleries/unconfirmed/subjects/one/delete", data={"csrf": csrf, "confirmed": "yes"})
+    assert done.status_code == 303 and _listed(console, "unconfirmed") == ["two"]
+    client.close()

@@ -15,7 +15,18 @@ from faceatlas.apps.albums import UNSORTED, Album, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import Forbidden, InvalidArgument, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render, seg
+from faceatlas.service.console.base import (
+    PREFIX,
+    Confirmed,
+    ConsoleRoute,
+    PostingUserDep,
+    UserDep,
+    ask_first,
+    gate,
+    redirect,
+    render,
+    seg,
+)
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
 from faceatlas.service.routes.albums import CHECK_PIXELS, FaceId, call_album
@@ -128,8 +139,11 @@ async def name_person(request: Request, user: PostingUserDep, accounts: Accounts
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                 gallery: GalleryDep, db: DbDep, album: AlbumName,
                 absorb: Annotated[str, Form(min_length=1, max_length=400)],
-                into: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
-    """Every face of ``absorb`` joins ``into`` (the same person)."""
+                into: Annotated[str, Form(min_length=1, max_length=400)], confirmed: Confirmed = "") -> Response:
+    """Every face of ``absorb`` joins ``into`` (the same person), once confirmed."""
+    if asked := await ask_first(request, user, confirmed, "write", f"Merge person {absorb} into {into}? Undo it by "
+                                "splitting their faces again.", f"{PREFIX}/albums/{album}"):
+        return asked
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.merge", into,
                           lambda a: a.merge(into, absorb))
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -156,6 +156,25 @@ async def gate(request: Request, principal: Principal, operation: str, scope: st
     console action, run off the event loop as the API's dependencies are (it may wait on Redis or
     the database)."""
     return await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+
+
+CONFIRMED = "yes"
+# a destructive form's confirmation: console.js sets it once the browser's confirm dialog is accepted
+Confirmed = Annotated[str, Form(max_length=10)]
+
+
+async def ask_first(request: Request, user: ConsoleUser, confirmed: str, scope: str, question: str,
+                    back: str) -> Response | None:
+    """None when a destructive form was confirmed (``confirmed`` is :data:`CONFIRMED`), or when the
+    key lacks ``scope`` (the gate refuses it); else a page that asks ``question`` first, with a
+    button that sends the same form confirmed and a way ``back``. The dialog is console.js's: where
+    it did not run (blocked, or scripts off), one click on Delete erased a subject."""
+    if confirmed == CONFIRMED or not user.principal.allows(scope):
+        return None
+    form = await request.form()
+    fields = [(name, value) for name, value in form.multi_items() if name != "confirmed" and isinstance(value, str)]
+    action = "/".join(seg(part) for part in request.scope["path"].split("/"))  # this address, as a link names it
+    return render(request, "confirm.html", user, question=question, action=action, fields=fields, back=back)
 
 
 def render(request: Request, template: str, user: ConsoleUser | None, status_code: int = 200,

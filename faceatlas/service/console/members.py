@@ -28,9 +28,11 @@ from faceatlas.errors import Forbidden, InvalidArgument
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.base import (
     PREFIX,
+    Confirmed,
     ConsoleRoute,
     PostingUserDep,
     UserDep,
+    ask_first,
     gate,
     is_htmx,
     redirect,
@@ -292,7 +294,12 @@ async def update_product(request: Request, user: PostingUserDep, accounts: Accou
 
 @router.post("/store/{store_id}/products/{sku}/delete", include_in_schema=False)
 async def delete_product(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
-                         gallery: GalleryDep, db: DbDep, store_id: StoreId, sku: Sku) -> Response:
+                         gallery: GalleryDep, db: DbDep, store_id: StoreId, sku: Sku,
+                         confirmed: Confirmed = "") -> Response:
+    """Take a product off sale, once confirmed."""
+    if asked := await ask_first(request, user, confirmed, "write", f"Take {sku} off sale? Open carts keep it at the "
+                                "price picked.", f"{PREFIX}/store/{seg(store_id)}/products"):
+        return asked
     removal = await _store(request, user.principal, "retail.products", "write", store_id, analyzer, gallery, db,
                            lambda s: s.products.delete(sku))
     await audit(accounts, user.principal, "retail.product.delete", f"{store_id}/products",
