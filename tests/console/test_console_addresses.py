@@ -17,6 +17,7 @@ from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.apps.retail.db import CatalogueProduct
 from faceatlas.db import create_database_engine
 from faceatlas.gallery import AlreadyExists, Gallery
+from faceatlas.video import DatabaseSink, Event
 
 # every attribute of a page that the browser follows or loads
 LINK = re.compile(r'\s(src|href|action|formaction|hx-(?:get|post|put|patch|delete)|data-stream)="([^"]*)"')
@@ -167,4 +168,28 @@ def test_every_destructive_form_sent_unconfirmed_does_nothing(console, fast_anal
     assert httpx.get(f"{console.url}/v1/collections", headers={"Authorization": f"Bearer {spare}"}).status_code == 200
     done = client.post("/console/galleries/unconfirmed/subjects/one/delete", data={"csrf": csrf, "confirmed": "yes"})
     assert done.status_code == 303 and _listed(console, "unconfirmed") == ["two"]
+    client.close()
+
+
+def test_the_live_feed_of_no_events_yet_delivers_and_a_bad_filter_is_refused_first(console) -> None:
+    """A tenant without events (or a filter matching none) wired its feed to ...&since=, which failed
+    after the stream started ("since is not an ISO 8601 time: ''"): the browser reconnected every
+    few seconds and no event ever arrived; type=bogus broke the stream the same way."""
+    client, _ = _session(console, "acme_read")
+    page = client.get("/console/events", params={"camera": "quiet-door"}).text
+    assert 'id="no-events"' in page
+    feed = html.unescape(re.search(r'data-stream="([^"]+)"', page).group(1))
+    assert feed.endswith("&since=")
+    sink = DatabaseSink(console.database_url, tenant="acme", batch=1)
+    with client.stream("GET", feed, timeout=20) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        sink.emit(Event("track_started", "quiet-door", frame=1, video_time=0.0, track_id=3, kind="face"))
+        line = next(line for line in stream.iter_lines() if line.startswith("data:"))
+    sink.close()
+    assert '"camera": "quiet-door"' in line and '"type": "track_started"' in line
+    for params, words in (({"type": "bogus"}, "unknown event type 'bogus'"),
+                          ({"since": "yesterday"}, "since is not an ISO 8601 time")):
+        refused = client.get("/console/events/stream", params={"camera": "", "type": "", "since": "", **params})
+        assert refused.status_code == 422 and refused.headers["content-type"].startswith("text/html"), params
+        assert words in html.unescape(refused.text), params
     client.close()
