@@ -193,3 +193,19 @@ def test_the_live_feed_of_no_events_yet_delivers_and_a_bad_filter_is_refused_fir
         assert refused.status_code == 422 and refused.headers["content-type"].startswith("text/html"), params
         assert words in html.unescape(refused.text), params
     client.close()
+
+
+def test_a_read_key_enrolling_in_a_gallery_is_refused_up_front(console, shared) -> None:
+    """A read-only key's enrolment answered 200 with a "forbidden" line per photo; an album's upload
+    refused the same case up front with 403."""
+    _subjects(console, "read-only")
+    photo = (shared / "data/face_recognition_examples/tests/test_images/obama.jpg").read_bytes()
+    client, csrf = _session(console, "acme_read")
+    for url, fields in (("/console/galleries/read-only/enrol", {"subject": "someone"}),
+                        ("/console/albums/photos", {"album": "by-reader"})):
+        refused = client.post(url, data={"csrf": csrf, **fields},
+                              files=[("photos", ("obama.jpg", photo, "image/jpeg"))])
+        assert refused.status_code == 403, (url, refused.text[-300:])
+        assert "lacks the 'write' scope" in html.unescape(refused.text), url
+    client.close()
+    assert _listed(console, "read-only") == []

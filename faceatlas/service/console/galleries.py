@@ -106,7 +106,8 @@ async def enrol(
     name: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
     """Enrol the largest face of each photo to ``subject`` (created when new): one metered
-    ``enrol`` call per photo, as the API bills it; each photo's outcome is reported."""
+    ``enrol`` call per photo, as the API bills it; each photo's outcome is reported (a key without
+    the write scope: 403 before any photo, as an album's upload answers)."""
     check_text(name, "name")  # refused before any photo is analysed and billed, as the subject id is
     principal = user.principal
     gallery = tenant_gallery(request, principal)
