@@ -9,6 +9,7 @@ from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, bu
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     ID_PATTERN,
+    NAME_MAX_LENGTH,
     ROW_ID_MAX,
     check_id,
     check_metadata,
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "ID_MAX_LENGTH",
     "ID_PATTERN",
+    "NAME_MAX_LENGTH",
     "ROW_ID_MAX",
     "AlreadyExists",
     "CollectionInfo",

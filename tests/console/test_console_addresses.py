@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.apps.retail.db import CatalogueProduct
 from faceatlas.db import create_database_engine
-from faceatlas.gallery import AlreadyExists, Gallery
+from faceatlas.errors import InvalidArgument
+from faceatlas.gallery import ID_MAX_LENGTH, NAME_MAX_LENGTH, AlreadyExists, Gallery, check_id
 from faceatlas.video import DatabaseSink, Event
 
 # every attribute of a page that the browser follows or loads
@@ -209,3 +210,35 @@ def test_a_read_key_enrolling_in_a_gallery_is_refused_up_front(console, shared) 
         assert "lacks the 'write' scope" in html.unescape(refused.text), url
     client.close()
     assert _listed(console, "read-only") == []
+
+
+def test_form_limits_are_the_servers(console, shared, browser) -> None:
+    """The id inputs asked for a leading letter or digit and at most 128 characters (the server takes a
+    leading '_', '.' or '-' and 200); an album person's name took 400 characters (the server 300)."""
+    photo = (shared / "data/face_recognition_examples/tests/test_images/obama.jpg").read_bytes()
+    _subjects(console, "limits")
+    client, csrf = _session(console, "acme_write")
+    added = client.post("/console/albums/photos", data={"album": "limits", "csrf": csrf},
+                        files=[("photos", ("obama.jpg", photo, "image/jpeg"))])
+    person = re.search(r'href="/console/albums/limits/people/(p\d+)"', added.text).group(1)
+    inputs = {"#name": client.get("/console/galleries").text, "#subject": client.get("/console/galleries/limits").text,
+              "#album": client.get("/console/albums").text}
+    names = {"#subject-name": inputs["#subject"],
+             "#person-name": client.get(f"/console/albums/limits/people/{person}").text}
+    client.close()
+    page = browser.new_page()
+    for selector, text in inputs.items():
+        field = re.search(rf'<input id="{selector[1:]}"[^>]*>', text).group(0)
+        assert f'maxlength="{ID_MAX_LENGTH}"' in field, field
+        page.set_content(f"<form>{field}</form>")
+        for value in ("_a", ".hidden", "-x", "a.b-c_d", "a" * ID_MAX_LENGTH, "..", ".", "a b", "é", "a/b"):
+            page.fill(selector, value)
+            valid = page.eval_on_selector(selector, "e => e.validity.valid")
+            try:
+                check_id(value)
+                assert valid, (selector, value)
+            except InvalidArgument:
+                assert not valid, (selector, value)
+    page.close()
+    for selector, text in names.items():
+        assert f'maxlength="{NAME_MAX_LENGTH}"' in re.search(rf'<input id="{selector[1:]}"[^>]*>', text).group(0)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.apps.albums import UNSORTED, Album, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import InvalidArgument, NotFound
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.console.base import (
     PREFIX,
     Confirmed,
@@ -128,7 +128,7 @@ async def face_crop(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
 @router.post("/albums/{album}/people/{person}/name", include_in_schema=False)
 async def name_person(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                       gallery: GalleryDep, db: DbDep, album: AlbumName, person: PersonRef,
-                      name: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
+                      name: Annotated[str, Form(min_length=1, max_length=NAME_MAX_LENGTH)]) -> Response:
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.name", person,
                           lambda a: a.name_person(person, name))
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
 from faceatlas.service.deps import Meter, meter_call
@@ -54,6 +55,9 @@ def _url_path(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
 
 templates.env.globals["url_for"] = _url_path
 templates.env.filters["far_words"] = far_words
+# the server's limits, for the forms' maxlength and pattern (an input's pattern is anchored already)
+templates.env.globals.update(id_max=ID_MAX_LENGTH, id_pattern=ID_PATTERN.removeprefix("^").removesuffix("$"),
+                             name_max=NAME_MAX_LENGTH)
 
 
 def seg(value: object) -> str:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.errors import NotFound
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, check_text
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH, check_text
 from faceatlas.service.console.base import (
     PREFIX,
     Confirmed,
@@ -103,7 +103,7 @@ async def face_thumbnail(request: Request, user: UserDep, collection: Name, face
 async def enrol(
     request: Request, user: PostingUserDep, accounts: AccountsDep, pool: PoolDep, collection: Name,
     subject: FormName, photos: Annotated[list[UploadFile], File()],
-    name: Annotated[str, Form(max_length=300)] = "",
+    name: Annotated[str, Form(max_length=NAME_MAX_LENGTH)] = "",
 ) -> Response:
     """Enrol the largest face of each photo to ``subject`` (created when new): one metered
     ``enrol`` call per photo, as the API bills it; each photo's outcome is reported (a key without
