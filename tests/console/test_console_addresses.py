@@ -242,3 +242,18 @@ def test_form_limits_are_the_servers(console, shared, browser) -> None:
     page.close()
     for selector, text in names.items():
         assert f'maxlength="{NAME_MAX_LENGTH}"' in re.search(rf'<input id="{selector[1:]}"[^>]*>', text).group(0)
+
+
+def test_a_price_that_is_no_number_is_said_so(console, fast_analyzer) -> None:
+    """Price NaN or Infinity answered "a price has at most two decimals"."""
+    config = StoreConfig(id="price-shop", tenant="acme", cameras=[Camera(id="door", role="door")],
+                         products=[Product(sku="tea", name="Tea", price_cents=300)])
+    RetailStore.open(config, fast_analyzer, console.database_url, index_dir=console.index_dir).close()
+    client, csrf = _session(console, "acme_write")
+    url = "/console/store/price-shop/products/tea"
+    for price in ("NaN", "Infinity", "-inf", "sNaN", "twelve"):
+        refused = client.post(url, data={"csrf": csrf, "name": "Tea", "price": price})
+        assert refused.status_code == 422 and f"'{price}' is not a price" in html.unescape(refused.text), price
+    refused = client.post(url, data={"csrf": csrf, "name": "Tea", "price": "1.005"})
+    assert refused.status_code == 422 and "at most two decimals" in refused.text
+    client.close()

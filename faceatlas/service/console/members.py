@@ -116,8 +116,10 @@ def _money(price: str) -> int:
     try:
         cents = Decimal(price.strip()) * 100
     except InvalidOperation:
-        raise InvalidArgument(f"'{price[:40]}' is not a price: a number such as 12.50") from None
-    if not cents.is_finite() or cents != cents.to_integral_value():
+        cents = Decimal("NaN")
+    if not cents.is_finite():  # NaN and Infinity are decimals too, not prices
+        raise InvalidArgument(f"'{price[:40]}' is not a price: a number such as 12.50")
+    if cents != cents.to_integral_value():
         raise InvalidArgument("a price has at most two decimals")
     if not 0 <= cents <= MAX_PRICE_CENTS:  # said in the form's unit (the catalogue says price_cents)
         raise InvalidArgument(f"a price is 0 to {MAX_PRICE_CENTS / 100:,.2f} (got {price.strip()[:20]})")
