@@ -9,6 +9,7 @@ from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, bu
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     ID_PATTERN,
+    NAME_MAX_LENGTH,
     PAGE_MAX,
     ROW_ID_MAX,
     check_id,
@@ -37,6 +38,7 @@ __all__ = [
     "ID_MAX_LENGTH",
     "ID_PATTERN",
     "PAGE_MAX",
+    "NAME_MAX_LENGTH",
     "ROW_ID_MAX",
     "AlreadyExists",
     "CollectionInfo",

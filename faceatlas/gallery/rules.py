@@ -21,6 +21,7 @@ __all__ = [
     "METADATA_MAX_BYTES",
     "METADATA_MAX_DEPTH",
     "PAGE_MAX",
+    "NAME_MAX_LENGTH",
     "ROW_ID_MAX",
     "check_id",
     "check_limit",
@@ -36,6 +37,7 @@ __all__ = [
 # away (`/collections/..` is `/`), so a collection or subject by that name could not be reached.
 ID_PATTERN = r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
 ID_MAX_LENGTH = 200
+NAME_MAX_LENGTH = 300  # a display name (a subject's, an album person's): check_text's default
 METADATA_MAX_DEPTH = 16
 METADATA_MAX_BYTES = 64 * 1024
 _ID = re.compile(ID_PATTERN)
@@ -83,7 +85,7 @@ def check_row_id(value: int, what: str = "face id") -> int:
     return value
 
 
-def check_text(value: str | None, what: str = "name", max_length: int = 300) -> str | None:
+def check_text(value: str | None, what: str = "name", max_length: int = NAME_MAX_LENGTH) -> str | None:
     """A free-text field (a subject's display name): at most ``max_length`` characters, none of them
     a control character (NUL, a line break, an escape: a name is one line that a terminal or a log
     shows as it is)."""

@@ -208,7 +208,7 @@ def test_a_key_form_sent_twice_makes_one_key(console) -> None:
     assert f"it made key {made.split('_')[1]} then" in again.text
     assert len(console.accounts.list_keys("acme")) == before + 1
     once = re.search(r'name="once" value="([^"]+)"', first.text).group(1)  # the answer's own forms: a new token
-    rotate = {"csrf": csrf, "once": once}
+    rotate = {"csrf": csrf, "once": once, "confirmed": "yes"}
     url = f"/console/keys/{made.split('_')[1]}/rotate"
     rotated, again = client.post(url, data=rotate), client.post(url, data=rotate)
     assert rotated.status_code == 201 and again.status_code == 200 and "sent before" in again.text
@@ -420,7 +420,8 @@ def test_album_people_and_corrections_by_clicking(console, shared: Path, tmp_pat
     split = client.post("/console/albums/family/split", data={"faces": faces[2], "csrf": csrf})  # a new person
     new = split.headers["location"].rsplit("/", 1)[1]
     assert _people(client.get("/console/albums/family").text)[new] == 1
-    merged = client.post("/console/albums/family/merge", data={"absorb": new, "into": biggest, "csrf": csrf})
+    merged = client.post("/console/albums/family/merge",
+                         data={"absorb": new, "into": biggest, "csrf": csrf, "confirmed": "yes"})
     assert merged.status_code == 303 and _people(client.get("/console/albums/family").text)[biggest] == 3
     rejected = client.post(f"/console/albums/family/faces/{faces[1]}/reject", data={"back": biggest, "csrf": csrf})
     assert rejected.status_code == 303

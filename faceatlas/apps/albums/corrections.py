@@ -25,7 +25,7 @@ from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCo
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
 from faceatlas.errors import InvalidArgument
-from faceatlas.gallery import Gallery, NotFound, check_text
+from faceatlas.gallery import NAME_MAX_LENGTH, Gallery, NotFound, check_text
 
 
 class Album(AlbumCore):
@@ -38,7 +38,7 @@ class Album(AlbumCore):
         name = name.strip()
         check_text(name, "name")
         if not name or re.fullmatch(r"[pP]?\d+", name) or name.lower() == UNSORTED:
-            raise InvalidArgument(f"a person's name is 1 to 300 characters and not a person id or "
+            raise InvalidArgument(f"a person's name is 1 to {NAME_MAX_LENGTH} characters and not a person id or "
                                   f"'{UNSORTED}' (got {name[:40]!r})")
         with self._sessions.begin() as session:
             pid = self._resolve(session, ref)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     StringConstraints,
@@ -26,9 +27,23 @@ from faceatlas.errors import InvalidInput, NotFound
 from faceatlas.video import EVENTS_STDOUT, MqttConfig, WebhookConfig, checked_settings
 
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
+DOT_SEGMENTS = (".", "..")
+
+
+def not_dots(value: str, info: ValidationInfo) -> str:
+    """``value`` unless it is ``.`` or ``..``: path segments that a URL client resolves away (a
+    browser does so for ``%2E`` and ``%2E%2E`` too), so no link could reach a store or product by
+    that id (the console's Save on SKU ``..`` posted to the store's own page). What was stored
+    before this rule (validated with the context ``{"stored": True}``) still loads."""
+    if value in DOT_SEGMENTS and not (info.context and info.context.get("stored")):
+        raise ValueError(f"an id cannot be {value!r}: a URL resolves it away (as it does '%2E')")
+    return value
+
+
 # An id that is one segment of a URL (/v1/stores/{id}, the console's pages) and fits its columns:
-# 1 to 100 characters, no '/', no control character.
-RetailId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f\x7f]+$")]
+# 1 to 100 characters, no '/', no control character, not '.' or '..'.
+RetailId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f\x7f]+$"),
+                     AfterValidator(not_dots)]
 
 
 class _Section(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.apps.retail.config import Product
+from faceatlas.apps.retail.config import DOT_SEGMENTS, Product
 from faceatlas.apps.retail.db import CartItem, CatalogueProduct, Visit, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -136,12 +136,14 @@ class Catalogue:
 
 
 def _product(row: CatalogueProduct) -> Product:
-    return Product(sku=row.sku, name=row.name, price_cents=row.price_cents)
+    return Product.model_validate({"sku": row.sku, "name": row.name, "price_cents": row.price_cents},
+                                  context={"stored": True})
 
 
 def _check_sku(sku: str) -> None:
-    if not 1 <= len(sku) <= 100 or sku != sku.strip() or not sku.isprintable() or "/" in sku:
-        raise InvalidArgument("a SKU is 1-100 printable characters, no '/', no surrounding spaces")
+    if (not 1 <= len(sku) <= 100 or sku != sku.strip() or not sku.isprintable() or "/" in sku
+            or sku in DOT_SEGMENTS):  # '.' and '..': no link could reach the product (see not_dots)
+        raise InvalidArgument("a SKU is 1-100 printable characters, no '/', no surrounding spaces, not '.' or '..'")
 
 
 def _check_name(name: str) -> None:

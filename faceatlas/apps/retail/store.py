@@ -146,7 +146,7 @@ class RetailStore:
             record = session.get(StoreRecord, store_id)
             if record is None or record.tenant != tenant or record.config is None:
                 raise NotFound(f"store '{store_id}' not found")
-            config = StoreConfig.model_validate(record.config)
+            config = StoreConfig.model_validate(record.config, context={"stored": True})
         return cls(config, analyzer, gallery.for_tenant(f"app:retail:{store_id}"), engine, owns=False)
 
     def close(self) -> None:

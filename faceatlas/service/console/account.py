@@ -14,7 +14,17 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import utcnow
 from faceatlas.service.accounts import IssuedKey, usage_csv
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
+from faceatlas.service.console.base import (
+    PREFIX,
+    Confirmed,
+    ConsoleRoute,
+    PostingUserDep,
+    UserDep,
+    ask_first,
+    gate,
+    redirect,
+    render,
+)
 from faceatlas.service.console.draw import usage_chart
 from faceatlas.service.console.sessions import ConsoleUser
 from faceatlas.service.deps import AccountsDep, SettingsDep, get_shared
@@ -92,7 +102,11 @@ async def create_key(
 
 @router.post("/keys/{prefix}/rotate", include_in_schema=False)
 async def rotate_key(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
-                     prefix: Prefix, once: Once) -> Response:
+                     prefix: Prefix, once: Once, confirmed: Confirmed = "") -> Response:
+    """Replace a key by a new one with its scopes (the old one is refused at once), once confirmed."""
+    if asked := await ask_first(request, user, confirmed, "admin", f"Rotate key {prefix}? It is revoked at once and "
+                                "a new key replaces it: calls with the old key are refused.", f"{PREFIX}/usage"):
+        return asked
     caller = (await gate(request, user.principal, "keys.rotate", "admin", billable=False)).principal
     issued = await _first_sending(request, caller.tenant_id, once,
                                   lambda: accounts.rotate_key(prefix, caller.tenant_id, caller.key_id))
@@ -104,7 +118,11 @@ async def rotate_key(request: Request, user: PostingUserDep, accounts: AccountsD
 
 
 @router.post("/keys/{prefix}/revoke", include_in_schema=False)
-async def revoke_key(request: Request, user: PostingUserDep, accounts: AccountsDep, prefix: Prefix) -> Response:
+async def revoke_key(request: Request, user: PostingUserDep, accounts: AccountsDep, prefix: Prefix,
+                     confirmed: Confirmed = "") -> Response:
+    if asked := await ask_first(request, user, confirmed, "admin", f"Revoke key {prefix}? Calls with it are refused "
+                                "at once.", f"{PREFIX}/usage"):
+        return asked
     caller = (await gate(request, user.principal, "keys.revoke", "admin", billable=False)).principal
     await run_in_threadpool(lambda: accounts.revoke_key(prefix, caller.tenant_id, caller.key_id))
     return redirect(request, f"{PREFIX}/usage")

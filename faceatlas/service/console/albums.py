@@ -13,9 +13,20 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import UNSORTED, Album, list_albums
 from faceatlas.engine import decode_image
-from faceatlas.errors import Forbidden, InvalidArgument, NotFound
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
+from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
+from faceatlas.service.console.base import (
+    PREFIX,
+    Confirmed,
+    ConsoleRoute,
+    PostingUserDep,
+    UserDep,
+    ask_first,
+    gate,
+    redirect,
+    render,
+    seg,
+)
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
 from faceatlas.service.routes.albums import CHECK_PIXELS, FaceId, call_album
@@ -42,9 +53,8 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
                      photos: Annotated[list[UploadFile], File()],
                      keep_crops: Annotated[bool, Form()] = False) -> Response:
     """Add photos to an album (created when new, by its first photo that decodes): one metered
-    ``albums.scan`` call per photo; audited when one was added."""
-    if not user.principal.allows("write"):  # every photo would be refused: no audit, no "no album" page
-        raise Forbidden("this key lacks the 'write' scope")
+    ``albums.scan`` call per photo; audited when one was added. A key without the write scope is
+    refused before any photo (:func:`each_photo`): no audit line, no "no album" page."""
     tenant = user.principal.tenant_id
 
     async def add_one(data: bytes, meter: Meter) -> dict[str, Any]:
@@ -118,21 +128,24 @@ async def face_crop(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
 @router.post("/albums/{album}/people/{person}/name", include_in_schema=False)
 async def name_person(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                       gallery: GalleryDep, db: DbDep, album: AlbumName, person: PersonRef,
-                      name: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
+                      name: Annotated[str, Form(min_length=1, max_length=NAME_MAX_LENGTH)]) -> Response:
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.name", person,
                           lambda a: a.name_person(person, name))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
 @router.post("/albums/{album}/merge", include_in_schema=False)
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                 gallery: GalleryDep, db: DbDep, album: AlbumName,
                 absorb: Annotated[str, Form(min_length=1, max_length=400)],
-                into: Annotated[str, Form(min_length=1, max_length=400)]) -> Response:
-    """Every face of ``absorb`` joins ``into`` (the same person)."""
+                into: Annotated[str, Form(min_length=1, max_length=400)], confirmed: Confirmed = "") -> Response:
+    """Every face of ``absorb`` joins ``into`` (the same person), once confirmed."""
+    if asked := await ask_first(request, user, confirmed, "write", f"Merge person {absorb} into {into}? Undo it by "
+                                "splitting their faces again.", f"{PREFIX}/albums/{album}"):
+        return asked
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.merge", into,
                           lambda a: a.merge(into, absorb))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
 @router.post("/albums/{album}/split", include_in_schema=False)
@@ -141,7 +154,7 @@ async def split(request: Request, user: PostingUserDep, accounts: AccountsDep, a
     """The ticked faces are one new person."""
     info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.split", album,
                           lambda a: a.split(_ticked(faces)))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{info.id}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
 @router.post("/albums/{album}/move", include_in_schema=False)
@@ -151,7 +164,7 @@ async def move(request: Request, user: PostingUserDep, accounts: AccountsDep, an
     """The ticked faces are person ``to``."""
     await _correct(request, user, accounts, analyzer, gallery, db, album, "album.move", to,
                    lambda a: [a.move(face, to) for face in _ticked(faces)])
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{to}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(to)}")
 
 
 @router.post("/albums/{album}/faces/{face}/reject", include_in_schema=False)
@@ -161,7 +174,7 @@ async def reject(request: Request, user: PostingUserDep, accounts: AccountsDep, 
     """Not this person: the face leaves the person and never joins it again."""
     await _correct(request, user, accounts, analyzer, gallery, db, album, "album.reject", str(face),
                    lambda a: a.reject(face))
-    return redirect(request, f"{PREFIX}/albums/{album}/people/{back}")
+    return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(back)}")
 
 
 async def _correct(request: Request, user: Any, accounts: Any, analyzer: Any, gallery: Any, db: Any, album: str,

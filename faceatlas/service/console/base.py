@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
 from faceatlas.service.deps import Meter, meter_call
@@ -38,9 +40,36 @@ def far_words(far: float | None) -> str:
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+@pass_context
+def _url_path(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
+    """``url_for`` in a template: the root-relative path of a route or static file, never
+    ``http://host/...``. An absolute URL took its scheme and host from the request (its ``Host``
+    header; plain ``http`` where TLS ends at a proxy), so behind the documented nginx the page
+    asked for ``http://`` scripts that the browser blocked under the CSP: console.js, and with it
+    every confirm dialog, never ran."""
+    request: Request = context["request"]
+    return request.url_for(name, **path_params).path
+
+
+templates.env.globals["url_for"] = _url_path
 templates.env.filters["far_words"] = far_words
-# one path segment of a link: a store id or SKU may hold '#', '?', '%' or spaces (Jinja's urlencode keeps '/')
-templates.env.filters["seg"] = lambda value: quote(str(value), safe="")
+# the server's limits, for the forms' maxlength and pattern (an input's pattern is anchored already)
+templates.env.globals.update(id_max=ID_MAX_LENGTH, id_pattern=ID_PATTERN.removeprefix("^").removesuffix("$"),
+                             name_max=NAME_MAX_LENGTH)
+
+
+def seg(value: object) -> str:
+    """``value`` as one path segment of a link: a store id or SKU may hold '#', '?', '%', spaces or
+    '/' (Jinja's urlencode keeps '/'), and a segment of ``.`` or ``..`` (which a browser resolves
+    away: Save on SKU ``..`` posted to the store's page) is sent as ``%2E`` / ``%2E%2E``, which the
+    server reads back as the dots."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
+templates.env.filters["seg"] = seg
 # JSON as a person reads it (François, not Fran\u00e7ois; escaped as any text by the autoescape, not by \u003c)
 templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
 
@@ -131,6 +160,25 @@ async def gate(request: Request, principal: Principal, operation: str, scope: st
     console action, run off the event loop as the API's dependencies are (it may wait on Redis or
     the database)."""
     return await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+
+
+CONFIRMED = "yes"
+# a destructive form's confirmation: console.js sets it once the browser's confirm dialog is accepted
+Confirmed = Annotated[str, Form(max_length=10)]
+
+
+async def ask_first(request: Request, user: ConsoleUser, confirmed: str, scope: str, question: str,
+                    back: str) -> Response | None:
+    """None when a destructive form was confirmed (``confirmed`` is :data:`CONFIRMED`), or when the
+    key lacks ``scope`` (the gate refuses it); else a page that asks ``question`` first, with a
+    button that sends the same form confirmed and a way ``back``. The dialog is console.js's: where
+    it did not run (blocked, or scripts off), one click on Delete erased a subject."""
+    if confirmed == CONFIRMED or not user.principal.allows(scope):
+        return None
+    form = await request.form()
+    fields = [(name, value) for name, value in form.multi_items() if name != "confirmed" and isinstance(value, str)]
+    action = "/".join(seg(part) for part in request.scope["path"].split("/"))  # this address, as a link names it
+    return render(request, "confirm.html", user, question=question, action=action, fields=fields, back=back)
 
 
 def render(request: Request, template: str, user: ConsoleUser | None, status_code: int = 200,

@@ -16,7 +16,7 @@ from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, get_sess
 from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
 from faceatlas.service.deps import DbDep
-from faceatlas.video import EVENT_TYPES, event_snapshot, list_events, utc_time
+from faceatlas.video import EVENT_TYPES, event_snapshot, list_events
 
 router = APIRouter(route_class=ConsoleRoute)
 POLL_SECONDS = 2.0
@@ -42,31 +42,32 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
     """New events as they are stored (server-sent events, one ``data:`` line of JSON each). The
     session is checked again at every poll: a revoked key's feed ends."""
     meter = await gate(request, user.principal, "events.stream", "read", billable=False)
-    if since:
-        utc_time(since, "since")  # refused before the stream starts (an error page, not a broken feed)
-    tenant = meter.principal.tenant_id
+    since = _blank(since)  # the page of a tenant without events (or a filter matching none) sends since=
+    poll = partial(list_events, db, meter.principal.tenant_id, camera=_blank(camera), type=_blank(type), limit=100)
+    # the first poll before the answer starts: a filter out of its rules (type=bogus, since=yesterday)
+    # is an error page, not a stream broken after its start that the browser reconnects to for ever
+    first = await run_in_threadpool(poll, since=since)
     sessions = get_sessions(request)
     session_id = request.cookies.get(COOKIE)
 
     async def feed() -> AsyncIterator[str]:
-        last, seen, first = since, set(), True
-        while not await request.is_disconnected():
-            try:
-                await run_in_threadpool(sessions.user, session_id)
-            except LoginRequired:  # logged out, expired or revoked: the feed ends
-                yield "event: end\ndata: {}\n\n"
-                return
-            rows = await run_in_threadpool(partial(list_events, db, tenant, camera=_blank(camera),
-                                                   type=_blank(type), since=last, limit=100))
-            if first and since:  # the page shows the events at ``since`` already
-                seen = {e.id for e in rows if e.wall_time == since}
-            first = False
+        rows, last = first, since
+        seen = {e.id for e in rows if e.wall_time == since}  # the page shows the events at ``since`` already
+        while True:
             for event in reversed([e for e in rows if e.id not in seen]):
                 yield f"data: {json.dumps(event.to_dict())}\n\n"
             if rows:
                 last = rows[0].wall_time
                 seen = {e.id for e in rows if e.wall_time == last}
             await asyncio.sleep(POLL_SECONDS)
+            if await request.is_disconnected():
+                return
+            try:
+                await run_in_threadpool(sessions.user, session_id)
+            except LoginRequired:  # logged out, expired or revoked: the feed ends
+                yield "event: end\ndata: {}\n\n"
+                return
+            rows = await run_in_threadpool(poll, since=last)
 
     return StreamingResponse(feed(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 

@@ -13,12 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
 from faceatlas.errors import NotFound
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, check_text
+from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH, check_text
 from faceatlas.service.console.base import (
     PREFIX,
+    Confirmed,
     ConsoleRoute,
     PostingUserDep,
     UserDep,
+    ask_first,
     gate,
     is_htmx,
     redirect,
@@ -101,10 +103,11 @@ async def face_thumbnail(request: Request, user: UserDep, collection: Name, face
 async def enrol(
     request: Request, user: PostingUserDep, accounts: AccountsDep, pool: PoolDep, collection: Name,
     subject: FormName, photos: Annotated[list[UploadFile], File()],
-    name: Annotated[str, Form(max_length=300)] = "",
+    name: Annotated[str, Form(max_length=NAME_MAX_LENGTH)] = "",
 ) -> Response:
     """Enrol the largest face of each photo to ``subject`` (created when new): one metered
-    ``enrol`` call per photo, as the API bills it; each photo's outcome is reported."""
+    ``enrol`` call per photo, as the API bills it; each photo's outcome is reported (a key without
+    the write scope: 403 before any photo, as an album's upload answers)."""
     check_text(name, "name")  # refused before any photo is analysed and billed, as the subject id is
     principal = user.principal
     gallery = tenant_gallery(request, principal)
@@ -148,8 +151,11 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
 
 @router.post("/galleries/{collection}/merge", include_in_schema=False)
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, collection: Name,
-                absorb: FormName, into: FormName) -> Response:
-    """Move every face of ``absorb`` to ``into`` and delete ``absorb``."""
+                absorb: FormName, into: FormName, confirmed: Confirmed = "") -> Response:
+    """Move every face of ``absorb`` to ``into`` and delete ``absorb``, once confirmed."""
+    if asked := await ask_first(request, user, confirmed, "write", f"Merge subject {absorb} into {into}? Its faces "
+                                "move and it is deleted: this cannot be undone.", f"{PREFIX}/galleries/{collection}"):
+        return asked
     await gate(request, user.principal, "subjects.merge", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: gallery.merge_subjects(collection, into, absorb))
@@ -159,8 +165,14 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, c
 
 @router.post("/galleries/{collection}/subjects/{subject}/delete", include_in_schema=False)
 async def delete_subject(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
-                         collection: Name, subject: Name) -> Response:
-    """Delete a subject and every trace of it (faces, vectors, crops, index entries, its id in the audit trail)."""
+                         collection: Name, subject: Name, confirmed: Confirmed = "") -> Response:
+    """Delete a subject and every trace of it (faces, vectors, crops, index entries, its id in the audit
+    trail), once confirmed."""
+    trail = "stays in" if settings.audit_keeps_subject_ids else "is removed from"
+    if asked := await ask_first(request, user, confirmed, "write", f"Delete {subject}? Every face, vector and crop "
+                                f"of this subject is erased, and its id {trail} the audit trail. This cannot be "
+                                "undone.", f"{PREFIX}/galleries/{collection}"):
+        return asked
     await gate(request, user.principal, "subjects.delete", "write")
     principal = user.principal
     gallery = tenant_gallery(request, principal)
@@ -173,7 +185,11 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
 
 @router.post("/galleries/{collection}/delete", include_in_schema=False)
 async def delete_collection(request: Request, user: PostingUserDep, accounts: AccountsDep,
-                            collection: Name) -> Response:
+                            collection: Name, confirmed: Confirmed = "") -> Response:
+    if asked := await ask_first(request, user, confirmed, "write", f"Delete collection {collection} with every "
+                                "subject, face, vector and crop in it? This cannot be undone.",
+                                f"{PREFIX}/galleries/{collection}"):
+        return asked
     await gate(request, user.principal, "collections.delete", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(gallery.delete_collection, collection)

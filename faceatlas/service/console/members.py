@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
@@ -29,13 +28,16 @@ from faceatlas.errors import Forbidden, InvalidArgument
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.base import (
     PREFIX,
+    Confirmed,
     ConsoleRoute,
     PostingUserDep,
     UserDep,
+    ask_first,
     gate,
     is_htmx,
     redirect,
     render,
+    seg,
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, SettingsDep, charge_pixels
@@ -114,8 +116,10 @@ def _money(price: str) -> int:
     try:
         cents = Decimal(price.strip()) * 100
     except InvalidOperation:
-        raise InvalidArgument(f"'{price[:40]}' is not a price: a number such as 12.50") from None
-    if not cents.is_finite() or cents != cents.to_integral_value():
+        cents = Decimal("NaN")
+    if not cents.is_finite():  # NaN and Infinity are decimals too, not prices
+        raise InvalidArgument(f"'{price[:40]}' is not a price: a number such as 12.50")
+    if cents != cents.to_integral_value():
         raise InvalidArgument("a price has at most two decimals")
     if not 0 <= cents <= MAX_PRICE_CENTS:  # said in the form's unit (the catalogue says price_cents)
         raise InvalidArgument(f"a price is 0 to {MAX_PRICE_CENTS / 100:,.2f} (got {price.strip()[:20]})")
@@ -273,7 +277,7 @@ async def create_product(request: Request, user: PostingUserDep, accounts: Accou
                            lambda s: s.products.create(sku, name, cents))
     await audit(accounts, user.principal, "retail.product.create", f"{store_id}/products",
                 {"sku": product.sku, "price_cents": product.price_cents})
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}/products")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}/products")
 
 
 @router.post("/store/{store_id}/products/{sku}", include_in_schema=False)
@@ -287,14 +291,19 @@ async def update_product(request: Request, user: PostingUserDep, accounts: Accou
                  lambda s: s.products.update(sku, name=name, price_cents=cents))
     await audit(accounts, user.principal, "retail.product.update", f"{store_id}/products",
                 {"sku": sku, "name": name, "price_cents": cents})
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}/products")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}/products")
 
 
 @router.post("/store/{store_id}/products/{sku}/delete", include_in_schema=False)
 async def delete_product(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
-                         gallery: GalleryDep, db: DbDep, store_id: StoreId, sku: Sku) -> Response:
+                         gallery: GalleryDep, db: DbDep, store_id: StoreId, sku: Sku,
+                         confirmed: Confirmed = "") -> Response:
+    """Take a product off sale, once confirmed."""
+    if asked := await ask_first(request, user, confirmed, "write", f"Take {sku} off sale? Open carts keep it at the "
+                                "price picked.", f"{PREFIX}/store/{seg(store_id)}/products"):
+        return asked
     removal = await _store(request, user.principal, "retail.products", "write", store_id, analyzer, gallery, db,
                            lambda s: s.products.delete(sku))
     await audit(accounts, user.principal, "retail.product.delete", f"{store_id}/products",
                 {"sku": sku, "open_carts": removal.open_carts})
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}/products")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}/products")

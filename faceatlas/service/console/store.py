@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 from datetime import date
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -14,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.retail import RetailStore, chart_png, list_stores, report_window, store_report
 from faceatlas.db import utcnow
-from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render
+from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render, seg
 from faceatlas.service.console.uploads import audit
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep
 
@@ -76,4 +75,4 @@ async def resolve(request: Request, user: PostingUserDep, accounts: AccountsDep,
 
     await run_in_threadpool(run)
     await audit(accounts, user.principal, "retail.alert.resolve", f"{store_id}/{alert_id}")
-    return redirect(request, f"{PREFIX}/store/{quote(store_id, safe='')}")
+    return redirect(request, f"{PREFIX}/store/{seg(store_id)}")

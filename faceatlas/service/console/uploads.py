@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.errors import FaceAtlasError, QuotaExceeded, RateLimited
+from faceatlas.errors import FaceAtlasError, Forbidden, QuotaExceeded, RateLimited
 from faceatlas.service.accounts import Principal, billed
 from faceatlas.service.console.base import gate
 from faceatlas.service.db import UsageRecord
@@ -30,7 +30,10 @@ async def each_photo(request: Request, principal: Principal, accounts: Any, oper
                      photos: Sequence[UploadFile], work: PhotoWork, *, ok_status: int = 200) -> list[dict[str, Any]]:
     """``work`` on each of the first :data:`MAX_PHOTOS` photos, one metered ``operation`` call each;
     every photo's outcome (``file``, ``ok`` and the work's fields, or ``code``/``message``). A refused
-    call (rate, quota) is neither recorded nor billed; a failed one is recorded with its status."""
+    call (rate, quota) is neither recorded nor billed; a failed one is recorded with its status. A key
+    without ``scope`` is refused up front (403), as the API refuses its request, not photo by photo."""
+    if not principal.allows(scope):
+        raise Forbidden(f"this key lacks the '{scope}' scope")
     outcomes: list[dict[str, Any]] = []
     rows: list[UsageRecord] = []
     settles: list[tuple[Meter, int]] = []

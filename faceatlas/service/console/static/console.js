@@ -1,17 +1,31 @@
 // FaceAtlas console: the few behaviours htmx does not cover (no inline scripts: the CSP forbids them).
 (function () {
   "use strict";
-  // Confirm destructive forms (delete, revoke) with their stated consequence.
+  // Confirm destructive forms (delete, revoke, rotate) with their stated consequence. The server does
+  // them only when the form says "confirmed" (set here once the dialog is accepted); sent without it
+  // (this script not run), the answer is a page that asks first.
+  function confirmed(form) {
+    if (!window.confirm(form.dataset.confirm)) { return false; }
+    var field = form.querySelector("input[name=confirmed]");
+    if (!field) {
+      field = document.createElement("input");
+      field.type = "hidden";
+      field.name = "confirmed";
+      form.appendChild(field);
+    }
+    field.value = "yes";
+    return true;
+  }
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form.classList && form.classList.contains("confirm") && !window.confirm(form.dataset.confirm)) {
+    if (form.classList && form.classList.contains("confirm") && !confirmed(form)) {
       event.preventDefault();
       event.stopImmediatePropagation();
     }
   }, true);
   document.addEventListener("htmx:confirm", function (event) {
     var form = event.target;
-    if (form.classList && form.classList.contains("confirm") && !window.confirm(form.dataset.confirm)) {
+    if (form.classList && form.classList.contains("confirm") && !confirmed(form)) {
       event.preventDefault();
     }
   });
