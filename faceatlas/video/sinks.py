@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -133,6 +134,9 @@ class DatabaseSink:
                 for pending in self._pending:
                     session.merge(EventRow.of(pending, self.tenant))
                     if pending.type == "counts":  # the per-minute series, one row per class
+                        superseded = CountRow.superseded(pending, self.tenant)
+                        if superseded:
+                            session.execute(delete(CountRow).where(CountRow.id.in_(superseded)))
                         for row in CountRow.of(pending, self.tenant):
                             session.merge(row)
             self._pending.clear()
