@@ -46,6 +46,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as checked
 
 from faceatlas.db import normalize_url, sqlite_path
+from faceatlas.engine.persons import VEHICLE_CLASSES
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
@@ -162,6 +163,20 @@ class CameraConfig:
                                   f"{self.start_time!r}")
         if not self.classes:
             raise InvalidArgument(f"camera {self.name}: classes names at least one class to track")
+        tracked = ", ".join(self.classes)[:200]
+        for name in self.classes:  # 'cars' failed after the models loaded
+            if name != "person" and name not in VEHICLE_CLASSES:
+                raise InvalidArgument(f"camera {self.name}: class {name!r} is not person or one of "
+                                      f"{', '.join(VEHICLE_CLASSES)}"[:300])
+        # a zone counts what the camera tracks (faces on a camera without the person detector): a zone
+        # of 'cars' (a typo) or of 'car' on a camera of persons stayed 0, and its stored class was refused
+        countable = {*self.classes, *(() if self.persons else ("face",))}
+        for zone in self.zones:
+            outside = [str(name) for name in zone.classes or () if name not in countable]
+            if outside:
+                raise InvalidArgument(f"camera {self.name}: zone {zone.name}: classes {', '.join(outside)[:100]} "
+                                      f"not among the camera's classes ({tracked}); a zone counts the classes its "
+                                      "camera tracks")
         for kind, specs in (("line", self.lines), ("zone", self.zones)):
             names = [spec.name for spec in specs]
             twice = sorted({name for name in names if names.count(name) > 1})
