@@ -14,7 +14,7 @@ from faceatlas.cli.main import app
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.pipeline import VideoPipeline
-from faceatlas.video.sinks import EventBus
+from faceatlas.video.sinks import DatabaseSink, EventBus
 from faceatlas.video.sources import VideoSource
 from faceatlas.video.zones import ZoneSpec
 from tests.clips import first_seconds
@@ -159,3 +159,41 @@ def _summary(path: Path) -> list[list[tuple[str, str]]]:
     table = summary_tables(WatchReport([stats]))[0]
     measures, values = (list(column.cells) for column in table.columns[1:3])
     return [list(zip(measures, values))]
+
+
+def test_names_are_printed_as_written_not_as_rich_markup_or_emoji(tmp_path, capsys):
+    """A line named "[/door]" crashed the watch summary with a MarkupError after the run (exit 1, which
+    says events were lost); a camera "Lobby [east]" showed as "Lobby" (in the progress bar too); a
+    zone 'door' was "zone🚪max" in `faceatlas counts`."""
+    import io
+
+    from rich.console import Console
+
+    from faceatlas.cli import watch as watch_cli
+    from faceatlas.cli.files import progress
+    from faceatlas.video.events import Event
+    from faceatlas.video.pipeline import PipelineStats
+    from faceatlas.video.watch import WatchReport
+
+    stats = PipelineStats("Lobby [east]", frames=10, analyzed=5, seconds=1.0,
+                          line_counts={"[/door]": {"in": 1, "out": 0}, ":car:": {"in": 2, "out": 0}},
+                          class_counts={"[/door]": {"person": {"in": 1, "out": 0}}})
+    for table in watch_cli.summary_tables(WatchReport([stats], {"line_crossed": 3})):
+        watch_cli.err.print(table)
+    shown = capsys.readouterr().err
+    assert "Lobby [east]" in shown and "[/door] crossings" in shown and "[/door] person" in shown, shown
+    assert ":car: crossings" in shown, shown
+    screen = io.StringIO()
+    with progress(Console(file=screen, width=100)) as bar:
+        bar.update(bar.add_task("Lobby [east]", total=2), completed=2)
+    assert "Lobby [east]" in screen.getvalue(), screen.getvalue()
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    sink = DatabaseSink(url)
+    sink.emit(Event("counts", "Lobby [east]", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {
+        "person": {"seen": 2, "zone:door:max": 1, "zone:[/b]:mean": 0.5}}}))
+    sink.close()
+    result = CliRunner().invoke(app, ["counts", "Lobby [east]", "--db", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Lobby [east]: counts per minute" in result.output, result.output
+    assert "zone:[/b]:mean 0.5, zone:door:max 1" in result.output and "🚪" not in result.output, result.output
