@@ -71,7 +71,7 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
         except OSError as exc:
             raise InvalidInput(f"cannot read video source: {exc}") from exc
     # the events file may have been given after the settings were made (`watch --events`)
-    check_run_outputs(config.cameras, events=config.events, database=config.database)
+    check_run_outputs(config.cameras, events=config.events, database=config.database, config=config.file)
     prepare_outputs(config.cameras)
     gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
     try:

@@ -61,6 +61,39 @@ def test_no_output_is_a_source_or_another_output(clip: Path, tmp_path: Path) -> 
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "same.mp4").exists()
 
 
+def test_the_events_are_never_the_config_file_nor_a_folder_and_are_checked_before_the_models(
+        clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--events cams.yaml` appended JSON lines to the YAML (the next start failed); `--events adir`
+    (a folder) and `--events ro.jsonl/x.jsonl` (under a file) failed after the models loaded, in the
+    system's words ("adir: is a directory", "error (error): ro.jsonl: file exists")."""
+    import faceatlas.video.watch as watch_use_case
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the models were loaded before the outputs were checked")
+
+    monkeypatch.setattr(watch_use_case, "FaceAnalyzer", no_models)
+    config = tmp_path / "cams.yaml"
+    body = f"cameras: [{{name: a, source: {clip}}}]\n"
+    config.write_text(f"events: {config}\n{body}")
+    result = CliRunner().invoke(app, ["watch", "--config", str(config)])
+    assert result.exit_code == 2 and "is the configuration file" in result.output, result.output
+    config.write_text(body)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "ro.jsonl").write_text("")
+    for events, says in ((config, f"events {config} is the configuration file"),
+                         (tmp_path / "link.yaml", "is the configuration file"),
+                         (tmp_path / "adir", f"events {tmp_path / 'adir'} is a folder"),
+                         (tmp_path / "ro.jsonl" / "x.jsonl", f"{tmp_path / 'ro.jsonl'} is a file, not a folder")):
+        if events.name == "link.yaml":
+            events.symlink_to(config)
+        result = CliRunner().invoke(app, ["watch", "--config", str(config), "--events", str(events)])
+        assert result.exit_code == 2 and "validation_error" in result.output and says in result.output, \
+            result.output
+    assert config.read_text() == body and (tmp_path / "ro.jsonl").read_text() == ""
+    result = _watch(clip, "--events", tmp_path / "adir")  # a source without a file: the same checks
+    assert result.exit_code == 2 and "is a folder" in result.output, result.output
+
+
 def test_a_store_camera_output_is_not_another_cameras_source(clip: Path, tmp_path: Path) -> None:
     """retail: one camera's `video: {output: X}`, X another camera's source, ran over it."""
     from faceatlas.apps.retail import StoreConfig
