@@ -94,6 +94,23 @@ def test_the_events_are_never_the_config_file_nor_a_folder_and_are_checked_befor
     assert result.exit_code == 2 and "is a folder" in result.output, result.output
 
 
+def test_a_database_url_this_install_cannot_open_is_refused_before_the_models(
+        clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`database: mysql://...` (no MySQLdb here) was a ModuleNotFoundError traceback after the models
+    loaded; an unknown scheme was the one line "no database URL this install opens"."""
+    import faceatlas.video.watch as watch_use_case
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the models were loaded before the database URL was checked")
+
+    monkeypatch.setattr(watch_use_case, "FaceAnalyzer", no_models)
+    for url in ("mysql://u@127.0.0.1:1/x", "notaurl://x"):
+        (tmp_path / "cams.yaml").write_text(f"database: '{url}'\ncameras: [{{name: a, source: {clip}}}]\n")
+        result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
+        assert result.exit_code == 2 and "no database URL this install opens" in result.output, result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, ImportError)
+
+
 def test_a_store_camera_output_is_not_another_cameras_source(clip: Path, tmp_path: Path) -> None:
     """retail: one camera's `video: {output: X}`, X another camera's source, ran over it."""
     from faceatlas.apps.retail import StoreConfig
