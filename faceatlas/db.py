@@ -95,9 +95,11 @@ def create_database_engine(url: str, *, busy_s: float = 30.0) -> Engine:
     if make_url(url).get_backend_name() != "sqlite":
         try:
             return create_engine(url, pool_pre_ping=True)
-        except (NoSuchModuleError, ArgumentError) as exc:  # notaurl://x was a traceback
+        except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+            # notaurl://x was a traceback, and so was mysql://... (its driver, MySQLdb, not installed)
+            missing = f" (its driver {exc.name} is not installed)" if isinstance(exc, ImportError) and exc.name else ""
             raise InvalidArgument(f"{make_url(url).render_as_string()[:80]} is no database URL this install "
-                                  "opens: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB") from exc
+                                  f"opens{missing}: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB") from exc
     engine = create_engine(url, connect_args={"timeout": busy_s})
 
     @event.listens_for(engine, "connect")
@@ -109,6 +111,14 @@ def create_database_engine(url: str, *, busy_s: float = 30.0) -> Engine:
         cursor.close()
 
     return engine
+
+
+def check_database_url(url: str) -> None:
+    """:class:`InvalidArgument` when this install opens no database at ``url`` (an unknown scheme, or
+    one whose driver is not installed: ``mysql://`` without MySQLdb), said without connecting and
+    without making a file, so that a run can refuse it before it loads its models."""
+    if make_url(normalize_url(url)).get_backend_name() != "sqlite":
+        create_database_engine(url).dispose()
 
 
 def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> None:

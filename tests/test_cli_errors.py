@@ -261,7 +261,9 @@ def test_a_read_of_an_empty_or_foreign_file_or_an_unknown_url_is_one_line_and_wr
     photo.write_bytes(b"\xff\xd8\xff\xe0 not a database")
     for args, says in ((["counts", "cam", "--db", f"sqlite:///{empty}"], "an empty file"),
                        (["gallery", "list", "--db", str(photo)], "not an SQLite database"),
-                       (["counts", "cam", "--db", "notaurl://x"], "no database URL")):
+                       (["counts", "cam", "--db", "notaurl://x"], "no database URL"),
+                       # a scheme whose driver is not installed was a ModuleNotFoundError traceback
+                       (["counts", "cam", "--db", "mysql://u@127.0.0.1:1/x"], "no database URL this install opens")):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert len(_error_lines(result.output)) == 1 and says in result.output, result.output

@@ -35,6 +35,7 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
 
 
 def progress(console: Console, *, disable: bool = False) -> Progress:
-    """A progress bar (description, bar, done/total, time left) on ``console``; ``disable``: none at all."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, disable=disable)
+    """A progress bar (description, bar, done/total, time left) on ``console``; ``disable``: none at all.
+    The description is plain text, as written: a camera named 'Lobby [east]' was "Lobby" (markup)."""
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, disable=disable)

@@ -33,7 +33,9 @@ from faceatlas.video import (
     run_watch,
 )
 
-err = Console(stderr=True)
+# names (cameras, lines, zones) are the user's: printed as written, neither Rich markup ('[/door]' was a
+# MarkupError after the run, 'Lobby [east]' read "Lobby") nor emoji codes (zone 'door': 'zone🚪max')
+err = Console(stderr=True, emoji=False)
 
 
 def watch(
@@ -84,11 +86,11 @@ def watch(
         err.print(table)
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():
-        err.print(f"{escape(sink)}: {count} events not delivered")
+        err.print(f"{sink}: {count} events not delivered", markup=False)
     stopped = [stats for stats in report.cameras if stats.interrupted]
     for stats in stopped:
-        err.print(f"interrupted: camera {escape(stats.camera)} stopped after {stats.frames} frames, "
-                  "before its file's end")
+        err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end",
+                  markup=False)
     if stopped:  # Ctrl-C before a file's end, as `ar` and `drive` say it (a live camera's Ctrl-C is its end)
         raise typer.Exit(130)
     if lost:  # the run's results stand, but a consumer of a sink missed some (a script must see it)
@@ -97,7 +99,8 @@ def watch(
 
 def summary_tables(report: WatchReport) -> list[Table]:
     """The run in two narrow tables (they fit 80 columns): one row per camera and measure
-    (lines as "name: direction count, ..."), then the events by type."""
+    (lines as "name: direction count, ..."), then the events by type. Names are escaped, not read
+    as Rich markup (print them on a console without emoji codes, as :data:`err` is)."""
     cameras = Table("camera", "measure", "value", title="faceatlas watch")
     for stats in report.cameras:
         source = stats.source
@@ -108,11 +111,8 @@ def summary_tables(report: WatchReport) -> list[Table]:
             measures.append(("ended early", f"{stats.frames} of {source.expected} frames"))
         if stats.snapshots_failed:
             measures.append(("snapshots not written", str(stats.snapshots_failed)))
-        measures += [(f"{escape(name)} crossings", ", ".join(f"{direction} {count}"
-                                                             for direction, count in counts.items()))
-                     for name, counts in stats.line_counts.items()]
-        measures += [(f"{escape(name)} {escape(label)}", ", ".join(f"{direction} {count}"
-                                                                   for direction, count in counts.items()))
+        measures += [(f"{escape(name)} crossings", _directions(counts)) for name, counts in stats.line_counts.items()]
+        measures += [(f"{escape(name)} {escape(label)}", _directions(counts))
                      for name, per_class in stats.class_counts.items() for label, counts in per_class.items()]
         for number, (measure, value) in enumerate(measures):
             cameras.add_row(escape(stats.camera) if number == 0 else "", measure, value)
@@ -123,6 +123,10 @@ def summary_tables(report: WatchReport) -> list[Table]:
     if not report.events:
         events.add_row("(none)", "0")
     return [cameras, events]
+
+
+def _directions(counts: dict[str, int]) -> str:
+    return ", ".join(f"{direction} {count}" for direction, count in counts.items())
 
 
 def counts(
@@ -149,13 +153,14 @@ def counts(
         raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
     rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
     table = Table("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
-    for row in rows:
-        table.add_row(row.minute, escape(row.label), ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items())))
-    Console().print(table)
+    for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
+        measures = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))
+        table.add_row(row.minute, escape(row.label), escape(measures))
+    Console(emoji=False).print(table)
     if plot is not None:
         note = measure_note(rows, measure)
         if note is not None:
             err.print(f"warning: {note}", markup=False)
-        err.print(f"wrote {escape(str(plot_counts(rows, plot, measure=measure)))}")
+        err.print(f"wrote {plot_counts(rows, plot, measure=measure)}", markup=False)
     if heatmap is not None:
-        err.print(f"wrote {escape(str(plot_heatmap(rows, heatmap)))}")
+        err.print(f"wrote {plot_heatmap(rows, heatmap)}", markup=False)

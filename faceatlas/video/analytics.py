@@ -153,7 +153,9 @@ class CountSeries:
     per cell per analyzed frame). Minutes are UTC, the run's start plus the video time."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.recorded = start is not None  # a recording placed at its start: a run again replaces its minutes
+        # a recording placed at its start: a run again replaces its minutes; its start tells it from
+        # another recording (segment) of the camera whose minutes overlap
+        self.recorded = start is not None
         self.start = start or datetime.now(UTC)
         self._minute: datetime | None = None
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -212,7 +214,8 @@ class CountSeries:
         if not classes:
             return None
         return {"minute": self._minute.strftime("%Y-%m-%dT%H:%M"), "frame_size": list(self._frame_size),
-                "classes": classes, **({"recorded": True} if self.recorded else {})}
+                "classes": classes,
+                **({"recorded": True, "start": self.start.astimezone(UTC).isoformat()} if self.recorded else {})}
 
 
 def anchors(detections: sv.Detections) -> np.ndarray:

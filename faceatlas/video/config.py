@@ -46,6 +46,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as checked
 
 from faceatlas.db import normalize_url, sqlite_path
+from faceatlas.engine.persons import VEHICLE_CLASSES
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
@@ -162,6 +163,20 @@ class CameraConfig:
                                   f"{self.start_time!r}")
         if not self.classes:
             raise InvalidArgument(f"camera {self.name}: classes names at least one class to track")
+        tracked = ", ".join(self.classes)[:200]
+        for name in self.classes:  # 'cars' failed after the models loaded
+            if name != "person" and name not in VEHICLE_CLASSES:
+                raise InvalidArgument(f"camera {self.name}: class {name!r} is not person or one of "
+                                      f"{', '.join(VEHICLE_CLASSES)}"[:300])
+        # a zone counts what the camera tracks (faces on a camera without the person detector): a zone
+        # of 'cars' (a typo) or of 'car' on a camera of persons stayed 0, and its stored class was refused
+        countable = {*self.classes, *(() if self.persons else ("face",))}
+        for zone in self.zones:
+            outside = [str(name) for name in zone.classes or () if name not in countable]
+            if outside:
+                raise InvalidArgument(f"camera {self.name}: zone {zone.name}: classes {', '.join(outside)[:100]} "
+                                      f"not among the camera's classes ({tracked}); a zone counts the classes its "
+                                      "camera tracks")
         for kind, specs in (("line", self.lines), ("zone", self.zones)):
             names = [spec.name for spec in specs]
             twice = sorted({name for name in names if names.count(name) > 1})
@@ -189,21 +204,29 @@ def check_outputs(source: str, **outputs: Path | None) -> None:
     """Refuse outputs (by option name: ``output``, ``events``) that are the source file (writing
     one would destroy the video being read) or one another (one written into the other), before
     anything is opened: :class:`InvalidArgument`."""
-    _refuse_overlaps([("the source video", source)],
+    _refuse_overlaps([("the source video", source, _VIDEO_READ)],
                      [(name, path) for name, path in outputs.items() if path is not None])
 
 
+_VIDEO_READ = "the video being read"
+
+
 def check_run_outputs(cameras: list[CameraConfig], *, events: Path | str | None = None,
-                      database: str | None = None) -> None:
+                      database: str | None = None, config: Path | str | None = None) -> None:
     """Refuse, before anything is opened, a run whose outputs (each camera's ``output`` video and
     ``snapshots`` folder, the ``events`` file, the ``database`` file of an SQLite URL) include a
     camera's source file (it was overwritten while that camera read it, or events were appended to
-    the video) or one another (two cameras' videos in one file: one of them lost; the events
-    appended to the video written over them): :class:`InvalidArgument` naming both. Cameras may
-    share a snapshots folder (each names its files). URLs and webcam indexes name no file."""
+    the video), the ``config`` file the run was read from (events appended to the YAML: the next
+    start failed) or one another (two cameras' videos in one file: one of them lost; the events
+    appended to the video written over them), or an ``events`` file that cannot be one (a folder, or
+    under a file): :class:`InvalidArgument` naming them. Cameras may share a snapshots folder (each
+    names its files). URLs and webcam indexes name no file."""
     several = len(cameras) > 1
-    sources = [(f"camera {camera.name}'s source" if several else "the source video", camera.source)
-               for camera in cameras]
+    sources: list[tuple[str, Path | str, str]] = [
+        (f"camera {camera.name}'s source" if several else "the source video", camera.source, _VIDEO_READ)
+        for camera in cameras]
+    if config is not None:
+        sources.append(("the configuration file", config, "the settings of the run (its next start would fail)"))
     outputs: list[tuple[str, Path | str]] = []
     for camera in cameras:
         of = f"camera {camera.name}: " if several else ""
@@ -212,6 +235,7 @@ def check_run_outputs(cameras: list[CameraConfig], *, events: Path | str | None 
         if camera.snapshots is not None:
             outputs.append((f"{of}snapshots", camera.snapshots))
     if events is not None and str(events) != "-":  # '-': standard output
+        _check_events_file(Path(events))
         outputs.append(("events", events))
     database_file = _database_file(database)
     if database_file is not None:
@@ -219,14 +243,27 @@ def check_run_outputs(cameras: list[CameraConfig], *, events: Path | str | None 
     _refuse_overlaps(sources, outputs)
 
 
-def _refuse_overlaps(sources: list[tuple[str, str]], outputs: list[tuple[str, Path | str]]) -> None:
-    """:class:`InvalidArgument` naming an output (name, path) that is a source (name, path) or
-    another output; snapshots folders may be shared (each camera names its files)."""
+def _check_events_file(path: Path) -> None:
+    """:class:`InvalidArgument` for an events file that is a folder, or below a file (said after the
+    models loaded, in the system's words: "adir: is a directory", "ro.jsonl: file exists")."""
+    if path.is_dir():
+        raise InvalidArgument(f"events {path} is a folder: give a file for the events (JSON lines), such as "
+                              f"{path / 'events.jsonl'}")
+    for parent in path.parents:
+        if parent.is_dir():
+            break
+        if parent.exists():
+            raise InvalidArgument(f"events {path} cannot be written: {parent} is a file, not a folder")
+
+
+def _refuse_overlaps(sources: list[tuple[str, Path | str, str]], outputs: list[tuple[str, Path | str]]) -> None:
+    """:class:`InvalidArgument` naming an output (name, path) that is a source (name, path, what
+    writing it destroys) or another output; snapshots folders may be shared (each camera names its files)."""
     for name, path in outputs:
-        for source_name, source in sources:
+        for source_name, source, read in sources:
             if same_file(path, source):
-                raise InvalidArgument(f"{name} {path} is {source_name}: writing it would destroy the video "
-                                      "being read; give another file")
+                raise InvalidArgument(f"{name} {path} is {source_name}: writing it would destroy {read}; "
+                                      "give another file")
     for index, (name, path) in enumerate(outputs):
         for other, other_path in outputs[index + 1:]:
             if name.endswith("snapshots") and other.endswith("snapshots"):
@@ -345,6 +382,7 @@ class WatchConfig:
     webhook: WebhookConfig | None = None
     mqtt: MqttConfig | None = None
     detector: str = "yolox-nano"  # the COCO object detector: yolox-nano (shipped) or yolox-s (by URL)
+    file: Path | None = None  # the cams.yaml these settings were read from: never one of the outputs
 
     def __post_init__(self) -> None:
         names = [camera.name for camera in self.cameras]
@@ -354,7 +392,7 @@ class WatchConfig:
                                   f"{', '.join(twice)[:200]}")
         if not isinstance(self.tenant, str) or not 0 < len(self.tenant) <= 64 or not self.tenant.strip():
             raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column), not {str(self.tenant)[:40]!r}")
-        check_run_outputs(self.cameras, events=self.events, database=self.database)
+        check_run_outputs(self.cameras, events=self.events, database=self.database, config=self.file)
 
 
 def _line(raw: object, number: int, where: str) -> LineSpec:
@@ -484,7 +522,7 @@ def load_config(path: Path) -> WatchConfig:
         raise InvalidInput(f"{path}: {exc}") from exc
     if not cameras:
         raise InvalidInput(f"{path}: no cameras")
-    raw = _settings_of(WatchConfig, raw, str(path), besides=("cameras",))
+    raw = _settings_of(WatchConfig, raw, str(path), besides=("cameras", "file"))
     webhook = raw.pop("webhook", None)  # an empty one ('webhook: {}') is missing its url, not no webhook
     webhook = None if webhook is None else _settings_of(WebhookConfig, webhook, f"{path}: webhook")
     mqtt = raw.pop("mqtt", None)
@@ -498,6 +536,7 @@ def load_config(path: Path) -> WatchConfig:
     try:
         return WatchConfig(
             cameras,
+            file=Path(path),
             webhook=checked_settings(WebhookConfig, webhook, f"{path}: webhook") if webhook is not None else None,
             mqtt=checked_settings(MqttConfig, mqtt, f"{path}: mqtt") if mqtt is not None else None,
             **raw,

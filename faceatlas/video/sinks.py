@@ -6,8 +6,10 @@ fans one event out to every sink, from any number of camera threads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -15,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -131,6 +134,9 @@ class DatabaseSink:
                 for pending in self._pending:
                     session.merge(EventRow.of(pending, self.tenant))
                     if pending.type == "counts":  # the per-minute series, one row per class
+                        superseded = CountRow.superseded(pending, self.tenant)
+                        if superseded:
+                            session.execute(delete(CountRow).where(CountRow.id.in_(superseded)))
                         for row in CountRow.of(pending, self.tenant):
                             session.merge(row)
             self._pending.clear()
@@ -153,6 +159,8 @@ class MqttSink:
     ``undelivered`` counts the events the broker has not acknowledged: still waiting, refused by a
     full queue, or left when the sink closed."""
 
+    CLOSE_GRACE_S = 1.0  # the time a close gives the DISCONNECT when the acknowledgements took all of it
+
     def __init__(self, config: MqttConfig) -> None:
         import paho.mqtt.client as mqtt
 
@@ -163,6 +171,7 @@ class MqttSink:
         self._early: set[int] = set()  # acknowledged before publish() returned their id
         self._refused = 0
         self._warned = False
+        self._gone = threading.Event()  # the connection ended (set by on_disconnect)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faceatlas-{id(self):x}")
         if config.username:
             self.client.username_pw_set(config.username, config.password)
@@ -205,6 +214,7 @@ class MqttSink:
             self._warn(f"refused the connection ({reason})")
 
     def _disconnected(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._gone.set()
         if reason.is_failure:
             self._warn(f"lost ({reason})")
 
@@ -226,12 +236,28 @@ class MqttSink:
             self._warn("not connected")
 
     def close(self, timeout: float = 10.0) -> None:
-        """Wait up to ``timeout`` s for the broker to acknowledge (not when it is unreachable)."""
+        """Wait up to ``timeout`` s for the broker to acknowledge (not when it is unreachable), then
+        disconnect; the close is bounded by ``timeout`` (plus at most :attr:`CLOSE_GRACE_S` for the
+        goodbye) whatever the broker does.
+
+        The client disconnects before its network thread is stopped: stopped first, that thread ran
+        on while messages waited for an acknowledgement, until paho's keepalive (60 s) gave up on a
+        broker that froze (``kill -STOP``) or never spoke MQTT (a port that only accepts), and the
+        `watch` at exit ignored Ctrl-C meanwhile. A DISCONNECT that cannot even be written (a full
+        socket buffer) is followed by shutting the socket down."""
+        import paho.mqtt.client as mqtt
+
         deadline = time.monotonic() + timeout
         while self.client.is_connected() and self.undelivered and time.monotonic() < deadline:
             time.sleep(0.01)
+        self._gone.clear()
+        queued = self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS  # a socket: the DISCONNECT is queued
+        if queued and not self._gone.wait(max(deadline - time.monotonic(), self.CLOSE_GRACE_S)):
+            sock = self.client.socket()
+            if isinstance(sock, socket.socket):  # TLS too (an SSLSocket is one)
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the network thread sees the end and stops
         self.client.loop_stop()
-        self.client.disconnect()
         if self.undelivered:  # reported as the sink's ``undelivered`` (the watch summary prints it)
             log.info("MQTT broker %s:%d: %d events not delivered", self.config.host, self.config.port,
                      self.undelivered)

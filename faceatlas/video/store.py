@@ -74,19 +74,46 @@ class CountRow(VideoBase):
 
     @classmethod
     def of(cls, event: Event, tenant: str = "default") -> list[CountRow]:
-        """The rows of a ``counts`` event, one per class. A recording's minute (``recorded``: its camera
-        has a ``start_time``) has one id per tenant, camera, minute and class, so a second run of the
-        same recording replaces its rows (it doubled every count); a live camera's minutes are its
-        events' own (a restart within a minute adds up)."""
+        """The rows of a ``counts`` event, one per class; the rows of one minute and class (runs) are
+        summed when read (:func:`list_counts`).
+
+        A row is its run's: a recording's minute (``recorded``: its camera has a ``start_time``) has
+        one id per tenant, camera, minute, class and recording start (``start``), so that a second
+        run of the same recording replaces its rows (it doubled every count) while two recordings of
+        the camera whose minutes overlap (segments: one from 10:00:00, the next from 10:00:30) keep
+        a row each and add up (one id per minute replaced the first with the second without a
+        word); a live camera's minutes are its events' own (a restart within a minute adds up).
+        Rows of the run, not one merged row per minute, because only they let a re-run replace its
+        own share; no column is added: the id says it (no migration for the existing tables)."""
         rows = []
         for label, measures in event.data.get("classes", {}).items():
             counts = {k: v for k, v in measures.items() if k != "heatmap"}
-            key = (hashlib.sha256(f"{tenant}\0{event.camera}\0{event.data['minute']}\0{label}".encode()).hexdigest()
-                   if event.data.get("recorded") else f"{event.id}:{label}"[:64])
+            key = _recording_key(tenant, event, label, with_start=True) if event.data.get("recorded") \
+                else f"{event.id}:{label}"[:64]
             rows.append(cls(id=key, tenant=tenant, camera=event.camera,
                             minute=event.data["minute"], label=label, counts=counts, heatmap=measures.get("heatmap"),
                             frame_size=event.data.get("frame_size")))
         return rows
+
+    @staticmethod
+    def superseded(event: Event, tenant: str = "default") -> list[str]:
+        """The ids of the rows that a recording's ``counts`` event replaces besides its own: those its
+        minute and classes had before recordings were told apart by their start (one per tenant,
+        camera, minute and class; written by the same recording, or by the latest segment of that
+        minute, which they had replaced). Deleted when the event is stored, so that running an old
+        recording again does not count it twice."""
+        if not event.data.get("recorded") or not event.data.get("start"):
+            return []
+        return [_recording_key(tenant, event, label, with_start=False) for label in event.data.get("classes", {})]
+
+
+def _recording_key(tenant: str, event: Event, label: str, *, with_start: bool) -> str:
+    """The row id of a recording's minute and class (``with_start`` False: the id before recordings
+    were told apart by their start, also that of an event written then, which has no ``start``)."""
+    parts = [tenant, event.camera, event.data["minute"], label]
+    if with_start and event.data.get("start"):
+        parts.append(str(event.data["start"]))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

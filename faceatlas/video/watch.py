@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceatlas.db import check_database_url
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import InvalidInput
@@ -70,8 +71,10 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
             check_video_file(camera.source)
         except OSError as exc:
             raise InvalidInput(f"cannot read video source: {exc}") from exc
+    if config.database:  # an unknown scheme or a driver not installed: before the models load
+        check_database_url(config.database)
     # the events file may have been given after the settings were made (`watch --events`)
-    check_run_outputs(config.cameras, events=config.events, database=config.database)
+    check_run_outputs(config.cameras, events=config.events, database=config.database, config=config.file)
     prepare_outputs(config.cameras)
     gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
     try:

@@ -60,9 +60,8 @@ def test_ground_plane_maps_pixels_to_metres_and_speeds_carry_their_error():
 @pytest.mark.parametrize("change", [{"classes": ["person", "dog"]}, {"aliases": {"cell_phone": "truck"}},
                                     {"aliases": {"phone": "car"}}])
 def test_unknown_classes_and_aliases_are_refused(change):
-    camera = CameraConfig(**{"source": "x.mp4", "classes": ["person", "car"], **change})
-    with pytest.raises(InvalidArgument):
-        VideoPipeline(camera, None, EventBus())
+    with pytest.raises(InvalidArgument):  # a class when the camera is made (as a file is read), an alias after
+        VideoPipeline(CameraConfig(**{"source": "x.mp4", "classes": ["person", "car"], **change}), None, EventBus())
 
 
 def test_a_density_zone_needs_a_calibration_and_a_calibration_four_points(tmp_path):
@@ -140,6 +139,14 @@ def test_a_cams_yaml_setting_out_of_place_is_named(tmp_path, body, says):
     ("cameras: [{source: a.mp4, recognition: {samples: 0}}]", "recognition: samples: Input should be greater"),
     ("cameras: [{source: a.mp4, watchlist: alice}]", "watchlist is a list of subject ids, not 'alice'"),
     ("cameras: [{source: a.mp4, classes: []}]", "classes names at least one class"),
+    ("cameras: [{source: a.mp4, classes: [cars]}]", "camera camera1: class 'cars' is not person or one of car"),
+    # a zone of a class its camera does not track stayed 0, and its stored 'cars' row was refused later
+    ("cameras: [{source: a.mp4, classes: [person, car], zones: [{name: bay, polygon: [[0, 0], [9, 0], [9, 9]], "
+     "classes: [cars]}]}]", "zone bay: classes cars not among the camera's classes (person, car)"),
+    ("cameras: [{source: a.mp4, zones: [{name: bay, polygon: [[0, 0], [9, 0], [9, 9]], classes: [car]}]}]",
+     "camera camera1: zone bay: classes car not among the camera's classes (person)"),
+    ("cameras: [{source: a.mp4, zones: [{name: bay, polygon: [[0, 0], [9, 0], [9, 9]], classes: [face]}]}]",
+     "zone bay: classes face not among the camera's classes (person)"),
     ("cameras: [{source: a.mp4, track_timeout: -1}]", "track_timeout is a number above 0"),
     ("cameras: [{source: a.mp4, scene_cut: high}]", "scene_cut is a number of 0 or more"),
     ("cameras: [{source: a.mp4, plate_share: 5}]", "plate_share is the share of a vehicle box"),
@@ -296,3 +303,16 @@ def test_line_and_zone_names_are_unique_text_within_a_camera(tmp_path, geometry,
     path.write_text("cameras:\n  - {source: a.mp4, lines: [{name: z, start: [0, 5], end: [9, 5]}],\n"
                     "     zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]]}]}\n")
     assert [spec.name for spec in load_config(path).cameras[0].lines] == ["z"]  # a line and a zone may share one
+
+
+def test_a_zone_counts_the_classes_its_camera_tracks(tmp_path):
+    """The refusal of a zone's class that its camera does not track leaves the zones that count one of
+    the camera's classes, and faces on a camera without the person detector."""
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras:\n"
+                    "  - {source: a.mp4, classes: [person, car], zones: [{name: bay, polygon: [[0, 0], [9, 0], [9, 9]],"
+                    " classes: [car]}]}\n"
+                    "  - {source: b.mp4, persons: false, zones: [{name: desk, polygon: [[0, 0], [9, 0], [9, 9]],"
+                    " classes: [face]}]}\n")
+    config = load_config(path)
+    assert [zone.classes for camera in config.cameras for zone in camera.zones] == [("car",), ("face",)]

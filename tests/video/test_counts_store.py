@@ -4,13 +4,18 @@ series behind the plot with the minutes that saw nothing drawn as 0."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
+
 import pytest
+from sqlalchemy.orm import Session
 
 from faceatlas.errors import InvalidArgument
+from faceatlas.video.analytics import CountSeries
 from faceatlas.video.events import Event
 from faceatlas.video.plots import camera_counts, minute_series
 from faceatlas.video.sinks import DatabaseSink
-from faceatlas.video.store import MinuteCounts, list_counts, open_events_db, utc_minute
+from faceatlas.video.store import CountRow, MinuteCounts, list_counts, open_events_db, utc_minute
 
 
 def _store(database: str, minutes: list[str], classes: dict | None = None) -> None:
@@ -200,6 +205,52 @@ def test_a_recording_run_twice_replaces_its_minutes_and_zone_measures_never_add_
     sink.close()
     assert list_counts(engine, "default", "gate").rows[0].counts == {"seen": 2, "zone:lot:max": 2, "zone:lot:mean": 1.0}
     engine.dispose()
+
+
+def _segment(url: str, start: datetime, seen: int, most: int = 1) -> None:
+    """One recording of camera "lobby" (its ``start_time`` is ``start``), seen at 10:00 UTC, written
+    by the database sink as `watch` writes it (the counts event of :class:`CountSeries`)."""
+    series = CountSeries(start)
+    series.advance(0.0)
+    series.count("person", "seen", seen)
+    series.zone("hall", {"person": most}, ["person"])
+    sink = DatabaseSink(url)
+    sink.emit(Event("counts", "lobby", 50, 1.7, data=series.flush()))
+    sink.close()
+
+
+def test_two_recordings_of_one_camera_in_one_minute_add_up_and_a_rerun_replaces_its_own(tmp_path):
+    """Two segments of one camera in the same minute (one from 10:00:00 with 24 seen, the next from
+    10:00:30 with 23) had one row id per minute: the second replaced the first, 10:00 showed 23 and
+    the 24 were gone without a word. Each recording's rows are its own and they add up; a segment
+    run again still replaces its rows (not doubled), also those written before the fix."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    url = f"sqlite:///{tmp_path / 'seg.db'}"
+    first, second = datetime(2026, 12, 4, 10, 0, tzinfo=UTC), datetime(2026, 12, 4, 10, 0, 30, tzinfo=UTC)
+    _segment(url, first, 24, most=3)
+    _segment(url, second, 23, most=2)
+    engine = open_events_db(url)
+    try:
+        expected = {"seen": 47, "zone:hall:max": 3, "zone:hall:mean": 2.5}
+        assert [(r.minute, r.counts) for r in list_counts(engine, "default", "lobby").rows] == \
+            [("2026-12-04T10:00", expected)]
+        _segment(url, first, 24, most=3)  # the first segment again: replaced, not added
+        assert list_counts(engine, "default", "lobby").rows[0].counts == expected
+        shown = CliRunner().invoke(app, ["counts", "lobby", "--db", url])
+        assert shown.exit_code == 0 and "seen 47" in shown.output, shown.output
+        # a row written before recordings were told apart (its id: tenant, camera, minute, class) is
+        # the same recording's when it runs again: replaced, not counted twice
+        legacy = hashlib.sha256(b"default\0lobby\x002026-12-04T10:01\0person").hexdigest()
+        with Session(engine) as session, session.begin():
+            session.add(CountRow(id=legacy, tenant="default", camera="lobby", minute="2026-12-04T10:01",
+                                 label="person", counts={"seen": 5}))
+        _segment(url, datetime(2026, 12, 4, 10, 1, tzinfo=UTC), 5)
+        assert list_counts(engine, "default", "lobby", since="2026-12-04T10:01").rows[0].counts["seen"] == 5
+    finally:
+        engine.dispose()
 
 
 def test_counts_of_another_kind_of_database_make_no_table_and_a_measure_needs_a_plot(tmp_path, shared):

@@ -182,6 +182,71 @@ def test_mqtt_sink_delivers_queued_events_once_the_broker_is_up(tmp_path):
         process.wait(5)
 
 
+class _MuteBroker:
+    """A port that accepts TCP connections and reads what comes, but never acknowledges a message:
+    ``connack`` False never speaks MQTT at all (half-open); True answers the CONNECT and nothing
+    after it (a broker that froze, as under ``kill -STOP``)."""
+
+    def __init__(self, connack: bool) -> None:
+        import threading
+
+        self.connack = connack
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(5)
+        self.port = self.server.getsockname()[1]
+        self.clients: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                client, _ = self.server.accept()
+                self.clients.append(client)
+                if self.connack:
+                    client.recv(1024)  # the CONNECT
+                    client.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted; no PUBACK ever
+        except OSError:  # closed by the test
+            pass
+
+    def close(self) -> None:
+        for client in [self.server, *self.clients]:
+            client.close()
+
+
+@pytest.mark.parametrize("connack", [False, True], ids=["half-open", "frozen"])
+def test_mqtt_sink_close_is_bounded_when_the_broker_never_acknowledges(connack, caplog):
+    """A broker that accepts TCP and never speaks MQTT (or froze after the CONNACK) held `watch` at
+    exit for paho's keepalive (60 s and more), deaf to Ctrl-C: the close is bounded by its timeout,
+    and the events the broker did not acknowledge are still counted."""
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
+    import threading
+
+    from faceatlas.video.sinks import MqttSink
+
+    caplog.set_level(logging.INFO)
+    broker = _MuteBroker(connack)
+    try:
+        sink = MqttSink(MqttConfig("127.0.0.1", broker.port, "fa"))
+        deadline = time.monotonic() + 5
+        while connack and not sink.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.client.is_connected() == connack
+        bus = EventBus([sink])
+        for i in range(7):
+            bus.emit(Event("track_started", "door", i, i / 25, i, "face", {}))
+        closing = threading.Thread(target=sink.close, kwargs={"timeout": 1.0}, daemon=True)
+        started = time.monotonic()
+        closing.start()
+        closing.join(5.0)  # the timeout, the goodbye's grace (1 s) and slack for a loaded machine
+        assert not closing.is_alive(), "the close waited for the keepalive"
+        assert time.monotonic() - started < 5.0
+        assert sink.undelivered == 7 and bus.undelivered() == {"MqttSink": 7}
+        assert "7 events not delivered" in caplog.text
+    finally:
+        broker.close()
+
+
 def test_watch_cli_runs_two_cameras_from_yaml(tmp_path):
     from typer.testing import CliRunner
 

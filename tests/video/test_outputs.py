@@ -14,7 +14,7 @@ from faceatlas.cli.main import app
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.pipeline import VideoPipeline
-from faceatlas.video.sinks import EventBus
+from faceatlas.video.sinks import DatabaseSink, EventBus
 from faceatlas.video.sources import VideoSource
 from faceatlas.video.zones import ZoneSpec
 from tests.clips import first_seconds
@@ -59,6 +59,56 @@ def test_no_output_is_a_source_or_another_output(clip: Path, tmp_path: Path) -> 
         assert result.exit_code == 2 and says in result.output and "\n" not in result.output.strip(), result.output
     assert {path: path.read_bytes() for path in (clip, other)} == before
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "same.mp4").exists()
+
+
+def test_the_events_are_never_the_config_file_nor_a_folder_and_are_checked_before_the_models(
+        clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--events cams.yaml` appended JSON lines to the YAML (the next start failed); `--events adir`
+    (a folder) and `--events ro.jsonl/x.jsonl` (under a file) failed after the models loaded, in the
+    system's words ("adir: is a directory", "error (error): ro.jsonl: file exists")."""
+    import faceatlas.video.watch as watch_use_case
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the models were loaded before the outputs were checked")
+
+    monkeypatch.setattr(watch_use_case, "FaceAnalyzer", no_models)
+    config = tmp_path / "cams.yaml"
+    body = f"cameras: [{{name: a, source: {clip}}}]\n"
+    config.write_text(f"events: {config}\n{body}")
+    result = CliRunner().invoke(app, ["watch", "--config", str(config)])
+    assert result.exit_code == 2 and "is the configuration file" in result.output, result.output
+    config.write_text(body)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "ro.jsonl").write_text("")
+    for events, says in ((config, f"events {config} is the configuration file"),
+                         (tmp_path / "link.yaml", "is the configuration file"),
+                         (tmp_path / "adir", f"events {tmp_path / 'adir'} is a folder"),
+                         (tmp_path / "ro.jsonl" / "x.jsonl", f"{tmp_path / 'ro.jsonl'} is a file, not a folder")):
+        if events.name == "link.yaml":
+            events.symlink_to(config)
+        result = CliRunner().invoke(app, ["watch", "--config", str(config), "--events", str(events)])
+        assert result.exit_code == 2 and "validation_error" in result.output and says in result.output, \
+            result.output
+    assert config.read_text() == body and (tmp_path / "ro.jsonl").read_text() == ""
+    result = _watch(clip, "--events", tmp_path / "adir")  # a source without a file: the same checks
+    assert result.exit_code == 2 and "is a folder" in result.output, result.output
+
+
+def test_a_database_url_this_install_cannot_open_is_refused_before_the_models(
+        clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`database: mysql://...` (no MySQLdb here) was a ModuleNotFoundError traceback after the models
+    loaded; an unknown scheme was the one line "no database URL this install opens"."""
+    import faceatlas.video.watch as watch_use_case
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the models were loaded before the database URL was checked")
+
+    monkeypatch.setattr(watch_use_case, "FaceAnalyzer", no_models)
+    for url in ("mysql://u@127.0.0.1:1/x", "notaurl://x"):
+        (tmp_path / "cams.yaml").write_text(f"database: '{url}'\ncameras: [{{name: a, source: {clip}}}]\n")
+        result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
+        assert result.exit_code == 2 and "no database URL this install opens" in result.output, result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, ImportError)
 
 
 def test_a_store_camera_output_is_not_another_cameras_source(clip: Path, tmp_path: Path) -> None:
@@ -159,3 +209,41 @@ def _summary(path: Path) -> list[list[tuple[str, str]]]:
     table = summary_tables(WatchReport([stats]))[0]
     measures, values = (list(column.cells) for column in table.columns[1:3])
     return [list(zip(measures, values))]
+
+
+def test_names_are_printed_as_written_not_as_rich_markup_or_emoji(tmp_path, capsys):
+    """A line named "[/door]" crashed the watch summary with a MarkupError after the run (exit 1, which
+    says events were lost); a camera "Lobby [east]" showed as "Lobby" (in the progress bar too); a
+    zone 'door' was "zone🚪max" in `faceatlas counts`."""
+    import io
+
+    from rich.console import Console
+
+    from faceatlas.cli import watch as watch_cli
+    from faceatlas.cli.files import progress
+    from faceatlas.video.events import Event
+    from faceatlas.video.pipeline import PipelineStats
+    from faceatlas.video.watch import WatchReport
+
+    stats = PipelineStats("Lobby [east]", frames=10, analyzed=5, seconds=1.0,
+                          line_counts={"[/door]": {"in": 1, "out": 0}, ":car:": {"in": 2, "out": 0}},
+                          class_counts={"[/door]": {"person": {"in": 1, "out": 0}}})
+    for table in watch_cli.summary_tables(WatchReport([stats], {"line_crossed": 3})):
+        watch_cli.err.print(table)
+    shown = capsys.readouterr().err
+    assert "Lobby [east]" in shown and "[/door] crossings" in shown and "[/door] person" in shown, shown
+    assert ":car: crossings" in shown, shown
+    screen = io.StringIO()
+    with progress(Console(file=screen, width=100)) as bar:
+        bar.update(bar.add_task("Lobby [east]", total=2), completed=2)
+    assert "Lobby [east]" in screen.getvalue(), screen.getvalue()
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    sink = DatabaseSink(url)
+    sink.emit(Event("counts", "Lobby [east]", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {
+        "person": {"seen": 2, "zone:door:max": 1, "zone:[/b]:mean": 0.5}}}))
+    sink.close()
+    result = CliRunner().invoke(app, ["counts", "Lobby [east]", "--db", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Lobby [east]: counts per minute" in result.output, result.output
+    assert "zone:[/b]:mean 0.5, zone:door:max 1" in result.output and "🚪" not in result.output, result.output
