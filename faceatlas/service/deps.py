@@ -227,7 +227,8 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     Billable calls count against the tenant's monthly quota and are recorded for the bill;
     account calls (keys, usage, audit) are neither, so a tenant over quota can still see its bill.
     ``idempotent``: the call honours an ``Idempotency-Key`` header (see
-    :mod:`faceatlas.service.idempotency`; its router's ``route_class`` is ``IdempotentRoute``).
+    :mod:`faceatlas.service.idempotency`; its router's ``route_class`` is ``IdempotentRoute``),
+    claimed after the rate limit and before the quota: a replay is answered over quota, unbilled.
     """
 
     def dependency(request: Request, principal: PrincipalDep) -> Meter:
@@ -238,10 +239,15 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
 
     async def idempotent_dependency(request: Request, principal: PrincipalDep,
                                     key: IdempotencyKeyHeader = None) -> Meter:
-        meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
-        if key is not None:
-            await claim_idempotency_key(request, get_shared(request), principal.tenant_id, key,
-                                    lambda: unmeter(request, meter))
+        if key is None:
+            return await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+        # the key is looked at before the quota: a replay of a stored answer is answered even when the
+        # tenant's quota is used up since, neither billed nor counted (it still spends the key's rate,
+        # as every request does); a new call is then counted, and a refusal frees its key (IdempotentRoute)
+        meter = await run_in_threadpool(admit_call, request, principal, operation, scope)
+        await claim_idempotency_key(request, get_shared(request), principal.tenant_id, key)
+        if billable:
+            await run_in_threadpool(count_call, request, meter)
         return meter
 
     return idempotent_dependency
@@ -257,28 +263,40 @@ def unmeter(request: Request, meter: Meter) -> None:
 def meter_call(request: Request, principal: Principal, operation: str, scope: str, *, billable: bool = True) -> Meter:
     """Check ``scope``, the key's rate limit and the tenant's quota for one call of ``operation``;
     a billable call's Meter is left for the metering middleware. The one gate of the API's routes
-    (through :func:`metered`) and of the web console's actions."""
+    (through :func:`metered`) and of the web console's actions: :func:`admit_call`, then for a
+    billable call :func:`count_call`."""
+    meter = admit_call(request, principal, operation, scope)
+    if billable:
+        count_call(request, meter)
+    return meter
+
+
+def admit_call(request: Request, principal: Principal, operation: str, scope: str) -> Meter:
+    """The first half of :func:`meter_call`: ``scope`` and the key's rate limit (one token); the
+    call's Meter, not counted against the quota yet."""
     if not principal.allows(scope):
         raise Forbidden(f"this key lacks the '{scope}' scope")
-    metrics = get_metrics(request)
-    shared = get_shared(request)
-    wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst)
+    wait = get_shared(request).take(principal.key_id, principal.rate_per_second, principal.burst)
     if wait > 0:
-        metrics.rejected.labels("rate_limited").inc()
+        get_metrics(request).rejected.labels("rate_limited").inc()
         raise RateLimited("rate limit exceeded for this key", retry_after=wait)
-    meter = Meter(principal, operation)
-    if not billable:
-        return meter
+    return Meter(principal, operation)
+
+
+def count_call(request: Request, meter: Meter) -> None:
+    """The second half of :func:`meter_call` for a billable call: one call of the tenant's monthly
+    quota spent (:class:`QuotaExceeded` when it is used up), and ``meter`` left for the metering
+    middleware, which records the call and settles the count."""
+    principal = meter.principal
     quota = principal.monthly_quota
     if quota is None:
         quota = get_settings(request).default_monthly_quota
     meter.month = month_of()
-    wait = shared.spend(principal.tenant_id, quota, meter.month)
+    wait = get_shared(request).spend(principal.tenant_id, quota, meter.month)
     if wait > 0:
-        metrics.rejected.labels("quota_exceeded").inc()
+        get_metrics(request).rejected.labels("quota_exceeded").inc()
         raise QuotaExceeded("the tenant's monthly call quota is used up", retry_after=wait)
     request.state.meter = meter
-    return meter
 
 
 def get_tenant_gallery(request: Request, principal: PrincipalDep, gallery: GalleryDep) -> Gallery:

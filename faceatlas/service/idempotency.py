@@ -3,16 +3,18 @@
 A route opts in with ``metered(..., idempotent=True)`` (the one gate of every route: auth, scope,
 rate, quota) on a router whose ``route_class`` is :class:`IdempotentRoute`. With the header set:
 
-- the gate, once the call passed authentication and the rate limit, fingerprints the call
-  (method, path, sorted query, media type and body: a multipart body's field names and contents,
-  a JSON body with sorted keys) and claims the key in the shared state (Redis across processes,
-  else this process's memory), per tenant;
-- the key unknown: the call runs; :class:`IdempotentRoute` stores its answer (status, body,
-  media type) when it succeeded (2xx), or releases the key when it failed (an error answer is
-  not kept: the call changed nothing, a retry runs again, with the same or a corrected body);
+- the gate, once the call passed authentication, its scope and the rate limit, and before the
+  quota, fingerprints the call (method, path, sorted query, media type and body: a multipart
+  body's field names and contents, a JSON body with sorted keys) and claims the key in the shared
+  state (Redis across processes, else this process's memory), per tenant;
+- the key unknown: the call is counted against the quota (a quota used up refuses it and frees
+  the key) and runs; :class:`IdempotentRoute` stores its answer (status, body, media type) when
+  it succeeded (2xx), or releases the key when it failed (an error answer is not kept: the call
+  changed nothing, a retry runs again, with the same or a corrected body);
 - the key answered already for the same fingerprint: the stored answer comes back, byte for byte,
   with ``Idempotent-Replayed: true``; the route never runs, the replay is neither recorded nor
-  billed nor counted against the quota (it still spends the key's rate), and nothing is audited;
+  billed nor counted against the quota (answered even once the quota is used up; it still spends
+  the key's rate), and nothing is audited;
 - the key claimed for another call (another method, path, query or body): 422
   ``idempotency_key_reused``; the same call still running: 409 ``idempotency_in_flight``
   (neither is billed), with ``Retry-After``. A claim is held as long as its call runs; the
@@ -41,7 +43,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, StateUnavailable
+from faceatlas.errors import StateUnavailable
 from faceatlas.service.shared_state import SharedState, StoredAnswer
 
 log = logging.getLogger(__name__)
@@ -107,17 +109,14 @@ def _field_digest(name: bytes, content: bytes) -> bytes:
     return sha256(name).digest() + sha256(content).digest()
 
 
-async def claim(request: Request, shared: SharedState, tenant_id: str, key: str, unmeter: Callable[[], None]) -> None:
-    """Claim ``key`` for this call of ``tenant_id``'s; a replay or a refusal calls ``unmeter``
-    (the call is then neither recorded nor counted) and raises :class:`Replay` or the refusal."""
+async def claim(request: Request, shared: SharedState, tenant_id: str, key: str) -> None:
+    """Claim ``key`` for this call of ``tenant_id``'s, before the call is counted against the
+    quota (a replay or a refusal here is neither recorded nor counted): raises :class:`Replay`
+    when the key answered already, or the refusal (:class:`IdempotencyInFlight`,
+    :class:`IdempotencyKeyReused`)."""
     call = await fingerprint(request)
-    try:
-        stored = await run_in_threadpool(shared.begin_idempotent, tenant_id, key, call)
-    except (IdempotencyInFlight, IdempotencyKeyReused):
-        await run_in_threadpool(unmeter)
-        raise
+    stored = await run_in_threadpool(shared.begin_idempotent, tenant_id, key, call)
     if stored is not None:
-        await run_in_threadpool(unmeter)
         raise Replay(stored)
     request.state.idempotency = Claim(shared, tenant_id, key, call)
 

@@ -97,6 +97,32 @@ def test_a_retried_collection_create_creates_once(api: Api) -> None:
     assert api.calls("collections.create") == 2 and api.calls("collections.delete") == 0
 
 
+def test_a_replay_is_answered_once_the_quota_is_used_up(api: Api) -> None:
+    """docs/deploy.md: a replay is "neither billed nor counted against the quota". With the quota
+    used up since the first call, the replay answered 429 quota_exceeded (Retry-After: the month's
+    end): the quota was spent before the key was looked at. A new call, with a key or without, is
+    still refused, and its key is not left claimed."""
+    tenant = f"quota-{api.state}"
+    api.accounts.create_tenant(tenant, monthly_quota=3)
+    token = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    auth = {"Authorization": f"Bearer {token}"}
+    key = {**auth, "Idempotency-Key": "k1"}
+    first = api.http.post("/v1/collections", json={"name": "counted"}, headers=key)
+    assert first.status_code == 201, first.text
+    assert [api.http.get("/v1/collections", headers=auth).status_code for _ in range(3)] == [200, 200, 429]
+    for _ in range(2):
+        again = api.http.post("/v1/collections", json={"name": "counted"}, headers=key)
+        assert again.status_code == 201 and again.content == first.content, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+    for _ in range(2):  # refused twice the same way: the first refusal freed the key it claimed
+        refused = api.http.post("/v1/collections", json={"name": "more"}, headers={**auth, "Idempotency-Key": "k2"})
+        assert _code(refused) == (429, "quota_exceeded") and int(refused.headers["retry-after"]) > 0
+    assert _code(api.http.post("/v1/collections", json={"name": "more"}, headers=auth)) == (429, "quota_exceeded")
+    assert _code(api.http.post("/v1/collections", json={"name": "other"}, headers=key)) == \
+        (422, "idempotency_key_reused")
+    assert sum(row["calls"] for row in api.accounts.usage_report(tenant)) == 3  # neither replays nor refusals
+
+
 def test_a_retried_subject_delete_deletes_once_and_answers_204_again(api: Api, examples: Path) -> None:
     api.http.post("/v1/collections", json={"name": "gone"})
     image = (examples / "examples" / "obama-240p.jpg").read_bytes()
