@@ -33,7 +33,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS,
             FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60),
             FACEATLAS_KYC_SESSION_SECONDS (default 600); KYC reference images are kept per tenant
-            (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by a setting here
+            (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by a setting here;
+            FACEATLAS_RETENTION_SWEEP_SECONDS (default 300: expired ones are deleted at start and this often)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -260,6 +261,9 @@ class ServiceSettings(_Section):
         "set it when TLS ends at a proxy in front (without it they are Secure when the request itself is HTTPS)")
     kyc_session_seconds: float = Field(default=600.0, gt=0, description="a verification session may be "
                                        "submitted this long after it was created")
+    retention_sweep_seconds: float = Field(default=300.0, gt=0, description="how often what is kept past its "
+                                           "retention (KYC reference images, selfie fingerprints) is deleted "
+                                           "without waiting for traffic; also once at the service's start")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

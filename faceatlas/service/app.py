@@ -42,6 +42,7 @@ from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
+from faceatlas.service.retention import RetentionSweep
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.schemas import ErrorOut
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
@@ -174,11 +175,15 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         # Reference images are kept per tenant (svc_tenants.kyc_retention_days, default 0: none).
         state.kyc = KycService(state.db, state.analyzer, KycConfig(  # migrates the verification tables
             session_s=settings.kyc_session_seconds, retention_days=0))
+        # what expired is deleted now and every period, not only as a side effect of more KYC calls
+        state.retention = RetentionSweep({"KYC reference images": state.kyc.purge}, settings.retention_sweep_seconds)
+        state.retention.start()
         state.ready = True
         try:
             yield
         finally:
             state.ready = False
+            state.retention.close()
             state.pool.close()
             state.shared.close()
             state.gallery.close()

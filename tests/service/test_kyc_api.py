@@ -194,3 +194,61 @@ def test_a_tenant_with_the_longest_id_can_open_a_session(api, examples):
         session = created.json()
         assert client.get(f"/v1/kyc/sessions/{session['id']}").json()["status"] == "pending"
         assert [s["id"] for s in client.get("/v1/kyc/sessions").json()["sessions"]] == [session["id"]]
+
+
+def test_expired_reference_images_are_deleted_without_any_kyc_call(db_url, fast_analyzer, tmp_path):
+    """docs/kyc.md: a reference image is "deleted once it passes". Only more KYC traffic (a
+    decision, a read of references, a retention change) deleted it: images that expired while the
+    service was down, or while no session was decided, stayed in the database (a restart, then GET
+    of the session and of the list, left them). The service deletes them at its start, before any
+    call, and every FACEATLAS_RETENTION_SWEEP_SECONDS while it runs (fingerprints past the replay
+    window too)."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import func, select, update
+    from sqlalchemy.orm import Session
+
+    from faceatlas.apps.kyc import migrate as migrate_kyc
+    from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession
+    from faceatlas.db import create_database_engine, utcnow
+    from faceatlas.service import create_app
+    from faceatlas.settings import ServiceSettings
+
+    engine = create_database_engine(db_url)
+    migrate_kyc(engine)
+    now = utcnow()
+    decided = now - timedelta(days=3)
+    expired, kept = "a" * 32, "b" * 32
+    with Session(engine) as session, session.begin():  # what a tenant keeping 2 days left before a restart
+        for session_id in (expired, kept):
+            session.add(KycSession(id=session_id, tenant="svc:acme", challenge=["blink"], status="rejected",
+                                   created_at=decided, expires_at=decided, decided_at=decided, reasons=[],
+                                   details={}, retention_days=2))
+        session.flush()
+        for kind in ("document", "selfie"):
+            session.add(KycReference(session_id=expired, kind=kind, image=b"\xff\xd8",
+                                     expires_at=decided + timedelta(days=2)))
+            session.add(KycReference(session_id=kept, kind=kind, image=b"\xff\xd8", expires_at=now + timedelta(days=1)))
+        session.add(KycFingerprint(tenant="svc:acme", session_id=expired, digest="0" * 64, hashes=[],
+                                   at=now - timedelta(days=31)))
+
+    def images() -> list[str]:
+        with Session(engine) as session:
+            return sorted(session.scalars(select(KycReference.session_id)))
+
+    settings = ServiceSettings(database_url=db_url, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1,
+                               retention_sweep_seconds=0.2)
+    try:
+        with TestClient(create_app(settings, analyzer=fast_analyzer)):
+            assert images() == [kept, kept]  # deleted at the start, no call made
+            with Session(engine) as session:
+                assert session.scalar(select(func.count()).select_from(KycFingerprint)) == 0
+            with Session(engine) as session, session.begin():  # the other session's images expire meanwhile
+                session.execute(update(KycReference).values(expires_at=utcnow() - timedelta(seconds=1)))
+            deadline = time.monotonic() + 10
+            while images() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert images() == []  # deleted by the sweep while the service runs
+    finally:
+        engine.dispose()

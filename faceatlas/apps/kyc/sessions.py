@@ -198,7 +198,8 @@ class KycService:
     def purge(self, now: datetime | None = None) -> int:
         """Delete reference images past their retention and selfie fingerprints older than the
         replay window (``replay_days``), at ``now`` (default the present); returns how many images.
-        Runs on every decision, on every retention change and whenever references are read."""
+        Runs on every decision, on every retention change and whenever references are read; the
+        service also runs it at its start and every ``FACEATLAS_RETENTION_SWEEP_SECONDS``."""
         now = now or utcnow()
         with self._sessions.begin() as session:
             session.execute(delete(KycFingerprint).where(KycFingerprint.at <= self._replay_since(now)))
