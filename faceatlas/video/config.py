@@ -18,7 +18,7 @@ Example ``cams.yaml``::
                  min_dwell: 1.0, hysteresis: 1}]   # a level holds >= 1 s; left 1 below its start
         watchlist: [alice]
         output: door.mp4
-        snapshots: snaps/
+        snapshots: snaps/          # relative: to the working folder; events hold absolute paths
         blur_unlisted: true        # the default: faces not on the watchlist are blurred in saved images
       - name: junction             # traffic (see docs/city.md)
         source: rtsp://10.0.0.6/stream1
@@ -183,7 +183,12 @@ class CameraConfig:
             if twice:  # their counts were merged: two zones 'z' stored one blended zone:z:mean
                 raise InvalidArgument(f"camera {self.name}: {kind} names are unique within a camera (each names its "
                                       f"counts and events); twice: {', '.join(twice)[:200]}")
-        if self.snapshots is not None and Path(self.snapshots).exists() and not Path(self.snapshots).is_dir():
+        if self.snapshots is not None:
+            # relative: to the working folder of the run (as every path of a cams.yaml), made absolute
+            # now: events store their snapshot's path, which the API server (GET /v1/events/{id}/snapshot)
+            # and a tenant's erasure read from their own working folder
+            self.snapshots = Path(os.path.abspath(self.snapshots))
+        if self.snapshots is not None and self.snapshots.exists() and not self.snapshots.is_dir():
             raise InvalidArgument(f"camera {self.name}: snapshots {self.snapshots} is a file, not a folder")
         if self.output is not None:
             check_video_path(self.output)

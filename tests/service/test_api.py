@@ -230,6 +230,44 @@ def test_video_events_are_listed_per_tenant(api, examples, tmp_path):
     assert [e["data"]["subject"] for e in hits if e["camera"] == "door"] == ["acme-vip"]
 
 
+def test_snapshots_of_a_watch_run_from_another_folder_are_served_and_erased(api, shared, tmp_path, monkeypatch):
+    """``faceatlas watch`` run in a site folder with ``snapshots: snaps`` stored each event's
+    snapshot as ``snaps/<file>.jpg``, relative to that folder: the API server, working elsewhere,
+    answered 404 for a file that was there, and deleting the tenant left the JPEGs on disk. A
+    relative ``snapshots`` still means the working folder of the watch run; events store the
+    absolute path."""
+    from pathlib import Path
+
+    from faceatlas.service.tenants import delete_tenant
+    from faceatlas.video import load_config, run_watch
+    from tests.clips import first_seconds
+
+    tenant = "snap-site"
+    api.accounts.create_tenant(tenant)
+    reader = api.accounts.create_key(tenant, ["read"], rate_per_second=500, burst=500).token
+    site, server = tmp_path / "site", tmp_path / "server"
+    site.mkdir(), server.mkdir()
+    first_seconds(shared / "data" / "videos" / "people_walking_vtest.avi", site / "hall.mp4", 1.0)
+    (site / "cams.yaml").write_text(
+        f"tenant: {tenant}\ndatabase: {json.dumps(api.database_url)}\ncameras:\n"
+        "  - {name: hall, source: hall.mp4, faces: false, stride: 1, snapshots: snaps,\n"
+        "     zones: [{name: all, polygon: [[0, 0], [10000, 0], [10000, 10000], [0, 10000]], max_dwell: 0.2}]}\n")
+    monkeypatch.chdir(site)  # watch runs where its cams.yaml is, naming its files relative to it
+    run_watch(load_config(Path("cams.yaml")), pack="scrfd-mbf")
+    kept = sorted((site / "snaps").glob("hall_*_dwell_exceeded.jpg"))
+    assert kept, "the run kept no snapshot"
+
+    monkeypatch.chdir(server)  # the server works in another folder
+    with api.client(reader) as client:
+        events = client.get("/v1/events", params={"type": "dwell_exceeded", "camera": "hall"}).json()["events"]
+        assert {Path(e["data"]["snapshot"]) for e in events} == set(kept)  # absolute: the file wherever one works
+        shot = client.get(f"/v1/events/{events[0]['id']}/snapshot")
+        assert shot.status_code == 200, shot.text
+        assert shot.content == Path(events[0]["data"]["snapshot"]).read_bytes()
+    delete_tenant(api.accounts, api.app.state.gallery, tenant)
+    assert not any(path.exists() for path in kept)  # erased with the tenant's events
+
+
 def test_retail_analytics_are_served_to_the_store_owner_only(api, examples, fast_analyzer, tmp_path):
     from datetime import datetime, timedelta
 
