@@ -22,13 +22,14 @@ from sqlalchemy.orm import Session
 
 from faceatlas.db import rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
-from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, UsageRecord
+from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 INT_COLUMN_MAX = 2**31 - 1  # an INTEGER column's largest value (PostgreSQL's is 32-bit): a quota, a burst
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
 MAX_RETENTION_DAYS = 3650  # the longest a tenant may keep verification reference images
+TENANT_NAME_MAX_LENGTH = 200  # svc_tenants.name
 # What each scope grants: admin ⊃ write ⊃ read ⊃ detect.
 _IMPLIED = {
     "admin": set(SCOPES),
@@ -88,13 +89,18 @@ class Accounts:
     # -- tenants ---------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
         """A new tenant. Its id is 1–64 letters, digits, ``_``, ``.`` or ``-`` (no colon: the
-        gallery spaces of the CLI and the apps stay out of its reach)."""
+        gallery spaces of the CLI and the apps stay out of its reach), and no deleted tenant's: its
+        bill stays under that id (a new tenant of it inherited the old one's calls against its quota)."""
         if not TENANT_ID.fullmatch(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
+        _check_name(name)
         _check_quota(monthly_quota)
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' already exists")
+            if session.get(DeletedTenant, tenant_id) is not None:
+                raise AlreadyExists(f"tenant '{tenant_id}' was deleted and its id is not given again: its bill "
+                                    "stays under that id; choose another id")
             tenant = Tenant(id=tenant_id, name=name or tenant_id, monthly_quota=monthly_quota)
             session.add(tenant)
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
@@ -113,6 +119,8 @@ class Accounts:
                       actor_key_id: int | None = None) -> Tenant:
         """Rename a tenant, change its monthly quota (``unlimited`` removes it) or the days its
         verifications' reference face images are kept (0: none written)."""
+        if name is not None:
+            _check_name(name)
         _check_quota(monthly_quota)
         if unlimited and monthly_quota is not None:
             raise InvalidArgument("give a monthly quota or 'unlimited', not both")
@@ -144,7 +152,8 @@ class Accounts:
             return revoked
 
     def delete_tenant(self, tenant_id: str) -> None:
-        """Delete a tenant's account and keys (see ``service.tenants.delete_tenant`` for all it owns)."""
+        """Delete a tenant's account and keys (see ``service.tenants.delete_tenant`` for all it owns).
+        Its id stays among the deleted tenants' (never given to a new tenant: its bill stays under it)."""
         with Session(self.engine) as session:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
@@ -153,6 +162,8 @@ class Accounts:
             session.execute(delete(ConsoleSession).where(ConsoleSession.key_id.in_(keys)))
             session.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id))
             session.delete(tenant)
+            if session.get(DeletedTenant, tenant_id) is None:  # a tenant of the id from before it was kept
+                session.add(DeletedTenant(id=tenant_id))
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.delete", target=tenant_id))
             session.commit()
 
@@ -404,6 +415,13 @@ class Accounts:
             if tenant_id is not None:
                 query = query.where(AuditRecord.tenant_id == tenant_id)
             return list(session.scalars(query))
+
+
+def _check_name(name: str) -> None:
+    """A tenant's display name: at most :data:`TENANT_NAME_MAX_LENGTH` characters, no NUL (PostgreSQL
+    refused either with a traceback in the CLI)."""
+    if len(name) > TENANT_NAME_MAX_LENGTH or "\x00" in name:
+        raise InvalidArgument(f"a tenant's name is at most {TENANT_NAME_MAX_LENGTH} characters, without NUL")
 
 
 def _check_quota(calls: int | None) -> None:

@@ -34,7 +34,9 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_ur
 
     Each step finds what is left by the tenant's id and the account goes last, so a run cut short
     can be run again and finishes the job; once the account is gone the tenant is :class:`NotFound`.
-    Its usage rows stay (the bill), as does the audit record of the deletion. Returns the number
+    Its usage rows stay (the bill), as does the audit record of the deletion; its id is kept among
+    the deleted tenants' and never given to a new tenant (which would inherit the bill, and the
+    state a running server keeps per tenant id: quota counts, stored answers). Returns the number
     of gallery collections deleted in step 1."""
     accounts.get_tenant(tenant_id)  # NotFound before anything is touched
     accounts.revoke_tenant_keys(tenant_id)
