@@ -13,10 +13,11 @@ import io
 import math
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -152,8 +153,9 @@ class Accounts:
             return revoked
 
     def delete_tenant(self, tenant_id: str) -> None:
-        """Delete a tenant's account and keys (see ``service.tenants.delete_tenant`` for all it owns).
-        Its id stays among the deleted tenants' (never given to a new tenant: its bill stays under it)."""
+        """Delete a tenant's account, keys and audit trail (see ``service.tenants.delete_tenant`` for
+        all it owns), in one transaction. What stays: its usage rows (the bill), the audit record of
+        the deletion, and its id among the deleted tenants' (never given to a new tenant)."""
         with Session(self.engine) as session:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
@@ -161,6 +163,7 @@ class Accounts:
             keys = select(ApiKey.id).where(ApiKey.tenant_id == tenant_id).scalar_subquery()
             session.execute(delete(ConsoleSession).where(ConsoleSession.key_id.in_(keys)))
             session.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id))
+            session.execute(delete(AuditRecord).where(AuditRecord.tenant_id == tenant_id))
             session.delete(tenant)
             if session.get(DeletedTenant, tenant_id) is None:  # a tenant of the id from before it was kept
                 session.add(DeletedTenant(id=tenant_id))
@@ -409,12 +412,50 @@ class Accounts:
             session.commit()
         return erased
 
+    def erase_collection(self, tenant_id: str, collection: str, *, keep_ids: bool) -> None:
+        """After a collection was deleted with its subjects: unless ``keep_ids``, every audit record
+        of the tenant on one of its subjects (a ``subject.*`` or ``face.*`` record whose target is
+        ``collection/<subject>``) names ``collection/[erased]``, details dropped (a merge's ``into``),
+        as :meth:`erase_subject` does for one subject. The collection's own records (created,
+        exported, deleted) keep its name; an album's records (``album.*``) are not its."""
+        if keep_ids:
+            return
+        with Session(self.engine) as session:
+            session.execute(update(AuditRecord).where(
+                AuditRecord.tenant_id == tenant_id, _subject_actions(),
+                AuditRecord.target.startswith(f"{collection}/", autoescape=True))
+                .values(target=f"{collection}/{ERASED}", details={}))
+            session.commit()
+
+    def erase_album_person(self, tenant_id: str, album: str, refs: Iterable[str | None], *, keep_ids: bool) -> str:
+        """After an album's person was erased: unless ``keep_ids``, every ``album.*`` audit record of
+        the tenant whose target is ``album/<ref>`` for one of ``refs`` (the reference the erasure was
+        called with first, then the person's id and name) names ``album/[erased]``. Returns the target
+        the erasure itself is audited under."""
+        named = [ref for ref in refs if ref]
+        if keep_ids:
+            return f"{album}/{named[0]}"
+        erased = f"{album}/{ERASED}"
+        with Session(self.engine) as session:
+            session.execute(update(AuditRecord).where(
+                AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
+                AuditRecord.target.in_(sorted({f"{album}/{ref}" for ref in named})))
+                .values(target=erased, details={}))
+            session.commit()
+        return erased
+
     def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         with Session(self.engine) as session:
             query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
             if tenant_id is not None:
                 query = query.where(AuditRecord.tenant_id == tenant_id)
             return list(session.scalars(query))
+
+
+def _subject_actions() -> ColumnElement[bool]:
+    """The audit records of a gallery subject: ``subject.create``/``update``/``merge``/``delete``, ``face.enrol``."""
+    return or_(AuditRecord.action.startswith("subject.", autoescape=True),
+               AuditRecord.action.startswith("face.", autoescape=True))
 
 
 def _check_name(name: str) -> None:

@@ -30,7 +30,7 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_ur
     6. with ``redis_url`` (the service's ``FACEATLAS_REDIS_URL``), the answers of its calls that
        Redis keeps for retries (``Idempotency-Key``), which name its subjects (a single server
        keeps them in its memory, out of reach once the keys are revoked, until they expire);
-    7. its keys and its account.
+    7. its keys, its audit trail (which names its subjects) and its account, in one transaction.
 
     Each step finds what is left by the tenant's id and the account goes last, so a run cut short
     can be run again and finishes the job; once the account is gone the tenant is :class:`NotFound`.

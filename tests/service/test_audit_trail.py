@@ -1,8 +1,10 @@
 """The audit trail and the tenants it belongs to (SQLite and PostgreSQL): a deleted tenant's id is
-never given again, and the longest targets fit."""
+never given again, its audit trail goes with it, erasures reach the ids in the trail, and the
+longest targets fit."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -65,6 +67,63 @@ def test_a_deleted_tenant_s_id_is_not_given_again(api) -> None:
     assert tenant not in {t.id for t in api.accounts.list_tenants()}
     assert api.accounts.usage_report(tenant) == billed  # the bill stays
     assert api.accounts.calls_this_month(tenant) == sum(row["calls"] for row in billed)
+
+
+def test_deleting_a_tenant_erases_its_audit_trail_but_the_record_of_the_deletion(api) -> None:
+    """README: 'its bill and the audit record of the deletion stay'; every other record of the
+    tenant (naming its subjects) stayed too."""
+    tenant, key = _new_tenant(api, "leaving")
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        assert http.post("/v1/collections/staff/subjects", json={"id": "carol_doe"}).status_code == 201
+        assert "carol_doe" in json.dumps(_trail(http))
+    delete_tenant(api.accounts, api.app.state.gallery, tenant)
+    trail = api.accounts.audit_log(tenant, limit=1000)
+    assert [(r.action, r.target) for r in trail] == [("tenant.delete", tenant)]
+
+
+def test_deleting_a_collection_erases_its_subjects_ids_from_the_audit_trail(api) -> None:
+    """DELETE /v1/collections/{c} erased the subjects but kept subject.create c/bob, face.enrol c/bob
+    (and a merge's `into`) in the audit trail, as a subject's own deletion does not."""
+    name = f"temp_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        for collection in (name, f"{name}2"):
+            assert http.post("/v1/collections", json={"name": collection}).status_code == 201
+        for subject in ("bob_jones", "alias_of_bob"):
+            assert http.post(f"/v1/collections/{name}/subjects", json={"id": subject}).status_code == 201
+        assert http.patch(f"/v1/collections/{name}/subjects/bob_jones", json={"name": "Bob"}).status_code == 200
+        merged = http.post(f"/v1/collections/{name}/subjects/alias_of_bob/merge", json={"into": "bob_jones"})
+        assert merged.status_code == 200, merged.text
+        assert http.post(f"/v1/collections/{name}2/subjects", json={"id": "bystander"}).status_code == 201
+        assert http.delete(f"/v1/collections/{name}").status_code == 204
+    with api.client("acme_admin") as admin:
+        events = [e for e in _trail(admin) if e["target"].split("/")[0] in (name, f"{name}2")]
+    shown = json.dumps(events)
+    assert "bob_jones" not in shown and "alias_of_bob" not in shown
+    assert {(e["action"], e["target"]) for e in events} >= {
+        ("collection.create", name), ("collection.delete", name), ("subject.create", f"{name}/[erased]"),
+        ("subject.update", f"{name}/[erased]"), ("subject.merge", f"{name}/[erased]"),
+        ("subject.create", f"{name}2/bystander")}  # another collection's subjects stay as they were
+
+
+def test_erasing_an_album_person_by_name_erases_the_name_from_the_audit_trail(api, shared: Path) -> None:
+    """DELETE /v1/albums/fam/people/Aaron Eckhart kept `album.erase fam/Aaron Eckhart` (and the
+    calls that named the person) in the audit trail."""
+    album = f"fam_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        scanned = http.post(f"/v1/albums/{album}/photos", files={"image": _photo(shared)})
+        assert scanned.status_code == 200, scanned.text
+        person = _person(http, album)
+        assert http.patch(f"/v1/albums/{album}/people/{person}", json={"name": "Aaron Eckhart"}).status_code == 200
+        again = http.patch(f"/v1/albums/{album}/people/Aaron Eckhart", json={"name": "Aaron Eckhart"})
+        assert again.status_code == 200, again.text
+        erased = http.delete(f"/v1/albums/{album}/people/Aaron Eckhart")
+        assert erased.status_code == 200, erased.text
+    with api.client("acme_admin") as admin:
+        events = [e for e in _trail(admin) if e["target"].split("/")[0] == album]
+    assert "Aaron" not in json.dumps(events) and f"{album}/{person}" not in {e["target"] for e in events}
+    assert {(e["action"], e["target"]) for e in events} >= {
+        ("album.scan", album), ("album.name", f"{album}/[erased]"), ("album.erase", f"{album}/[erased]")}
 
 
 def test_the_longest_targets_a_route_builds_are_audited(api, shared: Path) -> None:
