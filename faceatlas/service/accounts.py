@@ -119,7 +119,8 @@ class Accounts:
                       unlimited: bool = False, kyc_retention_days: int | None = None,
                       actor_key_id: int | None = None) -> Tenant:
         """Rename a tenant, change its monthly quota (``unlimited`` removes it) or the days its
-        verifications' reference face images are kept (0: none written)."""
+        verifications' reference face images are kept (0: none written). Audited when something
+        changed (a call that changes nothing writes no record)."""
         if name is not None:
             _check_name(name)
         _check_quota(monthly_quota)
@@ -131,12 +132,15 @@ class Accounts:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
                 raise NotFound(f"no tenant '{tenant_id}'")
+            before = (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days)
             if name is not None:
                 tenant.name = name
             if monthly_quota is not None or unlimited:
                 tenant.monthly_quota = None if unlimited else monthly_quota
             if kyc_retention_days is not None:
                 tenant.kyc_retention_days = kyc_retention_days
+            if (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days) == before:
+                return tenant
             session.add(AuditRecord(tenant_id=tenant_id, key_id=actor_key_id, action="tenant.update", target=tenant_id,
                                     details={"name": tenant.name, "monthly_quota": tenant.monthly_quota,
                                              "kyc_retention_days": tenant.kyc_retention_days}))
@@ -264,15 +268,18 @@ class Accounts:
                 query = query.where(ApiKey.tenant_id == tenant_id)
             return list(session.scalars(query))
 
-    def revoke_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> None:
-        """Revoke the key with ``prefix`` (within ``tenant_id`` when given)."""
+    def revoke_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> bool:
+        """Revoke the key with ``prefix`` (within ``tenant_id`` when given). Revoking a revoked key
+        changes nothing and is not audited again; returns whether this call revoked it."""
         with Session(self.engine) as session:
             key = self._find(session, prefix, tenant_id)
-            key.revoked_at = key.revoked_at or utcnow()
-            session.add(
-                AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke", target=f"key:{prefix}")
-            )
+            revoked = rowcount(session.execute(
+                update(ApiKey).where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())))
+            if revoked:
+                session.add(AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke",
+                                        target=f"key:{prefix}"))
             session.commit()
+            return bool(revoked)
 
     def rotate_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> IssuedKey:
         """Revoke a key and issue its one replacement (same tenant, scopes and limits), in one

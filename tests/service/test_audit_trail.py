@@ -1,6 +1,6 @@
 """The audit trail and the tenants it belongs to (SQLite and PostgreSQL): a deleted tenant's id is
-never given again, its audit trail goes with it, erasures reach the ids in the trail, and the
-longest targets fit."""
+never given again, its audit trail goes with it, erasures reach the ids in the trail, the longest
+targets fit, and a call that changed nothing writes no record."""
 
 from __future__ import annotations
 
@@ -153,6 +153,25 @@ def test_the_longest_targets_a_route_builds_are_audited(api, shared: Path) -> No
     assert PERSON_REF_MAX_LENGTH == PERSON_REF and AUDIT_TARGET_MAX_LENGTH == ID_MAX_LENGTH + 1 + PERSON_REF
     assert 2 * ID_MAX_LENGTH + 1 < len(f"{album}/{padded}") <= AUDIT_TARGET_MAX_LENGTH
     assert usage["subjects.create"] == 1 and usage["enrol"] == 1  # billed
+
+
+def test_a_call_that_changes_nothing_is_not_audited(api) -> None:
+    """A second DELETE /v1/keys/{prefix} of a revoked key wrote a second key.revoke; PATCH
+    /v1/settings {} (or the value it has) a tenant.update that changed nothing."""
+    tenant, key = _new_tenant(api, "quiet")
+    prefix = api.accounts.create_key(tenant, ["read"]).prefix
+    with api.client(key) as http:
+        assert [http.delete(f"/v1/keys/{prefix}").status_code for _ in range(2)] == [204, 204]
+        assert http.patch("/v1/settings", json={}).status_code == 200
+        for _ in range(2):
+            assert http.patch("/v1/settings", json={"kyc_retention_days": 3}).json()["kyc_retention_days"] == 3
+        trail = [(e["action"], e["target"]) for e in _trail(http)]
+    assert trail.count(("key.revoke", f"key:{prefix}")) == 1
+    assert trail.count(("tenant.update", tenant)) == 1
+    assert api.accounts.revoke_key(prefix) is False  # the CLI's revoke of a revoked key: nothing new either
+    api.accounts.update_tenant(tenant, name=tenant)  # its name already
+    assert [r.action for r in api.accounts.audit_log(tenant)].count("key.revoke") == 1
+    assert [r.action for r in api.accounts.audit_log(tenant)].count("tenant.update") == 1
 
 
 def test_a_tenant_name_longer_than_its_column_is_refused_before_the_database(api) -> None:
