@@ -115,3 +115,40 @@ def test_processes_starting_together_on_a_fresh_sqlite_file_create_each_table_on
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_the_ids_of_tenants_deleted_before_revision_0005_are_not_given_again(db_url: str) -> None:
+    """Service migration 0005 keeps deleted tenants' ids: those of usage or audit rows that no
+    tenant holds (their bill); a tenant deleted earlier was otherwise free to be created anew,
+    inheriting its calls against the quota."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from faceatlas.db import upgrade
+    from faceatlas.errors import AlreadyExists
+    from faceatlas.service.accounts import Accounts
+
+    engine = create_database_engine(db_url)
+    try:
+        upgrade(engine, Path(service_db.__file__).parent / "migrations", "0004")
+        at = datetime(2026, 3, 1)
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO svc_tenants (id, name, created_at) VALUES ('alive', 'Alive', :at)"),
+                               {"at": at})
+            for tenant in ("alive", "billed"):
+                connection.execute(text("INSERT INTO svc_usage (tenant_id, operation, faces, status, latency_ms, at) "
+                                        "VALUES (:t, 'detect', 1, 200, 1.0, :at)"), {"t": tenant, "at": at})
+            for tenant, action in (("audited", "tenant.delete"), (None, "tenant.create")):
+                connection.execute(text("INSERT INTO svc_audit (tenant_id, action, target, details, at) "
+                                        "VALUES (:t, :a, 'x', '{}', :at)"), {"t": tenant, "a": action, "at": at})
+        service_db.migrate(engine)
+        accounts = Accounts(engine)
+        for gone in ("billed", "audited"):
+            with pytest.raises(AlreadyExists, match="choose another id"):
+                accounts.create_tenant(gone)
+        assert accounts.create_tenant("fresh").id == "fresh"
+        assert [t.id for t in accounts.list_tenants()] == ["alive", "fresh"]
+    finally:
+        engine.dispose()

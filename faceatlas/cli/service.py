@@ -125,7 +125,8 @@ def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help=
 def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
                   db: DbOption = None) -> None:
     """Delete a tenant with every collection, face, vector and key it owns, its verification sessions,
-    albums, stores' members and video events (its usage rows stay: the bill)."""
+    albums, stores' members, video events and audit trail (its usage rows stay: the bill; its id is
+    not given to a new tenant)."""
     settings = ServiceSettings.from_env()
     accounts = _guard(lambda: _accounts(db))  # a missing database or tenant is an error before the question
     _guard(lambda: accounts.get_tenant(tenant_id))

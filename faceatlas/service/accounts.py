@@ -13,22 +13,24 @@ import io
 import math
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from faceatlas.db import rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
-from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, Tenant, UsageRecord
+from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 INT_COLUMN_MAX = 2**31 - 1  # an INTEGER column's largest value (PostgreSQL's is 32-bit): a quota, a burst
 ERASED = "[erased]"  # what the audit trail shows in place of a deleted subject's id
 SCOPES = ("admin", "write", "read", "detect")
 MAX_RETENTION_DAYS = 3650  # the longest a tenant may keep verification reference images
+TENANT_NAME_MAX_LENGTH = 200  # svc_tenants.name
 # What each scope grants: admin ⊃ write ⊃ read ⊃ detect.
 _IMPLIED = {
     "admin": set(SCOPES),
@@ -88,13 +90,18 @@ class Accounts:
     # -- tenants ---------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
         """A new tenant. Its id is 1–64 letters, digits, ``_``, ``.`` or ``-`` (no colon: the
-        gallery spaces of the CLI and the apps stay out of its reach)."""
+        gallery spaces of the CLI and the apps stay out of its reach), and no deleted tenant's: its
+        bill stays under that id (a new tenant of it inherited the old one's calls against its quota)."""
         if not TENANT_ID.fullmatch(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
+        _check_name(name)
         _check_quota(monthly_quota)
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' already exists")
+            if session.get(DeletedTenant, tenant_id) is not None:
+                raise AlreadyExists(f"tenant '{tenant_id}' was deleted and its id is not given again: its bill "
+                                    "stays under that id; choose another id")
             tenant = Tenant(id=tenant_id, name=name or tenant_id, monthly_quota=monthly_quota)
             session.add(tenant)
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
@@ -112,7 +119,10 @@ class Accounts:
                       unlimited: bool = False, kyc_retention_days: int | None = None,
                       actor_key_id: int | None = None) -> Tenant:
         """Rename a tenant, change its monthly quota (``unlimited`` removes it) or the days its
-        verifications' reference face images are kept (0: none written)."""
+        verifications' reference face images are kept (0: none written). Audited when something
+        changed (a call that changes nothing writes no record)."""
+        if name is not None:
+            _check_name(name)
         _check_quota(monthly_quota)
         if unlimited and monthly_quota is not None:
             raise InvalidArgument("give a monthly quota or 'unlimited', not both")
@@ -122,12 +132,15 @@ class Accounts:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
                 raise NotFound(f"no tenant '{tenant_id}'")
+            before = (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days)
             if name is not None:
                 tenant.name = name
             if monthly_quota is not None or unlimited:
                 tenant.monthly_quota = None if unlimited else monthly_quota
             if kyc_retention_days is not None:
                 tenant.kyc_retention_days = kyc_retention_days
+            if (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days) == before:
+                return tenant
             session.add(AuditRecord(tenant_id=tenant_id, key_id=actor_key_id, action="tenant.update", target=tenant_id,
                                     details={"name": tenant.name, "monthly_quota": tenant.monthly_quota,
                                              "kyc_retention_days": tenant.kyc_retention_days}))
@@ -144,7 +157,9 @@ class Accounts:
             return revoked
 
     def delete_tenant(self, tenant_id: str) -> None:
-        """Delete a tenant's account and keys (see ``service.tenants.delete_tenant`` for all it owns)."""
+        """Delete a tenant's account, keys and audit trail (see ``service.tenants.delete_tenant`` for
+        all it owns), in one transaction. What stays: its usage rows (the bill), the audit record of
+        the deletion, and its id among the deleted tenants' (never given to a new tenant)."""
         with Session(self.engine) as session:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
@@ -152,7 +167,10 @@ class Accounts:
             keys = select(ApiKey.id).where(ApiKey.tenant_id == tenant_id).scalar_subquery()
             session.execute(delete(ConsoleSession).where(ConsoleSession.key_id.in_(keys)))
             session.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id))
+            session.execute(delete(AuditRecord).where(AuditRecord.tenant_id == tenant_id))
             session.delete(tenant)
+            if session.get(DeletedTenant, tenant_id) is None:  # a tenant of the id from before it was kept
+                session.add(DeletedTenant(id=tenant_id))
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.delete", target=tenant_id))
             session.commit()
 
@@ -250,15 +268,18 @@ class Accounts:
                 query = query.where(ApiKey.tenant_id == tenant_id)
             return list(session.scalars(query))
 
-    def revoke_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> None:
-        """Revoke the key with ``prefix`` (within ``tenant_id`` when given)."""
+    def revoke_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> bool:
+        """Revoke the key with ``prefix`` (within ``tenant_id`` when given). Revoking a revoked key
+        changes nothing and is not audited again; returns whether this call revoked it."""
         with Session(self.engine) as session:
             key = self._find(session, prefix, tenant_id)
-            key.revoked_at = key.revoked_at or utcnow()
-            session.add(
-                AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke", target=f"key:{prefix}")
-            )
+            revoked = rowcount(session.execute(
+                update(ApiKey).where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())))
+            if revoked:
+                session.add(AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke",
+                                        target=f"key:{prefix}"))
             session.commit()
+            return bool(revoked)
 
     def rotate_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> IssuedKey:
         """Revoke a key and issue its one replacement (same tenant, scopes and limits), in one
@@ -398,12 +419,57 @@ class Accounts:
             session.commit()
         return erased
 
+    def erase_collection(self, tenant_id: str, collection: str, *, keep_ids: bool) -> None:
+        """After a collection was deleted with its subjects: unless ``keep_ids``, every audit record
+        of the tenant on one of its subjects (a ``subject.*`` or ``face.*`` record whose target is
+        ``collection/<subject>``) names ``collection/[erased]``, details dropped (a merge's ``into``),
+        as :meth:`erase_subject` does for one subject. The collection's own records (created,
+        exported, deleted) keep its name; an album's records (``album.*``) are not its."""
+        if keep_ids:
+            return
+        with Session(self.engine) as session:
+            session.execute(update(AuditRecord).where(
+                AuditRecord.tenant_id == tenant_id, _subject_actions(),
+                AuditRecord.target.startswith(f"{collection}/", autoescape=True))
+                .values(target=f"{collection}/{ERASED}", details={}))
+            session.commit()
+
+    def erase_album_person(self, tenant_id: str, album: str, refs: Iterable[str | None], *, keep_ids: bool) -> str:
+        """After an album's person was erased: unless ``keep_ids``, every ``album.*`` audit record of
+        the tenant whose target is ``album/<ref>`` for one of ``refs`` (the reference the erasure was
+        called with first, then the person's id and name) names ``album/[erased]``. Returns the target
+        the erasure itself is audited under."""
+        named = [ref for ref in refs if ref]
+        if keep_ids:
+            return f"{album}/{named[0]}"
+        erased = f"{album}/{ERASED}"
+        with Session(self.engine) as session:
+            session.execute(update(AuditRecord).where(
+                AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
+                AuditRecord.target.in_(sorted({f"{album}/{ref}" for ref in named})))
+                .values(target=erased, details={}))
+            session.commit()
+        return erased
+
     def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         with Session(self.engine) as session:
             query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
             if tenant_id is not None:
                 query = query.where(AuditRecord.tenant_id == tenant_id)
             return list(session.scalars(query))
+
+
+def _subject_actions() -> ColumnElement[bool]:
+    """The audit records of a gallery subject: ``subject.create``/``update``/``merge``/``delete``, ``face.enrol``."""
+    return or_(AuditRecord.action.startswith("subject.", autoescape=True),
+               AuditRecord.action.startswith("face.", autoescape=True))
+
+
+def _check_name(name: str) -> None:
+    """A tenant's display name: at most :data:`TENANT_NAME_MAX_LENGTH` characters, no NUL (PostgreSQL
+    refused either with a traceback in the CLI)."""
+    if len(name) > TENANT_NAME_MAX_LENGTH or "\x00" in name:
+        raise InvalidArgument(f"a tenant's name is at most {TENANT_NAME_MAX_LENGTH} characters, without NUL")
 
 
 def _check_quota(calls: int | None) -> None:

@@ -14,8 +14,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from faceatlas.db import upgrade, utcnow
+from faceatlas.gallery.rules import ID_MAX_LENGTH
 
 VERSION_TABLE = "faceatlas_service_alembic_version"
+# An album person as a path or form names it (its id ``p12`` or its name): the album's name column.
+PERSON_REF_MAX_LENGTH = 400
+# The longest audit target a route or console action builds: ``{album}/{person}`` (a collection's
+# ``{collection}/{subject}`` is 401, a store's ``{store}/{member}`` 165, a key's ``key:{prefix}`` 36).
+AUDIT_TARGET_MAX_LENGTH = ID_MAX_LENGTH + 1 + PERSON_REF_MAX_LENGTH
 
 
 class Base(DeclarativeBase):
@@ -34,6 +40,16 @@ class Tenant(Base):
     # Days a verification's reference face images (document crop, best selfie frame) are kept
     # after its decision; 0 (the default): none is ever written. Set by the tenant's admin.
     kyc_retention_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class DeletedTenant(Base):
+    """The id of a deleted tenant: never given to a new tenant, since its usage rows (the bill) stay
+    under it, and a new tenant of that id inherited them (its quota spent) and its cached state."""
+
+    __tablename__ = "svc_deleted_tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ApiKey(Base):
@@ -79,7 +95,7 @@ class AuditRecord(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(300), default="")
+    target: Mapped[str] = mapped_column(String(AUDIT_TARGET_MAX_LENGTH), default="")
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

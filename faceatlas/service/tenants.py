@@ -30,11 +30,13 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_ur
     6. with ``redis_url`` (the service's ``FACEATLAS_REDIS_URL``), the answers of its calls that
        Redis keeps for retries (``Idempotency-Key``), which name its subjects (a single server
        keeps them in its memory, out of reach once the keys are revoked, until they expire);
-    7. its keys and its account.
+    7. its keys, its audit trail (which names its subjects) and its account, in one transaction.
 
     Each step finds what is left by the tenant's id and the account goes last, so a run cut short
     can be run again and finishes the job; once the account is gone the tenant is :class:`NotFound`.
-    Its usage rows stay (the bill), as does the audit record of the deletion. Returns the number
+    Its usage rows stay (the bill), as does the audit record of the deletion; its id is kept among
+    the deleted tenants' and never given to a new tenant (which would inherit the bill, and the
+    state a running server keeps per tenant id: quota counts, stored answers). Returns the number
     of gallery collections deleted in step 1."""
     accounts.get_tenant(tenant_id)  # NotFound before anything is touched
     accounts.revoke_tenant_keys(tenant_id)

@@ -257,3 +257,21 @@ def test_a_price_that_is_no_number_is_said_so(console, fast_analyzer) -> None:
     refused = client.post(url, data={"csrf": csrf, "name": "Tea", "price": "1.005"})
     assert refused.status_code == 422 and "at most two decimals" in refused.text
     client.close()
+
+
+def test_deleting_a_collection_erases_its_subjects_ids_from_the_audit_trail(console) -> None:
+    """As DELETE /v1/collections/{c}: the console's delete erased the subjects with their faces, but
+    their ids stayed in the audit trail (targets, and a merge's ``into``)."""
+    _subjects(console, "console-gone", "dora")
+    console.accounts.audit("subject.create", "console-gone/dora", "acme", None)
+    console.accounts.audit("subject.merge", "console-gone/dora_old", "acme", None, {"into": "dora"})
+    client, csrf = _session(console, "acme_write")
+    done = client.post("/console/galleries/console-gone/delete", data={"csrf": csrf, "confirmed": "yes"})
+    client.close()
+    assert done.status_code == 303
+    trail = [(r.action, r.target, r.details) for r in console.accounts.audit_log("acme", 1000)
+             if r.target.startswith("console-gone")]
+    assert "dora" not in repr(trail)
+    assert [(action, target) for action, target, _ in trail] == [
+        ("collection.delete", "console-gone"), ("subject.merge", "console-gone/[erased]"),
+        ("subject.create", "console-gone/[erased]")]

@@ -28,13 +28,15 @@ from faceatlas.service.console.base import (
     seg,
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
+from faceatlas.service.db import PERSON_REF_MAX_LENGTH
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter
 from faceatlas.service.routes.albums import CHECK_PIXELS, FaceId, call_album
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
-PersonRef = Annotated[str, Path(min_length=1, max_length=400)]
+PersonRef = Annotated[str, Path(min_length=1, max_length=PERSON_REF_MAX_LENGTH)]
+PersonField = Annotated[str, Form(min_length=1, max_length=PERSON_REF_MAX_LENGTH)]
 FaceIds = Annotated[list[int], Form(max_length=10_000)]
 
 
@@ -137,8 +139,7 @@ async def name_person(request: Request, user: PostingUserDep, accounts: Accounts
 @router.post("/albums/{album}/merge", include_in_schema=False)
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                 gallery: GalleryDep, db: DbDep, album: AlbumName,
-                absorb: Annotated[str, Form(min_length=1, max_length=400)],
-                into: Annotated[str, Form(min_length=1, max_length=400)], confirmed: Confirmed = "") -> Response:
+                absorb: PersonField, into: PersonField, confirmed: Confirmed = "") -> Response:
     """Every face of ``absorb`` joins ``into`` (the same person), once confirmed."""
     if asked := await ask_first(request, user, confirmed, "write", f"Merge person {absorb} into {into}? Undo it by "
                                 "splitting their faces again.", f"{PREFIX}/albums/{album}"):
@@ -160,7 +161,7 @@ async def split(request: Request, user: PostingUserDep, accounts: AccountsDep, a
 @router.post("/albums/{album}/move", include_in_schema=False)
 async def move(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                gallery: GalleryDep, db: DbDep, album: AlbumName,
-               to: Annotated[str, Form(min_length=1, max_length=400)], faces: FaceIds = []) -> Response:  # noqa: B006
+               to: PersonField, faces: FaceIds = []) -> Response:  # noqa: B006
     """The ticked faces are person ``to``."""
     await _correct(request, user, accounts, analyzer, gallery, db, album, "album.move", to,
                    lambda a: [a.move(face, to) for face in _ticked(faces)])
@@ -170,7 +171,7 @@ async def move(request: Request, user: PostingUserDep, accounts: AccountsDep, an
 @router.post("/albums/{album}/faces/{face}/reject", include_in_schema=False)
 async def reject(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                  gallery: GalleryDep, db: DbDep, album: AlbumName, face: FaceId,
-                 back: Annotated[str, Form(max_length=400)] = UNSORTED) -> Response:
+                 back: Annotated[str, Form(max_length=PERSON_REF_MAX_LENGTH)] = UNSORTED) -> Response:
     """Not this person: the face leaves the person and never joins it again."""
     await _correct(request, user, accounts, analyzer, gallery, db, album, "album.reject", str(face),
                    lambda a: a.reject(face))

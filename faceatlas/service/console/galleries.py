@@ -184,8 +184,10 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
 
 
 @router.post("/galleries/{collection}/delete", include_in_schema=False)
-async def delete_collection(request: Request, user: PostingUserDep, accounts: AccountsDep,
+async def delete_collection(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
                             collection: Name, confirmed: Confirmed = "") -> Response:
+    """Delete a collection with every subject, face, vector and crop in it and (unless the server keeps
+    them) its subjects' ids in the audit trail, once confirmed."""
     if asked := await ask_first(request, user, confirmed, "write", f"Delete collection {collection} with every "
                                 "subject, face, vector and crop in it? This cannot be undone.",
                                 f"{PREFIX}/galleries/{collection}"):
@@ -193,5 +195,7 @@ async def delete_collection(request: Request, user: PostingUserDep, accounts: Ac
     await gate(request, user.principal, "collections.delete", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(gallery.delete_collection, collection)
+    await run_in_threadpool(lambda: accounts.erase_collection(user.principal.tenant_id, collection,
+                                                              keep_ids=settings.audit_keeps_subject_ids))
     await audit(accounts, user.principal, "collection.delete", collection)
     return redirect(request, f"{PREFIX}/galleries")

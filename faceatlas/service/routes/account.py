@@ -50,8 +50,8 @@ async def update_settings(
     kyc: KycDep,
     meter: Annotated[Meter, Depends(metered("settings.update", "admin", billable=False, idempotent=True))],
 ) -> dict[str, Any]:
-    """Change the tenant's settings (audited). A shorter KYC retention deletes the reference images
-    kept past it at once."""
+    """Change the tenant's settings (audited when something changed). A shorter KYC retention deletes
+    the reference images kept past it at once."""
     caller = meter.principal
     days = body.kyc_retention_days
     tenant = await run_in_threadpool(lambda: accounts.update_tenant(
@@ -118,7 +118,8 @@ def revoke_key(
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False, idempotent=True))],
 ) -> None:
-    """Revoke one of the tenant's keys (effective on the next call; audited)."""
+    """Revoke one of the tenant's keys (effective on the next call; audited). A revoked key's
+    revocation changes nothing: 204 again, and no second audit record."""
     accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
 
 

@@ -118,11 +118,16 @@ async def delete_collection(
     collection: CollectionName,
     meter: Annotated[Meter, Depends(metered("collections.delete", "write", idempotent=True))],
     gallery: TenantGalleryDep,
+    accounts: AccountsDep,
+    settings: SettingsDep,
     request: Request,
 ) -> None:
-    """Delete a collection with every subject, face, vector and crop in it, and the stored answers
-    of calls on them (Idempotency-Key)."""
+    """Delete a collection with every subject, face, vector and crop in it, the stored answers
+    of calls on them (Idempotency-Key), and (unless the server keeps them) its subjects' ids in the
+    audit trail."""
     await run_in_threadpool(gallery.delete_collection, collection)
+    await run_in_threadpool(lambda: accounts.erase_collection(meter.principal.tenant_id, collection,
+                                                              keep_ids=settings.audit_keeps_subject_ids))
     await forget_erased(request, meter.principal.tenant_id)
 
 

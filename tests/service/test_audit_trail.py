@@ -1,0 +1,188 @@
+"""The audit trail and the tenants it belongs to (SQLite and PostgreSQL): a deleted tenant's id is
+never given again, its audit trail goes with it, erasures reach the ids in the trail, the longest
+targets fit, and a call that changed nothing writes no record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app as cli
+from faceatlas.errors import AlreadyExists, NotFound
+from faceatlas.gallery import ID_MAX_LENGTH
+from faceatlas.service.tenants import delete_tenant
+
+PERSON_REF = 400  # the longest reference to an album person a path takes (its id or its name)
+
+
+def _photo(shared: Path) -> bytes:
+    return sorted((shared / "data" / "lfw" / "images" / "Aaron_Eckhart").glob("*.jpg"))[0].read_bytes()
+
+
+def _new_tenant(api, prefix: str, quota: int | None = None) -> tuple[str, str]:
+    """A tenant of its own and its admin key (the api fixture lives for the session)."""
+    tenant = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    api.accounts.create_tenant(tenant, monthly_quota=quota)
+    return tenant, api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+
+
+def _person(http, album: str) -> str:
+    """The id of the person of a one-face album (the face made one when the scan left it unsorted)."""
+    unsorted = http.get(f"/v1/albums/{album}/people/unsorted/faces").json()["faces"]
+    if unsorted:
+        return http.post(f"/v1/albums/{album}/split", json={"faces": [unsorted[0]["id"]]}).json()["id"]
+    return http.get(f"/v1/albums/{album}/people").json()["people"][0]["id"]
+
+
+def _trail(http) -> list[dict]:
+    return http.get("/v1/audit", params={"limit": 1000}).json()["events"]
+
+
+def test_a_deleted_tenant_s_id_is_not_given_again(api) -> None:
+    """`tenant delete acme` then `tenant create acme --quota 20`: the new acme listed the old one's
+    subjects in its audit trail, and the old calls counted against its quota (its bill stays under the
+    id), so a deleted tenant's id is refused, and the deleted tenant stays NotFound everywhere."""
+    tenant, key = _new_tenant(api, "reborn", quota=20)
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        assert http.post("/v1/collections/staff/subjects", json={"id": "alice"}).status_code == 201
+    billed = api.accounts.usage_report(tenant)
+    assert billed
+    delete_tenant(api.accounts, api.app.state.gallery, tenant)
+
+    with pytest.raises(AlreadyExists) as refused:
+        api.accounts.create_tenant(tenant, monthly_quota=20)
+    assert "bill stays under that id" in str(refused.value) and "choose another id" in str(refused.value)
+    again = CliRunner().invoke(cli, ["admin", "tenant", "create", tenant, "--quota", "20", "--db", api.database_url])
+    assert again.exit_code == 2 and "choose another id" in again.output, again.output
+    for lookup in (lambda: api.accounts.get_tenant(tenant), lambda: api.accounts.update_tenant(tenant, name="x"),
+                   lambda: api.accounts.create_key(tenant, ["read"]), lambda: api.accounts.list_keys(tenant),
+                   lambda: api.accounts.delete_tenant(tenant)):
+        with pytest.raises(NotFound):
+            lookup()
+    assert tenant not in {t.id for t in api.accounts.list_tenants()}
+    assert api.accounts.usage_report(tenant) == billed  # the bill stays
+    assert api.accounts.calls_this_month(tenant) == sum(row["calls"] for row in billed)
+
+
+def test_deleting_a_tenant_erases_its_audit_trail_but_the_record_of_the_deletion(api) -> None:
+    """README: 'its bill and the audit record of the deletion stay'; every other record of the
+    tenant (naming its subjects) stayed too."""
+    tenant, key = _new_tenant(api, "leaving")
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        assert http.post("/v1/collections/staff/subjects", json={"id": "carol_doe"}).status_code == 201
+        assert "carol_doe" in json.dumps(_trail(http))
+    delete_tenant(api.accounts, api.app.state.gallery, tenant)
+    trail = api.accounts.audit_log(tenant, limit=1000)
+    assert [(r.action, r.target) for r in trail] == [("tenant.delete", tenant)]
+
+
+def test_deleting_a_collection_erases_its_subjects_ids_from_the_audit_trail(api) -> None:
+    """DELETE /v1/collections/{c} erased the subjects but kept subject.create c/bob, face.enrol c/bob
+    (and a merge's `into`) in the audit trail, as a subject's own deletion does not."""
+    name = f"temp_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        for collection in (name, f"{name}2"):
+            assert http.post("/v1/collections", json={"name": collection}).status_code == 201
+        for subject in ("bob_jones", "alias_of_bob"):
+            assert http.post(f"/v1/collections/{name}/subjects", json={"id": subject}).status_code == 201
+        assert http.patch(f"/v1/collections/{name}/subjects/bob_jones", json={"name": "Bob"}).status_code == 200
+        merged = http.post(f"/v1/collections/{name}/subjects/alias_of_bob/merge", json={"into": "bob_jones"})
+        assert merged.status_code == 200, merged.text
+        assert http.post(f"/v1/collections/{name}2/subjects", json={"id": "bystander"}).status_code == 201
+        assert http.delete(f"/v1/collections/{name}").status_code == 204
+    with api.client("acme_admin") as admin:
+        events = [e for e in _trail(admin) if e["target"].split("/")[0] in (name, f"{name}2")]
+    shown = json.dumps(events)
+    assert "bob_jones" not in shown and "alias_of_bob" not in shown
+    assert {(e["action"], e["target"]) for e in events} >= {
+        ("collection.create", name), ("collection.delete", name), ("subject.create", f"{name}/[erased]"),
+        ("subject.update", f"{name}/[erased]"), ("subject.merge", f"{name}/[erased]"),
+        ("subject.create", f"{name}2/bystander")}  # another collection's subjects stay as they were
+
+
+def test_erasing_an_album_person_by_name_erases_the_name_from_the_audit_trail(api, shared: Path) -> None:
+    """DELETE /v1/albums/fam/people/Aaron Eckhart kept `album.erase fam/Aaron Eckhart` (and the
+    calls that named the person) in the audit trail."""
+    album = f"fam_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        scanned = http.post(f"/v1/albums/{album}/photos", files={"image": _photo(shared)})
+        assert scanned.status_code == 200, scanned.text
+        person = _person(http, album)
+        assert http.patch(f"/v1/albums/{album}/people/{person}", json={"name": "Aaron Eckhart"}).status_code == 200
+        again = http.patch(f"/v1/albums/{album}/people/Aaron Eckhart", json={"name": "Aaron Eckhart"})
+        assert again.status_code == 200, again.text
+        erased = http.delete(f"/v1/albums/{album}/people/Aaron Eckhart")
+        assert erased.status_code == 200, erased.text
+    with api.client("acme_admin") as admin:
+        events = [e for e in _trail(admin) if e["target"].split("/")[0] == album]
+    assert "Aaron" not in json.dumps(events) and f"{album}/{person}" not in {e["target"] for e in events}
+    assert {(e["action"], e["target"]) for e in events} >= {
+        ("album.scan", album), ("album.name", f"{album}/[erased]"), ("album.erase", f"{album}/[erased]")}
+
+
+def test_the_longest_targets_a_route_builds_are_audited(api, shared: Path) -> None:
+    """On PostgreSQL a subject of 200 characters in a collection of 200 answered 500 after it was
+    created (svc_audit.target was varchar(300)): unbilled and unaudited, and enrolments stored faces
+    past the quota. An album person's reference (400) makes the longest target."""
+    tenant, key = _new_tenant(api, "long")
+    collection, subject = "c" * ID_MAX_LENGTH, "s" * ID_MAX_LENGTH
+    album = "a" * (ID_MAX_LENGTH - len(f"app:albums:svc:{tenant}:"))  # the longest its gallery space allows
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": collection}).status_code == 201
+        created = http.post(f"/v1/collections/{collection}/subjects", json={"id": subject})
+        assert created.status_code == 201, created.text
+        enrolled = http.post(f"/v1/collections/{collection}/subjects/{subject}/faces", files={"image": _photo(shared)})
+        assert enrolled.status_code == 201, enrolled.text
+        assert http.post(f"/v1/albums/{album}/photos", files={"image": _photo(shared)}).status_code == 200
+        person = _person(http, album)
+        padded = "p" + person[1:].rjust(PERSON_REF - 1, "0")  # p000…12 is p12
+        named = http.patch(f"/v1/albums/{album}/people/{padded}", json={"name": "Ann"})
+        assert named.status_code == 200, named.text
+        trail = {(e["action"], e["target"]) for e in _trail(http)}
+        usage = {row["operation"]: row["calls"] for row in http.get("/v1/usage").json()["rows"]}
+    assert {("subject.create", f"{collection}/{subject}"), ("face.enrol", f"{collection}/{subject}"),
+            ("album.name", f"{album}/{padded}")} <= trail
+    from faceatlas.service.db import AUDIT_TARGET_MAX_LENGTH, PERSON_REF_MAX_LENGTH
+
+    assert PERSON_REF_MAX_LENGTH == PERSON_REF and AUDIT_TARGET_MAX_LENGTH == ID_MAX_LENGTH + 1 + PERSON_REF
+    assert 2 * ID_MAX_LENGTH + 1 < len(f"{album}/{padded}") <= AUDIT_TARGET_MAX_LENGTH
+    assert usage["subjects.create"] == 1 and usage["enrol"] == 1  # billed
+
+
+def test_a_call_that_changes_nothing_is_not_audited(api) -> None:
+    """A second DELETE /v1/keys/{prefix} of a revoked key wrote a second key.revoke; PATCH
+    /v1/settings {} (or the value it has) a tenant.update that changed nothing."""
+    tenant, key = _new_tenant(api, "quiet")
+    prefix = api.accounts.create_key(tenant, ["read"]).prefix
+    with api.client(key) as http:
+        assert [http.delete(f"/v1/keys/{prefix}").status_code for _ in range(2)] == [204, 204]
+        assert http.patch("/v1/settings", json={}).status_code == 200
+        for _ in range(2):
+            assert http.patch("/v1/settings", json={"kyc_retention_days": 3}).json()["kyc_retention_days"] == 3
+        trail = [(e["action"], e["target"]) for e in _trail(http)]
+    assert trail.count(("key.revoke", f"key:{prefix}")) == 1
+    assert trail.count(("tenant.update", tenant)) == 1
+    assert api.accounts.revoke_key(prefix) is False  # the CLI's revoke of a revoked key: nothing new either
+    api.accounts.update_tenant(tenant, name=tenant)  # its name already
+    assert [r.action for r in api.accounts.audit_log(tenant)].count("key.revoke") == 1
+    assert [r.action for r in api.accounts.audit_log(tenant)].count("tenant.update") == 1
+
+
+def test_a_tenant_name_longer_than_its_column_is_refused_before_the_database(api) -> None:
+    """`tenant create x --name <201 characters>` (or one with a NUL) reached the database: on
+    PostgreSQL a DataError, a traceback in the CLI, not a validation error."""
+    from faceatlas.errors import InvalidArgument
+
+    tenant, _ = _new_tenant(api, "named")
+    for name in ("n" * 201, "a\x00b"):
+        with pytest.raises(InvalidArgument, match="at most 200 characters"):
+            api.accounts.create_tenant(f"{tenant}-2", name=name)
+        with pytest.raises(InvalidArgument, match="at most 200 characters"):
+            api.accounts.update_tenant(tenant, name=name)
+    assert api.accounts.update_tenant(tenant, name="n" * 200).name == "n" * 200
