@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from starlette.requests import ClientDisconnect
 from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.retail import migrate as migrate_retail
+from faceatlas.apps.retail import purge_anonymous_visitors
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer, get_pack, resolve
 from faceatlas.errors import DatabaseUnavailable, InvalidArgument, StateUnavailable, Unauthorized
@@ -176,7 +178,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.kyc = KycService(state.db, state.analyzer, KycConfig(  # migrates the verification tables
             session_s=settings.kyc_session_seconds, retention_days=0))
         # what expired is deleted now and every period, not only as a side effect of more KYC calls
-        state.retention = RetentionSweep({"KYC reference images": state.kyc.purge}, settings.retention_sweep_seconds)
+        state.retention = RetentionSweep({"KYC reference images": state.kyc.purge,
+                                          "anonymous store visitors": partial(purge_anonymous_visitors, state.db)},
+                                         settings.retention_sweep_seconds)
         state.retention.start()
         state.ready = True
         try:

@@ -4,8 +4,9 @@ thread of each process (the deletions are conditional and idempotent: processes 
 together delete each row once).
 
 Each job is a layer's own expiry function (``KycService.purge``: verification reference images
-past their retention, selfie fingerprints past the replay window), which also runs on that
-layer's traffic; the sweep only makes sure it runs without any."""
+past their retention, selfie fingerprints past the replay window; ``purge_anonymous_visitors``:
+stores' anonymous visitors past ``anonymous_retention_hours``), which also runs on that layer's
+traffic; the sweep only makes sure it runs without any."""
 
 from __future__ import annotations
 

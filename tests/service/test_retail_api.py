@@ -72,3 +72,38 @@ def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, 
     with api.client("globex_admin") as globex:
         assert globex.get(f"{base}/members").status_code == 404
         assert globex.get(f"{base}/occupancy").status_code == 404
+
+
+def test_expired_anonymous_visitors_are_deleted_without_any_entry(db_url, fast_analyzer, tmp_path: Path) -> None:
+    """docs/retail.md: a non-member's face vector is kept for `anonymous_retention_hours`. Only a
+    store's next entry (or `purge_anonymous()`) deleted the expired ones: a store with no more
+    visitors kept them for ever. The service's retention sweep deletes them at its start and every
+    FACEATLAS_RETENTION_SWEEP_SECONDS."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from faceatlas.apps.retail import migrate
+    from faceatlas.apps.retail.db import AnonymousVisitor
+    from faceatlas.db import create_database_engine
+    from faceatlas.service import create_app
+    from faceatlas.settings import ServiceSettings
+
+    engine = create_database_engine(db_url)
+    migrate(engine)
+    now = utcnow()
+    with Session(engine) as session, session.begin():
+        for visitor, expires in (("gone", now - timedelta(hours=1)), ("kept", now + timedelta(hours=1))):
+            session.add(AnonymousVisitor(id=visitor, store_id="shop", embedding=b"\0" * 512,
+                                         first_seen=now - timedelta(hours=25), expires_at=expires))
+
+    def visitors() -> list[str]:
+        with Session(engine) as session:
+            return sorted(session.scalars(select(AnonymousVisitor.id)))
+
+    settings = ServiceSettings(database_url=db_url, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1)
+    try:
+        with TestClient(create_app(settings, analyzer=fast_analyzer)):
+            assert visitors() == ["kept"]  # deleted at the start, no call made
+    finally:
+        engine.dispose()

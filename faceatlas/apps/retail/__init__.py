@@ -24,7 +24,7 @@ from faceatlas.apps.retail.analytics import (
 )
 from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
 from faceatlas.apps.retail.db import migrate
-from faceatlas.apps.retail.erasure import erase_stores
+from faceatlas.apps.retail.erasure import erase_stores, purge_anonymous_visitors
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
 from faceatlas.apps.retail.live import StoreRun, StoreRunReport, camera_config, count_demographics, run_store
 from faceatlas.apps.retail.members import (
@@ -88,6 +88,7 @@ __all__ = [
     "demo_store",
     "draw_charts",
     "erase_stores",
+    "purge_anonymous_visitors",
     "from_video_event",
     "list_stores",
     "migrate",

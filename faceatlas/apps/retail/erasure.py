@@ -3,6 +3,8 @@ the money records stay as the store's books, linked to no one."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -23,7 +25,17 @@ from faceatlas.apps.retail.db import (
     migrate,
 )
 from faceatlas.apps.retail.payments import LedgerPayments
+from faceatlas.db import rowcount, utcnow
 from faceatlas.gallery import Gallery
+
+
+def purge_anonymous_visitors(engine: Engine, now: datetime | None = None) -> int:
+    """Delete the anonymous visitors' face vectors past their retention (``anonymous_retention_hours``)
+    in every store of the database; returns how many. A store deletes its own on each entry
+    (``RetailStore.purge_anonymous``); this runs without any (the service's retention sweep)."""
+    expired = delete(AnonymousVisitor).where(AnonymousVisitor.expires_at <= (now or utcnow()))
+    with sessionmaker(engine).begin() as session:
+        return rowcount(session.execute(expired))
 
 
 def erase_stores(engine: Engine, gallery: Gallery, tenant: str, *, migrated: bool = True) -> int:
