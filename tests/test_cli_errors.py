@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
@@ -480,3 +481,21 @@ def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
         assert _error_lines(result.output)[0].startswith(f"error ({code})"), result.output
     listed = runner.invoke(app, ["gallery", "list", "--json", "--db", str(db)])
     assert [c["name"] for c in json.loads(listed.stdout)] == ["c"]
+
+
+def test_a_corrupt_avif_is_one_failed_input_and_the_others_are_kept(examples, tmp_path):
+    """A corrupt AVIF (PIL's RuntimeError) was a traceback that lost the other files' results."""
+    from PIL import features
+
+    if not features.check_module("avif"):
+        pytest.skip("this Pillow decodes no AVIF")
+    from tests.bad_images import corrupt_avif
+
+    obama = examples / "tests" / "test_images" / "obama.jpg"
+    bad = tmp_path / "bad.avif"
+    bad.write_bytes(corrupt_avif(obama))
+    result = runner.invoke(app, ["detect", str(obama), str(bad), "-p", "scrfd-mbf", "--json"])
+    assert result.exit_code == 1, result.output  # some inputs failed, the others answered
+    first, second = json.loads(result.stdout)["results"]
+    assert len(first["faces"]) == 1
+    assert second["image"] == str(bad) and second["error"] == "invalid_image", second

@@ -37,6 +37,7 @@ from faceatlas.engine.image import (
     encoded_pixels,
     is_hidden,
     load_image,
+    walked_image,
 )
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import (
@@ -143,4 +144,5 @@ __all__ = [
     "top_k",
     "user_calibration_path",
     "verify_sha256",
+    "walked_image",
 ]
