@@ -499,3 +499,15 @@ def test_a_corrupt_avif_is_one_failed_input_and_the_others_are_kept(examples, tm
     first, second = json.loads(result.stdout)["results"]
     assert len(first["faces"]) == 1
     assert second["image"] == str(bad) and second["error"] == "invalid_image", second
+
+
+def test_eval_save_as_a_name_no_calibration_can_have_is_refused_before_the_work(shared, tmp_path):
+    """`eval folder|lfw --save-as "my cal"` said the name was invalid only after the whole evaluation
+    (minutes): now before anything loads (``-p nosuch`` would be the error otherwise)."""
+    lfw = shared / "data" / "lfw"
+    for command in (["eval", "lfw", "--pairs", str(lfw / "pairs.txt"), "--images", str(lfw / "images")],
+                    ["eval", "folder", str(tmp_path)]):
+        result = runner.invoke(app, [*command, "-p", "nosuch", "--save-as", "my cal"])
+        assert result.exit_code == 2, result.output
+        assert "error (validation_error)" in result.stderr and "invalid calibration name 'my cal'" in result.stderr, \
+            result.stderr

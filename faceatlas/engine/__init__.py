@@ -21,6 +21,7 @@ from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
+    check_calibration_name,
     evaluate_lfw,
     json_ready,
     measuring_analyzer,
@@ -137,6 +138,7 @@ __all__ = [
     "plot_dataset",
     "plot_roc",
     "resolve",
+    "check_calibration_name",
     "check_calibration_path",
     "save_calibration",
     "save_image",

@@ -107,14 +107,24 @@ def _images_of(root: Path) -> list[str]:
 
 
 def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
+    """The pairs of a CSV of labelled pairs: UTF-8 text, a byte-order mark first or not (Excel writes
+    one: the first image was read as '\ufeffok/a.jpg' and not found). A file that is not UTF-8 text
+    (Latin-1, UTF-16, an image given as the CSV) is :class:`InvalidInput` (it was a
+    ``UnicodeDecodeError`` traceback)."""
     pairs = []
-    with path.open(newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
-            if not row or row[0].startswith("#") or (number == 1 and row[-1].strip().lower() in {"same", "label"}):
-                continue
-            if len(row) != 3 or row[2].strip() not in {"0", "1"}:
-                raise InvalidInput(f"{path}:{number}: expected 'image_a,image_b,same' with same 0 or 1")
-            pairs.append((row[0].strip(), row[1].strip(), row[2].strip() == "1"))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for number, row in enumerate(csv.reader(handle), 1):
+                if not row or row[0].startswith("#") or (number == 1 and row[-1].strip().lower() in {"same", "label"}):
+                    continue
+                if len(row) != 3 or row[2].strip() not in {"0", "1"}:
+                    raise InvalidInput(f"{path}:{number}: expected 'image_a,image_b,same' with same 0 or 1")
+                pairs.append((row[0].strip(), row[1].strip(), row[2].strip() == "1"))
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not a CSV of pairs: it is not UTF-8 text (an image, or text in another "
+                           "encoding such as Latin-1 or UTF-16); save it as UTF-8") from None
+    except csv.Error as exc:  # a NUL byte: a binary file
+        raise InvalidInput(f"{path}: not a CSV of pairs ({exc})") from None
     if not pairs:
         raise InvalidInput(f"{path}: no pairs")
     return pairs
