@@ -511,3 +511,19 @@ def test_eval_save_as_a_name_no_calibration_can_have_is_refused_before_the_work(
         assert result.exit_code == 2, result.output
         assert "error (validation_error)" in result.stderr and "invalid calibration name 'my cal'" in result.stderr, \
             result.stderr
+
+
+def test_detect_never_draws_over_an_input_photo(examples, tmp_path):
+    """`detect out/copy.jpg --draw out/copy.jpg` wrote the annotated copy over the photo (through a
+    link too): refused before the models load (``-p nosuch`` would be the error otherwise)."""
+    photo = tmp_path / "copy.jpg"
+    photo.write_bytes((examples / "tests" / "test_images" / "obama.jpg").read_bytes())
+    before = photo.read_bytes()
+    link = tmp_path / "link.jpg"
+    link.symlink_to(photo)
+    for draw in (photo, link, tmp_path / "." / "copy.jpg"):
+        result = runner.invoke(app, ["detect", str(photo), "--draw", str(draw), "-p", "nosuch"])
+        assert result.exit_code == 2, result.output
+        stderr = " ".join(result.stderr.split())
+        assert "error (validation_error)" in stderr and "is the input image" in stderr, stderr
+    assert photo.read_bytes() == before

@@ -18,7 +18,7 @@ from faceatlas.engine.calibration import (
 )
 from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
-from faceatlas.engine.draw import check_figure_path, draw_faces, save_image
+from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
     check_calibration_name,
@@ -112,6 +112,7 @@ __all__ = [
     "Verdict",
     "as_embedding",
     "candidate_paths",
+    "check_drawing_path",
     "check_figure_path",
     "check_vectors",
     "cosine_similarity",
