@@ -300,6 +300,24 @@ def test_image_calls_refuse_fields_they_do_not_take(api, examples):
     assert plain.status_code == 200 and len(plain.json()["faces"]) == 1
 
 
+def test_an_image_by_url_is_an_object_of_one_string_field(api):
+    """``{"url": null}`` or ``{"url": 5}`` was fetched as the URL 'None' or '5' (400 url_fetch_disabled
+    "'None' is not an origin"), and ``{"url": ..., "x": 1}`` was taken with its 'x' ignored."""
+    with api.client("acme_detect") as client:
+        null = client.post("/v1/detect", json={"image": {"url": None}})
+        five = client.post("/v1/compare", json={"image_a": {"url": 5}, "image_b": {"url": "https://example.org/b.jpg"}})
+        extra = client.post("/v1/detect", json={"image": {"url": "https://example.org/a.jpg", "x": 1}})
+        plain = client.post("/v1/detect", json={"image": {"url": "https://example.org/a.jpg"}})
+    for refused, words in ((null, "'image.url' must be a string"), (five, "'image_a.url' must be a string"),
+                           (extra, "unknown field(s) 'x'")):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "validation_error" and words in refused.json()["error"]["message"]
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "url_fetch_disabled"  # off by default
+    schema = api.app.openapi()["paths"]["/v1/detect"]["post"]["requestBody"]["content"]["application/json"]
+    by_url = [option for option in schema["schema"]["properties"]["image"]["oneOf"] if option["type"] == "object"]
+    assert by_url and by_url[0]["additionalProperties"] is False and by_url[0]["required"] == ["url"]
+
+
 def test_a_corrupt_avif_is_a_400_on_every_image_call(api, examples):
     """A corrupt AVIF (PIL's RuntimeError) answered 500 on detect, compare and base64 JSON."""
     from PIL import features
