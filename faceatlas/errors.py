@@ -5,6 +5,9 @@ and scripts match on) and the HTTP ``status`` the service answers with. Doors ma
 these two attributes only: the CLI prints ``code`` and exits 2, the service answers
 ``{"error": {"code", "message"}}`` with ``status`` (and ``Retry-After`` when ``retry_after`` is
 set). An error without its own class is a fault of the server: ``FaceAtlasError`` itself is 500.
+An error whose message is for whoever runs the server (a model file's path and sha256, the folders
+searched, a download URL, a setting's name) has a ``client_message``: the service sends that in
+its place, with the same code, and writes the message to the server log; the CLI prints the message.
 
     FaceAtlasError                      error                 500
     ├── InvalidInput                    bad_request           400
@@ -114,6 +117,9 @@ class FaceAtlasError(Exception):
 
     code = "error"
     status = 500
+    # what the service answers instead of the message, when the message is for the server's operator
+    # (None: the message is the caller's)
+    client_message: str | None = None
 
     def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
         super().__init__(message or self.__doc__ or self.code)
@@ -386,6 +392,7 @@ class InvalidSetting(FaceAtlasError):
     installation, said with the variable's name, never run with a default in its place."""
 
     code = "invalid_setting"
+    client_message = "a setting of this server is invalid (its operator finds the details in the server log)"
 
 
 # -- models (server side) --------------------------------------------------------------------------
@@ -393,6 +400,8 @@ class ModelError(FaceAtlasError):
     """A model file cannot be used: a fault of the installation, not of the request."""
 
     code = "model_error"
+    client_message: str | None = ("a model file this server needs cannot be used (its operator finds the details "
+                                  "in the server log)")
 
 
 class ModelMissing(ModelError):
@@ -400,6 +409,7 @@ class ModelMissing(ModelError):
 
     code = "model_missing"
     status = 503
+    client_message = "a model file this server needs is missing (its operator finds the details in the server log)"
 
 
 class RuntimeUnavailable(ModelError):
@@ -407,6 +417,7 @@ class RuntimeUnavailable(ModelError):
 
     code = "runtime_unavailable"
     status = 422
+    client_message = None  # a pack and a runtime named: nothing of the server's files
 
 
 class ProviderMissing(ModelError):
@@ -414,9 +425,12 @@ class ProviderMissing(ModelError):
 
     code = "provider_missing"
     status = 503
+    client_message = ("the inference backend this server is set to use is not installed (its operator finds "
+                      "the details in the server log)")
 
 
 class ModelIntegrityError(ModelError):
     """A model file on disk or downloaded does not match its published sha256."""
 
     code = "model_integrity"
+    client_message = "a model file of this server is corrupt (its operator finds the details in the server log)"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
@@ -480,3 +481,49 @@ def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
         assert _error_lines(result.output)[0].startswith(f"error ({code})"), result.output
     listed = runner.invoke(app, ["gallery", "list", "--json", "--db", str(db)])
     assert [c["name"] for c in json.loads(listed.stdout)] == ["c"]
+
+
+def test_a_corrupt_avif_is_one_failed_input_and_the_others_are_kept(examples, tmp_path):
+    """A corrupt AVIF (PIL's RuntimeError) was a traceback that lost the other files' results."""
+    from PIL import features
+
+    if not features.check_module("avif"):
+        pytest.skip("this Pillow decodes no AVIF")
+    from tests.bad_images import corrupt_avif
+
+    obama = examples / "tests" / "test_images" / "obama.jpg"
+    bad = tmp_path / "bad.avif"
+    bad.write_bytes(corrupt_avif(obama))
+    result = runner.invoke(app, ["detect", str(obama), str(bad), "-p", "scrfd-mbf", "--json"])
+    assert result.exit_code == 1, result.output  # some inputs failed, the others answered
+    first, second = json.loads(result.stdout)["results"]
+    assert len(first["faces"]) == 1
+    assert second["image"] == str(bad) and second["error"] == "invalid_image", second
+
+
+def test_eval_save_as_a_name_no_calibration_can_have_is_refused_before_the_work(shared, tmp_path):
+    """`eval folder|lfw --save-as "my cal"` said the name was invalid only after the whole evaluation
+    (minutes): now before anything loads (``-p nosuch`` would be the error otherwise)."""
+    lfw = shared / "data" / "lfw"
+    for command in (["eval", "lfw", "--pairs", str(lfw / "pairs.txt"), "--images", str(lfw / "images")],
+                    ["eval", "folder", str(tmp_path)]):
+        result = runner.invoke(app, [*command, "-p", "nosuch", "--save-as", "my cal"])
+        assert result.exit_code == 2, result.output
+        assert "error (validation_error)" in result.stderr and "invalid calibration name 'my cal'" in result.stderr, \
+            result.stderr
+
+
+def test_detect_never_draws_over_an_input_photo(examples, tmp_path):
+    """`detect out/copy.jpg --draw out/copy.jpg` wrote the annotated copy over the photo (through a
+    link too): refused before the models load (``-p nosuch`` would be the error otherwise)."""
+    photo = tmp_path / "copy.jpg"
+    photo.write_bytes((examples / "tests" / "test_images" / "obama.jpg").read_bytes())
+    before = photo.read_bytes()
+    link = tmp_path / "link.jpg"
+    link.symlink_to(photo)
+    for draw in (photo, link, tmp_path / "." / "copy.jpg"):
+        result = runner.invoke(app, ["detect", str(photo), "--draw", str(draw), "-p", "nosuch"])
+        assert result.exit_code == 2, result.output
+        stderr = " ".join(result.stderr.split())
+        assert "error (validation_error)" in stderr and "is the input image" in stderr, stderr
+    assert photo.read_bytes() == before

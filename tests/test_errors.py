@@ -46,8 +46,36 @@ def test_the_service_answers_with_the_errors_own_status(error, status, code):
 
     response = TestClient(app).get("/boom")
     assert response.status_code == status
-    assert response.json() == {"error": {"code": code, "message": str(error)}}
+    message = str(error) if error.client_message is None else error.client_message  # see below
+    assert response.json() == {"error": {"code": code, "message": message}}
     assert ("retry-after" in response.headers) == (error.retry_after is not None)
+
+
+@pytest.mark.parametrize("error", [
+    errors.ModelIntegrityError("/srv/models/antispoof/x.onnx: sha256 ab12 does not match the published cd34 of "
+                               "antispoof/x.onnx; the file is corrupt or another model. Delete it and fetch it again."),
+    errors.ModelMissing("model antispoof/x.onnx not found in:\n  /srv/models/antispoof/x.onnx\n  /root/.cache/"
+                        "faceatlas/models/antispoof/x.onnx\nDownload it: https://example.org/x.onnx"),
+    errors.ProviderMissing("FACEATLAS_PROVIDER=openvino: pip install 'faceatlas[openvino]'"),
+    errors.ModelError("pack 'dlib': /srv/models/shape_predictor_68.dat does not load"),
+    errors.InvalidSetting("FACEATLAS_CALIBRATION='x': no calibration of that name in /root/.cache/faceatlas"),
+])
+def test_an_error_for_the_operator_answers_its_code_and_a_generic_message_and_logs_the_detail(error, caplog):
+    """A model file's path and sha256, the folders searched, a download URL, a setting: the server's
+    operator reads them in the log, the client gets the error's code with a generic message."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise error
+
+    with caplog.at_level("ERROR", logger="faceatlas.service.errors"):
+        response = TestClient(app).get("/boom")
+    assert response.status_code == error.status
+    assert response.json() == {"error": {"code": error.code, "message": error.client_message}}
+    assert "/srv" not in response.text and "/root" not in response.text and "FACEATLAS_" not in response.text
+    assert str(error) in caplog.text
 
 
 def test_domain_errors_are_typed(tmp_path):

@@ -147,3 +147,45 @@ def test_json_of_a_gallery_without_non_mated_searches_is_json(shared, tmp_path):
 
     assert strict_json(json_text({"far": [float("inf"), -float("inf")], "auc": float("nan")})) == {
         "far": [None, None], "auc": None}  # what every other --json prints goes the same way
+
+
+def _small_pairs(shared: Path, root: Path) -> list[str]:
+    """Two LFW people with two photos each under ``root`` (``ok/<person>/<photo>``), and the rows of
+    a CSV of their pairs (2 genuine, 1 impostor), paths relative to ``root``."""
+    people = [p for p in sorted((shared / "data/lfw/images").iterdir()) if len(list(p.glob("*.jpg"))) >= 2][:2]
+    keys = []
+    for person in people:
+        (root / "ok" / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:2]:
+            (root / "ok" / person.name / photo.name).symlink_to(photo)
+            keys.append(f"ok/{person.name}/{photo.name}")
+    return [f"{keys[0]},{keys[1]},1", f"{keys[2]},{keys[3]},1", f"{keys[0]},{keys[2]},0"]
+
+
+def test_a_pairs_csv_with_a_byte_order_mark_is_read(shared, tmp_path):
+    """A CSV saved with a UTF-8 byte-order mark (Excel's "CSV UTF-8") had its first image read as
+    '\\ufeffok/...' and not found."""
+    rows = _small_pairs(shared, tmp_path)
+    csv = tmp_path / "pairs.csv"
+    csv.write_bytes("\ufeff".encode() + "\n".join(rows).encode() + b"\n")
+    result = CliRunner().invoke(app, ["folder", str(csv), "--pack", "scrfd-mbf", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["genuine_pairs"] == 2 and report["impostor_pairs"] == 1
+
+
+def test_a_pairs_csv_that_is_not_utf8_text_is_one_line_not_a_traceback(shared, tmp_path):
+    """A CSV in Latin-1 or UTF-16, or an image given as the CSV, was a UnicodeDecodeError traceback (exit 1)."""
+    rows = _small_pairs(shared, tmp_path)
+    text = "\n".join([*rows, "ok/José/x.jpg,ok/María/y.jpg,0"]) + "\n"
+    photo = tmp_path / "photo.csv"
+    photo.write_bytes(next((tmp_path / "ok").rglob("*.jpg")).read_bytes())
+    for name, data in [("latin1.csv", text.encode("latin-1")), ("utf16.csv", text.encode("utf-16")),
+                       ("photo.csv", photo.read_bytes())]:
+        csv = tmp_path / name
+        csv.write_bytes(data)
+        result = CliRunner().invoke(app, ["folder", str(csv), "--pack", "scrfd-mbf"])
+        assert result.exit_code == 2, (name, result.output)
+        output = " ".join(result.output.split())
+        assert "error (bad_request)" in output and "not UTF-8 text" in output, (name, output)
+        assert "Traceback" not in output

@@ -1,7 +1,7 @@
-"""HEIC/HEIF (iPhone photos): nothing here decodes them, so no command takes them from a folder
-(`album scan` did, and failed on each one as "not an image (unrecognised format)" while gallery
-enrol and batch skipped them), and one given explicitly or uploaded is refused saying what it is
-and what to do."""
+"""HEIC/HEIF (iPhone photos): nothing here decodes them. One given explicitly or uploaded is refused
+saying what it is and what to do, and so is each one in a folder given to a command that reports
+its inputs one by one (detect skipped them without a word); `album scan` does not take them from a
+library (it failed on each one as "not an image (unrecognised format)")."""
 
 from __future__ import annotations
 
@@ -56,3 +56,30 @@ def test_album_scan_takes_no_heic_from_a_folder(photo: Path, tmp_path: Path, mon
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["photos"] == 1 and report["failed"] == []
+
+
+def test_a_folder_walk_takes_every_format_decoded_and_reports_each_heic(photo: Path, tmp_path: Path) -> None:
+    """`detect FOLDER` skipped .avif, .gif and .jfif files, which decode when named, and skipped a
+    .heic without a word while one named is refused saying to convert it."""
+    import json
+
+    from PIL import Image, features
+
+    from faceatlas.engine import IMAGE_SUFFIXES
+
+    folder = tmp_path / "fold"
+    folder.mkdir()
+    image = Image.open(photo).convert("RGB")
+    formats = {"b.gif": "GIF", "c.jfif": "JPEG", "d.JPG": "JPEG"}
+    if features.check_module("avif"):
+        formats["a.avif"] = "AVIF"
+    for name, kind in formats.items():
+        image.save(folder / name, format=kind)
+    heic_like(photo, folder / "e.heic")
+    assert {".gif", ".jfif"} <= IMAGE_SUFFIXES
+    result = CliRunner().invoke(app, ["detect", str(folder), "--pack", "scrfd-mbf", "--json"])
+    assert result.exit_code == 1, result.output  # the HEIC failed, the others answered
+    results = {Path(r["image"]).name: r for r in json.loads(result.stdout)["results"]}
+    assert set(results) == {*formats, "e.heic"}
+    assert all(len(results[name]["faces"]) == 1 for name in formats), results
+    assert results["e.heic"]["error"] == "invalid_image" and "convert it to JPEG" in results["e.heic"]["message"]

@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from faceatlas.engine import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage, load_image
+from tests.bad_images import corrupt_avif
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +141,53 @@ def test_network_input_is_the_blob_opencv_makes_with_the_padding_a_detector_need
                           cv2.dnn.blobFromImages(crops, 1 / 127.5, (112, 112), (127.5,) * 3, swapRB=True))
     with pytest.raises(ValueError, match="does not fit"):
         network_input([photo], 127.5, 1 / 128, 640, 480)
+
+
+@pytest.mark.skipif(not features.check_module("avif"), reason="this Pillow decodes no AVIF")
+def test_a_corrupt_avif_is_an_invalid_image(obama_path, tmp_path):
+    """A corrupt AVIF raised PIL's RuntimeError through decoding: the API answered 500 and the CLI
+    lost the other files' results in a traceback."""
+    from faceatlas.engine import decoded_pixels, encoded_pixels
+
+    data = corrupt_avif(obama_path)
+    with pytest.raises(RuntimeError):  # what PIL raises: the case is the one reported
+        Image.open(io.BytesIO(data)).load()
+    with pytest.raises(InvalidImage, match="could not be decoded"):
+        load_image(data)
+    path = tmp_path / "bad.avif"
+    path.write_bytes(data)
+    with pytest.raises(InvalidImage, match=f"{path}: the image could not be decoded"):
+        load_image(path)
+    with pytest.raises(InvalidImage):
+        decoded_pixels(data)
+    assert encoded_pixels(data) == 0
+
+
+@pytest.mark.parametrize("mode", ["P", "P+transparency", "1", "I;16", "GIF"])
+def test_palette_bilevel_and_16_bit_images_are_reduced_as_the_others(obama_path, mode):
+    """decode_image reduced a palette (P), bilevel (1) or 16-bit (I;16) image above work_pixels with
+    PIL's reduce, which refuses those modes ("image has wrong mode"): the API refused them
+    (invalid_image) while the CLI, which does not reduce, found the faces."""
+    from faceatlas.engine.image import decode_image
+
+    rgb = Image.open(obama_path).convert("RGB")
+    rgb = rgb.crop((0, 0, rgb.width // 2 * 2, rgb.height // 2 * 2))  # even sides: reduced by 2 exactly
+    grey = rgb.convert("L")
+    source = {"P": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=256),
+              "P+transparency": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=255),
+              "1": grey.convert("1"),
+              "I;16": Image.fromarray(np.asarray(grey, np.uint16) * 257),
+              "GIF": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)}[mode]
+    out = io.BytesIO()
+    if mode == "P+transparency":
+        source.save(out, format="PNG", transparency=255)  # an index no pixel uses
+    else:
+        source.save(out, format="GIF" if mode == "GIF" else "PNG")
+    assert Image.open(io.BytesIO(out.getvalue())).mode == source.mode
+    work = rgb.width * rgb.height // 4  # a factor of 2 (the sides are even)
+    reduced, factor = decode_image(out.getvalue(), work_pixels=work)
+    full, _ = decode_image(out.getvalue())
+    assert factor == 2 and reduced.shape == (rgb.height // 2, rgb.width // 2, 3)
+    if mode != "1":  # the reduced image is the full one, reduced (a bilevel image's dither averages to grey)
+        expected = full.reshape(rgb.height // 2, 2, rgb.width // 2, 2, 3).mean(axis=(1, 3))
+        assert np.abs(reduced - expected).mean() < 2, mode

@@ -19,11 +19,9 @@ from pathlib import Path, PurePosixPath
 import pyarrow.fs as pafs
 
 from faceatlas.batch.storage import check_bucket, filesystem, storage_errors
-from faceatlas.engine import IMAGE_SUFFIXES as ENGINE_IMAGE_SUFFIXES
-from faceatlas.engine import is_hidden
+from faceatlas.engine import IMAGE_SUFFIXES, is_hidden  # what the workers decode (decode_image)
 from faceatlas.errors import InvalidArgument
 
-IMAGE_SUFFIXES = ENGINE_IMAGE_SUFFIXES | {".gif"}  # what the workers decode
 MANIFEST_SUFFIXES = frozenset({".csv"})
 
 

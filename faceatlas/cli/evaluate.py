@@ -16,6 +16,7 @@ from faceatlas.engine import (
     FaceAtlasError,
     LFWReport,
     Runtime,
+    check_calibration_name,
     check_calibration_path,
     check_figure_path,
     evaluate_dataset,
@@ -87,6 +88,8 @@ def lfw(
             check_figure_path(plot)  # before the minutes of evaluation
         if output is not None:
             check_calibration_path(output)
+        if save_as is not None:
+            check_calibration_name(save_as)
         analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
         written: list[str] = []
@@ -165,6 +168,8 @@ def folder(
     try:
         if plot is not None:
             check_figure_path(plot)  # before the minutes of evaluation
+        if save_as is not None:
+            check_calibration_name(save_as)
         analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []

@@ -8,14 +8,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from faceatlas.engine import IMAGE_SUFFIXES, is_hidden
+from faceatlas.engine import IMAGE_SUFFIXES, is_hidden, walked_image
 from faceatlas.errors import InvalidInput
 
 
 def images_in(folder: Path) -> list[Path]:
-    """The image files directly in ``folder`` (by suffix, hidden ones left out), sorted."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not is_hidden(p.name) and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files directly in ``folder`` (by suffix, :func:`~faceatlas.engine.walked_image`:
+    the images the engine decodes, and HEIC/HEIF photos, which the command then reports one by one
+    as it does one named; hidden ones left out), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name) and walked_image(p))
 
 
 def folder_images(folder: Path) -> list[Path]:

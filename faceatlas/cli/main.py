@@ -34,6 +34,7 @@ from faceatlas.engine import (
     FaceAtlasError,
     NoFace,
     Pack,
+    check_drawing_path,
     draw_faces,
     get_pack,
     save_image,
@@ -192,6 +193,8 @@ def detect(
     paths = expand_images(images)
     if draw is not None and len(paths) > 1:
         raise InvalidArgument(f"--draw writes one annotated image: give one image, not {len(paths)}")
+    if draw is not None:
+        check_drawing_path(draw, paths, "--draw")  # not over the photo read, before the models load
     analyzer = _analyzer(pack, as_json, verbose)
     if attributes:
         _note_attribute_licences(analyzer.pack)

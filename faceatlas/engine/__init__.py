@@ -18,9 +18,10 @@ from faceatlas.engine.calibration import (
 )
 from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
-from faceatlas.engine.draw import check_figure_path, draw_faces, save_image
+from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
+    check_calibration_name,
     evaluate_lfw,
     json_ready,
     measuring_analyzer,
@@ -37,6 +38,7 @@ from faceatlas.engine.image import (
     encoded_pixels,
     is_hidden,
     load_image,
+    walked_image,
 )
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
 from faceatlas.engine.models import (
@@ -110,6 +112,7 @@ __all__ = [
     "Verdict",
     "as_embedding",
     "candidate_paths",
+    "check_drawing_path",
     "check_figure_path",
     "check_vectors",
     "cosine_similarity",
@@ -136,6 +139,7 @@ __all__ = [
     "plot_dataset",
     "plot_roc",
     "resolve",
+    "check_calibration_name",
     "check_calibration_path",
     "save_calibration",
     "save_image",
@@ -143,4 +147,5 @@ __all__ = [
     "top_k",
     "user_calibration_path",
     "verify_sha256",
+    "walked_image",
 ]

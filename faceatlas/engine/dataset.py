@@ -34,7 +34,7 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden
+from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_image
 from faceatlas.errors import InvalidImage, InvalidInput
 
 
@@ -100,21 +100,31 @@ def _images_of(root: Path) -> list[str]:
     if not people:
         raise InvalidInput(f"{root}: no per-person folders (expected {root}/<person>/<photo>)")
     keys = [f"{person.name}/{photo.name}" for person in people for photo in sorted(person.iterdir())
-            if photo.is_file() and not is_hidden(photo.name) and photo.suffix.lower() in IMAGE_SUFFIXES]
+            if photo.is_file() and not is_hidden(photo.name) and walked_image(photo)]  # a HEIC: unreadable, named
     if not keys:
         raise InvalidInput(f"{root}: the person folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return keys
 
 
 def _read_pairs(path: Path) -> list[tuple[str, str, bool]]:
+    """The pairs of a CSV of labelled pairs: UTF-8 text, a byte-order mark first or not (Excel writes
+    one: the first image was read as '\ufeffok/a.jpg' and not found). A file that is not UTF-8 text
+    (Latin-1, UTF-16, an image given as the CSV) is :class:`InvalidInput` (it was a
+    ``UnicodeDecodeError`` traceback)."""
     pairs = []
-    with path.open(newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
-            if not row or row[0].startswith("#") or (number == 1 and row[-1].strip().lower() in {"same", "label"}):
-                continue
-            if len(row) != 3 or row[2].strip() not in {"0", "1"}:
-                raise InvalidInput(f"{path}:{number}: expected 'image_a,image_b,same' with same 0 or 1")
-            pairs.append((row[0].strip(), row[1].strip(), row[2].strip() == "1"))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for number, row in enumerate(csv.reader(handle), 1):
+                if not row or row[0].startswith("#") or (number == 1 and row[-1].strip().lower() in {"same", "label"}):
+                    continue
+                if len(row) != 3 or row[2].strip() not in {"0", "1"}:
+                    raise InvalidInput(f"{path}:{number}: expected 'image_a,image_b,same' with same 0 or 1")
+                pairs.append((row[0].strip(), row[1].strip(), row[2].strip() == "1"))
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not a CSV of pairs: it is not UTF-8 text (an image, or text in another "
+                           "encoding such as Latin-1 or UTF-16); save it as UTF-8") from None
+    except csv.Error as exc:  # a NUL byte: a binary file
+        raise InvalidInput(f"{path}: not a CSV of pairs ({exc})") from None
     if not pairs:
         raise InvalidInput(f"{path}: no pairs")
     return pairs

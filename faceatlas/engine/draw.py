@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,35 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), image):
         raise OSError(f"{path}: could not write the image")
     return path
+
+
+def check_drawing_path(path: str | Path, inputs: Iterable[str | Path], what: str = "drawing") -> Path:
+    """``path`` when :func:`save_image` can write an annotated image there: a suffix OpenCV writes,
+    and none of the ``inputs`` (links resolved): ``detect photo.jpg --draw photo.jpg`` wrote the
+    annotated copy over the photo. Else :class:`InvalidArgument` naming it as ``what`` (the door's
+    option). Called before the models load."""
+    path = Path(path)
+    if not cv2.haveImageWriter(str(path)):
+        raise InvalidArgument(f"{what} {path}: cannot write an image with suffix {path.suffix or '(none)'!r}; "
+                              "use .jpg or .png")
+    for source in inputs:
+        if same_file(path, source):
+            raise InvalidArgument(f"{what} {path} is the input image {source}: writing it would destroy the "
+                                  "photo; give another file")
+    return path
+
+
+def same_file(path: str | Path, other: str | Path) -> bool:
+    """Whether ``path`` and ``other`` name one file, links resolved: ``os.path.samefile`` when both
+    exist (a symlink, a hard link), their resolved paths otherwise (an output not written yet).
+    Outputs are checked with it before anything is written (an output that is an input would
+    destroy it); :func:`faceatlas.video.same_file` adds that a stream or a webcam is no file."""
+    try:
+        if os.path.exists(path) and os.path.exists(other):
+            return os.path.samefile(path, other)
+        return Path(path).resolve() == Path(other).resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def check_figure_path(path: str | Path) -> Path:

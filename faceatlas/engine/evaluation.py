@@ -437,15 +437,23 @@ def save_user_calibration(report: Measured, name: str, analyzer: FaceAnalyzer,
     """Write ``report``'s thresholds as the user calibration ``name`` of the analyzer's pack (used
     once selected with ``FACEATLAS_CALIBRATION=name``). Only the FARs its impostor pairs support
     are written; with none, :class:`InvalidArgument` says how many pairs it had and needed."""
+    check_calibration_name(name)
     calibration = report.calibration()
     if not calibration.thresholds:
         weakest = max(STANDARD_FARS)
         raise InvalidArgument(
             f"{report.n_impostor:,} impostor pairs support no FAR threshold: FAR {far_key(weakest)} needs at least "
             f"{IMPOSTORS_PER_FAR / weakest:,.0f}; nothing written")
+    return save_calibration(calibration, user_calibration_path(analyzer.pack, name, settings or analyzer.settings))
+
+
+def check_calibration_name(name: str) -> str:
+    """``name`` when it can name a user calibration (as ``FACEATLAS_CALIBRATION`` takes it: 1-64
+    letters, digits, '_', '.' or '-'); else :class:`InvalidArgument`. Doors call it before the
+    evaluation's minutes (``--save-as "my cal"`` was refused only after them)."""
     if not _NAME.fullmatch(name):
         raise InvalidArgument(f"invalid calibration name {name!r}: use 1-64 letters, digits, '_', '.' or '-'")
-    return save_calibration(calibration, user_calibration_path(analyzer.pack, name, settings or analyzer.settings))
+    return name
 
 
 def far_points(genuine: np.ndarray, impostor: np.ndarray, fars: Sequence[float]) -> list[FarPoint]:

@@ -9,23 +9,46 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from faceatlas.errors import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage
 from faceatlas.settings import EngineSettings
 
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 ChannelOrder = Literal["bgr", "rgb"]
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})  # image files, by suffix
+# The photo files :func:`decode_image` decodes, by suffix: the one list every walk of a folder for
+# photos takes (detect, liveness and gallery enrol on a folder, eval folder, album scan, batch jobs);
+# .avif where this Pillow decodes it. A walk that left out .avif, .gif and .jfif skipped files that
+# decode when named.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+                           | ({".avif"} if features.check_module("avif") else set()))
 # HEIC/HEIF (iPhone photos) is not among them: nothing here decodes it (no pillow-heif); one given is
-# refused saying so
+# refused saying so. A walk of a folder for the commands that report each file (detect, liveness,
+# gallery enrol, eval folder) takes them too (:func:`walked_image`), so that each is refused saying
+# so, as when named, rather than skipped without a word.
+HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"})
+# What Pillow's decoders raise for data they cannot decode: OSError (its decoders' errors,
+# UnidentifiedImageError), SyntaxError and struct.error (a bad header or chunk), ValueError,
+# EOFError (a frame that ends early) and RuntimeError (the AVIF plugin's libavif: "Failed to decode
+# image: Missing or empty image item"). An error of another kind (TypeError, AttributeError, ...) is a
+# fault of this code and is not taken for a bad image.
+DECODER_ERRORS: tuple[type[Exception], ...] = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, struct.error)
+
+
+def walked_image(path: str | os.PathLike[str]) -> bool:
+    """Whether a folder walk for photos to report on one by one takes the file ``path``, by suffix:
+    an image :func:`decode_image` decodes (:data:`IMAGE_SUFFIXES`), or a HEIC/HEIF photo, so that it
+    is reported (convert it to JPEG) rather than skipped silently."""
+    suffix = Path(path).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix in HEIF_SUFFIXES
 
 
 
@@ -59,7 +82,7 @@ def encoded_pixels(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as pil:
             return int(pil.width) * int(pil.height)
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+    except DECODER_ERRORS:
         return 0
 
 
@@ -103,10 +126,24 @@ def decode_image(source: ImageInput, *, channels: ChannelOrder = "bgr", max_pixe
             decoded = round(width / pil.width)  # what the codec reduced already (JPEG draft: 1, 2, 4 or 8)
             rest = factor // decoded if at_least else math.ceil(factor / decoded)
             if rest > 1:
-                pil = pil.reduce(rest)
+                pil = _reducible(pil).reduce(rest)
             return _from_pil(pil), width / pil.width
-    except (OSError, SyntaxError, ValueError) as exc:
+    except DECODER_ERRORS as exc:
         raise _decode_error(name, exc) from exc
+
+
+def _reducible(pil: Image.Image) -> Image.Image:
+    """``pil`` in a mode :meth:`PIL.Image.Image.reduce` averages right: a palette image (P, PA) in
+    RGB(A) (its indices are no values to average), a bilevel one (1) in L, a 16-bit one (I;16...)
+    in I; :func:`_from_pil` converts them so anyway. ``reduce`` refused P, 1 and I;16 ("image has
+    wrong mode"): such an image above ``work_pixels`` was refused by the API, not the CLI."""
+    if pil.mode in ("P", "PA"):
+        return pil.convert("RGBA" if pil.mode == "PA" or "transparency" in pil.info else "RGB")
+    if pil.mode == "1":
+        return pil.convert("L")
+    if pil.mode.startswith("I;16"):
+        return pil.convert("I")
+    return pil
 
 
 def decoded_pixels(source: ImageInput, *, max_pixels: int | None = None, work_pixels: int | None = None,
@@ -145,14 +182,14 @@ def _open(source: ImageInput) -> tuple[Image.Image, str]:
             raise InvalidImage(_named(name, "a HEIC/HEIF photo, which FaceAtlas does not decode: convert it to "
                                             "JPEG (or PNG) first")) from exc
         raise InvalidImage(_named(name, "not an image (unrecognised format)")) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except DECODER_ERRORS as exc:  # a corrupt AVIF: RuntimeError from libavif when its header is read
         raise _decode_error(name, exc) from exc
 
 
 def _is_heic(data: bytes, name: str) -> bool:
     """Whether undecodable ``data`` is a HEIC/HEIF image: an ISO-BMFF ``ftyp`` box of a HEIF
     brand, or a ``.heic``/``.heif`` file name."""
-    return (data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS) or Path(name).suffix.lower() in (".heic", ".heif")
+    return (data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS) or Path(name).suffix.lower() in HEIF_SUFFIXES
 
 def _plan(pil: Image.Image, work_pixels: int | None, min_side: int | None, name: str) -> tuple[int, bool]:
     """The reduction factor of an opened image (and whether it is a floor: the result keeps at
@@ -164,7 +201,7 @@ def _plan(pil: Image.Image, work_pixels: int | None, min_side: int | None, name:
     if factor > 1 and pil.format == "JPEG":
         try:
             pil.draft(pil.mode, (math.ceil(pil.width / factor), math.ceil(pil.height / factor)))
-        except (OSError, SyntaxError, ValueError) as exc:
+        except DECODER_ERRORS as exc:
             raise _decode_error(name, exc) from exc
     return factor, at_least
 

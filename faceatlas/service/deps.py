@@ -360,9 +360,12 @@ def usage_row(meter: Meter, status: int, started: float) -> UsageRecord:
 
 
 def image_request_body(*names: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for endpoints that take images as multipart or base64 JSON."""
+    """OpenAPI ``requestBody`` for endpoints that take images as multipart or JSON: a base64 string,
+    or ``{"url": ...}`` (fetched from an allowed origin; no other field)."""
     files = {name: {"type": "string", "format": "binary"} for name in names}
-    b64 = {name: {"type": "string", "description": "base64-encoded image"} for name in names}
+    url = {"type": "string", "description": "the image's http(s) URL, on an origin the server allows"}
+    by_url = {"type": "object", "properties": {"url": url}, "required": ["url"], "additionalProperties": False}
+    b64 = {name: {"oneOf": [{"type": "string", "description": "base64-encoded image"}, by_url]} for name in names}
     json_props = {**b64, **(extra or {})}
     return {
         "requestBody": {
@@ -464,9 +467,16 @@ async def _read_images(request: Request, names: Collection[str],
 
 
 async def _decode_json_image(request: Request, body: dict[str, Any], name: str) -> bytes:
+    """A JSON image: a base64 string, or ``{"url": "https://..."}`` (that one field, a string: ``null``
+    or ``5`` was fetched as the URL 'None' or '5', and another field was ignored)."""
     value = body.get(name)
     if isinstance(value, dict) and "url" in value:
-        return await fetch_image(get_settings(request), str(value["url"]))
+        if unknown := sorted(set(value) - {"url"}):
+            raise InvalidArgument(f"'{name}': unknown field(s) {', '.join(map(repr, unknown))}: an image by URL "
+                                  "is {\"url\": \"https://...\"}")
+        if not isinstance(value["url"], str):
+            raise InvalidArgument(f"'{name}.url' must be a string: the image's http(s) URL")
+        return await fetch_image(get_settings(request), value["url"])
     if not isinstance(value, str):
         raise InvalidArgument(f"'{name}' must be a base64 string")
     try:

@@ -1,8 +1,11 @@
 """Every error body is ``{"error": {"code", "message"}}``; the status and code come from the error
-itself (:mod:`faceatlas.errors`), so the service holds no table of its own."""
+itself (:mod:`faceatlas.errors`), so the service holds no table of its own. An error whose message
+is for the server's operator (a model file's path, the folders searched, a download URL, a setting)
+answers its ``client_message`` instead, the message going to the server log (:func:`client_message`)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 
+_log = logging.getLogger(__name__)
+
 # Starlette's own HTTP errors (unknown route, wrong method, body over the server's limit).
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
                413: "payload_too_large"}
@@ -23,6 +28,18 @@ def error_response(code: str, message: str, status: int, retry_after: float | No
     headers = ({"Retry-After": str(max(1, int(round(min(retry_after, 31 * 86400)))))}  # at most a month
                if retry_after is not None else None)
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers)
+
+
+def client_message(exc: FaceAtlasError) -> str:
+    """What the client is told of ``exc``: its message, or, for one meant for the server's operator
+    (``client_message``: a corrupt model file named with its path and sha256 and what to do, a
+    missing one with the folders searched and its download URL), that generic text, the message
+    written to the server log. Every answer of an error goes through here (the error handler,
+    the console's per-photo outcomes)."""
+    if exc.client_message is None:
+        return str(exc)
+    _log.error("%s (answered as %s: %s)", exc, exc.code, exc.client_message)
+    return exc.client_message
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -44,7 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FaceAtlasError)
     async def _error(_: Request, exc: FaceAtlasError) -> JSONResponse:
-        return error_response(exc.code, str(exc), exc.status, exc.retry_after)
+        return error_response(exc.code, client_message(exc), exc.status, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -46,6 +46,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as checked
 
 from faceatlas.db import normalize_url, sqlite_path
+from faceatlas.engine.draw import same_file as same_path
 from faceatlas.engine.persons import VEHICLE_CLASSES
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
@@ -340,12 +341,7 @@ def same_file(path: Path | str, other: Path | str) -> bool:
     an output that is the source being read (or another output) would destroy it."""
     if is_live(path) or is_live(other):
         return False
-    try:
-        if os.path.exists(path) and os.path.exists(other):
-            return os.path.samefile(path, other)
-        return Path(path).resolve() == Path(other).resolve()
-    except (OSError, ValueError):
-        return False
+    return same_path(path, other)
 
 
 @checked(config=STRICT_SETTINGS)

@@ -64,7 +64,8 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
                                "camera per file in a --config cams.yaml")
         if not Path(str(camera.source)).is_file():
             raise InvalidInput(f"video source {str(camera.source)!r} not found")
-        if Path(str(camera.source)).suffix.lower() in IMAGE_SUFFIXES:  # ran as a 1-frame video: 0 events
+        suffix = Path(str(camera.source)).suffix.lower()
+        if suffix in IMAGE_SUFFIXES and suffix != ".gif":  # ran as a 1-frame video: 0 events (a GIF may be one)
             raise InvalidInput(f"video source {str(camera.source)!r} is a photo: `faceatlas detect` or `faceatlas "
                                "gallery identify` read photos; watch reads videos, streams and webcams")
         try:  # a file that is no video fails here, before the sinks create the events file

@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -335,6 +336,65 @@ def test_image_calls_refuse_fields_they_do_not_take(api, examples):
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "validation_error" and field in refused.json()["error"]["message"]
     assert plain.status_code == 200 and len(plain.json()["faces"]) == 1
+
+
+def test_an_image_by_url_is_an_object_of_one_string_field(api):
+    """``{"url": null}`` or ``{"url": 5}`` was fetched as the URL 'None' or '5' (400 url_fetch_disabled
+    "'None' is not an origin"), and ``{"url": ..., "x": 1}`` was taken with its 'x' ignored."""
+    with api.client("acme_detect") as client:
+        null = client.post("/v1/detect", json={"image": {"url": None}})
+        five = client.post("/v1/compare", json={"image_a": {"url": 5}, "image_b": {"url": "https://example.org/b.jpg"}})
+        extra = client.post("/v1/detect", json={"image": {"url": "https://example.org/a.jpg", "x": 1}})
+        plain = client.post("/v1/detect", json={"image": {"url": "https://example.org/a.jpg"}})
+    for refused, words in ((null, "'image.url' must be a string"), (five, "'image_a.url' must be a string"),
+                           (extra, "unknown field(s) 'x'")):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "validation_error" and words in refused.json()["error"]["message"]
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "url_fetch_disabled"  # off by default
+    schema = api.app.openapi()["paths"]["/v1/detect"]["post"]["requestBody"]["content"]["application/json"]
+    by_url = [option for option in schema["schema"]["properties"]["image"]["oneOf"] if option["type"] == "object"]
+    assert by_url and by_url[0]["additionalProperties"] is False and by_url[0]["required"] == ["url"]
+
+
+def test_a_corrupt_avif_is_a_400_on_every_image_call(api, examples):
+    """A corrupt AVIF (PIL's RuntimeError) answered 500 on detect, compare and base64 JSON."""
+    from PIL import features
+
+    if not features.check_module("avif"):
+        pytest.skip("this Pillow decodes no AVIF")
+    from tests.bad_images import corrupt_avif
+
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    bad = corrupt_avif(photo)
+    with api.client("acme_detect") as client:
+        answers = [
+            client.post("/v1/detect", files={"image": ("bad.avif", bad, "image/avif")}),
+            client.post("/v1/detect", json={"image": base64.b64encode(bad).decode()}),
+            client.post("/v1/compare", files={"image_a": ("a.jpg", photo.read_bytes(), "image/jpeg"),
+                                              "image_b": ("bad.avif", bad, "image/avif")}),
+            client.post("/v1/liveness", files={"image": ("bad.avif", bad, "image/avif")}),
+        ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "invalid_image"
+
+
+def test_a_palette_image_above_the_work_pixels_gives_the_faces_the_cli_gives(api, examples, tmp_path):
+    """A 5630x3305 palette PNG (above the 16 MP of work_pixels) was refused by the API as "image has
+    wrong mode" (PIL's reduce takes no palette) while `faceatlas detect` found its faces."""
+    portrait = Image.open(examples / "tests" / "test_images" / "obama.jpg").convert("RGB")
+    canvas = Image.new("RGB", (5630, 3305), (128, 128, 128))
+    canvas.paste(portrait.resize((1000, 1000 * portrait.height // portrait.width)), (2000, 1000))
+    path = tmp_path / "big_palette.png"
+    canvas.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(path)
+    with api.client("acme_detect") as client:
+        answer = client.post("/v1/detect", files={"image": ("big_palette.png", path.read_bytes(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    found = CliRunner().invoke(cli, ["detect", str(path), "-p", "scrfd-mbf", "--json"])
+    assert found.exit_code == 0, found.output
+    [cli_face] = json.loads(found.stdout)["results"][0]["faces"]
+    [api_face] = answer.json()["faces"]
+    assert np.abs(np.array(api_face["bbox"]) - np.array(cli_face["bbox"])).max() < 30, (api_face, cli_face)
 
 
 def test_every_json_answer_of_the_api_has_a_schema(api):

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from faceatlas.apps.albums.types import ContactSheet
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, save_image
+from faceatlas.engine.image import DECODER_ERRORS
 
-PHOTO_SUFFIXES = IMAGE_SUFFIXES  # as gallery enrol and batch take: no .heic, which nothing decodes
+PHOTO_SUFFIXES = IMAGE_SUFFIXES  # what decode_image decodes, as batch takes: no .heic (a library's iPhone
+# photos are not each a failure of the scan; one given to a command is refused saying to convert it)
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
@@ -69,7 +71,7 @@ def taken_at(data: bytes) -> datetime | None:
         with Image.open(io.BytesIO(data)) as image:
             exif = image.getexif()
             value = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+    except DECODER_ERRORS:
         return None
     if not isinstance(value, str):
         return None

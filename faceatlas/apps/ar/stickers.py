@@ -15,8 +15,9 @@ from types import MappingProxyType
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from faceatlas.engine.image import DECODER_ERRORS
 from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidImage
 
 SIZE = 400  # sticker canvas width in pixels
@@ -100,13 +101,17 @@ class StickerArt:
         return cls(np.ascontiguousarray(image), points, landmarks)
 
 
+# what reading a header can raise: a decoder's error, or PIL's own pixel limit when nothing turned it off
+_HEADER_ERRORS: tuple[type[Exception], ...] = (Image.DecompressionBombError, *DECODER_ERRORS)
+
+
 def _check_header(path: Path, data: np.ndarray) -> None:
     """Refuse the sticker file ``data`` from its header alone: not an image, or more than
     :data:`MAX_STICKER_SIDE` pixels a side (:class:`~faceatlas.errors.ImageTooLarge`)."""
     try:
         with Image.open(io.BytesIO(data.tobytes())) as header:  # reads the header, decodes no pixel
             width, height = header.size
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except _HEADER_ERRORS as exc:
         if isinstance(exc, Image.DecompressionBombError):  # PIL's own limit, when nothing turned it off
             raise ImageTooLarge(f"the sticker {path} is too large: {exc}") from exc
         raise InvalidImage(f"{path} is not an image whose size can be read (a PNG with transparency is)") from exc

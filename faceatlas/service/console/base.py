@@ -23,7 +23,7 @@ from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
 from faceatlas.service.deps import Meter, meter_call
-from faceatlas.service.errors import validation_message
+from faceatlas.service.errors import client_message, validation_message
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -106,7 +106,8 @@ class ConsoleRoute(APIRoute):
             except FaceAtlasError as exc:
                 template = "_error.html" if is_htmx(request) else "error.html"
                 response = templates.TemplateResponse(
-                    request, template, {"error": exc, "user": getattr(request.state, "console_user", None)},
+                    request, template, {"error": exc, "message": client_message(exc),
+                                        "user": getattr(request.state, "console_user", None)},
                     status_code=exc.status)
                 if exc.retry_after is not None:  # as the API says it (a 429 page gave no hint of when)
                     response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))

@@ -15,6 +15,7 @@ from faceatlas.service.accounts import Principal, billed
 from faceatlas.service.console.base import gate
 from faceatlas.service.db import UsageRecord
 from faceatlas.service.deps import Meter, charge_pixels, get_shared, usage_row
+from faceatlas.service.errors import client_message
 
 MAX_PHOTOS = 20
 
@@ -51,7 +52,7 @@ async def each_photo(request: Request, principal: Principal, accounts: Any, oper
             status = exc.status
             if getattr(request.state, "meter", None) is not meter:
                 meter = None  # the gate gave this call back already (e.g. shared state unavailable)
-            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
+            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": client_message(exc)})
         if meter is not None:
             rows.append(usage_row(meter, status, started))
             settles.append((meter, status))
