@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from faceatlas.db import upgrade, utcnow
-from faceatlas.gallery.rules import ID_MAX_LENGTH
+from faceatlas.gallery import ID_MAX_LENGTH
 
 VERSION_TABLE = "faceatlas_service_alembic_version"
 # An album person as a path or form names it (its id ``p12`` or its name): the album's name column.
