@@ -3,8 +3,10 @@
 >>> client = FaceAtlasClient("http://127.0.0.1:8000", api_key="fa_...")
 >>> [face.bbox for face in client.detect("group.jpg").faces]
 
-Answers are small frozen dataclasses (``DetectResult``, ``CompareResult``, ``Collection``,
-``Subject``, ``SearchResult``, ...) parsed from the JSON; each keeps the JSON itself as ``raw``.
+Answers are small frozen, hashable dataclasses (``DetectResult``, ``CompareResult``, ``Collection``,
+``Subject``, ``SearchResult``, ...) parsed from the JSON; each keeps the JSON itself as ``raw`` (plain
+dicts and lists). In a field, a JSON list is a tuple and an object a read-only mapping (``dict(m)``
+copies it); such fields are compared but left out of the hash.
 This module imports nothing else of faceatlas: it ships on its own.
 """
 
@@ -12,20 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import io
 import json
 import os
+import re
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 from urllib.request import getproxies
 
 import httpx
 
-ImageArg = str | os.PathLike | bytes
+ImageArg = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 # The server's default false-accept rate (faceatlas.engine.DEFAULT_FAR; the client imports nothing
 # of the server, a test keeps the two equal).
 DEFAULT_FAR = 1e-4
@@ -78,7 +84,7 @@ def _parse(cls: type[T], data: dict[str, Any], **nested: Any) -> T:
     names = {f.name for f in dataclasses.fields(cls)} - {"raw"}  # type: ignore[arg-type]
     values = {k: _frozen(v) for k, v in data.items() if k in names}
     try:
-        return cls(**{**values, **nested, "raw": data})
+        return cls(**{**values, **nested, "raw": _plain(data)})
     except TypeError as exc:  # a field missing: not an answer of this API
         raise _not_ours(f"{cls.__name__} lacks a field ({exc})") from None
 
@@ -104,12 +110,34 @@ def _seg(value: str) -> str:
 
 
 def _frozen(value: Any) -> Any:
-    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+    """A field's value as the user gets it: lists as tuples, objects as read-only mappings (a
+    missing key is a KeyError, as in any mapping; ``dict(value)`` is a copy to change)."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """The JSON as plain dicts and lists (``raw``): none of the client's own answer type."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _raw() -> Any:
-    """The ``raw`` field: the JSON the answer was parsed from (left out of repr and ==)."""
+    """The ``raw`` field: the JSON the answer was parsed from, plain dicts and lists (left out of
+    repr, == and hash)."""
     return field(default_factory=dict, repr=False, compare=False)
+
+
+def _mapping() -> Any:
+    """An optional field holding a JSON object (a read-only mapping): compared, but left out of
+    the hash (a mapping has none), so that every answer is hashable."""
+    return field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -122,9 +150,9 @@ class Face:
     det_score: float
     keypoints: tuple[tuple[float, ...], ...]
     quality: float | None = None
-    pose: dict[str, float] | None = None
+    pose: Mapping[str, float] | None = _mapping()
     liveness: float | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: Mapping[str, Any] | None = _mapping()
     embedding: tuple[float, ...] | None = field(default=None, repr=False)
     recognizer_id: str | None = None
     raw: dict[str, Any] = _raw()
@@ -184,7 +212,7 @@ class Collection:
     recognizer_id: str
     embedding_size: int
     keep_crops: bool
-    metadata: dict[str, Any]
+    metadata: Mapping[str, Any] = field(hash=False)  # a mapping has no hash: left out of it
     subjects: int
     faces: int
     created_at: str
@@ -195,7 +223,7 @@ class Collection:
 class Subject:
     external_id: str
     name: str | None
-    metadata: dict[str, Any]
+    metadata: Mapping[str, Any] = field(hash=False)  # a mapping has no hash: left out of it
     faces: int
     created_at: str
     updated_at: str
@@ -231,7 +259,7 @@ class Match:
     matched_faces: int
     mean_similarity: float | None = None
     far_level: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     raw: dict[str, Any] = _raw()
 
 
@@ -268,6 +296,7 @@ class UsageRow:
     calls: int
     faces: int
     errors: int
+    failed: int = 0  # calls that failed on the server (5xx): recorded, not billed
     raw: dict[str, Any] = _raw()
 
 
@@ -290,7 +319,7 @@ class KycSession:
     expires_at: str
     decided_at: str | None = None
     reasons: tuple[str, ...] = ()
-    details: Any = None
+    details: Any = _mapping()
     raw: dict[str, Any] = _raw()
 
 
@@ -305,11 +334,13 @@ class KycSessionPage:
 
 @dataclass(frozen=True)
 class RetailProduct:
-    """A product on sale in a store; price in minor units (cents)."""
+    """A product on sale in a store; price in minor units (cents) of the store's ``currency`` (the
+    listing says it: None in the answer of a single product's write)."""
 
     sku: str
     name: str
     price_cents: int
+    currency: str | None = None
     raw: dict[str, Any] = _raw()
 
 
@@ -374,11 +405,35 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an image file sent at most (servers refus
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # an answer read at most
 
 
+def _too_large(what: object, size: int) -> FaceAtlasClientError:
+    return FaceAtlasClientError(f"{what}: {size:,} bytes, above the {MAX_UPLOAD_BYTES:,} this client "
+                                "sends (the server's limit is lower: 15 MB by default)", "payload_too_large")
+
+
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
-    """A multipart file part: bytes as given, or a regular file's bytes (a device, a FIFO or a
-    file above :data:`MAX_UPLOAD_BYTES` is refused before anything is read)."""
-    if isinstance(image, bytes):
-        return name, (name, image, "application/octet-stream")
+    """A multipart file part: the bytes of a bytes-like object (bytes, bytearray, memoryview) or
+    of a binary file object (read from where it stands), or a regular file's bytes by its path (a
+    device, a FIFO or a file above :data:`MAX_UPLOAD_BYTES` is refused before anything is read).
+    Anything else (an array, a PIL image, a URL) is refused, saying what is accepted."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return name, (name, bytes(image), "application/octet-stream")
+    if callable(getattr(image, "read", None)):
+        content = None if isinstance(image, io.TextIOBase) else image.read(MAX_UPLOAD_BYTES + 1)  # type: ignore[union-attr]
+        if not isinstance(content, (bytes, bytearray)):
+            raise FaceAtlasClientError(f"the {name} file object reads text, not bytes: "
+                                       "open it in binary mode ('rb')", "invalid_argument")
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise _too_large(f"the {name} file object", len(content))
+        file_name = getattr(image, "name", None)
+        return name, (Path(file_name).name if isinstance(file_name, str) and file_name else name,
+                      bytes(content), "application/octet-stream")
+    if not isinstance(image, (str, os.PathLike)):
+        raise FaceAtlasClientError(f"the {name} is a {type(image).__name__}: give a file path, the image file's "
+                                   "bytes (bytes, bytearray, memoryview) or a binary file object (e.g. "
+                                   "open(path, 'rb'), io.BytesIO)", "invalid_argument")
+    if isinstance(image, str) and re.match(r"(?i)https?://", image.strip()):
+        raise FaceAtlasClientError(f"the {name} is a URL: this client sends image files (a path, bytes or a "
+                                   "binary file object); fetch the image first", "invalid_argument")
     path = Path(image)
     info = path.stat()  # OSError (missing, unreadable) as Python says it; before open(), which waits on a FIFO
     if stat.S_ISDIR(info.st_mode):
@@ -386,8 +441,7 @@ def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     if not stat.S_ISREG(info.st_mode):
         raise FaceAtlasClientError(f"{path}: not a regular file (an image file to send)", "invalid_argument")
     if info.st_size > MAX_UPLOAD_BYTES:
-        raise FaceAtlasClientError(f"{path}: {info.st_size:,} bytes, above the {MAX_UPLOAD_BYTES:,} this client "
-                                   "sends (the server's limit is lower: 15 MB by default)", "payload_too_large")
+        raise _too_large(path, info.st_size)
     return name, (path.name, path.read_bytes(), "application/octet-stream")
 
 
@@ -403,7 +457,9 @@ def _header_value(value: str, what: str) -> str:
 
 def _once(idempotency_key: str | None) -> dict[str, str] | None:
     """The header of a write call that a retry with the same key repeats without acting twice."""
-    return {"Idempotency-Key": _header_value(idempotency_key, "Idempotency-Key")} if idempotency_key else None
+    if idempotency_key is None:
+        return None
+    return {"Idempotency-Key": _header_value(idempotency_key, "Idempotency-Key")}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -420,14 +476,26 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _gist(body: bytes, limit: int = 160) -> str:
+    """A short line of a body that is not the API's JSON: an HTML page's title (a proxy's "502 Bad
+    Gateway"), or its text without tags, cut at ``limit`` characters."""
+    text = body[:4096].decode("utf-8", "replace")
+    title = re.search(r"(?is)<title[^>]*>(.*?)</title>", text)
+    if title and title.group(1).strip():
+        text = title.group(1)
+    elif "<" in text:
+        text = re.sub(r"(?s)<[^>]*>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _error_of(response: httpx.Response, body: bytes) -> FaceAtlasApiError:
     """The server's error answer, whatever shape a proxy in between gave it."""
     try:
         error = json.loads(body)["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        text = " ".join(body[:300].decode("utf-8", "replace").split())
-        code, message = "http_error", text or response.reason_phrase
+        code, message = "http_error", _gist(body) or response.reason_phrase
     return FaceAtlasApiError(response.status_code, code, message, _retry_after(response.headers.get("retry-after")))
 
 
@@ -649,13 +717,14 @@ class FaceAtlasClient:
         return _parse(KycSession, self._call("POST", "/v1/kyc/sessions", _once(idempotency_key), json=body))
 
     def kyc_submit(self, session_id: str, document: ImageArg, *, selfie: ImageArg | None = None,
-                   frames: list[ImageArg] | None = None, fps: float | None = None) -> KycSession:
+                   frames: list[ImageArg] | None = None, fps: float | None = None,
+                   idempotency_key: str | None = None) -> KycSession:
         """Decide the session on the ID document and the selfie: a video (``selfie``) or images (``frames``)."""
         files = [_image("document", document)]
         files += [_image("selfie", selfie)] if selfie is not None else [_image("frame", f) for f in frames or []]
         data = {"fps": str(fps)} if fps is not None else None
         path = f"/v1/kyc/sessions/{_seg(session_id)}/submit"
-        return _parse(KycSession, self._call("POST", path, files=files, data=data))
+        return _parse(KycSession, self._call("POST", path, _once(idempotency_key), files=files, data=data))
 
     def kyc_get(self, session_id: str) -> KycSession:
         return _parse(KycSession, self._call("GET", f"/v1/kyc/sessions/{_seg(session_id)}"))
@@ -674,7 +743,9 @@ class FaceAtlasClient:
     def retail_products(self, store: str) -> list[RetailProduct]:
         """The products on sale in ``store``, by SKU."""
         path = f"/v1/retail/stores/{_seg(store)}/products"
-        return [_parse(RetailProduct, p) for p in self._call("GET", path)["products"]]
+        data = self._call("GET", path)
+        currency = data.get("currency")
+        return [_parse(RetailProduct, p, currency=currency) for p in _items(data, "products")]
 
     def retail_create_product(self, store: str, sku: str, name: str, price_cents: int, *,
                               idempotency_key: str | None = None) -> RetailProduct:
@@ -685,11 +756,11 @@ class FaceAtlasClient:
                                                 json=body))
 
     def retail_update_product(self, store: str, sku: str, *, name: str | None = None,
-                              price_cents: int | None = None) -> RetailProduct:
+                              price_cents: int | None = None, idempotency_key: str | None = None) -> RetailProduct:
         """Rename or reprice a product (carts keep the price their items were picked at)."""
         body = {k: v for k, v in (("name", name), ("price_cents", price_cents)) if v is not None}
         path = f"/v1/retail/stores/{_seg(store)}/products/{_seg(sku)}"
-        return _parse(RetailProduct, self._call("PATCH", path, json=body))
+        return _parse(RetailProduct, self._call("PATCH", path, _once(idempotency_key), json=body))
 
     def retail_delete_product(self, store: str, sku: str, *,
                               idempotency_key: str | None = None) -> RetailProductRemoval:
@@ -703,29 +774,31 @@ class FaceAtlasClient:
         return [_parse(RetailMember, m) for m in self._call("GET", path)["members"]]
 
     def retail_enrol_member(self, store: str, image: ImageArg, *, name: str, purposes: list[str],
-                            granted_by: str | None = None, payment_ref: str | None = None) -> RetailMember:
+                            granted_by: str | None = None, payment_ref: str | None = None,
+                            idempotency_key: str | None = None) -> RetailMember:
         """Enrol a member from a face photo under the consent given (face_pay needs ``payment_ref``)."""
         data = {"name": name, "purposes": ",".join(purposes), "granted_by": granted_by or name,
                 **({"payment_ref": payment_ref} if payment_ref else {})}
         return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{_seg(store)}/members",
-                                               files=dict([_image("image", image)]), data=data))
+                                               _once(idempotency_key), files=dict([_image("image", image)]),
+                                               data=data))
 
-    def retail_withdraw_consent(self, store: str, member_id: str,
-                                purposes: list[str] | None = None) -> ConsentWithdrawal:
+    def retail_withdraw_consent(self, store: str, member_id: str, purposes: list[str] | None = None, *,
+                                idempotency_key: str | None = None) -> ConsentWithdrawal:
         """Withdraw the member's consent (``purposes``: only those): their faces go at once once no
         biometric purpose is left; the member and their history stay."""
         body: dict[str, Any] = {"consent": False} | ({"purposes": purposes} if purposes is not None else {})
         path = f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}"
-        return _parse(ConsentWithdrawal, self._call("PATCH", path,
-                                                    json=body))
+        return _parse(ConsentWithdrawal, self._call("PATCH", path, _once(idempotency_key), json=body))
 
     def retail_grant_consent(self, store: str, member_id: str, image: ImageArg, *, purposes: list[str],
-                             granted_by: str, payment_ref: str | None = None) -> RetailMember:
+                             granted_by: str, payment_ref: str | None = None,
+                             idempotency_key: str | None = None) -> RetailMember:
         """A new consent of a member, with a new face photo."""
         data = {"purposes": ",".join(purposes), "granted_by": granted_by,
                 **({"payment_ref": payment_ref} if payment_ref else {})}
         path = f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}/consent"
-        return _parse(RetailMember, self._call("POST", path,
+        return _parse(RetailMember, self._call("POST", path, _once(idempotency_key),
                                                files=dict([_image("image", image)]), data=data))
 
     def retail_erase_member(self, store: str, member_id: str, *, idempotency_key: str | None = None) -> RetailErasure:
@@ -738,10 +811,11 @@ class FaceAtlasClient:
         """The tenant's settings (admin key)."""
         return _parse(TenantSettings, self._call("GET", "/v1/settings"))
 
-    def update_tenant_settings(self, *, kyc_retention_days: int | None = None) -> TenantSettings:
+    def update_tenant_settings(self, *, kyc_retention_days: int | None = None,
+                               idempotency_key: str | None = None) -> TenantSettings:
         """Change the tenant's settings (admin key); a shorter KYC retention deletes the images past it."""
         body = {} if kyc_retention_days is None else {"kyc_retention_days": kyc_retention_days}
-        return _parse(TenantSettings, self._call("PATCH", "/v1/settings", json=body))
+        return _parse(TenantSettings, self._call("PATCH", "/v1/settings", _once(idempotency_key), json=body))
 
     def usage(self) -> Usage:
         data = self._call("GET", "/v1/usage")

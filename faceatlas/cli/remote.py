@@ -33,23 +33,26 @@ def _run(server: str, key: str, call, as_json: bool = False, *,  # noqa: ANN001 
     """Call the server and print its JSON answer; any failure is one line on stderr, ``error
     (code): message`` as every command says it (the server's own code when it answered), or one
     JSON object on stdout with ``--json``; exit 2. ``write_key``: the Idempotency-Key a write was
-    sent with, named when no answer came (the write may have been applied: a retry with it acts once)."""
+    sent with, named when no answer came, a 5xx or an answer not of FaceAtlas (a proxy's page) did
+    (the write may have been applied: a retry with it acts once)."""
     try:
         opened = FaceAtlasClient(server, key)
     except FaceAtlasClientError as exc:  # the URL or the key as given: the command line's
         fail(CommandLineError(str(exc)), as_json)
+    again = (f"; it may have been applied: run it again with --idempotency-key {write_key} to apply it once"
+             if write_key else "")
     try:
         with opened as client:
             answer = call(client)
-    except FaceAtlasApiError as exc:  # the server answered with an error
+    except FaceAtlasApiError as exc:  # the server (or a proxy before it) answered with an error
         wait = f" (retry in {exc.retry_after:g} s)" if exc.retry_after is not None else ""
-        fail(coded(exc.code, f"the server answered {exc.status}: {exc.message}{wait}"), as_json)
+        unsure = again if exc.status >= 500 else ""  # a 5xx (a proxy's 502 too) may follow the write
+        fail(coded(exc.code, f"the server answered {exc.status}: {exc.message}{wait}{unsure}"), as_json)
     except FaceAtlasTransportError as exc:  # refused, unreachable, timed out, broken connection
-        again = (f"; it may have been applied: run it again with --idempotency-key {write_key} to apply it once"
-                 if write_key else "")
         fail(coded(exc.code, f"{exc}{again}"), as_json)
     except FaceAtlasClientError as exc:  # what the client cannot send, or an answer not of FaceAtlas
-        fail(coded(exc.code, str(exc)), as_json)
+        unsure = again if exc.code == "unexpected_answer" else ""  # something answered: after the write?
+        fail(coded(exc.code, f"{exc}{unsure}"), as_json)
     except OSError as exc:
         fail(os_error(exc), as_json)
     print(json_text(_json(answer), indent=2))

@@ -5,16 +5,21 @@ the client's errors (FaceAtlasClientError), ids are one path segment each, a key
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
+from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.cli.main import app
 from faceatlas.client import (
     FaceAtlasApiError,
@@ -98,7 +103,15 @@ class _Field(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send(200, SHAPES)
+        if self.path.startswith("/bad-gateway/"):  # nginx's page when the server behind it died mid-call
+            self._send(502, BAD_GATEWAY, "text/html")
+        else:
+            self._send(200, SHAPES)
+
+
+BAD_GATEWAY = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+               b"</h1></center>\r\n<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+               + b"<!-- pad -->\r\n" * 40)
 
 
 SHAPES = b'{"results": 5, "rows": 3, "faces": 5, "subjects": "x", "pack": "p", "total": 1}'  # lists that are not
@@ -190,3 +203,147 @@ def test_an_answer_whose_lists_are_not_lists_is_one_of_the_clients_errors(field:
             with pytest.raises(FaceAtlasClientError) as caught:
                 call()
             assert caught.value.code == "unexpected_answer" and "is not a list of objects" in str(caught.value)
+
+
+def test_remote_enrol_after_a_proxys_502_names_its_key_and_not_the_page(field: str, examples: Path) -> None:
+    """A 502 page of a proxy was printed whole (HTML) and the key of the enrol, which the server
+    may have applied before the proxy gave up, was not named."""
+    photo = examples / "tests/test_images/obama.jpg"
+    result = CliRunner().invoke(app, ["remote", "enrol", "staff", "bob", str(photo), "--idempotency-key", "k502",
+                                      "--server", f"{field}/bad-gateway", "--key", "fa_x"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "run it again with --idempotency-key k502" in result.output, result.output
+    assert "502 Bad Gateway" in result.output and "<" not in result.output and "pad" not in result.output
+    with FaceAtlasClient(f"{field}/bad-gateway", "fa_x") as client, pytest.raises(FaceAtlasApiError) as caught:
+        client.enrol("staff", "bob", photo)
+    assert (caught.value.status, caught.value.code, caught.value.message) == (502, "http_error", "502 Bad Gateway")
+
+
+def test_answers_hold_plain_read_only_values_and_are_hashable(api, examples: Path) -> None:
+    """Nested objects (metadata, pose, details, raw) were the client's own answer type: a missing
+    key said "is the server URL that of a FaceAtlas server?" instead of KeyError, a frozen answer
+    could not be hashed ('_Answer') and ``subject.metadata['x'] = 1`` changed it."""
+    client = api.api_client("acme_admin")
+    client.create_collection("plain")
+    try:
+        subject = client.add_subject("plain", "ann", metadata={"dept": "x", "tags": ["a", "b"], "deep": {"k": 1}})
+        assert subject.metadata["dept"] == "x" and subject.metadata["tags"] == ("a", "b")
+        assert subject.metadata["deep"]["k"] == 1
+        for mapping in (subject.metadata, subject.metadata["deep"]):
+            with pytest.raises(KeyError):
+                mapping["nope"]
+        with pytest.raises(TypeError):
+            subject.metadata["x"] = 1  # type: ignore[index]
+        assert dict(subject.metadata) == {"dept": "x", "tags": ("a", "b"), "deep": {"k": 1}}
+        again = client.get_subject("plain", "ann")
+        assert again == subject and hash(again) == hash(subject) and len({subject, again}) == 1
+        assert type(subject.raw) is dict and type(subject.raw["metadata"]) is dict
+        assert json.loads(json.dumps(subject.raw))["metadata"]["tags"] == ["a", "b"]
+        assert {c.name: c for c in client.list_collections()}["plain"].metadata == {}
+
+        detected = client.detect(examples / "tests/test_images/obama.jpg")
+        face = detected.faces[0]
+        assert face.pose is not None and set(face.pose) >= {"yaw", "pitch", "roll"}
+        with pytest.raises(KeyError):
+            face.pose["nope"]
+        assert len({detected, face}) == 2 and type(face.raw["pose"]) is dict
+        client.enrol("plain", "ann", examples / "tests/test_images/obama.jpg")
+        [result] = client.search("plain", examples / "tests/test_images/obama.jpg")
+        assert len({result, result.matches[0]}) == 2 and result.matches[0].metadata["dept"] == "x"
+    finally:
+        client.delete_collection("plain")
+
+
+def test_images_as_bytes_like_and_file_objects_or_a_clear_error(api, examples: Path) -> None:
+    """A bytearray, a memoryview, an open file or a BytesIO was a raw TypeError; an array, a PIL
+    image or a URL too (or a FileNotFoundError naming the URL as a path)."""
+    path = examples / "tests/test_images/obama.jpg"
+    content = path.read_bytes()
+    client = api.api_client("acme_detect")
+    with path.open("rb") as opened:
+        for image in (bytearray(content), memoryview(content), io.BytesIO(content), opened):
+            assert len(client.detect(image).faces) == 1, type(image)
+    for image in (np.zeros((8, 8, 3), np.uint8), Image.open(path), "https://example.com/a.jpg", 5):
+        with pytest.raises(FaceAtlasClientError) as caught:
+            client.detect(image)  # type: ignore[arg-type]
+        assert caught.value.code == "invalid_argument" and "binary file object" in str(caught.value), image
+    with path.open() as text, pytest.raises(FaceAtlasClientError, match="binary mode"):
+        client.detect(text)  # type: ignore[arg-type]
+
+
+def _tenant_of_its_own(api) -> tuple[str, FaceAtlasClient]:
+    """A tenant for one test (its stores, members and KYC sessions are no other test's) and its client."""
+    tenant = f"own-{uuid.uuid4().hex[:12]}"
+    api.accounts.create_tenant(tenant)
+    return tenant, api.api_client(api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token)
+
+
+def test_results_keep_the_usage_failed_and_the_store_currency(api, fast_analyzer, tmp_path: Path) -> None:
+    """Usage rows dropped ``failed`` and the product listing its ``currency``."""
+    tenant, client = _tenant_of_its_own(api)
+    client.list_collections()
+    rows = client.usage().rows
+    assert rows and all(row.failed == row.raw["failed"] for row in rows)
+    config = StoreConfig(id=f"cur-{tmp_path.name[-6:]}", tenant=tenant, cameras=[Camera(id="door", role="door")],
+                         currency="CHF", products=[Product(sku="mug", name="Mug", price_cents=1250)])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    assert [(p.sku, p.currency) for p in client.retail_products(config.id)] == [("mug", "CHF")]
+
+
+def test_every_write_can_send_an_idempotency_key_and_an_empty_one_is_refused(api, examples: Path, fast_analyzer,
+                                                                              tmp_path: Path) -> None:
+    """kyc_submit, retail_enrol_member, retail_grant_consent, retail_withdraw_consent,
+    retail_update_product and update_tenant_settings took no key (a retry acted twice); an empty
+    key was dropped silently (two faces for two calls) while "a b" was refused."""
+    tenant, client = _tenant_of_its_own(api)
+    photo = examples / "tests/test_images/obama.jpg"
+    client.create_collection("once")
+    client.add_subject("once", "ann")
+    try:
+        for bad in ("", "a b"):
+            with pytest.raises(FaceAtlasClientError) as caught:
+                client.enrol("once", "ann", photo, idempotency_key=bad)
+            assert caught.value.code == "invalid_argument" and "Idempotency-Key" in str(caught.value)
+        assert client.get_subject("once", "ann").faces == 0
+    finally:
+        client.delete_collection("once")
+
+    def reused(call) -> None:  # the same key for another call: the server saw the key
+        with pytest.raises(FaceAtlasApiError) as caught:
+            call()
+        assert caught.value.code == "idempotency_key_reused"
+
+    tag = tmp_path.name[-6:]
+    before = client.tenant_settings().kyc_retention_days
+    first = client.update_tenant_settings(kyc_retention_days=7, idempotency_key=f"settings-{tag}")
+    assert client.update_tenant_settings(kyc_retention_days=7, idempotency_key=f"settings-{tag}") == first
+    reused(lambda: client.update_tenant_settings(kyc_retention_days=8, idempotency_key=f"settings-{tag}"))
+    client.update_tenant_settings(kyc_retention_days=before)
+
+    config = StoreConfig(id=f"idem-{tag}", tenant=tenant, cameras=[Camera(id="door", role="door")],
+                         products=[Product(sku="mug", name="Mug", price_cents=1250)])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    store = config.id
+    repriced = client.retail_update_product(store, "mug", price_cents=900, idempotency_key=f"price-{tag}")
+    assert repriced.price_cents == 900
+    reused(lambda: client.retail_update_product(store, "mug", price_cents=800, idempotency_key=f"price-{tag}"))
+    member = client.retail_enrol_member(store, photo, name="Ann", purposes=["visit_recognition", "analytics"],
+                                        idempotency_key=f"member-{tag}")
+    assert client.retail_enrol_member(store, photo, name="Ann", purposes=["visit_recognition", "analytics"],
+                                      idempotency_key=f"member-{tag}") == member
+    assert [m.id for m in client.retail_members(store)] == [member.id]  # enrolled once
+    withdrawn = client.retail_withdraw_consent(store, member.id, ["analytics"], idempotency_key=f"withdraw-{tag}")
+    reused(lambda: client.retail_withdraw_consent(store, member.id, idempotency_key=f"withdraw-{tag}"))
+    assert withdrawn.purposes == ("visit_recognition",)
+    granted = client.retail_grant_consent(store, member.id, photo, purposes=["visit_recognition", "analytics"],
+                                          granted_by="Ann", idempotency_key=f"grant-{tag}")
+    reused(lambda: client.retail_grant_consent(store, member.id, photo, purposes=["visit_recognition"],
+                                               granted_by="Ann", idempotency_key=f"grant-{tag}"))
+    assert set(granted.purposes) == {"visit_recognition", "analytics"}
+
+    session = client.kyc_session()
+    decided = client.kyc_submit(session.id, photo, frames=[photo], idempotency_key=f"kyc-{tag}")
+    assert decided.status in ("accepted", "rejected") and decided.details is not None
+    reused(lambda: client.kyc_submit(session.id, photo, frames=[photo, photo], idempotency_key=f"kyc-{tag}"))
