@@ -11,6 +11,17 @@ Aggregate = Literal["best", "mean"]
 AGGREGATES: tuple[Aggregate, ...] = ("best", "mean")  # a subject's score: its best face, or its mean template
 
 
+SCORE_DIGITS = 4  # similarities and thresholds in answers (compare's too: FaceAnalyzer's Comparison)
+
+
+def _rounded(out: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``out`` with the scores under ``keys`` rounded to :data:`SCORE_DIGITS` (None stays None)."""
+    for key in keys:
+        if out[key] is not None:
+            out[key] = round(out[key], SCORE_DIGITS)
+    return out
+
+
 @dataclass(frozen=True)
 class CollectionInfo:
     """A collection and the model pack its embeddings belong to."""
@@ -86,11 +97,7 @@ class Match:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("similarity", "best_similarity", "mean_similarity"):
-            if out[key] is not None:
-                out[key] = round(out[key], 4)
-        return out
+        return _rounded(asdict(self), "similarity", "best_similarity", "mean_similarity")
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class Verification:
     far_level: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _rounded(asdict(self), "similarity", "threshold", "best_similarity", "mean_similarity")
 
 
 @dataclass

@@ -254,6 +254,22 @@ def test_answers_hold_plain_read_only_values_and_are_hashable(api, examples: Pat
         client.delete_collection("plain")
 
 
+def test_verify_rounds_its_scores_as_compare_and_search_do(api, examples: Path) -> None:
+    """Verify's similarity and threshold were sent unrounded (0.8123456789...)."""
+    client = api.api_client("acme_admin")
+    client.create_collection("rounded")
+    try:
+        client.enrol("rounded", "obama", examples / "tests/test_images/obama.jpg")
+        verdict = client.verify("rounded", "obama", examples / "tests/test_images/obama2.jpg")
+        for name in ("similarity", "threshold", "best_similarity", "mean_similarity"):
+            value = verdict.raw[name]
+            assert value == round(value, 4), (name, value)
+        [result] = client.search("rounded", examples / "tests/test_images/obama2.jpg")
+        assert result.matches[0].similarity == verdict.similarity
+    finally:
+        client.delete_collection("rounded")
+
+
 def test_images_as_bytes_like_and_file_objects_or_a_clear_error(api, examples: Path) -> None:
     """A bytearray, a memoryview, an open file or a BytesIO was a raw TypeError; an array, a PIL
     image or a URL too (or a FileNotFoundError naming the URL as a path)."""
