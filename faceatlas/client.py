@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import IO, Any, TypeVar
 from urllib.parse import quote
 from urllib.request import getproxies
@@ -82,7 +81,7 @@ def _parse(cls: type[T], data: dict[str, Any], **nested: Any) -> T:
     if not isinstance(data, dict):
         raise _not_ours(f"a {type(data).__name__} where {cls.__name__} was expected")
     names = {f.name for f in dataclasses.fields(cls)} - {"raw"}  # type: ignore[arg-type]
-    values = {k: _frozen(v) for k, v in data.items() if k in names}
+    values = {k: _field(v) for k, v in data.items() if k in names}
     try:
         return cls(**{**values, **nested, "raw": _plain(data)})
     except TypeError as exc:  # a field missing: not an answer of this API
@@ -109,18 +108,18 @@ def _seg(value: str) -> str:
     return quote(text, safe="") if text.strip(".") else "%2E" * len(text)
 
 
-def _frozen(value: Any) -> Any:
-    """A field's value as the user gets it: lists as tuples, objects as read-only mappings (a
-    missing key is a KeyError, as in any mapping; ``dict(value)`` is a copy to change)."""
+def _field(value: Any) -> Any:
+    """A field's value as the user gets it: a list as a tuple (an answer is hashable), an object
+    as a plain dict (:func:`_plain`; left out of the hash)."""
     if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    return value
+        return tuple(_field(v) for v in value)
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:
-    """The JSON as plain dicts and lists (``raw``): none of the client's own answer type."""
+    """The JSON as plain dicts and lists, a copy per field and for ``raw`` (a missing key is a
+    KeyError, ``json.dumps`` takes it, and changing it changes no other field): none of the
+    client's own answer type."""
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -212,7 +211,7 @@ class Collection:
     recognizer_id: str
     embedding_size: int
     keep_crops: bool
-    metadata: Mapping[str, Any] = field(hash=False)  # a mapping has no hash: left out of it
+    metadata: Mapping[str, Any] = field(hash=False)  # a dict has no hash: left out of it
     subjects: int
     faces: int
     created_at: str
@@ -223,7 +222,7 @@ class Collection:
 class Subject:
     external_id: str
     name: str | None
-    metadata: Mapping[str, Any] = field(hash=False)  # a mapping has no hash: left out of it
+    metadata: Mapping[str, Any] = field(hash=False)  # a dict has no hash: left out of it
     faces: int
     created_at: str
     updated_at: str
@@ -259,7 +258,7 @@ class Match:
     matched_faces: int
     mean_similarity: float | None = None
     far_level: float | None = None
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
     raw: dict[str, Any] = _raw()
 
 
