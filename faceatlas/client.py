@@ -5,8 +5,8 @@
 
 Answers are small frozen, hashable dataclasses (``DetectResult``, ``CompareResult``, ``Collection``,
 ``Subject``, ``SearchResult``, ...) parsed from the JSON; each keeps the JSON itself as ``raw`` (plain
-dicts and lists). In a field, a JSON list is a tuple and an object a read-only mapping (``dict(m)``
-copies it); such fields are compared but left out of the hash.
+dicts and lists). In a field, a JSON list is a tuple and an object a plain dict (a copy of its own);
+such fields are compared but left out of the hash.
 This module imports nothing else of faceatlas: it ships on its own.
 """
 
@@ -134,8 +134,8 @@ def _raw() -> Any:
 
 
 def _mapping() -> Any:
-    """An optional field holding a JSON object (a read-only mapping): compared, but left out of
-    the hash (a mapping has none), so that every answer is hashable."""
+    """An optional field holding a JSON object (a plain dict): compared, but left out of the hash
+    (a dict has none), so that every answer is hashable."""
     return field(default=None, hash=False)
 
 
