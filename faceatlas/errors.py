@@ -425,8 +425,7 @@ class ProviderMissing(ModelError):
 
     code = "provider_missing"
     status = 503
-    client_message = ("the inference backend this server is set to use is not installed (its operator finds "
-                      "the details in the server log)")
+    client_message = None  # a package to install (MediaPipe for AR effects): nothing of the server's files
 
 
 class ModelIntegrityError(ModelError):

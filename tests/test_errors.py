@@ -56,7 +56,6 @@ def test_the_service_answers_with_the_errors_own_status(error, status, code):
                                "antispoof/x.onnx; the file is corrupt or another model. Delete it and fetch it again."),
     errors.ModelMissing("model antispoof/x.onnx not found in:\n  /srv/models/antispoof/x.onnx\n  /root/.cache/"
                         "faceatlas/models/antispoof/x.onnx\nDownload it: https://example.org/x.onnx"),
-    errors.ProviderMissing("FACEATLAS_PROVIDER=openvino: pip install 'faceatlas[openvino]'"),
     errors.ModelError("pack 'dlib': /srv/models/shape_predictor_68.dat does not load"),
     errors.InvalidSetting("FACEATLAS_CALIBRATION='x': no calibration of that name in /root/.cache/faceatlas"),
 ])
