@@ -139,6 +139,10 @@ class EngineSettings(_Section):
         default="onnxruntime", description="what runs the detector's and recogniser's ONNX files: onnxruntime, or "
                                            "openvino (the `openvino` extra; same embeddings, faster on some models: "
                                            "see the README's runtime section)")
+    int8_detector: Literal["auto", "on", "off"] = Field(
+        default="auto", description="with runtime int8, run the SCRFD detector quantised too: auto (where the CPU "
+                                    "has int8 dot-product instructions: AVX-512 VNNI, AVX-VNNI, AMX or Arm's dot "
+                                    "product; 1.3-1.6x on detection there, slower than float on plain AVX2), on, off")
     int8_images: Path | None = Field(
         default=None, description="folder of face photos that calibrate the int8 quantisation (None: the LFW "
                                   "photos under FACEATLAS_SHARED/data/lfw/images)")

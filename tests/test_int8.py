@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack
+from faceatlas.engine.detectors import SCRFD
 from faceatlas.engine.models import ModelFile, file_sha256, record_path
-from faceatlas.engine.quantize import cached_int8, derived_path, int8_model
+from faceatlas.engine.quantize import DETECTOR_RECIPE, cached_int8, derived_path, int8_detector, int8_model
 from faceatlas.engine.recognizers import arcface_blob
+from faceatlas.engine.runtime import cpu_flags, has_int8_dot
 from faceatlas.errors import RuntimeUnavailable
 from faceatlas.gallery import Gallery
 from faceatlas.settings import EngineSettings
@@ -157,7 +159,8 @@ def test_int8_recogniser_stays_on_onnxruntime_under_openvino(int8_settings: Engi
     arithmetic gives other vectors under the same ``+int8`` id): the vectors stay those of int8."""
     from faceatlas.engine.runtime import OpenVINOSession
 
-    mixed = FaceAnalyzer("scrfd-mbf", settings=int8_settings.model_copy(update={"provider": "openvino"}),
+    mixed = FaceAnalyzer("scrfd-mbf", settings=int8_settings.model_copy(update={"provider": "openvino",
+                                                                                 "int8_detector": "off"}),
                          announce_license=False)
     assert isinstance(mixed.detector.session, OpenVINOSession)  # type: ignore[attr-defined]
     assert not isinstance(mixed.recognizer.session, OpenVINOSession)  # type: ignore[attr-defined]
@@ -221,3 +224,66 @@ def test_a_calibration_folder_that_is_not_one_of_photos_says_so(shared: Path, tm
             calibration_photos(EngineSettings(int8_images=folder))
         assert str(folder) in str(caught.value) and "no face found" not in str(caught.value)
     assert len(calibration_photos(EngineSettings(int8_images=photo.parent))) >= 5
+
+
+def test_int8_dot_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    """The int8 detector is chosen by the CPU: VNNI / AMX on x86, SDOT on Arm; not plain AVX2."""
+    cases = {"processor\t: 0\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n": True,
+             "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 fma\n": False,
+             "processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n": True,
+             "processor\t: 0\nFeatures\t: fp asimd asimddp sha2\n": True,
+             "processor\t: 0\nFeatures\t: fp asimd\n": False}
+    for text, expected in cases.items():
+        info = tmp_path / "cpuinfo"
+        info.write_text(text)
+        assert has_int8_dot(cpu_flags(info)) is expected, text
+    assert cpu_flags(tmp_path / "absent") == frozenset() and not has_int8_dot(frozenset())
+
+
+GROUP_PHOTOS = ("examples/two_people.jpg", "examples/knn_examples/test/obama_and_biden.jpg",
+                "examples/knn_examples/test/kit_with_rose.jpg")
+
+
+def test_int8_detector_finds_the_float_detectors_faces(fast_analyzer: FaceAnalyzer, shared: Path, examples: Path,
+                                                       tmp_path: Path) -> None:
+    """SCRFD quantised (calibrated here on 8 photos, the pack's own copy on 32) finds every face the
+    float detector finds on the group photos, at the same place (keypoints within 3 px), and the
+    copy is made once: a second call reuses the cached file."""
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared)
+    model = fast_analyzer.pack.detector.file
+    source = shared / "models" / model.name
+    photos = [fast_analyzer.load(p) for p in sorted((shared / "data" / "lfw" / "images").rglob("*.jpg"))[:6]]
+    groups = [fast_analyzer.load(examples / name) for name in GROUP_PHOTOS]
+    path = int8_detector(model, source, lambda: photos + groups[:2], settings)
+    record = json.loads(record_path(path).read_text())
+    assert record["recipe"] == DETECTOR_RECIPE and record["calibration_crops"] == 8
+    assert record["sha256"] == file_sha256(path) and path.read_bytes() != source.read_bytes()
+    made = path.stat().st_mtime_ns
+    assert int8_detector(model, source, lambda: [], settings) == path and path.stat().st_mtime_ns == made
+    quantised = SCRFD(path, threads=2)
+    total = 0
+    for image in groups:
+        floating, found = fast_analyzer.detector.detect(image), quantised.detect(image)
+        assert len(found) == len(floating) > 0
+        total += len(found)
+        for box, points in zip(floating.boxes, floating.keypoints):
+            centre = (box[:2] + box[2:]) / 2
+            nearest = int(np.argmin(np.linalg.norm((found.boxes[:, :2] + found.boxes[:, 2:]) / 2 - centre, axis=1)))
+            assert float(np.abs(found.keypoints[nearest] - points).max()) < 3.0
+    assert total == 7  # 2 + 3 + 2 faces
+
+
+def test_the_int8_detector_is_chosen_by_runtime_and_setting(shared: Path, tmp_path: Path) -> None:
+    """Only with runtime int8, only SCRFD, and ``off`` / ``on`` override the CPU's answer (auto)."""
+    base = EngineSettings(cache=tmp_path / "cache", shared=shared)
+
+    def chosen(pack: str, runtime: str, choice: str) -> bool:
+        analyzer = FaceAnalyzer.__new__(FaceAnalyzer)  # the choice alone, without loading models
+        analyzer.settings = base.model_copy(update={"int8_detector": choice})
+        analyzer.pack = get_pack(pack, analyzer.settings, runtime=runtime)  # type: ignore[arg-type]
+        return analyzer.int8_detector
+
+    assert chosen("scrfd-mbf", "int8", "on") and not chosen("scrfd-mbf", "int8", "off")
+    assert chosen("scrfd-mbf", "int8", "auto") is has_int8_dot()
+    assert not chosen("scrfd-mbf", "float", "on")
+    assert not chosen("yunet-frfeature", "int8", "on")  # YuNet runs in OpenCV

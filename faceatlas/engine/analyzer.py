@@ -31,7 +31,12 @@ from faceatlas.engine.liveness import LivenessMember, LivenessResult, MiniFASNet
 from faceatlas.engine.models import ModelFile, resolve
 from faceatlas.engine.packs import Pack, RecognizerSpec, get_pack
 from faceatlas.engine.quality import quality_score
-from faceatlas.engine.quantize import calibration_photos, int8_model
+from faceatlas.engine.quantize import (
+    DETECTOR_CALIBRATION_PHOTOS,
+    calibration_photos,
+    int8_detector,
+    int8_model,
+)
 from faceatlas.engine.recognizers import (
     ArcFaceONNX,
     DlibChipONNX,
@@ -41,7 +46,7 @@ from faceatlas.engine.recognizers import (
     arcface_blob,
     embed_with_mirror,
 )
-from faceatlas.engine.runtime import choose_providers, default_threads
+from faceatlas.engine.runtime import choose_providers, default_threads, has_int8_dot
 from faceatlas.errors import ModelError, ModelMismatch, ModelMissing, NoFace, NotCalibrated, TooManyFaces
 from faceatlas.settings import EngineSettings
 
@@ -116,7 +121,7 @@ class FaceAnalyzer:
             self._announce_license()
 
     # -- construction -------------------------------------------------------------------
-    def _build_detector(self, threshold: float | None, max_side: int) -> Detector:
+    def _build_detector(self, threshold: float | None, max_side: int, *, quantised: bool | None = None) -> Detector:
         spec = self.pack.detector
         path = self._resolve(spec.file)
         if spec.kind == "dlib_hog":
@@ -126,8 +131,19 @@ class FaceAnalyzer:
             return DlibHOG(path, keypoint_path, max_side=max(max_side, 1280))
         if spec.kind == "yunet":
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side, min_face=self.settings.min_face)
+        provider = self.settings.provider
+        if self.int8_detector if quantised is None else quantised:  # int8 stays on ONNX Runtime, as the recogniser
+            path, provider = int8_detector(spec.file, path, self._calibration_photos, self.settings), "onnxruntime"
         return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side,
-                     provider=self.settings.provider, min_face=self.settings.min_face)
+                     provider=provider, min_face=self.settings.min_face)
+
+    @property
+    def int8_detector(self) -> bool:
+        """Whether the pack's SCRFD detector runs quantised: with runtime int8, where the CPU has
+        int8 dot-product instructions (``FACEATLAS_INT8_DETECTOR``: auto, on, off)."""
+        choice = self.settings.int8_detector
+        return (self.pack.runtime == "int8" and self.pack.detector.kind == "scrfd"
+                and (choice == "on" or (choice == "auto" and has_int8_dot())))
 
     def _resolve(self, model: ModelFile) -> Path:
         """A verified copy of the pack's file ``model`` (a missing one's error names this pack's fetch)."""
@@ -158,12 +174,21 @@ class FaceAnalyzer:
         return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads,
                            provider)
 
+    def _calibration_photos(self) -> list[np.ndarray]:
+        """The int8 detector's calibration images: the first calibration photos, decoded."""
+        return [load_image(photo, max_pixels=self.max_pixels)
+                for photo in calibration_photos(self.settings, DETECTOR_CALIBRATION_PHOTOS)]
+
     def _calibration_crops(self) -> list[np.ndarray]:
-        """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``)."""
+        """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``),
+        found by the float detector: the int8 recogniser is then the same file on every CPU."""
+        detector = self.detector
+        if self.int8_detector:
+            detector = self._build_detector(*self._det_options, quantised=False)
         crops = []
         for photo in calibration_photos(self.settings):
             image = load_image(photo, max_pixels=self.max_pixels)
-            detections = self.detector.detect(image)
+            detections = detector.detect(image)
             if len(detections) and detections.keypoints is not None:
                 crops.append(align_face(image, detections.keypoints[0], ArcFaceONNX.crop_size))
         return crops

@@ -7,8 +7,13 @@ percentile ranges gave LFW 99.40 % against float's 99.45 %, min/max 99.32 %; TAR
 vs 0.9557 float, 0.9536 min/max: within the 0.1 pt / 0.005 guard where min/max was not). It is written to
 ``$FACEATLAS_CACHE/derived/<name>.int8.onnx`` with a JSON record beside it (``.json``: its own
 sha256, the float file's sha256, the recipe version); a later load checks the record and the hash
-and reuses the file, a mismatch makes it again. Only the recogniser is quantised: on these CPUs
-the int8 SCRFD/YuNet detectors ran slower than float (see bench/engine_throughput.py).
+and reuses the file, a mismatch makes it again.
+
+The SCRFD detector is quantised too where the CPU has int8 dot-product instructions
+(``FACEATLAS_INT8_DETECTOR=auto``: AVX-512 VNNI, AVX-VNNI, AMX, Arm's SDOT): the same recipe with
+min/max ranges, the first two convolutions in float, calibrated on the calibration photos
+letterboxed to 640 (bench/int8_detector.py: 1.3-1.6x on detection with the float detector's faces
+found, on an AVX-512 VNNI EPYC; on a 2-core AVX2 machine it ran 0.8x float, so not there).
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
+from faceatlas.engine.detectors import fit_size
+from faceatlas.engine.image import network_input
 from faceatlas.engine.models import ModelFile, cached_derived, file_sha256, parse_onnx, store_derived
 
 if TYPE_CHECKING:
@@ -31,6 +39,9 @@ from faceatlas.errors import ModelMissing
 from faceatlas.settings import EngineSettings
 
 RECIPE = "qdq-u8s8-perchannel-percentile-float-ends-v3"
+DETECTOR_RECIPE = "qdq-u8s8-perchannel-minmax-float-head2-letterbox640-v1"
+DETECTOR_CALIBRATION_PHOTOS = 32
+DETECTOR_SIDE = 640
 FLOAT_HEAD, FLOAT_TAIL = 2, 4  # the first and last convolutions stay float (see sensitive_nodes)
 CALIBRATION_CROPS = 256
 OPSET = 13  # per-channel DequantizeLinear needs opset 13
@@ -51,28 +62,33 @@ def source_sha256(model: ModelFile, source: Path | None) -> str | None:
     return model.sha256 or (None if source is None else file_sha256(source))
 
 
-def cached_int8(model: ModelFile, settings: EngineSettings, source: Path | None = None) -> Path | None:
+def cached_int8(model: ModelFile, settings: EngineSettings, source: Path | None = None,
+                recipe: str = RECIPE) -> Path | None:
     """The cached int8 copy of ``model`` (float file at ``source``, needed when no sha256 is
     published) when its record matches the float file, the recipe and its own bytes; None when it
     has to be made (again)."""
     sha256 = source_sha256(model, source)
     if sha256 is None:
         return None
-    return cached_derived(derived_path(model, settings), source_sha256=sha256, recipe=RECIPE)
+    return cached_derived(derived_path(model, settings), source_sha256=sha256, recipe=recipe)
+
+
+Quantiser = Callable[[Path, np.ndarray, Path], Path]
 
 
 def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarray]], blobs: Blobs,
-               settings: EngineSettings) -> Path:
+               settings: EngineSettings, *, recipe: str = RECIPE, quantise: Quantiser | None = None) -> Path:
     """The int8 copy of the recogniser ``model`` (float file at ``source``): the cached one, or one
-    made now from ``crops()`` (aligned BGR crops) turned into inputs by ``blobs``."""
-    found = cached_int8(model, settings, source)
+    made now from ``crops()`` (aligned BGR crops) turned into inputs by ``blobs``. A detector's copy
+    passes its own ``recipe`` and ``quantise`` (:func:`int8_detector`)."""
+    found = cached_int8(model, settings, source, recipe)
     if found is not None:
         return found
     parse_onnx(source)  # a float file that does not load says so now, not after minutes of calibration
     path = derived_path(model, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _one_maker(path, model):
-        found = cached_int8(model, settings, source)  # made by another process while this one waited
+        found = cached_int8(model, settings, source, recipe)  # made by another process while this one waited
         if found is not None:
             return found
         log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
@@ -80,9 +96,27 @@ def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarr
         if not samples:
             raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
         with tempfile.TemporaryDirectory(dir=path.parent) as work:
-            return store_derived(_quantize(source, blobs(samples), Path(work)), path, source=model.name,
-                                 source_sha256=source_sha256(model, source), recipe=RECIPE,
-                                 calibration_crops=len(samples))
+            made = (quantise or _quantize)(source, blobs(samples), Path(work))
+            return store_derived(made, path, source=model.name, source_sha256=source_sha256(model, source),
+                                 recipe=recipe, calibration_crops=len(samples))
+
+
+def int8_detector(model: ModelFile, source: Path, photos: Callable[[], list[np.ndarray]],
+                  settings: EngineSettings) -> Path:
+    """The int8 copy of the SCRFD detector ``model`` (float file at ``source``): the cached one, or
+    one made now from ``photos()`` (BGR images, letterboxed here to 640 as the detector sees them)."""
+    def blobs(images: Sequence[np.ndarray]) -> np.ndarray:
+        rows = []
+        for image in images:
+            height, width = image.shape[:2]
+            scale, _, _ = fit_size(height, width, DETECTOR_SIDE, 32)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            rows.append(network_input([cv2.resize(image, size) if scale < 1.0 else image], 127.5, 1.0 / 128.0,
+                                      DETECTOR_SIDE, DETECTOR_SIDE))
+        return np.concatenate(rows)
+
+    return int8_model(model, source, photos, blobs, settings, recipe=DETECTOR_RECIPE, quantise=_quantize_detector)
+
 
 
 @contextmanager
@@ -146,6 +180,48 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                             nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))),
                             calibrate_method=CalibrationMethod.Percentile)
+    finally:
+        logging.disable(logging.NOTSET)
+    return out
+
+
+def _quantize_detector(source: Path, batch: np.ndarray, work: Path) -> Path:
+    """SCRFD in int8: per-channel weights, min/max activation ranges over ``batch`` (fed one image
+    at a time: the file's batch size is 1), the first two convolutions left in float."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model = onnx.load(str(source))
+    if model.opset_import[0].version < OPSET:
+        model = version_converter.convert_version(model, OPSET)
+    upgraded, prepared, out = work / "float.onnx", work / "prepared.onnx", work / "int8.onnx"
+    onnx.save(model, str(upgraded))
+    input_name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(range(len(batch)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            row = next(self.rows, None)
+            return None if row is None else {input_name: batch[row: row + 1]}
+
+    logging.disable(logging.WARNING)
+    try:
+        with redirect_stdout(sys.stderr):
+            quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+            convolutions = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            nodes_to_exclude=convolutions[:FLOAT_HEAD], calibrate_method=CalibrationMethod.MinMax)
     finally:
         logging.disable(logging.NOTSET)
     return out

@@ -37,6 +37,28 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})  # /proc/cpuinfo names
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (x86 ``flags``, Arm ``Features``); empty elsewhere."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def has_int8_dot(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU multiplies int8 by int8 in one instruction (VNNI, AMX, Arm's SDOT), where an
+    int8 convolution net runs faster than float; on plain AVX2 ONNX Runtime's u8s8 kernels do not."""
+    return bool((cpu_flags() if flags is None else flags) & INT8_DOT_FLAGS)
+
+
 def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
     """The providers to use: CUDA first when this onnxruntime build has it, else CPU.
 
