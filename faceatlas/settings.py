@@ -13,7 +13,8 @@ Sections, with their variables:
 
 ==========  ===================================================================================
 engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FACEATLAS_CACHE,
-            FACEATLAS_OFFLINE, FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED,
+            FACEATLAS_OFFLINE, FACEATLAS_DOWNLOAD_RETRY_SECONDS (300: a failed model download is not
+            tried again by the same analyzer before then), FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED,
             FACEATLAS_RUNTIME, FACEATLAS_PROVIDER, FACEATLAS_DET_MAX_SIDE (640),
             FACEATLAS_MIN_FACE (None: every face the max side allows)
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEND (``faiss``, the
@@ -105,6 +106,11 @@ class EngineSettings(_Section):
     model_dir: str = Field(default="", description="folders with model files, joined with ':'")
     cache: Path = Field(default=Path("~/.cache/faceatlas"), description="downloads and user calibrations")
     offline: bool = Field(default=False, description="never download a model file")
+    download_retry_seconds: float = Field(
+        default=300.0, ge=0,
+        description="after a model file's download failed, a long-lived loader (the server's analyzer) answers "
+                    "that file's ModelMissing at once, without trying the download again, for this many seconds "
+                    "(0: it tries on every load); `faceatlas models fetch` always tries")
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads (None: all cores)")
     parallel_images: int | None = Field(
         default=None, ge=1,

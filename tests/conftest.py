@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -129,3 +133,35 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     return seen
+
+
+@dataclass
+class FailingSource:
+    """A download URL on loopback that answers every GET with 500 after ``stall`` seconds, counting them."""
+
+    url: str
+    stall: float = 0.0
+    requests: int = 0
+
+
+@pytest.fixture
+def failing_source() -> Iterator[FailingSource]:
+    """A real HTTP server on loopback (a model's source that fails, as one without internet does)."""
+    source = FailingSource("")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            source.requests += 1
+            time.sleep(source.stall)
+            self.send_error(500, "no model here")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    source.url = f"http://127.0.0.1:{server.server_address[1]}/model.onnx"
+    yield source
+    server.shutdown()
+    server.server_close()

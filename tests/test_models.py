@@ -351,3 +351,63 @@ def test_sigterm_during_a_download_removes_its_part_file(tmp_path):
         proxy.close()
     assert not [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no .part, no model
     assert child.returncode == 130, stderr
+
+
+def _pack_with_liveness_from(url: str):
+    """scrfd-mbf (its detector and recogniser on the shared folder) whose liveness models are files
+    found nowhere, downloaded from ``url``."""
+    from dataclasses import replace
+
+    pack = get_pack("scrfd-mbf")
+    absent = [replace(spec, file=ModelFile(f"test/absent_liveness_{i}.onnx", "0" * 64, url, "test"))
+              for i, spec in enumerate(pack.liveness)]
+    return replace(pack, liveness=tuple(absent))
+
+
+def test_a_failed_download_is_not_tried_again_on_every_load(tmp_path, shared, failing_source):
+    """Issue: a server without internet whose liveness model was missing tried its download on every
+    request that needed it (each blocked up to the minute of the download's timeout). The analyzer
+    now answers the same model_missing at once, saying when it tries again; `models fetch` (fetch
+    itself) always tries."""
+    from faceatlas.engine import FaceAnalyzer
+    from faceatlas.settings import EngineSettings
+
+    settings = EngineSettings(model_dir=str(shared / "models"), cache=tmp_path / "cache")
+    analyzer = FaceAnalyzer(_pack_with_liveness_from(failing_source.url), settings=settings, announce_license=False)
+    with pytest.raises(ModelMissing, match="Download failed") as first:
+        _ = analyzer.liveness_model
+    assert failing_source.requests == 1
+    with pytest.raises(ModelMissing, match="Download failed") as again:
+        _ = analyzer.liveness_model
+    assert failing_source.requests == 1  # answered from the failure, no second download
+    assert settings.download_retry_seconds == 300  # the default
+    assert 299 <= (first.value.retry_after or 0) <= 300 and "does not try the download again before" in str(first.value)
+    assert 0 < (again.value.retry_after or 0) <= 300
+    assert "absent_liveness_0.onnx" in str(again.value) and "FACEATLAS_DOWNLOAD_RETRY_SECONDS" in str(again.value)
+    with pytest.raises(ModelMissing, match="Download failed"):  # what `faceatlas models fetch` calls: it tries
+        fetch(analyzer.pack.liveness[0].file, settings, pack="scrfd-mbf")
+    assert failing_source.requests == 2
+
+
+def test_a_failed_download_is_tried_again_after_the_back_off(tmp_path, shared, failing_source, monkeypatch):
+    from faceatlas.engine import FaceAnalyzer
+    from faceatlas.settings import EngineSettings
+
+    monkeypatch.setenv("FACEATLAS_DOWNLOAD_RETRY_SECONDS", "1")
+    settings = EngineSettings(model_dir=str(shared / "models"), cache=tmp_path / "cache")
+    analyzer = FaceAnalyzer(_pack_with_liveness_from(failing_source.url), settings=settings, announce_license=False)
+    for _ in range(2):
+        with pytest.raises(ModelMissing):
+            _ = analyzer.liveness_model
+    assert failing_source.requests == 1
+    time.sleep(1.2)
+    with pytest.raises(ModelMissing, match="Download failed"):
+        _ = analyzer.liveness_model
+    assert failing_source.requests == 2
+    off = FaceAnalyzer(analyzer.pack, settings=settings.model_copy(update={"download_retry_seconds": 0}),
+                       announce_license=False)
+    for _ in range(2):  # 0: no back-off, every load tries
+        with pytest.raises(ModelMissing) as info:
+            _ = off.liveness_model
+        assert info.value.retry_after is None
+    assert failing_source.requests == 4

@@ -20,6 +20,7 @@ from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import PAGE_MAX, Gallery, check_id, check_limit
+from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
 console = Console()
@@ -252,7 +253,9 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         "--subject", "-s", help="delete only this subject")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
-    """Delete a subject (all its faces) or a whole collection."""
+    """Delete a subject (all its faces) or a whole collection; in a service tenant's space
+    (``--tenant svc:<id>``), its subjects' ids in that tenant's audit trail too, as the API's delete
+    does (unless FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS)."""
     if subject is not None:  # -s "" (an unset variable) deleted the whole collection
         try:
             check_id(subject)
@@ -266,11 +269,16 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
             raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
         if not yes and not typer.confirm(f"delete {target} and its {held} faces?"):
             raise typer.Exit(1)
+        # the API's use case (the service's, imported when it runs: the other commands do not pay for it)
+        from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject, service_accounts
+
+        keep_ids = ServiceSettings.from_env().audit_keeps_subject_ids
+        accounts = service_accounts(gallery)  # None: a gallery database that was never served
         if subject is not None:
-            faces = gallery.delete_subject(collection, subject)
+            faces, _ = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids)
         else:
             faces = gallery.get_collection(collection).faces
-            gallery.delete_collection(collection)
+            erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids)
         _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
 
 

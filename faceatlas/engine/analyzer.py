@@ -28,7 +28,7 @@ from faceatlas.engine.face import Embedding, Face, as_embedding, cosine_similari
 from faceatlas.engine.geometry import align_face, estimate_pose
 from faceatlas.engine.image import ChannelOrder, ImageInput, decode_image, load_image
 from faceatlas.engine.liveness import LivenessMember, LivenessResult, MiniFASNet
-from faceatlas.engine.models import ModelFile, resolve
+from faceatlas.engine.models import DownloadBackoff, ModelFile, resolve
 from faceatlas.engine.packs import Pack, RecognizerSpec, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.quantize import (
@@ -86,7 +86,10 @@ class FaceAnalyzer:
     ``settings`` (model folders, cache, threads, pixel limit) defaults to the environment's; its
     ``provider`` (``FACEATLAS_PROVIDER``) picks ONNX Runtime or OpenVINO for the SCRFD detector and the
     float ONNX recogniser (same embeddings either way; an int8 recogniser, liveness and attribute
-    models stay on ONNX Runtime).
+    models stay on ONNX Runtime). A model file whose download failed is not tried again by this
+    analyzer for ``settings.download_retry_seconds`` (its liveness models load on first use: a server
+    without internet answers ``model_missing`` at once, not after a download's timeout per request);
+    ``backoff`` shares that record with other analyzers (default: one of its own).
     """
 
     def __init__(
@@ -101,8 +104,10 @@ class FaceAnalyzer:
         download: bool | None = None,
         announce_license: bool = True,
         settings: EngineSettings | None = None,
+        backoff: DownloadBackoff | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
+        self._backoff = backoff or DownloadBackoff()
         self.pack = pack if isinstance(pack, Pack) else get_pack(pack, self.settings)
         self.providers = providers
         self.threads = threads or self.settings.threads
@@ -147,7 +152,8 @@ class FaceAnalyzer:
 
     def _resolve(self, model: ModelFile) -> Path:
         """A verified copy of the pack's file ``model`` (a missing one's error names this pack's fetch)."""
-        return resolve(model, download=self._download, settings=self.settings, pack=self.pack.name)
+        return resolve(model, download=self._download, settings=self.settings, pack=self.pack.name,
+                       backoff=self._backoff)
 
     def _build_recognizer(self) -> Recognizer:
         if self.pack.fused:
@@ -318,7 +324,8 @@ class FaceAnalyzer:
                 single = self.settings.model_copy(update={"parallel_images": 1})
                 self._lane = FaceAnalyzer(self.pack, self.providers, 1, det_threshold=self._det_options[0],
                                           det_max_side=self._det_options[1], max_pixels=self.max_pixels,
-                                          download=self._download, announce_license=False, settings=single)
+                                          download=self._download, announce_license=False, settings=single,
+                                          backoff=self._backoff)
             if self._lane_pool is None:  # as many threads as lanes can ever be (lane_count's ``wanted``)
                 self._lane_pool = ThreadPoolExecutor(self._wanted_lanes(), thread_name_prefix="faceatlas-lane")
             return self._lane, self._lane_pool

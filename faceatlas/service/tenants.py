@@ -1,19 +1,67 @@
-"""Tenants beyond their accounts: the gallery space each one owns, and deleting all of it."""
+"""Tenants beyond their accounts: the gallery space each one owns, deleting what is in it (a
+subject, a collection: the same use case whichever door asks, the API, the console or the CLI)
+and deleting all of it."""
 
 from __future__ import annotations
+
+from sqlalchemy import inspect
 
 from faceatlas.apps.albums import erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import AuditRecord
 from faceatlas.video import erase_tenant_events
+
+_SPACE = "svc:"
 
 
 def gallery_tenant(tenant_id: str) -> str:
     """The space of a service tenant in the gallery, KYC and albums: ``svc:<id>``. Service tenant ids have no colon, so
     this space meets neither the CLI's tenants nor the apps' (``app:<app>:<name>``)."""
-    return f"svc:{tenant_id}"
+    return f"{_SPACE}{tenant_id}"
+
+
+def space_owner(space: str) -> str | None:
+    """The service tenant whose gallery space is ``space`` (``svc:<id>``), or None for any other
+    space (the CLI's ``default``, an app's ``app:...``): no service tenant's audit trail names it."""
+    return space.removeprefix(_SPACE) if space.startswith(_SPACE) and len(space) > len(_SPACE) else None
+
+
+def service_accounts(gallery: Gallery) -> Accounts | None:
+    """The service's accounts on ``gallery``'s database (the normal setup: one
+    ``FACEATLAS_DATABASE_URL``), or None when it holds no service tables (a gallery database
+    that was never served): what the CLI's deletions erase from."""
+    if not inspect(gallery.engine).has_table(AuditRecord.__tablename__):
+        return None
+    return Accounts(gallery.engine)
+
+
+def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collection: str, subject: str, *,
+                          keep_ids: bool) -> tuple[int, str]:
+    """Delete ``subject`` of ``collection`` in ``gallery``'s tenant space and every trace of it: its
+    faces, vectors, crops and index entries, and, when the space is a service tenant's and
+    ``accounts`` are given, its id in that tenant's audit trail (unless ``keep_ids``:
+    :meth:`Accounts.erase_subject`). Returns the faces deleted and the target the deletion is
+    audited under (``collection/[erased]``, or ``collection/subject`` when the id is kept)."""
+    faces = gallery.delete_subject(collection, subject)
+    target = f"{collection}/{subject}"
+    owner = space_owner(gallery.tenant)
+    if accounts is not None and owner is not None:
+        target = accounts.erase_subject(owner, target, keep_ids=keep_ids)
+    return faces, target
+
+
+def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collection: str, *,
+                             keep_ids: bool) -> None:
+    """Delete ``collection`` of ``gallery``'s tenant space with every subject, face, vector and crop
+    in it, and, when the space is a service tenant's and ``accounts`` are given, its subjects' ids
+    in that tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_collection`)."""
+    gallery.delete_collection(collection)
+    owner = space_owner(gallery.tenant)
+    if accounts is not None and owner is not None:
+        accounts.erase_collection(owner, collection, keep_ids=keep_ids)
 
 
 def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_url: str | None = None) -> int:

@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app as cli
 from faceatlas.errors import AlreadyExists, NotFound
-from faceatlas.gallery import ID_MAX_LENGTH
+from faceatlas.gallery import ID_MAX_LENGTH, Gallery
 from faceatlas.service.tenants import delete_tenant
 
 PERSON_REF = 400  # the longest reference to an album person a path takes (its id or its name)
@@ -186,3 +187,61 @@ def test_a_tenant_name_longer_than_its_column_is_refused_before_the_database(api
         with pytest.raises(InvalidArgument, match="at most 200 characters"):
             api.accounts.update_tenant(tenant, name=name)
     assert api.accounts.update_tenant(tenant, name="n" * 200).name == "n" * 200
+
+
+def test_the_cli_s_delete_erases_the_ids_from_the_audit_trail_as_the_api_s_does(api, monkeypatch) -> None:
+    """Issue: `faceatlas gallery delete staff -s alice --tenant svc:acme` on the service's database
+    (one FACEATLAS_DATABASE_URL, the normal setup) deleted the subject but kept `subject.create
+    staff/alice` in acme's audit trail, which the API's DELETE erases; so did deleting the whole
+    collection. The CLI now runs the API's use case (ids kept only with FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS)."""
+    tenant, key = _new_tenant(api, "cli")
+    name, other = f"staff_{uuid.uuid4().hex[:6]}", f"temps_{uuid.uuid4().hex[:6]}"
+    with api.client(key) as http:
+        for collection, subjects in ((name, ("alice_smith", "bob_kept")), (other, ("carol_temp",))):
+            assert http.post("/v1/collections", json={"name": collection}).status_code == 201
+            for subject in subjects:
+                assert http.post(f"/v1/collections/{collection}/subjects", json={"id": subject}).status_code == 201
+        assert http.patch(f"/v1/collections/{name}/subjects/alice_smith", json={"name": "Alice"}).status_code == 200
+
+    def delete(*args: str) -> None:
+        done = CliRunner().invoke(cli, ["gallery", "delete", *args, "--tenant", f"svc:{tenant}", "--db",
+                                        api.database_url, "--yes", "--json"])
+        assert done.exit_code == 0, done.output
+
+    def trail() -> set[tuple[str, str]]:
+        return {(r.action, r.target) for r in api.accounts.audit_log(tenant, limit=1000)}
+
+    assert ("subject.update", f"{name}/alice_smith") in trail()
+    monkeypatch.setenv("FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS", "1")
+    delete(name, "-s", "bob_kept")
+    assert ("subject.create", f"{name}/bob_kept") in trail()  # the server keeps ids: so does the CLI
+    monkeypatch.delenv("FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS")
+    delete(name, "-s", "alice_smith")
+    assert "alice_smith" not in json.dumps(sorted(trail()))
+    assert {("subject.create", f"{name}/[erased]"), ("subject.update", f"{name}/[erased]"),
+            ("subject.create", f"{name}/bob_kept"), ("subject.create", f"{other}/carol_temp")} <= trail()
+    delete(other)
+    assert "carol_temp" not in json.dumps(sorted(trail()))
+    assert {("collection.create", other), ("subject.create", f"{other}/[erased]")} <= trail()
+    assert ("subject.create", f"{name}/bob_kept") in trail()  # another collection's records stay as they were
+
+
+def test_the_cli_deletes_a_service_space_of_a_database_never_served(tmp_path) -> None:
+    """A gallery database without the service's tables (no audit trail to erase from) still deletes."""
+    database_url = f"sqlite:///{tmp_path / 'gallery.db'}"
+
+    def run(*args: str) -> dict:
+        done = CliRunner().invoke(cli, ["gallery", *args, "--tenant", "svc:acme", "--db", database_url, "--json"])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.output)
+
+    with Gallery.open(database_url, tenant="svc:acme") as gallery:
+        gallery.create_collection("staff", "scrfd-mbf")
+        gallery.add_subject("staff", "alice")
+    assert run("delete", "staff", "-s", "alice", "--yes")["faces"] == 0
+    assert run("delete", "staff", "--yes")["deleted"] == "collection 'staff'"
+    with Gallery.open(database_url, tenant="svc:acme") as gallery:
+        assert gallery.list_collections() == []
+    engine = create_engine(database_url)
+    assert not inspect(engine).has_table("svc_audit")  # the delete made no service table either
+    engine.dispose()

@@ -7,6 +7,7 @@ detail; the CLI still prints it (it is its user's installation)."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,45 @@ def test_the_cli_still_says_which_file_and_what_to_do(models, tmp_path, examples
     assert result.exit_code != 0
     output = " ".join(result.output.split())
     assert "model_integrity" in output and str(models / LIVENESS) in output and "Delete it" in output, output
+
+
+def test_a_failed_model_download_is_answered_at_once_with_retry_after(shared, tmp_path, examples, failing_source):
+    """Issue: a server without internet tried the missing liveness model's download on every request
+    that needed it, each answer waiting on the download. Now the second answer is at once: 503
+    model_missing, Retry-After the seconds until this server tries again, no second download."""
+    from dataclasses import replace
+
+    from faceatlas.engine import get_pack
+    from faceatlas.engine.models import ModelFile
+
+    failing_source.stall = 1.5  # a source that is slow to fail (an unreachable one waits a minute)
+    pack = get_pack("scrfd-mbf")
+    pack = replace(pack, liveness=tuple(
+        replace(spec, file=ModelFile(f"test/absent_liveness_{i}.onnx", "0" * 64, failing_source.url, "test"))
+        for i, spec in enumerate(pack.liveness)))
+    settings = EngineSettings(model_dir=str(shared / "models"), cache=tmp_path / "cache")
+    analyzer = FaceAnalyzer(pack, settings=settings, announce_license=False)
+    database_url = f"sqlite:///{tmp_path / 'faceatlas.db'}"
+    engine = create_database_engine(database_url)
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme", "Acme")
+    key = accounts.create_key("acme", ["detect"], rate_per_second=100, burst=100).token
+    app = create_app(ServiceSettings(database_url=database_url, index_dir=tmp_path / "indexes", pack="scrfd-mbf",
+                                     workers=1), analyzer=analyzer)
+    photo = (examples / "tests" / "test_images" / "obama.jpg").read_bytes()
+    answers, seconds = [], []
+    try:
+        with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+            for _ in range(2):
+                started = time.monotonic()
+                answers.append(client.post("/v1/liveness", files={"image": ("a.jpg", photo)}))
+                seconds.append(time.monotonic() - started)
+    finally:
+        engine.dispose()
+    assert failing_source.requests == 1  # the second request did not download again
+    assert seconds[0] >= 1.5 and seconds[1] < 1.0, seconds
+    for answer in answers:
+        assert (answer.status_code, answer.json()["error"]["code"]) == (503, "model_missing"), answer.text
+        assert "server log" in answer.json()["error"]["message"] and "http" not in answer.json()["error"]["message"]
+        assert 290 <= int(answer.headers["Retry-After"]) <= 300, answer.headers

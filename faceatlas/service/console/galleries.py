@@ -36,6 +36,7 @@ from faceatlas.service.deps import (
     charge_pixels,
     tenant_gallery,
 )
+from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject
 
 router = APIRouter(route_class=ConsoleRoute)
 SUBJECTS_PAGE = 100  # subjects a collection page lists (each with a thumbnail query)
@@ -176,9 +177,8 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
     await gate(request, user.principal, "subjects.delete", "write")
     principal = user.principal
     gallery = tenant_gallery(request, principal)
-    faces = await run_in_threadpool(gallery.delete_subject, collection, subject)
-    target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, f"{collection}/{subject}",
-                                     keep_ids=settings.audit_keeps_subject_ids)
+    faces, target = await run_in_threadpool(lambda: erase_gallery_subject(
+        gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids))
     await audit(accounts, principal, "subject.delete", target, {"faces": faces})
     return redirect(request, f"{PREFIX}/galleries/{collection}")
 
@@ -194,8 +194,7 @@ async def delete_collection(request: Request, user: PostingUserDep, accounts: Ac
         return asked
     await gate(request, user.principal, "collections.delete", "write")
     gallery = tenant_gallery(request, user.principal)
-    await run_in_threadpool(gallery.delete_collection, collection)
-    await run_in_threadpool(lambda: accounts.erase_collection(user.principal.tenant_id, collection,
-                                                              keep_ids=settings.audit_keeps_subject_ids))
+    await run_in_threadpool(lambda: erase_gallery_collection(gallery, accounts, collection,
+                                                             keep_ids=settings.audit_keeps_subject_ids))
     await audit(accounts, user.principal, "collection.delete", collection)
     return redirect(request, f"{PREFIX}/galleries")

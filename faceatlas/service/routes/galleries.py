@@ -47,6 +47,7 @@ from faceatlas.service.schemas import (
     SubjectPage,
     VerifyOut,
 )
+from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject
 
 router = APIRouter(tags=["galleries"], route_class=IdempotentRoute)
 # The gallery's one rule for collection names and subject ids, in bodies and in URL paths alike.
@@ -125,9 +126,8 @@ async def delete_collection(
     """Delete a collection with every subject, face, vector and crop in it, the stored answers
     of calls on them (Idempotency-Key), and (unless the server keeps them) its subjects' ids in the
     audit trail."""
-    await run_in_threadpool(gallery.delete_collection, collection)
-    await run_in_threadpool(lambda: accounts.erase_collection(meter.principal.tenant_id, collection,
-                                                              keep_ids=settings.audit_keeps_subject_ids))
+    await run_in_threadpool(lambda: erase_gallery_collection(gallery, accounts, collection,
+                                                             keep_ids=settings.audit_keeps_subject_ids))
     await forget_erased(request, meter.principal.tenant_id)
 
 
@@ -261,9 +261,8 @@ async def delete_subject(
     """Delete a subject and every trace of it: faces, vectors, crops, index entries, the stored
     answers of calls on it (Idempotency-Key), and (unless the server keeps them) its id in the
     audit trail."""
-    audit.details["faces"] = await run_in_threadpool(gallery.delete_subject, collection, subject)
-    audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
-                                           keep_ids=settings.audit_keeps_subject_ids)
+    audit.details["faces"], audit.target = await run_in_threadpool(lambda: erase_gallery_subject(
+        gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids))
     await forget_erased(request, principal.tenant_id, created=("external_id", subject))
 
 
