@@ -19,9 +19,11 @@ import json
 import os
 import re
 import stat
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -29,6 +31,53 @@ from urllib.parse import quote
 from urllib.request import getproxies
 
 import httpx
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "CameraCounts",
+    "Collection",
+    "CompareResult",
+    "ConsentWithdrawal",
+    "DEFAULT_FAR",
+    "DetectResult",
+    "EnrolResult",
+    "Face",
+    "FaceAtlasApiError",
+    "FaceAtlasClient",
+    "FaceAtlasClientError",
+    "FaceAtlasTransportError",
+    "ImageArg",
+    "IssuedKey",
+    "KycSession",
+    "KycSessionPage",
+    "LivenessResult",
+    "Match",
+    "MAX_ANSWER_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "MinuteCount",
+    "RetailAlert",
+    "RetailAlertResolution",
+    "RetailCart",
+    "RetailCartLine",
+    "RetailErasure",
+    "RetailMember",
+    "RetailOccupancy",
+    "RetailPayment",
+    "RetailProduct",
+    "RetailProductRemoval",
+    "RetailRefund",
+    "RetailReport",
+    "RetailReportRow",
+    "SearchResult",
+    "Subject",
+    "SubjectPage",
+    "TenantSettings",
+    "Usage",
+    "UsageRow",
+    "Verification",
+    "VideoEvent",
+]
 
 ImageArg = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 # The server's default false-accept rate (faceatlas.engine.DEFAULT_FAR; the client imports nothing
@@ -307,6 +356,83 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    """One of the tenant's API keys as listed (never its secret): scopes, rate limit, revocation."""
+
+    prefix: str
+    name: str
+    scopes: tuple[str, ...]
+    rate_per_second: float
+    burst: int
+    created_at: str
+    revoked: bool
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just issued (created or rotated): ``key`` is the full secret, answered only this once
+    (left out of repr, as ``raw`` is)."""
+
+    key: str = field(repr=False)
+    prefix: str
+    scopes: tuple[str, ...]
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One record of the tenant's audit trail: who (``key_id``) did what (``action``) to what (``target``)."""
+
+    at: str
+    action: str
+    target: str
+    key_id: int | None
+    details: Mapping[str, Any] | None = _mapping()
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class VideoEvent:
+    """An event of `faceatlas watch` stored by its database sink (watchlist hit, line crossing, ...)."""
+
+    id: str
+    type: str
+    camera: str
+    frame: int
+    video_time: float
+    wall_time: str
+    track_id: int | None = None
+    kind: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class MinuteCount:
+    """A camera's counts of one class (``label``: the answer's ``class``) in one minute: objects
+    seen, line crossings (``in:<line>``, ``out:<line>``), zone occupancy."""
+
+    camera: str
+    minute: str
+    label: str
+    counts: Mapping[str, float] = field(hash=False)
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class CameraCounts:
+    """A camera's per-minute counts, oldest first; ``truncated``: more minutes in the range than the
+    limit, ask again from ``next_from``."""
+
+    camera: str
+    counts: tuple[MinuteCount, ...]
+    truncated: bool = False
+    next_from: str | None = None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
 class KycSession:
     """An identity verification session: its challenge, then its decision (``accepted``) and reasons."""
 
@@ -388,6 +514,103 @@ class RetailErasure:
     consents_deleted: int
     visits_anonymised: int
     charges_anonymised: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailCartLine:
+    """A cart's net quantity of a product at the price it was picked at."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailCart:
+    """A visit's cart: ``items`` (quantities summed) and ``total_cents``, line by line."""
+
+    visit_id: int
+    items: int
+    total_cents: int
+    lines: tuple[RetailCartLine, ...]
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailPayment:
+    """The outcome of face pay at a checkout: ``status`` charged, no_purchase, unpaid, refused or
+    no_visit; ``repeated`` when the payment (its event) was handled already and nothing was charged again."""
+
+    status: str
+    visit_id: int | None
+    member_id: str | None
+    amount_cents: int
+    charge_id: int | None
+    alert: str | None
+    repeated: bool
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailRefund:
+    refund_id: int
+    charge_id: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailAlert:
+    """A staff alert of a store (e.g. an unpaid exit), until resolved."""
+
+    id: int
+    kind: str
+    camera: str
+    visit_id: int | None
+    details: Mapping[str, Any] = field(hash=False)
+    at: str
+    resolved: bool
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailAlertResolution:
+    id: int
+    resolved: bool
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailOccupancy:
+    """The visits inside a store now (entered within ``window_hours`` and not left)."""
+
+    store: str
+    at: str
+    inside: int
+    members_inside: int
+    window_hours: float
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailReportRow:
+    metric: str
+    key: str
+    value: float
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class RetailReport:
+    """A store's analytics over the days ``first`` to ``last`` (the answer's ``from`` and ``to``):
+    the ``summary`` (visits, conversion, ...) and the other metrics row by row."""
+
+    store: str
+    first: str
+    last: str
+    summary: Mapping[str, float] = field(hash=False)
+    sections: tuple[RetailReportRow, ...] = ()
     raw: dict[str, Any] = _raw()
 
 
@@ -512,6 +735,29 @@ def _wire_error(exc: Exception, base_url: str, timeout: float) -> FaceAtlasTrans
     return FaceAtlasTransportError(f"cannot reach the server at {base_url}: {text}{hint}")
 
 
+PARQUET = "application/vnd.apache.parquet"  # a collection export's media type
+
+
+def _iso(moment: str | datetime | None) -> str | None:
+    """A time as the API takes it: ISO 8601 (a naive datetime is UTC to the server)."""
+    return moment.isoformat() if isinstance(moment, datetime) else moment
+
+
+def _days(start: date | str | None, end: date | str | None) -> dict[str, str]:
+    """The ``from``/``to`` days of a report (ISO dates), those given."""
+    days = (("from", start), ("to", end))
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in days if v is not None}
+
+
+def _cart(data: dict[str, Any]) -> RetailCart:
+    return _parse(RetailCart, data, lines=tuple(_parse(RetailCartLine, line) for line in _items(data, "lines")))
+
+
+def _is(kind: str, expect: str) -> bool:
+    """Is the answer's media type ``kind`` the one expected (``"image"``: any image type)?"""
+    return kind.startswith("image/") if expect == "image" else kind == expect
+
+
 class FaceAtlasClient:
     """Typed access to the ``/v1`` API; every method returns a frozen dataclass of the answer.
     A write method's ``idempotency_key``: a retry with the same key (after a timeout or a dropped
@@ -563,13 +809,25 @@ class FaceAtlasClient:
         self.close()
 
     def _call(self, method: str, path: str, extra_headers: dict[str, str] | None = None, *,
-              expect: str = "json", **kwargs: Any) -> Any:
-        """One call: the answer's JSON (``expect="json"``) or bytes (``"image"``); an error answer
-        is :class:`FaceAtlasApiError`, no answer (within ``timeout`` in all) :class:`FaceAtlasTransportError`."""
+              expect: str = "json", sink: IO[bytes] | None = None, **kwargs: Any) -> Any:
+        """One call: the answer's JSON (``expect="json"``) or bytes (``"image"``: of any image type;
+        else of the media type ``expect`` names); an error answer is :class:`FaceAtlasApiError`, no
+        answer (within ``timeout`` in all) :class:`FaceAtlasTransportError`. With ``sink``, the bytes
+        of a successful answer are written there as they come (none held, ``max_answer_bytes`` not
+        applied) and their count is returned."""
         deadline = time.monotonic() + self._timeout
         try:
             with self._http.stream(method, path, headers={**self._auth, **(extra_headers or {})},
                                    **kwargs) as response:
+                kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+                if sink is not None and 200 <= response.status_code < 300 and _is(kind, expect):
+                    written = 0
+                    for chunk in response.iter_bytes():
+                        sink.write(chunk)
+                        written += len(chunk)
+                        if time.monotonic() > deadline:
+                            raise httpx.ReadTimeout("the whole answer took too long")
+                    return written
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -587,9 +845,10 @@ class FaceAtlasClient:
             raise _error_of(response, bytes(body))
         if response.status_code == 204:
             return None
-        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if expect == "image" and kind.startswith("image/"):
-            return bytes(body)
+        if expect != "json":  # bytes of one media type: JSON (or a proxy's page) is not the answer asked for
+            if _is(kind, expect):
+                return bytes(body)
+            raise _not_ours(f"{kind or 'no media type'} where {expect} was expected, {len(body):,} bytes")
         if kind != "application/json":
             raise _not_ours(f"{kind or 'no media type'}, {len(body):,} bytes")
         try:
@@ -710,6 +969,161 @@ class FaceAtlasClient:
         return self._call("POST", "/v1/ar/effects", files=dict([_image("image", image)]),
                           params={"effect": effects, "format": image_format}, expect="image")
 
+    # -- galleries: subjects changed or merged, collections exported and imported ------------------
+    def update_subject(self, collection: str, subject_id: str, *, name: str | None = None,
+                       metadata: dict | None = None, idempotency_key: str | None = None) -> Subject:
+        """Rename a subject (``name``) or add to its metadata (``metadata`` merged into it); what is
+        not given stays."""
+        body = {k: v for k, v in (("name", name), ("metadata", metadata)) if v is not None}
+        path = f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}"
+        return _parse(Subject, self._call("PATCH", path, _once(idempotency_key), json=body))
+
+    def merge_subjects(self, collection: str, subject_id: str, into: str, *,
+                       idempotency_key: str | None = None) -> Subject:
+        """Move every face of ``subject_id`` to ``into`` (one person enrolled twice) and delete
+        ``subject_id``; returns ``into`` (its metadata wins)."""
+        path = f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}/merge"
+        return _parse(Subject, self._call("POST", path, _once(idempotency_key), json={"into": into}))
+
+    def export_collection(self, collection: str, *, crops: bool = False) -> bytes:
+        """The collection as a Parquet file's bytes (subjects, embeddings with their pack identity;
+        the stored face crops with ``crops``): :meth:`import_collection` restores it. For a large
+        collection, :meth:`export_collection_to` writes it to a file without holding it."""
+        return self._call("GET", f"/v1/collections/{_seg(collection)}/export", params={"crops": crops},
+                          expect=PARQUET)
+
+    def export_collection_to(self, collection: str, path: str | os.PathLike, *, crops: bool = False) -> Path:
+        """Write the collection's Parquet export to ``path`` (a folder: ``<collection>.parquet`` in
+        it) as it comes; returns the file written. A failed export leaves no file (nor half of one)."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / f"{collection}.parquet"
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                self._call("GET", f"/v1/collections/{_seg(collection)}/export", params={"crops": crops},
+                           expect=PARQUET, sink=out)
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        return target
+
+    def import_collection(self, export: ImageArg, *, name: str | None = None,
+                          idempotency_key: str | None = None) -> Collection:
+        """Create a collection from an export (a path, its bytes or a binary file object), named
+        ``name`` or as exported; it keeps the exported pack identity (its own recognizer's space)."""
+        params = {"name": name} if name is not None else None
+        return _parse(Collection, self._call("POST", "/v1/collections/import", _once(idempotency_key),
+                                             files=dict([_image("file", export)]), params=params))
+
+    # -- video events and camera counts (stored by `faceatlas watch`) -------------------------------
+    def list_events(self, *, camera: str | None = None, type: str | None = None,
+                    since: str | datetime | None = None, limit: int = 100) -> list[VideoEvent]:
+        """The tenant's newest events (at most ``limit``), of one ``camera`` or ``type`` if given,
+        emitted at or after ``since`` (ISO 8601; without an offset: UTC)."""
+        params: dict[str, Any] = {"limit": limit}
+        params |= {k: v for k, v in (("camera", camera), ("type", type), ("since", _iso(since))) if v is not None}
+        return [_parse(VideoEvent, e) for e in _items(self._call("GET", "/v1/events", params=params), "events")]
+
+    def event_snapshot(self, event_id: str) -> bytes:
+        """The JPEG frame kept with an event (cameras with ``snapshots:``); 404 ``not_found`` when none is kept."""
+        return self._call("GET", f"/v1/events/{_seg(event_id)}/snapshot", expect="image")
+
+    def camera_counts(self, camera: str, *, since: str | datetime | None = None,
+                      until: str | datetime | None = None, label: str | None = None,
+                      limit: int | None = None) -> CameraCounts:
+        """A camera's per-minute counts per class (``label``: person, car, ...), oldest first, from
+        ``since``'s minute on and before ``until``'s; when ``truncated``, ask again with ``since=next_from``."""
+        params = {k: v for k, v in (("from", _iso(since)), ("to", _iso(until)), ("class", label),
+                                    ("limit", limit)) if v is not None}
+        data = self._call("GET", f"/v1/cameras/{_seg(camera)}/counts", params=params)
+        counts = tuple(_parse(MinuteCount, c, label=c["class"]) for c in _items(data, "counts"))
+        return _parse(CameraCounts, data, counts=counts)
+
+    # -- retail: carts, face pay, refunds, alerts, occupancy, analytics ------------------------------
+    def retail_cart(self, store: str, visit_id: int) -> RetailCart:
+        path = f"/v1/retail/stores/{_seg(store)}/visits/{_seg(str(visit_id))}/cart"
+        return _cart(self._call("GET", path))
+
+    def retail_add_to_cart(self, store: str, visit_id: int, sku: str, quantity: int = 1, *,
+                           idempotency_key: str | None = None) -> RetailCart:
+        """Put ``quantity`` of ``sku`` into an open visit's cart (negative: put back); returns the cart."""
+        path = f"/v1/retail/stores/{_seg(store)}/visits/{_seg(str(visit_id))}/cart"
+        return _cart(self._call("POST", path, _once(idempotency_key), json={"sku": sku, "quantity": quantity}))
+
+    def retail_pay(self, store: str, image: ImageArg, *, camera: str, event: str,
+                   idempotency_key: str | None = None) -> RetailPayment:
+        """Face pay at the checkout ``camera``: the face must be live and match a member who consented
+        to face pay; their open visit's cart is charged once per ``event`` (the payment's id: a
+        repeat answers ``repeated`` and charges nothing)."""
+        path = f"/v1/retail/stores/{_seg(store)}/pay"
+        return _parse(RetailPayment, self._call("POST", path, _once(idempotency_key), params={"camera": camera,
+                                                "event": event}, files=dict([_image("image", image)])))
+
+    def retail_refund(self, store: str, charge_id: int, *, amount_cents: int | None = None, reason: str = "",
+                      key: str | None = None, idempotency_key: str | None = None) -> RetailRefund:
+        """Refund a settled charge (``amount_cents``; default: what is left), once per ``key``."""
+        body: dict[str, Any] = {"reason": reason} | {k: v for k, v in (("amount_cents", amount_cents),
+                                                                        ("key", key)) if v is not None}
+        path = f"/v1/retail/stores/{_seg(store)}/charges/{_seg(str(charge_id))}/refund"
+        return _parse(RetailRefund, self._call("POST", path, _once(idempotency_key), json=body))
+
+    def retail_alerts(self, store: str, *, open_only: bool = True) -> list[RetailAlert]:
+        """The store's staff alerts, oldest first (``open_only=False``: resolved ones too)."""
+        data = self._call("GET", f"/v1/retail/stores/{_seg(store)}/alerts", params={"open": open_only})
+        return [_parse(RetailAlert, a) for a in _items(data, "alerts")]
+
+    def retail_resolve_alert(self, store: str, alert_id: int, *,
+                             idempotency_key: str | None = None) -> RetailAlertResolution:
+        path = f"/v1/retail/stores/{_seg(store)}/alerts/{_seg(str(alert_id))}/resolve"
+        return _parse(RetailAlertResolution, self._call("POST", path, _once(idempotency_key)))
+
+    def retail_occupancy(self, store: str) -> RetailOccupancy:
+        """Who is inside now: the open visits entered within ``window_hours``, members among them."""
+        return _parse(RetailOccupancy, self._call("GET", f"/v1/retail/stores/{_seg(store)}/occupancy"))
+
+    def retail_analytics(self, store: str, *, start: date | str | None = None,
+                         end: date | str | None = None) -> RetailReport:
+        """The store's analytics from ``start`` to ``end`` (days, inclusive; the server's default:
+        the last 30 days): visitors, conversion, dwell, zone heat, basket size, demographics."""
+        data = self._call("GET", f"/v1/retail/stores/{_seg(store)}/analytics", params=_days(start, end))
+        return _parse(RetailReport, data, first=data["from"], last=data["to"],
+                      sections=tuple(_parse(RetailReportRow, r) for r in _items(data, "sections")))
+
+    def retail_analytics_chart(self, store: str, chart: str = "visits_per_hour", *,
+                               start: date | str | None = None, end: date | str | None = None) -> bytes:
+        """One chart of the store's analytics as a PNG image's bytes."""
+        return self._call("GET", f"/v1/retail/stores/{_seg(store)}/analytics",
+                          params={**_days(start, end), "format": "png", "chart": chart}, expect="image")
+
+    # -- account: API keys and the audit trail (admin key) -------------------------------------------
+    def list_keys(self) -> list[ApiKey]:
+        """The tenant's API keys (prefix, scopes, limits, revocation), never their secrets."""
+        return [_parse(ApiKey, k) for k in _items(self._call("GET", "/v1/keys"), "keys")]
+
+    def create_key(self, scopes: list[str], *, name: str = "", rate_per_second: float | None = None,
+                   burst: int | None = None) -> IssuedKey:
+        """A new key of the tenant (``scopes`` of admin, write, read, detect; the server's default
+        limits unless given); its secret ``key`` is answered only this once."""
+        body: dict[str, Any] = {"scopes": list(scopes), "name": name}
+        body |= {k: v for k, v in (("rate_per_second", rate_per_second), ("burst", burst)) if v is not None}
+        return _parse(IssuedKey, self._call("POST", "/v1/keys", json=body))
+
+    def revoke_key(self, prefix: str, *, idempotency_key: str | None = None) -> None:
+        """Revoke a key by its prefix (effective on its next call; a revoked key's revocation changes nothing)."""
+        self._call("DELETE", f"/v1/keys/{_seg(prefix)}", _once(idempotency_key))
+
+    def rotate_key(self, prefix: str) -> IssuedKey:
+        """Revoke a key and issue its replacement, with the same scopes and limits."""
+        return _parse(IssuedKey, self._call("POST", f"/v1/keys/{_seg(prefix)}/rotate"))
+
+    def audit_log(self, *, limit: int = 100) -> list[AuditEvent]:
+        """The tenant's audit trail, newest first."""
+        return [_parse(AuditEvent, e) for e in _items(self._call("GET", "/v1/audit", params={"limit": limit}),
+                                                      "events")]
+
+    # -- identity verification ---------------------------------------------------------------------
     def kyc_session(self, *, retention_days: int | None = None, idempotency_key: str | None = None) -> KycSession:
         """A new verification session: its id, the challenge to perform (chosen by the server), its expiry."""
         body = None if retention_days is None else {"retention_days": retention_days}
