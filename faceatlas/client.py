@@ -623,6 +623,90 @@ class TenantSettings:
     raw: dict[str, Any] = _raw()
 
 
+@dataclass(frozen=True)
+class AlbumScan:
+    """What adding a photo to an album did: photos added (0: ``skipped``, the album had it), the
+    ``failed`` ones (name, reason), faces placed with people, ``unsorted`` faces (kept out by the
+    quality gate) and people new to the album."""
+
+    photos: int
+    skipped: int
+    failed: tuple[tuple[str, str], ...]
+    faces: int
+    unsorted: int
+    new_people: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumPerson:
+    """A person of an album: id (``p12``), name (None until named), face count, cover face."""
+
+    id: str
+    name: str | None
+    faces: int
+    cover_face: int | None
+    cover_source: str | None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumFace:
+    """A face of an album photo: box (x1, y1, x2, y2), quality, yaw; ``person`` None when unsorted."""
+
+    id: int
+    photo_id: int
+    source: str
+    bbox: tuple[float, ...]
+    quality: float
+    yaw: float
+    person: str | None
+    unsorted: bool
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumPhoto:
+    """A photo of an album: where it came from (``upload``), its EXIF date (ISO 8601, None when it
+    has none), when it was added."""
+
+    id: int
+    source: str
+    taken_at: str | None
+    added_at: str
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumRecluster:
+    """What a re-cluster did: faces that changed person, people now, people removed."""
+
+    moved: int
+    people: int
+    removed: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumPromotion:
+    """An album person's faces enrolled as ``subject`` of a gallery collection (``faces``: those
+    enrolled by this call; 0 when the subject held them all already)."""
+
+    collection: str
+    subject: str
+    faces: int
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumErasure:
+    """An album person erased: every face, vector and constraint of theirs."""
+
+    person: str
+    faces_deleted: int
+    raw: dict[str, Any] = _raw()
+
+
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an image file sent at most (servers refuse far less: 15 MB by default)
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # an answer read at most
 
@@ -1233,3 +1317,90 @@ class FaceAtlasClient:
     def usage(self) -> Usage:
         data = self._call("GET", "/v1/usage")
         return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in _items(data, "rows")))
+
+    # albums
+    def albums(self) -> list[str]:
+        """The names of the tenant's photo albums."""
+        names = self._call("GET", "/v1/albums")["albums"]
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise _not_ours("'albums' is not a list of names")
+        return list(names)
+
+    def album_add_photo(self, album: str, image: ImageArg, *, keep_crops: bool = False,
+                        idempotency_key: str | None = None) -> AlbumScan:
+        """Add a photo to ``album`` (made by the first photo; ``keep_crops`` then: keep a crop of each
+        face, see :meth:`album_face_crop`); its faces join people. A photo the album has is skipped."""
+        path = f"/v1/albums/{_seg(album)}/photos"
+        return _parse(AlbumScan, self._call("POST", path, _once(idempotency_key), files=dict([_image("image", image)]),
+                                            params={"keep_crops": keep_crops}))
+
+    def album_people(self, album: str, *, min_faces: int = 1) -> list[AlbumPerson]:
+        """The album's people with at least ``min_faces`` faces, most faces first."""
+        data = self._call("GET", f"/v1/albums/{_seg(album)}/people", params={"min_faces": min_faces})
+        return [_parse(AlbumPerson, p) for p in _items(data, "people")]
+
+    def album_faces(self, album: str, person: str) -> list[AlbumFace]:
+        """A person's faces (by id or name; ``unsorted``: the faces the quality gate kept out), best first."""
+        data = self._call("GET", f"/v1/albums/{_seg(album)}/people/{_seg(person)}/faces")
+        return [_parse(AlbumFace, f) for f in _items(data, "faces")]
+
+    def album_timeline(self, album: str, person: str) -> list[AlbumPhoto]:
+        """A person's photos by EXIF date (undated last, as added)."""
+        data = self._call("GET", f"/v1/albums/{_seg(album)}/people/{_seg(person)}/timeline")
+        return [_parse(AlbumPhoto, p) for p in _items(data, "photos")]
+
+    def album_together(self, album: str, people: list[str]) -> list[AlbumPhoto]:
+        """The photos in which every one of ``people`` (ids or names) appears, by EXIF date."""
+        names = [people] if isinstance(people, str) else list(people)
+        data = self._call("GET", f"/v1/albums/{_seg(album)}/together", params={"people": names})
+        return [_parse(AlbumPhoto, p) for p in _items(data, "photos")]
+
+    def album_face_crop(self, album: str, face_id: int) -> bytes:
+        """The JPEG crop of a face (albums made with ``keep_crops``; others: 404 ``not_found``)."""
+        return self._call("GET", f"/v1/albums/{_seg(album)}/faces/{_seg(str(face_id))}/crop", expect="image")
+
+    def album_name_person(self, album: str, person: str, name: str, *,
+                          idempotency_key: str | None = None) -> AlbumPerson:
+        """Name a person (kept through scans and re-clusters); the name then refers to them too."""
+        path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}"
+        return _parse(AlbumPerson, self._call("PATCH", path, _once(idempotency_key), json={"name": name}))
+
+    def album_merge(self, album: str, person: str, absorb: str, *,
+                    idempotency_key: str | None = None) -> AlbumPerson:
+        """``absorb`` is ``person``: its faces join them (kept so through scans and re-clusters)."""
+        path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}/merge"
+        return _parse(AlbumPerson, self._call("POST", path, _once(idempotency_key), json={"absorb": absorb}))
+
+    def album_move_face(self, album: str, face_id: int, to: str, *,
+                        idempotency_key: str | None = None) -> AlbumFace:
+        """This face is person ``to`` (not the person it leaves)."""
+        path = f"/v1/albums/{_seg(album)}/faces/{_seg(str(face_id))}/move"
+        return _parse(AlbumFace, self._call("POST", path, _once(idempotency_key), json={"to": to}))
+
+    def album_reject_face(self, album: str, face_id: int, *, idempotency_key: str | None = None) -> AlbumFace:
+        """This face is not the person it is with: a person of its own, never put back."""
+        path = f"/v1/albums/{_seg(album)}/faces/{_seg(str(face_id))}/reject"
+        return _parse(AlbumFace, self._call("POST", path, _once(idempotency_key)))
+
+    def album_split(self, album: str, face_ids: list[int], *, idempotency_key: str | None = None) -> AlbumPerson:
+        """These faces are one new person."""
+        return _parse(AlbumPerson, self._call("POST", f"/v1/albums/{_seg(album)}/split", _once(idempotency_key),
+                                              json={"faces": list(face_ids)}))
+
+    def album_recluster(self, album: str, *, idempotency_key: str | None = None) -> AlbumRecluster:
+        """Cluster the whole album again, corrections and names kept."""
+        return _parse(AlbumRecluster, self._call("POST", f"/v1/albums/{_seg(album)}/recluster",
+                                                 _once(idempotency_key)))
+
+    def album_erase_person(self, album: str, person: str, *, idempotency_key: str | None = None) -> AlbumErasure:
+        """Erase a person: every face, vector and constraint of theirs."""
+        path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}"
+        return _parse(AlbumErasure, self._call("DELETE", path, _once(idempotency_key)))
+
+    def album_promote(self, album: str, person: str, collection: str, subject: str, *,
+                      idempotency_key: str | None = None) -> AlbumPromotion:
+        """Enrol the person's faces as ``subject`` of the gallery ``collection`` (same pack); promoting
+        again enrols only the faces the subject does not hold yet."""
+        path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}/promote"
+        return _parse(AlbumPromotion, self._call("POST", path, _once(idempotency_key),
+                                                 json={"collection": collection, "subject": subject}))

@@ -141,7 +141,8 @@ ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call m
                                                               "since; its answer is no longer kept"}}).encode()
 
 
-async def forget_erased(request: Request, tenant_id: str, created: tuple[str, str] | None = None) -> None:
+async def forget_erased(request: Request, tenant_id: str, created: tuple[str, str] | None = None, *,
+                        also: Callable[[StoredAnswer], bool] | None = None) -> None:
     """After an erasure (a subject, a collection, a member, an album's person), the tenant's stored
     answers of calls on what was erased name it no more: those whose path is the erased thing's
     path (this DELETE's) or under it (its enrolments, renames), and with ``created`` (a field and
@@ -149,12 +150,13 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     value), are replaced by a ``404 not_found`` naming nothing. A retry with such a key is still
     answered, not run again (it would enrol the erased person anew); a replay had given back the
     erased subject's name and metadata for a day. If the shared state cannot be reached, they
-    expire with their keys (``FACEATLAS_IDEMPOTENCY_SECONDS``)."""
+    expire with their keys (``FACEATLAS_IDEMPOTENCY_SECONDS``). ``also``: other stored answers
+    that name it (what is named several ways: an album's person, by id, number or name)."""
     erased = request.url.path
     parent = erased.rsplit("/", 1)[0]
 
     def names_it(answer: StoredAnswer) -> bool:
-        if answer.path == erased or answer.path.startswith(erased + "/"):
+        if answer.path == erased or answer.path.startswith(erased + "/") or (also is not None and also(answer)):
             return True
         if created is None or answer.path != parent:
             return False

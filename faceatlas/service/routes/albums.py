@@ -5,8 +5,10 @@ other tenant and no gallery route reaches it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -46,6 +48,7 @@ from faceatlas.service.schemas import (
     AlbumScanOut,
     RequestBody,
 )
+from faceatlas.service.shared_state import StoredAnswer
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
@@ -268,7 +271,7 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
                        audit: Annotated[AuditEntry, audited("album.erase", "{album}/{person}")],
                        accounts: AccountsDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
     """Erase a person: every face, vector and constraint of theirs, the stored answers of calls
-    on them by this reference (Idempotency-Key), and (unless the server keeps them) their name and
+    on them or naming them (Idempotency-Key; by id, number or name), and (unless the server keeps them) their name and
     id in the audit trail."""
 
     def erase(opened: Album) -> tuple[PersonInfo, int]:
@@ -278,8 +281,32 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
     found, removed = await _call(album, meter, analyzer, gallery, db, erase)
     audit.target = await run_in_threadpool(lambda: accounts.erase_album_person(
         meter.principal.tenant_id, album, [person, found.id, found.name], keep_ids=settings.audit_keeps_subject_ids))
-    await forget_erased(request, meter.principal.tenant_id)
+    # the answers of calls on them by another reference (renamed by id, erased by name: the rename
+    # kept the name) or naming them (a face moved to them, a merge, a split) go too
+    album_path = request.url.path.rsplit("/", 2)[0]  # /v1/albums/{album}
+    await forget_erased(request, meter.principal.tenant_id, also=partial(_names, found, album_path))
     return {"person": person, "faces_deleted": removed}
+
+
+def _names(found: PersonInfo, album_path: str, answer: StoredAnswer) -> bool:
+    """Whether a stored answer of a call on the album at ``album_path`` names the person ``found``:
+    a call on them by any reference (``p12``, ``12``, their name; a request's path holds ``?``, ``#``
+    and ``\\`` percent-encoded), or an answer that is them (a rename, merge, split) or a face of
+    theirs (a move, a rejection)."""
+    if not answer.path.startswith(album_path + "/"):
+        return False
+    rest = answer.path[len(album_path) + 1:].split("/")
+    if len(rest) > 1 and rest[0] == "people":
+        text = rest[1].replace("%3F", "?").replace("%23", "#").replace("%5C", "\\").strip()
+        number = text[1:] if text[:1] == "p" else text
+        if (int(number) == int(found.id[1:]) if number.isascii() and number.isdigit()
+                else found.name is not None and text == found.name):
+            return True
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and found.id in (body.get("id"), body.get("person"))
 
 
 @router.post("/albums/{album}/people/{person}/promote", response_model=AlbumPromoteOut)
