@@ -33,6 +33,13 @@ from urllib.request import getproxies
 import httpx
 
 __all__ = [
+    "AlbumErasure",
+    "AlbumFace",
+    "AlbumPerson",
+    "AlbumPhoto",
+    "AlbumPromotion",
+    "AlbumRecluster",
+    "AlbumScan",
     "ApiKey",
     "AuditEvent",
     "CameraCounts",
@@ -52,9 +59,9 @@ __all__ = [
     "KycSession",
     "KycSessionPage",
     "LivenessResult",
-    "Match",
     "MAX_ANSWER_BYTES",
     "MAX_UPLOAD_BYTES",
+    "Match",
     "MinuteCount",
     "RetailAlert",
     "RetailAlertResolution",
