@@ -8,7 +8,9 @@ alternating warm rounds, on 200 LFW photos and on repeated group photos. FaceAtl
 ``analyze_many`` as shipped (images split into lanes side by side, ``FACEATLAS_PARALLEL_IMAGES``); the
 "one image at a time" rows run each pack's float variant on one lane. Images are decoded
 beforehand, so only detection, alignment and embedding are timed. The int8 rows are the pack with
-``runtime="int8"`` (the recogniser quantised, ``engine.quantize``); the openvino rows run the
+``runtime="int8"`` (the recogniser quantised, ``engine.quantize``), the int8-det rows that with the SCRFD
+detector quantised too (``FACEATLAS_INT8_DETECTOR=on``; its LFW figures are those measured once by
+``faceatlas eval lfw``, in INT8_DETECTOR_LFW); the openvino rows run the
 detector (SCRFD) and the float recogniser through OpenVINO (``FACEATLAS_PROVIDER=openvino``; an
 int8 recogniser stays on ONNX Runtime, see bench/openvino_compare.py for OpenVINO's int8). LFW accuracy
 and TAR come from the variant's calibration (``faceatlas eval lfw``; the provider does not change
@@ -117,15 +119,29 @@ def agreement(analyzer: FaceAnalyzer, images: Sequence[np.ndarray], ours: Found,
     return [end_to_end.mean(), end_to_end.min(), same_kps.mean(), same_kps.min(), len(both)]
 
 
+# `faceatlas eval lfw -p scrfd-mbf --runtime int8` with FACEATLAS_INT8_DETECTOR=on, 2026-12-06 (AMD EPYC,
+# AVX-512 VNNI): no calibration ships for it (the int8 one was measured with the float detector)
+INT8_DETECTOR_LFW = ("99.25%", "0.9548")
+
+
 def lfw_figures(analyzer: FaceAnalyzer) -> tuple[str, str]:
     """LFW 10-fold accuracy and TAR at FAR 1e-4 from the pack's calibration (made by `eval lfw`)."""
+    if analyzer.int8_detector:
+        return INT8_DETECTOR_LFW
     metrics = analyzer.calibration.metrics if analyzer.calibration else {}
     accuracy, tar = metrics.get("lfw_accuracy"), metrics.get("tar_at_far_1e-4")
     return (f"{100 * accuracy:.2f}%" if accuracy else "-"), (f"{tar:.4f}" if tar else "-")
 
 
 PACKS = ("scrfd-mbf", "yunet-frfeature")
-RUNTIMES = ("float", "int8")
+RUNTIMES = ("float", "int8", "int8-det")  # int8-det: runtime int8 with FACEATLAS_INT8_DETECTOR=on
+
+
+def variant_settings(runtime: str, **update: object) -> tuple[str, EngineSettings]:
+    """The pack runtime and the settings of a bench variant (``int8-det``: int8, the detector too)."""
+    if runtime == "int8-det":
+        return "int8", EngineSettings(**update, int8_detector="on")  # type: ignore[arg-type]
+    return runtime, EngineSettings(**update, int8_detector="off")  # type: ignore[arg-type]
 PROVIDERS = ("onnxruntime", "openvino")
 
 
@@ -274,10 +290,12 @@ def main() -> None:
     analyzers: dict[str, FaceAnalyzer] = {}
     for pack in args.packs.split(","):
         for runtime in RUNTIMES:
-            for provider in providers:
-                settings = EngineSettings(shared=args.shared, provider=provider)
+            if runtime == "int8-det" and get_pack(pack).detector.kind != "scrfd":
+                continue
+            for provider in providers[: 1 if runtime == "int8-det" else None]:  # an int8 detector: ONNX Runtime
+                kind, settings = variant_settings(runtime, shared=args.shared, provider=provider)
                 analyzers[f"{pack} {runtime} {provider}"] = FaceAnalyzer(
-                    get_pack(pack, settings, runtime=runtime), settings=settings, announce_license=False)
+                    get_pack(pack, settings, runtime=kind), settings=settings, announce_license=False)  # type: ignore[arg-type]
     # Each pack's float onnxruntime variant once more, one image after the other on 2-thread sessions
     # (FACEATLAS_PARALLEL_IMAGES=1, the engine before lanes): what analysing images side by side gains.
     one_lane = {f"{name} one image at a time": FaceAnalyzer(
@@ -355,8 +373,8 @@ def main() -> None:
         variants = {}
         for name in analyzers:
             pack, runtime, provider = name.split()
-            settings = EngineSettings(shared=args.shared, provider=provider)
-            variants[name] = tuple(FaceAnalyzer(get_pack(pack, settings, runtime=runtime), threads=threads,
+            kind, settings = variant_settings(runtime, shared=args.shared, provider=provider)
+            variants[name] = tuple(FaceAnalyzer(get_pack(pack, settings, runtime=kind), threads=threads,  # type: ignore[arg-type]
                                                 settings=settings, announce_license=False) for threads in (2, 1, 1))
         shapes: dict[str, tuple[Work, int]] = {
             f"embed {len(crops)} crops in one batch": (lambda a, i, j: a.embed_aligned(crops[i:j]), len(crops)),

@@ -1,15 +1,15 @@
 """int8 SCRFD-500M vs float: ms per photo and what the detector still finds, on this CPU.
 
-The engine quantises only the recogniser (``engine.quantize``): on a 2-core AVX2 machine without
-VNNI the int8 detector ran slower than float. This script measures that again on whatever CPU runs
-it (it prints the CPU's int8 instructions: avx512_vnni / avx_vnni / amx), so the choice can be
-revisited where the cores have VNNI. It makes int8 copies of det_500m in a temp folder with
-ONNX Runtime's static QDQ quantisation (u8 activations, s8 per-channel weights, the same recipe as
-the recogniser's), calibrated on letterboxed photos, with and without the first convolutions left
-in float, and times each in the engine's own ``SCRFD`` (same pre- and post-processing) on the group
-photos (640 input) and on LFW photos (256 input), alternating rounds. "recall vs float": the share
-of the float detector's faces that the variant also finds (IoU >= 0.5); "kps px": the largest
-keypoint distance between matched faces.
+On a 2-core AVX2 machine without VNNI the int8 detector ran slower than float (0.8x). This script
+measures it on whatever CPU runs it (it prints the CPU's int8 instructions: avx512_vnni, avx_vnni,
+amx), so the choice can be checked where the cores have VNNI (``FACEATLAS_INT8_DETECTOR=auto``
+picks int8 there). It makes int8 copies of det_500m in a temp folder: the engine's own
+(``engine.quantize.int8_detector``) and two others with ONNX Runtime's static QDQ quantisation (u8
+activations, s8 per-channel weights), calibrated on the same 32 letterboxed photos, all
+convolutions int8 or the first two float, and times each in the engine's own ``SCRFD`` (same pre-
+and post-processing) on the group photos (640 input) and on LFW photos (256 input), alternating
+rounds. "recall vs float": the share of the float detector's faces that the variant also finds
+(IoU >= 0.5); "kps px": the largest keypoint distance between matched faces.
 
     FACEATLAS_MODEL_DIR=../shared/models python bench/int8_detector.py --shared ../shared --threads 2
 """
@@ -29,8 +29,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from faceatlas.engine import get_pack
 from faceatlas.engine.detectors import SCRFD, fit_size
-from faceatlas.engine.image import network_input
+from faceatlas.engine.image import load_image, network_input
+from faceatlas.engine.quantize import DETECTOR_CALIBRATION_PHOTOS, calibration_photos, int8_detector
+from faceatlas.settings import EngineSettings
 
 GROUP_PHOTOS = (
     "face_recognition_examples/examples/two_people.jpg",
@@ -139,11 +142,16 @@ def main() -> None:
     groups = [cv2.imread(str(data / p)) for p in GROUP_PHOTOS]
     console = Console(width=200)
     console.print(f"CPU: {cpu_flags()}; {args.threads} intra-op threads")
-    calibration = [blob_of(image, 640) for image in groups + lfw[::2]]
+    settings = EngineSettings(shared=args.shared)
+    photos = [load_image(p) for p in calibration_photos(settings, DETECTOR_CALIBRATION_PHOTOS)]
+    calibration = [blob_of(image, 640) for image in photos]
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {"float": source}
-        for head in (0, 1, 2):
-            label = "int8 (all convolutions)" if head == 0 else f"int8 (first {head} conv float)"
+        model = get_pack("scrfd-mbf", settings).detector.file
+        variants = {"float": source,
+                    "int8, the engine's recipe (first 2 convs and keypoint heads float)": int8_detector(
+                        model, source, lambda: photos, settings.model_copy(update={"cache": Path(tmp)}))}
+        for head in (0, 2):
+            label = "int8 (all convolutions)" if head == 0 else "int8 (first 2 convs float)"
             variants[label] = quantise(source, calibration, Path(tmp) / f"int8-{head}.onnx", head)
         detectors = {label: SCRFD(path, threads=args.threads) for label, path in variants.items()}
         table = Table(title="SCRFD-500M float vs int8 in the engine's SCRFD: ms per photo (best of alternating rounds)")
