@@ -844,6 +844,25 @@ def _cart(data: dict[str, Any]) -> RetailCart:
     return _parse(RetailCart, data, lines=tuple(_parse(RetailCartLine, line) for line in _items(data, "lines")))
 
 
+def _search_options(k: int, fpir: float | None, far: float | None, threshold: float | None, rank_only: bool,
+                    aggregate: str) -> dict[str, Any]:
+    """The query of a search: ``k``, the cut given, ``rank_only`` and ``aggregate`` when not the
+    server's defaults."""
+    params: dict[str, Any] = {"k": k}
+    if rank_only:
+        params["rank_only"] = "true"
+    params |= {name: v for name, v in (("far", far), ("fpir", fpir), ("threshold", threshold)) if v is not None}
+    if aggregate != "best":
+        params["aggregate"] = aggregate
+    return params
+
+
+def _search_results(data: dict[str, Any]) -> list[SearchResult]:
+    return [_parse(SearchResult, result, face=Face.of(result.get("face")),
+                   matches=tuple(_parse(Match, m) for m in _items(result, "matches")))
+            for result in _items(data, "results")]
+
+
 def _is(kind: str, expect: str) -> bool:
     """Is the answer's media type ``kind`` the one expected (``"image"``: any image type)?"""
     return kind.startswith("image/") if expect == "image" else kind == expect
@@ -952,14 +971,16 @@ class FaceAtlasClient:
 
     # -- faces ---------------------------------------------------------------------------------
     def detect(
-        self, image: ImageArg, *, liveness: bool = False, embedding: bool = False, attributes: bool = False
+        self, image: ImageArg, *, liveness: bool = False, embedding: bool = False, attributes: bool = False,
+        max_faces: int | None = None,
     ) -> DetectResult:
-        data = self._call(
-            "POST",
-            "/v1/detect",
-            files=dict([_image("image", image)]),
-            params={"liveness": liveness, "embedding": embedding, "attributes": attributes},
-        )
+        """The faces of ``image`` (the ``max_faces`` largest when given; the server's default: all),
+        with a liveness score, their ``embedding`` (and its ``recognizer_id``, for
+        :meth:`search_embedding`) and ``attributes`` (age, gender, emotion) on request."""
+        params: dict[str, Any] = {"liveness": liveness, "embedding": embedding, "attributes": attributes}
+        if max_faces is not None:
+            params["max_faces"] = max_faces
+        data = self._call("POST", "/v1/detect", files=dict([_image("image", image)]), params=params)
         return _parse(DetectResult, data, faces=_faces(data))
 
     def compare(self, image_a: ImageArg, image_b: ImageArg, *, far: float = DEFAULT_FAR) -> CompareResult:
@@ -971,10 +992,14 @@ class FaceAtlasClient:
         return _parse(LivenessResult, data, face=Face.of(data.get("face")))
 
     # -- galleries -------------------------------------------------------------------------------
-    def create_collection(self, name: str, *, keep_crops: bool = False,
+    def create_collection(self, name: str, *, keep_crops: bool = False, metadata: dict | None = None,
                           idempotency_key: str | None = None) -> Collection:
-        return _parse(Collection, self._call("POST", "/v1/collections", _once(idempotency_key),
-                                             json={"name": name, "keep_crops": keep_crops}))
+        """A collection bound to the server's model pack (``keep_crops``: keep a source crop of each
+        face; ``metadata``: a JSON object kept with it)."""
+        body: dict[str, Any] = {"name": name, "keep_crops": keep_crops}
+        if metadata is not None:
+            body["metadata"] = metadata
+        return _parse(Collection, self._call("POST", "/v1/collections", _once(idempotency_key), json=body))
 
     def list_collections(self) -> list[Collection]:
         return [_parse(Collection, c) for c in self._call("GET", "/v1/collections")["collections"]]
@@ -1004,13 +1029,21 @@ class FaceAtlasClient:
         data = self._call("GET", f"/v1/collections/{_seg(collection)}/subjects", params=params)
         return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in _items(data, "subjects")))
 
-    def enrol(self, collection: str, subject_id: str, image: ImageArg, *,
-              idempotency_key: str | None = None) -> EnrolResult:
-        """Enrol the largest face of ``image``; with ``idempotency_key``, a retry of this call (after
-        a timeout or a dropped connection) enrols nothing more and returns the first result."""
+    def enrol(self, collection: str, subject_id: str, image: ImageArg, *, all_faces: bool = False,
+              min_quality: float = 0.0, idempotency_key: str | None = None) -> EnrolResult:
+        """Enrol the largest face of ``image`` (``all_faces``: every face of it) to the subject (made
+        when new); a face of quality below ``min_quality`` (0 to 1) is not enrolled but counted in
+        ``rejected`` (none reaching it: the server's 422 ``validation_error``). With
+        ``idempotency_key``, a retry of this call (after a timeout or a dropped connection) enrols
+        nothing more and returns the first result."""
         path = f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}/faces"
+        params: dict[str, Any] = {}
+        if all_faces:
+            params["all_faces"] = "true"
+        if min_quality:
+            params["min_quality"] = min_quality
         data = self._call(
-            "POST", path, files=dict([_image("image", image)]),
+            "POST", path, files=dict([_image("image", image)]), params=params,
             extra_headers=_once(idempotency_key),
         )
         return _parse(EnrolResult, data, faces=_faces(data))
@@ -1019,37 +1052,56 @@ class FaceAtlasClient:
         self._call("DELETE", f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}", _once(idempotency_key))
 
     def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float | None = None,
-               far: float | None = None, rank_only: bool = False) -> list[SearchResult]:
-        """Who is each query face, or nobody: the ``k`` most similar subjects that reach the cut
-        (``unknown`` when none does): ``fpir`` (the share of strangers named, for the collection's
-        size; the server's default 1e-3 when neither is given), or a 1:1 ``far``; ``rank_only`` ranks
-        without deciding (strangers included). Both cuts at once are the server's ``invalid_argument``."""
-        params: dict[str, Any] = {"k": k}
-        if rank_only:
-            params["rank_only"] = "true"
-        if far is not None:
-            params["far"] = far
-        if fpir is not None:
-            params["fpir"] = fpir
+               far: float | None = None, threshold: float | None = None, rank_only: bool = False,
+               aggregate: str = "best", all_faces: bool = False) -> list[SearchResult]:
+        """Who is the query face (``all_faces``: each face of ``image``; by default its largest), or
+        nobody: the ``k`` most similar subjects that reach the cut (``unknown`` when none does):
+        ``fpir`` (the share of strangers named, for the collection's size; the server's default 1e-3
+        when no cut is given), a 1:1 ``far`` or a raw cosine ``threshold`` (-1 to 1); ``rank_only``
+        ranks without deciding (strangers included). Two cuts at once are the server's
+        ``validation_error``. ``aggregate``: a subject scores its best face (``"best"``) or its
+        mean template (``"mean"``)."""
+        params = _search_options(k, fpir, far, threshold, rank_only, aggregate)
+        if all_faces:
+            params["all_faces"] = "true"
         data = self._call(
             "POST", f"/v1/collections/{_seg(collection)}/search", files=dict([_image("image", image)]), params=params
         )
-        return [
-            _parse(
-                SearchResult,
-                result,
-                face=Face.of(result.get("face")),
-                matches=tuple(_parse(Match, m) for m in _items(result, "matches")),
-            )
-            for result in _items(data, "results")
-        ]
+        return _search_results(data)
 
-    def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float = DEFAULT_FAR) -> Verification:
+    def search_embedding(self, collection: str, vector: Any, recognizer_id: str, *, k: int = 5,
+                         fpir: float | None = None, far: float | None = None, threshold: float | None = None,
+                         rank_only: bool = False, aggregate: str = "best") -> SearchResult:
+        """Who is this face, by its embedding (``vector``: numbers, e.g. a :class:`Face`'s
+        ``embedding`` from :meth:`detect` with ``embedding=True``) in the space ``recognizer_id`` (the
+        face's ``recognizer_id``): the cuts and ``aggregate`` as :meth:`search`. A vector of another
+        space or size than the collection's is the server's 409 ``model_mismatch``. The one result's
+        ``face`` is None."""
+        values = vector.tolist() if callable(getattr(vector, "tolist", None)) else list(vector)  # numpy too
+        try:  # what JSON cannot hold (NaN, infinity, an object) was a raw ValueError or TypeError of the encoder
+            json.dumps(values, allow_nan=False)
+        except (TypeError, ValueError):
+            raise FaceAtlasClientError("the embedding holds what JSON cannot send (NaN, infinity or not a number): "
+                                       "give finite numbers", "invalid_argument") from None
+        params = _search_options(k, fpir, far, threshold, rank_only, aggregate)
+        data = self._call("POST", f"/v1/collections/{_seg(collection)}/search", params=params,
+                          json={"embedding": values, "recognizer_id": recognizer_id})
+        results = _search_results(data)
+        if len(results) != 1:
+            raise _not_ours(f"{len(results)} results for one embedding")
+        return results[0]
+
+    def verify(self, collection: str, subject_id: str, image: ImageArg, *, far: float | None = None,
+               threshold: float | None = None) -> Verification:
+        """Is the largest face of ``image`` this subject? Decided at the 1:1 ``far`` (the server's
+        default :data:`DEFAULT_FAR`) or at a raw cosine ``threshold`` (-1 to 1); both at once are the
+        server's ``validation_error``."""
+        params = {k: v for k, v in (("far", far), ("threshold", threshold)) if v is not None}
         data = self._call(
             "POST",
             f"/v1/collections/{_seg(collection)}/subjects/{_seg(subject_id)}/verify",
             files=dict([_image("image", image)]),
-            params={"far": far},
+            params=params,
         )
         return _parse(Verification, data, face=Face.of(data.get("face")))
 
@@ -1181,6 +1233,14 @@ class FaceAtlasClient:
         data = self._call("GET", f"/v1/retail/stores/{_seg(store)}/analytics", params=_days(start, end))
         return _parse(RetailReport, data, first=data["from"], last=data["to"],
                       sections=tuple(_parse(RetailReportRow, r) for r in _items(data, "sections")))
+
+    def retail_analytics_csv(self, store: str, *, start: date | str | None = None,
+                             end: date | str | None = None) -> str:
+        """:meth:`retail_analytics` as the server's CSV text: a ``metric,key,value`` header, then
+        every row (the summary's included)."""
+        params = {**_days(start, end), "format": "csv"}
+        return self._call("GET", f"/v1/retail/stores/{_seg(store)}/analytics", params=params,
+                          expect="text/csv").decode("utf-8")
 
     def retail_analytics_chart(self, store: str, chart: str = "visits_per_hour", *,
                                start: date | str | None = None, end: date | str | None = None) -> bytes:
@@ -1321,9 +1381,17 @@ class FaceAtlasClient:
         body = {} if kyc_retention_days is None else {"kyc_retention_days": kyc_retention_days}
         return _parse(TenantSettings, self._call("PATCH", "/v1/settings", _once(idempotency_key), json=body))
 
-    def usage(self) -> Usage:
-        data = self._call("GET", "/v1/usage")
+    def usage(self, *, start: date | str | None = None, end: date | str | None = None) -> Usage:
+        """The tenant's calls, faces and errors per day (UTC) and operation, from ``start`` to ``end``
+        (days, inclusive; either open when not given: the server's default is every day)."""
+        data = self._call("GET", "/v1/usage", params=_days(start, end))
         return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in _items(data, "rows")))
+
+    def usage_csv(self, *, start: date | str | None = None, end: date | str | None = None) -> str:
+        """:meth:`usage` as the server's CSV text (a header line, then tenant, day, operation, calls,
+        faces, errors, failed per row)."""
+        params = {**_days(start, end), "format": "csv"}
+        return self._call("GET", "/v1/usage", params=params, expect="text/csv").decode("utf-8")
 
     # albums
     def albums(self) -> list[str]:
