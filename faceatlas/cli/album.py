@@ -74,6 +74,9 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
     if not as_json:
         for source, why in report.failed:  # the reasons were in --json only
             err.print(f"failed: {escape(source)}: {escape(why)}")
+    if report.left_out:  # iPhone photos were passed over without a word
+        err.print(f"{len(report.left_out)} HEIC/HEIF photos left out (FaceAtlas does not decode them; convert them to "
+                  f"JPEG first), e.g. {escape(report.left_out[0])}")
     exit_for_failures(len(report.failed), report.photos + report.skipped + len(report.failed))
 
 

@@ -69,7 +69,32 @@ def test_a_scan_with_failed_photos_says_which_and_exits_1(lfw: Path, tmp_path: P
     (library / "notes.jpg").write_text("not a photo")
     result = CliRunner().invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"])
     assert result.exit_code == 1, result.output
-    assert "2 photos added" in result.output and "failed:" in result.output and "notes.jpg" in result.output
+    flat = result.output.replace("\n", "")  # rich wraps a long temp path at the terminal's width
+    assert "2 photos added" in flat and "failed:" in flat and "notes.jpg" in flat
+
+
+def test_a_scan_names_the_heic_photos_it_leaves_out(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """A library's iPhone photos (.heic) were passed over without a word: "2 photos added" of a
+    folder of 3, and a folder of HEIC photos alone was "no photos under this folder"."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("Tony_Blair",), 2)
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    (library / "IMG_0001.HEIC").write_bytes(heic)
+    runner = CliRunner()
+    result = runner.invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())  # rich wraps a long temp path at the terminal's width
+    assert "2 photos added" in flat and "1 HEIC/HEIF photos left out" in flat
+    assert "IMG_0001.HEIC" in result.output.replace("\n", "")
+    again = runner.invoke(app, ["album", "scan", str(library), "--json"])
+    assert json.loads(again.stdout)["left_out"] == [str((library / "IMG_0001.HEIC").resolve())]
+    only = tmp_path / "iphone"
+    only.mkdir()
+    (only / "IMG_0002.heic").write_bytes(heic)
+    refused = runner.invoke(app, ["album", "scan", str(only)])
+    flat = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "1 HEIC/HEIF photos" in flat and "convert" in flat
 
 
 def test_a_stopped_scan_says_how_far_it_got_and_the_next_scan_goes_on(lfw: Path, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
 from faceatlas.apps.albums.types import AlbumFace, ContactSheet, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
+from faceatlas.engine.image import HEIF_SUFFIXES
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, source_crop
 
@@ -210,11 +211,18 @@ class AlbumCore:
     # -- scanning ---------------------------------------------------------------------------
     def scan(self, folder: Path, *, on_progress: Progress | None = None) -> ScanReport:
         """Add every photo under ``folder`` (recursive) not scanned before (by content hash); a
-        folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new)."""
-        paths = find_photos(Path(folder))
+        folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new). HEIC/HEIF
+        photos are listed in the report's ``left_out``, not decoded."""
+        found = find_photos(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
+        paths = [path for path in found if path.suffix.lower() not in HEIF_SUFFIXES]
+        left_out = [str(path.resolve()) for path in found if path.suffix.lower() in HEIF_SUFFIXES]
         if not paths:
-            raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))})")
-        return self.add_photos(read_photos(paths), total=len(paths), on_progress=on_progress)
+            heif = (f" ({len(left_out)} HEIC/HEIF photos, which FaceAtlas does not decode: convert them to JPEG "
+                    "first)") if left_out else ""
+            raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))}){heif}")
+        report = self.add_photos(read_photos(paths), total=len(paths), on_progress=on_progress)
+        report.left_out = left_out
+        return report
 
     def add_photos(self, photos: Iterable[tuple[str, bytes]], *, total: int = 0,
                    on_progress: Progress | None = None) -> ScanReport:

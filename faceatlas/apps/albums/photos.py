@@ -20,14 +20,14 @@ from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidd
 from faceatlas.engine.image import DECODER_ERRORS
 
 PHOTO_SUFFIXES = IMAGE_SUFFIXES  # what decode_image decodes, as batch takes: no .heic (a library's iPhone
-# photos are not each a failure of the scan; one given to a command is refused saying to convert it)
+# photos are not each a failure of the scan: a scan counts them apart, `left_out`, and says to convert them)
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
 _TILE = 112
 
 
-def find_photos(folder: Path) -> list[Path]:
+def find_photos(folder: Path, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> list[Path]:
     """Every photo under ``folder`` (recursive, by suffix, through linked folders too, each real
     folder once: a link to a parent is no loop; hidden files and folders left out), in path order."""
     if not folder.is_dir():
@@ -41,7 +41,7 @@ def find_photos(folder: Path) -> list[Path]:
             continue
         visited.add(real)
         folders[:] = [name for name in folders if not is_hidden(name)]  # .thumbs/ and the like
-        found += [Path(root, name) for name in files if Path(name).suffix.lower() in PHOTO_SUFFIXES
+        found += [Path(root, name) for name in files if Path(name).suffix.lower() in suffixes
                   and not is_hidden(name) and Path(root, name).is_file()]
     return sorted(found)
 

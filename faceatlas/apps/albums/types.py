@@ -73,13 +73,14 @@ class ContactSheet:
 @dataclass
 class ScanReport:
     """What a scan did: photos added, skipped (already scanned; ``moved`` of them were found at
-    a new path, which the album now holds), failed (source, why); faces placed with people, faces
-    in the unsorted pool, people created."""
+    a new path, which the album now holds), failed (source, why), left out (HEIC/HEIF photos, which
+    FaceAtlas does not decode); faces placed with people, faces in the unsorted pool, people created."""
 
     photos: int = 0
     skipped: int = 0
     moved: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # HEIC/HEIF photos under the folder: not decoded
     faces: int = 0
     unsorted: int = 0
     new_people: int = 0
