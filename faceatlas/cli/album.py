@@ -204,8 +204,8 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
         shown = f"{info.id} ({info.name})" if info.name else info.id  # a plain prompt: no markup to escape
         if not yes and as_json:  # nothing to ask in: it erased without a question
             raise CommandLineError(f"--json cannot ask before erasing {shown}: give --yes")
-        if not yes and not typer.confirm(f"erase {shown} and their {info.faces} faces?"):
-            raise typer.Exit(1)  # as `gallery delete` asks
+        if not yes:  # declined: "Aborted.", exit 1, as `gallery delete` and `admin tenant delete`
+            typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True)
         removed = opened.erase(person)
     _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")
 

@@ -54,6 +54,7 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert run("promote", "Alice", "known", "alice")["faces"] >= 1
     declined = runner.invoke(app, ["album", "erase", "Alice"], input="n\n")  # it erased at once, unasked
     assert declined.exit_code == 1 and "(Alice) and their" in declined.output, declined.output
+    assert declined.output.rstrip().endswith("Aborted."), declined.output  # as every question answered no
     assert "Alice" in {p["name"] for p in run("people")}
     assert run("erase", "Alice", "--yes")["faces_deleted"] >= 1  # --json asks nothing: --yes says so
     bad = runner.invoke(app, ["album", "show", "nobody"])
