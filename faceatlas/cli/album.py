@@ -191,7 +191,8 @@ def together(people: list[str], album: AlbumOption = "default", db: DbOption = N
     with _album(album, db, None) as opened:
         photos = opened.together(people)
     _out([p.to_dict() for p in photos], as_json,
-         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
+         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos)
+         or f"no photo holds all of {escape(', '.join(people))}")  # was an empty line
 
 
 @app.command()

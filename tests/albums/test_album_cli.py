@@ -32,6 +32,10 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     people = run("people")
     assert len(people) >= 2 and all(p["faces"] >= 2 for p in people)
     first, second = people[0]["id"], people[1]["id"]
+    # two people of no shared photo (one face per LFW photo): a line saying so, not an empty one
+    apart = runner.invoke(app, ["album", "together", first, second])
+    assert apart.exit_code == 0 and apart.output.strip() == f"no photo holds all of {first}, {second}", apart.output
+    assert run("together", first, second) == []
     assert run("name", first, "Alice")["name"] == "Alice"
     sheet = tmp_path / "sheet.png"
     faces = run("show", "Alice", "--sheet", str(sheet))
