@@ -206,12 +206,16 @@ class ServiceSettings(_Section):
     database_url: str = Field(default_factory=lambda: StorageSettings().database_url)
     index_dir: Path = Field(default_factory=lambda: StorageSettings().index_dir)
     pack: str | None = None
-    max_upload_bytes: int = 15 * 1024 * 1024
-    workers: int = 2
-    queue_size: int = DEFAULT_QUEUE_SIZE
+    # Each at least 1 (max_wait_ms at least 0): no workers left every inference call waiting forever
+    # (and the shutdown with it), and a queue of 0 or fewer would be unbounded, never answering 503.
+    max_upload_bytes: int = Field(default=15 * 1024 * 1024, ge=1, description="largest request body")
+    workers: int = Field(default=2, ge=1, description="inference worker threads")
+    queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=1, description="inference jobs waiting before the "
+                            "service answers 503 overloaded")
     batching: bool = True
-    max_batch: int = 32
-    max_wait_ms: float = 4.0
+    max_batch: int = Field(default=32, ge=1, description="most crops the recogniser embeds in one call")
+    max_wait_ms: float = Field(default=4.0, ge=0, allow_inf_nan=False,
+                               description="how long the micro-batcher waits for more crops")
     url_fetch_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("FACEATLAS_URL_ALLOWLIST", "url_fetch_allowlist")
     )

@@ -167,6 +167,23 @@ def test_delete_names_what_is_missing_before_asking_and_asks_with_the_face_count
     assert [c["name"] for c in json.loads(listed.stdout)] == ["people"]
 
 
+def test_a_question_answered_no_says_aborted_and_exits_1(tmp_path):
+    """README's exit statuses: a [y/N] question answered no is 1 and "Aborted.", nothing changed.
+    `admin tenant delete` said "Aborted.", `gallery delete` (and `album erase`) nothing at all."""
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    assert runner.invoke(app, ["admin", "tenant", "create", "acme", "--db", db]).exit_code == 0
+    for command in (["gallery", "delete", "people", "--db", db], ["admin", "tenant", "delete", "acme", "--db", db]):
+        declined = runner.invoke(app, command, input="n\n")
+        assert declined.exit_code == 1 and declined.output.rstrip().endswith("Aborted."), declined.output
+    listed = runner.invoke(app, ["gallery", "list", "--json", "--db", db])
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["people"]
+    tenants = runner.invoke(app, ["admin", "tenant", "list", "--db", db])
+    assert "acme" in tenants.output, tenants.output
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "answered no" in readme and "`--yes`" in readme
+
+
 def test_two_cuts_at_once_are_refused_before_any_work(tmp_path):
     # --far with --fpir was decided by the far alone, silently (the first of threshold, far, fpir)
     photo = tmp_path / "p.jpg"

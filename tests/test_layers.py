@@ -126,3 +126,24 @@ def test_no_import_cycles_between_modules() -> None:
         if node not in state:
             visit(node, [node])
     assert not cycles, "\n".join(cycles)
+
+
+def test_the_central_types_docs_architecture_md_names_are_exported() -> None:
+    """docs/architecture.md's seam table named `VectorIndex` among what `faceatlas.gallery` exports
+    to the doors; it lives in faceatlas.gallery.index.base. Every central type of the table is in
+    its layer's ``__all__``."""
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("## The seam", 1)[1].split("\n\n", 2)[1]
+    wrong = []
+    for row in table.splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        layer = f"faceatlas.{cells[0].strip('`')}"
+        exported = set(importlib.import_module(layer).__all__)
+        for name in re.findall(r"`([A-Za-z_]+)`", cells[2]):
+            if name not in exported:
+                wrong.append(f"{layer}: {name}")
+    assert not wrong, f"central types not in their layer's __all__: {', '.join(wrong)}"

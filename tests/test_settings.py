@@ -108,3 +108,30 @@ def test_a_setting_out_of_its_rules_is_one_line_naming_the_variable(monkeypatch,
         raise AssertionError("an engine setting out of its rules must stop the app before it starts")
     except InvalidSetting as exc:
         assert str(exc).startswith("FACEATLAS_MAX_PIXELS='-1': ")
+
+
+def test_serve_refuses_service_sizes_out_of_their_rules(monkeypatch, tmp_path):
+    """FACEATLAS_WORKERS=0 started a server whose every inference call (and its SIGTERM) hung; a
+    queue of 0 or -1 was unbounded, never answering 503; MAX_BATCH=0, MAX_WAIT_MS=-5 and
+    MAX_UPLOAD_BYTES=0 were taken as given. Each is refused before the server starts."""
+    import uvicorn
+
+    def started(*args, **kwargs):  # a test double of uvicorn.run
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    for variable, value, why in (("FACEATLAS_WORKERS", "0", "greater than or equal to 1"),
+                                 ("FACEATLAS_QUEUE_SIZE", "0", "greater than or equal to 1"),
+                                 ("FACEATLAS_QUEUE_SIZE", "-1", "greater than or equal to 1"),
+                                 ("FACEATLAS_MAX_BATCH", "0", "greater than or equal to 1"),
+                                 ("FACEATLAS_MAX_WAIT_MS", "-5", "greater than or equal to 0"),
+                                 ("FACEATLAS_MAX_WAIT_MS", "inf", "finite number"),
+                                 ("FACEATLAS_MAX_UPLOAD_BYTES", "0", "greater than or equal to 1")):
+        monkeypatch.setenv(variable, value)
+        result = CliRunner().invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'svc.db'}", "--port", "0"])
+        assert result.exit_code == 2, (variable, value, result.output)
+        assert f"error (invalid_setting): {variable}='{value}': " in result.output and why in result.output
+        monkeypatch.delenv(variable)
+    result = CliRunner().invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'svc.db'}", "--workers", "0"])
+    assert result.exit_code == 2 and "error (invalid_setting): FACEATLAS_WORKERS: " in result.output, result.output
+    assert not (tmp_path / "svc.db").exists()

@@ -191,7 +191,8 @@ def together(people: list[str], album: AlbumOption = "default", db: DbOption = N
     with _album(album, db, None) as opened:
         photos = opened.together(people)
     _out([p.to_dict() for p in photos], as_json,
-         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
+         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos)
+         or f"no photo holds all of {escape(', '.join(people))}")  # was an empty line
 
 
 @app.command()
@@ -204,8 +205,8 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
         shown = f"{info.id} ({info.name})" if info.name else info.id  # a plain prompt: no markup to escape
         if not yes and as_json:  # nothing to ask in: it erased without a question
             raise CommandLineError(f"--json cannot ask before erasing {shown}: give --yes")
-        if not yes and not typer.confirm(f"erase {shown} and their {info.faces} faces?"):
-            raise typer.Exit(1)  # as `gallery delete` asks
+        if not yes:  # declined: "Aborted.", exit 1, as `gallery delete` and `admin tenant delete`
+            typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True)
         removed = opened.erase(person)
     _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")
 

@@ -106,7 +106,8 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
           min_quality: Annotated[float, typer.Option("--min-quality")] = 0.0, as_json: JsonOption = False) -> None:
     """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
     options = _options(workers, ray_address, pack, batch_size)
-    with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
+    # the database and the collection are made when missing (a first install has neither), as `gallery enrol`
+    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json) as update:
         report = enrol_job(source, collection, gallery, options, update,
                            work=work, all_faces=all_faces, min_quality=min_quality)
     details = report.details

@@ -267,8 +267,8 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
                 else gallery.get_collection(collection)).faces
         if not yes and as_json:  # nothing to ask in: it deleted without a question
             raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
-        if not yes and not typer.confirm(f"delete {target} and its {held} faces?"):
-            raise typer.Exit(1)
+        if not yes:  # declined: "Aborted.", exit 1 (README's exit statuses), as `admin tenant delete`
+            typer.confirm(f"delete {target} and its {held} faces?", abort=True)
         # the API's use case (the service's, imported when it runs: the other commands do not pay for it)
         from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject, service_accounts
 

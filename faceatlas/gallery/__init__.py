@@ -4,7 +4,14 @@ graph over subject templates)."""
 
 from faceatlas.errors import AlreadyExists, NotFound
 from faceatlas.gallery.exchange import read_header
-from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, enrolled_photos, photo_source, source_crop
+from faceatlas.gallery.gallery import (
+    DEFAULT_TENANT,
+    Gallery,
+    enrolled_photos,
+    mismatch_message,
+    photo_source,
+    source_crop,
+)
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
@@ -64,6 +71,7 @@ __all__ = [
     "read_header",
     "parse_cursor",
     "enrolled_photos",
+    "mismatch_message",
     "photo_source",
     "source_crop",
 ]

@@ -100,6 +100,7 @@ T = TypeVar("T")
 _CROP_MARGIN = 0.5
 REEMBED_ROUNDS = 3  # reads of faces enrolled during a re-embedding before it gives up
 _SEARCH_WINDOW = 64  # the fewest faces a search reads first (8 per subject asked, at least this)
+_RETAIL_SPACE = "app:retail:"  # a store's gallery space: app:retail:<store id> (its members collection)
 _OWNER_BATCH = 10_000  # face ids per query of their subjects (SQLite binds at most 32,766 parameters)
 
 
@@ -116,6 +117,9 @@ class Gallery:
         self.settings = settings or EngineSettings()  # where user calibrations are (read once, not per search)
         self._tenant_id: int = self._tenant_row(tenant)
         self._extrapolated: set[tuple[int, int, float]] = set()  # cuts already logged as extrapolated
+        # The pack a server runs (`faceatlas serve` sets it; every tenant view shares it): a mismatch
+        # of its embeddings with a collection's says how to serve the collection's pack.
+        self.serving: Pack | None = None
 
     def _tenant_row(self, tenant: str) -> int:
         """The id of ``tenant``'s row, created when new (once, when processes race to create it)."""
@@ -178,7 +182,9 @@ class Gallery:
         if len(tenant) > ID_MAX_LENGTH:  # an app's space: its name (an album's, a store's) is the long part
             raise InvalidArgument(f"a tenant space has 1 to {ID_MAX_LENGTH} characters, not {len(tenant)} "
                                   "(an album or store name too long for its owner's space?)")
-        return Gallery(self._sessions, self._indexes, tenant, self.settings)
+        view = Gallery(self._sessions, self._indexes, tenant, self.settings)
+        view.serving = self.serving
+        return view
 
     @property
     def engine(self) -> Engine:
@@ -510,7 +516,7 @@ class Gallery:
         count = len(vectors)
         with self._sessions.begin() as session:
             coll = self._collection(session, collection, lock=True)  # a re-embedding switches it after
-            _check_model(coll, recognizer_id, vectors.shape[1])
+            self._check_model(coll, recognizer_id, vectors.shape[1])
             subject = self._subject_or_create(session, coll, external_id, name)
             rows = [
                 {"collection_id": coll.id, "subject_id": subject.id, "embedding": vector.tobytes(),
@@ -637,7 +643,7 @@ class Gallery:
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
-            _check_model(coll, embedding.recognizer_id, len(vector))
+            self._check_model(coll, embedding.recognizer_id, len(vector))
             calibration = calibration or _calibration_for(coll, self.settings)
             index = self._indexes.get(session, coll)
             cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
@@ -721,7 +727,7 @@ class Gallery:
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
-            _check_model(coll, embedding.recognizer_id, len(vector))
+            self._check_model(coll, embedding.recognizer_id, len(vector))
             subject = self._subject(session, coll, external_id)
             calibration = calibration or _calibration_for(coll, self.settings)
             cutoff = _resolve_threshold(coll, Cut(threshold=threshold, far=far), calibration, gallery_size=1)
@@ -891,8 +897,24 @@ class Gallery:
     def _check_analyzer(self, collection: str, analyzer: FaceAnalyzer) -> None:
         info = self.get_collection(collection)
         if analyzer.pack.recognizer_id != info.recognizer_id:
-            raise ModelMismatch(_mismatch_message(info.name, info.pack_name, info.recognizer_id,
-                                                  analyzer.pack.recognizer_id))
+            raise ModelMismatch(self._mismatch(info.name, info.pack_name, info.recognizer_id,
+                                               analyzer.pack.recognizer_id))
+
+    def _check_model(self, collection: Collection, recognizer_id: str, size: int) -> None:
+        if recognizer_id != collection.recognizer_id:
+            raise ModelMismatch(self._mismatch(collection.name, collection.pack_name, collection.recognizer_id,
+                                               recognizer_id))
+        if size != collection.embedding_size:
+            raise ModelMismatch(f"collection '{collection.name}' holds {collection.embedding_size}-d embeddings, "
+                                f"got {size}-d")
+
+    def _mismatch(self, collection: str, pack_name: str, expected: str, got: str) -> str:
+        """:func:`mismatch_message` for this gallery: a store's members collection is named as the
+        store; a server's own embeddings (:attr:`serving`) say how to serve the collection's pack."""
+        store = self.tenant.removeprefix(_RETAIL_SPACE) if self.tenant.startswith(_RETAIL_SPACE) else None
+        holder = f"store '{store}'" if store is not None and collection == "members" else f"collection '{collection}'"
+        serving = self.serving.name if self.serving is not None and got == self.serving.recognizer_id else None
+        return mismatch_message(holder, pack_name, expected, got, serving=serving)
 
 
 def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN, *, scale: float = 1.0) -> bytes:
@@ -932,9 +954,47 @@ def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:
     return pack if isinstance(pack, Pack) else get_pack(pack)
 
 
-def _mismatch_message(collection: str, pack_name: str, expected: str, got: str) -> str:
-    return (f"collection '{collection}' holds embeddings of pack '{pack_name}' (recognizer {expected}); "
-            f"got embeddings of recognizer {got}. Use a collection of that pack or reembed this one.")
+_VARIANTS = {"int8", "flip"}  # recognizer_id suffixes that a setting chooses (FACEATLAS_RUNTIME, FACEATLAS_FLIP)
+
+
+def _variant_settings(expected: str, got: str) -> list[str]:
+    """The settings that make embeddings of ``got``'s space into ``expected``'s when the two are one
+    pack's float/int8 or flip variants (``...+int8``, ``...+flip``); [] when they differ otherwise."""
+    want, have = expected.split("+"), got.split("+")
+    if [t for t in want if t not in _VARIANTS] != [t for t in have if t not in _VARIANTS]:
+        return []
+    settings = []
+    if ("int8" in want) != ("int8" in have):
+        settings.append("FACEATLAS_RUNTIME=int8" if "int8" in want else "FACEATLAS_RUNTIME=float (or unset it)")
+    if ("flip" in want) != ("flip" in have):
+        settings.append("FACEATLAS_FLIP=1" if "flip" in want else "FACEATLAS_FLIP=0 (or unset it)")
+    return settings
+
+
+def mismatch_message(holder: str, pack_name: str, expected: str, got: str, *, serving: str | None = None) -> str:
+    """What ``model_mismatch`` says when embeddings of recognizer ``got`` meet ``holder`` (``collection
+    'x'``, ``album 'x'``, or a sentence of a store's) of pack ``pack_name`` (recognizer ``expected``),
+    and how to resolve it: the setting, where the two are one pack's int8 or flip variants; else, where
+    ``got`` is the space of the pack a server runs (``serving``), how to serve the collection's pack
+    (one server serves one pack); else use that pack or reembed."""
+    head = f"{holder} holds embeddings of pack '{pack_name}' (recognizer {expected})"
+    if holder.startswith("store "):
+        head = f"{holder} was set up with pack '{pack_name}': its members hold embeddings of recognizer {expected}"
+    got_text = (f"this server runs pack '{serving}' (recognizer {got})" if serving is not None
+                else f"got embeddings of recognizer {got}")
+    variant = _variant_settings(expected, got)
+    if variant:
+        where = "for the server (before `faceatlas serve`)" if serving is not None else "where they are made"
+        return (f"{head}; {got_text}: the same pack with another int8/flip variant. Set "
+                f"{' and '.join(variant)} {where}.")
+    if serving is not None:
+        reembed = "" if not holder.startswith("collection ") else (
+            f", or reembed the collection to '{serving}' (`faceatlas gallery reembed`, from its kept crops)")
+        owner = "store" if holder.startswith("store ") else holder.split(" ", 1)[0]
+        return (f"{head}; {got_text}. One server serves one pack: run it with the {owner}'s, "
+                f"`faceatlas serve --pack {pack_name}` (or FACEATLAS_PACK={pack_name}){reembed}.")
+    return (f"{head}; {got_text}. Make the embeddings with pack '{pack_name}' (--pack {pack_name} or "
+            f"FACEATLAS_PACK={pack_name}), or reembed this collection (`faceatlas gallery reembed`).")
 
 
 _FACE_NUMBER = re.compile(r"#[0-9]+\Z")
@@ -971,15 +1031,6 @@ def _source_text(source: str | None) -> str | None:
         check_stored(source, "face source")  # refuses it, naming the surrogate
         raise
     return check_stored(raw.decode("utf-8", "replace")[:1000], "face source")
-
-
-def _check_model(collection: Collection, recognizer_id: str, size: int) -> None:
-    if recognizer_id != collection.recognizer_id:
-        raise ModelMismatch(_mismatch_message(collection.name, collection.pack_name, collection.recognizer_id,
-                                              recognizer_id))
-    if size != collection.embedding_size:
-        raise ModelMismatch(f"collection '{collection.name}' holds {collection.embedding_size}-d embeddings, "
-                            f"got {size}-d")
 
 
 def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibration | None:

@@ -165,6 +165,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings)
         state.tenant_galleries = {}
         state.analyzer = analyzer or FaceAnalyzer(settings.pack, settings=engine_settings)
+        state.gallery.serving = state.analyzer.pack  # one server, one pack: a mismatch names it and the cure
         state.pool = InferencePool(
             state.analyzer,
             state.metrics,

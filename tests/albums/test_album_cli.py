@@ -32,6 +32,10 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     people = run("people")
     assert len(people) >= 2 and all(p["faces"] >= 2 for p in people)
     first, second = people[0]["id"], people[1]["id"]
+    # two people of no shared photo (one face per LFW photo): a line saying so, not an empty one
+    apart = runner.invoke(app, ["album", "together", first, second])
+    assert apart.exit_code == 0 and apart.output.strip() == f"no photo holds all of {first}, {second}", apart.output
+    assert run("together", first, second) == []
     assert run("name", first, "Alice")["name"] == "Alice"
     sheet = tmp_path / "sheet.png"
     faces = run("show", "Alice", "--sheet", str(sheet))
@@ -54,6 +58,7 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert run("promote", "Alice", "known", "alice")["faces"] >= 1
     declined = runner.invoke(app, ["album", "erase", "Alice"], input="n\n")  # it erased at once, unasked
     assert declined.exit_code == 1 and "(Alice) and their" in declined.output, declined.output
+    assert declined.output.rstrip().endswith("Aborted."), declined.output  # as every question answered no
     assert "Alice" in {p["name"] for p in run("people")}
     assert run("erase", "Alice", "--yes")["faces_deleted"] >= 1  # --json asks nothing: --yes says so
     bad = runner.invoke(app, ["album", "show", "nobody"])

@@ -132,6 +132,29 @@ def test_enrol_folders_then_search_identifies_other_photos(ray_cluster, people, 
     assert found.details["unknown_faces"] >= 1
 
 
+def test_batch_enrol_on_a_fresh_install_makes_the_database_and_collection(ray_cluster, people, tmp_path):
+    """docs/batch.md: "the collection is created with --pack when missing". On a first install (no
+    database yet) `batch enrol` was not_found "no gallery database"; it makes both, as `gallery
+    enrol` does. A search of a database that does not exist stays not_found (a search of nothing)."""
+    root = tmp_path / "staff_photos"
+    for person in people[:2]:
+        (root / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:2]:
+            shutil.copy(photo, root / person.name / photo.name)
+    database = tmp_path / "fresh" / "faceatlas.db"  # its folder does not exist either
+    options = ["--workers", "1", "--pack", PACK, "--batch-size", "4", "--db", f"sqlite:///{database}", "--json"]
+    missing = CliRunner().invoke(app, ["batch", "search", str(root), "staff", "--out", str(tmp_path / "hits"),
+                                       *options])
+    assert missing.exit_code == 2 and "no gallery database at" in missing.output, missing.output
+    assert not database.exists()
+    enrolled = CliRunner().invoke(app, ["batch", "enrol", str(root), "staff", *options])
+    assert enrolled.exit_code == 0, enrolled.output
+    assert json.loads(enrolled.stdout)["details"]["enrolled"] == 4
+    with Gallery.open(f"sqlite:///{database}", create=False) as gallery:
+        staff = gallery.get_collection("staff")
+        assert (staff.pack_name, staff.subjects, staff.faces) == (PACK, 2, 4)
+
+
 def test_dedupe_finds_a_resized_reencoded_copy(ray_cluster, people, tmp_path):
     source = tmp_path / "photos"
     source.mkdir()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
 from faceatlas.errors import FarNotCalibrated, InvalidArgument, InvalidInput
-from faceatlas.gallery import PAGE_MAX, AlreadyExists, Gallery, NotFound
+from faceatlas.gallery import PAGE_MAX, AlreadyExists, Gallery, NotFound, mismatch_message
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
 
@@ -98,6 +98,39 @@ def test_model_mismatch_refused(gallery: Gallery, fast_analyzer, train_dir: Path
         gallery.add_embeddings("dlib-people", "x", np.ones((1, 512)), recognizer_id=dlib_id)
     with pytest.raises(ModelMismatch):
         gallery.search_image("dlib-people", str(train_dir / "obama" / "obama.jpg"), fast_analyzer)
+
+
+def test_a_mismatch_says_how_to_resolve_it(gallery: Gallery, fast_analyzer, train_dir: Path) -> None:
+    """"Use a collection of that pack or reembed this one" was said of a collection that differs only
+    in its int8 or flip variant (a setting makes the same space) and by a server, whose cure is to
+    run the collection's pack: each says its own."""
+    photo = str(train_dir / "obama" / "obama.jpg")
+    plain, flipped, int8 = (get_pack("scrfd-mbf", runtime=r, flip=f).recognizer_id
+                            for r, f in (("float", False), ("float", True), ("int8", False)))
+    for collection, pack, setting in (("flipped", get_pack("scrfd-mbf", flip=True), "FACEATLAS_FLIP=1"),
+                                      ("int8", get_pack("scrfd-mbf", runtime="int8"), "FACEATLAS_RUNTIME=int8")):
+        gallery.create_collection(collection, pack)
+        with pytest.raises(ModelMismatch) as refused:
+            gallery.enrol_images(collection, "obama", [photo], fast_analyzer)
+        assert setting in str(refused.value) and "reembed" not in str(refused.value), str(refused.value)
+    both = get_pack("scrfd-mbf", runtime="int8", flip=True).recognizer_id
+    assert "FACEATLAS_RUNTIME=float" in mismatch_message("collection 'c'", "scrfd-mbf", plain, int8)
+    assert "FACEATLAS_FLIP=0" in mismatch_message("collection 'c'", "scrfd-mbf", plain, flipped)
+    told = mismatch_message("collection 'c'", "scrfd-mbf", both, plain)
+    assert "FACEATLAS_RUNTIME=int8 and FACEATLAS_FLIP=1" in told and "reembed" not in told
+    gallery.create_collection("dlib-people", "dlib")  # another pack, from the CLI or the library
+    with pytest.raises(ModelMismatch) as refused:
+        gallery.enrol_images("dlib-people", "obama", [photo], fast_analyzer)
+    told = str(refused.value)
+    assert "--pack dlib" in told and "FACEATLAS_PACK=dlib" in told and "reembed" in told
+    assert "FACEATLAS_FLIP" not in told and "server" not in told
+    gallery.serving = fast_analyzer.pack  # a server running scrfd-mbf
+    gallery.for_tenant("svc:acme").create_collection("staff", "dlib")
+    with pytest.raises(ModelMismatch) as refused:
+        gallery.for_tenant("svc:acme").enrol_images("staff", "obama", [photo], fast_analyzer)
+    told = str(refused.value)
+    assert "this server runs pack 'scrfd-mbf'" in told and "`faceatlas serve --pack dlib`" in told, told
+    assert "FACEATLAS_PACK=dlib" in told and "one pack" in told
     assert _rows(gallery, FaceRecord) == 0
 
 

@@ -120,6 +120,8 @@ def test_search_by_raw_embedding_and_model_mismatch(api, examples):
         assert one.status_code == 200 and one.json()["threshold"] == 0.99, one.text
     assert wrong_size.status_code == 409 and wrong_size.json()["error"]["code"] == "model_mismatch"
     assert wrong_space.status_code == 409 and wrong_space.json()["error"]["code"] == "model_mismatch"
+    # a client's vector of another space is no matter of the server's pack
+    assert "this server runs" not in wrong_space.json()["error"]["message"]
     assert unnamed.status_code == 422 and "recognizer_id" in unnamed.json()["error"]["message"]
     with api.client("acme_read") as http:  # booleans and number strings were cast to float32 and searched
         for values in ([True] * 128, ["0.5"] * 128, embedding[:-1] + [False], embedding[:-1] + ["1"]):
@@ -356,3 +358,20 @@ def test_an_import_too_deep_or_holding_nul_is_refused_as_bad_input(api, tmp_path
             assert answer.json()["error"]["code"] == code, (what, answer.text)
             assert http.get(f"/v1/collections/{name}_{what}").status_code == 404, what
         http.delete(f"/v1/collections/{name}")
+
+
+def test_a_collection_of_the_servers_pack_with_flip_says_to_set_flip(api, examples):
+    """A collection made with flip TTA (FACEATLAS_FLIP=1) met by a server without it: the cure is
+    the setting, not a reembed."""
+    from faceatlas.gallery import Gallery
+
+    name = f"flip_{uuid.uuid4().hex[:6]}"
+    with Gallery.open(api.database_url, tenant="svc:acme") as gallery:
+        gallery.create_collection(name, get_pack("scrfd-mbf", flip=True))
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    with api.client("acme_write") as http:
+        refused = http.post(f"/v1/collections/{name}/subjects/obama/faces", files={"image": photo.read_bytes()})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "model_mismatch", refused.text
+    told = refused.json()["error"]["message"]
+    assert "this server runs pack 'scrfd-mbf'" in told and "FACEATLAS_FLIP=1" in told, told
+    assert "reembed" not in told

@@ -107,3 +107,26 @@ def test_expired_anonymous_visitors_are_deleted_without_any_entry(db_url, fast_a
             assert visitors() == ["kept"]  # deleted at the start, no call made
     finally:
         engine.dispose()
+
+
+def test_a_store_of_another_pack_says_which_pack_to_serve(api, examples: Path, fast_analyzer, tmp_path) -> None:
+    """README serves scrfd-mbf and retail.md ran `faceatlas retail run store.yaml` on the default pack:
+    adding a member answered "collection 'members' holds embeddings of pack 'yunet-frfeature' ... Use a
+    collection of that pack or reembed this one", of a collection the user never made. It names the
+    store's pack, the server's, and how to serve the store's."""
+    from faceatlas.gallery import Gallery
+
+    config = StoreConfig(id=f"pack-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    with Gallery.open(api.database_url, tenant=f"app:retail:{config.id}", index_dir=tmp_path / "idx") as space:
+        space.create_collection("members", "yunet-frfeature")  # as `retail run` on the default pack made it
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    lin = examples / "examples" / "lin-manuel-miranda.png"
+    with api.client("acme_admin") as acme:
+        refused = acme.post(f"/v1/retail/stores/{config.id}/members", files={"image": lin.read_bytes()},
+                            data={"name": "Lin", "purposes": "visit_recognition"})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "model_mismatch", refused.text
+    told = refused.json()["error"]["message"]
+    assert f"store '{config.id}' was set up with pack 'yunet-frfeature'" in told, told
+    assert "this server runs pack 'scrfd-mbf'" in told and "`faceatlas serve --pack yunet-frfeature`" in told
+    assert "FACEATLAS_PACK=yunet-frfeature" in told and "collection 'members'" not in told

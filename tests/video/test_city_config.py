@@ -316,3 +316,45 @@ def test_a_zone_counts_the_classes_its_camera_tracks(tmp_path):
                     " classes: [face]}]}\n")
     config = load_config(path)
     assert [zone.classes for camera in config.cameras for zone in camera.zones] == [("car",), ("face",)]
+
+
+def test_the_cams_yaml_of_docs_video_md_loads_and_shows_every_key(tmp_path, monkeypatch):
+    """No doc showed a cams.yaml (city.md and video.md named its keys, not its layout): docs/video.md
+    has one, loaded here with the real loader, and it names every setting a camera, line, zone,
+    calibration, recognition and the process take (a new one must be shown there too)."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from faceatlas.video.config import RecognitionConfig, WatchConfig
+    from faceatlas.video.zones import LineSpec, ZoneSpec
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "video.md").read_text()
+    block = re.search(r"## `cams\.yaml`.*?```yaml\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "cams.yaml").write_text(block)
+    monkeypatch.chdir(tmp_path)  # relative paths (snapshots, events) are the working folder's
+    config = load_config(tmp_path / "cams.yaml")
+    door, junction = config.cameras
+    assert (config.collection, config.tenant, config.detector) == ("staff", "default", "yolox-nano")
+    assert config.database == "sqlite:///events.db" and config.webhook.url == "https://example.org/hook"
+    assert config.mqtt.topic == "faceatlas" and config.events == Path("events.jsonl")
+    assert [line.name for line in door.lines] == ["line1", "entrance"]
+    assert (door.lines[1].anchor, door.lines[1].expected, door.lines[1].start) == ("bottom_center", "in", (100, 500))
+    assert door.zones[0].levels == {"busy": 10, "crowded": 20} and door.zones[0].queue_after == 20
+    assert door.snapshots == tmp_path / "snaps" and door.recognition.far == 1e-4
+    assert junction.calibration is not None and junction.zones[1].per_m2 and junction.aliases == {"cell_phone": "car"}
+    raw = yaml.safe_load(block)
+    cameras = raw["cameras"]
+    shown = {
+        WatchConfig: set(raw),
+        CameraConfig: {key for camera in cameras for key in camera},
+        LineSpec: {key for camera in cameras for line in camera["lines"] if isinstance(line, dict) for key in line},
+        ZoneSpec: {key for camera in cameras for zone in camera["zones"] for key in zone},
+        GroundPlane: set(cameras[1]["calibration"]),
+        RecognitionConfig: set(cameras[0]["recognition"]),
+    }
+    for kind, keys in shown.items():
+        missing = {f.name for f in dataclasses.fields(kind)} - keys - {"file"}
+        assert not missing, f"docs/video.md's cams.yaml shows no {kind.__name__} setting {sorted(missing)}"

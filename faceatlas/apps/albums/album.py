@@ -33,7 +33,7 @@ from faceatlas.db import create_database_engine, default_database_url, normalize
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
 from faceatlas.engine.image import HEIF_SUFFIXES
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, InvalidInput, NotFound
-from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, source_crop
+from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, mismatch_message, source_crop
 
 COLLECTION = "faces"
 UNSORTED = "unsorted"
@@ -165,9 +165,12 @@ class AlbumCore:
         if not any(c.name == COLLECTION for c in gallery.list_collections()):
             with suppress(AlreadyExists):  # made by another upload creating the album at the same moment
                 gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
-        recognizer = gallery.get_collection(COLLECTION).recognizer_id
-        if recognizer != analyzer.pack.recognizer_id:
-            raise ModelMismatch(f"album '{name}' holds embeddings of {recognizer}, not of pack {analyzer.pack.name}")
+        info = gallery.get_collection(COLLECTION)
+        if info.recognizer_id != analyzer.pack.recognizer_id:
+            serving = gallery.serving.name if gallery.serving is not None and \
+                gallery.serving.recognizer_id == analyzer.pack.recognizer_id else None
+            raise ModelMismatch(mismatch_message(f"album '{name}'", info.pack_name, info.recognizer_id,
+                                                 analyzer.pack.recognizer_id, serving=serving))
         return cls(record, analyzer, gallery, engine, far, owns)
 
     @staticmethod
