@@ -372,10 +372,14 @@ class DatabaseUnavailable(LimitExceeded):
 
 class VectorStoreUnavailable(LimitExceeded):
     """The vector store of the galleries (Milvus, ``FACEATLAS_VECTOR_BACKEND=milvus``) cannot be
-    reached, is not installed, or did not confirm an erasure: the call is refused."""
+    reached, is not installed, or did not confirm an erasure: the call is refused. The message
+    names the Milvus address, collection names (other tenants' ids among them) and Milvus's own
+    words: for the operator (the server log); a client is told only that the store is unavailable."""
 
     code = "vector_store_unavailable"
     status = 503
+    client_message = ("the vector store of this server is unavailable; try again later (its operator finds the "
+                      "details in the server log)")
 
 
 class StorageUnavailable(LimitExceeded):

@@ -19,8 +19,10 @@ engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FAC
             FACEATLAS_MIN_FACE (None: every face the max side allows)
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEND (``faiss``, the
             default, or ``milvus``), FACEATLAS_MILVUS_URI (a file: Milvus Lite; ``http://host:19530``:
-            a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX, FACEATLAS_MILVUS_INDEX,
-            FACEATLAS_MILVUS_TIMEOUT (seconds one Milvus call may take, retries included; default 10)
+            a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX (default: one of the
+            database's id), FACEATLAS_MILVUS_INDEX, FACEATLAS_MILVUS_TIMEOUT (seconds one Milvus call
+            may take, retries included; default 10). An empty variable counts as unset, except
+            FACEATLAS_VECTOR_BACKEND, FACEATLAS_MILVUS_URI and FACEATLAS_MILVUS_PREFIX: refused
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
             origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
@@ -47,8 +49,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from faceatlas.errors import InvalidSetting
 
@@ -72,8 +74,24 @@ DEFAULT_WORK_PIXELS = 16_000_000  # larger images are reduced while decoding (a 
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
 DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503 overloaded
 
-# An empty variable counts as unset (FACEATLAS_DATABASE_URL= means the default database, not "").
+# An empty variable counts as unset (FACEATLAS_DATABASE_URL= means the default database, not ""),
+# except those of _BlankRefused.
 _ENV = SettingsConfigDict(env_prefix="FACEATLAS_", extra="ignore", populate_by_name=True, env_ignore_empty=True)
+
+
+class _BlankRefused(EnvSettingsSource):
+    """The variables of ``fields`` that are set but empty or blank, as they are: ``env_ignore_empty``
+    takes an empty one for unset (its default), which for these would put the data elsewhere
+    (``FACEATLAS_MILVUS_URI=`` meant ``~/.local/share/faceatlas/milvus.db``); their validators
+    refuse them. An unset variable is not here (its default holds)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], fields: frozenset[str]) -> None:
+        super().__init__(settings_cls, env_ignore_empty=False)
+        self.fields = fields
+
+    def __call__(self) -> dict[str, object]:
+        return {name: value for name, value in super().__call__().items()
+                if name in self.fields and isinstance(value, str) and not value.strip()}
 
 
 def _variable(field: str) -> str:
@@ -176,6 +194,15 @@ class EngineSettings(_Section):
         return self.cache.expanduser()
 
 
+# Storage variables whose empty value is refused, with what their default is: an empty one had
+# meant the default, the vectors then going to or read from another place without a word.
+_BLANK_REFUSED = {
+    "vector_backend": "faiss",
+    "milvus_uri": f"{DEFAULT_DATA_DIR / 'milvus.db'}",
+    "milvus_prefix": "one derived from the database's id",
+}
+
+
 class StorageSettings(_Section):
     """The one database of every layer's tables, and where vector indexes are saved."""
 
@@ -192,10 +219,31 @@ class StorageSettings(_Section):
     milvus_uri: str = Field(default_factory=lambda: str(DEFAULT_DATA_DIR.expanduser() / "milvus.db"),
                             description="a file path (Milvus Lite, embedded) or http://host:19530 (a server)")
     milvus_token: str | None = None
-    milvus_prefix: str = Field(default="faceatlas", description="collection names start with it: one per database")
+    milvus_prefix: str | None = Field(
+        default=None, description="Milvus collection names start with it; one per database (a database's is "
+                                  "claimed in Milvus: another database on it is refused). None: faceatlas_<12 hex "
+                                  "digits of the database's id> (or faceatlas, a copy made before database ids)")
     milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: FLAT on Lite, HNSW on a server
     milvus_timeout: float = Field(default=10.0, gt=0, description="seconds one Milvus call may take, its retries "
                                   "included (pymilvus alone retries an unreachable Milvus for minutes)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        blank = _BlankRefused(settings_cls, frozenset(_BLANK_REFUSED))
+        return init_settings, blank, env_settings, dotenv_settings, file_secret_settings
+
+    @field_validator(*_BLANK_REFUSED, mode="before")
+    @classmethod
+    def _not_blank(cls, value: object, info: ValidationInfo) -> object:
+        """A variable set to an empty or blank value is refused, not taken for unset (see _BlankRefused)."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"set but empty: unset it for the default ({_BLANK_REFUSED[str(info.field_name)]}) "
+                             "or give a value (an unset shell variable?)")
+        return value
 
 
 class ServiceSettings(_Section):

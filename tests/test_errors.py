@@ -58,6 +58,8 @@ def test_the_service_answers_with_the_errors_own_status(error, status, code):
                         "faceatlas/models/antispoof/x.onnx\nDownload it: https://example.org/x.onnx"),
     errors.ModelError("pack 'dlib': /srv/models/shape_predictor_68.dat does not load"),
     errors.InvalidSetting("FACEATLAS_CALIBRATION='x': no calibration of that name in /root/.cache/faceatlas"),
+    errors.VectorStoreUnavailable("Milvus could not search faceatlas_svc_acme_1a2b3c4d_c7: no Milvus server could "
+                                  "be reached at http://milvus.internal:19530 (/srv); check FACEATLAS_MILVUS_URI"),
 ])
 def test_an_error_for_the_operator_answers_its_code_and_a_generic_message_and_logs_the_detail(error, caplog):
     """A model file's path and sha256, the folders searched, a download URL, a setting: the server's
@@ -74,6 +76,7 @@ def test_an_error_for_the_operator_answers_its_code_and_a_generic_message_and_lo
     assert response.status_code == error.status
     assert response.json() == {"error": {"code": error.code, "message": error.client_message}}
     assert "/srv" not in response.text and "/root" not in response.text and "FACEATLAS_" not in response.text
+    assert "milvus.internal" not in response.text and "acme" not in response.text
     assert str(error) in caplog.text
 
 

@@ -78,6 +78,35 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
     assert settings.storage.database_url.startswith("sqlite:///") and settings.engine.threads is None
 
 
+def test_an_empty_vector_store_variable_is_refused_not_taken_for_unset(monkeypatch, tmp_path):
+    """FACEATLAS_MILVUS_URI= meant ~/.local/share/faceatlas/milvus.db (an empty variable counts as
+    unset), FACEATLAS_VECTOR_BACKEND= meant faiss, FACEATLAS_MILVUS_PREFIX= the default prefix: the
+    vectors went to (or were read from) another place without a word, where an empty --db is
+    refused. Now each, set empty or blank, is refused naming it; unset, its default holds."""
+    from faceatlas.errors import InvalidSetting
+    from faceatlas.settings import StorageSettings
+
+    for variable in ("FACEATLAS_MILVUS_URI", "FACEATLAS_VECTOR_BACKEND", "FACEATLAS_MILVUS_PREFIX"):
+        for value in ("", "  "):
+            monkeypatch.setenv(variable, value)
+            try:
+                StorageSettings()
+                raise AssertionError(f"{variable}={value!r} must be refused")
+            except InvalidSetting as exc:
+                assert str(exc).startswith(f"{variable}={value!r}: ") and "empty" in str(exc), str(exc)
+        field = variable.removeprefix("FACEATLAS_").lower()
+        given = {"milvus_uri": "x.db", "vector_backend": "milvus", "milvus_prefix": "fa"}[field]
+        assert getattr(StorageSettings(**{field: given}), field) == given  # a value given in code wins
+        monkeypatch.delenv(variable)
+    defaults = StorageSettings()
+    assert (defaults.vector_backend, defaults.milvus_prefix) == ("faiss", None)
+    assert defaults.milvus_uri.endswith("/.local/share/faceatlas/milvus.db")
+    monkeypatch.setenv("FACEATLAS_MILVUS_URI", "")  # the CLI: one line, exit 2
+    result = CliRunner().invoke(app, ["gallery", "create", "c", "--pack", "scrfd-mbf", "--db", str(tmp_path / "g.db")])
+    assert result.exit_code == 2 and "error (invalid_setting): FACEATLAS_MILVUS_URI='': " in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_a_setting_out_of_its_rules_is_one_line_naming_the_variable(monkeypatch, examples):
     """A mistyped FACEATLAS_* value printed pydantic's 40-line traceback (exit 1), and `serve`
     started uvicorn before failing in its startup: one line, the variable and why, exit 2."""

@@ -67,7 +67,7 @@ from faceatlas.gallery.index import (
 )
 from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
-from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, migrate
+from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, database_id, migrate
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     check_id,
@@ -167,8 +167,10 @@ class Gallery:
         sessions = sessionmaker(engine, expire_on_commit=False)
         indexes: IndexCache | MilvusIndexCache
         if storage_settings.vector_backend == "milvus":  # FACEATLAS_VECTOR_BACKEND=milvus: vectors in Milvus
+            # the prefix claimed in Milvus for this database's id: another database's copy is never taken
             indexes = MilvusIndexCache(MilvusStore(storage_settings.milvus_uri, token=storage_settings.milvus_token,
                                                    prefix=storage_settings.milvus_prefix,
+                                                   database=database_id(sessions),
                                                    index_type=storage_settings.milvus_index,
                                                    timeout_s=storage_settings.milvus_timeout), sessions)
         else:

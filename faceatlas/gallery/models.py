@@ -5,13 +5,15 @@ Schema changes go through a new Alembic revision in ``migrations/versions``.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Engine, Float, ForeignKey, Index, LargeBinary, String, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Engine, Float, ForeignKey, Index, LargeBinary, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from faceatlas.db import upgrade, utcnow
 
@@ -89,6 +91,32 @@ class FaceRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subject: Mapped[Subject] = relationship(back_populates="faces")
+
+
+class GalleryIdentity(Base):
+    """This database's id, one row made by its migration (0003): what names the copy of its vectors
+    kept outside it (Milvus's default collection prefix, and the record of which database a prefix
+    belongs to), where its URL would not (it changes with host names and mounts)."""
+
+    __tablename__ = "gallery_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    database_id: Mapped[str] = mapped_column(String(32))
+
+
+def database_id(sessions: sessionmaker[Session]) -> str:
+    """The database's id (32 hex digits), made when its row is missing (a row deleted by hand)."""
+    with sessions() as session:
+        found = session.scalar(select(GalleryIdentity.database_id).where(GalleryIdentity.id == 1))
+    if found is not None:
+        return found
+    try:
+        with sessions.begin() as session:
+            session.add(GalleryIdentity(id=1, database_id=uuid.uuid4().hex))
+    except IntegrityError:  # another process made it meanwhile: its id is the one
+        pass
+    with sessions() as session:
+        return session.scalars(select(GalleryIdentity.database_id).where(GalleryIdentity.id == 1)).one()
 
 
 def migrate(engine: Engine) -> None:

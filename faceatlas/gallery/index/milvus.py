@@ -4,6 +4,9 @@ The database stays the record: Milvus holds a copy of each face's vector keyed b
 in one Milvus collection per gallery collection (:meth:`MilvusStore.name`: prefix, tenant,
 collection id), and, in one small collection of its own, the gallery revision each copy
 reflects, so a process that starts catches up from the database as the FAISS index files do.
+That collection also names the database whose copy the prefix holds (:meth:`MilvusStore._claim`):
+the default prefix is one of the database's own id, and a prefix another database holds is
+refused, never taken (its catch-up would drop that database's collections).
 
 ``FACEATLAS_MILVUS_URI`` is a file path ending in ``.db`` for Milvus Lite (embedded, one process
 per file: :func:`hold_lite_file`) or ``http://host:19530`` for a Milvus standalone or cluster; the same pymilvus
@@ -22,6 +25,7 @@ the first write).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -33,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
@@ -40,7 +45,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from faceatlas.errors import InvalidArgument, VectorStoreUnavailable
+from faceatlas.errors import InvalidArgument, InvalidSetting, VectorStoreUnavailable
 from faceatlas.gallery.index.base import Storage, _pad
 
 T = TypeVar("T")
@@ -60,6 +65,12 @@ _NAME_MAX = 255
 DEFAULT_TIMEOUT_S = 10.0  # FACEATLAS_MILVUS_TIMEOUT: what one Milvus call may take, its retries included
 _SQLITE_MAGIC = b"SQLite format 3\x00"  # a Milvus Lite 2.4/2.5 file is an SQLite database
 _LITE_FILE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")  # what milvus-lite takes (else a RuntimeError)
+_LITE_INDEXES = ("FLAT", "IVF_FLAT")  # what Milvus Lite 2.5 builds (and AUTOINDEX); HNSW it refuses
+DEFAULT_PREFIX = "faceatlas"  # without FACEATLAS_MILVUS_PREFIX: faceatlas_<12 hex digits of the database's id>
+# The row of <prefix>_revisions that names the database whose copy the prefix holds (its
+# recognizer_id field: the database's id); a collection id no gallery collection has.
+_CLAIM_NAME = "database"
+_CLAIM_ID = -1
 
 
 def is_lite(uri: str) -> bool:
@@ -76,6 +87,39 @@ def _guard(call: Callable[[], T], doing: str) -> T:
         return call()
     except (MilvusException, grpc.RpcError, ConnectionError, OSError) as error:
         raise VectorStoreUnavailable(f"Milvus could not {doing}: {_reason(error)}") from error
+
+
+class _ToDebug(logging.Handler):
+    """In place of pymilvus's own handlers (stderr, at WARNING: "[ERROR][handler] RPC error ...",
+    "failed to get mvccTs ..." before FaceAtlas's one-sentence error): its records go to this
+    module's logger at DEBUG, where a server log set to debug still shows them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _PYMILVUS_LOG.isEnabledFor(logging.DEBUG):
+            _PYMILVUS_LOG.debug("%s [%s] %s", record.name, record.levelname, record.getMessage(),
+                                exc_info=record.exc_info)
+
+
+_PYMILVUS_LOG = _log.getChild("pymilvus")
+_QUIET = _ToDebug()
+
+
+def quiet_pymilvus() -> None:
+    """pymilvus logs to stderr of its own (handlers it installs at import, not propagated): its
+    failures come through FaceAtlas's errors (:class:`VectorStoreUnavailable`, naming the call and
+    the reason), its records through :class:`_ToDebug`. milvus-lite's import warns that
+    ``pkg_resources`` is deprecated (its own use of it): not this program's business."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import pymilvus  # noqa: F401 (installs pymilvus's logging)
+
+        with contextlib.suppress(ImportError):  # a server only
+            import milvus_lite  # noqa: F401
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+        logger = logging.getLogger(name)
+        logger.handlers = [_QUIET]
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
 
 
 def _reason(error: BaseException) -> str:
@@ -260,17 +304,31 @@ def _release_all() -> None:
 class MilvusStore:
     """One Milvus (a Lite file or a server) holding the vectors of one FaceAtlas database."""
 
-    def __init__(self, uri: str, *, token: str | None = None, prefix: str = "faceatlas",
-                 index_type: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, uri: str, *, token: str | None = None, prefix: str | None = None,
+                 database: str | None = None, index_type: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        """``database``: the id of the database whose copy this is (``faceatlas.gallery.models.database_id``):
+        the prefix is claimed for it in Milvus, and a prefix another database holds is
+        :class:`InvalidSetting` (its recover would drop that database's collections). ``prefix``
+        None: ``faceatlas_<12 hex digits of database>``, or ``faceatlas`` where Milvus holds this
+        database's copy made before database ids (or one no database claims: adopted, no rebuild).
+        Without ``database`` (benchmarks, tools) nothing is claimed and the prefix defaults to ``faceatlas``."""
         try:
+            quiet_pymilvus()
             from pymilvus import MilvusClient
-            from pymilvus.exceptions import ConnectionConfigException
+            from pymilvus.exceptions import ConnectionConfigException, MilvusException
         except ImportError as error:
             raise VectorStoreUnavailable("FACEATLAS_VECTOR_BACKEND=milvus needs pymilvus and milvus-lite: "
                                          "pip install 'faceatlas[milvus]'") from error
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", prefix):
+        if prefix is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", prefix):
             raise InvalidArgument(f"a Milvus prefix is a letter then letters, digits or '_', not {prefix!r}")
+        if database is not None and not re.fullmatch(r"[0-9a-f]{32}", database):
+            raise InvalidArgument(f"a database id is 32 hex digits, not {database!r}")
         self.lite = is_lite(uri)
+        self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
+        if self.lite and self.index_type not in _LITE_INDEXES:  # Lite refused it at the first collection made
+            raise InvalidSetting(f"FACEATLAS_MILVUS_INDEX={index_type!r}: Milvus Lite ({uri}) builds FLAT and "
+                                 "IVF_FLAT indexes only, an HNSW index needs a Milvus server (http://host:19530); "
+                                 "unset it (auto: FLAT on Lite) or set FLAT")
         if self.lite:
             path = Path(uri).expanduser()
             if path.suffix != ".db":
@@ -283,8 +341,7 @@ class MilvusStore:
         if not timeout_s > 0:
             raise InvalidArgument(f"a Milvus timeout is a number of seconds above 0, not {timeout_s}")
         self.uri = uri
-        self.prefix = prefix
-        self.index_type = ("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type
+        self.database = database
         self.nprobe, self.ef = IVF_NPROBE, HNSW_EF  # search parameters (bench/gallery_search.py sweeps them)
         # whole seconds: pymilvus bounds its retries by a timeout only when it is an int
         self.timeout = max(1, math.ceil(timeout_s))
@@ -299,18 +356,91 @@ class MilvusStore:
                 raise VectorStoreUnavailable(
                     f"Milvus Lite could not start on {uri} (its server logs why on stderr): if the file is "
                     "damaged, move it aside (the galleries' vectors are copied again from the database)") from None
+            except MilvusException as error:
+                unreachable = self._unreachable(error)
+                if unreachable is None:
+                    raise
+                raise unreachable from error
 
         self._connect = connect
         self._client: Any = None
         self._compacts = True  # until a server answers that it cannot
-        self._revisions = f"{prefix}_{_REVISIONS}"
         try:
+            self.prefix = self._default_prefix() if prefix is None else prefix
+            self._revisions = f"{self.prefix}_{_REVISIONS}"
             if not _guard(lambda: self.client.has_collection(self._revisions, timeout=self.timeout),
                           "list collections"):
                 self._create_revisions()
+            self._claim()
         except BaseException:
             self.close()
             raise
+
+    def _unreachable(self, error: Exception) -> VectorStoreUnavailable | None:
+        """What a failed connection to a server says: that no Milvus server could be reached at the
+        URI within the timeout, where pymilvus said "Fail connecting to server on host:port, illegal
+        connection params or server unavailable" (nothing answered) or "Incorrect port or sdk is
+        incompatible with server" (something answered that is no Milvus: a proxy, a web server).
+        None for any other failure (a token refused): Milvus's own answer."""
+        import grpc
+        from pymilvus.client.types import Status
+
+        cause = error.__cause__  # pymilvus raises its connection errors "from" themselves: often no gRPC error
+        if getattr(error, "code", None) == Status.CONNECT_FAILED:
+            why = "nothing answered"
+        elif "Incorrect port" in _reason(error) or (isinstance(cause, grpc.RpcError)
+                                                     and cause.code() == grpc.StatusCode.UNIMPLEMENTED):
+            why = "what answers there is no Milvus server, or none this pymilvus speaks to"
+        else:
+            return None
+        return VectorStoreUnavailable(
+            f"no Milvus server could be reached at {self.uri} within {self.timeout} s ({why}): check "
+            "FACEATLAS_MILVUS_URI (host, and port: Milvus's is 19530) and that the server runs")
+
+    # -- which database a prefix belongs to ------------------------------------------------
+    def _owner(self, revisions: str) -> str | None:
+        """The id of the database that claimed ``revisions``' prefix (None: unclaimed)."""
+        rows = _guard(lambda: self.client.query(revisions, filter=f"collection_id == {_CLAIM_ID}",
+                                                output_fields=["recognizer_id"], consistency_level="Strong",
+                                                timeout=self.timeout), "read which database it holds")
+        return str(rows[0]["recognizer_id"]) if rows else None
+
+    def _default_prefix(self) -> str:
+        """Without FACEATLAS_MILVUS_PREFIX: ``faceatlas`` where its revisions are this database's, or
+        no database's (a copy made before database ids: adopted, not rebuilt), else
+        ``faceatlas_<12 hex digits of the database's id>``: each database its own by default, where
+        one shared prefix made two databases drop each other's copy at every open."""
+        if self.database is None:
+            return DEFAULT_PREFIX
+        legacy = f"{DEFAULT_PREFIX}_{_REVISIONS}"
+        if _guard(lambda: self.client.has_collection(legacy, timeout=self.timeout), "list collections") and \
+                self._owner(legacy) in (None, self.database):
+            return DEFAULT_PREFIX
+        return f"{DEFAULT_PREFIX}_{self.database[:12]}"
+
+    def _claim(self) -> None:
+        """Record in Milvus that this prefix holds this database's copy, or refuse one that holds
+        another's (:class:`InvalidSetting`): this database would take that copy for its own and drop
+        the collections its database does not have (every collection of the other)."""
+        if self.database is None:
+            return
+        owner = self._owner(self._revisions)
+        if owner is None:
+            row = {"name": _CLAIM_NAME, "collection_id": _CLAIM_ID, "revision": 0, "recognizer_id": self.database,
+                   "dim": 0, "vector": [1.0, 0.0]}
+            _guard(lambda: self.client.upsert(self._revisions, [row], timeout=self.timeout),
+                   "record which database it holds")
+            owner = self._owner(self._revisions)  # two databases claiming at once: the one Milvus kept
+        if owner == self.database:
+            return
+        drop = (f"delete {self.uri} (every prefix's copy in it is made again from its database)" if self.lite
+                else f"drop the Milvus collections whose names start with {self.prefix}_")
+        raise InvalidSetting(
+            f"FACEATLAS_MILVUS_PREFIX={self.prefix!r}: Milvus at {self.uri} holds the vectors of another "
+            f"FaceAtlas database (id {owner}) under this prefix; this database (id {self.database}) would drop "
+            f"them. Give each database its own prefix: FACEATLAS_MILVUS_PREFIX unset (this database's default, "
+            f"{DEFAULT_PREFIX}_{self.database[:12]}) or another name, or FACEATLAS_MILVUS_URI another Milvus. "
+            f"If that database is gone (deleted, or made anew), delete its copy: {drop}")
 
     @property
     def client(self) -> Any:
@@ -382,8 +512,9 @@ class MilvusStore:
                                                 timeout=self.timeout), "list revisions")
         if len(rows) < _TOP_K_MAX - 1:  # Lite answers at most one less than its window
             return [dict(row) for row in rows]
-        iterator = _guard(lambda: self.client.query_iterator(self._revisions, batch_size=_BATCH, filter="",
-                                                             output_fields=fields, timeout=self.timeout),
+        iterator = _guard(lambda: self.client.query_iterator(self._revisions, batch_size=_BATCH,
+                                                             filter="collection_id >= 0", output_fields=fields,
+                                                             timeout=self.timeout),
                           "list revisions")
         found: list[dict[str, Any]] = []
         try:
