@@ -58,6 +58,7 @@ from faceatlas.errors import (
     NotFound,
     RuntimeUnavailable,
     UnknownPack,
+    VectorStoreUnavailable,
 )
 from faceatlas.gallery import exchange
 from faceatlas.gallery.index import (
@@ -255,7 +256,8 @@ class Gallery:
         unreachable: :class:`VectorStoreUnavailable`) nothing is deleted; a commit that then fails
         loses nothing (the next use copies them again from the database). After the commit they
         are dropped once more: another process's catch-up may have copied them back meanwhile
-        (Milvus: what outlives that is dropped at the next open or flush)."""
+        (Milvus: what outlives that, or a second drop Milvus fails, is dropped at the next open or
+        flush; the delete, committed, is not answered with an error)."""
         with self._sessions.begin() as session:
             collection = self._collection(session, name)
             collection_id = collection.id
@@ -264,7 +266,11 @@ class Gallery:
             session.delete(collection)
             session.flush()
             self._indexes.drop(collection_id)
-        self._indexes.drop(collection_id)
+        try:
+            self._indexes.drop(collection_id)
+        except VectorStoreUnavailable as error:
+            log.warning("collection '%s' is deleted, its vectors dropped; Milvus failed the second drop (%s): "
+                        "anything left is dropped at the next open or flush", name, error)
 
     # -- subjects -------------------------------------------------------------------------
     def add_subject(self, collection: str, external_id: str, *, name: str | None = None,

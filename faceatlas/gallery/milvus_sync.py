@@ -18,21 +18,32 @@ delete, nothing committed), and once more after it. Vectors that outlive their c
 same (a process killed between its commit and a drop, a concurrent catch-up copying them back, a
 delete by a process without Milvus) keep their stored revision, which names them:
 :meth:`MilvusIndexCache.recover`, at every open and flush, drops those whose collection the
-database no longer has.
+database no longer has (or has under another identity: an id SQLite gave again). At every open
+it also catches up each copy whose stored revision is not the database's: faces erased by a
+process that wrote no Milvus (the FAISS backend) leave Milvus then, not at their collection's
+next search.
+
+A change committed to the database is the record: when Milvus fails to take it afterwards
+(:meth:`MilvusIndexCache.applied`), the call still succeeds (a warning is logged, the stored
+revision is left behind and the copy caught up at its next use). A Milvus that lost its
+collections (a server restarted empty) has them made anew and filled from the database at the
+next call, instead of answering 503 until the process restarts.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceatlas.errors import NotFound, VectorStoreUnavailable
 from faceatlas.gallery.index import IndexState, VectorIndex
-from faceatlas.gallery.index.milvus import STALE, MilvusIndex, MilvusStore
+from faceatlas.gallery.index.milvus import STALE, CollectionMissing, MilvusIndex, MilvusStore
 from faceatlas.gallery.models import Collection, FaceRecord, Tenant
 from faceatlas.gallery.sync import IndexCache
 
@@ -52,7 +63,7 @@ class MilvusIndexCache:
         self._erasing: dict[int, IndexState] = {}  # set aside between intend_erase and applied
         self._lock = threading.RLock()
         try:
-            self.recover()
+            self.recover(catch_up=True)
         except BaseException:
             store.close()
             raise
@@ -63,10 +74,15 @@ class MilvusIndexCache:
     def path(self, collection_id: int) -> Path | None:
         return None
 
-    def recover(self, session: Session | None = None) -> int:
-        """Drop the Milvus collections whose gallery collection the database no longer has (a
-        deleted collection whose drop did not happen: see the module docstring); returns how
-        many. Face erasure needs nothing here: it deletes ahead of its commit."""
+    def recover(self, session: Session | None = None, *, catch_up: bool = False) -> int:
+        """Drop the Milvus copies of collections the database no longer has (a deleted collection
+        whose drop did not happen: see the module docstring), or has under another identity (a
+        collection deleted without Milvus whose id SQLite gave to a new one); returns how many.
+
+        ``catch_up`` (at every open): also bring up to date every copy whose stored revision is not
+        the database's, so faces erased by a process that wrote no Milvus (one on the FAISS
+        backend, a delete whose second Milvus write failed after its commit) leave Milvus now, not
+        at their collection's next search or enrolment (never, for a collection not used again)."""
         if session is not None:  # a transaction of its own: the caller's may be a snapshot
             fresh = Session(session.get_bind())
         elif self._sessions is not None:
@@ -76,23 +92,36 @@ class MilvusIndexCache:
         with fresh:
             records = self.store.records()  # read before the database: a collection made meanwhile is kept
             ids = [int(record["collection_id"]) for record in records]
-            alive = set(fresh.scalars(select(Collection.id).where(Collection.id.in_(ids)))) if ids else set()
-        gone = [record for record in records if int(record["collection_id"]) not in alive]
-        with self._lock:
-            for record in gone:
-                collection_id = int(record["collection_id"])
-                self._states.pop(collection_id, None)
-                self._erasing.pop(collection_id, None)
-                self.store.drop(collection_id, space=record["recognizer_id"])
+            alive = {row.id: row for row in fresh.scalars(select(Collection).where(Collection.id.in_(ids)))} \
+                if ids else {}
+            gone, behind = [], []
+            for record in records:
+                collection = alive.get(int(record["collection_id"]))
+                if collection is None or record["recognizer_id"] != _space(collection):
+                    gone.append(record)
+                elif int(record["revision"]) != collection.revision:
+                    behind.append(collection)
+            with self._lock:
+                for record in gone:
+                    collection_id = int(record["collection_id"])
+                    if collection_id not in alive:
+                        self._states.pop(collection_id, None)
+                        self._erasing.pop(collection_id, None)
+                    self.store.forget(record)
+                for collection in behind if catch_up else []:
+                    self._states.pop(collection.id, None)  # what Milvus holds is read again
+                    self.get(fresh, collection)
         if gone:
             _log.info("dropped the Milvus vectors of %d deleted collection(s)", len(gone))
+        if behind and catch_up:
+            _log.info("caught up the Milvus vectors of %d collection(s) changed without them", len(behind))
         return len(gone)
 
     def get(self, session: Session, collection: Collection) -> VectorIndex:
         """The collection's index, caught up with the database when its stored revision is behind."""
         with self._lock:
             state = self._states.get(collection.id)
-            if state is not None and state.revision == collection.revision:
+            if state is not None and self._current(state, collection) and state.revision == collection.revision:
                 return state.index
             tenant = session.get(Tenant, collection.tenant_id)
             name = self.store.name(tenant.name if tenant is not None else "", collection.id)
@@ -105,15 +134,34 @@ class MilvusIndexCache:
                 record = None
             if record is None:  # vectors under this name with no revision (a drop or a record lost): not trusted
                 self.store.discard(name)
-            if record is not None and record["revision"] == collection.revision:
-                index = state.index if state is not None else self.store.open(name, collection.embedding_size)
-                if state is not None and isinstance(index, MilvusIndex):
-                    index.recount()  # another process moved it to this revision
-            else:
-                index = self._catch_up(session, collection, self.store.open(name, collection.embedding_size))
+            index = self.store.open(name, collection.embedding_size)  # counted: another process may have moved it
+            if record is None or record["revision"] != collection.revision or index.created:
+                # behind, or its Milvus collection gone (made anew, empty, by open): copied from the database
+                index = self._catch_up(session, collection, index)
+            index.renew = partial(self._renew, collection.id)
             self._states[collection.id] = IndexState(index, collection.revision,
-                                                     {"recognizer_id": _space(collection)})
+                                                     {"recognizer_id": _space(collection), "resets": self.store.resets})
             return index
+
+    def _current(self, state: IndexState, collection: Collection) -> bool:
+        """Whether ``state`` is a copy of ``collection`` (not of another collection that had its id,
+        deleted by another process: SQLite gives the id again) that Milvus has not lost since (its
+        revisions found gone: a server restarted empty)."""
+        return state.meta.get("recognizer_id") == _space(collection) and state.meta.get("resets") == self.store.resets
+
+    def _renew(self, collection_id: int) -> MilvusIndex:
+        """The collection's index rebuilt from the database: its Milvus collection was found gone."""
+        with self._lock:
+            self._states.pop(collection_id, None)
+            if self._sessions is None:
+                raise CollectionMissing(f"the Milvus collection of gallery collection {collection_id} is gone")
+            with self._sessions() as session:
+                collection = session.get(Collection, collection_id)
+                if collection is None:
+                    raise NotFound(f"collection {collection_id} was deleted meanwhile")
+                index = self.get(session, collection)
+                assert isinstance(index, MilvusIndex)
+                return index
 
     def _catch_up(self, session: Session, collection: Collection, index: MilvusIndex) -> MilvusIndex:
         self.store.set_revision(index.name, collection.id, STALE, _space(collection), collection.embedding_size)
@@ -157,10 +205,13 @@ class MilvusIndexCache:
             if state is not None:
                 self._erasing[collection_id] = state
             record = self.store.record(collection_id)
-            if record is None:
+            if record is None:  # no copy Milvus vouches for; the one in memory, if any, is emptied of them
+                if state is not None:
+                    state.index.remove(np.asarray(face_ids, np.int64))
                 return None
             self.store.set_revision(record["name"], collection_id, STALE, record["recognizer_id"], record["dim"])
-            index = state.index if state is not None else self.store.open(record["name"], record["dim"])
+            # not MilvusStore.open: a collection that is gone holds nothing to erase, and is not made here
+            index = state.index if state is not None else MilvusIndex(self.store, record["name"], record["dim"], 0)
             index.remove(np.asarray(face_ids, np.int64))
             self.store.compact(record["name"])
         return None
@@ -171,22 +222,37 @@ class MilvusIndexCache:
         """Apply a committed change from ``revision - 1`` to ``revision`` (as
         :meth:`IndexCache.applied`): removals always, additions to a copy exactly one behind; a
         copy that is not is left stale, caught up by the next :meth:`get` (at once when this
-        process had not loaded it)."""
+        process had not loaded it, or when its Milvus collection is found gone).
+
+        The change is committed: when Milvus fails now, the call does not (an enrolment answered
+        503 after its commit was enrolled twice by a client's retry). A warning is logged and the
+        stored revision is left behind, so the next :meth:`get` (or the next open:
+        :meth:`recover`) copies the change from the database. An erasure lost nothing to it: its
+        faces left Milvus, confirmed, before its commit (:meth:`intend_erase`)."""
         removed = np.empty(0, np.int64) if removed is None else np.asarray(removed, np.int64)
         with self._lock:
             state = self._states.pop(collection_id, None) or self._erasing.pop(collection_id, None)
             self._erasing.pop(collection_id, None)
-            if state is None or not isinstance(state.index, MilvusIndex):
-                record = self.store.record(collection_id) if len(removed) else None
-                if record is not None:
-                    self.store.open(record["name"], record["dim"]).remove(removed)
-                if self._sessions is not None:  # not loaded: load it now, so Milvus holds what was written
-                    with self._sessions() as session:
-                        collection = session.get(Collection, collection_id)
-                        if collection is not None:
-                            self.get(session, collection)
-                return
-            index = state.index
+            try:
+                self._apply(collection_id, revision, state, added, removed)
+            except VectorStoreUnavailable as error:
+                self._states.pop(collection_id, None)  # caught up from the database at its next use
+                _log.warning("collection %d: revision %d is committed but Milvus did not take it (%s); its "
+                             "vectors are copied from the database at the collection's next use",
+                             collection_id, revision, error)
+
+    def _apply(self, collection_id: int, revision: int, state: IndexState | None,
+               added: tuple[np.ndarray, np.ndarray, np.ndarray] | None, removed: np.ndarray) -> None:
+        if state is not None and not self._still_current(collection_id, state):
+            state = None  # a copy of another collection that had this id, or one Milvus lost
+        if state is None or not isinstance(state.index, MilvusIndex):
+            record = self.store.record(collection_id) if len(removed) else None
+            if record is not None:  # not MilvusStore.open: a collection that is gone is not made here
+                MilvusIndex(self.store, record["name"], record["dim"], 0).remove(removed)
+            self._load_now(collection_id)
+            return
+        index = state.index
+        try:
             if len(removed):
                 index.remove(removed)
             if state.revision != revision - 1:
@@ -196,9 +262,31 @@ class MilvusIndexCache:
                 if self._sessions is not None:  # a delete in another process may have overtaken the write
                     with self._sessions() as session:
                         self._confirm(session, index, np.asarray(added[0], np.int64))
-            state.revision = revision
-            self._states[collection_id] = state
-            self.store.set_revision(index.name, collection_id, revision, state.meta["recognizer_id"], index.dim)
+        except CollectionMissing:  # Milvus lost it (a server restarted empty): rebuilt from the database now
+            self._load_now(collection_id)
+            return
+        state.revision = revision
+        self._states[collection_id] = state
+        self.store.set_revision(index.name, collection_id, revision, state.meta["recognizer_id"], index.dim)
+
+    def _still_current(self, collection_id: int, state: IndexState) -> bool:
+        """Whether ``state`` is still a copy of the collection the database has under this id, and
+        one Milvus has not lost (:meth:`_current`)."""
+        if state.meta.get("resets") != self.store.resets:
+            return False
+        if self._sessions is None:
+            return True
+        with self._sessions() as session:
+            collection = session.get(Collection, collection_id)
+            return collection is not None and self._current(state, collection)
+
+    def _load_now(self, collection_id: int) -> None:
+        """Catch up a copy this process has not loaded, so Milvus holds what was written."""
+        if self._sessions is not None:
+            with self._sessions() as session:
+                collection = session.get(Collection, collection_id)
+                if collection is not None:
+                    self.get(session, collection)
 
     def save(self, collection_id: int) -> None:
         """Nothing to save: Milvus persists every write."""

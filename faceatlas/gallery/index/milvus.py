@@ -78,15 +78,26 @@ def is_lite(uri: str) -> bool:
     return "://" not in uri and not uri.startswith("unix:")
 
 
+class CollectionMissing(VectorStoreUnavailable):
+    """Milvus answered that a collection it was asked about does not exist (a server restarted
+    empty, a collection dropped by hand or by another process): what it held is rebuilt from the
+    database, the record, rather than refused (:class:`faceatlas.gallery.milvus_sync.MilvusIndexCache`)."""
+
+
 def _guard(call: Callable[[], T], doing: str) -> T:
-    """Run one Milvus call; any failure of Milvus is :class:`VectorStoreUnavailable`."""
+    """Run one Milvus call; any failure of Milvus is :class:`VectorStoreUnavailable`
+    (:class:`CollectionMissing` when the collection does not exist)."""
     import grpc
-    from pymilvus.exceptions import MilvusException
+    from pymilvus.exceptions import ErrorCode, MilvusException
 
     try:
         return call()
     except (MilvusException, grpc.RpcError, ConnectionError, OSError) as error:
-        raise VectorStoreUnavailable(f"Milvus could not {doing}: {_reason(error)}") from error
+        missing = isinstance(error, MilvusException) and (
+            getattr(error, "code", None) == ErrorCode.COLLECTION_NOT_FOUND
+            or "collection not found" in _reason(error).lower())
+        raise (CollectionMissing if missing else VectorStoreUnavailable)(
+            f"Milvus could not {doing}: {_reason(error)}") from error
 
 
 class _ToDebug(logging.Handler):
@@ -304,6 +315,10 @@ def _release_all() -> None:
 class MilvusStore:
     """One Milvus (a Lite file or a server) holding the vectors of one FaceAtlas database."""
 
+    # how many times this store found its revisions collection gone and made it anew (Milvus
+    # restarted empty, or it was dropped): every copy a process trusted before is rebuilt
+    resets = 0
+
     def __init__(self, uri: str, *, token: str | None = None, prefix: str | None = None,
                  database: str | None = None, index_type: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         """``database``: the id of the database whose copy this is (``faceatlas.gallery.models.database_id``):
@@ -495,11 +510,28 @@ class MilvusStore:
                                                      consistency_level="Strong", timeout=self.timeout),
                "create its revisions")
 
+    def _revisions_lost(self) -> None:
+        """The revisions collection is gone (Milvus restarted empty, or it was dropped): make it
+        anew and count a reset (:attr:`resets`: no copy is trusted any longer; each is rebuilt from
+        the database at its next use). Before, only opening a store made it: a running service
+        answered every search, enrolment and delete with 503 until it was restarted."""
+        _log.warning("Milvus at %s no longer holds %s (restarted empty, or dropped): made anew; each "
+                     "collection's vectors are copied again from the database at its next use",
+                     self.uri, self._revisions)
+        if not _guard(lambda: self.client.has_collection(self._revisions, timeout=self.timeout), "list collections"):
+            self._create_revisions()
+        self.resets += 1
+
     def record(self, collection_id: int) -> dict[str, Any] | None:
         """What Milvus holds for a gallery collection: name, revision, recognizer_id, dim."""
-        rows = _guard(lambda: self.client.query(self._revisions, filter=f"collection_id == {int(collection_id)}",
-                                                output_fields=["name", "revision", "recognizer_id", "dim"],
-                                                consistency_level="Strong", timeout=self.timeout), "read a revision")
+        try:
+            rows = _guard(lambda: self.client.query(self._revisions, filter=f"collection_id == {int(collection_id)}",
+                                                    output_fields=["name", "revision", "recognizer_id", "dim"],
+                                                    consistency_level="Strong", timeout=self.timeout),
+                          "read a revision")
+        except CollectionMissing:
+            self._revisions_lost()
+            return None
         return dict(rows[0]) if rows else None
 
     def records(self) -> list[dict[str, Any]]:
@@ -507,9 +539,13 @@ class MilvusStore:
         collection_id)."""
         fields = ["name", "collection_id", "revision", "recognizer_id", "dim"]
         # one query while they fit its window (a query iterator logs a warning on Lite at every use)
-        rows = _guard(lambda: self.client.query(self._revisions, filter="collection_id >= 0", output_fields=fields,
-                                                limit=_TOP_K_MAX, consistency_level="Strong",
-                                                timeout=self.timeout), "list revisions")
+        try:
+            rows = _guard(lambda: self.client.query(self._revisions, filter="collection_id >= 0", output_fields=fields,
+                                                    limit=_TOP_K_MAX, consistency_level="Strong",
+                                                    timeout=self.timeout), "list revisions")
+        except CollectionMissing:
+            self._revisions_lost()
+            return []
         if len(rows) < _TOP_K_MAX - 1:  # Lite answers at most one less than its window
             return [dict(row) for row in rows]
         iterator = _guard(lambda: self.client.query_iterator(self._revisions, batch_size=_BATCH,
@@ -527,14 +563,20 @@ class MilvusStore:
     def set_revision(self, name: str, collection_id: int, revision: int, recognizer_id: str, dim: int) -> None:
         row = {"name": name, "collection_id": int(collection_id), "revision": int(revision),
                "recognizer_id": recognizer_id, "dim": int(dim), "vector": [1.0, 0.0]}
-        _guard(lambda: self.client.upsert(self._revisions, [row], timeout=self.timeout), "store a revision")
+        try:
+            _guard(lambda: self.client.upsert(self._revisions, [row], timeout=self.timeout), "store a revision")
+        except CollectionMissing:
+            self._revisions_lost()
+            _guard(lambda: self.client.upsert(self._revisions, [row], timeout=self.timeout), "store a revision")
 
     # -- collections ----------------------------------------------------------------------
     def open(self, name: str, dim: int, count: int | None = None) -> MilvusIndex:
-        """The index over Milvus collection ``name``, created (empty) when missing."""
+        """The index over Milvus collection ``name``, created (empty, its ``created`` set) when missing."""
         if not _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
             self._create(name, dim)
-            count = 0
+            index = MilvusIndex(self, name, dim, 0)
+            index.created = True
+            return index
         return MilvusIndex(self, name, dim, count)
 
     def _create(self, name: str, dim: int) -> None:
@@ -591,17 +633,29 @@ class MilvusStore:
         if _guard(lambda: self.client.has_collection(name, timeout=self.timeout), "list collections"):
             _guard(lambda: self.client.drop_collection(name, timeout=self.timeout), f"drop {name}")
 
-    def drop(self, collection_id: int, space: str | None = None) -> None:
+    def drop(self, collection_id: int) -> None:
         """Delete a gallery collection's vectors and revision from Milvus: the collection first, its
-        revision last (a drop that fails leaves the revision that names what is left to drop).
-        With ``space``, only when the stored revision is of that space (``recognizer_id``): not a
-        later collection that was given the same id meanwhile."""
+        revision last (a drop that fails leaves the revision that names what is left to drop)."""
         record = self.record(collection_id)
-        if record is None or (space is not None and record["recognizer_id"] != space):
+        if record is None:
             return
-        _guard(lambda: self.client.drop_collection(record["name"], timeout=self.timeout), f"drop {record['name']}")
+        with contextlib.suppress(CollectionMissing):  # gone already
+            _guard(lambda: self.client.drop_collection(record["name"], timeout=self.timeout), f"drop {record['name']}")
         _guard(lambda: self.client.delete(self._revisions, ids=[record["name"]], timeout=self.timeout),
                "forget a revision")
+
+    def forget(self, record: Mapping[str, Any]) -> None:
+        """Drop the Milvus collection that a stored revision (:meth:`records`) names, then the
+        revision; nothing when the revision stored under that name is now another's (a collection
+        given the name meanwhile)."""
+        name = str(record["name"])
+        rows = _guard(lambda: self.client.query(self._revisions, ids=[name], output_fields=["recognizer_id"],
+                                                consistency_level="Strong", timeout=self.timeout), "read a revision")
+        if not rows or rows[0]["recognizer_id"] != record["recognizer_id"]:
+            return
+        with contextlib.suppress(CollectionMissing):  # gone already
+            _guard(lambda: self.client.drop_collection(name, timeout=self.timeout), f"drop {name}")
+        _guard(lambda: self.client.delete(self._revisions, ids=[name], timeout=self.timeout), "forget a revision")
 
 
 class MilvusIndex:
@@ -611,6 +665,10 @@ class MilvusIndex:
 
     kind = "milvus"
     storage: Storage = "float32"
+    created = False  # made empty by MilvusStore.open: its faces are still to be copied
+    # set by the cache: this collection's index rebuilt from the database, for a search that finds
+    # its Milvus collection gone (a server restarted empty)
+    renew: Callable[[], MilvusIndex] | None = None
 
     def __init__(self, store: MilvusStore, name: str, dim: int, count: int | None = None) -> None:
         self.store = store
@@ -653,8 +711,11 @@ class MilvusIndex:
         found: list[int] = []
         for start in range(0, len(ids), _BATCH):
             chunk = [int(i) for i in ids[start: start + _BATCH]]
-            rows = _guard(partial(self._client.query, self.name, ids=chunk, output_fields=["id"],
-                                  consistency_level="Strong", timeout=self.store.timeout), "query ids")
+            try:
+                rows = _guard(partial(self._client.query, self.name, ids=chunk, output_fields=["id"],
+                                      consistency_level="Strong", timeout=self.store.timeout), "query ids")
+            except CollectionMissing:
+                return np.empty(0, np.int64)  # a collection that is gone holds none of them
             found.extend(int(row["id"]) for row in rows)
         return np.asarray(sorted(found), np.int64)
 
@@ -682,13 +743,24 @@ class MilvusIndex:
         return len(held)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(queries, k, renew=True)
+
+    def _search(self, queries: np.ndarray, k: int, *, renew: bool) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         limit = min(k, _TOP_K_MAX)
         if self._count == 0 or limit < 1:
             return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64), k)
-        found = _guard(lambda: self._client.search(self.name, data=list(queries), limit=limit, output_fields=["id"],
-                                                   search_params=self.store.search_params(limit),
-                                                   timeout=self.store.timeout), "search")
+        try:
+            found = _guard(lambda: self._client.search(self.name, data=list(queries), limit=limit,
+                                                       output_fields=["id"],
+                                                       search_params=self.store.search_params(limit),
+                                                       timeout=self.store.timeout), "search")
+        except CollectionMissing:
+            if self.renew is None or not renew:
+                raise
+            renewed = self.renew()  # rebuilt from the database, then searched (once)
+            self._count = len(renewed)
+            return renewed._search(queries, k, renew=False)
         sims = np.full((len(queries), limit), -np.inf, np.float32)
         ids = np.full((len(queries), limit), -1, np.int64)
         for row, hits in enumerate(found):
