@@ -10,20 +10,26 @@ import csv
 import hashlib
 import hmac
 import io
+import logging
 import math
 import re
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from faceatlas.db import rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
+
+log = logging.getLogger(__name__)
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 INT_COLUMN_MAX = 2**31 - 1  # an INTEGER column's largest value (PostgreSQL's is 32-bit): a quota, a burst
@@ -491,6 +497,91 @@ def billed(status: int) -> bool:
     in the image. A server failure (5xx, including 503 overloaded) is recorded but neither billed
     nor counted against the quota; a call refused before metering (401, 403, 429) is not recorded."""
     return status < 500
+
+
+class UsageWriter:
+    """Writes the usage rows of one server process's calls (the bill), and keeps those that could
+    not be written while the database failed, for calls whose effect happened (see the service's
+    metering middleware): an enrolment done and answered is on the bill once the database is back.
+
+    :meth:`record` writes a row, tried again after each of ``retries`` seconds (a connection
+    killed, a failover: the database is often back within them), then the rows kept waiting;
+    :meth:`keep` holds a row that could not be written, in this process's memory, until the next
+    :meth:`record` that succeeds or :meth:`close` (the server's shutdown). A process killed before
+    then loses them: each is logged, with its values, when kept."""
+
+    _COLUMNS = ("tenant_id", "key_id", "operation", "faces", "status", "latency_ms", "at")
+
+    def __init__(self, accounts: Accounts, retries: Sequence[float] = (0.05, 0.25)) -> None:
+        self.accounts = accounts
+        self.retries = tuple(retries)
+        self._waiting: list[dict] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _values(cls, row: UsageRecord) -> dict:
+        """The row's columns (its time set now when unset), each try writing a new object of them."""
+        values = {name: getattr(row, name) for name in cls._COLUMNS}
+        values["at"] = values["at"] or utcnow()
+        return values
+
+    def record(self, row: UsageRecord) -> None:
+        """Write ``row`` (the SQLAlchemyError of its last try when it cannot be), then the rows kept."""
+        values = self._values(row)
+        for wait in (*self.retries, None):
+            try:
+                self.accounts.record_usage([UsageRecord(**values)])
+                break
+            except SQLAlchemyError:
+                if wait is None:
+                    raise
+                time.sleep(wait)
+        if self._waiting:
+            self.flush()
+
+    def keep(self, row: UsageRecord) -> None:
+        """Hold ``row``, which could not be written, until the database takes it."""
+        values = self._values(row)
+        with self._lock:
+            self._waiting.append(values)
+            waiting = len(self._waiting)
+        log.warning("the usage row of a call served could not be written; kept in memory until the database "
+                    "takes it (%d waiting): %s", waiting, values)
+
+    @property
+    def waiting(self) -> int:
+        """Rows kept, not written yet."""
+        with self._lock:
+            return len(self._waiting)
+
+    def flush(self) -> bool:
+        """Write the rows kept (all or none); True when none is left waiting."""
+        with self._lock:  # taken out while written: two flushes never write a row twice
+            rows, self._waiting = self._waiting, []
+        if not rows:
+            return True
+        try:
+            self.accounts.record_usage([UsageRecord(**values) for values in rows])
+        except SQLAlchemyError:
+            with self._lock:
+                self._waiting[:0] = rows
+            log.warning("%d usage rows kept in memory still cannot be written", len(rows), exc_info=True)
+            return False
+        log.warning("%d usage rows kept in memory while the database failed are written now", len(rows))
+        return True
+
+    def close(self) -> None:
+        """At shutdown: the rows kept are written (tried as :meth:`record` tries); those the
+        database still refuses are logged, lost to the bill."""
+        for wait in (*self.retries, None):
+            if self.flush():
+                return
+            if wait is not None:
+                time.sleep(wait)
+        with self._lock:
+            lost, self._waiting = self._waiting, []
+        log.error("%d usage rows of calls served could not be written before the shutdown; not on the bill: %s",
+                  len(lost), lost)
 
 
 def usage_csv(rows: list[dict]) -> str:

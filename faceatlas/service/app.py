@@ -32,7 +32,7 @@ from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer, get_pack, resolve
 from faceatlas.errors import DatabaseUnavailable, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts, KeyCeilings, billed
+from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import migrate
@@ -159,6 +159,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
+        state.usage = UsageWriter(state.accounts)  # the bill's rows; those kept while the database failed
         state.shared = open_shared_state(settings, state.accounts.calls_this_month)
         state.shared.check()
         state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
@@ -192,6 +193,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.pool.close()
             state.shared.close()
             state.gallery.close()
+            state.usage.close()  # the usage rows kept while the database failed are written now
             state.db.dispose()
 
     # Swagger UI and ReDoc load their scripts from a CDN: served only when the operator enables them.
@@ -238,13 +240,29 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         app.state.metrics.requests.labels(operation, str(response.status_code)).inc()
         app.state.metrics.latency.labels(operation).observe(time.perf_counter() - started)
         if meter is not None:
-            # the bill's row is committed before the answer leaves: a call answered is a call recorded,
-            # even if the process is killed next; a 5xx is recorded but neither billed nor counted
+            # The bill's row is committed before the answer leaves: a call answered is a call recorded,
+            # even if the process is killed next; a 5xx is recorded but neither billed nor counted.
+            # The row's insert is tried again briefly (UsageWriter.record). If it still fails, what the
+            # answer may say depends on what the call did:
+            # - it changed state and succeeded (an API write route, all of them Idempotency-Key routes,
+            #   or a console form, answered below 400): its effect happened, and its answer is kept for
+            #   the key's retries, so "not served" would be a lie (a retry without a key acts twice; one
+            #   with the key replays the kept answer, which no row billed). The real answer goes, billed:
+            #   the row waits in this process (app.state.usage) until the next row written or the
+            #   shutdown, and the quota count stays spent;
+            # - else nothing was done (a read, a refusal, a failure: an error answer is not kept for a
+            #   key, whose retry runs again): 503 database_unavailable, neither billed nor counted, so
+            #   nothing is ever served unbilled.
             row = usage_row(meter, response.status_code, started)
             settle = app.state.shared.settle
             try:
-                await run_in_threadpool(app.state.accounts.record_usage, [row])
-            except SQLAlchemyError:  # the database is down: the answer would go unbilled, so it does not go
+                await run_in_threadpool(app.state.usage.record, row)
+            except SQLAlchemyError:
+                if meter.changes_state and response.status_code < 400:
+                    app.state.usage.keep(row)
+                    with suppress(StateUnavailable):
+                        await run_in_threadpool(settle, meter.principal.tenant_id, True, meter.month)
+                    return response
                 with suppress(StateUnavailable):
                     await run_in_threadpool(settle, meter.principal.tenant_id, False, meter.month)
                 failure = DatabaseUnavailable("the database is unavailable; the call was not served", retry_after=1.0)

@@ -54,6 +54,9 @@ class Meter:
     operation: str
     faces: int = 0
     month: str | None = None  # the quota month the call was counted in ("YYYY-MM"), for its settle
+    # a call that may change state (the API's idempotent routes, the console's POSTs): once it
+    # succeeded, its answer goes even when its usage row cannot be written yet (see meter_calls)
+    changes_state: bool = False
 
 
 # -- the app's parts, typed ------------------------------------------------------------------
@@ -240,11 +243,14 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     async def idempotent_dependency(request: Request, principal: PrincipalDep,
                                     key: IdempotencyKeyHeader = None) -> Meter:
         if key is None:
-            return await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+            meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+            meter.changes_state = True
+            return meter
         # the key is looked at before the quota: a replay of a stored answer is answered even when the
         # tenant's quota is used up since, neither billed nor counted (it still spends the key's rate,
         # as every request does); a new call is then counted, and a refusal frees its key (IdempotentRoute)
         meter = await run_in_threadpool(admit_call, request, principal, operation, scope)
+        meter.changes_state = True
         await claim_idempotency_key(request, get_shared(request), principal.tenant_id, key)
         if billable:
             await run_in_threadpool(count_call, request, meter)

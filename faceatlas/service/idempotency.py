@@ -10,7 +10,10 @@ rate, quota) on a router whose ``route_class`` is :class:`IdempotentRoute`. With
 - the key unknown: the call is counted against the quota (a quota used up refuses it and frees
   the key) and runs; :class:`IdempotentRoute` stores its answer (status, body, media type) when
   it succeeded (2xx), or releases the key when it failed (an error answer is not kept: the call
-  changed nothing, a retry runs again, with the same or a corrected body);
+  changed nothing, a retry runs again, with the same or a corrected body); an answer stored is
+  that of a call answered and billed: the metering middleware never turns a write that succeeded
+  into a 503 when its usage row cannot be written (the row waits; see ``meter_calls``), so a
+  replay never stands for a call the bill lacks;
 - the key answered already for the same fingerprint: the stored answer comes back, byte for byte,
   with ``Idempotent-Replayed: true``; the route never runs, the replay is neither recorded nor
   billed nor counted against the quota (answered even once the quota is used up; it still spends

@@ -159,8 +159,10 @@ async def gate(request: Request, principal: Principal, operation: str, scope: st
                billable: bool = True) -> Meter:
     """The API's gate (:func:`faceatlas.service.deps.meter_call`: scope, rate, quota) for one
     console action, run off the event loop as the API's dependencies are (it may wait on Redis or
-    the database)."""
-    return await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+    the database). A POST is taken for a call that changes state (the console's forms)."""
+    meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+    meter.changes_state = request.method == "POST"
+    return meter
 
 
 CONFIRMED = "yes"

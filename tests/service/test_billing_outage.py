@@ -1,0 +1,118 @@
+"""The bill when its usage row cannot be written (PostgreSQL): a write call that happened is answered
+as it happened and billed once the database takes the row (the next call, or the shutdown); a call
+that did nothing is answered 503 ``database_unavailable``, neither billed nor counted.
+
+The failure is the one a probe found: ``svc_usage`` locked by another session and the server's
+connection waiting on it terminated (``pg_terminate_backend``), at every try, while the gallery's
+tables stay writable: the enrolment is committed, its answer kept for its Idempotency-Key, and only
+the bill's insert fails. It had answered 503 "not served" for a face enrolled, a retry with the key
+replayed the 201 (billed 0 times), and a retry without one enrolled twice."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+from faceatlas.db import create_database_engine
+from faceatlas.service import create_app
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
+from faceatlas.settings import ServiceSettings
+
+
+@contextmanager
+def usage_insert_fails(database_url: str) -> Iterator[list[int]]:
+    """``svc_usage`` locked by another session while every connection that waits on it is
+    terminated (a killed connection, each try); the backends terminated are listed."""
+    locker = create_engine(database_url)
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    terminated: list[int] = []
+    stop = threading.Event()
+
+    def terminate_waiting() -> None:
+        with admin.connect() as connection:
+            while not stop.wait(0.01):
+                waiting = connection.execute(text(
+                    "SELECT pid FROM pg_locks WHERE relation = 'svc_usage'::regclass AND NOT granted")).scalars()
+                for pid in waiting:
+                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    terminated.append(pid)
+
+    with locker.connect() as lock:
+        lock.execute(text("LOCK TABLE svc_usage IN ACCESS EXCLUSIVE MODE"))
+        killer = threading.Thread(target=terminate_waiting)
+        killer.start()
+        try:
+            yield terminated
+        finally:
+            stop.set()
+            killer.join()
+            lock.rollback()  # the lock is released
+    locker.dispose()
+    admin.dispose()
+
+
+def _usage(accounts: Accounts, operation: str) -> tuple[int, int]:
+    """(billed calls, failed calls) of ``operation`` on acme's bill."""
+    rows = [r for r in accounts.usage_report("acme") if r["operation"] == operation]
+    return sum(r["calls"] for r in rows), sum(r["failed"] for r in rows)
+
+
+def test_a_write_done_while_its_usage_row_cannot_be_written_is_answered_and_billed(
+        new_database, fast_analyzer, examples: Path, tmp_path: Path) -> None:
+    image = ("obama.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, "JPEG")
+    faceless = ("blank.jpg", blank.getvalue(), "image/jpeg")
+    with new_database("postgresql", tmp_path) as url:
+        engine = create_database_engine(url)
+        migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        token = accounts.create_key("acme", ["write"], rate_per_second=500, burst=500).token
+        settings = ServiceSettings(database_url=url, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1)
+        app = create_app(settings, analyzer=fast_analyzer)
+        with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
+            assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201  # the quota count read
+            enrol = "/v1/collections/staff/subjects/obama/faces"
+            key = {"Idempotency-Key": "enrol-obama"}
+            with usage_insert_fails(url) as terminated:
+                first = http.post(enrol, files={"image": image}, headers=key)
+                tries = len(set(terminated))
+                # what did nothing is not served: a read, a write refused (no face)
+                read = http.get("/v1/collections/staff/subjects/obama")
+                refused = http.post("/v1/collections/staff/subjects/nobody/faces", files={"image": faceless})
+            assert first.status_code == 201, first.text  # the face was enrolled: said so
+            assert tries >= 2  # the enrol's usage row was tried again (on a new connection), and failed
+            assert "idempotent-replayed" not in first.headers
+            for answer in (read, refused):
+                assert (answer.status_code, answer.json()["error"]["code"]) == (503, "database_unavailable")
+            assert app.state.usage.waiting == 1  # the enrol's row, kept until the database takes it
+            assert _usage(accounts, "enrol") == (0, 0)
+
+            again = http.post(enrol, files={"image": image}, headers=key)  # a retry: replayed, not billed
+            assert (again.status_code, again.content) == (201, first.content)
+            assert again.headers["idempotent-replayed"] == "true"
+            assert http.get("/v1/collections/staff/subjects/obama").json()["faces"] == 1  # enrolled once
+            assert app.state.usage.waiting == 0  # that call's row written, then the one kept
+            assert _usage(accounts, "enrol") == (1, 0)  # billed once: the call, not its replay
+            assert _usage(accounts, "subjects.get") == (1, 0)  # the 503 read neither billed nor recorded
+
+            # a row still kept at the shutdown is written then
+            with usage_insert_fails(url):
+                second = http.post("/v1/collections/staff/subjects/biden/faces", files={"image": image})
+            assert second.status_code == 201, second.text
+            assert app.state.usage.waiting == 1
+        assert _usage(accounts, "enrol") == (2, 0)  # each enrol billed once; the faceless one never
+        with engine.connect() as connection:
+            statuses = connection.execute(text(
+                "SELECT status FROM svc_usage WHERE operation = 'enrol' ORDER BY id")).scalars().all()
+        assert statuses == [201, 201]
+        engine.dispose()
