@@ -35,6 +35,8 @@ def test_openvino_finds_the_same_faces_and_embeddings(pack: str, photos: list[np
     ort_analyzer = FaceAnalyzer(pack, settings=EngineSettings(), announce_license=False)
     ov_analyzer = FaceAnalyzer(pack, settings=EngineSettings(provider="openvino"), announce_license=False)
     assert isinstance(ov_analyzer.recognizer.session, OpenVINOSession)  # type: ignore[attr-defined]
+    # float32 arithmetic, not OpenVINO's bfloat16 default on CPUs with AVX-512 BF16 / AMX
+    assert str(ov_analyzer.recognizer.session.compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
     if pack == "scrfd-mbf":
         assert isinstance(ov_analyzer.detector.session, OpenVINOSession)  # type: ignore[attr-defined]
     assert ov_analyzer.pack.recognizer_id == ort_analyzer.pack.recognizer_id
