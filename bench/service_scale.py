@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, make_url, text
 from faceatlas.db import create_database_engine
 from faceatlas.engine import FaceAnalyzer
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import migrate
+from faceatlas.service.db import database_identity, migrate
 from faceatlas.service.redis_state import RedisState
 from faceatlas.service.shared_state import MemoryState, SharedState
 from faceatlas.settings import ServiceSettings
@@ -218,7 +218,8 @@ def main() -> None:
         settings = ServiceSettings(database_url=database, redis_url=redis_url)
         states: list[tuple[str, SharedState]] = [("in memory (one process)", MemoryState(accounts.calls_this_month,
                                                                                           settings)),
-                                                 ("Redis", RedisState(settings, accounts.calls_this_month))]
+                                                 ("Redis", RedisState(settings, accounts.calls_this_month,
+                                                                             database_identity(accounts.engine)))]
         for name, state in states:
             p50, p99 = state_overhead(state, accounts, key, args.calls)
             overhead.add_row(name, f"{p50:.3f}", f"{p99:.3f}")

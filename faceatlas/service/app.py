@@ -35,7 +35,7 @@ from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
-from faceatlas.service.db import migrate
+from faceatlas.service.db import database_identity, database_identity_at, migrate
 from faceatlas.service.deps import API_PREFIX, KnownRequest, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.fetch import allowed_origins
@@ -54,13 +54,14 @@ from faceatlas.video import VideoBase
 _log = logging.getLogger(__name__)
 
 
-def open_shared_state(settings: ServiceSettings, count_calls: CountCalls) -> SharedState:
-    """Redis when ``settings.redis_url`` is set (many processes), else this process's memory."""
+def open_shared_state(settings: ServiceSettings, count_calls: CountCalls, database: Callable[[], str]) -> SharedState:
+    """Redis when ``settings.redis_url`` is set (many processes; the state of the database whose
+    id ``database`` gives, see ``service.db.database_identity``), else this process's memory."""
     if settings.redis_url is None:
         return MemoryState(count_calls, settings)
     from faceatlas.service.redis_state import RedisState  # the redis client: an optional extra
 
-    return RedisState(settings, count_calls)
+    return RedisState(settings, count_calls, database())
 
 
 PROCESSES_PER_CORE = 4  # server processes a machine runs at most per core (each loads the models: ~0.5 GB)
@@ -132,8 +133,10 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
     client = redis_state.connect(settings.redis_url)
     try:
         redis_state.check(client, redis_state.address(settings.redis_url))
-        return ServerLease.take(settings.database_url,
-                                redis_identity=lambda alone: redis_state.deployment(client, alone))
+        # the deployment id of this database's state in Redis (its keys are scoped by the database's
+        # id: databases sharing one Redis each have their own), asked once the lease holds the database
+        return ServerLease.take(settings.database_url, redis_identity=lambda alone: redis_state.deployment(
+            client, database_identity_at(settings.database_url), alone))
     finally:
         client.close()
 
@@ -160,7 +163,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )
         state.usage = UsageWriter(state.accounts)  # the bill's rows; those kept while the database failed
-        state.shared = open_shared_state(settings, state.accounts.calls_this_month)
+        state.shared = open_shared_state(settings, state.accounts.calls_this_month,
+                                         partial(database_identity, state.db))  # runs the gallery's migrations
         state.shared.check()
         state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings)

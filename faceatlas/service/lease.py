@@ -4,8 +4,10 @@ Without ``FACEATLAS_REDIS_URL`` a server counts every key's rate and every tenan
 memory, so it must be the only server of its database: it holds the database **exclusively**.
 With Redis, servers count together, and each holds the database **shared** — any number of them,
 none beside a server without Redis — and names the shared state it counts in (the deployment id
-in its Redis, ``redis_state.deployment``): servers of one database naming two (two Redis, or two
-database numbers of one) are refused too. Every hold is one the operating system or the database
+of this database in its Redis, ``redis_state.deployment``): servers of one database naming two (two
+Redis, or two database numbers of one) are refused too. The id is kept under the database's own id
+(as every key of its state), so other databases' servers on the same Redis are no concern of this
+check: their state never meets this database's. Every hold is one the operating system or the database
 drops by itself when the process dies (no stale row to clean after a ``kill -9``):
 
 - PostgreSQL: session-level advisory locks on one connection kept open, per database and schema
@@ -37,7 +39,7 @@ from faceatlas.errors import InvalidSetting
 
 __all__ = ["Identity", "ServerLease"]
 
-Identity = Callable[[bool], str]  # the deployment id of the shared state, given whether this server is alone
+Identity = Callable[[bool], str]  # this database's deployment id in Redis, given whether this server is alone
 LOCK_CLASS = 0x46_41_43_45  # "FACE": the advisory locks of FaceAtlas servers (the second key: the schema's hash)
 ALONE = ("another FaceAtlas server serves this database: a server without FACEATLAS_REDIS_URL counts rates and "
          "quotas in its own memory and must be the only one (each would grant every key's full rate and every "

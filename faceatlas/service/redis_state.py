@@ -23,6 +23,13 @@
   first answer stored for ``idempotency_seconds``;
 - key lookups: cached for ``key_cache_seconds`` (≤ 1 s), so a revocation holds everywhere within it.
 
+Every key belongs to one database: ``faceatlas:<database id>:<name>`` (``key_prefix``; the id is the
+database's ``gallery_identity`` row), so several databases may share one Redis database (staging and
+production): the same tenant name, key number, Idempotency-Key or token in two of them are two
+things, counted, cached and replayed apart. Keys of earlier versions, without the id
+(``faceatlas:quota:<tenant>:<month>``), are no longer read: counters are seeded again from the
+usage table, the old keys expire (docs/deploy.md, "Upgrading").
+
 Redis unreachable: every call raises :class:`~faceatlas.errors.StateUnavailable` (503); the
 client reconnects by itself on the next call once Redis answers again.
 """
@@ -62,14 +69,24 @@ from faceatlas.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PREFIX = "faceatlas:"
+PREFIX = "faceatlas:"  # every key is ``faceatlas:<database id>:<name>`` (see ``key_prefix``)
 MONTH_TTL = 40 * 24 * 3600  # a month's counter outlives its month, then goes
 ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its heartbeat and its calls
 HEARTBEAT_SECONDS = 5.0
 CLAIM_SECONDS = 15  # a claim of an Idempotency-Key lives this long past its process's last heartbeat
-INSTANCE_KEY = f"{PREFIX}instance"  # a random id, set by the first call counted after Redis started empty
-DEPLOYMENT_KEY = f"{PREFIX}deployment"  # a random id: the state this Redis holds for one database's servers
-RESTARTED_KEY = f"{PREFIX}restarted"  # lives restart_grace() after a process saw Redis restarted empty
+INSTANCE_KEY = "instance"  # a random id, set by the first call counted after Redis started empty
+DEPLOYMENT_KEY = "deployment"  # a random id: the state this Redis holds for one database's servers
+RESTARTED_KEY = "restarted"  # lives restart_grace() after a process saw Redis restarted empty
+LEGACY_DEPLOYMENT_KEY = f"{PREFIX}deployment"  # what servers before database-scoped keys set
+
+
+def key_prefix(database: str) -> str:
+    """The start of every key of the state of the database ``database`` (its id,
+    ``faceatlas.service.db.database_identity``): ``faceatlas:<id>:``. Databases sharing one Redis
+    (staging and production) each count, cache and replay in their own keys; nothing is shared."""
+    if not database or any(c in database for c in ":*?[]\\ "):
+        raise ValueError(f"a database id is a non-empty name without ':', spaces or glob characters: {database!r}")
+    return f"{PREFIX}{database}:"
 
 
 def restart_grace() -> float:
@@ -201,9 +218,12 @@ return 0
 class RedisState(SharedState):
     """The shared state of every process that names the same ``FACEATLAS_REDIS_URL``."""
 
-    def __init__(self, settings: ServiceSettings, count_calls: CountCalls,
+    def __init__(self, settings: ServiceSettings, count_calls: CountCalls, database: str,
                  client: redis.Redis | None = None) -> None:
+        """``database``: the id of the database whose state this is (``service.db.database_identity``):
+        every key is scoped by it, so several databases may share one Redis (database number)."""
         assert settings.redis_url is not None
+        self.prefix = key_prefix(database)
         self.address = address(settings.redis_url)
         self.redis = client or connect(settings.redis_url)
         self._down = False  # the last call failed: logged once per outage
@@ -225,7 +245,7 @@ class RedisState(SharedState):
         self._store = self.redis.register_script(_STORE)
         self._deployment: bytes | str | None = None  # the id of this deployment's state (see ``deployment``)
         with suppress(redis.RedisError):
-            self._deployment = self.redis.get(DEPLOYMENT_KEY)
+            self._deployment = self.redis.get(self.name(DEPLOYMENT_KEY))
         self._claims: dict[str, bytes] = {}  # Idempotency-Keys claimed by this process's calls running
         self._stop = threading.Event()
         self._heartbeat()
@@ -260,19 +280,23 @@ class RedisState(SharedState):
         except redis.RedisError:
             return False
 
+    def name(self, *parts: object) -> str:
+        """The key ``faceatlas:<database id>:<part>:<part>...`` of this database's state."""
+        return self.prefix + ":".join(map(str, parts))
+
     def _quota_keys(self, tenant_id: str, month: str) -> list[str]:
-        return [f"{PREFIX}quota:{tenant_id}:{month}", f"{PREFIX}inflight:{tenant_id}:{month}"]
+        return [self.name("quota", tenant_id, month), self.name("inflight", tenant_id, month)]
 
     # -- rates and quotas --------------------------------------------------------------------------
     def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
         cost = min(float(cost), float(burst))
-        wait = self._call(lambda: self._take(keys=[f"{PREFIX}bucket:{key_id}"], args=[rate, burst, cost]))
+        wait = self._call(lambda: self._take(keys=[self.name("bucket", key_id)], args=[rate, burst, cost]))
         return float(wait)
 
     def spend(self, tenant_id: str, quota: int | None, month: str | None = None) -> float:
         month = month or month_of()
         keys = self._quota_keys(tenant_id, month)
-        spend_keys = [*keys, f"{PREFIX}alive:{self.process}", INSTANCE_KEY, RESTARTED_KEY]
+        spend_keys = [*keys, self.name("alive", self.process), self.name(INSTANCE_KEY), self.name(RESTARTED_KEY)]
         for _ in range(3):
             counted = self._call(lambda: self._spend(keys=spend_keys, args=[
                 -1 if quota is None else quota, self.process, MONTH_TTL, ALIVE_SECONDS, uuid.uuid4().hex,
@@ -309,7 +333,7 @@ class RedisState(SharedState):
 
     def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
         month = month or month_of()
-        keys = [*self._quota_keys(tenant_id, month), INSTANCE_KEY]
+        keys = [*self._quota_keys(tenant_id, month), self.name(INSTANCE_KEY)]
         instance = self._settled_instance(tenant_id, month)
         held = int(self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed), instance])))
         if held < 0 and billed:  # its row is on the bill, its count not in the counter: count again
@@ -327,7 +351,7 @@ class RedisState(SharedState):
         keys = self._quota_keys(tenant_id, month)
         before = self._count_calls(tenant_id)
         done = int(self._call(lambda: self._reset(
-            keys=keys, args=[before, MONTH_TTL, f"{PREFIX}alive:", int(only_if_missing)])))
+            keys=keys, args=[before, MONTH_TTL, self.name("alive", ""), int(only_if_missing)])))
         if done < 0:
             return False
         meanwhile = self._count_calls(tenant_id) - before
@@ -338,12 +362,13 @@ class RedisState(SharedState):
     def reconcile(self) -> int:
         """Every counter of this month from the usage table (one process at a time)."""
         month = month_of()
-        lock = f"{PREFIX}reconcile:{month}"
+        lock = self.name("reconcile", month)
         if not self._call(lambda: self.redis.set(lock, self.process, nx=True, ex=30)):
             return 0
         try:
-            keys = self._call(lambda: list(self.redis.scan_iter(match=f"{PREFIX}quota:*:{month}", count=500)))
-            tenants = [key.decode().removeprefix(f"{PREFIX}quota:").rsplit(":", 1)[0] for key in keys]
+            pattern = f"{_glob_escaped(self.name('quota'))}:*:{month}"  # this database's counters only
+            keys = self._call(lambda: list(self.redis.scan_iter(match=pattern, count=500)))
+            tenants = [key.decode().removeprefix(self.name("quota", "")).rsplit(":", 1)[0] for key in keys]
             return sum(self._reset_counter(tenant, month, only_if_missing=False) for tenant in tenants)
         finally:
             self._call(lambda: self.redis.delete(lock))
@@ -353,7 +378,7 @@ class RedisState(SharedState):
         ttl_ms = int(self._settings.key_cache_seconds * 1000)
         if ttl_ms <= 0:
             return load(token)
-        name = f"{PREFIX}key:{sha256(token.encode()).hexdigest()}"
+        name = self.name("key", sha256(token.encode()).hexdigest())
         try:
             cached = self.redis.get(name)
         except redis.RedisError:
@@ -365,9 +390,8 @@ class RedisState(SharedState):
             self.redis.set(name, json.dumps(_principal_to(principal)), px=ttl_ms)
         return principal
 
-    @staticmethod
-    def _claim_name(scope: str, key: str) -> str:
-        return f"{PREFIX}idem:{scope}:{sha256(key.encode()).hexdigest()}"
+    def _claim_name(self, scope: str, key: str) -> str:
+        return self.name("idem", scope, sha256(key.encode()).hexdigest())
 
     def begin_idempotent(self, scope: str, key: str, fingerprint: str = "") -> StoredAnswer | None:
         # one value per key: "<status> <fingerprint> <media type>\n<body>"; while the call runs:
@@ -390,7 +414,7 @@ class RedisState(SharedState):
         return StoredAnswer(int(status), body, media_type if claimed_for else "application/json", path)
 
     def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
-        pattern = f"{PREFIX}idem:{_glob_escaped(scope)}:*"
+        pattern = f"{_glob_escaped(self.name('idem', scope))}:*"
         replaced = 0
         names: list[bytes] = self._call(lambda: list(self.redis.scan_iter(match=pattern, count=500)))
         for name in names:
@@ -412,7 +436,7 @@ class RedisState(SharedState):
             return 1.0
         def ask() -> list[int]:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.exists(f"{PREFIX}alive:{process}")
+            pipe.exists(self.name("alive", process))
             pipe.pttl(name)
             return pipe.execute()
 
@@ -443,7 +467,7 @@ class RedisState(SharedState):
         """This process is alive, and so are the calls it runs: their claims live on, and their
         counts move into the newest instance of Redis's state (see :meth:`_follow`)."""
         with suppress(redis.RedisError):
-            self.redis.set(f"{PREFIX}alive:{self.process}", b"1", ex=ALIVE_SECONDS)
+            self.redis.set(self.name("alive", self.process), b"1", ex=ALIVE_SECONDS)
             with self._lock:  # a call finishing now releases its claim after this, never before
                 if self._claims:
                     self._refresh(keys=list(self._claims), args=[CLAIM_SECONDS, *self._claims.values()])
@@ -454,21 +478,21 @@ class RedisState(SharedState):
         """The deployment id back in a Redis restarted empty (before a new server makes another)."""
         known = self._deployment
         if known is None:
-            self._deployment = self.redis.get(DEPLOYMENT_KEY)
+            self._deployment = self.redis.get(self.name(DEPLOYMENT_KEY))
         else:
-            self.redis.set(DEPLOYMENT_KEY, known, nx=True)
+            self.redis.set(self.name(DEPLOYMENT_KEY), known, nx=True)
 
     def _follow(self) -> None:
         """Learn the instance of Redis's state (making it, and the restart grace, when Redis
         restarted empty); count this process's calls in flight of older instances in it."""
-        instance = self._current(keys=[INSTANCE_KEY, RESTARTED_KEY],
+        instance = self._current(keys=[self.name(INSTANCE_KEY), self.name(RESTARTED_KEY)],
                                  args=[uuid.uuid4().hex, self._instance, int(restart_grace() * 1000)])
         instance = instance.decode() if isinstance(instance, bytes) else str(instance)
         with self._lock:  # held across the moves: a settle meanwhile would take a call moved or not
             for (tenant_id, month, old), calls in list(self._counted.items()):
                 if old == instance or calls <= 0:
                     continue
-                moved = self._adopt(keys=[*self._quota_keys(tenant_id, month), INSTANCE_KEY],
+                moved = self._adopt(keys=[*self._quota_keys(tenant_id, month), self.name(INSTANCE_KEY)],
                                     args=[self.process, calls, instance, MONTH_TTL])
                 if int(moved) < 0:  # the instance changed again: the next beat
                     return
@@ -497,7 +521,7 @@ class RedisState(SharedState):
         for thread in self._threads:
             thread.join(timeout=10)
         with suppress(redis.RedisError):
-            self.redis.delete(f"{PREFIX}alive:{self.process}")
+            self.redis.delete(self.name("alive", self.process))
         self.redis.close()
 
 
@@ -524,14 +548,15 @@ def connect(url: str) -> redis.Redis:
         raise InvalidSetting(f"FACEATLAS_REDIS_URL ({address(url)}): {exc}") from None
 
 
-def forget_scope(url: str, scope: str) -> int:
-    """Delete every Idempotency-Key of ``scope`` (a tenant: its claims and stored answers) from the
-    Redis at ``url``; returns how many. For a deleted tenant: its answers (subjects' names, faces'
-    boxes) would otherwise stay in Redis until their keys expire. Redis unreachable:
-    :class:`StateUnavailable` (run the deletion again)."""
+def forget_scope(url: str, database: str, scope: str) -> int:
+    """Delete every Idempotency-Key of ``scope`` (a tenant: its claims and stored answers) of the
+    database ``database`` (its id) from the Redis at ``url``; returns how many. For a deleted tenant:
+    its answers (subjects' names, faces' boxes) would otherwise stay in Redis until their keys
+    expire. Redis unreachable: :class:`StateUnavailable` (run the deletion again)."""
     client = connect(url)
     try:
-        names = list(client.scan_iter(match=f"{PREFIX}idem:{_glob_escaped(scope)}:*", count=500))
+        pattern = f"{_glob_escaped(key_prefix(database) + 'idem:' + scope)}:*"
+        names = list(client.scan_iter(match=pattern, count=500))
         return sum(int(client.delete(*names[i : i + 500])) for i in range(0, len(names), 500))
     except redis.RedisError as exc:
         raise StateUnavailable(f"the shared state (Redis at {address(url)}) cannot be reached to delete the "
@@ -574,27 +599,33 @@ def _plain_behind_tls(client: redis.Redis) -> bool:
         return False
 
 
-def deployment(client: redis.Redis, alone: bool) -> str:
-    """The id of the shared state in this Redis: every server of one database must name the same
-    (``service.lease``). Made here when Redis holds none and this server is ``alone`` on its
-    database; else waited for (``restart_grace``): the servers running put it back into a Redis
-    restarted empty with their heartbeat; still none, they use another Redis:
-    :class:`InvalidSetting`. Redis unreachable: :class:`StateUnavailable`."""
+def deployment(client: redis.Redis, database: str, alone: bool) -> str:
+    """The id of the shared state of the database ``database`` (its id) in this Redis: every server
+    of one database must name the same (``service.lease``); servers of other databases sharing this
+    Redis have ids of their own, under their own keys. Made here when Redis holds none for this
+    database and this server is ``alone`` on it; else waited for (``restart_grace``): the servers
+    running put it back into a Redis restarted empty with their heartbeat; still none, they use
+    another Redis (or run a FaceAtlas from before database-scoped keys): :class:`InvalidSetting`.
+    Redis unreachable: :class:`StateUnavailable`."""
+    key = key_prefix(database) + DEPLOYMENT_KEY
     try:
-        found = client.get(DEPLOYMENT_KEY)
+        found = client.get(key)
         if found is None and alone:
-            client.set(DEPLOYMENT_KEY, uuid.uuid4().hex, nx=True)
-            found = client.get(DEPLOYMENT_KEY)
+            client.set(key, uuid.uuid4().hex, nx=True)
+            found = client.get(key)
         deadline = time.monotonic() + restart_grace()
         while found is None and time.monotonic() < deadline:
             time.sleep(0.2)
-            found = client.get(DEPLOYMENT_KEY)
+            found = client.get(key)
+        legacy = found is None and bool(client.exists(LEGACY_DEPLOYMENT_KEY))
     except redis.RedisError as exc:
         raise StateUnavailable(f"the shared state (Redis) cannot be reached to start beside the other servers "
                                f"of this database: {exc}", retry_after=1.0) from exc
     if found is None:
+        older = (" (or they run an older FaceAtlas, whose state in this Redis is not kept per database: "
+                 "stop every server of this database, then start them all on this version)") if legacy else ""
         raise InvalidSetting("the other servers of this database use another Redis (this one holds no FaceAtlas "
-                             "state): give every server the same FACEATLAS_REDIS_URL")
+                             f"state of this database){older}: give every server the same FACEATLAS_REDIS_URL")
     return found.decode() if isinstance(found, bytes) else str(found)
 
 

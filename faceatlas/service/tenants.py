@@ -11,7 +11,7 @@ from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import AuditRecord
+from faceatlas.service.db import AuditRecord, database_identity
 from faceatlas.video import erase_tenant_events
 
 _SPACE = "svc:"
@@ -101,6 +101,6 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_ur
     if redis_url is not None:
         from faceatlas.service.redis_state import forget_scope  # the redis client: an optional extra
 
-        forget_scope(redis_url, tenant_id)
+        forget_scope(redis_url, database_identity(accounts.engine), tenant_id)
     accounts.delete_tenant(tenant_id)
     return len(collections)

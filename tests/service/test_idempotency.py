@@ -27,6 +27,8 @@ from faceatlas.service.shared_state import MemoryState, StoredAnswer
 from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings
 
+DATABASE = "d" * 32  # the id of the database whose state the RedisState objects made here keep
+
 # POST/PATCH/DELETE calls that do not honour Idempotency-Key: reads sent as POST (their retry
 # changes nothing), and the key calls whose answer holds a new API key (never stored anywhere)
 NOT_IDEMPOTENT = {
@@ -150,7 +152,7 @@ def _stored_bodies(api: Api) -> list[bytes]:
     state = api.http.app.state.shared  # type: ignore[attr-defined]
     if api.state == "memory":
         return [answer.body for _, _, answer in state._answers.values()]
-    return [state.redis.get(name) or b"" for name in state.redis.scan_iter(match="faceatlas:idem:*")]
+    return [state.redis.get(name) or b"" for name in state.redis.scan_iter(match=state.name("idem", "*"))]
 
 
 def test_erasing_a_subject_forgets_the_answers_that_named_it(api: Api, examples: Path) -> None:
@@ -262,7 +264,8 @@ def test_a_retried_kyc_session_and_product_are_created_once(api: Api, fast_analy
 def test_a_key_is_claimed_once_per_call(kind: str, redis_server) -> None:
     redis_server.flush()
     settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    state = MemoryState(lambda tenant: 0, settings) if kind == "memory" else RedisState(settings, lambda tenant: 0)
+    state = (MemoryState(lambda tenant: 0, settings) if kind == "memory"
+             else RedisState(settings, lambda tenant: 0, DATABASE))
     try:
         assert state.begin_idempotent("acme", "k", "call-a") is None
         with pytest.raises(IdempotencyInFlight):
@@ -295,7 +298,7 @@ def two_processes(monkeypatch: pytest.MonkeyPatch, redis_server) -> Iterator[Cal
         monkeypatch.setattr(redis_state, "CLAIM_SECONDS", claim_seconds)
         monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
         settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-        made.extend((RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)))
+        made.extend(RedisState(settings, lambda tenant: 0, DATABASE) for _ in range(2))
         return made[-2], made[-1]
 
     yield make
@@ -344,10 +347,10 @@ def test_a_stalled_call_finishing_after_a_retry_took_its_key_over_leaves_the_ret
     answers; the stalled call's late answer does not replace the one the retrier got."""
     redis_server.flush()
     settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    stalled, retry = RedisState(settings, lambda tenant: 0), RedisState(settings, lambda tenant: 0)
+    stalled, retry = RedisState(settings, lambda tenant: 0, DATABASE), RedisState(settings, lambda tenant: 0, DATABASE)
     try:
         assert stalled.begin_idempotent("acme", "enrol-9", "enrol") is None
-        stalled.redis.delete(*stalled.redis.keys("faceatlas:idem:*"))  # its claim expired while it stood still
+        stalled.redis.delete(*stalled.redis.keys(stalled.name("idem", "*")))  # its claim expired while it stood still
         assert retry.begin_idempotent("acme", "enrol-9", "enrol") is None
         retry.finish_idempotent("acme", "enrol-9", StoredAnswer(201, b'{"face_ids":[9]}'), "enrol")
         stalled.finish_idempotent("acme", "enrol-9", StoredAnswer(201, b'{"face_ids":[10]}'), "enrol")
@@ -362,7 +365,8 @@ def test_a_cancelled_call_abandons_its_claim(kind: str, monkeypatch: pytest.Monk
     redis_server.flush()
     monkeypatch.setattr(redis_state, "CLAIM_SECONDS", 1)
     settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    state = MemoryState(lambda tenant: 0, settings) if kind == "memory" else RedisState(settings, lambda tenant: 0)
+    state = (MemoryState(lambda tenant: 0, settings) if kind == "memory"
+             else RedisState(settings, lambda tenant: 0, DATABASE))
     try:
         assert state.begin_idempotent("acme", "k", "call-a") is None
         state.abandon("acme", "k")  # no I/O: memory frees it now, Redis once it is no longer refreshed

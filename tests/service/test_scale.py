@@ -23,8 +23,8 @@ import pytest
 
 from faceatlas.db import create_database_engine
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import migrate
-from faceatlas.service.redis_state import RedisState
+from faceatlas.service.db import database_identity, migrate
+from faceatlas.service.redis_state import RedisState, key_prefix
 from faceatlas.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ class Cluster:
     def counter(self, tenant: str) -> int:
         import redis
 
-        value = redis.Redis.from_url(self.redis.url).get(f"faceatlas:quota:{tenant}:{datetime.utcnow():%Y-%m}")
+        prefix = key_prefix(database_identity(self.accounts.engine))  # the servers' database
+        value = redis.Redis.from_url(self.redis.url).get(f"{prefix}quota:{tenant}:{datetime.utcnow():%Y-%m}")
         return int(value or 0)
 
 
@@ -259,7 +260,7 @@ def test_redis_restart_under_load_refuses_bills_and_keeps_the_quota(cluster: Clu
     assert bill <= cluster.counter("surge")  # seeded again from the bill: never below it
     # exact once reconciled (what a server does every FACEATLAS_QUOTA_RECONCILE_SECONDS)
     settings = ServiceSettings(database_url="sqlite://", redis_url=cluster.redis.url)
-    state = RedisState(settings, cluster.accounts.calls_this_month)
+    state = RedisState(settings, cluster.accounts.calls_this_month, database_identity(cluster.accounts.engine))
     try:
         deadline = time.monotonic() + 10
         while state.reconcile() == 0 and time.monotonic() < deadline:  # a server's own run may hold the lock
@@ -311,9 +312,9 @@ def test_kill_9_under_load_loses_no_answered_call(cluster: Cluster, examples: Pa
     assert billed <= rows <= billed + errors
     # the dead process's calls in flight stop counting once its heartbeat is gone: counter == bill
     settings = ServiceSettings(database_url="sqlite://", redis_url=cluster.redis.url)
-    state = RedisState(settings, cluster.accounts.calls_this_month)
+    state = RedisState(settings, cluster.accounts.calls_this_month, database_identity(cluster.accounts.engine))
     try:
-        for name in state.redis.scan_iter(match=f"faceatlas:alive:*-{victim.pid}-*"):
+        for name in state.redis.scan_iter(match=state.name("alive", f"*-{victim.pid}-*")):
             state.redis.delete(name)  # what its 15 s expiry does
         deadline = time.monotonic() + 10
         while state.reconcile() == 0 and time.monotonic() < deadline:  # a server's own periodic run holds the lock

@@ -28,6 +28,8 @@ from faceatlas.service.lease import ServerLease
 from faceatlas.service.redis_state import RedisState
 from faceatlas.settings import ServiceSettings
 
+DATABASE = "d" * 32  # the id of the database whose state these RedisState objects keep
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, new_database, tmp_path: Path) -> Iterator[str]:
@@ -141,18 +143,19 @@ def test_a_redis_of_another_deployment_is_refused_and_a_restarted_one_is_waited_
     monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
     redis_server.flush()
     client = redis.Redis.from_url(redis_server.url)
-    made = redis_state.deployment(client, alone=True)
-    assert redis_state.deployment(client, alone=False) == made
-    running = RedisState(ServiceSettings(database_url="sqlite://", redis_url=redis_server.url), lambda tenant: 0)
+    made = redis_state.deployment(client, DATABASE, alone=True)
+    assert redis_state.deployment(client, DATABASE, alone=False) == made
+    running = RedisState(ServiceSettings(database_url="sqlite://", redis_url=redis_server.url), lambda tenant: 0,
+                         DATABASE)
     try:
         redis_server.flush()  # restarted empty: the running server's heartbeat puts the id back
-        assert redis_state.deployment(client, alone=False) == made
+        assert redis_state.deployment(client, DATABASE, alone=False) == made
     finally:
         running.close()
     redis_server.flush()
     started = time.monotonic()
     with pytest.raises(InvalidSetting, match="use another Redis"):
-        redis_state.deployment(client, alone=False)
+        redis_state.deployment(client, DATABASE, alone=False)
     assert time.monotonic() - started >= redis_state.restart_grace()
 
 
@@ -171,7 +174,7 @@ def test_a_redis_refusing_the_server_stops_the_start_with_a_clear_line(redis_ser
     for url, expected in ((f"redis://127.0.0.1:{port}/0", "refused this server's credentials"),
                           (f"redis://:wrong-pw@127.0.0.1:{port}/0", "refused this server's credentials"),
                           (f"redis://:{password}@127.0.0.1:{port}/99", "DB index is out of range")):
-        state = RedisState(ServiceSettings(database_url="sqlite://", redis_url=url), lambda tenant: 0)
+        state = RedisState(ServiceSettings(database_url="sqlite://", redis_url=url), lambda tenant: 0, DATABASE)
         try:
             with pytest.raises(InvalidSetting, match=expected) as refused:
                 state.check()
@@ -181,8 +184,8 @@ def test_a_redis_refusing_the_server_stops_the_start_with_a_clear_line(redis_ser
     result = CliRunner().invoke(cli, ["serve", "--db", f"sqlite:///{tmp_path / 's.db'}", "--pack", "scrfd-mbf"],
                                 env={"FACEATLAS_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     assert result.exit_code == 2 and result.output.startswith("error (invalid_setting): FACEATLAS_REDIS_URL: Redis at")
-    good = RedisState(ServiceSettings(database_url="sqlite://",
-                                      redis_url=f"redis://:{password}@127.0.0.1:{port}/0"), lambda tenant: 0)
+    good = RedisState(ServiceSettings(database_url="sqlite://", redis_url=f"redis://:{password}@127.0.0.1:{port}/0"),
+                      lambda tenant: 0, DATABASE)
     try:
         good.check()
     finally:
@@ -194,7 +197,7 @@ def test_tls_asked_of_a_plain_redis_stops_the_start_with_a_clear_line(redis_serv
     "cannot be reached yet"; it is a setting to change, said at start."""
     redis_server.flush()
     state = RedisState(ServiceSettings(database_url="sqlite://", redis_url=f"rediss://127.0.0.1:{redis_server.port}/0"),
-                       lambda tenant: 0)
+                       lambda tenant: 0, DATABASE)
     try:
         with pytest.raises(InvalidSetting, match="speaks no TLS .* use redis://"):
             state.check()
@@ -215,7 +218,7 @@ def test_a_redis_url_that_does_not_parse_is_refused_without_its_password(url: st
     assert "pw" not in str(refused.value)
     with pytest.raises(InvalidSetting, match="socket_timeout"):  # an option of the query: at the client
         RedisState(ServiceSettings(database_url="sqlite://", redis_url="redis://:pw@localhost:6379/0?socket_timeout=x"),
-                   lambda tenant: 0)
+                   lambda tenant: 0, DATABASE)
 
 
 def test_a_redis_unreachable_at_start_is_waited_for_and_named_nowhere(new_database, fast_analyzer, examples: Path,

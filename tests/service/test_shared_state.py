@@ -26,10 +26,12 @@ from faceatlas.gallery import Gallery
 from faceatlas.gallery.models import Collection, FaceRecord, Subject
 from faceatlas.service import create_app, redis_state
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import AuditRecord, UsageRecord, migrate
+from faceatlas.service.db import AuditRecord, UsageRecord, database_identity, migrate
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.redis_state import RedisState, restart_grace
 from faceatlas.settings import ServiceSettings
+
+DATABASE = "d" * 32  # the id of the database whose state the RedisState objects made here keep
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def states(redis_server, accounts: Accounts, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
     redis_server.flush()
     settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    made = [RedisState(settings, accounts.calls_this_month) for _ in range(3)]
+    made = [RedisState(settings, accounts.calls_this_month, DATABASE) for _ in range(3)]
     yield made
     for state in made:
         state.close()
@@ -81,7 +83,7 @@ def test_a_tenants_quota_is_one_counter_seeded_from_the_bill(states: list[RedisS
         list(pool.map(call, range(40)))
     assert len(granted) == 7  # quota 12, 5 already billed in the usage table
     # a 5xx gives its count back
-    states[1].redis.delete("faceatlas:quota:acme:" + time.strftime("%Y-%m", time.gmtime()))
+    states[1].redis.delete(states[1].name("quota", "acme", time.strftime("%Y-%m", time.gmtime())))
     assert states[1].spend("acme", 6) == 0.0  # reseeded: 5 billed + this one
     states[1].settle("acme", billed=False)
     assert states[2].spend("acme", 6) == 0.0
@@ -93,7 +95,7 @@ def test_reconciliation_drops_the_calls_of_a_dead_process(states: list[RedisStat
     dead, alive = states[0], states[1]
     assert dead.spend("acme", 3) == 0.0
     assert dead.spend("acme", 3) == 0.0  # two calls admitted, never answered: the process dies
-    dead.redis.delete(f"faceatlas:alive:{dead.process}")
+    dead.redis.delete(dead.name("alive", dead.process))
     assert alive.spend("acme", 3) == 0.0  # in flight on a live process
     assert alive.spend("acme", 3) > 0  # the counter says 3
     accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
@@ -139,7 +141,7 @@ def test_calls_in_flight_across_a_restart_of_redis_keep_the_counter_at_the_bill(
     states[0].settle("acme", billed=True)  # A answered and billed after the seed
     accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=503)])
     states[0].settle("acme", billed=False)  # B failed: not billed, its count was never in this counter
-    counter = states[2].redis.get("faceatlas:quota:acme:" + time.strftime("%Y-%m", time.gmtime()))
+    counter = states[2].redis.get(states[2].name("quota", "acme", time.strftime("%Y-%m", time.gmtime())))
     assert int(counter or 0) == 3  # A on the bill, C and D in flight
     assert states[2].spend("acme", 4) == 0.0
     assert states[2].spend("acme", 4) > 0  # quota 4: A, C, D and this one
@@ -154,7 +156,8 @@ def test_calls_in_flight_across_a_restart_of_redis_are_counted_before_anyone_els
     monkeypatch.setattr(redis_state, "HEARTBEAT_SECONDS", 0.2)
     redis_server.flush()
     settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
-    busy, other = RedisState(settings, accounts.calls_this_month), RedisState(settings, accounts.calls_this_month)
+    busy, other = (RedisState(settings, accounts.calls_this_month, DATABASE),
+                   RedisState(settings, accounts.calls_this_month, DATABASE))
     try:
         accounts.create_tenant("acme")
         assert [busy.spend("acme", 6) for _ in range(4)] == [0.0] * 4  # admitted, answers pending
@@ -170,7 +173,7 @@ def test_calls_in_flight_across_a_restart_of_redis_are_counted_before_anyone_els
         accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200) for _ in range(6)])
         for state in [busy] * 4 + [state for state, ok in zip((other, busy, other, busy), granted, strict=True) if ok]:
             state.settle("acme", billed=True)
-        counter = other.redis.get("faceatlas:quota:acme:" + time.strftime("%Y-%m", time.gmtime()))
+        counter = other.redis.get(other.name("quota", "acme", time.strftime("%Y-%m", time.gmtime())))
         assert int(counter or 0) == 6
         assert other.reconcile() >= 1 and other.spend("acme", 6) > 0  # the bill says 6: nothing more
     finally:
@@ -301,7 +304,12 @@ def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, acc
     proxy.down()
     assert accounts.calls_this_month("acme") == 2  # the two answered detects; nothing unbilled went out
     month = time.strftime("%Y-%m", time.gmtime())
-    assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == 2
+    assert int(redis.Redis.from_url(redis_server.url).get(_quota_key(accounts, month))) == 2
+
+
+def _quota_key(accounts: Accounts, month: str) -> str:
+    """acme's quota counter in Redis, as the app over ``accounts``'s database names it."""
+    return f"{redis_state.key_prefix(database_identity(accounts.engine))}quota:acme:{month}"
 
 
 def _rows(accounts: Accounts) -> dict[str, list]:
@@ -347,7 +355,7 @@ def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
         assert found["results"][0]["matches"][0]["external_id"] == "obama"
         before = _rows(accounts)
         month = time.strftime("%Y-%m", time.gmtime())
-        quota = int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}"))
+        quota = int(redis.Redis.from_url(redis_server.url).get(_quota_key(accounts, month)))
 
         proxy.down()
         try:
@@ -368,7 +376,7 @@ def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
         # the database is back: nothing of the three calls is in it, nor in Redis's quota, nor in the index
         assert _rows(accounts) == before
         assert (before["subjects"], len(before["faces"])) == (["obama"], 1)
-        assert int(redis.Redis.from_url(redis_server.url).get(f"faceatlas:quota:acme:{month}")) == quota
+        assert int(redis.Redis.from_url(redis_server.url).get(_quota_key(accounts, month))) == quota
         assert http.get("/v1/collections/staff/subjects/lin").status_code == 404
         assert http.get("/v1/collections/visitors").status_code == 404
         staff = app.state.gallery.for_tenant("svc:acme")  # the index the app searches, as it is in memory
