@@ -13,6 +13,7 @@ from faceatlas.gallery.gallery import (
     source_crop,
 )
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
+from faceatlas.gallery.models import database_identity
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -68,6 +69,7 @@ __all__ = [
     "check_tenant",
     "check_text",
     "check_row_id",
+    "database_identity",
     "read_header",
     "parse_cursor",
     "enrolled_photos",

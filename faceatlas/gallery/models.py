@@ -119,6 +119,16 @@ def database_id(sessions: sessionmaker[Session]) -> str:
         return session.scalars(select(GalleryIdentity.database_id).where(GalleryIdentity.id == 1)).one()
 
 
+def database_identity(engine: Engine) -> str:
+    """The database's id (32 hex digits: the one row of ``gallery_identity``, made by the gallery's
+    migration 0003, run here when it has not yet): what scopes this database's state in a Redis or
+    a Milvus that other databases may share. Its URL is no identity (host names and mounts change);
+    a copy of the database (a dump restored, a file copied) carries the same id until its row is
+    deleted (it is made again)."""
+    migrate(engine)
+    return database_id(sessionmaker(engine))
+
+
 def migrate(engine: Engine) -> None:
     """Bring the gallery tables to the newest Alembic revision shipped in ``faceatlas/gallery/migrations``."""
     upgrade(engine, Path(str(resources.files("faceatlas.gallery").joinpath("migrations"))))

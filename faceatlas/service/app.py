@@ -31,11 +31,11 @@ from faceatlas.apps.retail import purge_anonymous_visitors
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer, get_pack, resolve
 from faceatlas.errors import DatabaseUnavailable, InvalidArgument, StateUnavailable, Unauthorized
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, database_identity
 from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
-from faceatlas.service.db import database_identity, database_identity_at, migrate
+from faceatlas.service.db import database_identity_at, migrate
 from faceatlas.service.deps import API_PREFIX, KnownRequest, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.fetch import allowed_origins
@@ -56,7 +56,7 @@ _log = logging.getLogger(__name__)
 
 def open_shared_state(settings: ServiceSettings, count_calls: CountCalls, database: Callable[[], str]) -> SharedState:
     """Redis when ``settings.redis_url`` is set (many processes; the state of the database whose
-    id ``database`` gives, see ``service.db.database_identity``), else this process's memory."""
+    id ``database`` gives, see ``gallery.database_identity``), else this process's memory."""
     if settings.redis_url is None:
         return MemoryState(count_calls, settings)
     from faceatlas.service.redis_state import RedisState  # the redis client: an optional extra

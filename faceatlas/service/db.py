@@ -11,12 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from faceatlas.db import create_database_engine, upgrade, utcnow
-from faceatlas.gallery import ID_MAX_LENGTH
-from faceatlas.gallery.models import database_id
-from faceatlas.gallery.models import migrate as migrate_gallery
+from faceatlas.gallery import ID_MAX_LENGTH, database_identity
 
 VERSION_TABLE = "faceatlas_service_alembic_version"
 # An album person as a path or form names it (its id ``p12`` or its name): the album's name column.
@@ -119,16 +117,6 @@ class ConsoleSession(Base):
 def migrate(engine: Engine) -> None:
     """Bring the service tables to the latest Alembic revision."""
     upgrade(engine, Path(__file__).parent / "migrations")
-
-
-def database_identity(engine: Engine) -> str:
-    """The database's id (32 hex digits: ``faceatlas.gallery.models.database_id``, the one row of
-    ``gallery_identity``, made by the gallery's migration 0003, run here when it has not yet): what
-    scopes this database's state in a Redis that other databases may share. Its URL is no
-    identity (host names and mounts change); a copy of the database (a dump restored, a file
-    copied) carries the same id until its row is deleted (it is made again)."""
-    migrate_gallery(engine)
-    return database_id(sessionmaker(engine))
 
 
 def database_identity_at(url: str) -> str:

@@ -82,7 +82,7 @@ LEGACY_DEPLOYMENT_KEY = f"{PREFIX}deployment"  # what servers before database-sc
 
 def key_prefix(database: str) -> str:
     """The start of every key of the state of the database ``database`` (its id,
-    ``faceatlas.service.db.database_identity``): ``faceatlas:<id>:``. Databases sharing one Redis
+    ``faceatlas.gallery.database_identity``): ``faceatlas:<id>:``. Databases sharing one Redis
     (staging and production) each count, cache and replay in their own keys; nothing is shared."""
     if not database or any(c in database for c in ":*?[]\\ "):
         raise ValueError(f"a database id is a non-empty name without ':', spaces or glob characters: {database!r}")
@@ -220,7 +220,7 @@ class RedisState(SharedState):
 
     def __init__(self, settings: ServiceSettings, count_calls: CountCalls, database: str,
                  client: redis.Redis | None = None) -> None:
-        """``database``: the id of the database whose state this is (``service.db.database_identity``):
+        """``database``: the id of the database whose state this is (``gallery.database_identity``):
         every key is scoped by it, so several databases may share one Redis (database number)."""
         assert settings.redis_url is not None
         self.prefix = key_prefix(database)

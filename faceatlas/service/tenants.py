@@ -9,9 +9,9 @@ from sqlalchemy import inspect
 from faceatlas.apps.albums import erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, database_identity
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import AuditRecord, database_identity
+from faceatlas.service.db import AuditRecord
 from faceatlas.video import erase_tenant_events
 
 _SPACE = "svc:"

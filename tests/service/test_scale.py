@@ -22,8 +22,9 @@ import httpx
 import pytest
 
 from faceatlas.db import create_database_engine
+from faceatlas.gallery import database_identity
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import database_identity, migrate
+from faceatlas.service.db import migrate
 from faceatlas.service.redis_state import RedisState, key_prefix
 from faceatlas.settings import ServiceSettings
 
