@@ -144,21 +144,39 @@ def _one_maker(path: Path, model: ModelFile) -> Iterator[None]:
 
 
 def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
+    """The recogniser in int8: its batch made dynamic, ranges by percentile, fed 32 crops a call,
+    the ends left in float (:func:`sensitive_nodes`)."""
     import onnx
-    from onnx import version_converter
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationMethod
 
     from faceatlas.engine.recognizers import dynamic_batch_model
 
     loaded = dynamic_batch_model(source)
     model = onnx.load_from_string(loaded) if isinstance(loaded, bytes) else onnx.load(str(loaded))
+    return _static_qdq(model, np.array_split(batch, max(1, len(batch) // 32)), work, sensitive_nodes,
+                       CalibrationMethod.Percentile)
+
+
+def _quantize_detector(source: Path, batch: np.ndarray, work: Path) -> Path:
+    """SCRFD in int8: min/max activation ranges over ``batch`` fed one image a call (the file's
+    batch size is 1), its first convolutions and keypoint heads left in float (:func:`detector_float_nodes`)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod
+
+    return _static_qdq(onnx.load(str(source)), [batch[row: row + 1] for row in range(len(batch))], work,
+                       detector_float_nodes, CalibrationMethod.MinMax)
+
+
+def _static_qdq(model: onnx.ModelProto, chunks: Sequence[np.ndarray], work: Path,
+                float_nodes: Callable[[onnx.ModelProto], list[str]], method: object) -> Path:
+    """ONNX Runtime's static QDQ quantisation of ``model`` (u8 activations, s8 per-channel weights,
+    opset raised to 13), calibrated on ``chunks`` (one input each), ``float_nodes`` of the prepared
+    graph left in float; the int8 file written under ``work``."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     if model.opset_import[0].version < OPSET:
         model = version_converter.convert_version(model, OPSET)
     upgraded, prepared, out = work / "float.onnx", work / "prepared.onnx", work / "int8.onnx"
@@ -167,10 +185,10 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches: Iterator[np.ndarray] = iter(np.array_split(batch, max(1, len(batch) // 32)))
+            self.chunks: Iterator[np.ndarray] = iter(chunks)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            chunk = next(self.batches, None)
+            chunk = next(self.chunks, None)
             return None if chunk is None else {input_name: chunk}
 
     logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves in float
@@ -180,50 +198,8 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
             quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
             quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            nodes_to_exclude=sensitive_nodes(onnx.load(str(prepared))),
-                            calibrate_method=CalibrationMethod.Percentile)
-    finally:
-        logging.disable(logging.NOTSET)
-    return out
-
-
-def _quantize_detector(source: Path, batch: np.ndarray, work: Path) -> Path:
-    """SCRFD in int8: per-channel weights, min/max activation ranges over ``batch`` (fed one image
-    at a time: the file's batch size is 1), the first two convolutions left in float."""
-    import onnx
-    from onnx import version_converter
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    model = onnx.load(str(source))
-    if model.opset_import[0].version < OPSET:
-        model = version_converter.convert_version(model, OPSET)
-    upgraded, prepared, out = work / "float.onnx", work / "prepared.onnx", work / "int8.onnx"
-    onnx.save(model, str(upgraded))
-    input_name = model.graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.rows = iter(range(len(batch)))
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            row = next(self.rows, None)
-            return None if row is None else {input_name: batch[row: row + 1]}
-
-    logging.disable(logging.WARNING)
-    try:
-        with redirect_stdout(sys.stderr):
-            quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
-            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            nodes_to_exclude=detector_float_nodes(onnx.load(str(prepared))),
-                            calibrate_method=CalibrationMethod.MinMax)
+                            nodes_to_exclude=float_nodes(onnx.load(str(prepared))),
+                            calibrate_method=method)
     finally:
         logging.disable(logging.NOTSET)
     return out
