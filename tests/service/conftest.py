@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -58,6 +59,14 @@ class InProcess:
     def api_client(self, key: str) -> FaceAtlasClient:
         """The Python client (faceatlas.client) over this app."""
         return FaceAtlasClient(self.url, self.keys.get(key, key), http=self.http)
+
+    def own_tenant(self) -> tuple[str, FaceAtlasClient]:
+        """A tenant for one test (its keys, usage, audit trail, collections, stores and KYC sessions
+        are no other test's) and its admin client."""
+        tenant = f"own-{uuid.uuid4().hex[:12]}"
+        self.accounts.create_tenant(tenant)
+        return tenant, self.api_client(self.accounts.create_key(tenant, ["admin"], rate_per_second=500,
+                                                                burst=500).token)
 
 
 def _tenants(accounts: Accounts) -> dict[str, str]:

@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -288,16 +287,9 @@ def test_images_as_bytes_like_and_file_objects_or_a_clear_error(api, examples: P
         client.detect(text)  # type: ignore[arg-type]
 
 
-def _tenant_of_its_own(api) -> tuple[str, FaceAtlasClient]:
-    """A tenant for one test (its stores, members and KYC sessions are no other test's) and its client."""
-    tenant = f"own-{uuid.uuid4().hex[:12]}"
-    api.accounts.create_tenant(tenant)
-    return tenant, api.api_client(api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token)
-
-
 def test_results_keep_the_usage_failed_and_the_store_currency(api, fast_analyzer, tmp_path: Path) -> None:
     """Usage rows dropped ``failed`` and the product listing its ``currency``."""
-    tenant, client = _tenant_of_its_own(api)
+    tenant, client = api.own_tenant()
     client.list_collections()
     rows = client.usage().rows
     assert rows and all(row.failed == row.raw["failed"] for row in rows)
@@ -308,12 +300,12 @@ def test_results_keep_the_usage_failed_and_the_store_currency(api, fast_analyzer
     assert [(p.sku, p.currency) for p in client.retail_products(config.id)] == [("mug", "CHF")]
 
 
-def test_every_write_can_send_an_idempotency_key_and_an_empty_one_is_refused(api, examples: Path, fast_analyzer,
+def test_every_write_can_send_an_idempotency_key_and_an_empty_one_isrefused(api, examples: Path, fast_analyzer,
                                                                               tmp_path: Path) -> None:
     """kyc_submit, retail_enrol_member, retail_grant_consent, retail_withdraw_consent,
     retail_update_product and update_tenant_settings took no key (a retry acted twice); an empty
     key was dropped silently (two faces for two calls) while "a b" was refused."""
-    tenant, client = _tenant_of_its_own(api)
+    tenant, client = api.own_tenant()
     photo = examples / "tests/test_images/obama.jpg"
     client.create_collection("once")
     client.add_subject("once", "ann")

@@ -16,22 +16,9 @@ import numpy as np
 import pytest
 
 from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
-from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, SearchResult
+from faceatlas.client import FaceAtlasClientError, SearchResult
 from faceatlas.engine import get_pack
-
-
-def _tenant_of_its_own(api) -> tuple[str, FaceAtlasClient]:
-    """A tenant for one test (its usage, collections and stores are no other test's) and its admin client."""
-    tenant = f"own-{uuid.uuid4().hex[:12]}"
-    api.accounts.create_tenant(tenant)
-    return tenant, api.api_client(api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token)
-
-
-def _refused(call, status: int, code: str) -> FaceAtlasApiError:
-    with pytest.raises(FaceAtlasApiError) as caught:
-        call()
-    assert (caught.value.status, caught.value.code) == (status, code), caught.value
-    return caught.value
+from tests.service.refusals import refused
 
 
 def _named(result: SearchResult) -> list[str]:
@@ -40,7 +27,7 @@ def _named(result: SearchResult) -> list[str]:
 
 def test_search_verify_and_detect_take_every_option_of_their_routes(api, examples: Path) -> None:
     images, knn = examples / "tests/test_images", examples / "examples/knn_examples"
-    _, client = _tenant_of_its_own(api)
+    _, client = api.own_tenant()
     client.create_collection("people", metadata={"site": "hq"})
     assert client.get_collection("people").metadata == {"site": "hq"}
     client.enrol("people", "obama", images / "obama.jpg")
@@ -59,8 +46,8 @@ def test_search_verify_and_detect_take_every_option_of_their_routes(api, example
     assert top.external_id == "obama" and top.matched_faces == 2
     # scored by its mean template (which may be nearer the query than any one face), not its best face
     assert top.similarity == top.mean_similarity != top.best_similarity == default.matches[0].similarity
-    _refused(lambda: client.search("people", query, aggregate="worst"), 422, "validation_error")
-    _refused(lambda: client.search("people", query, threshold=0.5, far=1e-3), 422, "validation_error")
+    refused(lambda: client.search("people", query, aggregate="worst"), 422, "validation_error")
+    refused(lambda: client.search("people", query, threshold=0.5, far=1e-3), 422, "validation_error")
 
     pair = knn / "test/obama_and_biden.jpg"
     assert len(client.search("people", pair)) == 1  # the largest face only, as before
@@ -80,8 +67,8 @@ def test_search_verify_and_detect_take_every_option_of_their_routes(api, example
     assert client.search_embedding("people", face.embedding, face.recognizer_id,
                                    aggregate="mean").matches[0].similarity == top.similarity
     other_space = get_pack("dlib").recognizer_id  # 128-d too: only the space tells them apart
-    _refused(lambda: client.search_embedding("people", face.embedding, other_space), 409, "model_mismatch")
-    _refused(lambda: client.search_embedding("people", [0.1] * 512, face.recognizer_id), 409, "model_mismatch")
+    refused(lambda: client.search_embedding("people", face.embedding, other_space), 409, "model_mismatch")
+    refused(lambda: client.search_embedding("people", [0.1] * 512, face.recognizer_id), 409, "model_mismatch")
     for odd in ([float("nan")] * 128, np.full(128, np.inf), [object()] * 128):  # none is sent
         with pytest.raises(FaceAtlasClientError) as caught:
             client.search_embedding("people", odd, face.recognizer_id)
@@ -93,7 +80,7 @@ def test_search_verify_and_detect_take_every_option_of_their_routes(api, example
     assert strict_verdict.match is False and strict_verdict.threshold == 0.99
     assert strict_verdict.similarity == verdict.similarity
     assert client.verify("people", "obama", query, far=1e-3).threshold < verdict.threshold
-    _refused(lambda: client.verify("people", "obama", query, far=1e-3, threshold=0.5), 422, "validation_error")
+    refused(lambda: client.verify("people", "obama", query, far=1e-3, threshold=0.5), 422, "validation_error")
 
     assert len(client.detect(examples / "examples/two_people.jpg").faces) == 2
     [largest] = client.detect(examples / "examples/two_people.jpg", max_faces=1).faces
@@ -103,7 +90,7 @@ def test_search_verify_and_detect_take_every_option_of_their_routes(api, example
 def test_enrol_takes_every_face_and_refuses_poor_ones(api, examples: Path) -> None:
     knn = examples / "examples/knn_examples"
     pair = knn / "test/obama_and_biden.jpg"  # two clear faces and a small blurred one (quality < 0.1)
-    _, client = _tenant_of_its_own(api)
+    _, client = api.own_tenant()
     client.create_collection("crowd")
     one = client.enrol("crowd", "largest", pair)
     assert len(one.face_ids) == 1 and one.rejected == 0
@@ -111,18 +98,18 @@ def test_enrol_takes_every_face_and_refuses_poor_ones(api, examples: Path) -> No
     assert len(every.face_ids) == 3 and every.rejected == 0
     good = client.enrol("crowd", "good", pair, all_faces=True, min_quality=0.3)
     assert len(good.face_ids) == 2 and good.rejected == 1 and all(f.quality >= 0.3 for f in good.faces)
-    poor = _refused(lambda: client.enrol("crowd", "kit", knn / "train/kit_harington/john2.jpeg", min_quality=0.5),
+    poor = refused(lambda: client.enrol("crowd", "kit", knn / "train/kit_harington/john2.jpeg", min_quality=0.5),
                     422, "validation_error")  # quality 0.34: no face reaches the gate
     assert "min_quality" in poor.message
-    _refused(lambda: client.get_subject("crowd", "kit"), 404, "not_found")  # nothing made of it
+    refused(lambda: client.get_subject("crowd", "kit"), 404, "not_found")  # nothing made of it
     kept = client.enrol("crowd", "kit", knn / "train/kit_harington/john1.jpeg", min_quality=0.5)
     assert len(kept.face_ids) == 1 and kept.rejected == 0
     assert [client.get_subject("crowd", s).faces for s in ("largest", "every", "good", "kit")] == [1, 3, 2, 1]
-    _refused(lambda: client.enrol("crowd", "kit", pair, min_quality=1.5), 422, "validation_error")
+    refused(lambda: client.enrol("crowd", "kit", pair, min_quality=1.5), 422, "validation_error")
 
 
 def test_usage_between_two_days_and_as_csv(api, examples: Path) -> None:
-    _, client = _tenant_of_its_own(api)
+    _, client = api.own_tenant()
     first = datetime.now(UTC).date()
     for _ in range(3):
         client.detect(examples / "examples/two_people.jpg")
@@ -137,7 +124,7 @@ def test_usage_between_two_days_and_as_csv(api, examples: Path) -> None:
     assert client.usage(start=first) == usage == client.usage(end=last) == client.usage()
     assert client.usage(end=first - timedelta(days=1)).rows == ()
     assert client.usage(start=last + timedelta(days=1)).rows == ()
-    _refused(lambda: client.usage(start=last + timedelta(days=1), end=first), 422, "validation_error")
+    refused(lambda: client.usage(start=last + timedelta(days=1), end=first), 422, "validation_error")
 
     text = client.usage_csv(start=first, end=last)
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -148,7 +135,7 @@ def test_usage_between_two_days_and_as_csv(api, examples: Path) -> None:
 
 
 def test_retail_analytics_as_csv_holds_the_reports_rows(api, fast_analyzer, tmp_path: Path) -> None:
-    tenant, client = _tenant_of_its_own(api)
+    tenant, client = api.own_tenant()
     config = StoreConfig(id=f"csv-{uuid.uuid4().hex[:8]}", tenant=tenant, cameras=[Camera(id="door", role="door")])
     with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
         pass
@@ -161,6 +148,6 @@ def test_retail_analytics_as_csv_holds_the_reports_rows(api, fast_analyzer, tmp_
     assert summary == {key: float(value) for key, value in report.summary.items()} and summary
     sections = [(metric, key, float(value)) for metric, key, value in rows[1:] if metric != "summary"]
     assert sections == [(r.metric, r.key, float(r.value)) for r in report.sections]
-    _refused(lambda: client.retail_analytics_csv(config.id, start="2026-11-05", end="2026-11-01"),
+    refused(lambda: client.retail_analytics_csv(config.id, start="2026-11-05", end="2026-11-01"),
              422, "validation_error")  # days backwards
-    _refused(lambda: client.retail_analytics_csv("no-such-store"), 404, "not_found")
+    refused(lambda: client.retail_analytics_csv("no-such-store"), 404, "not_found")

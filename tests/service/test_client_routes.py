@@ -16,31 +16,16 @@ from faceatlas.client import (
     ApiKey,
     CameraCounts,
     FaceAtlasApiError,
-    FaceAtlasClient,
     FaceAtlasClientError,
     IssuedKey,
     RetailCart,
 )
 from faceatlas.db import utcnow
-
-
-def _tenant_of_its_own(api) -> tuple[str, FaceAtlasClient]:
-    """A tenant for one test (its keys, audit trail, events and stores are no other test's) and
-    its admin client."""
-    tenant = f"own-{uuid.uuid4().hex[:12]}"
-    api.accounts.create_tenant(tenant)
-    return tenant, api.api_client(api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token)
-
-
-def _refused(call, status: int, code: str) -> FaceAtlasApiError:
-    with pytest.raises(FaceAtlasApiError) as caught:
-        call()
-    assert (caught.value.status, caught.value.code) == (status, code), caught.value
-    return caught.value
+from tests.service.refusals import refused
 
 
 def test_keys_are_created_listed_rotated_and_revoked_and_audited(api) -> None:
-    tenant, admin = _tenant_of_its_own(api)
+    tenant, admin = api.own_tenant()
     issued = admin.create_key(["read"], name="reporting", rate_per_second=5, burst=7)
     assert isinstance(issued, IssuedKey) and issued.scopes == ("read",)
     assert issued.key.startswith(f"fa_{issued.prefix}_") and issued.key not in repr(issued)
@@ -52,25 +37,25 @@ def test_keys_are_created_listed_rotated_and_revoked_and_audited(api) -> None:
 
     reader = api.api_client(issued.key)
     assert reader.list_collections() == []
-    _refused(reader.list_keys, 403, "forbidden")  # keys are the admin's
+    refused(reader.list_keys, 403, "forbidden")  # keys are the admin's
 
     rotated = admin.rotate_key(issued.prefix)
     assert rotated.prefix != issued.prefix and rotated.scopes == ("read",)
-    _refused(reader.list_collections, 401, "unauthorized")  # the old key stopped at once
+    refused(reader.list_collections, 401, "unauthorized")  # the old key stopped at once
     assert api.api_client(rotated.key).list_collections() == []
     listed = {k.prefix: k for k in admin.list_keys()}
     assert listed[issued.prefix].revoked and not listed[rotated.prefix].revoked
     assert (listed[rotated.prefix].name, listed[rotated.prefix].rate_per_second, listed[rotated.prefix].burst) == \
         ("reporting", 5.0, 7)  # the same limits
-    _refused(lambda: admin.rotate_key(issued.prefix), 409, "key_revoked")  # a key rotates once
+    refused(lambda: admin.rotate_key(issued.prefix), 409, "key_revoked")  # a key rotates once
 
     tag = uuid.uuid4().hex[:8]
     assert admin.revoke_key(rotated.prefix, idempotency_key=f"revoke-{tag}") is None
     assert admin.revoke_key(rotated.prefix, idempotency_key=f"revoke-{tag}") is None  # replayed
     admin.revoke_key(rotated.prefix)  # a revoked key's revocation changes nothing
-    _refused(api.api_client(rotated.key).list_collections, 401, "unauthorized")
-    _refused(lambda: admin.revoke_key("0123456789ab"), 404, "not_found")
-    _refused(lambda: admin.create_key(["root"]), 422, "validation_error")
+    refused(api.api_client(rotated.key).list_collections, 401, "unauthorized")
+    refused(lambda: admin.revoke_key("0123456789ab"), 404, "not_found")
+    refused(lambda: admin.create_key(["root"]), 422, "validation_error")
 
     trail = admin.audit_log()
     ours = {f"key:{issued.prefix}", f"key:{rotated.prefix}"}
@@ -87,7 +72,7 @@ def test_keys_are_created_listed_rotated_and_revoked_and_audited(api) -> None:
 
 
 def test_subjects_renamed_merged_and_a_collection_exported_and_imported(api, examples: Path, tmp_path: Path) -> None:
-    _, client = _tenant_of_its_own(api)
+    _, client = api.own_tenant()
     photos = examples / "tests" / "test_images"
     client.create_collection("staff")
     client.add_subject("staff", "obama", name="B. Obama", metadata={"team": "a"})
@@ -102,8 +87,8 @@ def test_subjects_renamed_merged_and_a_collection_exported_and_imported(api, exa
     assert client.update_subject("staff", "obama", metadata={"desk": 2}).name == "Barack Obama"  # name kept
     merged = client.merge_subjects("staff", "dup", into="obama")
     assert (merged.external_id, merged.faces, merged.metadata) == ("obama", 2, {"team": "a", "room": 7, "desk": 2})
-    _refused(lambda: client.get_subject("staff", "dup"), 404, "not_found")
-    _refused(lambda: client.merge_subjects("staff", "obama", into="obama"), 422, "validation_error")
+    refused(lambda: client.get_subject("staff", "dup"), 404, "not_found")
+    refused(lambda: client.merge_subjects("staff", "obama", into="obama"), 422, "validation_error")
 
     exported = client.export_collection("staff")
     assert exported[:4] == b"PAR1" and exported[-4:] == b"PAR1"
@@ -125,8 +110,8 @@ def test_subjects_renamed_merged_and_a_collection_exported_and_imported(api, exa
     assert [m.external_id for m in found.matches][:1] == ["obama"] and found.matches[0].matched_faces >= 1
     from_bytes = client.import_collection(exported, name="staff-bytes")
     assert (from_bytes.subjects, from_bytes.faces, from_bytes.recognizer_id) == (2, 3, copy.recognizer_id)
-    _refused(lambda: client.import_collection(exported, name="staff"), 409, "already_exists")
-    _refused(lambda: client.import_collection(b"not parquet", name="junk"), 400, "bad_request")
+    refused(lambda: client.import_collection(exported, name="staff"), 409, "already_exists")
+    refused(lambda: client.import_collection(b"not parquet", name="junk"), 400, "bad_request")
     assert sorted(c.name for c in client.list_collections()) == ["staff", "staff-bytes", "staff-copy"]
     trail = [(e.action, e.target) for e in client.audit_log() if e.action.startswith(("subject.", "collection."))]
     assert trail[:4] == [("collection.import", "staff-bytes"), ("collection.import", "staff-copy"),
@@ -138,7 +123,7 @@ def test_events_snapshots_and_camera_counts(api, examples: Path, tmp_path: Path)
     from faceatlas.video.events import Event
     from faceatlas.video.sinks import DatabaseSink
 
-    tenant, client = _tenant_of_its_own(api)
+    tenant, client = api.own_tenant()
     frame = tmp_path / "door_0000010_1_watchlist_hit.jpg"
     frame.write_bytes((examples / "tests" / "test_images" / "obama.jpg").read_bytes())
     sink = DatabaseSink(api.database_url, tenant=tenant)
@@ -163,9 +148,9 @@ def test_events_snapshots_and_camera_counts(api, examples: Path, tmp_path: Path)
     assert client.list_events(since=(emitted + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=2)))) == []
     assert client.event_snapshot(hit.id) == frame.read_bytes()
     crossing = next(e for e in every if e.camera == "door" and e.type == "line_crossed")
-    _refused(lambda: client.event_snapshot(crossing.id), 404, "not_found")
-    _refused(lambda: api.api_client("globex_admin").event_snapshot(hit.id), 404, "not_found")  # another tenant's
-    _refused(lambda: client.list_events(since="yesterday"), 422, "validation_error")
+    refused(lambda: client.event_snapshot(crossing.id), 404, "not_found")
+    refused(lambda: api.api_client("globex_admin").event_snapshot(hit.id), 404, "not_found")  # another tenant's
+    refused(lambda: client.list_events(since="yesterday"), 422, "validation_error")
 
     counts = client.camera_counts("gate")
     assert isinstance(counts, CameraCounts) and counts.camera == "gate" and not counts.truncated
@@ -181,12 +166,12 @@ def test_events_snapshots_and_camera_counts(api, examples: Path, tmp_path: Path)
     assert [c.minute[-5:] for c in rest.counts] == ["10:02"] and rest.next_from is None
     assert client.camera_counts("nowhere").counts == ()
     assert len({hit, *every, counts, cars}) == len(every) + 2  # answers are hashable (dict fields left out)
-    _refused(lambda: client.camera_counts("gate", label="cars"), 422, "validation_error")
+    refused(lambda: client.camera_counts("gate", label="cars"), 422, "validation_error")
 
 
 def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path, examples: Path, fast_analyzer,
                                                                tmp_path: Path) -> None:
-    tenant, client = _tenant_of_its_own(api)
+    tenant, client = api.own_tenant()
     config = StoreConfig(id=f"cli-{tmp_path.name[-6:]}", tenant=tenant,
                          cameras=[Camera(id="door", role="door"), Camera(id="till", role="checkout")],
                          products=[Product(sku="mug", name="Mug", price_cents=1250)])
@@ -215,11 +200,11 @@ def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path
         ("mug", 2, 1250), ("tea", 3, 300)]
     cart = client.retail_add_to_cart(store, visit, "tea", -1)  # put one back
     assert (cart.items, cart.total_cents) == (4, 3100) and client.retail_cart(store, visit) == cart
-    _refused(lambda: client.retail_add_to_cart(store, visit, "caviar"), 404, "not_found")
-    _refused(lambda: client.retail_cart(store, 2**64), 422, "validation_error")
+    refused(lambda: client.retail_add_to_cart(store, visit, "caviar"), 404, "not_found")
+    refused(lambda: client.retail_cart(store, 2**64), 422, "validation_error")
 
-    refused = client.retail_pay(store, spoof, camera="till", event="e0")
-    assert (refused.status, refused.amount_cents, refused.charge_id, refused.alert) == ("no_visit", 0, None, "spoof")
+    spoofed = client.retail_pay(store, spoof, camera="till", event="e0")
+    assert (spoofed.status, spoofed.amount_cents, spoofed.charge_id, spoofed.alert) == ("no_visit", 0, None, "spoof")
     paid = client.retail_pay(store, lin, camera="till", event="e1")
     assert (paid.status, paid.visit_id, paid.member_id, paid.amount_cents, paid.repeated) == \
         ("charged", visit, member.id, 3100, False)
@@ -232,11 +217,11 @@ def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path
     assert refund.charge_id == paid.charge_id and refund.refund_id >= 1
     assert client.retail_refund(store, paid.charge_id, amount_cents=1000, reason="chipped mug",
                                 key="r1") == refund  # once per key
-    _refused(lambda: client.retail_refund(store, paid.charge_id, amount_cents=500, key="r1"), 422,
+    refused(lambda: client.retail_refund(store, paid.charge_id, amount_cents=500, key="r1"), 422,
              "validation_error")
     rest = client.retail_refund(store, paid.charge_id, key="r2")  # what is left: 2100
     assert rest.refund_id != refund.refund_id
-    _refused(lambda: client.retail_refund(store, paid.charge_id, amount_cents=1, key="r3"), 422,
+    refused(lambda: client.retail_refund(store, paid.charge_id, amount_cents=1, key="r3"), 422,
              "validation_error")  # nothing left
 
     [alert] = client.retail_alerts(store)
@@ -245,7 +230,7 @@ def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path
     assert (resolved.id, resolved.resolved) == (alert.id, True)
     assert client.retail_alerts(store) == [] and len({alert, resolved}) == 2
     assert [(a.id, a.resolved) for a in client.retail_alerts(store, open_only=False)] == [(alert.id, True)]
-    _refused(lambda: client.retail_resolve_alert(store, alert.id + 10_000), 404, "not_found")
+    refused(lambda: client.retail_resolve_alert(store, alert.id + 10_000), 404, "not_found")
 
     report = client.retail_analytics(store)
     assert report.store == store and report.last == utcnow().date().isoformat()
@@ -257,8 +242,8 @@ def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path
     assert len({report, before, cart, paid}) == 4  # hashable (dict fields left out)
     chart = client.retail_analytics_chart(store, "visits_per_hour")
     assert chart[:4] == b"\x89PNG"
-    _refused(lambda: client.retail_analytics_chart(store, "pie"), 422, "validation_error")
-    _refused(lambda: api.api_client("globex_admin").retail_occupancy(store), 404, "not_found")
+    refused(lambda: client.retail_analytics_chart(store, "pie"), 422, "validation_error")
+    refused(lambda: api.api_client("globex_admin").retail_occupancy(store), 404, "not_found")
 
 
 def test_a_bytes_answer_of_another_media_type_is_not_taken(api, examples: Path) -> None:
