@@ -1164,7 +1164,8 @@ class FaceAtlasClient:
     def list_events(self, *, camera: str | None = None, type: str | None = None,
                     since: str | datetime | None = None, limit: int = 100) -> list[VideoEvent]:
         """The tenant's newest events (at most ``limit``), of one ``camera`` or ``type`` if given,
-        emitted at or after ``since`` (ISO 8601; without an offset: UTC)."""
+        emitted at or after ``since`` (ISO 8601; without an offset: UTC). An event's
+        ``data["snapshot"]``, when a frame was kept, is its address: :meth:`event_snapshot` reads it."""
         params: dict[str, Any] = {"limit": limit}
         params |= {k: v for k, v in (("camera", camera), ("type", type), ("since", _iso(since))) if v is not None}
         return [_parse(VideoEvent, e) for e in _items(self._call("GET", "/v1/events", params=params), "events")]

@@ -290,11 +290,13 @@ def test_events_filtered_and_live(log_in, console, photos, tmp_path) -> None:
     live = page.locator("#events tbody tr", has_text="unknown_person")
     live.wait_for(timeout=15_000)
     assert rows.count() == 3
+    assert str(tmp_path) not in live.inner_text()  # the frame's address, never the server's file path
     shot = live.get_by_role("img")
     shot.wait_for()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=shot.element_handle())
     page.reload()  # the same snapshot in the listed rows
     assert page.locator("#events tbody tr img").count() == 1
+    assert str(tmp_path) not in page.content()
     sink.close()
     page.context.close()
 

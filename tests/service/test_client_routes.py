@@ -147,6 +147,7 @@ def test_events_snapshots_and_camera_counts(api, examples: Path, tmp_path: Path)
     assert hit.id in {e.id for e in client.list_events(since=emitted - timedelta(seconds=1))}
     assert client.list_events(since=(emitted + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=2)))) == []
     assert client.event_snapshot(hit.id) == frame.read_bytes()
+    assert hit.data["snapshot"] == f"/v1/events/{hit.id}/snapshot"  # its address, not the server's file path
     crossing = next(e for e in every if e.camera == "door" and e.type == "line_crossed")
     refused(lambda: client.event_snapshot(crossing.id), 404, "not_found")
     refused(lambda: api.api_client("globex_admin").event_snapshot(hit.id), 404, "not_found")  # another tenant's

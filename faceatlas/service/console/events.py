@@ -16,10 +16,12 @@ from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, get_sess
 from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
 from faceatlas.service.deps import DbDep
+from faceatlas.service.routes.events import tenant_event
 from faceatlas.video import EVENT_TYPES, event_snapshot, list_events
 
 router = APIRouter(route_class=ConsoleRoute)
 POLL_SECONDS = 2.0
+SNAPSHOTS = "/console/events"  # an event's kept frame is shown from {SNAPSHOTS}/{id}/snapshot, never by its path
 Filter = Annotated[str | None, Query(max_length=200)]
 
 
@@ -32,8 +34,8 @@ async def events(request: Request, user: UserDep, db: DbDep, camera: Filter = No
     meter = await gate(request, user.principal, "events.list", "read", billable=False)
     rows = await run_in_threadpool(lambda: list_events(db, meter.principal.tenant_id, camera=_blank(camera),
                                                        type=_blank(type), limit=200))
-    return render(request, "events.html", user, events=rows, types=EVENT_TYPES, camera=camera or "",
-                  type=type or "", chart=events_per_minute(rows))
+    return render(request, "events.html", user, events=[tenant_event(e, SNAPSHOTS) for e in rows], types=EVENT_TYPES,
+                  camera=camera or "", type=type or "", chart=events_per_minute(rows))
 
 
 @router.get("/events/stream", include_in_schema=False)
@@ -55,7 +57,7 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
         seen = {e.id for e in rows if e.wall_time == since}  # the page shows the events at ``since`` already
         while True:
             for event in reversed([e for e in rows if e.id not in seen]):
-                yield f"data: {json.dumps(event.to_dict())}\n\n"
+                yield f"data: {json.dumps(tenant_event(event, SNAPSHOTS))}\n\n"
             if rows:
                 last = rows[0].wall_time
                 seen = {e.id for e in rows if e.wall_time == last}

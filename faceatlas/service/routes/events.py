@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
@@ -10,11 +11,22 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.deps import DbDep, Meter, metered
 from faceatlas.service.schemas import CountList, EventList
-from faceatlas.video import COUNT_PAGE_MINUTES, EVENT_TYPES, event_snapshot
+from faceatlas.video import COUNT_PAGE_MINUTES, EVENT_TYPES, Event, event_snapshot
 from faceatlas.video import list_counts as stored_counts
 from faceatlas.video import list_events as stored_events
 
 router = APIRouter(tags=["video"])
+
+
+def tenant_event(event: Event, snapshots: str = "/v1/events") -> dict[str, Any]:
+    """``event`` as its tenant reads it: ``data.snapshot``, where the pipeline stored the kept
+    frame's absolute file path on the server (the operator's filesystem), is the frame's address,
+    ``{snapshots}/{id}/snapshot`` (the snapshot route still finds the file by the stored path)."""
+    out = event.to_dict()
+    if "snapshot" in event.data:
+        kept = event.data["snapshot"]
+        out["data"] = {**event.data, "snapshot": f"{snapshots}/{quote(event.id, safe='')}/snapshot" if kept else None}
+    return out
 
 
 @router.get("/events", response_model=EventList)
@@ -27,11 +39,12 @@ async def list_events(
                                                    "at or after it")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
-    """The tenant's newest video events (watchlist hits, identifications, line crossings, ...)."""
+    """The tenant's newest video events (watchlist hits, identifications, line crossings, ...);
+    `data.snapshot`, when a frame was kept, is its address (`/v1/events/{id}/snapshot`)."""
     events = await run_in_threadpool(
         stored_events, db, meter.principal.tenant_id, camera=camera, type=type, since=since, limit=limit
     )
-    return {"events": [event.to_dict() for event in events]}
+    return {"events": [tenant_event(event) for event in events]}
 
 
 @router.get("/events/{event_id}/snapshot", response_class=Response,

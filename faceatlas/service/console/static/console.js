@@ -79,7 +79,7 @@
         var shot = document.createElement("td");
         if (e.data.snapshot) {
           var img = document.createElement("img");
-          img.src = "/console/events/" + encodeURIComponent(e.id) + "/snapshot";
+          img.src = e.data.snapshot;  // the frame's address on the console (never the server's file path)
           img.alt = "frame kept with this " + e.type + " event";
           img.width = 120;
           shot.appendChild(img);
