@@ -334,6 +334,8 @@ def test_photos_dropped_on_the_zone_are_uploaded(log_in, console, photos) -> Non
     page.wait_for_function("() => !document.querySelector('[data-subject=biden-again]')")
     assert page.locator(".subject").all_inner_texts() == ["biden\nid biden · 2 faces\nDelete"]
     assert len(asked) == 1 and "cannot be undone" in asked[0]
+    # the dialog names the two subjects chosen, as the page that asks first does ("the first subject")
+    assert asked[0].startswith("Merge subject biden-again into biden?")
     page.context.close()
 
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from faceatlas.db import create_database_engine
@@ -57,6 +58,31 @@ def _upload(path: Path) -> tuple[str, bytes, str]:
 def _text(page: str) -> str:
     """A page's text, tags dropped and whitespace folded."""
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page))).strip()
+
+
+@pytest.mark.parametrize("keeps_ids", [False, True])
+def test_the_delete_dialog_promises_what_the_audit_setting_does(fast_analyzer, examples, tmp_path,
+                                                                keeps_ids) -> None:
+    """The dialog (and the page's note) said the subject's id is removed from the audit trail, also
+    where FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS=1 keeps it; the page that asks first said it right. Both
+    now word the same sentence."""
+    with _console(fast_analyzer, tmp_path, audit_keeps_subject_ids=keeps_ids) as console:
+        client, csrf = console.client, console.csrf
+        assert client.post("/console/galleries", data={"name": "staff", "csrf": csrf}).status_code == 200
+        enrolled = client.post("/console/galleries/staff/enrol", data={"subject": "obama", "csrf": csrf},
+                               files=[("photos", _upload(examples / "tests/test_images/obama.jpg"))])
+        assert "obama.jpg: enrolled 1 face" in _text(enrolled.text)
+        page = client.get("/console/galleries/staff").text
+        form = re.search(r'action="/console/galleries/staff/subjects/obama/delete"[^>]*data-confirm="([^"]+)"', page)
+        dialog = html.unescape(form.group(1))
+        asked = client.post("/console/galleries/staff/subjects/obama/delete", data={"csrf": csrf})
+        question = html.unescape(re.search(r'<p id="question">([^<]+)</p>', asked.text).group(1))
+        note = _text(re.search(r'<p class="help" id="erasure-note">(.+?)</p>', page, re.S).group(1))
+    assert dialog == question  # one sentence for the dialog and the page that asks first
+    assert ("its id stays in the audit trail" in dialog) is keeps_ids
+    assert ("its id is removed from the audit trail" in dialog) is not keeps_ids
+    assert ("keeps its id in the audit trail" in note) is keeps_ids
+    assert ("replaces its id in the audit trail by “[erased]”" in note) is not keeps_ids
 
 
 def test_events_give_the_snapshot_address_not_the_servers_file_path(fast_analyzer, examples, tmp_path) -> None:

@@ -44,6 +44,35 @@ Name = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PA
 FormName = Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
+# The questions asked before a destructive action, in one place for the page's dialog (console.js,
+# the form's data-confirm) and the page that asks first (:func:`base.ask_first`): the dialog said
+# that a deleted subject's id left the audit trail where the server keeps it.
+def delete_subject_question(subject: str, keeps_ids: bool) -> str:
+    """What deleting ``subject`` does (``keeps_ids``: the server's ``audit_keeps_subject_ids``)."""
+    trail = "stays in the audit trail (this server keeps subject ids)" if keeps_ids else \
+        "is removed from the audit trail"
+    return (f"Delete {subject}? Every face, vector and crop of this subject is erased, and its id {trail}. "
+            "This cannot be undone.")
+
+
+def erasure_note(keeps_ids: bool) -> str:
+    """What a subject's deletion erases, as the collection page states it under its subjects."""
+    trail = ("keeps its id in the audit trail (this server keeps subject ids)" if keeps_ids
+             else "replaces its id in the audit trail by “[erased]”")
+    return ("Erasure: deleting a subject removes its faces, vectors, stored crops and index entries at once, "
+            f"and {trail}. Exports made earlier are copies outside the gallery.")
+
+
+def merge_question(absorb: str, into: str) -> str:
+    """What merging ``absorb`` into ``into`` does (the page's dialog fills in the chosen subjects)."""
+    return f"Merge subject {absorb} into {into}? Its faces move and it is deleted: this cannot be undone."
+
+
+def delete_collection_question(collection: str) -> str:
+    """What deleting ``collection`` does."""
+    return f"Delete collection {collection} with every subject, face, vector and crop in it? This cannot be undone."
+
+
 @router.get("/galleries", include_in_schema=False)
 async def collections(request: Request, user: UserDep) -> Response:
     await gate(request, user.principal, "collections.list", "read")
@@ -65,7 +94,7 @@ async def create_collection(
 
 
 @router.get("/galleries/{collection}", include_in_schema=False)
-async def collection_page(request: Request, user: UserDep, collection: Name,
+async def collection_page(request: Request, user: UserDep, settings: SettingsDep, collection: Name,
                           after: Annotated[str | None, Query(max_length=400)] = None) -> Response:
     """The collection's subjects, :data:`SUBJECTS_PAGE` a page in id order (``after``: the page's
     cursor; subjects past the 500th could not be reached, merged or deleted here)."""
@@ -85,8 +114,12 @@ async def collection_page(request: Request, user: UserDep, collection: Name,
         return info, subjects, thumbs, page.next_cursor
 
     info, subjects, thumbs, next_cursor = await run_in_threadpool(load)
+    keeps_ids = settings.audit_keeps_subject_ids
     return render(request, "collection.html", user, info=info, subjects=subjects, thumbs=thumbs,
-                  can_write=user.principal.allows("write"), next_cursor=next_cursor, paged=after is not None)
+                  can_write=user.principal.allows("write"), next_cursor=next_cursor, paged=after is not None,
+                  delete_question=partial(delete_subject_question, keeps_ids=keeps_ids),
+                  erasure_note=erasure_note(keeps_ids), merge_question=merge_question("{absorb}", "{into}"),
+                  delete_collection_question=delete_collection_question(info.name))
 
 
 @router.get("/galleries/{collection}/faces/{face_id}", include_in_schema=False)
@@ -154,8 +187,8 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, collection: Name,
                 absorb: FormName, into: FormName, confirmed: Confirmed = "") -> Response:
     """Move every face of ``absorb`` to ``into`` and delete ``absorb``, once confirmed."""
-    if asked := await ask_first(request, user, confirmed, "write", f"Merge subject {absorb} into {into}? Its faces "
-                                "move and it is deleted: this cannot be undone.", f"{PREFIX}/galleries/{collection}"):
+    if asked := await ask_first(request, user, confirmed, "write", merge_question(absorb, into),
+                                f"{PREFIX}/galleries/{collection}"):
         return asked
     await gate(request, user.principal, "subjects.merge", "write")
     gallery = tenant_gallery(request, user.principal)
@@ -169,10 +202,8 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
                          collection: Name, subject: Name, confirmed: Confirmed = "") -> Response:
     """Delete a subject and every trace of it (faces, vectors, crops, index entries, its id in the audit
     trail), once confirmed."""
-    trail = "stays in" if settings.audit_keeps_subject_ids else "is removed from"
-    if asked := await ask_first(request, user, confirmed, "write", f"Delete {subject}? Every face, vector and crop "
-                                f"of this subject is erased, and its id {trail} the audit trail. This cannot be "
-                                "undone.", f"{PREFIX}/galleries/{collection}"):
+    question = delete_subject_question(subject, settings.audit_keeps_subject_ids)
+    if asked := await ask_first(request, user, confirmed, "write", question, f"{PREFIX}/galleries/{collection}"):
         return asked
     await gate(request, user.principal, "subjects.delete", "write")
     principal = user.principal
@@ -188,8 +219,7 @@ async def delete_collection(request: Request, user: PostingUserDep, accounts: Ac
                             collection: Name, confirmed: Confirmed = "") -> Response:
     """Delete a collection with every subject, face, vector and crop in it and (unless the server keeps
     them) its subjects' ids in the audit trail, once confirmed."""
-    if asked := await ask_first(request, user, confirmed, "write", f"Delete collection {collection} with every "
-                                "subject, face, vector and crop in it? This cannot be undone.",
+    if asked := await ask_first(request, user, confirmed, "write", delete_collection_question(collection),
                                 f"{PREFIX}/galleries/{collection}"):
         return asked
     await gate(request, user.principal, "collections.delete", "write")

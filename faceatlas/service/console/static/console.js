@@ -3,9 +3,16 @@
   "use strict";
   // Confirm destructive forms (delete, revoke, rotate) with their stated consequence. The server does
   // them only when the form says "confirmed" (set here once the dialog is accepted); sent without it
-  // (this script not run), the answer is a page that asks first.
+  // (this script not run), the answer is a page that asks first. "{field}" in the question is the
+  // form's current value of that field (a merge names the two subjects chosen).
+  function question(form) {
+    return form.dataset.confirm.replace(/\{([a-z_]+)\}/g, function (whole, name) {
+      var field = form.elements.namedItem(name);
+      return field && typeof field.value === "string" ? field.value : whole;
+    });
+  }
   function confirmed(form) {
-    if (!window.confirm(form.dataset.confirm)) { return false; }
+    if (!window.confirm(question(form))) { return false; }
     var field = form.querySelector("input[name=confirmed]");
     if (!field) {
       field = document.createElement("input");
