@@ -101,6 +101,16 @@ class MicroBatcher:
             request.done.set()
 
 
+@dataclass(frozen=True)
+class Largest:
+    """The largest face of a photo (``faces``: it alone, or none), its source crop (``crops``, None
+    unless asked for) and ``found``, how many faces the photo holds."""
+
+    faces: list[Face]
+    crops: list[bytes | None]
+    found: int
+
+
 class InferencePool:
     """Runs engine work in ``workers`` threads fed by a queue of at most ``queue_size`` jobs."""
 
@@ -171,6 +181,32 @@ class InferencePool:
             for face in faces:
                 face.rescale(factor)
             return faces, crops
+
+        return await self.run(work)
+
+    async def largest_face(self, image: Any, *, liveness: bool = False, keep_crops: bool = False) -> Largest:
+        """The largest face of ``image`` as :meth:`faces_and_crops` with ``max_faces=1`` finds it
+        (with its liveness on request), and how many faces the photo holds: the console enrolled,
+        searched or checked the largest of two people and said "1 face". Every face is detected and
+        aligned once; only the largest is embedded (and checked for liveness)."""
+
+        def work() -> Largest:
+            decoded, factor = self.analyzer.load_reduced(image)
+            every = self.analyzer.analyze(decoded, embed=False, with_crop=True)  # largest first
+            faces = every[:1]
+            if liveness:
+                for face in faces:
+                    face.liveness = self.analyzer.check_liveness(decoded, face)
+            aligned = [face.crop for face in faces if face.crop is not None]
+            if aligned:
+                embed = self.batcher.embed if self.batcher is not None else self.analyzer.embed_aligned
+                self.analyzer.attach_embeddings(faces, embed(aligned))
+            for face in faces:
+                face.crop = None
+            crops = [source_crop(decoded, face) if keep_crops else None for face in faces]
+            for face in faces:
+                face.rescale(factor)
+            return Largest(faces, crops, len(every))
 
         return await self.run(work)
 

@@ -85,6 +85,42 @@ def test_the_delete_dialog_promises_what_the_audit_setting_does(fast_analyzer, e
     assert ("replaces its id in the audit trail by “[erased]”" in note) is not keeps_ids
 
 
+def test_a_photo_of_two_people_says_its_largest_face_was_used(fast_analyzer, examples, tmp_path) -> None:
+    """Enrol, search and liveness on a photo of two people said "enrolled 1 face", nothing, and
+    "1 face found" (detect: 2): the subject silently took one of two people. They take the largest
+    face, as the API does, and say so; compare of two people said "confidence: unknown"."""
+    group, obama = examples / "examples/two_people.jpg", examples / "tests/test_images/obama.jpg"
+    biden = examples / "tests/test_images/biden.jpg"
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        client.post("/console/galleries", data={"name": "people", "csrf": csrf})
+        enrolled = _text(client.post("/console/galleries/people/enrol", data={"subject": "pair", "csrf": csrf},
+                                     files=[("photos", _upload(group)), ("photos", _upload(obama))]).text)
+        searched = _text(client.post("/console/galleries/people/search", data={"csrf": csrf},
+                                     files=[("photo", _upload(group))]).text)
+        alone = _text(client.post("/console/galleries/people/search", data={"csrf": csrf},
+                                  files=[("photo", _upload(obama))]).text)
+
+        def tried(operation: str, *photos: Path) -> str:
+            files = [(name, _upload(photo)) for name, photo in zip(("photo", "other"), photos)]
+            answer = client.post("/console/try", data={"operation": operation, "csrf": csrf}, files=files)
+            assert answer.status_code == 200, answer.text[-300:]
+            return _text(re.search(r'<section class="card result" id="try-answer">(.+?)</section>', answer.text,
+                                   re.S).group(1))
+
+        detected, live, live_alone = tried("detect", group), tried("liveness", group), tried("liveness", obama)
+        different = tried("compare", obama, biden)
+        same = tried("compare", obama, examples / "tests/test_images/obama2.jpg")
+    assert "two_people.jpg: enrolled the largest of 2 faces" in enrolled and "obama.jpg: enrolled 1 face" in enrolled
+    assert "Searched the largest of 2 faces in the photo" in searched and "Searched the largest" not in alone
+    assert detected.startswith("2 faces found")
+    assert live.startswith("Liveness of the largest of 2 faces") and live.count("real") + live.count("spoof") == 1
+    assert live_alone.startswith("1 face found")
+    assert "Different people" in different and "unknown" not in different
+    assert "confidence: not the same person at FAR 0.0001" in different
+    assert "Same person" in same and "confidence: stronger than 1 in" in same
+
+
 def test_events_give_the_snapshot_address_not_the_servers_file_path(fast_analyzer, examples, tmp_path) -> None:
     """An event's data held {"snapshot": "/srv/.../door_..jpg"}, the operator's file path, and the
     API's event list and the console's events page showed it to the tenant. They give the frame's

@@ -39,6 +39,18 @@ def far_words(far: float | None) -> str:
     return f"stronger than 1 in {round(1 / far):,} strangers (FAR {far:g})"
 
 
+def verdict_words(match: bool | None, far: float | None, far_level: float | None) -> str:
+    """A 1:1 verdict's confidence in words: the FAR level its similarity reaches
+    (:func:`far_words`), or, for a pair under the threshold of the FAR decided on, that it is not
+    the same person at that FAR (different people read "confidence: unknown")."""
+    if match is not False or far is None:
+        return far_words(far_level)
+    verdict = f"not the same person at FAR {far:g}"
+    if far_level is None:
+        return f"{verdict}: more than 1 in {round(1 / far):,} strangers score this high"
+    return f"{verdict}, though {far_words(far_level)}"
+
+
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
@@ -55,6 +67,7 @@ def _url_path(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
 
 templates.env.globals["url_for"] = _url_path
 templates.env.filters["far_words"] = far_words
+templates.env.globals["verdict_words"] = verdict_words
 # the server's limits, for the forms' maxlength and pattern (an input's pattern is anchored already)
 templates.env.globals.update(id_max=ID_MAX_LENGTH, id_pattern=ID_PATTERN.removeprefix("^").removesuffix("$"),
                              name_max=NAME_MAX_LENGTH)

@@ -139,21 +139,23 @@ async def enrol(
     subject: FormName, photos: Annotated[list[UploadFile], File()],
     name: Annotated[str, Form(max_length=NAME_MAX_LENGTH)] = "",
 ) -> Response:
-    """Enrol the largest face of each photo to ``subject`` (created when new): one metered
-    ``enrol`` call per photo, as the API bills it; each photo's outcome is reported (a key without
-    the write scope: 403 before any photo, as an album's upload answers)."""
+    """Enrol the largest face of each photo to ``subject`` (created when new), as the API's enrol
+    does without ``all_faces``: one metered ``enrol`` call per photo, as the API bills it; each
+    photo's outcome is reported, with how many faces it held (a photo of two people said "enrolled
+    1 face", and the subject mixed the two without a word; a key without the write scope: 403
+    before any photo, as an album's upload answers)."""
     check_text(name, "name")  # refused before any photo is analysed and billed, as the subject id is
     principal = user.principal
     gallery = tenant_gallery(request, principal)
     info = await run_in_threadpool(gallery.get_collection, collection)
 
     async def enrol_one(data: bytes, meter: Meter) -> dict[str, Any]:
-        faces, crops = await pool.faces_and_crops(data, max_faces=1, keep_crops=info.keep_crops)
-        meter.faces = len(faces)
+        largest = await pool.largest_face(data, keep_crops=info.keep_crops)
+        meter.faces = len(largest.faces)
         report = await run_in_threadpool(
-            partial(gallery.enrol_faces, collection, subject, faces, crops=crops, source="console"))
+            partial(gallery.enrol_faces, collection, subject, largest.faces, crops=largest.crops, source="console"))
         await audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
-        return {"faces": len(report.added)}
+        return {"faces": len(report.added), "found": largest.found}
 
     outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201)
     if name.strip() and any(o["ok"] for o in outcomes):
@@ -168,18 +170,21 @@ async def enrol(
 @router.post("/galleries/{collection}/search", include_in_schema=False)
 async def search(request: Request, user: PostingUserDep, pool: PoolDep, collection: Name,
                  photo: Annotated[UploadFile, File()]) -> Response:
-    """1:N: who is this, or nobody (at the default FAR); matches with similarity and FAR level."""
+    """1:N: who is this, or nobody (at the default FAR); matches with similarity and FAR level. The
+    largest face of the photo is searched, as the API's search does without ``all_faces``, and the
+    answer says so when the photo holds several."""
     meter = await gate(request, user.principal, "search", "read")
     data = await photo.read()
     charge_pixels(request, [data])
-    faces = await pool.analyze(data, max_faces=1)
-    if not faces:
+    largest = await pool.largest_face(data)
+    if not largest.faces:
         raise NoFace("no face found in the query photo")
     meter.faces = 1
     gallery = tenant_gallery(request, user.principal)
     matches = await run_in_threadpool(lambda: gallery.search(
-        collection, faces[0], k=5, far=DEFAULT_FAR, calibration=pool.analyzer.calibration))
-    context: dict[str, Any] = {"collection": collection, "matches": matches, "far": DEFAULT_FAR}
+        collection, largest.faces[0], k=5, far=DEFAULT_FAR, calibration=pool.analyzer.calibration))
+    context: dict[str, Any] = {"collection": collection, "matches": matches, "far": DEFAULT_FAR,
+                               "found": largest.found}
     return render(request, "_search.html" if is_htmx(request) else "searched.html", user, **context)
 
 

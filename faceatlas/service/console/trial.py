@@ -30,7 +30,10 @@ async def try_it(
     photo: Annotated[UploadFile, File()],
     other: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    """One metered call of ``operation`` (scope ``detect``), as ``/v1/detect|liveness|compare``."""
+    """One metered call of ``operation`` (scope ``detect``), as ``/v1/detect|liveness|compare``.
+    Liveness and compare read the largest face of a photo, as the API does; the answer says how
+    many faces the photo held (liveness of a photo of two people said "1 face found" where detect
+    said 2)."""
     meter = await gate(request, user.principal, operation, "detect")
     data = await photo.read()
     result: dict = {"operation": operation}
@@ -50,8 +53,12 @@ async def try_it(
             lambda: [faces_png(d, f) for d, f in zip((data, second), found)])
     else:
         charge_pixels(request, [data])
-        liveness = operation == "liveness"
-        faces = await pool.analyze(data, liveness=liveness, max_faces=1 if liveness else None)
+        if operation == "liveness":
+            largest = await pool.largest_face(data, liveness=True)
+            faces, result["found"] = largest.faces, largest.found
+        else:
+            faces = await pool.analyze(data)
+            result["found"] = len(faces)
         if not faces:
             raise NoFace("no face found in the photo")
         meter.faces = len(faces)
