@@ -373,6 +373,18 @@ def test_pages_are_labelled_keyboard_usable_and_fit_a_phone(log_in, console) -> 
     page.context.close()
 
 
+def test_tables_wider_than_a_phone_show_that_they_scroll(log_in, console) -> None:
+    """At 360 px the keys table (and the usage table) scrolled sideways with no hint that columns
+    were hidden (Rotate, Revoke); a shadow on the hidden side says so."""
+    page = log_in("acme_admin", viewport={"width": 360, "height": 740})
+    page.goto("/console/usage")
+    keys = page.locator("#keys")
+    assert keys.evaluate("t => t.scrollWidth > t.clientWidth")  # the columns do not fit: it scrolls
+    assert "radial-gradient" in keys.evaluate("t => getComputedStyle(t).backgroundImage")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # the page itself does not
+    page.context.close()
+
+
 def test_session_cookie_is_secure_over_https(console) -> None:
     # uvicorn trusts X-Forwarded-Proto from loopback, as from a TLS-terminating proxy in front of it
     with httpx.Client(base_url=console.url, headers={"X-Forwarded-Proto": "https"}) as client:
