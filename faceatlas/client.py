@@ -1436,7 +1436,8 @@ class FaceAtlasClient:
 
     def album_name_person(self, album: str, person: str, name: str, *,
                           idempotency_key: str | None = None) -> AlbumPerson:
-        """Name a person (kept through scans and re-clusters); the name then refers to them too."""
+        """Name a person (kept through scans and re-clusters); the name then refers to them too. A
+        name holding ``/`` is 422 ``validation_error``, one another person has 409 ``already_exists``."""
         path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}"
         return _parse(AlbumPerson, self._call("PATCH", path, _once(idempotency_key), json={"name": name}))
 

@@ -37,6 +37,10 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert apart.exit_code == 0 and apart.output.strip() == f"no photo holds all of {first}, {second}", apart.output
     assert run("together", first, second) == []
     assert run("name", first, "Alice")["name"] == "Alice"
+    taken = runner.invoke(app, ["album", "name", second, "Alice"])  # every later "Alice" was ambiguous
+    assert taken.exit_code != 0 and "already_exists" in taken.output and "merge" in taken.output, taken.output
+    slashed = runner.invoke(app, ["album", "name", second, "AC/DC"])
+    assert slashed.exit_code != 0 and "without '/'" in slashed.output, slashed.output
     sheet = tmp_path / "sheet.png"
     faces = run("show", "Alice", "--sheet", str(sheet))
     assert sheet.is_file() and len(faces) == people[0]["faces"]
