@@ -1404,7 +1404,8 @@ class FaceAtlasClient:
     def album_add_photo(self, album: str, image: ImageArg, *, keep_crops: bool = False,
                         idempotency_key: str | None = None) -> AlbumScan:
         """Add a photo to ``album`` (made by the first photo; ``keep_crops`` then: keep a crop of each
-        face, see :meth:`album_face_crop`); its faces join people. A photo the album has is skipped."""
+        face, see :meth:`album_face_crop`; for an album made without crops it is 409 ``conflict``); its
+        faces join people. A photo the album has is skipped."""
         path = f"/v1/albums/{_seg(album)}/photos"
         return _parse(AlbumScan, self._call("POST", path, _once(idempotency_key), files=dict([_image("image", image)]),
                                             params={"keep_crops": keep_crops}))

@@ -11,7 +11,7 @@ from PIL import Image
 
 from faceatlas.apps.albums import Album
 from faceatlas.engine import Embedding
-from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
+from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
 
@@ -465,3 +465,25 @@ def test_a_name_another_person_holds_is_refused(album: Album, library: Path) -> 
     assert album.name_person(first.id, "Ann").id == first.id  # naming a person again as they are is no conflict
     assert album.name_person(second.id, "ann").id == second.id  # names compare exactly, as references find them
     assert album.person("ann").id == second.id and album.person("Ann").id == first.id
+
+
+def test_keep_crops_asked_of_an_album_made_without_them_is_a_conflict(album: Album, library: Path,
+                                                                      fast_analyzer, tmp_path: Path) -> None:
+    """An upload with keep_crops=true to an album made without crops was 200 and kept none (the
+    crop route then said "keeps no face crops"): a Conflict before any photo is added."""
+    from faceatlas.gallery import Gallery
+
+    url = album._engine.url.render_as_string(hide_password=False)
+    with Gallery.open(url, index_dir=tmp_path / "indexes") as gallery:
+        def attach(name: str) -> Album:
+            return Album.attach(name, fast_analyzer, gallery, album._engine, owner=album.owner, create=True,
+                                keep_crops=True)
+
+        with pytest.raises(Conflict, match="created without face crops"):
+            attach(album.name)
+        assert attach("cropped").keeps_crops
+        assert attach("cropped").keeps_crops  # asked again of an album that keeps them: no conflict
+    with Album.open("cropped2", fast_analyzer, url, index_dir=tmp_path / "indexes", create=True,
+                    keep_crops=True) as cropped:  # as the CLI opens albums
+        assert cropped.keeps_crops
+    assert album.scan(library).photos == 16 and not album.keeps_crops

@@ -126,9 +126,10 @@ class AlbumCore:
 
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
-             index_dir: Path | None = None, far: float = ALBUM_FAR, create: bool = False) -> Self:
+             index_dir: Path | None = None, far: float = ALBUM_FAR, create: bool = False,
+             keep_crops: bool = False) -> Self:
         """Open the album ``name`` of ``owner`` on the database ``url``; a new one only when
-        ``create`` (to add photos to), else :class:`NotFound`."""
+        ``create`` (to add photos to), else :class:`NotFound`. ``keep_crops``: as :meth:`attach`."""
         check_id(name, "album name")
         url = normalize_url(url or default_database_url())
         if not create:
@@ -136,7 +137,8 @@ class AlbumCore:
         engine = create_database_engine(url)
         gallery = Gallery.open(url, index_dir=index_dir)
         try:
-            return cls.attach(name, analyzer, gallery, engine, owner=owner, far=far, owns=True, create=create)
+            return cls.attach(name, analyzer, gallery, engine, owner=owner, far=far, owns=True, create=create,
+                              keep_crops=keep_crops)
         except BaseException:
             gallery.close()
             engine.dispose()
@@ -153,7 +155,9 @@ class AlbumCore:
         adding photos creates: reading or correcting a mistyped name makes nothing). ``keep_crops``
         (chosen when the album is created) keeps a crop of every face with its vector, for
         :meth:`face_crop` (an album of uploads has no photo files to crop from); erasing a person
-        removes them with the vectors."""
+        removes them with the vectors. Asked of an album made without them it is a :class:`Conflict`
+        (it was ignored: the photos were added without crops), as the gallery's ``keep_crops`` is
+        fixed when its collection is made."""
         check_id(name, "album name")
         if not migrated:
             migrate(engine)
@@ -171,6 +175,10 @@ class AlbumCore:
                 gallery.serving.recognizer_id == analyzer.pack.recognizer_id else None
             raise ModelMismatch(mismatch_message(f"album '{name}'", info.pack_name, info.recognizer_id,
                                                  analyzer.pack.recognizer_id, serving=serving))
+        if keep_crops and not info.keep_crops:
+            raise Conflict(f"album '{name}' was created without face crops and cannot keep them now (keep_crops "
+                           "is chosen by the photo that creates an album): add this photo without keep_crops, "
+                           "or to a new album created with it")
         return cls(record, analyzer, gallery, engine, far, owns)
 
     @staticmethod

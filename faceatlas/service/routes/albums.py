@@ -135,7 +135,8 @@ async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, g
                     keep_crops: bool = False) -> dict[str, Any]:
     """Add an uploaded photo (skipped when the album has it already): its faces join people.
     ``keep_crops`` (when this creates the album): keep a crop of each face, served at
-    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person."""
+    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person; asked
+    of an album created without crops it is 409 ``conflict`` (crops cannot be turned on later)."""
     images, _ = await read_images(request, "image")
     # a photo that does not decode (a truncated file) is refused before the album is made: the scan
     # would list it as failed and answer 200, billed, with a new empty album
