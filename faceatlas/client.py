@@ -1421,7 +1421,8 @@ class FaceAtlasClient:
         return [_parse(AlbumFace, f) for f in _items(data, "faces")]
 
     def album_timeline(self, album: str, person: str) -> list[AlbumPhoto]:
-        """A person's photos by EXIF date (undated last, as added)."""
+        """A person's photos by EXIF date (undated last, as added; ``unsorted``: the photos holding a
+        face of that pool)."""
         data = self._call("GET", f"/v1/albums/{_seg(album)}/people/{_seg(person)}/timeline")
         return [_parse(AlbumPhoto, p) for p in _items(data, "photos")]
 

@@ -177,9 +177,9 @@ def recluster(album: AlbumOption = "default", db: DbOption = None, as_json: Json
 
 @app.command()
 def timeline(person: str, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
-    """A person's photos by EXIF date."""
+    """A person's photos by EXIF date (``unsorted``: the photos holding a face of that pool)."""
     with _album(album, db, None) as opened:
-        photos = opened.timeline(person)
+        photos = opened.timeline(None if person == UNSORTED else person)
     _out([p.to_dict() for p in photos], as_json,
          "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
 

@@ -487,3 +487,15 @@ def test_keep_crops_asked_of_an_album_made_without_them_is_a_conflict(album: Alb
                     keep_crops=True) as cropped:  # as the CLI opens albums
         assert cropped.keeps_crops
     assert album.scan(library).photos == 16 and not album.keeps_crops
+
+
+def test_the_timeline_of_the_unsorted_pool(album: Album, library: Path) -> None:
+    """``faces unsorted`` listed the pool, ``timeline unsorted`` answered "no person 'unsorted'":
+    the timeline of ``None`` is the photos holding a face of the pool, as ``faces(None)`` is its faces."""
+    album.scan(library)
+    pool = album.faces(None)
+    assert pool
+    photos = album.timeline(None)
+    assert sorted(p.id for p in photos) == sorted({f.photo_id for f in pool})
+    with pytest.raises(NotFound, match="'unsorted' is the pool of faces"):  # a person reference says what it is
+        album.merge(album.people()[0].id, "unsorted")

@@ -47,6 +47,8 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert [p.name for p in tmp_path.rglob("*.png")] == ["sheet.png"]  # written only where asked
     pool = run("show", "unsorted", "--sheet", str(tmp_path / "pool.png"))  # the quality gate's pool
     assert len(pool) == scanned["unsorted"] and all(f["person"] is None for f in pool)
+    pool_photos = run("timeline", "unsorted")  # was "no person 'unsorted'" where show listed the pool
+    assert sorted(p["id"] for p in pool_photos) == sorted({f["photo_id"] for f in pool})
     assert (tmp_path / "pool.png").is_file()
     moved = run("move", str(faces[0]["id"]), second)
     assert moved["person"] == second

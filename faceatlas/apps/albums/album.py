@@ -503,9 +503,14 @@ class AlbumCore:
         self.face(face_id)  # NotFound for a face of another album
         return self.gallery.face_crop(COLLECTION, face_id)
 
-    def timeline(self, ref: str) -> list[PhotoInfo]:
-        """The photos of a person by EXIF date (undated last, by scan time)."""
-        return self.together([ref])
+    def timeline(self, ref: str | None) -> list[PhotoInfo]:
+        """The photos of a person by EXIF date (undated last, by scan time); ``None``: the photos
+        holding a face of the unsorted pool (as :meth:`faces`)."""
+        if ref is not None:
+            return self.together([ref])
+        with self._sessions() as session:
+            return self._photos(session, select(Photo).where(Photo.album_id == self._id, Photo.id.in_(
+                select(FaceRow.photo_id).where(FaceRow.album_id == self._id, FaceRow.person_id.is_(None)))))
 
     def together(self, refs: Sequence[str]) -> list[PhotoInfo]:
         """The photos in which every one of the people ``refs`` appears, by EXIF date."""
@@ -514,8 +519,13 @@ class AlbumCore:
             query = select(Photo).where(Photo.album_id == self._id)
             for pid in pids:
                 query = query.where(Photo.id.in_(select(FaceRow.photo_id).where(FaceRow.person_id == pid)))
-            rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
-            return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
+            return self._photos(session, query)
+
+    @staticmethod
+    def _photos(session: Session, query: Any) -> list[PhotoInfo]:
+        """The photos of ``query`` by EXIF date (undated last, by scan time)."""
+        rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
+        return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
 
     def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> ContactSheet:
         """Write a PNG of the person's faces (``None``: the unsorted pool's, as :meth:`faces`),
@@ -536,7 +546,9 @@ class AlbumCore:
             ids = ", ".join(f"p{pid}" for pid in named)
             raise InvalidArgument(f"{len(named)} people are named '{text}': use their ids ({ids})")
         if not named:
-            raise NotFound(f"no person '{text}' in album '{self.name}'")
+            pool = (f": '{UNSORTED}' is the pool of faces the quality gate kept out (its faces and timeline can be "
+                    "read; a face leaves it when moved to a person)") if text.lower() == UNSORTED else ""
+            raise NotFound(f"no person '{text}' in album '{self.name}'{pool}")
         return named[0]
 
     def _face_row(self, session: Session, face_id: int) -> FaceRow:

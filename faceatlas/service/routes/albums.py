@@ -174,8 +174,9 @@ async def person_faces(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
 async def person_timeline(album: AlbumName, person: PersonRef, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                           meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
                           ) -> dict[str, Any]:
-    """A person's photos by EXIF date."""
-    photos = await _call(album, meter, analyzer, gallery, db, lambda a: a.timeline(person))
+    """A person's photos by EXIF date (``unsorted``: the photos holding a face of that pool)."""
+    photos = await _call(album, meter, analyzer, gallery, db,
+                         lambda a: a.timeline(None if person == "unsorted" else person))
     return {"photos": [p.to_dict() for p in photos]}
 
 
