@@ -81,7 +81,10 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
 
 
 @app.command()
-def people(album: AlbumOption = "default", db: DbOption = None, min_faces: int = 2,
+def people(album: AlbumOption = "default", db: DbOption = None,
+           min_faces: Annotated[int, typer.Option("--min-faces", help="list only people with at least this many "
+                                                  "faces (by default every person, one of one face just split off "
+                                                  "too, as the API and the Python client list them)")] = 1,
            as_json: JsonOption = False) -> None:
     """People with at least --min-faces faces, most faces first, with their cover face."""
     with _album(album, db, None) as opened:
