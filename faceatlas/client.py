@@ -1405,7 +1405,8 @@ class FaceAtlasClient:
     def album_add_photo(self, album: str, image: ImageArg, *, keep_crops: bool = False,
                         idempotency_key: str | None = None) -> AlbumScan:
         """Add a photo to ``album`` (made by the first photo; ``keep_crops`` then: keep a crop of each
-        face, see :meth:`album_face_crop`); its faces join people. A photo the album has is skipped."""
+        face, see :meth:`album_face_crop`; for an album made without crops it is 409 ``conflict``); its
+        faces join people. A photo the album has is skipped."""
         path = f"/v1/albums/{_seg(album)}/photos"
         return _parse(AlbumScan, self._call("POST", path, _once(idempotency_key), files=dict([_image("image", image)]),
                                             params={"keep_crops": keep_crops}))
@@ -1421,7 +1422,8 @@ class FaceAtlasClient:
         return [_parse(AlbumFace, f) for f in _items(data, "faces")]
 
     def album_timeline(self, album: str, person: str) -> list[AlbumPhoto]:
-        """A person's photos by EXIF date (undated last, as added)."""
+        """A person's photos by EXIF date (undated last, as added; ``unsorted``: the photos holding a
+        face of that pool)."""
         data = self._call("GET", f"/v1/albums/{_seg(album)}/people/{_seg(person)}/timeline")
         return [_parse(AlbumPhoto, p) for p in _items(data, "photos")]
 
@@ -1437,7 +1439,8 @@ class FaceAtlasClient:
 
     def album_name_person(self, album: str, person: str, name: str, *,
                           idempotency_key: str | None = None) -> AlbumPerson:
-        """Name a person (kept through scans and re-clusters); the name then refers to them too."""
+        """Name a person (kept through scans and re-clusters); the name then refers to them too. A
+        name holding ``/`` is 422 ``validation_error``, one another person has 409 ``already_exists``."""
         path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}"
         return _parse(AlbumPerson, self._call("PATCH", path, _once(idempotency_key), json={"name": name}))
 

@@ -81,7 +81,10 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
 
 
 @app.command()
-def people(album: AlbumOption = "default", db: DbOption = None, min_faces: int = 2,
+def people(album: AlbumOption = "default", db: DbOption = None,
+           min_faces: Annotated[int, typer.Option("--min-faces", help="list only people with at least this many "
+                                                  "faces (by default every person, one of one face just split off "
+                                                  "too, as the API and the Python client list them)")] = 1,
            as_json: JsonOption = False) -> None:
     """People with at least --min-faces faces, most faces first, with their cover face."""
     with _album(album, db, None) as opened:
@@ -177,9 +180,9 @@ def recluster(album: AlbumOption = "default", db: DbOption = None, as_json: Json
 
 @app.command()
 def timeline(person: str, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
-    """A person's photos by EXIF date."""
+    """A person's photos by EXIF date (``unsorted``: the photos holding a face of that pool)."""
     with _album(album, db, None) as opened:
-        photos = opened.timeline(person)
+        photos = opened.timeline(None if person == UNSORTED else person)
     _out([p.to_dict() for p in photos], as_json,
          "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from faceatlas.apps.albums import Album
 from faceatlas.engine import Embedding
-from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
 
@@ -77,9 +77,16 @@ def test_recluster_never_joins_two_named_people(album: Album, lfw: Path, tmp_pat
     album.recluster()
     assert album.person("Lance").id == lance.id and album.person("Armstrong").id == armstrong.id
     assert album_ids(album, "Lance") == lance_faces and album_ids(album, "Armstrong") == armstrong_faces
-    album.name_person(armstrong.id, "Lance")  # two people of one name: the error names the ids to use instead
+    with pytest.raises(AlreadyExists, match="merge"):  # one name, one person
+        album.name_person(armstrong.id, "Lance")
+    from sqlalchemy import update
+
+    from faceatlas.apps.albums.db import Person
+
+    with album._sessions.begin() as session:  # two people of one name, as named before that rule
+        session.execute(update(Person).where(Person.id == int(armstrong.id[1:])).values(name="Lance"))
     with pytest.raises(InvalidArgument, match=rf"use their ids \({lance.id}, {armstrong.id}\)"):
-        album.person("Lance")
+        album.person("Lance")  # the error names the ids to use instead
 
 
 def test_recluster_gives_a_named_person_the_cluster_of_its_faces(album: Album, lfw: Path, tmp_path: Path) -> None:
@@ -432,3 +439,63 @@ def test_a_person_reference_beyond_any_row_id_is_not_found(album: Album, library
         for use in (album.person, album.faces, album.timeline, lambda r: album.merge(r, someone)):
             with pytest.raises(NotFound, match="no person"):
                 use(ref)
+
+
+def test_a_name_with_a_slash_is_refused_naming_the_rule(album: Album, library: Path) -> None:
+    """"AC/DC" was accepted, and then no URL reached the person by it (``people/AC%2FDC/faces``
+    answered the router's bare "Not Found", the Python client's call too): refused at naming."""
+    album.scan(library)
+    person = album.people()[0]
+    for name in ("AC/DC", "/", " a/ "):
+        with pytest.raises(InvalidArgument, match="without '/'"):
+            album.name_person(person.id, name)
+        assert album.person(person.id).name is None
+    assert album.name_person(person.id, "AC-DC").name == "AC-DC"
+
+
+def test_a_name_another_person_holds_is_refused(album: Album, library: Path) -> None:
+    """Two people named "X" were accepted, and every later reference by "X" failed ("2 people are
+    named 'X'"): the second naming is AlreadyExists (409) pointing at a merge, nothing renamed."""
+    album.scan(library)
+    first, second = album.people()[:2]
+    album.name_person(first.id, "Ann")
+    with pytest.raises(AlreadyExists, match=rf"{first.id} is already named 'Ann'.*merge"):
+        album.name_person(second.id, "  Ann ")
+    assert album.person(second.id).name is None and album.person("Ann").id == first.id
+    assert album.name_person(first.id, "Ann").id == first.id  # naming a person again as they are is no conflict
+    assert album.name_person(second.id, "ann").id == second.id  # names compare exactly, as references find them
+    assert album.person("ann").id == second.id and album.person("Ann").id == first.id
+
+
+def test_keep_crops_asked_of_an_album_made_without_them_is_a_conflict(album: Album, library: Path,
+                                                                      fast_analyzer, tmp_path: Path) -> None:
+    """An upload with keep_crops=true to an album made without crops was 200 and kept none (the
+    crop route then said "keeps no face crops"): a Conflict before any photo is added."""
+    from faceatlas.gallery import Gallery
+
+    url = album._engine.url.render_as_string(hide_password=False)
+    with Gallery.open(url, index_dir=tmp_path / "indexes") as gallery:
+        def attach(name: str) -> Album:
+            return Album.attach(name, fast_analyzer, gallery, album._engine, owner=album.owner, create=True,
+                                keep_crops=True)
+
+        with pytest.raises(Conflict, match="created without face crops"):
+            attach(album.name)
+        assert attach("cropped").keeps_crops
+        assert attach("cropped").keeps_crops  # asked again of an album that keeps them: no conflict
+    with Album.open("cropped2", fast_analyzer, url, index_dir=tmp_path / "indexes", create=True,
+                    keep_crops=True) as cropped:  # as the CLI opens albums
+        assert cropped.keeps_crops
+    assert album.scan(library).photos == 16 and not album.keeps_crops
+
+
+def test_the_timeline_of_the_unsorted_pool(album: Album, library: Path) -> None:
+    """``faces unsorted`` listed the pool, ``timeline unsorted`` answered "no person 'unsorted'":
+    the timeline of ``None`` is the photos holding a face of the pool, as ``faces(None)`` is its faces."""
+    album.scan(library)
+    pool = album.faces(None)
+    assert pool
+    photos = album.timeline(None)
+    assert sorted(p.id for p in photos) == sorted({f.photo_id for f in pool})
+    with pytest.raises(NotFound, match="'unsorted' is the pool of faces"):  # a person reference says what it is
+        album.merge(album.people()[0].id, "unsorted")

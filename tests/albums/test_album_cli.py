@@ -29,7 +29,7 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     scanned = run("scan", str(library), "--pack", "scrfd-mbf")
     assert scanned["photos"] == 6 and scanned["faces"] >= 5
     assert run("scan", str(library))["skipped"] == 6
-    people = run("people")
+    people = run("people", "--min-faces", "2")
     assert len(people) >= 2 and all(p["faces"] >= 2 for p in people)
     first, second = people[0]["id"], people[1]["id"]
     # two people of no shared photo (one face per LFW photo): a line saying so, not an empty one
@@ -37,12 +37,18 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert apart.exit_code == 0 and apart.output.strip() == f"no photo holds all of {first}, {second}", apart.output
     assert run("together", first, second) == []
     assert run("name", first, "Alice")["name"] == "Alice"
+    taken = runner.invoke(app, ["album", "name", second, "Alice"])  # every later "Alice" was ambiguous
+    assert taken.exit_code != 0 and "already_exists" in taken.output and "merge" in taken.output, taken.output
+    slashed = runner.invoke(app, ["album", "name", second, "AC/DC"])
+    assert slashed.exit_code != 0 and "without '/'" in slashed.output, slashed.output
     sheet = tmp_path / "sheet.png"
     faces = run("show", "Alice", "--sheet", str(sheet))
     assert sheet.is_file() and len(faces) == people[0]["faces"]
     assert [p.name for p in tmp_path.rglob("*.png")] == ["sheet.png"]  # written only where asked
     pool = run("show", "unsorted", "--sheet", str(tmp_path / "pool.png"))  # the quality gate's pool
     assert len(pool) == scanned["unsorted"] and all(f["person"] is None for f in pool)
+    pool_photos = run("timeline", "unsorted")  # was "no person 'unsorted'" where show listed the pool
+    assert sorted(p["id"] for p in pool_photos) == sorted({f["photo_id"] for f in pool})
     assert (tmp_path / "pool.png").is_file()
     moved = run("move", str(faces[0]["id"]), second)
     assert moved["person"] == second
@@ -50,6 +56,8 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert rejected["person"] not in (first, second)
     split = run("split", str(faces[1]["id"]))
     assert split["faces"] == 1
+    # listed by `album people` as by the API and the client (min faces 1): the CLI's default was 2
+    assert split["id"] in {p["id"] for p in run("people")}
     merged = run("merge", first, split["id"])
     assert merged["id"] == first
     assert run("recluster")["people"] >= 2

@@ -130,3 +130,34 @@ def test_an_upload_that_is_no_photo_is_refused_and_makes_no_album(api, shared: P
         twice = http.post(f"/v1/albums/{album}/photos", files=[("image", photo), ("image", photo)])
         assert (twice.status_code, twice.json()["error"]["code"]) == (422, "validation_error")
         assert http.post(f"/v1/albums/{album}/photos", files={"image": photo}).status_code == 200
+
+
+def test_names_keep_crops_and_the_unsorted_timeline_answer_what_they_mean(api, shared: Path) -> None:
+    """Found by a probe: a name "AC/DC" was 200 and then no URL reached it (the router's bare 404);
+    a second person named "Ann" was 200 and every later "Ann" answered "2 people are named";
+    ``keep_crops=true`` on an album made without crops was 200 and kept none; ``people/unsorted/
+    timeline`` was 404 where ``people/unsorted/faces`` answered."""
+    lfw = shared / "data" / "lfw" / "images"
+    album = f"names_{uuid.uuid4().hex[:6]}"
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:2] + sorted((lfw / "Tony_Blair").glob("*.jpg"))[:2]
+    with api.client("acme_write") as http:
+        for photo in photos[:3]:
+            assert http.post(f"/v1/albums/{album}/photos", files={"image": photo.read_bytes()}).status_code == 200
+        people = http.get(f"/v1/albums/{album}/people").json()["people"]
+        first, second = people[0]["id"], people[1]["id"]
+        slashed = http.patch(f"/v1/albums/{album}/people/{first}", json={"name": "AC/DC"})
+        assert slashed.status_code == 422 and "without '/'" in slashed.json()["error"]["message"], slashed.text
+        assert http.patch(f"/v1/albums/{album}/people/{first}", json={"name": "Ann"}).status_code == 200
+        taken = http.patch(f"/v1/albums/{album}/people/{second}", json={"name": "Ann"})
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "already_exists", taken.text
+        assert "merge" in taken.json()["error"]["message"]
+        assert http.get(f"/v1/albums/{album}/people/Ann/faces").status_code == 200
+        crops = http.post(f"/v1/albums/{album}/photos", params={"keep_crops": "true"},
+                          files={"image": photos[3].read_bytes()})
+        assert crops.status_code == 409 and "created without face crops" in crops.json()["error"]["message"], crops.text
+        assert len(http.get(f"/v1/albums/{album}/people/{first}/timeline").json()["photos"]) >= 1
+        pool = http.get(f"/v1/albums/{album}/people/unsorted/faces").json()["faces"]
+        timeline = http.get(f"/v1/albums/{album}/people/unsorted/timeline")
+        assert timeline.status_code == 200, timeline.text
+        assert sorted(p["id"] for p in timeline.json()["photos"]) == sorted({f["photo_id"] for f in pool})
+        assert http.post(f"/v1/albums/{album}/photos", files={"image": photos[3].read_bytes()}).json()["photos"] == 1

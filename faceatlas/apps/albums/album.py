@@ -126,9 +126,10 @@ class AlbumCore:
 
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
-             index_dir: Path | None = None, far: float = ALBUM_FAR, create: bool = False) -> Self:
+             index_dir: Path | None = None, far: float = ALBUM_FAR, create: bool = False,
+             keep_crops: bool = False) -> Self:
         """Open the album ``name`` of ``owner`` on the database ``url``; a new one only when
-        ``create`` (to add photos to), else :class:`NotFound`."""
+        ``create`` (to add photos to), else :class:`NotFound`. ``keep_crops``: as :meth:`attach`."""
         check_id(name, "album name")
         url = normalize_url(url or default_database_url())
         if not create:
@@ -136,7 +137,8 @@ class AlbumCore:
         engine = create_database_engine(url)
         gallery = Gallery.open(url, index_dir=index_dir)
         try:
-            return cls.attach(name, analyzer, gallery, engine, owner=owner, far=far, owns=True, create=create)
+            return cls.attach(name, analyzer, gallery, engine, owner=owner, far=far, owns=True, create=create,
+                              keep_crops=keep_crops)
         except BaseException:
             gallery.close()
             engine.dispose()
@@ -153,7 +155,9 @@ class AlbumCore:
         adding photos creates: reading or correcting a mistyped name makes nothing). ``keep_crops``
         (chosen when the album is created) keeps a crop of every face with its vector, for
         :meth:`face_crop` (an album of uploads has no photo files to crop from); erasing a person
-        removes them with the vectors."""
+        removes them with the vectors. Asked of an album made without them it is a :class:`Conflict`
+        (it was ignored: the photos were added without crops), as the gallery's ``keep_crops`` is
+        fixed when its collection is made."""
         check_id(name, "album name")
         if not migrated:
             migrate(engine)
@@ -171,6 +175,10 @@ class AlbumCore:
                 gallery.serving.recognizer_id == analyzer.pack.recognizer_id else None
             raise ModelMismatch(mismatch_message(f"album '{name}'", info.pack_name, info.recognizer_id,
                                                  analyzer.pack.recognizer_id, serving=serving))
+        if keep_crops and not info.keep_crops:
+            raise Conflict(f"album '{name}' was created without face crops and cannot keep them now (keep_crops "
+                           "is chosen by the photo that creates an album): add this photo without keep_crops, "
+                           "or to a new album created with it")
         return cls(record, analyzer, gallery, engine, far, owns)
 
     @staticmethod
@@ -495,9 +503,14 @@ class AlbumCore:
         self.face(face_id)  # NotFound for a face of another album
         return self.gallery.face_crop(COLLECTION, face_id)
 
-    def timeline(self, ref: str) -> list[PhotoInfo]:
-        """The photos of a person by EXIF date (undated last, by scan time)."""
-        return self.together([ref])
+    def timeline(self, ref: str | None) -> list[PhotoInfo]:
+        """The photos of a person by EXIF date (undated last, by scan time); ``None``: the photos
+        holding a face of the unsorted pool (as :meth:`faces`)."""
+        if ref is not None:
+            return self.together([ref])
+        with self._sessions() as session:
+            return self._photos(session, select(Photo).where(Photo.album_id == self._id, Photo.id.in_(
+                select(FaceRow.photo_id).where(FaceRow.album_id == self._id, FaceRow.person_id.is_(None)))))
 
     def together(self, refs: Sequence[str]) -> list[PhotoInfo]:
         """The photos in which every one of the people ``refs`` appears, by EXIF date."""
@@ -506,8 +519,13 @@ class AlbumCore:
             query = select(Photo).where(Photo.album_id == self._id)
             for pid in pids:
                 query = query.where(Photo.id.in_(select(FaceRow.photo_id).where(FaceRow.person_id == pid)))
-            rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
-            return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
+            return self._photos(session, query)
+
+    @staticmethod
+    def _photos(session: Session, query: Any) -> list[PhotoInfo]:
+        """The photos of ``query`` by EXIF date (undated last, by scan time)."""
+        rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
+        return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
 
     def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> ContactSheet:
         """Write a PNG of the person's faces (``None``: the unsorted pool's, as :meth:`faces`),
@@ -528,7 +546,9 @@ class AlbumCore:
             ids = ", ".join(f"p{pid}" for pid in named)
             raise InvalidArgument(f"{len(named)} people are named '{text}': use their ids ({ids})")
         if not named:
-            raise NotFound(f"no person '{text}' in album '{self.name}'")
+            pool = (f": '{UNSORTED}' is the pool of faces the quality gate kept out (its faces and timeline can be "
+                    "read; a face leaves it when moved to a person)") if text.lower() == UNSORTED else ""
+            raise NotFound(f"no person '{text}' in album '{self.name}'{pool}")
         return named[0]
 
     def _face_row(self, session: Session, face_id: int) -> FaceRow:

@@ -24,7 +24,7 @@ from faceatlas.apps.albums import clustering
 from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCore, _Library, face_ids
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
 from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import AlreadyExists, InvalidArgument
 from faceatlas.gallery import NAME_MAX_LENGTH, Gallery, NotFound, check_text
 
 
@@ -34,14 +34,22 @@ class Album(AlbumCore):
     def name_person(self, ref: str, name: str) -> PersonInfo:
         """Give a person a name (kept through scans and re-clusters): 1 to 300 characters on one line
         (the gallery's rule for a subject's name, checked before anything is renamed), not a person's
-        id (``p5``: the real p5 could no longer be named) nor ``unsorted``."""
+        id (``p5``: the real p5 could no longer be named) nor ``unsorted``, without ``/`` (a name is
+        a reference in a URL path, ``people/{name}/faces``, where no router reaches a ``/``, even
+        percent-encoded), and no other person's of the album (:class:`AlreadyExists`: every later
+        reference by that name would be ambiguous; names compare exactly, as references find them)."""
         name = name.strip()
         check_text(name, "name")
-        if not name or re.fullmatch(r"[pP]?\d+", name) or name.lower() == UNSORTED:
-            raise InvalidArgument(f"a person's name is 1 to {NAME_MAX_LENGTH} characters and not a person id or "
-                                  f"'{UNSORTED}' (got {name[:40]!r})")
+        if not name or re.fullmatch(r"[pP]?\d+", name) or name.lower() == UNSORTED or "/" in name:
+            raise InvalidArgument(f"a person's name is 1 to {NAME_MAX_LENGTH} characters without '/' (a name is "
+                                  f"part of a URL path) and not a person id or '{UNSORTED}' (got {name[:40]!r})")
         with self._sessions.begin() as session:
             pid = self._resolve(session, ref)
+            holder = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.name == name,
+                                                            Person.id != pid).limit(1))
+            if holder is not None:
+                raise AlreadyExists(f"p{holder} is already named {name!r} in album '{self.name}': if p{pid} is the "
+                                    f"same person, merge them (p{holder} absorbing p{pid}), else choose another name")
             session.execute(update(Person).where(Person.id == pid).values(name=name))
         self.gallery.update_subject(COLLECTION, f"p{pid}", name=name)
         return self.person(f"p{pid}")

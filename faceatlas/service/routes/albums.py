@@ -135,7 +135,8 @@ async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, g
                     keep_crops: bool = False) -> dict[str, Any]:
     """Add an uploaded photo (skipped when the album has it already): its faces join people.
     ``keep_crops`` (when this creates the album): keep a crop of each face, served at
-    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person."""
+    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person; asked
+    of an album created without crops it is 409 ``conflict`` (crops cannot be turned on later)."""
     images, _ = await read_images(request, "image")
     # a photo that does not decode (a truncated file) is refused before the album is made: the scan
     # would list it as failed and answer 200, billed, with a new empty album
@@ -173,8 +174,9 @@ async def person_faces(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
 async def person_timeline(album: AlbumName, person: PersonRef, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                           meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))],
                           ) -> dict[str, Any]:
-    """A person's photos by EXIF date."""
-    photos = await _call(album, meter, analyzer, gallery, db, lambda a: a.timeline(person))
+    """A person's photos by EXIF date (``unsorted``: the photos holding a face of that pool)."""
+    photos = await _call(album, meter, analyzer, gallery, db,
+                         lambda a: a.timeline(None if person == "unsorted" else person))
     return {"photos": [p.to_dict() for p in photos]}
 
 
