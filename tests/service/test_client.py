@@ -421,3 +421,17 @@ def test_usage_takes_a_datetime_as_its_day(api) -> None:
         hour=1, tzinfo=timezone(timedelta(hours=5)))  # 1:00 tomorrow at UTC+5: today 20:00 UTC
     assert client.usage(start=ahead, end=ahead).rows == client.usage(start=today.date(), end=today.date()).rows
     assert "day" in client.usage_csv(start=today, end=date.today() + timedelta(days=1))
+
+
+def test_remote_takes_a_timeout_option_and_faceatlas_timeout(field: str) -> None:
+    """`faceatlas remote` waited 60 s on a server that dripped its answer, with no way to say less."""
+    runner = CliRunner()
+    down = ["--server", f"{field}/drip", "--key", "fa_x"]
+    for args, env in ((["--timeout", "1"], {}), ([], {"FACEATLAS_TIMEOUT": "1"})):
+        started = time.monotonic()
+        result = runner.invoke(app, ["remote", "usage", *down, *args], env=env)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.output.startswith("error (timeout): no answer from ") and "within 1 s" in result.output
+        assert time.monotonic() - started < 5, (args, env)
+    refused = runner.invoke(app, ["remote", "usage", *down, "--timeout", "0"])
+    assert refused.exit_code == 2 and refused.output.startswith("error (usage): the timeout is"), refused.output
