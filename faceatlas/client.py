@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -812,6 +813,11 @@ def _error_of(response: httpx.Response, body: bytes) -> FaceAtlasApiError:
     return FaceAtlasApiError(response.status_code, code, message, _retry_after(response.headers.get("retry-after")))
 
 
+def _closed() -> FaceAtlasClientError:
+    return FaceAtlasClientError("this client is closed (a call after close() or after its with block): make "
+                                "a new FaceAtlasClient", "client_closed")
+
+
 def _wire_error(exc: Exception, base_url: str, timeout: float) -> FaceAtlasTransportError:
     """No answer from ``base_url``, said with what to check (a proxy, http vs https)."""
     if isinstance(exc, httpx.TimeoutException):
@@ -834,10 +840,16 @@ def _iso(moment: str | datetime | None) -> str | None:
     return moment.isoformat() if isinstance(moment, datetime) else moment
 
 
+def _day(value: date | str) -> str:
+    """A day as the API takes it: an ISO date; a datetime's day in UTC (a naive one is UTC)."""
+    if isinstance(value, datetime):
+        value = (value.astimezone(UTC) if value.tzinfo is not None else value).date()
+    return value.isoformat() if isinstance(value, date) else value
+
+
 def _days(start: date | str | None, end: date | str | None) -> dict[str, str]:
-    """The ``from``/``to`` days of a report (ISO dates), those given."""
-    days = (("from", start), ("to", end))
-    return {k: v.isoformat() if isinstance(v, date) else v for k, v in days if v is not None}
+    """The ``from``/``to`` days of a report (ISO dates; a datetime is its day), those given."""
+    return {k: _day(v) for k, v in (("from", start), ("to", end)) if v is not None}
 
 
 def _cart(data: dict[str, Any]) -> RetailCart:
@@ -880,6 +892,9 @@ class FaceAtlasClient:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         """``timeout``: seconds for a whole call, from sending to the last byte of the answer."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            raise FaceAtlasClientError(f"the timeout is a number of seconds above 0, not {timeout!r}",
+                                       "invalid_argument")
         self._owned = http is None
         self._timeout = timeout
         self._max_answer = max_answer_bytes
@@ -897,6 +912,10 @@ class FaceAtlasClient:
             if url.userinfo:
                 raise FaceAtlasClientError("the server URL holds a user and password: give the API key as "
                                            "api_key (FACEATLAS_API_KEY), not in the URL", "invalid_argument")
+            if url.query or url.fragment or "?" in base_url or "#" in base_url:  # never echoed: it may hold a secret
+                raise FaceAtlasClientError("the server URL holds a query string or a fragment ('?...', '#...'): give "
+                                           "http(s)://host[:port] alone (parameters go with each call)",
+                                           "invalid_argument")
             if url.path.rstrip("/").endswith("/v1"):
                 raise FaceAtlasClientError(f"give the server URL without /v1 (the client adds it): "
                                            f"{str(url)[: -len(url.path)] or url}", "invalid_argument")
@@ -907,8 +926,12 @@ class FaceAtlasClient:
                                            "invalid_argument") from None
         self._http = http
         self._base = str(http.base_url).rstrip("/")
+        self._closed = False
 
     def close(self) -> None:
+        """Close the client (its connections, when it made its own HTTP client): a call after this
+        is :class:`FaceAtlasClientError` ``client_closed``."""
+        self._closed = True
         if self._owned:
             self._http.close()
 
@@ -925,6 +948,8 @@ class FaceAtlasClient:
         answer (within ``timeout`` in all) :class:`FaceAtlasTransportError`. With ``sink``, the bytes
         of a successful answer are written there as they come (none held, ``max_answer_bytes`` not
         applied) and their count is returned."""
+        if self._closed or self._http.is_closed:
+            raise _closed()
         deadline = time.monotonic() + self._timeout
         try:
             with self._http.stream(method, path, headers={**self._auth, **(extra_headers or {})},
@@ -948,6 +973,16 @@ class FaceAtlasClient:
                         raise httpx.ReadTimeout("the whole answer took too long")
         except httpx.TransportError as exc:  # refused, reset, timed out, a proxy or TLS failure
             raise _wire_error(exc, self._base, self._timeout) from None
+        except httpx.DecodingError as exc:  # e.g. a body that says gzip and is not: an answer, not the API's
+            raise _not_ours(f"a body that does not decode as its Content-Encoding says: {exc}") from None
+        except httpx.HTTPError as exc:  # any other of httpx's (TooManyRedirects, ...): an answer, not the API's
+            raise _not_ours(f"{type(exc).__name__}: {exc}") from None
+        except (httpx.InvalidURL, httpx.CookieConflict) as exc:  # what the request holds cannot be sent
+            raise FaceAtlasClientError(f"the call cannot be sent: {exc}", "invalid_argument") from None
+        except RuntimeError as exc:  # httpx's StreamError, or the HTTP client closed meanwhile (another thread)
+            if self._http.is_closed:
+                raise _closed() from None
+            raise FaceAtlasClientError(f"the call cannot be sent: {exc}", "invalid_argument") from None
         if response.is_redirect:
             raise FaceAtlasClientError(f"the server redirected to {response.headers.get('location')!r}: give that "
                                        "URL as the server (http to https?)", "redirected")
@@ -1384,7 +1419,8 @@ class FaceAtlasClient:
 
     def usage(self, *, start: date | str | None = None, end: date | str | None = None) -> Usage:
         """The tenant's calls, faces and errors per day (UTC) and operation, from ``start`` to ``end``
-        (days, inclusive; either open when not given: the server's default is every day)."""
+        (days, inclusive: a date, an ISO date or a datetime, whose UTC day counts; either open when not
+        given: the server's default is every day)."""
         data = self._call("GET", "/v1/usage", params=_days(start, end))
         return _parse(Usage, data, rows=tuple(_parse(UsageRow, r) for r in _items(data, "rows")))
 

@@ -93,7 +93,8 @@ def test_remote_missing_file_is_one_line(tmp_path):
                                  "--key", "fa_x"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert _error_lines(result.output) == [f"error (bad_request): {missing}: no such file or directory"], result.output
+    # said as the local commands say it (`faceatlas compare`: invalid_image), not bad_request
+    assert _error_lines(result.output) == [f"error (invalid_image): {missing}: no such file"], result.output
 
 
 def test_models_fetch_offline_is_refused(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
-from faceatlas.service.limits import RefuseNul, UploadLimit
+from faceatlas.service.limits import RefuseEncodedSlash, RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets
 from faceatlas.service.retention import RetentionSweep
@@ -277,6 +277,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RefuseNul)
+    app.add_middleware(RefuseEncodedSlash, prefix=API_PREFIX)
     app.add_middleware(RedactQuerySecrets)  # outermost of ours: before anything reads or logs the URL
 
     @app.get("/healthz", include_in_schema=False)

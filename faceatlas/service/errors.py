@@ -19,6 +19,9 @@ from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 
 _log = logging.getLogger(__name__)
 
+# what an id (a collection's name, a subject's id, an album's name) holds, in words
+ID_RULE = f"1 to {ID_MAX_LENGTH} of A-Z, a-z, 0-9, '_', '.', '-' (not dots alone)"
+
 # Starlette's own HTTP errors (unknown route, wrong method, body over the server's limit).
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
                413: "payload_too_large"}
@@ -42,16 +45,37 @@ def client_message(exc: FaceAtlasError) -> str:
     return exc.client_message
 
 
-def validation_message(exc: RequestValidationError) -> str:
+def validation_message(exc: RequestValidationError, content_type: str | None = None) -> str:
     """What a request's failed validation says: each field's location and the rule it broke (an
-    id's pattern in words: the regular expression told a person nothing)."""
-    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {_rule(e)}" for e in exc.errors())
+    id's pattern in words: the regular expression told a person nothing). ``content_type``: the
+    request's (an API call's; "" when it has none): a body that is not a JSON object where the
+    route takes one says so, and the media type it came as (a form, curl's ``-d`` without ``-H
+    'content-type: application/json'``, was "Input should be a valid dictionary ...")."""
+    errors = exc.errors()
+    body = next((e for e in errors if _not_a_json_object(e)), None)
+    if content_type is not None and body is not None:
+        media = content_type.partition(";")[0].strip().lower()
+        if media != "application/json":
+            came = f"Content-Type {media}" if media else "no Content-Type"
+            return f"the body must be a JSON object sent as Content-Type: application/json (it came with {came})"
+        if body["type"] == "json_invalid":
+            at = body["loc"][1] if len(body["loc"]) > 1 else None
+            return "the JSON body does not parse" + (f" (at character {at})" if isinstance(at, int) else "")
+        return "the body must be a JSON object ({...}) holding the call's fields"
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {_rule(e)}" for e in errors)
     return details or "invalid request"
+
+
+def _not_a_json_object(error: Any) -> bool:
+    """The whole body is missing, does not parse, or is not an object (a list, a form's bytes)."""
+    loc = tuple(error.get("loc") or ())
+    return (loc == ("body",) and error.get("type") in ("model_attributes_type", "dict_type", "missing")) or (
+        loc[:1] == ("body",) and error.get("type") == "json_invalid")
 
 
 def _rule(error: Any) -> str:
     if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == ID_PATTERN:
-        return f"use 1 to {ID_MAX_LENGTH} of A-Z, a-z, 0-9, '_', '.', '-' (not dots alone)"
+        return f"use {ID_RULE}"
     return str(error["msg"])
 
 
@@ -64,8 +88,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.code, client_message(exc), exc.status, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(InvalidArgument.code, validation_message(exc), InvalidArgument.status)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = validation_message(exc, request.headers.get("content-type", ""))
+        return error_response(InvalidArgument.code, message, InvalidArgument.status)
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:

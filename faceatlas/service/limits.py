@@ -1,5 +1,6 @@
 """ASGI middlewares on what a request may carry: the upload limit, enforced while the body
-streams in, and no NUL character in the URL (no database stores one in text)."""
+streams in, no NUL character in the URL (no database stores one in text), and no '/' inside a
+path segment of the API (``%2F``: no id holds one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import html
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from faceatlas.service.errors import ID_RULE, error_response
 
 
 class UploadLimit:
@@ -98,4 +101,26 @@ class RefuseNul:
             await send({"type": "http.response.start", "status": 400, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
+        await self.app(scope, receive, send)
+
+
+class RefuseEncodedSlash:
+    """Answer 422 ``validation_error`` to an API request whose path holds ``%2F`` (a '/' inside a
+    segment: an id such as ``a/b``, percent-encoded by its client). The path is decoded before
+    routing, so such an id split into two segments: a bare 404 "Not Found", or another route
+    than the one called (a subject ``x/verify`` enrolled to would have been a verify). No id
+    holds '/': the answer says which characters one holds."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(self.prefix + "/"):
+            raw = (scope.get("raw_path") or b"").split(b"?", 1)[0]
+            if b"%2f" in raw.lower():
+                answer = error_response("validation_error", "an id in the URL holds '/' (sent as %2F), which no id "
+                                        f"holds: a collection name or subject id is {ID_RULE}", 422)
+                await answer(scope, receive, send)
+                return
         await self.app(scope, receive, send)

@@ -99,11 +99,15 @@ class _Field(BaseHTTPRequestHandler):
             self._send(200, b"[" + b"0," * 600_000 + b"0]")
         elif mode == "shapes":
             self._send(200, SHAPES)
+        elif mode == "gzip":  # says gzip, is not: httpx's DecodingError
+            self._send(200, b"this is not gzip at all", Content_Encoding="gzip")
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path.startswith("/bad-gateway/"):  # nginx's page when the server behind it died mid-call
             self._send(502, BAD_GATEWAY, "text/html")
+        elif self.path.startswith("/gzip/"):
+            self._send(200, b"this is not gzip at all", Content_Encoding="gzip")
         else:
             self._send(200, SHAPES)
 
@@ -356,3 +360,78 @@ def test_every_write_can_send_an_idempotency_key_and_an_empty_one_isrefused(api,
     decided = client.kyc_submit(session.id, photo, frames=[photo], idempotency_key=f"kyc-{tag}")
     assert decided.status in ("accepted", "rejected") and decided.details is not None
     reused(lambda: client.kyc_submit(session.id, photo, frames=[photo, photo], idempotency_key=f"kyc-{tag}"))
+
+
+def test_a_body_that_says_gzip_and_is_not_is_one_of_the_clients_errors(field: str, examples: Path) -> None:
+    """An answer with ``Content-Encoding: gzip`` whose body is not gzip was httpx's DecodingError
+    (not a TransportError): a raw exception from the client, a rich traceback and exit 1 from
+    `faceatlas remote detect`."""
+    with FaceAtlasClient(f"{field}/gzip", "fa_key") as client:
+        for call in (client.usage, lambda: client.detect(examples / "tests/test_images/obama.jpg")):
+            with pytest.raises(FaceAtlasClientError) as caught:
+                call()
+            assert caught.value.code == "unexpected_answer" and "Content-Encoding" in str(caught.value)
+    photo = examples / "tests/test_images/obama.jpg"
+    result = CliRunner().invoke(app, ["remote", "detect", str(photo), "--server", f"{field}/gzip", "--key", "fa_x"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error (unexpected_answer): "), result.output
+
+
+def test_a_closed_client_says_so(field: str) -> None:
+    """A call after close() (or after its with block) was httpx's RuntimeError "Cannot send a
+    request, as the client has been closed"."""
+    import httpx
+
+    with FaceAtlasClient(f"{field}/empty", "fa_key") as client:
+        pass
+    closed = httpx.Client(base_url=field)
+    closed.close()
+    for call in (client.usage, FaceAtlasClient(field, "fa_key", http=closed).usage):
+        with pytest.raises(FaceAtlasClientError) as caught:
+            call()
+        assert caught.value.code == "client_closed" and "closed" in str(caught.value)
+
+
+def test_a_server_url_with_a_query_or_a_fragment_or_a_timeout_out_of_range_is_refused(field: str) -> None:
+    """``http://host:port?x=1`` was taken (the query dropped or mixed with each call's); the
+    secret a query may hold is never echoed. A timeout of 0, below it or NaN hung or failed at
+    each call."""
+    for url in (f"{field}?api_key=fa_secret", f"{field}/#fa_secret", f"{field}?"):
+        with pytest.raises(FaceAtlasClientError, match="query string or a fragment") as caught:
+            FaceAtlasClient(url, "fa_x")
+        assert caught.value.code == "invalid_argument" and "secret" not in str(caught.value)
+    for timeout in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(FaceAtlasClientError, match="timeout") as caught:
+            FaceAtlasClient(field, "fa_x", timeout=timeout)
+        assert caught.value.code == "invalid_argument"
+
+
+def test_usage_takes_a_datetime_as_its_day(api) -> None:
+    """``usage(start=datetime(...))`` sent ``2024-05-01T10:30:00``, which the server refused (422):
+    a datetime is its day (in UTC when it has a zone)."""
+    from datetime import UTC, date, datetime, timedelta, timezone
+
+    _, client = api.own_tenant()
+    client.list_collections()
+    today = datetime.now(UTC)
+    rows = client.usage(start=today.replace(tzinfo=None) - timedelta(days=1), end=today).rows
+    assert rows and all(row.day == today.date().isoformat() for row in rows)
+    ahead = datetime.combine(today.date() + timedelta(days=1), datetime.min.time()).replace(
+        hour=1, tzinfo=timezone(timedelta(hours=5)))  # 1:00 tomorrow at UTC+5: today 20:00 UTC
+    assert client.usage(start=ahead, end=ahead).rows == client.usage(start=today.date(), end=today.date()).rows
+    assert "day" in client.usage_csv(start=today, end=date.today() + timedelta(days=1))
+
+
+def test_remote_takes_a_timeout_option_and_faceatlas_timeout(field: str) -> None:
+    """`faceatlas remote` waited 60 s on a server that dripped its answer, with no way to say less."""
+    runner = CliRunner()
+    down = ["--server", f"{field}/drip", "--key", "fa_x"]
+    for args, env in ((["--timeout", "1"], {}), ([], {"FACEATLAS_TIMEOUT": "1"})):
+        started = time.monotonic()
+        result = runner.invoke(app, ["remote", "usage", *down, *args], env=env)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.output.startswith("error (timeout): no answer from ") and "within 1 s" in result.output
+        assert time.monotonic() - started < 5, (args, env)
+    refused = runner.invoke(app, ["remote", "usage", *down, "--timeout", "0"])
+    assert refused.exit_code == 2 and refused.output.startswith("error (usage): the timeout is"), refused.output

@@ -375,3 +375,90 @@ def test_a_collection_of_the_servers_pack_with_flip_says_to_set_flip(api, exampl
     told = refused.json()["error"]["message"]
     assert "this server runs pack 'scrfd-mbf'" in told and "FACEATLAS_FLIP=1" in told, told
     assert "reembed" not in told
+
+
+def _faceless_jpeg() -> bytes:
+    """A plain grey photo: no face in it."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_a_missing_collection_or_subject_is_404_before_any_face_is_analysed(api, monkeypatch):
+    """A search of a collection that is not there, with a faceless photo, answered 422 no_face: the
+    route analysed the photo (inference spent) before looking the collection up, where `gallery
+    search` looks first. Verify did the same for a missing subject."""
+    from tests.service.refusals import refused
+
+    pool = api.app.state.pool
+    analysed: list[str] = []
+
+    def counted(name: str):
+        original = getattr(pool, name)
+
+        async def call(*args, **kwargs):
+            analysed.append(name)
+            return await original(*args, **kwargs)
+
+        return call
+
+    for name in ("analyze", "faces_and_crops"):
+        monkeypatch.setattr(pool, name, counted(name))
+    blank = _faceless_jpeg()
+    name = f"order_{uuid.uuid4().hex[:6]}"
+    with api.api_client("acme_write") as client:
+        assert refused(lambda: client.search(f"{name}_missing", blank), 404, "not_found")
+        assert refused(lambda: client.verify(f"{name}_missing", "ann", blank), 404, "not_found")
+        assert refused(lambda: client.enrol(f"{name}_missing", "ann", blank), 404, "not_found")
+        client.create_collection(name)
+        try:
+            assert refused(lambda: client.verify(name, "nobody", blank), 404, "not_found")
+            assert not analysed, analysed  # no inference for any of them
+            assert refused(lambda: client.search(name, blank), 422, "no_face")  # there: the photo is analysed
+            assert analysed == ["analyze"]
+        finally:
+            client.delete_collection(name)
+
+
+def test_an_id_holding_a_slash_is_a_422_naming_the_id_rule(api, examples):
+    """A subject ``a/b`` went as ``a%2Fb``; the server decoded it before routing and no route
+    matched: a bare 404 "Not Found" (or, for ``x/verify`` enrolled to, the verify route)."""
+    from tests.service.refusals import refused
+
+    name = f"slash_{uuid.uuid4().hex[:6]}"
+    photo = examples / "tests/test_images/obama.jpg"
+    with api.api_client("acme_write") as client:
+        client.create_collection(name)
+        client.add_subject(name, "x")
+        try:
+            for call in (lambda: client.get_subject(name, "a/b"), lambda: client.enrol(name, "x/verify", photo),
+                         lambda: client.get_collection("a/b"), lambda: client.delete_subject(name, "x/../x")):
+                error = refused(call, 422, "validation_error")
+                assert "'/'" in error.message and "A-Z, a-z, 0-9, '_', '.', '-'" in error.message, error.message
+            assert client.get_subject(name, "x").faces == 0  # nothing enrolled nor verified
+        finally:
+            client.delete_collection(name)
+
+
+def test_a_body_that_is_not_json_says_the_route_takes_json(api):
+    """`curl -X POST .../v1/collections -d '{"name": "staff"}'` (a form's media type) answered
+    "body: Input should be a valid dictionary or object to extract fields from"."""
+    with api.client("acme_write") as http:
+        for headers, body in (({}, b'{"name": "staff"}'), ({"content-type": "application/x-www-form-urlencoded"},
+                                                            b'{"name": "staff"}')):
+            answer = http.post("/v1/collections", content=body, headers=headers)
+            assert answer.status_code == 422, answer.text
+            message = answer.json()["error"]["message"]
+            assert "JSON object" in message and "application/json" in message, message
+        form = http.post("/v1/collections", data={"name": "staff"})
+        assert "came with Content-Type application/x-www-form-urlencoded" in form.json()["error"]["message"]
+        listed = http.post("/v1/collections", json=[1])
+        assert listed.status_code == 422 and "must be a JSON object" in listed.json()["error"]["message"]
+        broken = http.post("/v1/collections", content=b'{"name": "st', headers={"content-type": "application/json"})
+        assert broken.json()["error"]["message"] == "the JSON body does not parse (at character 9)"  # the open string
+        bad_name = http.post("/v1/collections", json={"name": "a b"})  # a field's rule: said as before
+        assert bad_name.json()["error"]["message"].startswith("body.name: use 1 to 200 of A-Z")

@@ -102,7 +102,9 @@ def _same_search(cli: dict, api: dict, cut: dict[str, float], path: str) -> None
     _same({k: api[k] for k in cut}, cut, f"{path}.cut")
     assert len(cli["results"]) == len(api["results"]) == 1, path
     a, b = cli["results"][0], api["results"][0]
-    _fields(a, b, SEARCH_RESULT, path)
+    assert set(SEARCH_RESULT) <= set(a) & set(b), (path, sorted(a), sorted(b))
+    # the matches field by field below: not best_face_id, which depends on what the server's database held before
+    _fields(a, b, tuple(name for name in SEARCH_RESULT if name != "matches"), path)
     _fields(a["face"], b["face"], FACE, f"{path}.face")
     assert len(a["matches"]) == len(b["matches"]), (path, a["matches"], b["matches"])
     for i, (x, y) in enumerate(zip(a["matches"], b["matches"])):

@@ -300,8 +300,8 @@ async def enrol(
 ) -> dict[str, Any]:
     """Enrol the face(s) of an image to a subject (created when new). With an ``Idempotency-Key``
     header, a retry with the same key enrols nothing more and answers the first answer again."""
+    info = await run_in_threadpool(gallery.get_collection, collection)  # 404 before the image is read
     images, _ = await read_images(request, "image")
-    info = await run_in_threadpool(gallery.get_collection, collection)
     faces, crops = await pool.faces_and_crops(
         images["image"], max_faces=None if all_faces else 1, keep_crops=info.keep_crops
     )
@@ -353,6 +353,8 @@ async def search(
     decided = decision.decides
     options: dict[str, Any] = {"k": k, **decision.search_options(), "aggregate": aggregate}
     cut = decision.stated()
+    # a collection that is not there is 404 before the body is read or any face analysed (as the CLI's search)
+    await run_in_threadpool(gallery.get_collection, collection)
     body = await json_body(request) if media_type(request) == "application/json" else {}
     if isinstance(body, dict) and "embedding" in body:
         unknown = sorted(set(body) - {"embedding", "recognizer_id"})
@@ -397,6 +399,8 @@ async def verify(
 ) -> dict[str, Any]:
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
     cut = Cut.given(threshold=threshold, far=far, rank_only=True)  # one of them; neither: the default far
+    # a collection or subject that is not there is 404 before the image is read or any face analysed
+    await run_in_threadpool(gallery.get_subject, collection, subject)
     images, _ = await read_images(request, "image")
     faces = await pool.analyze(images["image"], max_faces=1)
     if not faces:

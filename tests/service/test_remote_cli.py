@@ -1,0 +1,119 @@
+"""`faceatlas remote` against a real `faceatlas serve`: each command a thin call of the Python
+client, its answer the server's JSON on stdout, a failure one line ``error (code): message`` (exit 2),
+a declined delete "Aborted." (exit 1) with nothing deleted."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+
+runner = CliRunner()
+
+
+def _remote(server, key: str, *args: object, **options: object):
+    return runner.invoke(app, ["remote", *map(str, args), "--server", server.url, "--key", server.keys[key]],
+                         **options)
+
+
+def _answer(result) -> object:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _error_line(result) -> str:
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_remote_manages_collections_and_subjects(server, examples: Path) -> None:
+    """`remote` had detect, compare, enrol, search and usage only: a collection to enrol to had to
+    be made with curl. Now collections, collection-create/-delete, subjects, subject-delete,
+    verify, liveness and usage --from/--to/--csv are there too."""
+    photo = examples / "tests/test_images/obama.jpg"
+    other = examples / "tests/test_images/obama2.jpg"
+    name = f"remote_{uuid.uuid4().hex[:6]}"
+    created = _answer(_remote(server, "acme_write", "collection-create", name, "--keep-crops"))
+    assert created["name"] == name and created["keep_crops"] is True and created["subjects"] == 0
+    assert name in [c["name"] for c in _answer(_remote(server, "acme_read", "collections"))]
+    _answer(_remote(server, "acme_write", "enrol", name, "obama", photo))
+    page = _answer(_remote(server, "acme_read", "subjects", name, "--limit", "10"))
+    assert [(s["external_id"], s["faces"]) for s in page["subjects"]] == [("obama", 1)] and page["next"] is None
+    verdict = _answer(_remote(server, "acme_read", "verify", name, "obama", other))
+    assert verdict["external_id"] == "obama" and verdict["match"] is True
+    assert _error_line(_remote(server, "acme_read", "verify", name, "obama", other, "--far", "1e-3", "--threshold",
+                               "0.5")).startswith("error (validation_error): ")  # refused before any call
+    found = _answer(_remote(server, "acme_read", "search", name, other, "-k", "1"))
+    assert [m["external_id"] for m in found["results"][0]["matches"]] == ["obama"]
+    live = _answer(_remote(server, "acme_detect", "liveness", photo))
+    assert set(live) >= {"real", "score", "probabilities", "face"}
+
+    # a delete asks first: declined, "Aborted." (exit 1) and nothing deleted; --json cannot ask
+    declined = _remote(server, "acme_write", "subject-delete", name, "obama", input="n\n")
+    assert declined.exit_code == 1 and declined.output.rstrip().endswith("Aborted."), declined.output
+    assert "1 faces" in declined.output
+    asked = _remote(server, "acme_write", "subject-delete", name, "obama", "--json")
+    assert asked.exit_code == 2 and json.loads(asked.stdout)["error"] == "usage"
+    assert _answer(_remote(server, "acme_read", "subjects", name))["subjects"]
+    gone = _answer(_remote(server, "acme_write", "subject-delete", name, "obama", "--yes"))
+    assert gone == {"deleted": f"subject 'obama' of '{name}'", "faces": 1}
+    assert _answer(_remote(server, "acme_read", "subjects", name))["subjects"] == []
+    missing = _error_line(_remote(server, "acme_write", "subject-delete", name, "obama", "--yes"))
+    assert missing.startswith("error (not_found): the server answered 404: ")
+
+    declined = _remote(server, "acme_write", "collection-delete", name, input="n\n")
+    assert declined.exit_code == 1 and declined.output.rstrip().endswith("Aborted."), declined.output
+    assert name in [c["name"] for c in _answer(_remote(server, "acme_read", "collections"))]
+    assert _answer(_remote(server, "acme_write", "collection-delete", name, "-y")) == {
+        "deleted": f"collection '{name}'", "faces": 0}
+    assert name not in [c["name"] for c in _answer(_remote(server, "acme_read", "collections"))]
+
+    today = date.today().isoformat()
+    usage = _answer(_remote(server, "acme_admin", "usage", "--from", today, "--to", today))
+    assert usage["rows"] and all(row["day"] == today for row in usage["rows"])
+    assert "collections.create" in {row["operation"] for row in usage["rows"]}
+    csv = _remote(server, "acme_admin", "usage", "--from", today, "--csv")
+    assert csv.exit_code == 0 and csv.stdout.splitlines()[0].startswith("tenant,day,operation"), csv.output
+    assert _remote(server, "acme_admin", "usage", "--from", "May 1").exit_code == 2  # not a date: refused here
+
+
+def test_remote_says_failures_as_the_local_commands_do(server, examples: Path, tmp_path: Path) -> None:
+    """A missing file was `bad_request` (locally `invalid_image`), `compare` said "no face found in
+    image_a" (locally the file), `compare --far nan` went to the server (search refused it here),
+    and `search` took `--k` but not `-k` (`gallery search` takes -k)."""
+    photo = examples / "tests/test_images/obama.jpg"
+    blank = tmp_path / "blank.jpg"
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(blank)
+    missing = tmp_path / "nosuch.jpg"
+    assert _error_line(_remote(server, "acme_detect", "compare", missing, photo)) == (
+        f"error (invalid_image): {missing}: no such file")
+    assert _error_line(_remote(server, "acme_detect", "detect", tmp_path)) == (
+        f"error (invalid_image): {tmp_path}: a folder, not an image file")
+    no_face = _error_line(_remote(server, "acme_detect", "compare", photo, blank))
+    assert no_face.startswith("error (no_face): ") and f"image_b ({blank})" in no_face, no_face
+    nan = [_error_line(_remote(server, "acme_read", command, *args, "--far", "nan"))
+           for command, args in (("compare", (photo, photo)), ("search", ("c", photo)))]
+    assert nan[0] == nan[1] == "error (validation_error): far is a rate between 0 and 1 (both excluded), not nan"
+    name = f"k_{uuid.uuid4().hex[:6]}"
+    _answer(_remote(server, "acme_write", "collection-create", name))
+    try:
+        for subject in ("a", "b"):
+            _answer(_remote(server, "acme_write", "enrol", name, subject, photo))
+        for k in (["-k", "1"], ["--k", "1"]):
+            ranked = _answer(_remote(server, "acme_read", "search", name, photo, *k, "--rank-only"))
+            assert len(ranked["results"][0]["matches"]) == 1, k
+        missing_collection = _error_line(_remote(server, "acme_read", "search", f"{name}_x", blank))
+        assert missing_collection.startswith("error (not_found): "), missing_collection  # before no_face
+        slash = _error_line(_remote(server, "acme_read", "search", f"{name}/x", photo))
+        assert slash.startswith("error (validation_error): ") and "A-Z, a-z, 0-9" in slash, slash
+    finally:
+        _answer(_remote(server, "acme_write", "collection-delete", name, "--yes"))
