@@ -120,7 +120,8 @@ class RefuseEncodedSlash:
             raw = (scope.get("raw_path") or b"").split(b"?", 1)[0]
             if b"%2f" in raw.lower():
                 answer = error_response("validation_error", "an id in the URL holds '/' (sent as %2F), which no id "
-                                        f"holds: a collection name or subject id is {ID_RULE}", 422)
+                                        f"holds: a collection name or subject id is {ID_RULE}; an album "
+                                        "person's name holds no '/' either", 422)
                 await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
