@@ -253,10 +253,13 @@ class CompareResult:
 
 @dataclass(frozen=True)
 class LivenessResult:
+    """The liveness of the photo's largest face; ``faces_in_image``: how many it held."""
+
     real: bool
     score: float
     probabilities: tuple[float, ...]
     face: Face | None
+    faces_in_image: int | None = None
     raw: dict[str, Any] = _raw()
 
 
@@ -297,9 +300,13 @@ class SubjectPage:
 
 @dataclass(frozen=True)
 class EnrolResult:
+    """``faces_in_image``: how many faces the photo held (only the largest is enrolled unless
+    ``all_faces``; None from a server that does not say)."""
+
     face_ids: tuple[int, ...]
     faces: tuple[Face, ...]
     rejected: int
+    faces_in_image: int | None = None
     raw: dict[str, Any] = _raw()
 
 

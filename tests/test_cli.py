@@ -173,7 +173,8 @@ def test_gallery_enrol_name_rename_and_merge(examples, tmp_path):
     assert (renamed["external_id"], renamed["name"], renamed["faces"]) == ("obama", "B. Obama", 2)
     assert {s["external_id"]: s["faces"] for s in run("list", "people", "--json")["items"]} == {"obama": 2, "joe": 1}
     searched = run("search", "people", str(images / "obama2.jpg"), "--json")
-    assert set(searched) == {"results", "fpir"} and searched["fpir"] == 1e-3  # the API's shape
+    assert set(searched) == {"results", "fpir", "faces_in_image"} and searched["fpir"] == 1e-3  # the API's shape
+    assert searched["faces_in_image"] == 1
     found = searched["results"][0]["matches"][0]
     assert (found["external_id"], found["name"], found["matched_faces"]) == ("obama", "B. Obama", 2)
 

@@ -180,13 +180,14 @@ def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", he
     decided = cut.decides
     with _gallery(db, tenant, as_json) as gallery:
         analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
-        results = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
-                                       **cut.search_options(), aggregate=aggregate)
+        results, found = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
+                                              **cut.search_options(), aggregate=aggregate)
         payload = {"results": [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
                                 "unknown": not matches if decided else None} for face, matches in results],
-                   **cut.stated()}  # the API's answer: the results and the cut they were decided at
+                   **cut.stated(), "faces_in_image": found}  # the API's answer: the results, their cut, the count
+        which = f"; the largest of {found} faces" if found > len(results) else ""
         table = Table("face", "rank", "subject", "name", "similarity", "faces matched",
-                      title=f"search ({cut.describe()})")
+                      title=f"search ({cut.describe()}{which})")
         for number, (_, matches) in enumerate(results):
             if not matches and decided:
                 table.add_row(str(number), "", "unknown", "no enrolled subject reached the threshold", "", "")

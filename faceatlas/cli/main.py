@@ -63,7 +63,7 @@ _ELSEWHERE_GROUPS: dict[str, tuple[str, str, str]] = {
     "models": ("faceatlas.cli.models", "app", "Model packs: list, inspect, download."),
     "admin": ("faceatlas.cli.service", "admin", "Tenants, API keys and usage (run on the server's database)."),
     "remote": ("faceatlas.cli.remote", "app",
-               "Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY)."),
+               "Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY, FACEATLAS_TIMEOUT)."),
     "eval": ("faceatlas.cli.evaluate", "app", "Evaluate a model pack and calibrate its thresholds."),
     "gallery": ("faceatlas.cli.gallery", "app", "Face galleries: enrol known people and identify faces against them."),
     "demo": ("faceatlas.cli.demo", "app", "Demonstrations of the vertical apps on real faces."),
@@ -308,14 +308,15 @@ def liveness(
     failures: dict[str, FaceAtlasError] = {}
     for path in paths:
         try:  # the API's use case: the largest face, analysed with its liveness
-            faces = analyzer.analyze(path, liveness=True, max_faces=1, embed=False)
+            faces, found = analyzer.largest(path, liveness=True, embed=False)
             if not faces or faces[0].liveness is None:
                 raise NoFace("no face found for the liveness check")
         except FaceAtlasError as exc:
             failures[str(path)] = exc
             rows.append({"image": str(path), "error": exc.code, "message": str(exc)})
             continue
-        rows.append({"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict()})
+        rows.append({"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict(),
+                     "faces_in_image": found})
     if as_json:
         print(json_text({"pack": analyzer.pack.name, "results": rows}))
     else:
@@ -324,5 +325,6 @@ def liveness(
                 print_error(failures[row["image"]], about=row["image"])
             else:
                 label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"
-                console.print(f"{row['image']}: {label} (real score {row['score']:.3f})")
+                which = f", the largest of {row['faces_in_image']} faces" if row["faces_in_image"] > 1 else ""
+                console.print(f"{row['image']}: {label} (real score {row['score']:.3f}{which})")
     exit_for_failures(sum("error" in r for r in rows), len(rows))

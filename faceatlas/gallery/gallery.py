@@ -718,14 +718,19 @@ class Gallery:
             window = min(size, window * 4)
 
     def search_image(self, collection: str, image: ImageInput, analyzer: FaceAnalyzer, *, all_faces: bool = False,
-                     **options: Any) -> list[tuple[Face, list[Match]]]:
-        """Search with the largest face of ``image`` (or every face); options as :meth:`search`."""
+                     **options: Any) -> tuple[list[tuple[Face, list[Match]]], int]:
+        """Search with the largest face of ``image`` (or every face); options as :meth:`search`.
+        Also returns how many faces the image holds (a group photo searched by its largest face says so)."""
         self._check_analyzer(collection, analyzer)
-        faces = analyzer.analyze(image, max_faces=None if all_faces else 1)
+        if all_faces:
+            faces = analyzer.analyze(image)
+            found = len(faces)
+        else:
+            faces, found = analyzer.largest(image)
         if not faces:
             raise NoFace("no face found in the query image")
         options.setdefault("calibration", analyzer.calibration)
-        return [(face, self.search(collection, face, **options)) for face in faces]
+        return [(face, self.search(collection, face, **options)) for face in faces], found
 
     def verify(self, collection: str, external_id: str, query: Face | Embedding, *, threshold: float | None = None,
                far: float = DEFAULT_FAR, aggregate: Aggregate = "best",

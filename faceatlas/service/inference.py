@@ -186,27 +186,23 @@ class InferencePool:
 
     async def largest_face(self, image: Any, *, liveness: bool = False, keep_crops: bool = False) -> Largest:
         """The largest face of ``image`` as :meth:`faces_and_crops` with ``max_faces=1`` finds it
-        (with its liveness on request), and how many faces the photo holds: the console enrolled,
-        searched or checked the largest of two people and said "1 face". Every face is detected and
-        aligned once; only the largest is embedded (and checked for liveness)."""
+        (with its liveness on request), and how many faces the photo holds (see
+        :meth:`FaceAnalyzer.largest`); its embedding batched with other calls' when batching is on."""
 
         def work() -> Largest:
             decoded, factor = self.analyzer.load_reduced(image)
-            every = self.analyzer.analyze(decoded, embed=False, with_crop=True)  # largest first
-            faces = every[:1]
-            if liveness:
-                for face in faces:
-                    face.liveness = self.analyzer.check_liveness(decoded, face)
+            batched = self.batcher is not None  # the aligned crop goes to the batcher, with other calls' faces
+            faces, found = self.analyzer.largest(decoded, embed=not batched, with_crop=batched, liveness=liveness)
             aligned = [face.crop for face in faces if face.crop is not None]
-            if aligned:
-                embed = self.batcher.embed if self.batcher is not None else self.analyzer.embed_aligned
-                self.analyzer.attach_embeddings(faces, embed(aligned))
+            if batched and aligned:
+                assert self.batcher is not None
+                self.analyzer.attach_embeddings(faces, self.batcher.embed(aligned))
             for face in faces:
                 face.crop = None
             crops = [source_crop(decoded, face) if keep_crops else None for face in faces]
             for face in faces:
                 face.rescale(factor)
-            return Largest(faces, crops, len(every))
+            return Largest(faces, crops, found)
 
         return await self.run(work)
 

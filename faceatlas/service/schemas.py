@@ -76,6 +76,8 @@ class LivenessOut(BaseModel):
     score: float
     probabilities: list[float]
     face: FaceOut
+    faces_in_image: int | None = Field(default=None, description="how many faces the photo holds: the check is "
+                                                                "of the largest (a group photo says so here)")
 
 
 # -- galleries -------------------------------------------------------------------------------------
@@ -116,6 +118,9 @@ class EnrolOut(BaseModel):
     face_ids: list[int]
     faces: list[FaceOut]
     rejected: int = Field(description="faces under min_quality")
+    faces_in_image: int | None = Field(default=None, description="how many faces the photo holds: only the largest "
+                                                                "is enrolled unless all_faces (a group photo says "
+                                                                "so here)")
 
 
 class MatchOut(BaseModel):
@@ -143,6 +148,9 @@ class SearchOut(BaseModel):
                                                          "were cut at (the default cut)")
     far: float | None = Field(default=None, description="the 1:1 false-accept rate the matches were cut at")
     threshold: float | None = Field(default=None, description="the raw cosine cut-off, when one was given")
+    faces_in_image: int | None = Field(default=None, description="how many faces the query photo holds: only the "
+                                                                "largest is searched unless all_faces (none for a "
+                                                                "search by embedding)")
 
 
 class VerifyOut(BaseModel):

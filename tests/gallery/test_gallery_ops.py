@@ -28,9 +28,9 @@ def _rows(gallery: Gallery, model, *conditions) -> int:
 
 @BOTH_BACKENDS
 def test_obama_photo_finds_obama(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
-    [(face, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
+    [(face, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
     assert [m.external_id for m in matches] == ["obama"]  # cut at FAR 1e-4 by default: nobody else
-    [(_, ranked)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, rank_only=True)
+    [(_, ranked)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, rank_only=True)
     assert ranked[0].external_id == "obama"
     assert ranked[0].similarity > 0.5
     assert ranked[0].similarity - ranked[1].similarity > 0.2
@@ -52,9 +52,12 @@ def test_a_search_refuses_options_that_are_not_what_they_name(enrolled: Gallery,
 
 
 def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
-    results = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer, all_faces=True,
-                                    k=1, threshold=0.4)
+    results, found = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer,
+                                           all_faces=True, k=1, threshold=0.4)
     assert {matches[0].external_id for _, matches in results if matches} == {"kit_harington", "rose_leslie"}
+    assert found == len(results) == 2
+    [(largest, _)], among = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer, k=1)
+    assert among == 2 and list(largest.bbox) == list(results[0][0].bbox)  # the largest of the 2, and says so
 
 
 def test_subject_is_one_identity_not_many_votes(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
@@ -432,7 +435,7 @@ def test_reembed_needs_crops(enrolled: Gallery, gallery_without_crops, dlib_anal
     assert report.applied and report.migrated == 9 and not report.unmigratable
     info = enrolled.get_collection("people")
     assert (info.pack_name, info.recognizer_id) == ("dlib", dlib_analyzer.pack.recognizer_id)
-    [(_, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
+    [(_, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
     assert matches[0].external_id == "obama"
 
 
@@ -446,9 +449,9 @@ def gallery_without_crops(enrolled: Gallery, train_dir: Path, fast_analyzer) -> 
 def test_search_answers_unknown_for_a_stranger_by_default(enrolled: Gallery, examples: Path, fast_analyzer) -> None:
     """Issue 16.3: without a threshold, search named the nearest subjects of a stranger."""
     stranger = examples / "examples" / "lin-manuel-miranda.png"  # not enrolled in 'people'
-    [(_, matches)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3)
+    [(_, matches)], _ = enrolled.search_image("people", str(stranger), fast_analyzer, k=3)
     assert matches == []  # unknown at the default FAR
-    [(_, ranked)] = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, rank_only=True)
+    [(_, ranked)], _ = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, rank_only=True)
     assert len(ranked) == 3  # ranking without a decision is still there when asked for
 
 
@@ -490,5 +493,5 @@ def test_a_face_enrolled_during_a_reembedding_is_reembedded_too(enrolled: Galler
     assert info.faces == 10 and info.recognizer_id == dlib_analyzer.pack.recognizer_id
     ids, vectors = enrolled.face_vectors("people")
     assert vectors.shape == (10, dlib_analyzer.pack.embedding_size)
-    [(_, matches)] = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
+    [(_, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
     assert matches[0].external_id == "obama"

@@ -406,7 +406,7 @@ def test_a_missing_collection_or_subject_is_404_before_any_face_is_analysed(api,
 
         return call
 
-    for name in ("analyze", "faces_and_crops"):
+    for name in ("analyze", "faces_and_crops", "largest_face"):
         monkeypatch.setattr(pool, name, counted(name))
     blank = _faceless_jpeg()
     name = f"order_{uuid.uuid4().hex[:6]}"
@@ -419,7 +419,7 @@ def test_a_missing_collection_or_subject_is_404_before_any_face_is_analysed(api,
             assert refused(lambda: client.verify(name, "nobody", blank), 404, "not_found")
             assert not analysed, analysed  # no inference for any of them
             assert refused(lambda: client.search(name, blank), 422, "no_face")  # there: the photo is analysed
-            assert analysed == ["analyze"]
+            assert analysed == ["largest_face"]
         finally:
             client.delete_collection(name)
 
@@ -462,3 +462,29 @@ def test_a_body_that_is_not_json_says_the_route_takes_json(api):
         assert broken.json()["error"]["message"] == "the JSON body does not parse (at character 9)"  # the open string
         bad_name = http.post("/v1/collections", json={"name": "a b"})  # a field's rule: said as before
         assert bad_name.json()["error"]["message"].startswith("body.name: use 1 to 200 of A-Z")
+
+
+def test_a_group_photo_answers_how_many_faces_it_held(api, examples):
+    """Enrol, search and liveness of a photo of two people say so (``faces_in_image``): each works
+    on the largest face alone unless ``all_faces``, and a subject enrolled from a group photo
+    mixed two people without a word (the console's probe enrolled Biden into Obama's subject)."""
+    pair, single = examples / "examples" / "two_people.jpg", examples / "tests" / "test_images" / "obama.jpg"
+    name = f"group_{uuid.uuid4().hex[:6]}"
+    with api.api_client("acme_admin") as client:
+        client.create_collection(name)
+        enrolled = client.enrol(name, "someone", pair)
+        assert (len(enrolled.face_ids), enrolled.faces_in_image) == (1, 2)
+        assert client.enrol(name, "obama", single).faces_in_image == 1
+        every = client.enrol(name, "both", pair, all_faces=True)
+        assert (len(every.face_ids), every.faces_in_image) == (2, 2)
+        assert client.liveness(pair).faces_in_image == 2 and client.liveness(single).faces_in_image == 1
+    with api.client("acme_admin") as http:
+        searched = http.post(f"/v1/collections/{name}/search", files={"image": pair.read_bytes()}).json()
+        assert len(searched["results"]) == 1 and searched["faces_in_image"] == 2
+    with api.api_client("acme_admin") as client:
+        vector = client.detect(pair, embedding=True).faces[0].embedding
+    assert vector is not None
+    with api.client("acme_admin") as http:
+        by_vector = http.post(f"/v1/collections/{name}/search",
+                              json={"embedding": list(vector), "recognizer_id": RID}).json()
+        assert by_vector["results"] and "faces_in_image" not in by_vector  # no photo

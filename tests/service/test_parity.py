@@ -21,7 +21,7 @@ PACK = ["-p", "scrfd-mbf"]  # the test server's pack (FACEATLAS_PACK in conftest
 FACE = ("bbox", "det_score", "keypoints", "quality", "pose")  # a detected face
 FACE_ON_REQUEST = ("liveness", "attributes")  # detect --liveness --attributes / ?liveness&attributes
 COMPARE = ("similarity", "match", "threshold", "far", "match_at_far", "pack")
-LIVENESS = ("real", "score", "probabilities", "face")
+LIVENESS = ("real", "score", "probabilities", "face", "faces_in_image")
 SEARCH_RESULT = ("face", "matches", "unknown")  # one query face of a search
 # a match; not best_face_id: each door numbers the faces of its own database
 MATCH = ("external_id", "name", "similarity", "best_similarity", "mean_similarity", "far_level",
@@ -84,8 +84,9 @@ def test_detect_compare_and_liveness_agree(server, examples: Path, shared: Path)
             _same(cli, answer, other)
             assert cli["match"] is (other == "obama2.jpg")
 
-        cli_rows = _cli("liveness", *spoofs, images / "obama.jpg", *PACK, "--json")["results"]
-        for path, row in zip([*spoofs, images / "obama.jpg"], cli_rows):
+        cli_rows = _cli("liveness", *spoofs, images / "obama.jpg", group, *PACK, "--json")["results"]
+        assert [row["faces_in_image"] for row in cli_rows[-2:]] == [1, 2]  # the largest of the group's 2
+        for path, row in zip([*spoofs, images / "obama.jpg", group], cli_rows, strict=True):
             assert row["image"] == str(path)  # the CLI names the image of each row; the API answers one
             answer = http.post("/v1/liveness", files={"image": path.read_bytes()}).json()
             row = {k: v for k, v in row.items() if k != "image"}
@@ -97,7 +98,8 @@ def test_detect_compare_and_liveness_agree(server, examples: Path, shared: Path)
 
 def _same_search(cli: dict, api: dict, cut: dict[str, float], path: str) -> None:
     """One search answer, both doors: ``{"results": [...], <the cut>}`` with the same results."""
-    assert set(cli) == set(api) == {"results", *cut}, (path, sorted(cli), sorted(api))
+    assert set(cli) == set(api) == {"results", "faces_in_image", *cut}, (path, sorted(cli), sorted(api))
+    assert cli["faces_in_image"] == api["faces_in_image"] == 1, path
     _same({k: cli[k] for k in cut}, cut, f"{path}.cut")
     _same({k: api[k] for k in cut}, cut, f"{path}.cut")
     assert len(cli["results"]) == len(api["results"]) == 1, path

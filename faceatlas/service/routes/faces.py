@@ -65,8 +65,9 @@ async def liveness(
 ) -> dict:
     """Passive liveness of the largest face: real or spoof, with class probabilities."""
     images, _ = await read_images(request, "image")
-    faces = await pool.analyze(images["image"], liveness=True, max_faces=1)
+    largest = await pool.largest_face(images["image"], liveness=True)
+    faces = largest.faces
     if not faces or faces[0].liveness is None:
         raise NoFace("no face found for the liveness check")
     meter.faces = 1
-    return {**faces[0].liveness.to_dict(), "face": faces[0].to_dict()}
+    return {**faces[0].liveness.to_dict(), "face": faces[0].to_dict(), "faces_in_image": largest.found}

@@ -302,15 +302,19 @@ async def enrol(
     header, a retry with the same key enrols nothing more and answers the first answer again."""
     info = await run_in_threadpool(gallery.get_collection, collection)  # 404 before the image is read
     images, _ = await read_images(request, "image")
-    faces, crops = await pool.faces_and_crops(
-        images["image"], max_faces=None if all_faces else 1, keep_crops=info.keep_crops
-    )
+    if all_faces:
+        faces, crops = await pool.faces_and_crops(images["image"], keep_crops=info.keep_crops)
+        found = len(faces)
+    else:
+        largest = await pool.largest_face(images["image"], keep_crops=info.keep_crops)
+        faces, crops, found = largest.faces, largest.crops, largest.found
     meter.faces = len(faces)
     report = await run_in_threadpool(
         lambda: gallery.enrol_faces(collection, subject, faces, crops=crops, min_quality=min_quality)
     )
     audit.details["faces"] = len(report.added)
-    return {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected)}
+    return {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected),
+            "faces_in_image": found}
 
 
 # -- search and verify -------------------------------------------------------------------------------
@@ -367,7 +371,12 @@ async def search(
         return {"results": [{"face": None, "matches": [m.to_dict() for m in matches],
                              "unknown": not matches if decided else None}], **cut}
     images, _ = await read_images(request, "image")
-    faces = await pool.analyze(images["image"], max_faces=None if all_faces else 1)
+    if all_faces:
+        faces = await pool.analyze(images["image"])
+        found = len(faces)
+    else:
+        largest = await pool.largest_face(images["image"])
+        faces, found = largest.faces, largest.found
     if not faces:
         raise NoFace("no face found in the query image")
     meter.faces = len(faces)
@@ -377,7 +386,7 @@ async def search(
         matches = await run_in_threadpool(gallery.search, collection, face, calibration=calibration, **options)
         results.append({"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
                         "unknown": not matches if decided else None})
-    return {"results": results, **cut}
+    return {"results": results, **cut, "faces_in_image": found}
 
 
 @router.post(
