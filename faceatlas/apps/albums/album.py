@@ -65,7 +65,8 @@ def list_albums(engine: Engine, owner: str) -> list[str]:
 
 def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool = True) -> int:
     """Erase every album of ``owner`` (a tenant going away): first each album's gallery space
-    ``app:albums:<owner>:<name>`` (every face, vector, crop and index file), then its photos, faces,
+    ``app:albums:<owner>:<name>`` (every face, vector, crop and index file, and the space's row, which
+    names the album: an album's name can be a person's), then its photos, faces,
     people, constraints and the album row. An album's row goes last, so a run cut short leaves it
     findable and running this again finishes the job. Returns how many albums were erased.
     ``migrated`` False: bring the album tables up first."""
@@ -76,9 +77,7 @@ def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool 
         albums = list(session.execute(select(AlbumRecord.id, AlbumRecord.name).where(AlbumRecord.owner == owner)))
     for album_id, name in albums:
         LIBRARIES.drop(engine, album_id)
-        space = gallery.for_tenant(f"app:albums:{owner}:{name}")
-        for collection in space.list_collections():
-            space.delete_collection(collection.name)
+        gallery.delete_tenant_space(f"app:albums:{owner}:{name}")
         with sessions.begin() as session:
             faces = select(FaceRow.id).where(FaceRow.album_id == album_id)
             session.execute(delete(CannotLink).where(
