@@ -34,6 +34,7 @@ from urllib.request import getproxies
 import httpx
 
 __all__ = [
+    "AlbumDeletion",
     "AlbumErasure",
     "AlbumFace",
     "AlbumPerson",
@@ -715,10 +716,25 @@ class AlbumPromotion:
 
 @dataclass(frozen=True)
 class AlbumErasure:
-    """An album person erased: every face, vector and constraint of theirs."""
+    """An album person erased: every face, vector, crop and constraint of theirs and the photos left
+    with no face (``photos_deleted``). Copies promoted into a gallery collection are its own."""
 
     person: str
     faces_deleted: int
+    photos_deleted: int = 0
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class AlbumDeletion:
+    """What deleting an album, one of its photos or one of its faces deleted: faces (with their
+    vectors and crops), photos (the one deleted, or those left with no face) and people (every
+    person of a deleted album, or those left with no face). ``raw`` names what was deleted
+    (``album``, ``photo`` or ``face``)."""
+
+    faces_deleted: int
+    photos_deleted: int
+    people_deleted: int
     raw: dict[str, Any] = _raw()
 
 
@@ -1515,9 +1531,27 @@ class FaceAtlasClient:
                                                  _once(idempotency_key)))
 
     def album_erase_person(self, album: str, person: str, *, idempotency_key: str | None = None) -> AlbumErasure:
-        """Erase a person: every face, vector and constraint of theirs."""
+        """Erase a person: every face, vector, crop and constraint of theirs and the photos left with
+        no face (copies promoted into a gallery collection are the collection's: delete them there)."""
         path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}"
         return _parse(AlbumErasure, self._call("DELETE", path, _once(idempotency_key)))
+
+    def album_delete_face(self, album: str, face_id: int, *, idempotency_key: str | None = None) -> AlbumDeletion:
+        """Delete one face (a person's or one of the unsorted pool), its photo when no face is left
+        on it, its person when it was their last face."""
+        path = f"/v1/albums/{_seg(album)}/faces/{_seg(str(face_id))}"
+        return _parse(AlbumDeletion, self._call("DELETE", path, _once(idempotency_key)))
+
+    def album_delete_photo(self, album: str, photo_id: int, *, idempotency_key: str | None = None) -> AlbumDeletion:
+        """Delete a photo (``AlbumPhoto.id``, ``AlbumFace.photo_id``) and every face on it; uploaded
+        again, it is added again."""
+        path = f"/v1/albums/{_seg(album)}/photos/{_seg(str(photo_id))}"
+        return _parse(AlbumDeletion, self._call("DELETE", path, _once(idempotency_key)))
+
+    def album_delete(self, album: str, *, idempotency_key: str | None = None) -> AlbumDeletion:
+        """Delete an album whole: its people, faces, vectors, crops and photos (copies promoted into a
+        gallery collection are the collection's: delete them there)."""
+        return _parse(AlbumDeletion, self._call("DELETE", f"/v1/albums/{_seg(album)}", _once(idempotency_key)))
 
     def album_promote(self, album: str, person: str, collection: str, subject: str, *,
                       idempotency_key: str | None = None) -> AlbumPromotion:

@@ -1,5 +1,6 @@
 """`faceatlas album ...`: a photo library's faces grouped into people (scan, people, show, name,
-merge, move, split, reject, recluster, timeline, together, erase). ``--json`` for machines."""
+merge, move, split, reject, recluster, timeline, together, erase, delete-face, delete-photo, delete).
+``--json`` for machines."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.apps.albums import CHUNK, UNSORTED, Album, album_pack
+from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, erase_album, list_albums, migrate
 from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
-from faceatlas.errors import CommandLineError
+from faceatlas.errors import CommandLineError, NotFound
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
@@ -198,11 +199,30 @@ def together(people: list[str], album: AlbumOption = "default", db: DbOption = N
          or f"no photo holds all of {escape(', '.join(people))}")  # was an empty line
 
 
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+PROMOTED = "copies promoted into a gallery collection (`album promote`) are its own: delete them there"
+
+
+def _ask(what: str, yes: bool, as_json: bool) -> None:
+    """Ask before deleting ``what`` (a plain prompt: no markup to escape); declined: "Aborted.",
+    exit 1, as `gallery delete` and `admin tenant delete`. ``--json`` has nothing to ask in: it
+    erased without a question, so it needs ``--yes``."""
+    if not yes and as_json:
+        raise CommandLineError(f"--json cannot ask before deleting {what}: give --yes")
+    if not yes:
+        typer.confirm(f"delete {what}?", abort=True)
+
+
+def _erased(erased: Erasure) -> str:
+    return (f"{erased.faces_deleted} faces, {erased.photos_deleted} photos left with no face and "
+            f"{erased.people_deleted} people left with no face deleted")
+
+
 @app.command()
-def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
-          yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+def erase(person: str, album: AlbumOption = "default", db: DbOption = None, yes: YesOption = False,
           as_json: JsonOption = False) -> None:
-    """Erase a person: every face, vector and constraint of theirs."""
+    """Erase a person: every face, vector, crop and constraint of theirs and the photos left with no
+    face (copies promoted into a gallery collection are its own: delete them there)."""
     with _album(album, db, None) as opened:  # an unknown person is an error before any question
         info = opened.person(person)
         shown = f"{info.id} ({info.name})" if info.name else info.id  # a plain prompt: no markup to escape
@@ -210,8 +230,53 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
             raise CommandLineError(f"--json cannot ask before erasing {shown}: give --yes")
         if not yes:  # declined: "Aborted.", exit 1, as `gallery delete` and `admin tenant delete`
             typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True)
-        removed = opened.erase(person)
-    _out({"person": person, "faces_deleted": removed}, as_json, f"{removed} faces erased")
+        erased = opened.erase(person)
+    _out({"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted},
+         as_json, f"{erased.faces_deleted} faces erased, {erased.photos_deleted} photos left with no face deleted")
+    if not as_json:
+        err.print(PROMOTED)
+
+
+@app.command("delete-face")
+def delete_face(face: int, album: AlbumOption = "default", db: DbOption = None, yes: YesOption = False,
+                as_json: JsonOption = False) -> None:
+    """Delete one FACE (a person's or one of the unsorted pool), its photo when no face is left on
+    it, its person when it was their last face."""
+    with _album(album, db, None) as opened:  # an unknown face is an error before any question
+        found = opened.face(face)
+        _ask(f"face {found.id} ({found.person or UNSORTED})", yes, as_json)
+        erased = opened.delete_face(face)
+    _out({"face": face, **erased.to_dict()}, as_json, _erased(erased))
+
+
+@app.command("delete-photo")
+def delete_photo(photo: int, album: AlbumOption = "default", db: DbOption = None, yes: YesOption = False,
+                 as_json: JsonOption = False) -> None:
+    """Delete a PHOTO (by id, as `album timeline --json` gives it) and every face on it; scanned again
+    when found again."""
+    with _album(album, db, None) as opened:
+        found = opened.photo(photo)
+        _ask(f"photo {found.id} ({found.source}) and every face on it", yes, as_json)
+        erased = opened.delete_photo(photo)
+    _out({"photo": photo, **erased.to_dict()}, as_json, _erased(erased))
+
+
+@app.command()
+def delete(name: Annotated[str, typer.Argument(help="the album to delete")], db: DbOption = None,
+           yes: YesOption = False, as_json: JsonOption = False) -> None:
+    """Delete the album NAME whole: its people, faces, vectors, crops, photos and gallery space (an
+    album of any pack; copies promoted into a gallery collection are its own: delete them there)."""
+    with Gallery.open(db, create=False) as gallery:  # a missing database is an error, and none is made
+        migrate(gallery.engine)  # the album tables, on a database no album was made in yet
+        if name not in list_albums(gallery.engine, "default"):  # an error before any question
+            raise NotFound(f"no album '{name}'")
+        _ask(f"album '{name}' with every person, face and photo of it", yes, as_json)
+        erased = erase_album(gallery.engine, gallery, "default", name)
+    _out({"album": name, **erased.to_dict()}, as_json,
+         f"album {escape(name)} deleted: {erased.people_deleted} people, {erased.faces_deleted} faces, "
+         f"{erased.photos_deleted} photos")
+    if not as_json:
+        err.print(PROMOTED)
 
 
 @app.command()

@@ -137,7 +137,7 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
         deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id, settings.redis_url))
     finally:
         gallery.close()
-    console.print(f"tenant {tenant_id} deleted with {deleted} collections")
+    console.print(f"tenant {tenant_id} deleted with {deleted.collections} collections and {deleted.albums} albums")
 
 
 @tenant_app.command("list")

@@ -189,6 +189,27 @@ class Gallery:
         view.serving = self.serving
         return view
 
+    def delete_tenant_space(self, tenant: str) -> int:
+        """Delete the tenant space ``tenant`` of this database: each of its collections (as
+        :meth:`delete_collection`: every subject, face, crop and index file), then its row. The
+        row goes too because its name can say whose it was (an app's space names its owner and
+        more: ``app:albums:svc:<tenant>:<album>``, an album's name that may be a person's); a
+        space with no row is left without one (:meth:`for_tenant` makes a row, so a deletion run
+        twice made the space anew). Returns the collections deleted. A view of the space kept
+        elsewhere (its row id) is not to be used after this."""
+        with self._sessions() as session:
+            found = session.scalar(select(Tenant.id).where(Tenant.name == tenant))
+        if found is None:
+            return 0
+        space = self.for_tenant(tenant)
+        collections = space.list_collections()
+        for collection in collections:
+            space.delete_collection(collection.name)
+        with self._sessions.begin() as session:  # a collection made meanwhile keeps the row (and itself)
+            if session.scalar(select(func.count()).select_from(Collection).where(Collection.tenant_id == found)) == 0:
+                session.execute(delete(Tenant).where(Tenant.id == found))
+        return len(collections)
+
     @property
     def engine(self) -> Engine:
         """The database this gallery (and every tenant view of it) reads and writes."""

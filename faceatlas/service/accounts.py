@@ -440,22 +440,50 @@ class Accounts:
                 .values(target=f"{collection}/{ERASED}", details={}))
             session.commit()
 
-    def erase_album_person(self, tenant_id: str, album: str, refs: Iterable[str | None], *, keep_ids: bool) -> str:
-        """After an album's person was erased: unless ``keep_ids``, every ``album.*`` audit record of
-        the tenant whose target is ``album/<ref>`` for one of ``refs`` (the reference the erasure was
-        called with first, then the person's id and name) names ``album/[erased]``. Returns the target
-        the erasure itself is audited under."""
-        named = [ref for ref in refs if ref]
+    def erase_album_person(self, tenant_id: str, album: str, ids: Iterable[str], names: Iterable[str | None] = (),
+                           faces: Iterable[int] = (), *, keep_ids: bool) -> str:
+        """After an album's person was erased (or left with no face by a deleted face or photo):
+        unless ``keep_ids``, every ``album.*`` audit record of the tenant that names them, details
+        dropped, names ``album/[erased]``: a record on a person whose target is ``album/<ref>`` with
+        ``<ref>`` one of ``ids`` (``p12``; every id that held their faces: theirs and the ids merged
+        into them) however it was written (``12``, ``p012``, `` p12``: the target of a record made
+        before targets were the person's id), or one of ``names`` (their names, the reference the
+        erasure was called with); and a record on a face (a move, a rejection, a deletion: target
+        ``album/<face id>``) of ``faces``. Returns the target the erasure itself is audited under
+        (``album/[erased]``, or ``album/<first id>`` when ids are kept)."""
+        wanted = list(ids)
         if keep_ids:
-            return f"{album}/{named[0]}"
-        erased = f"{album}/{ERASED}"
+            return f"{album}/{wanted[0]}" if wanted else album
+        numbers = {int(ref[1:]) for ref in wanted}
+        texts = {name.strip() for name in names if name and name.strip()}
+        face_ids = {int(face) for face in faces}
+        prefix = f"{album}/"
+        with Session(self.engine) as session:
+            records = session.execute(select(AuditRecord.id, AuditRecord.action, AuditRecord.target).where(
+                AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
+                AuditRecord.target.startswith(prefix, autoescape=True))).all()
+            hit = [rid for rid, action, target in records
+                   if _names_album_person(action, target[len(prefix):], numbers, texts, face_ids)]
+            for start in range(0, len(hit), 10_000):
+                session.execute(update(AuditRecord).where(AuditRecord.id.in_(hit[start:start + 10_000]))
+                                .values(target=f"{album}/{ERASED}", details={}))
+            session.commit()
+        return f"{album}/{ERASED}"
+
+    def erase_album(self, tenant_id: str, album: str, *, keep_ids: bool) -> None:
+        """After an album was erased whole: unless ``keep_ids``, every ``album.*`` audit record of
+        the tenant on something in it (target ``album/<person, face or photo>``) names
+        ``album/[erased]``, details dropped, as :meth:`erase_album_person` does for one person. The
+        album's own records (scans, re-clusters, its deletion: target ``album``) keep its name, as a
+        deleted collection's keep its."""
+        if keep_ids:
+            return
         with Session(self.engine) as session:
             session.execute(update(AuditRecord).where(
                 AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
-                AuditRecord.target.in_(sorted({f"{album}/{ref}" for ref in named})))
-                .values(target=erased, details={}))
+                AuditRecord.target.startswith(f"{album}/", autoescape=True))
+                .values(target=f"{album}/{ERASED}", details={}))
             session.commit()
-        return erased
 
     def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         with Session(self.engine) as session:
@@ -463,6 +491,26 @@ class Accounts:
             if tenant_id is not None:
                 query = query.where(AuditRecord.tenant_id == tenant_id)
             return list(session.scalars(query))
+
+
+_ALBUM_FACE_ACTIONS = frozenset({"album.move", "album.reject", "album.delete_face"})  # target album/<face id>
+_ALBUM_PHOTO_ACTIONS = frozenset({"album.delete_photo"})  # target album/<photo id>: no person's
+
+
+def _names_album_person(action: str, ref: str, numbers: set[int], names: set[str], faces: set[int]) -> bool:
+    """Whether an album audit record (``action`` on ``album/<ref>``) names an erased person (their
+    id numbers, their names) or an erased face. A face's record names it by its bare number (the
+    console once audited a move under the person it went to: ``p12``, a name); a person's record by
+    their id, as ``p12`` since targets are the person's id, earlier as the reference called with."""
+    text = ref.strip()
+    if action in _ALBUM_PHOTO_ACTIONS:
+        return False
+    if action in _ALBUM_FACE_ACTIONS and text.isascii() and text.isdigit():
+        return int(text) in faces
+    number = text[1:] if text[:1] == "p" else text
+    if number.isascii() and number.isdigit():
+        return int(number) in numbers
+    return text in names
 
 
 def _subject_actions() -> ColumnElement[bool]:

@@ -366,11 +366,31 @@ class AlbumPromoteOut(BaseModel):
     collection: str
     subject: str
     faces: int
+    person: str = Field(description="the album person promoted, by id")
 
 
 class AlbumEraseOut(BaseModel):
     person: str
     faces_deleted: int
+    photos_deleted: int = Field(description="photos left with no face, deleted with them")
+
+
+class AlbumRemovalOut(BaseModel):
+    faces_deleted: int
+    photos_deleted: int = Field(description="photos left with no face (or the photo deleted)")
+    people_deleted: int = Field(description="people left with no face (or every person of the album)")
+
+
+class AlbumFaceDeleteOut(AlbumRemovalOut):
+    face: int
+
+
+class AlbumPhotoDeleteOut(AlbumRemovalOut):
+    photo: int
+
+
+class AlbumDeleteOut(AlbumRemovalOut):
+    album: str
 
 
 # -- account ---------------------------------------------------------------------------------------

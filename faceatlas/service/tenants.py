@@ -4,6 +4,8 @@ and deleting all of it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import inspect
 
 from faceatlas.apps.albums import erase_owner
@@ -64,14 +66,24 @@ def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collec
         accounts.erase_collection(owner, collection, keep_ids=keep_ids)
 
 
-def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_url: str | None = None) -> int:
+@dataclass(frozen=True)
+class TenantDeletion:
+    """What deleting a tenant deleted: its gallery collections and its albums."""
+
+    collections: int
+    albums: int
+
+
+def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str,
+                  redis_url: str | None = None) -> TenantDeletion:
     """Delete a tenant and everything it owns, biometric data first and the account last:
 
     0. its keys are revoked, so that they add nothing while the rest goes (not covered: a request
        let in before, or in the seconds the service's key cache still knows the key);
-    1. its gallery collections (faces, vectors, crops, index files);
+    1. its gallery collections (faces, vectors, crops, index files) and its gallery space's row;
     2. its verification sessions with their kept reference images and selfie fingerprints;
-    3. its albums (their gallery spaces ``app:albums:svc:<id>:<album>`` and album tables);
+    3. its albums (their gallery spaces ``app:albums:svc:<id>:<album>`` with their rows, which name
+       the albums, and the album tables);
     4. its retail stores (members' faces, vectors and records; only money records stay, see
        ``apps.retail.erase_stores``);
     5. its stored video events and counts with their snapshot files;
@@ -84,17 +96,15 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_ur
     can be run again and finishes the job; once the account is gone the tenant is :class:`NotFound`.
     Its usage rows stay (the bill), as does the audit record of the deletion; its id is kept among
     the deleted tenants' and never given to a new tenant (which would inherit the bill, and the
-    state a running server keeps per tenant id: quota counts, stored answers). Returns the number
-    of gallery collections deleted in step 1."""
+    state a running server keeps per tenant id: quota counts, stored answers). No gallery space of
+    the tenant is made on the way (a run again made ``svc:<id>`` anew). Returns the number of gallery
+    collections deleted in step 1 and of albums in step 3."""
     accounts.get_tenant(tenant_id)  # NotFound before anything is touched
     accounts.revoke_tenant_keys(tenant_id)
-    owned = gallery.for_tenant(gallery_tenant(tenant_id))
-    collections = owned.list_collections()
-    for collection in collections:
-        owned.delete_collection(collection.name)
+    collections = gallery.delete_tenant_space(gallery_tenant(tenant_id))
     engine = accounts.engine
     erase_kyc(engine, gallery_tenant(tenant_id), migrated=False)
-    erase_owner(engine, gallery, gallery_tenant(tenant_id), migrated=False)
+    albums = erase_owner(engine, gallery, gallery_tenant(tenant_id), migrated=False)
     erase_stores(engine, gallery, tenant_id, migrated=False)
     erase_tenant_events(engine, tenant_id)
     gallery.flush()
@@ -103,4 +113,4 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str, redis_ur
 
         forget_scope(redis_url, database_identity(accounts.engine), tenant_id)
     accounts.delete_tenant(tenant_id)
-    return len(collections)
+    return TenantDeletion(collections, albums)

@@ -130,7 +130,7 @@ def test_promote_then_erase_removes_the_persons_vectors(album: Album, library: P
     match = known.search("known", Embedding(probe, album.analyzer.pack.recognizer_id), k=1)
     assert match and match[0].external_id == "tony"
     before = set(album.gallery.face_vectors("faces")[0].tolist())
-    assert album.erase(blair) == len(faces)
+    assert album.erase(blair).faces_deleted == len(faces)
     after = set(album.gallery.face_vectors("faces")[0].tolist())
     assert before - after == set(faces)
     assert blair not in {p.id for p in album.people()}
@@ -499,3 +499,111 @@ def test_the_timeline_of_the_unsorted_pool(album: Album, library: Path) -> None:
     assert sorted(p.id for p in photos) == sorted({f.photo_id for f in pool})
     with pytest.raises(NotFound, match="'unsorted' is the pool of faces"):  # a person reference says what it is
         album.merge(album.people()[0].id, "unsorted")
+
+
+def _subjects(album: Album) -> dict[str, int]:
+    """The album's gallery subjects and their face counts."""
+    return {s.external_id: s.faces for s in album.gallery.list_subjects("faces", limit=1000).items}
+
+
+def _alone(album: Album, person: str) -> list[int]:
+    """The photos on which ``person``'s faces are the only faces."""
+    faces = [f for p in album.people() for f in album.faces(p.id)] + album.faces(None)
+    return sorted({f.photo_id for f in faces if f.person == person} - {f.photo_id for f in faces if f.person != person})
+
+
+def test_erasing_a_person_deletes_the_photos_left_with_no_face(album: Album, library: Path) -> None:
+    """An erased person's photos kept their rows (content hash, path) with no face left on them, and
+    the same photo added again was skipped as known for good; a photo with someone else's face stays."""
+    album.scan(library)
+    blair = main_person(album, "Tony_Blair")
+    alone = _alone(album, blair)
+    shared = sorted({f.photo_id for f in album.faces(blair)} - set(alone))
+    faces = len(album.faces(blair))
+    assert alone
+    erased = album.erase(blair)
+    left = [f for p in album.people() for f in album.faces(p.id)] + album.faces(None)
+    assert {f.photo_id for f in left} >= set(shared)  # another face is on them
+    again = album.scan(library)  # the photos that were theirs alone are scanned anew, not skipped
+    assert (again.photos, again.skipped) == (len(alone), 16 - len(alone))
+    assert again.faces + again.unsorted >= len(alone)
+    assert (erased.faces_deleted, erased.photos_deleted, erased.people) == (faces, len(alone), (blair,))
+    for photo in shared:
+        assert album.photo(photo).id == photo
+
+
+def test_erasing_a_person_names_the_ids_merged_into_them(album: Album, library: Path) -> None:
+    """The ids and names that ever held the erased person's faces come back with the erasure (what
+    the service erases from its stored answers and audit trail): a merged person's id, the ids a
+    person emptied by a correction had; none of them stays in the album."""
+    album.scan(library)
+    bush, powell = main_person(album, "George_W_Bush"), main_person(album, "Colin_Powell")
+    album.name_person(powell, "Zed Secret")
+    kept = album.merge(bush, powell)
+    lone = album.split([album.faces(kept.id)[-1].id])  # a person of one face ...
+    album.move(album.faces(lone.id)[0].id, kept.id)  # ... emptied: its id is the holder's now
+    erased = album.erase(kept.id)
+    assert set(erased.ids) == {bush, powell, lone.id} and erased.people == (bush,)
+    assert erased.names == ("Zed Secret",)
+    for gone in (bush, powell, lone.id):
+        with pytest.raises(NotFound):
+            album.person(gone)
+    assert not {bush, powell, lone.id} & set(_subjects(album))
+
+
+def test_a_correction_that_takes_a_person_s_last_face_removes_the_person(album: Album, library: Path) -> None:
+    """Rejecting or moving a person's only face, or splitting all their faces off, left a person of
+    no face: still named, merged carrying the name, its gallery subject kept. It is removed now."""
+    album.scan(library)
+    blair = main_person(album, "Tony_Blair")
+    faces = album_ids(album, blair)
+    ghost = album.split([faces[0]])
+    album.name_person(ghost.id, "Ghost")
+    rejected = album.reject(faces[0])  # its only face
+    assert rejected.person not in (ghost.id, None)
+    moved = album.split([faces[1]])
+    album.move(faces[1], blair)  # its only face back
+    whole = album.split([faces[2]])
+    again = album.split([faces[2]])  # all its faces off to another
+    for gone in (ghost.id, "Ghost", moved.id, whole.id):
+        with pytest.raises(NotFound):
+            album.person(gone)
+    assert not {ghost.id, moved.id, whole.id} & {p.id for p in album.people()}
+    assert not {ghost.id, moved.id, whole.id} & set(_subjects(album))  # no empty gallery subject either
+    assert album.person(rejected.person).faces == 1 and album.person(again.id).faces == 1
+    assert ghost.id in album.erase(rejected.person).ids  # what named the ghost goes with the face's holder
+
+
+def test_deleting_a_face_or_a_photo(album: Album, library: Path) -> None:
+    """One face (of the unsorted pool, or a person's last), or a photo with every face on it, goes with
+    its vector; a photo left with no face goes, and is scanned again when found again."""
+    report = album.scan(library)
+    vectors = lambda: set(album.gallery.face_vectors("faces")[0].tolist())  # noqa: E731
+    pool = album.faces(None)[0]
+    erased = album.delete_face(pool.id)
+    assert (erased.faces_deleted, erased.people_deleted) == (1, 0) and pool.id not in vectors()
+    deleted = erased.photos_deleted  # 1 when no other face was on its photo
+    with pytest.raises(NotFound):
+        album.face(pool.id)
+    blair = main_person(album, "Tony_Blair")
+    photo = _alone(album, blair)[0]
+    face = next(f.id for f in album.faces(blair) if f.photo_id == photo)
+    lone = album.split([face])
+    erased = album.delete_face(face)  # the person's last face, the photo's only face
+    assert (erased.faces_deleted, erased.photos_deleted, erased.people) == (1, 1, (lone.id,))
+    with pytest.raises(NotFound):
+        album.person(lone.id)
+    assert lone.id not in _subjects(album)
+    bush = main_person(album, "George_W_Bush")
+    photo = album.faces(bush)[0].photo_id
+    on_it = [f.id for p in album.people() for f in album.faces(p.id) if f.photo_id == photo]
+    erased = album.delete_photo(photo)
+    assert (erased.faces_deleted, erased.photos_deleted) == (len(on_it), 1) and not set(on_it) & vectors()
+    with pytest.raises(NotFound):
+        album.photo(photo)
+    with pytest.raises(NotFound):
+        album.delete_photo(photo)
+    with pytest.raises(NotFound):
+        album.delete_photo(2**40)  # no photo id (an INTEGER column), not a database error
+    again = album.scan(library)
+    assert (again.photos, again.skipped) == (deleted + 2, report.photos - deleted - 2)  # scanned anew

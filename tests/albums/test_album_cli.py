@@ -73,6 +73,44 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert bad.exit_code == 2 and "not_found" in bad.output
 
 
+def test_deleting_a_face_a_photo_and_an_album(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """There was no command to delete a face, a photo or an album: each asks first (declined:
+    "Aborted.", exit 1; --json asks nothing, so it needs --yes), and an unknown one is not_found
+    before any question."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    monkeypatch.setenv("FACEATLAS_PACK", "scrfd-mbf")
+    library = copy_people(lfw, tmp_path / "photos", ("George_W_Bush", "Tony_Blair"), 2)
+    runner = CliRunner()
+
+    def run(*args: str) -> dict:
+        result = runner.invoke(app, ["album", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    scanned = run("scan", str(library))
+    person = runner.invoke(app, ["album", "people", "--min-faces", "1", "--json"])
+    face = json.loads(person.stdout)[0]["cover_face"]
+    photo = next(f["photo_id"] for f in run("show", json.loads(person.stdout)[0]["id"]) if f["id"] != face)
+    for args in (["delete-face", str(face)], ["delete-photo", str(photo)], ["delete", "default"]):
+        declined = runner.invoke(app, ["album", *args], input="n\n")
+        assert declined.exit_code == 1 and declined.output.rstrip().endswith("Aborted."), declined.output
+        unasked = runner.invoke(app, ["album", *args, "--json"])
+        assert unasked.exit_code == 2 and "give --yes" in unasked.output, unasked.output
+    first = run("delete-face", str(face), "--yes")
+    assert (first["face"], first["faces_deleted"]) == (face, 1)
+    gone = runner.invoke(app, ["album", "delete-face", str(face), "--yes"])
+    assert gone.exit_code == 2 and "not_found" in gone.output
+    deleted = run("delete-photo", str(photo), "--yes")
+    assert (deleted["photo"], deleted["photos_deleted"]) == (photo, 1) and deleted["faces_deleted"] >= 1
+    assert run("scan", str(library))["photos"] == first["photos_deleted"] + 1  # scanned again, not skipped
+    deleted = run("delete", "default", "--yes")
+    assert deleted["album"] == "default" and deleted["photos_deleted"] == scanned["photos"]
+    missing = runner.invoke(app, ["album", "delete", "default", "--yes"])
+    assert missing.exit_code == 2 and "no album 'default'" in missing.output
+    assert run("scan", str(library))["photos"] == scanned["photos"]  # a new album of the same photos
+
+
 def test_a_scan_with_failed_photos_says_which_and_exits_1(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     """`album scan` of a folder with unreadable photos exited 0 and named them only under --json,
     where `detect` and `batch embed` exit 1 on the same folder: 1 and one line per failed photo."""

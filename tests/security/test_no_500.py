@@ -85,8 +85,8 @@ def _tenant(api) -> tuple[str, str]:
 def _routes(api, prepared: Prepared) -> list[tuple[str, str]]:
     """(method, path) of every /v1 route but deletes, path parameters filled with names that exist."""
     values = {"collection": "sec", "subject": "alice", "store_id": prepared.store_id, "prefix": "000000000000",
-              "album": "sec", "person": "p1", "face": "1", "member_id": "m1", "visit_id": "1", "charge_id": "1",
-              "alert_id": "1", "event_id": "0" * 32, "camera": "door", "session_id": "0" * 32,
+              "album": "sec", "person": "p1", "face": "1", "photo": "1", "member_id": "m1", "visit_id": "1",
+              "charge_id": "1", "alert_id": "1", "event_id": "0" * 32, "camera": "door", "session_id": "0" * 32,
               "sku": "milk"}
     found = []
     for template, operations in api.app.openapi()["paths"].items():

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from faceatlas.client import (
+    AlbumDeletion,
     AlbumErasure,
     AlbumFace,
     AlbumPerson,
@@ -19,6 +20,7 @@ from faceatlas.client import (
     AlbumScan,
     FaceAtlasApiError,
 )
+from tests.service.refusals import refused
 
 
 def _counts(people: list[AlbumPerson]) -> dict[str, int]:
@@ -146,7 +148,7 @@ def test_corrections_promotion_and_erasure(api, shared: Path) -> None:
                         )[0].matches[0].external_id == "tony"  # a photo the album never had
 
     erased = client.album_erase_person(album, "Tony")  # named by id above, erased by name
-    assert erased == AlbumErasure(person="Tony", faces_deleted=2)
+    assert erased == AlbumErasure(person="Tony", faces_deleted=2, photos_deleted=1)  # the other holds a bystander
     # a retry of a call that named them (by another reference, or answering with them) is answered
     # without their name or id, and not run again; another person's answer is replayed as it was
     for retry in (lambda: client.album_name_person(album, blair, "Tony", idempotency_key=tony_key),
@@ -165,3 +167,26 @@ def test_corrections_promotion_and_erasure(api, shared: Path) -> None:
         client.album_people(f"none_{uuid.uuid4().hex[:6]}")
     assert (missing.value.status, missing.value.code) == (404, "not_found")
     admin.delete_collection(known)
+
+
+def test_deleting_a_face_a_photo_and_an_album(api, shared: Path) -> None:
+    lfw = shared / "data" / "lfw" / "images"
+    client = api.api_client("acme_write")
+    album = f"gone_{uuid.uuid4().hex[:6]}"
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:3]
+    for photo in photos:
+        assert client.album_add_photo(album, photo).photos == 1
+    faces = client.album_faces(album, client.album_people(album)[0].id)
+    assert len(faces) == 3
+    refused(lambda: api.api_client("acme_read").album_delete_face(album, faces[0].id), 403, "forbidden")
+    key = f"face-{uuid.uuid4().hex}"
+    deleted = client.album_delete_face(album, faces[0].id, idempotency_key=key)
+    assert deleted == AlbumDeletion(faces_deleted=1, photos_deleted=1, people_deleted=0)
+    assert deleted.raw["face"] == faces[0].id
+    assert client.album_delete_face(album, faces[0].id, idempotency_key=key) == deleted  # replayed
+    refused(lambda: client.album_delete_face(album, faces[0].id), 404, "not_found")
+    assert client.album_delete_photo(album, faces[1].photo_id) == AlbumDeletion(1, 1, 0)
+    assert sum(client.album_add_photo(album, photo).photos for photo in photos) == 2  # the two scanned again
+    assert client.album_delete(album) == AlbumDeletion(faces_deleted=3, photos_deleted=3, people_deleted=1)
+    assert album not in client.albums()
+    refused(lambda: client.album_delete(album), 404, "not_found")

@@ -6,6 +6,7 @@ stay."""
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 
 import cv2
@@ -116,7 +117,8 @@ def test_deleting_a_tenant_erases_every_face_it_owns(api, examples: Path, fast_a
 
     assert erase_owner(engine, gallery, f"svc:{TENANT}") == 1  # a deletion cut short after the albums ...
     assert api.accounts.get_tenant(TENANT).id == TENANT  # ... leaves the account: running it again finishes
-    assert delete_tenant(api.accounts, gallery, TENANT) == 1
+    deleted = delete_tenant(api.accounts, gallery, TENANT)
+    assert (deleted.collections, deleted.albums) == (1, 0)
     with Session(engine) as session:
         assert _spaces(session) == []
         assert session.scalar(select(func.count()).select_from(KycSession)
@@ -152,3 +154,29 @@ def test_deleting_a_tenant_erases_every_face_it_owns(api, examples: Path, fast_a
         delete_tenant(api.accounts, gallery, TENANT)
     again = CliRunner().invoke(cli, ["admin", "tenant", "delete", TENANT, "--yes", "--db", api.database_url])
     assert again.exit_code == 2 and TENANT in again.output
+
+
+def test_deleting_a_tenant_leaves_no_gallery_space_that_names_it(api, shared: Path, monkeypatch) -> None:
+    """`admin tenant delete acme --yes` left the gallery row `app:albums:svc:acme:grandma` (an album's
+    name can be a person's), made the row `svc:acme` anew, and said "deleted with 0 collections" of a
+    tenant whose albums it deleted too."""
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(api.app.state.settings.index_dir))  # the app's, for the CLI
+    photo = sorted((shared / "data" / "lfw" / "images" / "Aaron_Eckhart").glob("*.jpg"))[0].read_bytes()
+    for door in ("function", "cli"):
+        tenant = f"rows-{uuid.uuid4().hex[:8]}"
+        api.accounts.create_tenant(tenant)
+        key = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+        with api.client(key) as http:
+            for album in ("grandma", "trip"):
+                assert http.post(f"/v1/albums/{album}/photos", files={"image": photo}).status_code == 200
+        if door == "cli":
+            deleted = CliRunner().invoke(cli, ["admin", "tenant", "delete", tenant, "--yes", "--db", api.database_url])
+            assert deleted.exit_code == 0, deleted.output
+        else:
+            report = delete_tenant(api.accounts, api.app.state.gallery, tenant)
+        with Session(api.accounts.engine) as session:
+            assert session.scalars(select(Tenant.name).where(Tenant.name.contains(tenant, autoescape=True))).all() == []
+        if door == "cli":
+            assert f"tenant {tenant} deleted with 0 collections and 2 albums" in deleted.output
+        else:
+            assert (report.collections, report.albums) == (0, 2)

@@ -25,10 +25,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.albums import clustering
-from faceatlas.apps.albums.db import AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
+from faceatlas.apps.albums.db import Absorbed, AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
 from faceatlas.apps.albums.photos import PHOTO_SUFFIXES, content_hash, find_photos, is_photo_file, read_photos, taken_at
 from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
-from faceatlas.apps.albums.types import AlbumFace, ContactSheet, PersonInfo, PhotoInfo, ScanReport
+from faceatlas.apps.albums.types import AlbumFace, ContactSheet, Erasure, PersonInfo, PhotoInfo, ScanReport
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
 from faceatlas.engine.image import HEIF_SUFFIXES
@@ -44,6 +44,7 @@ MIN_FACE_PX = 24.0
 CHUNK = 64
 ANALYZE_GROUP = 8  # photos per analyze_many call: the engine's lanes work on them side by side
 CACHE_FACES = 2_000_000  # placed faces a process keeps in memory over all its albums (~2 KiB each at 512-d)
+PHOTO_ID_MAX = 2**31 - 1  # album_photos.id is an INTEGER
 Progress = Callable[[int, int], None]
 Token = tuple[datetime, int]  # an album's created_at and revision: what a cached library is current at
 
@@ -64,31 +65,53 @@ def list_albums(engine: Engine, owner: str) -> list[str]:
 
 
 def erase_owner(engine: Engine, gallery: Gallery, owner: str, *, migrated: bool = True) -> int:
-    """Erase every album of ``owner`` (a tenant going away): first each album's gallery space
-    ``app:albums:<owner>:<name>`` (every face, vector, crop and index file), then its photos, faces,
-    people, constraints and the album row. An album's row goes last, so a run cut short leaves it
-    findable and running this again finishes the job. Returns how many albums were erased.
-    ``migrated`` False: bring the album tables up first."""
+    """Erase every album of ``owner`` (a tenant going away), each as :func:`erase_album` does.
+    Returns how many albums were erased. ``migrated`` False: bring the album tables up first."""
     if not migrated:
         migrate(engine)
-    sessions = sessionmaker(engine)
-    with sessions() as session:
+    with sessionmaker(engine)() as session:
         albums = list(session.execute(select(AlbumRecord.id, AlbumRecord.name).where(AlbumRecord.owner == owner)))
     for album_id, name in albums:
+        _erase_album(engine, gallery, owner, album_id, name)
+    return len(albums)
+
+
+def erase_album(engine: Engine, gallery: Gallery, owner: str, name: str, *, migrated: bool = True) -> Erasure:
+    """Erase the album ``name`` of ``owner`` whole: first its gallery space ``app:albums:<owner>:<name>``
+    (every face, vector, crop and index file, and the space's row, which names the album), then its
+    photos, faces, people, constraints, absorbed ids and, last, the album row, so a run cut short
+    leaves the album findable and running this again finishes the job. An album of any pack is
+    erased (no analyzer is asked for); a missing one is :class:`NotFound`. Returns the counts.
+    ``migrated`` False: bring the album tables up first."""
+    check_id(name, "album name")
+    if not migrated:
+        migrate(engine)
+    with sessionmaker(engine)() as session:
+        album_id = session.scalar(select(AlbumRecord.id).where(AlbumRecord.owner == owner, AlbumRecord.name == name))
+    if album_id is None:
+        raise NotFound(f"no album '{name}'")
+    return _erase_album(engine, gallery, owner, album_id, name)
+
+
+def _erase_album(engine: Engine, gallery: Gallery, owner: str, album_id: int, name: str) -> Erasure:
+    sessions = sessionmaker(engine)
+    with sessions() as session:
+        counts = [session.scalar(select(func.count()).select_from(table).where(table.album_id == album_id)) or 0
+                  for table in (FaceRow, Photo, Person)]
+    with LIBRARIES.lock(engine, album_id):  # no placement of this process meanwhile
         LIBRARIES.drop(engine, album_id)
-        space = gallery.for_tenant(f"app:albums:{owner}:{name}")
-        for collection in space.list_collections():
-            space.delete_collection(collection.name)
+        gallery.delete_tenant_space(f"app:albums:{owner}:{name}")
         with sessions.begin() as session:
             faces = select(FaceRow.id).where(FaceRow.album_id == album_id)
             session.execute(delete(CannotLink).where(
                 (CannotLink.album_id == album_id) | CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
             session.execute(delete(FaceRow).where(FaceRow.album_id == album_id))
+            session.execute(delete(Absorbed).where(Absorbed.album_id == album_id))
             session.execute(delete(Person).where(Person.album_id == album_id))
             session.execute(delete(Photo).where(Photo.album_id == album_id))
             session.execute(delete(AlbumRecord).where(AlbumRecord.id == album_id))
         LIBRARIES.drop(engine, album_id)
-    return len(albums)
+    return Erasure(faces_deleted=counts[0], photos_deleted=counts[1], people_deleted=counts[2])
 
 
 def album_pack(name: str, url: str | None = None, *, owner: str = "default") -> str | None:
@@ -446,6 +469,7 @@ class AlbumCore:
                 name = session.scalar(select(Person.name).where(Person.id == gone))
                 if name is not None:
                     session.execute(update(Person).where(Person.id == kept, Person.name.is_(None)).values(name=name))
+                self._absorb(session, gone, [kept])
                 session.execute(delete(Person).where(Person.id == gone))
                 token = self._bump(session)
             self._advanced(token, partial(_Library.merge, gone=gone, kept=kept))
@@ -497,6 +521,14 @@ class AlbumCore:
         with self._sessions() as session:
             row = self._face_row(session, face_id)
             return _face(row, session.scalar(select(Photo.source).where(Photo.id == row.photo_id)) or "")
+
+    def photo(self, photo_id: int) -> PhotoInfo:
+        """One of the album's photos, else :class:`NotFound`."""
+        with self._sessions() as session:
+            row = session.scalar(select(Photo).where(Photo.album_id == self._id, Photo.id == photo_ids([photo_id])[0]))
+            if row is None:
+                raise NotFound(f"no photo {photo_id} in album '{self.name}'")
+            return PhotoInfo(row.id, row.source, row.taken_at, row.added_at)
 
     def face_crop(self, face_id: int) -> bytes | None:
         """The kept crop (JPEG) of one of the album's faces; None when the album keeps none."""
@@ -565,13 +597,43 @@ class AlbumCore:
                                 .limit(1)).first()
         return PersonInfo(f"p{pid}", name, count, cover[0] if cover else None, cover[1] if cover else None)
 
-    def _drop_empty_people(self, session: Session) -> int:
+    def _drop_empty_people(self, session: Session, receivers: dict[int, set[int]] | None = None) -> list[int]:
+        """Remove the album's people left with no face (a correction or re-cluster took their last
+        ones; a person of no face could still be named, and merged carrying the name); returns their
+        ids. ``receivers``: who took the faces of whom, each removed person's id absorbed by those
+        people (:meth:`_absorb`), so what named it goes when they are erased. The gallery subjects
+        of the removed people are the caller's to delete, once their faces moved there."""
         empty = list(session.scalars(select(Person.id).where(
             Person.album_id == self._id, ~Person.id.in_(select(FaceRow.person_id).where(
                 FaceRow.album_id == self._id, FaceRow.person_id.is_not(None))))))
+        for pid in empty:
+            self._absorb(session, pid, (receivers or {}).get(pid, set()))
         if empty:
             session.execute(delete(Person).where(Person.id.in_(empty)))
-        return len(empty)
+        return empty
+
+    def _absorb(self, session: Session, gone: int, into: Iterable[int]) -> None:
+        """``gone``'s faces are now those of the people ``into`` (one, or several after a re-cluster)
+        and ``gone`` is about to be removed: each of them absorbs its id and the ids it had absorbed
+        (:class:`~faceatlas.apps.albums.db.Absorbed`); with no one to take them, they are forgotten."""
+        earlier = list(session.scalars(select(Absorbed.absorbed).where(Absorbed.album_id == self._id,
+                                                                       Absorbed.person_id == gone)))
+        session.execute(delete(Absorbed).where(Absorbed.album_id == self._id, Absorbed.person_id == gone))
+        session.add_all(Absorbed(album_id=self._id, person_id=pid, absorbed=old)
+                        for pid in sorted(set(into) - {gone}) for old in [gone, *earlier])
+
+    def _forget_people(self, session: Session, people: Iterable[int]) -> tuple[list[str], list[str]]:
+        """Remove ``people`` (being erased) and the ids they absorbed; returns every id that held
+        their faces (``p<id>``: theirs and the absorbed ones) and their names."""
+        wanted = sorted(set(people))
+        if not wanted:
+            return [], []
+        absorbed = set(session.scalars(select(Absorbed.absorbed).where(Absorbed.album_id == self._id,
+                                                                       Absorbed.person_id.in_(wanted))))
+        names = [n for n in session.scalars(select(Person.name).where(Person.id.in_(wanted))) if n]
+        session.execute(delete(Absorbed).where(Absorbed.album_id == self._id, Absorbed.person_id.in_(wanted)))
+        session.execute(delete(Person).where(Person.album_id == self._id, Person.id.in_(wanted)))
+        return [f"p{pid}" for pid in sorted(set(wanted) | absorbed)], names
 
     def _cannot_pairs(self, session: Session) -> list[tuple[int, int]]:
         return [(a, b) for a, b in session.execute(select(CannotLink.face_a, CannotLink.face_b)
@@ -598,6 +660,16 @@ def face_ids(values: Iterable[int]) -> list[int]:
     bad = [v for v in out if not 0 < v < 2**63]
     if bad:
         raise NotFound(f"no face {bad[0]}")
+    return out
+
+
+def photo_ids(values: Iterable[int]) -> list[int]:
+    """Photo ids as the database holds them (1 to 2^31 - 1: an INTEGER column; PostgreSQL refused a
+    larger number with an error, not a miss), else :class:`NotFound`."""
+    out = [int(v) for v in values]
+    bad = [v for v in out if not 0 < v <= PHOTO_ID_MAX]
+    if bad:
+        raise NotFound(f"no photo {bad[0]}")
     return out
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from functools import partial
 
 import numpy as np
@@ -21,9 +22,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from faceatlas.apps.albums import clustering
-from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCore, _Library, face_ids
-from faceatlas.apps.albums.db import CannotLink, FaceRow, Person
-from faceatlas.apps.albums.types import AlbumFace, PersonInfo, ReclusterReport
+from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCore, _Library, face_ids, photo_ids
+from faceatlas.apps.albums.db import CannotLink, FaceRow, Person, Photo
+from faceatlas.apps.albums.types import AlbumFace, Erasure, PersonInfo, ReclusterReport
 from faceatlas.errors import AlreadyExists, InvalidArgument
 from faceatlas.gallery import NAME_MAX_LENGTH, Gallery, NotFound, check_text
 
@@ -68,6 +69,7 @@ class Album(AlbumCore):
             names = session.execute(select(Person.id, Person.name).where(Person.id.in_([kept, gone]))).all()
             name = dict(names).get(kept) or dict(names).get(gone)
             session.execute(update(Person).where(Person.id == kept).values(name=name))
+            self._absorb(session, gone, [kept])  # erasing kept erases what named gone
             session.execute(delete(Person).where(Person.id == gone))
             token = self._bump(session)
         self._advanced(token, partial(_Library.merge, gone=gone, kept=kept))
@@ -75,17 +77,21 @@ class Album(AlbumCore):
         return self.person(f"p{kept}")
 
     def move(self, face_id: int, to: str) -> AlbumFace:
-        """This face is ``to``: must-linked with that person, cannot-linked with the one it left."""
+        """This face is ``to``: must-linked with that person, cannot-linked with the one it left
+        (removed when this was its last face, its id absorbed by ``to``)."""
         with self._sessions.begin() as session:
             target = self._resolve(session, to)
-            self._relocate(session, face_ids([face_id]), target, lock=True)
+            left = self._relocate(session, face_ids([face_id]), target, lock=True)
+            dropped = self._drop_empty_people(session, {pid: {target} for pid in left})
             token = self._bump(session)
         self._advanced(token, self._assigned([int(face_id)], target))
         self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{target}")
+        self._drop_subjects(dropped)
         return self.face(face_id)
 
     def split(self, faces: Sequence[int]) -> PersonInfo:
-        """These faces are one new person, not the person(s) they were with."""
+        """These faces are one new person, not the person(s) they were with (a person left with
+        no face is removed, its id absorbed by the new one)."""
         ids = sorted(set(face_ids(faces)))
         if not ids:
             raise InvalidArgument("split needs at least one face")
@@ -93,14 +99,18 @@ class Album(AlbumCore):
             person = Person(album_id=self._id)
             session.add(person)
             session.flush()
-            self._relocate(session, ids, person.id, lock=True)
+            left = self._relocate(session, ids, person.id, lock=True)
+            dropped = self._drop_empty_people(session, {pid: {person.id} for pid in left})
             token = self._bump(session)
         self._advanced(token, self._assigned(ids, person.id))
         self.gallery.move_faces(COLLECTION, ids, f"p{person.id}")
+        self._drop_subjects(dropped)
         return self.person(f"p{person.id}")
 
     def reject(self, face_id: int) -> AlbumFace:
-        """This face is not its person: it leaves (a person of its own) and is never put back."""
+        """This face is not its person: it leaves (a person of its own) and is never put back. A
+        person whose only face it was is removed (a person of no face could still be named, then
+        merged carrying the name), its id absorbed by the face's new person."""
         with self._sessions.begin() as session:
             row = self._face_row(session, face_id)
             if row.person_id is None:
@@ -108,32 +118,42 @@ class Album(AlbumCore):
             person = Person(album_id=self._id)
             session.add(person)
             session.flush()
-            self._relocate(session, [row.id], person.id, lock=False)
+            left = self._relocate(session, [row.id], person.id, lock=False)
+            dropped = self._drop_empty_people(session, {pid: {person.id} for pid in left})
             token = self._bump(session)
         self._advanced(token, self._assigned([row.id], person.id))
         self.gallery.move_faces(COLLECTION, [int(face_id)], f"p{person.id}")
+        self._drop_subjects(dropped)
         return self.face(face_id)
 
-    def erase(self, ref: str) -> int:
-        """Erase a person: every face row, vector and constraint of theirs; returns the face count.
-        The process's cached library of the album goes first (no vector of theirs stays in memory
-        to match), and the album's revision goes up, so other processes reload theirs."""
+    def erase(self, ref: str) -> Erasure:
+        """Erase a person: every face row, vector, crop and constraint of theirs, the photos left
+        with no face of anyone (a photo's row keeps its hash and path: the same photo added again
+        was skipped as known, for good) and the ids they absorbed (merges, scans that joined two
+        people, corrections that emptied a person). The result names the ids and names that held
+        their faces, for the door to erase what it keeps of them (stored answers, audit trail).
+        Copies promoted into a gallery collection (:meth:`promote`) are that collection's subject
+        and stay: erase them there."""
         with self._sessions() as session:
             pid = self._resolve(session, ref)
-        with LIBRARIES.lock(self._engine, self._id):  # no placement of this process meanwhile
-            LIBRARIES.drop(self._engine, self._id)
-            try:
-                removed = self.gallery.delete_subject(COLLECTION, f"p{pid}")
-            except NotFound:
-                removed = 0
-            with self._sessions.begin() as session:
-                faces = self._person_faces(session, pid)
-                session.execute(delete(CannotLink).where(CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
-                session.execute(delete(FaceRow).where(FaceRow.id.in_(faces)))
-                session.execute(delete(Person).where(Person.id == pid))
-                self._bump(session)
-            LIBRARIES.drop(self._engine, self._id)
-        return removed
+        return self._erase(lambda session: self._person_faces(session, pid), person=pid)
+
+    def delete_face(self, face_id: int) -> Erasure:
+        """Delete one face (a person's or one of the unsorted pool): its row, vector, crop and
+        constraints; its photo when no face is left on it; its person when it was their last face
+        (erased as :meth:`erase` erases one)."""
+        return self._erase(lambda session: [self._face_row(session, face_id).id])
+
+    def delete_photo(self, photo_id: int) -> Erasure:
+        """Delete a photo: its row (hash, path, date) and every face on it as :meth:`delete_face`
+        deletes one; added again, it is scanned again."""
+        def faces(session: Session) -> list[int]:
+            found = session.scalar(select(Photo.id).where(Photo.album_id == self._id,
+                                                          Photo.id == photo_ids([photo_id])[0]))
+            if found is None:
+                raise NotFound(f"no photo {photo_id} in album '{self.name}'")
+            return list(session.scalars(select(FaceRow.id).where(FaceRow.photo_id == found).order_by(FaceRow.id)))
+        return self._erase(faces, photo=int(photo_id))
 
     def promote(self, ref: str, gallery: Gallery, collection: str, subject: str) -> int:
         """Enrol a person's faces as ``subject`` of a gallery collection (of the same pack);
@@ -174,13 +194,16 @@ class Album(AlbumCore):
         old = [r[1] for r in rows]
         person_of = self._match_people(labels, old, named)
         moves: dict[int, list[int]] = defaultdict(list)
+        receivers: dict[int, set[int]] = defaultdict(set)  # who took whose faces
         for fid, label, before in zip(ids.tolist(), labels.tolist(), old):
             if person_of[label] != before:
                 moves[person_of[label]].append(fid)
+                if before is not None:
+                    receivers[before].add(person_of[label])
         with self._sessions.begin() as session:
             for pid, faces in moves.items():
                 session.execute(update(FaceRow).where(FaceRow.id.in_(faces)).values(person_id=pid))
-            removed = self._drop_empty_people(session)
+            removed = len(self._drop_empty_people(session, receivers))
             token = self._bump(session) if moves else None
         if token is not None:
             self._advanced(token, partial(_Library.assign_faces, moves=dict(moves), vectors_of=self._vectors_of))
@@ -215,6 +238,61 @@ class Album(AlbumCore):
                 out.update({label: p.id for label, p in zip(fresh, people)})
         return out
 
+    def _erase(self, faces_of: Callable[[Session], list[int]], *, person: int | None = None,
+               photo: int | None = None) -> Erasure:
+        """Erase the faces ``faces_of`` picks (called before the vectors go, and again in the
+        transaction that removes the rows): first their vectors, crops and index entries (the
+        subject of ``person`` whole), then their rows and constraints, the people left with no face
+        (``person`` however many it has), the photos left with no face (``photo`` whatever it
+        holds). The process's cached library of the album goes first (no vector of theirs stays in
+        memory to match) and the album's revision goes up, so other processes reload theirs. A run
+        cut short leaves rows whose vectors are gone (a placement leaves them out): running it
+        again finishes the job."""
+        with LIBRARIES.lock(self._engine, self._id):  # no placement of this process meanwhile
+            LIBRARIES.drop(self._engine, self._id)
+            with self._sessions() as session:
+                chosen = faces_of(session)  # NotFound before anything goes
+            if person is not None:
+                with suppress(NotFound):
+                    self.gallery.delete_subject(COLLECTION, f"p{person}")
+            for face in chosen if person is None else ():
+                with suppress(NotFound):
+                    self.gallery.delete_face(COLLECTION, face)
+            with self._sessions.begin() as session:
+                faces = faces_of(session)
+                rows = session.execute(select(FaceRow.person_id, FaceRow.photo_id, FaceRow.lock).where(
+                    FaceRow.album_id == self._id, FaceRow.id.in_(faces))).all()
+                session.execute(delete(CannotLink).where(CannotLink.face_a.in_(faces) | CannotLink.face_b.in_(faces)))
+                session.execute(delete(FaceRow).where(FaceRow.id.in_(faces)))
+                for old_lock in {r.lock for r in rows if r.lock is not None}:  # named after a face gone, maybe
+                    rest = list(session.scalars(select(FaceRow.id).where(FaceRow.album_id == self._id,
+                                                                         FaceRow.lock == old_lock)))
+                    if rest:
+                        session.execute(update(FaceRow).where(FaceRow.id.in_(rest)).values(lock=min(rest)))
+                people = {r.person_id for r in rows if r.person_id is not None}
+                if person is not None:
+                    people.add(person)
+                held = set(session.scalars(select(FaceRow.person_id).where(FaceRow.person_id.in_(people))))
+                gone = sorted(people - held)
+                ids, names = self._forget_people(session, gone)
+                photos = {r.photo_id for r in rows} | ({photo} if photo is not None else set())
+                kept = set(session.scalars(select(FaceRow.photo_id).where(FaceRow.photo_id.in_(photos))))
+                emptied = sorted(photos - kept)
+                session.execute(delete(Photo).where(Photo.album_id == self._id, Photo.id.in_(emptied)))
+                self._bump(session)
+            self._drop_subjects(p for p in gone if p != person)
+            LIBRARIES.drop(self._engine, self._id)
+        return Erasure(faces_deleted=len(faces), photos_deleted=len(emptied), people_deleted=len(gone),
+                       people=tuple(f"p{p}" for p in ([person] if person is not None else []) +
+                                    [p for p in gone if p != person]),
+                       ids=tuple(ids), names=tuple(names), face_ids=tuple(faces))
+
+    def _drop_subjects(self, people: Iterable[int]) -> None:
+        """Delete the gallery subjects of people removed (their faces moved or erased: none left)."""
+        for pid in people:
+            with suppress(NotFound):
+                self.gallery.delete_subject(COLLECTION, f"p{pid}")
+
     def _drop_empty_subjects(self) -> None:
         with self._sessions() as session:
             live = {f"p{pid}" for pid in session.scalars(select(Person.id).where(Person.album_id == self._id))}
@@ -231,9 +309,10 @@ class Album(AlbumCore):
     def _person_faces(self, session: Session, pid: int) -> list[int]:
         return list(session.scalars(select(FaceRow.id).where(FaceRow.person_id == pid).order_by(FaceRow.id)))
 
-    def _relocate(self, session: Session, faces: list[int], target: int, *, lock: bool) -> None:
+    def _relocate(self, session: Session, faces: list[int], target: int, *, lock: bool) -> set[int]:
         """Move ``faces`` to the person ``target``: cannot-linked with the faces of the people
-        they leave, out of their old locks, must-linked with the target when ``lock``."""
+        they leave, out of their old locks, must-linked with the target when ``lock``. Returns the
+        people they left."""
         rows = list(session.scalars(select(FaceRow).where(FaceRow.album_id == self._id, FaceRow.id.in_(faces))))
         if len(rows) != len(set(faces)):
             raise NotFound(f"a face of {faces} is not in album '{self.name}'")
@@ -252,6 +331,7 @@ class Album(AlbumCore):
         if lock:
             self._unlink(session, faces, self._person_faces(session, target))
             self._lock(session, self._person_faces(session, target))
+        return left
 
 
 def _sources(gallery: Gallery, collection: str, subject: str) -> set[str]:

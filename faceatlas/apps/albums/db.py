@@ -1,5 +1,6 @@
 """The albums app's tables: albums, photos (by content hash), faces (the gallery face id, where in
-which photo, quality, person, must-link lock), people and cannot-link pairs.
+which photo, quality, person, must-link lock), people, cannot-link pairs and the person ids
+absorbed into a person.
 
 They share the gallery's database and have their own Alembic history (version table
 ``faceatlas_albums_alembic_version``). Face vectors live only in the gallery.
@@ -94,6 +95,21 @@ class CannotLink(Base):
     album_id: Mapped[int] = mapped_column(ForeignKey("album_albums.id", ondelete="CASCADE"), index=True)
     face_a: Mapped[int] = mapped_column(ForeignKey("album_faces.id", ondelete="CASCADE"), index=True)
     face_b: Mapped[int] = mapped_column(ForeignKey("album_faces.id", ondelete="CASCADE"), index=True)
+
+
+class Absorbed(Base):
+    """A person id gone into person ``person_id`` (a merge, a scan joining two people, a correction
+    or re-cluster that left it without faces, its faces theirs now). What named the old id (a
+    stored answer of a rename of it, an audit record) named the faces ``person_id`` holds: erasing
+    ``person_id`` erases those too, and these rows (a person absorbed into several people has a row
+    for each). Only ids: names are never kept here."""
+
+    __tablename__ = "album_absorbed"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    album_id: Mapped[int] = mapped_column(ForeignKey("album_albums.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(Integer, index=True)
+    absorbed: Mapped[int] = mapped_column(Integer)
 
 
 def migrate(engine: Engine) -> None:

@@ -99,3 +99,26 @@ class ReclusterReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure removed (a person, a photo, a face, a whole album): faces with their vectors,
+    crops and constraints; photos left with no face of anyone (a photo's row keeps its hash and
+    path, and the album skipped that photo for good when it was added again); people left with no
+    face. ``people`` are the ids of the people removed, ``ids`` every person id that held their
+    faces (theirs and the ids absorbed into them), ``names`` their names and ``face_ids`` the faces
+    removed: what a door erases of them where it keeps them (stored answers, its audit trail).
+    :meth:`to_dict` holds only the counts, which name no one."""
+
+    faces_deleted: int
+    photos_deleted: int
+    people_deleted: int
+    people: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    face_ids: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"faces_deleted": self.faces_deleted, "photos_deleted": self.photos_deleted,
+                "people_deleted": self.people_deleted}

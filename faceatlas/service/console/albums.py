@@ -5,6 +5,7 @@ constraints, kept through later scans and re-clusters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
@@ -131,8 +132,8 @@ async def face_crop(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
 async def name_person(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                       gallery: GalleryDep, db: DbDep, album: AlbumName, person: PersonRef,
                       name: Annotated[str, Form(min_length=1, max_length=NAME_MAX_LENGTH)]) -> Response:
-    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.name", person,
-                          lambda a: a.name_person(person, name))
+    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.name",
+                          lambda a: a.name_person(person, name), _person_id)
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
@@ -144,8 +145,8 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, a
     if asked := await ask_first(request, user, confirmed, "write", f"Merge person {absorb} into {into}? Undo it by "
                                 "splitting their faces again.", f"{PREFIX}/albums/{album}"):
         return asked
-    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.merge", into,
-                          lambda a: a.merge(into, absorb))
+    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.merge",
+                          lambda a: a.merge(into, absorb), _person_id)
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
@@ -153,8 +154,8 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, a
 async def split(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                 gallery: GalleryDep, db: DbDep, album: AlbumName, faces: FaceIds = []) -> Response:  # noqa: B006
     """The ticked faces are one new person."""
-    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.split", album,
-                          lambda a: a.split(_ticked(faces)))
+    info = await _correct(request, user, accounts, analyzer, gallery, db, album, "album.split",
+                          lambda a: a.split(_ticked(faces)), lambda _: None)
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(info.id)}")
 
 
@@ -163,8 +164,8 @@ async def move(request: Request, user: PostingUserDep, accounts: AccountsDep, an
                gallery: GalleryDep, db: DbDep, album: AlbumName,
                to: PersonField, faces: FaceIds = []) -> Response:  # noqa: B006
     """The ticked faces are person ``to``."""
-    await _correct(request, user, accounts, analyzer, gallery, db, album, "album.move", to,
-                   lambda a: [a.move(face, to) for face in _ticked(faces)])
+    await _correct(request, user, accounts, analyzer, gallery, db, album, "album.move",
+                   lambda a: [a.move(face, to) for face in _ticked(faces)], lambda moved: moved[0].person)
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(to)}")
 
 
@@ -173,18 +174,26 @@ async def reject(request: Request, user: PostingUserDep, accounts: AccountsDep, 
                  gallery: GalleryDep, db: DbDep, album: AlbumName, face: FaceId,
                  back: Annotated[str, Form(max_length=PERSON_REF_MAX_LENGTH)] = UNSORTED) -> Response:
     """Not this person: the face leaves the person and never joins it again."""
-    await _correct(request, user, accounts, analyzer, gallery, db, album, "album.reject", str(face),
-                   lambda a: a.reject(face))
+    await _correct(request, user, accounts, analyzer, gallery, db, album, "album.reject",
+                   lambda a: a.reject(face), lambda _: str(face))
     return redirect(request, f"{PREFIX}/albums/{album}/people/{seg(back)}")
 
 
 async def _correct(request: Request, user: Any, accounts: Any, analyzer: Any, gallery: Any, db: Any, album: str,
-                   action: str, target: str, use: Any) -> Any:
+                   action: str, use: Callable[[Album], Any], target: Callable[[Any], str | None]) -> Any:
+    """A correction, audited as the API audits it: on ``album/<target of what it did>`` (a person's
+    id, whatever reference the form gave, so that erasing the person finds the record; a face's
+    id), or on the album (``target`` None)."""
     await gate(request, user.principal, "albums.correct", "write", billable=False)
     await _existing(db, user, album)
     done = await call_album(album, user.principal.tenant_id, analyzer, gallery, db, use)
-    await audit(accounts, user.principal, action, f"{album}/{target}")
+    on = target(done)
+    await audit(accounts, user.principal, action, album if on is None else f"{album}/{on}")
     return done
+
+
+def _person_id(info: Any) -> str:
+    return str(info.id)
 
 
 async def _existing(db: Any, user: Any, album: str) -> None:

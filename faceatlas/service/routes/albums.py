@@ -1,7 +1,9 @@
 """Photo albums of the caller's tenant: scan by upload, people, faces, a person's timeline,
 photos of people together, and the corrections (name, merge, move, split, reject), re-cluster
-and erasure. An album lives in the gallery tenant ``app:albums:svc:<tenant>:<album>``, so no
-other tenant and no gallery route reaches it."""
+and erasure (of a person, a face, a photo, the whole album). An album lives in the gallery tenant
+``app:albums:svc:<tenant>:<album>``, so no other tenant and no gallery route reaches it. The audit
+trail names an album's person by their id (``album/p12``), however the call named them, so an
+erasure finds every record on them."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.albums import Album, PersonInfo, list_albums
+from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, erase_album, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
@@ -37,12 +39,15 @@ from faceatlas.service.deps import (
 )
 from faceatlas.service.idempotency import IdempotentRoute, forget_erased
 from faceatlas.service.schemas import (
+    AlbumDeleteOut,
     AlbumEraseOut,
+    AlbumFaceDeleteOut,
     AlbumFaceOut,
     AlbumFacesOut,
     AlbumListOut,
     AlbumPeopleOut,
     AlbumPersonOut,
+    AlbumPhotoDeleteOut,
     AlbumPromoteOut,
     AlbumReclusterOut,
     AlbumScanOut,
@@ -55,6 +60,7 @@ router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 PersonRef = Annotated[str, Path(min_length=1, max_length=PERSON_REF_MAX_LENGTH)]
 FaceId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
+PhotoId = Annotated[int, Path(ge=1, le=PHOTO_ID_MAX)]
 T = TypeVar("T")
 # a JPEG checked at its smallest draft scale (1/8), every byte still read: 12.7 ms for a 1.6 MP photo of
 # 774 kB, against 38.7 ms decoded whole (the scan's analysis of it costs several times that)
@@ -210,6 +216,7 @@ async def name_person(album: AlbumName, person: PersonRef, body: NameRequest, an
                       audit: Annotated[AuditEntry, audited("album.name", "{album}/{person}")]) -> dict[str, Any]:
     """Name a person."""
     info = await _call(album, meter, analyzer, gallery, db, lambda a: a.name_person(person, body.name))
+    audit.target = f"{album}/{info.id}"  # the person's id, whichever reference named them (an erasure finds it)
     return info.to_dict()
 
 
@@ -221,6 +228,7 @@ async def merge_people(album: AlbumName, person: PersonRef, body: MergeRequest, 
                        audit: Annotated[AuditEntry, audited("album.merge", "{album}/{person}")]) -> dict[str, Any]:
     """``absorb`` is this person (kept through scans and re-clusters)."""
     info = await _call(album, meter, analyzer, gallery, db, lambda a: a.merge(person, body.absorb))
+    audit.target = f"{album}/{info.id}"
     return info.to_dict()
 
 
@@ -272,43 +280,105 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
                                                                idempotent=True))],
                        audit: Annotated[AuditEntry, audited("album.erase", "{album}/{person}")],
                        accounts: AccountsDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
-    """Erase a person: every face, vector and constraint of theirs, the stored answers of calls
-    on them or naming them (Idempotency-Key; by id, number or name), and (unless the server keeps them) their name and
-    id in the audit trail."""
+    """Erase a person: every face, vector, crop and constraint of theirs, the photos left with no
+    face (added again, such a photo is scanned again), the stored answers of calls on them or
+    naming them (Idempotency-Key; by any id that held their faces, merged ones included, or name)
+    and (unless the server keeps them) their ids and names in the audit trail. Copies promoted
+    into a gallery collection are that collection's subject: erase them there."""
+    erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
+    audit.target = await _forget(request, accounts, settings, meter, album, erased, called=person)
+    return {"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted}
 
-    def erase(opened: Album) -> tuple[PersonInfo, int]:
-        found = opened.person(person)
-        return found, opened.erase(person)
 
-    found, removed = await _call(album, meter, analyzer, gallery, db, erase)
-    audit.target = await run_in_threadpool(lambda: accounts.erase_album_person(
-        meter.principal.tenant_id, album, [person, found.id, found.name], keep_ids=settings.audit_keeps_subject_ids))
-    # the answers of calls on them by another reference (renamed by id, erased by name: the rename
-    # kept the name) or naming them (a face moved to them, a merge, a split) go too
+@router.delete("/albums/{album}/faces/{face}", response_model=AlbumFaceDeleteOut)
+async def delete_face(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                      meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False,
+                                                              idempotent=True))],
+                      audit: Annotated[AuditEntry, audited("album.delete_face", "{album}/{face}")],
+                      accounts: AccountsDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
+    """Delete one face (a person's or one of the unsorted pool): its vector, crop and constraints,
+    its photo when no face is left on it, its person when it was their last face (erased as a
+    person is, with what named them)."""
+    erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.delete_face(face))
+    await _forget(request, accounts, settings, meter, album, erased)
+    return {"face": face, **erased.to_dict()}
+
+
+@router.delete("/albums/{album}/photos/{photo}", response_model=AlbumPhotoDeleteOut)
+async def delete_photo(album: AlbumName, photo: PhotoId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+                       meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False,
+                                                               idempotent=True))],
+                       audit: Annotated[AuditEntry, audited("album.delete_photo", "{album}/{photo}")],
+                       accounts: AccountsDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
+    """Delete a photo (its row: hash, source, date) and every face on it, as deleting each face
+    does; added again, it is scanned again."""
+    erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.delete_photo(photo))
+    await _forget(request, accounts, settings, meter, album, erased)
+    return {"photo": photo, **erased.to_dict()}
+
+
+@router.delete("/albums/{album}", response_model=AlbumDeleteOut)
+async def delete_album(album: AlbumName, gallery: GalleryDep, db: DbDep,
+                       meter: Annotated[Meter, Depends(metered("albums.erase", "write", billable=False,
+                                                               idempotent=True))],
+                       audit: Annotated[AuditEntry, audited("album.delete", "{album}")],
+                       accounts: AccountsDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
+    """Delete an album whole: its people, faces, vectors, crops, photos and gallery space, the
+    stored answers of every call on it (Idempotency-Key) and (unless the server keeps them) the ids
+    of what was in it in the audit trail; the album's own records keep its name. An album of any
+    pack is deleted (the server's need not be its). Copies promoted into a gallery collection are
+    that collection's subjects: erase them there."""
+    tenant = meter.principal.tenant_id
+    erased = await run_in_threadpool(erase_album, db, gallery, gallery_tenant(tenant), album)
+    await run_in_threadpool(accounts.erase_album, tenant, album, keep_ids=settings.audit_keeps_subject_ids)
+    await forget_erased(request, tenant)  # every answer of a call under /v1/albums/{album}
+    return {"album": album, **erased.to_dict()}
+
+
+async def _forget(request: Request, accounts: Any, settings: Any, meter: Meter, album: str, erased: Erasure,
+                  called: str | None = None) -> str:
+    """After an erasure in ``album`` (a person, a face, a photo): its people's ids and names and
+    its faces leave the tenant's audit trail (unless the server keeps ids) and the stored answers
+    of calls on them or naming them are forgotten (a rename by another reference, a merge, a split,
+    a move, a rejection). Returns the target the erasure of a person is audited under."""
+    tenant = meter.principal.tenant_id
+    target = await run_in_threadpool(lambda: accounts.erase_album_person(
+        tenant, album, erased.people + erased.ids, [called, *erased.names], erased.face_ids,
+        keep_ids=settings.audit_keeps_subject_ids))
     album_path = request.url.path.rsplit("/", 2)[0]  # /v1/albums/{album}
-    await forget_erased(request, meter.principal.tenant_id, also=partial(_names, found, album_path))
-    return {"person": person, "faces_deleted": removed}
+    await forget_erased(request, tenant, also=partial(_names, erased, album_path))
+    return str(target)
 
 
-def _names(found: PersonInfo, album_path: str, answer: StoredAnswer) -> bool:
-    """Whether a stored answer of a call on the album at ``album_path`` names the person ``found``:
-    a call on them by any reference (``p12``, ``12``, their name; a request's path holds ``?``, ``#``
-    and ``\\`` percent-encoded), or an answer that is them (a rename, merge, split) or a face of
-    theirs (a move, a rejection)."""
+def _names(erased: Erasure, album_path: str, answer: StoredAnswer) -> bool:
+    """Whether a stored answer of a call on the album at ``album_path`` names what ``erased``
+    removed: a call on one of its people by any reference (an id that held their faces, ``p12`` or
+    ``12``, or a name; a request's path holds ``?``, ``#`` and ``\\`` percent-encoded) or on one of
+    its faces, or an answer that is one of those people (a rename, merge, split, promotion) or one
+    of its faces (a move, a rejection), or that puts a face with one of them."""
     if not answer.path.startswith(album_path + "/"):
         return False
+    numbers = {int(ref[1:]) for ref in erased.people + erased.ids}
     rest = answer.path[len(album_path) + 1:].split("/")
-    if len(rest) > 1 and rest[0] == "people":
+    if len(rest) > 1 and rest[0] in ("people", "faces"):
         text = rest[1].replace("%3F", "?").replace("%23", "#").replace("%5C", "\\").strip()
-        number = text[1:] if text[:1] == "p" else text
-        if (int(number) == int(found.id[1:]) if number.isascii() and number.isdigit()
-                else found.name is not None and text == found.name):
-            return True
+        if rest[0] == "faces":
+            if text.isascii() and text.isdigit() and int(text) in erased.face_ids:
+                return True
+        else:
+            number = text[1:] if text[:1] == "p" else text
+            if (int(number) in numbers) if number.isascii() and number.isdigit() else (text in erased.names):
+                return True
     try:
         body = json.loads(answer.body)
     except ValueError:
         return False
-    return isinstance(body, dict) and found.id in (body.get("id"), body.get("person"))
+    if not isinstance(body, dict):
+        return False
+    people = {f"p{n}" for n in numbers}
+    if body.get("id") in people or body.get("person") in people:
+        return True
+    return "photo_id" in body and body.get("id") in erased.face_ids  # an answer that is an erased face
 
 
 @router.post("/albums/{album}/people/{person}/promote", response_model=AlbumPromoteOut)
@@ -316,7 +386,13 @@ async def promote_person(album: AlbumName, person: PersonRef, body: PromoteReque
                          gallery: GalleryDep, tenant_gallery: TenantGalleryDep, db: DbDep,
                          meter: Annotated[Meter, Depends(metered("albums.promote", "write", idempotent=True))],
                          audit: Annotated[AuditEntry, audited("album.promote", "{album}/{person}")]) -> dict[str, Any]:
-    """Enrol the person's faces as ``subject`` of one of the tenant's gallery collections (same pack)."""
-    added = await _call(album, meter, analyzer, gallery, db,
-                        lambda a: a.promote(person, tenant_gallery, body.collection, body.subject))
-    return {"collection": body.collection, "subject": body.subject, "faces": added}
+    """Enrol the person's faces as ``subject`` of one of the tenant's gallery collections (same pack).
+    The subject is the collection's own copy: erasing the album's person (or the album) leaves it,
+    to be erased in the collection."""
+
+    def promote(opened: Album) -> tuple[str, int]:
+        return opened.person(person).id, opened.promote(person, tenant_gallery, body.collection, body.subject)
+
+    pid, added = await _call(album, meter, analyzer, gallery, db, promote)
+    audit.target = f"{album}/{pid}"
+    return {"collection": body.collection, "subject": body.subject, "faces": added, "person": pid}
