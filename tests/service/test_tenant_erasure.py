@@ -156,10 +156,11 @@ def test_deleting_a_tenant_erases_every_face_it_owns(api, examples: Path, fast_a
     assert again.exit_code == 2 and TENANT in again.output
 
 
-def test_deleting_a_tenant_leaves_no_gallery_space_that_names_it(api, shared: Path, monkeypatch) -> None:
+def test_deleting_a_tenant_leaves_no_gallery_space_that_names_it(api, shared: Path, examples: Path, fast_analyzer,
+                                                                tmp_path: Path, monkeypatch) -> None:
     """`admin tenant delete acme --yes` left the gallery row `app:albums:svc:acme:grandma` (an album's
     name can be a person's), made the row `svc:acme` anew, and said "deleted with 0 collections" of a
-    tenant whose albums it deleted too."""
+    tenant whose albums it deleted too; a store's space row `app:retail:<store>` stayed as well."""
     monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(api.app.state.settings.index_dir))  # the app's, for the CLI
     photo = sorted((shared / "data" / "lfw" / "images" / "Aaron_Eckhart").glob("*.jpg"))[0].read_bytes()
     for door in ("function", "cli"):
@@ -169,6 +170,13 @@ def test_deleting_a_tenant_leaves_no_gallery_space_that_names_it(api, shared: Pa
         with api.client(key) as http:
             for album in ("grandma", "trip"):
                 assert http.post(f"/v1/albums/{album}/photos", files={"image": photo}).status_code == 200
+        config = StoreConfig(id=f"{tenant}-shop", tenant=tenant, cameras=[Camera(id="door", role="door")])
+        with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+            pass
+        api.api_client(key).retail_enrol_member(config.id, examples / "examples" / "lin-manuel-miranda.png",
+                                                name="Lin", purposes=["visit_recognition"])
+        with Session(api.accounts.engine) as session:  # the store's space is there to be deleted
+            assert session.scalar(select(Tenant.name).where(Tenant.name == f"app:retail:{config.id}")) is not None
         if door == "cli":
             deleted = CliRunner().invoke(cli, ["admin", "tenant", "delete", tenant, "--yes", "--db", api.database_url])
             assert deleted.exit_code == 0, deleted.output

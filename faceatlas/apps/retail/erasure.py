@@ -41,7 +41,8 @@ def purge_anonymous_visitors(engine: Engine, now: datetime | None = None) -> int
 def erase_stores(engine: Engine, gallery: Gallery, tenant: str, *, migrated: bool = True) -> int:
     """Erase every store ``tenant`` owns; returns how many. Per store, in this order:
 
-    1. its gallery space ``app:retail:<store>``: every member's face, vector, crop and index file;
+    1. its gallery space ``app:retail:<store>``: every member's face, vector, crop and index file,
+       and the space's row;
     2. the anonymous visitors' vectors;
     3. the members' payment references in the ledger (replaced by ``erased``, as member erasure does);
     4. in one transaction: members, consents, visits with their zones and cart items, zone tracks,
@@ -58,9 +59,7 @@ def erase_stores(engine: Engine, gallery: Gallery, tenant: str, *, migrated: boo
     with sessions() as session:
         stores = list(session.scalars(select(StoreRecord.id).where(StoreRecord.tenant == tenant)))
     for store_id in stores:
-        space = gallery.for_tenant(f"app:retail:{store_id}")
-        for collection in space.list_collections():
-            space.delete_collection(collection.name)
+        gallery.delete_tenant_space(f"app:retail:{store_id}")  # with its row, which names the store
         with sessions.begin() as session:
             session.execute(delete(AnonymousVisitor).where(AnonymousVisitor.store_id == store_id))
         with sessions() as session:
