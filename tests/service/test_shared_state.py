@@ -338,15 +338,15 @@ def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
     lin = {"image": ("l.png", (examples / "examples" / "lin-manuel-miranda.png").read_bytes(), "image/png")}
     enrol_lin = "/v1/collections/staff/subjects/lin/faces"
     cut_while_computing = threading.Event()
-    computing = InferencePool.faces_and_crops
+    computing = InferencePool.largest_face  # what an enrol of the largest face runs
 
-    async def faces_and_crops(self: InferencePool, *args: Any, **kwargs: Any) -> Any:
+    async def largest_face(self: InferencePool, *args: Any, **kwargs: Any) -> Any:
         if cut_while_computing.is_set():  # the call has read its collection: the database goes before its write
             cut_while_computing.clear()
             proxy.down()
         return await computing(self, *args, **kwargs)
 
-    monkeypatch.setattr(InferencePool, "faces_and_crops", faces_and_crops)
+    monkeypatch.setattr(InferencePool, "largest_face", largest_face)
     app = create_app(settings, analyzer=fast_analyzer)
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
         assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
