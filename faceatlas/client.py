@@ -497,7 +497,9 @@ class RetailProductRemoval:
 
 @dataclass(frozen=True)
 class RetailMember:
-    """A store member: consented purposes and how many face vectors the store holds (0 once withdrawn)."""
+    """A store member: consented purposes and how many face vectors the store holds (0 once
+    withdrawn); ``faces_in_image``, in the answer of an enrolment or a new grant: how many faces
+    the photo held (one: a photo of several people is refused, ``too_many_faces``; None elsewhere)."""
 
     id: str
     name: str
@@ -505,6 +507,7 @@ class RetailMember:
     purposes: tuple[str, ...]
     faces: int
     has_payment_method: bool
+    faces_in_image: int | None = None
     raw: dict[str, Any] = _raw()
 
 

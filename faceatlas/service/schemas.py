@@ -241,6 +241,12 @@ class RetailMemberOut(BaseModel):
     has_payment_method: bool
 
 
+class RetailEnrolOut(RetailMemberOut):
+    faces_in_image: int | None = Field(default=None, description="how many faces the photo held: one (a photo "
+                                                                "of several people is refused, too_many_faces: "
+                                                                "a consent is one person's)")
+
+
 class RetailWithdrawalOut(BaseModel):
     member: str
     withdrawn: list[str] = Field(description="the purposes withdrawn by this call")

@@ -55,6 +55,7 @@ from faceatlas.service.schemas import (
     RetailAlertList,
     RetailAlertResolvedOut,
     RetailCartOut,
+    RetailEnrolOut,
     RetailErasureOut,
     RetailExitOut,
     RetailMemberOut,
@@ -158,6 +159,11 @@ def _member(info: MemberInfo) -> dict[str, Any]:
             "purposes": list(info.purposes), "faces": info.faces, "has_payment_method": info.has_payment_method}
 
 
+def _enrolled(info: MemberInfo) -> dict[str, Any]:
+    """A member after an enrolment or a new grant of one photo, with how many faces it held."""
+    return {**_member(info), "faces_in_image": info.faces_in_image[0][1] if info.faces_in_image else None}
+
+
 @router.get("/retail/stores/{store_id}/members", response_model=dict[str, list[RetailMemberOut]])
 async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.members", "read", billable=False))]) -> dict:
@@ -166,21 +172,23 @@ async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galler
     return {"members": [_member(m) for m in members]}
 
 
-@router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailMemberOut,
+@router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailEnrolOut,
              openapi_extra=image_request_body("image", extra={
                  "name": {"type": "string"}, "purposes": {"type": "string", "description": "comma-separated"},
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
 async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))]) -> dict:
     """Enrol a member from an uploaded face photo under the consent given (``purposes`` of
-    face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian)."""
+    face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian). The
+    photo shows the member alone: one of several people is refused (422 ``too_many_faces``), a
+    consent being one person's; ``faces_in_image`` says how many faces it held."""
     image, name, consent, payment = await _consent_form(request, meter)
     if not name:
         raise InvalidArgument("a member needs a name")
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.enrol(
         name, [image], consent, payment_ref=payment))
     meter.faces = info.faces
-    return _member(info)
+    return _enrolled(info)
 
 
 async def _consent_form(request: Request, meter: Meter) -> tuple[bytes, str, ConsentRecord, str | None]:
@@ -218,7 +226,7 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
             "demographics_removed": report.demographics_removed}
 
 
-@router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailMemberOut,
+@router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailEnrolOut,
              openapi_extra=image_request_body("image", extra={
                  "purposes": {"type": "string", "description": "comma-separated"},
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
@@ -227,13 +235,14 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
                         meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))],
                         audit: Annotated[AuditEntry, audited("retail.consent.grant", MEMBER)]) -> dict:
     """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
-    for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``)."""
+    for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``;
+    a photo of the member alone, ``too_many_faces`` else)."""
     image, _, consent, payment = await _consent_form(request, meter)
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.grant(
         member_id, [image], consent, payment_ref=payment))
     meter.faces = 1
     audit.details["purposes"] = list(info.purposes)
-    return _member(info)
+    return _enrolled(info)
 
 
 @router.delete("/retail/stores/{store_id}/members/{member_id}", response_model=RetailErasureOut)
