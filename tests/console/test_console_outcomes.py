@@ -5,12 +5,16 @@ and bad filters worded, alerts resolved once. In process (``TestClient``), no br
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
 from tests.console.test_console_wording import _console, _text, _upload
 
 STORE = "corner"
+EXAMPLES = "data/face_recognition_examples/tests/test_images"
+STAY = {"follow_redirects": False}  # a post's redirect is looked at, not followed
 
 
 def _store(fast_analyzer, url: str, folder: Path) -> None:
@@ -38,3 +42,161 @@ def test_a_member_photo_of_several_people_is_refused_and_said_so(fast_analyzer, 
     assert "obama.jpg: face enrolled" in said and "1 face enrolled" in said
     assert only_group.status_code == 422 and "Nobody enrolled" in _text(only_group.text)
     assert "Barack" in members and "Group" not in members
+
+
+def _album(client, csrf: str, shared: Path) -> dict[str, int]:
+    """Album ``family`` of three photos of Obama and two of Biden (crops kept); person id → faces."""
+    train = shared / "data/face_recognition_examples/examples/knn_examples/train"
+    files = [train / "obama/obama.jpg", train / "obama/obama2.jpg", shared / EXAMPLES / "obama3.jpg",
+             train / "biden/biden.jpg", train / "biden/biden2.jpg"]
+    added = client.post("/console/albums/photos", data={"album": "family", "keep_crops": "true", "csrf": csrf},
+                        files=[("photos", _upload(p)) for p in files])
+    assert added.status_code == 200, added.text[-500:]
+    return _people(added.text)
+
+
+def _people(page: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r'data-person="(p\d+)".*?· (\d+) face', page, re.S)}
+
+
+def _faces(client, person: str) -> list[str]:
+    return re.findall(r'data-face="(\d+)"', client.get(f"/console/albums/family/people/{person}").text)
+
+
+def _asked(answer) -> str:
+    """The question of a page that asks first."""
+    assert answer.status_code == 200, answer.text[-400:]
+    return html.unescape(re.search(r'<p id="question">([^<]+)</p>', answer.text).group(1))
+
+
+def test_not_this_person_on_a_persons_only_face_ends_on_a_page_that_exists(fast_analyzer, shared,
+                                                                            tmp_path) -> None:
+    """"Not this person" on a person's only face worked, then redirected to that person's page: a
+    404, the person being gone with their last face. It ends on the album's page; a rejection that
+    leaves the person their other faces still goes back to them, and a move or split ends on the
+    person the faces went to."""
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        people = _album(client, csrf, shared)
+        obama = max(people, key=people.get)
+        faces = _faces(client, obama)
+        lone = client.post("/console/albums/family/split", data={"faces": faces[0], "csrf": csrf}, **STAY)
+        single = lone.headers["location"].rsplit("/", 1)[1]
+        only = client.post(f"/console/albums/family/faces/{faces[0]}/reject", data={"back": single, "csrf": csrf},
+                           **STAY)
+        assert only.status_code == 303 and only.headers["location"] == "/console/albums/family"
+        assert client.get(only.headers["location"]).status_code == 200
+        one_of_two = client.post(f"/console/albums/family/faces/{faces[1]}/reject",
+                                 data={"back": obama, "csrf": csrf}, **STAY)
+        assert one_of_two.headers["location"] == f"/console/albums/family/people/{obama}"
+        assert client.get(one_of_two.headers["location"]).status_code == 200
+        moved = client.post("/console/albums/family/move", data={"faces": faces[0], "to": obama, "csrf": csrf},
+                            **STAY)
+        assert moved.headers["location"] == f"/console/albums/family/people/{obama}"  # its one-face person emptied
+        assert client.get(moved.headers["location"]).status_code == 200
+        split = client.post("/console/albums/family/split", data={"faces": _faces(client, obama), "csrf": csrf},
+                            **STAY)
+        assert client.get(split.headers["location"]).status_code == 200  # a person emptied by the split
+
+
+def test_a_person_a_face_a_photo_and_the_album_are_erased_from_the_console(fast_analyzer, shared,
+                                                                           tmp_path) -> None:
+    """The console could not erase an album's person nor delete a face, a photo or the album, which
+    the API can, and its upload form promised "erasing a person removes them". Each is a button that
+    asks first (the dialog, or a page where scripts did not run), with the write scope and the
+    session's CSRF token, calls the API's use case and forgets what the API's erasure forgets: the
+    person's id and name in the audit trail and the stored answers of API calls on them."""
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        api = {"Authorization": f"Bearer {console.key}"}
+        people = _album(client, csrf, shared)
+        obama, biden = sorted(people, key=people.get, reverse=True)[:2]
+        named = client.patch(f"/v1/albums/family/people/{biden}", json={"name": "Joe"},
+                             headers={**api, "Idempotency-Key": "joe"})
+        assert named.status_code == 200, named.text
+        trail = client.get("/v1/audit", headers=api).json()["events"]
+        assert ("album.name", f"family/{biden}") in [(e["action"], e["target"]) for e in trail]
+
+        page = client.get(f"/console/albums/family/people/{biden}").text
+        dialog = html.unescape(re.search(rf'action="/console/albums/family/people/{biden}/erase" class="confirm" '
+                                         r'data-confirm="([^"]+)"', page).group(1))
+        asked = _asked(client.post(f"/console/albums/family/people/{biden}/erase", data={"csrf": csrf}))
+        assert asked == dialog and asked.startswith(f"Erase “Joe” ({biden})?") and "removed from the audit" in asked
+        assert client.get(f"/v1/albums/family/people/{biden}/faces", headers=api).status_code == 200  # only asked
+        assert client.post(f"/console/albums/family/people/{biden}/erase",
+                           data={"confirmed": "yes"}).status_code == 403  # no CSRF token
+        erased = client.post(f"/console/albums/family/people/{biden}/erase", data={"csrf": csrf, "confirmed": "yes"},
+                             **STAY)
+        assert (erased.status_code, erased.headers["location"]) == (303, "/console/albums/family")
+        assert client.get(f"/v1/albums/family/people/{biden}/faces", headers=api).status_code == 404
+        replayed = client.patch(f"/v1/albums/family/people/{biden}", json={"name": "Joe"},
+                                headers={**api, "Idempotency-Key": "joe"})
+        assert replayed.status_code == 404  # the stored answer naming Joe is forgotten, as the API's erasure does
+        trail = [(e["action"], e["target"]) for e in client.get("/v1/audit", headers=api).json()["events"]]
+        assert ("album.name", f"family/{biden}") not in trail and ("album.erase", "family/[erased]") in trail
+
+        faces = client.get(f"/v1/albums/family/people/{obama}/faces", headers=api).json()["faces"]
+        page = client.get(f"/console/albums/family/people/{obama}").text
+        assert f'form="delete-face-{faces[0]["id"]}"' in page and f'id="delete-photo-{faces[1]["id"]}"' in page
+        gone = faces[0]["id"]
+        assert _asked(client.post(f"/console/albums/family/faces/{gone}/delete",
+                                  data={"csrf": csrf, "back": obama})).startswith(f"Delete face {gone}?")
+        deleted = client.post(f"/console/albums/family/faces/{gone}/delete",
+                              data={"csrf": csrf, "back": obama, "confirmed": "yes"}, **STAY)
+        assert deleted.headers["location"] == f"/console/albums/family/people/{obama}"
+        assert client.get(f"/v1/albums/family/faces/{gone}/crop", headers=api).status_code == 404
+        photo = faces[1]["photo_id"]
+        assert _asked(client.post(f"/console/albums/family/photos/{photo}/delete",
+                                  data={"csrf": csrf, "back": obama})).startswith(f"Delete photo {photo} ")
+        deleted = client.post(f"/console/albums/family/photos/{photo}/delete",
+                              data={"csrf": csrf, "back": obama, "confirmed": "yes"}, **STAY)
+        assert deleted.headers["location"] == f"/console/albums/family/people/{obama}"
+        left = client.get(f"/v1/albums/family/people/{obama}/faces", headers=api).json()["faces"]
+        assert [f["id"] for f in left] == [faces[2]["id"]]
+        assert client.delete(f"/v1/albums/family/photos/{photo}", headers=api).status_code == 404  # gone already
+        last = client.post(f"/console/albums/family/faces/{faces[2]['id']}/delete",  # their last face: they go too
+                           data={"csrf": csrf, "back": obama, "confirmed": "yes"}, **STAY)
+        assert last.headers["location"] == "/console/albums/family"
+
+        album = client.get("/console/albums/family").text
+        assert 'action="/console/albums/family/delete" class="confirm"' in album
+        assert _asked(client.post("/console/albums/family/delete", data={"csrf": csrf})).startswith(
+            "Delete album family with every person")
+        dropped = client.post("/console/albums/family/delete", data={"csrf": csrf, "confirmed": "yes"}, **STAY)
+        assert dropped.headers["location"] == "/console/albums"
+        assert "family" not in client.get("/v1/albums", headers=api).json()["albums"]
+        assert client.get("/console/albums/family").status_code == 404
+
+
+def test_album_upload_heading_and_merge_question_follow_what_happens(fast_analyzer, shared, tmp_path) -> None:
+    """An upload that added nothing to an existing album (a photo already in it, a file refused) was
+    headed "Photos added"; the merge asked without scripts named the people by the references sent
+    and never said that merging two named people loses the first one's name."""
+    train = shared / "data/face_recognition_examples/examples/knn_examples/train"
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        people = _album(client, csrf, shared)
+        again = client.post("/console/albums/photos", data={"album": "family", "csrf": csrf}, files=[
+            ("photos", _upload(train / "obama/obama.jpg")), ("photos", ("notes.jpg", b"not a photo", "image/jpeg"))])
+        fresh = client.post("/console/albums/photos", data={"album": "family", "csrf": csrf}, files=[
+            ("photos", _upload(train.parent.parent / "obama_small.jpg")),
+            ("photos", _upload(train / "biden/biden.jpg"))])
+        obama, biden = sorted(people, key=people.get, reverse=True)[:2]
+        for person, name in ((obama, "Barack"), (biden, "Joe")):
+            client.post(f"/console/albums/family/people/{person}/name", data={"name": name, "csrf": csrf})
+        named = _asked(client.post("/console/albums/family/merge", data={"absorb": biden, "into": obama,
+                                                                        "csrf": csrf}))
+        unnamed = client.post("/console/albums/family/split", data={"faces": _faces(client, obama)[0], "csrf": csrf},
+                              **STAY).headers["location"].rsplit("/", 1)[1]
+        into_unnamed = _asked(client.post("/console/albums/family/merge",
+                                          data={"absorb": obama, "into": unnamed, "csrf": csrf}))
+        dialog = html.unescape(re.search(r'action="/console/albums/family/merge" class="confirm"\s+'
+                                         r'data-confirm="([^"]+)"', client.get("/console/albums/family").text)[1])
+    heading = re.compile(r'<section class="card" aria-live="polite" id="upload-outcome"><h2>([^<]+)</h2>')
+    assert heading.search(again.text)[1] == "No photo added", _text(again.text)[:300]
+    assert "obama.jpg: already in the album" in _text(again.text) and "notes.jpg: invalid_image" in _text(again.text)
+    assert heading.search(fresh.text)[1] == "1 photo added"  # obama_small.jpg is new, biden.jpg was added before
+    assert named.startswith(f"Merge “Joe” ({biden}) into “Barack” ({obama})?")
+    assert f"where both are named, the name of “Joe” ({biden}) is lost" in named
+    assert into_unnamed.startswith(f"Merge “Barack” ({obama}) into {unnamed} (unnamed)?")
+    assert dialog.startswith("Merge {absorb} into {into}?")  # console.js fills in the options' data-label
