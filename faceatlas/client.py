@@ -595,8 +595,13 @@ class RetailAlert:
 
 @dataclass(frozen=True)
 class RetailAlertResolution:
+    """An alert resolved; ``already_resolved``: it was before (nothing changed), ``resolved_at``
+    the first resolution's time (None from a server that does not say)."""
+
     id: int
     resolved: bool
+    already_resolved: bool = False
+    resolved_at: str | None = None
     raw: dict[str, Any] = _raw()
 
 
@@ -1291,7 +1296,7 @@ class FaceAtlasClient:
     def retail_analytics(self, store: str, *, start: date | str | None = None,
                          end: date | str | None = None) -> RetailReport:
         """The store's analytics from ``start`` to ``end`` (days, inclusive; the server's default:
-        the last 30 days): visitors, conversion, dwell, zone heat, basket size, demographics."""
+        the last 30 days, today included): visitors, conversion, dwell, zone heat, basket size, demographics."""
         data = self._call("GET", f"/v1/retail/stores/{_seg(store)}/analytics", params=_days(start, end))
         return _parse(RetailReport, data, first=data["from"], last=data["to"],
                       sections=tuple(_parse(RetailReportRow, r) for r in _items(data, "sections")))

@@ -309,6 +309,8 @@ class RetailAlertList(BaseModel):
 class RetailAlertResolvedOut(BaseModel):
     id: int
     resolved: bool
+    already_resolved: bool = Field(default=False, description="it was resolved before: nothing changed")
+    resolved_at: str | None = Field(default=None, description="when it was resolved (the first time)")
 
 
 class RetailOccupancyOut(BaseModel):

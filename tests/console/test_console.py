@@ -555,7 +555,7 @@ def test_kyc_sessions_with_decisions_reasons_and_kept_frames(console, fast_analy
     assert "the selfie is not the person on the document" in only
     detail = client.get(f"/console/kyc/{refused.id}").text
     assert "0.575" in detail and 'alt="selfie reference"' in detail
-    assert "No reference frame kept" in client.get(f"/console/kyc/{pending.id}").text
+    assert "Nothing submitted yet" in client.get(f"/console/kyc/{pending.id}").text
     client.close()
     api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"})
     listed = api.get("/v1/kyc/sessions", params={"status": "rejected"}).json()["sessions"]

@@ -200,3 +200,86 @@ def test_album_upload_heading_and_merge_question_follow_what_happens(fast_analyz
     assert f"where both are named, the name of “Joe” ({biden}) is lost" in named
     assert into_unnamed.startswith(f"Merge “Barack” ({obama}) into {unnamed} (unnamed)?")
     assert dialog.startswith("Merge {absorb} into {into}?")  # console.js fills in the options' data-label
+
+
+def test_a_pending_kyc_session_and_a_bad_status_filter_are_worded(fast_analyzer, tmp_path) -> None:
+    """A pending session (nothing submitted) said "No reference frame kept (retention 0 days, or
+    past it)" under an empty "Audit" heading; a decided one showed its audit as JSON ("threshold":
+    null); ?status=bogus listed every session. Each is said in words; the filter is refused (422)
+    as the API refuses it."""
+    from sqlalchemy import update
+
+    from faceatlas.apps.kyc import KycService
+    from faceatlas.apps.kyc.db import KycSession
+    from faceatlas.db import create_database_engine, utcnow
+
+    with _console(fast_analyzer, tmp_path) as console:
+        engine = create_database_engine(console.database_url)
+        kyc = KycService(engine, fast_analyzer)
+        pending, decided = kyc.create("svc:acme", ["blink"]), kyc.create("svc:acme", ["open_mouth"])
+        with engine.begin() as connection:
+            connection.execute(update(KycSession).where(KycSession.id == decided.id).values(
+                status="rejected", decided_at=utcnow(), reasons=["liveness_failed"],
+                details={"liveness": {"score": 0.0166, "threshold": None, "real": False},
+                         "challenge_result": {"passed": False, "done": []}, "far": 1e-6, "seconds": None}))
+        engine.dispose()
+        client = console.client
+        waiting = client.get(f"/console/kyc/{pending.id}").text
+        refused = client.get(f"/console/kyc/{decided.id}").text
+        bogus = client.get("/console/kyc", params={"status": "bogus"})
+        listed = client.get("/console/kyc", params={"status": ""})
+        api = client.get("/v1/kyc/sessions", params={"status": "bogus"},
+                         headers={"Authorization": f"Bearer {console.key}"})
+    assert "Nothing submitted yet" in _text(waiting) and "No reference frame kept" not in waiting
+    assert 'id="audit"' not in waiting and "No audit record yet" in _text(waiting)
+    audit = _text(re.search(r'<table id="audit">.*?<tbody>(.+?)</tbody>', refused, re.S)[1])
+    assert "liveness score: 0.0166, real: no" in audit and "far 1e-06" in audit
+    assert "challenge result passed: no, done: (none)" in audit
+    assert "threshold" not in audit and "null" not in audit and "None" not in audit and "{" not in audit
+    assert "seconds" not in audit  # a value not present is not shown
+    assert bogus.status_code == 422 and "status is one of pending, processing" in _text(bogus.text)
+    assert listed.status_code == 200 and pending.id in listed.text and decided.id in listed.text
+    assert (api.status_code, api.json()["error"]["code"]) == (422, "validation_error")
+
+
+def test_store_alerts_in_words_resolved_once_over_exactly_thirty_days(fast_analyzer, tmp_path) -> None:
+    """An alert's details were raw JSON ({"items": 3, "amount_cents": 537, ...}); resolving it
+    again answered 303 and wrote a new resolution time over the first; "Last 30 days" summed 31
+    days, as the API's default report did. Now: words in the store's currency, the first resolution
+    kept and "already resolved" said, and 30 days (today and the 29 before) in both doors."""
+    from datetime import date, timedelta
+
+    from faceatlas.apps.retail.db import Alert
+    from faceatlas.db import create_database_engine, utcnow
+
+    with _console(fast_analyzer, tmp_path) as console:
+        _store(fast_analyzer, console.database_url, tmp_path)
+        engine = create_database_engine(console.database_url)
+        with engine.begin() as connection:
+            alert = connection.execute(Alert.__table__.insert().values(
+                store_id=STORE, kind="unidentified_shopper", camera="door", event_id="e1", at=utcnow(),
+                details={"items": 3, "amount_cents": 537, "face_seen": True})).inserted_primary_key[0]
+        client, csrf = console.client, console.csrf
+        page = client.get(f"/console/store/{STORE}").text
+        first = client.post(f"/console/store/{STORE}/alerts/{alert}/resolve", data={"csrf": csrf}, **STAY)
+        with engine.connect() as connection:
+            resolved_at = connection.execute(Alert.__table__.select().where(Alert.id == alert)).one().resolved_at
+        again = client.post(f"/console/store/{STORE}/alerts/{alert}/resolve", data={"csrf": csrf}, **STAY)
+        api = client.post(f"/v1/retail/stores/{STORE}/alerts/{alert}/resolve",
+                          headers={"Authorization": f"Bearer {console.key}"}).json()
+        with engine.connect() as connection:
+            kept = connection.execute(Alert.__table__.select().where(Alert.id == alert)).one().resolved_at
+        report = client.get(f"/v1/retail/stores/{STORE}/analytics",
+                            headers={"Authorization": f"Bearer {console.key}"}).json()
+        trail = client.get("/v1/audit", headers={"Authorization": f"Bearer {console.key}"}).json()["events"]
+        engine.dispose()
+    row = _text(re.search(r'<table id="alerts">(.+?)</table>', page, re.S)[1])
+    assert "3 items, 5.37 EUR, face seen" in row and "amount_cents" not in row and "{" not in row
+    assert first.status_code == 303 and again.status_code == 200
+    assert "was already resolved" in _text(again.text) and "nothing changed" in _text(again.text)
+    assert kept == resolved_at and api["already_resolved"] is True
+    assert api["resolved_at"] == resolved_at.isoformat()
+    assert [e["action"] for e in trail].count("retail.alert.resolve") == 1  # the repeat did nothing to audit
+    first_day, last_day = date.fromisoformat(report["from"]), date.fromisoformat(report["to"])
+    assert last_day - first_day == timedelta(days=29)  # 30 days, the last one included
+    assert "Last 30 days" in page

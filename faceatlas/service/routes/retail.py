@@ -81,7 +81,8 @@ async def store_analytics(
     store_id: str,
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("retail.analytics", "read", billable=False))],
-    start: Annotated[date | None, Query(alias="from", description="first day (default: 30 days ago)")] = None,
+    start: Annotated[date | None, Query(alias="from", description="first day (default: 29 days before to: "
+                                                                  "30 days in all)")] = None,
     end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
     format: Annotated[Literal["json", "csv", "png"], Query()] = "json",
     chart: Annotated[Chart, Query(description="the chart drawn when format=png")] = "visits_per_hour",
@@ -371,9 +372,11 @@ async def resolve_alert(store_id: StoreId, alert_id: RowId, analyzer: AnalyzerDe
                         gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.alerts", "write", billable=False,
                                                                 idempotent=True))]) -> dict[str, Any]:
-    """Mark an alert as dealt with."""
-    await _store(store_id, meter, analyzer, gallery, db, lambda s: s.resolve_alert(alert_id))
-    return {"id": alert_id, "resolved": True}
+    """Mark an alert as dealt with, once: resolving it again changes nothing and says
+    ``already_resolved``, with the first resolution's ``resolved_at``."""
+    done = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.resolve_alert(alert_id))
+    return {"id": done.id, "resolved": True, "already_resolved": done.already,
+            "resolved_at": done.resolved_at.isoformat()}
 
 
 @router.get("/retail/stores/{store_id}/occupancy", response_model=RetailOccupancyOut)
