@@ -497,7 +497,9 @@ class RetailProductRemoval:
 
 @dataclass(frozen=True)
 class RetailMember:
-    """A store member: consented purposes and how many face vectors the store holds (0 once withdrawn)."""
+    """A store member: consented purposes and how many face vectors the store holds (0 once
+    withdrawn); ``faces_in_image``, in the answer of an enrolment or a new grant: how many faces
+    the photo held (one: a photo of several people is refused, ``too_many_faces``; None elsewhere)."""
 
     id: str
     name: str
@@ -505,6 +507,7 @@ class RetailMember:
     purposes: tuple[str, ...]
     faces: int
     has_payment_method: bool
+    faces_in_image: int | None = None
     raw: dict[str, Any] = _raw()
 
 
@@ -592,8 +595,13 @@ class RetailAlert:
 
 @dataclass(frozen=True)
 class RetailAlertResolution:
+    """An alert resolved; ``already_resolved``: it was before (nothing changed), ``resolved_at``
+    the first resolution's time (None from a server that does not say)."""
+
     id: int
     resolved: bool
+    already_resolved: bool = False
+    resolved_at: str | None = None
     raw: dict[str, Any] = _raw()
 
 
@@ -1288,7 +1296,7 @@ class FaceAtlasClient:
     def retail_analytics(self, store: str, *, start: date | str | None = None,
                          end: date | str | None = None) -> RetailReport:
         """The store's analytics from ``start`` to ``end`` (days, inclusive; the server's default:
-        the last 30 days): visitors, conversion, dwell, zone heat, basket size, demographics."""
+        the last 30 days, today included): visitors, conversion, dwell, zone heat, basket size, demographics."""
         data = self._call("GET", f"/v1/retail/stores/{_seg(store)}/analytics", params=_days(start, end))
         return _parse(RetailReport, data, first=data["from"], last=data["to"],
                       sections=tuple(_parse(RetailReportRow, r) for r in _items(data, "sections")))

@@ -563,14 +563,19 @@ class Gallery:
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
                      *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None,
-                     once: bool = False) -> EnrolReport:
+                     once: bool = False, alone: bool = False) -> EnrolReport:
         """Detect and embed faces in ``images`` (the largest per image, or all of them) and enrol
         those whose quality reaches ``min_quality``. An image that cannot be decoded, shows no
         face or none good enough is listed in ``rejected`` as (source, "code: why") and the
-        others are still enrolled. Source crops are kept only when the collection's ``keep_crops`` is on.
+        others are still enrolled; ``found`` says how many faces each image read holds. Source
+        crops are kept only when the collection's ``keep_crops`` is on.
         ``once``: an image whose source (its path) is enrolled to the subject already is listed in
-        ``skipped``, not read (a run again, or after a stop, enrolled every face twice)."""
+        ``skipped``, not read (a run again, or after a stop, enrolled every face twice).
+        ``alone``: an image holding more than one face is rejected (``too_many_faces``), none of
+        its faces enrolled, where the largest might be someone else's (a bystander's)."""
         _check_min_quality(min_quality)
+        if alone and all_faces:
+            raise InvalidArgument("alone (one face per image) and all_faces exclude each other")
         keep_crops = self.get_collection(collection).keep_crops
         report = EnrolReport()
         done = self._sources_of(collection, external_id) if once else set()
@@ -588,9 +593,18 @@ class Gallery:
             except InvalidImage as exc:  # one bad file (truncated, too large, not an image) rejects only itself
                 report.rejected.append((source, f"{exc.code}: {exc}"))
                 continue
-            faces = analyzer.analyze(decoded, max_faces=None if all_faces else 1)
+            if all_faces:
+                faces = analyzer.analyze(decoded)
+                found = len(faces)
+            else:  # only the largest is embedded; the count says whether it was a group photo
+                faces, found = analyzer.largest(decoded)
+            report.found.append((source, found))
             if not faces:
                 report.rejected.append((source, "no_face: no face found in the image"))
+                continue
+            if alone and found > 1:
+                report.rejected.append((source, f"too_many_faces: {found} faces in the image, where one "
+                                                "person alone is expected"))
                 continue
             for face in _quality_gate(faces, min_quality, source, report):
                 vectors.append(face.as_embedding().vector)

@@ -119,12 +119,15 @@ class Verification:
 @dataclass
 class EnrolReport:
     """What an enrolment added and what it refused (source, reason); ``faces``: the enrolled
-    faces when they were given analysed (:meth:`Gallery.enrol_faces`)."""
+    faces when they were given analysed (:meth:`Gallery.enrol_faces`); ``found``: (source, how many
+    faces the image holds) of each image read (:meth:`Gallery.enrol_images`: a group photo of which
+    only the largest face was enrolled says so)."""
 
     added: list[int] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     faces: list[Any] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # sources enrolled to the subject before (``once``)
+    found: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass

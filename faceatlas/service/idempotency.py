@@ -145,7 +145,7 @@ ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call m
 
 
 async def forget_erased(request: Request, tenant_id: str, created: tuple[str, str] | None = None, *,
-                        also: Callable[[StoredAnswer], bool] | None = None) -> None:
+                        also: Callable[[StoredAnswer], bool] | None = None, path: str | None = None) -> None:
     """After an erasure (a subject, a collection, a member, an album's person), the tenant's stored
     answers of calls on what was erased name it no more: those whose path is the erased thing's
     path (this DELETE's) or under it (its enrolments, renames), and with ``created`` (a field and
@@ -154,8 +154,9 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     answered, not run again (it would enrol the erased person anew); a replay had given back the
     erased subject's name and metadata for a day. If the shared state cannot be reached, they
     expire with their keys (``FACEATLAS_IDEMPOTENCY_SECONDS``). ``also``: other stored answers
-    that name it (what is named several ways: an album's person, by id, number or name)."""
-    erased = request.url.path
+    that name it (what is named several ways: an album's person, by id, number or name). ``path``:
+    the erased thing's API path, where another door (the console) erased it (default: this request's)."""
+    erased = path or request.url.path
     parent = erased.rsplit("/", 1)[0]
 
     def names_it(answer: StoredAnswer) -> bool:

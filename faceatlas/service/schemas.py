@@ -241,6 +241,12 @@ class RetailMemberOut(BaseModel):
     has_payment_method: bool
 
 
+class RetailEnrolOut(RetailMemberOut):
+    faces_in_image: int | None = Field(default=None, description="how many faces the photo held: one (a photo "
+                                                                "of several people is refused, too_many_faces: "
+                                                                "a consent is one person's)")
+
+
 class RetailWithdrawalOut(BaseModel):
     member: str
     withdrawn: list[str] = Field(description="the purposes withdrawn by this call")
@@ -303,6 +309,8 @@ class RetailAlertList(BaseModel):
 class RetailAlertResolvedOut(BaseModel):
     id: int
     resolved: bool
+    already_resolved: bool = Field(default=False, description="it was resolved before: nothing changed")
+    resolved_at: str | None = Field(default=None, description="when it was resolved (the first time)")
 
 
 class RetailOccupancyOut(BaseModel):

@@ -313,3 +313,5 @@ def test_the_session_list_pages_through_every_session_once(service: KycService) 
     for bad in ("2026", "x" * 40, "20261205T231000000000." + "g" * 32):
         with pytest.raises(InvalidArgument, match="next_cursor"):
             service.list("acme", after=bad)
+    with pytest.raises(InvalidArgument, match="status is one of"):  # no session has it: it listed every one
+        service.list("acme", status="bogus")

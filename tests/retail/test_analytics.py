@@ -6,7 +6,7 @@ import csv
 import json
 import re
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from faceatlas.apps.retail import Entry, Exit, RetailStore, StoreConfig, ZoneVisit, from_video_event
-from faceatlas.apps.retail.analytics import compute_report, draw_charts, suppress_cells, write_csv
+from faceatlas.apps.retail.analytics import compute_report, draw_charts, report_window, suppress_cells, write_csv
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
 from faceatlas.errors import InvalidInput
 
@@ -45,6 +45,15 @@ def test_simulated_day_matches_ground_truth(db_url: str, tmp_path: Path, fast_an
     assert {"metric": "summary", "key": "visits", "value": "12"} in rows
     charts = draw_charts(report, tmp_path / "charts")
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in charts)
+
+
+def test_the_default_report_is_thirty_days_today_included() -> None:
+    """The default window was 30 days before today to today: 31 days, under the console's heading
+    "Last 30 days" and the API's "30 days ago"."""
+    first, last = report_window(None, None, today=date(2026, 3, 31))
+    assert (first, last) == (date(2026, 3, 2), date(2026, 3, 31)) and (last - first).days + 1 == 30
+    assert report_window(date(2026, 1, 1), date(2026, 1, 5)) == (date(2026, 1, 1), date(2026, 1, 5))
+    assert report_window(None, date(1, 1, 10)) == (date(1, 1, 1), date(1, 1, 10))  # near the first calendar day
 
 
 def test_store_config_loads_yaml_and_json(tmp_path: Path) -> None:

@@ -103,6 +103,18 @@ def test_stranger_is_not_charged_and_raises_an_alert(store: RetailStore, member_
     assert store.alerts() == [] and len(store.alerts(open_only=False)) == 1
 
 
+def test_an_alert_is_resolved_once(store: RetailStore) -> None:
+    """Resolving a resolved alert wrote a new resolved_at over the first, and no door could say it
+    had been resolved already: the first resolution stays, and the answer says so."""
+    alert = store.observations.alert("spoof", "out", "event-1", T0, {"items": 1})
+    first = store.resolve_alert(alert)
+    again = store.resolve_alert(alert)
+    assert (first.id, first.already, again.already) == (alert, False, True)
+    assert again.resolved_at == first.resolved_at
+    with store.sessions() as session:
+        assert session.get(Alert, alert).resolved_at == first.resolved_at
+
+
 def test_spoof_at_the_exit_is_refused(store: RetailStore, spoof_samples: Path) -> None:
     real, spoof = spoof_samples / "image_T1.jpg", spoof_samples / "image_F2.jpg"
     _enrol(store, real, "Sample Person")

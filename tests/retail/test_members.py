@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, select
 
-from faceatlas.apps.retail import ConsentRecord, ConsentRequired, Entry, Exit, Pick, RetailStore, compute_report
+from faceatlas.apps.retail import (
+    ConsentRecord,
+    ConsentRequired,
+    Entry,
+    Exit,
+    NoUsableFace,
+    Pick,
+    RetailStore,
+    compute_report,
+)
 from faceatlas.apps.retail.db import Consent, Member, Visit
 from faceatlas.apps.retail.store import COLLECTION
 from faceatlas.errors import InvalidArgument
@@ -45,6 +54,27 @@ def test_a_member_name_is_one_line_that_fits_its_column(store: RetailStore, memb
         with pytest.raises(InvalidArgument):
             store.members.enrol(name, [member_photos[0]], ConsentRecord(("visit_recognition",), "Eve"))
     assert store.gallery.get_collection(COLLECTION).faces == faces and store.members.list() == []
+
+
+def test_a_photo_of_several_people_is_refused_for_a_member(store: RetailStore, member_photos: list[Path],
+                                                           examples: Path) -> None:
+    """A group photo's largest face (maybe a bystander's, nearer the camera) was enrolled under the
+    member's consent without a word. A consent is one person's: such a photo is refused, the member's
+    other photos still enrolled, and each photo read says how many faces it held."""
+    group, alone = examples / "examples" / "two_people.jpg", member_photos[0]
+    consent = ConsentRecord(("visit_recognition",), "Gus")
+    info = store.members.enrol("Gus", [group, alone], consent)
+    assert info.faces == 1 and info.faces_in_image == ((str(group), 2), (str(alone), 1))
+    assert [(source, why.split(":")[0]) for source, why in info.rejected] == [(str(group), "too_many_faces")]
+    held = store.gallery.get_collection(COLLECTION).faces
+    with pytest.raises(NoUsableFace) as refused:
+        store.members.enrol("Group", [group], ConsentRecord(("visit_recognition",), "Group"))
+    assert refused.value.code == "too_many_faces" and refused.value.faces_in_image == ((str(group), 2),)
+    with pytest.raises(NoUsableFace) as regranted:
+        store.members.grant(info.id, [group], ConsentRecord(("face_pay",), "Gus"), payment_ref="card-gus")
+    assert regranted.value.code == "too_many_faces"
+    assert store.gallery.get_collection(COLLECTION).faces == held  # no face of the group photo was kept
+    assert [(m.name, m.purposes) for m in store.members.list()] == [("Gus", ("visit_recognition",))]
 
 
 def test_erased_member_leaves_no_trace(store: RetailStore, member_photos: list[Path]) -> None:

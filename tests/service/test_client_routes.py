@@ -228,7 +228,9 @@ def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path
     [alert] = client.retail_alerts(store)
     assert (alert.kind, alert.camera, alert.resolved) == ("spoof", "till", False)
     resolved = client.retail_resolve_alert(store, alert.id, idempotency_key=f"resolve-{tmp_path.name}")
-    assert (resolved.id, resolved.resolved) == (alert.id, True)
+    assert (resolved.id, resolved.resolved, resolved.already_resolved) == (alert.id, True, False)
+    again = client.retail_resolve_alert(store, alert.id)  # once: the first resolution stays, and it says so
+    assert (again.already_resolved, again.resolved_at) == (True, resolved.resolved_at) and resolved.resolved_at
     assert client.retail_alerts(store) == [] and len({alert, resolved}) == 2
     assert [(a.id, a.resolved) for a in client.retail_alerts(store, open_only=False)] == [(alert.id, True)]
     refused(lambda: client.retail_resolve_alert(store, alert.id + 10_000), 404, "not_found")

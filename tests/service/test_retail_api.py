@@ -130,3 +130,30 @@ def test_a_store_of_another_pack_says_which_pack_to_serve(api, examples: Path, f
     assert f"store '{config.id}' was set up with pack 'yunet-frfeature'" in told, told
     assert "this server runs pack 'scrfd-mbf'" in told and "`faceatlas serve --pack yunet-frfeature`" in told
     assert "FACEATLAS_PACK=yunet-frfeature" in told and "collection 'members'" not in told
+
+
+def test_a_member_photo_of_several_people_is_refused_and_the_answer_says_the_faces(api, examples: Path,
+                                                                                  fast_analyzer, tmp_path) -> None:
+    """POST .../members and .../consent enrolled the largest face of a group photo under the member's
+    consent, saying nothing. A photo of several people is refused (422 too_many_faces: a consent is
+    one person's); an enrolment or a grant answers faces_in_image, which the Python client reads."""
+    config = StoreConfig(id=f"group-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx").close()
+    group, lin = examples / "examples" / "two_people.jpg", examples / "examples" / "lin-manuel-miranda.png"
+    base = f"/v1/retail/stores/{config.id}"
+    with api.client("acme_admin") as acme:
+        refused = acme.post(f"{base}/members", files={"image": group.read_bytes()},
+                            data={"name": "Group", "purposes": "visit_recognition"})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (422, "too_many_faces"), refused.text
+        assert acme.get(f"{base}/members").json()["members"] == []
+        client = api.api_client("acme_admin")
+        member = client.retail_enrol_member(config.id, lin, name="Lin", purposes=["visit_recognition"])
+        assert (member.faces, member.faces_in_image, member.raw["faces_in_image"]) == (1, 1, 1)
+        granted = client.retail_grant_consent(config.id, member.id, lin, purposes=["visit_recognition"],
+                                              granted_by="Lin")
+        assert (granted.faces, granted.faces_in_image) == (2, 1)
+        again = acme.post(f"{base}/members/{member.id}/consent", files={"image": group.read_bytes()},
+                          data={"purposes": "visit_recognition", "granted_by": "Lin"})
+        assert (again.status_code, again.json()["error"]["code"]) == (422, "too_many_faces")
+        listed = acme.get(f"{base}/members").json()["members"]
+        assert [(m["id"], m["faces"]) for m in listed] == [(member.id, 2)] and "faces_in_image" not in listed[0]

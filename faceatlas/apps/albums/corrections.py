@@ -56,7 +56,9 @@ class Album(AlbumCore):
         return self.person(f"p{pid}")
 
     def merge(self, keep: str, absorb: str) -> PersonInfo:
-        """One person from two: every face of ``absorb`` moves to ``keep``, all must-linked."""
+        """One person from two: every face of ``absorb`` moves to ``keep``, all must-linked. The
+        merged person keeps ``keep``'s name, or takes ``absorb``'s when ``keep`` has none: where both
+        are named, ``absorb``'s name is lost (the console's question says so)."""
         with self._sessions.begin() as session:
             kept, gone = self._resolve(session, keep), self._resolve(session, absorb)
             if kept == gone:

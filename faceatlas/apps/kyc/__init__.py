@@ -9,11 +9,19 @@ from faceatlas.apps.kyc.checks import Outcome, find_document_face, run_checks
 from faceatlas.apps.kyc.config import ACTIONS, RANDOM_ACTIONS, REASONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video
-from faceatlas.apps.kyc.sessions import LIST_LIMIT_MAX, KycService, SessionInfo, erase_tenant, random_challenge
+from faceatlas.apps.kyc.sessions import (
+    LIST_LIMIT_MAX,
+    STATUSES,
+    KycService,
+    SessionInfo,
+    erase_tenant,
+    random_challenge,
+)
 
 __all__ = [
     "ACTIONS",
     "LIST_LIMIT_MAX",
+    "STATUSES",
     "RANDOM_ACTIONS",
     "REASONS",
     "Action",

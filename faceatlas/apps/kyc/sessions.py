@@ -30,6 +30,7 @@ from faceatlas.gallery import Page, check_tenant
 REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
 DECIDED = ("accepted", "rejected")
 UNDECIDED = ("pending", "processing")
+STATUSES = (*UNDECIDED, *DECIDED, "expired")  # every status a session has
 LIST_LIMIT_MAX = 1000  # sessions a page of :meth:`KycService.list` holds at most
 _CURSOR_TIME = "%Y%m%dT%H%M%S%f"
 
@@ -117,12 +118,15 @@ class KycService:
 
     def list(self, tenant: str, *, status: str | None = None, limit: int = 100,
              after: str | None = None) -> Page[SessionInfo]:
-        """The tenant's sessions, newest first (``status``: only those), ``limit`` a page: pass a
-        page's ``next_cursor`` as ``after`` for the next (older) one. Pending ones past their expiry
+        """The tenant's sessions, newest first (``status``: only those, one of :data:`STATUSES`, else
+        :class:`InvalidArgument`), ``limit`` a page: pass a page's ``next_cursor`` as ``after`` for
+        the next (older) one. Pending ones past their expiry
         are ``expired``, and so are ``processing`` ones past it by ``processing_s`` (a decision that
         never finished: ``details["expired_while"]``)."""
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidArgument(f"limit is 1 to {LIST_LIMIT_MAX}, got {limit}")
+        if status is not None and status not in STATUSES:  # no session has it: every one was listed
+            raise InvalidArgument(f"status is one of {', '.join(STATUSES)} (got {status[:40]!r})")
         now = utcnow()
         with self._sessions.begin() as session:
             self._expire(session, now, KycSession.tenant == tenant)

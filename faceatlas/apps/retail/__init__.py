@@ -42,10 +42,11 @@ from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.products import MAX_PRICE_CENTS, Catalogue, ProductRemoval
 from faceatlas.apps.retail.simulator import demo_store, simulate_day
-from faceatlas.apps.retail.store import Cart, ExitOutcome, RetailStore, UnknownShopper
+from faceatlas.apps.retail.store import AlertResolution, Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
     "AGE_BANDS",
+    "AlertResolution",
     "BIOMETRIC_PURPOSES",
     "CHARTS",
     "MAX_PRICE_CENTS",

@@ -218,11 +218,15 @@ def list_stores(engine: Engine, tenant: str) -> list[tuple[str, str]]:
                                                         .order_by(StoreRecord.id))]
 
 
+REPORT_DAYS = 30  # the days of a report by default, its last day (today) included
+
+
 def report_window(first: date | None, last: date | None, today: date | None = None) -> tuple[date, date]:
-    """The days of a report: ``last`` defaults to today, ``first`` to 30 days before ``last``
-    (or the first calendar day, near it); any calendar dates are valid."""
+    """The days of a report, both included: ``last`` defaults to today, ``first`` to the day that
+    makes :data:`REPORT_DAYS` days (``last`` and the 29 before it; ``last - 30`` made 31, which the
+    console headed "Last 30 days"), or the first calendar day, near it; any calendar dates are valid."""
     last = last or today or date.today()
-    return first or last - min(timedelta(days=30), last - date.min), last
+    return first or last - min(timedelta(days=REPORT_DAYS - 1), last - date.min), last
 
 
 def _visitor(visit: Visit) -> str:

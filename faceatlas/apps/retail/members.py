@@ -26,8 +26,8 @@ from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.db import rowcount
 from faceatlas.engine import FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import ConsentRequired, InvalidArgument
-from faceatlas.gallery import Gallery, NotFound, check_text
+from faceatlas.errors import ConsentRequired, InvalidArgument, TooManyFaces
+from faceatlas.gallery import EnrolReport, Gallery, NotFound, check_text
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
 BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
@@ -61,14 +61,21 @@ class MemberInfo:
     # of an enrolment or a new grant: the images that gave no usable face, as (source, "code: why");
     # the source is the gallery's name for the image (a path, or "image#N", the N-th from 0)
     rejected: tuple[tuple[str, str], ...] = ()
+    # of an enrolment or a new grant: (source, how many faces the image holds) of each image read
+    faces_in_image: tuple[tuple[str, int], ...] = ()
 
 
 class NoUsableFace(NoFace):
     """No image of an enrolment or a new grant gave a usable face; ``rejected``: each image's
-    (source, "code: why"), as :attr:`MemberInfo.rejected` names them."""
+    (source, "code: why"), as :attr:`MemberInfo.rejected` names them; ``faces_in_image`` as
+    :attr:`MemberInfo.faces_in_image`. Its code is ``too_many_faces`` when every image was refused
+    for holding several people (a photo of the member alone is wanted), else ``no_face``."""
 
-    def __init__(self, rejected: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, rejected: Iterable[tuple[str, str]], faces_in_image: Iterable[tuple[str, int]] = ()) -> None:
         self.rejected = tuple(rejected)
+        self.faces_in_image = tuple(faces_in_image)
+        if self.rejected and all(why.startswith(f"{TooManyFaces.code}:") for _, why in self.rejected):
+            self.code = TooManyFaces.code
         super().__init__(f"no usable face in the enrolment images: {list(self.rejected)}")
 
 
@@ -115,15 +122,22 @@ class MemberRegistry:
               gender: str | None = None, member_id: str | None = None, at: datetime | None = None) -> MemberInfo:
         """Enrol a member from face images under ``consent``. A biometric purpose (face_pay or
         visit_recognition) is required; face_pay also needs ``payment_ref``; the declared age
-        band and gender are kept only when the consent covers "analytics"."""
+        band and gender are kept only when the consent covers "analytics".
+
+        Each photo must show the member alone: one holding several faces is refused
+        (``too_many_faces`` in ``rejected``), none of its faces enrolled, the member's other photos
+        still are (:class:`NoUsableFace` when none is left). A consent is one person's: the largest
+        face of a group photo may be a bystander's (someone nearer the camera), who would then be
+        recognised at the door and charged at the checkout on the member's consent, with no consent
+        of their own. Saying "the largest of N faces" after the fact, as a gallery enrolment does,
+        leaves that face held until staff notice; a retake at the kiosk costs a second.
+        ``faces_in_image`` says how many faces each photo read holds."""
         purposes = _checked(consent, payment_ref)
         for what, text in (("member name", name), ("email", email), ("payment reference", payment_ref)):
             check_text(text, what, max_length=TEXT_MAX)  # before any face is enrolled
         member_id = member_id or uuid.uuid4().hex
         at = at or utcnow()
-        report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
-        if not report.added:
-            raise NoUsableFace(report.rejected)
+        report = self._enrol_faces(member_id, images)
         analytics = "analytics" in purposes
         try:
             with self._sessions.begin() as session:
@@ -138,7 +152,15 @@ class MemberRegistry:
         except Exception:
             self._gallery.delete_subject(self._collection, member_id)
             raise
-        return replace(self.get(member_id), rejected=tuple(report.rejected))
+        return replace(self.get(member_id), rejected=tuple(report.rejected), faces_in_image=tuple(report.found))
+
+    def _enrol_faces(self, member_id: str, images: Iterable[ImageInput]) -> EnrolReport:
+        """The member's face of each image, each image showing them alone (see :meth:`enrol`);
+        :class:`NoUsableFace` when no image gave one."""
+        report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer, alone=True)
+        if not report.added:
+            raise NoUsableFace(report.rejected, report.found)
+        return report
 
     def withdraw(self, member_id: str, purposes: Iterable[str] | None = None, *,
                  at: datetime | None = None) -> WithdrawalReport:
@@ -191,14 +213,12 @@ class MemberRegistry:
               payment_ref: str | None = None, age_band: str | None = None,
               gender: str | None = None) -> MemberInfo:
         """Record a new consent of an existing member (after a withdrawal, or to change purposes)
-        with new face images, under the same rules as :meth:`enrol`: faces withdrawn before are
-        never restored, the member gives a new photo."""
+        with new face images, under the same rules as :meth:`enrol` (each photo of the member
+        alone): faces withdrawn before are never restored, the member gives a new photo."""
         purposes = _checked(consent, payment_ref)
         with self._sessions() as session:
             self._member(session, member_id)
-        report = self._gallery.enrol_images(self._collection, member_id, images, self._analyzer)
-        if not report.added:
-            raise NoUsableFace(report.rejected)
+        report = self._enrol_faces(member_id, images)
         analytics = "analytics" in purposes
         at = utcnow()
         try:
@@ -215,7 +235,7 @@ class MemberRegistry:
             for face_id in report.added:
                 self._gallery.delete_face(self._collection, face_id)
             raise
-        return replace(self.get(member_id), rejected=tuple(report.rejected))
+        return replace(self.get(member_id), rejected=tuple(report.rejected), faces_in_image=tuple(report.found))
 
     def get(self, member_id: str) -> MemberInfo:
         """One member (NotFound when there is none)."""

@@ -151,9 +151,13 @@ class _Casting:
         self.used: set[Path] = set()
         self.known: list[np.ndarray] = []
 
-    def _face(self, path: Path) -> np.ndarray | None:
-        faces = self.analyzer.analyze(path, max_faces=1, liveness=True)
+    def _face(self, path: Path, *, alone: bool = False) -> np.ndarray | None:
+        """The embedding of the photo's largest face when it is live (``alone``: and the only face,
+        as a member's enrolment photo must be), else None."""
+        faces, found = self.analyzer.largest(path, liveness=True)
         if not faces or faces[0].liveness is None or not faces[0].liveness.is_real(self.min_live):
+            return None
+        if alone and found > 1:
             return None
         return faces[0].embedding
 
@@ -166,7 +170,7 @@ class _Casting:
             if len(chosen) == count:
                 break
             images = sorted(folder.glob("*.jpg"))[:3]
-            enrol = self._face(images[0])
+            enrol = self._face(images[0], alone=True)  # members.enrol refuses a photo of several people
             if enrol is None or not self._distinct(enrol):
                 continue
             captures = [p for p in images[1:] if (v := self._face(p)) is not None and float(v @ enrol) >= self.pay

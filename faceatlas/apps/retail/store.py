@@ -83,6 +83,16 @@ class Cart:
 
 
 @dataclass(frozen=True)
+class AlertResolution:
+    """An alert dealt with: when it was (``resolved_at``, the first resolution's) and whether it
+    was ``already`` resolved before this call, which then changed nothing."""
+
+    id: int
+    resolved_at: datetime
+    already: bool
+
+
+@dataclass(frozen=True)
 class ExitOutcome:
     """What an exit did. ``repeated`` is True when the event had been handled already."""
 
@@ -475,13 +485,18 @@ class RetailStore:
                      "at": a.at.isoformat(), "resolved": a.resolved_at is not None}
                     for a in session.scalars(query.order_by(Alert.at, Alert.id))]
 
-    def resolve_alert(self, alert_id: int) -> None:
-        """Mark an alert as dealt with."""
+    def resolve_alert(self, alert_id: int) -> AlertResolution:
+        """Mark an alert as dealt with, once: resolving it again keeps the first resolution's time
+        (it was overwritten, so the record said it was dealt with when it was only looked at again)
+        and says it was ``already`` resolved. Every door answers from this."""
         with self._sessions.begin() as session:
-            alert = session.get(Alert, alert_id)
+            alert = session.get(Alert, alert_id, with_for_update=True)
             if alert is None or alert.store_id != self.config.id:  # another store's alert is not found here
                 raise NotFound(f"alert {alert_id} not found")
+            if alert.resolved_at is not None:
+                return AlertResolution(alert.id, alert.resolved_at, already=True)
             alert.resolved_at = utcnow()
+            return AlertResolution(alert.id, alert.resolved_at, already=False)
 
     def close_abandoned(self, now: datetime | None = None) -> int:
         """Close the visits open longer than ``privacy.max_visit_hours`` (their exit was never

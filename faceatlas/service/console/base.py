@@ -4,7 +4,7 @@ the session dependencies (the caller, CSRF) and rendering."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -183,14 +183,17 @@ CONFIRMED = "yes"
 Confirmed = Annotated[str, Form(max_length=10)]
 
 
-async def ask_first(request: Request, user: ConsoleUser, confirmed: str, scope: str, question: str,
-                    back: str) -> Response | None:
+async def ask_first(request: Request, user: ConsoleUser, confirmed: str, scope: str,
+                    question: str | Callable[[], Awaitable[str]], back: str) -> Response | None:
     """None when a destructive form was confirmed (``confirmed`` is :data:`CONFIRMED`), or when the
-    key lacks ``scope`` (the gate refuses it); else a page that asks ``question`` first, with a
-    button that sends the same form confirmed and a way ``back``. The dialog is console.js's: where
-    it did not run (blocked, or scripts off), one click on Delete erased a subject."""
+    key lacks ``scope`` (the gate refuses it); else a page that asks ``question`` first (given, or
+    read when asked: a question that names what the layer holds), with a button that sends the
+    same form confirmed and a way ``back``. The dialog is console.js's: where it did not run
+    (blocked, or scripts off), one click on Delete erased a subject."""
     if confirmed == CONFIRMED or not user.principal.allows(scope):
         return None
+    if not isinstance(question, str):
+        question = await question()
     form = await request.form()
     fields = [(name, value) for name, value in form.multi_items() if name != "confirmed" and isinstance(value, str)]
     action = "/".join(seg(part) for part in request.scope["path"].split("/"))  # this address, as a link names it

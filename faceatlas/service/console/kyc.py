@@ -5,19 +5,19 @@ keeps under its retention; the same layer calls as ``/v1/kyc/sessions``."""
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from faceatlas.apps.kyc import STATUSES, SessionInfo
 from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, render
 from faceatlas.service.deps import KycDep
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
 SESSIONS_PAGE = 200  # sessions a page of the list shows
-STATUSES = ("pending", "processing", "accepted", "rejected", "expired")
 REASON_WORDS = {
     "replay": "the same selfie was submitted before",
     "selfie_is_document": "the selfie is the ID document's own picture",
@@ -37,7 +37,7 @@ async def sessions(request: Request, user: UserDep, kyc: KycDep,
                    after: Annotated[str | None, Query(max_length=100)] = None) -> Response:
     """The sessions, :data:`SESSIONS_PAGE` a page, newest first (``after``: the previous page's cursor)."""
     tenant = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal.tenant_id
-    wanted = status if status in STATUSES else None
+    wanted = status or None  # the form's "any"; a status no session has is refused (422), as the API refuses it
     page = await run_in_threadpool(lambda: kyc.list(gallery_tenant(tenant), status=wanted, limit=SESSIONS_PAGE,
                                                     after=after))
     return render(request, "kyc.html", user, sessions=page.items, statuses=STATUSES, status=wanted or "",
@@ -50,9 +50,41 @@ async def session(request: Request, user: UserDep, kyc: KycDep,
                   ) -> Response:
     tenant = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal.tenant_id
 
-    def read() -> tuple[object, dict[str, bytes]]:
+    def read() -> tuple[SessionInfo, dict[str, bytes]]:
         return kyc.get(gallery_tenant(tenant), session_id), kyc.references(gallery_tenant(tenant), session_id)
 
     info, kept = await run_in_threadpool(read)
     images = [(kind, base64.b64encode(image).decode()) for kind, image in sorted(kept.items())]
-    return render(request, "kyc_session.html", user, info=info, images=images, words=REASON_WORDS)
+    return render(request, "kyc_session.html", user, info=info, images=images, words=REASON_WORDS,
+                  audit=audit_rows(info.details))
+
+
+def audit_rows(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """A decision's audit (scores, thresholds, model versions, timings) as (what, in words) rows:
+    only the values present (``"threshold": null`` and empty entries left out), no JSON."""
+    rows = [(_label(key), _words(value)) for key, value in sorted(details.items())]
+    return [(label, text) for label, text in rows if text]
+
+
+def _label(key: str) -> str:
+    return str(key).replace("_", " ")
+
+
+def _words(value: Any) -> str:
+    """``value`` in words: yes/no, numbers as written, lists joined (an empty one is "none"),
+    mappings as "name: value" pairs, a nested list or mapping in brackets; None, and a mapping of
+    None only, is "" (left out)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        pairs = [(_label(key), inner, _words(inner)) for key, inner in value.items()]
+        return ", ".join(f"{label}: ({text})" if isinstance(inner, (dict, list, tuple)) else f"{label}: {text}"
+                         for label, inner, text in pairs if text)
+    if isinstance(value, (list, tuple)):
+        items = [text for text in map(_words, value) if text]
+        return ("; " if any(isinstance(item, dict) for item in value) else ", ").join(items) or "none"
+    return str(value)

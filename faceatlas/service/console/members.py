@@ -96,15 +96,16 @@ async def _photos(request: Request, photos: Sequence[UploadFile]) -> list[bytes]
     return images
 
 
-def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: Sequence[tuple[str, str]]
-              ) -> list[dict[str, Any]]:
-    """Each photo's outcome from what the layer rejected (``image#N``: the N-th photo)."""
-    why = dict(rejected)
+def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: Sequence[tuple[str, str]],
+              found: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Each photo's outcome from what the layer rejected and how many faces it found in each
+    (``image#N``: the N-th photo)."""
+    why, faces = dict(rejected), dict(found)
     outcomes = []
     for number, upload in enumerate(photos[:MAX_PHOTOS]):
         reason = why.get(f"image#{number}")
         if reason is None and info is not None:
-            outcomes.append({"file": upload.filename, "ok": True})
+            outcomes.append({"file": upload.filename, "ok": True, "found": faces.get(f"image#{number}", 1)})
         else:
             code, _, message = (reason or "no_face: no usable face").partition(": ")
             outcomes.append({"file": upload.filename, "ok": False, "code": code, "message": message})
@@ -143,7 +144,8 @@ async def enrol(request: Request, user: PostingUserDep, analyzer: AnalyzerDep, g
                 store_id: StoreId, name: Annotated[str, Form(min_length=1, max_length=400)], photos: Photos,
                 purposes: Purposes = None, granted_by: Text = "", payment_ref: Text = "") -> Response:
     """Enrol a member from the uploaded photos under the consent given (``members.enrol``, one
-    ``retail.enrol`` call as the API's ``POST .../members``): the largest face of each photo."""
+    ``retail.enrol`` call as the API's ``POST .../members``): the face of each photo that shows
+    the member alone (a photo of several people is refused, and said so)."""
     principal = user.principal
     if not name.strip():
         raise InvalidArgument("a member needs a name")
@@ -172,11 +174,11 @@ async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, 
     status, info = 200, None
     try:
         info = await run_in_threadpool(run)
-        meter.faces, rejected = info.faces, info.rejected
+        meter.faces, rejected, found = info.faces, info.rejected, info.faces_in_image
     except NoUsableFace as refused:  # each photo's reason, as the galleries page shows them
-        status, rejected = refused.status, refused.rejected
+        status, rejected, found = refused.status, refused.rejected, refused.faces_in_image
     context: dict[str, Any] = {"store_id": store_id, "info": info, "member": member,
-                               "outcomes": _outcomes(photos, info, rejected),
+                               "outcomes": _outcomes(photos, info, rejected, found),
                                "skipped": max(0, len(photos) - MAX_PHOTOS)}
     template = "_member_enrol.html" if is_htmx(request) else "member_enrolled.html"
     return render(request, template, user, status_code=status, **context), info

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail import RetailStore, chart_png, list_stores, report_window, store_report
+from faceatlas.apps.retail import AlertResolution, RetailStore, chart_png, list_stores, report_window, store_report
+from faceatlas.apps.retail.analytics import REPORT_DAYS
 from faceatlas.db import utcnow
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render, seg
 from faceatlas.service.console.uploads import audit
@@ -37,7 +38,8 @@ async def stores(request: Request, user: UserDep, db: DbDep) -> Response:
 @router.get("/store/{store_id}", include_in_schema=False)
 async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                     store_id: StoreId) -> Response:
-    """Today's and the last 30 days' headline numbers, today's charts, occupancy and open alerts."""
+    """Today's and the last :data:`REPORT_DAYS` days' headline numbers (today included: the API's
+    default report window), today's charts, occupancy and open alerts."""
     tenant = (await gate(request, user.principal, "retail.analytics", "read", billable=False)).principal.tenant_id
     today = date.today()
 
@@ -52,12 +54,37 @@ async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
         shown = {metric for metric, _, _ in now.rows()}
         charts = [(title, base64.b64encode(chart_png(now, name)).decode())
                   for name, section, title in CHARTS if section in shown]
-        return {"today": now.summary(), "month": month.summary(), "occupancy": inside, "alerts": alerts,
-                "charts": charts}
+        currency = store.config.currency
+        return {"today": now.summary(), "month": month.summary(), "occupancy": inside, "charts": charts,
+                "alerts": [{**alert, "words": alert_words(alert["details"], currency)} for alert in alerts],
+                "currency": currency}
 
     context = await run_in_threadpool(read)
-    return render(request, "store.html", user, store_id=store_id, day=today.isoformat(),
+    return render(request, "store.html", user, store_id=store_id, day=today.isoformat(), days=REPORT_DAYS,
                   can_write=user.principal.allows("write"), **context)
+
+
+def money(cents: int, currency: str) -> str:
+    """An amount in minor units as a person reads it: 537 → "5.37 EUR"."""
+    return f"{cents / 100:,.2f} {currency}"
+
+
+def alert_words(details: dict[str, Any], currency: str) -> str:
+    """An alert's details in words ("3 items, 5.37 EUR, face seen"), not JSON; what the page does
+    not know is shown as "name: value", None left out."""
+    words = []
+    for key, value in details.items():
+        if value is None:
+            continue
+        if key == "items":
+            words.append(f"{value} item{'' if value == 1 else 's'}")
+        elif key == "amount_cents":
+            words.append(money(int(value), currency))
+        elif key == "face_seen":
+            words.append("face seen" if value else "no face seen")
+        else:
+            words.append(f"{key.replace('_', ' ')}: {value}")
+    return ", ".join(words) or "—"
 
 
 @router.post("/store/{store_id}/alerts/{alert_id}/resolve", include_in_schema=False)
@@ -66,13 +93,15 @@ async def resolve(request: Request, user: PostingUserDep, accounts: AccountsDep,
                   alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Response:
     tenant = (await gate(request, user.principal, "retail.alerts", "write", billable=False)).principal.tenant_id
 
-    def run() -> None:
+    def run() -> AlertResolution:
         store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
         try:
-            store.resolve_alert(alert_id)
+            return store.resolve_alert(alert_id)
         finally:
             store.close()
 
-    await run_in_threadpool(run)
+    done = await run_in_threadpool(run)
+    if done.already:  # the first resolution stays; nothing was done, nothing is audited
+        return render(request, "alert_resolved.html", user, store_id=store_id, resolution=done)
     await audit(accounts, user.principal, "retail.alert.resolve", f"{store_id}/{alert_id}")
     return redirect(request, f"{PREFIX}/store/{seg(store_id)}")

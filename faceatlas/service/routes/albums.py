@@ -24,6 +24,7 @@ from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
 from faceatlas.service.db import PERSON_REF_MAX_LENGTH
 from faceatlas.service.deps import (
+    API_PREFIX,
     AccountsDep,
     AnalyzerDep,
     AuditEntry,
@@ -286,7 +287,8 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
     and (unless the server keeps them) their ids and names in the audit trail. Copies promoted
     into a gallery collection are that collection's subject: erase them there."""
     erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
-    audit.target = await _forget(request, accounts, settings, meter, album, erased, called=person)
+    audit.target = await forget_album_erasure(request, accounts, settings, meter.principal.tenant_id, album, erased,
+                                              called=person)
     return {"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted}
 
 
@@ -300,7 +302,7 @@ async def delete_face(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gal
     its photo when no face is left on it, its person when it was their last face (erased as a
     person is, with what named them)."""
     erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.delete_face(face))
-    await _forget(request, accounts, settings, meter, album, erased)
+    await forget_album_erasure(request, accounts, settings, meter.principal.tenant_id, album, erased)
     return {"face": face, **erased.to_dict()}
 
 
@@ -313,7 +315,7 @@ async def delete_photo(album: AlbumName, photo: PhotoId, analyzer: AnalyzerDep, 
     """Delete a photo (its row: hash, source, date) and every face on it, as deleting each face
     does; added again, it is scanned again."""
     erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.delete_photo(photo))
-    await _forget(request, accounts, settings, meter, album, erased)
+    await forget_album_erasure(request, accounts, settings, meter.principal.tenant_id, album, erased)
     return {"photo": photo, **erased.to_dict()}
 
 
@@ -328,25 +330,37 @@ async def delete_album(album: AlbumName, gallery: GalleryDep, db: DbDep,
     of what was in it in the audit trail; the album's own records keep its name. An album of any
     pack is deleted (the server's need not be its). Copies promoted into a gallery collection are
     that collection's subjects: erase them there."""
-    tenant = meter.principal.tenant_id
+    return await delete_whole_album(request, accounts, settings, db, gallery, meter.principal.tenant_id, album)
+
+
+async def delete_whole_album(request: Request, accounts: Any, settings: Any, db: Any, gallery: Any, tenant: str,
+                             album: str) -> dict[str, Any]:
+    """``erase_album`` of the tenant's ``album`` and what the doors keep of it: the ids of what was
+    in it in the audit trail (unless the server keeps them) and the stored answers of every call
+    under ``/v1/albums/{album}``; the API's DELETE and the console's delete call it. Returns the
+    counts, as the API answers them."""
     erased = await run_in_threadpool(erase_album, db, gallery, gallery_tenant(tenant), album)
     await run_in_threadpool(accounts.erase_album, tenant, album, keep_ids=settings.audit_keeps_subject_ids)
-    await forget_erased(request, tenant)  # every answer of a call under /v1/albums/{album}
+    await forget_erased(request, tenant, path=album_path(album))  # every answer of a call under it
     return {"album": album, **erased.to_dict()}
 
 
-async def _forget(request: Request, accounts: Any, settings: Any, meter: Meter, album: str, erased: Erasure,
-                  called: str | None = None) -> str:
+def album_path(album: str) -> str:
+    """The API path of ``album`` (what its stored answers' paths start with)."""
+    return f"{API_PREFIX}/albums/{album}"
+
+
+async def forget_album_erasure(request: Request, accounts: Any, settings: Any, tenant: str, album: str,
+                               erased: Erasure, *, called: str | None = None, path: str | None = None) -> str:
     """After an erasure in ``album`` (a person, a face, a photo): its people's ids and names and
     its faces leave the tenant's audit trail (unless the server keeps ids) and the stored answers
     of calls on them or naming them are forgotten (a rename by another reference, a merge, a split,
-    a move, a rejection). Returns the target the erasure of a person is audited under."""
-    tenant = meter.principal.tenant_id
+    a move, a rejection). ``path``: the API path of what was erased where the console erased it
+    (default: this request's). Returns the target the erasure of a person is audited under."""
     target = await run_in_threadpool(lambda: accounts.erase_album_person(
         tenant, album, erased.people + erased.ids, [called, *erased.names], erased.face_ids,
         keep_ids=settings.audit_keeps_subject_ids))
-    album_path = request.url.path.rsplit("/", 2)[0]  # /v1/albums/{album}
-    await forget_erased(request, tenant, also=partial(_names, erased, album_path))
+    await forget_erased(request, tenant, also=partial(_names, erased, album_path(album)), path=path)
     return str(target)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.kyc import LIST_LIMIT_MAX
+from faceatlas.apps.kyc import LIST_LIMIT_MAX, STATUSES
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import (
@@ -28,7 +28,7 @@ from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["kyc"], route_class=IdempotentRoute)
-Status = Literal["pending", "processing", "accepted", "rejected", "expired"]
+Status = Literal[STATUSES]  # type: ignore[valid-type]
 SessionId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
 MAX_FRAMES = 300
 

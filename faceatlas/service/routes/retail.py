@@ -55,6 +55,7 @@ from faceatlas.service.schemas import (
     RetailAlertList,
     RetailAlertResolvedOut,
     RetailCartOut,
+    RetailEnrolOut,
     RetailErasureOut,
     RetailExitOut,
     RetailMemberOut,
@@ -80,7 +81,8 @@ async def store_analytics(
     store_id: str,
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("retail.analytics", "read", billable=False))],
-    start: Annotated[date | None, Query(alias="from", description="first day (default: 30 days ago)")] = None,
+    start: Annotated[date | None, Query(alias="from", description="first day (default: 29 days before to: "
+                                                                  "30 days in all)")] = None,
     end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
     format: Annotated[Literal["json", "csv", "png"], Query()] = "json",
     chart: Annotated[Chart, Query(description="the chart drawn when format=png")] = "visits_per_hour",
@@ -158,6 +160,11 @@ def _member(info: MemberInfo) -> dict[str, Any]:
             "purposes": list(info.purposes), "faces": info.faces, "has_payment_method": info.has_payment_method}
 
 
+def _enrolled(info: MemberInfo) -> dict[str, Any]:
+    """A member after an enrolment or a new grant of one photo, with how many faces it held."""
+    return {**_member(info), "faces_in_image": info.faces_in_image[0][1] if info.faces_in_image else None}
+
+
 @router.get("/retail/stores/{store_id}/members", response_model=dict[str, list[RetailMemberOut]])
 async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.members", "read", billable=False))]) -> dict:
@@ -166,21 +173,23 @@ async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galler
     return {"members": [_member(m) for m in members]}
 
 
-@router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailMemberOut,
+@router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailEnrolOut,
              openapi_extra=image_request_body("image", extra={
                  "name": {"type": "string"}, "purposes": {"type": "string", "description": "comma-separated"},
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
 async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))]) -> dict:
     """Enrol a member from an uploaded face photo under the consent given (``purposes`` of
-    face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian)."""
+    face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian). The
+    photo shows the member alone: one of several people is refused (422 ``too_many_faces``), a
+    consent being one person's; ``faces_in_image`` says how many faces it held."""
     image, name, consent, payment = await _consent_form(request, meter)
     if not name:
         raise InvalidArgument("a member needs a name")
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.enrol(
         name, [image], consent, payment_ref=payment))
     meter.faces = info.faces
-    return _member(info)
+    return _enrolled(info)
 
 
 async def _consent_form(request: Request, meter: Meter) -> tuple[bytes, str, ConsentRecord, str | None]:
@@ -218,7 +227,7 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
             "demographics_removed": report.demographics_removed}
 
 
-@router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailMemberOut,
+@router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailEnrolOut,
              openapi_extra=image_request_body("image", extra={
                  "purposes": {"type": "string", "description": "comma-separated"},
                  "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
@@ -227,13 +236,14 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
                         meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))],
                         audit: Annotated[AuditEntry, audited("retail.consent.grant", MEMBER)]) -> dict:
     """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
-    for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``)."""
+    for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``;
+    a photo of the member alone, ``too_many_faces`` else)."""
     image, _, consent, payment = await _consent_form(request, meter)
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.grant(
         member_id, [image], consent, payment_ref=payment))
     meter.faces = 1
     audit.details["purposes"] = list(info.purposes)
-    return _member(info)
+    return _enrolled(info)
 
 
 @router.delete("/retail/stores/{store_id}/members/{member_id}", response_model=RetailErasureOut)
@@ -362,9 +372,11 @@ async def resolve_alert(store_id: StoreId, alert_id: RowId, analyzer: AnalyzerDe
                         gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.alerts", "write", billable=False,
                                                                 idempotent=True))]) -> dict[str, Any]:
-    """Mark an alert as dealt with."""
-    await _store(store_id, meter, analyzer, gallery, db, lambda s: s.resolve_alert(alert_id))
-    return {"id": alert_id, "resolved": True}
+    """Mark an alert as dealt with, once: resolving it again changes nothing and says
+    ``already_resolved``, with the first resolution's ``resolved_at``."""
+    done = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.resolve_alert(alert_id))
+    return {"id": done.id, "resolved": True, "already_resolved": done.already,
+            "resolved_at": done.resolved_at.isoformat()}
 
 
 @router.get("/retail/stores/{store_id}/occupancy", response_model=RetailOccupancyOut)

@@ -4,11 +4,14 @@
   // Confirm destructive forms (delete, revoke, rotate) with their stated consequence. The server does
   // them only when the form says "confirmed" (set here once the dialog is accepted); sent without it
   // (this script not run), the answer is a page that asks first. "{field}" in the question is the
-  // form's current value of that field (a merge names the two subjects chosen).
+  // form's current value of that field (a merge names the two subjects chosen), or the chosen
+  // option's data-label where it has one (an album's person: their name and id, not the id alone).
   function question(form) {
     return form.dataset.confirm.replace(/\{([a-z_]+)\}/g, function (whole, name) {
       var field = form.elements.namedItem(name);
-      return field && typeof field.value === "string" ? field.value : whole;
+      if (!field || typeof field.value !== "string") { return whole; }
+      var chosen = field.options && field.selectedIndex >= 0 ? field.options[field.selectedIndex] : null;
+      return chosen && chosen.dataset.label ? chosen.dataset.label : field.value;
     });
   }
   function confirmed(form) {
