@@ -10,6 +10,7 @@ store's cameras, through the video layer, drive the store.
 
 from faceatlas.apps.retail.analytics import (
     CHARTS,
+    REPORT_DAYS,
     SUPPRESSED,
     Report,
     chart_png,
@@ -69,6 +70,7 @@ __all__ = [
     "Privacy",
     "Product",
     "PURPOSES",
+    "REPORT_DAYS",
     "ProductRemoval",
     "Recognition",
     "Report",

@@ -11,8 +11,15 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.retail import AlertResolution, RetailStore, chart_png, list_stores, report_window, store_report
-from faceatlas.apps.retail.analytics import REPORT_DAYS
+from faceatlas.apps.retail import (
+    REPORT_DAYS,
+    AlertResolution,
+    RetailStore,
+    chart_png,
+    list_stores,
+    report_window,
+    store_report,
+)
 from faceatlas.db import utcnow
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render, seg
 from faceatlas.service.console.uploads import audit
