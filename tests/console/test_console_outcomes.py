@@ -283,3 +283,38 @@ def test_store_alerts_in_words_resolved_once_over_exactly_thirty_days(fast_analy
     first_day, last_day = date.fromisoformat(report["from"]), date.fromisoformat(report["to"])
     assert last_day - first_day == timedelta(days=29)  # 30 days, the last one included
     assert "Last 30 days" in page
+
+
+def test_a_subject_and_a_collection_deleted_in_the_console_leave_no_stored_answer_naming_them(
+        fast_analyzer, examples, tmp_path) -> None:
+    """The API's deletes forget the stored answers (Idempotency-Key) of calls on what they erased;
+    the console's deletes of a subject and of a collection did not: a retried subject creation
+    still answered the deleted subject's name and metadata for a day."""
+    obama = examples / "tests/test_images/obama.jpg"
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        api = {"Authorization": f"Bearer {console.key}"}
+        assert client.post("/v1/collections", json={"name": "staff"}, headers=api).status_code == 201
+        create = {"json": {"id": "obama", "name": "Barack Obama", "metadata": {"desk": "7"}},
+                  "headers": {**api, "Idempotency-Key": "create-obama"}}
+        assert client.post("/v1/collections/staff/subjects", **create).status_code == 201
+        enrol = {"files": {"image": _upload(obama)}, "headers": {**api, "Idempotency-Key": "enrol-obama"}}
+        assert client.post("/v1/collections/staff/subjects/obama/faces", **enrol).status_code == 201
+        deleted = client.post("/console/galleries/staff/subjects/obama/delete",
+                              data={"csrf": csrf, "confirmed": "yes"}, **STAY)
+        assert deleted.status_code == 303
+        for call in (client.post("/v1/collections/staff/subjects", **create),
+                     client.post("/v1/collections/staff/subjects/obama/faces", **enrol)):
+            assert call.headers.get("Idempotent-Replayed") == "true" and call.status_code == 404, call.text
+            assert "Barack" not in call.text and "desk" not in call.text
+
+        keep = {"json": {"name": "visitors"}, "headers": {**api, "Idempotency-Key": "create-visitors"}}
+        assert client.post("/v1/collections", **keep).status_code == 201
+        visit = {"json": {"id": "guest", "name": "Guest Name"},
+                 "headers": {**api, "Idempotency-Key": "create-guest"}}
+        assert client.post("/v1/collections/visitors/subjects", **visit).status_code == 201
+        assert client.post("/console/galleries/visitors/delete", data={"csrf": csrf, "confirmed": "yes"},
+                           **STAY).status_code == 303
+        replayed = client.post("/v1/collections/visitors/subjects", **visit)
+        assert replayed.headers.get("Idempotent-Replayed") == "true" and replayed.status_code == 404
+        assert "Guest Name" not in replayed.text

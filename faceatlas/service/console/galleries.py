@@ -28,6 +28,7 @@ from faceatlas.service.console.base import (
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import (
+    API_PREFIX,
     AccountsDep,
     AnalyzerDep,
     Meter,
@@ -36,6 +37,7 @@ from faceatlas.service.deps import (
     charge_pixels,
     tenant_gallery,
 )
+from faceatlas.service.idempotency import forget_erased
 from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -215,6 +217,9 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
     gallery = tenant_gallery(request, principal)
     faces, target = await run_in_threadpool(lambda: erase_gallery_subject(
         gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids))
+    # the API's stored answers of calls on it name it no more, as the API's delete leaves them
+    await forget_erased(request, principal.tenant_id, created=("external_id", subject),
+                        path=f"{API_PREFIX}/collections/{collection}/subjects/{subject}")
     await audit(accounts, principal, "subject.delete", target, {"faces": faces})
     return redirect(request, f"{PREFIX}/galleries/{collection}")
 
@@ -231,5 +236,6 @@ async def delete_collection(request: Request, user: PostingUserDep, accounts: Ac
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: erase_gallery_collection(gallery, accounts, collection,
                                                              keep_ids=settings.audit_keeps_subject_ids))
+    await forget_erased(request, user.principal.tenant_id, path=f"{API_PREFIX}/collections/{collection}")
     await audit(accounts, user.principal, "collection.delete", collection)
     return redirect(request, f"{PREFIX}/galleries")
