@@ -143,3 +143,14 @@ def test_store_events_dash_is_refused(tmp_path: Path) -> None:
     (tmp_path / "store.yaml").write_text(yaml.safe_dump({**demo_store("files").model_dump(), "events": "-"}))
     with pytest.raises(InvalidInput, match=re.escape("events: Value error, '-' (standard output) is where")):
         StoreConfig.load(tmp_path / "store.yaml")
+
+
+def test_a_chart_title_names_the_last_day_of_the_report_not_the_day_after() -> None:
+    """A chart of today said "2026-12-06 to 2026-12-07": the report's end is exclusive (midnight after)."""
+    from datetime import datetime
+
+    from faceatlas.apps.retail.analytics import _days_title
+
+    assert _days_title(datetime(2026, 12, 6), datetime(2026, 12, 7)) == "2026-12-06"
+    assert _days_title(datetime(2026, 11, 7), datetime(2026, 12, 7)) == "2026-11-07 to 2026-12-06"
+    assert _days_title(datetime(2026, 12, 6, 9), datetime(2026, 12, 6, 17, 30)) == "2026-12-06"

@@ -331,6 +331,15 @@ CHARTS = ("visits_per_hour", "dwell", "zone_heat", "zone_tracks", "zone_dwell", 
 COUNT_CHARTS = frozenset(CHARTS) - {"zone_dwell"}  # counts: integer ticks only
 
 
+def _days_title(start: datetime, end: datetime) -> str:
+    """The days a report's ``[start, end)`` covers, as a person reads them: its last day inclusive
+    ("2026-12-06", or "2026-11-07 to 2026-12-06"); a chart of today said "2026-12-06 to 2026-12-07"."""
+    last = end - timedelta(microseconds=1) if end > start else end
+    if last.date() == start.date():
+        return f"{start:%Y-%m-%d}"
+    return f"{start:%Y-%m-%d} to {last:%Y-%m-%d}"
+
+
 def chart_png(report: Report, name: str) -> bytes:
     """One chart of the report (a name of :data:`CHARTS`) as PNG bytes: labelled axes, integer
     ticks on counts."""
@@ -343,7 +352,7 @@ def chart_png(report: Report, name: str) -> bytes:
     title, x_label, y_label, labels, values = _chart_specs(report)[name]
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.bar(labels, values, color=["#9aa0a6" if label == SUPPRESSED else "#3b7dd8" for label in labels])
-    axes.set_title(f"{title} — {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}", fontsize=10)
+    axes.set_title(f"{title} — {_days_title(report.start, report.end)}", fontsize=10)
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
     if name in COUNT_CHARTS:
