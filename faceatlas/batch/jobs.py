@@ -1,9 +1,10 @@
 """The batch use cases on Ray Data: embed, enrol, search and dedupe a SOURCE of images.
 
-One pipeline serves them all: ``read_binary_files`` (bytes, so a file that is not an image
-becomes an error row of the worker, not a failed read) → ``map_batches`` over an actor pool of
-:class:`FaceWorker` (one ``FaceAnalyzer`` per actor, ``concurrency`` = workers) → one output part
-per batch, written by the actor (``output``). The driver only counts (progress) and, for enrol and
+One pipeline serves them all: the paths to do (``from_items``; a path that is not a regular file
+is a failed image before Ray starts) → ``map_batches`` over an actor pool of :class:`FaceWorker`
+(one ``FaceAnalyzer`` per actor, ``concurrency`` = workers), which reads each file's bytes (a file
+that cannot be read, or is not an image, is an error row, not a failed job) → one output part per
+batch, written by the actor (``output``). The driver only counts (progress) and, for enrol and
 search, reads the faces back and talks to the gallery. Ray is started for the job (``ray.init``
 on this machine with ``num_cpus=workers``) unless an address of a running cluster is given.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +38,7 @@ from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
 from faceatlas.engine import get_pack
-from faceatlas.errors import FaceAtlasError, InvalidArgument, ModelMismatch, NotFound
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, ModelMismatch, NotFound
 from faceatlas.settings import EngineSettings
 
 Progress = Callable[[int, int], None]
@@ -144,8 +144,7 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
     if on_progress:
         on_progress(report.skipped, report.images)
-    todo = _record_missing(source, todo, out, report)
-    todo = _record_unreadable_names(todo, out, report)
+    todo = _record_unfit(source, todo, out, report)
     if not todo:  # nothing left to do (a re-run): Ray is not started ("No files found" was a traceback)
         return
     with ray_session(options.workers, options.ray_address) as workers:
@@ -155,53 +154,46 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         started = time.perf_counter()
-        # reading is I/O: it reserves no CPU, so the actors (one CPU each) can take them all
-        # blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written;
-        # at most one read task per worker at a time (they hold no CPU: unbounded, Ray would start a
-        # Python process for each)
+        # the paths go to the actors, which read the files themselves: a file that cannot be read (an
+        # I/O error) is a failed image; in Ray's reader (read_binary_files) it failed the read task and
+        # the whole job, a folder a manifest named was read as its files, and paths were parsed as URLs.
+        # Blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written
         blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
-        dataset = ray.data.read_binary_files(todo, include_paths=True, filesystem=source.filesystem,
-                                             ignore_missing_paths=True, num_cpus=0, override_num_blocks=blocks,
-                                             concurrency=workers)
+        dataset = ray.data.from_items([{"path": path} for path in todo], override_num_blocks=blocks)
         dataset = dataset.map_batches(
             FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces})
+            fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces,
+                                   "source": source.filesystem})
+        given = set(todo)
         read: set[str] = set()
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            read.update(batch["image_id"].tolist())
-            report.processed += len(batch["image_id"])
+            ids = [image_id for image_id in batch["image_id"].tolist() if image_id in given]  # only what it was given
+            read.update(ids)
+            report.processed += len(ids)
             if on_progress:
                 on_progress(report.skipped + report.processed, report.images)
         report.seconds = time.perf_counter() - started
-    # a file the reader skipped without a word (gone since it was listed) is a failed image, done for a restart
-    _record_failed([path for path in todo if path not in read], NotFound.code,
-                   "not read: the file was not there when the job read it", out, report)
+    # an image no actor answered for (none should be) is a failed image, done for a restart
+    _record_failed([path for path in todo if path not in read], FaceAtlasError.code,
+                   "not read: no worker answered for it", out, report)
 
 
-def _record_missing(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:
-    """``todo`` without the files that are not there (a manifest's row naming a missing photo): each
-    is an image failed with ``not_found`` in the output (its errors CSV), so it is reported, and done
-    for a restart. Ray's reader dropped them without a word, and a restart failed ("No files found")."""
+def _record_unfit(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:
+    """``todo`` without the paths that are not image files (listed on the driver, before any is
+    read): a manifest's row naming a missing photo (``not_found``), a folder (Ray's reader read a
+    folder's files, and outside the source), a pipe, socket or device (``bad_request``: opening a
+    pipe waits for a writer). Each is an image failed in the output (its errors CSV), so it is
+    reported, and done for a restart."""
     infos = source.filesystem.get_file_info(todo)
-    missing = [info.path for info in infos if info.type == pafs.FileType.NotFound]
-    _record_failed(missing, NotFound.code, "no such file", out, report)
-    gone = set(missing)
-    return [path for path in todo if path not in gone]
-
-
-UNREADABLE_NAME = re.compile(r"[\t\n\r]")
-"""Characters Ray's reader takes out of a path (it parses paths as URLs): ``bad\nname.jpg`` was
-looked up as ``badname.jpg``, dropped without a word, and the re-run failed ("No files found")."""
-
-
-def _record_unreadable_names(todo: list[str], out: str, report: BatchReport) -> list[str]:
-    """``todo`` without the files whose names Ray's reader cannot open (a tab or a line break):
-    each is an image failed with ``validation_error`` (its errors CSV), done for a restart."""
-    odd = [path for path in todo if UNREADABLE_NAME.search(path)]
-    _record_failed(odd, InvalidArgument.code, "a file name with a tab or line break: the reader cannot open it; "
-                   "rename the file", out, report)
-    refused = set(odd)
+    unfit = {pafs.FileType.NotFound: (NotFound.code, "no such file"),
+             pafs.FileType.Directory: (InvalidInput.code, "a folder, not an image file"),
+             pafs.FileType.Unknown: (InvalidInput.code, "not a regular file (a pipe, socket or device)")}
+    refused: set[str] = set()
+    for kind, (code, message) in unfit.items():
+        paths = [info.path for info in infos if info.type == kind]
+        _record_failed(paths, code, message, out, report)
+        refused.update(paths)
     return [path for path in todo if path not in refused]
 
 

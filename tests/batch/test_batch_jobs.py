@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -248,12 +247,9 @@ def test_a_photo_an_earlier_batch_enrol_recorded_with_its_face_number_is_skipped
         assert ("ann", photo_source(photo)) in _enrolled_sources(gallery, "staff")
 
 
-def test_a_file_name_the_reader_cannot_open_is_a_failed_image_and_a_rerun_does_nothing(
-        ray_cluster, people, tmp_path, monkeypatch):
-    """`bad\\nname.jpg` was read by Ray as `badname.jpg` and dropped without a word ("2 images: 1
-    processed, 0 failed", exit 0); the re-run was a traceback (ValueError: No files found)."""
-    import faceatlas.batch.jobs as jobs
-
+def test_a_file_name_with_a_line_break_is_read_like_any_other(ray_cluster, people, tmp_path):
+    """`bad\\nname.jpg` was read by Ray's reader as `badname.jpg` (it parsed paths as URLs) and
+    dropped without a word, then refused by name; the actors read the files themselves now."""
     source = tmp_path / "nl"
     source.mkdir()
     good, bad = sorted(people[0].glob("*.jpg"))[:2]
@@ -261,16 +257,61 @@ def test_a_file_name_the_reader_cannot_open_is_a_failed_image_and_a_rerun_does_n
     shutil.copy(bad, source / "bad\nname.jpg")
     odd = str(source / "bad\nname.jpg")
 
-    def errors(out: Path) -> list[tuple[str, str]]:
-        with open(out / "_errors.csv", newline="") as f:
-            return [(row["image_id"], row["error"]) for row in csv.DictReader(f)]
-
     report = embed(str(source), str(tmp_path / "out"), _options())
-    assert (report.images, report.processed, report.errors) == (2, 2, 1)
-    assert errors(tmp_path / "out") == [(odd, "validation_error")]
+    assert (report.images, report.processed, report.errors) == (2, 2, 0)
+    assert odd in face_table(str(tmp_path / "out")).column("image_id").to_pylist()
     rerun = embed(str(source), str(tmp_path / "out"), _options())
-    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 1)
-    # whatever else the reader skips (a file gone between the listing and the read) is reported too
-    monkeypatch.setattr(jobs, "UNREADABLE_NAME", re.compile("(?!)"))
-    dropped = embed(str(source), str(tmp_path / "dropped"), _options())
-    assert (dropped.processed, dropped.errors) == (2, 1) and errors(tmp_path / "dropped") == [(odd, "not_found")]
+    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 0)
+
+
+def test_read_files_fails_each_unreadable_file_alone(tmp_path):
+    """A file whose read raises (an I/O error, gone since the listing) failed Ray's read task, and
+    with it the whole job: each is now its own failed image, the others are read."""
+    import pyarrow.fs as pafs
+
+    from faceatlas.batch.worker import read_files
+
+    (tmp_path / "good.jpg").write_bytes(b"bytes")
+    (tmp_path / "eio.jpg").symlink_to("/proc/self/mem")  # reading offset 0 of one's own memory: EIO
+    paths = [str(tmp_path / name) for name in ("good.jpg", "eio.jpg", "gone.jpg")]
+    data, failed = read_files(pafs.LocalFileSystem(), paths)
+    assert data == [b"bytes", b"", b""]
+    assert failed == {paths[1]: ("error", "cannot read the file: input/output error"),
+                      paths[2]: ("not_found", "not read: the file was not there when the job read it")}
+
+
+def test_an_unreadable_file_a_pipe_and_a_folder_row_are_failed_images_and_the_job_goes_on(
+        ray_cluster, people, tmp_path):
+    """An I/O error on one file (`ln -s /proc/1/mem x.jpg`) or a pipe named .jpg ended the whole job
+    (exit 2, a 183-line traceback, no _errors.csv); a manifest row naming a folder was expanded by
+    Ray's reader (every image in it embedded, outside the source) and logged as not_found."""
+    import os
+
+    photos = [sorted(person.glob("*.jpg"))[0] for person in people[:2]]
+    source = tmp_path / "in"
+    source.mkdir()
+    for photo in photos:
+        shutil.copy(photo, source / photo.name)
+    (source / "eio.jpg").symlink_to("/proc/self/mem")  # reading offset 0 of one's own memory: EIO
+    os.mkfifo(source / "pipe.jpg")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(sorted(people[2].glob("*.jpg"))[0], folder / "inside.jpg")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path\n" + "".join(f"{source / p.name}\n" for p in photos)
+                        + f"{source / 'eio.jpg'}\n{source / 'pipe.jpg'}\n{folder}\n")
+    out = tmp_path / "out"
+
+    report = embed(str(manifest), str(out), _options())
+
+    assert (report.images, report.processed, report.errors) == (5, 5, 3)
+    with open(out / "_errors.csv") as f:
+        errors = {Path(row["image_id"]).name: (row["error"], row["message"]) for row in csv.DictReader(f)}
+    assert errors == {"eio.jpg": ("error", "cannot read the file: input/output error"),
+                      "pipe.jpg": ("bad_request", "not a regular file (a pipe, socket or device)"),
+                      "folder": ("bad_request", "a folder, not an image file")}
+    from faceatlas.batch import image_table
+
+    assert sorted(image_table(str(out)).column("image_id").to_pylist()) == sorted(
+        [*(str(source / p.name) for p in photos), str(source / "eio.jpg"), str(source / "pipe.jpg"), str(folder)])
+    assert {Path(i).name for i in face_table(str(out)).column("image_id").to_pylist()} == {p.name for p in photos}
