@@ -20,8 +20,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, embed_source
-from faceatlas.batch.output import out_filesystem, read_faces, read_images
-from faceatlas.batch.source import resolve_source
+from faceatlas.batch.output import hold, out_filesystem, read_faces, read_images
+from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import InvalidArgument, ModelMismatch, NotFound
@@ -93,38 +93,46 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     options.pack = _pack_for(gallery, collection, options, create=True)
     folder = work or tempfile.mkdtemp(prefix="faceatlas-enrol-")
     try:
-        report = embed_source(src, folder, options, on_progress)
-        faces = read_faces(_absolute(folder))
-        if min_quality > 0:
-            faces = faces.filter(pc.greater_equal(faces.column("quality"), min_quality))
-        if not all_faces:
-            faces = faces.filter(pc.equal(faces.column("face"), 0))
-        vectors = _vectors(faces)
-        already = _enrolled_sources(gallery, collection)
-        by_subject: dict[str, list[int]] = defaultdict(list)
-        counts = {"enrolled": 0, "already_enrolled": 0, "no_subject": 0}
-        for row, image_id in enumerate(faces.column("image_id").to_pylist()):
-            subject = src.subjects.get(image_id)
-            if subject is None:
-                counts["no_subject"] += 1
-            elif (subject, photo_source(image_id)) in already:  # by this door or by `gallery enrol`
-                counts["already_enrolled"] += 1
-            else:
-                by_subject[subject].append(row)
-        qualities = faces.column("quality").to_pylist()
-        ids, recognizers = faces.column("image_id").to_pylist(), faces.column("recognizer_id").to_pylist()
-        for subject, rows in sorted(by_subject.items()):
-            gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
-                                   qualities=[qualities[r] for r in rows],
-                                   sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
-            counts["enrolled"] += len(rows)
-        report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
-        if work is None:
-            report.files = {}
-        return report
+        with hold(_absolute(folder)):  # held until the faces are in the gallery, not only while embedded
+            return _enrol(src, folder, collection, gallery, options, on_progress, work=work, all_faces=all_faces,
+                          min_quality=min_quality)
     finally:
         if work is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options: BatchOptions,
+           on_progress: Progress | None, *, work: str | None, all_faces: bool, min_quality: float) -> BatchReport:
+    """The faces of ``src`` embedded into ``folder`` (held), then enrolled in the gallery."""
+    report = embed_source(src, folder, options, on_progress)
+    faces = read_faces(_absolute(folder))
+    if min_quality > 0:
+        faces = faces.filter(pc.greater_equal(faces.column("quality"), min_quality))
+    if not all_faces:
+        faces = faces.filter(pc.equal(faces.column("face"), 0))
+    vectors = _vectors(faces)
+    already = _enrolled_sources(gallery, collection)
+    by_subject: dict[str, list[int]] = defaultdict(list)
+    counts = {"enrolled": 0, "already_enrolled": 0, "no_subject": 0}
+    for row, image_id in enumerate(faces.column("image_id").to_pylist()):
+        subject = src.subjects.get(image_id)
+        if subject is None:
+            counts["no_subject"] += 1
+        elif (subject, photo_source(image_id)) in already:  # by this door or by `gallery enrol`
+            counts["already_enrolled"] += 1
+        else:
+            by_subject[subject].append(row)
+    qualities = faces.column("quality").to_pylist()
+    ids, recognizers = faces.column("image_id").to_pylist(), faces.column("recognizer_id").to_pylist()
+    for subject, rows in sorted(by_subject.items()):
+        gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
+                               qualities=[qualities[r] for r in rows],
+                               sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
+        counts["enrolled"] += len(rows)
+    report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
+    if work is None:
+        report.files = {}
+    return report
 
 
 def search(source: str, collection: str, gallery: Gallery, out: str, options: BatchOptions | None = None,
@@ -138,7 +146,13 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
         raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
     options.pack = _pack_for(gallery, collection, options, create=False)
     out = _absolute(out)
-    report = embed_source(resolve_source(source), f"{out}/faces", options, on_progress)
+    with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
+        return _search(resolve_source(source), collection, gallery, out, options, on_progress, cut=cut, k=k)
+
+
+def _search(src: Source, collection: str, gallery: Gallery, out: str, options: BatchOptions,
+            on_progress: Progress | None, *, cut: Cut | None, k: int) -> BatchReport:
+    report = embed_source(src, f"{out}/faces", options, on_progress)
     faces = read_faces(f"{out}/faces")
     vectors = _vectors(faces)
     chosen = cut or Cut(fpir=DEFAULT_FPIR)
@@ -197,7 +211,13 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
     if not 0 <= max_distance <= 64:
         raise InvalidArgument(f"max_distance is 0 to 64 bits (of a 64-bit hash), not {max_distance}")
     out = _absolute(out)
-    report = embed_source(resolve_source(source), f"{out}/images", options, on_progress, faces=False)
+    with storage_errors(out), hold(out, dataset=False):  # for the whole job: its hashes, then its groups
+        return _dedupe(resolve_source(source), out, options, on_progress, max_distance=max_distance)
+
+
+def _dedupe(src: Source, out: str, options: BatchOptions | None, on_progress: Progress | None, *,
+            max_distance: int) -> BatchReport:
+    report = embed_source(src, f"{out}/images", options, on_progress, faces=False)
     images = read_images(f"{out}/images").filter(pc.equal(pc.field("error"), ""))
     images = images.sort_by("image_id")
     labels, distance = duplicate_groups(images.column("phash").to_numpy(), max_distance)

@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 from faceatlas.batch.output import (
     FACE_SCHEMA,
     IMAGE_SCHEMA,
+    hold,
     out_filesystem,
     output_space,
     prepare,
@@ -231,7 +232,9 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
         get_pack(options.pack, options.settings)
     out = _absolute(out)
     report = BatchReport(out=out)
-    with storage_errors(out):  # the output is prepared (listed, tidied) before Ray starts: bad storage fails first
+    # held for the whole job (a second job on it is refused); prepared (listed, tidied) before Ray
+    # starts: bad storage fails first
+    with storage_errors(out), hold(out):
         _run(source, out, options, on_progress, faces=faces, report=report)
         report.errors = write_errors_csv(out)
         report.faces = read_faces(out).num_rows if faces else 0

@@ -12,15 +12,22 @@ of the dataset skip them):
 
 Every part is written under a name starting with ``.`` and renamed into place. A restarted job
 deletes faces parts without their manifest part (a kill between the two) and skips done images.
+
+A job holds its output for its whole life (:func:`hold`): ``_lock``, locked with ``flock``, so a
+second job on the same local output is refused (two at once each wrote every image, and one tidied
+the other's temporary files away). Object storage has no such lock: one job per output URL.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
 import re
 import uuid
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -29,10 +36,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from faceatlas.batch.storage import filesystem
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import Conflict, InvalidArgument
 
 IMAGES_DIR = "_images"
 ERRORS_CSV = "_errors.csv"
+LOCK = "_lock"  # flock'ed by the job that writes the output (a local one)
 _PART = re.compile(r"part-[0-9a-f]{32}\.parquet")  # what write_part names: a file of another name is not ours
 _TEMPORARY = re.compile(r"\.part-[0-9a-f]{32}\.parquet\.[0-9a-f]{8}\.tmp")
 
@@ -95,23 +103,75 @@ def write_part(fs: pafs.FileSystem, root: str, faces: pa.Table, images: pa.Table
     return part
 
 
+_held: dict[str, int] = {}  # the outputs this process holds: real path -> the locked file's descriptor
+
+
+def _check_ours(fs: pafs.FileSystem, root: str, uri: str) -> None:
+    """Refuse a file, or a folder that holds anything but no job's manifest: it is not a job's
+    output (a user's own ``part-*.parquet`` there was deleted as an orphan)."""
+    if fs.get_file_info(f"{root}/{IMAGES_DIR}").type == pafs.FileType.Directory:
+        return
+    found = fs.get_file_info(root)
+    if found.type == pafs.FileType.File:
+        raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
+    if found.type == pafs.FileType.Directory:
+        held = [i for i in fs.get_file_info(pafs.FileSelector(root)) if PurePosixPath(i.path).name != LOCK]
+        if held:
+            shown = ", ".join(sorted(PurePosixPath(i.path).name for i in held)[:3])
+            raise InvalidArgument(f"--out {uri} holds files no batch job wrote ({shown}"
+                                  f"{', ...' if len(held) > 3 else ''}): give a new or empty folder, "
+                                  "or the output folder of the job to resume")
+
+
+@contextmanager
+def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
+    """The output folder ``uri`` for this process alone while the block runs: created, and its
+    ``_lock`` file locked (``flock``, exclusive); an output another job holds is :class:`Conflict`,
+    nothing in it touched. Held again in the same process (a job's steps), it is the same hold.
+    ``dataset``: the folder is a job's Parquet dataset (refused when it holds other files, before
+    anything is made in it); else a folder of a job's outputs (search's, dedupe's).
+    The lock goes with the process (a killed job holds nothing). Object storage has no lock: the
+    block runs without one."""
+    fs, root = out_filesystem(uri)
+    if not isinstance(fs, pafs.LocalFileSystem):
+        yield
+        return
+    key = os.path.realpath(root)
+    if key in _held:
+        yield
+        return
+    if dataset:
+        _check_ours(fs, root, uri)  # before anything is made in a folder that is not a job's
+    elif fs.get_file_info(root).type == pafs.FileType.File:
+        raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
+    os.makedirs(root, exist_ok=True)
+    descriptor = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)  # not inherited (O_CLOEXEC)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(descriptor)
+        raise Conflict(f"{uri} is in use: another batch job holds it ({LOCK}) until it ends; wait for that "
+                       "job, or give another output folder") from exc
+    _held[key] = descriptor
+    try:
+        yield
+    finally:
+        del _held[key]
+        os.close(descriptor)  # the lock goes with it
+
+
 def prepare(uri: str) -> set[str]:
     """Create the output folder or tidy one left by a killed run (temporary files, faces parts
-    without their manifest part); the ids of the images already done. A folder that holds anything
-    but no job's manifest is not a job's output: refused, nothing in it touched (a user's own
-    ``part-*.parquet`` there was deleted as an orphan)."""
+    without their manifest part), holding it (:func:`hold`: never while another job writes it);
+    the ids of the images already done. A folder that holds anything but no job's manifest is not
+    a job's output: refused, nothing in it touched."""
+    with hold(uri):
+        return _prepare(uri)
+
+
+def _prepare(uri: str) -> set[str]:
     fs, root = out_filesystem(uri)
-    if fs.get_file_info(f"{root}/{IMAGES_DIR}").type != pafs.FileType.Directory:
-        found = fs.get_file_info(root)
-        if found.type == pafs.FileType.File:
-            raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
-        if found.type == pafs.FileType.Directory:
-            held = fs.get_file_info(pafs.FileSelector(root))
-            if held:
-                shown = ", ".join(sorted(PurePosixPath(i.path).name for i in held)[:3])
-                raise InvalidArgument(f"--out {uri} holds files no batch job wrote ({shown}"
-                                      f"{', ...' if len(held) > 3 else ''}): give a new or empty folder, "
-                                      "or the output folder of the job to resume")
+    _check_ours(fs, root, uri)
     fs.create_dir(f"{root}/{IMAGES_DIR}", recursive=True)
     manifest = {PurePosixPath(i.path).name for i in _files(fs, f"{root}/{IMAGES_DIR}")}
     for folder in (root, f"{root}/{IMAGES_DIR}"):

@@ -165,3 +165,35 @@ def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders:
     assert "Ann Lee/" in result.output.replace("\n", "")  # which file it is the subject of
     with Gallery.open(db) as gallery, pytest.raises(NotFound):
         gallery.get_collection("people")  # nothing made, nobody enrolled (and Ray never started)
+
+
+def test_a_second_job_on_an_output_another_job_holds_is_refused_and_touches_nothing(folders: Path, tmp_path: Path):
+    """Two `batch embed` on one --out at once both exited 0 with every face twice (444 manifest
+    rows for 222 images), and a job starting while another ran tidied the other's temporary
+    parts away (a FileNotFoundError traceback in the running one)."""
+    import subprocess
+    import sys
+
+    from faceatlas.batch.output import prepare
+    from faceatlas.errors import Conflict
+
+    out = tmp_path / "out"
+    prepare(str(out))
+    running = out / f".part-{'a' * 32}.parquet.{'b' * 8}.tmp"  # the running job's part being written
+    running.write_bytes(b"half a part")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)",
+                               str(out / "_lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(Conflict, match="in use: another batch job holds it"):
+            prepare(str(out))
+        result = CliRunner().invoke(app, ["batch", "embed", str(folders), "--out", str(out), "--workers", "1"])
+        assert result.exit_code == 2 and "error (conflict)" in result.output, result.output
+        assert "in use: another batch job holds it" in result.output.replace("\n", "")
+        assert running.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert prepare(str(out)) == set() and not running.exists()  # the holder gone: a killed run's leftovers go
