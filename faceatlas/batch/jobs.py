@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -168,16 +169,44 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
                                    "source": source.filesystem})
         given = set(todo)
         read: set[str] = set()
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            ids = [image_id for image_id in batch["image_id"].tolist() if image_id in given]  # only what it was given
-            read.update(ids)
-            report.processed += len(ids)
-            if on_progress:
-                on_progress(report.skipped + report.processed, report.images)
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                ids = [image_id for image_id in batch["image_id"].tolist() if image_id in given]  # only its own
+                read.update(ids)
+                report.processed += len(ids)
+                if on_progress:
+                    on_progress(report.skipped + report.processed, report.images)
+        except Exception as exc:  # noqa: BLE001 - whatever failed in Ray (a worker's error, a lost actor): one line
+            raise ray_failure(exc) from None
         report.seconds = time.perf_counter() - started
     # an image no actor answered for (none should be) is a failed image, done for a restart
     _record_failed([path for path in todo if path not in read], FaceAtlasError.code,
                    "not read: no worker answered for it", out, report)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure)\b(: .*)?")
+_CHAINED = re.compile(r"^(The above exception was the direct cause of the following exception:|"
+                      r"During handling of the above exception, another exception occurred:)$", re.M)
+
+
+def ray_failure(exc: BaseException) -> FaceAtlasError:
+    """What failed the job in Ray as one line: the first cause's type and message (a worker's
+    ``OSError: [Errno 28] No space left on device``), found in the worker's traceback that Ray
+    sends as text (its exception does not carry the cause). It was a 440-line traceback (exit 1),
+    or, the cause being an OSError, the whole Ray text flattened into one line."""
+    text = _ANSI.sub("", str(exc))
+    first = _CHAINED.split(text)[0]  # a chain is printed innermost first: the root cause's traceback
+    lines = first.splitlines()
+    found = [n for n, line in enumerate(lines) if _RAISED.fullmatch(line)]
+    if found:
+        cause = " ".join(line.strip() for line in lines[found[-1]:] if line.strip())
+    else:
+        cause = f"{type(exc).__name__}: {next((line.strip() for line in lines if line.strip()), '')}"
+    if len(cause) > 500:
+        cause = cause[:500] + " ..."
+    return FaceAtlasError(f"the job failed in Ray: {cause} (the images done before are kept: the same command "
+                          "again resumes)")
 
 
 def _record_unfit(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:

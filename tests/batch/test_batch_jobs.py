@@ -315,3 +315,28 @@ def test_an_unreadable_file_a_pipe_and_a_folder_row_are_failed_images_and_the_jo
     assert sorted(image_table(str(out)).column("image_id").to_pylist()) == sorted(
         [*(str(source / p.name) for p in photos), str(source / "eio.jpg"), str(source / "pipe.jpg"), str(folder)])
     assert {Path(i).name for i in face_table(str(out)).column("image_id").to_pylist()} == {p.name for p in photos}
+
+
+def test_a_failure_in_a_ray_worker_is_one_line_with_its_cause(ray_cluster, people, tmp_path):
+    """A worker that could not write its part (a full disk on --out) ended the job with a
+    440-line traceback (exit 1): it is the project's error, one line naming the cause."""
+    from faceatlas.errors import FaceAtlasError
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for photo in sorted(people[0].glob("*.jpg"))[:2]:
+        shutil.copy(photo, source / photo.name)
+    out = tmp_path / "out"
+
+    def break_the_output(done: int, total: int) -> None:  # called once before Ray runs: the parts cannot go in
+        if (out / "_images").is_dir():
+            shutil.rmtree(out / "_images")
+            (out / "_images").write_text("not a folder")
+
+    with pytest.raises(FaceAtlasError) as raised:
+        embed(str(source), str(out), _options(), break_the_output)
+    message = str(raised.value)
+    assert type(raised.value) is FaceAtlasError and not isinstance(raised.value, OSError)
+    assert "\n" not in message and "ray::" not in message and len(message) < 700, message
+    assert message.startswith("the job failed in Ray: FileExistsError: [Errno 17] Cannot create directory"), message
+    assert f"{out}/_images" in message
