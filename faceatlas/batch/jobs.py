@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
 from faceatlas.engine import get_pack
-from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, ModelMismatch, NotFound
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, LimitExceeded, ModelMismatch, NotFound
 from faceatlas.settings import EngineSettings
 
 Progress = Callable[[int, int], None]
@@ -48,6 +49,16 @@ Progress = Callable[[int, int], None]
 
 DEFAULT_BATCH_SIZE = 16
 MAX_BLOCKS = 4096
+
+
+CONNECT_SECONDS = 5.0  # how long a cluster's address may take to accept a connection
+
+
+class ClusterUnavailable(LimitExceeded):
+    """The Ray cluster of ``--ray-address`` does not answer (nothing listens there, or not in time)."""
+
+    code = "cluster_unavailable"
+    status = 503
 
 
 LOCAL_WORKERS_PER_CORE = 4  # a local job's workers (processes, a model each) at most per core
@@ -119,6 +130,7 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
     started = not ray.is_initialized()
     if started:
         if address:
+            check_reachable(address)  # ray.init retried an address nobody answers forever, deaf to Ctrl-C
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
@@ -129,6 +141,24 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
     finally:
         if started:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """Raise :class:`ClusterUnavailable` when nothing accepts a connection at ``address`` (``HOST:PORT``
+    of the head's GCS, or ``ray://HOST:PORT``) within ``timeout`` seconds; ``auto``, and an
+    address of another form, are left to Ray."""
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, colon, port = target.rstrip("/").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise ClusterUnavailable(f"cannot reach the Ray cluster at {address}: {reason.lower()} (within "
+                                 f"{timeout:g} s); check the address (the head's port, 6379 unless `ray start "
+                                 "--head --port` said another) and that the cluster is up") from None
 
 
 def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress | None, *, faces: bool,

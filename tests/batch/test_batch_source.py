@@ -197,3 +197,27 @@ def test_a_second_job_on_an_output_another_job_holds_is_refused_and_touches_noth
         holder.kill()
         holder.wait()
     assert prepare(str(out)) == set() and not running.exists()  # the holder gone: a killed run's leftovers go
+
+
+def test_a_ray_address_nobody_answers_fails_in_one_line(folders: Path, tmp_path: Path):
+    """`--ray-address 127.0.0.1:1` hung for good (ray.init retried forever, deaf to Ctrl-C and SIGTERM)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "batch", "embed", str(folders), "--out",
+                              str(tmp_path / "out"), "--workers", "1", "--ray-address", "127.0.0.1:1"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=90)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    lines = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert child.returncode == 2 and len(lines) == 1, stderr[-2000:]
+    assert lines[0].startswith("error (cluster_unavailable): cannot reach the Ray cluster at 127.0.0.1:1: "
+                               "connection refused"), lines
