@@ -221,3 +221,22 @@ def test_a_ray_address_nobody_answers_fails_in_one_line(folders: Path, tmp_path:
     assert child.returncode == 2 and len(lines) == 1, stderr[-2000:]
     assert lines[0].startswith("error (cluster_unavailable): cannot reach the Ray cluster at 127.0.0.1:1: "
                                "connection refused"), lines
+
+
+def test_a_subject_is_the_first_folder_under_the_source_not_the_parent(folders: Path, tmp_path: Path):
+    """`people/Adam_Sandler/2019/x.jpg` was enrolled as subject "2019": two people with a 2019/
+    folder became one subject."""
+    photos = sorted(folders.glob("*/*.jpg"))
+    root = tmp_path / "nested"
+    for person, photo in (("Adam", photos[0]), ("Bea", photos[1])):
+        (root / person / "2019").mkdir(parents=True)
+        shutil.copy(photo, root / person / "2019" / "x.jpg")
+    shutil.copy(photos[0], root / "Adam" / "y.jpg")
+    shutil.copy(photos[1], root / "top.jpg")  # right in SOURCE: nobody's
+    expected = {str(root / "Adam" / "2019" / "x.jpg"): "Adam", str(root / "Bea" / "2019" / "x.jpg"): "Bea",
+                str(root / "Adam" / "y.jpg"): "Adam"}
+    assert resolve_source(str(root)).subjects == expected
+    assert resolve_source(str(root / "**" / "*.jpg")).subjects == expected  # a glob: under its fixed part
+    assert resolve_source(str(root / "*" / "2019" / "*.jpg")).subjects == {
+        path: who for path, who in expected.items() if "2019" in path}
+    assert resolve_source(str(root / "Adam")).subjects == {str(root / "Adam" / "2019" / "x.jpg"): "2019"}
