@@ -20,7 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, embed_source
-from faceatlas.batch.output import hold, out_filesystem, read_faces, read_images
+from faceatlas.batch.output import claim, hold, out_filesystem, read_faces, read_images
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
@@ -104,7 +104,7 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
 def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options: BatchOptions,
            on_progress: Progress | None, *, work: str | None, all_faces: bool, min_quality: float) -> BatchReport:
     """The faces of ``src`` embedded into ``folder`` (held), then enrolled in the gallery."""
-    report = embed_source(src, folder, options, on_progress)
+    report = embed_source(src, folder, options, on_progress, kind="enrol")
     faces = read_faces(_absolute(folder))
     if min_quality > 0:
         faces = faces.filter(pc.greater_equal(faces.column("quality"), min_quality))
@@ -146,13 +146,15 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
         raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
     options.pack = _pack_for(gallery, collection, options, create=False)
     out = _absolute(out)
+    src = resolve_source(source)
     with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
-        return _search(resolve_source(source), collection, gallery, out, options, on_progress, cut=cut, k=k)
+        claim(out, "search", src.key or None)
+        return _search(src, collection, gallery, out, options, on_progress, cut=cut, k=k)
 
 
 def _search(src: Source, collection: str, gallery: Gallery, out: str, options: BatchOptions,
             on_progress: Progress | None, *, cut: Cut | None, k: int) -> BatchReport:
-    report = embed_source(src, f"{out}/faces", options, on_progress)
+    report = embed_source(src, f"{out}/faces", options, on_progress, kind="search")
     faces = read_faces(f"{out}/faces")
     vectors = _vectors(faces)
     chosen = cut or Cut(fpir=DEFAULT_FPIR)
@@ -211,13 +213,15 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
     if not 0 <= max_distance <= 64:
         raise InvalidArgument(f"max_distance is 0 to 64 bits (of a 64-bit hash), not {max_distance}")
     out = _absolute(out)
+    src = resolve_source(source)
     with storage_errors(out), hold(out, dataset=False):  # for the whole job: its hashes, then its groups
-        return _dedupe(resolve_source(source), out, options, on_progress, max_distance=max_distance)
+        claim(out, "dedupe", src.key or None)
+        return _dedupe(src, out, options, on_progress, max_distance=max_distance)
 
 
 def _dedupe(src: Source, out: str, options: BatchOptions | None, on_progress: Progress | None, *,
             max_distance: int) -> BatchReport:
-    report = embed_source(src, f"{out}/images", options, on_progress, faces=False)
+    report = embed_source(src, f"{out}/images", options, on_progress, faces=False, kind="dedupe")
     images = read_images(f"{out}/images").filter(pc.equal(pc.field("error"), ""))
     images = images.sort_by("image_id")
     labels, distance = duplicate_groups(images.column("phash").to_numpy(), max_distance)

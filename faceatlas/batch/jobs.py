@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from faceatlas.batch.output import (
@@ -89,7 +90,9 @@ class BatchOptions:
 @dataclass
 class BatchReport:
     """What a job did: images in the source, done by earlier runs (``skipped``), done now
-    (``processed``), faces and failed images in the whole output, and the files it wrote."""
+    (``processed``); faces and failed images of this run (``run_faces``, ``run_errors``) and of
+    the job, every run of it (``faces``, ``errors``: the source's images in the output); the files
+    it wrote."""
 
     out: str
     images: int = 0
@@ -97,6 +100,8 @@ class BatchReport:
     processed: int = 0
     faces: int = 0
     errors: int = 0
+    run_faces: int = 0
+    run_errors: int = 0
     seconds: float = 0.0
     workers: int = 0
     files: dict[str, str] = field(default_factory=dict)
@@ -162,10 +167,11 @@ def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
 
 
 def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress | None, *, faces: bool,
-         report: BatchReport) -> None:
+         kind: str, report: BatchReport) -> set[str]:
+    """Process what is left of ``source`` into ``out``; the ids of the images done in this run."""
     ray = _ray()
 
-    done = prepare(out)
+    done = prepare(out, kind, source.key or None)
     if faces and done:  # a restart with another pack would mix two embedding spaces in one output
         written, wanted = output_space(out), get_pack(options.pack, options.settings).recognizer_id
         if written is not None and written != wanted:
@@ -176,9 +182,10 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
     if on_progress:
         on_progress(report.skipped, report.images)
+    now = set(todo)
     todo = _record_unfit(source, todo, out, report)
     if not todo:  # nothing left to do (a re-run): Ray is not started ("No files found" was a traceback)
-        return
+        return now
     with ray_session(options.workers, options.ray_address) as workers:
         report.workers = workers
         context = ray.data.DataContext.get_current()
@@ -212,6 +219,7 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     # an image no actor answered for (none should be) is a failed image, done for a restart
     _record_failed([path for path in todo if path not in read], FaceAtlasError.code,
                    "not read: no worker answered for it", out, report)
+    return now
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -284,8 +292,9 @@ def embed(source: str, out: str, options: BatchOptions | None = None, on_progres
 
 
 def embed_source(source: Source, out: str, options: BatchOptions | None = None, on_progress: Progress | None = None,
-                 *, faces: bool = True) -> BatchReport:
-    """:func:`embed` of an already resolved source."""
+                 *, faces: bool = True, kind: str | None = None) -> BatchReport:
+    """:func:`embed` of an already resolved source. ``kind``: the job's (``embed``, or ``dedupe``
+    without faces, by default), recorded in the output: another kind of job is refused on it."""
     options = options or BatchOptions()
     if faces:  # an unknown pack or a missing model file fails here, not in every Ray actor
         get_pack(options.pack, options.settings)
@@ -294,11 +303,25 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
     # held for the whole job (a second job on it is refused); prepared (listed, tidied) before Ray
     # starts: bad storage fails first
     with storage_errors(out), hold(out):
-        _run(source, out, options, on_progress, faces=faces, report=report)
-        report.errors = write_errors_csv(out)
-        report.faces = read_faces(out).num_rows if faces else 0
+        now = _run(source, out, options, on_progress, faces=faces, kind=kind or ("embed" if faces else "dedupe"),
+                   report=report)
+        write_errors_csv(out)
+        _count(source, out, now, faces, report)
     report.files = {"faces": out, "errors": f"{out}/_errors.csv"}
     return report
+
+
+def _count(source: Source, out: str, now: set[str], faces: bool, report: BatchReport) -> None:
+    """The job's faces and failures (the source's images in the output, every run) and this run's."""
+    ids = pa.array(source.paths, pa.string())
+    this_run = pa.array(sorted(now), pa.string())
+    failed = read_images(out).filter(pc.field("error") != "").column("image_id")
+    report.errors = pc.sum(pc.is_in(failed, value_set=ids)).as_py() or 0
+    report.run_errors = pc.sum(pc.is_in(failed, value_set=this_run)).as_py() or 0
+    if faces:
+        found = read_faces(out, columns=["image_id"]).column("image_id")
+        report.faces = pc.sum(pc.is_in(found, value_set=ids)).as_py() or 0
+        report.run_faces = pc.sum(pc.is_in(found, value_set=this_run)).as_py() or 0
 
 
 def image_table(out: str) -> Any:

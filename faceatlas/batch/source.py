@@ -35,6 +35,16 @@ class Source:
     subjects: dict[str, str] = field(default_factory=dict)
     uri: str = ""
 
+    @property
+    def key(self) -> str:
+        """The source as an output records it (one output, one source): a URL as given, a local
+        folder, file or glob by its absolute path (the same folder from another working folder is
+        the same source)."""
+        if not self.uri or "://" in self.uri:
+            return self.uri
+        path = os.path.abspath(os.path.expanduser(self.uri))
+        return os.path.realpath(path) if os.path.lexists(path) else path
+
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow's filesystem for a URL (:func:`~faceatlas.batch.storage.filesystem`), or the local

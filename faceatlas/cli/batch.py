@@ -70,15 +70,26 @@ def _options(workers: int | None, ray_address: str | None, pack: str | None, bat
     return BatchOptions(workers=workers, ray_address=ray_address, pack=pack, batch_size=batch_size)
 
 
-def _show(report: BatchReport, as_json: bool, what: str) -> None:
-    """The report, then the exit status as `gallery enrol`'s: 0 every image read, 1 some failed
-    (listed in the errors CSV), 2 every one failed."""
+def _show(report: BatchReport, as_json: bool, what: str, *, faces: bool = True) -> None:
+    """The report, then the exit status as `gallery enrol`'s, of the job (every run of it: SOURCE's
+    images in the output): 0 every image read, 1 some failed (listed in the errors CSV), 2 every
+    one failed. The line says this run's counts, then the job's when earlier runs did some."""
     if as_json:
         console.print_json(json_text(report.to_dict()))
     else:
-        console.print(f"{report.images} images: {report.processed} processed now ({report.images_per_second:.1f} "
-                      f"img/s on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "
-                      f"{report.errors} failed{what}", soft_wrap=True)
+        if report.processed:
+            now = (f"{report.processed} processed now ({report.images_per_second:.1f} img/s on {report.workers} "
+                   f"worker{'s' if report.workers != 1 else ''}): "
+                   f"{f'{report.run_faces} faces, ' if faces else ''}{report.run_errors} failed")
+        else:
+            now = "nothing left to do"
+        before = (f"; {report.skipped} done before (all runs: {f'{report.faces} faces, ' if faces else ''}"
+                  f"{report.errors} failed)" if report.skipped else "")
+        listed = report.files.get("errors")
+        where = (f"; the failed images are listed in {listed}" if listed else
+                 "; the failed images' list went with the temporary folder (keep it with --work DIR)"
+                 ) if report.errors else ""
+        console.print(escape(f"{report.images} images: {now}{before}{what}{where}"), soft_wrap=True)
         for name, path in report.files.items():
             console.print(f"  {name}: {escape(str(path))}", soft_wrap=True)
     exit_for_failures(report.errors, report.images)
@@ -150,4 +161,4 @@ def dedupe(source: SourceArg,
         report = dedupe_job(source, out, options, update,
                             max_distance=max_distance)
     _show(report, as_json, f"; {report.details['groups']} groups of near-duplicates "
-                           f"({report.details['duplicate_images']} extra copies)")
+                           f"({report.details['duplicate_images']} extra copies)", faces=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -340,3 +341,36 @@ def test_a_failure_in_a_ray_worker_is_one_line_with_its_cause(ray_cluster, peopl
     assert "\n" not in message and "ray::" not in message and len(message) < 700, message
     assert message.startswith("the job failed in Ray: FileExistsError: [Errno 17] Cannot create directory"), message
     assert f"{out}/_images" in message
+
+
+def test_the_summary_counts_this_run_then_the_job_and_names_the_list_of_failures(ray_cluster, people, tmp_path):
+    """After a run with failures, a later run into the same output printed the whole output's
+    faces and failures as its own; a run with nothing left said "on 0 workers"; the summary did
+    not say where the failed images are listed."""
+    source = tmp_path / "in"
+    source.mkdir()
+    first_photo, second_photo = sorted(people[0].glob("*.jpg"))[:2]
+    shutil.copy(first_photo, source / first_photo.name)
+    (source / "notes.jpg").write_text("not an image at all")
+    out = tmp_path / "out"
+    command = ["batch", "embed", str(source), "--out", str(out), "--workers", "1", "--pack", PACK, "--batch-size", "4"]
+
+    first = CliRunner().invoke(app, command)
+    text = " ".join(first.stdout.split())
+    assert first.exit_code == 1, first.output
+    assert re.search(r"^2 images: 2 processed now \([0-9.]+ img/s on 1 worker\): [1-9] faces?, 1 failed; the failed "
+                     rf"images are listed in {re.escape(str(out))}/_errors.csv", text), text
+    faces = int(re.search(r"now \(.*?\): (\d+) faces", text).group(1))  # type: ignore[union-attr]
+
+    shutil.copy(second_photo, source / second_photo.name)
+    second = CliRunner().invoke(app, [*command, "--json"])
+    report = json.loads(second.stdout)
+    assert (report["processed"], report["skipped"], report["run_errors"], report["errors"]) == (1, 2, 0, 1)
+    assert report["run_faces"] >= 1 and report["faces"] == faces + report["run_faces"]
+    assert second.exit_code == 1  # the job's status: one of SOURCE's images failed (in the first run)
+
+    third = CliRunner().invoke(app, command)
+    text = " ".join(third.stdout.split())
+    assert text.startswith(f"3 images: nothing left to do; 3 done before (all runs: {report['faces']} faces, "
+                           "1 failed); the failed images are listed in"), text
+    assert "worker" not in text

@@ -240,3 +240,32 @@ def test_a_subject_is_the_first_folder_under_the_source_not_the_parent(folders: 
     assert resolve_source(str(root / "*" / "2019" / "*.jpg")).subjects == {
         path: who for path, who in expected.items() if "2019" in path}
     assert resolve_source(str(root / "Adam")).subjects == {str(root / "Adam" / "2019" / "x.jpg"): "2019"}
+
+
+def test_an_output_of_another_source_or_kind_of_job_is_refused_before_anything_runs(
+        folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A second source into one output was counted with the first ("1 images ... 15 faces, 7 failed",
+    exit 2) and search reported the first source's matches; `batch dedupe` wrote into an embed's
+    output, and `batch embed` into a dedupe's took its hashes-only rows as done (no faces at all)."""
+    from faceatlas.batch.output import prepare
+
+    out = tmp_path / "out"
+    prepare(str(out), "embed", resolve_source(str(folders)).key)  # what `batch embed FOLDERS --out OUT` records
+    other = tmp_path / "other"
+    shutil.copytree(folders, other)
+
+    def refused(*args: str) -> str:
+        result = CliRunner().invoke(app, ["batch", *args, "--workers", "1"])
+        assert result.exit_code == 2 and "error (validation_error)" in result.output, result.output
+        assert "processed" not in result.output  # no job ran
+        return " ".join(result.output.split())
+
+    assert f"holds the output of another source ({folders}), not of {other}" in refused(
+        "embed", str(other), "--out", str(out))
+    assert "is the output of a batch embed job, not of batch dedupe" in refused("dedupe", str(folders), "--out",
+                                                                                str(out))
+    prepare(str(tmp_path / "dd" / "images"), "dedupe", resolve_source(str(folders)).key)
+    assert "is the output of a batch dedupe job, not of batch embed" in refused(
+        "embed", str(folders), "--out", str(tmp_path / "dd" / "images"))
+    monkeypatch.chdir(folders.parent)  # the same folder named from elsewhere is the same source
+    assert prepare(str(out), "embed", resolve_source(folders.name).key) == set()
