@@ -15,7 +15,9 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -129,23 +131,38 @@ def _ray() -> Any:
 def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
     """A Ray session for one job: connect to ``address``, or start Ray here with ``workers``
     CPUs (no dashboard). Yields the number of workers; an already initialised Ray (a caller's
-    own session) is used as it is and left running."""
+    own session) is used as it is and left running. Ray's warnings are not shown (its errors
+    are); the caller's own SIGTERM and SIGINT handlers are put back after ``ray.init`` (Ray's
+    ended the CLI on SIGTERM with status 15 and a C++ stack dump, not as on Ctrl-C)."""
     ray = _ray()
 
     started = not ray.is_initialized()
     if started:
         if address:
             check_reachable(address)  # ray.init retried an address nobody answers forever, deaf to Ctrl-C
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        handlers = _own_handlers()
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     logging_level=logging.WARNING, log_to_driver=False)
+                     logging_level=logging.ERROR, log_to_driver=False)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         yield max(1, workers or cpus)
     finally:
         if started:
             ray.shutdown()
+
+
+def _own_handlers() -> dict[int, Callable[..., Any]]:
+    """The Python handlers of SIGTERM and SIGINT set by this process (the CLI turns SIGTERM into
+    Ctrl-C), to put back after ``ray.init`` replaced them; none when not on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    return {signum: handler for signum, handler in handlers.items() if callable(handler)}
 
 
 def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
@@ -191,7 +208,7 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its warnings ("Progress bars disabled"), not errors
         started = time.perf_counter()
         # the paths go to the actors, which read the files themselves: a file that cannot be read (an
         # I/O error) is a failed image; in Ray's reader (read_binary_files) it failed the read task and
