@@ -81,6 +81,8 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     options = options or BatchOptions()
     if not 0.0 <= min_quality <= 1.0:  # also NaN
         raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
+    if work is not None:
+        work = _absolute(work, "--work")  # an empty one was a temporary folder, removed at the end
     src = resolve_source(source)
     if not src.subjects:  # nothing could be enrolled: said before the collection is made or Ray started
         raise InvalidArgument(f"{source}: no image has a subject: give per-person folders (SOURCE/<subject>/*.jpg) "
@@ -144,8 +146,8 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
     options = options or BatchOptions()
     if k < 1:  # refused before the images are embedded (it was after the whole job)
         raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
-    options.pack = _pack_for(gallery, collection, options, create=False)
     out = _absolute(out)
+    options.pack = _pack_for(gallery, collection, options, create=False)
     src = resolve_source(source)
     with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
         claim(out, "search", src.key or None)

@@ -295,7 +295,11 @@ def _record_failed(paths: list[str], code: str, message: str, out: str, report: 
     report.processed += count
 
 
-def _absolute(out: str) -> str:
+def _absolute(out: str, option: str = "--out") -> str:
+    """The output folder ``out`` as an absolute path (or its URL); an empty one is refused (it was
+    the current folder)."""
+    if not out.strip():
+        raise InvalidArgument(f"{option} is empty: give the output folder")
     return out if "://" in out else os.path.abspath(os.path.expanduser(out))
 
 
@@ -313,9 +317,9 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
     """:func:`embed` of an already resolved source. ``kind``: the job's (``embed``, or ``dedupe``
     without faces, by default), recorded in the output: another kind of job is refused on it."""
     options = options or BatchOptions()
+    out = _absolute(out)
     if faces:  # an unknown pack or a missing model file fails here, not in every Ray actor
         get_pack(options.pack, options.settings)
-    out = _absolute(out)
     report = BatchReport(out=out)
     # held for the whole job (a second job on it is refused); prepared (listed, tidied) before Ray
     # starts: bad storage fails first

@@ -131,6 +131,8 @@ def resolve_source(uri: str) -> Source:
     folder under it that holds the file), a glob (``photos/*/*.jpg``), a manifest ``.csv``, one image, or the
     same on object storage (``s3://bucket/prefix/``). Nothing found is :class:`InvalidArgument`;
     a missing bucket or storage that refuses or does not answer is :class:`StorageUnavailable`."""
+    if not uri.strip():  # it was the current folder (every image under it)
+        raise InvalidArgument("SOURCE is empty: give a folder, a glob, a manifest .csv or a URL")
     with storage_errors(uri):
         return _resolve(uri)
 

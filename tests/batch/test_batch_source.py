@@ -269,3 +269,17 @@ def test_an_output_of_another_source_or_kind_of_job_is_refused_before_anything_r
         "embed", str(folders), "--out", str(tmp_path / "dd" / "images"))
     monkeypatch.chdir(folders.parent)  # the same folder named from elsewhere is the same source
     assert prepare(str(out), "embed", resolve_source(folders.name).key) == set()
+
+
+def test_an_empty_source_or_output_is_refused(folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`batch embed ''` walked the current folder (283 images) and `--out ''` wrote into it."""
+    monkeypatch.chdir(folders)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    for args, said in ((["embed", "", "--out", str(tmp_path / "out")], "SOURCE is empty"),
+                       (["embed", " ", "--out", str(tmp_path / "out")], "SOURCE is empty"),
+                       (["embed", str(folders), "--out", ""], "--out is empty"),
+                       (["dedupe", str(folders), "--out", ""], "--out is empty"),
+                       (["enrol", str(folders), "staff", "--work", "", "--db", db], "--work is empty")):
+        result = CliRunner().invoke(app, ["batch", *args, "--workers", "1"])
+        assert result.exit_code == 2 and f"error (validation_error): {said}" in result.output, (args, result.output)
+    assert sorted(p.name for p in folders.iterdir()) == sorted([*(p.name for p in folders.glob("A*")), "readme.txt"])
