@@ -6,10 +6,14 @@ gallery is written and searched from the driver, the one process that holds its 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
 import shutil
 import tempfile
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -20,7 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, embed_source
-from faceatlas.batch.output import claim, hold, out_filesystem, read_faces, read_images
+from faceatlas.batch.output import LOCK, claim, hold, out_filesystem, read_faces, read_images
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
@@ -40,6 +44,37 @@ def _vectors(faces: pa.Table) -> np.ndarray:
         return np.zeros((0, 0), np.float32)
     flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.float32)
     return flat.reshape(len(column), -1)
+
+
+WORK_PREFIX = "faceatlas-enrol-"
+"""The temporary folders of `batch enrol` without ``--work`` (embeddings: biometric data)."""
+STALE_SECONDS = 60.0
+
+
+def remove_stale_work(folder: str | None = None) -> list[str]:
+    """Remove the temporary folders of earlier `batch enrol` runs that no job holds any more (a
+    job killed with SIGKILL runs no ``finally``: its folder of embeddings stayed for good) from
+    ``folder`` (default: the temporary folder); the paths removed. Only this user's folders,
+    older than a minute (a job holds its own from the moment it made it), whose ``_lock`` is free."""
+    removed: list[str] = []
+    for path in sorted(Path(folder or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*")):
+        try:
+            info = path.lstat()
+            if (not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid()
+                    or time.time() - info.st_mtime < STALE_SECONDS):
+                continue
+            descriptor = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a running job's
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
+    return removed
 
 
 def _pack_for(gallery: Gallery, collection: str, options: BatchOptions, *, create: bool) -> str:
@@ -75,7 +110,8 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     """Enrol every image of ``source`` under its subject (its folder's name, or the manifest's
     ``subject``): the largest face of each image (or all), when its quality reaches
     ``min_quality``. The collection is created with the pack when missing. Faces are embedded on
-    the workers into ``work`` (kept and resumable when given, else a temporary folder); an image
+    the workers into ``work`` (kept and resumable when given, else a temporary folder, removed at
+    the end, however the job ends, and by the next job after a SIGKILL); an image
     already enrolled in its subject (same source) is not enrolled twice, so a restart adds only
     what is missing."""
     options = options or BatchOptions()
@@ -93,7 +129,9 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     for named, path in first_of.items():  # every id, before anyone is enrolled ('Ann Lee' stopped a job midway)
         check_id(named, f"subject id (of {path})")
     options.pack = _pack_for(gallery, collection, options, create=True)
-    folder = work or tempfile.mkdtemp(prefix="faceatlas-enrol-")
+    if work is None:
+        remove_stale_work()
+    folder = work or tempfile.mkdtemp(prefix=WORK_PREFIX)
     try:
         with hold(_absolute(folder)):  # held until the faces are in the gallery, not only while embedded
             return _enrol(src, folder, collection, gallery, options, on_progress, work=work, all_faces=all_faces,

@@ -283,3 +283,51 @@ def test_an_empty_source_or_output_is_refused(folders: Path, tmp_path: Path, mon
         result = CliRunner().invoke(app, ["batch", *args, "--workers", "1"])
         assert result.exit_code == 2 and f"error (validation_error): {said}" in result.output, (args, result.output)
     assert sorted(p.name for p in folders.iterdir()) == sorted([*(p.name for p in folders.glob("A*")), "readme.txt"])
+
+
+def test_batch_enrol_leaves_no_temporary_embeddings_and_removes_those_a_killed_job_left(
+        folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`batch enrol` without --work left /tmp/faceatlas-enrol-* (embeddings: biometric data) behind
+    for good when it was killed; its own goes however it ends, a killed one's with the next job."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import faceatlas.batch.gallery_jobs as jobs
+    from faceatlas.batch import BatchOptions, enrol
+    from faceatlas.errors import FaceAtlasError
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    old = time.time() - 3600
+    killed, running, fresh = (temporary / f"faceatlas-enrol-{name}" for name in ("killed", "running", "fresh"))
+    for folder in (killed, running, fresh):
+        (folder / "_images").mkdir(parents=True)
+        (folder / "part-0.parquet").write_bytes(b"embeddings")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)",
+                               str(running / "_lock")], stdout=subprocess.PIPE, text=True)
+    seen: list[str] = []
+
+    def fails(source, folder, *args, **kwargs):
+        seen.append(folder)
+        raise FaceAtlasError("the job failed")
+
+    monkeypatch.setattr(jobs, "embed_source", fails)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for folder in (killed, running):
+            os.utime(folder, (old, old))
+        from faceatlas.gallery import Gallery
+
+        with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}") as gallery, pytest.raises(FaceAtlasError, match="failed"):
+            enrol(str(folders), "staff", gallery, BatchOptions(workers=1))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(seen) == 1 and Path(seen[0]).parent == temporary and not Path(seen[0]).exists()
+    assert sorted(p.name for p in temporary.iterdir()) == [fresh.name, running.name]
