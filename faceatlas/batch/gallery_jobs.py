@@ -6,10 +6,14 @@ gallery is written and searched from the driver, the one process that holds its 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
 import shutil
 import tempfile
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -20,8 +24,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, embed_source
-from faceatlas.batch.output import out_filesystem, read_faces, read_images
-from faceatlas.batch.source import resolve_source
+from faceatlas.batch.output import LOCK, claim, hold, out_filesystem, read_faces, read_images
+from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import InvalidArgument, ModelMismatch, NotFound
@@ -40,6 +44,37 @@ def _vectors(faces: pa.Table) -> np.ndarray:
         return np.zeros((0, 0), np.float32)
     flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.float32)
     return flat.reshape(len(column), -1)
+
+
+WORK_PREFIX = "faceatlas-enrol-"
+"""The temporary folders of `batch enrol` without ``--work`` (embeddings: biometric data)."""
+STALE_SECONDS = 60.0
+
+
+def remove_stale_work(folder: str | None = None) -> list[str]:
+    """Remove the temporary folders of earlier `batch enrol` runs that no job holds any more (a
+    job killed with SIGKILL runs no ``finally``: its folder of embeddings stayed for good) from
+    ``folder`` (default: the temporary folder); the paths removed. Only this user's folders,
+    older than a minute (a job holds its own from the moment it made it), whose ``_lock`` is free."""
+    removed: list[str] = []
+    for path in sorted(Path(folder or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*")):
+        try:
+            info = path.lstat()
+            if (not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid()
+                    or time.time() - info.st_mtime < STALE_SECONDS):
+                continue
+            descriptor = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a running job's
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
+    return removed
 
 
 def _pack_for(gallery: Gallery, collection: str, options: BatchOptions, *, create: bool) -> str:
@@ -75,12 +110,15 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     """Enrol every image of ``source`` under its subject (its folder's name, or the manifest's
     ``subject``): the largest face of each image (or all), when its quality reaches
     ``min_quality``. The collection is created with the pack when missing. Faces are embedded on
-    the workers into ``work`` (kept and resumable when given, else a temporary folder); an image
+    the workers into ``work`` (kept and resumable when given, else a temporary folder, removed at
+    the end, however the job ends, and by the next job after a SIGKILL); an image
     already enrolled in its subject (same source) is not enrolled twice, so a restart adds only
     what is missing."""
     options = options or BatchOptions()
     if not 0.0 <= min_quality <= 1.0:  # also NaN
         raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
+    if work is not None:
+        work = _absolute(work, "--work")  # an empty one was a temporary folder, removed at the end
     src = resolve_source(source)
     if not src.subjects:  # nothing could be enrolled: said before the collection is made or Ray started
         raise InvalidArgument(f"{source}: no image has a subject: give per-person folders (SOURCE/<subject>/*.jpg) "
@@ -91,40 +129,50 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     for named, path in first_of.items():  # every id, before anyone is enrolled ('Ann Lee' stopped a job midway)
         check_id(named, f"subject id (of {path})")
     options.pack = _pack_for(gallery, collection, options, create=True)
-    folder = work or tempfile.mkdtemp(prefix="faceatlas-enrol-")
+    if work is None:
+        remove_stale_work()
+    folder = work or tempfile.mkdtemp(prefix=WORK_PREFIX)
     try:
-        report = embed_source(src, folder, options, on_progress)
-        faces = read_faces(_absolute(folder))
-        if min_quality > 0:
-            faces = faces.filter(pc.greater_equal(faces.column("quality"), min_quality))
-        if not all_faces:
-            faces = faces.filter(pc.equal(faces.column("face"), 0))
-        vectors = _vectors(faces)
-        already = _enrolled_sources(gallery, collection)
-        by_subject: dict[str, list[int]] = defaultdict(list)
-        counts = {"enrolled": 0, "already_enrolled": 0, "no_subject": 0}
-        for row, image_id in enumerate(faces.column("image_id").to_pylist()):
-            subject = src.subjects.get(image_id)
-            if subject is None:
-                counts["no_subject"] += 1
-            elif (subject, photo_source(image_id)) in already:  # by this door or by `gallery enrol`
-                counts["already_enrolled"] += 1
-            else:
-                by_subject[subject].append(row)
-        qualities = faces.column("quality").to_pylist()
-        ids, recognizers = faces.column("image_id").to_pylist(), faces.column("recognizer_id").to_pylist()
-        for subject, rows in sorted(by_subject.items()):
-            gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
-                                   qualities=[qualities[r] for r in rows],
-                                   sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
-            counts["enrolled"] += len(rows)
-        report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
-        if work is None:
-            report.files = {}
-        return report
+        with hold(_absolute(folder)):  # held until the faces are in the gallery, not only while embedded
+            return _enrol(src, folder, collection, gallery, options, on_progress, work=work, all_faces=all_faces,
+                          min_quality=min_quality)
     finally:
         if work is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options: BatchOptions,
+           on_progress: Progress | None, *, work: str | None, all_faces: bool, min_quality: float) -> BatchReport:
+    """The faces of ``src`` embedded into ``folder`` (held), then enrolled in the gallery."""
+    report = embed_source(src, folder, options, on_progress, kind="enrol")
+    faces = read_faces(_absolute(folder))
+    if min_quality > 0:
+        faces = faces.filter(pc.greater_equal(faces.column("quality"), min_quality))
+    if not all_faces:
+        faces = faces.filter(pc.equal(faces.column("face"), 0))
+    vectors = _vectors(faces)
+    already = _enrolled_sources(gallery, collection)
+    by_subject: dict[str, list[int]] = defaultdict(list)
+    counts = {"enrolled": 0, "already_enrolled": 0, "no_subject": 0}
+    for row, image_id in enumerate(faces.column("image_id").to_pylist()):
+        subject = src.subjects.get(image_id)
+        if subject is None:
+            counts["no_subject"] += 1
+        elif (subject, photo_source(image_id)) in already:  # by this door or by `gallery enrol`
+            counts["already_enrolled"] += 1
+        else:
+            by_subject[subject].append(row)
+    qualities = faces.column("quality").to_pylist()
+    ids, recognizers = faces.column("image_id").to_pylist(), faces.column("recognizer_id").to_pylist()
+    for subject, rows in sorted(by_subject.items()):
+        gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
+                               qualities=[qualities[r] for r in rows],
+                               sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
+        counts["enrolled"] += len(rows)
+    report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
+    if work is None:
+        report.files = {}
+    return report
 
 
 def search(source: str, collection: str, gallery: Gallery, out: str, options: BatchOptions | None = None,
@@ -136,9 +184,17 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
     options = options or BatchOptions()
     if k < 1:  # refused before the images are embedded (it was after the whole job)
         raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
-    options.pack = _pack_for(gallery, collection, options, create=False)
     out = _absolute(out)
-    report = embed_source(resolve_source(source), f"{out}/faces", options, on_progress)
+    options.pack = _pack_for(gallery, collection, options, create=False)
+    src = resolve_source(source)
+    with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
+        claim(out, "search", src.key or None)
+        return _search(src, collection, gallery, out, options, on_progress, cut=cut, k=k)
+
+
+def _search(src: Source, collection: str, gallery: Gallery, out: str, options: BatchOptions,
+            on_progress: Progress | None, *, cut: Cut | None, k: int) -> BatchReport:
+    report = embed_source(src, f"{out}/faces", options, on_progress, kind="search")
     faces = read_faces(f"{out}/faces")
     vectors = _vectors(faces)
     chosen = cut or Cut(fpir=DEFAULT_FPIR)
@@ -197,7 +253,15 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
     if not 0 <= max_distance <= 64:
         raise InvalidArgument(f"max_distance is 0 to 64 bits (of a 64-bit hash), not {max_distance}")
     out = _absolute(out)
-    report = embed_source(resolve_source(source), f"{out}/images", options, on_progress, faces=False)
+    src = resolve_source(source)
+    with storage_errors(out), hold(out, dataset=False):  # for the whole job: its hashes, then its groups
+        claim(out, "dedupe", src.key or None)
+        return _dedupe(src, out, options, on_progress, max_distance=max_distance)
+
+
+def _dedupe(src: Source, out: str, options: BatchOptions | None, on_progress: Progress | None, *,
+            max_distance: int) -> BatchReport:
+    report = embed_source(src, f"{out}/images", options, on_progress, faces=False, kind="dedupe")
     images = read_images(f"{out}/images").filter(pc.equal(pc.field("error"), ""))
     images = images.sort_by("image_id")
     labels, distance = duplicate_groups(images.column("phash").to_numpy(), max_distance)

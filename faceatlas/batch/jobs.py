@@ -1,9 +1,10 @@
 """The batch use cases on Ray Data: embed, enrol, search and dedupe a SOURCE of images.
 
-One pipeline serves them all: ``read_binary_files`` (bytes, so a file that is not an image
-becomes an error row of the worker, not a failed read) → ``map_batches`` over an actor pool of
-:class:`FaceWorker` (one ``FaceAnalyzer`` per actor, ``concurrency`` = workers) → one output part
-per batch, written by the actor (``output``). The driver only counts (progress) and, for enrol and
+One pipeline serves them all: the paths to do (``from_items``; a path that is not a regular file
+is a failed image before Ray starts) → ``map_batches`` over an actor pool of :class:`FaceWorker`
+(one ``FaceAnalyzer`` per actor, ``concurrency`` = workers), which reads each file's bytes (a file
+that cannot be read, or is not an image, is an error row, not a failed job) → one output part per
+batch, written by the actor (``output``). The driver only counts (progress) and, for enrol and
 search, reads the faces back and talks to the gallery. Ray is started for the job (``ray.init``
 on this machine with ``num_cpus=workers``) unless an address of a running cluster is given.
 """
@@ -14,6 +15,9 @@ import logging
 import math
 import os
 import re
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +25,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from faceatlas.batch.output import (
     FACE_SCHEMA,
     IMAGE_SCHEMA,
+    hold,
     out_filesystem,
     output_space,
     prepare,
@@ -38,7 +44,7 @@ from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.batch.worker import FaceWorker
 from faceatlas.engine import get_pack
-from faceatlas.errors import FaceAtlasError, InvalidArgument, ModelMismatch, NotFound
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, LimitExceeded, ModelMismatch, NotFound
 from faceatlas.settings import EngineSettings
 
 Progress = Callable[[int, int], None]
@@ -46,6 +52,16 @@ Progress = Callable[[int, int], None]
 
 DEFAULT_BATCH_SIZE = 16
 MAX_BLOCKS = 4096
+
+
+CONNECT_SECONDS = 5.0  # how long a cluster's address may take to accept a connection
+
+
+class ClusterUnavailable(LimitExceeded):
+    """The Ray cluster of ``--ray-address`` does not answer (nothing listens there, or not in time)."""
+
+    code = "cluster_unavailable"
+    status = 503
 
 
 LOCAL_WORKERS_PER_CORE = 4  # a local job's workers (processes, a model each) at most per core
@@ -76,7 +92,9 @@ class BatchOptions:
 @dataclass
 class BatchReport:
     """What a job did: images in the source, done by earlier runs (``skipped``), done now
-    (``processed``), faces and failed images in the whole output, and the files it wrote."""
+    (``processed``); faces and failed images of this run (``run_faces``, ``run_errors``) and of
+    the job, every run of it (``faces``, ``errors``: the source's images in the output); the files
+    it wrote."""
 
     out: str
     images: int = 0
@@ -84,6 +102,8 @@ class BatchReport:
     processed: int = 0
     faces: int = 0
     errors: int = 0
+    run_faces: int = 0
+    run_errors: int = 0
     seconds: float = 0.0
     workers: int = 0
     files: dict[str, str] = field(default_factory=dict)
@@ -111,16 +131,23 @@ def _ray() -> Any:
 def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
     """A Ray session for one job: connect to ``address``, or start Ray here with ``workers``
     CPUs (no dashboard). Yields the number of workers; an already initialised Ray (a caller's
-    own session) is used as it is and left running."""
+    own session) is used as it is and left running. Ray's warnings are not shown (its errors
+    are); the caller's own SIGTERM and SIGINT handlers are put back after ``ray.init`` (Ray's
+    ended the CLI on SIGTERM with status 15 and a C++ stack dump, not as on Ctrl-C)."""
     ray = _ray()
 
     started = not ray.is_initialized()
     if started:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            check_reachable(address)  # ray.init retried an address nobody answers forever, deaf to Ctrl-C
+        handlers = _own_handlers()
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     logging_level=logging.WARNING, log_to_driver=False)
+                     logging_level=logging.ERROR, log_to_driver=False)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         yield max(1, workers or cpus)
@@ -129,11 +156,39 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[int]:
             ray.shutdown()
 
 
+def _own_handlers() -> dict[int, Callable[..., Any]]:
+    """The Python handlers of SIGTERM and SIGINT set by this process (the CLI turns SIGTERM into
+    Ctrl-C), to put back after ``ray.init`` replaced them; none when not on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    return {signum: handler for signum, handler in handlers.items() if callable(handler)}
+
+
+def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """Raise :class:`ClusterUnavailable` when nothing accepts a connection at ``address`` (``HOST:PORT``
+    of the head's GCS, or ``ray://HOST:PORT``) within ``timeout`` seconds; ``auto``, and an
+    address of another form, are left to Ray."""
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, colon, port = target.rstrip("/").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise ClusterUnavailable(f"cannot reach the Ray cluster at {address}: {reason.lower()} (within "
+                                 f"{timeout:g} s); check the address (the head's port, 6379 unless `ray start "
+                                 "--head --port` said another) and that the cluster is up") from None
+
+
 def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress | None, *, faces: bool,
-         report: BatchReport) -> None:
+         kind: str, report: BatchReport) -> set[str]:
+    """Process what is left of ``source`` into ``out``; the ids of the images done in this run."""
     ray = _ray()
 
-    done = prepare(out)
+    done = prepare(out, kind, source.key or None)
     if faces and done:  # a restart with another pack would mix two embedding spaces in one output
         written, wanted = output_space(out), get_pack(options.pack, options.settings).recognizer_id
         if written is not None and written != wanted:
@@ -144,64 +199,86 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
     report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
     if on_progress:
         on_progress(report.skipped, report.images)
-    todo = _record_missing(source, todo, out, report)
-    todo = _record_unreadable_names(todo, out, report)
+    now = set(todo)
+    todo = _record_unfit(source, todo, out, report)
     if not todo:  # nothing left to do (a re-run): Ray is not started ("No files found" was a traceback)
-        return
+        return now
     with ray_session(options.workers, options.ray_address) as workers:
         report.workers = workers
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its warnings ("Progress bars disabled"), not errors
         started = time.perf_counter()
-        # reading is I/O: it reserves no CPU, so the actors (one CPU each) can take them all
-        # blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written;
-        # at most one read task per worker at a time (they hold no CPU: unbounded, Ray would start a
-        # Python process for each)
+        # the paths go to the actors, which read the files themselves: a file that cannot be read (an
+        # I/O error) is a failed image; in Ray's reader (read_binary_files) it failed the read task and
+        # the whole job, a folder a manifest named was read as its files, and paths were parsed as URLs.
+        # Blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written
         blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
-        dataset = ray.data.read_binary_files(todo, include_paths=True, filesystem=source.filesystem,
-                                             ignore_missing_paths=True, num_cpus=0, override_num_blocks=blocks,
-                                             concurrency=workers)
+        dataset = ray.data.from_items([{"path": path} for path in todo], override_num_blocks=blocks)
         dataset = dataset.map_batches(
             FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces})
+            fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces,
+                                   "source": source.filesystem})
+        given = set(todo)
         read: set[str] = set()
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            read.update(batch["image_id"].tolist())
-            report.processed += len(batch["image_id"])
-            if on_progress:
-                on_progress(report.skipped + report.processed, report.images)
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                ids = [image_id for image_id in batch["image_id"].tolist() if image_id in given]  # only its own
+                read.update(ids)
+                report.processed += len(ids)
+                if on_progress:
+                    on_progress(report.skipped + report.processed, report.images)
+        except Exception as exc:  # noqa: BLE001 - whatever failed in Ray (a worker's error, a lost actor): one line
+            raise ray_failure(exc) from None
         report.seconds = time.perf_counter() - started
-    # a file the reader skipped without a word (gone since it was listed) is a failed image, done for a restart
-    _record_failed([path for path in todo if path not in read], NotFound.code,
-                   "not read: the file was not there when the job read it", out, report)
+    # an image no actor answered for (none should be) is a failed image, done for a restart
+    _record_failed([path for path in todo if path not in read], FaceAtlasError.code,
+                   "not read: no worker answered for it", out, report)
+    return now
 
 
-def _record_missing(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:
-    """``todo`` without the files that are not there (a manifest's row naming a missing photo): each
-    is an image failed with ``not_found`` in the output (its errors CSV), so it is reported, and done
-    for a restart. Ray's reader dropped them without a word, and a restart failed ("No files found")."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure)\b(: .*)?")
+_CHAINED = re.compile(r"^(The above exception was the direct cause of the following exception:|"
+                      r"During handling of the above exception, another exception occurred:)$", re.M)
+
+
+def ray_failure(exc: BaseException) -> FaceAtlasError:
+    """What failed the job in Ray as one line: the first cause's type and message (a worker's
+    ``OSError: [Errno 28] No space left on device``), found in the worker's traceback that Ray
+    sends as text (its exception does not carry the cause). It was a 440-line traceback (exit 1),
+    or, the cause being an OSError, the whole Ray text flattened into one line."""
+    text = _ANSI.sub("", str(exc))
+    first = _CHAINED.split(text)[0]  # a chain is printed innermost first: the root cause's traceback
+    lines = first.splitlines()
+    found = [n for n, line in enumerate(lines) if _RAISED.fullmatch(line)]
+    if found:
+        cause = " ".join(line.strip() for line in lines[found[-1]:] if line.strip())
+    else:
+        cause = f"{type(exc).__name__}: {next((line.strip() for line in lines if line.strip()), '')}"
+    if len(cause) > 500:
+        cause = cause[:500] + " ..."
+    return FaceAtlasError(f"the job failed in Ray: {cause} (the images done before are kept: the same command "
+                          "again resumes)")
+
+
+def _record_unfit(source: Source, todo: list[str], out: str, report: BatchReport) -> list[str]:
+    """``todo`` without the paths that are not image files (listed on the driver, before any is
+    read): a manifest's row naming a missing photo (``not_found``), a folder (Ray's reader read a
+    folder's files, and outside the source), a pipe, socket or device (``bad_request``: opening a
+    pipe waits for a writer). Each is an image failed in the output (its errors CSV), so it is
+    reported, and done for a restart."""
     infos = source.filesystem.get_file_info(todo)
-    missing = [info.path for info in infos if info.type == pafs.FileType.NotFound]
-    _record_failed(missing, NotFound.code, "no such file", out, report)
-    gone = set(missing)
-    return [path for path in todo if path not in gone]
-
-
-UNREADABLE_NAME = re.compile(r"[\t\n\r]")
-"""Characters Ray's reader takes out of a path (it parses paths as URLs): ``bad\nname.jpg`` was
-looked up as ``badname.jpg``, dropped without a word, and the re-run failed ("No files found")."""
-
-
-def _record_unreadable_names(todo: list[str], out: str, report: BatchReport) -> list[str]:
-    """``todo`` without the files whose names Ray's reader cannot open (a tab or a line break):
-    each is an image failed with ``validation_error`` (its errors CSV), done for a restart."""
-    odd = [path for path in todo if UNREADABLE_NAME.search(path)]
-    _record_failed(odd, InvalidArgument.code, "a file name with a tab or line break: the reader cannot open it; "
-                   "rename the file", out, report)
-    refused = set(odd)
+    unfit = {pafs.FileType.NotFound: (NotFound.code, "no such file"),
+             pafs.FileType.Directory: (InvalidInput.code, "a folder, not an image file"),
+             pafs.FileType.Unknown: (InvalidInput.code, "not a regular file (a pipe, socket or device)")}
+    refused: set[str] = set()
+    for kind, (code, message) in unfit.items():
+        paths = [info.path for info in infos if info.type == kind]
+        _record_failed(paths, code, message, out, report)
+        refused.update(paths)
     return [path for path in todo if path not in refused]
 
 
@@ -218,7 +295,11 @@ def _record_failed(paths: list[str], code: str, message: str, out: str, report: 
     report.processed += count
 
 
-def _absolute(out: str) -> str:
+def _absolute(out: str, option: str = "--out") -> str:
+    """The output folder ``out`` as an absolute path (or its URL); an empty one is refused (it was
+    the current folder)."""
+    if not out.strip():
+        raise InvalidArgument(f"{option} is empty: give the output folder")
     return out if "://" in out else os.path.abspath(os.path.expanduser(out))
 
 
@@ -232,19 +313,36 @@ def embed(source: str, out: str, options: BatchOptions | None = None, on_progres
 
 
 def embed_source(source: Source, out: str, options: BatchOptions | None = None, on_progress: Progress | None = None,
-                 *, faces: bool = True) -> BatchReport:
-    """:func:`embed` of an already resolved source."""
+                 *, faces: bool = True, kind: str | None = None) -> BatchReport:
+    """:func:`embed` of an already resolved source. ``kind``: the job's (``embed``, or ``dedupe``
+    without faces, by default), recorded in the output: another kind of job is refused on it."""
     options = options or BatchOptions()
+    out = _absolute(out)
     if faces:  # an unknown pack or a missing model file fails here, not in every Ray actor
         get_pack(options.pack, options.settings)
-    out = _absolute(out)
     report = BatchReport(out=out)
-    with storage_errors(out):  # the output is prepared (listed, tidied) before Ray starts: bad storage fails first
-        _run(source, out, options, on_progress, faces=faces, report=report)
-        report.errors = write_errors_csv(out)
-        report.faces = read_faces(out).num_rows if faces else 0
+    # held for the whole job (a second job on it is refused); prepared (listed, tidied) before Ray
+    # starts: bad storage fails first
+    with storage_errors(out), hold(out):
+        now = _run(source, out, options, on_progress, faces=faces, kind=kind or ("embed" if faces else "dedupe"),
+                   report=report)
+        write_errors_csv(out)
+        _count(source, out, now, faces, report)
     report.files = {"faces": out, "errors": f"{out}/_errors.csv"}
     return report
+
+
+def _count(source: Source, out: str, now: set[str], faces: bool, report: BatchReport) -> None:
+    """The job's faces and failures (the source's images in the output, every run) and this run's."""
+    ids = pa.array(source.paths, pa.string())
+    this_run = pa.array(sorted(now), pa.string())
+    failed = read_images(out).filter(pc.field("error") != "").column("image_id")
+    report.errors = pc.sum(pc.is_in(failed, value_set=ids)).as_py() or 0
+    report.run_errors = pc.sum(pc.is_in(failed, value_set=this_run)).as_py() or 0
+    if faces:
+        found = read_faces(out, columns=["image_id"]).column("image_id")
+        report.faces = pc.sum(pc.is_in(found, value_set=ids)).as_py() or 0
+        report.run_faces = pc.sum(pc.is_in(found, value_set=this_run)).as_py() or 0
 
 
 def image_table(out: str) -> Any:

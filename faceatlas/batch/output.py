@@ -8,19 +8,31 @@ of the dataset skip them):
   number of faces, error code and message, perceptual hash). It is written last, after the faces
   part, so an image is done only when its faces are on disk;
 - ``_errors.csv``: the images that failed (id, path, typed error code, message), rewritten at the
-  end of each run from the done-manifest.
+  end of each run from the done-manifest;
+- ``_job.json``: the kind of job that wrote the output (``embed``, ``enrol``, ``search``,
+  ``dedupe``) and its source: a job of another kind, or of another source, is refused (its faces
+  would be mixed with the first one's, and a dedupe's output, without faces, was taken as an
+  embed's that was done).
 
 Every part is written under a name starting with ``.`` and renamed into place. A restarted job
 deletes faces parts without their manifest part (a kill between the two) and skips done images.
+
+A job holds its output for its whole life (:func:`hold`): ``_lock``, locked with ``flock``, so a
+second job on the same local output is refused (two at once each wrote every image, and one tidied
+the other's temporary files away). Object storage has no such lock: one job per output URL.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import json
+import os
 import re
 import uuid
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -29,12 +41,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from faceatlas.batch.storage import filesystem
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import Conflict, InvalidArgument
 
 IMAGES_DIR = "_images"
 ERRORS_CSV = "_errors.csv"
+LOCK = "_lock"  # flock'ed by the job that writes the output (a local one)
+JOB = "_job.json"  # the kind of job that wrote the output, and its source
 _PART = re.compile(r"part-[0-9a-f]{32}\.parquet")  # what write_part names: a file of another name is not ours
-_TEMPORARY = re.compile(r"\.part-[0-9a-f]{32}\.parquet\.[0-9a-f]{8}\.tmp")
+_TEMPORARY = re.compile(r"\.(part-[0-9a-f]{32}\.parquet|_job\.json)\.[0-9a-f]{8}\.tmp")
 
 FACE_SCHEMA = pa.schema([
     ("image_id", pa.string()),
@@ -95,23 +109,111 @@ def write_part(fs: pafs.FileSystem, root: str, faces: pa.Table, images: pa.Table
     return part
 
 
-def prepare(uri: str) -> set[str]:
-    """Create the output folder or tidy one left by a killed run (temporary files, faces parts
-    without their manifest part); the ids of the images already done. A folder that holds anything
-    but no job's manifest is not a job's output: refused, nothing in it touched (a user's own
-    ``part-*.parquet`` there was deleted as an orphan)."""
+_held: dict[str, int] = {}  # the outputs this process holds: real path -> the locked file's descriptor
+
+
+def _check_ours(fs: pafs.FileSystem, root: str, uri: str) -> None:
+    """Refuse a file, or a folder that holds anything but no job's manifest: it is not a job's
+    output (a user's own ``part-*.parquet`` there was deleted as an orphan)."""
+    if fs.get_file_info(f"{root}/{IMAGES_DIR}").type == pafs.FileType.Directory:
+        return
+    found = fs.get_file_info(root)
+    if found.type == pafs.FileType.File:
+        raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
+    if found.type == pafs.FileType.Directory:
+        held = [i for i in fs.get_file_info(pafs.FileSelector(root)) if PurePosixPath(i.path).name not in (LOCK, JOB)]
+        if held:
+            shown = ", ".join(sorted(PurePosixPath(i.path).name for i in held)[:3])
+            raise InvalidArgument(f"--out {uri} holds files no batch job wrote ({shown}"
+                                  f"{', ...' if len(held) > 3 else ''}): give a new or empty folder, "
+                                  "or the output folder of the job to resume")
+
+
+@contextmanager
+def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
+    """The output folder ``uri`` for this process alone while the block runs: created, and its
+    ``_lock`` file locked (``flock``, exclusive); an output another job holds is :class:`Conflict`,
+    nothing in it touched. Held again in the same process (a job's steps), it is the same hold.
+    ``dataset``: the folder is a job's Parquet dataset (refused when it holds other files, before
+    anything is made in it); else a folder of a job's outputs (search's, dedupe's).
+    The lock goes with the process (a killed job holds nothing). Object storage has no lock: the
+    block runs without one."""
     fs, root = out_filesystem(uri)
-    if fs.get_file_info(f"{root}/{IMAGES_DIR}").type != pafs.FileType.Directory:
-        found = fs.get_file_info(root)
-        if found.type == pafs.FileType.File:
-            raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
-        if found.type == pafs.FileType.Directory:
-            held = fs.get_file_info(pafs.FileSelector(root))
-            if held:
-                shown = ", ".join(sorted(PurePosixPath(i.path).name for i in held)[:3])
-                raise InvalidArgument(f"--out {uri} holds files no batch job wrote ({shown}"
-                                      f"{', ...' if len(held) > 3 else ''}): give a new or empty folder, "
-                                      "or the output folder of the job to resume")
+    if not isinstance(fs, pafs.LocalFileSystem):
+        yield
+        return
+    key = os.path.realpath(root)
+    if key in _held:
+        yield
+        return
+    if dataset:
+        _check_ours(fs, root, uri)  # before anything is made in a folder that is not a job's
+    elif fs.get_file_info(root).type == pafs.FileType.File:
+        raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
+    os.makedirs(root, exist_ok=True)
+    descriptor = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)  # not inherited (O_CLOEXEC)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(descriptor)
+        raise Conflict(f"{uri} is in use: another batch job holds it ({LOCK}) until it ends; wait for that "
+                       "job, or give another output folder") from exc
+    _held[key] = descriptor
+    try:
+        yield
+    finally:
+        del _held[key]
+        os.close(descriptor)  # the lock goes with it
+
+
+def claim(uri: str, kind: str | None, source: str | None) -> None:
+    """Record in ``uri`` (held) that a ``kind`` job of ``source`` writes it (``_job.json``), or
+    refuse it when another kind of job, or a job of another source, wrote it (:class:`InvalidArgument`).
+    An output without the record (older, or not yet begun) is taken as this job's, except a job's
+    dataset (``_images``) for a search or dedupe: that is an embed's or an enrol's."""
+    if kind is None and source is None:
+        return
+    fs, root = out_filesystem(uri)
+    record: dict[str, str] = {}
+    if fs.get_file_info(f"{root}/{JOB}").type == pafs.FileType.File:
+        with fs.open_input_stream(f"{root}/{JOB}") as stream:
+            try:
+                found = json.loads(stream.read().decode())
+            except ValueError:  # a record half-written by a kill: written again below
+                found = {}
+        record = {key: str(value) for key, value in found.items()} if isinstance(found, dict) else {}
+    elif kind in ("search", "dedupe") and fs.get_file_info(f"{root}/{IMAGES_DIR}").type == pafs.FileType.Directory:
+        record = {"kind": "embed or enrol --work"}
+    written = record.get("kind")
+    if kind is not None and written is not None and written != kind:
+        raise InvalidArgument(f"{uri} is the output of a batch {written} job, not of batch {kind}: give another "
+                              "folder (one output, one kind of job)")
+    if source and record.get("source") and record["source"] != source:
+        raise InvalidArgument(f"{uri} holds the output of another source ({record['source']}), not of {source}: "
+                              "give another folder, or that source to resume (one output, one source)")
+    wanted = {**record, **({"kind": kind} if kind else {}), **({"source": source} if source else {})}
+    if wanted != record:
+        fs.create_dir(root, recursive=True)
+        temporary = f"{root}/.{JOB}.{uuid.uuid4().hex[:8]}.tmp"
+        with fs.open_output_stream(temporary) as stream:
+            stream.write(json.dumps(wanted, indent=1).encode())
+        fs.move(temporary, f"{root}/{JOB}")
+
+
+def prepare(uri: str, kind: str | None = None, source: str | None = None) -> set[str]:
+    """Create the output folder or tidy one left by a killed run (temporary files, faces parts
+    without their manifest part), holding it (:func:`hold`: never while another job writes it);
+    the ids of the images already done. A folder that holds anything but no job's manifest is not
+    a job's output: refused, nothing in it touched; so is one of another ``kind`` of job or another
+    ``source`` (:func:`claim`)."""
+    with hold(uri):
+        return _prepare(uri, kind, source)
+
+
+def _prepare(uri: str, kind: str | None, source: str | None) -> set[str]:
+    fs, root = out_filesystem(uri)
+    _check_ours(fs, root, uri)
+    claim(uri, kind, source)
     fs.create_dir(f"{root}/{IMAGES_DIR}", recursive=True)
     manifest = {PurePosixPath(i.path).name for i in _files(fs, f"{root}/{IMAGES_DIR}")}
     for folder in (root, f"{root}/{IMAGES_DIR}"):
@@ -132,13 +234,14 @@ def read_images(uri: str) -> pa.Table:
     return pads.dataset(files, schema=IMAGE_SCHEMA, filesystem=fs, format="parquet").to_table()
 
 
-def read_faces(uri: str) -> pa.Table:
-    """Every face of the job's output (the Parquet dataset at ``uri``)."""
+def read_faces(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Every face of the job's output (the Parquet dataset at ``uri``): its ``columns`` (default: all)."""
     fs, root = out_filesystem(uri)
     files = [i.path for i in _files(fs, root) if PurePosixPath(i.path).name.startswith("part-")]
     if not files:
-        return FACE_SCHEMA.empty_table()
-    return pads.dataset(files, schema=FACE_SCHEMA, filesystem=fs, format="parquet").to_table()
+        empty = FACE_SCHEMA.empty_table()
+        return empty.select(columns) if columns else empty
+    return pads.dataset(files, schema=FACE_SCHEMA, filesystem=fs, format="parquet").to_table(columns=columns)
 
 
 def output_space(uri: str) -> str | None:

@@ -3,8 +3,9 @@ resolved on the driver into one sorted list of files on one filesystem.
 
 An image's id is its path as the filesystem names it (``/abs/path.jpg`` locally, ``bucket/key.jpg``
 for ``s3://bucket/key.jpg``): Ray Data reports the same string, so a restarted job can tell what
-is done. For enrolment every image also has a subject: its parent folder's name (per-person
-folders) or the manifest's ``subject`` column.
+is done. For enrolment every image also has a subject: the name of the first folder under SOURCE
+it is in (per-person folders, ``people/<subject>/2019/x.jpg`` too) or the manifest's ``subject``
+column.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ class Source:
     paths: list[str]
     subjects: dict[str, str] = field(default_factory=dict)
     uri: str = ""
+
+    @property
+    def key(self) -> str:
+        """The source as an output records it (one output, one source): a URL as given, a local
+        folder, file or glob by its absolute path (the same folder from another working folder is
+        the same source)."""
+        if not self.uri or "://" in self.uri:
+            return self.uri
+        path = os.path.abspath(os.path.expanduser(self.uri))
+        return os.path.realpath(path) if os.path.lexists(path) else path
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -116,10 +127,12 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
 
 
 def resolve_source(uri: str) -> Source:
-    """The files named by ``uri``: a folder (its images, recursively; a file's subject is its
-    parent folder's name), a glob (``photos/*/*.jpg``), a manifest ``.csv``, one image, or the
+    """The files named by ``uri``: a folder (its images, recursively; a file's subject is the first
+    folder under it that holds the file), a glob (``photos/*/*.jpg``), a manifest ``.csv``, one image, or the
     same on object storage (``s3://bucket/prefix/``). Nothing found is :class:`InvalidArgument`;
     a missing bucket or storage that refuses or does not answer is :class:`StorageUnavailable`."""
+    if not uri.strip():  # it was the current folder (every image under it)
+        raise InvalidArgument("SOURCE is empty: give a folder, a glob, a manifest .csv or a URL")
     with storage_errors(uri):
         return _resolve(uri)
 
@@ -128,19 +141,27 @@ def _magic(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def _globbed(pattern: str) -> list[str]:
+def _first_folder(path: str, root: str) -> str | None:
+    """The name of the first folder under ``root`` that holds ``path`` (its subject), or None for a
+    file right in ``root``: ``root/Adam/2019/x.jpg`` is Adam's (the immediate parent, ``2019``,
+    merged everyone's 2019 folders into one subject)."""
+    parts = PurePosixPath(path).relative_to(PurePosixPath(root)).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def _globbed(pattern: str) -> dict[str, str | None]:
     """The files a local glob matches (``*``, ``?``, ``[...]`` within a name, ``**`` for any
     folders; names starting with ``.`` only by a part that starts with one), each once by its real
     path. The folders under the pattern's fixed part are walked without following links to
     folders, as a folder source is listed: ``glob(recursive=True)`` went down ``a/loop -> ..``
     (every photo listed 41 times; two such links never ended) and a link to a sibling folder
-    listed its photos twice."""
+    listed its photos twice. Each file's subject: the first folder under the fixed part it is in."""
     parts = Path(pattern).expanduser().parts
     fixed = next((i for i, part in enumerate(parts) if _magic(part)), len(parts))
     root, rest = (str(Path(*parts[:fixed])) if fixed else "."), parts[fixed:]
     deepest = None if "**" in rest else len(rest) - 1  # folders below the root a match can be in
     dotted = any(part.startswith(".") for part in rest)
-    found: set[str] = set()
+    found: dict[str, str | None] = {}
     for folder, folders, files in os.walk(root, followlinks=False):
         inside = PurePosixPath(os.path.relpath(folder, root)).parts if folder != root else ()
         if deepest is not None and len(inside) >= deepest:
@@ -150,8 +171,8 @@ def _globbed(pattern: str) -> list[str]:
         for name in files:
             path = os.path.join(folder, name)
             if _matches((*inside, name), rest) and os.path.isfile(path):
-                found.add(str(Path(path).resolve()))
-    return sorted(found)
+                found.setdefault(str(Path(path).resolve()), inside[0] if inside else None)
+    return dict(sorted(found.items()))
 
 
 def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
@@ -174,15 +195,15 @@ def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
 def _resolve(uri: str) -> Source:
     # a glob, unless it names a file or folder that is there ("party [2024]" was "no images found")
     if "://" not in uri and _magic(uri) and not os.path.lexists(Path(uri).expanduser()):
-        paths = _globbed(uri)
-        source = Source(pafs.LocalFileSystem(), paths, {p: Path(p).parent.name for p in paths}, uri)
+        found = _globbed(uri)
+        source = Source(pafs.LocalFileSystem(), list(found), {p: s for p, s in found.items() if s}, uri)
     else:
         fs, path = _filesystem(uri)
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.Directory:
             paths = _images_under(fs, path)
-            source = Source(fs, paths, {p: PurePosixPath(p).parent.name for p in paths
-                                        if PurePosixPath(p).parent != PurePosixPath(path)}, uri)
+            subjects = {p: _first_folder(p, path) for p in paths}
+            source = Source(fs, paths, {p: s for p, s in subjects.items() if s}, uri)
         elif info.type == pafs.FileType.File and PurePosixPath(path).suffix.lower() in MANIFEST_SUFFIXES:
             source = _manifest(fs, path, uri)
         elif info.type == pafs.FileType.File:

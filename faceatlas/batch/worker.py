@@ -1,25 +1,32 @@
-"""The work of one batch of images, in one process: decode (with the engine's pixel limit),
-perceptual hash, faces (``FaceAnalyzer.analyze_many``), and the two tables of its output part.
+"""The work of one batch of images, in one process: read (each file on its own: one that cannot
+be read is a failed image), decode (with the engine's pixel limit), perceptual hash, faces
+(``FaceAnalyzer.analyze_many``), and the two tables of its output part.
 
-:class:`FaceWorker` is the Ray actor class: each actor holds one analyzer and writes its own
-parts, so the driver only counts. :func:`analyze_batch` is the same work without Ray (the
-plain loop of ``bench/batch_throughput.py``)."""
+:class:`FaceWorker` is the Ray actor class: each actor holds one analyzer, reads its batch's
+files and writes its own parts, so the driver only counts. :func:`analyze_batch` is the same
+work without Ray (the plain loop of ``bench/batch_throughput.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from faceatlas.batch.output import FACE_SCHEMA, IMAGE_SCHEMA, out_filesystem, write_part
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError
 from faceatlas.engine.face import Face
 from faceatlas.engine.image import decode_image
+from faceatlas.errors import InvalidInput, NotFound
 from faceatlas.settings import EngineSettings
+
+REMOTE_READS = 8  # files of a batch read at once from object storage (each read waits on the network)
 
 
 def phash(image: np.ndarray) -> int:
@@ -44,6 +51,38 @@ class _Image:
         self.array = None
         self.error = exc.code if isinstance(exc, FaceAtlasError) else FaceAtlasError.code
         self.message = str(exc) if isinstance(exc, FaceAtlasError) else f"{type(exc).__name__}: {exc}"
+
+
+def read_failure(exc: OSError) -> tuple[str, str]:
+    """The error code and message of a file that could not be read (an image failed, not the job)."""
+    if isinstance(exc, FileNotFoundError):
+        return NotFound.code, "not read: the file was not there when the job read it"
+    if isinstance(exc, IsADirectoryError):
+        return InvalidInput.code, "a folder, not an image file"
+    if isinstance(exc, PermissionError):
+        return InvalidInput.code, "cannot read the file: permission denied"
+    reason = os.strerror(exc.errno) if exc.errno else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return FaceAtlasError.code, f"cannot read the file: {reason[:1].lower()}{reason[1:]}"
+
+
+def read_files(fs: pafs.FileSystem, paths: Sequence[str]) -> tuple[list[bytes], dict[str, tuple[str, str]]]:
+    """The bytes of each file (empty for one that failed) and, by path, the code and message of
+    each that could not be read (an I/O error, a permission, gone since it was listed): one
+    unreadable file fails alone (it failed Ray's read task, and with it the whole job)."""
+    failed: dict[str, tuple[str, str]] = {}
+
+    def read(path: str) -> bytes:
+        try:
+            with fs.open_input_stream(path) as stream:
+                return bytes(stream.read())
+        except OSError as exc:
+            failed[path] = read_failure(exc)
+            return b""
+
+    if isinstance(fs, pafs.LocalFileSystem) or len(paths) < 2:
+        return [read(path) for path in paths], failed
+    with ThreadPoolExecutor(min(REMOTE_READS, len(paths))) as pool:
+        return list(pool.map(read, paths)), failed
 
 
 def _decode(image_id: str, data: bytes, settings: EngineSettings) -> _Image:
@@ -79,10 +118,14 @@ def _analyze(analyzer: FaceAnalyzer, items: list[_Image]) -> None:
 
 
 def analyze_batch(image_ids: Sequence[str], data: Sequence[bytes], analyzer: FaceAnalyzer | None,
-                  settings: EngineSettings) -> tuple[pa.Table, pa.Table]:
+                  settings: EngineSettings, failed: Mapping[str, tuple[str, str]] | None = None,
+                  ) -> tuple[pa.Table, pa.Table]:
     """The faces table and the image table (one row each, the done-manifest) of one batch; no
-    faces are looked for without an ``analyzer`` (hashes only)."""
-    items = [_decode(str(i), bytes(d), settings) for i, d in zip(image_ids, data)]
+    faces are looked for without an ``analyzer`` (hashes only). ``failed``: the images that could
+    not be read, by id, with their error code and message (their rows say so)."""
+    failed = failed or {}
+    items = [_Image(str(i), error=failed[str(i)][0], message=failed[str(i)][1]) if str(i) in failed
+             else _decode(str(i), bytes(d), settings) for i, d in zip(image_ids, data)]
     if analyzer is not None:
         _analyze(analyzer, items)
     pack = analyzer.pack.name if analyzer is not None else ""
@@ -113,16 +156,21 @@ def analyze_batch(image_ids: Sequence[str], data: Sequence[bytes], analyzer: Fac
 
 class FaceWorker:
     """A Ray Data actor: one analyzer (one intra-op thread: the actors are the parallelism),
-    writing one output part per batch it is given; returns the batch's image table for the
-    driver's progress."""
+    reading the files of each batch it is given (paths on ``source``, the source's filesystem)
+    and writing one output part per batch; returns the batch's image table for the driver's
+    progress."""
 
-    def __init__(self, out: str, pack: str | None, settings: EngineSettings, faces: bool = True) -> None:
+    def __init__(self, out: str, pack: str | None, settings: EngineSettings, faces: bool = True,
+                 source: pafs.FileSystem | None = None) -> None:
         self.settings = settings
         self.fs, self.root = out_filesystem(out)
+        self.source = source or pafs.LocalFileSystem()
         self.analyzer = FaceAnalyzer(pack, threads=1, settings=settings, announce_license=False) if faces else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        faces, images = analyze_batch(list(batch["path"]), list(batch["bytes"]), self.analyzer, self.settings)
+        paths = [str(path) for path in batch["path"]]
+        data, failed = read_files(self.source, paths)
+        faces, images = analyze_batch(paths, data, self.analyzer, self.settings, failed)
         write_part(self.fs, self.root, faces, images)
         return {"image_id": np.asarray(images.column("image_id").to_pylist(), dtype=object),
                 "faces": images.column("faces").to_numpy(),

@@ -19,7 +19,7 @@ from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
 from faceatlas.batch import search as search_job
-from faceatlas.cli.errors import exit_for_failures, json_text
+from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut
 from faceatlas.gallery import Gallery
@@ -46,9 +46,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 
 @contextmanager
-def _progress(disable: bool) -> Iterator[Callable[[int, int], None]]:
+def _progress(disable: bool, kept: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar with images/s (of this run) and time left, fed by the job's callback. What
-    Ray prints meanwhile (its processes' warnings) goes to stderr: stdout holds only the result."""
+    Ray prints meanwhile (its processes' warnings) goes to stderr: stdout holds only the result.
+    Ctrl-C or SIGTERM: `interrupted after N of M images: <kept>` and status 130."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=disable)
     task = bar.add_task("images", total=None, rate="")
@@ -61,24 +62,43 @@ def _progress(disable: bool) -> Iterator[Callable[[int, int], None]]:
         elapsed = now - state["start"]
         rate = (done - state["first"]) / elapsed if elapsed > 0 else 0.0
         bar.update(task, completed=done, total=total, rate=f"{rate:.1f} img/s" if rate else "")
+        state["done"], state["total"] = done, total
 
-    with bar, redirect_stdout(sys.stderr):
-        yield update
+    try:
+        with bar, redirect_stdout(sys.stderr):
+            yield update
+    except KeyboardInterrupt:
+        interrupted(int(state.get("done", 0)), int(state.get("total", 0)) or None, "images", kept)
+
+
+def _resumed(out: str) -> str:
+    return f"the images done are kept in {out}; the same command again does the rest"
 
 
 def _options(workers: int | None, ray_address: str | None, pack: str | None, batch_size: int) -> BatchOptions:
     return BatchOptions(workers=workers, ray_address=ray_address, pack=pack, batch_size=batch_size)
 
 
-def _show(report: BatchReport, as_json: bool, what: str) -> None:
-    """The report, then the exit status as `gallery enrol`'s: 0 every image read, 1 some failed
-    (listed in the errors CSV), 2 every one failed."""
+def _show(report: BatchReport, as_json: bool, what: str, *, faces: bool = True) -> None:
+    """The report, then the exit status as `gallery enrol`'s, of the job (every run of it: SOURCE's
+    images in the output): 0 every image read, 1 some failed (listed in the errors CSV), 2 every
+    one failed. The line says this run's counts, then the job's when earlier runs did some."""
     if as_json:
         console.print_json(json_text(report.to_dict()))
     else:
-        console.print(f"{report.images} images: {report.processed} processed now ({report.images_per_second:.1f} "
-                      f"img/s on {report.workers} workers), {report.skipped} done before; {report.faces} faces, "
-                      f"{report.errors} failed{what}", soft_wrap=True)
+        if report.processed:
+            now = (f"{report.processed} processed now ({report.images_per_second:.1f} img/s on {report.workers} "
+                   f"worker{'s' if report.workers != 1 else ''}): "
+                   f"{f'{report.run_faces} faces, ' if faces else ''}{report.run_errors} failed")
+        else:
+            now = "nothing left to do"
+        before = (f"; {report.skipped} done before (all runs: {f'{report.faces} faces, ' if faces else ''}"
+                  f"{report.errors} failed)" if report.skipped else "")
+        listed = report.files.get("errors")
+        where = (f"; the failed images are listed in {listed}" if listed else
+                 "; the failed images' list went with the temporary folder (keep it with --work DIR)"
+                 ) if report.errors else ""
+        console.print(escape(f"{report.images} images: {now}{before}{what}{where}"), soft_wrap=True)
         for name, path in report.files.items():
             console.print(f"  {name}: {escape(str(path))}", soft_wrap=True)
     exit_for_failures(report.errors, report.images)
@@ -91,7 +111,7 @@ def embed(source: SourceArg, out: Annotated[str, typer.Option("--out", "-o", hel
           batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, as_json: JsonOption = False) -> None:
     """Every face of every image: box, keypoints, quality, pose, embedding, pack (Parquet)."""
     options = _options(workers, ray_address, pack, batch_size)  # refused before a progress bar shows
-    with _progress(as_json) as update:
+    with _progress(as_json, _resumed(out)) as update:
         report = embed_job(source, out, options, update)
     _show(report, as_json, "")
 
@@ -107,7 +127,9 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
     """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
     options = _options(workers, ray_address, pack, batch_size)
     # the database and the collection are made when missing (a first install has neither), as `gallery enrol`
-    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json) as update:
+    kept = ("the faces enrolled before the stop are kept; the same command again enrols the rest"
+            + (f" ({work} keeps the faces embedded)" if work else ""))
+    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json, kept) as update:
         report = enrol_job(source, collection, gallery, options, update,
                            work=work, all_faces=all_faces, min_quality=min_quality)
     details = report.details
@@ -128,7 +150,7 @@ def search(source: SourceArg, collection: str,
     """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
     cut = Cut.given(threshold=threshold, fpir=fpir)  # refused before a progress bar shows
     options = _options(workers, ray_address, pack, batch_size)
-    with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json) as update:
+    with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json, _resumed(out)) as update:
         report = search_job(source, collection, gallery, out, options,
                             update, cut=cut, k=k)
     details = report.details
@@ -146,8 +168,8 @@ def dedupe(source: SourceArg,
            as_json: JsonOption = False) -> None:
     """Near-duplicate photos (resized, re-encoded copies) by perceptual hash."""
     options = _options(workers, ray_address, None, batch_size)
-    with _progress(as_json) as update:
+    with _progress(as_json, _resumed(out)) as update:
         report = dedupe_job(source, out, options, update,
                             max_distance=max_distance)
     _show(report, as_json, f"; {report.details['groups']} groups of near-duplicates "
-                           f"({report.details['duplicate_images']} extra copies)")
+                           f"({report.details['duplicate_images']} extra copies)", faces=False)

@@ -248,12 +248,9 @@ def test_a_photo_an_earlier_batch_enrol_recorded_with_its_face_number_is_skipped
         assert ("ann", photo_source(photo)) in _enrolled_sources(gallery, "staff")
 
 
-def test_a_file_name_the_reader_cannot_open_is_a_failed_image_and_a_rerun_does_nothing(
-        ray_cluster, people, tmp_path, monkeypatch):
-    """`bad\\nname.jpg` was read by Ray as `badname.jpg` and dropped without a word ("2 images: 1
-    processed, 0 failed", exit 0); the re-run was a traceback (ValueError: No files found)."""
-    import faceatlas.batch.jobs as jobs
-
+def test_a_file_name_with_a_line_break_is_read_like_any_other(ray_cluster, people, tmp_path):
+    """`bad\\nname.jpg` was read by Ray's reader as `badname.jpg` (it parsed paths as URLs) and
+    dropped without a word, then refused by name; the actors read the files themselves now."""
     source = tmp_path / "nl"
     source.mkdir()
     good, bad = sorted(people[0].glob("*.jpg"))[:2]
@@ -261,16 +258,119 @@ def test_a_file_name_the_reader_cannot_open_is_a_failed_image_and_a_rerun_does_n
     shutil.copy(bad, source / "bad\nname.jpg")
     odd = str(source / "bad\nname.jpg")
 
-    def errors(out: Path) -> list[tuple[str, str]]:
-        with open(out / "_errors.csv", newline="") as f:
-            return [(row["image_id"], row["error"]) for row in csv.DictReader(f)]
-
     report = embed(str(source), str(tmp_path / "out"), _options())
-    assert (report.images, report.processed, report.errors) == (2, 2, 1)
-    assert errors(tmp_path / "out") == [(odd, "validation_error")]
+    assert (report.images, report.processed, report.errors) == (2, 2, 0)
+    assert odd in face_table(str(tmp_path / "out")).column("image_id").to_pylist()
     rerun = embed(str(source), str(tmp_path / "out"), _options())
-    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 1)
-    # whatever else the reader skips (a file gone between the listing and the read) is reported too
-    monkeypatch.setattr(jobs, "UNREADABLE_NAME", re.compile("(?!)"))
-    dropped = embed(str(source), str(tmp_path / "dropped"), _options())
-    assert (dropped.processed, dropped.errors) == (2, 1) and errors(tmp_path / "dropped") == [(odd, "not_found")]
+    assert (rerun.skipped, rerun.processed, rerun.errors) == (2, 0, 0)
+
+
+def test_read_files_fails_each_unreadable_file_alone(tmp_path):
+    """A file whose read raises (an I/O error, gone since the listing) failed Ray's read task, and
+    with it the whole job: each is now its own failed image, the others are read."""
+    import pyarrow.fs as pafs
+
+    from faceatlas.batch.worker import read_files
+
+    (tmp_path / "good.jpg").write_bytes(b"bytes")
+    (tmp_path / "eio.jpg").symlink_to("/proc/self/mem")  # reading offset 0 of one's own memory: EIO
+    paths = [str(tmp_path / name) for name in ("good.jpg", "eio.jpg", "gone.jpg")]
+    data, failed = read_files(pafs.LocalFileSystem(), paths)
+    assert data == [b"bytes", b"", b""]
+    assert failed == {paths[1]: ("error", "cannot read the file: input/output error"),
+                      paths[2]: ("not_found", "not read: the file was not there when the job read it")}
+
+
+def test_an_unreadable_file_a_pipe_and_a_folder_row_are_failed_images_and_the_job_goes_on(
+        ray_cluster, people, tmp_path):
+    """An I/O error on one file (`ln -s /proc/1/mem x.jpg`) or a pipe named .jpg ended the whole job
+    (exit 2, a 183-line traceback, no _errors.csv); a manifest row naming a folder was expanded by
+    Ray's reader (every image in it embedded, outside the source) and logged as not_found."""
+    import os
+
+    photos = [sorted(person.glob("*.jpg"))[0] for person in people[:2]]
+    source = tmp_path / "in"
+    source.mkdir()
+    for photo in photos:
+        shutil.copy(photo, source / photo.name)
+    (source / "eio.jpg").symlink_to("/proc/self/mem")  # reading offset 0 of one's own memory: EIO
+    os.mkfifo(source / "pipe.jpg")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(sorted(people[2].glob("*.jpg"))[0], folder / "inside.jpg")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path\n" + "".join(f"{source / p.name}\n" for p in photos)
+                        + f"{source / 'eio.jpg'}\n{source / 'pipe.jpg'}\n{folder}\n")
+    out = tmp_path / "out"
+
+    report = embed(str(manifest), str(out), _options())
+
+    assert (report.images, report.processed, report.errors) == (5, 5, 3)
+    with open(out / "_errors.csv") as f:
+        errors = {Path(row["image_id"]).name: (row["error"], row["message"]) for row in csv.DictReader(f)}
+    assert errors == {"eio.jpg": ("error", "cannot read the file: input/output error"),
+                      "pipe.jpg": ("bad_request", "not a regular file (a pipe, socket or device)"),
+                      "folder": ("bad_request", "a folder, not an image file")}
+    from faceatlas.batch import image_table
+
+    assert sorted(image_table(str(out)).column("image_id").to_pylist()) == sorted(
+        [*(str(source / p.name) for p in photos), str(source / "eio.jpg"), str(source / "pipe.jpg"), str(folder)])
+    assert {Path(i).name for i in face_table(str(out)).column("image_id").to_pylist()} == {p.name for p in photos}
+
+
+def test_a_failure_in_a_ray_worker_is_one_line_with_its_cause(ray_cluster, people, tmp_path):
+    """A worker that could not write its part (a full disk on --out) ended the job with a
+    440-line traceback (exit 1): it is the project's error, one line naming the cause."""
+    from faceatlas.errors import FaceAtlasError
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for photo in sorted(people[0].glob("*.jpg"))[:2]:
+        shutil.copy(photo, source / photo.name)
+    out = tmp_path / "out"
+
+    def break_the_output(done: int, total: int) -> None:  # called once before Ray runs: the parts cannot go in
+        if (out / "_images").is_dir():
+            shutil.rmtree(out / "_images")
+            (out / "_images").write_text("not a folder")
+
+    with pytest.raises(FaceAtlasError) as raised:
+        embed(str(source), str(out), _options(), break_the_output)
+    message = str(raised.value)
+    assert type(raised.value) is FaceAtlasError and not isinstance(raised.value, OSError)
+    assert "\n" not in message and "ray::" not in message and len(message) < 700, message
+    assert message.startswith("the job failed in Ray: FileExistsError: [Errno 17] Cannot create directory"), message
+    assert f"{out}/_images" in message
+
+
+def test_the_summary_counts_this_run_then_the_job_and_names_the_list_of_failures(ray_cluster, people, tmp_path):
+    """After a run with failures, a later run into the same output printed the whole output's
+    faces and failures as its own; a run with nothing left said "on 0 workers"; the summary did
+    not say where the failed images are listed."""
+    source = tmp_path / "in"
+    source.mkdir()
+    first_photo, second_photo = sorted(people[0].glob("*.jpg"))[:2]
+    shutil.copy(first_photo, source / first_photo.name)
+    (source / "notes.jpg").write_text("not an image at all")
+    out = tmp_path / "out"
+    command = ["batch", "embed", str(source), "--out", str(out), "--workers", "1", "--pack", PACK, "--batch-size", "4"]
+
+    first = CliRunner().invoke(app, command)
+    text = " ".join(first.stdout.split())
+    assert first.exit_code == 1, first.output
+    assert re.search(r"^2 images: 2 processed now \([0-9.]+ img/s on 1 worker\): [1-9] faces?, 1 failed; the failed "
+                     rf"images are listed in {re.escape(str(out))}/_errors.csv", text), text
+    faces = int(re.search(r"now \(.*?\): (\d+) faces", text).group(1))  # type: ignore[union-attr]
+
+    shutil.copy(second_photo, source / second_photo.name)
+    second = CliRunner().invoke(app, [*command, "--json"])
+    report = json.loads(second.stdout)
+    assert (report["processed"], report["skipped"], report["run_errors"], report["errors"]) == (1, 2, 0, 1)
+    assert report["run_faces"] >= 1 and report["faces"] == faces + report["run_faces"]
+    assert second.exit_code == 1  # the job's status: one of SOURCE's images failed (in the first run)
+
+    third = CliRunner().invoke(app, command)
+    text = " ".join(third.stdout.split())
+    assert text.startswith(f"3 images: nothing left to do; 3 done before (all runs: {report['faces']} faces, "
+                           "1 failed); the failed images are listed in"), text
+    assert "worker" not in text

@@ -3,8 +3,10 @@ uninterrupted run: every image once, the same faces and embeddings."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,3 +73,38 @@ def test_killed_job_resumes_to_the_uninterrupted_output(shared, tmp_path):
     ours = np.asarray(faces.column("embedding").to_pylist(), np.float32)
     theirs = np.asarray(reference.column("embedding").to_pylist(), np.float32)
     assert np.min(np.sum(ours * theirs, axis=1)) > 0.999
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_job_as_ctrl_c_does_and_leaves_no_temporary_faces(shared, tmp_path):
+    """SIGTERM during a job printed Ray's "*** SIGTERM received ... PC: @" stack dump and exited 15,
+    not 130 as every command on SIGTERM, without the "interrupted after N of M" line; `batch enrol`
+    without --work left its temporary folder of embeddings (biometric data) behind for good."""
+    people = sorted(p for p in (shared / "data" / "lfw" / "images").glob("A*") if len(list(p.glob("*.jpg"))) >= 4)
+    source = tmp_path / "people"
+    for person in people[:6]:
+        (source / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:4]:
+            (source / person.name / photo.name).symlink_to(photo)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temporary), "RAY_TMPDIR": "/tmp"}
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "batch", "enrol", str(source), "staff",
+                              "--db", f"sqlite:///{tmp_path / 'g.db'}", "--workers", "1", "--batch-size", "2",
+                              "--pack", PACK], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(temporary.glob("faceatlas-enrol-*/_images/part-*.parquet")) and time.monotonic() < deadline:
+            assert child.poll() is None, "the job ended before it could be stopped"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)  # `kill PID`: the driver only, as a container's stop
+        stdout, stderr = child.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # whatever of it is left (nothing, when it ended as it should)
+        child.wait()
+    assert child.returncode == 130, (child.returncode, stderr[-3000:])
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert re.search(r"interrupted after \d+ of 24 images: the faces enrolled before the stop are kept", stderr), stderr
+    assert not list(temporary.glob("faceatlas-enrol-*"))

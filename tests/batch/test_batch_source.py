@@ -165,3 +165,169 @@ def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders:
     assert "Ann Lee/" in result.output.replace("\n", "")  # which file it is the subject of
     with Gallery.open(db) as gallery, pytest.raises(NotFound):
         gallery.get_collection("people")  # nothing made, nobody enrolled (and Ray never started)
+
+
+def test_a_second_job_on_an_output_another_job_holds_is_refused_and_touches_nothing(folders: Path, tmp_path: Path):
+    """Two `batch embed` on one --out at once both exited 0 with every face twice (444 manifest
+    rows for 222 images), and a job starting while another ran tidied the other's temporary
+    parts away (a FileNotFoundError traceback in the running one)."""
+    import subprocess
+    import sys
+
+    from faceatlas.batch.output import prepare
+    from faceatlas.errors import Conflict
+
+    out = tmp_path / "out"
+    prepare(str(out))
+    running = out / f".part-{'a' * 32}.parquet.{'b' * 8}.tmp"  # the running job's part being written
+    running.write_bytes(b"half a part")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)",
+                               str(out / "_lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(Conflict, match="in use: another batch job holds it"):
+            prepare(str(out))
+        result = CliRunner().invoke(app, ["batch", "embed", str(folders), "--out", str(out), "--workers", "1"])
+        assert result.exit_code == 2 and "error (conflict)" in result.output, result.output
+        assert "in use: another batch job holds it" in result.output.replace("\n", "")
+        assert running.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert prepare(str(out)) == set() and not running.exists()  # the holder gone: a killed run's leftovers go
+
+
+def test_a_ray_address_nobody_answers_fails_in_one_line(folders: Path, tmp_path: Path):
+    """`--ray-address 127.0.0.1:1` hung for good (ray.init retried forever, deaf to Ctrl-C and SIGTERM)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "batch", "embed", str(folders), "--out",
+                              str(tmp_path / "out"), "--workers", "1", "--ray-address", "127.0.0.1:1"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=90)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    lines = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert child.returncode == 2 and len(lines) == 1, stderr[-2000:]
+    assert lines[0].startswith("error (cluster_unavailable): cannot reach the Ray cluster at 127.0.0.1:1: "
+                               "connection refused"), lines
+
+
+def test_a_subject_is_the_first_folder_under_the_source_not_the_parent(folders: Path, tmp_path: Path):
+    """`people/Adam_Sandler/2019/x.jpg` was enrolled as subject "2019": two people with a 2019/
+    folder became one subject."""
+    photos = sorted(folders.glob("*/*.jpg"))
+    root = tmp_path / "nested"
+    for person, photo in (("Adam", photos[0]), ("Bea", photos[1])):
+        (root / person / "2019").mkdir(parents=True)
+        shutil.copy(photo, root / person / "2019" / "x.jpg")
+    shutil.copy(photos[0], root / "Adam" / "y.jpg")
+    shutil.copy(photos[1], root / "top.jpg")  # right in SOURCE: nobody's
+    expected = {str(root / "Adam" / "2019" / "x.jpg"): "Adam", str(root / "Bea" / "2019" / "x.jpg"): "Bea",
+                str(root / "Adam" / "y.jpg"): "Adam"}
+    assert resolve_source(str(root)).subjects == expected
+    assert resolve_source(str(root / "**" / "*.jpg")).subjects == expected  # a glob: under its fixed part
+    assert resolve_source(str(root / "*" / "2019" / "*.jpg")).subjects == {
+        path: who for path, who in expected.items() if "2019" in path}
+    assert resolve_source(str(root / "Adam")).subjects == {str(root / "Adam" / "2019" / "x.jpg"): "2019"}
+
+
+def test_an_output_of_another_source_or_kind_of_job_is_refused_before_anything_runs(
+        folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A second source into one output was counted with the first ("1 images ... 15 faces, 7 failed",
+    exit 2) and search reported the first source's matches; `batch dedupe` wrote into an embed's
+    output, and `batch embed` into a dedupe's took its hashes-only rows as done (no faces at all)."""
+    from faceatlas.batch.output import prepare
+
+    out = tmp_path / "out"
+    prepare(str(out), "embed", resolve_source(str(folders)).key)  # what `batch embed FOLDERS --out OUT` records
+    other = tmp_path / "other"
+    shutil.copytree(folders, other)
+
+    def refused(*args: str) -> str:
+        result = CliRunner().invoke(app, ["batch", *args, "--workers", "1"])
+        assert result.exit_code == 2 and "error (validation_error)" in result.output, result.output
+        assert "processed" not in result.output  # no job ran
+        return " ".join(result.output.split())
+
+    assert f"holds the output of another source ({folders}), not of {other}" in refused(
+        "embed", str(other), "--out", str(out))
+    assert "is the output of a batch embed job, not of batch dedupe" in refused("dedupe", str(folders), "--out",
+                                                                                str(out))
+    prepare(str(tmp_path / "dd" / "images"), "dedupe", resolve_source(str(folders)).key)
+    assert "is the output of a batch dedupe job, not of batch embed" in refused(
+        "embed", str(folders), "--out", str(tmp_path / "dd" / "images"))
+    monkeypatch.chdir(folders.parent)  # the same folder named from elsewhere is the same source
+    assert prepare(str(out), "embed", resolve_source(folders.name).key) == set()
+
+
+def test_an_empty_source_or_output_is_refused(folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`batch embed ''` walked the current folder (283 images) and `--out ''` wrote into it."""
+    monkeypatch.chdir(folders)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    for args, said in ((["embed", "", "--out", str(tmp_path / "out")], "SOURCE is empty"),
+                       (["embed", " ", "--out", str(tmp_path / "out")], "SOURCE is empty"),
+                       (["embed", str(folders), "--out", ""], "--out is empty"),
+                       (["dedupe", str(folders), "--out", ""], "--out is empty"),
+                       (["enrol", str(folders), "staff", "--work", "", "--db", db], "--work is empty")):
+        result = CliRunner().invoke(app, ["batch", *args, "--workers", "1"])
+        assert result.exit_code == 2 and f"error (validation_error): {said}" in result.output, (args, result.output)
+    assert sorted(p.name for p in folders.iterdir()) == sorted([*(p.name for p in folders.glob("A*")), "readme.txt"])
+
+
+def test_batch_enrol_leaves_no_temporary_embeddings_and_removes_those_a_killed_job_left(
+        folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`batch enrol` without --work left /tmp/faceatlas-enrol-* (embeddings: biometric data) behind
+    for good when it was killed; its own goes however it ends, a killed one's with the next job."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import faceatlas.batch.gallery_jobs as jobs
+    from faceatlas.batch import BatchOptions, enrol
+    from faceatlas.errors import FaceAtlasError
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    old = time.time() - 3600
+    killed, running, fresh = (temporary / f"faceatlas-enrol-{name}" for name in ("killed", "running", "fresh"))
+    for folder in (killed, running, fresh):
+        (folder / "_images").mkdir(parents=True)
+        (folder / "part-0.parquet").write_bytes(b"embeddings")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)",
+                               str(running / "_lock")], stdout=subprocess.PIPE, text=True)
+    seen: list[str] = []
+
+    def fails(source, folder, *args, **kwargs):
+        seen.append(folder)
+        raise FaceAtlasError("the job failed")
+
+    monkeypatch.setattr(jobs, "embed_source", fails)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for folder in (killed, running):
+            os.utime(folder, (old, old))
+        from faceatlas.gallery import Gallery
+
+        with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}") as gallery, pytest.raises(FaceAtlasError, match="failed"):
+            enrol(str(folders), "staff", gallery, BatchOptions(workers=1))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(seen) == 1 and Path(seen[0]).parent == temporary and not Path(seen[0]).exists()
+    assert sorted(p.name for p in temporary.iterdir()) == [fresh.name, running.name]
