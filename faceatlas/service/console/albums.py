@@ -279,16 +279,8 @@ async def delete_face(request: Request, user: PostingUserDep, accounts: Accounts
                       back: Back = UNSORTED, confirmed: Confirmed = "") -> Response:
     """Delete one face (:meth:`Album.delete_face`, as ``DELETE /v1/albums/{album}/faces/{face}``),
     once confirmed; back to the page it was on, or the album's when its person went with it."""
-    if asked := await ask_first(request, user, confirmed, "write", delete_face_question(face),
-                                _back(album, back, True)):
-        return asked
-    tenant = await _erasing(request, user, db, album)
-    erased, there = await call_album(album, tenant, analyzer, gallery, db,
-                                     lambda a: (a.delete_face(face), _exists(a, back)), create=False)
-    await forget_album_erasure(request, accounts, settings, tenant, album, erased,
-                               path=f"{album_path(album)}/faces/{face}")
-    await audit(accounts, user.principal, "album.delete_face", f"{album}/{face}")
-    return redirect(request, _back(album, back, there))
+    return await _delete_part(request, user, accounts, settings, analyzer, gallery, db, album, back, confirmed,
+                              delete_face_question(face), "faces", face, lambda a: a.delete_face(face))
 
 
 @router.post("/albums/{album}/photos/{photo}/delete", include_in_schema=False)
@@ -297,16 +289,8 @@ async def delete_photo(request: Request, user: PostingUserDep, accounts: Account
                        back: Back = UNSORTED, confirmed: Confirmed = "") -> Response:
     """Delete a photo and every face on it (:meth:`Album.delete_photo`, as ``DELETE
     /v1/albums/{album}/photos/{photo}``), once confirmed; back as :func:`delete_face`."""
-    if asked := await ask_first(request, user, confirmed, "write", delete_photo_question(photo),
-                                _back(album, back, True)):
-        return asked
-    tenant = await _erasing(request, user, db, album)
-    erased, there = await call_album(album, tenant, analyzer, gallery, db,
-                                     lambda a: (a.delete_photo(photo), _exists(a, back)), create=False)
-    await forget_album_erasure(request, accounts, settings, tenant, album, erased,
-                               path=f"{album_path(album)}/photos/{photo}")
-    await audit(accounts, user.principal, "album.delete_photo", f"{album}/{photo}")
-    return redirect(request, _back(album, back, there))
+    return await _delete_part(request, user, accounts, settings, analyzer, gallery, db, album, back, confirmed,
+                              delete_photo_question(photo), "photos", photo, lambda a: a.delete_photo(photo))
 
 
 @router.post("/albums/{album}/delete", include_in_schema=False)
@@ -320,6 +304,24 @@ async def delete_album(request: Request, user: PostingUserDep, accounts: Account
     await delete_whole_album(request, accounts, settings, db, gallery, tenant, album)
     await audit(accounts, user.principal, "album.delete", album)
     return redirect(request, f"{PREFIX}/albums")
+
+
+async def _delete_part(request: Request, user: Any, accounts: Any, settings: Any, analyzer: Any, gallery: Any,
+                       db: Any, album: str, back: str, confirmed: str, question: str, kind: str, number: int,
+                       delete: Callable[[Album], Any]) -> Response:
+    """A face or a photo deleted (``kind``: "faces" or "photos", as its API path names it), once
+    confirmed: gated as an erasure, the API's stored answers on it forgotten, audited
+    (``album.delete_face``/``album.delete_photo``); back to the page it was on, or the album's when
+    its person went with it."""
+    if asked := await ask_first(request, user, confirmed, "write", question, _back(album, back, True)):
+        return asked
+    tenant = await _erasing(request, user, db, album)
+    erased, there = await call_album(album, tenant, analyzer, gallery, db,
+                                     lambda a: (delete(a), _exists(a, back)), create=False)
+    await forget_album_erasure(request, accounts, settings, tenant, album, erased,
+                               path=f"{album_path(album)}/{kind}/{number}")
+    await audit(accounts, user.principal, f"album.delete_{kind[:-1]}", f"{album}/{number}")
+    return redirect(request, _back(album, back, there))
 
 
 async def _erasing(request: Request, user: Any, db: Any, album: str) -> str:
