@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, erase_album, list_albums, migrate
+from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, migrate
 from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.errors import CommandLineError, NotFound
 from faceatlas.gallery import Gallery
+from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
 console = Console()
@@ -33,13 +34,16 @@ DbOption = Annotated[str | None, typer.Option("--db", callback=database_option,
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the album's; for a "
                                                                      "new album FACEATLAS_PACK or the default pack)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+TenantOption = Annotated[str, typer.Option("--tenant", help="tenant whose albums (and, to promote into, gallery "
+                                                            "collections) to use; a service tenant's: svc:<id>")]
 
 
 @contextmanager
-def _album(name: str, db: str | None, pack: str | None, *, create: bool = False) -> Iterator[Album]:
-    """The album ``name``; only a scan (``create``) makes a new one, else a missing album is not_found."""
-    chosen = pack or album_pack(name, db) or default_pack_name()
-    with Album.open(name, FaceAnalyzer(chosen, announce_license=False), db, create=create) as album:
+def _album(name: str, db: str | None, pack: str | None, tenant: str, *, create: bool = False) -> Iterator[Album]:
+    """The album ``name`` of ``tenant``; only a scan (``create``) makes a new one, else a missing
+    album is not_found."""
+    chosen = pack or album_pack(name, db, owner=tenant) or default_pack_name()
+    with Album.open(name, FaceAnalyzer(chosen, announce_license=False), db, owner=tenant, create=create) as album:
         yield album
 
 
@@ -52,7 +56,7 @@ def _out(data: Any, as_json: bool, text: str) -> None:
 
 @app.command()
 def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="folder of photos")],
-         album: AlbumOption = "default", db: DbOption = None, pack: PackOption = None,
+         album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default", pack: PackOption = None,
          as_json: JsonOption = False) -> None:
     """Add the photos under FOLDER (recursive; photos scanned before are skipped by content)."""
     seen = [0, 0]  # photos looked at, of
@@ -62,7 +66,7 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
         bar.update(task, completed=done, total=total)
 
     try:
-        with _album(album, db, pack, create=True) as opened, progress(err, disable=as_json) as bar:
+        with _album(album, db, pack, tenant, create=True) as opened, progress(err, disable=as_json) as bar:
             task = bar.add_task("scanning", total=None)
             report = opened.scan(folder, on_progress=advance)
     except KeyboardInterrupt:
@@ -82,13 +86,13 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
 
 
 @app.command()
-def people(album: AlbumOption = "default", db: DbOption = None,
+def people(album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default",
            min_faces: Annotated[int, typer.Option("--min-faces", help="list only people with at least this many "
                                                   "faces (by default every person, one of one face just split off "
                                                   "too, as the API and the Python client list them)")] = 1,
            as_json: JsonOption = False) -> None:
     """People with at least --min-faces faces, most faces first, with their cover face."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         found = opened.people(min_faces=min_faces)
     if as_json:
         _out([p.to_dict() for p in found], True, "")
@@ -100,13 +104,13 @@ def people(album: AlbumOption = "default", db: DbOption = None,
 
 
 @app.command()
-def show(person: str, album: AlbumOption = "default", db: DbOption = None,
+def show(person: str, album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default",
          sheet: Annotated[Path | None, typer.Option("--sheet", help="write a contact sheet PNG of the faces")] = None,
          as_json: JsonOption = False) -> None:
     """A person's faces (``unsorted``: the pool the quality gate keeps); --sheet draws them."""
     ref = None if person == UNSORTED else person
     drawn = None
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         faces = opened.faces(ref)
         if sheet is not None:
             drawn = opened.contact_sheet(ref, sheet)
@@ -130,69 +134,74 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None,
 
 @app.command()
 def name(person: str, new_name: str, album: AlbumOption = "default", db: DbOption = None,
+         tenant: TenantOption = "default",
          as_json: JsonOption = False) -> None:
     """Name a person."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         info = opened.name_person(person, new_name)
     _out(info.to_dict(), as_json, f"{info.id} is {escape(info.name or '')}")
 
 
 @app.command()
-def merge(keep: str, absorb: str, album: AlbumOption = "default", db: DbOption = None,
+def merge(keep: str, absorb: str, album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default",
           as_json: JsonOption = False) -> None:
     """ABSORB is the same person as KEEP (kept through scans and re-clusters)."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         info = opened.merge(keep, absorb)
     _out(info.to_dict(), as_json, f"{info.id}: {info.faces} faces")
 
 
 @app.command()
-def move(face: int, person: str, album: AlbumOption = "default", db: DbOption = None,
+def move(face: int, person: str, album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default",
          as_json: JsonOption = False) -> None:
     """FACE is PERSON."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         moved = opened.move(face, person)
     _out(moved.to_dict(), as_json, f"face {moved.id} -> {moved.person}")
 
 
 @app.command()
-def split(faces: list[int], album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+def split(faces: list[int], album: AlbumOption = "default", db: DbOption = None,
+          tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """FACES are one new person, not the person they were with."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         info = opened.split(faces)
     _out(info.to_dict(), as_json, f"new person {info.id}: {info.faces} faces")
 
 
 @app.command()
-def reject(face: int, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+def reject(face: int, album: AlbumOption = "default", db: DbOption = None,
+           tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """FACE is not the person it is with (never put back)."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         moved = opened.reject(face)
     _out(moved.to_dict(), as_json, f"face {moved.id} -> {moved.person}")
 
 
 @app.command()
-def recluster(album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+def recluster(album: AlbumOption = "default", db: DbOption = None,
+              tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Cluster the whole album again (corrections kept)."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         report = opened.recluster()
     _out(report.to_dict(), as_json, f"{report.moved} faces moved; {report.people} people")
 
 
 @app.command()
-def timeline(person: str, album: AlbumOption = "default", db: DbOption = None, as_json: JsonOption = False) -> None:
+def timeline(person: str, album: AlbumOption = "default", db: DbOption = None,
+             tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """A person's photos by EXIF date (``unsorted``: the photos holding a face of that pool)."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         photos = opened.timeline(None if person == UNSORTED else person)
     _out([p.to_dict() for p in photos], as_json,
          "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
 
 
 @app.command()
-def together(people: list[str], album: AlbumOption = "default", db: DbOption = None,
+def together(people: list[str], album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default",
              as_json: JsonOption = False) -> None:
     """Photos in which all of PEOPLE appear."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         photos = opened.together(people)
     _out([p.to_dict() for p in photos], as_json,
          "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos)
@@ -218,12 +227,22 @@ def _erased(erased: Erasure) -> str:
             f"{erased.people_deleted} people left with no face deleted")
 
 
+def _erase_trail(opened: Album, erased: Erasure, called: str | None = None) -> None:
+    """In a service tenant's album (``--tenant svc:<id>``), what the erasure removed leaves that
+    tenant's audit trail too, as the API's delete does (unless FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS)."""
+    from faceatlas.service.tenants import erase_album_trail, service_accounts  # the API's use case, as `delete`
+
+    erase_album_trail(service_accounts(opened.gallery), opened.owner, opened.name, erased, called=called,
+                      keep_ids=ServiceSettings.from_env().audit_keeps_subject_ids)
+
+
 @app.command()
-def erase(person: str, album: AlbumOption = "default", db: DbOption = None, yes: YesOption = False,
+def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
+          tenant: TenantOption = "default", yes: YesOption = False,
           as_json: JsonOption = False) -> None:
     """Erase a person: every face, vector, crop and constraint of theirs and the photos left with no
     face (copies promoted into a gallery collection are its own: delete them there)."""
-    with _album(album, db, None) as opened:  # an unknown person is an error before any question
+    with _album(album, db, None, tenant) as opened:  # an unknown person is an error before any question
         info = opened.person(person)
         shown = f"{info.id} ({info.name})" if info.name else info.id  # a plain prompt: no markup to escape
         if not yes and as_json:  # nothing to ask in: it erased without a question
@@ -231,6 +250,7 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None, yes:
         if not yes:  # declined: "Aborted.", exit 1, as `gallery delete` and `admin tenant delete`
             typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True)
         erased = opened.erase(person)
+        _erase_trail(opened, erased, person)
     _out({"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted},
          as_json, f"{erased.faces_deleted} faces erased, {erased.photos_deleted} photos left with no face deleted")
     if not as_json:
@@ -238,40 +258,49 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None, yes:
 
 
 @app.command("delete-face")
-def delete_face(face: int, album: AlbumOption = "default", db: DbOption = None, yes: YesOption = False,
+def delete_face(face: int, album: AlbumOption = "default", db: DbOption = None,
+                tenant: TenantOption = "default", yes: YesOption = False,
                 as_json: JsonOption = False) -> None:
     """Delete one FACE (a person's or one of the unsorted pool), its photo when no face is left on
     it, its person when it was their last face."""
-    with _album(album, db, None) as opened:  # an unknown face is an error before any question
+    with _album(album, db, None, tenant) as opened:  # an unknown face is an error before any question
         found = opened.face(face)
         _ask(f"face {found.id} ({found.person or UNSORTED})", yes, as_json)
         erased = opened.delete_face(face)
+        _erase_trail(opened, erased)
     _out({"face": face, **erased.to_dict()}, as_json, _erased(erased))
 
 
 @app.command("delete-photo")
-def delete_photo(photo: int, album: AlbumOption = "default", db: DbOption = None, yes: YesOption = False,
+def delete_photo(photo: int, album: AlbumOption = "default", db: DbOption = None,
+                 tenant: TenantOption = "default", yes: YesOption = False,
                  as_json: JsonOption = False) -> None:
     """Delete a PHOTO (by id, as `album timeline --json` gives it) and every face on it; scanned again
     when found again."""
-    with _album(album, db, None) as opened:
+    with _album(album, db, None, tenant) as opened:
         found = opened.photo(photo)
         _ask(f"photo {found.id} ({found.source}) and every face on it", yes, as_json)
         erased = opened.delete_photo(photo)
+        _erase_trail(opened, erased)
     _out({"photo": photo, **erased.to_dict()}, as_json, _erased(erased))
 
 
 @app.command()
 def delete(name: Annotated[str, typer.Argument(help="the album to delete")], db: DbOption = None,
+           tenant: TenantOption = "default",
            yes: YesOption = False, as_json: JsonOption = False) -> None:
     """Delete the album NAME whole: its people, faces, vectors, crops, photos and gallery space (an
     album of any pack; copies promoted into a gallery collection are its own: delete them there)."""
     with Gallery.open(db, create=False) as gallery:  # a missing database is an error, and none is made
         migrate(gallery.engine)  # the album tables, on a database no album was made in yet
-        if name not in list_albums(gallery.engine, "default"):  # an error before any question
+        if name not in list_albums(gallery.engine, tenant):  # an error before any question
             raise NotFound(f"no album '{name}'")
         _ask(f"album '{name}' with every person, face and photo of it", yes, as_json)
-        erased = erase_album(gallery.engine, gallery, "default", name)
+        # the API's use case (the service's, imported when it runs: the other commands do not pay for it)
+        from faceatlas.service.tenants import erase_space_album, service_accounts
+
+        erased = erase_space_album(gallery.engine, gallery, service_accounts(gallery), tenant, name,
+                                   keep_ids=ServiceSettings.from_env().audit_keeps_subject_ids)
     _out({"album": name, **erased.to_dict()}, as_json,
          f"album {escape(name)} deleted: {erased.people_deleted} people, {erased.faces_deleted} faces, "
          f"{erased.photos_deleted} photos")
@@ -281,10 +310,10 @@ def delete(name: Annotated[str, typer.Argument(help="the album to delete")], db:
 
 @app.command()
 def promote(person: str, collection: str, subject: str, album: AlbumOption = "default", db: DbOption = None,
-            tenant: Annotated[str, typer.Option("--tenant", help="gallery tenant of the collection")] = "default",
+            tenant: TenantOption = "default",
             as_json: JsonOption = False) -> None:
-    """Enrol PERSON's faces as SUBJECT of a gallery COLLECTION (of the album's pack)."""
-    with _album(album, db, None) as opened, Gallery.open(db, tenant=tenant) as gallery:
+    """Enrol PERSON's faces as SUBJECT of a gallery COLLECTION (of the album's pack) of the same tenant."""
+    with _album(album, db, None, tenant) as opened, Gallery.open(db, tenant=tenant) as gallery:
         added = opened.promote(person, gallery, collection, subject)
     _out({"person": person, "collection": collection, "subject": subject, "faces": added}, as_json,
          f"{added} faces enrolled as {escape(subject)} in {escape(collection)}")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
-from faceatlas.apps.albums import erase_owner
+from faceatlas.apps.albums import Erasure, erase_album, erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
 from faceatlas.gallery import Gallery, database_identity
@@ -64,6 +64,33 @@ def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collec
     owner = space_owner(gallery.tenant)
     if accounts is not None and owner is not None:
         accounts.erase_collection(owner, collection, keep_ids=keep_ids)
+
+
+def erase_space_album(engine: Engine, gallery: Gallery, accounts: Accounts | None, owner: str, album: str, *,
+                      keep_ids: bool) -> Erasure:
+    """Delete the album ``album`` of the space ``owner`` whole (:func:`apps.albums.erase_album`)
+    and, when the space is a service tenant's and ``accounts`` are given, the ids of what was in
+    it in that tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_album`): the API's,
+    the console's and the CLI's delete of an album."""
+    erased = erase_album(engine, gallery, owner, album)
+    tenant = space_owner(owner)
+    if accounts is not None and tenant is not None:
+        accounts.erase_album(tenant, album, keep_ids=keep_ids)
+    return erased
+
+
+def erase_album_trail(accounts: Accounts | None, owner: str, album: str, erased: Erasure, *,
+                      called: str | None = None, keep_ids: bool) -> str | None:
+    """After an erasure in the album ``album`` of the space ``owner`` (a person, a face, a photo):
+    when the space is a service tenant's and ``accounts`` are given, the ids and names of the people
+    it removed (and ``called``, the reference the erasure was asked by) and its faces leave that
+    tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_album_person`). Returns the
+    target the erasure of a person is audited under, or None where no audit trail names it."""
+    tenant = space_owner(owner)
+    if accounts is None or tenant is None:
+        return None
+    return str(accounts.erase_album_person(tenant, album, erased.people + erased.ids, [called, *erased.names],
+                                           erased.face_ids, keep_ids=keep_ids))
 
 
 @dataclass(frozen=True)

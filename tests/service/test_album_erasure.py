@@ -164,3 +164,43 @@ def test_deleting_a_face_a_photo_and_the_album(api, shared: Path) -> None:
         assert session.scalars(select(Tenant.name).where(Tenant.name.like(f"app:albums:svc:{tenant}:%"))).all() == []
         assert session.scalars(select(AlbumRecord.id).where(AlbumRecord.owner == f"svc:{tenant}")).all() == []
         assert session.scalars(select(Photo.id).where(Photo.album_id.not_in(select(AlbumRecord.id)))).all() == []
+
+
+def test_the_cli_reaches_a_service_tenant_s_albums_and_erases_as_the_api_does(api, shared: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """`faceatlas album` had no --tenant: an operator could not reach a service tenant's albums
+    (a person's erasure request) from the CLI. With --tenant svc:<id> it reads them, and its erase
+    and delete leave the tenant's audit trail naming no one, as the API's DELETEs do."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app as cli
+
+    tenant, key = _tenant(api)
+    album = "fam"
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+
+    def run(*args: str, code: int = 0) -> object:
+        done = CliRunner().invoke(cli, ["album", *args, "-a", album, "--tenant", f"svc:{tenant}",
+                                        "--db", api.database_url, "--json"])
+        assert done.exit_code == code, done.output
+        return json.loads(done.stdout) if code == 0 else done.output
+
+    with api.client(key) as http:
+        people = _album(http, album, _photos(shared, "George_W_Bush", 3) + _photos(shared, "Tony_Blair", 3))
+        kept = people[0]["id"]
+        assert http.patch(f"/v1/albums/{album}/people/{kept}", json={"name": "Zed Secret"}).status_code == 200
+        listed = run("people")
+        assert [(p["id"], p["faces"]) for p in listed] == [(p["id"], p["faces"]) for p in people]
+        unreached = CliRunner().invoke(cli, ["album", "people", "-a", album, "--db", api.database_url])
+        assert unreached.exit_code == 2 and "not_found" in unreached.output  # the CLI's own space has none
+        assert ("album.name", f"{album}/{kept}") in {(a, t) for a, t, _ in _trail(http, album)}
+        assert run("erase", "Zed Secret", "--yes")["faces_deleted"] == people[0]["faces"]
+        trail = _trail(http, album)
+        assert f"{album}/{kept}" not in {t for _, t, _ in trail}
+        assert ("album.name", f"{album}/[erased]") in {(a, t) for a, t, _ in trail}
+        assert kept not in {p["id"] for p in http.get(f"/v1/albums/{album}/people").json()["people"]}
+        gone = CliRunner().invoke(cli, ["album", "delete", album, "--tenant", f"svc:{tenant}",
+                                        "--db", api.database_url, "--yes", "--json"])
+        assert gone.exit_code == 0 and json.loads(gone.stdout)["faces_deleted"] >= 1, gone.output
+        assert http.get("/v1/albums").json()["albums"] == []
+        assert {t for _, t, _ in _trail(http, album)} <= {album, f"{album}/[erased]"}

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, erase_album, list_albums
+from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
@@ -55,7 +55,7 @@ from faceatlas.service.schemas import (
     RequestBody,
 )
 from faceatlas.service.shared_state import StoredAnswer
-from faceatlas.service.tenants import gallery_tenant
+from faceatlas.service.tenants import erase_album_trail, erase_space_album, gallery_tenant
 
 router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
@@ -335,12 +335,12 @@ async def delete_album(album: AlbumName, gallery: GalleryDep, db: DbDep,
 
 async def delete_whole_album(request: Request, accounts: Any, settings: Any, db: Any, gallery: Any, tenant: str,
                              album: str) -> dict[str, Any]:
-    """``erase_album`` of the tenant's ``album`` and what the doors keep of it: the ids of what was
+    """``erase_space_album`` of the tenant's ``album`` and what the doors keep of it: the ids of what was
     in it in the audit trail (unless the server keeps them) and the stored answers of every call
     under ``/v1/albums/{album}``; the API's DELETE and the console's delete call it. Returns the
     counts, as the API answers them."""
-    erased = await run_in_threadpool(erase_album, db, gallery, gallery_tenant(tenant), album)
-    await run_in_threadpool(accounts.erase_album, tenant, album, keep_ids=settings.audit_keeps_subject_ids)
+    erased = await run_in_threadpool(lambda: erase_space_album(db, gallery, accounts, gallery_tenant(tenant), album,
+                                                               keep_ids=settings.audit_keeps_subject_ids))
     await forget_erased(request, tenant, path=album_path(album))  # every answer of a call under it
     return {"album": album, **erased.to_dict()}
 
@@ -357,11 +357,11 @@ async def forget_album_erasure(request: Request, accounts: Any, settings: Any, t
     of calls on them or naming them are forgotten (a rename by another reference, a merge, a split,
     a move, a rejection). ``path``: the API path of what was erased where the console erased it
     (default: this request's). Returns the target the erasure of a person is audited under."""
-    target = await run_in_threadpool(lambda: accounts.erase_album_person(
-        tenant, album, erased.people + erased.ids, [called, *erased.names], erased.face_ids,
-        keep_ids=settings.audit_keeps_subject_ids))
+    target = await run_in_threadpool(lambda: erase_album_trail(accounts, gallery_tenant(tenant), album, erased,
+                                                               called=called,
+                                                               keep_ids=settings.audit_keeps_subject_ids))
     await forget_erased(request, tenant, also=partial(_names, erased, album_path(album)), path=path)
-    return str(target)
+    return target if target is not None else album
 
 
 def _names(erased: Erasure, album_path: str, answer: StoredAnswer) -> bool:
