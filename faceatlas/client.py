@@ -241,7 +241,8 @@ class DetectResult:
 
 @dataclass(frozen=True)
 class CompareResult:
-    """A 1:1 verdict: ``match`` (and ``threshold``) are None when the server's pack is uncalibrated."""
+    """A 1:1 verdict: ``match`` (and ``threshold``) are None when the server's pack is uncalibrated;
+    ``faces_in_image_a`` / ``_b``: how many faces each photo held (the largest is compared)."""
 
     similarity: float
     match: bool | None
@@ -249,6 +250,8 @@ class CompareResult:
     far: float | None
     match_at_far: float | None
     pack: str
+    faces_in_image_a: int | None = None
+    faces_in_image_b: int | None = None
     raw: dict[str, Any] = _raw()
 
 
@@ -339,7 +342,7 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class Verification:
-    """Is the image's largest face this subject?"""
+    """Is the image's largest face this subject? ``faces_in_image``: how many faces the photo held."""
 
     external_id: str
     match: bool
@@ -349,6 +352,7 @@ class Verification:
     mean_similarity: float
     far_level: float | None
     face: Face | None
+    faces_in_image: int | None = None
     raw: dict[str, Any] = _raw()
 
 

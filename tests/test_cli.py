@@ -47,6 +47,12 @@ def test_compare_says_same_and_different(examples):
     same_sim = json.loads(same.stdout.strip().splitlines()[-1])["similarity"]
     different_sim = json.loads(different.stdout.strip().splitlines()[-1])["similarity"]
     assert same_sim > 0.5 > different_sim
+    group = examples / "examples" / "two_people.jpg"  # its largest face was compared without a word
+    told = runner.invoke(app, ["compare", str(images / "obama.jpg"), str(group), "-p", "scrfd-mbf"])
+    assert told.exit_code == 0 and f"{group} holds 2 faces: its largest was compared" in told.stderr, told.output
+    counted = runner.invoke(app, ["compare", str(group), str(images / "obama.jpg"), "-p", "scrfd-mbf", "--json"])
+    answer = json.loads(counted.stdout)
+    assert (answer["faces_in_image_a"], answer["faces_in_image_b"]) == (2, 1)
 
 
 def test_models_list_and_info(shared):

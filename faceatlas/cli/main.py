@@ -269,15 +269,22 @@ def compare(
 ) -> None:
     """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
     analyzer = _analyzer(pack, as_json, verbose)
-    try:
-        result = analyzer.verify(analyzer.analyze_one(image_a), analyzer.analyze_one(image_b), far=far).to_dict()
+    try:  # the API's use case: the largest face of each, and how many faces each holds
+        pair = [analyzer.largest(image) for image in (image_a, image_b)]
+        for image, (faces, _) in zip((image_a, image_b), pair):
+            if not faces:
+                raise NoFace(f"no face found in {image}")
+        result = analyzer.verify(pair[0][0][0], pair[1][0][0], far=far).to_dict()
     except FaceAtlasError as exc:
         _fail(exc, as_json)
-    result["pack"] = analyzer.pack.name
+    result.update(pack=analyzer.pack.name, faces_in_image_a=pair[0][1], faces_in_image_b=pair[1][1])
     if as_json:
         print(json_text(result))
         return
     console.print(_verdict_text(result, far, analyzer.pack.name))
+    for image, (_, found) in zip((image_a, image_b), pair):  # a group photo's largest face, compared unsaid
+        if found > 1:
+            err.print(f"{escape(str(image))} holds {found} faces: its largest was compared", soft_wrap=True)
 
 
 def _verdict_text(result: dict[str, Any], far: float, pack: str) -> str:

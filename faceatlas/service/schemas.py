@@ -69,6 +69,8 @@ class CompareOut(BaseModel):
     far: float | None
     match_at_far: float | None
     pack: str
+    faces_in_image_a: int = Field(description="how many faces image_a holds: its largest is compared")
+    faces_in_image_b: int = Field(description="how many faces image_b holds: its largest is compared")
 
 
 class LivenessOut(BaseModel):
@@ -162,6 +164,8 @@ class VerifyOut(BaseModel):
     mean_similarity: float
     far_level: float | None
     face: FaceOut
+    faces_in_image: int | None = Field(default=None, description="how many faces the photo holds: its largest is "
+                                                                  "verified")
 
 
 # -- video and retail ------------------------------------------------------------------------------

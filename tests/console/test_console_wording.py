@@ -111,6 +111,7 @@ def test_a_photo_of_two_people_says_its_largest_face_was_used(fast_analyzer, exa
         detected, live, live_alone = tried("detect", group), tried("liveness", group), tried("liveness", obama)
         different = tried("compare", obama, biden)
         same = tried("compare", obama, examples / "tests/test_images/obama2.jpg")
+        with_group = tried("compare", obama, group)
     assert "two_people.jpg: enrolled the largest of 2 faces" in enrolled and "obama.jpg: enrolled 1 face" in enrolled
     assert "Searched the largest of 2 faces in the photo" in searched and "Searched the largest" not in alone
     assert detected.startswith("2 faces found")
@@ -119,6 +120,7 @@ def test_a_photo_of_two_people_says_its_largest_face_was_used(fast_analyzer, exa
     assert "Different people" in different and "unknown" not in different
     assert "confidence: not the same person at FAR 0.0001" in different
     assert "Same person" in same and "confidence: stronger than 1 in" in same
+    assert "The second photo holds 2 faces: its largest was compared." in with_group and "holds" not in same
 
 
 def test_events_give_the_snapshot_address_not_the_servers_file_path(fast_analyzer, examples, tmp_path) -> None:

@@ -478,6 +478,11 @@ def test_a_group_photo_answers_how_many_faces_it_held(api, examples):
         every = client.enrol(name, "both", pair, all_faces=True)
         assert (len(every.face_ids), every.faces_in_image) == (2, 2)
         assert client.liveness(pair).faces_in_image == 2 and client.liveness(single).faces_in_image == 1
+        # compare and verify took the largest face without a word too
+        compared = client.compare(single, pair)
+        assert (compared.faces_in_image_a, compared.faces_in_image_b) == (1, 2)
+        assert client.verify(name, "obama", pair).faces_in_image == 2
+        assert client.verify(name, "obama", single).faces_in_image == 1
     with api.client("acme_admin") as http:
         searched = http.post(f"/v1/collections/{name}/search", files={"image": pair.read_bytes()}).json()
         assert len(searched["results"]) == 1 and searched["faces_in_image"] == 2

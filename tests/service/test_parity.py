@@ -20,7 +20,7 @@ PACK = ["-p", "scrfd-mbf"]  # the test server's pack (FACEATLAS_PACK in conftest
 # what both doors answer, field by field
 FACE = ("bbox", "det_score", "keypoints", "quality", "pose")  # a detected face
 FACE_ON_REQUEST = ("liveness", "attributes")  # detect --liveness --attributes / ?liveness&attributes
-COMPARE = ("similarity", "match", "threshold", "far", "match_at_far", "pack")
+COMPARE = ("similarity", "match", "threshold", "far", "match_at_far", "pack", "faces_in_image_a", "faces_in_image_b")
 LIVENESS = ("real", "score", "probabilities", "face", "faces_in_image")
 SEARCH_RESULT = ("face", "matches", "unknown")  # one query face of a search
 # a match; not best_face_id: each door numbers the faces of its own database

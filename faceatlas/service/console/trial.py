@@ -42,10 +42,12 @@ async def try_it(
         if not second:
             raise InvalidArgument("compare needs a second photo")
         charge_pixels(request, [data, second])
-        found = await asyncio.gather(*(pool.analyze(d, max_faces=1) for d in (data, second)))
-        for label, faces in zip(("the first photo", "the second photo"), found):
-            if not faces:
+        pair = await asyncio.gather(*(pool.largest_face(d) for d in (data, second)))
+        for label, largest in zip(("the first photo", "the second photo"), pair):
+            if not largest.faces:
                 raise NoFace(f"no face found in {label}")
+        found = [largest.faces for largest in pair]
+        result["found"] = [largest.found for largest in pair]
         meter.faces = 2
         verdict = analyzer.verify(found[0][0], found[1][0], far=DEFAULT_FAR)
         result["verdict"] = verdict

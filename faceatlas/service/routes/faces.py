@@ -44,14 +44,18 @@ async def compare(
     analyzer: AnalyzerDep,
     far: Annotated[float, Query(gt=0, lt=1, description="false-accept rate of the decision")] = DEFAULT_FAR,
 ) -> dict:
-    """1:1: the largest face of each image, their similarity and a FAR-calibrated verdict."""
+    """1:1: the largest face of each image, their similarity and a FAR-calibrated verdict;
+    ``faces_in_image_a`` / ``_b``: how many faces each image holds (a group photo's largest face
+    was compared without a word)."""
     images, _ = await read_images(request, *IMAGE_PAIR)
-    results = await asyncio.gather(*(pool.analyze(images[n], max_faces=1) for n in IMAGE_PAIR))
-    for name, faces in zip(IMAGE_PAIR, results):
-        if not faces:
+    results = await asyncio.gather(*(pool.largest_face(images[n]) for n in IMAGE_PAIR))
+    for name, largest in zip(IMAGE_PAIR, results):
+        if not largest.faces:
             raise NoFace(f"no face found in {name}")
     meter.faces = 2
-    return {**analyzer.verify(*(faces[0] for faces in results), far=far).to_dict(), "pack": analyzer.pack.name}
+    verdict = analyzer.verify(*(largest.faces[0] for largest in results), far=far)
+    return {**verdict.to_dict(), "pack": analyzer.pack.name,
+            **{f"faces_in_{name}": largest.found for name, largest in zip(IMAGE_PAIR, results)}}
 
 
 @router.post(

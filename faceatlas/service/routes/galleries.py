@@ -411,7 +411,8 @@ async def verify(
     # a collection or subject that is not there is 404 before the image is read or any face analysed
     await run_in_threadpool(gallery.get_subject, collection, subject)
     images, _ = await read_images(request, "image")
-    faces = await pool.analyze(images["image"], max_faces=1)
+    largest = await pool.largest_face(images["image"])
+    faces = largest.faces
     if not faces:
         raise NoFace("no face found in the image")
     meter.faces = 1
@@ -420,5 +421,5 @@ async def verify(
         lambda: gallery.verify(collection, subject, faces[0], far=DEFAULT_FAR if far is None else far,
                                threshold=cut.threshold, calibration=calibration)
     )
-    return {**verdict.to_dict(), "face": faces[0].to_dict()}
+    return {**verdict.to_dict(), "face": faces[0].to_dict(), "faces_in_image": largest.found}
 
