@@ -22,7 +22,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -79,6 +79,7 @@ __all__ = [
     "RetailReport",
     "RetailReportRow",
     "SearchResult",
+    "SearchResults",
     "Subject",
     "SubjectPage",
     "TenantSettings",
@@ -338,6 +339,25 @@ class SearchResult:
     matches: tuple[Match, ...]
     unknown: bool | None = None  # True: nobody enrolled reached the threshold; None: ranked, not decided
     raw: dict[str, Any] = _raw()
+
+
+class SearchResults(list[SearchResult]):
+    """What :meth:`FaceAtlasClient.search` answers: its results, one per query face (a list, as
+    before), and what the server said of them all: ``cut``, the cut it decided at as it names it
+    (``{"fpir": 0.001}``, ``{"far": ...}``, ``{"threshold": ...}``; ``{}`` when it ranked without
+    deciding), ``faces_in_image`` (how many faces the photo held: only the largest was searched
+    unless ``all_faces``) and ``raw``, the whole answer."""
+
+    cut: dict[str, float]
+    faces_in_image: int | None
+    raw: dict[str, Any]
+
+    def __init__(self, results: Iterable[SearchResult], data: dict[str, Any]) -> None:
+        super().__init__(results)
+        self.cut = {name: data[name] for name in ("threshold", "far", "fpir") if data.get(name) is not None}
+        found = data.get("faces_in_image")
+        self.faces_in_image = found if isinstance(found, int) and not isinstance(found, bool) else None
+        self.raw = _plain(data)
 
 
 @dataclass(frozen=True)
@@ -904,10 +924,10 @@ def _search_options(k: int, fpir: float | None, far: float | None, threshold: fl
     return params
 
 
-def _search_results(data: dict[str, Any]) -> list[SearchResult]:
-    return [_parse(SearchResult, result, face=Face.of(result.get("face")),
-                   matches=tuple(_parse(Match, m) for m in _items(result, "matches")))
-            for result in _items(data, "results")]
+def _search_results(data: dict[str, Any]) -> SearchResults:
+    return SearchResults((_parse(SearchResult, result, face=Face.of(result.get("face")),
+                                 matches=tuple(_parse(Match, m) for m in _items(result, "matches")))
+                          for result in _items(data, "results")), data)
 
 
 def _is(kind: str, expect: str) -> bool:
@@ -1123,14 +1143,15 @@ class FaceAtlasClient:
 
     def search(self, collection: str, image: ImageArg, *, k: int = 5, fpir: float | None = None,
                far: float | None = None, threshold: float | None = None, rank_only: bool = False,
-               aggregate: str = "best", all_faces: bool = False) -> list[SearchResult]:
+               aggregate: str = "best", all_faces: bool = False) -> SearchResults:
         """Who is the query face (``all_faces``: each face of ``image``; by default its largest), or
         nobody: the ``k`` most similar subjects that reach the cut (``unknown`` when none does):
         ``fpir`` (the share of strangers named, for the collection's size; the server's default 1e-3
         when no cut is given), a 1:1 ``far`` or a raw cosine ``threshold`` (-1 to 1); ``rank_only``
         ranks without deciding (strangers included). Two cuts at once are the server's
         ``validation_error``. ``aggregate``: a subject scores its best face (``"best"``) or its
-        mean template (``"mean"``)."""
+        mean template (``"mean"``). The list answered is a :class:`SearchResults`, which also
+        holds the cut decided at and how many faces the photo held."""
         params = _search_options(k, fpir, far, threshold, rank_only, aggregate)
         if all_faces:
             params["all_faces"] = "true"

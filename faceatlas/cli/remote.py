@@ -159,10 +159,9 @@ def search(
     as_json: Json = False,
 ) -> None:
     """1:N search of a collection: who, or unknown (at --fpir 1e-3 for the collection's size by default)."""
-    cut = _cut(as_json, far=far, fpir=fpir, rank_only=rank_only)  # the cut the server answers with
-    _run(server, key, lambda c: {"results": _json(c.search(collection, image, k=k, fpir=fpir, far=far,
-                                                            rank_only=rank_only)), **cut}, as_json,
-         timeout=timeout)
+    _cut(as_json, far=far, fpir=fpir, rank_only=rank_only)  # refused here as the server refuses it
+    _run(server, key, lambda c: c.search(collection, image, k=k, fpir=fpir, far=far, rank_only=rank_only).raw,
+         as_json, timeout=timeout)  # the server's whole answer: its results, its cut, faces_in_image
 
 
 @app.command()

@@ -483,6 +483,10 @@ def test_a_group_photo_answers_how_many_faces_it_held(api, examples):
         assert (compared.faces_in_image_a, compared.faces_in_image_b) == (1, 2)
         assert client.verify(name, "obama", pair).faces_in_image == 2
         assert client.verify(name, "obama", single).faces_in_image == 1
+        searched_by_client = client.search(name, pair, far=1e-3)  # a list, which held none of this
+        assert len(searched_by_client) == 1 and searched_by_client.faces_in_image == 2
+        assert searched_by_client.cut == {"far": 1e-3} and client.search(name, single).cut == {"fpir": 1e-3}
+        assert client.search(name, single, rank_only=True).cut == {}
     with api.client("acme_admin") as http:
         searched = http.post(f"/v1/collections/{name}/search", files={"image": pair.read_bytes()}).json()
         assert len(searched["results"]) == 1 and searched["faces_in_image"] == 2

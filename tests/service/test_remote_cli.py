@@ -54,6 +54,7 @@ def test_remote_manages_collections_and_subjects(server, examples: Path) -> None
                                "0.5")).startswith("error (validation_error): ")  # refused before any call
     found = _answer(_remote(server, "acme_read", "search", name, other, "-k", "1"))
     assert [m["external_id"] for m in found["results"][0]["matches"]] == ["obama"]
+    assert (found["fpir"], found["faces_in_image"]) == (1e-3, 1)  # the server's whole answer (faces_in_image was cut)
     live = _answer(_remote(server, "acme_detect", "liveness", photo))
     assert set(live) >= {"real", "score", "probabilities", "face"}
 
