@@ -24,6 +24,7 @@ from faceatlas.apps.kyc import KycService
 from faceatlas.engine import FaceAnalyzer, decoded_pixels, encoded_pixels
 from faceatlas.errors import (
     Forbidden,
+    ImageTooLarge,
     InvalidArgument,
     InvalidImage,
     InvalidInput,
@@ -421,7 +422,8 @@ def charge_pixels(request: Request, images: Iterable[bytes]) -> None:
     pixels beyond the first share of each image (read from the header, before decoding): a
     client sending small files of huge images pays for the pixels, not the bytes. An image over the
     pixel limit costs nothing here: decoding refuses it (413), and a 429 would ask for a retry that
-    cannot succeed."""
+    cannot succeed; so is a call whose images cost more tokens than the key's bucket holds (its
+    burst), however long the client waits (413 ``image_too_large``: it answered 429 to every retry)."""
     limit = get_analyzer(request).max_pixels
     _spend_pixels(request, [pixels for pixels in map(encoded_pixels, images) if pixels <= limit])
 
@@ -435,6 +437,12 @@ def _spend_pixels(request: Request, sizes: list[int]) -> None:
         return
     principal = meter.principal
     shared = get_shared(request)
+    if extra + 1 > principal.burst:  # never payable: the bucket holds at most the burst, this call's token included
+        request.state.meter = None
+        shared.settle(principal.tenant_id, False, meter.month)
+        raise ImageTooLarge(f"the image(s) cost {extra + 1} calls of {settings.pixels_per_token:,} pixels, more than "
+                            f"this key's burst ({principal.burst:g}) can ever pay: send smaller images (or fewer in "
+                            "one call), or ask for a key of a larger burst")
     try:
         wait = shared.take(principal.key_id, principal.rate_per_second, principal.burst, cost=extra)
     except StateUnavailable:

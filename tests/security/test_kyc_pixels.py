@@ -40,7 +40,7 @@ def test_every_frame_spends_the_rate_of_its_pixels(api, loads) -> None:
     with api.client(key) as http:
         session = http.post("/v1/kyc/sessions").json()  # 1 token
         refused = http.post(f"/v1/kyc/sessions/{session['id']}/submit", files=_files(3), data={"fps": "10"})
-        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert refused.status_code == 413 and refused.json()["error"]["code"] == "image_too_large"  # > the burst
         assert "cost 25 calls" in refused.text  # 1 + 8 per 36 MP frame (the first frame alone was 9)
         assert http.get(f"/v1/kyc/sessions/{session['id']}").json()["status"] == "pending"
     assert (6000, 6000) not in loads

@@ -30,11 +30,30 @@ def test_a_huge_image_spends_the_rate_of_its_pixels(api, examples) -> None:
 def test_a_huge_image_beyond_the_tokens_left_is_refused_and_not_billed(api, examples) -> None:
     small = (examples / "tests" / "test_images" / "obama.jpg").read_bytes()
     api.accounts.create_tenant("pixels2")
-    key = api.accounts.create_key("pixels2", ["detect"], rate_per_second=0.001, burst=4).token
+    key = api.accounts.create_key("pixels2", ["detect"], rate_per_second=0.001, burst=12).token
     with api.client(key) as http:
+        assert [http.post("/v1/detect", files={"image": ("s.jpg", small, "image/jpeg")}).status_code
+                for _ in range(4)] == [200] * 4  # 8 tokens left of 12
         refused = http.post("/v1/detect", files={"image": ("b.jpg", _bomb(), "image/jpeg")})
-        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"  # payable later
         assert "36,000,000" not in refused.text and "cost 9 calls" in refused.text
         assert [http.post("/v1/detect", files={"image": ("s.jpg", small, "image/jpeg")}).status_code
-                for _ in range(4)] == [200, 200, 200, 429]
-    assert api.accounts.calls_this_month("pixels2") == 3
+                for _ in range(8)] == [200] * 7 + [429]  # the refused call's own token was spent
+    assert api.accounts.calls_this_month("pixels2") == 11
+
+
+def test_an_image_costing_more_than_the_key_s_burst_is_413_not_a_429_forever(api, examples) -> None:
+    """A call whose pixels cost more tokens than the key's bucket can hold answered 429 with
+    Retry-After to every retry (the bucket never holds more than the burst): it is refused as too
+    large, unbilled, and the tokens stay for the next calls."""
+    small = (examples / "tests" / "test_images" / "obama.jpg").read_bytes()
+    api.accounts.create_tenant("pixels3")
+    key = api.accounts.create_key("pixels3", ["detect"], rate_per_second=1000, burst=4).token
+    with api.client(key) as http:
+        for _ in range(3):  # a full bucket each time (1000 tokens a second): a retry changed nothing
+            refused = http.post("/v1/detect", files={"image": ("b.jpg", _bomb(), "image/jpeg")})
+            assert refused.status_code == 413 and refused.json()["error"]["code"] == "image_too_large", refused.text
+            assert "retry-after" not in refused.headers
+            assert "cost 9 calls" in refused.text and "burst (4)" in refused.text
+        assert http.post("/v1/detect", files={"image": ("s.jpg", small, "image/jpeg")}).status_code == 200
+    assert api.accounts.calls_this_month("pixels3") == 1
