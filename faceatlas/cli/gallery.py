@@ -18,7 +18,7 @@ from faceatlas.cli.errors import fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
-from faceatlas.errors import CommandLineError, DatabaseUnavailable, InvalidArgument, InvalidInput
+from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import PAGE_MAX, Gallery, check_id, check_limit
 from faceatlas.settings import ServiceSettings
 
@@ -102,7 +102,8 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
     except FaceAtlasError as exc:
         _fail(exc, as_json)
     with _gallery(db, tenant, as_json) as gallery:
-        analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
+        held = gallery.get_collection(collection)  # an unknown collection is not_found before any model or bar
+        analyzer = FaceAnalyzer(pack or held.pack_name)
         summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0, "skipped": 0}
         total, done = sum(len(images) for images in people.values()), 0
         try:
@@ -179,7 +180,8 @@ def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", he
     cut = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
     decided = cut.decides
     with _gallery(db, tenant, as_json) as gallery:
-        analyzer = FaceAnalyzer(pack or gallery.get_collection(collection).pack_name)
+        held = gallery.get_collection(collection)  # an unknown collection is not_found before any model or bar
+        analyzer = FaceAnalyzer(pack or held.pack_name)
         results, found = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
                                               **cut.search_options(), aggregate=aggregate)
         payload = {"results": [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
@@ -311,11 +313,8 @@ def reembed(collection: str, pack: Annotated[str, typer.Option("--pack", "-p", h
     """Migrate a collection to another pack from its stored source crops."""
     with _gallery(db, tenant, as_json) as gallery:
         report = gallery.reembed(collection, FaceAnalyzer(pack), drop_unmigratable=drop_unmigratable)
-        payload = {"applied": report.applied, "migrated": report.migrated, "unmigratable": report.unmigratable,
-                   "failed": report.failed}
-        human = (f"migrated {report.migrated} faces to {escape(pack)}" if report.applied else
-                 f"not migrated: {len(report.unmigratable)} faces have no stored crop, {len(report.failed)} "
-                 "crops show no face (use --drop-unmigratable to delete them)")
-        _emit(payload, as_json, human)
-        if not report.applied:
-            raise typer.Exit(2)
+    if not report.applied:  # a refusal, said as every command says one (it was a plain line on stdout)
+        _fail(Conflict(f"not migrated: {len(report.unmigratable)} faces have no stored crop, {len(report.failed)} "
+                       "crops show no face (--drop-unmigratable deletes them and migrates the rest)"), as_json)
+    _emit({"applied": report.applied, "migrated": report.migrated, "unmigratable": report.unmigratable,
+           "failed": report.failed}, as_json, f"migrated {report.migrated} faces to {escape(pack)}")

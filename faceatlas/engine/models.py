@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -352,7 +353,9 @@ def _download(url: str, target: Path) -> None:
 
 def _package_path(model: ModelFile) -> Path:
     try:
-        module = importlib.import_module(model.package or "")
+        with warnings.catch_warnings():  # face_recognition_models imports pkg_resources: a warning per command
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            module = importlib.import_module(model.package or "")
     except ImportError as exc:
         raise ModelMissing(
             f"model {model.name} ships in the Python package '{model.package}', which is not "

@@ -9,6 +9,7 @@ and write the database.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,31 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
                      with_crops: bool = True) -> int:
     """Write a collection to the Parquet file ``path``; ``batches`` yield rows of (external_id, name,
     subject metadata, face id, embedding bytes, quality, source, crop), a subject without faces once
-    with null face columns. Returns the number of faces written."""
+    with null face columns. Returns the number of faces written. The file appears whole or not at
+    all (written beside it, then renamed over it); a path that cannot be written is
+    :class:`InvalidInput` naming it (it was ``error (error): [Errno 2] Failed to open local file``)."""
     header = {"format": FORMAT_VERSION, "collection": info.name, "pack_name": info.pack_name,
               "pack_version": info.pack_version, "recognizer_id": info.recognizer_id,
               "embedding_size": info.embedding_size, "keep_crops": info.keep_crops, "metadata": info.metadata}
     schema = _schema(info.embedding_size, header)
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path}: a folder, not a file to write the export to")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"{path}: no such folder {path.parent}")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        written = _write(partial, schema, info, batches, with_crops)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot write it ({exc.strerror.lower() if exc.strerror else exc})") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+def _write(path: Path, schema: pa.Schema, info: CollectionInfo, batches: Iterable[Sequence[Sequence[Any]]],
+           with_crops: bool) -> int:
     written = 0
     with pq.ParquetWriter(path, schema) as writer:
         for batch in batches:
