@@ -315,3 +315,18 @@ def test_the_session_list_pages_through_every_session_once(service: KycService) 
             service.list("acme", after=bad)
     with pytest.raises(InvalidArgument, match="status is one of"):  # no session has it: it listed every one
         service.list("acme", status="bogus")
+
+
+def test_a_challenge_given_at_creation_is_one_that_can_be_done(service: KycService) -> None:
+    """create("t1", ["wink"]), ["left"] and "blink" (a string: five one-letter actions) made
+    sessions no one could pass (challenge_failed, whatever the selfie). A challenge given is read
+    as the CLI reads one (aliases, a comma list); anything else is refused, no session made."""
+    assert service.create("t1", ["left", "Smile"]).challenge == ["turn_left", "open_mouth"]
+    assert service.create("t1", "blink").challenge == ["blink"]
+    assert service.create("t1", "blink, up").challenge == ["blink", "look_up"]
+    assert service.create("t1", ("turn_right",)).challenge == ["turn_right"]
+    made = len(service.list("t1").items)
+    for bad in (["wink"], ["blink", "wink"], "blink,wink", ["b", "l"], [1], [None], [" "], ","):
+        with pytest.raises(InvalidArgument, match="challenge actions"):
+            service.create("t1", bad)  # type: ignore[arg-type]
+    assert len(service.list("t1").items) == made

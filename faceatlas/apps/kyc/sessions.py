@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.drive import FaceMeshTracker
 from faceatlas.apps.kyc.checks import Outcome, check_pixels, run_checks
-from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig
+from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, replayed_share
 from faceatlas.db import rowcount, utcnow
@@ -89,17 +89,19 @@ class KycService:
         self._sessions = sessionmaker(db, expire_on_commit=False)
 
     # -- sessions ---------------------------------------------------------------------------
-    def create(self, tenant: str, challenge: Sequence[Action] | None = None, *,
+    def create(self, tenant: str, challenge: str | Sequence[str] | None = None, *,
                retention_days: int | None = None) -> SessionInfo:
-        """A new session with a random challenge (or the one given) that expires after ``session_s``;
+        """A new session with a random challenge (or the one given: actions of :data:`ACTIONS` or
+        their aliases, ``"blink,left"`` or a list, read by :func:`parse_challenge`; anything else is
+        :class:`InvalidArgument`, not a session no one can pass) that expires after ``session_s``;
         ``tenant``: a tenant space (:func:`faceatlas.gallery.check_tenant`)."""
         check_tenant(tenant)
         retention = self.config.retention_days if retention_days is None else retention_days
         if retention < 0:
             raise InvalidArgument("retention_days must be 0 (keep no images) or more")
+        actions = parse_challenge(challenge) if challenge else random_challenge(self.config.challenge_length)
         now = utcnow()
-        row = KycSession(id=secrets.token_hex(16), tenant=tenant,
-                         challenge=list(challenge or random_challenge(self.config.challenge_length)),
+        row = KycSession(id=secrets.token_hex(16), tenant=tenant, challenge=list(actions),
                          status="pending", created_at=now,
                          expires_at=now + timedelta(seconds=self.config.session_s),
                          reasons=[], details={}, retention_days=retention)
