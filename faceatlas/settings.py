@@ -35,8 +35,9 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             keys, key cache; unset: in memory, one process), FACEATLAS_KEY_CACHE_SECONDS (≤ 1),
             FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS,
             FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60),
-            FACEATLAS_KYC_SESSION_SECONDS (default 600); KYC reference images are kept per tenant
-            (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by a setting here;
+            FACEATLAS_KYC_SESSION_SECONDS (default 600, at most 30 days: 2592000); KYC reference images
+            are kept per tenant (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by
+            a setting here;
             FACEATLAS_RETENTION_SWEEP_SECONDS (default 300: expired ones are deleted at start and this often)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_PACK",
     "DEFAULT_QUEUE_SIZE",
+    "MAX_KYC_SESSION_SECONDS",
     "EngineSettings",
     "ServiceSettings",
     "Settings",
@@ -73,6 +75,9 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_WORK_PIXELS = 16_000_000  # larger images are reduced while decoding (a 12 MP phone photo is not)
 DEFAULT_DATA_DIR = Path("~/.local/share/faceatlas")
 DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503 overloaded
+# A verification session may be submitted at most this long after its creation (30 days):
+# FACEATLAS_KYC_SESSION_SECONDS=1e12 started the service, then every new session was a 500.
+MAX_KYC_SESSION_SECONDS = 30 * 24 * 3600
 
 # An empty variable counts as unset (FACEATLAS_DATABASE_URL= means the default database, not ""),
 # except those of _BlankRefused.
@@ -322,8 +327,9 @@ class ServiceSettings(_Section):
     console_secure_cookie: bool = Field(
         default=False, description="mark the web console's cookies Secure (sent over HTTPS only) on every answer; "
         "set it when TLS ends at a proxy in front (without it they are Secure when the request itself is HTTPS)")
-    kyc_session_seconds: float = Field(default=600.0, gt=0, description="a verification session may be "
-                                       "submitted this long after it was created")
+    kyc_session_seconds: float = Field(default=600.0, gt=0, le=MAX_KYC_SESSION_SECONDS,
+                                       description="a verification session may be submitted this long after it "
+                                       "was created (at most 30 days: 2592000)")
     retention_sweep_seconds: float = Field(default=300.0, gt=0, description="how often what is kept past its "
                                            "retention (KYC reference images, selfie fingerprints) is deleted "
                                            "without waiting for traffic; also once at the service's start")

@@ -164,3 +164,38 @@ def test_serve_refuses_service_sizes_out_of_their_rules(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'svc.db'}", "--workers", "0"])
     assert result.exit_code == 2 and "error (invalid_setting): FACEATLAS_WORKERS: " in result.output, result.output
     assert not (tmp_path / "svc.db").exists()
+
+
+def test_a_kyc_session_time_past_thirty_days_is_refused_at_start(monkeypatch, tmp_path):
+    """FACEATLAS_KYC_SESSION_SECONDS=1e12 started the server, then every POST /v1/kyc/sessions was
+    a 500 (OverflowError: the expiry past year 9999). At most 30 days; more (or inf) is refused
+    before the server starts, as 0 and nan are; the library's KycConfig says the same."""
+    import uvicorn
+
+    from faceatlas.apps.kyc import KycConfig
+    from faceatlas.errors import InvalidArgument, InvalidSetting
+
+    def started(*args, **kwargs):  # a test double of uvicorn.run
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    for value in ("1e12", "inf", "2592001", "0", "nan"):
+        monkeypatch.setenv("FACEATLAS_KYC_SESSION_SECONDS", value)
+        result = CliRunner().invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'svc.db'}", "--port", "0"])
+        assert result.exit_code == 2, (value, result.output)
+        assert f"error (invalid_setting): FACEATLAS_KYC_SESSION_SECONDS='{value}': " in result.output, result.output
+    monkeypatch.setenv("FACEATLAS_KYC_SESSION_SECONDS", "2592000")  # 30 days: the longest
+    assert ServiceSettings.from_env().kyc_session_seconds == 30 * 24 * 3600
+    monkeypatch.setenv("FACEATLAS_KYC_SESSION_SECONDS", "1e12")
+    try:
+        ServiceSettings.from_env()
+        raise AssertionError("1e12 seconds was taken")
+    except InvalidSetting as exc:
+        assert "less than or equal to 2592000" in str(exc)
+    for bad in (1e12, float("inf"), float("nan"), 0.0, -1.0):
+        try:
+            KycConfig(session_s=bad)
+            raise AssertionError(f"KycConfig took session_s={bad}")
+        except InvalidArgument as exc:
+            assert "at most 2592000 seconds (30 days)" in str(exc)
+    assert KycConfig(session_s=1e-6).session_s == 1e-6

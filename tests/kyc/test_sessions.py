@@ -7,7 +7,9 @@ replay window."""
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from faceatlas.apps.kyc import ACTIONS, REASONS, KycConfig, KycService, decode_v
 from faceatlas.apps.kyc.checks import Outcome
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession
 from faceatlas.db import create_database_engine, utcnow
-from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
+from faceatlas.errors import Conflict, InvalidArgument, InvalidImage, NotFound, SessionExpired
 
 from .conftest import CARS, HAMILTON, MIRANDA, still
 from .media import clip, encode_mp4, moved_still, render_card
@@ -315,3 +317,84 @@ def test_the_session_list_pages_through_every_session_once(service: KycService) 
             service.list("acme", after=bad)
     with pytest.raises(InvalidArgument, match="status is one of"):  # no session has it: it listed every one
         service.list("acme", status="bogus")
+
+
+def test_one_selfie_submitted_to_two_sessions_at_once_is_decided_once(db_url: str, fast_analyzer, shared: Path,
+                                                                        miranda_card: bytes) -> None:
+    """Two sessions of one tenant submitted the same selfie at the same moment (two workers): both
+    looked it up before either was decided, and both were decided without ``replay`` (a third,
+    later, was refused). Its fingerprint is now recorded when it is looked up, under the tenant's
+    lock: one of the two decides, the other is the replay (on SQLite and PostgreSQL)."""
+    engine = create_database_engine(db_url)
+    try:
+        service = KycService(engine, fast_analyzer, KycConfig())
+        frames = _jpegs(moved_still(still(shared / MIRANDA), seconds=1.0, fps=10, size=(480, 360), seed=3))
+        sessions = [service.create("acme", ["blink"]).id for _ in range(2)]
+        start = threading.Barrier(2)
+
+        def submit(session_id: str):  # type: ignore[no-untyped-def]
+            start.wait()
+            return service.submit("acme", session_id, miranda_card, frames=frames, fps=10)
+
+        with ThreadPoolExecutor(2) as pool:
+            decided = list(pool.map(submit, sessions))
+        replays = [d for d in decided if d.reasons == ["replay"]]
+        assert len(replays) == 1, [d.reasons for d in decided]
+        first = next(d for d in decided if d.reasons != ["replay"])
+        assert "challenge_failed" in first.reasons  # decided on its checks: a still does not blink
+        assert replays[0].details["replay"]["same_bytes_as"] == first.id
+        later = service.submit("acme", service.create("acme", ["blink"]).id, miranda_card, frames=frames, fps=10)
+        assert later.reasons == ["replay"] and later.details["replay"]["same_bytes_as"] == first.id
+        assert _count(service, KycFingerprint) == 3
+    finally:
+        engine.dispose()
+
+
+def test_a_submission_refused_before_its_decision_is_no_replay_of_itself(service: KycService, shared: Path,
+                                                                          miranda_card: bytes) -> None:
+    """The selfie's fingerprint is recorded before the checks: a submission that fails on the way (a
+    document cut short: its header reads, its pixels do not) leaves the session pending with no
+    fingerprint, and the same selfie submitted again to it is decided on its checks, not as a
+    replay of itself."""
+    frames = _jpegs(moved_still(still(shared / MIRANDA), seconds=0.6, fps=10, size=(320, 240), seed=4))
+    pending = service.create("acme", ["blink"])
+    with pytest.raises(InvalidImage):
+        service.submit("acme", pending.id, miranda_card[: len(miranda_card) // 3], frames=frames, fps=10)
+    assert service.get("acme", pending.id).status == "pending" and _count(service, KycFingerprint) == 0
+    decided = service.submit("acme", pending.id, miranda_card, frames=frames, fps=10)
+    assert "replay" not in decided.reasons and "challenge_failed" in decided.reasons, decided.reasons
+
+
+def test_selfies_without_a_picture_are_not_replays_of_each_other(service: KycService, night_card: bytes,
+                                                                  shared: Path, miranda_card: bytes) -> None:
+    """Every flat frame had the difference hash 0: a customer whose camera showed nothing (a grey
+    JPEG, a black one, a flat PNG) was refused as a ``replay`` of another customer's empty camera,
+    not as ``selfie_no_face``. Flat frames are neither recorded nor compared, and black frames added
+    to a replayed selfie do not hide it."""
+    grey = _jpegs([np.full((480, 640, 3), 120 + i % 3, np.uint8) for i in range(20)])
+    black = _jpegs([np.zeros((480, 640, 3), np.uint8)] * 20)
+    flat_png = [cv2.imencode(".png", np.full((360, 480, 3), 60, np.uint8))[1].tobytes()] * 20
+    for frames in (grey, flat_png, black, black):  # the same black bytes twice: still nothing to recognise
+        decided = service.verify("acme", night_card, ["blink"], frames=frames, fps=10)
+        assert decided.reasons == ["selfie_no_face", "challenge_failed"], decided.reasons
+    assert _count(service, KycFingerprint) == 0
+    moved = _jpegs(moved_still(still(shared / MIRANDA), seconds=1.0, fps=10, size=(480, 360), seed=6))
+    first = service.verify("acme", miranda_card, ["blink"], frames=moved, fps=10)
+    assert "replay" not in first.reasons
+    padded = service.verify("acme", miranda_card, ["blink"], frames=black[:15] + moved + black[:15], fps=10)
+    assert padded.reasons == ["replay"] and padded.details["replay"]["frames_seen_before"] == 1.0
+
+
+def test_a_challenge_given_at_creation_is_one_that_can_be_done(service: KycService) -> None:
+    """create("t1", ["wink"]), ["left"] and "blink" (a string: five one-letter actions) made
+    sessions no one could pass (challenge_failed, whatever the selfie). A challenge given is read
+    as the CLI reads one (aliases, a comma list); anything else is refused, no session made."""
+    assert service.create("t1", ["left", "Smile"]).challenge == ["turn_left", "open_mouth"]
+    assert service.create("t1", "blink").challenge == ["blink"]
+    assert service.create("t1", "blink, up").challenge == ["blink", "look_up"]
+    assert service.create("t1", ("turn_right",)).challenge == ["turn_right"]
+    made = len(service.list("t1").items)
+    for bad in (["wink"], ["blink", "wink"], "blink,wink", ["b", "l"], [1], [None], [" "], ","):
+        with pytest.raises(InvalidArgument, match="challenge actions"):
+            service.create("t1", bad)  # type: ignore[arg-type]
+    assert len(service.list("t1").items) == made

@@ -182,6 +182,20 @@ def test_reference_frames_are_kept_only_as_long_as_the_tenant_says(api, examples
         assert detect.patch("/v1/settings", json={"kyc_retention_days": 30}).status_code == 403
 
 
+def test_a_session_retention_is_a_whole_number_of_days(api):
+    """{"retention_days": true} was read as 1 day and 0.0 as 0 (PATCH /v1/settings refuses both):
+    the number of days is an integer, nothing read as one."""
+    keeper = _admin_of_new_tenant(api, "kyc-strict-days")
+    with api.client(keeper) as client:
+        assert client.patch("/v1/settings", json={"kyc_retention_days": 3}).status_code == 200
+        for odd in (True, False, 0.0, 1.0, "1", [1]):
+            answer = client.post("/v1/kyc/sessions", json={"retention_days": odd})
+            assert answer.status_code == 422, (odd, answer.text)
+            assert answer.json()["error"]["code"] == "validation_error"
+        for days in (0, 3, None):
+            assert client.post("/v1/kyc/sessions", json={"retention_days": days}).status_code == 201, days
+
+
 def test_a_tenant_with_the_longest_id_can_open_a_session(api, examples):
     """Tenant ids are up to 64 characters, and KYC keeps them as ``svc:<id>`` in a 64-character
     column: on PostgreSQL a 61-64 character id failed every session with a 500."""

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from faceatlas.errors import InvalidArgument
+from faceatlas.settings import MAX_KYC_SESSION_SECONDS
 
 Action = Literal["blink", "turn_left", "turn_right", "look_up", "open_mouth"]
 ACTIONS: tuple[Action, ...] = ("blink", "turn_left", "turn_right", "look_up", "open_mouth")
@@ -41,7 +44,8 @@ class KycConfig:
     # The 1:1 decision between the document's face and the selfie's, at this false-accept rate of
     # the pack's calibration (a bank's usual 1e-6; the calibration must hold a threshold for it).
     far: float = 1e-6
-    # Sessions: how long a created session may be submitted, and how many actions it asks for.
+    # Sessions: how long a created session may be submitted (more than 0, at most 30 days:
+    # ``MAX_KYC_SESSION_SECONDS``), and how many actions it asks for.
     session_s: float = 600.0
     challenge_length: int = 2
     # A session still ``processing`` (claimed by a submission, never decided: its process was
@@ -91,9 +95,19 @@ class KycConfig:
     # Reference frames (the document face and the best selfie frame) are kept this many days; 0: never written.
     retention_days: int = 0
 
+    def __post_init__(self) -> None:
+        # 1e12 seconds made every session's expiry a date past year 9999: a 500 at each creation
+        if not (isinstance(self.session_s, int | float) and math.isfinite(self.session_s)
+                and 0 < self.session_s <= MAX_KYC_SESSION_SECONDS):
+            raise InvalidArgument(f"session_s is more than 0 and at most {MAX_KYC_SESSION_SECONDS} seconds "
+                                  f"(30 days), not {self.session_s!r}")
 
-def parse_challenge(text: str | list[str]) -> list[Action]:
-    """``"blink,left"`` (or a list) as actions; unknown names are :class:`InvalidArgument`."""
+
+def parse_challenge(text: str | Sequence[str]) -> list[Action]:
+    """``"blink,left"`` (or a list of names) as actions, the aliases of :data:`ALIASES` mapped; unknown
+    names (or a list holding something else than names) are :class:`InvalidArgument`."""
+    if not isinstance(text, str) and any(not isinstance(t, str) for t in text):
+        raise InvalidArgument(f"challenge actions are names among {', '.join(ACTIONS)}; got {list(text)!r:.80}")
     items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     unknown = [t for t in items if t not in ALIASES]
     if unknown or not items:

@@ -47,8 +47,9 @@ class KycSession(Base):
 
 
 class KycFingerprint(Base):
-    """One submitted selfie: sha256 of its bytes and its frames' difference hashes (hex), kept
-    ``KycConfig.replay_days`` after ``at`` (then purged)."""
+    """One submitted selfie: sha256 of its bytes and the difference hashes (hex) of its frames with
+    a picture (``selfie.informative``; a selfie without any has no row), recorded when it is looked
+    up, before its decision, and kept ``KycConfig.replay_days`` after ``at`` (then purged)."""
 
     __tablename__ = "kyc_fingerprints"
 

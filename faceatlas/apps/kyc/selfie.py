@@ -20,6 +20,8 @@ HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
 MAX_VIDEO_PIXELS = 4096 * 2160  # a 4K phone video at most
 MIN_FPS, MAX_FPS = 1.0, 120.0  # the rates frames given as images may have
 DECODE_FPS_4K = 30  # a video decodes at most max_video_s of 4K at 30 fps in pixels (1080p at 120 fps)
+FLAT = 0  # the hash of a frame without a picture (see frame_hash): never compared
+FLAT_STD = 1.0  # grey levels: a thumbnail whose brightness varies less than this shows nothing
 MAX_SIDE = 640  # larger frames are reduced: Face Mesh and the detector work at ≤ 640 anyway; a selfie face stays large
 
 
@@ -46,11 +48,23 @@ def _reduce(frame: np.ndarray) -> np.ndarray:
 
 
 def frame_hash(frame: np.ndarray) -> int:
-    """256-bit difference hash of the whole frame (a re-encoded or rescaled copy of the same video keeps it)."""
+    """256-bit difference hash of the whole frame (a re-encoded or rescaled copy of the same video
+    keeps it); :data:`FLAT` for a frame without a picture (its 16 x 17 thumbnail's brightness varies
+    by less than ``FLAT_STD``: a covered or black camera, a grey screen), whose bits would be noise."""
     gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     small = cv2.resize(gray, (HASH_SIDE + 1, HASH_SIDE), interpolation=cv2.INTER_AREA).astype(np.int16)
+    if float(small.std()) < FLAT_STD:
+        return FLAT
     bits = (small[:, 1:] > small[:, :-1]).flatten()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def informative(value: int, bits: int) -> bool:
+    """Whether a frame hash tells pictures apart at ``bits`` (the replay check's distance): not within
+    ``bits`` of all zeros (:data:`FLAT`, or a picture that changes only from top to bottom) nor of all
+    ones (one that only brightens from left to right). Every flat frame had the hash 0, so a customer
+    whose camera was black was refused as a replay of any earlier black camera, someone else's."""
+    return bits < value.bit_count() < HASH_SIDE * HASH_SIDE - bits
 
 
 def decode_video(data: bytes, config: KycConfig) -> Selfie:
@@ -135,7 +149,11 @@ def decode_frames(images: Sequence[bytes], config: KycConfig, fps: float | None 
 
 
 def replayed_share(hashes: Sequence[int], earlier: Sequence[int], bits: int) -> float:
-    """Share of ``hashes`` within ``bits`` (Hamming) of some hash in ``earlier``."""
+    """Share of ``hashes`` within ``bits`` (Hamming) of some hash in ``earlier``, counting only
+    :func:`informative` hashes on either side: flat frames are neither compared nor counted (black
+    frames added to a replayed video do not dilute its share)."""
+    hashes = [value for value in hashes if informative(value, bits)]
+    earlier = [other for other in earlier if informative(other, bits)]
     if not hashes or not earlier:
         return 0.0
     hits = sum(any((value ^ other).bit_count() <= bits for other in earlier) for value in hashes)

@@ -4,6 +4,7 @@ reference images kept only under retention; a session left half-decided by a kil
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 from collections.abc import Sequence
@@ -13,21 +14,22 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.drive import FaceMeshTracker
 from faceatlas.apps.kyc.checks import Outcome, check_pixels, run_checks
-from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig
+from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
-from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, replayed_share
+from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, informative, replayed_share
 from faceatlas.db import rowcount, utcnow
 from faceatlas.engine import FaceAnalyzer, ImageInput
 from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
 from faceatlas.gallery import Page, check_tenant
 
 REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
+REPLAY_LOCK = 0x4B594352  # "KYCR": the advisory locks (one per tenant) of the replay check on PostgreSQL
 DECIDED = ("accepted", "rejected")
 UNDECIDED = ("pending", "processing")
 STATUSES = (*UNDECIDED, *DECIDED, "expired")  # every status a session has
@@ -89,17 +91,19 @@ class KycService:
         self._sessions = sessionmaker(db, expire_on_commit=False)
 
     # -- sessions ---------------------------------------------------------------------------
-    def create(self, tenant: str, challenge: Sequence[Action] | None = None, *,
+    def create(self, tenant: str, challenge: str | Sequence[str] | None = None, *,
                retention_days: int | None = None) -> SessionInfo:
-        """A new session with a random challenge (or the one given) that expires after ``session_s``;
+        """A new session with a random challenge (or the one given: actions of :data:`ACTIONS` or
+        their aliases, ``"blink,left"`` or a list, read by :func:`parse_challenge`; anything else is
+        :class:`InvalidArgument`, not a session no one can pass) that expires after ``session_s``;
         ``tenant``: a tenant space (:func:`faceatlas.gallery.check_tenant`)."""
         check_tenant(tenant)
         retention = self.config.retention_days if retention_days is None else retention_days
         if retention < 0:
             raise InvalidArgument("retention_days must be 0 (keep no images) or more")
+        actions = parse_challenge(challenge) if challenge else random_challenge(self.config.challenge_length)
         now = utcnow()
-        row = KycSession(id=secrets.token_hex(16), tenant=tenant,
-                         challenge=list(challenge or random_challenge(self.config.challenge_length)),
+        row = KycSession(id=secrets.token_hex(16), tenant=tenant, challenge=list(actions),
                          status="pending", created_at=now,
                          expires_at=now + timedelta(seconds=self.config.session_s),
                          reasons=[], details={}, retention_days=retention)
@@ -169,10 +173,11 @@ class KycService:
             check_pixels(self.analyzer, document, self.config, frames, fps)  # before decoding anything
             selfie = (decode_video(video, self.config) if video is not None
                       else decode_frames(frames or [], self.config, fps, max_pixels=self.analyzer.max_pixels))
-            outcome = self._replayed(tenant, selfie) or run_checks(
+            outcome = self._replayed(tenant, session_id, selfie) or run_checks(
                 self.analyzer, document, selfie, challenge, self.config, tracker)  # type: ignore[arg-type]
         except BaseException:
-            with self._sessions.begin() as session:
+            with self._sessions.begin() as session:  # pending again: its selfie is no longer one submitted
+                session.execute(delete(KycFingerprint).where(KycFingerprint.session_id == session_id))
                 session.execute(update(KycSession).where(KycSession.id == session_id,
                                                          KycSession.status == "processing").values(status="pending"))
             raise
@@ -272,19 +277,35 @@ class KycService:
         """Fingerprints from before this are out of the replay window (and purged)."""
         return now - timedelta(days=self.config.replay_days)
 
-    def _replayed(self, tenant: str, selfie: Selfie) -> Outcome | None:
-        since = self._replay_since(utcnow())
-        with self._sessions() as session:
+    def _replayed(self, tenant: str, session_id: str, selfie: Selfie) -> Outcome | None:
+        """A ``replay`` outcome when ``selfie`` was submitted to another session of ``tenant`` within
+        the replay window (the same bytes, or frames within ``replay_bits``), else None; either way
+        its fingerprint is recorded for ``session_id`` in the same transaction, under the tenant's
+        replay lock, before any slow check: of two sessions submitting one selfie at once, the
+        second sees the first's (both were looked up before either was decided, and both were
+        decided without ``replay``). A selfie without an :func:`informative` frame (a black camera,
+        a grey screen) is neither looked up nor recorded: every such selfie looks alike."""
+        bits = self.config.replay_bits
+        hashes = [value for value in selfie.hashes if informative(value, bits)]
+        if not hashes:
+            return None
+        now = utcnow()
+        since = self._replay_since(now)
+        others = and_(KycFingerprint.tenant == tenant, KycFingerprint.at > since,
+                      KycFingerprint.session_id != session_id)
+        with self._sessions.begin() as session:
+            _lock_replays(session, tenant)
             same = session.scalar(select(KycFingerprint.session_id).where(
-                KycFingerprint.tenant == tenant, KycFingerprint.digest == selfie.digest,
-                KycFingerprint.at > since).limit(1))
-            recent = session.scalars(select(KycFingerprint.hashes).where(
-                KycFingerprint.tenant == tenant, KycFingerprint.at > since)
-                .order_by(KycFingerprint.id.desc()).limit(REPLAY_WINDOW)).all()
+                others, KycFingerprint.digest == selfie.digest).limit(1))
+            recent = session.scalars(select(KycFingerprint.hashes).where(others)
+                                     .order_by(KycFingerprint.id.desc()).limit(REPLAY_WINDOW)).all()
+            session.execute(delete(KycFingerprint).where(KycFingerprint.session_id == session_id))
+            session.add(KycFingerprint(tenant=tenant, session_id=session_id, digest=selfie.digest,
+                                       hashes=[format(value, "x") for value in hashes], at=now))
         if same is not None:
             return Outcome(["replay"], {"replay": {"same_bytes_as": same}})
-        earlier = [int(h, 16) for hashes in recent for h in hashes]
-        share = replayed_share(selfie.hashes, earlier, self.config.replay_bits)
+        earlier = [int(h, 16) for stored in recent for h in stored]
+        share = replayed_share(hashes, earlier, bits)
         if share >= self.config.replay_share:
             return Outcome(["replay"], {"replay": {"frames_seen_before": round(share, 3)}})
         return None
@@ -308,8 +329,6 @@ class KycService:
             row.reasons = outcome.reasons
             row.details = outcome.details
             retention = min(retention, row.retention_days)  # the tenant may have shortened it meanwhile
-            session.add(KycFingerprint(tenant=tenant, session_id=session_id, digest=selfie.digest,
-                                       hashes=[format(h, "x") for h in selfie.hashes], at=now))
             if retention > 0:
                 for kind, image in outcome.references.items():
                     session.add(KycReference(session_id=session_id, kind=kind, image=_jpeg(image),
@@ -317,6 +336,22 @@ class KycService:
             info = _info(row)
         self.purge(now)
         return info
+
+
+def _lock_replays(session: Session, tenant: str) -> None:
+    """Hold ``tenant``'s replay lock to the end of ``session``'s transaction (call it first in it):
+    looking a selfie up among the tenant's fingerprints and recording its own is one step for
+    concurrent submissions, whatever process runs them. PostgreSQL: a transaction-scoped advisory
+    lock on the tenant; SQLite: the file's write lock, taken now (``BEGIN IMMEDIATE``, as
+    :func:`faceatlas.db.lock_schema`; a plain transaction reads without any lock)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(tenant.encode()).digest()[:4], "big", signed=True)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:lock, :key)"), {"lock": REPLAY_LOCK, "key": key})
+    elif connection.dialect.name == "sqlite":
+        raw = connection.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for other writers
 
 
 def erase_tenant(db: Engine | sessionmaker[Session], tenant: str, *, migrated: bool = True) -> int:

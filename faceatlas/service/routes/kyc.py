@@ -34,9 +34,11 @@ MAX_FRAMES = 300
 
 
 class SessionRequest(RequestBody):
-    retention_days: int | None = Field(default=None, ge=0, le=MAX_RETENTION_DAYS, description="days the reference "
-                                       "face images are kept: at most the tenant's setting (PATCH /v1/settings, "
-                                       "0 unless its admin set more), which is the default")
+    # strict: true was read as 1 day and 0.0 as 0, as PATCH /v1/settings refuses them
+    retention_days: int | None = Field(default=None, ge=0, le=MAX_RETENTION_DAYS, strict=True,
+                                       description="days the reference face images are kept: at most the "
+                                       "tenant's setting (PATCH /v1/settings, 0 unless its admin set more), "
+                                       "which is the default")
 
 
 @router.post("/kyc/sessions", status_code=201, response_model=KycSessionOut)
