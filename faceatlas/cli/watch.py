@@ -17,6 +17,7 @@ from rich.table import Table
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import check_figure_path
+from faceatlas.errors import NotFound
 from faceatlas.video import (
     CameraConfig,
     LineSpec,
@@ -28,6 +29,7 @@ from faceatlas.video import (
     check_measure,
     load_config,
     measure_note,
+    occupancy,
     plot_counts,
     plot_heatmap,
     run_watch,
@@ -64,6 +66,8 @@ def watch(
                                      "in its file, not beside it")
         settings = load_config(config)
     elif source is not None:
+        if Path(source).suffix.lower() in (".yaml", ".yml"):  # read as a video: "[Errno 1094995529] Invalid data"
+            raise typer.BadParameter(f"{source} is a config file, not a video: use --config {source}")
         lines = [LineSpec.parse(text, f"line{i}") for i, text in enumerate(line or [], 1)]
         camera = CameraConfig(source=source, name=camera_name(source), stride=2 if stride is None else stride,
                               lines=lines, output=output, recognition=RecognitionConfig())
@@ -152,6 +156,13 @@ def counts(
     if plot is not None and heatmap is not None and plot.resolve() == heatmap.resolve():
         raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
     rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
+    if not rows:  # an empty table (exit 0) without --plot, the same table and an error with it: one outcome
+        of = f" of class {label}" if label else ""
+        span = " ".join(f"{word} {value}" for word, value in (("from", since), ("to", until)) if value) or "stored"
+        drawn = " or draw" if plot or heatmap else ""
+        raise NotFound(f"no counts of camera {camera[:64]!r}{of} {span[:120]}: nothing to show{drawn}")
+    if heatmap is not None:
+        occupancy(rows)  # no heatmap stored: NotFound before --plot is written (one outcome, not half of one)
     table = Table("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
     for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
         measures = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))

@@ -34,20 +34,22 @@ Example ``cams.yaml``::
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import urllib.parse
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as checked
 
 from faceatlas.db import normalize_url, sqlite_path
 from faceatlas.engine.draw import same_file as same_path
-from faceatlas.engine.persons import VEHICLE_CLASSES
+from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
@@ -149,9 +151,9 @@ class CameraConfig:
             raise InvalidArgument(f"camera {self.name}: watchlist is a list of subject ids, "
                                   f"not {self.watchlist!r}"[:200])
         for name, zero_ok in (("track_timeout", False), ("speed_limit_kmh", False), ("scene_cut", True)):
-            value = getattr(self, name)
+            value = getattr(self, name)  # .inf too: a track_timeout of .inf was an OverflowError mid-run
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not (value >= 0 if zero_ok else value > 0)):
+                                      or not math.isfinite(value) or not (value >= 0 if zero_ok else value > 0)):
                 bound = "of 0 or more" if zero_ok else "above 0"
                 raise InvalidArgument(f"camera {self.name}: {name} is a number {bound}, not {value!r}")
         if not isinstance(self.plate_share, (int, float)) or not 0 < self.plate_share <= 1:
@@ -169,6 +171,15 @@ class CameraConfig:
             if name != "person" and name not in VEHICLE_CLASSES:
                 raise InvalidArgument(f"camera {self.name}: class {name!r} is not person or one of "
                                       f"{', '.join(VEHICLE_CLASSES)}"[:300])
+        self._check_aliases(tracked)
+        if self.calibration is None:  # both were taken: no speeding event ever, or a refusal after the models loaded
+            if self.speed_limit_kmh is not None:
+                raise InvalidArgument(f"camera {self.name}: speed_limit_kmh needs the camera's calibration (speeds "
+                                      "are measured on the ground plane: calibration: {image: ..., world: ...})")
+            for zone in self.zones:
+                if zone.per_m2:
+                    raise InvalidArgument(f"camera {self.name}: zone {zone.name}: per_m2 levels are people per m² "
+                                          "and need the camera's calibration (calibration: {image: ..., world: ...})")
         # a zone counts what the camera tracks (faces on a camera without the person detector): a zone
         # of 'cars' (a typo) or of 'car' on a camera of persons stayed 0, and its stored class was refused
         countable = {*self.classes, *(() if self.persons else ("face",))}
@@ -196,6 +207,23 @@ class CameraConfig:
             if Path(self.source).is_file() and same_file(self.output, self.source):
                 raise InvalidArgument(f"camera {self.name}: output {self.output} is the camera's source: writing it "
                                       "would destroy the video being read")
+
+
+    def _check_aliases(self, tracked: str) -> None:
+        """``aliases`` maps COCO labels to the camera's classes (a list was an AttributeError, a string
+        read letter by letter, an unknown label or target refused only after the models loaded)."""
+        aliases = self.aliases
+        if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in aliases.items()):
+            raise InvalidArgument(f"camera {self.name}: aliases maps a detector label to one of the camera's "
+                                  f"classes ({{cell_phone: car}}), not {str(aliases)[:60]!r}")
+        for label, target in aliases.items():
+            if label not in COCO_CLASSES:
+                raise InvalidArgument(f"camera {self.name}: aliases: {label[:40]!r} is not a label of the COCO "
+                                      "detector (cell_phone, suitcase, bus, ...)")
+            if target not in self.classes:
+                raise InvalidArgument(f"camera {self.name}: aliases: {label} -> {target[:40]!r}: the target is one "
+                                      f"of the camera's classes ({tracked})")
 
 
 def camera_name(source: str) -> str:
@@ -353,6 +381,14 @@ class WebhookConfig:
     backoff_max: Positive = 60.0
     timeout: Positive = 10.0
 
+    @field_validator("url")
+    @classmethod
+    def _posts_somewhere(cls, url: str) -> str:
+        problem = url_problem(url)
+        if problem is not None:  # made in code, not read by load_config (which says it first)
+            raise ValueError(f"{url[:80]!r} {problem}")
+        return url
+
 
 @checked(config=STRICT_SETTINGS)
 class MqttConfig:
@@ -470,7 +506,11 @@ def camera_from_settings(raw: object, where: str, **given: Any) -> CameraConfig:
 
 
 def _converted_camera(raw: dict[str, Any], where: str) -> CameraConfig:
-    raw["source"] = str(raw["source"])
+    source = raw["source"]  # a list was looked for as the file "['a']"
+    if isinstance(source, bool) or not isinstance(source, (str, int)) or (isinstance(source, int) and source < 0):
+        raise InvalidInput(f"{where}: source is a video file, an rtsp:// or http:// URL or a webcam index (0, 1, "
+                           f"...), not {str(source)[:60]!r}")
+    raw["source"] = str(source)
     for key in ("lines", "zones", "classes"):
         if key in raw and not isinstance(raw[key], list):  # 'classes: car' was the classes c, a and r
             raise InvalidInput(f"{where}: {key} is a list ([...]), not {str(raw[key])[:60]!r}")
@@ -530,6 +570,10 @@ def load_config(path: Path) -> WatchConfig:
     mqtt = None if mqtt is None else _settings_of(MqttConfig, mqtt, f"{path}: mqtt")
     if webhook is not None and not str(webhook.get("url", "")).startswith(("http://", "https://")):
         raise InvalidInput(f"{path}: webhook: 'url' is an http:// or https:// address, not {webhook.get('url')!r}")
+    if webhook is not None and isinstance(webhook.get("url"), str):
+        problem = url_problem(webhook["url"])
+        if problem is not None:  # the webhook thread died on its first event, or posted to no host
+            raise InvalidInput(f"{path}: webhook: 'url' {webhook['url'][:80]!r}: {problem}")
     _path_setting(raw, "events", str(path))
     for key in ("database", "collection", "gallery", "detector"):
         if raw.get(key) is not None and not isinstance(raw[key], str):  # database: 5 was a traceback
@@ -544,6 +588,23 @@ def load_config(path: Path) -> WatchConfig:
         )
     except (TypeError, InvalidArgument) as exc:  # a setting of the wrong kind
         raise InvalidInput(f"{path}: {exc}") from exc
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` (http:// or https://) names no host to post to, or None when it names one: no host
+    (``http://``), a port out of 1 to 65535, or a URL urllib cannot split (``http://[::1``)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # an unclosed [ of an IPv6 address, a port that is not a number or out of range
+        return f"not a valid URL ({exc})"
+    if not parts.hostname:
+        return "names no host"
+    if any(c.isspace() or not c.isprintable() for c in url):  # http.client refused it at the first event
+        return "holds a space or a control character"
+    if port == 0:
+        return "port 0 is no port (1 to 65535)"
+    return None
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

@@ -151,10 +151,14 @@ def utc_time(value: str, name: str = "time") -> datetime:
     is UTC. Anything else is :class:`InvalidArgument`. The one parser of the stores' time bounds."""
     try:
         moment = datetime.fromisoformat(value)
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise InvalidArgument(f"{name} is not an ISO 8601 time: {value[:40]!r}") from None
+    if moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # valid ISO 8601 that UTC cannot hold (0001-01-01T00:00+01:00)
+            raise InvalidArgument(f"{name} is out of range: {value[:40]!r} in UTC is before 0001-01-01 or after "
+                                  "9999-12-31") from None
     return moment
 
 

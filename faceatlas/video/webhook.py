@@ -57,18 +57,25 @@ def _host(parts: urllib.parse.SplitResult) -> str:
 
 def _shown(url: str) -> str:
     """A URL as logs show it: scheme, host and path only."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.netloc:  # a relative Location, or none
-        return repr(url[:200])
-    return urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if not parts.netloc:  # a relative Location, or none
+            return repr(url[:200])
+        return urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
+    except ValueError:  # 'http://[::1', a port of 99999: raised in log.exception, it ended the thread
+        return "(an invalid URL)"
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect is the answer itself (urllib's default re-sent the event as a bodiless GET,
     with the Authorization header, to whatever host the Location named)."""
 
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
+    def http_error_302(self, *args: object, **kwargs: object) -> None:
+        """Not handled (urllib's handler parsed the Location first: one it could not split,
+        ``http://[::1``, was a ValueError out of the delivery): the 3xx is raised as its HTTPError."""
         return None
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)

@@ -95,10 +95,17 @@ class ZoneSpec:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0 <= value < math.inf):
                 raise InvalidArgument(f"zone {self.name}: {key} is a number of 0 or more, not {value!r}")
+        # a level of nan or -1 was taken: nan was never reached, -1 always (the zone never below it)
         if not isinstance(self.levels, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.levels.values()):
-            raise InvalidArgument(f"zone {self.name}: levels maps a level's name to the count where it starts, "
-                                  f"not {str(self.levels)[:60]}")
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                for k, v in self.levels.items()):
+            raise InvalidArgument(f"zone {self.name}: levels maps a level's name to the count where it starts, a "
+                                  f"number of 0 or more, not {str(self.levels)[:60]}")
+        if not isinstance(self.anchor, str) or self.anchor not in ANCHORS:  # 'top' was a KeyError as the run began
+            raise InvalidArgument(f"zone {self.name}: anchor is one of {', '.join(ANCHORS)}, "
+                                  f"not {str(self.anchor)[:40]!r}")
+        if not isinstance(self.per_m2, bool):  # 'yes' was taken as true, then asked for a calibration
+            raise InvalidArgument(f"zone {self.name}: per_m2 is true or false, not {self.per_m2!r}"[:200])
         if len(self.polygon) < 3 or not all(_is_point(p) for p in self.polygon):
             raise InvalidArgument(f"zone {self.name}: a polygon is at least 3 points [x, y] in pixels")
         points = [(float(p[0]), float(p[1])) for p in self.polygon]

@@ -60,15 +60,15 @@ def test_ground_plane_maps_pixels_to_metres_and_speeds_carry_their_error():
 @pytest.mark.parametrize("change", [{"classes": ["person", "dog"]}, {"aliases": {"cell_phone": "truck"}},
                                     {"aliases": {"phone": "car"}}])
 def test_unknown_classes_and_aliases_are_refused(change):
-    with pytest.raises(InvalidArgument):  # a class when the camera is made (as a file is read), an alias after
+    with pytest.raises(InvalidArgument):  # when the camera is made (as a file is read), not after the models load
         VideoPipeline(CameraConfig(**{"source": "x.mp4", "classes": ["person", "car"], **change}), None, EventBus())
 
 
 def test_a_density_zone_needs_a_calibration_and_a_calibration_four_points(tmp_path):
     path = tmp_path / "cams.yaml"
     path.write_text("cameras:\n  - {source: a.mp4, zones: [{name: z, polygon: [[0,0],[9,0],[9,9]], per_m2: true}]}\n")
-    with pytest.raises(InvalidArgument):
-        VideoPipeline(load_config(path).cameras[0], None, EventBus())
+    with pytest.raises(InvalidArgument, match="cams.yaml: camera camera1: zone z: per_m2 .* need the camera's calib"):
+        load_config(path)  # when the file is read, not after the models loaded
     with pytest.raises(InvalidArgument):
         GroundPlane([(0, 0), (1, 0), (1, 1)], [(0, 0), (1, 0), (1, 1)])
     path.write_text("cameras:\n  - {source: a.mp4, lines: [{start: [0, 0], end: [9, 9], expected: up}]}\n")
@@ -358,3 +358,73 @@ def test_the_cams_yaml_of_docs_video_md_loads_and_shows_every_key(tmp_path, monk
     for kind, keys in shown.items():
         missing = {f.name for f in dataclasses.fields(kind)} - keys - {"file"}
         assert not missing, f"docs/video.md's cams.yaml shows no {kind.__name__} setting {sorted(missing)}"
+
+
+ZONE = "{name: z, polygon: [[0, 0], [9, 0], [9, 9]]"
+
+
+@pytest.mark.parametrize(("body", "setting"), [
+    # each was taken when the file was read, then a traceback mid-run or after the models loaded
+    (f"cameras: [{{source: a.mp4, zones: [{ZONE}, anchor: top}}]}}]", "anchor is one of center, bottom_center"),
+    ("cameras: [{source: a.mp4, classes: [person, car], aliases: [car]}]", "aliases maps a detector label"),
+    ("cameras: [{source: a.mp4, classes: [person, car], aliases: car}]", "aliases maps a detector label"),
+    ("cameras: [{source: a.mp4, classes: [person, car], aliases: {cell_phone: truck}}]",
+     "aliases: cell_phone -> 'truck': the target is one of the camera's classes (person, car)"),
+    ("cameras: [{source: a.mp4, classes: [person, car], aliases: {rocket: car}}]",
+     "aliases: 'rocket' is not a label of the COCO detector"),
+    ("cameras: [{source: a.mp4, track_timeout: .inf}]", "track_timeout is a number above 0, not inf"),
+    ("cameras: [{source: a.mp4, speed_limit_kmh: .inf}]", "speed_limit_kmh is a number above 0, not inf"),
+    ("webhook: {url: 'http://[::1', secret: s}", "webhook: 'url' 'http://[::1': not a valid URL"),
+    ("webhook: {url: 'http://127.0.0.1:99999/x', secret: s}", "webhook: 'url' 'http://127.0.0.1:99999/x': not a"),
+    ("webhook: {url: 'http://', secret: s}", "webhook: 'url' 'http://': names no host"),
+    ("webhook: {url: 'http://exa mple.org/h', secret: s}", "holds a space"),
+    # each was refused only after the models loaded, without the file's name, or never
+    (f"cameras: [{{source: a.mp4, zones: [{ZONE}, per_m2: true}}]}}]", "zone z: per_m2 levels are people per m²"),
+    (f"cameras: [{{source: a.mp4, zones: [{ZONE}, per_m2: 'yes'}}]}}]", "zone z: per_m2 is true or false, not 'yes'"),
+    ("cameras: [{source: a.mp4, speed_limit_kmh: 50}]", "speed_limit_kmh needs the camera's calibration"),
+    (f"cameras: [{{source: a.mp4, zones: [{ZONE}, levels: {{busy: .nan}}}}]}}]", "levels maps a level's name"),
+    (f"cameras: [{{source: a.mp4, zones: [{ZONE}, levels: {{busy: -1}}}}]}}]", "a number of 0 or more"),
+    ("cameras: [{source: [a]}]", "camera 1: source is a video file, an rtsp:// or http:// URL or a webcam index"),
+    ("cameras: [{source: {a: 1}}]", "camera 1: source is a video file"),
+    ("cameras: [{source: -1}]", "camera 1: source is a video file"),
+])
+def test_a_setting_that_failed_at_run_time_is_refused_when_the_file_is_read(tmp_path, body, setting):
+    """docs/video.md: settings are checked when cams.yaml is read, one line naming the file and the setting."""
+    path = tmp_path / "cams.yaml"
+    cameras = "" if body.startswith("cameras") else "cameras: [{source: a.mp4}]\n"
+    path.write_text(cameras + body + "\n")
+    with pytest.raises(InvalidInput) as refused:
+        load_config(path)
+    said = str(refused.value)
+    assert said.startswith(f"{path}: ") and setting in said and "\n" not in said, said
+
+
+def test_settings_that_need_a_calibration_load_with_one_and_a_webcam_index_is_a_source(tmp_path):
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{source: 0, speed_limit_kmh: 50, classes: [person, car], aliases: {{bus: car}},"
+                    f" calibration: {{image: {IMAGE}, world: {GROUND}}},\n     zones: [{ZONE}, per_m2: true, "
+                    "anchor: center, levels: {calm: 0, busy: 0.5}}]}\n"
+                    "webhook: {url: 'http://user:pw@[::1]:8080/h?t=1', secret: s}\n")
+    config = load_config(path)
+    camera = config.cameras[0]
+    assert camera.source == "0" and camera.speed_limit_kmh == 50 and camera.zones[0].levels == {"calm": 0, "busy": 0.5}
+    assert config.webhook is not None and config.webhook.url.startswith("http://user:pw@[::1]:8080")
+
+
+def test_a_refusal_at_load_is_one_line_of_watch_and_a_yaml_source_points_to_config(tmp_path):
+    """`watch --config` with `track_timeout: .inf` ran until an OverflowError; `watch cams.yaml` (the file
+    as the video SOURCE) said "[Errno 1094995529] Invalid data found when processing input"."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"events: {tmp_path / 'events.jsonl'}\ncameras: [{{source: a.mp4, track_timeout: .inf}}]\n")
+    result = CliRunner().invoke(app, ["watch", "--config", str(path)])
+    assert result.exit_code == 2 and "track_timeout is a number above 0, not inf" in result.output, result.output
+    assert str(path) in result.output and "Traceback" not in result.output
+    for name in ("cams.yaml", "cams.YML"):
+        result = CliRunner().invoke(app, ["watch", str(tmp_path / name)])
+        assert result.exit_code == 2 and f"is a config file, not a video: use --config {tmp_path / name}" in \
+            result.output, result.output
+    assert not (tmp_path / "events.jsonl").exists()

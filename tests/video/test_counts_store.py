@@ -59,13 +59,55 @@ def test_to_is_a_time_with_its_offset(database):
     assert _minutes(database, since="2026-12-04 10:01", until="2026-12-04T10:02:00.000+00:00") == ["10:01"]
 
 
-@pytest.mark.parametrize("bad", ["garbage", "", "2026-13-01T10:00", "10:01", "2026-12-04T10:01 UTC", "x\x00",
-                                 "0001-01-01T00:00+01:00"])
+@pytest.mark.parametrize("bad", ["garbage", "", "2026-13-01T10:00", "10:01", "2026-12-04T10:01 UTC", "x\x00"])
 def test_a_time_that_is_not_iso_8601_is_refused(database, bad):
     with pytest.raises(InvalidArgument, match="ISO 8601"):
         _minutes(database, since=bad)
     with pytest.raises(InvalidArgument, match="ISO 8601"):
         _minutes(database, until=bad)
+
+
+@pytest.mark.parametrize("far", ["0001-01-01T00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_that_utc_cannot_hold_is_out_of_range_in_the_store_and_the_cli(database, far):
+    """Valid ISO 8601 whose UTC time is before year 1 or after 9999 was "is not an ISO 8601 time"
+    (GET /v1/events and /counts answered it with 422, as `counts --from` did)."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    for bound, name in (("since", "from"), ("until", "to")):
+        with pytest.raises(InvalidArgument, match=f"{name} is out of range") as refused:
+            _minutes(database, **{bound: far})
+        assert "not an ISO 8601" not in str(refused.value)
+    result = CliRunner().invoke(app, ["counts", "gate", "--db", database, "--from", far])
+    assert result.exit_code == 2 and "from is out of range" in result.output, result.output
+
+
+def test_no_counts_of_a_class_is_one_line_and_one_exit_status_with_or_without_a_chart(database, tmp_path):
+    """`counts gate --class bus` (none stored) printed an empty table, exit 0; with --plot or --heatmap the
+    same table, then not_found (exit 2); with rows but no heatmap stored, --plot was written before
+    --heatmap failed. Nothing is drawn, no folder made, and the line says what had no counts."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    charts = tmp_path / "charts" / "deeper"
+    for extra in ([], ["--plot", str(charts / "p.png")], ["--heatmap", str(charts / "h.png")],
+                  ["--plot", str(charts / "p.png"), "--heatmap", str(charts / "h.png")]):
+        result = CliRunner().invoke(app, ["counts", "gate", "--db", database, "--class", "bus", *extra])
+        assert result.exit_code == 2 and "no counts of camera 'gate' of class bus stored" in result.output, extra
+        assert "┃" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    bounded = CliRunner().invoke(app, ["counts", "gate", "--db", database, "--from", "2026-12-05"])
+    assert bounded.exit_code == 2 and "no counts of camera 'gate' from 2026-12-05:" in bounded.output, bounded.output
+    assert not (tmp_path / "charts").exists()
+    url = f"sqlite:///{tmp_path / 'bare.db'}"
+    sink = DatabaseSink(url)  # a minute without a heatmap
+    sink.emit(Event("counts", "gate", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {"car": {"seen": 1}}}))
+    sink.close()
+    result = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--plot", str(charts / "p.png"),
+                                      "--heatmap", str(charts / "h.png")])
+    assert result.exit_code == 2 and "no occupancy heatmap" in result.output, result.output
+    assert not (charts / "p.png").exists()
 
 
 def test_utc_minute():

@@ -53,11 +53,18 @@ def test_since_is_a_time_with_its_offset(database, since, expected):
     assert _frames(database, since) == expected
 
 
-@pytest.mark.parametrize("bad", ["garbage", "", "2026-13-01T10:00", "10:01", "2026-12-04T10:01 UTC", "x\x00",
-                                 "0001-01-01T00:00+01:00"])
+@pytest.mark.parametrize("bad", ["garbage", "", "2026-13-01T10:00", "10:01", "2026-12-04T10:01 UTC", "x\x00"])
 def test_a_since_that_is_not_iso_8601_is_refused(database, bad):
     with pytest.raises(InvalidArgument, match="ISO 8601"):
         _frames(database, bad)
+
+
+@pytest.mark.parametrize("far", ["0001-01-01T00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_since_that_utc_cannot_hold_is_out_of_range_not_no_iso_8601(database, far):
+    """Valid ISO 8601 whose UTC time is before year 1 or after 9999 was "is not an ISO 8601 time"."""
+    with pytest.raises(InvalidArgument, match="since is out of range") as refused:
+        _frames(database, far)
+    assert "not an ISO 8601" not in str(refused.value)
 
 
 def test_a_locked_database_keeps_events_waiting_and_counts_what_it_never_took(tmp_path, caplog) -> None:

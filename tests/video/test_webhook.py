@@ -154,3 +154,40 @@ def test_a_redirect_is_not_followed_and_the_event_counted_undelivered(caplog):
     assert (sink.delivered, sink.failed, sink.undelivered) == (0, 2, 2)
     assert elsewhere.requests == []
     assert "HTTP 302 to http://localhost:" in caplog.text and "/evil" in caplog.text and "t=1" not in caplog.text
+
+
+def test_a_url_that_names_no_host_is_refused_and_a_bad_location_is_logged_not_raised(caplog):
+    """`url: "http://[::1"` or a port of 99999 killed the webhook thread (urllib's ValueError, raised
+    again inside log.exception by the URL shown in the log), `http://` was taken; a receiver's 302 to
+    such a Location was a traceback in the log instead of the redirect's error line."""
+    from pydantic import ValidationError
+
+    from faceatlas.video.webhook import _shown
+
+    for url in ("http://[::1", "http://127.0.0.1:99999/x", "http://", "https://:8080/h"):
+        with pytest.raises(ValidationError, match="not a valid URL|names no host"):
+            WebhookConfig(url, SECRET)
+    assert _shown("http://[::1/x?t=1") == "(an invalid URL)" and _shown("http://h:99999/x") == "(an invalid URL)"
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", "http://[::1/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = WebhookSink(WebhookConfig(f"http://127.0.0.1:{server.server_address[1]}/hook", SECRET))
+        sink.emit(Event("track_started", "door", 1, 0.0))
+        sink.close(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (sink.delivered, sink.failed) == (0, 1)
+    assert "HTTP 302 to (an invalid URL)" in caplog.text and "Traceback" not in caplog.text, caplog.text
