@@ -28,6 +28,8 @@ from faceatlas.gallery.rules import (
     check_tenant,
     check_text,
     parse_cursor,
+    service_space,
+    space_owner,
 )
 from faceatlas.gallery.types import (
     CollectionInfo,
@@ -75,5 +77,7 @@ __all__ = [
     "enrolled_photos",
     "mismatch_message",
     "photo_source",
+    "service_space",
     "source_crop",
+    "space_owner",
 ]

@@ -104,6 +104,24 @@ def check_tenant(value: str) -> str:
     return check_stored(value, "tenant space")
 
 
+SERVICE_SPACE_PREFIX = "svc:"
+
+
+def service_space(tenant_id: str) -> str:
+    """The gallery space of the HTTP service's tenant ``tenant_id``: ``svc:<id>`` (its collections,
+    KYC sessions and albums). Service tenant ids have no colon, so this space meets neither the
+    CLI's tenants nor the apps' (``app:<app>:<name>``). Named here, below every door, so that a
+    layer given a space (``watch``'s ``tenant:``) tells whose it is without the service."""
+    return f"{SERVICE_SPACE_PREFIX}{tenant_id}"
+
+
+def space_owner(space: str) -> str | None:
+    """The service tenant whose gallery space is ``space`` (``svc:<id>``), or None for any other
+    space (the CLI's ``default``, an app's ``app:...``)."""
+    owner = space.removeprefix(SERVICE_SPACE_PREFIX)
+    return owner if space.startswith(SERVICE_SPACE_PREFIX) and owner else None
+
+
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """Metadata as given (``{}`` for None) when it is JSON of at most ``METADATA_MAX_DEPTH``
     levels and ``METADATA_MAX_BYTES`` bytes whose keys and string values, at any depth, pass

@@ -11,24 +11,16 @@ from sqlalchemy import Engine, inspect
 from faceatlas.apps.albums import Erasure, erase_album, erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
-from faceatlas.gallery import Gallery, database_identity
+from faceatlas.gallery import Gallery, database_identity, service_space, space_owner
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import AuditRecord
 from faceatlas.video import erase_tenant_events
 
-_SPACE = "svc:"
-
 
 def gallery_tenant(tenant_id: str) -> str:
-    """The space of a service tenant in the gallery, KYC and albums: ``svc:<id>``. Service tenant ids have no colon, so
-    this space meets neither the CLI's tenants nor the apps' (``app:<app>:<name>``)."""
-    return f"{_SPACE}{tenant_id}"
-
-
-def space_owner(space: str) -> str | None:
-    """The service tenant whose gallery space is ``space`` (``svc:<id>``), or None for any other
-    space (the CLI's ``default``, an app's ``app:...``): no service tenant's audit trail names it."""
-    return space.removeprefix(_SPACE) if space.startswith(_SPACE) and len(space) > len(_SPACE) else None
+    """The space of a service tenant in the gallery, KYC and albums: ``svc:<id>``
+    (:func:`faceatlas.gallery.service_space`, where the naming lives: ``watch`` reads it too)."""
+    return service_space(tenant_id)
 
 
 def service_accounts(gallery: Gallery) -> Accounts | None:

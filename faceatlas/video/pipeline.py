@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from faceatlas.video.traffic import CameraAnalytics, CameraClasses, labelled, me
 from faceatlas.video.zones import LineCounter, ZoneCounter
 
 log = logging.getLogger(__name__)
-MIN_HITS = 3  # analyzed frames a track needs to count as an object seen
+MIN_HITS = 3  # analyzed frames a track needs to count as an object seen (in the minute it reaches them)
 
 
 @dataclass
@@ -109,6 +110,7 @@ class VideoPipeline:
         self._id_base: dict[str, int] = {}
         self._cuts = ShotCutDetector(camera.scene_cut) if camera.scene_cut is not None else None
         self._since_analysis = 0
+        self._confirmed: list[tuple[str, int]] = []  # tracks that became objects this frame (the counts' seen)
         self._watchlist = set(camera.watchlist)
         self._annotator = FrameAnnotator() if camera.output else None
         self._writer: VideoWriter | None = None
@@ -229,7 +231,10 @@ class VideoPipeline:
             self._recognize(frame)
         objects = merged([person_dets, vehicle_dets])
         height, width = frame.image.shape[:2]
-        rules = self.analytics.observe(frame.time, objects, (width, height))
+        rules = self.analytics.observe(frame.time, objects, (width, height))  # a new minute starts here
+        for key in self._confirmed:  # in the minute of the frame that confirmed them, with the class voted so far
+            self.analytics.seen(self.tracks[key].label)
+        self._confirmed.clear()
         for line in self.lines:
             for track_id, direction in line.update(person_dets):
                 key = (counted, track_id)
@@ -272,6 +277,8 @@ class VideoPipeline:
                 self._emit("track_started", frame, key, {"box": _box(box)})
             track.last_time, track.box = frame.time, box
             track.hits += 1
+            if track.hits == MIN_HITS:  # now an object (not a flicker): counted as seen in this minute
+                self._confirmed.append(key)
         if kind != "face" and len(tracked) and tracked.class_id is not None and tracked.confidence is not None:
             for track_id, class_id, score in zip(_track_ids(tracked), tracked.class_id, tracked.confidence):
                 votes = self.tracks[(kind, int(track_id))].classes
@@ -344,8 +351,6 @@ class VideoPipeline:
         data: dict[str, Any] = {"dwell": round(track.dwell, 3), "first_frame": track.first_frame,
                                 "last_time": round(track.last_time, 3), "class": track.label,
                                 **self.analytics.forget(key)}
-        if track.hits >= MIN_HITS:  # a track seen this often is an object (not a flicker) in the counts
-            self.analytics.seen(track.label)
         if reason is not None:
             data["reason"] = reason
         if track.identity is not None:
@@ -361,12 +366,13 @@ class VideoPipeline:
             data = {**data, "linked_track": track.linked}
             if other is not None and other.identity is not None and "subject" not in data:
                 data["subject"] = other.identity.external_id
+        event_id = uuid.uuid4().hex  # named first: the event's snapshot file is named by it
         if snapshot and self.camera.snapshots is not None:
-            kept = self._snapshot(frame, kind, key)
+            kept = self._snapshot(frame, kind, key, event_id)
             if kept is not None:  # an event points at a file only when it was written
                 data = {**data, "snapshot": str(kept)}
         self.bus.emit(Event(kind, self.camera.name, frame.index, frame.time, key[1] if key else None,
-                            key[0] if key else None, data))
+                            key[0] if key else None, data, event_id))
 
     def _private(self, image: np.ndarray) -> np.ndarray:
         """``image`` with every face of the last analysis blurred, when asked for (the default), except
@@ -386,12 +392,12 @@ class VideoPipeline:
         track = self.tracks.get(("face", face_track))
         return track is not None and track.identity is not None and track.identity.external_id in self._watchlist
 
-    def _snapshot(self, frame: Frame, kind: str, key: tuple[str, int] | None) -> Path | None:
-        """The frame (made private) written as a JPEG in the snapshots folder: its path, or None
-        when it could not be written (a warning says why; the stats count it): an event pointed
-        at a file that did not exist."""
+    def _snapshot(self, frame: Frame, kind: str, key: tuple[str, int] | None, event_id: str) -> Path | None:
+        """The frame (made private) written as a JPEG in the snapshots folder, a file of the event
+        ``event_id`` alone: its path, or None when it could not be written (a warning says why; the
+        stats count it): an event pointed at a file that did not exist."""
         folder = Path(self.camera.snapshots or ".")
-        path = folder / snapshot_name(self.camera.name, frame.index, key[1] if key else 0, kind)
+        path = folder / snapshot_name(self.camera.name, frame.index, key[1] if key else 0, kind, event_id)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             written = cv2.imwrite(str(path), self._private(frame.image))
@@ -436,11 +442,14 @@ class VideoPipeline:
 NAME_MAX_BYTES = 255  # a file name's limit on Linux, macOS and Windows file systems
 
 
-def snapshot_name(camera: str, frame_index: int, track_id: int, kind: str) -> str:
-    """``<camera>_<frame>_<track>_<kind>.jpg``, within :data:`NAME_MAX_BYTES` bytes (UTF-8): a long
-    camera name is cut at a character and told apart by a short hash of the whole name (a camera
-    of 120 'Ü', 240 bytes, was allowed, and every snapshot of it failed to be written)."""
-    rest = f"_{frame_index:07d}_{track_id}_{kind}.jpg"
+def snapshot_name(camera: str, frame_index: int, track_id: int, event_type: str, event_id: str) -> str:
+    """``<camera>_<frame>_<track>_<event type>_<event id>.jpg``: one file per event (named without
+    the event's id, a second run of the camera, another tenant's run into the same folder among
+    them, wrote over the first's pictures, and erasing one tenant deleted a file another tenant's
+    event still showed); within :data:`NAME_MAX_BYTES` bytes (UTF-8): a long camera name is cut at
+    a character and told apart by a short hash of the whole name (a camera of 120 'Ü', 240 bytes,
+    was allowed, and every snapshot of it failed to be written)."""
+    rest = f"_{frame_index:07d}_{track_id}_{event_type}_{event_id}.jpg"
     name = camera + rest
     if len(name.encode("utf-8")) <= NAME_MAX_BYTES:
         return name

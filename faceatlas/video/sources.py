@@ -1,6 +1,7 @@
 """Frame sources: video files, RTSP/HTTP streams (PyAV) and webcams by index (OpenCV).
 
-Files are read frame by frame in the caller's thread, nothing dropped; so is a file served over
+Files are read frame by frame in the caller's thread, nothing dropped (``realtime``: at their
+frame rate, dropping what the caller cannot keep up with, as a camera); so is a file served over
 HTTP(S) (a length or a duration known when it opens): it ends at its end. Live sources are read
 by a background thread into a small buffer: when processing falls behind, the oldest frames
 are dropped (and counted) so that lag does not grow; a stream that drops is reopened with
@@ -96,8 +97,10 @@ class VideoSource:
     """Iterate over the frames of ``spec`` (a path, a stream URL or a webcam index).
 
     ``live`` (default: guessed from ``spec``) turns on the background reader with frame dropping
-    and reconnection; ``realtime`` paces that reader at the source's frame rate (to replay a file
-    as if it were a camera). ``max_reconnects`` None retries forever; backoff doubles from
+    and reconnection; ``realtime`` paces the frames at the source's frame rate: that reader's, or
+    a file's (to replay a recording as if it were a camera: a frame is given at its time, and the
+    frames whose time passed while the caller processed earlier ones are dropped and counted, as a
+    camera's are; the file still ends at its end). ``max_reconnects`` None retries forever; backoff doubles from
     ``backoff_start`` up to ``backoff_max`` seconds. ``start`` (files only) seeks to that frame
     number: the first frame yielded has that index. A file that cannot be opened raises
     ``OSError`` when iterated; a live source logs the failure, keeps it in ``error`` and retries,
@@ -153,7 +156,7 @@ class VideoSource:
         if opened is not None:
             self.live = False
         if not self.live:
-            yield from self._frames(opened)
+            yield from self._paced(self._frames(opened)) if self.realtime else self._frames(opened)
             if self.stats.decoded == 0 and self.stats.corrupt:  # a text file named .jpg opens as an image
                 raise OSError(f"no frame of {str(self.spec)!r} could be decoded ({self.stats.corrupt} corrupt)")
             return
@@ -197,6 +200,26 @@ class VideoSource:
             return container
         container.close()
         return None
+
+    def _paced(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        """A file's ``frames`` at its frame rate, as a camera shows them: each is held until its time
+        from the first frame's, and one whose successor is already due when it is decoded (the
+        caller still processed the frames before) is dropped and counted, as a live source's
+        reader drops what processing cannot keep up with. Without a frame rate, no pacing; once
+        :meth:`stop` is called, none either (the caller sees the next frame at once, and stops)."""
+        started: float | None = None
+        first = 0.0
+        for frame in frames:
+            if self.fps and not self._stop.is_set():
+                if started is None:
+                    started, first = time.monotonic(), frame.time
+                late = time.monotonic() - (started + frame.time - first)
+                if late >= 1.0 / self.fps:
+                    self.stats.dropped += 1
+                    continue
+                if late < 0:
+                    self._stop.wait(-late)
+            yield frame
 
     # -- live reading ---------------------------------------------------------------------------
     def _read_live(self) -> None:

@@ -284,14 +284,28 @@ def erase_tenant_events(engine: Engine, tenant: str) -> int:
     """Erase every stored event and minute count of ``tenant`` with the snapshot files its events
     kept (the frames: deleted first, where this process can reach them; a file already gone is
     fine), the rows after them in one transaction, so running this again after a crash finishes
-    the job. Creates the tables when missing. Returns how many events were deleted."""
+    the job. A file that an event of another tenant names too is kept: it is that event's picture
+    (snapshots were named ``<camera>_<frame>_<track>_<type>.jpg`` before they were named by their
+    event, and two runs of a camera, of two tenants sharing a snapshots folder, wrote one file).
+    Creates the tables when missing. Returns how many events were deleted."""
     VideoBase.metadata.create_all(engine)
     with Session(engine) as session:
-        kept = [row.get("snapshot") for row in session.scalars(select(EventRow.data).where(EventRow.tenant == tenant))]
-    for snapshot in kept:
-        path = Path(snapshot) if isinstance(snapshot, str) else None
-        if path is not None and path.suffix.lower() == ".jpg":
-            path.unlink(missing_ok=True)
+        kept = {row.get("snapshot") for row in session.scalars(select(EventRow.data).where(EventRow.tenant == tenant))}
+        paths = sorted(s for s in kept if isinstance(s, str) and Path(s).suffix.lower() == ".jpg")
+        shared = _snapshots_of_others(session, tenant, paths)
+    for snapshot in paths:
+        if snapshot not in shared:
+            Path(snapshot).unlink(missing_ok=True)
     with Session(engine) as session, session.begin():
         session.execute(delete(CountRow).where(CountRow.tenant == tenant))
         return rowcount(session.execute(delete(EventRow).where(EventRow.tenant == tenant)))
+
+
+def _snapshots_of_others(session: Session, tenant: str, paths: list[str], chunk: int = 500) -> set[str]:
+    """Those of ``paths`` that an event of a tenant other than ``tenant`` names as its snapshot."""
+    named = EventRow.data["snapshot"].as_string()
+    found: set[str] = set()
+    for start in range(0, len(paths), chunk):
+        found.update(session.scalars(select(named).where(EventRow.tenant != tenant,
+                                                         named.in_(paths[start:start + chunk])).distinct()))
+    return found

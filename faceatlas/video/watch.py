@@ -11,7 +11,7 @@ from faceatlas.db import check_database_url
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import InvalidInput
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, space_owner
 from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outputs
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
@@ -30,13 +30,22 @@ class WatchReport:
     undelivered: dict[str, int] = field(default_factory=dict)
 
 
+def events_tenant(space: str) -> str:
+    """The tenant that the events of a run in the gallery space ``space`` (``tenant:`` in
+    cams.yaml) are stored under: the service tenant's id for its space ``svc:<id>`` (the API lists
+    tenant ``acme``'s events, and a collection acme made through the API is in space
+    ``svc:acme``), else the space's name (``default``, a CLI tenant)."""
+    return space_owner(space) or space
+
+
 def build_sinks(config: WatchConfig) -> list[EventSink]:
-    """The event sinks ``config`` names: JSONL file, database table, webhooks, MQTT."""
+    """The event sinks ``config`` names: JSONL file, database table (its rows under
+    :func:`events_tenant`), webhooks, MQTT."""
     sinks: list[EventSink] = []
     if config.events:
         sinks.append(JsonlSink(config.events))
     if config.database:
-        sinks.append(DatabaseSink(config.database, tenant=config.tenant))
+        sinks.append(DatabaseSink(config.database, tenant=events_tenant(config.tenant)))
     if config.webhook:
         sinks.append(WebhookSink(config.webhook))
     if config.mqtt:

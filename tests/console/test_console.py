@@ -283,7 +283,8 @@ def test_events_filtered_and_live(log_in, console, photos, tmp_path) -> None:
 
     page.goto("/console/events")  # the live feed: an event stored now appears without a reload
     page.wait_for_timeout(500)  # the feed has connected
-    frame = tmp_path / "entrance_0000009_7_unknown_person.jpg"  # what the pipeline keeps with `snapshots:`
+    # named as the pipeline names a snapshot (with `snapshots:`): camera, frame, track, type, event id
+    frame = tmp_path / "entrance_0000009_7_unknown_person_0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f.jpg"
     frame.write_bytes(photos["biden"].read_bytes())
     sink.emit(Event("unknown_person", "entrance", frame=9, video_time=3.0, track_id=7, kind="face",
                     data={"snapshot": str(frame)}))

@@ -199,7 +199,7 @@ def test_video_events_are_listed_per_tenant(api, examples, tmp_path):
     from faceatlas.video.events import Event
     from faceatlas.video.sinks import DatabaseSink
 
-    frame = tmp_path / "door_0000010_1_watchlist_hit.jpg"  # what the pipeline keeps with `snapshots:`
+    frame = tmp_path / "door_0000010_1_watchlist_hit_4d5e0c2a9b8f41d7a6e3c1b0f9a8e7d6.jpg"  # as `snapshots:` keeps
     frame.write_bytes((examples / "tests" / "test_images" / "obama.jpg").read_bytes())
     for tenant, camera in (("acme", "door"), ("globex", "lobby")):
         sink = DatabaseSink(api.database_url, tenant=tenant)
@@ -256,7 +256,7 @@ def test_snapshots_of_a_watch_run_from_another_folder_are_served_and_erased(api,
         "     zones: [{name: all, polygon: [[0, 0], [10000, 0], [10000, 10000], [0, 10000]], max_dwell: 0.2}]}\n")
     monkeypatch.chdir(site)  # watch runs where its cams.yaml is, naming its files relative to it
     run_watch(load_config(Path("cams.yaml")), pack="scrfd-mbf")
-    kept = sorted((site / "snaps").glob("hall_*_dwell_exceeded.jpg"))
+    kept = sorted((site / "snaps").glob("hall_*_dwell_exceeded_*.jpg"))  # ..._<type>_<event id>.jpg
     assert kept, "the run kept no snapshot"
 
     monkeypatch.chdir(server)  # the server works in another folder

@@ -74,3 +74,37 @@ def test_zone_level_holds_a_minimum_dwell(pedestrians, person_detector, memory):
     assert {level for _, level in steady} >= {"busy", "crowded"}
     held = [later - earlier for (earlier, _), (later, _) in zip(steady, steady[1:])]
     assert min(held) >= 1.0, f"a level lasted {min(held):.2f} s"
+
+
+def test_seen_counts_a_track_in_the_minute_it_became_an_object_not_the_minute_it_ended(hamilton, fast_analyzer,
+                                                                                      memory, tmp_path):
+    """``seen`` (new tracks per minute) was counted when a track ended: a face that appeared at
+    10:00:59 and left at 10:01:01 was seen at 10:01. The Hamilton clip (faces from 0.85 s, shots cut
+    every second or so) placed so that the minute turns at 2.5 s: faces tracked across the turn end
+    in 10:01, and are counted in 10:00, where their track reached 3 analyzed frames (an object, not
+    a flicker), as the pipeline's own tracks say frame by frame."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.clips import first_seconds
+
+    start = datetime(2026, 12, 4, 10, 0, 57, 500_000, tzinfo=UTC)
+    clip = first_seconds(hamilton, tmp_path / "clip.mp4", 4.5)
+    camera = CameraConfig(source=str(clip), name="stage", stride=3, persons=False, start_time=start)
+    pipeline = VideoPipeline(camera, fast_analyzer, EventBus([memory]))
+    confirmed: dict[tuple[str, int], str] = {}  # track -> the minute it reached 3 hits
+    ended: dict[tuple[str, int], str] = {}
+    source = VideoSource(clip)
+    for frame in source:
+        before = set(pipeline.tracks)
+        pipeline.process(frame, source.fps)
+        minute = (start + timedelta(seconds=frame.time)).strftime("%Y-%m-%dT%H:%M")
+        ended.update((key, minute) for key in before - set(pipeline.tracks))
+        confirmed.update((key, minute) for key, track in pipeline.tracks.items()
+                         if track.hits >= 3 and key not in confirmed)
+    pipeline.finish()
+    ended.update((key, "2026-12-04T10:01") for key in confirmed if key not in ended)
+    across = [key for key, minute in confirmed.items() if minute == "2026-12-04T10:00" and ended[key] > minute]
+    assert across, "the premise: a face confirmed before the minute turns is still tracked after it"
+    seen = {e.data["minute"]: e.data["classes"].get("face", {}).get("seen", 0) for e in memory.of("counts")}
+    expected = {minute: sum(m == minute for m in confirmed.values()) for minute in seen}
+    assert seen == expected and sum(seen.values()) == len(confirmed), (seen, confirmed, ended)

@@ -99,3 +99,32 @@ def test_a_locked_database_keeps_events_waiting_and_counts_what_it_never_took(tm
     holder.close()
     assert bus.undelivered() == {"DatabaseSink": 1}
     assert "1 events not written to the event database" in caplog.text
+
+
+def test_erasing_a_tenant_keeps_a_snapshot_file_another_tenants_event_names(tmp_path):
+    """Runs of one camera by two tenants into one snapshots folder wrote one file
+    (``<camera>_<frame>_<track>_<type>.jpg``, the name before it held the event's id) that an event of
+    each names: erasing tenant beta deleted it under acme's event (acme's snapshot was then
+    not_found). The file stays while another tenant's event names it; beta's own file goes."""
+    from pathlib import Path
+
+    from faceatlas.video.store import erase_tenant_events, event_snapshot
+
+    shared, own = tmp_path / "door_0000010_1_identified.jpg", tmp_path / "door_0000012_2_identified.jpg"
+    shared.write_bytes(b"\xff\xd8acme's frame, then beta's")
+    own.write_bytes(b"\xff\xd8beta's own frame")
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    acme = Event("identified", "door", 10, 0.4, 1, "face", {"snapshot": str(shared)})
+    for tenant, events in (("acme", [acme]), ("beta", [
+            Event("identified", "door", 10, 0.4, 1, "face", {"snapshot": str(shared)}),
+            Event("identified", "door", 12, 0.5, 2, "face", {"snapshot": str(own)})])):
+        sink = DatabaseSink(url, tenant=tenant)
+        for event in events:
+            sink.emit(event)
+        sink.close()
+    engine = open_events_db(url)
+    assert erase_tenant_events(engine, "beta") == 2
+    assert not own.exists() and list_events(engine, "beta") == []
+    assert event_snapshot(engine, "acme", acme.id) == shared.read_bytes()
+    assert erase_tenant_events(engine, "acme") == 1 and not Path(shared).exists()  # no one names it now
+    engine.dispose()

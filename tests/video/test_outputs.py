@@ -247,3 +247,43 @@ def test_names_are_printed_as_written_not_as_rich_markup_or_emoji(tmp_path, caps
     assert result.exit_code == 0, result.output
     assert "Lobby [east]: counts per minute" in result.output, result.output
     assert "zone:[/b]:mean 0.5, zone:door:max 1" in result.output and "🚪" not in result.output, result.output
+
+
+def test_each_event_keeps_a_snapshot_of_its_own_across_runs_and_tenants(pedestrians: Path, person_detector,
+                                                                        tmp_path: Path) -> None:
+    """Snapshots were named ``<camera>_<frame>_<track>_<type>.jpg``: a second run of the camera, here
+    tenant beta's into the snapshots folder tenant acme's run used, wrote over acme's pictures, and
+    erasing beta deleted the file acme's event still showed (its snapshot then 404). Each event
+    now has a file of its own; erasing beta leaves every one of acme's."""
+    from faceatlas.video.sources import Frame
+    from faceatlas.video.store import erase_tenant_events, event_snapshot, list_events, open_events_db
+
+    zone = ZoneSpec("hall", [(0, 0), (10_000, 0), (10_000, 10_000), (0, 10_000)], max_dwell=0.2)
+    capture = VideoSource(pedestrians)
+    frames = [frame for frame, _ in zip(capture, range(16))]
+    capture.close()
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    camera = CameraConfig(source=str(pedestrians), name="hall", faces=False, stride=1, zones=[zone],
+                          snapshots=tmp_path / "snaps")
+    for tenant in ("acme", "beta"):  # the same camera and frames: the same frame, track and type
+        bus = EventBus([DatabaseSink(url, tenant=tenant)])
+        pipeline = VideoPipeline(camera, None, bus, persons=person_detector)
+        for frame in frames:
+            pipeline.process(Frame(frame.index, frame.time, frame.image), 25.0)
+        pipeline.finish()
+        bus.close()
+    engine = open_events_db(url)
+    kept = {tenant: {e.id: e.data["snapshot"] for e in list_events(engine, tenant, type="dwell_exceeded")}
+            for tenant in ("acme", "beta")}
+    assert kept["acme"] and len(kept["acme"]) == len(kept["beta"])
+    paths = [*kept["acme"].values(), *kept["beta"].values()]
+    assert len(set(paths)) == len(paths) and all(Path(p).is_file() for p in paths)
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == sorted(Path(p).name for p in paths)
+    for tenant, snapshots in kept.items():
+        for event_id, path in snapshots.items():
+            assert event_snapshot(engine, tenant, event_id) == Path(path).read_bytes()
+    assert erase_tenant_events(engine, "beta") > 0
+    assert not any(Path(p).exists() for p in kept["beta"].values())
+    for event_id, path in kept["acme"].items():
+        assert event_snapshot(engine, "acme", event_id) == Path(path).read_bytes()
+    engine.dispose()

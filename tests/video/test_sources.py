@@ -169,3 +169,34 @@ def test_an_http_stream_of_no_length_still_reconnects(hamilton: Path, tmp_path: 
         source = VideoSource(f"{base}/live.ts", max_reconnects=1, backoff_start=0.01, buffer=1000)
         frames = list(source)
     assert source.live is True and source.stats.reconnects == 1 and len(frames) > 500  # twice its ~273 frames
+
+
+def test_a_realtime_file_is_read_at_its_frame_rate_and_drops_what_it_cannot_keep_up_with(hamilton: Path,
+                                                                                         tmp_path: Path):
+    """``realtime: true`` in cams.yaml read a file as fast as it decoded (150 frames in 0.2 s): the
+    pipeline's file source was never paced. The Hamilton clip (29.97 fps) up to 2.5 s (its first
+    frame is at 0.85 s: 50 frames): a camera run on it takes the frames' time; a consumer at half the
+    frame rate gets about every other frame, the rest dropped and counted, and ends with the clip."""
+    from faceatlas.video.config import CameraConfig
+    from faceatlas.video.pipeline import VideoPipeline
+    from faceatlas.video.sinks import EventBus
+    from tests.clips import first_seconds
+
+    clip = first_seconds(hamilton, tmp_path / "clip.mp4", 2.5)
+    camera = CameraConfig(source=str(clip), name="replay", faces=False, persons=False, realtime=True)
+    stats = VideoPipeline(camera, None, EventBus([])).run()
+    frames = stats.frames
+    assert frames == stats.source.decoded >= 45 and stats.source.dropped == 0
+    assert stats.seconds >= 0.8 * frames / 29.97, f"{frames} frames in {stats.seconds:.2f} s"
+
+    source = VideoSource(clip, realtime=True)
+    given = []
+    started = time.monotonic()
+    for frame in source:
+        given.append(frame.index)
+        time.sleep(2 / source.fps)  # a consumer at half the frame rate
+    elapsed = time.monotonic() - started
+    assert len(given) + source.stats.dropped == source.stats.decoded == frames
+    assert source.stats.dropped >= frames // 3 and given[-1] >= frames - 3
+    assert elapsed < frames / 29.97 + 0.5, "a slow consumer drops frames instead of lagging behind the clip"
+    assert len(list(VideoSource(clip))) == frames  # not realtime: every frame, as fast as decoded
