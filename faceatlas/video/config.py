@@ -51,6 +51,7 @@ from faceatlas.db import normalize_url, sqlite_path
 from faceatlas.engine.draw import same_file as same_path
 from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES
 from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.gallery import space_owner
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
@@ -427,8 +428,10 @@ class WatchConfig:
         if twice:  # their per-minute counts merged into one series, their progress into one bar
             raise InvalidArgument(f"camera names are unique (each names its counts and events); twice: "
                                   f"{', '.join(twice)[:200]}")
-        if not isinstance(self.tenant, str) or not 0 < len(self.tenant) <= 64 or not self.tenant.strip():
-            raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column), not {str(self.tenant)[:40]!r}")
+        events_tenant = space_owner(self.tenant) or self.tenant if isinstance(self.tenant, str) else self.tenant
+        if not isinstance(events_tenant, str) or not 0 < len(events_tenant) <= 64 or not events_tenant.strip():
+            raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column; a service tenant's "
+                                  f"svc:<id>: its id), not {str(self.tenant)[:40]!r}")
         check_run_outputs(self.cameras, events=self.events, database=self.database, config=self.file)
 
 

@@ -222,6 +222,12 @@ def test_two_cameras_of_one_name_and_options_beside_a_config_are_refused(tmp_pat
     path.write_text("cameras: [{source: a.mp4}]\ntenant: [a, b]\n")
     with pytest.raises(InvalidInput, match="tenant is 1 to 64 characters"):
         load_config(path)
+    path.write_text(f"cameras: [{{source: a.mp4}}]\ntenant: svc:{'t' * 64}\n")  # a service tenant: its id counts
+    assert load_config(path).tenant == f"svc:{'t' * 64}"
+    for tenant in ("t" * 65, f"svc:{'t' * 65}"):
+        path.write_text(f"cameras: [{{source: a.mp4}}]\ntenant: {tenant}\n")
+        with pytest.raises(InvalidInput, match="tenant is 1 to 64 characters"):
+            load_config(path)
     path.write_text("cameras: [{source: a.mp4}]\n")
     for beside in (["x.mp4"], ["--stride", "3"], ["--line", "1,1,5,5"], ["--output", str(tmp_path / "o.mp4")]):
         result = CliRunner().invoke(app, ["watch", "--config", str(path), *beside])
