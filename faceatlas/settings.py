@@ -65,6 +65,7 @@ __all__ = [
     "ServiceSettings",
     "Settings",
     "StorageSettings",
+    "url_origin",
 ]
 
 # YuNet + fr_feature (MIT) + MiniFASNet (Apache-2.0): every file commercially usable; beats `dlib` on LFW
@@ -97,6 +98,24 @@ class _BlankRefused(EnvSettingsSource):
     def __call__(self) -> dict[str, object]:
         return {name: value for name, value in super().__call__().items()
                 if name in self.fields and isinstance(value, str) and not value.strip()}
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """The origin ``(scheme, host, port)`` of an http or https URL (the port defaults to the
+    scheme's); None when ``url`` is no such URL. What ``FACEATLAS_URL_ALLOWLIST`` entries and the
+    URLs fetched by the service are compared by."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme]
 
 
 def _variable(field: str) -> str:
@@ -339,6 +358,19 @@ class ServiceSettings(_Section):
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("url_fetch_allowlist")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Each entry ``scheme://host[:port]`` (http, https) or a bare host name: refused here, at the
+        start, not by every server process building its app (it was a loop of restarts)."""
+        for entry in value:
+            bare = "://" not in entry
+            origin = url_origin(f"http://{entry}" if bare else entry)
+            if origin is None or (bare and origin != ("http", entry.lower(), 80)):
+                raise ValueError(f"entry {entry[:80]!r} is neither scheme://host[:port] with http or https nor a "
+                                 "bare host name (ports 80 and 443)")
         return value
 
     @classmethod

@@ -6,9 +6,11 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
+from faceatlas.errors import InvalidSetting
 from faceatlas.service.inference import InferencePool
 from faceatlas.settings import DEFAULT_QUEUE_SIZE, EngineSettings, ServiceSettings, Settings
 
@@ -199,3 +201,16 @@ def test_a_kyc_session_time_past_thirty_days_is_refused_at_start(monkeypatch, tm
         except InvalidArgument as exc:
             assert "at most 2592000 seconds (30 days)" in str(exc)
     assert KycConfig(session_s=1e-6).session_s == 1e-6
+
+
+def test_a_url_allowlist_entry_out_of_its_rules_is_refused(monkeypatch):
+    """FACEATLAS_URL_ALLOWLIST=ftp://x was checked only when the app was built (`serve`: a
+    traceback, exit 1; `serve --processes 2`: its processes restarted for ever), and a bare
+    ``host:8080`` was taken as a host name no URL has. Each is one line naming the entry."""
+    for entry in ("ftp://files.example", "https://", "http://files.example:99999", "files.example:8080",
+                  "http:/files.example", "files.example/images"):
+        monkeypatch.setenv("FACEATLAS_URL_ALLOWLIST", f"a.example, {entry}")
+        with pytest.raises(InvalidSetting, match="^FACEATLAS_URL_ALLOWLIST: .*entry '" + re.escape(entry) + "'"):
+            ServiceSettings()
+    monkeypatch.setenv("FACEATLAS_URL_ALLOWLIST", "Files.Example, https://b.example:8443, http://[::1]:8080")
+    assert ServiceSettings().url_fetch_allowlist == ["Files.Example", "https://b.example:8443", "http://[::1]:8080"]

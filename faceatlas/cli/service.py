@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from faceatlas.service.accounts import Accounts, usage_csv
 from faceatlas.service.db import migrate
 from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings, Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 console = Console()
 admin = typer.Typer(help="Tenants, API keys and usage (run on the server's database).", no_args_is_help=True)
@@ -39,7 +42,7 @@ GRACEFUL_SHUTDOWN_S = 30
 
 def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8000,
     db: DbOption = None,
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack")] = None,
     workers: Annotated[int | None, typer.Option(help="inference worker threads")] = None,
@@ -49,6 +52,7 @@ def serve(
 ) -> None:
     """Run the REST API (OpenAPI schema at /openapi.json; Swagger UI at /docs with FACEATLAS_DOCS=1)."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from faceatlas.service import check_address, check_processes, create_app, preflight
 
@@ -63,21 +67,46 @@ def serve(
     if processes > 1 and settings.redis_url is None:  # one line on stderr, with its code, as every command's error
         fail(CommandLineError(f"--processes {processes} needs FACEATLAS_REDIS_URL: each process would otherwise "
                               "grant a key's full rate and a tenant's full quota on its own"))
-    # a missing model, Redis refusing, another server on the database: one line, before the port;
+    # a missing model or calibration, Redis refusing, another server on the database: one line, before the port;
     # the hold on the database lasts as long as this process
-    lease = preflight(settings, sections.engine)
+    lease = preflight(settings, sections.engine)  # a Redis not reachable yet: waited for here
     try:
         if processes == 1:
-            uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
-                        log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+            try:
+                uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
+                            log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+            except SystemExit as exc:  # uvicorn's 3: the app's start failed (uvicorn logged why)
+                if exc.code != STARTUP_FAILURE:
+                    raise
+                fail(FaceAtlasError(f"the server failed to start (why is logged above); nothing serves {host}:{port}"))
             return
         # uvicorn's own supervisor: each process imports the app factory and builds it from the
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
-        uvicorn.run("faceatlas.service.app:create_worker_app", factory=True, workers=processes, host=host, port=port,
-                    log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        failed = _supervise(uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
+                                           host=host, port=port, log_level="info",
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+        if failed:  # the supervisor stops once a process fails to start (uvicorn.run then returned: exit 0)
+            which = f"all {processes}" if failed == processes else f"{failed} of the {processes}"
+            fail(FaceAtlasError(f"{which} server processes failed to start (why is logged above), the supervisor "
+                                f"stopped the others: nothing serves {host}:{port}"))
     finally:
         lease.release()
+
+
+def _supervise(config: uvicorn.Config) -> int:
+    """Run ``config.workers`` server processes under uvicorn's supervisor (what ``uvicorn.run``
+    does) until it stops; returns how many of them had failed to start."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    try:
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+    finally:
+        sock.close()
+    return sum(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
 
 
 def _accounts(db: str | None, *, create: bool = False) -> Accounts:

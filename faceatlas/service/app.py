@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,8 +30,8 @@ from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.apps.retail import purge_anonymous_visitors
 from faceatlas.db import create_database_engine, lock_schema
-from faceatlas.engine import FaceAnalyzer, get_pack, resolve
-from faceatlas.errors import DatabaseUnavailable, InvalidArgument, StateUnavailable, Unauthorized
+from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration, resolve
+from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery, database_identity
 from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
@@ -38,7 +39,6 @@ from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
 from faceatlas.service.deps import API_PREFIX, KnownRequest, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
-from faceatlas.service.fetch import allowed_origins
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseEncodedSlash, RefuseNul, UploadLimit
@@ -81,6 +81,8 @@ def check_address(host: str, port: int) -> None:
     """:class:`InvalidArgument` when a server could not listen on ``host``:``port`` (the port in use,
     the host no address of this machine), said before the models load (uvicorn says it after,
     with exit 3). A probe socket binds and closes; the server binds again a moment later."""
+    if not 0 <= port <= 65535:  # getaddrinfo took 70000 (bind then overflowed) and blamed --host for -1
+        raise InvalidArgument(f"--port is 0 to 65535 (0: any free port), not {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
@@ -113,30 +115,65 @@ def watch_parent(period: float = 1.0) -> None:
 
 def create_worker_app() -> FastAPI:
     """The app of one worker of ``serve --processes N`` (uvicorn's factory): :func:`create_app`
-    from the environment, stopping itself when its supervisor is gone."""
+    from the environment, stopping itself when its supervisor is gone. An app that cannot be built
+    exits with uvicorn's status for a failed start, which stops the supervisor (any other error
+    was taken for a crash: the worker was started again, and failed again, for ever)."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        app = create_app()
+    except FaceAtlasError as exc:
+        _log.error("error (%s): %s", exc.code, exc)
+        sys.exit(STARTUP_FAILURE)
+    except Exception:  # noqa: BLE001 - a bug: said with its traceback, and the start fails
+        _log.exception("the app of this server process cannot be built")
+        sys.exit(STARTUP_FAILURE)
     watch_parent()
-    return create_app()
+    return app
+
+
+REDIS_RETRY_SECONDS = 1.0  # how often a server waiting for its Redis at start tries again
 
 
 def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> ServerLease:
     """What would stop a server's start, found before it binds its port, as one error: the pack's
-    model files (fetched when allowed), the shared state's credentials, another server that may
-    not run beside this one. Returns this server's hold on its database (see
-    :mod:`faceatlas.service.lease`), for the serving process (``faceatlas serve``) to keep."""
+    model files (fetched when allowed) and calibration (``FACEATLAS_CALIBRATION``), the shared
+    state's credentials, another server that may not run beside this one. Returns this server's
+    hold on its database (see :mod:`faceatlas.service.lease`), for the serving process
+    (``faceatlas serve``) to keep.
+
+    A Redis that cannot be reached is waited for, tried again every ``REDIS_RETRY_SECONDS`` (said
+    once in the log): the hold names the Redis its servers count in, which only Redis can say, so
+    the server binds its port once Redis answers (its processes then start as ever)."""
     pack = get_pack(settings.pack, engine_settings)
     for model in pack.core_files:
         resolve(model, settings=engine_settings, pack=pack.name)
+    load_calibration(pack, engine_settings)  # a name no calibration has: said now, not by each process's start
     if settings.redis_url is None:
         return ServerLease.take(settings.database_url)
     from faceatlas.service import redis_state  # the redis client: an optional extra
 
+    where = redis_state.address(settings.redis_url)
     client = redis_state.connect(settings.redis_url)
+    waiting = False
     try:
-        redis_state.check(client, redis_state.address(settings.redis_url))
-        # the deployment id of this database's state in Redis (its keys are scoped by the database's
-        # id: databases sharing one Redis each have their own), asked once the lease holds the database
-        return ServerLease.take(settings.database_url, redis_identity=lambda alone: redis_state.deployment(
-            client, database_identity_at(settings.database_url), alone))
+        while True:
+            try:
+                redis_state.check(client, where)
+                # the deployment id of this database's state in Redis (its keys are scoped by the database's
+                # id: databases sharing one Redis each have their own), asked once the lease holds the database
+                lease = ServerLease.take(settings.database_url, redis_identity=lambda alone: redis_state.deployment(
+                    client, database_identity_at(settings.database_url), alone))
+            except StateUnavailable as exc:
+                if not waiting:
+                    _log.warning("%s; the server waits for it (trying again every %g s) and starts once it answers",
+                                 exc, REDIS_RETRY_SECONDS)
+                waiting = True
+                time.sleep(REDIS_RETRY_SECONDS)
+                continue
+            if waiting:
+                _log.warning("the shared state (Redis at %s) answers: the server starts", where)
+            return lease
     finally:
         client.close()
 
@@ -147,7 +184,6 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     a setting out of its rules fails here, before the server starts (:class:`InvalidSetting`)."""
     settings = settings or ServiceSettings.from_env()
     engine_settings = engine_settings or EngineSettings()
-    allowed_origins(settings.url_fetch_allowlist)  # a malformed allow-list entry fails at start, not per request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,12 +10,11 @@ to fetch an allowed URL is :class:`FetchFailed`."""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 import httpx
 
 from faceatlas.errors import FetchFailed, PayloadTooLarge, UrlFetchDisabled
-from faceatlas.settings import ServiceSettings
+from faceatlas.settings import ServiceSettings, url_origin
 
 Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -28,23 +27,11 @@ def allowed_origins(entries: list[str]) -> set[Origin]:
         if "://" not in entry:
             origins |= {(scheme, entry.lower(), port) for scheme, port in _DEFAULT_PORTS.items()}
             continue
-        origin = _origin(entry)
+        origin = url_origin(entry)
         if origin is None:
             raise ValueError(f"URL allow-list entry {entry!r} is not scheme://host[:port] with http or https")
         origins.add(origin)
     return origins
-
-
-def _origin(url: str) -> Origin | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    return scheme, host, port or _DEFAULT_PORTS[scheme]
 
 
 async def fetch_image(settings: ServiceSettings, url: str) -> bytes:
@@ -52,7 +39,7 @@ async def fetch_image(settings: ServiceSettings, url: str) -> bytes:
     seconds for the whole fetch and ``settings.max_upload_bytes``."""
     if not settings.url_fetch_allowlist:
         raise UrlFetchDisabled("fetching images by URL is disabled on this server")
-    origin = _origin(url)
+    origin = url_origin(url)
     if origin is None or origin not in allowed_origins(settings.url_fetch_allowlist):
         shown = f"{origin[0]}://{origin[1]}:{origin[2]}" if origin else url[:100]
         raise UrlFetchDisabled(f"'{shown}' is not an origin on the server's URL allow-list")

@@ -272,7 +272,10 @@ class RedisState(SharedState):
         return answer
 
     def check(self) -> None:
-        check(self.redis, self.address)
+        try:
+            check(self.redis, self.address)
+        except StateUnavailable as exc:  # gone since serve waited for it (or an app run without serve)
+            log.warning("%s; /readyz answers 503 until it can", exc)
 
     def reachable(self) -> bool:
         try:
@@ -568,7 +571,8 @@ def forget_scope(url: str, database: str, scope: str) -> int:
 def check(client: redis.Redis, where: str) -> None:
     """At start: a Redis that refuses this server (no or a wrong password, a database number it
     does not have) is :class:`InvalidSetting`, which stops the start; one unreachable now is
-    waited for (``RedisState.reachable``: ``/readyz`` answers 503 until it answers)."""
+    :class:`StateUnavailable`, to wait for (``faceatlas serve`` waits before it starts; a
+    process's app already started answers ``/readyz`` 503 until Redis answers)."""
     try:
         client.ping()
     except redis.AuthenticationError as exc:
@@ -582,8 +586,8 @@ def check(client: redis.Redis, where: str) -> None:
             raise InvalidSetting(f"FACEATLAS_REDIS_URL: Redis at {where} speaks no TLS (it answers plain commands), "
                                  "so rediss:// waits for a handshake that never comes: use redis://, or turn "
                                  "TLS on in that Redis") from None
-        log.warning("the shared state (Redis at %s) cannot be reached yet: %s; /readyz answers 503 until it "
-                    "can", where, exc)
+        raise StateUnavailable(f"the shared state (Redis at {where}) cannot be reached yet ({exc})",
+                               retry_after=1.0) from None
 
 
 def _plain_behind_tls(client: redis.Redis) -> bool:
@@ -619,8 +623,8 @@ def deployment(client: redis.Redis, database: str, alone: bool) -> str:
             found = client.get(key)
         legacy = found is None and bool(client.exists(LEGACY_DEPLOYMENT_KEY))
     except redis.RedisError as exc:
-        raise StateUnavailable(f"the shared state (Redis) cannot be reached to start beside the other servers "
-                               f"of this database: {exc}", retry_after=1.0) from exc
+        raise StateUnavailable(f"the shared state (Redis) cannot be reached to read this database's deployment "
+                               f"id: {exc}", retry_after=1.0) from exc
     if found is None:
         older = (" (or they run an older FaceAtlas, whose state in this Redis is not kept per database: "
                  "stop every server of this database, then start them all on this version)") if legacy else ""

@@ -222,16 +222,31 @@ class RedisServer:
         redis.Redis.from_url(self.url).flushall()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real ``redis-server`` (Debian package; .ci/run installs it) on a free loopback port."""
+def _redis_binary() -> str:
     import shutil
 
     binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
     if binary is None:
         pytest.skip("no redis-server: apt-get install redis-server (.ci/run does)")
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"), _free_port())
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` (Debian package; .ci/run installs it) on a free loopback port."""
+    server = RedisServer(_redis_binary(), tmp_path_factory.mktemp("redis"), _free_port())
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unstarted_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` of this test on a free loopback port, not started yet (``.start()``): a
+    Redis that comes up after the servers that use it; stopped after the test."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(_redis_binary(), folder, _free_port())
     yield server
     server.stop()
 

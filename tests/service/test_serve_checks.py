@@ -1,29 +1,38 @@
 """What stops or holds a server's start, checked on real parts: two servers that would count rates
 and quotas apart on one database (SQLite file, PostgreSQL schema; a killed holder frees it), a
-Redis that refuses the server's credentials or database, a Redis URL that does not parse, and a
-Redis unreachable at start (``/readyz`` says so; a refused call names no internal address)."""
+Redis that refuses the server's credentials or database, a Redis URL that does not parse, a
+Redis unreachable at start (``serve`` waits for it; an app whose Redis is gone says so in
+``/readyz``, and a refused call names no internal address), a setting every server process would
+fail on (said once, before the start), a start that failed in the processes (never exit 0), a port
+out of range."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
+from uvicorn.config import STARTUP_FAILURE
 
 from faceatlas.cli.main import app as cli
 from faceatlas.db import create_database_engine
-from faceatlas.errors import InvalidSetting
-from faceatlas.service import create_app, redis_state
+from faceatlas.errors import InvalidArgument, InvalidSetting
+from faceatlas.service import check_address, create_app, redis_state
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import migrate
+from faceatlas.service.app import create_worker_app
+from faceatlas.service.db import VERSION_TABLE, migrate
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.redis_state import RedisState
 from faceatlas.settings import ServiceSettings
@@ -41,6 +50,27 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _environment(shared: Path, folder: Path, **env: str) -> dict[str, str]:
+    return {**os.environ, "FACEATLAS_MODEL_DIR": str(shared / "models"), "FACEATLAS_THREADS": "1",
+            "FACEATLAS_INDEX_DIR": str(folder / "indexes"), **env}
+
+
+def _serve(args: list[str], shared: Path, folder: Path, timeout: float = 60,
+           **env: str) -> subprocess.CompletedProcess[str]:
+    """``faceatlas serve --pack scrfd-mbf ARGS`` in a child process, once it ended: its own
+    session, so that one still running after ``timeout`` is killed with every process it started."""
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "serve", "--pack", "scrfd-mbf", *args],
+                             env=_environment(shared, folder, **env), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        pytest.fail(f"serve {' '.join(args)} still ran after {timeout} s: {err[-3000:]}")
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
 def _redis(deployment: str, seen: list[bool] | None = None):
@@ -257,3 +287,117 @@ def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path: Path) 
                                                             "is in use (another server?); choose another with --port")
     assert no_host.exit_code == 2 and "--host 'no-such-host.invalid' is no address" in no_host.output
     assert not (tmp_path / "service.db").exists()  # refused before anything was made
+
+
+def test_serve_waits_for_a_redis_that_comes_up_after_it(unstarted_redis, shared: Path, tmp_path: Path) -> None:
+    """A Redis unreachable at start is waited for (docs/deploy.md), also by a server alone on a
+    fresh database, which must make the database's deployment id in it: it gave up after ~5 s
+    ("cannot be reached to start beside the other servers of this database", exit 2), with no other
+    server there. It starts once Redis answers, and is then ready."""
+    log = tmp_path / "serve.log"
+    port = _free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "faceatlas.cli", "serve", "--pack", "scrfd-mbf", "--db",
+         f"sqlite:///{tmp_path / 'service.db'}", "--port", str(port)],
+        env=_environment(shared, tmp_path, FACEATLAS_REDIS_URL=unstarted_redis.url), stdout=log.open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "cannot be reached yet" not in log.read_text():
+            assert child.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(restart := redis_state.restart_grace() + 3)  # past the 5 s after which it gave up
+        assert child.poll() is None, f"serve gave up within {restart} s: {log.read_text()[-3000:]}"
+        assert "waits for it" in log.read_text()
+        unstarted_redis.start()
+        deadline = time.monotonic() + 90
+        while True:
+            assert child.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.3)
+        said = log.read_text()
+        assert "answers: the server starts" in said and "Traceback" not in said and "other servers" not in said
+    finally:
+        with suppress(ProcessLookupError):  # gone already
+            os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize(("variable", "value"), [("FACEATLAS_URL_ALLOWLIST", "a.example,ftp://files.example"),
+                                                 ("FACEATLAS_CALIBRATION", "nosuch")])
+def test_a_setting_every_process_would_fail_on_stops_serve_before_it_starts(
+        variable: str, value: str, processes: int, redis_server, shared: Path, tmp_path: Path) -> None:
+    """Each was found only by the app of each server process: a bad allow-list entry was a
+    traceback (exit 1), with --processes 2 processes restarted for ever; an unknown calibration
+    failed the app's startup (exit 3), with --processes 2 a traceback per process and exit 0.
+    One line, exit 2, nothing made."""
+    database = tmp_path / "service.db"
+    env = {variable: value, **({"FACEATLAS_REDIS_URL": redis_server.url} if processes > 1 else {})}
+    done = _serve(["--db", f"sqlite:///{database}", "--port", str(_free_port()), "--processes", str(processes)],
+                  shared, tmp_path, timeout=45, **env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error (invalid_setting): {variable}"), done.stderr[-3000:]
+    assert not database.exists()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_serve_whose_processes_fail_to_start_exits_2(processes: int, redis_server, shared: Path,
+                                                     tmp_path: Path) -> None:
+    """A failure only the app's own start meets (here a database a newer FaceAtlas migrated: a
+    revision this one does not know): uvicorn's supervisor stops once a process fails to start,
+    and serve exited 0 (one process: uvicorn's 3). Exit 2 and a last line saying so."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = create_database_engine(url)
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00dfeedbeef'"))
+    engine.dispose()
+    env = {"FACEATLAS_REDIS_URL": redis_server.url} if processes > 1 else {}
+    done = _serve(["--db", url, "--port", str(port := _free_port()), "--processes", str(processes)],
+                  shared, tmp_path, timeout=90, **env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error (error): ") and "failed to start" in last and f"127.0.0.1:{port}" in last, last
+
+
+def test_a_server_process_whose_app_cannot_be_built_stops_its_supervisor(shared: Path, tmp_path: Path) -> None:
+    """The app factory of ``serve --processes N`` (and of a deployment running uvicorn or gunicorn on
+    it, without serve's checks) raised, which uvicorn's supervisor took for a crash: it started the
+    process again, for ever, a traceback each time. It fails the start (uvicorn's status 3), which
+    stops the supervisor, and says why in one line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--factory", "faceatlas.service.app:create_worker_app", "--workers", "2",
+         "--port", str(_free_port())],
+        env=_environment(shared, tmp_path, FACEATLAS_DATABASE_URL=f"sqlite:///{tmp_path / 'service.db'}",
+                         FACEATLAS_URL_ALLOWLIST="ftp://files.example"),
+        capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert "error (invalid_setting): FACEATLAS_URL_ALLOWLIST" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "failed to start, stopping the parent process" in done.stderr
+
+
+def test_a_worker_app_that_cannot_be_built_exits_with_uvicorns_startup_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEATLAS_WORKERS", "0")
+    with pytest.raises(SystemExit) as stopped:
+        create_worker_app()
+    assert stopped.value.code == STARTUP_FAILURE
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_on_a_port_out_of_range_names_the_port(port: str, shared: Path, tmp_path: Path) -> None:
+    """--port 70000 loaded the models, then failed in uvicorn with an OverflowError traceback;
+    --port -1 blamed --host."""
+    done = _serve(["--db", f"sqlite:///{tmp_path / 'service.db'}", "--port", port], shared, tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith("error (usage): Invalid value for '--port'") and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "service.db").exists()
+    with pytest.raises(InvalidArgument, match=f"^--port is 0 to 65535 .*, not {port}$"):
+        check_address("127.0.0.1", int(port))
