@@ -1494,14 +1494,17 @@ class FaceAtlasClient:
             raise _not_ours("'albums' is not a list of names")
         return list(names)
 
-    def album_add_photo(self, album: str, image: ImageArg, *, keep_crops: bool = False,
+    def album_add_photo(self, album: str, image: ImageArg, *, keep_crops: bool | None = None,
                         idempotency_key: str | None = None) -> AlbumScan:
         """Add a photo to ``album`` (made by the first photo; ``keep_crops`` then: keep a crop of each
-        face, see :meth:`album_face_crop`; for an album made without crops it is 409 ``conflict``); its
-        faces join people. A photo the album has is skipped."""
+        face, see :meth:`album_face_crop`; None: the album's setting, none for a new album). Asked
+        otherwise than the album was made it is 409 ``conflict`` and nothing is added (True of an
+        album made without crops, False of one made with them). Its faces join people. A photo the
+        album has is skipped."""
         path = f"/v1/albums/{_seg(album)}/photos"
+        params = {} if keep_crops is None else {"keep_crops": keep_crops}
         return _parse(AlbumScan, self._call("POST", path, _once(idempotency_key), files=dict([_image("image", image)]),
-                                            params={"keep_crops": keep_crops}))
+                                            params=params))
 
     def album_people(self, album: str, *, min_faces: int = 1) -> list[AlbumPerson]:
         """The album's people with at least ``min_faces`` faces, most faces first."""

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, migrate
+from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, list_photos, migrate
 from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
@@ -65,10 +65,11 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
         seen[:] = [done, total]
         bar.update(task, completed=done, total=total)
 
+    listing = list_photos(folder)  # a folder with no photo to add: its error, before an album is made or a bar drawn
     try:
         with _album(album, db, pack, tenant, create=True) as opened, progress(err, disable=as_json) as bar:
-            task = bar.add_task("scanning", total=None)
-            report = opened.scan(folder, on_progress=advance)
+            task = bar.add_task("scanning", total=len(listing.paths))
+            report = opened.scan(listing, on_progress=advance)
     except KeyboardInterrupt:
         interrupted(seen[0], seen[1], "photos", f"the photos added before the stop are kept (they are added "
                     f"{CHUNK} at a time); `album scan` again continues (photos scanned before are skipped)")

@@ -1019,12 +1019,14 @@ def _variant_settings(expected: str, got: str) -> list[str]:
     return settings
 
 
-def mismatch_message(holder: str, pack_name: str, expected: str, got: str, *, serving: str | None = None) -> str:
+def mismatch_message(holder: str, pack_name: str, expected: str, got: str, *, serving: str | None = None,
+                     remedy: str | None = None) -> str:
     """What ``model_mismatch`` says when embeddings of recognizer ``got`` meet ``holder`` (``collection
     'x'``, ``album 'x'``, or a sentence of a store's) of pack ``pack_name`` (recognizer ``expected``),
     and how to resolve it: the setting, where the two are one pack's int8 or flip variants; else, where
     ``got`` is the space of the pack a server runs (``serving``), how to serve the collection's pack
-    (one server serves one pack); else use that pack or reembed."""
+    (one server serves one pack); else use that pack or reembed (``remedy``: the sentence saying what
+    to do instead, for a holder that cannot be reembedded, as an album)."""
     head = f"{holder} holds embeddings of pack '{pack_name}' (recognizer {expected})"
     if holder.startswith("store "):
         head = f"{holder} was set up with pack '{pack_name}': its members hold embeddings of recognizer {expected}"
@@ -1041,6 +1043,8 @@ def mismatch_message(holder: str, pack_name: str, expected: str, got: str, *, se
         owner = "store" if holder.startswith("store ") else holder.split(" ", 1)[0]
         return (f"{head}; {got_text}. One server serves one pack: run it with the {owner}'s, "
                 f"`faceatlas serve --pack {pack_name}` (or FACEATLAS_PACK={pack_name}){reembed}.")
+    if remedy is not None:
+        return f"{head}; {got_text}. {remedy}"
     return (f"{head}; {got_text}. Make the embeddings with pack '{pack_name}' (--pack {pack_name} or "
             f"FACEATLAS_PACK={pack_name}), or reembed this collection (`faceatlas gallery reembed`).")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faceatlas.apps.albums import Album
-from faceatlas.engine import Embedding
+from faceatlas.apps.albums import Album, album_pack
+from faceatlas.engine import Embedding, FaceAnalyzer, ModelMismatch
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tests.albums.conftest import PEOPLE, copy_people, faces_of_folder, main_person, with_date
 
@@ -487,6 +487,96 @@ def test_keep_crops_asked_of_an_album_made_without_them_is_a_conflict(album: Alb
                     keep_crops=True) as cropped:  # as the CLI opens albums
         assert cropped.keeps_crops
     assert album.scan(library).photos == 16 and not album.keeps_crops
+
+
+def test_keep_crops_false_asked_of_an_album_made_with_them_is_a_conflict(album: Album, library: Path,
+                                                                       fast_analyzer, tmp_path: Path) -> None:
+    """Found by a probe: an upload with keep_crops=false to an album made with crops was 200 and its
+    faces' crops were kept (the crop route served them), where the opposite was already a conflict:
+    the user asked for no crop, so nothing is added (Conflict naming the album's setting). Left
+    unsaid (None), the album's setting applies, either way."""
+    from faceatlas.gallery import Gallery
+
+    url = album._engine.url.render_as_string(hide_password=False)
+    photos = sorted(library.rglob("*.jpg"))
+    with Gallery.open(url, index_dir=tmp_path / "indexes") as gallery:
+        def attach(name: str, keep_crops: bool | None) -> Album:
+            return Album.attach(name, fast_analyzer, gallery, album._engine, owner=album.owner, create=True,
+                                keep_crops=keep_crops)
+
+        cropped = attach("cropped", True)
+        added = cropped.add_photos([("upload", photos[0].read_bytes())])
+        with pytest.raises(Conflict, match="'cropped' was created keeping face crops.*not added"):
+            attach("cropped", False).add_photos([("upload", photos[1].read_bytes())])
+        faces = len(cropped.gallery.face_vectors("faces")[0])
+        assert faces == added.faces + added.unsorted  # nothing of the refused photo
+        unsaid = attach("cropped", None)
+        assert unsaid.keeps_crops and unsaid.add_photos([("upload", photos[1].read_bytes())]).photos == 1
+        assert all(unsaid.face_crop(f.id) for p in unsaid.people() for f in unsaid.faces(p.id))
+        assert not any(attach("plain", asked).keeps_crops for asked in (False, False, None))
+
+
+def test_an_album_that_holds_no_photo_takes_the_pack_of_its_first_photos(fast_analyzer, new_database,
+                                                                         lfw: Path, tmp_path: Path) -> None:
+    """An album whose first scan added no photo (every photo failed, or a scan of a folder without
+    photos made it before that was refused first) had its pack fixed all the same: a scan of photos
+    with another pack was model_mismatch ("holds embeddings of pack ...", of none). It takes the pack
+    of the scan that adds its first photos; once it holds some, another pack is refused, saying what
+    applies to an album (its pack, or deleting it), not `gallery reembed`."""
+    other = FaceAnalyzer("yunet-frfeature")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    photo = sorted((lfw / "Tony_Blair").glob("*.jpg"))[0].read_bytes()
+    (broken / "cut.jpg").write_bytes(photo[: len(photo) // 3])  # a real photo, cut short: it fails
+    library = copy_people(lfw, tmp_path / "photos", ("Tony_Blair",), 2)
+    indexes = tmp_path / "indexes"
+    with new_database("sqlite", tmp_path) as url:
+        with Album.open("trip", other, url, index_dir=indexes, create=True) as made:
+            report = made.scan(broken)
+            assert report.photos == 0 and len(report.failed) == 1
+        assert album_pack("trip", url) == "yunet-frfeature"
+        with Album.open("trip", fast_analyzer, url, index_dir=indexes, create=True) as trip:
+            assert trip.scan(library).photos == 2
+        assert album_pack("trip", url) == "scrfd-mbf"
+        with Album.open("trip", fast_analyzer, url, index_dir=indexes) as trip:
+            assert sum(p.faces for p in trip.people()) >= 2
+        with pytest.raises(ModelMismatch, match=r"with pack 'scrfd-mbf'.*`faceatlas album delete trip`") as info:
+            Album.open("trip", other, url, index_dir=indexes, create=True)
+        assert "reembed" not in str(info.value)
+
+
+def test_a_name_that_spells_a_person_id_says_so_and_finds_that_person(album: Album, library: Path) -> None:
+    """Found by a probe: `album name p4 "P6"` was refused as "not a person id" while `album show P6`
+    answered "no person 'P6'" (P6 was an id to the name rule, not to references): the refusal says
+    the name would be read as that id, and ``P6`` finds p6 as ``p6`` does."""
+    album.scan(library)
+    person, other = album.people()[:2]
+    number = person.id[1:]
+    for name in ("P6", "p6", "6", " 012 ", f"P{number}"):
+        with pytest.raises(InvalidArgument, match=r"cannot look like a person id \(p<digits>, in any case.*ambiguous"):
+            album.name_person(other.id, name)
+    assert album.person(f"P{number}").id == person.id and album.person(f" P0{number}").id == person.id
+    assert album.faces(f"P{number}") == album.faces(person.id)
+    assert album.merge(person.id, f"P{other.id[1:]}").id == person.id
+    with pytest.raises(InvalidArgument, match="cannot be 'unsorted'"):
+        album.name_person(person.id, "Unsorted")
+    assert album.person(person.id).name is None
+
+
+def test_dot_names_are_refused(album: Album, library: Path) -> None:
+    """Found by a probe: a person named "." or ".." was accepted, and no URL reached them by it (a
+    client resolves ``people/../faces`` away: the router's bare 404). Refused, as a retail id is;
+    an album's name was refused so already (any door: ``check_id``, not dots alone)."""
+    album.scan(library)
+    person = album.people()[0]
+    for name in (".", "..", " .. "):
+        with pytest.raises(InvalidArgument, match=r"cannot be '\.+': a name is part of a URL path"):
+            album.name_person(person.id, name)
+    assert album.person(person.id).name is None
+    assert album.name_person(person.id, "...").name == "..."  # three dots are no path segment
+    for name in (".", ".."):
+        with pytest.raises(InvalidArgument, match="album name"):
+            Album.attach(name, album.analyzer, album.gallery, album._engine, owner=album.owner, create=True)
 
 
 def test_the_timeline_of_the_unsorted_pool(album: Album, library: Path) -> None:

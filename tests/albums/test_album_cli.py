@@ -203,3 +203,34 @@ def test_show_from_another_folder_draws_the_photos_and_says_which_are_gone(lfw: 
     shown = runner.invoke(app, ["album", "show", person, "--sheet", str(tmp_path / "p.png"), "--json"])
     assert shown.exit_code == 0 and json.loads(shown.stdout)
     assert "warning: 1 photos could not be read" in shown.stderr and photos[0]["source"] in shown.stderr
+
+
+def test_a_scan_that_adds_nothing_makes_no_album(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """Found by a probe: `album scan` of a folder of HEIC photos alone (or of nothing) said "no photos"
+    and made the album all the same, fixing its pack: a scan of photos with another pack was then
+    model_mismatch ("holds embeddings of pack ...", holding none) suggesting `gallery reembed`, which
+    no album has, and `album people` listed an empty album; the empty folder drew "scanning 0/?"
+    before its error. Now nothing is made and nothing drawn; an album of photos of another pack
+    says what applies (its pack, or delete it)."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("Tony_Blair",), 2)
+    iphone, empty = tmp_path / "iphone", tmp_path / "empty"
+    iphone.mkdir()
+    empty.mkdir()
+    (iphone / "IMG_0001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    runner = CliRunner()
+    assert runner.invoke(app, ["album", "scan", str(library), "-a", "home", "--pack", "scrfd-mbf"]).exit_code == 0
+    for folder, name in ((iphone, "trip"), (empty, "e")):
+        refused = runner.invoke(app, ["album", "scan", str(folder), "-a", name, "--pack", "yunet-frfeature"])
+        flat = " ".join(refused.output.split())
+        assert refused.exit_code == 2 and "no photos under this folder" in flat, refused.output
+        assert "scanning" not in refused.output, refused.output  # no bar before the error
+        missing = runner.invoke(app, ["album", "people", "-a", name])
+        assert missing.exit_code == 2 and f"no album '{name}'" in missing.output, missing.output
+    scanned = runner.invoke(app, ["album", "scan", str(library), "-a", "trip", "--pack", "scrfd-mbf", "--json"])
+    assert scanned.exit_code == 0 and json.loads(scanned.stdout)["photos"] == 2, scanned.output
+    other = runner.invoke(app, ["album", "scan", str(library), "-a", "trip", "--pack", "yunet-frfeature"])
+    flat = " ".join(other.output.split())
+    assert other.exit_code == 2 and "model_mismatch" in flat, other.output
+    assert "--pack scrfd-mbf" in flat and "`faceatlas album delete trip`" in flat and "reembed" not in flat, flat

@@ -445,6 +445,12 @@ def test_album_people_and_corrections_by_clicking(console, shared: Path, tmp_pat
     assert _people(client.get("/console/albums/family").text)[biggest] == 2
     assert client.post("/console/albums/family/split", data={"csrf": csrf}).status_code == 422  # nothing ticked
     assert client.post("/console/albums/family/merge", data={"absorb": new, "into": biggest}).status_code == 403
+    # the box unticked sends nothing: the album's setting (crops kept) applies, no refusal (an explicit
+    # keep_crops=false of the API is one)
+    more = sorted((shared / "data/lfw/images/Tony_Blair").glob("*.jpg"))[0]
+    unticked = client.post("/console/albums/photos", data={"album": "family", "csrf": csrf},
+                           files=[("photos", (more.name, more.read_bytes(), "image/jpeg"))])
+    assert unticked.status_code == 200 and f"{more.name}: 1 face" in unticked.text, unticked.text[-500:]
     client.close()
     api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_write']}"})
     assert "family" in api.get("/v1/albums").json()["albums"]

@@ -161,3 +161,40 @@ def test_names_keep_crops_and_the_unsorted_timeline_answer_what_they_mean(api, s
         assert timeline.status_code == 200, timeline.text
         assert sorted(p["id"] for p in timeline.json()["photos"]) == sorted({f["photo_id"] for f in pool})
         assert http.post(f"/v1/albums/{album}/photos", files={"image": photos[3].read_bytes()}).json()["photos"] == 1
+
+
+def test_keep_crops_false_dot_names_and_ids_in_either_case(api, shared: Path) -> None:
+    """Found by a probe: ``?keep_crops=false`` on an album made with crops was 200 and its face's crop
+    was served (the user had asked for none): 409 naming the album's setting, nothing added, and
+    left out the album's setting applies. A person named ".." was 200 and then no URL reached them
+    (the router's bare 404); "P6" was refused as "not a person id" while ``people/P6`` was no one."""
+    lfw = shared / "data" / "lfw" / "images"
+    album = f"crops_{uuid.uuid4().hex[:6]}"
+    photos = sorted((lfw / "George_W_Bush").glob("*.jpg"))[:2] + sorted((lfw / "Tony_Blair").glob("*.jpg"))[:1]
+    with api.client("acme_write") as http:
+        made = http.post(f"/v1/albums/{album}/photos", params={"keep_crops": "true"},
+                         files={"image": photos[0].read_bytes()})
+        assert made.status_code == 200, made.text
+        refused = http.post(f"/v1/albums/{album}/photos", params={"keep_crops": "false"},
+                            files={"image": photos[2].read_bytes()})
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict", refused.text
+        assert "created keeping face crops" in refused.json()["error"]["message"]
+        people = http.get(f"/v1/albums/{album}/people").json()["people"]
+        assert sum(p["faces"] for p in people) == made.json()["faces"]  # the refused photo added nothing
+        unsaid = http.post(f"/v1/albums/{album}/photos", files={"image": photos[1].read_bytes()})
+        assert unsaid.status_code == 200 and unsaid.json()["photos"] == 1, unsaid.text
+        person = http.get(f"/v1/albums/{album}/people").json()["people"][0]
+        crop = http.get(f"/v1/albums/{album}/faces/{person['cover_face']}/crop")
+        assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+        number = person["id"][1:]
+        for name in ("..", ".", "P6", f"P{number}"):
+            named = http.patch(f"/v1/albums/{album}/people/{person['id']}", json={"name": name})
+            assert named.status_code == 422 and named.json()["error"]["code"] == "validation_error", named.text
+        assert "URL path" in http.patch(f"/v1/albums/{album}/people/{person['id']}", json={"name": ".."}).text
+        assert "look like a person id" in http.patch(f"/v1/albums/{album}/people/{person['id']}",
+                                                     json={"name": "P6"}).text
+        upper = http.get(f"/v1/albums/{album}/people/P{number}/faces")
+        assert upper.status_code == 200, upper.text
+        assert upper.json() == http.get(f"/v1/albums/{album}/people/{person['id']}/faces").json()
+        dots = http.post("/v1/albums/%2E%2E/photos", files={"image": photos[2].read_bytes()})
+        assert dots.status_code in (404, 422) and ".." not in http.get("/v1/albums").json()["albums"], dots.text

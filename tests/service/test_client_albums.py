@@ -38,6 +38,10 @@ def test_uploads_people_names_timeline_together_and_crops(api, examples: Path) -
     # a retry with the key is answered as the first time (not "skipped"), and adds nothing
     again = client.album_add_photo(album, knn / "train" / "obama" / "obama.jpg", keep_crops=True, idempotency_key=key)
     assert again == first
+    # keep_crops=False of an album made with crops: 409, nothing added (its crops were kept); left out
+    # (the default), the album's setting applies: the client sent keep_crops=false unasked
+    refused(lambda: client.album_add_photo(album, knn / "train" / "obama" / "obama2.jpg", keep_crops=False),
+            409, "conflict")
     assert client.album_add_photo(album, (knn / "train" / "obama" / "obama2.jpg").read_bytes()).photos == 1
     with open(knn / "train" / "biden" / "biden.jpg", "rb") as photo:  # a file object
         assert client.album_add_photo(album, photo).new_people == 1

@@ -1,7 +1,8 @@
 """Photo albums: a library's faces grouped into people, incrementally, under the user's corrections.
 
 :class:`Album` (open, scan, people, faces, timeline, together, contact sheet, name, merge, move,
-split, reject, erase, delete a face or a photo, promote, recluster; :func:`erase_album` erases one album
+split, reject, erase, delete a face or a photo, promote, recluster; :func:`list_photos` is what a scan of a
+folder adds, checked before an album is made; :func:`erase_album` erases one album
 whole, :func:`erase_owner` every album of an owner);
 the clustering itself is :mod:`.clustering` (batch :func:`cluster`, incremental :func:`assign`)
 and its accuracy :func:`score`.
@@ -17,18 +18,20 @@ from faceatlas.apps.albums.album import (
     erase_owner,
     gate,
     list_albums,
+    person_number,
 )
 from faceatlas.apps.albums.clustering import Placement, assign, cluster
 from faceatlas.apps.albums.corrections import Album
 from faceatlas.apps.albums.db import migrate
 from faceatlas.apps.albums.metrics import Scores, score
-from faceatlas.apps.albums.photos import find_photos, taken_at
+from faceatlas.apps.albums.photos import find_photos, list_photos, taken_at
 from faceatlas.apps.albums.types import (
     AlbumFace,
     ContactSheet,
     Erasure,
     PersonInfo,
     PhotoInfo,
+    PhotoListing,
     ReclusterReport,
     ScanReport,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "PersonInfo",
     "Placement",
     "PhotoInfo",
+    "PhotoListing",
     "ReclusterReport",
     "ScanReport",
     "Scores",
@@ -56,7 +60,9 @@ __all__ = [
     "find_photos",
     "gate",
     "list_albums",
+    "list_photos",
     "migrate",
+    "person_number",
     "score",
     "taken_at",
 ]

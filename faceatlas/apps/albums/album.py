@@ -26,13 +26,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.albums import clustering
 from faceatlas.apps.albums.db import Absorbed, AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
-from faceatlas.apps.albums.photos import PHOTO_SUFFIXES, content_hash, find_photos, is_photo_file, read_photos, taken_at
 from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
-from faceatlas.apps.albums.types import AlbumFace, ContactSheet, Erasure, PersonInfo, PhotoInfo, ScanReport
+from faceatlas.apps.albums.photos import content_hash, is_photo_file, list_photos, read_photos, taken_at
+from faceatlas.apps.albums.types import (
+    AlbumFace,
+    ContactSheet,
+    Erasure,
+    PersonInfo,
+    PhotoInfo,
+    PhotoListing,
+    ScanReport,
+)
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
 from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
-from faceatlas.engine.image import HEIF_SUFFIXES
-from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, InvalidInput, NotFound
+from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, mismatch_message, source_crop
 
 COLLECTION = "faces"
@@ -150,7 +157,7 @@ class AlbumCore:
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
              index_dir: Path | None = None, far: float = ALBUM_FAR, create: bool = False,
-             keep_crops: bool = False) -> Self:
+             keep_crops: bool | None = None) -> Self:
         """Open the album ``name`` of ``owner`` on the database ``url``; a new one only when
         ``create`` (to add photos to), else :class:`NotFound`. ``keep_crops``: as :meth:`attach`."""
         check_id(name, "album name")
@@ -170,17 +177,25 @@ class AlbumCore:
     @classmethod
     def attach(cls, name: str, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine, *, owner: str,
                far: float = ALBUM_FAR, owns: bool = False, migrated: bool = False,
-               keep_crops: bool = False, create: bool = False) -> Self:
+               keep_crops: bool | None = None, create: bool = False) -> Self:
         """The album ``name`` of ``owner`` over an open gallery and database engine (a service
         shares its own; closing the album then closes neither unless ``owns``; ``migrated``: the album
         tables are known to be current). Its faces go to the gallery tenant ``app:albums:<owner>:<name>``,
         which no door reaches directly. A missing album is :class:`NotFound` unless ``create`` (only
-        adding photos creates: reading or correcting a mistyped name makes nothing). ``keep_crops``
-        (chosen when the album is created) keeps a crop of every face with its vector, for
-        :meth:`face_crop` (an album of uploads has no photo files to crop from); erasing a person
-        removes them with the vectors. Asked of an album made without them it is a :class:`Conflict`
-        (it was ignored: the photos were added without crops), as the gallery's ``keep_crops`` is
-        fixed when its collection is made."""
+        adding photos creates: reading or correcting a mistyped name makes nothing).
+
+        An album's pack is that of the photos it holds: one that holds no photo yet (its first
+        scan's photos all failed, or an older scan of a folder without photos made it) takes the pack
+        of ``analyzer`` when photos are added (``create``); one that holds photos of another pack is
+        :class:`ModelMismatch` (scan with its pack, or delete it to scan anew).
+
+        ``keep_crops`` (chosen when the album is created; None: the album's setting, none for a new
+        album) keeps a crop of every face with its vector, for :meth:`face_crop` (an album of uploads
+        has no photo files to crop from); erasing a person removes them with the vectors. Asked
+        otherwise than the album was made, either way, it is a :class:`Conflict` and nothing is
+        added (True of an album without crops: it was ignored; False of an album with crops: the
+        crops were kept where the user had asked for none), as the gallery's ``keep_crops`` is fixed
+        when its collection is made."""
         check_id(name, "album name")
         if not migrated:
             migrate(engine)
@@ -191,18 +206,49 @@ class AlbumCore:
             record = cls._record(engine, owner, name, analyzer, create)
         if not any(c.name == COLLECTION for c in gallery.list_collections()):
             with suppress(AlreadyExists):  # made by another upload creating the album at the same moment
-                gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
+                gallery.create_collection(COLLECTION, analyzer, keep_crops=bool(keep_crops))
         info = gallery.get_collection(COLLECTION)
+        if info.recognizer_id != analyzer.pack.recognizer_id and create and info.faces == 0 \
+                and not cls._holds_photos(engine, record.id):
+            info = cls._repack(gallery, engine, record, analyzer, info.keep_crops)
         if info.recognizer_id != analyzer.pack.recognizer_id:
             serving = gallery.serving.name if gallery.serving is not None and \
                 gallery.serving.recognizer_id == analyzer.pack.recognizer_id else None
-            raise ModelMismatch(mismatch_message(f"album '{name}'", info.pack_name, info.recognizer_id,
-                                                 analyzer.pack.recognizer_id, serving=serving))
+            raise ModelMismatch(mismatch_message(
+                f"album '{name}'", info.pack_name, info.recognizer_id, analyzer.pack.recognizer_id, serving=serving,
+                remedy=f"An album keeps the pack of its first photos: scan it with pack '{info.pack_name}' (`album "
+                       f"scan` without --pack takes it, or --pack {info.pack_name}), or delete the album (`faceatlas "
+                       f"album delete {name}`: its people and faces go) to scan its photos anew with another pack."))
         if keep_crops and not info.keep_crops:
             raise Conflict(f"album '{name}' was created without face crops and cannot keep them now (keep_crops "
                            "is chosen by the photo that creates an album): add this photo without keep_crops, "
                            "or to a new album created with it")
+        if keep_crops is False and info.keep_crops:
+            raise Conflict(f"album '{name}' was created keeping face crops and keeps one of every face it is given "
+                           "(keep_crops is chosen by the photo that creates an album): the photo was not added. "
+                           "Add it to a new album created without crops, or to this one without keep_crops=false "
+                           "(its crops are then kept)")
         return cls(record, analyzer, gallery, engine, far, owns)
+
+    @staticmethod
+    def _holds_photos(engine: Engine, album_id: int) -> bool:
+        with sessionmaker(engine)() as session:
+            return session.scalar(select(Photo.id).where(Photo.album_id == album_id).limit(1)) is not None
+
+    @staticmethod
+    def _repack(gallery: Gallery, engine: Engine, record: AlbumRecord, analyzer: FaceAnalyzer,
+                keep_crops: bool) -> Any:
+        """The album's empty collection made again for ``analyzer``'s pack (an album that holds no
+        photo has no pack yet: the scan adding its first photos gives it theirs)."""
+        LIBRARIES.drop(engine, record.id)
+        with suppress(NotFound):  # another scan did so at the same moment
+            gallery.delete_collection(COLLECTION)
+        with suppress(AlreadyExists):
+            gallery.create_collection(COLLECTION, analyzer, keep_crops=keep_crops)
+        with sessionmaker(engine).begin() as session:
+            session.execute(update(AlbumRecord).where(AlbumRecord.id == record.id).values(pack=analyzer.pack.name))
+        record.pack = analyzer.pack.name
+        return gallery.get_collection(COLLECTION)
 
     @staticmethod
     def _record(engine: Engine, owner: str, name: str, analyzer: FaceAnalyzer, create: bool) -> AlbumRecord:
@@ -243,19 +289,15 @@ class AlbumCore:
         self.close()
 
     # -- scanning ---------------------------------------------------------------------------
-    def scan(self, folder: Path, *, on_progress: Progress | None = None) -> ScanReport:
+    def scan(self, folder: Path | PhotoListing, *, on_progress: Progress | None = None) -> ScanReport:
         """Add every photo under ``folder`` (recursive) not scanned before (by content hash); a
         folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new). HEIC/HEIF
-        photos are listed in the report's ``left_out``, not decoded."""
-        found = find_photos(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
-        paths = [path for path in found if path.suffix.lower() not in HEIF_SUFFIXES]
-        left_out = [str(path.resolve()) for path in found if path.suffix.lower() in HEIF_SUFFIXES]
-        if not paths:
-            heif = (f" ({len(left_out)} HEIC/HEIF photos, which FaceAtlas does not decode: convert them to JPEG "
-                    "first)") if left_out else ""
-            raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))}){heif}")
-        report = self.add_photos(read_photos(paths), total=len(paths), on_progress=on_progress)
-        report.left_out = left_out
+        photos are listed in the report's ``left_out``, not decoded. ``folder`` may be its
+        :func:`list_photos`, made before the album was opened (a door checks the folder first: a
+        scan of a folder with no photo makes no album)."""
+        listing = folder if isinstance(folder, PhotoListing) else list_photos(Path(folder))
+        report = self.add_photos(read_photos(listing.paths), total=len(listing.paths), on_progress=on_progress)
+        report.left_out = list(listing.left_out)
         return report
 
     def add_photos(self, photos: Iterable[tuple[str, bytes]], *, total: int = 0,
@@ -568,9 +610,9 @@ class AlbumCore:
     # -- internals shared with corrections ----------------------------------------------------
     def _resolve(self, session: Session, ref: str) -> int:
         text = str(ref).strip()
-        number = text[1:] if text[:1] == "p" else text
-        if number.isascii() and number.isdigit() and int(number) <= ROW_ID_MAX:  # '²' is a digit; 10**20 no row id
-            found = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.id == int(number)))
+        number = person_number(text)
+        if number is not None and number <= ROW_ID_MAX:  # 10**20 is no row id
+            found = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.id == number))
             if found is not None:
                 return found
         named = list(session.scalars(select(Person.id).where(Person.album_id == self._id, Person.name == text)))
@@ -652,6 +694,16 @@ class AlbumCore:
         members = set(faces) | set(session.scalars(select(FaceRow.id).where(
             FaceRow.album_id == self._id, FaceRow.lock.in_(locks))))
         session.execute(update(FaceRow).where(FaceRow.id.in_(members)).values(lock=min(members)))
+
+
+def person_number(ref: str) -> int | None:
+    """The person id that ``ref`` spells, else None: ``p`` (either case) and ASCII digits, or the
+    digits alone (``p12``, ``P12``, ``12``, ``012``: '²' is a digit to Python, no id). Such a
+    reference finds that person (then a person of that name, one named before this rule); no person
+    can be named so (:meth:`Album.name_person`)."""
+    text = str(ref).strip()
+    number = text[1:] if text[:1] in ("p", "P") else text
+    return int(number) if number.isascii() and number.isdigit() else None
 
 
 def face_ids(values: Iterable[int]) -> list[int]:

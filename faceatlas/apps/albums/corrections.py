@@ -11,7 +11,6 @@ person holding most of its faces before any unnamed one is matched) undoes them.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -22,11 +21,40 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from faceatlas.apps.albums import clustering
-from faceatlas.apps.albums.album import COLLECTION, LIBRARIES, UNSORTED, AlbumCore, _Library, face_ids, photo_ids
+from faceatlas.apps.albums.album import (
+    COLLECTION,
+    LIBRARIES,
+    UNSORTED,
+    AlbumCore,
+    _Library,
+    face_ids,
+    person_number,
+    photo_ids,
+)
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person, Photo
 from faceatlas.apps.albums.types import AlbumFace, Erasure, PersonInfo, ReclusterReport
 from faceatlas.errors import AlreadyExists, InvalidArgument
 from faceatlas.gallery import NAME_MAX_LENGTH, Gallery, NotFound, check_text
+
+
+def _check_name(name: str) -> None:
+    """:class:`InvalidArgument` naming the rule a person's name (stripped) breaks, if any."""
+    shown = f"{name[:40]!r}{'...' if len(name) > 40 else ''}"
+    if not name:
+        raise InvalidArgument(f"a person's name is 1 to {NAME_MAX_LENGTH} characters, not blank")
+    if person_number(name) is not None:
+        raise InvalidArgument(f"a person's name cannot look like a person id (p<digits>, in any case, or digits: got "
+                              f"{shown}): a reference by it is read as the id p{person_number(name)}, so the name "
+                              "would be ambiguous; choose another name")
+    if name.lower() == UNSORTED:
+        raise InvalidArgument(f"a person's name cannot be '{UNSORTED}' (in any case): it names the pool of faces the "
+                              f"quality gate kept out (got {shown})")
+    if "/" in name:
+        raise InvalidArgument(f"a person's name is 1 to {NAME_MAX_LENGTH} characters without '/': a name is part of "
+                              f"a URL path (got {shown})")
+    if name in (".", ".."):
+        raise InvalidArgument(f"a person's name cannot be {name!r}: a name is part of a URL path, which resolves it "
+                              "away (as it does '%2E')")
 
 
 class Album(AlbumCore):
@@ -34,16 +62,16 @@ class Album(AlbumCore):
 
     def name_person(self, ref: str, name: str) -> PersonInfo:
         """Give a person a name (kept through scans and re-clusters): 1 to 300 characters on one line
-        (the gallery's rule for a subject's name, checked before anything is renamed), not a person's
-        id (``p5``: the real p5 could no longer be named) nor ``unsorted``, without ``/`` (a name is
-        a reference in a URL path, ``people/{name}/faces``, where no router reaches a ``/``, even
-        percent-encoded), and no other person's of the album (:class:`AlreadyExists`: every later
-        reference by that name would be ambiguous; names compare exactly, as references find them)."""
+        (the gallery's rule for a subject's name, checked before anything is renamed), not one that
+        spells a person id (``p5``, ``P5``, ``5``: a reference by it finds person 5, so the name would
+        be ambiguous, see :func:`person_number`) nor ``unsorted``, without ``/`` and not ``.`` or ``..``
+        (a name is a reference in a URL path, ``people/{name}/faces``, where no router reaches a
+        ``/``, even percent-encoded, and a client resolves dot segments away), and no other person's
+        of the album (:class:`AlreadyExists`: every later reference by that name would be ambiguous;
+        names compare exactly, as references find them). Each refusal says which rule."""
         name = name.strip()
         check_text(name, "name")
-        if not name or re.fullmatch(r"[pP]?\d+", name) or name.lower() == UNSORTED or "/" in name:
-            raise InvalidArgument(f"a person's name is 1 to {NAME_MAX_LENGTH} characters without '/' (a name is "
-                                  f"part of a URL path) and not a person id or '{UNSORTED}' (got {name[:40]!r})")
+        _check_name(name)
         with self._sessions.begin() as session:
             pid = self._resolve(session, ref)
             holder = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.name == name,

@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from faceatlas.apps.albums.types import ContactSheet
+from faceatlas.apps.albums.types import ContactSheet, PhotoListing
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, save_image
-from faceatlas.engine.image import DECODER_ERRORS
+from faceatlas.engine.image import DECODER_ERRORS, HEIF_SUFFIXES
+from faceatlas.errors import InvalidInput
 
 PHOTO_SUFFIXES = IMAGE_SUFFIXES  # what decode_image decodes, as batch takes: no .heic (a library's iPhone
 # photos are not each a failure of the scan: a scan counts them apart, `left_out`, and says to convert them)
@@ -44,6 +45,21 @@ def find_photos(folder: Path, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> list
         found += [Path(root, name) for name in files if Path(name).suffix.lower() in suffixes
                   and not is_hidden(name) and Path(root, name).is_file()]
     return sorted(found)
+
+
+def list_photos(folder: Path) -> PhotoListing:
+    """The photos a scan of ``folder`` adds (as :func:`find_photos`) and the HEIC/HEIF photos it
+    leaves out; a folder without any photo to add is :class:`InvalidInput` (a wrong folder, not
+    nothing new), said before any album is made or any progress is drawn (a scan of an empty
+    folder made the album, fixing its pack, and drew "scanning 0/?" before its error)."""
+    found = find_photos(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
+    paths = [path for path in found if path.suffix.lower() not in HEIF_SUFFIXES]
+    left_out = [str(path.resolve()) for path in found if path.suffix.lower() in HEIF_SUFFIXES]
+    if not paths:
+        heif = (f" ({len(left_out)} HEIC/HEIF photos, which FaceAtlas does not decode: convert them to JPEG "
+                "first)") if left_out else ""
+        raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))}){heif}")
+    return PhotoListing(Path(folder), paths, left_out)
 
 
 def read_photos(paths: Sequence[Path]) -> Iterator[tuple[str, bytes]]:

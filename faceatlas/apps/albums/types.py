@@ -70,6 +70,16 @@ class ContactSheet:
         return {"path": str(self.path), "faces": self.faces, "unreadable": list(self.unreadable)}
 
 
+@dataclass(frozen=True)
+class PhotoListing:
+    """The photos under a folder that a scan adds (``paths``, at least one) and the HEIC/HEIF
+    photos it leaves out (``left_out``, resolved paths): :func:`~faceatlas.apps.albums.list_photos`."""
+
+    folder: Path
+    paths: list[Path]
+    left_out: list[str]
+
+
 @dataclass
 class ScanReport:
     """What a scan did: photos added, skipped (already scanned; ``moved`` of them were found at

@@ -111,10 +111,12 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
                      gallery: GalleryDep, db: DbDep,
                      album: Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
                      photos: Annotated[list[UploadFile], File()],
-                     keep_crops: Annotated[bool, Form()] = False) -> Response:
+                     keep_crops: Annotated[bool | None, Form()] = None) -> Response:
     """Add photos to an album (created when new, by its first photo that decodes): one metered
-    ``albums.scan`` call per photo; audited when one was added. A key without the write scope is
-    refused before any photo (:func:`each_photo`): no audit line, no "no album" page."""
+    ``albums.scan`` call per photo; audited when one was added. ``keep_crops`` (the box: ticked,
+    true; unticked it sends nothing, the album's setting) as the API's upload takes it. A key
+    without the write scope is refused before any photo (:func:`each_photo`): no audit line, no
+    "no album" page."""
     tenant = user.principal.tenant_id
 
     async def add_one(data: bytes, meter: Meter) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, list_albums
+from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, list_albums, person_number
 from faceatlas.engine import decode_image
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
@@ -101,7 +101,7 @@ class AlbumPhotosOut(BaseModel):
 
 
 @contextmanager
-def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_crops: bool,
+def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_crops: bool | None,
             create: bool) -> Iterator[Album]:
     opened = Album.attach(album, analyzer, gallery, db, owner=gallery_tenant(tenant),
                           migrated=True, keep_crops=keep_crops, create=create)  # create_app migrated
@@ -112,10 +112,11 @@ def _opened(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, keep_
 
 
 async def call_album(album: str, tenant: str, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T],
-                     *, keep_crops: bool = False, create: bool = True) -> T:
+                     *, keep_crops: bool | None = None, create: bool = True) -> T:
     """``use`` on the tenant's album, in a worker thread; the API's album routes and the console's
     albums page both reach albums through it. ``create``: make the album when new (to add photos,
-    keeping face crops if ``keep_crops``), else a missing album is :class:`NotFound` (404)."""
+    keeping face crops if ``keep_crops``; None: the album's setting), else a missing album is
+    :class:`NotFound` (404)."""
     def run() -> T:
         with _opened(album, tenant, analyzer, gallery, db, keep_crops, create) as opened:
             return use(opened)
@@ -139,11 +140,13 @@ async def albums(db: DbDep, meter: Annotated[Meter, Depends(metered("albums.peop
 async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                     meter: Annotated[Meter, Depends(metered("albums.scan", "write", idempotent=True))],
                     audit: Annotated[AuditEntry, audited("album.scan", "{album}")],
-                    keep_crops: bool = False) -> dict[str, Any]:
+                    keep_crops: bool | None = None) -> dict[str, Any]:
     """Add an uploaded photo (skipped when the album has it already): its faces join people.
     ``keep_crops`` (when this creates the album): keep a crop of each face, served at
-    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person; asked
-    of an album created without crops it is 409 ``conflict`` (crops cannot be turned on later)."""
+    ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person; left
+    out, the album's setting (none for a new album). Asked otherwise than the album was made it is
+    409 ``conflict`` and nothing is added: ``true`` of an album created without crops (crops cannot
+    be turned on later), ``false`` of one created with them (it keeps a crop of every face)."""
     images, _ = await read_images(request, "image")
     # a photo that does not decode (a truncated file) is refused before the album is made: the scan
     # would list it as failed and answer 200, billed, with a new empty album
@@ -366,8 +369,8 @@ async def forget_album_erasure(request: Request, accounts: Any, settings: Any, t
 
 def _names(erased: Erasure, album_path: str, answer: StoredAnswer) -> bool:
     """Whether a stored answer of a call on the album at ``album_path`` names what ``erased``
-    removed: a call on one of its people by any reference (an id that held their faces, ``p12`` or
-    ``12``, or a name; a request's path holds ``?``, ``#`` and ``\\`` percent-encoded) or on one of
+    removed: a call on one of its people by any reference (an id that held their faces, ``p12``,
+    ``P12`` or ``12``, or a name; a request's path holds ``?``, ``#`` and ``\\`` percent-encoded) or on one of
     its faces, or an answer that is one of those people (a rename, merge, split, promotion) or one
     of its faces (a move, a rejection), or that puts a face with one of them."""
     if not answer.path.startswith(album_path + "/"):
@@ -380,8 +383,8 @@ def _names(erased: Erasure, album_path: str, answer: StoredAnswer) -> bool:
             if text.isascii() and text.isdigit() and int(text) in erased.face_ids:
                 return True
         else:
-            number = text[1:] if text[:1] == "p" else text
-            if (int(number) in numbers) if number.isascii() and number.isdigit() else (text in erased.names):
+            number = person_number(text)
+            if (number in numbers) if number is not None else (text in erased.names):
                 return True
     try:
         body = json.loads(answer.body)
