@@ -51,18 +51,19 @@ def retail(
     """Simulate a day in a checkout-free store: enrol members from LFW photos, run visits, face
     pay and a spoof attempt through the real engine, then print the analytics and write the
     charts (PNG), the CSV and the ground truth (JSON) to ``--out``."""
-    from faceatlas.apps.retail import RetailStore, demo_store, draw_charts, simulate_day, write_csv
+    from faceatlas.apps.retail import RetailStore, check_day, demo_store, draw_charts, simulate_day, write_csv
 
     settings = _settings()
     shared = settings.shared or Path("shared")
     lfw = lfw or shared / "data" / "lfw" / "images"
     if not lfw.is_dir():
         fail(InvalidInput(f"{lfw}: no LFW images folder there (set FACEATLAS_SHARED or --lfw)"))
-    if spoof is not None:  # given: it must be a photo (it was dropped, or failed at the 19th of 20 events)
-        try:
+    try:  # every argument checked before anything is made (--members 0 left retail.db and an empty bar)
+        check_day(lfw, members=members, visits=visits)
+        if spoof is not None:  # given: it must be a photo (it was dropped, or failed at the 19th of 20 events)
             decoded_pixels(str(spoof))
-        except FaceAtlasError as exc:
-            fail(exc)
+    except FaceAtlasError as exc:
+        fail(exc)
     spoof = spoof or shared / "data" / "antispoof_samples" / "image_F1.jpg"
     out = out or Path(tempfile.mkdtemp(prefix="faceatlas-retail-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -264,6 +264,19 @@ class Gallery:
         with self._sessions() as session:
             return self._collection_info(session, self._collection(session, name))
 
+    def set_keep_crops(self, name: str, keep: bool) -> int:
+        """Turn the collection's ``keep_crops`` on or off for the faces enrolled from now on; off
+        also deletes every crop it holds (no face image outlives the setting that asked for it).
+        Returns how many crops were deleted."""
+        with self._sessions.begin() as session:
+            collection = self._collection(session, name, lock=True)  # an enrolment reads it under this lock
+            collection.keep_crops = keep
+            if keep:
+                return 0
+            return rowcount(session.execute(update(FaceRecord).where(FaceRecord.collection_id == collection.id,
+                                                                     FaceRecord.crop.is_not(None))
+                                            .values(crop=None)))
+
     def list_collections(self) -> list[CollectionInfo]:
         """Every collection of this tenant, by name."""
         with self._sessions() as session:

@@ -35,8 +35,11 @@ def test_demo_uses_the_settings_pack_unless_one_is_named(tmp_path: Path, monkeyp
         raise ModelMissing("stop here")
 
     monkeypatch.setattr(demo, "FaceAnalyzer", analyzer)
-    (tmp_path / "lfw").mkdir()
-    command = ["demo", "retail", "--lfw", str(tmp_path / "lfw"), "--out", str(tmp_path / "out")]
+    for person in ("Ann", "Bob"):  # a day of one member takes two people of two photos (the arguments come first)
+        (tmp_path / "lfw" / person).mkdir(parents=True)
+        for photo in ("1.jpg", "2.jpg"):
+            (tmp_path / "lfw" / person / photo).write_bytes(b"")
+    command = ["demo", "retail", "--lfw", str(tmp_path / "lfw"), "--members", "1", "--out", str(tmp_path / "out")]
     for extra, env in (([], None), ([], "yunet-mbf"), (["--pack", "dlib"], "yunet-mbf")):
         if env:
             monkeypatch.setenv("FACEATLAS_PACK", env)
@@ -46,11 +49,15 @@ def test_demo_uses_the_settings_pack_unless_one_is_named(tmp_path: Path, monkeyp
 
 def test_a_day_of_no_visits_or_more_members_than_people_is_refused(shared: Path, tmp_path: Path, monkeypatch) -> None:
     """`--visits -1` ran one visit, and `--members 100000` worked for over a minute without a word
-    (LFW has 1,680 people with two photos or more): both are refused before any enrolment."""
+    (LFW has 1,680 people with two photos or more): both are refused before any enrolment; and
+    before anything is made (`--members 0 --out d0` left d0/retail.db and drew an empty progress bar)."""
     monkeypatch.setenv("FACEATLAS_SHARED", str(shared))
     for option, value in (("--visits", "-1"), ("--members", "100000"), ("--members", "0")):
-        result = CliRunner().invoke(app, ["demo", "retail", option, value, "--out", str(tmp_path), "-p", "scrfd-mbf"])
+        out = tmp_path / f"d{value}"
+        result = CliRunner().invoke(app, ["demo", "retail", option, value, "--out", str(out), "-p", "scrfd-mbf"])
         assert result.exit_code == 2 and "validation_error" in result.output, (option, value, result.output)
+        assert result.stdout == "" and result.stderr.startswith("error (validation_error)"), result.stderr
+        assert not out.exists(), (option, value)
 
 
 def test_a_spoof_that_is_no_photo_and_a_missing_lfw_are_one_line_on_stderr(shared: Path, tmp_path: Path,

@@ -60,12 +60,12 @@ def test_member_is_charged_exactly_once(store: RetailStore, member_photos: list[
     # ten refunds of what is left at once paid back seven times the charge (the check ran unlocked)
     from concurrent.futures import ThreadPoolExecutor
 
-    from faceatlas.errors import InvalidArgument
+    from faceatlas.errors import Conflict, InvalidArgument
 
     def refund_rest(number: int) -> object:
         try:
             return store.refund(first.charge_id, key=f"rest-{number}")
-        except InvalidArgument as exc:
+        except (InvalidArgument, Conflict) as exc:  # reserved meanwhile; or refunded in full already
             return exc
 
     with ThreadPoolExecutor(10) as pool:
@@ -77,6 +77,9 @@ def test_member_is_charged_exactly_once(store: RetailStore, member_photos: list[
         assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
     with pytest.raises(InvalidArgument, match="another refund"):  # a key is one refund: not another charge's
         store.refund(first.charge_id, 10, key=refund_key)
+    for amount in (None, 10):  # it said "refund of 0 outside 1..0 cents"
+        with pytest.raises(Conflict, match=f"charge {first.charge_id} is fully refunded"):
+            store.refund(first.charge_id, amount, key=f"late-{amount}")
 
 
 def test_charge_idempotency_is_a_database_constraint(store: RetailStore) -> None:

@@ -210,3 +210,39 @@ def test_a_visit_whose_exit_is_never_seen_is_closed_as_abandoned(store: RetailSt
     assert store.close_abandoned(T0 + timedelta(hours=13, minutes=30)) == 0
     assert store.close_abandoned(T0 + timedelta(hours=26)) == 1 and len(store.alerts()) == 1  # empty cart: no alert
     assert later != visit_id
+
+
+def test_a_consent_s_texts_fit_their_columns(store: RetailStore, member_photos: list[Path]) -> None:
+    """granted_by of 5,000 characters was taken (its column holds 400: a 500 on PostgreSQL), at an
+    enrolment and at a new grant; refused before any face is enrolled, as the name is."""
+    faces = store.gallery.get_collection(COLLECTION).faces
+    member = store.members.enrol("Gil", [member_photos[0]], ConsentRecord(("visit_recognition",), "g" * 400)).id
+    store.members.withdraw(member)
+    for consent, says in ((ConsentRecord(("visit_recognition",), "g" * 5000), "granted_by .*at most 400"),
+                          (ConsentRecord(("visit_recognition",), "Gil", recorded_by="r" * 201), "recorded_by"),
+                          (ConsentRecord(("visit_recognition",), "Gil", notice_version="v" * 51), "notice version"),
+                          (ConsentRecord(("visit_recognition",), "  "), "who granted it")):
+        with pytest.raises(InvalidArgument, match=says):
+            store.members.enrol("Gil", [member_photos[1]], consent)
+        with pytest.raises(InvalidArgument, match=says):
+            store.members.grant(member, [member_photos[1]], consent)
+    with pytest.raises(InvalidArgument, match="payment reference"):
+        store.members.grant(member, [member_photos[1]], ConsentRecord(("face_pay",), "Gil"), payment_ref="p" * 401)
+    assert store.gallery.get_collection(COLLECTION).faces == faces and len(store.members.list()) == 1
+
+
+def test_a_withdrawal_of_nothing_is_refused_and_one_of_what_is_gone_changes_nothing(
+        store: RetailStore, member_photos: list[Path]) -> None:
+    """{"consent": false, "purposes": []} answered 200 and withdrew nothing: an empty list names no
+    purpose (none at all is every one). A withdrawal asked again changes nothing and says so
+    (``withdrawn`` empty: the REST route then writes no audit record)."""
+    member = store.members.enrol("Pat", [member_photos[0]], ConsentRecord(("face_pay", "visit_recognition"), "Pat"),
+                                 payment_ref="card-p").id
+    with pytest.raises(InvalidArgument, match="no purpose to withdraw"):
+        store.members.withdraw(member, [])
+    assert store.members.purposes(member) == ("face_pay", "visit_recognition")
+    assert store.members.withdraw(member, ["face_pay"]).withdrawn == ("face_pay",)
+    again = store.members.withdraw(member, ["face_pay"])
+    assert (again.withdrawn, again.purposes, again.faces_deleted) == ((), ("visit_recognition",), 0)
+    with store.sessions() as session:  # no new record: the first withdrawal's two, nothing after
+        assert len(list(session.scalars(select(Consent).where(Consent.member_id == member)))) == 2

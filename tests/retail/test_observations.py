@@ -81,3 +81,57 @@ def test_retail_run_command(shared: Path, tmp_path: Path) -> None:
     assert (tmp_path / "events.jsonl").read_text().count("track_ended") == summary["events"]["track_ended"]
     missing = CliRunner().invoke(app, ["retail", "run", str(tmp_path / "nowhere.yaml")])
     assert missing.exit_code == 2
+
+
+def test_occupancy_counts_the_visits_of_the_store_s_max_visit_hours(db_url: str, tmp_path: Path, config,
+                                                                    fast_analyzer) -> None:
+    """With privacy.max_visit_hours 48 a visit entered 13 h ago, still open, is inside (it is closed
+    as abandoned only after 48 h): occupancy looked 12 h back whatever the setting."""
+    from datetime import timedelta
+
+    from faceatlas.apps.retail import Entry, Privacy
+
+    two_days = config.model_copy(update={"privacy": Privacy(max_visit_hours=48)})
+    now = datetime(2026, 3, 4, 12)
+    with RetailStore.open(two_days, fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:
+        store.entry(Entry("in", now - timedelta(hours=13), track="long"))
+        store.entry(Entry("in", now - timedelta(hours=1), track="short"))
+        occupancy = store.observations.occupancy(now)
+        assert (occupancy["inside"], occupancy["window_hours"]) == (2, 48)
+        assert store.observations.occupancy(now, window_hours=12)["inside"] == 1
+    with RetailStore.open(config, fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:  # the default: 12 h
+        assert (store.observations.occupancy(now)["inside"], store.observations.occupancy(now)["window_hours"]) == \
+            (1, 12)
+
+
+def test_a_chart_of_no_category_says_so_with_no_numeric_axis(store: RetailStore) -> None:
+    """zone_heat of a store with no zone visit (and the demo's retail_zone_tracks.png) drew an empty
+    plot with x ticks from -0.04 to 0.04."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from faceatlas.apps.retail.analytics import NO_DATA
+
+    report = store.report(T0.replace(hour=0), T0.replace(hour=23))
+    seen = []
+    original = plt.Figure.savefig
+
+    def capture(figure, *args, **kwargs):
+        axes = figure.axes[0]
+        seen.append(([t.get_text() for t in axes.texts], list(axes.get_xticks()), list(axes.get_yticks()),
+                     axes.get_xlabel(), len(axes.patches)))
+        return original(figure, *args, **kwargs)
+
+    plt.Figure.savefig = capture  # type: ignore[method-assign]
+    try:
+        for name in ("zone_heat", "zone_tracks", "zone_dwell", "basket_size"):
+            assert chart_png(report, name)[:8] == b"\x89PNG\r\n\x1a\n"
+        chart_png(report, "visits_per_hour")  # hours of no visit: bars of 0, a chart like any
+    finally:
+        plt.Figure.savefig = original  # type: ignore[method-assign]
+    for texts, x_ticks, y_ticks, x_label, bars in seen[:4]:
+        assert (texts, x_ticks, y_ticks, bars) == ([NO_DATA], [], [], 0) and x_label
+    texts, x_ticks, _, _, bars = seen[4]
+    assert texts == [] and len(x_ticks) == bars == 13

@@ -222,8 +222,8 @@ def test_carts_face_pay_refunds_alerts_occupancy_and_analytics(api, shared: Path
              "validation_error")
     rest = client.retail_refund(store, paid.charge_id, key="r2")  # what is left: 2100
     assert rest.refund_id != refund.refund_id
-    refused(lambda: client.retail_refund(store, paid.charge_id, amount_cents=1, key="r3"), 422,
-             "validation_error")  # nothing left
+    refused(lambda: client.retail_refund(store, paid.charge_id, amount_cents=1, key="r3"), 409,
+             "conflict")  # nothing left: the charge is fully refunded
 
     [alert] = client.retail_alerts(store)
     assert (alert.kind, alert.camera, alert.resolved) == ("spoof", "till", False)

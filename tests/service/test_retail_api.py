@@ -114,13 +114,12 @@ def test_a_store_of_another_pack_says_which_pack_to_serve(api, examples: Path, f
     adding a member answered "collection 'members' holds embeddings of pack 'yunet-frfeature' ... Use a
     collection of that pack or reembed this one", of a collection the user never made. It names the
     store's pack, the server's, and how to serve the store's."""
-    from faceatlas.gallery import Gallery
+    from faceatlas.engine import FaceAnalyzer
 
     config = StoreConfig(id=f"pack-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")])
-    with Gallery.open(api.database_url, tenant=f"app:retail:{config.id}", index_dir=tmp_path / "idx") as space:
-        space.create_collection("members", "yunet-frfeature")  # as `retail run` on the default pack made it
-    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
-        pass
+    default_pack = FaceAnalyzer("yunet-frfeature", announce_license=False)
+    with RetailStore.open(config, default_pack, api.database_url, index_dir=tmp_path / "idx"):
+        pass  # as `retail run` on the default pack made it
     lin = examples / "examples" / "lin-manuel-miranda.png"
     with api.client("acme_admin") as acme:
         refused = acme.post(f"/v1/retail/stores/{config.id}/members", files={"image": lin.read_bytes()},

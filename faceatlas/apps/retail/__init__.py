@@ -42,7 +42,7 @@ from faceatlas.apps.retail.members import (
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.products import MAX_PRICE_CENTS, Catalogue, ProductRemoval
-from faceatlas.apps.retail.simulator import demo_store, simulate_day
+from faceatlas.apps.retail.simulator import check_day, demo_store, simulate_day
 from faceatlas.apps.retail.store import AlertResolution, Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
@@ -85,6 +85,7 @@ __all__ = [
     "age_band",
     "camera_config",
     "chart_png",
+    "check_day",
     "compute_report",
     "count_demographics",
     "csv_text",

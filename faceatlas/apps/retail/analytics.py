@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -340,9 +341,26 @@ def _days_title(start: datetime, end: datetime) -> str:
     return f"{start:%Y-%m-%d} to {last:%Y-%m-%d}"
 
 
+NO_DATA = "no data for this range"  # what a chart with nothing to show says, in place of its bars
+
+
 def chart_png(report: Report, name: str) -> bytes:
     """One chart of the report (a name of :data:`CHARTS`) as PNG bytes: labelled axes, integer
-    ticks on counts."""
+    ticks on counts; a chart of no category at all (no zone, no purchase) says :data:`NO_DATA`,
+    with no numeric axis (it showed an empty plot with x ticks -0.04 to 0.04)."""
+    import matplotlib.pyplot as plt
+
+    figure = _chart_figure(report, name)
+    try:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
+
+
+def _chart_figure(report: Report, name: str) -> Any:
+    """The matplotlib figure of :func:`chart_png` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,19 +369,22 @@ def chart_png(report: Report, name: str) -> bytes:
 
     title, x_label, y_label, labels, values = _chart_specs(report)[name]
     figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.bar(labels, values, color=["#9aa0a6" if label == SUPPRESSED else "#3b7dd8" for label in labels])
     axes.set_title(f"{title} — {_days_title(report.start, report.end)}", fontsize=10)
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
+    if not labels:
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.text(0.5, 0.5, NO_DATA, transform=axes.transAxes, ha="center", va="center", color="#5f6368")
+        figure.tight_layout()
+        return figure
+    axes.bar(labels, values, color=["#9aa0a6" if label == SUPPRESSED else "#3b7dd8" for label in labels])
     if name in COUNT_CHARTS:
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylim(bottom=0, top=max(1, max(values, default=0)))
     axes.tick_params(axis="x", labelrotation=45 if len(labels) > 8 else 0)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure
 
 
 def draw_charts(report: Report, out_dir: Path, *, prefix: str = "retail") -> list[Path]:

@@ -23,8 +23,16 @@ from pydantic import (
 )
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
-from faceatlas.errors import InvalidInput, NotFound
-from faceatlas.video import EVENTS_STDOUT, MqttConfig, WebhookConfig, checked_settings
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, NotFound
+from faceatlas.video import (
+    EVENTS_STDOUT,
+    CameraConfig,
+    LineSpec,
+    MqttConfig,
+    WebhookConfig,
+    camera_from_settings,
+    checked_settings,
+)
 
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
 DOT_SEGMENTS = (".", "..")
@@ -82,12 +90,39 @@ class Camera(_Section):
     video: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _zone_named(self) -> Camera:
+    def _zone_named(self, info: ValidationInfo) -> Camera:
         if self.role == "zone" and not self.zone:
             raise ValueError(f"zone camera '{self.id}' needs a zone name")
         if self.line is not None and self.role not in ("entrance", "exit", "door"):
             raise ValueError(f"camera '{self.id}': only entrance, exit and door cameras have a line")
+        if not (info.context and info.context.get("stored")):
+            # the line and the video: settings are checked as the file is read, naming it (a bad line or
+            # setting was found once the run had started, after the store was made with its pack)
+            try:
+                self.video_config(self.source if self.source is not None else "0")
+            except FaceAtlasError as exc:
+                raise ValueError(str(exc)) from None
         return self
+
+    def video_config(self, source: str) -> CameraConfig:
+        """The video layer's settings of this camera reading ``source``: ``video:`` is read as a
+        cams.yaml camera is (zones, a calibration, start_time as text...); the store camera's own
+        settings are not among its names (the door's line: no other line on a door)."""
+        where = f"camera '{self.id}'"
+        given: dict[str, Any] = {"source": str(source), "name": self.id, "stride": self.stride,
+                                 "faces": self.faces, "persons": self.persons}
+        if self.line:
+            try:
+                given["lines"] = [LineSpec.parse(self.line, "door")]
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{where}: line: {exc}") from None
+        where += ": video"
+        try:
+            return camera_from_settings(self.video, where, **given)
+        except InvalidArgument as exc:  # a setting out of its rules (a zone's edges crossing)
+            if str(exc).startswith(where):
+                raise
+            raise InvalidArgument(f"{where}: {exc}") from None
 
 
 class Product(_Section):

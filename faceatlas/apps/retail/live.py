@@ -42,21 +42,19 @@ from faceatlas.apps.retail.events import Entry, Exit, ZoneVisit, from_video_even
 from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.apps.retail.store import COLLECTION, ExitOutcome, RetailStore
 from faceatlas.engine import FaceAnalyzer, PersonDetector, get_pack
-from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, InvalidInput
 from faceatlas.video import (
     CameraConfig,
     Event,
     EventBus,
     Frame,
     GalleryMatcher,
-    LineSpec,
     MqttConfig,
     PipelineStats,
     VideoPipeline,
     WatchConfig,
     WebhookConfig,
     build_sinks,
-    camera_from_settings,
     check_run_outputs,
     checked_settings,
     interrupts_held,
@@ -113,19 +111,7 @@ def camera_config(camera: Camera) -> CameraConfig:
     """The video layer's settings of one store camera (it must name a source)."""
     if camera.source is None:
         raise InvalidInput(f"camera '{camera.id}' has no video source")
-    where = f"camera '{camera.id}': video"
-    # video: is read as a cams.yaml camera is (zones, a calibration, start_time as text...); the
-    # store camera's own settings are not among its names (the door's line: no other line on a door)
-    given: dict[str, Any] = {"source": str(camera.source), "name": camera.id, "stride": camera.stride,
-                             "faces": camera.faces, "persons": camera.persons}
-    if camera.line:
-        given["lines"] = [LineSpec.parse(camera.line, "door")]
-    try:
-        return camera_from_settings(camera.video, where, **given)
-    except InvalidArgument as exc:  # a setting out of its rules (a zone's edges crossing)
-        if str(exc).startswith(where):
-            raise
-        raise InvalidArgument(f"{where}: {exc}") from None
+    return camera.video_config(str(camera.source))
 
 
 @dataclass
@@ -188,21 +174,14 @@ class StoreRun:
 
     def __init__(self, store: RetailStore, *, persons: PersonDetector | None = None,
                  on_frame: Callable[[str, int, int | None], None] | None = None,
-                 window_hours: float = 12.0) -> None:
+                 window_hours: float | None = None) -> None:
         self.store = store
         self.config = store.config
-        self.cameras = [c for c in self.config.cameras if c.source is not None]
-        if not self.cameras:
-            raise InvalidInput(f"store '{self.config.id}' names no camera with a video source")
-        for camera in self.cameras:
-            if not is_live(camera.source or "") and not Path(str(camera.source)).is_file():
-                raise InvalidInput(f"camera '{camera.id}': video source {camera.source!r} not found")
-        # one camera's output video that is another's source was written over while it was read
-        self._settings = [camera_config(c) for c in self.cameras]
-        check_run_outputs(self._settings, events=self.config.events)
+        self.cameras, self._settings = run_cameras_of(self.config)
         self.persons = persons
         self.on_frame = on_frame
-        self.window = timedelta(hours=window_hours)
+        # the open visits an exit may close: those not yet abandoned (privacy.max_visit_hours)
+        self.window = timedelta(hours=self.config.privacy.max_visit_hours if window_hours is None else window_hours)
         self._lock = threading.Lock()
         self._started = datetime.now(UTC).replace(tzinfo=None)
         self.report = StoreRunReport([], self._started)
@@ -471,11 +450,44 @@ def count_demographics(store: RetailStore, image: Any, at: datetime) -> bool:
     return True
 
 
+def run_cameras_of(config: StoreConfig) -> tuple[list[Camera], list[CameraConfig]]:
+    """The store's cameras that name a source, with their video settings, once every one can run:
+    a source file that is not there, a setting the video layer refuses or outputs that overlap are
+    :class:`InvalidInput` (before anything is opened)."""
+    cameras = [c for c in config.cameras if c.source is not None]
+    if not cameras:
+        raise InvalidInput(f"store '{config.id}' names no camera with a video source")
+    for camera in cameras:
+        if not is_live(camera.source or "") and not Path(str(camera.source)).is_file():
+            raise InvalidInput(f"camera '{camera.id}': video source {camera.source!r} not found")
+    settings = [camera_config(c) for c in cameras]
+    # one camera's output video that is another's source was written over while it was read
+    check_run_outputs(settings, events=config.events)
+    return cameras, settings
+
+
+def check_index_dir(index_dir: Path | None) -> None:
+    """:class:`InvalidInput` when the gallery's index folder (``--index-dir``) cannot be one: a file,
+    or under a file (the run failed at its first search, on a camera's thread, the store made)."""
+    if index_dir is None:
+        return
+    for folder in (index_dir, *index_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == index_dir else f"is under {folder}, a file"
+                raise InvalidInput(f"--index-dir {index_dir} {what}, not a folder: give the folder of the "
+                                   "gallery's indexes")
+            return
+
+
 def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | None = None,
               pack: str | None = None, payments: PaymentBackend | None = None,
               on_frame: Callable[[str, int, int | None], None] | None = None) -> StoreRunReport:
     """Open the store on ``url`` and run its cameras (see the module docstring) until their files
-    end or Ctrl-C."""
+    end or Ctrl-C. Everything that can be checked is checked before the store is opened (nor made,
+    nor its pack fixed): the cameras (:func:`run_cameras_of`), the index folder, the pack."""
+    run_cameras_of(config)
+    check_index_dir(index_dir)
     get_pack(pack)  # fail before loading models: an unknown pack, a missing file
     with_persons = any(c.persons for c in config.cameras if c.source is not None)
     analyzer = FaceAnalyzer(pack, threads=1 if with_persons else None, announce_license=False)

@@ -31,7 +31,9 @@ from faceatlas.gallery import EnrolReport, Gallery, NotFound, check_text
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
 BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
-TEXT_MAX = 400  # a member's name, email and payment reference: the columns' width
+TEXT_MAX = 400  # a member's name, email and payment reference, who granted a consent: the columns' width
+RECORDED_BY_MAX = 200  # a consent's recorded_by and notice_version: their columns' widths
+NOTICE_VERSION_MAX = 50
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ class MemberRegistry:
         leaves that face held until staff notice; a retake at the kiosk costs a second.
         ``faces_in_image`` says how many faces each photo read holds."""
         purposes = _checked(consent, payment_ref)
-        for what, text in (("member name", name), ("email", email), ("payment reference", payment_ref)):
+        for what, text in (("member name", name), ("email", email)):
             check_text(text, what, max_length=TEXT_MAX)  # before any face is enrolled
         member_id = member_id or uuid.uuid4().hex
         at = at or utcnow()
@@ -172,15 +174,21 @@ class MemberRegistry:
         reference is dropped; without analytics the declared age band and gender. The member,
         the consent history (``withdrawn_at`` set; what stays is a new record of the remaining
         purposes), visits and charges stay: :meth:`erase` removes those. A new consent needs a
-        new photo (:meth:`grant`). Withdrawing what is not consented changes nothing."""
+        new photo (:meth:`grant`). Withdrawing what is not consented changes nothing (``withdrawn``
+        is empty: nothing to record); an empty ``purposes`` withdraws nothing and is
+        :class:`InvalidArgument` (None is every purpose)."""
         at = at or utcnow()
+        requested_given = tuple(dict.fromkeys(purposes)) if purposes is not None else None
+        if requested_given == ():
+            raise InvalidArgument("no purpose to withdraw: name one or more of "
+                                  f"{list(PURPOSES)}, or none at all to withdraw every one")
+        unknown = [p for p in requested_given or () if p not in PURPOSES]
+        if unknown:
+            raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
         with self._sessions() as session:
             self._member(session, member_id)
             active = active_purposes(session, member_id)
-        requested = tuple(dict.fromkeys(purposes)) if purposes is not None else active
-        unknown = [p for p in requested if p not in PURPOSES]
-        if unknown:
-            raise InvalidArgument(f"unknown consent purposes {unknown}; known: {list(PURPOSES)}")
+        requested = requested_given if requested_given is not None else active
         withdrawn = tuple(p for p in active if p in requested)
         remaining = tuple(p for p in active if p not in requested)
         report = WithdrawalReport(member_id, withdrawn, remaining)
@@ -335,7 +343,15 @@ class MemberRegistry:
 
 
 def _checked(consent: ConsentRecord, payment_ref: str | None) -> tuple[str, ...]:
-    """The consent's purposes, once they allow an enrolment."""
+    """The consent's purposes, once they allow an enrolment and its texts fit their columns
+    (``granted_by`` of 5,000 characters was taken: a 500 on PostgreSQL)."""
+    for what, text, longest in (("granted_by (who granted the consent)", consent.granted_by, TEXT_MAX),
+                                ("recorded_by", consent.recorded_by, RECORDED_BY_MAX),
+                                ("notice version", consent.notice_version, NOTICE_VERSION_MAX),
+                                ("payment reference", payment_ref, TEXT_MAX)):
+        check_text(text, what, max_length=longest)  # before any face is enrolled
+    if not consent.granted_by.strip():
+        raise InvalidArgument("a consent needs who granted it (granted_by: the person, or a guardian)")
     purposes = tuple(dict.fromkeys(consent.purposes))
     unknown = [p for p in purposes if p not in PURPOSES]
     if unknown:

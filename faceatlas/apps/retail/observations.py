@@ -33,9 +33,10 @@ def age_band(age: float | None) -> str:
 class Observations:
     """The observation records of one store."""
 
-    def __init__(self, store_id: str, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, store_id: str, sessions: sessionmaker[Session], *, max_visit_hours: float = 12.0) -> None:
         self.store_id = store_id
         self._sessions = sessions
+        self.max_visit_hours = max_visit_hours  # the store's privacy.max_visit_hours: a visit open longer was abandoned
 
     def zone_track(self, camera: str, zone: str, track: str, event_id: str, dwell_s: float, at: datetime,
                    visit_id: int | None = None) -> None:
@@ -115,9 +116,11 @@ class Observations:
             return [{"visit_id": v.id, "track": v.track, "member": v.member_id is not None,
                      "camera": v.entry_camera, "entry_at": v.entry_at.isoformat()} for v in rows]
 
-    def occupancy(self, now: datetime, window_hours: float = 12.0) -> dict[str, Any]:
-        """Live occupancy: the open visits of the last ``window_hours`` (older ones were missed
-        exits), how many of them are members'."""
+    def occupancy(self, now: datetime, window_hours: float | None = None) -> dict[str, Any]:
+        """Live occupancy: the open visits of the last ``window_hours`` (default: the store's
+        ``privacy.max_visit_hours``, after which a visit is closed as abandoned: older ones were
+        missed exits), how many of them are members'."""
+        window_hours = self.max_visit_hours if window_hours is None else window_hours
         visits = self.open_visits(now - timedelta(hours=window_hours))
         return {"store": self.store_id, "at": now.isoformat(), "inside": len(visits),
                 "members_inside": sum(1 for v in visits if v["member"]), "window_hours": window_hours}

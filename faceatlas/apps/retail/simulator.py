@@ -100,20 +100,29 @@ class SimulationResult:
     end: datetime
 
 
+def check_day(lfw_dir: Path, *, members: int, visits: int) -> list[Path]:
+    """The LFW people (folders of two photos or more) of a day of ``members`` and ``visits``, once
+    both can be: :class:`InvalidArgument` otherwise (the demo checks before it makes anything)."""
+    if visits < 1:
+        raise InvalidArgument(f"a simulated day has 1 or more visits, not {visits}")
+    if members < 1:  # said before the LFW folder is listed
+        raise InvalidArgument(f"a simulated day has 1 or more members, not {members}")
+    people = sorted(p for p in lfw_dir.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
+    if not 1 <= members <= len(people) // 2:  # the rest are the strangers who visit
+        raise InvalidArgument(f"members are 1 to {len(people) // 2} of the {len(people)} LFW people with two "
+                              f"photos or more, not {members}")
+    return people
+
+
 def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *, members: int = 10,
                  visits: int = 40, seed: int = 0, day: date = date(2026, 3, 2),
                  on_event: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Enrol ``members`` LFW people and run ``visits`` visits through ``store`` (events in time
     order, one exit event sent twice); returns the ground truth. ``on_event(done, total)`` is
     called after each event (progress bars)."""
-    if visits < 1:
-        raise InvalidArgument(f"a simulated day has 1 or more visits, not {visits}")
+    people = check_day(lfw_dir, members=members, visits=visits)
     rng = random.Random(seed)
     analyzer = store.analyzer
-    people = sorted(p for p in lfw_dir.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
-    if not 1 <= members <= len(people) // 2:  # the rest are the strangers who visit
-        raise InvalidArgument(f"members are 1 to {len(people) // 2} of the {len(people)} LFW people with two "
-                              f"photos or more, not {members}")
     rng.shuffle(people)
     cast = _Casting(analyzer, store)
     member_cast = cast.members(people, members)

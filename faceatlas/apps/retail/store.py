@@ -43,8 +43,8 @@ from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.products import Catalogue
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
 from faceatlas.engine import Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
-from faceatlas.errors import Conflict, InvalidArgument
-from faceatlas.gallery import Gallery, NotFound
+from faceatlas.errors import Conflict, InvalidArgument, ModelMismatch
+from faceatlas.gallery import Gallery, NotFound, mismatch_message
 
 COLLECTION = "members"
 ExitStatus = Literal["charged", "no_purchase", "unpaid", "refused", "no_visit"]
@@ -118,14 +118,18 @@ class RetailStore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.payments: PaymentBackend = payments or LedgerPayments(self._sessions)
         try:
-            gallery.get_collection(COLLECTION)
+            members = gallery.get_collection(COLLECTION)
         except NotFound:
             gallery.create_collection(COLLECTION, analyzer, keep_crops=config.privacy.keep_face_crops)
+        else:  # crops follow the setting of now: turned off, the crops kept before are deleted
+            if members.keep_crops != config.privacy.keep_face_crops:
+                gallery.set_keep_crops(COLLECTION, config.privacy.keep_face_crops)
         self.members = MemberRegistry(config.id, self._sessions, gallery, COLLECTION, analyzer, self.payments)
         self.products = Catalogue(config.id, self._sessions)
         if owns:  # opened by its runner: the config's products seed the catalogue (SKUs it never had)
             self.products.seed(config.products)
-        self.observations = Observations(config.id, self._sessions)
+        self.observations = Observations(config.id, self._sessions,
+                                         max_visit_hours=config.privacy.max_visit_hours)
 
     @classmethod
     def open(cls, config: StoreConfig, analyzer: FaceAnalyzer, url: str | None = None, *,
@@ -136,15 +140,29 @@ class RetailStore:
         url = normalize_url(url or default_database_url())
         gallery = Gallery.open(url, tenant=f"app:retail:{config.id}", index_dir=index_dir)
         engine = create_database_engine(url)
-        migrate(engine)
-        with sessionmaker(engine).begin() as session:
-            # what the API needs (roles, catalogue, rules), never a stream URL's or a sink's credentials
-            # and not the products: the catalogue of record is retail_products (seeded below)
-            saved = config.model_dump(mode="json", exclude={"events": True, "webhook": True, "mqtt": True,
-                                                            "products": True,
-                                                            "cameras": {"__all__": {"source", "video"}}})
-            session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name, config=saved))
-        return cls(config, analyzer, gallery, engine, payments)
+        try:
+            migrate(engine)
+            with sessionmaker(engine)() as session:
+                owner = session.scalar(select(StoreRecord.tenant).where(StoreRecord.id == config.id))
+            if owner is not None and owner != config.tenant:
+                # the store, its members and their faces are one tenant's: a config naming another (or
+                # none: "default") moved them all to it, the owner's key then answered 404
+                raise Conflict(f"store '{config.id}' belongs to tenant '{owner}', not '{config.tenant}' as its "
+                               f"config says: set tenant: {owner} (a store never moves to another tenant; "
+                               "another tenant's store takes another id)")
+            _check_pack(config.id, gallery, analyzer)
+            with sessionmaker(engine).begin() as session:
+                # what the API needs (roles, catalogue, rules), never a stream URL's or a sink's credentials
+                # and not the products: the catalogue of record is retail_products (seeded below)
+                saved = config.model_dump(mode="json", exclude={"events": True, "webhook": True, "mqtt": True,
+                                                                "products": True,
+                                                                "cameras": {"__all__": {"source", "video"}}})
+                session.merge(StoreRecord(id=config.id, tenant=config.tenant, name=config.name, config=saved))
+            return cls(config, analyzer, gallery, engine, payments)
+        except BaseException:
+            gallery.close()
+            engine.dispose()
+            raise
 
     @classmethod
     def attach(cls, store_id: str, tenant: str, analyzer: FaceAnalyzer, gallery: Gallery,
@@ -413,7 +431,8 @@ class RetailStore:
         refunds of a charge never pass its amount, however many run at once: ten parallel refunds
         paid back seven times the charge), then paid back, then confirmed; a payment that fails
         gives the reservation back. A ``key`` used for another charge or amount is
-        :class:`InvalidArgument`; the same refund asked again (its key) is answered by its id."""
+        :class:`InvalidArgument`; the same refund asked again (its key) is answered by its id; a new
+        refund of a charge refunded in full is :class:`Conflict`."""
         key = key or uuid.uuid4().hex
         scoped = hashlib.sha256(f"{self.config.id}\x00{key}".encode()).hexdigest()  # keys are per store
         with self._sessions() as session:
@@ -436,6 +455,8 @@ class RetailStore:
             with self._sessions.begin() as session:
                 left = total - int(session.scalar(select(Charge.refunded_cents).where(Charge.id == charge_id)) or 0)
                 amount = left if amount_cents is None else amount_cents
+                if left <= 0:  # said "refund of 0 outside 1..0 cents"
+                    raise Conflict(f"charge {charge_id} is fully refunded: nothing is left to refund")
                 if not 0 < amount <= left:
                     raise InvalidArgument(f"refund of {amount} outside 1..{left} cents")
                 reserved = session.execute(
@@ -602,6 +623,26 @@ class RetailStore:
     def _alert(self, session: Session, kind: str, event: Exit, visit_id: int | None, details: dict[str, Any]) -> None:
         session.add(Alert(store_id=self.config.id, kind=kind, camera=event.camera, event_id=event.id,
                           visit_id=visit_id, details=details, at=event.at))
+
+
+def _check_pack(store_id: str, gallery: Gallery, analyzer: FaceAnalyzer) -> None:
+    """:class:`ModelMismatch` when the store's members were enrolled with another pack than
+    ``analyzer``'s: one store runs one pack, the one its first run set up (reembedding does not
+    apply to a store, whose members keep no crops by default)."""
+    try:
+        members = gallery.get_collection(COLLECTION)
+    except NotFound:
+        return
+    if members.recognizer_id == analyzer.pack.recognizer_id:
+        return
+    if members.recognizer_id.split("+")[0] == analyzer.pack.recognizer_id.split("+")[0]:
+        # the same pack's int8 or flip variant: the setting to change
+        raise ModelMismatch(mismatch_message(f"store '{store_id}'", members.pack_name, members.recognizer_id,
+                                             analyzer.pack.recognizer_id))
+    raise ModelMismatch(f"store '{store_id}' was set up with pack '{members.pack_name}' (its members hold "
+                        f"embeddings of recognizer {members.recognizer_id}), not '{analyzer.pack.name}': open "
+                        f"it with pack '{members.pack_name}' (`faceatlas retail run --pack {members.pack_name}`, "
+                        f"or FACEATLAS_PACK={members.pack_name}, for `faceatlas serve` too)")
 
 
 def _keep_history_by_consent(session: Session, visit: Visit) -> None:

@@ -130,7 +130,7 @@ class ConsentChange(RequestBody):
     consent: bool = Field(strict=True, description="false: withdraw (a new consent is POST .../consent with a "
                                                    "new photo); JSON true or false ('false' or 0 withdrew)")
     purposes: list[str] | None = Field(default=None, max_length=10,
-                                       description="the purposes withdrawn (default: every one)")
+                                       description="the purposes withdrawn (default: every one; [] is 422)")
 
 
 class PickRequest(RequestBody):
@@ -183,7 +183,7 @@ async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDe
     face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian). The
     photo shows the member alone: one of several people is refused (422 ``too_many_faces``), a
     consent being one person's; ``faces_in_image`` says how many faces it held."""
-    image, name, consent, payment = await _consent_form(request, meter)
+    image, name, consent, payment = await _consent_form(request, meter, ENROL_FIELDS)
     if not name:
         raise InvalidArgument("a member needs a name")
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.enrol(
@@ -192,16 +192,24 @@ async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDe
     return _enrolled(info)
 
 
-async def _consent_form(request: Request, meter: Meter) -> tuple[bytes, str, ConsentRecord, str | None]:
-    """The photo, name, consent and payment reference of an enrolment or a new consent."""
-    images, given = await read_images(request, "image", fields=("name", "purposes", "granted_by", "payment_ref"))
+ENROL_FIELDS = ("name", "purposes", "granted_by", "payment_ref")
+GRANT_FIELDS = ("purposes", "granted_by", "payment_ref")  # a new consent names no member: granted_by says who
+
+
+async def _consent_form(request: Request, meter: Meter,
+                        fields: tuple[str, ...]) -> tuple[bytes, str, ConsentRecord, str | None]:
+    """The photo, name (an enrolment's), consent and payment reference of an enrolment or a new
+    consent; a field of ``fields`` only (another, a new consent's ``name`` taken as who granted
+    it, is 422)."""
+    images, given = await read_images(request, "image", fields=fields)
     form = {key: value for key, value in given.items() if isinstance(value, (str, int, float))}
     if len(form) < len(given):
         raise InvalidArgument(f"{', '.join(sorted(set(given) - set(form)))}: text expected")
     purposes = tuple(p.strip() for p in str(form.get("purposes", "")).split(",") if p.strip())
     name, granted_by = str(form.get("name", "")), str(form.get("granted_by", form.get("name", "")))
     if not granted_by:
-        raise InvalidArgument("a consent needs who granted it (granted_by, or the member's name)")
+        raise InvalidArgument("a consent needs who granted it (granted_by" +
+                              (", or the member's name)" if "name" in fields else ")"))
     consent = ConsentRecord(purposes, granted_by=granted_by, recorded_by=f"api:{meter.principal.key_id}")
     payment = form.get("payment_ref")
     return images["image"], name, consent, str(payment) if payment else None
@@ -212,16 +220,20 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
                          gallery: GalleryDep, db: DbDep,
                          meter: Annotated[Meter, Depends(metered("retail.consent", "write", billable=False,
                                                                  idempotent=True))],
-                         audit: Annotated[AuditEntry, audited("retail.consent.withdraw", MEMBER)]) -> dict:
-    """Withdraw a member's consent (``purposes``: some of it) at once: with no biometric purpose
-    left, every face vector of theirs leaves the store's gallery and they are recognised nowhere,
-    face pay included; the member, consent history, visits and charges stay (DELETE erases)."""
+                         accounts: AccountsDep) -> dict:
+    """Withdraw a member's consent (``purposes``: some of it, not none) at once: with no biometric
+    purpose left, every face vector of theirs leaves the store's gallery and they are recognised
+    nowhere, face pay included; the member, consent history, visits and charges stay (DELETE
+    erases). A withdrawal that withdraws nothing (asked again) writes no audit record."""
     if body.consent:
         raise InvalidArgument("a new consent needs a new photo: POST "
                               f"/v1/retail/stores/{store_id}/members/{member_id}/consent")
     report = await _store(store_id, meter, analyzer, gallery, db,
                           lambda s: s.members.withdraw(member_id, body.purposes))
-    audit.details.update(withdrawn=list(report.withdrawn), faces_deleted=report.faces_deleted)
+    if report.withdrawn:  # audited as `audited` does (a replay never runs this), only when it changed something
+        await run_in_threadpool(accounts.audit, "retail.consent.withdraw", MEMBER.format(
+            store_id=store_id, member_id=member_id), meter.principal.tenant_id, meter.principal.key_id,
+            {"withdrawn": list(report.withdrawn), "faces_deleted": report.faces_deleted})
     return {"member": report.member_id, "withdrawn": list(report.withdrawn), "purposes": list(report.purposes),
             "faces_deleted": report.faces_deleted, "payment_method_removed": report.payment_method_removed,
             "demographics_removed": report.demographics_removed}
@@ -238,7 +250,7 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
     """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
     for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``;
     a photo of the member alone, ``too_many_faces`` else)."""
-    image, _, consent, payment = await _consent_form(request, meter)
+    image, _, consent, payment = await _consent_form(request, meter, GRANT_FIELDS)
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.grant(
         member_id, [image], consent, payment_ref=payment))
     meter.faces = 1
@@ -384,7 +396,8 @@ async def occupancy(
     store_id: StoreId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
     meter: Annotated[Meter, Depends(metered("retail.occupancy", "read", billable=False))],
 ) -> dict[str, Any]:
-    """Live occupancy: the visits inside now (entered within 12 h and not left)."""
+    """Live occupancy: the visits inside now (entered within the store's ``privacy.max_visit_hours``,
+    12 by default, and not left: an older open visit is one whose exit was missed)."""
     return await _store(store_id, meter, analyzer, gallery, db, lambda s: s.observations.occupancy(utcnow()))
 
 

@@ -1,0 +1,75 @@
+"""A member's consent over REST: a new grant takes no `name` (it was recorded as who granted it),
+`granted_by` fits its column, a withdrawal of nothing is refused and one that changes nothing
+writes no audit record; occupancy looks back the store's `max_visit_hours`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from faceatlas.apps.retail import Camera, Entry, Privacy, RetailStore, StoreConfig
+from faceatlas.apps.retail.db import Consent
+from faceatlas.db import utcnow
+
+
+def _error(response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_a_new_consent_takes_no_name_and_a_repeated_withdrawal_is_not_audited(api, examples: Path, fast_analyzer,
+                                                                              tmp_path: Path) -> None:
+    config = StoreConfig(id=f"grant-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    lin = examples / "examples" / "lin-manuel-miranda.png"
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    base = f"/v1/retail/stores/{config.id}"
+    with api.client("acme_admin") as acme:
+        too_long = acme.post(f"{base}/members", files={"image": lin.read_bytes()},
+                             data={"name": "Lin", "purposes": "visit_recognition", "granted_by": "g" * 5000})
+        assert _error(too_long) == (422, "validation_error") and "granted_by" in too_long.text
+        enrolled = acme.post(f"{base}/members", files={"image": lin.read_bytes()},
+                             data={"name": "Lin", "purposes": "visit_recognition", "granted_by": "Lin"})
+        assert enrolled.status_code == 201, enrolled.text
+        member = enrolled.json()["id"]
+        member_path = f"{base}/members/{member}"
+
+        assert _error(acme.patch(member_path, json={"consent": False, "purposes": []})) == (422, "validation_error")
+        for _ in range(2):  # the second changes nothing
+            withdrawal = {"consent": False, "purposes": ["visit_recognition"]}
+            assert acme.patch(member_path, json=withdrawal).status_code == 200
+        again = acme.patch(member_path, json={"consent": False}).json()
+        assert (again["withdrawn"], again["faces_deleted"]) == ([], 0)
+        trail = [e for e in acme.get("/v1/audit").json()["events"]
+                 if e["action"] == "retail.consent.withdraw" and e["target"] == f"{config.id}/{member}"]
+        assert [e["details"]["withdrawn"] for e in trail] == [["visit_recognition"]]
+
+        consent = f"{member_path}/consent"
+        mallory = acme.post(consent, files={"image": lin.read_bytes()},
+                            data={"name": "Mallory", "purposes": "visit_recognition"})
+        assert _error(mallory) == (422, "validation_error") and "name" in mallory.text
+        assert _error(acme.post(consent, files={"image": lin.read_bytes()},
+                                data={"purposes": "visit_recognition"})) == (422, "validation_error")
+        assert _error(acme.post(consent, files={"image": lin.read_bytes()},
+                                data={"purposes": "visit_recognition", "granted_by": "g" * 401})) == \
+            (422, "validation_error")
+        granted = acme.post(consent, files={"image": lin.read_bytes()},
+                            data={"purposes": "visit_recognition", "granted_by": "Lin's guardian"})
+        assert granted.status_code == 200, granted.text
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store, \
+            store.sessions() as session:
+        granted_by = list(session.scalars(select(Consent.granted_by).where(Consent.member_id == member)
+                                          .order_by(Consent.id)))
+    assert granted_by == ["Lin", "Lin's guardian"]
+
+
+def test_occupancy_looks_back_the_store_s_max_visit_hours(api, fast_analyzer, tmp_path: Path) -> None:
+    """A visit entered 13 h ago, still open, was not counted with privacy.max_visit_hours: 48."""
+    config = StoreConfig(id=f"occ-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")],
+                         privacy=Privacy(max_visit_hours=48))
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
+        store.entry(Entry("door", utcnow() - timedelta(hours=13), track="long"))
+    with api.client("acme_admin") as acme:
+        occupancy = acme.get(f"/v1/retail/stores/{config.id}/occupancy").json()
+    assert (occupancy["inside"], occupancy["window_hours"]) == (1, 48)
