@@ -76,6 +76,11 @@ def test_member_enrolled_listed_withdrawn_and_erased(log_in, console, shop, shar
     page.get_by_role("link", name="Back to the member").click()
     assert "visit recognition" in page.locator("#member").inner_text()
     assert "analytics" not in page.locator("#member").inner_text()
+    client, csrf = _client(console, "acme_admin")  # the same form sent again (a back button): nothing to withdraw
+    again = client.post(f"/console/store/{STORE}/members/{member}/withdraw",
+                        data={"csrf": csrf, "purposes": "analytics"})
+    assert again.status_code == 200, again.text[-300:]
+    client.close()
 
     # erasure: the promise stated on a confirm step, then done
     page.locator("#erase-link").click()
@@ -101,6 +106,7 @@ def test_member_enrolled_listed_withdrawn_and_erased(log_in, console, shop, shar
         trail = [(e["action"], e["target"]) for e in api.get("/v1/audit").json()["events"]]
         assert api.get(f"/v1/retail/stores/{STORE}/members").json()["members"] == []
     assert ("retail.consent.withdraw", f"{STORE}/[erased]") in trail and ("retail.erase", f"{STORE}/[erased]") in trail
+    assert trail.count(("retail.consent.withdraw", f"{STORE}/[erased]")) == 1  # a withdrawal of nothing wrote one
     assert not any(member in target for _, target in trail)
     assert member not in rows  # the id is gone from every table, the audit trail included
 

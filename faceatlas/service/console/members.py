@@ -204,8 +204,9 @@ async def withdraw(request: Request, user: PostingUserDep, accounts: AccountsDep
         raise InvalidArgument("tick the purposes to withdraw")
     report = await _store(request, user.principal, "retail.consent", "write", store_id, analyzer, gallery, db,
                           lambda s: s.members.withdraw(member_id, purposes))
-    await audit(accounts, user.principal, "retail.consent.withdraw", f"{store_id}/{member_id}",
-                {"withdrawn": list(report.withdrawn), "faces_deleted": report.faces_deleted})
+    if report.withdrawn:  # a withdrawal that changed nothing writes no record, as the API's
+        await audit(accounts, user.principal, "retail.consent.withdraw", f"{store_id}/{member_id}",
+                    {"withdrawn": list(report.withdrawn), "faces_deleted": report.faces_deleted})
     return render(request, "member_withdrawn.html", user, store_id=store_id, report=report)
 
 
