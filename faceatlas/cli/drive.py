@@ -19,6 +19,14 @@ err = Console(stderr=True)
 LEVEL_STYLES = {"info": "dim", "warning": "yellow", "alert": "red", "critical": "bold red"}
 
 
+def _file(value: str, option: str, example: str) -> Path:
+    """``value`` of ``option`` as a path; an empty one is refused (it was the current folder '.':
+    "error (bad_request): .: is a directory")."""
+    if not value:
+        raise InvalidArgument(f"{option} is empty: give a file, such as {example} (an unset shell variable?)")
+    return Path(value)
+
+
 def _region(text: str) -> tuple[float, float, float, float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -38,8 +46,8 @@ def _seat(text: str) -> Literal["left", "right", "any"]:
 
 def drive(
     source: Annotated[str, typer.Argument(help="video file, webcam index (0) or rtsp:// URL")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write an annotated video (mp4)")] = None,
-    events: Annotated[Path | None, typer.Option("--events", help="write events as JSON lines (- : to stdout, "
+    output: Annotated[str | None, typer.Option("--output", "-o", help="write an annotated video (mp4)")] = None,
+    events: Annotated[str | None, typer.Option("--events", help="write events as JSON lines (- : to stdout, "
                                                 "the summary then on stderr)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="events as JSON lines on stdout, summary last")] = False,
     region: Annotated[str, typer.Option(help="driver region x1,y1,x2,y2 (fractions)")] = "0,0,1,1",
@@ -50,9 +58,10 @@ def drive(
 ) -> None:
     """Monitor the driver: eyes, blinks, PERCLOS, yawns, head pose, gaze, presence; alerts as events."""
     try:
-        from faceatlas.apps.drive import DriveConfig, DriveEvent, run_drive
+        from faceatlas.apps.drive import DriveConfig, DriveEvent, quiet_mediapipe, run_drive
     except ImportError as exc:
         fail_import(exc, "drive", as_json)
+    quiet_mediapipe(native=True)  # MediaPipe's start-up lines on stderr: of no use to whoever runs this
 
     def show(event: DriveEvent) -> None:
         if as_json:
@@ -67,6 +76,9 @@ def drive(
         if to_stdout and as_json:  # each event would be printed twice, in one stream
             raise InvalidArgument("--json writes the events to stdout as JSON lines already (summary last): "
                                   "drop --events -, or give --events a file")
+        video = _file(output, "--output", "out.mp4") if output is not None else None
+        events_file = _file(events, "--events", "events.jsonl (or - for standard output)") \
+            if events is not None else None
         config = DriveConfig(driver_region=_region(region), driver_side=_seat(seat), calibration_s=calibration)
         with progress(err, disable=quiet) as bar:
             tasks: list = []  # the bar's task, added at the first frame: a source that does not open shows none
@@ -76,7 +88,7 @@ def drive(
                     tasks.append(bar.add_task("drive", total=total))
                 bar.update(tasks[0], completed=done, total=total)
 
-            summary = run_drive(source, config, output=output, events=events, max_frames=max_frames, on_event=show,
+            summary = run_drive(source, config, output=video, events=events_file, max_frames=max_frames, on_event=show,
                                 on_frame=advance)
     except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the events and the summary
         fail(exc, as_json)

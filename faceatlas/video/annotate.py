@@ -3,11 +3,16 @@ for privacy, and the writer of the annotated video and snapshots."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
+import av
 import cv2
 import numpy as np
 import supervision as sv
@@ -102,23 +107,35 @@ def check_video_path(path: str | Path) -> Path:
 
 class VideoWriter:
     """An MP4 file written frame by frame (opened at the first frame's size; a frame of another
-    size, a stream that changed resolution, is scaled to it: OpenCV dropped it without a word)."""
+    size, a stream that changed resolution, is scaled to it: OpenCV dropped it without a word).
+
+    Written through PyAV (FFmpeg's MPEG-4 Part 2 encoder, 'mp4v', with OpenCV's settings): a write
+    that fails, at the first frame or later (disk full, a file size limit, the file system gone),
+    raises :class:`OSError` naming the file, and so does :meth:`close` when the file cannot be
+    finished. OpenCV's writer only logged "Failed to write frame" and the run ended 0 with a
+    truncated file that plays nowhere. After a failed write the writer is done: the file is closed
+    (what it holds is not a playable video) and :meth:`close` raises nothing more."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = check_video_path(path)
-        self.fps = fps or 25.0
-        self._writer: cv2.VideoWriter | None = None
+        self.fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.VideoStream | None = None
         self._size: tuple[int, int] = (0, 0)
+        self._failed = False
+        self.frames = 0  # frames written
         self.resized = 0  # frames of another size than the first, scaled to it
 
     def write(self, image: np.ndarray) -> None:
+        if self._failed:
+            raise OSError(errno.EIO, "a write failed before: the video was abandoned", str(self.path))
+        if image.ndim == 2 or image.shape[2] != 3:  # grey or BGRA: the encoder takes BGR
+            grey = image.ndim == 2 or image.shape[2] == 1
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if grey else cv2.COLOR_BGRA2BGR)
         height, width = image.shape[:2]
-        if self._writer is None:
+        if self._container is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
-            if not self._writer.isOpened():
-                raise OSError(f"{self.path}: could not open the video for writing")
-            self._size = (width, height)
+            self._open(width, height)
         elif (width, height) != self._size:
             if not self.resized:
                 log.warning("%s: the source's frames changed from %dx%d to %dx%d: scaled to the first size in "
@@ -126,8 +143,76 @@ class VideoWriter:
                             *self._size, width, height)
             self.resized += 1
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
+        assert self._container is not None and self._stream is not None
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        frame.pts = self.frames
+        try:
+            self._container.mux(self._stream.encode(frame))
+        except (av.FFmpegError, OSError) as exc:
+            self._abandon()
+            raise self._failure(exc) from None
+        self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
+        """Flush the encoder and finish the file; :class:`OSError` when that cannot be written."""
+        if self._container is None:
+            return
+        assert self._stream is not None
+        try:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+        except (av.FFmpegError, OSError) as exc:
+            self._abandon()
+            raise self._failure(exc) from None
+        self._container = self._stream = None
+
+    def _open(self, width: int, height: int) -> None:
+        try:
+            container = av.open(str(self.path), "w")
+        except (av.FFmpegError, OSError) as exc:
+            raise self._failure(exc, "could not open the video for writing") from None
+        try:
+            stream = container.add_stream("mpeg4", rate=_frame_rate(self.fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            # OpenCV's settings for 'mp4v': a bit rate out of reach, quality bounded by qmin, a key frame each 12
+            stream.bit_rate = int(min(1.5 * self.fps * width * height, 2**31 - 1))
+            stream.codec_context.qmin = 3
+            stream.codec_context.gop_size = 12
+            stream.codec_context.open()  # a size or rate the encoder refuses fails here, not at a frame
+        except (av.FFmpegError, OSError) as exc:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
+            raise self._failure(exc, "could not open the video for writing") from None
+        self._container, self._stream, self._size = container, stream, (width, height)
+
+    def _abandon(self) -> None:
+        """Close the file after a failure, without another word (finishing it fails as the write did)."""
+        self._failed = True
+        container, self._container, self._stream = self._container, None, None
+        if container is not None:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
+
+    def _failure(self, exc: Exception, what: str = "") -> OSError:
+        """``exc`` as an :class:`OSError` of this file: its errno and reason, the path as the file name."""
+        number = getattr(exc, "errno", None)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if what:
+            reason = f"{what} ({reason})"
+        return OSError(number if isinstance(number, int) else errno.EIO, reason, str(self.path))
+
+
+def _frame_rate(fps: float) -> Fraction:
+    """``fps`` as a fraction MPEG-4 Part 2 takes: NTSC's 30000/1001 as that (not a float's
+    approximation), and a time base of at most 65535 ticks a second (the encoder refuses 120000/1001)."""
+    for denominator in (1001, 100, 10, 1):
+        rate = Fraction(fps).limit_denominator(denominator)
+        if rate.numerator <= 65535 and rate > 0:
+            return rate
+    return Fraction(min(max(round(fps), 1), 65535))
+
+
+def failure_reason(exc: OSError) -> str:
+    """An :class:`OSError` of a file as ``path: reason`` (``[Errno 28] No space left on device: 'a.mp4'``
+    as ``a.mp4: no space left on device``)."""
+    return f"{exc.filename}: {exc.strerror.lower()}" if exc.strerror and exc.filename else str(exc)

@@ -27,7 +27,7 @@ import supervision as sv
 from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
 from faceatlas.engine.persons import COCO_CLASSES, ObjectDetector
 from faceatlas.errors import InvalidInput
-from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates
+from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates, failure_reason
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
 from faceatlas.video.identity import IdentityMatcher, IdentityVote
@@ -195,7 +195,11 @@ class VideoPipeline:
             self.bus.emit(Event(kind, self.camera.name, self._last_index, self._last_time, None, None, data))
         self._person_worker.shutdown(wait=True)
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError as exc:  # its last frames or its index could not be written (a full disk)
+                raise InvalidInput(f"camera {self.camera.name}: cannot write the output video: "
+                                   f"{failure_reason(exc)}") from exc
 
     def _new_shot(self, frame: Frame) -> None:
         """A cut: every track ends (``reason`` "scene_cut"); tracking starts afresh with new ids."""
@@ -434,9 +438,9 @@ class VideoPipeline:
                                      objects, self._labels("person") + self._labels("vehicle"), lines, self.zones)
         try:
             self._writer.write(image)
-        except OSError as exc:  # the writer did not open: this output, not the source, is the problem
-            reason = f"{exc.filename}: {exc.strerror.lower()}" if exc.strerror else str(exc)
-            raise InvalidInput(f"camera {self.camera.name}: cannot write the output video: {reason}") from exc
+        except OSError as exc:  # it did not open, the disk is full: this output, not the source, is the problem
+            raise InvalidInput(f"camera {self.camera.name}: cannot write the output video: "
+                               f"{failure_reason(exc)}") from exc
 
 
 NAME_MAX_BYTES = 255  # a file name's limit on Linux, macOS and Windows file systems

@@ -147,3 +147,48 @@ def test_cli_names_an_output_that_cannot_be_written_with_its_code(examples, tmp_
     error = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 2 and error["error"] == "bad_request", result.output
     assert error["message"].startswith("cannot write the output video: /proc/x.mp4"), error
+
+
+def test_cli_a_video_write_that_fails_mid_run_is_an_error_not_a_summary(shared: Path, tmp_path: Path) -> None:
+    """A disk that fills up during the run (no file past 48 KiB here; the first frames fit): OpenCV's
+    writer only logged "Failed to write frame", the summary was printed, exit 0, and the file was
+    cut short and played nowhere."""
+    from tests.full_disk import run_cli_on_a_full_disk
+
+    video, output = shared / "data/videos/driver_night_cabin.mp4", tmp_path / "big.mp4"
+    run = run_cli_on_a_full_disk(["ar", video, "-e", "glasses", "-o", output, "-q", "--max-frames", "12"], 48 * 1024)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert f"error (bad_request): cannot write the output video: {output}: file too large" in run.stderr
+    assert "Failed to write frame" not in run.stderr and "frames" not in run.stdout, run.stdout
+
+
+def test_cli_refuses_anchors_outside_the_sticker_and_empty_paths(tmp_path):
+    """`--sticker-anchors 0,50,9999,50` on a 200-pixel-wide PNG drew the sticker where no one saw it,
+    exit 0; `-o ''` (an unset shell variable) was the current folder: ".: cannot write a video with
+    suffix '(none)'"."""
+    png = tmp_path / "crown.png"
+    crown = np.zeros((100, 200, 4), np.uint8)
+    crown[30:70] = (0, 200, 255, 255)
+    assert cv2.imwrite(str(png), crown)
+    source = str(tmp_path / "none.mp4")  # never opened: each is refused before
+    result = runner.invoke(app, ["ar", source, "--sticker", str(png), "--sticker-anchors", "0,50,9999,50"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "validation_error" in result.output and "two pixels of its 200x100 image" in result.output
+    for args, says in ((["-e", "glasses", "-o", ""], "--output is empty: give a file"),
+                       (["--sticker", ""], "--sticker is empty: give a file")):
+        result = runner.invoke(app, ["ar", source, *args, "--json"])
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout.strip())
+        assert error["error"] == "validation_error" and error["message"].startswith(says), error
+
+
+def test_cli_quiet_prints_nothing_on_stderr(shared: Path, tmp_path: Path) -> None:
+    """`-q` still printed MediaPipe's start-up lines (Face Mesh's and the selfie segmenter's) and
+    protobuf's "UserWarning: SymbolDatabase.GetPrototype() is deprecated"."""
+    video = shared / "data/videos/driver_night_cabin.mp4"
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "ar", str(video), "-e", "glasses", "-e",
+                          "blur-background", "-q", "--max-frames", "2", "-o", str(tmp_path / "out.mp4")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr == ""
+    assert json.loads(run.stdout.strip().splitlines()[-1])["frames"] == 2

@@ -184,6 +184,13 @@ def test_png_sticker_options_and_refusals(tmp_path):
         StickerArt.from_png(tmp_path / "deep.png", anchors=((5, 5), (5, 5)))
     with pytest.raises(InvalidArgument, match="Face Mesh points"):
         StickerArt.from_png(tmp_path / "deep.png", on=(33, 478))
+    # anchors are pixels of the image: one far outside it put the sticker far from the face, unseen
+    assert StickerArt.from_png(tmp_path / "deep.png", anchors=((0, 0), (200, 100))).anchors == ((0, 0), (200, 100))
+    for outside in (((0, 50), (9999, 50)), ((-1, 50), (180, 50)), ((20, 50), (180, 100.5))):
+        with pytest.raises(InvalidArgument, match=r"two pixels of its 200x100 image \(x 0..200, y 0..100\)"):
+            StickerArt.from_png(tmp_path / "deep.png", anchors=outside)
+    with pytest.raises(InvalidArgument, match=r"not \(0, 50\), \(9999, 50\)"):  # the array's own, too
+        StickerArt(deep.image, ((0.0, 50.0), (9999.0, 50.0)), (33, 263))
     with pytest.raises(InvalidArgument, match="cannot read"):
         StickerArt.from_png(tmp_path / "missing.png")
     (tmp_path / "junk.png").write_bytes(b"not a png")

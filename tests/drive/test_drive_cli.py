@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 pytest.importorskip("mediapipe")
 
 from faceatlas.cli.main import app
+from tests.full_disk import run_cli_on_a_full_disk
 
 runner = CliRunner()
 
@@ -171,3 +172,53 @@ def test_an_output_that_cannot_be_written_is_named_not_the_source(video: str, mo
     assert result.exit_code == 2, result.output
     error = json_error(result.stdout)
     assert error["message"].startswith("cannot write the output video: /proc/x.mp4"), error
+
+
+def test_a_video_write_that_fails_mid_run_is_an_error_not_a_summary(video: str, tmp_path: Path) -> None:
+    """A disk that fills up during the run (no file past 48 KiB here; the first frames fit): OpenCV's
+    writer only logged "Failed to write frame", the summary was printed, exit 0, and the file was
+    cut short and played nowhere. The docs promise `cannot write the output video` and exit 2."""
+    output = tmp_path / "big.mp4"
+    run = run_cli_on_a_full_disk(["drive", video, "-o", output, "-q", "--max-frames", "12"], 48 * 1024)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert f"error (bad_request): cannot write the output video: {output}: file too large" in run.stderr
+    assert "Failed to write frame" not in run.stderr and "summary" not in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("option", ["--output", "--events"])
+def test_an_empty_output_path_is_refused_naming_the_option(video: str, option: str, tmp_path: Path) -> None:
+    """`--events ''` (an unset shell variable) was the current folder: "error (bad_request): .: is a
+    directory"; `-o ''` "cannot write a video with suffix '(none)'"."""
+    result = runner.invoke(app, ["drive", video, option, "", "-q", "--json", "--max-frames", "2"])
+    assert result.exit_code == 2, result.output
+    error = json_error(result.stdout)
+    assert error["error"] == "validation_error", error
+    assert error["message"].startswith(f"{option} is empty: give a file, such as "), error
+
+
+def test_quiet_prints_nothing_on_stderr(video: str) -> None:
+    """`-q` still printed MediaPipe's start-up lines ("INFO: Created TensorFlow Lite XNNPACK delegate",
+    "W0000 ... inference_feedback_manager.cc", absl's "WARNING: All log messages before ...") and
+    protobuf's "UserWarning: SymbolDatabase.GetPrototype() is deprecated"."""
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "drive", video, "-q", "--json", "--max-frames", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr == ""
+    assert json.loads(run.stdout.strip().splitlines()[-1])["summary"]["frames"] == 3
+
+
+def test_only_mediapipe_start_up_lines_are_dropped_from_stderr() -> None:
+    """What else comes on standard error while a graph starts (a warning of another thread, a
+    MediaPipe error) is written after it, in order; without quiet_mediapipe(native=True), nothing is held."""
+    script = ("import os\nfrom faceatlas.apps.drive import quiet_mediapipe\n"
+              "from faceatlas.apps.drive.mesh import graph_start\n"
+              "with graph_start():\n    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+              "quiet_mediapipe(native=True)\nwith graph_start():\n    with graph_start():\n"
+              "        os.write(2, b'W0000 00:00:1796579314.406438    7763 inference_feedback_manager.cc:114] Feedback "
+              "manager requires a model with a single signature inference. Disabling support for feedback tensors.\\n"
+              "E0000 something else\\n')\n"
+              "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to "
+              "STDERR\\nlast\\n')\nos.write(2, b'after\\n')\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nE0000 something else\nlast\nafter\n"

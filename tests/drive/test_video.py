@@ -324,3 +324,21 @@ def test_a_bad_driver_region_is_refused_before_any_frame(video: str, region: str
         DriveConfig(driver_region=(0.6, 0.0, 0.2, 1.0))
     with pytest.raises(InvalidArgument, match="calibration_s"):
         DriveConfig(calibration_s=-1.0)
+
+
+def test_the_summary_gives_no_perclos_before_its_minimum_time(video: str) -> None:
+    """Frames 355-372 (0.72 s, the blink at 362-363 in them): each frame's report had no PERCLOS
+    (none before 10 s of face time), yet the summary said 0.176. With a minimum of 0.5 s both give it."""
+    frames = list(iter_frames(video, 355, 373))
+    for minimum, said in ((10.0, False), (0.5, True)):
+        monitor = DriverMonitor(DriveConfig(perclos_min_s=minimum))
+        try:
+            reports = list(monitor.run(iter(frames)))
+        finally:
+            monitor.close()
+        summary = monitor.summary()
+        assert summary["frames"] == 18 and summary["face_frames"] == 18, summary
+        assert (reports[-1].perclos is not None) is said
+        assert (summary["perclos"] is not None) is said, summary
+        if said:
+            assert summary["perclos"] == round(reports[-1].perclos, 3) > 0.05  # the blink's frames

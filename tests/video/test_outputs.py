@@ -4,6 +4,8 @@ write (named within the file system's limits), and a word when the source itself
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -287,3 +289,20 @@ def test_each_event_keeps_a_snapshot_of_its_own_across_runs_and_tenants(pedestri
     for event_id, path in kept["acme"].items():
         assert event_snapshot(engine, "acme", event_id) == Path(path).read_bytes()
     engine.dispose()
+
+
+def test_an_output_that_fills_the_disk_mid_run_is_named(clip: Path, tmp_path: Path) -> None:
+    """A disk that fills up during the run (no file past 16 KiB, half of the 12 frames): OpenCV's
+    writer only logged "Failed to write frame" and the run ended as if the video were whole. Run in a
+    process of its own, whose files the limit holds."""
+    from tests.full_disk import file_size_limit
+
+    output = tmp_path / "big.mp4"
+    script = ("import sys\nfrom faceatlas.video.config import CameraConfig\n"
+              "from faceatlas.video.pipeline import VideoPipeline\nfrom faceatlas.video.sinks import EventBus\n"
+              "camera = CameraConfig(source=sys.argv[1], name='a', faces=False, persons=False, output=sys.argv[2])\n"
+              "VideoPipeline(camera, None, EventBus([])).run()\nprint('no error')\n")
+    run = subprocess.run([sys.executable, "-c", script, str(clip), str(output)], capture_output=True, text=True,
+                         timeout=300, preexec_fn=file_size_limit(16 * 1024))
+    assert run.returncode == 1 and "no error" not in run.stdout, run.stderr[-2000:]
+    assert f"InvalidInput: camera a: cannot write the output video: {output}: file too large" in run.stderr

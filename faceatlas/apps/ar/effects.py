@@ -13,6 +13,7 @@ import numpy as np
 from faceatlas.apps.ar.stickers import ART, StickerArt, placement, quad
 from faceatlas.apps.ar.tracking import INSTALL_HINT, ArFace
 from faceatlas.apps.ar.warp import Warp
+from faceatlas.apps.drive.mesh import graph_start, quiet_mediapipe
 from faceatlas.errors import InvalidArgument, ProviderMissing, UnknownEffect
 
 # Face Mesh regions (indices of the 478 points) that skin smoothing leaves alone.
@@ -142,20 +143,30 @@ class Background:
 
     def __init__(self, replace: np.ndarray | tuple[int, int, int] | None = None, blur: int = 31,
                  threshold: float = 0.5) -> None:
+        quiet_mediapipe()
         try:
             from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
         except ImportError as exc:  # the optional extra is missing
             raise ProviderMissing(f"background effects need MediaPipe (selfie segmentation): {INSTALL_HINT}") from exc
 
         self.replace, self.blur, self.threshold = replace, blur | 1, threshold
-        self._segmenter = SelfieSegmentation(model_selection=1)
+        self._selfie_segmentation = SelfieSegmentation
+        self._segmenter: SelfieSegmentation | None = None  # made at the first frame (see FaceMeshTracker)
 
     def close(self) -> None:
-        self._segmenter.close()
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
 
     def person(self, frame: np.ndarray) -> np.ndarray:
         """The 0..1 person mask of ``frame`` (feathered around the threshold)."""
-        result = self._segmenter.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if self._segmenter is not None:
+            result = self._segmenter.process(rgb)
+        else:
+            with graph_start():
+                self._segmenter = self._selfie_segmentation(model_selection=1)
+                result = self._segmenter.process(rgb)
         mask = np.asarray(result.segmentation_mask, np.float32)
         return np.clip((mask - self.threshold) * 5.0 + 0.5, 0.0, 1.0)
 

@@ -24,6 +24,7 @@ from faceatlas.video import (
     interrupts_held,
     prepare_output_file,
 )
+from faceatlas.video.annotate import failure_reason
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -119,6 +120,7 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
     interrupted = False
+    unfinished: OSError | None = None  # the video could not be finished (its last frames or its index)
     try:
         for frame in _frames(video, source):
             if max_frames is not None and frames >= max_frames:
@@ -130,8 +132,8 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
             if writer is not None:
                 try:
                     writer.write(out)
-                except OSError as exc:  # the writer did not open: this output, not the source, is the problem
-                    raise InvalidInput(f"cannot write the output video: {exc}") from exc
+                except OSError as exc:  # it did not open, the disk is full: the output, not the source
+                    raise InvalidInput(f"cannot write the output video: {failure_reason(exc)}") from exc
             frames += 1
             most_faces = max(most_faces, len(faces))
             if on_frame is not None:
@@ -144,7 +146,12 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
             video.close()
             session.close()
             if writer is not None:
-                writer.close()
+                try:
+                    writer.close()
+                except OSError as exc:  # raised below unless another error is on its way already
+                    unfinished = exc
+    if unfinished is not None:
+        raise InvalidInput(f"cannot write the output video: {failure_reason(unfinished)}") from unfinished
     elapsed = time.perf_counter() - began
     summary: dict[str, float | int] = {"frames": frames, "most_faces": most_faces,
                                        "fps": round(frames / elapsed, 1) if elapsed else 0.0}

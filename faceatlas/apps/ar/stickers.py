@@ -30,8 +30,8 @@ PLACES = MappingProxyType({"eyes": (33, 263), "temples": (54, 284), "cheeks": (2
 @dataclass(frozen=True)
 class StickerArt:
     """A BGRA uint8 image and its two anchor points (pixels of the image), mapped onto the two
-    landmark indices ``landmarks``. Anything else (no alpha channel, equal anchors, a landmark not
-    of the mesh) is :class:`~faceatlas.errors.InvalidArgument`."""
+    landmark indices ``landmarks``. Anything else (no alpha channel, equal anchors, an anchor outside
+    the image, a landmark not of the mesh) is :class:`~faceatlas.errors.InvalidArgument`."""
 
     image: np.ndarray
     anchors: tuple[tuple[float, float], tuple[float, float]]
@@ -48,6 +48,11 @@ class StickerArt:
         (ax, ay), (bx, by) = self.anchors
         if not all(np.isfinite((ax, ay, bx, by))) or np.hypot(bx - ax, by - ay) < 1.0:
             raise InvalidArgument(f"a sticker's two anchors must be finite and at least 1 pixel apart: {self.anchors}")
+        height, width = image.shape[:2]
+        if not all(0 <= x <= width and 0 <= y <= height for x, y in ((ax, ay), (bx, by))):
+            # one far outside put the image far from the face: a sticker nobody saw, and no word said
+            raise InvalidArgument(f"a sticker's anchors are two pixels of its {width}x{height} image (x 0..{width}, "
+                                  f"y 0..{height}), not {_points(self.anchors)}")
         if len(self.landmarks) != 2 or not all(0 <= int(i) < MESH_POINTS for i in self.landmarks) \
                 or self.landmarks[0] == self.landmarks[1]:
             raise InvalidArgument(f"a sticker's landmarks are two different Face Mesh points (0..{MESH_POINTS - 1}): "
@@ -99,6 +104,11 @@ class StickerArt:
                 raise InvalidArgument(f"a sticker's anchors are two (x, y) points, not {anchors!r}")
             points = ((float(anchors[0][0]), float(anchors[0][1])), (float(anchors[1][0]), float(anchors[1][1])))
         return cls(np.ascontiguousarray(image), points, landmarks)
+
+
+def _points(points: Sequence[Sequence[float]]) -> str:
+    """``((0.0, 50.0), (9999.0, 50.0))`` as ``(0, 50), (9999, 50)``."""
+    return ", ".join("(" + ", ".join(f"{float(v):g}" for v in point) + ")" for point in points)
 
 
 # what reading a header can raise: a decoder's error, or PIL's own pixel limit when nothing turned it off

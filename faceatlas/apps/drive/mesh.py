@@ -8,8 +8,16 @@ change since the last one is not processed again.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Any, Literal
 
 import cv2
 import numpy as np
@@ -67,6 +75,92 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+# What MediaPipe 0.10.14 says on standard error, from its C++ code, when a graph first runs: no
+# setting turns these off (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL were tried: MediaPipe logs
+# through absl before absl::InitializeLog, and TFLite through its own logger), and `-q` printed them.
+NATIVE_NOISE = re.compile(
+    rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|W\d{4} [\d:. ]+ +\d+ inference_feedback_manager\.cc:\d+\] Feedback manager requires a model with a "
+    rb"single signature inference\. Disabling support for feedback tensors\.")
+
+
+class _NativeStderr:
+    """Standard error (file descriptor 2, which C++ writes to) into a temporary file while one
+    MediaPipe graph or more start; what came that is not :data:`NATIVE_NOISE` is written to it
+    after, in order. Counted, so that graphs starting in several threads at once share one redirect."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+        self._buffer: IO[bytes] | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            self._depth += 1
+            if self._depth > 1:
+                return
+            self._buffer = None
+            buffer = tempfile.TemporaryFile()  # noqa: SIM115 - open until leave()
+            try:
+                with suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.flush()
+                self._saved = os.dup(2)
+            except OSError:  # no file descriptor 2: nothing to keep clean
+                buffer.close()
+                return
+            os.dup2(buffer.fileno(), 2)
+            self._buffer = buffer
+
+    def leave(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth or self._buffer is None:
+                return
+            buffer, self._buffer = self._buffer, None
+            with suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            with buffer:
+                buffer.seek(0)
+                kept = [line for line in buffer.read().splitlines(keepends=True)
+                        if not NATIVE_NOISE.fullmatch(line.rstrip(b"\r\n"))]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+_native_stderr = _NativeStderr()
+
+
+def quiet_mediapipe(native: bool | None = None) -> None:
+    """Silence MediaPipe's noise: protobuf's deprecation warning of ``GetPrototype`` (a Python
+    warning each graph gave on its first frame), and, with ``native=True``, the lines of
+    :data:`NATIVE_NOISE` that its C++ code writes to standard error as a graph starts (for the
+    CLI, which owns the process: while a graph starts, file descriptor 2 goes to a temporary file;
+    a library or server is left its standard error as it is unless it asks)."""
+    warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated",
+                            category=UserWarning)
+    if native is not None:
+        _native_stderr.enabled = native
+
+
+@contextmanager
+def graph_start() -> Iterator[None]:
+    """Around a MediaPipe graph's first run: drops :data:`NATIVE_NOISE` from standard error when
+    :func:`quiet_mediapipe` asked for it (``native=True``); else nothing."""
+    if not _native_stderr.enabled:
+        yield
+        return
+    _native_stderr.enter()
+    try:
+        yield
+    finally:
+        _native_stderr.leave()
+
+
 MEDIAPIPE_MAX_SIDE = 32766  # MediaPipe's OpenCV remaps images below SHRT_MAX a side; at it, the process aborts
 
 
@@ -74,21 +168,35 @@ class FaceMeshTracker:
     """Finds the faces inside the driver region and returns their 478 landmarks."""
 
     def __init__(self, config: DriveConfig | None = None) -> None:
+        quiet_mediapipe()
         try:
             from mediapipe.python.solutions.face_mesh import FaceMesh
         except ImportError as exc:  # the optional extra is missing
             raise ImportError("SenseDrive needs MediaPipe: pip install 'faceatlas[drive]'") from exc
         self.config = config or DriveConfig()
-        self._mesh = FaceMesh(
-            static_image_mode=False,
-            max_num_faces=self.config.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=self.config.min_face_confidence,
-            min_tracking_confidence=self.config.min_face_confidence,
-        )
+        self._face_mesh = FaceMesh
+        # made at the first frame, with it: the graph starts in threads of its own when made, and its
+        # C++ start-up lines (see graph_start) come until the first frame's landmarks are out
+        self._mesh: FaceMesh | None = None
 
     def close(self) -> None:
-        self._mesh.close()
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+    def _landmarks(self, rgb: np.ndarray) -> Any:
+        """MediaPipe's result for ``rgb``; the graph is made at the first frame."""
+        if self._mesh is not None:
+            return self._mesh.process(rgb)
+        with graph_start():
+            self._mesh = self._face_mesh(
+                static_image_mode=False,
+                max_num_faces=self.config.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=self.config.min_face_confidence,
+                min_tracking_confidence=self.config.min_face_confidence,
+            )
+            return self._mesh.process(rgb)
 
     def region_pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The driver region in pixels of a ``width`` x ``height`` frame."""
@@ -113,7 +221,7 @@ class FaceMeshTracker:
             return []
         if scale < 1.0:  # at most process_width wide, and within MediaPipe's sides (a 200 x 33000 strip aborted it)
             crop = cv2.resize(crop, (seen_w, seen_h), interpolation=cv2.INTER_AREA)
-        result = self._mesh.process(to_rgb(crop))
+        result = self._landmarks(to_rgb(crop))
         if not result.multi_face_landmarks:
             return []
         faces = []

@@ -24,6 +24,7 @@ from faceatlas.video import (
     interrupts_held,
     prepare_output_file,
 )
+from faceatlas.video.annotate import failure_reason
 
 
 def run_drive(
@@ -64,6 +65,7 @@ def run_drive(
     writer = JsonlSink(events, append=False) if events else None
     video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
     interrupted = False
+    unfinished: OSError | None = None  # the video could not be finished (its last frames or its index)
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
@@ -87,7 +89,12 @@ def run_drive(
             if writer:
                 writer.close()
             if video is not None:
-                video.close()
+                try:
+                    video.close()
+                except OSError as exc:  # raised below unless another error is on its way already
+                    unfinished = exc
+    if unfinished is not None:
+        raise InvalidInput(f"cannot write the output video: {failure_reason(unfinished)}") from unfinished
     summary = monitor.summary()
     if interrupted:
         summary["interrupted"] = True
@@ -95,8 +102,9 @@ def run_drive(
 
 
 def _write(video: VideoWriter, image: np.ndarray) -> None:
-    """One frame into the output video; a failure names the output, not the source."""
+    """One frame into the output video; a failure (the writer did not open, the disk is full) names
+    the output, not the source."""
     try:
         video.write(image)
-    except OSError as exc:  # the writer did not open (at the first frame): this output is the problem
-        raise InvalidInput(f"cannot write the output video: {exc}") from exc
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the output video: {failure_reason(exc)}") from exc
