@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, embed_source
+from faceatlas.batch.jobs import BatchOptions, BatchReport, Progress, _absolute, check_cluster, embed_source
 from faceatlas.batch.output import LOCK, claim, hold, out_filesystem, read_faces, read_images
 from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
@@ -128,6 +128,7 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
         first_of.setdefault(named, path)
     for named, path in first_of.items():  # every id, before anyone is enrolled ('Ann Lee' stopped a job midway)
         check_id(named, f"subject id (of {path})")
+    check_cluster(options)  # before the collection is made
     options.pack = _pack_for(gallery, collection, options, create=True)
     if work is None:
         remove_stale_work()
@@ -187,6 +188,7 @@ def search(source: str, collection: str, gallery: Gallery, out: str, options: Ba
     out = _absolute(out)
     options.pack = _pack_for(gallery, collection, options, create=False)
     src = resolve_source(source)
+    check_cluster(options)
     with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
         claim(out, "search", src.key or None)
         return _search(src, collection, gallery, out, options, on_progress, cut=cut, k=k)
@@ -254,6 +256,7 @@ def dedupe(source: str, out: str, options: BatchOptions | None = None, on_progre
         raise InvalidArgument(f"max_distance is 0 to 64 bits (of a 64-bit hash), not {max_distance}")
     out = _absolute(out)
     src = resolve_source(source)
+    check_cluster(options or BatchOptions())
     with storage_errors(out), hold(out, dataset=False):  # for the whole job: its hashes, then its groups
         claim(out, "dedupe", src.key or None)
         return _dedupe(src, out, options, on_progress, max_distance=max_distance)

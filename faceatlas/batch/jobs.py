@@ -11,14 +11,17 @@ on this machine with ``num_cpus=workers``) unless an address of a running cluste
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -94,7 +97,9 @@ class BatchReport:
     """What a job did: images in the source, done by earlier runs (``skipped``), done now
     (``processed``); faces and failed images of this run (``run_faces``, ``run_errors``) and of
     the job, every run of it (``faces``, ``errors``: the source's images in the output); the files
-    it wrote."""
+    it wrote. ``total_seconds``: this run from its first image on, Ray's start included (what the
+    progress bar's images/s measures); ``seconds``: the same once Ray had started (the actors'
+    start and their models' loading included)."""
 
     out: str
     images: int = 0
@@ -105,16 +110,24 @@ class BatchReport:
     run_faces: int = 0
     run_errors: int = 0
     seconds: float = 0.0
+    total_seconds: float = 0.0
     workers: int = 0
     files: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
+        """Images done now a second once Ray had started."""
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def overall_images_per_second(self) -> float:
+        """Images done now a second over the whole run, Ray's start included."""
+        return self.processed / self.total_seconds if self.total_seconds > 0 else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "images_per_second": round(self.images_per_second, 2)}
+        return {**asdict(self), "images_per_second": round(self.images_per_second, 2),
+                "overall_images_per_second": round(self.overall_images_per_second, 2)}
 
 
 def _ray() -> Any:
@@ -183,6 +196,16 @@ def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
                                  "--head --port` said another) and that the cluster is up") from None
 
 
+def check_cluster(options: BatchOptions) -> None:
+    """A job's first step on a cluster (``options.ray_address``), before it makes anything (its
+    output folder and record, a collection): an address nobody answers is :class:`ClusterUnavailable`
+    here (as a missing bucket is :class:`StorageUnavailable`), not once the output was claimed for
+    the job's kind. A Ray this process already runs is the one the job uses: not checked."""
+    ray = sys.modules.get("ray")
+    if options.ray_address and not (ray is not None and ray.is_initialized()):
+        check_reachable(options.ray_address)
+
+
 def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress | None, *, faces: bool,
          kind: str, report: BatchReport) -> set[str]:
     """Process what is left of ``source`` into ``out``; the ids of the images done in this run."""
@@ -197,11 +220,13 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
                                 "choose another --out")
     todo = [p for p in source.paths if p not in done]
     report.images, report.skipped = len(source.paths), len(source.paths) - len(todo)
+    begun = time.perf_counter()  # as the progress bar's clock
     if on_progress:
         on_progress(report.skipped, report.images)
     now = set(todo)
     todo = _record_unfit(source, todo, out, report)
     if not todo:  # nothing left to do (a re-run): Ray is not started ("No files found" was a traceback)
+        report.total_seconds = time.perf_counter() - begun
         return now
     with ray_session(options.workers, options.ray_address) as workers:
         report.workers = workers
@@ -216,11 +241,13 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
         # Blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written
         blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
         dataset = ray.data.from_items([{"path": path} for path in todo], override_num_blocks=blocks)
-        dataset = dataset.map_batches(
-            FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings, "faces": faces,
-                                   "source": source.filesystem})
+        with warnings.catch_warnings():  # Ray 2.60 names max_restarts "deprecated" (see _no_restarts)
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            dataset = dataset.map_batches(
+                FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
+                compute=ray.data.ActorPoolStrategy(size=workers), **_no_restarts(ray),
+                fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings,
+                                       "faces": faces, "source": source.filesystem})
         given = set(todo)
         read: set[str] = set()
         try:
@@ -232,11 +259,26 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
                     on_progress(report.skipped + report.processed, report.images)
         except Exception as exc:  # noqa: BLE001 - whatever failed in Ray (a worker's error, a lost actor): one line
             raise ray_failure(exc) from None
-        report.seconds = time.perf_counter() - started
+        ended = time.perf_counter()
+        report.seconds, report.total_seconds = ended - started, ended - begun
     # an image no actor answered for (none should be) is a failed image, done for a restart
     _record_failed([path for path in todo if path not in read], FaceAtlasError.code,
                    "not read: no worker answered for it", out, report)
     return now
+
+
+def _no_restarts(ray: Any) -> dict[str, Any]:
+    """``max_restarts=0`` for the actors, where ``map_batches`` still takes it: an actor that dies
+    fails the job (one line; the same command again resumes), as docs/batch.md says. Ray Data's
+    default restarts actors for good and retries their batches: a batch retried after its faces
+    part was written is in the output twice, and Ray printed on every job a C++ error line
+    (``core_worker.cc: ... has constructor arguments in the object store and max_restarts > 0``:
+    Ray Data passes every actor its arguments through the object store, however small). Ray
+    2.64 drops ``**ray_remote_args``: then Ray's default."""
+    parameters = inspect.signature(ray.data.Dataset.map_batches).parameters
+    if "max_restarts" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return {"max_restarts": 0}
+    return {}
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -320,6 +362,7 @@ def embed_source(source: Source, out: str, options: BatchOptions | None = None, 
     out = _absolute(out)
     if faces:  # an unknown pack or a missing model file fails here, not in every Ray actor
         get_pack(options.pack, options.settings)
+    check_cluster(options)
     report = BatchReport(out=out)
     # held for the whole job (a second job on it is refused); prepared (listed, tidied) before Ray
     # starts: bad storage fails first

@@ -136,8 +136,10 @@ def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
     nothing in it touched. Held again in the same process (a job's steps), it is the same hold.
     ``dataset``: the folder is a job's Parquet dataset (refused when it holds other files, before
     anything is made in it); else a folder of a job's outputs (search's, dedupe's).
-    The lock goes with the process (a killed job holds nothing). Object storage has no lock: the
-    block runs without one."""
+    The lock goes with the process (a killed job holds nothing). A block that fails before anything
+    was written into a folder it made (a cluster that refused the job) removes that folder
+    (:func:`_unmake`): the output of a job that never ran is not claimed for its kind. Object
+    storage has no lock: the block runs without one."""
     fs, root = out_filesystem(uri)
     if not isinstance(fs, pafs.LocalFileSystem):
         yield
@@ -150,6 +152,7 @@ def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
         _check_ours(fs, root, uri)  # before anything is made in a folder that is not a job's
     elif fs.get_file_info(root).type == pafs.FileType.File:
         raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
+    made = _first_missing(root)
     os.makedirs(root, exist_ok=True)
     descriptor = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)  # not inherited (O_CLOEXEC)
     try:
@@ -161,9 +164,52 @@ def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
     _held[key] = descriptor
     try:
         yield
+    except BaseException:
+        if made:  # a job that failed before it wrote anything leaves no output claimed for its kind
+            _unmake(root, made)
+        raise
     finally:
         del _held[key]
         os.close(descriptor)  # the lock goes with it
+
+
+def _first_missing(root: str) -> str | None:
+    """The outermost folder of ``root`` (itself or a parent) that does not exist yet: the one a job
+    making ``root`` makes first; None when ``root`` is there."""
+    missing = None
+    path = os.path.abspath(root)
+    while not os.path.lexists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def _unmake(root: str, top: str) -> None:
+    """Remove the folder ``root`` that this job made (and its parents up to ``top``, made with it),
+    when it holds nothing but what any job makes first (its lock, its record, an empty manifest
+    folder, an errors CSV of no image): a failed start (a cluster that refused the job, Ctrl-C
+    while Ray started) claimed the folder for its kind and source, and the next job of another
+    kind there was refused. A folder holding anything else (a part, someone else's file) is left
+    as it is."""
+    images = os.path.join(root, IMAGES_DIR)
+    try:
+        names = set(os.listdir(root))
+        if not names <= {LOCK, JOB, ERRORS_CSV, IMAGES_DIR} or (IMAGES_DIR in names and os.listdir(images)):
+            return
+    except OSError:  # gone, or _images is not a folder: not touched
+        return
+    with suppress(OSError):
+        for name in (JOB, ERRORS_CSV):
+            with suppress(FileNotFoundError):
+                os.unlink(os.path.join(root, name))
+        if IMAGES_DIR in names:
+            os.rmdir(images)
+        os.unlink(os.path.join(root, LOCK))
+        folder = os.path.abspath(root)
+        while True:  # root, then the parents made with it (an empty one only)
+            os.rmdir(folder)
+            if folder == top:
+                break
+            folder = os.path.dirname(folder)
 
 
 def claim(uri: str, kind: str | None, source: str | None) -> None:

@@ -94,21 +94,33 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{uri}: a manifest is a UTF-8 CSV file; this one is not text") from exc
-    reader = csv.DictReader(io.StringIO(text), strict=True)
+    reader = csv.reader(io.StringIO(text), strict=True)
     base = PurePosixPath(path).parent
     paths: list[str] = []
     subjects: dict[str, str] = {}
+    # the line where the record being read begins: csv's line_num is the line it ended on (an
+    # unterminated quote reads to the last one), and csv.DictReader's named the last good record's
+    line = 1
     try:
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
+        columns = next(reader, [])
+        if "path" not in columns:
             raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
-        for row in reader:
-            if None in row:  # more fields than columns: `imgs/a, b.jpg,Adam` was path `imgs/a`, subject `b.jpg`
-                raise InvalidArgument(f"{uri}: line {reader.line_num} has {len(reader.fieldnames) + len(row[None])} "
-                                      f"fields for {len(reader.fieldnames)} columns; quote a path or subject that "
-                                      'holds a comma ("imgs/a, b.jpg")')
+        while True:
+            line = reader.line_num + 1
+            record = next(reader, None)
+            if record is None:
+                break
+            if not record:  # a blank line
+                continue
+            if len(record) > len(columns):  # `imgs/a, b.jpg,Adam` was path `imgs/a`, subject `b.jpg`
+                raise InvalidArgument(f"{uri}: line {line} has {len(record)} fields for {len(columns)} columns; "
+                                      'quote a path or subject that holds a comma ("imgs/a, b.jpg")')
+            row = dict(zip(columns, record))
             raw = (row.get("path") or "").strip()
             if not raw:
                 continue
+            if "\x00" in raw:  # csv takes it (since Python 3.11); pyarrow refused it with a traceback
+                raise InvalidArgument(f"{uri}: line {line} names a path with a NUL character: no file is named so")
             # a URL on the manifest's own filesystem, an absolute path, or one relative to the manifest
             file = _filesystem(raw)[1] if "://" in raw else str(base / raw)
             if isinstance(fs, pafs.LocalFileSystem):  # `x/../a.jpg` and `a.jpg`: one photo, listed once
@@ -116,10 +128,10 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
             paths.append(file)
             subject = (row.get("subject") or "").strip()
             if subject and subjects.setdefault(file, subject) != subject:  # the last one won, silently
-                raise InvalidArgument(f"{uri}: line {reader.line_num} gives {raw} the subject {subject!r}, "
+                raise InvalidArgument(f"{uri}: line {line} gives {raw} the subject {subject!r}, "
                                       f"an earlier line {subjects[file]!r}: one photo, one subject")
-    except csv.Error as exc:  # an unterminated quote, a NUL byte: not a CSV file
-        raise InvalidArgument(f"{uri}: not a valid CSV manifest (line {reader.line_num}: {exc})") from exc
+    except csv.Error as exc:  # an unterminated quote: not a CSV file
+        raise InvalidArgument(f"{uri}: not a valid CSV manifest (line {line}: {exc})") from exc
     if paths and isinstance(fs, pafs.LocalFileSystem) and not any(
             info.type == pafs.FileType.File for info in fs.get_file_info(paths)):
         raise InvalidArgument(f"{uri}: none of the {len(set(paths))} files it lists exists (e.g. {paths[0]})")

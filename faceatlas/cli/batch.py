@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport
+from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport, check_cluster
 from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
@@ -47,7 +47,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 @contextmanager
 def _progress(disable: bool, kept: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar with images/s (of this run) and time left, fed by the job's callback. What
+    """A progress bar with images/s (of this run, from its first image on: Ray's start included, as
+    the summary's first figure) and time left, fed by the job's callback. What
     Ray prints meanwhile (its processes' warnings) goes to stderr: stdout holds only the result.
     Ctrl-C or SIGTERM: `interrupted after N of M images: <kept>` and status 130."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -82,13 +83,16 @@ def _options(workers: int | None, ray_address: str | None, pack: str | None, bat
 def _show(report: BatchReport, as_json: bool, what: str, *, faces: bool = True) -> None:
     """The report, then the exit status as `gallery enrol`'s, of the job (every run of it: SOURCE's
     images in the output): 0 every image read, 1 some failed (listed in the errors CSV), 2 every
-    one failed. The line says this run's counts, then the job's when earlier runs did some."""
+    one failed. The line says this run's counts, then the job's when earlier runs did some; its
+    images/s, over the whole run (as the progress bar's) and once Ray had started."""
     if as_json:
         console.print_json(json_text(report.to_dict()))
     else:
         if report.processed:
-            now = (f"{report.processed} processed now ({report.images_per_second:.1f} img/s on {report.workers} "
-                   f"worker{'s' if report.workers != 1 else ''}): "
+            rate = (f" ({report.overall_images_per_second:.1f} img/s, {report.images_per_second:.1f} after Ray's "
+                    f"start, on {report.workers} worker{'s' if report.workers != 1 else ''})"
+                    if report.workers else "")  # no worker: every image was refused before Ray (missing files)
+            now = (f"{report.processed} processed now{rate}: "
                    f"{f'{report.run_faces} faces, ' if faces else ''}{report.run_errors} failed")
         else:
             now = "nothing left to do"
@@ -126,6 +130,7 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
           min_quality: Annotated[float, typer.Option("--min-quality")] = 0.0, as_json: JsonOption = False) -> None:
     """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
     options = _options(workers, ray_address, pack, batch_size)
+    check_cluster(options)  # before the database is made
     # the database and the collection are made when missing (a first install has neither), as `gallery enrol`
     kept = ("the faces enrolled before the stop are kept; the same command again enrols the rest"
             + (f" ({work} keeps the faces embedded)" if work else ""))

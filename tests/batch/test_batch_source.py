@@ -146,6 +146,57 @@ def test_a_manifest_row_with_an_extra_field_or_a_second_subject_is_refused_by_it
     assert resolve_source(str(manifest)).subjects == {str(files[1]): "Bea", str(odd): "Adam"}
 
 
+def test_a_manifest_that_is_not_csv_is_refused_by_the_line_where_its_record_begins(folders: Path):
+    """An unterminated quote on line 2 was reported on line 1 (the last good record's line); a path
+    with a NUL character (csv takes it) was an ArrowInvalid traceback."""
+    first, second = (str(f.relative_to(folders)) for f in sorted(folders.glob("*/*.jpg"))[:2])
+    manifest = folders / "manifest.csv"
+    for text, line in (('path,subject\n"a.jpg\n', 2),
+                       (f'path,subject\n{first},Adam\n\n"{second},Bea\n{first},Adam\n', 4)):  # to the end
+        manifest.write_text(text)
+        with pytest.raises(InvalidArgument, match=rf"not a valid CSV manifest \(line {line}: unexpected end of data\)"):
+            resolve_source(str(manifest))
+    manifest.write_text(f"path\n{first}\n\n{second}\x00.jpg\n")
+    with pytest.raises(InvalidArgument, match="line 4 names a path with a NUL character"):
+        resolve_source(str(manifest))
+
+
+def test_a_face_that_is_nobody_has_null_matches_as_docs_batch_md_says(folders: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch, fast_analyzer):
+    """docs/batch.md said a face that is nobody has "an empty subject" in matches.parquet: it is null,
+    as its rank, name, similarity and far level. The faces are embedded here, not on Ray."""
+    import pyarrow.parquet as pq
+
+    import faceatlas.batch.gallery_jobs as jobs
+    from faceatlas.batch import BatchOptions, BatchReport, analyze_batch, search
+    from faceatlas.batch.output import out_filesystem, prepare, write_part
+    from faceatlas.engine import Cut
+    from faceatlas.settings import EngineSettings
+
+    def embed_here(src, out, options, on_progress=None, *, faces=True, kind=None):
+        prepare(out, kind, src.key)
+        table, images = analyze_batch(src.paths, [Path(p).read_bytes() for p in src.paths], fast_analyzer,
+                                      EngineSettings())
+        write_part(*out_filesystem(out), table, images)
+        return BatchReport(out=out, images=len(src.paths), processed=len(src.paths))
+
+    monkeypatch.setattr(jobs, "embed_source", embed_here)
+    ann, bea = (sorted(person.glob("*.jpg")) for person in sorted(p for p in folders.iterdir() if p.is_dir()))
+    with Gallery.open(f"sqlite:///{tmp_path / 'g.db'}") as gallery:
+        gallery.create_collection("staff", "scrfd-mbf")
+        gallery.enrol_images("staff", "ann", [str(ann[0])], fast_analyzer, once=True)
+        search(str(folders), "staff", gallery, str(tmp_path / "hits"), BatchOptions(workers=1), cut=Cut(threshold=0.99))
+    matches = pq.read_table(tmp_path / "hits" / "matches.parquet").to_pylist()
+    rows = {(Path(r["image_id"]).name, r["face"]): r for r in matches}
+    assert rows[(ann[0].name, 0)]["subject"] == "ann" and rows[(ann[0].name, 0)]["rank"] == 1  # the photo enrolled
+    nobody = rows[(bea[0].name, 0)]
+    assert {key: nobody[key] for key in ("rank", "subject", "name", "similarity", "far_level")} == dict.fromkeys(
+        ("rank", "subject", "name", "similarity", "far_level"))
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text().split())
+    said = doc[doc.index("**search** runs"):doc.index("**dedupe**")]
+    assert "empty subject" not in said and "`rank`, `subject`, `name`, `similarity` and `far_level` are null" in said
+
+
 def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders: Path, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch):
     """A folder 'Ann Lee' among person folders stopped `batch enrol` after every image was embedded
@@ -221,6 +272,49 @@ def test_a_ray_address_nobody_answers_fails_in_one_line(folders: Path, tmp_path:
     assert child.returncode == 2 and len(lines) == 1, stderr[-2000:]
     assert lines[0].startswith("error (cluster_unavailable): cannot reach the Ray cluster at 127.0.0.1:1: "
                                "connection refused"), lines
+    assert not (tmp_path / "out").exists()  # nothing made: the output is not claimed for a job that never ran
+
+
+def test_a_job_that_fails_before_it_writes_an_image_leaves_no_output_claimed(folders: Path, tmp_path: Path):
+    """`batch embed people --out o3 --ray-address 127.0.0.1:1` failed (cluster_unavailable) but left
+    o3 with _lock, _images/ and a _job.json saying embed: `batch dedupe people --out o3` was then
+    refused ("o3 is the output of a batch embed job, not of batch dedupe") though nothing had run."""
+    from faceatlas.batch import BatchReport
+    from faceatlas.batch.jobs import _record_failed
+    from faceatlas.batch.output import hold, prepare
+
+    def tree(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"/" for p in folder.rglob("*")}
+
+    new = tmp_path / "new" / "out"  # its parent is new too
+    for job in (["embed", str(folders), "--out", str(new)], ["dedupe", str(folders), "--out", str(new)],
+                ["enrol", str(folders), "staff", "--work", str(new), "--db", f"sqlite:///{tmp_path / 'g.db'}"]):
+        result = CliRunner().invoke(app, ["batch", *job, "--workers", "1", "--ray-address", "127.0.0.1:1"])
+        assert result.exit_code == 2 and "error (cluster_unavailable)" in result.output, result.output
+        assert not (tmp_path / "new").exists(), job
+    assert not (tmp_path / "g.db").exists()  # enrol: no database, no collection made either
+    other = tmp_path / "other"  # an embed's output, there before: left as it was
+    prepare(str(other), "embed", resolve_source(str(folders)).key)
+    before = tree(other)
+    result = CliRunner().invoke(app, ["batch", "dedupe", str(folders), "--out", str(other), "--workers", "1",
+                                      "--ray-address", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "error (cluster_unavailable)" in result.output, result.output
+    assert tree(other) == before
+
+    # whatever else ends a job before it wrote an image (a cluster that answers, then refuses it)
+    with pytest.raises(RuntimeError, match="refused"), hold(str(new)):
+        prepare(str(new), "embed", "SOURCE")
+        raise RuntimeError("ray.init: refused")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(RuntimeError, match="refused"), hold(str(other)):
+        prepare(str(other), "embed", resolve_source(str(folders)).key)
+        raise RuntimeError("ray.init: refused")
+    assert tree(other) == before
+    with pytest.raises(RuntimeError, match="failed"), hold(str(new)):  # a job that did write: kept, to resume
+        prepare(str(new), "embed", "SOURCE")
+        _record_failed([str(folders / "gone.jpg")], "not_found", "no such file", str(new), BatchReport(out=str(new)))
+        raise RuntimeError("the job failed in Ray")
+    assert (new / "_job.json").is_file() and len(list((new / "_images").iterdir())) == 1
 
 
 def test_a_subject_is_the_first_folder_under_the_source_not_the_parent(folders: Path, tmp_path: Path):
