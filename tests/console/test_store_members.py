@@ -6,6 +6,7 @@ another tenant and a read-only key kept out."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -194,3 +195,40 @@ def test_a_store_id_with_url_characters_is_reached_by_its_links(console, fast_an
     client.close()
     with pytest.raises(ValueError, match="pattern"):
         StoreConfig(id="main/st", tenant="acme", cameras=[Camera(id="door", role="door")])
+
+
+def test_a_new_consent_with_another_person_s_photo_is_refused_and_said_so(console, shared: Path,
+                                                                         fast_analyzer) -> None:
+    """The grant form took Biden's photo on Obama's member (face pay could then charge Biden's cart
+    to him): now each photo's outcome says which is not the member's (``face_mismatch``, 409), and
+    that nothing was recorded; no grant is audited. His own second photo is granted."""
+    config = StoreConfig(id="match-shop", tenant="acme", cameras=[Camera(id="door", role="door")])
+    RetailStore.open(config, fast_analyzer, console.database_url, index_dir=console.index_dir).close()
+    photo = {name: (f"{name}.jpg", (shared / EXAMPLES / f"{name}.jpg").read_bytes(), "image/jpeg")
+             for name in ("obama", "obama2", "biden")}
+    client, csrf = _client(console, "acme_admin")
+    enrolled = client.post(f"/console/store/{config.id}/members", files=[("photos", photo["obama"])],
+                           data={"csrf": csrf, "name": "Barack", "purposes": "visit_recognition"})
+    found = re.search(r"Member <code>([0-9a-f]{32})</code>: 1 face enrolled", enrolled.text)
+    assert found, enrolled.text[-800:]
+    member = found.group(1)
+    grant = f"/console/store/{config.id}/members/{member}/consent"
+    form = {"csrf": csrf, "purposes": "face_pay", "granted_by": "Barack", "payment_ref": "card-joe"}
+    refused = client.post(grant, files=[("photos", photo["biden"])], data=form)
+    assert refused.status_code == 409, refused.text[-500:]
+    text = html.unescape(re.sub(r"<[^>]+>", "", refused.text))
+    assert "biden.jpg: face_mismatch — not the member's face" in text and "nothing was recorded" in text
+    mixed = client.post(grant, files=[("photos", photo["obama2"]), ("photos", photo["biden"])], data=form,
+                        headers={"HX-Request": "true"})
+    text = html.unescape(re.sub(r"<[^>]+>", "", mixed.text))
+    assert mixed.status_code == 409 and "obama2.jpg: not_recorded" in text and "biden.jpg: face_mismatch" in text
+    with httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"}) as api:
+        listed = api.get(f"/v1/retail/stores/{config.id}/members").json()["members"]
+        assert [(m["faces"], m["purposes"], m["has_payment_method"]) for m in listed] == \
+            [(1, ["visit_recognition"], False)]
+        granted = client.post(grant, files=[("photos", photo["obama2"])], data={**form, "payment_ref": "card-b"})
+        assert granted.status_code == 200 and "obama2.jpg: face enrolled" in granted.text
+        trail = [e["details"] for e in api.get("/v1/audit").json()["events"]
+                 if e["action"] == "retail.consent.grant" and e["target"] == f"{config.id}/{member}"]
+    assert trail == [{"purposes": ["visit_recognition", "face_pay"]}]
+    client.close()

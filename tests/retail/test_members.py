@@ -14,6 +14,7 @@ from faceatlas.apps.retail import (
     ConsentRequired,
     Entry,
     Exit,
+    FaceMismatch,
     NoUsableFace,
     Pick,
     RetailStore,
@@ -21,7 +22,7 @@ from faceatlas.apps.retail import (
 )
 from faceatlas.apps.retail.db import Consent, Member, Visit
 from faceatlas.apps.retail.store import COLLECTION
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import AlreadyExists, InvalidArgument
 from faceatlas.gallery import NotFound
 
 T0 = datetime(2026, 3, 2, 10, 0)
@@ -246,3 +247,43 @@ def test_a_withdrawal_of_nothing_is_refused_and_one_of_what_is_gone_changes_noth
     assert (again.withdrawn, again.purposes, again.faces_deleted) == ((), ("visit_recognition",), 0)
     with store.sessions() as session:  # no new record: the first withdrawal's two, nothing after
         assert len(list(session.scalars(select(Consent).where(Consent.member_id == member)))) == 2
+
+
+def test_a_new_grant_takes_the_member_s_own_face_only(store: RetailStore, examples: Path) -> None:
+    """A new grant with a photo of another person (Biden's on Obama's member) was recorded: the
+    member then held two people's faces, and face pay, charging the member whose faces match at
+    the checkout, charged Biden's cart to Obama. While the member holds faces, a new photo's face
+    must match them at the store's pay FAR: else ``face_mismatch`` (409), nothing recorded."""
+    photos = examples / "tests" / "test_images"
+    obama, obama2, biden = (photos / f"{name}.jpg" for name in ("obama", "obama2", "biden"))
+    member = store.members.enrol("Barack", [obama], ConsentRecord(("visit_recognition",), "Barack")).id
+
+    def state() -> tuple[int, tuple[str, ...], str | None, int]:
+        with store.sessions() as session:
+            consents = len(list(session.scalars(select(Consent).where(Consent.member_id == member))))
+        return (store.members.get(member).faces, store.members.purposes(member), store.members.payment_ref(member),
+                consents)
+
+    before = state()
+    assert before == (1, ("visit_recognition",), None, 1)
+    with pytest.raises(FaceMismatch) as refused:
+        store.members.grant(member, [biden], ConsentRecord(("face_pay",), "Barack"), payment_ref="card-joe")
+    assert (refused.value.code, refused.value.status, refused.value.mismatched) == ("face_mismatch", 409, (str(biden),))
+    assert refused.value.rejected[0][1].startswith("face_mismatch:") and "not the member's" in str(refused.value)
+    with pytest.raises(FaceMismatch) as mixed:  # one photo of his does not carry another's
+        store.members.grant(member, [obama2, biden], ConsentRecord(("face_pay",), "Barack"), payment_ref="card-joe")
+    assert mixed.value.mismatched == (str(biden),) and mixed.value.faces_in_image == ((str(obama2), 1), (str(biden), 1))
+    assert state() == before  # no face added, no consent, no payment method
+    with pytest.raises(AlreadyExists):  # an enrolment does not add a photo to an existing member either
+        store.members.enrol("Joe", [biden], ConsentRecord(("visit_recognition",), "Joe"), member_id=member)
+    assert state() == before  # and the member's own face is still theirs (it was deleted with the refused row)
+
+    granted = store.members.grant(member, [obama2], ConsentRecord(("face_pay",), "Barack"), payment_ref="card-b")
+    assert (granted.faces, granted.purposes) == (2, ("visit_recognition", "face_pay"))
+    assert store.members.payment_ref(member) == "card-b"
+
+    # every biometric purpose withdrawn: no face left to compare with, a new grant is taken on the
+    # word of who records it (docs/retail.md)
+    assert store.members.withdraw(member).faces_deleted == 2
+    again = store.members.grant(member, [biden], ConsentRecord(("visit_recognition",), "Barack"))
+    assert (again.faces, again.purposes) == (1, ("visit_recognition",))

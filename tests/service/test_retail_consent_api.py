@@ -1,6 +1,7 @@
 """A member's consent over REST: a new grant takes no `name` (it was recorded as who granted it),
 `granted_by` fits its column, a withdrawal of nothing is refused and one that changes nothing
-writes no audit record; occupancy looks back the store's `max_visit_hours`."""
+writes no audit record, a new grant's photo of another person is refused (`face_mismatch`);
+occupancy looks back the store's `max_visit_hours`."""
 
 from __future__ import annotations
 
@@ -62,6 +63,42 @@ def test_a_new_consent_takes_no_name_and_a_repeated_withdrawal_is_not_audited(ap
         granted_by = list(session.scalars(select(Consent.granted_by).where(Consent.member_id == member)
                                           .order_by(Consent.id)))
     assert granted_by == ["Lin", "Lin's guardian"]
+
+
+def test_a_new_grant_with_another_person_s_photo_is_refused(api, examples: Path, fast_analyzer,
+                                                            tmp_path: Path) -> None:
+    """Biden's photo granted on Obama's member answered 200: the member held both faces and face
+    pay could charge Biden's cart to Obama. Now 409 ``face_mismatch``: no face, consent, payment
+    method or audit record of a grant; Obama's second photo is granted."""
+    config = StoreConfig(id=f"match-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    photos = examples / "tests" / "test_images"
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    base = f"/v1/retail/stores/{config.id}"
+    with api.client("acme_admin") as acme:
+        enrolled = acme.post(f"{base}/members", files={"image": (photos / "obama.jpg").read_bytes()},
+                             data={"name": "Barack", "purposes": "visit_recognition", "granted_by": "Barack"})
+        assert enrolled.status_code == 201, enrolled.text
+        member = enrolled.json()["id"]
+        consent = f"{base}/members/{member}/consent"
+        form = {"purposes": "face_pay", "granted_by": "Barack", "payment_ref": "card-joe"}
+        biden = acme.post(consent, files={"image": (photos / "biden.jpg").read_bytes()}, data=form)
+        assert _error(biden) == (409, "face_mismatch"), biden.text
+        assert "not the member's" in biden.json()["error"]["message"]
+        listed = acme.get(f"{base}/members").json()["members"]
+        assert [(m["faces"], m["purposes"], m["has_payment_method"]) for m in listed] == \
+            [(1, ["visit_recognition"], False)]
+        grants = f"{config.id}/{member}"
+        trail = [e for e in acme.get("/v1/audit").json()["events"]
+                 if e["action"] == "retail.consent.grant" and e["target"] == grants]
+        assert trail == []
+        own = acme.post(consent, files={"image": (photos / "obama2.jpg").read_bytes()},
+                        data={**form, "payment_ref": "card-b"})
+        assert own.status_code == 200, own.text
+        assert (own.json()["faces"], own.json()["purposes"]) == (2, ["visit_recognition", "face_pay"])
+        trail = [e for e in acme.get("/v1/audit").json()["events"]
+                 if e["action"] == "retail.consent.grant" and e["target"] == grants]
+        assert [e["details"]["purposes"] for e in trail] == [["visit_recognition", "face_pay"]]
 
 
 def test_occupancy_looks_back_the_store_s_max_visit_hours(api, fast_analyzer, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Members: enrolment with an explicit consent record, consent withdrawal (the faces go at once,
-the account stays) and a new grant with a new photo, export of their data, complete erasure."""
+the account stays) and a new grant with a new photo (of the member: one of another person is
+refused while the member holds faces), export of their data, complete erasure."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,10 +27,10 @@ from faceatlas.apps.retail.db import (
 )
 from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.db import rowcount
-from faceatlas.engine import FaceAnalyzer, NoFace
+from faceatlas.engine import Face, FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import ConsentRequired, InvalidArgument, TooManyFaces
-from faceatlas.gallery import EnrolReport, Gallery, NotFound, check_text
+from faceatlas.errors import AlreadyExists, Conflict, ConsentRequired, InvalidArgument, InvalidImage, TooManyFaces
+from faceatlas.gallery import EnrolReport, Gallery, NotFound, check_text, source_crop
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
 BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
@@ -81,6 +84,27 @@ class NoUsableFace(NoFace):
         super().__init__(f"no usable face in the enrolment images: {list(self.rejected)}")
 
 
+class FaceMismatch(Conflict):
+    """A new grant's photo of someone else than the member: its face does not match the faces the
+    member holds at the store's face pay FAR (``recognition.pay_far``, as face pay matches at the
+    checkout). Nothing is recorded: no face added, no consent. ``mismatched``: the sources of the
+    photos whose face is not the member's; ``rejected`` and ``faces_in_image`` as
+    :class:`NoUsableFace` names them (the mismatched photos among the rejected, ``face_mismatch: ...``)."""
+
+    code = "face_mismatch"
+
+    def __init__(self, mismatched: Iterable[str], rejected: Iterable[tuple[str, str]],
+                 faces_in_image: Iterable[tuple[str, int]] = ()) -> None:
+        self.mismatched = tuple(mismatched)
+        self.rejected = tuple(rejected)
+        self.faces_in_image = tuple(faces_in_image)
+        which = ("the photo's face is" if len(self.mismatched) == 1 and len(self.faces_in_image) <= 1
+                 else f"the face of {', '.join(self.mismatched)} is")
+        super().__init__(f"{which} not the member's: it does not match the faces the member holds (at the "
+                         "store's face pay FAR); nothing was recorded. A new consent is the member's own, "
+                         "given with a photo of them alone")
+
+
 @dataclass
 class WithdrawalReport:
     """What a consent withdrawal did: the purposes ``withdrawn`` and those still consented
@@ -111,8 +135,9 @@ class MemberRegistry:
     """Members of one store; their faces live in the store's gallery collection, keyed by member id."""
 
     def __init__(self, store_id: str, sessions: sessionmaker[Session], gallery: Gallery, collection: str,
-                 analyzer: FaceAnalyzer, payments: PaymentBackend) -> None:
+                 analyzer: FaceAnalyzer, payments: PaymentBackend, *, pay_far: float) -> None:
         self.store_id = store_id
+        self.pay_far = pay_far  # a new grant's photo matches the member's faces at face pay's FAR
         self._sessions = sessions
         self._gallery = gallery
         self._collection = collection
@@ -133,10 +158,20 @@ class MemberRegistry:
         recognised at the door and charged at the checkout on the member's consent, with no consent
         of their own. Saying "the largest of N faces" after the fact, as a gallery enrolment does,
         leaves that face held until staff notice; a retake at the kiosk costs a second.
-        ``faces_in_image`` says how many faces each photo read holds."""
+        ``faces_in_image`` says how many faces each photo read holds.
+
+        ``member_id`` names a new member: one that exists (of any store) is :class:`AlreadyExists`
+        before any photo is read (its photo was added to the member's faces, then the member row
+        refused and the member's own faces deleted with it). A photo is added to an existing
+        member only by :meth:`grant`, which checks it is theirs."""
         purposes = _checked(consent, payment_ref)
         for what, text in (("member name", name), ("email", email)):
             check_text(text, what, max_length=TEXT_MAX)  # before any face is enrolled
+        if member_id is not None:
+            with self._sessions() as session:
+                if session.get(Member, member_id) is not None:
+                    raise AlreadyExists(f"member '{member_id}' exists: a new photo of theirs is a new consent "
+                                        "(grant), checked to be theirs")
         member_id = member_id or uuid.uuid4().hex
         at = at or utcnow()
         report = self._enrol_faces(member_id, images)
@@ -163,6 +198,55 @@ class MemberRegistry:
         if not report.added:
             raise NoUsableFace(report.rejected, report.found)
         return report
+
+    def _grant_faces(self, member_id: str, images: Iterable[ImageInput]) -> EnrolReport:
+        """The member's face of each image, read as :meth:`_enrol_faces` reads them and added once
+        every one is theirs (see :meth:`grant`): :class:`NoUsableFace` when no image gave one,
+        :class:`FaceMismatch` (nothing added) when one is another person's."""
+        keep_crops = self._gallery.get_collection(self._collection).keep_crops
+        report = EnrolReport()
+        read: list[tuple[str, Face, bytes | None]] = []
+        for number, image in enumerate(images):  # as Gallery.enrol_images(..., alone=True) reads them
+            source = str(image) if isinstance(image, str | Path) else f"image#{number}"
+            try:
+                decoded = self._analyzer.load_reduced(image)[0]
+            except InvalidImage as exc:
+                report.rejected.append((source, f"{exc.code}: {exc}"))
+                continue
+            faces, found = self._analyzer.largest(decoded)
+            report.found.append((source, found))
+            if not faces:
+                report.rejected.append((source, "no_face: no face found in the image"))
+            elif found > 1:
+                report.rejected.append((source, f"{TooManyFaces.code}: {found} faces in the image, where one "
+                                                "person alone is expected"))
+            else:
+                read.append((source, faces[0], source_crop(decoded, faces[0]) if keep_crops else None))
+        if not read:
+            raise NoUsableFace(report.rejected, report.found)
+        if self._holds_faces(member_id):
+            mismatched = [source for source, face, _ in read if not self._gallery.verify(
+                self._collection, member_id, face, far=self.pay_far, calibration=self._analyzer.calibration).match]
+            if mismatched:
+                why = f"{FaceMismatch.code}: not the member's face (it does not match the faces they hold)"
+                raise FaceMismatch(mismatched, report.rejected + [(source, why) for source in mismatched],
+                                   report.found)
+        report.added = self._gallery.add_embeddings(
+            self._collection, member_id, np.stack([face.as_embedding().vector for _, face, _ in read]),
+            recognizer_id=self._analyzer.pack.recognizer_id, qualities=[face.quality for _, face, _ in read],
+            sources=[source for source, _, _ in read], crops=[crop for _, _, crop in read])
+        return report
+
+    def _holds_faces(self, member_id: str) -> bool:
+        """Whether the member's gallery subject holds a face (none once every biometric purpose is
+        withdrawn); the store's pay FAR is checked to have a threshold first (:class:`NotCalibrated`)."""
+        try:
+            held = self._gallery.get_subject(self._collection, member_id).faces
+        except NotFound:
+            return False
+        if held:
+            self._analyzer.threshold(self.pay_far)  # uncalibrated: refused, never checked on a guess
+        return held > 0
 
     def withdraw(self, member_id: str, purposes: Iterable[str] | None = None, *,
                  at: datetime | None = None) -> WithdrawalReport:
@@ -222,11 +306,21 @@ class MemberRegistry:
               gender: str | None = None) -> MemberInfo:
         """Record a new consent of an existing member (after a withdrawal, or to change purposes)
         with new face images, under the same rules as :meth:`enrol` (each photo of the member
-        alone): faces withdrawn before are never restored, the member gives a new photo."""
+        alone): faces withdrawn before are never restored, the member gives a new photo.
+
+        While the member holds faces (a biometric purpose still consented), each new photo's face
+        must be theirs: verified 1:1 against the faces held at the store's face pay FAR
+        (``recognition.pay_far``, the match face pay charges on). One that is not is
+        :class:`FaceMismatch` and nothing is recorded (no face added, no consent): another
+        person's face on the member's account would pay at the checkout on it. A member holding
+        no face (every biometric purpose withdrawn: their faces were deleted) has nothing to be
+        compared with: their new photo is taken as the enrolment's is, on the word of the staff
+        or kiosk that records the consent. Without a calibrated threshold for the pay FAR a member
+        holding faces cannot be checked: :class:`NotCalibrated`, nothing recorded (as face pay)."""
         purposes = _checked(consent, payment_ref)
         with self._sessions() as session:
             self._member(session, member_id)
-        report = self._enrol_faces(member_id, images)
+        report = self._grant_faces(member_id, images)
         analytics = "analytics" in purposes
         at = utcnow()
         try:

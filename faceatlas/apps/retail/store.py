@@ -124,7 +124,8 @@ class RetailStore:
         else:  # crops follow the setting of now: turned off, the crops kept before are deleted
             if members.keep_crops != config.privacy.keep_face_crops:
                 gallery.set_keep_crops(COLLECTION, config.privacy.keep_face_crops)
-        self.members = MemberRegistry(config.id, self._sessions, gallery, COLLECTION, analyzer, self.payments)
+        self.members = MemberRegistry(config.id, self._sessions, gallery, COLLECTION, analyzer, self.payments,
+                                      pay_far=config.recognition.pay_far)
         self.products = Catalogue(config.id, self._sessions)
         if owns:  # opened by its runner: the config's products seed the catalogue (SKUs it never had)
             self.products.seed(config.products)

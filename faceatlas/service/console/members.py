@@ -20,6 +20,7 @@ from faceatlas.apps.retail import (
     MAX_PRICE_CENTS,
     PURPOSES,
     ConsentRecord,
+    FaceMismatch,
     MemberInfo,
     NoUsableFace,
     RetailStore,
@@ -97,9 +98,10 @@ async def _photos(request: Request, photos: Sequence[UploadFile]) -> list[bytes]
 
 
 def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: Sequence[tuple[str, str]],
-              found: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+              found: Sequence[tuple[str, int]], *, unlisted: str = "no_face: no usable face") -> list[dict[str, Any]]:
     """Each photo's outcome from what the layer rejected and how many faces it found in each
-    (``image#N``: the N-th photo)."""
+    (``image#N``: the N-th photo); ``unlisted``: the outcome of a photo not rejected when nothing
+    was recorded."""
     why, faces = dict(rejected), dict(found)
     outcomes = []
     for number, upload in enumerate(photos[:MAX_PHOTOS]):
@@ -107,7 +109,7 @@ def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: S
         if reason is None and info is not None:
             outcomes.append({"file": upload.filename, "ok": True, "found": faces.get(f"image#{number}", 1)})
         else:
-            code, _, message = (reason or "no_face: no usable face").partition(": ")
+            code, _, message = (reason or unlisted).partition(": ")
             outcomes.append({"file": upload.filename, "ok": False, "code": code, "message": message})
     return outcomes
 
@@ -171,14 +173,16 @@ async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, 
         finally:
             store.close()
 
-    status, info = 200, None
+    status, info, refusal, unlisted = 200, None, None, "no_face: no usable face"
     try:
         info = await run_in_threadpool(run)
         meter.faces, rejected, found = info.faces, info.rejected, info.faces_in_image
-    except NoUsableFace as refused:  # each photo's reason, as the galleries page shows them
-        status, rejected, found = refused.status, refused.rejected, refused.faces_in_image
-    context: dict[str, Any] = {"store_id": store_id, "info": info, "member": member,
-                               "outcomes": _outcomes(photos, info, rejected, found),
+    except (NoUsableFace, FaceMismatch) as refused:  # each photo's reason, as the galleries page shows them
+        status, rejected, found, refusal = refused.status, refused.rejected, refused.faces_in_image, refused.code
+        if isinstance(refused, FaceMismatch):  # a photo of the member's, refused with another's
+            unlisted = "not_recorded: the member's face, not recorded as another photo is not theirs"
+    context: dict[str, Any] = {"store_id": store_id, "info": info, "member": member, "refusal": refusal,
+                               "outcomes": _outcomes(photos, info, rejected, found, unlisted=unlisted),
                                "skipped": max(0, len(photos) - MAX_PHOTOS)}
     template = "_member_enrol.html" if is_htmx(request) else "member_enrolled.html"
     return render(request, template, user, status_code=status, **context), info

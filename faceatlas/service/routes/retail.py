@@ -249,7 +249,9 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
                         audit: Annotated[AuditEntry, audited("retail.consent.grant", MEMBER)]) -> dict:
     """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
     for good): the same rules as enrolment (a biometric purpose; face_pay needs ``payment_ref``;
-    a photo of the member alone, ``too_many_faces`` else)."""
+    a photo of the member alone, ``too_many_faces`` else). While the member holds faces the photo
+    must be theirs, matched at the store's face pay FAR: another person's is 409 ``face_mismatch``,
+    nothing recorded and no grant audited."""
     image, _, consent, payment = await _consent_form(request, meter, GRANT_FIELDS)
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.grant(
         member_id, [image], consent, payment_ref=payment))
