@@ -1450,7 +1450,8 @@ class FaceAtlasClient:
     def retail_grant_consent(self, store: str, member_id: str, image: ImageArg, *, purposes: list[str],
                              granted_by: str, payment_ref: str | None = None,
                              idempotency_key: str | None = None) -> RetailMember:
-        """A new consent of a member, with a new face photo."""
+        """A new consent of a member, with a new face photo: while the member holds faces it must be
+        theirs (matched 1:1 at the store's face pay FAR), else the server's 409 ``face_mismatch``."""
         data = {"purposes": ",".join(purposes), "granted_by": granted_by,
                 **({"payment_ref": payment_ref} if payment_ref else {})}
         path = f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}/consent"
