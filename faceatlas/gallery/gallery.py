@@ -364,14 +364,14 @@ class Gallery:
                                       header["embedding_size"], keep_crops=header["keep_crops"],
                                       metadata=header.get("metadata") or {})
         try:
-            return self._import_subjects(Path(path), target, header["recognizer_id"])
+            return self._import_subjects(Path(path), target, header["recognizer_id"], header["embedding_size"])
         except BaseException:
             self.delete_collection(target)
             raise
 
-    def _import_subjects(self, path: Path, target: str, recognizer_id: str) -> int:
+    def _import_subjects(self, path: Path, target: str, recognizer_id: str, embedding_size: int) -> int:
         imported = 0
-        for by_subject in exchange.read_subjects(path):
+        for by_subject in exchange.read_subjects(path, embedding_size):
             for external_id, entry in by_subject.items():
                 self.ensure_subject(target, external_id, name=entry["name"], metadata=entry["metadata"])
                 faces = entry["faces"]
