@@ -8,23 +8,42 @@ and write the database.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from PIL import Image
 
 from faceatlas.errors import InvalidInput
+from faceatlas.gallery.rules import ID_MAX_LENGTH, METADATA_MAX_BYTES, NAME_MAX_LENGTH
 from faceatlas.gallery.sync import decode_embeddings
 from faceatlas.gallery.types import CollectionInfo
+from faceatlas.settings import EngineSettings
 
 FORMAT_VERSION = 1
 METADATA_KEY = b"faceatlas.gallery"
 BATCH = 10_000
 MAX_EMBEDDING_SIZE = 4096  # the widest embedding an export may declare (packs here: 128 to 640)
+# A face crop (``gallery.source_crop``: the face box grown by half its size on each side, as a
+# quality-95 JPEG) is at most the whole photo: 40 MP (FACEATLAS_MAX_PIXELS) at about half a byte a
+# pixel is ~20 MB; a crop of a face close up in a 12 MP photo is 2 to 6 MB. An import's crop is a
+# JPEG or PNG image of at most this many bytes (a 12.9 kB file held one of 300 MB of zeros).
+MAX_CROP_BYTES = 32 * 1024 * 1024
+CROP_FORMATS = ("JPEG", "PNG")
+# Images do not compress: a crop column inflating more than this many times its stored size (beyond
+# CROP_SLACK) is not images (the 300 MB of zeros was 12.9 kB of zstd), refused before it is read.
+CROP_INFLATION = 8
+CROP_SLACK = 64 * 1024 * 1024
+READ_BUDGET = 256 * 1024 * 1024  # the bytes of one batch of rows read at a time, at most about
+SOURCE_MAX_LENGTH = 1000  # a face's source as its column keeps it (gallery._source_text)
 
 
 def _schema(dim: int, header: dict[str, Any]) -> pa.Schema:
@@ -38,6 +57,42 @@ def _schema(dim: int, header: dict[str, Any]) -> pa.Schema:
         ("source", pa.string()),
         ("crop", pa.binary()),
     ], metadata={METADATA_KEY: json.dumps(header).encode()})
+
+
+def _string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _expected_types(dim: int) -> dict[str, tuple[str, Callable[[pa.DataType], bool]]]:
+    """Each column: the type an export writes (as the refusal names it) and which types read as it
+    (a file rewritten elsewhere may hold large strings, or its embeddings as variable lists checked row
+    by row); a column of nulls only (type null) reads as any that may be null."""
+
+    def nullable(test: Callable[[pa.DataType], bool]) -> Callable[[pa.DataType], bool]:
+        return lambda kind: pa.types.is_null(kind) or test(kind)
+
+    def embedding(kind: pa.DataType) -> bool:
+        if pa.types.is_fixed_size_list(kind):
+            return kind.list_size == dim and kind.value_type in (pa.float32(), pa.float64())
+        return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and kind.value_type in (pa.float32(),
+                                                                                                pa.float64())
+
+    written = {field.name: str(field.type) for field in _schema(dim, {})}
+    tests: dict[str, Callable[[pa.DataType], bool]] = {
+        "external_id": _string, "name": nullable(_string), "subject_metadata": nullable(_string),
+        "face_id": nullable(pa.types.is_integer), "embedding": nullable(embedding),
+        "quality": nullable(pa.types.is_floating), "source": nullable(_string),
+        "crop": nullable(lambda kind: pa.types.is_binary(kind) or pa.types.is_large_binary(kind)),
+    }
+    return {name: (written[name], test) for name, test in tests.items()}
+
+
+def _value_bytes(dim: int) -> dict[str, int]:
+    """The most bytes one value of each column can take (UTF-8 at 4 bytes a character, JSON's
+    escapes at 6 per byte): what bounds a column chunk's size before it is read."""
+    return {"external_id": 4 * ID_MAX_LENGTH, "name": 4 * NAME_MAX_LENGTH,
+            "subject_metadata": 6 * METADATA_MAX_BYTES, "face_id": 8, "embedding": 8 * dim, "quality": 8,
+            "source": 4 * SOURCE_MAX_LENGTH, "crop": MAX_CROP_BYTES}
 
 
 def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequence[Sequence[Any]]], *,
@@ -92,7 +147,9 @@ def _write(path: Path, schema: pa.Schema, info: CollectionInfo, batches: Iterabl
 
 
 def read_header(path: Path) -> dict[str, Any]:
-    """The pack identity and collection options stored in an export file."""
+    """The pack identity and collection options stored in an export file, once its columns are of
+    the types an export writes and no column holds more than its values can (read from the Parquet
+    metadata, before any row is): a file that fails either is :class:`InvalidInput` naming why."""
     if not Path(path).is_file():
         raise InvalidInput(f"{path}: no such file")
     try:
@@ -111,7 +168,49 @@ def read_header(path: Path) -> dict[str, Any]:
         raise InvalidInput(f"{path.name}: its export header is not JSON ({exc})") from exc
     except RecursionError as exc:  # "[" * 100_000: a traceback (the API's 500) instead of bad input
         raise InvalidInput(f"{path.name}: its export header nests deeper than JSON of an export does") from exc
-    return _checked_header(header, path.name)
+    header = _checked_header(header, path.name)
+    _check_types(schema, header["embedding_size"], path.name)
+    _check_sizes(Path(path), header["embedding_size"])
+    return header
+
+
+def _check_types(schema: pa.Schema, dim: int, name: str) -> None:
+    """Each column of the type an export writes: quality as text, a crop as a number, embeddings of
+    text, a source or a name as a number were a 500 half way through the import (a traceback in
+    SQLAlchemy, NumPy or the gallery's rules)."""
+    for column, (written, accepts) in _expected_types(dim).items():
+        found = schema.field(column).type
+        if not accepts(found):
+            raise InvalidInput(f"{name}: column '{column}' is {found}, not {written} as an export writes it")
+
+
+def _check_sizes(path: Path, dim: int) -> None:
+    """No column chunk holds more bytes than its rows' values can (a crop at most MAX_CROP_BYTES,
+    a name 300 characters, ...), and the crops are not far smaller stored than read (images do not
+    compress): from the Parquet metadata, before a row is read."""
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InvalidInput(f"{path.name} is not a FaceAtlas collection export (not Parquet: {exc})") from exc
+    caps = _value_bytes(dim)
+    crops_read = crops_stored = 0
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            column = chunk.path_in_schema.split(".")[0]
+            if column not in caps:
+                continue  # a column an export does not have is never read
+            cap = row_group.num_rows * (caps[column] + 16) + 1024 * 1024
+            if chunk.total_uncompressed_size > cap:
+                raise InvalidInput(f"{path.name}: column '{column}' holds {chunk.total_uncompressed_size:,} bytes in "
+                                   f"{row_group.num_rows:,} rows (row group {group + 1}), more than its values can")
+            if column == "crop":
+                crops_read += chunk.total_uncompressed_size
+                crops_stored += chunk.total_compressed_size
+    if crops_read > max(CROP_SLACK, CROP_INFLATION * crops_stored):
+        raise InvalidInput(f"{path.name}: column 'crop' holds {crops_read:,} bytes stored in {crops_stored:,}: face "
+                           "crops are JPEG or PNG images, which do not compress so")
 
 
 def _checked_header(header: object, name: str) -> dict[str, Any]:
@@ -138,10 +237,18 @@ def _checked_header(header: object, name: str) -> dict[str, Any]:
     return header
 
 
-def read_subjects(path: Path) -> Iterator[dict[str, dict[str, Any]]]:
+def read_subjects(path: Path, embedding_size: int) -> Iterator[dict[str, dict[str, Any]]]:
     """The subjects of an export, batch by batch: external id -> name, metadata and face rows
-    (embedding, quality, source, crop)."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
+    (embedding, quality, source, crop). A row an export cannot hold is :class:`InvalidInput` naming
+    it (1 for the first) and its subject: a null id, a face without its id, an embedding not of
+    ``embedding_size`` numbers, a quality that is NaN or infinite, a crop that is not a JPEG or PNG
+    image of at most :data:`MAX_CROP_BYTES`. Batches are at most about :data:`READ_BUDGET` bytes."""
+    parquet = pq.ParquetFile(path)
+    columns = _schema(1, {}).names
+    max_pixels = EngineSettings().max_pixels
+    first = 0
+    for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
+        _check_batch(batch, first, embedding_size, max_pixels)
         by_subject: dict[str, dict[str, Any]] = {}
         for row in batch.to_pylist():
             entry = by_subject.get(row["external_id"])
@@ -150,7 +257,92 @@ def read_subjects(path: Path) -> Iterator[dict[str, dict[str, Any]]]:
                                                           "metadata": _subject_metadata(row)}
             if row["embedding"] is not None:
                 entry["faces"].append(row)
+        first += batch.num_rows
         yield by_subject
+
+
+def _batch_rows(parquet: pq.ParquetFile, columns: Sequence[str]) -> int:
+    """Rows read at a time: BATCH, fewer where a row group's columns are large (crops) so that a
+    batch is about READ_BUDGET bytes."""
+    rows = BATCH
+    metadata = parquet.metadata
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        size = sum(row_group.column(i).total_uncompressed_size for i in range(row_group.num_columns)
+                   if row_group.column(i).path_in_schema.split(".")[0] in columns)
+        if size and row_group.num_rows:
+            rows = min(rows, max(1, READ_BUDGET * row_group.num_rows // size))
+    return rows
+
+
+def _check_batch(batch: pa.RecordBatch, first: int, dim: int, max_pixels: int) -> None:
+    """The rows of ``batch`` (``first``: the file's row number of its first, from 0) as an export
+    writes them; see :func:`read_subjects`."""
+    ids = batch.column("external_id")
+
+    def refuse(index: int, what: str) -> InvalidInput:
+        subject = ids[index].as_py()
+        named = "" if subject is None else f" (subject {str(subject)[:60]!r})"
+        return InvalidInput(f"row {first + index + 1}{named}: {what}")
+
+    def first_true(mask: pa.Array) -> int | None:
+        found = pc.index(pc.fill_null(mask, False), True).as_py()
+        return None if found < 0 else int(found)
+
+    if (index := first_true(pc.is_null(ids))) is not None:
+        raise refuse(index, "its external_id is null")
+    embeddings = batch.column("embedding")
+    faces = pc.is_valid(embeddings)
+    if (index := first_true(pc.and_(faces, pc.is_null(batch.column("face_id"))))) is not None:
+        raise refuse(index, "a face (an embedding) without its face_id")
+    if not pa.types.is_null(embeddings.type):
+        lengths = pc.list_value_length(embeddings)
+        if (index := first_true(pc.not_equal(lengths, dim))) is not None:
+            raise refuse(index, f"its embedding holds {lengths[index].as_py()} numbers, not the export's {dim}")
+        if pc.list_flatten(embeddings).null_count:
+            raise refuse(_row_with_null_value(embeddings), "its embedding holds a null where a number belongs")
+    quality = batch.column("quality")
+    if not pa.types.is_null(quality.type) and (index := first_true(pc.invert(pc.is_finite(quality)))) is not None:
+        raise refuse(index, f"its quality is {quality[index].as_py()}, not a number a face's quality is")
+    crops = batch.column("crop")
+    if not pa.types.is_null(crops.type):
+        if (index := first_true(pc.greater(pc.binary_length(crops), MAX_CROP_BYTES))) is not None:
+            raise refuse(index, f"its crop is {len(crops[index].as_py()):,} bytes, more than the {MAX_CROP_BYTES:,} "
+                                "a face crop may be")
+        for index, crop in enumerate(crops):
+            if crop.is_valid:
+                problem = _crop_problem(crop.as_buffer(), max_pixels)
+                if problem:
+                    raise refuse(index, problem)
+
+
+def _row_with_null_value(embeddings: pa.Array) -> int:
+    for index, vector in enumerate(embeddings):
+        if vector.is_valid and vector.values.null_count:
+            return index
+    return 0
+
+
+def _crop_problem(crop: pa.Buffer, max_pixels: int) -> str | None:
+    """Why ``crop`` is no face crop (a JPEG or PNG image of at most ``max_pixels`` that decodes: a
+    JPEG at 1/8 scale, a PNG's chunks checked), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the pixels are checked here
+            with Image.open(io.BytesIO(crop.to_pybytes())) as image:
+                if image.format not in CROP_FORMATS:
+                    return f"its crop is {image.format or 'an unknown format'}, not a JPEG or PNG image"
+                width, height = image.size
+                if not 0 < width * height <= max_pixels:
+                    return f"its crop is {width}x{height} pixels, not an image a face crop can be"
+                if image.format == "JPEG":
+                    image.draft("L", (math.ceil(width / 8), math.ceil(height / 8)))
+                    image.load()
+                else:
+                    image.verify()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return f"its crop is not a JPEG or PNG image ({str(exc)[:100]})"
+    return None
 
 
 def _subject_metadata(row: dict[str, Any]) -> Any:

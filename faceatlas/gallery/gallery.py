@@ -291,14 +291,17 @@ class Gallery:
         loses nothing (the next use copies them again from the database). After the commit they
         are dropped once more: another process's catch-up may have copied them back meanwhile
         (Milvus: what outlives that, or a second drop Milvus fails, is dropped at the next open or
-        flush; the delete, committed, is not answered with an error)."""
+        flush; the delete, committed, is not answered with an error). Of deletes at once, one
+        deletes it and the others are :class:`NotFound`."""
         with self._sessions.begin() as session:
             collection = self._collection(session, name)
             collection_id = collection.id
             session.execute(delete(FaceRecord).where(FaceRecord.collection_id == collection_id))
             session.execute(delete(Subject).where(Subject.collection_id == collection_id))
-            session.delete(collection)
-            session.flush()
+            # the row's DELETE decides: a delete that read the collection before another's commit
+            # deleted nothing and answered success (six at once: four 204s and four audit records)
+            if not rowcount(session.execute(delete(Collection).where(Collection.id == collection_id))):
+                raise NotFound(f"collection '{name}' not found")
             self._indexes.drop(collection_id)
         try:
             self._indexes.drop(collection_id)
@@ -361,14 +364,14 @@ class Gallery:
                                       header["embedding_size"], keep_crops=header["keep_crops"],
                                       metadata=header.get("metadata") or {})
         try:
-            return self._import_subjects(Path(path), target, header["recognizer_id"])
+            return self._import_subjects(Path(path), target, header["recognizer_id"], header["embedding_size"])
         except BaseException:
             self.delete_collection(target)
             raise
 
-    def _import_subjects(self, path: Path, target: str, recognizer_id: str) -> int:
+    def _import_subjects(self, path: Path, target: str, recognizer_id: str, embedding_size: int) -> int:
         imported = 0
-        for by_subject in exchange.read_subjects(path):
+        for by_subject in exchange.read_subjects(path, embedding_size):
             for external_id, entry in by_subject.items():
                 self.ensure_subject(target, external_id, name=entry["name"], metadata=entry["metadata"])
                 faces = entry["faces"]
@@ -477,7 +480,8 @@ class Gallery:
     def delete_subject(self, collection: str, external_id: str) -> int:
         """Delete a subject and every face row, crop and index entry of it; returns the face count.
         The index file is rewritten at once so no vector of the subject stays on disk. An id that
-        no subject can have (empty, blank) is :class:`InvalidArgument`."""
+        no subject can have (empty, blank) is :class:`InvalidArgument`; of deletes at once, one
+        deletes it and the others are :class:`NotFound`."""
         check_id(external_id)
         with self._sessions.begin() as session:
             coll = self._collection(session, collection)
@@ -485,7 +489,8 @@ class Gallery:
             face_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.subject_id == subject.id)),
                                    dtype=np.int64)
             session.execute(delete(FaceRecord).where(FaceRecord.subject_id == subject.id))
-            session.delete(subject)
+            if not rowcount(session.execute(delete(Subject).where(Subject.id == subject.id))):  # deleted meanwhile
+                raise NotFound(f"subject '{external_id}' not found in '{collection}'")
             revision = self._bump(session, coll)
             journal = self._indexes.intend_erase(coll.id, face_ids)  # written before the commit
         self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True, journal=journal)

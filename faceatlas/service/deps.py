@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -205,9 +206,18 @@ def bearer_token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def authenticate(request: Request, accounts: AccountsDep, shared: SharedDep) -> Principal:
+# How a call gives its key, as the OpenAPI document declares it (securitySchemes, and ``security`` on
+# every operation that authenticates): FastAPI documents these; bearer_token reads the headers.
+_BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="an API key: Authorization: Bearer fa_...")
+_API_KEY = APIKeyHeader(name="X-API-Key", scheme_name="apiKey", auto_error=False,
+                        description="an API key (fa_...), where an Authorization header cannot be sent")
+
+
+def authenticate(request: Request, accounts: AccountsDep, shared: SharedDep,
+                 _bearer: Annotated[Any, Depends(_BEARER)] = None,
+                 _api_key: Annotated[Any, Depends(_API_KEY)] = None) -> Principal:
     """The caller of the request (its API key, looked up through the shared short-lived cache),
-    or :class:`Unauthorized`."""
+    or :class:`Unauthorized` (answered with ``WWW-Authenticate: Bearer``)."""
     token = bearer_token(request)
     principal = shared.principal(token, accounts.authenticate) if token else None
     if principal is None:

@@ -6,6 +6,7 @@ answers its ``client_message`` instead, the message going to the server log (:fu
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
@@ -27,10 +29,16 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
                413: "payload_too_large"}
 
 
-def error_response(code: str, message: str, status: int, retry_after: float | None = None) -> JSONResponse:
-    headers = ({"Retry-After": str(max(1, int(round(min(retry_after, 31 * 86400)))))}  # at most a month
-               if retry_after is not None else None)
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers)
+def error_response(code: str, message: str, status: int, retry_after: float | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The error body; ``headers`` (an HTTP error's own: a 405's ``Allow``) are kept. A 401 says how
+    to authenticate (``WWW-Authenticate: Bearer``, RFC 9110)."""
+    answer = dict(headers or {})
+    if retry_after is not None:  # at most a month
+        answer["Retry-After"] = str(max(1, int(round(min(retry_after, 31 * 86400)))))
+    if status == 401:
+        answer.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse({"error": {"code": code, "message": message}}, status, answer or None)
 
 
 def client_message(exc: FaceAtlasError) -> str:
@@ -104,5 +112,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response("internal", "internal server error", 500)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(_HTTP_CODES.get(exc.status_code, "bad_request"), str(exc.detail), exc.status_code)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # its headers stay (they were dropped): a 405 names the methods the path takes (Allow, RFC 9110)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request)) or headers.get("Allow", "")
+        return error_response(_HTTP_CODES.get(exc.status_code, "bad_request"), str(exc.detail), exc.status_code,
+                              headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods some route takes at ``request``'s path: every route's, not only the first one's
+    that matched the path (Starlette's Allow of ``PUT /v1/collections`` said GET, not GET, POST)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {"type": "http", "path": request.scope["path"], "root_path": request.scope.get("root_path", ""),
+                 "method": method, "headers": [], "query_string": b""}
+        if any(route.matches(dict(scope))[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed

@@ -10,9 +10,11 @@ is refused (422 ``validation_error``), never silently ignored.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from datetime import date
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class RequestBody(BaseModel):
@@ -20,6 +22,21 @@ class RequestBody(BaseModel):
     refused with 422 ``validation_error`` instead of being dropped and answered 200."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+def _iso_day(value: object) -> object:
+    """A day as its text is written: YYYY-MM-DD. Pydantic alone read a number as a Unix time
+    (``?to=0`` was 1970-01-01, ``?to=86400.0`` 1970-01-02)."""
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DAY.match(value)):
+        return value
+    raise ValueError("a day is written YYYY-MM-DD (ISO 8601), as 2026-12-05")
+
+
+# A calendar day in a query (``from``, ``to``): YYYY-MM-DD only, else 422 ``validation_error``.
+IsoDate = Annotated[date, BeforeValidator(_iso_day)]
 
 
 class ErrorDetail(BaseModel):

@@ -495,3 +495,38 @@ def test_a_face_enrolled_during_a_reembedding_is_reembedded_too(enrolled: Galler
     assert vectors.shape == (10, dlib_analyzer.pack.embedding_size)
     [(_, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
     assert matches[0].external_id == "obama"
+
+
+def _at_once(calls: int, call: Callable[[], object]) -> list[str]:
+    """``call`` in ``calls`` threads released together: 'ok' or the name of the error each raised."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(calls)
+
+    def one(_: int) -> str:
+        start.wait()
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+            return type(exc).__name__
+        return "ok"
+
+    with ThreadPoolExecutor(calls) as pool:
+        return sorted(pool.map(one, range(calls)))
+
+
+def test_concurrent_deletes_of_one_thing_delete_it_once(gallery: Gallery) -> None:
+    """Six deletes of one collection (of one subject) at once all succeeded but two: each one that read
+    the row before another's commit deleted nothing and said it had (the API: 204 and an audit record
+    for each). The delete that finds the row gone is NotFound."""
+    rng = np.random.default_rng(0)
+    for round_ in range(3):
+        rid = gallery.create_collection("race", "scrfd-mbf").recognizer_id
+        for subject in ("s0", "s1"):
+            gallery.add_embeddings("race", subject, rng.normal(size=(2, 128)), recognizer_id=rid)
+        assert _at_once(6, lambda: gallery.delete_subject("race", "s0")) == ["NotFound"] * 5 + ["ok"], round_
+        assert [s.external_id for s in gallery.list_subjects("race").items] == ["s1"]
+        assert gallery.get_collection("race").faces == 2
+        assert _at_once(6, lambda: gallery.delete_collection("race")) == ["NotFound"] * 5 + ["ok"], round_
+        assert gallery.list_collections() == []

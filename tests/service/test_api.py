@@ -525,3 +525,47 @@ def test_media_types_are_case_insensitive(api, examples):
     assert upper.status_code == 200 and len(upper.json()["faces"]) == 1
     assert as_json.status_code == 200 and len(as_json.json()["faces"]) == 1
     assert odd.status_code == 415 and odd.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_a_wrong_method_names_the_allowed_ones_and_a_missing_key_how_to_authenticate(api):
+    """A 405 came without its Allow header (the error handler dropped the exception's headers), and
+    a 401 without WWW-Authenticate (RFC 9110 asks both)."""
+    with api.client("acme_admin") as client:
+        wrong = client.put("/v1/collections")
+    assert wrong.status_code == 405
+    assert set(wrong.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    with api.client() as anonymous:
+        refused = anonymous.get("/v1/usage")
+    assert (refused.status_code, refused.headers.get("www-authenticate")) == (401, "Bearer")
+    with api.client("fa_0123_not_a_key") as wrong_key:
+        assert wrong_key.get("/v1/usage").headers.get("www-authenticate") == "Bearer"
+
+
+def test_usage_days_are_iso_dates_not_unix_times(api):
+    """?to=0 was 1970-01-01 and ?from=86400&to=86400.0 1970-01-02 (pydantic reads a number as a Unix
+    time): 200 with an empty bill instead of a refusal."""
+    with api.client("acme_admin") as client:
+        for params in ({"to": "0"}, {"from": "86400", "to": "86400.0"}, {"from": "1e9"},
+                       {"to": "2026-12-05T00:00:00"}, {"from": "20261205"}, {"to": "2026-02-30"}):
+            refused = client.get("/v1/usage", params=params)
+            assert refused.status_code == 422, (params, refused.text)
+            assert refused.json()["error"]["code"] == "validation_error"
+        assert client.get("/v1/usage", params={"from": "2026-12-01", "to": "2026-12-05"}).status_code == 200
+
+
+def test_the_openapi_document_says_how_a_call_gives_its_key(api):
+    """The document declared no securitySchemes: a generated client sent no key. Every /v1 operation
+    takes one, as Authorization: Bearer or X-API-Key (both accepted)."""
+    spec = api.app.openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "description": schemes["bearer"]["description"]}
+    assert (schemes["apiKey"]["type"], schemes["apiKey"]["in"], schemes["apiKey"]["name"]) == (
+        "apiKey", "header", "X-API-Key")
+    operations = [(path, operation) for path, methods in spec["paths"].items() for operation in methods.values()]
+    assert operations and all(path.startswith("/v1/") for path, _ in operations)
+    assert all(operation["security"] == [{"bearer": []}, {"apiKey": []}] for _, operation in operations)
+    assert not any(p["in"] == "header" and p["name"].lower() in ("authorization", "x-api-key")
+                   for _, operation in operations for p in operation.get("parameters", []))
+    with api.client() as anonymous:
+        by_header = anonymous.get("/v1/usage", headers={"X-API-Key": api.keys["acme_admin"]})
+    assert by_header.status_code == 200, by_header.text

@@ -497,3 +497,65 @@ def test_a_group_photo_answers_how_many_faces_it_held(api, examples):
         by_vector = http.post(f"/v1/collections/{name}/search",
                               json={"embedding": list(vector), "recognizer_id": RID}).json()
         assert by_vector["results"] and "faces_in_image" not in by_vector  # no photo
+
+
+def test_deletes_of_one_collection_or_subject_at_once_succeed_once(api):
+    """Six DELETE /collections/race at once answered [204, 204, 204, 404, 204, 404], an audit record
+    for each 204; so did a subject's: a delete that read the row before another's commit deleted
+    nothing and said it had. One is 204 and audited, the others 404."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenant = f"race-{uuid.uuid4().hex[:12]}"
+    api.accounts.create_tenant(tenant)
+    key = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    name = "race"
+
+    def at_once(url: str) -> list[int]:
+        start = threading.Barrier(6)
+
+        def delete(_: int) -> int:
+            with api.client(key) as http:
+                start.wait()
+                return http.delete(url).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            return sorted(pool.map(delete, range(6)))
+
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        for subject in ("s0", "s1"):
+            assert http.post(f"/v1/collections/{name}/subjects", json={"id": subject}).status_code == 201
+    assert at_once(f"/v1/collections/{name}/subjects/s0") == [204] + [404] * 5
+    assert at_once(f"/v1/collections/{name}") == [204] + [404] * 5
+    actions = [event.action for event in api.accounts.audit_log(tenant, 100)]
+    assert (actions.count("subject.delete"), actions.count("collection.delete")) == (1, 1)
+
+
+def test_an_import_with_a_column_of_another_type_or_a_crop_bomb_is_a_400(api, tmp_path):
+    """POST /collections/import answered 500 for an export whose quality was text, or whose source or
+    name were numbers; a 12.9 kB file holding a crop of 300 MB of zeros was imported (the server's
+    memory 1 to 2.7 GB). Each is 400 naming the column, and no collection is made."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = f"typ_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name}).status_code == 201
+        assert http.post(f"/v1/collections/{name}/subjects", json={"id": "ada"}).status_code == 201
+        exported = tmp_path / "c.parquet"
+        exported.write_bytes(http.get(f"/v1/collections/{name}/export").content)
+        table = pq.read_table(exported)
+        edits = {"quality": pa.array(["abc"]), "source": pa.array([1], pa.int64()), "name": pa.array([1], pa.int64()),
+                 "crop": pa.array([b"\0" * 80_000_000], pa.binary())}
+        for column, values in edits.items():
+            path = tmp_path / f"{column}.parquet"
+            pq.write_table(table.set_column(table.schema.get_field_index(column), column, values), path,
+                           compression="zstd")
+            answer = http.post("/v1/collections/import", params={"name": f"{name}_{column}"},
+                               files={"file": ("c.parquet", path.read_bytes(), "application/octet-stream")})
+            assert answer.status_code == 400, (column, answer.text)
+            assert answer.json()["error"]["code"] == "bad_request"
+            assert f"column '{column}'" in answer.json()["error"]["message"], answer.text
+            assert http.get(f"/v1/collections/{name}_{column}").status_code == 404, column
+        http.delete(f"/v1/collections/{name}")

@@ -266,3 +266,21 @@ def test_expired_reference_images_are_deleted_without_any_kyc_call(db_url, fast_
             assert images() == []  # deleted by the sweep while the service runs
     finally:
         engine.dispose()
+
+
+def test_a_submission_of_more_frames_than_the_limit_is_refused(api, examples):
+    """301 frames were taken (the form's file limit was MAX_FRAMES + 2: the document and 301 frames)."""
+    from faceatlas.service.routes.kyc import MAX_FRAMES
+
+    card = render_card(examples / MIRANDA, "Lin_Manuel_Miranda", 7)
+    frame = cv2.imencode(".jpg", cv2.imread(str(examples / MIRANDA))[:64, :64])[1].tobytes()
+    with api.client("acme_detect") as client:
+        session = client.post("/v1/kyc/sessions").json()
+        url = f"/v1/kyc/sessions/{session['id']}"
+        files = [("document", ("id.jpg", card, "image/jpeg"))] + [("frame", (f"{i}.jpg", frame, "image/jpeg"))
+                                                                   for i in range(MAX_FRAMES + 1)]
+        refused = client.post(f"{url}/submit", files=files, data={"fps": "30"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "validation_error"
+        assert f"at most {MAX_FRAMES} frames" in refused.json()["error"]["message"]
+        assert client.get(url).json()["status"] == "pending"

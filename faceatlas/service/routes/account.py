@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -14,7 +13,15 @@ from faceatlas.db import day_range
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, metered
 from faceatlas.service.idempotency import IdempotentRoute
-from faceatlas.service.schemas import AuditList, IssuedKeyOut, KeyList, RequestBody, TenantSettingsOut, UsageOut
+from faceatlas.service.schemas import (
+    AuditList,
+    IsoDate,
+    IssuedKeyOut,
+    KeyList,
+    RequestBody,
+    TenantSettingsOut,
+    UsageOut,
+)
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["account"], route_class=IdempotentRoute)
@@ -65,8 +72,8 @@ async def update_settings(
 def usage(
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("usage", "read", billable=False))],
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to", description="inclusive")] = None,
+    start: Annotated[IsoDate | None, Query(alias="from", description="first day, YYYY-MM-DD")] = None,
+    end: Annotated[IsoDate | None, Query(alias="to", description="last day, inclusive, YYYY-MM-DD")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> dict | PlainTextResponse:
     """Calls, faces and errors of the caller's tenant per day and operation."""

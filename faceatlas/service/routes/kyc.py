@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faceatlas.apps.kyc import LIST_LIMIT_MAX, STATUSES
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
@@ -71,7 +72,8 @@ async def create_session(
         "properties": {"document": {"type": "string", "format": "binary"},
                        "selfie": {"type": "string", "format": "binary", "description": "a video (mp4, webm, mov)"},
                        "frame": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                 "description": "or the selfie as images, in order"},
+                                 "maxItems": MAX_FRAMES,
+                                 "description": f"or the selfie as images, in order (at most {MAX_FRAMES})"},
                        "fps": {"type": "number", "description": "the frames' rate (default 10)"}}}}}}},
 )
 async def submit_session(
@@ -85,8 +87,17 @@ async def submit_session(
     counted: no work is done; it was billed each time, even for an empty document)."""
     if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send the document and the selfie as multipart/form-data")
-    form = await request.form(max_files=MAX_FRAMES + 2)
+    try:  # the document and MAX_FRAMES frames (or a video): 301 frames were taken (max_files was + 2)
+        form = await request.form(max_files=MAX_FRAMES + 1)
+    except StarletteHTTPException as exc:
+        if "Too many files" not in str(exc.detail):
+            raise
+        raise InvalidArgument(f"too many files: a submission is the document and at most {MAX_FRAMES} frames "
+                              "(or one selfie video)") from exc
     check_form(form, ("document", "selfie", "frame", "fps"), repeated=("frame",))
+    if len(form.getlist("frame")) > MAX_FRAMES:
+        raise InvalidArgument(f"too many files: a submission is the document and at most {MAX_FRAMES} frames "
+                              "(or one selfie video)")
     document = form.get("document")
     if document is None or isinstance(document, str):
         raise InvalidArgument("multipart field 'document' (the ID document image) is required")
