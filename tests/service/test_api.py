@@ -294,6 +294,8 @@ def test_retail_analytics_are_served_to_the_store_owner_only(api, examples, fast
         report = acme.get(path, params=window).json()
         chart = acme.get(path, params={**window, "format": "png", "chart": "dwell"})
         table = acme.get(path, params={**window, "format": "csv"}).text
+        unix = acme.get(path, params={"from": "0", "to": "86400.0"})  # read as Unix times: 1970's empty report
+        assert unix.status_code == 422 and unix.json()["error"]["code"] == "validation_error", unix.text
     assert report["summary"]["visits"] == 1 and report["summary"]["anonymous_visits"] == 1
     assert chart.headers["content-type"] == "image/png" and chart.content[:4] == b"\x89PNG"
     assert table.splitlines()[0] == "metric,key,value"

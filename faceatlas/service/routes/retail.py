@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -51,6 +50,7 @@ from faceatlas.service.deps import (
 )
 from faceatlas.service.idempotency import IdempotentRoute, forget_erased
 from faceatlas.service.schemas import (
+    IsoDate,
     RequestBody,
     RetailAlertList,
     RetailAlertResolvedOut,
@@ -81,9 +81,10 @@ async def store_analytics(
     store_id: str,
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("retail.analytics", "read", billable=False))],
-    start: Annotated[date | None, Query(alias="from", description="first day (default: 29 days before to: "
-                                                                  "30 days in all)")] = None,
-    end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
+    start: Annotated[IsoDate | None, Query(alias="from", description="first day, YYYY-MM-DD (default: 29 days "
+                                                                     "before to: 30 days in all)")] = None,
+    end: Annotated[IsoDate | None, Query(alias="to", description="last day, inclusive, YYYY-MM-DD (default: "
+                                                                 "today)")] = None,
     format: Annotated[Literal["json", "csv", "png"], Query()] = "json",
     chart: Annotated[Chart, Query(description="the chart drawn when format=png")] = "visits_per_hour",
 ) -> dict | Response:
