@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.video.zones import LineCounter, ZoneCounter
 
 log = logging.getLogger(__name__)
@@ -216,3 +216,10 @@ def failure_reason(exc: OSError) -> str:
     """An :class:`OSError` of a file as ``path: reason`` (``[Errno 28] No space left on device: 'a.mp4'``
     as ``a.mp4: no space left on device``)."""
     return f"{exc.filename}: {exc.strerror.lower()}" if exc.strerror and exc.filename else str(exc)
+
+
+def output_video_failed(exc: OSError, camera: str | None = None) -> InvalidInput:
+    """The error for an output video that could not be written (it did not open, the disk is full):
+    it names the output, not the source, and the camera when there are several."""
+    where = f"camera {camera}: " if camera else ""
+    return InvalidInput(f"{where}cannot write the output video: {failure_reason(exc)}")

@@ -26,8 +26,7 @@ import supervision as sv
 
 from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
 from faceatlas.engine.persons import COCO_CLASSES, ObjectDetector
-from faceatlas.errors import InvalidInput
-from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates, failure_reason
+from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates, output_video_failed
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
 from faceatlas.video.identity import IdentityMatcher, IdentityVote
@@ -198,8 +197,7 @@ class VideoPipeline:
             try:
                 self._writer.close()
             except OSError as exc:  # its last frames or its index could not be written (a full disk)
-                raise InvalidInput(f"camera {self.camera.name}: cannot write the output video: "
-                                   f"{failure_reason(exc)}") from exc
+                raise output_video_failed(exc, self.camera.name) from exc
 
     def _new_shot(self, frame: Frame) -> None:
         """A cut: every track ends (``reason`` "scene_cut"); tracking starts afresh with new ids."""
@@ -439,8 +437,7 @@ class VideoPipeline:
         try:
             self._writer.write(image)
         except OSError as exc:  # it did not open, the disk is full: this output, not the source, is the problem
-            raise InvalidInput(f"camera {self.camera.name}: cannot write the output video: "
-                               f"{failure_reason(exc)}") from exc
+            raise output_video_failed(exc, self.camera.name) from exc
 
 
 NAME_MAX_BYTES = 255  # a file name's limit on Linux, macOS and Windows file systems

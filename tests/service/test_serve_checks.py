@@ -289,6 +289,7 @@ def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path: Path) 
     assert not (tmp_path / "service.db").exists()  # refused before anything was made
 
 
+@pytest.mark.slow  # 15 s of waiting for Redis; CI runs it with the slow set
 def test_serve_waits_for_a_redis_that_comes_up_after_it(unstarted_redis, shared: Path, tmp_path: Path) -> None:
     """A Redis unreachable at start is waited for (docs/deploy.md), also by a server alone on a
     fresh database, which must make the database's deployment id in it: it gave up after ~5 s
@@ -348,7 +349,7 @@ def test_a_setting_every_process_would_fail_on_stops_serve_before_it_starts(
     assert not database.exists()
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: 11 s, in CI's slow set
 def test_serve_whose_processes_fail_to_start_exits_2(processes: int, redis_server, shared: Path,
                                                      tmp_path: Path) -> None:
     """A failure only the app's own start meets (here a database a newer FaceAtlas migrated: a
@@ -368,6 +369,7 @@ def test_serve_whose_processes_fail_to_start_exits_2(processes: int, redis_serve
     assert last.startswith("error (error): ") and "failed to start" in last and f"127.0.0.1:{port}" in last, last
 
 
+@pytest.mark.slow  # 8 s; CI runs it with the slow set
 def test_a_server_process_whose_app_cannot_be_built_stops_its_supervisor(shared: Path, tmp_path: Path) -> None:
     """The app factory of ``serve --processes N`` (and of a deployment running uvicorn or gunicorn on
     it, without serve's checks) raised, which uvicorn's supervisor took for a crash: it started the

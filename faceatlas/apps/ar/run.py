@@ -24,7 +24,7 @@ from faceatlas.video import (
     interrupts_held,
     prepare_output_file,
 )
-from faceatlas.video.annotate import failure_reason
+from faceatlas.video.annotate import output_video_failed
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -133,7 +133,7 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
                 try:
                     writer.write(out)
                 except OSError as exc:  # it did not open, the disk is full: the output, not the source
-                    raise InvalidInput(f"cannot write the output video: {failure_reason(exc)}") from exc
+                    raise output_video_failed(exc) from exc
             frames += 1
             most_faces = max(most_faces, len(faces))
             if on_frame is not None:
@@ -151,7 +151,7 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
                 except OSError as exc:  # raised below unless another error is on its way already
                     unfinished = exc
     if unfinished is not None:
-        raise InvalidInput(f"cannot write the output video: {failure_reason(unfinished)}") from unfinished
+        raise output_video_failed(unfinished) from unfinished
     elapsed = time.perf_counter() - began
     summary: dict[str, float | int] = {"frames": frames, "most_faces": most_faces,
                                        "fps": round(frames / elapsed, 1) if elapsed else 0.0}

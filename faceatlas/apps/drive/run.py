@@ -24,7 +24,7 @@ from faceatlas.video import (
     interrupts_held,
     prepare_output_file,
 )
-from faceatlas.video.annotate import failure_reason
+from faceatlas.video.annotate import output_video_failed
 
 
 def run_drive(
@@ -94,7 +94,7 @@ def run_drive(
                 except OSError as exc:  # raised below unless another error is on its way already
                     unfinished = exc
     if unfinished is not None:
-        raise InvalidInput(f"cannot write the output video: {failure_reason(unfinished)}") from unfinished
+        raise output_video_failed(unfinished) from unfinished
     summary = monitor.summary()
     if interrupted:
         summary["interrupted"] = True
@@ -107,4 +107,4 @@ def _write(video: VideoWriter, image: np.ndarray) -> None:
     try:
         video.write(image)
     except OSError as exc:
-        raise InvalidInput(f"cannot write the output video: {failure_reason(exc)}") from exc
+        raise output_video_failed(exc) from exc
