@@ -70,8 +70,9 @@ def check_id(value: object, what: str = "subject id") -> str:
     not dots alone."""
     if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LENGTH or not _ID.fullmatch(value):
         shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+        article = "an" if what[:1] in "aeiou" else "a"
         raise InvalidArgument(
-            f"{'an' if what[:1] in 'aeiou' else 'a'} {what} is 1 to {ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.', '-', not dots alone"
+            f"{article} {what} is 1 to {ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.', '-', not dots alone"
             f" (got {shown})"
         )
     return value

@@ -287,3 +287,32 @@ def test_a_new_grant_takes_the_member_s_own_face_only(store: RetailStore, exampl
     assert store.members.withdraw(member).faces_deleted == 2
     again = store.members.grant(member, [biden], ConsentRecord(("visit_recognition",), "Barack"))
     assert (again.faces, again.purposes) == (1, ("visit_recognition",))
+
+
+def test_two_enrolments_of_one_new_member_id_at_once_keep_the_winner_s_faces(
+        store: RetailStore, member_photos: list[Path]) -> None:
+    """Two kiosks enrolling the same new member id at once both passed the existence check; the
+    one whose member row was refused then deleted the whole gallery subject, the winner's faces
+    with its own: the member enrolled (and charged at the till on that consent) had no face left,
+    and the loser saw the database's IntegrityError. The loser's own faces alone go; it is
+    ``AlreadyExists`` as a refusal before any photo is read would be."""
+    members = store.members
+    first, second = member_photos[0], member_photos[1]
+    enrol_faces = members._enrol_faces
+    raced: list[str] = []
+
+    def meanwhile(member_id: str, images):  # the other kiosk's whole enrolment lands between this
+        report = enrol_faces(member_id, images)  # one's check and its member row
+        if not raced:
+            raced.append(member_id)
+            members.enrol("Other kiosk", [second], ConsentRecord(("visit_recognition",), "George"), member_id=member_id)
+        return report
+
+    members._enrol_faces = meanwhile  # type: ignore[method-assign]
+    with pytest.raises(AlreadyExists, match="'m-1' exists"):
+        members.enrol("This kiosk", [first], ConsentRecord(("visit_recognition",), "George"), member_id="m-1")
+    members._enrol_faces = enrol_faces  # type: ignore[method-assign]
+    winner = members.get("m-1")
+    assert (winner.name, winner.faces) == ("Other kiosk", 1)
+    faces = store.gallery.list_faces(COLLECTION, subject="m-1").items
+    assert [face.source for face in faces] == [str(second)]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.retail.db import (
@@ -186,10 +187,24 @@ class MemberRegistry:
                 session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=consent.granted_by,
                                     recorded_by=consent.recorded_by, notice_version=consent.notice_version,
                                     granted_at=consent.granted_at or at))
+        except IntegrityError as exc:  # the same new id enrolled by another call meanwhile: its faces stay
+            self._forget_faces(member_id, report.added)
+            raise AlreadyExists(f"member '{member_id}' exists: it was enrolled by another request meanwhile") from exc
         except Exception:
-            self._gallery.delete_subject(self._collection, member_id)
+            self._forget_faces(member_id, report.added)
             raise
         return replace(self.get(member_id), rejected=tuple(report.rejected), faces_in_image=tuple(report.found))
+
+    def _forget_faces(self, member_id: str, face_ids: Iterable[int]) -> None:
+        """Delete the faces a refused enrolment added, and its subject when no face is left: faces of
+        the same id enrolled by another request (the one whose member row was recorded) stay theirs."""
+        for face_id in face_ids:
+            self._gallery.delete_face(self._collection, face_id)
+        try:
+            if not self._gallery.get_subject(self._collection, member_id).faces:
+                self._gallery.delete_subject(self._collection, member_id)
+        except NotFound:  # deleted meanwhile
+            pass
 
     def _enrol_faces(self, member_id: str, images: Iterable[ImageInput]) -> EnrolReport:
         """The member's face of each image, each image showing them alone (see :meth:`enrol`);
