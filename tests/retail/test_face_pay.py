@@ -177,3 +177,23 @@ def test_exits_of_one_visit_at_once_charge_it_once_and_answer_every_one(store: R
     assert sorted(o.status for o in outcomes) == ["charged"] + ["no_visit"] * 9
     assert _count(store, Charge) == 1 and _count(store, LedgerEntry) == 1
     assert store.cart(visit).items == 2
+
+
+def test_a_face_that_matches_two_members_is_charged_to_neither(store: RetailStore, member_photos: list[Path]) -> None:
+    """One person enrolled under two accounts (or look-alikes, twins): face pay charged whichever
+    member was nearer by chance, so a cart could land on another person's card. A face matching
+    two members at the pay FAR pays nothing and raises an ``ambiguous_identity`` alert (naming no
+    member, as every alert)."""
+    enrol, at_entry, at_exit = member_photos
+    first = _enrol(store, enrol, "Account One")
+    second = _enrol(store, at_entry, "Account Two")
+    assert first != second
+    visit = store.entry(Entry("in", T0, track="t-9"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=1), "milk", track="t-9"))
+    outcome = store.exit(Exit("out", T0 + timedelta(minutes=5), image=at_exit, track="t-9"))
+    assert (outcome.status, outcome.member_id, outcome.alert, outcome.charge_id) == (
+        "unpaid", None, "ambiguous_identity", None)
+    assert _count(store, Charge) == 0 and _count(store, LedgerEntry) == 0
+    [alert] = store.alerts()
+    assert (alert["kind"], alert["visit_id"], alert["details"]) == (
+        "ambiguous_identity", visit, {"items": 1, "amount_cents": 120, "face_seen": True, "members_matched": 2})

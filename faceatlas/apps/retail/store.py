@@ -329,10 +329,10 @@ class RetailStore:
         live = face is not None and face.liveness is not None and face.liveness.is_real(
             self.config.recognition.min_liveness)
         pay = Cut(far=self.config.recognition.pay_far)
-        member_id = self._identify(face, pay) if face is not None and live else None
+        member_id, matched = self._payer(face, pay) if face is not None and live else (None, 0)
         try:
             with self._sessions.begin() as session:
-                outcome = self._close(session, event, face is not None, live, member_id)
+                outcome = self._close(session, event, face is not None, live, member_id, matched)
         except IntegrityError:
             with self._sessions() as session:
                 done = session.scalar(select(Visit).where(Visit.exit_event_id == event.id))
@@ -342,7 +342,7 @@ class RetailStore:
             # it closed (no_visit) instead of the unique charge per visit answering a 500
             try:
                 with self._sessions.begin() as session:
-                    outcome = self._close(session, event, face is not None, live, member_id)
+                    outcome = self._close(session, event, face is not None, live, member_id, matched)
             except IntegrityError as exc:
                 raise Conflict("another exit of this shopper is being recorded; try again") from exc
         if outcome.charge_id is not None:
@@ -350,7 +350,9 @@ class RetailStore:
         return outcome
 
     def _close(self, session: Session, event: Exit, has_face: bool, live: bool,
-               member_id: str | None) -> ExitOutcome:
+               member_id: str | None, matched: int = 0) -> ExitOutcome:
+        """Close the exit's visit; ``matched``: how many members the face matched at the pay FAR
+        (``member_id`` is the one when it is 1)."""
         visit = self._open_visit(session, member_id, event.track)
         alert: str | None = None
         if has_face and not live:
@@ -368,6 +370,8 @@ class RetailStore:
             status = "refused"
         elif cart.items <= 0:
             status = "no_purchase"
+        elif matched > 1:
+            status, alert = "unpaid", "ambiguous_identity"
         elif member_id is None:
             status, alert = "unpaid", "unidentified_shopper"
         elif visit.member_id != member_id:
@@ -387,6 +391,8 @@ class RetailStore:
             charge_id = charge.id
         if alert:
             details = {"items": cart.items, "amount_cents": cart.total_cents, "face_seen": has_face}
+            if matched > 1:
+                details["members_matched"] = matched
             self._alert(session, alert, event, visit.id, details)
         shopper = visit.member_id
         _keep_history_by_consent(session, visit)
@@ -568,6 +574,14 @@ class RetailStore:
         matches = self.gallery.search(COLLECTION, vector, k=1, calibration=self.analyzer.calibration,
                                       **cut.search_options())
         return matches[0].external_id if matches else None
+
+    def _payer(self, face: Face, cut: Cut) -> tuple[str | None, int]:
+        """The member face pay charges and how many members the face matches at the pay FAR: the
+        member only when it is the one (one person enrolled twice, or look-alikes, would have the
+        cart charged to whichever is nearer by chance)."""
+        matches = self.gallery.search(COLLECTION, face, k=2, calibration=self.analyzer.calibration,
+                                      **cut.search_options())
+        return (matches[0].external_id if len(matches) == 1 else None), len(matches)
 
     def _shopper(self, event: Sighting | Pick) -> str | None:
         """The member recognised in the event's face at the visit FPIR (or named by the video layer), if any."""
