@@ -15,8 +15,9 @@ Sections, with their variables:
 engine      FACEATLAS_PACK, FACEATLAS_MODEL_DIR (folders joined with ``:``), FACEATLAS_CACHE,
             FACEATLAS_OFFLINE, FACEATLAS_DOWNLOAD_RETRY_SECONDS (300: a failed model download is not
             tried again by the same analyzer before then), FACEATLAS_THREADS, FACEATLAS_MAX_PIXELS, FACEATLAS_SHARED,
-            FACEATLAS_RUNTIME, FACEATLAS_PROVIDER, FACEATLAS_DET_MAX_SIDE (640),
-            FACEATLAS_MIN_FACE (None: every face the max side allows)
+            FACEATLAS_PARALLEL_IMAGES, FACEATLAS_WORK_PIXELS, FACEATLAS_RUNTIME, FACEATLAS_PROVIDER,
+            FACEATLAS_INT8_DETECTOR, FACEATLAS_INT8_IMAGES, FACEATLAS_FLIP, FACEATLAS_CALIBRATION,
+            FACEATLAS_DET_MAX_SIDE (640), FACEATLAS_MIN_FACE (None: every face the max side allows)
 storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEND (``faiss``, the
             default, or ``milvus``), FACEATLAS_MILVUS_URI (a file: Milvus Lite; ``http://host:19530``:
             a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX (default: one of the
@@ -26,7 +27,8 @@ storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEN
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
             origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
-            FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_MAX_KEYS_PER_TENANT (default 50),
+            FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_PIXELS_PER_TOKEN (4000000),
+            FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS (off), FACEATLAS_MAX_KEYS_PER_TENANT (default 50),
             FACEATLAS_MAX_KEY_RATE_PER_TENANT (default 20000 calls/s summed over a tenant's active
             keys), FACEATLAS_DOCS (serve /docs and /redoc, default off: they load scripts from a
             CDN), FACEATLAS_METRICS_TOKEN (when set, /metrics needs ``Authorization: Bearer <it>``),
@@ -35,6 +37,7 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             keys, key cache; unset: in memory, one process), FACEATLAS_KEY_CACHE_SECONDS (≤ 1),
             FACEATLAS_QUOTA_RECONCILE_SECONDS, FACEATLAS_IDEMPOTENCY_SECONDS,
             FACEATLAS_CONSOLE_SESSION_MINUTES (a web console login lasts this long, default 60),
+            FACEATLAS_CONSOLE_SECURE_COOKIE (Secure cookies behind a TLS proxy),
             FACEATLAS_KYC_SESSION_SECONDS (default 600, at most 30 days: 2592000); KYC reference images
             are kept per tenant (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by
             a setting here;

@@ -214,3 +214,23 @@ def test_a_url_allowlist_entry_out_of_its_rules_is_refused(monkeypatch):
             ServiceSettings()
     monkeypatch.setenv("FACEATLAS_URL_ALLOWLIST", "Files.Example, https://b.example:8443, http://[::1]:8080")
     assert ServiceSettings().url_fetch_allowlist == ["Files.Example", "https://b.example:8443", "http://[::1]:8080"]
+
+
+def test_every_setting_is_listed_in_the_readme_and_the_settings_docstring() -> None:
+    """Found by a probe: FACEATLAS_MAX_KEYS_PER_TENANT (how to raise the 50-key ceiling) and 15 more
+    were in no list of settings: an operator reading the README's Settings could not find them."""
+    import faceatlas.settings as settings_module
+    from faceatlas.settings import StorageSettings
+
+    names = set()
+    for section in (EngineSettings, StorageSettings, ServiceSettings):
+        for field_name, field in section.model_fields.items():
+            alias = field.validation_alias
+            choices = [c for c in getattr(alias, "choices", []) if isinstance(c, str) and c.startswith("FACEATLAS_")]
+            names.add(choices[0] if choices else f"FACEATLAS_{field_name.upper()}")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    listed = readme[readme.index("## Settings"):readme.index("All are read in one place")]
+    docstring = settings_module.__doc__ or ""
+    assert len(names) >= 45
+    assert sorted(n for n in names if not re.search(rf"`{n}`", listed)) == []
+    assert sorted(n for n in names if not re.search(rf"\b{n}\b", docstring)) == []
