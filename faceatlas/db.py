@@ -5,6 +5,7 @@ service): URL resolution, the engine with SQLite pragmas, the Alembic runner eac
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -14,11 +15,12 @@ from urllib.parse import unquote, urlsplit
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.errors import DatabaseUnavailable, InvalidArgument, NotFound
 from faceatlas.settings import StorageSettings
 
 
@@ -146,7 +148,20 @@ def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> No
     with engine.begin() as connection:
         lock_schema(connection)
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        try:
+            command.upgrade(config, revision)
+        except CommandError as exc:
+            unknown = _UNKNOWN_REVISION.search(str(exc))
+            if unknown is None:
+                raise
+            layer = script_location.parent.name  # faceatlas/<layer>/migrations, faceatlas/apps/<layer>/migrations
+            raise DatabaseUnavailable(
+                f"the {layer} tables are at revision '{unknown[1]}', which this FaceAtlas does not know: a newer "
+                "FaceAtlas migrated the database; run that version or a later one (a database is never "
+                "migrated back)") from exc
+
+
+_UNKNOWN_REVISION = re.compile(r"Can't locate revision identified by '([^']*)'")
 
 
 MIGRATION_LOCK = 0x46414345  # "FACE": the advisory lock every schema change of FaceAtlas takes

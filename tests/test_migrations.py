@@ -187,3 +187,36 @@ def test_the_ids_of_tenants_deleted_before_revision_0005_are_not_given_again(db_
         assert [t.id for t in accounts.list_tenants()] == ["alive", "fresh"]
     finally:
         engine.dispose()
+
+
+def test_a_database_migrated_by_a_newer_faceatlas_is_refused_in_one_line(tmp_path) -> None:
+    """A database a newer FaceAtlas migrated (a revision this one does not know): `faceatlas serve`
+    printed Alembic's traceback from each process's startup and "Application startup failed", the
+    CLI "cannot open the gallery database: Can't locate revision identified by ...". Now one line
+    before the port is bound: which tables, which revision, and what to do."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from faceatlas.errors import DatabaseUnavailable
+
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    engine = create_database_engine(url)
+    gallery_db.migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed0042'"))
+    with pytest.raises(DatabaseUnavailable, match=r"gallery tables are at revision 'f00dfeed0042', which this "
+                                                  r"FaceAtlas does not know: a newer FaceAtlas migrated"):
+        gallery_db.migrate(engine)
+    engine.dispose()
+    env = {"FACEATLAS_DATABASE_URL": url, "FACEATLAS_INDEX_DIR": str(tmp_path / "indexes"), "PATH": "/usr/bin:/bin"}
+    import os
+
+    env["FACEATLAS_MODEL_DIR"] = os.environ.get("FACEATLAS_MODEL_DIR", "")
+    done = subprocess.run([sys.executable, "-m", "faceatlas.cli", "serve", "--port", "0", "--pack", "dlib"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "Application startup failed" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error (database_unavailable): the gallery tables are at revision 'f00dfeed0042'"), done.stderr

@@ -13,7 +13,7 @@ from faceatlas.gallery.gallery import (
     source_crop,
 )
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
-from faceatlas.gallery.models import database_identity
+from faceatlas.gallery.models import database_identity, migrate
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -75,6 +75,7 @@ __all__ = [
     "read_header",
     "parse_cursor",
     "enrolled_photos",
+    "migrate",
     "mismatch_message",
     "photo_source",
     "service_space",

@@ -20,19 +20,21 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
+from faceatlas.apps.kyc import migrate as migrate_kyc
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.apps.retail import purge_anonymous_visitors
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration, resolve
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery, database_identity
+from faceatlas.gallery import migrate as gallery_migrate
 from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
@@ -135,9 +137,23 @@ def create_worker_app() -> FastAPI:
 REDIS_RETRY_SECONDS = 1.0  # how often a server waiting for its Redis at start tries again
 
 
+def migrate_all(engine: Engine) -> None:
+    """Every table the server reads and writes, at its newest revision: each layer's own history
+    (gallery, service, retail, albums, KYC) and the video events tables `faceatlas watch` writes."""
+    gallery_migrate(engine)
+    migrate(engine)
+    with engine.begin() as connection:
+        lock_schema(connection)
+        VideoBase.metadata.create_all(connection)
+    migrate_retail(engine)  # the retail tables whose analytics the console reads
+    migrate_albums(engine)
+    migrate_kyc(engine)
+
+
 def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> ServerLease:
     """What would stop a server's start, found before it binds its port, as one error: the pack's
-    model files (fetched when allowed) and calibration (``FACEATLAS_CALIBRATION``), the shared
+    model files (fetched when allowed) and calibration (``FACEATLAS_CALIBRATION``), the database's
+    tables (migrated here, once: a database of a newer FaceAtlas is refused), the shared
     state's credentials, another server that may not run beside this one. Returns this server's
     hold on its database (see :mod:`faceatlas.service.lease`), for the serving process
     (``faceatlas serve``) to keep.
@@ -149,6 +165,11 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
     for model in pack.core_files:
         resolve(model, settings=engine_settings, pack=pack.name)
     load_calibration(pack, engine_settings)  # a name no calibration has: said now, not by each process's start
+    engine = create_database_engine(settings.database_url)
+    try:  # a database of a newer FaceAtlas: said once here, not by each process's startup
+        migrate_all(engine)
+    finally:
+        engine.dispose()
     if settings.redis_url is None:
         return ServerLease.take(settings.database_url)
     from faceatlas.service import redis_state  # the redis client: an optional extra
@@ -189,12 +210,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
         state.db = create_database_engine(settings.database_url)
-        migrate(state.db)
-        with state.db.begin() as connection:  # the events table `faceatlas watch` writes
-            lock_schema(connection)
-            VideoBase.metadata.create_all(connection)
-        migrate_retail(state.db)  # the retail tables whose analytics the console reads
-        migrate_albums(state.db)  # the albums' tables
+        migrate_all(state.db)
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
         )

@@ -22,7 +22,6 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from typer.testing import CliRunner
 from uvicorn.config import STARTUP_FAILURE
 
@@ -32,7 +31,7 @@ from faceatlas.errors import InvalidArgument, InvalidSetting
 from faceatlas.service import check_address, create_app, redis_state
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.app import create_worker_app
-from faceatlas.service.db import VERSION_TABLE, migrate
+from faceatlas.service.db import migrate
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.redis_state import RedisState
 from faceatlas.settings import ServiceSettings
@@ -352,16 +351,14 @@ def test_a_setting_every_process_would_fail_on_stops_serve_before_it_starts(
 @pytest.mark.parametrize("processes", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: 11 s, in CI's slow set
 def test_serve_whose_processes_fail_to_start_exits_2(processes: int, redis_server, shared: Path,
                                                      tmp_path: Path) -> None:
-    """A failure only the app's own start meets (here a database a newer FaceAtlas migrated: a
-    revision this one does not know): uvicorn's supervisor stops once a process fails to start,
+    """A failure only the app's own start meets (here a Milvus that does not answer: the vector
+    backend is opened by each process): uvicorn's supervisor stops once a process fails to start,
     and serve exited 0 (one process: uvicorn's 3). Exit 2 and a last line saying so."""
     url = f"sqlite:///{tmp_path / 'service.db'}"
-    engine = create_database_engine(url)
-    migrate(engine)
-    with engine.begin() as connection:
-        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00dfeedbeef'"))
-    engine.dispose()
-    env = {"FACEATLAS_REDIS_URL": redis_server.url} if processes > 1 else {}
+    env = {"FACEATLAS_VECTOR_BACKEND": "milvus", "FACEATLAS_MILVUS_URI": f"http://127.0.0.1:{_free_port()}",
+           "FACEATLAS_MILVUS_TIMEOUT": "1"}
+    if processes > 1:
+        env["FACEATLAS_REDIS_URL"] = redis_server.url
     done = _serve(["--db", url, "--port", str(port := _free_port()), "--processes", str(processes)],
                   shared, tmp_path, timeout=90, **env)
     assert done.returncode == 2, done.stderr[-3000:]
