@@ -580,3 +580,20 @@ def test_models_list_says_nothing_on_stderr(shared):
                           text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "default"})
     assert done.returncode == 0 and json.loads(done.stdout), done.stderr
     assert done.stderr == "", done.stderr
+
+
+def test_an_index_folder_that_is_a_file_is_refused_before_anything_is_enrolled(tmp_path, shared, monkeypatch):
+    """FACEATLAS_INDEX_DIR naming a file: `gallery create` and `enrol` went on (the faces in the
+    database, no index written) and the first search failed with "error (error): ...: file exists"."""
+    a_file = tmp_path / "indexes"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(a_file))
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    created = CliRunner().invoke(app, ["gallery", "create", "c", "--pack", "scrfd-mbf", "--db", db])
+    assert created.exit_code == 2, created.output
+    assert created.output.strip().splitlines()[-1] == (
+        f"error (bad_request): the index folder {a_file} is a file, not a folder: give the folder of the "
+        "gallery's indexes")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(a_file / "below"))
+    under = CliRunner().invoke(app, ["gallery", "list", "--db", db])
+    assert under.exit_code == 2 and f"is under {a_file}, a file, not a folder" in under.output, under.output

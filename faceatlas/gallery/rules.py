@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, InvalidInput
 
 __all__ = [
     "ID_MAX_LENGTH",
@@ -174,3 +175,18 @@ def parse_cursor(after: str | int | None) -> int | None:
     if not text.isascii() or not text.isdigit():
         raise InvalidArgument(f"'after' is the 'next' cursor of a previous page (digits), got {text[:40]!r}")
     return ROW_ID_MAX if len(text) > 19 else min(int(text), ROW_ID_MAX)
+
+
+def check_index_dir(index_dir: Path | None, what: str = "the index folder") -> None:
+    """:class:`InvalidInput` when the gallery's index folder cannot be one: a file, or under a file
+    (``FACEATLAS_INDEX_DIR`` naming a file: enrolments went on without their index, and the first
+    search failed on "file exists"). ``what`` names where it was given (``--index-dir``)."""
+    if index_dir is None:
+        return
+    for folder in (index_dir, *index_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == index_dir else f"is under {folder}, a file"
+                raise InvalidInput(f"{what} {index_dir} {where}, not a folder: give the folder of the "
+                                   "gallery's indexes")
+            return

@@ -30,6 +30,7 @@ from faceatlas.gallery.index import (
     save_index,
 )
 from faceatlas.gallery.models import Collection, FaceRecord
+from faceatlas.gallery.rules import check_index_dir
 
 _FETCH_CHUNK = 10_000
 STALE = -1  # the revision of an index file that must be caught up from the database when loaded
@@ -65,6 +66,7 @@ class IndexCache:
                  storage: Storage = "float32", expansion_search: int = DEFAULT_EXPANSION_SEARCH,
                  autosave_every: int = 1000) -> None:
         self.directory = None if directory is None else Path(directory)
+        check_index_dir(self.directory)
         self.ann_min_faces = ann_min_faces
         self.storage = storage
         self.expansion_search = expansion_search

@@ -43,6 +43,7 @@ from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.apps.retail.store import COLLECTION, ExitOutcome, RetailStore
 from faceatlas.engine import FaceAnalyzer, PersonDetector, get_pack
 from faceatlas.errors import FaceAtlasError, InvalidInput
+from faceatlas.gallery import check_index_dir
 from faceatlas.video import (
     CameraConfig,
     Event,
@@ -466,20 +467,6 @@ def run_cameras_of(config: StoreConfig) -> tuple[list[Camera], list[CameraConfig
     return cameras, settings
 
 
-def check_index_dir(index_dir: Path | None) -> None:
-    """:class:`InvalidInput` when the gallery's index folder (``--index-dir``) cannot be one: a file,
-    or under a file (the run failed at its first search, on a camera's thread, the store made)."""
-    if index_dir is None:
-        return
-    for folder in (index_dir, *index_dir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                what = "is a file" if folder == index_dir else f"is under {folder}, a file"
-                raise InvalidInput(f"--index-dir {index_dir} {what}, not a folder: give the folder of the "
-                                   "gallery's indexes")
-            return
-
-
 def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | None = None,
               pack: str | None = None, payments: PaymentBackend | None = None,
               on_frame: Callable[[str, int, int | None], None] | None = None) -> StoreRunReport:
@@ -487,7 +474,7 @@ def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | 
     end or Ctrl-C. Everything that can be checked is checked before the store is opened (nor made,
     nor its pack fixed): the cameras (:func:`run_cameras_of`), the index folder, the pack."""
     run_cameras_of(config)
-    check_index_dir(index_dir)
+    check_index_dir(index_dir, "--index-dir")
     get_pack(pack)  # fail before loading models: an unknown pack, a missing file
     with_persons = any(c.persons for c in config.cameras if c.source is not None)
     analyzer = FaceAnalyzer(pack, threads=1 if with_persons else None, announce_license=False)
