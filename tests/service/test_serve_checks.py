@@ -400,3 +400,16 @@ def test_serve_on_a_port_out_of_range_names_the_port(port: str, shared: Path, tm
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "service.db").exists()
     with pytest.raises(InvalidArgument, match=f"^--port is 0 to 65535 .*, not {port}$"):
         check_address("127.0.0.1", int(port))
+
+
+def test_an_index_folder_that_is_a_file_stops_serve_before_it_starts(shared: Path, tmp_path: Path) -> None:
+    """FACEATLAS_INDEX_DIR naming a file: each process's start failed with a traceback."""
+    a_file = tmp_path / "indexes"
+    a_file.write_text("")
+    done = _serve(["--db", f"sqlite:///{tmp_path / 'service.db'}", "--port", "0"], shared, tmp_path,
+                  FACEATLAS_INDEX_DIR=str(a_file))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error (bad_request): the index folder {a_file} is a file, not a folder: give the folder of the "
+        "gallery's indexes")
+    assert not (tmp_path / "service.db").exists()
