@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from faceatlas import errors
 from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.kyc import migrate as migrate_kyc
@@ -137,6 +138,29 @@ def create_worker_app() -> FastAPI:
 REDIS_RETRY_SECONDS = 1.0  # how often a server waiting for its Redis at start tries again
 
 
+class OneLineStartupFailure(logging.Filter):
+    """uvicorn logs a failed app start as Starlette's whole traceback; one of FaceAtlas's own
+    errors (a Milvus that does not answer, a database that changed since the checks before the
+    start) is said in one line, ``error (code): message``, as every command says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith("Traceback"):
+            name, _, text = message.rstrip().splitlines()[-1].partition(": ")
+            module, _, cls_name = name.rpartition(".")
+            error = getattr(errors, cls_name, None) if module == errors.__name__ else None
+            if isinstance(error, type) and issubclass(error, FaceAtlasError):
+                record.msg, record.args, record.exc_info = f"error ({error.code}): {text}", (), None
+        return True
+
+
+def _say_startup_failures_in_one_line() -> None:
+    """Install :class:`OneLineStartupFailure` on uvicorn's log once per process."""
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OneLineStartupFailure) for f in log.filters):
+        log.addFilter(OneLineStartupFailure())
+
+
 def migrate_all(engine: Engine) -> None:
     """Every table the server reads and writes, at its newest revision: each layer's own history
     (gallery, service, retail, albums, KYC) and the video events tables `faceatlas watch` writes."""
@@ -206,6 +230,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     a setting out of its rules fails here, before the server starts (:class:`InvalidSetting`)."""
     settings = settings or ServiceSettings.from_env()
     engine_settings = engine_settings or EngineSettings()
+    _say_startup_failures_in_one_line()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
