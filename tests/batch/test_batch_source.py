@@ -218,6 +218,40 @@ def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders:
         gallery.get_collection("people")  # nothing made, nobody enrolled (and Ray never started)
 
 
+def test_a_refused_batch_enrol_or_search_makes_no_database(folders: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """`batch enrol SRC coll1 --min-quality 5 --db sqlite:///nodir/sub/bx.db` was validation_error,
+    yet bx.db was made with its tables (and nodir/sub): the CLI opened the gallery before the job
+    checked what it was given. `batch search --k 0` on a database that is not there said not_found."""
+    import faceatlas.batch.gallery_jobs as jobs
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("the images were embedded")
+
+    monkeypatch.setattr(jobs, "embed_source", no_ray)
+    manifest = tmp_path / "m.csv"
+    photo = sorted(folders.glob("*/*.jpg"))[0]
+    manifest.write_text(f"path,subject\n{photo},Ann Lee\n")
+    db = f"sqlite:///{tmp_path / 'nodir' / 'sub' / 'bx.db'}"
+    for args, said in (([str(folders), "coll1", "--min-quality", "5"], "validation_error): min_quality"),
+                       ([str(tmp_path / "gone"), "coll1"], "validation_error): " + str(tmp_path / "gone")),
+                       ([str(folders), "bad name!"], "validation_error): a collection name"),
+                       ([str(manifest), "coll1"], "validation_error): a subject id"),
+                       ([str(folders), "coll1", "--pack", "no-such-pack"], "unknown_pack)")):
+        result = CliRunner().invoke(app, ["batch", "enrol", *args, "--db", db, "--workers", "1"])
+        assert result.exit_code == 2 and f"error ({said}" in result.output, (args, result.output)
+        assert not (tmp_path / "nodir").exists(), args
+    for args, said in (([str(folders), "coll1", "--k", "0"], "validation_error): k is"),
+                       ([str(tmp_path / "gone"), "coll1"], "validation_error): " + str(tmp_path / "gone")),
+                       ([str(folders), "bad name!"], "validation_error): a collection name"),
+                       ([str(folders), "coll1", "--pack", "no-such-pack"], "unknown_pack)"),
+                       ([str(folders), "coll1"], "not_found): no gallery database")):
+        result = CliRunner().invoke(app, ["batch", "search", *args, "--out", str(tmp_path / "o"), "--db", db,
+                                          "--workers", "1"])
+        assert result.exit_code == 2 and f"error ({said}" in result.output, (args, result.output)
+        assert not (tmp_path / "nodir").exists() and not (tmp_path / "o").exists(), args
+
+
 def test_a_second_job_on_an_output_another_job_holds_is_refused_and_touches_nothing(folders: Path, tmp_path: Path):
     """Two `batch embed` on one --out at once both exited 0 with every face twice (444 manifest
     rows for 222 images), and a job starting while another ran tidied the other's temporary
