@@ -161,6 +161,32 @@ def test_a_manifest_that_is_not_csv_is_refused_by_the_line_where_its_record_begi
         resolve_source(str(manifest))
 
 
+def test_a_manifest_of_folders_only_is_refused_as_folders_not_as_missing_files(folders: Path, tmp_path: Path):
+    """A manifest whose one row names a folder that is there (`../bsrc/Ann`) was refused with "none
+    of the 1 files it lists exists (e.g. .../bsrc/Ann)"; beside a file, such a row is a failed
+    image (bad_request, "a folder, not an image file"), as docs/batch.md says."""
+    person = sorted(p for p in folders.iterdir() if p.is_dir())[0]
+    manifest = tmp_path / "m" / "m.csv"
+    manifest.parent.mkdir()
+    manifest.write_text(f"path\n../{folders.name}/{person.name}\n")
+    result = CliRunner().invoke(app, ["batch", "embed", str(manifest), "--out", str(tmp_path / "o"), "--workers", "1"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "error (validation_error)" in said, said
+    assert "exists" not in said and f"{person} is a folder, not an image file" in said, said
+    assert "none of the 1 paths it lists is an image file (1 folder)" in said, said
+    assert not (tmp_path / "o").exists()
+
+    manifest.write_text(f"path\n../{folders.name}/{person.name}\ngone.jpg\n../{folders.name}\n")
+    with pytest.raises(InvalidArgument, match=r"\(2 folders, 1 missing\): .* is a folder, not an image file"):
+        resolve_source(str(manifest))
+    manifest.write_text("path\ngone.jpg\n")
+    with pytest.raises(InvalidArgument, match="none of the 1 files it lists exists"):
+        resolve_source(str(manifest))
+    photo = sorted(person.glob("*.jpg"))[0]
+    manifest.write_text(f"path\n../{folders.name}/{person.name}\n{photo}\n")  # a file beside: the job's to fail
+    assert resolve_source(str(manifest)).paths == sorted([str(person), str(photo)])
+
+
 def test_a_face_that_is_nobody_has_null_matches_as_docs_batch_md_says(folders: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch, fast_analyzer):
     """docs/batch.md said a face that is nobody has "an empty subject" in matches.parquet: it is null,
