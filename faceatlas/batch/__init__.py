@@ -2,7 +2,7 @@
 storage of images, with one ``FaceAnalyzer`` per Ray actor, resumable Parquet output and failed
 images reported with their error codes. Needs the optional extra ``faceatlas[batch]``."""
 
-from faceatlas.batch.gallery_jobs import DEFAULT_MAX_DISTANCE, dedupe, duplicate_groups, enrol, search
+from faceatlas.batch.gallery_jobs import DEFAULT_MAX_DISTANCE, GalleryOpener, dedupe, duplicate_groups, enrol, search
 from faceatlas.batch.jobs import (
     DEFAULT_BATCH_SIZE,
     BatchOptions,
@@ -24,6 +24,7 @@ __all__ = [
     "BatchOptions",
     "BatchReport",
     "FaceWorker",
+    "GalleryOpener",
     "Progress",
     "Source",
     "analyze_batch",

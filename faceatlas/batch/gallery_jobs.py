@@ -13,6 +13,8 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -77,6 +79,29 @@ def remove_stale_work(folder: str | None = None) -> list[str]:
     return removed
 
 
+GalleryOpener = Callable[[], Gallery]
+"""What opens the gallery of a job (``lambda: Gallery.open(db)``): called once everything the job
+was given is valid, so a job refused makes no database."""
+
+
+@contextmanager
+def _opened(gallery: Gallery | GalleryOpener) -> Iterator[Gallery]:
+    """``gallery``, or the one the opener opens, closed at the end."""
+    if isinstance(gallery, Gallery):
+        yield gallery
+        return
+    with gallery() as opened:
+        yield opened
+
+
+def _check_given(collection: str, options: BatchOptions) -> None:
+    """What a job on ``collection`` can check before the gallery is opened: the name, and the pack
+    of ``--pack`` (:class:`~faceatlas.engine.UnknownPack`)."""
+    check_id(collection, "collection name")
+    if options.pack:
+        get_pack(options.pack, options.settings)
+
+
 def _pack_for(gallery: Gallery, collection: str, options: BatchOptions, *, create: bool) -> str:
     """The pack of the job: the collection's (created with ``options.pack`` when ``create``); a
     ``--pack`` of another embedding space than the collection's is :class:`ModelMismatch`."""
@@ -104,7 +129,7 @@ def _enrolled_sources(gallery: Gallery, collection: str) -> set[tuple[str, str]]
         after = page.next_cursor
 
 
-def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions | None = None,
+def enrol(source: str, collection: str, gallery: Gallery | GalleryOpener, options: BatchOptions | None = None,
           on_progress: Progress | None = None, *, work: str | None = None, all_faces: bool = False,
           min_quality: float = 0.0) -> BatchReport:
     """Enrol every image of ``source`` under its subject (its folder's name, or the manifest's
@@ -113,10 +138,13 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
     the workers into ``work`` (kept and resumable when given, else a temporary folder, removed at
     the end, however the job ends, and by the next job after a SIGKILL); an image
     already enrolled in its subject (same source) is not enrolled twice, so a restart adds only
-    what is missing."""
+    what is missing. ``gallery``: the gallery, or what opens it (:data:`GalleryOpener`), opened
+    once every argument, the source and its subjects are checked: a job refused makes no database
+    (``--min-quality 5`` made one, with its folders)."""
     options = options or BatchOptions()
     if not 0.0 <= min_quality <= 1.0:  # also NaN
         raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
+    _check_given(collection, options)
     if work is not None:
         work = _absolute(work, "--work")  # an empty one was a temporary folder, removed at the end
     src = resolve_source(source)
@@ -128,18 +156,19 @@ def enrol(source: str, collection: str, gallery: Gallery, options: BatchOptions 
         first_of.setdefault(named, path)
     for named, path in first_of.items():  # every id, before anyone is enrolled ('Ann Lee' stopped a job midway)
         check_id(named, f"subject id (of {path})")
-    check_cluster(options)  # before the collection is made
-    options.pack = _pack_for(gallery, collection, options, create=True)
-    if work is None:
-        remove_stale_work()
-    folder = work or tempfile.mkdtemp(prefix=WORK_PREFIX)
-    try:
-        with hold(_absolute(folder)):  # held until the faces are in the gallery, not only while embedded
-            return _enrol(src, folder, collection, gallery, options, on_progress, work=work, all_faces=all_faces,
-                          min_quality=min_quality)
-    finally:
+    check_cluster(options)  # before the database and the collection are made
+    with _opened(gallery) as opened:
+        options.pack = _pack_for(opened, collection, options, create=True)
         if work is None:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_stale_work()
+        folder = work or tempfile.mkdtemp(prefix=WORK_PREFIX)
+        try:
+            with hold(_absolute(folder)):  # held until the faces are in the gallery, not only while embedded
+                return _enrol(src, folder, collection, opened, options, on_progress, work=work,
+                              all_faces=all_faces, min_quality=min_quality)
+        finally:
+            if work is None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options: BatchOptions,
@@ -176,22 +205,26 @@ def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options:
     return report
 
 
-def search(source: str, collection: str, gallery: Gallery, out: str, options: BatchOptions | None = None,
-           on_progress: Progress | None = None, *, cut: Cut | None = None, k: int = 1) -> BatchReport:
+def search(source: str, collection: str, gallery: Gallery | GalleryOpener, out: str,
+           options: BatchOptions | None = None, on_progress: Progress | None = None, *, cut: Cut | None = None,
+           k: int = 1) -> BatchReport:
     """1:N for every face of ``source`` against ``collection``: faces into ``out/faces``
     (resumable), then ``out/matches.parquet`` with one row per face and match (rank 1..k), or
     one row with no subject for a face nobody matches at the cut (default: the open-set
-    threshold at :data:`DEFAULT_FPIR` for the collection's size)."""
+    threshold at :data:`DEFAULT_FPIR` for the collection's size). ``gallery``: the gallery, or
+    what opens it (:data:`GalleryOpener`), opened once the arguments and the source are checked."""
     options = options or BatchOptions()
     if k < 1:  # refused before the images are embedded (it was after the whole job)
         raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
     out = _absolute(out)
-    options.pack = _pack_for(gallery, collection, options, create=False)
+    _check_given(collection, options)
     src = resolve_source(source)
-    check_cluster(options)
-    with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
-        claim(out, "search", src.key or None)
-        return _search(src, collection, gallery, out, options, on_progress, cut=cut, k=k)
+    with _opened(gallery) as opened:
+        options.pack = _pack_for(opened, collection, options, create=False)
+        check_cluster(options)
+        with storage_errors(out), hold(out, dataset=False):  # for the whole job: its faces, then its matches
+            claim(out, "search", src.key or None)
+            return _search(src, collection, opened, out, options, on_progress, cut=cut, k=k)
 
 
 def _search(src: Source, collection: str, gallery: Gallery, out: str, options: BatchOptions,

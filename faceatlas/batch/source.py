@@ -132,10 +132,34 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
                                       f"an earlier line {subjects[file]!r}: one photo, one subject")
     except csv.Error as exc:  # an unterminated quote: not a CSV file
         raise InvalidArgument(f"{uri}: not a valid CSV manifest (line {line}: {exc})") from exc
-    if paths and isinstance(fs, pafs.LocalFileSystem) and not any(
-            info.type == pafs.FileType.File for info in fs.get_file_info(paths)):
-        raise InvalidArgument(f"{uri}: none of the {len(set(paths))} files it lists exists (e.g. {paths[0]})")
+    if paths and isinstance(fs, pafs.LocalFileSystem):
+        _check_any_file(fs, list(dict.fromkeys(paths)), uri)
     return Source(fs, sorted(set(paths)), subjects, uri)
+
+
+_NOT_FILES = {pafs.FileType.NotFound: ("missing", "missing", "not there"),
+              pafs.FileType.Directory: ("folder", "folders", "a folder, not an image file (a row names a file; "
+                                                             "a folder is not expanded)"),
+              pafs.FileType.Unknown: ("not a regular file", "not regular files",
+                                      "not a regular file (a pipe, socket or device)")}
+
+
+def _check_any_file(fs: pafs.FileSystem, paths: list[str], uri: str) -> None:
+    """A local manifest none of whose rows is a file is refused before the job, saying why (its rows
+    are failed images when one of them is a file): every row missing (paths relative to another
+    folder), or folders (``../photos/Ann``: "none of the files it lists exists" was said of a
+    folder that is there), pipes or devices."""
+    infos = fs.get_file_info(paths)
+    if any(info.type == pafs.FileType.File for info in infos):
+        return
+    if all(info.type == pafs.FileType.NotFound for info in infos):
+        raise InvalidArgument(f"{uri}: none of the {len(paths)} files it lists exists (e.g. {paths[0]})")
+    kinds = [info.type if info.type in _NOT_FILES else pafs.FileType.Unknown for info in infos]
+    counts = {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
+    said = ", ".join(f"{count} {_NOT_FILES[kind][0 if count == 1 else 1]}" for kind, count in counts.items())
+    shown = next(i for i, kind in enumerate(kinds) if kind != pafs.FileType.NotFound)  # what a look did not see
+    raise InvalidArgument(f"{uri}: none of the {len(paths)} paths it lists is an image file ({said}): "
+                          f"{paths[shown]} is {_NOT_FILES[kinds[shown]][2]}")
 
 
 def resolve_source(uri: str) -> Source:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport, check_cluster
+from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport
 from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
@@ -130,12 +130,12 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
           min_quality: Annotated[float, typer.Option("--min-quality")] = 0.0, as_json: JsonOption = False) -> None:
     """Enrol per-person folders (SOURCE/<subject>/*.jpg) or a manifest with a subject column."""
     options = _options(workers, ray_address, pack, batch_size)
-    check_cluster(options)  # before the database is made
-    # the database and the collection are made when missing (a first install has neither), as `gallery enrol`
+    # the database and the collection are made when missing (a first install has neither), as `gallery enrol`:
+    # by the job, once it has checked what it was given (a job refused makes no database)
     kept = ("the faces enrolled before the stop are kept; the same command again enrols the rest"
             + (f" ({work} keeps the faces embedded)" if work else ""))
-    with Gallery.open(db, tenant=tenant) as gallery, _progress(as_json, kept) as update:
-        report = enrol_job(source, collection, gallery, options, update,
+    with _progress(as_json, kept) as update:
+        report = enrol_job(source, collection, lambda: Gallery.open(db, tenant=tenant), options, update,
                            work=work, all_faces=all_faces, min_quality=min_quality)
     details = report.details
     _show(report, as_json, f"; {details['enrolled']} faces enrolled into {details['subjects']} subjects, "
@@ -155,9 +155,9 @@ def search(source: SourceArg, collection: str,
     """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
     cut = Cut.given(threshold=threshold, fpir=fpir)  # refused before a progress bar shows
     options = _options(workers, ray_address, pack, batch_size)
-    with Gallery.open(db, tenant=tenant, create=False) as gallery, _progress(as_json, _resumed(out)) as update:
-        report = search_job(source, collection, gallery, out, options,
-                            update, cut=cut, k=k)
+    with _progress(as_json, _resumed(out)) as update:  # the gallery opened by the job, once it checked the rest
+        report = search_job(source, collection, lambda: Gallery.open(db, tenant=tenant, create=False), out,
+                            options, update, cut=cut, k=k)
     details = report.details
     _show(report, as_json, f"; {details['identified_faces']} faces identified, {details['unknown_faces']} "
                            f"unknown at {details['cut']}")

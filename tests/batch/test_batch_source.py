@@ -161,6 +161,32 @@ def test_a_manifest_that_is_not_csv_is_refused_by_the_line_where_its_record_begi
         resolve_source(str(manifest))
 
 
+def test_a_manifest_of_folders_only_is_refused_as_folders_not_as_missing_files(folders: Path, tmp_path: Path):
+    """A manifest whose one row names a folder that is there (`../bsrc/Ann`) was refused with "none
+    of the 1 files it lists exists (e.g. .../bsrc/Ann)"; beside a file, such a row is a failed
+    image (bad_request, "a folder, not an image file"), as docs/batch.md says."""
+    person = sorted(p for p in folders.iterdir() if p.is_dir())[0]
+    manifest = tmp_path / "m" / "m.csv"
+    manifest.parent.mkdir()
+    manifest.write_text(f"path\n../{folders.name}/{person.name}\n")
+    result = CliRunner().invoke(app, ["batch", "embed", str(manifest), "--out", str(tmp_path / "o"), "--workers", "1"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "error (validation_error)" in said, said
+    assert "exists" not in said and f"{person} is a folder, not an image file" in said, said
+    assert "none of the 1 paths it lists is an image file (1 folder)" in said, said
+    assert not (tmp_path / "o").exists()
+
+    manifest.write_text(f"path\n../{folders.name}/{person.name}\ngone.jpg\n../{folders.name}\n")
+    with pytest.raises(InvalidArgument, match=r"\(2 folders, 1 missing\): .* is a folder, not an image file"):
+        resolve_source(str(manifest))
+    manifest.write_text("path\ngone.jpg\n")
+    with pytest.raises(InvalidArgument, match="none of the 1 files it lists exists"):
+        resolve_source(str(manifest))
+    photo = sorted(person.glob("*.jpg"))[0]
+    manifest.write_text(f"path\n../{folders.name}/{person.name}\n{photo}\n")  # a file beside: the job's to fail
+    assert resolve_source(str(manifest)).paths == sorted([str(person), str(photo)])
+
+
 def test_a_face_that_is_nobody_has_null_matches_as_docs_batch_md_says(folders: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch, fast_analyzer):
     """docs/batch.md said a face that is nobody has "an empty subject" in matches.parquet: it is null,
@@ -216,6 +242,40 @@ def test_batch_enrol_refuses_a_bad_subject_id_before_anyone_is_enrolled(folders:
     assert "Ann Lee/" in result.output.replace("\n", "")  # which file it is the subject of
     with Gallery.open(db) as gallery, pytest.raises(NotFound):
         gallery.get_collection("people")  # nothing made, nobody enrolled (and Ray never started)
+
+
+def test_a_refused_batch_enrol_or_search_makes_no_database(folders: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """`batch enrol SRC coll1 --min-quality 5 --db sqlite:///nodir/sub/bx.db` was validation_error,
+    yet bx.db was made with its tables (and nodir/sub): the CLI opened the gallery before the job
+    checked what it was given. `batch search --k 0` on a database that is not there said not_found."""
+    import faceatlas.batch.gallery_jobs as jobs
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("the images were embedded")
+
+    monkeypatch.setattr(jobs, "embed_source", no_ray)
+    manifest = tmp_path / "m.csv"
+    photo = sorted(folders.glob("*/*.jpg"))[0]
+    manifest.write_text(f"path,subject\n{photo},Ann Lee\n")
+    db = f"sqlite:///{tmp_path / 'nodir' / 'sub' / 'bx.db'}"
+    for args, said in (([str(folders), "coll1", "--min-quality", "5"], "validation_error): min_quality"),
+                       ([str(tmp_path / "gone"), "coll1"], "validation_error): " + str(tmp_path / "gone")),
+                       ([str(folders), "bad name!"], "validation_error): a collection name"),
+                       ([str(manifest), "coll1"], "validation_error): a subject id"),
+                       ([str(folders), "coll1", "--pack", "no-such-pack"], "unknown_pack)")):
+        result = CliRunner().invoke(app, ["batch", "enrol", *args, "--db", db, "--workers", "1"])
+        assert result.exit_code == 2 and f"error ({said}" in result.output, (args, result.output)
+        assert not (tmp_path / "nodir").exists(), args
+    for args, said in (([str(folders), "coll1", "--k", "0"], "validation_error): k is"),
+                       ([str(tmp_path / "gone"), "coll1"], "validation_error): " + str(tmp_path / "gone")),
+                       ([str(folders), "bad name!"], "validation_error): a collection name"),
+                       ([str(folders), "coll1", "--pack", "no-such-pack"], "unknown_pack)"),
+                       ([str(folders), "coll1"], "not_found): no gallery database")):
+        result = CliRunner().invoke(app, ["batch", "search", *args, "--out", str(tmp_path / "o"), "--db", db,
+                                          "--workers", "1"])
+        assert result.exit_code == 2 and f"error ({said}" in result.output, (args, result.output)
+        assert not (tmp_path / "nodir").exists() and not (tmp_path / "o").exists(), args
 
 
 def test_a_second_job_on_an_output_another_job_holds_is_refused_and_touches_nothing(folders: Path, tmp_path: Path):
