@@ -25,7 +25,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from faceatlas import errors
 from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.kyc import migrate as migrate_kyc
@@ -147,11 +146,21 @@ class OneLineStartupFailure(logging.Filter):
         message = record.getMessage()
         if record.levelno >= logging.ERROR and message.startswith("Traceback"):
             name, _, text = message.rstrip().splitlines()[-1].partition(": ")
-            module, _, cls_name = name.rpartition(".")
-            error = getattr(errors, cls_name, None) if module == errors.__name__ else None
-            if isinstance(error, type) and issubclass(error, FaceAtlasError):
+            error = _error_class(name)
+            if error is not None:
                 record.msg, record.args, record.exc_info = f"error ({error.code}): {text}", (), None
         return True
+
+
+def _error_class(qualified_name: str) -> type[FaceAtlasError] | None:
+    """The class of FaceAtlas's error tree a traceback's last line names (``module.Class``)."""
+    classes: list[type[FaceAtlasError]] = [FaceAtlasError]
+    while classes:
+        error = classes.pop()
+        if f"{error.__module__}.{error.__qualname__}" == qualified_name:
+            return error
+        classes.extend(error.__subclasses__())
+    return None
 
 
 def _say_startup_failures_in_one_line() -> None:
