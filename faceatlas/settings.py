@@ -239,7 +239,9 @@ class StorageSettings(_Section):
         default_factory=lambda: f"sqlite:///{DEFAULT_DATA_DIR.expanduser() / 'faceatlas.db'}",
         description="SQLAlchemy URL (SQLite file by default, PostgreSQL in production)",
     )
-    index_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.expanduser() / "indexes")
+    # None: the gallery's rule, the same for every door (gallery.index_dir_for): `<db file>.indexes`
+    # beside an SQLite file, in memory only for a server database
+    index_dir: Path | None = None
     # Where the gallery's vectors are searched: the FAISS/exact indexes under index_dir, or Milvus
     # (the database stays the record either way; see faceatlas/gallery/index/milvus.py).
     vector_backend: Literal["faiss", "milvus"] = "faiss"
@@ -279,7 +281,7 @@ class ServiceSettings(_Section):
     model_config = _ENV
 
     database_url: str = Field(default_factory=lambda: StorageSettings().database_url)
-    index_dir: Path = Field(default_factory=lambda: StorageSettings().index_dir)
+    index_dir: Path | None = Field(default_factory=lambda: StorageSettings().index_dir)
     pack: str | None = None
     # Each at least 1 (max_wait_ms at least 0): no workers left every inference call waiting forever
     # (and the shutdown with it), and a queue of 0 or fewer would be unbounded, never answering 503.

@@ -105,6 +105,18 @@ _RETAIL_SPACE = "app:retail:"  # a store's gallery space: app:retail:<store id> 
 _OWNER_BATCH = 10_000  # face ids per query of their subjects (SQLite binds at most 32,766 parameters)
 
 
+def index_dir_for(url: str, configured: Path | None = None) -> Path | None:
+    """The folder of the index files of the gallery database at ``url``, one rule for every door
+    (the CLI, ``faceatlas serve``, a store run: when serve kept its own folder, one collection had
+    two copies on disk and a delete through one door left the vectors in the other): ``configured``
+    (``FACEATLAS_INDEX_DIR``, ``--index-dir``) when given, else ``<db file>.indexes`` beside an
+    SQLite file, else none (a server database: indexes in memory, built from the database)."""
+    if configured is not None:
+        return Path(configured).expanduser()  # a str from a script is taken too
+    db_file = sqlite_path(normalize_url(url))
+    return None if db_file is None else db_file.with_name(db_file.name + ".indexes")
+
+
 class Gallery:
     """Face collections of one tenant. Open with :meth:`open`; :meth:`for_tenant` gives another
     tenant's view over the same database and indexes. Close (or use as a context manager) to
@@ -160,11 +172,7 @@ class Gallery:
         engine = create_database_engine(url)
         migrate(engine)
         storage_settings = StorageSettings()
-        if index_dir is None:
-            if "index_dir" in storage_settings.model_fields_set:  # FACEATLAS_INDEX_DIR is set
-                index_dir = storage_settings.index_dir.expanduser()
-            elif (db_file := sqlite_path(url)) is not None:
-                index_dir = db_file.with_name(db_file.name + ".indexes")
+        index_dir = index_dir_for(url, index_dir or storage_settings.index_dir)
         sessions = sessionmaker(engine, expire_on_commit=False)
         indexes: IndexCache | MilvusIndexCache
         if storage_settings.vector_backend == "milvus":  # FACEATLAS_VECTOR_BACKEND=milvus: vectors in Milvus

@@ -33,7 +33,7 @@ from faceatlas.apps.retail import purge_anonymous_visitors
 from faceatlas.db import create_database_engine, lock_schema
 from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration, resolve
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument, StateUnavailable, Unauthorized
-from faceatlas.gallery import Gallery, check_index_dir, database_identity
+from faceatlas.gallery import Gallery, check_index_dir, database_identity, index_dir_for
 from faceatlas.gallery import migrate as gallery_migrate
 from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
@@ -198,7 +198,7 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
     for model in pack.core_files:
         resolve(model, settings=engine_settings, pack=pack.name)
     load_calibration(pack, engine_settings)  # a name no calibration has: said now, not by each process's start
-    check_index_dir(settings.index_dir)
+    check_index_dir(index_dir_for(settings.database_url, settings.index_dir))
     engine = create_database_engine(settings.database_url)
     try:  # a database of a newer FaceAtlas: said once here, not by each process's startup
         migrate_all(engine)
