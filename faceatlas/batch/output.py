@@ -19,7 +19,9 @@ deletes faces parts without their manifest part (a kill between the two) and ski
 
 A job holds its output for its whole life (:func:`hold`): ``_lock``, locked with ``flock``, so a
 second job on the same local output is refused (two at once each wrote every image, and one tidied
-the other's temporary files away). Object storage has no such lock: one job per output URL.
+the other's temporary files away). The job removes ``_lock`` as it ends, however it ends (a killed
+one cannot: its file stays, locked by nobody, and the next job takes it). Object storage has no
+such lock: one job per output URL.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
     nothing in it touched. Held again in the same process (a job's steps), it is the same hold.
     ``dataset``: the folder is a job's Parquet dataset (refused when it holds other files, before
     anything is made in it); else a folder of a job's outputs (search's, dedupe's).
-    The lock goes with the process (a killed job holds nothing). A block that fails before anything
+    The lock goes with the process (a killed job holds nothing); the ``_lock`` file goes when the
+    block ends, however it ends (:func:`_release`: a finished output keeps none). A block that fails before anything
     was written into a folder it made (a cluster that refused the job) removes that folder
     (:func:`_unmake`): the output of a job that never ran is not claimed for its kind. Object
     storage has no lock: the block runs without one."""
@@ -154,13 +157,8 @@ def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
         raise InvalidArgument(f"--out {uri} is a file: give a folder (new, empty, or a job's to resume)")
     made = _first_missing(root)
     os.makedirs(root, exist_ok=True)
-    descriptor = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)  # not inherited (O_CLOEXEC)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(descriptor)
-        raise Conflict(f"{uri} is in use: another batch job holds it ({LOCK}) until it ends; wait for that "
-                       "job, or give another output folder") from exc
+    lock = os.path.join(root, LOCK)
+    descriptor = _lock(lock, uri)
     _held[key] = descriptor
     try:
         yield
@@ -170,6 +168,54 @@ def hold(uri: str, *, dataset: bool = True) -> Iterator[None]:
         raise
     finally:
         del _held[key]
+        _release(descriptor, lock)
+
+
+LOCK_TRIES = 10  # a _lock removed under us by each job that ended meanwhile: as many jobs as that
+
+
+def _lock(path: str, uri: str) -> int:
+    """The descriptor of ``path`` (``OUT/_lock``, created when missing), locked (``flock``,
+    exclusive), or :class:`Conflict` when another job holds it. A job removes its ``_lock`` as it
+    ends, while it still holds it (:func:`_release`): a file opened before that and locked after
+    it is no longer the output's ``_lock`` (a new job may have made and locked the one there now),
+    so the lock is taken again on the file that is there."""
+    for _ in range(LOCK_TRIES):
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited (O_CLOEXEC)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(descriptor)
+            raise Conflict(f"{uri} is in use: another batch job holds it ({LOCK}) until it ends; wait for that "
+                           "job, or give another output folder") from exc
+        if _is_there(descriptor, path):
+            return descriptor
+        os.close(descriptor)  # removed by the job that held it, as it ended
+    raise Conflict(f"{uri} is in use: other batch jobs took and left it {LOCK_TRIES} times while this one "
+                   "tried to hold it; wait for them, or give another output folder")
+
+
+def _is_there(descriptor: int, path: str) -> bool:
+    """Whether ``path`` is the file open as ``descriptor`` (not removed, nor made again since)."""
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(descriptor)
+    return (there.st_dev, there.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _release(descriptor: int, path: str) -> None:
+    """Remove the ``_lock`` this job holds, then let it go: a finished output keeps no lock file.
+    Removed while still locked, and only when it is still this job's file (:func:`_unmake` may have
+    removed it, and another job made a new one since): a job that opened it before and locks it
+    after sees it gone and takes the one there (:func:`_lock`), so two jobs never hold one output."""
+    try:
+        if _is_there(descriptor, path):
+            os.unlink(path)
+    except OSError:  # not removed (a read-only folder): it stays, locked by nobody, as a killed job's
+        pass
+    finally:
         os.close(descriptor)  # the lock goes with it
 
 

@@ -1,11 +1,13 @@
 """What a batch job reads: a folder (recursive), a glob, a manifest CSV or an fsspec/pyarrow URL,
 resolved on the driver into one sorted list of files on one filesystem.
 
-An image's id is its path as the filesystem names it (``/abs/path.jpg`` locally, ``bucket/key.jpg``
-for ``s3://bucket/key.jpg``): Ray Data reports the same string, so a restarted job can tell what
-is done. For enrolment every image also has a subject: the name of the first folder under SOURCE
-it is in (per-person folders, ``people/<subject>/2019/x.jpg`` too) or the manifest's ``subject``
-column.
+An image's id is its path as the user reached it, made absolute but with no link resolved
+(``/abs/dd/path.jpg`` locally, ``dd`` a link or not; ``bucket/key.jpg`` for ``s3://bucket/key.jpg``),
+whatever the form of SOURCE (a folder, a glob, a manifest's rows): two links to one photo are two
+images (``cams/door/x.jpg`` and ``cams/till/x.jpg``: which camera a hit came from). Ray Data
+reports the same string, so a restarted job can tell what is done. For enrolment every image
+also has a subject: the name of the first folder under SOURCE it is in (per-person folders,
+``people/<subject>/2019/x.jpg`` too) or the manifest's ``subject`` column.
 """
 
 from __future__ import annotations
@@ -39,18 +41,25 @@ class Source:
     def key(self) -> str:
         """The source as an output records it (one output, one source): a URL as given, a local
         folder, file or glob by its absolute path (the same folder from another working folder is
-        the same source)."""
+        the same source), links not resolved as in its images' ids: ``dd`` (a link) and its target
+        name their images differently, so they are two sources (a resume of one by the other
+        redid every image under other ids)."""
         if not self.uri or "://" in self.uri:
             return self.uri
-        path = os.path.abspath(os.path.expanduser(self.uri))
-        return os.path.realpath(path) if os.path.lexists(path) else path
+        return _local(self.uri)
+
+
+def _local(path: str) -> str:
+    """A local path as the user reached it: absolute (``~`` expanded, ``.`` and ``..`` taken out by
+    name), no link resolved (an image's id, :mod:`faceatlas.batch.source`)."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow's filesystem for a URL (:func:`~faceatlas.batch.storage.filesystem`), or the local
-    filesystem for a plain path."""
+    filesystem for a plain path (absolute, links not resolved: :func:`_local`)."""
     if "://" not in uri:
-        return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+        return pafs.LocalFileSystem(), _local(uri)
     return filesystem(uri)
 
 
@@ -187,9 +196,10 @@ def _first_folder(path: str, root: str) -> str | None:
 
 def _globbed(pattern: str) -> dict[str, str | None]:
     """The files a local glob matches (``*``, ``?``, ``[...]`` within a name, ``**`` for any
-    folders; names starting with ``.`` only by a part that starts with one), each once by its real
-    path. The folders under the pattern's fixed part are walked without following links to
-    folders, as a folder source is listed: ``glob(recursive=True)`` went down ``a/loop -> ..``
+    folders; names starting with ``.`` only by a part that starts with one), each once by its
+    path as matched (absolute, links not resolved: two links to one photo are two images). The
+    folders under the pattern's fixed part are walked without following links to folders, as a
+    folder source is listed: ``glob(recursive=True)`` went down ``a/loop -> ..``
     (every photo listed 41 times; two such links never ended) and a link to a sibling folder
     listed its photos twice. Each file's subject: the first folder under the fixed part it is in."""
     parts = Path(pattern).expanduser().parts
@@ -207,7 +217,7 @@ def _globbed(pattern: str) -> dict[str, str | None]:
         for name in files:
             path = os.path.join(folder, name)
             if _matches((*inside, name), rest) and os.path.isfile(path):
-                found.setdefault(str(Path(path).resolve()), inside[0] if inside else None)
+                found.setdefault(_local(path), inside[0] if inside else None)
     return dict(sorted(found.items()))
 
 

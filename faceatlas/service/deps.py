@@ -43,6 +43,7 @@ from faceatlas.service.idempotency import HEADER as IDEMPOTENCY_HEADER
 from faceatlas.service.idempotency import claim as claim_idempotency_key
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
+from faceatlas.service.redact import holds_credential
 from faceatlas.service.shared_state import SharedState, month_of
 from faceatlas.service.tenants import gallery_tenant
 from faceatlas.settings import ServiceSettings
@@ -217,9 +218,14 @@ def authenticate(request: Request, accounts: AccountsDep, shared: SharedDep,
                  _bearer: Annotated[Any, Depends(_BEARER)] = None,
                  _api_key: Annotated[Any, Depends(_API_KEY)] = None) -> Principal:
     """The caller of the request (its API key, looked up through the shared short-lived cache),
-    or :class:`Unauthorized` (answered with ``WWW-Authenticate: Bearer``)."""
+    or :class:`Unauthorized` (answered with ``WWW-Authenticate: Bearer``); a call without a key
+    header that gives one in its query string is told that a key in the URL is refused."""
     token = bearer_token(request)
     principal = shared.principal(token, accounts.authenticate) if token else None
+    if principal is None and token is None and holds_credential(request.scope.get("query_string", b"")):
+        # README: keys in the query string are refused (and redacted from the access log): say so
+        raise Unauthorized("an API key in the URL is refused (it would be logged): send it in "
+                           "Authorization: Bearer or X-API-Key")
     if principal is None:
         raise Unauthorized("a valid API key is required (Authorization: Bearer fa_...)")
     return principal

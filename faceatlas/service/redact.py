@@ -33,6 +33,20 @@ def redact_query(query: bytes) -> bytes:
     return b"&".join(parts)
 
 
+def holds_credential(query: bytes) -> bool:
+    """Whether ``query`` gives a credential (a parameter named like one, a value shaped like a
+    FaceAtlas key), before or after :func:`redact_query`: the 401 of a call without a key header
+    says that a key in the URL is refused, not only that a key is required."""
+    for part in query.split(b"&"):
+        name, sep, value = part.partition(b"=")
+        decoded = unquote_plus(part.decode("latin-1"))
+        if (sep and unquote_plus(name.decode("latin-1")).lower() in _SECRET_NAMES) or _KEY_SHAPE.search(decoded):
+            return True
+        if (value if sep else part) == REDACTED:  # what the middleware left of one
+            return True
+    return False
+
+
 class RedactQuerySecrets:
     """Redact credentials in the query string of every HTTP request, in place."""
 

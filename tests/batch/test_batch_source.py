@@ -105,8 +105,8 @@ def test_a_glob_lists_each_file_once_and_does_not_follow_links_to_folders(folder
     worker.join(60)
     assert not worker.is_alive() and len(listed) == 3, "the listing did not end"
     assert listed == [files, files, sorted([*files, str(folders / "readme.txt")])]
-    assert resolve_source(str(folders / "again" / "*.jpg")).paths == sorted(
-        str(p.resolve()) for p in first.glob("*.jpg"))  # a link named in the fixed part is the user's choice
+    assert resolve_source(str(folders / "again" / "*.jpg")).paths == sorted(  # a link named in the fixed part is
+        str(folders / "again" / p.name) for p in first.glob("*.jpg"))  # the user's choice: followed, named so
     assert resolve_source(str(folders / "**" / "*.jpg")).paths == resolve_source(str(folders)).paths
 
 
@@ -485,3 +485,118 @@ def test_batch_enrol_leaves_no_temporary_embeddings_and_removes_those_a_killed_j
         holder.wait()
     assert len(seen) == 1 and Path(seen[0]).parent == temporary and not Path(seen[0]).exists()
     assert sorted(p.name for p in temporary.iterdir()) == [fresh.name, running.name]
+
+
+def test_every_source_names_an_image_by_the_path_it_was_reached_by(shared: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    """A glob resolved links (a folder and a manifest did not): `batch embed 'dd/*.jpg'`, dd holding
+    links into the shared photos, recorded `/work/shared/...`, not `dd/...`; `batch search
+    'cams/**/*.jpg'` matched 5 files and reported 4 images, `cams/door/X.jpg` and `cams/till/X.jpg`
+    being links to one photo: which camera a hit came from was lost. Every form now names an image
+    by its absolute path, no link resolved; a re-run skips what is done by those ids."""
+    from faceatlas.batch import BatchOptions, BatchReport, embed_source
+    from faceatlas.batch.jobs import _record_failed
+    from faceatlas.batch.output import prepare
+
+    photos = sorted((shared / "data" / "lfw" / "images").glob("Ab*/*.jpg"))[:2]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dd").mkdir()
+    for photo in photos:
+        (tmp_path / "dd" / photo.name).symlink_to(photo)
+    for camera in ("door", "till"):
+        (tmp_path / "cams" / camera).mkdir(parents=True)
+        (tmp_path / "cams" / camera / "X.jpg").symlink_to(photos[0])
+    (tmp_path / "link").symlink_to("dd", target_is_directory=True)
+    named = sorted(str(tmp_path / "dd" / photo.name) for photo in photos)
+    (tmp_path / "m.csv").write_text(f"path\ndd/{photos[0].name}\n{named[0]}\n./dd/../dd/{photos[1].name}\n")
+
+    for given in ("dd/*.jpg", "dd", str(tmp_path / "dd"), "m.csv", "dd/../dd/*.jpg"):  # m.csv names one file twice
+        assert resolve_source(given).paths == named, given
+    assert resolve_source(f"dd/{photos[0].name}").paths == named[:1]
+    cams = [str(tmp_path / "cams" / camera / "X.jpg") for camera in ("door", "till")]
+    for given in ("cams/**/*.jpg", "cams/*/X.jpg", "cams"):
+        source = resolve_source(given)
+        assert source.paths == cams and source.subjects == dict(zip(cams, ["door", "till"])), given
+    through = sorted(str(tmp_path / "link" / photo.name) for photo in photos)
+    assert resolve_source("link/*.jpg").paths == resolve_source("link").paths == through
+    assert resolve_source("link").key != resolve_source("dd").key  # their images' ids differ: two sources
+
+    out = str(tmp_path / "out")  # a re-run skips the images done by their ids (no Ray: nothing left to do)
+    source = resolve_source("cams/**/*.jpg")
+    prepare(out, "dedupe", source.key)
+    _record_failed(source.paths, "not_found", "done before", out, BatchReport(out=out))
+    report = embed_source(resolve_source("cams/**/*.jpg"), out, BatchOptions(workers=1), faces=False)
+    assert (report.images, report.skipped, report.processed) == (2, 2, 0)
+
+
+def test_an_output_keeps_no_lock_file_once_its_job_ends_and_stays_one_job_at_a_time(folders: Path, tmp_path: Path,
+                                                                                      monkeypatch: pytest.MonkeyPatch):
+    """Finished outputs kept an empty `_lock` (faces.parquet/_lock, hits/_lock, dups/_lock,
+    dups/images/_lock). A job removes it as it ends, done, failed or interrupted, while it still
+    holds it; a killed job's `_lock` (nobody's) does not stop a resume; a second job is refused;
+    and a job that locked a `_lock` removed meanwhile (opened before the end of the job that held
+    it) takes the one there, so two jobs never hold one output."""
+    import fcntl
+    import os
+
+    import faceatlas.batch.output as output
+    from faceatlas.batch import BatchOptions, BatchReport, embed_source
+    from faceatlas.batch.jobs import _record_failed
+    from faceatlas.batch.output import hold, prepare
+    from faceatlas.errors import Conflict
+
+    def locks(folder: Path) -> list[str]:
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("_lock"))
+
+    source = resolve_source(str(folders))
+    faces = str(tmp_path / "faces.parquet")  # a job run to its end (its images done before: no Ray)
+    prepare(faces, "dedupe", source.key)
+    _record_failed(source.paths, "not_found", "done before", faces, BatchReport(out=faces))
+    assert embed_source(source, faces, BatchOptions(workers=1), faces=False).skipped == len(source.paths)
+    with hold(str(tmp_path / "dups"), dataset=False):  # as search and dedupe: OUT, then the dataset in it
+        assert locks(tmp_path) == ["dups/_lock"]
+        prepare(str(tmp_path / "dups" / "images"), "dedupe", source.key)
+        with hold(str(tmp_path / "dups" / "images")):
+            assert locks(tmp_path) == ["dups/_lock", "dups/images/_lock"]
+            with hold(str(tmp_path / "dups" / "images")):  # the same process again: the same hold
+                pass
+            assert locks(tmp_path) == ["dups/_lock", "dups/images/_lock"]
+    for ending in (RuntimeError("the job failed in Ray"), KeyboardInterrupt()):
+        with pytest.raises(type(ending)), hold(str(tmp_path / "dups"), dataset=False):
+            raise ending
+    assert locks(tmp_path) == [] and (tmp_path / "faces.parquet" / "_job.json").is_file()
+
+    (tmp_path / "dups" / "_lock").write_bytes(b"")  # a killed job's, locked by nobody: no stop to a resume
+    assert prepare(str(tmp_path / "dups" / "images")) == set()
+    with hold(str(tmp_path / "dups"), dataset=False):
+        other = os.open(tmp_path / "dups" / "_lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    assert locks(tmp_path) == []
+
+    opened = os.open  # a job that opened `_lock` just before the job that held it removed it, and ended
+    ended: list[int] = []
+
+    def open_then_ended(path, flags, mode=0o777, **kwargs):
+        descriptor = opened(path, flags, mode, **kwargs)
+        if str(path).endswith("_lock") and not ended:
+            ended.append(descriptor)
+            os.unlink(path)
+        return descriptor
+
+    monkeypatch.setattr(output.os, "open", open_then_ended)
+    with hold(str(tmp_path / "dups"), dataset=False):
+        monkeypatch.setattr(output.os, "open", opened)
+        assert ended and (tmp_path / "dups" / "_lock").is_file()  # it holds the one there, not the removed one
+        again = os.open(tmp_path / "dups" / "_lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(again)
+        with pytest.raises(Conflict, match="in use"):
+            output._lock(str(tmp_path / "dups" / "_lock"), "dups")
+    assert locks(tmp_path) == []

@@ -441,6 +441,21 @@ def test_query_parameters_a_route_does_not_take_are_refused(api):
     assert "more than once" not in listed.text  # a list parameter repeats (refused here for its missing image)
 
 
+def test_a_key_in_the_query_string_is_refused_saying_so(api):
+    """`/v1/detect?api_key=fa_...` got the generic 401 "a valid API key is required", though the
+    README says keys in the query string are refused: the 401 says so, and where the key goes."""
+    key = api.keys["acme_detect"]
+    refused = "an API key in the URL is refused (it would be logged): send it in Authorization: Bearer or X-API-Key"
+    with api.client() as anonymous:
+        for query in (f"api_key={key}", f"key={key}", f"token={key}", f"x={key}", key, "api_key=fa_0123_x"):
+            response = anonymous.post(f"/v1/detect?{query}")
+            assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", query
+            assert response.json()["error"] == {"code": "unauthorized", "message": refused}, query
+        plain = anonymous.post("/v1/detect", params={"limit": "3"})  # no key anywhere: the message as before
+    assert plain.status_code == 401
+    assert plain.json()["error"]["message"] == "a valid API key is required (Authorization: Bearer fa_...)"
+
+
 def test_a_bug_answers_500_unbilled_and_uncounted(api, monkeypatch):
     """An unhandled exception (a bug) answered 500 but skipped the metering: the call was counted against
     the quota and never recorded, so a tenant with a quota of 3 was refused after three 500s and its
