@@ -127,12 +127,13 @@ def test_gallery_database_down_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error") and "cannot open the gallery database" in lines[0]
 
 
-def test_a_gallery_read_of_a_missing_database_file_is_not_an_empty_gallery(tmp_path):
+def test_a_gallery_read_of_a_missing_database_file_is_not_an_empty_gallery(tmp_path, examples):
     """`gallery list --db typo.db` made the file (and its folders) and listed no collections, exit 0:
     a read names the missing database and makes nothing; `gallery create` makes it."""
     typo = tmp_path / "nested" / "typo.db"
+    photo = examples / "examples" / "two_people.jpg"  # a source the batch job takes: the database is what it lacks
     for command in (["gallery", "list"], ["gallery", "export", "people", str(tmp_path / "people.parquet")],
-                    ["batch", "search", str(tmp_path), "people", "--out", str(tmp_path / "out")]):
+                    ["batch", "search", str(photo), "people", "--out", str(tmp_path / "out")]):
         result = runner.invoke(app, [*command, "--db", str(typo)])
         assert result.exit_code == 2, result.output
         assert f"error (not_found): no gallery database at {typo}" in " ".join(result.output.split()), result.output
