@@ -94,7 +94,8 @@ def test_the_pack_is_one_line_and_licences_come_with_verbose(examples):
     assert sum(line.startswith("licence:") for line in verbose.stderr.splitlines()) >= 3
 
 
-def test_watch_summary_fits_80_columns_without_raw_dicts(shared, tmp_path):
+def test_watch_summary_fits_80_columns_without_raw_dicts(shared, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")  # not the home folder's
     video = shared / "data/videos/store-aisle-detection.gif"
     result = runner.invoke(app, ["watch", str(video), "-p", "scrfd-mbf", "--line", "0,135,480,135",
                                  "--events", str(tmp_path / "events.jsonl")])
@@ -141,8 +142,9 @@ def test_readme_step_one_draws_outside_the_repository(shared, monkeypatch):
     assert drawn.is_file() and set(repo.iterdir()) == before
 
 
-def test_watch_recognises_with_the_collections_pack_by_default(examples, tmp_path):
+def test_watch_recognises_with_the_collections_pack_by_default(examples, tmp_path, monkeypatch):
     """One default: a collection created with the default pack is watched with that pack, not another."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")  # not the home folder's
     db = f"sqlite:///{tmp_path / 'g.db'}"
     lin = examples / "examples/lin-manuel-miranda.png"
     assert runner.invoke(app, ["gallery", "create", "people", "--db", db]).exit_code == 0

@@ -13,9 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import TaskID
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
+from faceatlas.db import default_database_url
 from faceatlas.engine import check_figure_path
 from faceatlas.errors import NotFound
 from faceatlas.video import (
@@ -55,6 +58,10 @@ def watch(
 ) -> None:
     """Watch video sources: track faces and persons, recognise, count, and emit events.
 
+    Events (and per-minute counts) are stored in the database of cams.yaml's `database:`, else in
+    the settings' database (FACEATLAS_DATABASE_URL, else ~/.local/share/faceatlas/faceatlas.db), where
+    `faceatlas counts` and `faceatlas serve` (GET /v1/events) read them.
+
     Exit 1 when a sink (MQTT, webhook, database) could not deliver some events (the summary names
     it and how many); 130 when Ctrl-C (or SIGTERM) stopped a file's camera before the file's end."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,6 +83,9 @@ def watch(
         raise typer.BadParameter("give a SOURCE or --config")
     settings.collection = collection or settings.collection
     settings.events = events or settings.events
+    # events and per-minute counts go where `counts` and the service (GET /v1/events) read them: the
+    # config's `database:`, else the settings' database (FACEATLAS_DATABASE_URL, else the default file)
+    settings.database = settings.database or default_database_url()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
     with progress(err) as bar:
         tasks: dict[str, TaskID] = {}
@@ -88,6 +98,8 @@ def watch(
         report = run_watch(settings, pack=pack, persons=persons, on_frame=advance)
     for table in summary_tables(report):
         err.print(table)
+    # where `counts` reads them (one line: a path broken over two cannot be copied)
+    err.print(f"events database: {_shown_url(settings.database)}", markup=False, soft_wrap=True)
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():
         err.print(f"{sink}: {count} events not delivered", markup=False)
@@ -129,14 +141,24 @@ def summary_tables(report: WatchReport) -> list[Table]:
     return [cameras, events]
 
 
+def _shown_url(url: str) -> str:
+    """``url`` without its password (a PostgreSQL URL may hold one)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _directions(counts: dict[str, int]) -> str:
     return ", ".join(f"{direction} {count}" for direction, count in counts.items())
 
 
 def counts(
     camera: Annotated[str, typer.Argument(help="camera name (as in cams.yaml)")],
-    database: Annotated[str, typer.Option("--db", "--database", callback=database_option,
-                                          help="database URL the watch wrote to")],
+    database: Annotated[str | None, typer.Option("--db", "--database", callback=database_option,
+                                                 help="database URL the watch wrote to (cams.yaml's database:) "
+                                                      "[default: FACEATLAS_DATABASE_URL, where watch writes "
+                                                      "without database:]")] = None,
     since: Annotated[str | None, typer.Option("--from", help="ISO 8601, no offset = UTC; from its minute")] = None,
     until: Annotated[str | None, typer.Option("--to", help="ISO 8601, no offset = UTC; before its minute")] = None,
     label: Annotated[str | None, typer.Option("--class", help="one class (person, car, ...)")] = None,
@@ -155,7 +177,8 @@ def counts(
             check_figure_path(chart)
     if plot is not None and heatmap is not None and plot.resolve() == heatmap.resolve():
         raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
-    rows = camera_counts(database, camera, tenant=tenant, since=since, until=until, label=label)
+    rows = camera_counts(database or default_database_url(), camera, tenant=tenant, since=since, until=until,
+                         label=label)
     if not rows:  # an empty table (exit 0) without --plot, the same table and an error with it: one outcome
         of = f" of class {label}" if label else ""
         span = " ".join(f"{word} {value}" for word, value in (("from", since), ("to", until)) if value) or "stored"

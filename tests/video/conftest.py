@@ -26,6 +26,16 @@ class MemorySink:
         return [e for e in self.events if e.type == kind]
 
 
+@pytest.fixture(autouse=True)
+def events_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`watch` without `database:` stores its events in the settings' database: the test's own file
+    (beside its tmp_path, whose files some tests list), not the default one in the home folder of
+    whoever runs the tests."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('settings') / 'faceatlas.db'}"
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", url)
+    return url
+
+
 @pytest.fixture
 def memory() -> MemorySink:
     return MemorySink()

@@ -127,10 +127,12 @@ def run_checks(analyzer: FaceAnalyzer, document: ImageInput, selfie: Selfie, cha
 
     document_image, _ = analyzer.load_reduced(document)
     document_face, how = _face_on_document(analyzer, document_image, config)
-    details["document"] = {"found": document_face is not None, "search": how}
     # the document's own picture submitted as the selfie (a still "video" of it): the same frame,
     # within the replay check's bits of the document's difference hash
-    if replayed_share(selfie.hashes, [frame_hash(document_image)], config.replay_bits) >= config.replay_share:
+    alike = replayed_share(selfie.hashes, [frame_hash(document_image)], config.replay_bits)
+    details["document"] = {"found": document_face is not None, "search": how,
+                           "selfie_frames_alike": round(alike, 3)}
+    if alike >= config.replay_share:
         reasons.add("selfie_is_document")
     if document_face is None:
         reasons.add("document_no_face")
@@ -141,8 +143,11 @@ def run_checks(analyzer: FaceAnalyzer, document: ImageInput, selfie: Selfie, cha
     samples = mesh_samples(selfie.frames, selfie.times, config, tracker)
     with_face = [s for s in samples if s.faces >= 1]
     crowded = [s for s in with_face if s.faces > 1]
+    # every count a selfie reason is decided on: Face Mesh's over all frames, then the engine's over
+    # the frames it analyses (_best_faces adds those)
     details["selfie"] = {"frames": len(samples), "seconds": round(selfie.duration, 2), "face_frames": len(with_face),
-                         "multi_face_frames": len(crowded)}
+                         "multi_face_frames": len(crowded), "analysed_frames": 0, "engine_faces": 0,
+                         "engine_multi_face_frames": 0, "good_frames": 0}
     if len(with_face) < MIN_FACE_SHARE * max(1, len(samples)):
         reasons.add("selfie_no_face")
     if len(crowded) > MULTI_FACE_SHARE * max(1, len(with_face)):
@@ -199,7 +204,7 @@ def _best_faces(analyzer: FaceAnalyzer, selfie: Selfie, samples: Sequence[Sample
                 and abs(person.pose.yaw) <= config.max_match_yaw and person.embedding is not None:
             good.append((person, index))
     details["selfie"].update(analysed_frames=len(picked), engine_faces=sum(1 for f in analysed if f),
-                             good_frames=len(good))
+                             engine_multi_face_frames=crowded, good_frames=len(good))
     if crowded > MULTI_FACE_SHARE * len(picked):
         reasons.add("multiple_faces")
     if not any(analysed):
