@@ -598,3 +598,21 @@ def test_an_index_folder_that_is_a_file_is_refused_before_anything_is_enrolled(t
     monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(a_file / "below"))
     under = CliRunner().invoke(app, ["gallery", "list", "--db", db])
     assert under.exit_code == 2 and f"is under {a_file}, a file, not a folder" in under.output, under.output
+
+
+def test_gallery_enrol_records_a_photo_by_the_path_it_was_reached_by_as_batch_enrol_does(tmp_path, shared):
+    """`gallery enrol` recorded a linked photo by its target, `batch enrol` by the link (the path the
+    user gave): one photo had two names, and neither door skipped what the other had enrolled."""
+    photo = sorted((shared / "data" / "lfw" / "images" / "George_W_Bush").glob("*.jpg"))[0]
+    person = tmp_path / "people" / "george"
+    person.mkdir(parents=True)
+    (person / "one.jpg").symlink_to(photo)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    assert runner.invoke(app, ["gallery", "create", "c", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    enrolled = runner.invoke(app, ["gallery", "enrol", "c", str(tmp_path / "people" / "." / "george" / ".."),
+                                   "--db", db])
+    assert enrolled.exit_code == 0, enrolled.output
+    from faceatlas.gallery import Gallery
+
+    with Gallery.open(db) as gallery:
+        assert [f.source for f in gallery.list_faces("c").items] == [str(person / "one.jpg")]

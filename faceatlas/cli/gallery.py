@@ -3,6 +3,7 @@ export, import, reembed). Human output by default, ``--json`` for machines."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,7 +111,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
             with _progress() as progress:
                 task = progress.add_task("enrolling", total=total)
                 for person, images in people.items():
-                    report = gallery.enrol_images(collection, person, [str(i.resolve()) for i in images], analyzer,
+                    report = gallery.enrol_images(collection, person, [os.path.abspath(i) for i in images], analyzer,
                                                   all_faces=all_faces, min_quality=min_quality, name=name,
                                                   once=not again)
                     summary["added"] += len(report.added)
