@@ -616,3 +616,17 @@ def test_gallery_enrol_records_a_photo_by_the_path_it_was_reached_by_as_batch_en
 
     with Gallery.open(db) as gallery:
         assert [f.source for f in gallery.list_faces("c").items] == [str(person / "one.jpg")]
+
+
+def test_the_operator_s_default_space_is_no_service_tenant(tmp_path):
+    """A probe created the service tenant `default`: its key was served the events of every `watch`
+    run without a tenant and the stores opened without one (it repriced a store's product to one
+    cent), and `admin tenant delete default` erased them all. The id is reserved."""
+    db = str(tmp_path / "g.db")
+    for tenant in ("default", "Default", "DEFAULT"):
+        refused = runner.invoke(app, ["admin", "tenant", "create", tenant, "--db", db])
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.strip() == (
+            f"error (validation_error): tenant id '{tenant}' is reserved: 'default' is the operator's own space "
+            "(the CLI's galleries, `watch` runs and stores that name no tenant); choose another id")
+    assert runner.invoke(app, ["admin", "tenant", "create", "default-shop", "--db", db]).exit_code == 0

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from faceatlas.db import rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
+from faceatlas.gallery import DEFAULT_TENANT
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,12 @@ class Accounts:
         bill stays under that id (a new tenant of it inherited the old one's calls against its quota)."""
         if not TENANT_ID.fullmatch(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
+        if tenant_id.lower() == DEFAULT_TENANT:
+            # the events of a `watch` run and the stores opened with no tenant are the default space's:
+            # a service tenant of that id was served them (and could reprice a store, or erase it all)
+            raise InvalidArgument(f"tenant id {tenant_id!r} is reserved: '{DEFAULT_TENANT}' is the operator's own "
+                                  "space (the CLI's galleries, `watch` runs and stores that name no tenant); "
+                                  "choose another id")
         _check_name(name)
         _check_quota(monthly_quota)
         with Session(self.engine, expire_on_commit=False) as session:
