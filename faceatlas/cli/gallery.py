@@ -279,7 +279,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         keep_ids = ServiceSettings.from_env().audit_keeps_subject_ids
         accounts = service_accounts(gallery)  # None: a gallery database that was never served
         if subject is not None:
-            faces, _ = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids)
+            faces = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids).faces
         else:
             faces = gallery.get_collection(collection).faces
             erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from hashlib import sha256
@@ -47,7 +47,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from faceatlas.errors import StateUnavailable
-from faceatlas.service.shared_state import SharedState, StoredAnswer
+from faceatlas.service.paths import COLLECTIONS_PATH, collection_path, subjects_path
+from faceatlas.service.shared_state import AnswerStore, SharedState, StoredAnswer
 
 log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -176,6 +177,74 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     except StateUnavailable:
         log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
                     "their keys", erased)
+
+
+def _placeholder(path: str) -> StoredAnswer:
+    """The ``404 not_found`` that replaces a stored answer naming what was erased, kept under
+    ``path`` (what a later erasure matches it by: a path that names nothing erased)."""
+    return StoredAnswer(404, ERASED, "application/json", path)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def forget_subjects(answers: AnswerStore, tenant_id: str, collection: str, subjects: Iterable[str]) -> int:
+    """After ``subjects`` of the gallery collection ``collection`` were erased (a subject deleted,
+    with the ids merged into it: the same person's earlier ids), every stored answer of the tenant
+    that names one of them is replaced by a ``404 not_found`` naming nothing, kept under the
+    collection's subjects path: the answer of a call on one of them (its path is theirs or under
+    it: a rename, an enrolment, a delete, the merge that absorbed it), an answer within the
+    collection that is one of their records (``external_id``, whatever the call: its create, a
+    merge into it), and an album person's promotion to one of them. The ids a stored merge into one
+    of them absorbed (its path names them) are erased with them, as the audit trail erases them
+    (their create answers hold their names). A retry with such a key is still answered, never run
+    again. Raises :class:`StateUnavailable` when the answers cannot be reached. Returns how many
+    were replaced."""
+    ids = set(subjects)
+    under = subjects_path(collection) + "/"
+    within = collection_path(collection)
+
+    def names_one(answer: StoredAnswer) -> bool:
+        called = answer.path[len(under):].split("/") if answer.path.startswith(under) else []
+        if called and called[0] in ids:  # a call on one of them
+            return True
+        body = _json_object(answer.body)
+        if body is None:
+            return False
+        if body.get("collection") == collection and body.get("subject") in ids:  # an album person promoted
+            return True
+        if not (answer.path == within or answer.path.startswith(within + "/")) or body.get("external_id") not in ids:
+            return False
+        if len(called) == 2 and called[1] == "merge":  # a merge into one of them: what it absorbed goes too
+            ids.add(called[0])
+        return True
+
+    replaced, known = 0, 0
+    while known != len(ids):  # again while a merge named one more (an answer of it may have passed)
+        known = len(ids)
+        replaced += answers.replace_answers(tenant_id, names_one, _placeholder(subjects_path(collection)))
+    return replaced
+
+
+def forget_collection(answers: AnswerStore, tenant_id: str, collection: str) -> int:
+    """After the gallery collection ``collection`` was deleted with its subjects, every stored
+    answer of the tenant of a call on it (its path, or one under it) or that promoted an album's
+    person to one of its subjects is replaced by a ``404 not_found`` naming nothing, as
+    :func:`forget_subjects` does. Raises :class:`StateUnavailable`; returns how many."""
+    within = collection_path(collection)
+
+    def names_it(answer: StoredAnswer) -> bool:
+        if answer.path == within or answer.path.startswith(within + "/"):
+            return True
+        body = _json_object(answer.body)
+        return body is not None and body.get("collection") == collection and "subject" in body
+
+    return answers.replace_answers(tenant_id, names_it, _placeholder(COLLECTIONS_PATH))
 
 
 class IdempotentRoute(APIRoute):
