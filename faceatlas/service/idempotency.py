@@ -133,12 +133,22 @@ async def _finish(request: Request, response: Response | None) -> None:
     request.state.idempotency = None
     answer = None
     if response is not None and 200 <= response.status_code < 300 and not isinstance(response, StreamingResponse):
-        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "", request.url.path)
+        path = getattr(request.state, "answer_path", None) or request.url.path
+        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "", path)
     try:
         await run_in_threadpool(claimed.shared.finish_idempotent, claimed.scope, claimed.key, answer,
                                 claimed.fingerprint)
     except StateUnavailable:  # the call is done and answered: its answer goes; the claim expires by itself
         log.warning("the answer of Idempotency-Key %r could not be stored", claimed.key, exc_info=True)
+
+
+def store_answer_at(request: Request, path: str) -> None:
+    """Keep this call's answer (when its ``Idempotency-Key`` stores one) under ``path`` rather than
+    its own path: an erasure's, whose path names what it erased (``.../subjects/<id>``). A retry of
+    it is answered all the same (a replay is found by its key and call, never by the stored path,
+    which only an erasure's matching reads); ``path``, its parent, keeps it among what a
+    collection's erasure replaces."""
+    request.state.answer_path = path
 
 
 ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call made or changed was erased "
@@ -156,9 +166,13 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     erased subject's name and metadata for a day. If the shared state cannot be reached, they
     expire with their keys (``FACEATLAS_IDEMPOTENCY_SECONDS``). ``also``: other stored answers
     that name it (what is named several ways: an album's person, by id, number or name). ``path``:
-    the erased thing's API path, where another door (the console) erased it (default: this request's)."""
+    the erased thing's API path, where another door (the console) erased it (default: this request's).
+    The 404 is kept under the parent path, and so is this call's own answer when it is the erasure's
+    DELETE (:func:`store_answer_at`): neither names what was erased."""
     erased = path or request.url.path
     parent = erased.rsplit("/", 1)[0]
+    if erased == request.url.path:
+        store_answer_at(request, parent)
 
     def names_it(answer: StoredAnswer) -> bool:
         if answer.path == erased or answer.path.startswith(erased + "/") or (also is not None and also(answer)):
@@ -173,7 +187,7 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     shared: SharedState = request.app.state.shared
     try:
         await run_in_threadpool(shared.replace_answers, tenant_id, names_it,
-                                StoredAnswer(404, ERASED, "application/json", erased))
+                                _placeholder(parent))
     except StateUnavailable:
         log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
                     "their keys", erased)

@@ -212,6 +212,42 @@ def test_deleting_a_subject_forgets_the_merges_into_it_and_the_ids_merged_into_i
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"  # another's answer stays
 
 
+def _stored_as_kept(api: Api) -> list[bytes]:
+    """Every answer the shared state keeps, with the path it is kept under: in Redis the value
+    ``redis-cli --scan --pattern '*idem*'`` finds, in memory its path and body."""
+    state = api.http.app.state.shared  # type: ignore[attr-defined]
+    if api.state == "memory":
+        return [answer.path.encode() + b"\n" + answer.body for _, _, answer in state._answers.values()]
+    return [name + b"=" + (state.redis.get(name) or b"") for name in state.redis.scan_iter(match="*idem*")]
+
+
+def test_an_erased_subject_s_id_is_kept_nowhere_in_the_stored_answers(api: Api, examples: Path) -> None:
+    """Security probe: once a subject was deleted (its id [erased] in the audit trail), the
+    placeholders that replaced its answers and its DELETE's own stored answer kept
+    ``/v1/collections/staff/subjects/<id>`` as their path in Redis. Now they are kept under the
+    collection's subjects path; a retry of the DELETE still answers its 204 (a replay is found by
+    key and call), and so after the id was made and erased again."""
+    assert api.http.post("/v1/collections", json={"name": "traces"}).status_code == 201
+    subjects = "/v1/collections/traces/subjects"
+    image = (examples / "examples" / "obama-240p.jpg").read_bytes()
+    person = {"id": "zq9trace", "name": "Trace Person"}
+    create, enrol, delete = (_key(api, f"traces-{name}") for name in ("create", "enrol", "delete"))
+    assert api.http.post(subjects, json=person, headers=create).status_code == 201
+    assert api.http.post(f"{subjects}/zq9trace/faces", headers=enrol,
+                         files={"image": ("o.jpg", image, "image/jpeg")}).status_code == 201
+    assert any(b"zq9trace" in kept for kept in _stored_as_kept(api))
+    assert api.http.delete(f"{subjects}/zq9trace", headers=delete).status_code == 204
+    assert not [kept for kept in _stored_as_kept(api) if b"zq9trace" in kept]
+    for _ in range(2):  # the DELETE's retry: its 204, not run again; and so once the id was made and erased again
+        again = api.http.delete(f"{subjects}/zq9trace", headers=delete)
+        assert (again.status_code, again.content, again.headers["idempotent-replayed"]) == (204, b"", "true")
+        assert api.http.post(subjects, json={"id": "zq9trace"}).status_code == 201
+        assert api.http.delete(f"{subjects}/zq9trace", headers=_key(api, "traces-delete-again")).status_code == 204
+    assert not [kept for kept in _stored_as_kept(api) if b"zq9trace" in kept]
+    replay = api.http.post(subjects, json=person, headers=create)
+    assert _code(replay) == (404, "not_found") and replay.headers["idempotent-replayed"] == "true"
+
+
 def test_an_erasure_replaces_every_answer_that_names_the_subject_and_only_those() -> None:
     """What names an erased subject, wherever the call was: a call on it, its record within its
     collection (a create, a merge into it: whatever the path), an album person promoted to it, and

@@ -35,7 +35,8 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute
+from faceatlas.service.idempotency import IdempotentRoute, store_answer_at
+from faceatlas.service.paths import subjects_path
 from faceatlas.service.schemas import (
     CollectionList,
     CollectionOut,
@@ -263,6 +264,7 @@ async def delete_subject(
         gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids,
         answers=request.app.state.shared))
     audit.details["faces"], audit.target = erased.faces, erased.target
+    store_answer_at(request, subjects_path(collection))  # its stored answer names it no more either
 
 
 @router.post("/collections/{collection}/subjects/{subject}/merge", response_model=SubjectOut)
