@@ -39,6 +39,18 @@ def service_accounts(gallery: Gallery) -> Accounts | None:
     return Accounts(gallery.engine)
 
 
+def deployment_answers(gallery: Gallery, redis_url: str | None) -> AnswerStore | None:
+    """The stored ``Idempotency-Key`` answers of the servers of ``gallery``'s database that a door
+    which is no server (the CLI) can replace after an erasure: those their Redis keeps, given its
+    ``redis_url`` (the settings' ``FACEATLAS_REDIS_URL``); None without one: a server without Redis
+    keeps them in its own memory, reachable only through its API (erase there, or restart it)."""
+    if redis_url is None:
+        return None
+    from faceatlas.service.redis_state import RedisAnswers  # the redis client: an optional extra
+
+    return RedisAnswers(redis_url, database_identity(gallery.engine))
+
+
 @dataclass(frozen=True)
 class SubjectErasure:
     """What deleting a gallery subject did: the faces deleted, the target the deletion is audited

@@ -248,6 +248,49 @@ def test_an_erased_subject_s_id_is_kept_nowhere_in_the_stored_answers(api: Api, 
     assert _code(replay) == (404, "not_found") and replay.headers["idempotent-replayed"] == "true"
 
 
+def test_the_cli_s_delete_replaces_the_answers_kept_in_redis(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security probe: `faceatlas gallery delete staff --subject <id> --tenant svc:acme --yes` never
+    replaced the stored answers: a replay of the create answered the deleted subject's name and
+    metadata. With the servers' Redis (FACEATLAS_REDIS_URL, read from the same settings) the CLI
+    replaces them there, for a subject and for a collection; a server without Redis keeps them in
+    its own memory, out of the CLI's reach, and the CLI says so (README "Erasure")."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app as cli
+
+    for name in ("clione", "clitwo"):
+        assert api.http.post("/v1/collections", json={"name": name}).status_code == 201
+    person = {"id": "cli7", "name": "Carl Cli", "metadata": {"passport": "C555"}}
+    other = {"id": "cli8", "name": "Cora Cli", "metadata": {"passport": "C666"}}
+    create, created = _key(api, "cli-create"), _key(api, "cli-create-two")
+    assert api.http.post("/v1/collections/clione/subjects", json=person, headers=create).status_code == 201
+    assert api.http.post("/v1/collections/clitwo/subjects", json=other, headers=created).status_code == 201
+    if api.state == "redis":
+        monkeypatch.setenv("FACEATLAS_REDIS_URL", api.http.app.state.settings.redis_url)  # type: ignore[attr-defined]
+    else:
+        monkeypatch.delenv("FACEATLAS_REDIS_URL", raising=False)
+
+    def delete(*args: str) -> str:
+        done = CliRunner().invoke(cli, ["gallery", "delete", *args, "--tenant", "svc:acme", "--yes", "--json",
+                                        "--db", api.database_url])
+        assert done.exit_code == 0, done.output
+        return done.stderr
+
+    notes = [delete("clione", "--subject", "cli7"), delete("clitwo")]
+    assert api.http.get("/v1/collections/clione/subjects/cli7").status_code == 404
+    replays = [api.http.post("/v1/collections/clione/subjects", json=person, headers=create),
+               api.http.post("/v1/collections/clitwo/subjects", json=other, headers=created)]
+    assert all(r.headers["idempotent-replayed"] == "true" for r in replays)
+    bodies = b"".join(_stored_bodies(api))
+    if api.state == "redis":
+        assert [_code(r) for r in replays] == [(404, "not_found")] * 2
+        assert b"Carl Cli" not in bodies and b"C666" not in bodies
+        assert notes == ["", ""]
+    else:  # the documented gap: only the API (or a restart) reaches one server's memory
+        assert [r.status_code for r in replays] == [201, 201] and b"Carl Cli" in bodies
+        assert all("FACEATLAS_REDIS_URL" in note and "memory" in note for note in notes)
+
+
 def test_an_erasure_replaces_every_answer_that_names_the_subject_and_only_those() -> None:
     """What names an erased subject, wherever the call was: a call on it, its record within its
     collection (a create, a merge into it: whatever the path), an album person promoted to it, and
