@@ -20,7 +20,7 @@ from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
-from faceatlas.gallery import PAGE_MAX, Gallery, check_id, check_limit
+from faceatlas.gallery import PAGE_MAX, Gallery, check_id, check_limit, space_owner
 from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -34,6 +34,13 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="tenant whose collec
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's; "
                                                                      "for create FACEATLAS_PACK or yunet-frfeature)")]
+
+
+ANSWERS_IN_MEMORY = ("note: without FACEATLAS_REDIS_URL a server keeps the answers of its Idempotency-Key calls in "
+                     "its own memory, out of this command's reach: a retry of a call on what was deleted may still "
+                     "be answered from them until the server restarts (or FACEATLAS_IDEMPOTENCY_SECONDS pass). "
+                     "Delete through the API or the console to have them replaced; with Redis, set "
+                     "FACEATLAS_REDIS_URL here as the servers do.")
 
 
 def _fail(exc: Exception, as_json: bool) -> NoReturn:
@@ -258,8 +265,9 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Delete a subject (all its faces) or a whole collection; in a service tenant's space
-    (``--tenant svc:<id>``), its subjects' ids in that tenant's audit trail too, as the API's delete
-    does (unless FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS)."""
+    (``--tenant svc:<id>``), its subjects' ids in that tenant's audit trail too (unless
+    FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS) and the servers' stored Idempotency-Key answers that name
+    them where Redis keeps them (FACEATLAS_REDIS_URL), as the API's delete does."""
     if subject is not None:  # -s "" (an unset variable) deleted the whole collection
         try:
             check_id(subject)
@@ -274,16 +282,31 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         if not yes:  # declined: "Aborted.", exit 1 (README's exit statuses), as `admin tenant delete`
             typer.confirm(f"delete {target} and its {held} faces?", abort=True)
         # the API's use case (the service's, imported when it runs: the other commands do not pay for it)
-        from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject, service_accounts
+        from faceatlas.service.tenants import (
+            deployment_answers,
+            erase_gallery_collection,
+            erase_gallery_subject,
+            service_accounts,
+        )
 
-        keep_ids = ServiceSettings.from_env().audit_keeps_subject_ids
+        settings = ServiceSettings.from_env()
+        keep_ids = settings.audit_keeps_subject_ids
         accounts = service_accounts(gallery)  # None: a gallery database that was never served
+        served = accounts is not None and space_owner(gallery.tenant) is not None
+        answers = deployment_answers(gallery, settings.redis_url) if served else None
         if subject is not None:
-            faces, _ = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids)
+            erased = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids, answers=answers)
+            faces, replaced = erased.faces, erased.answers
         else:
             faces = gallery.get_collection(collection).faces
-            erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids)
+            replaced = erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids, answers=answers)
         _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
+        if served and answers is None:
+            err.print(ANSWERS_IN_MEMORY)
+        elif served and replaced is None:
+            err.print("warning: Redis (FACEATLAS_REDIS_URL) could not be reached: the servers' stored answers of "
+                      "Idempotency-Key calls on what was deleted stay until their keys expire "
+                      "(FACEATLAS_IDEMPOTENCY_SECONDS)")
 
 
 @app.command()

@@ -43,6 +43,7 @@ from faceatlas.service.idempotency import HEADER as IDEMPOTENCY_HEADER
 from faceatlas.service.idempotency import claim as claim_idempotency_key
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
+from faceatlas.service.paths import API_PREFIX  # every API route's path starts with it
 from faceatlas.service.redact import holds_credential
 from faceatlas.service.shared_state import SharedState, month_of
 from faceatlas.service.tenants import gallery_tenant
@@ -113,9 +114,6 @@ KycDep = Annotated[KycService, Depends(get_kyc)]
 
 
 # -- the query string ----------------------------------------------------------------------------
-
-
-API_PREFIX = "/v1"  # every API route's path starts with it
 
 
 async def known_request(request: Request) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from hashlib import sha256
@@ -47,7 +47,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from faceatlas.errors import StateUnavailable
-from faceatlas.service.shared_state import SharedState, StoredAnswer
+from faceatlas.service.paths import COLLECTIONS_PATH, collection_path, subjects_path
+from faceatlas.service.shared_state import AnswerStore, SharedState, StoredAnswer
 
 log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -132,12 +133,22 @@ async def _finish(request: Request, response: Response | None) -> None:
     request.state.idempotency = None
     answer = None
     if response is not None and 200 <= response.status_code < 300 and not isinstance(response, StreamingResponse):
-        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "", request.url.path)
+        path = getattr(request.state, "answer_path", None) or request.url.path
+        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "", path)
     try:
         await run_in_threadpool(claimed.shared.finish_idempotent, claimed.scope, claimed.key, answer,
                                 claimed.fingerprint)
     except StateUnavailable:  # the call is done and answered: its answer goes; the claim expires by itself
         log.warning("the answer of Idempotency-Key %r could not be stored", claimed.key, exc_info=True)
+
+
+def store_answer_at(request: Request, path: str) -> None:
+    """Keep this call's answer (when its ``Idempotency-Key`` stores one) under ``path`` rather than
+    its own path: an erasure's, whose path names what it erased (``.../subjects/<id>``). A retry of
+    it is answered all the same (a replay is found by its key and call, never by the stored path,
+    which only an erasure's matching reads); ``path``, its parent, keeps it among what a
+    collection's erasure replaces."""
+    request.state.answer_path = path
 
 
 ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call made or changed was erased "
@@ -155,9 +166,13 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     erased subject's name and metadata for a day. If the shared state cannot be reached, they
     expire with their keys (``FACEATLAS_IDEMPOTENCY_SECONDS``). ``also``: other stored answers
     that name it (what is named several ways: an album's person, by id, number or name). ``path``:
-    the erased thing's API path, where another door (the console) erased it (default: this request's)."""
+    the erased thing's API path, where another door (the console) erased it (default: this request's).
+    The 404 is kept under the parent path, and so is this call's own answer when it is the erasure's
+    DELETE (:func:`store_answer_at`): neither names what was erased."""
     erased = path or request.url.path
     parent = erased.rsplit("/", 1)[0]
+    if erased == request.url.path:
+        store_answer_at(request, parent)
 
     def names_it(answer: StoredAnswer) -> bool:
         if answer.path == erased or answer.path.startswith(erased + "/") or (also is not None and also(answer)):
@@ -172,10 +187,78 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     shared: SharedState = request.app.state.shared
     try:
         await run_in_threadpool(shared.replace_answers, tenant_id, names_it,
-                                StoredAnswer(404, ERASED, "application/json", erased))
+                                _placeholder(parent))
     except StateUnavailable:
         log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
                     "their keys", erased)
+
+
+def _placeholder(path: str) -> StoredAnswer:
+    """The ``404 not_found`` that replaces a stored answer naming what was erased, kept under
+    ``path`` (what a later erasure matches it by: a path that names nothing erased)."""
+    return StoredAnswer(404, ERASED, "application/json", path)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def forget_subjects(answers: AnswerStore, tenant_id: str, collection: str, subjects: Iterable[str]) -> int:
+    """After ``subjects`` of the gallery collection ``collection`` were erased (a subject deleted,
+    with the ids merged into it: the same person's earlier ids), every stored answer of the tenant
+    that names one of them is replaced by a ``404 not_found`` naming nothing, kept under the
+    collection's subjects path: the answer of a call on one of them (its path is theirs or under
+    it: a rename, an enrolment, a delete, the merge that absorbed it), an answer within the
+    collection that is one of their records (``external_id``, whatever the call: its create, a
+    merge into it), and an album person's promotion to one of them. The ids a stored merge into one
+    of them absorbed (its path names them) are erased with them, as the audit trail erases them
+    (their create answers hold their names). A retry with such a key is still answered, never run
+    again. Raises :class:`StateUnavailable` when the answers cannot be reached. Returns how many
+    were replaced."""
+    ids = set(subjects)
+    under = subjects_path(collection) + "/"
+    within = collection_path(collection)
+
+    def names_one(answer: StoredAnswer) -> bool:
+        called = answer.path[len(under):].split("/") if answer.path.startswith(under) else []
+        if called and called[0] in ids:  # a call on one of them
+            return True
+        body = _json_object(answer.body)
+        if body is None:
+            return False
+        if body.get("collection") == collection and body.get("subject") in ids:  # an album person promoted
+            return True
+        if not (answer.path == within or answer.path.startswith(within + "/")) or body.get("external_id") not in ids:
+            return False
+        if len(called) == 2 and called[1] == "merge":  # a merge into one of them: what it absorbed goes too
+            ids.add(called[0])
+        return True
+
+    replaced, known = 0, 0
+    while known != len(ids):  # again while a merge named one more (an answer of it may have passed)
+        known = len(ids)
+        replaced += answers.replace_answers(tenant_id, names_one, _placeholder(subjects_path(collection)))
+    return replaced
+
+
+def forget_collection(answers: AnswerStore, tenant_id: str, collection: str) -> int:
+    """After the gallery collection ``collection`` was deleted with its subjects, every stored
+    answer of the tenant of a call on it (its path, or one under it) or that promoted an album's
+    person to one of its subjects is replaced by a ``404 not_found`` naming nothing, as
+    :func:`forget_subjects` does. Raises :class:`StateUnavailable`; returns how many."""
+    within = collection_path(collection)
+
+    def names_it(answer: StoredAnswer) -> bool:
+        if answer.path == within or answer.path.startswith(within + "/"):
+            return True
+        body = _json_object(answer.body)
+        return body is not None and body.get("collection") == collection and "subject" in body
+
+    return answers.replace_answers(tenant_id, names_it, _placeholder(COLLECTIONS_PATH))
 
 
 class IdempotentRoute(APIRoute):

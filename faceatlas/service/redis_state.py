@@ -45,7 +45,6 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from functools import partial
 from hashlib import sha256
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -417,19 +416,8 @@ class RedisState(SharedState):
         return StoredAnswer(int(status), body, media_type if claimed_for else "application/json", path)
 
     def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
-        pattern = f"{_glob_escaped(self.name('idem', scope))}:*"
-        replaced = 0
-        names: list[bytes] = self._call(lambda: list(self.redis.scan_iter(match=pattern, count=500)))
-        for name in names:
-            value = self._call(partial(self.redis.get, name))
-            if value is None:
-                continue
-            status, call, media_type, path, body = _stored(value)
-            if status and status != "0" and match(StoredAnswer(int(status), body, media_type, path)):
-                new = (f"{replacement.status} {call} {replacement.media_type} {replacement.path}\n".encode()
-                       + replacement.body)
-                replaced += int(self._call(partial(self._replace, keys=[name], args=[value, new])))  # unless changed
-        return replaced
+        return self._call(lambda: _replace_answers(self.redis, self._replace, self.name("idem", scope), match,
+                                                   replacement))
 
     def _claim_wait(self, name: str, process: str) -> float:
         """Seconds until a call holding the claim ``name`` may be retried: a second while its process
@@ -526,6 +514,46 @@ class RedisState(SharedState):
         with suppress(redis.RedisError):
             self.redis.delete(self.name("alive", self.process))
         self.redis.close()
+
+
+def _replace_answers(client: redis.Redis, replace: Any, scope: str, match: Callable[[StoredAnswer], bool],
+                     replacement: StoredAnswer) -> int:
+    """``SharedState.replace_answers`` in the Redis of ``client``, ``scope`` the start of the names
+    of a tenant's keys (``<prefix>idem:<tenant>``), ``replace`` the registered :data:`_REPLACE`:
+    each value is replaced unless it changed meanwhile (a claim answered, another erasure)."""
+    pattern = f"{_glob_escaped(scope)}:*"
+    replaced = 0
+    for name in list(client.scan_iter(match=pattern, count=500)):
+        value = client.get(name)
+        if value is None:
+            continue
+        status, call, media_type, path, body = _stored(value)
+        if status and status != "0" and match(StoredAnswer(int(status), body, media_type, path)):
+            head = f"{replacement.status} {call} {replacement.media_type} {replacement.path}\n"
+            replaced += int(replace(keys=[name], args=[value, head.encode() + replacement.body]))  # unless changed
+    return replaced
+
+
+class RedisAnswers:
+    """The stored ``Idempotency-Key`` answers that the servers of one database (its id) keep in the
+    Redis at ``url``, for a door that is no server (the CLI's erasures, ``tenants.deployment_answers``):
+    an :class:`~faceatlas.service.shared_state.AnswerStore` replacing them as a server does, one
+    connection a call. Redis unreachable: :class:`StateUnavailable`."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url = url
+        self.prefix = key_prefix(database)
+
+    def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
+        client = connect(self.url)
+        try:
+            return _replace_answers(client, client.register_script(_REPLACE), f"{self.prefix}idem:{scope}", match,
+                                    replacement)
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"the shared state (Redis at {address(self.url)}) cannot be reached to replace "
+                                   f"the stored answers: {exc}", retry_after=1.0) from exc
+        finally:
+            client.close()
 
 
 def _glob_escaped(text: str) -> str:

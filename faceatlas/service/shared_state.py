@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from faceatlas.db import utcnow
 from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused
@@ -49,6 +50,16 @@ class StoredAnswer:
     body: bytes
     media_type: str = "application/json"  # "": none (a 204)
     path: str = field(default="", compare=False)  # the call's path: an erasure forgets the answers under it
+
+
+class AnswerStore(Protocol):
+    """Where the stored answers of ``Idempotency-Key`` calls are replaced by an erasure: a server's
+    :class:`SharedState`, or for a door that is no server (the CLI) the Redis its servers share
+    (``redis_state.RedisAnswers``)."""
+
+    def replace_answers(self, scope: str, match: Callable[[StoredAnswer], bool], replacement: StoredAnswer) -> int:
+        """See :meth:`SharedState.replace_answers`."""
+        ...
 
 
 class SharedState(ABC):

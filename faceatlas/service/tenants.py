@@ -4,17 +4,24 @@ and deleting all of it."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.orm import Session
 
 from faceatlas.apps.albums import Erasure, erase_album, erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
+from faceatlas.errors import StateUnavailable
 from faceatlas.gallery import Gallery, database_identity, service_space, space_owner
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import AuditRecord
+from faceatlas.service.idempotency import forget_collection, forget_subjects
+from faceatlas.service.shared_state import AnswerStore
 from faceatlas.video import erase_tenant_events
+
+log = logging.getLogger(__name__)
 
 
 def gallery_tenant(tenant_id: str) -> str:
@@ -32,30 +39,89 @@ def service_accounts(gallery: Gallery) -> Accounts | None:
     return Accounts(gallery.engine)
 
 
+def deployment_answers(gallery: Gallery, redis_url: str | None) -> AnswerStore | None:
+    """The stored ``Idempotency-Key`` answers of the servers of ``gallery``'s database that a door
+    which is no server (the CLI) can replace after an erasure: those their Redis keeps, given its
+    ``redis_url`` (the settings' ``FACEATLAS_REDIS_URL``); None without one: a server without Redis
+    keeps them in its own memory, reachable only through its API (erase there, or restart it)."""
+    if redis_url is None:
+        return None
+    from faceatlas.service.redis_state import RedisAnswers  # the redis client: an optional extra
+
+    return RedisAnswers(redis_url, database_identity(gallery.engine))
+
+
+@dataclass(frozen=True)
+class SubjectErasure:
+    """What deleting a gallery subject did: the faces deleted, the target the deletion is audited
+    under, and the stored answers replaced (None: none were given, or they could not be reached)."""
+
+    faces: int
+    target: str
+    answers: int | None = None
+
+
 def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collection: str, subject: str, *,
-                          keep_ids: bool) -> tuple[int, str]:
+                          keep_ids: bool, answers: AnswerStore | None = None) -> SubjectErasure:
     """Delete ``subject`` of ``collection`` in ``gallery``'s tenant space and every trace of it: its
-    faces, vectors, crops and index entries, and, when the space is a service tenant's and
-    ``accounts`` are given, its id in that tenant's audit trail (unless ``keep_ids``:
-    :meth:`Accounts.erase_subject`). Returns the faces deleted and the target the deletion is
-    audited under (``collection/[erased]``, or ``collection/subject`` when the id is kept)."""
+    faces, vectors, crops and index entries, and, when the space is a service tenant's, with
+    ``accounts`` its id in that tenant's audit trail (unless ``keep_ids``:
+    :meth:`Accounts.erase_subject`), and with ``answers`` (the server's shared state, or the Redis
+    its servers share) the tenant's stored ``Idempotency-Key`` answers that name it or an id merged
+    into it (:func:`idempotency.forget_subjects`; unreachable: logged, they expire with their keys).
+    The audited target is ``collection/[erased]``, or ``collection/subject`` when the id is kept."""
+    owner = space_owner(gallery.tenant)
+    ids = merged_ids(accounts, owner, collection, subject) if accounts is not None and owner is not None \
+        else {subject}  # read before the trail forgets them
     faces = gallery.delete_subject(collection, subject)
     target = f"{collection}/{subject}"
-    owner = space_owner(gallery.tenant)
     if accounts is not None and owner is not None:
         target = accounts.erase_subject(owner, target, keep_ids=keep_ids)
-    return faces, target
+    replaced = None
+    if answers is not None and owner is not None:
+        try:
+            replaced = forget_subjects(answers, owner, collection, ids)
+        except StateUnavailable:
+            log.warning("the stored answers of calls on the erased subject of %r could not be replaced now; they "
+                        "expire with their keys", collection)
+    return SubjectErasure(faces, target, replaced)
+
+
+def merged_ids(accounts: Accounts, tenant_id: str, collection: str, subject: str) -> set[str]:
+    """``subject`` and the ids merged into it in ``collection``, transitively (the same person's
+    earlier ids), as the tenant's audit trail records its merges (``subject.merge`` of
+    ``collection/<absorbed>`` with ``into``): what :meth:`Accounts.erase_subject` erases with it."""
+    with Session(accounts.engine) as session:
+        merges = session.execute(select(AuditRecord.target, AuditRecord.details).where(
+            AuditRecord.tenant_id == tenant_id, AuditRecord.action == "subject.merge",
+            AuditRecord.target.startswith(f"{collection}/", autoescape=True))).all()
+    ids, grown = {subject}, True
+    while grown:
+        merged = {source.split("/", 1)[1] for source, details in merges if (details or {}).get("into") in ids}
+        grown = not merged <= ids
+        ids |= merged
+    return ids
 
 
 def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collection: str, *,
-                             keep_ids: bool) -> None:
+                             keep_ids: bool, answers: AnswerStore | None = None) -> int | None:
     """Delete ``collection`` of ``gallery``'s tenant space with every subject, face, vector and crop
-    in it, and, when the space is a service tenant's and ``accounts`` are given, its subjects' ids
-    in that tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_collection`)."""
+    in it, and, when the space is a service tenant's, with ``accounts`` its subjects' ids in that
+    tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_collection`), with ``answers``
+    the tenant's stored ``Idempotency-Key`` answers of calls on it (:func:`idempotency.forget_collection`).
+    Returns how many answers were replaced (None: none given, or they could not be reached)."""
     gallery.delete_collection(collection)
     owner = space_owner(gallery.tenant)
     if accounts is not None and owner is not None:
         accounts.erase_collection(owner, collection, keep_ids=keep_ids)
+    if answers is None or owner is None:
+        return None
+    try:
+        return forget_collection(answers, owner, collection)
+    except StateUnavailable:
+        log.warning("the stored answers of calls on the erased collection %r could not be replaced now; they "
+                    "expire with their keys", collection)
+        return None
 
 
 def erase_space_album(engine: Engine, gallery: Gallery, accounts: Accounts | None, owner: str, album: str, *,

@@ -5,6 +5,7 @@ answer is not kept; every state-changing route honours the header."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,6 +179,148 @@ def test_erasing_a_subject_forgets_the_answers_that_named_it(api: Api, examples:
     assert api.http.get("/v1/collections/privacy/subjects/secret1").status_code == 404  # not enrolled anew
     kept = api.http.post("/v1/collections/privacy/subjects", json={"id": "kept1", "name": "Kept"}, headers=other)
     assert kept.headers.get("idempotent-replayed") == "true"  # another subject's answer stays
+
+
+def test_deleting_a_subject_forgets_the_merges_into_it_and_the_ids_merged_into_it(api: Api) -> None:
+    """Security probe: a merge's stored answer is the kept subject's record (name, metadata); after
+    the kept subject's DELETE a replay of the merge's key answered it 200 for a day. So did the
+    create of an id merged into it (gone with the merge, erased from the audit trail with the
+    subject), with or without a key on the merge. Now all of them replay the 404 naming nothing;
+    another subject's answer stays."""
+    assert api.http.post("/v1/collections", json={"name": "merges"}).status_code == 201
+    subjects = "/v1/collections/merges/subjects"
+    victim = {"id": "vic7", "name": "Vera Victim", "metadata": {"passport": "V777"}}
+    dup = {"id": "dup7", "name": "Dora Duplicate", "metadata": {"passport": "D888"}}
+    late = {"id": "late7", "name": "Lara Late", "metadata": {"passport": "L999"}}  # merged without a key
+    kept = {"id": "kept7", "name": "Kept Person"}
+    keys = {name: _key(api, f"merges-{name}") for name in ("vic7", "dup7", "late7", "kept7", "merge")}
+    for body in (victim, dup, late, kept):
+        assert api.http.post(subjects, json=body, headers=keys[body["id"]]).status_code == 201
+    merged = api.http.post(f"{subjects}/dup7/merge", json={"into": "vic7"}, headers=keys["merge"])
+    assert merged.status_code == 200 and merged.json()["metadata"] == {"passport": "V777"}
+    assert api.http.post(f"{subjects}/late7/merge", json={"into": "vic7"}).status_code == 200
+    assert api.http.delete(f"{subjects}/vic7").status_code == 204
+    assert api.http.get(f"{subjects}/vic7").status_code == 404
+    for path, body, key in ((f"{subjects}/dup7/merge", {"into": "vic7"}, "merge"), (subjects, victim, "vic7"),
+                            (subjects, dup, "dup7"), (subjects, late, "late7")):
+        again = api.http.post(path, json=body, headers=keys[key])
+        assert _code(again) == (404, "not_found") and again.headers["idempotent-replayed"] == "true", key
+    bodies = b"".join(_stored_bodies(api))
+    for trace in (b"Vera Victim", b"V777", b"Dora Duplicate", b"D888", b"Lara Late", b"L999"):
+        assert trace not in bodies, trace
+    again = api.http.post(subjects, json=kept, headers=keys["kept7"])
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"  # another's answer stays
+
+
+def _stored_as_kept(api: Api) -> list[bytes]:
+    """Every answer the shared state keeps, with the path it is kept under: in Redis the value
+    ``redis-cli --scan --pattern '*idem*'`` finds, in memory its path and body."""
+    state = api.http.app.state.shared  # type: ignore[attr-defined]
+    if api.state == "memory":
+        return [answer.path.encode() + b"\n" + answer.body for _, _, answer in state._answers.values()]
+    return [name + b"=" + (state.redis.get(name) or b"") for name in state.redis.scan_iter(match="*idem*")]
+
+
+def test_an_erased_subject_s_id_is_kept_nowhere_in_the_stored_answers(api: Api, examples: Path) -> None:
+    """Security probe: once a subject was deleted (its id [erased] in the audit trail), the
+    placeholders that replaced its answers and its DELETE's own stored answer kept
+    ``/v1/collections/staff/subjects/<id>`` as their path in Redis. Now they are kept under the
+    collection's subjects path; a retry of the DELETE still answers its 204 (a replay is found by
+    key and call), and so after the id was made and erased again."""
+    assert api.http.post("/v1/collections", json={"name": "traces"}).status_code == 201
+    subjects = "/v1/collections/traces/subjects"
+    image = (examples / "examples" / "obama-240p.jpg").read_bytes()
+    person = {"id": "zq9trace", "name": "Trace Person"}
+    create, enrol, delete = (_key(api, f"traces-{name}") for name in ("create", "enrol", "delete"))
+    assert api.http.post(subjects, json=person, headers=create).status_code == 201
+    assert api.http.post(f"{subjects}/zq9trace/faces", headers=enrol,
+                         files={"image": ("o.jpg", image, "image/jpeg")}).status_code == 201
+    assert any(b"zq9trace" in kept for kept in _stored_as_kept(api))
+    assert api.http.delete(f"{subjects}/zq9trace", headers=delete).status_code == 204
+    assert not [kept for kept in _stored_as_kept(api) if b"zq9trace" in kept]
+    for _ in range(2):  # the DELETE's retry: its 204, not run again; and so once the id was made and erased again
+        again = api.http.delete(f"{subjects}/zq9trace", headers=delete)
+        assert (again.status_code, again.content, again.headers["idempotent-replayed"]) == (204, b"", "true")
+        assert api.http.post(subjects, json={"id": "zq9trace"}).status_code == 201
+        assert api.http.delete(f"{subjects}/zq9trace", headers=_key(api, "traces-delete-again")).status_code == 204
+    assert not [kept for kept in _stored_as_kept(api) if b"zq9trace" in kept]
+    replay = api.http.post(subjects, json=person, headers=create)
+    assert _code(replay) == (404, "not_found") and replay.headers["idempotent-replayed"] == "true"
+
+
+def test_the_cli_s_delete_replaces_the_answers_kept_in_redis(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security probe: `faceatlas gallery delete staff --subject <id> --tenant svc:acme --yes` never
+    replaced the stored answers: a replay of the create answered the deleted subject's name and
+    metadata. With the servers' Redis (FACEATLAS_REDIS_URL, read from the same settings) the CLI
+    replaces them there, for a subject and for a collection; a server without Redis keeps them in
+    its own memory, out of the CLI's reach, and the CLI says so (README "Erasure")."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app as cli
+
+    for name in ("clione", "clitwo"):
+        assert api.http.post("/v1/collections", json={"name": name}).status_code == 201
+    person = {"id": "cli7", "name": "Carl Cli", "metadata": {"passport": "C555"}}
+    other = {"id": "cli8", "name": "Cora Cli", "metadata": {"passport": "C666"}}
+    create, created = _key(api, "cli-create"), _key(api, "cli-create-two")
+    assert api.http.post("/v1/collections/clione/subjects", json=person, headers=create).status_code == 201
+    assert api.http.post("/v1/collections/clitwo/subjects", json=other, headers=created).status_code == 201
+    if api.state == "redis":
+        monkeypatch.setenv("FACEATLAS_REDIS_URL", api.http.app.state.settings.redis_url)  # type: ignore[attr-defined]
+    else:
+        monkeypatch.delenv("FACEATLAS_REDIS_URL", raising=False)
+
+    def delete(*args: str) -> str:
+        done = CliRunner().invoke(cli, ["gallery", "delete", *args, "--tenant", "svc:acme", "--yes", "--json",
+                                        "--db", api.database_url])
+        assert done.exit_code == 0, done.output
+        return done.stderr
+
+    notes = [delete("clione", "--subject", "cli7"), delete("clitwo")]
+    assert api.http.get("/v1/collections/clione/subjects/cli7").status_code == 404
+    replays = [api.http.post("/v1/collections/clione/subjects", json=person, headers=create),
+               api.http.post("/v1/collections/clitwo/subjects", json=other, headers=created)]
+    assert all(r.headers["idempotent-replayed"] == "true" for r in replays)
+    bodies = b"".join(_stored_bodies(api))
+    if api.state == "redis":
+        assert [_code(r) for r in replays] == [(404, "not_found")] * 2
+        assert b"Carl Cli" not in bodies and b"C666" not in bodies
+        assert notes == ["", ""]
+    else:  # the documented gap: only the API (or a restart) reaches one server's memory
+        assert [r.status_code for r in replays] == [201, 201] and b"Carl Cli" in bodies
+        assert all("FACEATLAS_REDIS_URL" in note and "memory" in note for note in notes)
+
+
+def test_an_erasure_replaces_every_answer_that_names_the_subject_and_only_those() -> None:
+    """What names an erased subject, wherever the call was: a call on it, its record within its
+    collection (a create, a merge into it: whatever the path), an album person promoted to it, and
+    what a stored merge into it absorbed; not another collection's subject of the same id."""
+    from faceatlas.service.idempotency import forget_collection, forget_subjects
+
+    state = MemoryState(lambda tenant: 0, ServiceSettings(database_url="sqlite://"))
+    answers = {
+        "create": ("/v1/collections/staff/subjects", {"external_id": "ann", "name": "Ann"}),
+        "enrol": ("/v1/collections/staff/subjects/ann/faces", {"face_ids": [1]}),
+        "merge": ("/v1/collections/staff/subjects/bob/merge", {"external_id": "ann", "name": "Ann"}),
+        "absorbed": ("/v1/collections/staff/subjects", {"external_id": "bob", "name": "Bob"}),
+        "absorbed-rename": ("/v1/collections/staff/subjects/bob", {"external_id": "bob", "name": "Bobby"}),
+        "promoted": ("/v1/albums/trip/people/p3/promote", {"collection": "staff", "subject": "ann", "person": "p3"}),
+        "other-collection": ("/v1/collections/guests/subjects", {"external_id": "ann", "name": "Another Ann"}),
+        "other-promotion": ("/v1/albums/trip/people/p4/promote", {"collection": "guests", "subject": "ann"}),
+        "other": ("/v1/collections/staff/subjects", {"external_id": "cid", "name": "Cid"}),
+        "other-tenant": ("/v1/collections/staff/subjects", {"external_id": "ann", "name": "Ann"}),
+    }
+    for key, (path, body) in answers.items():
+        scope = "beta" if key == "other-tenant" else "acme"
+        assert state.begin_idempotent(scope, key) is None
+        state.finish_idempotent(scope, key, StoredAnswer(201, json.dumps(body).encode(), "application/json", path))
+
+    assert forget_subjects(state, "acme", "staff", ["ann"]) == 6
+    kept = {key for key in answers if state.begin_idempotent("beta" if key == "other-tenant" else "acme",
+                                                             key).status == 201}  # type: ignore[union-attr]
+    assert kept == {"other-collection", "other-promotion", "other", "other-tenant"}
+    assert forget_collection(state, "acme", "guests") == 2
+    assert state.begin_idempotent("acme", "other").status == 201  # type: ignore[union-attr]
 
 
 def test_deleting_a_tenant_deletes_its_answers_kept_in_redis(api: Api, examples: Path) -> None:

@@ -28,7 +28,6 @@ from faceatlas.service.console.base import (
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.deps import (
-    API_PREFIX,
     AccountsDep,
     AnalyzerDep,
     Meter,
@@ -37,7 +36,6 @@ from faceatlas.service.deps import (
     charge_pixels,
     tenant_gallery,
 )
-from faceatlas.service.idempotency import forget_erased
 from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -215,12 +213,11 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
     await gate(request, user.principal, "subjects.delete", "write")
     principal = user.principal
     gallery = tenant_gallery(request, principal)
-    faces, target = await run_in_threadpool(lambda: erase_gallery_subject(
-        gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids))
-    # the API's stored answers of calls on it name it no more, as the API's delete leaves them
-    await forget_erased(request, principal.tenant_id, created=("external_id", subject),
-                        path=f"{API_PREFIX}/collections/{collection}/subjects/{subject}")
-    await audit(accounts, principal, "subject.delete", target, {"faces": faces})
+    # the API's stored answers that name it name it no more, as the API's delete leaves them
+    erased = await run_in_threadpool(lambda: erase_gallery_subject(
+        gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids,
+        answers=request.app.state.shared))
+    await audit(accounts, principal, "subject.delete", erased.target, {"faces": erased.faces})
     return redirect(request, f"{PREFIX}/galleries/{collection}")
 
 
@@ -235,7 +232,7 @@ async def delete_collection(request: Request, user: PostingUserDep, accounts: Ac
     await gate(request, user.principal, "collections.delete", "write")
     gallery = tenant_gallery(request, user.principal)
     await run_in_threadpool(lambda: erase_gallery_collection(gallery, accounts, collection,
-                                                             keep_ids=settings.audit_keeps_subject_ids))
-    await forget_erased(request, user.principal.tenant_id, path=f"{API_PREFIX}/collections/{collection}")
+                                                             keep_ids=settings.audit_keeps_subject_ids,
+                                                             answers=request.app.state.shared))
     await audit(accounts, user.principal, "collection.delete", collection)
     return redirect(request, f"{PREFIX}/galleries")

@@ -25,7 +25,6 @@ from faceatlas.service.deps import (
     AuditEntry,
     Meter,
     PoolDep,
-    PrincipalDep,
     SettingsDep,
     TenantGalleryDep,
     audited,
@@ -36,7 +35,8 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute, forget_erased
+from faceatlas.service.idempotency import IdempotentRoute, store_answer_at
+from faceatlas.service.paths import subjects_path
 from faceatlas.service.schemas import (
     CollectionList,
     CollectionOut,
@@ -127,8 +127,8 @@ async def delete_collection(
     of calls on them (Idempotency-Key), and (unless the server keeps them) its subjects' ids in the
     audit trail."""
     await run_in_threadpool(lambda: erase_gallery_collection(gallery, accounts, collection,
-                                                             keep_ids=settings.audit_keeps_subject_ids))
-    await forget_erased(request, meter.principal.tenant_id)
+                                                             keep_ids=settings.audit_keeps_subject_ids,
+                                                             answers=request.app.state.shared))
 
 
 @router.get("/collections/{collection}/export", response_class=FileResponse,
@@ -253,17 +253,18 @@ async def delete_subject(
     meter: Annotated[Meter, Depends(metered("subjects.delete", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("subject.delete", SUBJECT)],
-    principal: PrincipalDep,
     accounts: AccountsDep,
     settings: SettingsDep,
     request: Request,
 ) -> None:
     """Delete a subject and every trace of it: faces, vectors, crops, index entries, the stored
-    answers of calls on it (Idempotency-Key), and (unless the server keeps them) its id in the
-    audit trail."""
-    audit.details["faces"], audit.target = await run_in_threadpool(lambda: erase_gallery_subject(
-        gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids))
-    await forget_erased(request, principal.tenant_id, created=("external_id", subject))
+    answers of calls on it or naming it or an id merged into it (Idempotency-Key), and (unless the
+    server keeps them) its id and those merged into it in the audit trail."""
+    erased = await run_in_threadpool(lambda: erase_gallery_subject(
+        gallery, accounts, collection, subject, keep_ids=settings.audit_keeps_subject_ids,
+        answers=request.app.state.shared))
+    audit.details["faces"], audit.target = erased.faces, erased.target
+    store_answer_at(request, subjects_path(collection))  # its stored answer names it no more either
 
 
 @router.post("/collections/{collection}/subjects/{subject}/merge", response_model=SubjectOut)

@@ -1,0 +1,18 @@
+"""The API's paths that more than its routes name: every route's prefix, and the paths of a
+gallery's collections and subjects, where an erasure finds the stored answers of the calls on
+them (``Idempotency-Key``), whichever door erased them (the API, the console, the CLI)."""
+
+from __future__ import annotations
+
+API_PREFIX = "/v1"  # every API route's path starts with it
+COLLECTIONS_PATH = f"{API_PREFIX}/collections"
+
+
+def collection_path(collection: str) -> str:
+    """The API path of the gallery collection ``collection`` (what the paths of calls on it start with)."""
+    return f"{COLLECTIONS_PATH}/{collection}"
+
+
+def subjects_path(collection: str) -> str:
+    """The API path of the subjects of ``collection`` (a subject's own path is under it)."""
+    return f"{collection_path(collection)}/subjects"
