@@ -185,6 +185,32 @@ def test_a_video_write_that_fails_mid_run_is_an_error_not_a_summary(video: str, 
     assert "Failed to write frame" not in run.stderr and "summary" not in run.stdout, run.stdout
 
 
+def test_an_events_file_that_cannot_be_written_is_named_not_the_source(video: str, tmp_path: Path) -> None:
+    """Events past a file size limit (the second line here) were "cannot read video source", and even
+    that was lost: the events file's close failed the same way and its raw error was all that was
+    said, `error (error): [Errno 27] File too large`."""
+    events = tmp_path / "events.jsonl"
+    run = run_cli_on_a_full_disk(["drive", video, "-q", "--max-frames", "200", "--events", events], 100)
+    assert run.returncode == 2, run.stderr[-2000:]
+    said = f"error (bad_request): cannot write the events {events}: file too large"
+    assert run.stderr.strip().splitlines()[-1] == said
+    assert "video source" not in run.stderr and "Errno" not in run.stderr and "summary" not in run.stdout
+
+
+def test_events_to_a_reader_that_went_away_end_quietly(video: str) -> None:
+    """`--events - | head -1` ended with "cannot read video source ...: Broken pipe" (exit 2); it ends
+    as `faceatlas` ends on a closed pipe elsewhere: nothing said, status 141 (see docs/drive.md)."""
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "drive", video, "-q", "--max-frames", "400",
+                              "--events", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    first = child.stdout.readline()  # the first event (frame 106); the next comes 44 frames later
+    child.stdout.close()
+    _, stderr = child.communicate(timeout=300)
+    assert json.loads(first)["type"] == "face_not_visible", first
+    assert child.returncode == 141, stderr[-2000:]
+    assert "error" not in stderr and "summary" not in stderr, stderr
+
+
 @pytest.mark.parametrize("option", ["--output", "--events"])
 def test_an_empty_output_path_is_refused_naming_the_option(video: str, option: str, tmp_path: Path) -> None:
     """`--events ''` (an unset shell variable) was the current folder: "error (bad_request): .: is a

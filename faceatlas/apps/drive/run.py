@@ -3,9 +3,10 @@ annotated video when asked, and return the session summary."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from faceatlas.video import (
     prepare_output_file,
 )
 from faceatlas.video.annotate import output_video_failed
+from faceatlas.video.sinks import events_write_failed
 
 
 def run_drive(
@@ -44,8 +46,11 @@ def run_drive(
     before its end (what was written is kept, closed: a valid video of the frames done); Ctrl-C is
     how a live source ends. ``output`` and ``events`` that name the source file or
     each other (links resolved) are :class:`InvalidArgument`, and ones that cannot be written
-    :class:`InvalidInput` naming them, before anything is opened; a write that fails later names
-    the output too, not the source."""
+    :class:`InvalidInput` naming them, before anything is opened; a write that fails later (a full
+    disk, a file size limit) names the output or the events file too: only a source that cannot be
+    opened or read is "cannot read video source". A close that fails never hides the error that
+    ended the run. ``events`` ``-`` (standard output) whose reader went away (piped to `head`)
+    raises :class:`BrokenPipeError` as it is."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
@@ -56,22 +61,20 @@ def run_drive(
     if events is not None and str(events) != "-":  # '-': standard output
         prepare_output_file(events, "events")
     frames = VideoSource(source)
-    timed = timed_frames(frames, max_frames)
-    try:  # open the source before anything is written
-        first = next(timed, None)
-    except OSError as exc:
-        raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
+    timed = _read(timed_frames(frames, max_frames), source)
+    first = next(timed, None)  # open the source before anything is written
     monitor = DriverMonitor(config)
-    writer = JsonlSink(events, append=False) if events else None
+    writer = _open_events(events) if events else None
     video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
     interrupted = False
+    unflushed: OSError | None = None  # the events' last lines could not be written
     unfinished: OSError | None = None  # the video could not be finished (its last frames or its index)
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
             for event in report.events:
-                if writer:
-                    writer.emit(event)
+                if writer is not None and events is not None:
+                    _emit(writer, event, events)
                 if on_event:
                     on_event(event)
             if video is not None:
@@ -81,24 +84,60 @@ def run_drive(
                 on_frame(index + 1, min(total, max_frames) if total and max_frames else total or max_frames)
     except KeyboardInterrupt:
         interrupted = not frames.live
-    except OSError as exc:  # the source cannot be opened or read
-        raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
-    finally:
+    finally:  # each close that fails is raised below, unless another error is on its way already
         with interrupts_held("closing the events and the video"):  # a second Ctrl-C lost them and the summary
             monitor.close()
-            if writer:
-                writer.close()
+            if writer is not None:
+                try:
+                    writer.close()
+                except OSError as exc:
+                    unflushed = exc
             if video is not None:
                 try:
                     video.close()
-                except OSError as exc:  # raised below unless another error is on its way already
+                except OSError as exc:
                     unfinished = exc
+    if unflushed is not None and events is not None:
+        _events_failed(unflushed, events)
     if unfinished is not None:
         raise output_video_failed(unfinished) from unfinished
     summary = monitor.summary()
     if interrupted:
         summary["interrupted"] = True
     return summary
+
+
+def _read(frames: Iterator[tuple[int, float, np.ndarray]], source: str) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``frames``; an :class:`OSError` of reading them (the source cannot be opened or read) is
+    :class:`InvalidInput` naming the source. Only these: a write that fails (the events, the video)
+    names what it writes."""
+    try:
+        yield from frames
+    except OSError as exc:
+        raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
+
+
+def _open_events(events: Path) -> JsonlSink:
+    try:
+        return JsonlSink(events, append=False)
+    except OSError as exc:
+        _events_failed(exc, events)
+
+
+def _emit(writer: JsonlSink, event: DriveEvent, events: Path) -> None:
+    try:
+        writer.emit(event)
+    except OSError as exc:
+        _events_failed(exc, events)
+
+
+def _events_failed(exc: OSError, events: Path) -> NoReturn:
+    """An events file that cannot be written (a full disk, a file size limit) names it, not the
+    source; a reader that went away (:class:`BrokenPipeError` of ``--events -`` piped to `head`)
+    is raised as it is: the caller ends quietly, as Unix tools do."""
+    if isinstance(exc, BrokenPipeError):
+        raise exc
+    raise events_write_failed(exc, events) from exc
 
 
 def _write(video: VideoWriter, image: np.ndarray) -> None:
