@@ -211,6 +211,33 @@ def test_events_to_a_reader_that_went_away_end_quietly(video: str) -> None:
     assert "error" not in stderr and "summary" not in stderr, stderr
 
 
+@pytest.mark.parametrize("command", [
+    ["drive", "{video}", "-q", "--json", "--max-frames", "3"],  # the summary
+    ["drive", "{video}", "-q", "--json", "--max-frames", "120"],  # an event first (frame 106)
+    ["drive", "{video}", "-q", "--max-frames", "3"],  # the summary's table
+    ["ar", "{video}", "-e", "glasses", "-q", "--json", "--max-frames", "2"],
+    ["batch", "embed", "{images}", "--out", "{out}", "--json", "--workers", "1"],
+], ids=["drive-json", "drive-event", "drive-table", "ar-json", "batch-json"])
+def test_a_stdout_that_cannot_be_written_is_one_line_on_stderr(command: list[str], video: str, examples: Path,
+                                                               tmp_path: Path) -> None:
+    """`drive --json > /dev/full` (and `ar --json`, `batch embed --json`) printed a Rich traceback and
+    exited 1: the summary could not be written, and then neither could the JSON error, on that same
+    stdout. Stdout buffered, as in a shell (unbuffered, the print fails rather than the flush)."""
+    if command[0] == "batch":
+        pytest.importorskip("ray")
+        (tmp_path / "images").mkdir()
+        (tmp_path / "images" / "a.jpg").write_bytes((examples / "examples" / "obama-240p.jpg").read_bytes())
+    args = [arg.format(video=video, images=tmp_path / "images", out=tmp_path / "out") for arg in command]
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "faceatlas.cli", *args], stdout=full, stderr=subprocess.PIPE,
+                             text=True, env=env, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr[-2000:]
+    said = "error (bad_request): cannot write the standard output: no space left on device"
+    assert run.stderr.strip().splitlines()[-1] == said
+
+
 @pytest.mark.parametrize("option", ["--output", "--events"])
 def test_an_empty_output_path_is_refused_naming_the_option(video: str, option: str, tmp_path: Path) -> None:
     """`--events ''` (an unset shell variable) was the current folder: "error (bad_request): .: is a
