@@ -185,6 +185,20 @@ def test_a_video_write_that_fails_mid_run_is_an_error_not_a_summary(video: str, 
     assert "Failed to write frame" not in run.stderr and "summary" not in run.stdout, run.stdout
 
 
+@pytest.mark.parametrize(("frames", "limit"), [("300", 200 * 1024), ("3", 40_000)], ids=["at-a-write", "at-the-close"])
+def test_a_video_cut_short_by_a_failed_write_is_removed(video: str, tmp_path: Path, frames: str, limit: int) -> None:
+    """`(ulimit -f 200; faceatlas drive ... -o d.mp4 --events e.jsonl)` said what failed, but d.mp4 stayed,
+    cut short: a file that plays nowhere. It is removed, and the message says so; the events file
+    stays. (Three frames fit in the muxer's buffer: that video fails as it is closed.)"""
+    output, events = tmp_path / "d.mp4", tmp_path / "e.jsonl"
+    run = run_cli_on_a_full_disk(["drive", video, "-q", "--max-frames", frames, "-o", output, "--events", events],
+                                 limit)
+    assert run.returncode == 2, run.stderr[-2000:]
+    said = f"error (bad_request): cannot write the output video: {output}: file too large"
+    assert run.stderr.strip().splitlines()[-1] == f"{said} (the partial output was removed)"
+    assert not output.exists() and events.exists()
+
+
 def test_an_events_file_that_cannot_be_written_is_named_not_the_source(video: str, tmp_path: Path) -> None:
     """Events past a file size limit (the second line here) were "cannot read video source", and even
     that was lost: the events file's close failed the same way and its raw error was all that was

@@ -15,7 +15,7 @@ from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
-from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
 from faceatlas.video import (
     JsonlSink,
     VideoSource,
@@ -25,7 +25,7 @@ from faceatlas.video import (
     interrupts_held,
     prepare_output_file,
 )
-from faceatlas.video.annotate import output_video_failed
+from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
 from faceatlas.video.sinks import events_write_failed
 
 
@@ -48,7 +48,8 @@ def run_drive(
     each other (links resolved) are :class:`InvalidArgument`, and ones that cannot be written
     :class:`InvalidInput` naming them, before anything is opened; a write that fails later (a full
     disk, a file size limit) names the output or the events file too: only a source that cannot be
-    opened or read is "cannot read video source". A close that fails never hides the error that
+    opened or read is "cannot read video source". A video whose write or close failed is cut short
+    and plays nowhere: it is removed, and the error says so. A close that fails never hides the error that
     ended the run. ``events`` ``-`` (standard output) whose reader went away (piped to `head`)
     raises :class:`BrokenPipeError` as it is."""
     if max_frames is not None and max_frames < 1:
@@ -67,8 +68,8 @@ def run_drive(
     writer = _open_events(events) if events else None
     video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
     interrupted = False
+    failure: FaceAtlasError | None = None  # what ended the run: raised once the events and the video are closed
     unflushed: OSError | None = None  # the events' last lines could not be written
-    unfinished: OSError | None = None  # the video could not be finished (its last frames or its index)
     try:
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
@@ -84,7 +85,9 @@ def run_drive(
                 on_frame(index + 1, min(total, max_frames) if total and max_frames else total or max_frames)
     except KeyboardInterrupt:
         interrupted = not frames.live
-    finally:  # each close that fails is raised below, unless another error is on its way already
+    except FaceAtlasError as exc:
+        failure = exc
+    finally:  # a close that fails is raised below, unless another error ended the run already
         with interrupts_held("closing the events and the video"):  # a second Ctrl-C lost them and the summary
             monitor.close()
             if writer is not None:
@@ -92,15 +95,14 @@ def run_drive(
                     writer.close()
                 except OSError as exc:
                     unflushed = exc
-            if video is not None:
-                try:
-                    video.close()
-                except OSError as exc:
-                    unfinished = exc
-    if unflushed is not None and events is not None:
-        _events_failed(unflushed, events)
-    if unfinished is not None:
-        raise output_video_failed(unfinished) from unfinished
+            unfinished, removed = close_output_video(video)  # one cut short is removed: it plays nowhere
+    if failure is None and unflushed is not None and events is not None:
+        failure = _events_failure(unflushed, events)
+    if failure is None and unfinished is not None:
+        failure = output_video_failed(unfinished)
+        failure.__cause__ = unfinished
+    if failure is not None:
+        raise noting_removal(failure, removed)
     summary = monitor.summary()
     if interrupted:
         summary["interrupted"] = True
@@ -132,12 +134,18 @@ def _emit(writer: JsonlSink, event: DriveEvent, events: Path) -> None:
 
 
 def _events_failed(exc: OSError, events: Path) -> NoReturn:
+    raise _events_failure(exc, events) from exc
+
+
+def _events_failure(exc: OSError, events: Path) -> FaceAtlasError:
     """An events file that cannot be written (a full disk, a file size limit) names it, not the
     source; a reader that went away (:class:`BrokenPipeError` of ``--events -`` piped to `head`)
     is raised as it is: the caller ends quietly, as Unix tools do."""
     if isinstance(exc, BrokenPipeError):
         raise exc
-    raise events_write_failed(exc, events) from exc
+    error = events_write_failed(exc, events)
+    error.__cause__ = exc
+    return error
 
 
 def _write(video: VideoWriter, image: np.ndarray) -> None:
