@@ -199,6 +199,17 @@ def test_a_video_cut_short_by_a_failed_write_is_removed(video: str, tmp_path: Pa
     assert not output.exists() and events.exists()
 
 
+def test_a_run_that_fails_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    """`drive /nonexist.mp4 -o n1/a/x.mp4 --events n2/b/e.jsonl` exited 2 and left n1/a and n2/b, made for
+    the outputs before the source was opened. Only the empty folders the run made go: one that was
+    there stays."""
+    (tmp_path / "kept").mkdir()
+    result = runner.invoke(app, ["drive", str(tmp_path / "none.mp4"), "-q", "-o", str(tmp_path / "n1" / "a" / "x.mp4"),
+                                 "--events", str(tmp_path / "kept" / "b" / "e.jsonl")])
+    assert result.exit_code == 2 and "cannot read video source" in result.stderr, result.output
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
+
+
 def test_an_events_file_that_cannot_be_written_is_named_not_the_source(video: str, tmp_path: Path) -> None:
     """Events past a file size limit (the second line here) were "cannot read video source", and even
     that was lost: the events file's close failed the same way and its raw error was all that was

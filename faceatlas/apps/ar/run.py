@@ -25,6 +25,7 @@ from faceatlas.video import (
     prepare_output_file,
 )
 from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
+from faceatlas.video.config import remove_made_folders
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -109,14 +110,26 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
     read is :class:`InvalidInput`, and so is an ``output`` that cannot be written (naming it, before
     the source is opened, or when it fails later: the file, cut short, is then removed and the
     message says so); ``max_frames`` below 1, or an ``output`` that is
-    the source file (links resolved), is :class:`InvalidArgument`."""
+    the source file (links resolved), is :class:`InvalidArgument`. The folders made for ``output``
+    are removed again when the run fails, those left empty."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
-    if output is not None:
-        check_video_path(output)
-        check_outputs(str(source), output=output)
-        prepare_output_file(output, "output")  # it failed at the first frame, as a generic error
+    made: list[Path] = []  # the folders made for the output: removed again (the empty ones) if the run fails
+    try:
+        if output is not None:
+            check_video_path(output)
+            check_outputs(str(source), output=output)
+            prepare_output_file(output, "output", made=made)  # it failed at the first frame, as a generic error
+        return _apply(session, source, output, max_frames, on_frame)
+    except BaseException:
+        remove_made_folders(made)
+        raise
+
+
+def _apply(session: ArSession, source: str | int | Path, output: Path | None, max_frames: int | None,
+           on_frame: Callable[[int, int | None], None] | None) -> dict[str, float | int]:
+    """:func:`run_ar` once ``output`` is checked and its folder made."""
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()

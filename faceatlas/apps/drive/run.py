@@ -26,6 +26,7 @@ from faceatlas.video import (
     prepare_output_file,
 )
 from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
+from faceatlas.video.config import remove_made_folders
 from faceatlas.video.sinks import events_write_failed
 
 
@@ -49,18 +50,31 @@ def run_drive(
     :class:`InvalidInput` naming them, before anything is opened; a write that fails later (a full
     disk, a file size limit) names the output or the events file too: only a source that cannot be
     opened or read is "cannot read video source". A video whose write or close failed is cut short
-    and plays nowhere: it is removed, and the error says so. A close that fails never hides the error that
-    ended the run. ``events`` ``-`` (standard output) whose reader went away (piped to `head`)
-    raises :class:`BrokenPipeError` as it is."""
+    and plays nowhere: it is removed, and the error says so. A close that fails never hides the
+    error that ended the run. The folders made for ``output`` and ``events`` are removed again when
+    the run fails, those left empty. ``events`` ``-`` (standard output) whose reader went away
+    (piped to `head`) raises :class:`BrokenPipeError` as it is."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     if output is not None:
         check_video_path(output)  # before the source is opened
     check_outputs(str(source), output=output, events=events)
-    if output is not None:  # one that cannot be written failed at the first frame, as "cannot read video source"
-        prepare_output_file(output, "output")
-    if events is not None and str(events) != "-":  # '-': standard output
-        prepare_output_file(events, "events")
+    made: list[Path] = []  # the folders made for the outputs: removed again (the empty ones) if the run fails
+    try:
+        if output is not None:  # one that cannot be written failed at the first frame, as "cannot read video source"
+            prepare_output_file(output, "output", made=made)
+        if events is not None and str(events) != "-":  # '-': standard output
+            prepare_output_file(events, "events", made=made)
+        return _monitor(source, config, output, events, max_frames, on_event, on_frame)
+    except BaseException:
+        remove_made_folders(made)
+        raise
+
+
+def _monitor(source: str, config: DriveConfig, output: Path | None, events: Path | None, max_frames: int | None,
+             on_event: Callable[[DriveEvent], None] | None, on_frame: Callable[[int, int | None], None] | None,
+             ) -> dict[str, object]:
+    """:func:`run_drive` once its outputs are checked and their folders made."""
     frames = VideoSource(source)
     timed = _read(timed_frames(frames, max_frames), source)
     first = next(timed, None)  # open the source before anything is written
