@@ -156,6 +156,24 @@ def test_a_webcam_index_beyond_any_camera_is_no_such_camera(args: list[str]) -> 
     assert "no such camera" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("args", [["drive", "99", "-q"], ["ar", "99", "-e", "glasses", "-q"]])
+def test_a_webcam_that_does_not_open_is_one_line(args: list[str]) -> None:
+    """`drive 7` (no such webcam) printed OpenCV's lines of each backend it tried ("[ WARN:0@4.078] ...
+    can't open camera by index", an FFmpeg exception over five lines, "[ERROR:0@4.084] ... Camera index
+    out of range") and a log line "source 7 failed: cannot open camera 7" before the error itself.
+    OpenCV's log level is its own again after the open: a running camera's warnings are still said."""
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.splitlines() == ["error (bad_request): cannot read video source '99': cannot open camera 99"]
+    import cv2
+
+    from faceatlas.video.sources import _open_camera
+
+    before = cv2.utils.logging.getLogLevel()
+    assert not _open_camera(99).isOpened()
+    assert cv2.utils.logging.getLogLevel() == before
+
+
 def test_an_output_that_cannot_be_written_is_named_not_the_source(video: str, monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path) -> None:
     """-o /proc/x.mp4 was "cannot read video source '...mp4': /proc/x.mp4: could not open the video
