@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,29 @@ def test_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(video: str
     assert summary["interrupted"] is True and 0 < summary["frames"] < 1501
     written = cv2.VideoCapture(str(output)).get(cv2.CAP_PROP_FRAME_COUNT)  # a valid video: the frames done
     assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing
+
+
+@pytest.mark.parametrize("args", [["drive"], ["ar", "-e", "glasses"]], ids=["drive", "ar"])
+def test_sigterm_while_a_stream_never_opened_ends_with_the_summary(args: list[str]) -> None:
+    """SIGTERM (or Ctrl-C) while a stream that never opened was retried: `ar` ended as a live source
+    ends, status 0 and its summary; `drive` with status 130 and none (its first frame was awaited
+    outside the loop that takes the interrupt)."""
+    import select
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", args[0], "rtsp://127.0.0.1:1/stream", *args[1:],
+                                "-q", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    said, deadline = "", time.monotonic() + 120
+    while "Connection refused" not in said and time.monotonic() < deadline:  # the first failure to open, logged
+        if select.select([process.stderr], [], [], 1)[0]:
+            said += process.stderr.readline()
+    process.send_signal(signal.SIGTERM)  # the stream is retried: the run waits for its first frame
+    stdout, stderr = process.communicate(timeout=120)
+    assert "Connection refused" in said, said + stderr
+    assert process.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary.get("summary", summary)["frames"] == 0 and "interrupted" not in summary.get("summary", summary)
 
 
 def test_events_dash_are_json_lines_on_stdout(video: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

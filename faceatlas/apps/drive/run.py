@@ -77,14 +77,18 @@ def _monitor(source: str, config: DriveConfig, output: Path | None, events: Path
     """:func:`run_drive` once its outputs are checked and their folders made."""
     frames = VideoSource(source)
     timed = _read(timed_frames(frames, max_frames), source)
-    first = next(timed, None)  # open the source before anything is written
     monitor = DriverMonitor(config)
-    writer = _open_events(events) if events else None
-    video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
+    writer: JsonlSink | None = None
+    video: VideoWriter | None = None
     interrupted = False
     failure: FaceAtlasError | None = None  # what ended the run: raised once the events and the video are closed
     unflushed: OSError | None = None  # the events' last lines could not be written
     try:
+        # the source opens before anything is written; Ctrl-C (or SIGTERM) while a stream that never
+        # opened is retried ends the run as it does later, with its summary (it was status 130, none)
+        first = next(timed, None)
+        writer = _open_events(events) if events else None
+        video = VideoWriter(output, frames.fps or 25.0) if output is not None else None  # opened at the first frame
         for index, seconds, frame in chain([first] if first is not None else [], timed):
             report = monitor.process(frame, seconds, index)
             for event in report.events:
