@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from faceatlas.cli.errors import fail, fail_import, json_text
+from faceatlas.cli.errors import fail, fail_import, json_text, writing_stdout
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 
@@ -79,6 +79,7 @@ def ar(
             summary = run_ar(spec, effects, output=video, max_frames=max_frames, on_frame=advance)
     except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the summary
         fail(exc, as_json)
-    print(json_text(summary))
+    with writing_stdout():
+        print(json_text(summary))
     if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI
         raise typer.Exit(130)

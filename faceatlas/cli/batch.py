@@ -84,27 +84,31 @@ def _show(report: BatchReport, as_json: bool, what: str, *, faces: bool = True) 
     """The report, then the exit status as `gallery enrol`'s, of the job (every run of it: SOURCE's
     images in the output): 0 every image read, 1 some failed (listed in the errors CSV), 2 every
     one failed. The line says this run's counts, then the job's when earlier runs did some; its
-    images/s, over the whole run (as the progress bar's) and once Ray had started."""
-    if as_json:
-        console.print_json(json_text(report.to_dict()))
-    else:
-        if report.processed:
-            rate = (f" ({report.overall_images_per_second:.1f} img/s, {report.images_per_second:.1f} after Ray's "
-                    f"start, on {report.workers} worker{'s' if report.workers != 1 else ''})"
-                    if report.workers else "")  # no worker: every image was refused before Ray (missing files)
-            now = (f"{report.processed} processed now{rate}: "
-                   f"{f'{report.run_faces} faces, ' if faces else ''}{report.run_errors} failed")
+    images/s, over the whole run (as the progress bar's) and once Ray had started. A stdout that
+    cannot be written is one line on stderr, exit 2 (:func:`writing_stdout`)."""
+    from faceatlas.cli.errors import writing_stdout  # here: the rest of this module is edited elsewhere
+
+    with writing_stdout():
+        if as_json:
+            console.print_json(json_text(report.to_dict()))
         else:
-            now = "nothing left to do"
-        before = (f"; {report.skipped} done before (all runs: {f'{report.faces} faces, ' if faces else ''}"
-                  f"{report.errors} failed)" if report.skipped else "")
-        listed = report.files.get("errors")
-        where = (f"; the failed images are listed in {listed}" if listed else
-                 "; the failed images' list went with the temporary folder (keep it with --work DIR)"
-                 ) if report.errors else ""
-        console.print(escape(f"{report.images} images: {now}{before}{what}{where}"), soft_wrap=True)
-        for name, path in report.files.items():
-            console.print(f"  {name}: {escape(str(path))}", soft_wrap=True)
+            if report.processed:
+                rate = (f" ({report.overall_images_per_second:.1f} img/s, {report.images_per_second:.1f} after Ray's "
+                        f"start, on {report.workers} worker{'s' if report.workers != 1 else ''})"
+                        if report.workers else "")  # no worker: every image was refused before Ray (missing files)
+                now = (f"{report.processed} processed now{rate}: "
+                       f"{f'{report.run_faces} faces, ' if faces else ''}{report.run_errors} failed")
+            else:
+                now = "nothing left to do"
+            before = (f"; {report.skipped} done before (all runs: {f'{report.faces} faces, ' if faces else ''}"
+                      f"{report.errors} failed)" if report.skipped else "")
+            listed = report.files.get("errors")
+            where = (f"; the failed images are listed in {listed}" if listed else
+                     "; the failed images' list went with the temporary folder (keep it with --work DIR)"
+                     ) if report.errors else ""
+            console.print(escape(f"{report.images} images: {now}{before}{what}{where}"), soft_wrap=True)
+            for name, path in report.files.items():
+                console.print(f"  {name}: {escape(str(path))}", soft_wrap=True)
     exit_for_failures(report.errors, report.images)
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, fail_import, json_text
+from faceatlas.cli.errors import fail, fail_import, json_text, writing_stdout
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.video import EVENTS_STDOUT
@@ -65,7 +65,8 @@ def drive(
 
     def show(event: DriveEvent) -> None:
         if as_json:
-            print(event.to_json(), flush=True)
+            with writing_stdout():
+                print(event.to_json(), flush=True)
             return
         style = LEVEL_STYLES[event.level.name.lower()]
         err.print(f"[{style}]{event.t:8.2f}s #{event.frame:<6} {event.level.name:<8} {event.type}"
@@ -101,11 +102,13 @@ def drive(
 
 def _report_summary(summary: dict[str, object], as_json: bool, *, to_stderr: bool = False) -> None:
     if as_json:
-        print(json_text({"summary": summary}))
+        with writing_stdout():
+            print(json_text({"summary": summary}))
         return
     table = Table(title="SenseDrive summary")
     table.add_column("measure")
     table.add_column("value")
     for key, value in summary.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    (err if to_stderr else Console()).print(table)
+    with writing_stdout():
+        (err if to_stderr else Console()).print(table)

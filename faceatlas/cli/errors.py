@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -44,12 +47,60 @@ def print_error(exc: FaceAtlasError, console: Console | None = None, *, about: s
 
 
 def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoReturn:
-    """Report ``exc`` (as one JSON object on stdout with ``as_json``, else one line on stderr) and exit."""
+    """Report ``exc`` (as one JSON object on stdout with ``as_json``, else one line on stderr) and
+    exit. A stdout that cannot take the JSON object (``> /dev/full``) gets nothing: the line goes
+    to stderr (it was a traceback of that second failure)."""
     if as_json:
-        print(json.dumps({"error": exc.code, "message": one_line(str(exc))}))
+        try:
+            print(json.dumps({"error": exc.code, "message": one_line(str(exc))}), flush=True)
+        except OSError:
+            _discard_stdout()
+            print_error(exc)
     else:
         print_error(exc)
     raise typer.Exit(exit_code) from exc
+
+
+@contextmanager
+def writing_stdout() -> Iterator[None]:
+    """Around what a command prints on standard output (its results, its JSON lines, its summary),
+    flushed at the end: a stdout that cannot be written (``> /dev/full``, a full disk) is one line
+    on stderr, ``error (bad_request): cannot write the standard output: no space left on device``,
+    and exit 2 (it was a traceback: the JSON error went to that stdout too); a reader that went
+    away (``| head``) ends the command quietly, status 141. Only printing goes in the block: any
+    :class:`OSError` in it is taken for stdout's."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_gone()
+    except OSError as exc:
+        _discard_stdout()
+        reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))
+        print_error(InvalidInput(f"cannot write the standard output: {reason}"))
+        raise typer.Exit(2) from None
+
+
+def stdout_gone() -> NoReturn:
+    """The reader of standard output went away (``| head``): nothing to say, and nowhere to say it;
+    status 141 (128 + SIGPIPE, as the shell reports a Unix tool stopped by a closed pipe)."""
+    _discard_stdout()
+    raise typer.Exit(141)
+
+
+def _discard_stdout() -> None:
+    """Standard output to /dev/null from now on: what is still buffered for it goes nowhere, so the
+    flush as the process exits cannot fail again ("Exception ignored", status 120). Nothing to do
+    when stdout is no file (a test's capture)."""
+    try:
+        number = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no file behind it
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, number)
+    finally:
+        os.close(null)
 
 
 def interrupted(done: int, total: int | None, what: str, kept: str) -> NoReturn:

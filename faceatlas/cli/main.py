@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -25,6 +23,7 @@ from faceatlas.cli.errors import (
     json_text,
     os_error,
     print_error,
+    stdout_gone,
     usage_error,
 )
 from faceatlas.cli.files import expand_images, progress
@@ -137,8 +136,7 @@ class _Commands(TyperGroup):
         except DBAPIError as exc:
             _fail(database_error(exc), as_json)
         except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and nowhere to say it
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(141) from None
+            stdout_gone()
         except OSError as exc:
             _fail(os_error(exc), as_json)
 

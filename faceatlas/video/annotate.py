@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
 from faceatlas.video.zones import LineCounter, ZoneCounter
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ class VideoWriter:
     raises :class:`OSError` naming the file, and so does :meth:`close` when the file cannot be
     finished. OpenCV's writer only logged "Failed to write frame" and the run ended 0 with a
     truncated file that plays nowhere. After a failed write the writer is done: the file is closed
-    (what it holds is not a playable video) and :meth:`close` raises nothing more."""
+    (what it holds is not a playable video), :meth:`close` raises nothing more, and :meth:`discard`
+    removes it."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = check_video_path(path)
@@ -123,6 +124,7 @@ class VideoWriter:
         self._stream: av.VideoStream | None = None
         self._size: tuple[int, int] = (0, 0)
         self._failed = False
+        self._made = False  # the file was made (opened for writing) by this writer
         self.frames = 0  # frames written
         self.resized = 0  # frames of another size than the first, scaled to it
 
@@ -166,11 +168,33 @@ class VideoWriter:
             raise self._failure(exc) from None
         self._container = self._stream = None
 
+    @property
+    def failed(self) -> bool:
+        """Whether a write or the close failed: the file is cut short, a video that plays nowhere."""
+        return self._failed
+
+    def discard(self) -> bool:
+        """Close the file unfinished and remove it (after a failure: what it holds plays nowhere);
+        True when there was one to remove. A file this writer never opened is left alone."""
+        self._abandon()
+        if not self._made:
+            return False
+        self._made = False
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.warning("%s: the partial video could not be removed (%s)", self.path, exc)
+            return False
+        return True
+
     def _open(self, width: int, height: int) -> None:
         try:
             container = av.open(str(self.path), "w")
         except (av.FFmpegError, OSError) as exc:
             raise self._failure(exc, "could not open the video for writing") from None
+        self._made = True
         try:
             stream = container.add_stream("mpeg4", rate=_frame_rate(self.fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -223,3 +247,28 @@ def output_video_failed(exc: OSError, camera: str | None = None) -> InvalidInput
     it names the output, not the source, and the camera when there are several."""
     where = f"camera {camera}: " if camera else ""
     return InvalidInput(f"{where}cannot write the output video: {failure_reason(exc)}")
+
+
+PARTIAL_OUTPUT_REMOVED = "the partial output was removed"
+
+
+def close_output_video(video: VideoWriter | None) -> tuple[OSError | None, bool]:
+    """Close the output ``video`` of a run (`drive`, `ar`) that ended, well or not: the error of
+    finishing it (None when it closed) and whether it was removed. A video whose write or close
+    failed (a full disk, a file size limit) is cut short and plays nowhere: it is removed. One that
+    closed is kept, a run stopped by Ctrl-C included (a valid video of the frames done)."""
+    if video is None:
+        return None, False
+    unfinished: OSError | None = None
+    try:
+        video.close()
+    except OSError as exc:
+        unfinished = exc
+    return unfinished, video.failed and video.discard()
+
+
+def noting_removal(error: FaceAtlasError, removed: bool) -> FaceAtlasError:
+    """``error`` (what ended a run) saying, when ``removed``, that the partial output video was removed."""
+    if removed and error.args and PARTIAL_OUTPUT_REMOVED not in str(error):
+        error.args = (f"{error.args[0]} ({PARTIAL_OUTPUT_REMOVED})", *error.args[1:])
+    return error

@@ -320,15 +320,17 @@ def prepare_outputs(cameras: list[CameraConfig]) -> None:
             prepare_output_file(camera.output, "output", of=f"camera {camera.name}: ")
 
 
-def prepare_output_file(path: Path | str, what: str = "output", *, of: str = "") -> None:
+def prepare_output_file(path: Path | str, what: str = "output", *, of: str = "", made: list[Path] | None = None,
+                        ) -> None:
     """Make the folder of the output file ``path`` (``what``: the option naming it) and check, before
     the run, that the file can be written there: one that cannot (under /proc, in a read-only
     folder, a file that cannot be opened for writing) is :class:`InvalidInput` naming the output
     (``of`` first, such as ``"camera door: "``), not the source: `drive` and `ar` said "cannot read
     video source" at the first frame. A file already there is opened for writing and closed, not
-    changed; one that is not is made and removed again."""
+    changed; one that is not is made and removed again. The folders made (none that were there)
+    are added to ``made``, as they are made: a run that fails gives them to :func:`remove_made_folders`."""
     path = Path(path)
-    _prepare_folder(path.parent, what, path, of)
+    _prepare_folder(path.parent, what, path, of, made)
     try:
         if path.exists():
             if path.is_file():
@@ -341,15 +343,34 @@ def prepare_output_file(path: Path | str, what: str = "output", *, of: str = "")
         raise InvalidInput(f"{of}{what} {path} cannot be written ({reason})") from None
 
 
-def _prepare_folder(folder: Path, what: str, path: Path | str, of: str) -> None:
+def _prepare_folder(folder: Path, what: str, path: Path | str, of: str, made: list[Path] | None = None) -> None:
+    missing: list[Path] = []  # the folder and those above it that are not there yet, deepest first
+    for above in (folder, *folder.parents):
+        if above.exists() or above.is_symlink():
+            break
+        missing.append(above)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror.lower() if exc.strerror else str(exc)
         raise InvalidInput(f"{of}{what} {path} cannot be written: the folder {folder} cannot be made "
                            f"({reason})") from None
+    finally:
+        if made is not None:
+            made.extend(above for above in missing if above.is_dir())
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InvalidInput(f"{of}{what} {path} cannot be written (permission denied)")
+
+
+def remove_made_folders(made: list[Path]) -> None:
+    """Remove the folders a run made for its outputs (:func:`prepare_output_file`'s ``made``), deepest
+    first, when it failed before writing anything into them: only empty ones (``rmdir``), so nothing
+    written is lost; a failed run left them behind (`-o n1/a/x.mp4` of a source that did not open)."""
+    for folder in sorted(set(made), key=lambda folder: len(folder.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something was written there), or gone already
+            continue
 
 
 def _database_file(url: str | None) -> Path | None:

@@ -21,6 +21,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from faceatlas.errors import InvalidInput
 from faceatlas.video.config import MqttConfig
 from faceatlas.video.events import Event
 from faceatlas.video.store import CountRow, EventRow, open_events_db
@@ -68,6 +69,14 @@ class JsonlSink:
                 self._file.close()
             else:
                 self._file.flush()
+
+
+def events_write_failed(exc: OSError, path: Path | str) -> InvalidInput:
+    """The error for an events file that could not be written (a full disk, a file size limit): it
+    names the file (standard output for ``-``), not the source being read."""
+    where = "to standard output" if str(path) == EVENTS_STDOUT else str(path)
+    reason = exc.strerror.lower() if exc.strerror else str(exc)
+    return InvalidInput(f"cannot write the events {where}: {reason}")
 
 
 class DatabaseSink:

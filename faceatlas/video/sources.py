@@ -235,11 +235,11 @@ class VideoSource:
                         if self._stop.is_set():
                             return
                 except (av.error.FFmpegError, OSError, RuntimeError) as exc:
-                    log.warning("source %s failed: %s", self.spec, exc)
                     self.error = exc
                     if is_webcam(self.spec) and not produced and self._next_index == 0:
                         self._gave_up = True  # no camera at this index: it will not appear by waiting
-                        return
+                        return  # the error is raised to the caller, who says it (a log line said it first)
+                    log.warning("source %s failed: %s", self.spec, exc)
                 except Exception as exc:  # noqa: BLE001 - any other failure ends the run as an error
                     # (a cv2.error ended this thread, and the run as if the source had ended: exit 0)
                     log.warning("source %s failed: %r", self.spec, exc)
@@ -379,7 +379,7 @@ class VideoSource:
         return round((pts - (stream.start_time or 0)) * Fraction(stream.time_base or 0) * rate)
 
     def _opencv_frames(self) -> Iterator[tuple[float, np.ndarray | None]]:
-        capture = cv2.VideoCapture(int(str(self.spec)))
+        capture = _open_camera(int(str(self.spec)))
         try:
             if not capture.isOpened():
                 raise OSError(f"cannot open camera {self.spec}")
@@ -393,3 +393,17 @@ class VideoSource:
                 count += 1
         finally:
             capture.release()
+
+
+def _open_camera(index: int) -> cv2.VideoCapture:
+    """The webcam ``index`` opened by OpenCV, its log silent while it opens: on an index with no
+    camera each backend it tries wrote its own lines ("[ WARN:0@4.078] ... can't open camera by
+    index", an FFmpeg exception over five lines, "[ERROR:0@4.084] ... Camera index out of range")
+    before the one error the caller says. OpenCV's log level is its previous one again once the
+    camera is open (or not): the warnings of a running camera are written as before."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(index)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)

@@ -162,6 +162,30 @@ def test_cli_a_video_write_that_fails_mid_run_is_an_error_not_a_summary(shared: 
     assert "Failed to write frame" not in run.stderr and "frames" not in run.stdout, run.stdout
 
 
+def test_cli_a_video_cut_short_by_a_failed_write_is_removed(shared: Path, tmp_path: Path) -> None:
+    """`(ulimit -f 200; faceatlas ar ... -o a.mp4)` said what failed, but a.mp4 stayed, cut short: a
+    file that plays nowhere. It is removed, and the message says so (a run stopped by Ctrl-C keeps
+    its video: closed, it plays)."""
+    from tests.full_disk import run_cli_on_a_full_disk
+
+    video, output = shared / "data/videos/driver_night_cabin.mp4", tmp_path / "a.mp4"
+    run = run_cli_on_a_full_disk(["ar", video, "-e", "glasses", "-q", "--max-frames", "300", "-o", output], 200 * 1024)
+    assert run.returncode == 2, run.stderr[-2000:]
+    said = f"error (bad_request): cannot write the output video: {output}: file too large"
+    assert run.stderr.strip().splitlines() == [f"{said} (the partial output was removed)"]
+    assert not output.exists()
+
+
+def test_cli_a_run_that_fails_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    """`ar /nonexist.mp4 -e glasses -o n1/a/x.mp4` exited 2 and left n1/a, made for the output before
+    the source was opened; a folder that was there stays."""
+    (tmp_path / "kept").mkdir()
+    for output in (tmp_path / "n1" / "a" / "x.mp4", tmp_path / "kept" / "b" / "x.mp4"):
+        result = runner.invoke(app, ["ar", str(tmp_path / "none.mp4"), "-e", "glasses", "-q", "-o", str(output)])
+        assert result.exit_code == 2 and "cannot read video source" in result.output, result.output
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
+
+
 def test_cli_refuses_anchors_outside_the_sticker_and_empty_paths(tmp_path):
     """`--sticker-anchors 0,50,9999,50` on a 200-pixel-wide PNG drew the sticker where no one saw it,
     exit 0; `-o ''` (an unset shell variable) was the current folder: ".: cannot write a video with

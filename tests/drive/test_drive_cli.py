@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,29 @@ def test_ctrl_c_on_a_file_keeps_the_video_and_says_it_was_interrupted(video: str
     assert abs(written - summary["frames"]) <= 1  # Ctrl-C may land between a frame's analysis and its writing
 
 
+@pytest.mark.parametrize("args", [["drive"], ["ar", "-e", "glasses"]], ids=["drive", "ar"])
+def test_sigterm_while_a_stream_never_opened_ends_with_the_summary(args: list[str]) -> None:
+    """SIGTERM (or Ctrl-C) while a stream that never opened was retried: `ar` ended as a live source
+    ends, status 0 and its summary; `drive` with status 130 and none (its first frame was awaited
+    outside the loop that takes the interrupt)."""
+    import select
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", args[0], "rtsp://127.0.0.1:1/stream", *args[1:],
+                                "-q", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    said, deadline = "", time.monotonic() + 120
+    while "Connection refused" not in said and time.monotonic() < deadline:  # the first failure to open, logged
+        if select.select([process.stderr], [], [], 1)[0]:
+            said += process.stderr.readline()
+    process.send_signal(signal.SIGTERM)  # the stream is retried: the run waits for its first frame
+    stdout, stderr = process.communicate(timeout=120)
+    assert "Connection refused" in said, said + stderr
+    assert process.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary.get("summary", summary)["frames"] == 0 and "interrupted" not in summary.get("summary", summary)
+
+
 def test_events_dash_are_json_lines_on_stdout(video: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--events -` created a file named "-"; it is stdout, as for most tools: the events as JSON
     lines there alone (the summary table goes to stderr). With --json, which prints them already,
@@ -154,6 +178,24 @@ def test_a_webcam_index_beyond_any_camera_is_no_such_camera(args: list[str]) -> 
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "no such camera" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["drive", "99", "-q"], ["ar", "99", "-e", "glasses", "-q"]])
+def test_a_webcam_that_does_not_open_is_one_line(args: list[str]) -> None:
+    """`drive 7` (no such webcam) printed OpenCV's lines of each backend it tried ("[ WARN:0@4.078] ...
+    can't open camera by index", an FFmpeg exception over five lines, "[ERROR:0@4.084] ... Camera index
+    out of range") and a log line "source 7 failed: cannot open camera 7" before the error itself.
+    OpenCV's log level is its own again after the open: a running camera's warnings are still said."""
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.splitlines() == ["error (bad_request): cannot read video source '99': cannot open camera 99"]
+    import cv2
+
+    from faceatlas.video.sources import _open_camera
+
+    before = cv2.utils.logging.getLogLevel()
+    assert not _open_camera(99).isOpened()
+    assert cv2.utils.logging.getLogLevel() == before
 
 
 def test_an_output_that_cannot_be_written_is_named_not_the_source(video: str, monkeypatch: pytest.MonkeyPatch,
@@ -183,6 +225,84 @@ def test_a_video_write_that_fails_mid_run_is_an_error_not_a_summary(video: str, 
     assert run.returncode == 2, run.stderr[-2000:]
     assert f"error (bad_request): cannot write the output video: {output}: file too large" in run.stderr
     assert "Failed to write frame" not in run.stderr and "summary" not in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize(("frames", "limit"), [("300", 200 * 1024), ("3", 40_000)], ids=["at-a-write", "at-the-close"])
+def test_a_video_cut_short_by_a_failed_write_is_removed(video: str, tmp_path: Path, frames: str, limit: int) -> None:
+    """`(ulimit -f 200; faceatlas drive ... -o d.mp4 --events e.jsonl)` said what failed, but d.mp4 stayed,
+    cut short: a file that plays nowhere. It is removed, and the message says so; the events file
+    stays. (Three frames fit in the muxer's buffer: that video fails as it is closed.)"""
+    output, events = tmp_path / "d.mp4", tmp_path / "e.jsonl"
+    run = run_cli_on_a_full_disk(["drive", video, "-q", "--max-frames", frames, "-o", output, "--events", events],
+                                 limit)
+    assert run.returncode == 2, run.stderr[-2000:]
+    said = f"error (bad_request): cannot write the output video: {output}: file too large"
+    assert run.stderr.strip().splitlines()[-1] == f"{said} (the partial output was removed)"
+    assert not output.exists() and events.exists()
+
+
+def test_a_run_that_fails_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    """`drive /nonexist.mp4 -o n1/a/x.mp4 --events n2/b/e.jsonl` exited 2 and left n1/a and n2/b, made for
+    the outputs before the source was opened. Only the empty folders the run made go: one that was
+    there stays."""
+    (tmp_path / "kept").mkdir()
+    result = runner.invoke(app, ["drive", str(tmp_path / "none.mp4"), "-q", "-o", str(tmp_path / "n1" / "a" / "x.mp4"),
+                                 "--events", str(tmp_path / "kept" / "b" / "e.jsonl")])
+    assert result.exit_code == 2 and "cannot read video source" in result.stderr, result.output
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
+
+
+def test_an_events_file_that_cannot_be_written_is_named_not_the_source(video: str, tmp_path: Path) -> None:
+    """Events past a file size limit (the second line here) were "cannot read video source", and even
+    that was lost: the events file's close failed the same way and its raw error was all that was
+    said, `error (error): [Errno 27] File too large`."""
+    events = tmp_path / "events.jsonl"
+    run = run_cli_on_a_full_disk(["drive", video, "-q", "--max-frames", "200", "--events", events], 100)
+    assert run.returncode == 2, run.stderr[-2000:]
+    said = f"error (bad_request): cannot write the events {events}: file too large"
+    assert run.stderr.strip().splitlines()[-1] == said
+    assert "video source" not in run.stderr and "Errno" not in run.stderr and "summary" not in run.stdout
+
+
+def test_events_to_a_reader_that_went_away_end_quietly(video: str) -> None:
+    """`--events - | head -1` ended with "cannot read video source ...: Broken pipe" (exit 2); it ends
+    as `faceatlas` ends on a closed pipe elsewhere: nothing said, status 141 (see docs/drive.md)."""
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "drive", video, "-q", "--max-frames", "400",
+                              "--events", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    first = child.stdout.readline()  # the first event (frame 106); the next comes 44 frames later
+    child.stdout.close()
+    _, stderr = child.communicate(timeout=300)
+    assert json.loads(first)["type"] == "face_not_visible", first
+    assert child.returncode == 141, stderr[-2000:]
+    assert "error" not in stderr and "summary" not in stderr, stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["drive", "{video}", "-q", "--json", "--max-frames", "3"],  # the summary
+    ["drive", "{video}", "-q", "--json", "--max-frames", "120"],  # an event first (frame 106)
+    ["drive", "{video}", "-q", "--max-frames", "3"],  # the summary's table
+    ["ar", "{video}", "-e", "glasses", "-q", "--json", "--max-frames", "2"],
+    ["batch", "embed", "{images}", "--out", "{out}", "--json", "--workers", "1"],
+], ids=["drive-json", "drive-event", "drive-table", "ar-json", "batch-json"])
+def test_a_stdout_that_cannot_be_written_is_one_line_on_stderr(command: list[str], video: str, examples: Path,
+                                                               tmp_path: Path) -> None:
+    """`drive --json > /dev/full` (and `ar --json`, `batch embed --json`) printed a Rich traceback and
+    exited 1: the summary could not be written, and then neither could the JSON error, on that same
+    stdout. Stdout buffered, as in a shell (unbuffered, the print fails rather than the flush)."""
+    if command[0] == "batch":
+        pytest.importorskip("ray")
+        (tmp_path / "images").mkdir()
+        (tmp_path / "images" / "a.jpg").write_bytes((examples / "examples" / "obama-240p.jpg").read_bytes())
+    args = [arg.format(video=video, images=tmp_path / "images", out=tmp_path / "out") for arg in command]
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "faceatlas.cli", *args], stdout=full, stderr=subprocess.PIPE,
+                             text=True, env=env, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr[-2000:]
+    said = "error (bad_request): cannot write the standard output: no space left on device"
+    assert run.stderr.strip().splitlines()[-1] == said
 
 
 @pytest.mark.parametrize("option", ["--output", "--events"])

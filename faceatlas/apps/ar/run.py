@@ -14,7 +14,7 @@ from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.apps.drive import MEDIAPIPE_MAX_SIDE
 from faceatlas.engine import ImageInput, load_image
-from faceatlas.errors import ImageTooLarge, InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, ImageTooLarge, InvalidArgument, InvalidInput
 from faceatlas.video import (
     Frame,
     VideoSource,
@@ -24,7 +24,8 @@ from faceatlas.video import (
     interrupts_held,
     prepare_output_file,
 )
-from faceatlas.video.annotate import output_video_failed
+from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
+from faceatlas.video.config import remove_made_folders
 
 IMAGE_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MAX_EFFECTS = 8  # effects in one apply_effects call (the API's `effect` list): each costs a pass over the image
@@ -107,20 +108,33 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
     Ctrl-C stopped a file before its end (``output`` is kept, closed: a valid video of the frames
     done); Ctrl-C is how a live source ends. A source that cannot be opened or
     read is :class:`InvalidInput`, and so is an ``output`` that cannot be written (naming it, before
-    the source is opened, or when it fails later); ``max_frames`` below 1, or an ``output`` that is
-    the source file (links resolved), is :class:`InvalidArgument`."""
+    the source is opened, or when it fails later: the file, cut short, is then removed and the
+    message says so); ``max_frames`` below 1, or an ``output`` that is
+    the source file (links resolved), is :class:`InvalidArgument`. The folders made for ``output``
+    are removed again when the run fails, those left empty."""
     if max_frames is not None and max_frames < 1:
         raise InvalidArgument(f"max_frames stops after that many frames, 1 or more, not {max_frames}")
     session = ArSession(effects, config)  # unknown effects fail before the source is opened
-    if output is not None:
-        check_video_path(output)
-        check_outputs(str(source), output=output)
-        prepare_output_file(output, "output")  # it failed at the first frame, as a generic error
+    made: list[Path] = []  # the folders made for the output: removed again (the empty ones) if the run fails
+    try:
+        if output is not None:
+            check_video_path(output)
+            check_outputs(str(source), output=output)
+            prepare_output_file(output, "output", made=made)  # it failed at the first frame, as a generic error
+        return _apply(session, source, output, max_frames, on_frame)
+    except BaseException:
+        remove_made_folders(made)
+        raise
+
+
+def _apply(session: ArSession, source: str | int | Path, output: Path | None, max_frames: int | None,
+           on_frame: Callable[[int, int | None], None] | None) -> dict[str, float | int]:
+    """:func:`run_ar` once ``output`` is checked and its folder made."""
     video = VideoSource(source)
     writer: VideoWriter | None = None
     frames, most_faces, began = 0, 0, time.perf_counter()
     interrupted = False
-    unfinished: OSError | None = None  # the video could not be finished (its last frames or its index)
+    failure: FaceAtlasError | None = None  # what ended the run: raised once the video is closed
     try:
         for frame in _frames(video, source):
             if max_frames is not None and frames >= max_frames:
@@ -141,17 +155,18 @@ def run_ar(source: str | int | Path, effects: str | Sequence[str | Effect], *, o
                 on_frame(frames, min(total, max_frames) if total and max_frames else total or max_frames)
     except KeyboardInterrupt:
         interrupted = not video.live
-    finally:
+    except FaceAtlasError as exc:
+        failure = exc
+    finally:  # a close that fails is raised below, unless another error ended the run already
         with interrupts_held("closing the video"):  # a second Ctrl-C lost it and the summary
             video.close()
             session.close()
-            if writer is not None:
-                try:
-                    writer.close()
-                except OSError as exc:  # raised below unless another error is on its way already
-                    unfinished = exc
-    if unfinished is not None:
-        raise output_video_failed(unfinished) from unfinished
+            unfinished, removed = close_output_video(writer)  # one cut short is removed: it plays nowhere
+    if failure is None and unfinished is not None:
+        failure = output_video_failed(unfinished)
+        failure.__cause__ = unfinished
+    if failure is not None:
+        raise noting_removal(failure, removed)
     elapsed = time.perf_counter() - began
     summary: dict[str, float | int] = {"frames": frames, "most_faces": most_faces,
                                        "fps": round(frames / elapsed, 1) if elapsed else 0.0}
