@@ -630,3 +630,31 @@ def test_the_operator_s_default_space_is_no_service_tenant(tmp_path):
             f"error (validation_error): tenant id '{tenant}' is reserved: 'default' is the operator's own space "
             "(the CLI's galleries, `watch` runs and stores that name no tenant); choose another id")
     assert runner.invoke(app, ["admin", "tenant", "create", "default-shop", "--db", db]).exit_code == 0
+
+
+def test_a_ctrl_c_that_python_swallows_in_a_finalizer_is_delivered_again(monkeypatch):
+    """`album scan` stopped by SIGTERM ran to its end, status 0, when the interrupt landed in
+    SQLAlchemy's weakref cleanup ("Exception ignored in ... KeyboardInterrupt"): the command's
+    unraisable hook sends it again, and it is raised in the command's own code."""
+    import sys
+    import time
+    import weakref
+
+    from faceatlas.cli import _interrupt_again
+
+    monkeypatch.setattr(sys, "unraisablehook", _interrupt_again(sys.unraisablehook))
+
+    class Held:
+        pass
+
+    def cleanup(_ref: object) -> None:
+        raise KeyboardInterrupt
+
+    held = Held()
+    ref = weakref.ref(held, cleanup)
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        del held
+        while time.monotonic() - began < 5:
+            pass
+    assert ref() is None and time.monotonic() - began < 2
