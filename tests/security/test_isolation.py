@@ -29,7 +29,7 @@ def test_service_tenants_reach_no_cli_or_app_gallery(kind, new_database, fast_an
         migrate(engine)
         accounts = Accounts(engine)
         keys = {}
-        for tenant in ("default", "retail-shop1"):
+        for tenant in ("owner", "retail-shop1"):  # "default", the CLI's space, is no service tenant's id
             accounts.create_tenant(tenant)
             keys[tenant] = accounts.create_key(tenant, ["admin"]).token
         settings = ServiceSettings(database_url=url, index_dir=tmp_path / "indexes", pack="scrfd-mbf", workers=1)
@@ -44,7 +44,8 @@ def test_service_tenants_reach_no_cli_or_app_gallery(kind, new_database, fast_an
         engine.dispose()
 
 
-@pytest.mark.parametrize("tenant_id", ["svc:acme", "app:retail:shop1", "", "a" * 65, "bad\x00id", "a/b"])
+@pytest.mark.parametrize("tenant_id", ["svc:acme", "app:retail:shop1", "", "a" * 65, "bad\x00id", "a/b", "default",
+                                       "Default"])
 def test_tenant_ids_that_could_collide_are_refused(tenant_id, new_database, tmp_path) -> None:
     with new_database("sqlite", tmp_path) as url:
         engine = create_database_engine(url)
