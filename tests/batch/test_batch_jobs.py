@@ -343,6 +343,7 @@ def test_a_failure_in_a_ray_worker_is_one_line_with_its_cause(ray_cluster, peopl
     assert f"{out}/_images" in message
 
 
+@pytest.mark.slow  # 25 s of Ray: CI runs tests/batch's slow set
 def test_the_summary_counts_this_run_then_the_job_and_names_the_list_of_failures(ray_cluster, people, tmp_path,
                                                                                 capfd):
     """After a run with failures, a later run into the same output printed the whole output's

@@ -183,6 +183,7 @@ def test_a_write_retried_on_another_process_acts_once(cluster: Cluster) -> None:
     assert "once" in names and "twice" not in names
 
 
+@pytest.mark.slow  # 22 s; CI runs test_scale.py's slow set
 def test_redis_restart_under_load_refuses_bills_and_keeps_the_quota(cluster: Cluster, examples: Path) -> None:
     """redis-server killed and started again (empty: no persistence), four times, while twelve threads
     send metered calls of a tenant with a monthly quota to the three processes: calls while it is

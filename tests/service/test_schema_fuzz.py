@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow  # about 70 s on 2 cores: CI runs it with the slow set
 def test_no_server_error_for_schema_generated_requests(server, tmp_path):
     server.accounts.create_tenant("fuzz", "Fuzz tenant")
     key = server.accounts.create_key("fuzz", ["admin"], rate_per_second=10_000, burst=10_000).token
