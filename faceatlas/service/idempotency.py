@@ -134,7 +134,8 @@ async def _finish(request: Request, response: Response | None) -> None:
     answer = None
     if response is not None and 200 <= response.status_code < 300 and not isinstance(response, StreamingResponse):
         path = getattr(request.state, "answer_path", None) or request.url.path
-        answer = StoredAnswer(response.status_code, bytes(response.body), response.media_type or "", path)
+        body = _without(bytes(response.body), getattr(request.state, "answer_drops", ()))
+        answer = StoredAnswer(response.status_code, body, response.media_type or "", path)
     try:
         await run_in_threadpool(claimed.shared.finish_idempotent, claimed.scope, claimed.key, answer,
                                 claimed.fingerprint)
@@ -142,13 +143,24 @@ async def _finish(request: Request, response: Response | None) -> None:
         log.warning("the answer of Idempotency-Key %r could not be stored", claimed.key, exc_info=True)
 
 
-def store_answer_at(request: Request, path: str) -> None:
+def store_answer_at(request: Request, path: str, *, drop: tuple[str, ...] = ()) -> None:
     """Keep this call's answer (when its ``Idempotency-Key`` stores one) under ``path`` rather than
     its own path: an erasure's, whose path names what it erased (``.../subjects/<id>``). A retry of
     it is answered all the same (a replay is found by its key and call, never by the stored path,
     which only an erasure's matching reads); ``path``, its parent, keeps it among what a
-    collection's erasure replaces."""
+    collection's erasure replaces. ``drop``: the fields of its JSON answer that name what it erased
+    (a member's id, a person's reference), left out of the stored answer: a retry is answered
+    the counts without them."""
     request.state.answer_path = path
+    request.state.answer_drops = drop
+
+
+def _without(body: bytes, fields: tuple[str, ...]) -> bytes:
+    """``body``, a JSON object, without ``fields`` (as it is when there are none or it is no object)."""
+    value = _json_object(body) if fields else None
+    if value is None:
+        return body
+    return json.dumps({k: v for k, v in value.items() if k not in fields}).encode()
 
 
 ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call made or changed was erased "
@@ -156,7 +168,8 @@ ERASED = json.dumps({"error": {"code": "not_found", "message": "what this call m
 
 
 async def forget_erased(request: Request, tenant_id: str, created: tuple[str, str] | None = None, *,
-                        also: Callable[[StoredAnswer], bool] | None = None, path: str | None = None) -> None:
+                        also: Callable[[StoredAnswer], bool] | None = None, path: str | None = None,
+                        drop: tuple[str, ...] = ()) -> None:
     """After an erasure (a subject, a collection, a member, an album's person), the tenant's stored
     answers of calls on what was erased name it no more: those whose path is the erased thing's
     path (this DELETE's) or under it (its enrolments, renames), and with ``created`` (a field and
@@ -168,11 +181,12 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     that name it (what is named several ways: an album's person, by id, number or name). ``path``:
     the erased thing's API path, where another door (the console) erased it (default: this request's).
     The 404 is kept under the parent path, and so is this call's own answer when it is the erasure's
-    DELETE (:func:`store_answer_at`): neither names what was erased."""
+    DELETE (:func:`store_answer_at`, without the fields ``drop`` of its answer that name it):
+    neither names what was erased."""
     erased = path or request.url.path
     parent = erased.rsplit("/", 1)[0]
     if erased == request.url.path:
-        store_answer_at(request, parent)
+        store_answer_at(request, parent, drop=drop)
 
     def names_it(answer: StoredAnswer) -> bool:
         if answer.path == erased or answer.path.startswith(erased + "/") or (also is not None and also(answer)):

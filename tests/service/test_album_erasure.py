@@ -80,7 +80,8 @@ def test_erasing_a_person_erases_the_people_merged_into_them(api, shared: Path) 
 
 def test_erasing_a_person_erases_the_names_and_spellings_they_were_called_by(api, shared: Path) -> None:
     """PATCH people/p1 "Ann", PATCH people/Ann "George Bush", DELETE people/p1: `album.name fam/Ann`
-    stayed in the audit trail, and so did the calls by `01`, ` p1` or `P1`; their stored answers too."""
+    stayed in the audit trail, and so did the calls by `01`, ` p1` or `P1`; their stored answers too,
+    and the DELETE's own (``{"person": "George Bush", ...}``)."""
     tenant, key = _tenant(api)
     album = "fam"
     with api.client(key) as http:
@@ -93,9 +94,14 @@ def test_erasing_a_person_erases_the_names_and_spellings_they_were_called_by(api
         for n, (url, name) in enumerate(calls):
             named = http.patch(url, json={"name": name}, headers={"Idempotency-Key": f"k{n}"})
             assert named.status_code == 200 and named.json()["id"] == person, named.text
-        assert http.delete(f"/v1/albums/{album}/people/George Bush").status_code == 200
+        erase = {"url": f"/v1/albums/{album}/people/George Bush", "headers": {"Idempotency-Key": "kd"}}
+        erased = http.delete(**erase)
+        assert erased.status_code == 200 and erased.json()["person"] == "George Bush"
         for n, (url, name) in enumerate(calls):
             _erased(http.patch(url, json={"name": name}, headers={"Idempotency-Key": f"k{n}"}))
+        again = http.delete(**erase)  # its stored answer: the counts, not the name it was called by
+        assert again.headers["idempotent-replayed"] == "true" and "George" not in again.text
+        assert again.json() == {k: v for k, v in erased.json().items() if k != "person"}
         trail = _trail(http, album)
     assert "Ann" not in json.dumps(trail) and "George" not in json.dumps(trail)
     assert {(action, target) for action, target, _ in trail} == {

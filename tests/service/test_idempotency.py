@@ -403,6 +403,30 @@ def test_a_retried_kyc_session_and_product_are_created_once(api: Api, fast_analy
     assert api.audited("retail.product.update") == 1
 
 
+def test_an_erased_member_s_id_is_kept_nowhere_in_the_stored_answers(api: Api, fast_analyzer, examples: Path,
+                                                                     tmp_path: Path) -> None:
+    """Security probe: a retail member's erasure with an Idempotency-Key kept its own answer
+    (``{"member": "<id>", ...}``) for a day: the erased member's id in Redis. The stored answer
+    leaves the id out; a retry is answered the counts, not run again."""
+    config = StoreConfig(id=f"erase-{api.state}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    members = f"/v1/retail/stores/{config.id}/members"
+    lin = (examples / "examples" / "lin-manuel-miranda.png").read_bytes()
+    consent = {"name": "Lin", "purposes": "face_pay,analytics", "payment_ref": "card-1"}
+    enrolled = api.http.post(members, files={"image": lin}, data=consent, headers=_key(api, "member-enrol"))
+    assert enrolled.status_code == 201, enrolled.text
+    member = enrolled.json()["id"]
+    assert any(member.encode() in kept for kept in _stored_as_kept(api))
+    erase = _key(api, "member-erase")
+    first = api.http.delete(f"{members}/{member}", headers=erase)
+    assert first.status_code == 200 and first.json()["member"] == member and first.json()["faces_deleted"] == 1
+    assert not [kept for kept in _stored_as_kept(api) if member.encode() in kept]
+    again = api.http.delete(f"{members}/{member}", headers=erase)
+    assert again.headers["idempotent-replayed"] == "true" and again.status_code == 200
+    assert again.json() == {k: v for k, v in first.json().items() if k != "member"}
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_a_key_is_claimed_once_per_call(kind: str, redis_server) -> None:
     redis_server.flush()

@@ -291,7 +291,7 @@ async def erase_person(album: AlbumName, person: PersonRef, analyzer: AnalyzerDe
     into a gallery collection are that collection's subject: erase them there."""
     erased = await _call(album, meter, analyzer, gallery, db, lambda a: a.erase(person))
     audit.target = await forget_album_erasure(request, accounts, settings, meter.principal.tenant_id, album, erased,
-                                              called=person)
+                                              called=person, drop=("person",))
     return {"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted}
 
 
@@ -354,16 +354,18 @@ def album_path(album: str) -> str:
 
 
 async def forget_album_erasure(request: Request, accounts: Any, settings: Any, tenant: str, album: str,
-                               erased: Erasure, *, called: str | None = None, path: str | None = None) -> str:
+                               erased: Erasure, *, called: str | None = None, path: str | None = None,
+                               drop: tuple[str, ...] = ()) -> str:
     """After an erasure in ``album`` (a person, a face, a photo): its people's ids and names and
     its faces leave the tenant's audit trail (unless the server keeps ids) and the stored answers
     of calls on them or naming them are forgotten (a rename by another reference, a merge, a split,
     a move, a rejection). ``path``: the API path of what was erased where the console erased it
-    (default: this request's). Returns the target the erasure of a person is audited under."""
+    (default: this request's); ``drop``: the fields of this call's answer that name the erased (left
+    out of its stored answer). Returns the target the erasure of a person is audited under."""
     target = await run_in_threadpool(lambda: erase_album_trail(accounts, gallery_tenant(tenant), album, erased,
                                                                called=called,
                                                                keep_ids=settings.audit_keeps_subject_ids))
-    await forget_erased(request, tenant, also=partial(_names, erased, album_path(album)), path=path)
+    await forget_erased(request, tenant, also=partial(_names, erased, album_path(album)), path=path, drop=drop)
     return target if target is not None else album
 
 

@@ -274,7 +274,7 @@ async def erase_member(store_id: StoreId, member_id: MemberId, analyzer: Analyze
     audit.details["faces"] = report.faces_deleted
     audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
                                            keep_ids=settings.audit_keeps_subject_ids)
-    await forget_erased(request, principal.tenant_id, created=("id", member_id))
+    await forget_erased(request, principal.tenant_id, created=("id", member_id), drop=("member",))
     return {"member": report.member_id, "faces_deleted": report.faces_deleted,
             "consents_deleted": report.consents_deleted, "visits_anonymised": report.visits_anonymised,
             "charges_anonymised": report.charges_anonymised}
