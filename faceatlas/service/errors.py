@@ -25,7 +25,7 @@ _log = logging.getLogger(__name__)
 ID_RULE = f"1 to {ID_MAX_LENGTH} of A-Z, a-z, 0-9, '_', '.', '-' (not dots alone)"
 
 # Starlette's own HTTP errors (unknown route, wrong method, body over the server's limit).
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
                413: "payload_too_large"}
 
 
@@ -117,7 +117,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(app, request)) or headers.get("Allow", "")
-        return error_response(_HTTP_CODES.get(exc.status_code, "bad_request"), str(exc.detail), exc.status_code,
+        return error_response(HTTP_CODES.get(exc.status_code, "bad_request"), str(exc.detail), exc.status_code,
                               headers=headers)
 
 

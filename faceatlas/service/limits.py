@@ -12,6 +12,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from faceatlas.service.errors import ID_RULE, error_response
 
 
+def _console_page(code: str, message: str, page: bytes) -> bytes:
+    """An error as the web console's error pages show it (``page``: b"page", or an htmx b"fragment"),
+    for an answer given before any console route runs."""
+    body = (f'<div class="error" role="alert"><strong>{code}</strong>: {html.escape(message)}</div>'
+            + ('' if page == b"fragment" else '<p><a href="/console/">Back to the console</a></p>')).encode()
+    if page == b"fragment":
+        return body
+    return (b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused</title>'
+            b'<link rel="stylesheet" href="/console/static/console.css"></head><body><main><h1>Refused</h1>'
+            + body + b"</main></body></html>")
+
+
+def _console_kind(scope: Scope) -> bytes | None:
+    """b"page" or b"fragment" (htmx) for a request to the web console, None for the API's."""
+    path = scope.get("path", "")
+    if path != "/console" and not path.startswith("/console/"):
+        return None
+    return b"fragment" if b"hx-request" in dict(scope.get("headers", [])) else b"page"
+
+
 class UploadLimit:
     """Answer 413 as soon as a request body passes ``max_bytes`` (declared or streamed)."""
 
@@ -25,7 +45,7 @@ class UploadLimit:
             return
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
-        page = scope.get("path", "").startswith("/console") and (b"fragment" if b"hx-request" in headers else b"page")
+        page = _console_kind(scope)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send, page)
             return
@@ -59,18 +79,12 @@ class UploadLimit:
             if not rejected:
                 raise
 
-    async def _reject(self, send: Send, page: bytes | bool = False) -> None:
+    async def _reject(self, send: Send, page: bytes | None = None) -> None:
         """413: the API's JSON error, or for the web console (``page``: b"page" or an htmx b"fragment")
         the same words for a person, as its error pages show them."""
         if page:
-            message = (f"this upload is more than the {self.max_bytes / 1e6:.1f} MB the server takes at once: "
-                       "send fewer or smaller photos")
-            body = (f'<div class="error" role="alert"><strong>payload_too_large</strong>: {html.escape(message)}</div>'
-                    + ('' if page == b"fragment" else '<p><a href="/console/">Back to the console</a></p>')).encode()
-            if page != b"fragment":
-                body = (b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused</title>'
-                        b'<link rel="stylesheet" href="/console/static/console.css"></head><body><main><h1>Refused</h1>'
-                        + body + b"</main></body></html>")
+            body = _console_page("payload_too_large", f"this upload is more than the {self.max_bytes / 1e6:.1f} MB "
+                                 "the server takes at once: send fewer or smaller photos", page)
             kind = b"text/html; charset=utf-8"
         else:
             body = json.dumps({"error": {"code": "payload_too_large",
@@ -96,8 +110,14 @@ class RefuseNul:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")):
-            body = json.dumps({"error": {"code": "bad_request", "message": "the URL holds a NUL character"}}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            message = "the URL holds a NUL character"
+            page = _console_kind(scope)  # the web console's error page, not the API's JSON
+            if page is not None:
+                body, kind = _console_page("bad_request", message, page), b"text/html; charset=utf-8"
+            else:
+                body = json.dumps({"error": {"code": "bad_request", "message": message}}).encode()
+                kind = b"application/json"
+            headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": 400, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return

@@ -275,3 +275,35 @@ def test_deleting_a_collection_erases_its_subjects_ids_from_the_audit_trail(cons
     assert [(action, target) for action, target, _ in trail] == [
         ("collection.delete", "console-gone"), ("subject.merge", "console-gone/[erased]"),
         ("subject.create", "console-gone/[erased]")]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Host": "evil.example", "X-Forwarded-Proto": "https"}])
+def test_console_without_its_slash_is_sent_on_by_a_relative_address(console, headers) -> None:
+    """``/console`` answered ``Location: http://<Host header>/console/``: any host a request named,
+    and plain http behind the documented TLS proxy."""
+    with httpx.Client(base_url=console.url) as client:
+        answer = client.get("/console", headers=headers)
+        assert answer.is_redirect and answer.headers["location"] == "/console/", answer.headers
+        assert client.get("/console?x=1").headers["location"] == "/console/?x=1"
+
+
+def test_http_errors_under_console_are_its_pages_and_the_apis_stay_json(console) -> None:
+    """A NUL in the query (400), a method no page takes (405) and a static file that is not there
+    (404) answered the API's raw JSON; HEAD of a page was 405. The API's answers are unchanged."""
+    client, _ = _session(console, "acme_read")
+    for method, path, status in (("GET", "/console/events?camera=%00", 400), ("PUT", "/console/galleries", 405),
+                                 ("GET", "/console/static/nope.js", 404), ("DELETE", "/console", 405)):
+        answer = client.request(method, path)
+        assert answer.status_code == status and answer.headers["content-type"].startswith("text/html"), (path, answer)
+        assert '{"error"' not in answer.text and "Back to the console" in answer.text, answer.text
+    assert "GET" in client.put("/console/galleries").headers["allow"]
+    fragment = client.get("/console/events?camera=%00", headers={"HX-Request": "true"})
+    assert fragment.status_code == 400 and "<html" not in fragment.text and "NUL" in fragment.text
+    head = client.head("/console/galleries")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"].startswith("text/html")
+    assert client.head("/console/static/console.js").status_code == 200
+    client.close()
+    with httpx.Client(base_url=console.url) as api:
+        assert api.get("/v1/collections?x=%00").json()["error"]["code"] == "bad_request"
+        assert api.put("/v1/collections").json()["error"]["code"] == "method_not_allowed"
+        assert api.get("/v1/nope").headers["content-type"] == "application/json"

@@ -23,7 +23,7 @@ from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
 from faceatlas.service.deps import Meter, meter_call
-from faceatlas.service.errors import client_message, validation_message
+from faceatlas.service.errors import HTTP_CODES, client_message, validation_message
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -117,19 +117,50 @@ class ConsoleRoute(APIRoute):
             except LoginRequired as exc:
                 return redirect(request, f"{PREFIX}/login?reason={exc.reason}")
             except FaceAtlasError as exc:
-                template = "_error.html" if is_htmx(request) else "error.html"
-                response = templates.TemplateResponse(
-                    request, template, {"error": exc, "message": client_message(exc),
-                                        "user": getattr(request.state, "console_user", None)},
-                    status_code=exc.status)
-                if exc.retry_after is not None:  # as the API says it (a 429 page gave no hint of when)
-                    response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            return response
+                response = error_page(request, exc)
+            return guarded(response)
 
         return handle
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.methods and "GET" in self.methods:  # HEAD of a page is its GET without the body (FastAPI adds no HEAD)
+            self.methods.add("HEAD")
+
+
+def guarded(response: Response) -> Response:
+    """``response`` with the console's headers: its CSP, no caching, no framing."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def error_page(request: Request, exc: FaceAtlasError) -> Response:
+    """The page (an htmx fragment for htmx) of an error: its code, message and status."""
+    template = "_error.html" if is_htmx(request) else "error.html"
+    response = templates.TemplateResponse(
+        request, template, {"error": exc, "message": client_message(exc),
+                            "user": getattr(request.state, "console_user", None)},
+        status_code=exc.status)
+    if exc.retry_after is not None:  # as the API says it (a 429 page gave no hint of when)
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return response
+
+
+def http_error_page(request: Request, refused: HTTPException) -> Response:
+    """An HTTP error raised outside a console route (a method no page takes, a static file that is
+    not there) as the console's error page, the error's own headers (a 405's ``Allow``) kept."""
+    headers = dict(refused.headers or {})
+    if refused.status_code == 404:
+        refused = HTTPException(404, f"there is no console page or file '{request.url.path[:80]}'")
+    elif refused.status_code == 405:
+        refused = HTTPException(405, f"this address takes {headers.get('Allow') or 'no method'}, not {request.method}")
+    error = _as_error(refused)
+    error.code = HTTP_CODES.get(refused.status_code, error.code)
+    response = guarded(error_page(request, error))
+    response.headers.update(headers)
+    return response
 
 
 def _as_error(refused: HTTPException) -> FaceAtlasError:
