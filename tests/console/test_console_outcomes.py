@@ -318,3 +318,33 @@ def test_a_subject_and_a_collection_deleted_in_the_console_leave_no_stored_answe
         replayed = client.post("/v1/collections/visitors/subjects", **visit)
         assert replayed.headers.get("Idempotent-Replayed") == "true" and replayed.status_code == 404
         assert "Guest Name" not in replayed.text
+
+
+def test_today_on_the_store_page_and_the_apis_window_is_the_utc_date(fast_analyzer, tmp_path, monkeypatch) -> None:
+    """"Today" was the server's local date while visits are counted by UTC day: under a zone a day
+    ahead of UTC (or behind it) the page showed 0 visits today with 3 shoppers inside, and the API's
+    default window ended on the local date. Between the two zones below, one is a day off UTC at
+    any hour."""
+    import time
+
+    from faceatlas.apps.retail import Entry
+    from faceatlas.db import utcnow
+
+    with _console(fast_analyzer, tmp_path) as console:
+        config = StoreConfig(id=STORE, tenant="acme", cameras=[Camera(id="door", role="door")])
+        with RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "idx") as store:
+            for track in ("a", "b", "c"):
+                store.entry(Entry("door", utcnow(), track=f"{STORE}:{track}"))
+        try:
+            for zone in ("Pacific/Kiritimati", "Etc/GMT+12"):  # UTC+14, UTC-12
+                monkeypatch.setenv("TZ", zone)
+                time.tzset()
+                page = console.client.get(f"/console/store/{STORE}").text
+                report = console.client.get(f"/v1/retail/stores/{STORE}/analytics",
+                                            headers={"Authorization": f"Bearer {console.key}"}).json()
+                today = utcnow().date().isoformat()
+                assert f"Today ({today})" in page and report["to"] == today, (zone, time.strftime("%Y-%m-%d"))
+                assert re.search(r'<th scope="row">Visits</th><td>3</td>', page), zone
+        finally:
+            monkeypatch.undo()
+            time.tzset()

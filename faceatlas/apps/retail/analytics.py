@@ -38,7 +38,7 @@ from faceatlas.apps.retail.db import (
     ZoneVisitRecord,
 )
 from faceatlas.apps.retail.observations import AGE_BANDS
-from faceatlas.db import day_range
+from faceatlas.db import day_range, utcnow
 from faceatlas.errors import NotFound
 
 SUPPRESSED = "suppressed"  # the key of a breakdown's cells under k, summed
@@ -225,8 +225,10 @@ REPORT_DAYS = 30  # the days of a report by default, its last day (today) includ
 def report_window(first: date | None, last: date | None, today: date | None = None) -> tuple[date, date]:
     """The days of a report, both included: ``last`` defaults to today, ``first`` to the day that
     makes :data:`REPORT_DAYS` days (``last`` and the 29 before it; ``last - 30`` made 31, which the
-    console headed "Last 30 days"), or the first calendar day, near it; any calendar dates are valid."""
-    last = last or today or date.today()
+    console headed "Last 30 days"), or the first calendar day, near it; any calendar dates are valid.
+    Today is the UTC date, as visits are counted by UTC day (the server's local date showed no
+    visit "today" where its zone was a day ahead of UTC)."""
+    last = last or today or utcnow().date()
     return first or last - min(timedelta(days=REPORT_DAYS - 1), last - date.min), last
 
 

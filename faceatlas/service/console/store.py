@@ -4,7 +4,6 @@ occupancy and the open alerts to resolve, from the same layer calls as ``/v1/ret
 from __future__ import annotations
 
 import base64
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -48,11 +47,11 @@ async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
     """Today's and the last :data:`REPORT_DAYS` days' headline numbers (today included: the API's
     default report window), today's charts, occupancy and open alerts."""
     tenant = (await gate(request, user.principal, "retail.analytics", "read", billable=False)).principal.tenant_id
-    today = date.today()
+    first, today = report_window(None, None)  # the API's default window: its last day is today (UTC)
 
     def read() -> dict[str, Any]:
         now = store_report(db, tenant, store_id, today, today)  # NotFound for another tenant's store
-        month = store_report(db, tenant, store_id, *report_window(None, today))
+        month = store_report(db, tenant, store_id, first, today)
         store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
         try:
             inside, alerts = store.observations.occupancy(utcnow()), store.alerts(open_only=True)
