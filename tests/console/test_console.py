@@ -595,6 +595,42 @@ def test_kyc_sessions_with_decisions_reasons_and_kept_frames(console, fast_analy
     engine.dispose()
 
 
+
+def test_kyc_reference_images_only_for_admin_keys_and_each_view_audited(console, fast_analyzer, photos) -> None:
+    """A read key saw a session's reference face images (which no API call returns; keeping them is
+    the admin's retention setting), and no view of them was audited."""
+    from datetime import timedelta
+
+    from faceatlas.apps.kyc import KycService
+    from faceatlas.apps.kyc.db import KycReference, KycSession
+    from faceatlas.db import utcnow
+
+    engine = create_database_engine(console.database_url)
+    kept = KycService(engine, fast_analyzer).create("svc:acme", ["blink"], retention_days=7)
+    with engine.begin() as connection:
+        connection.execute(update(KycSession).where(KycSession.id == kept.id).values(
+            status="accepted", decided_at=utcnow(), reasons=[], details={"similarity": 0.8}))
+        connection.execute(KycReference.__table__.insert().values(
+            session_id=kept.id, kind="selfie", image=photos["obama"].read_bytes(),
+            expires_at=utcnow() + timedelta(days=7)))
+    engine.dispose()
+
+    def views() -> list[str]:
+        return [r.target for r in console.accounts.audit_log("acme", 1000) if r.action == "kyc.references.view"]
+
+    before = views()
+    reader, _ = _session(console, "acme_read")
+    page = reader.get(f"/console/kyc/{kept.id}")
+    reader.close()
+    assert page.status_code == 200 and "data:image" not in page.text and 'alt="selfie reference"' not in page.text
+    assert "shown to admin keys only" in page.text and views() == before
+    admin, _ = _session(console, "acme_admin")
+    for _ in range(2):
+        assert 'alt="selfie reference"' in admin.get(f"/console/kyc/{kept.id}").text
+    admin.close()
+    assert views() == [kept.id, kept.id] + before  # newest first
+
+
 def test_cookies_are_secure_where_tls_ends_at_a_proxy(fast_analyzer, tmp_path) -> None:
     """Behind the documented TLS proxy the request reaches the service as plain HTTP, so the session
     cookie went out without Secure; FACEATLAS_CONSOLE_SECURE_COOKIE marks it on every answer."""

@@ -1,6 +1,7 @@
 """KYC: the tenant's identity verification sessions with their decisions and reasons in words,
-and one session's audit (scores, thresholds, model versions) with the reference frames it still
-keeps under its retention; the same layer calls as ``/v1/kyc/sessions``."""
+and one session's audit (scores, thresholds, model versions) with, for an admin key, the reference
+frames it still keeps under its retention (each view audited); the same layer calls as
+``/v1/kyc/sessions``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.kyc import STATUSES, SessionInfo
 from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, render
-from faceatlas.service.deps import KycDep
+from faceatlas.service.console.uploads import audit
+from faceatlas.service.deps import AccountsDep, KycDep
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -47,16 +49,23 @@ async def sessions(request: Request, user: UserDep, kyc: KycDep,
 @router.get("/kyc/{session_id}", include_in_schema=False)
 async def session(request: Request, user: UserDep, kyc: KycDep,
                   session_id: Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")],
-                  ) -> Response:
-    tenant = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal.tenant_id
+                  accounts: AccountsDep) -> Response:
+    """A session's decision and audit; its reference face images only for an admin key (keeping
+    them is the admin's retention setting, and no API call returns them), each view of them in the
+    tenant's audit trail (``kyc.references.view``). A read key is told they exist for admin keys."""
+    principal = (await gate(request, user.principal, "kyc.session", "read", billable=False)).principal
+    tenant, shows_images = principal.tenant_id, principal.allows("admin")
 
     def read() -> tuple[SessionInfo, dict[str, bytes]]:
-        return kyc.get(gallery_tenant(tenant), session_id), kyc.references(gallery_tenant(tenant), session_id)
+        info = kyc.get(gallery_tenant(tenant), session_id)
+        return info, kyc.references(gallery_tenant(tenant), session_id) if shows_images else {}
 
     info, kept = await run_in_threadpool(read)
     images = [(kind, base64.b64encode(image).decode()) for kind, image in sorted(kept.items())]
+    if images:
+        await audit(accounts, principal, "kyc.references.view", session_id, {"images": sorted(kept)})
     return render(request, "kyc_session.html", user, info=info, images=images, words=REASON_WORDS,
-                  audit=audit_rows(info.details))
+                  audit=audit_rows(info.details), shows_images=shows_images)
 
 
 def audit_rows(details: dict[str, Any]) -> list[tuple[str, str]]:
