@@ -148,3 +148,25 @@ def test_events_give_the_snapshot_address_not_the_servers_file_path(fast_analyze
     assert shot.status_code == 200 and shot.content == frame.read_bytes()
     assert str(tmp_path) not in page and f'src="/console/events/{hit.id}/snapshot"' in page
     assert shown.status_code == 200 and shown.content == frame.read_bytes()
+
+
+def test_every_series_of_a_chart_has_its_own_colour() -> None:
+    """8 colours for 13 operations: the legend named several operations with one colour. Past the
+    palette, the smallest series are one "other" series."""
+    from faceatlas.service.console.draw import PALETTE, events_per_minute, usage_chart
+
+    rows = [{"day": f"2026-03-0{d}", "operation": f"op{n:02d}", "calls": n + d} for n in range(13) for d in (1, 2)]
+    chart = usage_chart(rows)
+    colours = [colour for _, colour in chart.legend]
+    assert len(colours) == 13 and len(set(colours)) == 13
+    assert {bar.color for bar in chart.bars} == set(colours)
+    many = [{"day": "2026-03-01", "operation": f"op{n:02d}", "calls": n + 1} for n in range(30)]
+    folded = usage_chart(many)
+    names = [name for name, _ in folded.legend]
+    assert len(names) == len(PALETTE) and names[-1] == "other" and "op29" in names and "op00" not in names
+    assert len({colour for _, colour in folded.legend}) == len(PALETTE)
+    other = next(bar for bar in folded.bars if bar.title.startswith("2026-03-01 other:"))
+    assert other.title.endswith(f": {sum(range(1, 12))} calls")  # op00..op10 summed
+    assert folded.peak == sum(range(1, 31))
+    events = [type("E", (), {"wall_time": "2026-03-01T10:00:00", "type": f"kind{n:02d}"})() for n in range(13)]
+    assert len({colour for _, colour in events_per_minute(events).legend}) == 13

@@ -16,7 +16,12 @@ from faceatlas.engine import Face, encoded_pixels, load_image
 
 BOX = (60, 200, 40)  # BGR
 POINTS = ((255, 80, 0), (0, 120, 255), (0, 200, 255), (200, 0, 200), (255, 0, 140))  # eyes, nose, mouth
-PALETTE = ("#1f6feb", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#0a7ea4", "#57606a")
+# one colour per series: matplotlib's tab20, its ten strong colours first, then their light pairs (8
+# colours reused by 13 operations drew a legend that named several with one colour)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5")
+OTHER = "other"  # the series the smallest ones are folded into where there are more than colours
 
 
 def faces_png(data: bytes, faces: list[Face], labels: list[str] | None = None, max_side: int = 640) -> str:
@@ -68,10 +73,14 @@ class Chart:
 def usage_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 220,
                 label: Callable[[str], str] = lambda day: day[5:], unit: str = "calls") -> Chart:
     """Stacked bars of calls per ``day`` (any sortable period), one colour per ``operation``
-    (rows of ``usage_report``, or :func:`events_per_minute`); ``label`` names a period on the axis."""
+    (rows of ``usage_report``, or :func:`events_per_minute`); ``label`` names a period on the axis.
+    Past :data:`PALETTE`'s colours, the largest operations keep theirs and the rest are one
+    :data:`OTHER` series: no two series share a colour."""
+    rows = _fold(rows, len(PALETTE))
     days = sorted({r["day"] for r in rows})
-    operations = sorted({r["operation"] for r in rows})
-    colors = {op: PALETTE[i % len(PALETTE)] for i, op in enumerate(operations)}
+    operations = sorted({r["operation"] for r in rows}, key=lambda op: (op == OTHER, op))
+    colors = dict(zip(operations, PALETTE, strict=False))  # _fold left no more operations than colours
+    order = list(operations)
     totals = {d: sum(r["calls"] for r in rows if r["day"] == d) for d in days}
     peak = max(totals.values(), default=0) or 1
     plot = height - 30
@@ -82,13 +91,30 @@ def usage_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 220,
     for i, day in enumerate(days):
         x = 40 + i * step + (step - bar_width) / 2
         top = float(plot)
-        for row in sorted((r for r in rows if r["day"] == day), key=lambda r: r["operation"]):
+        for row in sorted((r for r in rows if r["day"] == day), key=lambda r: order.index(r["operation"])):
             h = plot * row["calls"] / peak
             top -= h
             bars.append(Bar(round(x, 1), round(top, 1), round(bar_width, 1), round(h, 1), colors[row["operation"]],
                             f"{day} {row['operation']}: {row['calls']} {unit}"))
         labels.append((round(x + bar_width / 2, 1), label(day)))
     return Chart(width, height, bars, labels, list(colors.items()), peak if totals else 0)
+
+
+def _fold(rows: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+    """``rows`` with at most ``most`` operations: the ``most - 1`` of the most calls, the others
+    summed per day as :data:`OTHER`."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row["operation"]] = totals.get(row["operation"], 0) + row["calls"]
+    if len(totals) <= most:
+        return rows
+    kept = set(sorted(totals, key=lambda op: (-totals[op], op))[:most - 1])
+    folded: dict[str, int] = {}
+    for row in rows:
+        if row["operation"] not in kept:
+            folded[row["day"]] = folded.get(row["day"], 0) + row["calls"]
+    return ([r for r in rows if r["operation"] in kept]
+            + [{"day": day, "operation": OTHER, "calls": calls} for day, calls in folded.items()])
 
 
 def events_per_minute(events: list[Any]) -> Chart:
