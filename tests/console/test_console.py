@@ -265,6 +265,20 @@ def test_session_expires(console) -> None:
     client.close()
 
 
+
+def test_a_new_login_ends_the_session_the_browser_held(console) -> None:
+    """Logging in again with another key left the previous session valid until it expired."""
+    client, _ = _session(console, "acme_admin")
+    first = client.cookies.get("faceatlas_console")
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+    assert client.post("/console/login", data={"key": console.keys["acme_read"], "csrf": token}).status_code == 303
+    assert client.cookies.get("faceatlas_console") != first
+    client.close()
+    with httpx.Client(base_url=console.url, cookies={"faceatlas_console": first}) as old:
+        answer = old.get("/console/usage")
+    assert answer.status_code == 303 and "/console/login" in answer.headers["location"]
+
+
 def test_events_filtered_and_live(log_in, console, photos, tmp_path) -> None:
     sink = DatabaseSink(console.database_url, tenant="acme", batch=1)
     sink.emit(Event("identified", "entrance", frame=1, video_time=0.0, track_id=1, kind="face",

@@ -59,13 +59,16 @@ async def login(
     key: Annotated[str, Form(max_length=200)],
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """Exchange an API key for a session (the key itself is never stored in the browser)."""
+    """Exchange an API key for a session (the key itself is never stored in the browser); the
+    session the browser held before ends (it stayed valid until it expired, another key's)."""
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
         return _login_page(request, "the login form expired: please try again", 403)
     opened = await run_in_threadpool(sessions.open, key.strip())
     if opened is None:
         return _login_page(request, "this API key is not valid (unknown or revoked)", 401)
+    if previous := request.cookies.get(COOKIE):
+        await run_in_threadpool(sessions.close, previous)
     response = RedirectResponse(f"{PREFIX}/", status_code=303)
     _cookie(response, request, COOKIE, opened[0], settings.console_session_minutes * 60)
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
