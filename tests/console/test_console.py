@@ -301,10 +301,11 @@ def test_events_filtered_and_live(log_in, console, photos, tmp_path) -> None:
     frame = tmp_path / "entrance_0000009_7_unknown_person_0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f.jpg"
     frame.write_bytes(photos["biden"].read_bytes())
     sink.emit(Event("unknown_person", "entrance", frame=9, video_time=3.0, track_id=7, kind="face",
-                    data={"snapshot": str(frame)}))
+                    data={"snapshot": str(frame), "similarity": 0.25}))
     live = page.locator("#events tbody tr", has_text="unknown_person")
     live.wait_for(timeout=15_000)
     assert rows.count() == 3
+    assert "similarity: 0.25" in live.inner_text() and "{" not in live.inner_text()  # words, not JSON
     assert str(tmp_path) not in live.inner_text()  # the frame's address, never the server's file path
     shot = live.get_by_role("img")
     shot.wait_for()
@@ -672,13 +673,17 @@ def test_cookies_are_secure_where_tls_ends_at_a_proxy(fast_analyzer, tmp_path) -
 
 
 def test_event_details_read_as_text_not_json_escapes(console) -> None:
-    """Details showed {"name": "Fran\\u00e7ois"} and '<' as \\u003c (the live rows showed François)."""
+    """Details showed {"name": "Fran\\u00e7ois"} and '<' as \\u003c (the live rows showed François),
+    then JSON at all: they are "name: value" words, as the store's alerts and the KYC audit say theirs."""
     DatabaseSink(console.database_url, tenant="globex", batch=1).emit(
-        Event("identified", "accents", frame=1, video_time=0.0, data={"name": "François Müller 李雷 <b>x</b>"}))
+        Event("identified", "accents", frame=1, video_time=0.0,
+              data={"name": "François Müller 李雷 <b>x</b>", "face_score": 0.5, "zone": {"x": 1}, "gone": None}))
     client, _ = _session(console, "globex_admin")
     page = client.get("/console/events", params={"camera": "accents"}).text
     client.close()
-    assert "François Müller 李雷 &lt;b&gt;x&lt;/b&gt;" in page and "\\u00e7" not in page and "\\u003c" not in page
+    row = re.search(r"<td>identified</td>.*?</tr>", page, re.S).group(0)
+    assert "name: François Müller 李雷 &lt;b&gt;x&lt;/b&gt;, face score: 0.5, zone: (x: 1)" in row, row
+    assert "\\u00e7" not in page and "\\u003c" not in page and "{" not in row and "gone" not in row
 
 
 def test_an_album_upload_that_adds_nothing_makes_no_album_and_no_audit(console, tmp_path) -> None:

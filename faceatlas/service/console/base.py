@@ -3,7 +3,6 @@ the session dependencies (the caller, CSRF) and rendering."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,8 +82,34 @@ def seg(value: object) -> str:
 
 
 templates.env.filters["seg"] = seg
-# JSON as a person reads it (François, not Fran\u00e7ois; escaped as any text by the autoescape, not by \u003c)
-templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
+
+
+def label(key: str) -> str:
+    """A data key as words: ``face_seen`` → "face seen"."""
+    return str(key).replace("_", " ")
+
+
+def words(value: Any) -> str:
+    """``value`` in words: yes/no, numbers as written, lists joined (an empty one is "none"),
+    mappings as "name: value" pairs, a nested list or mapping in brackets; None, and a mapping of
+    None only, is "" (left out)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        pairs = [(label(key), inner, words(inner)) for key, inner in value.items()]
+        return ", ".join(f"{name}: ({text})" if isinstance(inner, (dict, list, tuple)) else f"{name}: {text}"
+                         for name, inner, text in pairs if text)
+    if isinstance(value, (list, tuple)):
+        items = [text for text in map(words, value) if text]
+        return ("; " if any(isinstance(item, dict) for item in value) else ", ").join(items) or "none"
+    return str(value)
+
+
+templates.env.filters["words"] = words
 
 
 def is_htmx(request: Request) -> bool:

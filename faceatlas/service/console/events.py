@@ -6,18 +6,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, get_sessions, render
+from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, get_sessions, render, words
 from faceatlas.service.console.draw import events_per_minute
 from faceatlas.service.console.sessions import COOKIE, LoginRequired
 from faceatlas.service.deps import DbDep
 from faceatlas.service.routes.events import tenant_event
-from faceatlas.video import EVENT_TYPES, event_snapshot, list_events
+from faceatlas.video import EVENT_TYPES, Event, event_snapshot, list_events
 
 router = APIRouter(route_class=ConsoleRoute)
 POLL_SECONDS = 2.0
@@ -29,12 +29,21 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
+def shown(event: Event) -> dict[str, Any]:
+    """``event`` as its tenant reads it, with its ``details`` in words ("subject: obama, score:
+    0.62"), as the store's alerts and the KYC audit say theirs, not JSON; the kept frame
+    (``data.snapshot``) is the row's picture, not words."""
+    out = tenant_event(event, SNAPSHOTS)
+    out["details"] = words({key: value for key, value in out["data"].items() if key != "snapshot"})
+    return out
+
+
 @router.get("/events", include_in_schema=False)
 async def events(request: Request, user: UserDep, db: DbDep, camera: Filter = None, type: Filter = None) -> Response:
     meter = await gate(request, user.principal, "events.list", "read", billable=False)
     rows = await run_in_threadpool(lambda: list_events(db, meter.principal.tenant_id, camera=_blank(camera),
                                                        type=_blank(type), limit=200))
-    return render(request, "events.html", user, events=[tenant_event(e, SNAPSHOTS) for e in rows], types=EVENT_TYPES,
+    return render(request, "events.html", user, events=[shown(e) for e in rows], types=EVENT_TYPES,
                   camera=camera or "", type=type or "", chart=events_per_minute(rows))
 
 
@@ -57,7 +66,7 @@ async def stream(request: Request, user: UserDep, db: DbDep, camera: Filter = No
         seen = {e.id for e in rows if e.wall_time == since}  # the page shows the events at ``since`` already
         while True:
             for event in reversed([e for e in rows if e.id not in seen]):
-                yield f"data: {json.dumps(tenant_event(event, SNAPSHOTS))}\n\n"
+                yield f"data: {json.dumps(shown(event))}\n\n"
             if rows:
                 last = rows[0].wall_time
                 seen = {e.id for e in rows if e.wall_time == last}

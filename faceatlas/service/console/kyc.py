@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.kyc import STATUSES, SessionInfo
-from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, render
+from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, label, render, words
 from faceatlas.service.console.uploads import audit
 from faceatlas.service.deps import AccountsDep, KycDep
 from faceatlas.service.tenants import gallery_tenant
@@ -71,29 +71,5 @@ async def session(request: Request, user: UserDep, kyc: KycDep,
 def audit_rows(details: dict[str, Any]) -> list[tuple[str, str]]:
     """A decision's audit (scores, thresholds, model versions, timings) as (what, in words) rows:
     only the values present (``"threshold": null`` and empty entries left out), no JSON."""
-    rows = [(_label(key), _words(value)) for key, value in sorted(details.items())]
+    rows = [(label(key), words(value)) for key, value in sorted(details.items())]
     return [(label, text) for label, text in rows if text]
-
-
-def _label(key: str) -> str:
-    return str(key).replace("_", " ")
-
-
-def _words(value: Any) -> str:
-    """``value`` in words: yes/no, numbers as written, lists joined (an empty one is "none"),
-    mappings as "name: value" pairs, a nested list or mapping in brackets; None, and a mapping of
-    None only, is "" (left out)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, dict):
-        pairs = [(_label(key), inner, _words(inner)) for key, inner in value.items()]
-        return ", ".join(f"{label}: ({text})" if isinstance(inner, (dict, list, tuple)) else f"{label}: {text}"
-                         for label, inner, text in pairs if text)
-    if isinstance(value, (list, tuple)):
-        items = [text for text in map(_words, value) if text]
-        return ("; " if any(isinstance(item, dict) for item in value) else ", ").join(items) or "none"
-    return str(value)

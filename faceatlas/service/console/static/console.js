@@ -81,7 +81,7 @@
         var e = JSON.parse(message.data);
         var row = document.createElement("tr");
         [e.wall_time.slice(0, 19).replace("T", " "), e.camera, e.type, (e.kind || "") + " " + (e.track_id === null ? "" : e.track_id),
-         JSON.stringify(e.data)].forEach(function (text) {
+         e.details].forEach(function (text) {
           var cell = document.createElement("td");
           cell.textContent = text;
           row.appendChild(cell);
