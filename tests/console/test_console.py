@@ -217,6 +217,24 @@ def test_a_key_form_sent_twice_makes_one_key(console) -> None:
     client.close()
 
 
+
+def test_each_key_form_of_the_usage_page_has_its_own_token(console) -> None:
+    """"Create key" and every Rotate form shared one one-time token: after a key was made, Rotate on
+    the same page answered "this form was sent before: it made key <the new one>" and did nothing."""
+    client, csrf = _session(console, "acme_admin")
+    target = console.accounts.create_key("acme", ["read"], name="to-rotate").prefix
+    page = client.get("/console/usage").text
+    tokens = re.findall(r'name="once" value="([^"]+)"', page)
+    assert len(tokens) >= 3 and len(set(tokens)) == len(tokens)
+    made = client.post("/console/keys", data={"csrf": csrf, "once": tokens[-1], "name": "made", "scope": "read"})
+    assert made.status_code == 201
+    rotate = re.search(rf'action="/console/keys/{target}/rotate".*?name="once" value="([^"]+)"', page).group(1)
+    rotated = client.post(f"/console/keys/{target}/rotate", data={"csrf": csrf, "once": rotate, "confirmed": "yes"})
+    assert rotated.status_code == 201 and "sent before" not in rotated.text
+    assert next(k for k in console.accounts.list_keys("acme") if k.prefix == target).revoked_at is not None
+    client.close()
+
+
 def test_an_upload_the_server_refuses_is_a_console_page_not_json(console) -> None:
     """Photos over the upload limit and more than 1000 files showed the API's raw JSON error."""
     client, csrf = _session(console, "acme_write")

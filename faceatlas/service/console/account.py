@@ -68,9 +68,15 @@ async def _page(request: Request, user: ConsoleUser, accounts: AccountsDep, sett
         await gate(request, principal, "keys.list", "admin", billable=False)
         keys = await run_in_threadpool(accounts.list_keys, principal.tenant_id)
     return render(request, "usage.html", user, status_code, rows=rows, chart=usage_chart(rows), used=used,
-                  quota=quota, keys=keys, days=DAYS, once=secrets.token_urlsafe(16),
+                  quota=quota, keys=keys, days=DAYS, once=_token,
                   issued=issued if isinstance(issued, IssuedKey) else None,
                   sent_before=issued if isinstance(issued, str) else None)
+
+
+def _token() -> str:
+    """A form's own one-time token (the page calls it once per form): one token shared by "Create
+    key" and every Rotate form answered a second form "this form was sent before" and did nothing."""
+    return secrets.token_urlsafe(16)
 
 
 @router.get("/usage", include_in_schema=False)
