@@ -70,12 +70,16 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
         with _album(album, db, pack, tenant, create=True) as opened, progress(err, disable=as_json) as bar:
             task = bar.add_task("scanning", total=len(listing.paths))
             report = opened.scan(listing, on_progress=advance)
+            for erased in report.erased:  # the photos overwritten at their paths went as delete-photo's do
+                _erase_trail(opened, erased)
     except KeyboardInterrupt:
         interrupted(seen[0], seen[1], "photos", f"the photos added before the stop are kept (they are added "
                     f"{CHUNK} at a time); `album scan` again continues (photos scanned before are skipped)")
     _out(report.to_dict(), as_json,
          f"{report.photos} photos added, {report.skipped} skipped"
-         + (f" ({report.moved} found at a new path)" if report.moved else "") + f", {len(report.failed)} failed; "
+         + (f" ({report.moved} found at a new path)" if report.moved else "")
+         + (f", {report.changed} photos changed (their earlier faces dropped)" if report.changed else "")
+         + f", {len(report.failed)} failed; "
          f"{report.faces} faces placed, {report.unsorted} unsorted, {report.new_people} new people")
     if not as_json:
         for source, why in report.failed:  # the reasons were in --json only
@@ -116,8 +120,9 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None, tenan
         if sheet is not None:
             drawn = opened.contact_sheet(ref, sheet)
     if drawn is not None and drawn.unreadable:  # on stderr: --json keeps its list of faces
-        err.print(f"warning: {len(drawn.unreadable)} photos could not be read (moved or deleted? `album scan` "
-                  f"their folder again); their faces are grey tiles on the sheet:", soft_wrap=True)
+        err.print(f"warning: {len(drawn.unreadable)} photos could not be read (moved, deleted or changed since "
+                  f"the scan? `album scan` their folder again); their faces are grey tiles on the sheet:",
+                  soft_wrap=True)
         for source in drawn.unreadable:
             err.print(f"  missing: {escape(source)}", soft_wrap=True)
     if as_json:

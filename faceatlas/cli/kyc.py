@@ -3,8 +3,9 @@ challenge the person was asked to do; one audited session in the database, one d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -48,7 +49,22 @@ def verify(
         liveness = details.get("liveness", {})
         console.print(f"session {info.id}: [bold]{'ACCEPTED' if info.accepted else 'REFUSED'}[/bold]"
                       + (f" ({', '.join(info.reasons)})" if info.reasons else ""))
-        console.print(f"  match similarity {match.get('similarity')} (threshold {match.get('threshold')} "
+        console.print(f"  match similarity {_similarity(match, info.reasons)} "
+                      f"(threshold {details.get('thresholds', {}).get('match')} "
                       f"at FAR {far:g}); liveness {liveness.get('score')}; challenge: "
                       f"{details.get('challenge_result', {}).get('detail', '-')}")
     raise typer.Exit(0 if info.accepted else 1)
+
+
+def _similarity(match: dict[str, Any], reasons: Sequence[str]) -> str:
+    """The match's similarity, or in words why there is none (it printed "None"): the reason that
+    kept the faces from being compared."""
+    if match.get("similarity") is not None:
+        return str(match["similarity"])
+    if "document_no_face" in reasons:
+        return "none: no face on the document"
+    if "selfie_no_face" in reasons:
+        return "none: no face on the selfie"
+    if "low_quality" in reasons:
+        return "none: no selfie face good enough to compare"
+    return "none: not compared"

@@ -697,3 +697,60 @@ def test_deleting_a_face_or_a_photo(album: Album, library: Path) -> None:
         album.delete_photo(2**40)  # no photo id (an INTEGER column), not a database error
     again = album.scan(library)
     assert (again.photos, again.skipped) == (deleted + 2, report.photos - deleted - 2)  # scanned anew
+
+
+def test_a_photo_overwritten_at_its_path_is_a_grey_tile_then_its_old_faces_go_on_a_rescan(
+        album: Album, library: Path, lfw: Path, tmp_path: Path) -> None:
+    """Found by a probe: Powell's photo copied over one of Blair's at its path; the rescan added the
+    new content as a second photo of that path, Blair's old faces stayed his (`timeline` listed the
+    path), and his contact sheet cropped the old box out of the new picture, drawing Powell ("0
+    photos unreadable"). The sheet now says the photo changed (grey tile); the rescan drops the old
+    photo and its faces as `delete_photo` does (a person whose last face it was goes) and adds the
+    new content."""
+    from sqlalchemy import func, select
+
+    from faceatlas.apps.albums.db import Photo
+
+    album.scan(library)
+    blair = main_person(album, "Tony_Blair")
+    photo = _alone(album, blair)[0]
+    path = Path(album.photo(photo).source)
+    old = [f.id for f in album.faces(blair) if f.photo_id == photo]
+    lone = album.split(old)  # the faces of that photo alone are a person: it goes with them
+    faces = len(album.faces(blair))
+    powell = sorted((lfw / "Colin_Powell").glob("*.jpg"))[4]  # one the library does not hold
+    shutil.copy(powell, path)
+    sheet = album.contact_sheet(lone.id, tmp_path / "lone.png")
+    assert sheet.unreadable == [str(path)]  # not a crop of Powell's picture
+    report = album.scan(library)
+    assert (report.changed, report.photos, report.skipped) == (1, 1, 15)
+    assert [e.people for e in report.erased] == [(lone.id,)] and "erased" not in report.to_dict()
+    with pytest.raises(NotFound):
+        album.person(lone.id)
+    with pytest.raises(NotFound):
+        album.photo(photo)
+    assert not set(old) & set(album.gallery.face_vectors("faces")[0].tolist())
+    assert len(album.faces(blair)) == faces and path.as_posix() not in {p.source for p in album.timeline(blair)}
+    with album._sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Photo).where(Photo.source == str(path))) == 1
+    new = {f.person for p in album.people() for f in album.faces(p.id) if f.source == str(path)}
+    assert new == {main_person(album, "Colin_Powell")}  # Powell's face joined Powell
+    assert album.contact_sheet(blair, tmp_path / "blair.png").unreadable == []
+    again = album.scan(library)
+    assert (again.changed, again.photos, again.erased) == (0, 0, [])
+
+
+def test_a_photo_overwritten_by_another_photo_of_the_album_goes_and_the_copy_is_skipped(
+        album: Album, library: Path) -> None:
+    """The new content at a known path may be a photo the album holds elsewhere (`cp A.jpg B.jpg`):
+    B's old photo goes all the same, and the copy is skipped (one photo, one row)."""
+    album.scan(library)
+    blair = main_person(album, "Tony_Blair")
+    photos = [Path(album.photo(p).source) for p in _alone(album, blair)[:2]]
+    before = len(album.faces(blair))
+    on_second = len([f for f in album.faces(blair) if f.source == str(photos[1])])
+    shutil.copy(photos[0], photos[1])
+    report = album.scan(library)
+    assert (report.changed, report.photos, report.skipped) == (1, 0, 16)
+    assert len(album.faces(blair)) == before - on_second
+    assert str(photos[1]) not in {f.source for f in album.faces(blair)}

@@ -234,3 +234,48 @@ def test_a_scan_that_adds_nothing_makes_no_album(lfw: Path, tmp_path: Path, monk
     flat = " ".join(other.output.split())
     assert other.exit_code == 2 and "model_mismatch" in flat, other.output
     assert "--pack scrfd-mbf" in flat and "`faceatlas album delete trip`" in flat and "reembed" not in flat, flat
+
+
+def test_a_sheet_is_never_written_over_a_photo_of_the_album(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """Found by a probe: `album show p1 --sheet <a photo of the album>` wrote the sheet over the photo.
+    Refused (one line, exit 2), by its path or a link to it; any other file is overwritten as asked."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "lib", ("Tony_Blair",), 2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"]).exit_code == 0
+    person = json.loads(runner.invoke(app, ["album", "people", "--json"]).stdout)[0]["id"]
+    photo = Path(json.loads(runner.invoke(app, ["album", "timeline", person, "--json"]).stdout)[0]["source"])
+    link = tmp_path / "link.jpg"
+    link.symlink_to(photo)
+    kept = photo.read_bytes()
+    monkeypatch.chdir(photo.parent)
+    for target in (str(photo), photo.name, str(link)):
+        refused = runner.invoke(app, ["album", "show", person, "--sheet", target])
+        flat = " ".join(refused.output.split())
+        assert refused.exit_code == 2 and "error (validation_error)" in flat and "destroy the photo" in flat, flat
+        assert photo.read_bytes() == kept
+    other = tmp_path / "other.jpg"
+    other.write_bytes(b"anything")
+    assert runner.invoke(app, ["album", "show", person, "--sheet", str(other)]).exit_code == 0
+    assert other.read_bytes() != b"anything"
+
+
+def test_a_scan_says_how_many_photos_changed_at_their_paths(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """Found by a probe: a photo overwritten at its path was added alongside the old one, without a word."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "lib", ("Tony_Blair", "Colin_Powell"), 2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"]).exit_code == 0
+    target = sorted((library / "Tony_Blair").glob("*.jpg"))[0]
+    target.write_bytes(sorted((lfw / "Colin_Powell").glob("*.jpg"))[5].read_bytes())
+    result = runner.invoke(app, ["album", "scan", str(library)])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 photos added, 3 skipped, 1 photos changed" in flat, flat
+    again = json.loads(runner.invoke(app, ["album", "scan", str(library), "--json"]).stdout)
+    assert (again["changed"], again["photos"], again["skipped"]) == (0, 0, 4) and "erased" not in again
+    people = json.loads(runner.invoke(app, ["album", "people", "--json"]).stdout)
+    sources = [photo["source"] for person in people
+               for photo in json.loads(runner.invoke(app, ["album", "timeline", person["id"], "--json"]).stdout)]
+    assert sources.count(str(target.resolve())) == 1

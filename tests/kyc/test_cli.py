@@ -50,3 +50,29 @@ def test_a_refused_kyc_verify_leaves_no_session(tmp_path: Path, miranda_card: by
         assert refused.exit_code == 2, refused.output
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT count(*) FROM kyc_sessions").fetchone() == (0,)
+
+
+def test_kyc_verify_states_the_threshold_when_the_selfie_has_no_face(tmp_path: Path, shared: Path) -> None:
+    """Found by a probe: a selfie without a face printed "match similarity None (threshold None at
+    FAR 1e-06)" and the details' `thresholds.match` was null, though the pack's calibration knows it."""
+    from faceatlas.engine import FaceAnalyzer
+
+    from .media import clip
+
+    document, selfie = tmp_path / "id.jpg", tmp_path / "selfie.mp4"
+    document.write_bytes(sorted((shared / "data/lfw/images/Tony_Blair").glob("*.jpg"))[0].read_bytes())
+    selfie.write_bytes(encode_mp4(clip(shared / "data/videos/one-by-one-person-detection.mp4", 0, 40), 20))
+    threshold = round(FaceAnalyzer("scrfd-mbf", announce_license=False).threshold(1e-6), 4)
+    runner = CliRunner()
+    for tenant, extra in (("a", []), ("b", ["--json"])):  # two tenants: the same selfie is no replay
+        result = runner.invoke(app, ["kyc", "verify", "--document", str(document), "--selfie", str(selfie),
+                                     "--pack", "scrfd-mbf", "--db", f"sqlite:///{tmp_path / 'kyc.db'}",
+                                     "--challenge", "blink,left", "--tenant", tenant, *extra])
+        assert result.exit_code == 1, result.output
+        if extra:
+            session = json.loads(result.stdout)
+            assert "selfie_no_face" in session["reasons"] and "match" not in session["details"]
+            assert session["details"]["thresholds"]["match"] == threshold
+        else:
+            flat = " ".join(result.stdout.split())
+            assert f"match similarity none: no face on the selfie (threshold {threshold} at FAR 1e-06)" in flat, flat

@@ -198,3 +198,22 @@ def test_keep_crops_false_dot_names_and_ids_in_either_case(api, shared: Path) ->
         assert upper.json() == http.get(f"/v1/albums/{album}/people/{person['id']}/faces").json()
         dots = http.post("/v1/albums/%2E%2E/photos", files={"image": photos[2].read_bytes()})
         assert dots.status_code in (404, 422) and ".." not in http.get("/v1/albums").json()["albums"], dots.text
+
+
+def test_an_upload_answer_says_why_it_has_no_moved_changed_or_left_out(api, shared: Path) -> None:
+    """Found by a probe: the upload's answer lacked `moved` and `left_out` of `album scan --json`'s
+    report, without a word. They mean nothing for an upload (no path; one photo, HEIC refused): the
+    answer keeps them out and the API's description says why."""
+    photo = sorted((shared / "data" / "lfw" / "images" / "Tony_Blair").glob("*.jpg"))[0].read_bytes()
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    album = f"keys_{uuid.uuid4().hex[:6]}"
+    described = api.app.openapi()["paths"]["/v1/albums/{album}/photos"]["post"]["description"]
+    assert all(f"``{field}``" in described for field in ("moved", "changed", "left_out")), described
+    with api.client("acme_write") as http:
+        refused = http.post(f"/v1/albums/{album}/photos", files={"image": heic})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, "invalid_image")
+        for _ in range(2):  # added, then skipped
+            answer = http.post(f"/v1/albums/{album}/photos", files={"image": photo})
+            assert answer.status_code == 200, answer.text
+            assert not {"moved", "changed", "left_out", "erased"} & set(answer.json())
+    assert answer.json()["skipped"] == 1

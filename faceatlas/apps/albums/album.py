@@ -8,6 +8,7 @@ not the whole library's, and nothing another process changed or erased is matche
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
@@ -291,7 +292,9 @@ class AlbumCore:
     # -- scanning ---------------------------------------------------------------------------
     def scan(self, folder: Path | PhotoListing, *, on_progress: Progress | None = None) -> ScanReport:
         """Add every photo under ``folder`` (recursive) not scanned before (by content hash); a
-        folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new). HEIC/HEIF
+        folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new). A known
+        path whose content changed (a photo overwritten in place, an edit) is that photo gone and
+        another one added: see :meth:`add_photos`. HEIC/HEIF
         photos are listed in the report's ``left_out``, not decoded. ``folder`` may be its
         :func:`list_photos`, made before the album was opened (a door checks the folder first: a
         scan of a folder with no photo makes no album)."""
@@ -306,13 +309,25 @@ class AlbumCore:
         their strongest neighbour above the threshold or start a new person; people are never
         re-clustered (that is :meth:`recluster`). The placed faces are placed against are the
         process's cached library of the album (:data:`LIBRARIES`) while the album's revision is the
-        one it was loaded or last updated at, so an upload costs its own faces, not the album's."""
+        one it was loaded or last updated at, so an upload costs its own faces, not the album's.
+
+        A source that is a photo file the album holds with other content (overwritten at the same
+        path: its old faces stayed with their person, the new content came in as a second photo of
+        that path, and the contact sheet cropped the old boxes out of the new picture) drops the
+        album's old photo first, as :meth:`~faceatlas.apps.albums.Album.delete_photo` does (faces,
+        vectors, crops, constraints; a person whose last face it was), counted in the report's
+        ``changed`` (its erasures in ``erased``, for the door to erase what it keeps of them); then
+        the new content is added as any photo (or skipped, when the album holds it elsewhere)."""
         report = ScanReport()
         batch: list[tuple[str, bytes, str]] = []
         seen: set[str] = set()
         done = 0
+        by_path: dict[str, list[tuple[int, str]]] | None = None  # read at the first source that is a file
         for source, data in photos:
             digest = content_hash(data)
+            if is_photo_file(source):  # an upload's source names no file: its photos never change
+                by_path = self._photos_by_path() if by_path is None else by_path
+                self._drop_changed(source, digest, by_path.pop(source, []), report)
             if digest in seen or self._known_photo(digest, source, report):
                 report.skipped += 1
             else:
@@ -329,6 +344,30 @@ class AlbumCore:
         if on_progress:
             on_progress(total or report.photos + report.skipped, total)
         return report
+
+    def _photos_by_path(self) -> dict[str, list[tuple[int, str]]]:
+        """The album's photos (id, content hash) by their path, read once per scan (the paths have
+        no index: a query per photo read the whole table again)."""
+        out: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        with self._sessions() as session:
+            for photo_id, source, digest in session.execute(select(Photo.id, Photo.source, Photo.sha256).where(
+                    Photo.album_id == self._id)):
+                out[source].append((photo_id, digest))
+        return out
+
+    def _drop_changed(self, source: str, digest: str, held: Sequence[tuple[int, str]], report: ScanReport) -> None:
+        """Drop the photos ``held`` at ``source`` whose content is not ``digest`` any more (its file
+        was overwritten), as :meth:`_drop_photo` does; one path counts once in ``changed``."""
+        stale = [photo_id for photo_id, known in held if known != digest]
+        for photo_id in stale:
+            with suppress(NotFound):  # deleted meanwhile (another scan, a delete-photo)
+                report.erased.append(self._drop_photo(photo_id))
+        report.changed += bool(stale)
+
+    def _drop_photo(self, photo_id: int) -> Erasure:
+        """Delete one photo and every face on it (:class:`~faceatlas.apps.albums.Album`'s
+        ``delete_photo``: the corrections hold the erasure)."""
+        raise NotImplementedError
 
     def _known_photo(self, digest: str, source: str, report: ScanReport) -> bool:
         """Whether the album holds the photo ``digest``; one whose path no longer leads to it
@@ -604,8 +643,24 @@ class AlbumCore:
     def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> ContactSheet:
         """Write a PNG of the person's faces (``None``: the unsorted pool's, as :meth:`faces`),
         cropped from their photos, to ``path``; the result names the photos that could not be
-        read (their faces are grey tiles)."""
-        return draw_sheet(self.analyzer, [(f.source, f.bbox) for f in self.faces(ref)], Path(path), columns)
+        read or whose content is not the one scanned (their faces are grey tiles). A ``path`` that
+        is one of the album's photos (links resolved) is :class:`InvalidArgument` before anything is
+        drawn: the sheet was written over the photo, destroying it (any other file is overwritten)."""
+        path = Path(path)
+        with self._sessions() as session:
+            target = os.fsencode(path.resolve()).decode("utf-8", "replace")  # as a scan keeps a source
+            held = session.scalar(select(Photo.source).where(Photo.album_id == self._id, Photo.source == target)
+                                  .limit(1))
+            query = select(FaceRow.bbox, Photo.source, Photo.sha256).join(Photo, Photo.id == FaceRow.photo_id).where(
+                FaceRow.album_id == self._id)
+            query = query.where(FaceRow.person_id.is_(None) if ref is None else
+                                FaceRow.person_id == self._resolve(session, ref))
+            faces = [(source, list(box), digest) for box, source, digest in session.execute(
+                query.order_by(FaceRow.quality.desc(), FaceRow.id))]
+        if held is not None:
+            raise InvalidArgument(f"contact sheet {path} is the photo {held} of album '{self.name}': writing it "
+                                  "would destroy the photo; give another file")
+        return draw_sheet(self.analyzer, faces, path, columns)
 
     # -- internals shared with corrections ----------------------------------------------------
     def _resolve(self, session: Session, ref: str) -> int:

@@ -185,6 +185,10 @@ class Album(AlbumCore):
             return list(session.scalars(select(FaceRow.id).where(FaceRow.photo_id == found).order_by(FaceRow.id)))
         return self._erase(faces, photo=int(photo_id))
 
+    def _drop_photo(self, photo_id: int) -> Erasure:
+        """A scan found the photo's path holding other content: it goes as :meth:`delete_photo` deletes it."""
+        return self.delete_photo(photo_id)
+
     def promote(self, ref: str, gallery: Gallery, collection: str, subject: str) -> int:
         """Enrol a person's faces as ``subject`` of a gallery collection (of the same pack);
         returns how many faces were enrolled. Each enrolled face's source names its album face, so

@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -97,23 +96,27 @@ def taken_at(data: bytes) -> datetime | None:
         return None
 
 
-def contact_sheet(analyzer: FaceAnalyzer, faces: Sequence[tuple[str, list[float]]], path: Path,
+def contact_sheet(analyzer: FaceAnalyzer, faces: Sequence[tuple[str, list[float], str | None]], path: Path,
                   columns: int = 8) -> ContactSheet:
-    """Write a PNG grid of the faces (source photo, box), each cropped with a margin. A photo
-    that cannot be read (moved, deleted, a relative path of an old album, an upload) leaves a grey
-    tile and is named in the result's ``unreadable`` (the sheet was silently grey)."""
+    """Write a PNG grid of the faces (source photo, box, the photo's content hash as scanned),
+    each cropped with a margin. A photo that cannot be read (moved, deleted, a relative path of an
+    old album, an upload) or whose content is not the one scanned (overwritten since: the box was
+    cropped out of another picture, drawing another person) leaves a grey tile and is named in the
+    result's ``unreadable`` (the sheet was silently grey, or wrong). ``None`` for a hash: not checked."""
     tiles = []
     unreadable: list[str] = []
-    for source, box in faces:
+    images: dict[str, np.ndarray | None] = {}  # the last photo read: a photo's faces are next to each other often
+    for source, box, digest in faces:
         crop = np.empty((0, 0, 3), np.uint8)
-        if is_photo_file(source):
-            with suppress(InvalidImage):
-                image = analyzer.load(source)
-                x1, y1, x2, y2 = box
-                margin = 0.25 * max(x2 - x1, y2 - y1)
-                h, w = image.shape[:2]
-                top, bottom = max(0, int(y1 - margin)), min(h, int(y2 + margin))
-                crop = image[top:bottom, max(0, int(x1 - margin)):min(w, int(x2 + margin))]
+        if source not in images:
+            images = {source: _scanned_image(analyzer, source, digest)}
+        image = images[source]
+        if image is not None:
+            x1, y1, x2, y2 = box
+            margin = 0.25 * max(x2 - x1, y2 - y1)
+            h, w = image.shape[:2]
+            top, bottom = max(0, int(y1 - margin)), min(h, int(y2 + margin))
+            crop = image[top:bottom, max(0, int(x1 - margin)):min(w, int(x2 + margin))]
         if crop.size:
             tiles.append(cv2.resize(crop, (_TILE, _TILE)))
         else:
@@ -128,3 +131,20 @@ def contact_sheet(analyzer: FaceAnalyzer, faces: Sequence[tuple[str, list[float]
         sheet[r * _TILE:(r + 1) * _TILE, c * _TILE:(c + 1) * _TILE] = tile
     written = save_image(path, sheet)  # a suffix no image format has is InvalidArgument (cv2.imwrite raised)
     return ContactSheet(written, len(tiles), unreadable)
+
+
+def _scanned_image(analyzer: FaceAnalyzer, source: str, digest: str | None) -> np.ndarray | None:
+    """The photo at ``source`` decoded, when it is a photo file holding the content scanned
+    (``digest``), else None."""
+    if not is_photo_file(source):
+        return None
+    try:
+        data = Path(source).read_bytes()
+    except OSError:  # unreadable (permissions), gone since
+        return None
+    if digest is not None and content_hash(data) != digest:
+        return None
+    try:
+        return analyzer.load(data)
+    except InvalidImage:
+        return None

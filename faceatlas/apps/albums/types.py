@@ -83,20 +83,28 @@ class PhotoListing:
 @dataclass
 class ScanReport:
     """What a scan did: photos added, skipped (already scanned; ``moved`` of them were found at
-    a new path, which the album now holds), failed (source, why), left out (HEIC/HEIF photos, which
-    FaceAtlas does not decode); faces placed with people, faces in the unsorted pool, people created."""
+    a new path, which the album now holds), ``changed`` (paths the album held whose content changed:
+    the old photo and its faces were dropped, the new content added or skipped as any photo),
+    failed (source, why), left out (HEIC/HEIF photos, which
+    FaceAtlas does not decode); faces placed with people, faces in the unsorted pool, people created.
+    ``erased``: what dropping the changed photos erased, for the door (not in :meth:`to_dict`: the
+    erasures name people)."""
 
     photos: int = 0
     skipped: int = 0
     moved: int = 0
+    changed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # HEIC/HEIF photos under the folder: not decoded
     faces: int = 0
     unsorted: int = 0
     new_people: int = 0
+    erased: list[Erasure] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["erased"]
+        return out
 
 
 @dataclass(frozen=True)

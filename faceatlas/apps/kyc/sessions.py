@@ -204,6 +204,14 @@ class KycService:
         if self.analyzer.calibration is not None:
             self.analyzer.calibration.threshold(self.config.far)
 
+    def _match_threshold(self) -> float | None:
+        """The document-selfie match's threshold at the configured FAR, as a match states it (None:
+        the pack has no calibration): stated in a decision made without a match too (a selfie or a
+        document without a face), where it was null though the threshold is known."""
+        if self.analyzer.calibration is None:
+            return None
+        return round(self.analyzer.calibration.threshold(self.config.far), 4)
+
     def purge(self, now: datetime | None = None) -> int:
         """Delete reference images past their retention and selfie fingerprints older than the
         replay window (``replay_days``), at ``now`` (default the present); returns how many images.
@@ -314,7 +322,7 @@ class KycService:
         now = utcnow()
         outcome.details.setdefault("thresholds", {
             "far": self.config.far,
-            "match": outcome.details.get("match", {}).get("threshold"),
+            "match": outcome.details.get("match", {}).get("threshold", self._match_threshold()),
             "liveness": self.config.liveness_threshold,
             "turn_yaw": self.config.turn_yaw, "look_up_pitch": self.config.look_up_pitch,
             "blink_closed": self.config.blink_closed, "mouth_open_mar": self.config.mouth_open_mar,

@@ -146,7 +146,14 @@ async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, g
     ``/albums/{album}/faces/{face}/crop`` and shown by the console, erased with the person; left
     out, the album's setting (none for a new album). Asked otherwise than the album was made it is
     409 ``conflict`` and nothing is added: ``true`` of an album created without crops (crops cannot
-    be turned on later), ``false`` of one created with them (it keeps a crop of every face)."""
+    be turned on later), ``false`` of one created with them (it keeps a crop of every face).
+
+    The answer is `album scan --json`'s report less what has no meaning for an upload: ``moved`` and
+    ``changed`` count photos found at a new path or other content found at a known path, and an
+    upload has no path (its source is ``upload``: the same photo uploaded again is skipped, other
+    content is another photo), so both would be 0 for ever; ``left_out`` lists the HEIC/HEIF photos a
+    folder holds, and an upload is one photo, a HEIC one refused (400 ``invalid_image``) before
+    anything is added."""
     images, _ = await read_images(request, "image")
     # a photo that does not decode (a truncated file) is refused before the album is made: the scan
     # would list it as failed and answer 200, billed, with a new empty album
