@@ -51,9 +51,14 @@ def verify(
                       + (f" ({', '.join(info.reasons)})" if info.reasons else ""))
         console.print(f"  match similarity {_similarity(match, info.reasons)} "
                       f"(threshold {details.get('thresholds', {}).get('match')} "
-                      f"at FAR {far:g}); liveness {liveness.get('score')}; challenge: "
+                      f"at FAR {far:g}); liveness {_or_unchecked(liveness.get('score'))}; challenge: "
                       f"{details.get('challenge_result', {}).get('detail', '-')}")
     raise typer.Exit(0 if info.accepted else 1)
+
+
+def _or_unchecked(score: Any) -> str:
+    """A score, or "not checked" where the session never reached its check (no face: it printed "None")."""
+    return "not checked" if score is None else str(score)
 
 
 def _similarity(match: dict[str, Any], reasons: Sequence[str]) -> str:

@@ -76,3 +76,4 @@ def test_kyc_verify_states_the_threshold_when_the_selfie_has_no_face(tmp_path: P
         else:
             flat = " ".join(result.stdout.split())
             assert f"match similarity none: no face on the selfie (threshold {threshold} at FAR 1e-06)" in flat, flat
+            assert "liveness not checked;" in flat and "None" not in flat, flat
