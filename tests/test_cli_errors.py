@@ -658,3 +658,83 @@ def test_a_ctrl_c_that_python_swallows_in_a_finalizer_is_delivered_again(monkeyp
         while time.monotonic() - began < 5:
             pass
     assert ref() is None and time.monotonic() - began < 2
+
+
+def test_gallery_export_writes_only_a_parquet_file(tmp_path, shared):
+    """`gallery export c photo.png` replaced the user's photo with Parquet, whatever its suffix: a path
+    not ending in .parquet is refused in one line, the file there as it was; an earlier export is
+    replaced."""
+    photo = sorted((shared / "data" / "lfw" / "images" / "Serena_Williams").glob("*.jpg"))[0]
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    assert runner.invoke(app, ["gallery", "create", "c", "-p", "scrfd-mbf", *db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "c", str(photo), "-s", "serena", *db]).exit_code == 0
+    kept = tmp_path / "serena.png"
+    cv2.imwrite(str(kept), cv2.imread(str(photo)))
+    before = kept.read_bytes()
+    for target in (kept, tmp_path / "serena.jpg", tmp_path / "export"):
+        refused = runner.invoke(app, ["gallery", "export", "c", str(target), *db])
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.strip() == (f"error (validation_error): {target}: an export is a Parquet file: give "
+                                          "a path ending in .parquet (a file already there is replaced only when "
+                                          "it is one)"), refused.output
+    assert kept.read_bytes() == before and not (tmp_path / "export").exists()
+    written = tmp_path / "c.parquet"
+    for _ in range(2):  # the second replaces the first
+        done = runner.invoke(app, ["gallery", "export", "c", str(written), *db, "--json"])
+        assert done.exit_code == 0 and json.loads(done.stdout)["faces"] == 1, done.output
+
+
+def test_the_gallery_commands_leave_an_app_s_space_to_its_app(tmp_path, shared):
+    """`gallery delete faces --subject p5 --tenant app:albums:default:default --yes` deleted an album's
+    person (its next `album recluster` failed not_found), `gallery enrol --tenant app:albums:...` put
+    foreign faces in it, `gallery list` showed it. An app's space is refused by every gallery command,
+    naming the app's own command; the space is left as it was."""
+    from faceatlas.engine import FaceAnalyzer
+    from faceatlas.gallery import Gallery
+
+    photos = sorted((shared / "data" / "lfw" / "images" / "Colin_Powell").glob("*.jpg"))[:2]
+    database = f"sqlite:///{tmp_path / 'g.db'}"
+    analyzer = FaceAnalyzer("scrfd-mbf")
+    spaces = {"app:albums:default:default": "an album's gallery space, kept by the app: use `faceatlas album ...`",
+              "app:retail:shop1": "a store's gallery space, kept by the app: use `faceatlas retail ...`",
+              "app:later:x": "an app's gallery space, kept by the app: use that app's own commands"}
+    with Gallery.open(database, create=True) as gallery:
+        for space in spaces:
+            held = gallery.for_tenant(space)
+            held.create_collection("faces", analyzer)
+            assert held.enrol_images("faces", "p5", [str(photos[0])], analyzer).added
+    commands = [["list"], ["list", "faces"], ["delete", "faces", "--subject", "p5", "--yes"],
+                ["delete", "faces", "--yes"], ["enrol", "faces", str(photos[1]), "--subject", "p5"],
+                ["create", "other"], ["rename", "faces", "p5", "p6"], ["export", "faces", str(tmp_path / "f.parquet")],
+                ["search", "faces", str(photos[1])], ["reembed", "faces", "--pack", "dlib"]]
+    for space, said in spaces.items():
+        for command in commands:
+            refused = runner.invoke(app, ["gallery", *command, "--db", database, "--tenant", space])
+            assert refused.exit_code == 2, (command, refused.output)
+            assert refused.output.strip() == f"error (validation_error): {space} is {said}", (command, refused.output)
+    with Gallery.open(database) as gallery:
+        for space in spaces:
+            held = gallery.for_tenant(space)
+            assert [c.name for c in held.list_collections()] == ["faces"]
+            assert [(s.external_id, s.faces) for s in held.list_subjects("faces").items] == [("p5", 1)]
+    assert not (tmp_path / "f.parquet").exists()
+    served = runner.invoke(app, ["gallery", "list", "--db", database, "--tenant", "svc:acme", "--json"])
+    assert served.exit_code == 0 and json.loads(served.stdout) == [], served.output  # a service tenant's space is
+
+
+def test_gallery_enrol_refuses_its_arguments_before_drawing_its_progress(tmp_path, shared):
+    """`gallery enrol DIR --subject "  "` drew "enrolling 0/11" before its validation error (the same with
+    --min-quality 2 and a --name of two lines): every argument is checked before the bar."""
+    folder = shared / "data" / "lfw" / "images" / "George_W_Bush"
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    assert runner.invoke(app, ["gallery", "create", "c", "-p", "scrfd-mbf", *db]).exit_code == 0
+    for wrong, said in ((["--subject", "  "], "a subject id is 1 to 200 characters"),
+                        (["--subject", "bush", "--min-quality", "2"], "min_quality is a face quality from 0 to 1"),
+                        (["--subject", "bush", "--name", "George\nBush"], "a name is at most 300 characters")):
+        refused = runner.invoke(app, ["gallery", "enrol", "c", str(folder), *wrong, *db])
+        assert refused.exit_code == 2, refused.output
+        assert "enrolling" not in refused.output and refused.stdout == "", refused.output
+        lines = refused.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error (validation_error): {said}"), refused.output
+    listed = runner.invoke(app, ["gallery", "list", "--json", *db])
+    assert json.loads(listed.stdout)[0]["faces"] == 0

@@ -20,7 +20,16 @@ from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
-from faceatlas.gallery import PAGE_MAX, Gallery, check_id, check_limit, space_owner
+from faceatlas.gallery import (
+    PAGE_MAX,
+    Gallery,
+    check_gallery_space,
+    check_id,
+    check_limit,
+    check_min_quality,
+    check_text,
+    space_owner,
+)
 from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
@@ -50,6 +59,7 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
 @contextmanager
 def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False) -> Iterator[Gallery]:
     try:
+        check_gallery_space(tenant)  # an album's or a store's space is changed through its app only
         gallery = Gallery.open(db, tenant=tenant, create=create)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
@@ -105,7 +115,9 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
     A photo enrolled to its subject before (same file path) is skipped, so a stopped run can be run again."""
     if name is not None and subject is None:
         _fail(InvalidArgument("--name names one subject: give --subject too"), as_json)
-    try:
+    try:  # every argument before the progress bar (a blank --subject was refused under "enrolling 0/11")
+        check_min_quality(min_quality)
+        check_text(name)
         people = _people(path, subject)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
@@ -152,10 +164,12 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
 def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
     """The images to enrol per subject: ``path`` (an image or a flat folder) for ``subject``, else
     each person folder of ``path`` for its name. A missing path, or a folder without images, is
-    :class:`InvalidInput`."""
+    :class:`InvalidInput`; a subject id that no subject can have (``--subject "  "``) is
+    :class:`InvalidArgument`."""
     if not path.exists():
         raise InvalidInput(f"{path}: no such file or folder")
     if subject is not None:
+        check_id(subject)
         return {subject: folder_images(path) if path.is_dir() else [path]}
     if not path.is_dir():
         raise InvalidArgument("give --subject for a single image or a flat folder")
@@ -313,7 +327,8 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
 def export(collection: str, path: Path,
            without_crops: Annotated[bool, typer.Option("--without-crops", help="leave face crops out")] = False,
            db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
-    """Export a collection (ids, metadata, embeddings, pack identity) to a Parquet file."""
+    """Export a collection (ids, metadata, embeddings, pack identity) to a Parquet file: PATH ends in
+    .parquet (an earlier export there is replaced; no other file is)."""
     with _gallery(db, tenant, as_json) as gallery:
         faces = gallery.export(collection, path, with_crops=not without_crops)
         _emit({"collection": collection, "path": str(path), "faces": faces}, as_json,

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.gallery.rules import ID_MAX_LENGTH, METADATA_MAX_BYTES, NAME_MAX_LENGTH
 from faceatlas.gallery.sync import decode_embeddings
 from faceatlas.gallery.types import CollectionInfo
@@ -101,16 +101,23 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
     subject metadata, face id, embedding bytes, quality, source, crop), a subject without faces once
     with null face columns. Returns the number of faces written. The file appears whole or not at
     all (written beside it, then renamed over it); a path that cannot be written is
-    :class:`InvalidInput` naming it (it was ``error (error): [Errno 2] Failed to open local file``)."""
+    :class:`InvalidInput` naming it (it was ``error (error): [Errno 2] Failed to open local file``).
+    ``path`` ends in ``.parquet`` (else :class:`InvalidArgument`): the rename replaces whatever file
+    is there, and only an earlier export is to be replaced."""
     header = {"format": FORMAT_VERSION, "collection": info.name, "pack_name": info.pack_name,
               "pack_version": info.pack_version, "recognizer_id": info.recognizer_id,
-              "embedding_size": info.embedding_size, "keep_crops": info.keep_crops, "metadata": info.metadata}
+              # an export without its crops says so: its import keeps none (reembed then refused every face)
+              "embedding_size": info.embedding_size, "keep_crops": info.keep_crops and with_crops,
+              "metadata": info.metadata}
     schema = _schema(info.embedding_size, header)
     path = Path(path)
     if path.is_dir():
         raise InvalidInput(f"{path}: a folder, not a file to write the export to")
     if not path.parent.is_dir():
         raise InvalidInput(f"{path}: no such folder {path.parent}")
+    if path.suffix.lower() != ".parquet":  # a user's photo given as the path became Parquet, silently
+        raise InvalidArgument(f"{path}: an export is a Parquet file: give a path ending in .parquet (a file "
+                              "already there is replaced only when it is one)")
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         written = _write(partial, schema, info, batches, with_crops)

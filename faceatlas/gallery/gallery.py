@@ -74,6 +74,7 @@ from faceatlas.gallery.rules import (
     check_id,
     check_limit,
     check_metadata,
+    check_min_quality,
     check_row_id,
     check_stored,
     check_tenant,
@@ -365,20 +366,28 @@ class Gallery:
     def import_(self, path: Path, *, name: str | None = None) -> int:
         """Create a collection (named as exported, or ``name``) from a Parquet export, keeping the
         exported pack identity; returns the number of faces imported. All or nothing: a file
-        refused part way (a row that breaks a rule) leaves no collection behind."""
+        refused part way (a row that breaks a rule) leaves no collection behind. The collection
+        keeps crops when the export's did and the file carries them: faces imported without any
+        crop (an export ``--without-crops`` of a collection that kept them) leave it off, else it
+        promised a reembed that then refused every face for its missing crop."""
         header = exchange.read_header(Path(path))
         target = check_id(header["collection"] if name is None else name, "collection name")  # "": refused
         self._create_bound_collection(target, header["pack_name"], header["pack_version"], header["recognizer_id"],
                                       header["embedding_size"], keep_crops=header["keep_crops"],
                                       metadata=header.get("metadata") or {})
         try:
-            return self._import_subjects(Path(path), target, header["recognizer_id"], header["embedding_size"])
+            imported, crops = self._import_subjects(Path(path), target, header["recognizer_id"],
+                                                    header["embedding_size"])
+            if header["keep_crops"] and imported and not crops:  # an older export without its crops
+                self.set_keep_crops(target, False)
+            return imported
         except BaseException:
             self.delete_collection(target)
             raise
 
-    def _import_subjects(self, path: Path, target: str, recognizer_id: str, embedding_size: int) -> int:
-        imported = 0
+    def _import_subjects(self, path: Path, target: str, recognizer_id: str, embedding_size: int) -> tuple[int, int]:
+        """The faces imported and how many of them came with a crop."""
+        imported = crops = 0
         for by_subject in exchange.read_subjects(path, embedding_size):
             for external_id, entry in by_subject.items():
                 self.ensure_subject(target, external_id, name=entry["name"], metadata=entry["metadata"])
@@ -388,7 +397,8 @@ class Gallery:
                                         recognizer_id=recognizer_id, qualities=[f["quality"] for f in faces],
                                         sources=[f["source"] for f in faces], crops=[f["crop"] for f in faces])
                     imported += len(faces)
-        return imported
+                    crops += sum(f["crop"] is not None for f in faces)
+        return imported, crops
 
     def get_subject(self, collection: str, external_id: str) -> SubjectInfo:
         """One subject with its face count."""
@@ -563,29 +573,39 @@ class Gallery:
         :class:`ModelMismatch` when it is not the collection's). The subject is created if needed."""
         vectors = l2_normalize(check_vectors(embeddings))
         return self._once_more_on_race(lambda: self._add_vectors(collection, external_id, vectors, recognizer_id,
-                                                                 qualities, sources, crops, name))
+                                                                 qualities, sources, crops, name))[0]
 
     def _add_vectors(self, collection: str, external_id: str, vectors: np.ndarray, recognizer_id: str,
                      qualities: Sequence[float | None] | None, sources: Sequence[str | None] | None,
-                     crops: Sequence[bytes | None] | None, name: str | None) -> list[int]:
-        count = len(vectors)
+                     crops: Sequence[bytes | None] | None, name: str | None,
+                     once: bool = False) -> tuple[list[int], list[int]]:
+        """Insert the faces; returns their ids and the positions (in ``vectors``) left out. ``once``:
+        a face whose source (a photo) is enrolled to the subject already is left out, read while
+        this transaction holds the collection's writes (its row lock; SQLite's write lock): two runs
+        of one folder at once each read the other's photos as new and enrolled every one twice."""
         with self._sessions.begin() as session:
+            if once:
+                self._hold_writes(session)
             coll = self._collection(session, collection, lock=True)  # a re-embedding switches it after
             self._check_model(coll, recognizer_id, vectors.shape[1])
             subject = self._subject_or_create(session, coll, external_id, name)
+            done = self._enrolled_sources(session, coll, external_id) if once and sources is not None else set()
+            left_out = [i for i, source in enumerate(sources or ()) if source is not None
+                        and photo_source(source) in done]
+            kept = sorted(set(range(len(vectors))) - set(left_out))
             rows = [
-                {"collection_id": coll.id, "subject_id": subject.id, "embedding": vector.tobytes(),
+                {"collection_id": coll.id, "subject_id": subject.id, "embedding": vectors[i].tobytes(),
                  "quality": None if qualities is None else qualities[i],
                  "source": None if sources is None else _source_text(sources[i]),
                  "crop": crops[i] if crops is not None and coll.keep_crops else None}
-                for i, vector in enumerate(vectors)
+                for i in kept
             ]
             ids = list(session.scalars(insert(FaceRecord).returning(FaceRecord.id, sort_by_parameter_order=True),
-                                       rows)) if count else []
+                                       rows)) if rows else []
             revision = self._bump(session, coll)
-        self._indexes.applied(coll.id, revision,
-                              added=(np.asarray(ids, np.int64), vectors, np.full(len(ids), subject.id, np.int64)))
-        return ids
+        self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors[kept],
+                                                        np.full(len(ids), subject.id, np.int64)))
+        return ids, left_out
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
                      *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None,
@@ -596,10 +616,12 @@ class Gallery:
         others are still enrolled; ``found`` says how many faces each image read holds. Source
         crops are kept only when the collection's ``keep_crops`` is on.
         ``once``: an image whose source (its path) is enrolled to the subject already is listed in
-        ``skipped``, not read (a run again, or after a stop, enrolled every face twice).
+        ``skipped``, not read (a run again, or after a stop, enrolled every face twice); one that
+        another enrolment wrote while this one read the photos is ``skipped`` too, checked again
+        as its faces are inserted (two runs of one folder at once enrolled every photo twice).
         ``alone``: an image holding more than one face is rejected (``too_many_faces``), none of
         its faces enrolled, where the largest might be someone else's (a bystander's)."""
-        _check_min_quality(min_quality)
+        check_min_quality(min_quality)
         if alone and all_faces:
             raise InvalidArgument("alone (one face per image) and all_faces exclude each other")
         keep_crops = self.get_collection(collection).keep_crops
@@ -638,19 +660,25 @@ class Gallery:
                 sources.append(source)
                 crops.append(source_crop(decoded, face) if keep_crops else None)
         if vectors:
-            report.added = self.add_embeddings(collection, external_id, np.stack(vectors),
-                                               recognizer_id=analyzer.pack.recognizer_id, qualities=qualities,
-                                               sources=sources, crops=crops, name=name)
+            stacked = l2_normalize(check_vectors(np.stack(vectors)))
+            report.added, left_out = self._once_more_on_race(lambda: self._add_vectors(
+                collection, external_id, stacked, analyzer.pack.recognizer_id, qualities, sources, crops, name,
+                once=once))
+            for source in dict.fromkeys(str(sources[i]) for i in left_out):  # enrolled meanwhile by another run
+                report.skipped.append(source)
         return report
 
     def _sources_of(self, collection: str, external_id: str) -> set[str]:
         """The sources of the subject's faces (none for a subject not enrolled yet)."""
         with self._sessions() as session:
-            coll = self._collection(session, collection)
-            return enrolled_photos(session.scalars(
-                select(FaceRecord.source).join(Subject, FaceRecord.subject_id == Subject.id)
-                .where(Subject.collection_id == coll.id, Subject.external_id == external_id,
-                       FaceRecord.source.is_not(None))))
+            return self._enrolled_sources(session, self._collection(session, collection), external_id)
+
+    @staticmethod
+    def _enrolled_sources(session: Session, coll: Collection, external_id: str) -> set[str]:
+        return enrolled_photos(session.scalars(
+            select(FaceRecord.source).join(Subject, FaceRecord.subject_id == Subject.id)
+            .where(Subject.collection_id == coll.id, Subject.external_id == external_id,
+                   FaceRecord.source.is_not(None))))
 
     def enrol_faces(self, collection: str, external_id: str, faces: Sequence[Face], *,
                     crops: Sequence[bytes | None] | None = None, min_quality: float = 0.0,
@@ -658,7 +686,7 @@ class Gallery:
         """Enrol already analysed ``faces`` of one image (with their source ``crops`` when the
         collection keeps them) that reach ``min_quality``: the same gate as :meth:`enrol_images`.
         No face is :class:`NoFace`; none reaching the gate is :class:`InvalidArgument`."""
-        _check_min_quality(min_quality)
+        check_min_quality(min_quality)
         if not faces:
             raise NoFace("no face found in the image")
         crop_of = dict(zip(map(id, faces), crops)) if crops is not None else {}
@@ -908,6 +936,20 @@ class Gallery:
         return found
 
     @staticmethod
+    def _hold_writes(session: Session) -> None:
+        """Take the database's write lock for the rest of ``session``'s transaction, before its
+        first read, where a read then a write must not interleave with another writer's. SQLite:
+        ``BEGIN IMMEDIATE`` (its driver begins a transaction only at the first write, so the reads
+        before it saw the database as it was before another writer's commit). PostgreSQL: nothing
+        here; the collection's row lock (:meth:`_collection` with ``lock``) orders the writers, and
+        each statement after it sees what the one before committed."""
+        connection = session.connection()
+        if connection.dialect.name == "sqlite":
+            raw = connection.connection.dbapi_connection
+            if raw is not None and not raw.in_transaction:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for another writer
+
+    @staticmethod
     def _subject(session: Session, collection: Collection, external_id: str) -> Subject:
         found = session.scalar(select(Subject).where(Subject.collection_id == collection.id,
                                                      Subject.external_id == external_id))
@@ -1004,11 +1046,6 @@ def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN, *, 
     if not ok:
         raise FaceAtlasError("could not encode the face crop")
     return encoded.tobytes()
-
-
-def _check_min_quality(min_quality: float) -> None:
-    if not 0.0 <= min_quality <= 1.0:  # also NaN
-        raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
 
 
 def _quality_gate(faces: Sequence[Face], min_quality: float, source: str, report: EnrolReport) -> list[Face]:

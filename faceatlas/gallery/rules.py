@@ -24,8 +24,10 @@ __all__ = [
     "PAGE_MAX",
     "NAME_MAX_LENGTH",
     "ROW_ID_MAX",
+    "check_gallery_space",
     "check_id",
     "check_limit",
+    "check_min_quality",
     "check_metadata",
     "check_row_id",
     "check_stored",
@@ -122,6 +124,34 @@ def space_owner(space: str) -> str | None:
     space (the CLI's ``default``, an app's ``app:...``)."""
     owner = space.removeprefix(SERVICE_SPACE_PREFIX)
     return owner if space.startswith(SERVICE_SPACE_PREFIX) and owner else None
+
+
+APP_SPACE_PREFIX = "app:"
+# The apps that keep a gallery space of their own (``app:<app>:<name>``): whose it is, and the
+# command that changes it (its own tables hold the faces' ids: a change made past it breaks them).
+_APP_SPACES = {"albums": ("an album's", "faceatlas album"), "retail": ("a store's", "faceatlas retail")}
+
+
+def check_gallery_space(space: str) -> str:
+    """``space`` when the gallery's own commands may read or change it: any space but an app's
+    (``app:<app>:...``). An album's or a store's space is kept by its app, whose tables name the
+    faces and subjects in it: ``gallery delete --tenant app:albums:...`` deleted a person's subject
+    and the album's next recluster was ``not_found``; an enrolment put foreign faces into it.
+    Refused with :class:`InvalidArgument` naming the app's own command."""
+    if not space.startswith(APP_SPACE_PREFIX):
+        return space
+    app = space.removeprefix(APP_SPACE_PREFIX).split(":", 1)[0]
+    whose, command = _APP_SPACES.get(app, ("an app's", "that app's own commands"))
+    shown = space if len(space) <= 60 else space[:57] + "..."
+    use = f"`{command} ...`" if app in _APP_SPACES else command
+    raise InvalidArgument(f"{shown} is {whose} gallery space, kept by the app: use {use}")
+
+
+def check_min_quality(min_quality: float) -> float:
+    """``min_quality`` when it is a face quality, 0 to 1 (NaN is not)."""
+    if not 0.0 <= min_quality <= 1.0:  # also NaN
+        raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
+    return min_quality
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

@@ -530,3 +530,83 @@ def test_concurrent_deletes_of_one_thing_delete_it_once(gallery: Gallery) -> Non
         assert gallery.get_collection("race").faces == 2
         assert _at_once(6, lambda: gallery.delete_collection("race")) == ["NotFound"] * 5 + ["ok"], round_
         assert gallery.list_collections() == []
+
+
+class _MeetsAfterItsFirstPhoto:
+    """An analyzer that, after reading its first photo, waits for the other enrolment to have read
+    its first too: both have then checked which photos the subject holds before either writes."""
+
+    def __init__(self, analyzer, meet) -> None:
+        self._analyzer, self._meet, self._met = analyzer, meet, False
+
+    def load_reduced(self, image):
+        loaded = self._analyzer.load_reduced(image)
+        if not self._met:
+            self._met = True
+            self._meet.wait(timeout=60)
+        return loaded
+
+    def __getattr__(self, name: str):
+        return getattr(self._analyzer, name)
+
+
+def test_two_enrolments_of_one_folder_at_once_enrol_each_photo_once(db_url: str, index_dir: Path, shared: Path,
+                                                                    fast_analyzer) -> None:
+    """Two `gallery enrol` runs of one folder at once enrolled every photo twice (24 faces of 12
+    photos, both exit 0): each read the subject's photos before the other had written any. The
+    second to write now skips what the first enrolled meanwhile, and says so."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    *photos, before = sorted(str(p) for p in (shared / "data" / "lfw" / "images" / "Colin_Powell").glob("*.jpg"))[:6]
+    with Gallery.open(db_url, tenant="test", index_dir=index_dir) as setup:
+        setup.create_collection("people", fast_analyzer)
+        # enrolled before (the folder has grown): no insert of a new subject orders the two runs
+        assert setup.enrol_images("people", "powell", [before], fast_analyzer).added
+    meet = threading.Barrier(2)
+
+    def enrol(_: int):
+        with Gallery.open(db_url, tenant="test", index_dir=index_dir) as run:  # one per process, as two CLI runs
+            return run.enrol_images("people", "powell", photos, _MeetsAfterItsFirstPhoto(fast_analyzer, meet),
+                                    once=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(enrol, range(2)))
+    assert sorted(len(r.added) for r in reports) == [0, len(photos)], [(r.added, r.skipped) for r in reports]
+    assert sorted(sorted(r.skipped) for r in reports) == [[], photos]
+    with Gallery.open(db_url, tenant="test", index_dir=index_dir) as after:
+        faces = after.list_faces("people", limit=100).items
+        assert sorted(f.source for f in faces) == sorted([*photos, before])
+        assert after.get_collection("people").faces == len(photos) + 1
+        ids, _ = after.face_vectors("people")
+        [(_, matches)], _ = after.search_image("people", photos[0], fast_analyzer, k=1, rank_only=True)
+        assert matches[0].external_id == "powell" and matches[0].matched_faces == len(photos) + 1
+        assert sorted(ids.tolist()) == sorted(f.id for f in faces)
+
+
+def test_an_import_keeps_crops_only_when_its_file_carries_them(enrolled: Gallery, tmp_path: Path,
+                                                                dlib_analyzer) -> None:
+    """`gallery export --without-crops` of a collection keeping crops, imported, made a collection that
+    kept crops and held none: its `reembed` failed "13 faces have no stored crop". An export without
+    crops says so, and an older one (its header still saying keep_crops) imports without them too."""
+    bare = tmp_path / "bare.parquet"
+    assert enrolled.export("people", bare, with_crops=False) == 9
+    target = enrolled.for_tenant("restore")
+    assert target.import_(bare, name="bare") == 9
+    assert not target.get_collection("bare").keep_crops
+    older = _edited_export(bare, tmp_path / "older.parquet",
+                           header={**json.loads(_header_bytes(bare)), "keep_crops": True})
+    assert target.import_(older, name="older") == 9
+    assert not target.get_collection("older").keep_crops
+    refused = target.reembed("older", dlib_analyzer)
+    assert not refused.applied and len(refused.unmigratable) == 9  # said as a collection without crops is
+    full = tmp_path / "full.parquet"
+    enrolled.export("people", full)
+    assert target.import_(full, name="full") == 9 and target.get_collection("full").keep_crops
+    assert target.reembed("full", dlib_analyzer).migrated == 9
+
+
+def _header_bytes(path: Path) -> bytes:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).metadata[b"faceatlas.gallery"]
