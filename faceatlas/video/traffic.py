@@ -169,7 +169,8 @@ class CameraAnalytics:
         """The zone's occupancy report (with counts per class and its queue) and dwell events.
 
         A track's dwell runs from its entry until it is seen outside the zone or ends; a frame whose
-        tracker output lacks it (a missed detection) neither ends nor restarts it, and it stays in the queue."""
+        tracker output lacks it (a missed detection) neither ends nor restarts it; the queue counts the
+        tracks inside in this frame only (at most the zone's count)."""
         report = zone.update(objects, video_time)
         inside = zone.inside if len(zone.inside) == len(objects) else np.zeros(len(objects), np.bool_)
         keys, labels = _keys(objects), [str(v) for v in objects.data.get("label", [])]
@@ -196,11 +197,14 @@ class CameraAnalytics:
         self.series.zone(name, per_class, sorted(set(labels) | set(spec.classes or ())))
         extra: dict[str, Any] = {"classes": dict(per_class)}
         if spec.queue_after is not None:
-            queue = sum(video_time - since >= spec.queue_after for (zone_name, _), since in self._entered.items()
-                        if zone_name == name)
+            # the tracks in the zone in this frame (those its count counts), inside long enough: a track the
+            # tracker missed now, or one whose id switched, kept its old entry and was queued after it left
+            # (queue 1 at count 0; 4 at count 3); its entry is kept, so it is queued again once seen again
+            queue = sum(video_time - self._entered[(name, key)] >= spec.queue_after
+                        for key, is_inside in zip(keys, inside) if is_inside)
             extra["queue"] = queue
             if report is None and queue != self._queues.get(name, 0):
-                report = zone.report()
+                report = zone.report_now(video_time)  # with this frame's count, never one from before
             self._queues[name] = queue
         if report is not None:
             out.append(("zone_occupancy", None, {**report, **extra}))

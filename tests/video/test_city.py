@@ -25,6 +25,8 @@ or every 50th/6th frame (room, aisle) as contact sheets and looked at one by one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -151,6 +153,21 @@ def test_aisle_shoppers_loiter_queue_and_crowd(shared, road_detector, memory):
     assert last["density"] == pytest.approx(last["count"] / 24.0, abs=1e-3)
     assert last["level"] == ("busy" if last["density"] >= 0.1 else "calm")
     assert max(r.data["queue"] for r in reports) >= SHOPPERS - 1  # people waiting >= 1 s in the zone
+    # an id switch kept the old track queued: frame 60 had count 3, queue 4
+    assert all(r.data["queue"] <= r.data["count"] for r in reports), [(r.frame, r.data) for r in reports]
+
+
+def test_a_queue_counts_only_the_tracks_in_the_zone_now(shared, road_detector, memory, tmp_path):
+    """A car-park bay with a queue: a car that left without being seen outside (the detector lost it as it
+    left) stayed queued until its track timed out (``queue_after: 2``: frame 102, count 0, queue 1). The
+    queue is never more than the zone's count, in every report, and the cars inside (1.7 s each) do queue."""
+    bay = ZoneSpec("bay", [(0, 0), (384, 0), (384, 432), (0, 432)], classes=("car",), max_dwell=3, queue_after=1)
+    camera = replace(_car_park(shared, tmp_path), zones=[bay])
+    _run(camera, road_detector, [memory], last=SEGMENT)
+    reports = memory.of("zone_occupancy")
+    assert reports and all(r.data["queue"] <= r.data["count"] for r in reports), \
+        [(r.frame, r.data) for r in reports if r.data["queue"] > r.data["count"]]
+    assert max(r.data["queue"] for r in reports) >= 1
 
 
 @pytest.mark.slow
