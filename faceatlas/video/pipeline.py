@@ -233,9 +233,10 @@ class VideoPipeline:
             self._recognize(frame)
         objects = merged([person_dets, vehicle_dets])
         height, width = frame.image.shape[:2]
-        rules = self.analytics.observe(frame.time, objects, (width, height))  # a new minute starts here
-        for key in self._confirmed:  # in the minute of the frame that confirmed them, with the class voted so far
-            self.analytics.seen(self.tracks[key].label)
+        # a new minute starts here; the tracks confirmed are seen in the minute of the frame that confirmed
+        # them, with the class voted so far
+        confirmed = [(key, self.tracks[key].label) for key in self._confirmed]
+        rules = self.analytics.observe(frame.time, objects, (width, height), confirmed)
         self._confirmed.clear()
         for line in self.lines:
             for track_id, direction in line.update(person_dets):
