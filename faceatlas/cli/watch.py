@@ -165,7 +165,8 @@ def counts(
     measure: Annotated[str, typer.Option(help="what to plot: seen, in:LINE, out:LINE, zone:ZONE:max")] = "seen",
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the measure per minute and class here")] = None,
     heatmap: Annotated[Path | None, typer.Option(help="write a PNG of the occupancy heatmap here")] = None,
-    tenant: Annotated[str, typer.Option(help="tenant of the stored counts")] = "default",
+    tenant: Annotated[str, typer.Option(help="tenant of the stored counts (as cams.yaml's tenant: acme or "
+                                             "svc:acme)")] = "default",
 ) -> None:
     """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
     if plot is not None:

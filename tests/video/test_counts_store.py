@@ -429,3 +429,22 @@ def test_the_heatmap_colorbar_has_whole_number_ticks(tmp_path):
         plot_heatmap(rows, tmp_path / "heat.png")
     ticks = figures[0].axes[1].get_yticks()
     assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_counts_takes_the_tenant_in_the_form_cams_yaml_gives_it(tmp_path):
+    """A run of cams.yaml ``tenant: svc:acme`` stores its counts under ``acme`` (the service tenant's
+    events); `counts --tenant svc:acme` (the form of cams.yaml and `gallery --tenant`) said not_found."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.watch import events_tenant
+
+    url = f"sqlite:///{tmp_path / 'acme.db'}"
+    sink = DatabaseSink(url, tenant=events_tenant("svc:acme"))
+    sink.emit(Event("counts", "gate", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {"car": {"seen": 2}}}))
+    sink.close()
+    for tenant in ("svc:acme", "acme"):
+        result = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", tenant])
+        assert result.exit_code == 0 and "seen 2" in result.output, (tenant, result.output)
+    other = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", "svc:other"])
+    assert other.exit_code == 2 and "no counts of camera 'gate'" in other.output, other.output
