@@ -115,7 +115,8 @@ def watch(
 
 def summary_tables(report: WatchReport) -> list[Table]:
     """The run in two narrow tables (they fit 80 columns): one row per camera and measure
-    (lines as "name: direction count, ..."), then the events by type. Names are escaped, not read
+    (lines as "name: direction count, ...": every class's crossings, then each class's), then the
+    events by type. Names are escaped, not read
     as Rich markup (print them on a console without emoji codes, as :data:`err` is)."""
     cameras = Table("camera", "measure", "value", title="faceatlas watch")
     for stats in report.cameras:
@@ -127,7 +128,7 @@ def summary_tables(report: WatchReport) -> list[Table]:
             measures.append(("ended early", f"{stats.frames} of {source.expected} frames"))
         if stats.snapshots_failed:
             measures.append(("snapshots not written", str(stats.snapshots_failed)))
-        measures += [(f"{escape(name)} crossings", _directions(counts)) for name, counts in stats.line_counts.items()]
+        measures += [(f"{escape(name)} crossings", _directions(counts)) for name, counts in stats.crossings().items()]
         measures += [(f"{escape(name)} {escape(label)}", _directions(counts))
                      for name, per_class in stats.class_counts.items() for label, counts in per_class.items()]
         for number, (measure, value) in enumerate(measures):

@@ -91,6 +91,9 @@ def _check_vehicles(memory, pipeline: VideoPipeline, cars: int, up: int, down: i
     assert abs(sum(e.data["direction"] == "out" for e in crossings) - down) <= 1
     per_class = pipeline.stats.class_counts["aisle"]
     assert abs(per_class["car"]["in"] - up) <= 1 and abs(per_class["car"]["out"] - down) <= 1, per_class
+    # the summary's "aisle crossings" are every class's, not the persons' line alone (in 0, out 0)
+    assert pipeline.stats.crossings()["aisle"] == {
+        direction: sum(counts[direction] for counts in per_class.values()) for direction in ("in", "out")}
     wrong = memory.of("wrong_way")  # the lane runs upwards: every downward crossing is wrong-way
     assert len(wrong) == sum(e.data["direction"] == "out" for e in crossings)
     assert all(w.data["expected"] == "in" and w.data["direction"] == "out" for w in wrong)
