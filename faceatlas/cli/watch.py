@@ -19,7 +19,6 @@ from sqlalchemy.exc import ArgumentError
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
-from faceatlas.engine import check_figure_path
 from faceatlas.errors import NotFound
 from faceatlas.video import (
     CameraConfig,
@@ -29,6 +28,7 @@ from faceatlas.video import (
     WatchReport,
     camera_counts,
     camera_name,
+    check_chart_path,
     check_measure,
     load_config,
     measure_note,
@@ -174,9 +174,9 @@ def counts(
         check_measure(measure)
     elif measure != "seen":  # it was ignored without a word
         raise typer.BadParameter("--measure is what --plot draws: give --plot FILE.png too")
-    for chart in (plot, heatmap):
-        if chart is not None:
-            check_figure_path(chart)
+    for chart, what in ((plot, "--plot"), (heatmap, "--heatmap")):
+        if chart is not None:  # before the table is printed: not a table, then an error
+            check_chart_path(chart, what)
     if plot is not None and heatmap is not None and plot.resolve() == heatmap.resolve():
         raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
     rows = camera_counts(database or default_database_url(), camera, tenant=tenant, since=since, until=until,

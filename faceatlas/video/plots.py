@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 from faceatlas.db import create_database_engine, require_database
 from faceatlas.engine import check_figure_path
 from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.video.config import prepare_output_file, remove_made_folders
 from faceatlas.video.store import CountRow, MinuteCounts, count_cameras, list_counts
 from faceatlas.video.watch import events_tenant
 
@@ -45,6 +46,21 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
             since = page.next_from
     finally:
         engine.dispose()
+
+
+def check_chart_path(path: Path, what: str = "--plot") -> Path:
+    """``path`` when a chart can be written there: a suffix matplotlib writes
+    (:func:`check_figure_path`) and a file that can be made (:func:`prepare_output_file`: not under
+    /proc, not in a read-only folder), checked before the counts are read and printed (the table was
+    printed, then the chart failed); the folders made to check it are removed again (none is left
+    when nothing is drawn)."""
+    path = check_figure_path(path)
+    made: list[Path] = []
+    try:
+        prepare_output_file(path, what, made=made)
+    finally:
+        remove_made_folders(made)
+    return path
 
 
 # The measures a `counts` event holds per class (video/traffic.py, video/analytics.py).

@@ -448,3 +448,19 @@ def test_counts_takes_the_tenant_in_the_form_cams_yaml_gives_it(tmp_path):
         assert result.exit_code == 0 and "seen 2" in result.output, (tenant, result.output)
     other = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", "svc:other"])
     assert other.exit_code == 2 and "no counts of camera 'gate'" in other.output, other.output
+
+
+def test_a_chart_that_cannot_be_written_is_refused_before_the_table(database, tmp_path):
+    """`counts gate --plot /proc/p.png` printed the whole table, then failed writing the chart: one
+    outcome is one line, before any reading; a chart that can be written leaves no folder behind
+    when nothing is drawn."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    for option in ("--plot", "--heatmap"):
+        result = CliRunner().invoke(app, ["counts", "gate", "--db", database, option, "/proc/p.png"])
+        assert result.exit_code == 2 and f"{option} /proc/p.png cannot be written" in result.output, result.output
+        assert "┃" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    missing = CliRunner().invoke(app, ["counts", "nobody", "--db", database, "--plot", str(tmp_path / "a" / "p.png")])
+    assert missing.exit_code == 2 and not (tmp_path / "a").exists(), missing.output
