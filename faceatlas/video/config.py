@@ -567,7 +567,18 @@ def _converted_camera(raw: dict[str, Any], where: str) -> CameraConfig:
 
 def load_config(path: Path) -> WatchConfig:
     """Read a ``cams.yaml`` file; one that cannot be read, is not YAML or not a valid
-    configuration is :class:`InvalidInput` saying where."""
+    configuration is :class:`InvalidArgument` saying where: one code (``validation_error``) for
+    every mistake in the file, where a mistyped key was ``bad_request`` and a value out of range
+    ``validation_error``."""
+    try:
+        return _load_config(path)
+    except InvalidArgument:
+        raise
+    except InvalidInput as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def _load_config(path: Path) -> WatchConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:

@@ -466,3 +466,25 @@ def test_a_density_zone_up_to_or_past_the_horizon_is_refused_at_load(tmp_path, t
     path.write_text(f"cameras:\n  - {{name: hall, source: a.mp4, calibration: {HORIZON},\n"
                     f"     zones: [{{name: far, polygon: [[0, {top}], [1280, {top}], [1280, 720], [0, 720]]}}]}}\n")
     assert load_config(path).cameras[0].zones[0].name == "far"
+
+
+@pytest.mark.parametrize("body", [
+    "cameras: [{source: a.mp4, strid: 2}]",  # an unknown key: was bad_request
+    "cameras: [{source: a.mp4, stride: -1}]",  # a value out of range: validation_error
+    "cameras: [{source: a.mp4, zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]], per_m2: true}]}]",
+    "cameras: 5",
+    "cameras: [",
+])
+def test_every_mistake_in_a_cams_yaml_is_one_code(tmp_path, body):
+    """cams.yaml mistakes exited with `bad_request` or `validation_error` depending on where they were
+    found; a script could not tell one kind of mistake by its code."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(body + "\n")
+    with pytest.raises(InvalidArgument):
+        load_config(path)
+    result = CliRunner().invoke(app, ["watch", "--config", str(path)])
+    assert result.exit_code == 2 and "error (validation_error)" in result.output, result.output
