@@ -19,7 +19,6 @@ from sqlalchemy.exc import ArgumentError
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
-from faceatlas.engine import check_figure_path
 from faceatlas.errors import NotFound
 from faceatlas.video import (
     CameraConfig,
@@ -29,6 +28,7 @@ from faceatlas.video import (
     WatchReport,
     camera_counts,
     camera_name,
+    check_chart_path,
     check_measure,
     load_config,
     measure_note,
@@ -115,7 +115,8 @@ def watch(
 
 def summary_tables(report: WatchReport) -> list[Table]:
     """The run in two narrow tables (they fit 80 columns): one row per camera and measure
-    (lines as "name: direction count, ..."), then the events by type. Names are escaped, not read
+    (lines as "name: direction count, ...": every class's crossings, then each class's), then the
+    events by type. Names are escaped, not read
     as Rich markup (print them on a console without emoji codes, as :data:`err` is)."""
     cameras = Table("camera", "measure", "value", title="faceatlas watch")
     for stats in report.cameras:
@@ -127,7 +128,7 @@ def summary_tables(report: WatchReport) -> list[Table]:
             measures.append(("ended early", f"{stats.frames} of {source.expected} frames"))
         if stats.snapshots_failed:
             measures.append(("snapshots not written", str(stats.snapshots_failed)))
-        measures += [(f"{escape(name)} crossings", _directions(counts)) for name, counts in stats.line_counts.items()]
+        measures += [(f"{escape(name)} crossings", _directions(counts)) for name, counts in stats.crossings().items()]
         measures += [(f"{escape(name)} {escape(label)}", _directions(counts))
                      for name, per_class in stats.class_counts.items() for label, counts in per_class.items()]
         for number, (measure, value) in enumerate(measures):
@@ -165,16 +166,17 @@ def counts(
     measure: Annotated[str, typer.Option(help="what to plot: seen, in:LINE, out:LINE, zone:ZONE:max")] = "seen",
     plot: Annotated[Path | None, typer.Option(help="write a PNG of the measure per minute and class here")] = None,
     heatmap: Annotated[Path | None, typer.Option(help="write a PNG of the occupancy heatmap here")] = None,
-    tenant: Annotated[str, typer.Option(help="tenant of the stored counts")] = "default",
+    tenant: Annotated[str, typer.Option(help="tenant of the stored counts (as cams.yaml's tenant: acme or "
+                                             "svc:acme)")] = "default",
 ) -> None:
     """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
     if plot is not None:
         check_measure(measure)
     elif measure != "seen":  # it was ignored without a word
         raise typer.BadParameter("--measure is what --plot draws: give --plot FILE.png too")
-    for chart in (plot, heatmap):
-        if chart is not None:
-            check_figure_path(chart)
+    for chart, what in ((plot, "--plot"), (heatmap, "--heatmap")):
+        if chart is not None:  # before the table is printed: not a table, then an error
+            check_chart_path(chart, what)
     if plot is not None and heatmap is not None and plot.resolve() == heatmap.resolve():
         raise typer.BadParameter(f"--plot and --heatmap are two charts: give two files, not {plot} twice")
     rows = camera_counts(database or default_database_url(), camera, tenant=tenant, since=since, until=until,

@@ -27,6 +27,7 @@ from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityM
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.plots import (
     camera_counts,
+    check_chart_path,
     check_measure,
     measure_note,
     minute_series,
@@ -115,6 +116,7 @@ __all__ = [
     "camera_counts",
     "camera_from_settings",
     "camera_name",
+    "check_chart_path",
     "check_measure",
     "checked_settings",
     "measure_note",

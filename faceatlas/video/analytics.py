@@ -22,7 +22,10 @@ import supervision as sv
 from faceatlas.errors import InvalidArgument
 from faceatlas.video.events import EventType
 
-HEATMAP_CELLS = (32, 18)  # columns, rows of the occupancy heatmap over the frame
+HEATMAP_CELLS = (32, 18)
+# How near the horizon a density zone's corner may come: a tenth of the calibration points' nearest
+# distance to it (its ground there is 100x the area per pixel of the farthest calibration point)
+HORIZON_MARGIN = 0.1  # columns, rows of the occupancy heatmap over the frame
 Key = tuple[str, int]  # (track kind, track id)
 Emitted = tuple[EventType, Key | None, dict[str, Any]]  # (event type, track, data)
 
@@ -69,6 +72,29 @@ class GroundPlane:
         if not np.all(np.isfinite(matrix)) or not (np.all(scale > 1e-12) or np.all(scale < -1e-12)):
             raise InvalidArgument("calibration: the image and world points are not the same 4 corners in the same "
                                   "order (no view of a flat ground maps them onto each other)")
+
+
+    def horizon_problem(self, polygon: Sequence[tuple[float, float]]) -> str | None:
+        """Why ``polygon`` (image pixels) has no area on this ground, or None: a corner on the horizon
+        (where the homography maps the ground to infinity, its ``w`` 0), beyond it (the sky: mapped
+        back in front of the camera, mirrored) or within :data:`HORIZON_MARGIN` of the calibration
+        points' nearest distance to it (a ground hundreds of metres away, magnified without bound).
+        Such a zone's area was 322 m² for a whole frame and 835 m² for a part of it."""
+        matrix = cv2.getPerspectiveTransform(np.asarray(self.image, np.float32), np.asarray(self.world, np.float32))
+        horizon = matrix[2].astype(np.float64)  # a*x + b*y + c = 0 in the image
+        side = 1.0 if float(horizon @ (*self.image[0], 1.0)) > 0 else -1.0
+        nearest = min(side * float(horizon @ (x, y, 1.0)) for x, y in self.image)
+        reach = [side * float(horizon @ (x, y, 1.0)) for x, y in polygon]
+        worst = int(np.argmin(reach))
+        if reach[worst] > HORIZON_MARGIN * nearest:
+            return None
+        a, b, c = horizon
+        x, y = polygon[worst]
+        where = (f"the image's y≈{-(a * x + c) / b:.0f} at x {x:g}" if abs(b) > 1e-9 * math.hypot(a, b)
+                 else f"the image's x≈{-c / a:.0f}")
+        said = "reaches beyond" if reach[worst] <= 0 else "comes within a tenth of the calibration's distance to"
+        return (f"its corner [{x:g}, {y:g}] {said} the calibration's horizon ({where}, where the ground is "
+                "infinitely far): its area in m² has no meaning; keep the zone on the ground below the horizon")
 
 
 class ViewTransformer:

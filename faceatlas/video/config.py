@@ -181,6 +181,11 @@ class CameraConfig:
                 if zone.per_m2:
                     raise InvalidArgument(f"camera {self.name}: zone {zone.name}: per_m2 levels are people per m² "
                                           "and need the camera's calibration (calibration: {image: ..., world: ...})")
+        else:  # a density is people per m² of ground: a zone up to or past the horizon has no such area
+            for zone in self.zones:
+                problem = self.calibration.horizon_problem(zone.polygon) if zone.per_m2 else None
+                if problem is not None:
+                    raise InvalidArgument(f"camera {self.name}: zone {zone.name}: per_m2: {problem}")
         # a zone counts what the camera tracks (faces on a camera without the person detector): a zone
         # of 'cars' (a typo) or of 'car' on a camera of persons stayed 0, and its stored class was refused
         countable = {*self.classes, *(() if self.persons else ("face",))}
@@ -562,7 +567,18 @@ def _converted_camera(raw: dict[str, Any], where: str) -> CameraConfig:
 
 def load_config(path: Path) -> WatchConfig:
     """Read a ``cams.yaml`` file; one that cannot be read, is not YAML or not a valid
-    configuration is :class:`InvalidInput` saying where."""
+    configuration is :class:`InvalidArgument` saying where: one code (``validation_error``) for
+    every mistake in the file, where a mistyped key was ``bad_request`` and a value out of range
+    ``validation_error``."""
+    try:
+        return _load_config(path)
+    except InvalidArgument:
+        raise
+    except InvalidInput as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def _load_config(path: Path) -> WatchConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:

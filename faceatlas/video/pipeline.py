@@ -63,6 +63,16 @@ class PipelineStats:
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
 
+    def crossings(self) -> dict[str, dict[str, int]]:
+        """Per line, its crossings in and out of every class: ``line_counts`` are the persons' line
+        alone (a summary said "aisle crossings: in 0, out 0" above "aisle car: in 2, out 2")."""
+        totals = {line: dict(counts) for line, counts in self.line_counts.items()}
+        for line, per_class in self.class_counts.items():
+            if per_class:
+                totals[line] = {direction: sum(counts.get(direction, 0) for counts in per_class.values())
+                                for direction in ("in", "out")}
+        return totals
+
     def to_dict(self) -> dict[str, Any]:
         return {"camera": self.camera, "frames": self.frames, "analyzed": self.analyzed, "embedded": self.embedded,
                 "seconds": round(self.seconds, 2), "fps": round(self.fps, 1), "source": vars(self.source),
@@ -233,9 +243,10 @@ class VideoPipeline:
             self._recognize(frame)
         objects = merged([person_dets, vehicle_dets])
         height, width = frame.image.shape[:2]
-        rules = self.analytics.observe(frame.time, objects, (width, height))  # a new minute starts here
-        for key in self._confirmed:  # in the minute of the frame that confirmed them, with the class voted so far
-            self.analytics.seen(self.tracks[key].label)
+        # a new minute starts here; the tracks confirmed are seen in the minute of the frame that confirmed
+        # them, with the class voted so far
+        confirmed = [(key, self.tracks[key].label) for key in self._confirmed]
+        rules = self.analytics.observe(frame.time, objects, (width, height), confirmed)
         self._confirmed.clear()
         for line in self.lines:
             for track_id, direction in line.update(person_dets):

@@ -4,8 +4,9 @@ heatmap over the frame (matplotlib, Agg backend, no display needed)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from sqlalchemy import inspect
 from faceatlas.db import create_database_engine, require_database
 from faceatlas.engine import check_figure_path
 from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.video.config import prepare_output_file, remove_made_folders
 from faceatlas.video.store import CountRow, MinuteCounts, count_cameras, list_counts
+from faceatlas.video.watch import events_tenant
 
 
 def camera_counts(database: str, camera: str, *, tenant: str = "default", since: str | None = None,
@@ -22,7 +25,9 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
     """The use case of `faceatlas counts`: the camera's stored per-minute counts of the whole range
     (:func:`list_counts`, page after page). An SQLite file that does not exist (it is not created)
     or a camera that never stored counts is :class:`NotFound`; a range or class without counts
-    of a known camera is no rows."""
+    of a known camera is no rows. ``tenant`` in either form cams.yaml's ``tenant:`` takes (``svc:acme``
+    or ``acme``): its rows are stored under :func:`events_tenant` (``svc:acme`` read none: not_found)."""
+    tenant = events_tenant(tenant)
     require_database(database, "events database")
     engine = create_database_engine(database)  # a read: no table is made in a database of another kind
     rows: list[MinuteCounts] = []
@@ -41,6 +46,21 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
             since = page.next_from
     finally:
         engine.dispose()
+
+
+def check_chart_path(path: Path, what: str = "--plot") -> Path:
+    """``path`` when a chart can be written there: a suffix matplotlib writes
+    (:func:`check_figure_path`) and a file that can be made (:func:`prepare_output_file`: not under
+    /proc, not in a read-only folder), checked before the counts are read and printed (the table was
+    printed, then the chart failed); the folders made to check it are removed again (none is left
+    when nothing is drawn)."""
+    path = check_figure_path(path)
+    made: list[Path] = []
+    try:
+        prepare_output_file(path, what, made=made)
+    finally:
+        remove_made_folders(made)
+    return path
 
 
 # The measures a `counts` event holds per class (video/traffic.py, video/analytics.py).
@@ -66,24 +86,61 @@ def measure_note(rows: Sequence[MinuteCounts], measure: str) -> str | None:
             "a misspelt line or zone, or nothing crossed it then; plotted as 0")
 
 
-def minute_series(rows: Sequence[MinuteCounts], measure: str = "seen") -> tuple[list[str], dict[str, list[float]]]:
-    """Every minute from the first to the last of ``rows`` (``YYYY-MM-DDTHH:MM``), and per class the
-    value of ``measure`` in each: 0 in a minute without a row (nothing seen then: no ``counts`` event)."""
+# The bins a chart draws, finest first, and their length in minutes: the finest whose range has at
+# most MAX_BINS bins. A recording whose camera clock was unset starts in 1970: with one of 2026 that is
+# 29 million minutes, which a point per minute drew for minutes on end in gigabytes.
+BINS = (("minute", 1), ("hour", 60), ("day", 1440))
+MAX_BINS = 1500
+
+
+def series_unit(rows: Sequence[MinuteCounts]) -> str:
+    """The bin of a chart of ``rows`` (:data:`BINS`): ``minute``, ``hour`` or ``day``, the finest
+    with at most :data:`MAX_BINS` bins from the first minute to the last (else ``day``)."""
+    if not rows:
+        return "minute"
+    first, last = (datetime.fromisoformat(m) for m in (min(r.minute for r in rows), max(r.minute for r in rows)))
+    span = int((last - first).total_seconds()) // 60
+    return next((unit for unit, size in BINS if span // size + 1 <= MAX_BINS), BINS[-1][0])
+
+
+def _bin_of(minute: str, size: int) -> int:
+    """The bin (minutes since 1970 over ``size``) of a ``YYYY-MM-DDTHH:MM`` minute (UTC)."""
+    moment = datetime.fromisoformat(minute).replace(tzinfo=UTC)
+    return int(moment.timestamp()) // 60 // size
+
+
+def minute_series(rows: Sequence[MinuteCounts], measure: str = "seen",
+                  unit: str = "minute") -> tuple[list[str], dict[str, list[float]]]:
+    """The bins of ``unit`` (``minute``, ``hour``, ``day``; each named by its first minute,
+    ``YYYY-MM-DDTHH:MM``) and per class the value of ``measure`` in each: summed over a bin's minutes
+    (a zone's ``max`` their largest, its ``mean`` their mean); 0 in a bin without a row (nothing seen
+    then: no ``counts`` event). Every bin from the first to the last when they are at most
+    :data:`MAX_BINS`, else the bins with rows and the empty bin either side of each (a line still drops
+    to 0 over a gap) -- never a point per minute of decades."""
     if not rows:
         return [], {}
-    first, last = (datetime.fromisoformat(m) for m in (min(r.minute for r in rows), max(r.minute for r in rows)))
-    minutes = [(first + timedelta(minutes=i)).isoformat(timespec="minutes")
-               for i in range(int((last - first).total_seconds()) // 60 + 1)]
-    series: dict[str, list[float]] = {}
-    for label in sorted({row.label for row in rows}):
-        values = {row.minute: row.counts.get(measure, 0) for row in rows if row.label == label}
-        series[label] = [values.get(m, 0) for m in minutes]
-    return minutes, series
+    size = dict(BINS)[unit]
+    values: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        values[row.label][_bin_of(row.minute, size)].append(row.counts.get(measure, 0))
+    held = {number for per_bin in values.values() for number in per_bin}
+    first, last = min(held), max(held)
+    if last - first + 1 <= MAX_BINS:
+        bins = list(range(first, last + 1))
+    else:
+        bins = sorted({near for number in held for near in (number - 1, number, number + 1) if first <= near <= last})
+    merge: Callable[[list[float]], float] = (
+        max if measure.endswith(":max") else (lambda v: sum(v) / len(v)) if measure.endswith(":mean") else sum)
+    series = {label: [merge(per_bin[b]) if b in per_bin else 0 for b in bins]
+              for label, per_bin in sorted(values.items())}
+    epoch = datetime(1970, 1, 1)
+    return [(epoch + timedelta(minutes=b * size)).isoformat(timespec="minutes") for b in bins], series
 
 
 def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "seen") -> Path:
-    """A PNG of ``measure`` (``seen``, ``in:<line>``, ...) per minute, one line per class; a minute
-    without counts is drawn as 0 (see :func:`minute_series`)."""
+    """A PNG of ``measure`` (``seen``, ``in:<line>``, ...) per minute, one line per class; over a
+    longer range per hour or per day (:func:`series_unit`, the axes say which); a bin without
+    counts is drawn as 0 (see :func:`minute_series`)."""
     path = check_figure_path(path)
     import matplotlib
 
@@ -95,19 +152,23 @@ def plot_counts(rows: Sequence[MinuteCounts], path: Path, *, measure: str = "see
     check_measure(measure)
     if not rows:
         raise NotFound("no counts stored for this camera and time range")
-    minutes, series = minute_series(rows, measure)
+    unit = series_unit(rows)
+    minutes, series = minute_series(rows, measure, unit)
     times = np.array([datetime.fromisoformat(m) for m in minutes])
     figure, axes = plt.subplots(figsize=(8, 4), dpi=100)
     for label, values in series.items():
         axes.plot(times, values, marker="o", label=label)
-    axes.set_xlabel("minute (UTC)")
-    axes.set_ylabel(f"{measure} per minute")
+    axes.set_xlabel(f"{unit} (UTC)")
+    axes.set_ylabel(f"{measure} per {unit}")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(minutes) <= 30:  # a tick per minute; longer spans keep matplotlib's choice, labelled in minutes
+    if unit == "minute" and len(minutes) <= 30:  # a tick per minute; longer spans keep matplotlib's choice
         axes.xaxis.set_major_locator(MinuteLocator())
-    axes.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+    # a range within one day is read in hours and minutes; a longer one needs its dates
+    one_day = minutes[0][:10] == minutes[-1][:10]
+    shown = "%Y-%m-%d" if unit == "day" else "%H:%M" if one_day else "%Y-%m-%d %H:%M"
+    axes.xaxis.set_major_formatter(DateFormatter(shown))
     axes.set_ylim(bottom=0)
-    axes.set_title(f"{rows[0].camera}: {measure} per minute and class")
+    axes.set_title(f"{rows[0].camera}: {measure} per {unit} and class")
     axes.legend()
     figure.autofmt_xdate()
     figure.tight_layout()
@@ -133,6 +194,7 @@ def plot_heatmap(rows: Sequence[MinuteCounts], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     grid = occupancy(rows)
     size = next((row.frame_size for row in rows if row.frame_size), None) or [grid.shape[1], grid.shape[0]]
@@ -142,7 +204,8 @@ def plot_heatmap(rows: Sequence[MinuteCounts], path: Path) -> Path:
     axes.set_ylabel("y (pixels)")
     classes = ", ".join(sorted({row.label for row in rows}))
     axes.set_title(f"{rows[0].camera}: occupancy ({classes})")
-    figure.colorbar(shown, ax=axes, label="object-frames per cell", shrink=0.8)
+    # the cells hold whole object-frames: ticks at whole numbers (1.5 object-frames reads as a fraction of one)
+    figure.colorbar(shown, ax=axes, label="object-frames per cell", shrink=0.8, ticks=MaxNLocator(integer=True))
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

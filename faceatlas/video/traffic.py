@@ -102,21 +102,31 @@ class CameraAnalytics:
         self._queues: dict[str, int] = {}
         self._speeding: set[Key] = set()
         self.top_speed: dict[Key, tuple[float, float]] = {}
+        self._counted: dict[Key, str] = {}  # track -> the class it was counted (seen) as
 
     def area_of(self, polygon: Sequence[tuple[float, float]]) -> float | None:
         return self.view.area(polygon) if self.view is not None else None
 
     # -- every analyzed frame --------------------------------------------------------------------
-    def observe(self, video_time: float, objects: sv.Detections, frame_size: tuple[int, int]) -> list[Emitted]:
-        """Positions, speeds and the heatmap of every tracked object; the finished minute's counts."""
+    def observe(self, video_time: float, objects: sv.Detections, frame_size: tuple[int, int],
+                confirmed: Sequence[tuple[Key, str]] = ()) -> list[Emitted]:
+        """Positions, speeds and the heatmap of every tracked object; the finished minute's counts.
+        ``confirmed``: the tracks that became objects in this frame, with their class now (``seen``
+        in the minute of this frame)."""
         out: list[Emitted] = []
         due = self.series.advance(video_time)
         if due is not None:
             out.append(("counts", None, due))
+        for key, label in confirmed:
+            self.seen(key, label)
         points = anchors(objects)
         labels = np.asarray(objects.data.get("label", []), dtype=object)
-        for label in set(labels.tolist()):
-            self.series.heat(str(label), points[labels == label], frame_size)
+        # heat under the class a track was counted as (its vote of the moment flips now and then: a car
+        # voted a bus on 2-3 frames left a "bus" of heat alone, a class without counts); a track not
+        # counted yet (a flicker before it is an object) leaves none
+        counted = np.asarray([self._counted.get(key, "") for key in _keys(objects)], dtype=object)
+        for label in set(counted.tolist()) - {""}:
+            self.series.heat(str(label), points[counted == label], frame_size)
         if self.view is None or len(objects) == 0:
             return out
         limit = self.camera.speed_limit_kmh
@@ -132,7 +142,9 @@ class CameraAnalytics:
                 out.append(("speeding", key, {"class": str(label), "limit_kmh": limit, **_speed(measured)}))
         return out
 
-    def seen(self, label: str) -> None:
+    def seen(self, key: Key, label: str) -> None:
+        """A track counted as an object of class ``label``: its heat is that class's from now on."""
+        self._counted[key] = label
         self.series.count(label, "seen")
 
     def speed_of(self, key: Key) -> dict[str, float]:
@@ -169,7 +181,8 @@ class CameraAnalytics:
         """The zone's occupancy report (with counts per class and its queue) and dwell events.
 
         A track's dwell runs from its entry until it is seen outside the zone or ends; a frame whose
-        tracker output lacks it (a missed detection) neither ends nor restarts it, and it stays in the queue."""
+        tracker output lacks it (a missed detection) neither ends nor restarts it; the queue counts the
+        tracks inside in this frame only (at most the zone's count)."""
         report = zone.update(objects, video_time)
         inside = zone.inside if len(zone.inside) == len(objects) else np.zeros(len(objects), np.bool_)
         keys, labels = _keys(objects), [str(v) for v in objects.data.get("label", [])]
@@ -196,11 +209,14 @@ class CameraAnalytics:
         self.series.zone(name, per_class, sorted(set(labels) | set(spec.classes or ())))
         extra: dict[str, Any] = {"classes": dict(per_class)}
         if spec.queue_after is not None:
-            queue = sum(video_time - since >= spec.queue_after for (zone_name, _), since in self._entered.items()
-                        if zone_name == name)
+            # the tracks in the zone in this frame (those its count counts), inside long enough: a track the
+            # tracker missed now, or one whose id switched, kept its old entry and was queued after it left
+            # (queue 1 at count 0; 4 at count 3); its entry is kept, so it is queued again once seen again
+            queue = sum(video_time - self._entered[(name, key)] >= spec.queue_after
+                        for key, is_inside in zip(keys, inside) if is_inside)
             extra["queue"] = queue
             if report is None and queue != self._queues.get(name, 0):
-                report = zone.report()
+                report = zone.report_now(video_time)  # with this frame's count, never one from before
             self._queues[name] = queue
         if report is not None:
             out.append(("zone_occupancy", None, {**report, **extra}))
@@ -217,6 +233,7 @@ class CameraAnalytics:
         for entry in [e for e in self._entered if e[1] == key]:
             self._drop(entry)
         self.speeds.forget(key)
+        self._counted.pop(key, None)
         self._speeding.discard(key)
         top = self.top_speed.pop(key, None)
         return {f"max_{k}": v for k, v in _speed(top).items()} if top is not None else {}

@@ -12,7 +12,7 @@ from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Gallery, space_owner
-from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outputs
+from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outputs, url_problem
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
@@ -36,6 +36,18 @@ def events_tenant(space: str) -> str:
     tenant ``acme``'s events, and a collection acme made through the API is in space
     ``svc:acme``), else the space's name (``default``, a CLI tenant)."""
     return space_owner(space) or space
+
+
+# the stream schemes whose URL names the server to connect to (udp://, tcp:// and srt:// without a host
+# may listen: 'udp://@:1234')
+SERVER_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
+
+
+def stream_problem(source: str | int | Path) -> str | None:
+    """Why a stream URL ``source`` can never be opened (it names no host, port 0, a URL that does not
+    split: :func:`url_problem`, as for a webhook), or None (files, webcams, listening streams)."""
+    text = str(source)
+    return url_problem(text) if text.lower().startswith(SERVER_SCHEMES) else None
 
 
 def build_sinks(config: WatchConfig) -> list[EventSink]:
@@ -66,6 +78,9 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
             of = f" of camera {camera.name}" if len(config.cameras) > 1 else ""
             raise InvalidInput(f"the video source{of} is empty: give a video file, a stream URL or a webcam index")
         check_webcam_index(camera.source)  # no such camera: before any camera's thread starts
+        problem = stream_problem(camera.source)
+        if problem is not None:  # 'rtsp://' was retried for ever, as a camera that is down
+            raise InvalidInput(f"video source {str(camera.source)[:120]!r}: {problem}")
         if is_live(camera.source):
             continue
         if Path(str(camera.source)).is_dir():

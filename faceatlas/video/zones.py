@@ -260,6 +260,12 @@ class ZoneCounter:
         self.count, self._reported_at = count, video_time
         return self.report()
 
+    def report_now(self, video_time: float) -> dict[str, Any]:
+        """A report out of turn (its queue changed), with the count of the last update: the count of
+        the last report was one of up to ``report_every`` seconds before, below a queue of now."""
+        self.count, self._reported_at = int(self.inside.sum()), video_time
+        return self.report()
+
     def report(self) -> dict[str, Any]:
         """The zone's count and level now (with its density and area when calibrated)."""
         report: dict[str, Any] = {"zone": self.spec.name, "count": self.count, "level": self.level}

@@ -434,3 +434,57 @@ def test_a_refusal_at_load_is_one_line_of_watch_and_a_yaml_source_points_to_conf
         assert result.exit_code == 2 and f"is a config file, not a video: use --config {tmp_path / name}" in \
             result.output, result.output
     assert not (tmp_path / "events.jsonl").exists()
+
+
+# the probe's calibration: a road narrowing to the distance, its horizon (w = 0) at image y ≈ 182
+HORIZON = "{image: [[500, 300], [780, 300], [1280, 720], [0, 720]], world: [[0, 0], [10, 0], [10, 30], [0, 30]]}"
+
+
+@pytest.mark.parametrize(("top", "says"), [
+    (0, "corner \\[0, 0\\] reaches beyond the calibration's horizon \\(the image's y≈182 at x 0"),  # the frame
+    (150, "reaches beyond the calibration's horizon \\(the image's y≈182"),  # the sky alone
+    (182, "horizon \\(the image's y≈182"),  # on it
+    (190, "comes within a tenth of the calibration's distance to the calibration's horizon \\(the image's y≈182"),
+    (200, None), (300, None),  # the ground: accepted
+])
+def test_a_density_zone_up_to_or_past_the_horizon_is_refused_at_load(tmp_path, top, says):
+    """A zone's ground area came from its polygon mapped through the homography whatever its corners: a
+    zone of the whole frame (crossing the horizon) was 322.85 m², less than its lower part alone (835.71),
+    and the sky above it 11,198 m²; densities per m² from them were taken."""
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{name: hall, source: a.mp4, calibration: {HORIZON},\n"
+                    f"     zones: [{{name: far, polygon: [[0, {top}], [1280, {top}], [1280, 720], [0, 720]], "
+                    "per_m2: true, levels: {busy: 0.72}}]}\n")
+    if says is None:
+        camera = load_config(path).cameras[0]
+        assert camera.calibration.horizon_problem(camera.zones[0].polygon) is None
+        return
+    with pytest.raises(InvalidInput, match=f"camera hall: zone far: per_m2: .*{says}") as refused:
+        load_config(path)
+    assert len(str(refused.value).splitlines()) == 1
+    # a zone without per_m2 counts objects, no area: it may reach the sky
+    path.write_text(f"cameras:\n  - {{name: hall, source: a.mp4, calibration: {HORIZON},\n"
+                    f"     zones: [{{name: far, polygon: [[0, {top}], [1280, {top}], [1280, 720], [0, 720]]}}]}}\n")
+    assert load_config(path).cameras[0].zones[0].name == "far"
+
+
+@pytest.mark.parametrize("body", [
+    "cameras: [{source: a.mp4, strid: 2}]",  # an unknown key: was bad_request
+    "cameras: [{source: a.mp4, stride: -1}]",  # a value out of range: validation_error
+    "cameras: [{source: a.mp4, zones: [{name: z, polygon: [[0, 0], [9, 0], [9, 9]], per_m2: true}]}]",
+    "cameras: 5",
+    "cameras: [",
+])
+def test_every_mistake_in_a_cams_yaml_is_one_code(tmp_path, body):
+    """cams.yaml mistakes exited with `bad_request` or `validation_error` depending on where they were
+    found; a script could not tell one kind of mistake by its code."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(body + "\n")
+    with pytest.raises(InvalidArgument):
+        load_config(path)
+    result = CliRunner().invoke(app, ["watch", "--config", str(path)])
+    assert result.exit_code == 2 and "error (validation_error)" in result.output, result.output

@@ -347,3 +347,120 @@ def test_counts_refuses_an_empty_database() -> None:
     result = CliRunner().invoke(app, ["counts", "door", "--db", ""])
     assert result.exit_code == 2, result.output
     assert "--db is empty" in result.output and "no events database at" not in result.output
+
+
+def test_a_chart_of_recordings_decades_apart_bins_by_day_in_seconds(tmp_path):
+    """A recording with ``start_time: 1970-01-01T00:00:00+00:00`` (an unset camera clock) and one of 2026
+    stored for one camera: `counts --plot` built a point per minute between them (29 million), ran for
+    minutes and took 6.6 GB. The chart bins by day over such a span, draws the days with rows and the
+    empty day either side of each (the line still drops to 0), labels the axis in days and dates."""
+    import time
+
+    import matplotlib.pyplot as plt
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.plots import plot_counts, series_unit
+
+    url = f"sqlite:///{tmp_path / 'decades.db'}"
+    _segment(url, datetime(1970, 1, 1, tzinfo=UTC), 4)
+    _segment(url, datetime(2026, 12, 4, 10, 0, tzinfo=UTC), 3)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["counts", "lobby", "--db", url, "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 0 and (tmp_path / "p.png").is_file(), result.output
+    assert time.monotonic() - started < 30
+    rows = camera_counts(url, "lobby")
+    assert series_unit(rows) == "day"
+    days, series = minute_series(rows, "seen", "day")
+    assert days == ["1970-01-01T00:00", "1970-01-02T00:00", "2026-12-03T00:00", "2026-12-04T00:00"]
+    assert series == {"person": [4, 0, 0, 3]}
+    figures: list = []
+    real_close = plt.close
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt, "close", lambda figure: figures.append(figure) or real_close(figure))
+        plot_counts(rows, tmp_path / "q.png")
+    axes = figures[0].axes[0]
+    assert axes.get_xlabel() == "day (UTC)" and axes.get_ylabel() == "seen per day"
+    labels = [t.get_text() for t in axes.get_xticklabels() if t.get_text()]
+    assert labels and all(len(text) == 10 and text[4] == "-" for text in labels), labels  # dates
+
+
+def test_a_chart_bins_by_hour_over_weeks_and_shows_dates_past_a_day(tmp_path):
+    """A range of weeks is drawn per hour (a zone's max is the hour's largest, its mean the minutes'
+    mean); a chart over more than one day labelled its ticks %H:%M alone, which reads as one day."""
+    import matplotlib.pyplot as plt
+
+    from faceatlas.video.plots import plot_counts, series_unit
+
+    rows = [MinuteCounts("gate", "2026-12-04T10:00", "car", {"seen": 3, "zone:z:max": 2, "zone:z:mean": 1.0}),
+            MinuteCounts("gate", "2026-12-04T10:59", "car", {"seen": 1, "zone:z:max": 4, "zone:z:mean": 2.0}),
+            MinuteCounts("gate", "2026-12-20T08:30", "car", {"seen": 2})]
+    assert series_unit(rows) == "hour"
+    hours, series = minute_series(rows, "seen", "hour")
+    assert hours[:2] == ["2026-12-04T10:00", "2026-12-04T11:00"] and hours[-1] == "2026-12-20T08:00"
+    assert series["car"][0] == 4 and series["car"][-1] == 2 and sum(series["car"]) == 6
+    assert minute_series(rows, "zone:z:max", "hour")[1]["car"][0] == 4
+    assert minute_series(rows, "zone:z:mean", "hour")[1]["car"][0] == 1.5
+    figures: list = []
+    real_close = plt.close
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt, "close", lambda figure: figures.append(figure) or real_close(figure))
+        plot_counts(rows, tmp_path / "weeks.png")
+        plot_counts(rows[:1], tmp_path / "one.png")
+    weeks, one = (figure.axes[0] for figure in figures)
+    assert weeks.get_xlabel() == "hour (UTC)" and weeks.get_ylabel() == "seen per hour"
+    assert all(t.get_text().startswith("2026-12-") for t in weeks.get_xticklabels() if t.get_text())
+    assert one.get_xlabel() == "minute (UTC)" and "10:00" in [t.get_text() for t in one.get_xticklabels()]
+
+
+def test_the_heatmap_colorbar_has_whole_number_ticks(tmp_path):
+    """The cells hold whole object-frames; the colorbar read 0.0, 0.5, 1.0, 1.5, 2.0."""
+    import matplotlib.pyplot as plt
+
+    from faceatlas.video.plots import plot_heatmap
+
+    grid = [[0] * 32 for _ in range(18)]
+    grid[3][4], grid[5][6] = 2, 1
+    rows = [MinuteCounts("gate", "2026-12-04T10:00", "car", {"seen": 1}, heatmap=grid, frame_size=[320, 180])]
+    figures: list = []
+    real_close = plt.close
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt, "close", lambda figure: figures.append(figure) or real_close(figure))
+        plot_heatmap(rows, tmp_path / "heat.png")
+    ticks = figures[0].axes[1].get_yticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_counts_takes_the_tenant_in_the_form_cams_yaml_gives_it(tmp_path):
+    """A run of cams.yaml ``tenant: svc:acme`` stores its counts under ``acme`` (the service tenant's
+    events); `counts --tenant svc:acme` (the form of cams.yaml and `gallery --tenant`) said not_found."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.watch import events_tenant
+
+    url = f"sqlite:///{tmp_path / 'acme.db'}"
+    sink = DatabaseSink(url, tenant=events_tenant("svc:acme"))
+    sink.emit(Event("counts", "gate", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {"car": {"seen": 2}}}))
+    sink.close()
+    for tenant in ("svc:acme", "acme"):
+        result = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", tenant])
+        assert result.exit_code == 0 and "seen 2" in result.output, (tenant, result.output)
+    other = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", "svc:other"])
+    assert other.exit_code == 2 and "no counts of camera 'gate'" in other.output, other.output
+
+
+def test_a_chart_that_cannot_be_written_is_refused_before_the_table(database, tmp_path):
+    """`counts gate --plot /proc/p.png` printed the whole table, then failed writing the chart: one
+    outcome is one line, before any reading; a chart that can be written leaves no folder behind
+    when nothing is drawn."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    for option in ("--plot", "--heatmap"):
+        result = CliRunner().invoke(app, ["counts", "gate", "--db", database, option, "/proc/p.png"])
+        assert result.exit_code == 2 and f"{option} /proc/p.png cannot be written" in result.output, result.output
+        assert "┃" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    missing = CliRunner().invoke(app, ["counts", "nobody", "--db", database, "--plot", str(tmp_path / "a" / "p.png")])
+    assert missing.exit_code == 2 and not (tmp_path / "a").exists(), missing.output

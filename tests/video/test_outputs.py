@@ -306,3 +306,19 @@ def test_an_output_that_fills_the_disk_mid_run_is_named(clip: Path, tmp_path: Pa
                          timeout=300, preexec_fn=file_size_limit(16 * 1024))
     assert run.returncode == 1 and "no error" not in run.stdout, run.stderr[-2000:]
     assert f"InvalidInput: camera a: cannot write the output video: {output}: file too large" in run.stderr
+
+
+def test_a_line_s_crossings_in_the_summary_are_every_class_s(capsys):
+    """The summary's "aisle crossings" were the persons' line alone: "in 0, out 0" right above "aisle car:
+    in 2, out 2". They are every class's, each class's below them."""
+    from faceatlas.cli import watch as watch_cli
+    from faceatlas.video.pipeline import PipelineStats
+    from faceatlas.video.watch import WatchReport
+
+    stats = PipelineStats("carpark", line_counts={"aisle": {"in": 0, "out": 0}, "empty": {"in": 0, "out": 0}},
+                          class_counts={"aisle": {"car": {"in": 2, "out": 2}, "bus": {"in": 1, "out": 0}},
+                                        "empty": {}})
+    table = watch_cli.summary_tables(WatchReport([stats]))[0]
+    rows = dict(zip(*(list(column.cells) for column in table.columns[1:3])))
+    assert rows["aisle crossings"] == "in 3, out 2" and rows["aisle car"] == "in 2, out 2"
+    assert rows["aisle bus"] == "in 1, out 0" and rows["empty crossings"] == "in 0, out 0"

@@ -200,3 +200,20 @@ def test_a_realtime_file_is_read_at_its_frame_rate_and_drops_what_it_cannot_keep
     assert source.stats.dropped >= frames // 3 and given[-1] >= frames - 3
     assert elapsed < frames / 29.97 + 0.5, "a slow consumer drops frames instead of lagging behind the clip"
     assert len(list(VideoSource(clip))) == frames  # not realtime: every frame, as fast as decoded
+
+
+@pytest.mark.parametrize(("url", "says"), [("rtsp://", "names no host"), ("http:///live", "names no host"),
+                                           ("rtsp://cam:0/s", "port 0"), ("rtmp://[::1/s", "not a valid URL")])
+def test_a_stream_url_that_names_no_host_is_refused_at_once(url: str, says: str, tmp_path: Path) -> None:
+    """`watch rtsp://` (no host) was retried for ever, as a camera that is down; it is refused before
+    anything loads, in one line, as a webhook URL without a host is. Listening streams keep no host."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.watch import stream_problem
+
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["watch", url, "--events", str(tmp_path / "e.jsonl")])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and time.monotonic() - started < 20, result.output
+    assert stream_problem("rtsp://cam.local/live") is None and stream_problem("udp://@:1234") is None
