@@ -199,6 +199,13 @@ KnownRequest = Depends(known_request)
 
 
 def bearer_token(request: Request) -> str | None:
+    """The API key the request gives (``Authorization: Bearer`` or ``X-API-Key``), or None. A request
+    carrying more than one credential (the header repeated, or both headers) is :class:`Unauthorized`:
+    the first was used, silently, so a proxy adding its own key answered as the wrong tenant."""
+    given = request.headers.getlist("authorization") + request.headers.getlist("x-api-key")
+    if len(given) > 1:
+        raise Unauthorized("more than one credential given (Authorization given more than once, or both "
+                           "Authorization and X-API-Key): send one API key")
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()

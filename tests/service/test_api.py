@@ -456,6 +456,21 @@ def test_a_key_in_the_query_string_is_refused_saying_so(api):
     assert plain.json()["error"]["message"] == "a valid API key is required (Authorization: Bearer fa_...)"
 
 
+def test_a_request_carrying_two_keys_is_refused(api):
+    """``Authorization: Bearer B`` with ``Authorization: Bearer A`` (or with ``X-API-Key: A``) answered
+    200 as B, the second key ignored: a request carrying more than one credential is a 401 saying so."""
+    acme, globex = api.keys["acme_admin"], api.keys["globex_admin"]
+    with api.client() as anonymous:
+        for headers in ([("Authorization", f"Bearer {globex}"), ("Authorization", f"Bearer {acme}")],
+                        [("Authorization", f"Bearer {globex}"), ("X-API-Key", acme)],
+                        [("X-API-Key", globex), ("X-API-Key", acme)],
+                        [("Authorization", f"Bearer {acme}"), ("Authorization", f"Bearer {acme}")]):
+            refused = anonymous.get("/v1/collections", headers=headers)
+            assert refused.status_code == 401, (headers, refused.text)
+            assert "more than one credential" in refused.json()["error"]["message"]
+        assert anonymous.get("/v1/collections", headers={"X-API-Key": acme}).status_code == 200
+
+
 def test_a_bug_answers_500_unbilled_and_uncounted(api, monkeypatch):
     """An unhandled exception (a bug) answered 500 but skipped the metering: the call was counted against
     the quota and never recorded, so a tenant with a quota of 3 was refused after three 500s and its
