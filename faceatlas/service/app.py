@@ -39,7 +39,7 @@ from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, bille
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, KnownRequest, usage_row
+from faceatlas.service.deps import API_PREFIX, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
@@ -300,14 +300,14 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.state.metrics = ServiceMetrics()
     app.state.ready = False
     install_error_handlers(app)
-    app.include_router(faces.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(galleries.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(events.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(retail.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(albums.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(ar.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(kyc.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(account.router, prefix=API_PREFIX, dependencies=[KnownRequest])
+    app.include_router(faces.router, prefix=API_PREFIX)
+    app.include_router(galleries.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(retail.router, prefix=API_PREFIX)
+    app.include_router(albums.router, prefix=API_PREFIX)
+    app.include_router(ar.router, prefix=API_PREFIX)
+    app.include_router(kyc.router, prefix=API_PREFIX)
+    app.include_router(account.router, prefix=API_PREFIX)
     install_console(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

@@ -120,10 +120,10 @@ async def known_request(request: Request) -> None:
     """Refuse query parameters the route does not take (a misspelt ``?fpr=`` would otherwise be
     ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes; and
     a body sent to a route that takes none (``DELETE`` with ``{"force": true}``). Both come from the
-    app's OpenAPI document, the API's public contract. A request without a key is left to the route
-    (401 before anything about its query)."""
-    if bearer_token(request) is None:
-        return
+    app's OpenAPI document, the API's public contract. Checked by :func:`metered` once the call is
+    metered (401, 403, 429 come first): a refusal here is billed as every other 422 (``?after=abc``,
+    refused by FastAPI after the route's dependencies); as a router dependency, it ran before the
+    metering, and ``?bogus=1`` or a repeated parameter was not recorded at all."""
     path = getattr(request.scope.get("route"), "path_format", "")
     if not path.startswith(API_PREFIX + "/"):  # an included router's route holds its path without the prefix
         path = API_PREFIX + path
@@ -192,9 +192,6 @@ def _refuse_unknown(given: Iterable[str], takes: Collection[str]) -> None:
         raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
 
 
-KnownRequest = Depends(known_request)
-
-
 # -- the caller ----------------------------------------------------------------------------------
 
 
@@ -254,10 +251,13 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     ``idempotent``: the call honours an ``Idempotency-Key`` header (see
     :mod:`faceatlas.service.idempotency`; its router's ``route_class`` is ``IdempotentRoute``),
     claimed after the rate limit and before the quota: a replay is answered over quota, unbilled.
+    The query and body are then held to the route's contract (:func:`known_request`), a metered call.
     """
 
-    def dependency(request: Request, principal: PrincipalDep) -> Meter:
-        return meter_call(request, principal, operation, scope, billable=billable)
+    async def dependency(request: Request, principal: PrincipalDep) -> Meter:
+        meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+        await known_request(request)
+        return meter
 
     if not idempotent:
         return dependency
@@ -267,12 +267,19 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
         if key is None:
             meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
             meter.changes_state = True
+            await known_request(request)
             return meter
         # the key is looked at before the quota: a replay of a stored answer is answered even when the
         # tenant's quota is used up since, neither billed nor counted (it still spends the key's rate,
         # as every request does); a new call is then counted, and a refusal frees its key (IdempotentRoute)
         meter = await run_in_threadpool(admit_call, request, principal, operation, scope)
         meter.changes_state = True
+        try:  # before the key is looked at (a call the route does not take claims none), billed as any 422
+            await known_request(request)
+        except InvalidArgument:
+            if billable:
+                await run_in_threadpool(count_call, request, meter)
+            raise
         await claim_idempotency_key(request, get_shared(request), principal.tenant_id, key)
         if billable:
             await run_in_threadpool(count_call, request, meter)

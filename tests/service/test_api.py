@@ -441,6 +441,23 @@ def test_query_parameters_a_route_does_not_take_are_refused(api):
     assert "more than once" not in listed.text  # a list parameter repeats (refused here for its missing image)
 
 
+def test_a_query_refused_by_the_route_s_contract_is_billed_as_every_422(api):
+    """``?after=abc`` or ``?limit=-1`` (FastAPI's validation) was billed as a call with an error, as the
+    README says of a metered call answered below 500, but ``?bogus=1`` and ``?after=1&after=2`` (the
+    route's contract, checked before the metering) were not recorded at all: all are recorded alike."""
+    api.accounts.create_tenant("strict")
+    key = api.accounts.create_key("strict", ["admin"], rate_per_second=500, burst=500).token
+    path = "/v1/collections/staff/subjects"
+    with api.client(key) as client:
+        refused = [client.get(path, params=params) for params in
+                   ({"after": "abc"}, {"limit": "-1"}, {"bogus": "1"}, [("after", "1"), ("after", "2")])]
+        assert [r.status_code for r in refused] == [422] * 4, [r.text for r in refused]
+        assert "bogus" in refused[2].text and "more than once" in refused[3].text
+        rows = [r for r in client.get("/v1/usage").json()["rows"] if r["operation"] != "usage"]
+    assert [(r["calls"], r["errors"]) for r in rows] == [(4, 4)], rows
+    assert api.accounts.calls_this_month("strict") == 4
+
+
 def test_a_key_in_the_query_string_is_refused_saying_so(api):
     """`/v1/detect?api_key=fa_...` got the generic 401 "a valid API key is required", though the
     README says keys in the query string are refused: the 401 says so, and where the key goes."""
