@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -144,6 +145,21 @@ async def known_request(request: Request) -> None:
     if not takes_body and (request.headers.get("content-length", "0") != "0"
                            or "transfer-encoding" in request.headers) and not _empty(await request.body()):
         raise InvalidArgument(f"{request.method} {path} takes no body (what was sent would be ignored)")
+    if takes_body and media_type(request) == "application/json":
+        with suppress(ValueError, RecursionError):  # a body that does not parse: the route says so
+            json.loads(await request.body(), object_pairs_hook=unique_fields)
+
+
+def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of ``pairs`` (``json.loads``'s ``object_pairs_hook``), or :class:`InvalidArgument`
+    naming a field given more than once: ``{"name": "a", "name": "b"}`` used the last, silently, as a
+    repeated query parameter would have."""
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidArgument(f"JSON field{'s' if len(twice) > 1 else ''} {', '.join(map(repr, twice))} given more "
+                              "than once in one object: send each once")
+    return dict(pairs)
 
 
 def _empty(body: bytes) -> bool:
@@ -421,10 +437,10 @@ def media_type(request: Request) -> str:
 
 
 async def json_body(request: Request) -> Any:
-    """The parsed JSON body (the one parse of every route; Starlette caches it), or an
-    ``InvalidInput`` saying why it does not parse."""
+    """The parsed JSON body, or an ``InvalidInput`` saying why it does not parse (a field given twice
+    in one object is refused: :func:`unique_fields`)."""
     try:
-        return await request.json()
+        return json.loads(await request.body(), object_pairs_hook=unique_fields)
     except ValueError as exc:  # also invalid UTF-8
         raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
     except RecursionError as exc:

@@ -458,6 +458,23 @@ def test_a_query_refused_by_the_route_s_contract_is_billed_as_every_422(api):
     assert api.accounts.calls_this_month("strict") == 4
 
 
+def test_a_json_field_given_twice_is_refused(api, examples):
+    """``{"name": "ct5", "name": "ct6"}`` created ct6, the first name dropped silently: a field given
+    twice in one JSON object is a 422 naming it, on a route of a body model as on an image call."""
+    image = base64.b64encode((examples / "tests" / "test_images" / "obama.jpg").read_bytes()).decode()
+    json_type = {"content-type": "application/json"}
+    with api.client("acme_admin") as client:
+        created = client.post("/v1/collections", content=b'{"name": "ct5", "name": "ct6"}', headers=json_type)
+        detect = client.post("/v1/detect", content=json.dumps({"image": image}).replace(
+            '{"image"', f'{{"image": "{image}", "image"', 1).encode(), headers=json_type)
+        names = [c["name"] for c in client.get("/v1/collections").json()["collections"]]
+        fine = client.post("/v1/detect", json={"image": image})
+    assert created.status_code == 422 and "'name' given more than once" in created.json()["error"]["message"]
+    assert detect.status_code == 422 and "'image' given more than once" in detect.json()["error"]["message"]
+    assert "ct5" not in names and "ct6" not in names
+    assert fine.status_code == 200, fine.text
+
+
 def test_a_key_in_the_query_string_is_refused_saying_so(api):
     """`/v1/detect?api_key=fa_...` got the generic 401 "a valid API key is required", though the
     README says keys in the query string are refused: the 401 says so, and where the key goes."""

@@ -101,6 +101,17 @@ def test_a_retried_collection_create_creates_once(api: Api) -> None:
     assert api.calls("collections.create") == 3 and api.calls("collections.delete") == 0
 
 
+def test_an_idempotency_key_given_twice_is_refused(api: Api) -> None:
+    """``Idempotency-Key: a`` with ``Idempotency-Key: b`` claimed a, silently (b never stored): a
+    422 saying so, and nothing done."""
+    headers = [("Idempotency-Key", f"{api.state}-twice-a"), ("Idempotency-Key", f"{api.state}-twice-b")]
+    refused = api.http.post("/v1/collections", json={"name": "twice"}, headers=headers)
+    assert _code(refused) == (422, "validation_error") and "given more than once" in refused.text
+    assert "twice" not in [c["name"] for c in api.http.get("/v1/collections").json()["collections"]]
+    alone = api.http.post("/v1/collections", json={"name": "twice"}, headers=dict(headers[1:]))
+    assert alone.status_code == 201, alone.text  # b was not claimed by the refused call
+
+
 def test_a_replay_is_answered_once_the_quota_is_used_up(api: Api) -> None:
     """docs/deploy.md: a replay is "neither billed nor counted against the quota". With the quota
     used up since the first call, the replay answered 429 quota_exceeded (Retry-After: the month's
