@@ -475,6 +475,31 @@ def test_a_json_field_given_twice_is_refused(api, examples):
     assert fine.status_code == 200, fine.text
 
 
+def test_a_204_answer_has_no_content_type(api, examples):
+    """DELETE of a collection, a subject or a key answered 204 with ``content-type: application/json``
+    and an empty body (a client parsing it as JSON failed): a 204 carries no content-type, replayed
+    for an Idempotency-Key as the first time, and every 204 route of the API is declared so."""
+    from fastapi.responses import Response
+    from fastapi.routing import APIRoute
+
+    from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
+
+    with api.client("acme_admin") as client:
+        assert client.post("/v1/collections", json={"name": "bare204"}).status_code == 201
+        assert client.post("/v1/collections/bare204/subjects", json={"id": "s1"}).status_code == 201
+        key = client.post("/v1/keys", json={"scopes": ["read"]}).json()["prefix"]
+        answers = [client.delete("/v1/collections/bare204/subjects/s1"), client.delete(f"/v1/keys/{key}"),
+                   client.delete("/v1/collections/bare204", headers={"Idempotency-Key": "bare204-delete"}),
+                   client.delete("/v1/collections/bare204", headers={"Idempotency-Key": "bare204-delete"})]
+    assert [a.status_code for a in answers] == [204] * 4, [a.text for a in answers]
+    assert answers[3].headers.get("idempotent-replayed") == "true"
+    assert [a.headers.get("content-type") for a in answers] == [None] * 4
+    assert all(a.content == b"" for a in answers)
+    routes = [r for module in (account, albums, ar, events, faces, galleries, kyc, retail)
+              for r in module.router.routes if isinstance(r, APIRoute) and r.status_code == 204]
+    assert len(routes) >= 3 and all(r.response_class is Response for r in routes), routes
+
+
 def test_a_key_in_the_query_string_is_refused_saying_so(api):
     """`/v1/detect?api_key=fa_...` got the generic 401 "a valid API key is required", though the
     README says keys in the query string are refused: the 401 says so, and where the key goes."""
