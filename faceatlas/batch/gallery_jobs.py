@@ -131,7 +131,7 @@ def _enrolled_sources(gallery: Gallery, collection: str) -> set[tuple[str, str]]
 
 def enrol(source: str, collection: str, gallery: Gallery | GalleryOpener, options: BatchOptions | None = None,
           on_progress: Progress | None = None, *, work: str | None = None, all_faces: bool = False,
-          min_quality: float = 0.0) -> BatchReport:
+          min_quality: float = 0.0, on_enrolled: Callable[[int], None] | None = None) -> BatchReport:
     """Enrol every image of ``source`` under its subject (its folder's name, or the manifest's
     ``subject``): the largest face of each image (or all), when its quality reaches
     ``min_quality``. The collection is created with the pack when missing. Faces are embedded on
@@ -140,7 +140,9 @@ def enrol(source: str, collection: str, gallery: Gallery | GalleryOpener, option
     already enrolled in its subject (same source) is not enrolled twice, so a restart adds only
     what is missing. ``gallery``: the gallery, or what opens it (:data:`GalleryOpener`), opened
     once every argument, the source and its subjects are checked: a job refused makes no database
-    (``--min-quality 5`` made one, with its folders)."""
+    (``--min-quality 5`` made one, with its folders). ``on_enrolled``: called with the faces
+    enrolled so far after each subject's are (the faces are enrolled on the driver once every image
+    is embedded: a job stopped before has enrolled none, whatever its progress said)."""
     options = options or BatchOptions()
     if not 0.0 <= min_quality <= 1.0:  # also NaN
         raise InvalidArgument(f"min_quality is a face quality from 0 to 1, not {min_quality:g}")
@@ -165,14 +167,15 @@ def enrol(source: str, collection: str, gallery: Gallery | GalleryOpener, option
         try:
             with hold(_absolute(folder)):  # held until the faces are in the gallery, not only while embedded
                 return _enrol(src, folder, collection, opened, options, on_progress, work=work,
-                              all_faces=all_faces, min_quality=min_quality)
+                              all_faces=all_faces, min_quality=min_quality, on_enrolled=on_enrolled)
         finally:
             if work is None:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
 def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options: BatchOptions,
-           on_progress: Progress | None, *, work: str | None, all_faces: bool, min_quality: float) -> BatchReport:
+           on_progress: Progress | None, *, work: str | None, all_faces: bool, min_quality: float,
+           on_enrolled: Callable[[int], None] | None = None) -> BatchReport:
     """The faces of ``src`` embedded into ``folder`` (held), then enrolled in the gallery."""
     report = embed_source(src, folder, options, on_progress, kind="enrol")
     faces = read_faces(_absolute(folder))
@@ -199,6 +202,8 @@ def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options:
                                qualities=[qualities[r] for r in rows],
                                sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
         counts["enrolled"] += len(rows)
+        if on_enrolled:
+            on_enrolled(counts["enrolled"])
     report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
     if work is None:
         report.files = {}

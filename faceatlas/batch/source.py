@@ -114,6 +114,10 @@ def _manifest(fs: pafs.FileSystem, path: str, uri: str) -> Source:
         columns = next(reader, [])
         if "path" not in columns:
             raise InvalidArgument(f"{uri}: a manifest needs a 'path' column (and optionally 'subject')")
+        twice = [name for name in ("path", "subject") if columns.count(name) > 1]
+        if twice:  # `path,subject,path` read the last one, silently
+            raise InvalidArgument(f"{uri}: the header names the column {twice[0]!r} {columns.count(twice[0])} times; "
+                                  "a manifest gives each column once")
         while True:
             line = reader.line_num + 1
             record = next(reader, None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, redirect_stdout, suppress
 from typing import Annotated
 
 import typer
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport
+from faceatlas.batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DISTANCE, BatchOptions, BatchReport, image_table
 from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
@@ -46,11 +46,15 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 
 @contextmanager
-def _progress(disable: bool, kept: str) -> Iterator[Callable[[int, int], None]]:
+def _progress(disable: bool, kept: str | Callable[[], str],
+              written: str | None = None) -> Iterator[Callable[[int, int], None]]:
     """A progress bar with images/s (of this run, from its first image on: Ray's start included, as
     the summary's first figure) and time left, fed by the job's callback. What
     Ray prints meanwhile (its processes' warnings) goes to stderr: stdout holds only the result.
-    Ctrl-C or SIGTERM: `interrupted after N of M images: <kept>` and status 130."""
+    Ctrl-C or SIGTERM: `interrupted after N of M images: <kept>` (``kept`` said when stopped, where
+    it depends on how far the job got) and status 130; N counts the images in ``written``'s
+    done-manifest when it holds more than the bar heard of (the workers write their parts before
+    the driver hears of them: it said 8 where 16 were written)."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=disable)
     task = bar.add_task("images", total=None, rate="")
@@ -69,7 +73,11 @@ def _progress(disable: bool, kept: str) -> Iterator[Callable[[int, int], None]]:
         with bar, redirect_stdout(sys.stderr):
             yield update
     except KeyboardInterrupt:
-        interrupted(int(state.get("done", 0)), int(state.get("total", 0)) or None, "images", kept)
+        done = int(state.get("done", 0))
+        if written is not None:
+            with suppress(Exception):  # nothing written yet (no output), or a part being written: the bar's count
+                done = max(done, image_table(written).num_rows)
+        interrupted(done, int(state.get("total", 0)) or None, "images", kept if isinstance(kept, str) else kept())
 
 
 def _resumed(out: str) -> str:
@@ -119,7 +127,7 @@ def embed(source: SourceArg, out: Annotated[str, typer.Option("--out", "-o", hel
           batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE, as_json: JsonOption = False) -> None:
     """Every face of every image: box, keypoints, quality, pose, embedding, pack (Parquet)."""
     options = _options(workers, ray_address, pack, batch_size)  # refused before a progress bar shows
-    with _progress(as_json, _resumed(out)) as update:
+    with _progress(as_json, _resumed(out), out) as update:
         report = embed_job(source, out, options, update)
     _show(report, as_json, "")
 
@@ -136,11 +144,19 @@ def enrol(source: SourceArg, collection: str, workers: WorkersOption = None, ray
     options = _options(workers, ray_address, pack, batch_size)
     # the database and the collection are made when missing (a first install has neither), as `gallery enrol`:
     # by the job, once it has checked what it was given (a job refused makes no database)
-    kept = ("the faces enrolled before the stop are kept; the same command again enrols the rest"
-            + (f" ({work} keeps the faces embedded)" if work else ""))
-    with _progress(as_json, kept) as update:
+    enrolled = [0]  # the faces enrolled so far: they are enrolled on this machine once every image is embedded
+
+    def kept() -> str:
+        resumes = (f" ({work} keeps the faces embedded)" if work else
+                   " (embedding again: --work DIR keeps the faces embedded)")
+        if not enrolled[0]:
+            return f"no face is enrolled yet; the same command again resumes{resumes}"
+        return f"the {enrolled[0]} faces enrolled before the stop are kept; the same command again enrols the rest"
+
+    with _progress(as_json, kept, work) as update:
         report = enrol_job(source, collection, lambda: Gallery.open(db, tenant=tenant), options, update,
-                           work=work, all_faces=all_faces, min_quality=min_quality)
+                           work=work, all_faces=all_faces, min_quality=min_quality,
+                           on_enrolled=lambda count: enrolled.__setitem__(0, count))
     details = report.details
     _show(report, as_json, f"; {details['enrolled']} faces enrolled into {details['subjects']} subjects, "
                            f"{details['already_enrolled']} already enrolled, {details['no_subject']} without subject")
@@ -159,7 +175,8 @@ def search(source: SourceArg, collection: str,
     """1:N for every face of SOURCE in COLLECTION (nobody below the open-set cut)."""
     cut = Cut.given(threshold=threshold, fpir=fpir)  # refused before a progress bar shows
     options = _options(workers, ray_address, pack, batch_size)
-    with _progress(as_json, _resumed(out)) as update:  # the gallery opened by the job, once it checked the rest
+    # the gallery opened by the job, once it checked the rest
+    with _progress(as_json, _resumed(out), f"{out}/faces") as update:
         report = search_job(source, collection, lambda: Gallery.open(db, tenant=tenant, create=False), out,
                             options, update, cut=cut, k=k)
     details = report.details
@@ -177,7 +194,7 @@ def dedupe(source: SourceArg,
            as_json: JsonOption = False) -> None:
     """Near-duplicate photos (resized, re-encoded copies) by perceptual hash."""
     options = _options(workers, ray_address, None, batch_size)
-    with _progress(as_json, _resumed(out)) as update:
+    with _progress(as_json, _resumed(out), f"{out}/images") as update:
         report = dedupe_job(source, out, options, update,
                             max_distance=max_distance)
     _show(report, as_json, f"; {report.details['groups']} groups of near-duplicates "

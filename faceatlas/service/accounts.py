@@ -550,7 +550,8 @@ def billed(status: int) -> bool:
     """What is billable: a metered call (one that passed authentication, its scope, the rate limit
     and the quota) answered with a status below 500 — a success, or a client error such as no face
     in the image. A server failure (5xx, including 503 overloaded) is recorded but neither billed
-    nor counted against the quota; a call refused before metering (401, 403, 429) is not recorded."""
+    nor counted against the quota; a call refused before metering (401, 403, 429) is not recorded,
+    nor is one refused for its size (413, see the app's ``meter_calls``)."""
     return status < 500
 
 

@@ -39,7 +39,7 @@ from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, bille
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, KnownRequest, usage_row
+from faceatlas.service.deps import API_PREFIX, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
@@ -300,14 +300,14 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.state.metrics = ServiceMetrics()
     app.state.ready = False
     install_error_handlers(app)
-    app.include_router(faces.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(galleries.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(events.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(retail.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(albums.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(ar.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(kyc.router, prefix=API_PREFIX, dependencies=[KnownRequest])
-    app.include_router(account.router, prefix=API_PREFIX, dependencies=[KnownRequest])
+    app.include_router(faces.router, prefix=API_PREFIX)
+    app.include_router(galleries.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(retail.router, prefix=API_PREFIX)
+    app.include_router(albums.router, prefix=API_PREFIX)
+    app.include_router(ar.router, prefix=API_PREFIX)
+    app.include_router(kyc.router, prefix=API_PREFIX)
+    app.include_router(account.router, prefix=API_PREFIX)
     install_console(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
@@ -330,6 +330,15 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         operation = meter.operation if meter else "other"
         app.state.metrics.requests.labels(operation, str(response.status_code)).inc()
         app.state.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+        if meter is not None and response.status_code == 413:
+            # refused for its size (an image over the server's pixel limit, or costing more than the key's
+            # burst, an image by URL over the upload limit): no call was served, and whichever check
+            # fired first, the same answer; neither recorded nor counted (an 81 MP image was billed,
+            # a 20 MP one over the burst not)
+            request.state.meter = None
+            with suppress(StateUnavailable):
+                await run_in_threadpool(app.state.shared.settle, meter.principal.tenant_id, False, meter.month)
+            meter = None
         if meter is not None:
             # The bill's row is committed before the answer leaves: a call answered is a call recorded,
             # even if the process is killed next; a 5xx is recorded but neither billed nor counted.

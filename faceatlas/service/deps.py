@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -120,10 +121,10 @@ async def known_request(request: Request) -> None:
     """Refuse query parameters the route does not take (a misspelt ``?fpr=`` would otherwise be
     ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes; and
     a body sent to a route that takes none (``DELETE`` with ``{"force": true}``). Both come from the
-    app's OpenAPI document, the API's public contract. A request without a key is left to the route
-    (401 before anything about its query)."""
-    if bearer_token(request) is None:
-        return
+    app's OpenAPI document, the API's public contract. Checked by :func:`metered` once the call is
+    metered (401, 403, 429 come first): a refusal here is billed as every other 422 (``?after=abc``,
+    refused by FastAPI after the route's dependencies); as a router dependency, it ran before the
+    metering, and ``?bogus=1`` or a repeated parameter was not recorded at all."""
     path = getattr(request.scope.get("route"), "path_format", "")
     if not path.startswith(API_PREFIX + "/"):  # an included router's route holds its path without the prefix
         path = API_PREFIX + path
@@ -144,6 +145,21 @@ async def known_request(request: Request) -> None:
     if not takes_body and (request.headers.get("content-length", "0") != "0"
                            or "transfer-encoding" in request.headers) and not _empty(await request.body()):
         raise InvalidArgument(f"{request.method} {path} takes no body (what was sent would be ignored)")
+    if takes_body and media_type(request) == "application/json":
+        with suppress(ValueError, RecursionError):  # a body that does not parse: the route says so
+            json.loads(await request.body(), object_pairs_hook=unique_fields)
+
+
+def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of ``pairs`` (``json.loads``'s ``object_pairs_hook``), or :class:`InvalidArgument`
+    naming a field given more than once: ``{"name": "a", "name": "b"}`` used the last, silently, as a
+    repeated query parameter would have."""
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidArgument(f"JSON field{'s' if len(twice) > 1 else ''} {', '.join(map(repr, twice))} given more "
+                              "than once in one object: send each once")
+    return dict(pairs)
 
 
 def _empty(body: bytes) -> bool:
@@ -192,13 +208,17 @@ def _refuse_unknown(given: Iterable[str], takes: Collection[str]) -> None:
         raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: this call takes {allowed}")
 
 
-KnownRequest = Depends(known_request)
-
-
 # -- the caller ----------------------------------------------------------------------------------
 
 
 def bearer_token(request: Request) -> str | None:
+    """The API key the request gives (``Authorization: Bearer`` or ``X-API-Key``), or None. A request
+    carrying more than one credential (the header repeated, or both headers) is :class:`Unauthorized`:
+    the first was used, silently, so a proxy adding its own key answered as the wrong tenant."""
+    given = request.headers.getlist("authorization") + request.headers.getlist("x-api-key")
+    if len(given) > 1:
+        raise Unauthorized("more than one credential given (Authorization given more than once, or both "
+                           "Authorization and X-API-Key): send one API key")
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
@@ -247,10 +267,13 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     ``idempotent``: the call honours an ``Idempotency-Key`` header (see
     :mod:`faceatlas.service.idempotency`; its router's ``route_class`` is ``IdempotentRoute``),
     claimed after the rate limit and before the quota: a replay is answered over quota, unbilled.
+    The query and body are then held to the route's contract (:func:`known_request`), a metered call.
     """
 
-    def dependency(request: Request, principal: PrincipalDep) -> Meter:
-        return meter_call(request, principal, operation, scope, billable=billable)
+    async def dependency(request: Request, principal: PrincipalDep) -> Meter:
+        meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+        await known_request(request)
+        return meter
 
     if not idempotent:
         return dependency
@@ -260,12 +283,19 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
         if key is None:
             meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
             meter.changes_state = True
+            await known_request(request)
             return meter
         # the key is looked at before the quota: a replay of a stored answer is answered even when the
         # tenant's quota is used up since, neither billed nor counted (it still spends the key's rate,
         # as every request does); a new call is then counted, and a refusal frees its key (IdempotentRoute)
         meter = await run_in_threadpool(admit_call, request, principal, operation, scope)
         meter.changes_state = True
+        try:  # before the key is looked at (a call the route does not take claims none), billed as any 422
+            await known_request(request)
+        except InvalidArgument:
+            if billable:
+                await run_in_threadpool(count_call, request, meter)
+            raise
         await claim_idempotency_key(request, get_shared(request), principal.tenant_id, key)
         if billable:
             await run_in_threadpool(count_call, request, meter)
@@ -407,10 +437,10 @@ def media_type(request: Request) -> str:
 
 
 async def json_body(request: Request) -> Any:
-    """The parsed JSON body (the one parse of every route; Starlette caches it), or an
-    ``InvalidInput`` saying why it does not parse."""
+    """The parsed JSON body, or an ``InvalidInput`` saying why it does not parse (a field given twice
+    in one object is refused: :func:`unique_fields`)."""
     try:
-        return await request.json()
+        return json.loads(await request.body(), object_pairs_hook=unique_fields)
     except ValueError as exc:  # also invalid UTF-8
         raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
     except RecursionError as exc:

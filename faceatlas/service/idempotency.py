@@ -46,7 +46,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from faceatlas.errors import StateUnavailable
+from faceatlas.errors import InvalidArgument, StateUnavailable
 from faceatlas.service.paths import COLLECTIONS_PATH, collection_path, subjects_path
 from faceatlas.service.shared_state import AnswerStore, SharedState, StoredAnswer
 
@@ -117,7 +117,10 @@ async def claim(request: Request, shared: SharedState, tenant_id: str, key: str)
     """Claim ``key`` for this call of ``tenant_id``'s, before the call is counted against the
     quota (a replay or a refusal here is neither recorded nor counted): raises :class:`Replay`
     when the key answered already, or the refusal (:class:`IdempotencyInFlight`,
-    :class:`IdempotencyKeyReused`)."""
+    :class:`IdempotencyKeyReused`); a header given more than once is :class:`InvalidArgument` (the
+    first key was claimed, silently, and a retry sending them in another order ran again)."""
+    if len(request.headers.getlist(HEADER)) > 1:
+        raise InvalidArgument(f"{HEADER} given more than once: send one key")
     call = await fingerprint(request)
     stored = await run_in_threadpool(shared.begin_idempotent, tenant_id, key, call)
     if stored is not None:

@@ -106,5 +106,59 @@ def test_sigterm_ends_a_job_as_ctrl_c_does_and_leaves_no_temporary_faces(shared,
         child.wait()
     assert child.returncode == 130, (child.returncode, stderr[-3000:])
     assert "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr[-3000:]
-    assert re.search(r"interrupted after \d+ of 24 images: the faces enrolled before the stop are kept", stderr), stderr
+    assert re.search(r"interrupted after \d+ of 24 images: no face is enrolled yet; the same command again resumes",
+                     stderr), stderr  # stopped while embedding: the faces are enrolled once all are embedded
     assert not list(temporary.glob("faceatlas-enrol-*"))
+
+
+def _stopped_job(update_to: tuple[int, int], enrolled: int = 0):
+    """A job that heard of ``update_to`` images, enrolled ``enrolled`` faces, then was stopped (Ctrl-C)."""
+
+    def job(*given, on_enrolled=None, **_):
+        given[-1](*update_to)  # the progress callback: the last positional argument of embed and enrol
+        if enrolled:
+            on_enrolled(enrolled)
+        raise KeyboardInterrupt
+
+    return job
+
+
+def test_an_interrupted_enrol_says_how_many_faces_it_enrolled(tmp_path, monkeypatch):
+    """`batch enrol` stopped while embedding said "the faces enrolled before the stop are kept" when
+    none was: the faces are enrolled on the driver once every image is embedded. It says how many."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli import batch as batch_cli
+    from faceatlas.cli.main import app
+
+    command = ["batch", "enrol", str(tmp_path), "staff", "--db", f"sqlite:///{tmp_path / 'g.db'}", "--json"]
+    for enrolled, work, said in (
+            (0, [], "interrupted after 8 of 150 images: no face is enrolled yet; the same command again resumes "
+                    "(embedding again: --work DIR keeps the faces embedded)"),
+            (0, ["--work", str(tmp_path / "w")], "no face is enrolled yet; the same command again resumes ("),
+            (5, [], "interrupted after 8 of 150 images: the 5 faces enrolled before the stop are kept; the same "
+                    "command again enrols the rest")):
+        monkeypatch.setattr(batch_cli, "enrol_job", _stopped_job((8, 150), enrolled))
+        result = CliRunner().invoke(app, [*command, *work])
+        output = " ".join(result.output.split())
+        assert result.exit_code == 130 and said in output, output
+
+
+def test_an_interrupted_embed_counts_the_images_written(tmp_path, monkeypatch):
+    """`batch embed` stopped said "after 8 of 150 images" while its done-manifest held 16 (the workers
+    write their parts before the driver hears of them): it counts what was written."""
+    from typer.testing import CliRunner
+
+    from faceatlas.batch.jobs import BatchReport, _record_failed
+    from faceatlas.cli import batch as batch_cli
+    from faceatlas.cli.main import app
+
+    out = tmp_path / "out"
+    photos = [f"/photos/{i}.jpg" for i in range(16)]
+    _record_failed(photos, "not_found", "no such file", str(out), BatchReport(str(out)))  # a done-manifest of 16
+    monkeypatch.setattr(batch_cli, "embed_job", _stopped_job((8, 150)))
+    result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path), "--out", str(out), "--json"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 130 and "interrupted after 16 of 150 images: the images done" in output, output
+    result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path), "--out", str(tmp_path / "none"), "--json"])
+    assert "interrupted after 8 of 150 images" in " ".join(result.output.split())  # nothing written: the bar's

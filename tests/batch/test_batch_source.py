@@ -146,6 +146,25 @@ def test_a_manifest_row_with_an_extra_field_or_a_second_subject_is_refused_by_it
     assert resolve_source(str(manifest)).subjects == {str(files[1]): "Bea", str(odd): "Adam"}
 
 
+def test_a_manifest_naming_a_column_twice_is_refused_naming_it(folders: Path, tmp_path: Path):
+    """A header `path,subject,path` read the last `path` column, silently: refused in one line
+    naming the column, before any job starts."""
+    first, second = (str(f.relative_to(folders)) for f in sorted(folders.glob("*/*.jpg"))[:2])
+    manifest = folders / "manifest.csv"
+    manifest.write_text(f"path,subject,path\n{first},Adam,{second}\n")
+    with pytest.raises(InvalidArgument, match="names the column 'path' 2 times"):
+        resolve_source(str(manifest))
+    manifest.write_text(f"path,subject,subject\n{first},Adam,Bea\n")
+    with pytest.raises(InvalidArgument, match="names the column 'subject' 2 times"):
+        resolve_source(str(manifest))
+    result = CliRunner().invoke(app, ["batch", "embed", str(manifest), "--out", str(tmp_path / "o"), "--workers", "1"])
+    said = result.output.strip()
+    assert result.exit_code == 2 and "error (validation_error)" in said and "'subject' 2 times" in said, said
+    assert len(said.splitlines()) <= 2 and not (tmp_path / "o").exists(), said  # one line (wrapped at most)
+    manifest.write_text(f"path,subject,note,note\n{first},Adam,a,b\n")  # a column the manifest does not read
+    assert resolve_source(str(manifest)).subjects == {str(folders / first): "Adam"}
+
+
 def test_a_manifest_that_is_not_csv_is_refused_by_the_line_where_its_record_begins(folders: Path):
     """An unterminated quote on line 2 was reported on line 1 (the last good record's line); a path
     with a NUL character (csv takes it) was an ArrowInvalid traceback."""

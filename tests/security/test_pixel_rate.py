@@ -57,3 +57,25 @@ def test_an_image_costing_more_than_the_key_s_burst_is_413_not_a_429_forever(api
             assert "cost 9 calls" in refused.text and "burst (4)" in refused.text
         assert http.post("/v1/detect", files={"image": ("s.jpg", small, "image/jpeg")}).status_code == 200
     assert api.accounts.calls_this_month("pixels3") == 1
+
+
+def test_an_image_over_the_pixel_limit_is_refused_unbilled_as_one_over_the_burst(api, examples) -> None:
+    """Two 413s for oversized images were billed differently: one costing more than the key's burst
+    was neither recorded nor counted, one over the server's pixel limit (81 MP, found while reading
+    its header) was billed as a call with an error. A call refused for its size is never billed."""
+    small = (examples / "tests" / "test_images" / "obama.jpg").read_bytes()
+    out = io.BytesIO()
+    Image.new("L", (9000, 9000), 128).save(out, format="PNG")
+    assert len(out.getvalue()) < 1_000_000
+    api.accounts.create_tenant("pixels4")
+    key = api.accounts.create_key("pixels4", ["detect"], rate_per_second=0.001, burst=3).token
+    with api.client(key) as http:
+        over_limit = http.post("/v1/detect", files={"image": ("b.png", out.getvalue(), "image/png")})
+        over_burst = http.post("/v1/detect", files={"image": ("b.jpg", _bomb(), "image/jpeg")})
+        assert over_limit.status_code == 413 and "81.0 MP" in over_limit.text, over_limit.text
+        assert over_burst.status_code == 413 and "burst (3)" in over_burst.text, over_burst.text
+        assert http.post("/v1/detect", files={"image": ("s.jpg", small, "image/jpeg")}).status_code == 200
+    with api.client(api.accounts.create_key("pixels4", ["admin"], rate_per_second=100, burst=100).token) as admin:
+        rows = admin.get("/v1/usage").json()["rows"]
+    assert api.accounts.calls_this_month("pixels4") == 1
+    assert [(row["operation"], row["calls"], row["errors"]) for row in rows] == [("detect", 1, 0)]

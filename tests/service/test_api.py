@@ -441,6 +441,65 @@ def test_query_parameters_a_route_does_not_take_are_refused(api):
     assert "more than once" not in listed.text  # a list parameter repeats (refused here for its missing image)
 
 
+def test_a_query_refused_by_the_route_s_contract_is_billed_as_every_422(api):
+    """``?after=abc`` or ``?limit=-1`` (FastAPI's validation) was billed as a call with an error, as the
+    README says of a metered call answered below 500, but ``?bogus=1`` and ``?after=1&after=2`` (the
+    route's contract, checked before the metering) were not recorded at all: all are recorded alike."""
+    api.accounts.create_tenant("strict")
+    key = api.accounts.create_key("strict", ["admin"], rate_per_second=500, burst=500).token
+    path = "/v1/collections/staff/subjects"
+    with api.client(key) as client:
+        refused = [client.get(path, params=params) for params in
+                   ({"after": "abc"}, {"limit": "-1"}, {"bogus": "1"}, [("after", "1"), ("after", "2")])]
+        assert [r.status_code for r in refused] == [422] * 4, [r.text for r in refused]
+        assert "bogus" in refused[2].text and "more than once" in refused[3].text
+        rows = [r for r in client.get("/v1/usage").json()["rows"] if r["operation"] != "usage"]
+    assert [(r["calls"], r["errors"]) for r in rows] == [(4, 4)], rows
+    assert api.accounts.calls_this_month("strict") == 4
+
+
+def test_a_json_field_given_twice_is_refused(api, examples):
+    """``{"name": "ct5", "name": "ct6"}`` created ct6, the first name dropped silently: a field given
+    twice in one JSON object is a 422 naming it, on a route of a body model as on an image call."""
+    image = base64.b64encode((examples / "tests" / "test_images" / "obama.jpg").read_bytes()).decode()
+    json_type = {"content-type": "application/json"}
+    with api.client("acme_admin") as client:
+        created = client.post("/v1/collections", content=b'{"name": "ct5", "name": "ct6"}', headers=json_type)
+        detect = client.post("/v1/detect", content=json.dumps({"image": image}).replace(
+            '{"image"', f'{{"image": "{image}", "image"', 1).encode(), headers=json_type)
+        names = [c["name"] for c in client.get("/v1/collections").json()["collections"]]
+        fine = client.post("/v1/detect", json={"image": image})
+    assert created.status_code == 422 and "'name' given more than once" in created.json()["error"]["message"]
+    assert detect.status_code == 422 and "'image' given more than once" in detect.json()["error"]["message"]
+    assert "ct5" not in names and "ct6" not in names
+    assert fine.status_code == 200, fine.text
+
+
+def test_a_204_answer_has_no_content_type(api, examples):
+    """DELETE of a collection, a subject or a key answered 204 with ``content-type: application/json``
+    and an empty body (a client parsing it as JSON failed): a 204 carries no content-type, replayed
+    for an Idempotency-Key as the first time, and every 204 route of the API is declared so."""
+    from fastapi.responses import Response
+    from fastapi.routing import APIRoute
+
+    from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
+
+    with api.client("acme_admin") as client:
+        assert client.post("/v1/collections", json={"name": "bare204"}).status_code == 201
+        assert client.post("/v1/collections/bare204/subjects", json={"id": "s1"}).status_code == 201
+        key = client.post("/v1/keys", json={"scopes": ["read"]}).json()["prefix"]
+        answers = [client.delete("/v1/collections/bare204/subjects/s1"), client.delete(f"/v1/keys/{key}"),
+                   client.delete("/v1/collections/bare204", headers={"Idempotency-Key": "bare204-delete"}),
+                   client.delete("/v1/collections/bare204", headers={"Idempotency-Key": "bare204-delete"})]
+    assert [a.status_code for a in answers] == [204] * 4, [a.text for a in answers]
+    assert answers[3].headers.get("idempotent-replayed") == "true"
+    assert [a.headers.get("content-type") for a in answers] == [None] * 4
+    assert all(a.content == b"" for a in answers)
+    routes = [r for module in (account, albums, ar, events, faces, galleries, kyc, retail)
+              for r in module.router.routes if isinstance(r, APIRoute) and r.status_code == 204]
+    assert len(routes) >= 3 and all(r.response_class is Response for r in routes), routes
+
+
 def test_a_key_in_the_query_string_is_refused_saying_so(api):
     """`/v1/detect?api_key=fa_...` got the generic 401 "a valid API key is required", though the
     README says keys in the query string are refused: the 401 says so, and where the key goes."""
@@ -454,6 +513,21 @@ def test_a_key_in_the_query_string_is_refused_saying_so(api):
         plain = anonymous.post("/v1/detect", params={"limit": "3"})  # no key anywhere: the message as before
     assert plain.status_code == 401
     assert plain.json()["error"]["message"] == "a valid API key is required (Authorization: Bearer fa_...)"
+
+
+def test_a_request_carrying_two_keys_is_refused(api):
+    """``Authorization: Bearer B`` with ``Authorization: Bearer A`` (or with ``X-API-Key: A``) answered
+    200 as B, the second key ignored: a request carrying more than one credential is a 401 saying so."""
+    acme, globex = api.keys["acme_admin"], api.keys["globex_admin"]
+    with api.client() as anonymous:
+        for headers in ([("Authorization", f"Bearer {globex}"), ("Authorization", f"Bearer {acme}")],
+                        [("Authorization", f"Bearer {globex}"), ("X-API-Key", acme)],
+                        [("X-API-Key", globex), ("X-API-Key", acme)],
+                        [("Authorization", f"Bearer {acme}"), ("Authorization", f"Bearer {acme}")]):
+            refused = anonymous.get("/v1/collections", headers=headers)
+            assert refused.status_code == 401, (headers, refused.text)
+            assert "more than one credential" in refused.json()["error"]["message"]
+        assert anonymous.get("/v1/collections", headers={"X-API-Key": acme}).status_code == 200
 
 
 def test_a_bug_answers_500_unbilled_and_uncounted(api, monkeypatch):

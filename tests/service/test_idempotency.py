@@ -97,7 +97,19 @@ def test_a_retried_collection_create_creates_once(api: Api) -> None:
     assert _code(api.http.post("/v1/collections?x=1", json={"name": "staff"}, headers=key)) == \
         (422, "validation_error")
     assert [c["name"] for c in api.http.get("/v1/collections").json()["collections"]] == ["staff"]
-    assert api.calls("collections.create") == 2 and api.calls("collections.delete") == 0
+    # billed as every 422 of a metered call (README), not as a refusal of the key
+    assert api.calls("collections.create") == 3 and api.calls("collections.delete") == 0
+
+
+def test_an_idempotency_key_given_twice_is_refused(api: Api) -> None:
+    """``Idempotency-Key: a`` with ``Idempotency-Key: b`` claimed a, silently (b never stored): a
+    422 saying so, and nothing done."""
+    headers = [("Idempotency-Key", f"{api.state}-twice-a"), ("Idempotency-Key", f"{api.state}-twice-b")]
+    refused = api.http.post("/v1/collections", json={"name": "twice"}, headers=headers)
+    assert _code(refused) == (422, "validation_error") and "given more than once" in refused.text
+    assert "twice" not in [c["name"] for c in api.http.get("/v1/collections").json()["collections"]]
+    alone = api.http.post("/v1/collections", json={"name": "twice"}, headers=dict(headers[1:]))
+    assert alone.status_code == 201, alone.text  # b was not claimed by the refused call
 
 
 def test_a_replay_is_answered_once_the_quota_is_used_up(api: Api) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -119,7 +119,7 @@ def create_key(
     return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
 
 
-@router.delete("/keys/{prefix}", status_code=204)
+@router.delete("/keys/{prefix}", status_code=204, response_class=Response)  # no body: no content-type
 def revoke_key(
     prefix: str,
     accounts: AccountsDep,

@@ -11,7 +11,7 @@ from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -114,7 +114,9 @@ async def get_collection(
     return (await run_in_threadpool(gallery.get_collection, collection)).to_dict()
 
 
-@router.delete("/collections/{collection}", status_code=204, dependencies=[audited("collection.delete")])
+# a 204 is a bare Response: the default JSONResponse sent content-type: application/json with no body
+@router.delete("/collections/{collection}", status_code=204, response_class=Response,
+               dependencies=[audited("collection.delete")])
 async def delete_collection(
     collection: CollectionName,
     meter: Annotated[Meter, Depends(metered("collections.delete", "write", idempotent=True))],
@@ -246,7 +248,7 @@ async def update_subject(
     return info.to_dict()
 
 
-@router.delete("/collections/{collection}/subjects/{subject}", status_code=204)
+@router.delete("/collections/{collection}/subjects/{subject}", status_code=204, response_class=Response)
 async def delete_subject(
     collection: CollectionName,
     subject: SubjectId,
