@@ -129,3 +129,28 @@ def test_retail_run_checks_its_sources_and_index_folder_before_it_makes_the_stor
     with pytest.raises(InvalidInput, match="camera 'aisle': video source .* not found"):
         run_store(missing, url=url, index_dir=tmp_path / "idx", pack="scrfd-mbf")
     assert not (tmp_path / "store.db").exists() and not (tmp_path / "idx").exists()
+
+
+def test_retail_run_refuses_a_source_file_that_is_no_video_before_it_makes_the_store(shared: Path,
+                                                                                      tmp_path: Path) -> None:
+    """`retail run` of a camera whose file is there but no video (a text file named garbage.mp4) made
+    the store and fixed its pack, then failed "cannot read video source" with no summary; a second
+    run with another --pack was refused model_mismatch. Each file source is opened and its first
+    frame read before the store is opened; a real video beside it (the aisle's GIF) still runs."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "store-aisle-detection.gif"
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_text("not a video\n")
+    database = tmp_path / "store.db"
+    config = tmp_path / "store.yaml"
+    config.write_text(f'id: s3\ncameras:\n  - {{id: aisle, role: zone, zone: mugs, source: "{clip}", faces: false}}\n'
+                      f'  - {{id: shelf, role: zone, zone: cups, source: "{garbage}", faces: false}}\n')
+    for pack in ("scrfd-mbf", "yunet-frfeature"):  # the second run is refused alike, not model_mismatch
+        result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                          "--index-dir", str(tmp_path / "idx"), "--pack", pack])
+        said = " ".join(result.output.split())
+        assert not database.exists() and not (tmp_path / "idx").exists(), said
+        assert result.exit_code == 2, result.output
+        assert said.startswith("error (bad_request): camera 'shelf': cannot read video source") and \
+            str(garbage) in said, said

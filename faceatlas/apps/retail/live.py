@@ -53,6 +53,7 @@ from faceatlas.video import (
     MqttConfig,
     PipelineStats,
     VideoPipeline,
+    VideoSource,
     WatchConfig,
     WebhookConfig,
     build_sinks,
@@ -453,18 +454,38 @@ def count_demographics(store: RetailStore, image: Any, at: datetime) -> bool:
 
 def run_cameras_of(config: StoreConfig) -> tuple[list[Camera], list[CameraConfig]]:
     """The store's cameras that name a source, with their video settings, once every one can run:
-    a source file that is not there, a setting the video layer refuses or outputs that overlap are
-    :class:`InvalidInput` (before anything is opened)."""
+    a source file that is not there or that is no video (:func:`check_source_file`), a setting the
+    video layer refuses or outputs that overlap are :class:`InvalidInput` (before the store is
+    opened)."""
     cameras = [c for c in config.cameras if c.source is not None]
     if not cameras:
         raise InvalidInput(f"store '{config.id}' names no camera with a video source")
     for camera in cameras:
-        if not is_live(camera.source or "") and not Path(str(camera.source)).is_file():
-            raise InvalidInput(f"camera '{camera.id}': video source {camera.source!r} not found")
+        if not is_live(camera.source or ""):
+            check_source_file(camera)
     settings = [camera_config(c) for c in cameras]
     # one camera's output video that is another's source was written over while it was read
     check_run_outputs(settings, events=config.events)
     return cameras, settings
+
+
+def check_source_file(camera: Camera) -> None:
+    """:class:`InvalidInput` unless the camera's source file is there and its first frame decodes,
+    read as the run reads it (:class:`VideoSource`): a file that is no video (a text file named
+    ``.mp4``) failed once the run had started, after the store was made and its pack fixed, with no
+    summary."""
+    source = str(camera.source)
+    if not Path(source).is_file():
+        raise InvalidInput(f"camera '{camera.id}': video source {source!r} not found")
+    frames = iter(VideoSource(source, live=False))
+    try:
+        next(frames)
+    except StopIteration:
+        raise InvalidInput(f"camera '{camera.id}': video source {source!r} has no frame") from None
+    except OSError as exc:
+        raise InvalidInput(f"camera '{camera.id}': cannot read video source: {exc}") from exc
+    finally:
+        frames.close()  # type: ignore[attr-defined]
 
 
 def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | None = None,
