@@ -154,3 +154,23 @@ def test_retail_run_refuses_a_source_file_that_is_no_video_before_it_makes_the_s
         assert result.exit_code == 2, result.output
         assert said.startswith("error (bad_request): camera 'shelf': cannot read video source") and \
             str(garbage) in said, said
+
+
+def test_retail_run_refuses_an_events_file_that_is_its_own_config(shared: Path, tmp_path: Path) -> None:
+    """A store file whose `events:` named the file itself: the run wrote its JSON events over the
+    YAML (the next run failed to parse it). Refused as an events file that is a camera's source is,
+    before the store is made; the YAML is left as it was."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "store-aisle-detection.gif"
+    database = tmp_path / "store.db"
+    config = tmp_path / "store.yaml"
+    config.write_text(f'id: s8\ncameras:\n  - {{id: aisle, role: zone, zone: mugs, source: "{clip}", faces: false}}\n'
+                      f'events: "{config}"\n')
+    before = config.read_text()
+    result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                      "--index-dir", str(tmp_path / "idx"), "--pack", "scrfd-mbf"])
+    said = " ".join(result.output.split())
+    assert config.read_text() == before and not database.exists() and not (tmp_path / "idx").exists(), said
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error (validation_error): events {config} is the configuration file"), said
