@@ -174,3 +174,34 @@ def test_retail_run_refuses_an_events_file_that_is_its_own_config(shared: Path, 
     assert config.read_text() == before and not database.exists() and not (tmp_path / "idx").exists(), said
     assert result.exit_code == 2, said
     assert said.startswith(f"error (validation_error): events {config} is the configuration file"), said
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("products: [{sku: mug, name: Mug, price_cents: 99999999999}]",
+     "products.0.price_cents: Value error, price_cents must be an integer from 0 to 10000000"),
+    ("products: [{sku: mug, name: Mug, price_cents: true}]", "products.0.price_cents: Value error, price_cents must"),
+    ('products: [{sku: mug, name: Mug, price_cents: "1250"}]', "products.0.price_cents: Value error, price_cents must"),
+    ("products: [{sku: mug, name: Mug, price_cents: 12.0}]", "products.0.price_cents: Value error, price_cents must"),
+    ('currency: "dollars!!"', "currency: Value error, currency must be a code of 3 upper-case letters"),
+    ("currency: eur", "currency: Value error, currency must be a code of 3 upper-case letters"),
+])
+def test_a_store_file_s_prices_and_currency_follow_the_catalogue_s_rule(shared: Path, tmp_path: Path, setting: str,
+                                                                         says: str) -> None:
+    """A store file's price_cents 99999999999, true, "1250" or 12.0 and a currency "dollars!!" were
+    stored (a price `Catalogue.create` and the API refuse); refused in one line as the file is read."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "store-aisle-detection.gif"
+    database = tmp_path / "store.db"
+    config = tmp_path / "store.yaml"
+    config.write_text(f'id: s5\ncameras:\n  - {{id: aisle, role: zone, zone: mugs, source: "{clip}", faces: false}}\n'
+                      f"{setting}\n")
+    result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                      "--index-dir", str(tmp_path / "idx"), "--pack", "scrfd-mbf"])
+    said = " ".join(result.output.split())
+    assert not database.exists(), said
+    assert result.exit_code == 2 and said.startswith(f"error (bad_request): {config}: not a valid store: {says}"), said
+    config.write_text(config.read_text().replace(setting, "currency: USD\nproducts: [{sku: mug, name: Mug, "
+                                                          "price_cents: 1250}]"))
+    loaded = StoreConfig.load(config)  # a code and a price in the rule still load
+    assert (loaded.currency, loaded.products[0].price_cents) == ("USD", 1250)
