@@ -205,3 +205,26 @@ def test_a_store_file_s_prices_and_currency_follow_the_catalogue_s_rule(shared: 
                                                           "price_cents: 1250}]"))
     loaded = StoreConfig.load(config)  # a code and a price in the rule still load
     assert (loaded.currency, loaded.products[0].price_cents) == ("USD", 1250)
+
+
+def test_a_door_camera_with_a_source_needs_its_counting_line(shared: Path, tmp_path: Path) -> None:
+    """A door, entrance or exit camera with a source and no `line` was accepted and counted nothing
+    (0 entries, no word); refused in one line as the file is read. A camera with no source (its
+    entries come from the API) needs none, nor a door whose line comes in `video: lines`."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "one-by-one-person-detection.mp4"
+    database = tmp_path / "store.db"
+    for role, article in (("door", "a"), ("entrance", "an"), ("exit", "an")):
+        config = _store_file(tmp_path, f'{{id: gate, role: {role}, source: "{clip}"}}')
+        result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                          "--index-dir", str(tmp_path / "idx"), "--pack", "scrfd-mbf"])
+        said = " ".join(result.output.split())
+        assert not database.exists(), said
+        assert result.exit_code == 2 and said.startswith(
+            f"error (bad_request): {config}: not a valid store: cameras.0: Value error, camera 'gate': {article} "
+            f'{role} camera needs a counting line to count visits (line: "x1,y1,x2,y2", pixels)'), said
+    _store_file(tmp_path, "{id: gate, role: door}")
+    assert StoreConfig.load(tmp_path / "store.yaml").cameras[0].line is None
+    _store_file(tmp_path, f'{{id: gate, role: door, source: "{clip}", video: {{lines: ["0,386,768,170"]}}}}')
+    assert StoreConfig.load(tmp_path / "store.yaml").cameras[0].video["lines"] == ["0,386,768,170"]

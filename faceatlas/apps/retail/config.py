@@ -88,7 +88,8 @@ class Camera(_Section):
 
     A ``door`` camera is both entrance and exit. ``source`` (a file, a stream URL, a webcam
     index) is what `faceatlas retail run` reads; ``line`` ("x1,y1,x2,y2", pixels) is the door's
-    counting line of an entrance, exit or door camera: crossing it "in" (the video layer's
+    counting line of an entrance, exit or door camera (one that names a source must have it, else
+    it counts nothing): crossing it "in" (the video layer's
     convention, see docs/retail.md) enters the store, "out" leaves it. ``stride``, ``faces`` and
     ``persons`` are the video pipeline's settings for this camera; ``video`` passes any other
     setting of :class:`faceatlas.video.CameraConfig` (``track_timeout``, ``recognition``...)."""
@@ -113,9 +114,14 @@ class Camera(_Section):
             # the line and the video: settings are checked as the file is read, naming it (a bad line or
             # setting was found once the run had started, after the store was made with its pack)
             try:
-                self.video_config(self.source if self.source is not None else "0")
+                video = self.video_config(self.source if self.source is not None else "0")
             except FaceAtlasError as exc:
                 raise ValueError(str(exc)) from None
+            if self.source is not None and self.role in ("entrance", "exit", "door") and not video.lines:
+                # a door camera's visits are its line's crossings: without one the run counted 0 entries, silently
+                article = "a" if self.role == "door" else "an"
+                raise ValueError(f"camera '{self.id}': {article} {self.role} camera needs a counting line to count "
+                                 'visits (line: "x1,y1,x2,y2", pixels)')
         return self
 
     def video_config(self, source: str) -> CameraConfig:
