@@ -188,8 +188,9 @@ class _Casting:
                 chosen.append(Person(folder.name, captures, images[0]))
                 self.known.append(enrol)
                 self.used.add(folder)
-        if len(chosen) < count:
-            raise RuntimeError(f"only {len(chosen)} usable members found in {len(people)} people")
+        if len(chosen) < count:  # known only once every photo was analysed: the bound of check_day is an upper one
+            raise InvalidArgument(f"only {len(chosen)} of the {len(people)} LFW people can be members (photos the "
+                                  f"engine handles unambiguously), not {count}: ask for {len(chosen)} or fewer")
         return chosen
 
     def unknowns(self, people: list[Path], count: int) -> list[Person]:
