@@ -53,7 +53,15 @@ def retail(
     """Simulate a day in a checkout-free store: enrol members from LFW photos, run visits, face
     pay and a spoof attempt through the real engine, then print the analytics and write the
     charts (PNG), the CSV and the ground truth (JSON) to ``--out``."""
-    from faceatlas.apps.retail import RetailStore, check_day, demo_store, draw_charts, simulate_day, write_csv
+    from faceatlas.apps.retail import (
+        RetailStore,
+        check_day,
+        check_out_folder,
+        demo_store,
+        draw_charts,
+        simulate_day,
+        write_csv,
+    )
 
     settings = _settings()
     shared = settings.shared or Path("shared")
@@ -62,6 +70,8 @@ def retail(
         fail(InvalidInput(f"{lfw}: no LFW images folder there (set FACEATLAS_SHARED or --lfw)"))
     try:  # every argument checked before anything is made (--members 0 left retail.db and an empty bar)
         check_day(lfw, members=members, visits=visits)
+        if out is not None:
+            check_out_folder(out)
         if spoof is not None:  # given: it must be a photo (it was dropped, or failed at the 19th of 20 events)
             decoded_pixels(str(spoof))
     except FaceAtlasError as exc:

@@ -102,3 +102,16 @@ def test_a_day_with_more_members_than_the_photos_allow_writes_nothing(shared: Pa
         assert errors[0].startswith("error (validation_error): only 0 of the 4 LFW people can be members"), errors
     assert not (tmp_path / "new").exists() and sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
 
+
+def test_an_out_that_is_a_file_is_a_validation_error(shared: Path, tmp_path: Path, monkeypatch) -> None:
+    """`touch afile; demo retail --out afile` said `error (error): afile: file exists`: a generic code."""
+    monkeypatch.setenv("FACEATLAS_SHARED", str(shared))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out, where in ((afile, "is a file"), (afile / "sub", f"is under {afile}, a file")):
+        result = CliRunner().invoke(app, ["demo", "retail", "--members", "2", "--visits", "3", "--out", str(out),
+                                          "-p", "scrfd-mbf"])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert result.stderr.strip() == (f"error (validation_error): --out {out} {where}, not a folder: give a "
+                                         "folder (made if missing)"), result.stderr
+    assert afile.read_text() == ""

@@ -43,7 +43,7 @@ from faceatlas.apps.retail.members import (
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.products import Catalogue, ProductRemoval
-from faceatlas.apps.retail.simulator import check_day, demo_store, simulate_day
+from faceatlas.apps.retail.simulator import check_day, check_out_folder, demo_store, simulate_day
 from faceatlas.apps.retail.store import AlertResolution, Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
@@ -88,6 +88,7 @@ __all__ = [
     "camera_config",
     "chart_png",
     "check_day",
+    "check_out_folder",
     "compute_report",
     "count_demographics",
     "csv_text",
