@@ -696,7 +696,9 @@ def test_the_gallery_commands_leave_an_app_s_space_to_its_app(tmp_path, shared):
     database = f"sqlite:///{tmp_path / 'g.db'}"
     analyzer = FaceAnalyzer("scrfd-mbf")
     spaces = {"app:albums:default:default": "an album's gallery space, kept by the app: use `faceatlas album ...`",
-              "app:retail:shop1": "a store's gallery space, kept by the app: use `faceatlas retail ...`",
+              # `faceatlas retail` has only `retail run`: a store's members are the API's or the console's
+              "app:retail:shop1": "a store's gallery space, kept by the app: use the store's members API "
+                                  "(/v1/retail/stores/{store}/members) or the console's store page",
               "app:later:x": "an app's gallery space, kept by the app: use that app's own commands"}
     with Gallery.open(database, create=True) as gallery:
         for space in spaces:

@@ -70,6 +70,9 @@ def ar(
         if not effects:
             raise InvalidArgument("give at least one --effect or a --sticker")
         spec: str | int = int(source) if source.isascii() and source.isdigit() else source  # '²' is no index
+        if video is None:  # the effects ran on every frame and nothing came of them, without a word
+            err.print("note: no --output: the effects are applied and counted, no video is written "
+                      "(give --output out.mp4 to keep it)", soft_wrap=True)
         with progress(err, disable=quiet) as bar:
             task = bar.add_task("ar", total=max_frames)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +53,15 @@ def retail(
     """Simulate a day in a checkout-free store: enrol members from LFW photos, run visits, face
     pay and a spoof attempt through the real engine, then print the analytics and write the
     charts (PNG), the CSV and the ground truth (JSON) to ``--out``."""
-    from faceatlas.apps.retail import RetailStore, check_day, demo_store, draw_charts, simulate_day, write_csv
+    from faceatlas.apps.retail import (
+        RetailStore,
+        check_day,
+        check_out_folder,
+        demo_store,
+        draw_charts,
+        simulate_day,
+        write_csv,
+    )
 
     settings = _settings()
     shared = settings.shared or Path("shared")
@@ -60,16 +70,20 @@ def retail(
         fail(InvalidInput(f"{lfw}: no LFW images folder there (set FACEATLAS_SHARED or --lfw)"))
     try:  # every argument checked before anything is made (--members 0 left retail.db and an empty bar)
         check_day(lfw, members=members, visits=visits)
+        if out is not None:
+            check_out_folder(out)
         if spoof is not None:  # given: it must be a photo (it was dropped, or failed at the 19th of 20 events)
             decoded_pixels(str(spoof))
     except FaceAtlasError as exc:
         fail(exc)
     spoof = spoof or shared / "data" / "antispoof_samples" / "image_F1.jpg"
     out = out or Path(tempfile.mkdtemp(prefix="faceatlas-retail-"))
+    made = _missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     database = out / "retail.db"
     for stale in out.glob("retail.db*"):
         stale.unlink()
+    kept = set(out.iterdir())
     started = time.perf_counter()
     try:
         analyzer = FaceAnalyzer(pack or settings.pack_name(), announce_license=False, settings=settings)
@@ -81,7 +95,8 @@ def retail(
                                       on_event=lambda done, total: bar.update(task, completed=done, total=total))
             report = store.report(result.start, result.end)
             alerts = store.alerts()
-    except FaceAtlasError as exc:  # one line on stderr, as every command says it
+    except FaceAtlasError as exc:  # one line on stderr, as every command says it; a refused run writes nothing
+        _remove_new(out, kept, made)
         fail(exc)
     _print_report(report, result.outcomes, alerts)
     charts = draw_charts(report, out)
@@ -89,6 +104,25 @@ def retail(
     (out / "ground_truth.json").write_text(json.dumps(vars(result.truth), indent=2, default=str))
     console.print(f"charts: {', '.join(p.name for p in charts)}; CSV: {csv_path.name}; database: {database.name}")
     console.print(f"written to {escape(str(out))} in {time.perf_counter() - started:.1f} s")
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """``out`` and its parents that are not there yet (the deepest first): what ``mkdir`` makes."""
+    return [folder for folder in (out, *out.parents) if not folder.exists()]
+
+
+def _remove_new(out: Path, kept: set[Path], made: list[Path]) -> None:
+    """Take back what a failed run wrote: the files and folders in ``out`` that were not in
+    ``kept``, then the folders it made (``made``, deepest first; a casting that found too few
+    members, known only after minutes of analysis, left retail.db and its indexes)."""
+    for path in set(out.iterdir()) - kept:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for folder in made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict]) -> None:

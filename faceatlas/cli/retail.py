@@ -41,7 +41,8 @@ def run(
     from faceatlas.apps.retail import StoreConfig, run_store
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
-    report = run_store(StoreConfig.load(config), url=database, index_dir=index_dir, pack=pack)
+    report = run_store(StoreConfig.load(config), url=database, index_dir=index_dir, pack=pack,
+                       config_file=config)
     outcomes: dict[str, int] = {}
     for outcome in report.outcomes:
         outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1

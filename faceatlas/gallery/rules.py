@@ -127,9 +127,13 @@ def space_owner(space: str) -> str | None:
 
 
 APP_SPACE_PREFIX = "app:"
-# The apps that keep a gallery space of their own (``app:<app>:<name>``): whose it is, and the
-# command that changes it (its own tables hold the faces' ids: a change made past it breaks them).
-_APP_SPACES = {"albums": ("an album's", "faceatlas album"), "retail": ("a store's", "faceatlas retail")}
+# The apps that keep a gallery space of their own (``app:<app>:<name>``): whose it is, and what
+# changes it (its own tables hold the faces' ids: a change made past it breaks them). A store's
+# members are enrolled and erased over the API or on the console's store page: `faceatlas retail`
+# only runs the store's cameras (the refusal sent people to a `retail ...` that has no such command).
+_APP_SPACES = {"albums": ("an album's", "`faceatlas album ...`"),
+               "retail": ("a store's", "the store's members API (/v1/retail/stores/{store}/members) or the "
+                                       "console's store page")}
 
 
 def check_gallery_space(space: str) -> str:
@@ -137,13 +141,12 @@ def check_gallery_space(space: str) -> str:
     (``app:<app>:...``). An album's or a store's space is kept by its app, whose tables name the
     faces and subjects in it: ``gallery delete --tenant app:albums:...`` deleted a person's subject
     and the album's next recluster was ``not_found``; an enrolment put foreign faces into it.
-    Refused with :class:`InvalidArgument` naming the app's own command."""
+    Refused with :class:`InvalidArgument` naming what the app changes it with."""
     if not space.startswith(APP_SPACE_PREFIX):
         return space
     app = space.removeprefix(APP_SPACE_PREFIX).split(":", 1)[0]
-    whose, command = _APP_SPACES.get(app, ("an app's", "that app's own commands"))
+    whose, use = _APP_SPACES.get(app, ("an app's", "that app's own commands"))
     shown = space if len(space) <= 60 else space[:57] + "..."
-    use = f"`{command} ...`" if app in _APP_SPACES else command
     raise InvalidArgument(f"{shown} is {whose} gallery space, kept by the app: use {use}")
 
 

@@ -216,3 +216,14 @@ def test_cli_quiet_prints_nothing_on_stderr(shared: Path, tmp_path: Path) -> Non
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stderr == ""
     assert json.loads(run.stdout.strip().splitlines()[-1])["frames"] == 2
+
+
+def test_cli_without_output_says_that_nothing_is_written(shared: Path) -> None:
+    """`ar clip.mp4 --effect glasses` without --output applied the effects and wrote nothing, with no
+    word of it; a one-line note on stderr says so (the summary stays on stdout)."""
+    video = shared / "data/videos/driver_night_cabin.mp4"
+    result = runner.invoke(app, ["ar", str(video), "-e", "glasses", "--max-frames", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == ("note: no --output: the effects are applied and counted, no video is written "
+                                     "(give --output out.mp4 to keep it)"), result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["frames"] == 2

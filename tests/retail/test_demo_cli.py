@@ -73,3 +73,45 @@ def test_a_spoof_that_is_no_photo_and_a_missing_lfw_are_one_line_on_stderr(share
                                                           str(tmp_path / "out"), "-p", "scrfd-mbf"])
         assert result.exit_code == 2 and result.stdout == "", (option, result.stdout)
         assert len([line for line in result.stderr.splitlines() if line.startswith("error")]) == 1, result.stderr
+
+
+def test_a_day_with_more_members_than_the_photos_allow_writes_nothing(shared: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """`--members 300` (LFW has 285 people the engine casts as members) failed after 70 s with a
+    traceback (RuntimeError), exit 1, and left retail.db in --out. How many can be cast is known
+    only once the photos are analysed: here an LFW folder of real photos in which each person's
+    second photo is someone else's (no member can be cast); one line, exit 2, --out as it was."""
+    monkeypatch.setenv("FACEATLAS_SHARED", str(shared))
+    people = ["George_W_Bush", "Tony_Blair", "Colin_Powell", "Donald_Rumsfeld"]
+    lfw = tmp_path / "lfw"
+    for n, person in enumerate(people):
+        other = people[(n + 1) % len(people)]
+        (lfw / person).mkdir(parents=True)
+        for name, source in (("a.jpg", person), ("b.jpg", other)):  # the second photo: another person
+            photo = sorted((shared / "data" / "lfw" / "images" / source).glob("*.jpg"))[n]
+            (lfw / person / name).write_bytes(photo.read_bytes())
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for out in (tmp_path / "new" / "out", kept):
+        result = CliRunner().invoke(app, ["demo", "retail", "--lfw", str(lfw), "--members", "2", "--visits", "3",
+                                          "--out", str(out), "-p", "scrfd-mbf"])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+        assert errors == [line for line in result.stderr.splitlines() if line.strip() and "simulated" not in line]
+        assert errors[0].startswith("error (validation_error): only 0 of the 4 LFW people can be members"), errors
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+def test_an_out_that_is_a_file_is_a_validation_error(shared: Path, tmp_path: Path, monkeypatch) -> None:
+    """`touch afile; demo retail --out afile` said `error (error): afile: file exists`: a generic code."""
+    monkeypatch.setenv("FACEATLAS_SHARED", str(shared))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out, where in ((afile, "is a file"), (afile / "sub", f"is under {afile}, a file")):
+        result = CliRunner().invoke(app, ["demo", "retail", "--members", "2", "--visits", "3", "--out", str(out),
+                                          "-p", "scrfd-mbf"])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert result.stderr.strip() == (f"error (validation_error): --out {out} {where}, not a folder: give a "
+                                         "folder (made if missing)"), result.stderr
+    assert afile.read_text() == ""

@@ -93,7 +93,8 @@ def test_sinks_name_only_members_who_consented_to_visit_recognition(
 def test_each_event_is_decided_on_the_member_s_consent_at_that_moment(
         db_url: str, tmp_path: Path, fast_analyzer: Any, clip: Path, member_photos: list[Path],
         stranger_photo: Path) -> None:
-    config = StoreConfig(id="consent-store", cameras=[Camera(id="door", role="door", source=str(clip))])
+    config = StoreConfig(id="consent-store", cameras=[Camera(id="door", role="door", source=str(clip),
+                                                              line="0,386,768,170")])
     with RetailStore.open(config, fast_analyzer, db_url, index_dir=tmp_path / "idx") as store:
         both = store.members.enrol("Both", member_photos[:1], ConsentRecord(("face_pay", "visit_recognition"),
                                                                            granted_by="B"), payment_ref="card-b").id

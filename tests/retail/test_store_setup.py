@@ -129,3 +129,102 @@ def test_retail_run_checks_its_sources_and_index_folder_before_it_makes_the_stor
     with pytest.raises(InvalidInput, match="camera 'aisle': video source .* not found"):
         run_store(missing, url=url, index_dir=tmp_path / "idx", pack="scrfd-mbf")
     assert not (tmp_path / "store.db").exists() and not (tmp_path / "idx").exists()
+
+
+def test_retail_run_refuses_a_source_file_that_is_no_video_before_it_makes_the_store(shared: Path,
+                                                                                      tmp_path: Path) -> None:
+    """`retail run` of a camera whose file is there but no video (a text file named garbage.mp4) made
+    the store and fixed its pack, then failed "cannot read video source" with no summary; a second
+    run with another --pack was refused model_mismatch. Each file source is opened and its first
+    frame read before the store is opened; a real video beside it (the aisle's GIF) still runs."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "store-aisle-detection.gif"
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_text("not a video\n")
+    database = tmp_path / "store.db"
+    config = tmp_path / "store.yaml"
+    config.write_text(f'id: s3\ncameras:\n  - {{id: aisle, role: zone, zone: mugs, source: "{clip}", faces: false}}\n'
+                      f'  - {{id: shelf, role: zone, zone: cups, source: "{garbage}", faces: false}}\n')
+    for pack in ("scrfd-mbf", "yunet-frfeature"):  # the second run is refused alike, not model_mismatch
+        result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                          "--index-dir", str(tmp_path / "idx"), "--pack", pack])
+        said = " ".join(result.output.split())
+        assert not database.exists() and not (tmp_path / "idx").exists(), said
+        assert result.exit_code == 2, result.output
+        assert said.startswith("error (bad_request): camera 'shelf': cannot read video source") and \
+            str(garbage) in said, said
+
+
+def test_retail_run_refuses_an_events_file_that_is_its_own_config(shared: Path, tmp_path: Path) -> None:
+    """A store file whose `events:` named the file itself: the run wrote its JSON events over the
+    YAML (the next run failed to parse it). Refused as an events file that is a camera's source is,
+    before the store is made; the YAML is left as it was."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "store-aisle-detection.gif"
+    database = tmp_path / "store.db"
+    config = tmp_path / "store.yaml"
+    config.write_text(f'id: s8\ncameras:\n  - {{id: aisle, role: zone, zone: mugs, source: "{clip}", faces: false}}\n'
+                      f'events: "{config}"\n')
+    before = config.read_text()
+    result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                      "--index-dir", str(tmp_path / "idx"), "--pack", "scrfd-mbf"])
+    said = " ".join(result.output.split())
+    assert config.read_text() == before and not database.exists() and not (tmp_path / "idx").exists(), said
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error (validation_error): events {config} is the configuration file"), said
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("products: [{sku: mug, name: Mug, price_cents: 99999999999}]",
+     "products.0.price_cents: Value error, price_cents must be an integer from 0 to 10000000"),
+    ("products: [{sku: mug, name: Mug, price_cents: true}]", "products.0.price_cents: Value error, price_cents must"),
+    ('products: [{sku: mug, name: Mug, price_cents: "1250"}]', "products.0.price_cents: Value error, price_cents must"),
+    ("products: [{sku: mug, name: Mug, price_cents: 12.0}]", "products.0.price_cents: Value error, price_cents must"),
+    ('currency: "dollars!!"', "currency: Value error, currency must be a code of 3 upper-case letters"),
+    ("currency: eur", "currency: Value error, currency must be a code of 3 upper-case letters"),
+])
+def test_a_store_file_s_prices_and_currency_follow_the_catalogue_s_rule(shared: Path, tmp_path: Path, setting: str,
+                                                                         says: str) -> None:
+    """A store file's price_cents 99999999999, true, "1250" or 12.0 and a currency "dollars!!" were
+    stored (a price `Catalogue.create` and the API refuse); refused in one line as the file is read."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "store-aisle-detection.gif"
+    database = tmp_path / "store.db"
+    config = tmp_path / "store.yaml"
+    config.write_text(f'id: s5\ncameras:\n  - {{id: aisle, role: zone, zone: mugs, source: "{clip}", faces: false}}\n'
+                      f"{setting}\n")
+    result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                      "--index-dir", str(tmp_path / "idx"), "--pack", "scrfd-mbf"])
+    said = " ".join(result.output.split())
+    assert not database.exists(), said
+    assert result.exit_code == 2 and said.startswith(f"error (bad_request): {config}: not a valid store: {says}"), said
+    config.write_text(config.read_text().replace(setting, "currency: USD\nproducts: [{sku: mug, name: Mug, "
+                                                          "price_cents: 1250}]"))
+    loaded = StoreConfig.load(config)  # a code and a price in the rule still load
+    assert (loaded.currency, loaded.products[0].price_cents) == ("USD", 1250)
+
+
+def test_a_door_camera_with_a_source_needs_its_counting_line(shared: Path, tmp_path: Path) -> None:
+    """A door, entrance or exit camera with a source and no `line` was accepted and counted nothing
+    (0 entries, no word); refused in one line as the file is read. A camera with no source (its
+    entries come from the API) needs none, nor a door whose line comes in `video: lines`."""
+    from faceatlas.cli.main import app
+
+    clip = shared / "data" / "videos" / "one-by-one-person-detection.mp4"
+    database = tmp_path / "store.db"
+    for role, article in (("door", "a"), ("entrance", "an"), ("exit", "an")):
+        config = _store_file(tmp_path, f'{{id: gate, role: {role}, source: "{clip}"}}')
+        result = CliRunner().invoke(app, ["retail", "run", str(config), "--database", f"sqlite:///{database}",
+                                          "--index-dir", str(tmp_path / "idx"), "--pack", "scrfd-mbf"])
+        said = " ".join(result.output.split())
+        assert not database.exists(), said
+        assert result.exit_code == 2 and said.startswith(
+            f"error (bad_request): {config}: not a valid store: cameras.0: Value error, camera 'gate': {article} "
+            f'{role} camera needs a counting line to count visits (line: "x1,y1,x2,y2", pixels)'), said
+    _store_file(tmp_path, "{id: gate, role: door}")
+    assert StoreConfig.load(tmp_path / "store.yaml").cameras[0].line is None
+    _store_file(tmp_path, f'{{id: gate, role: door, source: "{clip}", video: {{lines: ["0,386,768,170"]}}}}')
+    assert StoreConfig.load(tmp_path / "store.yaml").cameras[0].video["lines"] == ["0,386,768,170"]

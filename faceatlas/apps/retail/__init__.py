@@ -23,7 +23,7 @@ from faceatlas.apps.retail.analytics import (
     suppress_cells,
     write_csv,
 )
-from faceatlas.apps.retail.config import Camera, Privacy, Product, Recognition, StoreConfig
+from faceatlas.apps.retail.config import MAX_PRICE_CENTS, Camera, Privacy, Product, Recognition, StoreConfig
 from faceatlas.apps.retail.db import migrate
 from faceatlas.apps.retail.erasure import erase_stores, purge_anonymous_visitors
 from faceatlas.apps.retail.events import Entry, Exit, Pick, ZoneVisit, from_video_event
@@ -42,8 +42,8 @@ from faceatlas.apps.retail.members import (
 )
 from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
-from faceatlas.apps.retail.products import MAX_PRICE_CENTS, Catalogue, ProductRemoval
-from faceatlas.apps.retail.simulator import check_day, demo_store, simulate_day
+from faceatlas.apps.retail.products import Catalogue, ProductRemoval
+from faceatlas.apps.retail.simulator import check_day, check_out_folder, demo_store, simulate_day
 from faceatlas.apps.retail.store import AlertResolution, Cart, ExitOutcome, RetailStore, UnknownShopper
 
 __all__ = [
@@ -88,6 +88,7 @@ __all__ = [
     "camera_config",
     "chart_png",
     "check_day",
+    "check_out_folder",
     "compute_report",
     "count_demographics",
     "csv_text",

@@ -36,6 +36,20 @@ from faceatlas.video import (
 
 CameraRole = Literal["entrance", "exit", "door", "zone", "checkout"]
 DOT_SEGMENTS = (".", "..")
+MAX_PRICE_CENTS = 10_000_000  # 100,000.00 in the store's currency: a cart total still fits a 32-bit column
+PRICE_RULE = f"price_cents must be an integer from 0 to {MAX_PRICE_CENTS}"
+CURRENCY_RULE = "currency must be a code of 3 upper-case letters (ISO 4217, such as EUR or USD)"
+
+
+def valid_price(value: object) -> bool:
+    """The one price rule of the catalogue, the API and the store file: an integer (not a bool, a
+    float or a numeric text) from 0 to :data:`MAX_PRICE_CENTS`."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_PRICE_CENTS
+
+
+def _as_stored(info: ValidationInfo) -> bool:
+    """True when validating what was stored before a rule (context ``{"stored": True}``): it still loads."""
+    return bool(info.context and info.context.get("stored"))
 
 
 def not_dots(value: str, info: ValidationInfo) -> str:
@@ -74,7 +88,8 @@ class Camera(_Section):
 
     A ``door`` camera is both entrance and exit. ``source`` (a file, a stream URL, a webcam
     index) is what `faceatlas retail run` reads; ``line`` ("x1,y1,x2,y2", pixels) is the door's
-    counting line of an entrance, exit or door camera: crossing it "in" (the video layer's
+    counting line of an entrance, exit or door camera (one that names a source must have it, else
+    it counts nothing): crossing it "in" (the video layer's
     convention, see docs/retail.md) enters the store, "out" leaves it. ``stride``, ``faces`` and
     ``persons`` are the video pipeline's settings for this camera; ``video`` passes any other
     setting of :class:`faceatlas.video.CameraConfig` (``track_timeout``, ``recognition``...)."""
@@ -99,9 +114,14 @@ class Camera(_Section):
             # the line and the video: settings are checked as the file is read, naming it (a bad line or
             # setting was found once the run had started, after the store was made with its pack)
             try:
-                self.video_config(self.source if self.source is not None else "0")
+                video = self.video_config(self.source if self.source is not None else "0")
             except FaceAtlasError as exc:
                 raise ValueError(str(exc)) from None
+            if self.source is not None and self.role in ("entrance", "exit", "door") and not video.lines:
+                # a door camera's visits are its line's crossings: without one the run counted 0 entries, silently
+                article = "a" if self.role == "door" else "an"
+                raise ValueError(f"camera '{self.id}': {article} {self.role} camera needs a counting line to count "
+                                 'visits (line: "x1,y1,x2,y2", pixels)')
         return self
 
     def video_config(self, source: str) -> CameraConfig:
@@ -131,6 +151,15 @@ class Product(_Section):
     sku: RetailId
     name: Annotated[str, StringConstraints(min_length=1, max_length=400)]
     price_cents: int = Field(ge=0)
+
+    @field_validator("price_cents", mode="before")
+    @classmethod
+    def _price(cls, value: Any, info: ValidationInfo) -> Any:
+        """The catalogue's price rule (:func:`valid_price`): a store file's 99999999999, ``true``,
+        ``"1250"`` or ``12.0`` was stored as a price that `Catalogue.create` and the API refuse."""
+        if not _as_stored(info) and not valid_price(value):
+            raise ValueError(PRICE_RULE)
+        return value
 
 
 class Privacy(_Section):
@@ -181,6 +210,15 @@ class StoreConfig(_Section):
     events: str | None = None
     webhook: dict[str, Any] | None = None
     mqtt: dict[str, Any] | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str, info: ValidationInfo) -> str:
+        """A currency code as charges and the payment backend carry it (a 3-letter column): a
+        store file's ``"dollars!!"`` was stored and charged in."""
+        if not _as_stored(info) and not (len(value) == 3 and value.isascii() and value.isupper() and value.isalpha()):
+            raise ValueError(CURRENCY_RULE)
+        return value
 
     @field_validator("events")
     @classmethod

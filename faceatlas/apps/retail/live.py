@@ -53,6 +53,7 @@ from faceatlas.video import (
     MqttConfig,
     PipelineStats,
     VideoPipeline,
+    VideoSource,
     WatchConfig,
     WebhookConfig,
     build_sinks,
@@ -451,29 +452,53 @@ def count_demographics(store: RetailStore, image: Any, at: datetime) -> bool:
     return True
 
 
-def run_cameras_of(config: StoreConfig) -> tuple[list[Camera], list[CameraConfig]]:
+def run_cameras_of(config: StoreConfig, config_file: Path | str | None = None,
+                   ) -> tuple[list[Camera], list[CameraConfig]]:
     """The store's cameras that name a source, with their video settings, once every one can run:
-    a source file that is not there, a setting the video layer refuses or outputs that overlap are
-    :class:`InvalidInput` (before anything is opened)."""
+    a source file that is not there or that is no video (:func:`check_source_file`), a setting the
+    video layer refuses or outputs that overlap (one another, a source, or ``config_file``: the
+    file the store was read from, which an ``events:`` naming it overwrote with JSON lines) are
+    :class:`InvalidInput` (before the store is opened)."""
     cameras = [c for c in config.cameras if c.source is not None]
     if not cameras:
         raise InvalidInput(f"store '{config.id}' names no camera with a video source")
     for camera in cameras:
-        if not is_live(camera.source or "") and not Path(str(camera.source)).is_file():
-            raise InvalidInput(f"camera '{camera.id}': video source {camera.source!r} not found")
+        if not is_live(camera.source or ""):
+            check_source_file(camera)
     settings = [camera_config(c) for c in cameras]
     # one camera's output video that is another's source was written over while it was read
-    check_run_outputs(settings, events=config.events)
+    check_run_outputs(settings, events=config.events, config=config_file)
     return cameras, settings
+
+
+def check_source_file(camera: Camera) -> None:
+    """:class:`InvalidInput` unless the camera's source file is there and its first frame decodes,
+    read as the run reads it (:class:`VideoSource`): a file that is no video (a text file named
+    ``.mp4``) failed once the run had started, after the store was made and its pack fixed, with no
+    summary."""
+    source = str(camera.source)
+    if not Path(source).is_file():
+        raise InvalidInput(f"camera '{camera.id}': video source {source!r} not found")
+    frames = iter(VideoSource(source, live=False))
+    try:
+        next(frames)
+    except StopIteration:
+        raise InvalidInput(f"camera '{camera.id}': video source {source!r} has no frame") from None
+    except OSError as exc:
+        raise InvalidInput(f"camera '{camera.id}': cannot read video source: {exc}") from exc
+    finally:
+        frames.close()  # type: ignore[attr-defined]
 
 
 def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | None = None,
               pack: str | None = None, payments: PaymentBackend | None = None,
-              on_frame: Callable[[str, int, int | None], None] | None = None) -> StoreRunReport:
+              on_frame: Callable[[str, int, int | None], None] | None = None,
+              config_file: Path | str | None = None) -> StoreRunReport:
     """Open the store on ``url`` and run its cameras (see the module docstring) until their files
     end or Ctrl-C. Everything that can be checked is checked before the store is opened (nor made,
-    nor its pack fixed): the cameras (:func:`run_cameras_of`), the index folder, the pack."""
-    run_cameras_of(config)
+    nor its pack fixed): the cameras and outputs (:func:`run_cameras_of`; ``config_file``, the
+    file ``config`` was read from, is no output), the index folder, the pack."""
+    run_cameras_of(config, config_file)
     check_index_dir(index_dir, "--index-dir")
     get_pack(pack)  # fail before loading models: an unknown pack, a missing file
     with_persons = any(c.persons for c in config.cameras if c.source is not None)

@@ -19,13 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.apps.retail.config import DOT_SEGMENTS, Product
+from faceatlas.apps.retail.config import DOT_SEGMENTS, PRICE_RULE, Product, valid_price
 from faceatlas.apps.retail.db import CartItem, CatalogueProduct, Visit, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
-
-MAX_PRICE_CENTS = 10_000_000  # 100,000.00 in the store's currency: a cart total still fits a 32-bit column
 
 
 @dataclass(frozen=True)
@@ -152,5 +150,5 @@ def _check_name(name: str) -> None:
 
 
 def _check_price(price_cents: int) -> None:
-    if isinstance(price_cents, bool) or not isinstance(price_cents, int) or not 0 <= price_cents <= MAX_PRICE_CENTS:
-        raise InvalidArgument(f"price_cents must be an integer from 0 to {MAX_PRICE_CENTS}")
+    if not valid_price(price_cents):
+        raise InvalidArgument(PRICE_RULE)

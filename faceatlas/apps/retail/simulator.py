@@ -114,6 +114,17 @@ def check_day(lfw_dir: Path, *, members: int, visits: int) -> list[Path]:
     return people
 
 
+def check_out_folder(out: Path) -> None:
+    """:class:`InvalidArgument` when the demo's output folder cannot be one: a file, or under a file
+    (``--out afile`` said ``error (error): afile: file exists``, in the system's words)."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"is under {folder}, a file"
+                raise InvalidArgument(f"--out {out} {where}, not a folder: give a folder (made if missing)")
+            return
+
+
 def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *, members: int = 10,
                  visits: int = 40, seed: int = 0, day: date = date(2026, 3, 2),
                  on_event: Callable[[int, int], None] | None = None) -> SimulationResult:
@@ -188,8 +199,9 @@ class _Casting:
                 chosen.append(Person(folder.name, captures, images[0]))
                 self.known.append(enrol)
                 self.used.add(folder)
-        if len(chosen) < count:
-            raise RuntimeError(f"only {len(chosen)} usable members found in {len(people)} people")
+        if len(chosen) < count:  # known only once every photo was analysed: the bound of check_day is an upper one
+            raise InvalidArgument(f"only {len(chosen)} of the {len(people)} LFW people can be members (photos the "
+                                  f"engine handles unambiguously), not {count}: ask for {len(chosen)} or fewer")
         return chosen
 
     def unknowns(self, people: list[Path], count: int) -> list[Person]:
