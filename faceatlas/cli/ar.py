@@ -70,9 +70,6 @@ def ar(
         if not effects:
             raise InvalidArgument("give at least one --effect or a --sticker")
         spec: str | int = int(source) if source.isascii() and source.isdigit() else source  # '²' is no index
-        if video is None:  # the effects ran on every frame and nothing came of them, without a word
-            err.print("note: no --output: the effects are applied and counted, no video is written "
-                      "(give --output out.mp4 to keep it)", soft_wrap=True)
         with progress(err, disable=quiet) as bar:
             task = bar.add_task("ar", total=max_frames)
 
@@ -82,6 +79,10 @@ def ar(
             summary = run_ar(spec, effects, output=video, max_frames=max_frames, on_frame=advance)
     except FaceAtlasError as exc:  # with --json one JSON object on stdout, as the summary
         fail(exc, as_json)
+    if video is None:  # the effects ran on every frame and nothing came of them, without a word (said once
+        # the run is done: a source that does not open is the one line said)
+        err.print("note: no --output: the effects are applied and counted, no video is written "
+                  "(give --output out.mp4 to keep it)", soft_wrap=True)
     with writing_stdout():
         print(json_text(summary))
     if summary.get("interrupted"):  # Ctrl-C before the file's end: as Ctrl-C elsewhere in this CLI

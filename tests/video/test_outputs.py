@@ -122,7 +122,8 @@ def test_a_store_camera_output_is_not_another_cameras_source(clip: Path, tmp_pat
     other.write_bytes(clip.read_bytes())
     config = StoreConfig.model_validate({
         "id": "shop", "cameras": [
-            {"id": "door", "role": "door", "source": str(clip), "video": {"output": str(other)}},
+            {"id": "door", "role": "door", "source": str(clip), "line": "0,100,200,100",
+             "video": {"output": str(other)}},
             {"id": "till", "role": "checkout", "source": str(other)}]})
     with pytest.raises(InvalidArgument, match="output .*till.mp4 is camera till's source"):
         StoreRun(SimpleNamespace(config=config))  # type: ignore[arg-type]
