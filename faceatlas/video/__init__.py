@@ -60,7 +60,7 @@ from faceatlas.video.store import (
     utc_time,
 )
 from faceatlas.video.tracks import Track
-from faceatlas.video.watch import WatchReport, build_sinks, run_watch
+from faceatlas.video.watch import WatchReport, build_sinks, check_camera_source, run_watch
 from faceatlas.video.webhook import WebhookSink, verify_signature
 from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 
@@ -111,6 +111,7 @@ __all__ = [
     "blur_faces",
     "blur_plates",
     "build_sinks",
+    "check_camera_source",
     "erase_tenant_events",
     "event_snapshot",
     "camera_counts",

@@ -50,6 +50,42 @@ def stream_problem(source: str | int | Path) -> str | None:
     return url_problem(text) if text.lower().startswith(SERVER_SCHEMES) else None
 
 
+def check_camera_source(source: str | int | Path, *, of: str | None = None) -> None:
+    """:class:`InvalidInput` unless the video source ``source`` can be run, checked before anything is
+    written or made (an events file, a store, its pack): not empty, no webcam index beyond any camera,
+    no stream URL that can never be opened (:func:`stream_problem`: 'rtsp://' was retried for ever, as
+    a camera that is down), and a file that is there, no folder, no photo and opens as a video (the
+    container only: a text file named ``.mp4`` is refused). ``of``: the camera's name, said first
+    (``camera 'door': ...``) where a run has several."""
+    said = "" if of is None else f"camera {of!r}: "
+    text = str(source)
+    if not text.strip():  # Path('') is the working folder: it was "'' is a folder"
+        raise InvalidInput(f"{said}the video source is empty: give a video file, a stream URL or a webcam index")
+    try:
+        check_webcam_index(source)  # no such camera: before any camera's thread starts
+    except InvalidInput as exc:
+        raise InvalidInput(f"{said}{exc}") from None
+    problem = stream_problem(source)
+    if problem is not None:
+        raise InvalidInput(f"{said}video source {text[:120]!r}: {problem}")
+    if is_live(source):
+        return
+    path = Path(text)
+    if path.is_dir():
+        raise InvalidInput(f"{said}video source {text!r} is a folder: give a video file in it, or one "
+                           "camera per file in a --config cams.yaml")
+    if not path.is_file():
+        raise InvalidInput(f"{said}video source {text!r} not found")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES and suffix != ".gif":  # ran as a 1-frame video: 0 events (a GIF may be one)
+        raise InvalidInput(f"{said}video source {text!r} is a photo: `faceatlas detect` or `faceatlas "
+                           "gallery identify` read photos; watch reads videos, streams and webcams")
+    try:  # a file that is no video fails here, before the sinks create the events file
+        check_video_file(path)
+    except OSError as exc:
+        raise InvalidInput(f"{said}cannot read video source: {exc}") from exc
+
+
 def build_sinks(config: WatchConfig) -> list[EventSink]:
     """The event sinks ``config`` names: JSONL file, database table (its rows under
     :func:`events_tenant`), webhooks, MQTT."""
@@ -74,28 +110,7 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
     if pack is not None or not config.collection:
         get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
     for camera in config.cameras:
-        if not str(camera.source).strip():  # Path('') is the working folder: it was "'' is a folder"
-            of = f" of camera {camera.name}" if len(config.cameras) > 1 else ""
-            raise InvalidInput(f"the video source{of} is empty: give a video file, a stream URL or a webcam index")
-        check_webcam_index(camera.source)  # no such camera: before any camera's thread starts
-        problem = stream_problem(camera.source)
-        if problem is not None:  # 'rtsp://' was retried for ever, as a camera that is down
-            raise InvalidInput(f"video source {str(camera.source)[:120]!r}: {problem}")
-        if is_live(camera.source):
-            continue
-        if Path(str(camera.source)).is_dir():
-            raise InvalidInput(f"video source {str(camera.source)!r} is a folder: give a video file in it, or one "
-                               "camera per file in a --config cams.yaml")
-        if not Path(str(camera.source)).is_file():
-            raise InvalidInput(f"video source {str(camera.source)!r} not found")
-        suffix = Path(str(camera.source)).suffix.lower()
-        if suffix in IMAGE_SUFFIXES and suffix != ".gif":  # ran as a 1-frame video: 0 events (a GIF may be one)
-            raise InvalidInput(f"video source {str(camera.source)!r} is a photo: `faceatlas detect` or `faceatlas "
-                               "gallery identify` read photos; watch reads videos, streams and webcams")
-        try:  # a file that is no video fails here, before the sinks create the events file
-            check_video_file(camera.source)
-        except OSError as exc:
-            raise InvalidInput(f"cannot read video source: {exc}") from exc
+        check_camera_source(camera.source, of=camera.name if len(config.cameras) > 1 else None)
     if config.database:  # an unknown scheme or a driver not installed: before the models load
         check_database_url(config.database)
     # the events file may have been given after the settings were made (`watch --events`)

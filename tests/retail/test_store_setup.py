@@ -228,3 +228,14 @@ def test_a_door_camera_with_a_source_needs_its_counting_line(shared: Path, tmp_p
     assert StoreConfig.load(tmp_path / "store.yaml").cameras[0].line is None
     _store_file(tmp_path, f'{{id: gate, role: door, source: "{clip}", video: {{lines: ["0,386,768,170"]}}}}')
     assert StoreConfig.load(tmp_path / "store.yaml").cameras[0].video["lines"] == ["0,386,768,170"]
+
+
+def test_retail_run_refuses_a_stream_url_that_names_no_host_at_once(tmp_path: Path) -> None:
+    """A store camera with `source: "rtsp://"` (no host) passed the store's checks, as a live source, and
+    was retried for ever as a camera that is down; `watch` refused it at once. It is refused before the
+    store is made (before the pack is even looked up: an unknown one is not what is said)."""
+    door = Camera(id="door", role="door", source="rtsp://", line="0,100,200,100")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with pytest.raises(InvalidInput, match="camera 'door': video source 'rtsp://': .*host"):
+        run_store(StoreConfig(id="s4", cameras=[door]), url=url, index_dir=tmp_path / "idx", pack="no-such-pack")
+    assert not (tmp_path / "store.db").exists() and not (tmp_path / "idx").exists()

@@ -53,10 +53,10 @@ from faceatlas.video import (
     MqttConfig,
     PipelineStats,
     VideoPipeline,
-    VideoSource,
     WatchConfig,
     WebhookConfig,
     build_sinks,
+    check_camera_source,
     check_run_outputs,
     checked_settings,
     interrupts_held,
@@ -176,10 +176,12 @@ class StoreRun:
 
     def __init__(self, store: RetailStore, *, persons: PersonDetector | None = None,
                  on_frame: Callable[[str, int, int | None], None] | None = None,
-                 window_hours: float | None = None) -> None:
+                 window_hours: float | None = None,
+                 cameras: tuple[list[Camera], list[CameraConfig]] | None = None) -> None:
         self.store = store
         self.config = store.config
-        self.cameras, self._settings = run_cameras_of(self.config)
+        # ``cameras``: what :func:`run_cameras_of` gave for this config (run_store checked them already)
+        self.cameras, self._settings = run_cameras_of(self.config) if cameras is None else cameras
         self.persons = persons
         self.on_frame = on_frame
         # the open visits an exit may close: those not yet abandoned (privacy.max_visit_hours)
@@ -455,7 +457,8 @@ def count_demographics(store: RetailStore, image: Any, at: datetime) -> bool:
 def run_cameras_of(config: StoreConfig, config_file: Path | str | None = None,
                    ) -> tuple[list[Camera], list[CameraConfig]]:
     """The store's cameras that name a source, with their video settings, once every one can run:
-    a source file that is not there or that is no video (:func:`check_source_file`), a setting the
+    a source the video layer refuses (:func:`faceatlas.video.check_camera_source`: a file that is not
+    there or that is no video, a stream URL that names no host), a setting the
     video layer refuses or outputs that overlap (one another, a source, or ``config_file``: the
     file the store was read from, which an ``events:`` naming it overwrote with JSON lines) are
     :class:`InvalidInput` (before the store is opened)."""
@@ -463,31 +466,11 @@ def run_cameras_of(config: StoreConfig, config_file: Path | str | None = None,
     if not cameras:
         raise InvalidInput(f"store '{config.id}' names no camera with a video source")
     for camera in cameras:
-        if not is_live(camera.source or ""):
-            check_source_file(camera)
+        check_camera_source(camera.source or "", of=camera.id)
     settings = [camera_config(c) for c in cameras]
     # one camera's output video that is another's source was written over while it was read
     check_run_outputs(settings, events=config.events, config=config_file)
     return cameras, settings
-
-
-def check_source_file(camera: Camera) -> None:
-    """:class:`InvalidInput` unless the camera's source file is there and its first frame decodes,
-    read as the run reads it (:class:`VideoSource`): a file that is no video (a text file named
-    ``.mp4``) failed once the run had started, after the store was made and its pack fixed, with no
-    summary."""
-    source = str(camera.source)
-    if not Path(source).is_file():
-        raise InvalidInput(f"camera '{camera.id}': video source {source!r} not found")
-    frames = iter(VideoSource(source, live=False))
-    try:
-        next(frames)
-    except StopIteration:
-        raise InvalidInput(f"camera '{camera.id}': video source {source!r} has no frame") from None
-    except OSError as exc:
-        raise InvalidInput(f"camera '{camera.id}': cannot read video source: {exc}") from exc
-    finally:
-        frames.close()  # type: ignore[attr-defined]
 
 
 def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | None = None,
@@ -498,14 +481,14 @@ def run_store(config: StoreConfig, *, url: str | None = None, index_dir: Path | 
     end or Ctrl-C. Everything that can be checked is checked before the store is opened (nor made,
     nor its pack fixed): the cameras and outputs (:func:`run_cameras_of`; ``config_file``, the
     file ``config`` was read from, is no output), the index folder, the pack."""
-    run_cameras_of(config, config_file)
+    cameras = run_cameras_of(config, config_file)
     check_index_dir(index_dir, "--index-dir")
     get_pack(pack)  # fail before loading models: an unknown pack, a missing file
     with_persons = any(c.persons for c in config.cameras if c.source is not None)
     analyzer = FaceAnalyzer(pack, threads=1 if with_persons else None, announce_license=False)
     persons = PersonDetector(threads=1) if with_persons else None
     with RetailStore.open(config, analyzer, url, index_dir=index_dir, payments=payments) as store:
-        return StoreRun(store, persons=persons, on_frame=on_frame).run()
+        return StoreRun(store, persons=persons, on_frame=on_frame, cameras=cameras).run()
 
 
 def count_by(outcomes: list[ExitOutcome]) -> dict[str, int]:
