@@ -322,7 +322,7 @@ class KycService:
         now = utcnow()
         outcome.details.setdefault("thresholds", {
             "far": self.config.far,
-            "match": outcome.details.get("match", {}).get("threshold", self._match_threshold()),
+            "match": self._match_threshold(),  # the match's own (Verdict.to_dict rounds it alike) or the one it uses
             "liveness": self.config.liveness_threshold,
             "turn_yaw": self.config.turn_yaw, "look_up_pitch": self.config.look_up_pitch,
             "blink_closed": self.config.blink_closed, "mouth_open_mar": self.config.mouth_open_mar,

@@ -57,7 +57,7 @@ def not_dots(value: str, info: ValidationInfo) -> str:
     browser does so for ``%2E`` and ``%2E%2E`` too), so no link could reach a store or product by
     that id (the console's Save on SKU ``..`` posted to the store's own page). What was stored
     before this rule (validated with the context ``{"stored": True}``) still loads."""
-    if value in DOT_SEGMENTS and not (info.context and info.context.get("stored")):
+    if value in DOT_SEGMENTS and not _as_stored(info):
         raise ValueError(f"an id cannot be {value!r}: a URL resolves it away (as it does '%2E')")
     return value
 
@@ -110,7 +110,7 @@ class Camera(_Section):
             raise ValueError(f"zone camera '{self.id}' needs a zone name")
         if self.line is not None and self.role not in ("entrance", "exit", "door"):
             raise ValueError(f"camera '{self.id}': only entrance, exit and door cameras have a line")
-        if not (info.context and info.context.get("stored")):
+        if not _as_stored(info):
             # the line and the video: settings are checked as the file is read, naming it (a bad line or
             # setting was found once the run had started, after the store was made with its pack)
             try:
@@ -150,7 +150,7 @@ class Product(_Section):
 
     sku: RetailId
     name: Annotated[str, StringConstraints(min_length=1, max_length=400)]
-    price_cents: int = Field(ge=0)
+    price_cents: int  # the price rule is _price's (valid_price)
 
     @field_validator("price_cents", mode="before")
     @classmethod
