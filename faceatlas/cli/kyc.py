@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from faceatlas.apps.kyc import KycConfig, KycService, parse_challenge
+from faceatlas.apps.kyc import REASON_WORDS, KycConfig, KycService, parse_challenge
 from faceatlas.cli.errors import json_text
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url
@@ -66,10 +66,7 @@ def _similarity(match: dict[str, Any], reasons: Sequence[str]) -> str:
     kept the faces from being compared."""
     if match.get("similarity") is not None:
         return str(match["similarity"])
-    if "document_no_face" in reasons:
-        return "none: no face on the document"
-    if "selfie_no_face" in reasons:
-        return "none: no face on the selfie"
-    if "low_quality" in reasons:
-        return "none: no selfie face good enough to compare"
+    for reason in ("document_no_face", "selfie_no_face", "low_quality"):
+        if reason in reasons:
+            return f"none: {REASON_WORDS[reason]}"
     return "none: not compared"

@@ -6,7 +6,7 @@ Needs the optional extra: ``pip install 'faceatlas[kyc]'`` (MediaPipe, through a
 """
 
 from faceatlas.apps.kyc.checks import Outcome, find_document_face, run_checks
-from faceatlas.apps.kyc.config import ACTIONS, RANDOM_ACTIONS, REASONS, Action, KycConfig, parse_challenge
+from faceatlas.apps.kyc.config import ACTIONS, RANDOM_ACTIONS, REASON_WORDS, REASONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video
 from faceatlas.apps.kyc.sessions import (
@@ -23,6 +23,7 @@ __all__ = [
     "LIST_LIMIT_MAX",
     "STATUSES",
     "RANDOM_ACTIONS",
+    "REASON_WORDS",
     "REASONS",
     "Action",
     "KycConfig",

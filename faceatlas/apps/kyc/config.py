@@ -35,6 +35,18 @@ REASONS = (
     "liveness_failed",
     "face_mismatch",
 )
+# Each reason in words, as the doors say it (the console's pages, `faceatlas kyc` when a match is missing).
+REASON_WORDS = {
+    "replay": "the same selfie was submitted before",
+    "selfie_is_document": "the selfie is the ID document's own picture",
+    "document_no_face": "no face found on the ID document",
+    "selfie_no_face": "no face on the selfie",
+    "multiple_faces": "more than one person on camera",
+    "low_quality": "face too small, blurred or turned",
+    "challenge_failed": "the actions asked were not done in order and in time",
+    "liveness_failed": "the selfie looks like a photo or a screen",
+    "face_mismatch": "the selfie is not the person on the document",
+}
 
 
 @dataclass(frozen=True)

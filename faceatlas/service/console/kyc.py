@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.kyc import STATUSES, SessionInfo
+from faceatlas.apps.kyc import REASON_WORDS, STATUSES, SessionInfo
 from faceatlas.service.console.base import ConsoleRoute, UserDep, gate, label, render, words
 from faceatlas.service.console.uploads import audit
 from faceatlas.service.deps import AccountsDep, KycDep
@@ -20,17 +20,6 @@ from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(route_class=ConsoleRoute)
 SESSIONS_PAGE = 200  # sessions a page of the list shows
-REASON_WORDS = {
-    "replay": "the same selfie was submitted before",
-    "selfie_is_document": "the selfie is the ID document's own picture",
-    "document_no_face": "no face found on the ID document",
-    "selfie_no_face": "no face in the selfie",
-    "multiple_faces": "more than one person on camera",
-    "low_quality": "face too small, blurred or turned",
-    "challenge_failed": "the actions asked were not done in order and in time",
-    "liveness_failed": "the selfie looks like a photo or a screen",
-    "face_mismatch": "the selfie is not the person on the document",
-}
 
 
 @router.get("/kyc", include_in_schema=False)
