@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import tempfile
@@ -115,14 +114,14 @@ def _remove_new(out: Path, kept: set[Path], made: list[Path]) -> None:
     """Take back what a failed run wrote: the files and folders in ``out`` that were not in
     ``kept``, then the folders it made (``made``, deepest first; a casting that found too few
     members, known only after minutes of analysis, left retail.db and its indexes)."""
+    from faceatlas.video import remove_made_folders  # the video layer only when a run failed
+
     for path in set(out.iterdir()) - kept:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    for folder in made:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    remove_made_folders(made)
 
 
 def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict]) -> None:

@@ -210,16 +210,21 @@ def parse_cursor(after: str | int | None) -> int | None:
     return ROW_ID_MAX if len(text) > 19 else min(int(text), ROW_ID_MAX)
 
 
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder (made if missing): ``"is a file"``, ``"is under F, a file"``
+    (the nearest that exists is a file F), or None (it is a folder, or can be made)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if folder.is_dir():
+                return None
+            return "is a file" if folder == path else f"is under {folder}, a file"
+    return None
+
+
 def check_index_dir(index_dir: Path | None, what: str = "the index folder") -> None:
     """:class:`InvalidInput` when the gallery's index folder cannot be one: a file, or under a file
     (``FACEATLAS_INDEX_DIR`` naming a file: enrolments went on without their index, and the first
     search failed on "file exists"). ``what`` names where it was given (``--index-dir``)."""
-    if index_dir is None:
-        return
-    for folder in (index_dir, *index_dir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                where = "is a file" if folder == index_dir else f"is under {folder}, a file"
-                raise InvalidInput(f"{what} {index_dir} {where}, not a folder: give the folder of the "
-                                   "gallery's indexes")
-            return
+    where = None if index_dir is None else not_a_folder(index_dir)
+    if where is not None:
+        raise InvalidInput(f"{what} {index_dir} {where}, not a folder: give the folder of the gallery's indexes")

@@ -20,6 +20,7 @@ from faceatlas.video.config import (
     load_config,
     prepare_output_file,
     prepare_outputs,
+    remove_made_folders,
     same_file,
 )
 from faceatlas.video.events import EVENT_TYPES, Event
@@ -134,6 +135,7 @@ __all__ = [
     "plot_heatmap",
     "interrupts_held",
     "run_cameras",
+    "remove_made_folders",
     "run_watch",
     "check_outputs",
     "check_run_outputs",

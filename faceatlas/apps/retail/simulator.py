@@ -24,6 +24,7 @@ from faceatlas.apps.retail.members import ConsentRecord
 from faceatlas.apps.retail.store import ExitOutcome, RetailStore
 from faceatlas.engine import Cut, FaceAnalyzer
 from faceatlas.errors import InvalidArgument
+from faceatlas.gallery import not_a_folder
 
 MARGIN = 0.05
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
@@ -117,12 +118,9 @@ def check_day(lfw_dir: Path, *, members: int, visits: int) -> list[Path]:
 def check_out_folder(out: Path) -> None:
     """:class:`InvalidArgument` when the demo's output folder cannot be one: a file, or under a file
     (``--out afile`` said ``error (error): afile: file exists``, in the system's words)."""
-    for folder in (out, *out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                where = "is a file" if folder == out else f"is under {folder}, a file"
-                raise InvalidArgument(f"--out {out} {where}, not a folder: give a folder (made if missing)")
-            return
+    where = not_a_folder(out)
+    if where is not None:
+        raise InvalidArgument(f"--out {out} {where}, not a folder: give a folder (made if missing)")
 
 
 def simulate_day(store: RetailStore, lfw_dir: Path, spoof_image: Path | None, *, members: int = 10,
