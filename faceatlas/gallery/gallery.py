@@ -27,6 +27,7 @@ from faceatlas.db import (
     require_database,
     rowcount,
     sqlite_path,
+    sqlite_write_lock,
 )
 from faceatlas.engine import (
     DEFAULT_FAR,
@@ -943,11 +944,7 @@ class Gallery:
         before it saw the database as it was before another writer's commit). PostgreSQL: nothing
         here; the collection's row lock (:meth:`_collection` with ``lock``) orders the writers, and
         each statement after it sees what the one before committed."""
-        connection = session.connection()
-        if connection.dialect.name == "sqlite":
-            raw = connection.connection.dbapi_connection
-            if raw is not None and not raw.in_transaction:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for another writer
+        sqlite_write_lock(session.connection())
 
     @staticmethod
     def _subject(session: Session, collection: Collection, external_id: str) -> Subject:
