@@ -176,10 +176,19 @@ def lock_schema(connection: Connection) -> None:
     ``create_all``'s check-then-create raced: "table video_events already exists")."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-    elif connection.dialect.name == "sqlite":
+    else:
+        sqlite_write_lock(connection)
+
+
+def sqlite_write_lock(connection: Connection) -> None:
+    """SQLite: take the file's write lock now, held to the end of ``connection``'s transaction
+    (``BEGIN IMMEDIATE``, which waits the busy timeout for other writers; its driver begins a
+    transaction only at the first write otherwise, and the reads before it take no lock). Nothing
+    on another database, or where ``connection`` is already in a transaction."""
+    if connection.dialect.name == "sqlite":
         raw = connection.connection.dbapi_connection
         if raw is not None and not raw.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for other writers
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def run_migrations_env(metadata: MetaData, version_table: str = "alembic_version") -> None:

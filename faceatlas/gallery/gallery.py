@@ -27,6 +27,7 @@ from faceatlas.db import (
     require_database,
     rowcount,
     sqlite_path,
+    sqlite_write_lock,
 )
 from faceatlas.engine import (
     DEFAULT_FAR,
@@ -571,9 +572,17 @@ class Gallery:
                        name: str | None = None) -> list[int]:
         """Enrol raw embeddings made by the recogniser ``recognizer_id`` (refused with
         :class:`ModelMismatch` when it is not the collection's). The subject is created if needed."""
+        return self._enrol_vectors(collection, external_id, embeddings, recognizer_id, qualities, sources, crops,
+                                   name)[0]
+
+    def _enrol_vectors(self, collection: str, external_id: str, embeddings: np.ndarray | Sequence[np.ndarray],
+                       recognizer_id: str, qualities: Sequence[float | None] | None,
+                       sources: Sequence[str | None] | None, crops: Sequence[bytes | None] | None,
+                       name: str | None, once: bool = False) -> tuple[list[int], list[int]]:
+        """:meth:`_add_vectors` of the checked, L2-normalised ``embeddings``, once more on a race."""
         vectors = l2_normalize(check_vectors(embeddings))
         return self._once_more_on_race(lambda: self._add_vectors(collection, external_id, vectors, recognizer_id,
-                                                                 qualities, sources, crops, name))[0]
+                                                                 qualities, sources, crops, name, once=once))
 
     def _add_vectors(self, collection: str, external_id: str, vectors: np.ndarray, recognizer_id: str,
                      qualities: Sequence[float | None] | None, sources: Sequence[str | None] | None,
@@ -660,10 +669,9 @@ class Gallery:
                 sources.append(source)
                 crops.append(source_crop(decoded, face) if keep_crops else None)
         if vectors:
-            stacked = l2_normalize(check_vectors(np.stack(vectors)))
-            report.added, left_out = self._once_more_on_race(lambda: self._add_vectors(
-                collection, external_id, stacked, analyzer.pack.recognizer_id, qualities, sources, crops, name,
-                once=once))
+            report.added, left_out = self._enrol_vectors(collection, external_id, np.stack(vectors),
+                                                         analyzer.pack.recognizer_id, qualities, sources, crops,
+                                                         name, once=once)
             for source in dict.fromkeys(str(sources[i]) for i in left_out):  # enrolled meanwhile by another run
                 report.skipped.append(source)
         return report
@@ -943,11 +951,7 @@ class Gallery:
         before it saw the database as it was before another writer's commit). PostgreSQL: nothing
         here; the collection's row lock (:meth:`_collection` with ``lock``) orders the writers, and
         each statement after it sees what the one before committed."""
-        connection = session.connection()
-        if connection.dialect.name == "sqlite":
-            raw = connection.connection.dbapi_connection
-            if raw is not None and not raw.in_transaction:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for another writer
+        sqlite_write_lock(session.connection())
 
     @staticmethod
     def _subject(session: Session, collection: Collection, external_id: str) -> Subject:

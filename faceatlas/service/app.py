@@ -39,7 +39,7 @@ from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, bille
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, usage_row
+from faceatlas.service.deps import API_PREFIX, Meter, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
@@ -313,15 +313,19 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
 
     @app.middleware("http")
     async def meter_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        async def unmeter(meter: Meter) -> None:
+            """No call was served: the call's metering dropped, neither recorded nor counted."""
+            request.state.meter = None
+            with suppress(StateUnavailable):
+                await run_in_threadpool(app.state.shared.settle, meter.principal.tenant_id, False, meter.month)
+
         started = time.perf_counter()
         try:
             response = await call_next(request)
         except ClientDisconnect:  # the body was cut off: over the upload limit (UploadLimit answered 413), or
             meter = getattr(request.state, "meter", None)  # the client left; no call was served: none recorded
             if meter is not None:
-                request.state.meter = None
-                with suppress(StateUnavailable):
-                    await run_in_threadpool(app.state.shared.settle, meter.principal.tenant_id, False, meter.month)
+                await unmeter(meter)
             return error_response("bad_request", "the request body was cut off before its end", 400)
         except Exception:  # noqa: BLE001 - a bug: the documented 500, recorded (neither billed nor counted)
             _log.exception("unhandled error answering %s %s", request.method, request.url.path)
@@ -335,9 +339,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             # burst, an image by URL over the upload limit): no call was served, and whichever check
             # fired first, the same answer; neither recorded nor counted (an 81 MP image was billed,
             # a 20 MP one over the burst not)
-            request.state.meter = None
-            with suppress(StateUnavailable):
-                await run_in_threadpool(app.state.shared.settle, meter.principal.tenant_id, False, meter.month)
+            await unmeter(meter)
             meter = None
         if meter is not None:
             # The bill's row is committed before the answer leaves: a call answered is a call recorded,

@@ -12,6 +12,7 @@ import binascii
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -117,6 +118,9 @@ KycDep = Annotated[KycService, Depends(get_kyc)]
 # -- the query string ----------------------------------------------------------------------------
 
 
+_UNPARSED = object()  # no JSON body kept on request.state (``None`` is the body ``null``)
+
+
 async def known_request(request: Request) -> None:
     """Refuse query parameters the route does not take (a misspelt ``?fpr=`` would otherwise be
     ignored and the default used): :class:`InvalidArgument` naming them and the ones it takes; and
@@ -147,19 +151,20 @@ async def known_request(request: Request) -> None:
         raise InvalidArgument(f"{request.method} {path} takes no body (what was sent would be ignored)")
     if takes_body and media_type(request) == "application/json":
         with suppress(ValueError, RecursionError):  # a body that does not parse: the route says so
-            json.loads(await request.body(), object_pairs_hook=unique_fields)
+            request.state.json_body = json.loads(await request.body(), object_pairs_hook=unique_fields)
 
 
 def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object of ``pairs`` (``json.loads``'s ``object_pairs_hook``), or :class:`InvalidArgument`
     naming a field given more than once: ``{"name": "a", "name": "b"}`` used the last, silently, as a
     repeated query parameter would have."""
-    names = [name for name, _ in pairs]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise InvalidArgument(f"JSON field{'s' if len(twice) > 1 else ''} {', '.join(map(repr, twice))} given more "
-                              "than once in one object: send each once")
-    return dict(pairs)
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen = Counter(name for name, _ in pairs)
+    twice = sorted(name for name, count in seen.items() if count > 1)
+    raise InvalidArgument(f"JSON field{'s' if len(twice) > 1 else ''} {', '.join(map(repr, twice))} given more "
+                          "than once in one object: send each once")
 
 
 def _empty(body: bytes) -> bool:
@@ -438,7 +443,11 @@ def media_type(request: Request) -> str:
 
 async def json_body(request: Request) -> Any:
     """The parsed JSON body, or an ``InvalidInput`` saying why it does not parse (a field given twice
-    in one object is refused: :func:`unique_fields`)."""
+    in one object is refused: :func:`unique_fields`). Parsed once: :func:`known_request` keeps what it
+    parsed on ``request.state``."""
+    parsed = getattr(request.state, "json_body", _UNPARSED)
+    if parsed is not _UNPARSED:
+        return parsed
     try:
         return json.loads(await request.body(), object_pairs_hook=unique_fields)
     except ValueError as exc:  # also invalid UTF-8

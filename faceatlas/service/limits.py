@@ -10,6 +10,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceatlas.service.errors import ID_RULE, error_response
+from faceatlas.service.paths import is_console_path
 
 
 def _console_page(code: str, message: str, page: bytes) -> bytes:
@@ -26,8 +27,7 @@ def _console_page(code: str, message: str, page: bytes) -> bytes:
 
 def _console_kind(scope: Scope) -> bytes | None:
     """b"page" or b"fragment" (htmx) for a request to the web console, None for the API's."""
-    path = scope.get("path", "")
-    if path != "/console" and not path.startswith("/console/"):
+    if not is_console_path(scope.get("path", "")):
         return None
     return b"fragment" if b"hx-request" in dict(scope.get("headers", [])) else b"page"
 

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 API_PREFIX = "/v1"  # every API route's path starts with it
 COLLECTIONS_PATH = f"{API_PREFIX}/collections"
+CONSOLE_PREFIX = "/console"  # the web console's pages
+
+
+def is_console_path(path: str) -> bool:
+    """Whether ``path`` is the web console's (``/console`` or under it), not the API's."""
+    return path == CONSOLE_PREFIX or path.startswith(f"{CONSOLE_PREFIX}/")
 
 
 def collection_path(collection: str) -> str:

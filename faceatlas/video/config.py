@@ -78,16 +78,17 @@ class RecognitionConfig:
     far: Annotated[float, Field(gt=0, lt=1)] = 1e-4
 
 
-def checked_settings(kind: Any, raw: dict[str, Any], where: str) -> Any:
+def checked_settings(kind: Any, raw: dict[str, Any], where: str, *,
+                     error: type[InvalidInput] = InvalidInput) -> Any:
     """``kind(**raw)``, a settings dataclass checked by pydantic; a value of the wrong type or out
-    of its range is :class:`InvalidInput` saying ``where``, which setting and why, in one line."""
+    of its range is ``error`` (:class:`InvalidInput`) saying ``where``, which setting and why, in one line."""
     try:
         return kind(**raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"{where}: {problems}"[:400]) from None
+        raise error(f"{where}: {problems}"[:400]) from None
     except TypeError as exc:  # a dataclass of the standard library: a missing or unknown name
-        raise InvalidInput(f"{where}: {exc}") from None
+        raise error(f"{where}: {exc}") from None
 
 
 # A camera's name is a topic level of MQTT, a folder of its snapshots and a part of URLs: none of
@@ -489,29 +490,30 @@ def _zone(raw: object, number: int, where: str) -> ZoneSpec:
         raise InvalidArgument(f"{where}: zone {number}: {exc}") from None
 
 
-def _path_setting(raw: dict[str, Any], key: str, where: str) -> None:
-    """``raw[key]`` as a Path when given (a number there said "expected str, bytes or os.PathLike")."""
+def _path_setting(raw: dict[str, Any], key: str, where: str, *, error: type[InvalidInput] = InvalidInput) -> None:
+    """``raw[key]`` as a Path when given (a number there said "expected str, bytes or os.PathLike"), else ``error``."""
     value = raw.get(key)
     if value is None:
         return
     if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{where}: {key} is a path, not {str(value)[:60]!r}")
+        raise error(f"{where}: {key} is a path, not {str(value)[:60]!r}")
     raw[key] = Path(value)
 
 
-def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...] = ()) -> dict[str, Any]:
+def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...] = (),
+                 error: type[InvalidInput] = InvalidInput) -> dict[str, Any]:
     """``raw`` as the settings of the dataclass ``kind`` (``besides``: its fields read elsewhere): a
-    mapping of known names, else :class:`InvalidInput` saying ``where`` and which names it takes."""
+    mapping of known names, else ``error`` (:class:`InvalidInput`) saying ``where`` and which names it takes."""
     if not isinstance(raw, dict):
-        raise InvalidInput(f"{where}: a mapping of settings, not {type(raw).__name__} {str(raw)[:60]!r}")
+        raise error(f"{where}: a mapping of settings, not {type(raw).__name__} {str(raw)[:60]!r}")
     known = {f.name for f in fields(kind)} - set(besides)
     unknown = set(raw) - known
     if unknown:
-        raise InvalidInput(f"{where}: unknown settings {sorted(map(str, unknown))} (known: {', '.join(sorted(known))})")
+        raise error(f"{where}: unknown settings {sorted(map(str, unknown))} (known: {', '.join(sorted(known))})")
     needed = [f.name for f in fields(kind) if f.name in known and f.default is MISSING
               and f.default_factory is MISSING and f.name not in raw]
     if needed:
-        raise InvalidInput(f"{where}: missing settings {needed}")
+        raise error(f"{where}: missing settings {needed}")
     return dict(raw)
 
 
@@ -571,63 +573,51 @@ def load_config(path: Path) -> WatchConfig:
     every mistake in the file, where a mistyped key was ``bad_request`` and a value out of range
     ``validation_error``."""
     try:
-        return _load_config(path)
-    except InvalidArgument:
-        raise
-    except InvalidInput as exc:
-        raise InvalidArgument(str(exc)) from exc
-
-
-def _load_config(path: Path) -> WatchConfig:
-    try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: no such configuration file") from exc
+        raise InvalidArgument(f"{path}: no such configuration file") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path}: cannot be read as a YAML file ({exc})") from exc
+        raise InvalidArgument(f"{path}: cannot be read as a YAML file ({exc})") from exc
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
+        raise InvalidArgument(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
-        raise InvalidInput(f"{path}: a cams.yaml is a mapping with 'cameras: [...]', not a {type(raw).__name__}")
+        raise InvalidArgument(f"{path}: a cams.yaml is a mapping with 'cameras: [...]', not a {type(raw).__name__}")
     try:
         listed = raw.pop("cameras", []) or []
         if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
             raise TypeError("'cameras' is a list of cameras, each a mapping with a 'source'")
         cameras = [_camera(c, i, path) for i, c in enumerate(listed, 1)]
     except InvalidInput as exc:  # said by a camera, line or zone: the file is named once
-        if str(exc).startswith(str(path)):
-            raise
-        raise type(exc)(f"{path}: {exc}") from None
+        said = str(exc)
+        raise InvalidArgument(said if said.startswith(str(path)) else f"{path}: {said}") from None
     except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         # a zone, line or calibration with a missing, unknown or mistyped key
-        raise InvalidInput(f"{path}: {exc}") from exc
+        raise InvalidArgument(f"{path}: {exc}") from exc
     if not cameras:
-        raise InvalidInput(f"{path}: no cameras")
-    raw = _settings_of(WatchConfig, raw, str(path), besides=("cameras", "file"))
+        raise InvalidArgument(f"{path}: no cameras")
+    raw = _settings_of(WatchConfig, raw, str(path), besides=("cameras", "file"), error=InvalidArgument)
     webhook = raw.pop("webhook", None)  # an empty one ('webhook: {}') is missing its url, not no webhook
-    webhook = None if webhook is None else _settings_of(WebhookConfig, webhook, f"{path}: webhook")
+    webhook = None if webhook is None else _settings_of(WebhookConfig, webhook, f"{path}: webhook",
+                                                        error=InvalidArgument)
     mqtt = raw.pop("mqtt", None)
-    mqtt = None if mqtt is None else _settings_of(MqttConfig, mqtt, f"{path}: mqtt")
+    mqtt = None if mqtt is None else _settings_of(MqttConfig, mqtt, f"{path}: mqtt", error=InvalidArgument)
     if webhook is not None and not str(webhook.get("url", "")).startswith(("http://", "https://")):
-        raise InvalidInput(f"{path}: webhook: 'url' is an http:// or https:// address, not {webhook.get('url')!r}")
+        raise InvalidArgument(f"{path}: webhook: 'url' is an http:// or https:// address, not {webhook.get('url')!r}")
     if webhook is not None and isinstance(webhook.get("url"), str):
         problem = url_problem(webhook["url"])
         if problem is not None:  # the webhook thread died on its first event, or posted to no host
-            raise InvalidInput(f"{path}: webhook: 'url' {webhook['url'][:80]!r}: {problem}")
-    _path_setting(raw, "events", str(path))
+            raise InvalidArgument(f"{path}: webhook: 'url' {webhook['url'][:80]!r}: {problem}")
+    _path_setting(raw, "events", str(path), error=InvalidArgument)
     for key in ("database", "collection", "gallery", "detector"):
         if raw.get(key) is not None and not isinstance(raw[key], str):  # database: 5 was a traceback
-            raise InvalidInput(f"{path}: {key} is text, not {str(raw[key])[:60]!r}")
+            raise InvalidArgument(f"{path}: {key} is text, not {str(raw[key])[:60]!r}")
+    webhook = None if webhook is None else checked_settings(WebhookConfig, webhook, f"{path}: webhook",
+                                                            error=InvalidArgument)
+    mqtt = None if mqtt is None else checked_settings(MqttConfig, mqtt, f"{path}: mqtt", error=InvalidArgument)
     try:
-        return WatchConfig(
-            cameras,
-            file=Path(path),
-            webhook=checked_settings(WebhookConfig, webhook, f"{path}: webhook") if webhook is not None else None,
-            mqtt=checked_settings(MqttConfig, mqtt, f"{path}: mqtt") if mqtt is not None else None,
-            **raw,
-        )
+        return WatchConfig(cameras, file=Path(path), webhook=webhook, mqtt=mqtt, **raw)
     except (TypeError, InvalidArgument) as exc:  # a setting of the wrong kind
-        raise InvalidInput(f"{path}: {exc}") from exc
+        raise InvalidArgument(f"{path}: {exc}") from exc
 
 
 def url_problem(url: str) -> str | None:

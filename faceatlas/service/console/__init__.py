@@ -15,6 +15,7 @@ from faceatlas.service.console import account, albums, auth, events, galleries, 
 from faceatlas.service.console.base import HERE, PREFIX, ConsoleRoute, http_error_page
 from faceatlas.service.console.sessions import ConsoleSessions
 from faceatlas.service.errors import allowed_methods
+from faceatlas.service.paths import is_console_path
 
 __all__ = ["ConsoleSessions", "install"]
 
@@ -33,7 +34,7 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         """Under ``/console`` an HTTP error of the framework (a method no page takes, a static file
         that is not there) is the console's error page, not the API's JSON; elsewhere the API's."""
-        if not isinstance(exc, HTTPException) or not _is_console(request.url.path):
+        if not isinstance(exc, HTTPException) or not is_console_path(request.url.path):
             answer = api_answer(request, exc)
             return await answer if inspect.isawaitable(answer) else answer
         if exc.status_code == 405:
@@ -41,10 +42,6 @@ def install(app: FastAPI) -> None:
         return http_error_page(request, exc)
 
     app.add_exception_handler(HTTPException, http_error)
-
-
-def _is_console(path: str) -> bool:
-    return path == PREFIX or path.startswith(f"{PREFIX}/")
 
 
 def _to_home(request: Request) -> Response:

@@ -23,9 +23,10 @@ from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
 from faceatlas.service.deps import Meter, meter_call
 from faceatlas.service.errors import HTTP_CODES, client_message, validation_message
+from faceatlas.service.paths import CONSOLE_PREFIX
 
 HERE = Path(__file__).parent
-PREFIX = "/console"
+PREFIX = CONSOLE_PREFIX
 # Scripts and styles only from the console's own static files; images also inline (data: URLs).
 CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
