@@ -23,7 +23,7 @@ from faceatlas.apps.kyc.checks import Outcome, check_pixels, run_checks
 from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, informative, replayed_share
-from faceatlas.db import rowcount, utcnow
+from faceatlas.db import rowcount, sqlite_write_lock, utcnow
 from faceatlas.engine import FaceAnalyzer, ImageInput
 from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
 from faceatlas.gallery import Page, check_tenant
@@ -350,16 +350,13 @@ def _lock_replays(session: Session, tenant: str) -> None:
     """Hold ``tenant``'s replay lock to the end of ``session``'s transaction (call it first in it):
     looking a selfie up among the tenant's fingerprints and recording its own is one step for
     concurrent submissions, whatever process runs them. PostgreSQL: a transaction-scoped advisory
-    lock on the tenant; SQLite: the file's write lock, taken now (``BEGIN IMMEDIATE``, as
-    :func:`faceatlas.db.lock_schema`; a plain transaction reads without any lock)."""
+    lock on the tenant; SQLite: the file's write lock, taken now (:func:`faceatlas.db.sqlite_write_lock`;
+    a plain transaction reads without any lock)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(tenant.encode()).digest()[:4], "big", signed=True)
         connection.execute(text("SELECT pg_advisory_xact_lock(:lock, :key)"), {"lock": REPLAY_LOCK, "key": key})
-    elif connection.dialect.name == "sqlite":
-        raw = connection.connection.dbapi_connection
-        if raw is not None and not raw.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout for other writers
+    sqlite_write_lock(connection)
 
 
 def erase_tenant(db: Engine | sessionmaker[Session], tenant: str, *, migrated: bool = True) -> int:
