@@ -8,7 +8,6 @@ not the whole library's, and nothing another process changed or erased is matche
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from faceatlas.apps.albums import clustering
 from faceatlas.apps.albums.db import Absorbed, AlbumRecord, CannotLink, FaceRow, Person, Photo, migrate
 from faceatlas.apps.albums.photos import contact_sheet as draw_sheet
-from faceatlas.apps.albums.photos import content_hash, is_photo_file, list_photos, read_photos, taken_at
+from faceatlas.apps.albums.photos import content_hash, is_photo_file, list_photos, read_photos, source_of, taken_at
 from faceatlas.apps.albums.types import (
     AlbumFace,
     ContactSheet,
@@ -591,12 +590,16 @@ class AlbumCore:
     def faces(self, ref: str | None) -> list[AlbumFace]:
         """The faces of a person (``None``: the unsorted pool), best quality first."""
         with self._sessions() as session:
-            query = select(FaceRow, Photo.source).join(Photo, Photo.id == FaceRow.photo_id).where(
-                FaceRow.album_id == self._id)
-            query = query.where(FaceRow.person_id.is_(None) if ref is None else
-                                FaceRow.person_id == self._resolve(session, ref))
-            rows = session.execute(query.order_by(FaceRow.quality.desc(), FaceRow.id)).all()
+            rows = session.execute(self._faces_of(session, ref, FaceRow, Photo.source)).all()
             return [_face(row, source) for row, source in rows]
+
+    def _faces_of(self, session: Session, ref: str | None, *columns: Any) -> Select:
+        """The query of ``columns`` (of a face and its photo) for the faces of a person (``None``:
+        the unsorted pool), best quality first."""
+        query = select(*columns).join(Photo, Photo.id == FaceRow.photo_id).where(FaceRow.album_id == self._id)
+        query = query.where(FaceRow.person_id.is_(None) if ref is None else
+                            FaceRow.person_id == self._resolve(session, ref))
+        return query.order_by(FaceRow.quality.desc(), FaceRow.id)
 
     def face(self, face_id: int) -> AlbumFace:
         with self._sessions() as session:
@@ -648,15 +651,10 @@ class AlbumCore:
         drawn: the sheet was written over the photo, destroying it (any other file is overwritten)."""
         path = Path(path)
         with self._sessions() as session:
-            target = os.fsencode(path.resolve()).decode("utf-8", "replace")  # as a scan keeps a source
-            held = session.scalar(select(Photo.source).where(Photo.album_id == self._id, Photo.source == target)
-                                  .limit(1))
-            query = select(FaceRow.bbox, Photo.source, Photo.sha256).join(Photo, Photo.id == FaceRow.photo_id).where(
-                FaceRow.album_id == self._id)
-            query = query.where(FaceRow.person_id.is_(None) if ref is None else
-                                FaceRow.person_id == self._resolve(session, ref))
+            held = session.scalar(select(Photo.source).where(Photo.album_id == self._id,
+                                                             Photo.source == source_of(path)).limit(1))
             faces = [(source, list(box), digest) for box, source, digest in session.execute(
-                query.order_by(FaceRow.quality.desc(), FaceRow.id))]
+                self._faces_of(session, ref, FaceRow.bbox, Photo.source, Photo.sha256))]
         if held is not None:
             raise InvalidArgument(f"contact sheet {path} is the photo {held} of album '{self.name}': writing it "
                                   "would destroy the photo; give another file")

@@ -61,13 +61,18 @@ def list_photos(folder: Path) -> PhotoListing:
     return PhotoListing(Path(folder), paths, left_out)
 
 
+def source_of(path: Path) -> str:
+    """The source an album keeps of ``path``: the resolved absolute path as text (one relative to
+    the folder a scan ran in was read from wherever the album was used later: grey tiles), a name
+    that is not UTF-8 with U+FFFD in place of its odd bytes (a database keeps UTF-8 text, and the
+    scan was a traceback)."""
+    return os.fsencode(Path(path).resolve()).decode("utf-8", "replace")
+
+
 def read_photos(paths: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
-    """(source, bytes) of each path; a source is the resolved absolute path as text (one relative
-    to the folder a scan ran in was read from wherever the album was used later: grey tiles), a
-    name that is not UTF-8 with U+FFFD in place of its odd bytes (a database keeps UTF-8 text,
-    and the scan was a traceback)."""
+    """(source, bytes) of each path (its source: :func:`source_of`)."""
     for path in paths:
-        yield os.fsencode(Path(path).resolve()).decode("utf-8", "replace"), path.read_bytes()
+        yield source_of(path), path.read_bytes()
 
 
 def is_photo_file(source: str) -> bool:
