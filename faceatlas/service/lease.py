@@ -92,12 +92,21 @@ class ServerLease:
             raise InvalidSetting(BESIDE_ALONE if identity else ALONE)
         if identity is None:
             return
-        holders = connection.execute(text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
-            "AND classid = CAST(CAST(:a AS int4) AS oid) AND objid = CAST(CAST(:b AS int4) AS oid) "
-            "AND pid <> pg_backend_pid()"), {"a": LOCK_CLASS, "b": _key(schema)}).scalar()
-        deployment_class, deployment = _key(f"faceatlas-redis:{schema}"), _key(identity(not holders))
-        connection.execute(text("SELECT pg_advisory_lock_shared(:a, :b)"), {"a": deployment_class, "b": deployment})
+        # Alone: no other server has named its deployment yet (holds a deployment lock), asked one server
+        # at a time: servers started at the same moment each saw the others' holds on the database, none
+        # was alone, none made the deployment id, and every one failed waiting for it.
+        deployment_class = _key(f"faceatlas-redis:{schema}")
+        connection.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": LOCK_CLASS, "b": deployment_class})
+        try:
+            named = connection.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+                "AND classid = CAST(CAST(:a AS int4) AS oid) AND pid <> pg_backend_pid()"),
+                {"a": deployment_class}).scalar()
+            deployment = _key(identity(not named))
+            connection.execute(text("SELECT pg_advisory_lock_shared(:a, :b)"),
+                               {"a": deployment_class, "b": deployment})
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_CLASS, "b": deployment_class})
         others = connection.execute(text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
             "AND classid = CAST(CAST(:a AS int4) AS oid) AND objid <> CAST(CAST(:b AS int4) AS oid)"),

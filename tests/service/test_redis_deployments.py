@@ -208,3 +208,28 @@ def test_servers_of_one_database_still_share_one_redis(redis_server, new_databas
         with pytest.raises(InvalidSetting, match="older FaceAtlas"):
             lease(urls[0], clients[1])
         clients[1].flushdb()
+
+
+def test_servers_started_at_once_on_postgresql_name_one_deployment(new_database, tmp_path: Path) -> None:
+    """Three servers started at the same moment on a new PostgreSQL database each saw the others'
+    holds on it, none was alone to make the deployment id in Redis, and each failed waiting for it
+    ("use another Redis": a CI run). Alone now means that no other server has named its deployment:
+    a server holding the database but still starting does not keep the first from making it."""
+    from sqlalchemy import text
+
+    from faceatlas.service.lease import LOCK_CLASS, _key
+
+    with new_database("postgresql", tmp_path) as url:
+        engine = create_database_engine(url)
+        with engine.connect() as starting:  # another server, holding the database, not yet at its deployment
+            schema = starting.execute(text("SELECT current_schema()")).scalar()
+            assert starting.execute(text("SELECT pg_try_advisory_lock_shared(:a, :b)"),
+                                    {"a": LOCK_CLASS, "b": _key(schema)}).scalar()
+            starting.commit()
+            said: list[bool] = []
+            first = ServerLease.take(url, redis_identity=lambda alone: said.append(alone) or "deployment-1")
+            second = ServerLease.take(url, redis_identity=lambda alone: said.append(alone) or "deployment-1")
+            first.release()
+            second.release()
+        engine.dispose()
+    assert said == [True, False]
