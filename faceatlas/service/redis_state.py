@@ -7,9 +7,11 @@
   alive while its heartbeat key lives). A counter missing (first call of the month, Redis
   restarted empty) is seeded from the usage table, and every ``quota_reconcile_seconds`` one
   process sets every counter of the month to *billed rows + calls in flight of live processes*:
-  the calls a killed process had admitted but never answered stop counting. Reconciliation reads
-  the table twice around the set, so a counter is never below the bill (at worst a call over, for
-  one period: the side that refuses, never the side that serves beyond the quota). A call counted
+  the calls a killed process had admitted but never answered stop counting. The calls settled
+  billed while the table is read are added (a tally in Redis), so a counter is never below the bill;
+  a call billed but not yet settled while the table is read counts twice until the next period (the
+  side that refuses, never the side that serves beyond the quota), and a counter seeded while no
+  call is in flight (the month's first call) is exact. A call counted
   before Redis restarted empty and billed after the counter was seeded again may be in neither
   (its count is gone, its row newer than the seed): each call is counted in an ``instance`` of
   Redis's state (a random id set once Redis starts empty), and a call settling billed in a newer
@@ -143,11 +145,14 @@ redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
 return instance
 """
 
-# KEYS: counter, inflight, instance; ARGV: process, billed (1/0), the instance the call was counted
-# in. -1: the counter does not hold this call: it was counted in an instance that is gone (Redis
-# restarted empty), or its count was dropped (the process taken for dead, its count below zero);
-# the caller counts the counter again from the bill, nothing is given back. 0: settled.
+# KEYS: counter, inflight, instance, settled; ARGV: process, billed (1/0), the instance the call was
+# counted in, ttl. -1: the counter does not hold this call: it was counted in an instance that is
+# gone (Redis restarted empty), or its count was dropped (the process taken for dead, its count below
+# zero); the caller counts the counter again from the bill, nothing is given back. 0: settled.
+# ``settled`` counts the calls settled billed (ever rising): a counter set from the bill adds those
+# settled while the bill was read (see ``_RESET``).
 _SETTLE = """
+if ARGV[2] == '1' then redis.call('INCR', KEYS[4]) redis.call('EXPIRE', KEYS[4], ARGV[4]) end
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
 local left = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
 if left <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
@@ -166,11 +171,14 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[2]
 return 0
 """
 
-# KEYS: counter, inflight; ARGV: billed rows, ttl, alive-key prefix, only-if-missing (1/0).
-# counter := billed rows + calls in flight of live processes (dead processes' fields dropped).
+# KEYS: counter, inflight, settled; ARGV: billed rows, ttl, alive-key prefix, only-if-missing (1/0),
+# ``settled`` before the rows were read. counter := billed rows + calls settled billed since the rows
+# were begun to be read (their rows may be missing from the count) + calls in flight of live processes
+# (dead processes' fields dropped).
 _RESET = """
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-local sum = 0
+local sum = tonumber(redis.call('GET', KEYS[3]) or '0') - tonumber(ARGV[5])
+if sum < 0 then sum = 0 end
 local h = redis.call('HGETALL', KEYS[2])
 for i = 1, #h, 2 do
   if redis.call('EXISTS', ARGV[3] .. h[i]) == 1 then sum = sum + tonumber(h[i + 1])
@@ -289,6 +297,9 @@ class RedisState(SharedState):
     def _quota_keys(self, tenant_id: str, month: str) -> list[str]:
         return [self.name("quota", tenant_id, month), self.name("inflight", tenant_id, month)]
 
+    def _settled_key(self, tenant_id: str, month: str) -> str:
+        return self.name("settled", tenant_id, month)
+
     # -- rates and quotas --------------------------------------------------------------------------
     def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
         cost = min(float(cost), float(burst))
@@ -335,9 +346,10 @@ class RedisState(SharedState):
 
     def settle(self, tenant_id: str, billed: bool, month: str | None = None) -> None:
         month = month or month_of()
-        keys = [*self._quota_keys(tenant_id, month), self.name(INSTANCE_KEY)]
+        keys = [*self._quota_keys(tenant_id, month), self.name(INSTANCE_KEY), self._settled_key(tenant_id, month)]
         instance = self._settled_instance(tenant_id, month)
-        held = int(self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed), instance])))
+        held = int(self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed), instance,
+                                                                     MONTH_TTL])))
         if held < 0 and billed:  # its row is on the bill, its count not in the counter: count again
             try:
                 self._reset_counter(tenant_id, month, only_if_missing=False)
@@ -348,18 +360,17 @@ class RedisState(SharedState):
                             exc_info=True)
 
     def _reset_counter(self, tenant_id: str, month: str, *, only_if_missing: bool) -> bool:
-        """counter := billed rows + calls in flight; then the rows written meanwhile are added
-        (they were neither in the first read nor in flight any more). True when it was set."""
-        keys = self._quota_keys(tenant_id, month)
-        before = self._count_calls(tenant_id)
+        """counter := billed rows + calls in flight + calls settled billed while the rows were read
+        (their rows may have come after the read; they are no longer in flight). Calls counted after
+        the counter is set are counted once, by the counter alone; a call whose row was read and
+        which settles before the counter is set counts twice (the refusing side) until the next
+        reconciliation. True when it was set."""
+        keys = [*self._quota_keys(tenant_id, month), self._settled_key(tenant_id, month)]
+        settled = int(self._call(lambda: self.redis.get(keys[2])) or 0)
+        billed = self._count_calls(tenant_id)
         done = int(self._call(lambda: self._reset(
-            keys=keys, args=[before, MONTH_TTL, self.name("alive", ""), int(only_if_missing)])))
-        if done < 0:
-            return False
-        meanwhile = self._count_calls(tenant_id) - before
-        if meanwhile > 0:
-            self._call(lambda: self.redis.incrby(keys[0], meanwhile))
-        return True
+            keys=keys, args=[billed, MONTH_TTL, self.name("alive", ""), int(only_if_missing), settled])))
+        return done >= 0
 
     def reconcile(self) -> int:
         """Every counter of this month from the usage table (one process at a time)."""

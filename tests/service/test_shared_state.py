@@ -106,6 +106,70 @@ def test_reconciliation_drops_the_calls_of_a_dead_process(states: list[RedisStat
     assert alive.spend("acme", 3) > 0
 
 
+def _counter(state: RedisState, tenant: str) -> int:
+    return int(state.redis.get(state.name("quota", tenant, time.strftime("%Y-%m", time.gmtime()))) or 0)
+
+
+def test_a_call_served_while_a_counter_is_seeded_counts_once(states: list[RedisState], accounts: Accounts,
+                                                             redis_server) -> None:
+    """The month's first call seeds the counter from the bill; another process's call admitted on the
+    new counter and billed while the seeding process is still at work is in the counter once."""
+    accounts.create_tenant("acme")
+    other = states[1]
+    served: list[str] = []
+
+    def serve_one() -> None:  # another process: admitted, recorded, settled
+        assert other.spend("acme", 5) == 0.0
+        accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
+        other.settle("acme", billed=True)
+        served.append("acme")
+
+    def count_calls(tenant: str) -> int:
+        if not served and other.redis.exists(other.name("quota", tenant, time.strftime("%Y-%m", time.gmtime()))):
+            serve_one()  # the counter is set: a call on it, while this process reads the bill again
+        return accounts.calls_this_month(tenant)
+
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    seeding = RedisState(settings, count_calls, DATABASE)
+    try:
+        assert seeding.spend("acme", 5) == 0.0  # seeds the counter, then counts this call
+        if not served:
+            serve_one()
+        assert _counter(seeding, "acme") == 2  # one billed, one in flight
+    finally:
+        seeding.close()
+
+
+def test_a_call_billed_while_the_bill_is_read_is_counted(states: list[RedisState], accounts: Accounts,
+                                                         redis_server) -> None:
+    """A counter seeded again (its key lost) while a call is in flight: the call's row comes after the
+    bill was read and it settles before the counter is set, so it is in neither the rows read nor the
+    calls in flight, and still counted."""
+    accounts.create_tenant("acme")
+    serving = states[1]
+    assert serving.spend("acme", 3) == 0.0  # in flight
+    serving.redis.delete(serving.name("quota", "acme", time.strftime("%Y-%m", time.gmtime())))
+    settled: list[str] = []
+
+    def count_calls(tenant: str) -> int:
+        billed = accounts.calls_this_month(tenant)
+        if not settled:  # after the first read, before the counter is set
+            accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
+            serving.settle("acme", billed=True)
+            settled.append(tenant)
+        return billed
+
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    seeding = RedisState(settings, count_calls, DATABASE)
+    try:
+        assert seeding.spend("acme", 3) == 0.0
+        assert _counter(seeding, "acme") == 2  # one billed, one in flight
+        assert seeding.spend("acme", 3) == 0.0
+        assert seeding.spend("acme", 3) > 0
+    finally:
+        seeding.close()
+
+
 def test_redis_down_refuses_then_recovers(states: list[RedisState], accounts: Accounts, redis_server) -> None:
     accounts.create_tenant("acme")
     assert states[0].spend("acme", 100) == 0.0
