@@ -126,8 +126,11 @@ class ServerLease:
                 raise InvalidSetting(ALONE)
             return
         alone = _flock(fd, fcntl.LOCK_EX)  # no other server holds it
-        if not _flock(fd, fcntl.LOCK_SH):  # converts that hold, or joins the others'
-            raise InvalidSetting(BESIDE_ALONE)
+        deadline = time.monotonic() + 2.0  # a server starting beside this one holds it alone a moment (above)
+        while not _flock(fd, fcntl.LOCK_SH):  # converts that hold, or joins the others'
+            if time.monotonic() > deadline:  # held alone for good: a server without Redis
+                raise InvalidSetting(BESIDE_ALONE)
+            time.sleep(0.05)
         ours = Path(f"{path}.redis-{hashlib.sha256(identity(alone).encode()).hexdigest()[:16]}.lock")
         mine = self._open(ours)
         deadline = time.monotonic() + 2.0  # another server probing it (below) holds it a moment

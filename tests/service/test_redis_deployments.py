@@ -11,6 +11,9 @@ collection, and same-numbered keys shared a bucket."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -233,3 +236,26 @@ def test_servers_started_at_once_on_postgresql_name_one_deployment(new_database,
             second.release()
         engine.dispose()
     assert said == [True, False]
+
+
+def test_servers_started_at_once_on_sqlite_wait_out_the_moment_another_holds_it_alone(tmp_path: Path) -> None:
+    """A server with Redis starting on an SQLite file holds the file alone a moment (to learn whether
+    it is the first), then shares it; another starting in that moment was refused as if beside a
+    server without Redis. It waits that moment out; a hold that lasts is still refused."""
+    database = tmp_path / "faces.db"
+    url = f"sqlite:///{database}"
+    starting = os.open(database, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(starting, fcntl.LOCK_EX)  # the other server, between its two steps
+        shared = threading.Timer(0.3, lambda: fcntl.flock(starting, fcntl.LOCK_SH))
+        shared.start()
+        said: list[bool] = []
+        second = ServerLease.take(url, redis_identity=lambda alone: said.append(alone) or "deployment-1")
+        second.release()
+        shared.join()
+        assert said == [False]
+        fcntl.flock(starting, fcntl.LOCK_EX)  # a server without Redis: alone for good
+        with pytest.raises(InvalidSetting, match="without FACEATLAS_REDIS_URL"):
+            ServerLease.take(url, redis_identity=lambda alone: "deployment-1")
+    finally:
+        os.close(starting)
