@@ -50,6 +50,7 @@ its place, with the same code, and writes the message to the server log; the CLI
     │   ├── VectorStoreUnavailable      vector_store_unavailable 503
     │   └── StorageUnavailable          storage_unavailable   503
     ├── InvalidSetting                  invalid_setting       500
+    ├── CamerasFailed                   cameras_failed        500
     └── ModelError                      model_error           500
         ├── ModelMissing                model_missing         503
         ├── RuntimeUnavailable          runtime_unavailable   422
@@ -62,9 +63,12 @@ a new kind of failure adds a class here or subclasses one, never a bare ``ValueE
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AccessError",
     "AlreadyExists",
+    "CamerasFailed",
     "CommandLineError",
     "Conflict",
     "DatabaseUnavailable",
@@ -397,6 +401,24 @@ class InvalidSetting(FaceAtlasError):
 
     code = "invalid_setting"
     client_message = "a setting of this server is invalid (its operator finds the details in the server log)"
+
+
+class CamerasFailed(FaceAtlasError):
+    """Some cameras of a run that runs several at once failed (a source that stopped being readable,
+    an output that could not be written, a collection removed) while the others ran to their end:
+    ``failures``, each failed camera's name and its own error (in the cameras' order), and
+    ``stats``, what each camera that ended did (their events were written). Raised once every camera
+    has ended; a use case that reports the run (``faceatlas watch``, ``retail run``) keeps both in
+    its report, and its door says every camera's summary and then one line per failed camera (a
+    camera's failure was raised alone, and the others' summaries were lost)."""
+
+    code = "cameras_failed"
+
+    def __init__(self, failures: dict[str, FaceAtlasError], stats: list[Any] | None = None) -> None:
+        said = "; ".join(f"camera {name!r}: {' '.join(str(error).split())}" for name, error in failures.items())
+        super().__init__(said or "a camera failed")
+        self.failures = dict(failures)
+        self.stats = list(stats or [])
 
 
 # -- models (server side) --------------------------------------------------------------------------

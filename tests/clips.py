@@ -61,10 +61,12 @@ def as_mpegts(source: Path, target: Path) -> Path:
 
 
 @contextmanager
-def http_server(folder: Path, *, length: bool = True) -> Iterator[str]:
+def http_server(folder: Path, *, length: bool = True, hang_up: dict[str, int] | None = None) -> Iterator[str]:
     """A real HTTP server in a thread serving the files of ``folder``: as a web server serves a
     file (Content-Length, byte ranges: an MP4 is read with seeks), or, ``length`` False, as a
-    stream of no length (HTTP/1.0, the body ends when the connection closes)."""
+    stream of no length (HTTP/1.0, the body ends when the connection closes). ``hang_up``: file
+    name -> byte offset where the server hangs up on that file, its Content-Length still saying
+    the whole file (a server that went down mid-file: the reader fails with an I/O error)."""
 
     class Files(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -85,8 +87,9 @@ def http_server(folder: Path, *, length: bool = True) -> Iterator[str]:
                 if wanted:
                     self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
             self.end_headers()
+            end = min(last + 1, (hang_up or {}).get(self.path.lstrip("/"), len(data)))
             with suppress(ConnectionError):  # the reader sought elsewhere and hung up
-                self.wfile.write(data[first : last + 1])
+                self.wfile.write(data[first:end])
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

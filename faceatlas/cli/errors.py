@@ -46,6 +46,17 @@ def print_error(exc: FaceAtlasError, console: Console | None = None, *, about: s
     (console or err).print(f"[red]error ({exc.code}):[/red] {escape(message)}", soft_wrap=True)
 
 
+def print_camera_failures(failed: dict[str, FaceAtlasError], console: Console) -> None:
+    """One line per camera of a run that failed (``failed``: its name and its error), said as
+    :func:`print_error` says an error, ``error (code): camera 'name': reason``, after the summary of
+    the cameras that ran; a message that names its camera already is not prefixed again. Names are
+    the user's: give a ``console`` without emoji codes."""
+    for name, error in failed.items():
+        said = str(error)
+        named = f"camera {name}:" in said or f"camera {name!r}:" in said
+        print_error(error, console, about=None if named else f"camera {name!r}")
+
+
 def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoReturn:
     """Report ``exc`` (as one JSON object on stdout with ``as_json``, else one line on stderr) and
     exit. A stdout that cannot take the JSON object (``> /dev/full``) gets nothing: the line goes

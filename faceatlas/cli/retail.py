@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import json_text
+from faceatlas.cli.errors import json_text, one_line, print_camera_failures
 from faceatlas.cli.options import database_option
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="The Store of the Future on real cameras.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)  # camera names are the user's: printed as written
 
 
 @app.command("run")
@@ -36,8 +36,9 @@ def run(
     visits, members are recognised, zone dwell is recorded, the checkout camera and the exit run
     face pay with liveness, and alerts go to the store's sinks.
 
-    Exit 1 when a sink (webhook, MQTT) could not deliver some events (the summary says how many);
-    130 when Ctrl-C (or SIGTERM) stopped a file's camera before the file's end."""
+    Exit 1 when a sink (webhook, MQTT) could not deliver some events (the summary says how many),
+    or when some cameras failed (each named, with why, after the summary of the others; 2 when
+    every camera failed); 130 when Ctrl-C (or SIGTERM) stopped a file's camera before the file's end."""
     from faceatlas.apps.retail import StoreConfig, run_store
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
@@ -50,7 +51,9 @@ def run(
                "zone_tracks": report.zone_tracks, "charged": report.charged, "outcomes": outcomes,
                "alerts": report.alerts, "errors": report.errors, "events": report.events,
                "undelivered": report.undelivered, "interrupted": report.interrupted,
-               "cameras": [c.to_dict() for c in report.cameras]}
+               "cameras": [c.to_dict() for c in report.cameras],
+               "failed": {camera: {"error": error.code, "message": one_line(str(error))}
+                          for camera, error in report.failed.items()}}
     if as_json:
         print(json_text(summary))
     else:
@@ -61,7 +64,8 @@ def run(
         if stats.interrupted:
             err.print(f"interrupted: camera {escape(stats.camera)} stopped after {stats.frames} frames, "
                       "before its file's end")
-    if report.exit_status:  # as `watch`: 130 stopped before a file's end, 1 events not delivered
+    print_camera_failures(report.failed, err)
+    if report.exit_status:  # as `watch`: 130 stopped, 1 cameras failed (2: all) or events not delivered
         raise typer.Exit(report.exit_status)
 
 

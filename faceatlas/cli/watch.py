@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from faceatlas.cli.errors import exit_for_failures, print_camera_failures
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
@@ -63,7 +64,9 @@ def watch(
     `faceatlas counts` and `faceatlas serve` (GET /v1/events) read them.
 
     Exit 1 when a sink (MQTT, webhook, database) could not deliver some events (the summary names
-    it and how many); 130 when Ctrl-C (or SIGTERM) stopped a file's camera before the file's end."""
+    it and how many), or when some cameras failed (each named, with why, after the others' summary;
+    2 when every camera failed); 130 when Ctrl-C (or SIGTERM) stopped a file's camera before the
+    file's end."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
         beside = [name for name, given in (("SOURCE", source is not None), ("--stride", stride is not None),
@@ -107,8 +110,11 @@ def watch(
     for stats in stopped:
         err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end",
                   markup=False)
+    print_camera_failures(report.failed, err)
     if stopped:  # Ctrl-C before a file's end, as `ar` and `drive` say it (a live camera's Ctrl-C is its end)
         raise typer.Exit(130)
+    # the cameras that ran stand, as the inputs of a command over many do: 1, or 2 when none ran
+    exit_for_failures(len(report.failed), len(report.failed) + len(report.cameras))
     if lost:  # the run's results stand, but a consumer of a sink missed some (a script must see it)
         raise typer.Exit(1)
 

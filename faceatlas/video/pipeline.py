@@ -26,6 +26,7 @@ import supervision as sv
 
 from faceatlas.engine import Detections, Embedding, Face, FaceAnalyzer
 from faceatlas.engine.persons import COCO_CLASSES, ObjectDetector
+from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
 from faceatlas.video.annotate import FrameAnnotator, VideoWriter, blur_faces, blur_plates, output_video_failed
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.events import Event, EventType
@@ -473,10 +474,12 @@ def snapshot_name(camera: str, frame_index: int, track_id: int, event_type: str,
 
 def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
     """Run each pipeline in its own thread until all sources end; Ctrl-C (or SIGTERM turned into
-    KeyboardInterrupt) stops them all, ending their tracks so that every event is flushed. The first
-    exception of a camera is raised once every camera has ended."""
+    KeyboardInterrupt) stops them all, ending their tracks so that every event is flushed. A camera
+    that fails (:func:`camera_failure`) does not stop the others: once every camera has ended,
+    :class:`~faceatlas.errors.CamerasFailed` is raised with each failed camera's error and the
+    stats of those that ended (the first failure was raised alone, the others' stats lost)."""
     results: dict[int, PipelineStats] = {}
-    failures: list[BaseException] = []
+    failures: dict[int, FaceAtlasError] = {}
     # Each camera's end is waited for on an Event, not Thread.join: a KeyboardInterrupt that lands
     # inside join() marks a thread that is still running as stopped (CPython 3.11, gh-90882), so a
     # later join() returned at once and the process went on (closing the sinks, exiting) while the
@@ -487,8 +490,9 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
         try:
             results[index] = pipeline.run()
         except Exception as exc:  # noqa: BLE001 - handed to the caller once every camera has ended
-            log.error("camera %s failed: %s", pipeline.camera.name, exc)
-            failures.append(exc)
+            failures[index] = camera_failure(exc, pipeline.camera.name)
+            log.error("camera %s failed after %d frames: %s", pipeline.camera.name, pipeline.stats.frames,
+                      failures[index])
         finally:
             ended[index].set()
 
@@ -508,9 +512,25 @@ def run_cameras(pipelines: list[VideoPipeline]) -> list[PipelineStats]:
             deadline = time.monotonic() + 30
             for done in ended:
                 done.wait(max(0.0, deadline - time.monotonic()))
-    if failures:  # a camera that failed (a source that cannot be read, a collection gone) is the caller's error
-        raise failures[0]
-    return [results[i] for i in sorted(results)]
+    stats = [results[i] for i in sorted(results)]
+    if failures:  # a source that cannot be read, a collection gone: the caller reports it beside the others' stats
+        raise CamerasFailed({pipelines[i].camera.name: failures[i] for i in sorted(failures)}, stats)
+    return stats
+
+
+def camera_failure(exc: Exception, camera: str) -> FaceAtlasError:
+    """What ended the camera ``camera`` as an error of the tree: a :class:`FaceAtlasError` as it is
+    (an output that could not be written, a collection removed), an ``OSError`` as the source that
+    could not be read (:class:`InvalidInput`), anything else as a fault (logged with its traceback)."""
+    if isinstance(exc, FaceAtlasError):
+        return exc
+    if isinstance(exc, OSError):
+        error: FaceAtlasError = InvalidInput(f"cannot read video source: {exc}")
+    else:
+        log.error("camera %s: %s", camera, type(exc).__name__, exc_info=exc)
+        error = FaceAtlasError(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 @contextmanager

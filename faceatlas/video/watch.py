@@ -10,7 +10,7 @@ from pathlib import Path
 from faceatlas.db import check_database_url
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
 from faceatlas.engine.persons import ObjectDetector
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
 from faceatlas.gallery import Gallery, space_owner
 from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outputs, url_problem
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
@@ -22,12 +22,14 @@ from faceatlas.video.webhook import WebhookSink
 
 @dataclass
 class WatchReport:
-    """Per-camera statistics, how many events of each type were emitted, and how many events
-    each sink that counts them could not deliver (``{"MqttSink": 3}``)."""
+    """Per-camera statistics (of the cameras that ran to their end), how many events of each type
+    were emitted, how many events each sink that counts them could not deliver (``{"MqttSink": 3}``),
+    and the cameras that failed, each with its error (their events until then were written)."""
 
     cameras: list[PipelineStats]
     events: dict[str, int] = field(default_factory=dict)
     undelivered: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, FaceAtlasError] = field(default_factory=dict)
 
 
 def events_tenant(space: str) -> str:
@@ -141,11 +143,12 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
         else None
     pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher, on_frame=on_frame)
                  for camera in config.cameras]
+    failed: dict[str, FaceAtlasError] = {}
     try:
         results = run_cameras(pipelines)
-    except OSError as exc:  # a source that cannot be opened or read
-        raise InvalidInput(f"cannot read video source: {exc}") from exc
+    except CamerasFailed as exc:  # the others ran: their stats are reported beside each failure
+        results, failed = exc.stats, exc.failures
     finally:
         with interrupts_held("the sinks deliver their events"):
             bus.close()
-    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered())
+    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered(), failed)

@@ -42,7 +42,7 @@ from faceatlas.apps.retail.events import Entry, Exit, ZoneVisit, from_video_even
 from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.apps.retail.store import COLLECTION, ExitOutcome, RetailStore
 from faceatlas.engine import FaceAnalyzer, PersonDetector, get_pack
-from faceatlas.errors import FaceAtlasError, InvalidInput
+from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
 from faceatlas.gallery import check_index_dir
 from faceatlas.video import (
     CameraConfig,
@@ -77,8 +77,9 @@ PAY_ATTEMPTS = 8
 
 @dataclass
 class StoreRunReport:
-    """What a run did: per-camera video statistics, retail actions, alerts raised, and video
-    events by type."""
+    """What a run did: per-camera video statistics (of the cameras that ran to their end), retail
+    actions, alerts raised, video events by type, and the cameras that failed, each with its error
+    (the others ran on: their actions and events stand)."""
 
     cameras: list[PipelineStats]
     started: datetime | None = None  # naive UTC: a file's video time 0
@@ -91,6 +92,7 @@ class StoreRunReport:
     events: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     undelivered: dict[str, int] = field(default_factory=dict)  # per sink, events it could not deliver (> 0)
+    failed: dict[str, FaceAtlasError] = field(default_factory=dict)  # camera id -> what ended it
 
     @property
     def charged(self) -> int:
@@ -104,9 +106,15 @@ class StoreRunReport:
     @property
     def exit_status(self) -> int:
         """The status `retail run` exits with, as `watch`: 130 when a file's camera was stopped before
-        its end, 1 when a sink could not deliver some events (the run stands, a consumer missed
-        some), else 0 (both used to end in 0, a stop after 55 of 1,501 frames said nowhere)."""
-        return 130 if self.interrupted else 1 if self.undelivered else 0
+        its end; when cameras failed, 2 if every one did, else 1 (the others' results stand, as a
+        command over many inputs exits); 1 when a sink could not deliver some events (the run
+        stands, a consumer missed some), else 0 (both used to end in 0, a stop after 55 of 1,501
+        frames said nowhere)."""
+        if self.interrupted:
+            return 130
+        if self.failed:
+            return 1 if self.cameras else 2
+        return 1 if self.undelivered else 0
 
 
 def camera_config(camera: Camera) -> CameraConfig:
@@ -208,7 +216,10 @@ class StoreRun:
             if camera.role == "checkout":
                 self._pipelines[camera.id].after_frame = self._retry_payments
         try:
-            self.report.cameras = run_cameras(list(self._pipelines.values()))
+            try:
+                self.report.cameras = run_cameras(list(self._pipelines.values()))
+            except CamerasFailed as exc:  # the others ran: their stats are reported beside each failure
+                self.report.cameras, self.report.failed = exc.stats, exc.failures
             with self._lock:
                 self._flush_strangers(None, float("inf"))
         except OSError as exc:
