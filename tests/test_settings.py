@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,11 @@ def test_serve_refuses_service_sizes_out_of_their_rules(monkeypatch, tmp_path):
         assert result.exit_code == 2, (variable, value, result.output)
         assert f"error (invalid_setting): {variable}='{value}': " in result.output and why in result.output
         monkeypatch.delenv(variable)
-    result = CliRunner().invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'svc.db'}", "--workers", "0"])
+    with socket.socket() as taken:  # the settings are said first, whatever holds the port (a server on 8000)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = CliRunner().invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'svc.db'}", "--workers", "0",
+                                          "--port", str(taken.getsockname()[1])])
     assert result.exit_code == 2 and "error (invalid_setting): FACEATLAS_WORKERS: " in result.output, result.output
     assert not (tmp_path / "svc.db").exists()
 

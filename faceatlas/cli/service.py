@@ -57,7 +57,6 @@ def serve(
     from faceatlas.service import check_address, check_processes, create_app, preflight
 
     check_processes(processes)
-    check_address(host, port)
     overrides: dict[str, object] = {"batching": batching}
     for name, value in (("database_url", db), ("pack", pack), ("workers", workers)):
         if value is not None:
@@ -67,6 +66,7 @@ def serve(
     if processes > 1 and settings.redis_url is None:  # one line on stderr, with its code, as every command's error
         fail(CommandLineError(f"--processes {processes} needs FACEATLAS_REDIS_URL: each process would otherwise "
                               "grant a key's full rate and a tenant's full quota on its own"))
+    check_address(host, port)  # the arguments and settings first, then what this machine holds
     # a missing model or calibration, Redis refusing, another server on the database: one line, before the port;
     # the hold on the database lasts as long as this process
     lease = preflight(settings, sections.engine)  # a Redis not reachable yet: waited for here

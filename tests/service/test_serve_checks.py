@@ -210,7 +210,8 @@ def test_a_redis_refusing_the_server_stops_the_start_with_a_clear_line(redis_ser
         finally:
             state.close()
         assert "pw" not in str(refused.value) and f"127.0.0.1:{port}" in str(refused.value)
-    result = CliRunner().invoke(cli, ["serve", "--db", f"sqlite:///{tmp_path / 's.db'}", "--pack", "scrfd-mbf"],
+    result = CliRunner().invoke(cli, ["serve", "--db", f"sqlite:///{tmp_path / 's.db'}", "--pack", "scrfd-mbf",
+                                      "--port", "0"],
                                 env={"FACEATLAS_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     assert result.exit_code == 2 and result.output.startswith("error (invalid_setting): FACEATLAS_REDIS_URL: Redis at")
     good = RedisState(ServiceSettings(database_url="sqlite://", redis_url=f"redis://:{password}@127.0.0.1:{port}/0"),
