@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 # YuNet + fr_feature (MIT) + MiniFASNet (Apache-2.0): every file commercially usable; beats `dlib` on LFW
-# (98.90 % vs 98.82 %, TAR@FAR 1e-6 0.706 vs 0.281) at ~3x its speed (bench/pack_speed.py). `dlib`
+# (98.90 % vs 98.82 %, TAR@FAR 1e-6 0.706 vs 0.281) at ~8x its speed (bench/pack_speed.py). `dlib`
 # (public domain, ships with face_recognition_models) stays the pack that needs no download.
 DEFAULT_PACK = "yunet-frfeature"
 DEFAULT_MAX_PIXELS = 40_000_000
