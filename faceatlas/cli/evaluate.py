@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.cli.errors import fail, json_text, os_error
@@ -16,13 +17,11 @@ from faceatlas.engine import (
     FaceAtlasError,
     LFWReport,
     Runtime,
-    check_calibration_name,
-    check_calibration_path,
-    check_figure_path,
+    check_dataset_outputs,
+    check_lfw_outputs,
     evaluate_dataset,
     evaluate_lfw,
     far_key,
-    get_pack,
     measuring_analyzer,
     plot_dataset,
     plot_roc,
@@ -77,21 +76,21 @@ def lfw(
         "--save-as", help="save the thresholds the data supports as the pack's calibration NAME; it is used only "
                           "once selected with FACEATLAS_CALIBRATION=NAME (the shipped one stays the default)")] = None,
     output: Annotated[Path | None, typer.Option(help="also write the calibration JSON to this path")] = None,
-    cache: Annotated[Path | None, typer.Option(help="embedding cache (.npz), reused when it matches")] = None,
+    cache: Annotated[Path | None, typer.Option(help="embedding cache file (npz, at exactly this path), reused only if "
+                                          "made by this pack from these very images; else rebuilt")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
     runtime: RuntimeOption = None,
     flip: FlipOption = None,
 ) -> None:
     """LFW verification: 10-fold accuracy, ROC, and TAR at FAR 1e-3..1e-6 from all-vs-all pairs."""
     try:
-        if plot is not None:
-            check_figure_path(plot)  # before the minutes of evaluation
-        if output is not None:
-            check_calibration_path(output)
-        if save_as is not None:
-            check_calibration_name(save_as)
-        analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
+        # before the models load and the minutes of evaluation: no output over an input, each writable
+        chosen = check_lfw_outputs(pairs, images, limit_folds=limit_folds, output=output, plot=plot, cache=cache,
+                                   save_as=save_as, pack=pack, runtime=runtime, flip=flip)
+        analyzer = measuring_analyzer(chosen)
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
+        if report.cache_note:
+            err.print(f"[yellow]{escape(report.cache_note)}[/yellow]", soft_wrap=True)
         written: list[str] = []
         if save_as is not None:
             written.append(str(save_user_calibration(report, save_as, analyzer)))
@@ -102,10 +101,16 @@ def lfw(
                 raise os_error(exc) from exc
     except FaceAtlasError as exc:
         fail(exc, as_json)
+    unwritten = None  # checked writable before the work, yet failing now: said after the results
     if plot is not None:
-        plot_roc(report, plot)
+        try:
+            plot_roc(report, plot)
+        except OSError as exc:
+            unwritten, plot = os_error(exc), None
     if as_json:
         print(json_text({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
+        if unwritten is not None:
+            fail(unwritten)
         return
     console.print(report_table(report))
     unsupported = [far_key(p.far) for p in report.points if not p.resolvable]
@@ -117,6 +122,8 @@ def lfw(
                                                       if save_as and path == written[0] else ""))
     if plot is not None:
         err.print(f"ROC plot written to {plot}")
+    if unwritten is not None:
+        fail(unwritten)
 
 
 def dataset_table(report: DatasetReport) -> Table:
@@ -166,19 +173,23 @@ def folder(
     """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
     ROC and DET plots, and the thresholds as a calibration your collections can use."""
     try:
-        if plot is not None:
-            check_figure_path(plot)  # before the minutes of evaluation
-        if save_as is not None:
-            check_calibration_name(save_as)
-        analyzer = measuring_analyzer(get_pack(pack, runtime=runtime, flip=flip))
+        # before the models load and the minutes of evaluation: the plot not over a photo, each output writable
+        chosen = check_dataset_outputs(dataset, plot=plot, save_as=save_as, pack=pack, runtime=runtime, flip=flip)
+        analyzer = measuring_analyzer(chosen)
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
         written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:
         fail(exc, as_json)
+    unwritten = None  # checked writable before the work, yet failing now: said after the results
     if plot is not None:
-        plot_dataset(report, plot)
+        try:
+            plot_dataset(report, plot)
+        except OSError as exc:
+            unwritten, plot = os_error(exc), None
     if as_json:
         print(json_text({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
+        if unwritten is not None:
+            fail(unwritten)
         return
     console.print(dataset_table(report))
     unstated = [far_key(p.far) for p in report.points if not p.resolvable]
@@ -189,3 +200,5 @@ def folder(
         err.print(f"calibration written to {path} (use it with FACEATLAS_CALIBRATION={save_as})")
     if plot is not None:
         err.print(f"ROC and DET plots written to {plot}")
+    if unwritten is not None:
+        fail(unwritten)

@@ -16,12 +16,13 @@ from faceatlas.engine.calibration import (
     save_calibration,
     user_calibration_path,
 )
-from faceatlas.engine.dataset import DatasetReport, evaluate_dataset, plot_dataset
+from faceatlas.engine.dataset import DatasetReport, check_dataset_outputs, evaluate_dataset, plot_dataset
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
     check_calibration_name,
+    check_lfw_outputs,
     evaluate_lfw,
     json_ready,
     measuring_analyzer,
@@ -141,6 +142,8 @@ __all__ = [
     "resolve",
     "check_calibration_name",
     "check_calibration_path",
+    "check_dataset_outputs",
+    "check_lfw_outputs",
     "save_calibration",
     "save_image",
     "save_user_calibration",

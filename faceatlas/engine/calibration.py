@@ -277,13 +277,15 @@ def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Cali
 
 def check_calibration_path(path: Path) -> Path:
     """``path`` when a calibration JSON can be written there; :class:`InvalidArgument` for ``-``
-    (stdout holds the report) or a folder. Called before the evaluation's minutes (after them, a
-    folder was a traceback and ``-`` a file named ``-``)."""
+    (stdout holds the report), a folder, or a name not ending ``.json``. Called before the
+    evaluation's minutes (after them, a folder was a traceback and ``-`` a file named ``-``)."""
     if str(path) == "-":
         raise InvalidArgument("the calibration is written to a file, not '-' (stdout): give a path ending .json; "
                               "--json prints the report with its thresholds")
     if path.is_dir():
         raise InvalidArgument(f"{path} is a folder: give the calibration's file, e.g. {path / 'calibration.json'}")
+    if path.suffix.lower() != ".json":  # `--output photo.jpg` wrote the JSON over the photo
+        raise InvalidArgument(f"--output {path}: the calibration is JSON: give a path ending .json")
     return path
 
 

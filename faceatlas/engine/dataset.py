@@ -21,11 +21,13 @@ import numpy as np
 from rich.progress import Progress
 
 from faceatlas.engine.analyzer import FaceAnalyzer
-from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key
+from faceatlas.engine.calibration import STANDARD_FARS, Calibration, far_key, user_calibration_path
 from faceatlas.engine.draw import check_figure_path
 from faceatlas.engine.evaluation import (
     FarPoint,
     all_vs_all,
+    check_calibration_name,
+    check_outputs,
     far_points,
     impostor_tail,
     json_ready,
@@ -35,7 +37,9 @@ from faceatlas.engine.evaluation import (
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
 from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_image
+from faceatlas.engine.packs import Pack, Runtime, get_pack
 from faceatlas.errors import InvalidImage, InvalidInput
+from faceatlas.settings import EngineSettings
 
 
 @dataclass
@@ -217,6 +221,41 @@ def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> Datas
                          impostor_tail(impostor), auc=roc_points(scores, same_mask)[2], unreadable=unreadable)
 
 
+def check_dataset_outputs(dataset: Path, *, plot: Path | None = None, save_as: str | None = None,
+                          pack: str | None = None, runtime: Runtime | None = None, flip: bool | None = None,
+                          settings: EngineSettings | None = None) -> Pack:
+    """The pack :func:`evaluate_dataset` is to measure (:func:`get_pack`), once its outputs are
+    checked, before its minutes and before the models load: ``plot`` a format matplotlib writes,
+    ``save_as`` a valid calibration name (these first, then the pack's name); neither in the
+    dataset's folder (`--plot ds/person/x.png` wrote the plot over a photo), the pairs CSV or one of
+    its photos, each writable (:func:`~faceatlas.engine.evaluation.check_outputs`)."""
+    if plot is not None:
+        check_figure_path(plot, "--plot")
+    if save_as is not None:
+        check_calibration_name(save_as)
+    chosen = get_pack(pack, settings, runtime=runtime, flip=flip)
+    calibration = user_calibration_path(chosen, save_as, settings) if save_as is not None else None
+    dataset = Path(dataset)
+    inputs: list[tuple[str, Path]] = []
+    folders: list[tuple[str, Path]] = []
+    if dataset.is_dir():
+        folders.append(("the dataset", dataset))
+    elif dataset.is_file():
+        keys = sorted({k for a, b, _ in _read_pairs(dataset) for k in (a, b)})
+        inputs = [("the dataset's pairs CSV", dataset), *(("a photo of the dataset", dataset.parent / k) for k in keys)]
+    check_outputs({"--plot": plot, "--save-as": calibration}, inputs, folders)
+    return chosen
+
+
+def det_curve(report: DatasetReport) -> tuple[np.ndarray, np.ndarray, float]:
+    """The DET curve of ``report`` (FMR, FNMR) for a log-log plot, and the floor its FNMR is drawn at:
+    the smallest rate its genuine pairs measure (1 / genuine pairs). A FNMR of 0 (no genuine pair
+    missed) is drawn there, not as a drop to 1e-5, which read as a measured rate."""
+    grid, tar = report.curve
+    floor = 1.0 / max(1, report.n_genuine)
+    return np.asarray(grid), np.clip(1.0 - np.asarray(tar, np.float64), floor, 1.0), floor
+
+
 def plot_dataset(report: DatasetReport, path: Path) -> Path:
     """ROC (TAR against FAR) and DET (FNMR against FMR, both log) side by side, with the stated points."""
     path = check_figure_path(path)
@@ -226,21 +265,25 @@ def plot_dataset(report: DatasetReport, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     grid, tar = report.curve
+    fmr, fnmr, floor = det_curve(report)
     fig, (roc, det) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
     roc.plot(grid, tar)
-    det.plot(grid, np.clip(1.0 - tar, 1e-5, 1.0))
+    det.plot(fmr, fnmr, label="FNMR")
+    det.axhline(floor, color="grey", linestyle=":", linewidth=1,
+                label=f"1/{report.n_genuine:,} genuine pairs: the lowest measurable FNMR (0 is drawn here)")
     for p in report.points:
         if p.resolvable:
             roc.scatter([p.far], [p.tar], zorder=3)
             roc.annotate(f"{p.tar:.3f} @ {far_key(p.far)}", (p.far, p.tar), textcoords="offset points",
                          xytext=(4, -12), fontsize=7)
-            det.scatter([p.far], [max(1e-5, 1.0 - p.tar)], zorder=3)
+            det.scatter([p.far], [max(floor, 1.0 - p.tar)], zorder=3)
     roc.set(xscale="log", xlabel="false accept rate (FAR)", ylabel="true accept rate (TAR)", ylim=(0, 1.01),
             title=f"ROC ({report.n_genuine:,} genuine / {report.n_impostor:,} impostor pairs)")
     det.set(xscale="log", yscale="log", xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)",
             title=f"DET, pack {report.pack}")
     for ax in (roc, det):
         ax.grid(True, which="both", alpha=0.3)
+    det.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

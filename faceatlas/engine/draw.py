@@ -76,15 +76,17 @@ def same_file(path: str | Path, other: str | Path) -> bool:
         return False
 
 
-def check_figure_path(path: str | Path) -> Path:
+def check_figure_path(path: str | Path, what: str = "") -> Path:
     """``path`` when matplotlib writes a figure in the format its suffix names (png, pdf, svg, jpg,
-    ...); else :class:`InvalidArgument`. Called before the work a plot shows (matplotlib's own
-    ``ValueError`` came after an evaluation's minutes, as a traceback)."""
+    ...); else :class:`InvalidArgument` (naming it as ``what``, the door's option). Called before
+    the work a plot shows (matplotlib's own ``ValueError`` came after an evaluation's minutes, as a
+    traceback)."""
     from matplotlib.backend_bases import FigureCanvasBase  # only where a plot is asked for
 
     path = Path(path)
     formats = FigureCanvasBase.get_supported_filetypes()
     if path.suffix.lower().lstrip(".") not in formats:
-        raise InvalidArgument(f"{path}: cannot write a plot with suffix {path.suffix or '(none)'!r}; "
+        named = f"{what} {path}" if what else str(path)
+        raise InvalidArgument(f"{named}: cannot write a plot with suffix {path.suffix or '(none)'!r}; "
                               f"use .png, .pdf or .svg")
     return path

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import re
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +33,15 @@ from faceatlas.engine.calibration import (
     IMPOSTORS_PER_FAR,
     STANDARD_FARS,
     Calibration,
+    check_calibration_path,
     far_key,
     save_calibration,
     supported_far,
     user_calibration_path,
 )
-from faceatlas.engine.draw import check_figure_path
+from faceatlas.engine.draw import check_figure_path, same_file
 from faceatlas.engine.face import Face
-from faceatlas.engine.packs import Pack
+from faceatlas.engine.packs import Pack, Runtime, get_pack
 from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.settings import EngineSettings
@@ -122,6 +126,7 @@ class EmbeddedSet:
     keys: list[str]
     embeddings: np.ndarray
     fallback: np.ndarray
+    cache_note: str = ""  # an embedding cache that did not match and was rebuilt: why
 
     @property
     def identities(self) -> np.ndarray:
@@ -176,21 +181,81 @@ def embed_images(analyzer: FaceAnalyzer, root: Path, keys: Sequence[str], *, chu
     return EmbeddedSet(list(keys), embeddings, fallback)
 
 
+CACHE_FORMAT = 2  # what an embedding cache holds (see :func:`load_or_embed`); 1: without the file stamps
+
+
+def file_stamps(root: Path, keys: Sequence[str]) -> np.ndarray:
+    """Each image's size and modification time (ns) as an ``(n, 2)`` int64 array: what the vectors of
+    an embedding cache were made from (a photo replaced, even by one of the same name, differs)."""
+    stamps = np.zeros((len(keys), 2), np.int64)
+    for row, key in enumerate(keys):
+        stat = (Path(root) / key).stat()
+        stamps[row] = (stat.st_size, stat.st_mtime_ns)
+    return stamps
+
+
+def _cached(analyzer: FaceAnalyzer, cache: Path, root: Path, keys: Sequence[str],
+            stamps: np.ndarray) -> EmbeddedSet | str:
+    """The embeddings of ``keys`` from ``cache`` when it was made by this pack (recogniser, runtime,
+    flip) from these very files (the images folder, each file's size and mtime); else why not."""
+    try:
+        with np.load(cache, allow_pickle=False) as data:  # never a pickle: a cache is data, not code
+            if "format" not in data.files or int(data["format"]) != CACHE_FORMAT:
+                return "made by another faceatlas version or not an embedding cache"
+            if (str(data["pack"]), str(data["recognizer_id"])) != (analyzer.pack.name, analyzer.pack.recognizer_id):
+                return f"made by pack {data['pack']} ({data['recognizer_id']})"
+            if str(data["images"]) != str(Path(root).resolve()):
+                return f"made from the images in {data['images']}"
+            cached = {k: i for i, k in enumerate(data["keys"].tolist())}
+            absent = [k for k in keys if k not in cached]
+            if absent:
+                return f"{len(absent)} images not in it, e.g. {absent[0]}"
+            rows = np.array([cached[k] for k in keys], np.int64)
+            changed = np.flatnonzero((data["stamps"][rows] != stamps).any(axis=1))
+            if len(changed):
+                return f"{len(changed)} images changed since it was made, e.g. {keys[int(changed[0])]}"
+            return EmbeddedSet(list(keys), np.asarray(data["embeddings"][rows], np.float32),
+                               np.asarray(data["fallback"][rows], bool))
+    except (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile) as exc:
+        # a truncated file, a text file, a pickle, an .npy, a cache missing an array
+        said = str(exc).split(". ")[0].strip()[:80] or type(exc).__name__
+        return f"unreadable: {said}"
+
+
+def write_cache(cache: Path, embedded: EmbeddedSet, analyzer: FaceAnalyzer, root: Path,
+                stamps: np.ndarray) -> Path:
+    """Write the embedding cache to exactly ``cache`` (no ``.npz`` added), atomically."""
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp")
+    try:
+        with tmp.open("wb") as handle:  # a file object: numpy adds no suffix to it
+            np.savez(handle, format=CACHE_FORMAT, keys=np.array(embedded.keys), embeddings=embedded.embeddings,
+                     fallback=embedded.fallback, stamps=stamps, images=str(Path(root).resolve()),
+                     recognizer_id=analyzer.pack.recognizer_id, pack=analyzer.pack.name)
+        tmp.replace(cache)
+    finally:  # interrupted, the half-written file goes; renamed, nothing is left
+        tmp.unlink(missing_ok=True)
+    return cache
+
+
 def load_or_embed(analyzer: FaceAnalyzer, root: Path, keys: Sequence[str], cache: Path | None = None,
                   progress: bool = True) -> EmbeddedSet:
-    """:func:`embed_images`, reusing (or writing) an ``.npz`` cache made by the same recogniser."""
-    if cache is not None and Path(cache).is_file():
-        data = np.load(cache, allow_pickle=False)
-        if str(data["recognizer_id"]) == analyzer.pack.recognizer_id and str(data["pack"]) == analyzer.pack.name:
-            cached = {k: i for i, k in enumerate(data["keys"].tolist())}
-            if all(k in cached for k in keys):
-                rows = [cached[k] for k in keys]
-                return EmbeddedSet(list(keys), data["embeddings"][rows], data["fallback"][rows])
+    """:func:`embed_images`, reusing an ``.npz`` cache only when it holds the vectors of these very
+    files by this pack (:func:`_cached`), else embedding them and writing the cache at ``cache``
+    (exactly that path). A cache that does not match or cannot be read is rebuilt, never used: the
+    set's ``cache_note`` says so (a stale one gave the accuracy of the photos that were there before)."""
+    stamps = file_stamps(root, keys) if cache is not None else np.zeros((0, 2), np.int64)
+    note = ""
+    if cache is not None and Path(cache).exists():
+        found = _cached(analyzer, Path(cache), root, keys, stamps)
+        if isinstance(found, EmbeddedSet):
+            return found
+        note = f"embedding cache {cache} does not match ({found}): rebuilt"
     embedded = embed_images(analyzer, root, keys, progress=progress)
+    embedded.cache_note = note
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, keys=np.array(embedded.keys), embeddings=embedded.embeddings, fallback=embedded.fallback,
-                 recognizer_id=analyzer.pack.recognizer_id, pack=analyzer.pack.name)
+        write_cache(Path(cache), embedded, analyzer, root, stamps)
     return embedded
 
 
@@ -361,6 +426,7 @@ class LFWReport:
     tail: dict[str, float] = field(default_factory=dict)
     template_tail: dict[str, float] = field(default_factory=dict)
     n_template_impostor: int = 0
+    cache_note: str = ""  # the embedding cache did not match and was rebuilt: why (the door says it)
 
     @property
     def accuracy(self) -> float:
@@ -456,6 +522,86 @@ def check_calibration_name(name: str) -> str:
     return name
 
 
+# -- output paths, checked before the work ------------------------------------------------------
+def check_output_file(path: Path, what: str) -> Path:
+    """``path`` when a file can be written there: not a folder, below a folder (made if missing) in
+    which files can be made (tried: ``os.access`` says yes to root under /proc), or a file that opens
+    for writing (not changed). Else :class:`InvalidArgument` (a folder) or :class:`InvalidInput`
+    naming ``what`` (the option): a plot that could not be written after the evaluation's minutes
+    ended the command with one error line, its results unsaid (the calibration written all the same)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgument(f"{what} {path} is a folder: give a file")
+    existing = next(above for above in path.absolute().parents if os.path.lexists(above))
+    if not existing.is_dir():
+        raise InvalidInput(f"{what} {path} cannot be written: {existing} is a file, not a folder")
+    try:
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY))  # no O_TRUNC: nothing of it changes
+        else:
+            handle, probe = tempfile.mkstemp(prefix=".faceatlas-", dir=existing)
+            os.close(handle)
+            os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise InvalidInput(f"{what} {path} cannot be written ({reason})") from None
+    return path
+
+
+def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[tuple[str, Path]],
+                  folders: Sequence[tuple[str, Path]] = ()) -> None:
+    """Refuse, before anything is read or loaded, outputs (option name: path) that are an input
+    (``inputs``: what, path; :func:`~faceatlas.engine.draw.same_file`, links resolved), that would
+    be written into an input folder (``folders``: a dataset's photos are every file in it), that are
+    one another, or that cannot be written (:func:`check_output_file`): :class:`InvalidArgument`
+    or :class:`InvalidInput`. ``eval lfw --output pairs.txt`` wrote the JSON over the pairs file."""
+    given = [(what, Path(path)) for what, path in outputs.items() if path is not None]
+    for what, path in given:
+        placed = Path(os.path.realpath(path.parent)) / path.name  # the folder's links resolved, not the file's
+        for described, folder in folders:
+            if placed.is_relative_to(os.path.realpath(folder)):
+                raise InvalidArgument(f"{what} {path} is in {described} {folder}: it would be written over or "
+                                      "among the photos evaluated; give a file outside it")
+        if os.path.lexists(path):  # an input is a file that is there
+            for described, source in inputs:
+                if same_file(path, source):
+                    raise InvalidArgument(f"{what} {path} is {described} {source}: writing it would destroy it; "
+                                          "give another file")
+    for index, (what, path) in enumerate(given):
+        for other, other_path in given[index + 1:]:
+            if same_file(path, other_path):
+                raise InvalidArgument(f"{what} and {other} are one file ({path}): one would be written over the "
+                                      "other; give two files")
+    for what, path in given:
+        check_output_file(path, what)
+
+
+def check_lfw_outputs(pairs_path: Path, images_dir: Path, *, limit_folds: int | None = None,
+                      output: Path | None = None, plot: Path | None = None, cache: Path | None = None,
+                      save_as: str | None = None, pack: str | None = None, runtime: Runtime | None = None,
+                      flip: bool | None = None, settings: EngineSettings | None = None) -> Pack:
+    """The pack :func:`evaluate_lfw` is to measure (:func:`get_pack`), once its outputs are checked,
+    before its minutes and before the models load: ``output`` a ``.json`` file, ``plot`` a format
+    matplotlib writes, ``cache`` a file (not a folder), ``save_as`` a valid calibration name (these
+    first, then the pack's name); none of them the pairs file, an image or in the images folder,
+    each writable (:func:`check_outputs`)."""
+    if plot is not None:
+        check_figure_path(plot, "--plot")
+    if output is not None:
+        check_calibration_path(Path(output))
+    if cache is not None and Path(cache).is_dir():
+        raise InvalidArgument(f"--cache {cache} is a folder: give the cache's file, e.g. {Path(cache) / 'lfw.npz'}")
+    if save_as is not None:
+        check_calibration_name(save_as)
+    chosen = get_pack(pack, settings, runtime=runtime, flip=flip)
+    calibration = user_calibration_path(chosen, save_as, settings) if save_as is not None else None
+    keys = sorted({k for p in read_pairs(pairs_path, limit_folds) for k in (p.a, p.b)})
+    inputs = [("the pairs file", Path(pairs_path)), *(("the image", Path(images_dir) / k) for k in keys)]
+    check_outputs({"--output": output, "--plot": plot, "--cache": cache, "--save-as": calibration}, inputs,
+                  [("the images folder", Path(images_dir))])
+    return chosen
+
+
 def far_points(genuine: np.ndarray, impostor: np.ndarray, fars: Sequence[float]) -> list[FarPoint]:
     """Threshold, achieved FAR and TAR at each FAR; a FAR the impostor pairs cannot support
     (:func:`supported_far`) is marked unresolvable and never written to a calibration."""
@@ -528,6 +674,7 @@ def evaluate_lfw(
         tail=impostor_tail(impostor),
         template_tail=impostor_tail(template_impostor),
         n_template_impostor=len(template_impostor),
+        cache_note=embedded.cache_note,
     )
 
 
