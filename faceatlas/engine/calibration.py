@@ -71,12 +71,15 @@ class Calibration:
     template_tail: dict[str, float] = field(default_factory=dict)
 
     def threshold(self, far: float) -> float:
-        """The threshold for ``far`` (one of the calibrated rates, else :class:`FarNotCalibrated`)."""
-        key = far_key(far)
-        if key not in self.thresholds:
-            have = sorted(self.thresholds, key=float)
-            raise FarNotCalibrated(f"far must be one of the calibrated rates {have} of pack {self.pack}, not {key}")
-        return self.thresholds[key]
+        """The threshold for ``far``: one of the calibrated rates exactly (up to float rounding), else
+        :class:`FarNotCalibrated` naming the rate given as given and the calibrated ones. It was
+        matched on ``far`` rounded to one significant digit: 9.6e-4 was decided at 1e-3's threshold
+        (looser than asked), 1.4e-4 at 1e-4's, and 0.0015 was refused as "not 2e-3"."""
+        for key, value in self.thresholds.items():
+            if math.isclose(float(key), far, rel_tol=1e-9):
+                return value
+        have = ", ".join(sorted(self.thresholds, key=float))
+        raise FarNotCalibrated(f"far {far!r} is not one of the calibrated rates of pack {self.pack}: {have}")
 
     def far_threshold(self, far: float) -> float:
         """The threshold for any FAR in (0, 1): interpolated on the impostor tail (the standard

@@ -1,0 +1,71 @@
+"""The engine-level doors (detect, compare, liveness, gallery search) on real photos: the rates and cuts
+they take, and how they end when stdout is closed or goes away, or the user stops them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+from faceatlas.engine import get_pack, load_calibration
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error")]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "faceatlas.cli", *args]
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "FACEATLAS_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def pair(examples: Path) -> list[str]:
+    images = examples / "tests/test_images"
+    return [str(images / "obama.jpg"), str(images / "obama2.jpg")]
+
+
+@pytest.fixture(scope="module")
+def searchable(examples: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``gallery search`` of a collection holding one LFW person, up to the cut options."""
+    lfw = Path(os.environ.get("FACEATLAS_SHARED", REPO.parent / "shared")) / "data/lfw/images/Aaron_Peirsol"
+    db = f"sqlite:///{tmp_path_factory.mktemp('door') / 'g.db'}"
+    assert runner.invoke(app, ["gallery", "create", "c", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    enrolled = runner.invoke(app, ["gallery", "enrol", "c", str(lfw), "--subject", "aaron", "--db", db])
+    assert enrolled.exit_code == 0, enrolled.output
+    return ["gallery", "search", "c", str(examples / "tests/test_images/obama.jpg"), "--db", db, "--json"]
+
+
+def test_a_far_is_one_of_the_calibrated_rates_exactly(pair, searchable):
+    """`compare --far 9.6e-4` answered "far": 0.00096 at FAR 1e-3's threshold (looser than asked), 1.4e-4
+    was decided at 1e-4's, and 0.0015 was refused as "not 2e-3", 1.5 as "not 2e+00": the rate was
+    rounded to one significant digit. Now only a calibrated rate is taken; the refusal names the rate
+    as typed and the calibrated ones, alike at every door that takes a far."""
+    calibration = load_calibration(get_pack("scrfd-mbf"))
+    assert calibration is not None
+    rates = ", ".join(sorted(calibration.thresholds, key=float))
+    for typed in ("9.6e-4", "1.4e-4", "0.0015", "1.5"):
+        for door in (["compare", *pair, "-p", "scrfd-mbf", "--json", "--far", typed], [*searchable, "--far", typed]):
+            result = runner.invoke(app, door)
+            assert result.exit_code == 2, (door, result.output)
+            message = json.loads(result.stdout)["message"]
+            if typed == "1.5" and door[0] == "gallery":  # no rate at all: refused before the photo is read
+                assert message == "far is a rate between 0 and 1 (both excluded), not 1.5", message
+                continue
+            assert f"far {float(typed)!r} " in message and rates in message, (door, message)
+    for typed, key in (("1e-3", "1e-3"), ("0.0001", "1e-4"), ("1.0000000001e-5", "1e-5")):
+        result = runner.invoke(app, ["compare", *pair, "-p", "scrfd-mbf", "--json", "--far", typed])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["threshold"] == round(calibration.thresholds[key], 4)
