@@ -69,3 +69,29 @@ def test_a_far_is_one_of_the_calibrated_rates_exactly(pair, searchable):
         result = runner.invoke(app, ["compare", *pair, "-p", "scrfd-mbf", "--json", "--far", typed])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["threshold"] == round(calibration.thresholds[key], 4)
+
+
+def test_rank_only_goes_with_no_cut(searchable, fast_analyzer, examples):
+    """`gallery search --rank-only --threshold 0.9` (or `--far 1e-4`) applied the cut, rank-only ignored,
+    while `--rank-only --fpir 1e-3` was refused: all three are refused alike, by the cut's options (the
+    API's search shares them) and by ``Gallery.search`` itself."""
+    from faceatlas.errors import InvalidArgument
+    from faceatlas.gallery import Gallery
+
+    human = [arg for arg in searchable if arg != "--json"]
+    for cut in (["--threshold", "0.9"], ["--far", "1e-4"], ["--fpir", "1e-3"]):
+        result = runner.invoke(app, [*human, "--rank-only", *cut])
+        assert result.exit_code == 2, (cut, result.output)
+        lines = _error_lines(result.output)
+        assert len(lines) == 1 and "give one of them" in lines[0] and cut[0][2:] in lines[0], (cut, result.output)
+    ranked = runner.invoke(app, [*searchable, "--rank-only"])
+    assert ranked.exit_code == 0 and json.loads(ranked.stdout)["results"][0]["matches"], ranked.output
+    face = fast_analyzer.analyze_one(examples / "tests/test_images/obama.jpg")
+    gallery = Gallery.open(searchable[searchable.index("--db") + 1])
+    try:
+        for cut in ({"threshold": 0.9}, {"far": 1e-4}):
+            with pytest.raises(InvalidArgument, match="give one of them"):
+                gallery.search("c", face, rank_only=True, **cut)
+        assert gallery.search("c", face, rank_only=True)
+    finally:
+        gallery.close()

@@ -183,16 +183,25 @@ class Cut:
               rank_only: bool = False) -> Cut:
         """The cut a door's options ask for, each ``None`` when not given: at most one of ``threshold``,
         ``far`` and ``fpir`` (two would be decided by the first silently); none: the default
-        FPIR, or no cut with ``rank_only`` (which a threshold or a far still overrides, not an fpir)."""
+        FPIR, or no cut with ``rank_only``, which none of them goes with (a threshold or a far
+        overrode it silently, an fpir was refused)."""
         named = [name for name, value in (("threshold", threshold), ("far", far), ("fpir", fpir))
                  if value is not None]
         if len(named) > 1:
             raise InvalidArgument(f"{' and '.join(named)} are alternative cuts: give one of them")
-        if rank_only and fpir is not None:
-            raise InvalidArgument("rank_only ranks without the fpir cut: give one of them")
+        if rank_only and named:
+            raise InvalidArgument(f"rank_only ranks without the {named[0]} cut: give one of them")
         if fpir is None and not (rank_only or named):
             fpir = DEFAULT_FPIR
         return cls(threshold=threshold, far=far, fpir=fpir)
+
+    @classmethod
+    def verifying(cls, *, threshold: float | None = None, far: float | None = None) -> Cut:
+        """The cut of a 1:1 verification's options, each ``None`` when not given: at most one of
+        ``threshold`` and ``far``; neither: the default FAR."""
+        if threshold is not None and far is not None:
+            raise InvalidArgument("threshold and far are alternative cuts: give one of them")
+        return cls(threshold=threshold, far=DEFAULT_FAR if threshold is None and far is None else far)
 
     @property
     def decides(self) -> bool:
