@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,3 +96,20 @@ def test_rank_only_goes_with_no_cut(searchable, fast_analyzer, examples):
         assert gallery.search("c", face, rank_only=True)
     finally:
         gallery.close()
+
+
+def test_a_closed_stdout_is_said_as_a_full_one(examples, shared, pair):
+    """`detect --json photo.jpg >&-` ended 0 and said nothing (Python's sys.stdout is None then, and
+    print writes into nothing); compare and liveness too. As `> /dev/full`: one line, exit 2."""
+    sample = str(shared / "data/antispoof_samples/image_T1.jpg")
+    for args in (["detect", "--json", pair[0]], ["detect", pair[0]], ["compare", "--json", *pair],
+                 ["liveness", "--json", sample], ["liveness", sample]):
+        command = _cli(*args, "-p", "scrfd-mbf")
+        closed = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command], capture_output=True, text=True,
+                                env=_env(), timeout=120)
+        assert closed.returncode == 2, (args, closed.returncode, closed.stderr)
+        lines = _error_lines(closed.stderr)
+        assert lines == ["error (error): the standard output: cannot be written: it is closed"], closed.stderr
+        with open("/dev/full", "w") as full:
+            refused = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
+        assert refused.returncode == 2 and len(_error_lines(refused.stderr)) == 1, refused.stderr
