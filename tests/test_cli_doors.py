@@ -113,3 +113,17 @@ def test_a_closed_stdout_is_said_as_a_full_one(examples, shared, pair):
         with open("/dev/full", "w") as full:
             refused = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
         assert refused.returncode == 2 and len(_error_lines(refused.stderr)) == 1, refused.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared):
+    """`detect a b c d | head -1` ended 1 ("some inputs failed": rich's own broken-pipe exit) with the
+    progress stopped at 1/4, and `liveness` the same: as `stdout_gone` says, 141 (128 + SIGPIPE), quietly."""
+    folder = str(shared / "data/lfw/images/Tony_Blair")
+    for command in ("detect", "liveness"):
+        child = subprocess.Popen(_cli(command, folder, "-p", "scrfd-mbf"), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=_env())
+        assert child.stdout is not None and child.stdout.readline()
+        child.stdout.close()  # `| head -1`
+        _, errors = child.communicate(timeout=120)
+        assert child.returncode == 141, (command, child.returncode, errors)
+        assert not _error_lines(errors) and "Traceback" not in errors, errors

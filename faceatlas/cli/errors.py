@@ -27,6 +27,16 @@ except ImportError:  # pragma: no cover - an older typer
 err = Console(stderr=True)
 
 
+class Output(Console):
+    """The console of a command's results on standard output: a reader that goes away (``| head``)
+    ends the command quietly, status 141, as :func:`stdout_gone` (rich's own way was status 1, which
+    says "some inputs failed": `detect a b c d | head -1`)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stdout_gone()
+
+
 def one_line(text: str) -> str:
     """``text`` on one line: a message of several lines (a YAML or validation error) joined by spaces."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
 from faceatlas.cli.errors import (
+    Output,
     UsageError,
     database_error,
     exit_for_failures,
@@ -143,7 +144,7 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
                   cls=_Commands)
-console = Console()
+console = Output()
 err = Console(stderr=True)
 
 PackOption = Annotated[
