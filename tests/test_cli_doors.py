@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,51 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared):
         _, errors = child.communicate(timeout=120)
         assert child.returncode == 141, (command, child.returncode, errors)
         assert not _error_lines(errors) and "Traceback" not in errors, errors
+
+
+@pytest.fixture(scope="module")
+def many_photos(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of 300 LFW photos (links): minutes of work, stopped long before its end."""
+    folder = tmp_path_factory.mktemp("many")
+    lfw = shared / "data/lfw/images"
+    photos = sorted(photo for person in sorted(lfw.iterdir()) if person.is_dir() for photo in person.iterdir())
+    for photo in photos[:300]:
+        (folder / photo.name).symlink_to(photo)
+    return folder
+
+
+@pytest.mark.parametrize("command", ["detect", "liveness"])
+def test_a_stopped_run_over_a_folder_says_how_far_it_got(many_photos, command):
+    """Ctrl-C (or a kill) during `detect`/`liveness` over a folder: status 130, but no `interrupted after
+    N of M` line (as `gallery enrol` says), and `liveness --json` printed nothing at all. Now the line
+    comes, and --json prints the results done so far, valid JSON."""
+    human = subprocess.Popen(_cli(command, str(many_photos), "-p", "scrfd-mbf"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=_env())
+    assert human.stdout is not None and human.stdout.readline()  # one image said: the run is under way
+    human.send_signal(signal.SIGINT)
+    _, errors = human.communicate(timeout=120)
+    assert human.returncode == 130, (human.returncode, errors)
+    assert "interrupted after " in errors and " of 300 images: the results of those are printed above" in errors
+
+    machine = subprocess.Popen(_cli(command, str(many_photos), "-p", "scrfd-mbf", "--json"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=_env())
+    assert machine.stderr is not None and machine.stderr.readline().startswith("pack scrfd-mbf")
+    time.sleep(4)  # the models loaded, a few images done
+    machine.send_signal(signal.SIGTERM)
+    out, errors = machine.communicate(timeout=120)
+    assert machine.returncode == 130, (machine.returncode, errors)
+    said = [line for line in errors.splitlines() if line.startswith("interrupted after ")]
+    assert len(said) == 1 and said[0].endswith(" of 300 images: the results of those are the JSON on stdout"), errors
+    answer = json.loads(out)
+    assert answer["interrupted"] is True and answer["pack"] == "scrfd-mbf"
+    assert said[0].startswith(f"interrupted after {len(answer['results'])} of 300"), (said, len(answer["results"]))
+
+
+def test_liveness_over_a_folder_shows_its_progress_as_detect_does(shared):
+    """`liveness` over a folder showed no progress (and held every result to the end); `detect` shows
+    a bar on stderr. Both use the one helper now."""
+    folder = str(shared / "data/antispoof_samples")
+    for command, what in (("detect", "detecting"), ("liveness", "checking liveness")):
+        result = runner.invoke(app, [command, folder, "-p", "scrfd-mbf"])
+        assert result.exit_code == 0, result.output
+        assert what in result.stderr and "3/3" in result.stderr, (command, result.stderr)
