@@ -25,6 +25,9 @@ def run() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.unraisablehook = _interrupt_again(sys.unraisablehook)
     try:
+        from faceatlas.cli.errors import hold_stdout
+
+        hold_stdout()  # started with stdout closed (`>&-`): what it prints fails, as to /dev/full
         from faceatlas.cli.main import app
 
         app(prog_name="faceatlas")  # ends with SystemExit (click's standalone mode)

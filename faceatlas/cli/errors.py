@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import sys
@@ -23,6 +25,16 @@ except ImportError:  # pragma: no cover - an older typer
     from click.exceptions import UsageError  # type: ignore[assignment]
 
 err = Console(stderr=True)
+
+
+class Output(Console):
+    """The console of a command's results on standard output: a reader that goes away (``| head``)
+    ends the command quietly, status 141, as :func:`stdout_gone` (rich's own way was status 1, which
+    says "some inputs failed": `detect a b c d | head -1`)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stdout_gone()
 
 
 def one_line(text: str) -> str:
@@ -97,6 +109,37 @@ def stdout_gone() -> NoReturn:
     status 141 (128 + SIGPIPE, as the shell reports a Unix tool stopped by a closed pipe)."""
     _discard_stdout()
     raise typer.Exit(141)
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Standard output when the command was started without one (``>&-``): Python sets ``sys.stdout``
+    to None then, and ``print`` (and rich) wrote into nothing: `detect --json photo.jpg >&-` ended 0,
+    its results lost unsaid. Written to, it fails as a stdout that cannot be written does
+    (``> /dev/full``): one line on stderr, exit 2."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        raise OSError(errno.EBADF, "Cannot be written: it is closed", "the standard output")
+
+
+def hold_stdout() -> None:
+    """Called as the command starts: a closed standard output (fd 1) is held on /dev/null, so no file
+    the command opens takes its number (and a model or a database is never written by a print),
+    and ``sys.stdout`` fails when written (:class:`_ClosedStdout`)."""
+    if sys.stdout is not None:
+        return
+    try:
+        os.fstat(1)
+    except OSError:
+        held = os.open(os.devnull, os.O_WRONLY)  # the lowest free number: 1
+        if held != 1:
+            os.dup2(held, 1)
+            os.close(held)
+    sys.stdout = _ClosedStdout()
 
 
 def _discard_stdout() -> None:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, interrupted, json_text, print_error
+from faceatlas.cli.errors import Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
@@ -33,7 +33,7 @@ from faceatlas.gallery import (
 from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Face galleries: enrol known people and identify faces against them.", no_args_is_help=True)
-console = Console()
+console = Output()
 err = Console(stderr=True)
 
 DbOption = Annotated[str | None, typer.Option("--db", callback=database_option,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -15,10 +16,12 @@ from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
 from faceatlas.cli.errors import (
+    Output,
     UsageError,
     database_error,
     exit_for_failures,
     fail,
+    interrupted,
     is_usage_error,
     json_text,
     os_error,
@@ -143,7 +146,7 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
                   cls=_Commands)
-console = Console()
+console = Output()
 err = Console(stderr=True)
 
 PackOption = Annotated[
@@ -196,16 +199,34 @@ def detect(
     analyzer = _analyzer(pack, as_json, verbose)
     if attributes:
         _note_attribute_licences(analyzer.pack)
-    results: list[dict[str, Any]] = []
-    with progress(err, disable=len(paths) < 2) as bar:
-        task = bar.add_task("detecting", total=len(paths))
-        for path in paths:
-            results.append(_detect_one(analyzer, path, liveness=liveness, attributes=attributes, draw=draw,
-                                       embedding=embedding, as_json=as_json))
-            bar.advance(task)
-    if as_json:
-        print(json_text({"pack": analyzer.pack.name, "results": results}))
+    results = _each_image(paths, "detecting", lambda path: _detect_one(
+        analyzer, path, liveness=liveness, attributes=attributes, draw=draw, embedding=embedding, as_json=as_json),
+        analyzer.pack.name, as_json)
     exit_for_failures(sum("error" in r for r in results), len(results))
+
+
+def _each_image(paths: list[Path], what: str, one: Callable[[Path], dict[str, Any]], pack: str,
+                as_json: bool) -> list[dict[str, Any]]:
+    """``one`` result per image, under a progress bar on stderr (``what``: its description), each
+    said by ``one`` as it is done; with ``as_json`` all of them as one JSON object at the end. Ctrl-C
+    (or SIGTERM) prints the results done so far (``as_json``: the object, with ``"interrupted":
+    true``) and `interrupted after N of M images`, status 130 (detect said nothing of how far it
+    got; `liveness --json` printed nothing at all)."""
+    results: list[dict[str, Any]] = []
+    try:
+        with progress(err, disable=len(paths) < 2) as bar:
+            task = bar.add_task(what, total=len(paths))
+            for path in paths:
+                results.append(one(path))
+                bar.advance(task)
+    except KeyboardInterrupt:
+        if as_json:
+            print(json_text({"pack": pack, "results": results, "interrupted": True}), flush=True)
+        interrupted(len(results), len(paths), "images", "the results of those are " +
+                    ("the JSON on stdout" if as_json else "printed above"))
+    if as_json:
+        print(json_text({"pack": pack, "results": results}))
+    return results
 
 
 def _note_attribute_licences(pack: Pack) -> None:
@@ -309,27 +330,24 @@ def liveness(
     """Passive liveness (MiniFASNet) of the largest face in each image."""
     paths = expand_images(images)
     analyzer = _analyzer(pack, as_json, verbose)
-    rows: list[dict[str, Any]] = []
-    failures: dict[str, FaceAtlasError] = {}
-    for path in paths:
-        try:  # the API's use case: the largest face, analysed with its liveness
-            faces, found = analyzer.largest(path, liveness=True, embed=False)
-            if not faces or faces[0].liveness is None:
-                raise NoFace("no face found for the liveness check")
-        except FaceAtlasError as exc:
-            failures[str(path)] = exc
-            rows.append({"image": str(path), "error": exc.code, "message": str(exc)})
-            continue
-        rows.append({"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict(),
-                     "faces_in_image": found})
-    if as_json:
-        print(json_text({"pack": analyzer.pack.name, "results": rows}))
-    else:
-        for row in rows:
-            if "error" in row:
-                print_error(failures[row["image"]], about=row["image"])
-            else:
-                label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"
-                which = f", the largest of {row['faces_in_image']} faces" if row["faces_in_image"] > 1 else ""
-                console.print(f"{row['image']}: {label} (real score {row['score']:.3f}{which})")
+    rows = _each_image(paths, "checking liveness", lambda path: _liveness_one(analyzer, path, as_json),
+                       analyzer.pack.name, as_json)
     exit_for_failures(sum("error" in r for r in rows), len(rows))
+
+
+def _liveness_one(analyzer: FaceAnalyzer, path: Path, as_json: bool) -> dict[str, Any]:
+    """The liveness of the largest face of the image at ``path``, said at once unless ``as_json``."""
+    try:  # the API's use case: the largest face, analysed with its liveness
+        faces, found = analyzer.largest(path, liveness=True, embed=False)
+        if not faces or faces[0].liveness is None:
+            raise NoFace("no face found for the liveness check")
+    except FaceAtlasError as exc:
+        if not as_json:
+            print_error(exc, about=str(path))
+        return {"image": str(path), "error": exc.code, "message": str(exc)}
+    row = {"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict(), "faces_in_image": found}
+    if not as_json:
+        label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"
+        which = f", the largest of {found} faces" if found > 1 else ""
+        console.print(f"{escape(row['image'])}: {label} (real score {row['score']:.3f}{which})")
+    return row

@@ -94,11 +94,11 @@ def _run(server: str, key: str, call: Callable[[FaceAtlasClient], Any], as_json:
         print(json_text(_json(answer), indent=2))
 
 
-def _cut(as_json: bool, **given: Any) -> dict[str, float]:
+def _cut(as_json: bool, *, verifying: bool = False, **given: Any) -> dict[str, float]:
     """The cut a call states (``Cut.stated``), refused here as the server refuses it (two at once,
-    a rate out of (0, 1), NaN)."""
+    a rate out of (0, 1), NaN); ``verifying``: a 1:1 verification's (``Cut.verifying``)."""
     try:
-        return Cut.given(**given).stated()
+        return (Cut.verifying(**given) if verifying else Cut.given(**given)).stated()
     except FaceAtlasError as exc:
         fail(exc, as_json)
 
@@ -173,7 +173,7 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
-    _cut(as_json, far=far, threshold=threshold, rank_only=True)
+    _cut(as_json, verifying=True, far=far, threshold=threshold)
     _run(server, key, lambda c: c.verify(collection, subject, image, far=far, threshold=threshold), as_json,
          timeout=timeout)
 

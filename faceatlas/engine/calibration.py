@@ -71,12 +71,15 @@ class Calibration:
     template_tail: dict[str, float] = field(default_factory=dict)
 
     def threshold(self, far: float) -> float:
-        """The threshold for ``far`` (one of the calibrated rates, else :class:`FarNotCalibrated`)."""
-        key = far_key(far)
-        if key not in self.thresholds:
-            have = sorted(self.thresholds, key=float)
-            raise FarNotCalibrated(f"far must be one of the calibrated rates {have} of pack {self.pack}, not {key}")
-        return self.thresholds[key]
+        """The threshold for ``far``: one of the calibrated rates exactly (up to float rounding), else
+        :class:`FarNotCalibrated` naming the rate given as given and the calibrated ones. It was
+        matched on ``far`` rounded to one significant digit: 9.6e-4 was decided at 1e-3's threshold
+        (looser than asked), 1.4e-4 at 1e-4's, and 0.0015 was refused as "not 2e-3"."""
+        for key, value in self.thresholds.items():
+            if math.isclose(float(key), far, rel_tol=1e-9):
+                return value
+        have = ", ".join(sorted(self.thresholds, key=float))
+        raise FarNotCalibrated(f"far {far!r} is not one of the calibrated rates of pack {self.pack}: {have}")
 
     def far_threshold(self, far: float) -> float:
         """The threshold for any FAR in (0, 1): interpolated on the impostor tail (the standard
@@ -180,16 +183,25 @@ class Cut:
               rank_only: bool = False) -> Cut:
         """The cut a door's options ask for, each ``None`` when not given: at most one of ``threshold``,
         ``far`` and ``fpir`` (two would be decided by the first silently); none: the default
-        FPIR, or no cut with ``rank_only`` (which a threshold or a far still overrides, not an fpir)."""
+        FPIR, or no cut with ``rank_only``, which none of them goes with (a threshold or a far
+        overrode it silently, an fpir was refused)."""
         named = [name for name, value in (("threshold", threshold), ("far", far), ("fpir", fpir))
                  if value is not None]
         if len(named) > 1:
             raise InvalidArgument(f"{' and '.join(named)} are alternative cuts: give one of them")
-        if rank_only and fpir is not None:
-            raise InvalidArgument("rank_only ranks without the fpir cut: give one of them")
+        if rank_only and named:
+            raise InvalidArgument(f"rank_only ranks without the {named[0]} cut: give one of them")
         if fpir is None and not (rank_only or named):
             fpir = DEFAULT_FPIR
         return cls(threshold=threshold, far=far, fpir=fpir)
+
+    @classmethod
+    def verifying(cls, *, threshold: float | None = None, far: float | None = None) -> Cut:
+        """The cut of a 1:1 verification's options, each ``None`` when not given: at most one of
+        ``threshold`` and ``far``; neither: the default FAR."""
+        if threshold is not None and far is not None:
+            raise InvalidArgument("threshold and far are alternative cuts: give one of them")
+        return cls(threshold=threshold, far=DEFAULT_FAR if threshold is None and far is None else far)
 
     @property
     def decides(self) -> bool:

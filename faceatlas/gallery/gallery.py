@@ -734,7 +734,8 @@ class Gallery:
         """The ``k`` most similar subjects to one embedding. A subject's score is its best face
         (``aggregate="best"``) or its mean template; only subjects reaching the cut are returned —
         none means "unknown". The cut is, first that applies: none (``rank_only``: strangers get
-        their nearest subjects), a raw cosine ``threshold``, the 1:1 threshold of a ``far``, else
+        their nearest subjects; with a ``threshold`` or a ``far`` :class:`InvalidArgument`), a raw
+        cosine ``threshold``, the 1:1 threshold of a ``far``, else
         the open-set threshold at which a search of this collection's current size (its faces)
         names a stranger at rate ``fpir`` (default :data:`DEFAULT_FPIR`; see
         :meth:`Calibration.fpir_threshold`). A decision without a calibration is
@@ -744,6 +745,9 @@ class Gallery:
             raise InvalidArgument(f"k is the number of subjects to return, a whole number from 1, not {k!r}")
         if aggregate not in AGGREGATES:
             raise InvalidArgument(f"aggregate is one of {', '.join(AGGREGATES)}, not {aggregate!r}")
+        if rank_only and (threshold is not None or far is not None):  # the cut was applied, rank_only ignored
+            named = "threshold" if threshold is not None else "far"
+            raise InvalidArgument(f"rank_only ranks without the {named} cut: give one of them")
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:

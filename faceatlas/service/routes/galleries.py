@@ -355,7 +355,7 @@ async def search(
     ``embedding`` with its ``recognizer_id`` that reach the cut (``fpir``, default 1e-3, for the
     collection's size; or a 1:1 ``far``, or a raw ``threshold``); ``unknown`` is true when none does.
     An embedding of another space than the collection's is ``model_mismatch``."""
-    # one cut of threshold, far and fpir; rank_only drops the default fpir, a threshold or a far still decides
+    # one cut of threshold, far and fpir; rank_only drops the default fpir and goes with none of them
     decision = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
     decided = decision.decides
     options: dict[str, Any] = {"k": k, **decision.search_options(), "aggregate": aggregate}
@@ -410,7 +410,7 @@ async def verify(
     threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of far)")] = None,
 ) -> dict[str, Any]:
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
-    cut = Cut.given(threshold=threshold, far=far, rank_only=True)  # one of them; neither: the default far
+    cut = Cut.verifying(threshold=threshold, far=far)  # one of them; neither: the default far
     # a collection or subject that is not there is 404 before the image is read or any face analysed
     await run_in_threadpool(gallery.get_subject, collection, subject)
     images, _ = await read_images(request, "image")
