@@ -51,10 +51,20 @@ def normalize_url(url: str) -> str:
     """Expand ``~`` in SQLite paths and accept a bare file path as an SQLite database."""
     if "://" not in url:
         return f"sqlite:///{Path(url).expanduser().resolve()}"
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # a port that is no number was a 78-line traceback
+        shown = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)[:120]  # never the password
+        raise InvalidArgument(f"{shown} is no database URL ({one_reason(exc)}): sqlite:///FILE or "
+                              "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         return parsed.set(database=str(Path(parsed.database).expanduser())).render_as_string(hide_password=False)
     return url
+
+
+def one_reason(exc: BaseException) -> str:
+    """The first line of ``exc``'s message."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def require_database(url: str, what: str, hint: str = "") -> None:

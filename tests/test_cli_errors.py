@@ -283,9 +283,12 @@ def test_a_read_of_an_empty_or_foreign_file_or_an_unknown_url_is_one_line_and_wr
                        (["gallery", "list", "--db", str(photo)], "not an SQLite database"),
                        (["counts", "cam", "--db", "notaurl://x"], "no database URL"),
                        # a scheme whose driver is not installed was a ModuleNotFoundError traceback
-                       (["counts", "cam", "--db", "mysql://u@127.0.0.1:1/x"], "no database URL this install opens")):
+                       (["counts", "cam", "--db", "mysql://u@127.0.0.1:1/x"], "no database URL this install opens"),
+                       # a port that is no number was a ValueError traceback (its password never said)
+                       (["admin", "tenant", "list", "--db", "postgresql+psycopg://fa:pw1@127.0.0.1:notaport/x"],
+                        "fa:***@127.0.0.1:notaport/x is no database URL")):
         result = runner.invoke(app, args)
-        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.exit_code == 2 and "Traceback" not in result.output and "pw1" not in result.output, result.output
         assert len(_error_lines(result.output)) == 1 and says in result.output, result.output
     assert empty.stat().st_size == 0 and photo.read_bytes().endswith(b"not a database")
 
