@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -221,10 +222,20 @@ def not_a_folder(path: Path) -> str | None:
     return None
 
 
-def check_index_dir(index_dir: Path | None, what: str = "the index folder") -> None:
+def check_index_dir(index_dir: Path | None, what: str = "the index folder", *, make: bool = False) -> None:
     """:class:`InvalidInput` when the gallery's index folder cannot be one: a file, or under a file
     (``FACEATLAS_INDEX_DIR`` naming a file: enrolments went on without their index, and the first
-    search failed on "file exists"). ``what`` names where it was given (``--index-dir``)."""
+    search failed on "file exists"). ``what`` names where it was given (``--index-dir``). ``make``
+    (a server's start): the folder is made, and a file written and removed there, so one that cannot
+    be (``/proc/x``, read-only) is said now (the server started ready, and every search was a 500)."""
     where = None if index_dir is None else not_a_folder(index_dir)
     if where is not None:
         raise InvalidInput(f"{what} {index_dir} {where}, not a folder: give the folder of the gallery's indexes")
+    if make and index_dir is not None:
+        try:
+            index_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=index_dir):
+                pass
+        except OSError as exc:
+            raise InvalidInput(f"{what} {index_dir} cannot be made or written ({exc.strerror or exc}): give a "
+                               "folder this server can write") from None

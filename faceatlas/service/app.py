@@ -198,7 +198,7 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
     for model in pack.core_files:
         resolve(model, settings=engine_settings, pack=pack.name)
     load_calibration(pack, engine_settings)  # a name no calibration has: said now, not by each process's start
-    check_index_dir(index_dir_for(settings.database_url, settings.index_dir))
+    check_index_dir(index_dir_for(settings.database_url, settings.index_dir), make=True)
     engine = create_database_engine(settings.database_url)
     try:  # a database of a newer FaceAtlas: said once here, not by each process's startup
         migrate_all(engine)

@@ -417,3 +417,14 @@ def test_an_index_folder_that_is_a_file_stops_serve_before_it_starts(shared: Pat
         f"error (bad_request): the index folder {a_file} is a file, not a folder: give the folder of the "
         "gallery's indexes")
     assert not (tmp_path / "service.db").exists()
+
+
+def test_an_index_folder_that_cannot_be_made_stops_serve_before_it_starts(shared: Path, tmp_path: Path) -> None:
+    """FACEATLAS_INDEX_DIR where no folder can be made (under /proc): the server started, said it was
+    ready, and every search was a 500 (FileNotFoundError in the log)."""
+    done = _serve(["--db", f"sqlite:///{tmp_path / 'service.db'}", "--port", "0"], shared, tmp_path,
+                  FACEATLAS_INDEX_DIR="/proc/faceatlas-indexes")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error (bad_request): the index folder /proc/faceatlas-indexes cannot be made or written ("), done.stderr
+    assert not (tmp_path / "service.db").exists()
