@@ -37,6 +37,14 @@ class Output(Console):
         stdout_gone()
 
 
+# said after a deletion by a command without Redis (gallery delete, admin tenant delete)
+ANSWERS_IN_MEMORY = ("note: without FACEATLAS_REDIS_URL a server keeps the answers of its Idempotency-Key calls in "
+                     "its own memory, out of this command's reach: a retry of a call on what was deleted may still "
+                     "be answered from them until the server restarts (or FACEATLAS_IDEMPOTENCY_SECONDS pass). "
+                     "Delete through the API or the console to have them replaced; with Redis, set "
+                     "FACEATLAS_REDIS_URL here as the servers do.")
+
+
 def one_line(text: str) -> str:
     """``text`` on one line: a message of several lines (a YAML or validation error) joined by spaces."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

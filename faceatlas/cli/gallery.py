@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from faceatlas.cli.errors import Output, fail, interrupted, json_text, print_error
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
@@ -43,13 +43,6 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="tenant whose collec
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's; "
                                                                      "for create FACEATLAS_PACK or yunet-frfeature)")]
-
-
-ANSWERS_IN_MEMORY = ("note: without FACEATLAS_REDIS_URL a server keeps the answers of its Idempotency-Key calls in "
-                     "its own memory, out of this command's reach: a retry of a call on what was deleted may still "
-                     "be answered from them until the server restarts (or FACEATLAS_IDEMPOTENCY_SECONDS pass). "
-                     "Delete through the API or the console to have them replaced; with Redis, set "
-                     "FACEATLAS_REDIS_URL here as the servers do.")
 
 
 def _fail(exc: Exception, as_json: bool) -> NoReturn:

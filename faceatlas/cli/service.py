@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, json_text
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, err, fail, json_text
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError
@@ -167,6 +167,8 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
     finally:
         gallery.close()
     console.print(f"tenant {tenant_id} deleted with {deleted.collections} collections and {deleted.albums} albums")
+    if settings.redis_url is None:  # the answers servers keep for retries name its subjects: out of reach here
+        err.print(ANSWERS_IN_MEMORY)
 
 
 @tenant_app.command("list")
