@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -74,7 +75,8 @@ def serve(
         if processes == 1:
             try:
                 uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
-                            log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                            log_level="info", log_config=_log_config(),
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
             except SystemExit as exc:  # uvicorn's 3: the app's start failed (uvicorn logged why)
                 if exc.code != STARTUP_FAILURE:
                     raise
@@ -84,7 +86,7 @@ def serve(
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
         failed = _supervise(uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
-                                           host=host, port=port, log_level="info",
+                                           host=host, port=port, log_level="info", log_config=_log_config(),
                                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
         if failed:  # the supervisor stops once a process fails to start (uvicorn.run then returned: exit 0)
             which = f"all {processes}" if failed == processes else f"{failed} of the {processes}"
@@ -92,6 +94,19 @@ def serve(
                                 f"stopped the others: nothing serves {host}:{port}"))
     finally:
         lease.release()
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, and FaceAtlas's own from INFO on, one line each on stderr as its warnings
+    were said (what the retention sweep deleted, Milvus caught up: INFO went nowhere under uvicorn)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["faceatlas"] = {"format": "%(message)s"}
+    config["handlers"]["faceatlas"] = {"class": "logging.StreamHandler", "formatter": "faceatlas",
+                                       "stream": "ext://sys.stderr"}
+    config["loggers"]["faceatlas"] = {"handlers": ["faceatlas"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _supervise(config: uvicorn.Config) -> int:

@@ -428,3 +428,43 @@ def test_an_index_folder_that_cannot_be_made_stops_serve_before_it_starts(shared
     assert done.stderr.strip().splitlines()[-1].startswith(
         "error (bad_request): the index folder /proc/faceatlas-indexes cannot be made or written ("), done.stderr
     assert not (tmp_path / "service.db").exists()
+
+
+def test_a_servers_log_says_what_the_retention_sweep_deleted(shared: Path, tmp_path: Path) -> None:
+    """FaceAtlas's INFO lines went nowhere under uvicorn (only its warnings reached stderr): a sweep
+    that deleted expired KYC reference images at the server's start said nothing to the operator."""
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from faceatlas.apps.kyc import migrate as migrate_kyc
+    from faceatlas.apps.kyc.db import KycReference, KycSession
+    from faceatlas.db import utcnow
+
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = create_database_engine(url)
+    migrate_kyc(engine)
+    decided = utcnow() - timedelta(days=3)
+    with Session(engine) as session, session.begin():
+        session.add(KycSession(id="a" * 32, tenant="svc:acme", challenge=["blink"], status="rejected",
+                               created_at=decided, expires_at=decided, decided_at=decided, reasons=[], details={},
+                               retention_days=2))
+        session.flush()
+        for kind in ("document", "selfie"):
+            session.add(KycReference(session_id="a" * 32, kind=kind, image=b"\xff\xd8",
+                                     expires_at=decided + timedelta(days=2)))
+    engine.dispose()
+    log = tmp_path / "serve.log"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "faceatlas.cli", "serve", "--pack", "scrfd-mbf", "--db", url, "--port",
+         str(_free_port())], env=_environment(shared, tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "deleted 2 expired KYC reference images" not in log.read_text() and time.monotonic() < deadline:
+            assert child.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert "deleted 2 expired KYC reference images" in log.read_text(), log.read_text()[-3000:]
+    finally:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(60)
