@@ -15,7 +15,7 @@ from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts, usage_csv
+from faceatlas.service.accounts import Accounts, key_prefix, usage_csv
 from faceatlas.service.db import migrate
 from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings, Settings
@@ -220,7 +220,8 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
 
 @key_app.command("revoke")
 def key_revoke(prefix: str, db: DbOption = None) -> None:
-    """Revoke a key by its prefix."""
+    """Revoke a key by its prefix (the whole key, pasted, is revoked by its prefix: a leaked key)."""
+    prefix = key_prefix(prefix)  # a pasted secret is printed nowhere
     _guard(lambda: _accounts(db).revoke_key(prefix))
     console.print(f"key {escape(prefix)} revoked")
 
