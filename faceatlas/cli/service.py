@@ -17,6 +17,7 @@ from faceatlas.errors import CommandLineError, FaceAtlasError
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, key_prefix, usage_csv
 from faceatlas.service.db import migrate
+from faceatlas.service.metrics import multiprocess_folder, process_gone
 from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings, Settings
 
@@ -83,9 +84,10 @@ def serve(
         # uvicorn's own supervisor: each process imports the app factory and builds it from the
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
-        failed = _supervise(uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
-                                           host=host, port=port, log_level="info",
-                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+        config = uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
+                                host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        with multiprocess_folder() as metrics:  # /metrics sums every process's counters, whichever one answers
+            failed = _supervise(config, metrics)
         if failed:  # the supervisor stops once a process fails to start (uvicorn.run then returned: exit 0)
             which = f"all {processes}" if failed == processes else f"{failed} of the {processes}"
             fail(FaceAtlasError(f"{which} server processes failed to start (why is logged above), the supervisor "
@@ -94,15 +96,36 @@ def serve(
         lease.release()
 
 
-def _supervise(config: uvicorn.Config) -> int:
+def _supervise(config: uvicorn.Config, metrics: str) -> int:
     """Run ``config.workers`` server processes under uvicorn's supervisor (what ``uvicorn.run``
-    does) until it stops; returns how many of them had failed to start."""
+    does) until it stops; returns how many of them had failed to start. A process that exits
+    (replaced by the supervisor) is marked gone in the ``metrics`` folder."""
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    class Supervisor(Multiprocess):
+        def keep_subprocess_alive(self) -> None:
+            before = {process.pid for process in self.processes}
+            try:
+                super().keep_subprocess_alive()
+            finally:
+                self._gone(before)
+
+        def restart_all(self) -> None:
+            before = {process.pid for process in self.processes}
+            try:
+                super().restart_all()
+            finally:
+                self._gone(before)
+
+        def _gone(self, before: set[int | None]) -> None:
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    process_gone(pid, metrics)
+
     sock = config.bind_socket()
     try:
-        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor = Supervisor(config, sockets=[sock])
         supervisor.run()
     finally:
         sock.close()

@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -400,7 +399,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
                 raise Unauthorized("/metrics needs the metrics token (Authorization: Bearer <token>)")
         return PlainTextResponse(
-            generate_latest(app.state.metrics.registry).decode(), media_type="text/plain; version=0.0.4"
+            app.state.metrics.latest().decode(), media_type="text/plain; version=0.0.4"
         )
 
     return app
