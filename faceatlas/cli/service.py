@@ -16,8 +16,9 @@ from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts, usage_csv
+from faceatlas.service.accounts import Accounts, key_prefix, usage_csv
 from faceatlas.service.db import migrate
+from faceatlas.service.metrics import multiprocess_folder, process_gone
 from faceatlas.service.tenants import delete_tenant
 from faceatlas.settings import ServiceSettings, Settings
 
@@ -85,9 +86,11 @@ def serve(
         # uvicorn's own supervisor: each process imports the app factory and builds it from the
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
-        failed = _supervise(uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
-                                           host=host, port=port, log_level="info", log_config=_log_config(),
-                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+        config = uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
+                                host=host, port=port, log_level="info", log_config=_log_config(),
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        with multiprocess_folder() as metrics:  # /metrics sums every process's counters, whichever one answers
+            failed = _supervise(config, metrics)
         if failed:  # the supervisor stops once a process fails to start (uvicorn.run then returned: exit 0)
             which = f"all {processes}" if failed == processes else f"{failed} of the {processes}"
             fail(FaceAtlasError(f"{which} server processes failed to start (why is logged above), the supervisor "
@@ -109,15 +112,36 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def _supervise(config: uvicorn.Config) -> int:
+def _supervise(config: uvicorn.Config, metrics: str) -> int:
     """Run ``config.workers`` server processes under uvicorn's supervisor (what ``uvicorn.run``
-    does) until it stops; returns how many of them had failed to start."""
+    does) until it stops; returns how many of them had failed to start. A process that exits
+    (replaced by the supervisor) is marked gone in the ``metrics`` folder."""
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    class Supervisor(Multiprocess):
+        def keep_subprocess_alive(self) -> None:
+            before = {process.pid for process in self.processes}
+            try:
+                super().keep_subprocess_alive()
+            finally:
+                self._gone(before)
+
+        def restart_all(self) -> None:
+            before = {process.pid for process in self.processes}
+            try:
+                super().restart_all()
+            finally:
+                self._gone(before)
+
+        def _gone(self, before: set[int | None]) -> None:
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    process_gone(pid, metrics)
+
     sock = config.bind_socket()
     try:
-        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor = Supervisor(config, sockets=[sock])
         supervisor.run()
     finally:
         sock.close()
@@ -237,7 +261,8 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
 
 @key_app.command("revoke")
 def key_revoke(prefix: str, db: DbOption = None) -> None:
-    """Revoke a key by its prefix."""
+    """Revoke a key by its prefix (the whole key, pasted, is revoked by its prefix: a leaked key)."""
+    prefix = key_prefix(prefix)  # a pasted secret is printed nowhere
     _guard(lambda: _accounts(db).revoke_key(prefix))
     console.print(f"key {escape(prefix)} revoked")
 

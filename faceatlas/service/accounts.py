@@ -290,7 +290,7 @@ class Accounts:
                 update(ApiKey).where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())))
             if revoked:
                 session.add(AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke",
-                                        target=f"key:{prefix}"))
+                                        target=f"key:{key.prefix}"))
             session.commit()
             return bool(revoked)
 
@@ -306,9 +306,10 @@ class Accounts:
                 )
             )
             if not revoked:
-                raise KeyRevoked(f"key '{prefix}' is revoked (or rotated already): create a new key instead")
+                raise KeyRevoked(f"key '{old.prefix}' is revoked (or rotated already): create a new key instead")
             session.add(
-                AuditRecord(tenant_id=old.tenant_id, key_id=actor_key_id, action="key.revoke", target=f"key:{prefix}")
+                AuditRecord(tenant_id=old.tenant_id, key_id=actor_key_id, action="key.revoke",
+                            target=f"key:{old.prefix}")
             )
             issued = self._issue(
                 session, old.tenant_id, list(old.scopes), old.name, old.rate_per_second, old.burst, actor_key_id,
@@ -319,9 +320,10 @@ class Accounts:
 
     @staticmethod
     def _find(session: Session, prefix: str, tenant_id: str | None) -> ApiKey:
+        prefix = key_prefix(prefix)
         key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
         if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
-            raise NotFound(f"no key with prefix '{prefix}'")
+            raise NotFound(f"no key with prefix '{_shown(prefix)}'")
         return key
 
     def authenticate(self, token: str) -> Principal | None:
@@ -524,6 +526,23 @@ def _subject_actions() -> ColumnElement[bool]:
     """The audit records of a gallery subject: ``subject.create``/``update``/``merge``/``delete``, ``face.enrol``."""
     return or_(AuditRecord.action.startswith("subject.", autoescape=True),
                AuditRecord.action.startswith("face.", autoescape=True))
+
+
+_KEY_REFERENCE = re.compile(r"fa_([0-9a-fA-F]+)(?:_.*)?", re.DOTALL)
+
+
+def key_prefix(reference: str) -> str:
+    """The prefix a key is named by, from its prefix, ``fa_<prefix>`` or the whole key
+    ``fa_<prefix>_<secret>`` (pasted where its prefix belongs: the key is then found, and its
+    secret goes no further: not into an answer, a log line or the audit trail)."""
+    match = _KEY_REFERENCE.fullmatch(reference)
+    return match.group(1) if match else reference
+
+
+def _shown(prefix: str) -> str:
+    """A prefix as an error message quotes it: one that is not a key's prefix (anything pasted
+    there) is cut short, so a secret in it is never echoed whole."""
+    return prefix if len(prefix) <= 16 else f"{prefix[:12]}…"
 
 
 def _check_name(name: str) -> None:

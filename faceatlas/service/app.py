@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -45,7 +44,7 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseEncodedSlash, RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
-from faceatlas.service.redact import RedactQuerySecrets
+from faceatlas.service.redact import RedactQuerySecrets, redact_path
 from faceatlas.service.retention import RetentionSweep
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.schemas import ErrorOut
@@ -328,7 +327,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
                 await unmeter(meter)
             return error_response("bad_request", "the request body was cut off before its end", 400)
         except Exception:  # noqa: BLE001 - a bug: the documented 500, recorded (neither billed nor counted)
-            _log.exception("unhandled error answering %s %s", request.method, request.url.path)
+            _log.exception("unhandled error answering %s %s", request.method, redact_path(request.url.path))
             response = error_response("internal", "internal server error", 500)
         meter = getattr(request.state, "meter", None)
         operation = meter.operation if meter else "other"
@@ -400,7 +399,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
                 raise Unauthorized("/metrics needs the metrics token (Authorization: Bearer <token>)")
         return PlainTextResponse(
-            generate_latest(app.state.metrics.registry).decode(), media_type="text/plain; version=0.0.4"
+            app.state.metrics.latest().decode(), media_type="text/plain; version=0.0.4"
         )
 
     return app

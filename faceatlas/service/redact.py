@@ -3,20 +3,36 @@
 API keys belong in the ``Authorization`` header; a client that puts one in the URL is refused
 (no header: 401), but the server's access log writes the URL of every request. This middleware
 replaces such values in the request's own scope (the dict the server logs from) with
-``REDACTED``, so no log line holds the key."""
+``REDACTED``, so no log line holds the key.
+
+A whole key pasted into the path where its prefix belongs (``DELETE /v1/keys/fa_<prefix>_<secret>``)
+is as easy a mistake: once the app has routed the call (the route takes the key by its prefix), the
+path the server logs is cut to ``fa_<prefix>_[redacted]`` (:func:`redact_path`)."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import unquote_plus
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REDACTED = b"REDACTED"
 # Query parameters that carry credentials by name, and any value shaped like a FaceAtlas key.
 _SECRET_NAMES = {"api_key", "apikey", "api-key", "key", "token", "access_token", "authorization", "x-api-key",
                  "metrics_token"}
 _KEY_SHAPE = re.compile(r"fa_[0-9a-fA-F]+_")
+# A path segment holding a whole key: its prefix is kept (it names the key), its secret is not.
+_KEY_IN_PATH = re.compile(r"(fa_[0-9a-fA-F]+_)[^/?#]+")
+PATH_REDACTED = "[redacted]"
+
+
+def redact_path(path: str) -> str:
+    """``path`` with the secret of every key-shaped segment replaced: ``fa_<prefix>_[redacted]``."""
+    return _KEY_IN_PATH.sub(lambda m: m.group(1) + PATH_REDACTED, path)
+
+
+def _redact_path_bytes(path: bytes) -> bytes:
+    return redact_path(path.decode("latin-1")).encode("latin-1")
 
 
 def redact_query(query: bytes) -> bytes:
@@ -47,14 +63,35 @@ def holds_credential(query: bytes) -> bool:
     return False
 
 
+def _redact_scope_path(scope: Scope) -> None:
+    if _KEY_SHAPE.search(scope.get("path", "")):
+        scope["path"] = redact_path(scope["path"])
+    if scope.get("raw_path") and _KEY_SHAPE.search(scope["raw_path"].decode("latin-1")):
+        scope["raw_path"] = _redact_path_bytes(scope["raw_path"])
+
+
 class RedactQuerySecrets:
-    """Redact credentials in the query string of every HTTP request, in place."""
+    """Redact credentials in the query string of every HTTP request, in place, and keys in its
+    path once the answer starts (the route has read its parameters by then; the server's access
+    log is written at the answer's start, from this very dict)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("query_string"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("query_string"):
             # In place: the server's access log reads this very dict after the answer.
             scope["query_string"] = redact_query(scope["query_string"])
-        await self.app(scope, receive, send)
+
+        async def redacting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _redact_scope_path(scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, redacting_send)
+        finally:  # no answer started (the server answers 500 itself and logs the path): redacted too
+            _redact_scope_path(scope)
