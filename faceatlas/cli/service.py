@@ -289,8 +289,8 @@ def usage(
     if csv:
         print(usage_csv(rows), end="")
         return
-    table = Table("tenant", "day", "operation", "calls", "faces", "errors", title=f"usage to {date.today()}")
+    table = Table("tenant", "day", "operation", "calls", "faces", "errors", "failed", title=f"usage to {date.today()}")
     for r in rows:
         table.add_row(escape(r["tenant"]), str(r["day"]), escape(r["operation"]), str(r["calls"]), str(r["faces"]),
-                      str(r["errors"]))
+                      str(r["errors"]), str(r["failed"]))
     console.print(table)

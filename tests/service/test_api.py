@@ -134,6 +134,8 @@ def test_usage_is_metered_per_tenant_and_operation(api, examples):
     result = CliRunner().invoke(cli, ["admin", "usage", "--csv", "--db", api.database_url])
     assert result.exit_code == 0, result.output
     assert any(line.startswith("acme,") for line in result.stdout.splitlines())
+    table = CliRunner().invoke(cli, ["admin", "usage", "--db", api.database_url], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "failed" in table.stdout.splitlines()[2], table.output  # the CSV's columns
 
     # a typo reads as "no usage" no more: a tenant that never was, or days given backwards, are errors
     typo = CliRunner().invoke(cli, ["admin", "usage", "--tenant", "acme-typo", "--db", api.database_url])
