@@ -49,6 +49,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -64,10 +66,13 @@ __all__ = [
     "DEFAULT_PACK",
     "DEFAULT_QUEUE_SIZE",
     "MAX_KYC_SESSION_SECONDS",
+    "METRICS_FOLDER_VARIABLE",
     "EngineSettings",
     "ServiceSettings",
     "Settings",
     "StorageSettings",
+    "metrics_folder",
+    "metrics_folder_set",
     "url_origin",
 ]
 
@@ -389,6 +394,31 @@ class ServiceSettings(_Section):
         child processes of ``faceatlas serve --processes N``, which build their settings anew."""
         for name, value in overrides.items():
             os.environ[f"FACEATLAS_{name.upper()}"] = str(value)
+
+
+# prometheus_client's own variable (not a FaceAtlas setting): the folder where the processes of
+# ``serve --processes N`` keep their metrics, set by the supervising process for its children
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_folder() -> str | None:
+    """The folder the server processes keep their metrics in (``PROMETHEUS_MULTIPROC_DIR``), or None."""
+    return os.environ.get(METRICS_FOLDER_VARIABLE) or None
+
+
+@contextmanager
+def metrics_folder_set(folder: str) -> Iterator[None]:
+    """``PROMETHEUS_MULTIPROC_DIR`` names ``folder`` while the block runs (for the processes started
+    in it), then what it named before."""
+    before = os.environ.get(METRICS_FOLDER_VARIABLE)
+    os.environ[METRICS_FOLDER_VARIABLE] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(METRICS_FOLDER_VARIABLE, None)
+        else:
+            os.environ[METRICS_FOLDER_VARIABLE] = before
 
 
 class Settings(BaseModel):

@@ -8,7 +8,6 @@ depth of the live ones. :func:`multiprocess_folder` is the supervisor's side of 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+from faceatlas.settings import metrics_folder, metrics_folder_set
 
 
 class ServiceMetrics:
@@ -46,7 +45,7 @@ class ServiceMetrics:
     def latest(self) -> bytes:
         """The exposition of ``/metrics``: this process's registry, or, in multiprocess mode, the
         sum over every process of the server (a fresh registry each scrape, as the files change)."""
-        folder = os.environ.get(MULTIPROC_DIR)
+        folder = metrics_folder()
         if not folder:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
@@ -59,15 +58,10 @@ def multiprocess_folder() -> Iterator[str]:
     """A fresh folder for the metrics of the server processes about to be started, named in
     ``PROMETHEUS_MULTIPROC_DIR`` (which they inherit) while the block runs, removed after it."""
     folder = tempfile.mkdtemp(prefix="faceatlas-metrics-")
-    before = os.environ.get(MULTIPROC_DIR)
-    os.environ[MULTIPROC_DIR] = folder
     try:
-        yield folder
+        with metrics_folder_set(folder):
+            yield folder
     finally:
-        if before is None:
-            os.environ.pop(MULTIPROC_DIR, None)
-        else:
-            os.environ[MULTIPROC_DIR] = before
         shutil.rmtree(folder, ignore_errors=True)
 
 

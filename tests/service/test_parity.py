@@ -128,10 +128,10 @@ def test_search_agrees(server, examples: Path, shared: Path, tmp_path: Path) -> 
         "default-enrolled": (enrolled, [], {}, {"fpir": 1e-3}),
         "default-stranger": (stranger, [], {}, {"fpir": 1e-3}),
         "rank-only-stranger": (stranger, ["-k", "2", "--rank-only"], {"k": 2, "rank_only": True}, {}),
-        # ranking without the default FPIR, but a FAR given still decides (Cut: threshold, far, fpir)
-        "rank-only-far": (enrolled, ["-k", "3", "--rank-only", "--far", "1e-3"],
-                          {"k": 3, "rank_only": True, "far": 1e-3}, {"far": 1e-3}),
     }
+    # ranking goes with no cut: a FAR beside it is refused by both doors (it decided silently, an FPIR was refused)
+    both = runner.invoke(app, ["gallery", "search", name, str(enrolled), "--rank-only", "--far", "1e-3", *db, "--json"])
+    assert both.exit_code == 2 and "rank_only ranks without the far cut" in both.output, both.output
     cli = {case: _cli("gallery", "search", name, image, *options, *db, "--json", last_line=False)
            for case, (image, options, _, _) in searches.items()}
     with server.client("acme_write") as http:
@@ -147,6 +147,9 @@ def test_search_agrees(server, examples: Path, shared: Path, tmp_path: Path) -> 
                                    params=params)
                 assert answer.status_code == 200, answer.text
                 api[case] = answer.json()
+            both_api = http.post(f"/v1/collections/{name}/search", files={"image": enrolled.read_bytes()},
+                                 params={"k": 3, "rank_only": True, "far": 1e-3})
+            assert both_api.status_code == 422 and "rank_only ranks without the far cut" in both_api.text, both_api.text
         finally:
             http.delete(f"/v1/collections/{name}")
     for case, (_, _, _, cut) in searches.items():
@@ -164,7 +167,6 @@ def test_search_agrees(server, examples: Path, shared: Path, tmp_path: Path) -> 
     # ranked without a decision: nearest subjects, no verdict
     ranked_cli, ranked_api = who(cli["rank-only-stranger"]), who(api["rank-only-stranger"])
     assert ranked_cli == ranked_api and len(ranked_cli[0]) == 2 and ranked_cli[1] is None
-    assert who(cli["rank-only-far"]) == who(api["rank-only-far"]) == who(api["far"])
 
 
 def test_remote_errors_carry_the_servers_code(server, examples: Path) -> None:
