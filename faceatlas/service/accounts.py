@@ -115,7 +115,7 @@ class Accounts:
             if session.get(DeletedTenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' was deleted and its id is not given again: its bill "
                                     "stays under that id; choose another id")
-            tenant = Tenant(id=tenant_id, name=name or tenant_id, monthly_quota=monthly_quota)
+            tenant = Tenant(id=tenant_id, name=_display_name(name, tenant_id), monthly_quota=monthly_quota)
             session.add(tenant)
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
             session.commit()
@@ -147,7 +147,7 @@ class Accounts:
                 raise NotFound(f"no tenant '{tenant_id}'")
             before = (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days)
             if name is not None:
-                tenant.name = name
+                tenant.name = _display_name(name, tenant_id)
             if monthly_quota is not None or unlimited:
                 tenant.monthly_quota = None if unlimited else monthly_quota
             if kyc_retention_days is not None:
@@ -550,6 +550,12 @@ def _check_name(name: str) -> None:
     refused either with a traceback in the CLI)."""
     if len(name) > TENANT_NAME_MAX_LENGTH or "\x00" in name:
         raise InvalidArgument(f"a tenant's name is at most {TENANT_NAME_MAX_LENGTH} characters, without NUL")
+
+
+def _display_name(name: str, tenant_id: str) -> str:
+    """A tenant's display name as kept: without its outer blanks, its id when nothing is left (one
+    rule for create and update: update --name '' blanked it, create --name '   ' kept the blanks)."""
+    return name.strip() or tenant_id
 
 
 def _check_quota(calls: int | None) -> None:

@@ -204,6 +204,12 @@ def test_tenant_update_and_delete_erase_everything_it_owns(api, examples):
     updated = runner.invoke(cli, ["admin", "tenant", "update", "doomed", "--quota", "7", "--db", api.database_url])
     assert updated.exit_code == 0 and "quota 7" in updated.output
     assert api.accounts.get_tenant("doomed").monthly_quota == 7
+    # a blank name is the id, as at create; a name's outer blanks go (update --name '' blanked it)
+    blank = runner.invoke(cli, ["admin", "tenant", "update", "doomed", "--name", "", "--db", api.database_url])
+    assert blank.exit_code == 0, blank.output
+    assert api.accounts.get_tenant("doomed").name == "doomed"
+    assert api.accounts.create_tenant("spaced", "   ").name == "spaced"
+    assert api.accounts.update_tenant("spaced", name="  Spaced Ltd ").name == "Spaced Ltd"
     deleted = runner.invoke(cli, ["admin", "tenant", "delete", "doomed", "--yes", "--db", api.database_url])
     assert deleted.exit_code == 0, deleted.output
     assert "1 collections" in deleted.output
