@@ -194,7 +194,9 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
                   db: DbOption = None) -> None:
     """Delete a tenant with every collection, face, vector and key it owns, its verification sessions,
     albums, stores' members, video events and audit trail (its usage rows stay: the bill; its id is
-    not given to a new tenant)."""
+    not given to a new tenant). The vectors leave this machine's index folder at once; other
+    machines' folders drop them at their next start, or within FACEATLAS_RETENTION_SWEEP_SECONDS
+    while their servers run."""
     settings = ServiceSettings.from_env()
     accounts = _guard(lambda: _accounts(db))  # a missing database or tenant is an error before the question
     _guard(lambda: accounts.get_tenant(tenant_id))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Row, Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
@@ -27,6 +27,7 @@ from faceatlas.gallery.index import (
     delete_index,
     empty_index,
     load_index,
+    read_index_meta,
     save_index,
 )
 from faceatlas.gallery.models import Collection, FaceRecord
@@ -35,6 +36,7 @@ from faceatlas.gallery.rules import check_index_dir
 _FETCH_CHUNK = 10_000
 STALE = -1  # the revision of an index file that must be caught up from the database when loaded
 _BUILD_CHUNK = 200_000
+SWEEP_ROUNDS = 3  # catch-ups of one file per sweep while other processes keep changing its collection
 
 
 def _process_alive(pid: str) -> bool:
@@ -119,6 +121,92 @@ class IndexCache:
                     self._erase_on_disk(collection_id, face_ids, None, stale=True)
                 journal.unlink(missing_ok=True)
         return len(journals)
+
+    # -- the sweep: an index folder against the database, for erasures made through other folders
+    def sweep(self, sessions: sessionmaker[Session]) -> tuple[int, int]:
+        """Bring every index file of the folder in line with the database; returns (files deleted,
+        files caught up). An erasure scrubs the folder of the process that made it, and no other:
+        another machine's (or process's) ``FACEATLAS_INDEX_DIR`` keeps its copy until this runs
+        there (at every open, and on the service's retention sweep).
+
+        - The file of a collection that no longer exists is deleted, with its graph files and the
+          temporary files of saves killed midway (a save of a live process is left: what it
+          renames into place goes at the next sweep). Nothing else would ever remove it: a deleted
+          collection is never loaded again.
+        - A file whose recorded revision (or collection identity, or embedding space) is not the
+          database's is caught up as a load catches it up (:meth:`get`: the face ids the database
+          no longer has are removed, those it gained are added, a mismatched identity is rebuilt)
+          and saved atomically, at the database's revision. Caught up, not deleted: a set
+          difference of face ids is exact, and it reads only the ids and the vectors added since,
+          where a deleted file costs a rebuild from every vector at the next search; and a file of
+          a live collection is never deleted, so a save of another process is never lost under a
+          delete of this one (both writes are atomic renames of a whole, consistent file).
+        - A file up to date is read no further than its metadata (a sweep of a folder in step
+          costs one query and a small read per file).
+
+        After a save the revision is read again in a new transaction, and the file caught up once
+        more when it moved (at most ``SWEEP_ROUNDS`` times; what is left goes at the next sweep):
+        a delete committed after that read scrubs this folder after this save, if it was made
+        through this folder, and any other delete leaves the file behind the database for the
+        next sweep. Faces of live collections are never lost: the database is the record, and
+        every file written holds all the faces of its revision. A collection held in this
+        process's memory is caught up there too (:meth:`get`) and saved from it."""
+        if self.directory is None or not self.directory.is_dir():
+            return 0, 0
+        files = {}
+        for path in self.directory.glob("collection-*.npz"):  # listed before the database is read
+            number = path.name.removeprefix("collection-").removesuffix(".npz")
+            if number.isdigit():
+                files[int(number)] = path
+        if not files:
+            return 0, 0
+        with sessions() as session:
+            alive = set(session.scalars(select(Collection.id).where(Collection.id.in_(list(files)))))
+        deleted = updated = 0
+        for collection_id in sorted(files):
+            if collection_id in alive:
+                updated += self._sweep_file(sessions, collection_id)
+                continue
+            with self._lock:
+                self._states.pop(collection_id, None)
+                self._unsaved.pop(collection_id, None)
+                self._remove_leftovers(collection_id, keep_own=True)
+                delete_index(files[collection_id])
+            deleted += 1
+        return deleted, updated
+
+    def _sweep_file(self, sessions: sessionmaker[Session], collection_id: int) -> int:
+        """Catch the index file of a live collection up with the database (see :meth:`sweep`);
+        1 when it was rewritten."""
+        path = self.path(collection_id)
+        assert path is not None, "swept in a folder"
+        rounds = 0
+        while True:
+            with sessions() as session:  # a new transaction each round: SQLite's reads are a snapshot
+                collection = session.get(Collection, collection_id)
+                with self._lock:
+                    self._remove_leftovers(collection_id, keep_own=True)  # a killed save's may hold erased faces
+                    if collection is None or not path.is_file():  # deleted meanwhile: the next sweep
+                        return int(rounds > 0)
+                    meta = read_index_meta(path)
+                    if meta is not None and meta.get("revision") == collection.revision \
+                            and meta.get("created") == _identity(collection)["created"] \
+                            and meta.get("recognizer_id") == collection.recognizer_id \
+                            and meta.get("dim") == collection.embedding_size:
+                        return int(rounds > 0)
+                    if rounds == SWEEP_ROUNDS:  # changing faster than it is caught up: the next sweep
+                        return 1
+                    if collection_id in self._states:  # this process's copy: caught up in memory, saved
+                        self.get(session, collection)
+                        self.save(collection_id)
+                    else:  # not kept in memory: loaded, caught up and saved as get() does, then let go
+                        state = self._load(collection)
+                        if state is not None and state.meta.get("created") != _identity(collection)["created"]:
+                            state = None
+                        if state is None or state.revision != collection.revision:
+                            state = self._catch_up(session, collection, state)
+                        save_index(state, path)
+                    rounds += 1
 
     def close(self) -> None:
         """Nothing is held open (indexes are saved by :meth:`flush`)."""
@@ -212,14 +300,18 @@ class IndexCache:
         else:
             save_index(state, path)
 
-    def _remove_leftovers(self, collection_id: int) -> None:
+    def _remove_leftovers(self, collection_id: int, *, keep_own: bool = False) -> None:
         """Delete the temporary files of saves that were interrupted (a killed process): they may
-        hold vectors that were erased since. A save in progress in another live process is left."""
+        hold vectors that were erased since. A save in progress in another live process is left,
+        and (``keep_own``: the sweep) one of this process, which another cache may be writing."""
         path = self.path(collection_id)
         if path is None or not path.parent.is_dir():
             return
         for leftover in path.parent.glob(f"{path.name}.*.tmp"):
-            if not _process_alive(leftover.suffixes[-2].lstrip(".")):
+            pid = leftover.name.removeprefix(f"{path.name}.").split(".", 1)[0]
+            if keep_own and pid == str(os.getpid()):
+                continue
+            if not _process_alive(pid):
                 leftover.unlink(missing_ok=True)
 
     def save(self, collection_id: int) -> None:

@@ -5,8 +5,9 @@ together delete each row once).
 
 Each job is a layer's own expiry function (``KycService.purge``: verification reference images
 past their retention, selfie fingerprints past the replay window; ``purge_anonymous_visitors``:
-stores' anonymous visitors past ``anonymous_retention_hours``), which also runs on that layer's
-traffic; the sweep only makes sure it runs without any."""
+stores' anonymous visitors past ``anonymous_retention_hours``; ``Gallery.sweep_indexes``: the
+index files of this machine's folder that deletes through other folders left holding erased
+vectors), which also runs on that layer's traffic; the sweep only makes sure it runs without any."""
 
 from __future__ import annotations
 

@@ -30,7 +30,9 @@ from faceatlas.apps.retail.store import COLLECTION as MEMBERS
 from faceatlas.db import create_database_engine
 from faceatlas.engine import Embedding, Face, l2_normalize
 from faceatlas.gallery import Gallery, NotFound
+from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import Collection, FaceRecord, Subject
+from faceatlas.gallery.sync import IndexCache
 from faceatlas.service import create_app
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate as migrate_service
@@ -434,6 +436,137 @@ def test_a_delete_that_never_committed_loses_no_face(db_url: str, index_dir: Pat
     rid, enrolled = _fill(db_url, index_dir, subjects=3)
     with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as gallery:
         gallery._indexes.intend_erase(1, np.asarray(enrolled["p1"][0], np.int64))
+    IndexCache(index_dir)  # a process's start carries the journal out
+    assert not vectors_on_disk(index_dir, enrolled["p1"][1])  # scrubbed at start, as the journal said
     with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as reopened:
-        assert not vectors_on_disk(index_dir, enrolled["p1"][1])  # scrubbed at start, as the journal said
+        assert vectors_on_disk(index_dir, enrolled["p1"][1])  # the open's sweep caught the stale file up
         assert reopened.search("c", Embedding(enrolled["p1"][1][0], rid), k=1)[0].external_id == "p1"
+
+
+# -- other machines' index folders: each keeps its own FACEATLAS_INDEX_DIR (docs/deploy.md); a delete
+# scrubs the folder of the server it went through, the others are swept at their start and every
+# FACEATLAS_RETENTION_SWEEP_SECONDS while they run
+
+
+def _searched(http: TestClient, collection: str, photo: str) -> list[str]:
+    """The subjects a search of ``photo``'s face in ``collection`` ranks first, through the API."""
+    with open(photo, "rb") as handle:
+        answer = http.post(f"/v1/collections/{collection}/search", params={"rank_only": "true", "k": 1},
+                           files={"image": handle.read()})
+    assert answer.status_code == 200, answer.text
+    return [match["external_id"] for match in answer.json()["results"][0]["matches"]]
+
+
+def test_deletes_leave_other_machines_folders_at_their_start_and_by_their_sweep(
+        db_url: str, tmp_path: Path, photos: dict[str, list[str]], probes: dict[str, Face], fast_analyzer) -> None:
+    here, running, later = (tmp_path / name for name in ("here", "running", "later"))  # three machines' folders
+    with Gallery.open(db_url, tenant="svc:acme", index_dir=here) as gallery:
+        for name in ("club", "vip", "staff"):
+            gallery.create_collection(name, fast_analyzer)
+        for collection, subject, shots in (("club", "gina", photos["bush"][:2]),
+                                           ("club", "blair", photos["blair"][:1]),
+                                           ("vip", "tony", photos["blair"][1:2]),
+                                           ("staff", "ann", photos["blair"][:1])):
+            assert len(gallery.enrol_images(collection, subject, shots, fast_analyzer).added) == len(shots)
+        _, gina = gallery.face_vectors("club", [face.id for face in gallery.list_faces("club", subject="gina").items])
+        _, vip = gallery.face_vectors("vip")
+        with gallery._sessions() as session:
+            vip_file = f"collection-{gallery._collection(session, 'vip').id}.npz"
+    erased = np.concatenate([gina, vip])
+    for folder in (here, running, later):  # each machine searched every collection: a copy in each folder
+        with Gallery.open(db_url, tenant="svc:acme", index_dir=folder) as gallery:
+            for name in ("club", "vip", "staff"):
+                gallery.search(name, probes["blair"], k=1, rank_only=True)
+        assert vectors_on_disk(folder, gina) and vectors_on_disk(folder, vip) and (folder / vip_file).is_file()
+
+    engine = create_database_engine(db_url)
+    migrate_service(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme")
+    auth = {"Authorization": f"Bearer {accounts.create_key('acme', ['admin']).token}"}
+
+    def app(folder: Path, sweep_seconds: float) -> FastAPI:
+        return create_app(ServiceSettings(database_url=db_url, index_dir=folder, pack="scrfd-mbf", workers=1,
+                                          retention_sweep_seconds=sweep_seconds), analyzer=fast_analyzer)
+
+    try:
+        with TestClient(app(running, 0.2), headers=auth) as far, TestClient(app(here, 3600), headers=auth) as http:
+            assert _searched(far, "club", photos["blair"][2]) == ["blair"]  # the running server holds club
+            for path in ("/v1/collections/club/subjects/gina", "/v1/collections/vip"):
+                answer = http.delete(path)
+                assert answer.status_code == 204, answer.text
+            assert not vectors_on_disk(here, erased)  # the folder of the server deleted through: at once
+            deadline = time.monotonic() + 30  # the running machine's: within its sweep period
+            while vectors_on_disk(running, erased) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not vectors_on_disk(running, erased) and not (running / vip_file).exists()
+            for client in (far, http):  # the live collections' faces are all still found
+                assert _searched(client, "club", photos["blair"][2]) == ["blair"]
+                assert _searched(client, "staff", photos["blair"][2]) == ["ann"]
+                assert client.delete("/v1/collections/vip").status_code == 404
+        assert vectors_on_disk(later, erased) and (later / vip_file).is_file()  # a machine that was down
+        with TestClient(app(later, 3600), headers=auth) as started:  # is swept when its server starts
+            assert not vectors_on_disk(later, erased) and not (later / vip_file).exists()
+            assert _searched(started, "club", photos["blair"][2]) == ["blair"]
+            assert _searched(started, "staff", photos["blair"][2]) == ["ann"]
+    finally:
+        engine.dispose()
+    for folder in (here, running, later):  # and nothing wrote them back at shutdown
+        assert not vectors_on_disk(folder, erased)
+        assert not (folder / vip_file).exists()
+    with Gallery.open(db_url, tenant="svc:acme", index_dir=later) as gallery:  # the CLI's open sweeps too
+        assert gallery.search("staff", probes["blair"], k=1, rank_only=True)[0].external_id == "ann"
+        assert_erased(gallery, later, erased)
+
+
+def test_a_sweep_beside_writers_of_its_folder_loses_no_face_and_leaves_no_erased_one(db_url: str,
+                                                                                   tmp_path: Path) -> None:
+    here, there = tmp_path / "here", tmp_path / "there"
+    rid, enrolled = _fill(db_url, here, subjects=12)
+    more = np.random.default_rng(5)
+    index_file = next(here.glob("collection-*.npz"))
+    live_save = index_file.with_name(f"{index_file.name}.{os.getppid()}.tmp")  # a live process's save under way
+    live_save.write_bytes(b"being written")
+    with Gallery.open(db_url, tenant="erase", index_dir=here) as writer, \
+            Gallery.open(db_url, tenant="erase", index_dir=here) as sweeper, \
+            Gallery.open(db_url, tenant="erase", index_dir=there) as remote:
+        assert live_save.exists()  # the sweep at open left it
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def run(step: Callable[[int], object]) -> None:
+            n = 0
+            while not stop.is_set():
+                try:
+                    step(n)
+                except BaseException as exc:  # noqa: BLE001 - reported by the test
+                    errors.append(exc)
+                    return
+                n += 1
+
+        def enrol(n: int) -> None:  # another process of this folder enrols and searches (and saves)
+            writer.add_embeddings("c", f"new{n % 4}", _unit(more, 1), recognizer_id=rid)
+            writer.search("c", Embedding(enrolled["p11"][1][0], rid), k=1, rank_only=True)
+
+        threads = [threading.Thread(target=run, args=(step,)) for step in (enrol, lambda _: sweeper.sweep_indexes())]
+        for thread in threads:
+            thread.start()
+        for n in range(11):  # another machine erases; its folder is not this one
+            remote.delete_subject("c", f"p{n}")
+            time.sleep(0.02)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        sweeper.sweep_indexes()
+        erased = np.concatenate([enrolled[f"p{n}"][1] for n in range(11)])
+        assert not vectors_on_disk(here, erased)
+        assert live_save.exists()
+        live_save.unlink()
+        saved = load_index(index_file)  # the file swept holds every face of the database
+        index_ids, db_ids = _index_and_db_ids(sweeper, "c")
+        assert saved is not None and set(saved.index.ids().tolist()) == db_ids == index_ids
+        with Gallery.open(db_url, tenant="erase", index_dir=here) as fresh:  # and every live face is found
+            for vector in enrolled["p11"][1]:
+                assert fresh.search("c", Embedding(vector, rid), k=1, rank_only=True)[0].external_id == "p11"
+    assert not vectors_on_disk(here, erased)

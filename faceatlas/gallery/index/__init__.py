@@ -20,7 +20,15 @@ from faceatlas.gallery.index.base import (
 )
 from faceatlas.gallery.index.exact import ExactIndex
 from faceatlas.gallery.index.router import HNSWIndex, code_range, principal_axes
-from faceatlas.gallery.index.store import IndexState, build_index, delete_index, empty_index, load_index, save_index
+from faceatlas.gallery.index.store import (
+    IndexState,
+    build_index,
+    delete_index,
+    empty_index,
+    load_index,
+    read_index_meta,
+    save_index,
+)
 from faceatlas.gallery.index.templates import TemplateIndex
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "empty_index",
     "load_index",
     "principal_axes",
+    "read_index_meta",
     "router_dim",
     "save_index",
 ]

@@ -65,7 +65,9 @@ def save_index(state: IndexState, path: Path) -> None:
     index = state.index
     meta = {"format": _FORMAT, "kind": index.kind, "dim": index.dim, "storage": index.storage,
             "revision": state.revision, **state.meta}
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # the process id first (a killed save's file is told by it), then the id of the saving object:
+    # two caches of one process on one folder (a server's gallery and an app's) never share a file
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(state):x}.tmp")
 
     def write(arrays: dict[str, np.ndarray]) -> None:
         with open(tmp, "wb") as handle:
@@ -89,6 +91,17 @@ def delete_index(path: Path) -> None:
     path.unlink(missing_ok=True)
     for graph_file in _graph_files(path):
         graph_file.unlink(missing_ok=True)
+
+
+def read_index_meta(path: Path) -> dict[str, Any] | None:
+    """What the index file at ``path`` records of itself (format, kind, ``revision``, the
+    collection's identity), read without its vectors; None when it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError, io.UnsupportedOperation):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == _FORMAT else None
 
 
 def load_index(path: Path) -> IndexState | None:
