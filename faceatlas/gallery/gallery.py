@@ -187,29 +187,20 @@ class Gallery:
         else:
             indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage,
                                  autosave_every=autosave_every)
-        gallery = cls(sessions, indexes, tenant, settings)
-        try:  # what other folders' deletes left in this one goes before the gallery is used
-            gallery.sweep_indexes()
-        except BaseException:
-            gallery._indexes.close()
-            engine.dispose()
-            raise
-        return gallery
+        return cls(sessions, indexes, tenant, settings)
 
     def sweep_indexes(self) -> int:
-        """Delete the index files of collections the database no longer has and catch up those
-        behind it (:meth:`IndexCache.sweep`), for every tenant: a subject or collection deleted
-        through another machine's (or process's) index folder leaves this folder here. Runs at
-        every :meth:`open`; a server runs it again every ``FACEATLAS_RETENTION_SWEEP_SECONDS``.
-        Returns the files deleted or rewritten (0 without an index folder, and on Milvus, whose
-        one copy every process erases from and :meth:`open` catches up)."""
+        """Take every face the database no longer has out of this gallery's index folder
+        (:meth:`IndexCache.sweep`), for every tenant: a subject or collection deleted through another
+        machine's (or process's) index folder leaves this folder here. A server runs it at its start
+        and every ``FACEATLAS_RETENTION_SWEEP_SECONDS``; not at every open (a command that reads
+        would write, and pay a read of every lagging file's face ids). Returns the files deleted or
+        caught up (0 without an index folder, and on Milvus, whose one copy every process erases
+        from and :meth:`open` catches up)."""
         if not isinstance(self._indexes, IndexCache):
             return 0
         deleted, updated = self._indexes.sweep(self._sessions)
-        if deleted or updated:
-            log.info("index folder %s: deleted %d file(s) of deleted collections, caught up %d behind the "
-                     "database", self._indexes.directory, deleted, updated)
-        return deleted + updated
+        return deleted + updated  # said by the caller (the server's retention sweep logs its jobs' counts)
 
     def for_tenant(self, tenant: str) -> Gallery:
         """The gallery of another tenant on the same database (a tenant space of at most

@@ -27,6 +27,7 @@ from faceatlas.gallery.index import (
     delete_index,
     empty_index,
     load_index,
+    read_index_ids,
     read_index_meta,
     save_index,
 )
@@ -36,7 +37,6 @@ from faceatlas.gallery.rules import check_index_dir
 _FETCH_CHUNK = 10_000
 STALE = -1  # the revision of an index file that must be caught up from the database when loaded
 _BUILD_CHUNK = 200_000
-SWEEP_ROUNDS = 3  # catch-ups of one file per sweep while other processes keep changing its collection
 
 
 def _process_alive(pid: str) -> bool:
@@ -124,33 +124,20 @@ class IndexCache:
 
     # -- the sweep: an index folder against the database, for erasures made through other folders
     def sweep(self, sessions: sessionmaker[Session]) -> tuple[int, int]:
-        """Bring every index file of the folder in line with the database; returns (files deleted,
-        files caught up). An erasure scrubs the folder of the process that made it, and no other:
-        another machine's (or process's) ``FACEATLAS_INDEX_DIR`` keeps its copy until this runs
-        there (at every open, and on the service's retention sweep).
+        """Take out of the folder's index files every face the database no longer has; returns
+        (files of deleted collections removed, files of live collections dropped or caught up). An
+        erasure scrubs the folder of the process that made it, and no other: another machine's (or
+        process's) ``FACEATLAS_INDEX_DIR`` keeps its copy until this runs there (a server runs it at
+        its start and every ``FACEATLAS_RETENTION_SWEEP_SECONDS``).
 
         - The file of a collection that no longer exists is deleted, with its graph files and the
           temporary files of saves killed midway (a save of a live process is left: what it
           renames into place goes at the next sweep). Nothing else would ever remove it: a deleted
           collection is never loaded again.
-        - A file whose recorded revision (or collection identity, or embedding space) is not the
-          database's is caught up as a load catches it up (:meth:`get`: the face ids the database
-          no longer has are removed, those it gained are added, a mismatched identity is rebuilt)
-          and saved atomically, at the database's revision. Caught up, not deleted: a set
-          difference of face ids is exact, and it reads only the ids and the vectors added since,
-          where a deleted file costs a rebuild from every vector at the next search; and a file of
-          a live collection is never deleted, so a save of another process is never lost under a
-          delete of this one (both writes are atomic renames of a whole, consistent file).
-        - A file up to date is read no further than its metadata (a sweep of a folder in step
-          costs one query and a small read per file).
-
-        After a save the revision is read again in a new transaction, and the file caught up once
-        more when it moved (at most ``SWEEP_ROUNDS`` times; what is left goes at the next sweep):
-        a delete committed after that read scrubs this folder after this save, if it was made
-        through this folder, and any other delete leaves the file behind the database for the
-        next sweep. Faces of live collections are never lost: the database is the record, and
-        every file written holds all the faces of its revision. A collection held in this
-        process's memory is caught up there too (:meth:`get`) and saved from it."""
+        - The file of a live collection: see :meth:`_sweep_file` (deleted only when it holds a face
+          the database no longer has; one that merely lags, as files do between saves, is left to
+          the next load). Faces of live collections are never lost: the database is the record.
+        - A file up to date is read no further than its metadata."""
         if self.directory is None or not self.directory.is_dir():
             return 0, 0
         files = {}
@@ -176,37 +163,43 @@ class IndexCache:
         return deleted, updated
 
     def _sweep_file(self, sessions: sessionmaker[Session], collection_id: int) -> int:
-        """Catch the index file of a live collection up with the database (see :meth:`sweep`);
-        1 when it was rewritten."""
+        """Drop what the index file of a live collection holds of faces the database no longer has
+        (see :meth:`sweep`); 1 when something was done. A file at the database's revision is left
+        after a read of its metadata. A file behind it is left too when every face id it holds is
+        still in the database (it only lacks faces added since: a load catches those up); one that
+        holds an erased face is deleted (rebuilt from the database at its next use), never rewritten
+        here: a rewrite from a read made before another process's delete committed put the erased
+        vector back, and writers racing on one file deleted each other's graph files. This
+        process's copy in memory is caught up there (:meth:`get`: removals applied, saved)."""
         path = self.path(collection_id)
         assert path is not None, "swept in a folder"
-        rounds = 0
-        while True:
-            with sessions() as session:  # a new transaction each round: SQLite's reads are a snapshot
-                collection = session.get(Collection, collection_id)
-                with self._lock:
-                    self._remove_leftovers(collection_id, keep_own=True)  # a killed save's may hold erased faces
-                    if collection is None or not path.is_file():  # deleted meanwhile: the next sweep
-                        return int(rounds > 0)
-                    meta = read_index_meta(path)
-                    if meta is not None and meta.get("revision") == collection.revision \
-                            and meta.get("created") == _identity(collection)["created"] \
-                            and meta.get("recognizer_id") == collection.recognizer_id \
-                            and meta.get("dim") == collection.embedding_size:
-                        return int(rounds > 0)
-                    if rounds == SWEEP_ROUNDS:  # changing faster than it is caught up: the next sweep
-                        return 1
-                    if collection_id in self._states:  # this process's copy: caught up in memory, saved
-                        self.get(session, collection)
-                        self.save(collection_id)
-                    else:  # not kept in memory: loaded, caught up and saved as get() does, then let go
-                        state = self._load(collection)
-                        if state is not None and state.meta.get("created") != _identity(collection)["created"]:
-                            state = None
-                        if state is None or state.revision != collection.revision:
-                            state = self._catch_up(session, collection, state)
-                        save_index(state, path)
-                    rounds += 1
+        with sessions() as session:
+            collection = session.get(Collection, collection_id)
+            if collection is None:  # deleted meanwhile: the next sweep
+                return 0
+            with self._lock:
+                self._remove_leftovers(collection_id, keep_own=True)  # a killed save's may hold erased faces
+                state = self._states.get(collection_id)
+                if state is not None:
+                    if state.revision == collection.revision:
+                        return 0
+                    self.get(session, collection)
+                    return 1
+            meta = read_index_meta(path)
+            if meta is not None and meta.get("revision") == collection.revision \
+                    and meta.get("created") == _identity(collection)["created"]:
+                return 0
+            held = read_index_ids(path)
+            alive = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection_id)),
+                                dtype=np.int64)
+        if meta is not None and meta.get("created") == _identity(collection)["created"] and held is not None \
+                and np.isin(held, alive).all():
+            return 0  # behind, but holding no erased face
+        with self._lock:
+            if collection_id in self._states:  # loaded meanwhile by this process: caught up by get()
+                return 0
+            delete_index(path)
+        return 1
 
     def close(self) -> None:
         """Nothing is held open (indexes are saved by :meth:`flush`)."""

@@ -270,11 +270,11 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.kyc = KycService(state.db, state.analyzer, KycConfig(  # migrates the verification tables
             session_s=settings.kyc_session_seconds, retention_days=0))
         # what expired is deleted now and every period, not only as a side effect of more KYC calls
-        # Gallery.open swept the index folder (what deletes through other folders left in it); the
-        # sweep runs again every period, so a machine that keeps running drops erased vectors too
+        # the index folder swept (what deletes through other machines' folders left in it) at the start
+        # and every period, so a machine that keeps running drops erased vectors too
         state.retention = RetentionSweep({"KYC reference images": state.kyc.purge,
                                           "anonymous store visitors": partial(purge_anonymous_visitors, state.db),
-                                          "index files of deleted or changed collections":
+                                          "index files of deleted collections or holding erased faces":
                                               state.gallery.sweep_indexes},
                                          settings.retention_sweep_seconds)
         state.retention.start()

@@ -280,10 +280,9 @@ def test_an_index_file_left_by_a_deleted_collection_is_not_trusted_for_a_new_one
         (left,) = index_dir.glob("collection-*.npz")
         shutil.copy(left, tmp_path / "left.npz")
         gallery.delete_collection("old")
+    shutil.copy(tmp_path / "left.npz", left)  # as if the process died before removing it
     with Gallery.open(db_url, index_dir=index_dir) as gallery:
         gallery.create_collection("new", "scrfd-mbf")
-        # as if the process died before removing it (left before this open, its sweep deletes it)
-        shutil.copy(tmp_path / "left.npz", left)
         member = rng.normal(size=128)
         gallery.add_embeddings("new", "member", member[None], recognizer_id=rid)
     assert {path.name for path in index_dir.glob("collection-*.npz")} == {left.name}  # the id was given again

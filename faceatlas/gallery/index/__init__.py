@@ -26,6 +26,7 @@ from faceatlas.gallery.index.store import (
     delete_index,
     empty_index,
     load_index,
+    read_index_ids,
     read_index_meta,
     save_index,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "empty_index",
     "load_index",
     "principal_axes",
+    "read_index_ids",
     "read_index_meta",
     "router_dim",
     "save_index",

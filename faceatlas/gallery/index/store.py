@@ -104,6 +104,16 @@ def read_index_meta(path: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) and meta.get("format") == _FORMAT else None
 
 
+def read_index_ids(path: Path) -> np.ndarray | None:
+    """The face ids the index file at ``path`` holds (its ``ids`` column alone, no vectors), or None
+    when it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data["ids"], dtype=np.int64)
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError, io.UnsupportedOperation):
+        return None
+
+
 def load_index(path: Path) -> IndexState | None:
     """The index saved at ``path``, or None when it is missing or unreadable (then rebuild)."""
     try:
