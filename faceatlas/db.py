@@ -54,12 +54,22 @@ def normalize_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:  # a port that is no number was a 78-line traceback
-        shown = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)[:120]  # never the password
+        shown = _without_password(url)[:120]
         raise InvalidArgument(f"{shown} is no database URL ({one_reason(exc)}): sqlite:///FILE or "
                               "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         return parsed.set(database=str(Path(parsed.database).expanduser())).render_as_string(hide_password=False)
     return url
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its password (anything between the user's ``:`` and the last ``@`` before the
+    host) as ``***``: a password may hold ``/``, ``@``, ``?`` or ``#``."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def one_reason(exc: BaseException) -> str:

@@ -286,7 +286,9 @@ def test_a_read_of_an_empty_or_foreign_file_or_an_unknown_url_is_one_line_and_wr
                        (["counts", "cam", "--db", "mysql://u@127.0.0.1:1/x"], "no database URL this install opens"),
                        # a port that is no number was a ValueError traceback (its password never said)
                        (["admin", "tenant", "list", "--db", "postgresql+psycopg://fa:pw1@127.0.0.1:notaport/x"],
-                        "fa:***@127.0.0.1:notaport/x is no database URL")):
+                        "fa:***@127.0.0.1:notaport/x is no database URL"),
+                       (["admin", "tenant", "list", "--db", "postgresql+psycopg://fa:pw1/@x@127.0.0.1:54x/x"],
+                        "fa:***@127.0.0.1:54x/x is no database URL")):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "Traceback" not in result.output and "pw1" not in result.output, result.output
         assert len(_error_lines(result.output)) == 1 and says in result.output, result.output
