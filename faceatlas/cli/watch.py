@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from faceatlas.cli.errors import exit_for_failures, print_camera_failures
+from faceatlas.cli.errors import print_camera_failures
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
@@ -111,12 +111,8 @@ def watch(
         err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end",
                   markup=False)
     print_camera_failures(report.failed, err)
-    if stopped:  # Ctrl-C before a file's end, as `ar` and `drive` say it (a live camera's Ctrl-C is its end)
-        raise typer.Exit(130)
-    # the cameras that ran stand, as the inputs of a command over many do: 1, or 2 when none ran
-    exit_for_failures(len(report.failed), len(report.failed) + len(report.cameras))
-    if lost:  # the run's results stand, but a consumer of a sink missed some (a script must see it)
-        raise typer.Exit(1)
+    if report.exit_status:  # 130 stopped, 1 cameras failed (2: all) or events not delivered
+        raise typer.Exit(report.exit_status)
 
 
 def summary_tables(report: WatchReport) -> list[Table]:

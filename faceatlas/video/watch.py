@@ -31,6 +31,19 @@ class WatchReport:
     undelivered: dict[str, int] = field(default_factory=dict)
     failed: dict[str, FaceAtlasError] = field(default_factory=dict)
 
+    @property
+    def exit_status(self) -> int:
+        """The status `watch` exits with (as `retail run`, ``StoreRunReport.exit_status``): 130 when a
+        file's camera was stopped before its end; when cameras failed, 2 if every one did, else 1
+        (the others' results stand, as a command over many inputs exits); 1 when a sink could not
+        deliver some events (a consumer missed some), else 0. A caller of :func:`run_watch` reads it
+        (or ``failed``): a camera's failure is in the report, not raised."""
+        if any(stats.interrupted for stats in self.cameras):
+            return 130
+        if self.failed:
+            return 1 if self.cameras else 2
+        return 1 if any(self.undelivered.values()) else 0
+
 
 def events_tenant(space: str) -> str:
     """The tenant that the events of a run in the gallery space ``space`` (``tenant:`` in
