@@ -17,6 +17,7 @@ from faceatlas.errors import CamerasFailed, InvalidInput
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.pipeline import VideoPipeline, run_cameras
 from faceatlas.video.sinks import EventBus
+from faceatlas.video.watch import WatchReport
 from tests.clips import as_mpegts, first_seconds, http_server
 
 
@@ -49,6 +50,10 @@ def test_run_cameras_ends_a_failed_camera_alone_and_keeps_the_others_stats(share
     assert "cannot read video source" in str(failed.failures["street"])
     assert 0 < pipelines[1].stats.frames < 377  # it failed mid-run, after some frames
     assert failed.code == "cameras_failed" and "camera 'street': cannot read video source" in str(failed)
+    # what run_watch reports of it (a library caller reads the status: the failure is not raised there)
+    assert WatchReport(cameras=failed.stats, failed=failed.failures).exit_status == 1
+    assert WatchReport(cameras=[], failed=failed.failures).exit_status == 2
+    assert WatchReport(cameras=failed.stats).exit_status == 0
 
 
 def test_watch_config_reports_the_cameras_that_ran_and_names_the_one_that_failed(examples: Path, broken: Path,
