@@ -14,6 +14,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.apps.retail.store import COLLECTION
@@ -91,7 +92,8 @@ def test_member_enrolled_listed_withdrawn_and_erased(log_in, console, shop, shar
     page.get_by_role("button", name="Erase Barack Obama for good").click()
     assert "1 face and their vectors deleted" in page.locator("#erasure").inner_text()
     page.get_by_role("link", name="Back to the members").click()
-    assert page.locator("#no-members").is_visible() and "Barack Obama" not in page.locator("main").inner_text()
+    expect(page.locator("#no-members")).to_be_visible()  # is_visible does not wait for the next page
+    assert "Barack Obama" not in page.locator("main").inner_text()
     page.context.close()
 
     # at the layer: no member, face, vector or row of theirs left (the retail erasure test's checks)
