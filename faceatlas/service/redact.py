@@ -7,12 +7,17 @@ replaces such values in the request's own scope (the dict the server logs from) 
 
 A whole key pasted into the path where its prefix belongs (``DELETE /v1/keys/fa_<prefix>_<secret>``)
 is as easy a mistake: once the app has routed the call (the route takes the key by its prefix), the
-path the server logs is cut to ``fa_<prefix>_[redacted]`` (:func:`redact_path`)."""
+path the server logs is cut to ``fa_<prefix>_[redacted]`` (:func:`redact_path`).
+
+The ids that name a person in a path (a subject's id, often their name; an album's person; a
+store's member) are personal data that no deletion reaches once a log line holds them: the path the
+server logs has them replaced by their parameter's name (``/v1/collections/staff/subjects/{subject}``,
+:func:`redact_people`)."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +34,21 @@ PATH_REDACTED = "[redacted]"
 def redact_path(path: str) -> str:
     """``path`` with the secret of every key-shaped segment replaced: ``fa_<prefix>_[redacted]``."""
     return _KEY_IN_PATH.sub(lambda m: m.group(1) + PATH_REDACTED, path)
+
+
+# The path parameters whose values name a person: logged as ``{name}``.
+PERSONAL_PARAMETERS = ("subject", "person", "member_id")
+
+
+def redact_people(path: str, params: dict[str, object], *, encoded: bool = False) -> str:
+    """``path`` with every segment that is the value of a :data:`PERSONAL_PARAMETERS` parameter in
+    ``params`` (the routed call's) replaced by ``{name}``; ``encoded``: ``path`` is the raw,
+    percent-encoded one, compared decoded."""
+    values = {str(params[name]): "{" + name + "}" for name in PERSONAL_PARAMETERS if params.get(name) not in (None, "")}
+    if not values:
+        return path
+    segments = path.split("/")
+    return "/".join(values.get(unquote(part) if encoded else part, part) for part in segments)
 
 
 def _redact_path_bytes(path: bytes) -> bytes:
@@ -64,6 +84,12 @@ def holds_credential(query: bytes) -> bool:
 
 
 def _redact_scope_path(scope: Scope) -> None:
+    params = scope.get("path_params") or {}
+    if any(name in params for name in PERSONAL_PARAMETERS):
+        scope["path"] = redact_people(scope.get("path", ""), params)
+        if scope.get("raw_path"):
+            scope["raw_path"] = redact_people(scope["raw_path"].decode("latin-1"), params,
+                                              encoded=True).encode("latin-1")
     if _KEY_SHAPE.search(scope.get("path", "")):
         scope["path"] = redact_path(scope["path"])
     if scope.get("raw_path") and _KEY_SHAPE.search(scope["raw_path"].decode("latin-1")):
@@ -71,8 +97,8 @@ def _redact_scope_path(scope: Scope) -> None:
 
 
 class RedactQuerySecrets:
-    """Redact credentials in the query string of every HTTP request, in place, and keys in its
-    path once the answer starts (the route has read its parameters by then; the server's access
+    """Redact credentials in the query string of every HTTP request, in place, and keys and the ids
+    of people in its path once the answer starts (the route has read its parameters by then; the server's access
     log is written at the answer's start, from this very dict)."""
 
     def __init__(self, app: ASGIApp) -> None:

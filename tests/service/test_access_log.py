@@ -1,0 +1,56 @@
+"""The ids that name a person are kept out of the server's access log: a subject's id (often their
+name), an album's person, a store's member. The audit trail erases a deleted subject's id, but the
+access log kept ``DELETE /v1/collections/staff/subjects/jane_privacy`` where no deletion reaches it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from faceatlas.db import create_database_engine
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
+from faceatlas.service.redact import redact_people
+
+
+def test_redact_people_replaces_the_segments_of_personal_parameters_only() -> None:
+    params = {"collection": "staff", "subject": "jane doe"}
+    assert redact_people("/v1/collections/staff/subjects/jane doe/faces", params) == \
+        "/v1/collections/staff/subjects/{subject}/faces"
+    assert redact_people("/v1/collections/staff/subjects/jane%20doe", params, encoded=True) == \
+        "/v1/collections/staff/subjects/{subject}"
+    assert redact_people("/v1/collections/staff", {"collection": "staff"}) == "/v1/collections/staff"
+
+
+def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path, tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = create_database_engine(database_url)
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme")
+    admin = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
+    log = tmp_path / "server.log"
+    process, url = service_tools.start(database_url, shared, log)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=30) as http:
+            assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+            for subject in ("jane_privacy", "jane_alias"):
+                assert http.post("/v1/collections/staff/subjects", json={"id": subject}).status_code == 201
+            assert http.patch("/v1/collections/staff/subjects/jane_privacy", json={"name": "Jane"}).status_code == 200
+            assert http.get("/v1/collections/staff/subjects/jane_privacy").status_code == 200
+            merged = http.post("/v1/collections/staff/subjects/jane_alias/merge", json={"into": "jane_privacy"})
+            assert merged.status_code == 200, merged.text
+            assert http.delete("/v1/collections/staff/subjects/jane_privacy").status_code == 204
+            assert http.get("/v1/collections/staff/subjects/jane_privacy").status_code == 404
+            assert http.get("/v1/albums/holiday/people/Aunt%20Mary/faces").status_code == 404
+            assert http.get("/v1/collections/staff").status_code == 200
+    finally:
+        service_tools.stop(process)
+        engine.dispose()
+    text = log.read_text()
+    assert "DELETE /v1/collections/staff/subjects/{subject} HTTP" in text, text[-3000:]
+    assert "POST /v1/collections/staff/subjects/{subject}/merge HTTP" in text
+    assert "GET /v1/albums/holiday/people/{person}/faces HTTP" in text
+    assert "GET /v1/collections/staff HTTP" in text  # a collection's name is not a person's: kept
+    assert "jane_" not in text and "Aunt" not in text
