@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from faceatlas.batch.output import FACE_SCHEMA, IMAGE_SCHEMA, out_filesystem, write_part
+from faceatlas.db import one_reason
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError
 from faceatlas.engine.face import Face
 from faceatlas.engine.image import decode_image
@@ -61,7 +62,7 @@ def read_failure(exc: OSError) -> tuple[str, str]:
         return InvalidInput.code, "a folder, not an image file"
     if isinstance(exc, PermissionError):
         return InvalidInput.code, "cannot read the file: permission denied"
-    reason = os.strerror(exc.errno) if exc.errno else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = os.strerror(exc.errno) if exc.errno else one_reason(exc)
     return FaceAtlasError.code, f"cannot read the file: {reason[:1].lower()}{reason[1:]}"
 
 

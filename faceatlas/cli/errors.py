@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
+from faceatlas.db import one_reason
 from faceatlas.engine import json_ready
 from faceatlas.errors import CommandLineError, DatabaseUnavailable, FaceAtlasError, InvalidInput
 
@@ -210,8 +211,7 @@ def os_error(exc: OSError) -> FaceAtlasError:
 def database_error(exc: DBAPIError) -> DatabaseUnavailable:
     """A database that cannot be opened or used (down, not a database file, refused credentials)."""
     cause = getattr(exc, "orig", None) or exc
-    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    return DatabaseUnavailable(f"cannot use the database: {first}")
+    return DatabaseUnavailable(f"cannot use the database: {one_reason(cause)}")
 
 
 def is_usage_error(exc: BaseException) -> bool:

@@ -18,6 +18,7 @@ from rich.table import Table
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, images_in, progress
 from faceatlas.cli.options import database_option
+from faceatlas.db import one_reason
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import (
@@ -58,8 +59,7 @@ def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False
         _fail(exc, as_json)
     except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
         cause = getattr(exc, "orig", None) or exc
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        _fail(DatabaseUnavailable(f"cannot open the gallery database: {first}"), as_json)
+        _fail(DatabaseUnavailable(f"cannot open the gallery database: {one_reason(cause)}"), as_json)
     try:
         yield gallery
     except (FaceAtlasError, ValueError) as exc:

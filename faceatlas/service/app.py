@@ -38,7 +38,7 @@ from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, bille
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, Meter, usage_row
+from faceatlas.service.deps import API_PREFIX, Meter, route_operation, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
@@ -334,7 +334,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             _log.exception("unhandled error answering %s %s", request.method, redact_path(request.url.path))
             response = error_response("internal", "internal server error", 500)
         meter = getattr(request.state, "meter", None)
-        operation = meter.operation if meter else "other"
+        operation = meter.operation if meter else route_operation(request.scope.get("route")) or "other"
         app.state.metrics.requests.labels(operation, str(response.status_code)).inc()
         app.state.metrics.latency.labels(operation).observe(time.perf_counter() - started)
         if meter is not None and response.status_code == 413:

@@ -264,6 +264,9 @@ IdempotencyKeyHeader = Annotated[str | None, Header(
     "for another call is 422 idempotency_key_reused")]
 
 
+OPERATION_ATTRIBUTE = "faceatlas_operation"  # set on each :func:`metered` dependency: its operation
+
+
 def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bool = False) -> Callable[..., Any]:
     """A dependency: authenticate, check ``scope``, rate limit, quota; returns the call's Meter.
 
@@ -280,6 +283,7 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
         await known_request(request)
         return meter
 
+    setattr(dependency, OPERATION_ATTRIBUTE, operation)
     if not idempotent:
         return dependency
 
@@ -306,7 +310,23 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
             await run_in_threadpool(count_call, request, meter)
         return meter
 
+    setattr(idempotent_dependency, OPERATION_ATTRIBUTE, operation)
     return idempotent_dependency
+
+
+def route_operation(route: object) -> str | None:
+    """The operation a routed call is metered as (its :func:`metered` dependency's), known before the
+    call is metered: a call refused by its key, scope, rate or quota (401, 403, 429) is counted in the
+    metrics under it, not under "other"."""
+    dependant = getattr(route, "dependant", None)
+    pending = list(getattr(dependant, "dependencies", []))
+    while pending:
+        child = pending.pop()
+        operation = getattr(child.call, OPERATION_ATTRIBUTE, None)
+        if isinstance(operation, str):
+            return operation
+        pending.extend(child.dependencies)
+    return None
 
 
 def unmeter(request: Request, meter: Meter) -> None:

@@ -188,12 +188,15 @@ def test_health_readiness_and_prometheus_metrics(api, examples):
     with api.client("acme_detect") as client:
         assert client.post("/v1/detect", files=_upload(photo)).status_code == 200
     with api.client() as anonymous:
+        # a refused call (no key) is counted under its operation, as an answered one: not as "other"
+        assert anonymous.post("/v1/detect", files=_upload(photo)).status_code == 401
         assert anonymous.get("/healthz").json() == {"status": "ok"}
         assert anonymous.get("/readyz").status_code == 200
         metrics = anonymous.get("/metrics").text
         assert anonymous.get("/docs").status_code == 404  # Swagger UI loads from a CDN: off unless FACEATLAS_DOCS
         assert "/v1/detect" in anonymous.get("/openapi.json").json()["paths"]
     assert 'faceatlas_requests_total{operation="detect",status="200"}' in metrics
+    assert 'faceatlas_requests_total{operation="detect",status="401"}' in metrics
     assert "faceatlas_recognizer_batch_size_bucket" in metrics and "faceatlas_inference_queue_depth" in metrics
 
 
