@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import click
-import rich
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -154,9 +153,6 @@ class _Commands(TyperGroup):
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
                   cls=_Commands)
 console = Output()
-# rich's own console, on stdout, is what prints without a console of its own: the engine's progress bars
-# (`eval folder`, `eval lfw`), whose end is a blank line into a pipe; a reader gone then ended 1 there
-rich._console = console
 err = Console(stderr=True)
 
 PackOption = Annotated[
