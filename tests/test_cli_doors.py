@@ -117,9 +117,13 @@ def test_a_closed_stdout_is_said_as_a_full_one(examples, shared, pair):
         assert refused.returncode == 2 and len(_error_lines(refused.stderr)) == 1, refused.stderr
 
 
-def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared):
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared, tmp_path):
     """`detect a b c d | head -1` ended 1 ("some inputs failed": rich's own broken-pipe exit) with the
-    progress stopped at 1/4, and `liveness` the same: as `stdout_gone` says, 141 (128 + SIGPIPE), quietly."""
+    progress stopped at 1/4, and `liveness` the same: as `stdout_gone` says, 141 (128 + SIGPIPE), quietly.
+    So do the other layers' commands: `models list`, `album people` and `eval folder` (its table, and
+    the blank line the engine's progress bar ends with) ended 1 as well, their consoles rich's own;
+    `models info --json` (a ``print``, held in the pipe's buffer) 120, "Exception ignored ...
+    BrokenPipeError" as the process exited."""
     folder = str(shared / "data/lfw/images/Tony_Blair")
     for command in ("detect", "liveness"):
         child = subprocess.Popen(_cli(command, folder, "-p", "scrfd-mbf"), stdout=subprocess.PIPE,
@@ -129,6 +133,29 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared):
         _, errors = child.communicate(timeout=120)
         assert child.returncode == 141, (command, child.returncode, errors)
         assert not _error_lines(errors) and "Traceback" not in errors, errors
+    lfw = shared / "data/lfw/images"
+    dataset = tmp_path / "dataset"  # two people, two photos each: seconds of `eval folder`
+    for person in ("Tony_Blair", "Aaron_Peirsol"):
+        (dataset / person).mkdir(parents=True)
+        for photo in sorted((lfw / person).iterdir())[:2]:
+            (dataset / person / photo.name).symlink_to(photo)
+    db = f"sqlite:///{tmp_path / 'album.db'}"
+    scanned = runner.invoke(app, ["album", "scan", str(dataset), "--db", db, "-p", "scrfd-mbf"])
+    assert scanned.exit_code == 0, scanned.output
+    env = {name: value for name, value in _env().items() if name != "PYTHONUNBUFFERED"}  # as a shell runs it
+    for args in (["models", "list"], ["models", "info", "scrfd-mbf", "--json"], ["album", "people", "--db", db],
+                 ["eval", "folder", str(dataset), "-p", "scrfd-mbf"]):
+        # these print all their lines at once, at the end: a reader gone before that (`| true`), not after
+        # the first line, is the one they always meet
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            child = subprocess.run(_cli(*args), stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        finally:
+            os.close(write)
+        assert child.returncode == 141, (args, child.returncode, child.stderr)
+        assert not _error_lines(child.stderr) and "Traceback" not in child.stderr and "Exception" not in child.stderr, (
+            args, child.stderr)
 
 
 @pytest.fixture(scope="module")

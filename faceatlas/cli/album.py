@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, list_photos, migrate
-from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
+from faceatlas.cli.errors import Output, exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
@@ -24,7 +24,7 @@ from faceatlas.gallery import Gallery
 from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
-console = Console()
+console = Output()
 err = Console(stderr=True)
 
 AlbumOption = Annotated[str, typer.Option("--album", "-a", help="album name")]

@@ -19,14 +19,14 @@ from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
 from faceatlas.batch import search as search_job
-from faceatlas.cli.errors import exit_for_failures, interrupted, json_text
+from faceatlas.cli.errors import Output, exit_for_failures, interrupted, json_text
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut
 from faceatlas.gallery import Gallery
 
 app = typer.Typer(help="Batch jobs on Ray: embed, enrol, search and dedupe folders, globs, manifests or "
                        "object storage of images.", no_args_is_help=True)
-console = Console()
+console = Output()
 err = Console(stderr=True)
 
 SourceArg = Annotated[str, typer.Argument(help="a folder, a glob, a manifest .csv (path[,subject]) or a URL "

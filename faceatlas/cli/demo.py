@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import fail
+from faceatlas.cli.errors import Output, fail
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError, decoded_pixels
 from faceatlas.errors import InvalidInput
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from faceatlas.apps.retail import ExitOutcome, Report
 
 app = typer.Typer(help="Demonstrations of the vertical apps on real faces.", no_args_is_help=True)
-console = Console()
+console = Output()
 
 
 def _settings() -> EngineSettings:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, fail_import, json_text, writing_stdout
+from faceatlas.cli.errors import Output, fail, fail_import, json_text, writing_stdout
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.video import EVENTS_STDOUT
@@ -111,4 +111,4 @@ def _report_summary(summary: dict[str, object], as_json: bool, *, to_stderr: boo
     for key, value in summary.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     with writing_stdout():
-        (err if to_stderr else Console()).print(table)
+        (err if to_stderr else Output()).print(table)

@@ -113,6 +113,15 @@ def writing_stdout() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def flush_stdout() -> None:
+    """What the command printed with ``print`` (its JSON, its lines), flushed as the command ends, as
+    :func:`writing_stdout` flushes: into a pipe or a file ``print`` holds up to 8 KiB, and a reader
+    that had gone away (``| head``) was "Exception ignored ... BrokenPipeError" and status 120 as
+    the process exited (`models list --json | true`); now 141, quietly, and a full disk exit 2."""
+    with writing_stdout():
+        pass
+
+
 def stdout_gone() -> NoReturn:
     """The reader of standard output went away (``| head``): nothing to say, and nowhere to say it;
     status 141 (128 + SIGPIPE, as the shell reports a Unix tool stopped by a closed pipe)."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import fail, json_text, os_error
+from faceatlas.cli.errors import Output, fail, json_text, os_error
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
@@ -30,7 +30,7 @@ from faceatlas.engine import (
 )
 
 app = typer.Typer(help="Evaluate a model pack and calibrate its thresholds.", no_args_is_help=True)
-console = Console()
+console = Output()
 err = Console(stderr=True)
 RuntimeOption = Annotated[Runtime | None, typer.Option(
     "--runtime", help="float, or int8 (a quantised recogniser made once and cached; default: FACEATLAS_RUNTIME)")]

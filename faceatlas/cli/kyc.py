@@ -11,14 +11,14 @@ import typer
 from rich.console import Console
 
 from faceatlas.apps.kyc import REASON_WORDS, KycConfig, KycService, parse_challenge
-from faceatlas.cli.errors import json_text
+from faceatlas.cli.errors import Output, json_text
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url
 from faceatlas.engine import FaceAnalyzer
 
 app = typer.Typer(help="Remote identity verification: ID document vs selfie, active + passive liveness.",
                   no_args_is_help=True)
-console = Console()
+console = Output()
 err = Console(stderr=True)  # the spinner: a terminal's only (rich draws none into a pipe or a file)
 
 

@@ -21,6 +21,7 @@ from faceatlas.cli.errors import (
     database_error,
     exit_for_failures,
     fail,
+    flush_stdout,
     interrupted,
     is_usage_error,
     json_text,
@@ -129,7 +130,10 @@ class _Commands(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+        except typer.Exit:  # the command's status (1: some inputs failed), once what it printed is out
+            flush_stdout()
+            raise
         except UsageError as exc:
             if not is_usage_error(exc):
                 raise  # a group called bare: its help, as click shows it
@@ -142,6 +146,8 @@ class _Commands(TyperGroup):
             stdout_gone()
         except OSError as exc:
             _fail(os_error(exc), as_json)
+        flush_stdout()  # its `print`s, held in a pipe's buffer: a reader gone is 141 now, not 120 at exit
+        return done
 
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,

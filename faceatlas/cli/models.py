@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import json_text
+from faceatlas.cli.errors import Output, json_text
 from faceatlas.engine import (
     PACKS,
     candidate_paths,
@@ -21,7 +20,7 @@ from faceatlas.engine import (
 )
 
 app = typer.Typer(help="Model packs: list, inspect, download.", no_args_is_help=True)
-console = Console()
+console = Output()
 
 
 @app.command("list")

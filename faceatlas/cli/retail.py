@@ -12,14 +12,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import json_text, one_line, print_camera_failures
+from faceatlas.cli.errors import Output, json_text, one_line, print_camera_failures
 from faceatlas.cli.options import database_option
 
 if TYPE_CHECKING:
     from faceatlas.apps.retail import StoreRunReport
 
 app = typer.Typer(help="The Store of the Future on real cameras.", no_args_is_help=True)
-console = Console()
+console = Output()
 err = Console(stderr=True, emoji=False)  # camera names are the user's: printed as written
 
 

@@ -7,11 +7,10 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, err, fail, json_text
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, err, fail, json_text
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError
@@ -25,7 +24,7 @@ from faceatlas.settings import ServiceSettings, Settings
 if TYPE_CHECKING:
     import uvicorn
 
-console = Console()
+console = Output()
 admin = typer.Typer(help="Tenants, API keys and usage (run on the server's database).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)

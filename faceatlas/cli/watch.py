@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from faceatlas.cli.errors import print_camera_failures
+from faceatlas.cli.errors import Output, print_camera_failures
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
@@ -194,7 +194,7 @@ def counts(
     for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
         measures = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))
         table.add_row(row.minute, escape(row.label), escape(measures))
-    Console(emoji=False).print(table)
+    Output(emoji=False).print(table)
     if plot is not None:
         note = measure_note(rows, measure)
         if note is not None:

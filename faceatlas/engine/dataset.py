@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import Progress
 
 from faceatlas.engine.analyzer import FaceAnalyzer
@@ -141,7 +142,7 @@ def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progre
     the whole evaluation)."""
     vectors = np.zeros((len(keys), analyzer.embedding_size), np.float32)
     found = np.zeros(len(keys), bool)
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(disable=not progress, transient=True, console=Console(stderr=True)) as bar:  # off stdout
         task = bar.add_task(f"embedding ({analyzer.pack.name})", total=len(keys))
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from rich.console import Console
 from rich.progress import Progress
 
 from faceatlas.engine.analyzer import FaceAnalyzer
@@ -159,7 +160,7 @@ def embed_images(analyzer: FaceAnalyzer, root: Path, keys: Sequence[str], *, chu
     """Embed the most central face of every image ``root/key`` (detector fallback: the central box)."""
     embeddings = np.zeros((len(keys), analyzer.embedding_size), np.float32)
     fallback = np.zeros(len(keys), bool)
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(disable=not progress, transient=True, console=Console(stderr=True)) as bar:  # off stdout
         task = bar.add_task(f"embedding LFW ({analyzer.pack.name})", total=len(keys))
         for start in range(0, len(keys), chunk):
             images = [analyzer.load(Path(root) / k) for k in keys[start : start + chunk]]

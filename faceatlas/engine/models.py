@@ -338,13 +338,14 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _download(url: str, target: Path) -> None:
+    from rich.console import Console
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     request = urllib.request.Request(url, headers={"User-Agent": "faceatlas"})
     with urllib.request.urlopen(request, timeout=60) as response, open(target, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, transient=True) as progress:
+        with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
             task = progress.add_task(f"download {Path(url).name}", total=total)
             for block in iter(lambda: response.read(1 << 16), b""):
                 out.write(block)
