@@ -9,10 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack
+from faceatlas.engine import FaceAnalyzer, ModelMismatch, get_pack, make_int8
 from faceatlas.engine.detectors import SCRFD
 from faceatlas.engine.models import ModelFile, file_sha256, record_path
-from faceatlas.engine.quantize import DETECTOR_RECIPE, cached_int8, derived_path, int8_detector, int8_model
+from faceatlas.engine.quantize import (
+    CALIBRATING,
+    DETECTOR_RECIPE,
+    QUANTISING,
+    READING,
+    Progress,
+    cached_int8,
+    derived_path,
+    int8_detector,
+    int8_model,
+)
 from faceatlas.engine.recognizers import arcface_blob
 from faceatlas.engine.runtime import cpu_flags, has_int8_dot
 from faceatlas.errors import RuntimeUnavailable
@@ -24,20 +34,23 @@ from faceatlas.settings import EngineSettings
 SLOW = pytest.mark.slow
 
 
-def few_crops(analyzer: FaceAnalyzer, shared: Path, count: int = 8) -> list[np.ndarray]:
+def few_crops(analyzer: FaceAnalyzer, shared: Path, count: int = 8,
+              report: Progress | None = None) -> list[np.ndarray]:
     """Aligned crops of the first ``count`` LFW photos: enough to calibrate a quick int8 copy (seconds,
     not the minutes of the 256 crops a pack's own copy is made from)."""
     crops = []
-    for photo in sorted((shared / "data" / "lfw" / "images").rglob("*.jpg"))[:count]:
+    for done, photo in enumerate(sorted((shared / "data" / "lfw" / "images").rglob("*.jpg"))[:count], 1):
         image = analyzer.load(photo)
         crops.append(analyzer.recognizer.align(image, analyzer.detector.detect(image), 0))
+        if report is not None:
+            report(READING, done, count)
     return crops
 
 
 def quick_int8(model: ModelFile, source: Path, analyzer: FaceAnalyzer, shared: Path,
                settings: EngineSettings) -> Path:
     """The int8 copy of the recogniser ``model`` (float file ``source``) calibrated on a few crops."""
-    return int8_model(model, source, lambda: few_crops(analyzer, shared),
+    return int8_model(model, source, lambda report: few_crops(analyzer, shared, report=report),
                       lambda crops: arcface_blob(crops, 112, 127.5, 127.5), settings)
 
 
@@ -174,6 +187,7 @@ def test_int8_recogniser_stays_on_onnxruntime_under_openvino(int8_settings: Engi
 
 
 MAKER = """
+import logging
 import sys
 from pathlib import Path
 
@@ -182,6 +196,7 @@ from faceatlas.engine.packs import MOBILEFACENET_128D
 from faceatlas.settings import EngineSettings
 from tests.test_int8 import quick_int8
 
+logging.basicConfig(level=logging.INFO, format="%(message)s")  # the int8 maker says itself at INFO
 shared, cache = Path(sys.argv[1]), Path(sys.argv[2])
 analyzer = FaceAnalyzer("scrfd-mbf", announce_license=False)
 print(quick_int8(MOBILEFACENET_128D, shared / "models" / MOBILEFACENET_128D.name, analyzer, shared,
@@ -254,12 +269,12 @@ def test_int8_detector_finds_the_float_detectors_faces(fast_analyzer: FaceAnalyz
     source = shared / "models" / model.name
     photos = [fast_analyzer.load(p) for p in sorted((shared / "data" / "lfw" / "images").rglob("*.jpg"))[:6]]
     groups = [fast_analyzer.load(examples / name) for name in GROUP_PHOTOS]
-    path = int8_detector(model, source, lambda: photos + groups[:2], settings)
+    path = int8_detector(model, source, lambda _: photos + groups[:2], settings)
     record = json.loads(record_path(path).read_text())
     assert record["recipe"] == DETECTOR_RECIPE and record["calibration_crops"] == 8
     assert record["sha256"] == file_sha256(path) and path.read_bytes() != source.read_bytes()
     made = path.stat().st_mtime_ns
-    assert int8_detector(model, source, lambda: [], settings) == path and path.stat().st_mtime_ns == made
+    assert int8_detector(model, source, lambda _: [], settings) == path and path.stat().st_mtime_ns == made
     quantised = SCRFD(path, threads=2)
     total = 0
     for image in groups:
@@ -287,3 +302,92 @@ def test_the_int8_detector_is_chosen_by_runtime_and_setting(shared: Path, tmp_pa
     assert chosen("scrfd-mbf", "int8", "auto") is has_int8_dot()
     assert not chosen("scrfd-mbf", "float", "on")
     assert not chosen("yunet-frfeature", "int8", "on")  # YuNet runs in OpenCV
+
+
+def few_photos(shared: Path, folder: Path, count: int = 4) -> Path:
+    """A calibration folder (FACEATLAS_INT8_IMAGES) of ``count`` LFW photos: an int8 copy in seconds."""
+    folder.mkdir()
+    for photo in sorted((shared / "data" / "lfw" / "images").rglob("*_0001.jpg"))[:count]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    return folder
+
+
+def test_making_an_int8_copy_reports_its_progress_stage_by_stage(shared: Path, tmp_path: Path) -> None:
+    """Making the int8 file took minutes with nothing said (a user took it for a hang): ``progress``
+    hears each stage, photos read, calibration, quantisation, each counted from 0 up to its total;
+    a copy already made is used without a word."""
+    settings = EngineSettings(cache=tmp_path / "cache", shared=shared, int8_images=few_photos(shared, tmp_path / "p"),
+                              int8_detector="off")
+    heard: list[tuple[str, int, int]] = []
+    copies = make_int8("scrfd-mbf", settings, progress=lambda *event: heard.append(event))
+    model = get_pack("scrfd-mbf").recognizer.file
+    assert [(c.source, c.path, c.made) for c in copies] == [(model.name, derived_path(model, settings), True)]
+    assert copies[0].path.is_file() and json.loads(record_path(copies[0].path).read_text())["calibration_crops"] == 4
+    assert list(dict.fromkeys(stage for stage, _, _ in heard)) == [READING, CALIBRATING, QUANTISING]  # in order
+    for stage in (READING, CALIBRATING, QUANTISING):
+        counts = [(done, total) for said, done, total in heard if said == stage]
+        total = counts[0][1]
+        assert all(of == total for _, of in counts) and total > 0
+        assert [done for done, _ in counts] == sorted({done for done, _ in counts}), (stage, counts)  # increasing
+        assert counts[0][0] == 0 and counts[-1][0] == total, (stage, counts)
+    assert [done for said, done, _ in heard if said == READING] == [0, 1, 2, 3, 4]
+    heard.clear()
+    again = make_int8("scrfd-mbf", settings, progress=lambda *event: heard.append(event))
+    assert [(c.path, c.made) for c in again] == [(copies[0].path, False)] and heard == []
+
+
+def _cli_env(settings: dict[str, str]) -> dict[str, str]:
+    import os
+
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "FACEATLAS_THREADS": "1", **settings}
+
+
+def test_a_command_that_makes_the_int8_copy_on_first_use_says_so(shared: Path, examples: Path,
+                                                               tmp_path: Path) -> None:
+    """`FACEATLAS_RUNTIME=int8 faceatlas detect --json photo`: the first use makes the int8 file, and
+    said nothing meanwhile; now stderr says it is made once, how long it takes, where it is cached and
+    how far it is, and stdout stays the JSON alone. Once made, nothing more is said."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    env = _cli_env({"FACEATLAS_RUNTIME": "int8", "FACEATLAS_INT8_DETECTOR": "off", "FACEATLAS_CACHE": str(cache),
+                    "FACEATLAS_INT8_IMAGES": str(few_photos(shared, tmp_path / "p"))})
+    command = [sys.executable, "-m", "faceatlas.cli", "detect", "--json", "-p", "scrfd-mbf",
+               str(examples / "tests/test_images/obama.jpg")]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert len(json.loads(first.stdout)["results"][0]["faces"]) == 1
+    path = derived_path(get_pack("scrfd-mbf").recognizer.file, EngineSettings(cache=cache))
+    said = " ".join(first.stderr.split())  # rich wraps nothing (soft_wrap), yet lines are joined to be sure
+    assert "making the int8 copy of recognition/mobilefacenet_128d.onnx, once: up to a few minutes" in said
+    assert f"cached at {path}" in said and path.is_file()
+    assert f"{READING} 4/4" in said and f"{QUANTISING} 1/1" in said
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 0 and "int8" not in second.stderr, second.stderr
+
+
+def test_models_int8_makes_the_copy_under_a_progress_bar(shared: Path, tmp_path: Path) -> None:
+    """`faceatlas models int8 PACK` makes the int8 copies now, a progress bar per stage on stderr,
+    and says where they are; run again, that they are made already."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    env = _cli_env({"FACEATLAS_INT8_DETECTOR": "off", "FACEATLAS_CACHE": str(cache),
+                    "FACEATLAS_INT8_IMAGES": str(few_photos(shared, tmp_path / "p"))})
+    command = [sys.executable, "-m", "faceatlas.cli", "models", "int8", "scrfd-mbf"]
+    made = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert made.returncode == 0, made.stderr[-2000:]
+    path = derived_path(get_pack("scrfd-mbf").recognizer.file, EngineSettings(cache=cache))
+    assert " ".join(made.stdout.split()) == f"recognition/mobilefacenet_128d.onnx: made, at {path}"
+    assert "making the int8 copy" in made.stderr and "cached at" in made.stderr
+    bars = [line.split() for line in made.stderr.splitlines() if "━" in line]  # the bars, as they ended
+    assert [(b[0], b[-2]) for b in bars] == [("reading", "4/4"), ("calibrating", "1/1"), ("quantising", "1/1")]
+    again = subprocess.run([*command, "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout) == [{"source": "recognition/mobilefacenet_128d.onnx", "path": str(path),
+                                         "made": False}]
+    assert "making" not in again.stderr

@@ -1,15 +1,24 @@
-"""Input files of the commands: images given one by one or as folders, and the progress bar over them."""
+"""Input files of the commands: images given one by one or as folders, and the progress bar over them;
+the engine's word on an int8 copy being made (minutes, once, on a command's first use of
+``FACEATLAS_RUNTIME=int8``; ``engine.quantize``: INFO on the ``faceatlas.int8`` logger, which a
+command without logging configured would drop) shown on stderr."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from faceatlas.engine import IMAGE_SUFFIXES, is_hidden, walked_image
 from faceatlas.errors import InvalidInput
+
+INT8_LOGGER = "faceatlas.int8"
+_err = Console(stderr=True)
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -40,3 +49,52 @@ def progress(console: Console, *, disable: bool = False) -> Progress:
     The description is plain text, as written: a camera named 'Lobby [east]' was "Lobby" (markup)."""
     return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=console, disable=disable)
+
+
+@contextmanager
+def stage_progress(console: Console, *, disable: bool = False) -> Iterator[Callable[[str, int, int], None]]:
+    """:func:`progress` for work told in stages: the callback ``report(stage, done, total)`` gives each
+    stage its own bar (a stage told again from a lower count, a second file's, gets a new one). A
+    stage of one step not yet done pulses (int8's quantising: a minute or more without a count)."""
+    with progress(console, disable=disable) as bar:
+        tasks: dict[str, tuple[TaskID, int]] = {}  # each stage's bar and its count
+
+        def report(stage: str, done: int, total: int) -> None:
+            task, before = tasks.get(stage, (None, 0))
+            if task is None or done < before:
+                task = bar.add_task(stage, total=total)
+            tasks[stage] = (task, done)
+            bar.update(task, completed=done, total=None if total == 1 and done == 0 else total)
+
+        yield report
+
+
+class _OnStderr(logging.Handler):
+    """The record as one line on stderr (above a progress bar, if one shows), unless a handler of
+    the logging the process configured shows it already (`serve`'s, `watch`'s: not twice)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _shown_elsewhere(record):
+            return
+        try:
+            _err.print(f"[dim]{escape(self.format(record))}[/dim]", soft_wrap=True, highlight=False)
+        except OSError:  # pragma: no cover - a broken stderr: logging's own report
+            self.handleError(record)
+
+
+def _shown_elsewhere(record: logging.LogRecord) -> bool:
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        if any(not isinstance(h, _OnStderr) and record.levelno >= h.level for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
+def show_int8_notices() -> None:
+    """Say the engine's INFO lines about an int8 copy being made on stderr (once per process)."""
+    logger = logging.getLogger(INT8_LOGGER)
+    if not any(isinstance(h, _OnStderr) for h in logger.handlers):
+        logger.addHandler(_OnStderr(logging.INFO))
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)

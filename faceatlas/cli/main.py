@@ -30,7 +30,7 @@ from faceatlas.cli.errors import (
     stdout_gone,
     usage_error,
 )
-from faceatlas.cli.files import expand_images, progress
+from faceatlas.cli.files import expand_images, progress, show_int8_notices
 from faceatlas.engine import (
     DEFAULT_FAR,
     FaceAnalyzer,
@@ -63,7 +63,7 @@ _ELSEWHERE_COMMANDS: dict[str, tuple[str, str, str]] = {
            "Apply AR face effects (stickers, smoothing, warps, background) to every frame; print a summary."),
 }
 _ELSEWHERE_GROUPS: dict[str, tuple[str, str, str]] = {
-    "models": ("faceatlas.cli.models", "app", "Model packs: list, inspect, download."),
+    "models": ("faceatlas.cli.models", "app", "Model packs: list, inspect, download, make int8 copies."),
     "admin": ("faceatlas.cli.service", "admin", "Tenants, API keys and usage (run on the server's database)."),
     "remote": ("faceatlas.cli.remote", "app",
                "Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY, FACEATLAS_TIMEOUT)."),
@@ -129,6 +129,7 @@ class _Commands(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
+        show_int8_notices()  # a first use of int8 makes its file for minutes: said, not a silent hang
         try:
             done = super().invoke(ctx)
         except typer.Exit:  # the command's status (1: some inputs failed), once what it printed is out

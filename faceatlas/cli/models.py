@@ -1,13 +1,15 @@
-"""`faceatlas models list|info|fetch`: what packs exist, where their files are, fetch them."""
+"""`faceatlas models list|info|fetch|int8`: what packs exist, where their files are, fetch them, make int8 copies."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from faceatlas.cli.errors import Output, json_text
+from faceatlas.cli.files import stage_progress
 from faceatlas.engine import (
     PACKS,
     candidate_paths,
@@ -15,12 +17,14 @@ from faceatlas.engine import (
     get_pack,
     load_calibration,
     locate,
+    make_int8,
     model_status,
     verify_sha256,
 )
 
-app = typer.Typer(help="Model packs: list, inspect, download.", no_args_is_help=True)
+app = typer.Typer(help="Model packs: list, inspect, download, make int8 copies.", no_args_is_help=True)
 console = Output()
+err = Console(stderr=True)
 
 
 @app.command("list")
@@ -127,3 +131,19 @@ def fetch_pack(pack: str) -> None:
                           f"(`faceatlas models info {chosen.name}` says where)[/yellow]")
             continue
         console.print(f"{model.name}: downloaded to {fetch(model, pack=chosen.name)}")
+
+
+@app.command("int8")
+def int8(
+    pack: Annotated[str | None, typer.Argument(help="model pack (default: FACEATLAS_PACK or the default pack)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
+) -> None:
+    """Make a pack's int8 copies now, with their progress (FACEATLAS_RUNTIME=int8 makes them on first
+    use otherwise: minutes, once; cached in FACEATLAS_CACHE/derived); copies already made are kept."""
+    with stage_progress(err, disable=as_json) as report:
+        copies = make_int8(pack, progress=report)
+    if as_json:
+        print(json_text([copy.to_dict() for copy in copies]))
+        return
+    for copy in copies:
+        console.print(f"{copy.source}: {'made' if copy.made else 'already made'}, at {copy.path}", soft_wrap=True)

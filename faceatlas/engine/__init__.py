@@ -1,6 +1,6 @@
 """The face engine: model packs, detection, alignment, embeddings, liveness, calibration."""
 
-from faceatlas.engine.analyzer import FaceAnalyzer, Verdict
+from faceatlas.engine.analyzer import FaceAnalyzer, Int8Copy, Verdict, make_int8
 from faceatlas.engine.attributes import EMOTIONS, Attributes
 from faceatlas.engine.calibration import (
     DEFAULT_FAR,
@@ -94,6 +94,7 @@ __all__ = [
     "FarNotCalibrated",
     "ImageInput",
     "ImageTooLarge",
+    "Int8Copy",
     "InvalidImage",
     "LFWReport",
     "LivenessResult",
@@ -134,6 +135,7 @@ __all__ = [
     "per_comparison_far",
     "l2_normalize",
     "load_image",
+    "make_int8",
     "measuring_analyzer",
     "locate",
     "model_status",

@@ -33,7 +33,10 @@ from faceatlas.engine.packs import Pack, RecognizerSpec, get_pack
 from faceatlas.engine.quality import quality_score
 from faceatlas.engine.quantize import (
     DETECTOR_CALIBRATION_PHOTOS,
+    READING,
+    Progress,
     calibration_photos,
+    derived_path,
     int8_detector,
     int8_model,
 )
@@ -89,7 +92,9 @@ class FaceAnalyzer:
     models stay on ONNX Runtime). A model file whose download failed is not tried again by this
     analyzer for ``settings.download_retry_seconds`` (its liveness models load on first use: a server
     without internet answers ``model_missing`` at once, not after a download's timeout per request);
-    ``backoff`` shares that record with other analyzers (default: one of its own).
+    ``backoff`` shares that record with other analyzers (default: one of its own). With runtime
+    int8, ``int8_progress`` hears how far the making of an int8 copy is when one is made now
+    (``engine.quantize``: minutes, once; without it the stages are logged at INFO).
     """
 
     def __init__(
@@ -105,8 +110,10 @@ class FaceAnalyzer:
         announce_license: bool = True,
         settings: EngineSettings | None = None,
         backoff: DownloadBackoff | None = None,
+        int8_progress: Progress | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
+        self._int8_progress = int8_progress
         self._backoff = backoff or DownloadBackoff()
         self.pack = pack if isinstance(pack, Pack) else get_pack(pack, self.settings)
         self.providers = providers
@@ -138,7 +145,8 @@ class FaceAnalyzer:
             return YuNet(path, score_threshold=threshold or 0.6, max_side=max_side, min_face=self.settings.min_face)
         provider = self.settings.provider
         if self.int8_detector if quantised is None else quantised:  # int8 stays on ONNX Runtime, as the recogniser
-            path, provider = int8_detector(spec.file, path, self._calibration_photos, self.settings), "onnxruntime"
+            path = int8_detector(spec.file, path, self._calibration_photos, self.settings, progress=self._int8_progress)
+            provider = "onnxruntime"
         return SCRFD(path, self.providers, self.threads, score_threshold=threshold or 0.5, max_side=max_side,
                      provider=provider, min_face=self.settings.min_face)
 
@@ -173,30 +181,40 @@ class FaceAnalyzer:
         if self.pack.runtime == "int8":
             path = int8_model(spec.file, path, self._calibration_crops,
                               lambda crops: arcface_blob(crops, ArcFaceONNX.crop_size, spec.input_mean, spec.input_std),
-                              self.settings)
+                              self.settings, progress=self._int8_progress)
         # int8 stays on ONNX Runtime: OpenVINO's int8 kernels give other embeddings (cosine to ONNX
         # Runtime's int8 down to 0.95 on fr_feature, bench/openvino_compare.py) under the same id.
         provider = self.settings.provider if self.pack.runtime == "float" else "onnxruntime"
         return ArcFaceONNX(path, spec.embedding_size, spec.input_mean, spec.input_std, self.providers, self.threads,
                            provider)
 
-    def _calibration_photos(self) -> list[np.ndarray]:
-        """The int8 detector's calibration images: the first calibration photos, decoded."""
-        return [load_image(photo, max_pixels=self.max_pixels)
-                for photo in calibration_photos(self.settings, DETECTOR_CALIBRATION_PHOTOS)]
+    def _calibration_photos(self, report: Progress) -> list[np.ndarray]:
+        """The int8 detector's calibration images: the first calibration photos, decoded (each
+        one told to ``report``)."""
+        photos = calibration_photos(self.settings, DETECTOR_CALIBRATION_PHOTOS)
+        images = []
+        report(READING, 0, len(photos))
+        for done, photo in enumerate(photos, 1):
+            images.append(load_image(photo, max_pixels=self.max_pixels))
+            report(READING, done, len(photos))
+        return images
 
-    def _calibration_crops(self) -> list[np.ndarray]:
+    def _calibration_crops(self, report: Progress) -> list[np.ndarray]:
         """Aligned crops of the largest face of each int8 calibration photo (``engine.quantize``),
-        found by the float detector: the int8 recogniser is then the same file on every CPU."""
+        found by the float detector: the int8 recogniser is then the same file on every CPU. Each
+        photo read is told to ``report``."""
         detector = self.detector
         if self.int8_detector:
             detector = self._build_detector(*self._det_options, quantised=False)
         crops = []
-        for photo in calibration_photos(self.settings):
+        photos = calibration_photos(self.settings)
+        report(READING, 0, len(photos))
+        for done, photo in enumerate(photos, 1):
             image = load_image(photo, max_pixels=self.max_pixels)
             detections = detector.detect(image)
             if len(detections) and detections.keypoints is not None:
                 crops.append(align_face(image, detections.keypoints[0], ArcFaceONNX.crop_size))
+            report(READING, done, len(photos))
         return crops
 
     def _announce_license(self, what: str = "", licenses: Sequence[str] | None = None) -> None:
@@ -495,3 +513,42 @@ class FaceAnalyzer:
             return Verdict(similarity, None, None, None, None)
         used = self.calibration.threshold(far)
         return Verdict(similarity, similarity >= used, used, far, level)
+
+
+@dataclass(frozen=True)
+class Int8Copy:
+    """One int8 file of a pack: the float file it is made from, where it is cached, and whether it
+    was made by this call (``False``: the cached copy was used)."""
+
+    source: str
+    path: Path
+    made: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "path": str(self.path), "made": self.made}
+
+
+def make_int8(pack: str | None = None, settings: EngineSettings | None = None, *,
+              progress: Progress | None = None) -> list[Int8Copy]:
+    """Make the int8 copies of ``pack`` now (its recogniser(s), and its SCRFD detector where
+    ``FACEATLAS_INT8_DETECTOR`` picks it), as ``FACEATLAS_RUNTIME=int8`` would on first use;
+    copies already cached are kept. ``progress`` hears how far the making is (``engine.quantize``)."""
+    settings = settings or EngineSettings()
+    chosen = get_pack(pack, settings, runtime="int8")
+    files = [spec.file for spec in chosen.recognizers]
+    if chosen.detector.kind == "scrfd":
+        files.append(chosen.detector.file)
+    paths = {model.name: derived_path(model, settings) for model in files}
+    before = {name: _stamp(path) for name, path in paths.items()}
+    analyzer = FaceAnalyzer(chosen, settings=settings, announce_license=False, int8_progress=progress)
+    if not analyzer.int8_detector:
+        paths.pop(chosen.detector.file.name, None)
+    return [Int8Copy(name, path, _stamp(path) != before[name]) for name, path in paths.items()]
+
+
+def _stamp(path: Path) -> int | None:
+    """When ``path`` was last written (None: absent)."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None

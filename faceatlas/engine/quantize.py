@@ -9,6 +9,12 @@ vs 0.9557 float, 0.9536 min/max: within the 0.1 pt / 0.005 guard where min/max w
 sha256, the float file's sha256, the recipe version); a later load checks the record and the hash
 and reuses the file, a mismatch makes it again.
 
+Making it takes minutes (about 3 on 2 CPU cores for a pack's 256 crops): it says so once, at INFO
+on the ``faceatlas.int8`` logger (with where the file is cached), and says how far it is through a
+:data:`Progress` callback, stage by stage (:data:`READING` the calibration photos, :data:`CALIBRATING`
+on them, :data:`QUANTISING`), each from 0 to its total; without a callback each stage's start,
+quarters and end are logged at INFO instead (a server making it on first use logs them).
+
 The SCRFD detector can be quantised too (``FACEATLAS_INT8_DETECTOR``: on, or auto where the CPU
 has int8 dot-product instructions: AVX-512 VNNI, AVX-VNNI, AMX, Arm's SDOT): the same recipe with
 min/max ranges, the first two convolutions and the keypoint heads in float, calibrated on 32
@@ -48,8 +54,13 @@ FLOAT_HEAD, FLOAT_TAIL = 2, 4  # the first and last convolutions stay float (see
 CALIBRATION_CROPS = 256
 OPSET = 13  # per-channel DequantizeLinear needs opset 13
 
-log = logging.getLogger("faceatlas")
+log = logging.getLogger("faceatlas.int8")
 Blobs = Callable[[Sequence[np.ndarray]], np.ndarray]
+Progress = Callable[[str, int, int], None]
+"""How far the making of an int8 copy is: ``(stage, done, total)``, ``done`` from 0 up to ``total``."""
+READING, CALIBRATING, QUANTISING = "reading calibration photos", "calibrating", "quantising"
+STAGES = (READING, CALIBRATING, QUANTISING)
+TAKES = f"up to a few minutes (about 3 on 2 CPU cores for {CALIBRATION_CROPS} photos)"
 
 
 def derived_path(model: ModelFile, settings: EngineSettings) -> Path:
@@ -75,14 +86,17 @@ def cached_int8(model: ModelFile, settings: EngineSettings, source: Path | None 
     return cached_derived(derived_path(model, settings), source_sha256=sha256, recipe=recipe)
 
 
-Quantiser = Callable[[Path, np.ndarray, Path], Path]
+Quantiser = Callable[[Path, np.ndarray, Path, Progress], Path]
+Samples = Callable[[Progress], list[np.ndarray]]
 
 
-def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarray]], blobs: Blobs,
-               settings: EngineSettings, *, recipe: str = RECIPE, quantise: Quantiser | None = None) -> Path:
+def int8_model(model: ModelFile, source: Path, crops: Samples, blobs: Blobs, settings: EngineSettings, *,
+               recipe: str = RECIPE, quantise: Quantiser | None = None, progress: Progress | None = None) -> Path:
     """The int8 copy of the recogniser ``model`` (float file at ``source``): the cached one, or one
-    made now from ``crops()`` (aligned BGR crops) turned into inputs by ``blobs``. A detector's copy
-    passes its own ``recipe`` and ``quantise`` (:func:`int8_detector`)."""
+    made now from ``crops(report)`` (aligned BGR crops; ``report(READING, done, total)`` as the
+    photos are read) turned into inputs by ``blobs``. A detector's copy passes its own ``recipe`` and
+    ``quantise`` (:func:`int8_detector`). ``progress`` hears each stage of the making (not called
+    when the cached copy is used)."""
     found = cached_int8(model, settings, source, recipe)
     if found is not None:
         return found
@@ -93,20 +107,23 @@ def int8_model(model: ModelFile, source: Path, crops: Callable[[], list[np.ndarr
         found = cached_int8(model, settings, source, recipe)  # made by another process while this one waited
         if found is not None:
             return found
-        log.warning("making the int8 copy of %s (once; cached at %s)", model.name, path)
-        samples = crops()
+        log.info("making the int8 copy of %s, once: %s; cached at %s", model.name, TAKES, path)
+        report = _reporter(progress, model.name)
+        samples = crops(report)
         if not samples:
             raise ModelMissing(f"no face found in the int8 calibration photos ({calibration_folder(settings)})")
         with tempfile.TemporaryDirectory(dir=path.parent) as work:
-            made = (quantise or _quantize)(source, blobs(samples), Path(work))
+            made = (quantise or _quantize)(source, blobs(samples), Path(work), report)
+            report(QUANTISING, 1, 1)
             return store_derived(made, path, source=model.name, source_sha256=source_sha256(model, source),
                                  recipe=recipe, calibration_crops=len(samples))
 
 
-def int8_detector(model: ModelFile, source: Path, photos: Callable[[], list[np.ndarray]],
-                  settings: EngineSettings) -> Path:
+def int8_detector(model: ModelFile, source: Path, photos: Samples, settings: EngineSettings, *,
+                  progress: Progress | None = None) -> Path:
     """The int8 copy of the SCRFD detector ``model`` (float file at ``source``): the cached one, or
-    one made now from ``photos()`` (BGR images, letterboxed here to 640 as the detector sees them)."""
+    one made now from ``photos(report)`` (BGR images, letterboxed here to 640 as the detector sees
+    them), its making told to ``progress`` as :func:`int8_model`'s."""
     def blobs(images: Sequence[np.ndarray]) -> np.ndarray:
         rows = []
         for image in images:
@@ -117,8 +134,25 @@ def int8_detector(model: ModelFile, source: Path, photos: Callable[[], list[np.n
                                       DETECTOR_SIDE, DETECTOR_SIDE))
         return np.concatenate(rows)
 
-    return int8_model(model, source, photos, blobs, settings, recipe=DETECTOR_RECIPE, quantise=_quantize_detector)
+    return int8_model(model, source, photos, blobs, settings, recipe=DETECTOR_RECIPE, quantise=_quantize_detector,
+                      progress=progress)
 
+
+def _reporter(progress: Progress | None, name: str) -> Progress:
+    """``progress`` (when given), with each stage's start, quarters and end logged: at INFO without
+    a callback (a server's log says how far it is), at DEBUG with one (the caller shows it)."""
+    level = logging.INFO if progress is None else logging.DEBUG
+    said: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+        quarter = 4 * done // total if total > 0 else 4
+        if said.get(stage) != quarter:
+            said[stage] = quarter
+            log.log(level, "int8 copy of %s: %s %d/%d", name, stage, done, total)
+
+    return report
 
 
 @contextmanager
@@ -143,7 +177,7 @@ def _one_maker(path: Path, model: ModelFile) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
+def _quantize(source: Path, batch: np.ndarray, work: Path, report: Progress) -> Path:
     """The recogniser in int8: its batch made dynamic, ranges by percentile, fed 32 crops a call,
     the ends left in float (:func:`sensitive_nodes`)."""
     import onnx
@@ -154,24 +188,26 @@ def _quantize(source: Path, batch: np.ndarray, work: Path) -> Path:
     loaded = dynamic_batch_model(source)
     model = onnx.load_from_string(loaded) if isinstance(loaded, bytes) else onnx.load(str(loaded))
     return _static_qdq(model, np.array_split(batch, max(1, len(batch) // 32)), work, sensitive_nodes,
-                       CalibrationMethod.Percentile)
+                       CalibrationMethod.Percentile, report)
 
 
-def _quantize_detector(source: Path, batch: np.ndarray, work: Path) -> Path:
+def _quantize_detector(source: Path, batch: np.ndarray, work: Path, report: Progress) -> Path:
     """SCRFD in int8: min/max activation ranges over ``batch`` fed one image a call (the file's
     batch size is 1), its first convolutions and keypoint heads left in float (:func:`detector_float_nodes`)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod
 
     return _static_qdq(onnx.load(str(source)), [batch[row: row + 1] for row in range(len(batch))], work,
-                       detector_float_nodes, CalibrationMethod.MinMax)
+                       detector_float_nodes, CalibrationMethod.MinMax, report)
 
 
 def _static_qdq(model: onnx.ModelProto, chunks: Sequence[np.ndarray], work: Path,
-                float_nodes: Callable[[onnx.ModelProto], list[str]], method: object) -> Path:
+                float_nodes: Callable[[onnx.ModelProto], list[str]], method: object, report: Progress) -> Path:
     """ONNX Runtime's static QDQ quantisation of ``model`` (u8 activations, s8 per-channel weights,
     opset raised to 13), calibrated on ``chunks`` (one input each), ``float_nodes`` of the prepared
-    graph left in float; the int8 file written under ``work``."""
+    graph left in float; the int8 file written under ``work``. ``report`` hears :data:`CALIBRATING`
+    chunk by chunk as ONNX Runtime asks for the next one, then :data:`QUANTISING` begun (ranges, the
+    int8 graph: its end is the caller's to say, once the file is written)."""
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -182,15 +218,31 @@ def _static_qdq(model: onnx.ModelProto, chunks: Sequence[np.ndarray], work: Path
     upgraded, prepared, out = work / "float.onnx", work / "prepared.onnx", work / "int8.onnx"
     onnx.save(model, str(upgraded))
     input_name = model.graph.input[0].name
+    total = len(chunks)
+
+    def heard(stage: str, done: int, of: int) -> None:  # logged even while the quantiser's logging is off
+        logging.disable(logging.NOTSET)
+        try:
+            report(stage, done, of)
+        finally:
+            logging.disable(logging.WARNING)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.chunks: Iterator[np.ndarray] = iter(chunks)
+            self.fed = 0
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
+        def get_next(self) -> dict[str, np.ndarray] | None:  # asked again once the last chunk has run
+            if self.fed:
+                heard(CALIBRATING, self.fed, total)
             chunk = next(self.chunks, None)
-            return None if chunk is None else {input_name: chunk}
+            if chunk is None:
+                heard(QUANTISING, 0, 1)
+                return None
+            self.fed += 1
+            return {input_name: chunk}
 
+    report(CALIBRATING, 0, total)  # its graph prepared first (seconds)
     logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves in float
     # and its calibrator print()s its progress: on stderr, so that a command's stdout (--json) stays its own
     try:
