@@ -37,8 +37,11 @@ from faceatlas.engine.image import (
     decode_image,
     decoded_pixels,
     encoded_pixels,
+    images_in,
     is_hidden,
     load_image,
+    not_regular,
+    walked_entry,
     walked_image,
 )
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
@@ -124,8 +127,10 @@ __all__ = [
     "encoded_pixels",
     "evaluate_dataset",
     "evaluate_lfw",
+    "images_in",
     "is_hidden",
     "json_ready",
+    "not_regular",
     "far_key",
     "fetch",
     "get_pack",
@@ -150,5 +155,6 @@ __all__ = [
     "top_k",
     "user_calibration_path",
     "verify_sha256",
+    "walked_entry",
     "walked_image",
 ]

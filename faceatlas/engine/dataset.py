@@ -36,7 +36,7 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_image
+from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_entry
 from faceatlas.engine.packs import Pack, Runtime, get_pack
 from faceatlas.errors import InvalidImage, InvalidInput
 from faceatlas.settings import EngineSettings
@@ -104,7 +104,7 @@ def _images_of(root: Path) -> list[str]:
     if not people:
         raise InvalidInput(f"{root}: no per-person folders (expected {root}/<person>/<photo>)")
     keys = [f"{person.name}/{photo.name}" for person in people for photo in sorted(person.iterdir())
-            if photo.is_file() and not is_hidden(photo.name) and walked_image(photo)]  # a HEIC: unreadable, named
+            if walked_entry(photo)]  # a HEIC, a dangling link, a FIFO: unreadable, named
     if not keys:
         raise InvalidInput(f"{root}: the person folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return keys
