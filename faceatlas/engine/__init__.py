@@ -9,6 +9,7 @@ from faceatlas.engine.calibration import (
     STANDARD_FPIRS,
     Calibration,
     Cut,
+    check_calibration_name,
     check_calibration_path,
     far_key,
     load_calibration,
@@ -21,7 +22,6 @@ from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
-    check_calibration_name,
     check_lfw_outputs,
     evaluate_lfw,
     json_ready,
