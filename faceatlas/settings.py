@@ -203,7 +203,7 @@ class EngineSettings(_Section):
     int8_images: Path | None = Field(
         default=None, description="folder of face photos that calibrate the int8 quantisation (None: the LFW "
                                   "photos under FACEATLAS_SHARED/data/lfw/images)")
-    calibration: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+    calibration: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}$",
                                     description="a user calibration to use (written by `faceatlas eval lfw "
                                                 "--save-as NAME`) for the packs that have it; None: the shipped one")
 

@@ -113,6 +113,8 @@ def lfw(
             fail(unwritten)
         return
     console.print(report_table(report))
+    if report.accuracy_note:
+        err.print(f"[yellow]note: {escape(report.accuracy_note)}[/yellow]", soft_wrap=True)
     unsupported = [far_key(p.far) for p in report.points if not p.resolvable]
     if unsupported:
         err.print(f"[yellow]{report.n_impostor:,} impostor pairs are too few for FAR {', '.join(unsupported)}: "

@@ -14,23 +14,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from faceatlas.engine import IMAGE_SUFFIXES, is_hidden, walked_image
+from faceatlas.engine import IMAGE_SUFFIXES, images_in
 from faceatlas.errors import InvalidInput
 
 INT8_LOGGER = "faceatlas.int8"
 _err = Console(stderr=True)
 
 
-def images_in(folder: Path) -> list[Path]:
-    """The image files directly in ``folder`` (by suffix, :func:`~faceatlas.engine.walked_image`:
-    the images the engine decodes, and HEIC/HEIF photos, which the command then reports one by one
-    as it does one named; hidden ones left out), sorted."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name) and walked_image(p))
-
-
 def folder_images(folder: Path) -> list[Path]:
-    """:func:`images_in`, where a folder without any image is :class:`InvalidInput` (a wrong folder
-    given is said, not taken for nothing to do)."""
+    """The photos directly in ``folder`` (:func:`~faceatlas.engine.images_in`: the images the engine
+    decodes, HEIC/HEIF photos, dangling links and FIFOs named as photos, each of which the command
+    then reports as it does one named; hidden ones left out); a folder without any is
+    :class:`InvalidInput` (a wrong folder given is said, not taken for nothing to do)."""
     found = images_in(folder)
     if not found:
         raise InvalidInput(f"{folder}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")

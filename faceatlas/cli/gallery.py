@@ -16,10 +16,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, fail, interrupted, json_text, print_error
-from faceatlas.cli.files import folder_images, images_in, progress
+from faceatlas.cli.files import folder_images, progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import one_reason
-from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, is_hidden
+from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, images_in, is_hidden
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import (
     PAGE_MAX,

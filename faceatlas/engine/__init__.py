@@ -9,6 +9,7 @@ from faceatlas.engine.calibration import (
     STANDARD_FPIRS,
     Calibration,
     Cut,
+    check_calibration_name,
     check_calibration_path,
     far_key,
     load_calibration,
@@ -21,7 +22,6 @@ from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
-    check_calibration_name,
     check_lfw_outputs,
     evaluate_lfw,
     json_ready,
@@ -37,8 +37,11 @@ from faceatlas.engine.image import (
     decode_image,
     decoded_pixels,
     encoded_pixels,
+    images_in,
     is_hidden,
     load_image,
+    not_regular,
+    walked_entry,
     walked_image,
 )
 from faceatlas.engine.liveness import REAL_THRESHOLD, LivenessResult
@@ -125,8 +128,10 @@ __all__ = [
     "encoded_pixels",
     "evaluate_dataset",
     "evaluate_lfw",
+    "images_in",
     "is_hidden",
     "json_ready",
+    "not_regular",
     "far_key",
     "fetch",
     "get_pack",
@@ -152,5 +157,6 @@ __all__ = [
     "top_k",
     "user_calibration_path",
     "verify_sha256",
+    "walked_entry",
     "walked_image",
 ]

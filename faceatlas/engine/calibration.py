@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -256,8 +257,26 @@ def far_key(far: float) -> str:
     return f"{far:.0e}".replace("e-0", "e-")
 
 
+# a user calibration's name, as ``--save-as`` and FACEATLAS_CALIBRATION take it: a plain file name
+# part, no folder (no '/' or '\\') and no leading dot ('.', '..' and '.x' were taken: hidden files)
+_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
+NAME_RULE = "1-64 letters, digits, '_', '.' or '-', not starting with '.' (a plain file name: no '/' or '\\')"
+
+
+def check_calibration_name(name: str) -> str:
+    """``name`` when it can name a user calibration (:data:`NAME_RULE`, as ``FACEATLAS_CALIBRATION``
+    takes it); else :class:`InvalidArgument` saying the rule. Doors call it before the evaluation's
+    minutes (``--save-as "my cal"`` was refused only after them); ``--save-as ..`` wrote the hidden
+    file ``<pack>....json``."""
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(f"invalid calibration name {name!r}: use {NAME_RULE}")
+    return name
+
+
 def user_calibration_path(pack: Pack, name: str, settings: EngineSettings | None = None) -> Path:
-    """Where the user calibration ``name`` of ``pack`` is kept."""
+    """Where the user calibration ``name`` of ``pack`` is kept (a name no calibration may have is
+    :class:`InvalidArgument`, :func:`check_calibration_name`)."""
+    check_calibration_name(name)
     return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.calibration_name}.{name}.json"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_image
+from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_entry
 from faceatlas.engine.packs import Pack, Runtime, get_pack
 from faceatlas.errors import InvalidImage, InvalidInput
 from faceatlas.settings import EngineSettings
@@ -105,7 +106,7 @@ def _images_of(root: Path) -> list[str]:
     if not people:
         raise InvalidInput(f"{root}: no per-person folders (expected {root}/<person>/<photo>)")
     keys = [f"{person.name}/{photo.name}" for person in people for photo in sorted(person.iterdir())
-            if photo.is_file() and not is_hidden(photo.name) and walked_image(photo)]  # a HEIC: unreadable, named
+            if walked_entry(photo)]  # a HEIC, a dangling link, a FIFO: unreadable, named
     if not keys:
         raise InvalidInput(f"{root}: the person folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return keys
@@ -180,7 +181,7 @@ def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = 
     genuine, impostor = all_vs_all(vectors[found], identities)
     if not len(genuine) or not len(impostor):
         raise InvalidInput(f"{dataset}: needs two photos of one person and photos of two people "
-                           f"(faces found in {len(kept)} of {len(keys)} photos)")
+                           f"(faces found in {len(kept)} of {len(keys)} photos{_left_out(keys, found, unreadable)})")
     scores = np.concatenate([genuine, impostor])
     same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
     report = DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(dataset), len(keys),
@@ -200,13 +201,32 @@ def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = 
     return report
 
 
+def _left_out(keys: list[str], found: np.ndarray, unreadable: dict[str, str], shown: int = 3) -> str:
+    """The photos of ``keys`` that gave no face, for the error of a dataset left without pairs: each
+    unreadable one with why (a text file named .jpg, a folder), then those without a face, by name
+    (the error said only "needs same and different pairs", naming none)."""
+    parts: list[str] = []
+    if unreadable:
+        named = "; ".join(why.split(": ", 1)[-1] for why in list(unreadable.values())[:shown])
+        more = f"; and {len(unreadable) - shown} more" if len(unreadable) > shown else ""
+        parts.append(f"unreadable: {named}{more}")
+    faceless = [k for k, ok in zip(keys, found) if not ok and k not in unreadable]
+    if faceless:
+        more = f" and {len(faceless) - shown} more" if len(faceless) > shown else ""
+        parts.append(f"no face in {', '.join(faceless[:shown])}{more}")
+    return "".join(f"; {part}" for part in parts)
+
+
 def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> DatasetReport:
     pairs = _read_pairs(path)
     root = path.parent
     keys = sorted({k for a, b, _ in pairs for k in (a, b)})
-    missing = [k for k in keys if not (root / k).is_file()]
+    # a name that is there but no image file (a folder, a FIFO, a dangling link) is unreadable, named
+    # in the report with why, as a file that does not decode is; only one that is not there ends the run
+    missing = [k for k in keys if not os.path.lexists(root / k)]
     if missing:
-        raise InvalidInput(f"{path}: {len(missing)} images not found next to it, e.g. {missing[0]}")
+        raise InvalidInput(f"{path}: {len(missing)} {'image' if len(missing) == 1 else 'images'} not found next "
+                           f"to it, e.g. {missing[0]}")
     unreadable: dict[str, str] = {}
     vectors, found = embed_largest(analyzer, root, keys, progress=progress, unreadable=unreadable)
     row = {k: i for i, k in enumerate(keys)}
@@ -215,7 +235,9 @@ def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> Datas
     same_mask = np.array([s for _, _, s in usable], bool)
     genuine, impostor = scores[same_mask], scores[~same_mask]
     if not len(genuine) or not len(impostor):
-        raise InvalidInput(f"{path}: needs same and different pairs with a face in both photos")
+        found_in = int(found.sum())
+        raise InvalidInput(f"{path}: needs same and different pairs with a face in both photos (faces found in "
+                           f"{found_in} of {len(keys)} photos{_left_out(keys, found, unreadable)})")
     return DatasetReport(analyzer.pack.name, analyzer.pack.recognizer_id, str(path), len(keys), 0,
                          [k for k in keys if not found[row[k]] and k not in unreadable], genuine, impostor,
                          far_points(genuine, impostor, STANDARD_FARS), operating_curve(genuine, impostor),

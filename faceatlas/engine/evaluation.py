@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from faceatlas.engine.calibration import (
     IMPOSTORS_PER_FAR,
     STANDARD_FARS,
     Calibration,
+    check_calibration_name,
     check_calibration_path,
     far_key,
     save_calibration,
@@ -48,8 +48,6 @@ from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.settings import EngineSettings
 
 CENTRAL_BOX = (0.28, 0.28, 0.72, 0.72)  # fractions of width/height: [70, 70, 180, 180] on a 250x250 LFW photo
-
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # a user calibration's name, as FACEATLAS_CALIBRATION takes it
 
 
 @dataclass(frozen=True)
@@ -437,6 +435,22 @@ class LFWReport:
     def accuracy_std(self) -> float:
         return float(self.fold_accuracies.std())
 
+    @property
+    def cross_validated(self) -> bool:
+        """Whether each fold's accuracy is measured at a threshold chosen on the other folds: not
+        with one fold (``--limit-folds 1``), whose threshold is chosen on the very pairs it is then
+        measured on (:func:`kfold_accuracy`), an optimistic accuracy."""
+        return self.folds > 1
+
+    @property
+    def accuracy_note(self) -> str | None:
+        """What a reader of the accuracy must know when it is not cross-validated; None when it is."""
+        if self.cross_validated:
+            return None
+        return (f"the accuracy is optimistic: with {self.folds} fold its threshold is chosen on the same "
+                "pairs it is measured on (not cross-validated); use 2 folds or more (--limit-folds 2) for "
+                "an honest figure")
+
     def calibration(self, source: str = "") -> Calibration:
         """The pack calibration: a threshold per FAR, with the measurements as metrics."""
         metrics: dict[str, float] = {
@@ -473,6 +487,9 @@ class LFWReport:
             "accuracy": self.accuracy,
             "accuracy_std": self.accuracy_std,
             "fold_accuracies": self.fold_accuracies.tolist(),
+            "folds": self.folds,
+            "accuracy_cross_validated": self.cross_validated,
+            "accuracy_note": self.accuracy_note,
             "auc": self.auc,
             "far": [vars(p) for p in self.points],
             "pairs": self.n_pairs,
@@ -512,15 +529,6 @@ def save_user_calibration(report: Measured, name: str, analyzer: FaceAnalyzer,
             f"{report.n_impostor:,} impostor pairs support no FAR threshold: FAR {far_key(weakest)} needs at least "
             f"{IMPOSTORS_PER_FAR / weakest:,.0f}; nothing written")
     return save_calibration(calibration, user_calibration_path(analyzer.pack, name, settings or analyzer.settings))
-
-
-def check_calibration_name(name: str) -> str:
-    """``name`` when it can name a user calibration (as ``FACEATLAS_CALIBRATION`` takes it: 1-64
-    letters, digits, '_', '.' or '-'); else :class:`InvalidArgument`. Doors call it before the
-    evaluation's minutes (``--save-as "my cal"`` was refused only after them)."""
-    if not _NAME.fullmatch(name):
-        raise InvalidArgument(f"invalid calibration name {name!r}: use 1-64 letters, digits, '_', '.' or '-'")
-    return name
 
 
 # -- output paths, checked before the work ------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 import struct
 import warnings
 from collections.abc import Sequence
@@ -49,6 +50,41 @@ def walked_image(path: str | os.PathLike[str]) -> bool:
     is reported (convert it to JPEG) rather than skipped silently."""
     suffix = Path(path).suffix.lower()
     return suffix in IMAGE_SUFFIXES or suffix in HEIF_SUFFIXES
+
+
+def walked_entry(path: Path) -> bool:
+    """Whether a folder walk for photos to report on one by one (detect, liveness, gallery enrol,
+    eval folder) takes the entry ``path`` of the folder: not hidden (:func:`is_hidden`), named as a
+    photo (:func:`walked_image`) and not a folder (links followed). A regular file, and also an
+    entry named so that is none: a dangling link, a FIFO, a socket or a device, so that it is
+    reported ("a dangling link", "not a regular file") as a file that does not decode is, rather than
+    skipped without a word. Only its metadata is read (a FIFO is never opened: that waited forever
+    for a writer)."""
+    return not is_hidden(path.name) and walked_image(path) and not path.is_dir()
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The entries directly in ``folder`` a walk for photos takes (:func:`walked_entry`), sorted."""
+    return sorted(p for p in Path(folder).iterdir() if walked_entry(p))
+
+
+def not_regular(path: Path) -> str | None:
+    """Why ``path`` is no file to read an image from, from its metadata alone (nothing opened): a
+    folder, a dangling link (or a loop of links), a FIFO, a socket or a device ("not a regular
+    file"), no such file; None for a regular file (or a link to one)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():  # to nothing, or a loop of links
+            return f"a dangling link (to {os.readlink(path)}, nothing there to read): not an image file"
+        return "cannot be read (permission denied)" if isinstance(exc, PermissionError) else "no such file"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return f"not a regular file but {kind}: not read"
 
 
 
@@ -168,8 +204,9 @@ def _open(source: ImageInput) -> tuple[Image.Image, str]:
         data, name = bytes(source), ""  # an upload: its caller names it (a file, a form field)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            raise InvalidImage(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such file'}")
+        why = not_regular(path)
+        if why is not None:  # a FIFO is not opened (reading one waited forever for a writer)
+            raise InvalidImage(f"{path}: {why}")
         data, name = path.read_bytes(), str(path)
     else:
         raise InvalidImage(f"unsupported image input of type {type(source).__name__}")
