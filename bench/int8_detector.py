@@ -149,7 +149,7 @@ def main() -> None:
         model = get_pack("scrfd-mbf", settings).detector.file
         variants = {"float": source,
                     "int8, the engine's recipe (first 2 convs and keypoint heads float)": int8_detector(
-                        model, source, lambda: photos, settings.model_copy(update={"cache": Path(tmp)}))}
+                        model, source, lambda _report: photos, settings.model_copy(update={"cache": Path(tmp)}))}
         for head in (0, 2):
             label = "int8 (all convolutions)" if head == 0 else "int8 (first 2 convs float)"
             variants[label] = quantise(source, calibration, Path(tmp) / f"int8-{head}.onnx", head)

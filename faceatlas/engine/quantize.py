@@ -107,7 +107,7 @@ def int8_model(model: ModelFile, source: Path, crops: Samples, blobs: Blobs, set
         found = cached_int8(model, settings, source, recipe)  # made by another process while this one waited
         if found is not None:
             return found
-        log.info("making the int8 copy of %s, once: %s; cached at %s", model.name, TAKES, path)
+        log.warning("making the int8 copy of %s, once: %s; cached at %s", model.name, TAKES, path)
         report = _reporter(progress, model.name)
         samples = crops(report)
         if not samples:

@@ -44,7 +44,7 @@ from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseEncodedSlash, RefuseNul, UploadLimit
 from faceatlas.service.metrics import ServiceMetrics
-from faceatlas.service.redact import RedactQuerySecrets, redact_path
+from faceatlas.service.redact import RedactQuerySecrets, loggable_path
 from faceatlas.service.retention import RetentionSweep
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.schemas import ErrorOut
@@ -331,7 +331,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
                 await unmeter(meter)
             return error_response("bad_request", "the request body was cut off before its end", 400)
         except Exception:  # noqa: BLE001 - a bug: the documented 500, recorded (neither billed nor counted)
-            _log.exception("unhandled error answering %s %s", request.method, redact_path(request.url.path))
+            _log.exception("unhandled error answering %s %s", request.method, loggable_path(request.scope))
             response = error_response("internal", "internal server error", 500)
         meter = getattr(request.state, "meter", None)
         operation = meter.operation if meter else route_operation(request.scope.get("route")) or "other"

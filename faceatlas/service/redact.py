@@ -12,12 +12,12 @@ path the server logs is cut to ``fa_<prefix>_[redacted]`` (:func:`redact_path`).
 The ids that name a person in a path (a subject's id, often their name; an album's person; a
 store's member) are personal data that no deletion reaches once a log line holds them: the path the
 server logs has them replaced by their parameter's name (``/v1/collections/staff/subjects/{subject}``,
-:func:`redact_people`)."""
+:func:`redact_people`), whether a route took the call or not (a 404, a redirect, a refusal)."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,19 +36,36 @@ def redact_path(path: str) -> str:
     return _KEY_IN_PATH.sub(lambda m: m.group(1) + PATH_REDACTED, path)
 
 
-# The path parameters whose values name a person: logged as ``{name}``.
+# The path parameters whose values name a person, logged as ``{name}``; in a path no route took (a
+# 404, a redirect, a call refused before routing), the segment after one of these names.
 PERSONAL_PARAMETERS = ("subject", "person", "member_id")
+_PERSONAL_AFTER = {"subjects": "{subject}", "subject": "{subject}", "people": "{person}", "person": "{person}",
+                   "members": "{member_id}", "member": "{member_id}"}
 
 
-def redact_people(path: str, params: dict[str, object], *, encoded: bool = False) -> str:
-    """``path`` with every segment that is the value of a :data:`PERSONAL_PARAMETERS` parameter in
-    ``params`` (the routed call's) replaced by ``{name}``; ``encoded``: ``path`` is the raw,
-    percent-encoded one, compared decoded."""
-    values = {str(params[name]): "{" + name + "}" for name in PERSONAL_PARAMETERS if params.get(name) not in (None, "")}
-    if not values:
-        return path
+def redact_people(path: str, template: str | None = None) -> str:
+    """``path`` (as sent or percent-encoded) with each segment that names a person replaced by
+    ``{name}``: the segments at the :data:`PERSONAL_PARAMETERS` of ``template`` (the route's path,
+    ``/v1/collections/{collection}/subjects/{subject}``), or without one that fits, each segment
+    after ``subjects``, ``people`` or ``members``."""
     segments = path.split("/")
-    return "/".join(values.get(unquote(part) if encoded else part, part) for part in segments)
+    shape = template.split("/") if template is not None else []
+    if len(shape) == len(segments):
+        return "/".join(mark if mark.strip("{}") in PERSONAL_PARAMETERS and mark.startswith("{") else part
+                        for part, mark in zip(segments, shape, strict=True))
+    return "/".join(_PERSONAL_AFTER[segments[i - 1]] if i and part and segments[i - 1] in _PERSONAL_AFTER else part
+                    for i, part in enumerate(segments))
+
+
+def loggable_path(scope: Scope) -> str:
+    """The path of the call ``scope`` as a log line may hold it: no person's id, no key's secret."""
+    return redact_path(redact_people(scope.get("path", ""), _template(scope)))
+
+
+def _template(scope: Scope) -> str | None:
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) else None
 
 
 def _redact_path_bytes(path: bytes) -> bytes:
@@ -84,12 +101,10 @@ def holds_credential(query: bytes) -> bool:
 
 
 def _redact_scope_path(scope: Scope) -> None:
-    params = scope.get("path_params") or {}
-    if any(name in params for name in PERSONAL_PARAMETERS):
-        scope["path"] = redact_people(scope.get("path", ""), params)
-        if scope.get("raw_path"):
-            scope["raw_path"] = redact_people(scope["raw_path"].decode("latin-1"), params,
-                                              encoded=True).encode("latin-1")
+    template = _template(scope)
+    scope["path"] = redact_people(scope.get("path", ""), template)
+    if scope.get("raw_path"):
+        scope["raw_path"] = redact_people(scope["raw_path"].decode("latin-1"), template).encode("latin-1")
     if _KEY_SHAPE.search(scope.get("path", "")):
         scope["path"] = redact_path(scope["path"])
     if scope.get("raw_path") and _KEY_SHAPE.search(scope["raw_path"].decode("latin-1")):

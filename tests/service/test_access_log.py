@@ -15,12 +15,17 @@ from faceatlas.service.redact import redact_people
 
 
 def test_redact_people_replaces_the_segments_of_personal_parameters_only() -> None:
-    params = {"collection": "staff", "subject": "jane doe"}
-    assert redact_people("/v1/collections/staff/subjects/jane doe/faces", params) == \
-        "/v1/collections/staff/subjects/{subject}/faces"
-    assert redact_people("/v1/collections/staff/subjects/jane%20doe", params, encoded=True) == \
-        "/v1/collections/staff/subjects/{subject}"
-    assert redact_people("/v1/collections/staff", {"collection": "staff"}) == "/v1/collections/staff"
+    route = "/v1/collections/{collection}/subjects/{subject}/merge"
+    assert redact_people("/v1/collections/jane/subjects/jane/merge", route) == \
+        "/v1/collections/jane/subjects/{subject}/merge"  # a collection named as its subject is kept
+    assert redact_people("/v1/retail/stores/12/members/12", "/v1/retail/stores/{store_id}/members/{member_id}") == \
+        "/v1/retail/stores/12/members/{member_id}"
+    assert redact_people("/v1/collections/staff", "/v1/collections/{collection}") == "/v1/collections/staff"
+    # no route took it (a redirect, a 404, a refusal): the segment after subjects, people or members
+    assert redact_people("/v1/collections/staff/subjects/jane%20doe/") == "/v1/collections/staff/subjects/{subject}/"
+    assert redact_people("/v1/albums/a/people/Aunt%20Mary/faces") == "/v1/albums/a/people/{person}/faces"
+    assert redact_people("/v1/collections/staff/subject/jane") == "/v1/collections/staff/subject/{subject}"
+    assert redact_people("/v1/collections/staff/subjects") == "/v1/collections/staff/subjects"
 
 
 def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path, tmp_path: Path) -> None:
@@ -45,6 +50,9 @@ def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path
             assert http.get("/v1/collections/staff/subjects/jane_privacy").status_code == 404
             assert http.get("/v1/albums/holiday/people/Aunt%20Mary/faces").status_code == 404
             assert http.get("/v1/collections/staff").status_code == 200
+            # not routed: a trailing slash (redirected), a mistyped route (404)
+            assert http.get("/v1/collections/staff/subjects/jane_slash/").status_code in (307, 404)
+            assert http.get("/v1/collections/staff/subject/jane_typo").status_code == 404
     finally:
         service_tools.stop(process)
         engine.dispose()
