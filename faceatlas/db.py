@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -162,7 +159,12 @@ def check_database_url(url: str) -> None:
 
 def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> None:
     """Run the Alembic history in ``script_location`` to ``revision``; every layer that keeps tables
-    (gallery, service, retail) has its own history and calls this at open."""
+    (gallery, service, retail) has its own history and calls this at open. Alembic is imported
+    here: a command that opens no database (``detect``) does not load it (half a second)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
     config = Config()
     config.set_main_option("script_location", str(script_location))
     with engine.begin() as connection:
