@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -421,7 +421,7 @@ class Accounts:
         with Session(self.engine) as session:
             merges = session.execute(select(AuditRecord.target, AuditRecord.details).where(
                 AuditRecord.tenant_id == tenant_id, AuditRecord.action == "subject.merge",
-                AuditRecord.target.startswith(f"{collection}/", autoescape=True))).all()
+                target_under(f"{collection}/"))).all()
             targets, grown = {target}, True
             while grown:  # the ids merged into one of them, transitively
                 merged = {source for source, details in merges
@@ -445,7 +445,7 @@ class Accounts:
         with Session(self.engine) as session:
             session.execute(update(AuditRecord).where(
                 AuditRecord.tenant_id == tenant_id, _subject_actions(),
-                AuditRecord.target.startswith(f"{collection}/", autoescape=True))
+                target_under(f"{collection}/"))
                 .values(target=f"{collection}/{ERASED}", details={}))
             session.commit()
 
@@ -470,7 +470,7 @@ class Accounts:
         with Session(self.engine) as session:
             records = session.execute(select(AuditRecord.id, AuditRecord.action, AuditRecord.target).where(
                 AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
-                AuditRecord.target.startswith(prefix, autoescape=True))).all()
+                target_under(prefix))).all()
             hit = [rid for rid, action, target in records
                    if _names_album_person(action, target[len(prefix):], numbers, texts, face_ids)]
             for start in range(0, len(hit), 10_000):
@@ -490,7 +490,7 @@ class Accounts:
         with Session(self.engine) as session:
             session.execute(update(AuditRecord).where(
                 AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
-                AuditRecord.target.startswith(f"{album}/", autoescape=True))
+                target_under(f"{album}/"))
                 .values(target=f"{album}/{ERASED}", details={}))
             session.commit()
 
@@ -520,6 +520,14 @@ def _names_album_person(action: str, ref: str, numbers: set[int], names: set[str
     if number.isascii() and number.isdigit():
         return int(number) in numbers
     return text in names
+
+
+def target_under(prefix: str) -> ColumnElement[bool]:
+    """Audit records whose target starts with ``prefix`` (``collection/``), letter case included:
+    SQLite's LIKE ignores it, and deleting collection ``VIP`` erased the records of live subjects of
+    collection ``vip``."""
+    return and_(AuditRecord.target.startswith(prefix, autoescape=True),
+                func.substr(AuditRecord.target, 1, len(prefix)) == prefix)
 
 
 def _subject_actions() -> ColumnElement[bool]:

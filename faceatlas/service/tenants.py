@@ -15,7 +15,7 @@ from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
 from faceatlas.errors import StateUnavailable
 from faceatlas.gallery import Gallery, database_identity, service_space, space_owner
-from faceatlas.service.accounts import Accounts
+from faceatlas.service.accounts import Accounts, target_under
 from faceatlas.service.db import AuditRecord
 from faceatlas.service.idempotency import forget_collection, forget_subjects
 from faceatlas.service.shared_state import AnswerStore
@@ -94,7 +94,7 @@ def merged_ids(accounts: Accounts, tenant_id: str, collection: str, subject: str
     with Session(accounts.engine) as session:
         merges = session.execute(select(AuditRecord.target, AuditRecord.details).where(
             AuditRecord.tenant_id == tenant_id, AuditRecord.action == "subject.merge",
-            AuditRecord.target.startswith(f"{collection}/", autoescape=True))).all()
+            target_under(f"{collection}/"))).all()
     ids, grown = {subject}, True
     while grown:
         merged = {source.split("/", 1)[1] for source, details in merges if (details or {}).get("into") in ids}

@@ -107,6 +107,29 @@ def test_deleting_a_collection_erases_its_subjects_ids_from_the_audit_trail(api)
         ("subject.create", f"{name}2/bystander")}  # another collection's subjects stay as they were
 
 
+def test_an_erasure_keeps_the_records_of_a_collection_named_the_same_but_for_case(api) -> None:
+    """Collections `vip` and `VIP` are two: deleting `VIP` erased the audit records of `vip`'s live
+    subjects (SQLite's LIKE ignores case), and deleting `vip/keep_me` erased `VIP/x`, merged into
+    `VIP/keep_me`."""
+    lower = f"case_{uuid.uuid4().hex[:6]}"
+    upper = lower.upper()
+    with api.client("acme_write") as http:
+        for collection in (lower, upper):
+            assert http.post("/v1/collections", json={"name": collection}).status_code == 201
+            for subject in ("keep_me", "x"):
+                assert http.post(f"/v1/collections/{collection}/subjects", json={"id": subject}).status_code == 201
+        merged = http.post(f"/v1/collections/{upper}/subjects/x/merge", json={"into": "keep_me"})
+        assert merged.status_code == 200, merged.text
+        assert http.delete(f"/v1/collections/{lower}/subjects/keep_me").status_code == 204
+        with api.client("acme_admin") as admin:
+            targets = {e["target"] for e in _trail(admin)}
+        assert {f"{upper}/x", f"{upper}/keep_me", f"{lower}/x"} <= targets and f"{lower}/keep_me" not in targets
+        assert http.delete(f"/v1/collections/{upper}").status_code == 204
+    with api.client("acme_admin") as admin:
+        targets = {e["target"] for e in _trail(admin)}
+    assert f"{lower}/x" in targets and f"{upper}/x" not in targets
+
+
 def test_erasing_an_album_person_by_name_erases_the_name_from_the_audit_trail(api, shared: Path) -> None:
     """DELETE /v1/albums/fam/people/Aaron Eckhart kept `album.erase fam/Aaron Eckhart` (and the
     calls that named the person) in the audit trail."""
