@@ -591,7 +591,7 @@ class Gallery:
     def _enrol_vectors(self, collection: str, external_id: str, embeddings: np.ndarray | Sequence[np.ndarray],
                        recognizer_id: str, qualities: Sequence[float | None] | None,
                        sources: Sequence[str | None] | None, crops: Sequence[bytes | None] | None,
-                       name: str | None, once: bool = False) -> tuple[list[int], list[int]]:
+                       name: str | None, once: bool = False) -> tuple[list[int], list[int], bool]:
         """:meth:`_add_vectors` of the checked, L2-normalised ``embeddings``, once more on a race."""
         vectors = l2_normalize(check_vectors(embeddings))
         return self._once_more_on_race(lambda: self._add_vectors(collection, external_id, vectors, recognizer_id,
@@ -600,8 +600,9 @@ class Gallery:
     def _add_vectors(self, collection: str, external_id: str, vectors: np.ndarray, recognizer_id: str,
                      qualities: Sequence[float | None] | None, sources: Sequence[str | None] | None,
                      crops: Sequence[bytes | None] | None, name: str | None,
-                     once: bool = False) -> tuple[list[int], list[int]]:
-        """Insert the faces; returns their ids and the positions (in ``vectors``) left out. ``once``:
+                     once: bool = False) -> tuple[list[int], list[int], bool]:
+        """Insert the faces; returns their ids, the positions (in ``vectors``) left out, and whether
+        the subject was created by this enrolment. ``once``:
         a face whose source (a photo) is enrolled to the subject already is left out, read while
         this transaction holds the collection's writes (its row lock; SQLite's write lock): two runs
         of one folder at once each read the other's photos as new and enrolled every one twice."""
@@ -610,7 +611,7 @@ class Gallery:
                 self._hold_writes(session)
             coll = self._collection(session, collection, lock=True)  # a re-embedding switches it after
             self._check_model(coll, recognizer_id, vectors.shape[1])
-            subject = self._subject_or_create(session, coll, external_id, name)
+            subject, created = self._find_or_create_subject(session, coll, external_id, name)
             done = self._enrolled_sources(session, coll, external_id) if once and sources is not None else set()
             left_out = [i for i, source in enumerate(sources or ()) if source is not None
                         and photo_source(source) in done]
@@ -627,7 +628,7 @@ class Gallery:
             revision = self._bump(session, coll)
         self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors[kept],
                                                         np.full(len(ids), subject.id, np.int64)))
-        return ids, left_out
+        return ids, left_out, created
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
                      *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None,
@@ -682,7 +683,8 @@ class Gallery:
                 sources.append(source)
                 crops.append(source_crop(decoded, face) if keep_crops else None)
         if vectors:
-            report.added, left_out = self._enrol_vectors(collection, external_id, np.stack(vectors),
+            report.added, left_out, report.created_subject = self._enrol_vectors(
+                collection, external_id, np.stack(vectors),
                                                          analyzer.pack.recognizer_id, qualities, sources, crops,
                                                          name, once=once)
             for source in dict.fromkeys(str(sources[i]) for i in left_out):  # enrolled meanwhile by another run
@@ -718,11 +720,9 @@ class Gallery:
         embeddings = [f.as_embedding() for f in kept]
         if len({e.recognizer_id for e in embeddings}) > 1:
             raise ModelMismatch("faces of one enrolment come from different recognizers")
-        report.added = self.add_embeddings(
-            collection, external_id, np.stack([e.vector for e in embeddings]),
-            recognizer_id=embeddings[0].recognizer_id,
-            qualities=[f.quality for f in kept], sources=[source] * len(kept),
-            crops=[crop_of.get(id(f)) for f in kept])
+        report.added, _, report.created_subject = self._enrol_vectors(
+            collection, external_id, np.stack([e.vector for e in embeddings]), embeddings[0].recognizer_id,
+            [f.quality for f in kept], [source] * len(kept), [crop_of.get(id(f)) for f in kept], None)
         report.faces = kept
         return report
 
@@ -980,17 +980,24 @@ class Gallery:
 
     @staticmethod
     def _subject_or_create(session: Session, collection: Collection, external_id: str, name: str | None) -> Subject:
+        return Gallery._find_or_create_subject(session, collection, external_id, name)[0]
+
+    @staticmethod
+    def _find_or_create_subject(session: Session, collection: Collection, external_id: str,
+                                name: str | None) -> tuple[Subject, bool]:
+        """The subject, and whether it was created now."""
         query = select(Subject).where(Subject.collection_id == collection.id, Subject.external_id == external_id)
         found = session.scalar(query)
-        if found is None:
-            check_id(external_id)
-            check_text(name)
-            # a concurrent enrolment creating the same subject fails this flush: the caller's
-            # _once_more_on_race runs the whole transaction again, which then finds the subject
-            found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id, meta={})
-            session.add(found)
-            session.flush()
-        return found
+        if found is not None:
+            return found, False
+        check_id(external_id)
+        check_text(name)
+        # a concurrent enrolment creating the same subject fails this flush: the caller's
+        # _once_more_on_race runs the whole transaction again, which then finds the subject
+        found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id, meta={})
+        session.add(found)
+        session.flush()
+        return found, True
 
     @staticmethod
     def _bump(session: Session, collection: Collection) -> int:

@@ -128,6 +128,7 @@ class EnrolReport:
     faces: list[Any] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # sources enrolled to the subject before (``once``)
     found: list[tuple[str, int]] = field(default_factory=list)
+    created_subject: bool = False  # the subject was created by this enrolment (audited as such by the service)
 
 
 @dataclass

@@ -150,6 +150,20 @@ def test_erasing_an_album_person_by_name_erases_the_name_from_the_audit_trail(ap
         ("album.scan", album), ("album.name", f"{album}/[erased]"), ("album.erase", f"{album}/[erased]")}
 
 
+def test_an_enrolment_that_creates_its_subject_audits_the_creation(api, shared: Path) -> None:
+    """`POST .../subjects/{id}/faces` creates a subject when new (as its OpenAPI says): the trail held
+    only face.enrol, where `POST .../subjects` writes subject.create."""
+    tenant, key = _new_tenant(api, "implicit")
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        for _ in range(2):
+            enrolled = http.post("/v1/collections/staff/subjects/al/faces", files={"image": _photo(shared)})
+            assert enrolled.status_code == 201, enrolled.text
+        trail = [(e["action"], e["target"]) for e in reversed(_trail(http))]
+    assert [entry for entry in trail if entry[1] == "staff/al"] == [
+        ("subject.create", "staff/al"), ("face.enrol", "staff/al"), ("face.enrol", "staff/al")]
+
+
 def test_the_longest_targets_a_route_builds_are_audited(api, shared: Path) -> None:
     """On PostgreSQL a subject of 200 characters in a collection of 200 answered 500 after it was
     created (svc_audit.target was varchar(300)): unbilled and unaudited, and enrolments stored faces

@@ -154,6 +154,8 @@ async def enrol(
         meter.faces = len(largest.faces)
         report = await run_in_threadpool(
             partial(gallery.enrol_faces, collection, subject, largest.faces, crops=largest.crops, source="console"))
+        if report.created_subject:  # as the API's enrol audits it
+            await audit(accounts, principal, "subject.create", f"{collection}/{subject}", {"by": "enrol"})
         await audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
         return {"faces": len(report.added), "found": largest.found}
 

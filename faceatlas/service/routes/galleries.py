@@ -298,6 +298,7 @@ async def enrol(
     gallery: TenantGalleryDep,
     pool: PoolDep,
     audit: Annotated[AuditEntry, audited("face.enrol", SUBJECT)],
+    accounts: AccountsDep,
     all_faces: Annotated[bool, Query(description="enrol every face, not only the largest")] = False,
     min_quality: Annotated[float, Query(ge=0, le=1)] = 0.0,
 ) -> dict[str, Any]:
@@ -315,6 +316,9 @@ async def enrol(
     report = await run_in_threadpool(
         lambda: gallery.enrol_faces(collection, subject, faces, crops=crops, min_quality=min_quality)
     )
+    if report.created_subject:  # audited as POST /subjects audits it: the trail says the subject was made
+        await run_in_threadpool(accounts.audit, "subject.create", f"{collection}/{subject}", meter.principal.tenant_id,
+                                meter.principal.key_id, {"by": "enrol"})
     audit.details["faces"] = len(report.added)
     return {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected),
             "faces_in_image": found}
