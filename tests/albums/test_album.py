@@ -754,3 +754,26 @@ def test_a_photo_overwritten_by_another_photo_of_the_album_goes_and_the_copy_is_
     assert (report.changed, report.photos, report.skipped) == (1, 0, 16)
     assert len(album.faces(blair)) == before - on_second
     assert str(photos[1]) not in {f.source for f in album.faces(blair)}
+
+
+def test_a_listing_names_the_entries_named_as_photos_that_are_no_files(lfw: Path, tmp_path: Path) -> None:
+    """A FIFO, a dangling link and a link to itself named as photos were skipped by the walk without a
+    word: they are in the listing's ``unreadable`` with why (nothing opened), not among its photos,
+    and a loop of linked folders ends."""
+    import os
+
+    from faceatlas.apps.albums import list_photos
+
+    library = copy_people(lfw, tmp_path / "photos", PEOPLE[:1], 2)
+    os.mkfifo(library / "pipe.jpg")
+    (library / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (library / "loop.png").symlink_to("loop.png")
+    (library / "up").symlink_to(tmp_path, target_is_directory=True)  # holds photos/: a loop
+    listing = list_photos(library)
+    assert len(listing.paths) == 2 and listing.left_out == []
+    assert dict(listing.unreadable) == {
+        str(library / "gone.jpg"): f"invalid_image: a dangling link (to {tmp_path / 'missing.jpg'}, nothing there "
+                                   "to read): not an image file",
+        str(library / "loop.png"): "invalid_image: a dangling link (to loop.png, nothing there to read): not an "
+                                   "image file",
+        str(library / "pipe.jpg"): "invalid_image: not a regular file but a FIFO (named pipe): not read"}

@@ -279,3 +279,45 @@ def test_a_scan_says_how_many_photos_changed_at_their_paths(lfw: Path, tmp_path:
     sources = [photo["source"] for person in people
                for photo in json.loads(runner.invoke(app, ["album", "timeline", person["id"], "--json"]).stdout)]
     assert sources.count(str(target.resolve())) == 1
+
+
+def test_a_scan_names_the_dangling_links_and_fifos_named_as_photos(lfw: Path, tmp_path: Path) -> None:
+    """`album scan` passed over a FIFO named `pipe.jpg` and a dangling link `gone.jpg` without a word
+    (`detect` and `gallery enrol` report them as `invalid_image`): now each is among the report's
+    `failed` with why, never opened (a FIFO read waits for a writer for ever: the scan runs in a
+    process with a timeout), not counted as a photo, and a loop of links ends."""
+    import os
+    import subprocess
+    import sys
+
+    library = copy_people(lfw, tmp_path / "photos", ("Tony_Blair",), 2)
+    os.mkfifo(library / "pipe.jpg")
+    (library / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (library / "Tony_Blair" / "loop.jpg").symlink_to("loop.jpg")  # a link to itself
+    (library / "Tony_Blair" / "back").symlink_to(library, target_is_directory=True)  # a loop of folders
+    env = {**os.environ, "FACEATLAS_DATABASE_URL": f"sqlite:///{tmp_path / 'album.db'}",
+           "FACEATLAS_INDEX_DIR": str(tmp_path / "indexes")}
+    scan = [sys.executable, "-m", "faceatlas.cli", "album", "scan", "--pack", "scrfd-mbf"]
+    done = subprocess.run([*scan, str(library), "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr  # failures: 1, as for a photo that does not decode
+    report = json.loads(done.stdout)
+    assert report["photos"] == 2 and report["left_out"] == [], report
+    failed = dict(report["failed"])
+    assert sorted(failed) == sorted(str(p) for p in (library / "pipe.jpg", library / "gone.jpg",
+                                                     library / "Tony_Blair" / "loop.jpg")), failed
+    assert failed[str(library / "pipe.jpg")] == "invalid_image: not a regular file but a FIFO (named pipe): not read"
+    assert failed[str(library / "gone.jpg")] == (f"invalid_image: a dangling link (to {tmp_path / 'missing.jpg'}, "
+                                                 "nothing there to read): not an image file")
+    assert failed[str(library / "Tony_Blair" / "loop.jpg")].startswith("invalid_image: a dangling link (to loop.jpg")
+    again = subprocess.run([*scan, str(library)], env=env, capture_output=True, text=True, timeout=300)
+    said = "".join((again.stdout + again.stderr).split())  # rich wraps a long temp path at the terminal's width
+    assert again.returncode == 1 and "0photosadded,2skipped,3failed" in said, said
+    assert f"failed:{library / 'pipe.jpg'}:invalid_image:notaregularfilebutaFIFO(namedpipe):notread" in said, said
+    assert f"failed:{library / 'gone.jpg'}:invalid_image:adanglinglink(to{tmp_path / 'missing.jpg'}" in said, said
+    # entries of no photo alone: no photo to add (no album made), and the error names them
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    os.mkfifo(alone / "pipe.jpg")
+    refused = subprocess.run([*scan, str(alone), "-a", "other"], env=env, capture_output=True, text=True, timeout=300)
+    flat = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode == 2 and "no photos under this folder" in flat and "FIFO" in flat, flat

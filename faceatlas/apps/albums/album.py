@@ -294,11 +294,13 @@ class AlbumCore:
         folder without any photo is :class:`InvalidInput` (a wrong folder, not nothing new). A known
         path whose content changed (a photo overwritten in place, an edit) is that photo gone and
         another one added: see :meth:`add_photos`. HEIC/HEIF
-        photos are listed in the report's ``left_out``, not decoded. ``folder`` may be its
+        photos are listed in the report's ``left_out``, not decoded; entries named as photos that
+        are no file to read (a dangling link, a FIFO: never opened) are among its ``failed``. ``folder`` may be its
         :func:`list_photos`, made before the album was opened (a door checks the folder first: a
         scan of a folder with no photo makes no album)."""
         listing = folder if isinstance(folder, PhotoListing) else list_photos(Path(folder))
         report = self.add_photos(read_photos(listing.paths), total=len(listing.paths), on_progress=on_progress)
+        report.failed[:0] = listing.unreadable  # silently skipped before
         report.left_out = list(listing.left_out)
         return report
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from faceatlas.apps.albums.types import ContactSheet, PhotoListing
-from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, save_image
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, not_regular, save_image
 from faceatlas.engine.image import DECODER_ERRORS, HEIF_SUFFIXES
 from faceatlas.errors import InvalidInput
 
@@ -30,9 +30,18 @@ _TILE = 112
 def find_photos(folder: Path, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> list[Path]:
     """Every photo under ``folder`` (recursive, by suffix, through linked folders too, each real
     folder once: a link to a parent is no loop; hidden files and folders left out), in path order."""
+    return _walk(Path(folder), suffixes)[0]
+
+
+def _walk(folder: Path, suffixes: frozenset[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The regular files under ``folder`` named with one of ``suffixes`` (as :func:`find_photos`),
+    and the entries named so that are no file to read (a dangling link, a loop of links, a FIFO, a
+    socket, a device), each with why (:func:`~faceatlas.engine.not_regular`): both in path order.
+    Only an entry's metadata is read: a FIFO is never opened (reading one waits for a writer)."""
     if not folder.is_dir():
         raise InvalidImage(f"{folder}: not a folder")
     found: list[Path] = []
+    others: list[tuple[Path, str]] = []
     visited: set[str] = set()
     for root, folders, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -41,24 +50,44 @@ def find_photos(folder: Path, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> list
             continue
         visited.add(real)
         folders[:] = [name for name in folders if not is_hidden(name)]  # .thumbs/ and the like
-        found += [Path(root, name) for name in files if Path(name).suffix.lower() in suffixes
-                  and not is_hidden(name) and Path(root, name).is_file()]
-    return sorted(found)
+        for name in files:
+            if Path(name).suffix.lower() not in suffixes or is_hidden(name):
+                continue
+            path = Path(root, name)
+            why = not_regular(path)
+            if why is None:
+                found.append(path)
+            else:  # silently skipped before: a scan said nothing of them
+                others.append((path, why))
+    return sorted(found), sorted(others)
 
 
 def list_photos(folder: Path) -> PhotoListing:
-    """The photos a scan of ``folder`` adds (as :func:`find_photos`) and the HEIC/HEIF photos it
-    leaves out; a folder without any photo to add is :class:`InvalidInput` (a wrong folder, not
+    """The photos a scan of ``folder`` adds (as :func:`find_photos`), the HEIC/HEIF photos it
+    leaves out, and the entries named as photos that are no file to read (``unreadable``: a
+    dangling link, a FIFO...; never opened), each with its source and why, as a scan reports a photo
+    that does not decode; a folder without any photo to add is :class:`InvalidInput` (a wrong folder, not
     nothing new), said before any album is made or any progress is drawn (a scan of an empty
     folder made the album, fixing its pack, and drew "scanning 0/?" before its error)."""
-    found = find_photos(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
+    found, others = _walk(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
     paths = [path for path in found if path.suffix.lower() not in HEIF_SUFFIXES]
     left_out = [str(path.resolve()) for path in found if path.suffix.lower() in HEIF_SUFFIXES]
+    unreadable = [(_entry_source(path), f"{InvalidImage.code}: {why}") for path, why in others]
     if not paths:
         heif = (f" ({len(left_out)} HEIC/HEIF photos, which FaceAtlas does not decode: convert them to JPEG "
                 "first)") if left_out else ""
-        raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))}){heif}")
-    return PhotoListing(Path(folder), paths, left_out)
+        named = (f" ({len(unreadable)} entries named as photos are no files to read, e.g. {unreadable[0][0]}: "
+                 f"{others[0][1]})") if unreadable else ""
+        raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))})"
+                           f"{heif}{named}")
+    return PhotoListing(Path(folder), paths, left_out, unreadable)
+
+
+def _entry_source(path: Path) -> str:
+    """How a scan's report names an entry that is no file to read: its absolute path, not resolved
+    (a dangling link resolves to the nothing it points at; a loop of links does not resolve), as
+    text as :func:`source_of` makes it."""
+    return os.fsencode(os.path.abspath(path)).decode("utf-8", "replace")
 
 
 def source_of(path: Path) -> str:

@@ -72,12 +72,16 @@ class ContactSheet:
 
 @dataclass(frozen=True)
 class PhotoListing:
-    """The photos under a folder that a scan adds (``paths``, at least one) and the HEIC/HEIF
-    photos it leaves out (``left_out``, resolved paths): :func:`~faceatlas.apps.albums.list_photos`."""
+    """The photos under a folder that a scan adds (``paths``, at least one), the HEIC/HEIF
+    photos it leaves out (``left_out``, resolved paths) and the entries named as photos that are no
+    file to read (``unreadable``: a dangling link, a FIFO, a socket, a device; never opened), each
+    as (source, "invalid_image: why"), which a scan reports among its ``failed``:
+    :func:`~faceatlas.apps.albums.list_photos`."""
 
     folder: Path
     paths: list[Path]
     left_out: list[str]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,7 +89,8 @@ class ScanReport:
     """What a scan did: photos added, skipped (already scanned; ``moved`` of them were found at
     a new path, which the album now holds), ``changed`` (paths the album held whose content changed:
     the old photo and its faces were dropped, the new content added or skipped as any photo),
-    failed (source, why), left out (HEIC/HEIF photos, which
+    failed (source, why: a photo that did not decode, or an entry named as a photo that is no file
+    to read, a dangling link or a FIFO, never opened nor counted as a photo), left out (HEIC/HEIF photos, which
     FaceAtlas does not decode); faces placed with people, faces in the unsorted pool, people created.
     ``erased``: what dropping the changed photos erased, for the door (not in :meth:`to_dict`: the
     erasures name people)."""
