@@ -3,9 +3,13 @@ the session dependencies (the caller, CSRF) and rendering."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Form, Request
@@ -17,13 +21,14 @@ from jinja2 import pass_context
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, IdempotencyInFlight, InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.sessions import COOKIE, ConsoleSessions, ConsoleUser, LoginRequired, check_csrf
-from faceatlas.service.deps import Meter, meter_call
-from faceatlas.service.errors import HTTP_CODES, client_message, validation_message
+from faceatlas.service.deps import Meter, get_shared, meter_call
+from faceatlas.service.errors import HTTP_CODES, ID_RULE, client_message
 from faceatlas.service.paths import CONSOLE_PREFIX
+from faceatlas.service.shared_state import StoredAnswer
 
 HERE = Path(__file__).parent
 PREFIX = CONSOLE_PREFIX
@@ -137,7 +142,11 @@ class ConsoleRoute(APIRoute):
                 try:
                     response = await handler(request)
                 except RequestValidationError as invalid:  # a form field or address out of its rules
-                    raise InvalidArgument(validation_message(invalid)) from None
+                    await bill_refusal(request, self.endpoint)
+                    raise InvalidArgument(form_message(invalid)) from None
+                except InvalidArgument:  # a field the page refused before its gate (a name of two lines)
+                    await bill_refusal(request, self.endpoint)
+                    raise
                 except HTTPException as refused:  # a form the parser refused (e.g. more than 1000 files)
                     raise _as_error(refused) from None
             except LoginRequired as exc:
@@ -152,6 +161,127 @@ class ConsoleRoute(APIRoute):
         super().__init__(*args, **kwargs)
         if self.methods and "GET" in self.methods:  # HEAD of a page is its GET without the body (FastAPI adds no HEAD)
             self.methods.add("HEAD")
+
+
+E = TypeVar("E", bound=Callable[..., Any])
+METERED = "console_metered"
+
+
+def metered(operation: str, scope: str) -> Callable[[E], E]:
+    """Mark a console action billed as the ``/v1`` call ``operation`` (needing ``scope``): a form
+    field or address it refuses (422) before its gate ran is billed as the API bills every 422
+    (:func:`bill_refusal`). Put under the ``@router`` line."""
+
+    def mark(endpoint: E) -> E:
+        setattr(endpoint, METERED, (operation, scope))
+        return endpoint
+
+    return mark
+
+
+async def bill_refusal(request: Request, endpoint: Callable[..., Any]) -> None:
+    """A field of a :func:`metered` action refused before the action's gate ran: the gate now (its
+    refusal, 403 or 429, is the answer, as the API refuses such a call first), so that the 422 is
+    recorded and billed by the metering middleware as the API's is. A request without a session
+    or without its CSRF token never gets here (refused first, and not billed)."""
+    marked = getattr(endpoint, METERED, None)
+    user = getattr(request.state, "console_user", None)
+    if marked is None or user is None or getattr(request.state, "console_gated", False):
+        return
+    await gate(request, user.principal, *marked)
+
+
+# a form field's label, as the console's forms name it (any other: its name in words)
+FIELD_LABELS = {"name": "Name", "subject": "Subject id", "photos": "Photos", "photo": "Photo",
+                "once": "the form's one-time token", "csrf": "the form's CSRF token"}
+
+
+def form_message(invalid: RequestValidationError) -> str:
+    """What a form field or address out of its rules says on a console page: the field's label and
+    its rule in words ("Name: this field is required"), never the API's ``body.name: Field
+    required`` (the API's own answers keep it: :func:`faceatlas.service.errors.validation_message`)."""
+    said: list[str] = []
+    for error in invalid.errors():
+        names = [str(part) for part in error.get("loc") or () if part not in ("body", "path", "query", "form")]
+        field = FIELD_LABELS.get(names[0], label(names[0])) if names else "the form"
+        text = f"{field}: {_rule_words(error)}"
+        if text not in said:
+            said.append(text)
+    return "; ".join(said) or "the form is not valid"
+
+
+def _rule_words(error: Any) -> str:
+    kind, ctx = error.get("type"), error.get("ctx") or {}
+    if kind == "missing" or (kind == "string_too_short" and ctx.get("min_length") == 1):
+        return "this field is required"
+    if kind == "string_too_short":
+        return f"at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} given"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return "must be a whole number"
+    if kind == "string_pattern_mismatch":
+        return f"use {ID_RULE}" if ctx.get("pattern") == ID_PATTERN else "holds characters this field does not take"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    message = str(error.get("msg") or "not valid")
+    return message[:1].lower() + message[1:]
+
+
+# The one-time token of a form that adds something (an enrolment): a second sending of the same
+# form (a double click, a reload of its answer) gets the first one's outcome, and is neither done
+# nor billed again, as an API call with an Idempotency-Key. A form sent without one (a script of
+# its own) runs each time, as an API call without the header.
+Once = Annotated[str, Form(max_length=64, pattern=r"^(?:[A-Za-z0-9_\-]{16,64})?$")]
+FIRST_WAIT = 300.0  # seconds a second sending waits for the first one's outcome (a batch of photos)
+
+
+def once_token() -> str:
+    """A form's own one-time token (a page calls ``once()`` once per form)."""
+    return secrets.token_urlsafe(16)
+
+
+templates.env.globals["once"] = once_token
+
+
+async def first_sending(request: Request, tenant_id: str, once: str, path: str,
+                        run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """The outcome ``run`` gives (JSON-able) the first time a form with one-time token ``once`` is
+    sent; a second sending runs nothing and gets that outcome with ``sent_before`` set (it waits
+    while the first still runs: a browser without scripts sends a double-clicked form twice at
+    once). Kept in the tenant's stored answers as the API's ``Idempotency-Key`` answers are, under
+    ``path`` (the matching API call's), so that an erasure of what it names replaces it: a second
+    sending is then :class:`NotFound`. A first sending that fails (an error page) frees the token."""
+    if not once:
+        return await run()
+    shared, key, call = get_shared(request), f"console:{once}", f"console {request.url.path}"
+    waited_until = time.monotonic() + FIRST_WAIT
+    while True:
+        try:
+            first = await run_in_threadpool(shared.begin_idempotent, tenant_id, key, call)
+            break
+        except IdempotencyInFlight:
+            if time.monotonic() > waited_until:
+                raise IdempotencyInFlight("this form is still being sent: see its outcome in a moment",
+                                          retry_after=5.0) from None
+            await asyncio.sleep(0.2)
+    if first is not None:
+        if first.status != 200:  # its outcome named what an erasure removed since
+            raise NotFound("this form was sent before, and what it added was erased since")
+        return {**json.loads(first.body), "sent_before": True}
+    try:
+        outcome = await run()
+    except asyncio.CancelledError:
+        shared.abandon(tenant_id, key)
+        raise
+    except BaseException:
+        await run_in_threadpool(shared.finish_idempotent, tenant_id, key, None, call)
+        raise
+    answer = StoredAnswer(200, json.dumps(outcome).encode(), "application/json", path)
+    await run_in_threadpool(shared.finish_idempotent, tenant_id, key, answer, call)
+    return outcome
 
 
 def guarded(response: Response) -> Response:
@@ -230,6 +360,7 @@ async def gate(request: Request, principal: Principal, operation: str, scope: st
     """The API's gate (:func:`faceatlas.service.deps.meter_call`: scope, rate, quota) for one
     console action, run off the event loop as the API's dependencies are (it may wait on Redis or
     the database). A POST is taken for a call that changes state (the console's forms)."""
+    request.state.console_gated = True  # a refusal after this is not billed again (bill_refusal)
     meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
     meter.changes_state = request.method == "POST"
     return meter

@@ -12,17 +12,20 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
-from faceatlas.errors import NotFound
+from faceatlas.errors import Forbidden, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH, check_text
 from faceatlas.service.console.base import (
     PREFIX,
     Confirmed,
     ConsoleRoute,
+    Once,
     PostingUserDep,
     UserDep,
     ask_first,
+    first_sending,
     gate,
     is_htmx,
+    metered,
     redirect,
     render,
 )
@@ -36,6 +39,7 @@ from faceatlas.service.deps import (
     charge_pixels,
     tenant_gallery,
 )
+from faceatlas.service.paths import subjects_path
 from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -74,6 +78,7 @@ def delete_collection_question(collection: str) -> str:
 
 
 @router.get("/galleries", include_in_schema=False)
+@metered("collections.list", "read")
 async def collections(request: Request, user: UserDep) -> Response:
     await gate(request, user.principal, "collections.list", "read")
     gallery = tenant_gallery(request, user.principal)
@@ -82,6 +87,7 @@ async def collections(request: Request, user: UserDep) -> Response:
 
 
 @router.post("/galleries", include_in_schema=False)
+@metered("collections.create", "write")
 async def create_collection(
     request: Request, user: PostingUserDep, analyzer: AnalyzerDep, accounts: AccountsDep,
     name: FormName, keep_crops: Annotated[bool, Form()] = False,
@@ -94,6 +100,7 @@ async def create_collection(
 
 
 @router.get("/galleries/{collection}", include_in_schema=False)
+@metered("subjects.list", "read")
 async def collection_page(request: Request, user: UserDep, settings: SettingsDep, collection: Name,
                           after: Annotated[str | None, Query(max_length=400)] = None) -> Response:
     """The collection's subjects, :data:`SUBJECTS_PAGE` a page in id order (``after``: the page's
@@ -134,18 +141,23 @@ async def face_thumbnail(request: Request, user: UserDep, collection: Name, face
 
 
 @router.post("/galleries/{collection}/enrol", include_in_schema=False)
+@metered("enrol", "write")
 async def enrol(
     request: Request, user: PostingUserDep, accounts: AccountsDep, pool: PoolDep, collection: Name,
     subject: FormName, photos: Annotated[list[UploadFile], File()],
-    name: Annotated[str, Form(max_length=NAME_MAX_LENGTH)] = "",
+    name: Annotated[str, Form(max_length=NAME_MAX_LENGTH)] = "", once: Once = "",
 ) -> Response:
     """Enrol the largest face of each photo to ``subject`` (created when new), as the API's enrol
     does without ``all_faces``: one metered ``enrol`` call per photo, as the API bills it; each
     photo's outcome is reported, with how many faces it held (a photo of two people said "enrolled
     1 face", and the subject mixed the two without a word; a key without the write scope: 403
-    before any photo, as an album's upload answers)."""
+    before any photo, as an album's upload answers). The form's one-time token ``once``: sent
+    again (a double click on Enrol enrolled each photo twice, and billed it twice), the form
+    enrols nothing and answers the first sending's outcomes (:func:`base.first_sending`)."""
     check_text(name, "name")  # refused before any photo is analysed and billed, as the subject id is
     principal = user.principal
+    if not principal.allows("write"):  # before a second sending's outcome is shown, too
+        raise Forbidden("this key lacks the 'write' scope")
     gallery = tenant_gallery(request, principal)
     info = await run_in_threadpool(gallery.get_collection, collection)
 
@@ -159,17 +171,23 @@ async def enrol(
         await audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
         return {"faces": len(report.added), "found": largest.found}
 
-    outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201)
-    if name.strip() and any(o["ok"] for o in outcomes):
-        await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
-    context: dict[str, Any] = {"info": info, "subject": subject, "outcomes": outcomes,
-                               "skipped": max(0, len(photos) - MAX_PHOTOS)}
+    async def enrol_all() -> dict[str, Any]:
+        outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201)
+        if name.strip() and any(o["ok"] for o in outcomes):
+            await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
+        return {"outcomes": outcomes, "skipped": max(0, len(photos) - MAX_PHOTOS)}
+
+    done = await first_sending(request, principal.tenant_id, once, f"{subjects_path(collection)}/{subject}/faces",
+                               enrol_all)
+    context: dict[str, Any] = {"info": info, "subject": subject, "outcomes": done["outcomes"],
+                               "skipped": done["skipped"], "sent_before": done.get("sent_before", False)}
     if is_htmx(request):
-        return render(request, "_enrol.html", user, **context)
+        return render(request, "_enrol.html", user, next_once=True, **context)  # the form's next token
     return render(request, "enrolled.html", user, **context)
 
 
 @router.post("/galleries/{collection}/search", include_in_schema=False)
+@metered("search", "read")
 async def search(request: Request, user: PostingUserDep, pool: PoolDep, collection: Name,
                  photo: Annotated[UploadFile, File()]) -> Response:
     """1:N: who is this, or nobody (at the default FAR); matches with similarity and FAR level. The
@@ -191,6 +209,7 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
 
 
 @router.post("/galleries/{collection}/merge", include_in_schema=False)
+@metered("subjects.merge", "write")
 async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, collection: Name,
                 absorb: FormName, into: FormName, confirmed: Confirmed = "") -> Response:
     """Move every face of ``absorb`` to ``into`` and delete ``absorb``, once confirmed."""
@@ -205,6 +224,7 @@ async def merge(request: Request, user: PostingUserDep, accounts: AccountsDep, c
 
 
 @router.post("/galleries/{collection}/subjects/{subject}/delete", include_in_schema=False)
+@metered("subjects.delete", "write")
 async def delete_subject(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
                          collection: Name, subject: Name, confirmed: Confirmed = "") -> Response:
     """Delete a subject and every trace of it (faces, vectors, crops, index entries, its id in the audit
@@ -224,6 +244,7 @@ async def delete_subject(request: Request, user: PostingUserDep, accounts: Accou
 
 
 @router.post("/galleries/{collection}/delete", include_in_schema=False)
+@metered("collections.delete", "write")
 async def delete_collection(request: Request, user: PostingUserDep, accounts: AccountsDep, settings: SettingsDep,
                             collection: Name, confirmed: Confirmed = "") -> Response:
     """Delete a collection with every subject, face, vector and crop in it and (unless the server keeps

@@ -31,17 +31,21 @@ from faceatlas.service.console.base import (
     PREFIX,
     Confirmed,
     ConsoleRoute,
+    Once,
     PostingUserDep,
     UserDep,
     ask_first,
+    first_sending,
     gate,
     is_htmx,
+    metered,
     redirect,
     render,
     seg,
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, SettingsDep, charge_pixels
+from faceatlas.service.paths import API_PREFIX
 
 router = APIRouter(route_class=ConsoleRoute)
 StoreId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -142,9 +146,10 @@ async def members(request: Request, user: UserDep, analyzer: AnalyzerDep, galler
 
 
 @router.post("/store/{store_id}/members", include_in_schema=False)
+@metered("retail.enrol", "write")
 async def enrol(request: Request, user: PostingUserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                 store_id: StoreId, name: Annotated[str, Form(min_length=1, max_length=400)], photos: Photos,
-                purposes: Purposes = None, granted_by: Text = "", payment_ref: Text = "") -> Response:
+                purposes: Purposes = None, granted_by: Text = "", payment_ref: Text = "", once: Once = "") -> Response:
     """Enrol a member from the uploaded photos under the consent given (``members.enrol``, one
     ``retail.enrol`` call as the API's ``POST .../members``): the face of each photo that shows
     the member alone (a photo of several people is refused, and said so)."""
@@ -153,39 +158,62 @@ async def enrol(request: Request, user: PostingUserDep, analyzer: AnalyzerDep, g
         raise InvalidArgument("a member needs a name")
     consent, payment = _consent(principal, purposes, granted_by or name), payment_ref.strip() or None
     page, _ = await _enrolment(request, user, store_id, analyzer, gallery, db, photos,
-                               lambda s, images: s.members.enrol(name.strip(), images, consent, payment_ref=payment))
+                               lambda s, images: s.members.enrol(name.strip(), images, consent, payment_ref=payment),
+                               once=once)
     return page
 
 
 async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, gallery: Any, db: Any,
                      photos: Sequence[UploadFile], use: Callable[[RetailStore, list[bytes]], MemberInfo], *,
-                     member: str | None = None) -> tuple[Response, MemberInfo | None]:
+                     once: str, member: str | None = None) -> tuple[Response, MemberInfo | None]:
     """One metered ``retail.enrol`` call (an enrolment or a new grant, as the API bills one
-    request) with every photo given, and the page of each photo's outcome."""
-    meter = await gate(request, user.principal, "retail.enrol", "write")
-    images = await _photos(request, photos)
-    tenant = meter.principal.tenant_id
+    request) with every photo given, and the page of each photo's outcome. The form's one-time
+    token ``once``: sent again (a double click), nothing is enrolled or billed again, and the page
+    is the first sending's outcomes with the member as they are now (no member: the second
+    sending's ``info`` is None, so nothing is audited twice)."""
+    principal = user.principal
+    if not principal.allows("write"):  # before a second sending's outcome is shown, too
+        raise Forbidden("this key lacks the 'write' scope")
+    first: list[MemberInfo] = []
 
-    def run() -> MemberInfo:
-        store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
+    async def enrol() -> dict[str, Any]:
+        meter = await gate(request, principal, "retail.enrol", "write")
+        images = await _photos(request, photos)
+        tenant = meter.principal.tenant_id
+
+        def run() -> MemberInfo:
+            store = RetailStore.attach(store_id, tenant, analyzer, gallery, db)
+            try:
+                return use(store, images)
+            finally:
+                store.close()
+
+        status, info, refusal, unlisted = 200, None, None, "no_face: no usable face"
         try:
-            return use(store, images)
-        finally:
-            store.close()
+            info = await run_in_threadpool(run)
+            meter.faces, rejected, found = info.faces, info.rejected, info.faces_in_image
+            first.append(info)
+        except (NoUsableFace, FaceMismatch) as refused:  # each photo's reason, as the galleries page shows them
+            status, rejected, found, refusal = refused.status, refused.rejected, refused.faces_in_image, refused.code
+            if isinstance(refused, FaceMismatch):  # a photo of the member's, refused with another's
+                unlisted = "not_recorded: the member's face, not recorded as another photo is not theirs"
+        return {"status": status, "refusal": refusal, "member": info.id if info else None,
+                "outcomes": _outcomes(photos, info, rejected, found, unlisted=unlisted),
+                "skipped": max(0, len(photos) - MAX_PHOTOS)}
 
-    status, info, refusal, unlisted = 200, None, None, "no_face: no usable face"
-    try:
-        info = await run_in_threadpool(run)
-        meter.faces, rejected, found = info.faces, info.rejected, info.faces_in_image
-    except (NoUsableFace, FaceMismatch) as refused:  # each photo's reason, as the galleries page shows them
-        status, rejected, found, refusal = refused.status, refused.rejected, refused.faces_in_image, refused.code
-        if isinstance(refused, FaceMismatch):  # a photo of the member's, refused with another's
-            unlisted = "not_recorded: the member's face, not recorded as another photo is not theirs"
-    context: dict[str, Any] = {"store_id": store_id, "info": info, "member": member, "refusal": refusal,
-                               "outcomes": _outcomes(photos, info, rejected, found, unlisted=unlisted),
-                               "skipped": max(0, len(photos) - MAX_PHOTOS)}
-    template = "_member_enrol.html" if is_htmx(request) else "member_enrolled.html"
-    return render(request, template, user, status_code=status, **context), info
+    done = await first_sending(request, principal.tenant_id, once, f"{API_PREFIX}/retail/stores/{store_id}/members",
+                               enrol)
+    info = first[0] if first else None
+    shown = info
+    if done.get("sent_before") and done["member"]:  # the member as they are now (erased since: 404)
+        shown = await _store(request, principal, "retail.members", "read", store_id, analyzer, gallery, db,
+                             lambda s: s.members.get(done["member"]))
+    context: dict[str, Any] = {"store_id": store_id, "info": shown, "member": member, "refusal": done["refusal"],
+                               "outcomes": done["outcomes"], "skipped": done["skipped"],
+                               "sent_before": done.get("sent_before", False)}
+    if is_htmx(request):
+        return render(request, "_member_enrol.html", user, status_code=done["status"], next_once=True, **context), info
+    return render(request, "member_enrolled.html", user, status_code=done["status"], **context), info
 
 
 @router.get("/store/{store_id}/members/{member_id}", include_in_schema=False)
@@ -215,10 +243,11 @@ async def withdraw(request: Request, user: PostingUserDep, accounts: AccountsDep
 
 
 @router.post("/store/{store_id}/members/{member_id}/consent", include_in_schema=False)
+@metered("retail.enrol", "write")
 async def grant(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
                 gallery: GalleryDep, db: DbDep, store_id: StoreId, member_id: MemberId, photos: Photos,
                 purposes: Purposes = None, granted_by: Annotated[str, Form(min_length=1, max_length=400)] = "",
-                payment_ref: Text = "") -> Response:
+                payment_ref: Text = "", once: Once = "") -> Response:
     """A new consent with new photos (``members.grant``, as ``POST .../members/{member}/consent``)."""
     principal = user.principal
     if not granted_by.strip():
@@ -226,7 +255,7 @@ async def grant(request: Request, user: PostingUserDep, accounts: AccountsDep, a
     consent, payment = _consent(principal, purposes, granted_by), payment_ref.strip() or None
     page, info = await _enrolment(request, user, store_id, analyzer, gallery, db, photos,
                                   lambda s, images: s.members.grant(member_id, images, consent, payment_ref=payment),
-                                  member=member_id)
+                                  once=once, member=member_id)
     if info is not None:
         await audit(accounts, principal, "retail.consent.grant", f"{store_id}/{member_id}",
                     {"purposes": list(info.purposes)})

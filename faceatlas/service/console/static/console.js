@@ -40,6 +40,33 @@
     }
   });
 
+  // A form's submit buttons are disabled while its request is in flight: a double click sent the
+  // form twice (an enrolment done twice). The server's one-time token of the form is the guarantee
+  // (a form sent twice answers its first outcome); this spares the second request.
+  function setBusy(form, busy) {
+    Array.prototype.forEach.call(form.querySelectorAll("button[type=submit], button:not([type]), input[type=submit]"),
+      function (button) { button.disabled = busy; });
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (form && form.tagName === "FORM") { setBusy(form, true); }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (form && form.tagName === "FORM") { setBusy(form, false); }
+  });
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    // a plain form (htmx's are handled above, and prevent the browser's own submit): disabled once
+    // sent, after this event (a button disabled now would leave its own value out of the form)
+    if (!event.defaultPrevented && form.tagName === "FORM") {
+      window.setTimeout(function () { setBusy(form, true); }, 0);
+    }
+  });
+  window.addEventListener("pageshow", function (event) {  // back to a page kept by the browser
+    if (event.persisted) { Array.prototype.forEach.call(document.forms, function (form) { setBusy(form, false); }); }
+  });
+
   function listFiles(input, list) {
     var names = Array.prototype.map.call(input.files, function (f) { return f.name; });
     list.textContent = names.length ? names.length + " photo(s): " + names.join(", ") : "";
