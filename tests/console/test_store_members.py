@@ -117,16 +117,19 @@ def test_member_enrolled_listed_withdrawn_and_erased(log_in, console, shop, shar
 def test_products_added_and_repriced(log_in, console, shop) -> None:
     page = log_in("acme_write")
     page.goto(f"/console/store/{STORE}/products")
-    assert page.locator("#products tr[data-sku='mug']").is_visible()
+    expect(page.locator("#products tr[data-sku='mug']")).to_be_visible()
     page.get_by_label("SKU").fill("tea")
     page.get_by_label("Name", exact=True).fill("Green tea")
     page.get_by_label("Price (EUR)").fill("3.40")
-    page.get_by_role("button", name="Add product").click()
-    page.wait_for_url(f"**/console/store/{STORE}/products")
+    # each form posts and is redirected back to this same URL: wait_for_url would match the page
+    # still shown; the navigation itself is waited for, then the page it loaded is read
+    with page.expect_navigation(url=f"**/console/store/{STORE}/products"):
+        page.get_by_role("button", name="Add product").click()
+    expect(page.get_by_label("price of tea")).to_have_value("3.40")
     page.get_by_label("price of tea").fill("3.90")
-    page.get_by_role("button", name="save tea").click()
-    page.wait_for_url(f"**/console/store/{STORE}/products")
-    assert page.get_by_label("price of tea").input_value() == "3.90"
+    with page.expect_navigation(url=f"**/console/store/{STORE}/products"):
+        page.get_by_role("button", name="save tea").click()
+    expect(page.get_by_label("price of tea")).to_have_value("3.90")  # as the server now has it
     page.context.close()
     with httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_admin']}"}) as api:
         products = {p["sku"]: p for p in api.get(f"/v1/retail/stores/{STORE}/products").json()["products"]}

@@ -20,6 +20,7 @@ import pytest
 from faceatlas.engine import Embedding
 from faceatlas.errors import VectorStoreUnavailable
 from faceatlas.gallery import Gallery
+from tests.ports import wait_until_listening
 
 pymilvus = pytest.importorskip("pymilvus")
 
@@ -65,6 +66,7 @@ class LiteServer:
         os.environ["HOME"] = str(self.path.parent)
         try:
             assert self.server.init() and self.server.start()
+            wait_until_listening(self.port, self.server._p)  # start() only waits 0.5 s for the binary not to exit
         finally:
             if home is None:
                 del os.environ["HOME"]

@@ -108,9 +108,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_taken(log_text: str) -> bool:
+    """The server's log says its port was taken: by ``serve``'s own check, or by uvicorn's bind after
+    the models loaded (another process took the free port picked meanwhile)."""
+    return "is in use (another server?)" in log_text or "address already in use" in log_text.lower()
+
+
 def start_server(database_url: str, shared: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """``faceatlas serve`` in a child process; returns it once /readyz answers."""
-    port = _free_port()
+    """``faceatlas serve`` in a child process; returns it once /readyz answers from it. A free
+    port picked here may be taken by another process before the child binds it: then the child
+    exits saying so and is started again on another port (3 tries)."""
     environment = {
         **os.environ,
         "FACEATLAS_DATABASE_URL": database_url,
@@ -120,25 +127,38 @@ def start_server(database_url: str, shared: Path, log: Path, **env: str) -> tupl
         "FACEATLAS_INDEX_DIR": str(log.parent / "indexes"),
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port)],
-        env=environment,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+    tries = 3
+    for attempt in range(1, tries + 1):
+        port = _free_port()
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "faceatlas.cli", "serve", "--port", str(port)],
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        # uvicorn says this once its socket listens: a 200 before it is another process's, on a port taken
+        listening = f"Uvicorn running on {url}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                text = log.read_text()
+                if attempt < tries and _port_taken(text):
+                    break  # another port
+                raise RuntimeError(f"server exited: {text[-3000:]}")
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if ready and listening in log.read_text() and process.poll() is None:
                 return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        else:
+            process.kill()
+            process.wait(timeout=15)
+            raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def stop_server(process: subprocess.Popen) -> None:

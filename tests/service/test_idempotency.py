@@ -489,19 +489,34 @@ def test_a_claim_lives_as_long_as_its_call_and_frees_when_its_process_dies(two_p
     """A call running longer than a claim's lifetime keeps its key (a retry meanwhile is refused,
     never run a second time); the claim of a process gone mid-call frees by itself, and the late
     release of that dead claim leaves the retry's claim alone."""
-    running, other = two_processes(1)
+    import redis
+
+    # claims live 3 s (15 heartbeats): a heartbeat thread starved for a second on a loaded machine
+    # does not lose the claim; a heartbeat that never refreshes claims loses it well before 4.5 s
+    running, other = two_processes(3)
     assert running.begin_idempotent("acme", "enrol-1", "enrol") is None
-    time.sleep(2.5)  # the call still runs, well past a claim's lifetime
+    time.sleep(4.5)  # the call still runs, well past a claim's lifetime
     with pytest.raises(IdempotencyInFlight) as refused:
         other.begin_idempotent("acme", "enrol-1", "enrol")
     assert refused.value.retry_after == 1.0  # the 409 says when to try again
     redis_server.flush()  # Redis restarts empty: the heartbeat claims the running call's key again
-    time.sleep(0.5)
+    claim = running._claim_name("acme", "enrol-1")
+    client = redis.Redis.from_url(redis_server.url)
+    deadline = time.monotonic() + 10
+    while not client.exists(claim):  # looked at, never claimed: the retry below must find it claimed
+        assert time.monotonic() < deadline, "the heartbeat did not claim the running call's key again in 10 s"
+        time.sleep(0.05)
     with pytest.raises(IdempotencyInFlight):
         other.begin_idempotent("acme", "enrol-1", "enrol")
     running.close()  # the process is gone mid-call: no heartbeat, no answer
-    time.sleep(1.5)
-    assert other.begin_idempotent("acme", "enrol-1", "enrol") is None  # the retry runs it
+    deadline = time.monotonic() + 3 + 10  # the claim's lifetime, and a loaded machine's slack
+    while True:  # refused until the dead process's claim expires by itself
+        try:
+            assert other.begin_idempotent("acme", "enrol-1", "enrol") is None  # the retry runs it
+            break
+        except IdempotencyInFlight:
+            assert time.monotonic() < deadline, "the claim of a process gone mid-call never freed"
+            time.sleep(0.1)
     running.finish_idempotent("acme", "enrol-1", None, "enrol")  # the dead call's late release
     with pytest.raises(IdempotencyInFlight):
         running.begin_idempotent("acme", "enrol-1", "enrol")  # the retry's claim stands

@@ -31,11 +31,14 @@ def test_an_interrupt_waits_for_every_camera_to_finish(pedestrians: Path, memory
     on closed file", or the process aborted: "terminate called without an active exception")."""
     pipeline = VideoPipeline(CameraConfig(source=str(pedestrians), name="hall"), None, EventBus([memory]))
     real_process, real_finish = pipeline.process, pipeline.finish
-    finished = threading.Event()
+    finished, first_frame = threading.Event(), threading.Event()
 
     def slow_process(frame, fps):  # a frame takes as long as a model's analysis
         time.sleep(0.02)
         real_process(frame, fps)
+        if not first_frame.is_set():  # Ctrl-C (SIGTERM is turned into it) while the camera runs, however
+            first_frame.set()  # long it took to start on a loaded machine (the clip lasts 341 frames: 7 s)
+            threading.Timer(0.3, _thread.interrupt_main).start()
 
     def slow_finish() -> None:  # ending the tracks and flushing takes a moment too
         time.sleep(0.5)
@@ -44,7 +47,6 @@ def test_an_interrupt_waits_for_every_camera_to_finish(pedestrians: Path, memory
 
     monkeypatch.setattr(pipeline, "process", slow_process)
     monkeypatch.setattr(pipeline, "finish", slow_finish)
-    threading.Timer(0.5, _thread.interrupt_main).start()  # Ctrl-C (SIGTERM is turned into it)
     stats = run_cameras([pipeline])
     assert finished.is_set(), "run_cameras returned before the camera had finished"
     assert [s.camera for s in stats] == ["hall"]
