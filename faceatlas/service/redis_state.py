@@ -410,6 +410,7 @@ class RedisState(SharedState):
         # one value per key: "<status> <fingerprint> <media type>\n<body>"; while the call runs:
         # "0 <fingerprint> <process>", refreshed by the process's heartbeat
         name = self._claim_name(scope, key)
+        fingerprint = _one_word(fingerprint)
         claim = f"0 {fingerprint} {self.process}".encode()
         claimed = bool(self._call(lambda: self.redis.set(name, claim, nx=True, ex=CLAIM_SECONDS)))
         if claimed:
@@ -453,7 +454,8 @@ class RedisState(SharedState):
             if claim is not None:  # never another process's claim (this one's may have expired)
                 self._call(lambda: self._release(keys=[name], args=[claim]))
             return
-        value = f"{answer.status} {fingerprint} {answer.media_type} {answer.path}\n".encode() + answer.body
+        media_type = "".join(answer.media_type.split())  # "text/csv; charset=utf-8": one word in the head
+        value = f"{answer.status} {_one_word(fingerprint)} {media_type} {answer.path}\n".encode() + answer.body
         stored = self._call(lambda: self._store(keys=[name], args=[claim or b"", value,
                                                                     self._settings.idempotency_seconds]))
         if not int(stored):  # this process stalled past its claim (SIGSTOP, a paused VM) and a retry ran
@@ -570,6 +572,13 @@ class RedisAnswers:
 def _glob_escaped(text: str) -> str:
     """``text`` matching itself in a SCAN pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _one_word(fingerprint: str) -> str:
+    """``fingerprint`` as one word of a stored value's head (its fields are split at blanks): a
+    fingerprint with a blank or a line break (the console's forms named theirs "console <path>",
+    and a second sending was refused as another call's) by its SHA-256."""
+    return fingerprint if not any(c.isspace() for c in fingerprint) else sha256(fingerprint.encode()).hexdigest()
 
 
 def _stored(value: bytes | str | None) -> tuple[str, str, str, str, bytes]:

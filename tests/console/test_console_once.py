@@ -68,7 +68,7 @@ def test_a_double_click_on_enrol_enrols_once(log_in, console, obama) -> None:
 def test_an_enrol_form_sent_twice_with_its_token_enrols_once(console, obama) -> None:
     client, csrf = _client(console, "acme_write")
     assert client.post("/console/galleries", data={"name": "resent", "csrf": csrf}).status_code == 303
-    token = re.search(r'name="once" id="enrol-once" value="([^"]+)"', client.get("/console/galleries/resent").text)
+    token = re.search(r'name="once" id="enrol-once"[^>]* value="([^"]+)"', client.get("/console/galleries/resent").text)
     assert token is not None
     billed = _enrol_calls(console)
     form = {"csrf": csrf, "subject": "obama", "once": token.group(1)}
@@ -87,7 +87,7 @@ def test_a_member_enrol_form_sent_twice_enrols_one_member(console, shared: Path,
     RetailStore.open(config, fast_analyzer, console.database_url, index_dir=console.index_dir).close()
     client, csrf = _client(console, "acme_write")
     members_page = client.get("/console/store/once-shop/members").text
-    token = re.search(r'name="once" id="enrol-once" value="([^"]+)"', members_page)
+    token = re.search(r'name="once" id="enrol-once"[^>]* value="([^"]+)"', members_page)
     assert token is not None
     form = {"csrf": csrf, "name": "Barack", "purposes": "visit_recognition", "once": token.group(1)}
     answers = [client.post("/console/store/once-shop/members", data=form,
@@ -97,6 +97,14 @@ def test_a_member_enrol_form_sent_twice_enrols_one_member(console, shared: Path,
     assert len(members) == 1 and "sent before" in answers[1].text
     listed = client.get("/console/store/once-shop/members").text
     assert len(re.findall(r'data-member="[0-9a-f]{32}"', listed)) == 1
+
+    # erased through the console, the member is off the stored outcome too (it named them and their photos)
+    [member] = members
+    erased = client.post(f"/console/store/once-shop/members/{member}/erase", data={"csrf": csrf, "confirm": "erase"})
+    assert erased.status_code == 200, erased.text[-500:]
+    after = client.post("/console/store/once-shop/members", data=form,
+                        files={"photos": ("obama.jpg", obama.read_bytes(), "image/jpeg")})
+    assert after.status_code == 404 and "erased since" in after.text and member not in after.text
     client.close()
 
 

@@ -29,6 +29,7 @@ from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import AuditRecord, UsageRecord, database_identity, migrate
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.redis_state import RedisState
+from faceatlas.service.shared_state import StoredAnswer
 from faceatlas.settings import ServiceSettings
 
 DATABASE = "d" * 32  # the id of the database whose state the RedisState objects made here keep
@@ -74,6 +75,23 @@ def states(redis_server, accounts: Accounts, monkeypatch: pytest.MonkeyPatch) ->
     yield made
     for state in made:
         state.close()
+
+
+def test_a_stored_answer_keeps_its_call_media_type_and_path_whatever_blanks_they_hold(states: list[RedisState]) -> None:
+    """The value's head is split at blanks: the console's forms named their call "console <path>", so
+    a second sending of a form was refused as another call's (409), and an erasure never found the
+    outcome it stored (its path read back as "application/json /v1/...")."""
+    first, second = states[0], states[1]
+    call = "console /console/galleries/vip/enrol"
+    assert first.begin_idempotent("acme", "console:t1", call) is None
+    first.finish_idempotent("acme", "console:t1", StoredAnswer(200, b'{"ok": 1}', "text/csv; charset=utf-8",
+                                                               "/v1/collections/vip/subjects/al/faces"), call)
+    again = second.begin_idempotent("acme", "console:t1", call)
+    assert again is not None and again.status == 200 and again.body == b'{"ok": 1}'
+    assert again.path == "/v1/collections/vip/subjects/al/faces" and again.media_type == "text/csv;charset=utf-8"
+    gone = StoredAnswer(404, b"{}", "application/json", "/v1/collections/vip/subjects")
+    assert second.replace_answers("acme", lambda a: a.path.startswith("/v1/collections/vip/subjects/al"), gone) == 1
+    assert first.begin_idempotent("acme", "console:t1", call).status == 404  # type: ignore[union-attr]
 
 
 def test_a_keys_rate_is_one_bucket_for_every_process(states: list[RedisState]) -> None:

@@ -4,6 +4,7 @@ the session dependencies (the caller, CSRF) and rendering."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 import time
@@ -256,7 +257,9 @@ async def first_sending(request: Request, tenant_id: str, once: str, path: str,
     sending is then :class:`NotFound`. A first sending that fails (an error page) frees the token."""
     if not once:
         return await run()
-    shared, key, call = get_shared(request), f"console:{once}", f"console {request.url.path}"
+    # the call a token belongs to, without blanks (the shared state keeps "status call media path")
+    call = hashlib.sha256(f"console\0{request.url.path}".encode()).hexdigest()
+    shared, key = get_shared(request), f"console:{once}"
     waited_until = time.monotonic() + FIRST_WAIT
     while True:
         try:

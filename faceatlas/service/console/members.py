@@ -45,6 +45,7 @@ from faceatlas.service.console.base import (
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, SettingsDep, charge_pixels
+from faceatlas.service.idempotency import forget_erased
 from faceatlas.service.paths import API_PREFIX
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -197,12 +198,15 @@ async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, 
             status, rejected, found, refusal = refused.status, refused.rejected, refused.faces_in_image, refused.code
             if isinstance(refused, FaceMismatch):  # a photo of the member's, refused with another's
                 unlisted = "not_recorded: the member's face, not recorded as another photo is not theirs"
+        # "id": the member's, as the API's create answers it, so that their erasure replaces this outcome
         return {"status": status, "refusal": refusal, "member": info.id if info else None,
+                "id": info.id if info else None,
                 "outcomes": _outcomes(photos, info, rejected, found, unlisted=unlisted),
                 "skipped": max(0, len(photos) - MAX_PHOTOS)}
 
-    done = await first_sending(request, principal.tenant_id, once, f"{API_PREFIX}/retail/stores/{store_id}/members",
-                               enrol)
+    members_path = f"{API_PREFIX}/retail/stores/{store_id}/members"
+    done = await first_sending(request, principal.tenant_id, once,
+                               members_path if member is None else f"{members_path}/{member}/consent", enrol)
     info = first[0] if first else None
     shown = info
     if done.get("sent_before") and done["member"]:  # the member as they are now (erased since: 404)
@@ -287,6 +291,9 @@ async def erase(request: Request, user: PostingUserDep, accounts: AccountsDep, s
     target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, f"{store_id}/{member_id}",
                                      keep_ids=settings.audit_keeps_subject_ids)
     await audit(accounts, principal, "retail.erase", target, {"faces": report.faces_deleted})
+    # the stored outcomes of forms (and API calls) that named the member name them no more, as the API's erasure
+    await forget_erased(request, principal.tenant_id, created=("id", member_id),
+                        path=f"{API_PREFIX}/retail/stores/{store_id}/members/{member_id}")
     return render(request, "member_erased.html", user, store_id=store_id, report=report,
                   promise=erasure_promise(settings.audit_keeps_subject_ids))
 
