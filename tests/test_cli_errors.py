@@ -662,7 +662,7 @@ def test_a_ctrl_c_that_python_swallows_in_a_finalizer_is_delivered_again(monkeyp
         del held
         while time.monotonic() - began < 5:
             pass
-    assert ref() is None and time.monotonic() - began < 2
+    assert ref() is None and time.monotonic() - began < 4  # raised at once, not after the 5 s loop
 
 
 def test_gallery_export_writes_only_a_parquet_file(tmp_path, shared):

@@ -115,7 +115,7 @@ def test_a_trickling_origin_hits_the_deadline_fast(service, photo):
         response = _detect(client, f"http://127.0.0.1:{port}/obama.jpg")
         took = time.monotonic() - started
     assert response.status_code == 400 and response.json()["error"]["code"] == "fetch_failed", response.text
-    assert took < 4, took
+    assert took < 15, took  # a 1 s deadline, on a loaded machine; 40 s if nothing stops the trickle
 
 
 def test_a_closed_port_is_fetch_failed_not_500(service):

@@ -152,7 +152,7 @@ def test_what_stands_between_is_one_of_the_clients_errors(field: str) -> None:
     started = time.monotonic()
     slow = usage_at("drip", timeout=2)
     assert isinstance(slow, FaceAtlasTransportError) and slow.code == "timeout"
-    assert time.monotonic() - started < 6 and "within 2 s" in str(slow)
+    assert time.monotonic() - started < 15 and "within 2 s" in str(slow)  # 2 s, with a loaded machine's slack
     assert usage_at("huge", max_answer_bytes=100_000).code == "answer_too_large"
 
 
@@ -432,6 +432,6 @@ def test_remote_takes_a_timeout_option_and_faceatlas_timeout(field: str) -> None
         result = runner.invoke(app, ["remote", "usage", *down, *args], env=env)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert result.output.startswith("error (timeout): no answer from ") and "within 1 s" in result.output
-        assert time.monotonic() - started < 5, (args, env)
+        assert time.monotonic() - started < 20, (args, env)  # 1 s and slack; it waited 60 s
     refused = runner.invoke(app, ["remote", "usage", *down, "--timeout", "0"])
     assert refused.exit_code == 2 and refused.output.startswith("error (usage): the timeout is"), refused.output

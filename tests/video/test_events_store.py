@@ -85,7 +85,7 @@ def test_a_locked_database_keeps_events_waiting_and_counts_what_it_never_took(tm
     started = time.monotonic()
     for frame in range(1, 4):
         bus.emit(Event("line_crossed", "gate", frame, float(frame), data={}))
-    assert time.monotonic() - started < 3  # one try of 0.2 s, then a backoff: not a 30 s stall per event
+    assert time.monotonic() - started < 10  # one try of 0.2 s, then a backoff: not a 30 s stall per event
     assert bus.failed == {} and bus.undelivered() == {"DatabaseSink": 3}
     holder.execute("COMMIT")
     time.sleep(1.1)  # past the first retry delay
