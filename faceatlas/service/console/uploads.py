@@ -3,6 +3,7 @@ rate and quota checked, its usage row written and its quota settled once the bat
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from faceatlas.service.console.base import gate
 from faceatlas.service.db import UsageRecord
 from faceatlas.service.deps import Meter, charge_pixels, get_shared, usage_row
 from faceatlas.service.errors import client_message
+
+_log = logging.getLogger(__name__)
 
 MAX_PHOTOS = 20
 
@@ -53,6 +56,16 @@ async def each_photo(request: Request, principal: Principal, accounts: Any, oper
             if getattr(request.state, "meter", None) is not meter:
                 meter = None  # the gate gave this call back already (e.g. shared state unavailable)
             outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": client_message(exc)})
+        except Exception:  # noqa: BLE001 - a fault on one photo is that photo's 500, as one API call's
+            # (its traceback logged): the photos done before it stay recorded and billed, and the form's
+            # outcome (kept under its one-time token) says which were enrolled, so a second sending does
+            # not enrol them again
+            _log.exception("console %s: photo %r failed", operation, upload.filename)
+            status = 500
+            if getattr(request.state, "meter", None) is not meter:
+                meter = None
+            outcomes.append({"file": upload.filename, "ok": False, "code": "internal",
+                             "message": "internal server error"})
         if meter is not None:
             rows.append(usage_row(meter, status, started))
             settles.append((meter, status))
