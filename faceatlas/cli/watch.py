@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from faceatlas.cli.errors import Output, print_camera_failures
+from faceatlas.cli.errors import Output, print_camera_failures, stdout_gone
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
@@ -99,6 +99,8 @@ def watch(
             bar.update(tasks[camera], completed=index + 1)
 
         report = run_watch(settings, pack=pack, persons=persons, on_frame=advance)
+    if report.reader_gone:  # `--events - | head -1`: the run stopped for it; nothing to say, as Unix tools
+        stdout_gone()
     for table in summary_tables(report):
         err.print(table)
     # where `counts` reads them (one line: a path broken over two cannot be copied)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -46,10 +47,16 @@ class JsonlSink:
     """One JSON line per event (flushed per line, so a crash loses nothing written); appends to
     the file, or starts it afresh with ``append=False``. The one JSONL writer of video and drive.
     ``path`` ``-`` (:data:`EVENTS_STDOUT`) is standard output, as for most command-line tools (a file
-    named "-" was created), left open when the sink closes."""
+    named "-" was created), left open when the sink closes. When its reader goes away (``| head -1``)
+    and ``on_reader_gone`` is given, the sink writes no more, sets ``reader_gone`` and calls it once (the run stops:
+    its output is read by nobody), as Unix tools end; it was a traceback, the whole video run, and
+    exit 1."""
 
-    def __init__(self, path: Path | str, *, append: bool = True) -> None:
+    def __init__(self, path: Path | str, *, append: bool = True,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
         self._owned = str(path) != EVENTS_STDOUT
+        self.reader_gone = False
+        self._on_reader_gone = on_reader_gone
         self._file: TextIO
         if self._owned:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -60,14 +67,25 @@ class JsonlSink:
 
     def emit(self, event: JsonRecord) -> None:
         with self._lock:
-            self._file.write(event.to_json() + "\n")
-            self._file.flush()
+            if self.reader_gone:
+                return
+            try:
+                self._file.write(event.to_json() + "\n")
+                self._file.flush()
+            except BrokenPipeError:
+                # a named pipe (FIFO) given as the file: an error; without on_reader_gone the caller
+                # ends on it (drive's run)
+                if self._owned or self._on_reader_gone is None:
+                    raise
+                self.reader_gone = True
+        if self.reader_gone and self._on_reader_gone is not None:
+            self._on_reader_gone()
 
     def close(self) -> None:
         with self._lock:
             if self._owned:
                 self._file.close()
-            else:
+            elif not self.reader_gone:
                 self._file.flush()
 
 

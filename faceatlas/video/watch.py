@@ -30,6 +30,7 @@ class WatchReport:
     events: dict[str, int] = field(default_factory=dict)
     undelivered: dict[str, int] = field(default_factory=dict)
     failed: dict[str, FaceAtlasError] = field(default_factory=dict)
+    reader_gone: bool = False  # the reader of the events on standard output went away: the run stopped
 
     @property
     def exit_status(self) -> int:
@@ -37,7 +38,10 @@ class WatchReport:
         file's camera was stopped before its end; when cameras failed, 2 if every one did, else 1
         (the others' results stand, as a command over many inputs exits); 1 when a sink could not
         deliver some events (a consumer missed some), else 0. A caller of :func:`run_watch` reads it
-        (or ``failed``): a camera's failure is in the report, not raised."""
+        (or ``failed``): a camera's failure is in the report, not raised. 141 (128 + SIGPIPE) when
+        the reader of ``--events -`` went away and the run stopped for it, as a Unix tool's."""
+        if self.reader_gone:
+            return 141
         if any(stats.interrupted for stats in self.cameras):
             return 130
         if self.failed:
@@ -101,12 +105,12 @@ def check_camera_source(source: str | int | Path, *, of: str | None = None) -> N
         raise InvalidInput(f"{said}cannot read video source: {exc}") from exc
 
 
-def build_sinks(config: WatchConfig) -> list[EventSink]:
-    """The event sinks ``config`` names: JSONL file, database table (its rows under
-    :func:`events_tenant`), webhooks, MQTT."""
+def build_sinks(config: WatchConfig, *, on_reader_gone: Callable[[], None] | None = None) -> list[EventSink]:
+    """The event sinks ``config`` names: JSONL file (``on_reader_gone``: see :class:`JsonlSink`),
+    database table (its rows under :func:`events_tenant`), webhooks, MQTT."""
     sinks: list[EventSink] = []
     if config.events:
-        sinks.append(JsonlSink(config.events))
+        sinks.append(JsonlSink(config.events, on_reader_gone=on_reader_gone))
     if config.database:
         sinks.append(DatabaseSink(config.database, tenant=events_tenant(config.tenant)))
     if config.webhook:
@@ -151,11 +155,17 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     # one detector for every camera: the union of their classes (and of the labels they alias)
     wanted = sorted({n for c in config.cameras if c.persons for n in [*c.classes, *c.aliases]})
     person_detector = ObjectDetector(threads=1, classes=wanted, name=config.detector) if with_persons else None
-    bus = EventBus(build_sinks(config))
+    pipelines: list[VideoPipeline] = []
+
+    def stop_every_camera() -> None:  # the events' reader went away: nobody reads what the run makes
+        for pipeline in pipelines:
+            pipeline.stop()
+
+    bus = EventBus(build_sinks(config, on_reader_gone=stop_every_camera))
     matcher: IdentityMatcher | None = GalleryMatcher(gallery, config.collection) if gallery and config.collection \
         else None
-    pipelines = [VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher, on_frame=on_frame)
-                 for camera in config.cameras]
+    pipelines.extend(VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher,
+                                   on_frame=on_frame) for camera in config.cameras)
     failed: dict[str, FaceAtlasError] = {}
     try:
         results = run_cameras(pipelines)
@@ -164,4 +174,5 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     finally:
         with interrupts_held("the sinks deliver their events"):
             bus.close()
-    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered(), failed)
+    gone = any(isinstance(sink, JsonlSink) and sink.reader_gone for sink in bus.sinks)
+    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered(), failed, reader_gone=gone)

@@ -101,3 +101,30 @@ def test_a_second_ctrl_c_while_watch_stops_keeps_the_summary_and_the_outputs(ham
         assert sum(1 for _ in video.decode(video=0)) == frames
     kinds = [json.loads(line)["type"] for line in events.read_text().splitlines()]
     assert kinds.count("track_started") == kinds.count("track_ended") > 0 and "counts" in kinds
+
+
+def test_events_to_a_reader_that_went_away_stop_the_run_quietly(hamilton: Path, tmp_path: Path) -> None:
+    """`watch clip --events - | head -1` wrote a BrokenPipeError traceback, ran the whole clip for
+    nobody, said "JsonlSink: N events not delivered" and exited 1: it stops at once, says nothing
+    and exits 141 (128 + SIGPIPE), as `drive` and the other commands do (README)."""
+    output = tmp_path / "out.mp4"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "FACEATLAS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}"}
+    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "watch", str(hamilton), "--no-persons", "--pack",
+                              "scrfd-mbf", "--events", "-", "--output", str(output)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        child.stdout.close()
+        _, stderr = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert json.loads(first)["type"], first
+    assert child.returncode == 141, stderr[-2000:]
+    assert "Traceback" not in stderr and "not delivered" not in stderr, stderr[-2000:]
+    with av.open(str(hamilton)) as clip:
+        frames = sum(1 for _ in clip.decode(video=0))
+    with av.open(str(output)) as video:  # stopped before the clip's end, its output closed
+        written = sum(1 for _ in video.decode(video=0))
+    assert 0 < written < frames, (written, frames)
