@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from faceatlas.apps.kyc import REASON_WORDS, KycConfig, KycService, parse_challenge
-from faceatlas.cli.errors import Output, json_text
+from faceatlas.cli.errors import Output, json_text, writing_stdout
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url
 from faceatlas.engine import FaceAnalyzer
@@ -41,18 +41,19 @@ def verify(
                          FaceAnalyzer(pack, announce_license=False), KycConfig(far=far))
     with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):
         info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
-    if as_json:
-        print(json_text(info.to_dict()))
-    else:
-        details = info.details
-        match = details.get("match", {})
-        liveness = details.get("liveness", {})
-        console.print(f"session {info.id}: [bold]{'ACCEPTED' if info.accepted else 'REFUSED'}[/bold]"
-                      + (f" ({', '.join(info.reasons)})" if info.reasons else ""))
-        console.print(f"  match similarity {_similarity(match, info.reasons)} "
-                      f"(threshold {details.get('thresholds', {}).get('match')} "
-                      f"at FAR {far:g}); liveness {_or_unchecked(liveness.get('score'))}; challenge: "
-                      f"{details.get('challenge_result', {}).get('detail', '-')}")
+    with writing_stdout():  # a stdout that cannot be written (> /dev/full): one line, exit 2
+        if as_json:
+            print(json_text(info.to_dict()))
+        else:
+            details = info.details
+            match = details.get("match", {})
+            liveness = details.get("liveness", {})
+            console.print(f"session {info.id}: [bold]{'ACCEPTED' if info.accepted else 'REFUSED'}[/bold]"
+                          + (f" ({', '.join(info.reasons)})" if info.reasons else ""), soft_wrap=True)
+            console.print(f"  match similarity {_similarity(match, info.reasons)} "
+                          f"(threshold {details.get('thresholds', {}).get('match')} "
+                          f"at FAR {far:g}); liveness {_or_unchecked(liveness.get('score'))}; challenge: "
+                          f"{details.get('challenge_result', {}).get('detail', '-')}", soft_wrap=True)
     raise typer.Exit(0 if info.accepted else 1)
 
 

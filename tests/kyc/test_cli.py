@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -33,6 +36,23 @@ def test_kyc_verify_refuses_a_moved_photo(tmp_path: Path, shared: Path, miranda_
     for tenant in ("", " ", "x" * 201, "a\nb"):  # were kept as given: a session nobody could name again
         refused = runner.invoke(app, [*args, "--challenge", "blink", "--tenant", tenant])
         assert refused.exit_code == 2 and "validation_error" in refused.output and "tenant" in refused.output, tenant
+
+
+def test_kyc_verify_to_a_full_stdout_is_one_line(tmp_path: Path, shared: Path, miranda_card: bytes) -> None:
+    """`kyc verify ... > /dev/full` said "error (error): [Errno 28] No space left on device": it says
+    what could not be written, as every other command (exit 2)."""
+    document, selfie = tmp_path / "id.jpg", tmp_path / "selfie.mp4"
+    document.write_bytes(miranda_card)
+    selfie.write_bytes(encode_mp4(moved_still(still(shared / MIRANDA), seconds=1.2, fps=10, size=(480, 360)), 10))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "kyc", "verify", "--document", str(document),
+                              "--selfie", str(selfie), "--pack", "scrfd-mbf", "--challenge", "blink",
+                              "--db", f"sqlite:///{tmp_path / 'kyc.db'}"],
+                             stdout=full, stderr=subprocess.PIPE, text=True, timeout=300, env=env)
+    assert run.returncode == 2, run.stderr[-2000:]
+    said = "error (bad_request): cannot write the standard output: no space left on device"
+    assert run.stderr.strip().splitlines()[-1] == said, run.stderr[-2000:]
 
 
 def test_a_refused_kyc_verify_leaves_no_session(tmp_path: Path, miranda_card: bytes) -> None:
