@@ -62,6 +62,8 @@ def _progress(disable: bool, kept: str | Callable[[], str],
 
     def update(done: int, total: int) -> None:
         now = time.perf_counter()
+        if "start" not in state:  # shown from the job's first word on: a job refused before has no bar
+            bar.start()
         state.setdefault("start", now)
         state.setdefault("first", done)
         elapsed = now - state["start"]
@@ -70,8 +72,11 @@ def _progress(disable: bool, kept: str | Callable[[], str],
         state["done"], state["total"] = done, total
 
     try:
-        with bar, redirect_stdout(sys.stderr):
-            yield update
+        with redirect_stdout(sys.stderr):
+            try:
+                yield update
+            finally:
+                bar.stop()
     except KeyboardInterrupt:
         done = int(state.get("done", 0))
         if written is not None:

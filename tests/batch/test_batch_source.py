@@ -431,6 +431,7 @@ def test_an_output_of_another_source_or_kind_of_job_is_refused_before_anything_r
         result = CliRunner().invoke(app, ["batch", *args, "--workers", "1"])
         assert result.exit_code == 2 and "error (validation_error)" in result.output, result.output
         assert "processed" not in result.output  # no job ran
+        assert "0/?" not in result.output and "━" not in result.output  # nor a bar of it: one line (README)
         return " ".join(result.output.split())
 
     assert f"holds the output of another source ({folders}), not of {other}" in refused(
