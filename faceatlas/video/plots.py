@@ -37,7 +37,8 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
         known = count_cameras(engine, tenant)
         if camera not in known:
             listed = f"cameras with counts: {', '.join(known[:20])}" if known else "no camera stored counts there"
-            raise NotFound(f"no counts of camera {camera[:64]!r} in the database ({listed})")
+            raise NotFound(f"no counts of camera {camera[:64]!r} of tenant {tenant[:64]!r} in the database ({listed} "
+                           f"for that tenant; --tenant names another)")
         while True:
             page = list_counts(engine, tenant, camera, since=since, until=until, label=label)
             rows += page.rows

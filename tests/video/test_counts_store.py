@@ -448,6 +448,8 @@ def test_counts_takes_the_tenant_in_the_form_cams_yaml_gives_it(tmp_path):
         assert result.exit_code == 0 and "seen 2" in result.output, (tenant, result.output)
     other = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", "svc:other"])
     assert other.exit_code == 2 and "no counts of camera 'gate'" in other.output, other.output
+    said = " ".join(other.output.split())  # the tenant it read is named: the database holds counts, another's
+    assert "of tenant 'other'" in said and "for that tenant; --tenant names another" in said, said
 
 
 def test_a_chart_that_cannot_be_written_is_refused_before_the_table(database, tmp_path):
