@@ -29,6 +29,11 @@ def test_kyc_verify_refuses_a_moved_photo(tmp_path: Path, shared: Path, miranda_
     session = json.loads(result.stdout)
     assert session["challenge"] == ["blink", "turn_left"] and session["status"] == "rejected"
     assert "challenge_failed" in session["reasons"] and session["details"]["match"]["match"]
+    # the liveness threshold it was decided at is stated (docs/kyc.md), not null for the default's
+    from faceatlas.engine import REAL_THRESHOLD
+
+    assert session["details"]["thresholds"]["liveness"] == REAL_THRESHOLD
+    assert session["details"]["liveness"]["threshold"] == REAL_THRESHOLD
     again = runner.invoke(app, [*args, "--challenge", "blink"])  # the same file again: a replay
     assert again.exit_code == 1 and "replay" in again.stdout
     wrong = runner.invoke(app, [*args, "--challenge", "wink"])

@@ -168,9 +168,9 @@ def run_checks(analyzer: FaceAnalyzer, document: ImageInput, selfie: Selfie, cha
         references["selfie"] = selfie.frames[top].copy()
         probabilities = np.mean([face.liveness.probabilities for face, _ in best if face.liveness], axis=0)
         liveness = LivenessResult((float(probabilities[0]), float(probabilities[1]), float(probabilities[2])))
-        real = liveness.is_real(config.liveness_threshold)
+        real = liveness.is_real(config.liveness_cut)
         details["liveness"] = {"score": round(liveness.score, 4), "frames": len(best),
-                               "threshold": config.liveness_threshold, "real": real}
+                               "threshold": config.liveness_cut, "real": real}
         if not real:
             reasons.add("liveness_failed")
         if document_face is not None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from faceatlas.engine import REAL_THRESHOLD
 from faceatlas.errors import InvalidArgument
 from faceatlas.settings import MAX_KYC_SESSION_SECONDS
 
@@ -93,6 +94,12 @@ class KycConfig:
     best_frames: int = 3
     # Passive liveness: the mean real-class probability of the best frames (None: the engine's rule).
     liveness_threshold: float | None = None
+
+    @property
+    def liveness_cut(self) -> float:
+        """The liveness threshold a session is decided at: ``liveness_threshold``, else the engine's
+        one rule (:data:`~faceatlas.engine.REAL_THRESHOLD`); what a decision's details state."""
+        return REAL_THRESHOLD if self.liveness_threshold is None else self.liveness_threshold
     # The document: faces smaller than this (pixels, box height) are searched again on an upscaled copy.
     document_min_face: int = 80
     document_upscale: float = 2.0

@@ -323,7 +323,7 @@ class KycService:
         outcome.details.setdefault("thresholds", {
             "far": self.config.far,
             "match": self._match_threshold(),  # the match's own (Verdict.to_dict rounds it alike) or the one it uses
-            "liveness": self.config.liveness_threshold,
+            "liveness": self.config.liveness_cut,  # the one it is decided at (it said null: the default's)
             "turn_yaw": self.config.turn_yaw, "look_up_pitch": self.config.look_up_pitch,
             "blink_closed": self.config.blink_closed, "mouth_open_mar": self.config.mouth_open_mar,
             "step_s": self.config.step_s, "min_quality": self.config.min_quality,
