@@ -97,11 +97,11 @@ def check_video_path(path: str | Path) -> Path:
     except UnicodeEncodeError:
         raise InvalidArgument(f"{str(path)!r}: a video's file name must be valid UTF-8 (OpenCV cannot write "
                               "this one); give another name") from None
+    if path.is_dir():  # OpenCV said only "could not open the video for writing", at the first frame
+        raise InvalidArgument(f"{path} is a folder: give a video file to write, such as {path / 'out.mp4'}")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InvalidArgument(f"{path}: cannot write a video with suffix {path.suffix or '(none)'!r}; "
                               f"use {', '.join(VIDEO_SUFFIXES)}")
-    if path.is_dir():  # OpenCV said only "could not open the video for writing", at the first frame
-        raise InvalidArgument(f"{path} is a folder: give a video file to write, such as {path / 'out.mp4'}")
     return path
 
 

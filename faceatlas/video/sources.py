@@ -86,8 +86,8 @@ def check_video_file(path: str | Path) -> None:
     file that is no video before it writes anything (its events file, its output video)."""
     try:
         container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise OSError(f"cannot open video source {str(path)!r}: {exc}") from exc
+    except av.error.FFmpegError as exc:  # FFmpeg's reason without its error number and the path again
+        raise OSError(f"cannot open video source {str(path)!r}: {(exc.strerror or str(exc)).lower()}") from exc
     with container:
         if not container.streams.video:
             raise OSError(f"no video stream in {str(path)!r}")

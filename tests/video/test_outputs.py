@@ -136,6 +136,13 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_run(clip: Path, t
     (tmp_path / "adir.mp4").mkdir()
     result = _watch(clip, "--output", tmp_path / "adir.mp4")
     assert result.exit_code == 2 and "adir.mp4 is a folder" in result.output, result.output
+    (tmp_path / "snaps").mkdir()  # a folder without a video's suffix is said to be a folder too (not "suffix '(none)'")
+    result = _watch(clip, "--output", tmp_path / "snaps")
+    assert result.exit_code == 2 and "snaps is a folder" in result.output, result.output
+    (tmp_path / "junk.mp4").write_text("not a video")  # FFmpeg's reason, without its error number
+    result = _watch(tmp_path / "junk.mp4")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "invalid data found when processing input" in said and "Errno" not in said, said
     (tmp_path / "cams.yaml").write_text(f"cameras: [{{name: a, source: {clip}, snapshots: /proc/snaps}}]\n")
     result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml")])
     assert result.exit_code == 2 and "snapshots /proc/snaps cannot be written" in result.output, result.output
