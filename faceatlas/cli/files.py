@@ -39,11 +39,13 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
     return [image for path in paths for image in (folder_images(path) if path.is_dir() else [path])]
 
 
-def progress(console: Console, *, disable: bool = False) -> Progress:
+def progress(console: Console, *, disable: bool = False, keep_stdout: bool = False) -> Progress:
     """A progress bar (description, bar, done/total, time left) on ``console``; ``disable``: none at all.
-    The description is plain text, as written: a camera named 'Lobby [east]' was "Lobby" (markup)."""
+    The description is plain text, as written: a camera named 'Lobby [east]' was "Lobby" (markup).
+    ``keep_stdout``: standard output is left as it is while the bar shows (on a terminal rich puts its
+    own in its place, above the bar: `watch --events - | head` wrote its events there, to the terminal)."""
     return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, disable=disable)
+                    TimeRemainingColumn(), console=console, disable=disable, redirect_stdout=not keep_stdout)
 
 
 @contextmanager

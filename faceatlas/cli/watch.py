@@ -90,7 +90,7 @@ def watch(
     # config's `database:`, else the settings' database (FACEATLAS_DATABASE_URL, else the default file)
     settings.database = settings.database or default_database_url()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
-    with progress(err) as bar:
+    with progress(err, keep_stdout=str(settings.events) == "-") as bar:  # the events are the output then
         tasks: dict[str, TaskID] = {}
 
         def advance(camera: str, index: int, total: int | None) -> None:  # from the cameras' threads

@@ -4,8 +4,10 @@ its events reach the sinks before the call returns."""
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 import av
+import pytest
 
 from faceatlas.video.config import CameraConfig
 from faceatlas.video.pipeline import VideoPipeline, run_cameras
@@ -103,24 +106,33 @@ def test_a_second_ctrl_c_while_watch_stops_keeps_the_summary_and_the_outputs(ham
     assert kinds.count("track_started") == kinds.count("track_ended") > 0 and "counts" in kinds
 
 
-def test_events_to_a_reader_that_went_away_stop_the_run_quietly(hamilton: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stderr_is", ["a file", "a terminal"])
+def test_events_to_a_reader_that_went_away_stop_the_run_quietly(hamilton: Path, tmp_path: Path, stderr_is: str) -> None:
     """`watch clip --events - | head -1` wrote a BrokenPipeError traceback, ran the whole clip for
     nobody, said "JsonlSink: N events not delivered" and exited 1: it stops at once, says nothing
-    and exits 141 (128 + SIGPIPE), as `drive` and the other commands do (README)."""
+    and exits 141 (128 + SIGPIPE), as `drive` and the other commands do (README). With stderr a
+    terminal (the progress bar shows), the events went to the terminal, above the bar, not the pipe."""
     output = tmp_path / "out.mp4"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "FACEATLAS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}"}
-    child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "watch", str(hamilton), "--no-persons", "--pack",
-                              "scrfd-mbf", "--events", "-", "--output", str(output)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+    terminal, side = pty.openpty() if stderr_is == "a terminal" else (None, None)
+    with open(log, "w") as into:
+        child = subprocess.Popen([sys.executable, "-m", "faceatlas.cli", "watch", str(hamilton), "--no-persons",
+                                  "--pack", "scrfd-mbf", "--events", "-", "--output", str(output)],
+                                 env=env, stdout=subprocess.PIPE, stderr=side if side is not None else into, text=True)
+    if side is not None:
+        os.close(side)
+        threading.Thread(target=_drain, args=(terminal,), daemon=True).start()  # a terminal that is read
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
         child.stdout.close()
-        _, stderr = child.communicate(timeout=300)
+        child.wait(timeout=300)
     finally:
         child.kill()
-    assert json.loads(first)["type"], first
+    stderr = log.read_text()
+    assert first and json.loads(first)["type"], (first, stderr[-2000:])
     assert child.returncode == 141, stderr[-2000:]
     assert "Traceback" not in stderr and "not delivered" not in stderr, stderr[-2000:]
     with av.open(str(hamilton)) as clip:
@@ -128,3 +140,9 @@ def test_events_to_a_reader_that_went_away_stop_the_run_quietly(hamilton: Path, 
     with av.open(str(output)) as video:  # stopped before the clip's end, its output closed
         written = sum(1 for _ in video.decode(video=0))
     assert 0 < written < frames, (written, frames)
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(fd, 4096):
+            pass
