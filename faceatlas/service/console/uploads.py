@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import Request, UploadFile
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.errors import FaceAtlasError, Forbidden, QuotaExceeded, RateLimited
+from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, Forbidden, QuotaExceeded, RateLimited
 from faceatlas.service.accounts import Principal, billed
 from faceatlas.service.console.base import gate
 from faceatlas.service.db import UsageRecord
@@ -56,6 +57,12 @@ async def each_photo(request: Request, principal: Principal, accounts: Any, oper
             if getattr(request.state, "meter", None) is not meter:
                 meter = None  # the gate gave this call back already (e.g. shared state unavailable)
             outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": client_message(exc)})
+        except OperationalError:  # the database dropped: that photo's 503, as the API answers it
+            status = DatabaseUnavailable.status
+            if getattr(request.state, "meter", None) is not meter:
+                meter = None
+            outcomes.append({"file": upload.filename, "ok": False, "code": DatabaseUnavailable.code,
+                             "message": "the database is unavailable; nothing was written"})
         except Exception:  # noqa: BLE001 - a fault on one photo is that photo's 500, as one API call's
             # (its traceback logged): the photos done before it stay recorded and billed, and the form's
             # outcome (kept under its one-time token) says which were enrolled, so a second sending does
