@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from faceatlas.apps.drive import quiet_mediapipe
 from faceatlas.apps.kyc import REASON_WORDS, KycConfig, KycService, parse_challenge
 from faceatlas.cli.errors import Output, json_text, writing_stdout
 from faceatlas.cli.options import database_option
@@ -37,6 +38,7 @@ def verify(
 ) -> None:
     """Decide one verification; exit 0 when accepted, 1 when refused (the reasons are printed)."""
     actions = parse_challenge(challenge)
+    quiet_mediapipe(native=True)  # MediaPipe's start-up lines on stderr: of no use to whoever runs this
     service = KycService(create_database_engine(db or default_database_url()),
                          FaceAnalyzer(pack, announce_license=False), KycConfig(far=far))
     with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):

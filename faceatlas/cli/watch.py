@@ -67,7 +67,10 @@ def watch(
     it and how many), or when some cameras failed (each named, with why, after the others' summary;
     2 when every camera failed); 130 when Ctrl-C (or SIGTERM) stopped a file's camera before the
     file's end."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FaceAtlas's own INFO lines (reconnects, the pack's licence); other libraries' warnings only (Alembic
+    # said "setup plugin ..." nine times as the events database was made)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faceatlas").setLevel(logging.INFO)
     if config is not None:
         beside = [name for name, given in (("SOURCE", source is not None), ("--stride", stride is not None),
                                            ("--line", bool(line)), ("--output", output is not None)) if given]

@@ -6,8 +6,11 @@ was a usage error), and `watch` without `database:` stored nothing, FACEATLAS_DA
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -80,3 +83,28 @@ def test_watch_without_database_stores_in_the_settings_database_and_the_readme_c
     result = CliRunner().invoke(app, _readme_counts("street", tmp_path))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "counts.png").stat().st_size > 5000 and (tmp_path / "heat.png").stat().st_size > 5000
+
+
+def test_watch_says_its_own_lines_not_alembics(pedestrians, tmp_path):
+    """A gallery collection to recognise against: stderr had nine "INFO alembic.runtime.plugins: setup
+    plugin ..." lines and two of Alembic's migration context before the first of FaceAtlas's own
+    (`watch` set every logger to INFO); FaceAtlas's lines (the pack's licence) stay."""
+    clip = tmp_path / "walk.mp4"
+    capture = cv2.VideoCapture(str(pedestrians))
+    ok, frame = capture.read()
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10, (frame.shape[1], frame.shape[0]))
+    for _ in range(4):
+        writer.write(frame)
+    writer.release()
+    capture.release()
+    gallery = f"sqlite:///{tmp_path / 'gallery.db'}"
+    made = CliRunner().invoke(app, ["gallery", "create", "staff", "--db", gallery, "-p", "scrfd-mbf"])
+    assert made.exit_code == 0, made.output
+    (tmp_path / "cams.yaml").write_text(f"database: sqlite:///{tmp_path / 'events.db'}\ngallery: {gallery}\n"
+                                        f"collection: staff\ncameras:\n  - {{name: street, source: {clip}}}\n")
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", "watch", "--config", str(tmp_path / "cams.yaml"),
+                          "-p", "scrfd-mbf"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "alembic" not in run.stderr, run.stderr[-2000:]
+    assert " faceatlas: model pack 'scrfd-mbf'" in run.stderr, run.stderr[-2000:]
