@@ -204,6 +204,15 @@ class Cut:
             raise InvalidArgument("threshold and far are alternative cuts: give one of them")
         return cls(threshold=threshold, far=DEFAULT_FAR if threshold is None and far is None else far)
 
+    def check(self, calibration: Calibration | None) -> Cut:
+        """This cut, when ``calibration`` can decide at it: a ``far`` it holds no threshold for is
+        :class:`FarNotCalibrated`. Doors call it before any face is analysed: ``far=0.5`` was refused
+        only after the models ran, and the faces were billed. Without a calibration the decision
+        says so where it is made (a verdict without a match, or :class:`NotCalibrated`)."""
+        if calibration is not None and self.threshold is None and self.far is not None:
+            calibration.threshold(self.far)
+        return self
+
     @property
     def decides(self) -> bool:
         return self.threshold is not None or self.far is not None or self.fpir is not None

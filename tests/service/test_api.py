@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -43,6 +44,22 @@ def test_compare_same_and_different_people(api, examples):
     assert same["similarity"] > 0.5 > different["similarity"]
     if same["match"] is not None:  # the pack is calibrated: FAR-based verdicts
         assert same["match"] is True and different["match"] is False
+
+
+def test_compare_at_a_far_not_calibrated_is_refused_before_any_face_is_billed(api, examples):
+    """POST /compare?far=0.5 answered 422 "not one of the calibrated rates" only after both faces
+    were analysed, and the bill counted them (faces: 2). The rate is checked first: no face billed."""
+    images = examples / "tests" / "test_images"
+    tenant = f"far-{uuid.uuid4().hex[:8]}"
+    api.accounts.create_tenant(tenant)
+    key = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    with api.client(key) as client:
+        pair = {**_upload(images / "obama.jpg", "image_a"), **_upload(images / "obama2.jpg", "image_b")}
+        refused = client.post("/v1/compare", params={"far": 0.5}, files=pair)
+        assert refused.status_code == 422, refused.text
+        assert "far 0.5 is not one of the calibrated rates" in refused.json()["error"]["message"]
+        [row] = [r for r in client.get("/v1/usage").json()["rows"] if r["operation"] == "compare"]
+    assert (row["calls"], row["errors"], row["faces"]) == (1, 1, 0)
 
 
 def test_liveness_endpoint(api, shared):

@@ -166,6 +166,28 @@ def test_a_tenant_can_never_read_count_or_infer_another_tenants_data(api, collec
         assert still.status_code == 200 and still.json()["external_id"] == subject
 
 
+def test_verify_and_search_at_a_far_not_calibrated_are_refused_before_any_face_is_billed(api, examples):
+    """POST .../verify?far=0.5 and .../search?far=0.5 answered 422 "not one of the calibrated rates"
+    only after the query face was analysed, and the bill counted it (faces: 1). The rate is checked
+    first: no face billed."""
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    tenant = f"far-{uuid.uuid4().hex[:8]}"
+    api.accounts.create_tenant(tenant)
+    key = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "people"}).status_code == 201
+        assert http.post("/v1/collections/people/subjects", json={"id": "obama"}).status_code == 201
+        image = {"image": ("obama.jpg", photo.read_bytes(), "image/jpeg")}
+        refused = {"verify": http.post("/v1/collections/people/subjects/obama/verify", params={"far": 0.5},
+                                       files=image),
+                   "search": http.post("/v1/collections/people/search", params={"far": 0.5}, files=image)}
+        rows = {r["operation"]: r for r in http.get("/v1/usage").json()["rows"]}
+    for operation, answer in refused.items():
+        assert answer.status_code == 422, (operation, answer.text)
+        assert "far 0.5 is not one of the calibrated rates" in answer.json()["error"]["message"], operation
+        assert (rows[operation]["calls"], rows[operation]["errors"], rows[operation]["faces"]) == (1, 1, 0), operation
+
+
 def test_merge_export_and_import_over_rest(api, examples):
     """Issue 16.12: the everyday operations the REST API lacked (merge, export, import)."""
     train = examples / "examples" / "knn_examples" / "train"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from faceatlas.engine import DEFAULT_FAR, NoFace
+from faceatlas.engine import DEFAULT_FAR, Cut, NoFace
 from faceatlas.service.deps import AnalyzerDep, Meter, PoolDep, image_request_body, metered, read_images
 from faceatlas.service.schemas import CompareOut, DetectOut, LivenessOut
 
@@ -47,6 +47,7 @@ async def compare(
     """1:1: the largest face of each image, their similarity and a FAR-calibrated verdict;
     ``faces_in_image_a`` / ``_b``: how many faces each image holds (a group photo's largest face
     was compared without a word)."""
+    Cut.verifying(far=far).check(analyzer.calibration)  # a rate the pack has no threshold for: before any face
     images, _ = await read_images(request, *IMAGE_PAIR)
     results = await asyncio.gather(*(pool.largest_face(images[n]) for n in IMAGE_PAIR))
     for name, largest in zip(IMAGE_PAIR, results):

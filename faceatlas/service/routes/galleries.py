@@ -377,6 +377,7 @@ async def search(
         meter.faces = 1
         return {"results": [{"face": None, "matches": [m.to_dict() for m in matches],
                              "unknown": not matches if decided else None}], **cut}
+    decision.check(pool.analyzer.calibration)  # a far the pack has no threshold for: refused before any face
     images, _ = await read_images(request, "image")
     if all_faces:
         faces = await pool.analyze(images["image"])
@@ -414,7 +415,8 @@ async def verify(
     threshold: Annotated[float | None, Query(ge=-1, le=1, description="raw cosine cut-off (instead of far)")] = None,
 ) -> dict[str, Any]:
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
-    cut = Cut.verifying(threshold=threshold, far=far)  # one of them; neither: the default far
+    # one of them; neither: the default far; a far the pack has no threshold for is refused before any face
+    cut = Cut.verifying(threshold=threshold, far=far).check(pool.analyzer.calibration)
     # a collection or subject that is not there is 404 before the image is read or any face analysed
     await run_in_threadpool(gallery.get_subject, collection, subject)
     images, _ = await read_images(request, "image")
