@@ -3,9 +3,13 @@ face pay with liveness (once per key), refunds, alerts, occupancy, erasure."""
 
 from __future__ import annotations
 
+import io
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
+
+from PIL import Image
 
 from faceatlas.apps.retail import Camera, Entry, Product, RetailStore, StoreConfig
 from faceatlas.apps.retail.db import StoreRecord
@@ -156,3 +160,23 @@ def test_a_member_photo_of_several_people_is_refused_and_the_answer_says_the_fac
         assert (again.status_code, again.json()["error"]["code"]) == (422, "too_many_faces")
         listed = acme.get(f"{base}/members").json()["members"]
         assert [(m["id"], m["faces"]) for m in listed] == [(member.id, 2)] and "faces_in_image" not in listed[0]
+
+
+def test_face_pay_with_no_face_in_the_photo_bills_no_face(api, fast_analyzer, tmp_path) -> None:
+    """POST .../pay with a photo holding no face (1x1 black) answered 200 no_visit, and the bill
+    counted a face for it (retail.pay faces + 1). The answer stands; the faces billed are those found."""
+    tenant = f"pay-{uuid.uuid4().hex[:8]}"
+    api.accounts.create_tenant(tenant)
+    key = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    config = StoreConfig(id=f"pay-{tmp_path.name[-6:]}", tenant=tenant,
+                         cameras=[Camera(id="door", role="door"), Camera(id="till", role="checkout")])
+    RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx").close()
+    black = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(black, "PNG")
+    with api.client(key) as http:
+        paid = http.post(f"/v1/retail/stores/{config.id}/pay", params={"camera": "till", "event": "e9"},
+                         files={"image": ("black.png", black.getvalue(), "image/png")})
+        assert paid.status_code == 200, paid.text
+        assert (paid.json()["status"], paid.json()["member_id"]) == ("no_visit", None)
+        [row] = [r for r in http.get("/v1/usage").json()["rows"] if r["operation"] == "retail.pay"]
+    assert (row["calls"], row["errors"], row["faces"]) == (1, 0, 0)

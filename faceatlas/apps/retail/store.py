@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -94,7 +94,8 @@ class AlertResolution:
 
 @dataclass(frozen=True)
 class ExitOutcome:
-    """What an exit did. ``repeated`` is True when the event had been handled already."""
+    """What an exit did. ``repeated`` is True when the event had been handled already; ``faces``:
+    how many faces this exit analysed (0 for a photo without one, or a repeated event)."""
 
     status: ExitStatus
     visit_id: int | None
@@ -103,6 +104,7 @@ class ExitOutcome:
     charge_id: int | None = None
     alert: str | None = None
     repeated: bool = False
+    faces: int = 0
 
 
 class RetailStore:
@@ -347,7 +349,7 @@ class RetailStore:
                 raise Conflict("another exit of this shopper is being recorded; try again") from exc
         if outcome.charge_id is not None:
             self._settle(outcome.charge_id)
-        return outcome
+        return replace(outcome, faces=int(face is not None))
 
     def _close(self, session: Session, event: Exit, has_face: bool, live: bool,
                member_id: str | None, matched: int = 0) -> ExitOutcome:

@@ -359,7 +359,7 @@ async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, g
     exit_id = "api:" + hashlib.sha256(f"{store_id}\x00{event}".encode()).hexdigest()[:40]  # one store's ids
     outcome = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.exit(
         Exit(camera, utcnow(), image=images["image"], id=exit_id)))
-    meter.faces = 1
+    meter.faces = outcome.faces  # a photo without a face (or a repeated event) analysed none
     return asdict(outcome)
 
 
