@@ -43,6 +43,7 @@ from faceatlas.gallery.types import (
     Match,
     Page,
     ReembedReport,
+    SubjectChange,
     SubjectInfo,
     Verification,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "NotFound",
     "Page",
     "ReembedReport",
+    "SubjectChange",
     "SubjectInfo",
     "TemplateIndex",
     "Verification",

@@ -92,6 +92,7 @@ from faceatlas.gallery.types import (
     Match,
     Page,
     ReembedReport,
+    SubjectChange,
     SubjectInfo,
     Verification,
 )
@@ -469,6 +470,14 @@ class Gallery:
                        metadata: dict[str, Any] | None = None, replace_metadata: bool = False,
                        new_external_id: str | None = None) -> SubjectInfo:
         """Change a subject's name, metadata (merged unless ``replace_metadata``) or external id."""
+        return self.change_subject(collection, external_id, name=name, metadata=metadata,
+                                   replace_metadata=replace_metadata, new_external_id=new_external_id).subject
+
+    def change_subject(self, collection: str, external_id: str, *, name: str | None = None,
+                       metadata: dict[str, Any] | None = None, replace_metadata: bool = False,
+                       new_external_id: str | None = None) -> SubjectChange:
+        """:meth:`update_subject`, saying whether it changed the subject: no field given, or each
+        as it was (the same name again, metadata merged to what it held), changes nothing."""
         check_text(name)
         if metadata is not None:
             check_metadata(metadata)
@@ -477,15 +486,17 @@ class Gallery:
         try:
             with self._sessions.begin() as session:
                 subject = self._subject(session, self._collection(session, collection), external_id)
+                before = (subject.name, dict(subject.meta), subject.external_id)
                 if name is not None:
                     subject.name = name
                 if metadata is not None:
                     subject.meta = check_metadata(dict(metadata) if replace_metadata else {**subject.meta, **metadata})
                 if new_external_id is not None:
                     subject.external_id = new_external_id
+                changed = (subject.name, dict(subject.meta), subject.external_id) != before
         except IntegrityError as exc:
             raise AlreadyExists(f"subject '{new_external_id}' already exists in '{collection}'") from exc
-        return self.get_subject(collection, new_external_id or external_id)
+        return SubjectChange(self.get_subject(collection, new_external_id or external_id), changed)
 
     def merge_subjects(self, collection: str, keep: str, absorb: str) -> SubjectInfo:
         """Move every face of ``absorb`` to ``keep`` (metadata merged, ``keep`` wins) and delete

@@ -57,6 +57,15 @@ class SubjectInfo:
 
 
 @dataclass(frozen=True)
+class SubjectChange:
+    """A subject after an update, and whether the update ``changed`` it (a call that changes
+    nothing, as the same name again or no field, writes no audit record)."""
+
+    subject: SubjectInfo
+    changed: bool
+
+
+@dataclass(frozen=True)
 class FaceInfo:
     """One enrolled face (its embedding stays in the database)."""
 

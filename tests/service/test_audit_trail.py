@@ -213,6 +213,25 @@ def test_a_call_that_changes_nothing_is_not_audited(api) -> None:
     assert [r.action for r in api.accounts.audit_log(tenant)].count("tenant.update") == 1
 
 
+def test_a_subject_patch_that_changes_nothing_is_not_audited(api) -> None:
+    """PATCH /v1/collections/{c}/subjects/{s} with {} or the name it has wrote a subject.update each
+    time, though a call that changes nothing writes no audit record (README); a change is audited once."""
+    _, key = _new_tenant(api, "same")
+    with api.client(key) as http:
+        assert http.post("/v1/collections", json={"name": "gz"}).status_code == 201
+        assert http.post("/v1/collections/gz/subjects", json={"id": "s1", "name": "Ann",
+                                                              "metadata": {"desk": 2}}).status_code == 201
+        unchanged = [http.patch("/v1/collections/gz/subjects/s1", json=body)
+                     for body in ({}, {"name": "Ann"}, {"metadata": {"desk": 2}}, {"name": "Ann", "metadata": {}})]
+        assert [(a.status_code, a.json()["name"], a.json()["metadata"]) for a in unchanged] == [
+            (200, "Ann", {"desk": 2})] * 4
+        assert [e["action"] for e in _trail(http)].count("subject.update") == 0
+        renamed = [http.patch("/v1/collections/gz/subjects/s1", json={"name": "Anne"}) for _ in range(2)]
+        assert [a.json()["name"] for a in renamed] == ["Anne", "Anne"]
+        trail = [(e["action"], e["target"]) for e in _trail(http)]
+    assert trail.count(("subject.update", "gz/s1")) == 1
+
+
 def test_a_tenant_name_longer_than_its_column_is_refused_before_the_database(api) -> None:
     """`tenant create x --name <201 characters>` (or one with a NUL) reached the database: on
     PostgreSQL a DataError, a traceback in the CLI, not a validation error."""

@@ -362,8 +362,9 @@ def test_deleting_a_tenant_deletes_its_answers_kept_in_redis(api: Api, examples:
 
 
 def test_a_replay_of_a_route_audited_by_declaration_is_not_audited_again(api: Api) -> None:
-    """Routes that declare their audit (``dependencies=[audited(...)]``: update, collection delete)
-    audited each replay again (docs/deploy.md: a replay is "nor audited again")."""
+    """Routes audited once they succeeded (a subject's update, a collection's delete, which declares
+    ``dependencies=[audited(...)]``) audited each replay again (docs/deploy.md: a replay is "nor
+    audited again")."""
     api.http.post("/v1/collections", json={"name": "trail"})
     api.http.post("/v1/collections/trail/subjects", json={"id": "p3"})
     patch = _key(api, "patch")
