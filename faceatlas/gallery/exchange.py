@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from faceatlas.errors import InvalidArgument, InvalidInput
 from faceatlas.gallery.rules import ID_MAX_LENGTH, METADATA_MAX_BYTES, NAME_MAX_LENGTH
@@ -347,6 +347,8 @@ def _crop_problem(crop: pa.Buffer, max_pixels: int) -> str | None:
                     image.load()
                 else:
                     image.verify()
+    except UnidentifiedImageError:  # PIL's message names the in-memory file: "<_io.BytesIO object at 0x...>"
+        return "its crop is not a JPEG or PNG image"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return f"its crop is not a JPEG or PNG image ({str(exc)[:100]})"
     return None

@@ -214,6 +214,35 @@ def test_merge_export_and_import_over_rest(api, examples):
             http.delete(f"/v1/collections/{collection}")
 
 
+def test_an_import_whose_crop_is_no_image_says_so_without_a_python_object(api, examples, tmp_path):
+    """POST /collections/import of an export (keep_crops) whose crop was garbage bytes answered 400
+    "its crop is not a JPEG or PNG image (cannot identify image file <_io.BytesIO object at 0x7f0a...>)":
+    the reason, not the repr of the server's in-memory file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = f"crp_{uuid.uuid4().hex[:6]}"
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    with api.client("acme_write") as http:
+        assert http.post("/v1/collections", json={"name": name, "keep_crops": True}).status_code == 201
+        enrolled = http.post(f"/v1/collections/{name}/subjects/obama/faces",
+                             files={"image": ("obama.jpg", photo.read_bytes(), "image/jpeg")})
+        assert enrolled.status_code == 201, enrolled.text
+        exported = tmp_path / "c.parquet"
+        exported.write_bytes(http.get(f"/v1/collections/{name}/export", params={"crops": True}).content)
+        table = pq.read_table(exported)
+        garbage = table.set_column(table.schema.get_field_index("crop"), "crop", pa.array([b"garbage bytes"]))
+        path = tmp_path / "garbage.parquet"
+        pq.write_table(garbage.replace_schema_metadata(pq.read_schema(exported).metadata), path)
+        answer = http.post("/v1/collections/import", params={"name": f"{name}_copy"},
+                           files={"file": ("c.parquet", path.read_bytes(), "application/octet-stream")})
+        assert answer.status_code == 400, answer.text
+        message = answer.json()["error"]["message"]
+        assert "its crop is not a JPEG or PNG image" in message and "object at 0x" not in message, message
+        assert http.get(f"/v1/collections/{name}_copy").status_code == 404
+        http.delete(f"/v1/collections/{name}")
+
+
 def test_tenant_update_and_delete_erase_everything_it_owns(api, examples):
     """Issue 16.12: tenant update (quota) and delete; deleting a tenant deletes every face it owns."""
     from faceatlas.gallery import Gallery
