@@ -262,17 +262,24 @@ def forget_subjects(answers: AnswerStore, tenant_id: str, collection: str, subje
     return replaced
 
 
+COLLECTION_CREATES = (COLLECTIONS_PATH, f"{COLLECTIONS_PATH}/import")  # the calls that create a collection
+
+
 def forget_collection(answers: AnswerStore, tenant_id: str, collection: str) -> int:
     """After the gallery collection ``collection`` was deleted with its subjects, every stored
-    answer of the tenant of a call on it (its path, or one under it) or that promoted an album's
-    person to one of its subjects is replaced by a ``404 not_found`` naming nothing, as
-    :func:`forget_subjects` does. Raises :class:`StateUnavailable`; returns how many."""
+    answer of the tenant that names it is replaced by a ``404 not_found`` naming nothing, as
+    :func:`forget_subjects` does: the answer of a call on it (its path, or one under it), of the
+    call that created it (``POST /v1/collections`` or ``.../import``, kept under its own path:
+    the collection is the answer's ``name``, its metadata with it), and of an album person's
+    promotion to one of its subjects. Raises :class:`StateUnavailable`; returns how many."""
     within = collection_path(collection)
 
     def names_it(answer: StoredAnswer) -> bool:
+        body = _json_object(answer.body)
+        if answer.path in COLLECTION_CREATES:  # a create: the collection it made is its answer's name
+            return body is not None and body.get("name") == collection  # (not every import of one named "import")
         if answer.path == within or answer.path.startswith(within + "/"):
             return True
-        body = _json_object(answer.body)
         return body is not None and body.get("collection") == collection and "subject" in body
 
     return answers.replace_answers(tenant_id, names_it, _placeholder(COLLECTIONS_PATH))
