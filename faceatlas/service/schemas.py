@@ -278,7 +278,8 @@ class RetailWithdrawalOut(BaseModel):
 
 
 class RetailErasureOut(BaseModel):
-    member: str
+    member: str | None = Field(default=None, description="the erased member's id; a replay of the call "
+                                                         "(Idempotency-Key) omits it: the id is not kept")
     faces_deleted: int = Field(description="face vectors removed from the store's gallery")
     consents_deleted: int
     visits_anonymised: int = Field(description="visits kept as anonymous counts (no member, no track id)")
@@ -399,7 +400,8 @@ class AlbumPromoteOut(BaseModel):
 
 
 class AlbumEraseOut(BaseModel):
-    person: str
+    person: str | None = Field(default=None, description="the erased person, as the call named them; a replay "
+                                                         "of the call (Idempotency-Key) omits it: it is not kept")
     faces_deleted: int
     photos_deleted: int = Field(description="photos left with no face, deleted with them")
 

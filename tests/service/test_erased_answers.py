@@ -1,18 +1,22 @@
 """The stored answers of ``Idempotency-Key`` calls after an erasure, over SQLite, with the keys in
 this process's memory and in a real Redis: a deleted collection's create and import answers are
-replayed as the 404 that names nothing (not its name and metadata)."""
+replayed as the 404 that names nothing (not its name and metadata), and a replayed erasure's
+answer, which leaves out what it erased, still fits the route's OpenAPI response model."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
 from faceatlas.db import create_database_engine
 from faceatlas.service import create_app
 from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import migrate
+from faceatlas.service.schemas import AlbumEraseOut, RetailErasureOut
 from faceatlas.settings import ServiceSettings
 
 ERASED = {"code": "not_found", "message": "what this call made or changed was erased since; its answer is no "
@@ -97,3 +101,54 @@ def test_a_deleted_collection_s_create_and_import_are_replayed_as_erased(api: Ap
     again = api.http.post(**other)
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
 
+
+def _photos(shared: Path, person: str, count: int) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((shared / "data" / "lfw" / "images" / person).glob("*.jpg"))[:count]]
+
+
+def _not_required(api: Api, schema: str, field: str) -> None:
+    """The app's OpenAPI schema ``schema`` has ``field``, and does not require it."""
+    described = api.http.app.openapi()["components"]["schemas"][schema]  # type: ignore[attr-defined]
+    assert field in described["properties"] and field not in described.get("required", [])
+    assert "replay" in described["properties"][field]["description"]
+
+
+def test_a_replayed_album_erasure_fits_its_schema(api: Api, shared: Path) -> None:
+    """Probe: a replay of DELETE /v1/albums/fam/people/George answered {"faces_deleted": 4,
+    "photos_deleted": 3} (the person it erased is not kept), while AlbumEraseOut required ``person``:
+    the answer broke the route's own OpenAPI schema."""
+    album = f"fam-{api.state}"
+    for photo in _photos(shared, "George_W_Bush", 2):
+        assert api.http.post(f"/v1/albums/{album}/photos", files={"image": photo}).status_code == 200
+    person = api.http.get(f"/v1/albums/{album}/people").json()["people"][0]["id"]
+    assert api.http.patch(f"/v1/albums/{album}/people/{person}", json={"name": "George"}).status_code == 200
+    erase = {"url": f"/v1/albums/{album}/people/George", "headers": api.key("album-erase")}
+    first = api.http.delete(**erase)
+    assert first.status_code == 200 and first.json()["person"] == "George", first.text
+    replayed = api.http.delete(**erase)
+    assert replayed.status_code == 200 and replayed.headers["idempotent-replayed"] == "true"
+    assert "person" not in replayed.json()
+    assert AlbumEraseOut.model_validate(replayed.json()).faces_deleted == first.json()["faces_deleted"]
+    _not_required(api, "AlbumEraseOut", "person")
+
+
+def test_a_replayed_member_erasure_fits_its_schema(api: Api, fast_analyzer, examples: Path,
+                                                   tmp_path: Path) -> None:
+    """The same for DELETE /v1/retail/stores/{store}/members/{member}: its replay leaves ``member``
+    out, which RetailErasureOut required."""
+    config = StoreConfig(id=f"schema-{api.state}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    members = f"/v1/retail/stores/{config.id}/members"
+    lin = (examples / "examples" / "lin-manuel-miranda.png").read_bytes()
+    consent = {"name": "Lin", "purposes": "face_pay,analytics", "payment_ref": "card-1"}
+    enrolled = api.http.post(members, files={"image": lin}, data=consent)
+    assert enrolled.status_code == 201, enrolled.text
+    erase = {"url": f"{members}/{enrolled.json()['id']}", "headers": api.key("member-erase")}
+    first = api.http.delete(**erase)
+    assert first.status_code == 200 and first.json()["member"] == enrolled.json()["id"], first.text
+    replayed = api.http.delete(**erase)
+    assert replayed.status_code == 200 and replayed.headers["idempotent-replayed"] == "true"
+    assert "member" not in replayed.json()
+    assert RetailErasureOut.model_validate(replayed.json()).faces_deleted == 1
+    _not_required(api, "RetailErasureOut", "member")
