@@ -102,6 +102,20 @@ def test_a_deleted_collection_s_create_and_import_are_replayed_as_erased(api: Ap
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
 
 
+def test_a_collection_s_delete_keeps_its_answer_under_the_collections_path(api: Api) -> None:
+    """A collection's DELETE with a key kept its own answer under /v1/collections/<name>: the
+    erased collection's name stayed in the store for a day (docs/deploy.md: the erasing DELETE's
+    answer is kept under the parent path). A retry still answers its 204, not run again."""
+    delete = {"url": "/v1/collections/zq9coll", "headers": {"Idempotency-Key": f"{api.state}-coll-delete"}}
+    assert api.http.post("/v1/collections", json={"name": "zq9coll"}).status_code == 201
+    assert api.http.delete(**delete).status_code == 204
+    assert not [answer for answer in api.stored() if b"zq9coll" in answer]
+    assert api.http.post("/v1/collections", json={"name": "zq9coll"}).status_code == 201  # made again
+    again = api.http.delete(**delete)
+    assert (again.status_code, again.content, again.headers["idempotent-replayed"]) == (204, b"", "true")
+    assert api.http.get("/v1/collections/zq9coll").status_code == 200  # the retry deleted nothing
+
+
 def _photos(shared: Path, person: str, count: int) -> list[bytes]:
     return [p.read_bytes() for p in sorted((shared / "data" / "lfw" / "images" / person).glob("*.jpg"))[:count]]
 

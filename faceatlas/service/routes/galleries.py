@@ -37,7 +37,7 @@ from faceatlas.service.deps import (
     read_images,
 )
 from faceatlas.service.idempotency import IdempotentRoute, store_answer_at
-from faceatlas.service.paths import subjects_path
+from faceatlas.service.paths import COLLECTIONS_PATH, subjects_path
 from faceatlas.service.schemas import (
     CollectionList,
     CollectionOut,
@@ -132,6 +132,7 @@ async def delete_collection(
     await run_in_threadpool(lambda: erase_gallery_collection(gallery, accounts, collection,
                                                              keep_ids=settings.audit_keeps_subject_ids,
                                                              answers=request.app.state.shared))
+    store_answer_at(request, COLLECTIONS_PATH)  # its stored answer names it no more either
 
 
 @router.get("/collections/{collection}/export", response_class=FileResponse,
