@@ -13,15 +13,17 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from faceatlas.apps.kyc import KycService
 from faceatlas.engine import FaceAnalyzer, decoded_pixels, encoded_pixels
@@ -42,6 +44,7 @@ from faceatlas.service.accounts import Accounts, Principal
 from faceatlas.service.db import UsageRecord
 from faceatlas.service.fetch import fetch_image
 from faceatlas.service.idempotency import HEADER as IDEMPOTENCY_HEADER
+from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.idempotency import claim as claim_idempotency_key
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.metrics import ServiceMetrics
@@ -265,6 +268,7 @@ IdempotencyKeyHeader = Annotated[str | None, Header(
 
 
 OPERATION_ATTRIBUTE = "faceatlas_operation"  # set on each :func:`metered` dependency: its operation
+GATE_ATTRIBUTE = "faceatlas_gate"  # and its gate: (operation, scope, billable), for :class:`MeteredRoute`
 
 
 def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bool = False) -> Callable[..., Any]:
@@ -279,16 +283,19 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     """
 
     async def dependency(request: Request, principal: PrincipalDep) -> Meter:
+        request.state.gated = True
         meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
         await known_request(request)
         return meter
 
     setattr(dependency, OPERATION_ATTRIBUTE, operation)
+    setattr(dependency, GATE_ATTRIBUTE, (operation, scope, billable))
     if not idempotent:
         return dependency
 
     async def idempotent_dependency(request: Request, principal: PrincipalDep,
                                     key: IdempotencyKeyHeader = None) -> Meter:
+        request.state.gated = True
         if key is None:
             meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
             meter.changes_state = True
@@ -311,6 +318,7 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
         return meter
 
     setattr(idempotent_dependency, OPERATION_ATTRIBUTE, operation)
+    setattr(idempotent_dependency, GATE_ATTRIBUTE, (operation, scope, billable))
     return idempotent_dependency
 
 
@@ -318,15 +326,61 @@ def route_operation(route: object) -> str | None:
     """The operation a routed call is metered as (its :func:`metered` dependency's), known before the
     call is metered: a call refused by its key, scope, rate or quota (401, 403, 429) is counted in the
     metrics under it, not under "other"."""
+    gate = _route_gate(route)
+    return gate[0] if gate is not None else None
+
+
+def _route_gate(route: object) -> tuple[str, str, bool] | None:
+    """(operation, scope, billable) of the route's :func:`metered` dependency, or None."""
     dependant = getattr(route, "dependant", None)
     pending = list(getattr(dependant, "dependencies", []))
     while pending:
         child = pending.pop()
-        operation = getattr(child.call, OPERATION_ATTRIBUTE, None)
-        if isinstance(operation, str):
-            return operation
+        gate = getattr(child.call, GATE_ATTRIBUTE, None)
+        if isinstance(gate, tuple):
+            return gate
         pending.extend(child.dependencies)
     return None
+
+
+class MeteredRoute(IdempotentRoute):
+    """The route class of the API's routers that take a JSON body. FastAPI parses the body before it
+    runs a route's dependencies, so a body that does not parse (``{``; a number of 5,000 digits or
+    a nesting 100,000 deep: its 400 "There was an error parsing the body") was answered 422 (or 400)
+    before the key was looked at: without a key, or with one lacking the scope, and never billed,
+    where the README has 401/403 first and every metered 422 billed. Such a refusal now passes the
+    route's :func:`metered` gate first (its 401, 403 or 429 is the answer), then is answered 422
+    ``validation_error`` and billed as every 422 is."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        gate = _route_gate(self)
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as invalid:
+                if gate is None or getattr(request.state, "gated", False) or not any(
+                        error.get("type") == "json_invalid" for error in invalid.errors()):
+                    raise
+                await _gate_unparsed(request, gate)
+                raise
+            except HTTPException as refused:
+                if gate is None or getattr(request.state, "gated", False) or refused.status_code != 400 \
+                        or self.body_field is None:
+                    raise
+                await _gate_unparsed(request, gate)
+                raise InvalidArgument("the JSON body does not parse (a number too long, or nested too deep)") from None
+
+        return route
+
+
+async def _gate_unparsed(request: Request, gate: tuple[str, str, bool]) -> None:
+    """The gate of a call whose body FastAPI refused before the call's dependencies ran."""
+    operation, scope, billable = gate
+    request.state.gated = True
+    principal = await run_in_threadpool(authenticate, request, get_accounts(request), get_shared(request))
+    await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
 
 
 def unmeter(request: Request, meter: Meter) -> None:

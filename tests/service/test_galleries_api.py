@@ -618,3 +618,37 @@ def test_an_import_with_a_column_of_another_type_or_a_crop_bomb_is_a_400(api, tm
             assert f"column '{column}'" in answer.json()["error"]["message"], answer.text
             assert http.get(f"/v1/collections/{name}_{column}").status_code == 404, column
         http.delete(f"/v1/collections/{name}")
+
+
+def test_a_body_that_does_not_parse_is_refused_after_the_key_and_billed(api):
+    """FastAPI parses a JSON body before a route's dependencies run: `{` without a key, or with a key
+    lacking the scope, was 422 (not 401/403), and never billed with a key that may call the route;
+    a number of 5,000 digits or a nesting 100,000 deep was 400 bad_request "There was an error
+    parsing the body". Each is now refused as the README says: 401/403 first, then 422, billed."""
+    tenant = f"own-{uuid.uuid4().hex[:12]}"
+    api.accounts.create_tenant(tenant)
+    write = api.accounts.create_key(tenant, ["write"], rate_per_second=500, burst=500).token
+    read = api.accounts.create_key(tenant, ["read"], rate_per_second=500, burst=500).token
+    admin = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    as_json = {"content-type": "application/json"}
+    bodies = (b"{", b'{"name": ' + b"9" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000)
+    with api.client() as anonymous:
+        for body in bodies:
+            answer = anonymous.post("/v1/collections", content=body, headers=as_json)
+            assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthorized", answer.text
+    with api.client(read) as reader:
+        for body in bodies:
+            answer = reader.post("/v1/collections", content=body, headers=as_json)
+            assert answer.status_code == 403 and answer.json()["error"]["code"] == "forbidden", answer.text
+    with api.client(write) as writer:
+        for body in bodies:
+            answer = writer.post("/v1/collections", content=body, headers=as_json)
+            assert answer.status_code == 422 and answer.json()["error"]["code"] == "validation_error", answer.text
+            assert "the JSON body does not parse" in answer.json()["error"]["message"], answer.text
+        keyed = writer.post("/v1/collections", content=b"{", headers={**as_json, "Idempotency-Key": "k1"})
+        assert keyed.status_code == 422, keyed.text
+        assert writer.post("/v1/collections", json={"name": "fine"},
+                           headers={"Idempotency-Key": "k1"}).status_code == 201  # the refusal claimed no key
+    with api.client(admin) as accountant:
+        rows = [r for r in accountant.get("/v1/usage").json()["rows"] if r["operation"] == "collections.create"]
+    assert sum(r["calls"] for r in rows) == 5 and sum(r["errors"] for r in rows) == 4, rows

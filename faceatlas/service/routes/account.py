@@ -11,8 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import day_range
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
-from faceatlas.service.deps import AccountsDep, KycDep, Meter, metered
-from faceatlas.service.idempotency import IdempotentRoute
+from faceatlas.service.deps import AccountsDep, KycDep, Meter, MeteredRoute, metered
 from faceatlas.service.schemas import (
     AuditList,
     IsoDate,
@@ -24,7 +23,7 @@ from faceatlas.service.schemas import (
 )
 from faceatlas.service.tenants import gallery_tenant
 
-router = APIRouter(tags=["account"], route_class=IdempotentRoute)
+router = APIRouter(tags=["account"], route_class=MeteredRoute)
 
 
 class KeyRequest(RequestBody):

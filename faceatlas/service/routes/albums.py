@@ -31,6 +31,7 @@ from faceatlas.service.deps import (
     DbDep,
     GalleryDep,
     Meter,
+    MeteredRoute,
     SettingsDep,
     TenantGalleryDep,
     audited,
@@ -38,7 +39,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute, forget_erased
+from faceatlas.service.idempotency import forget_erased
 from faceatlas.service.schemas import (
     AlbumDeleteOut,
     AlbumEraseOut,
@@ -57,7 +58,7 @@ from faceatlas.service.schemas import (
 from faceatlas.service.shared_state import StoredAnswer
 from faceatlas.service.tenants import erase_album_trail, erase_space_album, gallery_tenant
 
-router = APIRouter(tags=["albums"], route_class=IdempotentRoute)
+router = APIRouter(tags=["albums"], route_class=MeteredRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 PersonRef = Annotated[str, Path(min_length=1, max_length=PERSON_REF_MAX_LENGTH)]
 FaceId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]

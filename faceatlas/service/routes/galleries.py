@@ -25,6 +25,7 @@ from faceatlas.service.deps import (
     AnalyzerDep,
     AuditEntry,
     Meter,
+    MeteredRoute,
     PoolDep,
     SettingsDep,
     TenantGalleryDep,
@@ -36,7 +37,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute, store_answer_at
+from faceatlas.service.idempotency import store_answer_at
 from faceatlas.service.paths import COLLECTIONS_PATH, subjects_path
 from faceatlas.service.schemas import (
     CollectionList,
@@ -50,7 +51,7 @@ from faceatlas.service.schemas import (
 )
 from faceatlas.service.tenants import erase_gallery_collection, erase_gallery_subject
 
-router = APIRouter(tags=["galleries"], route_class=IdempotentRoute)
+router = APIRouter(tags=["galleries"], route_class=MeteredRoute)
 # The gallery's one rule for collection names and subject ids, in bodies and in URL paths alike.
 Name = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 CollectionName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]

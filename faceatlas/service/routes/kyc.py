@@ -17,6 +17,7 @@ from faceatlas.service.deps import (
     AccountsDep,
     KycDep,
     Meter,
+    MeteredRoute,
     PoolDep,
     charge_pixels,
     check_form,
@@ -24,11 +25,10 @@ from faceatlas.service.deps import (
     metered,
     unmeter,
 )
-from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
 from faceatlas.service.tenants import gallery_tenant
 
-router = APIRouter(tags=["kyc"], route_class=IdempotentRoute)
+router = APIRouter(tags=["kyc"], route_class=MeteredRoute)
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 SessionId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
 MAX_FRAMES = 300

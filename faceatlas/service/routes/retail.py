@@ -41,6 +41,7 @@ from faceatlas.service.deps import (
     DbDep,
     GalleryDep,
     Meter,
+    MeteredRoute,
     PrincipalDep,
     SettingsDep,
     audited,
@@ -48,7 +49,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import IdempotentRoute, forget_erased
+from faceatlas.service.idempotency import forget_erased
 from faceatlas.service.schemas import (
     IsoDate,
     RequestBody,
@@ -68,7 +69,7 @@ from faceatlas.service.schemas import (
     RetailWithdrawalOut,
 )
 
-router = APIRouter(tags=["retail"], route_class=IdempotentRoute)
+router = APIRouter(tags=["retail"], route_class=MeteredRoute)
 Chart = Literal[CHARTS]  # type: ignore[valid-type]
 
 
