@@ -207,3 +207,17 @@ def test_liveness_over_a_folder_shows_its_progress_as_detect_does(shared):
         result = runner.invoke(app, [command, folder, "-p", "scrfd-mbf"])
         assert result.exit_code == 0, result.output
         assert what in result.stderr and "3/3" in result.stderr, (command, result.stderr)
+
+
+def test_a_stopped_evaluation_says_it_was_interrupted(shared):
+    """Ctrl-C (or a kill) during `eval folder` (and `eval lfw`, `kyc verify`: every command without a
+    word of its own for it) ended with status 130 and nothing at all on stderr: one line now says so."""
+    run = subprocess.Popen(_cli("eval", "folder", str(shared / "data/lfw/images"), "-p", "scrfd-mbf"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert run.stderr is not None and run.stderr.readline().startswith("model pack 'scrfd-mbf'")  # loaded
+    time.sleep(3)  # embedding 13,000 photos: minutes from its end
+    run.send_signal(signal.SIGTERM)
+    out, errors = run.communicate(timeout=120)
+    assert run.returncode == 130, (run.returncode, errors)
+    assert errors.strip().splitlines()[-1] == "interrupted (Ctrl-C or SIGTERM) before the command's end", errors
+    assert out == ""  # no report of a part

@@ -145,6 +145,10 @@ class _Commands(TyperGroup):
             _fail(database_error(exc), as_json)
         except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and nowhere to say it
             stdout_gone()
+        except KeyboardInterrupt:  # a command that says nothing of its own stop (eval, kyc verify) was silent
+            flush_stdout()
+            err.print("interrupted (Ctrl-C or SIGTERM) before the command's end", soft_wrap=True)
+            raise typer.Exit(130) from None
         except OSError as exc:
             _fail(os_error(exc), as_json)
         flush_stdout()  # its `print`s, held in a pipe's buffer: a reader gone is 141 now, not 120 at exit
