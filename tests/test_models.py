@@ -411,3 +411,16 @@ def test_a_failed_download_is_tried_again_after_the_back_off(tmp_path, shared, f
             _ = off.liveness_model
         assert info.value.retry_after is None
     assert failing_source.requests == 4
+
+
+def test_a_failed_fetch_does_not_send_the_user_back_to_the_fetch_that_failed(isolated):
+    """`faceatlas models fetch yunet-sface` without a network ended "Fetch it: faceatlas models fetch
+    yunet-sface Download failed: ...": the command that had just failed. It says the download's
+    reason and that the fetch tries again once the host can be reached."""
+    spec = ModelFile("test/x.onnx", "0" * 64, "http://127.0.0.1:9/x.onnx", "test")
+    with pytest.raises(ModelMissing) as failed:
+        fetch(spec, pack="test-pack")
+    message = str(failed.value)
+    assert "Fetch it" not in message, message
+    assert message.splitlines()[-1].startswith("Download failed: "), message
+    assert message.endswith("; once 127.0.0.1 can be reached, `faceatlas models fetch test-pack` tries again"), message

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from faceatlas.errors import FaceAtlasError, ModelIntegrityError, ModelMissing
 from faceatlas.settings import EngineSettings
@@ -189,7 +190,7 @@ def fetch(model: ModelFile, settings: EngineSettings | None = None, *, pack: str
                 f"nothing was kept. Try again later, or put the file at {target} by hand")
         os.replace(tmp, target)
     except OSError as exc:
-        raise ModelMissing(f"{_missing_message(model, settings, pack)}\nDownload failed: {exc}") from exc
+        raise ModelMissing(_missing_message(model, settings, pack, failed=exc)) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -365,7 +366,11 @@ def _package_path(model: ModelFile) -> Path:
     return Path(getattr(module, model.package_function or "")())
 
 
-def _missing_message(model: ModelFile, settings: EngineSettings, pack: str | None = None) -> str:
+def _missing_message(model: ModelFile, settings: EngineSettings, pack: str | None = None,
+                     failed: OSError | None = None) -> str:
+    """Why ``model`` is missing and what to do; ``failed``: the download just tried (its reason, and
+    the fetch said as a later try: "Fetch it: faceatlas models fetch ..." after that very command
+    failed sent the user round in a circle)."""
     offline = settings.offline
     if pack is None:
         found = owner(model.name)
@@ -379,7 +384,11 @@ def _missing_message(model: ModelFile, settings: EngineSettings, pack: str | Non
     ]
     if model.url:
         lines.append(f"Source: {model.url}" + (" (downloads are off: FACEATLAS_OFFLINE)" if offline else ""))
-        if pack is not None:
+        if failed is not None:
+            lines.append(f"Download failed: {failed}" + (
+                f"; once {urlsplit(model.url).hostname} can be reached, `faceatlas models fetch {pack}` "
+                "tries again" if pack is not None else ""))
+        elif pack is not None:
             lines.append(("Unset FACEATLAS_OFFLINE and fetch it: " if offline else "Fetch it: ")
                          + f"faceatlas models fetch {pack}")
     else:
