@@ -267,6 +267,22 @@ IdempotencyKeyHeader = Annotated[str | None, Header(
     "for another call is 422 idempotency_key_reused")]
 
 
+async def refuse_idempotency_key(request: Request, key: Annotated[str | None, Header(
+        alias=IDEMPOTENCY_HEADER, description="refused (422): this call's answer holds a new key's secret, which "
+        "is kept nowhere, so a retry could not be answered again")] = None) -> None:
+    """A dependency of the calls that issue a key (create, rotate), declared after their gate: an
+    ``Idempotency-Key`` is :class:`InvalidArgument`. Their answer holds the new key's secret, which
+    is stored nowhere (only its hash), so a retry cannot be given the first answer again; the header
+    was ignored without a word and a retried creation made a second live key."""
+    if key is not None:
+        raise InvalidArgument(f"{request.method} {request.url.path} takes no {IDEMPOTENCY_HEADER}: its answer holds "
+                              "the new key's secret, kept nowhere, so a retry cannot be answered again; after a lost "
+                              "answer, list the keys (GET /v1/keys) and revoke any you did not get")
+
+
+NoIdempotencyKey = Annotated[None, Depends(refuse_idempotency_key)]
+
+
 OPERATION_ATTRIBUTE = "faceatlas_operation"  # set on each :func:`metered` dependency: its operation
 GATE_ATTRIBUTE = "faceatlas_gate"  # and its gate: (operation, scope, billable), for :class:`MeteredRoute`
 

@@ -189,6 +189,30 @@ def test_keys_are_shown_once_stored_hashed_rotated_and_revoked(api, examples):
         assert new.post("/v1/detect", files=_upload(photo)).status_code == 200
 
 
+def test_issuing_a_key_refuses_an_idempotency_key_rather_than_making_a_second_one(api):
+    """`POST /v1/keys` (and a rotation) ignored an Idempotency-Key without a word: a retry after a lost
+    answer made a second live key (a rotation's retry 409 key_revoked, the new key lost). The answer
+    holds the key's secret, stored nowhere, so no retry can be given it: the header is refused, 422."""
+    tenant, _ = api.own_tenant()
+    admin_key = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    with api.client(admin_key) as admin:
+        before = len(admin.get("/v1/keys").json()["keys"])
+        once = {"Idempotency-Key": "k-1"}
+        refused = admin.post("/v1/keys", json={"scopes": ["read"]}, headers=once)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
+        assert "takes no Idempotency-Key" in refused.json()["error"]["message"], refused.text
+        assert len(admin.get("/v1/keys").json()["keys"]) == before  # no key made
+        prefix = admin.post("/v1/keys", json={"scopes": ["read"]}).json()["prefix"]
+        rotation = admin.post(f"/v1/keys/{prefix}/rotate", headers=once)
+        assert rotation.status_code == 422 and "takes no Idempotency-Key" in rotation.text, rotation.text
+        assert {k["prefix"]: k["revoked"] for k in admin.get("/v1/keys").json()["keys"]}[prefix] is False
+    with api.client() as anonymous:  # the key first: 401, as every call
+        assert anonymous.post("/v1/keys", json={"scopes": ["read"]}, headers=once).status_code == 401
+    header = [p for p in api.app.openapi()["paths"]["/v1/keys"]["post"]["parameters"]
+              if p["name"] == "Idempotency-Key"]
+    assert header and "refused" in header[0]["description"], header
+
+
 def test_tenants_cannot_touch_each_others_keys_or_usage(api):
     acme_prefixes = {k.prefix for k in api.accounts.list_keys("acme")}
     with api.client("globex_admin") as globex:

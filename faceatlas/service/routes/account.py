@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import day_range
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
-from faceatlas.service.deps import AccountsDep, KycDep, Meter, MeteredRoute, metered
+from faceatlas.service.deps import AccountsDep, KycDep, Meter, MeteredRoute, NoIdempotencyKey, metered
 from faceatlas.service.schemas import (
     AuditList,
     IsoDate,
@@ -109,6 +109,7 @@ def create_key(
     body: KeyRequest,
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("keys.create", "admin", billable=False))],
+    _once: NoIdempotencyKey,
 ) -> dict[str, Any]:
     """A new key of the caller's tenant; the returned ``key`` is shown only this once (audited)."""
     caller = meter.principal
@@ -134,6 +135,7 @@ def rotate_key(
     prefix: str,
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("keys.rotate", "admin", billable=False))],
+    _once: NoIdempotencyKey,
 ) -> dict[str, Any]:
     """Revoke a key and issue its replacement (same scopes and limits; audited)."""
     issued = accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
