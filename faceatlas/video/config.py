@@ -455,6 +455,10 @@ class WatchConfig:
         if twice:  # their per-minute counts merged into one series, their progress into one bar
             raise InvalidArgument(f"camera names are unique (each names its counts and events); twice: "
                                   f"{', '.join(twice)[:200]}")
+        if isinstance(self.tenant, str) and self.tenant.startswith("svc:") and space_owner(self.tenant) is None:
+            # 'svc:' alone: its events were stored under tenant 'svc:', which no service tenant lists or erases
+            raise InvalidArgument(f"tenant {self.tenant!r} names no service tenant: a service tenant's gallery "
+                                  "space is svc:<id> (svc:acme), a CLI tenant a plain name (default)")
         events_tenant = space_owner(self.tenant) or self.tenant if isinstance(self.tenant, str) else self.tenant
         if not isinstance(events_tenant, str) or not 0 < len(events_tenant) <= 64 or not events_tenant.strip():
             raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column; a service tenant's "

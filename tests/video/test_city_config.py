@@ -228,6 +228,10 @@ def test_two_cameras_of_one_name_and_options_beside_a_config_are_refused(tmp_pat
         path.write_text(f"cameras: [{{source: a.mp4}}]\ntenant: {tenant}\n")
         with pytest.raises(InvalidInput, match="tenant is 1 to 64 characters"):
             load_config(path)
+    # 'svc:' alone was taken: its events were stored under tenant 'svc:', which no service tenant lists
+    path.write_text("cameras: [{source: a.mp4}]\ntenant: 'svc:'\n")
+    with pytest.raises(InvalidInput, match="tenant 'svc:' names no service tenant: .*svc:<id>"):
+        load_config(path)
     path.write_text("cameras: [{source: a.mp4}]\n")
     for beside in (["x.mp4"], ["--stride", "3"], ["--line", "1,1,5,5"], ["--output", str(tmp_path / "o.mp4")]):
         result = CliRunner().invoke(app, ["watch", "--config", str(path), *beside])
