@@ -568,7 +568,24 @@ def _converted_camera(raw: dict[str, Any], where: str) -> CameraConfig:
                                f"not {raw['start_time'][:40]!r}") from None
     for key in ("output", "snapshots"):
         _path_setting(raw, key, where)
-    return CameraConfig(**raw)
+    camera = CameraConfig(**raw)
+    _check_detects(camera, where)
+    return camera
+
+
+def _check_detects(camera: CameraConfig, where: str) -> None:
+    """A camera read from a file detects something: faces (the face detector) or persons (the COCO
+    detector, which also finds the road users of ``classes``). With both off it analysed every frame
+    and emitted no event, exit 0; with persons off a vehicle class was never looked for. (A camera made
+    in code may turn both off: its pipeline then only reads the video, or writes its output.)"""
+    vehicles = [name for name in camera.classes if name != "person"]
+    if not camera.faces and not camera.persons:
+        raise InvalidInput(f"{where}: faces and persons are both off: the camera detects nothing; turn on faces "
+                           "(the face detector) or persons (the COCO detector: persons and the road users of "
+                           "classes)")
+    if not camera.persons and vehicles:
+        raise InvalidInput(f"{where}: classes {', '.join(vehicles)[:100]} are found by the COCO detector, which "
+                           "persons: false turns off; turn persons on to track them")
 
 
 def load_config(path: Path) -> WatchConfig:

@@ -64,7 +64,7 @@ def test_watch_config_reports_the_cameras_that_ran_and_names_the_one_that_failed
         (tmp_path / "cams.yaml").write_text(
             f"events: {events}\ncameras:\n"
             f"  - {{name: door, source: {door}, persons: false}}\n"
-            f"  - {{name: street, source: '{base}/{broken.name}', faces: false, persons: false}}\n"
+            f"  - {{name: street, source: '{base}/{broken.name}', persons: false}}\n"
             f"  - {{name: lobby, source: {door}, persons: false}}\n")
         result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.yaml"), "--pack", "scrfd-mbf"])
     said = result.output
@@ -82,7 +82,7 @@ def test_watch_config_reports_the_cameras_that_ran_and_names_the_one_that_failed
     # every camera failed: exit 2, as a command over many inputs that all failed
     with http_server(broken.parent, hang_up=_half(broken)) as base:
         (tmp_path / "one.yaml").write_text(f"cameras:\n  - {{name: street, source: '{base}/{broken.name}', "
-                                           "faces: false, persons: false}\n")
+                                           "persons: false}\n")
         result = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "one.yaml"), "--pack", "scrfd-mbf"])
     assert result.exit_code == 2, result.output
     assert "error (bad_request): camera 'street': cannot read video source" in " ".join(result.output.split())

@@ -397,6 +397,11 @@ ZONE = "{name: z, polygon: [[0, 0], [9, 0], [9, 9]]"
     ("cameras: [{source: [a]}]", "camera 1: source is a video file, an rtsp:// or http:// URL or a webcam index"),
     ("cameras: [{source: {a: 1}}]", "camera 1: source is a video file"),
     ("cameras: [{source: -1}]", "camera 1: source is a video file"),
+    # a camera that detects nothing analysed every frame for 0 events, exit 0; its classes were ignored
+    ("cameras: [{source: a.mp4, faces: false, persons: false}]", "faces and persons are both off"),
+    ("cameras: [{source: a.mp4, faces: false, persons: false, classes: [car]}]", "faces and persons are both off"),
+    ("cameras: [{source: a.mp4, persons: false, classes: [person, car]}]",
+     "classes car are found by the COCO detector, which persons: false turns off"),
 ])
 def test_a_setting_that_failed_at_run_time_is_refused_when_the_file_is_read(tmp_path, body, setting):
     """docs/video.md: settings are checked when cams.yaml is read, one line naming the file and the setting."""
