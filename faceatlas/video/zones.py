@@ -16,6 +16,9 @@ import supervision as sv
 from faceatlas.errors import InvalidArgument
 
 ANCHORS = {"center": sv.Position.CENTER, "bottom_center": sv.Position.BOTTOM_CENTER}
+# a coordinate's reach: past any frame (a line or zone there is a typo, or overflows)
+MAX_PIXEL = 1e6
+POINT = f"a point is [x, y] in pixels, two numbers from {-MAX_PIXEL:.0f} to {MAX_PIXEL:.0f}"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class LineSpec:
         _check_name("line", self.name)
         for end in (self.start, self.end):
             if not _is_point(end):
-                raise InvalidArgument(f"line {self.name}: a point is [x, y] in pixels, not {str(end)[:60]}")
+                raise InvalidArgument(f"line {self.name}: {POINT}, not {str(end)[:60]}")
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
             raise InvalidArgument(f"line {self.name}: min_frames is a whole number of 1 or more, "
                                   f"not {self.min_frames!r}")
@@ -106,8 +109,12 @@ class ZoneSpec:
                                   f"not {str(self.anchor)[:40]!r}")
         if not isinstance(self.per_m2, bool):  # 'yes' was taken as true, then asked for a calibration
             raise InvalidArgument(f"zone {self.name}: per_m2 is true or false, not {self.per_m2!r}"[:200])
-        if len(self.polygon) < 3 or not all(_is_point(p) for p in self.polygon):
-            raise InvalidArgument(f"zone {self.name}: a polygon is at least 3 points [x, y] in pixels")
+        if len(self.polygon) < 3:
+            raise InvalidArgument(f"zone {self.name}: a polygon is at least 3 points [x, y] in pixels, "
+                                  f"not {len(self.polygon)}")
+        for number, point in enumerate(self.polygon, 1):  # a corner at 1e12 was "at least 3 points" too
+            if not _is_point(point):
+                raise InvalidArgument(f"zone {self.name}: polygon point {number}: {POINT}, not {str(point)[:60]}")
         points = [(float(p[0]), float(p[1])) for p in self.polygon]
         if _edges_cross(points):  # a bow-tie: supervision fills it as two triangles, or none when symmetric
             raise InvalidArgument(f"zone {self.name}: its edges cross: list the corners in order around the zone")
@@ -140,9 +147,9 @@ def _edges_cross(points: list[tuple[float, float]]) -> bool:
 
 
 def _is_point(point: object) -> bool:
-    """Whether ``point`` is [x, y]: two finite numbers within any frame's reach (pixels)."""
+    """Whether ``point`` is [x, y]: two finite numbers within any frame's reach (pixels, :data:`MAX_PIXEL`)."""
     return (isinstance(point, (tuple, list)) and len(point) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1e6 for v in point))
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_PIXEL for v in point))
 
 
 class LineCounter:

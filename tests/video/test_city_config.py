@@ -397,6 +397,14 @@ ZONE = "{name: z, polygon: [[0, 0], [9, 0], [9, 9]]"
     ("cameras: [{source: [a]}]", "camera 1: source is a video file, an rtsp:// or http:// URL or a webcam index"),
     ("cameras: [{source: {a: 1}}]", "camera 1: source is a video file"),
     ("cameras: [{source: -1}]", "camera 1: source is a video file"),
+    # a corner far past any frame was "a polygon is at least 3 points" though it had 3
+    ("cameras: [{source: a.mp4, zones: [{name: z, polygon: [[0, 0], [1.0e+12, 0], [1.0e+12, 1.0e+12]]}]}]",
+     "zone z: polygon point 2: a point is [x, y] in pixels, two numbers from -1000000 to 1000000, "
+     "not (1000000000000.0, 0)"),
+    ("cameras: [{source: a.mp4, zones: [{name: z, polygon: [[0, 0], [9, 0]]}]}]",
+     "zone z: a polygon is at least 3 points [x, y] in pixels, not 2"),
+    ("cameras: [{source: a.mp4, lines: [{start: [0, 0], end: [1.0e+12, 0]}]}]",
+     "line line1: a point is [x, y] in pixels, two numbers from -1000000 to 1000000, not (1000000000000.0, 0)"),
     # a camera that detects nothing analysed every frame for 0 events, exit 0; its classes were ignored
     ("cameras: [{source: a.mp4, faces: false, persons: false}]", "faces and persons are both off"),
     ("cameras: [{source: a.mp4, faces: false, persons: false, classes: [car]}]", "faces and persons are both off"),
