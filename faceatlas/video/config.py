@@ -522,7 +522,12 @@ def _settings_of(kind: type, raw: object, where: str, *, besides: tuple[str, ...
 
 
 def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
-    return camera_from_settings({"name": f"camera{number}", **raw}, f"{path}: camera {number}")
+    """The ``number``-th camera of the file ``path``, its mistakes said of ``camera <name>`` as the
+    camera's own checks say them (a calibration's were of ``camera 1`` beside ``camera door``'s
+    others); of ``camera <number>`` when it has no name (or one that is no camera name)."""
+    name = raw.get("name")
+    named = isinstance(name, str) and _CAMERA_NAME.fullmatch(name) and name not in (".", "..")
+    return camera_from_settings({"name": f"camera{number}", **raw}, f"{path}: camera {name if named else number}")
 
 
 def camera_from_settings(raw: object, where: str, **given: Any) -> CameraConfig:

@@ -117,7 +117,7 @@ def test_a_line_of_zero_length_is_refused_before_a_run(tmp_path, shared, lines):
     ("webhook: {url: 'htp://example.com', secret: s}", "webhook: 'url' is an http:// or https:// address"),
     ("webhook: {url: 'http://example.com'}", "cams.yaml: webhook: missing settings ['secret']"),
     ("mqtt: {hots: broker}", "cams.yaml: mqtt: unknown settings ['hots'] (known: backoff_max"),
-    ("cameras: [{name: door}]", "cams.yaml: camera 1: missing settings ['source']"),
+    ("cameras: [{name: door}]", "cams.yaml: camera door: missing settings ['source']"),
 ])
 def test_a_cams_yaml_setting_out_of_place_is_named(tmp_path, body, says):
     """A misplaced top-level key was `WatchConfig.__init__() got an unexpected keyword argument`, a
@@ -261,6 +261,10 @@ def test_a_degenerate_calibration_is_refused_when_loaded(tmp_path, calibration, 
     path.write_text(f"cameras:\n  - {{source: a.mp4, speed_limit_kmh: 3, calibration: {calibration},\n"
                     "     zones: [{name: z, polygon: [[0, 0], [99, 0], [99, 99]], per_m2: true}]}\n")
     with pytest.raises(InvalidInput, match=f"camera 1: calibration: .*{says}"):
+        load_config(path)
+    # a named camera's is said of its name, as its other mistakes are (it was 'camera 1' beside 'camera door')
+    path.write_text(f"cameras:\n  - {{name: door, source: a.mp4, speed_limit_kmh: 3, calibration: {calibration}}}\n")
+    with pytest.raises(InvalidInput, match=f"cams.yaml: camera door: calibration: .*{says}"):
         load_config(path)
     path.write_text(f"cameras:\n  - {{source: a.mp4, calibration: {{image: {IMAGE}, world: {GROUND}, "
                     "speed_window: 0.5}}\n")
