@@ -72,7 +72,7 @@ def same_file(path: str | Path, other: str | Path) -> bool:
         if os.path.exists(path) and os.path.exists(other):
             return os.path.samefile(path, other)
         return Path(path).resolve() == Path(other).resolve()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a loop of links (Python 3.11's resolve)
         return False
 
 

@@ -6,6 +6,7 @@ upload costs nothing but its header read.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -68,20 +69,22 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if walked_entry(p))
 
 
-def not_regular(path: Path) -> str | None:
-    """Why ``path`` is no file to read an image from, from its metadata alone (nothing opened): a
-    folder, a dangling link (or a loop of links), a FIFO, a socket or a device ("not a regular
+def not_regular(path: Path, what: str = "an image file") -> str | None:
+    """Why ``path`` is no file to read ``what`` from, from its metadata alone (nothing opened): a
+    folder, a dangling link, a loop of links, a FIFO, a socket or a device ("not a regular
     file"), no such file; None for a regular file (or a link to one)."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        if path.is_symlink():  # to nothing, or a loop of links
-            return f"a dangling link (to {os.readlink(path)}, nothing there to read): not an image file"
+        if path.is_symlink() and exc.errno == errno.ELOOP:  # a link to itself, or links around a circle
+            return f"a loop of links (to {os.readlink(path)}, nothing there to read): not {what}"
+        if path.is_symlink():  # to nothing
+            return f"a dangling link (to {os.readlink(path)}, nothing there to read): not {what}"
         return "cannot be read (permission denied)" if isinstance(exc, PermissionError) else "no such file"
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
-        return "a folder, not an image file"
+        return f"a folder, not {what}"
     kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
             else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
     return f"not a regular file but {kind}: not read"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceatlas.db import check_database_url
-from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack, not_regular
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
 from faceatlas.gallery import Gallery, space_owner
@@ -93,8 +93,11 @@ def check_camera_source(source: str | int | Path, *, of: str | None = None) -> N
     if path.is_dir():
         raise InvalidInput(f"{said}video source {text!r} is a folder: give a video file in it, or one "
                            "camera per file in a --config cams.yaml")
-    if not path.is_file():
+    why = not_regular(path, "a video file")
+    if why == "no such file":
         raise InvalidInput(f"{said}video source {text!r} not found")
+    if why is not None:  # a FIFO, a device, a link loop: it is there, but no file to read (never opened)
+        raise InvalidInput(f"{said}video source {text!r}: {why}")
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES and suffix != ".gif":  # ran as a 1-frame video: 0 events (a GIF may be one)
         raise InvalidInput(f"{said}video source {text!r} is a photo: `faceatlas detect` or `faceatlas "

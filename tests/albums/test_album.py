@@ -774,6 +774,6 @@ def test_a_listing_names_the_entries_named_as_photos_that_are_no_files(lfw: Path
     assert dict(listing.unreadable) == {
         str(library / "gone.jpg"): f"invalid_image: a dangling link (to {tmp_path / 'missing.jpg'}, nothing there "
                                    "to read): not an image file",
-        str(library / "loop.png"): "invalid_image: a dangling link (to loop.png, nothing there to read): not an "
+        str(library / "loop.png"): "invalid_image: a loop of links (to loop.png, nothing there to read): not an "
                                    "image file",
         str(library / "pipe.jpg"): "invalid_image: not a regular file but a FIFO (named pipe): not read"}

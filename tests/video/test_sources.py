@@ -222,3 +222,32 @@ def test_a_stream_url_that_names_no_host_is_refused_at_once(url: str, says: str,
     assert result.exit_code == 2 and says in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and time.monotonic() - started < 20, result.output
     assert stream_problem("rtsp://cam.local/live") is None and stream_problem("udp://@:1234") is None
+
+
+def test_a_source_that_is_there_but_no_file_to_read_says_what_it_is(hamilton: Path, tmp_path: Path) -> None:
+    """`watch pipe.mp4` (a FIFO), a link to itself and /dev/zero said "video source ... not found" though
+    each is there: each is named for what it is, before anything loads (a FIFO is never opened: that
+    waited for a writer); a missing file is still "not found", a link to a video runs."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+    from faceatlas.video.watch import check_camera_source
+
+    os.mkfifo(tmp_path / "pipe.mp4")
+    (tmp_path / "loop.mp4").symlink_to("loop.mp4")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "moved.mp4")
+    for name, says in (("pipe.mp4", "not a regular file but a FIFO (named pipe)"),
+                       ("loop.mp4", "a loop of links (to loop.mp4, nothing there to read): not a video file"),
+                       ("gone.mp4", f"a dangling link (to {tmp_path / 'moved.mp4'}"),
+                       ("/dev/zero", "not a regular file but a device")):
+        source = tmp_path / name
+        result = CliRunner().invoke(app, ["watch", str(source), "--events", str(tmp_path / "e.jsonl")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"video source '{source}': {says}" in said and "not found" not in said, said
+    assert not (tmp_path / "e.jsonl").exists()
+    with pytest.raises(InvalidInput, match="video source '.*missing.mp4' not found"):
+        check_camera_source(tmp_path / "missing.mp4")
+    (tmp_path / "link.mp4").symlink_to(hamilton)
+    check_camera_source(tmp_path / "link.mp4")
