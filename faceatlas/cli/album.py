@@ -136,6 +136,8 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None, tenan
         err.print(f"contact sheet: {escape(str(drawn.path))} ({drawn.faces} faces, {len(drawn.unreadable)} photos "
                   "unreadable)",
                   soft_wrap=True)
+    elif sheet is not None:  # a blank 112x112 PNG was written, "(0 faces...)"
+        err.print(f"no faces in {escape(person)}: no contact sheet written", soft_wrap=True)
 
 
 @app.command()
@@ -200,7 +202,8 @@ def timeline(person: str, album: AlbumOption = "default", db: DbOption = None,
     with _album(album, db, None, tenant) as opened:
         photos = opened.timeline(None if person == UNSORTED else person)
     _out([p.to_dict() for p in photos], as_json,
-         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos))
+         "\n".join(f"{p.taken_at or '(no date)'}  {escape(p.source)}" for p in photos)
+         or f"no photo holds a face of {escape(person)}")  # was an empty line
 
 
 @app.command()

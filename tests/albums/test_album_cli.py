@@ -321,3 +321,22 @@ def test_a_scan_names_the_dangling_links_and_fifos_named_as_photos(lfw: Path, tm
     refused = subprocess.run([*scan, str(alone), "-a", "other"], env=env, capture_output=True, text=True, timeout=300)
     flat = " ".join((refused.stdout + refused.stderr).split())
     assert refused.returncode == 2 and "no photos under this folder" in flat and "FIFO" in flat, flat
+
+
+def test_an_empty_pool_says_so_and_draws_no_sheet(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """`album timeline unsorted` on an empty pool printed one blank line, and `album show unsorted --sheet`
+    wrote a blank 112x112 PNG, "contact sheet: u.png (0 faces...)": each says there is nothing."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("George_W_Bush", "Tony_Blair"), 2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"]).exit_code == 0
+    people = json.loads(runner.invoke(app, ["album", "people", "--json"]).stdout)
+    for face in json.loads(runner.invoke(app, ["album", "show", "unsorted", "--json"]).stdout):  # empty the pool
+        assert runner.invoke(app, ["album", "move", str(face["id"]), people[0]["id"]]).exit_code == 0
+    timeline = runner.invoke(app, ["album", "timeline", "unsorted"])
+    assert timeline.exit_code == 0 and timeline.output.strip() == "no photo holds a face of unsorted", timeline.output
+    sheet = tmp_path / "u.png"
+    shown = runner.invoke(app, ["album", "show", "unsorted", "--sheet", str(sheet)])
+    assert shown.exit_code == 0 and "no faces in unsorted: no contact sheet written" in shown.output, shown.output
+    assert "contact sheet:" not in shown.output and not sheet.exists()

@@ -645,10 +645,11 @@ class AlbumCore:
         rows = session.scalars(query.order_by(Photo.taken_at.is_(None), Photo.taken_at, Photo.added_at, Photo.id))
         return [PhotoInfo(p.id, p.source, p.taken_at, p.added_at) for p in rows]
 
-    def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> ContactSheet:
+    def contact_sheet(self, ref: str | None, path: Path, *, columns: int = 8) -> ContactSheet | None:
         """Write a PNG of the person's faces (``None``: the unsorted pool's, as :meth:`faces`),
         cropped from their photos, to ``path``; the result names the photos that could not be
-        read or whose content is not the one scanned (their faces are grey tiles). A ``path`` that
+        read or whose content is not the one scanned (their faces are grey tiles). None, nothing
+        written, when there is no face to draw (an empty pool wrote a blank 112x112 PNG). A ``path`` that
         is one of the album's photos (links resolved) is :class:`InvalidArgument` before anything is
         drawn: the sheet was written over the photo, destroying it (any other file is overwritten)."""
         path = Path(path)
@@ -660,6 +661,8 @@ class AlbumCore:
         if held is not None:
             raise InvalidArgument(f"contact sheet {path} is the photo {held} of album '{self.name}': writing it "
                                   "would destroy the photo; give another file")
+        if not faces:
+            return None
         return draw_sheet(self.analyzer, faces, path, columns)
 
     # -- internals shared with corrections ----------------------------------------------------
