@@ -23,6 +23,7 @@ from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_fa
 from faceatlas.engine.evaluation import (
     LFWReport,
     check_lfw_outputs,
+    check_output_file,
     evaluate_lfw,
     json_ready,
     measuring_analyzer,
@@ -151,6 +152,7 @@ __all__ = [
     "check_calibration_path",
     "check_dataset_outputs",
     "check_lfw_outputs",
+    "check_output_file",
     "save_calibration",
     "save_image",
     "save_user_calibration",

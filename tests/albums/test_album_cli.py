@@ -340,3 +340,24 @@ def test_an_empty_pool_says_so_and_draws_no_sheet(lfw: Path, tmp_path: Path, mon
     shown = runner.invoke(app, ["album", "show", "unsorted", "--sheet", str(sheet)])
     assert shown.exit_code == 0 and "no faces in unsorted: no contact sheet written" in shown.output, shown.output
     assert "contact sheet:" not in shown.output and not sheet.exists()
+
+
+def test_a_sheet_that_cannot_be_written_is_refused_before_drawing(lfw: Path, tmp_path: Path, monkeypatch) -> None:
+    """`show --sheet folder` said "cannot write an image with suffix '(none)'", and `--sheet /proc/x.png`
+    "error (error): ... could not write the image" after drawing: a folder is named as one, and a file
+    that cannot be written is bad_request with why, as `counts --plot` says it."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("George_W_Bush",), 2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"]).exit_code == 0
+    person = json.loads(runner.invoke(app, ["album", "people", "--json"]).stdout)[0]["id"]
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    shown = runner.invoke(app, ["album", "show", person, "--sheet", str(folder)])
+    said = " ".join(shown.output.split())
+    assert shown.exit_code == 2 and f"contact sheet {folder} is a folder: give a file" in said, said
+    shown = runner.invoke(app, ["album", "show", person, "--sheet", "/proc/x.png"])
+    said = " ".join(shown.output.split())
+    assert shown.exit_code == 2 and "error (bad_request): contact sheet /proc/x.png cannot be written (" in said, said
+    assert list(folder.iterdir()) == []

@@ -38,7 +38,15 @@ from faceatlas.apps.albums.types import (
     ScanReport,
 )
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, require_database
-from faceatlas.engine import Face, FaceAnalyzer, InvalidImage, ModelMismatch, l2_normalize
+from faceatlas.engine import (
+    Face,
+    FaceAnalyzer,
+    InvalidImage,
+    ModelMismatch,
+    check_drawing_path,
+    check_output_file,
+    l2_normalize,
+)
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, mismatch_message, source_crop
 
@@ -661,6 +669,10 @@ class AlbumCore:
         if held is not None:
             raise InvalidArgument(f"contact sheet {path} is the photo {held} of album '{self.name}': writing it "
                                   "would destroy the photo; give another file")
+        # checked before drawing, as every command's output image is: a folder was "cannot write an image
+        # with suffix '(none)'", /proc/x.png a generic error after the drawing ("could not write the image")
+        check_output_file(path, "contact sheet")
+        check_drawing_path(path, (), "contact sheet")
         if not faces:
             return None
         return draw_sheet(self.analyzer, faces, path, columns)
