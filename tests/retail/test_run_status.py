@@ -89,8 +89,8 @@ def test_a_camera_that_fails_mid_run_is_named_and_the_others_report_their_run(sh
     with http_server(served, hang_up={shelf.name: shelf.stat().st_size // 2}) as base:
         config = _store(tmp_path, door)
         config.write_text(config.read_text().replace(
-            "events:", f"  - {{id: shelf, role: zone, zone: cups, source: '{base}/{shelf.name}', faces: false, "
-                       "persons: false}\nevents:"))
+            "events:", f"  - {{id: shelf, role: zone, zone: cups, source: '{base}/{shelf.name}', "
+                       "faces: false}\nevents:"))
         done = subprocess.run(_command(config, tmp_path), capture_output=True, text=True, timeout=300,
                               env={**os.environ, "FACEATLAS_THREADS": "1"})
     assert done.returncode == 1, done.stderr[-3000:]
