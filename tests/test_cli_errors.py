@@ -689,6 +689,41 @@ def test_gallery_export_writes_only_a_parquet_file(tmp_path, shared):
         assert done.exit_code == 0 and json.loads(done.stdout)["faces"] == 1, done.output
 
 
+def test_gallery_export_replaces_only_an_earlier_export(tmp_path, shared):
+    """`gallery export c fake.parquet` replaced whatever file ended in .parquet: a JPEG named so, a
+    user's own Parquet file, a link (by a regular file). Each is refused in one line naming it, left as
+    it was; an earlier export is still replaced."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photo = sorted((shared / "data" / "lfw" / "images" / "Serena_Williams").glob("*.jpg"))[0]
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    assert runner.invoke(app, ["gallery", "create", "c", "-p", "scrfd-mbf", *db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "c", str(photo), "-s", "serena", *db]).exit_code == 0
+    fake = tmp_path / "fake.parquet"
+    fake.write_bytes(photo.read_bytes())
+    own = tmp_path / "own.parquet"
+    pq.write_table(pa.table({"a": [1, 2, 3]}), own)
+    target = tmp_path / "target.parquet"
+    target.write_bytes(b"the link's target")
+    link = tmp_path / "link.parquet"
+    link.symlink_to(target)
+    before = {path: path.read_bytes() for path in (fake, own, target)}
+    for path, said in ((fake, "is not a FaceAtlas export"), (own, "is not a FaceAtlas export"),
+                       (link, "is a link, not a FaceAtlas export")):
+        refused = runner.invoke(app, ["gallery", "export", "c", str(path), *db])
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.strip() == (f"error (validation_error): {path} {said}: an export replaces only an "
+                                          "earlier export, so nothing was written (give another path, or move "
+                                          "that file away first)"), refused.output
+    assert {path: path.read_bytes() for path in before} == before and link.is_symlink()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    written = tmp_path / "c.parquet"
+    for _ in range(2):  # an earlier export is replaced
+        done = runner.invoke(app, ["gallery", "export", "c", str(written), *db])
+        assert done.exit_code == 0, done.output
+
+
 def test_the_gallery_commands_leave_an_app_s_space_to_its_app(tmp_path, shared):
     """`gallery delete faces --subject p5 --tenant app:albums:default:default --yes` deleted an album's
     person (its next `album recluster` failed not_found), `gallery enrol --tenant app:albums:...` put

@@ -102,8 +102,9 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
     with null face columns. Returns the number of faces written. The file appears whole or not at
     all (written beside it, then renamed over it); a path that cannot be written is
     :class:`InvalidInput` naming it (it was ``error (error): [Errno 2] Failed to open local file``).
-    ``path`` ends in ``.parquet`` (else :class:`InvalidArgument`): the rename replaces whatever file
-    is there, and only an earlier export is to be replaced."""
+    ``path`` ends in ``.parquet`` (else :class:`InvalidArgument`), and a path already there is
+    replaced only when it is a regular file that is an earlier export (else :class:`InvalidArgument`,
+    nothing written): the rename replaces whatever is there."""
     header = {"format": FORMAT_VERSION, "collection": info.name, "pack_name": info.pack_name,
               "pack_version": info.pack_version, "recognizer_id": info.recognizer_id,
               # an export without its crops says so: its import keeps none (reembed then refused every face)
@@ -118,6 +119,8 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
     if path.suffix.lower() != ".parquet":  # a user's photo given as the path became Parquet, silently
         raise InvalidArgument(f"{path}: an export is a Parquet file: give a path ending in .parquet (a file "
                               "already there is replaced only when it is one)")
+    if os.path.lexists(path):  # a JPEG, a user's own Parquet file or a link named .parquet was replaced
+        _check_replaceable(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         written = _write(partial, schema, info, batches, with_crops)
@@ -127,6 +130,24 @@ def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequenc
     finally:
         partial.unlink(missing_ok=True)
     return written
+
+
+def _check_replaceable(path: Path) -> None:
+    """:class:`InvalidArgument` unless the existing ``path`` is a regular file that is a FaceAtlas
+    export (its header reads, :func:`read_header`): only an earlier export is replaced, nothing else
+    (a photo, a Parquet file of other columns, a link) is, and nothing is written."""
+    if path.is_symlink():
+        what = "is a link, not a FaceAtlas export"
+    elif not path.is_file():
+        what = "is no regular file, not a FaceAtlas export"
+    else:
+        try:
+            read_header(path)
+            return
+        except InvalidInput:
+            what = "is not a FaceAtlas export"
+    raise InvalidArgument(f"{path} {what}: an export replaces only an earlier export, so nothing was written "
+                          "(give another path, or move that file away first)")
 
 
 def _write(path: Path, schema: pa.Schema, info: CollectionInfo, batches: Iterable[Sequence[Sequence[Any]]],
