@@ -73,6 +73,37 @@ def test_album_commands(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     assert bad.exit_code == 2 and "not_found" in bad.output
 
 
+def test_promote_into_a_collection_of_another_pack_says_what_can_be_done(lfw: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """`album promote` into a collection of another pack said "--pack yunet-frfeature or
+    FACEATLAS_PACK=..., or reembed this collection": promote has no --pack and an album's faces cannot
+    be made with another pack. It says to promote into a collection of the album's pack, or make one."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'album.db'}")
+    monkeypatch.setenv("FACEATLAS_INDEX_DIR", str(tmp_path / "indexes"))
+    library = copy_people(lfw, tmp_path / "photos", ("Tony_Blair",), 2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["album", "scan", str(library), "--pack", "scrfd-mbf"]).exit_code == 0
+    person = json.loads(runner.invoke(app, ["album", "people", "--json"]).stdout)[0]["id"]
+    assert runner.invoke(app, ["album", "name", person, "Ann"]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "create", "fr", "--pack", "yunet-frfeature"]).exit_code == 0
+    refused = runner.invoke(app, ["album", "promote", "Ann", "fr", "ann"])
+    assert refused.exit_code == 2, refused.output
+    said = refused.output.strip()
+    assert said.startswith("error (model_mismatch): collection 'fr' holds embeddings of pack 'yunet-frfeature'"), said
+    assert said.endswith("An album's faces are of its pack 'scrfd-mbf': promote into a collection of that pack, or "
+                         "create one (`faceatlas gallery create NAME --pack scrfd-mbf`)."), said
+    assert "FACEATLAS_PACK" not in said and "reembed" not in said
+    listed = json.loads(runner.invoke(app, ["gallery", "list", "fr", "--json"]).stdout)
+    assert listed["items"] == []
+    # a collection keeping crops can be reembedded to the album's pack: said too
+    created = runner.invoke(app, ["gallery", "create", "kept", "--pack", "yunet-frfeature", "--keep-crops"])
+    assert created.exit_code == 0, created.output
+    kept = runner.invoke(app, ["album", "promote", "Ann", "kept", "ann"])
+    assert kept.exit_code == 2 and kept.output.strip().endswith(
+        "or reembed 'kept' to it (`faceatlas gallery reembed kept --pack scrfd-mbf`, from its kept crops)."), \
+        kept.output
+
+
 def test_deleting_a_face_a_photo_and_an_album(lfw: Path, tmp_path: Path, monkeypatch) -> None:
     """There was no command to delete a face, a photo or an album: each asks first (declined:
     "Aborted.", exit 1; --json asks nothing, so it needs --yes), and an unknown one is not_found

@@ -33,8 +33,8 @@ from faceatlas.apps.albums.album import (
 )
 from faceatlas.apps.albums.db import CannotLink, FaceRow, Person, Photo
 from faceatlas.apps.albums.types import AlbumFace, Erasure, PersonInfo, ReclusterReport
-from faceatlas.errors import AlreadyExists, InvalidArgument
-from faceatlas.gallery import NAME_MAX_LENGTH, Gallery, NotFound, check_text
+from faceatlas.errors import AlreadyExists, InvalidArgument, ModelMismatch
+from faceatlas.gallery import NAME_MAX_LENGTH, Gallery, NotFound, check_text, mismatch_message
 
 
 def _check_name(name: str) -> None:
@@ -192,7 +192,11 @@ class Album(AlbumCore):
     def promote(self, ref: str, gallery: Gallery, collection: str, subject: str) -> int:
         """Enrol a person's faces as ``subject`` of a gallery collection (of the same pack);
         returns how many faces were enrolled. Each enrolled face's source names its album face, so
-        promoting again enrols only the faces the subject does not hold yet (it enrolled them twice)."""
+        promoting again enrols only the faces the subject does not hold yet (it enrolled them twice).
+        A collection of another pack is :class:`ModelMismatch` saying what can be done instead (an
+        album's faces are of its pack, and cannot be made with another: it said "--pack ... or reembed
+        this collection", and `album promote` has no --pack)."""
+        self._check_promotable(gallery, collection)
         with self._sessions() as session:
             pid = self._resolve(session, ref)
             name = session.scalar(select(Person.name).where(Person.id == pid))
@@ -205,6 +209,18 @@ class Album(AlbumCore):
         _, vectors = self.gallery.face_vectors(COLLECTION, [faces[n] for n in fresh])
         return len(gallery.add_embeddings(collection, subject, vectors, recognizer_id=self.analyzer.pack.recognizer_id,
                                           sources=[sources[n] for n in fresh], name=name))
+
+    def _check_promotable(self, gallery: Gallery, collection: str) -> None:
+        info = gallery.get_collection(collection)  # NotFound for an unknown collection
+        pack = self.analyzer.pack
+        if info.recognizer_id == pack.recognizer_id:
+            return
+        reembed = (f", or reembed '{info.name}' to it (`faceatlas gallery reembed {info.name} --pack {pack.name}`, "
+                   "from its kept crops)") if info.keep_crops else ""
+        raise ModelMismatch(mismatch_message(
+            f"collection '{info.name}'", info.pack_name, info.recognizer_id, pack.recognizer_id,
+            remedy=f"An album's faces are of its pack '{pack.name}': promote into a collection of that pack, or "
+                   f"create one (`faceatlas gallery create NAME --pack {pack.name}`){reembed}."))
 
     def recluster(self) -> ReclusterReport:
         """Cluster every placed face again under the constraints; a person keeps its id (and
