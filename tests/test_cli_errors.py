@@ -507,6 +507,23 @@ def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
     assert [c["name"] for c in json.loads(listed.stdout)] == ["c"]
 
 
+def test_a_failed_gallery_import_makes_no_database(tmp_path):
+    """`gallery import nope.parquet --db .../db3/x.db` said "no such file" (exit 2) but made db3/ and
+    x.db (a file that is no Parquet export too): the file is checked before the database is opened."""
+    not_parquet = tmp_path / "notes.parquet"
+    not_parquet.write_text("not parquet")
+    for file, said in ((tmp_path / "nope.parquet", "no such file"), (not_parquet, "is not a FaceAtlas collection")):
+        folder = tmp_path / "db3"
+        result = runner.invoke(app, ["gallery", "import", str(file), "--db", f"sqlite:///{folder / 'x.db'}"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert _error_lines(result.output)[0].startswith("error (bad_request)") and said in result.output, \
+            result.output
+        assert not folder.exists(), sorted(p.name for p in folder.iterdir())
+        as_json = runner.invoke(app, ["gallery", "import", str(file), "--db", str(folder / "x.db"), "--json"])
+        assert as_json.exit_code == 2 and json.loads(as_json.stdout)["error"] == "bad_request", as_json.output
+        assert not folder.exists()
+
+
 def test_a_corrupt_avif_is_one_failed_input_and_the_others_are_kept(examples, tmp_path):
     """A corrupt AVIF (PIL's RuntimeError) was a traceback that lost the other files' results."""
     from PIL import features

@@ -29,6 +29,7 @@ from faceatlas.gallery import (
     check_limit,
     check_min_quality,
     check_text,
+    read_header,
     space_owner,
 )
 from faceatlas.settings import ServiceSettings
@@ -332,6 +333,10 @@ def export(collection: str, path: Path,
 def import_(path: Path, name: Annotated[str | None, typer.Option(help="collection name (default: as exported)")]
             = None, db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Import a collection from a Parquet export (creating the database the first time)."""
+    try:  # the file before the database: a missing or wrong file made the database (and its folder)
+        read_header(path)
+    except FaceAtlasError as exc:
+        _fail(exc, as_json)
     with _gallery(db, tenant, as_json, create=True) as gallery:
         faces = gallery.import_(path, name=name)
         _emit({"path": str(path), "faces": faces}, as_json, f"imported {faces} faces from {escape(str(path))}")
