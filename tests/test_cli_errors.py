@@ -524,6 +524,18 @@ def test_a_failed_gallery_import_makes_no_database(tmp_path):
         assert not folder.exists()
 
 
+def test_gallery_import_of_a_folder_says_it_is_a_folder(tmp_path):
+    """`gallery import somefolder` said "somefolder: no such file" of a folder that is there."""
+    folder = tmp_path / "somefolder"
+    folder.mkdir()
+    db = tmp_path / "g.db"
+    result = runner.invoke(app, ["gallery", "import", str(folder), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error (bad_request): {folder}: a folder, not a Parquet export: give the "
+                                     "export's file"), result.output
+    assert not db.exists()
+
+
 def test_a_corrupt_avif_is_one_failed_input_and_the_others_are_kept(examples, tmp_path):
     """A corrupt AVIF (PIL's RuntimeError) was a traceback that lost the other files' results."""
     from PIL import features

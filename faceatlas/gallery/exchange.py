@@ -178,6 +178,8 @@ def read_header(path: Path) -> dict[str, Any]:
     """The pack identity and collection options stored in an export file, once its columns are of
     the types an export writes and no column holds more than its values can (read from the Parquet
     metadata, before any row is): a file that fails either is :class:`InvalidInput` naming why."""
+    if Path(path).is_dir():  # it said "no such file" of a folder that is there
+        raise InvalidInput(f"{path}: a folder, not a Parquet export: give the export's file")
     if not Path(path).is_file():
         raise InvalidInput(f"{path}: no such file")
     try:
