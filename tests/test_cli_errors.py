@@ -32,12 +32,33 @@ def test_watch_missing_file_is_one_line_and_non_zero(shared, tmp_path):
 
 def test_watch_unknown_collection_is_one_line_and_non_zero(shared, tmp_path):
     video = shared / "data/videos/one-by-one-person-detection.mp4"
-    result = runner.invoke(app, ["watch", str(video), "--collection", "nosuch",
-                                 "--gallery", f"sqlite:///{tmp_path / 'g.db'}"])
+    gallery = f"sqlite:///{tmp_path / 'g.db'}"
+    assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", gallery]).exit_code == 0
+    result = runner.invoke(app, ["watch", str(video), "--collection", "nosuch", "--gallery", gallery])
     assert result.exit_code != 0, result.output
     assert "Traceback" not in result.output
     lines = _error_lines(result.output)
     assert len(lines) == 1 and "not_found" in lines[0] and "nosuch" in lines[0], result.output
+
+
+def test_watch_reads_a_gallery_it_never_makes(shared, tmp_path):
+    """`watch clip.mp4 --collection staff --gallery sqlite:///.../typo_dir/gallry.db` said "collection
+    'staff' not found" but left typo_dir/gallry.db made (an empty database of 64 KB), by --gallery and
+    by cams.yaml's `gallery:` alike: a gallery that is not there is said to be missing, and none is made."""
+    video = shared / "data/videos/one-by-one-person-detection.mp4"
+    missing = tmp_path / "typo_dir" / "gallry.db"
+    config = tmp_path / "cams.yaml"
+    config.write_text(f"gallery: sqlite:///{missing}\ncollection: staff\ncameras:\n  - {{name: door, source: {video}, "
+                      f"snapshots: {tmp_path / 'snaps'}}}\n")
+    for args in (["watch", str(video), "--collection", "staff", "--gallery", f"sqlite:///{missing}"],
+                 ["watch", "--config", str(config)]):
+        result = runner.invoke(app, [*args, "--events", str(tmp_path / "ev.jsonl")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert _error_lines(result.output) == [
+            f"error (not_found): no gallery database at {missing} (`faceatlas gallery create NAME` makes one there)"
+        ], result.output
+        assert not (tmp_path / "typo_dir").exists() and not (tmp_path / "snaps").exists()
+        assert not (tmp_path / "ev.jsonl").exists()
 
 
 def test_watch_file_that_is_no_video_is_one_line_and_non_zero(shared, tmp_path):

@@ -137,12 +137,14 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
         check_database_url(config.database)
     # the events file may have been given after the settings were made (`watch --events`)
     check_run_outputs(config.cameras, events=config.events, database=config.database, config=config.file)
-    prepare_outputs(config.cameras)
-    gallery = Gallery.open(config.gallery, tenant=config.tenant) if config.collection else None
+    # read, never made: a mistyped gallery path was created (an empty database) before the collection
+    # was not found in it; a missing SQLite file is NotFound ("no gallery database at ..."), before any output
+    gallery = Gallery.open(config.gallery, tenant=config.tenant, create=False) if config.collection else None
     try:
         if gallery is not None and config.collection:
             collection = gallery.get_collection(config.collection)  # NotFound for an unknown collection
             pack = pack or collection.pack_name
+        prepare_outputs(config.cameras)
         return _run(config, gallery, pack=pack, persons=persons, on_frame=on_frame)
     finally:
         if gallery is not None:
