@@ -382,13 +382,29 @@ class MeteredRoute(IdempotentRoute):
                 await _gate_unparsed(request, gate)
                 raise
             except HTTPException as refused:
-                if gate is None or getattr(request.state, "gated", False) or refused.status_code != 400 \
-                        or self.body_field is None:
-                    raise
+                why = _unparsed(refused)
+                if gate is None or getattr(request.state, "gated", False) or why is None or self.body_field is None:
+                    raise  # a body over the upload limit (413) or a client gone mid-upload: not served, not billed
                 await _gate_unparsed(request, gate)
-                raise InvalidArgument("the JSON body does not parse (a number too long, or nested too deep)") from None
+                raise InvalidArgument(f"the JSON body does not parse ({why})") from None
 
         return route
+
+
+def _unparsed(refused: HTTPException) -> str | None:
+    """Why FastAPI's 400 "There was an error parsing the body" is the body's own fault, in words, or
+    None for one that is not (FastAPI answers any error of reading the body so: a client that hung
+    up mid-upload, a body cut off at the upload limit, which the limit answers 413)."""
+    cause = refused.__cause__
+    if refused.status_code != 400:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return "it is not UTF-8"
+    if isinstance(cause, RecursionError):
+        return "nested too deep"
+    if isinstance(cause, ValueError):  # Python's limit on an integer's digits
+        return "a number too long"
+    return None
 
 
 async def _gate_unparsed(request: Request, gate: tuple[str, str, bool]) -> None:

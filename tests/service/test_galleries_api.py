@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -645,10 +646,21 @@ def test_a_body_that_does_not_parse_is_refused_after_the_key_and_billed(api):
             answer = writer.post("/v1/collections", content=body, headers=as_json)
             assert answer.status_code == 422 and answer.json()["error"]["code"] == "validation_error", answer.text
             assert "the JSON body does not parse" in answer.json()["error"]["message"], answer.text
+        not_utf8 = writer.post("/v1/collections", content=b'{"name": "\xff"}', headers=as_json)
+        assert not_utf8.json()["error"]["message"] == "the JSON body does not parse (it is not UTF-8)", not_utf8.text
+
+        def streamed() -> Iterator[bytes]:  # chunked, past the upload limit: 413, neither served nor billed
+            yield b'{"name": "'
+            for _ in range(40):
+                yield b"a" * 100_000
+            yield b'"}'
+
+        over = writer.post("/v1/collections", content=streamed(), headers=as_json)
+        assert over.status_code == 413, over.text
         keyed = writer.post("/v1/collections", content=b"{", headers={**as_json, "Idempotency-Key": "k1"})
         assert keyed.status_code == 422, keyed.text
         assert writer.post("/v1/collections", json={"name": "fine"},
                            headers={"Idempotency-Key": "k1"}).status_code == 201  # the refusal claimed no key
     with api.client(admin) as accountant:
         rows = [r for r in accountant.get("/v1/usage").json()["rows"] if r["operation"] == "collections.create"]
-    assert sum(r["calls"] for r in rows) == 5 and sum(r["errors"] for r in rows) == 4, rows
+    assert sum(r["calls"] for r in rows) == 6 and sum(r["errors"] for r in rows) == 5, rows
