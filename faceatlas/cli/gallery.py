@@ -14,11 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, progress
 from faceatlas.cli.options import database_option
-from faceatlas.db import one_reason
+from faceatlas.db import create_database_engine, normalize_url, one_reason, sqlite_path
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, images_in, is_hidden
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import (
@@ -271,9 +272,14 @@ def merge(collection: str, source: Annotated[str, typer.Argument(help="the subje
 def delete(collection: str, subject: Annotated[str | None, typer.Option(
         "--subject", "-s", help="delete only this subject")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-        db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
-    """Delete a subject (all its faces) or a whole collection; in a service tenant's space
-    (``--tenant svc:<id>``), its subjects' ids in that tenant's audit trail too (unless
+        db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False,
+        events_db: Annotated[str | None, typer.Option(
+            "--events-db", callback=database_option,
+            help="database of the video events to erase with it (default: the gallery's, where `watch` stores "
+                 "them without a cams.yaml `database:`)")] = None) -> None:
+    """Delete a subject (all its faces) or a whole collection, and the video events that name them
+    with their snapshot files (in the gallery's database, or --events-db); in a service tenant's
+    space (``--tenant svc:<id>``), its subjects' ids in that tenant's audit trail too (unless
     FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS) and the servers' stored Idempotency-Key answers that name
     them where Redis keeps them (FACEATLAS_REDIS_URL), as the API's delete does."""
     if subject is not None:  # -s "" (an unset variable) deleted the whole collection
@@ -281,6 +287,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
             check_id(subject)
         except FaceAtlasError as exc:
             _fail(exc, as_json)
+    events = _events_engine(events_db, as_json) if events_db is not None else None
     target = f"subject '{subject}' of '{collection}'" if subject is not None else f"collection '{collection}'"
     with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
         held = (gallery.get_subject(collection, subject) if subject is not None
@@ -302,19 +309,47 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         accounts = service_accounts(gallery)  # None: a gallery database that was never served
         served = accounts is not None and space_owner(gallery.tenant) is not None
         answers = deployment_answers(gallery, settings.redis_url) if served else None
-        if subject is not None:
-            erased = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids, answers=answers)
-            faces, replaced = erased.faces, erased.answers
-        else:
-            faces = gallery.get_collection(collection).faces
-            replaced = erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids, answers=answers)
+        try:
+            if subject is not None:
+                erased = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids,
+                                               answers=answers, events=events)
+                faces, replaced = erased.faces, erased.answers
+            else:
+                faces = gallery.get_collection(collection).faces
+                replaced = erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids,
+                                                    answers=answers, events=events)
+        finally:
+            if events is not None:
+                events.dispose()
         _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
+        if events is None:
+            named = "it" if subject is not None else "its subjects"
+            err.print(f"note: the video events naming {named} in this database were deleted with their snapshots; "
+                      "events that `watch` stored in another database (a cams.yaml `database:`) are not reached from "
+                      "here: give --events-db")
         if served and answers is None:
             err.print(ANSWERS_IN_MEMORY)
         elif served and replaced is None:
             err.print("warning: Redis (FACEATLAS_REDIS_URL) could not be reached: the servers' stored answers of "
                       "Idempotency-Key calls on what was deleted stay until their keys expire "
                       "(FACEATLAS_IDEMPOTENCY_SECONDS)")
+
+
+def _events_engine(url: str, as_json: bool) -> Engine:
+    """An engine on the events database ``url`` that answers (an SQLite file that is not there holds no
+    events: a typo would have erased nothing without a word)."""
+    try:
+        path = sqlite_path(normalize_url(url))
+        if path is not None and not Path(path).is_file():
+            raise InvalidArgument(f"--events-db: no database file at {path}")
+        engine = create_database_engine(url)
+        with engine.connect():
+            return engine
+    except FaceAtlasError as exc:
+        _fail(exc, as_json)
+    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
+        _fail(DatabaseUnavailable(f"cannot open the events database: {one_reason(getattr(exc, 'orig', None) or exc)}"),
+              as_json)
 
 
 @app.command()

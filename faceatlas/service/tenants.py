@@ -14,12 +14,12 @@ from faceatlas.apps.albums import Erasure, erase_album, erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import erase_stores
 from faceatlas.errors import StateUnavailable
-from faceatlas.gallery import Gallery, database_identity, service_space, space_owner
+from faceatlas.gallery import PAGE_MAX, Gallery, database_identity, service_space, space_owner
 from faceatlas.service.accounts import Accounts, target_under
 from faceatlas.service.db import AuditRecord
 from faceatlas.service.idempotency import forget_collection, forget_subjects
 from faceatlas.service.shared_state import AnswerStore
-from faceatlas.video import erase_tenant_events
+from faceatlas.video import erase_subject_events, erase_tenant_events, events_tenant
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,23 @@ def deployment_answers(gallery: Gallery, redis_url: str | None) -> AnswerStore |
 @dataclass(frozen=True)
 class SubjectErasure:
     """What deleting a gallery subject did: the faces deleted, the target the deletion is audited
-    under, and the stored answers replaced (None: none were given, or they could not be reached)."""
+    under, the stored answers replaced (None: none were given, or they could not be reached) and
+    the stored video events deleted that named it."""
 
     faces: int
     target: str
     answers: int | None = None
+    events: int = 0
 
 
 def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collection: str, subject: str, *,
-                          keep_ids: bool, answers: AnswerStore | None = None) -> SubjectErasure:
+                          keep_ids: bool, answers: AnswerStore | None = None,
+                          events: Engine | None = None) -> SubjectErasure:
     """Delete ``subject`` of ``collection`` in ``gallery``'s tenant space and every trace of it: its
-    faces, vectors, crops and index entries, and, when the space is a service tenant's, with
+    faces, vectors, crops and index entries, the video events of the space's tenant
+    (:func:`faceatlas.video.events_tenant`) that name it or an id merged into it with their snapshot
+    files (:func:`faceatlas.video.erase_subject_events`, in the database ``events``, by default the
+    gallery's: where `watch` and the API keep them), and, when the space is a service tenant's, with
     ``accounts`` its id in that tenant's audit trail (unless ``keep_ids``:
     :meth:`Accounts.erase_subject`), and with ``answers`` (the server's shared state, or the Redis
     its servers share) the tenant's stored ``Idempotency-Key`` answers that name it or an id merged
@@ -73,6 +79,10 @@ def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collectio
     owner = space_owner(gallery.tenant)
     ids = merged_ids(accounts, owner, collection, subject) if accounts is not None and owner is not None \
         else {subject}  # read before the trail forgets them
+    gallery.get_subject(collection, subject)  # NotFound before anything is touched
+    # the events first: a run cut short after them finds the subject still there and finishes the job
+    erased_events = erase_subject_events(events if events is not None else gallery.engine,
+                                         events_tenant(gallery.tenant), ids)
     faces = gallery.delete_subject(collection, subject)
     target = f"{collection}/{subject}"
     if accounts is not None and owner is not None:
@@ -84,7 +94,7 @@ def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collectio
         except StateUnavailable:
             log.warning("the stored answers of calls on the erased subject of %r could not be replaced now; they "
                         "expire with their keys", collection)
-    return SubjectErasure(faces, target, replaced)
+    return SubjectErasure(faces, target, replaced, erased_events)
 
 
 def merged_ids(accounts: Accounts, tenant_id: str, collection: str, subject: str) -> set[str]:
@@ -103,15 +113,42 @@ def merged_ids(accounts: Accounts, tenant_id: str, collection: str, subject: str
     return ids
 
 
+def collection_ids(gallery: Gallery, collection: str) -> set[str]:
+    """The ids of every subject of ``collection`` (:class:`NotFound` when there is no such collection)."""
+    ids: set[str] = set()
+    after = None
+    while True:
+        page = gallery.list_subjects(collection, limit=PAGE_MAX, after=after)
+        ids.update(subject.external_id for subject in page.items)
+        if (after := page.next_cursor) is None:
+            return ids
+
+
+def merged_into(accounts: Accounts, tenant_id: str, collection: str) -> set[str]:
+    """The ids that the tenant's audit trail records as merged into another subject of ``collection``."""
+    with Session(accounts.engine) as session:
+        sources = session.scalars(select(AuditRecord.target).where(
+            AuditRecord.tenant_id == tenant_id, AuditRecord.action == "subject.merge",
+            target_under(f"{collection}/"))).all()
+    return {source.split("/", 1)[1] for source in sources if "/" in source}
+
+
 def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collection: str, *,
-                             keep_ids: bool, answers: AnswerStore | None = None) -> int | None:
+                             keep_ids: bool, answers: AnswerStore | None = None,
+                             events: Engine | None = None) -> int | None:
     """Delete ``collection`` of ``gallery``'s tenant space with every subject, face, vector and crop
-    in it, and, when the space is a service tenant's, with ``accounts`` its subjects' ids in that
+    in it, the video events that name its subjects (or ids merged into them) with their snapshot
+    files (as :func:`erase_gallery_subject`, in ``events``, by default the gallery's database), and,
+    when the space is a service tenant's, with ``accounts`` its subjects' ids in that
     tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_collection`), with ``answers``
     the tenant's stored ``Idempotency-Key`` answers of calls on it (:func:`idempotency.forget_collection`).
     Returns how many answers were replaced (None: none given, or they could not be reached)."""
-    gallery.delete_collection(collection)
     owner = space_owner(gallery.tenant)
+    ids = collection_ids(gallery, collection)  # NotFound before anything is touched
+    if accounts is not None and owner is not None:
+        ids |= merged_into(accounts, owner, collection)
+    erase_subject_events(events if events is not None else gallery.engine, events_tenant(gallery.tenant), ids)
+    gallery.delete_collection(collection)
     if accounts is not None and owner is not None:
         accounts.erase_collection(owner, collection, keep_ids=keep_ids)
     if answers is None or owner is None:

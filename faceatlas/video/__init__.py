@@ -53,6 +53,7 @@ from faceatlas.video.store import (
     EventRow,
     MinuteCounts,
     VideoBase,
+    erase_subject_events,
     erase_tenant_events,
     event_snapshot,
     list_counts,
@@ -61,7 +62,7 @@ from faceatlas.video.store import (
     utc_time,
 )
 from faceatlas.video.tracks import Track
-from faceatlas.video.watch import WatchReport, build_sinks, check_camera_source, run_watch
+from faceatlas.video.watch import WatchReport, build_sinks, check_camera_source, events_tenant, run_watch
 from faceatlas.video.webhook import WebhookSink, verify_signature
 from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 
@@ -113,7 +114,9 @@ __all__ = [
     "blur_plates",
     "build_sinks",
     "check_camera_source",
+    "erase_subject_events",
     "erase_tenant_events",
+    "events_tenant",
     "event_snapshot",
     "camera_counts",
     "camera_from_settings",

@@ -5,12 +5,13 @@ that they never mix with the gallery's or the service's tables and migrations. C
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, select
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -299,6 +300,51 @@ def erase_tenant_events(engine: Engine, tenant: str) -> int:
     with Session(engine) as session, session.begin():
         session.execute(delete(CountRow).where(CountRow.tenant == tenant))
         return rowcount(session.execute(delete(EventRow).where(EventRow.tenant == tenant)))
+
+
+def erase_subject_events(engine: Engine, tenant: str, subjects: Iterable[str], chunk: int = 500) -> int:
+    """Erase the stored events of ``tenant`` that name one of ``subjects`` (gallery subject ids: the
+    ``subject`` an event is about, ``identified``, ``watchlist_hit``, ``track_ended`` and the events
+    of a track linked to an identified face, or the ``previous`` identity of an ``identified`` or
+    ``identity_lost`` event), with the snapshot files they kept (the person's face): deleting a
+    gallery subject, or its collection, deletes every trace of it. Events do not record the
+    collection, so an event naming the same id matched in another collection of the tenant goes
+    too. A snapshot file that a kept event (of any tenant) names too is kept: it is that event's
+    picture. Files first, then the rows in one transaction, so a run again after a crash finishes
+    the job (as :func:`erase_tenant_events`); the per-minute counts name nobody and stay. Creates
+    the tables when missing. Returns how many events were deleted."""
+    wanted = sorted({s for s in subjects if s})
+    if not wanted:
+        return 0
+    VideoBase.metadata.create_all(engine)
+    subject, previous = EventRow.data["subject"].as_string(), EventRow.data["previous"].as_string()
+    doomed: dict[str, Any] = {}
+    with Session(engine) as session:
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            query = select(EventRow.id, EventRow.data).where(EventRow.tenant == tenant,
+                                                              or_(subject.in_(part), previous.in_(part)))
+            doomed.update((event_id, data.get("snapshot")) for event_id, data in session.execute(query))
+        paths = sorted({s for s in doomed.values() if isinstance(s, str) and Path(s).suffix.lower() == ".jpg"})
+        shared = _snapshots_kept(session, set(doomed), paths, chunk)
+    for snapshot in paths:
+        if snapshot not in shared:
+            Path(snapshot).unlink(missing_ok=True)
+    ids = sorted(doomed)
+    with Session(engine) as session, session.begin():
+        return sum(rowcount(session.execute(delete(EventRow).where(EventRow.tenant == tenant,
+                                                                    EventRow.id.in_(ids[start:start + chunk]))))
+                   for start in range(0, len(ids), chunk))
+
+
+def _snapshots_kept(session: Session, erased: set[str], paths: list[str], chunk: int) -> set[str]:
+    """Those of ``paths`` that an event not among ``erased`` (ids, of any tenant) names as its snapshot."""
+    named = EventRow.data["snapshot"].as_string()
+    found: set[str] = set()
+    for start in range(0, len(paths), chunk):
+        rows = session.execute(select(EventRow.id, named).where(named.in_(paths[start:start + chunk])))
+        found.update(path for event_id, path in rows if event_id not in erased)
+    return found
 
 
 def _snapshots_of_others(session: Session, tenant: str, paths: list[str], chunk: int = 500) -> set[str]:

@@ -1,0 +1,85 @@
+"""`faceatlas gallery delete` deletes the video events that name what it deletes, with their snapshot
+files: in the plain setup `watch` stores them in the gallery's database (FACEATLAS_DATABASE_URL,
+tenant ``default``), and deleting a subject left them there, its id, its name and its face
+(``--events-db``: events that a cams.yaml ``database:`` put elsewhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+from typer.testing import CliRunner
+
+from faceatlas.cli.main import app
+from faceatlas.video import DatabaseSink, Event, list_events, open_events_db
+
+
+def _stored(url: str, tenant: str = "default") -> list[Event]:
+    engine = open_events_db(url)
+    try:
+        return list_events(engine, tenant)
+    finally:
+        engine.dispose()
+
+
+def _seed(url: str, folder: Path, photo: Path, tenant: str = "default") -> dict[str, Path]:
+    """A watch run's events: ``lmm`` identified (snapshot), hit (a snapshot ``obama`` 's hit names
+    too) and ended; ``obama`` identified and hit; a line crossing."""
+    shots = {name: folder / f"{tenant}_{name}.jpg" for name in ("lmm", "shared", "obama")}
+    for path in shots.values():
+        assert cv2.imwrite(str(path), cv2.imread(str(photo)))
+    lmm = {"subject": "lmm", "name": "Lin-Manuel Miranda", "similarity": 0.7, "far_level": None}
+    sink = DatabaseSink(url, tenant=tenant)
+    sink.emit(Event("identified", "door", 10, 0.4, 1, "face", {**lmm, "previous": None, "snapshot": str(shots["lmm"])}))
+    sink.emit(Event("watchlist_hit", "door", 10, 0.4, 1, "face", {**lmm, "snapshot": str(shots["shared"])}))
+    sink.emit(Event("track_ended", "door", 40, 1.6, 1, "face", {"dwell": 1.2, "subject": "lmm"}))
+    sink.emit(Event("identified", "door", 50, 2.0, 2, "face", {"subject": "obama", "snapshot": str(shots["obama"])}))
+    obama_hit = {"subject": "obama", "snapshot": str(shots["shared"])}
+    sink.emit(Event("watchlist_hit", "door", 50, 2.0, 2, "face", obama_hit))
+    sink.emit(Event("line_crossed", "door", 60, 2.4, 3, "person", {"direction": "in"}))
+    sink.close()
+    return shots
+
+
+def _subjects(events: list[Event]) -> list[str | None]:
+    return sorted((e.data.get("subject") or "-") for e in events)
+
+
+def test_gallery_delete_erases_the_events_of_the_shared_database(events_database, examples, tmp_path):
+    photo = examples / "examples" / "lin-manuel-miranda.png"
+    runner = CliRunner()
+    assert (done := runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf"])).exit_code == 0, done.output
+    for subject, name in (("lmm", "Lin-Manuel Miranda"), ("obama", "Barack Obama")):
+        image = photo if subject == "lmm" else examples / "tests" / "test_images" / "obama.jpg"
+        done = runner.invoke(app, ["gallery", "enrol", "staff", str(image), "-s", subject, "--name", name])
+        assert done.exit_code == 0, done.output
+    shots = _seed(events_database, tmp_path, photo)
+    assert _subjects(_stored(events_database)) == ["-", "lmm", "lmm", "lmm", "obama", "obama"]
+
+    done = runner.invoke(app, ["gallery", "delete", "staff", "-s", "lmm", "-y"])
+    assert done.exit_code == 0, done.output
+    left = _stored(events_database)
+    assert _subjects(left) == ["-", "obama", "obama"] and "Lin-Manuel" not in str([e.data for e in left])
+    assert not shots["lmm"].exists() and shots["shared"].exists() and shots["obama"].exists()
+    assert "--events-db" in done.stderr  # says what it cannot reach
+
+    # events that a cams.yaml `database:` stored elsewhere: reached with --events-db
+    other = f"sqlite:///{tmp_path / 'cams.db'}"
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = _seed(other, tmp_path / "elsewhere", photo)
+    missing = runner.invoke(app, ["gallery", "delete", "staff", "-s", "obama", "-y", "--events-db",
+                                  str(tmp_path / "typo.db")])
+    assert missing.exit_code == 2 and "no database file" in missing.output, missing.output
+    assert not (tmp_path / "typo.db").exists()
+    done = runner.invoke(app, ["gallery", "delete", "staff", "-s", "obama", "-y", "--events-db", other])
+    assert done.exit_code == 0, done.output
+    assert _subjects(_stored(other)) == ["-", "lmm", "lmm", "lmm"]
+    assert not elsewhere["obama"].exists() and elsewhere["shared"].exists()  # lmm's hit there names it
+    assert _subjects(_stored(events_database)) == ["-", "obama", "obama"]  # not asked: the gallery's left as it was
+
+    # a collection: the events of every subject in it
+    done = runner.invoke(app, ["gallery", "enrol", "staff", str(photo), "-s", "lmm"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["gallery", "delete", "staff", "-y", "--events-db", other])
+    assert done.exit_code == 0, done.output
+    assert _subjects(_stored(other)) == ["-"] and not any(path.exists() for path in elsewhere.values())
