@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, progress
 from faceatlas.cli.options import database_option
-from faceatlas.db import create_database_engine, normalize_url, one_reason, sqlite_path
+from faceatlas.db import create_database_engine, default_database_url, normalize_url, one_reason, sqlite_path
 from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, images_in, is_hidden
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import (
@@ -275,10 +275,12 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False,
         events_db: Annotated[str | None, typer.Option(
             "--events-db", callback=database_option,
-            help="database of the video events to erase with it (default: the gallery's, where `watch` stores "
-                 "them without a cams.yaml `database:`)")] = None) -> None:
+            help="another database of video events to erase them in (a cams.yaml `database:`); the gallery's "
+                 "and the default one (FACEATLAS_DATABASE_URL, where `watch` stores them) are always "
+                 "searched")] = None) -> None:
     """Delete a subject (all its faces) or a whole collection, and the video events that name them
-    with their snapshot files (in the gallery's database, or --events-db); in a service tenant's
+    with their snapshot files (in the gallery's database, the default database where `watch` stores
+    them, and --events-db); in a service tenant's
     space (``--tenant svc:<id>``), its subjects' ids in that tenant's audit trail too (unless
     FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS) and the servers' stored Idempotency-Key answers that name
     them where Redis keeps them (FACEATLAS_REDIS_URL), as the API's delete does."""
@@ -287,7 +289,9 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
             check_id(subject)
         except FaceAtlasError as exc:
             _fail(exc, as_json)
-    events = _events_engine(events_db, as_json) if events_db is not None else None
+    given = _events_engine(events_db, as_json) if events_db is not None else None
+    default = _default_events_engine(db)
+    events = [engine for engine in (default, given) if engine is not None]
     target = f"subject '{subject}' of '{collection}'" if subject is not None else f"collection '{collection}'"
     with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
         held = (gallery.get_subject(collection, subject) if subject is not None
@@ -312,27 +316,47 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         try:
             if subject is not None:
                 erased = erase_gallery_subject(gallery, accounts, collection, subject, keep_ids=keep_ids,
-                                               answers=answers, events=events)
+                                               answers=answers, events=[gallery.engine, *events])
                 faces, replaced = erased.faces, erased.answers
             else:
                 faces = gallery.get_collection(collection).faces
                 replaced = erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids,
-                                                    answers=answers, events=events)
+                                                    answers=answers, events=[gallery.engine, *events])
         finally:
-            if events is not None:
-                events.dispose()
+            for engine in events:
+                engine.dispose()
         _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
-        if events is None:
+        if events_db is None:
             named = "it" if subject is not None else "its subjects"
-            err.print(f"note: the video events naming {named} in this database were deleted with their snapshots; "
-                      "events that `watch` stored in another database (a cams.yaml `database:`) are not reached from "
-                      "here: give --events-db")
+            err.print(f"note: the video events naming {named} were deleted with their snapshots in the gallery's "
+                      "database and the default one (FACEATLAS_DATABASE_URL); events stored in another database "
+                      "(a cams.yaml `database:`) are reached with --events-db")
         if served and answers is None:
             err.print(ANSWERS_IN_MEMORY)
         elif served and replaced is None:
             err.print("warning: Redis (FACEATLAS_REDIS_URL) could not be reached: the servers' stored answers of "
                       "Idempotency-Key calls on what was deleted stay until their keys expire "
                       "(FACEATLAS_IDEMPOTENCY_SECONDS)")
+
+
+def _default_events_engine(gallery_url: str | None) -> Engine | None:
+    """The default database (where `watch` stores events without a cams.yaml `database:`) when it is
+    not the gallery's and is there (an SQLite file that exists, or a server that answers): the
+    events of a gallery given with --db are there, not in the gallery's database."""
+    default = normalize_url(default_database_url())
+    if gallery_url is None or normalize_url(gallery_url) == default:
+        return None
+    path = sqlite_path(default)
+    if path is not None and not Path(path).is_file():
+        return None
+    try:
+        engine = create_database_engine(default)
+        with engine.connect():
+            return engine
+    except Exception as exc:  # noqa: BLE001 - unreachable: said, and the delete goes on without it
+        err.print(f"warning: the default database could not be searched for video events naming what is deleted: "
+                  f"{one_reason(getattr(exc, 'orig', None) or exc)}")
+        return None
 
 
 def _events_engine(url: str, as_json: bool) -> Engine:

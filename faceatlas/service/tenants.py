@@ -5,6 +5,7 @@ and deleting all of it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, inspect, select
@@ -65,12 +66,12 @@ class SubjectErasure:
 
 def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collection: str, subject: str, *,
                           keep_ids: bool, answers: AnswerStore | None = None,
-                          events: Engine | None = None) -> SubjectErasure:
+                          events: Sequence[Engine] = ()) -> SubjectErasure:
     """Delete ``subject`` of ``collection`` in ``gallery``'s tenant space and every trace of it: its
     faces, vectors, crops and index entries, the video events of the space's tenant
     (:func:`faceatlas.video.events_tenant`) that name it or an id merged into it with their snapshot
-    files (:func:`faceatlas.video.erase_subject_events`, in the database ``events``, by default the
-    gallery's: where `watch` and the API keep them), and, when the space is a service tenant's, with
+    files (:func:`faceatlas.video.erase_subject_events`, in each database of ``events``, by default
+    the gallery's: where the API keeps them), and, when the space is a service tenant's, with
     ``accounts`` its id in that tenant's audit trail (unless ``keep_ids``:
     :meth:`Accounts.erase_subject`), and with ``answers`` (the server's shared state, or the Redis
     its servers share) the tenant's stored ``Idempotency-Key`` answers that name it or an id merged
@@ -81,8 +82,8 @@ def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collectio
         else {subject}  # read before the trail forgets them
     gallery.get_subject(collection, subject)  # NotFound before anything is touched
     # the events first: a run cut short after them finds the subject still there and finishes the job
-    erased_events = erase_subject_events(events if events is not None else gallery.engine,
-                                         events_tenant(gallery.tenant), ids)
+    erased_events = sum(erase_subject_events(engine, events_tenant(gallery.tenant), ids)
+                        for engine in (events or (gallery.engine,)))
     faces = gallery.delete_subject(collection, subject)
     target = f"{collection}/{subject}"
     if accounts is not None and owner is not None:
@@ -135,10 +136,10 @@ def merged_into(accounts: Accounts, tenant_id: str, collection: str) -> set[str]
 
 def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collection: str, *,
                              keep_ids: bool, answers: AnswerStore | None = None,
-                             events: Engine | None = None) -> int | None:
+                             events: Sequence[Engine] = ()) -> int | None:
     """Delete ``collection`` of ``gallery``'s tenant space with every subject, face, vector and crop
     in it, the video events that name its subjects (or ids merged into them) with their snapshot
-    files (as :func:`erase_gallery_subject`, in ``events``, by default the gallery's database), and,
+    files (as :func:`erase_gallery_subject`, in each of ``events``, by default the gallery's database), and,
     when the space is a service tenant's, with ``accounts`` its subjects' ids in that
     tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_collection`), with ``answers``
     the tenant's stored ``Idempotency-Key`` answers of calls on it (:func:`idempotency.forget_collection`).
@@ -147,7 +148,8 @@ def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collec
     ids = collection_ids(gallery, collection)  # NotFound before anything is touched
     if accounts is not None and owner is not None:
         ids |= merged_into(accounts, owner, collection)
-    erase_subject_events(events if events is not None else gallery.engine, events_tenant(gallery.tenant), ids)
+    for engine in events or (gallery.engine,):
+        erase_subject_events(engine, events_tenant(gallery.tenant), ids)
     gallery.delete_collection(collection)
     if accounts is not None and owner is not None:
         accounts.erase_collection(owner, collection, keep_ids=keep_ids)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, or_, select
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, inspect, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -311,20 +311,20 @@ def erase_subject_events(engine: Engine, tenant: str, subjects: Iterable[str], c
     collection, so an event naming the same id matched in another collection of the tenant goes
     too. A snapshot file that a kept event (of any tenant) names too is kept: it is that event's
     picture. Files first, then the rows in one transaction, so a run again after a crash finishes
-    the job (as :func:`erase_tenant_events`); the per-minute counts name nobody and stay. Creates
-    the tables when missing. Returns how many events were deleted."""
-    wanted = sorted({s for s in subjects if s})
-    if not wanted:
+    the job (as :func:`erase_tenant_events`); the per-minute counts name nobody and stay. A database
+    without the events table holds none (no table is made in a database that only holds a gallery).
+    One pass over the tenant's events that name anybody, whatever the number of ``subjects`` (a
+    collection's 100,000 ids were 200 scans). Returns how many events were deleted."""
+    wanted = {s for s in subjects if s}
+    if not wanted or not inspect(engine).has_table(EventRow.__tablename__):
         return 0
-    VideoBase.metadata.create_all(engine)
     subject, previous = EventRow.data["subject"].as_string(), EventRow.data["previous"].as_string()
     doomed: dict[str, Any] = {}
     with Session(engine) as session:
-        for start in range(0, len(wanted), chunk):
-            part = wanted[start:start + chunk]
-            query = select(EventRow.id, EventRow.data).where(EventRow.tenant == tenant,
-                                                              or_(subject.in_(part), previous.in_(part)))
-            doomed.update((event_id, data.get("snapshot")) for event_id, data in session.execute(query))
+        query = select(EventRow.id, EventRow.data).where(EventRow.tenant == tenant,
+                                                          or_(subject.is_not(None), previous.is_not(None)))
+        doomed.update((event_id, data.get("snapshot")) for event_id, data in session.execute(query)
+                      if any(isinstance(data.get(key), str) and data[key] in wanted for key in ("subject", "previous")))
         paths = sorted({s for s in doomed.values() if isinstance(s, str) and Path(s).suffix.lower() == ".jpg"})
         shared = _snapshots_kept(session, set(doomed), paths, chunk)
     for snapshot in paths:

@@ -5,6 +5,7 @@ tenant ``default``), and deleting a subject left them there, its id, its name an
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import cv2
@@ -61,7 +62,7 @@ def test_gallery_delete_erases_the_events_of_the_shared_database(events_database
     left = _stored(events_database)
     assert _subjects(left) == ["-", "obama", "obama"] and "Lin-Manuel" not in str([e.data for e in left])
     assert not shots["lmm"].exists() and shots["shared"].exists() and shots["obama"].exists()
-    assert "--events-db" in done.stderr  # says what it cannot reach
+    assert "--events-db" in done.stderr  # says what it reaches and how to reach the rest
 
     # events that a cams.yaml `database:` stored elsewhere: reached with --events-db
     other = f"sqlite:///{tmp_path / 'cams.db'}"
@@ -75,7 +76,7 @@ def test_gallery_delete_erases_the_events_of_the_shared_database(events_database
     assert done.exit_code == 0, done.output
     assert _subjects(_stored(other)) == ["-", "lmm", "lmm", "lmm"]
     assert not elsewhere["obama"].exists() and elsewhere["shared"].exists()  # lmm's hit there names it
-    assert _subjects(_stored(events_database)) == ["-", "obama", "obama"]  # not asked: the gallery's left as it was
+    assert _subjects(_stored(events_database)) == ["-"]  # and the gallery's own, searched always
 
     # a collection: the events of every subject in it
     done = runner.invoke(app, ["gallery", "enrol", "staff", str(photo), "-s", "lmm"])
@@ -83,3 +84,23 @@ def test_gallery_delete_erases_the_events_of_the_shared_database(events_database
     done = runner.invoke(app, ["gallery", "delete", "staff", "-y", "--events-db", other])
     assert done.exit_code == 0, done.output
     assert _subjects(_stored(other)) == ["-"] and not any(path.exists() for path in elsewhere.values())
+
+
+def test_a_gallery_given_with_db_has_its_events_erased_where_watch_stored_them(events_database, examples, tmp_path):
+    """`watch` stores its events in the default database (FACEATLAS_DATABASE_URL) whatever its
+    gallery's: `gallery delete --db g.db` searched g.db alone (adding the video tables to it) and
+    left them, and a later try could not reach them (the subject gone: 404)."""
+    photo = examples / "examples" / "lin-manuel-miranda.png"
+    gallery = f"sqlite:///{tmp_path / 'g.db'}"
+    runner = CliRunner()
+    done = runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", gallery])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["gallery", "enrol", "staff", str(photo), "-s", "lmm", "--db", gallery])
+    assert done.exit_code == 0, done.output
+    shots = _seed(events_database, tmp_path, photo)
+    done = runner.invoke(app, ["gallery", "delete", "staff", "-s", "lmm", "-y", "--db", gallery])
+    assert done.exit_code == 0, done.output
+    assert _subjects(_stored(events_database)) == ["-", "obama", "obama"] and not shots["lmm"].exists()
+    with sqlite3.connect(tmp_path / "g.db") as connection:  # no video table made in the gallery's database
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "video_events" not in tables, tables
