@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import cv2
-from fastapi.testclient import TestClient
 
 from faceatlas.video import DatabaseSink, Event, list_events, open_events_db
 
@@ -53,7 +52,7 @@ def test_deleting_a_subject_or_its_collection_deletes_its_events_and_snapshots(a
     token = api.accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
     shots = _seed(api.database_url, tenant, tmp_path, examples)
     kept = _seed(api.database_url, other, tmp_path, examples)  # another tenant's subject of the same id
-    with TestClient(api.app, headers={"Authorization": f"Bearer {token}"}) as http:
+    with api.client(token) as http:  # the session's app, its lifespan not entered again (that closed its pool)
         assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
         for subject, name in (("lmm", "Lin-Manuel Miranda"), ("obama", "Barack Obama")):
             assert http.post("/v1/collections/staff/subjects", json={"id": subject, "name": name}).status_code == 201
