@@ -326,11 +326,6 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
             for engine in events:
                 engine.dispose()
         _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
-        if events_db is None:
-            named = "it" if subject is not None else "its subjects"
-            err.print(f"note: the video events naming {named} were deleted with their snapshots in the gallery's "
-                      "database and the default one (FACEATLAS_DATABASE_URL); events stored in another database "
-                      "(a cams.yaml `database:`) are reached with --events-db")
         if served and answers is None:
             err.print(ANSWERS_IN_MEMORY)
         elif served and replaced is None:
