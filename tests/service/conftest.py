@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -276,3 +276,36 @@ def service_tools() -> SimpleNamespace:
     """``start``/``stop`` a ``faceatlas serve`` child process and pick a ``free_port``, for tests
     that manage their own servers (tests do not import conftest modules)."""
     return SimpleNamespace(start=start_server, stop=stop_server, free_port=_free_port)
+
+
+@dataclass
+class AdminApp:
+    """The app over a database of its own with one tenant, ``acme``, and its admin key (``token``),
+    sent by ``http``; ``state`` says where the shared state lives: this process's ``memory`` or ``redis``."""
+    http: TestClient
+    accounts: Accounts
+    database_url: str
+    state: str
+    token: str
+
+
+@pytest.fixture(scope="session")
+def admin_app(redis_server, new_database, fast_analyzer):
+    """Opens an :class:`AdminApp` over a new ``backend`` database ("sqlite"/"postgresql") in ``folder``,
+    with its shared state in ``state`` ("memory"/"redis": the Redis is emptied first)."""
+    @contextmanager
+    def _open(backend: str, state: str, folder: Path) -> Iterator[AdminApp]:
+        redis_server.flush()
+        with new_database(backend, folder) as url:
+            engine = create_database_engine(url)
+            migrate(engine)
+            accounts = Accounts(engine)
+            accounts.create_tenant("acme")
+            admin = accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token
+            settings = ServiceSettings(database_url=url, index_dir=folder / "indexes", pack="scrfd-mbf", workers=1,
+                                       redis_url=redis_server.url if state == "redis" else None)
+            with TestClient(create_app(settings, analyzer=fast_analyzer),
+                            headers={"Authorization": f"Bearer {admin}"}) as http:
+                yield AdminApp(http, accounts, url, state, admin)
+            engine.dispose()
+    return _open

@@ -12,12 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
-from faceatlas.db import create_database_engine
-from faceatlas.service import create_app
-from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import migrate
 from faceatlas.service.schemas import AlbumEraseOut, RetailErasureOut
-from faceatlas.settings import ServiceSettings
 
 ERASED = {"code": "not_found", "message": "what this call made or changed was erased since; its answer is no "
                                           "longer kept"}
@@ -39,21 +34,9 @@ class Api:
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
-def api(request, redis_server, new_database, fast_analyzer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    folder = tmp_path_factory.mktemp("erased")
-    redis_server.flush()
-    with new_database("sqlite", folder) as url:
-        engine = create_database_engine(url)
-        migrate(engine)
-        accounts = Accounts(engine)
-        accounts.create_tenant("acme")
-        admin = accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token
-        settings = ServiceSettings(database_url=url, index_dir=folder / "indexes", pack="scrfd-mbf", workers=1,
-                                   redis_url=redis_server.url if request.param == "redis" else None)
-        with TestClient(create_app(settings, analyzer=fast_analyzer),
-                        headers={"Authorization": f"Bearer {admin}"}) as http:
-            yield Api(http, url, request.param)
-        engine.dispose()
+def api(request, admin_app, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with admin_app("sqlite", request.param, tmp_path_factory.mktemp("erased")) as app:
+        yield Api(app.http, app.database_url, app.state)
 
 
 def _erased(answer) -> None:

@@ -16,12 +16,10 @@ from fastapi.testclient import TestClient
 
 from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.client import FaceAtlasClient
-from faceatlas.db import create_database_engine
 from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused
 from faceatlas.gallery import Gallery
 from faceatlas.service import create_app, redis_state
 from faceatlas.service.accounts import Accounts
-from faceatlas.service.db import migrate
 from faceatlas.service.idempotency import IdempotentRoute
 from faceatlas.service.redis_state import RedisState
 from faceatlas.service.shared_state import MemoryState, StoredAnswer
@@ -53,21 +51,9 @@ class Api:
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
-def api(request, redis_server, new_database, fast_analyzer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    folder = tmp_path_factory.mktemp("idem")
-    redis_server.flush()
-    with new_database("postgresql", folder) as url:
-        engine = create_database_engine(url)
-        migrate(engine)
-        accounts = Accounts(engine)
-        accounts.create_tenant("acme")
-        admin = accounts.create_key("acme", ["admin"], rate_per_second=500, burst=500).token
-        settings = ServiceSettings(database_url=url, index_dir=folder / "indexes", pack="scrfd-mbf", workers=1,
-                                   redis_url=redis_server.url if request.param == "redis" else None)
-        with TestClient(create_app(settings, analyzer=fast_analyzer),
-                        headers={"Authorization": f"Bearer {admin}"}) as http:
-            yield Api(http, accounts, url, request.param, admin)
-        engine.dispose()
+def api(request, admin_app, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with admin_app("postgresql", request.param, tmp_path_factory.mktemp("idem")) as app:
+        yield Api(app.http, app.accounts, app.database_url, app.state, app.token)
 
 
 def _key(api: Api, name: str) -> dict[str, str]:
