@@ -133,6 +133,11 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
         get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
     for camera in config.cameras:
         check_camera_source(camera.source, of=camera.name if len(config.cameras) > 1 else None)
+    blind = [camera.name for camera in config.cameras if not camera.faces and not (persons and camera.persons)]
+    if blind:  # `watch --no-persons` over cameras whose faces are off ran them to the end and counted nothing
+        raise InvalidInput(f"camera{'s' if len(blind) > 1 else ''} {', '.join(blind)}: faces are off and persons "
+                           "are turned off for this run (--no-persons): nothing would be detected; turn faces on "
+                           "in its config, or run without --no-persons")
     if config.database:  # an unknown scheme or a driver not installed: before the models load
         check_database_url(config.database)
     # the events file may have been given after the settings were made (`watch --events`)

@@ -457,6 +457,23 @@ def test_a_refusal_at_load_is_one_line_of_watch_and_a_yaml_source_points_to_conf
     assert not (tmp_path / "events.jsonl").exists()
 
 
+def test_no_persons_over_a_camera_whose_faces_are_off_is_refused_before_it_runs(tmp_path, pedestrians):
+    """`watch --config cams.yaml --no-persons` with a camera of `faces: false` analysed all 1,394 frames
+    of a clip, counted nothing and exited 0. Now one line names the camera; nothing is written."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"events: {tmp_path / 'events.jsonl'}\ndatabase: sqlite:///{tmp_path / 'ev.db'}\n"
+                    f"cameras: [{{name: hall, source: {pedestrians}, faces: false}},\n"
+                    f"          {{name: door, source: {pedestrians}}}]\n")
+    result = CliRunner().invoke(app, ["watch", "--config", str(path), "--no-persons"])
+    assert result.exit_code == 2 and "camera hall: faces are off and persons are turned off for this run" in \
+        result.output and "door" not in result.output, result.output
+    assert not (tmp_path / "events.jsonl").exists() and not (tmp_path / "ev.db").exists()
+
+
 # the probe's calibration: a road narrowing to the distance, its horizon (w = 0) at image y ≈ 182
 HORIZON = "{image: [[500, 300], [780, 300], [1280, 720], [0, 720]], world: [[0, 0], [10, 0], [10, 30], [0, 30]]}"
 
