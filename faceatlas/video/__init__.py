@@ -17,6 +17,7 @@ from faceatlas.video.config import (
     check_outputs,
     check_run_outputs,
     checked_settings,
+    events_tenant,
     load_config,
     prepare_output_file,
     prepare_outputs,
@@ -62,7 +63,7 @@ from faceatlas.video.store import (
     utc_time,
 )
 from faceatlas.video.tracks import Track
-from faceatlas.video.watch import WatchReport, build_sinks, check_camera_source, events_tenant, run_watch
+from faceatlas.video.watch import WatchReport, build_sinks, check_camera_source, run_watch
 from faceatlas.video.webhook import WebhookSink, verify_signature
 from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 

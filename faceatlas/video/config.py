@@ -455,15 +455,31 @@ class WatchConfig:
         if twice:  # their per-minute counts merged into one series, their progress into one bar
             raise InvalidArgument(f"camera names are unique (each names its counts and events); twice: "
                                   f"{', '.join(twice)[:200]}")
-        if isinstance(self.tenant, str) and self.tenant.startswith("svc:") and space_owner(self.tenant) is None:
-            # 'svc:' alone: its events were stored under tenant 'svc:', which no service tenant lists or erases
-            raise InvalidArgument(f"tenant {self.tenant!r} names no service tenant: a service tenant's gallery "
-                                  "space is svc:<id> (svc:acme), a CLI tenant a plain name (default)")
-        events_tenant = space_owner(self.tenant) or self.tenant if isinstance(self.tenant, str) else self.tenant
-        if not isinstance(events_tenant, str) or not 0 < len(events_tenant) <= 64 or not events_tenant.strip():
-            raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column; a service tenant's "
-                                  f"svc:<id>: its id), not {str(self.tenant)[:40]!r}")
+        checked_events_tenant(self.tenant)
         check_run_outputs(self.cameras, events=self.events, database=self.database, config=self.file)
+
+
+
+def events_tenant(space: str) -> str:
+    """The tenant that the events of a run in the gallery space ``space`` (``tenant:`` in
+    cams.yaml) are stored under: the service tenant's id for its space ``svc:<id>`` (the API lists
+    tenant ``acme``'s events, and a collection acme made through the API is in space
+    ``svc:acme``), else the space's name (``default``, a CLI tenant)."""
+    return space_owner(space) or space
+
+
+def checked_events_tenant(space: object) -> str:
+    """:func:`events_tenant` of a space a user gave (cams.yaml's ``tenant:``, `counts --tenant`):
+    :class:`InvalidArgument` for ``svc:`` alone (its events were stored under tenant ``svc:``, which
+    no service tenant lists or erases) and for what the events' column cannot hold."""
+    if isinstance(space, str) and space.startswith("svc:") and space_owner(space) is None:
+        raise InvalidArgument(f"tenant {space!r} names no service tenant: a service tenant's gallery "
+                              "space is svc:<id> (svc:acme), a CLI tenant a plain name (default)")
+    tenant = events_tenant(space) if isinstance(space, str) else space
+    if not isinstance(tenant, str) or not 0 < len(tenant) <= 64 or not tenant.strip():
+        raise InvalidArgument(f"tenant is 1 to 64 characters (the events' column; a service tenant's "
+                              f"svc:<id>: its id), not {str(space)[:40]!r}")
+    return tenant
 
 
 def _line(raw: object, number: int, where: str) -> LineSpec:

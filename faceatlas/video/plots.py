@@ -15,9 +15,8 @@ from sqlalchemy import inspect
 from faceatlas.db import create_database_engine, require_database
 from faceatlas.engine import check_figure_path
 from faceatlas.errors import InvalidArgument, NotFound
-from faceatlas.video.config import prepare_output_file, remove_made_folders
+from faceatlas.video.config import checked_events_tenant, prepare_output_file, remove_made_folders
 from faceatlas.video.store import CountRow, MinuteCounts, count_cameras, list_counts
-from faceatlas.video.watch import events_tenant
 
 
 def camera_counts(database: str, camera: str, *, tenant: str = "default", since: str | None = None,
@@ -26,8 +25,8 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
     (:func:`list_counts`, page after page). An SQLite file that does not exist (it is not created)
     or a camera that never stored counts is :class:`NotFound`; a range or class without counts
     of a known camera is no rows. ``tenant`` in either form cams.yaml's ``tenant:`` takes (``svc:acme``
-    or ``acme``): its rows are stored under :func:`events_tenant` (``svc:acme`` read none: not_found)."""
-    tenant = events_tenant(tenant)
+    or ``acme``): its rows are stored under :func:`checked_events_tenant` (``svc:`` alone: InvalidArgument)."""
+    tenant = checked_events_tenant(tenant)
     require_database(database, "events database")
     engine = create_database_engine(database)  # a read: no table is made in a database of another kind
     rows: list[MinuteCounts] = []

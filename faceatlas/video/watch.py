@@ -11,8 +11,8 @@ from faceatlas.db import check_database_url
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack, not_regular
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
-from faceatlas.gallery import Gallery, space_owner
-from faceatlas.video.config import WatchConfig, check_run_outputs, prepare_outputs, url_problem
+from faceatlas.gallery import Gallery
+from faceatlas.video.config import WatchConfig, check_run_outputs, events_tenant, prepare_outputs, url_problem
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
@@ -47,14 +47,6 @@ class WatchReport:
         if self.failed:
             return 1 if self.cameras else 2
         return 1 if any(self.undelivered.values()) else 0
-
-
-def events_tenant(space: str) -> str:
-    """The tenant that the events of a run in the gallery space ``space`` (``tenant:`` in
-    cams.yaml) are stored under: the service tenant's id for its space ``svc:<id>`` (the API lists
-    tenant ``acme``'s events, and a collection acme made through the API is in space
-    ``svc:acme``), else the space's name (``default``, a CLI tenant)."""
-    return space_owner(space) or space
 
 
 # the stream schemes whose URL names the server to connect to (udp://, tcp:// and srt:// without a host

@@ -437,7 +437,7 @@ def test_counts_takes_the_tenant_in_the_form_cams_yaml_gives_it(tmp_path):
     from typer.testing import CliRunner
 
     from faceatlas.cli.main import app
-    from faceatlas.video.watch import events_tenant
+    from faceatlas.video import events_tenant
 
     url = f"sqlite:///{tmp_path / 'acme.db'}"
     sink = DatabaseSink(url, tenant=events_tenant("svc:acme"))
@@ -450,6 +450,10 @@ def test_counts_takes_the_tenant_in_the_form_cams_yaml_gives_it(tmp_path):
     assert other.exit_code == 2 and "no counts of camera 'gate'" in other.output, other.output
     said = " ".join(other.output.split())  # the tenant it read is named: the database holds counts, another's
     assert "of tenant 'other'" in said and "for that tenant; --tenant names another" in said, said
+    # 'svc:' alone (refused in cams.yaml) read tenant 'svc:' and said "no counts"; a blank tenant the same
+    for tenant, says in (("svc:", "tenant 'svc:' names no service tenant"), (" ", "tenant is 1 to 64 characters")):
+        refused = CliRunner().invoke(app, ["counts", "gate", "--db", url, "--tenant", tenant])
+        assert refused.exit_code == 2 and says in " ".join(refused.output.split()), refused.output
 
 
 def test_a_chart_that_cannot_be_written_is_refused_before_the_table(database, tmp_path):
