@@ -57,8 +57,18 @@ its place, with the same code, and writes the message to the server log; the CLI
         ├── ProviderMissing             provider_missing      503
         └── ModelIntegrityError         model_integrity       500
 
-Layers raise these (or subclasses of them, e.g. retail's ``UnknownShopper``); a layer that needs
-a new kind of failure adds a class here or subclasses one, never a bare ``ValueError``.
+Layers raise these, or subclasses of them kept beside the layer's code when they carry that
+layer's fields; each is drawn here too (its code is a contract as these are):
+
+    faceatlas.apps.retail.members       NoUsableFace(NoFace)            no_face          422
+                                        FaceMismatch(Conflict)          face_mismatch    409
+    faceatlas.apps.retail.store         UnknownShopper(Conflict)        unknown_shopper  409
+    faceatlas.batch.jobs                ClusterUnavailable(LimitExceeded) cluster_unavailable 503
+    faceatlas.gallery.index.milvus      CollectionMissing(VectorStoreUnavailable) vector_store_unavailable 503
+    faceatlas.service.console.sessions  LoginRequired(Unauthorized)     unauthorized     401
+
+A layer that needs a new kind of failure adds a class here or subclasses one (and draws it above),
+never a bare ``ValueError``.
 """
 
 from __future__ import annotations

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import faceatlas
 import faceatlas.errors as errors
 from faceatlas.errors import FaceAtlasError
 from faceatlas.service.errors import install_error_handlers
@@ -21,6 +24,27 @@ def test_every_error_is_in_the_tree_drawing_and_exported():
     for cls in CLASSES:
         assert cls.__name__ in errors.__doc__, f"{cls.__name__} is missing from the tree in the docstring"
         assert 400 <= cls.status <= 599
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def test_every_error_of_a_layer_is_drawn_in_the_tree_with_its_code_and_status():
+    """The subclasses kept in their layer (retail's FaceMismatch, batch's ClusterUnavailable, ...)
+    were named nowhere in the tree: their codes are contracts too. Every module is imported (the
+    ``__main__`` modules run the CLI) and every subclass outside errors.py is drawn, on one line
+    with its parent, code and status."""
+    for module in pkgutil.walk_packages(faceatlas.__path__, "faceatlas."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    layered = {cls for cls in _subclasses(FaceAtlasError) if cls.__module__ != errors.__name__}
+    assert {"FaceMismatch", "ClusterUnavailable", "LoginRequired"} <= {cls.__name__ for cls in layered}
+    lines = errors.__doc__.splitlines()
+    for cls in layered:
+        drawn = [line for line in lines if f"{cls.__name__}({cls.__mro__[1].__name__})" in line]
+        assert len(drawn) == 1, f"{cls.__module__}.{cls.__name__} is not drawn in errors.py's tree"
+        assert drawn[0].split()[-2:] == [cls.code, str(cls.status)], (drawn[0], cls.code, cls.status)
 
 
 @pytest.mark.parametrize(
