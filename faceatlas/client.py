@@ -1117,7 +1117,8 @@ class FaceAtlasClient:
         if after:
             params["after"] = after
         data = self._call("GET", f"/v1/collections/{_seg(collection)}/subjects", params=params)
-        return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in _items(data, "subjects")))
+        return _parse(SubjectPage, data, subjects=tuple(_parse(Subject, s) for s in _items(data, "subjects")),
+                      next=data.get("next_cursor", data.get("next")))  # `next` alone: a server of before 2026-12
 
     def enrol(self, collection: str, subject_id: str, image: ImageArg, *, all_faces: bool = False,
               min_quality: float = 0.0, idempotency_key: str | None = None) -> EnrolResult:

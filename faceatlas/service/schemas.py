@@ -130,7 +130,10 @@ class SubjectOut(BaseModel):
 
 class SubjectPage(BaseModel):
     subjects: list[SubjectOut]
-    next: str | None = Field(description="pass back as ``after`` for the next page; None on the last")
+    next_cursor: str | None = Field(description="pass back as ``after`` for the next page; None on the last "
+                                                "(as the KYC sessions' list names it)")
+    next: str | None = Field(description="the same as ``next_cursor``: its name before the lists shared one",
+                             deprecated=True)
 
 
 class EnrolOut(BaseModel):

@@ -32,6 +32,10 @@ def test_enrol_search_verify_and_delete_subject(api, examples):
         assert len(page.subjects) == 2 and page.next
         rest = client.list_subjects(name, limit=2, after=page.next)
         assert [s.external_id for s in page.subjects + rest.subjects] == ["obama", "biden", "rose_leslie"]
+        # one name for a page's cursor in every list (KYC's sessions said next_cursor, subjects next)
+        assert page.raw["next_cursor"] == page.raw["next"] == page.next and rest.raw["next_cursor"] is None
+        schema = client._http.get("/openapi.json").json()["components"]["schemas"]["SubjectPage"]["properties"]
+        assert schema["next"]["deprecated"] is True and "next_cursor" in schema
         assert page.subjects[0].name == "Obama"
         stranger = client.search(name, examples / "examples" / "lin-manuel-miranda.png", k=3)[0]
         assert stranger.unknown is True and stranger.matches == ()  # who, or nobody: nobody (at FAR 1e-4)

@@ -218,9 +218,9 @@ async def list_subjects(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
     after: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
 ) -> dict[str, Any]:
-    """Subjects page by page: pass ``next`` back as ``after``."""
+    """Subjects page by page: pass ``next_cursor`` back as ``after`` (``next``, the same, is deprecated)."""
     page = await run_in_threadpool(lambda: gallery.list_subjects(collection, limit=limit, after=after))
-    return {"subjects": [s.to_dict() for s in page.items], "next": page.next_cursor}
+    return {"subjects": [s.to_dict() for s in page.items], "next_cursor": page.next_cursor, "next": page.next_cursor}
 
 
 @router.get("/collections/{collection}/subjects/{subject}", response_model=SubjectOut)
