@@ -254,7 +254,8 @@ async def first_sending(request: Request, tenant_id: str, once: str, path: str,
     while the first still runs: a browser without scripts sends a double-clicked form twice at
     once). Kept in the tenant's stored answers as the API's ``Idempotency-Key`` answers are, under
     ``path`` (the matching API call's), so that an erasure of what it names replaces it: a second
-    sending is then :class:`NotFound`. A first sending that fails (an error page) frees the token."""
+    sending is then :class:`NotFound`. A first sending that fails (an error page), or whose outcome
+    says ``unfinished`` (work an earlier sending, cut short, still held), frees the token."""
     if not once:
         return await run()
     # the call a token belongs to, without blanks (the shared state keeps "status call media path")
@@ -282,6 +283,9 @@ async def first_sending(request: Request, tenant_id: str, once: str, path: str,
     except BaseException:
         await run_in_threadpool(shared.finish_idempotent, tenant_id, key, None, call)
         raise
+    if outcome.get("unfinished"):  # some of its work is an earlier, dead sending's still: a new one ends it
+        await run_in_threadpool(shared.finish_idempotent, tenant_id, key, None, call)
+        return outcome
     answer = StoredAnswer(200, json.dumps(outcome).encode(), "application/json", path)
     await run_in_threadpool(shared.finish_idempotent, tenant_id, key, answer, call)
     return outcome

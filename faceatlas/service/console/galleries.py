@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, NoFace
-from faceatlas.errors import Forbidden, NotFound
+from faceatlas.errors import Forbidden, IdempotencyInFlight, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH, check_text
 from faceatlas.service.console.base import (
     PREFIX,
@@ -172,10 +172,12 @@ async def enrol(
         return {"faces": len(report.added), "found": largest.found}
 
     async def enrol_all() -> dict[str, Any]:
-        outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201)
+        outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201,
+                                    once=once, path=f"{subjects_path(collection)}/{subject}/faces")
         if name.strip() and any(o["ok"] for o in outcomes):
             await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
-        return {"outcomes": outcomes, "skipped": max(0, len(photos) - MAX_PHOTOS)}
+        return {"outcomes": outcomes, "skipped": max(0, len(photos) - MAX_PHOTOS),
+                "unfinished": any(o.get("code") == IdempotencyInFlight.code for o in outcomes)}
 
     done = await first_sending(request, principal.tenant_id, once, f"{subjects_path(collection)}/{subject}/faces",
                                enrol_all)

@@ -1,8 +1,11 @@
 """Photos uploaded through a console form, each one metered call as the API bills it: its scope,
-rate and quota checked, its usage row written and its quota settled once the batch is done."""
+rate and quota checked, its usage row written and its quota settled as soon as that photo is
+done (a process killed mid-form had billed none of the photos it had enrolled)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,12 +15,19 @@ from fastapi import Request, UploadFile
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, Forbidden, QuotaExceeded, RateLimited
+from faceatlas.errors import (
+    DatabaseUnavailable,
+    FaceAtlasError,
+    Forbidden,
+    IdempotencyInFlight,
+    QuotaExceeded,
+    RateLimited,
+)
 from faceatlas.service.accounts import Principal, billed
 from faceatlas.service.console.base import gate
-from faceatlas.service.db import UsageRecord
 from faceatlas.service.deps import Meter, charge_pixels, get_shared, usage_row
 from faceatlas.service.errors import client_message
+from faceatlas.service.shared_state import StoredAnswer
 
 _log = logging.getLogger(__name__)
 
@@ -32,54 +42,85 @@ PhotoWork = Callable[[bytes, Meter], Awaitable[dict[str, Any]]]
 
 
 async def each_photo(request: Request, principal: Principal, accounts: Any, operation: str, scope: str,
-                     photos: Sequence[UploadFile], work: PhotoWork, *, ok_status: int = 200) -> list[dict[str, Any]]:
+                     photos: Sequence[UploadFile], work: PhotoWork, *, ok_status: int = 200, once: str = "",
+                     path: str = "") -> list[dict[str, Any]]:
     """``work`` on each of the first :data:`MAX_PHOTOS` photos, one metered ``operation`` call each;
     every photo's outcome (``file``, ``ok`` and the work's fields, or ``code``/``message``). A refused
     call (rate, quota) is neither recorded nor billed; a failed one is recorded with its status. A key
-    without ``scope`` is refused up front (403), as the API refuses its request, not photo by photo."""
+    without ``scope`` is refused up front (403), as the API refuses its request, not photo by photo.
+
+    With the form's one-time token ``once``, each photo done is also kept as a stored answer of its
+    own (under ``path``, the matching API call's, so that an erasure replaces it), as an API call
+    with an ``Idempotency-Key``: a form sent again after its first sending died mid-way (a killed
+    process; its claim on the form frees within seconds) does the photos it had not done and
+    answers the others' first outcome (``sent_before``), neither done nor billed twice."""
     if not principal.allows(scope):
         raise Forbidden(f"this key lacks the '{scope}' scope")
-    outcomes: list[dict[str, Any]] = []
-    rows: list[UsageRecord] = []
-    settles: list[tuple[Meter, int]] = []
-    for upload in photos[:MAX_PHOTOS]:
-        started, status, meter = time.perf_counter(), ok_status, None
-        try:
-            meter = await gate(request, principal, operation, scope)
-            data = await upload.read()
-            await run_in_threadpool(charge_pixels, request, [data])
-            outcomes.append({"file": upload.filename, "ok": True, **await work(data, meter)})
-        except (RateLimited, QuotaExceeded) as exc:
-            meter = None
-            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)})
-        except FaceAtlasError as exc:
-            status = exc.status
-            if getattr(request.state, "meter", None) is not meter:
-                meter = None  # the gate gave this call back already (e.g. shared state unavailable)
-            outcomes.append({"file": upload.filename, "ok": False, "code": exc.code, "message": client_message(exc)})
-        except OperationalError:  # the database dropped: that photo's 503, as the API answers it
-            status = DatabaseUnavailable.status
-            if getattr(request.state, "meter", None) is not meter:
-                meter = None
-            outcomes.append({"file": upload.filename, "ok": False, "code": DatabaseUnavailable.code,
-                             "message": "the database is unavailable; nothing was written"})
-        except Exception:  # noqa: BLE001 - a fault on one photo is that photo's 500, as one API call's
-            # (its traceback logged): the photos done before it stay recorded and billed, and the form's
-            # outcome (kept under its one-time token) says which were enrolled, so a second sending does
-            # not enrol them again
-            _log.exception("console %s: photo %r failed", operation, upload.filename)
-            status = 500
-            if getattr(request.state, "meter", None) is not meter:
-                meter = None
-            outcomes.append({"file": upload.filename, "ok": False, "code": "internal",
-                             "message": "internal server error"})
-        if meter is not None:
-            rows.append(usage_row(meter, status, started))
-            settles.append((meter, status))
-    request.state.meter = None  # this request's calls are recorded here, one row per photo
-    if rows:
-        await run_in_threadpool(accounts.record_usage, rows)
     shared = get_shared(request)
-    for meter, status in settles:  # each photo's call is over once its row is written
-        await run_in_threadpool(shared.settle, principal.tenant_id, billed(status), meter.month)
+    call = hashlib.sha256(f"console-photo\0{request.url.path}".encode()).hexdigest()
+    outcomes: list[dict[str, Any]] = []
+    for index, upload in enumerate(photos[:MAX_PHOTOS]):
+        key = f"console:{once}:{index}" if once else None
+        if key is not None:
+            try:
+                first = await run_in_threadpool(shared.begin_idempotent, principal.tenant_id, key, call)
+            except IdempotencyInFlight as exc:  # an earlier sending is on it still (or died on it: freed soon)
+                outcomes.append({"file": upload.filename, "ok": False, "code": exc.code,
+                                 "message": "an earlier sending of this form is still on this photo: send the "
+                                            "form again in a few seconds"})
+                continue
+            if first is not None:
+                outcomes.append({**json.loads(first.body), "sent_before": True} if first.status == 200 else
+                                {"file": upload.filename, "ok": False, "code": "not_found",
+                                 "message": "this photo was done before, and what it added was erased since"})
+                continue
+        outcome: dict[str, Any] | None = None
+        try:
+            outcome = await _one_photo(request, principal, accounts, operation, scope, upload, work, ok_status)
+        finally:
+            if key is not None:  # done: its outcome kept; failed (or cut short): free, a new sending does it
+                answer = StoredAnswer(200, json.dumps(outcome).encode(), "application/json", path) \
+                    if outcome is not None and outcome["ok"] else None
+                await run_in_threadpool(shared.finish_idempotent, principal.tenant_id, key, answer, call)
+        outcomes.append(outcome)
+    request.state.meter = None  # this request's calls are recorded here, one row per photo
     return outcomes
+
+
+async def _one_photo(request: Request, principal: Principal, accounts: Any, operation: str, scope: str,
+                     upload: UploadFile, work: PhotoWork, ok_status: int) -> dict[str, Any]:
+    """One photo of :func:`each_photo`: its outcome, its usage row written and its quota settled."""
+    started, status, meter = time.perf_counter(), ok_status, None
+    try:
+        meter = await gate(request, principal, operation, scope)
+        data = await upload.read()
+        await run_in_threadpool(charge_pixels, request, [data])
+        outcome = {"file": upload.filename, "ok": True, **await work(data, meter)}
+    except (RateLimited, QuotaExceeded) as exc:
+        meter = None
+        outcome = {"file": upload.filename, "ok": False, "code": exc.code, "message": str(exc)}
+    except FaceAtlasError as exc:
+        status = exc.status
+        if getattr(request.state, "meter", None) is not meter:
+            meter = None  # the gate gave this call back already (e.g. shared state unavailable)
+        outcome = {"file": upload.filename, "ok": False, "code": exc.code, "message": client_message(exc)}
+    except OperationalError:  # the database dropped: that photo's 503, as the API answers it
+        status = DatabaseUnavailable.status
+        if getattr(request.state, "meter", None) is not meter:
+            meter = None
+        outcome = {"file": upload.filename, "ok": False, "code": DatabaseUnavailable.code,
+                   "message": "the database is unavailable; nothing was written"}
+    except Exception:  # noqa: BLE001 - a fault on one photo is that photo's 500, as one API call's
+        # (its traceback logged): the photos done before it stay recorded and billed, and the form's
+        # outcome (kept under its one-time token) says which were enrolled, so a second sending does
+        # not enrol them again
+        _log.exception("console %s: photo %r failed", operation, upload.filename)
+        status = 500
+        if getattr(request.state, "meter", None) is not meter:
+            meter = None
+        outcome = {"file": upload.filename, "ok": False, "code": "internal", "message": "internal server error"}
+    if meter is not None:  # billed now, not when the form is over: a kill after it keeps its row
+        request.state.meter = None
+        await run_in_threadpool(accounts.record_usage, [usage_row(meter, status, started)])
+        await run_in_threadpool(get_shared(request).settle, principal.tenant_id, billed(status), meter.month)
+    return outcome
