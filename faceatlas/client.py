@@ -1434,7 +1434,8 @@ class FaceAtlasClient:
                             granted_by: str | None = None, payment_ref: str | None = None,
                             idempotency_key: str | None = None) -> RetailMember:
         """Enrol a member from a face photo under the consent given (face_pay needs ``payment_ref``)."""
-        data = {"name": name, "purposes": ",".join(purposes), "granted_by": granted_by or name,
+        data = {"name": name, "purposes": ",".join(purposes),  # granted_by: the server's default, the name
+                **({"granted_by": granted_by} if granted_by else {}),
                 **({"payment_ref": payment_ref} if payment_ref else {})}
         return _parse(RetailMember, self._call("POST", f"/v1/retail/stores/{_seg(store)}/members",
                                                _once(idempotency_key), files=dict([_image("image", image)]),

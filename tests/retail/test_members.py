@@ -232,6 +232,25 @@ def test_a_consent_s_texts_fit_their_columns(store: RetailStore, member_photos: 
     assert store.gallery.get_collection(COLLECTION).faces == faces and len(store.members.list()) == 1
 
 
+def test_blank_texts_are_checked_by_the_layer_and_granted_by_defaults_to_the_name(
+        store: RetailStore, member_photos: list[Path]) -> None:
+    """A blank name was enrolled (each door had its own check: the API let "   " through), a blank
+    payment reference taken as a payment method; the texts are stripped here, for every door, and
+    who granted the consent is the member's name when not given (a new grant must say it)."""
+    faces = store.gallery.get_collection(COLLECTION).faces
+    with pytest.raises(InvalidArgument, match="needs a name"):
+        store.members.enrol("   ", [member_photos[0]], ConsentRecord(("face_pay",), "Bob"), payment_ref="  ")
+    with pytest.raises(ConsentRequired, match="payment method"):
+        store.members.enrol("Ann", [member_photos[0]], ConsentRecord(("face_pay",), "Bob"), payment_ref="  ")
+    assert store.gallery.get_collection(COLLECTION).faces == faces and store.members.list() == []
+    info = store.members.enrol("  Ann  ", [member_photos[0]], ConsentRecord(("face_pay",)), payment_ref=" card-a ")
+    assert info.name == "Ann" and store.members.payment_ref(info.id) == "card-a"
+    with store.sessions() as session:
+        assert session.scalar(select(Consent.granted_by).where(Consent.member_id == info.id)) == "Ann"
+    with pytest.raises(InvalidArgument, match="who granted it"):
+        store.members.grant(info.id, [member_photos[1]], ConsentRecord(("visit_recognition",)))
+
+
 def test_a_withdrawal_of_nothing_is_refused_and_one_of_what_is_gone_changes_nothing(
         store: RetailStore, member_photos: list[Path]) -> None:
     """{"consent": false, "purposes": []} answered 200 and withdrew nothing: an empty list names no

@@ -43,10 +43,11 @@ NOTICE_VERSION_MAX = 50
 @dataclass(frozen=True)
 class ConsentRecord:
     """What a member agreed to: ``purposes`` (of :data:`PURPOSES`), given by ``granted_by`` (the
-    person, or a guardian), recorded by ``recorded_by`` (staff or kiosk) under ``notice_version``."""
+    person, or a guardian; None at an enrolment: the member, by their name; a new grant needs it),
+    recorded by ``recorded_by`` (staff or kiosk) under ``notice_version``."""
 
     purposes: tuple[str, ...]
-    granted_by: str
+    granted_by: str | None = None
     recorded_by: str = "kiosk"
     notice_version: str = "v1"
     granted_at: datetime | None = None
@@ -164,10 +165,17 @@ class MemberRegistry:
         ``member_id`` names a new member: one that exists (of any store) is :class:`AlreadyExists`
         before any photo is read (its photo was added to the member's faces, then the member row
         refused and the member's own faces deleted with it). A photo is added to an existing
-        member only by :meth:`grant`, which checks it is theirs."""
-        purposes = _checked(consent, payment_ref)
+        member only by :meth:`grant`, which checks it is theirs.
+
+        The texts are stripped of surrounding spaces, whichever door gave them: a blank name is
+        refused (``validation_error``), a blank ``payment_ref`` is none (face pay without one:
+        ``consent_required``), a blank email none; ``consent.granted_by`` None is the member's name."""
         for what, text in (("member name", name), ("email", email)):
             check_text(text, what, max_length=TEXT_MAX)  # before any face is enrolled
+        name, email = name.strip(), (email.strip() or None) if email is not None else None
+        if not name:
+            raise InvalidArgument("a member needs a name (not blank)")
+        purposes, granted_by, payment_ref = _checked(consent, payment_ref, member=name)
         if member_id is not None:
             with self._sessions() as session:
                 if session.get(Member, member_id) is not None:
@@ -184,7 +192,7 @@ class MemberRegistry:
                                    age_band=age_band if analytics else None, gender=gender if analytics else None,
                                    enrolled_at=at))
                 session.flush()
-                session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=consent.granted_by,
+                session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=granted_by,
                                     recorded_by=consent.recorded_by, notice_version=consent.notice_version,
                                     granted_at=consent.granted_at or at))
         except IntegrityError as exc:  # the same new id enrolled by another call meanwhile: its faces stay
@@ -331,8 +339,9 @@ class MemberRegistry:
         no face (every biometric purpose withdrawn: their faces were deleted) has nothing to be
         compared with: their new photo is taken as the enrolment's is, on the word of the staff
         or kiosk that records the consent. Without a calibrated threshold for the pay FAR a member
-        holding faces cannot be checked: :class:`NotCalibrated`, nothing recorded (as face pay)."""
-        purposes = _checked(consent, payment_ref)
+        holding faces cannot be checked: :class:`NotCalibrated`, nothing recorded (as face pay).
+        Its texts are checked as :meth:`enrol` checks them; ``consent.granted_by`` is required."""
+        purposes, granted_by, payment_ref = _checked(consent, payment_ref)
         with self._sessions() as session:
             self._member(session, member_id)
         report = self._grant_faces(member_id, images)
@@ -341,7 +350,7 @@ class MemberRegistry:
         try:
             with self._sessions.begin() as session:
                 member = self._member(session, member_id)
-                session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=consent.granted_by,
+                session.add(Consent(member_id=member_id, purposes=list(purposes), granted_by=granted_by,
                                     recorded_by=consent.recorded_by, notice_version=consent.notice_version,
                                     granted_at=consent.granted_at or at))
                 if "face_pay" in purposes:
@@ -451,16 +460,24 @@ class MemberRegistry:
                 "refunds": [_row(r) for r in refunds]}
 
 
-def _checked(consent: ConsentRecord, payment_ref: str | None) -> tuple[str, ...]:
-    """The consent's purposes, once they allow an enrolment and its texts fit their columns
-    (``granted_by`` of 5,000 characters was taken: a 500 on PostgreSQL)."""
-    for what, text, longest in (("granted_by (who granted the consent)", consent.granted_by, TEXT_MAX),
+def _checked(consent: ConsentRecord, payment_ref: str | None, *,
+             member: str | None = None) -> tuple[tuple[str, ...], str, str | None]:
+    """The consent's purposes, who granted it and the payment reference, once they allow an
+    enrolment (or a new grant) and its texts fit their columns (``granted_by`` of 5,000 characters
+    was taken: a 500 on PostgreSQL). Texts are stripped: ``granted_by`` blank is refused, None is
+    ``member`` (an enrolment's member name; a new grant has none: refused); ``payment_ref`` blank
+    is none. The one check of these, whichever door (API, console, library) gave them."""
+    granted_by = consent.granted_by if consent.granted_by is not None else member
+    for what, text, longest in (("granted_by (who granted the consent)", granted_by, TEXT_MAX),
                                 ("recorded_by", consent.recorded_by, RECORDED_BY_MAX),
                                 ("notice version", consent.notice_version, NOTICE_VERSION_MAX),
                                 ("payment reference", payment_ref, TEXT_MAX)):
         check_text(text, what, max_length=longest)  # before any face is enrolled
-    if not consent.granted_by.strip():
-        raise InvalidArgument("a consent needs who granted it (granted_by: the person, or a guardian)")
+    granted_by = (granted_by or "").strip()
+    if not granted_by:
+        raise InvalidArgument("a consent needs who granted it (granted_by: the person, or a guardian" +
+                              ("; by default the member's name)" if member is not None else ")"))
+    payment_ref = (payment_ref or "").strip() or None
     purposes = tuple(dict.fromkeys(consent.purposes))
     unknown = [p for p in purposes if p not in PURPOSES]
     if unknown:
@@ -469,8 +486,8 @@ def _checked(consent: ConsentRecord, payment_ref: str | None) -> tuple[str, ...]
         raise ConsentRequired("enrolment needs consent to " + " or ".join(p.replace("_", " ")
                                                                           for p in BIOMETRIC_PURPOSES))
     if "face_pay" in purposes and not payment_ref:
-        raise ConsentRequired("face pay needs a payment method reference")
-    return purposes
+        raise ConsentRequired("face pay needs a payment method reference (not blank)")
+    return purposes, granted_by, payment_ref
 
 
 def _theirs(member_id: str) -> ColumnElement[bool]:

@@ -91,7 +91,9 @@ async def _store(request: Request, principal: Principal, operation: str, scope: 
 
 
 def _consent(principal: Principal, purposes: Sequence[str] | None, granted_by: str) -> ConsentRecord:
-    return ConsentRecord(tuple(purposes or ()), granted_by=granted_by.strip(),
+    """The consent the form gave; its ``granted_by`` left empty is not given (the layer's default,
+    or refusal), as every text is checked there."""
+    return ConsentRecord(tuple(purposes or ()), granted_by=granted_by or None,
                          recorded_by=f"console:{principal.key_id}")
 
 
@@ -154,12 +156,9 @@ async def enrol(request: Request, user: PostingUserDep, analyzer: AnalyzerDep, g
     """Enrol a member from the uploaded photos under the consent given (``members.enrol``, one
     ``retail.enrol`` call as the API's ``POST .../members``): the face of each photo that shows
     the member alone (a photo of several people is refused, and said so)."""
-    principal = user.principal
-    if not name.strip():
-        raise InvalidArgument("a member needs a name")
-    consent, payment = _consent(principal, purposes, granted_by or name), payment_ref.strip() or None
+    consent = _consent(user.principal, purposes, granted_by)
     page, _ = await _enrolment(request, user, store_id, analyzer, gallery, db, photos,
-                               lambda s, images: s.members.enrol(name.strip(), images, consent, payment_ref=payment),
+                               lambda s, images: s.members.enrol(name, images, consent, payment_ref=payment_ref),
                                once=once)
     return page
 
@@ -254,11 +253,10 @@ async def grant(request: Request, user: PostingUserDep, accounts: AccountsDep, a
                 payment_ref: Text = "", once: Once = "") -> Response:
     """A new consent with new photos (``members.grant``, as ``POST .../members/{member}/consent``)."""
     principal = user.principal
-    if not granted_by.strip():
-        raise InvalidArgument("a consent needs who granted it")
-    consent, payment = _consent(principal, purposes, granted_by), payment_ref.strip() or None
+    consent = _consent(principal, purposes, granted_by)
     page, info = await _enrolment(request, user, store_id, analyzer, gallery, db, photos,
-                                  lambda s, images: s.members.grant(member_id, images, consent, payment_ref=payment),
+                                  lambda s, images: s.members.grant(member_id, images, consent,
+                                                                    payment_ref=payment_ref),
                                   once=once, member=member_id)
     if info is not None:
         await audit(accounts, principal, "retail.consent.grant", f"{store_id}/{member_id}",

@@ -186,8 +186,6 @@ async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDe
     photo shows the member alone: one of several people is refused (422 ``too_many_faces``), a
     consent being one person's; ``faces_in_image`` says how many faces it held."""
     image, name, consent, payment = await _consent_form(request, meter, ENROL_FIELDS)
-    if not name:
-        raise InvalidArgument("a member needs a name")
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.enrol(
         name, [image], consent, payment_ref=payment))
     meter.faces = info.faces
@@ -201,20 +199,17 @@ GRANT_FIELDS = ("purposes", "granted_by", "payment_ref")  # a new consent names 
 async def _consent_form(request: Request, meter: Meter,
                         fields: tuple[str, ...]) -> tuple[bytes, str, ConsentRecord, str | None]:
     """The photo, name (an enrolment's), consent and payment reference of an enrolment or a new
-    consent; a field of ``fields`` only (another, a new consent's ``name`` taken as who granted
-    it, is 422)."""
+    consent, as sent (the layer checks them: blanks, ``granted_by``'s default); a field of
+    ``fields`` only (another, a new consent's ``name`` taken as who granted it, is 422)."""
     images, given = await read_images(request, "image", fields=fields)
     form = {key: value for key, value in given.items() if isinstance(value, (str, int, float))}
     if len(form) < len(given):
         raise InvalidArgument(f"{', '.join(sorted(set(given) - set(form)))}: text expected")
     purposes = tuple(p.strip() for p in str(form.get("purposes", "")).split(",") if p.strip())
-    name, granted_by = str(form.get("name", "")), str(form.get("granted_by", form.get("name", "")))
-    if not granted_by:
-        raise InvalidArgument("a consent needs who granted it (granted_by" +
-                              (", or the member's name)" if "name" in fields else ")"))
-    consent = ConsentRecord(purposes, granted_by=granted_by, recorded_by=f"api:{meter.principal.key_id}")
-    payment = form.get("payment_ref")
-    return images["image"], name, consent, str(payment) if payment else None
+    granted_by, payment = form.get("granted_by"), form.get("payment_ref")
+    consent = ConsentRecord(purposes, granted_by=None if granted_by is None else str(granted_by),
+                            recorded_by=f"api:{meter.principal.key_id}")
+    return images["image"], str(form.get("name", "")), consent, None if payment is None else str(payment)
 
 
 @router.patch("/retail/stores/{store_id}/members/{member_id}", response_model=RetailWithdrawalOut)
