@@ -187,9 +187,23 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
     DELETE (:func:`store_answer_at`, without the fields ``drop`` of its answer that name it):
     neither names what was erased."""
     erased = path or request.url.path
-    parent = erased.rsplit("/", 1)[0]
     if erased == request.url.path:
-        store_answer_at(request, parent, drop=drop)
+        store_answer_at(request, erased.rsplit("/", 1)[0], drop=drop)
+    shared: SharedState = request.app.state.shared
+    try:
+        await run_in_threadpool(forget_path, shared, tenant_id, erased, created, also=also)
+    except StateUnavailable:
+        log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
+                    "their keys", erased)
+
+
+def forget_path(answers: AnswerStore, tenant_id: str, erased: str, created: tuple[str, str] | None = None, *,
+                also: Callable[[StoredAnswer], bool] | None = None) -> int:
+    """What :func:`forget_erased` replaces, given the erased thing's API path ``erased``, with no
+    request (any door, after an erasure): the tenant's stored answers of calls on it or under it,
+    the call that ``created`` it and those ``also`` names, each by a ``404 not_found`` kept under
+    its parent path. Raises :class:`StateUnavailable`; returns how many were replaced."""
+    parent = erased.rsplit("/", 1)[0]
 
     def names_it(answer: StoredAnswer) -> bool:
         if answer.path == erased or answer.path.startswith(erased + "/") or (also is not None and also(answer)):
@@ -201,13 +215,7 @@ async def forget_erased(request: Request, tenant_id: str, created: tuple[str, st
         except (ValueError, AttributeError):
             return False
 
-    shared: SharedState = request.app.state.shared
-    try:
-        await run_in_threadpool(shared.replace_answers, tenant_id, names_it,
-                                _placeholder(parent))
-    except StateUnavailable:
-        log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
-                    "their keys", erased)
+    return answers.replace_answers(tenant_id, names_it, _placeholder(parent))
 
 
 def _placeholder(path: str) -> StoredAnswer:

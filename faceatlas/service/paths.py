@@ -22,3 +22,9 @@ def collection_path(collection: str) -> str:
 def subjects_path(collection: str) -> str:
     """The API path of the subjects of ``collection`` (a subject's own path is under it)."""
     return f"{collection_path(collection)}/subjects"
+
+
+def retail_member_path(store_id: str, member_id: str) -> str:
+    """The API path of the member ``member_id`` of the retail store ``store_id`` (what the paths of
+    calls on them start with; their enrolment is a POST to its parent)."""
+    return f"{API_PREFIX}/retail/stores/{store_id}/members/{member_id}"

@@ -1,6 +1,6 @@
 """Tenants beyond their accounts: the gallery space each one owns, deleting what is in it (a
-subject, a collection: the same use case whichever door asks, the API, the console or the CLI)
-and deleting all of it."""
+subject, a collection, a retail store's member: the same use case whichever door asks, the API,
+the console or the CLI) and deleting all of it."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session
 
 from faceatlas.apps.albums import Erasure, erase_album, erase_owner
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
-from faceatlas.apps.retail import erase_stores
+from faceatlas.apps.retail import ErasureReport, RetailStore, erase_stores
 from faceatlas.errors import StateUnavailable
 from faceatlas.gallery import PAGE_MAX, Gallery, database_identity, service_space, space_owner
 from faceatlas.service.accounts import Accounts, target_under
 from faceatlas.service.db import AuditRecord
-from faceatlas.service.idempotency import forget_collection, forget_subjects
+from faceatlas.service.idempotency import forget_collection, forget_path, forget_subjects
+from faceatlas.service.paths import retail_member_path
 from faceatlas.service.shared_state import AnswerStore
 from faceatlas.video import erase_subject_events, erase_tenant_events, events_tenant
 
@@ -96,6 +97,40 @@ def erase_gallery_subject(gallery: Gallery, accounts: Accounts | None, collectio
             log.warning("the stored answers of calls on the erased subject of %r could not be replaced now; they "
                         "expire with their keys", collection)
     return SubjectErasure(faces, target, replaced, erased_events)
+
+
+@dataclass(frozen=True)
+class MemberErasure:
+    """What erasing a retail store's member did: the layer's report, the target the erasure is
+    audited under and the stored answers replaced (None: none were given, or unreachable)."""
+
+    report: ErasureReport
+    target: str
+    answers: int | None = None
+
+
+def erase_retail_member(store: RetailStore, accounts: Accounts, tenant_id: str, member_id: str, *,
+                        keep_ids: bool, answers: AnswerStore | None = None) -> MemberErasure:
+    """Erase the member ``member_id`` of ``store`` (the service tenant ``tenant_id``'s) and every
+    trace of them: :meth:`MemberRegistry.erase` (faces, vectors, consents; visits and charges kept
+    as anonymous counts), their id in the tenant's audit trail (unless ``keep_ids``:
+    :meth:`Accounts.erase_subject`) and, with ``answers`` (the server's shared state), the tenant's
+    stored ``Idempotency-Key`` answers of calls on them and of their enrolment
+    (:func:`idempotency.forget_path`; unreachable: logged, they expire with their keys). The
+    audited target is ``store/[erased]``, or ``store/member`` when the id is kept. The API's
+    ``DELETE`` keeps its own answer (:func:`idempotency.store_answer_at`) as its door does."""
+    report = store.members.erase(member_id)
+    store_id = store.config.id
+    target = accounts.erase_subject(tenant_id, f"{store_id}/{member_id}", keep_ids=keep_ids)
+    replaced = None
+    if answers is not None:
+        path = retail_member_path(store_id, member_id)
+        try:
+            replaced = forget_path(answers, tenant_id, path, created=("id", member_id))
+        except StateUnavailable:
+            log.warning("the stored answers of calls on the erased %s could not be replaced now; they expire with "
+                        "their keys", path)
+    return MemberErasure(report, target, replaced)
 
 
 def merged_ids(accounts: Accounts, tenant_id: str, collection: str, subject: str) -> set[str]:

@@ -77,3 +77,39 @@ def test_a_name_with_surrounding_spaces_is_stored_stripped_by_both_doors(api, ex
         granted = {c.member_id: c.granted_by for c in session.scalars(select(Consent)) if c.member_id in listed}
     assert sorted(rows.values()) == [("Barack Obama", "card-1"), ("Joe Biden", None)]
     assert sorted(granted.values()) == ["Barack Obama", "Joe Biden"]
+
+
+@pytest.mark.parametrize("door", ["api", "console"])
+def test_a_member_is_erased_by_one_use_case_whichever_door_asks(api, examples: Path, fast_analyzer,
+                                                                tmp_path: Path, door: str) -> None:
+    """``service.tenants.erase_retail_member`` for the API's DELETE and the console's erase form:
+    the member's id leaves the audit trail, and the stored answer of their enrolment
+    (Idempotency-Key) names them no more (a retry is answered 404, not run again)."""
+    config = StoreConfig(id=f"erase-{door}-{tmp_path.name[-6:]}", tenant="acme",
+                         cameras=[Camera(id="door", role="door")])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    lin = (examples / "examples" / "lin-manuel-miranda.png").read_bytes()
+    base = f"/v1/retail/stores/{config.id}/members"
+    key = {"Idempotency-Key": f"enrol-{config.id}"}
+    form = {"name": "Lin", "purposes": "visit_recognition"}
+    with api.client("acme_admin") as acme:
+        enrolled = acme.post(base, files={"image": lin}, data=form, headers=key)
+        assert enrolled.status_code == 201, enrolled.text
+        member = enrolled.json()["id"]
+        if door == "api":
+            erased = acme.delete(f"{base}/{member}")
+            assert erased.status_code == 200 and erased.json()["faces_deleted"] == 1, erased.text
+        else:
+            client, csrf = _console(api, "acme_admin")
+            page = client.post(f"/console/store/{config.id}/members/{member}/erase",
+                               data={"csrf": csrf, "confirm": "erase"})
+            client.close()
+            assert page.status_code == 200 and "1 face" in page.text, page.text[-500:]
+        assert acme.get(base).json()["members"] == []
+        retried = acme.post(base, files={"image": lin}, data=form, headers=key)
+        assert (retried.status_code, retried.json()["error"]["code"]) == (404, "not_found")
+        assert member not in retried.text
+        trail = [(e["action"], e["target"]) for e in acme.get("/v1/audit").json()["events"]
+                 if e["target"].startswith(f"{config.id}/")]
+    assert ("retail.erase", f"{config.id}/[erased]") in trail and not any(member in t for _, t in trail)

@@ -45,8 +45,8 @@ from faceatlas.service.console.base import (
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, SettingsDep, charge_pixels
-from faceatlas.service.idempotency import forget_erased
 from faceatlas.service.paths import API_PREFIX
+from faceatlas.service.tenants import erase_retail_member
 
 router = APIRouter(route_class=ConsoleRoute)
 StoreId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -284,14 +284,13 @@ async def erase(request: Request, user: PostingUserDep, accounts: AccountsDep, s
     if confirm != "erase":
         raise InvalidArgument("an erasure needs its confirmation (the confirm step)")
     principal = user.principal
-    report = await _store(request, principal, "retail.erase", "write", store_id, analyzer, gallery, db,
-                          lambda s: s.members.erase(member_id))
-    target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, f"{store_id}/{member_id}",
-                                     keep_ids=settings.audit_keeps_subject_ids)
-    await audit(accounts, principal, "retail.erase", target, {"faces": report.faces_deleted})
     # the stored outcomes of forms (and API calls) that named the member name them no more, as the API's erasure
-    await forget_erased(request, principal.tenant_id, created=("id", member_id),
-                        path=f"{API_PREFIX}/retail/stores/{store_id}/members/{member_id}")
+    erased = await _store(request, principal, "retail.erase", "write", store_id, analyzer, gallery, db,
+                          lambda s: erase_retail_member(s, accounts, principal.tenant_id, member_id,
+                                                        keep_ids=settings.audit_keeps_subject_ids,
+                                                        answers=request.app.state.shared))
+    report = erased.report
+    await audit(accounts, principal, "retail.erase", erased.target, {"faces": report.faces_deleted})
     return render(request, "member_erased.html", user, store_id=store_id, report=report,
                   promise=erasure_promise(settings.audit_keeps_subject_ids))
 

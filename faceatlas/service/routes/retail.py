@@ -49,7 +49,7 @@ from faceatlas.service.deps import (
     metered,
     read_images,
 )
-from faceatlas.service.idempotency import forget_erased
+from faceatlas.service.idempotency import store_answer_at
 from faceatlas.service.schemas import (
     IsoDate,
     RequestBody,
@@ -68,6 +68,7 @@ from faceatlas.service.schemas import (
     RetailReportOut,
     RetailWithdrawalOut,
 )
+from faceatlas.service.tenants import erase_retail_member
 
 router = APIRouter(tags=["retail"], route_class=MeteredRoute)
 Chart = Literal[CHARTS]  # type: ignore[valid-type]
@@ -266,11 +267,13 @@ async def erase_member(store_id: StoreId, member_id: MemberId, analyzer: Analyze
     """Erase a member: faces, vectors, consents, the stored answers of calls on them
     (Idempotency-Key); visits and charges stay as anonymous counts, and (unless the server keeps
     them) the member id leaves the audit trail."""
-    report = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.erase(member_id))
-    audit.details["faces"] = report.faces_deleted
-    audit.target = await run_in_threadpool(accounts.erase_subject, principal.tenant_id, audit.target,
-                                           keep_ids=settings.audit_keeps_subject_ids)
-    await forget_erased(request, principal.tenant_id, created=("id", member_id), drop=("member",))
+    erased = await _store(store_id, meter, analyzer, gallery, db, lambda s: erase_retail_member(
+        s, accounts, principal.tenant_id, member_id, keep_ids=settings.audit_keeps_subject_ids,
+        answers=request.app.state.shared))
+    report = erased.report
+    audit.details["faces"], audit.target = report.faces_deleted, erased.target
+    # its own stored answer, kept under the members' path without the member's id, names them no more either
+    store_answer_at(request, request.url.path.rsplit("/", 1)[0], drop=("member",))
     return {"member": report.member_id, "faces_deleted": report.faces_deleted,
             "consents_deleted": report.consents_deleted, "visits_anonymised": report.visits_anonymised,
             "charges_anonymised": report.charges_anonymised}
