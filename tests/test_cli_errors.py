@@ -498,6 +498,34 @@ def test_names_are_shown_as_written_not_read_as_markup(tmp_path, examples):
     assert renamed.exit_code == 0 and "([/red])" in renamed.output, renamed.output
 
 
+def test_enrol_with_a_name_renames_an_existing_subject_as_the_console_does(tmp_path, examples):
+    """`gallery enrol -s alice --name X` gave the name to a new subject only: an existing alice kept
+    her name without a word, where the console's enrol form renamed her. One rule in the gallery's
+    enrolment now: the name given renames, and the run says so; no --name keeps the name held."""
+    from faceatlas.gallery import Gallery
+
+    db = ["--db", str(tmp_path / "g.db")]
+    photos = examples / "tests" / "test_images"
+    assert runner.invoke(app, ["gallery", "create", "m", "-p", "scrfd-mbf", *db]).exit_code == 0
+    first = runner.invoke(app, ["gallery", "enrol", "m", str(photos / "obama.jpg"), "-s", "alice", "--name",
+                                "Alice A", *db])
+    assert first.exit_code == 0 and "renamed" not in first.output, first.output
+    again = runner.invoke(app, ["gallery", "enrol", "m", str(photos / "obama2.jpg"), "-s", "alice", "--name",
+                                "Alice B", *db, "--json"])
+    assert again.exit_code == 0, again.output
+    with Gallery.open(str(tmp_path / "g.db")) as gallery:
+        assert gallery.get_subject("m", "alice").name == "Alice B"  # it stayed "Alice A"
+    assert json.loads(again.stdout)["renamed"] == ["alice"]
+    worded = runner.invoke(app, ["gallery", "enrol", "m", str(photos / "obama3.jpg"), "-s", "alice", "--name",
+                                 "Alice C", *db], env={"COLUMNS": "200"})
+    assert worded.exit_code == 0 and "renamed alice to 'Alice C'" in worded.output, worded.output
+    kept = runner.invoke(app, ["gallery", "enrol", "m", str(photos / "obama.jpg"), "-s", "alice", "--again", *db])
+    assert kept.exit_code == 0 and "renamed" not in kept.output, kept.output
+    with Gallery.open(str(tmp_path / "g.db")) as gallery:
+        alice = gallery.get_subject("m", "alice")
+    assert alice.name == "Alice C" and alice.faces == 4
+
+
 def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):
     """An export whose header nests 100,000 levels was a RecursionError traceback (exit 1); a NUL in
     a face's source was `database_unavailable` on PostgreSQL and stored on SQLite."""

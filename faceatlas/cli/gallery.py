@@ -97,8 +97,8 @@ def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer
 def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, a folder of images (with "
                                                                      "--subject) or a folder of person folders")],
           subject: Annotated[str | None, typer.Option("--subject", "-s", help="external id of the person")] = None,
-          name: Annotated[str | None, typer.Option("--name", help="display name of a new subject (with --subject; "
-                                                                  "change it later with `gallery rename --name`)")]
+          name: Annotated[str | None, typer.Option("--name", help="display name of the subject (with --subject): a "
+                                                                  "new subject gets it, an existing one is renamed")]
           = None,
           all_faces: Annotated[bool, typer.Option("--all-faces", help="enrol every face, not the largest")] = False,
           min_quality: Annotated[float, typer.Option("--min-quality", help="quality gate, 0..1")] = 0.0,
@@ -119,7 +119,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
     with _gallery(db, tenant, as_json) as gallery:
         held = gallery.get_collection(collection)  # an unknown collection is not_found before any model or bar
         analyzer = FaceAnalyzer(pack or held.pack_name)
-        summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0, "skipped": 0}
+        summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0, "skipped": 0, "renamed": []}
         total, done = sum(len(images) for images in people.values()), 0
         try:
             with _progress() as progress:
@@ -131,6 +131,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                     summary["added"] += len(report.added)
                     summary["skipped"] += len(report.skipped)
                     summary["subjects"] += bool(report.added)
+                    summary["renamed"] += [person] if report.renamed else []
                     summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
                     progress.advance(task, len(images))
                     done += len(images)
@@ -140,9 +141,10 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
         rejected = summary["rejected"]
         skipped = (f"; {summary['skipped']} photos skipped (enrolled to their subject before; --again enrols "
                    "them again)") if summary["skipped"] else ""
+        renamed = "".join(f"; renamed {escape(person)} to {escape(repr(name))}" for person in summary["renamed"])
         if as_json or summary["added"] or not rejected:
             _emit(summary, as_json, f"enrolled {summary['added']} faces of {summary['subjects']} subjects; "
-                                    f"{len(rejected)} rejected{skipped}")
+                                    f"{len(rejected)} rejected{skipped}{renamed}")
         if rejected:
             if not as_json:
                 for row in rejected:

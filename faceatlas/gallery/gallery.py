@@ -595,25 +595,31 @@ class Gallery:
                        sources: Sequence[str | None] | None = None, crops: Sequence[bytes | None] | None = None,
                        name: str | None = None) -> list[int]:
         """Enrol raw embeddings made by the recogniser ``recognizer_id`` (refused with
-        :class:`ModelMismatch` when it is not the collection's). The subject is created if needed."""
+        :class:`ModelMismatch` when it is not the collection's). The subject is created if needed,
+        named ``name``; an existing subject keeps its name (apps' and batch jobs' raw vectors: an
+        album's promote adds to a subject without renaming it; a door's enrolment renames, :meth:`enrol_images`)."""
         return self._enrol_vectors(collection, external_id, embeddings, recognizer_id, qualities, sources, crops,
                                    name)[0]
 
     def _enrol_vectors(self, collection: str, external_id: str, embeddings: np.ndarray | Sequence[np.ndarray],
                        recognizer_id: str, qualities: Sequence[float | None] | None,
                        sources: Sequence[str | None] | None, crops: Sequence[bytes | None] | None,
-                       name: str | None, once: bool = False) -> tuple[list[int], list[int], bool]:
+                       name: str | None, once: bool = False,
+                       rename: bool = False) -> tuple[list[int], list[int], bool, bool]:
         """:meth:`_add_vectors` of the checked, L2-normalised ``embeddings``, once more on a race."""
         vectors = l2_normalize(check_vectors(embeddings))
         return self._once_more_on_race(lambda: self._add_vectors(collection, external_id, vectors, recognizer_id,
-                                                                 qualities, sources, crops, name, once=once))
+                                                                 qualities, sources, crops, name, once=once,
+                                                                 rename=rename))
 
     def _add_vectors(self, collection: str, external_id: str, vectors: np.ndarray, recognizer_id: str,
                      qualities: Sequence[float | None] | None, sources: Sequence[str | None] | None,
                      crops: Sequence[bytes | None] | None, name: str | None,
-                     once: bool = False) -> tuple[list[int], list[int], bool]:
-        """Insert the faces; returns their ids, the positions (in ``vectors``) left out, and whether
-        the subject was created by this enrolment. ``once``:
+                     once: bool = False, rename: bool = False) -> tuple[list[int], list[int], bool, bool]:
+        """Insert the faces; returns their ids, the positions (in ``vectors``) left out, whether
+        the subject was created by this enrolment and whether it was renamed. ``name``: a new
+        subject's name; with ``rename``, an existing subject's too (:meth:`enrol_images`' rule),
+        in the same transaction as its faces. ``once``:
         a face whose source (a photo) is enrolled to the subject already is left out, read while
         this transaction holds the collection's writes (its row lock; SQLite's write lock): two runs
         of one folder at once each read the other's photos as new and enrolled every one twice."""
@@ -623,6 +629,9 @@ class Gallery:
             coll = self._collection(session, collection, lock=True)  # a re-embedding switches it after
             self._check_model(coll, recognizer_id, vectors.shape[1])
             subject, created = self._find_or_create_subject(session, coll, external_id, name)
+            renamed = rename and not created and name is not None and subject.name != name
+            if renamed:
+                subject.name = name
             done = self._enrolled_sources(session, coll, external_id) if once and sources is not None else set()
             left_out = [i for i, source in enumerate(sources or ()) if source is not None
                         and photo_source(source) in done]
@@ -639,7 +648,7 @@ class Gallery:
             revision = self._bump(session, coll)
         self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors[kept],
                                                         np.full(len(ids), subject.id, np.int64)))
-        return ids, left_out, created
+        return ids, left_out, created, renamed
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
                      *, all_faces: bool = False, min_quality: float = 0.0, name: str | None = None,
@@ -654,8 +663,12 @@ class Gallery:
         another enrolment wrote while this one read the photos is ``skipped`` too, checked again
         as its faces are inserted (two runs of one folder at once enrolled every photo twice).
         ``alone``: an image holding more than one face is rejected (``too_many_faces``), none of
-        its faces enrolled, where the largest might be someone else's (a bystander's)."""
+        its faces enrolled, where the largest might be someone else's (a bystander's).
+        ``name``: the subject's display name, the one rule of every enrolment (:meth:`enrol_faces`
+        too): a new subject gets it, an existing one is renamed to it (``renamed`` in the report;
+        it was kept silently by the CLI, while the console renamed); None keeps the name held."""
         check_min_quality(min_quality)
+        check_text(name)
         if alone and all_faces:
             raise InvalidArgument("alone (one face per image) and all_faces exclude each other")
         keep_crops = self.get_collection(collection).keep_crops
@@ -694,10 +707,9 @@ class Gallery:
                 sources.append(source)
                 crops.append(source_crop(decoded, face) if keep_crops else None)
         if vectors:
-            report.added, left_out, report.created_subject = self._enrol_vectors(
-                collection, external_id, np.stack(vectors),
-                                                         analyzer.pack.recognizer_id, qualities, sources, crops,
-                                                         name, once=once)
+            report.added, left_out, report.created_subject, report.renamed = self._enrol_vectors(
+                collection, external_id, np.stack(vectors), analyzer.pack.recognizer_id, qualities, sources, crops,
+                name, once=once, rename=True)
             for source in dict.fromkeys(str(sources[i]) for i in left_out):  # enrolled meanwhile by another run
                 report.skipped.append(source)
         return report
@@ -716,11 +728,13 @@ class Gallery:
 
     def enrol_faces(self, collection: str, external_id: str, faces: Sequence[Face], *,
                     crops: Sequence[bytes | None] | None = None, min_quality: float = 0.0,
-                    source: str = "api") -> EnrolReport:
+                    source: str = "api", name: str | None = None) -> EnrolReport:
         """Enrol already analysed ``faces`` of one image (with their source ``crops`` when the
-        collection keeps them) that reach ``min_quality``: the same gate as :meth:`enrol_images`.
+        collection keeps them) that reach ``min_quality``: the same gate as :meth:`enrol_images`,
+        and its rule for ``name`` (a new subject's name; an existing subject is renamed, ``renamed``).
         No face is :class:`NoFace`; none reaching the gate is :class:`InvalidArgument`."""
         check_min_quality(min_quality)
+        check_text(name)
         if not faces:
             raise NoFace("no face found in the image")
         crop_of = dict(zip(map(id, faces), crops)) if crops is not None else {}
@@ -731,9 +745,9 @@ class Gallery:
         embeddings = [f.as_embedding() for f in kept]
         if len({e.recognizer_id for e in embeddings}) > 1:
             raise ModelMismatch("faces of one enrolment come from different recognizers")
-        report.added, _, report.created_subject = self._enrol_vectors(
+        report.added, _, report.created_subject, report.renamed = self._enrol_vectors(
             collection, external_id, np.stack([e.vector for e in embeddings]), embeddings[0].recognizer_id,
-            [f.quality for f in kept], [source] * len(kept), [crop_of.get(id(f)) for f in kept], None)
+            [f.quality for f in kept], [source] * len(kept), [crop_of.get(id(f)) for f in kept], name, rename=True)
         report.faces = kept
         return report
 

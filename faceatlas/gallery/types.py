@@ -138,6 +138,7 @@ class EnrolReport:
     skipped: list[str] = field(default_factory=list)  # sources enrolled to the subject before (``once``)
     found: list[tuple[str, int]] = field(default_factory=list)
     created_subject: bool = False  # the subject was created by this enrolment (audited as such by the service)
+    renamed: bool = False  # the name given renamed the existing subject (audited as a subject.update by the service)
 
 
 @dataclass

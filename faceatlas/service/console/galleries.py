@@ -164,18 +164,18 @@ async def enrol(
     async def enrol_one(data: bytes, meter: Meter) -> dict[str, Any]:
         largest = await pool.largest_face(data, keep_crops=info.keep_crops)
         meter.faces = len(largest.faces)
-        report = await run_in_threadpool(
-            partial(gallery.enrol_faces, collection, subject, largest.faces, crops=largest.crops, source="console"))
+        report = await run_in_threadpool(partial(gallery.enrol_faces, collection, subject, largest.faces,
+                                                 crops=largest.crops, source="console", name=name.strip() or None))
         if report.created_subject:  # as the API's enrol audits it
             await audit(accounts, principal, "subject.create", f"{collection}/{subject}", {"by": "enrol"})
+        if report.renamed:  # as the API's PATCH of the subject audits a change
+            await audit(accounts, principal, "subject.update", f"{collection}/{subject}")
         await audit(accounts, principal, "face.enrol", f"{collection}/{subject}", {"faces": len(report.added)})
         return {"faces": len(report.added), "found": largest.found}
 
     async def enrol_all() -> dict[str, Any]:
         outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201,
                                     once=once, path=f"{subjects_path(collection)}/{subject}/faces")
-        if name.strip() and any(o["ok"] for o in outcomes):
-            await run_in_threadpool(lambda: gallery.update_subject(collection, subject, name=name.strip()))
         return {"outcomes": outcomes, "skipped": max(0, len(photos) - MAX_PHOTOS),
                 "unfinished": any(o.get("code") == IdempotencyInFlight.code for o in outcomes)}
 
