@@ -821,6 +821,16 @@ class Gallery:
                                      calibration.far_level(score) if calibration else None, dict(row.meta)))
             return matches
 
+    def identify(self, collection: str, query: Face | Embedding, *, cut: Cut | None = None, k: int = 5,
+                 aggregate: Aggregate = "best", calibration: Calibration | None = None) -> list[Match]:
+        """1:N with a door's decision: :meth:`search` at ``cut``, by default the one default of
+        every door (``Cut.given()``: :data:`DEFAULT_FPIR` for the collection's size, the cut that
+        rises with it). The console searched at the 1:1 ``DEFAULT_FAR`` instead, and named about
+        one stranger in five of a 2,000-subject collection that the API called unknown."""
+        decision = Cut.given() if cut is None else cut
+        return self.search(collection, query, k=k, aggregate=aggregate, calibration=calibration,
+                           **decision.search_options())
+
     def _nearest_subjects(self, session: Session, coll: Collection, index: VectorIndex, vector: np.ndarray, k: int,
                           floor: float | None) -> dict[int, tuple[float, int, int]]:
         """Subject id -> (best similarity, its face, its faces read that reach ``floor``) of the

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.engine import DEFAULT_FAR, NoFace
+from faceatlas.engine import Cut, NoFace
 from faceatlas.errors import Forbidden, IdempotencyInFlight, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH, check_text
 from faceatlas.service.console.base import (
@@ -192,9 +192,11 @@ async def enrol(
 @metered("search", "read")
 async def search(request: Request, user: PostingUserDep, pool: PoolDep, collection: Name,
                  photo: Annotated[UploadFile, File()]) -> Response:
-    """1:N: who is this, or nobody (at the default FAR); matches with similarity and FAR level. The
-    largest face of the photo is searched, as the API's search does without ``all_faces``, and the
-    answer says so when the photo holds several."""
+    """1:N: who is this, or nobody, at the API's default cut (:meth:`Gallery.identify` with
+    ``Cut.given()``: FPIR 1e-3 for the collection's size; it cut at the 1:1 FAR 1e-4, which names
+    ever more strangers as the collection grows); matches with similarity and FAR level, and the cut
+    stated as the API states it. The largest face of the photo is searched, as the API's search does
+    without ``all_faces``, and the answer says so when the photo holds several."""
     meter = await gate(request, user.principal, "search", "read")
     data = await photo.read()
     charge_pixels(request, [data])
@@ -203,9 +205,10 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
         raise NoFace("no face found in the query photo")
     meter.faces = 1
     gallery = tenant_gallery(request, user.principal)
-    matches = await run_in_threadpool(lambda: gallery.search(
-        collection, largest.faces[0], k=5, far=DEFAULT_FAR, calibration=pool.analyzer.calibration))
-    context: dict[str, Any] = {"collection": collection, "matches": matches, "far": DEFAULT_FAR,
+    decision = Cut.given()  # the API's search without options
+    matches = await run_in_threadpool(lambda: gallery.identify(
+        collection, largest.faces[0], cut=decision, k=5, calibration=pool.analyzer.calibration))
+    context: dict[str, Any] = {"collection": collection, "matches": matches, "cut": decision.stated(),
                                "found": largest.found}
     return render(request, "_search.html" if is_htmx(request) else "searched.html", user, **context)
 

@@ -367,7 +367,7 @@ async def search(
     # one cut of threshold, far and fpir; rank_only drops the default fpir and goes with none of them
     decision = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
     decided = decision.decides
-    options: dict[str, Any] = {"k": k, **decision.search_options(), "aggregate": aggregate}
+    options: dict[str, Any] = {"cut": decision, "k": k, "aggregate": aggregate}  # Gallery.identify, as the console
     cut = decision.stated()
     # a collection that is not there is 404 before the body is read or any face analysed (as the CLI's search)
     await run_in_threadpool(gallery.get_collection, collection)
@@ -378,7 +378,7 @@ async def search(
             raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: a search by embedding "
                                   "takes 'embedding' and 'recognizer_id'")
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
-        matches = await run_in_threadpool(lambda: gallery.search(collection, vector, **options))
+        matches = await run_in_threadpool(lambda: gallery.identify(collection, vector, **options))
         meter.faces = 1
         return {"results": [{"face": None, "matches": [m.to_dict() for m in matches],
                              "unknown": not matches if decided else None}], **cut}
@@ -396,7 +396,7 @@ async def search(
     calibration = pool.analyzer.calibration
     results = []
     for face in faces:
-        matches = await run_in_threadpool(gallery.search, collection, face, calibration=calibration, **options)
+        matches = await run_in_threadpool(gallery.identify, collection, face, calibration=calibration, **options)
         results.append({"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
                         "unknown": not matches if decided else None})
     return {"results": results, **cut, "faces_in_image": found}
