@@ -226,6 +226,59 @@ def test_two_cuts_at_once_are_refused_before_any_work(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def _analysed(monkeypatch) -> list[object]:
+    """The images the engine analyses from now on (FaceAnalyzer.largest and .analyze, still run)."""
+    from faceatlas.engine import FaceAnalyzer
+
+    analysed: list[object] = []
+    largest, analyze = FaceAnalyzer.largest, FaceAnalyzer.analyze
+    monkeypatch.setattr(FaceAnalyzer, "largest", lambda self, image, **kw: analysed.append(image)
+                        or largest(self, image, **kw))
+    monkeypatch.setattr(FaceAnalyzer, "analyze", lambda self, image, **kw: analysed.append(image)
+                        or analyze(self, image, **kw))
+    return analysed
+
+
+def _refused_first(args: list[str], said: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (args, result.output)
+    assert "Traceback" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1 and "validation_error" in lines[0] and said in lines[0], (args, result.output)
+
+
+def test_compare_at_a_far_not_calibrated_is_refused_before_any_image_is_analysed(examples, tmp_path, monkeypatch):
+    """`compare a b --far 0.5` (a rate the pack's calibration has no threshold for) was refused only
+    after both images were analysed (a missing second image was the error said); as the API's
+    compare, the rate is checked first."""
+    analysed = _analysed(monkeypatch)
+    _refused_first(["compare", str(examples / "tests/test_images/obama.jpg"), str(tmp_path / "missing.jpg"),
+                    "-p", "scrfd-mbf", "--far", "0.5"], "far 0.5 is not one of the calibrated rates")
+    assert analysed == []
+
+
+def test_a_far_or_k_a_search_cannot_take_is_refused_before_any_image_is_analysed(examples, tmp_path, monkeypatch):
+    """`gallery search c img --far 0.5` was refused only after the query was analysed; `-k 1000` was
+    taken (the API allows 1 to 100), `-k 0` refused after the analysis. As the API, they are refused
+    first: a missing query image would otherwise be the error, and no face is analysed."""
+    from faceatlas.gallery import SEARCH_K_MAX
+
+    db = ["--db", f"sqlite:///{tmp_path / 'g.db'}"]
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", *db]).exit_code == 0
+    analysed = _analysed(monkeypatch)
+    search = ["gallery", "search", "people", str(tmp_path / "missing.jpg"), *db]
+    k_is = f"k is the number of subjects to return, a whole number from 1 to {SEARCH_K_MAX}, not"
+    for args, said in (([*search, "--far", "0.5"], "far 0.5 is not one of the calibrated rates"),
+                       ([*search, "--all-faces", "--far", "0.5"], "far 0.5 is not one of the calibrated rates"),
+                       ([*search, "-k", str(SEARCH_K_MAX + 1)], f"{k_is} {SEARCH_K_MAX + 1}"),
+                       ([*search, "-k", "0"], f"{k_is} 0")):
+        _refused_first(args, said)
+    assert analysed == []
+    photo = examples / "tests/test_images/obama.jpg"
+    answered = runner.invoke(app, ["gallery", "search", "people", str(photo), "-k", str(SEARCH_K_MAX), "--json", *db])
+    assert answered.exit_code == 0 and json.loads(answered.stdout)["faces_in_image"] == 1, answered.output
+
+
 def test_a_tenant_no_one_could_name_again_is_refused_before_a_database_is_made(tmp_path):
     # `--tenant ""` (an unset shell variable) kept collections in a blank tenant space
     database = tmp_path / "g.db"

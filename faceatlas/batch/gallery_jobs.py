@@ -31,7 +31,7 @@ from faceatlas.batch.source import Source, resolve_source
 from faceatlas.batch.storage import storage_errors
 from faceatlas.engine import DEFAULT_FPIR, Cut, Embedding, get_pack
 from faceatlas.errors import InvalidArgument, ModelMismatch, NotFound
-from faceatlas.gallery import Gallery, check_id, enrolled_photos, photo_source
+from faceatlas.gallery import Gallery, check_id, check_k, enrolled_photos, photo_source
 
 DEFAULT_MAX_DISTANCE = 4
 """Bits (of 64) two perceptual hashes may differ by for near-duplicates. Measured on LFW (same
@@ -219,8 +219,7 @@ def search(source: str, collection: str, gallery: Gallery | GalleryOpener, out: 
     threshold at :data:`DEFAULT_FPIR` for the collection's size). ``gallery``: the gallery, or
     what opens it (:data:`GalleryOpener`), opened once the arguments and the source are checked."""
     options = options or BatchOptions()
-    if k < 1:  # refused before the images are embedded (it was after the whole job)
-        raise InvalidArgument(f"k is the number of matches per face, 1 or more, not {k}")
+    check_k(k, "matches per face")  # refused before the images are embedded (it was after the whole job)
     out = _absolute(out)
     _check_given(collection, options)
     src = resolve_source(source)

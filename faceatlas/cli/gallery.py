@@ -24,6 +24,7 @@ from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, de
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import (
     PAGE_MAX,
+    SEARCH_K_MAX,
     Gallery,
     check_gallery_space,
     check_id,
@@ -180,7 +181,8 @@ def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
 
 
 @app.command()
-def search(collection: str, image: Path, k: Annotated[int, typer.Option("-k", help="subjects to return")] = 5,
+def search(collection: str, image: Path,
+           k: Annotated[int, typer.Option("-k", help=f"subjects to return (1 to {SEARCH_K_MAX})")] = 5,
            threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold (instead of --fpir)")]
            = None,
            fpir: Annotated[float | None, typer.Option(help="false positive identification rate: the share of people "

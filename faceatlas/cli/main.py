@@ -299,20 +299,17 @@ def compare(
 ) -> None:
     """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
     analyzer = _analyzer(pack, as_json, verbose)
-    try:  # the API's use case: the largest face of each, and how many faces each holds
-        pair = [analyzer.largest(image) for image in (image_a, image_b)]
-        for image, (faces, _) in zip((image_a, image_b), pair):
-            if not faces:
-                raise NoFace(f"no face found in {image}")
-        result = analyzer.verify(pair[0][0][0], pair[1][0][0], far=far).to_dict()
+    try:  # the API's use case: the largest face of each, and how many faces each holds (the far checked first)
+        verdict, counts = analyzer.verify_images(image_a, image_b, far=far)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
-    result.update(pack=analyzer.pack.name, faces_in_image_a=pair[0][1], faces_in_image_b=pair[1][1])
+    result = verdict.to_dict()
+    result.update(pack=analyzer.pack.name, faces_in_image_a=counts[0], faces_in_image_b=counts[1])
     if as_json:
         print(json_text(result))
         return
     console.print(_verdict_text(result, far, analyzer.pack.name))
-    for image, (_, found) in zip((image_a, image_b), pair):  # a group photo's largest face, compared unsaid
+    for image, found in zip((image_a, image_b), counts):  # a group photo's largest face, compared unsaid
         if found > 1:
             err.print(f"{escape(str(image))} holds {found} faces: its largest was compared", soft_wrap=True)
 

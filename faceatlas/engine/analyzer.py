@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from faceatlas.engine.attributes import AttributeModels
-from faceatlas.engine.calibration import DEFAULT_FAR, Calibration, load_calibration
+from faceatlas.engine.calibration import DEFAULT_FAR, Calibration, Cut, load_calibration
 from faceatlas.engine.detections import Detections
 from faceatlas.engine.detectors import (
     SCRFD,
@@ -513,6 +513,21 @@ class FaceAnalyzer:
             return Verdict(similarity, None, None, None, None)
         used = self.calibration.threshold(far)
         return Verdict(similarity, similarity >= used, used, far, level)
+
+    def verify_images(self, image_a: ImageInput, image_b: ImageInput, *, far: float = DEFAULT_FAR,
+                      channels: ChannelOrder = "bgr") -> tuple[Verdict, tuple[int, int]]:
+        """1:1 of the largest face of each image at ``far`` (:meth:`verify`), and how many faces each
+        image holds (a group photo's largest face is compared). A ``far`` the calibration has no
+        threshold for is :class:`FarNotCalibrated` before either image is read (`compare a b --far
+        0.5` analysed both first); an image without a face is :class:`NoFace` naming it (a file by
+        its path)."""
+        Cut.verifying(far=far).check(self.calibration)
+        pair = [self.largest(image, channels=channels) for image in (image_a, image_b)]
+        for image, label, (faces, _) in zip((image_a, image_b), ("the first image", "the second image"), pair):
+            if not faces:
+                named = os.fsdecode(image) if isinstance(image, str | os.PathLike) else label
+                raise NoFace(f"no face found in {named}")
+        return self.verify(pair[0][0][0], pair[1][0][0], far=far), (pair[0][1], pair[1][1])
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, da
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     check_id,
+    check_k,
     check_limit,
     check_metadata,
     check_min_quality,
@@ -778,14 +779,9 @@ class Gallery:
         names a stranger at rate ``fpir`` (default :data:`DEFAULT_FPIR`; see
         :meth:`Calibration.fpir_threshold`). A decision without a calibration is
         :class:`NotCalibrated`; an embedding of another space than the collection's is
-        :class:`ModelMismatch`; ``k`` below 1 or another ``aggregate`` is :class:`InvalidArgument`."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise InvalidArgument(f"k is the number of subjects to return, a whole number from 1, not {k!r}")
-        if aggregate not in AGGREGATES:
-            raise InvalidArgument(f"aggregate is one of {', '.join(AGGREGATES)}, not {aggregate!r}")
-        if rank_only and (threshold is not None or far is not None):  # the cut was applied, rank_only ignored
-            named = "threshold" if threshold is not None else "far"
-            raise InvalidArgument(f"rank_only ranks without the {named} cut: give one of them")
+        :class:`ModelMismatch`; ``k`` out of 1 to :data:`SEARCH_K_MAX` or another ``aggregate`` is
+        :class:`InvalidArgument`."""
+        cut = _search_cut(k=k, threshold=threshold, fpir=fpir, far=far, rank_only=rank_only, aggregate=aggregate)
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
@@ -793,7 +789,6 @@ class Gallery:
             self._check_model(coll, embedding.recognizer_id, len(vector))
             calibration = calibration or _calibration_for(coll, self.settings)
             index = self._indexes.get(session, coll)
-            cut = Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
             templates = aggregate == "mean"  # subjects scored by their mean template: the template tail
             size = len(index)
             if templates and cut.fpir is not None and cut.threshold is None and cut.far is None:  # size read
@@ -869,8 +864,13 @@ class Gallery:
     def search_image(self, collection: str, image: ImageInput, analyzer: FaceAnalyzer, *, all_faces: bool = False,
                      **options: Any) -> tuple[list[tuple[Face, list[Match]]], int]:
         """Search with the largest face of ``image`` (or every face); options as :meth:`search`.
-        Also returns how many faces the image holds (a group photo searched by its largest face says so)."""
+        Also returns how many faces the image holds (a group photo searched by its largest face says so).
+        The options are checked before any face is analysed, as the API checks them: a ``k`` out of
+        bounds, or a ``far`` the calibration holds no threshold for (:class:`FarNotCalibrated`), was
+        refused only after the image was read and its faces embedded."""
         self._check_analyzer(collection, analyzer)
+        options.setdefault("calibration", analyzer.calibration)
+        _search_cut(**options).check(options["calibration"])
         if all_faces:
             faces = analyzer.analyze(image)
             found = len(faces)
@@ -878,7 +878,6 @@ class Gallery:
             faces, found = analyzer.largest(image)
         if not faces:
             raise NoFace("no face found in the query image")
-        options.setdefault("calibration", analyzer.calibration)
         return [(face, self.search(collection, face, **options)) for face in faces], found
 
     def verify(self, collection: str, external_id: str, query: Face | Embedding, *, threshold: float | None = None,
@@ -1223,6 +1222,20 @@ def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibr
         if pack.recognizer_id == collection.recognizer_id:
             return load_calibration(pack, settings)
     return None
+
+
+def _search_cut(*, k: int = 5, threshold: float | None = None, fpir: float = DEFAULT_FPIR, far: float | None = None,
+                rank_only: bool = False, aggregate: Aggregate = "best", calibration: Calibration | None = None) -> Cut:
+    """The cut of :meth:`Gallery.search`'s options, once they are checked (``k``: :func:`check_k`;
+    ``aggregate``; ``rank_only`` with a cut); ``calibration`` is taken, unused, so that a search's
+    options can be checked whole before any face is analysed (:meth:`Gallery.search_image`)."""
+    check_k(k)
+    if aggregate not in AGGREGATES:
+        raise InvalidArgument(f"aggregate is one of {', '.join(AGGREGATES)}, not {aggregate!r}")
+    if rank_only and (threshold is not None or far is not None):  # the cut was applied, rank_only ignored
+        named = "threshold" if threshold is not None else "far"
+        raise InvalidArgument(f"rank_only ranks without the {named} cut: give one of them")
+    return Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
 
 
 def _resolve_threshold(collection: Collection, cut: Cut, calibration: Calibration | None, *,

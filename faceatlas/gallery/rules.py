@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from faceatlas.errors import InvalidArgument, InvalidInput
 
 __all__ = [
@@ -25,8 +27,10 @@ __all__ = [
     "PAGE_MAX",
     "NAME_MAX_LENGTH",
     "ROW_ID_MAX",
+    "SEARCH_K_MAX",
     "check_gallery_space",
     "check_id",
+    "check_k",
     "check_limit",
     "check_min_quality",
     "check_metadata",
@@ -48,6 +52,7 @@ _ID = re.compile(ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
 PAGE_MAX = 1000  # the most items one page of a listing holds
+SEARCH_K_MAX = 100  # the most subjects (matches per face) one search returns: the API's bound and the CLI's
 
 
 def check_stored(value: str, what: str = "text") -> str:
@@ -198,6 +203,14 @@ def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not 1 <= limit <= PAGE_MAX:
         raise InvalidArgument(f"limit is the number of items per page, 1 to {PAGE_MAX}, not {limit}"[:120])
     return limit
+
+
+def check_k(k: object, what: str = "subjects to return") -> int:
+    """``k`` when it is a search's number of matches: a whole number, 1 to :data:`SEARCH_K_MAX` (the
+    API refused more, the CLI's ``-k`` took any number; 2.5 reached faiss as a float)."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= SEARCH_K_MAX:
+        raise InvalidArgument(f"k is the number of {what}, a whole number from 1 to {SEARCH_K_MAX}, not {k!r}"[:160])
+    return int(k)
 
 
 def parse_cursor(after: str | int | None) -> int | None:

@@ -19,7 +19,15 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut, Embedding, NoFace
 from faceatlas.errors import InvalidArgument
-from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, PAGE_MAX, CollectionInfo, Gallery, read_header
+from faceatlas.gallery import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    PAGE_MAX,
+    SEARCH_K_MAX,
+    CollectionInfo,
+    Gallery,
+    read_header,
+)
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
@@ -347,7 +355,7 @@ async def search(
     meter: Annotated[Meter, Depends(metered("search", "read"))],
     gallery: TenantGalleryDep,
     pool: PoolDep,
-    k: Annotated[int, Query(ge=1, le=100)] = 5,
+    k: Annotated[int, Query(ge=1, le=SEARCH_K_MAX)] = 5,
     fpir: Annotated[float | None, Query(gt=0, lt=1, description="cut at this false positive identification rate: "
                                                                 "the share of searches by people not enrolled "
                                                                 "that name anyone, for the collection's current "
