@@ -29,7 +29,8 @@ def verify(
     selfie: Annotated[Path, typer.Option("--selfie", "-s", help="the selfie video (mp4, webm, mov)")],
     challenge: Annotated[str, typer.Option("--challenge", "-c", help="the actions asked, in order: blink, left, "
                                            "right, up, smile (or open_mouth), comma-separated")],
-    far: Annotated[float, typer.Option(help="false-accept rate of the document-selfie match")] = 1e-6,
+    far: Annotated[float | None, typer.Option(help="false-accept rate of the document-selfie match "
+                                                   f"(default: {KycConfig().far:g})")] = None,
     tenant: Annotated[str, typer.Option(help="whose sessions and replay history")] = "default",
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: FACEATLAS_PACK)")] = None,
     db: Annotated[str | None, typer.Option("--db", callback=database_option,
@@ -39,8 +40,9 @@ def verify(
     """Decide one verification; exit 0 when accepted, 1 when refused (the reasons are printed)."""
     actions = parse_challenge(challenge)
     quiet_mediapipe(native=True)  # MediaPipe's start-up lines on stderr: of no use to whoever runs this
+    config = KycConfig() if far is None else KycConfig(far=far)  # the layer's default FAR, unless given
     service = KycService(create_database_engine(db or default_database_url()),
-                         FaceAnalyzer(pack, announce_license=False), KycConfig(far=far))
+                         FaceAnalyzer(pack, announce_license=False), config)
     with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):
         info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
     with writing_stdout():  # a stdout that cannot be written (> /dev/full): one line, exit 2
@@ -54,7 +56,7 @@ def verify(
                           + (f" ({', '.join(info.reasons)})" if info.reasons else ""), soft_wrap=True)
             console.print(f"  match similarity {_similarity(match, info.reasons)} "
                           f"(threshold {details.get('thresholds', {}).get('match')} "
-                          f"at FAR {far:g}); liveness {_or_unchecked(liveness.get('score'))}; challenge: "
+                          f"at FAR {config.far:g}); liveness {_or_unchecked(liveness.get('score'))}; challenge: "
                           f"{details.get('challenge_result', {}).get('detail', '-')}", soft_wrap=True)
     raise typer.Exit(0 if info.accepted else 1)
 

@@ -104,3 +104,41 @@ def test_kyc_verify_states_the_threshold_when_the_selfie_has_no_face(tmp_path: P
             flat = " ".join(result.stdout.split())
             assert f"match similarity none: no face on the selfie (threshold {threshold} at FAR 1e-06)" in flat, flat
             assert "liveness not checked;" in flat and "None" not in flat, flat
+
+
+def test_kyc_verify_decides_at_the_layers_far_unless_one_is_given(tmp_path: Path, monkeypatch) -> None:
+    """`kyc verify` hard-coded --far 1e-6 beside `KycConfig().far`: a change of the layer's default
+    left the CLI deciding at the old rate. No --far: the layer's config, as the layer builds it."""
+    from dataclasses import dataclass
+
+    from faceatlas.apps.kyc import KycConfig
+    from faceatlas.cli import kyc
+    from faceatlas.errors import InvalidArgument
+
+    @dataclass(frozen=True)
+    class Looser(KycConfig):  # a layer whose default FAR is another
+        far: float = 1e-3
+
+    decided: list[float] = []
+
+    class Recorder:  # the session's use case, recording the config it was built with
+        def __init__(self, engine, analyzer, config: KycConfig) -> None:
+            decided.append(config.far)
+            raise InvalidArgument("recorded")
+
+    runner = CliRunner()
+    monkeypatch.setattr(kyc, "KycConfig", Looser)
+    monkeypatch.setattr(kyc, "KycService", Recorder)
+    base = ["kyc", "verify", "--document", str(tmp_path / "id.jpg"), "--selfie", str(tmp_path / "s.mp4"),
+            "--challenge", "blink", "--pack", "scrfd-mbf", "--db", f"sqlite:///{tmp_path / 'kyc.db'}"]
+    for extra in ([], ["--far", "1e-5"]):
+        assert runner.invoke(app, [*base, *extra]).exit_code == 2
+    assert decided == [1e-3, 1e-5]
+
+
+def test_kyc_verify_help_states_the_layers_far() -> None:
+    """The help of --far states the default the layer decides at (``KycConfig().far``)."""
+    from faceatlas.apps.kyc import KycConfig
+
+    shown = " ".join(CliRunner().invoke(app, ["kyc", "verify", "--help"]).output.replace("│", " ").split())
+    assert f"false-accept rate of the document-selfie match (default: {KycConfig().far:g})" in shown, shown
