@@ -123,6 +123,39 @@ def test_a_photo_of_two_people_says_its_largest_face_was_used(fast_analyzer, exa
     assert "The second photo holds 2 faces: its largest was compared." in with_group and "holds" not in same
 
 
+def test_try_detect_of_a_photo_without_a_face_answers_as_the_api(fast_analyzer, examples, tmp_path) -> None:
+    """Try it's detect of a photo without a face was NoFace (a 422 error page, billed as a client
+    error) where ``POST /v1/detect`` answers 200 with ``faces: []``, billed as a call of 0 faces.
+    It answers "No face found" and is billed as the API bills it; liveness keeps the API's NoFace."""
+    import cv2
+
+    wall = tmp_path / "wall.png"  # a corner of the photo: wall, no face
+    cv2.imwrite(str(wall), cv2.imread(str(examples / "examples/obama-720p.jpg"))[:160, :160])
+    photo = ("wall.png", wall.read_bytes(), "image/png")
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        accounts = Accounts(create_database_engine(console.database_url))
+
+        def billed() -> tuple[int, int, int]:
+            [row] = [r for r in accounts.usage_report("acme") if r["operation"] == "detect"]
+            return row["calls"], row["faces"], row["errors"]
+
+        tried = client.post("/console/try", data={"operation": "detect", "csrf": csrf}, files=[("photo", photo)])
+        assert tried.status_code == 200, tried.text[-300:]
+        answer = _text(re.search(r'<section class="card result" id="try-answer">(.+?)</section>', tried.text,
+                                 re.S).group(1))
+        by_console = billed()
+        api = client.post("/v1/detect", headers={"Authorization": f"Bearer {console.key}"},
+                          files={"image": photo})
+        assert api.status_code == 200 and api.json()["faces"] == [], api.text
+        by_both = billed()
+        live = client.post("/console/try", data={"operation": "liveness", "csrf": csrf}, files=[("photo", photo)])
+        accounts.engine.dispose()
+    assert answer.startswith("No face found") and "0 faces" not in answer, answer
+    assert by_console == (1, 0, 0) and by_both == (2, 0, 0)  # one call each, no face, no client error
+    assert live.status_code == 422 and "no_face" in live.text
+
+
 def test_events_give_the_snapshot_address_not_the_servers_file_path(fast_analyzer, examples, tmp_path) -> None:
     """An event's data held {"snapshot": "/srv/.../door_..jpg"}, the operator's file path, and the
     API's event list and the console's events page showed it to the tenant. They give the frame's

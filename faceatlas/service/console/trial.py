@@ -33,7 +33,8 @@ async def try_it(
     """One metered call of ``operation`` (scope ``detect``), as ``/v1/detect|liveness|compare``.
     Liveness and compare read the largest face of a photo, as the API does; the answer says how
     many faces the photo held (liveness of a photo of two people said "1 face found" where detect
-    said 2)."""
+    said 2). Detect of a photo without a face answers "no face found" as ``/v1/detect`` answers
+    ``faces: []`` (it was NoFace, a 422)."""
     meter = await gate(request, user.principal, operation, "detect")
     data = await photo.read()
     result: dict = {"operation": operation}
@@ -58,11 +59,11 @@ async def try_it(
         if operation == "liveness":
             largest = await pool.largest_face(data, liveness=True)
             faces, result["found"] = largest.faces, largest.found
-        else:
+            if not faces:  # as /v1/liveness: no face to check is NoFace
+                raise NoFace("no face found in the photo")
+        else:  # as /v1/detect: a photo without a face is an answer (no face found), billed for 0 faces
             faces = await pool.analyze(data)
             result["found"] = len(faces)
-        if not faces:
-            raise NoFace("no face found in the photo")
         meter.faces = len(faces)
         result["faces"] = faces
         result["live"] = [f.liveness.is_real() if f.liveness is not None else None for f in faces]
