@@ -198,16 +198,39 @@ def _enrol(src: Source, folder: str, collection: str, gallery: Gallery, options:
     qualities = faces.column("quality").to_pylist()
     ids, recognizers = faces.column("image_id").to_pylist(), faces.column("recognizer_id").to_pylist()
     for subject, rows in sorted(by_subject.items()):
-        gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
-                               qualities=[qualities[r] for r in rows],
-                               sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
-        counts["enrolled"] += len(rows)
-        if on_enrolled:
-            on_enrolled(counts["enrolled"])
+        enrolled = counts["enrolled"] + len(rows)
+        try:
+            gallery.add_embeddings(collection, subject, vectors[rows], recognizer_id=recognizers[rows[0]],
+                                   qualities=[qualities[r] for r in rows],
+                                   sources=[ids[r] for r in rows])  # the photo, as `gallery enrol` records it
+            if on_enrolled:
+                on_enrolled(enrolled)
+        except BaseException:  # Ctrl-C, SIGTERM: it may land after the commit (the index's update, the return)
+            if on_enrolled and _committed(gallery, collection, subject, ids[rows[0]]):
+                on_enrolled(enrolled)  # the count told is what the gallery holds (it said 580 of 581)
+            raise
+        counts["enrolled"] = enrolled
     report.details = {**counts, "subjects": len(by_subject), "collection": collection, "pack": options.pack}
     if work is None:
         report.files = {}
     return report
+
+
+def _committed(gallery: Gallery, collection: str, subject: str, photo: str) -> bool:
+    """Whether ``photo`` is enrolled to ``subject`` (read back: an enrolment stopped by Ctrl-C may
+    have committed its faces, which are one transaction: one photo tells); False when that cannot be read."""
+    wanted = photo_source(photo)
+    after = None
+    try:
+        while True:
+            page = gallery.list_faces(collection, subject=subject, limit=1000, after=after)
+            if any(wanted in enrolled_photos([face.source]) for face in page.items):
+                return True
+            if page.next_cursor is None:
+                return False
+            after = page.next_cursor
+    except Exception:  # noqa: BLE001 - no subject (the enrolment made none), a database gone: not committed
+        return False
 
 
 def search(source: str, collection: str, gallery: Gallery | GalleryOpener, out: str,

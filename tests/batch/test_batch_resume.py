@@ -162,3 +162,57 @@ def test_an_interrupted_embed_counts_the_images_written(tmp_path, monkeypatch):
     assert result.exit_code == 130 and "interrupted after 16 of 150 images: the images done" in output, output
     result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path), "--out", str(tmp_path / "none"), "--json"])
     assert "interrupted after 8 of 150 images" in " ".join(result.output.split())  # nothing written: the bar's
+
+
+def test_an_enrol_stopped_after_a_commit_counts_the_faces_committed(tmp_path, monkeypatch):
+    """Ctrl-C in `batch enrol`'s gallery stage said "the 580 faces enrolled" where the gallery held
+    581: a subject's faces were committed, and the stop landed before the count was told (in the
+    index's update, or on the way back). The count told is what the gallery holds."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    from faceatlas.batch import BatchOptions, BatchReport, gallery_jobs
+    from faceatlas.batch.output import FACE_SCHEMA, IMAGE_SCHEMA, out_filesystem, write_part
+    from faceatlas.batch.source import Source
+    from faceatlas.engine import get_pack
+    from faceatlas.gallery import Gallery
+
+    pack = get_pack(PACK)
+    photos = {f"/people/{name}/{name}_0001.jpg": name for name in ("Ann", "Bob", "Cid")}
+    vectors = np.random.default_rng(0).normal(size=(len(photos), pack.embedding_size)).astype(np.float32)
+    count = len(photos)
+    faces = pa.table({"image_id": list(photos), "face": [0] * count, "box": [[0.0, 0.0, 9.0, 9.0]] * count,
+                      "det_score": [0.9] * count, "keypoints": [[0.0] * 10] * count, "quality": [0.8] * count,
+                      "yaw": [0.0] * count, "pitch": [0.0] * count, "roll": [0.0] * count,
+                      "embedding": vectors.tolist(), "recognizer_id": [pack.recognizer_id] * count,
+                      "pack": [pack.name] * count}, schema=FACE_SCHEMA)
+    images = pa.table({"image_id": list(photos), "faces": [1] * count, "width": [9] * count, "height": [9] * count,
+                       "phash": [0] * count, "error": [""] * count, "message": [""] * count}, schema=IMAGE_SCHEMA)
+    work = tmp_path / "work"
+
+    def embedded(source, out, *_, **__):  # the faces of every image, as the Ray workers write them
+        write_part(*out_filesystem(out), faces, images)
+        return BatchReport(out=out, images=count, processed=count)
+
+    monkeypatch.setattr(gallery_jobs, "embed_source", embedded)
+    gallery = Gallery.open(f"sqlite:///{tmp_path / 'g.db'}")
+    gallery.create_collection("staff", pack)
+    add = gallery.add_embeddings
+    calls = []
+
+    def stopped_after_the_second_commit(*args, **kwargs):
+        ids = add(*args, **kwargs)  # committed
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C after the commit, before the job told its count
+        return ids
+
+    monkeypatch.setattr(gallery, "add_embeddings", stopped_after_the_second_commit)
+    told = []
+    source = Source(pafs.LocalFileSystem(), sorted(photos), photos, "/people")
+    with pytest.raises(KeyboardInterrupt):
+        gallery_jobs._enrol(source, str(work), "staff", gallery, BatchOptions(workers=1, pack=PACK), None,
+                            work=str(work), all_faces=False, min_quality=0.0, on_enrolled=told.append)
+    held = gallery.get_collection("staff").faces
+    assert held == 2 and told[-1] == held, (told, held)
+
