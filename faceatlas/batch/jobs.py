@@ -241,30 +241,40 @@ def _run(source: Source, out: str, options: BatchOptions, on_progress: Progress 
         # Blocks of about one batch (at most MAX_BLOCKS): the driver hears of every part as it is written
         blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / options.batch_size)))
         dataset = ray.data.from_items([{"path": path} for path in todo], override_num_blocks=blocks)
-        with warnings.catch_warnings():  # Ray 2.60 names max_restarts "deprecated" (see _no_restarts)
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        given = set(todo)
+        read: set[str] = set()
+        with warnings.catch_warnings():  # Ray's warnings, for this job only (see _quiet)
+            _quiet()
             dataset = dataset.map_batches(
                 FaceWorker, batch_size=options.batch_size, batch_format="numpy", num_cpus=1,
                 compute=ray.data.ActorPoolStrategy(size=workers), **_no_restarts(ray),
                 fn_constructor_kwargs={"out": out, "pack": options.pack, "settings": options.settings,
                                        "faces": faces, "source": source.filesystem})
-        given = set(todo)
-        read: set[str] = set()
-        try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                ids = [image_id for image_id in batch["image_id"].tolist() if image_id in given]  # only its own
-                read.update(ids)
-                report.processed += len(ids)
-                if on_progress:
-                    on_progress(report.skipped + report.processed, report.images)
-        except Exception as exc:  # noqa: BLE001 - whatever failed in Ray (a worker's error, a lost actor): one line
-            raise ray_failure(exc) from None
+            try:
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    ids = [image_id for image_id in batch["image_id"].tolist() if image_id in given]  # only its own
+                    read.update(ids)
+                    report.processed += len(ids)
+                    if on_progress:
+                        on_progress(report.skipped + report.processed, report.images)
+            except Exception as exc:  # noqa: BLE001 - whatever failed in Ray (a worker's error, a lost actor): one line
+                raise ray_failure(exc) from None
         ended = time.perf_counter()
         report.seconds, report.total_seconds = ended - started, ended - begun
     # an image no actor answered for (none should be) is a failed image, done for a restart
     _record_failed([path for path in todo if path not in read], FaceAtlasError.code,
                    "not read: no worker answered for it", out, report)
     return now
+
+
+def _quiet() -> None:
+    """Ray Data's warnings of a job, ignored (in a ``warnings.catch_warnings()`` block: the filters go
+    when the job's pipeline ends; they reach Ray's executor thread, which warns while the driver
+    iterates): Ray 2.60 names ``max_restarts`` "deprecated" (see :func:`_no_restarts`), and a job of
+    fewer blocks than workers (16 images or fewer: one block) drew "The minimum number of concurrent
+    actors ... configuring `override_num_blocks`" (a UserWarning on stderr; the job is small, not slow)."""
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
 
 def _no_restarts(ray: Any) -> dict[str, Any]:
@@ -310,8 +320,14 @@ def _record_unfit(source: Source, todo: list[str], out: str, report: BatchReport
     """``todo`` without the paths that are not image files (listed on the driver, before any is
     read): a manifest's row naming a missing photo (``not_found``), a folder (Ray's reader read a
     folder's files, and outside the source), a pipe, socket or device (``bad_request``: opening a
-    pipe waits for a writer). Each is an image failed in the output (its errors CSV), so it is
+    pipe waits for a writer), a folder of SOURCE that could not be listed (:attr:`Source.unlisted`:
+    its code and message). Each is an image failed in the output (its errors CSV), so it is
     reported, and done for a restart."""
+    unlisted = [path for path in todo if path in source.unlisted]
+    for code, message in dict.fromkeys(source.unlisted[path] for path in unlisted):
+        _record_failed([path for path in unlisted if source.unlisted[path] == (code, message)], code, message, out,
+                       report)
+    todo = [path for path in todo if path not in source.unlisted]
     infos = source.filesystem.get_file_info(todo)
     unfit = {pafs.FileType.NotFound: (NotFound.code, "no such file"),
              pafs.FileType.Directory: (InvalidInput.code, "a folder, not an image file"),

@@ -16,6 +16,7 @@ import csv
 import fnmatch
 import io
 import os
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -23,7 +24,7 @@ import pyarrow.fs as pafs
 
 from faceatlas.batch.storage import check_bucket, filesystem, storage_errors
 from faceatlas.engine import IMAGE_SUFFIXES, is_hidden  # what the workers decode (decode_image)
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
 
 MANIFEST_SUFFIXES = frozenset({".csv"})
 
@@ -36,6 +37,10 @@ class Source:
     paths: list[str]
     subjects: dict[str, str] = field(default_factory=dict)
     uri: str = ""
+    unlisted: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Folders under SOURCE that could not be listed (a permission, an I/O error), each with its
+    error code and message; in ``paths`` too: each is a failed input of the job (its images were
+    skipped silently, the folder reported nowhere)."""
 
     @property
     def key(self) -> str:
@@ -63,31 +68,65 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return filesystem(uri)
 
 
-def _images_under(fs: pafs.FileSystem, root: str) -> list[str]:
+def _images_under(fs: pafs.FileSystem, root: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """The images under ``root`` (sorted), and the folders under it that could not be listed."""
+    unlisted: dict[str, tuple[str, str]] = {}
     if isinstance(fs, pafs.LocalFileSystem):
-        found = _local_images(root)
+        found, unlisted = _local_images(root)
     else:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
         found = [i.path for i in infos if i.type == pafs.FileType.File]
-    return sorted(p for p in found if not _hidden(p, root) and PurePosixPath(p).suffix.lower() in IMAGE_SUFFIXES)
+    return (sorted(p for p in found if not _hidden(p, root) and PurePosixPath(p).suffix.lower() in IMAGE_SUFFIXES),
+            {p: why for p, why in unlisted.items() if p == root or not _hidden(p, root)})
 
 
-def _local_images(root: str) -> list[str]:
+def list_failure(exc: OSError) -> tuple[str, str] | None:
+    """The error code and message of a folder that could not be listed (a failed input of the job,
+    as a file that could not be read is a failed image); None for one that is not there (gone
+    since its parent was listed: nothing in it to miss)."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return None
+    if isinstance(exc, PermissionError):
+        return InvalidInput.code, "a folder that cannot be listed: permission denied (none of its images is in the job)"
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or type(exc).__name__)
+    return FaceAtlasError.code, (f"a folder that cannot be listed: {reason[:1].lower()}{reason[1:]} "
+                                 "(none of its images is in the job)")
+
+
+def _walk(root: str) -> tuple[Iterator[tuple[str, list[str], list[str]]], dict[str, tuple[str, str]]]:
+    """``os.walk`` of a local folder, not following links to folders, and the folders it could not
+    list (filled as it goes; os.walk skipped them silently, with every photo in them)."""
+    unlisted: dict[str, tuple[str, str]] = {}
+
+    def failed(exc: OSError) -> None:
+        why = list_failure(exc)
+        if why is not None and exc.filename is not None:
+            unlisted[_utf8(os.fsdecode(exc.filename), root, "folder")] = why
+
+    return os.walk(root, followlinks=False, onerror=failed), unlisted
+
+
+def _utf8(path: str, root: str, what: str = "file") -> str:
+    """``path``, refused when its name is not UTF-8: Ray and Parquet keep paths as UTF-8 text (it
+    was a traceback)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "replace")
+        raise InvalidArgument(f"{shown}: a {what} name that is not UTF-8; rename it (or move it out of "
+                              f"{root}) to run the job") from None
+    return path
+
+
+def _local_images(root: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
     """The files under a local folder, not following links to folders (pyarrow's listing followed
-    ``up -> ..`` round and round, and never returned). A name that is not UTF-8 is refused with
-    its folder: Ray and Parquet keep paths as UTF-8 text (it was a traceback)."""
+    ``up -> ..`` round and round, and never returned), and the folders that could not be listed.
+    A name that is not UTF-8 is refused with its folder."""
     found: list[str] = []
-    for folder, _, files in os.walk(root, followlinks=False):
-        for name in files:
-            path = os.path.join(folder, name)
-            try:
-                path.encode("utf-8")
-            except UnicodeEncodeError:
-                shown = os.fsencode(path).decode("utf-8", "replace")
-                raise InvalidArgument(f"{shown}: a file name that is not UTF-8; rename it (or move it out of "
-                                      f"{root}) to run the job") from None
-            found.append(path)
-    return found
+    walk, unlisted = _walk(root)
+    for folder, _, files in walk:
+        found.extend(_utf8(os.path.join(folder, name), root) for name in files)
+    return found, unlisted
 
 
 def _hidden(path: str, root: str) -> bool:
@@ -198,21 +237,23 @@ def _first_folder(path: str, root: str) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def _globbed(pattern: str) -> dict[str, str | None]:
+def _globbed(pattern: str) -> tuple[dict[str, str | None], dict[str, tuple[str, str]]]:
     """The files a local glob matches (``*``, ``?``, ``[...]`` within a name, ``**`` for any
     folders; names starting with ``.`` only by a part that starts with one), each once by its
     path as matched (absolute, links not resolved: two links to one photo are two images). The
     folders under the pattern's fixed part are walked without following links to folders, as a
     folder source is listed: ``glob(recursive=True)`` went down ``a/loop -> ..``
     (every photo listed 41 times; two such links never ended) and a link to a sibling folder
-    listed its photos twice. Each file's subject: the first folder under the fixed part it is in."""
+    listed its photos twice. Each file's subject: the first folder under the fixed part it is in.
+    Also the folders that could not be listed where a match could be (absolute)."""
     parts = Path(pattern).expanduser().parts
     fixed = next((i for i, part in enumerate(parts) if _magic(part)), len(parts))
     root, rest = (str(Path(*parts[:fixed])) if fixed else "."), parts[fixed:]
     deepest = None if "**" in rest else len(rest) - 1  # folders below the root a match can be in
     dotted = any(part.startswith(".") for part in rest)
     found: dict[str, str | None] = {}
-    for folder, folders, files in os.walk(root, followlinks=False):
+    walk, unlisted = _walk(root)
+    for folder, folders, files in walk:
         inside = PurePosixPath(os.path.relpath(folder, root)).parts if folder != root else ()
         if deepest is not None and len(inside) >= deepest:
             folders.clear()
@@ -222,7 +263,23 @@ def _globbed(pattern: str) -> dict[str, str | None]:
             path = os.path.join(folder, name)
             if _matches((*inside, name), rest) and os.path.isfile(path):
                 found.setdefault(_local(path), inside[0] if inside else None)
-    return dict(sorted(found.items()))
+    missed = {_local(folder): why for folder, why in unlisted.items()
+              if _may_hold(PurePosixPath(os.path.relpath(folder, root)).parts if folder != root else (), rest)}
+    return dict(sorted(found.items())), missed
+
+
+def _may_hold(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether a file in the folder ``names`` (below the glob's fixed part) could match ``pattern``'s parts."""
+    if not names:
+        return bool(pattern)
+    if not pattern:
+        return False
+    head, tail = pattern[0], pattern[1:]
+    if head == "**":  # no folder more, or one more (not hidden) and still in the `**`
+        return _may_hold(names, tail) or (not names[0].startswith(".") and _may_hold(names[1:], pattern))
+    if names[0].startswith(".") and not head.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _may_hold(names[1:], tail)
 
 
 def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
@@ -242,18 +299,32 @@ def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     return fnmatch.fnmatchcase(names[0], head) and _matches(names[1:], tail)
 
 
+def _check_listed(uri: str, unlisted: dict[str, tuple[str, str]], found: Collection[str]) -> None:
+    """A SOURCE where no image could be listed, a folder failing (SOURCE's own: mode 000), is
+    refused before the job, saying which folder and why (as `gallery enrol` and `eval folder`
+    refuse it; it was "no images found"); beside images, such a folder is a failed input of the job
+    (:attr:`Source.unlisted`)."""
+    if not found and unlisted:
+        folder, (_, message) = min(unlisted.items())
+        more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
+        raise InvalidArgument(f"{uri}: no image could be listed: {folder} is {message.split(' (')[0]}{more}")
+
+
 def _resolve(uri: str) -> Source:
     # a glob, unless it names a file or folder that is there ("party [2024]" was "no images found")
     if "://" not in uri and _magic(uri) and not os.path.lexists(Path(uri).expanduser()):
-        found = _globbed(uri)
-        source = Source(pafs.LocalFileSystem(), list(found), {p: s for p, s in found.items() if s}, uri)
+        found, unlisted = _globbed(uri)
+        _check_listed(uri, unlisted, found)
+        source = Source(pafs.LocalFileSystem(), sorted([*found, *unlisted]), {p: s for p, s in found.items() if s},
+                        uri, unlisted)
     else:
         fs, path = _filesystem(uri)
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.Directory:
-            paths = _images_under(fs, path)
+            paths, unlisted = _images_under(fs, path)
+            _check_listed(uri, unlisted, paths)
             subjects = {p: _first_folder(p, path) for p in paths}
-            source = Source(fs, paths, {p: s for p, s in subjects.items() if s}, uri)
+            source = Source(fs, sorted([*paths, *unlisted]), {p: s for p, s in subjects.items() if s}, uri, unlisted)
         elif info.type == pafs.FileType.File and PurePosixPath(path).suffix.lower() in MANIFEST_SUFFIXES:
             source = _manifest(fs, path, uri)
         elif info.type == pafs.FileType.File:
