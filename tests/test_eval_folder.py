@@ -189,3 +189,35 @@ def test_a_pairs_csv_that_is_not_utf8_text_is_one_line_not_a_traceback(shared, t
         output = " ".join(result.output.split())
         assert "error (bad_request)" in output and "not UTF-8 text" in output, (name, output)
         assert "Traceback" not in output
+
+
+def test_a_photo_that_may_not_be_read_is_counted_out_and_named(examples, tmp_path):
+    """A photo whose mode forbids reading it (PermissionError) ended `eval folder` with exit 2 and no
+    report; it is counted out with why, as a truncated one is. Root reads any file: the command runs
+    without the capabilities that let it (setpriv, util-linux)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "mine"
+    shutil.copytree(examples / "examples" / "knn_examples" / "train", root)
+    extra = sorted(root.rglob("*.jpg"))[0]
+    locked = extra.parent / "locked.jpg"
+    shutil.copyfile(extra, locked)
+    locked.chmod(0)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "root reads any file: setpriv (util-linux) is needed to test a permission error"
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    env = {**os.environ, "FACEATLAS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    ran = subprocess.run([*prefix, sys.executable, "-m", "faceatlas.cli", "eval", "folder", str(root),
+                          "--pack", "scrfd-mbf", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    report = json.loads(ran.stdout)
+    key = f"{locked.parent.name}/locked.jpg"
+    assert list(report["unreadable"]) == [key], report["unreadable"]
+    assert report["unreadable"][key] == f"invalid_image: {locked}: cannot be read (permission denied)"
+    assert key not in report["no_face"] and report["images"] == 10 and report["impostor_pairs"] == 32
+

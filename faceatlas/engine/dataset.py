@@ -140,7 +140,7 @@ def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progre
                   chunk: int = 32, unreadable: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The largest face's embedding of each image ``root/key`` and whether one was found; an image
     that cannot be read is not found, and why is put in ``unreadable`` (one truncated photo ended
-    the whole evaluation)."""
+    the whole evaluation, as one whose file may not be read did: a PermissionError)."""
     vectors = np.zeros((len(keys), analyzer.embedding_size), np.float32)
     found = np.zeros(len(keys), bool)
     with Progress(disable=not progress, transient=True, console=Console(stderr=True)) as bar:  # off stdout
@@ -156,6 +156,10 @@ def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progre
                 except InvalidImage as exc:
                     if unreadable is not None:
                         unreadable[key] = f"{exc.code}: {exc}"
+                except OSError as exc:  # a photo its file's mode forbids reading, an I/O error: one photo out
+                    if unreadable is not None:
+                        reason = exc.strerror.lower() if exc.strerror else str(exc)
+                        unreadable[key] = f"{InvalidImage.code}: {root / key}: cannot be read ({reason})"
             for row, faces in zip(rows, analyzer.analyze_many(images, max_faces=1)):
                 if faces and faces[0].embedding is not None:
                     vectors[row] = faces[0].embedding
