@@ -221,3 +221,27 @@ def test_a_photo_that_may_not_be_read_is_counted_out_and_named(examples, tmp_pat
     assert report["unreadable"][key] == f"invalid_image: {locked}: cannot be read (permission denied)"
     assert key not in report["no_face"] and report["images"] == 10 and report["impostor_pairs"] == 32
 
+
+def test_a_selected_calibration_without_the_default_far_says_which_and_how_to_choose(tmp_path, monkeypatch):
+    """A user calibration with FAR 1e-3 only: a verification at the default FAR said "far 0.0001 is
+    not one of the calibrated rates of pack scrfd-mbf: 1e-3", naming neither the calibration nor a way out."""
+    from faceatlas.engine import Cut, get_pack, load_calibration, save_calibration, user_calibration_path
+    from faceatlas.engine.calibration import Calibration
+    from faceatlas.errors import FarNotCalibrated
+
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path))
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")
+    pack = get_pack("scrfd-mbf")
+    save_calibration(Calibration(pack="scrfd-mbf", recognizer_id=pack.recognizer_id, thresholds={"1e-3": 0.34},
+                                 metrics={"impostor_pairs": 16_110}), user_calibration_path(pack, "mine"))
+    mine = load_calibration(pack)
+    assert mine is not None
+    with pytest.raises(FarNotCalibrated) as raised:
+        Cut.verifying().check(mine)
+    assert str(raised.value).startswith(
+        "calibration 'mine' of pack scrfd-mbf has thresholds at FAR 1e-3 only: FAR 1e-4 (the default) needs at "
+        "least 100,000 impostor pairs, it was made from 16,110; give far 1e-3 (--far 1e-3), or select another "
+        "calibration with FACEATLAS_CALIBRATION"), raised.value
+    with pytest.raises(FarNotCalibrated, match=r"^calibration 'mine' .* FAR 1e-5 needs at least 1,000,000"):
+        mine.threshold(1e-5)
+    assert mine.name == "mine"

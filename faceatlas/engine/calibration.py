@@ -70,17 +70,48 @@ class Calibration:
     # The same for a probe against subject *templates* (normalised means of 2 photos of one person):
     # searches that score subjects by their mean template (``aggregate="mean"``) read this one.
     template_tail: dict[str, float] = field(default_factory=dict)
+    # The user calibration's name (``FACEATLAS_CALIBRATION``), set where it is loaded from its file's
+    # name; "" for the shipped one or one not loaded by name. Never written to the JSON.
+    name: str = field(default="", compare=False)
+
+    def described(self) -> str:
+        """This calibration as errors name it: ``calibration 'mine' of pack P``, or ``pack P``."""
+        return f"calibration {self.name!r} of pack {self.pack}" if self.name else f"pack {self.pack}"
+
+    def summary(self) -> str:
+        """Its FARs and the pairs behind them, as said when a save would replace it: ``FAR 1e-3, 1e-4
+        from 120 genuine / 500,000 impostor pairs (faceatlas eval folder A, 2025-01-02)``."""
+        fars = ", ".join(sorted(self.thresholds, key=float, reverse=True)) or "none"
+        pairs = [f"{int(self.metrics[k]):,} {k.split('_')[0]}" for k in ("genuine_pairs", "impostor_pairs")
+                 if k in self.metrics]
+        made = f" from {' / '.join(pairs)} pairs" if pairs else ""
+        return f"FAR {fars}{made}" + (f" ({self.source})" if self.source else "")
 
     def threshold(self, far: float) -> float:
         """The threshold for ``far``: one of the calibrated rates exactly (up to float rounding), else
         :class:`FarNotCalibrated` naming the rate given as given and the calibrated ones. It was
         matched on ``far`` rounded to one significant digit: 9.6e-4 was decided at 1e-3's threshold
-        (looser than asked), 1.4e-4 at 1e-4's, and 0.0015 was refused as "not 2e-3"."""
+        (looser than asked), 1.4e-4 at 1e-4's, and 0.0015 was refused as "not 2e-3". A standard FAR
+        (the default among them) that a user calibration's impostor pairs were too few for is refused
+        naming the calibration, the FARs it has, the pairs it needed and how to choose (it said "far
+        0.0001 is not one of the calibrated rates" to a `compare` given no --far)."""
         for key, value in self.thresholds.items():
             if math.isclose(float(key), far, rel_tol=1e-9):
                 return value
-        have = ", ".join(sorted(self.thresholds, key=float))
-        raise FarNotCalibrated(f"far {far!r} is not one of the calibrated rates of pack {self.pack}: {have}")
+        have = ", ".join(sorted(self.thresholds, key=float, reverse=True))
+        standard = any(math.isclose(far, rate, rel_tol=1e-9) for rate in STANDARD_FARS)
+        if not (standard and self.thresholds):
+            raise FarNotCalibrated(f"far {far!r} is not one of the calibrated rates of {self.described()}: "
+                                   f"{have or 'none'}")
+        default = " (the default)" if math.isclose(far, DEFAULT_FAR, rel_tol=1e-9) else ""
+        made = self.metrics.get("impostor_pairs")
+        had = f", it was made from {int(made):,}" if made else ""
+        loosest = max(self.thresholds, key=float)
+        raise FarNotCalibrated(
+            f"{self.described()} has thresholds at FAR {have} only: FAR {far_key(far)}{default} needs at least "
+            f"{IMPOSTORS_PER_FAR / far:,.0f} impostor pairs{had}; give far {loosest} (--far {loosest}), or select "
+            "another calibration with FACEATLAS_CALIBRATION (unset: the shipped one), or make this one again "
+            "from more people")
 
     def far_threshold(self, far: float) -> float:
         """The threshold for any FAR in (0, 1): interpolated on the impostor tail (the standard
@@ -308,6 +339,7 @@ def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Cali
         if path.is_file():
             found = Calibration(**json.loads(path.read_text()))
             if found.recognizer_id == pack.recognizer_id:
+                found.name = (settings.calibration or "") if path in candidates else ""
                 return found
             if path in candidates:
                 log.warning("calibration %s was made for other model files (%s), not this pack's %s: "
@@ -334,7 +366,9 @@ def save_calibration(calibration: Calibration, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text(json.dumps(asdict(calibration), indent=2, sort_keys=True))
+        fields = asdict(calibration)
+        fields.pop("name")  # the file's name says it
+        tmp.write_text(json.dumps(fields, indent=2, sort_keys=True))
         tmp.replace(path)
     finally:  # interrupted (Ctrl-C, SIGTERM), the half-written file goes; renamed, nothing is left
         tmp.unlink(missing_ok=True)
