@@ -191,6 +191,80 @@ def test_a_pairs_csv_that_is_not_utf8_text_is_one_line_not_a_traceback(shared, t
         assert "Traceback" not in output
 
 
+def test_saving_over_a_calibration_needs_replace_and_a_missing_default_far_names_the_calibration(
+        dataset, shared, tmp_path, monkeypatch):
+    """`eval folder A --save-as mine` then `eval folder B --save-as mine` replaced the first without a
+    word; B's smaller set left FAR 1e-3 only, and `compare` (no --far) then failed with "far 0.0001 is
+    not one of the calibrated rates", naming a --far never given (FaceAnalyzer.verify alike)."""
+    from faceatlas.cli.main import app as main_app
+    from faceatlas.engine import FaceAnalyzer, get_pack, save_calibration, user_calibration_path
+    from faceatlas.engine.calibration import Calibration
+    from faceatlas.errors import FarNotCalibrated
+
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    pack = get_pack("scrfd-mbf")
+    first = Calibration(pack="scrfd-mbf", recognizer_id=pack.recognizer_id, thresholds={"1e-3": 0.3, "1e-4": 0.4},
+                        source="faceatlas eval folder A, 2025-01-02",
+                        metrics={"genuine_pairs": 900, "impostor_pairs": 450_000})
+    path = save_calibration(first, user_calibration_path(pack, "mine"))
+    before = path.read_bytes()
+    refused = CliRunner().invoke(app, ["folder", str(dataset), "--pack", "scrfd-mbf", "--save-as", "mine"])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "already_exists" in said, said
+    assert "calibration 'mine' of pack scrfd-mbf exists: FAR 1e-3, 1e-4 from 900 genuine / 450,000 impostor" in said
+    assert "--replace" in said and "TAR @ FAR" not in said  # refused before the evaluation
+    assert path.read_bytes() == before
+
+    replaced = CliRunner().invoke(app, ["folder", str(dataset), "--pack", "scrfd-mbf", "--save-as", "mine",
+                                        "--replace"])
+    said = " ".join(replaced.output.split())
+    assert replaced.exit_code == 0, said
+    assert ("calibration 'mine' replaced: it was FAR 1e-3, 1e-4 from 900 genuine / 450,000 impostor pairs "
+            "(faceatlas eval folder A, 2025-01-02); it is now FAR 1e-3 from 120 genuine / 12,") in said, said
+    assert path.read_bytes() != before and "name" not in json.loads(path.read_text())
+
+    monkeypatch.setenv("FACEATLAS_CALIBRATION", "mine")
+    images = shared / "data/lfw/images"
+    person = next(p for p in sorted(images.iterdir()) if len(list(p.glob("*.jpg"))) >= 2)
+    a, b = sorted(person.glob("*.jpg"))[:2]
+    compared = CliRunner().invoke(main_app, ["compare", str(a), str(b), "-p", "scrfd-mbf"])
+    said = " ".join(compared.output.split())
+    assert compared.exit_code == 2 and "0.0001" not in said, said
+    clear = ("calibration 'mine' of pack scrfd-mbf has thresholds at FAR 1e-3 only: FAR 1e-4 (the default) needs "
+             "at least 100,000 impostor pairs, it was made from 12,")
+    assert clear in said and "--far 1e-3" in said and "FACEATLAS_CALIBRATION" in said, said
+    assert CliRunner().invoke(main_app, ["compare", str(a), str(b), "-p", "scrfd-mbf", "--far", "1e-3"]).exit_code == 0
+    analyzer = FaceAnalyzer("scrfd-mbf")
+    faces = [analyzer.analyze(image, max_faces=1)[0] for image in (a, b)]
+    with pytest.raises(FarNotCalibrated) as raised:
+        analyzer.verify(*faces)
+    assert clear in " ".join(str(raised.value).split())
+    with pytest.raises(FarNotCalibrated, match=r"far 0\.5 is not one of the calibrated rates of calibration 'mine'"):
+        analyzer.verify(*faces, far=0.5)
+    assert analyzer.verify(*faces, far=1e-3).match is not None
+
+
+def test_a_save_the_set_cannot_back_keeps_the_report_and_the_plot(examples, tmp_path, monkeypatch):
+    """Nine photos (32 impostor pairs) with --plot and --save-as: the refusal "32 impostor pairs support
+    no FAR threshold" was all that came out (exit 2): the computed report and plot were thrown away."""
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    train = examples / "examples" / "knn_examples" / "train"
+    plot = tmp_path / "roc.png"
+    result = CliRunner().invoke(app, ["folder", str(train), "--pack", "scrfd-mbf", "--plot", str(plot),
+                                      "--save-as", "tiny"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert "TAR @ FAR 1e-3" in said and "ROC and DET plots written to" in said and plot.is_file()
+    assert said.rindex("32 impostor pairs support no FAR threshold") > said.index("TAR @ FAR 1e-3")
+    plot.unlink()
+    as_json = CliRunner().invoke(app, ["folder", str(train), "--pack", "scrfd-mbf", "--plot", str(plot),
+                                       "--save-as", "tiny", "--json"])
+    assert as_json.exit_code == 2 and "support no FAR threshold" in as_json.output
+    report = json.loads(as_json.stdout)
+    assert report["impostor_pairs"] == 32 and report["written"] == [] and plot.is_file()
+    assert not (tmp_path / "cache" / "calibration").exists() or not any((tmp_path / "cache" / "calibration").iterdir())
+
+
 def test_a_photo_that_may_not_be_read_is_counted_out_and_named(examples, tmp_path):
     """A photo whose mode forbids reading it (PermissionError) ended `eval folder` with exit 2 and no
     report; it is counted out with why, as a truncated one is. Root reads any file: the command runs

@@ -10,13 +10,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import Output, fail, json_text, os_error
+from faceatlas.cli.errors import Output, fail, json_text, os_error, print_error
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
+    FaceAnalyzer,
     FaceAtlasError,
     LFWReport,
     Runtime,
+    SavedCalibration,
     check_dataset_outputs,
     check_lfw_outputs,
     evaluate_dataset,
@@ -34,6 +36,9 @@ console = Output()
 err = Console(stderr=True)
 RuntimeOption = Annotated[Runtime | None, typer.Option(
     "--runtime", help="float, or int8 (a quantised recogniser made once and cached; default: FACEATLAS_RUNTIME)")]
+ReplaceOption = Annotated[bool, typer.Option(
+    "--replace", help="let --save-as write over a calibration of that name (refused without it, saying what it "
+                      "holds; once written, what it held and what replaced it are said)")]
 FlipOption = Annotated[bool | None, typer.Option(
     "--flip/--no-flip", help="flip test-time augmentation: each crop embedded with its mirror, the two summed (its "
                              "own embedding space and calibration; default: FACEATLAS_FLIP)")]
@@ -81,26 +86,27 @@ def lfw(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
     runtime: RuntimeOption = None,
     flip: FlipOption = None,
+    replace: ReplaceOption = False,
 ) -> None:
     """LFW verification: 10-fold accuracy, ROC, and TAR at FAR 1e-3..1e-6 from all-vs-all pairs."""
     try:
-        # before the models load and the minutes of evaluation: no output over an input, each writable
+        # before the models load and the minutes of evaluation: no output over an input, each writable,
+        # no calibration of the --save-as name unless --replace
         chosen = check_lfw_outputs(pairs, images, limit_folds=limit_folds, output=output, plot=plot, cache=cache,
-                                   save_as=save_as, pack=pack, runtime=runtime, flip=flip)
+                                   save_as=save_as, pack=pack, runtime=runtime, flip=flip, replace=replace)
         analyzer = measuring_analyzer(chosen)
         report = evaluate_lfw(analyzer, pairs, images, limit_folds=limit_folds, cache=cache, progress=not as_json)
-        if report.cache_note:
-            err.print(f"[yellow]{escape(report.cache_note)}[/yellow]", soft_wrap=True)
-        written: list[str] = []
-        if save_as is not None:
-            written.append(str(save_user_calibration(report, save_as, analyzer)))
-        if output is not None:
-            try:
-                written.append(str(save_calibration(report.calibration(), output)))
-            except OSError as exc:
-                raise os_error(exc) from exc
     except FaceAtlasError as exc:
         fail(exc, as_json)
+    if report.cache_note:
+        err.print(f"[yellow]{escape(report.cache_note)}[/yellow]", soft_wrap=True)
+    saved, unsaved = save_as_asked(report, save_as, analyzer, replace)
+    written = [str(saved.path)] if saved is not None else []
+    if output is not None:
+        try:
+            written.append(str(save_calibration(report.calibration(), output)))
+        except OSError as exc:
+            unsaved = unsaved or os_error(exc)
     unwritten = None  # checked writable before the work, yet failing now: said after the results
     if plot is not None:
         try:
@@ -108,9 +114,9 @@ def lfw(
         except OSError as exc:
             unwritten, plot = os_error(exc), None
     if as_json:
-        print(json_text({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
-        if unwritten is not None:
-            fail(unwritten)
+        print(json_text({**report.to_dict(), "written": written, "replaced": replaced_of(saved),
+                         "plot": str(plot) if plot else None}, indent=2))
+        fail_last(unwritten, unsaved)
         return
     console.print(report_table(report))
     if report.accuracy_note:
@@ -119,13 +125,47 @@ def lfw(
     if unsupported:
         err.print(f"[yellow]{report.n_impostor:,} impostor pairs are too few for FAR {', '.join(unsupported)}: "
                   "those thresholds are shown, never written[/yellow]")
-    for path in written:
-        err.print(f"calibration written to {path}" + (f" (use it with FACEATLAS_CALIBRATION={save_as})"
-                                                      if save_as and path == written[0] else ""))
+    say_saved(saved)
+    for path in written[1 if saved is not None else 0:]:
+        err.print(f"calibration written to {path}")
     if plot is not None:
         err.print(f"ROC plot written to {plot}")
-    if unwritten is not None:
-        fail(unwritten)
+    fail_last(unwritten, unsaved)
+
+
+def save_as_asked(report: LFWReport | DatasetReport, save_as: str | None, analyzer: FaceAnalyzer,
+                  replace: bool) -> tuple[SavedCalibration | None, FaceAtlasError | None]:
+    """The --save-as calibration saved, or the error that refused it, said after the report and the
+    plot (computed: a set too small for any FAR lost both to the refusal)."""
+    if save_as is None:
+        return None, None
+    try:
+        return save_user_calibration(report, save_as, analyzer, replace=replace), None
+    except FaceAtlasError as exc:
+        return None, exc
+
+
+def replaced_of(saved: SavedCalibration | None) -> str | None:
+    """What the saved calibration replaced, for --json (None: nothing)."""
+    return saved.replaced.summary() if saved is not None and saved.replaced is not None else None
+
+
+def say_saved(saved: SavedCalibration | None) -> None:
+    if saved is None:
+        return
+    err.print(f"calibration written to {saved.path} (use it with FACEATLAS_CALIBRATION={saved.calibration.name})")
+    note = saved.note()
+    if note:
+        err.print(f"[yellow]{escape(note)}[/yellow]", soft_wrap=True)
+
+
+def fail_last(*problems: FaceAtlasError | None) -> None:
+    """Once the results are out: each problem said on stderr, the command ending on the last (exit 2)."""
+    found = [problem for problem in problems if problem is not None]
+    for problem in found[:-1]:
+        print_error(problem)
+    if found:
+        fail(found[-1])
 
 
 def dataset_table(report: DatasetReport) -> Table:
@@ -171,17 +211,21 @@ def folder(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")] = False,
     runtime: RuntimeOption = None,
     flip: FlipOption = None,
+    replace: ReplaceOption = False,
 ) -> None:
     """Your own data: TAR at FAR 1e-3..1e-6 with the trials behind each, FNIR at FPIR 1e-2/1e-3 (1:N),
     ROC and DET plots, and the thresholds as a calibration your collections can use."""
     try:
-        # before the models load and the minutes of evaluation: the plot not over a photo, each output writable
-        chosen = check_dataset_outputs(dataset, plot=plot, save_as=save_as, pack=pack, runtime=runtime, flip=flip)
+        # before the models load and the minutes of evaluation: the plot not over a photo, each output
+        # writable, no calibration of the --save-as name unless --replace
+        chosen = check_dataset_outputs(dataset, plot=plot, save_as=save_as, pack=pack, runtime=runtime, flip=flip,
+                                       replace=replace)
         analyzer = measuring_analyzer(chosen)
         report = evaluate_dataset(analyzer, dataset, progress=not as_json)
-        written = [str(save_user_calibration(report, save_as, analyzer))] if save_as is not None else []
     except FaceAtlasError as exc:
         fail(exc, as_json)
+    saved, unsaved = save_as_asked(report, save_as, analyzer, replace)
+    written = [str(saved.path)] if saved is not None else []
     unwritten = None  # checked writable before the work, yet failing now: said after the results
     if plot is not None:
         try:
@@ -189,18 +233,16 @@ def folder(
         except OSError as exc:
             unwritten, plot = os_error(exc), None
     if as_json:
-        print(json_text({**report.to_dict(), "written": written, "plot": str(plot) if plot else None}, indent=2))
-        if unwritten is not None:
-            fail(unwritten)
+        print(json_text({**report.to_dict(), "written": written, "replaced": replaced_of(saved),
+                         "plot": str(plot) if plot else None}, indent=2))
+        fail_last(unwritten, unsaved)
         return
     console.print(dataset_table(report))
     unstated = [far_key(p.far) for p in report.points if not p.resolvable]
     if unstated:
         err.print(f"[yellow]not enough impostor pairs to state FAR {', '.join(unstated)} "
                   f"({report.n_impostor:,} pairs; FAR 1e-k needs {IMPOSTORS_PER_FAR} x 10^k)[/yellow]")
-    for path in written:
-        err.print(f"calibration written to {path} (use it with FACEATLAS_CALIBRATION={save_as})")
+    say_saved(saved)
     if plot is not None:
         err.print(f"ROC and DET plots written to {plot}")
-    if unwritten is not None:
-        fail(unwritten)
+    fail_last(unwritten, unsaved)

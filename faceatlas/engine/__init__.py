@@ -22,6 +22,7 @@ from faceatlas.engine.detections import Detections
 from faceatlas.engine.draw import check_drawing_path, check_figure_path, draw_faces, save_image
 from faceatlas.engine.evaluation import (
     LFWReport,
+    SavedCalibration,
     check_lfw_outputs,
     check_output_file,
     evaluate_lfw,
@@ -112,6 +113,7 @@ __all__ = [
     "PersonDetector",
     "Pose",
     "Runtime",
+    "SavedCalibration",
     "TooManyFaces",
     "TruncatedImage",
     "UnknownPack",

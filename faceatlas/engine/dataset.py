@@ -30,6 +30,7 @@ from faceatlas.engine.evaluation import (
     all_vs_all,
     check_calibration_name,
     check_outputs,
+    check_replace,
     far_points,
     impostor_tail,
     json_ready,
@@ -250,10 +251,11 @@ def _evaluate_pairs(analyzer: FaceAnalyzer, path: Path, progress: bool) -> Datas
 
 def check_dataset_outputs(dataset: Path, *, plot: Path | None = None, save_as: str | None = None,
                           pack: str | None = None, runtime: Runtime | None = None, flip: bool | None = None,
-                          settings: EngineSettings | None = None) -> Pack:
+                          settings: EngineSettings | None = None, replace: bool = False) -> Pack:
     """The pack :func:`evaluate_dataset` is to measure (:func:`get_pack`), once its outputs are
     checked, before its minutes and before the models load: ``plot`` a format matplotlib writes,
-    ``save_as`` a valid calibration name (these first, then the pack's name); neither in the
+    ``save_as`` a valid calibration name (these first, then the pack's name), not one already saved
+    unless ``replace`` (:func:`~faceatlas.engine.evaluation.check_replace`); neither in the
     dataset's folder (`--plot ds/person/x.png` wrote the plot over a photo), the pairs CSV or one of
     its photos, each writable (:func:`~faceatlas.engine.evaluation.check_outputs`)."""
     if plot is not None:
@@ -262,6 +264,8 @@ def check_dataset_outputs(dataset: Path, *, plot: Path | None = None, save_as: s
         check_calibration_name(save_as)
     chosen = get_pack(pack, settings, runtime=runtime, flip=flip)
     calibration = user_calibration_path(chosen, save_as, settings) if save_as is not None else None
+    if save_as is not None:
+        check_replace(chosen, save_as, replace, settings)
     dataset = Path(dataset)
     inputs: list[tuple[str, Path]] = []
     folders: list[tuple[str, Path]] = []

@@ -15,6 +15,7 @@ The thresholds become the pack's :class:`Calibration` (similarity >= threshold a
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import tempfile
@@ -44,7 +45,7 @@ from faceatlas.engine.draw import check_figure_path, same_file
 from faceatlas.engine.face import Face
 from faceatlas.engine.packs import Pack, Runtime, get_pack
 from faceatlas.engine.vectors import l2_normalize
-from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.errors import AlreadyExists, InvalidArgument, InvalidInput
 from faceatlas.settings import EngineSettings
 
 CENTRAL_BOX = (0.28, 0.28, 0.72, 0.72)  # fractions of width/height: [70, 70, 180, 180] on a 250x250 LFW photo
@@ -516,19 +517,69 @@ def measuring_analyzer(pack: Pack, settings: EngineSettings | None = None) -> Fa
     return FaceAnalyzer(pack, settings=settings)
 
 
+@dataclass(frozen=True)
+class SavedCalibration:
+    """A user calibration :func:`save_user_calibration` wrote: where, what, and the one of that
+    name it replaced (None when there was none)."""
+
+    path: Path
+    calibration: Calibration
+    replaced: Calibration | None = None
+
+    def note(self) -> str | None:
+        """What the save replaced, old against new; None when it replaced nothing."""
+        if self.replaced is None:
+            return None
+        return (f"calibration {self.calibration.name!r} replaced: it was {self.replaced.summary()}; "
+                f"it is now {self.calibration.summary()}")
+
+
+def existing_calibration(pack: Pack, name: str, settings: EngineSettings | None = None) -> Calibration | None:
+    """The user calibration ``name`` of ``pack`` already saved, or None. A file there that is no
+    calibration (not JSON, other fields) is returned as an empty one: it is there all the same."""
+    path = user_calibration_path(pack, name, settings)
+    if not os.path.lexists(path):
+        return None
+    try:
+        found = Calibration(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        found = Calibration(pack=pack.name, recognizer_id="", thresholds={}, source=f"{path}: not a calibration")
+    found.name = name
+    return found
+
+
+def check_replace(pack: Pack, name: str, replace: bool, settings: EngineSettings | None = None) -> None:
+    """Refuse to save the user calibration ``name`` over one of that name unless ``replace``:
+    :class:`AlreadyExists` saying what it holds (a second ``--save-as mine`` replaced the first
+    without a word, and a smaller set left it without the default FAR)."""
+    existing = existing_calibration(pack, name, settings)
+    if existing is not None and not replace:
+        raise AlreadyExists(
+            f"calibration {name!r} of pack {pack.name} exists: {existing.summary()}; give --replace to write "
+            "this evaluation's thresholds over it (said then: what it held and what replaced it), or another "
+            "--save-as name")
+
+
 def save_user_calibration(report: Measured, name: str, analyzer: FaceAnalyzer,
-                          settings: EngineSettings | None = None) -> Path:
+                          settings: EngineSettings | None = None, *, replace: bool = False) -> SavedCalibration:
     """Write ``report``'s thresholds as the user calibration ``name`` of the analyzer's pack (used
     once selected with ``FACEATLAS_CALIBRATION=name``). Only the FARs its impostor pairs support
-    are written; with none, :class:`InvalidArgument` says how many pairs it had and needed."""
+    are written; with none, :class:`InvalidArgument` says how many pairs it had and needed. One
+    of that name already saved is replaced only with ``replace`` (:func:`check_replace`); what it
+    held is returned with the new one (:meth:`SavedCalibration.note`)."""
     check_calibration_name(name)
+    settings = settings or analyzer.settings
     calibration = report.calibration()
+    calibration.name = name
     if not calibration.thresholds:
         weakest = max(STANDARD_FARS)
         raise InvalidArgument(
             f"{report.n_impostor:,} impostor pairs support no FAR threshold: FAR {far_key(weakest)} needs at least "
             f"{IMPOSTORS_PER_FAR / weakest:,.0f}; nothing written")
-    return save_calibration(calibration, user_calibration_path(analyzer.pack, name, settings or analyzer.settings))
+    check_replace(analyzer.pack, name, replace, settings)
+    replaced = existing_calibration(analyzer.pack, name, settings)
+    path = save_calibration(calibration, user_calibration_path(analyzer.pack, name, settings))
+    return SavedCalibration(path, calibration, replaced)
 
 
 # -- output paths, checked before the work ------------------------------------------------------
@@ -588,12 +639,13 @@ def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[tuple[str, P
 def check_lfw_outputs(pairs_path: Path, images_dir: Path, *, limit_folds: int | None = None,
                       output: Path | None = None, plot: Path | None = None, cache: Path | None = None,
                       save_as: str | None = None, pack: str | None = None, runtime: Runtime | None = None,
-                      flip: bool | None = None, settings: EngineSettings | None = None) -> Pack:
+                      flip: bool | None = None, settings: EngineSettings | None = None,
+                      replace: bool = False) -> Pack:
     """The pack :func:`evaluate_lfw` is to measure (:func:`get_pack`), once its outputs are checked,
     before its minutes and before the models load: ``output`` a ``.json`` file, ``plot`` a format
     matplotlib writes, ``cache`` a file (not a folder), ``save_as`` a valid calibration name (these
-    first, then the pack's name); none of them the pairs file, an image or in the images folder,
-    each writable (:func:`check_outputs`)."""
+    first, then the pack's name), not one already saved unless ``replace`` (:func:`check_replace`);
+    none of them the pairs file, an image or in the images folder, each writable (:func:`check_outputs`)."""
     if plot is not None:
         check_figure_path(plot, "--plot")
     if output is not None:
@@ -604,6 +656,8 @@ def check_lfw_outputs(pairs_path: Path, images_dir: Path, *, limit_folds: int | 
         check_calibration_name(save_as)
     chosen = get_pack(pack, settings, runtime=runtime, flip=flip)
     calibration = user_calibration_path(chosen, save_as, settings) if save_as is not None else None
+    if save_as is not None:
+        check_replace(chosen, save_as, replace, settings)
     keys = sorted({k for p in read_pairs(pairs_path, limit_folds) for k in (p.a, p.b)})
     inputs = [("the pairs file", Path(pairs_path)), *(("the image", Path(images_dir) / k) for k in keys)]
     check_outputs({"--output": output, "--plot": plot, "--cache": cache, "--save-as": calibration}, inputs,
