@@ -78,3 +78,17 @@ def test_the_document_counts_as_the_engine_decodes_it(fast_analyzer) -> None:
     with pytest.raises(ImageTooLarge):
         check_pixels(fast_analyzer, bomb(), config, [bomb()] * 3)
     assert check_pixels(fast_analyzer, bomb(), KycConfig(max_submission_pixels=200_000_000), [bomb()] * 3) == 144e6
+
+
+@pytest.mark.parametrize(("width", "height"), [(40000, 2), (1, 1400), (20000, 3)])
+def test_a_very_thin_selfie_decodes_to_frames_of_at_least_a_pixel(width: int, height: int) -> None:
+    """A 40000x2 PNG sent as the selfie video (one frame) was resized to 640x0: an OpenCV error, a 500
+    from the API and a traceback (exit 1, "refused") from `kyc verify`. Its frames now keep a pixel on
+    each side and the checks refuse it as a selfie without a face."""
+    from faceatlas.apps.kyc.selfie import decode_video
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(out, format="PNG")
+    selfie = decode_video(out.getvalue(), KycConfig())
+    assert len(selfie.frames) == 1 and min(selfie.frames[0].shape[:2]) >= 1
+    assert max(selfie.frames[0].shape[:2]) == min(MAX_SIDE, max(width, height))

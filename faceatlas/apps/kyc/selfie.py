@@ -44,7 +44,9 @@ def _reduce(frame: np.ndarray) -> np.ndarray:
     scale = MAX_SIDE / max(height, width)
     if scale >= 1:
         return frame
-    return cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    # at least 1 pixel: a 40000x2 frame was resized to 640x0 (an OpenCV error, a 500)
+    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
 def frame_hash(frame: np.ndarray) -> int:
