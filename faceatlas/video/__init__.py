@@ -46,7 +46,15 @@ from faceatlas.video.sinks import (
     MqttSink,
     events_from_jsonl,
 )
-from faceatlas.video.sources import Frame, SourceStats, VideoSource, check_webcam_index, is_live, is_webcam
+from faceatlas.video.sources import (
+    Frame,
+    SourceStats,
+    VideoSource,
+    check_webcam_index,
+    is_live,
+    is_webcam,
+    source_error,
+)
 from faceatlas.video.store import (
     COUNT_PAGE_MINUTES,
     CountPage,
@@ -148,4 +156,5 @@ __all__ = [
     "same_file",
     "utc_time",
     "verify_signature",
+    "source_error",
 ]

@@ -93,6 +93,13 @@ def check_video_file(path: str | Path) -> None:
             raise OSError(f"no video stream in {str(path)!r}")
 
 
+def source_error(exc: OSError, source: str | int | Path) -> str:
+    """What a door says of an ``OSError`` of reading the video source ``source``: the source once,
+    then why (a zero-byte file was "cannot read video source 'x': cannot open video source 'x':
+    [Errno 1094995529] Invalid data found when processing input: 'x'")."""
+    return f"cannot read video source {str(source)!r}: {getattr(exc, 'reason', None) or exc}"
+
+
 class VideoSource:
     """Iterate over the frames of ``spec`` (a path, a stream URL or a webcam index).
 
@@ -291,8 +298,10 @@ class VideoSource:
         options = {"rtsp_transport": "tcp"} if str(self.spec).lower().startswith("rtsp") else {}
         try:
             return av.open(str(self.spec), options=options, timeout=(10.0, 10.0))
-        except av.error.FFmpegError as exc:
-            raise OSError(f"cannot open video source {str(self.spec)!r}: {exc}") from exc
+        except av.error.FFmpegError as exc:  # FFmpeg's reason, without its error number and the source again
+            error = OSError(f"cannot open video source {str(self.spec)!r}: {exc.strerror or exc}")
+            error.reason = f"cannot open it: {exc.strerror or exc}"  # type: ignore[attr-defined]  # source_error's
+            raise error from exc
 
     def _pyav_frames(self, opened: av.container.InputContainer | None = None,
                      ) -> Iterator[tuple[float, np.ndarray | None]]:

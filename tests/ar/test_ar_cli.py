@@ -227,3 +227,17 @@ def test_cli_without_output_says_that_nothing_is_written(shared: Path) -> None:
     assert result.stderr.strip() == ("note: no --output: the effects are applied and counted, no video is written "
                                      "(give --output out.mp4 to keep it)"), result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["frames"] == 2
+
+
+def test_a_source_that_is_no_video_is_named_once_without_ffmpegs_error_number(tmp_path):
+    """`ar empty.mp4` and `drive empty.mp4` (zero bytes, or text) said "cannot read video source
+    'empty.mp4': cannot open video source 'empty.mp4': [Errno 1094995529] Invalid data found when
+    processing input: 'empty.mp4'". Now the source once and FFmpeg's reason."""
+    for name, body in (("empty.mp4", b""), ("notes.mp4", b"not a video at all\n" * 20)):
+        source = tmp_path / name
+        source.write_bytes(body)
+        for command in (["ar", str(source), "-e", "hat", "-q"], ["drive", str(source), "-q"]):
+            result = runner.invoke(app, command)
+            said = " ".join(result.output.split())
+            assert result.exit_code == 2 and "Errno" not in said and said.count(name) == 1, (command, said)
+            assert f"cannot read video source '{source}': cannot open it: " in said, said

@@ -23,6 +23,7 @@ from faceatlas.video import (
     check_video_path,
     interrupts_held,
     prepare_output_file,
+    source_error,
 )
 from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
 from faceatlas.video.config import remove_made_folders
@@ -180,4 +181,4 @@ def _frames(video: VideoSource, source: str | int | Path) -> Iterator[Frame]:
     try:
         yield from video
     except OSError as exc:
-        raise InvalidInput(f"cannot read video source {str(source)!r}: {exc}") from exc
+        raise InvalidInput(source_error(exc, source)) from exc

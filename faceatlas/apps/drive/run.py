@@ -24,6 +24,7 @@ from faceatlas.video import (
     check_video_path,
     interrupts_held,
     prepare_output_file,
+    source_error,
 )
 from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
 from faceatlas.video.config import remove_made_folders
@@ -134,7 +135,7 @@ def _read(frames: Iterator[tuple[int, float, np.ndarray]], source: str) -> Itera
     try:
         yield from frames
     except OSError as exc:
-        raise InvalidInput(f"cannot read video source {source!r}: {exc}") from exc
+        raise InvalidInput(source_error(exc, source)) from exc
 
 
 def _open_events(events: Path) -> JsonlSink:
