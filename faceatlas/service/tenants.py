@@ -227,10 +227,14 @@ def erase_album_trail(accounts: Accounts | None, owner: str, album: str, erased:
 
 @dataclass(frozen=True)
 class TenantDeletion:
-    """What deleting a tenant deleted: its gallery collections and its albums."""
+    """What deleting a tenant deleted: its gallery collections, albums, verification sessions,
+    retail stores and stored video events."""
 
     collections: int
     albums: int
+    kyc_sessions: int = 0
+    stores: int = 0
+    events: int = 0
 
 
 def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str,
@@ -256,20 +260,20 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str,
     Its usage rows stay (the bill), as does the audit record of the deletion; its id is kept among
     the deleted tenants' and never given to a new tenant (which would inherit the bill, and the
     state a running server keeps per tenant id: quota counts, stored answers). No gallery space of
-    the tenant is made on the way (a run again made ``svc:<id>`` anew). Returns the number of gallery
-    collections deleted in step 1 and of albums in step 3."""
+    the tenant is made on the way (a run again made ``svc:<id>`` anew). Returns how many of each
+    were deleted (a run again counts only what the run before left)."""
     accounts.get_tenant(tenant_id)  # NotFound before anything is touched
     accounts.revoke_tenant_keys(tenant_id)
     collections = gallery.delete_tenant_space(gallery_tenant(tenant_id))
     engine = accounts.engine
-    erase_kyc(engine, gallery_tenant(tenant_id), migrated=False)
+    sessions = erase_kyc(engine, gallery_tenant(tenant_id), migrated=False)
     albums = erase_owner(engine, gallery, gallery_tenant(tenant_id), migrated=False)
-    erase_stores(engine, gallery, tenant_id, migrated=False)
-    erase_tenant_events(engine, tenant_id)
+    stores = erase_stores(engine, gallery, tenant_id, migrated=False)
+    events = erase_tenant_events(engine, tenant_id)
     gallery.flush()
     if redis_url is not None:
         from faceatlas.service.redis_state import forget_scope  # the redis client: an optional extra
 
         forget_scope(redis_url, database_identity(accounts.engine), tenant_id)
     accounts.delete_tenant(tenant_id)
-    return TenantDeletion(collections, albums)
+    return TenantDeletion(collections, albums, sessions, stores, events)
