@@ -272,6 +272,16 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels:,} pixels"
 
 
+def display_upright(image: np.ndarray, rotation: float | None) -> np.ndarray:
+    """A video frame as a player shows it: ``image`` turned by ``rotation``, the degrees its
+    display matrix turns it counterclockwise (PyAV's ``VideoFrame.rotation``; -90 for a phone's
+    portrait video stored sideways), to the nearest quarter turn, as EXIF orientation is for a
+    photo. Phones store portrait video sideways with that flag; frames read without it were
+    sideways (KYC refused genuine selfies as ``low_quality``; watch, drive and AR saw no face)."""
+    turns = round((rotation or 0) / 90) % 4
+    return image if turns == 0 else np.ascontiguousarray(np.rot90(image, turns))
+
+
 def _from_pil(pil: Image.Image) -> np.ndarray:
     pil = ImageOps.exif_transpose(pil)
     if pil.mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -5,7 +5,9 @@ frame rate, dropping what the caller cannot keep up with, as a camera); so is a 
 HTTP(S) (a length or a duration known when it opens): it ends at its end. Live sources are read
 by a background thread into a small buffer: when processing falls behind, the oldest frames
 are dropped (and counted) so that lag does not grow; a stream that drops is reopened with
-exponential backoff. Frames that fail to decode are skipped and counted.
+exponential backoff. Frames that fail to decode are skipped and counted. Frames come upright,
+as a player shows them: a file's display rotation (a phone's portrait video, stored sideways) is
+applied (:func:`~faceatlas.engine.image.display_upright`), so their size is the turned size.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import av
 import cv2
 import numpy as np
 
+from faceatlas.engine.image import display_upright
 from faceatlas.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -344,7 +347,8 @@ class VideoSource:
                     seconds = count / (self.fps or 1.0) if by_count or frame.pts is None else frame.pts * base
                     count += 1
                     last = seconds
-                    yield seconds, frame.to_ndarray(format="bgr24")
+                    # as a player shows it: a phone's portrait video is stored sideways, with a rotation
+                    yield seconds, display_upright(frame.to_ndarray(format="bgr24"), frame.rotation)
             if not self.live:  # read to its end (a reader that stopped early never gets here)
                 start = 0.0 if by_count else float((stream.start_time or 0) * base)
                 self._check_length(container, stream, rate, count + corrupt, last - start)

@@ -13,6 +13,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app
+from tests.clips import sideways
 
 runner = CliRunner()
 
@@ -42,6 +43,25 @@ def test_cli_writes_a_video_with_the_effects(examples, tmp_path):
     source.release()
     assert ok and first.shape == (360, 640, 3)
     assert np.abs(first.astype(int) - original).max(axis=2).__gt__(60).sum() > 500  # the glasses are drawn
+
+
+def test_cli_a_phone_video_stored_sideways_comes_out_upright(examples, tmp_path):
+    """A portrait video a phone stored sideways (landscape, with a display rotation): the faces were
+    looked for on their side and the output was written sideways, a landscape video of a portrait."""
+    photo = cv2.imread(str(examples / "examples" / "obama-720p.jpg"))
+    portrait = cv2.resize(photo[:, 480:880], (360, 640))  # 360 wide, 640 high, as a player shows it
+    clip = sideways([np.roll(portrait, 3 * i, axis=0) for i in range(6)], tmp_path / "phone.mp4")
+    out = tmp_path / "out.mp4"
+    result = runner.invoke(app, ["ar", str(clip), "-e", "glasses", "--output", str(out), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 6 and summary["most_faces"] == 1
+    capture = cv2.VideoCapture(str(out))
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)  # the file as stored: upright needs no rotation flag
+    ok, first = capture.read()
+    capture.release()
+    assert ok and first.shape == (640, 360, 3)
+    assert np.abs(first.astype(int) - portrait).mean() < 20  # the picture upright, glasses drawn on it
 
 
 def test_cli_names_an_unknown_effect(tmp_path):

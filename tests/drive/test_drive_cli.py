@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import av
+import cv2
 import pytest
 from typer.testing import CliRunner
 
 pytest.importorskip("mediapipe")
 
 from faceatlas.cli.main import app
+from tests.clips import sideways
 from tests.full_disk import run_cli_on_a_full_disk
 
 runner = CliRunner()
@@ -55,6 +58,28 @@ def test_a_file_that_is_no_video_is_a_json_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     error = json_error(result.stdout)
     assert error["error"] == "bad_request" and "text.mp4" in error["message"]
+
+
+def test_a_phone_video_stored_sideways_is_watched_and_written_upright(video: str, tmp_path: Path) -> None:
+    """A portrait video a phone stored sideways (landscape, with a display rotation): the driver's
+    face lay on its side (no face found on any frame) and the output was written sideways."""
+    capture = cv2.VideoCapture(str(video))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 345)
+    portrait = []
+    for _ in range(25):
+        ok, frame = capture.read()
+        assert ok
+        portrait.append(cv2.resize(frame[:, 330:870], (360, 480)))  # 360 wide, 480 high: the driver's face
+    capture.release()
+    out = tmp_path / "out.mp4"
+    result = runner.invoke(app, ["drive", str(sideways(portrait, tmp_path / "phone.mp4")), "-o", str(out),
+                                 "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["frames"] == 25 and summary["face_frames"] == 25
+    with av.open(str(out)) as written:
+        first = next(written.decode(video=0))
+        assert (first.width, first.height, first.rotation) == (360, 480, 0)
 
 
 @pytest.fixture

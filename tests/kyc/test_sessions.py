@@ -23,6 +23,7 @@ from faceatlas.apps.kyc.checks import Outcome
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession
 from faceatlas.db import create_database_engine, utcnow
 from faceatlas.errors import Conflict, InvalidArgument, InvalidImage, NotFound, SessionExpired
+from tests.clips import sideways
 
 from .conftest import CARS, HAMILTON, MIRANDA, still
 from .media import clip, encode_mp4, moved_still, render_card
@@ -79,6 +80,23 @@ def test_an_uncalibrated_far_is_refused_even_for_a_replayed_selfie(service: KycS
     with pytest.raises(InvalidArgument, match="calibrated rates"):
         odd.submit("acme", pending.id, night_card, video=night_blink)
     assert odd.get("acme", pending.id).status == "pending"
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_a_phone_video_stored_sideways_is_read_upright_and_accepted(service: KycService, night: Path, tmp_path: Path,
+                                                                   night_card: bytes, rotation: int) -> None:
+    """Phones store a portrait video sideways with a display rotation: read as stored, the genuine
+    blink was refused as ``low_quality`` (no good frame: the face lay on its side). Read as a player
+    shows it, it is decided as the upright clip is, on the same pictures."""
+    frames = clip(night, 345, 395)
+    video = sideways(frames, tmp_path / "phone.mp4", rotation=rotation).read_bytes()
+    upright = decode_video(encode_mp4(frames), KycConfig())
+    selfie = decode_video(video, KycConfig())
+    assert selfie.frames[0].shape == upright.frames[0].shape == frames[0].shape
+    assert np.abs(selfie.frames[0].astype(int) - upright.frames[0]).mean() < 3
+    decided = service.verify("acme", night_card, ["blink"], video=video)
+    assert decided.accepted, decided.details
+    assert decided.details["challenge_result"]["done"][0]["action"] == "blink"
 
 
 def test_a_photo_moved_before_the_camera_is_refused(service: KycService, shared: Path, miranda_card: bytes) -> None:

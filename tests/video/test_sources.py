@@ -11,7 +11,7 @@ import pytest
 
 from faceatlas.errors import InvalidInput
 from faceatlas.video.sources import VideoSource, is_live
-from tests.clips import as_mpegts, http_server
+from tests.clips import as_mpegts, http_server, sideways
 
 
 def test_corrupt_packets_are_skipped_and_counted(hamilton: Path, tmp_path: Path):
@@ -65,6 +65,19 @@ def test_start_seeks_a_file_to_that_frame(hamilton: Path):
     frames = list(source)
     assert [f.index for f in frames] == list(range(200, len(everything)))
     assert all(np.array_equal(a.image, b.image) and a.time == b.time for a, b in zip(frames, everything[200:]))
+
+
+@pytest.mark.parametrize("rotation", [-90, 90])
+def test_a_phone_video_stored_sideways_is_read_upright(hamilton: Path, tmp_path: Path, fast_analyzer,
+                                                      rotation: int) -> None:
+    """A phone stores a portrait video sideways, with a display rotation a player applies: its frames
+    came out sideways (landscape, the faces on their side: none found), for watch, drive and AR alike."""
+    upright = [frame.image[:, 400:602] for _, frame in zip(range(8), VideoSource(hamilton))]  # portrait, a face
+    assert upright[5].shape == (360, 202, 3) and len(fast_analyzer.analyze(upright[5])) == 1
+    frames = list(VideoSource(sideways(upright, tmp_path / "phone.mp4", rotation=rotation)))
+    assert len(frames) == 8 and all(frame.image.shape == (360, 202, 3) for frame in frames)
+    assert np.abs(frames[5].image.astype(int) - upright[5]).mean() < 4  # the same picture, not turned
+    assert len(fast_analyzer.analyze(frames[5].image)) == 1
 
 
 def test_a_file_that_cannot_be_opened_raises_oserror(tmp_path: Path):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from faceatlas.apps.kyc.config import KycConfig
-from faceatlas.engine.image import decode_image, decoded_pixels
+from faceatlas.engine.image import decode_image, decoded_pixels, display_upright
 from faceatlas.errors import EmptyImage, ImageTooLarge, InvalidArgument, InvalidImage, InvalidInput
 
 HASH_SIDE = 16  # 16 x 16 = 256 bits per frame
@@ -71,10 +71,11 @@ def informative(value: int, bits: int) -> bool:
 
 def decode_video(data: bytes, config: KycConfig) -> Selfie:
     """Frames of an encoded video at ≤ ``sample_fps`` over its first ``max_video_s`` seconds (from
-    its first frame's time, which need not be 0). What decoding costs is bounded: frames of at most
-    ``MAX_VIDEO_PIXELS``, and at most ``max_video_s`` of 4K at ``DECODE_FPS_4K`` in pixels decoded (a
-    small file of a flat picture at thousands of frames a second held a worker for minutes):
-    :class:`ImageTooLarge` beyond either."""
+    its first frame's time, which need not be 0), each upright as a player shows it (its display
+    rotation applied: :func:`~faceatlas.engine.image.display_upright`). What decoding costs is
+    bounded: frames of at most ``MAX_VIDEO_PIXELS``, and at most ``max_video_s`` of 4K at
+    ``DECODE_FPS_4K`` in pixels decoded (a small file of a flat picture at thousands of frames a
+    second held a worker for minutes): :class:`ImageTooLarge` beyond either."""
     if not data:
         raise EmptyImage("the selfie video is empty")
     frames: list[np.ndarray] = []
@@ -105,7 +106,7 @@ def decode_video(data: bytes, config: KycConfig) -> Selfie:
                 if t + 1e-6 < next_t:
                     continue
                 next_t = t + 1.0 / config.sample_fps
-                frames.append(_reduce(frame.to_ndarray(format="bgr24")))
+                frames.append(_reduce(display_upright(frame.to_ndarray(format="bgr24"), frame.rotation)))
                 times.append(t)
     except av.error.FFmpegError as exc:  # FFmpeg's own words, not its errno and '<none>' file name
         reason = (getattr(exc, "strerror", None) or str(exc)).rstrip(".")
