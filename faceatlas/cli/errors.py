@@ -94,13 +94,14 @@ def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoRe
 
 
 @contextmanager
-def writing_stdout() -> Iterator[None]:
+def writing_stdout(done: str | None = None) -> Iterator[None]:
     """Around what a command prints on standard output (its results, its JSON lines, its summary),
     flushed at the end: a stdout that cannot be written (``> /dev/full``, a full disk) is one line
     on stderr, ``error (bad_request): cannot write the standard output: no space left on device``,
     and exit 2 (it was a traceback: the JSON error went to that stdout too); a reader that went
     away (``| head``) ends the command quietly, status 141. Only printing goes in the block: any
-    :class:`OSError` in it is taken for stdout's."""
+    :class:`OSError` in it is taken for stdout's. ``done``: what the command did all the same (a
+    decision stored), said after the reason (it looked as if nothing had been done)."""
     try:
         yield
         sys.stdout.flush()
@@ -109,7 +110,7 @@ def writing_stdout() -> Iterator[None]:
     except OSError as exc:
         _discard_stdout()
         reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))
-        print_error(InvalidInput(f"cannot write the standard output: {reason}"))
+        print_error(InvalidInput(f"cannot write the standard output: {reason}" + (f"; {done}" if done else "")))
         raise typer.Exit(2) from None
 
 

@@ -45,7 +45,9 @@ def verify(
                          FaceAnalyzer(pack, announce_license=False), config)
     with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):
         info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
-    with writing_stdout():  # a stdout that cannot be written (> /dev/full): one line, exit 2
+    decided = (f"session {info.id} was decided all the same ({'accepted' if info.accepted else 'refused'}) and is "
+               "kept: its selfie cannot be used again")
+    with writing_stdout(done=decided):  # a stdout that cannot be written (> /dev/full): one line, exit 2
         if as_json:
             print(json_text(info.to_dict()))
         else:
