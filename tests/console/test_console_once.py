@@ -108,6 +108,28 @@ def test_a_member_enrol_form_sent_twice_enrols_one_member(console, shared: Path,
     client.close()
 
 
+def _scan_calls(console) -> int:
+    return sum(row["calls"] for row in console.accounts.usage_report("acme") if row["operation"] == "albums.scan")
+
+
+def test_an_album_upload_sent_twice_with_its_token_is_done_and_billed_once(console, obama) -> None:
+    """The album's upload form had no one-time token: sent twice (a double click, a browser's retry),
+    its photos were scanned and billed twice (skipped the second time as already in the album, but
+    billed). Now the second sending answers the first's outcome and bills nothing."""
+    client, csrf = _client(console, "acme_write")
+    token = re.search(r'name="once"[^>]* value="([^"]+)"', client.get("/console/albums").text)
+    assert token is not None
+    billed = _scan_calls(console)
+    form = {"csrf": csrf, "album": "twice-sent", "once": token.group(1)}
+    answers = [client.post("/console/albums/photos", data=form,
+                           files={"photos": ("obama.jpg", obama.read_bytes(), "image/jpeg")}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert "obama.jpg: 1 face" in _text(answers[0].text) and "sent before" not in answers[0].text
+    assert "obama.jpg: 1 face" in _text(answers[1].text) and "This form was sent before" in _text(answers[1].text)
+    assert _scan_calls(console) == billed + 1
+    client.close()
+
+
 def test_a_field_the_console_refuses_is_billed_as_the_apis_422_and_named_by_its_label(console) -> None:
     client, csrf = _client(console, "acme_write")
     api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.keys['acme_write']}"})

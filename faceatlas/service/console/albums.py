@@ -16,15 +16,17 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import UNSORTED, Album, PersonInfo, list_albums
 from faceatlas.engine import decode_image
-from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.errors import IdempotencyInFlight, InvalidArgument, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.console.base import (
     PREFIX,
     Confirmed,
     ConsoleRoute,
+    Once,
     PostingUserDep,
     UserDep,
     ask_first,
+    first_sending,
     gate,
     redirect,
     render,
@@ -111,12 +113,14 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
                      gallery: GalleryDep, db: DbDep,
                      album: Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
                      photos: Annotated[list[UploadFile], File()],
-                     keep_crops: Annotated[bool | None, Form()] = None) -> Response:
+                     keep_crops: Annotated[bool | None, Form()] = None, once: Once = "") -> Response:
     """Add photos to an album (created when new, by its first photo that decodes): one metered
     ``albums.scan`` call per photo; audited when one was added. ``keep_crops`` (the box: ticked,
     true; unticked it sends nothing, the album's setting) as the API's upload takes it. A key
     without the write scope is refused before any photo (:func:`each_photo`): no audit line, no
-    "no album" page."""
+    "no album" page. The form's one-time token ``once``: sent again (a double click), it adds
+    nothing and bills nothing, and answers the first sending's outcomes (:func:`base.first_sending`;
+    after a sending cut short, the photos it had not done: :func:`each_photo`)."""
     tenant = user.principal.tenant_id
 
     async def add_one(data: bytes, meter: Meter) -> dict[str, Any]:
@@ -130,15 +134,22 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
             return {"ok": False, "code": code, "message": message}
         return {"faces": meter.faces, "skipped": bool(report.skipped)}
 
-    outcomes = await each_photo(request, user.principal, accounts, "albums.scan", "write", photos, add_one)
+    async def add_all() -> dict[str, Any]:
+        done = await each_photo(request, user.principal, accounts, "albums.scan", "write", photos, add_one,
+                                once=once, path=f"{album_path(album)}/photos")
+        if any(outcome["ok"] and not outcome.get("sent_before") for outcome in done):
+            await audit(accounts, user.principal, "album.scan", album, {"photos": len(done)})
+        return {"outcomes": done, "unfinished": any(o.get("code") == IdempotencyInFlight.code for o in done)}
+
+    sent = await first_sending(request, tenant, once, f"{album_path(album)}/photos", add_all)
+    outcomes, sent_before = sent["outcomes"], sent.get("sent_before", False)
     skipped = max(0, len(photos) - MAX_PHOTOS)
-    if any(outcome["ok"] for outcome in outcomes):
-        await audit(accounts, user.principal, "album.scan", album, {"photos": len(outcomes)})
     names = await run_in_threadpool(list_albums, db, gallery_tenant(tenant))
     if album not in names:  # no photo made it
         return render(request, "albums.html", user, 422, albums=names, can_write=True, max_photos=MAX_PHOTOS,
                       album=album, outcomes=outcomes, skipped=skipped)
-    return await _album_page(request, user, analyzer, gallery, db, album, outcomes=outcomes, skipped=skipped)
+    return await _album_page(request, user, analyzer, gallery, db, album, outcomes=outcomes, skipped=skipped,
+                             sent_before=sent_before)
 
 
 @router.get("/albums/{album}", include_in_schema=False)
