@@ -98,7 +98,7 @@ class Calibration:
         for key, value in self.thresholds.items():
             if math.isclose(float(key), far, rel_tol=1e-9):
                 return value
-        have = ", ".join(sorted(self.thresholds, key=float, reverse=True))
+        have = ", ".join(sorted(self.thresholds, key=float))
         standard = any(math.isclose(far, rate, rel_tol=1e-9) for rate in STANDARD_FARS)
         if not (standard and self.thresholds):
             raise FarNotCalibrated(f"far {far!r} is not one of the calibrated rates of {self.described()}: "
