@@ -27,7 +27,8 @@ its place, with the same code, and writes the message to the server log; the CLI
     │   └── CommandLineError            usage                 400
     ├── FaceError
     │   ├── NoFace                      no_face               422
-    │   └── TooManyFaces                too_many_faces        422
+    │   ├── TooManyFaces                too_many_faces        422
+    │   └── LowQuality                  low_quality           422
     ├── NotFound                        not_found             404
     ├── Conflict                        conflict              409
     │   ├── AlreadyExists               already_exists        409
@@ -99,6 +100,7 @@ __all__ = [
     "KeyLimitReached",
     "KeyRevoked",
     "LimitExceeded",
+    "LowQuality",
     "ModelError",
     "ModelIntegrityError",
     "ModelMismatch",
@@ -254,6 +256,13 @@ class TooManyFaces(FaceError):
     """An operation that needs exactly one face found several."""
 
     code = "too_many_faces"
+
+
+class LowQuality(FaceError):
+    """An operation that needs a face of a minimum quality found none good enough (an enrolment's
+    ``min_quality``)."""
+
+    code = "low_quality"
 
 
 # -- records ---------------------------------------------------------------------------------------

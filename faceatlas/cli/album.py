@@ -82,8 +82,8 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
          + f", {len(report.failed)} failed; "
          f"{report.faces} faces placed, {report.unsorted} unsorted, {report.new_people} new people")
     if not as_json:
-        for source, why in report.failed:  # the reasons were in --json only
-            err.print(f"failed: {escape(source)}: {escape(why)}")
+        for rejection in report.failed:  # the reasons were in --json only
+            err.print(f"failed: {escape(rejection.source)}: {escape(rejection.reason)}")
     if report.left_out:  # iPhone photos were passed over without a word
         err.print(f"{len(report.left_out)} HEIC/HEIF photos left out (FaceAtlas does not decode them; convert them to "
                   f"JPEG first), e.g. {escape(report.left_out[0])}")

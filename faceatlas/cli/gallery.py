@@ -26,12 +26,14 @@ from faceatlas.gallery import (
     PAGE_MAX,
     SEARCH_K_MAX,
     Gallery,
+    Rejection,
     check_gallery_space,
     check_id,
     check_limit,
     check_min_quality,
     check_text,
     read_header,
+    rejection_error,
     space_owner,
 )
 from faceatlas.settings import ServiceSettings
@@ -121,6 +123,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
         held = gallery.get_collection(collection)  # an unknown collection is not_found before any model or bar
         analyzer = FaceAnalyzer(pack or held.pack_name)
         summary: dict[str, Any] = {"added": 0, "rejected": [], "subjects": 0, "skipped": 0, "renamed": []}
+        rejected: list[Rejection] = []
         total, done = sum(len(images) for images in people.values()), 0
         try:
             with _progress() as progress:
@@ -133,13 +136,13 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                     summary["skipped"] += len(report.skipped)
                     summary["subjects"] += bool(report.added)
                     summary["renamed"] += [person] if report.renamed else []
-                    summary["rejected"] += [{"source": s, "reason": r} for s, r in report.rejected]
+                    summary["rejected"] += [{"source": r.source, "reason": r.reason} for r in report.rejected]
+                    rejected += report.rejected
                     progress.advance(task, len(images))
                     done += len(images)
         except KeyboardInterrupt:
             interrupted(done, total, "photos", "the faces enrolled before the stop are kept; the same command again "
                         "continues (photos enrolled before are skipped)")
-        rejected = summary["rejected"]
         skipped = (f"; {summary['skipped']} photos skipped (enrolled to their subject before; --again enrols "
                    "them again)") if summary["skipped"] else ""
         renamed = "".join(f"; renamed {escape(person)} to {escape(repr(name))}" for person in summary["renamed"])
@@ -148,14 +151,12 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                                     f"{len(rejected)} rejected{skipped}{renamed}")
         if rejected:
             if not as_json:
-                for row in rejected:
-                    err.print(f"[red]rejected[/red] {escape(row['source'])}: {escape(row['reason'])}", soft_wrap=True)
+                for rejection in rejected:
+                    err.print(f"[red]rejected[/red] {escape(rejection.source)}: {escape(rejection.reason)}",
+                              soft_wrap=True)
                 if not summary["added"]:  # nothing at all: the run failed, in one line after the reasons
-                    codes = {row["reason"].split(":")[0].split()[0] for row in rejected}
-                    failed = FaceAtlasError(f"nothing enrolled: {len(rejected)} of {len(rejected)} "
-                                            f"{'image' if len(rejected) == 1 else 'images'} rejected")
-                    failed.code = codes.pop() if len(codes) == 1 else "bad_request"
-                    print_error(failed)
+                    print_error(rejection_error(rejected, f"nothing enrolled: {len(rejected)} of {len(rejected)} "
+                                                          f"{'image' if len(rejected) == 1 else 'images'} rejected"))
             raise typer.Exit(1 if summary["added"] else 2)  # 1: some enrolled, some rejected; 2: a failure
 
 

@@ -45,9 +45,11 @@ from faceatlas.gallery.types import (
     Match,
     Page,
     ReembedReport,
+    Rejection,
     SubjectChange,
     SubjectInfo,
     Verification,
+    rejection_error,
 )
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "NotFound",
     "Page",
     "ReembedReport",
+    "Rejection",
     "SubjectChange",
     "SubjectInfo",
     "TemplateIndex",
@@ -88,6 +91,7 @@ __all__ = [
     "check_row_id",
     "database_identity",
     "read_header",
+    "rejection_error",
     "parse_cursor",
     "enrolled_photos",
     "index_dir_for",

@@ -56,8 +56,10 @@ from faceatlas.errors import (
     FaceAtlasError,
     InvalidArgument,
     InvalidImage,
+    LowQuality,
     NotFound,
     RuntimeUnavailable,
+    TooManyFaces,
     UnknownPack,
     VectorStoreUnavailable,
 )
@@ -93,6 +95,7 @@ from faceatlas.gallery.types import (
     Match,
     Page,
     ReembedReport,
+    Rejection,
     SubjectChange,
     SubjectInfo,
     Verification,
@@ -656,7 +659,7 @@ class Gallery:
                      once: bool = False, alone: bool = False) -> EnrolReport:
         """Detect and embed faces in ``images`` (the largest per image, or all of them) and enrol
         those whose quality reaches ``min_quality``. An image that cannot be decoded, shows no
-        face or none good enough is listed in ``rejected`` as (source, "code: why") and the
+        face or none good enough is listed in ``rejected`` (a :class:`Rejection`) and the
         others are still enrolled; ``found`` says how many faces each image read holds. Source
         crops are kept only when the collection's ``keep_crops`` is on.
         ``once``: an image whose source (its path) is enrolled to the subject already is listed in
@@ -687,7 +690,7 @@ class Gallery:
             try:  # a huge photo is reduced while decoding: crops need no more
                 decoded = analyzer.load_reduced(image)[0]
             except InvalidImage as exc:  # one bad file (truncated, too large, not an image) rejects only itself
-                report.rejected.append((source, f"{exc.code}: {exc}"))
+                report.rejected.append(Rejection.of(source, exc))
                 continue
             if all_faces:
                 faces = analyzer.analyze(decoded)
@@ -696,11 +699,11 @@ class Gallery:
                 faces, found = analyzer.largest(decoded)
             report.found.append((source, found))
             if not faces:
-                report.rejected.append((source, "no_face: no face found in the image"))
+                report.rejected.append(Rejection(source, NoFace.code, "no face found in the image"))
                 continue
             if alone and found > 1:
-                report.rejected.append((source, f"too_many_faces: {found} faces in the image, where one "
-                                                "person alone is expected"))
+                report.rejected.append(Rejection(source, TooManyFaces.code, f"{found} faces in the image, where one "
+                                                 "person alone is expected"))
                 continue
             for face in _quality_gate(faces, min_quality, source, report):
                 vectors.append(face.as_embedding().vector)
@@ -1115,7 +1118,7 @@ def _quality_gate(faces: Sequence[Face], min_quality: float, source: str, report
     kept = []
     for face in faces:
         if (face.quality or 0.0) < min_quality:
-            report.rejected.append((source, f"low_quality ({face.quality or 0.0:.2f} < {min_quality:.2f})"))
+            report.rejected.append(Rejection(source, LowQuality.code, f"{face.quality or 0.0:.2f} < {min_quality:.2f}"))
         else:
             kept.append(face)
     return kept

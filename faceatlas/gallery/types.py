@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
+
+from faceatlas.errors import (
+    EmptyImage,
+    FaceAtlasError,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidInput,
+    LowQuality,
+    NoFace,
+    TooManyFaces,
+    TruncatedImage,
+)
 
 T = TypeVar("T")
 Aggregate = Literal["best", "mean"]
@@ -125,15 +138,54 @@ class Verification:
         return _rounded(asdict(self), "similarity", "threshold", "best_similarity", "mean_similarity")
 
 
+# the errors of the tree whose codes a rejection carries (see :func:`rejection_error`)
+_REJECTION_ERRORS: dict[str, type[FaceAtlasError]] = {
+    cls.code: cls for cls in (InvalidImage, EmptyImage, TruncatedImage, ImageTooLarge, NoFace, TooManyFaces, LowQuality)
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An image (or one of its faces) that an enrolment or a scan refused: its ``source`` (a path,
+    or ``image#N``: the N-th image given, from 0), the error tree's ``code`` of why (``no_face``,
+    ``too_many_faces``, ``low_quality``, ``invalid_image`` and its kinds...) and a ``message`` for
+    people. Doors read ``code`` and ``message``; ``reason`` is the text they show."""
+
+    source: str
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, source: str, error: FaceAtlasError) -> Rejection:
+        """The rejection of ``source`` for ``error`` (its code and message)."""
+        return cls(source, error.code, str(error))
+
+    @property
+    def reason(self) -> str:
+        """``code: message`` (``low_quality (0.31 < 0.50)``: a measure, in brackets)."""
+        if self.code == LowQuality.code:
+            return f"{self.code} ({self.message})"
+        return f"{self.code}: {self.message}"
+
+
+def rejection_error(rejected: Iterable[Rejection], message: str) -> FaceAtlasError:
+    """``message`` as the error of the tree that the ``rejected`` share: the class of their one
+    code (:class:`NoFace`, :class:`TooManyFaces`, :class:`LowQuality`, :class:`InvalidImage` or its
+    kinds), else :class:`InvalidInput` (``bad_request``: reasons of several kinds)."""
+    codes = {rejection.code for rejection in rejected}
+    kind = _REJECTION_ERRORS.get(codes.pop(), InvalidInput) if len(codes) == 1 else InvalidInput
+    return kind(message)
+
+
 @dataclass
 class EnrolReport:
-    """What an enrolment added and what it refused (source, reason); ``faces``: the enrolled
+    """What an enrolment added and what it refused (:class:`Rejection`); ``faces``: the enrolled
     faces when they were given analysed (:meth:`Gallery.enrol_faces`); ``found``: (source, how many
     faces the image holds) of each image read (:meth:`Gallery.enrol_images`: a group photo of which
     only the largest face was enrolled says so)."""
 
     added: list[int] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     faces: list[Any] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # sources enrolled to the subject before (``once``)
     found: list[tuple[str, int]] = field(default_factory=list)

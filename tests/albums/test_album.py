@@ -204,8 +204,8 @@ def test_unreadable_photos_are_reported_and_the_rest_of_their_group_is_added(alb
     (library / "George_W_Bush" / "broken.jpg").write_bytes(b"not a photo at all")
     (library / "Colin_Powell" / "truncated.jpg").write_bytes(good[0].read_bytes()[:300])
     report = album.scan(library)
-    assert sorted(Path(source).name for source, _ in report.failed) == ["broken.jpg", "truncated.jpg"]
-    assert all(reason.split(":")[0] in ("invalid_image", "truncated_image") for _, reason in report.failed)
+    assert sorted(Path(r.source).name for r in report.failed) == ["broken.jpg", "truncated.jpg"]
+    assert all(r.code in ("invalid_image", "truncated_image") for r in report.failed)
     assert report.photos == len(good) == 16  # every readable photo, though a group held a bad one
     assert report.faces + report.unsorted >= 16
 
@@ -771,7 +771,7 @@ def test_a_listing_names_the_entries_named_as_photos_that_are_no_files(lfw: Path
     (library / "up").symlink_to(tmp_path, target_is_directory=True)  # holds photos/: a loop
     listing = list_photos(library)
     assert len(listing.paths) == 2 and listing.left_out == []
-    assert dict(listing.unreadable) == {
+    assert {r.source: r.reason for r in listing.unreadable} == {
         str(library / "gone.jpg"): f"invalid_image: a dangling link (to {tmp_path / 'missing.jpg'}, nothing there "
                                    "to read): not an image file",
         str(library / "loop.png"): "invalid_image: a loop of links (to loop.png, nothing there to read): not an "

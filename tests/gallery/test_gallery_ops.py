@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from faceatlas.engine import Calibration, Embedding, ModelMismatch, NotCalibrated, get_pack
-from faceatlas.errors import FarNotCalibrated, InvalidArgument, InvalidInput
-from faceatlas.gallery import PAGE_MAX, AlreadyExists, Gallery, NotFound, mismatch_message
+from faceatlas.errors import FarNotCalibrated, InvalidArgument, InvalidInput, LowQuality, NoFace
+from faceatlas.gallery import PAGE_MAX, AlreadyExists, Gallery, NotFound, Rejection, mismatch_message, rejection_error
 from faceatlas.gallery.index import load_index
 from faceatlas.gallery.models import FaceRecord, Subject
 
@@ -142,7 +142,7 @@ def test_quality_gate_and_all_faces(gallery: Gallery, test_dir: Path, fast_analy
     group = str(test_dir / "obama_and_biden.jpg")
     assert len(gallery.enrol_images("c", "group", [group], fast_analyzer, all_faces=True).added) == 3
     strict = gallery.enrol_images("c", "strict", [group], fast_analyzer, all_faces=True, min_quality=1.0)
-    assert not strict.added and len(strict.rejected) == 3 and "low_quality" in strict.rejected[0][1]
+    assert not strict.added and len(strict.rejected) == 3 and "low_quality" in strict.rejected[0].reason
 
 
 @BOTH_BACKENDS
@@ -167,6 +167,31 @@ def test_delete_subject_leaves_no_trace(enrolled: Gallery, index_dir: Path, vect
         assert milvus_held(face_ids) == [] and milvus_held(db_ids) == sorted(db_ids)
     with pytest.raises(NotFound):
         enrolled.get_subject("people", "obama")
+
+
+def test_rejections_are_typed(gallery: Gallery, test_dir: Path, fast_analyzer, tmp_path: Path) -> None:
+    """Each image an enrolment refuses is a Rejection: its source, the error tree's code and a message
+    (doors read those, not a "code: why" text); ``reason`` is the text they show, as before."""
+    gallery.create_collection("c", fast_analyzer)
+    blank, broken = tmp_path / "blank.jpg", tmp_path / "broken.jpg"
+    cv2.imwrite(str(blank), np.full((240, 240, 3), 128, np.uint8))
+    broken.write_bytes(b"not a photo at all")
+    group = str(test_dir / "obama_and_biden.jpg")
+    report = gallery.enrol_images("c", "x", [str(blank), str(broken), group], fast_analyzer, alone=True)
+    assert not report.added
+    no_face, bad, many = report.rejected
+    assert no_face == Rejection(source=str(blank), code="no_face", message="no face found in the image")
+    assert no_face.reason == "no_face: no face found in the image"
+    assert (bad.source, bad.code) == (str(broken), "invalid_image") and bad.reason == f"invalid_image: {bad.message}"
+    assert (many.source, many.code) == (group, "too_many_faces")
+    assert many.message == "3 faces in the image, where one person alone is expected"
+    strict = gallery.enrol_images("c", "y", [group], fast_analyzer, min_quality=1.0).rejected
+    assert [(r.source, r.code) for r in strict] == [(group, "low_quality")]
+    assert strict[0].reason == f"low_quality ({strict[0].message})" and strict[0].message.endswith(" < 1.00")
+    # one code: the error of the tree that has it; several: bad_request
+    assert type(rejection_error([no_face], "none")) is NoFace and type(rejection_error(strict, "none")) is LowQuality
+    mixed = rejection_error(report.rejected, "nothing enrolled")
+    assert (type(mixed), mixed.code, str(mixed)) == (InvalidInput, "bad_request", "nothing enrolled")
 
 
 @BOTH_BACKENDS

@@ -48,7 +48,7 @@ from faceatlas.engine import (
     l2_normalize,
 )
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from faceatlas.gallery import ROW_ID_MAX, Gallery, check_id, mismatch_message, source_crop
+from faceatlas.gallery import ROW_ID_MAX, Gallery, Rejection, check_id, mismatch_message, source_crop
 
 COLLECTION = "faces"
 UNSORTED = "unsorted"
@@ -398,7 +398,7 @@ class AlbumCore:
         photos: list[Photo] = []
         for (source, data, digest), faces in zip(batch, self._analyze(batch), strict=True):
             if isinstance(faces, InvalidImage):
-                report.failed.append((source, f"{faces.code}: {faces}"))
+                report.failed.append(Rejection.of(source, faces))
                 continue
             crops += _crops(self.analyzer, data, faces) if self.keeps_crops else [None] * len(faces)
             photos.append(Photo(album_id=self._id, sha256=digest, source=source, taken_at=taken_at(data)))

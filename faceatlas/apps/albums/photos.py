@@ -18,6 +18,7 @@ from faceatlas.apps.albums.types import ContactSheet, PhotoListing
 from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, not_regular, save_image
 from faceatlas.engine.image import DECODER_ERRORS, HEIF_SUFFIXES
 from faceatlas.errors import InvalidInput
+from faceatlas.gallery import Rejection
 
 PHOTO_SUFFIXES = IMAGE_SUFFIXES  # what decode_image decodes, as batch takes: no .heic (a library's iPhone
 # photos are not each a failure of the scan: a scan counts them apart, `left_out`, and says to convert them)
@@ -72,11 +73,11 @@ def list_photos(folder: Path) -> PhotoListing:
     found, others = _walk(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
     paths = [path for path in found if path.suffix.lower() not in HEIF_SUFFIXES]
     left_out = [str(path.resolve()) for path in found if path.suffix.lower() in HEIF_SUFFIXES]
-    unreadable = [(_entry_source(path), f"{InvalidImage.code}: {why}") for path, why in others]
+    unreadable = [Rejection(_entry_source(path), InvalidImage.code, why) for path, why in others]
     if not paths:
         heif = (f" ({len(left_out)} HEIC/HEIF photos, which FaceAtlas does not decode: convert them to JPEG "
                 "first)") if left_out else ""
-        named = (f" ({len(unreadable)} entries named as photos are no files to read, e.g. {unreadable[0][0]}: "
+        named = (f" ({len(unreadable)} entries named as photos are no files to read, e.g. {unreadable[0].source}: "
                  f"{others[0][1]})") if unreadable else ""
         raise InvalidInput(f"{folder}: no photos under this folder ({', '.join(sorted(PHOTO_SUFFIXES))})"
                            f"{heif}{named}")

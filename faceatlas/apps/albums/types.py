@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from faceatlas.gallery import Rejection
+
 
 def _iso(out: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in out.items()}
@@ -75,13 +77,13 @@ class PhotoListing:
     """The photos under a folder that a scan adds (``paths``, at least one), the HEIC/HEIF
     photos it leaves out (``left_out``, resolved paths) and the entries named as photos that are no
     file to read (``unreadable``: a dangling link, a FIFO, a socket, a device; never opened), each
-    as (source, "invalid_image: why"), which a scan reports among its ``failed``:
+    a :class:`~faceatlas.gallery.Rejection` (``invalid_image``), which a scan reports among its ``failed``:
     :func:`~faceatlas.apps.albums.list_photos`."""
 
     folder: Path
     paths: list[Path]
     left_out: list[str]
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[Rejection] = field(default_factory=list)
 
 
 @dataclass
@@ -89,17 +91,17 @@ class ScanReport:
     """What a scan did: photos added, skipped (already scanned; ``moved`` of them were found at
     a new path, which the album now holds), ``changed`` (paths the album held whose content changed:
     the old photo and its faces were dropped, the new content added or skipped as any photo),
-    failed (source, why: a photo that did not decode, or an entry named as a photo that is no file
-    to read, a dangling link or a FIFO, never opened nor counted as a photo), left out (HEIC/HEIF photos, which
-    FaceAtlas does not decode); faces placed with people, faces in the unsorted pool, people created.
-    ``erased``: what dropping the changed photos erased, for the door (not in :meth:`to_dict`: the
-    erasures name people)."""
+    failed (each a :class:`~faceatlas.gallery.Rejection`: a photo that did not decode, or an entry named
+    as a photo that is no file to read, a dangling link or a FIFO, never opened nor counted as a photo),
+    left out (HEIC/HEIF photos, which FaceAtlas does not decode); faces placed with people, faces in
+    the unsorted pool, people created. ``erased``: what dropping the changed photos erased, for
+    the door (not in :meth:`to_dict`: the erasures name people)."""
 
     photos: int = 0
     skipped: int = 0
     moved: int = 0
     changed: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[Rejection] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # HEIC/HEIF photos under the folder: not decoded
     faces: int = 0
     unsorted: int = 0
@@ -109,6 +111,7 @@ class ScanReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         del out["erased"]
+        out["failed"] = [(rejection.source, rejection.reason) for rejection in self.failed]  # (source, "code: why")
         return out
 
 

@@ -31,7 +31,7 @@ from faceatlas.db import rowcount
 from faceatlas.engine import Face, FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import AlreadyExists, Conflict, ConsentRequired, InvalidArgument, InvalidImage, TooManyFaces
-from faceatlas.gallery import EnrolReport, Gallery, NotFound, check_text, source_crop
+from faceatlas.gallery import EnrolReport, Gallery, NotFound, Rejection, check_text, source_crop
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
 BIOMETRIC_PURPOSES = ("face_pay", "visit_recognition")
@@ -65,25 +65,26 @@ class MemberInfo:
     has_payment_method: bool
     age_band: str | None = None
     gender: str | None = None
-    # of an enrolment or a new grant: the images that gave no usable face, as (source, "code: why");
+    # of an enrolment or a new grant: the images that gave no usable face (their code and why);
     # the source is the gallery's name for the image (a path, or "image#N", the N-th from 0)
-    rejected: tuple[tuple[str, str], ...] = ()
+    rejected: tuple[Rejection, ...] = ()
     # of an enrolment or a new grant: (source, how many faces the image holds) of each image read
     faces_in_image: tuple[tuple[str, int], ...] = ()
 
 
 class NoUsableFace(NoFace):
     """No image of an enrolment or a new grant gave a usable face; ``rejected``: each image's
-    (source, "code: why"), as :attr:`MemberInfo.rejected` names them; ``faces_in_image`` as
+    :class:`~faceatlas.gallery.Rejection`, as :attr:`MemberInfo.rejected` names them; ``faces_in_image`` as
     :attr:`MemberInfo.faces_in_image`. Its code is ``too_many_faces`` when every image was refused
     for holding several people (a photo of the member alone is wanted), else ``no_face``."""
 
-    def __init__(self, rejected: Iterable[tuple[str, str]], faces_in_image: Iterable[tuple[str, int]] = ()) -> None:
+    def __init__(self, rejected: Iterable[Rejection], faces_in_image: Iterable[tuple[str, int]] = ()) -> None:
         self.rejected = tuple(rejected)
         self.faces_in_image = tuple(faces_in_image)
-        if self.rejected and all(why.startswith(f"{TooManyFaces.code}:") for _, why in self.rejected):
+        if self.rejected and all(rejection.code == TooManyFaces.code for rejection in self.rejected):
             self.code = TooManyFaces.code
-        super().__init__(f"no usable face in the enrolment images: {list(self.rejected)}")
+        super().__init__("no usable face in the enrolment images: "
+                         f"{[(rejection.source, rejection.reason) for rejection in self.rejected]}")
 
 
 class FaceMismatch(Conflict):
@@ -91,11 +92,11 @@ class FaceMismatch(Conflict):
     member holds at the store's face pay FAR (``recognition.pay_far``, as face pay matches at the
     checkout). Nothing is recorded: no face added, no consent. ``mismatched``: the sources of the
     photos whose face is not the member's; ``rejected`` and ``faces_in_image`` as
-    :class:`NoUsableFace` names them (the mismatched photos among the rejected, ``face_mismatch: ...``)."""
+    :class:`NoUsableFace` names them (the mismatched photos among the rejected, code ``face_mismatch``)."""
 
     code = "face_mismatch"
 
-    def __init__(self, mismatched: Iterable[str], rejected: Iterable[tuple[str, str]],
+    def __init__(self, mismatched: Iterable[str], rejected: Iterable[Rejection],
                  faces_in_image: Iterable[tuple[str, int]] = ()) -> None:
         self.mismatched = tuple(mismatched)
         self.rejected = tuple(rejected)
@@ -234,15 +235,15 @@ class MemberRegistry:
             try:
                 decoded = self._analyzer.load_reduced(image)[0]
             except InvalidImage as exc:
-                report.rejected.append((source, f"{exc.code}: {exc}"))
+                report.rejected.append(Rejection.of(source, exc))
                 continue
             faces, found = self._analyzer.largest(decoded)
             report.found.append((source, found))
             if not faces:
-                report.rejected.append((source, "no_face: no face found in the image"))
+                report.rejected.append(Rejection(source, NoFace.code, "no face found in the image"))
             elif found > 1:
-                report.rejected.append((source, f"{TooManyFaces.code}: {found} faces in the image, where one "
-                                                "person alone is expected"))
+                report.rejected.append(Rejection(source, TooManyFaces.code, f"{found} faces in the image, where one "
+                                                 "person alone is expected"))
             else:
                 read.append((source, faces[0], source_crop(decoded, faces[0]) if keep_crops else None))
         if not read:
@@ -251,9 +252,9 @@ class MemberRegistry:
             mismatched = [source for source, face, _ in read if not self._gallery.verify(
                 self._collection, member_id, face, far=self.pay_far, calibration=self._analyzer.calibration).match]
             if mismatched:
-                why = f"{FaceMismatch.code}: not the member's face (it does not match the faces they hold)"
-                raise FaceMismatch(mismatched, report.rejected + [(source, why) for source in mismatched],
-                                   report.found)
+                why = "not the member's face (it does not match the faces they hold)"
+                raise FaceMismatch(mismatched, report.rejected + [Rejection(source, FaceMismatch.code, why)
+                                                                  for source in mismatched], report.found)
         report.added = self._gallery.add_embeddings(
             self._collection, member_id, np.stack([face.as_embedding().vector for _, face, _ in read]),
             recognizer_id=self._analyzer.pack.recognizer_id, qualities=[face.quality for _, face, _ in read],

@@ -129,9 +129,9 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
         report = await call_album(album, tenant, analyzer, gallery, db,
                                   lambda a: a.add_photos([("upload", data)], total=1), keep_crops=keep_crops)
         meter.faces = report.faces + report.unsorted
-        if report.failed:  # "code: message" (the scan's report), shown as the other outcomes are
-            code, _, message = report.failed[0][1].partition(": ")
-            return {"ok": False, "code": code, "message": message}
+        if report.failed:  # the scan's report, shown as the other outcomes are
+            failed = report.failed[0]
+            return {"ok": False, "code": failed.code, "message": failed.message}
         return {"faces": meter.faces, "skipped": bool(report.skipped)}
 
     async def add_all() -> dict[str, Any]:

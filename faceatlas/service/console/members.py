@@ -25,7 +25,8 @@ from faceatlas.apps.retail import (
     NoUsableFace,
     RetailStore,
 )
-from faceatlas.errors import Forbidden, InvalidArgument
+from faceatlas.errors import Forbidden, InvalidArgument, NoFace
+from faceatlas.gallery import Rejection
 from faceatlas.service.accounts import Principal
 from faceatlas.service.console.base import (
     PREFIX,
@@ -104,19 +105,22 @@ async def _photos(request: Request, photos: Sequence[UploadFile]) -> list[bytes]
     return images
 
 
-def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: Sequence[tuple[str, str]],
-              found: Sequence[tuple[str, int]], *, unlisted: str = "no_face: no usable face") -> list[dict[str, Any]]:
+UNUSABLE = (NoFace.code, "no usable face")  # (code, message): a photo not rejected when nothing was recorded
+
+
+def _outcomes(photos: Sequence[UploadFile], info: MemberInfo | None, rejected: Sequence[Rejection],
+              found: Sequence[tuple[str, int]], *, unlisted: tuple[str, str] = UNUSABLE) -> list[dict[str, Any]]:
     """Each photo's outcome from what the layer rejected and how many faces it found in each
-    (``image#N``: the N-th photo); ``unlisted``: the outcome of a photo not rejected when nothing
-    was recorded."""
-    why, faces = dict(rejected), dict(found)
+    (``image#N``: the N-th photo); ``unlisted``: the outcome (code, message) of a photo not
+    rejected when nothing was recorded."""
+    why, faces = {rejection.source: rejection for rejection in rejected}, dict(found)
     outcomes = []
     for number, upload in enumerate(photos[:MAX_PHOTOS]):
-        reason = why.get(f"image#{number}")
-        if reason is None and info is not None:
+        rejection = why.get(f"image#{number}")
+        if rejection is None and info is not None:
             outcomes.append({"file": upload.filename, "ok": True, "found": faces.get(f"image#{number}", 1)})
         else:
-            code, _, message = (reason or unlisted).partition(": ")
+            code, message = unlisted if rejection is None else (rejection.code, rejection.message)
             outcomes.append({"file": upload.filename, "ok": False, "code": code, "message": message})
     return outcomes
 
@@ -188,7 +192,7 @@ async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, 
             finally:
                 store.close()
 
-        status, info, refusal, unlisted = 200, None, None, "no_face: no usable face"
+        status, info, refusal, unlisted = 200, None, None, UNUSABLE
         try:
             info = await run_in_threadpool(run)
             meter.faces, rejected, found = info.faces, info.rejected, info.faces_in_image
@@ -196,7 +200,7 @@ async def _enrolment(request: Request, user: Any, store_id: str, analyzer: Any, 
         except (NoUsableFace, FaceMismatch) as refused:  # each photo's reason, as the galleries page shows them
             status, rejected, found, refusal = refused.status, refused.rejected, refused.faces_in_image, refused.code
             if isinstance(refused, FaceMismatch):  # a photo of the member's, refused with another's
-                unlisted = "not_recorded: the member's face, not recorded as another photo is not theirs"
+                unlisted = ("not_recorded", "the member's face, not recorded as another photo is not theirs")
         # "id": the member's, as the API's create answers it, so that their erasure replaces this outcome
         return {"status": status, "refusal": refusal, "member": info.id if info else None,
                 "id": info.id if info else None,
