@@ -50,7 +50,7 @@ from faceatlas.service.routes import account, albums, ar, events, faces, galleri
 from faceatlas.service.schemas import ErrorOut
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import EngineSettings, ServiceSettings
-from faceatlas.video import VideoBase
+from faceatlas.video import VideoBase, adopt_space_rows
 
 _log = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ def migrate_all(engine: Engine) -> None:
     with engine.begin() as connection:
         lock_schema(connection)
         VideoBase.metadata.create_all(connection)
+        adopt_space_rows(connection)  # an older watch's events of a service tenant: listed and erased with its own
     migrate_retail(engine)  # the retail tables whose analytics the console reads
     migrate_albums(engine)
     migrate_kyc(engine)

@@ -62,6 +62,7 @@ from faceatlas.video.store import (
     EventRow,
     MinuteCounts,
     VideoBase,
+    adopt_space_rows,
     erase_subject_events,
     erase_tenant_events,
     event_snapshot,
@@ -157,4 +158,5 @@ __all__ = [
     "utc_time",
     "verify_signature",
     "source_error",
+    "adopt_space_rows",
 ]

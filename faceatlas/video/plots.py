@@ -16,7 +16,7 @@ from faceatlas.db import create_database_engine, require_database
 from faceatlas.engine import check_figure_path
 from faceatlas.errors import InvalidArgument, NotFound
 from faceatlas.video.config import checked_events_tenant, prepare_output_file, remove_made_folders
-from faceatlas.video.store import CountRow, MinuteCounts, count_cameras, list_counts
+from faceatlas.video.store import CountRow, MinuteCounts, adopt_space_rows, count_cameras, list_counts
 
 
 def camera_counts(database: str, camera: str, *, tenant: str = "default", since: str | None = None,
@@ -33,6 +33,8 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
     try:
         if not inspect(engine).has_table(CountRow.__tablename__):
             raise NotFound("no counts in this database (no `faceatlas watch` stored any: is it the watch's --db?)")
+        with engine.begin() as connection:  # an older watch's counts of a service tenant, under its id
+            adopt_space_rows(connection)
         known = count_cameras(engine, tenant)
         if camera not in known:
             listed = f"cameras with counts: {', '.join(known[:20])}" if known else "no camera stored counts there"

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, inspect, or_, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, delete, func, inspect, or_, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from faceatlas.db import create_database_engine, rowcount
@@ -241,10 +241,32 @@ def count_cameras(engine: Engine, tenant: str) -> list[str]:
 
 
 def open_events_db(url: str, *, busy_s: float = 30.0) -> Engine:
-    """An engine on ``url`` with the events table created if missing (``busy_s``: an SQLite lock's wait)."""
+    """An engine on ``url`` with the events table created if missing (``busy_s``: an SQLite lock's
+    wait), and rows of an older FaceAtlas under a service space's name adopted (:func:`adopt_space_rows`)."""
     engine = create_database_engine(url, busy_s=busy_s)
-    VideoBase.metadata.create_all(engine)
+    with engine.begin() as connection:
+        VideoBase.metadata.create_all(connection)
+        adopt_space_rows(connection)
     return engine
+
+
+def adopt_space_rows(connection: Connection) -> int:
+    """Put the events and minute counts that a ``watch`` of a FaceAtlas before 2026-12-05 stored
+    under a service tenant's gallery space (``tenant: svc:acme`` in cams.yaml stored ``svc:acme``)
+    under the tenant (``acme``), where everything since stores, lists, and erases them: they were
+    listed by nobody, and deleting the subject they name, or the tenant, left them and their face
+    snapshots. Run where the tables are opened (the server's start, ``watch``, erasures, `counts`);
+    a range of the tenant index (``svc:`` up to ``svc;``), so a database without such rows is not
+    scanned. A table that is not there is skipped. Returns how many rows were moved (0 after the
+    first run)."""
+    moved, there = 0, set(inspect(connection).get_table_names())
+    for row in (EventRow, CountRow):
+        if row.__tablename__ not in there:
+            continue
+        column = row.tenant
+        moved += rowcount(connection.execute(
+            update(row).where(column > "svc:", column < "svc;").values(tenant=func.substr(column, 5))))
+    return moved
 
 
 def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type: str | None = None,
@@ -289,7 +311,9 @@ def erase_tenant_events(engine: Engine, tenant: str) -> int:
     (snapshots were named ``<camera>_<frame>_<track>_<type>.jpg`` before they were named by their
     event, and two runs of a camera, of two tenants sharing a snapshots folder, wrote one file).
     Creates the tables when missing. Returns how many events were deleted."""
-    VideoBase.metadata.create_all(engine)
+    with engine.begin() as connection:
+        VideoBase.metadata.create_all(connection)
+        adopt_space_rows(connection)
     with Session(engine) as session:
         kept = {row.get("snapshot") for row in session.scalars(select(EventRow.data).where(EventRow.tenant == tenant))}
         paths = sorted(s for s in kept if isinstance(s, str) and Path(s).suffix.lower() == ".jpg")
@@ -318,6 +342,8 @@ def erase_subject_events(engine: Engine, tenant: str, subjects: Iterable[str], c
     wanted = {s for s in subjects if s}
     if not wanted or not inspect(engine).has_table(EventRow.__tablename__):
         return 0
+    with engine.begin() as connection:  # an older watch's rows of a service tenant: erased with the others
+        adopt_space_rows(connection)
     subject, previous = EventRow.data["subject"].as_string(), EventRow.data["previous"].as_string()
     doomed: dict[str, Any] = {}
     with Session(engine) as session:

@@ -103,3 +103,33 @@ def test_a_gallery_given_with_db_has_its_events_erased_where_watch_stored_them(e
     with sqlite3.connect(tmp_path / "g.db") as connection:  # no video table made in the gallery's database
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "video_events" not in tables, tables
+
+
+def test_events_an_older_watch_stored_under_a_service_space_are_listed_and_erased_as_the_tenants(examples, tmp_path):
+    """A FaceAtlas before 2026-12-05 stored the events of cams.yaml's `tenant: svc:acme` under
+    `svc:acme`; everything since stores, lists and erases them under `acme`. After the upgrade,
+    deleting the subject they named (API or CLI) and `admin tenant delete acme` left those rows and
+    their face snapshots, and GET /v1/events and `counts --tenant svc:acme` showed none of them.
+    They are now moved under the tenant where the tables are opened, and erased with its own."""
+    from faceatlas.db import create_database_engine
+    from faceatlas.video import erase_subject_events, erase_tenant_events
+    from faceatlas.video.plots import camera_counts
+
+    photo = examples / "examples" / "lin-manuel-miranda.png"
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    sink = DatabaseSink(url, tenant="svc:acme")
+    sink.emit(Event("counts", "gate", 1, 1.0, data={"minute": "2026-12-04T10:00", "classes": {"car": {"seen": 2}}}))
+    sink.close()
+    shots = _seed(url, tmp_path, photo, tenant="svc:acme")  # as the older watch wrote them
+    with sqlite3.connect(tmp_path / "old.db") as db:  # (a sink opened moves what an earlier one stored)
+        assert db.execute("SELECT count(*) FROM video_events WHERE tenant = 'svc:acme'").fetchone()[0] == 6
+    engine = create_database_engine(url)
+    assert erase_subject_events(engine, "acme", {"lmm"}) == 3  # the tenant's id, as the API and CLI give it
+    assert not shots["lmm"].exists() and shots["shared"].exists() and shots["obama"].exists()
+    assert _subjects(_stored(url, "acme")) == ["-", "-", "obama", "obama"] and _stored(url, "svc:acme") == []
+    assert [row.counts for row in camera_counts(url, "gate", tenant="svc:acme")] == [{"seen": 2}]
+    assert erase_tenant_events(engine, "acme") == 4 and not shots["obama"].exists()  # with the counts event
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        assert db.execute("SELECT count(*) FROM video_events").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM video_counts").fetchone()[0] == 0
+    engine.dispose()
