@@ -275,7 +275,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         # and every period, so a machine that keeps running drops erased vectors too
         state.retention = RetentionSweep({"KYC reference images": state.kyc.purge,
                                           "anonymous store visitors": partial(purge_anonymous_visitors, state.db),
-                                          "index files of deleted collections or holding erased faces":
+                                          # a live collection's file is rebuilt from the database at its next use
+                                          "index files of deleted collections, holding erased faces or of an "
+                                          "older format":
                                               state.gallery.sweep_indexes},
                                          settings.retention_sweep_seconds)
         state.retention.start()
