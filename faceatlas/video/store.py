@@ -102,10 +102,18 @@ class CountRow(VideoBase):
         minute and classes had before recordings were told apart by their start (one per tenant,
         camera, minute and class; written by the same recording, or by the latest segment of that
         minute, which they had replaced). Deleted when the event is stored, so that running an old
-        recording again does not count it twice."""
-        if not event.data.get("recorded") or not event.data.get("start"):
+        recording again does not count it twice. Also, for a service tenant (an id: no colon), the ids
+        its rows had when an older ``watch`` stored them under its space ``svc:<id>``
+        (:func:`adopt_space_rows` moves them, their ids hashed with the old name)."""
+        if not event.data.get("recorded"):
             return []
-        return [_recording_key(tenant, event, label, with_start=False) for label in event.data.get("classes", {})]
+        labels = list(event.data.get("classes", {}))
+        ids = [_recording_key(tenant, event, label, with_start=False) for label in labels] \
+            if event.data.get("start") else []
+        if ":" not in tenant:
+            ids += [_recording_key(f"svc:{tenant}", event, label, with_start=with_start)
+                    for label in labels for with_start in (True, False)]
+        return ids
 
 
 def _recording_key(tenant: str, event: Event, label: str, *, with_start: bool) -> str:
@@ -255,17 +263,18 @@ def adopt_space_rows(connection: Connection) -> int:
     under a service tenant's gallery space (``tenant: svc:acme`` in cams.yaml stored ``svc:acme``)
     under the tenant (``acme``), where everything since stores, lists, and erases them: they were
     listed by nobody, and deleting the subject they name, or the tenant, left them and their face
-    snapshots. Run where the tables are opened (the server's start, ``watch``, erasures, `counts`);
-    a range of the tenant index (``svc:`` up to ``svc;``), so a database without such rows is not
-    scanned. A table that is not there is skipped. Returns how many rows were moved (0 after the
+    snapshots. Run where the tables are opened (the server's start, ``watch``, erasures, `counts`):
+    one scan of the tenant column. A table that is not there is skipped. Returns how many rows were moved (0 after the
     first run)."""
     moved, there = 0, set(inspect(connection).get_table_names())
     for row in (EventRow, CountRow):
         if row.__tablename__ not in there:
             continue
         column = row.tenant
-        moved += rowcount(connection.execute(
-            update(row).where(column > "svc:", column < "svc;").values(tenant=func.substr(column, 5))))
+        # exactly 'svc:' and more (not a range: under a PostgreSQL collation other than C, ';' sorts
+        # before ':' and the range held nothing; not LIKE: SQLite's ignores case)
+        moved += rowcount(connection.execute(update(row).where(
+            func.substr(column, 1, 4) == "svc:", func.length(column) > 4).values(tenant=func.substr(column, 5))))
     return moved
 
 

@@ -133,3 +133,21 @@ def test_events_an_older_watch_stored_under_a_service_space_are_listed_and_erase
         assert db.execute("SELECT count(*) FROM video_events").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM video_counts").fetchone()[0] == 0
     engine.dispose()
+
+
+def test_a_recording_an_older_watch_counted_under_a_service_space_is_not_counted_twice_when_run_again(tmp_path):
+    """A recording's minute rows are keyed by a hash of the tenant's name: the rows an older watch
+    stored under `svc:acme`, moved under `acme`, were not replaced by the same recording run again
+    under `acme` (seen 10 where it saw 5)."""
+    from faceatlas.video import list_counts
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    minute = {"minute": "2026-12-01T10:00", "recorded": True, "start": "2026-12-01T10:00:00+00:00",
+              "classes": {"person": {"seen": 5}}}
+    for tenant in ("svc:acme", "acme"):  # the older run, then the same run after the upgrade
+        sink = DatabaseSink(url, tenant=tenant)
+        sink.emit(Event("counts", "door", 100, 60.0, None, None, dict(minute), "evt1", "2026-12-01T10:01:00+00:00"))
+        sink.close()
+    engine = open_events_db(url)
+    assert [row.counts for row in list_counts(engine, "acme", "door").rows] == [{"seen": 5}]
+    engine.dispose()
