@@ -577,6 +577,13 @@ def test_enrol_with_a_name_renames_an_existing_subject_as_the_console_does(tmp_p
     with Gallery.open(str(tmp_path / "g.db")) as gallery:
         alice = gallery.get_subject("m", "alice")
     assert alice.name == "Alice C" and alice.faces == 4
+    # a run again over photos enrolled before (all skipped) with a name: renamed all the same (it was kept)
+    skipped = runner.invoke(app, ["gallery", "enrol", "m", str(photos / "obama.jpg"), "-s", "alice", "--name",
+                                  "Alice D", *db], env={"COLUMNS": "200"})
+    assert skipped.exit_code == 0 and "renamed alice to 'Alice D'" in skipped.output, skipped.output
+    with Gallery.open(str(tmp_path / "g.db")) as gallery:
+        alice = gallery.get_subject("m", "alice")
+    assert alice.name == "Alice D" and alice.faces == 4
 
 
 def test_an_export_too_deep_or_holding_nul_is_refused_in_one_line(tmp_path):

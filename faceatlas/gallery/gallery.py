@@ -716,6 +716,9 @@ class Gallery:
                 name, once=once, rename=True)
             for source in dict.fromkeys(str(sources[i]) for i in left_out):  # enrolled meanwhile by another run
                 report.skipped.append(source)
+        elif name is not None and report.skipped:  # every photo enrolled before (a run again with --name):
+            # the name is the subject's all the same (it was kept without a word)
+            report.renamed = self.change_subject(collection, external_id, name=name).changed
         return report
 
     def _sources_of(self, collection: str, external_id: str) -> set[str]:
