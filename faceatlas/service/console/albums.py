@@ -135,7 +135,7 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
         return {"faces": meter.faces, "skipped": bool(report.skipped)}
 
     async def add_all() -> dict[str, Any]:
-        done = await each_photo(request, user.principal, accounts, "albums.scan", "write", photos, add_one,
+        done = await each_photo(request, user.principal, "albums.scan", "write", photos, add_one,
                                 once=once, path=f"{album_path(album)}/photos")
         if any(outcome["ok"] and not outcome.get("sent_before") for outcome in done):
             await audit(accounts, user.principal, "album.scan", album, {"photos": len(done)})

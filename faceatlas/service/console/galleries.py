@@ -174,7 +174,7 @@ async def enrol(
         return {"faces": len(report.added), "found": largest.found}
 
     async def enrol_all() -> dict[str, Any]:
-        outcomes = await each_photo(request, principal, accounts, "enrol", "write", photos, enrol_one, ok_status=201,
+        outcomes = await each_photo(request, principal, "enrol", "write", photos, enrol_one, ok_status=201,
                                     once=once, path=f"{subjects_path(collection)}/{subject}/faces")
         return {"outcomes": outcomes, "skipped": max(0, len(photos) - MAX_PHOTOS),
                 "unfinished": any(o.get("code") == IdempotencyInFlight.code for o in outcomes)}

@@ -4,15 +4,17 @@ done (a process killed mid-form had billed none of the photos it had enrolled)."
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 from fastapi import Request, UploadFile
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.errors import (
@@ -22,6 +24,7 @@ from faceatlas.errors import (
     IdempotencyInFlight,
     QuotaExceeded,
     RateLimited,
+    StateUnavailable,
 )
 from faceatlas.service.accounts import Principal, billed
 from faceatlas.service.console.base import gate
@@ -41,7 +44,7 @@ async def audit(accounts: Any, principal: Principal, action: str, target: str, d
 PhotoWork = Callable[[bytes, Meter], Awaitable[dict[str, Any]]]
 
 
-async def each_photo(request: Request, principal: Principal, accounts: Any, operation: str, scope: str,
+async def each_photo(request: Request, principal: Principal, operation: str, scope: str,
                      photos: Sequence[UploadFile], work: PhotoWork, *, ok_status: int = 200, once: str = "",
                      path: str = "") -> list[dict[str, Any]]:
     """``work`` on each of the first :data:`MAX_PHOTOS` photos, one metered ``operation`` call each;
@@ -74,22 +77,31 @@ async def each_photo(request: Request, principal: Principal, accounts: Any, oper
                                 {"file": upload.filename, "ok": False, "code": "not_found",
                                  "message": "this photo was done before, and what it added was erased since"})
                 continue
-        outcome: dict[str, Any] | None = None
         try:
-            outcome = await _one_photo(request, principal, accounts, operation, scope, upload, work, ok_status)
-        finally:
-            if key is not None:  # done: its outcome kept; failed (or cut short): free, a new sending does it
-                answer = StoredAnswer(200, json.dumps(outcome).encode(), "application/json", path) \
-                    if outcome is not None and outcome["ok"] else None
-                await run_in_threadpool(shared.finish_idempotent, principal.tenant_id, key, answer, call)
+            outcome, final = await _one_photo(request, principal, operation, scope, upload, work, ok_status)
+        except asyncio.CancelledError:  # no I/O while cancelled: the claim frees as a dead process's does
+            if key is not None:
+                shared.abandon(principal.tenant_id, key)
+            raise
+        except BaseException:
+            if key is not None:
+                await run_in_threadpool(shared.finish_idempotent, principal.tenant_id, key, None, call)
+            raise
+        if key is not None:  # done or refused for good: kept; else (busy, a fault) free: a new sending does it
+            answer = StoredAnswer(200, json.dumps(outcome).encode(), "application/json", path) if final else None
+            await run_in_threadpool(shared.finish_idempotent, principal.tenant_id, key, answer, call)
         outcomes.append(outcome)
     request.state.meter = None  # this request's calls are recorded here, one row per photo
     return outcomes
 
 
-async def _one_photo(request: Request, principal: Principal, accounts: Any, operation: str, scope: str,
-                     upload: UploadFile, work: PhotoWork, ok_status: int) -> dict[str, Any]:
-    """One photo of :func:`each_photo`: its outcome, its usage row written and its quota settled."""
+async def _one_photo(request: Request, principal: Principal, operation: str, scope: str,
+                     upload: UploadFile, work: PhotoWork, ok_status: int) -> tuple[dict[str, Any], bool]:
+    """One photo of :func:`each_photo`: its outcome, its usage row written (as the metering
+    middleware writes a call's: tried again, and kept in memory for a photo done while the database
+    fails) and its quota settled; and whether the outcome is final (done, or refused for good: a
+    4xx but rate and quota, which a later sending may pass), so that a sending again answers it
+    rather than doing and billing it again."""
     started, status, meter = time.perf_counter(), ok_status, None
     try:
         meter = await gate(request, principal, operation, scope)
@@ -119,8 +131,18 @@ async def _one_photo(request: Request, principal: Principal, accounts: Any, oper
         if getattr(request.state, "meter", None) is not meter:
             meter = None
         outcome = {"file": upload.filename, "ok": False, "code": "internal", "message": "internal server error"}
-    if meter is not None:  # billed now, not when the form is over: a kill after it keeps its row
-        request.state.meter = None
-        await run_in_threadpool(accounts.record_usage, [usage_row(meter, status, started)])
-        await run_in_threadpool(get_shared(request).settle, principal.tenant_id, billed(status), meter.month)
-    return outcome
+    if meter is None:  # refused before it was counted: nothing billed, nothing final
+        return outcome, False
+    request.state.meter = None  # billed now, not when the form is over: a kill after it keeps its row
+    row, usage, charged = usage_row(meter, status, started), request.app.state.usage, billed(status)
+    try:
+        await run_in_threadpool(usage.record, row)
+    except SQLAlchemyError:
+        if status >= 400:  # a refusal that cannot be billed now is not billed: a new sending tries it again
+            charged = False
+            status = DatabaseUnavailable.status
+        else:  # done: billed once the database takes the row
+            usage.keep(row)
+    with suppress(StateUnavailable):  # the outcome stands; reconciliation mends the counter
+        await run_in_threadpool(get_shared(request).settle, principal.tenant_id, charged, meter.month)
+    return outcome, status < 500 and outcome.get("code") not in (RateLimited.code, QuotaExceeded.code)
