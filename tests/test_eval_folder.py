@@ -211,7 +211,7 @@ def test_saving_over_a_calibration_needs_replace_and_a_missing_default_far_names
     refused = CliRunner().invoke(app, ["folder", str(dataset), "--pack", "scrfd-mbf", "--save-as", "mine"])
     said = " ".join(refused.output.split())
     assert refused.exit_code == 2 and "already_exists" in said, said
-    assert "calibration 'mine' of pack scrfd-mbf exists: FAR 1e-3, 1e-4 from 900 genuine / 450,000 impostor" in said
+    assert "calibration 'mine' of pack scrfd-mbf exists: FAR 1e-4, 1e-3 from 900 genuine / 450,000 impostor" in said
     assert "--replace" in said and "TAR @ FAR" not in said  # refused before the evaluation
     assert path.read_bytes() == before
 
@@ -219,7 +219,7 @@ def test_saving_over_a_calibration_needs_replace_and_a_missing_default_far_names
                                         "--replace"])
     said = " ".join(replaced.output.split())
     assert replaced.exit_code == 0, said
-    assert ("calibration 'mine' replaced: it was FAR 1e-3, 1e-4 from 900 genuine / 450,000 impostor pairs "
+    assert ("calibration 'mine' replaced: it was FAR 1e-4, 1e-3 from 900 genuine / 450,000 impostor pairs "
             "(faceatlas eval folder A, 2025-01-02); it is now FAR 1e-3 from 120 genuine / 12,") in said, said
     assert path.read_bytes() != before and "name" not in json.loads(path.read_text())
 

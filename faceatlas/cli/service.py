@@ -208,9 +208,8 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
         gallery.close()
     counted = [(deleted.collections, "collection"), (deleted.albums, "album"),
                (deleted.kyc_sessions, "verification session"), (deleted.stores, "store"),
-               (deleted.events, "stored video event and count row")]
-    said = [f"{n} {what}{'' if n == 1 else 's'}".replace("event and count rows", "events and count rows")
-            for n, what in counted]
+               (deleted.events, "stored video event")]  # with their minute counts
+    said = [f"{n} {what}{'' if n == 1 else 's'}" for n, what in counted]
     console.print(f"tenant {tenant_id} deleted with {', '.join(said[:-1])} and {said[-1]}")
     if settings.redis_url is None:  # the answers servers keep for retries name its subjects: out of reach here
         err.print(ANSWERS_IN_MEMORY)

@@ -81,7 +81,7 @@ class Calibration:
     def summary(self) -> str:
         """Its FARs and the pairs behind them, as said when a save would replace it: ``FAR 1e-3, 1e-4
         from 120 genuine / 500,000 impostor pairs (faceatlas eval folder A, 2025-01-02)``."""
-        fars = ", ".join(sorted(self.thresholds, key=float, reverse=True)) or "none"
+        fars = ", ".join(sorted(self.thresholds, key=float)) or "none"
         pairs = [f"{int(self.metrics[k]):,} {k.split('_')[0]}" for k in ("genuine_pairs", "impostor_pairs")
                  if k in self.metrics]
         made = f" from {' / '.join(pairs)} pairs" if pairs else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import inspect
+from sqlalchemy.exc import OperationalError
 
 from faceatlas.db import create_database_engine, require_database
 from faceatlas.engine import check_figure_path
@@ -33,8 +34,11 @@ def camera_counts(database: str, camera: str, *, tenant: str = "default", since:
     try:
         if not inspect(engine).has_table(CountRow.__tablename__):
             raise NotFound("no counts in this database (no `faceatlas watch` stored any: is it the watch's --db?)")
-        with engine.begin() as connection:  # an older watch's counts of a service tenant, under its id
-            adopt_space_rows(connection)
+        try:  # an older watch's counts of a service tenant, under its id
+            with engine.begin() as connection:
+                adopt_space_rows(connection)
+        except OperationalError:  # a database this command may only read (a read-only file): as they are
+            pass
         known = count_cameras(engine, tenant)
         if camera not in known:
             listed = f"cameras with counts: {', '.join(known[:20])}" if known else "no camera stored counts there"
