@@ -6,24 +6,15 @@ API stored it with its spaces."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
-from starlette.testclient import TestClient
 
 from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
 from faceatlas.apps.retail.db import Consent, Member
-
-
-def _console(api, key: str) -> tuple[TestClient, str]:
-    client = TestClient(api.app, raise_server_exceptions=False, base_url="http://testserver")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
-    assert client.post("/console/login", data={"key": api.keys[key], "csrf": csrf},
-                       follow_redirects=False).status_code == 303
-    return client, re.search(r'name="csrf" value="([^"]+)"', client.get("/console/galleries").text).group(1)
+from tests.service.test_console_faults import _console
 
 
 @pytest.mark.parametrize(("form", "status", "code"), [
