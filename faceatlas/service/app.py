@@ -384,11 +384,12 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.add_middleware(RefuseEncodedSlash, prefix=API_PREFIX)
     app.add_middleware(RedactQuerySecrets)  # outermost of ours: before anything reads or logs the URL
 
-    @app.get("/healthz", include_in_schema=False)
+    # HEAD too: load balancers and uptime monitors probe with it (it was 405 Method Not Allowed)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
     def readyz() -> PlainTextResponse:
         if not app.state.ready:
             return PlainTextResponse("starting", status_code=503)

@@ -312,6 +312,14 @@ def test_the_random_challenge_never_asks_to_look_up(service: KycService) -> None
     assert service.create("acme", parse_challenge("blink,up")).challenge == ["blink", "look_up"]
 
 
+@pytest.mark.parametrize("text", ["blink,,left", "blink,left,", " ,blink", ["blink", " "]])
+def test_an_empty_challenge_action_is_refused_not_dropped(text: str | list[str]) -> None:
+    """``-c blink,$NEXT,left`` with NEXT unset asked two actions without a word; now it is refused."""
+    with pytest.raises(InvalidArgument, match="is empty"):
+        parse_challenge(text)
+    assert parse_challenge(" Blink , left ") == ["blink", "turn_left"]
+
+
 def test_the_session_list_pages_through_every_session_once(service: KycService) -> None:
     """The list stopped at its limit (the console at 200) with no way to the older sessions; pages
     now walk all of them, newest first, sessions created in the same microsecond included."""

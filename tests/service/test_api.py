@@ -233,6 +233,8 @@ def test_health_readiness_and_prometheus_metrics(api, examples):
         assert anonymous.post("/v1/detect", files=_upload(photo)).status_code == 401
         assert anonymous.get("/healthz").json() == {"status": "ok"}
         assert anonymous.get("/readyz").status_code == 200
+        # load balancers and uptime monitors probe with HEAD (it was 405)
+        assert anonymous.head("/healthz").status_code == anonymous.head("/readyz").status_code == 200
         metrics = anonymous.get("/metrics").text
         assert anonymous.get("/docs").status_code == 404  # Swagger UI loads from a CDN: off unless FACEATLAS_DOCS
         assert "/v1/detect" in anonymous.get("/openapi.json").json()["paths"]

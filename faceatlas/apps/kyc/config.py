@@ -124,10 +124,15 @@ class KycConfig:
 
 def parse_challenge(text: str | Sequence[str]) -> list[Action]:
     """``"blink,left"`` (or a list of names) as actions, the aliases of :data:`ALIASES` mapped; unknown
-    names (or a list holding something else than names) are :class:`InvalidArgument`."""
+    names, an empty one between commas (``"blink,,left"``: an unset variable?) or a list holding something
+    else than names are :class:`InvalidArgument`."""
     if not isinstance(text, str) and any(not isinstance(t, str) for t in text):
         raise InvalidArgument(f"challenge actions are names among {', '.join(ACTIONS)}; got {list(text)!r:.80}")
-    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
+    if any(not t for t in items) and any(items):  # it was dropped: the session asked one action fewer
+        raise InvalidArgument(f"challenge action {items.index('') + 1} of {len(items)} is empty in "
+                              f"{','.join(items)!r:.80}: give names among {', '.join(ACTIONS)}")
+    items = [t for t in items if t]
     unknown = [t for t in items if t not in ALIASES]
     if unknown or not items:
         raise InvalidArgument(f"challenge actions must be among {', '.join(ACTIONS)} (or left, right, up, smile); "
