@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.db import (
     create_database_engine,
-    default_database_url,
     normalize_url,
     require_database,
     rowcount,
@@ -159,7 +158,8 @@ class Gallery:
     @classmethod
     def open(cls, url: str | None = None, *, tenant: str = DEFAULT_TENANT, index_dir: Path | None = None,
              ann_min_faces: int = ANN_MIN_FACES, storage: Storage = "float32",
-             autosave_every: int = 1000, settings: EngineSettings | None = None, create: bool = True) -> Gallery:
+             autosave_every: int = 1000, settings: EngineSettings | None = None, create: bool = True,
+             storage_settings: StorageSettings | None = None) -> Gallery:
         """Connect to ``url`` (default ``$FACEATLAS_DATABASE_URL`` or the SQLite file under
         ``~/.local/share/faceatlas``), run migrations, and return ``tenant``'s gallery. Without
         ``create`` an SQLite file that does not exist is :class:`NotFound` (a read of a mistyped
@@ -168,17 +168,18 @@ class Gallery:
         Indexes are persisted in ``index_dir`` (default: ``$FACEATLAS_INDEX_DIR`` when set, else
         ``<db file>.indexes`` for SQLite and none for a server database). An empty ``url`` is
         :class:`InvalidArgument`, not the default database (``--db "$DB"`` with ``DB`` unset wrote
-        to ``~/.local/share/faceatlas``)."""
+        to ``~/.local/share/faceatlas``). ``storage_settings`` (default: the environment's) gives
+        the defaults of ``url`` and ``index_dir`` and where the vectors are searched (FAISS or Milvus)."""
         check_tenant(tenant)  # before a database file is made for it
         if url is not None and not url.strip():
             raise InvalidArgument("the gallery database is empty: give its URL or SQLite file (or none at all "
                                   "for the default one)")
-        url = normalize_url(default_database_url() if url is None else url)
+        storage_settings = storage_settings or StorageSettings()
+        url = normalize_url(storage_settings.database_url if url is None else url)
         if not create:
             require_database(url, "gallery database", "`faceatlas gallery create NAME` makes one there")
         engine = create_database_engine(url)
         migrate(engine)
-        storage_settings = StorageSettings()
         index_dir = index_dir_for(url, index_dir or storage_settings.index_dir)
         sessions = sessionmaker(engine, expire_on_commit=False)
         indexes: IndexCache | MilvusIndexCache

@@ -49,7 +49,7 @@ from faceatlas.service.retention import RetentionSweep
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.schemas import ErrorOut
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
-from faceatlas.settings import EngineSettings, ServiceSettings
+from faceatlas.settings import EngineSettings, ServiceSettings, StorageSettings
 from faceatlas.video import VideoBase, adopt_space_rows
 
 _log = logging.getLogger(__name__)
@@ -234,10 +234,16 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
 
 
 def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer | None = None,
-               engine_settings: EngineSettings | None = None) -> FastAPI:
+               engine_settings: EngineSettings | None = None,
+               storage_settings: StorageSettings | None = None) -> FastAPI:
     """The service app. Models load and migrations run at startup (``/readyz`` says when done);
-    a setting out of its rules fails here, before the server starts (:class:`InvalidSetting`)."""
-    settings = settings or ServiceSettings.from_env()
+    a setting out of its rules fails here, before the server starts (:class:`InvalidSetting`).
+    Each settings section not given is the environment's; the database and index folder are
+    ``settings``' (``serve --db``; without ``settings``, ``storage_settings``'), the vector
+    backend ``storage_settings``'."""
+    if settings is None:
+        settings = ServiceSettings.from_env(**({} if storage_settings is None else {
+            "database_url": storage_settings.database_url, "index_dir": storage_settings.index_dir}))
     engine_settings = engine_settings or EngineSettings()
     _say_startup_failures_in_one_line()
 
@@ -254,7 +260,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
                                          partial(database_identity, state.db))  # runs the gallery's migrations
         state.shared.check()
         state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
-        state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings)
+        state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings,
+                                     storage_settings=storage_settings)
         state.tenant_galleries = {}
         state.analyzer = analyzer or FaceAnalyzer(settings.pack, settings=engine_settings)
         state.gallery.serving = state.analyzer.pack  # one server, one pack: a mismatch names it and the cure

@@ -302,3 +302,25 @@ def test_purging_a_lite_file_leaves_no_byte_of_a_deleted_subject(lite: Path, tmp
         assert gallery.search("c", Embedding(vectors[0], rid), k=1, rank_only=True)[0].best_face_id == kept[0]
     assert list(_held(lite).values()) == [kept]
     assert _on_disk(folder, needle) == []
+
+
+def test_the_vector_backend_is_chosen_in_code_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Gallery.open`` read the backend from the environment only: a program could not put one
+    gallery on Milvus and another on FAISS. ``storage_settings`` picks it (and the default database)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    from faceatlas.settings import StorageSettings
+
+    monkeypatch.delenv("FACEATLAS_VECTOR_BACKEND", raising=False)
+    path = tmp_path / "milvus" / "m.db"
+    chosen = StorageSettings(vector_backend="milvus", milvus_uri=str(path), database_url=str(tmp_path / "g.db"))
+    try:
+        with Gallery.open(tenant="x", storage_settings=chosen) as gallery:
+            ids = _enrol(gallery, 2, seed=3)
+        assert list(_held(path).values()) == [ids]
+        assert (tmp_path / "g.db").is_file() and not (tmp_path / "g.db.indexes").exists()  # no FAISS files
+        with Gallery.open(str(tmp_path / "f.db"), tenant="x") as environment:  # the environment's: FAISS
+            _enrol(environment, 1, seed=4)
+        assert list(_held(path).values()) == [ids]  # none of its faces went to Milvus
+    finally:
+        server_manager_instance.release_server(str(path))
