@@ -12,7 +12,8 @@ path the server logs is cut to ``fa_<prefix>_[redacted]`` (:func:`redact_path`).
 The ids that name a person in a path (a subject's id, often their name; an album's person; a
 store's member) are personal data that no deletion reaches once a log line holds them: the path the
 server logs has them replaced by their parameter's name (``/v1/collections/staff/subjects/{subject}``,
-:func:`redact_people`), whether a route took the call or not (a 404, a redirect, a refusal)."""
+:func:`redact_people`), whether a route took the call or not (a 404, a redirect, a refusal); so
+have the query parameters that name people (``/v1/albums/fam/together?people={people}``)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,21 @@ def redact_people(path: str, template: str | None = None) -> str:
                         for part, mark in zip(segments, shape, strict=True))
     return "/".join(_PERSONAL_AFTER[segments[i - 1]] if i and part and segments[i - 1] in _PERSONAL_AFTER else part
                     for i, part in enumerate(segments))
+
+
+# The query parameters whose values name people (an album's ``together?people=Aunt%20Mary``), logged
+# as ``{name}``: replaced once the route has read them, as the path's are.
+PERSONAL_QUERY = ("people", "person", "subject", "member_id")
+
+
+def redact_people_query(query: bytes) -> bytes:
+    """``query`` with the value of each :data:`PERSONAL_QUERY` parameter replaced by ``{name}``."""
+    parts = []
+    for part in query.split(b"&"):
+        name, sep, _ = part.partition(b"=")
+        label = unquote_plus(name.decode("latin-1")).lower()
+        parts.append(name + b"={" + label.encode() + b"}" if sep and label in PERSONAL_QUERY else part)
+    return b"&".join(parts)
 
 
 def loggable_path(scope: Scope) -> str:
@@ -105,6 +121,8 @@ def _redact_scope_path(scope: Scope) -> None:
     scope["path"] = redact_people(scope.get("path", ""), template)
     if scope.get("raw_path"):
         scope["raw_path"] = redact_people(scope["raw_path"].decode("latin-1"), template).encode("latin-1")
+    if scope.get("query_string"):
+        scope["query_string"] = redact_people_query(scope["query_string"])
     if _KEY_SHAPE.search(scope.get("path", "")):
         scope["path"] = redact_path(scope["path"])
     if scope.get("raw_path") and _KEY_SHAPE.search(scope["raw_path"].decode("latin-1")):

@@ -49,6 +49,9 @@ def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path
             assert http.delete("/v1/collections/staff/subjects/jane_privacy").status_code == 204
             assert http.get("/v1/collections/staff/subjects/jane_privacy").status_code == 404
             assert http.get("/v1/albums/holiday/people/Aunt%20Mary/faces").status_code == 404
+            # the people of an album's photos together, by name in the query string
+            assert http.get("/v1/albums/holiday/together", params=[("people", "Aunt Mary"),
+                                                                   ("people", "jane_q")]).status_code == 404
             assert http.get("/v1/collections/staff").status_code == 200
             # not routed: a trailing slash (redirected), a mistyped route (404)
             assert http.get("/v1/collections/staff/subjects/jane_slash/").status_code in (307, 404)
@@ -60,5 +63,6 @@ def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path
     assert "DELETE /v1/collections/staff/subjects/{subject} HTTP" in text, text[-3000:]
     assert "POST /v1/collections/staff/subjects/{subject}/merge HTTP" in text
     assert "GET /v1/albums/holiday/people/{person}/faces HTTP" in text
+    assert "GET /v1/albums/holiday/together?people={people}&people={people} HTTP" in text
     assert "GET /v1/collections/staff HTTP" in text  # a collection's name is not a person's: kept
     assert "jane_" not in text and "Aunt" not in text
