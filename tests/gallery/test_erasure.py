@@ -569,3 +569,28 @@ def test_a_sweep_beside_writers_of_its_folder_loses_no_face_and_leaves_no_erased
             for vector in enrolled["p11"][1]:
                 assert fresh.search("c", Embedding(vector, rid), k=1, rank_only=True)[0].external_id == "p11"
     assert not vectors_on_disk(here, erased)
+
+
+def test_an_erased_subject_leaves_no_copy_in_the_sqlite_journal(tmp_path: Path) -> None:
+    """The database file was clean after a delete, but its write-ahead log (``-wal``) kept the
+    rows written at the enrolment (the subject's name, metadata, embeddings and face crops) for as
+    long as the server ran: a read of the data folder found an erased person. Checked while the
+    gallery is still open, as a running server holds it."""
+    rng = np.random.default_rng(11)
+    doomed, kept = _unit(rng, 2), _unit(rng, 2)
+    crop = bytes(range(256)) * 4
+    database = tmp_path / "g.db"
+    with Gallery.open(str(database), tenant="erase", index_dir=tmp_path / "indexes") as gallery:
+        rid = gallery.create_collection("c", "scrfd-mbf").recognizer_id
+        gallery.add_subject("c", "zorro_9911", name="Zebediah Quixotestein", metadata={"email": "zebq@example.org"})
+        gallery.add_embeddings("c", "zorro_9911", doomed, recognizer_id=rid, crops=[crop, crop])
+        gallery.add_embeddings("c", "kept", kept, recognizer_id=rid)
+        journal = database.with_name(database.name + "-wal")
+        assert b"Quixotestein" in journal.read_bytes()  # what the enrolment wrote is there until the delete
+        assert gallery.delete_subject("c", "zorro_9911") == 2
+        files = {path.name: path.read_bytes() for path in tmp_path.glob("g.db*") if path.is_file()}
+        assert "g.db-wal" in files  # the server's state: the journal still open beside the database
+        needles = [b"zorro_9911", b"Quixotestein", b"zebq@example.org", crop[:64],
+                   *(vector.tobytes()[:32] for vector in l2_normalize(doomed))]
+        assert not [(name, needle[:16]) for name, blob in files.items() for needle in needles if needle in blob]
+        assert [m.external_id for m in gallery.search("c", Embedding(kept[0], rid), k=1)] == ["kept"]
