@@ -7,7 +7,8 @@
   alive while its heartbeat key lives). A counter missing (first call of the month, Redis
   restarted empty) is seeded from the usage table, and every ``quota_reconcile_seconds`` one
   process sets every counter of the month to *billed rows + calls in flight of live processes*:
-  the calls a killed process had admitted but never answered stop counting. The calls settled
+  the calls a killed process had admitted but never answered stop counting (also at once, for one
+  tenant, when they would refuse one of its calls: :meth:`RedisState.spend`). The calls settled
   billed while the table is read are added (a tally in Redis), so a counter is never below the bill;
   a call billed but not yet settled while the table is read counts twice until the next period (the
   side that refuses, never the side that serves beyond the quota), and a counter seeded while no
@@ -310,6 +311,7 @@ class RedisState(SharedState):
         month = month or month_of()
         keys = self._quota_keys(tenant_id, month)
         spend_keys = [*keys, self.name("alive", self.process), self.name(INSTANCE_KEY), self.name(RESTARTED_KEY)]
+        recounted = False
         for _ in range(3):
             counted = self._call(lambda: self._spend(keys=spend_keys, args=[
                 -1 if quota is None else quota, self.process, MONTH_TTL, ALIVE_SECONDS, uuid.uuid4().hex,
@@ -322,12 +324,40 @@ class RedisState(SharedState):
                     self._counted[(tenant_id, month, instance)] += 1
                 return 0.0
             if int(counted) == 0:
-                return seconds_to_next_month()
+                # over the quota, with calls in flight of a dead process counted: counted again from the
+                # bill now (a killed process's calls held the tenant refused under its quota until the
+                # next reconciliation, up to quota_reconcile_seconds)
+                if recounted or not self._dead_in_flight(keys[1]) \
+                        or not self._recount(tenant_id, month, "after a process died"):
+                    return seconds_to_next_month()
+                recounted = True
+                continue
             if int(counted) == -2:
                 raise StateUnavailable("the shared state (Redis) restarted; quotas are counted again from the calls "
                                        "in flight within seconds", retry_after=restart_grace())
             self._reset_counter(tenant_id, month, only_if_missing=True)
         raise StateUnavailable("the quota counter could not be seeded", retry_after=1.0)
+
+    def _dead_in_flight(self, inflight: str) -> bool:
+        """Whether a process whose heartbeat stopped (its alive key gone) has calls in flight counted."""
+        def ask() -> bool:
+            processes = [p.decode() if isinstance(p, bytes) else str(p) for p in self.redis.hkeys(inflight)]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for process in processes:
+                    pipe.exists(self.name("alive", process))
+                return not all(pipe.execute())
+        return self._call(ask)
+
+    def _recount(self, tenant_id: str, month: str, why: str) -> bool:
+        """The counter set from the bill and the live processes' calls (:meth:`_reset_counter`);
+        False when the bill cannot be read (the counter stays as it is: reconciliation mends it)."""
+        try:
+            return self._reset_counter(tenant_id, month, only_if_missing=False)
+        except StateUnavailable:
+            raise
+        except Exception:  # the database
+            log.warning("quota counter of %s not counted again %s", tenant_id, why, exc_info=True)
+            return False
 
     def _settled_instance(self, tenant_id: str, month: str) -> str:
         """The instance a call of the tenant now settling was counted in. Calls are not told apart:
@@ -351,13 +381,7 @@ class RedisState(SharedState):
         held = int(self._call(lambda: self._settle(keys=keys, args=[self.process, int(billed), instance,
                                                                      MONTH_TTL])))
         if held < 0 and billed:  # its row is on the bill, its count not in the counter: count again
-            try:
-                self._reset_counter(tenant_id, month, only_if_missing=False)
-            except StateUnavailable:
-                raise
-            except Exception:  # the database: the answer stands, reconciliation mends the counter
-                log.warning("quota counter of %s not counted again after a restart of Redis", tenant_id,
-                            exc_info=True)
+            self._recount(tenant_id, month, "after a restart of Redis")  # failed: the answer stands
 
     def _reset_counter(self, tenant_id: str, month: str, *, only_if_missing: bool) -> bool:
         """counter := billed rows + calls in flight + calls settled billed while the rows were read

@@ -133,15 +133,33 @@ def test_reconciliation_drops_the_calls_of_a_dead_process(states: list[RedisStat
     dead, alive = states[0], states[1]
     assert dead.spend("acme", 3) == 0.0
     assert dead.spend("acme", 3) == 0.0  # two calls admitted, never answered: the process dies
-    dead.redis.delete(dead.name("alive", dead.process))
-    assert alive.spend("acme", 3) == 0.0  # in flight on a live process
-    assert alive.spend("acme", 3) > 0  # the counter says 3
+    dead.close()  # its heartbeat stops, its alive key is gone
+    assert alive.spend("acme", 3) == 0.0  # in flight on a live process; the counter says 3
     accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
     alive.settle("acme", billed=True)
     assert alive.reconcile() == 1  # counter := 1 billed + 0 in flight
     assert alive.spend("acme", 3) == 0.0
     assert alive.spend("acme", 3) == 0.0
     assert alive.spend("acme", 3) > 0
+
+
+def test_a_dead_process_s_calls_never_refuse_a_tenant_under_its_quota(states: list[RedisState],
+                                                                      accounts: Accounts) -> None:
+    """A process killed with calls in flight left them counted until the next reconciliation (60 s
+    by default): a tenant under its quota was refused ``quota_exceeded`` meanwhile. A refusal with a
+    dead process's calls counted counts the tenant again from the bill first."""
+    accounts.create_tenant("acme")
+    dead, alive = states[0], states[1]
+    for _ in range(3):
+        assert dead.spend("acme", 4) == 0.0  # admitted, never answered
+    accounts.record_usage([UsageRecord(tenant_id="acme", operation="detect", status=200)])
+    dead.settle("acme", billed=True)  # one of them answered and billed: 1 row, 2 in flight
+    assert alive.spend("acme", 4) == 0.0  # 4 counted: 1 billed, 2 in flight on the dead one, this one
+    assert alive.spend("acme", 4) > 0  # refused: the process that counted 2 is alive
+    dead.close()
+    served = [alive.spend("acme", 4) for _ in range(3)]
+    assert served[:2] == [0.0, 0.0] and served[2] > 0  # 1 billed + 1 in flight + 2 more: 4
+    assert _counter(alive, "acme") == 4
 
 
 def _counter(state: RedisState, tenant: str) -> int:
