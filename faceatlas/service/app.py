@@ -40,6 +40,7 @@ from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
 from faceatlas.service.deps import API_PREFIX, Meter, route_operation, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
+from faceatlas.service.idempotency import conclude as conclude_idempotency
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseEncodedSlash, RefuseNul, UploadLimit
@@ -326,6 +327,17 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
 
     @app.middleware("http")
     async def meter_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # the answer of an Idempotency-Key is stored only now, after the call's usage row (cancelled:
+        # the route abandoned its claim, as a dead process's)
+        try:
+            sent = await metered_call(request, call_next)
+        except Exception:
+            await conclude_idempotency(request, None)
+            raise
+        await conclude_idempotency(request, sent)
+        return sent
+
+    async def metered_call(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         async def unmeter(meter: Meter) -> None:
             """No call was served: the call's metering dropped, neither recorded nor counted."""
             request.state.meter = None

@@ -13,7 +13,8 @@ rate, quota) on a router whose ``route_class`` is :class:`IdempotentRoute`. With
   changed nothing, a retry runs again, with the same or a corrected body); an answer stored is
   that of a call answered and billed: the metering middleware never turns a write that succeeded
   into a 503 when its usage row cannot be written (the row waits; see ``meter_calls``), so a
-  replay never stands for a call the bill lacks;
+  replay never stands for a call the bill lacks (the answer is stored after the usage row is
+  written: :func:`conclude`);
 - the key answered already for the same fingerprint: the stored answer comes back, byte for byte,
   with ``Idempotent-Replayed: true``; the route never runs, the replay is neither recorded nor
   billed nor counted against the quota (answered even once the quota is used up; it still spends
@@ -315,7 +316,19 @@ class IdempotentRoute(APIRoute):
                 if claimed is not None:
                     claimed.shared.abandon(claimed.scope, claimed.key)
                 raise
-            await _finish(request, response)
+            request.state.idempotent_response = response  # stored once billed: see :func:`conclude`
             return response
 
         return route
+
+
+async def conclude(request: Request, sent: Response | None) -> None:
+    """Store the answer of the call's claimed key, or release it, once the call's usage row is
+    written (the metering middleware calls it last): the route's answer when it is what was
+    ``sent`` (the same status: not replaced by a 503), else nothing. An answer was stored before
+    the row: a process killed between the two left a replay that the bill lacked (an enrol replayed
+    201 to its retry, billed nowhere)."""
+    response: Response | None = getattr(request.state, "idempotent_response", None)
+    request.state.idempotent_response = None
+    same = response is not None and sent is not None and sent.status_code == response.status_code
+    await _finish(request, response if same else None)

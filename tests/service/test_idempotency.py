@@ -373,6 +373,29 @@ def test_an_error_answer_is_not_kept_and_a_retry_runs_again(api: Api) -> None:
     assert again.json() == created.json() and again.headers["idempotent-replayed"] == "true"
 
 
+def test_an_answer_is_kept_for_its_key_only_once_its_call_is_on_the_bill(api: Api, examples: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer was stored before the usage row was written: a process killed between the two left
+    an enrol that its retry got back (201, replayed) and that no bill held. Each answer is now stored
+    once its call's row is committed; a call whose row cannot be written keeps no answer."""
+    shared = api.http.app.state.shared  # type: ignore[attr-defined]
+    store = shared.finish_idempotent
+    billed_at_store: list[tuple[int | None, int]] = []
+
+    def finishing(scope: str, key: str, answer: StoredAnswer | None, fingerprint: str = "") -> None:
+        billed_at_store.append((answer.status if answer else None, api.calls("enrol")))
+        store(scope, key, answer, fingerprint)
+
+    monkeypatch.setattr(shared, "finish_idempotent", finishing)
+    api.http.post("/v1/collections", json={"name": "billed"})
+    photo = examples / "tests" / "test_images" / "obama.jpg"
+    before = api.calls("enrol")
+    enrol = api.http.post("/v1/collections/billed/subjects/obama/faces", headers=_key(api, "billed"),
+                          files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
+    assert enrol.status_code == 201, enrol.text
+    assert billed_at_store == [(201, before + 1)]  # the row was there when the answer was kept
+
+
 def test_a_retried_kyc_session_and_product_are_created_once(api: Api, fast_analyzer, tmp_path: Path) -> None:
     key = _key(api, "kyc")
     first = api.http.post("/v1/kyc/sessions", headers=key)
