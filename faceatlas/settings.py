@@ -130,6 +130,10 @@ def _variable(field: str) -> str:
     return field if field.upper().startswith("FACEATLAS_") else f"FACEATLAS_{field.upper()}"
 
 
+# The settings whose values may hold a password (a URL's user:password, a token): never echoed.
+_SECRETS = frozenset({"database_url", "redis_url", "milvus_uri", "milvus_token", "metrics_token"})
+
+
 class _Section(BaseSettings):
     """A section: a value out of its rules is :class:`InvalidSetting`, one line per variable
     (``FACEATLAS_DET_MAX_SIDE='abc': Input should be a valid integer``), not pydantic's report."""
@@ -140,10 +144,16 @@ class _Section(BaseSettings):
         except ValidationError as exc:
             problems = []
             for error in exc.errors(include_url=False):
-                name = _variable(str(error["loc"][0])) if error["loc"] else type(self).__name__
-                secret = "URL" in name or "TOKEN" in name  # may hold a password: named, not echoed
-                given = f"={str(error['input'])[:80]!r}" if isinstance(error.get("input"), str) and not secret else ""
-                problems.append(f"{name}{given}: {error['msg']}")
+                field = str(error["loc"][0]) if error["loc"] else ""
+                name = _variable(field) if field else type(self).__name__
+                value = error.get("input")
+                # may hold a password: named, not echoed (unless blank)
+                secret = field.lower() in _SECRETS and isinstance(value, str) and bool(value.strip())
+                if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                    value = ",".join(value)  # a list variable, as it was written
+                given = f"={str(value)[:80]!r}" if isinstance(value, str) and not secret else ""
+                # a validator's own sentence, without pydantic's "Value error, " before it
+                problems.append(f"{name}{given}: {str(error['msg']).removeprefix('Value error, ')}")
             raise InvalidSetting("; ".join(problems)) from None
 
 

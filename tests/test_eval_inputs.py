@@ -105,3 +105,27 @@ def test_a_one_fold_lfw_accuracy_says_it_is_optimistic(small_pairs: Path, shared
     crossed = json.loads(both.stdout)
     assert crossed["folds"] == 2 and crossed["accuracy_cross_validated"] is True and crossed["accuracy_note"] is None
     assert "optimistic" not in runner.invoke(app, args).stderr
+
+
+def test_eval_lfw_reads_the_shared_assets_lfw_without_pairs_or_images(small_pairs: Path, shared: Path,
+                                                                      tmp_path: Path, monkeypatch) -> None:
+    """Every README example of ``eval lfw`` without ``--pairs``/``--images`` was refused "Missing
+    option '--pairs'": they default to FACEATLAS_SHARED's data/lfw; without it, the refusal says both."""
+    assets = tmp_path / "assets"
+    (assets / "data" / "lfw").mkdir(parents=True)
+    shutil.copy(small_pairs, assets / "data" / "lfw" / "pairs.txt")
+    (assets / "data" / "lfw" / "images").symlink_to(shared / "data" / "lfw" / "images")
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEATLAS_SHARED", str(assets))
+    measured = runner.invoke(app, ["lfw", "--pack", "scrfd-mbf", "--json"])
+    assert measured.exit_code == 0, measured.output
+    assert json.loads(measured.stdout)["pairs"] == 20
+    monkeypatch.delenv("FACEATLAS_SHARED")
+    refused = runner.invoke(app, ["lfw", "--pack", "scrfd-mbf"])
+    assert refused.exit_code == 2
+    assert _one_line(refused.output) == ["error (validation_error): give --pairs (LFW View-2 pairs.txt) and --images "
+                                         "(its image folder), or set FACEATLAS_SHARED to a folder holding "
+                                         "data/lfw/pairs.txt and data/lfw/images"]
+    monkeypatch.setenv("FACEATLAS_SHARED", str(tmp_path / "nothing"))
+    missing = runner.invoke(app, ["lfw", "--pack", "scrfd-mbf"])
+    assert missing.exit_code == 2 and "no LFW pairs file at" in missing.output and "give --pairs" in missing.output

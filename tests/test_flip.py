@@ -148,3 +148,25 @@ def test_flip_accepts_a_genuine_lfw_pair_that_plain_misses(flip_analyzer: FaceAn
     flipped = flip_analyzer.verify(*(flip_analyzer.analyze_one(p) for p in photos), far=1e-4)
     assert plain.match is False and flipped.match is True
     assert flipped.similarity > plain.similarity + 0.05
+
+
+def test_a_flip_variant_without_a_calibration_says_which_and_how_to_make_one(shared: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              tmp_path: Path) -> None:
+    """yunet-mbf is calibrated, its flip variant is not: ``compare`` said "pack yunet-mbf is not
+    calibrated; run `faceatlas eval lfw`", a command that fails without its inputs and never makes
+    the flip's calibration."""
+    from faceatlas.cli.main import app
+
+    monkeypatch.setenv("FACEATLAS_FLIP", "1")
+    monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))  # no user calibration of the machine's
+    people = shared / LFW / "Abel_Pacheco"
+    said = CliRunner().invoke(app, ["compare", str(people / "Abel_Pacheco_0001.jpg"),
+                                    str(people / "Abel_Pacheco_0004.jpg"), "-p", "yunet-mbf"])
+    assert said.exit_code == 0, said.output
+    assert "no verdict: pack yunet-mbf with flip has no calibration: make one with `faceatlas eval lfw --pack " \
+           "yunet-mbf --flip --save-as NAME`, then select it with FACEATLAS_CALIBRATION=NAME" in \
+           " ".join(said.stdout.split())
+    assert get_pack("scrfd-mbf", runtime="int8", flip=True).uncalibrated.startswith(
+        "pack scrfd-mbf with int8 and flip has no calibration: make one with `faceatlas eval lfw --pack scrfd-mbf "
+        "--runtime int8 --flip --save-as NAME`")

@@ -24,6 +24,7 @@ from faceatlas.engine import (
     evaluate_dataset,
     evaluate_lfw,
     far_key,
+    lfw_inputs,
     measuring_analyzer,
     plot_dataset,
     plot_roc,
@@ -69,9 +70,12 @@ def report_table(report: LFWReport) -> Table:
 
 @app.command()
 def lfw(
-    pairs: Annotated[Path, typer.Option(help="LFW View-2 pairs.txt", exists=True, dir_okay=False)],
-    images: Annotated[Path, typer.Option(help="LFW image folder (<Name>/<Name>_NNNN.jpg)", exists=True,
-                                         file_okay=False)],
+    pairs: Annotated[Path | None, typer.Option(
+        help="LFW View-2 pairs.txt (default: FACEATLAS_SHARED/data/lfw/pairs.txt)", exists=True, dir_okay=False)]
+    = None,
+    images: Annotated[Path | None, typer.Option(
+        help="LFW image folder, <Name>/<Name>_NNNN.jpg (default: FACEATLAS_SHARED/data/lfw/images)", exists=True,
+        file_okay=False)] = None,
     pack: Annotated[str | None, typer.Option(
         "--pack", "-p", help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")] = None,
     limit_folds: Annotated[int | None, typer.Option(min=1, max=10, help="use only the first N folds (quick run)")]
@@ -92,6 +96,7 @@ def lfw(
     try:
         # before the models load and the minutes of evaluation: no output over an input, each writable,
         # no calibration of the --save-as name unless --replace
+        pairs, images = lfw_inputs(pairs, images)
         chosen = check_lfw_outputs(pairs, images, limit_folds=limit_folds, output=output, plot=plot, cache=cache,
                                    save_as=save_as, pack=pack, runtime=runtime, flip=flip, replace=replace)
         analyzer = measuring_analyzer(chosen)

@@ -308,17 +308,18 @@ def compare(
     if as_json:
         print(json_text(result))
         return
-    console.print(_verdict_text(result, far, analyzer.pack.name))
+    console.print(_verdict_text(result, far, analyzer.pack.uncalibrated))
     for image, found in zip((image_a, image_b), counts):  # a group photo's largest face, compared unsaid
         if found > 1:
             err.print(f"{escape(str(image))} holds {found} faces: its largest was compared", soft_wrap=True)
 
 
-def _verdict_text(result: dict[str, Any], far: float, pack: str) -> str:
-    """One line: the similarity, the verdict at the asked FAR, and the strictest FAR it would match at."""
+def _verdict_text(result: dict[str, Any], far: float, uncalibrated: str) -> str:
+    """One line: the similarity, the verdict at the asked FAR, and the strictest FAR it would match at
+    (``uncalibrated``: what a pack without a calibration says instead)."""
     similarity, threshold, level = result["similarity"], result["threshold"], result.get("match_at_far")
     if result["match"] is None:
-        return f"similarity {similarity:.4f} — no verdict: pack {pack} is not calibrated; run `faceatlas eval lfw`"
+        return f"similarity {similarity:.4f} — no verdict: {escape(uncalibrated)}"
     at = f"at FAR {far:.0e} (threshold {threshold:.4f})"
     if result["match"]:
         text = f"similarity {similarity:.4f} — [green]same person[/green] {at}"

@@ -494,8 +494,7 @@ class FaceAnalyzer:
     def threshold(self, far: float) -> float:
         """The similarity threshold of this pack at false-accept rate ``far``."""
         if self.calibration is None:
-            name = self.pack.name
-            raise NotCalibrated(f"pack {name} is not calibrated: run `faceatlas eval lfw --pack {name}`")
+            raise NotCalibrated(self.pack.uncalibrated)
         return self.calibration.threshold(far)
 
     def verify(

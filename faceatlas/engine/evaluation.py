@@ -636,6 +636,24 @@ def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[tuple[str, P
         check_output_file(path, what)
 
 
+def lfw_inputs(pairs: Path | None, images: Path | None, settings: EngineSettings | None = None) -> tuple[Path, Path]:
+    """The LFW View-2 pairs file and image folder to evaluate: those given, else the shared assets'
+    (``FACEATLAS_SHARED/data/lfw/pairs.txt`` and ``.../images``). Every README example of ``eval
+    lfw`` without them was refused "Missing option '--pairs'"."""
+    shared = (settings or EngineSettings()).shared
+    lfw = shared.expanduser() / "data" / "lfw" if shared is not None else None
+    if (pairs is None or images is None) and lfw is None:
+        raise InvalidArgument("give --pairs (LFW View-2 pairs.txt) and --images (its image folder), or set "
+                              "FACEATLAS_SHARED to a folder holding data/lfw/pairs.txt and data/lfw/images")
+    chosen = (Path(pairs) if pairs is not None else Path(str(lfw)) / "pairs.txt",
+              Path(images) if images is not None else Path(str(lfw)) / "images")
+    for path, what, flag, folder in ((chosen[0], "pairs file", "--pairs", False),
+                                     (chosen[1], "image folder", "--images", True)):
+        if not (path.is_dir() if folder else path.is_file()):
+            raise InvalidArgument(f"no LFW {what} at {path} (FACEATLAS_SHARED's): give {flag}")
+    return chosen
+
+
 def check_lfw_outputs(pairs_path: Path, images_dir: Path, *, limit_folds: int | None = None,
                       output: Path | None = None, plot: Path | None = None, cache: Path | None = None,
                       save_as: str | None = None, pack: str | None = None, runtime: Runtime | None = None,

@@ -128,6 +128,18 @@ class Pack:
         stem = self.name if self.runtime == "float" else f"{self.name}.{self.runtime}"
         return f"{stem}.flip" if self.flip else stem
 
+    @property
+    def uncalibrated(self) -> str:
+        """What a verdict of this pack without a calibration says: the variant that has none and the
+        command that makes one (a flip variant was told "pack yunet-mbf is not calibrated; run
+        `faceatlas eval lfw`" while yunet-mbf is, and that command would not calibrate the flip)."""
+        variant = " and ".join(w for w, on in (("int8", self.runtime == "int8"), ("flip", self.flip)) if on)
+        flags = "".join(f for f, on in ((f" --runtime {self.runtime}", self.runtime != "float"),
+                                        (" --flip", self.flip)) if on)
+        return (f"pack {self.name}{' with ' + variant if variant else ''} has no calibration: make one with "
+                f"`faceatlas eval lfw --pack {self.name}{flags} --save-as NAME`, then select it with "
+                "FACEATLAS_CALIBRATION=NAME")
+
     def with_runtime(self, runtime: Runtime) -> Pack:
         """This pack with its recogniser run at ``runtime``; int8 exists for ONNX recognisers only."""
         if runtime == self.runtime:
