@@ -111,10 +111,34 @@ def test_a_closed_stdout_is_said_as_a_full_one(examples, shared, pair):
                                 env=_env(), timeout=120)
         assert closed.returncode == 2, (args, closed.returncode, closed.stderr)
         lines = _error_lines(closed.stderr)
-        assert lines == ["error (error): the standard output: cannot be written: it is closed"], closed.stderr
+        assert lines == ["error (bad_request): cannot write the standard output: it is closed"], closed.stderr
         with open("/dev/full", "w") as full:
             refused = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
         assert refused.returncode == 2 and len(_error_lines(refused.stderr)) == 1, refused.stderr
+
+
+FULL = "error (bad_request): cannot write the standard output: no space left on device"
+
+
+def test_every_command_says_a_full_stdout_as_ar_drive_and_batch_do(pair, searchable):
+    """`detect a.jpg --json > /dev/full`, `compare a b > /dev/full` and `gallery list > /dev/full`
+    said "error (error): [Errno 28] No space left on device" (and, stdout buffered, "Exception
+    ignored ... OSError" with status 120 after the table) while ar, drive and batch said the
+    documented line: every command says that line now, exit 2, from the group's one handler.
+    Buffered as in a shell (the flush fails), and unbuffered (PYTHONUNBUFFERED: the print fails)."""
+    db = searchable[searchable.index("--db") + 1]
+    buffered = {name: value for name, value in _env().items() if name != "PYTHONUNBUFFERED"}
+    detect, compare, listed = ["detect", "--json", pair[0], "-p", "scrfd-mbf"], ["compare", *pair, "-p", "scrfd-mbf"], \
+        ["gallery", "list", "--db", db]
+    for args, env in [(detect, buffered), (["detect", pair[0], "-p", "scrfd-mbf"], buffered), (compare, buffered),
+                      (listed, buffered), (["gallery", "list", "c", "--db", db, "--json"], buffered),
+                      (searchable, buffered), *[(args, {**buffered, "PYTHONUNBUFFERED": "1"})
+                                                for args in (detect, compare, listed)]]:
+        with open("/dev/full", "w") as full:
+            run = subprocess.run(_cli(*args), stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        assert run.returncode == 2, (args, run.returncode, run.stderr)
+        assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, (args, run.stderr)
+        assert _error_lines(run.stderr) == [FULL], (args, run.stderr)
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared, tmp_path):

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -108,10 +108,75 @@ def writing_stdout(done: str | None = None) -> Iterator[None]:
     except BrokenPipeError:
         stdout_gone()
     except OSError as exc:
-        _discard_stdout()
-        reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))
-        print_error(InvalidInput(f"cannot write the standard output: {reason}" + (f"; {done}" if done else "")))
-        raise typer.Exit(2) from None
+        stdout_unwritable(exc, done)
+
+
+def stdout_unwritable(exc: OSError, done: str | None = None) -> NoReturn:
+    """Standard output failed with ``exc`` (``> /dev/full``, a full disk, closed): one line on stderr,
+    ``error (bad_request): cannot write the standard output: REASON`` (``; done`` after it), exit 2;
+    what is still buffered for it goes nowhere (:func:`_discard_stdout`)."""
+    _discard_stdout()
+    reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))
+    print_error(InvalidInput(f"cannot write the standard output: {reason}" + (f"; {done}" if done else "")))
+    raise typer.Exit(2) from None
+
+
+class WatchedStdout:
+    """Standard output while a command runs (:func:`watching_stdout`), its writes passed on to the
+    stream it stands for: the error a write or a flush of it raised is kept, so that the group's
+    error handler knows an :class:`OSError` for standard output's own wherever it was printed."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.failure: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError as exc:
+            self.failure = exc
+            raise
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            self.failure = exc
+            raise
+
+    def raised(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is (or was raised from or while handling) what standard output raised."""
+        seen: BaseException | None = exc
+        while seen is not None and self.failure is not None:
+            if seen is self.failure:
+                return True
+            seen = seen.__cause__ or seen.__context__
+        return False
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer: the stream's own
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def watching_stdout() -> Iterator[WatchedStdout]:
+    """Around every command (the group's ``invoke``): ``sys.stdout`` is a :class:`WatchedStdout` of
+    itself, so that an error of standard output that escapes the command is said by
+    :func:`stdout_unwritable`, as :func:`writing_stdout` says it; it was said as any other file's
+    error by detect, compare, gallery and the others (``error (error): [Errno 28] No space left on
+    device``) while ar, drive and batch said what could not be written (``error (bad_request):
+    cannot write the standard output: no space left on device``)."""
+    watched = WatchedStdout(sys.stdout)
+    if watched.stream is not None:  # None: no stdout held (:func:`hold_stdout`), nothing to watch
+        sys.stdout = watched
+    try:
+        yield watched
+    finally:
+        if sys.stdout is watched:
+            sys.stdout = watched.stream
 
 
 def flush_stdout() -> None:
@@ -134,7 +199,7 @@ class _ClosedStdout(io.TextIOBase):
     """Standard output when the command was started without one (``>&-``): Python sets ``sys.stdout``
     to None then, and ``print`` (and rich) wrote into nothing: `detect --json photo.jpg >&-` ended 0,
     its results lost unsaid. Written to, it fails as a stdout that cannot be written does
-    (``> /dev/full``): one line on stderr, exit 2."""
+    (``> /dev/full``): one line on stderr, ``cannot write the standard output: it is closed``, exit 2."""
 
     def writable(self) -> bool:
         return True
@@ -142,7 +207,7 @@ class _ClosedStdout(io.TextIOBase):
     def write(self, text: str) -> int:
         if not text:
             return 0
-        raise OSError(errno.EBADF, "Cannot be written: it is closed", "the standard output")
+        raise OSError(errno.EBADF, "It is closed", "the standard output")
 
 
 def hold_stdout() -> None:

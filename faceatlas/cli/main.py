@@ -28,7 +28,9 @@ from faceatlas.cli.errors import (
     os_error,
     print_error,
     stdout_gone,
+    stdout_unwritable,
     usage_error,
+    watching_stdout,
 )
 from faceatlas.cli.files import expand_images, progress, show_int8_notices
 from faceatlas.engine import (
@@ -106,7 +108,9 @@ class _Listed(click.Command):
 class _Commands(TyperGroup):
     """The command group: a :class:`FaceAtlasError` that escapes any command (or an ``OSError``: a
     file that cannot be read or written; a database that cannot be used; a command line that does
-    not parse) is one line on stderr and exit 2, never a traceback. The other layers' commands
+    not parse) is one line on stderr and exit 2, never a traceback; a standard output that cannot
+    be written, ``cannot write the standard output: REASON`` (:func:`watching_stdout`), for every
+    command. The other layers' commands
     (:data:`_ELSEWHERE`) are loaded when asked for."""
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -130,29 +134,32 @@ class _Commands(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         show_int8_notices()  # a first use of int8 makes its file for minutes: said, not a silent hang
-        try:
-            done = super().invoke(ctx)
-        except typer.Exit:  # the command's status (1: some inputs failed), once what it printed is out
-            flush_stdout()
-            raise
-        except UsageError as exc:
-            if not is_usage_error(exc):
-                raise  # a group called bare: its help, as click shows it
-            fail(usage_error(exc), as_json, exc.exit_code)
-        except FaceAtlasError as exc:
-            _fail(exc, as_json)
-        except DBAPIError as exc:
-            _fail(database_error(exc), as_json)
-        except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and nowhere to say it
-            stdout_gone()
-        except KeyboardInterrupt:  # a command that says nothing of its own stop (eval, kyc verify) was silent
-            flush_stdout()
-            err.print("interrupted (Ctrl-C or SIGTERM) before the command's end", soft_wrap=True)
-            raise typer.Exit(130) from None
-        except OSError as exc:
-            _fail(os_error(exc), as_json)
-        flush_stdout()  # its `print`s, held in a pipe's buffer: a reader gone is 141 now, not 120 at exit
-        return done
+        with watching_stdout() as stdout:
+            try:
+                done = super().invoke(ctx)
+            except typer.Exit:  # the command's status (1: some inputs failed), once what it printed is out
+                flush_stdout()
+                raise
+            except UsageError as exc:
+                if not is_usage_error(exc):
+                    raise  # a group called bare: its help, as click shows it
+                fail(usage_error(exc), as_json, exc.exit_code)
+            except FaceAtlasError as exc:
+                _fail(exc, as_json)
+            except DBAPIError as exc:
+                _fail(database_error(exc), as_json)
+            except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and nowhere to say it
+                stdout_gone()
+            except KeyboardInterrupt:  # a command that says nothing of its own stop (eval, kyc verify) was silent
+                flush_stdout()
+                err.print("interrupted (Ctrl-C or SIGTERM) before the command's end", soft_wrap=True)
+                raise typer.Exit(130) from None
+            except OSError as exc:
+                if stdout.raised(exc):  # `> /dev/full`: said as writing_stdout says it, whichever command printed
+                    stdout_unwritable(exc)
+                _fail(os_error(exc), as_json)
+            flush_stdout()  # its `print`s, held in a pipe's buffer: a reader gone is 141 now, not 120 at exit
+            return done
 
 
 app = typer.Typer(help="FaceAtlas: face detection, recognition, liveness and galleries.", no_args_is_help=True,
