@@ -521,10 +521,12 @@ def usage_row(meter: Meter, status: int, started: float) -> UsageRecord:
 # -- image inputs ------------------------------------------------------------------------------
 
 
-def image_request_body(*names: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def image_request_body(*names: str, extra: dict[str, Any] | None = None,
+                       form: dict[str, Any] | None = None) -> dict[str, Any]:
     """OpenAPI ``requestBody`` for endpoints that take images as multipart or JSON: a base64 string,
-    or ``{"url": ...}`` (fetched from an allowed origin; no other field)."""
-    files = {name: {"type": "string", "format": "binary"} for name in names}
+    or ``{"url": ...}`` (fetched from an allowed origin; no other field). ``extra``: the JSON body's
+    other fields; ``form``: the multipart form's (the retail members' form listed its image alone)."""
+    files = {name: {"type": "string", "format": "binary"} for name in names} | (form or {})
     url = {"type": "string", "description": "the image's http(s) URL, on an origin the server allows"}
     by_url = {"type": "object", "properties": {"url": url}, "required": ["url"], "additionalProperties": False}
     b64 = {name: {"oneOf": [{"type": "string", "description": "base64-encoded image"}, by_url]} for name in names}
@@ -562,15 +564,17 @@ async def json_body(request: Request) -> Any:
         raise InvalidInput("the JSON body nests too deeply") from exc
 
 
-async def read_images(request: Request, *names: str,
-                      fields: Collection[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
+async def read_images(request: Request, *names: str, fields: Collection[str] = (),
+                      repeated: Collection[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The named images of a multipart or JSON request, and its other ``fields`` (a form's text
     fields, a JSON body's values); any other field, or a field given twice, is refused
     (``validation_error``, :func:`check_form`), as the JSON bodies of the other routes are, rather
-    than silently ignored. An image that its header shows empty, not an image, or over the pixel
+    than silently ignored, but for the fields of ``repeated``: each is the list of its values (a
+    form's field given once per value, ``-F purposes=a -F purposes=b``; a JSON body's one value in a
+    list). An image that its header shows empty, not an image, or over the pixel
     limit is refused here, before any work (the same answer from every route: the album, the
     store's members); large images spend more of the key's rate (see :func:`charge_pixels`)."""
-    images, given = await _read_images(request, names, fields)
+    images, given = await _read_images(request, names, fields, repeated)
     limit = get_analyzer(request).max_pixels
     _spend_pixels(request, [decoded_pixels(data, max_pixels=limit) for data in images.values()])
     return images, given
@@ -616,26 +620,28 @@ def _spend_pixels(request: Request, sizes: list[int]) -> None:
                           f"{settings.pixels_per_token:,} pixels", retry_after=wait)
 
 
-async def _read_images(request: Request, names: Collection[str],
-                       fields: Collection[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
+async def _read_images(request: Request, names: Collection[str], fields: Collection[str],
+                       repeated: Collection[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
     content_type = media_type(request)
     if content_type == "multipart/form-data":
         form = await request.form()
-        check_form(form, (*names, *fields))
+        check_form(form, (*names, *fields), repeated=repeated)
         images = {}
         for name in names:
             part = form.get(name)
             if part is None or isinstance(part, str):
                 raise InvalidArgument(f"multipart field '{name}' (a file) is required")
             images[name] = await part.read()
-        return images, {key: value for key, value in form.items() if key not in images}
+        return images, {key: form.getlist(key) if key in repeated else value
+                        for key, value in form.items() if key not in images}
     if content_type == "application/json":
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidArgument("the JSON body must be an object")
         _refuse_unknown(body, (*names, *fields))
         images = {name: await _decode_json_image(request, body, name) for name in names}
-        return images, {key: value for key, value in body.items() if key not in images}
+        return images, {key: [value] if key in repeated else value
+                        for key, value in body.items() if key not in images}
     raise UnsupportedMediaType("send images as multipart/form-data or application/json (base64)")
 
 

@@ -110,3 +110,45 @@ def test_occupancy_looks_back_the_store_s_max_visit_hours(api, fast_analyzer, tm
     with api.client("acme_admin") as acme:
         occupancy = acme.get(f"/v1/retail/stores/{config.id}/occupancy").json()
     assert (occupancy["inside"], occupancy["window_hours"]) == (1, 48)
+
+
+def test_a_form_gives_purposes_once_per_purpose_and_its_schema_lists_its_fields(api, examples: Path, fast_analyzer,
+                                                                                 tmp_path: Path) -> None:
+    """`curl -F image=@id.png -F name=Lin -F purposes=face_pay -F purposes=visit_recognition ...` was 422
+    "field(s) 'purposes' given more than once" (only `-F purposes=face_pay,visit_recognition` worked,
+    said in the JSON schema alone), and the multipart schema of the enrolment and of a new grant listed
+    the image and no other field. ``purposes`` is taken once per purpose too; another field given
+    twice is still refused."""
+    config = StoreConfig(id=f"form-{tmp_path.name[-6:]}", tenant="acme", cameras=[Camera(id="door", role="door")])
+    lin = (examples / "examples" / "lin-manuel-miranda.png").read_bytes()
+    obama = (examples / "tests" / "test_images" / "obama.jpg").read_bytes()
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    base = f"/v1/retail/stores/{config.id}/members"
+    with api.client("acme_admin") as acme:
+        twice = acme.post(base, files={"image": lin}, data={"name": ["Lin", "Manuel"], "purposes": "face_pay"})
+        assert _error(twice) == (422, "validation_error") and "'name' given more than once" in twice.text
+        enrolled = acme.post(base, files={"image": lin}, data={
+            "name": "Lin", "purposes": ["face_pay", "visit_recognition"], "payment_ref": "card-1"})
+        assert enrolled.status_code == 201, enrolled.text
+        assert (enrolled.json()["purposes"], enrolled.json()["has_payment_method"]) == \
+            (["face_pay", "visit_recognition"], True)
+        mixed = acme.post(base, files={"image": obama}, data={
+            "name": "Barack", "purposes": ["visit_recognition, analytics", "marketing"]})
+        assert mixed.status_code == 201 and mixed.json()["purposes"] == ["visit_recognition", "analytics",
+                                                                       "marketing"], mixed.text
+        member = f"{base}/{mixed.json()['id']}"
+        assert acme.patch(member, json={"consent": False}).status_code == 200
+        granted = acme.post(f"{member}/consent", files={"image": obama},
+                            data={"purposes": ["visit_recognition", "face_pay"], "granted_by": "Barack",
+                                  "payment_ref": "card-2"})
+        assert granted.status_code == 200 and granted.json()["purposes"] == ["visit_recognition", "face_pay"], \
+            granted.text
+        schema = acme.get("/openapi.json").json()["paths"]
+    for path, fields in (("/v1/retail/stores/{store_id}/members", ["image", "name", "purposes", "granted_by",
+                                                                   "payment_ref"]),
+                         ("/v1/retail/stores/{store_id}/members/{member_id}/consent", ["image", "purposes",
+                                                                                       "granted_by", "payment_ref"])):
+        form = schema[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert list(form["properties"]) == fields and form["required"] == ["image"], (path, form)
+        assert form["properties"]["purposes"]["type"] == "array", form

@@ -176,10 +176,22 @@ async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galler
     return {"members": [_member(m) for m in members]}
 
 
+# The consent's fields of an enrolment (with the member's name) or a new grant: the multipart form
+# takes ``purposes`` once per purpose or comma-separated (only the latter worked, said in the JSON
+# schema alone; the form's schema listed the image and none of these), a JSON body comma-separated.
+_PURPOSES = "of face_pay, visit_recognition, analytics, marketing"
+_CONSENT_JSON = {"purposes": {"type": "string", "description": f"comma-separated, {_PURPOSES}"},
+                 "granted_by": {"type": "string", "description": "who gave the consent (default: the member)"},
+                 "payment_ref": {"type": "string", "description": "the card's reference (face_pay needs it)"}}
+_CONSENT_FORM = {**_CONSENT_JSON, "purposes": {
+    "type": "array", "items": {"type": "string"},
+    "description": f"the purposes consented to, {_PURPOSES}: the field once per purpose "
+                   "(purposes=face_pay, purposes=visit_recognition), or once, comma-separated"}}
+_NAME = {"name": {"type": "string", "description": "the member's name"}}
+
+
 @router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailEnrolOut,
-             openapi_extra=image_request_body("image", extra={
-                 "name": {"type": "string"}, "purposes": {"type": "string", "description": "comma-separated"},
-                 "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
+             openapi_extra=image_request_body("image", extra=_NAME | _CONSENT_JSON, form=_NAME | _CONSENT_FORM))
 async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))]) -> dict:
     """Enrol a member from an uploaded face photo under the consent given (``purposes`` of
@@ -201,12 +213,16 @@ async def _consent_form(request: Request, meter: Meter,
                         fields: tuple[str, ...]) -> tuple[bytes, str, ConsentRecord, str | None]:
     """The photo, name (an enrolment's), consent and payment reference of an enrolment or a new
     consent, as sent (the layer checks them: blanks, ``granted_by``'s default); a field of
-    ``fields`` only (another, a new consent's ``name`` taken as who granted it, is 422)."""
-    images, given = await read_images(request, "image", fields=fields)
+    ``fields`` only (another, a new consent's ``name`` taken as who granted it, is 422). The
+    ``purposes`` are comma-separated, in one field or several (a form's ``purposes`` given once per
+    purpose was refused as given more than once)."""
+    images, given = await read_images(request, "image", fields=fields, repeated=("purposes",))
+    listed = given.pop("purposes", [])  # its values, one or several
     form = {key: value for key, value in given.items() if isinstance(value, (str, int, float))}
-    if len(form) < len(given):
-        raise InvalidArgument(f"{', '.join(sorted(set(given) - set(form)))}: text expected")
-    purposes = tuple(p.strip() for p in str(form.get("purposes", "")).split(",") if p.strip())
+    untexted = set(given) - set(form) | {"purposes" for value in listed if not isinstance(value, (str, int, float))}
+    if untexted:
+        raise InvalidArgument(f"{', '.join(sorted(untexted))}: text expected")
+    purposes = tuple(p.strip() for value in listed for p in str(value).split(",") if p.strip())
     granted_by, payment = form.get("granted_by"), form.get("payment_ref")
     consent = ConsentRecord(purposes, granted_by=None if granted_by is None else str(granted_by),
                             recorded_by=f"api:{meter.principal.key_id}")
@@ -238,9 +254,7 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
 
 
 @router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailEnrolOut,
-             openapi_extra=image_request_body("image", extra={
-                 "purposes": {"type": "string", "description": "comma-separated"},
-                 "granted_by": {"type": "string"}, "payment_ref": {"type": "string"}}))
+             openapi_extra=image_request_body("image", extra=_CONSENT_JSON, form=_CONSENT_FORM))
 async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request, analyzer: AnalyzerDep,
                         gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))],
