@@ -14,7 +14,9 @@ from faceatlas.engine.detectors import SCRFD
 from faceatlas.engine.models import ModelFile, file_sha256, record_path
 from faceatlas.engine.quantize import (
     CALIBRATING,
+    DETECTOR_CALIBRATION_PHOTOS,
     DETECTOR_RECIPE,
+    DETECTOR_TAKES,
     QUANTISING,
     READING,
     Progress,
@@ -391,3 +393,35 @@ def test_models_int8_makes_the_copy_under_a_progress_bar(shared: Path, tmp_path:
     assert json.loads(again.stdout) == [{"source": "recognition/mobilefacenet_128d.onnx", "path": str(path),
                                          "made": False}]
     assert "making" not in again.stderr
+
+
+def test_the_int8_detector_s_making_says_its_own_photos_and_time_once_each(shared: Path, examples: Path,
+                                                                        tmp_path: Path) -> None:
+    """`FACEATLAS_INT8_DETECTOR=on FACEATLAS_RUNTIME=int8 faceatlas detect --json photo`: the detector's
+    banner said the recogniser's "about 3 on 2 CPU cores for 256 photos" (it calibrates on 32, in
+    seconds), and once ONNX Runtime's quantiser had logged through the root logger (configuring it),
+    every line after was said again in the root's format: `INFO:faceatlas.int8:int8 copy of
+    insightface/det_500m.onnx: quantising 1/1`, and the recogniser's whole making."""
+    import subprocess
+    import sys
+
+    photos = few_photos(shared, tmp_path / "p", count=DETECTOR_CALIBRATION_PHOTOS)  # the pack calibrates on 32
+    env = _cli_env({"FACEATLAS_RUNTIME": "int8", "FACEATLAS_INT8_DETECTOR": "on",
+                    "FACEATLAS_CACHE": str(tmp_path / "cache"), "FACEATLAS_INT8_IMAGES": str(photos)})
+    command = [sys.executable, "-m", "faceatlas.cli", "detect", "--json", "-p", "scrfd-mbf",
+               str(examples / "tests/test_images/obama.jpg")]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(json.loads(run.stdout)["results"][0]["faces"]) == 1
+    lines = run.stderr.splitlines()
+    detector = "insightface/det_500m.onnx"
+    banner = [line for line in lines if line.startswith(f"making the int8 copy of {detector}, once:")]
+    assert len(banner) == 1 and f"for {DETECTOR_CALIBRATION_PHOTOS} photos" in banner[0], run.stderr
+    assert DETECTOR_TAKES in banner[0] and "256" not in banner[0] and "minutes" not in banner[0], banner
+    assert f"int8 copy of {detector}: {READING} 32/32" in lines, run.stderr
+    rooted = [line for line in lines if line.startswith(("INFO:", "WARNING:", "DEBUG:"))]
+    assert rooted == [], run.stderr  # said once, in the command's own format
+    for line in (f"int8 copy of {detector}: {QUANTISING} 1/1",
+                 f"int8 copy of recognition/mobilefacenet_128d.onnx: {QUANTISING} 1/1"):
+        assert lines.count(line) == 1, (line, run.stderr)
+    assert sum("making the int8 copy" in line for line in lines) == 2, run.stderr

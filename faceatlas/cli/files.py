@@ -80,9 +80,12 @@ class _OnStderr(logging.Handler):
 
 
 def _shown_elsewhere(record: logging.LogRecord) -> bool:
+    """Whether a handler of the process's logging (not this one, nor one that shows nothing: the
+    quantiser's root is held on one) shows ``record``."""
     logger: logging.Logger | None = logging.getLogger(record.name)
     while logger is not None:
-        if any(not isinstance(h, _OnStderr) and record.levelno >= h.level for h in logger.handlers):
+        if any(not isinstance(h, _OnStderr | logging.NullHandler) and record.levelno >= h.level
+               for h in logger.handlers):
             return True
         logger = logger.parent if logger.propagate else None
     return False
