@@ -550,9 +550,12 @@ class ConsentWithdrawal:
 
 @dataclass(frozen=True)
 class RetailErasure:
-    """What erasing a member removed (faces, consents) and anonymised (visits, charges)."""
+    """What erasing a member removed (faces, consents) and anonymised (visits, charges).
+    ``member``: the erased member's id; None on a replay (a retry with the same Idempotency-Key),
+    whose answer leaves the erased id out (it is not kept). It was a required field: a replay,
+    which the server had answered correctly, raised ``unexpected_answer``."""
 
-    member: str
+    member: str | None
     faces_deleted: int
     consents_deleted: int
     visits_anonymised: int
@@ -749,9 +752,12 @@ class AlbumPromotion:
 @dataclass(frozen=True)
 class AlbumErasure:
     """An album person erased: every face, vector, crop and constraint of theirs and the photos left
-    with no face (``photos_deleted``). Copies promoted into a gallery collection are its own."""
+    with no face (``photos_deleted``). Copies promoted into a gallery collection are its own.
+    ``person``: the erased person as the call named them; None on a replay (a retry with the same
+    Idempotency-Key), whose answer leaves them out (they are not kept). It was a required field: a
+    replay, which the server had answered correctly, raised ``unexpected_answer``."""
 
-    person: str
+    person: str | None
     faces_deleted: int
     photos_deleted: int = 0
     raw: dict[str, Any] = _raw()
@@ -1461,9 +1467,11 @@ class FaceAtlasClient:
                                                files=dict([_image("image", image)]), data=data))
 
     def retail_erase_member(self, store: str, member_id: str, *, idempotency_key: str | None = None) -> RetailErasure:
-        """Erase a member: faces, consents; visits and charges stay as anonymous counts."""
-        return _parse(RetailErasure, self._call("DELETE", f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}",
-                                                _once(idempotency_key)))
+        """Erase a member: faces, consents; visits and charges stay as anonymous counts. A retry
+        with the same ``idempotency_key`` is answered without the member's id (``member`` None)."""
+        answer = self._call("DELETE", f"/v1/retail/stores/{_seg(store)}/members/{_seg(member_id)}",
+                            _once(idempotency_key))
+        return _parse(RetailErasure, answer, member=answer.get("member"))  # None on a replay
 
     # -- account ---------------------------------------------------------------------------------
     def tenant_settings(self) -> TenantSettings:
@@ -1571,9 +1579,11 @@ class FaceAtlasClient:
 
     def album_erase_person(self, album: str, person: str, *, idempotency_key: str | None = None) -> AlbumErasure:
         """Erase a person: every face, vector, crop and constraint of theirs and the photos left with
-        no face (copies promoted into a gallery collection are the collection's: delete them there)."""
+        no face (copies promoted into a gallery collection are the collection's: delete them there).
+        A retry with the same ``idempotency_key`` is answered without the person (``person`` None)."""
         path = f"/v1/albums/{_seg(album)}/people/{_seg(person)}"
-        return _parse(AlbumErasure, self._call("DELETE", path, _once(idempotency_key)))
+        answer = self._call("DELETE", path, _once(idempotency_key))
+        return _parse(AlbumErasure, answer, person=answer.get("person"))  # None on a replay
 
     def album_delete_face(self, album: str, face_id: int, *, idempotency_key: str | None = None) -> AlbumDeletion:
         """Delete one face (a person's or one of the unsorted pool), its photo when no face is left

@@ -435,3 +435,33 @@ def test_remote_takes_a_timeout_option_and_faceatlas_timeout(field: str) -> None
         assert time.monotonic() - started < 20, (args, env)  # 1 s and slack; it waited 60 s
     refused = runner.invoke(app, ["remote", "usage", *down, "--timeout", "0"])
     assert refused.exit_code == 2 and refused.output.startswith("error (usage): the timeout is"), refused.output
+
+
+def test_a_replayed_erasure_is_an_answer_without_the_erased_id(api, shared: Path, examples: Path, fast_analyzer,
+                                                               tmp_path: Path) -> None:
+    """A retry of ``retail_erase_member`` or ``album_erase_person`` with the same key raised
+    ``unexpected_answer``: the server's replay (200, Idempotent-Replayed) leaves out the erased id,
+    ``member`` / ``person``, which the client's answers required."""
+    tenant, client = api.own_tenant()
+    tag = tmp_path.name[-6:]
+    config = StoreConfig(id=f"erase-{tag}", tenant=tenant, cameras=[Camera(id="door", role="door")])
+    with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx"):
+        pass
+    member = client.retail_enrol_member(config.id, examples / "examples" / "lin-manuel-miranda.png", name="Lin",
+                                        purposes=["visit_recognition"])
+    first = client.retail_erase_member(config.id, member.id, idempotency_key=f"erase-member-{tag}")
+    assert (first.member, first.faces_deleted) == (member.id, 1)
+    replayed = client.retail_erase_member(config.id, member.id, idempotency_key=f"erase-member-{tag}")
+    assert replayed.member is None and "member" not in replayed.raw
+    assert (replayed.faces_deleted, replayed.consents_deleted) == (first.faces_deleted, first.consents_deleted)
+    assert client.retail_members(config.id) == []
+
+    album = f"fam-{tag}"
+    for photo in sorted((shared / "data" / "lfw" / "images" / "George_W_Bush").glob("*.jpg"))[:2]:
+        assert client.album_add_photo(album, photo).photos == 1
+    person = client.album_people(album)[0].id
+    erased = client.album_erase_person(album, person, idempotency_key=f"erase-person-{tag}")
+    assert (erased.person, erased.faces_deleted, erased.photos_deleted) == (person, 2, 2)
+    again = client.album_erase_person(album, person, idempotency_key=f"erase-person-{tag}")
+    assert again.person is None and "person" not in again.raw
+    assert (again.faces_deleted, again.photos_deleted) == (2, 2)
