@@ -12,6 +12,8 @@ This module imports nothing else of faceatlas: it ships on its own.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import errno
 import io
@@ -21,6 +23,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -879,6 +882,74 @@ def _closed() -> FaceAtlasClientError:
                                 "a new FaceAtlasClient", "client_closed")
 
 
+class _TimeLeft(dict):
+    """The ``timeout`` extension of one call's request: httpx's per-phase timeouts (connect, pool,
+    write, read), each the seconds left until the call's deadline when httpcore starts the phase
+    (the connection, the request, the headers, the body), so that no phase waits past it."""
+
+    PHASES = ("connect", "read", "write", "pool")
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+        super().__init__(dict.fromkeys(self.PHASES, self._left()))
+
+    def _left(self) -> float:
+        return max(self._deadline - time.monotonic(), 0.001)  # 0 would be a non-blocking socket, not a timeout
+
+    def __getitem__(self, key: str) -> Any:
+        return self._left() if key in self.PHASES else super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._left() if key in self.PHASES else super().get(key, default)
+
+
+def _late() -> httpx.ReadTimeout:
+    return httpx.ReadTimeout("the whole call took longer than the client's timeout")
+
+
+def _past(deadline: float) -> None:
+    """A call past its deadline is a timeout, whatever came (e.g. over a transport that takes no timeouts)."""
+    if time.monotonic() > deadline:
+        raise _late()
+
+
+def _send(http: httpx.Client, request: httpx.Request, deadline: float) -> httpx.Response:
+    """``request`` sent and its answer's headers read, in a thread of its own waited on until
+    ``deadline``: httpx's timeouts bound each read, so a server that sent its header lines a
+    byte at a time within each read's timeout held the call for as long as it liked (a 204 came
+    back a success long after the deadline). Past it, :func:`_late`; the thread lets go of the
+    connection when the server is done or silent (its answer, if one comes, is closed unread)."""
+    outcome: dict[str, Any] = {}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            response = http.send(request, stream=True)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+            outcome["error"] = exc
+            response = None
+        with lock:
+            outcome["response"] = response
+            done.set()
+            abandoned = outcome.get("abandoned", False)
+        if abandoned and response is not None:
+            response.close()
+
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True,
+                     name="faceatlas-client-call").start()
+    try:
+        done.wait(max(deadline - time.monotonic(), 0))
+    finally:  # past the deadline, or interrupted (Ctrl-C)
+        with lock:
+            outcome["abandoned"] = not done.is_set()
+    if outcome["abandoned"]:
+        raise _late()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["response"]
+
+
 def _wire_error(exc: Exception, base_url: str, timeout: float) -> FaceAtlasTransportError:
     """No answer from ``base_url``, said with what to check (a proxy, http vs https)."""
     if isinstance(exc, httpx.TimeoutException):
@@ -1006,23 +1077,28 @@ class FaceAtlasClient:
               expect: str = "json", sink: IO[bytes] | None = None, **kwargs: Any) -> Any:
         """One call: the answer's JSON (``expect="json"``) or bytes (``"image"``: of any image type;
         else of the media type ``expect`` names); an error answer is :class:`FaceAtlasApiError`, no
-        answer (within ``timeout`` in all) :class:`FaceAtlasTransportError`. With ``sink``, the bytes
+        answer within ``timeout`` in all (the request and the headers waited on until the deadline:
+        :func:`_send`; each body read within the time left: :class:`_TimeLeft`)
+        :class:`FaceAtlasTransportError` ``timeout``. With ``sink``, the bytes
         of a successful answer are written there as they come (none held, ``max_answer_bytes`` not
         applied) and their count is returned."""
         if self._closed or self._http.is_closed:
             raise _closed()
         deadline = time.monotonic() + self._timeout
         try:
-            with self._http.stream(method, path, headers={**self._auth, **(extra_headers or {})},
-                                   **kwargs) as response:
+            request = self._http.build_request(method, path, headers={**self._auth, **(extra_headers or {})},
+                                               extensions={"timeout": _TimeLeft(deadline)}, **kwargs)
+            response = _send(self._http, request, deadline)
+            with contextlib.closing(response):
+                _past(deadline)
                 kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
                 if sink is not None and 200 <= response.status_code < 300 and _is(kind, expect):
                     written = 0
                     for chunk in response.iter_bytes():
                         sink.write(chunk)
                         written += len(chunk)
-                        if time.monotonic() > deadline:
-                            raise httpx.ReadTimeout("the whole answer took too long")
+                        _past(deadline)
+                    _past(deadline)
                     return written
                 body = bytearray()
                 for chunk in response.iter_bytes():
@@ -1030,8 +1106,8 @@ class FaceAtlasClient:
                     if len(body) > self._max_answer:
                         raise FaceAtlasClientError(f"the answer is larger than {self._max_answer:,} bytes "
                                                    "(max_answer_bytes)", "answer_too_large")
-                    if time.monotonic() > deadline:
-                        raise httpx.ReadTimeout("the whole answer took too long")
+                    _past(deadline)
+                _past(deadline)  # an empty body (a 204) too
         except httpx.TransportError as exc:  # refused, reset, timed out, a proxy or TLS failure
             raise _wire_error(exc, self._base, self._timeout) from None
         except httpx.DecodingError as exc:  # e.g. a body that says gzip and is not: an answer, not the API's

@@ -95,12 +95,30 @@ class _Field(BaseHTTPRequestHandler):
                     time.sleep(0.3)
             except OSError:
                 pass
+        elif mode == "slow-headers":
+            self._slow_headers(200, b'{"rows": []}')
         elif mode == "huge":
             self._send(200, b"[" + b"0," * 600_000 + b"0]")
         elif mode == "shapes":
             self._send(200, SHAPES)
         elif mode == "gzip":  # says gzip, is not: httpx's DecodingError
             self._send(200, b"this is not gzip at all", Content_Encoding="gzip")
+
+    def _slow_headers(self, status: int, body: bytes) -> None:
+        """The status line, then a header line a second for 12 s (each read is quick), then ``body``."""
+        try:
+            self.wfile.write(f"HTTP/1.1 {status} X\r\n".encode())
+            for n in range(12):
+                self.wfile.write(f"X-Slow-{n}: {n}\r\n".encode())
+                self.wfile.flush()
+                time.sleep(1)
+            self.wfile.write(b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+
+    def do_DELETE(self) -> None:
+        if self.path.startswith("/slow-headers/"):
+            self._slow_headers(204, b"")
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -154,6 +172,20 @@ def test_what_stands_between_is_one_of_the_clients_errors(field: str) -> None:
     assert isinstance(slow, FaceAtlasTransportError) and slow.code == "timeout"
     assert time.monotonic() - started < 15 and "within 2 s" in str(slow)  # 2 s, with a loaded machine's slack
     assert usage_at("huge", max_answer_bytes=100_000).code == "answer_too_large"
+
+
+def test_the_timeout_bounds_the_whole_call_while_the_headers_come_too(field: str) -> None:
+    """A server that sent its header lines one a second held a call past its ``timeout`` for as long
+    as it sent them (httpx's timeouts bound each read; the deadline was checked only between body
+    chunks): with timeout=2, an answer of 200 raised only when its headers were done, and a 204
+    (delete_collection) came back a success."""
+    for call in (lambda c: c.usage(), lambda c: c.delete_collection("staff")):
+        started = time.monotonic()
+        with (FaceAtlasClient(f"{field}/slow-headers", "fa_key", timeout=2) as client,
+              pytest.raises(FaceAtlasTransportError) as caught):
+            call(client)
+        assert caught.value.code == "timeout" and "within 2 s" in str(caught.value)
+        assert time.monotonic() - started < 8  # 2 s, with a loaded machine's slack; the headers take 12 s
 
 
 def test_a_key_is_stripped_or_refused_never_echoed(field: str, tmp_path) -> None:
