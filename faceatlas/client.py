@@ -791,9 +791,13 @@ def _too_large(what: object, size: int) -> FaceAtlasClientError:
 def _image(name: str, image: ImageArg) -> tuple[str, tuple[str, bytes, str]]:
     """A multipart file part: the bytes of a bytes-like object (bytes, bytearray, memoryview) or
     of a binary file object (read from where it stands), or a regular file's bytes by its path (a
-    device, a FIFO or a file above :data:`MAX_UPLOAD_BYTES` is refused before anything is read).
-    Anything else (an array, a PIL image, a URL) is refused, saying what is accepted."""
+    device, a FIFO or a file above :data:`MAX_UPLOAD_BYTES` is refused before anything is read;
+    bytes above it are refused before anything is sent: they were uploaded whole, for the server
+    to refuse). Anything else (an array, a PIL image, a URL) is refused, saying what is accepted."""
     if isinstance(image, (bytes, bytearray, memoryview)):
+        size = memoryview(image).nbytes
+        if size > MAX_UPLOAD_BYTES:
+            raise _too_large(f"the {name} bytes", size)
         return name, (name, bytes(image), "application/octet-stream")
     if callable(getattr(image, "read", None)):
         content = None if isinstance(image, io.TextIOBase) else image.read(MAX_UPLOAD_BYTES + 1)  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from faceatlas.cli.main import app
 from faceatlas.client import (
+    MAX_UPLOAD_BYTES,
     FaceAtlasApiError,
     FaceAtlasClient,
     FaceAtlasClientError,
@@ -497,3 +498,22 @@ def test_a_replayed_erasure_is_an_answer_without_the_erased_id(api, shared: Path
     again = client.album_erase_person(album, person, idempotency_key=f"erase-person-{tag}")
     assert again.person is None and "person" not in again.raw
     assert (again.faces_deleted, again.photos_deleted) == (2, 2)
+
+
+def test_bytes_above_max_upload_bytes_are_refused_before_anything_is_sent(api, tmp_path: Path) -> None:
+    """A path or a file object above MAX_UPLOAD_BYTES was refused before anything was read, but
+    bytes, a bytearray or a memoryview of 65 MiB were uploaded whole, for the server to refuse."""
+    client = api.api_client("acme_detect")
+    size = MAX_UPLOAD_BYTES + (1 << 20)
+    big = tmp_path / "big.jpg"
+    with big.open("wb") as sparse:
+        sparse.truncate(size)
+    with pytest.raises(FaceAtlasClientError) as by_path:
+        client.detect(big)
+    content = bytes(size)
+    for image in (content, bytearray(content), memoryview(content), memoryview(content).cast("I")):
+        with pytest.raises(FaceAtlasClientError) as caught:
+            client.detect(image)
+        assert type(caught.value) is FaceAtlasClientError, caught.value  # not the server's refusal
+        assert caught.value.code == by_path.value.code == "payload_too_large"
+        assert str(caught.value) == str(by_path.value).replace(str(big), "the image bytes")
