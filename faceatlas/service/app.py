@@ -436,7 +436,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's OpenAPI document with the error answers the API gives: its 422 is documented as
     FastAPI's ``HTTPValidationError`` (``{"detail": [...]}``), which the API never answers, so a
     generated client could not read an error. Every operation's 422 and ``default`` answers are
-    :class:`ErrorOut` (``{"error": {"code", "message"}}``)."""
+    :class:`ErrorOut` (``{"error": {"code", "message"}}``), and so is every other error answer a
+    route declares without content (a snapshot's or a face crop's 404 was declared bodiless, and
+    answered that JSON)."""
     if app.openapi_schema is None:
         spec = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
                            description=app.description, routes=app.routes,
@@ -454,6 +456,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 if "422" in responses:
                     responses["422"] = {"description": "validation_error: a parameter or field breaks its rule",
                                         **answer}
+                for status, declared in responses.items():
+                    if status.isdigit() and int(status) >= 400 and "content" not in declared:
+                        declared.update(answer)
                 responses["default"] = {"description": "an error (4xx, 5xx)", **answer}
         app.openapi_schema = spec
     return app.openapi_schema

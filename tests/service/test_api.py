@@ -622,6 +622,36 @@ def test_the_openapi_document_describes_the_error_body_the_api_answers(api, exam
         "$ref": "#/components/schemas/ErrorOut"}
 
 
+def test_every_declared_error_answer_of_the_openapi_document_is_the_json_error_body(api, examples):
+    """The 404s of GET /v1/events/{id}/snapshot ("no snapshot kept") and GET
+    /v1/albums/{album}/faces/{face}/crop ("unknown face, or no crops kept") were declared without
+    content, while the server answers them with the JSON error body: a client generated from the
+    document could not read them."""
+    spec = api.app.openapi()
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    declared = {(path, method, status): answer for path, operations in spec["paths"].items()
+                for method, operation in operations.items() for status, answer in operation["responses"].items()
+                if status == "default" or int(status) >= 400}
+    assert {("/v1/events/{event_id}/snapshot", "get", "404"),
+            ("/v1/albums/{album}/faces/{face}/crop", "get", "404")} <= set(declared)
+    lacking = [where for where, answer in declared.items()
+               if answer.get("content", {}).get("application/json", {}).get("schema") != error]
+    assert lacking == []
+    album = f"crops_{uuid.uuid4().hex[:6]}"
+    with api.client("acme_admin") as client:
+        snapshot = client.get(f"/v1/events/{uuid.uuid4().hex}/snapshot")
+        added = client.post(f"/v1/albums/{album}/photos", files=_upload(examples / "tests/test_images/obama.jpg"))
+        assert added.status_code == 200, added.text
+        person = client.get(f"/v1/albums/{album}/people").json()["people"][0]["id"]
+        face = client.get(f"/v1/albums/{album}/people/{person}/faces").json()["faces"][0]["id"]
+        no_crop = client.get(f"/v1/albums/{album}/faces/{face}/crop")  # the album keeps no crops
+        unknown = client.get(f"/v1/albums/{album}/faces/{face + 1000}/crop")
+        client.delete(f"/v1/albums/{album}")
+    for answer in (snapshot, no_crop, unknown):
+        assert answer.status_code == 404 and answer.headers["content-type"] == "application/json", answer.text
+        assert set(answer.json()) == {"error"} and answer.json()["error"]["code"] == "not_found"
+
+
 def test_a_chunked_body_over_the_limit_is_refused_unrecorded_not_a_phantom_500(api):
     """A chunked upload over the limit got its 413, but the route's read of the cut-off body raised
     ClientDisconnect: a traceback in the log and a 'failed' call on the tenant's usage."""

@@ -53,6 +53,7 @@ from faceatlas.service.schemas import (
     AlbumPromoteOut,
     AlbumReclusterOut,
     AlbumScanOut,
+    ErrorOut,
     RequestBody,
 )
 from faceatlas.service.shared_state import StoredAnswer
@@ -210,7 +211,8 @@ async def photos_together(album: AlbumName, analyzer: AnalyzerDep, gallery: Gall
 
 
 @router.get("/albums/{album}/faces/{face}/crop", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "unknown face, or no crops kept"}})
+            responses={200: {"content": {"image/jpeg": {}}},
+                       404: {"model": ErrorOut, "description": "unknown face, or no crops kept"}})
 async def face_crop(album: AlbumName, face: FaceId, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
                     meter: Annotated[Meter, Depends(metered("albums.people", "read", billable=False))]) -> Response:
     """The kept crop of a face (albums made with ``keep_crops``)."""

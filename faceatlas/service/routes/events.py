@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.service.deps import DbDep, Meter, metered
-from faceatlas.service.schemas import CountList, EventList
+from faceatlas.service.schemas import CountList, ErrorOut, EventList
 from faceatlas.video import COUNT_PAGE_MINUTES, EVENT_TYPES, Event, event_snapshot
 from faceatlas.video import list_counts as stored_counts
 from faceatlas.video import list_events as stored_events
@@ -48,7 +48,8 @@ async def list_events(
 
 
 @router.get("/events/{event_id}/snapshot", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no snapshot kept"}})
+            responses={200: {"content": {"image/jpeg": {}}},
+                       404: {"model": ErrorOut, "description": "no snapshot kept"}})
 async def snapshot(
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("events.snapshot", "read", billable=False))],
