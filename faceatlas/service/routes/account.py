@@ -125,8 +125,10 @@ def revoke_key(
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False, idempotent=True))],
 ) -> None:
-    """Revoke one of the tenant's keys (effective on the next call; audited). A revoked key's
-    revocation changes nothing: 204 again, and no second audit record."""
+    """Revoke one of the tenant's keys (audited): refused from the next call on a single server; with
+    several processes sharing Redis, within ``FACEATLAS_KEY_CACHE_SECONDS`` (1 s at most: key
+    lookups are cached there; 0 turns the cache off). A revoked key's revocation changes nothing:
+    204 again, and no second audit record."""
     accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
 
 
