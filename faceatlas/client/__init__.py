@@ -1,0 +1,122 @@
+"""A small Python client for a FaceAtlas server (``faceatlas serve``).
+
+>>> client = FaceAtlasClient("http://127.0.0.1:8000", api_key="fa_...")
+>>> [face.bbox for face in client.detect("group.jpg").faces]
+
+Answers are small frozen, hashable dataclasses (``DetectResult``, ``CompareResult``, ``Collection``,
+``Subject``, ``SearchResult``, ...) parsed from the JSON; each keeps the JSON itself as ``raw`` (plain
+dicts and lists). In a field, a JSON list is a tuple and an object a plain dict (a copy of its own);
+such fields are compared but left out of the hash.
+This package imports nothing else of faceatlas: it ships on its own. Its modules: ``errors`` (the
+client's exceptions), ``results`` (the answers' dataclasses and their parsing), ``transport`` (one
+HTTP call's machinery: uploads, headers, the deadline, errors) and ``api`` (:class:`FaceAtlasClient`).
+"""
+
+from __future__ import annotations
+
+from faceatlas.client.api import DEFAULT_FAR, FaceAtlasClient
+from faceatlas.client.errors import FaceAtlasApiError, FaceAtlasClientError, FaceAtlasTransportError
+from faceatlas.client.results import (
+    AlbumDeletion,
+    AlbumErasure,
+    AlbumFace,
+    AlbumPerson,
+    AlbumPhoto,
+    AlbumPromotion,
+    AlbumRecluster,
+    AlbumScan,
+    ApiKey,
+    AuditEvent,
+    CameraCounts,
+    Collection,
+    CompareResult,
+    ConsentWithdrawal,
+    DetectResult,
+    EnrolResult,
+    Face,
+    IssuedKey,
+    KycSession,
+    KycSessionPage,
+    LivenessResult,
+    Match,
+    MinuteCount,
+    RetailAlert,
+    RetailAlertResolution,
+    RetailCart,
+    RetailCartLine,
+    RetailErasure,
+    RetailMember,
+    RetailOccupancy,
+    RetailPayment,
+    RetailProduct,
+    RetailProductRemoval,
+    RetailRefund,
+    RetailReport,
+    RetailReportRow,
+    SearchResult,
+    SearchResults,
+    Subject,
+    SubjectPage,
+    TenantSettings,
+    Usage,
+    UsageRow,
+    Verification,
+    VideoEvent,
+)
+from faceatlas.client.transport import MAX_ANSWER_BYTES, MAX_UPLOAD_BYTES, ImageArg
+
+__all__ = [
+    "AlbumDeletion",
+    "AlbumErasure",
+    "AlbumFace",
+    "AlbumPerson",
+    "AlbumPhoto",
+    "AlbumPromotion",
+    "AlbumRecluster",
+    "AlbumScan",
+    "ApiKey",
+    "AuditEvent",
+    "CameraCounts",
+    "Collection",
+    "CompareResult",
+    "ConsentWithdrawal",
+    "DEFAULT_FAR",
+    "DetectResult",
+    "EnrolResult",
+    "Face",
+    "FaceAtlasApiError",
+    "FaceAtlasClient",
+    "FaceAtlasClientError",
+    "FaceAtlasTransportError",
+    "ImageArg",
+    "IssuedKey",
+    "KycSession",
+    "KycSessionPage",
+    "LivenessResult",
+    "MAX_ANSWER_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "Match",
+    "MinuteCount",
+    "RetailAlert",
+    "RetailAlertResolution",
+    "RetailCart",
+    "RetailCartLine",
+    "RetailErasure",
+    "RetailMember",
+    "RetailOccupancy",
+    "RetailPayment",
+    "RetailProduct",
+    "RetailProductRemoval",
+    "RetailRefund",
+    "RetailReport",
+    "RetailReportRow",
+    "SearchResult",
+    "SearchResults",
+    "Subject",
+    "SubjectPage",
+    "TenantSettings",
+    "Usage",
+    "UsageRow",
+    "Verification",
+    "VideoEvent",
+]
