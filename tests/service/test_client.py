@@ -517,3 +517,11 @@ def test_bytes_above_max_upload_bytes_are_refused_before_anything_is_sent(api, t
         assert type(caught.value) is FaceAtlasClientError, caught.value  # not the server's refusal
         assert caught.value.code == by_path.value.code == "payload_too_large"
         assert str(caught.value) == str(by_path.value).replace(str(big), "the image bytes")
+
+
+def test_the_client_s_default_far_is_the_engine_s() -> None:
+    """The client imports nothing of the package, so it holds its own copy of the default FAR."""
+    import faceatlas.client.api as client
+    import faceatlas.engine as engine
+
+    assert client.DEFAULT_FAR == engine.DEFAULT_FAR
