@@ -668,3 +668,16 @@ def test_a_body_that_does_not_parse_is_refused_after_the_key_and_billed(api):
     with api.client(admin) as accountant:
         rows = [r for r in accountant.get("/v1/usage").json()["rows"] if r["operation"] == "collections.create"]
     assert sum(r["calls"] for r in rows) == 6 and sum(r["errors"] for r in rows) == 5, rows
+
+
+def test_an_export_leaves_no_folder_in_tmpdir_whether_it_answers_or_fails(api, examples, tmp_path, monkeypatch):
+    """A failed export (a collection that is not there: 404) left its empty ``faceatlas-export-*``
+    folder in TMPDIR for good (60 after an hour's traffic); an answered one removes its file too."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with api.client("acme_admin") as http:
+        assert http.get("/v1/collections/no-such-collection/export").status_code == 404
+        http.post("/v1/collections", json={"name": "exported_once"})
+        assert http.get("/v1/collections/exported_once/export").status_code == 200
+    assert not list(tmp_path.glob("faceatlas-export-*"))

@@ -158,7 +158,11 @@ async def export_collection(
     outside the gallery: a later erasure cannot reach it."""
     folder = tempfile.mkdtemp(prefix="faceatlas-export-")
     path = FsPath(folder) / f"{collection}.parquet"
-    audit.details["faces"] = await run_in_threadpool(lambda: gallery.export(collection, path, with_crops=crops))
+    try:
+        audit.details["faces"] = await run_in_threadpool(lambda: gallery.export(collection, path, with_crops=crops))
+    except BaseException:  # no answer to remove it after (a 404 left an empty folder in TMPDIR for good)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return FileResponse(path, media_type="application/vnd.apache.parquet", filename=path.name,
                         background=BackgroundTask(shutil.rmtree, folder, True))
 
