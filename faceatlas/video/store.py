@@ -273,8 +273,12 @@ def adopt_space_rows(connection: Connection) -> int:
         column = row.tenant
         # exactly 'svc:' and more (not a range: under a PostgreSQL collation other than C, ';' sorts
         # before ':' and the range held nothing; not LIKE: SQLite's ignores case)
-        moved += rowcount(connection.execute(update(row).where(
-            func.substr(column, 1, 4) == "svc:", func.length(column) > 4).values(tenant=func.substr(column, 5))))
+        older = (func.substr(column, 1, 4) == "svc:", func.length(column) > 4)
+        # read first: the update, even of no row, took the write lock over a scan of the whole table at
+        # every subject's erasure (90 ms with a camera-day of events, every other writer waiting)
+        if connection.scalar(select(row.id).where(*older).limit(1)) is None:
+            continue
+        moved += rowcount(connection.execute(update(row).where(*older).values(tenant=func.substr(column, 5))))
     return moved
 
 
@@ -355,9 +359,13 @@ def erase_subject_events(engine: Engine, tenant: str, subjects: Iterable[str], c
         adopt_space_rows(connection)
     subject, previous = EventRow.data["subject"].as_string(), EventRow.data["previous"].as_string()
     doomed: dict[str, Any] = {}
+    # a few subjects (a subject's erasure): the database picks their events out; many (a collection's),
+    # one pass over the events that name anybody. Every event was read and its JSON parsed here for
+    # one subject: 2.7 s per erasure with one camera-day of events (565,000), a minute after a month.
+    names = (or_(subject.in_(sorted(wanted)), previous.in_(sorted(wanted))) if len(wanted) <= chunk
+             else or_(subject.is_not(None), previous.is_not(None)))
     with Session(engine) as session:
-        query = select(EventRow.id, EventRow.data).where(EventRow.tenant == tenant,
-                                                          or_(subject.is_not(None), previous.is_not(None)))
+        query = select(EventRow.id, EventRow.data).where(EventRow.tenant == tenant, names)
         doomed.update((event_id, data.get("snapshot")) for event_id, data in session.execute(query)
                       if any(isinstance(data.get(key), str) and data[key] in wanted for key in ("subject", "previous")))
         paths = sorted({s for s in doomed.values() if isinstance(s, str) and Path(s).suffix.lower() == ".jpg"})
@@ -365,11 +373,10 @@ def erase_subject_events(engine: Engine, tenant: str, subjects: Iterable[str], c
     for snapshot in paths:
         if snapshot not in shared:
             Path(snapshot).unlink(missing_ok=True)
-    ids = sorted(doomed)
-    with Session(engine) as session, session.begin():
-        return sum(rowcount(session.execute(delete(EventRow).where(EventRow.tenant == tenant,
-                                                                    EventRow.id.in_(ids[start:start + chunk]))))
-                   for start in range(0, len(ids), chunk))
+    ids = sorted(doomed)  # the tenant's (picked above): by their primary key alone, which SQLite's
+    with Session(engine) as session, session.begin():  # planner otherwise left for the tenant's index,
+        return sum(rowcount(session.execute(  # scanning all its events per chunk (1.2 s for 200,000)
+            delete(EventRow).where(EventRow.id.in_(ids[start:start + chunk])))) for start in range(0, len(ids), chunk))
 
 
 def _snapshots_kept(session: Session, erased: set[str], paths: list[str], chunk: int) -> set[str]:
