@@ -5,7 +5,6 @@ service): URL resolution, the engine with SQLite pragmas, the Alembic runner eac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import sqlite3
@@ -141,14 +140,15 @@ def create_database_engine(url: str, *, busy_s: float = 30.0) -> Engine:
 
 
 _ERASED = "faceatlas_erased"  # in a pooled connection's info: it deleted rows since it was checked out
-CHECKPOINT_WAIT_S = 2.0  # how long the truncation after an erasure waits for readers of the WAL
 
 
 def _erasures_leave_the_journal(engine: Engine, busy_s: float) -> None:
     """Erased rows leave SQLite's write-ahead log too: a connection that deleted rows checkpoints
     the WAL into the database file (where ``secure_delete`` zeroes them) and truncates it when it
     goes back to the pool. The WAL kept a deleted subject's name, metadata, embedding and face crop
-    (the rows written when they were enrolled) for as long as the server ran."""
+    (the rows written when they were enrolled) for as long as the server ran. The truncation never
+    waits: with a reader of the WAL (another process's read, a backup) it is tried again at that
+    connection's next checkin (a wait of seconds stalled every writer and every later checkin)."""
 
     @event.listens_for(engine, "after_cursor_execute")
     def _note_deletes(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
@@ -159,24 +159,25 @@ def _erasures_leave_the_journal(engine: Engine, busy_s: float) -> None:
     def _truncate_after_erasure(dbapi_connection: Any, record: Any) -> None:
         if record.info.pop(_ERASED, False) and dbapi_connection is not None \
                 and not truncate_journal(dbapi_connection, busy_s):
-            record.info[_ERASED] = True  # readers past the wait: tried again when it comes back next
+            record.info[_ERASED] = True  # a reader meanwhile: tried again when it comes back next
 
 
 def truncate_journal(dbapi_connection: sqlite3.Connection, busy_s: float = 30.0) -> bool:
-    """Checkpoint an SQLite database's WAL into its file and truncate it, waiting at most
-    :data:`CHECKPOINT_WAIT_S` for its readers; whether it was done."""
-    cursor = dbapi_connection.cursor()
+    """Checkpoint an SQLite database's WAL into its file and truncate it, if no reader holds it now
+    (no wait; ``busy_s``: the connection's busy timeout, put back after); whether it was done.
+    Never raises (it runs as a connection goes back to the pool, where an exception lost the pool
+    its connection): a failure is logged and False."""
     try:
-        cursor.execute(f"PRAGMA busy_timeout={int(CHECKPOINT_WAIT_S * 1000)}")
-        busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
-    except sqlite3.Error as exc:  # the database gone or locked past the wait: said, not raised at a checkin
-        _log.warning("the SQLite journal was not truncated after an erasure: %s", exc)
-        with contextlib.suppress(sqlite3.Error):  # a connection that cannot take it is dropped by the pool
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=0")
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
             cursor.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
+            cursor.close()
+    except Exception as exc:  # noqa: BLE001 - the database gone or locked: said, not raised at a checkin
+        _log.warning("the SQLite journal was not truncated after an erasure: %s", exc)
         return False
-    finally:
-        cursor.close()
     return not busy
 
 

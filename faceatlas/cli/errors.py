@@ -132,7 +132,8 @@ class WatchedStdout:
 
     def write(self, text: str) -> int:
         try:
-            return int(self.stream.write(text))
+            written = self.stream.write(text)  # None from some writers (a codecs StreamWriter)
+            return len(text) if written is None else int(written)
         except OSError as exc:
             self.failure = exc
             raise

@@ -80,8 +80,8 @@ class _OnStderr(logging.Handler):
 
 
 def _shown_elsewhere(record: logging.LogRecord) -> bool:
-    """Whether a handler of the process's logging (not this one, nor one that shows nothing: the
-    quantiser's root is held on one) shows ``record``."""
+    """Whether a handler of the process's logging (not this one, nor one that shows nothing) shows
+    ``record`` (the one on stderr the quantiser holds on the root, for warnings and errors, does)."""
     logger: logging.Logger | None = logging.getLogger(record.name)
     while logger is not None:
         if any(not isinstance(h, _OnStderr | logging.NullHandler) and record.levelno >= h.level

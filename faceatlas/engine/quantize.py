@@ -267,10 +267,14 @@ def _root_logging_left_alone() -> Iterator[None]:
     on a root logger without a handler that call configures one (``basicConfig``), and from then on
     every ``faceatlas.int8`` record was also said in its format, ``INFO:faceatlas.int8:int8 copy of
     ...: quantising 1/1`` after the command's own line, and the recogniser's whole making after it.
-    A handler that shows nothing is held on such a root meanwhile; one configured (``serve``'s) is
-    left as it is."""
+    A handler on stderr for warnings and errors (what Python's last resort shows without any) is held
+    on such a root meanwhile, so the other threads' errors are still said; one configured
+    (``serve``'s) is left as it is."""
     root = logging.getLogger()
-    held = logging.NullHandler() if not root.handlers else None
+    held: logging.Handler | None = None
+    if not root.handlers:
+        held = logging.StreamHandler(sys.stderr)
+        held.setLevel(logging.WARNING)
     if held is not None:
         root.addHandler(held)
     try:

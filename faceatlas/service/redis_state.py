@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "faceatlas:"  # every key is ``faceatlas:<database id>:<name>`` (see ``key_prefix``)
 MONTH_TTL = 40 * 24 * 3600  # a month's counter outlives its month, then goes
+DEAD_CHECK_SECONDS = 2.0  # a refusal looks for a dead process's calls in flight at most this often per tenant
 ALIVE_SECONDS = 15  # a process is alive while its key lives: refreshed by its heartbeat and its calls
 HEARTBEAT_SECONDS = 5.0
 CLAIM_SECONDS = 15  # a claim of an Idempotency-Key lives this long past its process's last heartbeat
@@ -241,6 +242,7 @@ class RedisState(SharedState):
         self._lock = threading.Lock()
         self._instance = ""  # the instance of Redis's state this process last saw (counting, beating)
         self._counted: dict[tuple[str, str, str], int] = {}  # (tenant, month, instance): calls in flight
+        self._dead_checked: dict[str, float] = {}  # tenant: when a refusal last looked for dead processes' calls
         self._take = self.redis.register_script(_TAKE)
         self._spend = self.redis.register_script(_SPEND)
         self._settle = self.redis.register_script(_SETTLE)
@@ -327,7 +329,7 @@ class RedisState(SharedState):
                 # over the quota, with calls in flight of a dead process counted: counted again from the
                 # bill now (a killed process's calls held the tenant refused under its quota until the
                 # next reconciliation, up to quota_reconcile_seconds)
-                if recounted or not self._dead_in_flight(keys[1]) \
+                if recounted or not self._dead_in_flight(tenant_id, keys[1]) \
                         or not self._recount(tenant_id, month, "after a process died"):
                     return seconds_to_next_month()
                 recounted = True
@@ -338,8 +340,16 @@ class RedisState(SharedState):
             self._reset_counter(tenant_id, month, only_if_missing=True)
         raise StateUnavailable("the quota counter could not be seeded", retry_after=1.0)
 
-    def _dead_in_flight(self, inflight: str) -> bool:
-        """Whether a process whose heartbeat stopped (its alive key gone) has calls in flight counted."""
+    def _dead_in_flight(self, tenant_id: str, inflight: str) -> bool:
+        """Whether a process whose heartbeat stopped (its alive key gone) has calls in flight counted;
+        asked of Redis at most once every :data:`DEAD_CHECK_SECONDS` per tenant by this process (each
+        refusal of a tenant hammering past its quota cost two more round trips)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._dead_checked.get(tenant_id, -DEAD_CHECK_SECONDS) < DEAD_CHECK_SECONDS:
+                return False
+            self._dead_checked[tenant_id] = now
+
         def ask() -> bool:
             processes = [p.decode() if isinstance(p, bytes) else str(p) for p in self.redis.hkeys(inflight)]
             with self.redis.pipeline(transaction=False) as pipe:

@@ -594,3 +594,36 @@ def test_an_erased_subject_leaves_no_copy_in_the_sqlite_journal(tmp_path: Path) 
                    *(vector.tobytes()[:32] for vector in l2_normalize(doomed))]
         assert not [(name, needle[:16]) for name, blob in files.items() for needle in needles if needle in blob]
         assert [m.external_id for m in gallery.search("c", Embedding(kept[0], rid), k=1)] == ["kept"]
+
+
+def test_a_reader_of_the_journal_delays_its_truncation_without_stalling_the_erasure(tmp_path: Path) -> None:
+    """The truncation after an erasure waited 2 s for a reader of the WAL (a backup, another
+    process), every later checkin of that connection waited again, and every writer with it; an
+    exception in that wait lost the pool its connection. It never waits now: tried again when
+    the connection comes back next, once the reader is done; it never raises."""
+    import sqlite3
+
+    from faceatlas.db import truncate_journal
+
+    rng = np.random.default_rng(12)
+    database = tmp_path / "g.db"
+    with Gallery.open(str(database), tenant="erase", index_dir=tmp_path / "indexes") as gallery:
+        rid = gallery.create_collection("c", "scrfd-mbf").recognizer_id
+        gallery.add_embeddings("c", "zorro_9912", _unit(rng, 2), recognizer_id=rid, name="Zebediah Quixreader")
+        gallery.add_embeddings("c", "kept", _unit(rng, 1), recognizer_id=rid)
+        reader = sqlite3.connect(database)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM faces").fetchone()  # a read transaction on the WAL's snapshot
+        started = time.monotonic()
+        assert gallery.delete_subject("c", "zorro_9912") == 2
+        assert time.monotonic() - started < 1.5  # not the 2 s wait per checkin
+        journal = database.with_name(database.name + "-wal")
+        assert b"Quixreader" in journal.read_bytes()  # the reader holds it
+        reader.rollback()
+        reader.close()
+        for _ in range(3):  # the next uses of the pool's connections truncate it
+            gallery.list_subjects("c")
+        assert b"Quixreader" not in journal.read_bytes() and b"Quixreader" not in database.read_bytes()
+    closed = sqlite3.connect(":memory:")
+    closed.close()
+    assert truncate_journal(closed) is False  # said, never raised

@@ -143,11 +143,13 @@ def test_reconciliation_drops_the_calls_of_a_dead_process(states: list[RedisStat
     assert alive.spend("acme", 3) > 0
 
 
-def test_a_dead_process_s_calls_never_refuse_a_tenant_under_its_quota(states: list[RedisState],
-                                                                      accounts: Accounts) -> None:
+def test_a_dead_process_s_calls_never_refuse_a_tenant_under_its_quota(states: list[RedisState], accounts: Accounts,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A process killed with calls in flight left them counted until the next reconciliation (60 s
     by default): a tenant under its quota was refused ``quota_exceeded`` meanwhile. A refusal with a
-    dead process's calls counted counts the tenant again from the bill first."""
+    dead process's calls counted counts the tenant again from the bill first (looked for at most
+    every DEAD_CHECK_SECONDS per tenant: 0 here)."""
+    monkeypatch.setattr(redis_state, "DEAD_CHECK_SECONDS", 0.0)
     accounts.create_tenant("acme")
     dead, alive = states[0], states[1]
     for _ in range(3):
