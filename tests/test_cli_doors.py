@@ -141,6 +141,16 @@ def test_every_command_says_a_full_stdout_as_ar_drive_and_batch_do(pair, searcha
         assert _error_lines(run.stderr) == [FULL], (args, run.stderr)
 
 
+def test_the_help_to_a_full_stdout_is_said_as_a_command_s_output_is() -> None:
+    """`faceatlas --help > /dev/full` (and `faceatlas` alone, which prints it) ended in a traceback,
+    status 1: click prints the help before any command's handler runs."""
+    for args in (["--help"], [], ["gallery", "--help"]):
+        with open("/dev/full", "w") as full:
+            run = subprocess.run(_cli(*args), stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, (args, run.returncode, run.stderr)
+        assert _error_lines(run.stderr) == [FULL], (args, run.stderr)
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared, tmp_path):
     """`detect a b c d | head -1` ended 1 ("some inputs failed": rich's own broken-pipe exit) with the
     progress stopped at 1/4, and `liveness` the same: as `stdout_gone` says, 141 (128 + SIGPIPE), quietly.

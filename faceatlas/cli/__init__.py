@@ -25,12 +25,13 @@ def run() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.unraisablehook = _interrupt_again(sys.unraisablehook)
     try:
-        from faceatlas.cli.errors import hold_stdout
+        from faceatlas.cli.errors import hold_stdout, said_stdout_failure
 
         hold_stdout()  # started with stdout closed (`>&-`): what it prints fails, as to /dev/full
         from faceatlas.cli.main import app
 
-        app(prog_name="faceatlas")  # ends with SystemExit (click's standalone mode)
+        with said_stdout_failure():  # the help, printed before any command runs, too
+            app(prog_name="faceatlas")  # ends with SystemExit (click's standalone mode)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     finally:  # the command is done: a kill now would end the exit itself (status 143, stdout unflushed)

@@ -180,6 +180,24 @@ def watching_stdout() -> Iterator[WatchedStdout]:
             sys.stdout = watched.stream
 
 
+@contextmanager
+def said_stdout_failure() -> Iterator[None]:
+    """Around the whole CLI (``faceatlas.cli.run``): a standard output that cannot be written while
+    click prints what no command does (``faceatlas --help > /dev/full``: its help, before any
+    command's handler runs) is said as every command says it (:func:`stdout_unwritable`), status 2;
+    it was a traceback, status 1."""
+    with watching_stdout() as stdout:
+        try:
+            yield
+        except OSError as exc:
+            if not stdout.raised(exc):
+                raise
+            try:
+                stdout_gone() if isinstance(exc, BrokenPipeError) else stdout_unwritable(exc)
+            except typer.Exit as done:  # outside click's main: its status, as click would end with it
+                raise SystemExit(done.exit_code) from None
+
+
 def flush_stdout() -> None:
     """What the command printed with ``print`` (its JSON, its lines), flushed as the command ends, as
     :func:`writing_stdout` flushes: into a pipe or a file ``print`` holds up to 8 KiB, and a reader
