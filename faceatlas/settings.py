@@ -369,6 +369,9 @@ class ServiceSettings(_Section):
     kyc_session_seconds: float = Field(default=600.0, gt=0, le=MAX_KYC_SESSION_SECONDS,
                                        description="a verification session may be submitted this long after it "
                                        "was created (at most 30 days: 2592000)")
+    event_retention_days: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="stored video events (and the face snapshots they "
+        "kept) older than this many days are deleted by the retention sweep; None: kept until deleted")
     retention_sweep_seconds: float = Field(default=300.0, gt=0, description="how often what is kept past its "
                                            "retention (KYC reference images, selfie fingerprints) is deleted "
                                            "without waiting for traffic; also once at the service's start")

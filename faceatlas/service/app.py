@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -29,7 +30,7 @@ from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.kyc import migrate as migrate_kyc
 from faceatlas.apps.retail import migrate as migrate_retail
 from faceatlas.apps.retail import purge_anonymous_visitors
-from faceatlas.db import create_database_engine, lock_schema
+from faceatlas.db import create_database_engine, lock_schema, utcnow
 from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration, resolve
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery, check_index_dir, database_identity, index_dir_for
@@ -51,7 +52,7 @@ from faceatlas.service.routes import account, albums, ar, events, faces, galleri
 from faceatlas.service.schemas import ErrorOut
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
 from faceatlas.settings import EngineSettings, ServiceSettings, StorageSettings
-from faceatlas.video import VideoBase, adopt_space_rows
+from faceatlas.video import VideoBase, adopt_space_rows, purge_events
 
 _log = logging.getLogger(__name__)
 
@@ -281,7 +282,11 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         # what expired is deleted now and every period, not only as a side effect of more KYC calls
         # the index folder swept (what deletes through other machines' folders left in it) at the start
         # and every period, so a machine that keeps running drops erased vectors too
+        events_kept = settings.event_retention_days
         state.retention = RetentionSweep({"KYC reference images": state.kyc.purge,
+                                          **({} if events_kept is None else {
+                                              "video events and their snapshots": lambda: purge_events(
+                                                  state.db, utcnow() - timedelta(days=events_kept))}),
                                           "anonymous store visitors": partial(purge_anonymous_visitors, state.db),
                                           # a live collection's file is rebuilt from the database at its next use
                                           "index files of deleted collections, holding erased faces or of an "

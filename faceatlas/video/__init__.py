@@ -69,6 +69,7 @@ from faceatlas.video.store import (
     list_counts,
     list_events,
     open_events_db,
+    purge_events,
     utc_time,
 )
 from faceatlas.video.tracks import Track
@@ -125,6 +126,7 @@ __all__ = [
     "build_sinks",
     "check_camera_source",
     "erase_subject_events",
+    "purge_events",
     "erase_tenant_events",
     "events_tenant",
     "event_snapshot",
