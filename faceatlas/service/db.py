@@ -89,7 +89,8 @@ class AuditRecord(Base):
     """Who created, changed or deleted what (never the biometric data itself)."""
 
     __tablename__ = "svc_audit"
-    __table_args__ = (Index("ix_svc_audit_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (Index("ix_svc_audit_tenant_at", "tenant_id", "at"),
+                      Index("ix_svc_audit_tenant_target", "tenant_id", "target"))  # erasures match targets
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
