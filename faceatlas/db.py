@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session
 
 from faceatlas.errors import DatabaseUnavailable, InvalidArgument, NotFound
 from faceatlas.settings import StorageSettings
@@ -160,6 +161,14 @@ def _erasures_leave_the_journal(engine: Engine, busy_s: float) -> None:
         if record.info.pop(_ERASED, False) and dbapi_connection is not None \
                 and not truncate_journal(dbapi_connection, busy_s):
             record.info[_ERASED] = True  # a reader meanwhile: tried again when it comes back next
+
+
+def erases(session: Session) -> None:
+    """The transaction of ``session`` erases personal data by rewriting rows (the audit trail's
+    names made ``[erased]``): on SQLite its journal is truncated when its connection goes back to the
+    pool, as a delete's is. Without it the database file kept the rows as they were (the WAL held the
+    rewrite) until a later delete or the server's stop."""
+    session.connection().info[_ERASED] = True
 
 
 def truncate_journal(dbapi_connection: sqlite3.Connection, busy_s: float = 30.0) -> bool:

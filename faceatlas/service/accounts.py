@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from faceatlas.db import rowcount, utcnow
+from faceatlas.db import erases, rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
 from faceatlas.gallery import DEFAULT_TENANT
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
@@ -431,6 +431,7 @@ class Accounts:
             session.execute(update(AuditRecord).where(AuditRecord.tenant_id == tenant_id,
                                                       AuditRecord.target.in_(sorted(targets)))
                             .values(target=erased, details={}))
+            erases(session)
             session.commit()
         return erased
 
@@ -447,6 +448,7 @@ class Accounts:
                 AuditRecord.tenant_id == tenant_id, _subject_actions(),
                 target_under(f"{collection}/"))
                 .values(target=f"{collection}/{ERASED}", details={}))
+            erases(session)
             session.commit()
 
     def erase_album_person(self, tenant_id: str, album: str, ids: Iterable[str], names: Iterable[str | None] = (),
@@ -476,6 +478,7 @@ class Accounts:
             for start in range(0, len(hit), 10_000):
                 session.execute(update(AuditRecord).where(AuditRecord.id.in_(hit[start:start + 10_000]))
                                 .values(target=f"{album}/{ERASED}", details={}))
+            erases(session)
             session.commit()
         return f"{album}/{ERASED}"
 
@@ -492,6 +495,7 @@ class Accounts:
                 AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
                 target_under(f"{album}/"))
                 .values(target=f"{album}/{ERASED}", details={}))
+            erases(session)
             session.commit()
 
     def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:

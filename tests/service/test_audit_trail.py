@@ -302,3 +302,32 @@ def test_the_cli_deletes_a_service_space_of_a_database_never_served(tmp_path) ->
     engine = create_engine(database_url)
     assert not inspect(engine).has_table("svc_audit")  # the delete made no service table either
     engine.dispose()
+
+
+def test_an_audit_trail_erased_leaves_no_copy_in_the_sqlite_files(tmp_path) -> None:
+    """The audit trail is erased by rewriting its records (``[erased]``), not deleting them: the
+    journal held the rewrite and the database file kept the records as written (``staff/<id>``)
+    until a later delete or the server's stop. The rewrite truncates the journal as a delete does."""
+    from faceatlas.db import create_database_engine
+    from faceatlas.service.accounts import Accounts
+    from faceatlas.service.db import migrate
+
+    database = tmp_path / "svc.db"
+    engine = create_database_engine(f"sqlite:///{database}")
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme")
+    for action in ("subject.create", "face.enrol"):
+        accounts.audit(action, "staff/zorro_9913", "acme", None, {"faces": 1})
+    accounts.audit("subject.create", "vip/zorro_9914", "acme", None)
+    accounts.audit("album.name", "album1/p9915", "acme", None)
+    with engine.connect() as held:  # the server's state: the database open, its pool holding connections
+        held.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # the records in the database file itself
+        accounts.erase_subject("acme", "staff/zorro_9913", keep_ids=False)
+        accounts.erase_collection("acme", "vip", keep_ids=False)
+        accounts.erase_album_person("acme", "album1", ["p9915"], keep_ids=False)
+        files = {path.name: path.read_bytes() for path in tmp_path.glob("svc.db*") if path.is_file()}
+        assert "svc.db" in files
+        assert not [(name, needle) for name, blob in files.items()
+                    for needle in (b"zorro_9913", b"zorro_9914", b"p9915") if needle in blob]
+    engine.dispose()

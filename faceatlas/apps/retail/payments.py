@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.apps.retail.db import LedgerEntry
+from faceatlas.db import erases
 from faceatlas.errors import NotFound
 
 
@@ -51,6 +52,7 @@ class LedgerPayments:
         """Replace the account reference by ``erased`` in every row (the amounts stay booked)."""
         with self._sessions.begin() as session:
             session.execute(update(LedgerEntry).where(LedgerEntry.account == account).values(account="erased"))
+            erases(session)
 
     def _book(self, kind: str, account: str, amount: int, currency: str, key: str, reference: str | None) -> str:
         try:
