@@ -41,7 +41,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_KYC_SESSION_SECONDS (default 600, at most 30 days: 2592000); KYC reference images
             are kept per tenant (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by
             a setting here;
-            FACEATLAS_RETENTION_SWEEP_SECONDS (default 300: expired ones are deleted at start and this often)
+            FACEATLAS_RETENTION_SWEEP_SECONDS (default 300: expired ones are deleted at start and this often),
+            FACEATLAS_EVENT_RETENTION_DAYS (unset: stored video events are kept; else older ones go at a sweep)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
