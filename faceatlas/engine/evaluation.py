@@ -640,18 +640,18 @@ def lfw_inputs(pairs: Path | None, images: Path | None, settings: EngineSettings
     """The LFW View-2 pairs file and image folder to evaluate: those given, else the shared assets'
     (``FACEATLAS_SHARED/data/lfw/pairs.txt`` and ``.../images``). Every README example of ``eval
     lfw`` without them was refused "Missing option '--pairs'"."""
+    if pairs is not None and images is not None:
+        return Path(pairs), Path(images)
     shared = (settings or EngineSettings()).shared
-    lfw = shared.expanduser() / "data" / "lfw" if shared is not None else None
-    if (pairs is None or images is None) and lfw is None:
+    if shared is None:
         raise InvalidArgument("give --pairs (LFW View-2 pairs.txt) and --images (its image folder), or set "
                               "FACEATLAS_SHARED to a folder holding data/lfw/pairs.txt and data/lfw/images")
-    chosen = (Path(pairs) if pairs is not None else Path(str(lfw)) / "pairs.txt",
-              Path(images) if images is not None else Path(str(lfw)) / "images")
-    for path, what, flag, folder in ((chosen[0], "pairs file", "--pairs", False),
-                                     (chosen[1], "image folder", "--images", True)):
-        if not (path.is_dir() if folder else path.is_file()):
-            raise InvalidArgument(f"no LFW {what} at {path} (FACEATLAS_SHARED's): give {flag}")
-    return chosen
+    lfw = shared.expanduser() / "data" / "lfw"
+    if pairs is None and not (lfw / "pairs.txt").is_file():
+        raise InvalidArgument(f"no LFW pairs file at {lfw / 'pairs.txt'} (FACEATLAS_SHARED's): give --pairs")
+    if images is None and not (lfw / "images").is_dir():
+        raise InvalidArgument(f"no LFW image folder at {lfw / 'images'} (FACEATLAS_SHARED's): give --images")
+    return Path(pairs or lfw / "pairs.txt"), Path(images or lfw / "images")
 
 
 def check_lfw_outputs(pairs_path: Path, images_dir: Path, *, limit_folds: int | None = None,
