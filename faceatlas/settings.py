@@ -332,7 +332,8 @@ class ServiceSettings(_Section):
     redis_url: str | None = Field(default=None, description="Redis shared by every service process (rates, "
                                   "quotas, idempotency keys, key cache); None: in this process's memory")
     key_cache_seconds: float = Field(default=1.0, ge=0, le=1.0, description="how long a key lookup is cached "
-                                     "(a revocation holds on every process within this bound)")
+                                     "(dropped by every revocation; with Redis unreachable for the revoker, "
+                                     "a revocation holds on every process within this bound)")
     quota_reconcile_seconds: float = Field(default=60.0, gt=0, description="with Redis: how often the quota "
                                            "counters are set again from the usage table (the bill)")
     idempotency_seconds: int = Field(default=24 * 3600, ge=1, description="how long an Idempotency-Key's "

@@ -18,7 +18,7 @@ from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, key_prefix, usage_csv
 from faceatlas.service.db import migrate
 from faceatlas.service.metrics import multiprocess_folder, process_gone
-from faceatlas.service.tenants import delete_tenant
+from faceatlas.service.tenants import delete_tenant, operator_accounts
 from faceatlas.settings import ServiceSettings, Settings
 
 if TYPE_CHECKING:
@@ -149,12 +149,13 @@ def _supervise(config: uvicorn.Config, metrics: str) -> int:
 
 def _accounts(db: str | None, *, create: bool = False) -> Accounts:
     """The accounts of the service database; only creating a tenant makes the database."""
-    url = db or ServiceSettings.from_env().database_url
+    settings = ServiceSettings.from_env()
+    url = db or settings.database_url
     if not create:
         require_database(url, "service database", "`faceatlas admin tenant create` makes one")
     engine = create_database_engine(url)
     migrate(engine)
-    return Accounts(engine)
+    return operator_accounts(engine, settings.redis_url)
 
 
 def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning a FaceAtlasError into exit 2

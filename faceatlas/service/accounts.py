@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,9 +90,18 @@ class Accounts:
     """Tenant, key, usage and audit operations over one database. ``ceilings`` bound the keys a
     tenant may hold (the service passes its settings; none by default, for operators' tools)."""
 
-    def __init__(self, engine: Engine, ceilings: KeyCeilings | None = None) -> None:
+    def __init__(self, engine: Engine, ceilings: KeyCeilings | None = None,
+                 keys_changed: Callable[[], None] | None = None) -> None:
+        """``keys_changed``: told after a key is revoked or rotated and after a tenant's quota
+        changes or the tenant goes (what a principal holds), so that servers' caches of key lookups
+        drop what they knew (``SharedState.forget_keys``)."""
         self.engine = engine
         self.ceilings = ceilings or KeyCeilings()
+        self.keys_changed = keys_changed
+
+    def _keys_changed(self) -> None:
+        if self.keys_changed is not None:
+            self.keys_changed()
 
     # -- tenants ---------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
@@ -158,7 +167,9 @@ class Accounts:
                                     details={"name": tenant.name, "monthly_quota": tenant.monthly_quota,
                                              "kyc_retention_days": tenant.kyc_retention_days}))
             session.commit()
-            return tenant
+        if tenant.monthly_quota != before[1]:
+            self._keys_changed()
+        return tenant
 
     def revoke_tenant_keys(self, tenant_id: str) -> int:
         """Revoke every key of a tenant at once (the first step of deleting it, so that its keys stop
@@ -167,7 +178,9 @@ class Accounts:
             revoked = rowcount(session.execute(update(ApiKey).where(
                 ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())))
             session.commit()
-            return revoked
+        if revoked:
+            self._keys_changed()
+        return revoked
 
     def delete_tenant(self, tenant_id: str) -> None:
         """Delete a tenant's account, keys and audit trail (see ``service.tenants.delete_tenant`` for
@@ -186,6 +199,7 @@ class Accounts:
                 session.add(DeletedTenant(id=tenant_id))
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.delete", target=tenant_id))
             session.commit()
+        self._keys_changed()
 
     def list_tenants(self) -> list[Tenant]:
         with Session(self.engine) as session:
@@ -292,7 +306,9 @@ class Accounts:
                 session.add(AuditRecord(tenant_id=key.tenant_id, key_id=actor_key_id, action="key.revoke",
                                         target=f"key:{key.prefix}"))
             session.commit()
-            return bool(revoked)
+        if revoked:
+            self._keys_changed()
+        return bool(revoked)
 
     def rotate_key(self, prefix: str, tenant_id: str | None = None, actor_key_id: int | None = None) -> IssuedKey:
         """Revoke a key and issue its one replacement (same tenant, scopes and limits), in one
@@ -316,7 +332,8 @@ class Accounts:
                 action="key.rotate",
             )
             session.commit()
-            return issued
+        self._keys_changed()
+        return issued
 
     @staticmethod
     def _find(session: Session, prefix: str, tenant_id: str | None) -> ApiKey:

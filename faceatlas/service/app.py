@@ -255,7 +255,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.db = create_database_engine(settings.database_url)
         migrate_all(state.db)
         state.accounts = Accounts(
-            state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant)
+            state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant),
+            keys_changed=lambda: state.shared.forget_keys(),  # every process's cached key lookups
         )
         state.usage = UsageWriter(state.accounts)  # the bill's rows; those kept while the database failed
         state.shared = open_shared_state(settings, state.accounts.calls_this_month,

@@ -24,7 +24,11 @@
 - idempotency keys: ``SET NX`` claims, held as long as their call runs (each process refreshes
   its claims with its heartbeat; a killed process's claims free within ``CLAIM_SECONDS``), the
   first answer stored for ``idempotency_seconds``;
-- key lookups: cached for ``key_cache_seconds`` (≤ 1 s), so a revocation holds everywhere within it.
+- key lookups: cached for ``key_cache_seconds`` (≤ 1 s), each with the ``keys`` generation it was
+  read in; revoking or rotating a key, changing a tenant's quota or deleting it moves the generation
+  on (``forget_keys``, after the database committed), so every process reads the key's row again on
+  its next call. With Redis unreachable for the revoker, the cache still holds a lookup at most
+  ``key_cache_seconds``.
 
 Every key belongs to one database: ``faceatlas:<database id>:<name>`` (``key_prefix``; the id is the
 database's ``gallery_identity`` row), so several databases may share one Redis database (staging and
@@ -80,6 +84,7 @@ CLAIM_SECONDS = 15  # a claim of an Idempotency-Key lives this long past its pro
 INSTANCE_KEY = "instance"  # a random id, set by the first call counted after Redis started empty
 DEPLOYMENT_KEY = "deployment"  # a random id: the state this Redis holds for one database's servers
 RESTARTED_KEY = "restarted"  # lives restart_grace() after a process saw Redis restarted empty
+KEYS_KEY = "keys"  # the generation of key lookups: moved on by every revocation (``forget_keys``)
 LEGACY_DEPLOYMENT_KEY = f"{PREFIX}deployment"  # what servers before database-scoped keys set
 
 
@@ -427,15 +432,21 @@ class RedisState(SharedState):
             return load(token)
         name = self.name("key", sha256(token.encode()).hexdigest())
         try:
-            cached = self.redis.get(name)
+            cached, generation = self.redis.mget(name, self.name(KEYS_KEY))
         except redis.RedisError:
             return load(token)  # the cache is an optimisation: the database answers alone
+        now = _text(generation)
         if cached is not None:
-            return _principal_from(json.loads(cached))
-        principal = load(token)
+            entry = json.loads(cached)
+            if isinstance(entry, dict) and entry.get("keys") == now:  # else from before a revocation
+                return _principal_from(entry["principal"])
+        principal = load(token)  # read after the generation: a revocation since moves it on again
         with suppress(redis.RedisError):
-            self.redis.set(name, json.dumps(_principal_to(principal)), px=ttl_ms)
+            self.redis.set(name, json.dumps({"keys": now, "principal": _principal_to(principal)}), px=ttl_ms)
         return principal
+
+    def forget_keys(self) -> None:
+        forget_keys(self.redis, self.prefix, self.address)
 
     def _claim_name(self, scope: str, key: str) -> str:
         return self.name("idem", scope, sha256(key.encode()).hexdigest())
@@ -635,6 +646,32 @@ def connect(url: str) -> redis.Redis:
         raise InvalidSetting(f"FACEATLAS_REDIS_URL ({address(url)}): {exc}") from None
 
 
+def forget_keys(client: redis.Redis, prefix: str, where: str) -> None:
+    """Move the generation of key lookups of the database whose keys start ``prefix`` on: every
+    lookup cached before is read again from the database. Redis unreachable: logged, not raised
+    (the revocation is committed; cached lookups expire within ``key_cache_seconds``)."""
+    try:
+        client.incr(prefix + KEYS_KEY)
+    except redis.RedisError as exc:
+        log.warning("the shared state (Redis at %s) cannot be told of a revoked key: %s; servers may still "
+                    "accept it for up to FACEATLAS_KEY_CACHE_SECONDS", where, exc)
+
+
+def keys_forgetter(url: str, database: Callable[[], str]) -> Callable[[], None]:
+    """For a door that is no server (the CLI): a ``keys_changed`` for ``Accounts`` that tells the
+    servers of the database whose id ``database`` gives, sharing the Redis at ``url``, to read keys
+    again (the id asked when a key changed, not before)."""
+
+    def forget() -> None:
+        client = connect(url)
+        try:
+            forget_keys(client, key_prefix(database()), address(url))
+        finally:
+            client.close()
+
+    return forget
+
+
 def forget_scope(url: str, database: str, scope: str) -> int:
     """Delete every Idempotency-Key of ``scope`` (a tenant: its claims and stored answers) of the
     database ``database`` (its id) from the Redis at ``url``; returns how many. For a deleted tenant:
@@ -724,6 +761,10 @@ def address(url: str) -> str:
         return f"unix://{parts.path}"
     host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
     return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _principal_to(principal: Principal | None) -> dict[str, Any] | None:

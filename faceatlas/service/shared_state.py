@@ -86,6 +86,10 @@ class SharedState(ABC):
     def principal(self, token: str, load: LoadKey) -> Principal | None:
         """The principal of a presented key, from a cache of at most ``key_cache_seconds``."""
 
+    def forget_keys(self) -> None:  # noqa: B027 - memory keeps no key cache
+        """Drop the cached key lookups of every process (a key was revoked, a quota changed): the
+        next call of each key reads its row (``Accounts.keys_changed``)."""
+
     @abstractmethod
     def begin_idempotent(self, scope: str, key: str, fingerprint: str = "") -> StoredAnswer | None:
         """Claim ``key`` (within ``scope``, the tenant) for the call ``fingerprint`` names (method,

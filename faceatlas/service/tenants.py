@@ -41,6 +41,18 @@ def service_accounts(gallery: Gallery) -> Accounts | None:
     return Accounts(gallery.engine)
 
 
+def operator_accounts(engine: Engine, redis_url: str | None) -> Accounts:
+    """The accounts of the service database ``engine`` for a door that is no server (the CLI): a
+    key it revokes or rotates, a quota it changes, a tenant it deletes is told to the servers
+    sharing the Redis at ``redis_url`` (the settings' ``FACEATLAS_REDIS_URL``), whose cached key
+    lookups are then read again at once rather than within ``FACEATLAS_KEY_CACHE_SECONDS``."""
+    if redis_url is None:
+        return Accounts(engine)
+    from faceatlas.service.redis_state import keys_forgetter  # the redis client: an optional extra
+
+    return Accounts(engine, keys_changed=keys_forgetter(redis_url, lambda: database_identity(engine)))
+
+
 def deployment_answers(gallery: Gallery, redis_url: str | None) -> AnswerStore | None:
     """The stored ``Idempotency-Key`` answers of the servers of ``gallery``'s database that a door
     which is no server (the CLI) can replace after an erasure: those their Redis keeps, given its
@@ -242,7 +254,8 @@ def delete_tenant(accounts: Accounts, gallery: Gallery, tenant_id: str,
     """Delete a tenant and everything it owns, biometric data first and the account last:
 
     0. its keys are revoked, so that they add nothing while the rest goes (not covered: a request
-       let in before, or in the seconds the service's key cache still knows the key);
+       let in before; servers sharing Redis drop their cached lookups when ``accounts`` was made
+       with ``keys_changed``, as the server's and ``operator_accounts``' are);
     1. its gallery collections (faces, vectors, crops, index files) and its gallery space's row;
     2. its verification sessions with their kept reference images and selfie fingerprints;
     3. its albums (their gallery spaces ``app:albums:svc:<id>:<album>`` with their rows, which name

@@ -30,6 +30,7 @@ from faceatlas.service.db import AuditRecord, UsageRecord, database_identity, mi
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.redis_state import RedisState
 from faceatlas.service.shared_state import StoredAnswer
+from faceatlas.service.tenants import operator_accounts
 from faceatlas.settings import ServiceSettings
 
 DATABASE = "d" * 32  # the id of the database whose state the RedisState objects made here keep
@@ -226,6 +227,53 @@ def test_a_call_billed_while_the_bill_is_read_is_counted(states: list[RedisState
         assert seeding.spend("acme", 3) > 0
     finally:
         seeding.close()
+
+
+def test_a_revocation_reaches_every_process_s_key_cache_at_once(states: list[RedisState], accounts: Accounts) -> None:
+    accounts.create_tenant("acme", monthly_quota=100)
+    issued = accounts.create_key("acme", ["read"])
+    loads: list[str] = []
+
+    def load(token: str):  # the database's answer, counted
+        loads.append(token)
+        return accounts.authenticate(token)
+
+    def everyone():  # each process's principal of the key
+        return [state.principal(issued.token, load) for state in states]
+
+    assert all(p is not None and p.monthly_quota == 100 for p in everyone())
+    assert len(loads) == 1  # one lookup, cached for the others: the cache this test is about
+    server = Accounts(accounts.engine, keys_changed=states[0].forget_keys)  # a server's accounts
+    server.update_tenant("acme", monthly_quota=5)
+    assert [p.monthly_quota if p else None for p in everyone()] == [5, 5, 5]  # not 100 for a second
+    rotated = server.rotate_key(issued.prefix)
+    assert everyone() == [None, None, None]
+    assert all(state.principal(rotated.token, load) is not None for state in states)
+    server.revoke_key(rotated.prefix)
+    assert [state.principal(rotated.token, load) for state in states] == [None, None, None]
+
+
+def test_a_key_revoked_by_the_cli_is_refused_by_the_servers_at_once(redis_server, accounts: Accounts,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    redis_server.flush()
+    accounts.create_tenant("acme")
+    keys = [accounts.create_key("acme", ["read"]) for _ in range(3)]
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url)
+    server = RedisState(settings, accounts.calls_this_month, database_identity(accounts.engine))
+    try:
+        assert all(server.principal(k.token, accounts.authenticate) is not None for k in keys)
+        operator_accounts(accounts.engine, redis_server.url).revoke_key(keys[0].prefix)  # `faceatlas admin key revoke`
+        assert server.principal(keys[0].token, accounts.authenticate) is None
+        operator_accounts(accounts.engine, redis_server.url).delete_tenant("acme")
+        assert server.principal(keys[1].token, accounts.authenticate) is None
+        # Redis unreachable for the operator: the revocation is committed all the same, and said
+        accounts.create_tenant("beta")
+        key = accounts.create_key("beta", ["read"])
+        assert operator_accounts(accounts.engine, "redis://127.0.0.1:1/0").revoke_key(key.prefix)
+        assert accounts.authenticate(key.token) is None
+        assert "cannot be told of a revoked key" in caplog.text
+    finally:
+        server.close()
 
 
 def test_redis_down_refuses_then_recovers(states: list[RedisState], accounts: Accounts, redis_server) -> None:

@@ -125,10 +125,9 @@ def revoke_key(
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("keys.revoke", "admin", billable=False, idempotent=True))],
 ) -> None:
-    """Revoke one of the tenant's keys (audited): refused from the next call on a single server; with
-    several processes sharing Redis, within ``FACEATLAS_KEY_CACHE_SECONDS`` (1 s at most: key
-    lookups are cached there; 0 turns the cache off). A revoked key's revocation changes nothing:
-    204 again, and no second audit record."""
+    """Revoke one of the tenant's keys (audited): refused from the next call, by every process sharing
+    Redis too (their cached key lookups are dropped: ``SharedState.forget_keys``). A revoked key's
+    revocation changes nothing: 204 again, and no second audit record."""
     accounts.revoke_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
 
 
