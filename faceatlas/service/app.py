@@ -41,6 +41,7 @@ from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
 from faceatlas.service.deps import API_PREFIX, Meter, route_operation, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
+from faceatlas.service.headers import SecurityHeaders
 from faceatlas.service.idempotency import conclude as conclude_idempotency
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
@@ -407,7 +408,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RefuseNul)
     app.add_middleware(RefuseEncodedSlash, prefix=API_PREFIX)
-    app.add_middleware(RedactQuerySecrets)  # outermost of ours: before anything reads or logs the URL
+    app.add_middleware(RedactQuerySecrets)  # outermost but one: before anything reads or logs the URL
+    app.add_middleware(SecurityHeaders, prefix=API_PREFIX)  # on every answer, the refusals above included
 
     # HEAD too: load balancers and uptime monitors probe with it (it was 405 Method Not Allowed)
     @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)

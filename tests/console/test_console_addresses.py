@@ -307,3 +307,61 @@ def test_http_errors_under_console_are_its_pages_and_the_apis_stay_json(console)
         assert api.get("/v1/collections?x=%00").json()["error"]["code"] == "bad_request"
         assert api.put("/v1/collections").json()["error"]["code"] == "method_not_allowed"
         assert api.get("/v1/nope").headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_login_or_a_form_sent_from_another_site_is_refused(console, site: str) -> None:
+    """The login form's token is its cookie echoed back: a page on another port or a sibling
+    subdomain could set that cookie, post its own tenant's key with it and log the user's browser
+    into that tenant (their uploads then went to it). Browsers say where a form comes from."""
+    with httpx.Client(base_url=console.url) as browser:
+        token = re.search(r'name="csrf" value="([^"]+)"', browser.get("/console/login").text).group(1)
+        forged = browser.post("/console/login", data={"key": console.keys["globex_admin"], "csrf": token},
+                              headers={"Sec-Fetch-Site": site})
+        assert forged.status_code == 403 and "another site" in forged.text, forged.text
+        assert "faceatlas_console=" not in forged.headers.get("set-cookie", "")
+    client, csrf = _session(console, "acme_write")
+    try:
+        sent = client.post("/console/galleries", data={"name": f"from-afar-{site}", "csrf": csrf},
+                           headers={"Sec-Fetch-Site": site})
+        assert sent.status_code == 403
+        same = client.post("/console/galleries", data={"name": f"from-here-{site}", "csrf": csrf},
+                           headers={"Sec-Fetch-Site": "same-origin"})
+        assert same.status_code == 303
+        page = client.get("/console/galleries").text
+        assert f"from-here-{site}" in page and f"from-afar-{site}" not in page
+    finally:
+        client.close()
+
+
+def test_every_answer_says_nosniff_and_no_referrer_and_the_apis_are_not_cached(console) -> None:
+    """Console pages had their CSP and no-store, but no ``nosniff`` or ``Referrer-Policy``; the
+    static files and every API answer had none, and the API's answers (a new key's secret, an
+    export's vectors, search answers) no ``Cache-Control`` either."""
+    auth = {"Authorization": f"Bearer {console.keys['acme_admin']}"}
+    with httpx.Client(base_url=console.url) as client:
+        answers = {
+            "page": client.get("/console/login"),
+            "static": client.get("/console/static/console.css"),
+            "api": client.get("/v1/collections", headers=auth),
+            "key": client.post("/v1/keys", json={"scopes": ["read"], "name": "shown-once"}, headers=auth),
+            "refused": client.get("/v1/collections"),
+            "health": client.get("/healthz"),
+        }
+    assert answers["key"].status_code == 201 and answers["static"].status_code == 200
+    for what, answer in answers.items():
+        assert answer.headers.get("x-content-type-options") == "nosniff", what
+        assert answer.headers.get("referrer-policy") == "no-referrer", what
+    for what in ("api", "key", "refused"):
+        assert "no-store" in answers[what].headers.get("cache-control", ""), what
+    assert answers["static"].headers.get("cache-control") != "no-store"  # the stylesheet may be cached
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_apis_slash_redirect_names_no_host(console, method: str) -> None:
+    """``/v1/collections/`` answered ``Location: http://<Host header>/v1/collections``: any host a
+    request named (a proxy passing Host on, a poisoned cache), with the upload sent after it."""
+    auth = {"Authorization": f"Bearer {console.keys['acme_admin']}", "Host": "evil.example"}
+    with httpx.Client(base_url=console.url) as client:
+        answer = client.request(method, "/v1/collections/?limit=5", headers=auth)
+        assert answer.status_code == 307 and answer.headers["location"] == "/v1/collections?limit=5", answer.headers

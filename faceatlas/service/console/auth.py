@@ -19,7 +19,7 @@ from faceatlas.service.console.base import (
     redirect,
     render,
 )
-from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE, REASONS
+from faceatlas.service.console.sessions import COOKIE, LOGIN_COOKIE, REASONS, check_same_origin
 from faceatlas.service.deps import SettingsDep, get_settings
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -62,6 +62,7 @@ async def login(
     """Exchange an API key for a session (the key itself is never stored in the browser); the
     session the browser held before ends (it stayed valid until it expired, another key's)."""
     expected = request.cookies.get(LOGIN_COOKIE, "")
+    check_same_origin(request)
     if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
         return _login_page(request, "the login form expired: please try again", 403)
     opened = await run_in_threadpool(sessions.open, key.strip())

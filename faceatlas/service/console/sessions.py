@@ -104,8 +104,21 @@ class ConsoleSessions:
             session.commit()
 
 
+def check_same_origin(request: Request) -> None:
+    """A state-changing console request sent by a page of another origin is :class:`Forbidden`, as
+    browsers tell it (``Sec-Fetch-Site``; absent: a client that is no browser, or an old one). The
+    login form's token is a cookie echoed back: a site that may set cookies for the console's host
+    (another port, a sibling subdomain) could choose both and log a user into its own tenant."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise Forbidden(f"a console form was sent from another site ({site[:20]}): open the console's own page "
+                        "and send it from there")
+
+
 async def check_csrf(request: Request, expected: str) -> None:
-    """A state-changing console request carries the token (form field or header), else 403."""
+    """A state-changing console request comes from the console's own pages (:func:`check_same_origin`)
+    and carries the token (form field or header), else 403."""
+    check_same_origin(request)
     given = request.headers.get(CSRF_HEADER)
     if given is None:
         form = await request.form()
