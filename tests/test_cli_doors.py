@@ -157,7 +157,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared, tmp_p
     So do the other layers' commands: `models list`, `album people` and `eval folder` (its table, and
     the blank line the engine's progress bar ends with) ended 1 as well, their consoles rich's own;
     `models info --json` (a ``print``, held in the pipe's buffer) 120, "Exception ignored ...
-    BrokenPipeError" as the process exited."""
+    BrokenPipeError" as the process exited; `faceatlas --help | head` 1 (the help, before any command)."""
     folder = str(shared / "data/lfw/images/Tony_Blair")
     for command in ("detect", "liveness"):
         child = subprocess.Popen(_cli(command, folder, "-p", "scrfd-mbf"), stdout=subprocess.PIPE,
@@ -178,7 +178,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(shared, tmp_p
     assert scanned.exit_code == 0, scanned.output
     env = {name: value for name, value in _env().items() if name != "PYTHONUNBUFFERED"}  # as a shell runs it
     for args in (["models", "list"], ["models", "info", "scrfd-mbf", "--json"], ["album", "people", "--db", db],
-                 ["eval", "folder", str(dataset), "-p", "scrfd-mbf"]):
+                 ["eval", "folder", str(dataset), "-p", "scrfd-mbf"],
+                 ["--help"], ["gallery", "--help"], ["album"]):  # the help, printed by click: 1 before
         # these print all their lines at once, at the end: a reader gone before that (`| true`), not after
         # the first line, is the one they always meet
         read, write = os.pipe()

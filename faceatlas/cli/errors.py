@@ -185,10 +185,16 @@ def said_stdout_failure() -> Iterator[None]:
     """Around the whole CLI (``faceatlas.cli.run``): a standard output that cannot be written while
     click prints what no command does (``faceatlas --help > /dev/full``: its help, before any
     command's handler runs) is said as every command says it (:func:`stdout_unwritable`), status 2;
-    it was a traceback, status 1."""
+    it was a traceback, status 1. A reader of the help gone (``| head``) is status 141 (was 1)."""
     with watching_stdout() as stdout:
         try:
             yield
+        except SystemExit as done:
+            # a reader gone while the help printed (`faceatlas --help | head`): rich's console ends
+            # 1 on a broken pipe (``Console.on_broken_pipe``); our status for it is 141, as every command's
+            if done.code == 1 and isinstance(done.__context__, BrokenPipeError):
+                raise SystemExit(141) from None
+            raise
         except OSError as exc:
             if not stdout.raised(exc):
                 raise
