@@ -15,12 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, list_photos, migrate
-from faceatlas.cli.errors import Output, exit_for_failures, interrupted, json_text
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, exit_for_failures, interrupted, json_text
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
 from faceatlas.errors import CommandLineError, NotFound
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, space_owner
 from faceatlas.settings import ServiceSettings
 
 app = typer.Typer(help="Photo albums: group a library's faces into people and correct them.", no_args_is_help=True)
@@ -236,13 +236,37 @@ def _erased(erased: Erasure) -> str:
             f"{erased.people_deleted} people left with no face deleted")
 
 
-def _erase_trail(opened: Album, erased: Erasure, called: str | None = None) -> None:
+def _erase_trail(opened: Album, erased: Erasure, called: str | None = None) -> str | None:
     """In a service tenant's album (``--tenant svc:<id>``), what the erasure removed leaves that
-    tenant's audit trail too, as the API's delete does (unless FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS)."""
-    from faceatlas.service.tenants import erase_album_trail, service_accounts  # the API's use case, as `delete`
+    tenant's audit trail too (unless FACEATLAS_AUDIT_KEEPS_SUBJECT_IDS) and the servers' stored
+    Idempotency-Key answers that name it where Redis keeps them (FACEATLAS_REDIS_URL), as the API's
+    delete does. Returns what to say of those answers when they were out of reach (:func:`_said`)."""
+    # the API's use case (the service's, imported when it runs, as `delete`)
+    from faceatlas.service.tenants import deployment_answers, erase_album_trail, service_accounts
 
-    erase_album_trail(service_accounts(opened.gallery), opened.owner, opened.name, erased, called=called,
-                      keep_ids=ServiceSettings.from_env().audit_keeps_subject_ids)
+    settings = ServiceSettings.from_env()
+    accounts = service_accounts(opened.gallery)  # None: a database that was never served
+    served = accounts is not None and space_owner(opened.owner) is not None
+    answers = deployment_answers(opened.gallery, settings.redis_url) if served else None
+    done = erase_album_trail(accounts, opened.owner, opened.name, erased, called=called,
+                             keep_ids=settings.audit_keeps_subject_ids, answers=answers)
+    return _answers_note(served, answers is not None, done.answers)
+
+
+def _answers_note(served: bool, given: bool, replaced: int | None) -> str | None:
+    """What to say of the servers' stored answers after an erasure in a service tenant's album
+    (``served``), as `gallery delete` says it: out of reach without Redis (``given``: it was set),
+    or Redis unreachable (``replaced`` None); else nothing."""
+    if served and not given:
+        return ANSWERS_IN_MEMORY
+    if served and replaced is None:
+        return ANSWERS_UNREACHED
+    return None
+
+
+def _said(note: str | None) -> None:
+    if note is not None:
+        err.print(note)
 
 
 @app.command()
@@ -259,9 +283,10 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
         if not yes:  # declined: "Aborted.", exit 1, as `gallery delete` and `admin tenant delete`
             typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True)
         erased = opened.erase(person)
-        _erase_trail(opened, erased, person)
+        note = _erase_trail(opened, erased, person)
     _out({"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted},
          as_json, f"{erased.faces_deleted} faces erased, {erased.photos_deleted} photos left with no face deleted")
+    _said(note)
     if not as_json:
         err.print(PROMOTED)
 
@@ -276,8 +301,9 @@ def delete_face(face: int, album: AlbumOption = "default", db: DbOption = None,
         found = opened.face(face)
         _ask(f"face {found.id} ({found.person or UNSORTED})", yes, as_json)
         erased = opened.delete_face(face)
-        _erase_trail(opened, erased)
+        note = _erase_trail(opened, erased)
     _out({"face": face, **erased.to_dict()}, as_json, _erased(erased))
+    _said(note)
 
 
 @app.command("delete-photo")
@@ -290,8 +316,9 @@ def delete_photo(photo: int, album: AlbumOption = "default", db: DbOption = None
         found = opened.photo(photo)
         _ask(f"photo {found.id} ({found.source}) and every face on it", yes, as_json)
         erased = opened.delete_photo(photo)
-        _erase_trail(opened, erased)
+        note = _erase_trail(opened, erased)
     _out({"photo": photo, **erased.to_dict()}, as_json, _erased(erased))
+    _said(note)
 
 
 @app.command()
@@ -306,13 +333,19 @@ def delete(name: Annotated[str, typer.Argument(help="the album to delete")], db:
             raise NotFound(f"no album '{name}'")
         _ask(f"album '{name}' with every person, face and photo of it", yes, as_json)
         # the API's use case (the service's, imported when it runs: the other commands do not pay for it)
-        from faceatlas.service.tenants import erase_space_album, service_accounts
+        from faceatlas.service.tenants import deployment_answers, erase_space_album, service_accounts
 
-        erased = erase_space_album(gallery.engine, gallery, service_accounts(gallery), tenant, name,
-                                   keep_ids=ServiceSettings.from_env().audit_keeps_subject_ids)
+        settings = ServiceSettings.from_env()
+        accounts = service_accounts(gallery)  # None: a database that was never served
+        served = accounts is not None and space_owner(tenant) is not None
+        answers = deployment_answers(gallery, settings.redis_url) if served else None
+        done = erase_space_album(gallery.engine, gallery, accounts, tenant, name,
+                                 keep_ids=settings.audit_keeps_subject_ids, answers=answers)
+        erased = done.erased
     _out({"album": name, **erased.to_dict()}, as_json,
          f"album {escape(name)} deleted: {erased.people_deleted} people, {erased.faces_deleted} faces, "
          f"{erased.photos_deleted} photos")
+    _said(_answers_note(served, answers is not None, done.answers))
     if not as_json:
         err.print(PROMOTED)
 

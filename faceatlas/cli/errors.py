@@ -38,12 +38,16 @@ class Output(Console):
         stdout_gone()
 
 
-# said after a deletion by a command without Redis (gallery delete, admin tenant delete)
+# said after a deletion by a command without Redis (gallery delete, album's erasures, admin tenant delete)
 ANSWERS_IN_MEMORY = ("note: without FACEATLAS_REDIS_URL a server keeps the answers of its Idempotency-Key calls in "
                      "its own memory, out of this command's reach: a retry of a call on what was deleted may still "
                      "be answered from them until the server restarts (or FACEATLAS_IDEMPOTENCY_SECONDS pass). "
                      "Delete through the API or the console to have them replaced; with Redis, set "
                      "FACEATLAS_REDIS_URL here as the servers do.")
+# said after such a deletion when the servers' Redis (FACEATLAS_REDIS_URL) could not be reached
+ANSWERS_UNREACHED = ("warning: Redis (FACEATLAS_REDIS_URL) could not be reached: the servers' stored answers of "
+                     "Idempotency-Key calls on what was deleted stay until their keys expire "
+                     "(FACEATLAS_IDEMPOTENCY_SECONDS)")
 
 
 def one_line(text: str) -> str:

@@ -16,7 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, fail, interrupted, json_text, print_error
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, one_reason, sqlite_path
@@ -334,9 +334,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         if served and answers is None:
             err.print(ANSWERS_IN_MEMORY)
         elif served and replaced is None:
-            err.print("warning: Redis (FACEATLAS_REDIS_URL) could not be reached: the servers' stored answers of "
-                      "Idempotency-Key calls on what was deleted stay until their keys expire "
-                      "(FACEATLAS_IDEMPOTENCY_SECONDS)")
+            err.print(ANSWERS_UNREACHED)
 
 
 def _default_events_engine(gallery_url: str | None) -> Engine | None:

@@ -219,6 +219,14 @@ def forget_path(answers: AnswerStore, tenant_id: str, erased: str, created: tupl
     return answers.replace_answers(tenant_id, names_it, _placeholder(parent))
 
 
+def forget_answers(answers: AnswerStore, tenant_id: str, names: Callable[[StoredAnswer], bool], parent: str) -> int:
+    """The tenant's stored answers that ``names`` (what an erasure removed, matched as the layer
+    that erased it knows it: an album's people by id, number or name), each replaced by a ``404
+    not_found`` kept under ``parent`` (a path that names nothing erased). Raises
+    :class:`StateUnavailable`; returns how many were replaced."""
+    return answers.replace_answers(tenant_id, names, _placeholder(parent))
+
+
 def _placeholder(path: str) -> StoredAnswer:
     """The ``404 not_found`` that replaces a stored answer naming what was erased, kept under
     ``path`` (what a later erasure matches it by: a path that names nothing erased)."""

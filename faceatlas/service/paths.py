@@ -1,6 +1,7 @@
 """The API's paths that more than its routes name: every route's prefix, and the paths of a
-gallery's collections and subjects, where an erasure finds the stored answers of the calls on
-them (``Idempotency-Key``), whichever door erased them (the API, the console, the CLI)."""
+gallery's collections and subjects, of an album and of a retail store's members, where an erasure
+finds the stored answers of the calls on them (``Idempotency-Key``), whichever door erased them
+(the API, the console, the CLI)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def collection_path(collection: str) -> str:
 def subjects_path(collection: str) -> str:
     """The API path of the subjects of ``collection`` (a subject's own path is under it)."""
     return f"{collection_path(collection)}/subjects"
+
+
+def album_path(album: str) -> str:
+    """The API path of the album ``album`` of a tenant (what the paths of calls on it, and of its
+    stored answers, start with)."""
+    return f"{API_PREFIX}/albums/{album}"
 
 
 def retail_member_path(store_id: str, member_id: str) -> str:

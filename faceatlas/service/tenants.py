@@ -4,23 +4,24 @@ the console or the CLI) and deleting all of it."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
-from faceatlas.apps.albums import Erasure, erase_album, erase_owner
+from faceatlas.apps.albums import Erasure, erase_album, erase_owner, person_number
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import ErasureReport, RetailStore, erase_stores
 from faceatlas.errors import StateUnavailable
 from faceatlas.gallery import PAGE_MAX, Gallery, database_identity, service_space, space_owner
 from faceatlas.service.accounts import Accounts, target_under
 from faceatlas.service.db import AuditRecord
-from faceatlas.service.idempotency import forget_collection, forget_path, forget_subjects
-from faceatlas.service.paths import retail_member_path
-from faceatlas.service.shared_state import AnswerStore
+from faceatlas.service.idempotency import forget_answers, forget_collection, forget_path, forget_subjects
+from faceatlas.service.paths import album_path, retail_member_path
+from faceatlas.service.shared_state import AnswerStore, StoredAnswer
 from faceatlas.video import erase_subject_events, erase_tenant_events, events_tenant
 
 log = logging.getLogger(__name__)
@@ -210,31 +211,106 @@ def erase_gallery_collection(gallery: Gallery, accounts: Accounts | None, collec
         return None
 
 
+@dataclass(frozen=True)
+class AlbumErasure:
+    """What an erasure in an album (a person, a face, a photo) or of a whole album did: what it
+    removed (:class:`apps.albums.Erasure`), the target the erasure of a person is audited under
+    (None where no audit trail names it) and the stored answers replaced (None: none were given,
+    or they could not be reached)."""
+
+    erased: Erasure
+    target: str | None = None
+    answers: int | None = None
+
+
 def erase_space_album(engine: Engine, gallery: Gallery, accounts: Accounts | None, owner: str, album: str, *,
-                      keep_ids: bool) -> Erasure:
+                      keep_ids: bool, answers: AnswerStore | None = None) -> AlbumErasure:
     """Delete the album ``album`` of the space ``owner`` whole (:func:`apps.albums.erase_album`)
-    and, when the space is a service tenant's and ``accounts`` are given, the ids of what was in
-    it in that tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_album`): the API's,
-    the console's and the CLI's delete of an album."""
+    and, when the space is a service tenant's, with ``accounts`` the ids of what was in it in that
+    tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_album`) and with ``answers``
+    (the Redis the servers share: the CLI's) the tenant's stored ``Idempotency-Key`` answers of
+    every call on it (unreachable: logged, they expire with their keys): the API's, the console's
+    and the CLI's delete of an album (a server replaces its own answers with its request:
+    ``idempotency.forget_erased``)."""
     erased = erase_album(engine, gallery, owner, album)
     tenant = space_owner(owner)
     if accounts is not None and tenant is not None:
         accounts.erase_album(tenant, album, keep_ids=keep_ids)
-    return erased
+    replaced = None
+    if answers is not None and tenant is not None:
+        try:
+            replaced = forget_path(answers, tenant, album_path(album))
+        except StateUnavailable:
+            log.warning("the stored answers of calls on the erased album %r could not be replaced now; they "
+                        "expire with their keys", album)
+    return AlbumErasure(erased, answers=replaced)
 
 
 def erase_album_trail(accounts: Accounts | None, owner: str, album: str, erased: Erasure, *,
-                      called: str | None = None, keep_ids: bool) -> str | None:
+                      called: str | None = None, keep_ids: bool,
+                      answers: AnswerStore | None = None) -> AlbumErasure:
     """After an erasure in the album ``album`` of the space ``owner`` (a person, a face, a photo):
-    when the space is a service tenant's and ``accounts`` are given, the ids and names of the people
-    it removed (and ``called``, the reference the erasure was asked by) and its faces leave that
-    tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_album_person`). Returns the
-    target the erasure of a person is audited under, or None where no audit trail names it."""
+    when the space is a service tenant's, with ``accounts`` the ids and names of the people it
+    removed (and ``called``, the reference the erasure was asked by) and its faces leave that
+    tenant's audit trail (unless ``keep_ids``: :meth:`Accounts.erase_album_person`), and with
+    ``answers`` (the Redis the servers share: the CLI's) the tenant's stored ``Idempotency-Key``
+    answers that name them (:func:`album_answer_names`; unreachable: logged, they expire with their
+    keys; a server replaces its own with its request: ``idempotency.forget_erased``). Returns what
+    was erased with the target the erasure of a person is audited under (None where no audit trail
+    names it) and the answers replaced."""
     tenant = space_owner(owner)
-    if accounts is None or tenant is None:
-        return None
-    return str(accounts.erase_album_person(tenant, album, erased.people + erased.ids, [called, *erased.names],
-                                           erased.face_ids, keep_ids=keep_ids))
+    if tenant is None:
+        return AlbumErasure(erased)
+    target = None
+    if accounts is not None:
+        target = str(accounts.erase_album_person(tenant, album, erased.people + erased.ids, [called, *erased.names],
+                                                 erased.face_ids, keep_ids=keep_ids))
+    replaced = None
+    if answers is not None:
+        try:
+            replaced = forget_answers(answers, tenant, album_answer_names(erased, album, called), album_path(album))
+        except StateUnavailable:
+            log.warning("the stored answers of calls on what was erased in the album %r could not be replaced now; "
+                        "they expire with their keys", album)
+    return AlbumErasure(erased, target, replaced)
+
+
+def album_answer_names(erased: Erasure, album: str, called: str | None = None) -> Callable[[StoredAnswer], bool]:
+    """Whether a stored answer of a call on the album ``album`` names what ``erased`` removed: a
+    call on one of its people by any reference (an id that held their faces, ``p12``, ``P12`` or
+    ``12``, a name, or ``called``, the reference the erasure was asked by; a request's path holds
+    ``?``, ``#`` and ``\\`` percent-encoded) or on one of its faces, or an answer that is one of
+    those people (a rename, merge, split, promotion) or one of its faces (a move, a rejection), or
+    that puts a face with one of them."""
+    within = album_path(album) + "/"
+    numbers = {int(ref[1:]) for ref in erased.people + erased.ids}
+    names = {*erased.names, *([called.strip()] if called is not None and person_number(called) is None else [])}
+    people = {f"p{n}" for n in numbers}
+
+    def names_it(answer: StoredAnswer) -> bool:
+        if not answer.path.startswith(within):
+            return False
+        rest = answer.path[len(within):].split("/")
+        if len(rest) > 1 and rest[0] in ("people", "faces"):
+            text = rest[1].replace("%3F", "?").replace("%23", "#").replace("%5C", "\\").strip()
+            if rest[0] == "faces":
+                if text.isascii() and text.isdigit() and int(text) in erased.face_ids:
+                    return True
+            else:
+                number = person_number(text)
+                if (number in numbers) if number is not None else (text in names):
+                    return True
+        try:
+            body = json.loads(answer.body)
+        except ValueError:
+            return False
+        if not isinstance(body, dict):
+            return False
+        if body.get("id") in people or body.get("person") in people:
+            return True
+        return "photo_id" in body and body.get("id") in erased.face_ids  # an answer that is an erased face
+
+    return names_it
 
 
 @dataclass(frozen=True)

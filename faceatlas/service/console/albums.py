@@ -35,11 +35,11 @@ from faceatlas.service.console.base import (
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.db import PERSON_REF_MAX_LENGTH
 from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter, SettingsDep
+from faceatlas.service.paths import album_path
 from faceatlas.service.routes.albums import (
     CHECK_PIXELS,
     FaceId,
     PhotoId,
-    album_path,
     call_album,
     delete_whole_album,
     forget_album_erasure,

@@ -7,10 +7,8 @@ erasure finds every record on them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -18,13 +16,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, list_albums, person_number
+from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
 from faceatlas.service.db import PERSON_REF_MAX_LENGTH
 from faceatlas.service.deps import (
-    API_PREFIX,
     AccountsDep,
     AnalyzerDep,
     AuditEntry,
@@ -40,6 +37,7 @@ from faceatlas.service.deps import (
     read_images,
 )
 from faceatlas.service.idempotency import forget_erased
+from faceatlas.service.paths import album_path
 from faceatlas.service.schemas import (
     AlbumDeleteOut,
     AlbumEraseOut,
@@ -56,8 +54,7 @@ from faceatlas.service.schemas import (
     ErrorOut,
     RequestBody,
 )
-from faceatlas.service.shared_state import StoredAnswer
-from faceatlas.service.tenants import erase_album_trail, erase_space_album, gallery_tenant
+from faceatlas.service.tenants import album_answer_names, erase_album_trail, erase_space_album, gallery_tenant
 
 router = APIRouter(tags=["albums"], route_class=MeteredRoute)
 AlbumName = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
@@ -353,14 +350,9 @@ async def delete_whole_album(request: Request, accounts: Any, settings: Any, db:
     under ``/v1/albums/{album}``; the API's DELETE and the console's delete call it. Returns the
     counts, as the API answers them."""
     erased = await run_in_threadpool(lambda: erase_space_album(db, gallery, accounts, gallery_tenant(tenant), album,
-                                                               keep_ids=settings.audit_keeps_subject_ids))
+                                                               keep_ids=settings.audit_keeps_subject_ids).erased)
     await forget_erased(request, tenant, path=album_path(album))  # every answer of a call under it
     return {"album": album, **erased.to_dict()}
-
-
-def album_path(album: str) -> str:
-    """The API path of ``album`` (what its stored answers' paths start with)."""
-    return f"{API_PREFIX}/albums/{album}"
 
 
 async def forget_album_erasure(request: Request, accounts: Any, settings: Any, tenant: str, album: str,
@@ -374,40 +366,9 @@ async def forget_album_erasure(request: Request, accounts: Any, settings: Any, t
     out of its stored answer). Returns the target the erasure of a person is audited under."""
     target = await run_in_threadpool(lambda: erase_album_trail(accounts, gallery_tenant(tenant), album, erased,
                                                                called=called,
-                                                               keep_ids=settings.audit_keeps_subject_ids))
-    await forget_erased(request, tenant, also=partial(_names, erased, album_path(album)), path=path, drop=drop)
+                                                               keep_ids=settings.audit_keeps_subject_ids).target)
+    await forget_erased(request, tenant, also=album_answer_names(erased, album), path=path, drop=drop)
     return target if target is not None else album
-
-
-def _names(erased: Erasure, album_path: str, answer: StoredAnswer) -> bool:
-    """Whether a stored answer of a call on the album at ``album_path`` names what ``erased``
-    removed: a call on one of its people by any reference (an id that held their faces, ``p12``,
-    ``P12`` or ``12``, or a name; a request's path holds ``?``, ``#`` and ``\\`` percent-encoded) or on one of
-    its faces, or an answer that is one of those people (a rename, merge, split, promotion) or one
-    of its faces (a move, a rejection), or that puts a face with one of them."""
-    if not answer.path.startswith(album_path + "/"):
-        return False
-    numbers = {int(ref[1:]) for ref in erased.people + erased.ids}
-    rest = answer.path[len(album_path) + 1:].split("/")
-    if len(rest) > 1 and rest[0] in ("people", "faces"):
-        text = rest[1].replace("%3F", "?").replace("%23", "#").replace("%5C", "\\").strip()
-        if rest[0] == "faces":
-            if text.isascii() and text.isdigit() and int(text) in erased.face_ids:
-                return True
-        else:
-            number = person_number(text)
-            if (number in numbers) if number is not None else (text in erased.names):
-                return True
-    try:
-        body = json.loads(answer.body)
-    except ValueError:
-        return False
-    if not isinstance(body, dict):
-        return False
-    people = {f"p{n}" for n in numbers}
-    if body.get("id") in people or body.get("person") in people:
-        return True
-    return "photo_id" in body and body.get("id") in erased.face_ids  # an answer that is an erased face
 
 
 @router.post("/albums/{album}/people/{person}/promote", response_model=AlbumPromoteOut)
