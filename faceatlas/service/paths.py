@@ -34,7 +34,7 @@ def album_path(album: str) -> str:
 def retail_member_path(store_id: str, member_id: str) -> str:
     """The API path of the member ``member_id`` of the retail store ``store_id`` (what the paths of
     calls on them start with; their enrolment is a POST to its parent), as a request's ``url.path``
-    gives it: a store id may hold ``?``, ``#`` and ``\``, which Starlette's URL encodes (the paths of
+    gives it: a store id may hold ``?``, ``#`` and ``\\``, which Starlette's URL encodes (the paths of
     the stored answers of calls on a member of store ``shop#1`` were not matched, and kept)."""
     return f"{API_PREFIX}/retail/stores/{_as_in_url(store_id)}/members/{_as_in_url(member_id)}"
 
