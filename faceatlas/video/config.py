@@ -405,6 +405,7 @@ class WebhookConfig:
     url: Annotated[str, Field(pattern=r"^https?://")]
     secret: Annotated[str, Field(min_length=1)]
     max_attempts: Annotated[int, Field(ge=1)] = 8
+    max_queued: Annotated[int, Field(ge=1)] = 10_000  # events waiting; beyond: dropped, counted, warned once
     backoff_start: Positive = 0.5
     backoff_max: Positive = 60.0
     timeout: Positive = 10.0

@@ -90,17 +90,33 @@ class WebhookSink:
         self.failed = 0
         self._in_flight = 0  # the event being delivered (in neither count while its attempts last)
         self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._dropped = 0  # events refused by a full queue (``max_queued``): a dead URL on a live camera
         self._abort = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self._thread.start()
 
     def emit(self, event: Event) -> None:
+        """Queue ``event`` for delivery; with ``max_queued`` waiting already (the URL down or slow
+        while the camera goes on), it is dropped and counted (one warning a backlog): the queue, in
+        memory, grew without bound."""
+        if self._queue.qsize() >= self.config.max_queued:
+            if not self._dropped:
+                log.warning("webhook %s is behind: %d events wait, later ones are dropped until it catches up",
+                            self.shown_url, self.config.max_queued)
+            self._dropped += 1
+            return
+        if self._dropped and self._queue.qsize() < self.config.max_queued // 2:
+            log.warning("webhook %s caught up: %d events were dropped", self.shown_url, self._dropped)
+            self.failed += self._dropped
+            self._dropped = 0
         self._queue.put(event)
 
     @property
     def undelivered(self) -> int:
-        """Events not delivered: given up on (refused, out of attempts) and still queued."""
-        return self.failed + self._in_flight + sum(event is not None for event in list(self._queue.queue))
+        """Events not delivered: given up on (refused, out of attempts, dropped by a full queue) and
+        still queued."""
+        return (self.failed + self._dropped + self._in_flight
+                + sum(event is not None for event in list(self._queue.queue)))
 
     @property
     def shown_url(self) -> str:

@@ -191,3 +191,41 @@ def test_a_url_that_names_no_host_is_refused_and_a_bad_location_is_logged_not_ra
         server.server_close()
     assert (sink.delivered, sink.failed) == (0, 1)
     assert "HTTP 302 to (an invalid URL)" in caplog.text and "Traceback" not in caplog.text, caplog.text
+
+
+def test_a_slow_receiver_on_a_live_camera_bounds_the_queue_and_counts_what_it_dropped(caplog):
+    """The queue of events waiting for a webhook had no bound: a URL that hangs while a camera keeps
+    emitting grew it in memory for as long as `watch` ran."""
+    release = threading.Event()
+    received: list[bytes] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            release.wait(10)  # the first delivery hangs while the camera goes on
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = WebhookSink(WebhookConfig(f"http://127.0.0.1:{server.server_address[1]}/h", SECRET, max_queued=5))
+        sink.emit(Event("track_started", "door", 0, 0.0))
+        while not received:  # the first event is being delivered (out of the queue)
+            threading.Event().wait(0.01)
+        for number in range(1, 20):
+            sink.emit(Event("track_started", "door", number, number / 25))
+        assert sink._queue.qsize() == 5 and sink.undelivered == 20  # 1 in flight, 5 queued, 14 dropped
+        assert caplog.text.count("is behind") == 1
+        release.set()
+        sink.close(timeout=20)
+        assert (sink.delivered, sink.undelivered) == (6, 14)
+        assert len(received) == 6
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
