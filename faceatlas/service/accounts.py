@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from faceatlas.db import erases, rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
-from faceatlas.gallery import DEFAULT_TENANT
+from faceatlas.gallery import DEFAULT_TENANT, check_limit
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -516,6 +516,10 @@ class Accounts:
             session.commit()
 
     def audit_log(self, tenant_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        """The newest ``limit`` audit records (of ``tenant_id``, or of every tenant), newest first; a
+        ``limit`` outside 1 to :data:`~faceatlas.gallery.PAGE_MAX` is :class:`InvalidArgument` (SQLite
+        read a negative one as every record)."""
+        check_limit(limit)
         with Session(self.engine) as session:
             query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
             if tenant_id is not None:

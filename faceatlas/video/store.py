@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from faceatlas.db import create_database_engine, rowcount
 from faceatlas.engine.persons import COCO_CLASSES, ROAD_CLASSES
 from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.gallery import check_limit
 from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
 # the classes of the stored counts: a track's label, "face" for face tracks (a camera without the
@@ -286,7 +287,10 @@ def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type:
                 since: str | None = None, limit: int = 100) -> list[Event]:
     """The tenant's newest stored events, newest first; ``since``: those emitted at or after it (ISO 8601,
     see :func:`utc_time`; an offset is converted to UTC, none means UTC). An unknown ``type``, a
-    camera with a NUL character or a ``since`` that is not a time is :class:`InvalidArgument`."""
+    camera with a NUL character, a ``since`` that is not a time or a ``limit`` outside 1 to
+    :data:`~faceatlas.gallery.PAGE_MAX` (SQLite read a negative one as every row) is
+    :class:`InvalidArgument`."""
+    check_limit(limit)
     if type is not None and type not in EVENT_TYPES:
         raise InvalidArgument(f"unknown event type {type[:40]!r}; one of {', '.join(EVENT_TYPES)}")
     if camera is not None and "\x00" in camera:

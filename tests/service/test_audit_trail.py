@@ -331,3 +331,26 @@ def test_an_audit_trail_erased_leaves_no_copy_in_the_sqlite_files(tmp_path) -> N
         assert not [(name, needle) for name, blob in files.items()
                     for needle in (b"zorro_9913", b"zorro_9914", b"p9915") if needle in blob]
     engine.dispose()
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001])
+def test_the_audit_log_refuses_a_limit_outside_a_page(tmp_path, limit) -> None:
+    """``audit_log(tenant, -1)`` was the whole trail (SQLite reads a negative LIMIT as none), past
+    the API's ``le=1000``: the layer refuses a page outside 1 to PAGE_MAX itself."""
+    from faceatlas.db import create_database_engine
+    from faceatlas.errors import InvalidArgument
+    from faceatlas.service.accounts import Accounts
+    from faceatlas.service.db import migrate
+
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'svc.db'}")
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme")
+    for n in range(3):
+        accounts.audit("subject.create", f"staff/s{n}", "acme", None)
+    try:
+        with pytest.raises(InvalidArgument, match="limit"):
+            accounts.audit_log("acme", limit)
+        assert len(accounts.audit_log("acme", 2)) == 2
+    finally:
+        engine.dispose()

@@ -128,3 +128,16 @@ def test_erasing_a_tenant_keeps_a_snapshot_file_another_tenants_event_names(tmp_
     assert event_snapshot(engine, "acme", acme.id) == shared.read_bytes()
     assert erase_tenant_events(engine, "acme") == 1 and not Path(shared).exists()  # no one names it now
     engine.dispose()
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, 2**63 - 1])
+def test_a_limit_outside_a_page_is_refused(database, limit):
+    """A negative limit was every stored event (SQLite reads ``LIMIT -1`` as no limit), 0 an empty
+    answer and 2**63-1 an overflow: the page is 1 to the gallery's PAGE_MAX, as every listing's."""
+    engine = open_events_db(database)
+    try:
+        with pytest.raises(InvalidArgument, match="limit"):
+            list_events(engine, "default", limit=limit)
+        assert len(list_events(engine, "default", limit=1)) == 1
+    finally:
+        engine.dispose()

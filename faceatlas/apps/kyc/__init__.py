@@ -10,7 +10,6 @@ from faceatlas.apps.kyc.config import ACTIONS, RANDOM_ACTIONS, REASON_WORDS, REA
 from faceatlas.apps.kyc.db import migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video
 from faceatlas.apps.kyc.sessions import (
-    LIST_LIMIT_MAX,
     STATUSES,
     KycService,
     SessionInfo,
@@ -20,7 +19,6 @@ from faceatlas.apps.kyc.sessions import (
 
 __all__ = [
     "ACTIONS",
-    "LIST_LIMIT_MAX",
     "STATUSES",
     "RANDOM_ACTIONS",
     "REASON_WORDS",

@@ -26,14 +26,13 @@ from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, infor
 from faceatlas.db import rowcount, sqlite_write_lock, utcnow
 from faceatlas.engine import FaceAnalyzer, ImageInput
 from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
-from faceatlas.gallery import Page, check_tenant
+from faceatlas.gallery import Page, check_limit, check_tenant
 
 REPLAY_WINDOW = 500  # a submission is compared with the tenant's last this many selfies' frames
 REPLAY_LOCK = 0x4B594352  # "KYCR": the advisory locks (one per tenant) of the replay check on PostgreSQL
 DECIDED = ("accepted", "rejected")
 UNDECIDED = ("pending", "processing")
 STATUSES = (*UNDECIDED, *DECIDED, "expired")  # every status a session has
-LIST_LIMIT_MAX = 1000  # sessions a page of :meth:`KycService.list` holds at most
 _CURSOR_TIME = "%Y%m%dT%H%M%S%f"
 
 
@@ -127,8 +126,7 @@ class KycService:
         the next (older) one. Pending ones past their expiry
         are ``expired``, and so are ``processing`` ones past it by ``processing_s`` (a decision that
         never finished: ``details["expired_while"]``)."""
-        if not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidArgument(f"limit is 1 to {LIST_LIMIT_MAX}, got {limit}")
+        check_limit(limit)  # 1 to the gallery's PAGE_MAX
         if status is not None and status not in STATUSES:  # no session has it: every one was listed
             raise InvalidArgument(f"status is one of {', '.join(STATUSES)} (got {status[:40]!r})")
         now = utcnow()

@@ -10,6 +10,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import day_range
+from faceatlas.gallery import PAGE_MAX
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, MeteredRoute, NoIdempotencyKey, metered
 from faceatlas.service.schemas import (
@@ -147,7 +148,7 @@ def rotate_key(
 def audit(
     accounts: AccountsDep,
     meter: Annotated[Meter, Depends(metered("audit", "admin", billable=False))],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
 ) -> dict[str, Any]:
     """The tenant's audit trail, newest first."""
     rows = accounts.audit_log(meter.principal.tenant_id, limit)

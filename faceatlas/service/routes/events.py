@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from faceatlas.gallery import PAGE_MAX
 from faceatlas.service.deps import DbDep, Meter, metered
 from faceatlas.service.schemas import CountList, ErrorOut, EventList
 from faceatlas.video import COUNT_PAGE_MINUTES, EVENT_TYPES, Event, event_snapshot
@@ -37,7 +38,7 @@ async def list_events(
     type: Annotated[str | None, Query(description=f"one of {', '.join(EVENT_TYPES)}")] = None,
     since: Annotated[str | None, Query(description="ISO 8601 (with an offset, or UTC without one); events emitted "
                                                    "at or after it")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
 ) -> dict:
     """The tenant's newest video events (watchlist hits, identifications, line crossings, ...);
     `data.snapshot`, when a frame was kept, is its address (`/v1/events/{id}/snapshot`)."""

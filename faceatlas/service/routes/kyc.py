@@ -10,8 +10,9 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from faceatlas.apps.kyc import LIST_LIMIT_MAX, STATUSES
+from faceatlas.apps.kyc import STATUSES
 from faceatlas.errors import InvalidArgument, UnsupportedMediaType
+from faceatlas.gallery import PAGE_MAX
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import (
     AccountsDep,
@@ -145,7 +146,7 @@ async def list_sessions(
     meter: Annotated[Meter, Depends(metered("kyc.session", "read", billable=False))],
     kyc: KycDep,
     status: Status | None = None,
-    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = 100,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
     after: Annotated[str | None, Query(max_length=100, description="a previous page's next_cursor")] = None,
 ) -> dict[str, Any]:
     """The tenant's sessions, newest first, with their decisions and reasons (for review), a page
