@@ -52,8 +52,13 @@ class SessionInfo:
     decided_before: bool = field(default=False, compare=False)
 
     @property
+    def decided(self) -> bool:
+        """Whether the session has its decision (one of :data:`DECIDED`)."""
+        return self.status in DECIDED
+
+    @property
     def accepted(self) -> bool | None:
-        return None if self.status not in DECIDED else self.status == "accepted"
+        return self.status == "accepted" if self.decided else None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -113,10 +113,10 @@ async def submit_session(
         fps = float(fps_field) if isinstance(fps_field, str) and fps_field else None
     except ValueError as exc:
         raise InvalidArgument("fps must be a number") from exc
-    decided = await run_in_threadpool(kyc.get, gallery_tenant(meter.principal.tenant_id), session_id)
-    if decided.status in ("accepted", "rejected"):  # a well-formed request, answered by the decision
+    before = await run_in_threadpool(kyc.get, gallery_tenant(meter.principal.tenant_id), session_id)
+    if before.decided:  # a well-formed request, answered by the decision
         await run_in_threadpool(unmeter, request, meter)
-        return decided.to_dict()
+        return before.to_dict()
     document_bytes = await document.read()
     frame_bytes = [await part.read() for part in frames]
     video = None if selfie is None or isinstance(selfie, str) else await selfie.read()
