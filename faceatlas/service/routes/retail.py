@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.apps.retail import (
     CHARTS,
     MAX_PRICE_CENTS,
+    PURPOSES,
     Cart,
     ConsentRecord,
     Exit,
@@ -179,7 +180,7 @@ async def list_members(store_id: StoreId, analyzer: AnalyzerDep, gallery: Galler
 # The consent's fields of an enrolment (with the member's name) or a new grant: the multipart form
 # takes ``purposes`` once per purpose or comma-separated (only the latter worked, said in the JSON
 # schema alone; the form's schema listed the image and none of these), a JSON body comma-separated.
-_PURPOSES = "of face_pay, visit_recognition, analytics, marketing"
+_PURPOSES = f"of {', '.join(PURPOSES)}"
 _CONSENT_JSON = {"purposes": {"type": "string", "description": f"comma-separated, {_PURPOSES}"},
                  "granted_by": {"type": "string", "description": "who gave the consent (default: the member)"},
                  "payment_ref": {"type": "string", "description": "the card's reference (face_pay needs it)"}}
