@@ -50,8 +50,9 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -110,6 +111,7 @@ class _BlankRefused(EnvSettingsSource):
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int]  # (scheme, host, port)
 
 
 def url_origin(url: str) -> tuple[str, str, int] | None:
@@ -125,6 +127,26 @@ def url_origin(url: str) -> tuple[str, str, int] | None:
     if scheme not in _DEFAULT_PORTS or not host:
         return None
     return scheme, host, port or _DEFAULT_PORTS[scheme]
+
+
+def allowlist_origins(entries: Iterable[str]) -> frozenset[Origin]:
+    """The origins that ``FACEATLAS_URL_ALLOWLIST`` entries allow: ``scheme://host[:port]`` (http,
+    https; the port defaults to the scheme's) that origin, a bare host name that host on the default
+    ports only (http 80, https 443). An entry that is neither is ValueError. Parsed once per list."""
+    return _allowlist_origins(tuple(entries))
+
+
+@lru_cache(maxsize=16)
+def _allowlist_origins(entries: tuple[str, ...]) -> frozenset[Origin]:
+    origins: set[Origin] = set()
+    for entry in entries:
+        bare = "://" not in entry
+        origin = url_origin(f"http://{entry}" if bare else entry)
+        if origin is None or (bare and origin != ("http", entry.lower(), 80)):
+            raise ValueError(f"entry {entry[:80]!r} is neither scheme://host[:port] with http or https nor a "
+                             "bare host name (ports 80 and 443)")
+        origins |= {(scheme, origin[1], port) for scheme, port in _DEFAULT_PORTS.items()} if bare else {origin}
+    return frozenset(origins)
 
 
 def _variable(field: str) -> str:
@@ -390,13 +412,14 @@ class ServiceSettings(_Section):
     def _origins(cls, value: list[str]) -> list[str]:
         """Each entry ``scheme://host[:port]`` (http, https) or a bare host name: refused here, at the
         start, not by every server process building its app (it was a loop of restarts)."""
-        for entry in value:
-            bare = "://" not in entry
-            origin = url_origin(f"http://{entry}" if bare else entry)
-            if origin is None or (bare and origin != ("http", entry.lower(), 80)):
-                raise ValueError(f"entry {entry[:80]!r} is neither scheme://host[:port] with http or https nor a "
-                                 "bare host name (ports 80 and 443)")
+        allowlist_origins(value)
         return value
+
+    @property
+    def url_fetch_origins(self) -> frozenset[Origin]:
+        """The (scheme, host, port) origins :attr:`url_fetch_allowlist` allows (see
+        :func:`allowlist_origins`): what a URL's :func:`url_origin` is looked up in."""
+        return allowlist_origins(self.url_fetch_allowlist)
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServiceSettings:

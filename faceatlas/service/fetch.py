@@ -16,23 +16,6 @@ import httpx
 from faceatlas.errors import FetchFailed, PayloadTooLarge, UrlFetchDisabled
 from faceatlas.settings import ServiceSettings, url_origin
 
-Origin = tuple[str, str, int]
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def allowed_origins(entries: list[str]) -> set[Origin]:
-    """The (scheme, host, port) origins of allow-list entries (see the module docstring)."""
-    origins: set[Origin] = set()
-    for entry in entries:
-        if "://" not in entry:
-            origins |= {(scheme, entry.lower(), port) for scheme, port in _DEFAULT_PORTS.items()}
-            continue
-        origin = url_origin(entry)
-        if origin is None:
-            raise ValueError(f"URL allow-list entry {entry!r} is not scheme://host[:port] with http or https")
-        origins.add(origin)
-    return origins
-
 
 async def fetch_image(settings: ServiceSettings, url: str) -> bytes:
     """The bytes at ``url`` when its origin is allow-listed, within ``settings.fetch_timeout``
@@ -40,7 +23,7 @@ async def fetch_image(settings: ServiceSettings, url: str) -> bytes:
     if not settings.url_fetch_allowlist:
         raise UrlFetchDisabled("fetching images by URL is disabled on this server")
     origin = url_origin(url)
-    if origin is None or origin not in allowed_origins(settings.url_fetch_allowlist):
+    if origin is None or origin not in settings.url_fetch_origins:
         shown = f"{origin[0]}://{origin[1]}:{origin[2]}" if origin else url[:100]
         raise UrlFetchDisabled(f"'{shown}' is not an origin on the server's URL allow-list")
     try:

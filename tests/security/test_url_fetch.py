@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from fastapi.testclient import TestClient
 
+from faceatlas.errors import InvalidSetting
 from faceatlas.service import create_app
-from faceatlas.service.fetch import allowed_origins
 from faceatlas.settings import ServiceSettings
 
 
@@ -105,7 +105,8 @@ def test_a_bare_host_entry_allows_only_the_default_ports(service, photo):
     with origin(photo) as port:
         response = _detect(service(["127.0.0.1"]), f"http://127.0.0.1:{port}/obama.jpg")
     assert response.status_code == 400 and response.json()["error"]["code"] == "url_fetch_disabled"
-    assert ("http", "127.0.0.1", 80) in allowed_origins(["127.0.0.1"])
+    assert ServiceSettings(url_fetch_allowlist=["127.0.0.1"]).url_fetch_origins == {
+        ("http", "127.0.0.1", 80), ("https", "127.0.0.1", 443)}
 
 
 def test_a_trickling_origin_hits_the_deadline_fast(service, photo):
@@ -144,5 +145,5 @@ def test_an_origin_answering_an_error_is_fetch_failed(service):
 
 
 def test_a_malformed_allowlist_entry_fails_at_start():
-    with pytest.raises(ValueError):
-        allowed_origins(["ftp://files.example"])
+    with pytest.raises(InvalidSetting, match="ftp://files.example"):
+        ServiceSettings(url_fetch_allowlist=["ftp://files.example"])
