@@ -148,6 +148,25 @@ def test_gallery_database_down_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error") and "cannot open the gallery database" in lines[0]
 
 
+@pytest.mark.parametrize(("where", "bug"), [("open", TypeError("a bug")), ("list_collections", ValueError("a bug"))])
+def test_a_bug_in_a_gallery_command_is_not_said_to_be_the_user_s_fault(tmp_path, monkeypatch, where, bug):
+    """Any exception opening the gallery was `database_unavailable` and any ValueError in a gallery
+    command `validation_error`, exit 2: a bug read as the user's database or input. Only the
+    database's and the file system's errors are said as the database's; a bug is its traceback."""
+    from faceatlas.gallery import Gallery
+
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "people", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(Gallery, where, broken)
+    result = runner.invoke(app, ["gallery", "list", "--db", db])
+    assert result.exception is bug, result.output
+    assert "database_unavailable" not in result.output and "validation_error" not in result.output, result.output
+
+
 def test_a_gallery_read_of_a_missing_database_file_is_not_an_empty_gallery(tmp_path, examples):
     """`gallery list --db typo.db` made the file (and its folders) and listed no collections, exit 0:
     a read names the missing database and makes nothing; `gallery create` makes it."""

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, fail, interrupted, json_text, print_error
 from faceatlas.cli.files import folder_images, progress
@@ -51,8 +52,8 @@ PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack
                                                                      "for create FACEATLAS_PACK or yunet-frfeature)")]
 
 
-def _fail(exc: Exception, as_json: bool) -> NoReturn:
-    fail(exc if isinstance(exc, FaceAtlasError) else InvalidArgument(str(exc)), as_json)  # exit 2, as every command
+def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
+    fail(exc, as_json)  # exit 2, as every command
 
 
 @contextmanager
@@ -62,12 +63,12 @@ def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False
         gallery = Gallery.open(db, tenant=tenant, create=create)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
-    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
-        cause = getattr(exc, "orig", None) or exc
+    except (DBAPIError, OSError) as exc:  # a database that cannot be reached or used, said in one line; a bug is
+        cause = getattr(exc, "orig", None) or exc  # its traceback (it was database_unavailable)
         _fail(DatabaseUnavailable(f"cannot open the gallery database: {one_reason(cause)}"), as_json)
     try:
         yield gallery
-    except (FaceAtlasError, ValueError) as exc:
+    except FaceAtlasError as exc:  # a ValueError of a bug was validation_error; the layers say InvalidArgument
         _fail(exc, as_json)
     finally:
         gallery.close()
@@ -369,7 +370,7 @@ def _events_engine(url: str, as_json: bool) -> Engine:
             return engine
     except FaceAtlasError as exc:
         _fail(exc, as_json)
-    except Exception as exc:  # noqa: BLE001 - any connection problem is reported the same way, in one line
+    except (DBAPIError, OSError) as exc:  # a database that cannot be reached or used; a bug is its traceback
         _fail(DatabaseUnavailable(f"cannot open the events database: {one_reason(getattr(exc, 'orig', None) or exc)}"),
               as_json)
 
