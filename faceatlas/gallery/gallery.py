@@ -889,8 +889,13 @@ class Gallery:
 
     def verify(self, collection: str, external_id: str, query: Face | Embedding, *, threshold: float | None = None,
                far: float = DEFAULT_FAR, aggregate: Aggregate = "best",
-               calibration: Calibration | None = None) -> Verification:
-        """Is ``query`` subject ``external_id``? Compared with all the subject's faces exactly."""
+               calibration: Calibration | None = None, cut: Cut | None = None) -> Verification:
+        """Is ``query`` subject ``external_id``? Compared with all the subject's faces exactly, at
+        ``cut`` (a door's :meth:`Cut.verifying`) when given, else at ``threshold`` or ``far``."""
+        if cut is None:
+            cut = Cut(threshold=threshold, far=far)
+        elif cut.fpir is not None:
+            raise InvalidArgument("a verification is decided at a far or a threshold, not an fpir")
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
@@ -898,7 +903,7 @@ class Gallery:
             self._check_model(coll, embedding.recognizer_id, len(vector))
             subject = self._subject(session, coll, external_id)
             calibration = calibration or _calibration_for(coll, self.settings)
-            cutoff = _resolve_threshold(coll, Cut(threshold=threshold, far=far), calibration, gallery_size=1)
+            cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=1)
             if cutoff is None:
                 raise InvalidArgument("verify needs a far or a raw threshold")
             vectors = self._subject_vectors(session, [subject.id]).get(subject.id)

@@ -444,8 +444,7 @@ async def verify(
     meter.faces = 1
     calibration = pool.analyzer.calibration
     verdict = await run_in_threadpool(
-        lambda: gallery.verify(collection, subject, faces[0], far=DEFAULT_FAR if far is None else far,
-                               threshold=cut.threshold, calibration=calibration)
+        lambda: gallery.verify(collection, subject, faces[0], cut=cut, calibration=calibration)
     )
     return {**verdict.to_dict(), "face": faces[0].to_dict(), "faces_in_image": largest.found}
 
