@@ -201,22 +201,20 @@ def search(collection: str, image: Path,
     """Identify the face(s) of an image against a collection: who, or unknown (at --fpir 1e-3 by default:
     at most 1 search in 1,000 by someone not enrolled names anyone, whatever the collection's size)."""
     cut = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
-    decided = cut.decides
     with _gallery(db, tenant, as_json) as gallery:
         held = gallery.get_collection(collection)  # an unknown collection is not_found before any model or bar
         analyzer = FaceAnalyzer(pack or held.pack_name)
         results, found = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
                                               **cut.search_options(), aggregate=aggregate)
-        payload = {"results": [{"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
-                                "unknown": not matches if decided else None} for face, matches in results],
-                   **cut.stated(), "faces_in_image": found}  # the API's answer: the results, their cut, the count
+        payload = {"results": [r.to_dict() for r in results], **cut.stated(),
+                   "faces_in_image": found}  # the API's answer: the results, their cut, the count
         which = f"; the largest of {found} faces" if found > len(results) else ""
         table = Table("face", "rank", "subject", "name", "similarity", "faces matched",
                       title=f"search ({cut.describe()}{which})")
-        for number, (_, matches) in enumerate(results):
-            if not matches and decided:
+        for number, result in enumerate(results):
+            if result.unknown:
                 table.add_row(str(number), "", "unknown", "no enrolled subject reached the threshold", "", "")
-            for rank, match in enumerate(matches, 1):
+            for rank, match in enumerate(result.matches, 1):
                 table.add_row(str(number), str(rank), escape(match.external_id), escape(match.name or ""),
                               f"{match.similarity:.3f}", str(match.matched_faces))
         _emit(payload, as_json, table)

@@ -91,6 +91,7 @@ from faceatlas.gallery.types import (
     CollectionInfo,
     EnrolReport,
     FaceInfo,
+    Identified,
     Match,
     Page,
     ReembedReport,
@@ -121,6 +122,11 @@ def index_dir_for(url: str, configured: Path | None = None) -> Path | None:
         return Path(configured).expanduser()  # a str from a script is taken too
     db_file = sqlite_path(normalize_url(url))
     return None if db_file is None else db_file.with_name(db_file.name + ".indexes")
+
+
+def _some_face(faces: Sequence[object]) -> None:
+    if not faces:
+        raise NoFace("no face found in the query image")
 
 
 class Gallery:
@@ -869,23 +875,40 @@ class Gallery:
             window = min(size, window * 4)
 
     def search_image(self, collection: str, image: ImageInput, analyzer: FaceAnalyzer, *, all_faces: bool = False,
-                     **options: Any) -> tuple[list[tuple[Face, list[Match]]], int]:
-        """Search with the largest face of ``image`` (or every face); options as :meth:`search`.
-        Also returns how many faces the image holds (a group photo searched by its largest face says so).
+                     **options: Any) -> tuple[list[Identified], int]:
+        """Search with the largest face of ``image`` (or every face); options as :meth:`search`
+        (:meth:`identify_faces` at their cut). Also returns how many faces the image holds (a group
+        photo searched by its largest face says so).
         The options are checked before any face is analysed, as the API checks them: a ``k`` out of
         bounds, or a ``far`` the calibration holds no threshold for (:class:`FarNotCalibrated`), was
         refused only after the image was read and its faces embedded."""
         self._check_analyzer(collection, analyzer)
-        options.setdefault("calibration", analyzer.calibration)
-        _search_cut(**options).check(options["calibration"])
+        calibration = options.pop("calibration", None) or analyzer.calibration
+        cut = _search_cut(**options)
+        cut.check(calibration)
         if all_faces:
             faces = analyzer.analyze(image)
             found = len(faces)
         else:
             faces, found = analyzer.largest(image)
-        if not faces:
-            raise NoFace("no face found in the query image")
-        return [(face, self.search(collection, face, **options)) for face in faces], found
+        return self.identify_faces(collection, faces, cut=cut, k=options.get("k", 5),
+                                   aggregate=options.get("aggregate", "best"), calibration=calibration), found
+
+    def identify_faces(self, collection: str, faces: Sequence[Face | Embedding], *, cut: Cut | None = None,
+                       k: int = 5, aggregate: Aggregate = "best",
+                       calibration: Calibration | None = None) -> list[Identified]:
+        """:meth:`identify` for each query face of one image (an image without a face is
+        :class:`NoFace`), each with its decision: ``unknown`` when the cut decides and no subject
+        reached it (None when it only ranks). The API's and the console's search (their faces
+        analysed on the server's pool) and the CLI's, one answer."""
+        decision = Cut.given() if cut is None else cut
+        _some_face(faces)
+        results = []
+        for face in faces:
+            matches = self.identify(collection, face, cut=decision, k=k, aggregate=aggregate, calibration=calibration)
+            results.append(Identified(face if isinstance(face, Face) else None, matches,
+                                      not matches if decision.decides else None))
+        return results
 
     def verify(self, collection: str, external_id: str, query: Face | Embedding, *, threshold: float | None = None,
                far: float = DEFAULT_FAR, aggregate: Aggregate = "best",

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from faceatlas.engine import Face
 from faceatlas.errors import (
     EmptyImage,
     FaceAtlasError,
@@ -120,6 +121,21 @@ class Match:
 
     def to_dict(self) -> dict[str, Any]:
         return _rounded(asdict(self), "similarity", "best_similarity", "mean_similarity")
+
+
+@dataclass(frozen=True)
+class Identified:
+    """One query face of a 1:N search (None: a search by embedding) and the subjects it matched;
+    ``unknown`` is whether none reached the cut (None where the search ranked without deciding)."""
+
+    face: Face | None
+    matches: list[Match]
+    unknown: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the API, the CLI's ``--json`` and the Python client read a result."""
+        return {"face": None if self.face is None else self.face.to_dict(),
+                "matches": [m.to_dict() for m in self.matches], "unknown": self.unknown}
 
 
 @dataclass(frozen=True)

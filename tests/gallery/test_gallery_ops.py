@@ -28,10 +28,12 @@ def _rows(gallery: Gallery, model, *conditions) -> int:
 
 @BOTH_BACKENDS
 def test_obama_photo_finds_obama(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
-    [(face, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
-    assert [m.external_id for m in matches] == ["obama"]  # cut at FAR 1e-4 by default: nobody else
-    [(_, ranked)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, rank_only=True)
-    assert ranked[0].external_id == "obama"
+    [found], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3)
+    assert [m.external_id for m in found.matches] == ["obama"]  # cut at FAR 1e-4 by default: nobody else
+    assert found.unknown is False and found.face is not None
+    [rank], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), fast_analyzer, k=3, rank_only=True)
+    ranked = rank.matches
+    assert rank.unknown is None and ranked[0].external_id == "obama"
     assert ranked[0].similarity > 0.5
     assert ranked[0].similarity - ranked[1].similarity > 0.2
 
@@ -54,10 +56,10 @@ def test_a_search_refuses_options_that_are_not_what_they_name(enrolled: Gallery,
 def test_group_photo_identifies_each_face(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
     results, found = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer,
                                            all_faces=True, k=1, threshold=0.4)
-    assert {matches[0].external_id for _, matches in results if matches} == {"kit_harington", "rose_leslie"}
+    assert {r.matches[0].external_id for r in results if r.matches} == {"kit_harington", "rose_leslie"}
     assert found == len(results) == 2
-    [(largest, _)], among = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer, k=1)
-    assert among == 2 and list(largest.bbox) == list(results[0][0].bbox)  # the largest of the 2, and says so
+    [largest], among = enrolled.search_image("people", str(test_dir / "kit_with_rose.jpg"), fast_analyzer, k=1)
+    assert among == 2 and list(largest.face.bbox) == list(results[0].face.bbox)  # the largest of the 2, and says so
 
 
 def test_subject_is_one_identity_not_many_votes(enrolled: Gallery, test_dir: Path, fast_analyzer) -> None:
@@ -460,8 +462,8 @@ def test_reembed_needs_crops(enrolled: Gallery, gallery_without_crops, dlib_anal
     assert report.applied and report.migrated == 9 and not report.unmigratable
     info = enrolled.get_collection("people")
     assert (info.pack_name, info.recognizer_id) == ("dlib", dlib_analyzer.pack.recognizer_id)
-    [(_, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
-    assert matches[0].external_id == "obama"
+    [found], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
+    assert found.matches[0].external_id == "obama"
 
 
 @pytest.fixture
@@ -474,10 +476,10 @@ def gallery_without_crops(enrolled: Gallery, train_dir: Path, fast_analyzer) -> 
 def test_search_answers_unknown_for_a_stranger_by_default(enrolled: Gallery, examples: Path, fast_analyzer) -> None:
     """Issue 16.3: without a threshold, search named the nearest subjects of a stranger."""
     stranger = examples / "examples" / "lin-manuel-miranda.png"  # not enrolled in 'people'
-    [(_, matches)], _ = enrolled.search_image("people", str(stranger), fast_analyzer, k=3)
-    assert matches == []  # unknown at the default FAR
-    [(_, ranked)], _ = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, rank_only=True)
-    assert len(ranked) == 3  # ranking without a decision is still there when asked for
+    [found], _ = enrolled.search_image("people", str(stranger), fast_analyzer, k=3)
+    assert found.matches == [] and found.unknown is True  # unknown at the default FAR
+    [ranked], _ = enrolled.search_image("people", str(stranger), fast_analyzer, k=3, rank_only=True)
+    assert len(ranked.matches) == 3 and ranked.unknown is None  # ranking without a decision is still there
 
 
 def test_face_crop_is_served_only_where_crops_are_kept(gallery, fast_analyzer, examples: Path) -> None:
@@ -518,8 +520,8 @@ def test_a_face_enrolled_during_a_reembedding_is_reembedded_too(enrolled: Galler
     assert info.faces == 10 and info.recognizer_id == dlib_analyzer.pack.recognizer_id
     ids, vectors = enrolled.face_vectors("people")
     assert vectors.shape == (10, dlib_analyzer.pack.embedding_size)
-    [(_, matches)], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
-    assert matches[0].external_id == "obama"
+    [found], _ = enrolled.search_image("people", str(test_dir / "obama1.jpg"), dlib_analyzer)
+    assert found.matches[0].external_id == "obama"
 
 
 def _at_once(calls: int, call: Callable[[], object]) -> list[str]:
@@ -604,8 +606,8 @@ def test_two_enrolments_of_one_folder_at_once_enrol_each_photo_once(db_url: str,
         assert sorted(f.source for f in faces) == sorted([*photos, before])
         assert after.get_collection("people").faces == len(photos) + 1
         ids, _ = after.face_vectors("people")
-        [(_, matches)], _ = after.search_image("people", photos[0], fast_analyzer, k=1, rank_only=True)
-        assert matches[0].external_id == "powell" and matches[0].matched_faces == len(photos) + 1
+        [found], _ = after.search_image("people", photos[0], fast_analyzer, k=1, rank_only=True)
+        assert found.matches[0].external_id == "powell" and found.matches[0].matched_faces == len(photos) + 1
         assert sorted(ids.tolist()) == sorted(f.id for f in faces)
 
 

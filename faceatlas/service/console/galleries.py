@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.engine import Cut, NoFace
+from faceatlas.engine import Cut
 from faceatlas.errors import Forbidden, IdempotencyInFlight, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH, check_text
 from faceatlas.service.console.base import (
@@ -201,14 +201,12 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
     data = await photo.read()
     charge_pixels(request, [data])
     largest = await pool.largest_face(data)
-    if not largest.faces:
-        raise NoFace("no face found in the query photo")
-    meter.faces = 1
     gallery = tenant_gallery(request, user.principal)
     decision = Cut.given()  # the API's search without options
-    matches = await run_in_threadpool(lambda: gallery.identify(
-        collection, largest.faces[0], cut=decision, k=5, calibration=pool.analyzer.calibration))
-    context: dict[str, Any] = {"collection": collection, "matches": matches, "cut": decision.stated(),
+    [result] = await run_in_threadpool(lambda: gallery.identify_faces(  # no face: NoFace
+        collection, largest.faces, cut=decision, k=5, calibration=pool.analyzer.calibration))
+    meter.faces = 1
+    context: dict[str, Any] = {"collection": collection, "matches": result.matches, "cut": decision.stated(),
                                "found": largest.found}
     return render(request, "_search.html" if is_htmx(request) else "searched.html", user, **context)
 

@@ -378,7 +378,6 @@ async def search(
     An embedding of another space than the collection's is ``model_mismatch``."""
     # one cut of threshold, far and fpir; rank_only drops the default fpir and goes with none of them
     decision = Cut.given(threshold=threshold, far=far, fpir=fpir, rank_only=rank_only)
-    decided = decision.decides
     options: dict[str, Any] = {"cut": decision, "k": k, "aggregate": aggregate}  # Gallery.identify, as the console
     cut = decision.stated()
     # a collection that is not there is 404 before the body is read or any face analysed (as the CLI's search)
@@ -390,10 +389,9 @@ async def search(
             raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: a search by embedding "
                                   "takes 'embedding' and 'recognizer_id'")
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
-        matches = await run_in_threadpool(lambda: gallery.identify(collection, vector, **options))
+        identified = await run_in_threadpool(lambda: gallery.identify_faces(collection, [vector], **options))
         meter.faces = 1
-        return {"results": [{"face": None, "matches": [m.to_dict() for m in matches],
-                             "unknown": not matches if decided else None}], **cut}
+        return {"results": [r.to_dict() for r in identified], **cut}
     decision.check(pool.analyzer.calibration)  # a far the pack has no threshold for: refused before any face
     images, _ = await read_images(request, "image")
     if all_faces:
@@ -402,16 +400,10 @@ async def search(
     else:
         largest = await pool.largest_face(images["image"])
         faces, found = largest.faces, largest.found
-    if not faces:
-        raise NoFace("no face found in the query image")
     meter.faces = len(faces)
-    calibration = pool.analyzer.calibration
-    results = []
-    for face in faces:
-        matches = await run_in_threadpool(gallery.identify, collection, face, calibration=calibration, **options)
-        results.append({"face": face.to_dict(), "matches": [m.to_dict() for m in matches],
-                        "unknown": not matches if decided else None})
-    return {"results": results, **cut, "faces_in_image": found}
+    results = await run_in_threadpool(lambda: gallery.identify_faces(
+        collection, faces, calibration=pool.analyzer.calibration, **options))
+    return {"results": [r.to_dict() for r in results], **cut, "faces_in_image": found}
 
 
 @router.post(
