@@ -4,16 +4,9 @@ graph over subject templates)."""
 
 from faceatlas.errors import AlreadyExists, NotFound
 from faceatlas.gallery.exchange import read_header
-from faceatlas.gallery.gallery import (
-    DEFAULT_TENANT,
-    Gallery,
-    enrolled_photos,
-    index_dir_for,
-    mismatch_message,
-    photo_source,
-    source_crop,
-)
+from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, index_dir_for
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
+from faceatlas.gallery.mismatch import mismatch_message
 from faceatlas.gallery.models import database_identity, migrate
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
@@ -38,10 +31,12 @@ from faceatlas.gallery.rules import (
     service_space,
     space_owner,
 )
+from faceatlas.gallery.sources import enrolled_photos, photo_source, source_crop
 from faceatlas.gallery.types import (
     CollectionInfo,
     EnrolReport,
     FaceInfo,
+    Identified,
     Match,
     Page,
     ReembedReport,
@@ -67,6 +62,7 @@ __all__ = [
     "ExactIndex",
     "FaceInfo",
     "Gallery",
+    "Identified",
     "Match",
     "NotFound",
     "Page",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +30,6 @@ from faceatlas.db import (
 from faceatlas.engine import (
     DEFAULT_FAR,
     DEFAULT_FPIR,
-    RUNTIMES,
     Calibration,
     Cut,
     Embedding,
@@ -39,30 +37,24 @@ from faceatlas.engine import (
     FaceAnalyzer,
     ModelMismatch,
     NoFace,
-    NotCalibrated,
     Pack,
     as_embedding,
     check_vectors,
-    get_pack,
     l2_normalize,
-    load_calibration,
     per_comparison_far,
 )
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import (
     AlreadyExists,
     Conflict,
-    FaceAtlasError,
     InvalidArgument,
     InvalidImage,
-    LowQuality,
     NotFound,
-    RuntimeUnavailable,
     TooManyFaces,
-    UnknownPack,
     VectorStoreUnavailable,
 )
 from faceatlas.gallery import exchange
+from faceatlas.gallery.cuts import calibration_for, resolve_threshold, search_cut
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     Storage,
@@ -70,11 +62,11 @@ from faceatlas.gallery.index import (
 )
 from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
+from faceatlas.gallery.mismatch import mismatch_message, pack_of
 from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, database_id, migrate
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     check_id,
-    check_k,
     check_limit,
     check_metadata,
     check_min_quality,
@@ -84,9 +76,9 @@ from faceatlas.gallery.rules import (
     check_text,
     parse_cursor,
 )
+from faceatlas.gallery.sources import enrolled_photos, photo_source, quality_gate, source_crop, source_text
 from faceatlas.gallery.sync import IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
-    AGGREGATES,
     Aggregate,
     CollectionInfo,
     EnrolReport,
@@ -105,7 +97,6 @@ from faceatlas.settings import EngineSettings, StorageSettings
 log = logging.getLogger("faceatlas")
 DEFAULT_TENANT = "default"
 T = TypeVar("T")
-_CROP_MARGIN = 0.5
 REEMBED_ROUNDS = 3  # reads of faces enrolled during a re-embedding before it gives up
 _SEARCH_WINDOW = 64  # the fewest faces a search reads first (8 per subject asked, at least this)
 _RETAIL_SPACE = "app:retail:"  # a store's gallery space: app:retail:<store id> (its members collection)
@@ -274,7 +265,7 @@ class Gallery:
         """A new collection bound to ``pack``'s embedding space. ``keep_crops`` stores a source
         crop of every face (needed to :meth:`reembed` later); off by default."""
         check_id(name, "collection name")
-        pack = _pack_of(pack)
+        pack = pack_of(pack)
         return self._create_bound_collection(name, pack.name, pack.version, pack.recognizer_id,
                                              pack.embedding_size, keep_crops=keep_crops,
                                              metadata=metadata)
@@ -650,7 +641,7 @@ class Gallery:
             rows = [
                 {"collection_id": coll.id, "subject_id": subject.id, "embedding": vectors[i].tobytes(),
                  "quality": None if qualities is None else qualities[i],
-                 "source": None if sources is None else _source_text(sources[i]),
+                 "source": None if sources is None else source_text(sources[i]),
                  "crop": crops[i] if crops is not None and coll.keep_crops else None}
                 for i in kept
             ]
@@ -712,7 +703,7 @@ class Gallery:
                 report.rejected.append(Rejection(source, TooManyFaces.code, f"{found} faces in the image, where one "
                                                  "person alone is expected"))
                 continue
-            for face in _quality_gate(faces, min_quality, source, report):
+            for face in quality_gate(faces, min_quality, source, report):
                 vectors.append(face.as_embedding().vector)
                 qualities.append(face.quality)
                 sources.append(source)
@@ -753,7 +744,7 @@ class Gallery:
             raise NoFace("no face found in the image")
         crop_of = dict(zip(map(id, faces), crops)) if crops is not None else {}
         report = EnrolReport()
-        kept = _quality_gate(faces, min_quality, source, report)
+        kept = quality_gate(faces, min_quality, source, report)
         if not kept:
             raise InvalidArgument(f"no face reached min_quality {min_quality}")
         embeddings = [f.as_embedding() for f in kept]
@@ -794,20 +785,20 @@ class Gallery:
         :class:`NotCalibrated`; an embedding of another space than the collection's is
         :class:`ModelMismatch`; ``k`` out of 1 to :data:`SEARCH_K_MAX` or another ``aggregate`` is
         :class:`InvalidArgument`."""
-        cut = _search_cut(k=k, threshold=threshold, fpir=fpir, far=far, rank_only=rank_only, aggregate=aggregate)
+        cut = search_cut(k=k, threshold=threshold, fpir=fpir, far=far, rank_only=rank_only, aggregate=aggregate)
         embedding = as_embedding(query)
         vector = l2_normalize(embedding.vector)[0]
         with self._sessions() as session:
             coll = self._collection(session, collection)
             self._check_model(coll, embedding.recognizer_id, len(vector))
-            calibration = calibration or _calibration_for(coll, self.settings)
+            calibration = calibration or calibration_for(coll, self.settings)
             index = self._indexes.get(session, coll)
             templates = aggregate == "mean"  # subjects scored by their mean template: the template tail
             size = len(index)
             if templates and cut.fpir is not None and cut.threshold is None and cut.far is None:  # size read
                 size = session.scalar(select(func.count()).select_from(Subject)
                                       .where(Subject.collection_id == coll.id)) or 0
-            cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=max(size, 1), templates=templates)
+            cutoff = resolve_threshold(coll, cut, calibration, gallery_size=max(size, 1), templates=templates)
             if cut.threshold is None and cut.far is None and cut.fpir is not None and calibration is not None:
                 self._note_extrapolated(coll, calibration, cut.fpir, max(size, 1), templates)
             if len(index) == 0:
@@ -884,7 +875,7 @@ class Gallery:
         refused only after the image was read and its faces embedded."""
         self._check_analyzer(collection, analyzer)
         calibration = options.pop("calibration", None) or analyzer.calibration
-        cut = _search_cut(**options)
+        cut = search_cut(**options)
         cut.check(calibration)
         if all_faces:
             faces = analyzer.analyze(image)
@@ -925,8 +916,8 @@ class Gallery:
             coll = self._collection(session, collection)
             self._check_model(coll, embedding.recognizer_id, len(vector))
             subject = self._subject(session, coll, external_id)
-            calibration = calibration or _calibration_for(coll, self.settings)
-            cutoff = _resolve_threshold(coll, cut, calibration, gallery_size=1)
+            calibration = calibration or calibration_for(coll, self.settings)
+            cutoff = resolve_threshold(coll, cut, calibration, gallery_size=1)
             if cutoff is None:
                 raise InvalidArgument("verify needs a far or a raw threshold")
             vectors = self._subject_vectors(session, [subject.id]).get(subject.id)
@@ -1128,163 +1119,6 @@ class Gallery:
         holder = f"store '{store}'" if store is not None and collection == "members" else f"collection '{collection}'"
         serving = self.serving.name if self.serving is not None and got == self.serving.recognizer_id else None
         return mismatch_message(holder, pack_name, expected, got, serving=serving)
-
-
-def source_crop(image: np.ndarray, face: Face, margin: float = _CROP_MARGIN, *, scale: float = 1.0) -> bytes:
-    """JPEG of the face box grown by ``margin`` on each side: enough context for any pack to
-    detect and align the face again (used by :meth:`Gallery.reembed`). ``scale`` maps the box
-    into ``image`` (an image decoded reduced)."""
-    x1, y1, x2, y2 = (float(v) * scale for v in face.bbox)
-    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
-    height, width = image.shape[:2]
-    left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
-    right, bottom = min(width, int(x2 + dx)), min(height, int(y2 + dy))
-    ok, encoded = cv2.imencode(".jpg", image[top:bottom, left:right], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:
-        raise FaceAtlasError("could not encode the face crop")
-    return encoded.tobytes()
-
-
-def _quality_gate(faces: Sequence[Face], min_quality: float, source: str, report: EnrolReport) -> list[Face]:
-    """The faces reaching ``min_quality``; the others are recorded as rejected in ``report``."""
-    kept = []
-    for face in faces:
-        if (face.quality or 0.0) < min_quality:
-            report.rejected.append(Rejection(source, LowQuality.code, f"{face.quality or 0.0:.2f} < {min_quality:.2f}"))
-        else:
-            kept.append(face)
-    return kept
-
-
-def _pack_of(pack: str | Pack | FaceAnalyzer) -> Pack:
-    if isinstance(pack, FaceAnalyzer):
-        return pack.pack
-    return pack if isinstance(pack, Pack) else get_pack(pack)
-
-
-_VARIANTS = {"int8", "flip"}  # recognizer_id suffixes that a setting chooses (FACEATLAS_RUNTIME, FACEATLAS_FLIP)
-
-
-def _variant_settings(expected: str, got: str) -> list[str]:
-    """The settings that make embeddings of ``got``'s space into ``expected``'s when the two are one
-    pack's float/int8 or flip variants (``...+int8``, ``...+flip``); [] when they differ otherwise."""
-    want, have = expected.split("+"), got.split("+")
-    if [t for t in want if t not in _VARIANTS] != [t for t in have if t not in _VARIANTS]:
-        return []
-    settings = []
-    if ("int8" in want) != ("int8" in have):
-        settings.append("FACEATLAS_RUNTIME=int8" if "int8" in want else "FACEATLAS_RUNTIME=float (or unset it)")
-    if ("flip" in want) != ("flip" in have):
-        settings.append("FACEATLAS_FLIP=1" if "flip" in want else "FACEATLAS_FLIP=0 (or unset it)")
-    return settings
-
-
-def mismatch_message(holder: str, pack_name: str, expected: str, got: str, *, serving: str | None = None,
-                     remedy: str | None = None) -> str:
-    """What ``model_mismatch`` says when embeddings of recognizer ``got`` meet ``holder`` (``collection
-    'x'``, ``album 'x'``, or a sentence of a store's) of pack ``pack_name`` (recognizer ``expected``),
-    and how to resolve it: the setting, where the two are one pack's int8 or flip variants; else, where
-    ``got`` is the space of the pack a server runs (``serving``), how to serve the collection's pack
-    (one server serves one pack); else use that pack or reembed (``remedy``: the sentence saying what
-    to do instead, for a holder that cannot be reembedded, as an album)."""
-    head = f"{holder} holds embeddings of pack '{pack_name}' (recognizer {expected})"
-    if holder.startswith("store "):
-        head = f"{holder} was set up with pack '{pack_name}': its members hold embeddings of recognizer {expected}"
-    got_text = (f"this server runs pack '{serving}' (recognizer {got})" if serving is not None
-                else f"got embeddings of recognizer {got}")
-    variant = _variant_settings(expected, got)
-    if variant:
-        where = "for the server (before `faceatlas serve`)" if serving is not None else "where they are made"
-        return (f"{head}; {got_text}: the same pack with another int8/flip variant. Set "
-                f"{' and '.join(variant)} {where}.")
-    if serving is not None:
-        reembed = "" if not holder.startswith("collection ") else (
-            f", or reembed the collection to '{serving}' (`faceatlas gallery reembed`, from its kept crops)")
-        owner = "store" if holder.startswith("store ") else holder.split(" ", 1)[0]
-        return (f"{head}; {got_text}. One server serves one pack: run it with the {owner}'s, "
-                f"`faceatlas serve --pack {pack_name}` (or FACEATLAS_PACK={pack_name}){reembed}.")
-    if remedy is not None:
-        return f"{head}; {got_text}. {remedy}"
-    return (f"{head}; {got_text}. Make the embeddings with pack '{pack_name}' (--pack {pack_name} or "
-            f"FACEATLAS_PACK={pack_name}), or reembed this collection (`faceatlas gallery reembed`).")
-
-
-_FACE_NUMBER = re.compile(r"#[0-9]+\Z")
-
-
-def photo_source(path: str) -> str:
-    """The source that a face enrolled from the photo at ``path`` records, by `gallery enrol`
-    (:meth:`Gallery.enrol_images`) and by `batch enrol` alike: the path as the column keeps it."""
-    return _source_text(path) or ""
-
-
-def enrolled_photos(sources: Iterable[str | None]) -> set[str]:
-    """The photos that stored ``sources`` name (:func:`photo_source`). A source that an earlier
-    `batch enrol` wrote as ``<path>#<face>`` names ``<path>`` too: the two doors wrote different
-    sources for one photo and each enrolled again what the other had."""
-    photos: set[str] = set()
-    for source in sources:
-        if source:
-            photos.add(source)
-            photos.add(_FACE_NUMBER.sub("", source))
-    return photos
-
-
-def _source_text(source: str | None) -> str | None:
-    """A face's source as its column keeps it: UTF-8 text (a file name that is not UTF-8 gets U+FFFD
-    for its odd bytes; it failed the enrolment without naming the file) of at most 1000 characters.
-    Text that is no file name's (an import's: a lone surrogate that is not an odd byte, a NUL) is
-    :class:`InvalidArgument`."""
-    if source is None:
-        return None
-    try:
-        raw = source.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        check_stored(source, "face source")  # refuses it, naming the surrogate
-        raise
-    return check_stored(raw.decode("utf-8", "replace")[:1000], "face source")
-
-
-def _calibration_for(collection: Collection, settings: EngineSettings) -> Calibration | None:
-    # the collection's space names its runtime (float or int8) and whether flip TTA made it
-    for runtime, flip in ((r, f) for r in RUNTIMES for f in (False, True)):
-        try:
-            pack = get_pack(collection.pack_name, settings, runtime=runtime, flip=flip)
-        except UnknownPack:  # a pack this version no longer ships
-            return None
-        except RuntimeUnavailable:
-            continue
-        if pack.recognizer_id == collection.recognizer_id:
-            return load_calibration(pack, settings)
-    return None
-
-
-def _search_cut(*, k: int = 5, threshold: float | None = None, fpir: float = DEFAULT_FPIR, far: float | None = None,
-                rank_only: bool = False, aggregate: Aggregate = "best", calibration: Calibration | None = None) -> Cut:
-    """The cut of :meth:`Gallery.search`'s options, once they are checked (``k``: :func:`check_k`;
-    ``aggregate``; ``rank_only`` with a cut); ``calibration`` is taken, unused, so that a search's
-    options can be checked whole before any face is analysed (:meth:`Gallery.search_image`)."""
-    check_k(k)
-    if aggregate not in AGGREGATES:
-        raise InvalidArgument(f"aggregate is one of {', '.join(AGGREGATES)}, not {aggregate!r}")
-    if rank_only and (threshold is not None or far is not None):  # the cut was applied, rank_only ignored
-        named = "threshold" if threshold is not None else "far"
-        raise InvalidArgument(f"rank_only ranks without the {named} cut: give one of them")
-    return Cut(threshold=threshold, far=far, fpir=None if rank_only else fpir)
-
-
-def _resolve_threshold(collection: Collection, cut: Cut, calibration: Calibration | None, *,
-                       gallery_size: int, templates: bool = False) -> float | None:
-    """The similarity a match must reach under ``cut`` (None: rank without deciding)."""
-    if cut.threshold is not None:
-        return cut.threshold
-    if cut.far is None and cut.fpir is None:
-        return None
-    if calibration is None or calibration.recognizer_id != collection.recognizer_id:
-        rate = f"FAR {cut.far}" if cut.far is not None else f"FPIR {cut.fpir}"
-        raise NotCalibrated(f"pack '{collection.pack_name}' has no calibration for {rate}; "
-                            "pass a raw similarity threshold instead (or rank without deciding)")
-    return cut.similarity(calibration, gallery_size, templates=templates)
 
 
 def _subject_info(row: Subject, faces: int) -> SubjectInfo:
