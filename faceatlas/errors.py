@@ -406,8 +406,11 @@ class VectorStoreUnavailable(LimitExceeded):
 
 
 class StorageUnavailable(LimitExceeded):
-    """The object storage of a batch job's source or output (``s3://``, ``gs://``, ...) cannot be
-    used: no such bucket, credentials it refuses, or an endpoint that does not answer."""
+    """Storage FaceAtlas writes to cannot be used: the object storage of a batch job's source or
+    output (``s3://``, ``gs://``, ...: no such bucket, credentials it refuses, or an endpoint that
+    does not answer), or a gallery's index folder (``FACEATLAS_INDEX_DIR``) that a delete can
+    neither write nor clear (read-only): refused before the delete commits (nothing deleted), or
+    said after it (the index scrub pending). The message names no path (the server log does)."""
 
     code = "storage_unavailable"
     status = 503

@@ -4,10 +4,15 @@ An index is trusted only for the collection ``revision`` it records. When the da
 on (another process wrote, or this one crashed before saving), the index is caught up by a set
 difference of face ids, so a face committed to the database is never lost and a face deleted
 from it never lingers in search results or on disk.
+
+The index folder holds only a copy: a folder that cannot be written (full, read-only) never fails
+a search or an enrolment (the copy in memory serves; the save is tried again later), and a delete
+that cannot rewrite a file removes it instead (:meth:`IndexCache._discard`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -18,6 +23,7 @@ import numpy as np
 from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceatlas.errors import StorageUnavailable
 from faceatlas.gallery.index import (
     ANN_MIN_FACES,
     DEFAULT_EXPANSION_SEARCH,
@@ -37,6 +43,13 @@ from faceatlas.gallery.rules import check_index_dir
 _FETCH_CHUNK = 10_000
 STALE = -1  # the revision of an index file that must be caught up from the database when loaded
 _BUILD_CHUNK = 200_000
+
+log = logging.getLogger(__name__)
+
+
+def _reason(error: OSError) -> str:
+    """What went wrong with the index folder, without its path (said to a client)."""
+    return os.strerror(error.errno) if error.errno else type(error).__name__
 
 
 def _process_alive(pid: str) -> bool:
@@ -76,27 +89,51 @@ class IndexCache:
         self._states: dict[int, IndexState] = {}
         self._unsaved: dict[int, int] = {}
         self._lock = threading.RLock()
+        self._saves_failing = False  # a save failed and none succeeded since (logged once)
         self.recover()
 
     # -- erasure journal: a delete is written down before it commits, so a process killed
     # between the commit and the index scrub leaves a note the next process acts on at start
     def intend_erase(self, collection_id: int, face_ids: np.ndarray) -> Path | None:
         """Before a delete commits: note ``face_ids`` in a journal file next to the index (None
-        without an index folder). :meth:`applied` removes it once the scrub is done."""
+        without an index folder). :meth:`applied` removes it once the scrub is done.
+
+        A journal that cannot be written (a full folder) is done without: the collection's index
+        file is removed now instead (an unlink works on a full disk), so no file holds the faces
+        whatever happens to this process after the commit (None). A folder where even that fails
+        (read-only) refuses the delete: :class:`StorageUnavailable`, raised before the commit, so
+        nothing is deleted."""
         path = self.path(collection_id)
         if path is None or not len(face_ids):
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
         journal = path.with_name(f"{path.name}.erase-{uuid.uuid4().hex}.npy")
         tmp = journal.with_suffix(".part")
         try:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.asarray(face_ids, np.int64))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, journal)
-        finally:  # interrupted (Ctrl-C, SIGTERM), the half-written journal goes
-            tmp.unlink(missing_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(tmp, "wb") as handle:
+                    np.save(handle, np.asarray(face_ids, np.int64))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, journal)
+            finally:  # interrupted (Ctrl-C, SIGTERM), the half-written journal goes
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            with self._lock:
+                try:
+                    self._remove_leftovers(collection_id)
+                    delete_index(path)
+                except OSError as removal:
+                    log.error("a delete in collection %d was refused: its erasure journal could not be written "
+                              "to %s (%s) nor the index file removed (%s)", collection_id, path.parent, exc, removal)
+                    raise StorageUnavailable(
+                        f"the index folder of this server can be neither written nor cleared ({_reason(exc)}): "
+                        "nothing was deleted; try again later (its operator finds the details in the server "
+                        "log)") from removal
+            log.warning("the erasure journal of a delete in collection %d could not be written (%s): the index "
+                        "file %s was removed instead (rebuilt from the database at its next load)",
+                        collection_id, exc, path)
+            return None
         return journal
 
     def recover(self) -> int:
@@ -259,12 +296,14 @@ class IndexCache:
             if erasing:
                 state.index.remove(removed)
                 if state.index.needs_rebuild(len(state.index), self.ann_min_faces):  # next get() rebuilds it
-                    self.drop(collection_id)
+                    self._states.pop(collection_id, None)
+                    self._unsaved.pop(collection_id, None)
+                    self._discard(collection_id, erasing=True)
                     return
             if added is not None and len(added[0]):
                 state.index.add(*added)
             state.revision = revision
-            self._note_changes(collection_id, force=save_now or erasing)
+            self._note_changes(collection_id, force=save_now or erasing, erasing=erasing)
 
     def _erase_on_disk(self, collection_id: int, face_ids: np.ndarray, revision: int | None, *,
                        stale: bool = False) -> None:
@@ -272,13 +311,13 @@ class IndexCache:
         ``revision`` only when it was exactly one behind (a change that only removed); otherwise a
         later load catches it up (``stale``: it is marked so, whatever it was). A file that cannot
         be read cannot be scrubbed: it is deleted, with graph files a killed save left behind (the
-        next get() rebuilds)."""
+        next get() rebuilds); so is one that cannot be written (a full folder: :meth:`_discard`)."""
         path = self.path(collection_id)
         if path is None:
             return
         state = load_index(path) if path.is_file() else None
         if state is None:
-            delete_index(path)
+            self._discard(collection_id, erasing=True)
             return
         held = np.intersect1d(face_ids, state.index.ids())
         if revision is not None and state.revision == revision - 1:
@@ -289,9 +328,55 @@ class IndexCache:
             state.revision = STALE
         state.index.remove(held)
         if state.index.needs_rebuild(len(state.index), self.ann_min_faces):
-            delete_index(path)
-        else:
+            self._discard(collection_id, erasing=True)
+            return
+        try:
             save_index(state, path)
+        except OSError as exc:
+            self._discard(collection_id, erasing=True, cause=exc)
+
+    def _discard(self, collection_id: int, *, erasing: bool, cause: OSError | None = None) -> None:
+        """Remove the collection's index file, its graph files and the temporary files of failed
+        saves: the file could not be rewritten (``cause``: a full or read-only folder) or is due
+        for a rebuild. An unlink works on a full disk, so an erasure leaves no file holding the
+        erased faces. Where even that fails (read-only): for an erasure (``erasing``, after its
+        commit) :class:`StorageUnavailable`, saying the scrub is pending (its journal stays, for the
+        next start; the sweep deletes the file too); for a cache save, logged (searches go on)."""
+        path = self.path(collection_id)
+        if path is None:
+            return
+        try:
+            self._remove_leftovers(collection_id)
+            delete_index(path)
+        except OSError as exc:
+            if erasing:
+                log.error("the erased faces of collection %d are still in the index file %s: it could be neither "
+                          "rewritten (%s) nor removed (%s); they leave it at the next start or sweep that can",
+                          collection_id, path, cause, exc)
+                raise StorageUnavailable(
+                    f"the delete was done, but the index folder of this server can be neither written nor cleared "
+                    f"({_reason(exc)}): the erased faces leave its index files once it can (its operator finds the "
+                    "details in the server log)") from exc
+            self._save_failed(path, cause or exc, removed=False)
+            return
+        if cause is None:
+            return
+        if erasing:
+            log.warning("the index file %s could not be rewritten for an erasure (%s): it was removed instead "
+                        "(rebuilt from the database at its next load)", path, cause)
+        else:
+            self._save_failed(path, cause, removed=True)
+
+    def _save_failed(self, path: Path, cause: OSError, *, removed: bool) -> None:
+        """Log a save of a cached copy that failed: once until a save succeeds again, not per call."""
+        if self._saves_failing:
+            log.debug("the index file %s could not be written (%s)", path, cause)
+            return
+        self._saves_failing = True
+        log.warning("the index file %s could not be written (%s): searches are served from the copy in memory "
+                    "and the save is tried again later; %s (said once until a save succeeds)", path, cause,
+                    "the older file was removed (rebuilt from the database at its next load)" if removed
+                    else "the older file could not be removed either")
 
     def _remove_leftovers(self, collection_id: int, *, keep_own: bool = False) -> None:
         """Delete the temporary files of saves that were interrupted (a killed process): they may
@@ -308,13 +393,30 @@ class IndexCache:
                 leftover.unlink(missing_ok=True)
 
     def save(self, collection_id: int) -> None:
-        """Persist one collection's index now."""
+        """Persist one collection's index now (:class:`OSError` when the folder cannot be written:
+        the changes stay unsaved)."""
         with self._lock:
             state = self._states.get(collection_id)
             path = self.path(collection_id)
             if state is not None and path is not None:
                 save_index(state, path)
             self._unsaved.pop(collection_id, None)
+
+    def _save_cached(self, collection_id: int, *, erasing: bool = False) -> None:
+        """Persist one collection's index, which is only a copy of the database: when the folder
+        cannot be written (full, read-only), the copy in memory goes on serving and stays unsaved
+        (the next save tries again), and the older file is removed (it lags the copy, and may hold
+        faces removed from it: :meth:`_discard`, which raises only for an ``erasing`` save whose
+        file cannot be removed either)."""
+        with self._lock:
+            try:
+                self.save(collection_id)
+            except OSError as exc:
+                self._discard(collection_id, erasing=erasing, cause=exc)
+                return
+            if self._saves_failing:
+                self._saves_failing = False
+                log.info("the index folder %s is written again", self.directory)
 
     def flush(self, session: Session | None = None) -> None:
         """Persist every index with unsaved changes. With a ``session``, each is first caught up
@@ -328,23 +430,31 @@ class IndexCache:
                         self.drop(collection_id)
                         continue
                     self.get(session, collection)
-                self.save(collection_id)
+                self._save_cached(collection_id)
 
     def drop(self, collection_id: int) -> None:
-        """Forget a collection's index (deleted, or due for a rebuild), in memory and on disk."""
+        """Forget a collection's index (deleted, or due for a rebuild), in memory and on disk; a
+        folder where its files cannot be removed (read-only) is :class:`StorageUnavailable`
+        (a collection's delete drops it before its commit too: refused, nothing deleted)."""
         with self._lock:
             self._states.pop(collection_id, None)
             self._unsaved.pop(collection_id, None)
             path = self.path(collection_id)
             if path is not None:
-                self._remove_leftovers(collection_id)
-                delete_index(path)
+                try:
+                    self._remove_leftovers(collection_id)
+                    delete_index(path)
+                except OSError as exc:
+                    log.error("the index file %s could not be removed (%s)", path, exc)
+                    raise StorageUnavailable(f"the index folder of this server cannot be cleared ({_reason(exc)}); "
+                                             "try again later (its operator finds the details in the server "
+                                             "log)") from exc
 
-    def _note_changes(self, collection_id: int, *, force: bool) -> None:
+    def _note_changes(self, collection_id: int, *, force: bool, erasing: bool = False) -> None:
         pending = self._unsaved.get(collection_id, 0) + 1
         self._unsaved[collection_id] = pending
         if force or pending >= self.autosave_every:
-            self.save(collection_id)
+            self._save_cached(collection_id, erasing=erasing)
 
     def _load(self, collection: Collection) -> IndexState | None:
         path = self.path(collection.id)

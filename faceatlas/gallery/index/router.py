@@ -120,9 +120,13 @@ class HNSWIndex:
                    + 4 * hnsw.levels.size() + 8 * len(self.labels))
 
     def save(self, file: Path) -> None:
-        """Write the graph to ``file`` (fsynced)."""
+        """Write the graph to ``file`` (fsynced); a write that fails (a full disk) is an
+        :class:`OSError`, as every other write of an index is (FAISS raises RuntimeError)."""
         with self._lock:
-            faiss.write_index(self.graph, str(file))
+            try:
+                faiss.write_index(self.graph, str(file))
+            except RuntimeError as exc:
+                raise OSError(f"the graph could not be written to {file}: {exc}") from exc
         with open(file, "rb+") as handle:
             os.fsync(handle.fileno())
 

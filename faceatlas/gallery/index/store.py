@@ -4,6 +4,7 @@ together with the collection ``revision`` it reflects."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -60,7 +61,8 @@ def _graph_files(path: Path) -> list[Path]:
 def save_index(state: IndexState, path: Path) -> None:
     """Write index and revision to ``path`` atomically (tmp, fsync, rename). A template index's
     graph goes to a fresh ``<path>.<token>.faiss`` file named in the metadata; older graph files
-    are deleted."""
+    are deleted. A save that fails (a full or read-only folder: :class:`OSError`) leaves the file
+    at ``path`` as it was and takes away what it wrote (its temporary file, its graph file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     index = state.index
     meta = {"format": _FORMAT, "kind": index.kind, "dim": index.dim, "storage": index.storage,
@@ -79,6 +81,12 @@ def save_index(state: IndexState, path: Path) -> None:
     try:
         graph_file = index.persist(path, meta, write)
         os.replace(tmp, path)
+    except BaseException:
+        written = meta.get("graph")  # named by persist before it wrote the graph: never path's own
+        if isinstance(written, str) and written != state.meta.get("graph"):
+            with contextlib.suppress(OSError):
+                path.with_name(written).unlink(missing_ok=True)
+        raise
     finally:  # interrupted (Ctrl-C, SIGTERM), the half-written file goes (a killed process's: next load)
         tmp.unlink(missing_ok=True)
     for stale in _graph_files(path):
