@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from faceatlas.db import erases, rowcount, utcnow
@@ -91,13 +91,26 @@ class Accounts:
     tenant may hold (the service passes its settings; none by default, for operators' tools)."""
 
     def __init__(self, engine: Engine, ceilings: KeyCeilings | None = None,
-                 keys_changed: Callable[[], None] | None = None) -> None:
+                 keys_changed: Callable[[], None] | None = None, follow_ups: FollowUps | None = None) -> None:
         """``keys_changed``: told after a key is revoked or rotated and after a tenant's quota
         changes or the tenant goes (what a principal holds), so that servers' caches of key lookups
-        drop what they knew (``SharedState.forget_keys``)."""
+        drop what they knew (``SharedState.forget_keys``). ``follow_ups``: where the bookkeeping of
+        a change committed already (:meth:`audit_committed`, the erasures of ids from the audit
+        trail) waits when the database drops before it is written (a server's); without it (the
+        CLI), such a failure raises."""
         self.engine = engine
         self.ceilings = ceilings or KeyCeilings()
         self.keys_changed = keys_changed
+        self.follow_ups = follow_ups
+
+    def _after_commit(self, what: str, step: Callable[[], None]) -> None:
+        """Run ``step``, the bookkeeping of a change committed already: with :attr:`follow_ups`,
+        a database that drops meanwhile (or steps kept waiting before it) leaves it kept there, in
+        order, written once the database is back (:class:`FollowUps`); else it runs (and raises)."""
+        if self.follow_ups is None:
+            step()
+        else:
+            self.follow_ups.run(what, step)
 
     def _keys_changed(self) -> None:
         if self.keys_changed is not None:
@@ -426,13 +439,31 @@ class Accounts:
             )
             session.commit()
 
+    def audit_committed(
+        self, action: str, target: str, tenant_id: str | None, key_id: int | None, details: dict | None = None
+    ) -> None:
+        """The audit record of a change committed already (an enrolment, a deletion: the API's
+        ``audited``): as :meth:`audit`, but a database that drops before it is written never
+        turns the change into a failure: the record waits in :attr:`follow_ups` (a server's) and
+        is written once the database is back."""
+        self._after_commit(f"the audit record {action} of tenant {tenant_id}",
+                           lambda: self.audit(action, target, tenant_id, key_id, details))
+
     def erase_subject(self, tenant_id: str, target: str, *, keep_ids: bool) -> str:
         """After a subject was deleted: unless ``keep_ids``, replace ``target`` (``collection/subject``)
         by ``collection/[erased]`` in every audit record of the tenant, details dropped, and so for the
         ids merged into it (``subject.merge`` records whose ``into`` is the subject, or one merged into
-        it: the same person's earlier ids). Returns the target the deletion itself is audited under."""
+        it: the same person's earlier ids). Returns the target the deletion itself is audited under.
+        The deletion committed already: with :attr:`follow_ups`, a database that drops meanwhile
+        leaves the erasure waiting there, done once the database is back."""
         if keep_ids:
             return target
+        collection = target.split("/", 1)[0]
+        self._after_commit(f"erasing a deleted subject's id from the audit trail of tenant {tenant_id}",
+                           lambda: self._erase_subject(tenant_id, target))
+        return f"{collection}/{ERASED}"
+
+    def _erase_subject(self, tenant_id: str, target: str) -> None:
         collection = target.split("/", 1)[0]
         erased = f"{collection}/{ERASED}"
         with Session(self.engine) as session:
@@ -450,7 +481,6 @@ class Accounts:
                             .values(target=erased, details={}))
             erases(session)
             session.commit()
-        return erased
 
     def erase_collection(self, tenant_id: str, collection: str, *, keep_ids: bool) -> None:
         """After a collection was deleted with its subjects: unless ``keep_ids``, every audit record
@@ -460,6 +490,10 @@ class Accounts:
         exported, deleted) keep its name; an album's records (``album.*``) are not its."""
         if keep_ids:
             return
+        self._after_commit(f"erasing a deleted collection's subject ids from the audit trail of tenant {tenant_id}",
+                           lambda: self._erase_collection(tenant_id, collection))
+
+    def _erase_collection(self, tenant_id: str, collection: str) -> None:
         with Session(self.engine) as session:
             session.execute(update(AuditRecord).where(
                 AuditRecord.tenant_id == tenant_id, _subject_actions(),
@@ -485,6 +519,12 @@ class Accounts:
         numbers = {int(ref[1:]) for ref in wanted}
         texts = {name.strip() for name in names if name and name.strip()}
         face_ids = {int(face) for face in faces}
+        self._after_commit(f"erasing an album's erased people from the audit trail of tenant {tenant_id}",
+                           lambda: self._erase_album_person(tenant_id, album, numbers, texts, face_ids))
+        return f"{album}/{ERASED}"
+
+    def _erase_album_person(self, tenant_id: str, album: str, numbers: set[int], texts: set[str],
+                            face_ids: set[int]) -> None:
         prefix = f"{album}/"
         with Session(self.engine) as session:
             records = session.execute(select(AuditRecord.id, AuditRecord.action, AuditRecord.target).where(
@@ -497,7 +537,6 @@ class Accounts:
                                 .values(target=f"{album}/{ERASED}", details={}))
             erases(session)
             session.commit()
-        return f"{album}/{ERASED}"
 
     def erase_album(self, tenant_id: str, album: str, *, keep_ids: bool) -> None:
         """After an album was erased whole: unless ``keep_ids``, every ``album.*`` audit record of
@@ -507,6 +546,10 @@ class Accounts:
         deleted collection's keep its."""
         if keep_ids:
             return
+        self._after_commit(f"erasing an erased album's contents from the audit trail of tenant {tenant_id}",
+                           lambda: self._erase_album(tenant_id, album))
+
+    def _erase_album(self, tenant_id: str, album: str) -> None:
         with Session(self.engine) as session:
             session.execute(update(AuditRecord).where(
                 AuditRecord.tenant_id == tenant_id, AuditRecord.action.startswith("album.", autoescape=True),
@@ -611,6 +654,128 @@ def billed(status: int) -> bool:
     nor counted against the quota; a call refused before metering (401, 403, 429) is not recorded,
     nor is one refused for its size (413, see the app's ``meter_calls``)."""
     return status < 500
+
+
+def database_dropped(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database out of reach (refused, dropped, restarted: a connection's
+    failure, worth trying again), not a statement's own fault (a constraint, a bug)."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+class FollowUps:
+    """The bookkeeping of one server process's changes committed already (an enrolment's audit
+    record, a deletion's erasure of the subject's id from the audit trail), kept while the database
+    cannot take it, in the spirit of :class:`UsageWriter`: the change happened, so its call is
+    answered its success, never "nothing was written" (its ``Idempotency-Key`` then keeps that
+    answer, and a retry with it acts no second time).
+
+    :meth:`run` runs a step at once; one that fails because the database dropped
+    (:func:`database_dropped`) is kept in this process's memory, logged, and tried again in a
+    background thread (after ``retries`` seconds, the last repeated) until the database takes it.
+    Steps run in the order they were given: while some wait, a new one waits behind them (an
+    erasure kept never runs after a later record of the same id). A step that fails otherwise (a
+    bug) is logged and dropped. :meth:`close` (the server's shutdown) tries those left once more;
+    a process killed before they are written loses them (each was logged when kept)."""
+
+    def __init__(self, retries: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 5.0)) -> None:
+        self.retries = tuple(retries)
+        self._waiting: list[tuple[str, Callable[[], None]]] = []
+        self._lock = threading.Lock()  # guards _waiting and _thread
+        self._writing = threading.Lock()  # one writer of the waiting steps at a time: in order, each once
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Steps kept, not done yet."""
+        with self._lock:
+            return len(self._waiting)
+
+    def run(self, what: str, step: Callable[[], None]) -> bool:
+        """Run ``step`` (``what`` it does, for the log); True when it is done, False when it waits
+        (the database dropped, or steps given before it wait). An error that is not the
+        database's absence raises, as the step itself would."""
+        with self._lock:
+            behind = bool(self._waiting)
+            if behind:
+                self._waiting.append((what, step))
+        if behind:
+            return self.flush()
+        try:
+            step()
+            return True
+        except SQLAlchemyError as exc:
+            if not database_dropped(exc):
+                raise
+            self._keep(what, step)
+            return False
+
+    def _keep(self, what: str, step: Callable[[], None]) -> None:
+        with self._lock:
+            self._waiting.append((what, step))
+            waiting = len(self._waiting)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._retry, name="faceatlas-follow-ups", daemon=True)
+                self._thread.start()
+        log.warning("the database dropped after a change was committed: %s waits in memory until the database "
+                    "takes it (%d waiting)", what, waiting)
+
+    def flush(self) -> bool:
+        """Run the steps kept, in order, until one cannot be; True when none is left waiting."""
+        if not self._writing.acquire(blocking=False):  # another thread is writing them (this one's too)
+            return False
+        try:
+            done = 0
+            while True:
+                with self._lock:
+                    if not self._waiting:
+                        break
+                    what, step = self._waiting[0]
+                try:
+                    step()
+                except SQLAlchemyError as exc:
+                    if database_dropped(exc):
+                        log.warning("%d steps of bookkeeping kept in memory still cannot be written", self.waiting)
+                        return False
+                    log.exception("%s failed; dropped", what)
+                with self._lock:
+                    self._waiting.pop(0)
+                done += 1
+            if done:
+                log.warning("%d steps of bookkeeping kept in memory while the database failed are done now", done)
+            return True
+        finally:
+            self._writing.release()
+
+    def _retry(self) -> None:
+        """The background retries: after each wait of ``retries`` (the last repeated), until none waits."""
+        tries = 0
+        while True:
+            self._wake.wait(self.retries[min(tries, len(self.retries) - 1)])
+            tries += 1
+            if self.flush() or self._closed:
+                with self._lock:
+                    if not self._waiting or self._closed:
+                        self._thread = None
+                        return
+
+    def close(self) -> None:
+        """At shutdown: the steps kept are tried once more; those the database still refuses are
+        logged, lost."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=30)
+        if self.flush():
+            return
+        with self._lock:
+            lost, self._waiting = [what for what, _ in self._waiting], []
+        log.error("%d steps of bookkeeping of changes committed could not be done before the shutdown: %s",
+                  len(lost), lost)
 
 
 class UsageWriter:

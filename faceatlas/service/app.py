@@ -35,7 +35,7 @@ from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration, resolve
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery, check_index_dir, database_identity, index_dir_for
 from faceatlas.gallery import migrate as gallery_migrate
-from faceatlas.service.accounts import Accounts, KeyCeilings, UsageWriter, billed
+from faceatlas.service.accounts import Accounts, FollowUps, KeyCeilings, UsageWriter, billed
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
@@ -255,9 +255,13 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state = app.state
         state.db = create_database_engine(settings.database_url)
         migrate_all(state.db)
+        # the bookkeeping (audit records, erasures of ids from the audit trail) of changes committed
+        # already, kept while the database drops and done once it is back: the change is answered
+        state.follow_ups = FollowUps()
         state.accounts = Accounts(
             state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant),
             keys_changed=lambda: state.shared.forget_keys(),  # every process's cached key lookups
+            follow_ups=state.follow_ups,
         )
         state.usage = UsageWriter(state.accounts)  # the bill's rows; those kept while the database failed
         state.shared = open_shared_state(settings, state.accounts.calls_this_month,
@@ -305,6 +309,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.pool.close()
             state.shared.close()
             state.gallery.close()
+            state.follow_ups.close()  # the audit records and erasures kept while the database failed
             state.usage.close()  # the usage rows kept while the database failed are written now
             state.db.dispose()
 

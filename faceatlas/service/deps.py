@@ -493,16 +493,19 @@ class AuditEntry:
 def audited(action: str, target: str = "{collection}") -> Any:
     """Declared on a route (``dependencies=[audited(...)]`` or as an ``AuditEntry`` parameter):
     once the route succeeded, ``action`` on ``target`` (formatted with the path parameters) is
-    written to the tenant's audit trail, before the answer leaves. A failed call audits nothing."""
+    written to the tenant's audit trail, before the answer leaves. A failed call audits nothing.
+    The route's change committed already: a database that drops now leaves the record waiting in
+    the process (:meth:`Accounts.audit_committed`), written once the database is back, and the
+    call is answered its success (not a 503 saying nothing was written, with its
+    ``Idempotency-Key`` released for a retry that would act again)."""
 
     async def dependency(request: Request, principal: PrincipalDep, accounts: AccountsDep) -> AsyncIterator[AuditEntry]:
         entry = AuditEntry(action, target.format(**request.path_params))
         yield entry
         if getattr(request.state, "replayed", False):  # an Idempotency-Key's replay: the call ran once
             return
-        await run_in_threadpool(
-            accounts.audit, entry.action, entry.target, principal.tenant_id, principal.key_id, entry.details or None
-        )
+        await run_in_threadpool(accounts.audit_committed, entry.action, entry.target, principal.tenant_id,
+                                principal.key_id, entry.details or None)
 
     return Depends(dependency, scope="function")
 

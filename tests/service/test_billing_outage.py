@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from faceatlas.db import create_database_engine
 from faceatlas.service import create_app
-from faceatlas.service.accounts import Accounts
+from faceatlas.service.accounts import Accounts, FollowUps
 from faceatlas.service.db import migrate
 from faceatlas.settings import ServiceSettings
 
@@ -116,3 +120,43 @@ def test_a_write_done_while_its_usage_row_cannot_be_written_is_answered_and_bill
                 "SELECT status FROM svc_usage WHERE operation = 'enrol' ORDER BY id")).scalars().all()
         assert statuses == [201, 201]
         engine.dispose()
+
+
+def test_the_bookkeeping_of_a_committed_change_waits_in_order_while_the_database_is_away() -> None:
+    """``FollowUps``: a step the database refuses (dropped) is kept and retried in the background;
+    a step given while some wait runs after them (an erasure kept never runs after a later record
+    of the same id); a step failing for another reason (a bug) raises, as it would have."""
+    down = threading.Event()
+    down.set()
+    done: list[str] = []
+
+    def step(name: str) -> Any:
+        def run() -> None:
+            if down.is_set():
+                raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+            done.append(name)
+        return run
+
+    follow_ups = FollowUps(retries=(0.05,))
+    try:
+        assert follow_ups.run("first", step("first")) is False
+        down.clear()
+        assert follow_ups.run("second", step("second")) is True  # the first, waiting, is written before it
+        assert done == ["first", "second"] and follow_ups.waiting == 0
+        down.set()
+        assert follow_ups.run("third", step("third")) is False
+        down.clear()
+        deadline = time.monotonic() + 5
+        while follow_ups.waiting:  # written by the background retries
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert done == ["first", "second", "third"]
+
+        def broken() -> None:
+            raise IntegrityError("INSERT", {}, Exception("a bug"))
+
+        with pytest.raises(IntegrityError):
+            follow_ups.run("broken", broken)
+        assert follow_ups.waiting == 0
+    finally:
+        follow_ups.close()

@@ -443,9 +443,11 @@ class TcpProxy:
         self._sockets.clear()
 
 
-def _behind_a_proxy(redis_server, accounts: Accounts, index_dir: Path) -> tuple[str, TcpProxy, ServiceSettings]:
+def _behind_a_proxy(redis_server, accounts: Accounts, index_dir: Path, *,
+                    redis_state: bool = True) -> tuple[str, TcpProxy, ServiceSettings]:
     """A fresh tenant ``acme`` with an admin key, and the service's settings reaching its database
-    through a TCP proxy the test can take down (Redis flushed, as every test here starts)."""
+    through a TCP proxy the test can take down (Redis flushed, as every test here starts; without
+    ``redis_state``, the service keeps its shared state in its memory)."""
     redis_server.flush()
     accounts.create_tenant("acme")
     token = accounts.create_key("acme", ["admin"], rate_per_second=100, burst=100).token
@@ -453,7 +455,7 @@ def _behind_a_proxy(redis_server, accounts: Accounts, index_dir: Path) -> tuple[
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     return token, proxy, ServiceSettings(database_url=proxied, index_dir=index_dir, pack="scrfd-mbf", workers=1,
-                                         redis_url=redis_server.url)
+                                         redis_url=redis_server.url if redis_state else None)
 
 
 def test_database_down_answers_503_and_serves_nothing_unbilled(redis_server, accounts: Accounts, fast_analyzer,
@@ -568,6 +570,125 @@ def test_a_write_while_the_database_is_down_answers_503_and_leaves_nothing(
     direct = accounts.engine.url.render_as_string(hide_password=False)
     with Gallery.open(direct, tenant="svc:acme", index_dir=index_dir) as gallery, gallery._sessions() as session:
         assert sorted(gallery._indexes.get(session, gallery._collection(session, "staff")).ids()) == faces
+
+
+def _eventually(check: Any, seconds: float = 10.0) -> None:
+    """Wait for ``check()`` to hold (what a process's background retries do once the database is back)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not done within {seconds:g} s"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _lost_after_commit(state: str, redis_server, accounts: Accounts, fast_analyzer, tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any]]:
+    """The app behind a proxy (its shared state in ``state``: memory or Redis), with collection
+    ``staff``, and ``cut(call)``: makes the call while the database drops right after the call's
+    change committed (in its audit record's write, or its erasure of a deleted subject's id from
+    the audit trail, whichever comes first), and brings the database back once it is answered."""
+    token, proxy, settings = _behind_a_proxy(redis_server, accounts, tmp_path / "indexes",
+                                             redis_state=state == "redis")
+    armed = threading.Event()
+    auditing, erasing = Accounts.audit, Accounts.erase_subject
+
+    def drop() -> None:
+        if armed.is_set():  # the change committed: the database goes before its bookkeeping
+            armed.clear()
+            proxy.down()
+
+    def audit(self: Accounts, *args: Any, **kwargs: Any) -> Any:
+        drop()
+        return auditing(self, *args, **kwargs)
+
+    def erase_subject(self: Accounts, *args: Any, **kwargs: Any) -> Any:
+        drop()
+        return erasing(self, *args, **kwargs)
+
+    def cut(call: Any) -> Any:
+        armed.set()
+        try:
+            return call()
+        finally:
+            proxy.up()
+            assert not armed.is_set()  # the database went after the commit
+
+    monkeypatch.setattr(Accounts, "audit", audit)
+    monkeypatch.setattr(Accounts, "erase_subject", erase_subject)
+    with TestClient(create_app(settings, analyzer=fast_analyzer),
+                    headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201
+        yield http, cut
+
+
+def _eventually(check: Any, seconds: float = 10.0) -> None:
+    """Wait for ``check()`` to hold (what a process's background retries do once the database is back)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not done within {seconds:g} s"
+        time.sleep(0.1)
+
+
+_LIN = "/v1/collections/staff/subjects/lin"
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_a_database_lost_right_after_an_enrol_committed_answers_201_and_a_retry_enrols_nothing_more(
+        state: str, redis_server, accounts: Accounts, fast_analyzer, examples: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database drops once an enrolment committed, before its audit records are written: the
+    call answers its 201, not 503 "nothing was written" with its Idempotency-Key released (a retry
+    with the key enrolled the photo a second time). The records wait in the process and are
+    written once the database is back; the enrolment is billed once."""
+    lin = {"image": ("l.png", (examples / "examples" / "lin-manuel-miranda.png").read_bytes(), "image/png")}
+    obama = {"image": ("o.jpg", (examples / "examples" / "obama-240p.jpg").read_bytes(), "image/jpeg")}
+    with _lost_after_commit(state, redis_server, accounts, fast_analyzer, tmp_path, monkeypatch) as (http, cut):
+        before = _rows(accounts)
+        enrolled = cut(lambda: http.post(f"{_LIN}/faces", files=lin, headers={"Idempotency-Key": "enrol-lin"}))
+        assert enrolled.status_code == 201, enrolled.text
+        face_ids = enrolled.json()["face_ids"]
+        assert len(face_ids) == 1 and _rows(accounts)["faces"] == before["faces"] + face_ids
+
+        retried = http.post(f"{_LIN}/faces", files=lin, headers={"Idempotency-Key": "enrol-lin"})
+        assert (retried.status_code, retried.headers.get("Idempotent-Replayed")) == (201, "true"), retried.text
+        assert retried.json() == enrolled.json()
+        assert _rows(accounts)["faces"] == before["faces"] + face_ids  # enrolled once
+        _eventually(lambda: [r for r in _rows(accounts)["audit"] if r[1] == "staff/lin"]
+                    == [("subject.create", "staff/lin"), ("face.enrol", "staff/lin")])
+        assert http.post("/v1/collections/staff/search", files=obama).status_code == 200  # a row written: the kept too
+        assert [status for operation, status in _rows(accounts)["usage"] if operation == "enrol"] == [201]  # billed
+        assert http.app.state.follow_ups.waiting == 0
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_a_database_lost_right_after_a_delete_committed_answers_204_and_the_erasure_is_finished(
+        state: str, redis_server, accounts: Accounts, fast_analyzer, examples: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database drops once a subject's deletion committed, before its id leaves the audit
+    trail: the call answers its 204 (a retry with its key replays it), not 503 "nothing was
+    written" (whose retry answered 404: the erasure could never be finished). Once the database
+    is back the audit trail names the subject no more, and the stored answer of its enrolment
+    replays a 404 naming nothing (it replayed the erased face's id)."""
+    lin = {"image": ("l.png", (examples / "examples" / "lin-manuel-miranda.png").read_bytes(), "image/png")}
+    with _lost_after_commit(state, redis_server, accounts, fast_analyzer, tmp_path, monkeypatch) as (http, cut):
+        before = _rows(accounts)
+        enrolled = http.post(f"{_LIN}/faces", files=lin, headers={"Idempotency-Key": "enrol-lin"})
+        assert enrolled.status_code == 201, enrolled.text
+        face_id = str(enrolled.json()["face_ids"][0])
+
+        deleted = cut(lambda: http.delete(_LIN, headers={"Idempotency-Key": "delete-lin"}))
+        assert deleted.status_code == 204, deleted.text
+        assert _rows(accounts)["faces"] == before["faces"] and "lin" not in _rows(accounts)["subjects"]
+        again = http.delete(_LIN, headers={"Idempotency-Key": "delete-lin"})
+        assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (204, "true"), again.text
+        _eventually(lambda: ("subject.delete", "staff/[erased]") in _rows(accounts)["audit"])
+        trail = _rows(accounts)["audit"]
+        assert not [record for record in trail if "lin" in record[1]], trail
+        replay = http.post(f"{_LIN}/faces", files=lin, headers={"Idempotency-Key": "enrol-lin"})
+        assert (replay.status_code, replay.json()["error"]["code"]) == (404, "not_found"), replay.text
+        assert face_id not in replay.text and "lin" not in replay.text
+        assert _rows(accounts)["faces"] == before["faces"]
+        assert http.app.state.follow_ups.waiting == 0
 
 
 def test_many_processes_without_redis_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ MAX_PHOTOS = 20
 
 async def audit(accounts: Any, principal: Principal, action: str, target: str, details: dict | None = None) -> None:
     """One line of the tenant's audit trail for a console action (as the API's ``audited`` writes)."""
-    await run_in_threadpool(accounts.audit, action, target, principal.tenant_id, principal.key_id, details)
+    await run_in_threadpool(accounts.audit_committed, action, target, principal.tenant_id, principal.key_id, details)
 # what to do with one photo's bytes under its meter: the outcome's extra fields (e.g. faces found)
 PhotoWork = Callable[[bytes, Meter], Awaitable[dict[str, Any]]]
 

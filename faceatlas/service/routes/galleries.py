@@ -260,7 +260,7 @@ async def update_subject(
         lambda: gallery.change_subject(collection, subject, name=body.name, metadata=body.metadata)
     )
     if change.changed:  # audited as `audited` does (a replay never runs this), only when it changed something
-        await run_in_threadpool(accounts.audit, "subject.update", f"{collection}/{subject}",
+        await run_in_threadpool(accounts.audit_committed, "subject.update", f"{collection}/{subject}",
                                 meter.principal.tenant_id, meter.principal.key_id)
     return change.subject.to_dict()
 
@@ -334,8 +334,8 @@ async def enrol(
         lambda: gallery.enrol_faces(collection, subject, faces, crops=crops, min_quality=min_quality)
     )
     if report.created_subject:  # audited as POST /subjects audits it: the trail says the subject was made
-        await run_in_threadpool(accounts.audit, "subject.create", f"{collection}/{subject}", meter.principal.tenant_id,
-                                meter.principal.key_id, {"by": "enrol"})
+        await run_in_threadpool(accounts.audit_committed, "subject.create", f"{collection}/{subject}",
+                                meter.principal.tenant_id, meter.principal.key_id, {"by": "enrol"})
     audit.details["faces"] = len(report.added)
     return {"face_ids": report.added, "faces": [f.to_dict() for f in report.faces], "rejected": len(report.rejected),
             "faces_in_image": found}

@@ -246,7 +246,7 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
     report = await _store(store_id, meter, analyzer, gallery, db,
                           lambda s: s.members.withdraw(member_id, body.purposes))
     if report.withdrawn:  # audited as `audited` does (a replay never runs this), only when it changed something
-        await run_in_threadpool(accounts.audit, "retail.consent.withdraw", MEMBER.format(
+        await run_in_threadpool(accounts.audit_committed, "retail.consent.withdraw", MEMBER.format(
             store_id=store_id, member_id=member_id), meter.principal.tenant_id, meter.principal.key_id,
             {"withdrawn": list(report.withdrawn), "faces_deleted": report.faces_deleted})
     return {"member": report.member_id, "withdrawn": list(report.withdrawn), "purposes": list(report.purposes),
