@@ -438,7 +438,8 @@ class RedisState(SharedState):
         now = _text(generation)
         if cached is not None:
             entry = json.loads(cached)
-            if isinstance(entry, dict) and entry.get("keys") == now:  # else from before a revocation
+            # else from before a revocation, or of a version before generations (the principal itself)
+            if isinstance(entry, dict) and "principal" in entry and entry.get("keys") == now:
                 return _principal_from(entry["principal"])
         principal = load(token)  # read after the generation: a revocation since moves it on again
         with suppress(redis.RedisError):

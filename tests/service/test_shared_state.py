@@ -5,6 +5,8 @@ Redis down and back, idempotent enrols, key revocation through the 1 s cache."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -251,6 +253,20 @@ def test_a_revocation_reaches_every_process_s_key_cache_at_once(states: list[Red
     assert all(state.principal(rotated.token, load) is not None for state in states)
     server.revoke_key(rotated.prefix)
     assert [state.principal(rotated.token, load) for state in states] == [None, None, None]
+
+
+def test_a_key_lookup_cached_by_a_version_before_generations_is_read_again(states: list[RedisState],
+                                                                             accounts: Accounts) -> None:
+    """A server of the version before kept the principal itself under the key's name; read by this
+    version in a rolling upgrade (no generation set yet), it was a KeyError: a 500 for every call of
+    the key for a second."""
+    accounts.create_tenant("acme")
+    issued = accounts.create_key("acme", ["read"])
+    name = states[0].name("key", hashlib.sha256(issued.token.encode()).hexdigest())
+    states[0].redis.set(name, json.dumps({"tenant_id": "acme", "key_id": issued.id, "scopes": ["read"],
+                                          "rate_per_second": 20.0, "burst": 40, "monthly_quota": None}), px=1000)
+    principal = states[0].principal(issued.token, accounts.authenticate)
+    assert principal is not None and principal.tenant_id == "acme"
 
 
 def test_a_key_revoked_by_the_cli_is_refused_by_the_servers_at_once(redis_server, accounts: Accounts,
