@@ -430,7 +430,9 @@ class RedisState(SharedState):
         ttl_ms = int(self._settings.key_cache_seconds * 1000)
         if ttl_ms <= 0:
             return load(token)
-        name = self.name("key", sha256(token.encode()).hexdigest())
+        # "lookup", not the "key" of versions before generations: each version reads only its own
+        # entries in a rolling upgrade (an older one read this shape as a principal: a KeyError, a 500)
+        name = self.name("lookup", sha256(token.encode()).hexdigest())
         try:
             cached, generation = self.redis.mget(name, self.name(KEYS_KEY))
         except redis.RedisError:
@@ -438,8 +440,7 @@ class RedisState(SharedState):
         now = _text(generation)
         if cached is not None:
             entry = json.loads(cached)
-            # else from before a revocation, or of a version before generations (the principal itself)
-            if isinstance(entry, dict) and "principal" in entry and entry.get("keys") == now:
+            if isinstance(entry, dict) and "principal" in entry and entry.get("keys") == now:  # else: stale
                 return _principal_from(entry["principal"])
         principal = load(token)  # read after the generation: a revocation since moves it on again
         with suppress(redis.RedisError):

@@ -255,18 +255,20 @@ def test_a_revocation_reaches_every_process_s_key_cache_at_once(states: list[Red
     assert [state.principal(rotated.token, load) for state in states] == [None, None, None]
 
 
-def test_a_key_lookup_cached_by_a_version_before_generations_is_read_again(states: list[RedisState],
-                                                                             accounts: Accounts) -> None:
-    """A server of the version before kept the principal itself under the key's name; read by this
-    version in a rolling upgrade (no generation set yet), it was a KeyError: a 500 for every call of
-    the key for a second."""
+def test_versions_before_and_after_key_generations_read_only_their_own_cached_lookups(states: list[RedisState],
+                                                                                      accounts: Accounts) -> None:
+    """In a rolling upgrade, a server of the version before read this version's cached lookup (under
+    the same name, another shape) as a principal: a KeyError, a 500 for every call of the key."""
     accounts.create_tenant("acme")
     issued = accounts.create_key("acme", ["read"])
-    name = states[0].name("key", hashlib.sha256(issued.token.encode()).hexdigest())
-    states[0].redis.set(name, json.dumps({"tenant_id": "acme", "key_id": issued.id, "scopes": ["read"],
-                                          "rate_per_second": 20.0, "burst": 40, "monthly_quota": None}), px=1000)
-    principal = states[0].principal(issued.token, accounts.authenticate)
-    assert principal is not None and principal.tenant_id == "acme"
+    digest = hashlib.sha256(issued.token.encode()).hexdigest()
+    assert states[0].principal(issued.token, accounts.authenticate) is not None
+    old_name = states[0].name("key", digest)  # where the version before (71e77a7) reads and writes
+    assert states[0].redis.get(old_name) is None  # nothing an older server would misread
+    states[0].redis.set(old_name, json.dumps({"tenant_id": "acme", "key_id": issued.id, "scopes": ["admin"],
+                                              "rate_per_second": 20.0, "burst": 40, "monthly_quota": None}))
+    principal = states[1].principal(issued.token, accounts.authenticate)  # an older server's entry: not read
+    assert principal is not None and principal.scopes == frozenset({"read"})
 
 
 def test_a_key_revoked_by_the_cli_is_refused_by_the_servers_at_once(redis_server, accounts: Accounts,
