@@ -13,6 +13,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from faceatlas.apps.retail import Camera, Product, RetailStore, StoreConfig
 from tests.console.test_console_wording import _console, _upload
@@ -84,4 +85,28 @@ def test_the_album_person_page_reflows_at_320_px(log_in, person, who) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
     # the face's text keeps a readable width (it shrank to a character a line)
     assert page.locator("#faces li > div").first.evaluate("d => d.getBoundingClientRect().width") >= 120
+    page.context.close()
+
+
+@pytest.mark.parametrize(("path", "photo", "button", "answer"), [
+    ("/console/try", "#try-photo", "Run", "#try-answer"),
+    ("/console/galleries/a11y-search", "#search-photo", "Search", "#search-answer")])
+def test_focus_stays_on_the_form_once_its_answer_is_in(log_in, console, shared, path, photo, button,
+                                                       answer) -> None:
+    """A form sent by htmx disabled its buttons while in flight, the focused one too: focus fell to
+    the page and stayed there once the answer came (WCAG 2.4.3), nothing on the page showing it."""
+    made = httpx.post(f"{console.url}/v1/collections", json={"name": "a11y-search"},
+                      headers={"Authorization": f"Bearer {console.keys['acme_admin']}"})
+    assert made.status_code in (201, 409), made.text
+    page = log_in("acme_admin")
+    page.goto(path)
+    page.locator(photo).set_input_files(str(shared / EXAMPLES / "obama.jpg"))
+    sent = page.get_by_role("button", name=button, exact=True)
+    sent.focus()
+    page.keyboard.press("Enter")
+    page.locator(answer).wait_for()
+    expect(sent).to_be_enabled()
+    page.wait_for_timeout(100)  # the request's last events have run
+    assert page.evaluate("document.activeElement.tagName") != "BODY"
+    assert sent.evaluate("b => b === document.activeElement")  # back on the button that sent it
     page.context.close()

@@ -47,13 +47,27 @@
     Array.prototype.forEach.call(form.querySelectorAll("button[type=submit], button:not([type]), input[type=submit]"),
       function (button) { button.disabled = busy; });
   }
+  // Disabling the focused button (the one pressed) drops focus to the page, where it stayed once the
+  // answer came: a keyboard or screen-reader user was sent back to the top. It goes back to that
+  // control once it is enabled again, unless the user has moved focus meanwhile.
+  var focusBefore = new WeakMap();
   document.addEventListener("htmx:beforeRequest", function (event) {
     var form = event.detail.elt;
-    if (form && form.tagName === "FORM") { setBusy(form, true); }
+    if (form && form.tagName === "FORM") {
+      var active = document.activeElement;
+      if (active && active !== document.body && form.contains(active)) { focusBefore.set(form, active); }
+      setBusy(form, true);
+    }
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
-    if (form && form.tagName === "FORM") { setBusy(form, false); }
+    if (form && form.tagName === "FORM") {
+      setBusy(form, false);
+      var before = focusBefore.get(form);
+      focusBefore.delete(form);
+      var lost = !document.activeElement || document.activeElement === document.body;
+      if (before && lost && before.isConnected && !before.disabled) { before.focus(); }
+    }
   });
   document.addEventListener("submit", function (event) {
     var form = event.target;
