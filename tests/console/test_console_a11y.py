@@ -6,6 +6,7 @@ is what is tested, the app in process otherwise."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -110,3 +111,61 @@ def test_focus_stays_on_the_form_once_its_answer_is_in(log_in, console, shared, 
     assert page.evaluate("document.activeElement.tagName") != "BODY"
     assert sent.evaluate("b => b === document.activeElement")  # back on the button that sent it
     page.context.close()
+
+
+def _titled(answer) -> tuple[str, list[str]]:
+    """A page's title and its h1s, as text."""
+    title = html.unescape(re.search(r"<title>(.*?)</title>", answer.text, re.S).group(1))
+    return title, [re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", h))).strip()
+                   for h in re.findall(r"<h1\b[^>]*>(.*?)</h1>", answer.text, re.S)]
+
+
+def test_pages_answered_without_a_script_have_their_own_title_and_one_h1(fast_analyzer, examples,
+                                                                        tmp_path) -> None:
+    """The answers of the plain forms (search, enrol, a member's enrolment, a key rotated) and the
+    error page were titled "FaceAtlas console", and had no h1 but the error page's "Refused"; every
+    page that asks first was titled and headed "Confirm", its question in a paragraph (WCAG 2.4.2,
+    2.4.6, 1.3.1)."""
+    obama = examples / "tests/test_images/obama.jpg"
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        config = StoreConfig(id="titles", tenant="acme", cameras=[Camera(id="door", role="door")],
+                             products=[Product(sku="mug", name="Mug", price_cents=1250)])
+        RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "indexes").close()
+        assert client.post("/console/galleries", data={"name": "staff", "csrf": csrf}).status_code == 200
+        pages = {
+            "searched": client.post("/console/galleries/staff/search", data={"csrf": csrf},
+                                    files=[("photo", _upload(obama))]),
+            "enrolled": client.post("/console/galleries/staff/enrol", data={"subject": "kit", "csrf": csrf},
+                                    files=[("photos", _upload(obama))]),
+            "member": client.post("/console/store/titles/members",
+                                  data={"name": "Barack", "purposes": "visit_recognition", "csrf": csrf},
+                                  files=[("photos", _upload(obama))]),
+            "error": client.get("/console/no-such-page"),
+            "confirm": client.post("/console/galleries/staff/subjects/kit/delete", data={"csrf": csrf}),
+        }
+        once = re.search(r'name="once" value="([^"]+)"', client.get("/console/usage").text).group(1)
+        prefix = console.key.split("_")[1]
+        pages["rotated"] = client.post(f"/console/keys/{prefix}/rotate",
+                                       data={"csrf": csrf, "once": once, "confirmed": "yes"})
+    said = {name: _titled(answer) for name, answer in pages.items()}
+    assert said == {
+        "searched": ("Unknown · Search in staff · FaceAtlas console", ["Search in staff"]),
+        "enrolled": ("Enrolment of kit · staff · FaceAtlas console", ["Enrolment in staff"]),
+        "member": ("Enrolled Barack · Members of titles · FaceAtlas console", ["Enrolment of a member of titles"]),
+        "error": ("Refused: not found · FaceAtlas console", ["Refused: not found"]),
+        "confirm": ("Delete kit? · FaceAtlas console", ["Delete kit?"]),
+        "rotated": ("Key rotated · FaceAtlas console", ["Key rotated"]),
+    }, said
+    # the outcome's heading is an h2 under the page's h1 (an h3 in the fragment swapped into a page)
+    assert "<h2>Unknown</h2>" in pages["searched"].text and "<h2>Enrolment of kit</h2>" in pages["enrolled"].text
+    assert "<h2>Enrolled Barack</h2>" in pages["member"].text
+
+
+def test_a_confirm_pages_heading_is_its_question_a_quoted_name_kept_whole() -> None:
+    from faceatlas.service.console.albums import erase_person_question
+    from faceatlas.service.console.base import asked
+
+    assert asked(erase_person_question("“Who? Me” (p3)", False)) == "Erase “Who? Me” (p3)?"
+    assert asked("Rotate key ab12? It is revoked at once.") == "Rotate key ab12?"
+    assert asked("no question") == "no question"

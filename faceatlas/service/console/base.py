@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -392,7 +393,19 @@ async def ask_first(request: Request, user: ConsoleUser, confirmed: str, scope: 
     form = await request.form()
     fields = [(name, value) for name, value in form.multi_items() if name != "confirmed" and isinstance(value, str)]
     action = "/".join(seg(part) for part in request.scope["path"].split("/"))  # this address, as a link names it
-    return render(request, "confirm.html", user, question=question, action=action, fields=fields, back=back)
+    return render(request, "confirm.html", user, question=question, asked=asked(question), action=action,
+                  fields=fields, back=back)
+
+
+# a question's first sentence: up to its first "?", one inside a quoted name (“Who? Me”) left in it
+_ASKED = re.compile(r"(?:[^“?]|“[^”]*”)*\?")
+
+
+def asked(question: str) -> str:
+    """What ``question`` asks, without the consequences it goes on to state ("Delete subject kit?"):
+    the title and heading of the page that asks it."""
+    first = _ASKED.match(question)
+    return first.group(0) if first else question
 
 
 def render(request: Request, template: str, user: ConsoleUser | None, status_code: int = 200,
