@@ -169,3 +169,24 @@ def test_a_confirm_pages_heading_is_its_question_a_quoted_name_kept_whole() -> N
     assert asked(erase_person_question("“Who? Me” (p3)", False)) == "Erase “Who? Me” (p3)?"
     assert asked("Rotate key ab12? It is revoked at once.") == "Rotate key ab12?"
     assert asked("no question") == "no question"
+
+
+def test_a_buttons_name_holds_its_visible_text_and_no_header_cell_is_empty(fast_analyzer, tmp_path) -> None:
+    """"Take off sale" was named "take mug off sale": a voice user saying what they see matched
+    nothing (WCAG 2.5.3). The corner cell of the store's table and the products' actions column
+    were header cells of no text."""
+    with _console(fast_analyzer, tmp_path) as console:
+        client, csrf = console.client, console.csrf
+        config = StoreConfig(id="names", tenant="acme", cameras=[Camera(id="door", role="door")],
+                             products=[Product(sku="mug", name="Mug", price_cents=1250)])
+        RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "indexes").close()
+        assert client.post("/console/galleries", data={"name": "staff", "csrf": csrf}).status_code == 200
+        pages = {path: client.get(path).text for path in (
+            "/console/store/names", "/console/store/names/products", "/console/store/names/members",
+            "/console/galleries/staff", "/console/usage")}
+    assert 'aria-label="Take off sale: mug">Take off sale</button>' in pages["/console/store/names/products"]
+    for path, page in pages.items():
+        for label, text in re.findall(r'<button\b[^>]*\baria-label="([^"]*)"[^>]*>(.*?)</button>', page, re.S):
+            shown = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", text))).strip()
+            assert shown.lower() in html.unescape(label).lower(), (path, label, shown)
+        assert not re.search(r"<th\b[^>]*>\s*</th>", page), path
