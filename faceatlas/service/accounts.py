@@ -102,15 +102,20 @@ class Accounts:
         self.ceilings = ceilings or KeyCeilings()
         self.keys_changed = keys_changed
         self.follow_ups = follow_ups
+        # whether the subject an audit target names (``collection/subject``) is gone from the
+        # tenant's gallery: an audit record kept while the database dropped, written after another
+        # process deleted the subject (and erased its ids), is erased too (the server sets it)
+        self.subject_gone: Callable[[str, str], bool] | None = None
 
-    def _after_commit(self, what: str, step: Callable[[], None]) -> None:
+    def _after_commit(self, what: str, step: Callable[[], None], late: Callable[[], None] | None = None) -> None:
         """Run ``step``, the bookkeeping of a change committed already: with :attr:`follow_ups`,
         a database that drops meanwhile (or steps kept waiting before it) leaves it kept there, in
-        order, written once the database is back (:class:`FollowUps`); else it runs (and raises)."""
+        order, and ``late`` (default ``step``) runs once the database is back (:class:`FollowUps`);
+        else it runs (and raises)."""
         if self.follow_ups is None:
             step()
         else:
-            self.follow_ups.run(what, step)
+            self.follow_ups.run(what, step, late)
 
     def _keys_changed(self) -> None:
         if self.keys_changed is not None:
@@ -446,8 +451,18 @@ class Accounts:
         ``audited``): as :meth:`audit`, but a database that drops before it is written never
         turns the change into a failure: the record waits in :attr:`follow_ups` (a server's) and
         is written once the database is back."""
+        def late() -> None:  # written after the database came back: what happened meanwhile holds
+            with Session(self.engine) as session:
+                if tenant_id is not None and session.get(Tenant, tenant_id) is None:
+                    return  # the tenant was deleted meanwhile (by another process): nothing of it is written
+            self.audit(action, target, tenant_id, key_id, details)
+            gone = self.subject_gone
+            if tenant_id is not None and gone is not None and action.startswith(("subject.", "face.")) and gone(
+                    tenant_id, target):  # deleted meanwhile by another process, its ids erased: this one too
+                self._erase_subject(tenant_id, target)
+
         self._after_commit(f"the audit record {action} of tenant {tenant_id}",
-                           lambda: self.audit(action, target, tenant_id, key_id, details))
+                           lambda: self.audit(action, target, tenant_id, key_id, details), late)
 
     def erase_subject(self, tenant_id: str, target: str, *, keep_ids: bool) -> str:
         """After a subject was deleted: unless ``keep_ids``, replace ``target`` (``collection/subject``)
@@ -656,11 +671,22 @@ def billed(status: int) -> bool:
     return status < 500
 
 
+_NOT_DROPPED = ("no such table", "no such column", "readonly database", "read-only", "syntax error")
+
+
 def database_dropped(exc: BaseException) -> bool:
     """Whether ``exc`` is the database out of reach (refused, dropped, restarted: a connection's
-    failure, worth trying again), not a statement's own fault (a constraint, a bug)."""
-    return isinstance(exc, (OperationalError, InterfaceError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    failure, worth trying again), not a statement's own fault (a constraint, a bug, a statement or
+    lock timeout, a table missing, a read-only file: errors that trying again only repeats)."""
+    if isinstance(exc, InterfaceError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if state:  # PostgreSQL's class 08 (connection exception), 57P0x (shut down, restarting)
+        return str(state).startswith(("08", "57P"))
+    text = str(exc.orig).lower()  # a client-side failure (no state), or SQLite's (locked, busy: a wait)
+    return not any(words in text for words in _NOT_DROPPED)
 
 
 class FollowUps:
@@ -678,9 +704,13 @@ class FollowUps:
     bug) is logged and dropped. :meth:`close` (the server's shutdown) tries those left once more;
     a process killed before they are written loses them (each was logged when kept)."""
 
+    MAX_WAITING = 10_000  # steps kept at most: beyond, one more is logged and dropped (memory stays bounded)
+    MAX_TRIES = 720  # tries of the first step waiting (an hour at 5 s) before it is logged and dropped
+
     def __init__(self, retries: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 5.0)) -> None:
         self.retries = tuple(retries)
         self._waiting: list[tuple[str, Callable[[], None]]] = []
+        self._tries = 0  # failed tries of the first step waiting
         self._lock = threading.Lock()  # guards _waiting and _thread
         self._writing = threading.Lock()  # one writer of the waiting steps at a time: in order, each once
         self._wake = threading.Event()
@@ -693,15 +723,15 @@ class FollowUps:
         with self._lock:
             return len(self._waiting)
 
-    def run(self, what: str, step: Callable[[], None]) -> bool:
+    def run(self, what: str, step: Callable[[], None], late: Callable[[], None] | None = None) -> bool:
         """Run ``step`` (``what`` it does, for the log); True when it is done, False when it waits
-        (the database dropped, or steps given before it wait). An error that is not the
-        database's absence raises, as the step itself would."""
+        (the database dropped, or steps given before it wait): then ``late`` (default ``step``) is
+        what runs once the database is back (a record that checks what happened meanwhile). An
+        error that is not the database's absence raises, as the step itself would."""
         with self._lock:
             behind = bool(self._waiting)
-            if behind:
-                self._waiting.append((what, step))
         if behind:
+            self._keep(what, late or step)
             return self.flush()
         try:
             step()
@@ -709,11 +739,15 @@ class FollowUps:
         except SQLAlchemyError as exc:
             if not database_dropped(exc):
                 raise
-            self._keep(what, step)
+            self._keep(what, late or step)
             return False
 
     def _keep(self, what: str, step: Callable[[], None]) -> None:
         with self._lock:
+            if len(self._waiting) >= self.MAX_WAITING:
+                log.error("%d steps of bookkeeping wait for the database already: %s is dropped", len(self._waiting),
+                          what)
+                return
             self._waiting.append((what, step))
             waiting = len(self._waiting)
             if self._thread is None and not self._closed:
@@ -735,13 +769,19 @@ class FollowUps:
                     what, step = self._waiting[0]
                 try:
                     step()
-                except SQLAlchemyError as exc:
-                    if database_dropped(exc):
-                        log.warning("%d steps of bookkeeping kept in memory still cannot be written", self.waiting)
-                        return False
-                    log.exception("%s failed; dropped", what)
+                except Exception as exc:  # a step that raises anything else is dropped, not kept
+                    if isinstance(exc, SQLAlchemyError) and database_dropped(exc):
+                        self._tries += 1
+                        if self._tries < self.MAX_TRIES:
+                            log.warning("%d steps of bookkeeping kept in memory still cannot be written",
+                                        self.waiting)
+                            return False
+                        log.error("%s could not be written in %d tries; dropped", what, self._tries)
+                    else:
+                        log.exception("%s failed; dropped", what)
                 with self._lock:
                     self._waiting.pop(0)
+                    self._tries = 0
                 done += 1
             if done:
                 log.warning("%d steps of bookkeeping kept in memory while the database failed are done now", done)
@@ -752,14 +792,19 @@ class FollowUps:
     def _retry(self) -> None:
         """The background retries: after each wait of ``retries`` (the last repeated), until none waits."""
         tries = 0
-        while True:
-            self._wake.wait(self.retries[min(tries, len(self.retries) - 1)])
-            tries += 1
-            if self.flush() or self._closed:
-                with self._lock:
-                    if not self._waiting or self._closed:
-                        self._thread = None
-                        return
+        try:
+            while True:
+                self._wake.wait(self.retries[min(tries, len(self.retries) - 1)])
+                tries += 1
+                if self.flush() or self._closed:
+                    with self._lock:  # checked and cleared at once: a step kept meanwhile starts a new thread
+                        if not self._waiting or self._closed:
+                            self._thread = None
+                            return
+        except BaseException:  # however else it ends, a later step kept starts a thread again
+            with self._lock:
+                self._thread = None
+            raise
 
     def close(self) -> None:
         """At shutdown: the steps kept are tried once more; those the database still refuses are

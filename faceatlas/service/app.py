@@ -52,6 +52,7 @@ from faceatlas.service.retention import RetentionSweep
 from faceatlas.service.routes import account, albums, ar, events, faces, galleries, kyc, retail
 from faceatlas.service.schemas import ErrorOut
 from faceatlas.service.shared_state import CountCalls, MemoryState, SharedState
+from faceatlas.service.tenants import subject_gone
 from faceatlas.settings import EngineSettings, ServiceSettings, StorageSettings
 from faceatlas.video import VideoBase, adopt_space_rows, purge_events
 
@@ -271,6 +272,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings,
                                      storage_settings=storage_settings)
         state.tenant_galleries = {}
+        if not settings.audit_keeps_subject_ids:  # an audit record written late names no subject erased meanwhile
+            state.accounts.subject_gone = subject_gone(state.gallery)
         state.analyzer = analyzer or FaceAnalyzer(settings.pack, settings=engine_settings)
         state.gallery.serving = state.analyzer.pack  # one server, one pack: a mismatch names it and the cure
         state.pool = InferencePool(

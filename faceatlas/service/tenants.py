@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from faceatlas.apps.albums import Erasure, erase_album, erase_owner, person_number
 from faceatlas.apps.kyc import erase_tenant as erase_kyc
 from faceatlas.apps.retail import ErasureReport, RetailStore, erase_stores
-from faceatlas.errors import StateUnavailable
+from faceatlas.errors import NotFound, StateUnavailable
 from faceatlas.gallery import PAGE_MAX, Gallery, database_identity, service_space, space_owner
 from faceatlas.service.accounts import Accounts, target_under
 from faceatlas.service.db import AuditRecord
@@ -40,6 +40,21 @@ def service_accounts(gallery: Gallery) -> Accounts | None:
     if not inspect(gallery.engine).has_table(AuditRecord.__tablename__):
         return None
     return Accounts(gallery.engine)
+
+
+def subject_gone(gallery: Gallery) -> Callable[[str, str], bool]:
+    """For ``Accounts.subject_gone`` (a server's): whether the subject an audit target names
+    (``collection/subject``) is gone from the tenant's gallery space (the collection too)."""
+
+    def gone(tenant_id: str, target: str) -> bool:
+        collection, _, subject = target.partition("/")
+        try:
+            gallery.for_tenant(gallery_tenant(tenant_id)).get_subject(collection, subject)
+        except NotFound:
+            return True
+        return False
+
+    return gone
 
 
 def operator_accounts(engine: Engine, redis_url: str | None) -> Accounts:

@@ -137,12 +137,16 @@ def test_the_bookkeeping_of_a_committed_change_waits_in_order_while_the_database
             done.append(name)
         return run
 
+    in_order = FollowUps(retries=(60,))  # no background retry meanwhile: the next run writes the first
+    try:
+        assert in_order.run("first", step("first")) is False
+        down.clear()
+        assert in_order.run("second", step("second")) is True  # the first, waiting, is written before it
+        assert done == ["first", "second"] and in_order.waiting == 0
+    finally:
+        in_order.close()
     follow_ups = FollowUps(retries=(0.05,))
     try:
-        assert follow_ups.run("first", step("first")) is False
-        down.clear()
-        assert follow_ups.run("second", step("second")) is True  # the first, waiting, is written before it
-        assert done == ["first", "second"] and follow_ups.waiting == 0
         down.set()
         assert follow_ups.run("third", step("third")) is False
         down.clear()
@@ -160,3 +164,93 @@ def test_the_bookkeeping_of_a_committed_change_waits_in_order_while_the_database
         assert follow_ups.waiting == 0
     finally:
         follow_ups.close()
+
+
+def _dropped() -> OperationalError:
+    return OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+
+
+class _Timeout(Exception):
+    sqlstate = "57014"  # PostgreSQL's statement timeout: the statement's own, not the connection's
+
+
+def test_a_step_that_fails_for_good_blocks_no_step_behind_it(caplog: pytest.LogCaptureFixture) -> None:
+    """A step that failed for good (a statement timeout, a bug that is no database error) was
+    retried forever at the head of the queue, every later audit record waiting behind it unwritten
+    while their calls were answered; one raising TypeError ended the retrying thread, and every
+    later step re-raised it to an unrelated request. The queue had no bound either."""
+    done: list[str] = []
+    tries = {"timeout": 0, "bug": 0}
+
+    def failing(kind: str) -> Any:
+        def run() -> None:
+            tries[kind] += 1
+            if tries[kind] == 1:
+                raise _dropped()  # kept first: the database dropped
+            if kind == "timeout":
+                raise OperationalError("UPDATE svc_audit", {}, _Timeout("canceling statement due to timeout"))
+            raise TypeError("a bug")
+        return run
+
+    follow_ups = FollowUps(retries=(60,))
+    try:
+        assert follow_ups.run("timeout", failing("timeout")) is False
+        assert follow_ups.run("bug", failing("bug")) is False  # behind it
+        assert follow_ups.run("record", lambda: done.append("record")) is True  # both dropped, logged
+        assert done == ["record"] and follow_ups.waiting == 0 and tries == {"timeout": 2, "bug": 2}
+        assert "timeout failed; dropped" in caplog.text and "bug failed; dropped" in caplog.text
+        with pytest.raises(OperationalError):  # not kept: trying it again only repeats it
+            follow_ups.run("now", lambda: (_ for _ in ()).throw(
+                OperationalError("UPDATE", {}, _Timeout("canceling statement due to timeout"))))
+        follow_ups.MAX_TRIES = 3
+        always = follow_ups.run("never", lambda: (_ for _ in ()).throw(_dropped()))
+        assert always is False and follow_ups.flush() is False and follow_ups.flush() is False
+        assert follow_ups.flush() is True and follow_ups.waiting == 0  # its third try again drops it
+        assert "never could not be written in 3 tries" in caplog.text
+        follow_ups.MAX_WAITING = 2
+        for name in ("a", "b", "c"):
+            follow_ups.run(name, lambda: (_ for _ in ()).throw(_dropped()))
+        assert follow_ups.waiting == 2 and "c is dropped" in caplog.text
+    finally:
+        follow_ups.close()
+
+
+def test_an_audit_record_written_late_names_nothing_erased_meanwhile(tmp_path: Path) -> None:
+    """A record kept while the database dropped (this process's enrol of staff/kim) was written after
+    another process deleted the subject and erased its ids: the erased name was back in the trail,
+    for good; a deleted tenant's records came back the same way."""
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    migrate(engine)
+    follow_ups = FollowUps(retries=(60,))
+    server = Accounts(engine, follow_ups=follow_ups)
+    other = Accounts(engine)  # another process (or the CLI)
+    for tenant in ("acme", "gone"):
+        other.create_tenant(tenant)
+    real_audit = server.audit
+    drops = {"left": 3}
+
+    def audit(*args: Any, **kwargs: Any) -> None:
+        if drops["left"]:
+            drops["left"] -= 1
+            raise _dropped()
+        real_audit(*args, **kwargs)
+
+    server.audit = audit  # type: ignore[method-assign]
+    erased = {"acme": {"staff/kim"}}
+    server.subject_gone = lambda tenant, target: target in erased.get(tenant, set())
+    try:
+        server.audit_committed("subject.create", "staff/kim", "acme", None)
+        server.audit_committed("face.enrol", "staff/kim", "acme", None, {"faces": 1})
+        server.audit_committed("subject.create", "staff/ana", "gone", None)
+        assert follow_ups.waiting == 3
+        other.erase_subject("acme", "staff/kim", keep_ids=False)  # its deletion, elsewhere, meanwhile
+        other.delete_tenant("gone")
+        assert follow_ups.flush() is True
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT tenant_id, action, target FROM svc_audit")).all()
+        assert not [row for row in rows if "kim" in row.target], rows
+        assert [row.action for row in rows if row.tenant_id == "gone"] == ["tenant.delete"], rows
+        assert ("acme", "subject.create", "staff/[erased]") in [tuple(row) for row in rows]
+    finally:
+        follow_ups.close()
+        engine.dispose()
