@@ -99,8 +99,9 @@ class IndexCache:
         without an index folder). :meth:`applied` removes it once the scrub is done.
 
         A journal that cannot be written (a full folder) is done without: the collection's index
-        file is removed now instead (an unlink works on a full disk), so no file holds the faces
-        whatever happens to this process after the commit (None). A folder where even that fails
+        file is removed now instead (an unlink works on a full disk), with this process's copy of it
+        (which a save before the commit would write back), so no file holds the faces whatever
+        happens to this process after the commit (None). A folder where even that fails
         (read-only) refuses the delete: :class:`StorageUnavailable`, raised before the commit, so
         nothing is deleted."""
         path = self.path(collection_id)
@@ -120,6 +121,9 @@ class IndexCache:
                 tmp.unlink(missing_ok=True)
         except OSError as exc:
             with self._lock:
+                # this process's copy goes too: saved before the commit (a flush, an autosave), it
+                # wrote the faces back into a file no journal names (rebuilt from the database instead)
+                self._states.pop(collection_id, None)
                 try:
                     self._remove_leftovers(collection_id)
                     delete_index(path)
@@ -262,6 +266,8 @@ class IndexCache:
                 state = self._catch_up(session, collection, state)
                 self._states[collection.id] = state
                 self._note_changes(collection.id, force=True)
+            else:  # a file at the database's revision: kept, not read again by every search (it was)
+                self._states[collection.id] = state
             return state.index
 
     def applied(self, collection_id: int, revision: int, *,

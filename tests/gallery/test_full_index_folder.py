@@ -151,6 +151,26 @@ def test_a_delete_on_a_full_index_folder_removes_the_file_and_finishes(
     assert not vectors_on_disk(index_dir, vectors) and not list(index_dir.glob("*.erase-*"))
 
 
+def test_a_delete_without_a_journal_leaves_no_copy_that_a_save_could_write_back(
+        db_url: str, index_dir: Path, disk: IndexDisk,
+        photos: dict[str, list[str]], probes: dict[str, Face], fast_analyzer) -> None:  # noqa: F811
+    """With no room for the erasure journal the index file was removed before the commit, but this
+    process's copy stayed: a save of it meanwhile (another call's enrolment, an autosave, a flush)
+    wrote the faces back into a file that no journal named, for a process killed after the commit."""
+    ids, vectors = _seed("gallery", db_url, index_dir, photos, fast_analyzer)
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as gallery:
+        assert _ranked(gallery, probes["bush"])[0] == "doomed"  # the copy in memory
+        cache = gallery._indexes
+        [collection_id] = list(cache._states)
+        cache._unsaved[collection_id] = 1  # a change of another call, not saved yet
+        disk.full(journal_fits=False)
+        assert cache.intend_erase(collection_id, np.asarray(ids)) is None  # no journal: the file went instead
+        assert not ids_on_disk(index_dir) & set(ids)
+        disk.fine()
+        cache.flush()  # the other call's save, before this delete commits
+        assert not ids_on_disk(index_dir) & set(ids) and not vectors_on_disk(index_dir, vectors)
+
+
 def test_searches_on_a_full_or_read_only_index_folder_are_served_from_memory(
         db_url: str, index_dir: Path, disk: IndexDisk, photos: dict[str, list[str]],  # noqa: F811
         probes: dict[str, Face], fast_analyzer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811

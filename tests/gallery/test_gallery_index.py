@@ -346,3 +346,33 @@ def test_persistence_and_sync_use_the_protocol_only() -> None:
     assert not [p.name for p in sources if re.search(r"isinstance\([^)]*(Exact|Template|HNSW)Index", p.read_text())]
     for kind in INDEX_KINDS.values():
         assert all(callable(getattr(kind, name, None)) for name in ("persist", "restore", "needs_rebuild", "search"))
+
+
+def test_an_index_file_at_the_database_s_revision_is_read_once_not_by_every_search(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart, a collection whose index file was current was read from disk again by every
+    search (kept in memory only once a change caught it up): 17-26 ms a search at 30,000 faces
+    against 2-3 ms, and seconds at millions."""
+    from faceatlas.engine import get_pack
+
+    pack = get_pack("scrfd-mbf")
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    vectors = l2_normalize(np.random.default_rng(0).standard_normal((200, 128)).astype(np.float32))
+    with Gallery.open(url, index_dir=tmp_path / "indexes") as gallery:
+        gallery.create_collection("c", pack)
+        for start in range(0, len(vectors), 10):
+            gallery.add_embeddings("c", f"s{start}", vectors[start:start + 10], recognizer_id=pack.recognizer_id)
+        gallery.search("c", Embedding(vectors[0], pack.recognizer_id), rank_only=True)  # saved at its revision
+    loads: list[int] = []
+    real_load = sync.IndexCache._load
+
+    def counted(self: sync.IndexCache, collection: object) -> object:
+        loads.append(1)
+        return real_load(self, collection)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sync.IndexCache, "_load", counted)
+    with Gallery.open(url, index_dir=tmp_path / "indexes") as gallery:  # a restart
+        for row in range(5):
+            found = gallery.search("c", Embedding(vectors[row * 10], pack.recognizer_id), k=1, rank_only=True)
+            assert found[0].external_id == f"s{row * 10}"
+    assert len(loads) == 1
