@@ -13,7 +13,7 @@ from rich.table import Table
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, err, fail, json_text
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
-from faceatlas.errors import CommandLineError, FaceAtlasError
+from faceatlas.errors import CommandLineError, FaceAtlasError, InvalidSetting
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, key_prefix, usage_csv
 from faceatlas.service.db import migrate
@@ -149,13 +149,18 @@ def _supervise(config: uvicorn.Config, metrics: str) -> int:
 
 def _accounts(db: str | None, *, create: bool = False) -> Accounts:
     """The accounts of the service database; only creating a tenant makes the database."""
-    settings = ServiceSettings.from_env()
-    url = db or settings.database_url
+    try:
+        settings: ServiceSettings | None = ServiceSettings.from_env()
+    except InvalidSetting:
+        if db is None:  # the database is the settings': their error is this command's
+            raise
+        settings = None  # --db given: a setting of the server's that is wrong stops no operator's command
+    url = db or (settings.database_url if settings else "")
     if not create:
         require_database(url, "service database", "`faceatlas admin tenant create` makes one")
     engine = create_database_engine(url)
     migrate(engine)
-    return operator_accounts(engine, settings.redis_url)
+    return operator_accounts(engine, settings.redis_url if settings else None)
 
 
 def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning a FaceAtlasError into exit 2

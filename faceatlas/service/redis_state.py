@@ -664,12 +664,16 @@ def keys_forgetter(url: str, database: Callable[[], str]) -> Callable[[], None]:
     servers of the database whose id ``database`` gives, sharing the Redis at ``url``, to read keys
     again (the id asked when a key changed, not before)."""
 
-    def forget() -> None:
-        client = connect(url)
+    def forget() -> None:  # after the commit: told or logged, never raised (the key is revoked)
         try:
-            forget_keys(client, key_prefix(database()), address(url))
-        finally:
-            client.close()
+            client = connect(url)
+            try:
+                forget_keys(client, key_prefix(database()), address(url))
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - after the commit: a URL option, an unreadable id: the revocation stands
+            log.warning("the servers sharing the Redis at %s could not be told of a revoked key (%s): they may "
+                        "still accept it for up to FACEATLAS_KEY_CACHE_SECONDS", address(url), exc)
 
     return forget
 

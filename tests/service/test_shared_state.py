@@ -639,14 +639,6 @@ def _lost_after_commit(state: str, redis_server, accounts: Accounts, fast_analyz
         yield http, cut
 
 
-def _eventually(check: Any, seconds: float = 10.0) -> None:
-    """Wait for ``check()`` to hold (what a process's background retries do once the database is back)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"not done within {seconds:g} s"
-        time.sleep(0.1)
-
-
 _LIN = "/v1/collections/staff/subjects/lin"
 
 
@@ -760,3 +752,27 @@ def test_an_erasure_s_scan_of_the_stored_answers_holds_no_call_back() -> None:
     gone = StoredAnswer(404, b"{}", "application/json", "/v1/x")
     assert state.replace_answers("acme", match, gone) == 2
     assert [state.begin_idempotent("acme", f"k{n}", "call").status for n in range(3)] == [404, 404, 201]  # type: ignore[union-attr]
+
+
+def test_an_operator_s_revocation_stands_whatever_else_fails(accounts: Accounts, caplog: pytest.LogCaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`admin key revoke --db URL` exited 2 on a server setting it does not use (an allow-list entry
+    that is wrong), and an error telling Redis of it after the commit said the command failed
+    although the key was revoked."""
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    accounts.create_tenant("acme")
+    key = accounts.create_key("acme", ["read"])
+    url = accounts.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("FACEATLAS_URL_ALLOWLIST", "ftp://nowhere")  # wrong, and no setting of this command's
+    done = CliRunner().invoke(app, ["admin", "key", "revoke", key.prefix, "--db", url])
+    assert done.exit_code == 0, done.output
+    assert accounts.authenticate(key.token) is None
+    monkeypatch.delenv("FACEATLAS_URL_ALLOWLIST")
+    other = accounts.create_key("acme", ["read"])
+    monkeypatch.setenv("FACEATLAS_REDIS_URL", "redis://127.0.0.1:1/0?socket_timeout=soon")  # an option Redis refuses
+    done = CliRunner().invoke(app, ["admin", "key", "revoke", other.prefix, "--db", url])
+    assert done.exit_code == 0, done.output
+    assert accounts.authenticate(other.token) is None and "could not be told of a revoked key" in caplog.text

@@ -203,9 +203,9 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
     largest = await pool.largest_face(data)
     gallery = tenant_gallery(request, user.principal)
     decision = Cut.given()  # the API's search without options
+    meter.faces = len(largest.faces)  # analysed: billed whatever the search answers (as the API's)
     [result] = await run_in_threadpool(lambda: gallery.identify_faces(  # no face: NoFace
         collection, largest.faces, cut=decision, k=5, calibration=pool.analyzer.calibration))
-    meter.faces = 1
     context: dict[str, Any] = {"collection": collection, "matches": result.matches, "cut": decision.stated(),
                                "found": largest.found}
     return render(request, "_search.html" if is_htmx(request) else "searched.html", user, **context)
