@@ -111,7 +111,6 @@ class TemplateIndex:
         meta["expansion_search"] = self.expansion_search
         with self._lock:
             self.router.save(graph_file)
-            self.router.save(graph_file)
             arrays = {"vectors": self._vectors[: self._rows], "ids": self._ids[: self._rows],
                       "node_of": self._node_of[: self._rows], "members": self._members[: self.nodes],
                       "groups": self._groups[: self.nodes]}
