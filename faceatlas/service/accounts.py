@@ -667,7 +667,8 @@ def billed(status: int) -> bool:
     and the quota) answered with a status below 500 — a success, or a client error such as no face
     in the image. A server failure (5xx, including 503 overloaded) is recorded but neither billed
     nor counted against the quota; a call refused before metering (401, 403, 429) is not recorded,
-    nor is one refused for its size (413, see the app's ``meter_calls``)."""
+    nor is one refused for its size (413) or one that failed on the database itself (503
+    ``database_unavailable``: see the app's ``meter_calls``)."""
     return status < 500
 
 

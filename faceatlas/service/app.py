@@ -397,6 +397,13 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             #   nothing is ever served unbilled.
             row = usage_row(meter, response.status_code, started)
             settle = app.state.shared.settle
+            if getattr(request.state, "database_failed", False):
+                # the call failed on the database (503 database_unavailable, nothing done, not billed):
+                # not recorded either, as when the database is down, rather than waiting on it again
+                # (a locked SQLite file held the answer its busy timeout more a try: 49 s in all)
+                with suppress(StateUnavailable):
+                    await run_in_threadpool(settle, meter.principal.tenant_id, False, meter.month)
+                return response
             try:
                 await run_in_threadpool(app.state.usage.record, row)
             except SQLAlchemyError:

@@ -101,8 +101,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(InvalidArgument.code, message, InvalidArgument.status)
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
-        # the database cannot be reached (or dropped the connection): the transaction rolled back
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # the database cannot be reached (or dropped the connection, or stayed locked): the transaction
+        # rolled back; the metering does not wait on it again for this call's usage row (kept in memory)
+        request.state.database_failed = True
         failure = DatabaseUnavailable("the database is unavailable; nothing was written", retry_after=1.0)
         return error_response(failure.code, str(failure), failure.status, failure.retry_after)
 

@@ -254,3 +254,49 @@ def test_an_audit_record_written_late_names_nothing_erased_meanwhile(tmp_path: P
     finally:
         follow_ups.close()
         engine.dispose()
+
+
+def test_a_call_that_failed_on_a_locked_database_answers_without_waiting_on_it_again(
+        fast_analyzer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write refused by a locked SQLite file (another process's transaction) answered 503 only after
+    its busy timeout and then the busy timeout of each try to write its usage row (49 s in all with
+    the 30 s default, a proxy's 60 s near): a call that failed on the database is not recorded, as
+    when the database is down."""
+    import sqlite3
+
+    import faceatlas.db
+
+    monkeypatch.setitem(faceatlas.db.create_database_engine.__kwdefaults__, "busy_s", 0.3)
+    path = tmp_path / "service.db"
+    engine = create_database_engine(f"sqlite:///{path}")
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("acme")
+    token = accounts.create_key("acme", ["write"], rate_per_second=500, burst=500).token
+    settings = ServiceSettings(database_url=f"sqlite:///{path}", index_dir=tmp_path / "indexes", pack="scrfd-mbf",
+                               workers=1)
+    app = create_app(settings, analyzer=fast_analyzer)
+    tries: list[int] = []
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
+        real_record = app.state.accounts.record_usage
+
+        def record_usage(rows: Any) -> Any:
+            tries.append(len(rows))
+            return real_record(rows)
+
+        monkeypatch.setattr(app.state.accounts, "record_usage", record_usage)
+        locker = sqlite3.connect(path, timeout=0)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")  # another process's write transaction, held
+            refused = http.post("/v1/collections", json={"name": "staff"})
+        finally:
+            locker.rollback()
+            locker.close()
+        assert (refused.status_code, refused.json()["error"]["code"]) == (503, "database_unavailable"), refused.text
+        assert tries == []  # its usage row was not waited for (three tries of 0.3 s each before)
+        assert http.post("/v1/collections", json={"name": "staff"}).status_code == 201  # the file free again
+        assert tries == [1] and app.state.usage.waiting == 0
+    with engine.connect() as connection:
+        statuses = connection.execute(text("SELECT status FROM svc_usage ORDER BY id")).scalars().all()
+    assert statuses == [201]
+    engine.dispose()
