@@ -39,7 +39,7 @@ from faceatlas.service.accounts import Accounts, FollowUps, KeyCeilings, UsageWr
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, Meter, route_operation, usage_row
+from faceatlas.service.deps import API_PREFIX, Meter, route_contracts, route_operation, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.headers import SecurityHeaders
 from faceatlas.service.idempotency import conclude as conclude_idempotency
@@ -303,6 +303,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
                                               state.gallery.sweep_indexes},
                                          settings.retention_sweep_seconds)
         state.retention.start()
+        route_contracts(app)  # the OpenAPI document, built before the first call rather than during it
         state.ready = True
         try:
             yield
