@@ -177,8 +177,9 @@ def test_searches_on_a_full_or_read_only_index_folder_are_served_from_memory(
     _seed("gallery", db_url, index_dir, photos, fast_analyzer)
     rid = fast_analyzer.pack.recognizer_id
     rng = np.random.default_rng(7)
-    with Gallery.open(db_url, tenant="erase", index_dir=index_dir) as searcher, \
-            Gallery.open(db_url, tenant="erase", index_dir=index_dir) as writer:  # two processes' caches
+    # two processes' caches; the searcher saves each catch-up (an autosave every change, not every 1,000)
+    with Gallery.open(db_url, tenant="erase", index_dir=index_dir, autosave_every=1) as searcher, \
+            Gallery.open(db_url, tenant="erase", index_dir=index_dir) as writer:
         assert _ranked(searcher, probes["blair"])[0] in ("blair", "tony")
         with caplog.at_level(logging.INFO, logger="faceatlas.gallery.sync"):
             for fault in (disk.full, disk.read_only):
