@@ -77,7 +77,7 @@ from faceatlas.gallery.rules import (
     parse_cursor,
 )
 from faceatlas.gallery.sources import enrolled_photos, photo_source, quality_gate, source_crop, source_text
-from faceatlas.gallery.sync import IndexCache, decode_embeddings
+from faceatlas.gallery.sync import CommittedFaces, IndexCache, decode_embeddings
 from faceatlas.gallery.types import (
     Aggregate,
     CollectionInfo,
@@ -189,7 +189,7 @@ class Gallery:
                                                    timeout_s=storage_settings.milvus_timeout), sessions)
         else:
             indexes = IndexCache(index_dir, ann_min_faces=ann_min_faces, storage=storage,
-                                 autosave_every=autosave_every)
+                                 autosave_every=autosave_every, committed=CommittedFaces(sessions))
         return cls(sessions, indexes, tenant, settings)
 
     def sweep_indexes(self) -> int:

@@ -74,12 +74,33 @@ def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
 
+class CommittedFaces:
+    """What the database holds of a collection now, each read on a session of its own (a fresh
+    snapshot, not the one a caller's transaction sees): its revision and its face ids."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def revision(self, collection_id: int) -> int | None:
+        """The committed revision (None: the collection is gone)."""
+        with self._sessions() as session:
+            return session.scalar(select(Collection.revision).where(Collection.id == collection_id))
+
+    def ids(self, collection_id: int) -> np.ndarray:
+        with self._sessions() as session:
+            return np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection_id)),
+                               dtype=np.int64)
+
+
 class IndexCache:
-    """In-memory indexes per collection id, persisted under ``directory`` (None: memory only)."""
+    """In-memory indexes per collection id, persisted under ``directory`` (None: memory only).
+    With ``committed`` (the gallery's), a save checks that no face of the copy it wrote was erased
+    by another process meanwhile (:meth:`save`)."""
 
     def __init__(self, directory: Path | None, *, ann_min_faces: int = ANN_MIN_FACES,
                  storage: Storage = "float32", expansion_search: int = DEFAULT_EXPANSION_SEARCH,
-                 autosave_every: int = 1000) -> None:
+                 autosave_every: int = 1000, committed: CommittedFaces | None = None) -> None:
+        self.committed = committed
         self.directory = None if directory is None else Path(directory)
         check_index_dir(self.directory)
         self.ann_min_faces = ann_min_faces
@@ -403,13 +424,36 @@ class IndexCache:
 
     def save(self, collection_id: int) -> None:
         """Persist one collection's index now (:class:`OSError` when the folder cannot be written:
-        the changes stay unsaved)."""
+        the changes stay unsaved). Another process's delete that committed since the copy was read
+        scrubbed the file before this save wrote the copy back with the erased faces (processes
+        sharing a folder): when the committed revision moved, the faces the database no longer holds
+        leave the copy and the file is written again (:attr:`committed`)."""
         with self._lock:
             state = self._states.get(collection_id)
             path = self.path(collection_id)
             if state is not None and path is not None:
                 save_index(state, path)
+                self._unwrite_erased(collection_id, state, path)
             self._unsaved.pop(collection_id, None)
+
+    def _unwrite_erased(self, collection_id: int, state: IndexState, path: Path) -> None:
+        if self.committed is None:
+            return
+        for _ in range(3):  # a delete elsewhere may commit again meanwhile: read again, a few times
+            revision = self.committed.revision(collection_id)
+            if revision == state.revision:
+                return  # nothing committed since the copy was read: no face of it was erased
+            if revision is None:  # the collection was deleted meanwhile: its file goes
+                self._remove_leftovers(collection_id)
+                delete_index(path)
+                return
+            erased = np.setdiff1d(state.index.ids(), self.committed.ids(collection_id), assume_unique=True)
+            if not len(erased):
+                return  # only faces added meanwhile: the copy lags, the next catch-up adds them
+            state.index.remove(erased)
+            save_index(state, path)
+        self._remove_leftovers(collection_id)
+        delete_index(path)  # still moving: no file rather than one that may hold erased faces
 
     def _save_cached(self, collection_id: int, *, erasing: bool = False) -> None:
         """Persist one collection's index, which is only a copy of the database: when the folder

@@ -413,3 +413,35 @@ def test_a_search_after_another_process_s_enrolment_does_not_rewrite_the_index_f
         assert len(saves) == 1  # the copy without them written at once
     with np.load(next((tmp_path / "indexes").glob("collection-*.npz")), allow_pickle=False) as stored:
         assert len(stored["ids"]) == 50  # closed: every face but s1's, the late ones too
+
+
+def test_a_copy_read_before_another_process_s_delete_and_saved_after_it_loses_the_erased_faces(
+        tmp_path: Path) -> None:
+    """Two processes sharing an index folder: B caught up from the database, A's delete committed and
+    scrubbed the file, then B saved its copy, the erased faces with it (a file holding them after the
+    DELETE answered 204, until a later save). A save now checks what was committed meanwhile."""
+    from faceatlas.engine import get_pack
+
+    pack = get_pack("scrfd-mbf")
+    rid = pack.recognizer_id
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    vectors = l2_normalize(np.random.default_rng(5).standard_normal((30, 128)).astype(np.float32))
+    folder = tmp_path / "indexes"
+    with Gallery.open(url, index_dir=folder) as a, Gallery.open(url, index_dir=folder) as b:  # two processes
+        a.create_collection("c", pack)
+        x = a.add_embeddings("c", "x", vectors[:10], recognizer_id=rid)
+        a.add_embeddings("c", "y", vectors[10:20], recognizer_id=rid)
+        a.add_embeddings("c", "w", vectors[20:], recognizer_id=rid)
+        b.search("c", Embedding(vectors[10], rid), k=1, rank_only=True)  # B's copy, current
+        a.delete_subject("c", "w")  # B's copy is one behind, with a face to drop: its catch-up saves
+        caught_up = b._indexes._catch_up
+
+        def then_a_deletes_x(*args: object) -> object:
+            done = caught_up(*args)  # type: ignore[arg-type]
+            a.delete_subject("c", "x")  # A's delete commits and scrubs the folder, before B's save
+            return done
+
+        b._indexes._catch_up = then_a_deletes_x  # type: ignore[method-assign]
+        b.search("c", Embedding(vectors[10], rid), k=1, rank_only=True)
+        with np.load(next(folder.glob("collection-*.npz")), allow_pickle=False) as stored:
+            assert not set(stored["ids"].tolist()) & set(x), "B wrote A's erased faces back"
