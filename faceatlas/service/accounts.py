@@ -450,19 +450,26 @@ class Accounts:
         """The audit record of a change committed already (an enrolment, a deletion: the API's
         ``audited``): as :meth:`audit`, but a database that drops before it is written never
         turns the change into a failure: the record waits in :attr:`follow_ups` (a server's) and
-        is written once the database is back."""
+        is written once the database is back.
+
+        A record on a gallery subject is written after its change committed, so a delete of the
+        subject that committed meanwhile (another call, another process) may have erased its ids
+        before the record was there: the subject (a merge's ``into``) is looked up once the record
+        is written, and gone, its ids are erased again (:attr:`subject_gone`)."""
         def late() -> None:  # written after the database came back: what happened meanwhile holds
             with Session(self.engine) as session:
                 if tenant_id is not None and session.get(Tenant, tenant_id) is None:
                     return  # the tenant was deleted meanwhile (by another process): nothing of it is written
             self.audit(action, target, tenant_id, key_id, details)
-            gone = self.subject_gone
-            if tenant_id is not None and gone is not None and action.startswith(("subject.", "face.")) and gone(
-                    tenant_id, target):  # deleted meanwhile by another process, its ids erased: this one too
-                self._erase_subject(tenant_id, target)
 
         self._after_commit(f"the audit record {action} of tenant {tenant_id}",
                            lambda: self.audit(action, target, tenant_id, key_id, details), late)
+        subject = _audited_subject(action, target, details)
+        if tenant_id is not None and subject is not None and self.subject_gone is not None:
+            gone = self.subject_gone
+            self._after_commit(f"checking that the subject of the audit record {action} of tenant {tenant_id} "
+                               "is not erased", lambda: self._erase_subject(tenant_id, subject)
+                               if gone(tenant_id, subject) else None)
 
     def erase_subject(self, tenant_id: str, target: str, *, keep_ids: bool) -> str:
         """After a subject was deleted: unless ``keep_ids``, replace ``target`` (``collection/subject``)
@@ -611,6 +618,18 @@ def target_under(prefix: str) -> ColumnElement[bool]:
     collection ``vip``."""
     return and_(AuditRecord.target.startswith(prefix, autoescape=True),
                 func.substr(AuditRecord.target, 1, len(prefix)) == prefix)
+
+
+def _audited_subject(action: str, target: str, details: dict | None) -> str | None:
+    """The gallery subject (``collection/subject``) an audit record names, whose erasure must reach
+    it: its target (a merge's: its ``into``, the absorbed id's records go with it); None for a
+    record on no live subject (a delete's, already erased; an album's, a store's)."""
+    if not action.startswith(("subject.", "face.")) or action == "subject.delete" or "/" not in target:
+        return None
+    if action == "subject.merge":
+        into = (details or {}).get("into")
+        return f"{target.split('/', 1)[0]}/{into}" if isinstance(into, str) and into else None
+    return target
 
 
 def _subject_actions() -> ColumnElement[bool]:

@@ -227,11 +227,11 @@ def test_an_audit_record_written_late_names_nothing_erased_meanwhile(tmp_path: P
     for tenant in ("acme", "gone"):
         other.create_tenant(tenant)
     real_audit = server.audit
-    drops = {"left": 3}
+    down = threading.Event()
+    down.set()
 
     def audit(*args: Any, **kwargs: Any) -> None:
-        if drops["left"]:
-            drops["left"] -= 1
+        if down.is_set():  # the database dropped: for this process's writes of the trail
             raise _dropped()
         real_audit(*args, **kwargs)
 
@@ -242,9 +242,10 @@ def test_an_audit_record_written_late_names_nothing_erased_meanwhile(tmp_path: P
         server.audit_committed("subject.create", "staff/kim", "acme", None)
         server.audit_committed("face.enrol", "staff/kim", "acme", None, {"faces": 1})
         server.audit_committed("subject.create", "staff/ana", "gone", None)
-        assert follow_ups.waiting == 3
+        assert follow_ups.waiting >= 3
         other.erase_subject("acme", "staff/kim", keep_ids=False)  # its deletion, elsewhere, meanwhile
         other.delete_tenant("gone")
+        down.clear()
         assert follow_ups.flush() is True
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT tenant_id, action, target FROM svc_audit")).all()
@@ -300,3 +301,34 @@ def test_a_call_that_failed_on_a_locked_database_answers_without_waiting_on_it_a
         statuses = connection.execute(text("SELECT status FROM svc_usage ORDER BY id")).scalars().all()
     assert statuses == [201]
     engine.dispose()
+
+
+def test_an_audit_record_written_after_a_delete_that_raced_its_call_names_nothing_erased(tmp_path: Path) -> None:
+    """A merge into B (or a rename of B) committed, then B's delete committed and erased B's ids from
+    the trail, then the merge's audit record was written: it named B (its ``into``) and its absorbed
+    id, whose earlier records the erasure had not found either (21 records in 10 minutes of a soak
+    of two processes). A record on a subject is checked once written."""
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    migrate(engine)
+    accounts = Accounts(engine, follow_ups=FollowUps(retries=(60,)))
+    accounts.create_tenant("acme")
+    live = {"staff/kept"}
+    accounts.subject_gone = lambda tenant, target: target not in live
+    try:
+        accounts.audit_committed("face.enrol", "staff/ana", "acme", None, {"faces": 1})  # ana's history
+        accounts.audit_committed("face.enrol", "staff/kept", "acme", None, {"faces": 1})
+        live.add("staff/bo")
+        accounts.audit_committed("subject.create", "staff/bo", "acme", None)
+        live.discard("staff/bo")  # bo's delete committed, its erasure ran: before the merge's record
+        accounts.erase_subject("acme", "staff/bo", keep_ids=False)
+        accounts.audit_committed("subject.merge", "staff/ana", "acme", None, {"into": "bo"})
+        accounts.audit_committed("subject.update", "staff/bo", "acme", None)  # a rename of bo, the same
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT action, target, details FROM svc_audit WHERE tenant_id = 'acme'"
+                                           " AND action != 'tenant.create' ORDER BY id")).all()
+        named = [row for row in rows if "ana" in row.target or "bo" in row.target or "bo" in str(row.details)]
+        assert not named, rows
+        assert ("face.enrol", "staff/kept") in [(row.action, row.target) for row in rows]  # a live subject's stays
+    finally:
+        accounts.follow_ups.close()  # type: ignore[union-attr]
+        engine.dispose()
