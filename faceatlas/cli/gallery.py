@@ -323,7 +323,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
                                                answers=answers, events=[gallery.engine, *events])
                 faces, replaced = erased.faces, erased.answers
             else:
-                faces = gallery.get_collection(collection).faces
+                faces = gallery.get_collection(collection).faces or 0
                 replaced = erase_gallery_collection(gallery, accounts, collection, keep_ids=keep_ids,
                                                     answers=answers, events=[gallery.engine, *events])
         finally:

@@ -47,8 +47,8 @@ class CollectionInfo:
     embedding_size: int
     keep_crops: bool
     metadata: dict[str, Any]
-    subjects: int
-    faces: int
+    subjects: int | None  # None: not counted (``Gallery.get_collection(counts=False)``)
+    faces: int | None
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:

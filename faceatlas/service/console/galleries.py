@@ -159,7 +159,7 @@ async def enrol(
     if not principal.allows("write"):  # before a second sending's outcome is shown, too
         raise Forbidden("this key lacks the 'write' scope")
     gallery = tenant_gallery(request, principal)
-    info = await run_in_threadpool(gallery.get_collection, collection)
+    info = await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))
 
     async def enrol_one(data: bytes, meter: Meter) -> dict[str, Any]:
         largest = await pool.largest_face(data, keep_crops=info.keep_crops)

@@ -321,7 +321,7 @@ async def enrol(
 ) -> dict[str, Any]:
     """Enrol the face(s) of an image to a subject (created when new). With an ``Idempotency-Key``
     header, a retry with the same key enrols nothing more and answers the first answer again."""
-    info = await run_in_threadpool(gallery.get_collection, collection)  # 404 before the image is read
+    info = await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))  # 404 before the image
     images, _ = await read_images(request, "image")
     if all_faces:
         faces, crops = await pool.faces_and_crops(images["image"], keep_crops=info.keep_crops)
@@ -381,7 +381,7 @@ async def search(
     options: dict[str, Any] = {"cut": decision, "k": k, "aggregate": aggregate}  # Gallery.identify, as the console
     cut = decision.stated()
     # a collection that is not there is 404 before the body is read or any face analysed (as the CLI's search)
-    await run_in_threadpool(gallery.get_collection, collection)
+    await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))
     body = await json_body(request) if media_type(request) == "application/json" else {}
     if isinstance(body, dict) and "embedding" in body:
         unknown = sorted(set(body) - {"embedding", "recognizer_id"})
