@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from faceatlas.db import (
     create_database_engine,
@@ -500,11 +501,17 @@ class Gallery:
                 changed = (subject.name, dict(subject.meta), subject.external_id) != before
         except IntegrityError as exc:
             raise AlreadyExists(f"subject '{new_external_id}' already exists in '{collection}'") from exc
+        except StaleDataError as exc:  # its UPDATE matched no row: another writer deleted (or merged) it meanwhile
+            raise NotFound(f"subject '{external_id}' not found in '{collection}'") from exc
         return SubjectChange(self.get_subject(collection, new_external_id or external_id), changed)
 
     def merge_subjects(self, collection: str, keep: str, absorb: str) -> SubjectInfo:
         """Move every face of ``absorb`` to ``keep`` (metadata merged, ``keep`` wins) and delete
-        ``absorb``; the index regroups the moved faces under ``keep`` at once."""
+        ``absorb``; the index regroups the moved faces under ``keep`` at once. Either deleted (or
+        merged away) by another writer after they were read is :class:`NotFound`, nothing changed:
+        ``keep``'s row is updated first (its row lock held to the commit, so no delete of it commits
+        before the faces reference it: the faces' foreign key failed, a 500), ``absorb``'s deleted
+        last, each checked by the rows it matched."""
         if keep == absorb:
             raise InvalidArgument("cannot merge a subject into itself")
         with self._sessions.begin() as session:
@@ -512,11 +519,13 @@ class Gallery:
             kept, absorbed = self._subject(session, coll, keep), self._subject(session, coll, absorb)
             moved = session.execute(select(FaceRecord.id, FaceRecord.embedding)
                                     .where(FaceRecord.subject_id == absorbed.id).order_by(FaceRecord.id)).all()
+            if not rowcount(session.execute(update(Subject).where(Subject.id == kept.id).values(
+                    meta={**absorbed.meta, **kept.meta}, name=kept.name or absorbed.name))):
+                raise NotFound(f"subject '{keep}' not found in '{collection}'")  # rolled back
             session.execute(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
                             .values(subject_id=kept.id))
-            kept.meta = {**absorbed.meta, **kept.meta}
-            kept.name = kept.name or absorbed.name
-            session.delete(absorbed)
+            if not rowcount(session.execute(delete(Subject).where(Subject.id == absorbed.id))):
+                raise NotFound(f"subject '{absorb}' not found in '{collection}'")  # rolled back
             revision = self._bump(session, coll)
         face_ids = np.asarray([row[0] for row in moved], np.int64)
         vectors = decode_embeddings([row[1] for row in moved], coll.embedding_size)
@@ -572,7 +581,9 @@ class Gallery:
                                         .order_by(FaceRecord.id)).all()
                 if len(moved) != len(set(wanted)):
                     raise NotFound(f"a face of {sorted(set(wanted))[:10]} is not in '{collection}'")
-                session.execute(update(FaceRecord).where(FaceRecord.id.in_(wanted)).values(subject_id=target.id))
+                if rowcount(session.execute(update(FaceRecord).where(FaceRecord.id.in_(wanted))
+                                            .values(subject_id=target.id))) != len(moved):  # one deleted meanwhile
+                    raise NotFound(f"a face of {sorted(set(wanted))[:10]} is not in '{collection}'")  # rolled back
                 return coll.id, coll.embedding_size, list(moved), target.id, self._bump(session, coll)
 
         coll_id, size, moved, target_id, revision = self._once_more_on_race(move)
@@ -809,6 +820,8 @@ class Gallery:
             floor = cutoff if cutoff is not None and aggregate == "best" else None
             best = self._nearest_subjects(session, coll, index, vector, k, floor)
             means = self._mean_similarities(session, vector, list(best)) if aggregate == "mean" else {}
+            if aggregate == "mean":  # a subject deleted since its faces were read has no faces, no template
+                best = {subject_id: found for subject_id, found in best.items() if subject_id in means}
             ranked = sorted(best, key=lambda s: means[s] if aggregate == "mean" else best[s][0], reverse=True)
             subjects = {row.id: row for row in session.scalars(select(Subject).where(Subject.id.in_(ranked[:k])))}
             matches = []
@@ -816,7 +829,9 @@ class Gallery:
                 score = means[subject_id] if aggregate == "mean" else best[subject_id][0]
                 if cutoff is not None and score < cutoff:
                     continue
-                row = subjects[subject_id]
+                row = subjects.get(subject_id)
+                if row is None:  # deleted or merged away since its faces were read: no longer a subject
+                    continue
                 matches.append(Match(row.external_id, row.name, score, best[subject_id][0], best[subject_id][1],
                                      best[subject_id][2], means.get(subject_id),
                                      calibration.far_level(score) if calibration else None, dict(row.meta)))
@@ -1002,13 +1017,15 @@ class Gallery:
     def _once_more_on_race(write: Callable[[], T]) -> T:
         """Run ``write`` (one transaction that may create a subject). When a concurrent writer
         created the same subject between its lookup and its insert (the unique key refuses the
-        second row), the transaction rolled back whole: run it once more, it now finds the subject."""
+        second row), or deleted the subject it found (its faces' foreign key, or its UPDATE matching
+        no row: :class:`StaleDataError`), the transaction rolled back whole: run it once more, it
+        now finds the subject, or creates it again."""
         try:
             return write()
-        except IntegrityError:
+        except (IntegrityError, StaleDataError):
             try:
                 return write()
-            except IntegrityError as exc:
+            except (IntegrityError, StaleDataError) as exc:
                 raise Conflict("a concurrent change to the same subject; try again") from exc
 
     def _collection(self, session: Session, name: str, *, lock: bool = False) -> Collection:
