@@ -120,6 +120,14 @@ def _titled(answer) -> tuple[str, list[str]]:
                    for h in re.findall(r"<h1\b[^>]*>(.*?)</h1>", answer.text, re.S)]
 
 
+def _store_and_gallery(console, fast_analyzer, tmp_path, store: str) -> None:
+    """A store ``store`` of acme selling a mug, and acme's gallery collection ``staff`` (made by the console)."""
+    config = StoreConfig(id=store, tenant="acme", cameras=[Camera(id="door", role="door")],
+                         products=[Product(sku="mug", name="Mug", price_cents=1250)])
+    RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "indexes").close()
+    assert console.client.post("/console/galleries", data={"name": "staff", "csrf": console.csrf}).status_code == 200
+
+
 def test_pages_answered_without_a_script_have_their_own_title_and_one_h1(fast_analyzer, examples,
                                                                         tmp_path) -> None:
     """The answers of the plain forms (search, enrol, a member's enrolment, a key rotated) and the
@@ -129,10 +137,7 @@ def test_pages_answered_without_a_script_have_their_own_title_and_one_h1(fast_an
     obama = examples / "tests/test_images/obama.jpg"
     with _console(fast_analyzer, tmp_path) as console:
         client, csrf = console.client, console.csrf
-        config = StoreConfig(id="titles", tenant="acme", cameras=[Camera(id="door", role="door")],
-                             products=[Product(sku="mug", name="Mug", price_cents=1250)])
-        RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "indexes").close()
-        assert client.post("/console/galleries", data={"name": "staff", "csrf": csrf}).status_code == 200
+        _store_and_gallery(console, fast_analyzer, tmp_path, "titles")
         pages = {
             "searched": client.post("/console/galleries/staff/search", data={"csrf": csrf},
                                     files=[("photo", _upload(obama))]),
@@ -176,11 +181,8 @@ def test_a_buttons_name_holds_its_visible_text_and_no_header_cell_is_empty(fast_
     nothing (WCAG 2.5.3). The corner cell of the store's table and the products' actions column
     were header cells of no text."""
     with _console(fast_analyzer, tmp_path) as console:
-        client, csrf = console.client, console.csrf
-        config = StoreConfig(id="names", tenant="acme", cameras=[Camera(id="door", role="door")],
-                             products=[Product(sku="mug", name="Mug", price_cents=1250)])
-        RetailStore.open(config, fast_analyzer, console.database_url, index_dir=tmp_path / "indexes").close()
-        assert client.post("/console/galleries", data={"name": "staff", "csrf": csrf}).status_code == 200
+        client = console.client
+        _store_and_gallery(console, fast_analyzer, tmp_path, "names")
         pages = {path: client.get(path).text for path in (
             "/console/store/names", "/console/store/names/products", "/console/store/names/members",
             "/console/galleries/staff", "/console/usage")}
