@@ -80,7 +80,7 @@ def is_finite(container: av.container.InputContainer) -> bool:
     it has a duration, or the server said its length (Content-Length) and it is no playlist."""
     if container.duration is not None and container.duration > 0:
         return True
-    return container.format.name not in PLAYLIST_FORMATS and container.size > 0
+    return container.format.name not in PLAYLIST_FORMATS and (container.size or 0) > 0
 
 
 def check_video_file(path: str | Path) -> None:
