@@ -28,6 +28,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -320,10 +321,42 @@ def user_calibration_path(pack: Pack, name: str, settings: EngineSettings | None
     return (settings or EngineSettings()).cache_dir / "calibration" / f"{pack.calibration_name}.{name}.json"
 
 
-def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Calibration | None:
+class Calibrations:
+    """The calibration files this process has parsed, each kept while its file is unchanged: keyed
+    on (path, st_mtime_ns, st_size, st_ino), so a calibration rewritten on disk (``faceatlas eval ...
+    --save-as``, :func:`save_calibration`) is read again at its next use, without a restart. A
+    search by embedding read and parsed the JSON (and fitted its tail curve) on every request.
+    The inode is in the key because :func:`save_calibration` replaces the file by a new one: two
+    saves of the same size within the file system's timestamp tick (a few ms) still differ. One
+    per owner (the service's ``app.state.calibrations``), never a module global; safe across
+    threads (a race parses a file twice, never half)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[Path, tuple[tuple[int, int, int], Calibration]] = {}
+
+    def read(self, path: Path) -> Calibration:
+        """The calibration in the file ``path``, parsed again only when its file changed."""
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        kept = self._parsed.get(path)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        found = _parse(path)
+        self._parsed[path] = (version, found)
+        return found
+
+
+def _parse(path: Path | Traversable) -> Calibration:
+    """The one place a calibration file is read (:func:`load_calibration`, through :class:`Calibrations`)."""
+    return Calibration(**json.loads(path.read_text()))
+
+
+def load_calibration(pack: Pack, settings: EngineSettings | None = None,
+                     calibrations: Calibrations | None = None) -> Calibration | None:
     """The pack's calibration: the user's named in ``settings.calibration`` when this pack has
     it, else the shipped one; None when there is none for this pack's recogniser. A name no
-    calibration has (of any pack) is :class:`InvalidSetting`."""
+    calibration has (of any pack) is :class:`InvalidSetting`. ``calibrations``: the files already
+    parsed, re-read only when changed (default: read now)."""
     settings = settings or EngineSettings()
     candidates: list[Path] = []
     if settings.calibration:
@@ -337,7 +370,9 @@ def load_calibration(pack: Pack, settings: EngineSettings | None = None) -> Cali
     shipped = resources.files("faceatlas.engine").joinpath("calibrations", f"{pack.calibration_name}.json")
     for path in (*candidates, shipped):
         if path.is_file():
-            found = Calibration(**json.loads(path.read_text()))
+            # the shipped file is a Path but in a zipped install (no mtime there: read each time)
+            cached = calibrations is not None and isinstance(path, Path)
+            found = calibrations.read(path) if cached else _parse(path)  # type: ignore[union-attr, arg-type]
             if found.recognizer_id == pack.recognizer_id:
                 found.name = (settings.calibration or "") if path in candidates else ""
                 return found

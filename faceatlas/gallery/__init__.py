@@ -3,6 +3,7 @@
 graph over subject templates)."""
 
 from faceatlas.errors import AlreadyExists, NotFound
+from faceatlas.gallery.cuts import calibration_for
 from faceatlas.gallery.exchange import read_header
 from faceatlas.gallery.gallery import DEFAULT_TENANT, Gallery, index_dir_for
 from faceatlas.gallery.index import ANN_MIN_FACES, ExactIndex, TemplateIndex, build_index
@@ -62,6 +63,7 @@ __all__ = [
     "ExactIndex",
     "FaceInfo",
     "Gallery",
+    "calibration_for",
     "Identified",
     "Match",
     "NotFound",

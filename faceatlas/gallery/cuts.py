@@ -3,15 +3,27 @@ calibration of a collection's embedding space (its pack, runtime and flip)."""
 
 from __future__ import annotations
 
-from faceatlas.engine import DEFAULT_FPIR, RUNTIMES, Calibration, Cut, NotCalibrated, get_pack, load_calibration
+from faceatlas.engine import (
+    DEFAULT_FPIR,
+    RUNTIMES,
+    Calibration,
+    Calibrations,
+    Cut,
+    NotCalibrated,
+    get_pack,
+    load_calibration,
+)
 from faceatlas.errors import InvalidArgument, RuntimeUnavailable, UnknownPack
 from faceatlas.gallery.models import Collection
 from faceatlas.gallery.rules import check_k
-from faceatlas.gallery.types import AGGREGATES, Aggregate
+from faceatlas.gallery.types import AGGREGATES, Aggregate, CollectionInfo
 from faceatlas.settings import EngineSettings
 
 
-def calibration_for(collection: Collection, settings: EngineSettings) -> Calibration | None:
+def calibration_for(collection: Collection | CollectionInfo, settings: EngineSettings,
+                    calibrations: Calibrations | None = None) -> Calibration | None:
+    """The calibration of the collection's embedding space, None when it has none; ``calibrations``:
+    the files already parsed (the service's, so that a search by embedding does not read its JSON)."""
     # the collection's space names its runtime (float or int8) and whether flip TTA made it
     for runtime, flip in ((r, f) for r in RUNTIMES for f in (False, True)):
         try:
@@ -21,7 +33,7 @@ def calibration_for(collection: Collection, settings: EngineSettings) -> Calibra
         except RuntimeUnavailable:
             continue
         if pack.recognizer_id == collection.recognizer_id:
-            return load_calibration(pack, settings)
+            return load_calibration(pack, settings, calibrations)
     return None
 
 

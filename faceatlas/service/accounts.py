@@ -375,14 +375,15 @@ class Accounts:
                 return None
             return _principal(session, key)
 
-    def principal_of_key(self, key_id: int) -> Principal | None:
+    def principal_of_key(self, key_id: int) -> tuple[Principal, str] | None:
         """The principal of the key with ``key_id`` (a console session's key, checked again on
-        every request), or None when it is gone or revoked."""
+        every request) and the key's prefix (the page shows it), or None when it is gone or
+        revoked: one read of the key's row (the console read it twice per page, once for each)."""
         with Session(self.engine) as session:
             key = session.get(ApiKey, key_id)
             if key is None or key.revoked_at is not None:
                 return None
-            return _principal(session, key)
+            return _principal(session, key), key.prefix
 
     # -- metering and audit ------------------------------------------------------------------
     def record_usage(self, rows: list[UsageRecord]) -> None:

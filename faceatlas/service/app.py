@@ -28,10 +28,10 @@ from starlette.requests import ClientDisconnect
 from faceatlas.apps.albums import migrate as migrate_albums
 from faceatlas.apps.kyc import KycConfig, KycService
 from faceatlas.apps.kyc import migrate as migrate_kyc
+from faceatlas.apps.retail import ChartCache, purge_anonymous_visitors
 from faceatlas.apps.retail import migrate as migrate_retail
-from faceatlas.apps.retail import purge_anonymous_visitors
 from faceatlas.db import create_database_engine, lock_schema, utcnow
-from faceatlas.engine import FaceAnalyzer, get_pack, load_calibration, resolve
+from faceatlas.engine import Calibrations, FaceAnalyzer, get_pack, load_calibration, resolve
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument, StateUnavailable, Unauthorized
 from faceatlas.gallery import Gallery, check_index_dir, database_identity, index_dir_for
 from faceatlas.gallery import migrate as gallery_migrate
@@ -272,6 +272,9 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings,
                                      storage_settings=storage_settings)
         state.tenant_galleries = {}
+        # the calibration files parsed, re-read when changed: a search by embedding has no analyzer's
+        state.calibrations = Calibrations()
+        state.store_charts = ChartCache()  # the store dashboards' charts, drawn again only when their figures change
         if not settings.audit_keeps_subject_ids:  # an audit record written late names no subject erased meanwhile
             state.accounts.subject_gone = subject_gone(state.gallery)
         state.analyzer = analyzer or FaceAnalyzer(settings.pack, settings=engine_settings)

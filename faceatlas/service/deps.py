@@ -26,7 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from faceatlas.apps.kyc import KycService
-from faceatlas.engine import FaceAnalyzer, decoded_pixels, encoded_pixels
+from faceatlas.apps.retail import ChartCache
+from faceatlas.engine import Calibrations, FaceAnalyzer, decoded_pixels, encoded_pixels
 from faceatlas.errors import (
     Forbidden,
     ImageTooLarge,
@@ -107,6 +108,14 @@ def get_gallery(request: Request) -> Gallery:
     return request.app.state.gallery
 
 
+def get_calibrations(request: Request) -> Calibrations:
+    return request.app.state.calibrations
+
+
+def get_store_charts(request: Request) -> ChartCache:
+    return request.app.state.store_charts
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 DbDep = Annotated[Engine, Depends(get_db)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
@@ -116,6 +125,8 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 SharedDep = Annotated[SharedState, Depends(get_shared)]
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
 KycDep = Annotated[KycService, Depends(get_kyc)]
+CalibrationsDep = Annotated[Calibrations, Depends(get_calibrations)]
+StoreChartsDep = Annotated[ChartCache, Depends(get_store_charts)]
 
 
 # -- the query string ----------------------------------------------------------------------------

@@ -14,8 +14,10 @@ range, and no difference of two ranges, shows a cell of an hour that had fewer t
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -359,6 +361,34 @@ def chart_png(report: Report, name: str) -> bytes:
         return buffer.getvalue()
     finally:
         plt.close(figure)
+
+
+class ChartCache:
+    """Charts (PNG) already drawn, by the tenant, the store, the chart and a digest of everything
+    the chart draws (its days, labels and values): a dashboard view drew its charts on every view
+    (~100 ms each) though the figures had not changed. The same figures of another store or
+    tenant are another entry, never shared; changed figures are another key, so nothing stale is
+    served. The least recently used beyond ``size`` are dropped. Owned by the service's state."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._drawn: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def png(self, tenant: str, store_id: str, report: Report, name: str) -> bytes:
+        """:func:`chart_png` of ``report`` (of ``tenant``'s store ``store_id``), drawn only when not kept."""
+        drawn = repr((_days_title(report.start, report.end), _chart_specs(report)[name]))
+        key = (tenant, store_id, name, hashlib.sha256(drawn.encode()).hexdigest())
+        with self._lock:
+            if key in self._drawn:
+                self._drawn.move_to_end(key)
+                return self._drawn[key]
+        png = chart_png(report, name)  # drawn outside the lock: another store's view does not wait on it
+        with self._lock:
+            self._drawn[key] = png
+            while len(self._drawn) > self.size:
+                self._drawn.popitem(last=False)
+        return png
 
 
 def _chart_figure(report: Report, name: str) -> Any:

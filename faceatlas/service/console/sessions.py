@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import Request
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from faceatlas.db import utcnow
 from faceatlas.errors import Forbidden, Unauthorized
 from faceatlas.service.accounts import Accounts, Principal
-from faceatlas.service.db import ApiKey, ConsoleSession
+from faceatlas.service.db import ConsoleSession
 
 COOKIE = "faceatlas_console"
 LOGIN_COOKIE = "faceatlas_console_login"  # the login form's double-submit CSRF token (no session yet)
@@ -91,11 +91,11 @@ class ConsoleSessions:
             if row is None:
                 raise LoginRequired("login")
             key_id, csrf = row.key_id, row.csrf_token
-            prefix = session.scalar(select(ApiKey.prefix).where(ApiKey.id == key_id)) or ""
-        principal = self.accounts.principal_of_key(key_id)
-        if principal is None:
+        key = self.accounts.principal_of_key(key_id)
+        if key is None:
             self.close(session_id)
             raise LoginRequired("revoked")
+        principal, prefix = key
         return ConsoleUser(principal, csrf, prefix)
 
     def close(self, session_id: str) -> None:

@@ -14,7 +14,6 @@ from faceatlas.apps.retail import (
     REPORT_DAYS,
     AlertResolution,
     RetailStore,
-    chart_png,
     list_stores,
     report_window,
     store_report,
@@ -22,7 +21,7 @@ from faceatlas.apps.retail import (
 from faceatlas.db import utcnow
 from faceatlas.service.console.base import PREFIX, ConsoleRoute, PostingUserDep, UserDep, gate, redirect, render, seg
 from faceatlas.service.console.uploads import audit
-from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, StoreChartsDep
 
 router = APIRouter(route_class=ConsoleRoute)
 StoreId = Annotated[str, Path(min_length=1, max_length=100)]
@@ -43,9 +42,11 @@ async def stores(request: Request, user: UserDep, db: DbDep) -> Response:
 
 @router.get("/store/{store_id}", include_in_schema=False)
 async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
-                    store_id: StoreId) -> Response:
+                    charts_drawn: StoreChartsDep, store_id: StoreId) -> Response:
     """Today's and the last :data:`REPORT_DAYS` days' headline numbers (today included: the API's
-    default report window), today's charts, occupancy and open alerts."""
+    default report window), today's charts, occupancy and open alerts. Two reports (today's and
+    the window's: different days, not the same one twice); today's charts are drawn only when
+    their figures changed since this tenant's store was last viewed (:class:`ChartCache`)."""
     tenant = (await gate(request, user.principal, "retail.analytics", "read", billable=False)).principal.tenant_id
     first, today = report_window(None, None)  # the API's default window: its last day is today (UTC)
 
@@ -58,7 +59,7 @@ async def dashboard(request: Request, user: UserDep, analyzer: AnalyzerDep, gall
         finally:
             store.close()
         shown = {metric for metric, _, _ in now.rows()}
-        charts = [(title, base64.b64encode(chart_png(now, name)).decode())
+        charts = [(title, base64.b64encode(charts_drawn.png(tenant, store_id, now, name)).decode())
                   for name, section, title in CHARTS if section in shown]
         currency = store.config.currency
         return {"today": now.summary(), "month": month.summary(), "occupancy": inside, "charts": charts,

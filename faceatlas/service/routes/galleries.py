@@ -26,12 +26,15 @@ from faceatlas.gallery import (
     SEARCH_K_MAX,
     CollectionInfo,
     Gallery,
+    Identified,
+    calibration_for,
     read_header,
 )
 from faceatlas.service.deps import (
     AccountsDep,
     AnalyzerDep,
     AuditEntry,
+    CalibrationsDep,
     Meter,
     MeteredRoute,
     PoolDep,
@@ -359,6 +362,7 @@ async def search(
     meter: Annotated[Meter, Depends(metered("search", "read"))],
     gallery: TenantGalleryDep,
     pool: PoolDep,
+    calibrations: CalibrationsDep,
     k: Annotated[int, Query(ge=1, le=SEARCH_K_MAX)] = 5,
     fpir: Annotated[float | None, Query(gt=0, lt=1, description="cut at this false positive identification rate: "
                                                                 "the share of searches by people not enrolled "
@@ -381,7 +385,7 @@ async def search(
     options: dict[str, Any] = {"cut": decision, "k": k, "aggregate": aggregate}  # Gallery.identify, as the console
     cut = decision.stated()
     # a collection that is not there is 404 before the body is read or any face analysed (as the CLI's search)
-    await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))
+    info = await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))
     body = await json_body(request) if media_type(request) == "application/json" else {}
     if isinstance(body, dict) and "embedding" in body:
         unknown = sorted(set(body) - {"embedding", "recognizer_id"})
@@ -389,7 +393,13 @@ async def search(
             raise InvalidArgument(f"unknown field(s) {', '.join(map(repr, unknown))}: a search by embedding "
                                   "takes 'embedding' and 'recognizer_id'")
         vector = Embedding.parse(body["embedding"], body.get("recognizer_id"))
-        identified = await run_in_threadpool(lambda: gallery.identify_faces(collection, [vector], **options))
+
+        def identify() -> list[Identified]:
+            # the collection's calibration from the files parsed already: it was read from disk per search
+            calibration = calibration_for(info, gallery.settings, calibrations)
+            return gallery.identify_faces(collection, [vector], calibration=calibration, **options)
+
+        identified = await run_in_threadpool(identify)
         meter.faces = 1
         return {"results": [r.to_dict() for r in identified], **cut}
     decision.check(pool.analyzer.calibration)  # a far the pack has no threshold for: refused before any face
