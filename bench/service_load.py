@@ -2,10 +2,16 @@
 on vs off, against the raw engine on the same images in the same run.
 
     FACEATLAS_MODEL_DIR=../shared/models python bench/service_load.py [--seconds 6] [--levels 1,2,4,8,16,32]
+    FACEATLAS_MODEL_DIR=../shared/models python bench/service_load.py --per-request [--requests 30]
 
 Prints req/s, p50/p99 latency and refusals (503/429) per level, the service/raw-engine ratio at
 saturation, and the server's memory before and after. The load client shares the machine's cores
 with the server, as a caveat for absolute numbers.
+
+``--per-request``: one caller, the app in this process (no sockets): the median and p90 latency of
+requests whose cost is not the models' (a search by embedding, a console page, a store dashboard
+with today's charts), to compare one version of the service with another on the same machine
+(run it with each version's package first on PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -116,6 +122,64 @@ async def run_level(url: str, key: str, operation: str, images: list[bytes], con
             "refused": refused}
 
 
+def per_request(pack: str, requests: int) -> None:
+    """Latency of one caller's requests, in process, each after one unmeasured warm-up request."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from faceatlas.apps.retail import Camera, Entry, RetailStore, StoreConfig
+    from faceatlas.db import utcnow
+    from faceatlas.service import create_app
+    from faceatlas.settings import ServiceSettings
+
+    workdir = Path(tempfile.mkdtemp(prefix="faceatlas-requests-"))
+    database = f"sqlite:///{workdir / 'requests.db'}"
+    engine = create_database_engine(database)
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("bench")
+    key = accounts.create_key("bench", ["admin"], rate_per_second=1e6, burst=1_000_000).token
+    analyzer = FaceAnalyzer(pack)
+    image = lfw_images(1)[0].read_bytes()
+    app = create_app(ServiceSettings(database_url=database, index_dir=workdir / "indexes", pack=pack, workers=1),
+                     analyzer=analyzer)
+    config = StoreConfig(id="bench-store", tenant="bench", cameras=[Camera(id="door", role="door")])
+    with RetailStore.open(config, analyzer, database, index_dir=workdir / "indexes") as store:
+        for track in range(20):
+            store.entry(Entry("door", utcnow(), track=f"t{track}"))
+    with TestClient(app) as http:
+        api = {"Authorization": f"Bearer {key}"}
+        http.post("/v1/collections", json={"name": "bench"}, headers=api).raise_for_status()
+        http.post("/v1/collections/bench/subjects/one/faces", files={"image": ("e.jpg", image)},
+                  headers=api).raise_for_status()
+        face = http.post("/v1/detect", params={"embedding": "true"}, files={"image": ("e.jpg", image)},
+                         headers=api).json()["faces"][0]
+        body = {"embedding": face["embedding"], "recognizer_id": face["recognizer_id"]}
+        token = re.search(r'name="csrf" value="([^"]+)"', http.get("/console/login").text)
+        assert token is not None
+        http.post("/console/login", data={"key": key, "csrf": token.group(1)}, follow_redirects=False)
+        calls = {
+            "search by embedding": lambda: http.post("/v1/collections/bench/search", json=body, headers=api),
+            "console page (galleries)": lambda: http.get("/console/galleries"),
+            "store dashboard (2 charts)": lambda: http.get("/console/store/bench-store"),
+        }
+        table = Table(title=f"per request, one caller, in process ({requests} requests each)")
+        for column in ("request", "p50 ms", "p90 ms"):
+            table.add_column(column, justify="right")
+        for name, call in calls.items():
+            call().raise_for_status()
+            times = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                call().raise_for_status()
+                times.append((time.perf_counter() - started) * 1000)
+            times.sort()
+            table.add_row(name, f"{statistics.median(times):.1f}", f"{times[int(0.9 * (len(times) - 1))]:.1f}")
+        console.print(table)
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -124,7 +188,13 @@ def main() -> None:
     parser.add_argument("--pack", default="scrfd-mbf", help="FACEATLAS_PROVIDER picks ONNX Runtime or OpenVINO")
     parser.add_argument("--threads", type=int, default=1,
                         help="the server's FACEATLAS_THREADS per worker (0: unset, i.e. every core)")
+    parser.add_argument("--per-request", action="store_true",
+                        help="instead: one caller's latency of requests that load no model (see above)")
+    parser.add_argument("--requests", type=int, default=30, help="requests of each kind with --per-request")
     args = parser.parse_args()
+    if args.per_request:
+        per_request(args.pack, args.requests)
+        return
     levels = [int(v) for v in args.levels.split(",")]
     paths = lfw_images(args.identities)
     images = [p.read_bytes() for p in paths]
