@@ -522,11 +522,12 @@ class Gallery:
             if not rowcount(session.execute(update(Subject).where(Subject.id == kept.id).values(
                     meta={**absorbed.meta, **kept.meta}, name=kept.name or absorbed.name))):
                 raise NotFound(f"subject '{keep}' not found in '{collection}'")  # rolled back
-            session.execute(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
-                            .values(subject_id=kept.id))
+            regrouped = list(session.scalars(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
+                                             .values(subject_id=kept.id).returning(FaceRecord.id)))
             if not rowcount(session.execute(delete(Subject).where(Subject.id == absorbed.id))):
                 raise NotFound(f"subject '{absorb}' not found in '{collection}'")  # rolled back
             revision = self._bump(session, coll)
+            self._stamp(session, regrouped, revision)  # other processes regroup them at their catch-up
         face_ids = np.asarray([row[0] for row in moved], np.int64)
         vectors = decode_embeddings([row[1] for row in moved], coll.embedding_size)
         self._indexes.applied(coll.id, revision, removed=face_ids,
@@ -547,7 +548,7 @@ class Gallery:
             session.execute(delete(FaceRecord).where(FaceRecord.subject_id == subject.id))
             if not rowcount(session.execute(delete(Subject).where(Subject.id == subject.id))):  # deleted meanwhile
                 raise NotFound(f"subject '{external_id}' not found in '{collection}'")
-            revision = self._bump(session, coll)
+            revision = self._bump(session, coll, removed=True)
             journal = self._indexes.intend_erase(coll.id, face_ids)  # written before the commit
         self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True, journal=journal)
         return len(face_ids)
@@ -561,7 +562,7 @@ class Gallery:
                                                                FaceRecord.id == face_id)))
             if not deleted:
                 raise NotFound(f"face {face_id} not found in '{collection}'")
-            revision = self._bump(session, coll)
+            revision = self._bump(session, coll, removed=True)
             journal = self._indexes.intend_erase(coll.id, np.array([face_id]))
         self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True, journal=journal)
 
@@ -584,7 +585,9 @@ class Gallery:
                 if rowcount(session.execute(update(FaceRecord).where(FaceRecord.id.in_(wanted))
                                             .values(subject_id=target.id))) != len(moved):  # one deleted meanwhile
                     raise NotFound(f"a face of {sorted(set(wanted))[:10]} is not in '{collection}'")  # rolled back
-                return coll.id, coll.embedding_size, list(moved), target.id, self._bump(session, coll)
+                revision = self._bump(session, coll)
+                self._stamp(session, [row[0] for row in moved], revision)  # regrouped by other processes too
+                return coll.id, coll.embedding_size, list(moved), target.id, revision
 
         coll_id, size, moved, target_id, revision = self._once_more_on_race(move)
         ids = np.asarray([row[0] for row in moved], np.int64)
@@ -651,8 +654,12 @@ class Gallery:
             left_out = [i for i, source in enumerate(sources or ()) if source is not None
                         and photo_source(source) in done]
             kept = sorted(set(range(len(vectors))) - set(left_out))
+            # bumped first, the faces carry the revision that adds them (another process's catch-up
+            # reads the faces newer than its index, not every face id); the row lock is held already
+            revision = self._bump(session, coll)
             rows = [
                 {"collection_id": coll.id, "subject_id": subject.id, "embedding": vectors[i].tobytes(),
+                 "revision": revision,
                  "quality": None if qualities is None else qualities[i],
                  "source": None if sources is None else source_text(sources[i]),
                  "crop": crops[i] if crops is not None and coll.keep_crops else None}
@@ -660,7 +667,6 @@ class Gallery:
             ]
             ids = list(session.scalars(insert(FaceRecord).returning(FaceRecord.id, sort_by_parameter_order=True),
                                        rows)) if rows else []
-            revision = self._bump(session, coll)
         self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors[kept],
                                                         np.full(len(ids), subject.id, np.int64)))
         return ids, left_out, created, renamed
@@ -1002,14 +1008,14 @@ class Gallery:
             if present - known:
                 return None
             dropped = report.unmigratable + report.failed
+            revision = self._bump(session, coll, removed=bool(dropped))  # the row is held (lock) already
             if dropped:
                 session.execute(delete(FaceRecord).where(FaceRecord.id.in_(dropped)))
             for face_id, vector in new_vectors.items():
                 session.execute(update(FaceRecord).where(FaceRecord.id == face_id)
-                                .values(embedding=l2_normalize(vector)[0].tobytes()))
+                                .values(embedding=l2_normalize(vector)[0].tobytes(), revision=revision))
             coll.pack_name, coll.pack_version = pack.name, pack.version
             coll.recognizer_id, coll.embedding_size = pack.recognizer_id, pack.embedding_size
-            self._bump(session, coll)
             return coll.id
 
     # -- internals --------------------------------------------------------------------------
@@ -1079,12 +1085,26 @@ class Gallery:
         return found, True
 
     @staticmethod
-    def _bump(session: Session, collection: Collection) -> int:
-        """Increment the collection revision in the current transaction; returns the new value."""
+    def _bump(session: Session, collection: Collection, *, removed: bool = False) -> int:
+        """Increment the collection revision in the current transaction; returns the new value.
+        ``removed``: the transaction removes faces, recorded as the collection's ``removed_revision``
+        (a catch-up from before it diffs every face id; see :meth:`IndexCache._catch_up`). Faces the
+        transaction adds or moves carry the new revision (:meth:`_stamp`, or set as inserted)."""
+        values: dict[str, Any] = {"revision": Collection.revision + 1}
+        if removed:
+            values["removed_revision"] = Collection.revision + 1
         revision = session.scalar(update(Collection).where(Collection.id == collection.id)
-                                  .values(revision=Collection.revision + 1).returning(Collection.revision))
+                                  .values(**values).returning(Collection.revision))
         assert revision is not None, "the collection row is locked by this transaction"
         return revision
+
+    @staticmethod
+    def _stamp(session: Session, face_ids: Sequence[int], revision: int) -> None:
+        """Record ``revision`` on faces this transaction moved to another subject (rows it holds)."""
+        ids = [int(face_id) for face_id in face_ids]
+        for start in range(0, len(ids), _OWNER_BATCH):
+            session.execute(update(FaceRecord).where(FaceRecord.id.in_(ids[start:start + _OWNER_BATCH]))
+                            .values(revision=revision))
 
     @staticmethod
     def _face_counts(session: Session, subject_ids: list[int]) -> dict[int, int]:

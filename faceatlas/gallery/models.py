@@ -36,7 +36,9 @@ class Collection(Base):
     """A set of subjects whose faces were all embedded by one model pack.
 
     ``revision`` is bumped in the same transaction as every change to the collection's faces;
-    the derived vector index records the revision it reflects.
+    the derived vector index records the revision it reflects. ``removed_revision`` is the last
+    revision that removed a face (a catch-up from before it diffs every face id; one from after it
+    reads only the faces whose ``revision`` is newer than its own).
     """
 
     __tablename__ = "collections"
@@ -52,6 +54,7 @@ class Collection(Base):
     keep_crops: Mapped[bool] = mapped_column(default=False)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     revision: Mapped[int] = mapped_column(default=0)
+    removed_revision: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -79,7 +82,9 @@ class FaceRecord(Base):
     __tablename__ = "faces"
     # ids are never reused (SQLite would reuse the highest after a delete): a stale index copy
     # must not hold a deleted face's vector under a new face's id
-    __table_args__ = (Index("ix_faces_collection_id_id", "collection_id", "id"), {"sqlite_autoincrement": True})
+    __table_args__ = (Index("ix_faces_collection_id_id", "collection_id", "id"),
+                      Index("ix_faces_collection_id_revision", "collection_id", "revision"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
@@ -88,6 +93,8 @@ class FaceRecord(Base):
     quality: Mapped[float | None] = mapped_column(Float)  # as the migration made it (Float, not Double)
     source: Mapped[str | None] = mapped_column(String(1000))
     crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # the collection revision of the transaction that added the face or last moved it (or changed its vector)
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subject: Mapped[Subject] = relationship(back_populates="faces")

@@ -1,9 +1,11 @@
 """Keeps each collection's derived vector index in step with the database.
 
 An index is trusted only for the collection ``revision`` it records. When the database has moved
-on (another process wrote, or this one crashed before saving), the index is caught up by a set
-difference of face ids, so a face committed to the database is never lost and a face deleted
-from it never lingers in search results or on disk.
+on (another process wrote, or this one crashed before saving), the index is caught up from the
+faces changed since its revision (each face records the revision that added or last moved it), or,
+when a face was removed since (the collection's ``removed_revision``), by a set difference of face
+ids, so a face committed to the database is never lost, a moved face is regrouped under its
+subject, and a face deleted from it never lingers in search results or on disk.
 
 The index folder holds only a copy: a folder that cannot be written (full, read-only) never fails
 a search or an enrolment (the copy in memory serves; the save is tried again later), and a delete
@@ -20,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceatlas.errors import StorageUnavailable
@@ -76,7 +78,8 @@ def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
 
 class CommittedFaces:
     """What the database holds of a collection now, each read on a session of its own (a fresh
-    snapshot, not the one a caller's transaction sees): its revision and its face ids."""
+    snapshot, not the one a caller's transaction sees): its revision, the last revision that
+    removed a face, and its face ids."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -85,6 +88,13 @@ class CommittedFaces:
         """The committed revision (None: the collection is gone)."""
         with self._sessions() as session:
             return session.scalar(select(Collection.revision).where(Collection.id == collection_id))
+
+    def revisions(self, collection_id: int) -> tuple[int, int] | None:
+        """The committed (revision, removed_revision), read together (None: the collection is gone)."""
+        with self._sessions() as session:
+            row = session.execute(select(Collection.revision, Collection.removed_revision)
+                                  .where(Collection.id == collection_id)).first()
+            return None if row is None else (row[0], row[1])
 
     def ids(self, collection_id: int) -> np.ndarray:
         with self._sessions() as session:
@@ -248,9 +258,10 @@ class IndexCache:
                     self.get(session, collection)
                     return 1
             meta = read_index_meta(path)
-            if meta is not None and meta.get("revision") == collection.revision \
-                    and meta.get("created") == _identity(collection)["created"]:
-                return 0
+            if meta is not None and meta.get("created") == _identity(collection)["created"] \
+                    and isinstance(meta.get("revision"), int) \
+                    and collection.removed_revision <= meta["revision"] <= collection.revision:
+                return 0  # current, or behind with no face removed since: it holds no erased face
             held = read_index_ids(path)
             alive = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection_id)),
                                 dtype=np.int64)
@@ -276,12 +287,14 @@ class IndexCache:
             state = self._states.get(collection.id)
             if state is None:
                 state = self._load(collection)
-            if state is not None and state.meta.get("created") != _identity(collection)["created"]:
+            identity = _identity(collection)
+            if state is not None and any(state.meta.get(key) != value for key, value in identity.items()):
                 # an index of another collection that had this id (SQLite gives the id of a deleted
                 # collection again; a kill between its deletion and its file's removal left the file;
                 # a database made anew beside the old index folder), or a file from before the stamp:
                 # rebuilt from the database, never caught up by face ids (those ids name other faces
-                # there: an erased person's vector came back under a new person's face id)
+                # there: an erased person's vector came back under a new person's face id); a copy of
+                # another embedding space (re-embedded by another process) is rebuilt too
                 state = None
             if state is None or state.revision != collection.revision:
                 state, rewrite = self._catch_up(session, collection, state)
@@ -440,13 +453,16 @@ class IndexCache:
         if self.committed is None:
             return
         for _ in range(3):  # a delete elsewhere may commit again meanwhile: read again, a few times
-            revision = self.committed.revision(collection_id)
-            if revision == state.revision:
-                return  # nothing committed since the copy was read: no face of it was erased
-            if revision is None:  # the collection was deleted meanwhile: its file goes
+            revisions = self.committed.revisions(collection_id)
+            if revisions is None:  # the collection was deleted meanwhile: its file goes
                 self._remove_leftovers(collection_id)
                 delete_index(path)
                 return
+            revision, removed_revision = revisions
+            if revision == state.revision:
+                return  # nothing committed since the copy was read: no face of it was erased
+            if removed_revision <= state.revision <= revision:
+                return  # only faces added or moved since the copy's revision: it lags, no face of it was erased
             erased = np.setdiff1d(state.index.ids(), self.committed.ids(collection_id), assume_unique=True)
             if not len(erased):
                 return  # only faces added meanwhile: the copy lags, the next catch-up adds them
@@ -522,7 +538,16 @@ class IndexCache:
     def _catch_up(self, session: Session, collection: Collection,
                   state: IndexState | None) -> tuple[IndexState, bool]:
         """The index at the collection's revision, and whether its file must be rewritten now: faces
-        left it (the file holds them) or it was built anew (else only faces were added)."""
+        left it (the file holds them) or it was built anew (else only faces were added).
+
+        An index at revision R after the collection's last removal (``removed_revision`` <= R) reads
+        only the faces with a revision above R (added, moved, re-embedded since): each leaves the
+        index where it is there and comes back with its vector and subject now. A face of a
+        transaction that committed after ``collection`` was read may be among them: it is applied
+        again at the next catch-up, harmlessly. Otherwise (a removal since, a file marked stale, one
+        ahead of the database) every face id is diffed with the index's."""
+        if state is not None and collection.removed_revision <= state.revision <= collection.revision:
+            return self._catch_up_changed(session, collection, state)
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
         meta = _identity(collection)
@@ -532,12 +557,44 @@ class IndexCache:
         ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
         if len(ghosts):
             index.remove(ghosts)
+        # faces moved since the index's revision keep their ids: regrouped from their stamps (a file
+        # marked stale has no revision to read them against; one ahead of the database neither)
+        if 0 <= state.revision <= collection.revision \
+                and not self._apply_changed(session, collection, index, state.revision):
+            return self._rebuilt(session, collection), True
         missing = np.setdiff1d(db_ids, index.ids(), assume_unique=True)
         for chunk in self._fetch_chunks(session, collection, missing):
             index.add(*chunk)
         if index.needs_rebuild(len(index), self.ann_min_faces):
             return IndexState(self._build(session, collection, len(db_ids)), collection.revision, meta), True
         return IndexState(index, collection.revision, meta), bool(len(ghosts))
+
+    def _catch_up_changed(self, session: Session, collection: Collection,
+                          state: IndexState) -> tuple[IndexState, bool]:
+        """:meth:`_catch_up` by the faces changed since ``state.revision``: no face was removed since."""
+        if not self._apply_changed(session, collection, state.index, state.revision):
+            return self._rebuilt(session, collection), True
+        return IndexState(state.index, collection.revision, _identity(collection)), False
+
+    def _apply_changed(self, session: Session, collection: Collection, index: VectorIndex, since: int) -> bool:
+        """Put the faces stamped with a revision above ``since`` (added, moved, re-embedded) into
+        ``index`` as the database holds them now: each out first where it is there, then in with its
+        vector and subject. False (``index`` left half done): it is due for a rebuild instead."""
+        changed = self._select(collection).where(FaceRecord.revision > since) \
+            .execution_options(yield_per=_FETCH_CHUNK)
+        for rows in session.execute(changed).partitions(_FETCH_CHUNK):
+            ids, vectors, subjects = self._decode(rows, collection)
+            index.remove(ids)
+            if index.needs_rebuild(len(index) + len(ids), self.ann_min_faces):
+                return False
+            index.add(ids, vectors, subjects)
+        return True
+
+    def _rebuilt(self, session: Session, collection: Collection) -> IndexState:
+        """A new index of the collection, its face count read first."""
+        count = session.scalar(select(func.count()).select_from(FaceRecord)
+                               .where(FaceRecord.collection_id == collection.id)) or 0
+        return IndexState(self._build(session, collection, count), collection.revision, _identity(collection))
 
     def _build(self, session: Session, collection: Collection, count: int) -> VectorIndex:
         """A new index of the collection's ``count`` faces, streamed from the database a subject
