@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "check_stored",
     "check_tenant",
     "check_text",
+    "name_key",
     "parse_cursor",
 ]
 
@@ -96,12 +98,22 @@ def check_row_id(value: int, what: str = "face id") -> int:
 
 
 def check_text(value: str | None, what: str = "name", max_length: int = NAME_MAX_LENGTH) -> str | None:
-    """A free-text field (a subject's display name): at most ``max_length`` characters, none of them
-    a control character (NUL, a line break, an escape: a name is one line that a terminal or a log
-    shows as it is)."""
-    if value is not None and (len(value) > max_length or _CONTROL.search(value)):
+    """A free-text field (a subject's display name) as kept: in Unicode's composed form (NFC, see
+    :func:`name_key`), when it is at most ``max_length`` characters, none of them a control character
+    (NUL, a line break, an escape: a name is one line that a terminal or a log shows as it is)."""
+    if value is None:
+        return None
+    if len(value) > max_length or _CONTROL.search(value):
         raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
-    return value if value is None else check_stored(value, what)
+    return name_key(check_stored(value, what))
+
+
+def name_key(value: str) -> str:
+    """``value`` as names compare: in Unicode's composed form, NFC. "José" typed with a precomposed
+    é (U+00E9) or as e and a combining accent (U+0301, as macOS file names and some input methods
+    give it) looks the same, so it is the same name: kept names are NFC, and a lookup by name
+    compares the NFC of both sides (a name kept before may be in another form)."""
+    return unicodedata.normalize("NFC", value)
 
 
 def check_tenant(value: str) -> str:

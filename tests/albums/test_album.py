@@ -777,3 +777,29 @@ def test_a_listing_names_the_entries_named_as_photos_that_are_no_files(lfw: Path
         str(library / "loop.png"): "invalid_image: a loop of links (to loop.png, nothing there to read): not an "
                                    "image file",
         str(library / "pipe.jpg"): "invalid_image: not a regular file but a FIFO (named pipe): not read"}
+
+
+def test_a_name_in_another_unicode_form_is_the_same_name(album: Album, library: Path) -> None:
+    """"José" typed with a precomposed é (NFC) and with e and a combining accent (NFD, as macOS file
+    names and some input methods give it) named two people who looked the same, and a reference found
+    whichever form it was typed in. Names are kept composed, and compare so: the second naming is
+    AlreadyExists, and either form finds the person, a name kept decomposed before included."""
+    from sqlalchemy import update
+
+    from faceatlas.apps.albums.db import Person
+
+    album.scan(library)
+    first, second, third = album.people()[:3]
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"
+    assert album.name_person(first.id, decomposed).name == composed  # kept composed
+    with pytest.raises(AlreadyExists, match=rf"{first.id} is already named"):
+        album.name_person(second.id, composed)
+    assert album.person(second.id).name is None
+    assert album.person(decomposed).id == album.person(composed).id == first.id
+    # a name kept decomposed (before names were kept composed) is found, and held, by either form
+    with album._sessions.begin() as session:
+        session.execute(update(Person).where(Person.id == int(third.id[1:])).values(name="Zoe\u0308"))
+    assert album.person("Zo\u00eb").id == album.person("Zoe\u0308").id == third.id
+    with pytest.raises(AlreadyExists, match=rf"{third.id} is already named"):
+        album.name_person(second.id, "Zo\u00eb")
+    assert [f.id for f in album.faces(composed)] == [f.id for f in album.faces(first.id)]

@@ -48,7 +48,7 @@ from faceatlas.engine import (
     l2_normalize,
 )
 from faceatlas.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from faceatlas.gallery import ROW_ID_MAX, Gallery, Rejection, check_id, mismatch_message, source_crop
+from faceatlas.gallery import ROW_ID_MAX, Gallery, Rejection, check_id, mismatch_message, name_key, source_crop
 
 COLLECTION = "faces"
 UNSORTED = "unsorted"
@@ -685,7 +685,7 @@ class AlbumCore:
             found = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.id == number))
             if found is not None:
                 return found
-        named = list(session.scalars(select(Person.id).where(Person.album_id == self._id, Person.name == text)))
+        named = self._named(session, text)
         if len(named) > 1:
             ids = ", ".join(f"p{pid}" for pid in named)
             raise InvalidArgument(f"{len(named)} people are named '{text}': use their ids ({ids})")
@@ -694,6 +694,15 @@ class AlbumCore:
                     "read; a face leaves it when moved to a person)") if text.lower() == UNSORTED else ""
             raise NotFound(f"no person '{text}' in album '{self.name}'{pool}")
         return named[0]
+
+    def _named(self, session: Session, name: str) -> list[int]:
+        """The album's people named ``name``, by id: names compare in Unicode's composed form
+        (:func:`name_key`), so "José" typed with a combining accent finds the "José" typed without
+        (and a name kept in another form before names were kept composed is found by either)."""
+        key = name_key(name)
+        rows = session.execute(select(Person.id, Person.name).where(Person.album_id == self._id,
+                                                                    Person.name.is_not(None)).order_by(Person.id))
+        return [pid for pid, held in rows if held is not None and (held == key or name_key(held) == key)]
 
     def _face_row(self, session: Session, face_id: int) -> FaceRow:
         row = session.scalar(select(FaceRow).where(FaceRow.album_id == self._id,

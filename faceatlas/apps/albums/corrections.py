@@ -68,14 +68,14 @@ class Album(AlbumCore):
         (a name is a reference in a URL path, ``people/{name}/faces``, where no router reaches a
         ``/``, even percent-encoded, and a client resolves dot segments away), and no other person's
         of the album (:class:`AlreadyExists`: every later reference by that name would be ambiguous;
-        names compare exactly, as references find them). Each refusal says which rule."""
-        name = name.strip()
-        check_text(name, "name")
+        names compare as references find them: case and blanks within count, the form of an accented
+        letter does not, as names are kept composed, NFC: see :func:`~faceatlas.gallery.name_key`).
+        Each refusal says which rule."""
+        name = check_text(name.strip(), "name") or ""
         _check_name(name)
         with self._sessions.begin() as session:
             pid = self._resolve(session, ref)
-            holder = session.scalar(select(Person.id).where(Person.album_id == self._id, Person.name == name,
-                                                            Person.id != pid).limit(1))
+            holder = next((other for other in self._named(session, name) if other != pid), None)
             if holder is not None:
                 raise AlreadyExists(f"p{holder} is already named {name!r} in album '{self.name}': if p{pid} is the "
                                     f"same person, merge them (p{holder} absorbing p{pid}), else choose another name")
