@@ -51,7 +51,11 @@ NAME_MAX_LENGTH = 300  # a display name (a subject's, an album person's): check_
 METADATA_MAX_DEPTH = 16
 METADATA_MAX_BYTES = 64 * 1024
 _ID = re.compile(ID_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a one-line name may not hold: the control characters (C0, DEL and C1, where NEL U+0085 is a
+# line break and CSI U+009B a terminal escape), the line and paragraph separators (U+2028, U+2029)
+# and the bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069: an unclosed one
+# reverses the rest of the line that shows the name).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 ROW_ID_MAX = 2**63 - 1  # the largest key a BIGINT (and SQLite's INTEGER) holds
 PAGE_MAX = 1000  # the most items one page of a listing holds
 SEARCH_K_MAX = 100  # the most subjects (matches per face) one search returns: the API's bound and the CLI's
@@ -100,7 +104,8 @@ def check_row_id(value: int, what: str = "face id") -> int:
 def check_text(value: str | None, what: str = "name", max_length: int = NAME_MAX_LENGTH) -> str | None:
     """A free-text field (a subject's display name) as kept: in Unicode's composed form (NFC, see
     :func:`name_key`), when it is at most ``max_length`` characters, none of them a control character
-    (NUL, a line break, an escape: a name is one line that a terminal or a log shows as it is)."""
+    (NUL, a line break, an escape, a C1 control, a line or paragraph separator, a bidi override or
+    isolate: a name is one line that a terminal or a log shows as it is)."""
     if value is None:
         return None
     if len(value) > max_length or _CONTROL.search(value):

@@ -1,0 +1,33 @@
+"""The gallery's rules for one-line names and for the size of metadata, on a real gallery."""
+
+from __future__ import annotations
+
+import pytest
+
+from faceatlas.errors import InvalidArgument
+from faceatlas.gallery import Gallery
+
+# Each is a line break, a terminal escape or a reversal of what follows it on the line; the C0 ones
+# (newline, ESC) were refused already, these were stored and shown raw by `gallery list` and the console.
+HIDDEN = {"nel": "\x85", "csi": "\x9b", "c1-first": "\x80", "c1-last": "\x9f", "line-separator": "\u2028",
+          "paragraph-separator": "\u2029", "lre": "\u202a", "rlo": "\u202e", "lri": "\u2066", "pdi": "\u2069"}
+
+
+@pytest.mark.parametrize("hidden", HIDDEN.values(), ids=HIDDEN.keys())
+def test_a_name_holding_a_line_break_or_bidi_control_is_refused(gallery: Gallery, hidden: str) -> None:
+    """A subject's name is one line without control characters: C1 controls (NEL is a line break,
+    CSI a terminal escape), the line and paragraph separators and the bidi overrides and isolates
+    (an unclosed U+202E showed the rest of a console line reversed) are refused as a newline is,
+    on every write, and nothing is stored."""
+    gallery.create_collection("c", "scrfd-mbf")
+    gallery.add_subject("c", "ok", name="Ok")
+    writes = [lambda: gallery.add_subject("c", "s", name=f"Ann{hidden}2J"),
+              lambda: gallery.update_subject("c", "ok", name=f"x{hidden}gnp.exe"),
+              lambda: gallery.for_tenant(f"t{hidden}")]
+    for write in writes:
+        with pytest.raises(InvalidArgument, match="without control characters"):
+            write()
+    assert [(s.external_id, s.name) for s in gallery.list_subjects("c").items] == [("ok", "Ok")]
+    # a name of other scripts, accents and emoji is one line
+    assert gallery.update_subject("c", "ok", name="Zoë 中文 \u05e9\u05dc\u05d5\u05dd 👋").name == "Zoë 中文 שלום 👋"
+
