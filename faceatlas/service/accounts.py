@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from faceatlas.db import erases, rowcount, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, KeyLimitReached, KeyRevoked, NotFound
-from faceatlas.gallery import DEFAULT_TENANT, check_limit
+from faceatlas.gallery import DEFAULT_TENANT, check_limit, check_text, name_key
 from faceatlas.service.db import ApiKey, AuditRecord, ConsoleSession, DeletedTenant, Tenant, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -657,16 +657,18 @@ def _shown(prefix: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    """A tenant's display name: at most :data:`TENANT_NAME_MAX_LENGTH` characters, no NUL (PostgreSQL
-    refused either with a traceback in the CLI)."""
-    if len(name) > TENANT_NAME_MAX_LENGTH or "\x00" in name:
-        raise InvalidArgument(f"a tenant's name is at most {TENANT_NAME_MAX_LENGTH} characters, without NUL")
+    """A tenant's display name: at most :data:`TENANT_NAME_MAX_LENGTH` characters on one line, the
+    gallery's rule for a subject's name (:func:`~faceatlas.gallery.check_text`: no NUL, which
+    PostgreSQL refused with a traceback in the CLI; no newline, ESC or other control character, which
+    ``admin tenant list`` printed raw, splitting its rows or clearing the terminal)."""
+    check_text(name, "tenant's name", max_length=TENANT_NAME_MAX_LENGTH)
 
 
 def _display_name(name: str, tenant_id: str) -> str:
-    """A tenant's display name as kept: without its outer blanks, its id when nothing is left (one
-    rule for create and update: update --name '' blanked it, create --name '   ' kept the blanks)."""
-    return name.strip() or tenant_id
+    """A tenant's display name as kept: without its outer blanks, composed (NFC, as every name), its
+    id when nothing is left (one rule for create and update: update --name '' blanked it, create
+    --name '   ' kept the blanks)."""
+    return name_key(name.strip()) or tenant_id
 
 
 def _check_quota(calls: int | None) -> None:

@@ -354,3 +354,25 @@ def test_the_audit_log_refuses_a_limit_outside_a_page(tmp_path, limit) -> None:
         assert len(accounts.audit_log("acme", 2)) == 2
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("bad", ["Evil\x1b[2J\x1b[31mRED", "Zo\u00eb\nline2", "a\x85b", "a\u2028b", "x\u202egnp.exe"])
+def test_a_tenants_name_is_one_line_without_control_characters(tmp_path, bad: str) -> None:
+    """A tenant's display name took a newline and ESC (only NUL was refused), and ``admin tenant
+    list`` printed them raw: the row split, or the terminal was cleared. The gallery's rule for a
+    name applies, at create and at rename, and nothing is changed."""
+    from faceatlas.db import create_database_engine
+    from faceatlas.errors import InvalidArgument
+    from faceatlas.service.accounts import Accounts
+    from faceatlas.service.db import migrate
+
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'svc.db'}")
+    migrate(engine)
+    accounts = Accounts(engine)
+    with pytest.raises(InvalidArgument, match="tenant's name .*without control characters"):
+        accounts.create_tenant("t2", name=bad)
+    accounts.create_tenant("acme", name="Acme Zoe\u0308")
+    with pytest.raises(InvalidArgument, match="tenant's name .*without control characters"):
+        accounts.update_tenant("acme", name=bad)
+    assert [(t.id, t.name) for t in accounts.list_tenants()] == [("acme", "Acme Zo\u00eb")]  # kept composed
+    engine.dispose()
