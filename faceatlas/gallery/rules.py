@@ -182,19 +182,20 @@ def check_min_quality(min_quality: float) -> float:
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """Metadata as given (``{}`` for None) when it is JSON of at most ``METADATA_MAX_DEPTH``
-    levels and ``METADATA_MAX_BYTES`` bytes whose keys and string values, at any depth, pass
-    :func:`check_stored` (no NUL, no lone surrogate)."""
+    levels and ``METADATA_MAX_BYTES`` bytes (its JSON encoded as UTF-8, characters other than
+    ASCII unescaped: a CJK character is 3 bytes, not the 6 of ``\\uXXXX``) whose keys and string
+    values, at any depth, pass :func:`check_stored` (no NUL, no lone surrogate)."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
         raise InvalidArgument("metadata is a JSON object")
     _check_depth(metadata, 1)
     try:
-        text = json.dumps(metadata, allow_nan=False)
+        text = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"metadata must be plain JSON: {exc}") from exc
     if len(text.encode()) > METADATA_MAX_BYTES or "\\u0000" in text:
-        raise InvalidArgument(f"metadata is at most {METADATA_MAX_BYTES} bytes of JSON without NUL")
+        raise InvalidArgument(f"metadata is at most {METADATA_MAX_BYTES} bytes of JSON (UTF-8) without NUL")
     return metadata
 
 

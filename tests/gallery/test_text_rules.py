@@ -6,6 +6,7 @@ import pytest
 
 from faceatlas.errors import InvalidArgument
 from faceatlas.gallery import Gallery
+from faceatlas.gallery.rules import METADATA_MAX_BYTES
 
 # Each is a line break, a terminal escape or a reversal of what follows it on the line; the C0 ones
 # (newline, ESC) were refused already, these were stored and shown raw by `gallery list` and the console.
@@ -31,3 +32,17 @@ def test_a_name_holding_a_line_break_or_bidi_control_is_refused(gallery: Gallery
     # a name of other scripts, accents and emoji is one line
     assert gallery.update_subject("c", "ok", name="Zoë 中文 \u05e9\u05dc\u05d5\u05dd 👋").name == "Zoë 中文 שלום 👋"
 
+
+def test_the_metadata_limit_counts_utf8_bytes(gallery: Gallery) -> None:
+    """The 64 KiB of metadata were measured on JSON with every other character than ASCII escaped
+    (``\\u4e2d``, 6 bytes): 33 KB of Chinese text (11,000 characters of 3 bytes) was refused, CJK got a
+    third of the room, emoji a sixth. The limit is the JSON's size in UTF-8."""
+    gallery.create_collection("c", "scrfd-mbf")
+    chinese = {"note": "中" * 11000}  # 33,000 bytes of UTF-8, 66,000 escaped
+    assert gallery.add_subject("c", "zh", metadata=chinese).metadata == chinese
+    emoji = {"note": "👋" * 16000}  # 64,000 bytes of UTF-8, 192,000 escaped
+    assert gallery.update_subject("c", "zh", metadata=emoji).metadata == emoji
+    over = {"note": "中" * (METADATA_MAX_BYTES // 3)}  # a few bytes over with its JSON's quotes and key
+    with pytest.raises(InvalidArgument, match=f"at most {METADATA_MAX_BYTES} bytes of JSON"):
+        gallery.add_subject("c", "big", metadata=over)
+    assert gallery.get_subject("c", "zh").metadata == emoji
