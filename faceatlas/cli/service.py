@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,7 +15,7 @@ from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError, InvalidSetting
 from faceatlas.gallery import Gallery
-from faceatlas.service.accounts import Accounts, key_prefix, usage_csv
+from faceatlas.service.accounts import Accounts, key_prefix, usage_csv, usage_through
 from faceatlas.service.db import migrate
 from faceatlas.service.metrics import multiprocess_folder, process_gone
 from faceatlas.service.tenants import delete_tenant, operator_accounts
@@ -300,7 +300,9 @@ def usage(
     if csv:
         print(usage_csv(rows), end="")
         return
-    table = Table("tenant", "day", "operation", "calls", "faces", "errors", "failed", title=f"usage to {date.today()}")
+    last = usage_through(end.date() if end else None)
+    title = f"usage {start.date()} to {last} (UTC days)" if start else f"usage to {last} (UTC days)"
+    table = Table("tenant", "day", "operation", "calls", "faces", "errors", "failed", title=title)
     for r in rows:
         table.add_row(escape(r["tenant"]), str(r["day"]), escape(r["operation"]), str(r["calls"]), str(r["faces"]),
                       str(r["errors"]), str(r["failed"]))

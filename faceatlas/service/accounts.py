@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
@@ -929,6 +929,13 @@ class UsageWriter:
             lost, self._waiting = self._waiting, []
         log.error("%d usage rows of calls served could not be written before the shutdown; not on the bill: %s",
                   len(lost), lost)
+
+
+def usage_through(last: date | None) -> date:
+    """The last day a usage report covers: ``last`` (the report's ``to``), else today in UTC. Usage
+    days, as the monthly quota, are UTC days: the local date (a day ahead east of UTC in the evening)
+    named a day no row could be of yet."""
+    return last if last is not None else utcnow().date()
 
 
 def usage_csv(rows: list[dict]) -> str:
