@@ -11,7 +11,7 @@ is refused (422 ``validation_error``), never silently ignored.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -37,6 +37,25 @@ def _iso_day(value: object) -> object:
 
 # A calendar day in a query (``from``, ``to``): YYYY-MM-DD only, else 422 ``validation_error``.
 IsoDate = Annotated[date, BeforeValidator(_iso_day)]
+
+
+def _utc_time(value: object) -> object:
+    """A time as the API writes it: ISO 8601 in UTC with its offset, ``2026-12-07T18:52:40.791166+00:00``.
+    The database keeps naive UTC times: written as they were, a client read them as its local time
+    (JavaScript's ``new Date`` does), hours off east or west of UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # not a time: kept as it is
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+    return value
+
+
+# A time in an answer (a collection's created_at, an audit record's at): UTC, with its offset.
+UtcTime = Annotated[str, BeforeValidator(_utc_time), Field(description="ISO 8601 time in UTC, with its offset "
+                                                                       "(+00:00)")]
 
 
 class ErrorDetail(BaseModel):
@@ -112,7 +131,7 @@ class CollectionOut(BaseModel):
     metadata: dict[str, Any]
     subjects: int
     faces: int
-    created_at: str
+    created_at: UtcTime
 
 
 class CollectionList(BaseModel):
@@ -124,8 +143,8 @@ class SubjectOut(BaseModel):
     name: str | None
     metadata: dict[str, Any]
     faces: int
-    created_at: str
-    updated_at: str
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 class SubjectPage(BaseModel):
@@ -451,7 +470,7 @@ class KeyOut(BaseModel):
     scopes: list[str]
     rate_per_second: float
     burst: int
-    created_at: str
+    created_at: UtcTime
     revoked: bool
 
 
@@ -466,7 +485,7 @@ class IssuedKeyOut(BaseModel):
 
 
 class AuditEventOut(BaseModel):
-    at: str
+    at: UtcTime
     action: str
     target: str
     key_id: int | None
