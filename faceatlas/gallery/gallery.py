@@ -323,7 +323,7 @@ class Gallery:
         flush; the delete, committed, is not answered with an error). Of deletes at once, one
         deletes it and the others are :class:`NotFound`."""
         with self._sessions.begin() as session:
-            collection = self._collection(session, name)
+            collection = self._collection(session, name, lock=True)  # first: see _collection
             collection_id = collection.id
             session.execute(delete(FaceRecord).where(FaceRecord.collection_id == collection_id))
             session.execute(delete(Subject).where(Subject.collection_id == collection_id))
@@ -515,19 +515,19 @@ class Gallery:
         if keep == absorb:
             raise InvalidArgument("cannot merge a subject into itself")
         with self._sessions.begin() as session:
-            coll = self._collection(session, collection)
+            coll = self._collection(session, collection, lock=True)  # first: see _collection
             kept, absorbed = self._subject(session, coll, keep), self._subject(session, coll, absorb)
-            moved = session.execute(select(FaceRecord.id, FaceRecord.embedding)
-                                    .where(FaceRecord.subject_id == absorbed.id).order_by(FaceRecord.id)).all()
             if not rowcount(session.execute(update(Subject).where(Subject.id == kept.id).values(
                     meta={**absorbed.meta, **kept.meta}, name=kept.name or absorbed.name))):
                 raise NotFound(f"subject '{keep}' not found in '{collection}'")  # rolled back
-            regrouped = list(session.scalars(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
-                                             .values(subject_id=kept.id).returning(FaceRecord.id)))
+            # the faces moved are the ones the UPDATE moved (RETURNING), not a read before it
+            moved = sorted(session.execute(update(FaceRecord).where(FaceRecord.subject_id == absorbed.id)
+                                           .values(subject_id=kept.id)
+                                           .returning(FaceRecord.id, FaceRecord.embedding)).all())
             if not rowcount(session.execute(delete(Subject).where(Subject.id == absorbed.id))):
                 raise NotFound(f"subject '{absorb}' not found in '{collection}'")  # rolled back
             revision = self._bump(session, coll)
-            self._stamp(session, regrouped, revision)  # other processes regroup them at their catch-up
+            self._stamp(session, [row[0] for row in moved], revision)  # other processes regroup them at their catch-up
         face_ids = np.asarray([row[0] for row in moved], np.int64)
         vectors = decode_embeddings([row[1] for row in moved], coll.embedding_size)
         self._indexes.applied(coll.id, revision, removed=face_ids,
@@ -541,11 +541,11 @@ class Gallery:
         deletes it and the others are :class:`NotFound`."""
         check_id(external_id)
         with self._sessions.begin() as session:
-            coll = self._collection(session, collection)
+            coll = self._collection(session, collection, lock=True)  # first: see _collection
             subject = self._subject(session, coll, external_id)
-            face_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.subject_id == subject.id)),
-                                   dtype=np.int64)
-            session.execute(delete(FaceRecord).where(FaceRecord.subject_id == subject.id))
+            # the faces erased are the ones the DELETE removed (RETURNING), not a read before it
+            face_ids = np.sort(np.fromiter(session.scalars(delete(FaceRecord).where(FaceRecord.subject_id == subject.id)
+                                                           .returning(FaceRecord.id)), dtype=np.int64))
             if not rowcount(session.execute(delete(Subject).where(Subject.id == subject.id))):  # deleted meanwhile
                 raise NotFound(f"subject '{external_id}' not found in '{collection}'")
             revision = self._bump(session, coll, removed=True)
@@ -557,7 +557,7 @@ class Gallery:
         """Delete one face (row, crop and index entry)."""
         check_row_id(face_id)
         with self._sessions.begin() as session:
-            coll = self._collection(session, collection)
+            coll = self._collection(session, collection, lock=True)  # first: see _collection
             deleted = rowcount(session.execute(delete(FaceRecord).where(FaceRecord.collection_id == coll.id,
                                                                FaceRecord.id == face_id)))
             if not deleted:
@@ -575,7 +575,7 @@ class Gallery:
 
         def move() -> tuple[int, int, list[Any], int, int]:
             with self._sessions.begin() as session:
-                coll = self._collection(session, collection)
+                coll = self._collection(session, collection, lock=True)  # first: see _collection
                 target = self._subject_or_create(session, coll, to_subject, name)
                 moved = session.execute(select(FaceRecord.id, FaceRecord.embedding)
                                         .where(FaceRecord.collection_id == coll.id, FaceRecord.id.in_(wanted))
@@ -1038,7 +1038,10 @@ class Gallery:
         """The tenant's collection ``name``; ``lock``: its row held until the transaction ends
         (PostgreSQL's FOR NO KEY UPDATE, the lock its revision bump takes anyway, taken first: a
         re-embedding's switch and an enrolment wait for each other, while inserts that only
-        reference the row, a subject's, are not held up; SQLite has one writer at a time anyway)."""
+        reference the row, a subject's, are not held up; SQLite has one writer at a time anyway).
+        Every write that bumps the revision takes it first, before any row of a subject or face (one
+        lock order: an enrolment holding it waited for a subject's row that a delete held while it
+        waited for this one, a deadlock), so none changes the faces another is reading to write."""
         query = select(Collection).where(Collection.tenant_id == self._tenant_id, Collection.name == name)
         found = session.scalar(query.with_for_update(key_share=True) if lock else query)
         if found is None:
