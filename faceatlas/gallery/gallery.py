@@ -343,7 +343,7 @@ class Gallery:
                     metadata: dict[str, Any] | None = None) -> SubjectInfo:
         """A new subject known by ``external_id`` (unique in the collection)."""
         check_id(external_id)
-        check_text(name)
+        name = check_text(name)
         metadata = check_metadata(metadata)
         try:
             with self._sessions.begin() as session:
@@ -356,7 +356,7 @@ class Gallery:
     def ensure_subject(self, collection: str, external_id: str, *, name: str | None = None,
                        metadata: dict[str, Any] | None = None) -> SubjectInfo:
         """The subject ``external_id``, created with ``name`` and ``metadata`` when it is new."""
-        check_text(name)
+        name = check_text(name)
         metadata = check_metadata(metadata)
 
         def ensure() -> None:
@@ -483,7 +483,7 @@ class Gallery:
                        new_external_id: str | None = None) -> SubjectChange:
         """:meth:`update_subject`, saying whether it changed the subject: no field given, or each
         as it was (the same name again, metadata merged to what it held), changes nothing."""
-        check_text(name)
+        name = check_text(name)
         if metadata is not None:
             check_metadata(metadata)
         if new_external_id is not None:
@@ -689,7 +689,7 @@ class Gallery:
         too): a new subject gets it, an existing one is renamed to it (``renamed`` in the report;
         it was kept silently by the CLI, while the console renamed); None keeps the name held."""
         check_min_quality(min_quality)
-        check_text(name)
+        name = check_text(name)
         if alone and all_faces:
             raise InvalidArgument("alone (one face per image) and all_faces exclude each other")
         keep_crops = self.get_collection(collection).keep_crops
@@ -758,7 +758,7 @@ class Gallery:
         and its rule for ``name`` (a new subject's name; an existing subject is renamed, ``renamed``).
         No face is :class:`NoFace`; none reaching the gate is :class:`InvalidArgument`."""
         check_min_quality(min_quality)
-        check_text(name)
+        name = check_text(name)
         if not faces:
             raise NoFace("no face found in the image")
         crop_of = dict(zip(map(id, faces), crops)) if crops is not None else {}
@@ -1079,7 +1079,7 @@ class Gallery:
         if found is not None:
             return found, False
         check_id(external_id)
-        check_text(name)
+        name = check_text(name)
         # a concurrent enrolment creating the same subject fails this flush: the caller's
         # _once_more_on_race runs the whole transaction again, which then finds the subject
         found = Subject(collection_id=collection.id, external_id=external_id, name=name or external_id, meta={})

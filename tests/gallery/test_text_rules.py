@@ -46,3 +46,16 @@ def test_the_metadata_limit_counts_utf8_bytes(gallery: Gallery) -> None:
     with pytest.raises(InvalidArgument, match=f"at most {METADATA_MAX_BYTES} bytes of JSON"):
         gallery.add_subject("c", "big", metadata=over)
     assert gallery.get_subject("c", "zh").metadata == emoji
+
+
+def test_a_subjects_name_is_kept_in_composed_form(gallery: Gallery) -> None:
+    """A subject's name typed with a combining accent (e + U+0301, as macOS file names give it) was
+    stored as typed, so two subjects both shown as "José" compared and sorted apart; it is kept in
+    Unicode's composed form (NFC), as album people's names and tenants' names are, on every write."""
+    decomposed, composed = "Jose\u0301", "Jos\u00e9"
+    gallery.create_collection("c", "scrfd-mbf")
+    assert gallery.add_subject("c", "a", name=decomposed).name == composed
+    gallery.add_subject("c", "b")
+    assert gallery.update_subject("c", "b", name=f"Ana {decomposed}").name == f"Ana {composed}"
+    gallery.ensure_subject("c", "c", name=decomposed)
+    assert [s.name for s in gallery.list_subjects("c").items] == [composed, f"Ana {composed}", composed]
