@@ -178,7 +178,7 @@ def test_a_database_of_0003_is_stamped_and_an_index_file_from_before_the_upgrade
     with Gallery.open(db_url, tenant="t", index_dir=index_dir) as gallery:
         with gallery._sessions() as session:
             assert session.execute(select(Collection.revision, Collection.removed_revision)).one() == (7, 7)
-            assert set(session.scalars(select(FaceRecord.revision))) == {7}
+            assert set(session.scalars(select(FaceRecord.revision))) == {0}  # no face row rewritten
         rid = pack.recognizer_id
         assert gallery.search("c", Embedding(vectors[20], rid), k=1, rank_only=True)[0].best_face_id != 99
         assert gallery.search("c", Embedding(vectors[15], pack.recognizer_id), k=1,
@@ -192,3 +192,35 @@ def test_a_database_of_0003_is_stamped_and_an_index_file_from_before_the_upgrade
         with gallery._sessions() as session:
             assert session.scalar(select(FaceRecord.revision).where(FaceRecord.id == new)) == 8
         assert _full_id_reads(statements) == []
+
+
+def test_the_downgrade_of_0004_keeps_every_subject_and_face(db_url: str) -> None:
+    """A database is never migrated back by FaceAtlas, but an operator's `alembic downgrade` is
+    Alembic's promise: 0004's downgrade copied the ``collections`` table on SQLite (batch mode),
+    whose drop cascaded to every subject and face (foreign keys are on) and left the faces' table
+    without AUTOINCREMENT. The columns are dropped in place; nothing else changes."""
+    from alembic import command
+    from alembic.config import Config
+
+    from faceatlas.db import create_database_engine
+
+    with Gallery.open(db_url) as gallery:
+        gallery.create_collection("c", "scrfd-mbf")
+        gallery.add_embeddings("c", "s", _vectors(3, 8), recognizer_id=get_pack("scrfd-mbf").recognizer_id)
+    engine = create_database_engine(db_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(Path(models.__file__).parent / "migrations"))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT count(*) FROM faces")) == 3
+            assert connection.scalar(text("SELECT count(*) FROM subjects")) == 1
+            if connection.dialect.name == "sqlite":
+                table = connection.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'faces'"))
+                assert "AUTOINCREMENT" in table.upper() and "revision" not in table
+    finally:
+        engine.dispose()
+    with Gallery.open(db_url) as gallery:  # upgraded again at open: the faces are there, searchable
+        assert gallery.get_collection("c").faces == 3
