@@ -43,7 +43,7 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             a setting here;
             FACEATLAS_RETENTION_SWEEP_SECONDS (default 300: expired ones are deleted at start and this often),
             FACEATLAS_EVENT_RETENTION_DAYS (unset: stored video events are kept; else older ones go at a sweep;
-            at most 3650 days)
+            at most 36500 days)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -94,7 +94,7 @@ MAX_KYC_SESSION_SECONDS = 30 * 24 * 3600
 # Stored video events are kept at most this long (ten years, as a tenant's KYC reference images):
 # FACEATLAS_EVENT_RETENTION_DAYS=1e6 ("forever") started the service, then every retention sweep failed
 # (OverflowError: the cut-off before year 1). Unset keeps them until deleted.
-MAX_EVENT_RETENTION_DAYS = 3650
+MAX_EVENT_RETENTION_DAYS = 36500  # a century: a long "keep" set before this bound still starts
 
 # An empty variable counts as unset (FACEATLAS_DATABASE_URL= means the default database, not ""),
 # except those of _BlankRefused.
@@ -402,7 +402,7 @@ class ServiceSettings(_Section):
     event_retention_days: float | None = Field(
         default=None, gt=0, le=MAX_EVENT_RETENTION_DAYS, allow_inf_nan=False, description="stored video events "
         "(and the face snapshots they kept) older than this many days are deleted by the retention sweep (at most "
-        "3650: ten years); None: kept until deleted")
+        "36500: a century); None: kept until deleted")
     retention_sweep_seconds: float = Field(default=300.0, gt=0, description="how often what is kept past its "
                                            "retention (KYC reference images, selfie fingerprints) is deleted "
                                            "without waiting for traffic; also once at the service's start")

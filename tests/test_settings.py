@@ -208,11 +208,12 @@ def test_a_kyc_session_time_past_thirty_days_is_refused_at_start(monkeypatch, tm
 
 
 
-def test_an_event_retention_past_ten_years_is_refused_at_load(monkeypatch, tmp_path):
+def test_an_event_retention_past_a_century_is_refused_at_load(monkeypatch, tmp_path):
     """FACEATLAS_EVENT_RETENTION_DAYS=1e6 (meant as "forever") was taken, then every retention sweep
     failed (OverflowError: now minus a million days is before year 1), logged with a traceback at the
-    start and every 300 s. At most 3650 days (ten years, as KYC reference images); more, and inf, is
-    refused when the settings load, naming the variable, before the server starts."""
+    start and every 300 s. At most 36500 days (a century: 36500 set as "keep" before the bound still
+    starts); more, and inf, is refused when the settings load, naming the variable, before the
+    server starts."""
     from datetime import timedelta
 
     import uvicorn
@@ -223,7 +224,7 @@ def test_an_event_retention_past_ten_years_is_refused_at_load(monkeypatch, tmp_p
         raise AssertionError("the server started")
 
     monkeypatch.setattr(uvicorn, "run", started)
-    for value in ("1e6", "3650.5", "inf"):
+    for value in ("1e6", "36500.5", "inf"):
         monkeypatch.setenv("FACEATLAS_EVENT_RETENTION_DAYS", value)
         with pytest.raises(InvalidSetting, match=f"FACEATLAS_EVENT_RETENTION_DAYS='{value}'"):
             ServiceSettings.from_env()
@@ -231,11 +232,11 @@ def test_an_event_retention_past_ten_years_is_refused_at_load(monkeypatch, tmp_p
         assert result.exit_code == 2, (value, result.output)
         assert f"error (invalid_setting): FACEATLAS_EVENT_RETENTION_DAYS='{value}': " in result.output, result.output
     monkeypatch.setenv("FACEATLAS_EVENT_RETENTION_DAYS", "1e6")
-    with pytest.raises(InvalidSetting, match="less than or equal to 3650"):
+    with pytest.raises(InvalidSetting, match="less than or equal to 36500"):
         ServiceSettings.from_env()
-    monkeypatch.setenv("FACEATLAS_EVENT_RETENTION_DAYS", "3650")  # ten years: the longest, a cut-off that can be
+    monkeypatch.setenv("FACEATLAS_EVENT_RETENTION_DAYS", "36500")  # a century: the longest, a cut-off that can be
     days = ServiceSettings.from_env().event_retention_days
-    assert days == 3650 and (utcnow() - timedelta(days=days)).year > 2000
+    assert days == 36500 and (utcnow() - timedelta(days=days)).year > 1900
 
 def test_a_url_allowlist_entry_out_of_its_rules_is_refused(monkeypatch):
     """FACEATLAS_URL_ALLOWLIST=ftp://x was checked only when the app was built (`serve`: a

@@ -548,7 +548,7 @@ class Gallery:
                                                            .returning(FaceRecord.id)), dtype=np.int64))
             if not rowcount(session.execute(delete(Subject).where(Subject.id == subject.id))):  # deleted meanwhile
                 raise NotFound(f"subject '{external_id}' not found in '{collection}'")
-            revision = self._bump(session, coll, removed=True)
+            revision = self._bump(session, coll, removed=bool(len(face_ids)))  # none: no full diff elsewhere
             journal = self._indexes.intend_erase(coll.id, face_ids)  # written before the commit
         self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True, journal=journal)
         return len(face_ids)

@@ -108,9 +108,10 @@ def check_text(value: str | None, what: str = "name", max_length: int = NAME_MAX
     isolate: a name is one line that a terminal or a log shows as it is)."""
     if value is None:
         return None
-    if len(value) > max_length or _CONTROL.search(value):
+    kept = name_key(value)  # measured as kept: NFC may lengthen a name (U+FB2C is 3 characters) or shorten it
+    if len(kept) > max_length or _CONTROL.search(kept):
         raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
-    return name_key(check_stored(value, what))
+    return check_stored(kept, what)
 
 
 def name_key(value: str) -> str:

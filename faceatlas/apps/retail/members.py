@@ -171,8 +171,9 @@ class MemberRegistry:
         The texts are stripped of surrounding spaces, whichever door gave them: a blank name is
         refused (``validation_error``), a blank ``payment_ref`` is none (face pay without one:
         ``consent_required``), a blank email none; ``consent.granted_by`` None is the member's name."""
-        for what, text in (("member name", name), ("email", email)):
-            check_text(text, what, max_length=TEXT_MAX)  # before any face is enrolled
+        # before any face is enrolled; kept composed (NFC) as every name
+        name, email = check_text(name, "member name", max_length=TEXT_MAX) or "", \
+            check_text(email, "email", max_length=TEXT_MAX)
         name, email = name.strip(), (email.strip() or None) if email is not None else None
         if not name:
             raise InvalidArgument("a member needs a name (not blank)")
