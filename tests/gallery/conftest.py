@@ -16,6 +16,8 @@ import pytest
 
 from faceatlas.gallery import Gallery
 
+pytest.register_assert_rewrite("tests.gallery._steps")  # before the test files import it: its asserts explained
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """test_erasure.py's CLI door costs a child process (~7 s of CPU, the CLI's imports): its

@@ -2,7 +2,10 @@
 the same database (its own index folder, as another server process) deletes the subject or face at
 the exact step between the call's read and its write. A 10-minute soak of two servers on PostgreSQL
 answered 500s there: search KeyError, merge IntegrityError (faces_subject_id_fkey), PATCH
-StaleDataError. The subject gone meanwhile is not found (404), nothing changed; a search leaves it out."""
+StaleDataError. The subject gone meanwhile is not found (404), nothing changed; a search leaves it out.
+A merge or move racing a delete is made with :func:`tests.gallery._steps.when` (the delete in a
+thread of its own): on PostgreSQL the call holds the collection's row, so the delete waits for its
+commit and acts on what it left; the database and both index folders agree either way."""
 
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event
 
 from faceatlas.engine import Embedding, get_pack, l2_normalize
 from faceatlas.gallery import Gallery, NotFound
+from tests.gallery._steps import assert_in_step, on_disk, when
 
 RID = get_pack("scrfd-mbf").recognizer_id
 
@@ -58,12 +61,31 @@ def _after_subject_lookup(monkeypatch: pytest.MonkeyPatch, gallery: Gallery, ext
     return raced
 
 
-def _no_interleaving_on_postgres(db_url: str) -> None:
-    """On PostgreSQL the call holds the collection's row from its start (every write takes it first:
-    test_write_races.py), so another process's delete waits for it: the step made here cannot happen
-    there (and, run in this thread, would wait forever)."""
-    if not db_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL: the collection's row lock orders the delete after the call")
+def _delete_first(gallery: Gallery) -> bool:
+    """Whether the other process's delete, made at a step before the call's first write, commits
+    before the call: on SQLite (no lock taken yet there); not on PostgreSQL, where the call holds
+    the collection's row from its start (every write takes it first: test_write_races.py), so the
+    delete waits for the call's commit and acts on what the call left."""
+    return gallery.engine.dialect.name != "postgresql"
+
+
+def _indexes_saved(*galleries: Gallery) -> None:
+    """Each gallery's index of 'c' loaded and written to its folder, as a server has them: the
+    files a delete must scrub."""
+    for each in galleries:
+        each.search("c", Embedding(_vectors(2, 3)[0], RID), k=1, rank_only=True)
+        each.flush()
+
+
+def _noting(said: list[str], call: Callable[[], object]) -> Callable[[], object]:
+    """``call``, its NotFound's message appended to ``said``."""
+    def noted() -> object:
+        try:
+            return call()
+        except NotFound as exc:
+            said.append(str(exc))
+            raise
+    return noted
 
 
 @pytest.mark.parametrize("aggregate", ["best", "mean"])
@@ -86,35 +108,68 @@ def test_a_search_leaves_out_a_subject_deleted_after_its_faces_were_read(
 
 
 def test_a_merge_into_a_subject_deleted_meanwhile_is_not_found_and_changes_nothing(
-        db_url: str, gallery: Gallery, other: Gallery, people: dict[str, list[int]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Soak: IntegrityError (faces_subject_id_fkey), a 500."""
-    _no_interleaving_on_postgres(db_url)
-    raced = _after_subject_lookup(monkeypatch, gallery, "a", lambda: other.delete_subject("c", "a"))
-    with pytest.raises(NotFound, match="'a'"):
-        gallery.merge_subjects("c", "a", "b")
-    assert raced == ["a"]
-    monkeypatch.undo()
+        gallery: Gallery, other: Gallery, people: dict[str, list[int]]) -> None:
+    """Soak: IntegrityError (faces_subject_id_fkey), a 500: ``keep`` deleted by another process
+    after the merge read it. SQLite: the delete commits first, the merge is NotFound and changes
+    nothing. PostgreSQL: the delete waits for the merge's commit, then deletes ``keep`` with the
+    faces merged into it (its RETURNING, not a read before that commit); the merge answers done, or
+    NotFound where its answer (read after its commit) already sees ``keep`` deleted. Either way no
+    file of either index folder keeps a vector the acknowledged delete erased, and the database and
+    the index agree."""
+    _indexes_saved(gallery, other)
+    said: list[str] = []
+    deleted: list[int] = []
+    merge = _noting(said, lambda: gallery.merge_subjects("c", "a", "b"))
+    called, raced = when(gallery, "before UPDATE subjects", merge,
+                         lambda: deleted.append(other.delete_subject("c", "a")), racing_on=other)
+    erased, left = [_vectors(0, 3)], people["b"] + people["c"]
+    if _delete_first(gallery):
+        assert (called, raced, deleted) == (["NotFound"], ["ok"], [3]) and "'a'" in said[0], (called, raced, said)
+        kept = gallery.get_subject("c", "b")
+        assert kept.faces == 3 and kept.metadata == {"from": "b"}
+        [match] = gallery.search("c", Embedding(_vectors(1, 3)[0], RID), k=1, rank_only=True)
+        assert (match.external_id, match.best_face_id) == ("b", people["b"][0])
+    else:  # the merge committed first (a's delete erased its 6 faces); its answer, read after its
+        # commit, may already see a deleted: NotFound, as if after the delete
+        assert called in (["ok"], ["NotFound"]) and (raced, deleted) == (["ok"], [6]), (called, raced, deleted)
+        assert called == ["ok"] or "'a'" in said[0], said
+        erased, left = [_vectors(0, 3), _vectors(1, 3)], people["c"]  # b's faces merged into a before its delete
+    assert not on_disk(other, np.vstack(erased))  # the deleting process's folder, at once
     with pytest.raises(NotFound):
         gallery.get_subject("c", "a")
-    kept = gallery.get_subject("c", "b")
-    assert kept.faces == 3 and kept.metadata == {"from": "b"}
-    [match] = gallery.search("c", Embedding(_vectors(1, 3)[0], RID), k=1, rank_only=True)
-    assert (match.external_id, match.best_face_id) == ("b", people["b"][0])
+    faces = assert_in_step(gallery)
+    assert sorted(faces) == sorted(left)
+    assert not on_disk(gallery, np.vstack(erased))
+    assert on_disk(gallery, _vectors(2, 3)) and on_disk(other, _vectors(2, 3))  # the folders' files were looked in
 
 
 def test_a_merge_of_a_subject_deleted_meanwhile_is_not_found_and_changes_nothing(
-        db_url: str, gallery: Gallery, other: Gallery, people: dict[str, list[int]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The subject absorbed deleted meanwhile: the merge answered as done (SQLAlchemy's warning
-    that its DELETE matched no row), ``keep`` given the metadata of a subject that was gone."""
-    _no_interleaving_on_postgres(db_url)
-    _after_subject_lookup(monkeypatch, gallery, "b", lambda: other.delete_subject("c", "b"))
-    with pytest.raises(NotFound, match="'b'"):
-        gallery.merge_subjects("c", "a", "b")
-    monkeypatch.undo()
+        gallery: Gallery, other: Gallery, people: dict[str, list[int]]) -> None:
+    """``absorb`` deleted by another process after the merge read it: the merge answered as done
+    (SQLAlchemy's warning that its DELETE matched no row), ``keep`` given the metadata of a subject
+    that was gone. SQLite: the delete commits first, the merge is NotFound and changes nothing.
+    PostgreSQL: the delete waits for the merge, which moves ``absorb``'s faces and metadata to
+    ``keep``; then ``absorb`` is gone: the delete is NotFound and erases nothing."""
+    _indexes_saved(gallery, other)
+    said: list[str] = []
+    merge = _noting(said, lambda: gallery.merge_subjects("c", "a", "b"))
+    called, raced = when(gallery, "before UPDATE subjects", merge, lambda: other.delete_subject("c", "b"),
+                         racing_on=other)
+    faces = assert_in_step(gallery)
     kept = gallery.get_subject("c", "a")
-    assert kept.faces == 3 and kept.metadata == {}
+    if _delete_first(gallery):
+        assert (called, raced) == (["NotFound"], ["ok"]) and "'b'" in said[0], (called, raced, said)
+        assert kept.faces == 3 and kept.metadata == {}
+        assert sorted(faces) == sorted(people["a"] + people["c"])
+        assert not on_disk(other, _vectors(1, 3)) and not on_disk(gallery, _vectors(1, 3))
+    else:
+        assert (called, raced) == (["ok"], ["NotFound"]), (called, raced)
+        assert kept.faces == 6 and kept.metadata == {"from": "b"}
+        [match] = gallery.search("c", Embedding(_vectors(1, 3)[0], RID), k=1, rank_only=True)
+        assert (match.external_id, match.best_face_id) == ("a", people["b"][0])
+    with pytest.raises(NotFound):
+        gallery.get_subject("c", "b")
+    assert on_disk(gallery, _vectors(0, 3)) and on_disk(other, _vectors(2, 3))
 
 
 def test_a_change_of_a_subject_deleted_meanwhile_is_not_found(
@@ -130,30 +185,32 @@ def test_a_change_of_a_subject_deleted_meanwhile_is_not_found(
 
 
 def test_a_move_of_a_face_deleted_meanwhile_is_not_found_and_moves_nothing(
-        db_url: str, gallery: Gallery, other: Gallery, people: dict[str, list[int]]) -> None:
-    """A face deleted between the move's read of the faces and its update: the update moved the
-    others and the index was given the deleted face back."""
-    _no_interleaving_on_postgres(db_url)
+        gallery: Gallery, other: Gallery, people: dict[str, list[int]]) -> None:
+    """A face deleted by another process between the move's read of the faces and its update: the
+    update moved the others and the index was given the deleted face back. SQLite: the delete
+    commits first, the move is NotFound and moves nothing. PostgreSQL: the delete waits for the
+    move, then deletes the face from the subject it was moved to. Either way the deleted face's
+    vector is in no index file nor in the index, which agrees with the database."""
+    _indexes_saved(gallery, other)
     gone, stays = people["a"][:2]
-    armed = [True]
-
-    def then_deleted(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if armed and statement.lstrip().startswith("SELECT faces.id, faces.embedding"):
-            armed.clear()
-            other.delete_face("c", gone)
-
-    event.listen(gallery.engine, "after_cursor_execute", then_deleted)
-    try:
-        with pytest.raises(NotFound):
-            gallery.move_faces("c", [gone, stays], "c")
-    finally:
-        event.remove(gallery.engine, "after_cursor_execute", then_deleted)
-    assert not armed
-    assert gallery.get_subject("c", "a").faces == 2 and gallery.get_subject("c", "c").faces == 3
+    called, raced = when(gallery, "after SELECT faces.id, faces.embedding",
+                         lambda: gallery.move_faces("c", [gone, stays], "c"),
+                         lambda: other.delete_face("c", gone), racing_on=other)
+    assert not on_disk(other, _vectors(0, 3)[:1])  # the deleting process's folder, at once
+    if _delete_first(gallery):
+        assert (called, raced) == (["NotFound"], ["ok"]), (called, raced)
+        owner, counts = "a", (2, 3)
+    else:
+        assert (called, raced) == (["ok"], ["ok"]), (called, raced)
+        owner, counts = "c", (1, 4)
+    assert (gallery.get_subject("c", "a").faces, gallery.get_subject("c", "c").faces) == counts
+    faces = assert_in_step(gallery)
+    assert gone not in faces and stays in faces
     ids, _ = gallery.face_vectors("c")
     assert gone not in ids.tolist()
     [match] = gallery.search("c", Embedding(_vectors(0, 3)[1], RID), k=1, rank_only=True)
-    assert (match.external_id, match.best_face_id) == ("a", stays)
+    assert (match.external_id, match.best_face_id) == (owner, stays)
+    assert not on_disk(gallery, _vectors(0, 3)[:1]) and on_disk(gallery, _vectors(0, 3)[1:])
 
 
 def test_an_enrolment_renaming_a_subject_deleted_meanwhile_creates_it_again(

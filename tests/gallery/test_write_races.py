@@ -16,21 +16,16 @@ DELETE or UPDATE (RETURNING). Afterwards the database, the index in memory and i
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event, select, text
 
 from faceatlas.engine import Embedding, get_pack, l2_normalize
 from faceatlas.gallery import Gallery
-from faceatlas.gallery.index import load_index
-from faceatlas.gallery.index.templates import TemplateIndex
-from faceatlas.gallery.models import FaceRecord
+from tests.gallery._steps import assert_in_step, on_disk, when
 
 RID = get_pack("scrfd-mbf").recognizer_id
 SUBJECTS = 8  # three faces each: a template index (ann_min_faces=4) that one subject's removal does not rebuild
@@ -51,122 +46,6 @@ def gallery(db_url: str, tmp_path: Path) -> Iterator[Gallery]:
     opened.search("c", Embedding(_vectors(0, 1)[0], RID), k=1, rank_only=True)
     yield opened
     opened.close()
-
-
-def _grouping(index: Any) -> dict[int, int | None]:
-    """Face id -> the subject the index groups it under (None for an index that groups none)."""
-    if isinstance(index, TemplateIndex):
-        rows = index._rows
-        ids, nodes = index._ids[:rows], index._node_of[:rows]
-        return {int(i): int(index._groups[node]) for i, node in zip(ids, nodes) if i >= 0}
-    return {int(i): None for i in index.ids()}
-
-
-def _database(gallery: Gallery) -> tuple[dict[int, int], int]:
-    with gallery._sessions() as session:
-        coll = gallery._collection(session, "c")
-        faces = session.execute(select(FaceRecord.id, FaceRecord.subject_id)
-                                .where(FaceRecord.collection_id == coll.id)).all()
-        return {int(f): int(s) for f, s in faces}, coll.revision
-
-
-def _like(grouping: dict[int, int | None], faces: dict[int, int]) -> dict[int, int | None]:
-    """``faces`` (face -> subject) as an index of ``grouping``'s kind holds them."""
-    grouped = any(subject is not None for subject in grouping.values()) or not grouping
-    return {face: subject if grouped else None for face, subject in faces.items()}
-
-
-def assert_in_step(gallery: Gallery) -> dict[int, int]:
-    """The index in memory (as a search reads it) and its file hold the database's faces, each
-    grouped under its subject; a file behind the database holds no face the database lost.
-    Returns the database's faces (face id -> subject id)."""
-    faces, revision = _database(gallery)
-    with gallery._sessions() as session:
-        coll = gallery._collection(session, "c")
-        memory = _grouping(gallery._indexes.get(session, coll))
-        path = gallery._indexes.path(coll.id)
-    assert memory == _like(memory, faces)
-    assert path is not None
-    saved = load_index(path)
-    if saved is not None:
-        on_disk = _grouping(saved.index)
-        assert set(on_disk) <= set(faces), f"erased faces on disk: {sorted(set(on_disk) - set(faces))}"
-        if saved.revision == revision:
-            assert on_disk == _like(on_disk, faces)
-    gallery.flush()  # as at a graceful shutdown
-    saved = load_index(path)
-    assert saved is not None and _grouping(saved.index) == _like(_grouping(saved.index), faces)
-    return faces
-
-
-def _on_disk(gallery: Gallery, vectors: np.ndarray) -> list[str]:
-    """Which of ``vectors`` a file under the gallery's index folder holds (as their float32 bytes)."""
-    folder = gallery._indexes.directory
-    assert folder is not None
-    found = []
-    for path in (p for p in folder.rglob("*") if p.is_file()):
-        blob = path.read_bytes()
-        found += [f"vector {row} in {path.name}" for row, vector in enumerate(vectors) if vector.tobytes() in blob]
-    return found
-
-
-def _waiting_on_a_lock(gallery: Gallery, pid: int) -> bool:
-    with gallery.engine.connect() as connection:
-        return connection.scalar(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
-                                 {"pid": pid}) == "Lock"
-
-
-def _when(gallery: Gallery, step: str, call: Callable[[], object], racing: Callable[[], object]
-          ) -> tuple[list[str], list[str]]:
-    """Run ``call`` here; when it reaches ``step`` (``"before STATEMENT"`` or ``"after STATEMENT"``,
-    the first it runs starting so), run ``racing`` in a thread and go on once that is done or,
-    on PostgreSQL, waits on a lock. Returns the names of the errors each raised ('ok' for none)."""
-    when, statement = step.split(" ", 1)
-    here = threading.get_ident()
-    racer_pids: list[int] = []
-    outcome: dict[str, str] = {}
-    threads: list[threading.Thread] = []
-    postgres = gallery.engine.dialect.name == "postgresql"
-
-    def run(name: str, write: Callable[[], object]) -> None:
-        try:
-            write()
-        except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
-            outcome[name] = type(exc).__name__
-        else:
-            outcome[name] = "ok"
-
-    def at(moment: str) -> Callable[..., None]:
-        def listen(_conn: Any, cursor: Any, sql: str, *_args: Any) -> None:
-            if threading.get_ident() != here:
-                if postgres:
-                    racer_pids.append(cursor.connection.info.backend_pid)
-                return
-            if moment != when or threads or not sql.lstrip().startswith(statement):
-                return
-            racer = threading.Thread(target=run, args=("racing", racing))
-            threads.append(racer)
-            racer.start()
-            deadline = time.monotonic() + 30
-            while racer.is_alive():  # polled: the lock wait is the barrier, seen from outside
-                assert time.monotonic() < deadline, "the racing write neither ended nor waited on a lock"
-                if postgres and racer_pids and _waiting_on_a_lock(gallery, racer_pids[-1]):
-                    return
-                racer.join(0.01)
-        return listen
-
-    before, after = at("before"), at("after")
-    event.listen(gallery.engine, "before_cursor_execute", before)
-    event.listen(gallery.engine, "after_cursor_execute", after)
-    try:
-        run("call", call)
-    finally:
-        event.remove(gallery.engine, "before_cursor_execute", before)
-        event.remove(gallery.engine, "after_cursor_execute", after)
-    assert threads, f"the call never reached {step!r}"
-    threads[0].join(30)
-    assert not threads[0].is_alive()
-    return [outcome["call"]], [outcome["racing"]]
 
 
 def _postgres_only(db_url: str, step: str) -> None:
@@ -196,14 +75,14 @@ def test_a_delete_leaves_no_face_written_into_its_subject_meanwhile(gallery: Gal
     s0 = {face.id for face in gallery.list_faces("c", subject="s0").items}
     enrolled: list[int] = []
     deleted: list[int] = []
-    called, raced = _when(gallery, step, lambda: deleted.append(gallery.delete_subject("c", "s0")),
+    called, raced = when(gallery, step, lambda: deleted.append(gallery.delete_subject("c", "s0")),
                           lambda: RACERS[racer](gallery, enrolled))
     assert called == ["ok"] and raced[0] in ("ok", "NotFound"), (called, raced)
     faces = assert_in_step(gallery)
     assert not s0 & set(faces)
-    assert _on_disk(gallery, _vectors(2, 3)) and not _on_disk(gallery, _vectors(0, 3))  # s2 kept, s0 erased
+    assert on_disk(gallery, _vectors(2, 3)) and not on_disk(gallery, _vectors(0, 3))  # s2 kept, s0 erased
     if enrolled and enrolled[0] not in faces:  # enrolled before the delete: erased with the subject
-        assert not _on_disk(gallery, _vectors(100, 1))
+        assert not on_disk(gallery, _vectors(100, 1))
     if "s0" in {s.external_id for s in gallery.list_subjects("c").items}:  # written again after the delete
         assert gallery.get_subject("c", "s0").faces == (1 if racer == "enrol" else 3)
         assert deleted == [3]
@@ -218,7 +97,7 @@ def test_a_merge_keeps_a_face_enrolled_meanwhile_into_the_subject_it_absorbs(gal
     enrolment answered, its vector left in the index), or the two deadlocked."""
     _postgres_only(db_url, step)
     enrolled: list[int] = []
-    called, raced = _when(gallery, step, lambda: gallery.merge_subjects("c", "s0", "s1"),
+    called, raced = when(gallery, step, lambda: gallery.merge_subjects("c", "s0", "s1"),
                           lambda: _enrol(gallery, "s1", enrolled))
     assert called == ["ok"] and raced == ["ok"], (called, raced)
     faces = assert_in_step(gallery)
@@ -233,10 +112,10 @@ def test_a_collection_delete_and_an_enrolment_into_it_do_not_deadlock(gallery: G
     """The same lock order for a collection's delete: after it deleted the subjects, an enrolment
     holding the collection's row waited for a subject's while the delete waited for the row."""
     enrolled: list[int] = []
-    called, raced = _when(gallery, "after DELETE FROM subjects", lambda: gallery.delete_collection("c"),
+    called, raced = when(gallery, "after DELETE FROM subjects", lambda: gallery.delete_collection("c"),
                           lambda: _enrol(gallery, "s0", enrolled))
     assert called == ["ok"] and raced == ["NotFound"], (called, raced)
-    assert gallery.list_collections() == [] and not _on_disk(gallery, _vectors(100, 1))
+    assert gallery.list_collections() == [] and not on_disk(gallery, _vectors(100, 1))
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -248,7 +127,7 @@ def test_a_face_delete_takes_the_collection_first_too(gallery: Gallery, racer: s
     writes: dict[str, Callable[[], object]] = {"delete subject": lambda: gallery.delete_subject("c", "s1"),
                                                "merge": lambda: gallery.merge_subjects("c", "s0", "s1"),
                                                "move": lambda: gallery.move_faces("c", [face], "s2")}
-    called, raced = _when(gallery, "after DELETE FROM faces", lambda: gallery.delete_face("c", face), writes[racer])
+    called, raced = when(gallery, "after DELETE FROM faces", lambda: gallery.delete_face("c", face), writes[racer])
     assert called == ["ok"] and raced == (["NotFound"] if racer == "move" else ["ok"]), (called, raced)
     assert face not in assert_in_step(gallery)
 
