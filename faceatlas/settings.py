@@ -42,8 +42,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             are kept per tenant (``PATCH /v1/settings`` ``kyc_retention_days``, default 0: none), not by
             a setting here;
             FACEATLAS_RETENTION_SWEEP_SECONDS (default 300: expired ones are deleted at start and this often),
-            FACEATLAS_EVENT_RETENTION_DAYS (unset: stored video events are kept; else older ones go at a sweep;
-            at most 36500 days)
+            FACEATLAS_EVENT_RETENTION_DAYS (unset: stored video events are kept; else older ones go at a sweep,
+            the server's and ``watch``'s over its events database; at most 36500 days)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
 """
@@ -71,6 +71,7 @@ __all__ = [
     "MAX_EVENT_RETENTION_DAYS",
     "MAX_KYC_SESSION_SECONDS",
     "METRICS_FOLDER_VARIABLE",
+    "RETENTION_SWEEP_SECONDS",
     "EngineSettings",
     "ServiceSettings",
     "Settings",
@@ -91,10 +92,13 @@ DEFAULT_QUEUE_SIZE = 32  # inference jobs waiting before the service answers 503
 # A verification session may be submitted at most this long after its creation (30 days):
 # FACEATLAS_KYC_SESSION_SECONDS=1e12 started the service, then every new session was a 500.
 MAX_KYC_SESSION_SECONDS = 30 * 24 * 3600
-# Stored video events are kept at most this long (ten years, as a tenant's KYC reference images):
+# Stored video events are kept at most this long (a century; more is no retention, leave it unset):
 # FACEATLAS_EVENT_RETENTION_DAYS=1e6 ("forever") started the service, then every retention sweep failed
 # (OverflowError: the cut-off before year 1). Unset keeps them until deleted.
 MAX_EVENT_RETENTION_DAYS = 36500  # a century: a long "keep" set before this bound still starts
+# What is kept past its retention is deleted at the start and this often (FACEATLAS_RETENTION_SWEEP_SECONDS's
+# default): by the server's sweep, and by `watch` for the video events it stores
+RETENTION_SWEEP_SECONDS = 300.0
 
 # An empty variable counts as unset (FACEATLAS_DATABASE_URL= means the default database, not ""),
 # except those of _BlankRefused.
@@ -401,11 +405,12 @@ class ServiceSettings(_Section):
                                        "was created (at most 30 days: 2592000)")
     event_retention_days: float | None = Field(
         default=None, gt=0, le=MAX_EVENT_RETENTION_DAYS, allow_inf_nan=False, description="stored video events "
-        "(and the face snapshots they kept) older than this many days are deleted by the retention sweep (at most "
-        "36500: a century); None: kept until deleted")
-    retention_sweep_seconds: float = Field(default=300.0, gt=0, description="how often what is kept past its "
-                                           "retention (KYC reference images, selfie fingerprints) is deleted "
-                                           "without waiting for traffic; also once at the service's start")
+        "(and the face snapshots they kept) older than this many days are deleted by the retention sweep of the "
+        "server and of `watch` (at most 36500: a century); None: kept until deleted")
+    retention_sweep_seconds: float = Field(default=RETENTION_SWEEP_SECONDS, gt=0, description="how often what is "
+                                           "kept past its retention (KYC reference images, selfie fingerprints, "
+                                           "video events: also by `watch`) is deleted without waiting for traffic; "
+                                           "also once at the service's (and the watch's) start")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
 from faceatlas.errors import NotFound
+from faceatlas.settings import ServiceSettings
 from faceatlas.video import (
     CameraConfig,
     LineSpec,
@@ -61,7 +62,9 @@ def watch(
 
     Events (and per-minute counts) are stored in the database of cams.yaml's `database:`, else in
     the settings' database (FACEATLAS_DATABASE_URL, else ~/.local/share/faceatlas/faceatlas.db), where
-    `faceatlas counts` and `faceatlas serve` (GET /v1/events) read them.
+    `faceatlas counts` and `faceatlas serve` (GET /v1/events) read them. With FACEATLAS_EVENT_RETENTION_DAYS
+    set, its events older than that (and their snapshots) are deleted at the start and every
+    FACEATLAS_RETENTION_SWEEP_SECONDS, as the server does.
 
     Exit 1 when a sink (MQTT, webhook, database) could not deliver some events (the summary names
     it and how many), or when some cameras failed (each named, with why, after the others' summary;
@@ -92,6 +95,9 @@ def watch(
     # events and per-minute counts go where `counts` and the service (GET /v1/events) read them: the
     # config's `database:`, else the settings' database (FACEATLAS_DATABASE_URL, else the default file)
     settings.database = settings.database or default_database_url()
+    # the events database's old events go as the server's sweep deletes them (FACEATLAS_EVENT_RETENTION_DAYS,
+    # every FACEATLAS_RETENTION_SWEEP_SECONDS): a camera box with no `serve` kept them for ever
+    service = ServiceSettings.from_env()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
     with progress(err, keep_stdout=str(settings.events) == "-") as bar:  # the events are the output then
         tasks: dict[str, TaskID] = {}
@@ -101,13 +107,18 @@ def watch(
                 tasks[camera] = bar.add_task(camera, total=total)
             bar.update(tasks[camera], completed=index + 1)
 
-        report = run_watch(settings, pack=pack, persons=persons, on_frame=advance)
+        report = run_watch(settings, pack=pack, persons=persons, on_frame=advance,
+                           retention_days=service.event_retention_days,
+                           sweep_seconds=service.retention_sweep_seconds)
     if report.reader_gone:  # `--events - | head -1`: the run stopped for it; nothing to say, as Unix tools
         stdout_gone()
     for table in summary_tables(report):
         err.print(table)
     # where `counts` reads them (one line: a path broken over two cannot be copied)
     err.print(f"events database: {_shown_url(settings.database)}", markup=False, soft_wrap=True)
+    if report.expired:
+        err.print(f"deleted {report.expired} stored events older than {service.event_retention_days:g} days "
+                  "(FACEATLAS_EVENT_RETENTION_DAYS), with their snapshots", markup=False, soft_wrap=True)
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():
         err.print(f"{sink}: {count} events not delivered", markup=False)

@@ -12,9 +12,11 @@ from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack, not_regular
 from faceatlas.engine.persons import ObjectDetector
 from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
 from faceatlas.gallery import Gallery
+from faceatlas.settings import RETENTION_SWEEP_SECONDS
 from faceatlas.video.config import WatchConfig, check_run_outputs, events_tenant, prepare_outputs, url_problem
 from faceatlas.video.identity import GalleryMatcher, IdentityMatcher
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
+from faceatlas.video.retention import EventRetention
 from faceatlas.video.sinks import DatabaseSink, EventBus, EventSink, JsonlSink, MqttSink
 from faceatlas.video.sources import check_video_file, check_webcam_index, is_live
 from faceatlas.video.webhook import WebhookSink
@@ -24,13 +26,16 @@ from faceatlas.video.webhook import WebhookSink
 class WatchReport:
     """Per-camera statistics (of the cameras that ran to their end), how many events of each type
     were emitted, how many events each sink that counts them could not deliver (``{"MqttSink": 3}``),
-    and the cameras that failed, each with its error (their events until then were written)."""
+    and the cameras that failed, each with its error (their events until then were written);
+    ``expired``: the stored events (of the events database, any run's) deleted as older than the
+    retention (``FACEATLAS_EVENT_RETENTION_DAYS``), with their snapshots."""
 
     cameras: list[PipelineStats]
     events: dict[str, int] = field(default_factory=dict)
     undelivered: dict[str, int] = field(default_factory=dict)
     failed: dict[str, FaceAtlasError] = field(default_factory=dict)
     reader_gone: bool = False  # the reader of the events on standard output went away: the run stopped
+    expired: int = 0
 
     @property
     def exit_status(self) -> int:
@@ -116,11 +121,15 @@ def build_sinks(config: WatchConfig, *, on_reader_gone: Callable[[], None] | Non
 
 
 def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = True,
-              on_frame: Callable[[str, int, int | None], None] | None = None) -> WatchReport:
+              on_frame: Callable[[str, int, int | None], None] | None = None,
+              retention_days: float | None = None, sweep_seconds: float = RETENTION_SWEEP_SECONDS) -> WatchReport:
     """Run every camera of ``config`` (faces, persons when ``persons``, recognition against
     ``config.collection`` when set); events are flushed to the sinks whatever ends the run.
     ``pack`` None: the collection's pack when recognising, else the default (``FACEATLAS_PACK`` or
-    the engine's default), as for every other use case."""
+    the engine's default), as for every other use case. ``retention_days`` (the door passes
+    ``FACEATLAS_EVENT_RETENTION_DAYS``; None keeps every event): the events of ``config.database``
+    older than that, with their snapshot files, are deleted at the start and every ``sweep_seconds``
+    while the run goes on (:class:`EventRetention`), as the server's sweep does; ``expired`` in the report."""
     if pack is not None or not config.collection:
         get_pack(pack)  # fail before loading models or writing anything: an unknown pack, a missing file
     for camera in config.cameras:
@@ -142,14 +151,17 @@ def run_watch(config: WatchConfig, *, pack: str | None = None, persons: bool = T
             collection = gallery.get_collection(config.collection)  # NotFound for an unknown collection
             pack = pack or collection.pack_name
         prepare_outputs(config.cameras)
-        return _run(config, gallery, pack=pack, persons=persons, on_frame=on_frame)
+        return _run(config, gallery, pack=pack, persons=persons, on_frame=on_frame,
+                    retention=EventRetention(config.database, retention_days, sweep_seconds)
+                    if config.database and retention_days is not None else None)
     finally:
         if gallery is not None:
             gallery.close()
 
 
 def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, persons: bool,
-         on_frame: Callable[[str, int, int | None], None] | None = None) -> WatchReport:
+         on_frame: Callable[[str, int, int | None], None] | None = None,
+         retention: EventRetention | None = None) -> WatchReport:
     with_persons = persons and any(c.persons for c in config.cameras)
     # faces and persons are detected side by side (two threads): one ONNX thread each fills the
     # two cores; two each would oversubscribe them (measured 36 vs 19 frames/s at stride 2)
@@ -169,6 +181,8 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     pipelines.extend(VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher,
                                    on_frame=on_frame) for camera in config.cameras)
     failed: dict[str, FaceAtlasError] = {}
+    if retention is not None:  # after the sinks made the events table; its own thread: no camera waits
+        retention.start()
     try:
         results = run_cameras(pipelines)
     except CamerasFailed as exc:  # the others ran: their stats are reported beside each failure
@@ -176,5 +190,7 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     finally:
         with interrupts_held("the sinks deliver their events"):
             bus.close()
+            expired = retention.close() if retention is not None else 0
     gone = any(isinstance(sink, JsonlSink) and sink.reader_gone for sink in bus.sinks)
-    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered(), failed, reader_gone=gone)
+    return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered(), failed, reader_gone=gone,
+                       expired=expired)
