@@ -278,7 +278,7 @@ class RetailProductRemovedOut(BaseModel):
 class RetailMemberOut(BaseModel):
     id: str
     name: str
-    enrolled_at: str
+    enrolled_at: UtcTime
     purposes: list[str] = Field(description="the purposes of the member's active consent")
     faces: int = Field(description="face vectors held in the store's gallery (0 once consent is withdrawn)")
     has_payment_method: bool
@@ -342,7 +342,7 @@ class RetailAlertOut(BaseModel):
     camera: str
     visit_id: int | None
     details: dict[str, Any]
-    at: str
+    at: UtcTime
     resolved: bool
 
 
@@ -354,12 +354,12 @@ class RetailAlertResolvedOut(BaseModel):
     id: int
     resolved: bool
     already_resolved: bool = Field(default=False, description="it was resolved before: nothing changed")
-    resolved_at: str | None = Field(default=None, description="when it was resolved (the first time)")
+    resolved_at: UtcTime | None = Field(default=None, description="when it was resolved (the first time)")
 
 
 class RetailOccupancyOut(BaseModel):
     store: str
-    at: str
+    at: UtcTime
     inside: int = Field(description="open visits entered within window_hours")
     members_inside: int
     window_hours: float

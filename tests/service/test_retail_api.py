@@ -34,11 +34,15 @@ def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, 
                              data={"name": "Lin", "purposes": "face_pay,analytics", "payment_ref": "card-9"})
         assert enrolled.status_code == 201, enrolled.text
         member = enrolled.json()["id"]
-        assert [m["id"] for m in acme.get(f"{base}/members").json()["members"]] == [member]
+        members = acme.get(f"{base}/members").json()["members"]
+        assert [m["id"] for m in members] == [member]
+        # times are UTC with their offset, as every answer's (they were naive: read as local time by clients)
+        assert members[0]["enrolled_at"].endswith("+00:00"), members[0]
         assert acme.get(f"{base}/products").json()["products"][0]["price_cents"] == 1250
         with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
             visit = store.entry(Entry("door", utcnow() - timedelta(minutes=3), image=lin, track="d:1"))
-        assert acme.get(f"{base}/occupancy").json()["inside"] == 1
+        occupancy = acme.get(f"{base}/occupancy").json()
+        assert occupancy["inside"] == 1 and occupancy["at"].endswith("+00:00"), occupancy
         cart = acme.post(f"{base}/visits/{visit}/cart", json={"sku": "mug", "quantity": 2}).json()
         assert (cart["items"], cart["total_cents"]) == (2, 2500)
         refused = acme.post(f"{base}/pay", params={"camera": "till", "event": "k0"},
@@ -58,8 +62,11 @@ def test_store_operations_for_the_owner_only(api, shared: Path, examples: Path, 
         reused = acme.post(f"{base}/charges/{charged['charge_id']}/refund", json={"amount_cents": 500, "key": "r1"})
         assert reused.status_code == 422 and "another refund" in reused.text  # it answered the 1250's refund
         alerts = acme.get(f"{base}/alerts").json()["alerts"]
+        assert alerts  # the spoof at the till
         for alert in alerts:
-            assert acme.post(f"{base}/alerts/{alert['id']}/resolve").json()["resolved"]
+            resolved = acme.post(f"{base}/alerts/{alert['id']}/resolve").json()
+            assert resolved["resolved"] and alert["at"].endswith("+00:00"), alert
+            assert resolved["resolved_at"].endswith("+00:00"), resolved
         assert acme.get(f"{base}/alerts").json()["alerts"] == []
         huge = 2**64  # an id no BIGINT holds was a 500 (OverflowError in the database driver)
         for method, path, body in (("GET", f"visits/{huge}/cart", None),
