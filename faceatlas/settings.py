@@ -73,6 +73,7 @@ __all__ = [
     "METRICS_FOLDER_VARIABLE",
     "RETENTION_SWEEP_SECONDS",
     "EngineSettings",
+    "RetentionSettings",
     "ServiceSettings",
     "Settings",
     "StorageSettings",
@@ -323,7 +324,25 @@ class StorageSettings(_Section):
         return value
 
 
-class ServiceSettings(_Section):
+class RetentionSettings(_Section):
+    """How long what is kept past its retention stays, and how often it is swept: the server's
+    settings, which ``faceatlas watch`` reads alone for the events database it writes (it read every
+    server setting, and an invalid one of the server's, ``FACEATLAS_WORKERS=0`` in a shared env
+    file, stopped every camera box)."""
+
+    model_config = _ENV
+
+    event_retention_days: float | None = Field(
+        default=None, gt=0, le=MAX_EVENT_RETENTION_DAYS, allow_inf_nan=False, description="stored video events "
+        "(and the face snapshots they kept) older than this many days are deleted by the retention sweep of the "
+        "server and of `watch` (at most 36500: a century); None: kept until deleted")
+    retention_sweep_seconds: float = Field(default=RETENTION_SWEEP_SECONDS, gt=0, description="how often what is "
+                                           "kept past its retention (KYC reference images, selfie fingerprints, "
+                                           "video events: also by `watch`) is deleted without waiting for traffic; "
+                                           "also once at the service's (and the watch's) start")
+
+
+class ServiceSettings(RetentionSettings):
     """Everything an operator of ``faceatlas serve`` can tune."""
 
     model_config = _ENV
@@ -403,14 +422,6 @@ class ServiceSettings(_Section):
     kyc_session_seconds: float = Field(default=600.0, gt=0, le=MAX_KYC_SESSION_SECONDS,
                                        description="a verification session may be submitted this long after it "
                                        "was created (at most 30 days: 2592000)")
-    event_retention_days: float | None = Field(
-        default=None, gt=0, le=MAX_EVENT_RETENTION_DAYS, allow_inf_nan=False, description="stored video events "
-        "(and the face snapshots they kept) older than this many days are deleted by the retention sweep of the "
-        "server and of `watch` (at most 36500: a century); None: kept until deleted")
-    retention_sweep_seconds: float = Field(default=RETENTION_SWEEP_SECONDS, gt=0, description="how often what is "
-                                           "kept past its retention (KYC reference images, selfie fingerprints, "
-                                           "video events: also by `watch`) is deleted without waiting for traffic; "
-                                           "also once at the service's (and the watch's) start")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod

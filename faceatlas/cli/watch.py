@@ -21,7 +21,7 @@ from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
 from faceatlas.errors import NotFound
-from faceatlas.settings import ServiceSettings
+from faceatlas.settings import RetentionSettings
 from faceatlas.video import (
     CameraConfig,
     LineSpec,
@@ -97,7 +97,7 @@ def watch(
     settings.database = settings.database or default_database_url()
     # the events database's old events go as the server's sweep deletes them (FACEATLAS_EVENT_RETENTION_DAYS,
     # every FACEATLAS_RETENTION_SWEEP_SECONDS): a camera box with no `serve` kept them for ever
-    service = ServiceSettings.from_env()
+    retention = RetentionSettings()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: events are flushed
     with progress(err, keep_stdout=str(settings.events) == "-") as bar:  # the events are the output then
         tasks: dict[str, TaskID] = {}
@@ -108,8 +108,8 @@ def watch(
             bar.update(tasks[camera], completed=index + 1)
 
         report = run_watch(settings, pack=pack, persons=persons, on_frame=advance,
-                           retention_days=service.event_retention_days,
-                           sweep_seconds=service.retention_sweep_seconds)
+                           retention_days=retention.event_retention_days,
+                           sweep_seconds=retention.retention_sweep_seconds)
     if report.reader_gone:  # `--events - | head -1`: the run stopped for it; nothing to say, as Unix tools
         stdout_gone()
     for table in summary_tables(report):
@@ -117,7 +117,7 @@ def watch(
     # where `counts` reads them (one line: a path broken over two cannot be copied)
     err.print(f"events database: {_shown_url(settings.database)}", markup=False, soft_wrap=True)
     if report.expired:
-        err.print(f"deleted {report.expired} stored events older than {service.event_retention_days:g} days "
+        err.print(f"deleted {report.expired} stored events older than {retention.event_retention_days:g} days "
                   "(FACEATLAS_EVENT_RETENTION_DAYS), with their snapshots", markup=False, soft_wrap=True)
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():

@@ -108,8 +108,10 @@ def check_text(value: str | None, what: str = "name", max_length: int = NAME_MAX
     isolate: a name is one line that a terminal or a log shows as it is)."""
     if value is None:
         return None
-    kept = name_key(value)  # measured as kept: NFC may lengthen a name (U+FB2C is 3 characters) or shorten it
-    if len(kept) > max_length or _CONTROL.search(kept):
+    # measured as kept and as given: NFC may lengthen a name (U+FB2C is 3 characters) or shorten it,
+    # and a caller may store either form; each must fit the column
+    kept = name_key(value)
+    if max(len(kept), len(value)) > max_length or _CONTROL.search(kept):
         raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
     return check_stored(kept, what)
 

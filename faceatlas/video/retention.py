@@ -2,9 +2,10 @@
 server's retention sweep deleted old events and their face snapshots, and a camera box running
 ``watch`` for weeks with no ``serve`` kept them for ever (22,000 snapshot files a day per camera).
 :class:`EventRetention` runs :func:`~faceatlas.video.store.purge_events` at the run's start and every
-period (the server's, ``FACEATLAS_RETENTION_SWEEP_SECONDS``) in a daemon thread of its own: the
-cameras never wait for it, and a sweep that fails (the database locked or gone) is logged and
-tried again at the next period, never ending the run."""
+period (the server's, ``FACEATLAS_RETENTION_SWEEP_SECONDS``) in a daemon thread of its own, 500
+events a transaction: the cameras' writes wait at most for one of them (SQLite has one writer), a
+run that ends stops it between two, and a sweep that fails (the database locked or gone) is logged
+and tried again at the next period, never ending the run."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class EventRetention:
         """Delete what is past the retention now; how many events (0 when the sweep failed: logged)."""
         engine = create_database_engine(self.url)
         try:
-            deleted = purge_events(engine, utcnow() - timedelta(days=self.days))
+            deleted = purge_events(engine, utcnow() - timedelta(days=self.days), stop=self._stop)  # ends between chunks
         except Exception:  # the database locked or unreachable: the next period tries again
             log.warning("deleting the video events older than %g days failed; retrying in %gs", self.days,
                         self.period, exc_info=True)

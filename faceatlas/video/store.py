@@ -5,6 +5,7 @@ that they never mix with the gallery's or the service's tables and migrations. C
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -383,17 +384,18 @@ def erase_subject_events(engine: Engine, tenant: str, subjects: Iterable[str], c
             delete(EventRow).where(EventRow.id.in_(ids[start:start + chunk])))) for start in range(0, len(ids), chunk))
 
 
-def purge_events(engine: Engine, before: datetime, chunk: int = 500) -> int:
+def purge_events(engine: Engine, before: datetime, chunk: int = 500, stop: threading.Event | None = None) -> int:
     """Delete the stored events of every tenant emitted before ``before`` (naive UTC) with the
     snapshot files they kept (faces), but a file that a kept event names too (the retention of
     ``FACEATLAS_EVENT_RETENTION_DAYS``: events and their face snapshots were kept for ever, 22,000
     files a day per camera). Files first, then the rows, ``chunk`` events at a time. The per-minute
     counts name nobody and stay. A database without the events table holds none (none is made).
-    Returns how many events were deleted."""
+    ``stop`` set ends it between two chunks (a watch run that ends waited for a months-long backlog
+    with Ctrl-C held). Returns how many events were deleted."""
     if not inspect(engine).has_table(EventRow.__tablename__):
         return 0
     bound, deleted = _wall_time_bound(before), 0
-    while True:
+    while stop is None or not stop.is_set():
         with Session(engine) as session:
             rows = session.execute(select(EventRow.id, EventRow.data).where(EventRow.wall_time < bound)
                                    .order_by(EventRow.wall_time).limit(chunk)).all()
@@ -407,6 +409,7 @@ def purge_events(engine: Engine, before: datetime, chunk: int = 500) -> int:
                 Path(snapshot).unlink(missing_ok=True)
         with Session(engine) as session, session.begin():
             deleted += rowcount(session.execute(delete(EventRow).where(EventRow.id.in_(sorted(doomed)))))
+    return deleted
 
 
 def _snapshots_kept(session: Session, erased: set[str], paths: list[str], chunk: int) -> set[str]:

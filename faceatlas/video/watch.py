@@ -181,7 +181,7 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
     pipelines.extend(VideoPipeline(camera, analyzer, bus, persons=person_detector, matcher=matcher,
                                    on_frame=on_frame) for camera in config.cameras)
     failed: dict[str, FaceAtlasError] = {}
-    if retention is not None:  # after the sinks made the events table; its own thread: no camera waits
+    if retention is not None:  # after the sinks made the events table; a thread of its own (see EventRetention)
         retention.start()
     try:
         results = run_cameras(pipelines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from faceatlas.errors import InvalidArgument
@@ -59,3 +61,16 @@ def test_a_subjects_name_is_kept_in_composed_form(gallery: Gallery) -> None:
     assert gallery.update_subject("c", "b", name=f"Ana {decomposed}").name == f"Ana {composed}"
     gallery.ensure_subject("c", "c", name=decomposed)
     assert [s.name for s in gallery.list_subjects("c").items] == [composed, f"Ana {composed}", composed]
+
+
+def test_a_name_is_measured_as_kept_and_as_given(gallery: Gallery) -> None:
+    """Composing (NFC) can lengthen a name: U+FB2C is three characters composed, so 300 of them
+    passed the 300-character check and then failed the column on PostgreSQL (a 500); 300 accents
+    typed apart (600 characters, 300 composed) passed, and a caller storing the text as given
+    overflowed its column. Each form must fit: both are refused as too long, nothing is stored."""
+    gallery.create_collection("c", "scrfd-mbf")
+    for name in ("\ufb2c" * 300, "e\u0301" * 300):
+        with pytest.raises(InvalidArgument, match="at most 300 characters"):
+            gallery.add_subject("c", "s", name=name)
+    assert gallery.list_subjects("c").items == []
+    assert gallery.add_subject("c", "s", name="\ufb2c" * 100).name == unicodedata.normalize("NFC", "\ufb2c" * 100)
