@@ -2,6 +2,14 @@
 
 One row per face (a subject without faces gets one row with a null embedding). The pack
 identity and collection options travel in the schema metadata under ``faceatlas.gallery``.
+
+Versions: the header's ``format`` (:data:`FORMAT_VERSION`) changes only when a reader of the
+earlier format would misread a newer file, which it then refuses by that number; ``format_minor``
+(:data:`FORMAT_MINOR`, 0 when absent) counts changes that an earlier reader of the same format reads
+safely, ignoring what it does not know: optional columns (:data:`OPTIONAL_COLUMNS`), which a reader
+takes when a file has them and does without when it does not. Minor 1 added the subjects' and
+faces' times (UTC), so a restored backup keeps when each person was enrolled; a file without them
+(FaceAtlas before it) imports with the import's time, as it always did.
 This module knows the file format only; :meth:`Gallery.export` and :meth:`Gallery.import_` read
 and write the database.
 """
@@ -14,6 +22,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,10 @@ from faceatlas.gallery.types import CollectionInfo
 from faceatlas.settings import EngineSettings
 
 FORMAT_VERSION = 1
+FORMAT_MINOR = 1  # 1: the times columns (see the module's docstring)
+# optional columns (written since the minor version given): a file without them still imports
+OPTIONAL_COLUMNS = {"subject_created_at": 1, "subject_updated_at": 1, "face_created_at": 1}
+TIME_TYPE = pa.timestamp("us", tz="UTC")
 METADATA_KEY = b"faceatlas.gallery"
 BATCH = 10_000
 MAX_EMBEDDING_SIZE = 4096  # the widest embedding an export may declare (packs here: 128 to 640)
@@ -56,7 +69,14 @@ def _schema(dim: int, header: dict[str, Any]) -> pa.Schema:
         ("quality", pa.float64()),
         ("source", pa.string()),
         ("crop", pa.binary()),
+        ("subject_created_at", TIME_TYPE),
+        ("subject_updated_at", TIME_TYPE),
+        ("face_created_at", TIME_TYPE),
     ], metadata={METADATA_KEY: json.dumps(header).encode()})
+
+
+def _required_columns() -> list[str]:
+    return [name for name in _schema(1, {}).names if name not in OPTIONAL_COLUMNS]
 
 
 def _string(kind: pa.DataType) -> bool:
@@ -83,6 +103,7 @@ def _expected_types(dim: int) -> dict[str, tuple[str, Callable[[pa.DataType], bo
         "face_id": nullable(pa.types.is_integer), "embedding": nullable(embedding),
         "quality": nullable(pa.types.is_floating), "source": nullable(_string),
         "crop": nullable(lambda kind: pa.types.is_binary(kind) or pa.types.is_large_binary(kind)),
+        **dict.fromkeys(OPTIONAL_COLUMNS, nullable(pa.types.is_timestamp)),
     }
     return {name: (written[name], test) for name, test in tests.items()}
 
@@ -92,21 +113,22 @@ def _value_bytes(dim: int) -> dict[str, int]:
     escapes at 6 per byte): what bounds a column chunk's size before it is read."""
     return {"external_id": 4 * ID_MAX_LENGTH, "name": 4 * NAME_MAX_LENGTH,
             "subject_metadata": 6 * METADATA_MAX_BYTES, "face_id": 8, "embedding": 8 * dim, "quality": 8,
-            "source": 4 * SOURCE_MAX_LENGTH, "crop": MAX_CROP_BYTES}
+            "source": 4 * SOURCE_MAX_LENGTH, "crop": MAX_CROP_BYTES, **dict.fromkeys(OPTIONAL_COLUMNS, 8)}
 
 
 def write_collection(path: Path, info: CollectionInfo, batches: Iterable[Sequence[Sequence[Any]]], *,
                      with_crops: bool = True) -> int:
     """Write a collection to the Parquet file ``path``; ``batches`` yield rows of (external_id, name,
-    subject metadata, face id, embedding bytes, quality, source, crop), a subject without faces once
-    with null face columns. Returns the number of faces written. The file appears whole or not at
+    subject metadata, face id, embedding bytes, quality, source, crop, subject created_at, subject
+    updated_at, face created_at; times naive UTC as the database keeps them), a subject without faces
+    once with null face columns. Returns the number of faces written. The file appears whole or not at
     all (written beside it, then renamed over it); a path that cannot be written is
     :class:`InvalidInput` naming it (it was ``error (error): [Errno 2] Failed to open local file``).
     ``path`` ends in ``.parquet`` (else :class:`InvalidArgument`), and a path already there is
     replaced only when it is a regular file that is an earlier export (else :class:`InvalidArgument`,
     nothing written): the rename replaces whatever is there."""
-    header = {"format": FORMAT_VERSION, "collection": info.name, "pack_name": info.pack_name,
-              "pack_version": info.pack_version, "recognizer_id": info.recognizer_id,
+    header = {"format": FORMAT_VERSION, "format_minor": FORMAT_MINOR, "collection": info.name,
+              "pack_name": info.pack_name, "pack_version": info.pack_version, "recognizer_id": info.recognizer_id,
               # an export without its crops says so: its import keeps none (reembed then refused every face)
               "embedding_size": info.embedding_size, "keep_crops": info.keep_crops and with_crops,
               "metadata": info.metadata}
@@ -168,6 +190,8 @@ def _write(path: Path, schema: pa.Schema, info: CollectionInfo, batches: Iterabl
                 "embedding": pa.array([None if e is None else e.tolist() for e in embeddings],
                                       type=pa.list_(pa.float32(), info.embedding_size)),
                 "quality": columns[5], "source": columns[6], "crop": crops,
+                # naive datetimes read as UTC: the database's (db.utcnow)
+                "subject_created_at": columns[8], "subject_updated_at": columns[9], "face_created_at": columns[10],
             }, schema=schema)
             writer.write_table(table)
             written += sum(b is not None for b in blobs)
@@ -189,7 +213,7 @@ def read_header(path: Path) -> dict[str, Any]:
     metadata = schema.metadata or {}
     if METADATA_KEY not in metadata:
         raise InvalidInput(f"{path.name} is not a FaceAtlas collection export")
-    missing = [column for column in _schema(1, {}).names if column not in schema.names]
+    missing = [column for column in _required_columns() if column not in schema.names]
     if missing:  # a column dropped by an edit was a KeyError traceback half way through the import
         raise InvalidInput(f"{path.name}: the export lacks its column(s) {', '.join(missing)}")
     try:
@@ -209,6 +233,8 @@ def _check_types(schema: pa.Schema, dim: int, name: str) -> None:
     text, a source or a name as a number were a 500 half way through the import (a traceback in
     SQLAlchemy, NumPy or the gallery's rules)."""
     for column, (written, accepts) in _expected_types(dim).items():
+        if column not in schema.names:
+            continue  # an optional column (read_header refused a file without one that is not)
         found = schema.field(column).type
         if not accepts(found):
             raise InvalidInput(f"{name}: column '{column}' is {found}, not {written} as an export writes it")
@@ -254,6 +280,9 @@ def _checked_header(header: object, name: str) -> dict[str, Any]:
                            f"({FORMAT_VERSION})")
     strings = ("collection", "pack_name", "pack_version", "recognizer_id")
     wrong = [key for key in strings if not isinstance(header.get(key), str) or not 0 < len(header[key]) <= 200]
+    minor = header.get("format_minor", 0)  # any: a newer minor adds only what this version may ignore
+    if not isinstance(minor, int) or isinstance(minor, bool) or minor < 0:
+        wrong.append("format_minor")
     size = header.get("embedding_size")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_EMBEDDING_SIZE:
         wrong.append("embedding_size")
@@ -269,26 +298,49 @@ def _checked_header(header: object, name: str) -> dict[str, Any]:
 
 def read_subjects(path: Path, embedding_size: int) -> Iterator[dict[str, dict[str, Any]]]:
     """The subjects of an export, batch by batch: external id -> name, metadata and face rows
-    (embedding, quality, source, crop). A row an export cannot hold is :class:`InvalidInput` naming
+    (embedding, quality, source, crop, created_at), with the subject's ``created_at`` and
+    ``updated_at``: naive UTC, None where the file has no times (an export before
+    :data:`FORMAT_MINOR` 1) or the row holds none. A row an export cannot hold is :class:`InvalidInput` naming
     it (1 for the first) and its subject: a null id, a face without its id, an embedding not of
     ``embedding_size`` numbers, a quality that is NaN or infinite, a crop that is not a JPEG or PNG
     image of at most :data:`MAX_CROP_BYTES`. Batches are at most about :data:`READ_BUDGET` bytes."""
     parquet = pq.ParquetFile(path)
-    columns = _schema(1, {}).names
+    columns = [name for name in _schema(1, {}).names if name in parquet.schema_arrow.names]
     max_pixels = EngineSettings().max_pixels
     first = 0
     for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
         _check_batch(batch, first, embedding_size, max_pixels)
+        batch = _times_in_utc(batch)
         by_subject: dict[str, dict[str, Any]] = {}
         for row in batch.to_pylist():
             entry = by_subject.get(row["external_id"])
             if entry is None:
-                entry = by_subject[row["external_id"]] = {"name": row["name"], "faces": [],
-                                                          "metadata": _subject_metadata(row)}
+                entry = by_subject[row["external_id"]] = {
+                    "name": row["name"], "faces": [], "metadata": _subject_metadata(row),
+                    "created_at": _utc(row.get("subject_created_at")),
+                    "updated_at": _utc(row.get("subject_updated_at"))}
             if row["embedding"] is not None:
+                row["created_at"] = _utc(row.get("face_created_at"))
                 entry["faces"].append(row)
         first += batch.num_rows
         yield by_subject
+
+
+def _times_in_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with its times columns as an export writes them (microseconds, UTC; one written
+    without a time zone is taken as UTC, nanoseconds are cut to microseconds), checked in range."""
+    for index, field in enumerate(batch.schema):
+        if field.name in OPTIONAL_COLUMNS and pa.types.is_timestamp(field.type) and field.type != TIME_TYPE:
+            batch = batch.set_column(index, field.name, batch.column(index).cast(TIME_TYPE, safe=False))
+    return batch
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time read from an export as the database keeps it: naive UTC (a column written without a
+    time zone, by a file rewritten elsewhere, is taken as UTC)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _batch_rows(parquet: pq.ParquetFile, columns: Sequence[str]) -> int:
@@ -334,6 +386,13 @@ def _check_batch(batch: pa.RecordBatch, first: int, dim: int, max_pixels: int) -
     quality = batch.column("quality")
     if not pa.types.is_null(quality.type) and (index := first_true(pc.invert(pc.is_finite(quality)))) is not None:
         raise refuse(index, f"its quality is {quality[index].as_py()}, not a number a face's quality is")
+    for column in OPTIONAL_COLUMNS:
+        kind = batch.schema.field(column).type if column in batch.schema.names else pa.null()
+        if pa.types.is_timestamp(kind) and kind.unit != "ns":  # nanoseconds from 1970 reach 1677 to 2262 only
+            times = batch.column(column).cast(pa.int64())  # in the column's unit from 1970, UTC
+            low, high = (_epoch(moment, kind.unit) for moment in (datetime.min, datetime.max))
+            if (index := first_true(pc.or_(pc.less(times, low), pc.greater(times, high)))) is not None:
+                raise refuse(index, f"its {column} is out of the years 1 to 9999, not a time FaceAtlas keeps")
     crops = batch.column("crop")
     if not pa.types.is_null(crops.type):
         if (index := first_true(pc.greater(pc.binary_length(crops), MAX_CROP_BYTES))) is not None:
@@ -344,6 +403,12 @@ def _check_batch(batch: pa.RecordBatch, first: int, dim: int, max_pixels: int) -
                 problem = _crop_problem(crop.as_buffer(), max_pixels)
                 if problem:
                     raise refuse(index, problem)
+
+
+def _epoch(moment: datetime, unit: str) -> int:
+    """``moment`` (naive UTC) as a timestamp column of ``unit`` holds it."""
+    micros = (moment - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+    return {"s": micros // 1_000_000, "ms": micros // 1000, "us": micros, "ns": micros * 1000}[unit]
 
 
 def _row_with_null_value(embeddings: pa.Array) -> int:

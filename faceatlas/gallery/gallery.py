@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import cv2
 import numpy as np
-from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
+from sqlalchemy import BigInteger, DateTime, Table, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -376,7 +377,8 @@ class Gallery:
         with self._sessions() as session:
             coll = self._collection(session, collection)
             query = (select(Subject.external_id, Subject.name, Subject.meta, FaceRecord.id, FaceRecord.embedding,
-                            FaceRecord.quality, FaceRecord.source, FaceRecord.crop)
+                            FaceRecord.quality, FaceRecord.source, FaceRecord.crop, Subject.created_at,
+                            Subject.updated_at, FaceRecord.created_at)
                      .outerjoin(FaceRecord, FaceRecord.subject_id == Subject.id)
                      .where(Subject.collection_id == coll.id).order_by(Subject.id, FaceRecord.id)
                      .execution_options(yield_per=exchange.BATCH))
@@ -389,7 +391,10 @@ class Gallery:
         refused part way (a row that breaks a rule) leaves no collection behind. The collection
         keeps crops when the export's did and the file carries them: faces imported without any
         crop (an export ``--without-crops`` of a collection that kept them) leave it off, else it
-        promised a reembed that then refused every face for its missing crop."""
+        promised a reembed that then refused every face for its missing crop. Subjects and faces
+        keep the times the file carries (when each was created; a subject's last update), so a
+        restored backup keeps when each person was enrolled; an export without them (before
+        ``format_minor`` 1) imports with the import's time, as a time the file leaves null does."""
         header = exchange.read_header(Path(path))
         target = check_id(header["collection"] if name is None else name, "collection name")  # "": refused
         self._create_bound_collection(target, header["pack_name"], header["pack_version"], header["recognizer_id"],
@@ -409,16 +414,52 @@ class Gallery:
         """The faces imported and how many of them came with a crop."""
         imported = crops = 0
         for by_subject in exchange.read_subjects(path, embedding_size):
+            face_times: dict[int, datetime] = {}
             for external_id, entry in by_subject.items():
                 self.ensure_subject(target, external_id, name=entry["name"], metadata=entry["metadata"])
                 faces = entry["faces"]
                 if faces:
-                    self.add_embeddings(target, external_id, np.asarray([f["embedding"] for f in faces], np.float32),
-                                        recognizer_id=recognizer_id, qualities=[f["quality"] for f in faces],
-                                        sources=[f["source"] for f in faces], crops=[f["crop"] for f in faces])
+                    ids = self.add_embeddings(target, external_id,
+                                              np.asarray([f["embedding"] for f in faces], np.float32),
+                                              recognizer_id=recognizer_id, qualities=[f["quality"] for f in faces],
+                                              sources=[f["source"] for f in faces], crops=[f["crop"] for f in faces])
+                    face_times.update((face_id, f["created_at"]) for face_id, f in zip(ids, faces, strict=True)
+                                      if f["created_at"] is not None)
                     imported += len(faces)
                     crops += sum(f["crop"] is not None for f in faces)
+            self._restore_times(target, by_subject, face_times)
         return imported, crops
+
+    def _restore_times(self, collection: str, by_subject: dict[str, dict[str, Any]],
+                       face_times: dict[int, datetime]) -> None:
+        """Set the imported subjects' ``created_at``/``updated_at`` and the faces' ``created_at`` to
+        the exported times (naive UTC), after their rows were written (which stamped the import's
+        time); a time the export lacks stays the import's."""
+        subjects = [{"external": external_id, "created": entry["created_at"], "updated": entry["updated_at"]}
+                    for external_id, entry in by_subject.items()
+                    if entry["created_at"] is not None or entry["updated_at"] is not None]
+        if not subjects and not face_times:
+            return  # an export without times (before format_minor 1)
+        # Core statements, run once per row (executemany); the ORM's bulk UPDATE takes no WHERE
+        subjects_table, faces_table = cast(Table, Subject.__table__), cast(Table, FaceRecord.__table__)
+        with self._sessions.begin() as session:
+            coll = self._collection(session, collection)
+            if subjects:  # both given explicitly (a null keeps the row's): updated_at's onupdate stamps neither
+                session.execute(
+                    update(subjects_table)
+                    .where(subjects_table.c.collection_id == coll.id,
+                           subjects_table.c.external_id == bindparam("external"))
+                    .values(created_at=func.coalesce(bindparam("created", type_=DateTime()),
+                                                     subjects_table.c.created_at),
+                            updated_at=func.coalesce(bindparam("updated", type_=DateTime()),
+                                                     subjects_table.c.updated_at)),
+                    subjects)
+            if face_times:
+                session.execute(
+                    update(faces_table)
+                    .where(faces_table.c.id == bindparam("face"), faces_table.c.collection_id == coll.id)
+                    .values(created_at=bindparam("created")),
+                    [{"face": face_id, "created": created} for face_id, created in face_times.items()])
 
     def get_subject(self, collection: str, external_id: str) -> SubjectInfo:
         """One subject with its face count."""

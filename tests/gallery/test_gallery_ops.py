@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -304,6 +305,61 @@ def test_export_import_round_trip(enrolled: Gallery, tmp_path: Path, test_dir: P
         (m.external_id, round(m.similarity, 5)) for m in after]
 
 
+def _times(gallery: Gallery, collection: str) -> tuple[dict, list]:
+    """The subjects' (created_at, updated_at) by external id, and the faces' (subject, source, created_at)."""
+    subjects = {s.external_id: (s.created_at, s.updated_at) for s in gallery.list_subjects(collection).items}
+    faces = sorted((f.subject, f.source, f.created_at) for f in gallery.list_faces(collection).items)
+    return subjects, faces
+
+
+def test_an_export_restored_elsewhere_keeps_when_each_subject_and_face_was_made(
+        enrolled: Gallery, tmp_path: Path, db_url: str, new_database, fast_analyzer) -> None:
+    """An export carried no times: a backup restored stamped every subject and face with the import's
+    time, and lost when each person was enrolled. They travel (UTC, as the database keeps them), and
+    an export written before they did still imports, with the import's time."""
+    import pyarrow.parquet as pq
+
+    from faceatlas.db import utcnow
+
+    enrolled.add_subject("people", "nobody")  # a subject without faces: its times travel too
+    with enrolled._sessions.begin() as session:  # known times, as enrolled years ago
+        for index, subject in enumerate(session.scalars(select(Subject).order_by(Subject.id))):
+            subject.created_at = datetime(2019, 3, 1 + index, 8, 15, 30, 123456)
+            subject.updated_at = datetime(2021, 7, 1 + index, 17, 0, 5, 654321)
+        for index, face in enumerate(session.scalars(select(FaceRecord).order_by(FaceRecord.id))):
+            face.created_at = datetime(2019, 4, 1, 9, 0) + timedelta(hours=index, microseconds=index)
+    subjects, faces = _times(enrolled, "people")
+    assert subjects["nobody"] == (datetime(2019, 3, 1 + len(subjects) - 1, 8, 15, 30, 123456),
+                                  datetime(2021, 7, 1 + len(subjects) - 1, 17, 0, 5, 654321))
+    path = tmp_path / "people.parquet"
+    assert enrolled.export("people", path) == 9
+    (tmp_path / "restored").mkdir()
+    with new_database("postgresql" if db_url.startswith("postgresql") else "sqlite", tmp_path / "restored") as url:
+        restored = Gallery.open(url, tenant="restore", index_dir=tmp_path / "restored" / "indexes")
+        try:
+            assert restored.import_(path) == 9
+            assert _times(restored, "people") == (subjects, faces)
+
+            # an export of a FaceAtlas before the times: no times columns, no format_minor in its header
+            table = pq.read_table(path)
+            header = json.loads(table.schema.metadata[b"faceatlas.gallery"])
+            assert (header["format"], header["format_minor"]) == (1, 1)
+            del header["format_minor"]
+            old = tmp_path / "old.parquet"
+            pq.write_table(table.drop_columns(["subject_created_at", "subject_updated_at", "face_created_at"])
+                           .replace_schema_metadata({b"faceatlas.gallery": json.dumps(header).encode()}), old)
+            before = utcnow()
+            assert restored.import_(old, name="old") == 9
+            after = utcnow()
+            old_subjects, old_faces = _times(restored, "old")
+            assert old_subjects.keys() == subjects.keys()
+            stamps = [t for pair in old_subjects.values() for t in pair] + [f[2] for f in old_faces]
+            assert all(before <= stamp <= after for stamp in stamps), stamps
+            assert [f[:2] for f in old_faces] == [f[:2] for f in faces]
+        finally:
+            restored.close()
+
+
 def _edited_export(source: Path, target: Path, *, header: dict | None = None, column: str | None = None,
                    value: object = None) -> Path:
     """``source`` rewritten with its export header replaced, or one column's first value replaced."""
@@ -342,6 +398,8 @@ def test_an_import_refused_part_way_leaves_nothing(enrolled: Gallery, tmp_path: 
         "nan": _edited_export(path, tmp_path / "f.parquet", column="embedding", value=nan),
         "id": _edited_export(path, tmp_path / "g.parquet", column="external_id", value="no/slash"),
         "crop": _dropped_column(path, tmp_path / "h.parquet", "crop"),  # a KeyError traceback
+        "time as text": _retyped_column(path, tmp_path / "i.parquet", "subject_created_at", ["2019-03-01"], "string"),
+        "time past 9999": _retyped_column(path, tmp_path / "j.parquet", "face_created_at", [10**12], "timestamp[s]"),
     }
     for what, file in refused.items():
         with pytest.raises(InvalidInput):
@@ -450,6 +508,17 @@ def _dropped_column(path: Path, target: Path, column: str) -> Path:
 
     table = pq.read_table(path)
     pq.write_table(table.drop_columns([column]).replace_schema_metadata(table.schema.metadata), target)
+    return target
+
+
+def _retyped_column(path: Path, target: Path, column: str, first: list, kind: str) -> Path:
+    """``path`` rewritten with ``column`` of type ``kind``: ``first`` then nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    values = pa.array(first + [None] * (table.num_rows - len(first))).cast(pa.type_for_alias(kind))
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, values), target)
     return target
 
 
