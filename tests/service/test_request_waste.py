@@ -1,6 +1,7 @@
 """Work a request does once, not again per request: the calibration behind a search by embedding
 (parsed once per process while its file is unchanged), the console's key (one read of its row per
-page) and a store dashboard's charts (drawn again only when their figures change, per tenant)."""
+page) and a store's charts, the dashboard's and the analytics API's PNG (drawn again only when their
+figures change, per tenant)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,44 @@ def test_dashboard_charts_are_drawn_once_per_tenant_store_and_figures(api, fast_
         store.entry(Entry("door", now, track=f"{stores['acme']}:c"))
     assert acme.get(f"/console/store/{stores['acme']}").status_code == 200
     assert len(drawn) > 2 * charts  # a third visit: the visits chart is drawn again
+
+
+def test_an_analytics_png_is_drawn_once_per_tenant_store_and_figures(api, fast_analyzer, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/v1/retail/stores/{id}/analytics?format=png`` drew its chart on every request though nothing
+    had changed; it keeps them as the dashboard does (the app's :class:`ChartCache`), never serving
+    one tenant's chart to another's store of the same figures."""
+    from faceatlas.apps.retail import analytics
+
+    suffix = uuid.uuid4().hex[:6]
+    stores = {"acme": f"png-a-{suffix}", "globex": f"png-g-{suffix}"}
+    now = utcnow()
+    for tenant, store_id in stores.items():
+        config = StoreConfig(id=store_id, tenant=tenant, cameras=[Camera(id="door", role="door")])
+        with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
+            for track in ("a", "b"):  # the same figures in both tenants' stores
+                store.entry(Entry("door", now, track=f"{store_id}:{track}"))
+    drawn: list[str] = []
+    chart_png = analytics.chart_png
+
+    def counted(report, name: str) -> bytes:  # type: ignore[no-untyped-def]
+        drawn.append(name)
+        return chart_png(report, name)
+
+    monkeypatch.setattr(analytics, "chart_png", counted)
+    from faceatlas.service.routes import retail as retail_routes  # it drew with the name it imported
+
+    monkeypatch.setattr(retail_routes, "chart_png", counted, raising=False)
+    params = {"from": now.date().isoformat(), "to": now.date().isoformat(), "format": "png",
+              "chart": "visits_per_hour"}
+    with api.client("acme_admin") as acme, api.client("globex_admin") as globex:
+        first = acme.get(f"/v1/retail/stores/{stores['acme']}/analytics", params=params)
+        second = acme.get(f"/v1/retail/stores/{stores['acme']}/analytics", params=params)
+        assert first.status_code == second.status_code == 200, first.text
+        assert first.headers["content-type"] == "image/png" and first.content[:4] == b"\x89PNG"
+        assert second.content == first.content and drawn == ["visits_per_hour"]  # drawn once
+        other = globex.get(f"/v1/retail/stores/{stores['globex']}/analytics", params=params)
+        assert other.status_code == 200 and other.content[:4] == b"\x89PNG", other.text
+        assert drawn == ["visits_per_hour"] * 2  # the other tenant's store is drawn for it, not served acme's
+        assert acme.get(f"/v1/retail/stores/{stores['globex']}/analytics", params=params).status_code == 404
+        assert len(drawn) == 2

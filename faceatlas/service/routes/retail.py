@@ -27,7 +27,6 @@ from faceatlas.apps.retail import (
     MemberInfo,
     Product,
     RetailStore,
-    chart_png,
     csv_text,
     report_window,
     store_report,
@@ -45,6 +44,7 @@ from faceatlas.service.deps import (
     MeteredRoute,
     PrincipalDep,
     SettingsDep,
+    StoreChartsDep,
     audited,
     image_request_body,
     metered,
@@ -83,6 +83,7 @@ Chart = Literal[CHARTS]  # type: ignore[valid-type]
 async def store_analytics(
     store_id: str,
     db: DbDep,
+    charts: StoreChartsDep,
     meter: Annotated[Meter, Depends(metered("retail.analytics", "read", billable=False))],
     start: Annotated[IsoDate | None, Query(alias="from", description="first day, YYYY-MM-DD (default: 29 days "
                                                                      "before to: 30 days in all)")] = None,
@@ -91,13 +92,16 @@ async def store_analytics(
     format: Annotated[Literal["json", "csv", "png"], Query()] = "json",
     chart: Annotated[Chart, Query(description="the chart drawn when format=png")] = "visits_per_hour",
 ) -> dict | Response:
-    """Visitors, returning visitors, conversion, dwell, zone heat, basket size and demographics."""
+    """Visitors, returning visitors, conversion, dwell, zone heat, basket size and demographics. A
+    PNG chart is drawn only when its figures changed since it was last drawn for this tenant's store
+    (the dashboard's :class:`ChartCache`): it was drawn on every request."""
     first, last = report_window(start, end)
-    report = await run_in_threadpool(store_report, db, meter.principal.tenant_id, store_id, first, last)
+    tenant = meter.principal.tenant_id
+    report = await run_in_threadpool(store_report, db, tenant, store_id, first, last)
     if format == "csv":
         return PlainTextResponse(csv_text(report), media_type="text/csv")
     if format == "png":
-        return Response(await run_in_threadpool(chart_png, report, chart), media_type="image/png")
+        return Response(await run_in_threadpool(charts.png, tenant, store_id, report, chart), media_type="image/png")
     return {
         "store": store_id,
         "from": first.isoformat(),
