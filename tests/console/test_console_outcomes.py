@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC
 from pathlib import Path
 
 from faceatlas.apps.retail import Camera, RetailStore, StoreConfig
@@ -278,7 +279,7 @@ def test_store_alerts_in_words_resolved_once_over_exactly_thirty_days(fast_analy
     assert first.status_code == 303 and again.status_code == 200
     assert "was already resolved" in _text(again.text) and "nothing changed" in _text(again.text)
     assert kept == resolved_at and api["already_resolved"] is True
-    assert api["resolved_at"] == resolved_at.isoformat()
+    assert api["resolved_at"] == resolved_at.replace(tzinfo=UTC).isoformat()  # UTC, with its offset
     assert [e["action"] for e in trail].count("retail.alert.resolve") == 1  # the repeat did nothing to audit
     first_day, last_day = date.fromisoformat(report["from"]), date.fromisoformat(report["to"])
     assert last_day - first_day == timedelta(days=29)  # 30 days, the last one included
