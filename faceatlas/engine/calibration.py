@@ -371,8 +371,7 @@ def load_calibration(pack: Pack, settings: EngineSettings | None = None,
     for path in (*candidates, shipped):
         if path.is_file():
             # the shipped file is a Path but in a zipped install (no mtime there: read each time)
-            cached = calibrations is not None and isinstance(path, Path)
-            found = calibrations.read(path) if cached else _parse(path)  # type: ignore[union-attr, arg-type]
+            found = calibrations.read(path) if calibrations is not None and isinstance(path, Path) else _parse(path)
             if found.recognizer_id == pack.recognizer_id:
                 found.name = (settings.calibration or "") if path in candidates else ""
                 return found

@@ -82,6 +82,16 @@ def test_another_process_s_enrolment_is_caught_up_without_reading_every_face_id(
         assert new in _index_file_ids(index_dir)
 
 
+def _six_subjects_loaded(gallery: Gallery, vectors: np.ndarray) -> None:
+    """Collection "c" (the template index: over 40 faces) of subjects s0..s5, ten of ``vectors``
+    each, its index loaded by a search in ``gallery`` (process A)."""
+    rid = get_pack("scrfd-mbf").recognizer_id
+    gallery.create_collection("c", get_pack("scrfd-mbf"))
+    for n in range(6):
+        gallery.add_embeddings("c", f"s{n}", vectors[n * 10:(n + 1) * 10], recognizer_id=rid)
+    gallery.search("c", Embedding(vectors[0], rid), k=1, rank_only=True)
+
+
 @pytest.mark.parametrize("how", ["move", "merge"])
 def test_a_face_moved_by_another_process_is_regrouped_under_its_new_subject(
         db_url: str, index_dir: Path, how: str) -> None:
@@ -89,10 +99,7 @@ def test_a_face_moved_by_another_process_is_regrouped_under_its_new_subject(
     vectors = _vectors(60, 3)
     options = {"tenant": "t", "index_dir": index_dir, "ann_min_faces": 40}
     with Gallery.open(db_url, **options) as a, Gallery.open(db_url, **options) as b:
-        a.create_collection("c", get_pack("scrfd-mbf"))
-        for n in range(6):
-            a.add_embeddings("c", f"s{n}", vectors[n * 10:(n + 1) * 10], recognizer_id=rid)
-        a.search("c", Embedding(vectors[0], rid), k=1, rank_only=True)
+        _six_subjects_loaded(a, vectors)
         with a._sessions() as session:
             coll = session.scalars(select(Collection)).one()
             index = a._indexes.get(session, coll)
@@ -122,10 +129,7 @@ def test_a_subject_deleted_by_another_process_leaves_the_search_and_the_file_and
     vectors = _vectors(60, 4)
     options = {"tenant": "t", "index_dir": index_dir, "ann_min_faces": 40}
     with Gallery.open(db_url, **options) as a, Gallery.open(db_url, **options) as b:
-        a.create_collection("c", get_pack("scrfd-mbf"))
-        for n in range(6):
-            a.add_embeddings("c", f"s{n}", vectors[n * 10:(n + 1) * 10], recognizer_id=rid)
-        a.search("c", Embedding(vectors[0], rid), k=1, rank_only=True)
+        _six_subjects_loaded(a, vectors)
         face_ids = b.face_vectors("c")[0]
         gone = face_ids[30:40].tolist()
         b.move_faces("c", face_ids[:2].tolist(), "s5")

@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -79,18 +80,24 @@ def test_a_console_page_reads_its_key_once(api) -> None:
     assert len(keys) == 1, keys
 
 
+def _same_figures(api, fast_analyzer, tmp_path: Path, stores: dict[str, str]) -> datetime:
+    """Two visits now in each tenant's store (tenant -> store id): the same figures in both; returns now."""
+    now = utcnow()
+    for tenant, store_id in stores.items():
+        config = StoreConfig(id=store_id, tenant=tenant, cameras=[Camera(id="door", role="door")])
+        with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
+            for track in ("a", "b"):
+                store.entry(Entry("door", now, track=f"{store_id}:{track}"))
+    return now
+
+
 def test_dashboard_charts_are_drawn_once_per_tenant_store_and_figures(api, fast_analyzer, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Every view drew its charts (~100 ms each) though nothing had changed; the charts kept are
     never another tenant's, even of the same figures, and drawn again once the figures change."""
     suffix = uuid.uuid4().hex[:6]
     stores = {"acme": f"waste-a-{suffix}", "globex": f"waste-g-{suffix}"}
-    now = utcnow()
-    for tenant, store_id in stores.items():
-        config = StoreConfig(id=store_id, tenant=tenant, cameras=[Camera(id="door", role="door")])
-        with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
-            for track in ("a", "b"):  # the same figures in both tenants' stores
-                store.entry(Entry("door", now, track=f"{store_id}:{track}"))
+    now = _same_figures(api, fast_analyzer, tmp_path, stores)
     savefig, drawn = Figure.savefig, []
 
     def counted(self: Figure, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -125,12 +132,7 @@ def test_an_analytics_png_is_drawn_once_per_tenant_store_and_figures(api, fast_a
 
     suffix = uuid.uuid4().hex[:6]
     stores = {"acme": f"png-a-{suffix}", "globex": f"png-g-{suffix}"}
-    now = utcnow()
-    for tenant, store_id in stores.items():
-        config = StoreConfig(id=store_id, tenant=tenant, cameras=[Camera(id="door", role="door")])
-        with RetailStore.open(config, fast_analyzer, api.database_url, index_dir=tmp_path / "idx") as store:
-            for track in ("a", "b"):  # the same figures in both tenants' stores
-                store.entry(Entry("door", now, track=f"{store_id}:{track}"))
+    now = _same_figures(api, fast_analyzer, tmp_path, stores)
     drawn: list[str] = []
     chart_png = analytics.chart_png
 
