@@ -102,18 +102,20 @@ def check_row_id(value: int, what: str = "face id") -> int:
 
 
 def check_text(value: str | None, what: str = "name", max_length: int = NAME_MAX_LENGTH) -> str | None:
-    """A free-text field (a subject's display name) as kept: in Unicode's composed form (NFC, see
-    :func:`name_key`), when it is at most ``max_length`` characters, none of them a control character
-    (NUL, a line break, an escape, a C1 control, a line or paragraph separator, a bidi override or
-    isolate: a name is one line that a terminal or a log shows as it is)."""
+    """A free-text field (a subject's display name, a product's, a camera's) as kept: in Unicode's
+    composed form (NFC, see :func:`name_key`) without its surrounding blanks (as a tenant's name and
+    an album person's: "  Ann " is "Ann"; blanks alone are ""), when it is at most ``max_length``
+    characters, none of them a control character (NUL, a line break, an escape, a C1 control, a line
+    or paragraph separator, a bidi override or isolate: a name is one line that a terminal or a log
+    shows as it is; a trailing line break is refused too, not stripped away)."""
     if value is None:
         return None
     # measured as kept and as given: NFC may lengthen a name (U+FB2C is 3 characters) or shorten it,
     # and a caller may store either form; each must fit the column
-    kept = name_key(value)
-    if max(len(kept), len(value)) > max_length or _CONTROL.search(kept):
+    composed = name_key(value)
+    if max(len(composed), len(value)) > max_length or _CONTROL.search(composed):
         raise InvalidArgument(f"a {what} is at most {max_length} characters without control characters")
-    return check_stored(kept, what)
+    return check_stored(composed.strip(), what)
 
 
 def name_key(value: str) -> str:

@@ -74,3 +74,19 @@ def test_a_name_is_measured_as_kept_and_as_given(gallery: Gallery) -> None:
             gallery.add_subject("c", "s", name=name)
     assert gallery.list_subjects("c").items == []
     assert gallery.add_subject("c", "s", name="\ufb2c" * 100).name == unicodedata.normalize("NFC", "\ufb2c" * 100)
+
+
+def test_a_subjects_name_is_kept_without_its_surrounding_blanks(gallery: Gallery) -> None:
+    """A subject's name kept its outer blanks ("  padded  " as given) while a tenant's name and an
+    album person's were stripped: the rule (check_text) strips them, on every write; blanks alone are
+    the empty name, and a line break at an end is still refused, not stripped away."""
+    gallery.create_collection("c", "scrfd-mbf")
+    assert gallery.add_subject("c", "a", name="  padded  ").name == "padded"
+    gallery.add_subject("c", "b")
+    assert gallery.update_subject("c", "b", name=" Ann Lee   ").name == "Ann Lee"
+    gallery.ensure_subject("c", "c", name=" Jose\u0301 ")
+    assert [s.name for s in gallery.list_subjects("c").items] == ["padded", "Ann Lee", "Jos\u00e9"]
+    assert gallery.update_subject("c", "b", name="   ").name == ""
+    with pytest.raises(InvalidArgument, match="without control characters"):
+        gallery.update_subject("c", "a", name="Ann\n")
+    assert gallery.get_subject("c", "a").name == "padded"

@@ -171,10 +171,9 @@ class MemberRegistry:
         The texts are stripped of surrounding spaces, whichever door gave them: a blank name is
         refused (``validation_error``), a blank ``payment_ref`` is none (face pay without one:
         ``consent_required``), a blank email none; ``consent.granted_by`` None is the member's name."""
-        # before any face is enrolled; kept composed (NFC) as every name
-        name, email = check_text(name, "member name", max_length=TEXT_MAX) or "", \
-            check_text(email, "email", max_length=TEXT_MAX)
-        name, email = name.strip(), (email.strip() or None) if email is not None else None
+        # before any face is enrolled; kept composed (NFC) and stripped as every name (check_text)
+        name = check_text(name, "member name", max_length=TEXT_MAX) or ""
+        email = check_text(email, "email", max_length=TEXT_MAX) or None
         if not name:
             raise InvalidArgument("a member needs a name (not blank)")
         purposes, granted_by, payment_ref = _checked(consent, payment_ref, member=name)
