@@ -39,6 +39,7 @@ __all__ = [
     "check_stored",
     "check_tenant",
     "check_text",
+    "name_forms",
     "name_key",
     "parse_cursor",
 ]
@@ -124,6 +125,13 @@ def name_key(value: str) -> str:
     give it) looks the same, so it is the same name: kept names are NFC, and a lookup by name
     compares the NFC of both sides (a name kept before may be in another form)."""
     return unicodedata.normalize("NFC", value)
+
+
+def name_forms(value: str) -> set[str]:
+    """The spellings a lookup by the name (or name-like id) ``value`` matches in a column, where it is
+    compared as stored: as given, composed (NFC, as names are kept) and decomposed (NFD, as macOS
+    file names give it: one kept before names were composed)."""
+    return {value, name_key(value), unicodedata.normalize("NFD", value)}
 
 
 def check_tenant(value: str) -> str:

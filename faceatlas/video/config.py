@@ -51,7 +51,7 @@ from faceatlas.db import normalize_url, sqlite_path
 from faceatlas.engine.draw import same_file as same_path
 from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES
 from faceatlas.errors import InvalidArgument, InvalidInput
-from faceatlas.gallery import space_owner
+from faceatlas.gallery import check_text, space_owner
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
 from faceatlas.video.shots import DEFAULT_CUT_DISTANCE
@@ -94,6 +94,24 @@ def checked_settings(kind: Any, raw: dict[str, Any], where: str, *,
 # A camera's name is a topic level of MQTT, a folder of its snapshots and a part of URLs: none of
 # '/', '\\', '+', '#', '?', a control character, and not '.' or '..'.
 _CAMERA_NAME = re.compile(r"[^/\\+#?\x00-\x1f\x7f]{1,200}")
+CAMERA_NAME_MAX_LENGTH = 200
+
+
+def check_camera_name(name: object) -> str:
+    """``name`` as a camera's name is kept: 1 to 200 characters without '/', '\\', '+', '#', '?' or
+    surrounding blanks, not '.' or '..', and by the gallery's rule for names
+    (:func:`~faceatlas.gallery.check_text`): no control character (C1, bidi overrides and line
+    separators too), composed (NFC): "Jos\u00e9" and "Jose\u0301" look the same, so they are one
+    camera (twice in a file: refused as duplicates), whose events and counts are found by either."""
+    if (isinstance(name, str) and _CAMERA_NAME.fullmatch(name) and name not in (".", "..")
+            and name == name.strip()):
+        try:
+            return check_text(name, "camera name", max_length=CAMERA_NAME_MAX_LENGTH) or ""
+        except InvalidArgument:
+            pass
+    raise InvalidArgument(f"a camera name is 1 to {CAMERA_NAME_MAX_LENGTH} characters without '/', '\\', '+', "
+                          f"'#', '?', control characters or surrounding blanks, not '.' or '..' "
+                          f"(got {str(name)[:60]!r}): it names the camera's MQTT topic and snapshot folder")
 
 
 @dataclass
@@ -137,10 +155,7 @@ class CameraConfig:
     start_time: datetime | None = None  # a recording's wall-clock start (UTC) for its per-minute counts
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _CAMERA_NAME.fullmatch(self.name) or self.name in (".", ".."):
-            raise InvalidArgument(f"a camera name is 1 to 200 characters without '/', '\\', '+', '#', '?' or "
-                                  f"control characters, not '.' or '..' (got {str(self.name)[:60]!r}): it names "
-                                  "the camera's MQTT topic and snapshot folder")
+        self.name = check_camera_name(self.name)
         for name in ("faces", "persons", "blur_unlisted", "blur_plates", "realtime"):
             if not isinstance(getattr(self, name), bool):  # 'blur_unlisted:' (null) or 0 turned blurring off
                 raise InvalidArgument(f"camera {self.name}: {name} is true or false, not {getattr(self, name)!r}")
@@ -235,10 +250,14 @@ class CameraConfig:
 
 def camera_name(source: str) -> str:
     """The name of a camera given by its source alone: the file's (or URL's last part's) stem, with
-    what a camera name may not hold as '_' (``clip #2.mp4`` is camera ``clip _2``)."""
+    what a camera name may not hold as '_' (``clip #2.mp4`` is camera ``clip _2``), without its
+    surrounding blanks, composed (NFC); ``camera`` when nothing of it is a camera name."""
     stem = Path(source).stem or str(source)
-    name = re.sub(r"[/\\+#?\x00-\x1f\x7f]", "_", stem)[:200]
-    return "camera" if name in ("", ".", "..") else name
+    name = re.sub(r"[/\\+#?\x00-\x1f\x7f]", "_", stem)[:200].strip()
+    try:
+        return check_camera_name(name)
+    except InvalidArgument:  # empty, dots alone, a C1 control or a bidi override in the file's name
+        return "camera"
 
 
 def check_outputs(source: str, **outputs: Path | None) -> None:
@@ -543,7 +562,10 @@ def _camera(raw: dict[str, Any], number: int, path: Path) -> CameraConfig:
     camera's own checks say them (a calibration's were of ``camera 1`` beside ``camera door``'s
     others); of ``camera <number>`` when it has no name (or one that is no camera name)."""
     name = raw.get("name")
-    named = isinstance(name, str) and _CAMERA_NAME.fullmatch(name) and name not in (".", "..")
+    try:
+        named = bool(check_camera_name(name))
+    except InvalidArgument:
+        named = False
     return camera_from_settings({"name": f"camera{number}", **raw}, f"{path}: camera {name if named else number}")
 
 

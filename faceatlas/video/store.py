@@ -19,7 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from faceatlas.db import create_database_engine, rowcount
 from faceatlas.engine.persons import COCO_CLASSES, ROAD_CLASSES
 from faceatlas.errors import InvalidArgument, NotFound
-from faceatlas.gallery import check_limit
+from faceatlas.gallery import check_limit, name_forms
 from faceatlas.video.events import EVENT_TYPES, Event, EventType
 
 # the classes of the stored counts: a track's label, "face" for face tracks (a camera without the
@@ -200,7 +200,8 @@ def list_counts(engine: Engine, tenant: str, camera: str, *, since: str | None =
         raise InvalidArgument(f"limit must be at least 1, got {limit}")
     if label is not None and label not in COUNTED_CLASSES:  # a typo ("cars") would read as "none counted"
         raise InvalidArgument(f"unknown class {label[:32]!r}: face or a COCO name such as {', '.join(ROAD_CLASSES)}")
-    where = [CountRow.tenant == tenant, CountRow.camera == camera]
+    # a camera's name is kept composed (check_camera_name): either form finds it, and one kept before in another
+    where = [CountRow.tenant == tenant, CountRow.camera.in_(name_forms(camera))]
     first = None if since is None else utc_minute(since, "from")
     last = None if until is None else utc_minute(until, "to")
     if first is not None and last is not None and first > last:  # else an empty series: "nothing was seen"
@@ -299,7 +300,7 @@ def list_events(engine: Engine, tenant: str, *, camera: str | None = None, type:
     bound = None if since is None else _wall_time_bound(utc_time(since, "since"))
     query = select(EventRow).where(EventRow.tenant == tenant)
     if camera is not None:
-        query = query.where(EventRow.camera == camera)
+        query = query.where(EventRow.camera.in_(name_forms(camera)))
     if type is not None:
         query = query.where(EventRow.type == type)
     if bound is not None:

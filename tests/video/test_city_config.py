@@ -526,3 +526,25 @@ def test_every_mistake_in_a_cams_yaml_is_one_code(tmp_path, body):
         load_config(path)
     result = CliRunner().invoke(app, ["watch", "--config", str(path)])
     assert result.exit_code == 2 and "error (validation_error)" in result.output, result.output
+
+
+def test_camera_names_that_look_the_same_are_one_name(tmp_path):
+    """"Jos\\u00e9" and "Jose\\u0301" were two cameras that every list showed alike, their counts and
+    events two series; a camera's name is kept composed (NFC, the gallery's rule for names), so two of
+    them in one file are duplicates, and a name holding a C1 control, a line separator or a bidi
+    override (only C0 controls were refused) is refused as the others are."""
+    decomposed, composed = "Jose\u0301", "Jos\u00e9"
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras: [{{source: a.mp4, name: {decomposed}}}, {{source: b.mp4, name: {composed}}}]\n",
+                    encoding="utf-8")
+    with pytest.raises(InvalidInput, match=f"camera names are unique .*twice: {composed}"):
+        load_config(path)
+    path.write_text(f"cameras: [{{source: a.mp4, name: {decomposed}}}]\n", encoding="utf-8")
+    assert load_config(path).cameras[0].name == composed
+    assert CameraConfig(source="a.mp4", name=decomposed).name == composed
+    for hidden in ("\x85", "\u2028", "\u202e", "\u2066"):
+        with pytest.raises(InvalidArgument, match="a camera name is 1 to 200 characters without"):
+            CameraConfig(source="a.mp4", name=f"door{hidden}")
+    for padded in (" door", "door "):
+        with pytest.raises(InvalidArgument, match="surrounding blanks"):
+            CameraConfig(source="a.mp4", name=padded)

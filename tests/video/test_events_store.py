@@ -141,3 +141,19 @@ def test_a_limit_outside_a_page_is_refused(database, limit):
         assert len(list_events(engine, "default", limit=1)) == 1
     finally:
         engine.dispose()
+
+
+def test_a_camera_filter_finds_its_events_by_either_form_of_its_name(tmp_path):
+    """A camera's name is kept composed (NFC): a filter typed with a combining accent finds its
+    events (and one kept before in another form is found by the composed name too)."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    sink = DatabaseSink(url)
+    sink.emit(Event("line_crossed", "Jos\u00e9", 1, 1.0, data={}))
+    sink.emit(Event("line_crossed", "Rene\u0301", 2, 2.0, data={}))  # stored before names were composed
+    sink.close()
+    engine = open_events_db(url)
+    try:
+        for name, frame in (("Jose\u0301", 1), ("Jos\u00e9", 1), ("Rene\u0301", 2), ("Ren\u00e9", 2)):
+            assert [event.frame for event in list_events(engine, "default", camera=name)] == [frame], name
+    finally:
+        engine.dispose()

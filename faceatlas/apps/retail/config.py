@@ -24,6 +24,7 @@ from pydantic import (
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
 from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, NotFound
+from faceatlas.gallery import check_text, name_key
 from faceatlas.video import (
     EVENTS_STDOUT,
     CameraConfig,
@@ -60,6 +61,46 @@ def not_dots(value: str, info: ValidationInfo) -> str:
     if value in DOT_SEGMENTS and not _as_stored(info):
         raise ValueError(f"an id cannot be {value!r}: a URL resolves it away (as it does '%2E')")
     return value
+
+
+SKU_MAX_LENGTH = 100
+PRODUCT_NAME_MAX_LENGTH = 400
+
+
+def check_sku(sku: str) -> str:
+    """``sku`` as kept, the one SKU rule of the catalogue, the API, the console and the store file:
+    1 to 100 printable characters, no '/', no surrounding spaces, not '.' or '..' (no link could
+    reach the product, see :func:`not_dots`), composed (NFC) by the gallery's rule for names
+    (:func:`~faceatlas.gallery.check_text`): "Jos\u00e9" and "Jose\u0301" look the same, so they
+    are one SKU."""
+    if (not isinstance(sku, str) or not 1 <= len(sku) <= SKU_MAX_LENGTH or sku != sku.strip()
+            or not sku.isprintable() or "/" in sku or sku in DOT_SEGMENTS):
+        raise InvalidArgument(f"a SKU is 1-{SKU_MAX_LENGTH} printable characters, no '/', no surrounding spaces, "
+                              "not '.' or '..'")
+    return check_text(sku, "SKU", max_length=SKU_MAX_LENGTH) or ""
+
+
+def check_product_name(name: str) -> str:
+    """``name`` as kept, the one rule of a product's name: the gallery's rule for a name
+    (:func:`~faceatlas.gallery.check_text`: composed, NFC; stripped; no control character), 1 to
+    400 characters, not blank."""
+    kept = check_text(name, "product name", max_length=PRODUCT_NAME_MAX_LENGTH) if isinstance(name, str) else None
+    if not kept:
+        raise InvalidArgument(f"a product name is 1-{PRODUCT_NAME_MAX_LENGTH} characters, not only spaces")
+    return kept
+
+
+def _rule(check: Any) -> Any:
+    """A pydantic validator of ``check`` (a rule raising :class:`InvalidArgument`), skipped for what
+    was stored before the rule (context ``{"stored": True}``): it still loads as it was."""
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        if _as_stored(info):
+            return value
+        try:
+            return check(value)
+        except InvalidArgument as exc:
+            raise ValueError(str(exc)) from None
+    return validate
 
 
 # An id that is one segment of a URL (/v1/stores/{id}, the console's pages) and fits its columns:
@@ -148,8 +189,9 @@ class Camera(_Section):
 class Product(_Section):
     """A product on sale; prices are integer minor units (cents) to keep money exact."""
 
-    sku: RetailId
-    name: Annotated[str, StringConstraints(min_length=1, max_length=400)]
+    sku: Annotated[RetailId, AfterValidator(_rule(check_sku))]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=PRODUCT_NAME_MAX_LENGTH),
+                    AfterValidator(_rule(check_product_name))]
     price_cents: int  # the price rule is _price's (valid_price)
 
     @field_validator("price_cents", mode="before")
@@ -245,7 +287,7 @@ class StoreConfig(_Section):
     @model_validator(mode="after")
     def _unique_ids(self) -> StoreConfig:
         for label, ids in (("camera", [c.id for c in self.cameras]), ("product", [p.sku for p in self.products])):
-            if len(ids) != len(set(ids)):
+            if len(ids) != len(set(map(name_key, ids))):  # "Jos\u00e9" and "Jose\u0301" look the same: one id
                 raise ValueError(f"duplicate {label} ids in store '{self.id}'")
         return self
 
@@ -278,15 +320,15 @@ class StoreConfig(_Section):
 
     def camera(self, camera_id: str) -> Camera:
         """The camera ``camera_id`` (:class:`NotFound` when the store has none by that id)."""
-        for camera in self.cameras:
-            if camera.id == camera_id:
+        for camera in self.cameras:  # as names compare (NFC): the video layer keeps a camera's name composed
+            if name_key(camera.id) == name_key(camera_id):
                 return camera
         raise NotFound(f"store '{self.id}' has no camera '{camera_id}'")
 
     def product(self, sku: str) -> Product:
         """The product ``sku`` (:class:`NotFound` when unknown)."""
         for product in self.products:
-            if product.sku == sku:
+            if name_key(product.sku) == name_key(sku):
                 return product
         raise NotFound(f"store '{self.id}' sells no product '{sku}'")
 

@@ -6,12 +6,16 @@ never had: after that the owner manages it (REST ``/v1/retail/stores/{id}/produc
 change applies to the picks after it: each cart line keeps the price its items were picked at,
 and deleting a product leaves the carts that hold it as they are (the shopper pays the price
 picked; the SKU can still be put back, but no longer picked).
+
+SKUs and names are kept composed (NFC, :func:`~faceatlas.apps.retail.config.check_sku`): a SKU
+typed with a precomposed letter or with a combining accent is one product, and a lookup finds it
+either way (a SKU kept before in another form too: :func:`~faceatlas.gallery.name_forms`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,9 +23,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceatlas.apps.retail.config import DOT_SEGMENTS, PRICE_RULE, Product, valid_price
+from faceatlas.apps.retail.config import PRICE_RULE, Product, check_product_name, check_sku, valid_price
 from faceatlas.apps.retail.db import CartItem, CatalogueProduct, Visit, utcnow
 from faceatlas.errors import AlreadyExists, InvalidArgument, NotFound
+from faceatlas.gallery import name_forms, name_key
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +52,10 @@ class Catalogue:
         SKUs. A config product that differs from the catalogue's is logged, not applied."""
         added: list[str] = []
         with self._sessions.begin() as session:
-            rows = {row.sku: row for row in session.scalars(
+            rows = {name_key(row.sku): row for row in session.scalars(
                 select(CatalogueProduct).where(CatalogueProduct.store_id == self.store_id))}
             for product in products:
-                row = rows.get(product.sku)
+                row = rows.get(name_key(product.sku))
                 if row is None:
                     session.add(CatalogueProduct(store_id=self.store_id, sku=product.sku, name=product.name,
                                                  price_cents=product.price_cents, updated_at=utcnow()))
@@ -77,13 +82,13 @@ class Catalogue:
     def create(self, sku: str, name: str, price_cents: int) -> Product:
         """Put a new product on sale (:class:`AlreadyExists` when the SKU is on sale already; a
         deleted SKU may be created again)."""
-        _check_sku(sku)
-        _check_name(name)
+        sku, name = check_sku(sku), check_product_name(name)
         _check_price(price_cents)
         try:
             with self._sessions.begin() as session:
-                row = session.scalar(select(CatalogueProduct).where(CatalogueProduct.store_id == self.store_id,
-                                                                    CatalogueProduct.sku == sku))
+                query = select(CatalogueProduct).where(CatalogueProduct.store_id == self.store_id,
+                                                       CatalogueProduct.sku.in_(name_forms(sku)))
+                row = _one(session.scalars(query).all(), sku)
                 if row is not None and row.deleted_at is None:
                     raise AlreadyExists(f"store '{self.store_id}' already sells product '{sku}'")
                 if row is None:
@@ -100,7 +105,7 @@ class Catalogue:
         if name is None and price_cents is None:
             raise InvalidArgument("nothing to change: give a name or a price_cents")
         if name is not None:
-            _check_name(name)
+            name = check_product_name(name)
         if price_cents is not None:
             _check_price(price_cents)
         with self._sessions.begin() as session:
@@ -118,16 +123,19 @@ class Catalogue:
         with self._sessions.begin() as session:
             row = self._row(session, sku, lock=True)
             row.deleted_at = row.updated_at = at or utcnow()
+            sku = row.sku
             held = (select(CartItem.visit_id).join(Visit, Visit.id == CartItem.visit_id)
-                    .where(Visit.store_id == self.store_id, Visit.exit_event_id.is_(None), CartItem.sku == sku)
+                    .where(Visit.store_id == self.store_id, Visit.exit_event_id.is_(None),
+                           CartItem.sku.in_(name_forms(sku)))
                     .group_by(CartItem.visit_id).having(func.sum(CartItem.quantity) > 0))
             open_carts = int(session.scalar(select(func.count()).select_from(held.subquery())) or 0)
         return ProductRemoval(sku, open_carts)
 
     def _row(self, session: Session, sku: str, *, lock: bool = False) -> CatalogueProduct:
         query = select(CatalogueProduct).where(CatalogueProduct.store_id == self.store_id,
-                                               CatalogueProduct.sku == sku, CatalogueProduct.deleted_at.is_(None))
-        row = session.scalar(query.with_for_update() if lock else query)
+                                               CatalogueProduct.sku.in_(name_forms(sku)),
+                                               CatalogueProduct.deleted_at.is_(None))
+        row = _one(session.scalars(query.with_for_update() if lock else query).all(), sku)
         if row is None:
             raise NotFound(f"store '{self.store_id}' sells no product '{sku}'")
         return row
@@ -138,15 +146,9 @@ def _product(row: CatalogueProduct) -> Product:
                                   context={"stored": True})
 
 
-def _check_sku(sku: str) -> None:
-    if (not 1 <= len(sku) <= 100 or sku != sku.strip() or not sku.isprintable() or "/" in sku
-            or sku in DOT_SEGMENTS):  # '.' and '..': no link could reach the product (see not_dots)
-        raise InvalidArgument("a SKU is 1-100 printable characters, no '/', no surrounding spaces, not '.' or '..'")
-
-
-def _check_name(name: str) -> None:
-    if not 1 <= len(name) <= 400 or not name.strip() or "\x00" in name:
-        raise InvalidArgument("a product name is 1-400 characters, not only spaces")
+def _one(rows: Sequence[CatalogueProduct], sku: str) -> CatalogueProduct | None:
+    """The row of ``sku`` among ``rows`` (its forms): the one spelt as given, else any."""
+    return next((row for row in rows if row.sku == sku), rows[0] if rows else None)
 
 
 def _check_price(price_cents: int) -> None:

@@ -44,7 +44,7 @@ from faceatlas.apps.retail.products import Catalogue
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
 from faceatlas.engine import Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument, ModelMismatch
-from faceatlas.gallery import Gallery, NotFound, mismatch_message
+from faceatlas.gallery import Gallery, NotFound, mismatch_message, name_key
 
 COLLECTION = "members"
 ExitStatus = Literal["charged", "no_purchase", "unpaid", "refused", "no_visit"]
@@ -285,11 +285,11 @@ class RetailStore:
         sale); items put back at the prices the cart holds them at, the dearest first, never more
         than it holds (a product taken off sale can still be put back)."""
         if quantity > 0:
-            product = self.products.get(sku)
-            session.add(CartItem(visit_id=visit_id, sku=sku, quantity=quantity, unit_price_cents=product.price_cents,
-                                 event_id=event_id, at=at))
+            product = self.products.get(sku)  # its SKU as kept (composed: one line for one product)
+            session.add(CartItem(visit_id=visit_id, sku=product.sku, quantity=quantity,
+                                 unit_price_cents=product.price_cents, event_id=event_id, at=at))
             return
-        held = sorted((line for line in _cart(session, visit_id).lines if line.sku == sku),
+        held = sorted((line for line in _cart(session, visit_id).lines if name_key(line.sku) == name_key(sku)),
                       key=lambda line: -line.unit_price_cents)
         if not held:
             self.products.get(sku)  # NotFound for a product the store does not sell
@@ -299,7 +299,8 @@ class RetailStore:
             take = min(left, line.quantity)
             if take <= 0:
                 break
-            session.add(CartItem(visit_id=visit_id, sku=sku, quantity=-take, unit_price_cents=line.unit_price_cents,
+            session.add(CartItem(visit_id=visit_id, sku=line.sku, quantity=-take,  # the SKU as the cart holds it
+                                 unit_price_cents=line.unit_price_cents,
                                  event_id=event_id if number == 0 else uuid.uuid4().hex, at=at))
             left -= take
 
