@@ -1,7 +1,7 @@
 """Database infrastructure shared by every layer that keeps tables (gallery, video events, retail,
 service): URL resolution, the engine with SQLite pragmas, the Alembic runner each layer's
-``migrate`` calls with its own history, ``utcnow`` for naive-UTC timestamp columns and
-``day_range`` for queries over inclusive calendar days."""
+``migrate`` calls with its own history, ``utcnow`` for naive-UTC timestamp columns, ``utc_text``
+for such a time in an answer and ``day_range`` for queries over inclusive calendar days."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ _log = logging.getLogger(__name__)
 def utcnow() -> datetime:
     """Now in UTC, naive (how every table stores its timestamps)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def utc_text(moment: datetime) -> str:
+    """``moment`` as every answer writes a time: ISO 8601 in UTC with its offset,
+    ``2026-12-07T18:52:40.791166+00:00`` (a naive one is UTC, as the tables keep it; an aware one is
+    converted). Written naive, a client read it as its local time (JavaScript's ``new Date`` does)."""
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
 
 
 def day_range(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:

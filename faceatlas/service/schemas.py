@@ -11,10 +11,12 @@ is refused (422 ``validation_error``), never silently ignored.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from faceatlas.db import utc_text
 
 
 class RequestBody(BaseModel):
@@ -49,7 +51,7 @@ def _utc_time(value: object) -> object:
         except ValueError:
             return value  # not a time: kept as it is
     if isinstance(value, datetime):
-        return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+        return utc_text(value)
     return value
 
 
@@ -508,9 +510,9 @@ class KycSessionOut(BaseModel):
     accepted: bool | None = Field(description="the decision (None until decided)")
     challenge: list[str] = Field(description="the actions to do in this order: blink, turn_left, turn_right, "
                                  "look_up, open_mouth (left/right are the person's own)")
-    created_at: str
-    expires_at: str
-    decided_at: str | None
+    created_at: UtcTime
+    expires_at: UtcTime
+    decided_at: UtcTime | None
     reasons: list[str] = Field(description="refusal codes: replay, selfie_is_document, document_no_face, "
                                "selfie_no_face, multiple_faces, low_quality, challenge_failed, liveness_failed, "
                                "face_mismatch")

@@ -424,3 +424,15 @@ def test_a_challenge_given_at_creation_is_one_that_can_be_done(service: KycServi
         with pytest.raises(InvalidArgument, match="challenge actions"):
             service.create("t1", bad)  # type: ignore[arg-type]
     assert len(service.list("t1").items) == made
+
+
+def test_a_sessions_times_are_written_as_every_answers_time(service: KycService) -> None:
+    """A session's times were written with a 'Z' (``...T18:52:40Z``) where every other answer of
+    the API, and `faceatlas kyc`'s JSON, writes UTC with its offset (``+00:00``, UtcTime)."""
+    from datetime import UTC, datetime
+
+    info = service.create("acme")
+    shown = info.to_dict()
+    assert shown["created_at"].endswith("+00:00") and shown["expires_at"].endswith("+00:00"), shown
+    assert datetime.fromisoformat(shown["created_at"]) == info.created_at.replace(tzinfo=UTC)
+    assert shown["decided_at"] is None

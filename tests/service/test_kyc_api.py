@@ -157,7 +157,8 @@ def test_reference_frames_are_kept_only_as_long_as_the_tenant_says(api, examples
         week_id = decided["week"]["id"]
         kept = kyc.references("svc:kyc-keep-week", week_id)
         assert set(kept) == {"document", "selfie"} and all(data[:2] == b"\xff\xd8" for data in kept.values())
-        at = datetime.fromisoformat(decided["week"]["decided_at"].rstrip("Z"))
+        assert decided["week"]["decided_at"].endswith("+00:00")  # as every answer's time (it wrote 'Z')
+        at = datetime.fromisoformat(decided["week"]["decided_at"]).replace(tzinfo=None)
         assert kyc.purge(now=at + timedelta(days=7) - timedelta(minutes=1)) == 0  # kept through the 7 days ...
         assert set(kyc.references("svc:kyc-keep-week", week_id)) == {"document", "selfie"}
         assert kyc.purge(now=at + timedelta(days=7, seconds=1)) >= 2  # ... and purged after them
@@ -194,6 +195,19 @@ def test_a_session_retention_is_a_whole_number_of_days(api):
             assert answer.json()["error"]["code"] == "validation_error"
         for days in (0, 3, None):
             assert client.post("/v1/kyc/sessions", json={"retention_days": days}).status_code == 201, days
+
+
+def test_a_sessions_times_are_utc_with_their_offset_as_every_answers(api):
+    """A KYC session's times ended in 'Z' where every other answer's (collections, subjects, keys,
+    audit, retail) are UtcTime, ``+00:00``: one client parser read both, another only one."""
+    keeper = _admin_of_new_tenant(api, "kyc-utc-times")
+    with api.client(keeper) as client:
+        created = client.post("/v1/kyc/sessions").json()
+        read = client.get(f"/v1/kyc/sessions/{created['id']}").json()
+        listed = client.get("/v1/kyc/sessions").json()["sessions"][0]
+    for answer in (created, read, listed):
+        assert answer["created_at"].endswith("+00:00") and answer["expires_at"].endswith("+00:00"), answer
+        assert answer["decided_at"] is None
 
 
 def test_a_tenant_with_the_longest_id_can_open_a_session(api, examples):

@@ -23,7 +23,7 @@ from faceatlas.apps.kyc.checks import Outcome, check_pixels, run_checks
 from faceatlas.apps.kyc.config import RANDOM_ACTIONS, Action, KycConfig, parse_challenge
 from faceatlas.apps.kyc.db import KycFingerprint, KycReference, KycSession, migrate
 from faceatlas.apps.kyc.selfie import Selfie, decode_frames, decode_video, informative, replayed_share
-from faceatlas.db import rowcount, sqlite_write_lock, utcnow
+from faceatlas.db import rowcount, sqlite_write_lock, utc_text, utcnow
 from faceatlas.engine import FaceAnalyzer, ImageInput
 from faceatlas.errors import Conflict, InvalidArgument, NotFound, SessionExpired
 from faceatlas.gallery import Page, check_limit, check_tenant
@@ -63,8 +63,9 @@ class SessionInfo:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "status": self.status, "accepted": self.accepted, "challenge": self.challenge,
-            "created_at": self.created_at.isoformat() + "Z", "expires_at": self.expires_at.isoformat() + "Z",
-            "decided_at": None if self.decided_at is None else self.decided_at.isoformat() + "Z",
+            # as every answer writes a time (UTC with its offset, +00:00), not the 'Z' these alone had
+            "created_at": utc_text(self.created_at), "expires_at": utc_text(self.expires_at),
+            "decided_at": None if self.decided_at is None else utc_text(self.decided_at),
             "reasons": self.reasons, "details": self.details,
         }
 
@@ -164,7 +165,7 @@ class KycService:
             if row.status in DECIDED:  # before this call, or by another one while this waited for a worker
                 return replace(_info(row), decided_before=True)
             if row.status == "expired" or row.expires_at <= utcnow():
-                raise SessionExpired(f"session {session_id} expired at {row.expires_at.isoformat()}Z")
+                raise SessionExpired(f"session {session_id} expired at {utc_text(row.expires_at)}")
             claimed = session.execute(update(KycSession).values(status="processing").where(
                 KycSession.id == session_id, KycSession.status == "pending"))
             if rowcount(claimed) != 1:
