@@ -19,6 +19,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from faceatlas.gallery.index import (
     read_index_meta,
     save_index,
 )
-from faceatlas.gallery.models import Collection, FaceRecord
+from faceatlas.gallery.models import Collection, FaceRecord, Subject
 from faceatlas.gallery.rules import check_index_dir
 
 _FETCH_CHUNK = 10_000
@@ -545,7 +546,9 @@ class IndexCache:
         index where it is there and comes back with its vector and subject now. A face of a
         transaction that committed after ``collection`` was read may be among them: it is applied
         again at the next catch-up, harmlessly. Otherwise (a removal since, a file marked stale, one
-        ahead of the database) every face id is diffed with the index's."""
+        ahead of the database) every face id is diffed with the index's; the faces moved since are
+        read by their stamps, or, with no revision to read them against (stale, ahead), found by
+        comparing every face's subject with the one the index groups it under."""
         if state is not None and collection.removed_revision <= state.revision <= collection.revision:
             return self._catch_up_changed(session, collection, state)
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
@@ -557,11 +560,14 @@ class IndexCache:
         ghosts = np.setdiff1d(index.ids(), db_ids, assume_unique=True)
         if len(ghosts):
             index.remove(ghosts)
-        # faces moved since the index's revision keep their ids: regrouped from their stamps (a file
-        # marked stale has no revision to read them against; one ahead of the database neither)
-        if 0 <= state.revision <= collection.revision \
-                and not self._apply_changed(session, collection, index, state.revision):
-            return self._rebuilt(session, collection), True
+        # faces moved since the index's revision keep their ids: regrouped from their stamps, or
+        # (a file marked stale, one ahead of the database) taken out when grouped under another
+        # subject than the database's, then added back with the missing faces
+        if 0 <= state.revision <= collection.revision:
+            if not self._apply_changed(session, collection, index, state.revision):
+                return self._rebuilt(session, collection), True
+        else:
+            index.remove(self._regrouped(session, collection, index))
         missing = np.setdiff1d(db_ids, index.ids(), assume_unique=True)
         for chunk in self._fetch_chunks(session, collection, missing):
             index.add(*chunk)
@@ -589,6 +595,21 @@ class IndexCache:
                 return False
             index.add(ids, vectors, subjects)
         return True
+
+    @staticmethod
+    def _regrouped(session: Session, collection: Collection, index: VectorIndex) -> np.ndarray:
+        """The faces ``index`` groups under another subject than the database's (none for an index
+        that groups none). Read through the subjects (the faces' subject index: no embedding read)."""
+        grouped = index.groups()
+        if grouped is None or not len(grouped[0]):
+            return np.empty(0, np.int64)
+        rows = session.execute(select(FaceRecord.subject_id, FaceRecord.id)
+                               .join(Subject, Subject.id == FaceRecord.subject_id)
+                               .where(Subject.collection_id == collection.id))
+        stored = np.fromiter(chain.from_iterable(rows), np.int64).reshape(-1, 2)
+        ids, subjects = grouped
+        _, held, found = np.intersect1d(ids, stored[:, 1], assume_unique=True, return_indices=True)
+        return ids[held[subjects[held] != stored[found, 0]]]
 
     def _rebuilt(self, session: Session, collection: Collection) -> IndexState:
         """A new index of the collection, its face count read first."""

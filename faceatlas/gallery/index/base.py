@@ -79,6 +79,11 @@ class VectorIndex(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def memory_bytes(self) -> int: ...
 
+    def groups(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The face ids held and the subject each is grouped under (None: an index that groups no
+        face, where a face moved to another subject changes nothing)."""
+        ...
+
     def needs_rebuild(self, faces: int, ann_min_faces: int) -> bool:
         """Whether a collection of ``faces`` faces is better served by a freshly built index
         (another kind, or this kind without the leftovers of removals)."""

@@ -77,6 +77,9 @@ class ExactIndex:
         order = np.argsort(-sims, axis=1)[:, :k]
         return _pad(np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1), k)
 
+    def groups(self) -> None:
+        return None  # faces only: a subject is read from the database with each search
+
     def needs_rebuild(self, faces: int, ann_min_faces: int) -> bool:
         return faces >= ann_min_faces  # grown into template-index size
 

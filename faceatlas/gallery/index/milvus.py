@@ -772,6 +772,9 @@ class MilvusIndex:
         """Bytes held in this process: none (the vectors live in Milvus)."""
         return 0
 
+    def groups(self) -> None:
+        return None  # ids and vectors only
+
     def needs_rebuild(self, faces: int, ann_min_faces: int) -> bool:
         return False  # Milvus builds and compacts its own index
 

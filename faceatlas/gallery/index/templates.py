@@ -97,6 +97,12 @@ class TemplateIndex:
             ids = self._ids[: self._rows]
             return ids[ids >= 0].copy()
 
+    def groups(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            ids = self._ids[: self._rows]
+            held = ids >= 0
+            return ids[held].copy(), self._groups[self._node_of[: self._rows][held]]
+
     def needs_rebuild(self, faces: int, ann_min_faces: int) -> bool:
         """Rebuilt when the collection fell back to exact-search size or a quarter of its graph
         nodes or face rows are left over from removals."""
