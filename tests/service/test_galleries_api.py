@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import uuid
 from collections.abc import Iterator
 
+import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from faceatlas.cli.main import app as cli
 from faceatlas.client import FaceAtlasApiError
+from faceatlas.db import create_database_engine
 from faceatlas.engine import get_pack
+from faceatlas.gallery import Gallery, service_space
+from faceatlas.service.accounts import Accounts
+from faceatlas.service.db import migrate
 
 RID = get_pack("scrfd-mbf").recognizer_id
 
@@ -681,3 +689,51 @@ def test_an_export_leaves_no_folder_in_tmpdir_whether_it_answers_or_fails(api, e
         http.post("/v1/collections", json={"name": "exported_once"})
         assert http.get("/v1/collections/exported_once/export").status_code == 200
     assert not list(tmp_path.glob("faceatlas-export-*"))
+
+
+def test_an_export_cut_short_leaves_no_copy_in_tmpdir(launch, shared, examples, fast_analyzer, tmp_path):
+    """The export's folder was removed by a task run once the answer was sent: a client holding the
+    download unread kept the file (embeddings, face crops) in TMPDIR as long as it liked, a server
+    stopped meanwhile (killed, or past its graceful shutdown) left it for good, and so did a client
+    gone mid-body where the server says so (ASGI 2.4). A real server, an 8 MB export."""
+    database_url = f"sqlite:///{tmp_path / 'export.db'}"
+    engine = create_database_engine(database_url)
+    migrate(engine)
+    accounts = Accounts(engine)
+    accounts.create_tenant("exporter")
+    key = accounts.create_key("exporter", ["admin"], rate_per_second=500, burst=500).token
+    gallery = Gallery.open(database_url, tenant=service_space("exporter"), index_dir=tmp_path / "indexes")
+    gallery.create_collection("big", fast_analyzer, keep_crops=True)
+    faces = fast_analyzer.analyze(examples / "examples" / "obama-480p.jpg")[:1]
+    for number in range(40):  # 40 crops of 200 kB that do not compress
+        gallery.enrol_faces("big", f"s{number}", faces, crops=[os.urandom(200_000)])
+    gallery.close()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process, url = launch(database_url, shared, tmp_path / "server.log", TMPDIR=str(temp))
+    host, port = url.removeprefix("http://").split(":")
+    request = (f"GET /v1/collections/big/export?crops=true HTTP/1.1\r\nHost: {host}\r\n"
+               f"Authorization: Bearer {key}\r\n\r\n").encode()
+
+    def left() -> list[str]:
+        return [p.name for p in temp.glob("faceatlas-export-*")]
+
+    with socket.create_connection((host, int(port)), timeout=30) as dropped:
+        dropped.sendall(request)
+        assert dropped.recv(4096).startswith(b"HTTP/1.1 200")  # then gone, the rest unread
+    whole = httpx.get(f"{url}/v1/collections/big/export", params={"crops": True},
+                      headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    assert whole.status_code == 200 and whole.content[:4] == whole.content[-4:] == b"PAR1"
+    assert int(whole.headers["content-length"]) == len(whole.content) > 8_000_000
+    assert whole.headers["content-type"] == "application/vnd.apache.parquet"
+    assert whole.headers["content-disposition"] == 'attachment; filename="big.parquet"'
+    assert left() == []
+    with socket.create_connection((host, int(port)), timeout=30) as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        held.sendall(request)
+        assert held.recv(4096).startswith(b"HTTP/1.1 200")  # and read no further
+        assert left() == []  # while the download is held open
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+    assert left() == []  # nor after the server died mid-body
+    engine.dispose()

@@ -6,13 +6,15 @@ it changed something."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -147,7 +149,7 @@ async def delete_collection(
     store_answer_at(request, COLLECTIONS_PATH)  # its stored answer names it no more either
 
 
-@router.get("/collections/{collection}/export", response_class=FileResponse,
+@router.get("/collections/{collection}/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
 async def export_collection(
     collection: CollectionName,
@@ -155,7 +157,7 @@ async def export_collection(
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("collection.export")],
     crops: Annotated[bool, Query(description="include the stored face crops (images of faces)")] = False,
-) -> FileResponse:
+) -> StreamingResponse:
     """The collection as a Parquet file (subjects, embeddings with their pack identity, crops
     when asked): ``POST /collections/import`` of the same file restores it. An export is a copy
     outside the gallery: a later erasure cannot reach it."""
@@ -163,11 +165,20 @@ async def export_collection(
     path = FsPath(folder) / f"{collection}.parquet"
     try:
         audit.details["faces"] = await run_in_threadpool(lambda: gallery.export(collection, path, with_crops=crops))
-    except BaseException:  # no answer to remove it after (a 404 left an empty folder in TMPDIR for good)
+        file = path.open("rb")
+    finally:  # removed before a byte is sent: the open file is streamed, its data gone once closed (a task
+        # run after the answer was not run for an answer cut short, a server stopped: the copy stayed in TMPDIR)
         shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return FileResponse(path, media_type="application/vnd.apache.parquet", filename=path.name,
-                        background=BackgroundTask(shutil.rmtree, folder, True))
+    return StreamingResponse(_chunks(file), media_type="application/vnd.apache.parquet", headers={
+        "Content-Disposition": f'attachment; filename="{path.name}"',  # a collection name needs no quoting
+        "Content-Length": str(os.fstat(file.fileno()).st_size)}, background=BackgroundTask(file.close))
+
+
+def _chunks(file: BinaryIO, size: int = 64 * 1024) -> Iterator[bytes]:
+    """``file`` read in ``size`` chunks, closed at the end or when the answer stops."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk
 
 
 @router.post("/collections/import", status_code=201, response_model=CollectionOut, openapi_extra={
