@@ -150,7 +150,7 @@ class AlbumCore:
     (the corrections are :class:`faceatlas.apps.albums.corrections.Album`'s)."""
 
     def __init__(self, record: AlbumRecord, analyzer: FaceAnalyzer, gallery: Gallery, engine: Engine,
-                 far: float, owns: bool) -> None:
+                 far: float, owns: bool, keeps_crops: bool) -> None:
         self.name = record.name
         self.owner = record.owner
         self._id = record.id
@@ -160,7 +160,7 @@ class AlbumCore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.threshold = analyzer.threshold(far)
         self._owns = owns
-        self.keeps_crops = gallery.get_collection(COLLECTION).keep_crops
+        self.keeps_crops = keeps_crops
 
     @classmethod
     def open(cls, name: str, analyzer: FaceAnalyzer, url: str | None = None, *, owner: str = "default",
@@ -212,12 +212,14 @@ class AlbumCore:
         gallery = gallery.for_tenant(f"app:albums:{owner}:{name}")
         if create:  # after: a name too long for its space makes no album row
             record = cls._record(engine, owner, name, analyzer, create)
-        if not any(c.name == COLLECTION for c in gallery.list_collections()):
+        try:  # its row alone, read once: its counts are scans of its faces, read 3 times on every call
+            info = gallery.get_collection(COLLECTION, counts=False)
+        except NotFound:
             with suppress(AlreadyExists):  # made by another upload creating the album at the same moment
                 gallery.create_collection(COLLECTION, analyzer, keep_crops=bool(keep_crops))
-        info = gallery.get_collection(COLLECTION)
-        if info.recognizer_id != analyzer.pack.recognizer_id and create and info.faces == 0 \
-                and not cls._holds_photos(engine, record.id):
+            info = gallery.get_collection(COLLECTION, counts=False)
+        if info.recognizer_id != analyzer.pack.recognizer_id and create \
+                and gallery.get_collection(COLLECTION).faces == 0 and not cls._holds_photos(engine, record.id):
             info = cls._repack(gallery, engine, record, analyzer, info.keep_crops)
         if info.recognizer_id != analyzer.pack.recognizer_id:
             serving = gallery.serving.name if gallery.serving is not None and \
@@ -236,7 +238,7 @@ class AlbumCore:
                            "(keep_crops is chosen by the photo that creates an album): the photo was not added. "
                            "Add it to a new album created without crops, or to this one without keep_crops=false "
                            "(its crops are then kept)")
-        return cls(record, analyzer, gallery, engine, far, owns)
+        return cls(record, analyzer, gallery, engine, far, owns, info.keep_crops)
 
     @staticmethod
     def _holds_photos(engine: Engine, album_id: int) -> bool:
