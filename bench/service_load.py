@@ -10,8 +10,8 @@ with the server, as a caveat for absolute numbers.
 
 ``--per-request``: one caller, the app in this process (no sockets): the median and p90 latency of
 requests whose cost is not the models' (a search by embedding, a console page, a store dashboard
-with today's charts), to compare one version of the service with another on the same machine
-(run it with each version's package first on PYTHONPATH).
+with today's charts, an album's people, a store's members), to compare one version of the service
+with another on the same machine (run it with each version's package first on PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ def per_request(pack: str, requests: int) -> None:
         face = http.post("/v1/detect", params={"embedding": "true"}, files={"image": ("e.jpg", image)},
                          headers=api).json()["faces"][0]
         body = {"embedding": face["embedding"], "recognizer_id": face["recognizer_id"]}
+        http.post("/v1/albums/bench/photos", files={"image": ("e.jpg", image)}, headers=api).raise_for_status()
+        person = http.get("/v1/albums/bench/people", headers=api).json()["people"][0]["id"]
         token = re.search(r'name="csrf" value="([^"]+)"', http.get("/console/login").text)
         assert token is not None
         http.post("/console/login", data={"key": key, "csrf": token.group(1)}, follow_redirects=False)
@@ -163,6 +165,10 @@ def per_request(pack: str, requests: int) -> None:
             "search by embedding": lambda: http.post("/v1/collections/bench/search", json=body, headers=api),
             "console page (galleries)": lambda: http.get("/console/galleries"),
             "store dashboard (2 charts)": lambda: http.get("/console/store/bench-store"),
+            "album people": lambda: http.get("/v1/albums/bench/people", headers=api),
+            "album person's faces": lambda: http.get(f"/v1/albums/bench/people/{person}/faces", headers=api),
+            "store members": lambda: http.get("/v1/retail/stores/bench-store/members", headers=api),
+            "store occupancy": lambda: http.get("/v1/retail/stores/bench-store/occupancy", headers=api),
         }
         table = Table(title=f"per request, one caller, in process ({requests} requests each)")
         for column in ("request", "p50 ms", "p90 ms"):
