@@ -197,3 +197,25 @@ def test_a_face_that_matches_two_members_is_charged_to_neither(store: RetailStor
     [alert] = store.alerts()
     assert (alert["kind"], alert["visit_id"], alert["details"]) == (
         "ambiguous_identity", visit, {"items": 1, "amount_cents": 120, "face_seen": True, "members_matched": 2})
+
+
+@pytest.mark.parametrize("field", ["reason", "key"])
+def test_a_refund_with_a_nul_or_a_control_character_is_refused_before_any_money_moves(
+        store: RetailStore, member_photos: list[Path], field: str) -> None:
+    """PostgreSQL's text refuses NUL: the API answered 500 for a refund key or reason holding one
+    (SQLite stored it), and a reason took line breaks and escapes that a refund listing shows."""
+    from faceatlas.errors import InvalidArgument
+
+    enrol, at_entry, at_exit = member_photos
+    _enrol(store, enrol)
+    store.entry(Entry("in", T0, image=at_entry, track="t-1"))
+    store.pick(Pick("shelf-fruit", T0 + timedelta(minutes=3), "milk", track="t-1"))
+    charge = store.exit(Exit("out", T0 + timedelta(minutes=12), image=at_exit, track="t-1")).charge_id
+    bad = ["a\x00b"] if field == "key" else ["a\x00b", "line\nbreak", "\x1b[2J", "x\u202egnp"]
+    for text in bad:
+        with pytest.raises(InvalidArgument, match=f"refund {field}"):
+            store.refund(charge, 10, **{field: text})
+    assert _count(store, Refund) == 0
+    store.refund(charge, 10, reason="  bruised  ", key="k\tey")  # a key is only hashed: any other text is one
+    with store.sessions() as session:
+        assert session.scalar(select(Refund.reason)) == "bruised"

@@ -45,7 +45,14 @@ from faceatlas.apps.retail.observations import AGE_BANDS, Observations, age_band
 from faceatlas.apps.retail.payments import LedgerPayments, PaymentBackend
 from faceatlas.apps.retail.products import Catalogue, ProductRemoval
 from faceatlas.apps.retail.simulator import check_day, check_out_folder, demo_store, simulate_day
-from faceatlas.apps.retail.store import AlertResolution, Cart, ExitOutcome, RetailStore, UnknownShopper
+from faceatlas.apps.retail.store import (
+    REFUND_REASON_MAX_LENGTH,
+    AlertResolution,
+    Cart,
+    ExitOutcome,
+    RetailStore,
+    UnknownShopper,
+)
 
 __all__ = [
     "AGE_BANDS",
@@ -74,6 +81,7 @@ __all__ = [
     "Product",
     "PURPOSES",
     "REPORT_DAYS",
+    "REFUND_REASON_MAX_LENGTH",
     "ProductRemoval",
     "Recognition",
     "Report",

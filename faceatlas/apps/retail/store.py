@@ -44,7 +44,9 @@ from faceatlas.apps.retail.products import Catalogue
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, rowcount
 from faceatlas.engine import Cut, Embedding, Face, FaceAnalyzer, NotCalibrated, l2_normalize, top_k
 from faceatlas.errors import Conflict, InvalidArgument, ModelMismatch
-from faceatlas.gallery import Gallery, NotFound, mismatch_message, name_key
+from faceatlas.gallery import Gallery, NotFound, check_stored, check_text, mismatch_message, name_key
+
+REFUND_REASON_MAX_LENGTH = 400  # its column's width (characters)
 
 COLLECTION = "members"
 ExitStatus = Literal["charged", "no_purchase", "unpaid", "refused", "no_visit"]
@@ -442,8 +444,11 @@ class RetailStore:
         paid back seven times the charge), then paid back, then confirmed; a payment that fails
         gives the reservation back. A ``key`` used for another charge or amount is
         :class:`InvalidArgument`; the same refund asked again (its key) is answered by its id; a new
-        refund of a charge refunded in full is :class:`Conflict`."""
-        key = key or uuid.uuid4().hex
+        refund of a charge refunded in full is :class:`Conflict`. ``reason`` is one line of text
+        (:func:`~faceatlas.gallery.check_text`); ``key`` any text without NUL (PostgreSQL's text
+        refuses it: the API answered 500)."""
+        reason = check_text(reason, "refund reason", max_length=REFUND_REASON_MAX_LENGTH) or ""
+        key = check_stored(key, "refund key") if key else uuid.uuid4().hex
         scoped = hashlib.sha256(f"{self.config.id}\x00{key}".encode()).hexdigest()  # keys are per store
         with self._sessions() as session:
             existing = session.execute(select(Refund.id, Refund.charge_id, Refund.amount_cents, Refund.transaction_ref)

@@ -21,6 +21,7 @@ from faceatlas.apps.retail import (
     CHARTS,
     MAX_PRICE_CENTS,
     PURPOSES,
+    REFUND_REASON_MAX_LENGTH,
     Cart,
     ConsentRecord,
     Exit,
@@ -148,7 +149,7 @@ class PickRequest(RequestBody):
 
 class RefundRequest(RequestBody):
     amount_cents: int | None = Field(default=None, ge=1, le=MAX_PRICE_CENTS * 1000, strict=True)  # true refunded 1
-    reason: str = Field(default="", max_length=400)
+    reason: str = Field(default="", max_length=REFUND_REASON_MAX_LENGTH)
     key: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
 
 
