@@ -17,9 +17,9 @@ its place, with the same code, and writes the message to the server log; the CLI
     │   │   └── ImageTooLarge           image_too_large       413
     │   ├── InvalidArgument             validation_error      422
     │   │   ├── FarNotCalibrated        validation_error      422
-    │   │   └── IdempotencyKeyReused    idempotency_key_reused 422
+    │   │   ├── IdempotencyKeyReused    idempotency_key_reused 422
+    │   │   └── UnknownEffect           unknown_effect        422
     │   ├── UnknownPack                 unknown_pack          400
-    │   ├── UnknownEffect               unknown_effect        400
     │   ├── UrlFetchDisabled            url_fetch_disabled    400
     │   ├── FetchFailed                 fetch_failed          400
     │   ├── PayloadTooLarge             payload_too_large     413
@@ -205,8 +205,8 @@ class UnknownPack(InvalidInput):
     code = "unknown_pack"
 
 
-class UnknownEffect(InvalidInput):
-    """No AR effect has the requested name."""
+class UnknownEffect(InvalidArgument):
+    """No AR effect has the requested name (an argument's unknown value: 422, as every other)."""
 
     code = "unknown_effect"
 

@@ -459,13 +459,20 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     return app
 
 
+VALIDATION_ERROR = "validation_error: a parameter or field breaks its rule"
+NUL_IN_URL = "bad_request: the URL holds a NUL character"
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's OpenAPI document with the error answers the API gives: its 422 is documented as
     FastAPI's ``HTTPValidationError`` (``{"detail": [...]}``), which the API never answers, so a
     generated client could not read an error. Every operation's 422 and ``default`` answers are
     :class:`ErrorOut` (``{"error": {"code", "message"}}``), and so is every other error answer a
     route declares without content (a snapshot's or a face crop's 404 was declared bodiless, and
-    answered that JSON)."""
+    answered that JSON). Every operation declares its 400 (``bad_request`` and its kinds, answered
+    by every call to a URL holding a NUL character), with the reasons a route adds (the image and
+    file calls': :func:`~faceatlas.service.deps.error_answers`); a route's own 422 reasons
+    (``unknown_effect``) are added to the ``validation_error`` one."""
     if app.openapi_schema is None:
         spec = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
                            description=app.description, routes=app.routes,
@@ -481,11 +488,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 if "422" in responses:
-                    responses["422"] = {"description": "validation_error: a parameter or field breaks its rule",
-                                        **answer}
+                    own = responses["422"].get("description")
+                    reasons = [VALIDATION_ERROR] + ([own] if own and own != "Validation Error" else [])
+                    responses["422"] = {"description": "; ".join(reasons), **answer}
+                bad = responses.setdefault("400", {})
+                bad["description"] = "; ".join(filter(None, (bad.get("description"), NUL_IN_URL)))
                 for status, declared in responses.items():
                     if status.isdigit() and int(status) >= 400 and "content" not in declared:
                         declared.update(answer)
                 responses["default"] = {"description": "an error (4xx, 5xx)", **answer}
+                operation["responses"] = dict(sorted(responses.items(), key=lambda item: (item[0] == "default",
+                                                                                          item[0])))
         app.openapi_schema = spec
     return app.openapi_schema

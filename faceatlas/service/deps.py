@@ -280,12 +280,13 @@ IdempotencyKeyHeader = Annotated[str | None, Header(
 
 
 async def refuse_idempotency_key(request: Request, key: Annotated[str | None, Header(
-        alias=IDEMPOTENCY_HEADER, description="refused (422): this call's answer holds a new key's secret, which "
-        "is kept nowhere, so a retry could not be answered again")] = None) -> None:
+        alias=IDEMPOTENCY_HEADER, include_in_schema=False)] = None) -> None:
     """A dependency of the calls that issue a key (create, rotate), declared after their gate: an
     ``Idempotency-Key`` is :class:`InvalidArgument`. Their answer holds the new key's secret, which
     is stored nowhere (only its hash), so a retry cannot be given the first answer again; the header
-    was ignored without a word and a retried creation made a second live key."""
+    was ignored without a word and a retried creation made a second live key. The header is not in
+    their OpenAPI parameters (a generated client offered it, as an option, to be refused always):
+    their descriptions say it is refused."""
     if key is not None:
         raise InvalidArgument(f"{request.method} {request.url.path} takes no {IDEMPOTENCY_HEADER}: its answer holds "
                               "the new key's secret, kept nowhere, so a retry cannot be answered again; after a lost "
@@ -536,24 +537,55 @@ def usage_row(meter: Meter, status: int, started: float) -> UsageRecord:
 # -- image inputs ------------------------------------------------------------------------------
 
 
-def image_request_body(*names: str, extra: dict[str, Any] | None = None,
-                       form: dict[str, Any] | None = None) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for endpoints that take images as multipart or JSON: a base64 string,
-    or ``{"url": ...}`` (fetched from an allowed origin; no other field). ``extra``: the JSON body's
-    other fields; ``form``: the multipart form's (the retail members' form listed its image alone)."""
+# What the 4xx answers of a call that reads its body by hand (images, files) say, in its OpenAPI
+# ``responses`` (:func:`error_answers`); the app gives each the error body (ErrorOut) and adds the
+# 400 every call can get (a NUL in the URL).
+UNDECODABLE_IMAGE = "invalid_image, empty_image or truncated_image: an image that does not decode"
+IMAGE_BY_URL = ("url_fetch_disabled or fetch_failed: an image by URL on an origin the server does not allow, "
+                "or that could not be fetched")
+UNPARSED_BODY = "bad_request: a body that does not parse (JSON, multipart)"
+TOO_LARGE = "image_too_large or payload_too_large: an image over the pixel limit, or a body over the size limit"
+MEDIA_TYPES_TAKEN = "unsupported_media_type: a body sent as another media type than those listed"
+
+
+def error_answers(*bad_request: str, too_large: str = TOO_LARGE,
+                  media_types: str | None = MEDIA_TYPES_TAKEN) -> dict[str, Any]:
+    """OpenAPI ``responses`` of a call that reads its body by hand (``openapi_extra``, merged into the
+    operation): its 400 (``bad_request``: what it refuses so, one reason each), 413 and 415 (None:
+    a call that answers none). A client generated from the document reads them as the error body
+    (the app's ``_openapi`` adds it)."""
+    answers = {"400": {"description": "; ".join(bad_request)}, "413": {"description": too_large}}
+    return answers | ({} if media_types is None else {"415": {"description": media_types}})
+
+
+def image_request_body(*names: str, extra: dict[str, Any] | None = None, form: dict[str, Any] | None = None,
+                       instead: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` (and error answers) for endpoints that take images as multipart or
+    JSON: a base64 string, or ``{"url": ...}`` (fetched from an allowed origin; no other field).
+    ``extra``: the JSON body's other fields; ``form``: the multipart form's (the retail members'
+    form listed its image alone); ``instead``: the fields of a JSON body that replaces the images
+    (a search's ``embedding`` and ``recognizer_id``), each required. No other field is taken
+    (``additionalProperties: false``): :func:`read_images` refuses it (422)."""
     files = {name: {"type": "string", "format": "binary"} for name in names} | (form or {})
     url = {"type": "string", "description": "the image's http(s) URL, on an origin the server allows"}
     by_url = {"type": "object", "properties": {"url": url}, "required": ["url"], "additionalProperties": False}
     b64 = {name: {"oneOf": [{"type": "string", "description": "base64-encoded image"}, by_url]} for name in names}
     json_props = {**b64, **(extra or {})}
+    as_json: dict[str, Any] = {"type": "object", "properties": json_props, "required": list(names),
+                               "additionalProperties": False}
+    if instead:
+        as_json = {"oneOf": [as_json, {"type": "object", "properties": instead, "required": list(instead),
+                                       "additionalProperties": False}]}
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": {"type": "object", "properties": files, "required": list(names)}},
-                "application/json": {"schema": {"type": "object", "properties": json_props, "required": list(names)}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": files, "required": list(names),
+                                                   "additionalProperties": False}},
+                "application/json": {"schema": as_json},
             },
-        }
+        },
+        "responses": error_answers(UNDECODABLE_IMAGE, IMAGE_BY_URL, UNPARSED_BODY),
     }
 
 

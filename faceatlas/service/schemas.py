@@ -26,6 +26,12 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The description of an integer field a body takes strictly (``Field(strict=True)``): JSON Schema
+# counts 30.0 as an integer, so a client would send it; the field refuses it (422), as it refuses
+# ``true`` (read as 1) and ``"30"``.
+JSON_INTEGER = "a JSON integer; 30.0 is refused (as are true and \"30\")"
+
+
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 

@@ -24,7 +24,7 @@ from faceatlas.video.config import (
     remove_made_folders,
     same_file,
 )
-from faceatlas.video.events import EVENT_TYPES, Event
+from faceatlas.video.events import EVENT_TYPES, Event, EventType
 from faceatlas.video.identity import EmbeddingMatcher, GalleryMatcher, IdentityMatch, IdentityMatcher, IdentityVote
 from faceatlas.video.pipeline import PipelineStats, VideoPipeline, interrupts_held, run_cameras
 from faceatlas.video.plots import (
@@ -57,6 +57,7 @@ from faceatlas.video.sources import (
 )
 from faceatlas.video.store import (
     COUNT_PAGE_MINUTES,
+    COUNTED_CLASSES,
     CountPage,
     CountRow,
     EventRow,
@@ -78,6 +79,7 @@ from faceatlas.video.webhook import WebhookSink, verify_signature
 from faceatlas.video.zones import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 
 __all__ = [
+    "COUNTED_CLASSES",
     "COUNT_PAGE_MINUTES",
     "EVENT_TYPES",
     "EVENTS_STDOUT",
@@ -88,6 +90,7 @@ __all__ = [
     "EmbeddingMatcher",
     "Event",
     "EventBus",
+    "EventType",
     "EventRow",
     "EventSink",
     "Frame",

@@ -208,9 +208,11 @@ def test_issuing_a_key_refuses_an_idempotency_key_rather_than_making_a_second_on
         assert {k["prefix"]: k["revoked"] for k in admin.get("/v1/keys").json()["keys"]}[prefix] is False
     with api.client() as anonymous:  # the key first: 401, as every call
         assert anonymous.post("/v1/keys", json={"scopes": ["read"]}, headers=once).status_code == 401
-    header = [p for p in api.app.openapi()["paths"]["/v1/keys"]["post"]["parameters"]
-              if p["name"] == "Idempotency-Key"]
-    assert header and "refused" in header[0]["description"], header
+    for path in ("/v1/keys", "/v1/keys/{prefix}/rotate"):  # not offered as an option: said refused
+        operation = api.app.openapi()["paths"][path]["post"]
+        assert "Idempotency-Key" not in [p["name"] for p in operation.get("parameters", [])], operation
+        said = " ".join(operation["description"].split())
+        assert "Idempotency-Key`` header is refused (422)" in said, said
 
 
 def test_tenants_cannot_touch_each_others_keys_or_usage(api):
@@ -650,6 +652,68 @@ def test_every_declared_error_answer_of_the_openapi_document_is_the_json_error_b
     for answer in (snapshot, no_crop, unknown):
         assert answer.status_code == 404 and answer.headers["content-type"] == "application/json", answer.text
         assert set(answer.json()) == {"error"} and answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_openapi_document_says_what_the_server_refuses(api):
+    """A client generated from the document tripped on what it left unsaid (a schemathesis run):
+    image and file bodies allowed fields the server refuses (422); their 400s (``invalid_image``,
+    ``url_fetch_disabled``, an import that is not an export, a body that does not parse) and every
+    call's (a NUL in the URL) were declared nowhere; the key-issuing calls listed an
+    ``Idempotency-Key`` they always refuse; strict integers did not say 30.0 is refused; the events'
+    ``type`` and the counts' ``class`` were free strings, where the layer takes a fixed set."""
+    from faceatlas.video import EVENT_TYPES
+    from faceatlas.video.store import COUNTED_CLASSES
+
+    spec = api.app.openapi()
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    operations = {f"{method.upper()} {path}": operation for path, methods in spec["paths"].items()
+                  for method, operation in methods.items()}
+    undeclared = sorted(call for call, operation in operations.items()
+                        if operation["responses"].get("400", {}).get("content", {}).get("application/json", {})
+                        .get("schema") != error)
+    assert undeclared == []
+    by_hand = {call: operation for call, operation in operations.items()
+               if "multipart/form-data" in operation.get("requestBody", {}).get("content", {})}
+    assert {"POST /v1/detect", "POST /v1/compare", "POST /v1/ar/effects", "POST /v1/collections/import",
+            "POST /v1/kyc/sessions/{session_id}/submit", "POST /v1/retail/stores/{store_id}/members",
+            "POST /v1/albums/{album}/photos"} <= set(by_hand)
+    lax = []
+    for call, operation in by_hand.items():
+        assert operation["responses"]["400"]["description"].count(":") >= 2, call  # its own reasons too
+        assert operation["responses"]["413"]["content"]["application/json"]["schema"] == error, call
+        for media, body in operation["requestBody"]["content"].items():
+            objects = body["schema"].get("oneOf", [body["schema"]])  # a search's image or embedding
+            lax += [f"{call} {media}" for schema in objects if schema.get("additionalProperties") is not False]
+    assert lax == []
+    assert "invalid_image" in by_hand["POST /v1/detect"]["responses"]["400"]["description"]
+    assert "url_fetch_disabled" in by_hand["POST /v1/detect"]["responses"]["400"]["description"]
+    assert "not a FaceAtlas collection export" in by_hand["POST /v1/collections/import"]["responses"]["400"][
+        "description"]
+    assert "unknown_effect" in operations["POST /v1/ar/effects"]["responses"]["422"]["description"]
+    for call in ("POST /v1/keys", "POST /v1/keys/{prefix}/rotate"):
+        assert "Idempotency-Key" not in [p["name"] for p in operations[call].get("parameters", [])], call
+
+    def query(call: str, name: str) -> dict:
+        [schema] = [p["schema"] for p in operations[call]["parameters"] if p["name"] == name]
+        return next(option for option in schema.get("anyOf", [schema]) if option.get("type") == "string")
+
+    assert query("GET /v1/events", "type")["enum"] == list(EVENT_TYPES)
+    assert sorted(query("GET /v1/cameras/{camera}/counts", "class")["enum"]) == sorted(COUNTED_CLASSES)
+    schemas = spec["components"]["schemas"]
+    for model, field in (("ProductCreate", "price_cents"), ("ProductChange", "price_cents"),
+                         ("PickRequest", "quantity"), ("RefundRequest", "amount_cents"),
+                         ("SettingsRequest", "kyc_retention_days"), ("SessionRequest", "retention_days")):
+        assert "30.0 is refused" in json.dumps(schemas[model]["properties"][field]), (model, field)
+
+
+def test_an_event_type_outside_its_enum_is_refused_naming_the_types(api):
+    """The events' ``type`` is the layer's enum: another is the ``validation_error`` it was, naming them."""
+    with api.client("acme_read") as client:
+        refused = client.get("/v1/events", params={"type": "bogus"})
+        fine = client.get("/v1/events", params={"type": "watchlist_hit"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_error", refused.text
+    assert "watchlist_hit" in refused.json()["error"]["message"], refused.text
+    assert fine.status_code == 200, fine.text
 
 
 def test_a_chunked_body_over_the_limit_is_refused_unrecorded_not_a_phantom_500(api):

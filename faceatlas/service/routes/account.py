@@ -14,6 +14,7 @@ from faceatlas.gallery import PAGE_MAX
 from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
 from faceatlas.service.deps import AccountsDep, KycDep, Meter, MeteredRoute, NoIdempotencyKey, metered
 from faceatlas.service.schemas import (
+    JSON_INTEGER,
     AuditList,
     IsoDate,
     IssuedKeyOut,
@@ -38,7 +39,7 @@ class SettingsRequest(RequestBody):
     kyc_retention_days: int | None = Field(
         default=None, ge=0, le=MAX_RETENTION_DAYS, strict=True,
         description="days a verification's reference face images are kept (0: none written); shortening it "
-                    "shortens the images kept already, lengthening it does not lengthen them")
+                    f"shortens the images kept already, lengthening it does not lengthen them; {JSON_INTEGER}")
 
 
 @router.get("/settings", response_model=TenantSettingsOut)
@@ -112,7 +113,9 @@ def create_key(
     meter: Annotated[Meter, Depends(metered("keys.create", "admin", billable=False))],
     _once: NoIdempotencyKey,
 ) -> dict[str, Any]:
-    """A new key of the caller's tenant; the returned ``key`` is shown only this once (audited)."""
+    """A new key of the caller's tenant; the returned ``key`` is shown only this once (audited). An
+    ``Idempotency-Key`` header is refused (422): the answer holds the new key's secret, kept nowhere,
+    so a retry could not be answered again (after a lost answer, list the keys and revoke any unknown)."""
     caller = meter.principal
     issued = accounts.create_key(
         caller.tenant_id, list(body.scopes), body.name, body.rate_per_second, body.burst, caller.key_id
@@ -139,7 +142,8 @@ def rotate_key(
     meter: Annotated[Meter, Depends(metered("keys.rotate", "admin", billable=False))],
     _once: NoIdempotencyKey,
 ) -> dict[str, Any]:
-    """Revoke a key and issue its replacement (same scopes and limits; audited)."""
+    """Revoke a key and issue its replacement (same scopes and limits; audited). An ``Idempotency-Key``
+    header is refused (422), as for a new key: the answer holds the new key's secret."""
     issued = accounts.rotate_key(prefix, meter.principal.tenant_id, meter.principal.key_id)
     return {"key": issued.token, "prefix": issued.prefix, "scopes": issued.scopes}
 

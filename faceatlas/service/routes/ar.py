@@ -16,7 +16,8 @@ MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 @router.post(
     "/ar/effects",
     response_class=Response,
-    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the image with effects"}},
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the image with effects"},
+               422: {"description": "unknown_effect: an effect of no such name"}},
     openapi_extra=image_request_body("image"),
 )
 async def ar_effects(

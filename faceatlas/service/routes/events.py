@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from faceatlas.gallery import PAGE_MAX
 from faceatlas.service.deps import DbDep, Meter, metered
 from faceatlas.service.schemas import CountList, ErrorOut, EventList
-from faceatlas.video import COUNT_PAGE_MINUTES, EVENT_TYPES, Event, event_snapshot
+from faceatlas.video import COUNT_PAGE_MINUTES, COUNTED_CLASSES, Event, EventType, event_snapshot
 from faceatlas.video import list_counts as stored_counts
 from faceatlas.video import list_events as stored_events
 
@@ -35,7 +35,7 @@ async def list_events(
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("events.list", "read", billable=False))],
     camera: Annotated[str | None, Query(max_length=200)] = None,
-    type: Annotated[str | None, Query(description=f"one of {', '.join(EVENT_TYPES)}")] = None,
+    type: Annotated[EventType | None, Query(description="the events of this type only")] = None,
     since: Annotated[str | None, Query(description="ISO 8601 (with an offset, or UTC without one); events emitted "
                                                    "at or after it")] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
@@ -61,6 +61,14 @@ async def snapshot(
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+def _counted_classes(schema: dict[str, Any]) -> None:
+    """The ``class`` parameter's schema: the layer's classes as the string's enum (the layer's check
+    answers an unknown one, naming it and some known ones, as the CLI's)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option["enum"] = sorted(COUNTED_CLASSES)
+
+
 @router.get("/cameras/{camera}/counts", response_model=CountList)
 async def camera_counts(
     db: DbDep,
@@ -70,7 +78,8 @@ async def camera_counts(
                                        description="ISO 8601 (no offset: UTC); minutes from its minute on")] = None,
     until: Annotated[str | None, Query(alias="to", max_length=64,
                                        description="ISO 8601 (no offset: UTC); minutes before its minute")] = None,
-    label: Annotated[str | None, Query(alias="class", max_length=32, description="person, car, bus, ...")] = None,
+    label: Annotated[str | None, Query(alias="class", max_length=32, json_schema_extra=_counted_classes,
+                                       description="face or a COCO class: person, car, bus, ...")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many minutes")] = COUNT_PAGE_MINUTES,
 ) -> dict:
     """A camera's per-minute counts per class (objects seen, line crossings, zone occupancy), oldest first;

@@ -33,6 +33,7 @@ from faceatlas.gallery import (
     read_header,
 )
 from faceatlas.service.deps import (
+    UNPARSED_BODY,
     AccountsDep,
     AnalyzerDep,
     AuditEntry,
@@ -44,6 +45,7 @@ from faceatlas.service.deps import (
     TenantGalleryDep,
     audited,
     check_form,
+    error_answers,
     image_request_body,
     json_body,
     media_type,
@@ -183,9 +185,12 @@ def _chunks(file: BinaryIO, size: int = 64 * 1024) -> Iterator[bytes]:
 
 @router.post("/collections/import", status_code=201, response_model=CollectionOut, openapi_extra={
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
+        "type": "object", "required": ["file"], "additionalProperties": False,
         "properties": {"file": {"type": "string", "format": "binary",
-                                "description": "a collection export (GET /collections/{collection}/export)"}}}}}}})
+                                "description": "a collection export (GET /collections/{collection}/export)"}}}}}},
+    "responses": error_answers("bad_request: a file that is not a FaceAtlas collection export, or one of a format "
+                               "this version does not read", UNPARSED_BODY,
+                               too_large="payload_too_large: a body over the size limit", media_types=None)})
 async def import_collection(
     request: Request,
     meter: Annotated[Meter, Depends(metered("collections.import", "write", idempotent=True))],
@@ -362,7 +367,7 @@ async def enrol(
     "/collections/{collection}/search",
     response_model=SearchOut,
     response_model_exclude_unset=True,
-    openapi_extra=image_request_body("image", extra={
+    openapi_extra=image_request_body("image", instead={
         "embedding": {"type": "array", "items": {"type": "number"}},
         "recognizer_id": {"type": "string", "description": "the embedding's space (as /detect returns it)"},
     }),

@@ -15,6 +15,8 @@ from faceatlas.errors import InvalidArgument, UnsupportedMediaType
 from faceatlas.gallery import PAGE_MAX
 from faceatlas.service.accounts import MAX_RETENTION_DAYS
 from faceatlas.service.deps import (
+    UNDECODABLE_IMAGE,
+    UNPARSED_BODY,
     AccountsDep,
     KycDep,
     Meter,
@@ -22,11 +24,12 @@ from faceatlas.service.deps import (
     PoolDep,
     charge_pixels,
     check_form,
+    error_answers,
     media_type,
     metered,
     unmeter,
 )
-from faceatlas.service.schemas import KycSessionList, KycSessionOut, RequestBody
+from faceatlas.service.schemas import JSON_INTEGER, KycSessionList, KycSessionOut, RequestBody
 from faceatlas.service.tenants import gallery_tenant
 
 router = APIRouter(tags=["kyc"], route_class=MeteredRoute)
@@ -40,7 +43,7 @@ class SessionRequest(RequestBody):
     retention_days: int | None = Field(default=None, ge=0, le=MAX_RETENTION_DAYS, strict=True,
                                        description="days the reference face images are kept: at most the "
                                        "tenant's setting (PATCH /v1/settings, 0 unless its admin set more), "
-                                       "which is the default")
+                                       f"which is the default; {JSON_INTEGER}")
 
 
 @router.post("/kyc/sessions", status_code=201, response_model=KycSessionOut)
@@ -69,13 +72,15 @@ async def create_session(
     "/kyc/sessions/{session_id}/submit",
     response_model=KycSessionOut,
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["document"],
+        "type": "object", "required": ["document"], "additionalProperties": False,
         "properties": {"document": {"type": "string", "format": "binary"},
                        "selfie": {"type": "string", "format": "binary", "description": "a video (mp4, webm, mov)"},
                        "frame": {"type": "array", "items": {"type": "string", "format": "binary"},
                                  "maxItems": MAX_FRAMES,
                                  "description": f"or the selfie as images, in order (at most {MAX_FRAMES})"},
-                       "fps": {"type": "number", "description": "the frames' rate (default 10)"}}}}}}},
+                       "fps": {"type": "number", "description": "the frames' rate (default 10)"}}}}}},
+                   "responses": error_answers(f"{UNDECODABLE_IMAGE} (the document, a frame, or the selfie video)",
+                                              "bad_request: no selfie (video or frames) given", UNPARSED_BODY)},
 )
 async def submit_session(
     session_id: SessionId,

@@ -53,6 +53,7 @@ from faceatlas.service.deps import (
 )
 from faceatlas.service.idempotency import store_answer_at
 from faceatlas.service.schemas import (
+    JSON_INTEGER,
     IsoDate,
     RequestBody,
     RetailAlertList,
@@ -121,7 +122,7 @@ Sku = Annotated[str, PathParam(min_length=1, max_length=100)]
 RowId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX)]
 MEMBER = "{store_id}/{member_id}"  # the audit target of a member (erasure blanks the member id)
 T = TypeVar("T")
-Price = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="minor units (cents)")]
+Price = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description=f"minor units (cents), {JSON_INTEGER}")]
 
 
 class ProductCreate(RequestBody):
@@ -144,11 +145,12 @@ class ConsentChange(RequestBody):
 
 class PickRequest(RequestBody):
     sku: str = Field(min_length=1, max_length=100)
-    quantity: int = Field(default=1, ge=-1000, le=1000, strict=True)  # true added 1
+    quantity: int = Field(default=1, ge=-1000, le=1000, strict=True, description=JSON_INTEGER)  # true added 1
 
 
 class RefundRequest(RequestBody):
-    amount_cents: int | None = Field(default=None, ge=1, le=MAX_PRICE_CENTS * 1000, strict=True)  # true refunded 1
+    amount_cents: int | None = Field(default=None, ge=1, le=MAX_PRICE_CENTS * 1000, strict=True,  # true refunded 1
+                                     description=JSON_INTEGER)
     reason: str = Field(default="", max_length=REFUND_REASON_MAX_LENGTH)
     key: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
 
