@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, list_photos, migrate
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, exit_for_failures, interrupted, json_text
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, emit_json, exit_for_failures, interrupted
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
@@ -49,7 +49,7 @@ def _album(name: str, db: str | None, pack: str | None, tenant: str, *, create: 
 
 def _out(data: Any, as_json: bool, text: str) -> None:
     if as_json:
-        console.print_json(json_text(data))
+        emit_json(data, indent=2)
     else:
         console.print(text, soft_wrap=True)
 
@@ -74,7 +74,7 @@ def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, he
                 _erase_trail(opened, erased)
     except KeyboardInterrupt:
         interrupted(seen[0], seen[1], "photos", f"the photos added before the stop are kept (they are added "
-                    f"{CHUNK} at a time); `album scan` again continues (photos scanned before are skipped)")
+                    f"{CHUNK} at a time); `album scan` again continues (photos scanned before are skipped)", as_json)
     _out(report.to_dict(), as_json,
          f"{report.photos} photos added, {report.skipped} skipped"
          + (f" ({report.moved} found at a new path)" if report.moved else "")
@@ -228,7 +228,7 @@ def _ask(what: str, yes: bool, as_json: bool) -> None:
     if not yes and as_json:
         raise CommandLineError(f"--json cannot ask before deleting {what}: give --yes")
     if not yes:
-        typer.confirm(f"delete {what}?", abort=True)
+        typer.confirm(f"delete {what}?", abort=True, err=True)
 
 
 def _erased(erased: Erasure) -> str:
@@ -281,7 +281,7 @@ def erase(person: str, album: AlbumOption = "default", db: DbOption = None,
         if not yes and as_json:  # nothing to ask in: it erased without a question
             raise CommandLineError(f"--json cannot ask before erasing {shown}: give --yes")
         if not yes:  # declined: "Aborted.", exit 1, as `gallery delete` and `admin tenant delete`
-            typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True)
+            typer.confirm(f"erase {shown} and their {info.faces} faces?", abort=True, err=True)
         erased = opened.erase(person)
         note = _erase_trail(opened, erased, person)
     _out({"person": person, "faces_deleted": erased.faces_deleted, "photos_deleted": erased.photos_deleted},

@@ -19,7 +19,7 @@ from faceatlas.batch import dedupe as dedupe_job
 from faceatlas.batch import embed as embed_job
 from faceatlas.batch import enrol as enrol_job
 from faceatlas.batch import search as search_job
-from faceatlas.cli.errors import Output, exit_for_failures, interrupted, json_text
+from faceatlas.cli.errors import Output, emit_json, exit_for_failures, interrupted
 from faceatlas.cli.options import database_option
 from faceatlas.engine import DEFAULT_FPIR, Cut
 from faceatlas.gallery import Gallery
@@ -46,7 +46,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 
 @contextmanager
-def _progress(disable: bool, kept: str | Callable[[], str],
+def _progress(as_json: bool, kept: str | Callable[[], str],
               written: str | None = None) -> Iterator[Callable[[int, int], None]]:
     """A progress bar with images/s (of this run, from its first image on: Ray's start included, as
     the summary's first figure) and time left, fed by the job's callback. What
@@ -54,9 +54,10 @@ def _progress(disable: bool, kept: str | Callable[[], str],
     Ctrl-C or SIGTERM: `interrupted after N of M images: <kept>` (``kept`` said when stopped, where
     it depends on how far the job got) and status 130; N counts the images in ``written``'s
     done-manifest when it holds more than the bar heard of (the workers write their parts before
-    the driver hears of them: it said 8 where 16 were written)."""
+    the driver hears of them: it said 8 where 16 were written). ``as_json``: no bar, and that
+    much is said on stdout as well, as one JSON object (:func:`interrupted`)."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=disable)
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=as_json)
     task = bar.add_task("images", total=None, rate="")
     state: dict[str, float] = {}
 
@@ -82,7 +83,8 @@ def _progress(disable: bool, kept: str | Callable[[], str],
         if written is not None:
             with suppress(Exception):  # nothing written yet (no output), or a part being written: the bar's count
                 done = max(done, image_table(written).num_rows)
-        interrupted(done, int(state.get("total", 0)) or None, "images", kept if isinstance(kept, str) else kept())
+        interrupted(done, int(state.get("total", 0)) or None, "images", kept if isinstance(kept, str) else kept(),
+                    as_json)
 
 
 def _resumed(out: str) -> str:
@@ -103,7 +105,7 @@ def _show(report: BatchReport, as_json: bool, what: str, *, faces: bool = True) 
 
     with writing_stdout():
         if as_json:
-            console.print_json(json_text(report.to_dict()))
+            emit_json(report.to_dict(), indent=2)
         else:
             if report.processed:
                 rate = (f" ({report.overall_images_per_second:.1f} img/s, {report.images_per_second:.1f} after Ray's "

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
@@ -27,11 +27,26 @@ except ImportError:  # pragma: no cover - an older typer
 
 err = Console(stderr=True)
 
+# the width of a command's results when standard output is no terminal (a file, a pipe): as wide as any line
+# is, so that no id, name or path in a table is cut ("lin-manuel-…") nor a line broken in two
+UNWRAPPED_WIDTH = 1_000_000
+
 
 class Output(Console):
     """The console of a command's results on standard output: a reader that goes away (``| head``)
     ends the command quietly, status 141, as :func:`stdout_gone` (rich's own way was status 1, which
-    says "some inputs failed": `detect a b c d | head -1`)."""
+    says "some inputs failed": `detect a b c d | head -1`). Into a file or a pipe it has no width
+    (:data:`UNWRAPPED_WIDTH`, ``COLUMNS`` aside): rich's 80 columns there cut a table's ids and
+    paths with "…" (`gallery list > list.txt`); on a terminal, the terminal's width."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        return size if self.is_terminal else ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
@@ -60,6 +75,13 @@ def json_text(data: Any, *, indent: int | None = None) -> str:
     wrote ``NaN``, which no JSON parser reads: `eval folder --json` of a gallery without
     non-mated searches), what JSON has no type for is its text."""
     return json.dumps(json_ready(data), indent=indent, default=str, allow_nan=False)
+
+
+def emit_json(data: Any, *, indent: int | None = None) -> None:
+    """``data`` on standard output as every ``--json`` prints it (:func:`json_text`), plain text: no
+    colour or style, a terminal's or not (rich's ``print_json`` styled it on a terminal, `docker exec
+    -t ... --json > out.json` was no JSON, and ``NO_COLOR`` did not stop it)."""
+    print(json_text(data, indent=indent))
 
 
 def print_error(exc: FaceAtlasError, console: Console | None = None, *, about: str | None = None) -> None:
@@ -270,9 +292,16 @@ def _discard_stdout() -> None:
         os.close(null)
 
 
-def interrupted(done: int, total: int | None, what: str, kept: str) -> NoReturn:
+def interrupted(done: int, total: int | None, what: str, kept: str, as_json: bool = False,
+                summary: dict[str, Any] | None = None) -> NoReturn:
     """A long command stopped by Ctrl-C or a kill: one line on stderr saying how far it got and
-    what of it is kept, then status 130 (as every interrupted command)."""
+    what of it is kept, then status 130 (as every interrupted command). ``as_json``: first, on
+    stdout, the same as one JSON object, ``summary`` (what was done so far, where the command
+    knows it) with ``"interrupted": true, "done", "total", "kept"`` (stdout was empty, and a
+    script's ``jq`` failed on it; `detect --json` printed its results so far)."""
+    if as_json:
+        with writing_stdout():
+            emit_json({**(summary or {}), "interrupted": True, "done": done, "total": total or None, "kept": kept})
     of = f" of {total}" if total else ""
     err.print(f"interrupted after {done}{of} {what}: {kept}", soft_wrap=True)
     raise typer.Exit(130)

@@ -44,8 +44,21 @@ def progress(console: Console, *, disable: bool = False, keep_stdout: bool = Fal
     The description is plain text, as written: a camera named 'Lobby [east]' was "Lobby" (markup).
     ``keep_stdout``: standard output is left as it is while the bar shows (on a terminal rich puts its
     own in its place, above the bar: `watch --events - | head` wrote its events there, to the terminal)."""
-    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, disable=disable, redirect_stdout=not keep_stdout)
+    return _Bar(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=console, disable=disable, redirect_stdout=not keep_stdout)
+
+
+class _Bar(Progress):
+    """A progress bar that leaves nothing behind when it never showed a task (a command that failed
+    before its first step): its last drawing, into a file or a pipe, was an empty line on stderr
+    before the error's (`watch missing.mp4`)."""
+
+    def stop(self) -> None:
+        if self.tasks or self.disable:
+            super().stop()
+            return
+        self.live.transient = True  # nothing drawn, nor rich's empty line after it into a file
+        self.live.stop()
 
 
 @contextmanager

@@ -17,7 +17,15 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, fail, interrupted, json_text, print_error
+from faceatlas.cli.errors import (
+    ANSWERS_IN_MEMORY,
+    ANSWERS_UNREACHED,
+    Output,
+    emit_json,
+    fail,
+    interrupted,
+    print_error,
+)
 from faceatlas.cli.files import folder_images, progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, one_reason, sqlite_path
@@ -76,7 +84,7 @@ def _gallery(db: str | None, tenant: str, as_json: bool, *, create: bool = False
 
 def _emit(payload: Any, as_json: bool, human: str | Table) -> None:
     if as_json:
-        console.print_json(json_text(payload))
+        emit_json(payload, indent=2)
     else:
         console.print(human)
 
@@ -143,7 +151,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                     done += len(images)
         except KeyboardInterrupt:
             interrupted(done, total, "photos", "the faces enrolled before the stop are kept; the same command again "
-                        "continues (photos enrolled before are skipped)")
+                        "continues (photos enrolled before are skipped)", as_json, summary)
         skipped = (f"; {summary['skipped']} photos skipped (enrolled to their subject before; --again enrols "
                    "them again)") if summary["skipped"] else ""
         renamed = "".join(f"; renamed {escape(person)} to {escape(repr(name))}" for person in summary["renamed"])
@@ -303,7 +311,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         if not yes and as_json:  # nothing to ask in: it deleted without a question
             raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
         if not yes:  # declined: "Aborted.", exit 1 (README's exit statuses), as `admin tenant delete`
-            typer.confirm(f"delete {target} and its {held} faces?", abort=True)
+            typer.confirm(f"delete {target} and its {held} faces?", abort=True, err=True)
         # the API's use case (the service's, imported when it runs: the other commands do not pay for it)
         from faceatlas.service.tenants import (
             deployment_answers,

@@ -106,7 +106,7 @@ def _cut(as_json: bool, *, verifying: bool = False, **given: Any) -> dict[str, f
 def _ask(target: str, held: int, server: str, yes: bool) -> None:
     """The question before a delete (declined: "Aborted.", exit 1, as `gallery delete`)."""
     if not yes:
-        typer.confirm(f"delete {target} and its {held} faces on {server}?", abort=True)
+        typer.confirm(f"delete {target} and its {held} faces on {server}?", abort=True, err=True)
 
 
 def _check_asks(target: str, yes: bool, as_json: bool) -> None:

@@ -163,11 +163,13 @@ def _accounts(db: str | None, *, create: bool = False) -> Accounts:
     return operator_accounts(engine, settings.redis_url if settings else None)
 
 
-def _guard(action):  # noqa: ANN001, ANN202 - wraps an admin call, turning a FaceAtlasError into exit 2
+def _guard(action, as_json: bool = False):  # noqa: ANN001, ANN202 - wraps an admin call: a FaceAtlasError is exit 2
+    """``action()``; its :class:`FaceAtlasError` said as :func:`fail` says it, as JSON on stdout with
+    ``as_json`` (a ``--json`` command's: `key create --json` said it as text on stderr)."""
     try:
         return action()
     except FaceAtlasError as exc:
-        fail(exc)
+        fail(exc, as_json)
 
 
 def _quota(calls: int | None) -> str:
@@ -206,7 +208,7 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
     accounts = _guard(lambda: _accounts(db))  # a missing database or tenant is an error before the question
     _guard(lambda: accounts.get_tenant(tenant_id))
     if not yes:
-        typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True)
+        typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True, err=True)
     gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir))
     try:
         deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id, settings.redis_url))
@@ -243,7 +245,7 @@ def key_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a key; the key itself is printed once and never stored."""
-    issued = _guard(lambda: _accounts(db).create_key(tenant_id, scope, name, rate, burst))
+    issued = _guard(lambda: _accounts(db).create_key(tenant_id, scope, name, rate, burst), as_json)
     if as_json:
         print(json_text({"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id,
                           "scopes": issued.scopes}))

@@ -160,6 +160,8 @@ def test_an_interrupted_embed_counts_the_images_written(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path), "--out", str(out), "--json"])
     output = " ".join(result.output.split())
     assert result.exit_code == 130 and "interrupted after 16 of 150 images: the images done" in output, output
+    said = json.loads(result.stdout)  # --json: stdout was empty, now one JSON object of that much
+    assert said["interrupted"] is True and (said["done"], said["total"]) == (16, 150), said
     result = CliRunner().invoke(app, ["batch", "embed", str(tmp_path), "--out", str(tmp_path / "none"), "--json"])
     assert "interrupted after 8 of 150 images" in " ".join(result.output.split())  # nothing written: the bar's
 
