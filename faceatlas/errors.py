@@ -24,6 +24,7 @@ its place, with the same code, and writes the message to the server log; the CLI
     │   ├── FetchFailed                 fetch_failed          400
     │   ├── PayloadTooLarge             payload_too_large     413
     │   ├── UnsupportedMediaType        unsupported_media_type 415
+    │   ├── FileMissing                 file_not_found        400
     │   └── CommandLineError            usage                 400
     ├── FaceError
     │   ├── NoFace                      no_face               422
@@ -89,6 +90,7 @@ __all__ = [
     "FaceError",
     "FarNotCalibrated",
     "FetchFailed",
+    "FileMissing",
     "Forbidden",
     "IdempotencyInFlight",
     "IdempotencyKeyReused",
@@ -155,6 +157,16 @@ class CommandLineError(InvalidInput):
     (the CLI's own parser; raised by no layer)."""
 
     code = "usage"
+
+
+class FileMissing(InvalidInput):
+    """A file or folder named on the command line (an image, a video, a store's or cameras' YAML, a
+    folder of photos, a batch job's source) is not there: every command says it with this code and
+    the path, whatever it reads from it (it was ``invalid_image``, ``bad_request``,
+    ``validation_error`` or ``usage`` by command). 400 as the input it names: a path is the CLI's
+    and the remote client's (an HTTP API is never given one)."""
+
+    code = "file_not_found"
 
 
 class InvalidImage(InvalidInput):

@@ -114,8 +114,8 @@ def test_remote_missing_file_is_one_line(tmp_path):
                                  "--key", "fa_x"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    # said as the local commands say it (`faceatlas compare`: invalid_image), not bad_request
-    assert _error_lines(result.output) == [f"error (invalid_image): {missing}: no such file"], result.output
+    # said as the local commands say it (`faceatlas compare`: file_not_found), not bad_request
+    assert _error_lines(result.output) == [f"error (file_not_found): {missing}: no such file"], result.output
 
 
 def test_models_fetch_offline_is_refused(tmp_path, monkeypatch):
@@ -644,11 +644,12 @@ def test_a_failed_gallery_import_makes_no_database(tmp_path):
         folder = tmp_path / "db3"
         result = runner.invoke(app, ["gallery", "import", str(file), "--db", f"sqlite:///{folder / 'x.db'}"])
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-        assert _error_lines(result.output)[0].startswith("error (bad_request)") and said in result.output, \
+        code = "file_not_found" if said == "no such file" else "bad_request"  # as every command's missing file
+        assert _error_lines(result.output)[0].startswith(f"error ({code})") and said in result.output, \
             result.output
         assert not folder.exists(), sorted(p.name for p in folder.iterdir())
         as_json = runner.invoke(app, ["gallery", "import", str(file), "--db", str(folder / "x.db"), "--json"])
-        assert as_json.exit_code == 2 and json.loads(as_json.stdout)["error"] == "bad_request", as_json.output
+        assert as_json.exit_code == 2 and json.loads(as_json.stdout)["error"] == code, as_json.output
         assert not folder.exists()
 
 
@@ -937,3 +938,53 @@ def test_gallery_enrol_refuses_its_arguments_before_drawing_its_progress(tmp_pat
         assert len(lines) == 1 and lines[0].startswith(f"error (validation_error): {said}"), refused.output
     listed = runner.invoke(app, ["gallery", "list", "--json", *db])
     assert json.loads(listed.stdout)[0]["faces"] == 0
+
+
+@pytest.mark.parametrize("command", [
+    ["detect", "{missing}.jpg"],
+    ["liveness", "{missing}.jpg"],
+    ["compare", "{photo}", "{missing}.jpg"],
+    ["gallery", "enrol", "staff", "{missing}.jpg", "--subject", "x", "--db", "{tmp}/g.db"],
+    ["kyc", "verify", "-d", "{missing}.jpg", "-s", "{missing}.mp4", "-c", "blink", "--db", "{tmp}/k.db"],
+    ["eval", "folder", "{missing}"],
+    ["eval", "lfw", "--pairs", "{missing}.txt", "--images", "{tmp}"],
+    ["batch", "embed", "{missing}", "-o", "{tmp}/out"],
+    ["album", "scan", "{missing}", "--db", "{tmp}/a.db"],
+    ["watch", "{missing}.mp4"],
+    ["drive", "{missing}.mp4"],
+    ["retail", "run", "{missing}.yaml"],
+    ["remote", "detect", "{missing}.jpg", "--server", "http://127.0.0.1:9", "--key", "fa_x"],
+])
+def test_a_missing_input_file_is_file_not_found_in_every_command(command, tmp_path, examples):
+    """A file named that is not there was `invalid_image` (detect, compare, remote), `bad_request`
+    (gallery enrol, watch, kyc, eval, drive, retail), `validation_error` (batch) or `usage` (album
+    scan, typer's exists=True) by command: a script could not tell it by one code. Now every command
+    says `file_not_found`, naming the file, exit 2."""
+    given = {"missing": str(tmp_path / "nosuch"), "photo": str(examples / "tests/test_images/obama.jpg"),
+             "tmp": str(tmp_path)}
+    args = [part.format(**given) for part in command]
+    result = runner.invoke(app, args)  # one line on stderr
+    assert result.exit_code == 2, result.output
+    (line,) = _error_lines(result.output)
+    assert line.startswith("error (file_not_found): ") and str(tmp_path / "nosuch") in line, result.output
+    if command[0] in ("watch", "retail"):  # no --json
+        return
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2, result.output
+    answer = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
+    error = answer["results"][0] if "results" in answer else answer  # detect, liveness: one result per image
+    assert error["error"] == "file_not_found" and str(tmp_path / "nosuch") in error["message"], result.output
+
+
+def test_detect_reads_an_image_from_standard_input(examples):
+    """`detect - < photo.jpg` was `invalid_image: -: no such file`: `-` is standard input's bytes,
+    decoded as a file's; `-` for two images is refused (standard input is read once)."""
+    photo = examples / "tests/test_images/obama.jpg"
+    result = runner.invoke(app, ["detect", "-", "--json"], input=photo.read_bytes())
+    assert result.exit_code == 0, result.output
+    (found,) = json.loads(result.stdout)["results"]
+    assert found["image"] == "-" and len(found["faces"]) == 1
+    compared = runner.invoke(app, ["compare", str(photo), "-", "--json"], input=photo.read_bytes())
+    assert compared.exit_code == 0 and json.loads(compared.stdout)["match"] is True, compared.output
+    twice = runner.invoke(app, ["compare", "-", "-", "--json"], input=photo.read_bytes())
+    assert twice.exit_code == 2 and json.loads(twice.stdout)["error"] == "usage", twice.output

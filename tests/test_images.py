@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, features
 
 from faceatlas.engine import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage, load_image
+from faceatlas.errors import FileMissing
 from tests.bad_images import corrupt_avif
 
 
@@ -63,7 +64,7 @@ def test_bad_inputs_raise_typed_errors(obama_path, tmp_path):
         load_image(empty)
     with pytest.raises(InvalidImage, match="not an image"):
         load_image(b"this is a text file, not a picture")
-    with pytest.raises(InvalidImage, match="no such file"):
+    with pytest.raises(FileMissing, match="no such file"):  # file_not_found, as every command's missing file
         load_image(tmp_path / "missing.jpg")
     with pytest.raises(InvalidImage, match="a folder, not an image file"):  # it said "no such file"
         load_image(tmp_path)

@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 
 from faceatlas.batch.storage import check_bucket, filesystem, storage_errors
 from faceatlas.engine import IMAGE_SUFFIXES, is_hidden  # what the workers decode (decode_image)
-from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, FileMissing, InvalidArgument, InvalidInput
 
 MANIFEST_SUFFIXES = frozenset({".csv"})
 
@@ -331,7 +331,7 @@ def _resolve(uri: str) -> Source:
             source = Source(fs, [path], {}, uri)
         else:
             check_bucket(fs, path, uri)
-            raise InvalidArgument(f"{uri}: no such file or folder")
+            raise FileMissing(f"{uri}: no such file or folder")
     if not source.paths:
         raise InvalidArgument(f"{uri}: no images found")
     return source

@@ -55,7 +55,7 @@ def _out(data: Any, as_json: bool, text: str) -> None:
 
 
 @app.command()
-def scan(folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="folder of photos")],
+def scan(folder: Annotated[Path, typer.Argument(file_okay=False, help="folder of photos")],
          album: AlbumOption = "default", db: DbOption = None, tenant: TenantOption = "default", pack: PackOption = None,
          as_json: JsonOption = False) -> None:
     """Add the photos under FOLDER (recursive; photos scanned before are skipped by content)."""

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from faceatlas.db import one_reason
 from faceatlas.engine import json_ready
-from faceatlas.errors import CommandLineError, DatabaseUnavailable, FaceAtlasError, InvalidInput
+from faceatlas.errors import CommandLineError, DatabaseUnavailable, FaceAtlasError, FileMissing, InvalidInput
 
 try:  # the click typer runs on: its own copy since typer 0.2x, click itself before
     from typer._click.exceptions import UsageError
@@ -331,11 +331,14 @@ def exit_for_failures(failed: int, total: int) -> None:
 
 
 def os_error(exc: OSError) -> FaceAtlasError:
-    """A file that cannot be read or written as the error a user understands: ``PATH: reason``."""
+    """A file that cannot be read or written as the error a user understands: ``PATH: reason``; one
+    that is not there is :class:`FileMissing` (``file_not_found``), as every command's check says it."""
     reason = exc.strerror.lower() if exc.strerror else one_line(str(exc))
     if exc.filename is not None:
         message = f"{os.fsdecode(exc.filename)}: {reason}"
-        if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError):
+        if isinstance(exc, FileNotFoundError):
+            return FileMissing(message)
+        if isinstance(exc, IsADirectoryError | NotADirectoryError | PermissionError):
             return InvalidInput(message)
         return FaceAtlasError(message)
     return FaceAtlasError(one_line(str(exc)))

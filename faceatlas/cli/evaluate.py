@@ -71,10 +71,10 @@ def report_table(report: LFWReport) -> Table:
 @app.command()
 def lfw(
     pairs: Annotated[Path | None, typer.Option(
-        help="LFW View-2 pairs.txt (default: FACEATLAS_SHARED/data/lfw/pairs.txt)", exists=True, dir_okay=False)]
+        help="LFW View-2 pairs.txt (default: FACEATLAS_SHARED/data/lfw/pairs.txt)", dir_okay=False)]
     = None,
     images: Annotated[Path | None, typer.Option(
-        help="LFW image folder, <Name>/<Name>_NNNN.jpg (default: FACEATLAS_SHARED/data/lfw/images)", exists=True,
+        help="LFW image folder, <Name>/<Name>_NNNN.jpg (default: FACEATLAS_SHARED/data/lfw/images)",
         file_okay=False)] = None,
     pack: Annotated[str | None, typer.Option(
         "--pack", "-p", help="model pack (default: FACEATLAS_PACK or yunet-frfeature)")] = None,

@@ -6,6 +6,7 @@ command without logging configured would drop) shown on stderr."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +16,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from faceatlas.engine import IMAGE_SUFFIXES, images_in
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import CommandLineError, InvalidInput
 
 INT8_LOGGER = "faceatlas.int8"
+STDIN = "-"  # an image argument that stands for standard input (`detect -`, `remote detect -`)
 _err = Console(stderr=True)
 
 
@@ -37,6 +39,23 @@ def expand_images(paths: Iterable[Path]) -> list[Path]:
     that a missing or unreadable file is reported by the command); a folder without images is
     :class:`InvalidInput`."""
     return [image for path in paths for image in (folder_images(path) if path.is_dir() else [path])]
+
+
+def one_stdin(paths: Iterable[Path]) -> None:
+    """Standard input is read once: ``-`` given for more than one image is :class:`CommandLineError`."""
+    if sum(str(path) == STDIN for path in paths) > 1:
+        raise CommandLineError(f"'{STDIN}' (standard input) may stand for one image only")
+
+
+def image_source(path: Path) -> Path | bytes:
+    """What the engine decodes for the image argument ``path``: ``-`` is the bytes of standard input
+    (`curl ... | faceatlas detect -`), decoded as a file's are (its pixel limit checked from the
+    header first), any other path the file (a name of ``-`` itself: ``./-``)."""
+    if str(path) != STDIN:
+        return path
+    if sys.stdin is None:  # started with stdin closed (<&-)
+        raise InvalidInput(f"'{STDIN}': the standard input is closed: give an image file, or the image on it")
+    return sys.stdin.buffer.read()
 
 
 def progress(console: Console, *, disable: bool = False, keep_stdout: bool = False) -> Progress:

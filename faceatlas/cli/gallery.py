@@ -29,7 +29,16 @@ from faceatlas.cli.errors import (
 from faceatlas.cli.files import folder_images, progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, one_reason, sqlite_path
-from faceatlas.engine import DEFAULT_FPIR, Cut, FaceAnalyzer, FaceAtlasError, default_pack_name, images_in, is_hidden
+from faceatlas.engine import (
+    DEFAULT_FPIR,
+    Cut,
+    FaceAnalyzer,
+    FaceAtlasError,
+    default_pack_name,
+    images_in,
+    is_hidden,
+    must_exist,
+)
 from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
 from faceatlas.gallery import (
     PAGE_MAX,
@@ -174,8 +183,7 @@ def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
     each person folder of ``path`` for its name. A missing path, or a folder without images, is
     :class:`InvalidInput`; a subject id that no subject can have (``--subject "  "``) is
     :class:`InvalidArgument`."""
-    if not path.exists():
-        raise InvalidInput(f"{path}: no such file or folder")
+    must_exist(path)
     if subject is not None:
         check_id(subject)
         return {subject: folder_images(path) if path.is_dir() else [path]}

@@ -32,7 +32,7 @@ from faceatlas.cli.errors import (
     usage_error,
     watching_stdout,
 )
-from faceatlas.cli.files import expand_images, progress, show_int8_notices
+from faceatlas.cli.files import expand_images, image_source, one_stdin, progress, show_int8_notices
 from faceatlas.engine import (
     DEFAULT_FAR,
     FaceAnalyzer,
@@ -208,7 +208,8 @@ def detect(
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Detect faces: box, score, 5 keypoints, quality and pose for each."""
+    """Detect faces: box, score, 5 keypoints, quality and pose for each (- reads an image from stdin)."""
+    one_stdin(images)
     paths = expand_images(images)
     if draw is not None and len(paths) > 1:
         raise InvalidArgument(f"--draw writes one annotated image: give one image, not {len(paths)}")
@@ -258,7 +259,7 @@ def _note_attribute_licences(pack: Pack) -> None:
 def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, attributes: bool, draw: Path | None,
                 embedding: bool, as_json: bool) -> dict[str, Any]:
     try:
-        image = analyzer.load(path)
+        image = analyzer.load(image_source(path))
         faces = analyzer.analyze(image, liveness=liveness, attributes=attributes)
     except FaceAtlasError as exc:
         if not as_json:
@@ -304,10 +305,11 @@ def compare(
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Compare the largest face of two images: similarity and a FAR-calibrated verdict."""
+    """Compare the largest face of two images: similarity and a FAR-calibrated verdict (- reads one from stdin)."""
+    one_stdin([image_a, image_b])
     analyzer = _analyzer(pack, as_json, verbose)
     try:  # the API's use case: the largest face of each, and how many faces each holds (the far checked first)
-        verdict, counts = analyzer.verify_images(image_a, image_b, far=far)
+        verdict, counts = analyzer.verify_images(image_source(image_a), image_source(image_b), far=far)
     except FaceAtlasError as exc:
         _fail(exc, as_json)
     result = verdict.to_dict()
@@ -343,7 +345,8 @@ def liveness(
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Passive liveness (MiniFASNet) of the largest face in each image."""
+    """Passive liveness (MiniFASNet) of the largest face in each image (- reads an image from stdin)."""
+    one_stdin(images)
     paths = expand_images(images)
     analyzer = _analyzer(pack, as_json, verbose)
     rows = _each_image(paths, "checking liveness", lambda path: _liveness_one(analyzer, path, as_json),
@@ -354,7 +357,7 @@ def liveness(
 def _liveness_one(analyzer: FaceAnalyzer, path: Path, as_json: bool) -> dict[str, Any]:
     """The liveness of the largest face of the image at ``path``, said at once unless ``as_json``."""
     try:  # the API's use case: the largest face, analysed with its liveness
-        faces, found = analyzer.largest(path, liveness=True, embed=False)
+        faces, found = analyzer.largest(image_source(path), liveness=True, embed=False)
         if not faces or faces[0].liveness is None:
             raise NoFace("no face found for the liveness check")
     except FaceAtlasError as exc:

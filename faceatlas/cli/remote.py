@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 
 from faceatlas.cli.errors import coded, fail, json_text, os_error
+from faceatlas.cli.files import STDIN, one_stdin
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
-from faceatlas.errors import CommandLineError, FaceAtlasError, InvalidImage, InvalidInput
+from faceatlas.errors import CommandLineError, FaceAtlasError, FileMissing, InvalidImage, InvalidInput
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY, FACEATLAS_TIMEOUT).",
                   no_args_is_help=True)
@@ -41,13 +43,20 @@ def _json(answer: Any) -> Any:
 
 
 def _unreadable(exc: OSError) -> FaceAtlasError:
-    """An image file the client could not read, said as the local commands say it (``invalid_image``:
-    ``PATH: no such file``)."""
-    if exc.filename is not None and isinstance(exc, FileNotFoundError | IsADirectoryError):
-        what = "a folder, not an image file" if isinstance(exc, IsADirectoryError) else "no such file"
-        return InvalidImage(f"{os.fsdecode(exc.filename)}: {what}")
+    """An image file the client could not read, said as the local commands say it (``file_not_found``:
+    ``PATH: no such file``; ``invalid_image``: ``PATH: a folder, not an image file``)."""
+    if exc.filename is not None and isinstance(exc, FileNotFoundError):
+        return FileMissing(f"{os.fsdecode(exc.filename)}: no such file")
+    if exc.filename is not None and isinstance(exc, IsADirectoryError):
+        return InvalidImage(f"{os.fsdecode(exc.filename)}: a folder, not an image file")
     error = os_error(exc)
     return InvalidImage(str(error)) if isinstance(error, InvalidInput) else error
+
+
+def _image(path: Path) -> Path | IO[bytes]:
+    """An image argument as the client sends it: ``-`` is the bytes of standard input (the server
+    decodes them, as a file's), any other the file."""
+    return sys.stdin.buffer if str(path) == STDIN else path
 
 
 def _naming(message: str, parts: dict[str, Path]) -> str:
@@ -118,7 +127,7 @@ def _check_asks(target: str, yes: bool, as_json: bool) -> None:
 def detect(image: Path, server: Server, key: Key, liveness: bool = False, timeout: Timeout = TIMEOUT,
            as_json: Json = False) -> None:
     """Faces in an image."""
-    _run(server, key, lambda c: c.detect(image, liveness=liveness), as_json, timeout=timeout)
+    _run(server, key, lambda c: c.detect(_image(image), liveness=liveness), as_json, timeout=timeout)
 
 
 @app.command()
@@ -126,14 +135,15 @@ def compare(image_a: Path, image_b: Path, server: Server, key: Key, far: float =
             timeout: Timeout = TIMEOUT, as_json: Json = False) -> None:
     """1:1 comparison with a FAR-calibrated verdict."""
     _cut(as_json, far=far)
-    _run(server, key, lambda c: c.compare(image_a, image_b, far=far), as_json, timeout=timeout,
+    one_stdin([image_a, image_b])
+    _run(server, key, lambda c: c.compare(_image(image_a), _image(image_b), far=far), as_json, timeout=timeout,
          parts={"image_a": image_a, "image_b": image_b})
 
 
 @app.command()
 def liveness(image: Path, server: Server, key: Key, timeout: Timeout = TIMEOUT, as_json: Json = False) -> None:
     """Passive liveness of the largest face: real or spoof."""
-    _run(server, key, lambda c: c.liveness(image), as_json, timeout=timeout)
+    _run(server, key, lambda c: c.liveness(_image(image)), as_json, timeout=timeout)
 
 
 @app.command()
@@ -141,7 +151,7 @@ def enrol(collection: str, subject: str, image: Path, server: Server, key: Key, 
           timeout: Timeout = TIMEOUT, as_json: Json = False) -> None:
     """Enrol the largest face of an image to a subject (made when new)."""
     once = idempotency_key or uuid.uuid4().hex
-    _run(server, key, lambda c: c.enrol(collection, subject, image, idempotency_key=once), as_json,
+    _run(server, key, lambda c: c.enrol(collection, subject, _image(image), idempotency_key=once), as_json,
          timeout=timeout, write_key=once)
 
 
@@ -160,7 +170,7 @@ def search(
 ) -> None:
     """1:N search of a collection: who, or unknown (at --fpir 1e-3 for the collection's size by default)."""
     _cut(as_json, far=far, fpir=fpir, rank_only=rank_only)  # refused here as the server refuses it
-    _run(server, key, lambda c: c.search(collection, image, k=k, fpir=fpir, far=far, rank_only=rank_only).raw,
+    _run(server, key, lambda c: c.search(collection, _image(image), k=k, fpir=fpir, far=far, rank_only=rank_only).raw,
          as_json, timeout=timeout)  # the server's whole answer: its results, its cut, faces_in_image
 
 
@@ -174,7 +184,7 @@ def verify(
 ) -> None:
     """1:1 against an enrolled subject: is the largest face of the image this subject?"""
     _cut(as_json, verifying=True, far=far, threshold=threshold)
-    _run(server, key, lambda c: c.verify(collection, subject, image, far=far, threshold=threshold), as_json,
+    _run(server, key, lambda c: c.verify(collection, subject, _image(image), far=far, threshold=threshold), as_json,
          timeout=timeout)
 
 

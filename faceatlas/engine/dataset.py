@@ -39,9 +39,9 @@ from faceatlas.engine.evaluation import (
     template_impostors,
 )
 from faceatlas.engine.identification import IdentificationReport, identification_report
-from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, walked_entry
+from faceatlas.engine.image import IMAGE_SUFFIXES, is_hidden, must_exist, walked_entry
 from faceatlas.engine.packs import Pack, Runtime, get_pack
-from faceatlas.errors import InvalidImage, InvalidInput
+from faceatlas.errors import FileMissing, InvalidImage, InvalidInput
 from faceatlas.settings import EngineSettings
 
 
@@ -154,7 +154,7 @@ def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progre
                 try:
                     images.append(analyzer.load(root / key))
                     rows.append(start + offset)
-                except InvalidImage as exc:
+                except (InvalidImage, FileMissing) as exc:  # a photo gone since the walk: one photo out
                     if unreadable is not None:
                         unreadable[key] = f"{exc.code}: {exc}"
                 except OSError as exc:  # a photo its file's mode forbids reading, an I/O error: one photo out
@@ -172,9 +172,7 @@ def embed_largest(analyzer: FaceAnalyzer, root: Path, keys: list[str], *, progre
 def evaluate_dataset(analyzer: FaceAnalyzer, dataset: Path, *, progress: bool = True,
                      gallery_identities: int | None = None) -> DatasetReport:
     """Evaluate ``analyzer`` on a per-person folder or a CSV of labelled pairs (module docstring)."""
-    dataset = Path(dataset)
-    if not dataset.exists():
-        raise InvalidInput(f"{dataset}: no such folder or file")
+    dataset = must_exist(dataset, "folder or file")
     if dataset.is_file():
         return _evaluate_pairs(analyzer, dataset, progress)
     keys = _images_of(dataset)

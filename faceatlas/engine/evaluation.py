@@ -43,6 +43,7 @@ from faceatlas.engine.calibration import (
 )
 from faceatlas.engine.draw import check_figure_path, same_file
 from faceatlas.engine.face import Face
+from faceatlas.engine.image import must_exist
 from faceatlas.engine.packs import Pack, Runtime, get_pack
 from faceatlas.engine.vectors import l2_normalize
 from faceatlas.errors import AlreadyExists, InvalidArgument, InvalidInput
@@ -639,7 +640,12 @@ def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[tuple[str, P
 def lfw_inputs(pairs: Path | None, images: Path | None, settings: EngineSettings | None = None) -> tuple[Path, Path]:
     """The LFW View-2 pairs file and image folder to evaluate: those given, else the shared assets'
     (``FACEATLAS_SHARED/data/lfw/pairs.txt`` and ``.../images``). Every README example of ``eval
-    lfw`` without them was refused "Missing option '--pairs'"."""
+    lfw`` without them was refused "Missing option '--pairs'". One given that is not there is
+    :class:`FileMissing`, as every command's missing file."""
+    if pairs is not None:
+        must_exist(pairs, "pairs file")
+    if images is not None:
+        must_exist(images, "image folder")
     if pairs is not None and images is not None:
         return Path(pairs), Path(images)
     shared = (settings or EngineSettings()).shared

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from faceatlas.errors import EmptyImage, ImageTooLarge, InvalidImage, TruncatedImage
+from faceatlas.errors import EmptyImage, FileMissing, ImageTooLarge, InvalidImage, TruncatedImage
 from faceatlas.settings import EngineSettings
 
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
@@ -69,6 +69,21 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if walked_entry(p))
 
 
+NO_SUCH_FILE = "no such file"  # what :func:`not_regular` says of a path with nothing there
+
+
+def must_exist(path: str | os.PathLike[str], what: str = "file or folder") -> Path:
+    """``path`` as a :class:`~pathlib.Path` when something is there (a file, a folder, a FIFO, a
+    dangling link: what it is, and whether it reads, is its reader's to say, :func:`not_regular`);
+    :class:`FileMissing` otherwise, ``PATH: no such WHAT``. The one check of every path a command is
+    given to read, so that a script tells "the file named is not there" by one code,
+    ``file_not_found``, whatever the command."""
+    found = Path(path)
+    if not os.path.lexists(found):
+        raise FileMissing(f"{found}: no such {what}")
+    return found
+
+
 def not_regular(path: Path, what: str = "an image file") -> str | None:
     """Why ``path`` is no file to read ``what`` from, from its metadata alone (nothing opened): a
     folder, a dangling link, a loop of links, a FIFO, a socket or a device ("not a regular
@@ -80,7 +95,7 @@ def not_regular(path: Path, what: str = "an image file") -> str | None:
             return f"a loop of links (to {os.readlink(path)}, nothing there to read): not {what}"
         if path.is_symlink():  # to nothing
             return f"a dangling link (to {os.readlink(path)}, nothing there to read): not {what}"
-        return "cannot be read (permission denied)" if isinstance(exc, PermissionError) else "no such file"
+        return "cannot be read (permission denied)" if isinstance(exc, PermissionError) else NO_SUCH_FILE
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
@@ -209,7 +224,7 @@ def _open(source: ImageInput) -> tuple[Image.Image, str]:
         path = Path(source)
         why = not_regular(path)
         if why is not None:  # a FIFO is not opened (reading one waited forever for a writer)
-            raise InvalidImage(f"{path}: {why}")
+            raise (FileMissing if why == NO_SUCH_FILE else InvalidImage)(f"{path}: {why}")
         data, name = path.read_bytes(), str(path)
     else:
         raise InvalidImage(f"unsupported image input of type {type(source).__name__}")

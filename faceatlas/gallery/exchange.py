@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
-from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.errors import FileMissing, InvalidArgument, InvalidInput
 from faceatlas.gallery.rules import ID_MAX_LENGTH, METADATA_MAX_BYTES, NAME_MAX_LENGTH
 from faceatlas.gallery.sync import decode_embeddings
 from faceatlas.gallery.types import CollectionInfo
@@ -205,7 +205,7 @@ def read_header(path: Path) -> dict[str, Any]:
     if Path(path).is_dir():  # it said "no such file" of a folder that is there
         raise InvalidInput(f"{path}: a folder, not a Parquet export: give the export's file")
     if not Path(path).is_file():
-        raise InvalidInput(f"{path}: no such file")
+        raise FileMissing(f"{path}: no such file")
     try:
         schema = pq.read_schema(path)
     except (OSError, ValueError, pa.ArrowException) as exc:

@@ -49,6 +49,7 @@ from faceatlas.engine.image import ImageInput
 from faceatlas.errors import (
     AlreadyExists,
     Conflict,
+    FileMissing,
     InvalidArgument,
     InvalidImage,
     NotFound,
@@ -747,7 +748,7 @@ class Gallery:
                 continue
             try:  # a huge photo is reduced while decoding: crops need no more
                 decoded = analyzer.load_reduced(image)[0]
-            except InvalidImage as exc:  # one bad file (truncated, too large, not an image) rejects only itself
+            except (InvalidImage, FileMissing) as exc:  # one bad or missing file rejects only itself
                 report.rejected.append(Rejection.of(source, exc))
                 continue
             if all_faces:

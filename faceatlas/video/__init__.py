@@ -54,6 +54,7 @@ from faceatlas.video.sources import (
     is_live,
     is_webcam,
     source_error,
+    source_failure,
 )
 from faceatlas.video.store import (
     COUNT_PAGE_MINUTES,
@@ -163,5 +164,6 @@ __all__ = [
     "utc_time",
     "verify_signature",
     "source_error",
+    "source_failure",
     "adopt_space_rows",
 ]

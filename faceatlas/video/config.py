@@ -50,7 +50,7 @@ from pydantic.dataclasses import dataclass as checked
 from faceatlas.db import normalize_url, sqlite_path
 from faceatlas.engine.draw import same_file as same_path
 from faceatlas.engine.persons import COCO_CLASSES, VEHICLE_CLASSES
-from faceatlas.errors import InvalidArgument, InvalidInput
+from faceatlas.errors import FileMissing, InvalidArgument, InvalidInput
 from faceatlas.gallery import check_text, space_owner
 from faceatlas.video.analytics import GroundPlane
 from faceatlas.video.annotate import check_video_path
@@ -636,11 +636,12 @@ def load_config(path: Path) -> WatchConfig:
     """Read a ``cams.yaml`` file; one that cannot be read, is not YAML or not a valid
     configuration is :class:`InvalidArgument` saying where: one code (``validation_error``) for
     every mistake in the file, where a mistyped key was ``bad_request`` and a value out of range
-    ``validation_error``."""
+    ``validation_error``; a file that is not there is :class:`FileMissing` (``file_not_found``, as
+    every command's)."""
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:
-        raise InvalidArgument(f"{path}: no such configuration file") from exc
+        raise FileMissing(f"{path}: no such configuration file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{path}: cannot be read as a YAML file ({exc})") from exc
     except yaml.YAMLError as exc:

@@ -13,6 +13,7 @@ applied (:func:`~faceatlas.engine.image.display_upright`), so their size is the 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 
 from faceatlas.engine.image import display_upright
-from faceatlas.errors import InvalidInput
+from faceatlas.errors import FileMissing, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,16 @@ def source_error(exc: OSError, source: str | int | Path) -> str:
     then why (a zero-byte file was "cannot read video source 'x': cannot open video source 'x':
     [Errno 1094995529] Invalid data found when processing input: 'x'")."""
     return f"cannot read video source {str(source)!r}: {getattr(exc, 'reason', None) or exc}"
+
+
+def source_failure(exc: OSError, source: str | int | Path) -> InvalidInput:
+    """The error a door raises for an ``OSError`` of reading the video source ``source``
+    (:func:`source_error`'s words): a file that is not there is :class:`FileMissing`, ``video source
+    'x' not found``, as `watch` says it and every command its missing file (it was FFmpeg's "cannot
+    open it: No such file or directory", ``bad_request``)."""
+    if not is_live(source) and not os.path.lexists(str(source)):
+        return FileMissing(f"video source {str(source)!r} not found")
+    return InvalidInput(source_error(exc, source))
 
 
 class VideoSource:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceatlas.db import check_database_url
-from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack, not_regular
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, get_pack, must_exist, not_regular
 from faceatlas.engine.persons import ObjectDetector
-from faceatlas.errors import CamerasFailed, FaceAtlasError, InvalidInput
+from faceatlas.errors import CamerasFailed, FaceAtlasError, FileMissing, InvalidInput
 from faceatlas.gallery import Gallery
 from faceatlas.settings import RETENTION_SWEEP_SECONDS
 from faceatlas.video.config import WatchConfig, check_run_outputs, events_tenant, prepare_outputs, url_problem
@@ -90,9 +90,11 @@ def check_camera_source(source: str | int | Path, *, of: str | None = None) -> N
     if path.is_dir():
         raise InvalidInput(f"{said}video source {text!r} is a folder: give a video file in it, or one "
                            "camera per file in a --config cams.yaml")
+    try:
+        must_exist(path, "video file")
+    except FileMissing as exc:  # file_not_found, as every command's missing file
+        raise FileMissing(f"{said}video source {text!r} not found") from exc
     why = not_regular(path, "a video file")
-    if why == "no such file":
-        raise InvalidInput(f"{said}video source {text!r} not found")
     if why is not None:  # a FIFO, a device, a link loop: it is there, but no file to read (never opened)
         raise InvalidInput(f"{said}video source {text!r}: {why}")
     suffix = path.suffix.lower()

@@ -96,7 +96,7 @@ def test_remote_says_failures_as_the_local_commands_do(server, examples: Path, t
     Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(blank)
     missing = tmp_path / "nosuch.jpg"
     assert _error_line(_remote(server, "acme_detect", "compare", missing, photo)) == (
-        f"error (invalid_image): {missing}: no such file")
+        f"error (file_not_found): {missing}: no such file")
     assert _error_line(_remote(server, "acme_detect", "detect", tmp_path)) == (
         f"error (invalid_image): {tmp_path}: a folder, not an image file")
     no_face = _error_line(_remote(server, "acme_detect", "compare", photo, blank))
@@ -118,3 +118,11 @@ def test_remote_says_failures_as_the_local_commands_do(server, examples: Path, t
         assert slash.startswith("error (validation_error): ") and "A-Z, a-z, 0-9" in slash, slash
     finally:
         _answer(_remote(server, "acme_write", "collection-delete", name, "--yes"))
+
+
+def test_remote_detect_reads_an_image_from_standard_input(server, examples: Path) -> None:
+    """`remote detect - < photo.jpg` was `invalid_image: -: no such file`: `-` sends standard input's
+    bytes, which the server decodes as a file's."""
+    photo = examples / "tests/test_images/obama.jpg"
+    found = _answer(_remote(server, "acme_detect", "detect", "-", input=photo.read_bytes()))
+    assert len(found["faces"]) == 1

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from faceatlas.apps.albums.types import ContactSheet, PhotoListing
-from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, not_regular, save_image
+from faceatlas.engine import IMAGE_SUFFIXES, FaceAnalyzer, InvalidImage, is_hidden, must_exist, not_regular, save_image
 from faceatlas.engine.image import DECODER_ERRORS, HEIF_SUFFIXES
 from faceatlas.errors import InvalidInput
 from faceatlas.gallery import Rejection
@@ -67,10 +67,11 @@ def list_photos(folder: Path) -> PhotoListing:
     """The photos a scan of ``folder`` adds (as :func:`find_photos`), the HEIC/HEIF photos it
     leaves out, and the entries named as photos that are no file to read (``unreadable``: a
     dangling link, a FIFO...; never opened), each with its source and why, as a scan reports a photo
-    that does not decode; a folder without any photo to add is :class:`InvalidInput` (a wrong folder, not
+    that does not decode; a folder that is not there is :class:`FileMissing`, one without any photo
+    to add :class:`InvalidInput` (a wrong folder, not
     nothing new), said before any album is made or any progress is drawn (a scan of an empty
     folder made the album, fixing its pack, and drew "scanning 0/?" before its error)."""
-    found, others = _walk(Path(folder), PHOTO_SUFFIXES | HEIF_SUFFIXES)
+    found, others = _walk(must_exist(folder, "folder"), PHOTO_SUFFIXES | HEIF_SUFFIXES)
     paths = [path for path in found if path.suffix.lower() not in HEIF_SUFFIXES]
     left_out = [str(path.resolve()) for path in found if path.suffix.lower() in HEIF_SUFFIXES]
     unreadable = [Rejection(_entry_source(path), InvalidImage.code, why) for path, why in others]

@@ -14,7 +14,7 @@ from faceatlas.apps.ar.effects import Effect, make_effects
 from faceatlas.apps.ar.tracking import ArFace, FaceTracker
 from faceatlas.apps.drive import MEDIAPIPE_MAX_SIDE
 from faceatlas.engine import ImageInput, load_image
-from faceatlas.errors import FaceAtlasError, ImageTooLarge, InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, ImageTooLarge, InvalidArgument
 from faceatlas.video import (
     Frame,
     VideoSource,
@@ -23,7 +23,7 @@ from faceatlas.video import (
     check_video_path,
     interrupts_held,
     prepare_output_file,
-    source_error,
+    source_failure,
 )
 from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
 from faceatlas.video.config import remove_made_folders
@@ -181,4 +181,4 @@ def _frames(video: VideoSource, source: str | int | Path) -> Iterator[Frame]:
     try:
         yield from video
     except OSError as exc:
-        raise InvalidInput(source_error(exc, source)) from exc
+        raise source_failure(exc, source) from exc

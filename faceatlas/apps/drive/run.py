@@ -15,7 +15,7 @@ from faceatlas.apps.drive.events import DriveEvent
 from faceatlas.apps.drive.monitor import DriverMonitor
 from faceatlas.apps.drive.overlay import draw_report
 from faceatlas.apps.drive.source import timed_frames
-from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput
+from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.video import (
     JsonlSink,
     VideoSource,
@@ -24,7 +24,7 @@ from faceatlas.video import (
     check_video_path,
     interrupts_held,
     prepare_output_file,
-    source_error,
+    source_failure,
 )
 from faceatlas.video.annotate import close_output_video, noting_removal, output_video_failed
 from faceatlas.video.config import remove_made_folders
@@ -135,7 +135,7 @@ def _read(frames: Iterator[tuple[int, float, np.ndarray]], source: str) -> Itera
     try:
         yield from frames
     except OSError as exc:
-        raise InvalidInput(source_error(exc, source)) from exc
+        raise source_failure(exc, source) from exc
 
 
 def _open_events(events: Path) -> JsonlSink:

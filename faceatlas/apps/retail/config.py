@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from faceatlas.engine import DEFAULT_FPIR, REAL_THRESHOLD
-from faceatlas.errors import FaceAtlasError, InvalidArgument, InvalidInput, NotFound
+from faceatlas.errors import FaceAtlasError, FileMissing, InvalidArgument, InvalidInput, NotFound
 from faceatlas.gallery import check_text, name_key
 from faceatlas.video import (
     EVENTS_STDOUT,
@@ -299,7 +299,7 @@ class StoreConfig(_Section):
         try:
             text = path.read_text()
         except FileNotFoundError as exc:
-            raise InvalidInput(f"{path}: no such store file") from exc
+            raise FileMissing(f"{path}: no such store file") from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{path}: cannot be read as a YAML or JSON file ({exc})") from exc
         try:

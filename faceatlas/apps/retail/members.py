@@ -30,7 +30,15 @@ from faceatlas.apps.retail.payments import PaymentBackend
 from faceatlas.db import rowcount
 from faceatlas.engine import Face, FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
-from faceatlas.errors import AlreadyExists, Conflict, ConsentRequired, InvalidArgument, InvalidImage, TooManyFaces
+from faceatlas.errors import (
+    AlreadyExists,
+    Conflict,
+    ConsentRequired,
+    FileMissing,
+    InvalidArgument,
+    InvalidImage,
+    TooManyFaces,
+)
 from faceatlas.gallery import EnrolReport, Gallery, NotFound, Rejection, check_text, source_crop
 
 PURPOSES = ("face_pay", "visit_recognition", "analytics", "marketing")
@@ -234,7 +242,7 @@ class MemberRegistry:
             source = str(image) if isinstance(image, str | Path) else f"image#{number}"
             try:
                 decoded = self._analyzer.load_reduced(image)[0]
-            except InvalidImage as exc:
+            except (InvalidImage, FileMissing) as exc:
                 report.rejected.append(Rejection.of(source, exc))
                 continue
             faces, found = self._analyzer.largest(decoded)
