@@ -18,6 +18,11 @@ searching. Counts the searches whose collection row was read before the enrollin
 index in memory on (ahead: used as it is; before, every face id was read and diffed) and the
 catch-ups by path, with their median milliseconds. ``--url``: an empty database (its collection "c"
 is deleted at the end); a temporary SQLite file by default.
+
+    python bench/catch_up.py --sizes 50k --concurrent 20 --backend milvus
+
+The same with the vectors in Milvus Lite (a temporary file; ``FACEATLAS_VECTOR_BACKEND=milvus``),
+whose catch-up is always the diff of every face id, read from Milvus and from the database.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ from sqlalchemy.orm import Session
 from faceatlas.engine import Embedding, get_pack, l2_normalize
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.index import IndexState, VectorIndex
+from faceatlas.gallery.milvus_sync import MilvusIndexCache
 from faceatlas.gallery.models import Collection
 from faceatlas.gallery.sync import IndexCache
+from faceatlas.settings import StorageSettings
 
 _PER_SUBJECT = 1000  # faces per subject (one transaction each) while the collection is filled
 
@@ -128,19 +135,47 @@ def _counted(cache: IndexCache, paths: dict[str, list[float]]) -> None:
     cache.get, cache._catch_up = get, catch_up  # type: ignore[method-assign]
 
 
+def _counted_milvus(cache: MilvusIndexCache, paths: dict[str, list[float]]) -> None:
+    """:func:`_counted` for the Milvus backend's cache: its catch-up is always every face id."""
+    real_get, real_catch_up = cache.get, cache._catch_up
+
+    def get(session: Session, collection: Collection) -> VectorIndex:
+        with cache._lock:  # read as get() reads it: not halfway through the enrolling thread's applied()
+            state = cache._states.get(collection.id)
+            if state is not None and state.revision > collection.revision:
+                paths["ahead (get)"].append(0.0)
+            return real_get(session, collection)
+
+    def catch_up(session: Session, collection: Collection, index: object) -> object:
+        start = time.perf_counter()
+        done = real_catch_up(session, collection, index)  # type: ignore[arg-type]
+        # the enrolling thread's applied() catches up a copy it left out (one put back at an older revision)
+        where = "" if threading.current_thread().name == "search" else " (enrolling thread)"
+        paths[f"catch-up: every face id{where}"].append((time.perf_counter() - start) * 1000)
+        return done
+
+    cache.get, cache._catch_up = get, catch_up  # type: ignore[method-assign,assignment]
+
+
 def concurrent(size: int, args: argparse.Namespace, console: Console) -> None:
     """One gallery: a thread enrolling, one searching, for ``args.concurrent`` seconds."""
     rid = get_pack("scrfd-mbf").recognizer_id
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         url = args.url or f"sqlite:///{Path(folder) / 'g.db'}"
-        with Gallery.open(url, index_dir=Path(folder) / "indexes", ann_min_faces=args.ann_min_faces) as gallery:
+        storage = StorageSettings(database_url=url, vector_backend=args.backend,
+                                  milvus_uri=str(Path(folder) / "milvus.db"))
+        with Gallery.open(url, index_dir=Path(folder) / "indexes", ann_min_faces=args.ann_min_faces,
+                          storage_settings=storage) as gallery:
             _fill(gallery, size, rng)
             query = Embedding(l2_normalize(rng.standard_normal((1, 128)).astype(np.float32))[0], rid)
             gallery.search("c", query, k=5, rank_only=True)
             paths: dict[str, list[float]] = defaultdict(list)
-            assert isinstance(gallery._indexes, IndexCache), "the FAISS backend's cache"
-            _counted(gallery._indexes, paths)
+            if isinstance(gallery._indexes, MilvusIndexCache):
+                _counted_milvus(gallery._indexes, paths)
+            else:
+                assert isinstance(gallery._indexes, IndexCache), "the FAISS backend's cache"
+                _counted(gallery._indexes, paths)
             stop = threading.Event()
             searches: list[float] = []
             enrolments = [0]
@@ -156,7 +191,7 @@ def concurrent(size: int, args: argparse.Namespace, console: Console) -> None:
                 while not stop.is_set():
                     searches.append(_timed_search(gallery, query))
 
-            threads = [threading.Thread(target=work) for work in (enrol, search)]
+            threads = [threading.Thread(target=work, name=work.__name__) for work in (enrol, search)]
             for thread in threads:
                 thread.start()
             time.sleep(args.concurrent)
@@ -165,12 +200,14 @@ def concurrent(size: int, args: argparse.Namespace, console: Console) -> None:
                 thread.join()
             if args.url:
                 gallery.delete_collection("c")
-    console.print(f"{size:,} faces, {args.concurrent:g} s: {enrolments[0]} enrolments, {len(searches)} searches "
+    console.print(f"{args.backend}, {size:,} faces, {args.concurrent:g} s: {enrolments[0]} enrolments, "
+                  f"{len(searches)} searches "
                   f"(median {statistics.median(searches):.1f} ms, p95 {np.percentile(searches, 95):.1f} ms)")
-    table = Table(title="gets and catch-ups of the searching thread")
+    table = Table(title="gets of the searching thread, catch-ups")
     for column in ("path", "count", "median ms", "total ms"):
         table.add_column(column, justify="right")
-    for name in ("ahead (get)", "catch-up: faces since", "catch-up: every face id"):
+    for name in ("ahead (get)", "catch-up: faces since", "catch-up: every face id",
+                 "catch-up: every face id (enrolling thread)"):
         times = paths.get(name, [])
         table.add_row(name, str(len(times)), f"{statistics.median(times):.1f}" if times else "-",
                       f"{sum(times):.0f}" if times and name != "ahead (get)" else "-")
@@ -184,6 +221,8 @@ def main() -> None:
     parser.add_argument("--ann-min-faces", type=int, default=10**9)
     parser.add_argument("--concurrent", type=float, default=0,
                         help="seconds of one gallery enrolling and searching in two threads (the catch-ups counted)")
+    parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
+                        help="with --concurrent: where the vectors are searched (milvus: Milvus Lite, a temp file)")
     parser.add_argument("--url", help="with --concurrent: the database (an empty one); a temporary SQLite file else")
     args = parser.parse_args()
     console = Console(width=150)
