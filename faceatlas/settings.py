@@ -24,7 +24,8 @@ storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEN
             database's id), FACEATLAS_MILVUS_INDEX, FACEATLAS_MILVUS_TIMEOUT (seconds one Milvus call
             may take, retries included; default 10). An empty variable counts as unset, except
             FACEATLAS_VECTOR_BACKEND, FACEATLAS_MILVUS_URI and FACEATLAS_MILVUS_PREFIX: refused
-service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE, FACEATLAS_BATCHING,
+service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
+            FACEATLAS_QUEUE_PER_TENANT (default: half the queue; the tenants' jobs run in turn), FACEATLAS_BATCHING,
             FACEATLAS_MAX_BATCH, FACEATLAS_MAX_WAIT_MS, FACEATLAS_URL_ALLOWLIST (comma-separated
             origins ``scheme://host[:port]``; a bare host allows ports 80 and 443 only),
             FACEATLAS_DEFAULT_MONTHLY_QUOTA, FACEATLAS_PIXELS_PER_TOKEN (4000000),
@@ -356,6 +357,9 @@ class ServiceSettings(RetentionSettings):
     workers: int = Field(default=2, ge=1, description="inference worker threads")
     queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=1, description="inference jobs waiting before the "
                             "service answers 503 overloaded")
+    queue_per_tenant: int | None = Field(default=None, ge=1, description="inference jobs one tenant may have "
+                                         "waiting before its calls answer 503 overloaded (others' still admitted); "
+                                         "None: half of queue_size (at least 1)")
     batching: bool = True
     max_batch: int = Field(default=32, ge=1, description="most crops the recogniser embeds in one call")
     max_wait_ms: float = Field(default=4.0, ge=0, allow_inf_nan=False,

@@ -284,6 +284,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
             state.metrics,
             workers=settings.workers,
             queue_size=settings.queue_size,
+            per_tenant=settings.queue_per_tenant,
             batching=settings.batching,
             max_batch=settings.max_batch,
             max_wait=settings.max_wait_ms / 1000.0,

@@ -1,8 +1,11 @@
-"""Inference off the event loop: a bounded job queue, worker threads, and a micro-batcher that
-sends the faces of several concurrent requests through the recogniser as one batch.
+"""Inference off the event loop: a bounded job queue shared fairly by the tenants, worker threads,
+and a micro-batcher that sends the faces of several concurrent requests through the recogniser as
+one batch.
 
 A full queue refuses new work at once (:class:`Overloaded`, answered 503 with Retry-After)
-instead of letting memory and latency grow.
+instead of letting memory and latency grow, and so does a tenant's full share of it: one tenant's
+burst cannot take every place. The workers take the tenants' jobs in turn (each tenant's in order),
+so a quiet tenant's call waits behind about one job of each busy tenant, not behind all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,8 +115,20 @@ class Largest:
     found: int
 
 
+def tenant_share(queue_size: int, per_tenant: int | None) -> int:
+    """The most jobs one tenant may hold waiting: ``per_tenant`` (at most the queue), or, None, half
+    the queue (at least 1), so that one tenant's burst leaves the other half to everyone else."""
+    return max(1, queue_size // 2) if per_tenant is None else max(1, min(per_tenant, queue_size))
+
+
+_Job = tuple[Callable[..., Any], tuple, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
 class InferencePool:
-    """Runs engine work in ``workers`` threads fed by a queue of at most ``queue_size`` jobs."""
+    """Runs engine work in ``workers`` threads fed by a queue of at most ``queue_size`` waiting jobs,
+    of which one tenant may hold at most ``per_tenant`` (None: half the queue, :func:`tenant_share`).
+    Each tenant's jobs wait in their own FIFO lane; the workers take one job from each waiting tenant
+    in turn (round robin), so a tenant's one job runs after at most one job of each other tenant."""
 
     def __init__(
         self,
@@ -121,13 +137,20 @@ class InferencePool:
         *,
         workers: int = 2,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        per_tenant: int | None = None,
         batching: bool = True,
         max_batch: int = 32,
         max_wait: float = 0.004,
     ) -> None:
         self.analyzer = analyzer
         self.metrics = metrics
-        self._jobs: queue.Queue[tuple | None] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.per_tenant = tenant_share(queue_size, per_tenant)
+        self._lock = threading.Condition()
+        self._lanes: dict[str, deque[_Job]] = {}  # each tenant's waiting jobs, oldest first; no empty lane
+        self._turns: deque[str] = deque()  # the tenants with jobs waiting, the next to be served first
+        self._waiting = 0
+        self._closing = False
         self.batcher = MicroBatcher(analyzer.embed_aligned, max_batch, max_wait, metrics) if batching else None
         self._workers = [
             threading.Thread(target=self._work, name=f"faceatlas-worker-{i}", daemon=True) for i in range(workers)
@@ -135,23 +158,46 @@ class InferencePool:
         for worker in self._workers:
             worker.start()
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker; raise :class:`Overloaded` when the queue is full."""
+    async def run(self, function: Callable[..., Any], *args: Any, tenant: str = "") -> Any:
+        """Run ``function(*args)`` in a worker, in ``tenant``'s turn; raise :class:`Overloaded` when the
+        queue is full or ``tenant`` holds its share of it already (others are still admitted)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        try:
-            self._jobs.put_nowait((function, args, future, loop))
-        except queue.Full:
+        with self._lock:
+            lane = self._lanes.get(tenant)
+            if self._waiting >= self.queue_size:
+                refused = "the server is at capacity; retry shortly"
+            elif lane is not None and len(lane) >= self.per_tenant:
+                refused = (f"the server is at capacity for this tenant ({self.per_tenant} of its calls wait for "
+                           "inference already); retry shortly")
+            else:
+                refused = ""
+                if lane is None:
+                    lane = self._lanes[tenant] = deque()
+                    self._turns.append(tenant)
+                lane.append((function, args, future, loop))
+                self._waiting += 1
+                self.metrics.queue_depth.set(self._waiting)
+                self._lock.notify()
+        if refused:
             self.metrics.rejected.labels("overloaded").inc()
-            raise Overloaded("the server is at capacity; retry shortly", retry_after=1) from None
-        self.metrics.queue_depth.set(self._jobs.qsize())
+            raise Overloaded(refused, retry_after=1)
         return await future
 
+    def waiting(self, tenant: str | None = None) -> int:
+        """How many jobs wait for a worker (``tenant``'s alone, when given)."""
+        with self._lock:
+            if tenant is None:
+                return self._waiting
+            return len(self._lanes.get(tenant, ()))
+
     async def analyze(
-        self, image: Any, *, liveness: bool = False, max_faces: int | None = None, attributes: bool = False
+        self, image: Any, *, liveness: bool = False, max_faces: int | None = None, attributes: bool = False,
+        tenant: str = "",
     ) -> list[Face]:
-        """Every face of ``image`` with embeddings (micro-batched across concurrent calls)."""
-        return await self.run(self.analyze_sync, image, liveness, max_faces, attributes)
+        """Every face of ``image`` with embeddings (micro-batched across concurrent calls), in
+        ``tenant``'s turn (as every method here: see :meth:`run`)."""
+        return await self.run(self.analyze_sync, image, liveness, max_faces, attributes, tenant=tenant)
 
     def analyze_sync(
         self, image: Any, liveness: bool = False, max_faces: int | None = None, attributes: bool = False
@@ -169,7 +215,7 @@ class InferencePool:
         return faces
 
     async def faces_and_crops(
-        self, image: Any, *, max_faces: int | None = None, keep_crops: bool = False
+        self, image: Any, *, max_faces: int | None = None, keep_crops: bool = False, tenant: str = ""
     ) -> tuple[list[Face], list[bytes | None]]:
         """The faces of ``image`` (as :meth:`analyze`) and, when ``keep_crops``, their source crops
         (what a collection that keeps crops stores for re-embedding)."""
@@ -182,9 +228,10 @@ class InferencePool:
                 face.rescale(factor)
             return faces, crops
 
-        return await self.run(work)
+        return await self.run(work, tenant=tenant)
 
-    async def largest_face(self, image: Any, *, liveness: bool = False, keep_crops: bool = False) -> Largest:
+    async def largest_face(self, image: Any, *, liveness: bool = False, keep_crops: bool = False,
+                           tenant: str = "") -> Largest:
         """The largest face of ``image`` as :meth:`faces_and_crops` with ``max_faces=1`` finds it
         (with its liveness on request), and how many faces the photo holds (see
         :meth:`FaceAnalyzer.largest`); its embedding batched with other calls' when batching is on."""
@@ -204,22 +251,41 @@ class InferencePool:
                 face.rescale(factor)
             return Largest(faces, crops, found)
 
-        return await self.run(work)
+        return await self.run(work, tenant=tenant)
 
     def close(self) -> None:
-        for _ in self._workers:
-            self._jobs.put(None)
+        """Stop the workers once the jobs waiting are done."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
         for worker in self._workers:
             worker.join(timeout=5)
         if self.batcher is not None:
             self.batcher.close()
 
+    def _next(self) -> _Job | None:
+        """The next job, the next waiting tenant's oldest (None: closing, nothing waits)."""
+        with self._lock:
+            while not self._turns:
+                if self._closing:
+                    return None
+                self._lock.wait()
+            tenant = self._turns.popleft()
+            lane = self._lanes[tenant]
+            job = lane.popleft()
+            if lane:
+                self._turns.append(tenant)  # its next job after every other waiting tenant's
+            else:
+                del self._lanes[tenant]
+            self._waiting -= 1
+            self.metrics.queue_depth.set(self._waiting)
+            return job
+
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
+            job = self._next()
             if job is None:
                 return
-            self.metrics.queue_depth.set(self._jobs.qsize())
             function, args, future, loop = job
             try:
                 result = function(*args)

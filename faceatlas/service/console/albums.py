@@ -15,7 +15,6 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.apps.albums import UNSORTED, Album, PersonInfo, list_albums
-from faceatlas.engine import decode_image
 from faceatlas.errors import IdempotencyInFlight, InvalidArgument, NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, NAME_MAX_LENGTH
 from faceatlas.service.console.base import (
@@ -34,15 +33,15 @@ from faceatlas.service.console.base import (
 )
 from faceatlas.service.console.uploads import MAX_PHOTOS, audit, each_photo
 from faceatlas.service.db import PERSON_REF_MAX_LENGTH
-from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter, SettingsDep
+from faceatlas.service.deps import AccountsDep, AnalyzerDep, DbDep, GalleryDep, Meter, PoolDep, SettingsDep
 from faceatlas.service.paths import album_path
 from faceatlas.service.routes.albums import (
-    CHECK_PIXELS,
     FaceId,
     PhotoId,
     call_album,
     delete_whole_album,
     forget_album_erasure,
+    scan_upload,
 )
 from faceatlas.service.tenants import gallery_tenant
 
@@ -110,7 +109,7 @@ async def albums(request: Request, user: UserDep, db: DbDep) -> Response:
 
 @router.post("/albums/photos", include_in_schema=False)
 async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsDep, analyzer: AnalyzerDep,
-                     gallery: GalleryDep, db: DbDep,
+                     pool: PoolDep, gallery: GalleryDep, db: DbDep,
                      album: Annotated[str, Form(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
                      photos: Annotated[list[UploadFile], File()],
                      keep_crops: Annotated[bool | None, Form()] = None, once: Once = "") -> Response:
@@ -125,9 +124,7 @@ async def add_photos(request: Request, user: PostingUserDep, accounts: AccountsD
 
     async def add_one(data: bytes, meter: Meter) -> dict[str, Any]:
         # refused before the album is made, as the API's upload is: a file that is no photo made an empty album
-        await run_in_threadpool(lambda: decode_image(data, max_pixels=analyzer.max_pixels, work_pixels=CHECK_PIXELS))
-        report = await call_album(album, tenant, analyzer, gallery, db,
-                                  lambda a: a.add_photos([("upload", data)], total=1), keep_crops=keep_crops)
+        report = await scan_upload(album, tenant, pool, analyzer, gallery, db, data, keep_crops=keep_crops)
         meter.faces = report.faces + report.unsorted
         if report.failed:  # the scan's report, shown as the other outcomes are
             failed = report.failed[0]

@@ -162,7 +162,7 @@ async def enrol(
     info = await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))
 
     async def enrol_one(data: bytes, meter: Meter) -> dict[str, Any]:
-        largest = await pool.largest_face(data, keep_crops=info.keep_crops)
+        largest = await pool.largest_face(data, keep_crops=info.keep_crops, tenant=user.principal.tenant_id)
         meter.faces = len(largest.faces)
         report = await run_in_threadpool(partial(gallery.enrol_faces, collection, subject, largest.faces,
                                                  crops=largest.crops, source="console", name=name.strip() or None))
@@ -200,7 +200,7 @@ async def search(request: Request, user: PostingUserDep, pool: PoolDep, collecti
     meter = await gate(request, user.principal, "search", "read")
     data = await photo.read()
     charge_pixels(request, [data])
-    largest = await pool.largest_face(data)
+    largest = await pool.largest_face(data, tenant=user.principal.tenant_id)
     gallery = tenant_gallery(request, user.principal)
     decision = Cut.given()  # the API's search without options
     meter.faces = len(largest.faces)  # analysed: billed whatever the search answers (as the API's)

@@ -43,7 +43,7 @@ async def try_it(
         if not second:
             raise InvalidArgument("compare needs a second photo")
         charge_pixels(request, [data, second])
-        pair = await asyncio.gather(*(pool.largest_face(d) for d in (data, second)))
+        pair = await asyncio.gather(*(pool.largest_face(d, tenant=user.principal.tenant_id) for d in (data, second)))
         for label, largest in zip(("the first photo", "the second photo"), pair):
             if not largest.faces:
                 raise NoFace(f"no face found in {label}")
@@ -57,12 +57,12 @@ async def try_it(
     else:
         charge_pixels(request, [data])
         if operation == "liveness":
-            largest = await pool.largest_face(data, liveness=True)
+            largest = await pool.largest_face(data, liveness=True, tenant=user.principal.tenant_id)
             faces, result["found"] = largest.faces, largest.found
             if not faces:  # as /v1/liveness: no face to check is NoFace
                 raise NoFace("no face found in the photo")
         else:  # as /v1/detect: a photo without a face is an answer (no face found), billed for 0 faces
-            faces = await pool.analyze(data)
+            faces = await pool.analyze(data, tenant=user.principal.tenant_id)
             result["found"] = len(faces)
         meter.faces = len(faces)
         result["faces"] = faces

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, list_albums
+from faceatlas.apps.albums import PHOTO_ID_MAX, Album, Erasure, ScanReport, list_albums
 from faceatlas.engine import decode_image
 from faceatlas.errors import NotFound
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN, ROW_ID_MAX
@@ -29,6 +29,7 @@ from faceatlas.service.deps import (
     GalleryDep,
     Meter,
     MeteredRoute,
+    PoolDep,
     SettingsDep,
     TenantGalleryDep,
     audited,
@@ -37,6 +38,7 @@ from faceatlas.service.deps import (
     read_images,
 )
 from faceatlas.service.idempotency import forget_erased
+from faceatlas.service.inference import InferencePool
 from faceatlas.service.paths import album_path
 from faceatlas.service.schemas import (
     AlbumDeleteOut,
@@ -122,6 +124,22 @@ async def call_album(album: str, tenant: str, analyzer: Any, gallery: Any, db: A
     return await run_in_threadpool(run)
 
 
+async def scan_upload(album: str, tenant: str, pool: InferencePool, analyzer: Any, gallery: Any, db: Any,
+                      data: bytes, *, keep_crops: bool | None) -> ScanReport:
+    """Add the uploaded photo ``data`` to the tenant's album (made when new), the API's upload and the
+    console's: one job of the tenant's in the inference pool (:class:`InferencePool`), as a detect is,
+    so a tenant's uploads wait their turn, within its share of the queue (503 ``overloaded`` beyond it);
+    they ran in the threads every call needs for its key check and its bill, as many at once as sent."""
+    def run() -> ScanReport:
+        # a photo that does not decode (a truncated file) is refused before the album is made: the scan
+        # would list it as failed and answer 200, billed, with a new empty album
+        decode_image(data, max_pixels=analyzer.max_pixels, work_pixels=CHECK_PIXELS)
+        with _opened(album, tenant, analyzer, gallery, db, keep_crops, True) as opened:
+            return opened.add_photos([("upload", data)], total=1)
+    report: ScanReport = await pool.run(run, tenant=tenant)
+    return report
+
+
 async def _call(album: str, meter: Meter, analyzer: Any, gallery: Any, db: Any, use: Callable[[Album], T]) -> T:
     """``use`` on an existing album of the caller's tenant (reads and corrections never create one)."""
     return await call_album(album, meter.principal.tenant_id, analyzer, gallery, db, use, create=False)
@@ -136,7 +154,8 @@ async def albums(db: DbDep, meter: Annotated[Meter, Depends(metered("albums.peop
 
 
 @router.post("/albums/{album}/photos", response_model=AlbumScanOut, openapi_extra=image_request_body("image"))
-async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, pool: PoolDep, gallery: GalleryDep,
+                    db: DbDep,
                     meter: Annotated[Meter, Depends(metered("albums.scan", "write", idempotent=True))],
                     audit: Annotated[AuditEntry, audited("album.scan", "{album}")],
                     keep_crops: bool | None = None) -> dict[str, Any]:
@@ -154,13 +173,8 @@ async def add_photo(album: AlbumName, request: Request, analyzer: AnalyzerDep, g
     folder holds, and an upload is one photo, a HEIC one refused (400 ``invalid_image``) before
     anything is added."""
     images, _ = await read_images(request, "image")
-    # a photo that does not decode (a truncated file) is refused before the album is made: the scan
-    # would list it as failed and answer 200, billed, with a new empty album
-    await run_in_threadpool(lambda: decode_image(images["image"], max_pixels=analyzer.max_pixels,
-                                                 work_pixels=CHECK_PIXELS))
-    report = await call_album(album, meter.principal.tenant_id, analyzer, gallery, db,
-                              lambda a: a.add_photos([("upload", images["image"])], total=1), keep_crops=keep_crops,
-                              create=True)
+    report = await scan_upload(album, meter.principal.tenant_id, pool, analyzer, gallery, db, images["image"],
+                               keep_crops=keep_crops)
     meter.faces = report.faces + report.unsorted
     audit.details["faces"] = meter.faces
     return report.to_dict()

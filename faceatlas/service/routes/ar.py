@@ -34,6 +34,6 @@ async def ar_effects(
     Without the ``[ar]`` extra (MediaPipe) it answers ``provider_missing`` (503) with the install hint."""
     images, _ = await read_images(request, "image")
     encoded, faces = await pool.run(apply_effects, images["image"], effect, image_format,
-                                    pool.analyzer.max_pixels)
+                                    pool.analyzer.max_pixels, tenant=meter.principal.tenant_id)
     meter.faces = faces
     return Response(encoded, media_type=MEDIA_TYPES[image_format], headers={"X-Faces": str(faces)})

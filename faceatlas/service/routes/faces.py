@@ -31,7 +31,8 @@ async def detect(
     """Faces in an image: box, score, 5 keypoints, quality, pose (and liveness, attributes, embedding on
     request)."""
     images, _ = await read_images(request, "image")
-    faces = await pool.analyze(images["image"], liveness=liveness, max_faces=max_faces, attributes=attributes)
+    faces = await pool.analyze(images["image"], liveness=liveness, max_faces=max_faces, attributes=attributes,
+                              tenant=meter.principal.tenant_id)
     meter.faces = len(faces)
     return {"pack": pool.analyzer.pack.name, "faces": [face.to_dict(with_embedding=embedding) for face in faces]}
 
@@ -49,7 +50,8 @@ async def compare(
     was compared without a word)."""
     Cut.verifying(far=far).check(analyzer.calibration)  # a rate the pack has no threshold for: before any face
     images, _ = await read_images(request, *IMAGE_PAIR)
-    results = await asyncio.gather(*(pool.largest_face(images[n]) for n in IMAGE_PAIR))
+    tenant = meter.principal.tenant_id
+    results = await asyncio.gather(*(pool.largest_face(images[n], tenant=tenant) for n in IMAGE_PAIR))
     for name, largest in zip(IMAGE_PAIR, results):
         if not largest.faces:
             raise NoFace(f"no face found in {name}")
@@ -70,7 +72,7 @@ async def liveness(
 ) -> dict:
     """Passive liveness of the largest face: real or spoof, with class probabilities."""
     images, _ = await read_images(request, "image")
-    largest = await pool.largest_face(images["image"], liveness=True)
+    largest = await pool.largest_face(images["image"], liveness=True, tenant=meter.principal.tenant_id)
     faces = largest.faces
     if not faces or faces[0].liveness is None:
         raise NoFace("no face found for the liveness check")

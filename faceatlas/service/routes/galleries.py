@@ -343,10 +343,11 @@ async def enrol(
     info = await run_in_threadpool(lambda: gallery.get_collection(collection, counts=False))  # 404 before the image
     images, _ = await read_images(request, "image")
     if all_faces:
-        faces, crops = await pool.faces_and_crops(images["image"], keep_crops=info.keep_crops)
+        faces, crops = await pool.faces_and_crops(images["image"], keep_crops=info.keep_crops,
+                                                  tenant=meter.principal.tenant_id)
         found = len(faces)
     else:
-        largest = await pool.largest_face(images["image"], keep_crops=info.keep_crops)
+        largest = await pool.largest_face(images["image"], keep_crops=info.keep_crops, tenant=meter.principal.tenant_id)
         faces, crops, found = largest.faces, largest.crops, largest.found
     meter.faces = len(faces)
     report = await run_in_threadpool(
@@ -421,10 +422,10 @@ async def search(
     decision.check(pool.analyzer.calibration)  # a far the pack has no threshold for: refused before any face
     images, _ = await read_images(request, "image")
     if all_faces:
-        faces = await pool.analyze(images["image"])
+        faces = await pool.analyze(images["image"], tenant=meter.principal.tenant_id)
         found = len(faces)
     else:
-        largest = await pool.largest_face(images["image"])
+        largest = await pool.largest_face(images["image"], tenant=meter.principal.tenant_id)
         faces, found = largest.faces, largest.found
     meter.faces = len(faces)
     results = await run_in_threadpool(lambda: gallery.identify_faces(
@@ -455,7 +456,7 @@ async def verify(
     # a collection or subject that is not there is 404 before the image is read or any face analysed
     await run_in_threadpool(gallery.get_subject, collection, subject)
     images, _ = await read_images(request, "image")
-    largest = await pool.largest_face(images["image"])
+    largest = await pool.largest_face(images["image"], tenant=meter.principal.tenant_id)
     faces = largest.faces
     if not faces:
         raise NoFace("no face found in the image")

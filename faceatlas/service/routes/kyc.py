@@ -127,7 +127,8 @@ async def submit_session(
     video = None if selfie is None or isinstance(selfie, str) else await selfie.read()
     charge_pixels(request, [document_bytes, *frame_bytes])  # every image's pixels, as on every route
     info = await pool.run(lambda: kyc.submit(gallery_tenant(meter.principal.tenant_id), session_id, document_bytes,
-                                             video=video, frames=frame_bytes or None, fps=fps))
+                                             video=video, frames=frame_bytes or None, fps=fps),
+                      tenant=meter.principal.tenant_id)
     if info.decided_before:  # another submission decided it while this one waited: no work was done
         await run_in_threadpool(unmeter, request, meter)
         return info.to_dict()

@@ -43,6 +43,7 @@ from faceatlas.service.deps import (
     GalleryDep,
     Meter,
     MeteredRoute,
+    PoolDep,
     PrincipalDep,
     SettingsDep,
     StoreChartsDep,
@@ -52,6 +53,7 @@ from faceatlas.service.deps import (
     read_images,
 )
 from faceatlas.service.idempotency import store_answer_at
+from faceatlas.service.inference import InferencePool
 from faceatlas.service.schemas import (
     JSON_INTEGER,
     IsoDate,
@@ -156,13 +158,18 @@ class RefundRequest(RequestBody):
 
 
 async def _store(store_id: str, meter: Meter, analyzer: Any, gallery: Any, db: Any,
-                 use: Callable[[RetailStore], T]) -> T:
+                 use: Callable[[RetailStore], T], *, pool: InferencePool | None = None) -> T:
+    """``use`` on the tenant's store in a worker thread; with ``pool`` (a use that reads a face photo),
+    as one job of the tenant's in the inference pool: bounded and in the tenants' turn, as a detect."""
     def run() -> T:
         store = RetailStore.attach(store_id, meter.principal.tenant_id, analyzer, gallery, db)
         try:
             return use(store)
         finally:
             store.close()
+    if pool is not None:
+        result: T = await pool.run(run, tenant=meter.principal.tenant_id)
+        return result
     return await run_in_threadpool(run)
 
 
@@ -200,7 +207,8 @@ _NAME = {"name": {"type": "string", "description": "the member's name"}}
 
 @router.post("/retail/stores/{store_id}/members", status_code=201, response_model=RetailEnrolOut,
              openapi_extra=image_request_body("image", extra=_NAME | _CONSENT_JSON, form=_NAME | _CONSENT_FORM))
-async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDep, pool: PoolDep, gallery: GalleryDep,
+                       db: DbDep,
                        meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))]) -> dict:
     """Enrol a member from an uploaded face photo under the consent given (``purposes`` of
     face_pay, visit_recognition, analytics, marketing; ``granted_by`` the person or guardian). The
@@ -208,7 +216,7 @@ async def enrol_member(store_id: StoreId, request: Request, analyzer: AnalyzerDe
     consent being one person's; ``faces_in_image`` says how many faces it held."""
     image, name, consent, payment = await _consent_form(request, meter, ENROL_FIELDS)
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.enrol(
-        name, [image], consent, payment_ref=payment))
+        name, [image], consent, payment_ref=payment), pool=pool)
     meter.faces = info.faces
     return _enrolled(info)
 
@@ -264,7 +272,7 @@ async def change_consent(store_id: StoreId, member_id: MemberId, body: ConsentCh
 @router.post("/retail/stores/{store_id}/members/{member_id}/consent", response_model=RetailEnrolOut,
              openapi_extra=image_request_body("image", extra=_CONSENT_JSON, form=_CONSENT_FORM))
 async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request, analyzer: AnalyzerDep,
-                        gallery: GalleryDep, db: DbDep,
+                        pool: PoolDep, gallery: GalleryDep, db: DbDep,
                         meter: Annotated[Meter, Depends(metered("retail.enrol", "write", idempotent=True))],
                         audit: Annotated[AuditEntry, audited("retail.consent.grant", MEMBER)]) -> dict:
     """A new consent of a member, with a new face photo (the faces of a withdrawn consent are gone
@@ -274,7 +282,7 @@ async def grant_consent(store_id: StoreId, member_id: MemberId, request: Request
     nothing recorded and no grant audited."""
     image, _, consent, payment = await _consent_form(request, meter, GRANT_FIELDS)
     info = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.members.grant(
-        member_id, [image], consent, payment_ref=payment))
+        member_id, [image], consent, payment_ref=payment), pool=pool)
     meter.faces = 1
     audit.details["purposes"] = list(info.purposes)
     return _enrolled(info)
