@@ -177,23 +177,40 @@ def _quota(calls: int | None) -> str:
     return "unlimited" if calls is None else str(calls)
 
 
+def _max_rate(rate: float | None) -> str:
+    """A tenant's key rate ceiling as shown: none is the server's FACEATLAS_MAX_KEY_RATE_PER_TENANT."""
+    return "the server's" if rate is None else f"{rate:g}/s"
+
+
+MaxRateOption = Annotated[float | None, typer.Option(
+    "--max-rate", help="most calls/s the tenant's active keys may allow summed (its admin sets each key's rate "
+    "within it; default: the server's FACEATLAS_MAX_KEY_RATE_PER_TENANT)")]
+
+
 @tenant_app.command("create")
 def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, typer.Option(
-        help="monthly call quota")] = None, db: DbOption = None) -> None:
+        help="monthly call quota")] = None, max_rate: MaxRateOption = None, db: DbOption = None) -> None:
     """Create a tenant."""
-    tenant = _guard(lambda: _accounts(db, create=True).create_tenant(tenant_id, name, quota))
-    console.print(f"tenant {tenant.id} created (quota {_quota(tenant.monthly_quota)})")
+    tenant = _guard(lambda: _accounts(db, create=True).create_tenant(tenant_id, name, quota, max_rate))
+    console.print(f"tenant {tenant.id} created (quota {_quota(tenant.monthly_quota)}, "
+                  f"key rate ceiling {_max_rate(tenant.max_key_rate)})")
 
 
 @tenant_app.command("update")
 def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help="new display name")] = None,
                   quota: Annotated[int | None, typer.Option(help="new monthly call quota")] = None,
                   unlimited: Annotated[bool, typer.Option("--unlimited", help="remove the quota")] = False,
+                  max_rate: MaxRateOption = None,
+                  default_max_rate: Annotated[bool, typer.Option(
+                      "--default-max-rate", help="the server's key rate ceiling again")] = False,
                   db: DbOption = None) -> None:
-    """Rename a tenant or change its monthly quota."""
+    """Rename a tenant, change its monthly quota or the ceiling on its keys' summed rate (a lower
+    ceiling leaves its keys as they are: new keys and rotations are refused until they are within it)."""
     tenant = _guard(lambda: _accounts(db).update_tenant(tenant_id, name=name, monthly_quota=quota,
-                                                        unlimited=unlimited))
-    console.print(f"tenant {tenant.id}: {escape(tenant.name)}, quota {_quota(tenant.monthly_quota)}")
+                                                        unlimited=unlimited, max_key_rate=max_rate,
+                                                        default_max_key_rate=default_max_rate))
+    console.print(f"tenant {tenant.id}: {escape(tenant.name)}, quota {_quota(tenant.monthly_quota)}, "
+                  f"key rate ceiling {_max_rate(tenant.max_key_rate)}")
 
 
 @tenant_app.command("delete")
@@ -228,10 +245,12 @@ def tenant_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List tenants."""
     tenants = _accounts(db).list_tenants()
     if as_json:
-        print(json_text([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota} for t in tenants]))
+        print(json_text([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota,
+                          "max_key_rate": t.max_key_rate} for t in tenants]))
         return
     for t in tenants:
-        console.print(f"{escape(t.id)}\t{escape(t.name)}\tquota {_quota(t.monthly_quota)}")
+        console.print(f"{escape(t.id)}\t{escape(t.name)}\tquota {_quota(t.monthly_quota)}\t"
+                      f"key rate ceiling {_max_rate(t.max_key_rate)}")
 
 
 @key_app.command("create")

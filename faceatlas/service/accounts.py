@@ -84,6 +84,9 @@ class KeyCeilings:
 
     max_keys: int | None = None
     max_rate: float | None = None
+    # whether a tenant's own ceiling (``Tenant.max_key_rate``, the operator's) replaces ``max_rate``
+    # for it: the server's (a tenant's admin issues its keys there); an operator's tools set none
+    tenant_rates: bool = False
 
 
 class Accounts:
@@ -122,10 +125,13 @@ class Accounts:
             self.keys_changed()
 
     # -- tenants ---------------------------------------------------------------------------
-    def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None) -> Tenant:
-        """A new tenant. Its id is 1–64 letters, digits, ``_``, ``.`` or ``-`` (no colon: the
-        gallery spaces of the CLI and the apps stay out of its reach), and no deleted tenant's: its
-        bill stays under that id (a new tenant of it inherited the old one's calls against its quota)."""
+    def create_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None,
+                      max_key_rate: float | None = None) -> Tenant:
+        """A new tenant, with the most calls/s its active keys may allow summed (``max_key_rate``,
+        set by the operator; None: the server's ``FACEATLAS_MAX_KEY_RATE_PER_TENANT``). Its id is 1–64
+        letters, digits, ``_``, ``.`` or ``-`` (no colon: the gallery spaces of the CLI and the apps
+        stay out of its reach), and no deleted tenant's: its bill stays under that id (a new tenant of
+        it inherited the old one's calls against its quota)."""
         if not TENANT_ID.fullmatch(tenant_id):
             raise InvalidArgument(f"invalid tenant id {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
         if tenant_id.lower() == DEFAULT_TENANT:
@@ -136,13 +142,15 @@ class Accounts:
                                   "choose another id")
         _check_name(name)
         _check_quota(monthly_quota)
+        _check_max_rate(max_key_rate)
         with Session(self.engine, expire_on_commit=False) as session:
             if session.get(Tenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' already exists")
             if session.get(DeletedTenant, tenant_id) is not None:
                 raise AlreadyExists(f"tenant '{tenant_id}' was deleted and its id is not given again: its bill "
                                     "stays under that id; choose another id")
-            tenant = Tenant(id=tenant_id, name=_display_name(name, tenant_id), monthly_quota=monthly_quota)
+            tenant = Tenant(id=tenant_id, name=_display_name(name, tenant_id), monthly_quota=monthly_quota,
+                            max_key_rate=max_key_rate)
             session.add(tenant)
             session.add(AuditRecord(tenant_id=tenant_id, action="tenant.create", target=tenant_id))
             session.commit()
@@ -157,13 +165,20 @@ class Accounts:
 
     def update_tenant(self, tenant_id: str, *, name: str | None = None, monthly_quota: int | None = None,
                       unlimited: bool = False, kyc_retention_days: int | None = None,
+                      max_key_rate: float | None = None, default_max_key_rate: bool = False,
                       actor_key_id: int | None = None) -> Tenant:
-        """Rename a tenant, change its monthly quota (``unlimited`` removes it) or the days its
-        verifications' reference face images are kept (0: none written). Audited when something
+        """Rename a tenant, change its monthly quota (``unlimited`` removes it), the days its
+        verifications' reference face images are kept (0: none written) or the most calls/s its
+        active keys may allow summed (``max_key_rate``; ``default_max_key_rate``: the server's
+        setting again). A lower ceiling leaves the keys issued already as they are: new keys and
+        rotations are refused until the tenant's keys are within it. Audited when something
         changed (a call that changes nothing writes no record)."""
         if name is not None:
             _check_name(name)
         _check_quota(monthly_quota)
+        _check_max_rate(max_key_rate)
+        if default_max_key_rate and max_key_rate is not None:
+            raise InvalidArgument("give a key rate ceiling or the server's default, not both")
         if unlimited and monthly_quota is not None:
             raise InvalidArgument("give a monthly quota or 'unlimited', not both")
         if kyc_retention_days is not None and not 0 <= kyc_retention_days <= MAX_RETENTION_DAYS:
@@ -172,18 +187,21 @@ class Accounts:
             tenant = session.get(Tenant, tenant_id)
             if tenant is None:
                 raise NotFound(f"no tenant '{tenant_id}'")
-            before = (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days)
+            before = (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days, tenant.max_key_rate)
+            if max_key_rate is not None or default_max_key_rate:
+                tenant.max_key_rate = max_key_rate
             if name is not None:
                 tenant.name = _display_name(name, tenant_id)
             if monthly_quota is not None or unlimited:
                 tenant.monthly_quota = None if unlimited else monthly_quota
             if kyc_retention_days is not None:
                 tenant.kyc_retention_days = kyc_retention_days
-            if (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days) == before:
+            if (tenant.name, tenant.monthly_quota, tenant.kyc_retention_days, tenant.max_key_rate) == before:
                 return tenant
             session.add(AuditRecord(tenant_id=tenant_id, key_id=actor_key_id, action="tenant.update", target=tenant_id,
                                     details={"name": tenant.name, "monthly_quota": tenant.monthly_quota,
-                                             "kyc_retention_days": tenant.kyc_retention_days}))
+                                             "kyc_retention_days": tenant.kyc_retention_days,
+                                             "max_key_rate": tenant.max_key_rate}))
             session.commit()
         if tenant.monthly_quota != before[1]:
             self._keys_changed()
@@ -261,9 +279,10 @@ class Accounts:
     ) -> IssuedKey:
         """A new key in the session's transaction, within the tenant's ceilings (the tenant row is
         locked for the check where the database can)."""
-        if session.get(Tenant, tenant_id, with_for_update=True) is None:
+        tenant = session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None:
             raise NotFound(f"no tenant '{tenant_id}'")
-        self._check_ceilings(session, tenant_id, rate_per_second)
+        self._check_ceilings(session, tenant, rate_per_second)
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         key = ApiKey(
             tenant_id=tenant_id,
@@ -287,20 +306,26 @@ class Accounts:
         )
         return IssuedKey(key.id, tenant_id, prefix, f"fa_{prefix}_{secret}", key.scopes)
 
-    def _check_ceilings(self, session: Session, tenant_id: str, rate_per_second: float) -> None:
+    def _check_ceilings(self, session: Session, tenant: Tenant, rate_per_second: float) -> None:
+        """A key of ``rate_per_second`` more within the tenant's ceilings: the count, and the summed
+        rate, the tenant's own (the operator's, where :attr:`KeyCeilings.tenant_rates`) or else the
+        server's."""
         ceilings = self.ceilings
-        if ceilings.max_keys is None and ceilings.max_rate is None:
+        max_rate = ceilings.max_rate
+        if ceilings.tenant_rates and tenant.max_key_rate is not None:
+            max_rate = tenant.max_key_rate
+        if ceilings.max_keys is None and max_rate is None:
             return
         active = select(func.count(), func.coalesce(func.sum(ApiKey.rate_per_second), 0.0)).where(
-            ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)
+            ApiKey.tenant_id == tenant.id, ApiKey.revoked_at.is_(None)
         )
         count, rate = session.execute(active).one()
         if ceilings.max_keys is not None and count + 1 > ceilings.max_keys:
             raise KeyLimitReached(f"the tenant has {count} active keys, the most allowed is {ceilings.max_keys}")
-        if ceilings.max_rate is not None and float(rate) + rate_per_second > ceilings.max_rate:
+        if max_rate is not None and float(rate) + rate_per_second > max_rate:
             raise KeyLimitReached(
                 f"the tenant's active keys allow {float(rate):g} calls/s; another {rate_per_second:g} would pass "
-                f"the ceiling of {ceilings.max_rate:g}"
+                f"the ceiling of {max_rate:g}"
             )
 
     def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
@@ -654,6 +679,12 @@ def _shown(prefix: str) -> str:
     """A prefix as an error message quotes it: one that is not a key's prefix (anything pasted
     there) is cut short, so a secret in it is never echoed whole."""
     return prefix if len(prefix) <= 16 else f"{prefix[:12]}…"
+
+
+def _check_max_rate(max_key_rate: float | None) -> None:
+    if max_key_rate is not None and not 0 < max_key_rate < math.inf:  # also NaN
+        raise InvalidArgument(f"a tenant's key rate ceiling is a finite number of calls per second above 0, "
+                              f"not {max_key_rate:g}")
 
 
 def _check_name(name: str) -> None:

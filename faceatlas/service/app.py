@@ -260,7 +260,7 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         # already, kept while the database drops and done once it is back: the change is answered
         state.follow_ups = FollowUps()
         state.accounts = Accounts(
-            state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant),
+            state.db, KeyCeilings(settings.max_keys_per_tenant, settings.max_key_rate_per_tenant, tenant_rates=True),
             keys_changed=lambda: state.shared.forget_keys(),  # every process's cached key lookups
             follow_ups=state.follow_ups,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -40,6 +40,9 @@ class Tenant(Base):
     # Days a verification's reference face images (document crop, best selfie frame) are kept
     # after its decision; 0 (the default): none is ever written. Set by the tenant's admin.
     kyc_retention_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The most calls/s its active keys may allow summed (the tenant's admin sets each key's rate
+    # within it); None: the server's FACEATLAS_MAX_KEY_RATE_PER_TENANT. Set by the operator only.
+    max_key_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DeletedTenant(Base):

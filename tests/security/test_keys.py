@@ -91,3 +91,54 @@ def test_key_ceilings_are_settings_with_documented_defaults(monkeypatch):
     monkeypatch.setenv("FACEATLAS_MAX_KEY_RATE_PER_TENANT", "250")
     configured = ServiceSettings()
     assert (configured.max_keys_per_tenant, configured.max_key_rate_per_tenant) == (7, 250.0)
+
+
+def _admin_cli(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from faceatlas.cli.main import app
+
+    result = CliRunner().invoke(app, ["admin", "tenant", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_operator_sets_a_tenants_own_key_rate_ceiling(api, limited):
+    """Finding 4 of the noisy-tenant probe: a tenant's admin issued itself keys up to the one
+    server-wide ceiling (FACEATLAS_MAX_KEY_RATE_PER_TENANT, here 100/s), whatever the operator meant
+    for that tenant. ``faceatlas admin tenant create/update --max-rate N`` sets the tenant's own:
+    creating or rotating a key past it is refused as the server's ceiling is (409 key_limit)."""
+    tenant = f"capped{uuid.uuid4().hex[:8]}"
+    assert "key rate ceiling 30/s" in _admin_cli("create", tenant, "--max-rate", "30", "--db", api.database_url)
+    token = api.accounts.create_key(tenant, ["admin"], rate_per_second=10, burst=100).token  # the operator's
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def create(rate: float):
+        return limited.post("/v1/keys", json={"scopes": ["read"], "rate_per_second": rate}, headers=headers)
+
+    over = create(25)  # 35/s: within the server's 100/s, past the tenant's 30/s
+    assert over.status_code == 409 and over.json()["error"]["code"] == "key_limit"
+    assert "ceiling of 30" in over.json()["error"]["message"]
+    issued = create(20)  # 30/s
+    assert issued.status_code == 201
+    assert "key rate ceiling 15/s" in _admin_cli("update", tenant, "--max-rate", "15", "--db", api.database_url)
+    assert api.accounts.get_tenant(tenant).max_key_rate == 15
+    rotated = limited.post(f"/v1/keys/{issued.json()['prefix']}/rotate", headers=headers)  # 10 + 20 > 15
+    assert rotated.status_code == 409 and rotated.json()["error"]["code"] == "key_limit"
+    assert create(1).status_code == 409  # the keys issued before stay as they are; no new one past it
+    assert limited.delete(f"/v1/keys/{issued.json()['prefix']}", headers=headers).status_code == 204
+    assert create(5).status_code == 201  # 15/s
+
+
+def test_a_tenant_without_its_own_ceiling_has_the_servers(api, limited):
+    tenant = f"plain{uuid.uuid4().hex[:8]}"
+    assert "key rate ceiling the server's" in _admin_cli("create", tenant, "--db", api.database_url)
+    token = api.accounts.create_key(tenant, ["admin"], rate_per_second=10, burst=100).token
+    headers = {"Authorization": f"Bearer {token}"}
+    create = lambda rate: limited.post("/v1/keys", json={"scopes": ["read"], "rate_per_second": rate},  # noqa: E731
+                                       headers=headers)
+    assert create(95).status_code == 409  # past the server's 100/s
+    _admin_cli("update", tenant, "--max-rate", "500", "--db", api.database_url)
+    assert create(95).status_code == 201  # the operator gave this tenant more
+    assert "the server's" in _admin_cli("update", tenant, "--default-max-rate", "--db", api.database_url)
+    assert create(1).status_code == 409  # 105/s: the server's ceiling again
