@@ -39,6 +39,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON"
 # a stop (SIGTERM, Ctrl-C, a worker's supervisor gone) waits this long for calls in flight, then
 # closes what is left: a client trickling an upload byte by byte no longer holds a stopping server
 GRACEFUL_SHUTDOWN_S = 30
+# an idle keep-alive connection is closed after this long (uvicorn's default, said here: connections
+# count against FACEATLAS_MAX_CONNECTIONS). uvicorn has no timeout on a request body read slowly:
+# that one is the reverse proxy's (docs/deploy.md)
+KEEP_ALIVE_S = 5
 
 
 def serve(
@@ -76,7 +80,8 @@ def serve(
             try:
                 uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
                             log_level="info", log_config=_log_config(),
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                            limit_concurrency=settings.max_connections, timeout_keep_alive=KEEP_ALIVE_S)
             except SystemExit as exc:  # uvicorn's 3: the app's start failed (uvicorn logged why)
                 if exc.code != STARTUP_FAILURE:
                     raise
@@ -87,7 +92,9 @@ def serve(
         ServiceSettings.export(**overrides)
         config = uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
                                 host=host, port=port, log_level="info", log_config=_log_config(),
-                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                                # each process's own: a connection past them is answered 503 by uvicorn
+                                limit_concurrency=settings.max_connections, timeout_keep_alive=KEEP_ALIVE_S)
         with multiprocess_folder() as metrics:  # /metrics sums every process's counters, whichever one answers
             failed = _supervise(config, metrics)
         if failed:  # the supervisor stops once a process fails to start (uvicorn.run then returned: exit 0)

@@ -11,7 +11,9 @@ import base64
 import binascii
 import json
 import math
+import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from contextlib import suppress
@@ -67,6 +69,44 @@ class Meter:
     # a call that may change state (the API's idempotent routes, the console's POSTs): once it
     # succeeded, its answer goes even when its usage row cannot be written yet (see meter_calls)
     changes_state: bool = False
+    # what the call holds until its answer is sent whole (an export's place among its tenant's: see
+    # metered's ``hold``); idempotent, and called too when the Meter is dropped
+    release: Callable[[], None] = lambda: None
+
+
+class TenantSlots:
+    """At most ``limit`` of one kind of call per tenant at once, in this process (a tenant's
+    collection exports, each a copy of its collection in TMPDIR until its download ends)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def held(self, tenant_id: str) -> int:
+        with self._lock:
+            return self._held[tenant_id]
+
+    def take(self, tenant_id: str) -> Callable[[], None] | None:
+        """A place for ``tenant_id`` and what frees it (once, however often it is called), or None
+        when the tenant holds ``limit`` already."""
+        with self._lock:
+            if self._held[tenant_id] >= self.limit:
+                return None
+            self._held[tenant_id] += 1
+        freed = False
+
+        def release() -> None:
+            nonlocal freed
+            with self._lock:
+                if freed:
+                    return
+                freed = True
+                self._held[tenant_id] -= 1
+                if self._held[tenant_id] <= 0:
+                    del self._held[tenant_id]
+
+        return release
 
 
 # -- the app's parts, typed ------------------------------------------------------------------
@@ -300,7 +340,8 @@ OPERATION_ATTRIBUTE = "faceatlas_operation"  # set on each :func:`metered` depen
 GATE_ATTRIBUTE = "faceatlas_gate"  # and its gate: (operation, scope, billable), for :class:`MeteredRoute`
 
 
-def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bool = False) -> Callable[..., Any]:
+def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bool = False,
+            hold: Callable[[Request, Principal], Callable[[], None]] | None = None) -> Callable[..., Any]:
     """A dependency: authenticate, check ``scope``, rate limit, quota; returns the call's Meter.
 
     Billable calls count against the tenant's monthly quota and are recorded for the bill;
@@ -309,12 +350,35 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     :mod:`faceatlas.service.idempotency`; its router's ``route_class`` is ``IdempotentRoute``),
     claimed after the rate limit and before the quota: a replay is answered over quota, unbilled.
     The query and body are then held to the route's contract (:func:`known_request`), a metered call.
+    ``hold`` (not with ``idempotent``): after the rate limit and before the quota, takes what the call
+    holds while it runs (a place among its tenant's exports) or raises its refusal (a 429, neither
+    counted nor recorded, as the rate limit's); what it returns frees it (:attr:`Meter.release`).
     """
+
+    def held_call(request: Request, principal: Principal) -> Meter:
+        meter = admit_call(request, principal, operation, scope)
+        assert hold is not None
+        meter.release = release = hold(request, principal)
+        weakref.finalize(meter, release)  # a call that fails before its route frees it does not keep it
+        if billable:
+            try:
+                count_call(request, meter)
+            except BaseException:
+                release()
+                raise
+        return meter
 
     async def dependency(request: Request, principal: PrincipalDep) -> Meter:
         request.state.gated = True
-        meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
-        await known_request(request)
+        if hold is None:
+            meter = await run_in_threadpool(meter_call, request, principal, operation, scope, billable=billable)
+        else:
+            meter = await run_in_threadpool(held_call, request, principal)
+        try:
+            await known_request(request)
+        except BaseException:
+            meter.release()
+            raise
         return meter
 
     setattr(dependency, OPERATION_ATTRIBUTE, operation)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -736,4 +737,58 @@ def test_an_export_cut_short_leaves_no_copy_in_tmpdir(launch, shared, examples, 
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=15)
     assert left() == []  # nor after the server died mid-body
+    engine.dispose()
+
+
+def test_a_tenant_holds_at_most_its_share_of_exports(launch, shared, examples, fast_analyzer, tmp_path):
+    """Finding 3 of the noisy-tenant probe: nothing bounded the exports one tenant had under way, each a
+    copy of the collection in TMPDIR while its download was held unread (100 held: 750 MB; 200 pushed
+    another tenant's reads to 9.7 s). A real server with FACEATLAS_MAX_EXPORTS_PER_TENANT=2 and an 8 MB
+    export: a third export while two are held is 429 rate_limited with Retry-After, another tenant's
+    export is served, and a download that ends frees its place."""
+    database_url = f"sqlite:///{tmp_path / 'exports.db'}"
+    engine = create_database_engine(database_url)
+    migrate(engine)
+    accounts = Accounts(engine)
+    keys = {}
+    for tenant in ("noisy", "quiet"):
+        accounts.create_tenant(tenant)
+        keys[tenant] = accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
+    gallery = Gallery.open(database_url, tenant=service_space("noisy"), index_dir=tmp_path / "indexes")
+    gallery.create_collection("big", fast_analyzer, keep_crops=True)
+    faces = fast_analyzer.analyze(examples / "examples" / "obama-480p.jpg")[:1]
+    for number in range(40):  # 40 crops of 200 kB that do not compress
+        gallery.enrol_faces("big", f"s{number}", faces, crops=[os.urandom(200_000)])
+    gallery.close()
+    _, url = launch(database_url, shared, tmp_path / "server.log", FACEATLAS_MAX_EXPORTS_PER_TENANT="2")
+    host, port = url.removeprefix("http://").split(":")
+    request = (f"GET /v1/collections/big/export?crops=true HTTP/1.1\r\nHost: {host}\r\n"
+               f"Authorization: Bearer {keys['noisy']}\r\n\r\n").encode()
+
+    def held() -> socket.socket:
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # and read no further
+        return sock
+
+    def export(tenant: str, collection: str = "big") -> httpx.Response:
+        return httpx.get(f"{url}/v1/collections/{collection}/export", params={"crops": True},
+                         headers={"Authorization": f"Bearer {keys[tenant]}"}, timeout=60)
+
+    first, second = held(), held()
+    try:
+        refused = export("noisy")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        httpx.post(f"{url}/v1/collections", json={"name": "own"},
+                   headers={"Authorization": f"Bearer {keys['quiet']}"}, timeout=60).raise_for_status()
+        assert export("quiet", "own").status_code == 200  # another tenant's place is its own
+    finally:
+        first.close()
+    deadline = time.monotonic() + 30
+    while (answer := export("noisy")).status_code == 429 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server learns of the closed download at its next send
+    assert answer.status_code == 200 and len(answer.content) > 8_000_000
+    second.close()
     engine.dispose()

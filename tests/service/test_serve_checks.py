@@ -468,3 +468,30 @@ def test_a_servers_log_says_what_the_retention_sweep_deleted(shared: Path, tmp_p
     finally:
         os.killpg(child.pid, signal.SIGTERM)
         child.wait(60)
+
+
+def test_serve_bounds_the_connections_it_holds(launch, shared, tmp_path: Path) -> None:
+    """Findings 5 and 6 of the noisy-tenant probe: ``serve`` set no connection limit, and uploads
+    trickled a byte at a time stayed open, 300 of them (bounded only by the process's file
+    descriptors). With FACEATLAS_MAX_CONNECTIONS=3, a request while 3 requests trickled in are held
+    is answered 503 at once by uvicorn; once they go, the server answers again."""
+    database_url = f"sqlite:///{tmp_path / 'conn.db'}"
+    migrate(create_database_engine(database_url))
+    _, url = launch(database_url, shared, tmp_path / "server.log", FACEATLAS_MAX_CONNECTIONS="3")
+    host, port = url.removeprefix("http://").split(":")
+    trickled = []
+    try:
+        for _ in range(3):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(f"POST /v1/detect HTTP/1.1\r\nHost: {host}\r\n".encode())  # and never the rest
+            trickled.append(sock)
+        time.sleep(0.5)
+        refused = httpx.get(f"{url}/readyz", timeout=10)
+        assert refused.status_code == 503
+    finally:
+        for sock in trickled:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while (answer := httpx.get(f"{url}/readyz", timeout=10)).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert answer.status_code == 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path as FsPath
 from typing import Annotated, Any, BinaryIO, Literal
 
@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut, Embedding, NoFace
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, RateLimited
 from faceatlas.gallery import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -32,6 +32,7 @@ from faceatlas.gallery import (
     calibration_for,
     read_header,
 )
+from faceatlas.service.accounts import Principal
 from faceatlas.service.deps import (
     UNPARSED_BODY,
     AccountsDep,
@@ -151,36 +152,66 @@ async def delete_collection(
     store_answer_at(request, COLLECTIONS_PATH)  # its stored answer names it no more either
 
 
+EXPORT_RETRY_S = 5  # the Retry-After of an export refused while the tenant's others are under way
+
+
+def _export_place(request: Request, principal: Principal) -> Callable[[], None]:
+    """A place among the tenant's exports under way in this process (FACEATLAS_MAX_EXPORTS_PER_TENANT:
+    each holds a copy of its collection in TMPDIR until its download ends, and downloads held unread
+    kept 100 copies at once), or a 429 with Retry-After: the tenant's own limit, as its rate's."""
+    exports = request.app.state.exports
+    release = exports.take(principal.tenant_id)
+    if release is None:
+        request.app.state.metrics.rejected.labels("rate_limited").inc()
+        raise RateLimited(f"this tenant has {exports.limit} collection exports being built or downloaded "
+                          "already, the most at once: retry once one is done", retry_after=EXPORT_RETRY_S)
+    return release
+
+
 @router.get("/collections/{collection}/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
 async def export_collection(
     collection: CollectionName,
-    meter: Annotated[Meter, Depends(metered("collections.export", "write"))],
+    meter: Annotated[Meter, Depends(metered("collections.export", "write", hold=_export_place))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("collection.export")],
     crops: Annotated[bool, Query(description="include the stored face crops (images of faces)")] = False,
 ) -> StreamingResponse:
     """The collection as a Parquet file (subjects, embeddings with their pack identity, crops
     when asked): ``POST /collections/import`` of the same file restores it. An export is a copy
-    outside the gallery: a later erasure cannot reach it."""
+    outside the gallery: a later erasure cannot reach it. A tenant has at most
+    FACEATLAS_MAX_EXPORTS_PER_TENANT (2) exports being built or downloaded at once in a server
+    process: another is 429 ``rate_limited`` with Retry-After, neither billed nor counted."""
     folder = tempfile.mkdtemp(prefix="faceatlas-export-")
     path = FsPath(folder) / f"{collection}.parquet"
     try:
         audit.details["faces"] = await run_in_threadpool(lambda: gallery.export(collection, path, with_crops=crops))
         file = path.open("rb")
+    except BaseException:
+        meter.release()
+        raise
     finally:  # removed before a byte is sent: the open file is streamed, its data gone once closed (a task
         # run after the answer was not run for an answer cut short, a server stopped: the copy stayed in TMPDIR)
         shutil.rmtree(folder, ignore_errors=True)
-    return StreamingResponse(_chunks(file), media_type="application/vnd.apache.parquet", headers={
+
+    def done() -> None:
+        file.close()
+        meter.release()
+
+    return StreamingResponse(_chunks(file, meter), media_type="application/vnd.apache.parquet", headers={
         "Content-Disposition": f'attachment; filename="{path.name}"',  # a collection name needs no quoting
-        "Content-Length": str(os.fstat(file.fileno()).st_size)}, background=BackgroundTask(file.close))
+        "Content-Length": str(os.fstat(file.fileno()).st_size)}, background=BackgroundTask(done))
 
 
-def _chunks(file: BinaryIO, size: int = 64 * 1024) -> Iterator[bytes]:
-    """``file`` read in ``size`` chunks, closed at the end or when the answer stops."""
-    with file:
-        while chunk := file.read(size):
-            yield chunk
+def _chunks(file: BinaryIO, meter: Meter, size: int = 64 * 1024) -> Iterator[bytes]:
+    """``file`` read in ``size`` chunks, closed at the end or when the answer stops, and the export's
+    place among its tenant's freed with it (``meter`` is held until then)."""
+    try:
+        with file:
+            while chunk := file.read(size):
+                yield chunk
+    finally:
+        meter.release()
 
 
 @router.post("/collections/import", status_code=201, response_model=CollectionOut, openapi_extra={
