@@ -988,3 +988,15 @@ def test_detect_reads_an_image_from_standard_input(examples):
     assert compared.exit_code == 0 and json.loads(compared.stdout)["match"] is True, compared.output
     twice = runner.invoke(app, ["compare", "-", "-", "--json"], input=photo.read_bytes())
     assert twice.exit_code == 2 and json.loads(twice.stdout)["error"] == "usage", twice.output
+
+
+@pytest.mark.parametrize("command", [["detect", "-", "--json"],
+                                     ["remote", "detect", "-", "--server", "http://127.0.0.1:9", "--key", "fa_x"]])
+def test_an_image_from_a_closed_standard_input_is_one_error(command: list[str]) -> None:
+    """`faceatlas remote detect - <&-` was a traceback (Python's sys.stdin is None when the process
+    starts with it closed); it is the local `detect -`'s one line, and no connection is tried."""
+    run = subprocess.run([sys.executable, "-m", "faceatlas.cli", *command], capture_output=True, text=True,
+                         timeout=120, preexec_fn=lambda: os.close(0))
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    shown = run.stdout + run.stderr
+    assert "standard input is closed" in shown and "bad_request" in shown, shown

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 from rich.markup import escape
@@ -50,12 +51,18 @@ def one_stdin(paths: Iterable[Path]) -> None:
 def image_source(path: Path) -> Path | bytes:
     """What the engine decodes for the image argument ``path``: ``-`` is the bytes of standard input
     (`curl ... | faceatlas detect -`), decoded as a file's are (its pixel limit checked from the
-    header first), any other path the file (a name of ``-`` itself: ``./-``)."""
-    if str(path) != STDIN:
-        return path
-    if sys.stdin is None:  # started with stdin closed (<&-)
+    header first), any other path the file (a file named ``-`` itself: ``"$PWD/-"``; ``./-`` is
+    ``-`` once the argument is a path)."""
+    return stdin_stream().read() if str(path) == STDIN else path
+
+
+def stdin_stream() -> IO[bytes]:
+    """Standard input's bytes, for an image given as ``-``; :class:`InvalidInput` when the command
+    started with it closed (``<&-``: Python's ``sys.stdin`` is None, and ``remote detect -`` was a
+    traceback)."""
+    if sys.stdin is None:
         raise InvalidInput(f"'{STDIN}': the standard input is closed: give an image file, or the image on it")
-    return sys.stdin.buffer.read()
+    return sys.stdin.buffer
 
 
 def progress(console: Console, *, disable: bool = False, keep_stdout: bool = False) -> Progress:

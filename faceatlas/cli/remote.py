@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from faceatlas.cli.errors import coded, fail, json_text, os_error
-from faceatlas.cli.files import STDIN, one_stdin
+from faceatlas.cli.files import STDIN, one_stdin, stdin_stream
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
 from faceatlas.errors import CommandLineError, FaceAtlasError, FileMissing, InvalidImage, InvalidInput
@@ -56,7 +55,7 @@ def _unreadable(exc: OSError) -> FaceAtlasError:
 def _image(path: Path) -> Path | IO[bytes]:
     """An image argument as the client sends it: ``-`` is the bytes of standard input (the server
     decodes them, as a file's), any other the file."""
-    return sys.stdin.buffer if str(path) == STDIN else path
+    return stdin_stream() if str(path) == STDIN else path
 
 
 def _naming(message: str, parts: dict[str, Path]) -> str:

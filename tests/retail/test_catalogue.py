@@ -107,5 +107,12 @@ def test_a_store_file_s_skus_and_camera_ids_compare_composed() -> None:
     assert config.product(decomposed) == config.product(composed)
     assert config.camera(composed).id == decomposed  # the video layer names it composed
     assert config.camera(decomposed).video_config("0").name == composed
+    # a store saved before the rule with both forms (distinct as written then) still loads: a
+    # refusal here failed every call on that store
+    twins = {"id": "s", "cameras": [{"id": decomposed, "role": "entrance"}, {"id": composed, "role": "exit"}],
+             "products": [{"sku": decomposed, "name": "A", "price_cents": 1},
+                          {"sku": composed, "name": "B", "price_cents": 1}]}
+    stored = StoreConfig.model_validate(twins, context={"stored": True})
+    assert [p.sku for p in stored.products] == [decomposed, composed]
     with pytest.raises(ValidationError, match="control characters"):
         Product(sku="jam", name="Jam\u202e", price_cents=1)
