@@ -58,7 +58,7 @@ _ELSEWHERE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "watch": ("faceatlas.cli.watch", "watch",
               "Watch video sources: track faces and persons, recognise, count, and emit events."),
     "counts": ("faceatlas.cli.watch", "counts",
-               "Per-minute counts of a camera per class: a table, and optionally PNG charts."),
+               "Per-minute counts of a camera per class: a table (or JSON), and optionally PNG charts."),
     "drive": ("faceatlas.cli.drive", "drive",
               "Monitor the driver: eyes, blinks, PERCLOS, yawns, head pose, gaze, presence; alerts as events."),
     "ar": ("faceatlas.cli.ar", "ar",

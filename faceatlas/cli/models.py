@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceatlas.cli.errors import Output, json_text
+from faceatlas.cli.errors import Output, emit_json, json_text
 from faceatlas.cli.files import stage_progress
 from faceatlas.engine import (
     PACKS,
@@ -117,20 +117,32 @@ def info(pack: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
 
 
 @app.command("fetch")
-def fetch_pack(pack: str) -> None:
+def fetch_pack(pack: str, as_json: Annotated[bool, typer.Option(
+        "--json", help="machine-readable JSON on stdout (models info's name; each file's name, found, state, "
+        "downloaded)")] = False) -> None:
     """Download every missing file of a pack into the user cache, checking sha256 (refused offline)."""
     chosen = get_pack(pack)
+    files = []
     for model in chosen.files:  # a FaceAtlasError (offline, download failed) is the CLI's one-line error
         path = locate(model)
         if path is not None:
             verify_sha256(model, path)
-            console.print(f"{model.name}: already at {path}")
+            files.append({"name": model.name, "found": str(path), "state": "ready", "downloaded": False})
+            if not as_json:
+                console.print(f"{model.name}: already at {path}")
             continue
         if model.url is None and not model.package:  # attribute models: no public download, placed by hand
-            console.print(f"[yellow]{model.name}: not found and not downloadable; place it by hand "
-                          f"(`faceatlas models info {chosen.name}` says where)[/yellow]")
+            files.append({"name": model.name, "found": None, "state": "missing", "downloaded": False})
+            if not as_json:
+                console.print(f"[yellow]{model.name}: not found and not downloadable; place it by hand "
+                              f"(`faceatlas models info {chosen.name}` says where)[/yellow]")
             continue
-        console.print(f"{model.name}: downloaded to {fetch(model, pack=chosen.name)}")
+        fetched = fetch(model, pack=chosen.name)
+        files.append({"name": model.name, "found": str(fetched), "state": "ready", "downloaded": True})
+        if not as_json:
+            console.print(f"{model.name}: downloaded to {fetched}")
+    if as_json:  # once every file is there (an error midway is the JSON error, as any command's)
+        emit_json({"name": chosen.name, "files": files})
 
 
 @app.command("int8")

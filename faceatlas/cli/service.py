@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, err, fail, json_text
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, emit_json, err, fail
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
 from faceatlas.errors import CommandLineError, FaceAtlasError, InvalidSetting
@@ -189,6 +189,12 @@ def _max_rate(rate: float | None) -> str:
     return "the server's" if rate is None else f"{rate:g}/s"
 
 
+def _tenant_json(tenant: Any) -> dict[str, Any]:
+    """A tenant as every ``admin tenant ... --json`` says it (``tenant list``'s fields)."""
+    return {"id": tenant.id, "name": tenant.name, "monthly_quota": tenant.monthly_quota,
+            "max_key_rate": tenant.max_key_rate}
+
+
 MaxRateOption = Annotated[float | None, typer.Option(
     "--max-rate", help="most calls/s the tenant's active keys may allow summed (its admin sets each key's rate "
     "within it; default: the server's FACEATLAS_MAX_KEY_RATE_PER_TENANT)")]
@@ -196,9 +202,13 @@ MaxRateOption = Annotated[float | None, typer.Option(
 
 @tenant_app.command("create")
 def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, typer.Option(
-        help="monthly call quota")] = None, max_rate: MaxRateOption = None, db: DbOption = None) -> None:
+        help="monthly call quota")] = None, max_rate: MaxRateOption = None, db: DbOption = None,
+        as_json: JsonOption = False) -> None:
     """Create a tenant."""
-    tenant = _guard(lambda: _accounts(db, create=True).create_tenant(tenant_id, name, quota, max_rate))
+    tenant = _guard(lambda: _accounts(db, create=True).create_tenant(tenant_id, name, quota, max_rate), as_json)
+    if as_json:
+        emit_json(_tenant_json(tenant))
+        return
     console.print(f"tenant {tenant.id} created (quota {_quota(tenant.monthly_quota)}, "
                   f"key rate ceiling {_max_rate(tenant.max_key_rate)})")
 
@@ -210,41 +220,50 @@ def tenant_update(tenant_id: str, name: Annotated[str | None, typer.Option(help=
                   max_rate: MaxRateOption = None,
                   default_max_rate: Annotated[bool, typer.Option(
                       "--default-max-rate", help="the server's key rate ceiling again")] = False,
-                  db: DbOption = None) -> None:
+                  db: DbOption = None, as_json: JsonOption = False) -> None:
     """Rename a tenant, change its monthly quota or the ceiling on its keys' summed rate (a lower
     ceiling leaves its keys as they are: new keys and rotations are refused until they are within it)."""
     tenant = _guard(lambda: _accounts(db).update_tenant(tenant_id, name=name, monthly_quota=quota,
                                                         unlimited=unlimited, max_key_rate=max_rate,
-                                                        default_max_key_rate=default_max_rate))
+                                                        default_max_key_rate=default_max_rate), as_json)
+    if as_json:
+        emit_json(_tenant_json(tenant))
+        return
     console.print(f"tenant {tenant.id}: {escape(tenant.name)}, quota {_quota(tenant.monthly_quota)}, "
                   f"key rate ceiling {_max_rate(tenant.max_key_rate)}")
 
 
 @tenant_app.command("delete")
 def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
-                  db: DbOption = None) -> None:
+                  db: DbOption = None, as_json: JsonOption = False) -> None:
     """Delete a tenant with every collection, face, vector and key it owns, its verification sessions,
     albums, stores' members, video events and audit trail (its usage rows stay: the bill; its id is
     not given to a new tenant). The vectors leave this machine's index folder at once; other
     machines' folders drop them at their next start, or within FACEATLAS_RETENTION_SWEEP_SECONDS
     while their servers run."""
     settings = ServiceSettings.from_env()
-    accounts = _guard(lambda: _accounts(db))  # a missing database or tenant is an error before the question
-    _guard(lambda: accounts.get_tenant(tenant_id))
+    accounts = _guard(lambda: _accounts(db), as_json)  # a missing database or tenant: an error before the question
+    _guard(lambda: accounts.get_tenant(tenant_id), as_json)
+    if not yes and as_json:  # nothing to ask in: it deleted without a question
+        fail(CommandLineError(f"--json cannot ask before deleting tenant {tenant_id}: give --yes"), as_json)
     if not yes:
         typer.confirm(f"delete tenant {tenant_id} and every face it owns?", abort=True, err=True)
-    gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir))
+    gallery = _guard(lambda: Gallery.open(db or settings.database_url, index_dir=settings.index_dir), as_json)
     try:
-        deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id, settings.redis_url))
+        deleted = _guard(lambda: delete_tenant(accounts, gallery, tenant_id, settings.redis_url), as_json)
     finally:
         gallery.close()
+    if settings.redis_url is None:  # the answers servers keep for retries name its subjects: out of reach here
+        err.print(ANSWERS_IN_MEMORY)
+    if as_json:
+        emit_json({"id": tenant_id, "deleted": True, "collections": deleted.collections, "albums": deleted.albums,
+                   "kyc_sessions": deleted.kyc_sessions, "stores": deleted.stores, "events": deleted.events})
+        return
     counted = [(deleted.collections, "collection"), (deleted.albums, "album"),
                (deleted.kyc_sessions, "verification session"), (deleted.stores, "store"),
                (deleted.events, "stored video event")]  # with their minute counts
     said = [f"{n} {what}{'' if n == 1 else 's'}" for n, what in counted]
     console.print(f"tenant {tenant_id} deleted with {', '.join(said[:-1])} and {said[-1]}")
-    if settings.redis_url is None:  # the answers servers keep for retries name its subjects: out of reach here
-        err.print(ANSWERS_IN_MEMORY)
 
 
 @tenant_app.command("list")
@@ -252,12 +271,16 @@ def tenant_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List tenants."""
     tenants = _accounts(db).list_tenants()
     if as_json:
-        print(json_text([{"id": t.id, "name": t.name, "monthly_quota": t.monthly_quota,
-                          "max_key_rate": t.max_key_rate} for t in tenants]))
+        emit_json([_tenant_json(t) for t in tenants])
         return
     for t in tenants:
         console.print(f"{escape(t.id)}\t{escape(t.name)}\tquota {_quota(t.monthly_quota)}\t"
                       f"key rate ceiling {_max_rate(t.max_key_rate)}")
+
+
+def _issued_json(issued: Any) -> dict[str, Any]:
+    """A key just issued as ``key create --json`` and ``key rotate --json`` say it (the API's fields, its tenant)."""
+    return {"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id, "scopes": issued.scopes}
 
 
 @key_app.command("create")
@@ -273,8 +296,7 @@ def key_create(
     """Create a key; the key itself is printed once and never stored."""
     issued = _guard(lambda: _accounts(db).create_key(tenant_id, scope, name, rate, burst), as_json)
     if as_json:
-        print(json_text({"key": issued.token, "prefix": issued.prefix, "tenant": issued.tenant_id,
-                          "scopes": issued.scopes}))
+        emit_json(_issued_json(issued))
     else:
         console.print(f"key for {escape(issued.tenant_id)} ({escape(', '.join(issued.scopes))}) — store it now, it is "
                       "not kept:")
@@ -289,7 +311,7 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
     rows: list[dict[str, Any]] = [{"prefix": k.prefix, "tenant": k.tenant_id, "scopes": k.scopes, "name": k.name,
              "revoked": k.revoked_at is not None} for k in keys]
     if as_json:
-        print(json_text(rows))
+        emit_json(rows)
         return
     table = Table("prefix", "tenant", "scopes", "name", "revoked")
     for r in rows:
@@ -299,17 +321,23 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
 
 
 @key_app.command("revoke")
-def key_revoke(prefix: str, db: DbOption = None) -> None:
+def key_revoke(prefix: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Revoke a key by its prefix (the whole key, pasted, is revoked by its prefix: a leaked key)."""
     prefix = key_prefix(prefix)  # a pasted secret is printed nowhere
-    _guard(lambda: _accounts(db).revoke_key(prefix))
+    changed = _guard(lambda: _accounts(db).revoke_key(prefix), as_json)
+    if as_json:  # revoked: as key list says it; already_revoked: this call changed nothing (revoked before)
+        emit_json({"prefix": prefix, "revoked": True, "already_revoked": not changed})
+        return
     console.print(f"key {escape(prefix)} revoked")
 
 
 @key_app.command("rotate")
-def key_rotate(prefix: str, db: DbOption = None) -> None:
+def key_rotate(prefix: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Revoke a key and print its replacement."""
-    issued = _guard(lambda: _accounts(db).rotate_key(prefix))
+    issued = _guard(lambda: _accounts(db).rotate_key(prefix), as_json)
+    if as_json:  # the replacement as key create says a key, with the prefix of the key it replaced
+        emit_json({**_issued_json(issued), "replaces": prefix})
+        return
     print(issued.token)
 
 
@@ -320,11 +348,17 @@ def usage(
     end: Annotated[datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="inclusive")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="CSV for billing")] = False,
     db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Calls, faces and errors per tenant, day and operation."""
-    accounts = _accounts(db)
+    if csv and as_json:
+        fail(CommandLineError("--csv and --json are two formats: give one"), as_json)
+    accounts = _guard(lambda: _accounts(db), as_json)
     days = day_range(start.date() if start else None, end.date() if end else None)
-    rows = _guard(lambda: accounts.usage_report(tenant_id, *days))
+    rows = _guard(lambda: accounts.usage_report(tenant_id, *days), as_json)
+    if as_json:  # the API's GET /v1/usage answer: the tenant asked for (none: every tenant) and the rows
+        emit_json({"tenant": tenant_id, "rows": rows})
+        return
     if csv:
         print(usage_csv(rows), end="")
         return

@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from faceatlas.cli.errors import Output, print_camera_failures, stdout_gone
+from faceatlas.cli.errors import Output, emit_json, print_camera_failures, stdout_gone
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
@@ -186,8 +186,11 @@ def counts(
     heatmap: Annotated[Path | None, typer.Option(help="write a PNG of the occupancy heatmap here")] = None,
     tenant: Annotated[str, typer.Option(help="tenant of the stored counts (as cams.yaml's tenant: acme or "
                                              "svc:acme)")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout (the API's counts: "
+                                                         "camera, and each minute's camera, minute, class, counts)")]
+    = False,
 ) -> None:
-    """Per-minute counts of a camera per class: a table, and optionally PNG charts."""
+    """Per-minute counts of a camera per class: a table (or JSON), and optionally PNG charts."""
     if plot is not None:
         check_measure(measure)
     elif measure != "seen":  # it was ignored without a word
@@ -206,11 +209,14 @@ def counts(
         raise NotFound(f"no counts of camera {camera[:64]!r}{of} {span[:120]}: nothing to show{drawn}")
     if heatmap is not None:
         occupancy(rows)  # no heatmap stored: NotFound before --plot is written (one outcome, not half of one)
-    table = Table("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
-    for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
-        measures = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))
-        table.add_row(row.minute, escape(row.label), escape(measures))
-    Output(emoji=False).print(table)
+    if as_json:  # GET /v1/cameras/{camera}/counts's answer (all the minutes asked: none left out)
+        emit_json({"camera": camera, "counts": [row.to_dict() for row in rows]})
+    else:
+        table = Table("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
+        for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
+            measures = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))
+            table.add_row(row.minute, escape(row.label), escape(measures))
+        Output(emoji=False).print(table)
     if plot is not None:
         note = measure_note(rows, measure)
         if note is not None:
