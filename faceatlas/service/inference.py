@@ -11,6 +11,7 @@ so a quiet tenant's call waits behind about one job of each busy tenant, not beh
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -26,6 +27,8 @@ from faceatlas.errors import Overloaded
 from faceatlas.gallery import source_crop
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.settings import DEFAULT_QUEUE_SIZE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -290,9 +293,19 @@ class InferencePool:
             try:
                 result = function(*args)
             except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting request, which re-raises it
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                _deliver(loop, future, None, exc)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                _deliver(loop, future, result, None)
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any,
+             error: BaseException | None) -> None:
+    """A job's outcome to its caller's event loop; none when that loop closed meanwhile (the caller
+    went away: telling it raised in the worker's thread, which died, and its share of the pool with it)."""
+    try:
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    except RuntimeError:  # the loop is closed: no one waits for the answer
+        log.info("an inference job finished after its caller's event loop closed: its answer is dropped")
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:

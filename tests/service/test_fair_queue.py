@@ -76,6 +76,35 @@ def test_a_tenant_holds_its_share_and_the_workers_take_the_tenants_in_turn(fast_
     assert pool.waiting() == 0
 
 
+def test_a_worker_outlives_the_event_loop_of_a_call_that_went_away(fast_analyzer) -> None:
+    """A job whose caller's event loop closed before it finished (a client, a test client, a server
+    shutting down) killed its worker: telling the loop raised, in the worker's thread; with one
+    worker, every later call waited for good."""
+    pool = InferencePool(fast_analyzer, ServiceMetrics(), workers=1, queue_size=4, per_tenant=4, batching=False)
+    gate, started = threading.Event(), threading.Event()
+
+    def block() -> str:
+        started.set()
+        gate.wait(30)
+        return "late"
+
+    async def leave() -> None:  # the call starts, then its loop ends while the job still runs
+        asyncio.ensure_future(pool.run(block, tenant="a"))
+        await asyncio.to_thread(started.wait, 10)
+
+    try:
+        asyncio.run(leave())
+        gate.set()
+
+        async def next_call() -> str:
+            return await asyncio.wait_for(pool.run(lambda: "served", tenant="b"), 20)
+
+        assert asyncio.run(next_call()) == "served"
+    finally:
+        gate.set()
+        pool.close()
+
+
 def test_the_share_defaults_to_half_the_queue() -> None:
     from faceatlas.service.inference import tenant_share
 
