@@ -202,7 +202,7 @@ def test_cli_a_run_that_fails_leaves_no_folder_it_made(tmp_path: Path) -> None:
     (tmp_path / "kept").mkdir()
     for output in (tmp_path / "n1" / "a" / "x.mp4", tmp_path / "kept" / "b" / "x.mp4"):
         result = runner.invoke(app, ["ar", str(tmp_path / "none.mp4"), "-e", "glasses", "-q", "-o", str(output)])
-        assert result.exit_code == 2 and "cannot read video source" in result.output, result.output
+        assert result.exit_code == 2 and "error (file_not_found): video source" in result.output, result.output
     assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from faceatlas.batch import resolve_source
 from faceatlas.cli.main import app
-from faceatlas.errors import InvalidArgument, NotFound
+from faceatlas.errors import FileMissing, InvalidArgument, NotFound
 from faceatlas.gallery import Gallery
 
 
@@ -42,7 +42,7 @@ def test_folder_glob_and_manifest_name_the_same_files_and_subjects(folders: Path
 
 
 def test_missing_or_empty_sources_are_typed_errors(tmp_path: Path):
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(FileMissing, match="nothing-here: no such file or folder"):
         resolve_source(str(tmp_path / "nothing-here"))
     (tmp_path / "bad.csv").write_text("file,who\nx.jpg,a\n")
     with pytest.raises(InvalidArgument, match="'path' column"):
@@ -279,7 +279,7 @@ def test_a_refused_batch_enrol_or_search_makes_no_database(folders: Path, tmp_pa
     manifest.write_text(f"path,subject\n{photo},Ann Lee\n")
     db = f"sqlite:///{tmp_path / 'nodir' / 'sub' / 'bx.db'}"
     for args, said in (([str(folders), "coll1", "--min-quality", "5"], "validation_error): min_quality"),
-                       ([str(tmp_path / "gone"), "coll1"], "validation_error): " + str(tmp_path / "gone")),
+                       ([str(tmp_path / "gone"), "coll1"], "file_not_found): " + str(tmp_path / "gone")),
                        ([str(folders), "bad name!"], "validation_error): a collection name"),
                        ([str(manifest), "coll1"], "validation_error): a subject id"),
                        ([str(folders), "coll1", "--pack", "no-such-pack"], "unknown_pack)")):
@@ -287,7 +287,7 @@ def test_a_refused_batch_enrol_or_search_makes_no_database(folders: Path, tmp_pa
         assert result.exit_code == 2 and f"error ({said}" in result.output, (args, result.output)
         assert not (tmp_path / "nodir").exists(), args
     for args, said in (([str(folders), "coll1", "--k", "0"], "validation_error): k is"),
-                       ([str(tmp_path / "gone"), "coll1"], "validation_error): " + str(tmp_path / "gone")),
+                       ([str(tmp_path / "gone"), "coll1"], "file_not_found): " + str(tmp_path / "gone")),
                        ([str(folders), "bad name!"], "validation_error): a collection name"),
                        ([str(folders), "coll1", "--pack", "no-such-pack"], "unknown_pack)"),
                        ([str(folders), "coll1"], "not_found): no gallery database")):

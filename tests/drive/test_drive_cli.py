@@ -273,7 +273,7 @@ def test_a_run_that_fails_leaves_no_folder_it_made(tmp_path: Path) -> None:
     (tmp_path / "kept").mkdir()
     result = runner.invoke(app, ["drive", str(tmp_path / "none.mp4"), "-q", "-o", str(tmp_path / "n1" / "a" / "x.mp4"),
                                  "--events", str(tmp_path / "kept" / "b" / "e.jsonl")])
-    assert result.exit_code == 2 and "cannot read video source" in result.stderr, result.output
+    assert result.exit_code == 2 and "error (file_not_found): video source" in result.stderr, result.output
     assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
 
 
