@@ -220,3 +220,36 @@ def test_a_database_migrated_by_a_newer_faceatlas_is_refused_in_one_line(tmp_pat
     assert "Traceback" not in done.stderr and "Application startup failed" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(
         "error (database_unavailable): the gallery tables are at revision 'f00dfeed0042'"), done.stderr
+
+
+def test_the_service_downgrades_keep_every_tenant_s_keys(db_url: str) -> None:
+    """A database is never migrated back by FaceAtlas, but an operator's `alembic downgrade` is
+    Alembic's promise: the downgrades of 0007 and 0004 copied ``svc_tenants`` on SQLite (batch mode),
+    whose drop cascaded to every API key (foreign keys are on). The columns are dropped in place."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from faceatlas.service.accounts import Accounts
+
+    engine = create_database_engine(db_url)
+    try:
+        service_db.migrate(engine)
+        accounts = Accounts(engine)
+        accounts.create_tenant("acme")
+        accounts.create_key("acme", ["read"])
+        config = Config()
+        config.set_main_option("script_location", str(Path(service_db.__file__).parent / "migrations"))
+        for revision in ("0006", "0003"):
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.downgrade(config, revision)
+            with engine.connect() as connection:
+                assert connection.scalar(text("SELECT count(*) FROM svc_api_keys")) == 1, revision
+                assert connection.scalar(text("SELECT count(*) FROM svc_tenants")) == 1, revision
+        service_db.migrate(engine)  # upgraded again: the key is there
+        assert len(Accounts(engine).list_keys("acme")) == 1
+    finally:
+        engine.dispose()

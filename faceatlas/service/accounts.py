@@ -170,8 +170,9 @@ class Accounts:
         """Rename a tenant, change its monthly quota (``unlimited`` removes it), the days its
         verifications' reference face images are kept (0: none written) or the most calls/s its
         active keys may allow summed (``max_key_rate``; ``default_max_key_rate``: the server's
-        setting again). A lower ceiling leaves the keys issued already as they are: new keys and
-        rotations are refused until the tenant's keys are within it. Audited when something
+        setting again). A lower ceiling leaves the keys issued already as they are: new keys are
+        refused until the tenant's keys are within it (a rotation, which replaces a key by its
+        like, is not: a leaked key stays replaceable). Audited when something
         changed (a call that changes nothing writes no record)."""
         if name is not None:
             _check_name(name)
@@ -278,11 +279,13 @@ class Accounts:
         action: str = "key.create",
     ) -> IssuedKey:
         """A new key in the session's transaction, within the tenant's ceilings (the tenant row is
-        locked for the check where the database can)."""
+        locked for the check where the database can); a rotation's replacement (``action``
+        ``key.rotate``) is not checked: it takes the revoked key's place, count and rate."""
         tenant = session.get(Tenant, tenant_id, with_for_update=True)
         if tenant is None:
             raise NotFound(f"no tenant '{tenant_id}'")
-        self._check_ceilings(session, tenant, rate_per_second)
+        if action != "key.rotate":  # a leaked key is always replaceable, under a lowered ceiling too
+            self._check_ceilings(session, tenant, rate_per_second)
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         key = ApiKey(
             tenant_id=tenant_id,

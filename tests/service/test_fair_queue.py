@@ -192,3 +192,14 @@ def test_album_uploads_over_the_tenant_s_share_are_refused(api, shared: Path) ->
         assert album not in http.get("/v1/albums").json()["albums"]  # the refused upload made no album
         again = http.post(f"/v1/albums/{album}/photos", files={"image": photo})
         assert again.status_code == 200 and again.json()["faces"] == 1
+
+
+def test_a_face_pay_is_a_job_of_its_tenant_in_the_queue(api, shared: Path) -> None:
+    """Face pay (liveness, a match at the pay FAR) ran in the threads every call needs, beside the
+    queue, as album uploads did: a tenant over its share is answered 503 ``overloaded`` for it too."""
+    photo = sorted((shared / "data" / "lfw" / "images" / "Tony_Blair").glob("*.jpg"))[0].read_bytes()
+    pool: InferencePool = api.app.state.pool
+    with _busy(pool, "acme"), api.client("acme_write") as http:
+        refused = http.post("/v1/retail/stores/no-store/pay", params={"camera": "till", "event": "e1"},
+                            files={"image": photo})
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded", refused.text

@@ -376,7 +376,8 @@ async def add_to_cart(store_id: StoreId, visit_id: RowId, body: PickRequest,
 
 
 @router.post("/retail/stores/{store_id}/pay", response_model=RetailExitOut, openapi_extra=image_request_body("image"))
-async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, gallery: GalleryDep, db: DbDep,
+async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, pool: PoolDep, gallery: GalleryDep,
+                   db: DbDep,
                    meter: Annotated[Meter, Depends(metered("retail.pay", "write", idempotent=True))],
                    camera: Annotated[str, Query(min_length=1, max_length=100, description="checkout camera")],
                    event: Annotated[str, Query(min_length=1, max_length=200,
@@ -387,7 +388,7 @@ async def face_pay(store_id: StoreId, request: Request, analyzer: AnalyzerDep, g
     images, _ = await read_images(request, "image")
     exit_id = "api:" + hashlib.sha256(f"{store_id}\x00{event}".encode()).hexdigest()[:40]  # one store's ids
     outcome = await _store(store_id, meter, analyzer, gallery, db, lambda s: s.exit(
-        Exit(camera, utcnow(), image=images["image"], id=exit_id)))
+        Exit(camera, utcnow(), image=images["image"], id=exit_id)), pool=pool)  # liveness, match: a job of the pool
     meter.faces = outcome.faces  # a photo without a face (or a repeated event) analysed none
     return asdict(outcome)
 

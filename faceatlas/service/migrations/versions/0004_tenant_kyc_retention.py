@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("svc_tenants", schema=None) as batch_op:
-        batch_op.drop_column("kyc_retention_days")
+    # dropped in place (ALTER TABLE ... DROP COLUMN, SQLite 3.35+): batch mode copied the table on
+    # SQLite, and the old table's drop cascaded to every key of every tenant (foreign keys are on)
+    op.drop_column("svc_tenants", "kyc_retention_days")
