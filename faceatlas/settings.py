@@ -359,7 +359,8 @@ class ServiceSettings(RetentionSettings):
     max_upload_bytes: int = Field(default=15 * 1024 * 1024, ge=1, description="largest request body")
     workers: int = Field(default=2, ge=1, description="inference worker threads")
     queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=1, description="inference jobs waiting before the "
-                            "service answers 503 overloaded")
+                            "service answers 503 overloaded (a tenant with none waiting is still admitted, up "
+                            "to twice as many)")
     queue_per_tenant: int | None = Field(default=None, ge=1, description="inference jobs one tenant may have "
                                          "waiting before its calls answer 503 overloaded (others' still admitted); "
                                          "None: half of queue_size (at least 1)")

@@ -4,8 +4,12 @@ one batch.
 
 A full queue refuses new work at once (:class:`Overloaded`, answered 503 with Retry-After)
 instead of letting memory and latency grow, and so does a tenant's full share of it: one tenant's
-burst cannot take every place. The workers take the tenants' jobs in turn (each tenant's in order),
-so a quiet tenant's call waits behind about one job of each busy tenant, not behind all of them.
+burst cannot take every place. A tenant with no job waiting is still admitted past the queue's bound
+(a reserve of one job per such tenant, at most another ``queue_size`` in all), so tenants that fill
+the queue within their shares do not shut a quiet one out. A job whose caller went away (cancelled:
+a client disconnected) leaves the queue before it runs. The workers take the tenants' jobs in turn
+(each tenant's in order), so a quiet tenant's call waits behind about one job of each busy tenant,
+not behind all of them.
 """
 
 from __future__ import annotations
@@ -130,6 +134,10 @@ _Job = tuple[Callable[..., Any], tuple, "asyncio.Future[Any]", asyncio.AbstractE
 class InferencePool:
     """Runs engine work in ``workers`` threads fed by a queue of at most ``queue_size`` waiting jobs,
     of which one tenant may hold at most ``per_tenant`` (None: half the queue, :func:`tenant_share`).
+    A tenant with no job waiting is admitted even when ``queue_size`` jobs wait (its one job beyond the
+    bound: a reserve of at most one job per tenant, never more than ``queue_size`` such jobs, so at most
+    ``2 * queue_size`` jobs wait in all): busy tenants within their shares never shut a quiet one out.
+    A job whose caller was cancelled before a worker took it leaves its lane and never runs.
     Each tenant's jobs wait in their own FIFO lane; the workers take one job from each waiting tenant
     in turn (round robin), so a tenant's one job runs after at most one job of each other tenant."""
 
@@ -163,12 +171,15 @@ class InferencePool:
 
     async def run(self, function: Callable[..., Any], *args: Any, tenant: str = "") -> Any:
         """Run ``function(*args)`` in a worker, in ``tenant``'s turn; raise :class:`Overloaded` when the
-        queue is full or ``tenant`` holds its share of it already (others are still admitted)."""
+        queue is full and ``tenant`` has a job waiting already (or the reserve beyond the bound is
+        spent too), or ``tenant`` holds its share of it already (others are still admitted). Cancelled
+        (the caller went away) before a worker took it, the job leaves the queue and never runs."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        job: _Job = (function, args, future, loop)
         with self._lock:
             lane = self._lanes.get(tenant)
-            if self._waiting >= self.queue_size:
+            if self._waiting >= (self.queue_size if lane is not None else 2 * self.queue_size):
                 refused = "the server is at capacity; retry shortly"
             elif lane is not None and len(lane) >= self.per_tenant:
                 refused = (f"the server is at capacity for this tenant ({self.per_tenant} of its calls wait for "
@@ -178,14 +189,31 @@ class InferencePool:
                 if lane is None:
                     lane = self._lanes[tenant] = deque()
                     self._turns.append(tenant)
-                lane.append((function, args, future, loop))
+                lane.append(job)
                 self._waiting += 1
                 self.metrics.queue_depth.set(self._waiting)
                 self._lock.notify()
         if refused:
             self.metrics.rejected.labels("overloaded").inc()
             raise Overloaded(refused, retry_after=1)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._withdraw(tenant, job)  # a job a worker took already runs on; its answer is dropped
+            raise
+
+    def _withdraw(self, tenant: str, job: _Job) -> None:
+        """``job`` out of ``tenant``'s lane, if no worker took it yet."""
+        with self._lock:
+            lane = self._lanes.get(tenant)
+            if lane is None or not any(waiting is job for waiting in lane):
+                return
+            self._lanes[tenant] = lane = deque(waiting for waiting in lane if waiting is not job)
+            if not lane:
+                del self._lanes[tenant]
+                self._turns.remove(tenant)
+            self._waiting -= 1
+            self.metrics.queue_depth.set(self._waiting)
 
     def waiting(self, tenant: str | None = None) -> int:
         """How many jobs wait for a worker (``tenant``'s alone, when given)."""

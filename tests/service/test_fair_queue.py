@@ -56,9 +56,11 @@ def test_a_tenant_holds_its_share_and_the_workers_take_the_tenants_in_turn(fast_
         tasks.append(asyncio.ensure_future(pool.run(job, "b1", photo, tenant="b")))  # ...b's admitted
         tasks += [asyncio.ensure_future(pool.run(job, f"c{i}", tenant="c")) for i in range(1, 4)]
         await asyncio.to_thread(_until, lambda: pool.waiting() == 8)
-        with pytest.raises(Overloaded) as full:  # the whole queue's bound holds as before
-            await pool.run(job, "d1", tenant="d")
+        with pytest.raises(Overloaded) as full:  # the whole queue's bound holds for a tenant waiting already
+            await pool.run(job, "c4", tenant="c")
         refused.append(str(full.value))
+        tasks.append(asyncio.ensure_future(pool.run(job, "d1", tenant="d")))  # a tenant with none: admitted
+        await asyncio.to_thread(_until, lambda: pool.waiting() == 9)
         gate.set()
         await blocker
         return await asyncio.gather(*tasks), refused
@@ -71,8 +73,90 @@ def test_a_tenant_holds_its_share_and_the_workers_take_the_tenants_in_turn(fast_
     assert "for this tenant" in refused[0] and "for this tenant" not in refused[1]
     # the waiting tenants in turn, each one's jobs in order: b's one job ran behind one of a's, not
     # behind a's four (first come, first served ran a1-a4, b1, c1-c3)
-    assert ran == ["a1", "b1", "c1", "a2", "c2", "a3", "c3", "a4"], ran
+    assert ran == ["a1", "b1", "c1", "d1", "a2", "c2", "a3", "c3", "a4"], ran
     assert results[4] == 1  # b's job analysed its photo: one face
+    assert pool.waiting() == 0
+
+
+def test_two_busy_tenants_within_their_shares_leave_room_for_a_quiet_one(fast_analyzer) -> None:
+    """Two tenants each holding its share (half the queue) filled the whole queue, and a third tenant's
+    first call was refused 503: a tenant with no job waiting is admitted past the bound (one job each,
+    at most another queue's worth), and a tenant waiting already is still held to it."""
+    pool = InferencePool(fast_analyzer, ServiceMetrics(), workers=1, queue_size=8, batching=False)
+    ran: list[str] = []
+    gate, started = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        gate.wait(30)
+
+    async def scenario() -> list[Any]:
+        blocker = asyncio.ensure_future(pool.run(block, tenant="x"))
+        await asyncio.to_thread(started.wait, 10)
+        tasks = [asyncio.ensure_future(pool.run(ran.append, f"{tenant}{i}", tenant=tenant))
+                 for tenant in ("a", "b") for i in range(pool.per_tenant)]
+        await asyncio.to_thread(_until, lambda: pool.waiting() == 8)
+        with pytest.raises(Overloaded):  # the queue is full for a tenant waiting already
+            await pool.run(ran.append, "a-over", tenant="a")
+        tasks += [asyncio.ensure_future(pool.run(ran.append, "c1", tenant="c")),
+                  asyncio.ensure_future(pool.run(ran.append, "x1", tenant="x"))]  # x's first waiting job
+        await asyncio.to_thread(_until, lambda: pool.waiting() == 10)
+        with pytest.raises(Overloaded):  # c's second is beyond the bound
+            await pool.run(ran.append, "c2", tenant="c")
+        gate.set()
+        await blocker
+        return await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        pool.close()
+    assert ran[:4] == ["a0", "b0", "c1", "x1"] and len(ran) == 10, ran
+    assert pool.waiting() == 0
+
+
+def test_a_cancelled_waiting_job_leaves_the_queue_and_never_runs(fast_analyzer) -> None:
+    """A job whose caller went away (a client disconnected: its task cancelled) stayed queued, held a
+    place of its tenant's share (the tenant's retry refused 503) and still ran; now it leaves its lane,
+    while a job a worker took already runs on (its answer dropped)."""
+    metrics = ServiceMetrics()
+    pool = InferencePool(fast_analyzer, metrics, workers=1, queue_size=8, per_tenant=4, batching=False)
+    ran: list[str] = []
+    gate, started = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        gate.wait(30)
+        ran.append("blocker")
+
+    async def scenario() -> str:
+        blocker = asyncio.ensure_future(pool.run(block, tenant="a"))
+        await asyncio.to_thread(started.wait, 10)
+        tasks = [asyncio.ensure_future(pool.run(ran.append, f"a{i}", tenant="a")) for i in range(4)]
+        others = [asyncio.ensure_future(pool.run(ran.append, "b0", tenant="b"))]
+        await asyncio.to_thread(_until, lambda: pool.waiting() == 5)
+        for task in [*tasks[1:3], blocker]:  # the callers went away (the blocker is running already)
+            task.cancel()
+        await asyncio.gather(*tasks[1:3], blocker, return_exceptions=True)
+        assert (pool.waiting("a"), pool.waiting()) == (2, 3)
+        assert metrics.queue_depth._value.get() == 3
+        for task in (tasks[0], tasks[3]):  # the first and the last of its lane
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert (pool.waiting("a"), pool.waiting(), list(pool._turns)) == (0, 1, ["b"])
+        retries = [asyncio.ensure_future(pool.run(ran.append, f"retry{i}", tenant="a")) for i in range(4)]
+        await asyncio.to_thread(_until, lambda: pool.waiting("a") == 4)  # its whole share again
+        gate.set()
+        await asyncio.gather(*others, *retries)
+        return "done"
+
+    try:
+        assert asyncio.run(scenario()) == "done"
+    finally:
+        gate.set()
+        pool.close()
+    assert ran == ["blocker", "b0", "retry0", "retry1", "retry2", "retry3"], ran
     assert pool.waiting() == 0
 
 
