@@ -277,14 +277,16 @@ class Accounts:
         burst: int,
         actor_key_id: int | None,
         action: str = "key.create",
+        replacing: bool = False,
     ) -> IssuedKey:
         """A new key in the session's transaction, within the tenant's ceilings (the tenant row is
-        locked for the check where the database can); a rotation's replacement (``action``
-        ``key.rotate``) is not checked: it takes the revoked key's place, count and rate."""
+        locked for the check where the database can); one ``replacing`` a key revoked in the same
+        transaction (a rotation) is not checked: it takes that key's place, count and rate, so a
+        leaked key is always replaceable, under a lowered ceiling too."""
         tenant = session.get(Tenant, tenant_id, with_for_update=True)
         if tenant is None:
             raise NotFound(f"no tenant '{tenant_id}'")
-        if action != "key.rotate":  # a leaked key is always replaceable, under a lowered ceiling too
+        if not replacing:
             self._check_ceilings(session, tenant, rate_per_second)
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         key = ApiKey(
@@ -375,7 +377,7 @@ class Accounts:
             )
             issued = self._issue(
                 session, old.tenant_id, list(old.scopes), old.name, old.rate_per_second, old.burst, actor_key_id,
-                action="key.rotate",
+                action="key.rotate", replacing=True,
             )
             session.commit()
         self._keys_changed()

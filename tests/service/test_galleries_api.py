@@ -692,6 +692,17 @@ def test_an_export_leaves_no_folder_in_tmpdir_whether_it_answers_or_fails(api, e
     assert not list(tmp_path.glob("faceatlas-export-*"))
 
 
+def _big_collection(database_url: str, tenant: str, fast_analyzer, examples, tmp_path) -> None:
+    """The service tenant's collection ``big``: 40 faces, each with a crop of 200 kB that does not
+    compress (an export with crops of over 8 MB, more than a socket's buffers hold)."""
+    gallery = Gallery.open(database_url, tenant=service_space(tenant), index_dir=tmp_path / "indexes")
+    gallery.create_collection("big", fast_analyzer, keep_crops=True)
+    faces = fast_analyzer.analyze(examples / "examples" / "obama-480p.jpg")[:1]
+    for number in range(40):
+        gallery.enrol_faces("big", f"s{number}", faces, crops=[os.urandom(200_000)])
+    gallery.close()
+
+
 def test_an_export_cut_short_leaves_no_copy_in_tmpdir(launch, shared, examples, fast_analyzer, tmp_path):
     """The export's folder was removed by a task run once the answer was sent: a client holding the
     download unread kept the file (embeddings, face crops) in TMPDIR as long as it liked, a server
@@ -703,12 +714,7 @@ def test_an_export_cut_short_leaves_no_copy_in_tmpdir(launch, shared, examples, 
     accounts = Accounts(engine)
     accounts.create_tenant("exporter")
     key = accounts.create_key("exporter", ["admin"], rate_per_second=500, burst=500).token
-    gallery = Gallery.open(database_url, tenant=service_space("exporter"), index_dir=tmp_path / "indexes")
-    gallery.create_collection("big", fast_analyzer, keep_crops=True)
-    faces = fast_analyzer.analyze(examples / "examples" / "obama-480p.jpg")[:1]
-    for number in range(40):  # 40 crops of 200 kB that do not compress
-        gallery.enrol_faces("big", f"s{number}", faces, crops=[os.urandom(200_000)])
-    gallery.close()
+    _big_collection(database_url, "exporter", fast_analyzer, examples, tmp_path)
     temp = tmp_path / "tmp"
     temp.mkdir()
     process, url = launch(database_url, shared, tmp_path / "server.log", TMPDIR=str(temp))
@@ -754,12 +760,7 @@ def test_a_tenant_holds_at_most_its_share_of_exports(launch, shared, examples, f
     for tenant in ("noisy", "quiet"):
         accounts.create_tenant(tenant)
         keys[tenant] = accounts.create_key(tenant, ["admin"], rate_per_second=500, burst=500).token
-    gallery = Gallery.open(database_url, tenant=service_space("noisy"), index_dir=tmp_path / "indexes")
-    gallery.create_collection("big", fast_analyzer, keep_crops=True)
-    faces = fast_analyzer.analyze(examples / "examples" / "obama-480p.jpg")[:1]
-    for number in range(40):  # 40 crops of 200 kB that do not compress
-        gallery.enrol_faces("big", f"s{number}", faces, crops=[os.urandom(200_000)])
-    gallery.close()
+    _big_collection(database_url, "noisy", fast_analyzer, examples, tmp_path)
     _, url = launch(database_url, shared, tmp_path / "server.log", FACEATLAS_MAX_EXPORTS_PER_TENANT="2")
     host, port = url.removeprefix("http://").split(":")
     request = (f"GET /v1/collections/big/export?crops=true HTTP/1.1\r\nHost: {host}\r\n"
