@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from faceatlas.db import utc_text
 from faceatlas.engine import Face
 from faceatlas.errors import (
     EmptyImage,
@@ -52,7 +53,7 @@ class CollectionInfo:
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at.isoformat()}
+        return {**asdict(self), "created_at": utc_text(self.created_at)}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class SubjectInfo:
     updated_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
+        return {**asdict(self), "created_at": utc_text(self.created_at), "updated_at": utc_text(self.updated_at)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class FaceInfo:
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at.isoformat()}
+        return {**asdict(self), "created_at": utc_text(self.created_at)}
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,19 @@ def test_collection_subject_key_and_audit_times_are_utc_with_an_offset(api) -> N
     assert len(answers) >= 9
     for text in answers:
         assert before <= _utc(text) <= datetime.now(UTC) + timedelta(seconds=5), text
+
+
+def test_album_photo_added_at_is_utc_with_an_offset(api, shared) -> None:
+    """An album photo's added_at (the server's clock) was naive; its taken_at (EXIF, the camera's
+    local time) stays as the photo says it."""
+    photo = shared / "data" / "lfw" / "images" / "Tony_Blair"
+    album = f"times_{uuid.uuid4().hex[:6]}"
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    with api.client("acme_write") as http:
+        for path in sorted(photo.glob("*.jpg"))[:2]:
+            assert http.post(f"/v1/albums/{album}/photos", files={"image": path.read_bytes()}).status_code == 200
+        person = http.get(f"/v1/albums/{album}/people").json()["people"][0]["id"]
+        photos = http.get(f"/v1/albums/{album}/people/{person}/timeline").json()["photos"]
+    assert photos
+    for shown in photos:
+        assert before <= _utc(shown["added_at"]) <= datetime.now(UTC) + timedelta(seconds=5), shown

@@ -7,11 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from faceatlas.db import utc_text
 from faceatlas.gallery import Rejection
-
-
-def _iso(out: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -54,8 +51,9 @@ class PhotoInfo:
     taken_at: datetime | None
     added_at: datetime
 
-    def to_dict(self) -> dict[str, Any]:
-        return _iso(asdict(self))
+    def to_dict(self) -> dict[str, Any]:  # the EXIF date is the camera's local time: no offset
+        return {**asdict(self), "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+                "added_at": utc_text(self.added_at)}
 
 
 @dataclass(frozen=True)

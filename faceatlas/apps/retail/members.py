@@ -27,7 +27,7 @@ from faceatlas.apps.retail.db import (
     utcnow,
 )
 from faceatlas.apps.retail.payments import PaymentBackend
-from faceatlas.db import rowcount
+from faceatlas.db import rowcount, utc_text
 from faceatlas.engine import Face, FaceAnalyzer, NoFace
 from faceatlas.engine.image import ImageInput
 from faceatlas.errors import (
@@ -517,6 +517,6 @@ def _row(row: Any) -> dict[str, Any]:
     out = {}
     for column in row.__table__.columns:
         value = getattr(row, column.key)
-        out[column.key] = value.isoformat() if isinstance(value, datetime) else value
+        out[column.key] = utc_text(value) if isinstance(value, datetime) else value
     return out
 

@@ -55,6 +55,7 @@ from faceatlas.service.schemas import (
     AlbumScanOut,
     ErrorOut,
     RequestBody,
+    UtcTime,
 )
 from faceatlas.service.tenants import album_answer_names, erase_album_trail, erase_space_album, gallery_tenant
 
@@ -94,7 +95,7 @@ class AlbumPhotoOut(BaseModel):
     id: int
     source: str = Field(description="where the photo came from (``upload`` for the API's uploads)")
     taken_at: str | None = Field(description="its EXIF date (ISO 8601), null when it has none")
-    added_at: str
+    added_at: UtcTime
 
 
 class AlbumPhotosOut(BaseModel):
