@@ -46,7 +46,8 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_EVENT_RETENTION_DAYS (unset: stored video events are kept; else older ones go at a sweep,
             the server's and ``watch``'s over its events database; at most 36500 days),
             FACEATLAS_MAX_EXPORTS_PER_TENANT (default 2 collection exports of one tenant built or
-            downloaded at once per process; more: 429), FACEATLAS_MAX_CONNECTIONS (default 1000
+            downloaded at once across every process of the server, counted in Redis with
+            FACEATLAS_REDIS_URL; more: 429), FACEATLAS_MAX_CONNECTIONS (default 1000
             connections per server process; more: 503 from uvicorn)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
@@ -433,9 +434,9 @@ class ServiceSettings(RetentionSettings):
     # A noisy tenant's limits (one tenant's load no other's): exports held unread kept a copy of the
     # collection each in TMPDIR (100 of them: 750 MB), connections held open had no bound
     max_exports_per_tenant: int = Field(default=2, ge=1, description="collection exports a tenant may have "
-                                        "being built or downloaded at once, in each server process (each "
-                                        "holds a copy of the collection in TMPDIR); more answer 429 with "
-                                        "Retry-After")
+                                        "being built or downloaded at once, across every process of the server "
+                                        "(counted in Redis when FACEATLAS_REDIS_URL is set; each holds a copy "
+                                        "of the collection in TMPDIR); more answer 429 with Retry-After")
     max_connections: int = Field(default=1000, ge=1, description="connections (and requests) one server "
                                  "process holds at once; past it uvicorn answers 503 at once")
 

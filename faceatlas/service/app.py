@@ -39,7 +39,7 @@ from faceatlas.service.accounts import Accounts, FollowUps, KeyCeilings, UsageWr
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, Meter, TenantSlots, route_contracts, route_operation, usage_row
+from faceatlas.service.deps import API_PREFIX, Meter, route_contracts, route_operation, usage_row
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.headers import SecurityHeaders
 from faceatlas.service.idempotency import conclude as conclude_idempotency
@@ -332,7 +332,6 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
-    app.state.exports = TenantSlots(settings.max_exports_per_tenant)  # each tenant's exports under way
     app.state.ready = False
     install_error_handlers(app)
     app.include_router(faces.router, prefix=API_PREFIX)

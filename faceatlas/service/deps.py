@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import math
-import threading
 import time
 import weakref
 from collections import Counter
@@ -72,41 +71,6 @@ class Meter:
     # what the call holds until its answer is sent whole (an export's place among its tenant's: see
     # metered's ``hold``); idempotent, and called too when the Meter is dropped
     release: Callable[[], None] = lambda: None
-
-
-class TenantSlots:
-    """At most ``limit`` of one kind of call per tenant at once, in this process (a tenant's
-    collection exports, each a copy of its collection in TMPDIR until its download ends)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._held: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def held(self, tenant_id: str) -> int:
-        with self._lock:
-            return self._held[tenant_id]
-
-    def take(self, tenant_id: str) -> Callable[[], None] | None:
-        """A place for ``tenant_id`` and what frees it (once, however often it is called), or None
-        when the tenant holds ``limit`` already."""
-        with self._lock:
-            if self._held[tenant_id] >= self.limit:
-                return None
-            self._held[tenant_id] += 1
-        freed = False
-
-        def release() -> None:
-            nonlocal freed
-            with self._lock:
-                if freed:
-                    return
-                freed = True
-                self._held[tenant_id] -= 1
-                if self._held[tenant_id] <= 0:
-                    del self._held[tenant_id]
-
-        return release
 
 
 # -- the app's parts, typed ------------------------------------------------------------------

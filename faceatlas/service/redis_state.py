@@ -24,6 +24,13 @@
 - idempotency keys: ``SET NX`` claims, held as long as their call runs (each process refreshes
   its claims with its heartbeat; a killed process's claims free within ``CLAIM_SECONDS``), the
   first answer stored for ``idempotency_seconds``;
+- a tenant's places (its collection exports under way, at most ``max_exports_per_tenant``): one
+  hash per tenant and kind, a field per process holding any (how many), taken by a Lua script that
+  counts only the fields of live processes (their heartbeat key lives) and drops the others': a
+  killed process's places free within ``ALIVE_SECONDS``, as its calls in flight stop counting. Each
+  process writes its own field again with its heartbeat (a Redis restarted empty gets them back;
+  during the restart grace a place is refused, 503, as a quota call is); a release Redis did not
+  hear is written by the next heartbeat;
 - key lookups: cached for ``key_cache_seconds`` (≤ 1 s), each with the ``keys`` generation it was
   read in; revoking or rotating a key, changing a tenant's quota or deleting it moves the generation
   on (``forget_keys``, after the database committed), so every process reads the key's row again on
@@ -195,6 +202,28 @@ redis.call('SET', KEYS[1], tonumber(ARGV[1]) + sum, 'EX', ARGV[2])
 return sum
 """
 
+# KEYS: a tenant's places of one kind (a hash: process -> places it holds), this process's alive key,
+# instance, restarted; ARGV: the most at once, process, the places this process holds with this one,
+# the alive-key prefix, alive ttl, a new instance id, the instance this process knew, the grace in ms.
+# 1: taken; 0: the tenant holds the most already; -2: Redis restarted, the places held not all written
+# back yet. The places of a process whose heartbeat stopped (its alive key gone) count no more: dropped.
+_TAKE_SLOT = _current_instance(3, 6) + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
+local held = tonumber(ARGV[3]) - 1
+local h = redis.call('HGETALL', KEYS[1])
+for i = 1, #h, 2 do
+  if h[i] ~= ARGV[2] then
+    if redis.call('EXISTS', ARGV[4] .. h[i]) == 1 then held = held + tonumber(h[i + 1])
+    else redis.call('HDEL', KEYS[1], h[i]) end
+  end
+end
+if held >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
+return 1
+"""
+
 # KEYS: claims of Idempotency-Keys; ARGV: ttl, then the value each claim holds while this process's
 # call runs. Each still held (not answered, not taken over) lives ttl seconds more; one gone (Redis
 # restarted empty) is claimed again.
@@ -262,6 +291,11 @@ class RedisState(SharedState):
         with suppress(redis.RedisError):
             self._deployment = self.redis.get(self.name(DEPLOYMENT_KEY))
         self._claims: dict[str, bytes] = {}  # Idempotency-Keys claimed by this process's calls running
+        # (kind, tenant) -> the places this process holds, as Redis should have them (0: to delete); a
+        # lock of its own, reentrant: a release run by a Meter's finalizer may come while it is held
+        self._slots: dict[tuple[str, str], int] = {}
+        self._slot_lock = threading.RLock()
+        self._take_slot = self.redis.register_script(_TAKE_SLOT)
         self._stop = threading.Event()
         self._heartbeat()
         self._threads = [threading.Thread(target=self._background, name="faceatlas-shared-state", daemon=True),
@@ -425,6 +459,64 @@ class RedisState(SharedState):
         finally:
             self._call(lambda: self.redis.delete(lock))
 
+    # -- a tenant's places (its exports under way) ------------------------------------------------------
+    def _slot_name(self, kind: str, tenant_id: str) -> str:
+        return self.name("slots", kind, tenant_id)
+
+    def take_slot(self, kind: str, tenant_id: str, limit: int) -> Callable[[], None] | None:
+        held = (kind, tenant_id)
+        keys = [self._slot_name(kind, tenant_id), self.name("alive", self.process), self.name(INSTANCE_KEY),
+                self.name(RESTARTED_KEY)]
+        with self._slot_lock:
+            mine = self._slots.get(held, 0) + 1
+            try:
+                taken = int(self._call(lambda: self._take_slot(keys=keys, args=[
+                    limit, self.process, mine, self.name("alive", ""), ALIVE_SECONDS, uuid.uuid4().hex,
+                    self._instance, int(restart_grace() * 1000)])))
+            except StateUnavailable:  # refused; Redis may have taken it all the same: the heartbeat writes it back
+                self._slots.setdefault(held, mine - 1)
+                raise
+            if taken == -2:
+                raise StateUnavailable("the shared state (Redis) restarted; the places held are written again "
+                                       "within seconds", retry_after=restart_grace())
+            if taken == 0:
+                return None
+            self._slots[held] = mine
+        freed = False
+
+        def release() -> None:
+            nonlocal freed
+            with self._slot_lock:
+                if freed:
+                    return
+                freed = True
+                self._slots[held] = max(0, self._slots.get(held, 1) - 1)
+                try:
+                    self._write_slots([held])
+                except redis.RedisError as exc:  # freed here; Redis hears it at the next heartbeat
+                    log.warning("the shared state (Redis at %s) did not hear an export's place freed (%s); "
+                                "the next heartbeat writes it", self.address, exc)
+
+        return release
+
+    def _write_slots(self, held: list[tuple[str, str]]) -> None:
+        """Write this process's places of ``held`` (kind, tenant) as it holds them (the lock held);
+        those it holds no more are forgotten once written."""
+        if not held:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for kind, tenant_id in held:
+                name, count = self._slot_name(kind, tenant_id), self._slots.get((kind, tenant_id), 0)
+                if count > 0:
+                    pipe.hset(name, self.process, count)
+                    pipe.expire(name, ALIVE_SECONDS)
+                else:
+                    pipe.hdel(name, self.process)
+            pipe.execute()
+        for key in held:
+            if self._slots.get(key) == 0:
+                del self._slots[key]
+
     # -- keys and idempotency ------------------------------------------------------------------------
     def principal(self, token: str, load: LoadKey) -> Principal | None:
         ttl_ms = int(self._settings.key_cache_seconds * 1000)
@@ -515,13 +607,15 @@ class RedisState(SharedState):
 
     # -- background: heartbeat and reconciliation ----------------------------------------------------
     def _heartbeat(self) -> None:
-        """This process is alive, and so are the calls it runs: their claims live on, and their
-        counts move into the newest instance of Redis's state (see :meth:`_follow`)."""
+        """This process is alive, and so are the calls it runs: their claims and places live on, and
+        their counts move into the newest instance of Redis's state (see :meth:`_follow`)."""
         with suppress(redis.RedisError):
             self.redis.set(self.name("alive", self.process), b"1", ex=ALIVE_SECONDS)
             with self._lock:  # a call finishing now releases its claim after this, never before
                 if self._claims:
                     self._refresh(keys=list(self._claims), args=[CLAIM_SECONDS, *self._claims.values()])
+            with self._slot_lock:  # its places: back into a Redis restarted empty, releases it missed
+                self._write_slots(list(self._slots))
             self._follow()
             self._keep_deployment()
 

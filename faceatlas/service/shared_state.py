@@ -1,5 +1,6 @@
 """The state every process of the service must agree on: per-key token buckets, per-tenant
-monthly quota counters, idempotency keys of write calls and the cache of key lookups.
+monthly quota counters, idempotency keys of write calls, each tenant's places of the calls it may
+run only so many of at once (its collection exports) and the cache of key lookups.
 
 One interface, :class:`SharedState`, two implementations: :class:`MemoryState` (one process:
 the state lives in its memory, today's behaviour) and ``RedisState`` (many processes on one or
@@ -15,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +84,14 @@ class SharedState(ABC):
         ``billed`` (answered 5xx, or refused after spending), give its count back."""
 
     @abstractmethod
+    def take_slot(self, kind: str, tenant_id: str, limit: int) -> Callable[[], None] | None:
+        """One of the at most ``limit`` places of ``kind`` (``"exports"``: a tenant's collection
+        exports, each a copy of its collection in TMPDIR until its download ends) that
+        ``tenant_id`` may hold at once across every process, and what frees it (once, however often
+        it is called; never raising), or None when the tenant holds ``limit`` already. A place held
+        by a process that died is freed as its Idempotency-Key claims are."""
+
+    @abstractmethod
     def principal(self, token: str, load: LoadKey) -> Principal | None:
         """The principal of a presented key, from a cache of at most ``key_cache_seconds``."""
 
@@ -140,6 +149,42 @@ def month_of(now: datetime | None = None) -> str:
     return (now or utcnow()).strftime("%Y-%m")
 
 
+class TenantSlots:
+    """At most ``limit`` of one kind of call per tenant at once, in this process (a tenant's
+    collection exports, each a copy of its collection in TMPDIR until its download ends): the
+    places of :class:`MemoryState` (one process: ``--processes > 1`` needs Redis)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def held(self, tenant_id: str) -> int:
+        with self._lock:
+            return self._held[tenant_id]
+
+    def take(self, tenant_id: str) -> Callable[[], None] | None:
+        """A place for ``tenant_id`` and what frees it (once, however often it is called), or None
+        when the tenant holds ``limit`` already."""
+        with self._lock:
+            if self._held[tenant_id] >= self.limit:
+                return None
+            self._held[tenant_id] += 1
+        freed = False
+
+        def release() -> None:
+            nonlocal freed
+            with self._lock:
+                if freed:
+                    return
+                freed = True
+                self._held[tenant_id] -= 1
+                if self._held[tenant_id] <= 0:
+                    del self._held[tenant_id]
+
+        return release
+
+
 class MemoryState(SharedState):
     """The state of one process, in its memory: quota counts read from the usage table once per
     tenant and month, then counted here; no key cache (every call reads the key's row)."""
@@ -153,6 +198,7 @@ class MemoryState(SharedState):
         self._running: dict[tuple[str, str], str] = {}  # (scope, key) -> fingerprint
         self._lock = threading.Lock()
         self._idempotency_seconds = settings.idempotency_seconds
+        self._slots: dict[str, TenantSlots] = {}  # kind -> each tenant's places of it in this process
 
     def take(self, key_id: int, rate: float, burst: int, cost: float = 1.0) -> float:
         return self._buckets.take(key_id, rate, burst, cost)
@@ -175,6 +221,12 @@ class MemoryState(SharedState):
             cached = self._counts.get(tenant_id)
             if cached is not None and cached[1] > 0 and cached[0] == (month or month_of()):
                 self._counts[tenant_id] = (cached[0], cached[1] - 1)
+
+    def take_slot(self, kind: str, tenant_id: str, limit: int) -> Callable[[], None] | None:
+        with self._lock:
+            slots = self._slots.setdefault(kind, TenantSlots(limit))
+        slots.limit = limit
+        return slots.take(tenant_id)
 
     def principal(self, token: str, load: LoadKey) -> Principal | None:
         return load(token)

@@ -47,6 +47,7 @@ from faceatlas.service.deps import (
     audited,
     check_form,
     error_answers,
+    get_shared,
     image_request_body,
     json_body,
     media_type,
@@ -153,17 +154,19 @@ async def delete_collection(
 
 
 EXPORT_RETRY_S = 5  # the Retry-After of an export refused while the tenant's others are under way
+EXPORTS = "exports"  # the kind of a tenant's places in the shared state that its exports take
 
 
 def _export_place(request: Request, principal: Principal) -> Callable[[], None]:
-    """A place among the tenant's exports under way in this process (FACEATLAS_MAX_EXPORTS_PER_TENANT:
-    each holds a copy of its collection in TMPDIR until its download ends, and downloads held unread
-    kept 100 copies at once), or a 429 with Retry-After: the tenant's own limit, as its rate's."""
-    exports = request.app.state.exports
-    release = exports.take(principal.tenant_id)
+    """A place among the tenant's exports under way in every process of the deployment (the shared
+    state's: FACEATLAS_MAX_EXPORTS_PER_TENANT, each holds a copy of its collection in TMPDIR until its
+    download ends, and downloads held unread kept 100 copies at once), or a 429 with Retry-After: the
+    tenant's own limit, as its rate's. The shared state unreachable: 503, never an export unbounded."""
+    limit = request.app.state.settings.max_exports_per_tenant
+    release = get_shared(request).take_slot(EXPORTS, principal.tenant_id, limit)
     if release is None:
         request.app.state.metrics.rejected.labels("rate_limited").inc()
-        raise RateLimited(f"this tenant has {exports.limit} collection exports being built or downloaded "
+        raise RateLimited(f"this tenant has {limit} collection exports being built or downloaded "
                           "already, the most at once: retry once one is done", retry_after=EXPORT_RETRY_S)
     return release
 
@@ -180,8 +183,9 @@ async def export_collection(
     """The collection as a Parquet file (subjects, embeddings with their pack identity, crops
     when asked): ``POST /collections/import`` of the same file restores it. An export is a copy
     outside the gallery: a later erasure cannot reach it. A tenant has at most
-    FACEATLAS_MAX_EXPORTS_PER_TENANT (2) exports being built or downloaded at once in a server
-    process: another is 429 ``rate_limited`` with Retry-After, neither billed nor counted."""
+    FACEATLAS_MAX_EXPORTS_PER_TENANT (2) exports being built or downloaded at once, across every
+    process of the server (they agree through Redis): another is 429 ``rate_limited`` with
+    Retry-After, neither billed nor counted."""
     folder = tempfile.mkdtemp(prefix="faceatlas-export-")
     path = FsPath(folder) / f"{collection}.parquet"
     try:
