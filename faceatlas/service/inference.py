@@ -172,14 +172,17 @@ class InferencePool:
     async def run(self, function: Callable[..., Any], *args: Any, tenant: str = "") -> Any:
         """Run ``function(*args)`` in a worker, in ``tenant``'s turn; raise :class:`Overloaded` when the
         queue is full and ``tenant`` has a job waiting already (or the reserve beyond the bound is
-        spent too), or ``tenant`` holds its share of it already (others are still admitted). Cancelled
+        spent too), or ``tenant`` holds its share of it already (others are still admitted), or the
+        pool is closing (:meth:`close`: its workers exit, and the job would wait for good). Cancelled
         (the caller went away) before a worker took it, the job leaves the queue and never runs."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         job: _Job = (function, args, future, loop)
         with self._lock:
             lane = self._lanes.get(tenant)
-            if self._waiting >= (self.queue_size if lane is not None else 2 * self.queue_size):
+            if self._closing:  # the workers exit once the jobs waiting are done: no one would take it
+                refused = "the server is shutting down; retry shortly (another instance may answer)"
+            elif self._waiting >= (self.queue_size if lane is not None else 2 * self.queue_size):
                 refused = "the server is at capacity; retry shortly"
             elif lane is not None and len(lane) >= self.per_tenant:
                 refused = (f"the server is at capacity for this tenant ({self.per_tenant} of its calls wait for "

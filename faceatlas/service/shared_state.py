@@ -157,7 +157,9 @@ class TenantSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._held: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        # reentrant: a place's release is also a weakref.finalize callback (metered's ``hold``), which the
+        # garbage collector may run in this thread while it holds the lock (in take or held): a Lock deadlocked
+        self._lock = threading.RLock()
 
     def held(self, tenant_id: str) -> int:
         with self._lock:

@@ -189,6 +189,25 @@ def test_a_worker_outlives_the_event_loop_of_a_call_that_went_away(fast_analyzer
         pool.close()
 
 
+def test_a_closed_pool_refuses_a_job_instead_of_holding_it_for_good(fast_analyzer) -> None:
+    """``close()`` lets the workers exit once the jobs waiting are done; a job given after it (a call
+    arriving while the server shuts down) was queued for no worker, and its request hung until
+    uvicorn's graceful timeout. It is refused at once: ``Overloaded`` (503, Retry-After)."""
+    metrics = ServiceMetrics()
+    pool = InferencePool(fast_analyzer, metrics, workers=1, queue_size=4, batching=False)
+    assert asyncio.run(pool.run(lambda: "served", tenant="a")) == "served"
+    pool.close()
+
+    async def late_call() -> str:
+        return await asyncio.wait_for(pool.run(lambda: "never", tenant="a"), 5)
+
+    with pytest.raises(Overloaded, match="shutting down") as refused:
+        asyncio.run(late_call())
+    assert refused.value.status == 503 and refused.value.retry_after is not None
+    assert pool.waiting() == 0  # nothing left queued for no worker
+    assert metrics.rejected.labels("overloaded")._value.get() == 1
+
+
 def test_the_share_defaults_to_half_the_queue() -> None:
     from faceatlas.service.inference import tenant_share
 
