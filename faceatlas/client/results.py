@@ -534,10 +534,18 @@ class RetailReport:
 
 @dataclass(frozen=True)
 class TenantSettings:
-    """The tenant's settings: days a verification's reference face images are kept (0: none)."""
+    """The tenant's settings: days a verification's reference face images are kept (0: none); and
+    the operator's ceilings, read-only: its monthly call quota, the most active keys and the most
+    calls/s they may allow summed (None: no ceiling), and what its active keys hold of them (None
+    from a server older than them)."""
 
     tenant: str
     kyc_retention_days: int
+    monthly_quota: int | None = None
+    max_keys: int | None = None
+    active_keys: int | None = None
+    max_key_rate: float | None = None
+    key_rate: float | None = None
     raw: dict[str, Any] = _raw()
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
@@ -162,6 +163,24 @@ class Accounts:
             if tenant is None:
                 raise NotFound(f"no tenant '{tenant_id}'")
             return tenant
+
+    def tenant_ceilings(self, tenant_id: str, default_quota: int | None = None) -> dict[str, Any]:
+        """What bounds ``tenant_id``, for its own admin to read (``GET /v1/settings``): its monthly call
+        quota (its own, else ``default_quota``, the server's), the most active keys it may hold and their
+        summed rate ceiling (the tenant's own ``max_key_rate`` where :attr:`KeyCeilings.tenant_rates`,
+        else the server's), and what its active keys hold of them (``active_keys``, ``key_rate``)."""
+        with Session(self.engine) as session:
+            tenant = session.get(Tenant, tenant_id)
+            if tenant is None:
+                raise NotFound(f"no tenant '{tenant_id}'")
+            count, rate = session.execute(select(func.count(), func.coalesce(func.sum(ApiKey.rate_per_second), 0.0))
+                                          .where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))).one()
+        max_rate = self.ceilings.max_rate
+        if self.ceilings.tenant_rates and tenant.max_key_rate is not None:
+            max_rate = tenant.max_key_rate
+        quota = tenant.monthly_quota if tenant.monthly_quota is not None else default_quota
+        return {"monthly_quota": quota, "max_keys": self.ceilings.max_keys, "active_keys": int(count),
+                "max_key_rate": max_rate, "key_rate": float(rate)}
 
     def update_tenant(self, tenant_id: str, *, name: str | None = None, monthly_quota: int | None = None,
                       unlimited: bool = False, kyc_retention_days: int | None = None,

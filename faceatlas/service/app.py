@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +40,15 @@ from faceatlas.service.accounts import Accounts, FollowUps, KeyCeilings, UsageWr
 from faceatlas.service.console import ConsoleSessions
 from faceatlas.service.console import install as install_console
 from faceatlas.service.db import database_identity_at, migrate
-from faceatlas.service.deps import API_PREFIX, Meter, route_contracts, route_operation, usage_row
+from faceatlas.service.deps import (
+    API_PREFIX,
+    UNPARSED_JSON,
+    Meter,
+    route_contracts,
+    route_error_answers,
+    route_operation,
+    usage_row,
+)
 from faceatlas.service.errors import error_response, install_error_handlers
 from faceatlas.service.headers import SecurityHeaders
 from faceatlas.service.idempotency import conclude as conclude_idempotency
@@ -485,12 +494,29 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas.update(error.pop("$defs", {}))
         schemas["ErrorOut"] = error
         answer = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        # the errors each route's dependencies can answer (a route's own reasons kept first); an included
+        # router's routes are seen through their context (their path holds the prefix, their dependencies
+        # the router's)
+        for route in iter_route_contexts(app.routes):
+            if isinstance(route.original_route, APIRoute) and route.include_in_schema and route.path_format:
+                for method in route.methods or ():
+                    operation = spec.get("paths", {}).get(route.path_format, {}).get(method.lower())
+                    if operation is not None:
+                        responses = operation.setdefault("responses", {})
+                        for status, why in route_error_answers(route).items():
+                            own = responses.get(status, {}).get("description")
+                            responses[status] = {**responses.get(status, {}), "description": "; ".join(
+                                dict.fromkeys(filter(None, (own, why))))}
         for operations in spec.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
+                if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                    responses.setdefault("422", {})  # its body that does not parse (every route's the same)
                 if "422" in responses:
                     own = responses["422"].get("description")
                     reasons = [VALIDATION_ERROR] + ([own] if own and own != "Validation Error" else [])
+                    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                        reasons.append(UNPARSED_JSON)
                     responses["422"] = {"description": "; ".join(reasons), **answer}
                 bad = responses.setdefault("400", {})
                 bad["description"] = "; ".join(filter(None, (bad.get("description"), NUL_IN_URL)))

@@ -34,7 +34,6 @@ from faceatlas.errors import (
     ImageTooLarge,
     InvalidArgument,
     InvalidImage,
-    InvalidInput,
     QuotaExceeded,
     RateLimited,
     StateUnavailable,
@@ -302,10 +301,14 @@ NoIdempotencyKey = Annotated[None, Depends(refuse_idempotency_key)]
 
 OPERATION_ATTRIBUTE = "faceatlas_operation"  # set on each :func:`metered` dependency: its operation
 GATE_ATTRIBUTE = "faceatlas_gate"  # and its gate: (operation, scope, billable), for :class:`MeteredRoute`
+LIMITS_ATTRIBUTE = "faceatlas_limits"  # and its 429 reasons, for :func:`route_error_answers`
+RATE_LIMITED = "rate_limited: the key's rate limit (Retry-After says when)"
+QUOTA_EXCEEDED = "quota_exceeded: the tenant's monthly call quota is used up (Retry-After: the next month)"
 
 
 def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bool = False,
-            hold: Callable[[Request, Principal], Callable[[], None]] | None = None) -> Callable[..., Any]:
+            hold: Callable[[Request, Principal], Callable[[], None]] | None = None,
+            held: str = "") -> Callable[..., Any]:
     """A dependency: authenticate, check ``scope``, rate limit, quota; returns the call's Meter.
 
     Billable calls count against the tenant's monthly quota and are recorded for the bill;
@@ -316,8 +319,10 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
     The query and body are then held to the route's contract (:func:`known_request`), a metered call.
     ``hold`` (not with ``idempotent``): after the rate limit and before the quota, takes what the call
     holds while it runs (a place among its tenant's exports) or raises its refusal (a 429, neither
-    counted nor recorded, as the rate limit's); what it returns frees it (:attr:`Meter.release`).
+    counted nor recorded, as the rate limit's); what it returns frees it (:attr:`Meter.release`);
+    ``held``: its refusal, in words, for the operation's OpenAPI 429 (:func:`route_error_answers`).
     """
+    limits = [RATE_LIMITED] + ([QUOTA_EXCEEDED] if billable else []) + ([held] if held else [])
 
     def held_call(request: Request, principal: Principal) -> Meter:
         meter = admit_call(request, principal, operation, scope)
@@ -347,6 +352,7 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
 
     setattr(dependency, OPERATION_ATTRIBUTE, operation)
     setattr(dependency, GATE_ATTRIBUTE, (operation, scope, billable))
+    setattr(dependency, LIMITS_ATTRIBUTE, limits)
     if not idempotent:
         return dependency
 
@@ -376,6 +382,7 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
 
     setattr(idempotent_dependency, OPERATION_ATTRIBUTE, operation)
     setattr(idempotent_dependency, GATE_ATTRIBUTE, (operation, scope, billable))
+    setattr(idempotent_dependency, LIMITS_ATTRIBUTE, limits)
     return idempotent_dependency
 
 
@@ -398,6 +405,44 @@ def _route_gate(route: object) -> tuple[str, str, bool] | None:
             return gate
         pending.extend(child.dependencies)
     return None
+
+
+def _route_calls(route: object) -> list[Any]:
+    """Every dependency's callable of ``route`` (the whole tree, each once)."""
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    calls: list[Any] = []
+    while pending:
+        child = pending.pop()
+        if child.call not in calls:
+            calls.append(child.call)
+        pending.extend(child.dependencies)
+    return calls
+
+
+def route_error_answers(route: object) -> dict[str, str]:
+    """The error statuses ``route`` can answer by the dependencies it uses, and why, for its OpenAPI
+    ``responses`` (the one place they are derived; the app adds the ErrorOut body): 401 where it
+    authenticates (:func:`authenticate`), 403 and 429 where it is :func:`metered` (its scope; the key's
+    rate, the tenant's quota when billable, a ``hold``'s refusal), 404 where its path names objects, 503
+    where it runs inference (the :class:`InferencePool`'s queue: ``overloaded``)."""
+    calls = _route_calls(route)
+    answers: dict[str, str] = {}
+    if authenticate in calls:
+        answers["401"] = ("unauthorized: no API key, one unknown or revoked, more than one credential, "
+                          "or a key in the URL")
+    gate = _route_gate(route)
+    if gate is not None:
+        answers["403"] = f"forbidden: the key lacks the '{gate[1]}' scope"
+        limits: list[str] = next((getattr(call, LIMITS_ATTRIBUTE) for call in calls
+                                  if hasattr(call, LIMITS_ATTRIBUTE)), [])
+        answers["429"] = "; ".join(limits)
+    names = [param.name for param in getattr(getattr(route, "dependant", None), "path_params", [])]
+    if names:
+        answers["404"] = f"not_found: no such {' or '.join(names)} (of the caller's tenant)"
+    if get_pool in calls:
+        answers["503"] = ("overloaded: the inference queue is full, or holds the tenant's share of it already, "
+                          "or the server is shutting down (Retry-After)")
+    return answers
 
 
 class MeteredRoute(IdempotentRoute):
@@ -571,7 +616,9 @@ def usage_row(meter: Meter, status: int, started: float) -> UsageRecord:
 UNDECODABLE_IMAGE = "invalid_image, empty_image or truncated_image: an image that does not decode"
 IMAGE_BY_URL = ("url_fetch_disabled or fetch_failed: an image by URL on an origin the server does not allow, "
                 "or that could not be fetched")
-UNPARSED_BODY = "bad_request: a body that does not parse (JSON, multipart)"
+UNPARSED_BODY = "bad_request: a multipart body that does not parse"
+# a JSON body that does not parse is 422 on every route taking JSON (MeteredRoute answers FastAPI's so)
+UNPARSED_JSON = "validation_error: a JSON body that does not parse"
 TOO_LARGE = "image_too_large or payload_too_large: an image over the pixel limit, or a body over the size limit"
 MEDIA_TYPES_TAKEN = "unsupported_media_type: a body sent as another media type than those listed"
 
@@ -581,7 +628,7 @@ def error_answers(*bad_request: str, too_large: str = TOO_LARGE,
     """OpenAPI ``responses`` of a call that reads its body by hand (``openapi_extra``, merged into the
     operation): its 400 (``bad_request``: what it refuses so, one reason each), 413 and 415 (None:
     a call that answers none). A client generated from the document reads them as the error body
-    (the app's ``_openapi`` adds it)."""
+    (the app's ``_openapi`` adds it, and the 422 of a JSON body that does not parse)."""
     answers = {"400": {"description": "; ".join(bad_request)}, "413": {"description": too_large}}
     return answers | ({} if media_types is None else {"415": {"description": media_types}})
 
@@ -625,7 +672,7 @@ def media_type(request: Request) -> str:
 
 
 async def json_body(request: Request) -> Any:
-    """The parsed JSON body, or an ``InvalidInput`` saying why it does not parse (a field given twice
+    """The parsed JSON body, or an ``InvalidArgument`` (422) saying why it does not parse (a field given twice
     in one object is refused: :func:`unique_fields`). Parsed once: :func:`known_request` keeps what it
     parsed on ``request.state``."""
     parsed = getattr(request.state, "json_body", _UNPARSED)
@@ -633,10 +680,20 @@ async def json_body(request: Request) -> Any:
         return parsed
     try:
         return json.loads(await request.body(), object_pairs_hook=unique_fields)
-    except ValueError as exc:  # also invalid UTF-8
-        raise InvalidInput(f"the JSON body does not parse: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidInput("the JSON body nests too deeply") from exc
+    except (ValueError, RecursionError) as exc:  # the same answer as a JSON body of the routes FastAPI parses
+        raise InvalidArgument(f"the JSON body does not parse ({_why_unparsed(exc)})") from exc
+
+
+def _why_unparsed(exc: BaseException) -> str:
+    """Why ``json.loads`` refused a body, in the words of :class:`MeteredRoute`'s answer (422
+    ``validation_error`` on every route taking JSON: the image routes said 400 ``bad_request``)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"at character {exc.pos}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8"
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    return "a number too long"  # Python's limit on an integer's digits
 
 
 async def read_images(request: Request, *names: str, fields: Collection[str] = (),

@@ -508,6 +508,17 @@ class TenantSettingsOut(BaseModel):
     tenant: str
     kyc_retention_days: int = Field(description="days a verification's reference face images (document crop, "
                                     "best selfie frame) are kept after its decision; 0: none is written")
+    # the operator's ceilings (faceatlas admin tenant update, the server's settings): read-only here
+    monthly_quota: int | None = Field(description="calls a month the tenant may make (the operator's: its own, "
+                                      "else the server's FACEATLAS_DEFAULT_MONTHLY_QUOTA); null: no quota; "
+                                      "read-only")
+    max_keys: int | None = Field(description="most active (unrevoked) API keys the tenant may hold "
+                                 "(FACEATLAS_MAX_KEYS_PER_TENANT); null: no ceiling; read-only")
+    active_keys: int = Field(description="the tenant's active (unrevoked) API keys")
+    max_key_rate: float | None = Field(description="most calls/s its active keys may allow summed (the operator's "
+                                       "--max-rate for the tenant, else FACEATLAS_MAX_KEY_RATE_PER_TENANT); "
+                                       "null: no ceiling; read-only")
+    key_rate: float = Field(description="calls/s its active keys allow, summed (rate_per_second)")
 
 
 class KycSessionOut(BaseModel):

@@ -11,8 +11,17 @@ from starlette.concurrency import run_in_threadpool
 
 from faceatlas.db import day_range
 from faceatlas.gallery import PAGE_MAX
-from faceatlas.service.accounts import MAX_RETENTION_DAYS, usage_csv
-from faceatlas.service.deps import AccountsDep, KycDep, Meter, MeteredRoute, NoIdempotencyKey, metered
+from faceatlas.service.accounts import MAX_RETENTION_DAYS, Accounts, usage_csv
+from faceatlas.service.db import Tenant
+from faceatlas.service.deps import (
+    AccountsDep,
+    KycDep,
+    Meter,
+    MeteredRoute,
+    NoIdempotencyKey,
+    SettingsDep,
+    metered,
+)
 from faceatlas.service.schemas import (
     JSON_INTEGER,
     AuditList,
@@ -24,6 +33,7 @@ from faceatlas.service.schemas import (
     UsageOut,
 )
 from faceatlas.service.tenants import gallery_tenant
+from faceatlas.settings import ServiceSettings
 
 router = APIRouter(tags=["account"], route_class=MeteredRoute)
 
@@ -42,31 +52,43 @@ class SettingsRequest(RequestBody):
                     f"shortens the images kept already, lengthening it does not lengthen them; {JSON_INTEGER}")
 
 
+def _settings(accounts: Accounts, settings: ServiceSettings, tenant: Tenant) -> dict[str, Any]:
+    """The answer of the settings routes: what the tenant sets, and the ceilings the operator sets
+    for it (read-only: its quota, its keys' count and summed rate), with what its keys hold of them."""
+    return {"tenant": tenant.id, "kyc_retention_days": tenant.kyc_retention_days,
+            **accounts.tenant_ceilings(tenant.id, settings.default_monthly_quota)}
+
+
 @router.get("/settings", response_model=TenantSettingsOut)
 def get_settings(
-    accounts: AccountsDep, meter: Annotated[Meter, Depends(metered("settings.get", "admin", billable=False))]
+    accounts: AccountsDep, settings: SettingsDep,
+    meter: Annotated[Meter, Depends(metered("settings.get", "admin", billable=False))]
 ) -> dict[str, Any]:
-    """The tenant's settings."""
-    tenant = accounts.get_tenant(meter.principal.tenant_id)
-    return {"tenant": tenant.id, "kyc_retention_days": tenant.kyc_retention_days}
+    """The tenant's settings, and its ceilings, read-only (set by the operator: ``faceatlas admin
+    tenant update --quota/--max-rate``, the server's FACEATLAS_MAX_KEYS_PER_TENANT, ...): its monthly
+    call quota, the most active keys and the most calls/s they may allow summed, and what its active
+    keys hold of them."""
+    return _settings(accounts, settings, accounts.get_tenant(meter.principal.tenant_id))
 
 
 @router.patch("/settings", response_model=TenantSettingsOut)
 async def update_settings(
     body: SettingsRequest,
     accounts: AccountsDep,
+    settings: SettingsDep,
     kyc: KycDep,
     meter: Annotated[Meter, Depends(metered("settings.update", "admin", billable=False, idempotent=True))],
 ) -> dict[str, Any]:
     """Change the tenant's settings (audited when something changed). A shorter KYC retention deletes
-    the reference images kept past it at once."""
+    the reference images kept past it at once. The ceilings the answer shows are the operator's: a
+    field naming one is refused (422)."""
     caller = meter.principal
     days = body.kyc_retention_days
     tenant = await run_in_threadpool(lambda: accounts.update_tenant(
         caller.tenant_id, kyc_retention_days=days, actor_key_id=caller.key_id))
     if days is not None:
         await run_in_threadpool(kyc.apply_retention, gallery_tenant(caller.tenant_id), days)
-    return {"tenant": tenant.id, "kyc_retention_days": tenant.kyc_retention_days}
+    return await run_in_threadpool(_settings, accounts, settings, tenant)
 
 
 @router.get("/usage", response_model=UsageOut, responses={200: {"content": {"text/csv": {}}}})

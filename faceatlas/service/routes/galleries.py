@@ -155,6 +155,8 @@ async def delete_collection(
 
 EXPORT_RETRY_S = 5  # the Retry-After of an export refused while the tenant's others are under way
 EXPORTS = "exports"  # the kind of a tenant's places in the shared state that its exports take
+EXPORTS_HELD = ("rate_limited: the tenant has FACEATLAS_MAX_EXPORTS_PER_TENANT collection exports being built or "
+                "downloaded already (in every process of the server, with Redis)")
 
 
 def _export_place(request: Request, principal: Principal) -> Callable[[], None]:
@@ -175,7 +177,8 @@ def _export_place(request: Request, principal: Principal) -> Callable[[], None]:
             responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
 async def export_collection(
     collection: CollectionName,
-    meter: Annotated[Meter, Depends(metered("collections.export", "write", hold=_export_place))],
+    meter: Annotated[Meter, Depends(metered("collections.export", "write", hold=_export_place,
+                                                   held=EXPORTS_HELD))],
     gallery: TenantGalleryDep,
     audit: Annotated[AuditEntry, audited("collection.export")],
     crops: Annotated[bool, Query(description="include the stored face crops (images of faces)")] = False,
