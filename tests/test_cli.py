@@ -336,6 +336,6 @@ def test_compare_names_the_image_without_a_face(examples, tmp_path):
     cv2.imwrite(str(noface), cv2.imread(str(photo))[:160, :160])  # a corner of the photo: wall, no face
     for args in ([photo, noface], [noface, photo]):
         result = runner.invoke(app, ["compare", *map(str, args), "-p", "scrfd-mbf", "--json"])
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 1, result.output  # an input without an answer: 1 (README's exit statuses)
         error = json.loads(result.stdout.strip().splitlines()[-1])
         assert error["error"] == "no_face" and str(noface) in error["message"], error

@@ -9,6 +9,7 @@ import pty
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -246,3 +247,154 @@ def test_models_fetch_in_json(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEATLAS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FACEATLAS_MODEL_DIR", str(tmp_path / "models"))
     assert _json(["models", "fetch", "scrfd-mbf", "--json"], 2)["error"] == "model_missing"
+
+
+def _photo_of_no_face(folder: Path) -> Path:
+    """A decodable photo without a face (a grey square): the input that gives no answer."""
+    folder.mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / "blank.jpg"), np.full((200, 200, 3), 128, np.uint8))
+    return folder / "blank.jpg"
+
+
+def test_a_table_on_a_narrow_terminal_folds_a_long_id_whole(examples, tmp_path):
+    """On a terminal narrower than the table (COLUMNS=40), rich cut an id to `lin-manuel-…`: its
+    column folds now, every character of the id printed over the lines of its cell."""
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    enrolled = runner.invoke(app, ["gallery", "enrol", "staff", str(examples / "examples/obama_small.jpg"),
+                                   "-s", LONG, "--name", "Lin Manuel Miranda of a long name", "--db", db])
+    assert enrolled.exit_code == 0, enrolled.output
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "40", "NO_COLOR": "1"}
+    status, out = _on_a_terminal(["gallery", "list", "staff", "--db", db], env)
+    rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    assert status == 0 and len(rows) > 1 and "…" not in out, out
+    assert "".join(row[1].strip() for row in rows) == LONG, out  # the subject column, cell line by cell line
+    named = " ".join(row[2].strip() for row in rows).split()
+    assert named == ["Lin", "Manuel", "Miranda", "of", "a", "long", "name"], out
+
+
+def test_a_table_on_stderr_keeps_a_long_camera_name_whole(shared, tmp_path, monkeypatch):
+    """`watch`'s summary goes to stderr, 80 columns (or COLUMNS) into a file: a long camera name was
+    cut there (`lin-manuel-…`); it folds now, whole over its cell's lines."""
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")
+    monkeypatch.setenv("COLUMNS", "40")
+    video = tmp_path / f"{LONG}.gif"
+    video.symlink_to(shared / "data/videos/store-aisle-detection.gif")
+    result = runner.invoke(app, ["watch", str(video), "-p", "scrfd-mbf", "--no-persons", "--stride", "4",
+                                 "--events", str(tmp_path / "events.jsonl")])
+    assert result.exit_code == 0, result.output
+    table = result.stderr.split("faceatlas watch", 1)[1].split("events", 1)[0]
+    cells = [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+    assert cells and "…" not in table and LONG in "".join(cells), result.stderr
+
+
+def test_no_face_is_exit_1_not_an_error(examples, tmp_path):
+    """A photo without a face was exit 2 in compare, liveness and gallery search, as a database that
+    cannot be reached is; detect answers it (0, `faces: []`). It is 1 now (the command ran, an input
+    gave no answer), its JSON error body as before; an error is still 2."""
+    blank, photo = _photo_of_no_face(tmp_path / "in"), str(examples / "examples/obama_small.jpg")
+    detected = _json(["detect", str(blank), "-p", "scrfd-mbf", "--json"])
+    assert detected["results"][0]["faces"] == [], detected
+    compared = _json(["compare", photo, str(blank), "-p", "scrfd-mbf", "--json"], 1)
+    assert compared["error"] == "no_face" and set(compared) == {"error", "message"}, compared
+    said = runner.invoke(app, ["compare", photo, str(blank), "-p", "scrfd-mbf"])
+    assert said.exit_code == 1 and said.stderr.splitlines()[-1].startswith("error (no_face): "), said.output
+    live = _json(["liveness", str(blank), "-p", "scrfd-mbf", "--json"], 1)
+    assert live["results"][0]["error"] == "no_face", live
+    not_an_image = tmp_path / "in" / "notes.jpg"
+    not_an_image.write_text("not an image")
+    assert _json(["liveness", str(not_an_image), "-p", "scrfd-mbf", "--json"], 2)["results"][0]["error"]
+    _json(["liveness", str(blank), str(not_an_image), "-p", "scrfd-mbf", "--json"], 1)  # an error, one not: 1
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    searched = _json(["gallery", "search", "staff", str(blank), "--db", db, "--json"], 1)
+    assert searched["error"] == "no_face" and set(searched) == {"error", "message"}, searched
+    enrolled = _json(["gallery", "enrol", "staff", str(blank), "-s", "x", "--db", db, "--json"], 1)
+    assert enrolled["added"] == 0 and enrolled["rejected"][0]["reason"].startswith("no_face"), enrolled
+    assert _json(["gallery", "enrol", "staff", str(not_an_image), "-s", "x", "--db", db, "--json"], 2)["added"] == 0
+    outage = _json(["gallery", "search", "staff", str(blank), "--db", str(tmp_path / "nosuch.db"), "--json"], 2)
+    assert outage["error"] == "not_found", outage  # an error is 2, as before
+
+
+def test_gallery_create_exist_ok_and_delete_missing_ok(tmp_path):
+    """An "ensure" step run twice: `gallery create` was 2 already_exists and `gallery delete` 2
+    not_found the second time; --exist-ok and --missing-ok make it 0, said. Other settings than
+    the existing collection's (another pack, crops) are still an error."""
+    db = str(tmp_path / "g.db")
+    create = ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", db]
+    made = _json([*create, "--exist-ok", "--json"])
+    assert made["name"] == "staff" and made["existed"] is False, made
+    assert _json([*create, "--json"], 2)["error"] == "already_exists"  # without the flag: as before
+    again = _json([*create, "--exist-ok", "--json"])
+    assert again["existed"] is True and again["pack_name"] == "scrfd-mbf", again
+    said = runner.invoke(app, [*create, "--exist-ok"])
+    assert said.exit_code == 0 and "collection staff exists (pack scrfd-mbf)" in said.stdout, said.output
+    for other in (["-p", "yunet-frfeature"], ["--keep-crops"]):
+        differs = _json([*create, *other, "--exist-ok", "--json"], 2)
+        assert differs["error"] == "already_exists" and "other settings" in differs["message"], differs
+    delete = ["gallery", "delete", "staff", "--yes", "--db", db]
+    assert _json([*delete, "-s", "ghost", "--json"], 2)["error"] == "not_found"  # without the flag: as before
+    missing = _json([*delete, "-s", "ghost", "--missing-ok", "--json"])
+    assert missing == {"deleted": "subject 'ghost' of 'staff'", "faces": 0, "missing": True}, missing
+    assert _json([*delete, "--missing-ok", "--json"]) == {"deleted": "collection 'staff'", "faces": 0,
+                                                         "missing": False}
+    gone = runner.invoke(app, [*delete, "--missing-ok"])
+    assert gone.exit_code == 0 and "collection 'staff' is not there: nothing deleted" in gone.stdout, gone.output
+    assert _json([*delete, "-s", "ghost", "--missing-ok", "--json"])["missing"] is True  # nor its collection
+
+
+def test_admin_tenant_create_exist_ok(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    create = ["admin", "tenant", "create", "acme", "--name", "Acme", "--quota", "100", "--db", db]
+    assert _json([*create, "--exist-ok", "--json"])["existed"] is False
+    again = _json([*create, "--exist-ok", "--json"])
+    assert again == {"id": "acme", "name": "Acme", "monthly_quota": 100, "max_key_rate": None, "existed": True}
+    said = runner.invoke(app, [*create, "--exist-ok"])
+    assert said.exit_code == 0 and said.stdout.startswith("tenant acme exists (quota 100"), said.output
+    assert _json([*create, "--json"], 2)["error"] == "already_exists"  # without the flag: as before
+    differs = _json(["admin", "tenant", "create", "acme", "--name", "Acme", "--quota", "5", "--db", db,
+                     "--exist-ok", "--json"], 2)
+    assert differs["error"] == "already_exists" and "quota 100, not 5" in differs["message"], differs
+    assert runner.invoke(app, ["admin", "tenant", "delete", "acme", "--yes", "--db", db]).exit_code == 0
+    deleted = _json([*create, "--exist-ok", "--json"], 2)  # a deleted tenant's id is not given again
+    assert deleted["error"] == "already_exists" and "was deleted" in deleted["message"], deleted
+
+
+def test_every_database_option_answers_to_db_and_watch_takes_db_and_o(shared, tmp_path, monkeypatch):
+    """`watch` named its gallery database `--gallery` where every other command says `--db`, and its
+    `--output` had no `-o` (drive's and ar's have)."""
+    import typer
+
+    from faceatlas.cli.main import _ELSEWHERE
+    from faceatlas.cli.options import database_option
+
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)  # typer's own click (typer._click since typer 0.2x), not the click package
+
+    def commands(command: Any, path: str) -> list[tuple[str, Any]]:
+        if hasattr(command, "list_commands"):  # a group
+            return [found for name in command.list_commands(ctx)
+                    for found in commands(command.get_command(ctx, name), f"{path} {name}")]
+        return [(path, command)]
+
+    for name in _ELSEWHERE:  # the other layers' commands, loaded
+        assert group.get_command(ctx, name) is not None
+    options = [(path, option) for path, command in commands(group, "faceatlas") for option in command.params
+               if getattr(option.callback, "__wrapped__", None) is database_option and "--events-db" not in option.opts]
+    assert len(options) > 30 and not [(path, option.opts) for path, option in options if "--db" not in option.opts]
+    monkeypatch.setenv("FACEATLAS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    video = shared / "data/videos/store-aisle-detection.gif"
+    result = runner.invoke(app, ["watch", str(video), "--collection", "staff", "--db", db, "--no-persons",
+                                 "--stride", "4", "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 0 and (tmp_path / "out.mp4").stat().st_size > 0, result.output
+    unknown = runner.invoke(app, ["watch", str(video), "--collection", "nosuch", "--db", db])
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("error (not_found): "), unknown.output
+
+
+def test_watch_says_an_error_without_a_blank_line_first_into_a_pipe(tmp_path):
+    """The same of a real process, its stderr a pipe (a cron job's log)."""
+    result = subprocess.run([sys.executable, "-m", "faceatlas.cli", "watch", str(tmp_path / "nosuch.mp4")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error (file_not_found): "), repr(result.stderr)

@@ -12,10 +12,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from faceatlas.apps.albums import CHUNK, UNSORTED, Album, Erasure, album_pack, list_albums, list_photos, migrate
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, ANSWERS_UNREACHED, Output, emit_json, exit_for_failures, interrupted
+from faceatlas.cli.errors import (
+    ANSWERS_IN_MEMORY,
+    ANSWERS_UNREACHED,
+    Output,
+    WholeTable,
+    emit_json,
+    exit_for_failures,
+    interrupted,
+)
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.engine import FaceAnalyzer, default_pack_name
@@ -102,7 +109,7 @@ def people(album: AlbumOption = "default", db: DbOption = None, tenant: TenantOp
     if as_json:
         _out([p.to_dict() for p in found], True, "")
         return
-    table = Table("person", "name", "faces", "cover face", "cover photo")
+    table = WholeTable("person", "name", "faces", "cover face", "cover photo")
     for p in found:
         table.add_row(p.id, escape(p.name or ""), str(p.faces), str(p.cover_face), escape(p.cover_source or ""))
     console.print(table)
@@ -128,7 +135,7 @@ def show(person: str, album: AlbumOption = "default", db: DbOption = None, tenan
     if as_json:
         _out([f.to_dict() for f in faces], True, "")
         return
-    table = Table("face", "photo", "quality", "yaw")
+    table = WholeTable("face", "photo", "quality", "yaw")
     for f in faces:
         table.add_row(str(f.id), escape(f.source), f"{f.quality:.2f}", f"{f.yaw:.0f}")
     console.print(table)

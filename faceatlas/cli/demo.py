@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from faceatlas.cli.errors import Output, fail
+from faceatlas.cli.errors import Output, WholeTable, fail
 from faceatlas.cli.files import progress
 from faceatlas.engine import FaceAnalyzer, FaceAtlasError, decoded_pixels
 from faceatlas.errors import InvalidInput
@@ -126,7 +125,7 @@ def _remove_new(out: Path, kept: set[Path], made: list[Path]) -> None:
 
 def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict]) -> None:
     """The day's analytics as rich tables."""
-    summary = Table(title=f"Store analytics {report.start:%Y-%m-%d}")
+    summary = WholeTable(title=f"Store analytics {report.start:%Y-%m-%d}")
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     for key, value in report.summary().items():
@@ -140,7 +139,7 @@ def _print_report(report: Report, outcomes: list[ExitOutcome], alerts: list[dict
         ("Zone heat (visits)", report.zone_heat), ("Basket size (items)", report.basket_sizes),
         ("Declared age band", report.age_mix), ("Declared gender", report.gender_mix), ("Staff alerts", report.alerts))
     for title, values in sections:
-        table = Table(title=title)
+        table = WholeTable(title=title)
         table.add_column("key")
         table.add_column("count", justify="right")
         for key, value in values.items():

@@ -8,9 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from faceatlas.cli.errors import Output, fail, fail_import, json_text, writing_stdout
+from faceatlas.cli.errors import Output, WholeTable, fail, fail_import, json_text, writing_stdout
 from faceatlas.cli.files import progress
 from faceatlas.errors import FaceAtlasError, InvalidArgument
 from faceatlas.video import EVENTS_STDOUT
@@ -105,7 +104,7 @@ def _report_summary(summary: dict[str, object], as_json: bool, *, to_stderr: boo
         with writing_stdout():
             print(json_text({"summary": summary}))
         return
-    table = Table(title="SenseDrive summary")
+    table = WholeTable(title="SenseDrive summary")
     table.add_column("measure")
     table.add_column("value")
     for key, value in summary.items():

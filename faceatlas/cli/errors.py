@@ -7,13 +7,14 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.table import Column, Table
 from sqlalchemy.exc import DBAPIError
 
 from faceatlas.db import one_reason
@@ -51,6 +52,23 @@ class Output(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         stdout_gone()
+
+
+class WholeTable(Table):
+    """Every table a command prints: a value in it is never cut. Each column folds (``overflow="fold"``,
+    wrapping allowed) where rich's default cut it with "…": on a terminal narrower than the table (or
+    ``COLUMNS=40``), and on stderr (its 80 columns into a file: `watch`'s summary), an id, a name, a
+    path or a score goes on over the next lines of its cell, every character of it printed
+    (`lin-manuel-miranda-a-…`, `lin…` and `1.0…` matched nothing). Its headers as rich's
+    :class:`~rich.table.Table` takes them: names, or columns (given their own overflow, kept)."""
+
+    def __init__(self, *headers: Column | str, **options: Any) -> None:
+        super().__init__(*(Column(header, overflow="fold") if isinstance(header, str) else header
+                           for header in headers), **options)
+
+    def add_column(self, header: Any = "", footer: Any = "", *, overflow: Any = "fold",
+                   **options: Any) -> None:
+        super().add_column(header, footer, overflow=overflow, **options)
 
 
 # said after a deletion by a command without Redis (gallery delete, album's erasures, admin tenant delete)
@@ -104,10 +122,26 @@ def print_camera_failures(failed: dict[str, FaceAtlasError], console: Console) -
         print_error(error, console, about=None if named else f"camera {name!r}")
 
 
-def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoReturn:
+# the codes of an input that gave no answer (a photo without a face): the command ran, and an input of it
+# had nothing to answer with (exit 1, as a command over many inputs where some failed); not an error (2), as
+# a database that cannot be reached is (`compare`, `liveness`, `gallery search`, `remote search` exited 2 for
+# a photo without a face while `detect` answered it, 0 and `faces: []`)
+NO_ANSWER = frozenset({"no_face"})
+
+
+def exit_status(error: FaceAtlasError | str) -> int:
+    """The exit status of a command that ends with ``error`` (an error, or its code: the server's
+    for `remote`): 1 when an input gave no answer (:data:`NO_ANSWER`: ``no_face``), 2 for any other.
+    Every command's status for an error is decided here (:func:`fail`, :func:`exit_for_failures`)."""
+    code = error if isinstance(error, str) else error.code
+    return 1 if code in NO_ANSWER else 2
+
+
+def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int | None = None) -> NoReturn:
     """Report ``exc`` (as one JSON object on stdout with ``as_json``, else one line on stderr) and
-    exit. A stdout that cannot take the JSON object (``> /dev/full``) gets nothing: the line goes
-    to stderr (it was a traceback of that second failure)."""
+    exit, with ``exit_code`` or else :func:`exit_status`'s (1 for ``no_face``, 2 for the others).
+    A stdout that cannot take the JSON object (``> /dev/full``) gets nothing: the line goes to
+    stderr (it was a traceback of that second failure)."""
     if as_json:
         try:
             print(json.dumps({"error": exc.code, "message": one_line(str(exc))}), flush=True)
@@ -116,7 +150,7 @@ def fail(exc: FaceAtlasError, as_json: bool = False, exit_code: int = 2) -> NoRe
             print_error(exc)
     else:
         print_error(exc)
-    raise typer.Exit(exit_code) from exc
+    raise typer.Exit(exit_status(exc) if exit_code is None else exit_code) from exc
 
 
 @contextmanager
@@ -323,11 +357,15 @@ def fail_import(exc: ImportError, extra: str, as_json: bool = False) -> NoReturn
     fail(coded("missing_dependency", message if hint in message else f"{message} ({hint})"), as_json)
 
 
-def exit_for_failures(failed: int, total: int) -> None:
+def exit_for_failures(failed: int | Sequence[str], total: int) -> None:
     """The exit status of a command over many inputs, once its report is out: 0 when none
-    failed, 1 when some did (the others' results stand), 2 when every one failed."""
-    if failed:
-        raise typer.Exit(2 if failed >= total else 1)
+    failed, 1 when some did (the others' results stand), 2 when every one failed with an error.
+    ``failed``: how many failed, or the code of each failure: an input that gave no answer
+    (``no_face``, :func:`exit_status`) is never an error, so a photo without a face alone is 1."""
+    codes = ["error"] * failed if isinstance(failed, int) else list(failed)
+    if codes:
+        errors = sum(exit_status(code) == 2 for code in codes)
+        raise typer.Exit(2 if errors >= total else 1)
 
 
 def os_error(exc: OSError) -> FaceAtlasError:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from faceatlas.cli.errors import Output, fail, json_text, os_error, print_error
+from faceatlas.cli.errors import Output, WholeTable, fail, json_text, os_error, print_error
 from faceatlas.engine import (
     IMPOSTORS_PER_FAR,
     DatasetReport,
@@ -52,7 +52,7 @@ def evaluate() -> None:
 
 def report_table(report: LFWReport) -> Table:
     """A rich table of accuracy and TAR/threshold per FAR."""
-    table = Table(title=f"LFW, pack {report.pack} ({report.recognizer_id})")
+    table = WholeTable(title=f"LFW, pack {report.pack} ({report.recognizer_id})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("threshold", justify="right")
@@ -175,7 +175,7 @@ def fail_last(*problems: FaceAtlasError | None) -> None:
 
 def dataset_table(report: DatasetReport) -> Table:
     """TAR per FAR with the trials behind it, and FNIR per FPIR."""
-    table = Table(title=f"{report.source}, pack {report.pack} ({report.recognizer_id})")
+    table = WholeTable(title=f"{report.source}, pack {report.pack} ({report.recognizer_id})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("threshold", justify="right")

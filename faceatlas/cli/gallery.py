@@ -21,7 +21,9 @@ from faceatlas.cli.errors import (
     ANSWERS_IN_MEMORY,
     ANSWERS_UNREACHED,
     Output,
+    WholeTable,
     emit_json,
+    exit_status,
     fail,
     interrupted,
     print_error,
@@ -39,7 +41,15 @@ from faceatlas.engine import (
     is_hidden,
     must_exist,
 )
-from faceatlas.errors import CommandLineError, Conflict, DatabaseUnavailable, InvalidArgument, InvalidInput
+from faceatlas.errors import (
+    AlreadyExists,
+    CommandLineError,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidArgument,
+    InvalidInput,
+    NotFound,
+)
 from faceatlas.gallery import (
     PAGE_MAX,
     SEARCH_K_MAX,
@@ -70,7 +80,7 @@ PackOption = Annotated[str | None, typer.Option("--pack", "-p", help="model pack
 
 
 def _fail(exc: FaceAtlasError, as_json: bool) -> NoReturn:
-    fail(exc, as_json)  # exit 2, as every command
+    fail(exc, as_json)  # exit 2 (1: no_face), as every command
 
 
 @contextmanager
@@ -105,13 +115,22 @@ def _progress() -> Progress:
 @app.command()
 def create(name: str, pack: PackOption = None, keep_crops: Annotated[bool, typer.Option(
         "--keep-crops", help="store a source crop of each face (allows reembed; stores face images)")] = False,
+        exist_ok: Annotated[bool, typer.Option("--exist-ok", help="a collection of that name with the same pack "
+                                                                  "and --keep-crops is no error: said, exit 0")]
+        = False,
         db: DbOption = None, tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
     """Create a collection bound to a model pack (and the database, the first time)."""
     with _gallery(db, tenant, as_json, create=True) as gallery:
-        info = gallery.create_collection(name, pack or default_pack_name(),
-                                         keep_crops=keep_crops)
-        _emit(info.to_dict(), as_json,
-              f"created collection [bold]{escape(info.name)}[/bold] (pack {escape(info.pack_name)})")
+        chosen, existed = pack or default_pack_name(), False
+        try:
+            info = gallery.create_collection(name, chosen, keep_crops=keep_crops)
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+            info, existed = gallery.existing_collection(name, chosen, keep_crops=keep_crops), True  # or AlreadyExists
+        done = "collection [bold]{}[/bold] exists" if existed else "created collection [bold]{}[/bold]"
+        _emit({**info.to_dict(), **({"existed": existed} if exist_ok else {})}, as_json,
+              f"{done.format(escape(info.name))} (pack {escape(info.pack_name)})")
 
 
 @app.command()
@@ -175,7 +194,8 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                 if not summary["added"]:  # nothing at all: the run failed, in one line after the reasons
                     print_error(rejection_error(rejected, f"nothing enrolled: {len(rejected)} of {len(rejected)} "
                                                           f"{'image' if len(rejected) == 1 else 'images'} rejected"))
-            raise typer.Exit(1 if summary["added"] else 2)  # 1: some enrolled, some rejected; 2: a failure
+            # 1: some enrolled, some rejected, or none had a face to enrol (no_face); 2: a failure
+            raise typer.Exit(1 if summary["added"] else max(exit_status(r.code) for r in rejected))
 
 
 def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
@@ -225,7 +245,7 @@ def search(collection: str, image: Path,
         payload = {"results": [r.to_dict() for r in results], **cut.stated(),
                    "faces_in_image": found}  # the API's answer: the results, their cut, the count
         which = f"; the largest of {found} faces" if found > len(results) else ""
-        table = Table("face", "rank", "subject", "name", "similarity", "faces matched",
+        table = WholeTable("face", "rank", "subject", "name", "similarity", "faces matched",
                       title=f"search ({cut.describe()}{which})")
         for number, result in enumerate(results):
             if result.unknown:
@@ -249,14 +269,14 @@ def list_(collection: Annotated[str | None, typer.Argument(help="list this colle
     with _gallery(db, tenant, as_json) as gallery:
         if collection is None:
             infos = gallery.list_collections()
-            table = Table("collection", "pack", "subjects", "faces", "keeps crops")
+            table = WholeTable("collection", "pack", "subjects", "faces", "keeps crops")
             for info in infos:
                 table.add_row(escape(info.name), escape(info.pack_name), str(info.subjects), str(info.faces),
                               str(info.keep_crops))
             _emit([i.to_dict() for i in infos], as_json, table)
             return
         page = gallery.list_subjects(collection, limit=limit, after=after)
-        table = Table("subject", "name", "faces", caption=f"next page: --after {page.next_cursor}"
+        table = WholeTable("subject", "name", "faces", caption=f"next page: --after {page.next_cursor}"
                       if page.next_cursor else None)
         for subject in page.items:
             table.add_row(escape(subject.external_id), escape(subject.name or ""), str(subject.faces))
@@ -297,7 +317,9 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
             "--events-db", callback=database_option,
             help="another database of video events to erase them in (a cams.yaml `database:`); the gallery's "
                  "and the default one (FACEATLAS_DATABASE_URL, where `watch` stores them) are always "
-                 "searched")] = None) -> None:
+                 "searched")] = None,
+        missing_ok: Annotated[bool, typer.Option("--missing-ok", help="a subject or collection that is not there "
+                                                                      "is no error: said, exit 0")] = False) -> None:
     """Delete a subject (all its faces) or a whole collection, and the video events that name them
     with their snapshot files (in the gallery's database, the default database where `watch` stores
     them, and --events-db); in a service tenant's
@@ -314,8 +336,15 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
     events = [engine for engine in (default, given) if engine is not None]
     target = f"subject '{subject}' of '{collection}'" if subject is not None else f"collection '{collection}'"
     with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
-        held = (gallery.get_subject(collection, subject) if subject is not None
-                else gallery.get_collection(collection)).faces
+        try:
+            held = (gallery.get_subject(collection, subject) if subject is not None
+                    else gallery.get_collection(collection)).faces
+        except NotFound:
+            if not missing_ok:
+                raise
+            _emit({"deleted": target, "faces": 0, "missing": True}, as_json,
+                  f"{escape(target)} is not there: nothing deleted")
+            return
         if not yes and as_json:  # nothing to ask in: it deleted without a question
             raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
         if not yes:  # declined: "Aborted.", exit 1 (README's exit statuses), as `admin tenant delete`
@@ -345,7 +374,8 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         finally:
             for engine in events:
                 engine.dispose()
-        _emit({"deleted": target, "faces": faces}, as_json, f"deleted {escape(target)} ({faces} faces)")
+        _emit({"deleted": target, "faces": faces, **({"missing": False} if missing_ok else {})}, as_json,
+              f"deleted {escape(target)} ({faces} faces)")
         if served and answers is None:
             err.print(ANSWERS_IN_MEMORY)
         elif served and replaced is None:

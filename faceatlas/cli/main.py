@@ -11,13 +11,13 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
 from faceatlas.cli.errors import (
     Output,
     UsageError,
+    WholeTable,
     database_error,
     exit_for_failures,
     fail,
@@ -221,7 +221,7 @@ def detect(
     results = _each_image(paths, "detecting", lambda path: _detect_one(
         analyzer, path, liveness=liveness, attributes=attributes, draw=draw, embedding=embedding, as_json=as_json),
         analyzer.pack.name, as_json)
-    exit_for_failures(sum("error" in r for r in results), len(results))
+    exit_for_failures([r["error"] for r in results if "error" in r], len(results))
 
 
 def _each_image(paths: list[Path], what: str, one: Callable[[Path], dict[str, Any]], pack: str,
@@ -273,7 +273,7 @@ def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, attribute
 
 
 def _print_faces(path: Path, faces: list, liveness: bool, attributes: bool = False) -> None:
-    table = Table(title=f"{path} — {len(faces)} face(s)")
+    table = WholeTable(title=f"{path} — {len(faces)} face(s)")
     extra = (["liveness"] if liveness else []) + (["gender", "age", "emotion"] if attributes else [])
     for column in ("#", "box", "score", "quality", "yaw/pitch/roll", *extra):
         table.add_column(column)
@@ -351,7 +351,7 @@ def liveness(
     analyzer = _analyzer(pack, as_json, verbose)
     rows = _each_image(paths, "checking liveness", lambda path: _liveness_one(analyzer, path, as_json),
                        analyzer.pack.name, as_json)
-    exit_for_failures(sum("error" in r for r in rows), len(rows))
+    exit_for_failures([r["error"] for r in rows if "error" in r], len(rows))
 
 
 def _liveness_one(analyzer: FaceAnalyzer, path: Path, as_json: bool) -> dict[str, Any]:

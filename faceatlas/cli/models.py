@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from faceatlas.cli.errors import Output, emit_json, json_text
+from faceatlas.cli.errors import Output, WholeTable, emit_json, json_text
 from faceatlas.cli.files import stage_progress
 from faceatlas.engine import (
     PACKS,
@@ -45,7 +44,7 @@ def list_packs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     if as_json:
         print(json_text(rows))
         return
-    table = Table(title="model packs")
+    table = WholeTable(title="model packs")
     for column in ("name", "version", "dim", "on disk", "calibrated", "description"):
         table.add_column(column)
     for row in rows:

@@ -16,7 +16,15 @@ from faceatlas.cli.errors import coded, fail, json_text, os_error
 from faceatlas.cli.files import STDIN, one_stdin, stdin_stream
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
-from faceatlas.errors import CommandLineError, FaceAtlasError, FileMissing, InvalidImage, InvalidInput
+from faceatlas.errors import (
+    AlreadyExists,
+    CommandLineError,
+    FaceAtlasError,
+    FileMissing,
+    InvalidImage,
+    InvalidInput,
+    NotFound,
+)
 
 app = typer.Typer(help="Talk to a remote FaceAtlas server (FACEATLAS_SERVER, FACEATLAS_API_KEY, FACEATLAS_TIMEOUT).",
                   no_args_is_help=True)
@@ -198,12 +206,28 @@ def collection_create(
     name: str, server: Server, key: Key,
     keep_crops: Annotated[bool, typer.Option("--keep-crops", help="store a source crop of each face (allows "
                                                                   "re-embedding; stores face images)")] = False,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="a collection of that name with the same "
+                                                              "--keep-crops is no error: its answer, \"existed\": "
+                                                              "true, exit 0")] = False,
     idempotency_key: Once = None, timeout: Timeout = TIMEOUT, as_json: Json = False,
 ) -> None:
     """Create a collection bound to the server's model pack."""
     once = idempotency_key or uuid.uuid4().hex
-    _run(server, key, lambda c: c.create_collection(name, keep_crops=keep_crops, idempotency_key=once), as_json,
-         timeout=timeout, write_key=once)
+
+    def call(client: FaceAtlasClient) -> dict[str, Any]:
+        try:
+            made = client.create_collection(name, keep_crops=keep_crops, idempotency_key=once)
+        except FaceAtlasApiError as exc:  # the server's already_exists, the one error --exist-ok is for
+            if not exist_ok or exc.code != AlreadyExists.code:
+                raise
+            held = client.get_collection(name)  # bound to the server's pack, as one made now: crops alone may differ
+            if held.keep_crops != keep_crops:
+                raise FaceAtlasApiError(exc.status, exc.code, f"collection '{name}' already exists with other "
+                                        f"settings: crops {'kept' if held.keep_crops else 'not kept'}", None) from exc
+            return {**held.raw, "existed": True}
+        return {**made.raw, **({"existed": False} if exist_ok else {})}
+
+    _run(server, key, call, as_json, timeout=timeout, write_key=once)
 
 
 @app.command("collection-delete")
@@ -236,6 +260,9 @@ def subjects(
 
 @app.command("subject-delete")
 def subject_delete(collection: str, subject: str, server: Server, key: Key, yes: Yes = False,
+                   missing_ok: Annotated[bool, typer.Option(
+                       "--missing-ok", help="a subject (or collection) that is not there is no error: "
+                                            "\"missing\": true, exit 0")] = False,
                    idempotency_key: Once = None, timeout: Timeout = TIMEOUT, as_json: Json = False) -> None:
     """Delete a subject and every face of theirs (asks first; --yes asks nothing)."""
     target = f"subject '{subject}' of '{collection}'"
@@ -243,10 +270,15 @@ def subject_delete(collection: str, subject: str, server: Server, key: Key, yes:
     once = idempotency_key or uuid.uuid4().hex
 
     def call(client: FaceAtlasClient) -> dict[str, Any]:
-        held = client.get_subject(collection, subject).faces  # what is not there is an error before any question
-        _ask(target, held, server, yes)
-        client.delete_subject(collection, subject, idempotency_key=once)
-        return {"deleted": target, "faces": held}
+        try:
+            held = client.get_subject(collection, subject).faces  # what is not there is an error before any question
+            _ask(target, held, server, yes)
+            client.delete_subject(collection, subject, idempotency_key=once)
+        except FaceAtlasApiError as exc:  # the server's not_found, the one error --missing-ok is for
+            if not missing_ok or exc.code != NotFound.code:
+                raise
+            return {"deleted": target, "faces": 0, "missing": True}
+        return {"deleted": target, "faces": held, **({"missing": False} if missing_ok else {})}
 
     _run(server, key, call, as_json, timeout=timeout, write_key=once)
 

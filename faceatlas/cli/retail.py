@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from faceatlas.cli.errors import Output, json_text, one_line, print_camera_failures
+from faceatlas.cli.errors import Output, WholeTable, json_text, one_line, print_camera_failures
 from faceatlas.cli.options import database_option
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def run(
 
 
 def _print_summary(summary: dict[str, Any], report: StoreRunReport) -> None:
-    table = Table(title="Store run")
+    table = WholeTable(title="Store run")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in summary.items():

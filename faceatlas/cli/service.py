@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, emit_json, err, fail
+from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, WholeTable, emit_json, err, fail
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, day_range, require_database
-from faceatlas.errors import CommandLineError, FaceAtlasError, InvalidSetting
+from faceatlas.errors import AlreadyExists, CommandLineError, FaceAtlasError, InvalidSetting
 from faceatlas.gallery import Gallery
 from faceatlas.service.accounts import Accounts, key_prefix, usage_csv, usage_through
 from faceatlas.service.db import migrate
@@ -202,14 +201,26 @@ MaxRateOption = Annotated[float | None, typer.Option(
 
 @tenant_app.command("create")
 def tenant_create(tenant_id: str, name: str = "", quota: Annotated[int | None, typer.Option(
-        help="monthly call quota")] = None, max_rate: MaxRateOption = None, db: DbOption = None,
-        as_json: JsonOption = False) -> None:
+        help="monthly call quota")] = None, max_rate: MaxRateOption = None,
+        exist_ok: Annotated[bool, typer.Option("--exist-ok", help="a tenant of that id with the same name, quota "
+                                                                  "and --max-rate is no error: said, exit 0")]
+        = False, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Create a tenant."""
-    tenant = _guard(lambda: _accounts(db, create=True).create_tenant(tenant_id, name, quota, max_rate), as_json)
+    accounts = _guard(lambda: _accounts(db, create=True), as_json)
+
+    def create() -> tuple[Any, bool]:
+        try:
+            return accounts.create_tenant(tenant_id, name, quota, max_rate), False
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+            return accounts.existing_tenant(tenant_id, name, quota, max_rate), True  # or AlreadyExists: it differs
+
+    tenant, existed = _guard(create, as_json)
     if as_json:
-        emit_json(_tenant_json(tenant))
+        emit_json({**_tenant_json(tenant), **({"existed": existed} if exist_ok else {})})
         return
-    console.print(f"tenant {tenant.id} created (quota {_quota(tenant.monthly_quota)}, "
+    console.print(f"tenant {tenant.id} {'exists' if existed else 'created'} (quota {_quota(tenant.monthly_quota)}, "
                   f"key rate ceiling {_max_rate(tenant.max_key_rate)})")
 
 
@@ -313,7 +324,7 @@ def key_list(tenant_id: Annotated[str | None, typer.Argument()] = None, db: DbOp
     if as_json:
         emit_json(rows)
         return
-    table = Table("prefix", "tenant", "scopes", "name", "revoked")
+    table = WholeTable("prefix", "tenant", "scopes", "name", "revoked")
     for r in rows:
         table.add_row(escape(r["prefix"]), escape(r["tenant"]), escape(",".join(r["scopes"])), escape(r["name"]),
                       "yes" if r["revoked"] else "")
@@ -364,7 +375,7 @@ def usage(
         return
     last = usage_through(end.date() if end else None)
     title = f"usage {start.date()} to {last} (UTC days)" if start else f"usage to {last} (UTC days)"
-    table = Table("tenant", "day", "operation", "calls", "faces", "errors", "failed", title=title)
+    table = WholeTable("tenant", "day", "operation", "calls", "faces", "errors", "failed", title=title)
     for r in rows:
         table.add_row(escape(r["tenant"]), str(r["day"]), escape(r["operation"]), str(r["calls"]), str(r["faces"]),
                       str(r["errors"]), str(r["failed"]))

@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from faceatlas.cli.errors import Output, emit_json, print_camera_failures, stdout_gone
+from faceatlas.cli.errors import Output, WholeTable, emit_json, print_camera_failures, stdout_gone
 from faceatlas.cli.files import progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import default_database_url
@@ -52,10 +52,12 @@ def watch(
     stride: Annotated[int | None, typer.Option(help="detect on every Nth frame [default: 2]")] = None,
     line: Annotated[list[str] | None, typer.Option(help="counting line x1,y1,x2,y2 (repeatable)")] = None,
     events: Annotated[Path | None, typer.Option(help="write events as JSON lines here (- : to stdout)")] = None,
-    output: Annotated[Path | None, typer.Option(help="write an annotated video here")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write an annotated video here")] = None,
     pack: Annotated[str | None, typer.Option("--pack", "-p", help="model pack (default: the collection's, else "
                                              "FACEATLAS_PACK or yunet-frfeature)")] = None,
-    gallery: Annotated[str | None, typer.Option(callback=database_option, help="gallery database URL")] = None,
+    gallery: Annotated[str | None, typer.Option("--gallery", "--db", callback=database_option,
+                                                help="gallery database URL or SQLite file (--db as every other "
+                                                     "command's)")] = None,
     persons: Annotated[bool, typer.Option(help="detect and count persons too")] = True,
 ) -> None:
     """Watch video sources: track faces and persons, recognise, count, and emit events.
@@ -136,7 +138,7 @@ def summary_tables(report: WatchReport) -> list[Table]:
     (lines as "name: direction count, ...": every class's crossings, then each class's), then the
     events by type. Names are escaped, not read
     as Rich markup (print them on a console without emoji codes, as :data:`err` is)."""
-    cameras = Table("camera", "measure", "value", title="faceatlas watch")
+    cameras = WholeTable("camera", "measure", "value", title="faceatlas watch")
     for stats in report.cameras:
         source = stats.source
         measures = [("frames (analyzed)", f"{stats.frames} ({stats.analyzed})"), ("frames/s", f"{stats.fps:.1f}"),
@@ -152,7 +154,7 @@ def summary_tables(report: WatchReport) -> list[Table]:
         for number, (measure, value) in enumerate(measures):
             cameras.add_row(escape(stats.camera) if number == 0 else "", measure, value)
         cameras.add_section()
-    events = Table("event", "count", title="events")
+    events = WholeTable("event", "count", title="events")
     for kind, count in report.events.items():
         events.add_row(kind, str(count))
     if not report.events:
@@ -212,7 +214,7 @@ def counts(
     if as_json:  # GET /v1/cameras/{camera}/counts's answer (all the minutes asked: none left out)
         emit_json({"camera": camera, "counts": [row.to_dict() for row in rows]})
     else:
-        table = Table("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
+        table = WholeTable("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
         for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
             measures = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))
             table.add_row(row.minute, escape(row.label), escape(measures))

@@ -157,6 +157,25 @@ class Accounts:
             session.commit()
             return tenant
 
+    def existing_tenant(self, tenant_id: str, name: str = "", monthly_quota: int | None = None,
+                        max_key_rate: float | None = None) -> Tenant:
+        """The tenant ``tenant_id`` when it is the one :meth:`create_tenant` with these arguments
+        makes (its display name, monthly quota and key rate ceiling): an "ensure" step run again
+        (`admin tenant create --exist-ok`) finds it as it asked for it. One made otherwise (or changed
+        since) is :class:`AlreadyExists`, naming what differs, as is a deleted tenant's id (never given
+        again); none of that id, :class:`NotFound`."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            if session.get(Tenant, tenant_id) is None and session.get(DeletedTenant, tenant_id) is not None:
+                raise AlreadyExists(f"tenant '{tenant_id}' was deleted and its id is not given again: its bill "
+                                    "stays under that id; choose another id")
+        tenant = self.get_tenant(tenant_id)
+        wanted = {"name": _display_name(name, tenant_id), "quota": monthly_quota, "key rate ceiling": max_key_rate}
+        held = {"name": tenant.name, "quota": tenant.monthly_quota, "key rate ceiling": tenant.max_key_rate}
+        differs = [f"{what} {held[what]!r}, not {wanted[what]!r}" for what in wanted if held[what] != wanted[what]]
+        if differs:
+            raise AlreadyExists(f"tenant '{tenant_id}' already exists with other settings: {', '.join(differs)}")
+        return tenant
+
     def get_tenant(self, tenant_id: str) -> Tenant:
         with Session(self.engine) as session:
             tenant = session.get(Tenant, tenant_id)

@@ -28,8 +28,8 @@ def _answer(result) -> object:
     return json.loads(result.stdout)
 
 
-def _error_line(result) -> str:
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+def _error_line(result, status: int = 2) -> str:
+    assert result.exit_code == status and "Traceback" not in result.output, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     return lines[0]
@@ -99,7 +99,7 @@ def test_remote_says_failures_as_the_local_commands_do(server, examples: Path, t
         f"error (file_not_found): {missing}: no such file")
     assert _error_line(_remote(server, "acme_detect", "detect", tmp_path)) == (
         f"error (invalid_image): {tmp_path}: a folder, not an image file")
-    no_face = _error_line(_remote(server, "acme_detect", "compare", photo, blank))
+    no_face = _error_line(_remote(server, "acme_detect", "compare", photo, blank), 1)  # no answer: 1, not 2
     assert no_face.startswith("error (no_face): ") and f"image_b ({blank})" in no_face, no_face
     nan = [_error_line(_remote(server, "acme_read", command, *args, "--far", "nan"))
            for command, args in (("compare", (photo, photo)), ("search", ("c", photo)))]
@@ -126,3 +126,34 @@ def test_remote_detect_reads_an_image_from_standard_input(server, examples: Path
     photo = examples / "tests/test_images/obama.jpg"
     found = _answer(_remote(server, "acme_detect", "detect", "-", input=photo.read_bytes()))
     assert len(found["faces"]) == 1
+
+
+def test_remote_ensure_steps_and_a_photo_without_a_face(server, examples: Path, tmp_path: Path) -> None:
+    """Run twice, `remote collection-create` was 2 already_exists and `remote subject-delete` 2
+    not_found: --exist-ok (the same --keep-crops; other crops are still an error) and --missing-ok
+    make them 0, said in the answer. A search of a photo without a face was exit 2 as an outage is: 1."""
+    photo = examples / "tests/test_images/obama.jpg"
+    blank = tmp_path / "blank.jpg"
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(blank)
+    name = f"ensure_{uuid.uuid4().hex[:6]}"
+    made = _answer(_remote(server, "acme_write", "collection-create", name, "--exist-ok"))
+    assert made["name"] == name and made["existed"] is False, made
+    try:
+        again = _answer(_remote(server, "acme_write", "collection-create", name, "--exist-ok"))
+        assert again["name"] == name and again["existed"] is True, again
+        assert _error_line(_remote(server, "acme_write", "collection-create", name)).startswith(
+            "error (already_exists): ")  # without the flag: as before
+        other = _error_line(_remote(server, "acme_write", "collection-create", name, "--keep-crops", "--exist-ok"))
+        assert other.startswith("error (already_exists): ") and "crops not kept" in other, other
+        _answer(_remote(server, "acme_write", "enrol", name, "obama", photo))
+        no_face = _remote(server, "acme_read", "search", name, blank, "--json")
+        assert no_face.exit_code == 1 and json.loads(no_face.stdout)["error"] == "no_face", no_face.output
+        delete = ["subject-delete", name, "obama", "--yes", "--missing-ok"]
+        assert _answer(_remote(server, "acme_write", *delete)) == {
+            "deleted": f"subject 'obama' of '{name}'", "faces": 1, "missing": False}
+        assert _answer(_remote(server, "acme_write", *delete)) == {
+            "deleted": f"subject 'obama' of '{name}'", "faces": 0, "missing": True}
+        assert _error_line(_remote(server, "acme_write", *delete[:-1])).startswith("error (not_found): ")
+    finally:
+        _answer(_remote(server, "acme_write", "collection-delete", name, "--yes"))
+    assert _answer(_remote(server, "acme_write", "subject-delete", name, "obama", "--yes", "--missing-ok"))["missing"]
