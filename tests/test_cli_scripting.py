@@ -304,7 +304,9 @@ def test_no_face_is_exit_1_not_an_error(examples, tmp_path):
     not_an_image = tmp_path / "in" / "notes.jpg"
     not_an_image.write_text("not an image")
     assert _json(["liveness", str(not_an_image), "-p", "scrfd-mbf", "--json"], 2)["results"][0]["error"]
-    _json(["liveness", str(blank), str(not_an_image), "-p", "scrfd-mbf", "--json"], 1)  # an error, one not: 1
+    # nothing answered and one an error: 2 (a script must not go on as if the other's result stood); with an answer: 1
+    _json(["liveness", str(blank), str(not_an_image), "-p", "scrfd-mbf", "--json"], 2)
+    _json(["liveness", photo, str(not_an_image), "-p", "scrfd-mbf", "--json"], 1)
     db = str(tmp_path / "g.db")
     assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
     searched = _json(["gallery", "search", "staff", str(blank), "--db", db, "--json"], 1)
@@ -341,6 +343,9 @@ def test_gallery_create_exist_ok_and_delete_missing_ok(tmp_path):
     gone = runner.invoke(app, [*delete, "--missing-ok"])
     assert gone.exit_code == 0 and "collection 'staff' is not there: nothing deleted" in gone.stdout, gone.output
     assert _json([*delete, "-s", "ghost", "--missing-ok", "--json"])["missing"] is True  # nor its collection
+    nowhere = ["gallery", "delete", "staff", "--yes", "--db", str(tmp_path / "nosuch.db")]
+    assert _json([*nowhere, "--missing-ok", "--json"])["missing"] is True  # nor its database (no file made)
+    assert _json([*nowhere, "--json"], 2)["error"] == "not_found" and not (tmp_path / "nosuch.db").exists()
 
 
 def test_admin_tenant_create_exist_ok(tmp_path):

@@ -359,13 +359,14 @@ def fail_import(exc: ImportError, extra: str, as_json: bool = False) -> NoReturn
 
 def exit_for_failures(failed: int | Sequence[str], total: int) -> None:
     """The exit status of a command over many inputs, once its report is out: 0 when none
-    failed, 1 when some did (the others' results stand), 2 when every one failed with an error.
+    failed, 1 when some did (the others' results stand), 2 when none gave an answer and one of
+    them failed with an error (a script must not go on as if the others' results stood).
     ``failed``: how many failed, or the code of each failure: an input that gave no answer
-    (``no_face``, :func:`exit_status`) is never an error, so a photo without a face alone is 1."""
+    (``no_face``, :func:`exit_status`) is no error, so photos without a face alone are 1."""
     codes = ["error"] * failed if isinstance(failed, int) else list(failed)
     if codes:
-        errors = sum(exit_status(code) == 2 for code in codes)
-        raise typer.Exit(2 if errors >= total else 1)
+        errors = any(exit_status(code) == 2 for code in codes)
+        raise typer.Exit(2 if errors and len(codes) >= total else 1)
 
 
 def os_error(exc: OSError) -> FaceAtlasError:

@@ -335,6 +335,18 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
     default = _default_events_engine(db)
     events = [engine for engine in (default, given) if engine is not None]
     target = f"subject '{subject}' of '{collection}'" if subject is not None else f"collection '{collection}'"
+
+    def missing() -> None:
+        _emit({"deleted": target, "faces": 0, "missing": True}, as_json,
+              f"{escape(target)} is not there: nothing deleted")
+
+    if missing_ok:  # no gallery database (a SQLite file that is not there) holds nothing to delete either
+        try:
+            Gallery.open(db, tenant=tenant, create=False).close()
+        except NotFound:
+            return missing()
+        except (FaceAtlasError, DBAPIError, OSError):
+            pass  # said as every command says it, below
     with _gallery(db, tenant, as_json) as gallery:  # what is not there is an error before any question
         try:
             held = (gallery.get_subject(collection, subject) if subject is not None
@@ -342,9 +354,7 @@ def delete(collection: str, subject: Annotated[str | None, typer.Option(
         except NotFound:
             if not missing_ok:
                 raise
-            _emit({"deleted": target, "faces": 0, "missing": True}, as_json,
-                  f"{escape(target)} is not there: nothing deleted")
-            return
+            return missing()
         if not yes and as_json:  # nothing to ask in: it deleted without a question
             raise CommandLineError(f"--json cannot ask before deleting {target}: give --yes")
         if not yes:  # declined: "Aborted.", exit 1 (README's exit statuses), as `admin tenant delete`

@@ -17,7 +17,6 @@ from faceatlas.cli.files import STDIN, one_stdin, stdin_stream
 from faceatlas.client import FaceAtlasApiError, FaceAtlasClient, FaceAtlasClientError, FaceAtlasTransportError
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut
 from faceatlas.errors import (
-    AlreadyExists,
     CommandLineError,
     FaceAtlasError,
     FileMissing,
@@ -206,26 +205,17 @@ def collection_create(
     name: str, server: Server, key: Key,
     keep_crops: Annotated[bool, typer.Option("--keep-crops", help="store a source crop of each face (allows "
                                                                   "re-embedding; stores face images)")] = False,
-    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="a collection of that name with the same "
-                                                              "--keep-crops is no error: its answer, \"existed\": "
-                                                              "true, exit 0")] = False,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="a collection of that name in the server's "
+                                                              "embedding space with the same --keep-crops is no "
+                                                              "error: its answer, \"existed\": true, exit 0")] = False,
     idempotency_key: Once = None, timeout: Timeout = TIMEOUT, as_json: Json = False,
 ) -> None:
     """Create a collection bound to the server's model pack."""
     once = idempotency_key or uuid.uuid4().hex
 
-    def call(client: FaceAtlasClient) -> dict[str, Any]:
-        try:
-            made = client.create_collection(name, keep_crops=keep_crops, idempotency_key=once)
-        except FaceAtlasApiError as exc:  # the server's already_exists, the one error --exist-ok is for
-            if not exist_ok or exc.code != AlreadyExists.code:
-                raise
-            held = client.get_collection(name)  # bound to the server's pack, as one made now: crops alone may differ
-            if held.keep_crops != keep_crops:
-                raise FaceAtlasApiError(exc.status, exc.code, f"collection '{name}' already exists with other "
-                                        f"settings: crops {'kept' if held.keep_crops else 'not kept'}", None) from exc
-            return {**held.raw, "existed": True}
-        return {**made.raw, **({"existed": False} if exist_ok else {})}
+    def call(client: FaceAtlasClient) -> dict[str, Any]:  # the server decides what "the same" is (its pack)
+        made = client.create_collection(name, keep_crops=keep_crops, exist_ok=exist_ok, idempotency_key=once)
+        return made.raw
 
     _run(server, key, call, as_json, timeout=timeout, write_key=once)
 

@@ -272,12 +272,16 @@ class FaceAtlasClient:
 
     # -- galleries -------------------------------------------------------------------------------
     def create_collection(self, name: str, *, keep_crops: bool = False, metadata: dict | None = None,
-                          idempotency_key: str | None = None) -> Collection:
+                          exist_ok: bool = False, idempotency_key: str | None = None) -> Collection:
         """A collection bound to the server's model pack (``keep_crops``: keep a source crop of each
-        face; ``metadata``: a JSON object kept with it)."""
+        face; ``metadata``: a JSON object kept with it). ``exist_ok``: one of this name in the server's
+        embedding space with the same ``keep_crops`` is answered as it is (``raw["existed"]`` true);
+        one made otherwise is still ``already_exists``."""
         body: dict[str, Any] = {"name": name, "keep_crops": keep_crops}
         if metadata is not None:
             body["metadata"] = metadata
+        if exist_ok:
+            body["exist_ok"] = True
         return _parse(Collection, self._call("POST", "/v1/collections", _once(idempotency_key), json=body))
 
     def list_collections(self) -> list[Collection]:

@@ -291,13 +291,15 @@ class Gallery:
     def existing_collection(self, name: str, pack: str | Pack | FaceAnalyzer, *,
                             keep_crops: bool = False) -> CollectionInfo:
         """The collection ``name`` when it is the one :meth:`create_collection` with these arguments
-        makes (bound to ``pack``, keeping crops or not as ``keep_crops``): an "ensure" step run again
+        makes (bound to ``pack``'s embedding space, keeping crops or not as ``keep_crops``): an "ensure" step run again
         (`gallery create --exist-ok`) finds it as it asked for it. One of that name made otherwise
         (another pack, crops kept or not) is :class:`AlreadyExists`, naming what differs; none of
         that name, :class:`NotFound`."""
         wanted = pack_of(pack)
         info = self.get_collection(name)
-        differs = ([f"pack {info.pack_name}, not {wanted.name}"] if info.pack_name != wanted.name else []) + (
+        differs = ([f"pack {info.pack_name}, not {wanted.name}"] if info.pack_name != wanted.name else
+                   [f"embedding space {info.recognizer_id}, not {wanted.recognizer_id}"]
+                   if info.recognizer_id != wanted.recognizer_id else []) + (
             [f"crops {'kept' if info.keep_crops else 'not kept'}"] if info.keep_crops != keep_crops else [])
         if differs:
             raise AlreadyExists(f"collection '{name}' already exists with other settings: {', '.join(differs)}")

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -436,13 +436,29 @@ def route_error_answers(route: object) -> dict[str, str]:
         limits: list[str] = next((getattr(call, LIMITS_ATTRIBUTE) for call in calls
                                   if hasattr(call, LIMITS_ATTRIBUTE)), [])
         answers["429"] = "; ".join(limits)
+        answers["422"] = "validation_error: a query parameter it does not take, or a value out of its range"
     names = [param.name for param in getattr(getattr(route, "dependant", None), "path_params", [])]
-    if names:
+    if names and not getattr(getattr(route, "endpoint", None), LOOKS_NOTHING_UP, False):
         answers["404"] = f"not_found: no such {' or '.join(names)} (of the caller's tenant)"
+    unavailable = ["database_unavailable or state_unavailable: the database, or the shared state (Redis), "
+                   "cannot be reached now (Retry-After)"] if gate is not None else []
     if get_pool in calls:
-        answers["503"] = ("overloaded: the inference queue is full, or holds the tenant's share of it already, "
-                          "or the server is shutting down (Retry-After)")
+        unavailable.append("overloaded: the inference queue is full, or holds the tenant's share of it already, "
+                           "or the server is shutting down (Retry-After)")
+    if unavailable:
+        answers["503"] = "; ".join(unavailable)
     return answers
+
+
+LOOKS_NOTHING_UP = "_faceatlas_looks_nothing_up"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def looks_nothing_up(endpoint: F) -> F:
+    """On a route whose path names no stored object (a camera's counts: none yet is an empty
+    answer): no 404 in its OpenAPI answers (:func:`route_error_answers`)."""
+    setattr(endpoint, LOOKS_NOTHING_UP, True)
+    return endpoint
 
 
 class MeteredRoute(IdempotentRoute):
@@ -574,6 +590,7 @@ class AuditEntry:
     action: str
     target: str
     details: dict[str, Any] = field(default_factory=dict)
+    skip: bool = False  # set by a route that succeeded without changing anything: no record
 
 
 def audited(action: str, target: str = "{collection}") -> Any:
@@ -588,7 +605,7 @@ def audited(action: str, target: str = "{collection}") -> Any:
     async def dependency(request: Request, principal: PrincipalDep, accounts: AccountsDep) -> AsyncIterator[AuditEntry]:
         entry = AuditEntry(action, target.format(**request.path_params))
         yield entry
-        if getattr(request.state, "replayed", False):  # an Idempotency-Key's replay: the call ran once
+        if getattr(request.state, "replayed", False) or entry.skip:  # a replay (the call ran once), or no change
             return
         await run_in_threadpool(accounts.audit_committed, entry.action, entry.target, principal.tenant_id,
                                 principal.key_id, entry.details or None)

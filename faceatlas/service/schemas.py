@@ -142,6 +142,10 @@ class CollectionOut(BaseModel):
     created_at: UtcTime
 
 
+class CollectionCreatedOut(CollectionOut):
+    existed: bool | None = Field(default=None, description="given exist_ok only: whether it was there already")
+
+
 class CollectionList(BaseModel):
     collections: list[CollectionOut]
 

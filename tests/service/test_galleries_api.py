@@ -793,3 +793,31 @@ def test_a_tenant_holds_at_most_its_share_of_exports(launch, shared, examples, f
     assert answer.status_code == 200 and len(answer.content) > 8_000_000
     second.close()
     engine.dispose()
+
+
+def test_create_collection_exist_ok_is_decided_by_the_server(api):
+    """An "ensure" step (`remote collection-create --exist-ok`) compared crops alone on the client,
+    which cannot know the server's pack: a collection of another embedding space (here the same
+    pack with flip TTA) was answered "existed" and every enrolment after it was 409 model_mismatch.
+    The server decides: the same space and crops is 200 "existed" (no audit record: nothing changed),
+    anything else still 409 already_exists, naming what differs."""
+    name = f"ensure_{uuid.uuid4().hex[:6]}"
+    flipped = f"flipped_{uuid.uuid4().hex[:6]}"
+    with Gallery.open(api.database_url, tenant="svc:acme") as gallery:
+        gallery.create_collection(flipped, get_pack("scrfd-mbf", flip=True))
+    with api.client("acme_write") as http:
+        plain = http.post("/v1/collections", json={"name": f"{name}_plain"})
+        assert plain.status_code == 201 and "existed" not in plain.json(), plain.text
+        made = http.post("/v1/collections", json={"name": name, "exist_ok": True})
+        assert made.status_code == 201 and made.json()["existed"] is False, made.text
+        again = http.post("/v1/collections", json={"name": name, "exist_ok": True})
+        assert again.status_code == 200 and again.json()["existed"] is True, again.text
+        assert again.json()["recognizer_id"] == made.json()["recognizer_id"]
+        crops = http.post("/v1/collections", json={"name": name, "exist_ok": True, "keep_crops": True})
+        assert crops.status_code == 409 and "crops not kept" in crops.json()["error"]["message"], crops.text
+        other = http.post("/v1/collections", json={"name": flipped, "exist_ok": True})
+        assert other.status_code == 409 and other.json()["error"]["code"] == "already_exists", other.text
+        assert "embedding space" in other.json()["error"]["message"], other.text
+    with api.client("acme_admin") as http:
+        events = http.get("/v1/audit", params={"limit": 1000}).json()["events"]
+    assert [e["action"] for e in events if e["target"] == name] == ["collection.create"], events

@@ -64,12 +64,15 @@ def test_each_operation_declares_the_errors_its_dependencies_answer(api):
         assert answers["401"]["description"].startswith("unauthorized"), call
         assert re.search(r"lacks the '(admin|write|read|detect)' scope", answers["403"]["description"]), call
         assert "rate_limited" in answers["429"]["description"], call
-        assert ("404" in answers) == ("{" in path), call
-        assert ("503" in answers) == (call in INFERENCE), call
-        if "503" in answers:
-            assert "overloaded" in answers["503"]["description"], call
-            assert answers["503"]["content"]["application/json"]["schema"] == ERROR_BODY, call
+        # a camera's counts look nothing up: an unknown camera is an empty answer, no 404
+        assert ("404" in answers) == ("{" in path and call != "GET /v1/cameras/{camera}/counts"), call
+        assert "422" in answers, call  # an unknown query parameter, on every operation
+        assert "database_unavailable" in answers["503"]["description"], call  # every metered call reads or writes
+        assert ("overloaded" in answers["503"]["description"]) == (call in INFERENCE), call
+        assert answers["503"]["content"]["application/json"]["schema"] == ERROR_BODY, call
     assert seen >= INFERENCE
+    for call, code in (("POST /v1/collections", "already_exists"), ("POST /v1/keys", "key_limit")):
+        assert code in dict(_by_call(api))[call]["responses"]["409"]["description"], call
     assert "quota_exceeded" in dict(_by_call(api))["POST /v1/detect"]["responses"]["429"]["description"]
     assert "quota_exceeded" not in dict(_by_call(api))["GET /v1/keys"]["responses"]["429"]["description"]
     export = dict(_by_call(api))["GET /v1/collections/{collection}/export"]["responses"]["429"]["description"]
@@ -85,8 +88,8 @@ def _by_call(api) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def test_real_refusals_answer_statuses_their_operations_declare(api):
     """Every operation: without a key (401), with a read key (403 where another scope is needed; a
-    read route on an unknown object 404), and a key past its rate (429): each answer's status is
-    one its operation declares."""
+    read route on an unknown object 404; a GET with a query parameter it does not take 422), and a
+    key past its rate (429): each answer's status is one its operation declares."""
     undeclared = []
     with api.client() as anonymous, api.client("acme_read") as reader:
         for method, path, operation in _operations(api):
@@ -102,8 +105,14 @@ def test_real_refusals_answer_statuses_their_operations_declare(api):
                 assert answer.status_code == 403, (call, answer.text)
             if answer.status_code >= 400 and answer.status_code not in declared:
                 undeclared.append((call, answer.status_code))
+            if method == "GET":  # a query parameter the operation does not take
+                answer = reader.get(_url(path, operation), params={"zzz": "1"})
+                if answer.status_code >= 400 and answer.status_code not in declared:
+                    undeclared.append((call, answer.status_code))
         unknown = reader.get(f"/v1/collections/nope-{uuid.uuid4().hex[:8]}")
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found", unknown.text
+        nothing = reader.get(f"/v1/cameras/nope-{uuid.uuid4().hex[:8]}/counts")
+        assert nothing.status_code == 200 and nothing.json()["counts"] == [], nothing.text
     assert 404 in _declared(dict(_by_call(api))["GET /v1/collections/{collection}"])
     tenant = f"own-{uuid.uuid4().hex[:12]}"
     api.accounts.create_tenant(tenant)

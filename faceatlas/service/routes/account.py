@@ -128,7 +128,8 @@ def list_keys(
     }
 
 
-@router.post("/keys", status_code=201, response_model=IssuedKeyOut)
+@router.post("/keys", status_code=201, response_model=IssuedKeyOut, responses={409: {"description": (
+    "key_limit: the tenant has its most active keys, or their calls/s summed would pass its ceiling")}})
 def create_key(
     body: KeyRequest,
     accounts: AccountsDep,

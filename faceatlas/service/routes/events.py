@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.gallery import PAGE_MAX
-from faceatlas.service.deps import DbDep, Meter, metered
+from faceatlas.service.deps import DbDep, Meter, looks_nothing_up, metered
 from faceatlas.service.schemas import CountList, ErrorOut, EventList
 from faceatlas.video import COUNT_PAGE_MINUTES, COUNTED_CLASSES, Event, EventType, event_snapshot
 from faceatlas.video import list_counts as stored_counts
@@ -70,6 +70,7 @@ def _counted_classes(schema: dict[str, Any]) -> None:
 
 
 @router.get("/cameras/{camera}/counts", response_model=CountList)
+@looks_nothing_up  # a camera with no counts (yet) is an empty answer
 async def camera_counts(
     db: DbDep,
     meter: Annotated[Meter, Depends(metered("counts.list", "read", billable=False))],

@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from faceatlas.engine import DEFAULT_FAR, DEFAULT_FPIR, Cut, Embedding, NoFace
-from faceatlas.errors import InvalidArgument, RateLimited
+from faceatlas.errors import AlreadyExists, InvalidArgument, RateLimited
 from faceatlas.gallery import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -57,6 +57,7 @@ from faceatlas.service.deps import (
 from faceatlas.service.idempotency import store_answer_at
 from faceatlas.service.paths import COLLECTIONS_PATH, subjects_path
 from faceatlas.service.schemas import (
+    CollectionCreatedOut,
     CollectionList,
     CollectionOut,
     EnrolOut,
@@ -80,6 +81,10 @@ class CollectionRequest(RequestBody):
     name: Name
     keep_crops: bool = Field(default=False, description="store a source crop of each face (enables re-embedding)")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    exist_ok: bool = Field(default=False, description=(
+        "an \"ensure\" step: a collection of this name bound to the server's pack (the same embedding space) "
+        "with the same keep_crops is answered 200 with \"existed\": true, nothing changed; one made otherwise "
+        "is still 409 already_exists, naming what differs"))
 
 
 class SubjectRequest(RequestBody):
@@ -108,20 +113,33 @@ async def list_collections(
     return {"collections": [c.to_dict() for c in await run_in_threadpool(gallery.list_collections)]}
 
 
-@router.post("/collections", status_code=201, response_model=CollectionOut)
+@router.post("/collections", status_code=201, response_model=CollectionCreatedOut, response_model_exclude_none=True,
+             responses={200: {"model": CollectionCreatedOut, "description": "it was there already (exist_ok)"},
+                        409: {"description": "already_exists: a collection of this name (made otherwise, with "
+                                             "exist_ok)"}})
 async def create_collection(
     body: CollectionRequest,
     meter: Annotated[Meter, Depends(metered("collections.create", "write", idempotent=True))],
     gallery: TenantGalleryDep,
     analyzer: AnalyzerDep,
     audit: Annotated[AuditEntry, audited("collection.create", "")],
+    response: Response,
 ) -> dict[str, Any]:
     """A collection bound to the server's model pack (its embeddings never mix with another's)."""
-    info = await run_in_threadpool(
-        lambda: gallery.create_collection(body.name, analyzer, keep_crops=body.keep_crops, metadata=body.metadata)
-    )
     audit.target = body.name
-    return info.to_dict()
+    try:
+        info = await run_in_threadpool(
+            lambda: gallery.create_collection(body.name, analyzer, keep_crops=body.keep_crops, metadata=body.metadata)
+        )
+    except AlreadyExists:
+        if not body.exist_ok:
+            raise
+        held = await run_in_threadpool(lambda: gallery.existing_collection(body.name, analyzer,
+                                                                           keep_crops=body.keep_crops))
+        audit.skip = True  # nothing changed: nothing to record
+        response.status_code = 200
+        return {**held.to_dict(), "existed": True}
+    return {**info.to_dict(), **({"existed": False} if body.exist_ok else {})}
 
 
 @router.get("/collections/{collection}", response_model=CollectionOut)
