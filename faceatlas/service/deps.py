@@ -346,7 +346,7 @@ def metered(operation: str, scope: str, *, billable: bool = True, idempotent: bo
         try:
             await known_request(request)
         except BaseException:
-            meter.release()
+            meter.release()  # in the loop: a place's release never blocks it (SharedState.take_slot)
             raise
         return meter
 

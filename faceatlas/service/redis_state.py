@@ -50,6 +50,7 @@ client reconnects by itself on the next call once Redis answers again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -57,8 +58,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from hashlib import sha256
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -207,6 +208,13 @@ return sum
 # the alive-key prefix, alive ttl, a new instance id, the instance this process knew, the grace in ms.
 # 1: taken; 0: the tenant holds the most already; -2: Redis restarted, the places held not all written
 # back yet. The places of a process whose heartbeat stopped (its alive key gone) count no more: dropped.
+# This process's field is SET, not incremented: what this relies on is that every write of it (this
+# script, a release, the heartbeat) sends the process's own count (``RedisState._slots``, the truth)
+# read under ``_slot_lock`` with nothing changing it until Redis answered: other threads wait for the
+# lock, and a release the garbage collector runs in the same thread meanwhile (a Meter's finalizer) is
+# deferred until that write is done (``RedisState._slot_writes``). So the last write is always the
+# present count, and a field Redis got wrong (a release it did not hear, a Redis restarted empty) is
+# made right by the next write: the take's own (its ARGV[3]) or the heartbeat's.
 _TAKE_SLOT = _current_instance(3, 6) + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
 local held = tonumber(ARGV[3]) - 1
@@ -292,9 +300,12 @@ class RedisState(SharedState):
             self._deployment = self.redis.get(self.name(DEPLOYMENT_KEY))
         self._claims: dict[str, bytes] = {}  # Idempotency-Keys claimed by this process's calls running
         # (kind, tenant) -> the places this process holds, as Redis should have them (0: to delete); a
-        # lock of its own, reentrant: a release run by a Meter's finalizer may come while it is held
+        # lock of its own, reentrant: a release run by a Meter's finalizer may come while it is held, and
+        # is then deferred until the write under way is done (``_slot_writes``)
         self._slots: dict[tuple[str, str], int] = {}
         self._slot_lock = threading.RLock()
+        self._slot_writing = False  # a take, release or heartbeat is between reading _slots and Redis's answer
+        self._deferred: list[tuple[str, str]] = []  # places freed meanwhile (same thread: the collector)
         self._take_slot = self.redis.register_script(_TAKE_SLOT)
         self._stop = threading.Event()
         self._heartbeat()
@@ -463,11 +474,31 @@ class RedisState(SharedState):
     def _slot_name(self, kind: str, tenant_id: str) -> str:
         return self.name("slots", kind, tenant_id)
 
+    @contextmanager
+    def _slot_writes(self) -> Iterator[None]:
+        """The slot lock, held while this thread reads ``_slots`` and writes them to Redis. A release
+        that comes meanwhile can only be this thread's (the lock is held): the garbage collector running
+        a Meter's finalizer inside the Redis call. Run there, it would change ``_slots`` and write its
+        count before the interrupted write sends (or stores) the count read before it: a release lost
+        (the place held for the life of the process) or a place resurrected in Redis. So it is deferred
+        (:meth:`_freed`) and done here, after the interrupted write, in the same hold of the lock."""
+        with self._slot_lock:
+            if self._slot_writing:  # nested in this thread (a deferred release's own write): already guarded
+                yield
+                return
+            self._slot_writing = True
+            try:
+                yield
+            finally:
+                self._slot_writing = False
+                while self._deferred:  # each freed now (a release re-entered in that one is deferred again)
+                    self._free(self._deferred.pop(0))
+
     def take_slot(self, kind: str, tenant_id: str, limit: int) -> Callable[[], None] | None:
         held = (kind, tenant_id)
         keys = [self._slot_name(kind, tenant_id), self.name("alive", self.process), self.name(INSTANCE_KEY),
                 self.name(RESTARTED_KEY)]
-        with self._slot_lock:
+        with self._slot_writes():  # nothing changes _slots[held] before Redis answered (see _TAKE_SLOT)
             mine = self._slots.get(held, 0) + 1
             try:
                 taken = int(self._call(lambda: self._take_slot(keys=keys, args=[
@@ -486,22 +517,35 @@ class RedisState(SharedState):
 
         def release() -> None:
             nonlocal freed
+            if _on_event_loop():  # never blocks a loop (a Redis call of up to 1 s, or the lock held as long)
+                with suppress(RuntimeError):  # no new thread at interpreter shutdown: freed here then
+                    threading.Thread(target=release, name="faceatlas-slot-release", daemon=True).start()
+                    return
             with self._slot_lock:
                 if freed:
                     return
                 freed = True
-                self._slots[held] = max(0, self._slots.get(held, 1) - 1)
-                try:
-                    self._write_slots([held])
-                except redis.RedisError as exc:  # freed here; Redis hears it at the next heartbeat
-                    log.warning("the shared state (Redis at %s) did not hear an export's place freed (%s); "
-                                "the next heartbeat writes it", self.address, exc)
+                if self._slot_writing:  # re-entered in this thread by the collector: once that write is done
+                    self._deferred.append(held)
+                    return
+                self._free(held)
 
         return release
 
+    def _free(self, held: tuple[str, str]) -> None:
+        """One place of ``held`` (kind, tenant) freed, in ``_slots`` and in Redis (never raising:
+        Redis not hearing it, the next heartbeat writes it)."""
+        with self._slot_writes():
+            self._slots[held] = max(0, self._slots.get(held, 1) - 1)
+            try:
+                self._write_slots([held])
+            except redis.RedisError as exc:  # freed here; Redis hears it at the next heartbeat
+                log.warning("the shared state (Redis at %s) did not hear an export's place freed (%s); "
+                            "the next heartbeat writes it", self.address, exc)
+
     def _write_slots(self, held: list[tuple[str, str]]) -> None:
-        """Write this process's places of ``held`` (kind, tenant) as it holds them (the lock held);
-        those it holds no more are forgotten once written."""
+        """Write this process's places of ``held`` (kind, tenant) as it holds them (within
+        :meth:`_slot_writes`); those it holds no more are forgotten once written."""
         if not held:
             return
         with self.redis.pipeline(transaction=False) as pipe:
@@ -614,7 +658,7 @@ class RedisState(SharedState):
             with self._lock:  # a call finishing now releases its claim after this, never before
                 if self._claims:
                     self._refresh(keys=list(self._claims), args=[CLAIM_SECONDS, *self._claims.values()])
-            with self._slot_lock:  # its places: back into a Redis restarted empty, releases it missed
+            with self._slot_writes():  # its places: back into a Redis restarted empty, releases it missed
                 self._write_slots(list(self._slots))
             self._follow()
             self._keep_deployment()
@@ -710,6 +754,16 @@ class RedisAnswers:
                                    f"the stored answers: {exc}", retry_after=1.0) from exc
         finally:
             client.close()
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (a route's error path, a finalizer or a generator
+    closed by the garbage collector in the server's loop): a blocking call here stalls every call."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _glob_escaped(text: str) -> str:

@@ -88,8 +88,10 @@ class SharedState(ABC):
         """One of the at most ``limit`` places of ``kind`` (``"exports"``: a tenant's collection
         exports, each a copy of its collection in TMPDIR until its download ends) that
         ``tenant_id`` may hold at once across every process, and what frees it (once, however often
-        it is called; never raising), or None when the tenant holds ``limit`` already. A place held
-        by a process that died is freed as its Idempotency-Key claims are."""
+        it is called; never raising, never blocking an event loop's thread: it may be called there,
+        by a route or by the garbage collector, as a Meter's finalizer; and it may be called by the
+        collector in the thread of a take or a release under way), or None when the tenant holds
+        ``limit`` already. A place held by a process that died is freed as its Idempotency-Key claims are."""
 
     @abstractmethod
     def principal(self, token: str, load: LoadKey) -> Principal | None:
@@ -165,10 +167,12 @@ class TenantSlots:
         with self._lock:
             return self._held[tenant_id]
 
-    def take(self, tenant_id: str) -> Callable[[], None] | None:
+    def take(self, tenant_id: str, limit: int | None = None) -> Callable[[], None] | None:
         """A place for ``tenant_id`` and what frees it (once, however often it is called), or None
-        when the tenant holds ``limit`` already."""
+        when the tenant holds ``limit`` already (given: the new limit, from now on, set under the lock)."""
         with self._lock:
+            if limit is not None:
+                self.limit = limit
             if self._held[tenant_id] >= self.limit:
                 return None
             self._held[tenant_id] += 1
@@ -227,8 +231,7 @@ class MemoryState(SharedState):
     def take_slot(self, kind: str, tenant_id: str, limit: int) -> Callable[[], None] | None:
         with self._lock:
             slots = self._slots.setdefault(kind, TenantSlots(limit))
-        slots.limit = limit
-        return slots.take(tenant_id)
+        return slots.take(tenant_id, limit)  # the limit set under the slots' lock, with the take
 
     def principal(self, token: str, load: LoadKey) -> Principal | None:
         return load(token)

@@ -7,6 +7,7 @@ before (tests/service/test_galleries_api.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -216,3 +217,142 @@ def test_two_server_processes_on_one_redis_hold_a_tenant_to_its_exports(redis_se
             assert answer.status_code == 200 and answer.content[:4] == b"PAR1", answer.text
         assert _held_by(one.app.state.shared, "noisy") == 0  # type: ignore[attr-defined]
     engine.dispose()
+
+
+def _stopped(state: RedisState) -> RedisState:
+    """``state`` without its background heartbeat: only the test's own calls write its places."""
+    state._stop.set()
+    for thread in state._threads:
+        thread.join(timeout=10)
+    return state
+
+
+def _hash(state: RedisState, tenant: str = "acme") -> dict[bytes, bytes]:
+    return state.redis.hgetall(state.name("slots", EXPORTS, tenant))
+
+
+def test_a_release_the_collector_runs_inside_a_take_is_not_lost(processes) -> None:
+    """A place's release is also its Meter's ``weakref.finalize`` callback: the collector may run it in
+    the thread of another take, inside its Redis call (the slot lock held: it is reentrant). The take had
+    read this process's count before, and wrote it after: the release was lost, the place held in this
+    process and in Redis for good (with a limit of 1, the tenant never exported again, anywhere)."""
+    mine, other = processes(2)
+    _stopped(mine)
+    first = _taken(mine)
+    script = mine._take_slot
+
+    def take_with_the_collector(*args: Any, **kwargs: Any) -> Any:
+        first()  # the collector frees the first place here: same thread, lock held
+        return script(*args, **kwargs)
+
+    mine._take_slot = take_with_the_collector
+    try:
+        second = _taken(mine)
+    finally:
+        mine._take_slot = script
+    assert mine._slots == {(EXPORTS, "acme"): 1} and _held_by(mine) == 1
+    second()
+    mine._heartbeat()
+    assert mine._slots == {} and _hash(mine) == {}, "a place this process freed is still held"
+    assert [other.take_slot(EXPORTS, "acme", 2) is not None for _ in range(3)] == [True, True, False]
+
+
+def test_a_release_the_collector_runs_inside_the_heartbeat_resurrects_no_place(processes) -> None:
+    """The collector running a release inside the heartbeat's write (its pipeline not sent yet): the
+    release deleted this process's field and its entry, then the heartbeat wrote the count from before:
+    a place in Redis that nothing freed (no entry left to write again) while other processes lived."""
+    mine, other = processes(2)
+    _stopped(mine)
+    release = _taken(mine, limit=1)
+    real = mine.redis.pipeline
+    interrupted: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        if not interrupted:
+            interrupted.append(1)
+            send = pipe.execute
+
+            def execute(*a: Any, **k: Any) -> Any:
+                release()  # the collector runs the Meter's finalizer here
+                return send(*a, **k)
+
+            pipe.execute = execute
+        return pipe
+
+    mine.redis.pipeline = pipeline  # type: ignore[method-assign]
+    try:
+        mine._heartbeat()
+    finally:
+        mine.redis.pipeline = real  # type: ignore[method-assign]
+    assert interrupted, "the heartbeat wrote no places"
+    assert mine._slots == {} and _hash(mine) == {}, "the heartbeat wrote back a place freed during it"
+    assert other.take_slot(EXPORTS, "acme", 1) is not None
+
+
+def test_a_release_the_collector_runs_inside_another_release_resurrects_no_place(processes) -> None:
+    """The same inside a release's own write: the inner one's count was overwritten by the outer's."""
+    mine, other = processes(2)
+    _stopped(mine)
+    first, second = _taken(mine), _taken(mine)
+    real = mine.redis.pipeline
+    interrupted: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        if not interrupted:
+            interrupted.append(1)
+            send = pipe.execute
+
+            def execute(*a: Any, **k: Any) -> Any:
+                second()
+                return send(*a, **k)
+
+            pipe.execute = execute
+        return pipe
+
+    mine.redis.pipeline = pipeline  # type: ignore[method-assign]
+    try:
+        first()
+    finally:
+        mine.redis.pipeline = real  # type: ignore[method-assign]
+    assert interrupted
+    assert mine._slots == {} and _hash(mine) == {}, "a place freed inside another's release is still held"
+    mine._heartbeat()
+    assert [other.take_slot(EXPORTS, "acme", 2) is not None for _ in range(3)] == [True, True, False]
+
+
+def test_a_release_on_the_event_loop_never_blocks_it(processes) -> None:
+    """A release called in the server's event loop (an export's error path, a Meter's finalizer run by
+    the collector there) waits for no Redis call and no lock: it frees the place from another thread.
+    Here the slot lock is held (a heartbeat or a take waiting on a slow Redis) while the loop releases."""
+    mine, other = processes(2)
+    release = _taken(mine, limit=1)
+    holding, let_go = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with mine._slot_lock:
+            holding.set()
+            let_go.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock, daemon=True)
+    holder.start()
+    assert holding.wait(10)
+
+    async def on_the_loop() -> float:
+        began = time.monotonic()
+        release()
+        return time.monotonic() - began
+
+    try:
+        took = asyncio.run(on_the_loop())
+    finally:
+        let_go.set()
+        holder.join(10)
+    assert took < 1.0, f"the release blocked the event loop {took:.1f} s"
+    deadline = time.monotonic() + 10
+    while _hash(mine):
+        assert time.monotonic() < deadline, "the place released on the loop was never freed"
+        time.sleep(0.02)
+    assert mine._slots == {}
+    assert other.take_slot(EXPORTS, "acme", 1) is not None

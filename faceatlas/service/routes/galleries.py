@@ -213,7 +213,7 @@ async def export_collection(
         audit.details["faces"] = await run_in_threadpool(lambda: gallery.export(collection, path, with_crops=crops))
         file = path.open("rb")
     except BaseException:
-        meter.release()
+        meter.release()  # in the loop, never blocking it (SharedState.take_slot: freed from another thread)
         raise
     finally:  # removed before a byte is sent: the open file is streamed, its data gone once closed (a task
         # run after the answer was not run for an answer cut short, a server stopped: the copy stayed in TMPDIR)
