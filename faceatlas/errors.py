@@ -71,10 +71,14 @@ layer's fields; each is drawn here too (its code is a contract as these are):
 
 A layer that needs a new kind of failure adds a class here or subclasses one (and draws it above),
 never a bare ``ValueError``.
+
+Beside the tree, :class:`Rejection`: one input of many that failed while the others were answered
+(its source, code and message), which every door gives as ``{"source", "error", "message"}``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -493,3 +497,43 @@ class ModelIntegrityError(ModelError):
 
     code = "model_integrity"
     client_message = "a model file of this server is corrupt (its operator finds the details in the server log)"
+
+
+# -- one input of many that failed ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One input of many that failed, the others answered: an image (or one of its faces) that an
+    enrolment or a scan refused, or that ``detect`` or ``liveness`` could not answer for. Its
+    ``source`` (a path, an upload's name, or ``image#N``: the N-th image given, from 0), the error
+    tree's ``code`` of why (``no_face``,
+    ``too_many_faces``, ``low_quality``, ``invalid_image`` and its kinds...) and a ``message`` for
+    people. Doors read ``code`` and ``message``; ``reason`` is the text they show and
+    :meth:`to_dict` the JSON object they give (the CLI's ``--json``, the API's answers). Here,
+    beside the tree whose codes it carries, so that a door with no gallery (``detect``,
+    ``liveness``) gives the same object without importing one (it is
+    :class:`faceatlas.gallery.Rejection` too)."""
+
+    source: str
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, source: str, error: FaceAtlasError) -> Rejection:
+        """The rejection of ``source`` for ``error`` (its code and message)."""
+        return cls(source, error.code, str(error))
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"source", "error", "message"}``: every door's shape of one input that failed (the
+        ``error`` a code of the tree, as in ``{"error", "message"}`` error bodies). It was three:
+        detect's ``{"image", "error", "message"}``, enrol's ``{"source", "reason": "code: why"}``
+        and a scan's ``["source", "code: why"]`` pairs."""
+        return {"source": self.source, "error": self.code, "message": self.message}
+
+    @property
+    def reason(self) -> str:
+        """``code: message`` (``low_quality (0.31 < 0.50)``: a measure, in brackets)."""
+        if self.code == LowQuality.code:
+            return f"{self.code} ({self.message})"
+        return f"{self.code}: {self.message}"

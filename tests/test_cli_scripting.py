@@ -312,7 +312,7 @@ def test_no_face_is_exit_1_not_an_error(examples, tmp_path):
     searched = _json(["gallery", "search", "staff", str(blank), "--db", db, "--json"], 1)
     assert searched["error"] == "no_face" and set(searched) == {"error", "message"}, searched
     enrolled = _json(["gallery", "enrol", "staff", str(blank), "-s", "x", "--db", db, "--json"], 1)
-    assert enrolled["added"] == 0 and enrolled["rejected"][0]["reason"].startswith("no_face"), enrolled
+    assert enrolled["added"] == 0 and enrolled["rejected"][0]["error"] == "no_face", enrolled
     assert _json(["gallery", "enrol", "staff", str(not_an_image), "-s", "x", "--db", db, "--json"], 2)["added"] == 0
     outage = _json(["gallery", "search", "staff", str(blank), "--db", str(tmp_path / "nosuch.db"), "--json"], 2)
     assert outage["error"] == "not_found", outage  # an error is 2, as before

@@ -80,7 +80,8 @@ def test_gallery_enrol_and_eval_folder_name_a_dangling_link_and_a_fifo(folder: P
     assert _cli("gallery", "create", "odd", "-p", "scrfd-mbf", *db, cwd=tmp_path).returncode == 0
     enrolled = _cli("gallery", "enrol", "odd", str(folder), "--json", *db, cwd=tmp_path)
     assert enrolled.returncode == 1, enrolled.stderr  # some enrolled, some rejected
-    rejected = {Path(r["source"]).name: r["reason"] for r in json.loads(enrolled.stdout)["rejected"]}
+    rejected = {Path(r["source"]).name: f"{r['error']}: {r['message']}"
+                for r in json.loads(enrolled.stdout)["rejected"]}
     assert set(rejected) == {"moved.jpg", "pipe.jpg"}, rejected
     assert "a dangling link" in rejected["moved.jpg"] and "not a regular file" in rejected["pipe.jpg"]
 

@@ -173,7 +173,7 @@ def enrol(collection: str, path: Annotated[Path, typer.Argument(help="an image, 
                     summary["skipped"] += len(report.skipped)
                     summary["subjects"] += bool(report.added)
                     summary["renamed"] += [person] if report.renamed else []
-                    summary["rejected"] += [{"source": r.source, "reason": r.reason} for r in report.rejected]
+                    summary["rejected"] += [r.to_dict() for r in report.rejected]
                     rejected += report.rejected
                     progress.advance(task, len(images))
                     done += len(images)

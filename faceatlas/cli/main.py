@@ -44,7 +44,7 @@ from faceatlas.engine import (
     get_pack,
     save_image,
 )
-from faceatlas.errors import InvalidArgument
+from faceatlas.errors import InvalidArgument, Rejection
 
 # The commands of the other layers, by name: (module, attribute: one command's function, or a Typer
 # of sub-commands, the line `faceatlas --help` shows for it). Each module is imported when its command
@@ -248,6 +248,13 @@ def _each_image(paths: list[Path], what: str, one: Callable[[Path], dict[str, An
     return results
 
 
+def _failed_row(path: Path, exc: FaceAtlasError) -> dict[str, Any]:
+    """The row of an image that failed: ``{"source", "error", "message"}``, every door's object of
+    one input that failed (:meth:`Rejection.to_dict`; it was ``{"image", "error", "message"}`` here
+    only), and its ``image`` as every row of ``results`` names it."""
+    return {"image": str(path), **Rejection.of(str(path), exc).to_dict()}
+
+
 def _note_attribute_licences(pack: Pack) -> None:
     """One line on stderr naming the attribute models' licences when one of them restricts use."""
     text = " ".join(pack.attribute_licenses)
@@ -264,7 +271,7 @@ def _detect_one(analyzer: FaceAnalyzer, path: Path, *, liveness: bool, attribute
     except FaceAtlasError as exc:
         if not as_json:
             print_error(exc, about=str(path))  # one line per input that failed, naming it
-        return {"image": str(path), "error": exc.code, "message": str(exc)}
+        return _failed_row(path, exc)
     if draw is not None:
         save_image(draw, draw_faces(image, faces))
     if not as_json:
@@ -363,7 +370,7 @@ def _liveness_one(analyzer: FaceAnalyzer, path: Path, as_json: bool) -> dict[str
     except FaceAtlasError as exc:
         if not as_json:
             print_error(exc, about=str(path))
-        return {"image": str(path), "error": exc.code, "message": str(exc)}
+        return _failed_row(path, exc)
     row = {"image": str(path), **faces[0].liveness.to_dict(), "face": faces[0].to_dict(), "faces_in_image": found}
     if not as_json:
         label = "[green]real[/green]" if row["real"] else "[red]spoof[/red]"

@@ -62,6 +62,7 @@ from faceatlas.client.results import (
     _Answer,
     _cart,
     _faces,
+    _failures,
     _items,
     _parse,
     _search_results,
@@ -701,8 +702,8 @@ class FaceAtlasClient:
         album has is skipped."""
         path = f"/v1/albums/{_seg(album)}/photos"
         params = {} if keep_crops is None else {"keep_crops": keep_crops}
-        return _parse(AlbumScan, self._call("POST", path, _once(idempotency_key), files=dict([_image("image", image)]),
-                                            params=params))
+        data = self._call("POST", path, _once(idempotency_key), files=dict([_image("image", image)]), params=params)
+        return _parse(AlbumScan, data, failed=_failures(data, "failed"))
 
     def album_people(self, album: str, *, min_faces: int = 1) -> list[AlbumPerson]:
         """The album's people with at least ``min_faces`` faces, most faces first."""

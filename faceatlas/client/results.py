@@ -550,14 +550,43 @@ class TenantSettings:
 
 
 @dataclass(frozen=True)
+class ItemFailure:
+    """One input of many that failed, the others answered: its ``source`` (a path, or ``upload``),
+    its ``error`` code (``invalid_image``, ``no_face``...; as :attr:`FaceAtlasApiError.code`) and a
+    ``message`` for people: the API's ``{"source", "error", "message"}``."""
+
+    source: str
+    error: str
+    message: str
+    raw: dict[str, Any] = _raw()
+
+
+def _failures(data: dict[str, Any], key: str) -> tuple[ItemFailure, ...]:
+    """The :class:`ItemFailure` objects under ``key``; a server older than them answered pairs,
+    ``["upload", "invalid_image: why"]``, read as the same (the code before the first ``": "``)."""
+    items = data[key]
+    if isinstance(items, list):  # an old server's pairs as the objects they stand for
+        items = [_pair_failure(item) if isinstance(item, list) else item for item in items]
+    return tuple(_parse(ItemFailure, item) for item in _items({key: items}, key))
+
+
+def _pair_failure(pair: list[Any]) -> Any:
+    """``[source, "code: why"]`` as ``{"source", "error", "message"}`` (anything else as it is)."""
+    if len(pair) != 2 or not all(isinstance(value, str) for value in pair):
+        return pair
+    code, said, message = pair[1].partition(": ")
+    return {"source": pair[0], "error": code if said else "", "message": message if said else pair[1]}
+
+
+@dataclass(frozen=True)
 class AlbumScan:
     """What adding a photo to an album did: photos added (0: ``skipped``, the album had it), the
-    ``failed`` ones (name, reason), faces placed with people, ``unsorted`` faces (kept out by the
-    quality gate) and people new to the album."""
+    ``failed`` ones (each an :class:`ItemFailure`), faces placed with people, ``unsorted`` faces
+    (kept out by the quality gate) and people new to the album."""
 
     photos: int
     skipped: int
-    failed: tuple[tuple[str, str], ...]
+    failed: tuple[ItemFailure, ...]
     faces: int
     unsorted: int
     new_people: int

@@ -17,6 +17,7 @@ from faceatlas.errors import (
     InvalidInput,
     LowQuality,
     NoFace,
+    Rejection,
     TooManyFaces,
     TruncatedImage,
 )
@@ -159,30 +160,6 @@ class Verification:
 _REJECTION_ERRORS: dict[str, type[FaceAtlasError]] = {
     cls.code: cls for cls in (InvalidImage, EmptyImage, TruncatedImage, ImageTooLarge, NoFace, TooManyFaces, LowQuality)
 }
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """An image (or one of its faces) that an enrolment or a scan refused: its ``source`` (a path,
-    or ``image#N``: the N-th image given, from 0), the error tree's ``code`` of why (``no_face``,
-    ``too_many_faces``, ``low_quality``, ``invalid_image`` and its kinds...) and a ``message`` for
-    people. Doors read ``code`` and ``message``; ``reason`` is the text they show."""
-
-    source: str
-    code: str
-    message: str
-
-    @classmethod
-    def of(cls, source: str, error: FaceAtlasError) -> Rejection:
-        """The rejection of ``source`` for ``error`` (its code and message)."""
-        return cls(source, error.code, str(error))
-
-    @property
-    def reason(self) -> str:
-        """``code: message`` (``low_quality (0.31 < 0.50)``: a measure, in brackets)."""
-        if self.code == LowQuality.code:
-            return f"{self.code} ({self.message})"
-        return f"{self.code}: {self.message}"
 
 
 def rejection_error(rejected: Iterable[Rejection], message: str) -> FaceAtlasError:

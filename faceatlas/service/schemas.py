@@ -77,6 +77,18 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+class ItemFailureOut(BaseModel):
+    """One input of a call's many that failed while the others were answered (an album upload that
+    did not decode): the object every door gives for it, the CLI's ``--json`` too."""
+
+    # (Rejection.to_dict; it was a pair ["upload", "invalid_image: ..."], a tuple schema that
+    # generated clients handle badly)
+
+    source: str = Field(description="which input: the file path, or the upload's name (upload)")
+    error: str = Field(description="its error code, as an error body's: invalid_image, no_face, low_quality, ...")
+    message: str = Field(description="why, for people")
+
+
 # -- faces ----------------------------------------------------------------------------------------
 
 
@@ -387,7 +399,7 @@ class AlbumListOut(BaseModel):
 class AlbumScanOut(BaseModel):
     photos: int
     skipped: int
-    failed: list[tuple[str, str]]
+    failed: list[ItemFailureOut] = Field(description="the photos that did not decode, each with why")
     faces: int
     unsorted: int
     new_people: int

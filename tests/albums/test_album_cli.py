@@ -333,7 +333,7 @@ def test_a_scan_names_the_dangling_links_and_fifos_named_as_photos(lfw: Path, tm
     assert done.returncode == 1, done.stdout + done.stderr  # failures: 1, as for a photo that does not decode
     report = json.loads(done.stdout)
     assert report["photos"] == 2 and report["left_out"] == [], report
-    failed = dict(report["failed"])
+    failed = {row["source"]: f"{row['error']}: {row['message']}" for row in report["failed"]}
     assert sorted(failed) == sorted(str(p) for p in (library / "pipe.jpg", library / "gone.jpg",
                                                      library / "Tony_Blair" / "loop.jpg")), failed
     assert failed[str(library / "pipe.jpg")] == "invalid_image: not a regular file but a FIFO (named pipe): not read"

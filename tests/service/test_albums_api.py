@@ -217,3 +217,36 @@ def test_an_upload_answer_says_why_it_has_no_moved_changed_or_left_out(api, shar
             assert answer.status_code == 200, answer.text
             assert not {"moved", "changed", "left_out", "erased"} & set(answer.json())
     assert answer.json()["skipped"] == 1
+
+
+def test_the_upload_answer_lists_its_failed_photos_as_objects_not_pairs(api, shared: Path) -> None:
+    """`failed` was `list[tuple[str, str]]`, a tuple schema (`prefixItems`) that openapi-generator
+    handles badly: now a list of `ItemFailureOut`, `{"source", "error", "message"}` (as the CLI's
+    `--json` gives one input that failed, and an error body its code and message). A real upload's
+    answer holds the list (empty: a photo that does not decode is refused before the album is made,
+    400 invalid_image; tests/test_item_failures.py reads a real scan's failed photo through this model)."""
+    document = api.app.openapi()
+    schemas = document["components"]["schemas"]
+    answer = document["paths"]["/v1/albums/{album}/photos"]["post"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/AlbumScanOut"}
+    assert not _keys(schemas["AlbumScanOut"]) & {"prefixItems"}, schemas["AlbumScanOut"]
+    assert schemas["AlbumScanOut"]["properties"]["failed"]["items"] == {"$ref": "#/components/schemas/ItemFailureOut"}
+    item = schemas["ItemFailureOut"]
+    assert set(item["properties"]) == set(item["required"]) == {"source", "error", "message"}, item
+    assert all(item["properties"][key]["type"] == "string" for key in item["properties"]), item
+    assert "prefixItems" not in _keys(document)  # no other answer holds a tuple schema either
+    photo = sorted((shared / "data" / "lfw" / "images" / "Tony_Blair").glob("*.jpg"))[0].read_bytes()
+    with api.client("acme_write") as http:
+        done = http.post(f"/v1/albums/failed_{uuid.uuid4().hex[:6]}/photos", files={"image": photo})
+        assert done.status_code == 200 and done.json()["failed"] == [], done.text
+        refused = http.post(f"/v1/albums/failed_{uuid.uuid4().hex[:6]}/photos", files={"image": b"not an image"})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, "invalid_image"), refused.text
+
+
+def _keys(schema: object) -> set[str]:
+    """Every key of the JSON ``schema``, at any depth."""
+    if isinstance(schema, dict):
+        return set(schema).union(*(_keys(value) for value in schema.values()))
+    if isinstance(schema, list):
+        return set().union(*(_keys(value) for value in schema))
+    return set()

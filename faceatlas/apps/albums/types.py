@@ -109,7 +109,7 @@ class ScanReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         del out["erased"]
-        out["failed"] = [(rejection.source, rejection.reason) for rejection in self.failed]  # (source, "code: why")
+        out["failed"] = [rejection.to_dict() for rejection in self.failed]  # {"source", "error", "message"}
         return out
 
 
