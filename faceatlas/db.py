@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import sqlite3
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -16,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from faceatlas.errors import DatabaseUnavailable, InvalidArgument, NotFound
@@ -117,22 +118,51 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_database_engine(url: str, *, busy_s: float = 30.0) -> Engine:
+def database_address(url: str) -> str:
+    """Where the database at ``url`` is, for a log line: ``host:port/database`` (no user, no
+    password), or an SQLite file's path."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        return str(sqlite_path(str(parsed)) or "memory")
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+DEFAULT_CONNECT_TIMEOUT = 5  # seconds: FACEATLAS_DB_CONNECT_TIMEOUT's default
+
+
+def create_database_engine(url: str, *, busy_s: float = 30.0,
+                           connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout (``busy_s``: how long
-    a statement waits on another connection's lock) on every connection."""
+    a statement waits on another connection's lock) on every connection. A server database gets
+    ``connect_timeout`` (seconds, at least libpq's 2; a ``connect_timeout`` in the URL wins) for a
+    new connection and as the bound of the check of a pooled one at its checkout
+    (:func:`_checked_at_checkout`): a database that does not answer (a hung host, a network black
+    hole) fails a call within it, not after the system's TCP timeout (~130 s) or never.
+
+    No engine writes a statement's parameters into an error's text (``hide_parameters``): an
+    unexpected database error's traceback in the server log held the names, metadata, embeddings
+    and face crops of the rows it wrote."""
     url = normalize_url(url)
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if make_url(url).get_backend_name() != "sqlite":
         try:
-            return create_engine(url, pool_pre_ping=True)
+            parsed = make_url(url)
+            own = parsed.query.get("connect_timeout")
+            seconds = max(2, int(own) if isinstance(own, str) and own.isdigit() else connect_timeout)
+            arguments = {"connect_timeout": seconds} if parsed.get_driver_name() == "psycopg" else {}
+            engine = create_engine(url, hide_parameters=True, connect_args=arguments,
+                                   pool_pre_ping=parsed.get_driver_name() != "psycopg")
+            if parsed.get_driver_name() == "psycopg":
+                _checked_at_checkout(engine, seconds)
+            return engine
         except (NoSuchModuleError, ArgumentError, ImportError) as exc:
             # notaurl://x was a traceback, and so was mysql://... (its driver, MySQLdb, not installed)
             missing = f" (its driver {exc.name} is not installed)" if isinstance(exc, ImportError) and exc.name else ""
             raise InvalidArgument(f"{make_url(url).render_as_string()[:80]} is no database URL this install "
                                   f"opens{missing}: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB") from exc
-    engine = create_engine(url, connect_args={"timeout": busy_s})
+    engine = create_engine(url, hide_parameters=True, connect_args={"timeout": busy_s})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -145,6 +175,46 @@ def create_database_engine(url: str, *, busy_s: float = 30.0) -> Engine:
 
     _erasures_leave_the_journal(engine, busy_s)
     return engine
+
+
+def _checked_at_checkout(engine: Engine, timeout_s: float) -> None:
+    """Each pooled psycopg connection answers ``SELECT 1`` within ``timeout_s`` when it is checked
+    out, else it is dropped and a new one made (bounded by the connect timeout): SQLAlchemy's
+    ``pool_pre_ping`` waits for its answer for ever, and a database host that hung (stopped, a
+    network black hole: the kernel still acknowledges what is sent) held every call, ``/readyz``
+    included, until it came back."""
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if not _answers(dbapi_connection, timeout_s):
+            raise DisconnectionError("the database did not answer a ping within the connect timeout")
+
+
+def _answers(connection: Any, timeout_s: float) -> bool:
+    """Whether the psycopg ``connection`` answers ``SELECT 1`` within ``timeout_s`` (libpq's
+    non-blocking calls: psycopg's own wait has no bound)."""
+    import psycopg
+
+    pgconn = connection.pgconn
+    deadline = time.monotonic() + timeout_s
+    try:
+        pgconn.send_query(b"SELECT 1")
+        while pgconn.flush():
+            if not select.select([], [pgconn.socket], [], max(0.0, deadline - time.monotonic()))[1]:
+                return False
+        while True:
+            pgconn.consume_input()
+            if pgconn.is_busy():
+                if not select.select([pgconn.socket], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    return False
+                continue
+            result = pgconn.get_result()
+            if result is None:
+                return True
+            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                return False
+    except psycopg.Error:
+        return False
 
 
 _ERASED = "faceatlas_erased"  # in a pooled connection's info: it deleted rows since it was checked out

@@ -22,7 +22,9 @@ storage     FACEATLAS_DATABASE_URL, FACEATLAS_INDEX_DIR, FACEATLAS_VECTOR_BACKEN
             default, or ``milvus``), FACEATLAS_MILVUS_URI (a file: Milvus Lite; ``http://host:19530``:
             a Milvus server), FACEATLAS_MILVUS_TOKEN, FACEATLAS_MILVUS_PREFIX (default: one of the
             database's id), FACEATLAS_MILVUS_INDEX, FACEATLAS_MILVUS_TIMEOUT (seconds one Milvus call
-            may take, retries included; default 10). An empty variable counts as unset, except
+            may take, retries included; default 10), FACEATLAS_DB_CONNECT_TIMEOUT (PostgreSQL: seconds
+            to open a connection or check a pooled one before a call fails, 503 database_unavailable;
+            default 5, at least 2). An empty variable counts as unset, except
             FACEATLAS_VECTOR_BACKEND, FACEATLAS_MILVUS_URI and FACEATLAS_MILVUS_PREFIX: refused
 service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_QUEUE_PER_TENANT (default: half the queue; the tenants' jobs run in turn), FACEATLAS_BATCHING,
@@ -309,6 +311,9 @@ class StorageSettings(_Section):
     milvus_index: Literal["auto", "FLAT", "IVF_FLAT", "HNSW"] = "auto"  # auto: FLAT on Lite, HNSW on a server
     milvus_timeout: float = Field(default=10.0, gt=0, description="seconds one Milvus call may take, its retries "
                                   "included (pymilvus alone retries an unreachable Milvus for minutes)")
+    db_connect_timeout: int = Field(default=5, ge=2, le=600, description="PostgreSQL: seconds to open a connection, "
+                                    "and to check a pooled one, before the call fails (503 database_unavailable); "
+                                    "at least 2 (libpq's least)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -354,6 +359,7 @@ class ServiceSettings(RetentionSettings):
 
     database_url: str = Field(default_factory=lambda: StorageSettings().database_url)
     index_dir: Path | None = Field(default_factory=lambda: StorageSettings().index_dir)
+    db_connect_timeout: int = Field(default_factory=lambda: StorageSettings().db_connect_timeout, ge=2, le=600)
     pack: str | None = None
     # Each at least 1 (max_wait_ms at least 0): no workers left every inference call waiting forever
     # (and the shutdown with it), and a queue of 0 or fewer would be unbounded, never answering 503.

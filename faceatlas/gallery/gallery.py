@@ -178,7 +178,7 @@ class Gallery:
         url = normalize_url(storage_settings.database_url if url is None else url)
         if not create:
             require_database(url, "gallery database", "`faceatlas gallery create NAME` makes one there")
-        engine = create_database_engine(url)
+        engine = create_database_engine(url, connect_timeout=storage_settings.db_connect_timeout)
         migrate(engine)
         index_dir = index_dir_for(url, index_dir or storage_settings.index_dir)
         sessions = sessionmaker(engine, expire_on_commit=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hmac
 import logging
@@ -49,7 +50,7 @@ from faceatlas.service.deps import (
     route_operation,
     usage_row,
 )
-from faceatlas.service.errors import error_response, install_error_handlers
+from faceatlas.service.errors import DatabaseOutage, error_response, install_error_handlers
 from faceatlas.service.headers import SecurityHeaders
 from faceatlas.service.idempotency import conclude as conclude_idempotency
 from faceatlas.service.inference import InferencePool
@@ -198,7 +199,8 @@ def migrate_all(engine: Engine) -> None:
 
 def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> ServerLease:
     """What would stop a server's start, found before it binds its port, as one error: the pack's
-    model files (fetched when allowed) and calibration (``FACEATLAS_CALIBRATION``), the database's
+    model files, every one (the liveness and attribute models too: a missing one was found by the
+    first liveness or KYC call; fetched when allowed) and calibration (``FACEATLAS_CALIBRATION``), the database's
     tables (migrated here, once: a database of a newer FaceAtlas is refused), the shared
     state's credentials, another server that may not run beside this one. Returns this server's
     hold on its database (see :mod:`faceatlas.service.lease`), for the serving process
@@ -208,11 +210,11 @@ def preflight(settings: ServiceSettings, engine_settings: EngineSettings) -> Ser
     once in the log): the hold names the Redis its servers count in, which only Redis can say, so
     the server binds its port once Redis answers (its processes then start as ever)."""
     pack = get_pack(settings.pack, engine_settings)
-    for model in pack.core_files:
+    for model in pack.files:
         resolve(model, settings=engine_settings, pack=pack.name)
     load_calibration(pack, engine_settings)  # a name no calibration has: said now, not by each process's start
     check_index_dir(index_dir_for(settings.database_url, settings.index_dir), make=True)
-    engine = create_database_engine(settings.database_url)
+    engine = create_database_engine(settings.database_url, connect_timeout=settings.db_connect_timeout)
     try:  # a database of a newer FaceAtlas: said once here, not by each process's startup
         migrate_all(engine)
     finally:
@@ -263,8 +265,10 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
-        state.db = create_database_engine(settings.database_url)
+        state.db = create_database_engine(settings.database_url, connect_timeout=settings.db_connect_timeout)
         migrate_all(state.db)
+        state.database_outage = DatabaseOutage(settings.database_url)  # logged once as it starts and ends
+        state.database_outage.watch(state.db)
         # the bookkeeping (audit records, erasures of ids from the audit trail) of changes committed
         # already, kept while the database drops and done once it is back: the change is answered
         state.follow_ups = FollowUps()
@@ -279,7 +283,8 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         state.shared.check()
         state.console_sessions = ConsoleSessions(state.db, state.accounts, settings.console_session_minutes)
         state.gallery = Gallery.open(settings.database_url, index_dir=settings.index_dir, settings=engine_settings,
-                                     storage_settings=storage_settings)
+                                     storage_settings=storage_settings or StorageSettings(
+                                         db_connect_timeout=settings.db_connect_timeout))
         state.tenant_galleries = {}
         # the calibration files parsed, re-read when changed: a search by embedding has no analyzer's
         state.calibrations = Calibrations()
@@ -440,23 +445,37 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.add_middleware(RedactQuerySecrets)  # outermost but one: before anything reads or logs the URL
     app.add_middleware(SecurityHeaders, prefix=API_PREFIX)  # on every answer, the refusals above included
 
-    # HEAD too: load balancers and uptime monitors probe with it (it was 405 Method Not Allowed)
+    def dependencies() -> str | None:
+        """What keeps this process from serving: the database or the shared state not answering."""
+        try:
+            with app.state.db.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return "the database cannot be reached"
+        if not app.state.shared.reachable():  # every metered call would answer 503
+            return "the shared state (Redis) cannot be reached"
+        return None
+
+    readiness = Readiness(dependencies)
+
+    # HEAD too: load balancers and uptime monitors probe with it (it was 405 Method Not Allowed).
+    # Both answer on the event loop: a liveness probe never waits for the threadpool, which calls on a
+    # database that does not answer had filled (a healthy process was restarted for it).
     @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
-    def readyz() -> PlainTextResponse:
+    async def readyz() -> PlainTextResponse:
         if not app.state.ready:
             return PlainTextResponse("starting", status_code=503)
-        with app.state.db.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        if not app.state.shared.reachable():  # every metered call would answer 503
-            return PlainTextResponse("the shared state (Redis) cannot be reached", status_code=503)
+        problem = await readiness.problem()
+        if problem is not None:
+            return PlainTextResponse(problem, status_code=503)
         return PlainTextResponse("ready")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics(request: Request) -> PlainTextResponse:
+    async def metrics(request: Request) -> PlainTextResponse:
         """Prometheus metrics; with ``metrics_token`` set, only for ``Authorization: Bearer <token>``."""
         if settings.metrics_token is not None:
             given = request.headers.get("authorization", "")
@@ -467,6 +486,29 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
         )
 
     return app
+
+
+READY_TIMEOUT_SECONDS = 2.0  # /readyz answers 503 when its check of the database and Redis takes longer
+
+
+class Readiness:
+    """``/readyz``'s check of what the process depends on (``check``: the problem, None when there
+    is none), at most one running at a time in the threadpool, each probe waiting for it at most
+    ``timeout_s`` (then: not ready). Probes arriving while a check runs wait for that one: a database
+    that did not answer held one thread per probe for minutes, and the probes filled the threadpool."""
+
+    def __init__(self, check: Callable[[], str | None], timeout_s: float = READY_TIMEOUT_SECONDS) -> None:
+        self._check = check
+        self._timeout = timeout_s
+        self._running: asyncio.Future[str | None] | None = None
+
+    async def problem(self) -> str | None:
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(run_in_threadpool(self._check))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._running), self._timeout)
+        except TimeoutError:
+            return f"the database or the shared state (Redis) did not answer within {self._timeout:g} s"
 
 
 VALIDATION_ERROR = "validation_error: a parameter or field breaks its rule"

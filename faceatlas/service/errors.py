@@ -6,16 +6,20 @@ answers its ``client_message`` instead, the message going to the server log (:fu
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from faceatlas.db import database_address
 from faceatlas.errors import DatabaseUnavailable, FaceAtlasError, InvalidArgument
 from faceatlas.gallery import ID_MAX_LENGTH, ID_PATTERN
 
@@ -39,6 +43,57 @@ def error_response(code: str, message: str, status: int, retry_after: float | No
     if status == 401:
         answer.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse({"error": {"code": code, "message": message}}, status, answer or None)
+
+
+class DatabaseOutage:
+    """A database outage said in the server log once when it starts (the first call that fails on
+    the database: cannot connect, the connection dropped, the disk full) and once when it ends (the
+    next statement the database answers), as a Redis outage is; no traceback per call (each such
+    call answers 503 ``database_unavailable``, and said nothing in the log at all). The database is
+    named by its address, never its credentials."""
+
+    def __init__(self, url: str) -> None:
+        self.address = database_address(url)
+        self._down = False
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    def failed(self, exc: BaseException) -> None:
+        """A call failed on the database (``exc``): logged if the database answered until now."""
+        with self._lock:
+            if self._down:
+                return
+            self._down = True
+        cause = getattr(exc, "orig", None) or exc  # the driver's own message, without the statement
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+        _log.warning("the database (%s) fails (%s): calls answer 503 database_unavailable until it is back",
+                     self.address, reason)
+
+    def answered(self) -> None:
+        """The database answered a statement: the end of an outage is logged."""
+        if not self._down:  # the usual case, without the lock
+            return
+        with self._lock:
+            if not self._down:
+                return
+            self._down = False
+        _log.warning("the database (%s) answers again", self.address)
+
+    def watch(self, engine: Engine) -> None:
+        """Follow ``engine``'s statements: one the database answered ends an outage, a failure
+        reaching it (``OperationalError``: cannot connect, dropped, refused) starts one."""
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def _answered(*_: Any) -> None:
+            self.answered()
+
+        @event.listens_for(engine, "handle_error")
+        def _failed(context: ExceptionContext) -> None:
+            if isinstance(context.sqlalchemy_exception, OperationalError) or context.is_disconnect:
+                self.failed(context.original_exception)
 
 
 def client_message(exc: FaceAtlasError) -> str:
@@ -105,6 +160,9 @@ def install_error_handlers(app: FastAPI) -> None:
         # the database cannot be reached (or dropped the connection, or stayed locked): the transaction
         # rolled back; the metering does not wait on it again for this call's usage row (kept in memory)
         request.state.database_failed = True
+        outage = getattr(request.app.state, "database_outage", None)
+        if outage is not None:  # said once an outage (the app's other engines fail here too)
+            outage.failed(exc)
         failure = DatabaseUnavailable("the database is unavailable; nothing was written", retry_after=1.0)
         return error_response(failure.code, str(failure), failure.status, failure.retry_after)
 

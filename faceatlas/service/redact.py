@@ -10,7 +10,8 @@ is as easy a mistake: once the app has routed the call (the route takes the key 
 path the server logs is cut to ``fa_<prefix>_[redacted]`` (:func:`redact_path`).
 
 The ids that name a person in a path (a subject's id, often their name; an album's person; a
-store's member) are personal data that no deletion reaches once a log line holds them: the path the
+store's member; a KYC session's, which names one person's identity check) are personal data that no
+deletion reaches once a log line holds them: the path the
 server logs has them replaced by their parameter's name (``/v1/collections/staff/subjects/{subject}``,
 :func:`redact_people`), whether a route took the call or not (a 404, a redirect, a refusal); so
 have the query parameters that name people (``/v1/albums/fam/together?people={people}``)."""
@@ -39,16 +40,16 @@ def redact_path(path: str) -> str:
 
 # The path parameters whose values name a person, logged as ``{name}``; in a path no route took (a
 # 404, a redirect, a call refused before routing), the segment after one of these names.
-PERSONAL_PARAMETERS = ("subject", "person", "member_id")
+PERSONAL_PARAMETERS = ("subject", "person", "member_id", "session_id")
 _PERSONAL_AFTER = {"subjects": "{subject}", "subject": "{subject}", "people": "{person}", "person": "{person}",
-                   "members": "{member_id}", "member": "{member_id}"}
+                   "members": "{member_id}", "member": "{member_id}", "sessions": "{session_id}"}
 
 
 def redact_people(path: str, template: str | None = None) -> str:
     """``path`` (as sent or percent-encoded) with each segment that names a person replaced by
     ``{name}``: the segments at the :data:`PERSONAL_PARAMETERS` of ``template`` (the route's path,
     ``/v1/collections/{collection}/subjects/{subject}``), or without one that fits, each segment
-    after ``subjects``, ``people`` or ``members``."""
+    after ``subjects``, ``people``, ``members`` or ``sessions``."""
     segments = path.split("/")
     shape = template.split("/") if template is not None else []
     if len(shape) == len(segments):

@@ -26,6 +26,10 @@ def test_redact_people_replaces_the_segments_of_personal_parameters_only() -> No
     assert redact_people("/v1/albums/a/people/Aunt%20Mary/faces") == "/v1/albums/a/people/{person}/faces"
     assert redact_people("/v1/collections/staff/subject/jane") == "/v1/collections/staff/subject/{subject}"
     assert redact_people("/v1/collections/staff/subjects") == "/v1/collections/staff/subjects"
+    # a KYC session's id names one person's identity check
+    assert redact_people("/v1/kyc/sessions/c0c7e8/submit", "/v1/kyc/sessions/{session_id}/submit") == \
+        "/v1/kyc/sessions/{session_id}/submit"
+    assert redact_people("/v1/kyc/sessions/c0c7e8") == "/v1/kyc/sessions/{session_id}"
 
 
 def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path, tmp_path: Path) -> None:
@@ -56,6 +60,11 @@ def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path
             # not routed: a trailing slash (redirected), a mistyped route (404)
             assert http.get("/v1/collections/staff/subjects/jane_slash/").status_code in (307, 404)
             assert http.get("/v1/collections/staff/subject/jane_typo").status_code == 404
+            session = http.post("/v1/kyc/sessions")
+            assert session.status_code == 201, session.text
+            session_id = session.json()["id"]
+            assert http.get(f"/v1/kyc/sessions/{session_id}").status_code == 200
+            assert http.post(f"/v1/kyc/sessions/{session_id}/submit").status_code == 415  # no document
     finally:
         service_tools.stop(process)
         engine.dispose()
@@ -65,4 +74,6 @@ def test_no_person_s_id_is_written_to_the_access_log(service_tools, shared: Path
     assert "GET /v1/albums/holiday/people/{person}/faces HTTP" in text
     assert "GET /v1/albums/holiday/together?people={people}&people={people} HTTP" in text
     assert "GET /v1/collections/staff HTTP" in text  # a collection's name is not a person's: kept
-    assert "jane_" not in text and "Aunt" not in text
+    assert "GET /v1/kyc/sessions/{session_id} HTTP" in text
+    assert "POST /v1/kyc/sessions/{session_id}/submit HTTP" in text
+    assert "jane_" not in text and "Aunt" not in text and session_id not in text

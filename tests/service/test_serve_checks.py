@@ -419,6 +419,24 @@ def test_an_index_folder_that_is_a_file_stops_serve_before_it_starts(shared: Pat
     assert not (tmp_path / "service.db").exists()
 
 
+def test_a_missing_liveness_model_stops_serve_before_it_starts(shared: Path, tmp_path: Path) -> None:
+    """Every file of the pack is checked before the port is bound, not only the detector and
+    recogniser: without a liveness model the server started, /readyz said ready, and liveness and
+    KYC calls answered 503 model_missing."""
+    models = tmp_path / "models"
+    missing = "antispoof/2.7_80x80_MiniFASNetV2.onnx"
+    for source in (shared / "models").rglob("*"):  # the shared models, but that one, linked
+        if source.is_file() and source.relative_to(shared / "models").as_posix() != missing:
+            (models / source.relative_to(shared / "models")).parent.mkdir(parents=True, exist_ok=True)
+            (models / source.relative_to(shared / "models")).symlink_to(source)
+    done = _serve(["--db", f"sqlite:///{tmp_path / 'service.db'}", "--port", "0"], shared, tmp_path,
+                  FACEATLAS_MODEL_DIR=str(models), FACEATLAS_OFFLINE="1", FACEATLAS_CACHE=str(tmp_path / "cache"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error (model_missing): ") and "MiniFASNetV2" in last, done.stderr[-3000:]
+    assert "Uvicorn running" not in done.stderr
+
+
 def test_an_index_folder_that_cannot_be_made_stops_serve_before_it_starts(shared: Path, tmp_path: Path) -> None:
     """FACEATLAS_INDEX_DIR where no folder can be made (under /proc): the server started, said it was
     ready, and every search was a 500 (FileNotFoundError in the log)."""

@@ -126,7 +126,8 @@ async def _one_photo(request: Request, principal: Principal, operation: str, sco
         # (its traceback logged): the photos done before it stay recorded and billed, and the form's
         # outcome (kept under its one-time token) says which were enrolled, so a second sending does
         # not enrol them again
-        _log.exception("console %s: photo %r failed", operation, upload.filename)
+        # without the file's name: a photo's file name often is its person's name
+        _log.exception("console %s: a photo of the form failed", operation)
         status = 500
         if getattr(request.state, "meter", None) is not meter:
             meter = None
