@@ -66,7 +66,18 @@ from faceatlas.gallery.index import (
 from faceatlas.gallery.index.milvus import MilvusStore
 from faceatlas.gallery.milvus_sync import MilvusIndexCache
 from faceatlas.gallery.mismatch import mismatch_message, pack_of
-from faceatlas.gallery.models import Collection, FaceRecord, Subject, Tenant, database_id, migrate
+from faceatlas.gallery.models import (
+    HISTORY_KEPT,
+    HISTORY_PRUNE_EVERY,
+    Collection,
+    CollectionRevision,
+    FaceRecord,
+    Subject,
+    Tenant,
+    database_id,
+    migrate,
+    new_history,
+)
 from faceatlas.gallery.rules import (
     ID_MAX_LENGTH,
     check_id,
@@ -284,6 +295,8 @@ class Gallery:
         try:
             with self._sessions.begin() as session:
                 session.add(row)
+                session.flush()
+                session.add(CollectionRevision(collection_id=row.id, revision=0, history=new_history()))
         except IntegrityError as exc:
             raise AlreadyExists(f"collection '{name}' already exists") from exc
         return self.get_collection(name)
@@ -585,12 +598,12 @@ class Gallery:
                                            .returning(FaceRecord.id, FaceRecord.embedding)).all())
             if not rowcount(session.execute(delete(Subject).where(Subject.id == absorbed.id))):
                 raise NotFound(f"subject '{absorb}' not found in '{collection}'")  # rolled back
-            revision = self._bump(session, coll)
+            revision, history = self._bump(session, coll)
             self._stamp(session, [row[0] for row in moved], revision)  # other processes regroup them at their catch-up
         face_ids = np.asarray([row[0] for row in moved], np.int64)
         vectors = decode_embeddings([row[1] for row in moved], coll.embedding_size)
         self._indexes.applied(coll.id, revision, removed=face_ids,
-                              added=(face_ids, vectors, np.full(len(face_ids), kept.id, np.int64)))
+                              added=(face_ids, vectors, np.full(len(face_ids), kept.id, np.int64)), history=history)
         return self.get_subject(collection, keep)
 
     def delete_subject(self, collection: str, external_id: str) -> int:
@@ -607,9 +620,9 @@ class Gallery:
                                                            .returning(FaceRecord.id)), dtype=np.int64))
             if not rowcount(session.execute(delete(Subject).where(Subject.id == subject.id))):  # deleted meanwhile
                 raise NotFound(f"subject '{external_id}' not found in '{collection}'")
-            revision = self._bump(session, coll, removed=bool(len(face_ids)))  # none: no full diff elsewhere
+            revision, history = self._bump(session, coll, removed=bool(len(face_ids)))  # none: no full diff elsewhere
             journal = self._indexes.intend_erase(coll.id, face_ids)  # written before the commit
-        self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True, journal=journal)
+        self._indexes.applied(coll.id, revision, removed=face_ids, save_now=True, journal=journal, history=history)
         return len(face_ids)
 
     def delete_face(self, collection: str, face_id: int) -> None:
@@ -621,9 +634,10 @@ class Gallery:
                                                                FaceRecord.id == face_id)))
             if not deleted:
                 raise NotFound(f"face {face_id} not found in '{collection}'")
-            revision = self._bump(session, coll, removed=True)
+            revision, history = self._bump(session, coll, removed=True)
             journal = self._indexes.intend_erase(coll.id, np.array([face_id]))
-        self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True, journal=journal)
+        self._indexes.applied(coll.id, revision, removed=np.array([face_id]), save_now=True, journal=journal,
+                              history=history)
 
     def move_faces(self, collection: str, face_ids: Sequence[int], to_subject: str, *, name: str | None = None) -> int:
         """Move faces (of any subjects of the collection) to ``to_subject`` (created when needed);
@@ -632,7 +646,7 @@ class Gallery:
         if not wanted:
             return 0
 
-        def move() -> tuple[int, int, list[Any], int, int]:
+        def move() -> tuple[int, int, list[Any], int, int, str]:
             with self._sessions.begin() as session:
                 coll = self._collection(session, collection, lock=True)  # first: see _collection
                 target = self._subject_or_create(session, coll, to_subject, name)
@@ -644,15 +658,15 @@ class Gallery:
                 if rowcount(session.execute(update(FaceRecord).where(FaceRecord.id.in_(wanted))
                                             .values(subject_id=target.id))) != len(moved):  # one deleted meanwhile
                     raise NotFound(f"a face of {sorted(set(wanted))[:10]} is not in '{collection}'")  # rolled back
-                revision = self._bump(session, coll)
+                revision, history = self._bump(session, coll)
                 self._stamp(session, [row[0] for row in moved], revision)  # regrouped by other processes too
-                return coll.id, coll.embedding_size, list(moved), target.id, revision
+                return coll.id, coll.embedding_size, list(moved), target.id, revision, history
 
-        coll_id, size, moved, target_id, revision = self._once_more_on_race(move)
+        coll_id, size, moved, target_id, revision, history = self._once_more_on_race(move)
         ids = np.asarray([row[0] for row in moved], np.int64)
         vectors = decode_embeddings([row[1] for row in moved], size)
         self._indexes.applied(coll_id, revision, removed=ids,
-                              added=(ids, vectors, np.full(len(ids), target_id, np.int64)))
+                              added=(ids, vectors, np.full(len(ids), target_id, np.int64)), history=history)
         return len(ids)
 
     def face_vectors(self, collection: str, face_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -715,7 +729,7 @@ class Gallery:
             kept = sorted(set(range(len(vectors))) - set(left_out))
             # bumped first, the faces carry the revision that adds them (another process's catch-up
             # reads the faces newer than its index, not every face id); the row lock is held already
-            revision = self._bump(session, coll)
+            revision, history = self._bump(session, coll)
             rows = [
                 {"collection_id": coll.id, "subject_id": subject.id, "embedding": vectors[i].tobytes(),
                  "revision": revision,
@@ -727,7 +741,7 @@ class Gallery:
             ids = list(session.scalars(insert(FaceRecord).returning(FaceRecord.id, sort_by_parameter_order=True),
                                        rows)) if rows else []
         self._indexes.applied(coll.id, revision, added=(np.asarray(ids, np.int64), vectors[kept],
-                                                        np.full(len(ids), subject.id, np.int64)))
+                                                        np.full(len(ids), subject.id, np.int64)), history=history)
         return ids, left_out, created, renamed
 
     def enrol_images(self, collection: str, external_id: str, images: Iterable[ImageInput], analyzer: FaceAnalyzer,
@@ -1067,7 +1081,7 @@ class Gallery:
             if present - known:
                 return None
             dropped = report.unmigratable + report.failed
-            revision = self._bump(session, coll, removed=bool(dropped))  # the row is held (lock) already
+            revision, _ = self._bump(session, coll, removed=bool(dropped))  # the row is held (lock) already
             if dropped:
                 session.execute(delete(FaceRecord).where(FaceRecord.id.in_(dropped)))
             for face_id, vector in new_vectors.items():
@@ -1147,18 +1161,27 @@ class Gallery:
         return found, True
 
     @staticmethod
-    def _bump(session: Session, collection: Collection, *, removed: bool = False) -> int:
-        """Increment the collection revision in the current transaction; returns the new value.
-        ``removed``: the transaction removes faces, recorded as the collection's ``removed_revision``
-        (a catch-up from before it diffs every face id; see :meth:`IndexCache._catch_up`). Faces the
-        transaction adds or moves carry the new revision (:meth:`_stamp`, or set as inserted)."""
+    def _bump(session: Session, collection: Collection, *, removed: bool = False) -> tuple[int, str]:
+        """Increment the collection revision in the current transaction; returns the new value and
+        its history token (random, recorded in ``collection_revisions``: an index copy of another
+        history at the same revision, a database restored from a backup and written again, is told
+        by it). ``removed``: the transaction removes faces, recorded as the collection's
+        ``removed_revision`` (a catch-up from before it diffs every face id; see
+        :meth:`IndexCache._catch_up`). Faces the transaction adds or moves carry the new revision
+        (:meth:`_stamp`, or set as inserted)."""
         values: dict[str, Any] = {"revision": Collection.revision + 1}
         if removed:
             values["removed_revision"] = Collection.revision + 1
         revision = session.scalar(update(Collection).where(Collection.id == collection.id)
                                   .values(**values).returning(Collection.revision))
         assert revision is not None, "the collection row is locked by this transaction"
-        return revision
+        history = new_history()
+        session.execute(insert(CollectionRevision).values(collection_id=collection.id, revision=revision,
+                                                          history=history))
+        if revision % HISTORY_PRUNE_EVERY == 0:  # a copy older than the tokens kept is rebuilt
+            session.execute(delete(CollectionRevision).where(CollectionRevision.collection_id == collection.id,
+                                                             CollectionRevision.revision <= revision - HISTORY_KEPT))
+        return revision, history
 
     @staticmethod
     def _stamp(session: Session, face_ids: Sequence[int], revision: int) -> None:

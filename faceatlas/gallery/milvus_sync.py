@@ -23,6 +23,13 @@ it also catches up each copy whose stored revision is not the database's: faces 
 process that wrote no Milvus (the FAISS backend) leave Milvus then, not at their collection's
 next search.
 
+A stored revision also records the database's history token of the revision it vouches for
+(``collection_revisions``; in its ``recognizer_id`` field, after the collection's space): a copy
+whose token is not the database's for that revision (a database restored from a backup and
+written again reaches the same revision numbers with other faces under reused face ids; a copy
+stored before the tokens) is dropped and filled anew from the database, never trusted or caught up
+by face ids, at its next use and at every open.
+
 A change committed to the database is the record: when Milvus fails to take it afterwards
 (:meth:`MilvusIndexCache.applied`), the call still succeeds (a warning is logged, the stored
 revision is left behind and the copy caught up at its next use). A Milvus that lost its
@@ -33,9 +40,11 @@ next call, instead of answering 503 until the process restarts.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -45,9 +54,10 @@ from faceatlas.errors import NotFound, VectorStoreUnavailable
 from faceatlas.gallery.index import IndexState, VectorIndex
 from faceatlas.gallery.index.milvus import STALE, CollectionMissing, MilvusIndex, MilvusStore
 from faceatlas.gallery.models import Collection, FaceRecord, Tenant
-from faceatlas.gallery.sync import IndexCache
+from faceatlas.gallery.sync import IndexCache, history_of, same_history
 
 _CHECK_CHUNK = 10_000
+_HISTORY = re.compile(r"(-?\d+):([0-9a-f]{32})")  # what a stored space ends with after its last "|"
 _log = logging.getLogger(__name__)
 
 
@@ -97,9 +107,11 @@ class MilvusIndexCache:
             gone, behind = [], []
             for record in records:
                 collection = alive.get(int(record["collection_id"]))
-                if collection is None or record["recognizer_id"] != _space(collection):
+                space, history = _parse(record["recognizer_id"])
+                if collection is None or space != _space(collection):
                     gone.append(record)
-                elif int(record["revision"]) != collection.revision:
+                elif int(record["revision"]) != collection.revision \
+                        or not same_history(fresh, collection.id, history):  # another history's: refilled
                     behind.append(collection)
             with self._lock:
                 for record in gone:
@@ -136,10 +148,20 @@ class MilvusIndexCache:
             tenant = session.get(Tenant, collection.tenant_id)
             name = self.store.name(tenant.name if tenant is not None else "", collection.id)
             record = self.store.record(collection.id)
-            if record is not None and (record["name"], record["dim"], record["recognizer_id"]) != \
+            space, history = _parse(record["recognizer_id"]) if record is not None else ("", {})
+            if record is not None and (record["name"], record["dim"], space) != \
                     (name, collection.embedding_size, _space(collection)):
                 # another space's vectors (re-embedded), or another collection's that had this id (one
                 # deleted, a database made anew): start over, never caught up by face ids
+                self.store.drop(collection.id)
+                record = None
+            if record is not None and not same_history(session, collection.id, history):
+                # a copy of another history of the database (restored from a backup, then written
+                # again: the same revision numbers, other faces under the same face ids), or one
+                # stored before the history tokens: start over, never caught up by face ids
+                _log.info("the Milvus vectors of collection %d are not of this database's history (a database "
+                          "restored from a backup, or stored before 0005): filled anew from the database",
+                          collection.id)
                 self.store.drop(collection.id)
                 record = None
             if record is None:  # vectors under this name with no revision (a drop or a record lost): not trusted
@@ -147,7 +169,8 @@ class MilvusIndexCache:
             index = self.store.open(name, collection.embedding_size)  # counted: another process may have moved it
             if record is None or record["revision"] != collection.revision or index.created:
                 # behind, or its Milvus collection gone (made anew, empty, by open): copied from the database
-                index = self._catch_up(session, collection, index)
+                index = self._catch_up(session, collection, index,
+                                       _space(collection) if record is None else record["recognizer_id"])
             index.renew = partial(self._renew, collection.id)
             self._states[collection.id] = IndexState(index, collection.revision,
                                                      {"recognizer_id": _space(collection), "resets": self.store.resets})
@@ -173,8 +196,10 @@ class MilvusIndexCache:
                 assert isinstance(index, MilvusIndex)
                 return index
 
-    def _catch_up(self, session: Session, collection: Collection, index: MilvusIndex) -> MilvusIndex:
-        self.store.set_revision(index.name, collection.id, STALE, _space(collection), collection.embedding_size)
+    def _catch_up(self, session: Session, collection: Collection, index: MilvusIndex, stored: str) -> MilvusIndex:
+        """Bring ``index`` (a copy of this database's history: ``stored``, its space and history
+        token, kept while it is marked stale) to the collection's revision by a diff of face ids."""
+        self.store.set_revision(index.name, collection.id, STALE, stored, collection.embedding_size)
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
         held = index.ids()
@@ -186,7 +211,9 @@ class MilvusIndexCache:
         for chunk in IndexCache._fetch_chunks(session, collection, missing):
             index.add(*chunk)
         self._confirm(session, index, missing)
-        self.store.set_revision(index.name, collection.id, collection.revision, _space(collection),
+        self.store.set_revision(index.name, collection.id, collection.revision,
+                                _stored(_space(collection), collection.revision,
+                                        history_of(session, collection.id, collection.revision)),
                                 collection.embedding_size)
         return index
 
@@ -228,11 +255,12 @@ class MilvusIndexCache:
 
     def applied(self, collection_id: int, revision: int, *,
                 added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, removed: np.ndarray | None = None,
-                save_now: bool = False, journal: Path | None = None) -> None:
+                save_now: bool = False, journal: Path | None = None, history: str | None = None) -> None:
         """Apply a committed change from ``revision - 1`` to ``revision`` (as
-        :meth:`IndexCache.applied`): removals always, additions to a copy exactly one behind; a
-        copy that is not is left stale, caught up by the next :meth:`get` (at once when this
-        process had not loaded it, or when its Milvus collection is found gone).
+        :meth:`IndexCache.applied`; ``history``: the token it gave ``revision``): removals always,
+        additions to a copy exactly one behind; a copy that is not is left stale, caught up by the
+        next :meth:`get` (at once when this process had not loaded it, or when its Milvus
+        collection is found gone).
 
         The change is committed: when Milvus fails now, the call does not (an enrolment answered
         503 after its commit was enrolled twice by a client's retry). A warning is logged and the
@@ -244,7 +272,7 @@ class MilvusIndexCache:
             state = self._states.pop(collection_id, None) or self._erasing.pop(collection_id, None)
             self._erasing.pop(collection_id, None)
             try:
-                self._apply(collection_id, revision, state, added, removed)
+                self._apply(collection_id, revision, state, added, removed, history)
             except VectorStoreUnavailable as error:
                 self._states.pop(collection_id, None)  # caught up from the database at its next use
                 _log.warning("collection %d: revision %d is committed but Milvus did not take it (%s); its "
@@ -252,7 +280,8 @@ class MilvusIndexCache:
                              collection_id, revision, error)
 
     def _apply(self, collection_id: int, revision: int, state: IndexState | None,
-               added: tuple[np.ndarray, np.ndarray, np.ndarray] | None, removed: np.ndarray) -> None:
+               added: tuple[np.ndarray, np.ndarray, np.ndarray] | None, removed: np.ndarray,
+               history: str | None = None) -> None:
         if state is not None and not self._still_current(collection_id, state):
             state = None  # a copy of another collection that had this id, or one Milvus lost
         if state is None or not isinstance(state.index, MilvusIndex):
@@ -280,7 +309,8 @@ class MilvusIndexCache:
             return
         state.revision = revision
         self._states[collection_id] = state
-        self.store.set_revision(index.name, collection_id, revision, state.meta["recognizer_id"], index.dim)
+        self.store.set_revision(index.name, collection_id, revision,
+                                _stored(state.meta["recognizer_id"], revision, history), index.dim)
 
     def _still_current(self, collection_id: int, state: IndexState) -> bool:
         """Whether ``state`` is still a copy of the collection the database has under this id, and
@@ -316,6 +346,23 @@ class MilvusIndexCache:
             self._states.pop(collection_id, None)
             self._erasing.pop(collection_id, None)
             self.store.drop(collection_id)
+
+
+def _stored(space: str, revision: int, history: str | None) -> str:
+    """What a stored revision records in its ``recognizer_id`` field: the collection's space and
+    the history token of ``revision`` (none when unknown: the copy is filled anew at its next load)."""
+    return space if history is None else f"{space}|{revision}:{history}"
+
+
+def _parse(stored: str) -> tuple[str, dict[str, Any]]:
+    """The space and the history (``history``, ``history_revision``, as an index file's metadata
+    records them: :func:`~faceatlas.gallery.sync.same_history`) of a stored revision's
+    ``recognizer_id`` field; a field stored before the history tokens is its space alone."""
+    space, _, last = str(stored).rpartition("|")
+    found = _HISTORY.fullmatch(last)
+    if not space or found is None:
+        return str(stored), {}
+    return space, {"history": found.group(2), "history_revision": int(found.group(1))}
 
 
 def _space(collection: Collection) -> str:

@@ -58,6 +58,31 @@ class Collection(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def new_history() -> str:
+    """A random token naming one revision of one collection in one history of the database."""
+    return uuid.uuid4().hex
+
+
+class CollectionRevision(Base):
+    """The history token of each revision of a collection (random, made by the transaction that
+    reached the revision): what tells an index copy of this database's history from one of another
+    history that reached the same revision number (a database restored from a backup, then written
+    again: the same revisions, other faces under the same face ids). An index copy records the
+    token of its revision; it is trusted, or caught up from the faces changed since, only when the
+    database holds the same token for that revision, and rebuilt otherwise. Rows older than
+    ``HISTORY_KEPT`` revisions go (a copy that far behind is rebuilt)."""
+
+    __tablename__ = "collection_revisions"
+
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    history: Mapped[str] = mapped_column(String(32))
+
+
+HISTORY_KEPT = 100_000  # revisions of a collection whose history token is kept (pruned every HISTORY_PRUNE_EVERY)
+HISTORY_PRUNE_EVERY = 1_000
+
+
 class Subject(Base):
     """A person in a collection, known to the caller by ``external_id``."""
 

@@ -7,6 +7,14 @@ when a face was removed since (the collection's ``removed_revision``), by a set 
 ids, so a face committed to the database is never lost, a moved face is regrouped under its
 subject, and a face deleted from it never lingers in search results or on disk.
 
+A revision number alone does not name a state of the collection: a database restored from a
+backup moves it back, and the writes made after the restore reach the same numbers again with other
+faces under reused face ids. An index therefore records, beside its revision, the history token
+the database gave that revision (``collection_revisions``, random per revision) and is trusted, or
+caught up, only when the database holds the same token for it; a file of another history (or one
+from before the tokens, or one so far behind that its token was pruned) is rebuilt from the
+database, the record (:func:`same_history`).
+
 The index folder holds only a copy: a folder that cannot be written (full, read-only) never fails
 a search or an enrolment (the copy in memory serves; the save is tried again later), and a delete
 that cannot rewrite a file removes it instead (:meth:`IndexCache._discard`).
@@ -21,6 +29,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Row, Select, func, select
@@ -40,7 +49,7 @@ from faceatlas.gallery.index import (
     read_index_meta,
     save_index,
 )
-from faceatlas.gallery.models import Collection, FaceRecord, Subject
+from faceatlas.gallery.models import Collection, CollectionRevision, FaceRecord, Subject
 from faceatlas.gallery.rules import check_index_dir
 
 _FETCH_CHUNK = 10_000
@@ -70,6 +79,36 @@ def _process_alive(pid: str) -> bool:
     return True
 
 
+def history_of(session: Session, collection_id: int, revision: int) -> str | None:
+    """The history token the database holds for a revision of a collection (None: none, the
+    revision is not in this database's history, or its token was pruned or never made)."""
+    return session.scalar(select(CollectionRevision.history).where(CollectionRevision.collection_id == collection_id,
+                                                                   CollectionRevision.revision == revision))
+
+
+def same_history(session: Session, collection_id: int, meta: dict[str, Any]) -> bool:
+    """Whether an index copy whose metadata is ``meta`` belongs to this database's history: the
+    token it records for its revision (``history`` of ``history_revision``, kept when the copy is
+    later marked stale) is the one the database holds for that revision. A copy of a database
+    restored from a backup and written again, one from before the tokens, or one whose token was
+    pruned is not (rebuilt: its face ids may name other faces here)."""
+    token, revision = meta.get("history"), meta.get("history_revision")
+    if not isinstance(token, str) or not isinstance(revision, int) or isinstance(revision, bool):
+        return False
+    return history_of(session, collection_id, revision) == token
+
+
+def stamp_history(meta: dict[str, Any], revision: int, history: str | None) -> dict[str, Any]:
+    """Record in ``meta`` that its copy is at ``revision`` of the history token ``history`` (None,
+    unknown: the record goes, and the copy is rebuilt when it is next loaded from its file)."""
+    if history is None:
+        meta.pop("history", None)
+        meta.pop("history_revision", None)
+    else:
+        meta["history"], meta["history_revision"] = history, revision
+    return meta
+
+
 def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
     """Stack float32 embedding blobs from the database into an (n, dim) matrix."""
     if not blobs:
@@ -96,6 +135,11 @@ class CommittedFaces:
             row = session.execute(select(Collection.revision, Collection.removed_revision)
                                   .where(Collection.id == collection_id)).first()
             return None if row is None else (row[0], row[1])
+
+    def history(self, collection_id: int, revision: int) -> str | None:
+        """The committed history token of a revision (:func:`history_of`)."""
+        with self._sessions() as session:
+            return history_of(session, collection_id, revision)
 
     def ids(self, collection_id: int) -> np.ndarray:
         with self._sessions() as session:
@@ -243,7 +287,10 @@ class IndexCache:
         holds an erased face is deleted (rebuilt from the database at its next use), never rewritten
         here: a rewrite from a read made before another process's delete committed put the erased
         vector back, and writers racing on one file deleted each other's graph files. This
-        process's copy in memory is caught up there (:meth:`get`: removals applied, saved)."""
+        process's copy in memory is caught up there (:meth:`get`: removals applied, saved). A file
+        of another history of the database (:func:`same_history`: one restored from a backup and
+        written again) is deleted whatever its revision: its face ids may name other faces here, and
+        it may hold faces erased in the history it came from."""
         path = self.path(collection_id)
         assert path is not None, "swept in a folder"
         with sessions() as session:
@@ -259,15 +306,15 @@ class IndexCache:
                     self.get(session, collection)
                     return 1
             meta = read_index_meta(path)
-            if meta is not None and meta.get("created") == _identity(collection)["created"] \
-                    and isinstance(meta.get("revision"), int) \
+            ours = meta is not None and meta.get("created") == _identity(collection)["created"] \
+                and same_history(session, collection_id, meta)
+            if ours and meta is not None and isinstance(meta.get("revision"), int) \
                     and collection.removed_revision <= meta["revision"] <= collection.revision:
                 return 0  # current, or behind with no face removed since: it holds no erased face
-            held = read_index_ids(path)
+            held = read_index_ids(path) if ours else None
             alive = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection_id)),
-                                dtype=np.int64)
-        if meta is not None and meta.get("created") == _identity(collection)["created"] and held is not None \
-                and np.isin(held, alive).all():
+                                dtype=np.int64) if ours else None
+        if ours and held is not None and alive is not None and np.isin(held, alive).all():
             return 0  # behind, but holding no erased face
         with self._lock:
             if collection_id in self._states:  # loaded meanwhile by this process: caught up by get()
@@ -302,6 +349,15 @@ class IndexCache:
                 # there: an erased person's vector came back under a new person's face id); a copy of
                 # another embedding space (re-embedded by another process) is rebuilt too
                 state = None
+            if state is not None and not held and not same_history(session, collection.id, state.meta):
+                # a file of another history of the database (restored from a backup, then written
+                # again: the same revision numbers, other faces under the same face ids), or one
+                # from before the history tokens, or so far behind that its token was pruned:
+                # rebuilt from the database, never trusted or caught up by its revision number
+                log.info("the index file of collection %d is not of this database's history (a database "
+                         "restored from a backup, or a file from before 0005): rebuilt from the database",
+                         collection.id)
+                state = None
             if state is not None and held and state.revision > collection.revision:
                 # the row was read before this copy moved on (another thread's enrolment or delete
                 # applied): kept as it is, at its revision; caught up, every face id was read and
@@ -320,21 +376,22 @@ class IndexCache:
 
     def applied(self, collection_id: int, revision: int, *,
                 added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, removed: np.ndarray | None = None,
-                save_now: bool = False, journal: Path | None = None) -> None:
+                save_now: bool = False, journal: Path | None = None, history: str | None = None) -> None:
         """Apply a committed change that moved the collection from ``revision - 1`` to ``revision``;
-        ``added`` is (face ids, vectors, subject ids).
+        ``added`` is (face ids, vectors, subject ids); ``history``: the history token the change
+        gave ``revision`` (None: unknown, the copy saved at it is rebuilt at its next load).
 
         Additions are applied only to an index exactly one revision behind; any other is left
         stale and the next :meth:`get` catches it up from the database. Removals are erasure: they
         are applied to whatever copy exists — the one in memory, or the file on disk when this
         process has not loaded it — and saved before returning, whatever the revisions say; then
         the erasure's ``journal`` (:meth:`intend_erase`) is removed."""
-        self._apply(collection_id, revision, added, removed, save_now)
+        self._apply(collection_id, revision, added, removed, save_now, history)
         if journal is not None:  # kept when the scrub failed: the next process start finishes it
             journal.unlink(missing_ok=True)
 
     def _apply(self, collection_id: int, revision: int, added: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-               removed: np.ndarray | None, save_now: bool = False) -> None:
+               removed: np.ndarray | None, save_now: bool = False, history: str | None = None) -> None:
         with self._lock:
             removed = np.empty(0, np.int64) if removed is None else np.asarray(removed, np.int64)
             erasing = len(removed) > 0
@@ -345,7 +402,8 @@ class IndexCache:
                 if erasing:  # a stale copy in memory is dropped (the next get() catches up); scrub the file
                     self._states.pop(collection_id, None)
                     self._unsaved.pop(collection_id, None)
-                    self._erase_on_disk(collection_id, removed, revision if added is None else None)
+                    self._erase_on_disk(collection_id, removed, revision if added is None else None,
+                                        history=history)
                 return
             if erasing:
                 state.index.remove(removed)
@@ -357,13 +415,16 @@ class IndexCache:
             if added is not None and len(added[0]):
                 state.index.add(*added)
             state.revision = revision
+            stamp_history(state.meta, revision, history)
             self._note_changes(collection_id, force=save_now or erasing, erasing=erasing)
 
     def _erase_on_disk(self, collection_id: int, face_ids: np.ndarray, revision: int | None, *,
-                       stale: bool = False) -> None:
+                       stale: bool = False, history: str | None = None) -> None:
         """Take ``face_ids`` out of the collection's index file as it is. Its revision moves to
-        ``revision`` only when it was exactly one behind (a change that only removed); otherwise a
-        later load catches it up (``stale``: it is marked so, whatever it was). A file that cannot
+        ``revision`` (of the history token ``history``) only when it was exactly one behind (a
+        change that only removed) in this database's history (its token checked with
+        :attr:`committed`); otherwise a later load catches it up (``stale``: it is marked so,
+        whatever it was; the token of the revision it had stays, checked at that load). A file that cannot
         be read cannot be scrubbed: it is deleted, with graph files a killed save left behind (the
         next get() rebuilds); so is one that cannot be written (a full folder: :meth:`_discard`)."""
         path = self.path(collection_id)
@@ -374,8 +435,10 @@ class IndexCache:
             self._discard(collection_id, erasing=True)
             return
         held = np.intersect1d(face_ids, state.index.ids())
-        if revision is not None and state.revision == revision - 1:
+        if revision is not None and state.revision == revision - 1 and history is not None \
+                and self._in_history(collection_id, state.meta, revision - 1):
             state.revision = revision
+            stamp_history(state.meta, revision, history)
         elif not len(held):
             return
         elif stale:
@@ -388,6 +451,12 @@ class IndexCache:
             save_index(state, path)
         except OSError as exc:
             self._discard(collection_id, erasing=True, cause=exc)
+
+    def _in_history(self, collection_id: int, meta: dict[str, Any], revision: int) -> bool:
+        """Whether a file's ``meta`` records this database's history token of ``revision``."""
+        if self.committed is None or meta.get("history_revision") != revision:
+            return False
+        return self.committed.history(collection_id, revision) == meta.get("history")
 
     def _discard(self, collection_id: int, *, erasing: bool, cause: OSError | None = None) -> None:
         """Remove the collection's index file, its graph files and the temporary files of failed
@@ -563,7 +632,7 @@ class IndexCache:
             return self._catch_up_changed(session, collection, state)
         db_ids = np.fromiter(session.scalars(select(FaceRecord.id).where(FaceRecord.collection_id == collection.id)),
                              dtype=np.int64)
-        meta = _identity(collection)
+        meta = _stamp(session, collection)
         if state is None or state.index.needs_rebuild(len(db_ids), self.ann_min_faces):
             return IndexState(self._build(session, collection, len(db_ids)), collection.revision, meta), True
         index = state.index
@@ -590,7 +659,7 @@ class IndexCache:
         """:meth:`_catch_up` by the faces changed since ``state.revision``: no face was removed since."""
         if not self._apply_changed(session, collection, state.index, state.revision):
             return self._rebuilt(session, collection), True
-        return IndexState(state.index, collection.revision, _identity(collection)), False
+        return IndexState(state.index, collection.revision, _stamp(session, collection)), False
 
     def _apply_changed(self, session: Session, collection: Collection, index: VectorIndex, since: int) -> bool:
         """Put the faces stamped with a revision above ``since`` (added, moved, re-embedded) into
@@ -625,7 +694,7 @@ class IndexCache:
         """A new index of the collection, its face count read first."""
         count = session.scalar(select(func.count()).select_from(FaceRecord)
                                .where(FaceRecord.collection_id == collection.id)) or 0
-        return IndexState(self._build(session, collection, count), collection.revision, _identity(collection))
+        return IndexState(self._build(session, collection, count), collection.revision, _stamp(session, collection))
 
     def _build(self, session: Session, collection: Collection, count: int) -> VectorIndex:
         """A new index of the collection's ``count`` faces, streamed from the database a subject
@@ -663,6 +732,13 @@ class IndexCache:
         return (np.asarray([row[0] for row in rows], np.int64),
                 decode_embeddings([row[1] for row in rows], collection.embedding_size),
                 np.asarray([row[2] for row in rows], np.int64))
+
+
+def _stamp(session: Session, collection: Collection) -> dict[str, Any]:
+    """The metadata of a copy of ``collection`` at its revision: its identity and the history token
+    of that revision (read in ``session``, which read the collection's row)."""
+    return stamp_history(dict(_identity(collection)), collection.revision,
+                         history_of(session, collection.id, collection.revision))
 
 
 def _identity(collection: Collection) -> dict[str, str]:
