@@ -81,6 +81,12 @@ def _without_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
+def url_without_password(url: str) -> str:
+    """``url`` as a log line may show it: its password (in the URL or as a ``password=`` parameter) as ``***``."""
+    shown = _without_password(url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)
+
+
 def one_reason(exc: BaseException) -> str:
     """The first line of ``exc``'s message."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

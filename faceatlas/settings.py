@@ -50,14 +50,22 @@ service     FACEATLAS_MAX_UPLOAD_BYTES, FACEATLAS_WORKERS, FACEATLAS_QUEUE_SIZE,
             FACEATLAS_MAX_EXPORTS_PER_TENANT (default 2 collection exports of one tenant built or
             downloaded at once across every process of the server, counted in Redis with
             FACEATLAS_REDIS_URL; more: 429), FACEATLAS_MAX_CONNECTIONS (default 1000
-            connections per server process; more: 503 from uvicorn)
+            connections per server process; more: 503 from uvicorn), FACEATLAS_LOG_FORMAT (``text``, the
+            default, or ``json``: one JSON object per log line)
             (plus the storage variables and FACEATLAS_PACK)
 ==========  ===================================================================================
+
+A ``FACEATLAS_*`` variable that is none of these nor of :data:`OTHER_VARIABLES` (read elsewhere on
+purpose) is ignored, with a warning on stderr naming the closest known name
+(:func:`warn_unknown_variables`, at every command's start: a misspelt database URL variable served a
+new empty database without a word).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -78,15 +86,20 @@ __all__ = [
     "MAX_EVENT_RETENTION_DAYS",
     "MAX_KYC_SESSION_SECONDS",
     "METRICS_FOLDER_VARIABLE",
+    "OTHER_VARIABLES",
     "RETENTION_SWEEP_SECONDS",
     "EngineSettings",
     "RetentionSettings",
     "ServiceSettings",
     "Settings",
     "StorageSettings",
+    "known_variables",
     "metrics_folder",
     "metrics_folder_set",
+    "setting_variables",
+    "unknown_variables",
     "url_origin",
+    "warn_unknown_variables",
 ]
 
 # YuNet + fr_feature (MIT) + MiniFASNet (Apache-2.0): every file commercially usable; beats `dlib` on LFW
@@ -445,6 +458,9 @@ class ServiceSettings(RetentionSettings):
                                         "of the collection in TMPDIR); more answer 429 with Retry-After")
     max_connections: int = Field(default=1000, ge=1, description="connections (and requests) one server "
                                  "process holds at once; past it uvicorn answers 503 at once")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="the server's log lines: text (time, level, logger, message; an access line "
+        "with its latency and request id) or json (one JSON object per line)")
 
     @field_validator("url_fetch_allowlist", mode="before")
     @classmethod
@@ -515,3 +531,67 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls) -> Settings:
         return cls()
+
+
+# The FACEATLAS_* variables read outside the settings classes, on purpose, with who reads them
+OTHER_VARIABLES = {
+    "FACEATLAS_SERVER": "faceatlas remote: --server's default",
+    "FACEATLAS_API_KEY": "faceatlas remote: --key's default",
+    "FACEATLAS_TIMEOUT": "faceatlas remote: --timeout's default",
+    "FACEATLAS_TEST_PG_URL": "the tests' PostgreSQL (and bench/service_scale.py's --db default)",
+    "FACEATLAS_PG_DATA": ".ci/start-postgres.sh: the test cluster's folder",
+    "FACEATLAS_PG_PORT": ".ci/start-postgres.sh: the test cluster's port",
+    "FACEATLAS_PG_DB": ".ci/start-postgres.sh: the test database's name",
+}
+# Settings that were, with what took their place: named in the warning
+RETIRED_VARIABLES = {
+    "FACEATLAS_KYC_RETENTION_DAYS": "KYC reference images are kept per tenant: PATCH /v1/settings kyc_retention_days",
+}
+
+
+def setting_variables() -> frozenset[str]:
+    """The variables of every settings section (``FACEATLAS_<FIELD>``, or a field's own alias)."""
+    names = set()
+    for section in (EngineSettings, StorageSettings, RetentionSettings, ServiceSettings):
+        for field_name, field in section.model_fields.items():
+            choices = [c for c in getattr(field.validation_alias, "choices", [])
+                       if isinstance(c, str) and c.upper().startswith("FACEATLAS_")]
+            names |= {c.upper() for c in choices} if choices else {_variable(field_name)}
+    return frozenset(names)
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``FACEATLAS_*`` variable FaceAtlas or its scripts read."""
+    return setting_variables() | frozenset(OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Iterable[str] | None = None) -> list[str]:
+    """A warning for each ``FACEATLAS_*`` variable of ``environ`` (this process's environment) that
+    nothing reads, naming the closest known one: a misspelt FACEATLAS_DATABASE_URL served a new empty
+    database, a misspelt FACEATLAS_METRICS_TOKEN left /metrics open, without a word."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()  # pydantic-settings reads them in any case
+        if not upper.startswith("FACEATLAS_") or upper in known:
+            continue
+        if upper in RETIRED_VARIABLES:
+            warnings.append(f"warning: {name} is no FaceAtlas setting any more ({RETIRED_VARIABLES[upper]}): ignored")
+            continue
+        # compared without the prefix they share (with it, any name was close to one)
+        close = difflib.get_close_matches(upper.removeprefix("FACEATLAS_"),
+                                          sorted(k.removeprefix("FACEATLAS_") for k in known), n=1, cutoff=0.75)
+        hint = f" (did you mean FACEATLAS_{close[0]}?)" if close else ""
+        warnings.append(f"warning: {name} is no FaceAtlas setting{hint}: ignored")
+    return warnings
+
+
+_warned: set[str] = set()
+
+
+def warn_unknown_variables() -> None:
+    """Say each warning of :func:`unknown_variables` on stderr, once per process."""
+    for warning in unknown_variables():
+        if warning not in _warned:
+            _warned.add(warning)
+            print(warning, file=sys.stderr, flush=True)

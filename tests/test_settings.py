@@ -286,3 +286,41 @@ def test_a_validator_s_refusal_reads_as_the_others(monkeypatch) -> None:
     monkeypatch.setenv("FACEATLAS_PIXELS_PER_TOKEN", "many")  # "TOKEN" in its name, yet no secret
     with pytest.raises(InvalidSetting, match="^FACEATLAS_PIXELS_PER_TOKEN='many': "):
         ServiceSettings()
+
+
+def test_an_unknown_variable_is_warned_about_with_the_closest_name() -> None:
+    """A misspelt database URL variable was ignored without a word (``extra="ignore"``): `serve` served a
+    new empty database in $HOME; each unknown FACEATLAS_* name is now a warning naming what it may have meant."""
+    from faceatlas.settings import known_variables, unknown_variables
+
+    typo, token, log, retired, other = ("FACEATLAS_" + name for name in ("DATABSE_URL", "METRICS_TOKN",
+                                                                          "LOG_FORMATS", "KYC_RETENTION_DAYS",
+                                                                          "QWERTY"))
+    environ = [typo, token, log, retired, other, "faceatlas_pack", "FACEATLAS_DATABASE_URL", "FACEATLAS_SERVER",
+               "FACEATLAS_TEST_PG_URL", "HOME", "PATH"]
+    assert unknown_variables(environ) == [
+        f"warning: {typo} is no FaceAtlas setting (did you mean FACEATLAS_DATABASE_URL?): ignored",
+        f"warning: {retired} is no FaceAtlas setting any more (KYC reference images are kept "
+        "per tenant: PATCH /v1/settings kyc_retention_days): ignored",
+        f"warning: {log} is no FaceAtlas setting (did you mean FACEATLAS_LOG_FORMAT?): ignored",
+        f"warning: {token} is no FaceAtlas setting (did you mean FACEATLAS_METRICS_TOKEN?): ignored",
+        f"warning: {other} is no FaceAtlas setting: ignored"]
+    assert {"FACEATLAS_URL_ALLOWLIST", "FACEATLAS_LOG_FORMAT", "FACEATLAS_EVENT_RETENTION_DAYS"} <= known_variables()
+
+
+def test_every_variable_the_repository_reads_is_known() -> None:
+    """The known names (the settings' and OTHER_VARIABLES) never drift from what the code, the tests,
+    the benchmarks and scripts read: a name read somewhere and not known would be warned about."""
+    from faceatlas.settings import RETIRED_VARIABLES, known_variables
+
+    root = Path(__file__).resolve().parents[1]
+    found: dict[str, str] = {}
+    for folder in ("faceatlas", "bench", "scripts", "tests", ".ci"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and path.suffix in {".py", ".sh", ".md", ".toml", ".cfg", ".txt", ""}:
+                for name in re.findall(r"FACEATLAS_[A-Z0-9_]+", path.read_text(errors="replace")):
+                    found.setdefault(name, str(path.relative_to(root)))
+    assert len(found) >= 55
+    unknown = {name: where for name, where in found.items()
+               if name not in known_variables() and name not in RETIRED_VARIABLES}
+    assert unknown == {}

@@ -45,6 +45,7 @@ from faceatlas.engine import (
     save_image,
 )
 from faceatlas.errors import InvalidArgument, Rejection
+from faceatlas.settings import warn_unknown_variables
 
 # The commands of the other layers, by name: (module, attribute: one command's function, or a Typer
 # of sub-commands, the line `faceatlas --help` shows for it). Each module is imported when its command
@@ -133,6 +134,7 @@ class _Commands(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
+        warn_unknown_variables()  # a misspelt FACEATLAS_* variable is ignored: said on stderr, each once
         show_int8_notices()  # a first use of int8 makes its file for minutes: said, not a silent hang
         with watching_stdout() as stdout:
             try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import copy
+import logging
+import logging.config
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,19 +12,21 @@ from rich.markup import escape
 
 from faceatlas.cli.errors import ANSWERS_IN_MEMORY, Output, WholeTable, emit_json, err, fail
 from faceatlas.cli.options import database_option
-from faceatlas.db import create_database_engine, day_range, require_database
+from faceatlas.db import create_database_engine, day_range, require_database, url_without_password
 from faceatlas.errors import AlreadyExists, CommandLineError, FaceAtlasError, InvalidSetting
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, index_dir_for
 from faceatlas.service.accounts import Accounts, key_prefix, usage_csv, usage_through
 from faceatlas.service.db import migrate
+from faceatlas.service.logs import log_config
 from faceatlas.service.metrics import multiprocess_folder, process_gone
 from faceatlas.service.tenants import delete_tenant, operator_accounts
-from faceatlas.settings import ServiceSettings, Settings
+from faceatlas.settings import EngineSettings, ServiceSettings, Settings
 
 if TYPE_CHECKING:
     import uvicorn
 
 console = Output()
+_log = logging.getLogger(__name__)
 admin = typer.Typer(help="Tenants, API keys and usage (run on the server's database).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
@@ -74,11 +77,16 @@ def serve(
     # a missing model or calibration, Redis refusing, another server on the database: one line, before the port;
     # the hold on the database lasts as long as this process
     lease = preflight(settings, sections.engine)  # a Redis not reachable yet: waited for here
+    # the server starts: its log set up as uvicorn sets it again (a start that failed above is its one line, as ever),
+    # and the first lines say what it serves
+    log_config = _log_config(settings.log_format)
     try:
+        logging.config.dictConfig(log_config)
+        _log_what_serves(settings, sections.engine)
         if processes == 1:
             try:
                 uvicorn.run(create_app(settings, engine_settings=sections.engine), host=host, port=port,
-                            log_level="info", log_config=_log_config(),
+                            log_level="info", log_config=log_config,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                             limit_concurrency=settings.max_connections, timeout_keep_alive=KEEP_ALIVE_S)
             except SystemExit as exc:  # uvicorn's 3: the app's start failed (uvicorn logged why)
@@ -90,7 +98,7 @@ def serve(
         # environment (the overrides travel there), loads the engine once, and is restarted if it dies.
         ServiceSettings.export(**overrides)
         config = uvicorn.Config("faceatlas.service.app:create_worker_app", factory=True, workers=processes,
-                                host=host, port=port, log_level="info", log_config=_log_config(),
+                                host=host, port=port, log_level="info", log_config=log_config,
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                                 # each process's own: a connection past them is answered 503 by uvicorn
                                 limit_concurrency=settings.max_connections, timeout_keep_alive=KEEP_ALIVE_S)
@@ -104,17 +112,26 @@ def serve(
         lease.release()
 
 
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, and FaceAtlas's own from INFO on, one line each on stderr as its warnings
-    were said (what the retention sweep deleted, Milvus caught up: INFO went nowhere under uvicorn)."""
-    from uvicorn.config import LOGGING_CONFIG
+def _log_config(log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging, the access lines, and FaceAtlas's own from INFO on (what the retention sweep
+    deleted, Milvus caught up: INFO went nowhere under uvicorn), each line with its time and level, in
+    ``log_format`` (FACEATLAS_LOG_FORMAT: text or json; docs/deploy.md "Logs")."""
+    return log_config(log_format)
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["faceatlas"] = {"format": "%(message)s"}
-    config["handlers"]["faceatlas"] = {"class": "logging.StreamHandler", "formatter": "faceatlas",
-                                       "stream": "ext://sys.stderr"}
-    config["loggers"]["faceatlas"] = {"handlers": ["faceatlas"], "level": "INFO", "propagate": False}
-    return config
+
+def _log_what_serves(settings: ServiceSettings, engine: EngineSettings) -> None:
+    """One line each at the start: the database (no password), the index folder, Redis (no
+    password), the pack; a misspelt setting served a new empty database, and no line said which."""
+    index = index_dir_for(settings.database_url, settings.index_dir)
+    _log.info("database: %s", url_without_password(settings.database_url))
+    _log.info("index folder: %s", index if index is not None else "none (indexes in memory, built from the database)")
+    if settings.redis_url is None:
+        _log.info("Redis: no Redis (rates, quotas and idempotency keys in this process's memory)")
+    else:
+        from faceatlas.service import redis_state  # the redis client: an optional extra
+
+        _log.info("Redis: %s", redis_state.address(settings.redis_url))
+    _log.info("pack: %s", settings.pack or engine.pack_name())
 
 
 def _supervise(config: uvicorn.Config, metrics: str) -> int:

@@ -56,6 +56,7 @@ from faceatlas.service.idempotency import conclude as conclude_idempotency
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.lease import ServerLease
 from faceatlas.service.limits import RefuseEncodedSlash, RefuseNul, UploadLimit
+from faceatlas.service.logs import RequestLog
 from faceatlas.service.metrics import ServiceMetrics
 from faceatlas.service.redact import RedactQuerySecrets, loggable_path
 from faceatlas.service.retention import RetentionSweep
@@ -442,8 +443,10 @@ def create_app(settings: ServiceSettings | None = None, analyzer: FaceAnalyzer |
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RefuseNul)
     app.add_middleware(RefuseEncodedSlash, prefix=API_PREFIX)
-    app.add_middleware(RedactQuerySecrets)  # outermost but one: before anything reads or logs the URL
+    app.add_middleware(RedactQuerySecrets)  # before anything reads the URL (RequestLog logs it after the call)
     app.add_middleware(SecurityHeaders, prefix=API_PREFIX)  # on every answer, the refusals above included
+    # outermost: every answer carries its X-Request-ID; the access line once the call is done (its path redacted)
+    app.add_middleware(RequestLog)
 
     def dependencies() -> str | None:
         """What keeps this process from serving: the database or the shared state not answering."""

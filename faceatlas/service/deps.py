@@ -269,6 +269,7 @@ def authenticate(request: Request, accounts: AccountsDep, shared: SharedDep,
                            "Authorization: Bearer or X-API-Key")
     if principal is None:
         raise Unauthorized("a valid API key is required (Authorization: Bearer fa_...)")
+    request.state.tenant = principal.tenant_id  # the access line's tenant
     return principal
 
 
@@ -538,6 +539,7 @@ def meter_call(request: Request, principal: Principal, operation: str, scope: st
 def admit_call(request: Request, principal: Principal, operation: str, scope: str) -> Meter:
     """The first half of :func:`meter_call`: ``scope`` and the key's rate limit (one token); the
     call's Meter, not counted against the quota yet."""
+    request.state.tenant = principal.tenant_id  # the access line's tenant (the console's calls too)
     if not principal.allows(scope):
         raise Forbidden(f"this key lacks the '{scope}' scope")
     wait = get_shared(request).take(principal.key_id, principal.rate_per_second, principal.burst)
