@@ -67,7 +67,7 @@ from urllib.parse import urlsplit
 import redis
 
 from faceatlas.errors import IdempotencyInFlight, IdempotencyKeyReused, InvalidSetting, StateUnavailable
-from faceatlas.service.accounts import Principal
+from faceatlas.service.accounts import Principal, database_dropped
 from faceatlas.service.shared_state import (
     IN_FLIGHT,
     KEY_REUSED,
@@ -695,13 +695,23 @@ class RedisState(SharedState):
 
     def _background(self) -> None:
         period = self._settings.quota_reconcile_seconds
+        failing = False  # the database dropped at the last try: said once, in one line, until it answers
         while True:
             try:
                 self.reconcile()
+                if failing:
+                    log.warning("quota reconciliation works again")
+                failing = False
             except StateUnavailable:  # Redis down: said once by _call; the next period tries again
                 pass
-            except Exception:  # the database down: the next period tries again
-                log.warning("quota reconciliation failed; retrying in %ss", period, exc_info=True)
+            except Exception as exc:  # the next period tries again
+                if not database_dropped(exc):  # a fault of another kind: its traceback, each time
+                    log.warning("quota reconciliation failed; retrying in %ss", period, exc_info=True)
+                elif not failing:  # the database down (logged by the calls that met it): no traceback a period
+                    why = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:200]
+                    log.warning("quota reconciliation failed: the database cannot be reached (%s); retrying "
+                                "every %ss", why, period)
+                failing = database_dropped(exc)
             if self._stop.wait(period):
                 return
 

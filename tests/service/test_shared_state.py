@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from faceatlas.client import FaceAtlasClient
@@ -31,7 +32,7 @@ from faceatlas.service.accounts import Accounts
 from faceatlas.service.db import AuditRecord, UsageRecord, database_identity, migrate
 from faceatlas.service.inference import InferencePool
 from faceatlas.service.redis_state import RedisState
-from faceatlas.service.shared_state import StoredAnswer
+from faceatlas.service.shared_state import StoredAnswer, month_of
 from faceatlas.service.tenants import operator_accounts
 from faceatlas.settings import ServiceSettings
 
@@ -776,3 +777,40 @@ def test_an_operator_s_revocation_stands_whatever_else_fails(accounts: Accounts,
     done = CliRunner().invoke(app, ["admin", "key", "revoke", other.prefix, "--db", url])
     assert done.exit_code == 0, done.output
     assert accounts.authenticate(other.token) is None and "could not be told of a revoked key" in caplog.text
+
+
+def test_a_database_down_is_said_once_by_the_reconciliation_without_a_traceback(
+        redis_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """With the database down, the quota reconciliation logged a warning with a 40-line traceback every
+    period (an operator probe: one each 60 s for as long as the outage lasted). It says it once, in
+    one line, and once more when the database answers again; a counter to reconcile is there."""
+    redis_server.flush()
+    down = create_database_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_timeout=2)
+    answers = {"yet": False}
+
+    def calls_this_month(tenant: str) -> int:  # the bill, read from a database that does not answer, then does
+        if answers["yet"]:
+            return 0
+        with down.connect() as connection:
+            return int(connection.execute(text("SELECT 0")).scalar_one())
+
+    settings = ServiceSettings(database_url="sqlite://", redis_url=redis_server.url, quota_reconcile_seconds=0.2)
+    caplog.set_level(logging.WARNING, logger="faceatlas")
+    state = RedisState(settings, calls_this_month, DATABASE)
+    try:
+        state.redis.set(state.name("quota", "acme", month_of()), 3)
+        deadline = time.monotonic() + 30
+        while not any("quota reconciliation failed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.1)
+        time.sleep(3)  # many periods of 0.2 s, each failing (a connect refused at once)
+        answers["yet"] = True
+        while not any("works again" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.1)
+    finally:
+        state.close()
+        down.dispose()
+    failed = [r for r in caplog.records if "quota reconciliation failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None, caplog.text
+    assert "cannot be reached" in failed[0].getMessage() and "nobody" not in failed[0].getMessage()
