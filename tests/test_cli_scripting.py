@@ -155,19 +155,21 @@ def test_admin_tenant_commands_say_the_tenant_in_json(tmp_path):
     db = f"sqlite:///{tmp_path / 's.db'}"
     made = _json(["admin", "tenant", "create", "acme", "--name", "Acme", "--quota", "100", "--max-rate", "50",
                   "--db", db, "--json"])
-    assert made == {"id": "acme", "name": "Acme", "monthly_quota": 100, "max_key_rate": 50.0}, made
+    assert made == {"tenant": "acme", "name": "Acme", "monthly_quota": 100, "max_key_rate": 50.0,
+                    "kyc_retention_days": 0}, made
     again = _json(["admin", "tenant", "create", "acme", "--db", db, "--json"], 2)
     assert set(again) == {"error", "message"}, again
     changed = _json(["admin", "tenant", "update", "acme", "--unlimited", "--default-max-rate", "--name", "A",
                      "--db", db, "--json"])
-    assert changed == {"id": "acme", "name": "A", "monthly_quota": None, "max_key_rate": None}, changed
+    assert changed == {"tenant": "acme", "name": "A", "monthly_quota": None, "max_key_rate": None,
+                       "kyc_retention_days": 0}, changed
     assert _json(["admin", "tenant", "list", "--db", db, "--json"]) == [changed]  # the same fields as the list's
     ghost = _json(["admin", "tenant", "update", "ghost", "--quota", "1", "--db", db, "--json"], 2)
     assert ghost["error"] == "not_found", ghost
     asked = _json(["admin", "tenant", "delete", "acme", "--db", db, "--json"], 2)  # nothing to ask in: --yes
     assert "--yes" in asked["message"], asked
     deleted = _json(["admin", "tenant", "delete", "acme", "--yes", "--db", db, "--json"])
-    assert deleted["id"] == "acme" and deleted["deleted"] is True, deleted
+    assert deleted["tenant"] == "acme" and deleted["deleted"] is True, deleted
     assert {k: deleted[k] for k in ("collections", "albums", "kyc_sessions", "stores", "events")} == dict.fromkeys(
         ("collections", "albums", "kyc_sessions", "stores", "events"), 0), deleted
     assert _json(["admin", "tenant", "delete", "acme", "--yes", "--db", db, "--json"], 2)["error"] == "not_found"
@@ -224,7 +226,8 @@ def test_counts_in_json(tmp_path):
     sink.close()
     said = _json(["counts", "gate", "--db", db, "--json"])
     assert said == {"camera": "gate", "counts": [{"camera": "gate", "minute": "2026-12-04T10:00", "class": "car",
-                                                  "counts": {"seen": 3, "in:lane1": 2}}]}, said
+                                                  "counts": {"seen": 3, "in:lane1": 2}}],
+                    "truncated": False, "next_from": None}, said  # the API's answer's keys: one shape
     assert _json(["counts", "gate", "--db", db, "--class", "bus", "--json"], 2)["error"] == "not_found"
 
 
@@ -353,7 +356,8 @@ def test_admin_tenant_create_exist_ok(tmp_path):
     create = ["admin", "tenant", "create", "acme", "--name", "Acme", "--quota", "100", "--db", db]
     assert _json([*create, "--exist-ok", "--json"])["existed"] is False
     again = _json([*create, "--exist-ok", "--json"])
-    assert again == {"id": "acme", "name": "Acme", "monthly_quota": 100, "max_key_rate": None, "existed": True}
+    assert again == {"tenant": "acme", "name": "Acme", "monthly_quota": 100, "max_key_rate": None,
+                     "kyc_retention_days": 0, "existed": True}
     said = runner.invoke(app, [*create, "--exist-ok"])
     assert said.exit_code == 0 and said.stdout.startswith("tenant acme exists (quota 100"), said.output
     assert _json([*create, "--json"], 2)["error"] == "already_exists"  # without the flag: as before

@@ -206,9 +206,11 @@ def _max_rate(rate: float | None) -> str:
 
 
 def _tenant_json(tenant: Any) -> dict[str, Any]:
-    """A tenant as every ``admin tenant ... --json`` says it (``tenant list``'s fields)."""
-    return {"id": tenant.id, "name": tenant.name, "monthly_quota": tenant.monthly_quota,
-            "max_key_rate": tenant.max_key_rate}
+    """A tenant as every ``admin tenant ... --json`` says it (``tenant list``'s fields), under the
+    names the API's ``/v1/settings`` gives them (``tenant``, ``kyc_retention_days``); its own quota
+    and ceiling (null: the server's default, which the API answers in their place)."""
+    return {"tenant": tenant.id, "name": tenant.name, "monthly_quota": tenant.monthly_quota,
+            "max_key_rate": tenant.max_key_rate, "kyc_retention_days": tenant.kyc_retention_days}
 
 
 MaxRateOption = Annotated[float | None, typer.Option(
@@ -284,7 +286,7 @@ def tenant_delete(tenant_id: str, yes: Annotated[bool, typer.Option("--yes", "-y
     if settings.redis_url is None:  # the answers servers keep for retries name its subjects: out of reach here
         err.print(ANSWERS_IN_MEMORY)
     if as_json:
-        emit_json({"id": tenant_id, "deleted": True, "collections": deleted.collections, "albums": deleted.albums,
+        emit_json({"tenant": tenant_id, "deleted": True, "collections": deleted.collections, "albums": deleted.albums,
                    "kyc_sessions": deleted.kyc_sessions, "stores": deleted.stores, "events": deleted.events})
         return
     counted = [(deleted.collections, "collection"), (deleted.albums, "album"),

@@ -189,7 +189,8 @@ def counts(
     tenant: Annotated[str, typer.Option(help="tenant of the stored counts (as cams.yaml's tenant: acme or "
                                              "svc:acme)")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout (the API's counts: "
-                                                         "camera, and each minute's camera, minute, class, counts)")]
+                                                         "camera, each minute's camera, minute, class, counts; "
+                                                         "never truncated)")]
     = False,
 ) -> None:
     """Per-minute counts of a camera per class: a table (or JSON), and optionally PNG charts."""
@@ -212,7 +213,7 @@ def counts(
     if heatmap is not None:
         occupancy(rows)  # no heatmap stored: NotFound before --plot is written (one outcome, not half of one)
     if as_json:  # GET /v1/cameras/{camera}/counts's answer (all the minutes asked: none left out)
-        emit_json({"camera": camera, "counts": [row.to_dict() for row in rows]})
+        emit_json({"camera": camera, "counts": [row.to_dict() for row in rows], "truncated": False, "next_from": None})
     else:
         table = WholeTable("minute", "class", "counts", title=f"{escape(camera)}: counts per minute")
         for row in rows:  # measures name the user's lines and zones ('zone:door:max' was 'zone🚪max')
