@@ -407,3 +407,28 @@ def test_watch_says_an_error_without_a_blank_line_first_into_a_pipe(tmp_path):
     result = subprocess.run([sys.executable, "-m", "faceatlas.cli", "watch", str(tmp_path / "nosuch.mp4")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error (file_not_found): "), repr(result.stderr)
+
+
+def test_gallery_search_and_kyc_verify_read_standard_input(examples, tmp_path, shared):
+    """`-` was read from standard input by detect, liveness, compare and remote only: `gallery search
+    staff -` said `-: no such file`, as `kyc verify -d -` did; both read it now (one of kyc's two)."""
+    photo = examples / "examples/obama_small.jpg"
+    db = str(tmp_path / "g.db")
+    assert runner.invoke(app, ["gallery", "create", "staff", "-p", "scrfd-mbf", "--db", db]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "enrol", "staff", str(photo), "-s", "obama", "--db", db]).exit_code == 0
+    found = runner.invoke(app, ["gallery", "search", "staff", "-", "--db", db, "--json"], input=photo.read_bytes())
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["results"][0]["matches"][0]["external_id"] == "obama", found.stdout
+    both = runner.invoke(app, ["kyc", "verify", "-d", "-", "-s", "-", "-c", "blink", "--db",
+                               f"sqlite:///{tmp_path / 'k.db'}", "--json"])
+    assert both.exit_code == 2 and "standard input" in both.output, both.output
+    from tests.kyc.conftest import MIRANDA, still
+    from tests.kyc.media import encode_mp4, moved_still
+
+    selfie = tmp_path / "selfie.mp4"
+    selfie.write_bytes(encode_mp4(moved_still(still(shared / MIRANDA), seconds=1.2, fps=10, size=(480, 360)), 10))
+    card = (shared / MIRANDA).read_bytes()
+    decided = runner.invoke(app, ["kyc", "verify", "-d", "-", "-s", str(selfie), "-c", "blink", "-p", "scrfd-mbf",
+                                  "--db", f"sqlite:///{tmp_path / 'k.db'}", "--json"], input=card)
+    assert decided.exit_code in (0, 1) and json.loads(decided.stdout)["status"] in ("accepted", "rejected"), \
+        decided.output

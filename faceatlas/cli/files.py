@@ -56,6 +56,12 @@ def image_source(path: Path) -> Path | bytes:
     return stdin_stream().read() if str(path) == STDIN else path
 
 
+def input_bytes(path: Path) -> bytes:
+    """The bytes of the input file ``path``, or of standard input for ``-`` (a video, a document:
+    what a layer takes as bytes)."""
+    return stdin_stream().read() if str(path) == STDIN else path.read_bytes()
+
+
 def stdin_stream() -> IO[bytes]:
     """Standard input's bytes, for an image given as ``-``; :class:`InvalidInput` when the command
     started with it closed (``<&-``: Python's ``sys.stdin`` is None, and ``remote detect -`` was a

@@ -28,7 +28,7 @@ from faceatlas.cli.errors import (
     interrupted,
     print_error,
 )
-from faceatlas.cli.files import folder_images, progress
+from faceatlas.cli.files import folder_images, image_source, progress
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url, normalize_url, one_reason, sqlite_path
 from faceatlas.engine import (
@@ -219,7 +219,7 @@ def _people(path: Path, subject: str | None) -> dict[str, list[Path]]:
 
 
 @app.command()
-def search(collection: str, image: Path,
+def search(collection: str, image: Annotated[Path, typer.Argument(help="the photo (- : standard input)")],
            k: Annotated[int, typer.Option("-k", help=f"subjects to return (1 to {SEARCH_K_MAX})")] = 5,
            threshold: Annotated[float | None, typer.Option(help="raw cosine similarity threshold (instead of --fpir)")]
            = None,
@@ -240,7 +240,7 @@ def search(collection: str, image: Path,
     with _gallery(db, tenant, as_json) as gallery:
         held = gallery.get_collection(collection)  # an unknown collection is not_found before any model or bar
         analyzer = FaceAnalyzer(pack or held.pack_name)
-        results, found = gallery.search_image(collection, str(image), analyzer, all_faces=all_faces, k=k,
+        results, found = gallery.search_image(collection, image_source(image), analyzer, all_faces=all_faces, k=k,
                                               **cut.search_options(), aggregate=aggregate)
         payload = {"results": [r.to_dict() for r in results], **cut.stated(),
                    "faces_in_image": found}  # the API's answer: the results, their cut, the count

@@ -13,6 +13,7 @@ from rich.console import Console
 from faceatlas.apps.drive import quiet_mediapipe
 from faceatlas.apps.kyc import REASON_WORDS, KycConfig, KycService, parse_challenge
 from faceatlas.cli.errors import Output, json_text, writing_stdout
+from faceatlas.cli.files import input_bytes, one_stdin
 from faceatlas.cli.options import database_option
 from faceatlas.db import create_database_engine, default_database_url
 from faceatlas.engine import FaceAnalyzer
@@ -25,8 +26,9 @@ err = Console(stderr=True)  # the spinner: a terminal's only (rich draws none in
 
 @app.command()
 def verify(
-    document: Annotated[Path, typer.Option("--document", "-d", help="the ID document image")],
-    selfie: Annotated[Path, typer.Option("--selfie", "-s", help="the selfie video (mp4, webm, mov)")],
+    document: Annotated[Path, typer.Option("--document", "-d", help="the ID document image (- : standard input)")],
+    selfie: Annotated[Path, typer.Option("--selfie", "-s", help="the selfie video (mp4, webm, mov; - : standard "
+                                                                "input)")],
     challenge: Annotated[str, typer.Option("--challenge", "-c", help="the actions asked, in order: blink, left, "
                                            "right, up, smile (or open_mouth), comma-separated")],
     far: Annotated[float | None, typer.Option(help="false-accept rate of the document-selfie match "
@@ -39,12 +41,13 @@ def verify(
 ) -> None:
     """Decide one verification; exit 0 when accepted, 1 when refused (the reasons are printed)."""
     actions = parse_challenge(challenge)
+    one_stdin([document, selfie])
     quiet_mediapipe(native=True)  # MediaPipe's start-up lines on stderr: of no use to whoever runs this
     config = KycConfig() if far is None else KycConfig(far=far)  # the layer's default FAR, unless given
     service = KycService(create_database_engine(db or default_database_url()),
                          FaceAnalyzer(pack, announce_license=False), config)
     with err.status("deciding: decoding the selfie; face, liveness, challenge and match checks"):
-        info = service.verify(tenant, document.read_bytes(), actions, video=selfie.read_bytes())
+        info = service.verify(tenant, input_bytes(document), actions, video=input_bytes(selfie))
     decided = (f"session {info.id} was decided all the same ({'accepted' if info.accepted else 'refused'}) and is "
                "kept: its selfie cannot be used again")
     with writing_stdout(done=decided):  # a stdout that cannot be written (> /dev/full): one line, exit 2
