@@ -123,7 +123,9 @@ def watch(
                   "(FACEATLAS_EVENT_RETENTION_DAYS), with their snapshots", markup=False, soft_wrap=True)
     lost = {sink: count for sink, count in report.undelivered.items() if count}
     for sink, count in lost.items():
-        err.print(f"{sink}: {count} events not delivered", markup=False)
+        dead = report.dead_letters.get(sink)
+        written = f" ({dead[0]} written to the dead letter file {dead[1]})" if dead else ""
+        err.print(f"{sink}: {count} events not delivered{written}", markup=False, soft_wrap=True)
     stopped = [stats for stats in report.cameras if stats.interrupted]
     for stats in stopped:
         err.print(f"interrupted: camera {stats.camera} stopped after {stats.frames} frames, before its file's end",

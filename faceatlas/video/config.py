@@ -423,11 +423,16 @@ def same_file(path: Path | str, other: Path | str) -> bool:
 class WebhookConfig:
     url: Annotated[str, Field(pattern=r"^https?://")]
     secret: Annotated[str, Field(min_length=1)]
-    max_attempts: Annotated[int, Field(ge=1)] = 8
-    max_queued: Annotated[int, Field(ge=1)] = 10_000  # events waiting; beyond: dropped, counted, warned once
+    # an event is retried until it is ``retry_for`` seconds old (counted from its emission; one that
+    # waited longer behind an outage still gets one try); ``max_attempts`` bounds the tries too when set
+    retry_for: Positive = 900.0
+    max_attempts: Annotated[int, Field(ge=1)] | None = None
+    max_queued: Annotated[int, Field(ge=1)] = 10_000  # events waiting; beyond: dead-lettered, counted, warned once
     backoff_start: Positive = 0.5
     backoff_max: Positive = 60.0
     timeout: Positive = 10.0
+    dead_letter: Annotated[str, Field(min_length=1)] | None = None  # JSON lines of every event not delivered
+    flush_timeout: Positive = 30.0  # at close (end, SIGTERM, Ctrl-C): how long queued events may still go out
 
     @field_validator("url")
     @classmethod

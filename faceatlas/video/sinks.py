@@ -322,6 +322,15 @@ class EventBus:
                 counts[type(sink).__name__] = counts.get(type(sink).__name__, 0) + count
         return counts
 
+    def dead_letters(self) -> dict[str, tuple[int, str]]:
+        """Per sink with a dead letter file: how many events it wrote there, and the file."""
+        files: dict[str, tuple[int, str]] = {}
+        for sink in self.sinks:
+            dead = getattr(sink, "dead_letters", None)
+            if isinstance(dead, tuple):
+                files[type(sink).__name__] = dead
+        return files
+
     def close(self) -> None:
         """Flush and close every sink."""
         for sink in self.sinks:

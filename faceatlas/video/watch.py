@@ -36,6 +36,7 @@ class WatchReport:
     failed: dict[str, FaceAtlasError] = field(default_factory=dict)
     reader_gone: bool = False  # the reader of the events on standard output went away: the run stopped
     expired: int = 0
+    dead_letters: dict[str, tuple[int, str]] = field(default_factory=dict)  # sink: (events written, file)
 
     @property
     def exit_status(self) -> int:
@@ -195,4 +196,4 @@ def _run(config: WatchConfig, gallery: Gallery | None, *, pack: str | None, pers
             expired = retention.close() if retention is not None else 0
     gone = any(isinstance(sink, JsonlSink) and sink.reader_gone for sink in bus.sinks)
     return WatchReport(results, dict(sorted(bus.counts.items())), bus.undelivered(), failed, reader_gone=gone,
-                       expired=expired)
+                       expired=expired, dead_letters=bus.dead_letters())

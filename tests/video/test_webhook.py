@@ -229,3 +229,161 @@ def test_a_slow_receiver_on_a_live_camera_bounds_the_queue_and_counts_what_it_dr
         release.set()
         server.shutdown()
         server.server_close()
+
+
+class Scripted(ThreadingHTTPServer):
+    """A receiver over HTTP/1.1 (keep-alive) answering ``answer(number)`` (status, headers) to its
+    request ``number`` (from 1); keeps the bodies, their arrival times and the client ports."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.bodies: list[bytes] = []
+        self.times: list[float] = []
+        self.ports: list[int] = []
+        super().__init__(("127.0.0.1", 0), ScriptedHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class ScriptedHandler(BaseHTTPRequestHandler):
+    server: Scripted
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        import time
+
+        self.server.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.times.append(time.monotonic())
+        self.server.ports.append(self.client_address[1])
+        status, headers = self.server.answer(len(self.server.bodies))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _events(count: int) -> list[Event]:
+    return [Event("track_started", "door", number, number / 25, number, "face", {"n": number})
+            for number in range(count)]
+
+
+def _dead_lines(path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def test_an_outage_longer_than_retry_for_dead_letters_every_event_with_its_body(tmp_path, caplog):
+    """An outage longer than ~64 s lost the head event (8 attempts, then one ERROR line) and named none
+    of the events a full queue dropped: every event not delivered is now a JSON line of the dead letter
+    file, the body it would have been POSTed with, and the give-up bound is a duration, not 8 tries."""
+    down = Scripted(lambda number: (500, {}))
+    dead = tmp_path / "dead" / "hook.jsonl"
+    try:
+        sink = WebhookSink(WebhookConfig(down.url, SECRET, backoff_start=0.01, backoff_max=0.02, retry_for=0.6,
+                                         dead_letter=str(dead)))
+        events = _events(3)
+        for event in events:
+            sink.emit(event)
+        sink.close(timeout=20)
+    finally:
+        down.stop()
+    assert (sink.delivered, sink.failed, sink.undelivered, sink.dead_lettered) == (0, 3, 3, 3)
+    assert _dead_lines(dead) == [event.to_json() for event in events]
+    assert len(down.bodies) > 8 + 2  # retried for 0.6 s, not 8 attempts (the two behind it, out of time, once each)
+    assert down.bodies[0] == events[0].to_json().encode()
+    assert f"3 written to {dead}" in caplog.text
+
+
+def test_a_full_queue_and_the_close_dead_letter_the_events_they_give_up(tmp_path, caplog):
+    """Events refused by a full queue (``max_queued``) and still queued when the flush bound ran out
+    were counted, never named: they are in the dead letter file, once each, and the bus reports it."""
+    from faceatlas.video import EventBus
+
+    release = threading.Event()
+
+    def hang(number: int) -> tuple[int, dict[str, str]]:
+        release.wait(10)
+        return 200, {}
+
+    slow = Scripted(hang)
+    dead = tmp_path / "hook.dead.jsonl"
+    try:
+        sink = WebhookSink(WebhookConfig(slow.url, SECRET, max_queued=3, timeout=2, flush_timeout=0.3,
+                                         dead_letter=str(dead)))
+        bus = EventBus([sink])
+        events = _events(10)
+        bus.emit(events[0])
+        while not slow.bodies:
+            threading.Event().wait(0.01)
+        for event in events[1:]:
+            bus.emit(event)  # 3 queued, 6 dropped
+        assert _dead_lines(dead) == [event.to_json() for event in events[4:]]
+        bus.close()  # the flush bound (0.3 s) runs out with the first still hanging: the rest given up
+    finally:
+        release.set()
+        slow.stop()
+    lines = _dead_lines(dead)
+    assert sorted(lines) == sorted(event.to_json() for event in events) and len(lines) == 10
+    assert bus.undelivered() == {"WebhookSink": 10}
+    assert bus.dead_letters() == {"WebhookSink": (10, str(dead))}
+
+
+def test_410_gone_stops_the_webhook_with_one_error_and_dead_letters_the_rest(tmp_path, caplog):
+    """A receiver answering 410 Gone was asked again for every event, each refusal an ERROR line."""
+    gone = Scripted(lambda number: (410, {}))
+    dead = tmp_path / "dead.jsonl"
+    try:
+        sink = WebhookSink(WebhookConfig(gone.url, SECRET, backoff_start=0.01, dead_letter=str(dead)))
+        events = _events(6)
+        for event in events:
+            sink.emit(event)
+        sink.close(timeout=10)
+        sink.emit(Event("track_ended", "door", 9, 1.0))  # after the 410 too: never sent, written
+    finally:
+        gone.stop()
+    assert len(gone.bodies) == 1
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and "410" in errors[0].getMessage()
+    assert _dead_lines(dead)[:6] == [event.to_json() for event in events] and len(_dead_lines(dead)) == 7
+
+
+def test_retry_after_is_honoured_and_bounded():
+    """A 429/503 with Retry-After was retried on the sink's own backoff (0.5 s), ignoring the receiver."""
+    from faceatlas.video.webhook import RETRY_AFTER_MAX_S, retry_after
+
+    busy = Scripted(lambda number: (503, {"Retry-After": "1"}) if number == 1 else (200, {}))
+    try:
+        sink = WebhookSink(WebhookConfig(busy.url, SECRET, backoff_start=0.01))
+        sink.emit(Event("track_started", "door", 1, 0.0))
+        sink.close(timeout=10)
+    finally:
+        busy.stop()
+    assert sink.delivered == 1 and len(busy.times) == 2
+    assert busy.times[1] - busy.times[0] >= 0.9
+    assert retry_after("86400") == RETRY_AFTER_MAX_S and retry_after("3") == 3.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0 and retry_after("soon") is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0
+
+
+def test_events_go_over_one_keep_alive_connection():
+    """Each event was a new TCP connection (urllib's Connection: close): the receiver's latency plus a
+    handshake per event capped the throughput."""
+    receiver = Scripted(lambda number: (200, {}))
+    try:
+        sink = WebhookSink(WebhookConfig(receiver.url, SECRET))
+        for event in _events(5):
+            sink.emit(event)
+        sink.close(timeout=10)
+    finally:
+        receiver.stop()
+    assert sink.delivered == 5 and len(set(receiver.ports)) == 1, receiver.ports
