@@ -41,7 +41,7 @@ import urllib.parse
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator
@@ -456,6 +456,16 @@ class MqttConfig:
     max_queued: Annotated[int, Field(ge=1)] = 10_000
     backoff_start: Annotated[int, Field(ge=1)] = 1
     backoff_max: Annotated[int, Field(ge=1)] = 120
+    # MQTT 5 (a PUBACK says whether the broker took the message: an ACL deny is not delivered) or 3.1.1
+    # (the broker acknowledges what it dropped), for a broker without 5
+    protocol: Literal["5", "3.1.1"] = "5"
+    tls: bool = False  # TLS to the broker (the login and the events otherwise travel in clear)
+    ca_certs: str | None = None  # the CA file that signed the broker's certificate (implies tls; default: the system's)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 @dataclass

@@ -199,7 +199,12 @@ class MqttSink:
         self._refused = 0
         self._warned = False
         self._gone = threading.Event()  # the connection ended (set by on_disconnect)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faceatlas-{id(self):x}")
+        self._denied: Counter[str] = Counter()  # PUBACKs with a failure reason (MQTT 5), per reason
+        protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faceatlas-{id(self):x}",
+                                  protocol=protocol)
+        if config.tls or config.ca_certs:
+            self.client.tls_set(ca_certs=config.ca_certs)
         if config.username:
             self.client.username_pw_set(config.username, config.password)
         self.client.reconnect_delay_set(config.backoff_start, config.backoff_max)
@@ -226,11 +231,21 @@ class MqttSink:
                         self.config.host, self.config.port, what)
 
     def _acknowledged(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        """A PUBACK; on MQTT 5 its reason code says whether the broker took the message (a publish its
+        ACL denies is acknowledged "Not authorized": not delivered, logged once per reason)."""
+        refused = bool(getattr(reason, "is_failure", False))
         with self._lock:
             if mid in self._waiting:
                 self._waiting.remove(mid)
             else:
                 self._early.add(mid)
+            if refused:
+                self._refused += 1
+                self._denied[str(reason)] += 1
+                first = self._denied[str(reason)] == 1
+        if refused and first:
+            log.error("MQTT broker %s:%d refused a publish to %s/... (%s): such events are not delivered",
+                      self.config.host, self.config.port, self.topic, reason)
 
     def _connected(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if not reason.is_failure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import shutil
@@ -205,7 +206,7 @@ class _MuteBroker:
                 self.clients.append(client)
                 if self.connack:
                     client.recv(1024)  # the CONNECT
-                    client.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted; no PUBACK ever
+                    client.sendall(b"\x20\x03\x00\x00\x00")  # CONNACK (MQTT 5), accepted; no PUBACK ever
         except OSError:  # closed by the test
             pass
 
@@ -355,3 +356,41 @@ def test_watch_events_dash_are_json_lines_on_stdout(hamilton, tmp_path, monkeypa
     kinds = [e.type for e in events]
     assert kinds.count("track_started") == kinds.count("track_ended") > 0 and kinds[-1] == "counts"
     assert "faceatlas watch" in result.stderr
+
+
+def test_mqtt_sink_counts_a_publish_the_broker_acl_denies(tmp_path, caplog):
+    """A broker whose ACL denies the topic acknowledged every publish (MQTT 3.1.1 has no reason code)
+    and the run said all delivered, exit 0, nothing received: on MQTT 5 the PUBACK's reason counts."""
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'faceatlas[mqtt]')")
+    broker = _mosquitto()
+    if broker is None:
+        pytest.skip("no MQTT broker: apt-get install mosquitto (.ci/run does)")
+    from faceatlas.video.sinks import MqttSink
+
+    port = _closed_port()
+    (tmp_path / "acl").write_text("topic readwrite other/#\ntopic read fa/#\n")
+    # as root mosquitto drops to the user "mosquitto", who cannot read the ACL in pytest's folder: stay
+    (tmp_path / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+                                     f"acl_file {tmp_path / 'acl'}\n")
+    process = subprocess.Popen([broker, "-c", str(tmp_path / "m.conf")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        sink = MqttSink(MqttConfig("127.0.0.1", port, "fa"))
+        bus = EventBus([sink])
+        for i in range(4):
+            bus.emit(Event("track_started", "door", i, i / 25, i, "face", {}))
+        deadline = time.monotonic() + 10
+        while len(sink._waiting) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        bus.close()
+    finally:
+        process.terminate()
+        process.wait(5)
+    assert sink.undelivered == 4 and bus.undelivered() == {"MqttSink": 4}
+    refusals = [r for r in caplog.records if "refused a publish" in r.getMessage()]
+    assert len(refusals) == 1 and "Not authorized" in refusals[0].getMessage(), caplog.text
