@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-FaceAtlas-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRYABLE = {408, 429}
-# httpx logs every request at INFO with its URL, whose query may hold a token: only its warnings
-if logging.getLogger("httpx").level == logging.NOTSET:
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 RETRY_AFTER_MAX_S = 300.0  # the longest Retry-After honoured (a receiver asking for a day gets 5 minutes)
 
 
@@ -108,7 +105,10 @@ class WebhookSink:
         self._abort = threading.Event()
         self._gone = False  # the receiver answered 410 Gone: nothing more is sent
         self._lock = threading.Lock()
-        self._settled: set[str] = set()  # ids given up (each written once, counted once)
+        # the event in flight that close() gave up while its request hung: the thread, if it ever ends that
+        # request, counts it no second time (the only event two threads may settle; no set of every id
+        # given up, which grew for as long as a receiver stayed down)
+        self._abandoned: str | None = None
         self._dead_file = None if config.dead_letter is None else Path(config.dead_letter)
         if self._dead_file is not None:
             self._dead_file.parent.mkdir(parents=True, exist_ok=True)
@@ -155,12 +155,14 @@ class WebhookSink:
     def _dead_note(self) -> str:
         return "" if self._dead_file is None else f" (written to {self._dead_file})"
 
-    def _give_up(self, event: Event) -> None:
-        """Count ``event`` as not delivered and append it to the dead letter file (once)."""
+    def _give_up(self, event: Event, *, abandon: bool = False) -> None:
+        """Count ``event`` as not delivered and append it to the dead letter file (once: ``abandon``,
+        close() giving up the event in flight, settles it for the thread too)."""
         with self._lock:
-            if event.id in self._settled:
+            if event.id == self._abandoned:
                 return
-            self._settled.add(event.id)
+            if abandon:
+                self._abandoned = event.id
             self.failed += 1
             if self._dead_file is None:
                 return
@@ -200,7 +202,7 @@ class WebhookSink:
         if self._thread.is_alive():  # stuck in a request: what it holds and what waits are given up here
             in_flight = self._in_flight
             if in_flight is not None:
-                self._give_up(in_flight)
+                self._give_up(in_flight, abandon=True)
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -229,7 +231,7 @@ class WebhookSink:
                     delivered = False
             if delivered:
                 with self._lock:
-                    if event.id not in self._settled:
+                    if event.id != self._abandoned:
                         self.delivered += 1
             else:
                 self._give_up(event)
