@@ -6,6 +6,7 @@ answers its ``client_message`` instead, the message going to the server log (:fu
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -62,7 +63,10 @@ class DatabaseOutage:
         return self._down
 
     def failed(self, exc: BaseException) -> None:
-        """A call failed on the database (``exc``): logged if the database answered until now."""
+        """A call failed on the database (``exc``): logged if the database answered until now and
+        ``exc`` is the database's own failure (:func:`database_fails`), not one statement's."""
+        if not database_fails(exc):
+            return
         with self._lock:
             if self._down:
                 return
@@ -94,6 +98,23 @@ class DatabaseOutage:
         def _failed(context: ExceptionContext) -> None:
             if isinstance(context.sqlalchemy_exception, OperationalError) or context.is_disconnect:
                 self.failed(context.original_exception)
+
+
+def database_fails(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database itself failing (it cannot be reached, dropped the connection,
+    shuts down, its disk is full), not one statement's failure while it answers: a lock or busy
+    timeout (SQLite's "database is locked"), a deadlock, a serialization failure, a statement
+    cancelled. Those were each logged as an outage begun and ended, a pair per contended call."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = getattr(exc, "orig", None) or exc
+    state = getattr(cause, "sqlstate", None)
+    if state:  # PostgreSQL: connection exception (08), shut down or restarting (57P), out of disk or memory (53)
+        return str(state).startswith(("08", "57P", "53"))
+    if isinstance(cause, sqlite3.Error):  # it answers locked or busy while another writes
+        text = str(cause).lower()
+        return any(words in text for words in ("unable to open", "disk i/o", "disk is full", "not a database"))
+    return True  # a driver's failure without a state: the connection's (refused, timed out, closed)
 
 
 def client_message(exc: FaceAtlasError) -> str:

@@ -198,3 +198,41 @@ def test_a_hung_postgresql_fails_calls_within_the_connect_timeout(private_postgr
     assert len(fails) == 1 and len(back) == 1, logged[-4000:]
     assert f"127.0.0.1:{make_url(url).port}/hang" in fails[0]
     assert "s3cret-pw" not in logged and "Traceback" not in logged, logged[-4000:]
+
+
+def test_a_locked_sqlite_is_no_outage_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every OperationalError was an outage begun ("the database fails ... until it is back") and
+    ended: SQLite's busy timeout under write contention (a deadlock, a serialization failure on
+    PostgreSQL) logged a pair per contended call, though the database answered all along. A
+    database that cannot be opened is still one."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from faceatlas.service.errors import DatabaseOutage
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    engine = create_database_engine(url, busy_s=0.2)
+    outage = DatabaseOutage(url)
+    outage.watch(engine)
+    caplog.set_level(logging.WARNING, logger="faceatlas")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    for _ in range(2):
+        holder = sqlite3.connect(tmp_path / "x.db")
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"), engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+        holder.rollback()
+        holder.close()
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+    engine.dispose()
+    assert not [r for r in caplog.records if "the database" in r.getMessage()], caplog.text
+    (tmp_path / "gone").mkdir()
+    missing = create_database_engine(f"sqlite:///{tmp_path / 'gone'}", busy_s=0.2)  # a folder: unable to open
+    outage.watch(missing)
+    with pytest.raises(OperationalError), missing.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    missing.dispose()
+    assert [r.getMessage() for r in caplog.records if "fails" in r.getMessage()], caplog.text
