@@ -27,6 +27,7 @@ from faceatlas.service.db import migrate
 from faceatlas.service.redis_state import RedisState
 from faceatlas.service.shared_state import MemoryState
 from faceatlas.settings import ServiceSettings
+from tests.service.test_shared_state import _wait_out_the_restart_grace
 
 DATABASE = "d" * 32  # the id of the database whose state the RedisState objects made here keep
 EXPORTS = "exports"
@@ -103,19 +104,6 @@ def test_a_dead_process_s_export_places_are_freed(processes, monkeypatch: pytest
         time.sleep(0.1)
     _taken(alive)
     assert alive.take_slot(EXPORTS, "acme", 2) is None
-
-
-def _wait_out_the_restart_grace(state: RedisState) -> None:
-    """Return once a process saw Redis restarted empty and the restart grace it set has passed."""
-    key = state.name(redis_state.RESTARTED_KEY)
-    deadline = time.monotonic() + 10
-    while not state.redis.exists(key):
-        assert time.monotonic() < deadline, "no process saw Redis restarted empty within 10 s"
-        time.sleep(0.05)
-    deadline = time.monotonic() + redis_state.restart_grace() + 10
-    while state.redis.exists(key):
-        assert time.monotonic() < deadline, "the restart grace never ended"
-        time.sleep(0.05)
 
 
 def test_redis_unreachable_refuses_an_export_place_and_a_restart_keeps_the_places_held(processes,
